@@ -1,0 +1,175 @@
+"""Background, detection and photometry with sep, SExtractor-equivalent.
+
+sep's working limits (the active-pixel stack and the deblending sub-object limit) are process-wide
+settings. When a frame overflows them, extraction is retried with raised limits; what still cannot be
+saved (e.g. deblending switched off for a crowded frame) is reported in ``note``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import sep
+
+from skylake.errors import FrameRejected
+from skylake.profile import Detection, Photometry
+
+#: SExtractor default.conv: 3x3 "all-ground", FWHM 2 px.
+DEFAULT_KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
+
+# sep's limits are global to the process; threads of one worker must not change them under each other.
+_SEP_LIMITS_LOCK = threading.Lock()
+
+
+@dataclass
+class Extraction:
+    objects: np.ndarray  # sep's structured array
+    back: np.ndarray  # background map (float32), same shape as the image
+    globalback: float
+    globalrms: float
+    note: str
+
+
+def _kernel(name: str):
+    if name == "default":
+        return DEFAULT_KERNEL
+    if name == "none":
+        return None
+    raise FrameRejected(f"unknown filter_kernel {name!r} in profile (use 'default' or 'none')")
+
+
+def background(data: np.ndarray, mask: np.ndarray | None, cfg: Detection) -> sep.Background:
+    """sep background mesh (BACK_SIZE, BACK_FILTERSIZE) of ``data``."""
+    return sep.Background(data, mask=mask, bw=cfg.back_size, bh=cfg.back_size,
+                          fw=cfg.back_filtersize, fh=cfg.back_filtersize)
+
+
+def _extract_once(data_sub, rms, mask, cfg: Detection, deblend_cont: float):
+    return sep.extract(data_sub, cfg.thresh, err=rms, mask=mask, minarea=cfg.minarea,
+                       filter_kernel=_kernel(cfg.filter_kernel), deblend_nthresh=cfg.deblend_nthresh,
+                       deblend_cont=deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param)
+
+
+def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detection) -> tuple[np.ndarray, str]:
+    """Run ``sep.extract`` with the profile's settings, raising sep's limits on overflow.
+
+    Returns the objects and a note of what was needed. Raises :class:`FrameRejected` only when even
+    the maximum limits with deblending switched off cannot extract the frame.
+    """
+    pixstack, sub_limit = cfg.pixstack, cfg.sub_object_limit
+    deblend_cont = cfg.deblend_cont
+    notes = []
+    while True:
+        with _SEP_LIMITS_LOCK:
+            sep.set_extract_pixstack(pixstack)
+            sep.set_sub_object_limit(sub_limit)
+            try:
+                objects = _extract_once(data_sub, rms, mask, cfg, deblend_cont)
+                return objects, "; ".join(notes)
+            except Exception as exc:  # sep raises a bare Exception with its C error message
+                message = str(exc)
+        if "pixel buffer full" in message and pixstack < cfg.max_pixstack:
+            pixstack = min(pixstack * 4, cfg.max_pixstack)
+            notes.append(f"pixel stack raised to {pixstack}")
+        elif "deblending overflow" in message and sub_limit < cfg.max_sub_object_limit:
+            sub_limit = min(sub_limit * 4, cfg.max_sub_object_limit)
+            notes.append(f"sub-object limit raised to {sub_limit}")
+        elif "deblending overflow" in message and deblend_cont < 1.0:
+            deblend_cont = 1.0
+            notes.append("deblending switched off: overflow at the maximum sub-object limit")
+        else:
+            raise FrameRejected(f"sep extraction failed: {message}")
+
+
+def extract(data: np.ndarray, cfg: Detection) -> Extraction:
+    """Background-subtract ``data`` in place and detect sources on it.
+
+    Rejects frames whose pixels are all NaN/inf or constant.
+    """
+    finite = np.isfinite(data)
+    mask = None
+    if not finite.all():
+        if not finite.any():
+            raise FrameRejected("every pixel is NaN or infinite")
+        mask = ~finite
+        data[mask] = 0.0
+    bkg = background(data, mask, cfg)
+    if not bkg.globalrms > 0:
+        raise FrameRejected(f"image has no noise: background rms is {bkg.globalrms} (constant image?)")
+    back = bkg.back()
+    np.subtract(data, back, out=data)
+    objects, note = detect(data, bkg.globalrms, mask, cfg)
+    return Extraction(objects=objects, back=back, globalback=float(bkg.globalback),
+                      globalrms=float(bkg.globalrms), note=note)
+
+
+def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float,
+            mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Photometry and shape of every detected object: fixed apertures with a local annulus background,
+    Kron flux (MAG_AUTO equivalent), peak, FWHM, elongation, ellipticity, theta, flags, edge distance.
+
+    Returns a dict of numpy columns named as in ``schemas/sources.yaml`` (less ids, sky position, mjd).
+    """
+    obj = ext.objects
+    n = len(obj)
+    x, y = obj["x"].astype(np.float64), obj["y"].astype(np.float64)
+    # float32 theta can round to just past pi/2, which sep's aperture functions refuse.
+    a, b = obj["a"].astype(np.float64), obj["b"].astype(np.float64)
+    theta = np.clip(obj["theta"].astype(np.float64), -np.pi / 2, np.pi / 2)
+    ny, nx = data_sub.shape
+    err = ext.globalrms
+    flags = obj["flag"].astype(np.int32)
+
+    # Degenerate shapes (b = 0 from one-pixel-wide objects) make sep refuse the ellipse: use a circle.
+    odd = ~(np.isfinite(a) & np.isfinite(b) & np.isfinite(theta) & (b > 0) & (a >= b))
+    if odd.any():
+        a, b, theta = np.where(odd, 1.0, a), np.where(odd, 1.0, b), np.where(odd, 0.0, theta)
+
+    # Kron flux: ellipse of kron_factor * kron_radius (in units of a, b), at least kron_min_radius.
+    kron_radius, kflag = sep.kron_radius(data_sub, x, y, a, b, theta, 6.0, mask=mask)
+    kron_radius = np.where(np.isfinite(kron_radius) & (kron_radius > 0), kron_radius, cfg.kron_min_radius)
+    scale = np.maximum(cfg.kron_factor * kron_radius, cfg.kron_min_radius)
+    flux_auto, flux_auto_err, aflag = sep.sum_ellipse(data_sub, x, y, a, b, theta, scale, err=err,
+                                                      gain=gain, mask=mask, subpix=1)
+    flags |= kflag.astype(np.int32) | aflag.astype(np.int32)
+
+    rin, rout = cfg.annulus
+    apertures = []
+    for radius in cfg.aperture_radii:
+        flux, ferr, aflag = sep.sum_circle(data_sub, x, y, radius, err=err, gain=gain, mask=mask,
+                                           bkgann=(rin, rout), subpix=5)
+        flags |= aflag.astype(np.int32)
+        apertures.append((flux, ferr))
+    ann_sum, _, _ = sep.sum_circann(data_sub, x, y, rin, rout, mask=mask, subpix=1)
+    bkg_local = ann_sum / (np.pi * (rout**2 - rin**2))
+
+    xi = np.clip(np.rint(x).astype(np.intp), 0, nx - 1)
+    yi = np.clip(np.rint(y).astype(np.intp), 0, ny - 1)
+    a, b = obj["a"], obj["b"]  # the measured shapes, degenerate or not
+    with np.errstate(divide="ignore", invalid="ignore"):
+        elongation = a / b
+        ellipticity = 1.0 - b / a
+    cols = {
+        "x": x,
+        "y": y,
+        "flux_auto": flux_auto,
+        "flux_auto_err": flux_auto_err,
+        "kron_radius": kron_radius,
+        "flux_max": obj["peak"],
+        "bkg": ext.back[yi, xi],
+        "bkg_local": bkg_local,
+        "fwhm": 2.3548 * np.sqrt((a.astype(np.float64) ** 2 + b.astype(np.float64) ** 2) / 2.0),
+        "a": a,
+        "b": b,
+        "theta": np.degrees(theta),
+        "elongation": elongation,
+        "ellipticity": ellipticity,
+        "npix": obj["npix"].astype(np.int32),
+        "edge_dist": np.minimum(np.minimum(x, nx - 1 - x), np.minimum(y, ny - 1 - y)),
+        "flags": flags,
+    }
+    for k, (flux, ferr) in enumerate(apertures, start=1):
+        cols[f"flux_ap{k}"], cols[f"flux_ap{k}_err"] = flux, ferr
+    return cols

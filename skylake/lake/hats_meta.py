@@ -1,0 +1,121 @@
+"""The HATS side of the source table: pixel assignment and the catalog metadata.
+
+``LAKE/sources`` is a HATS catalog (``dataproduct_type=source``, ``hats_npix_suffix=/``): every
+partition is a directory ``dataset/Norder=k/Dir=d/Npix=n/`` holding one Parquet file per ingest batch.
+Partitions never overlap; new rows go to the existing partition that contains them, or to a new
+partition at the lake's ``partition_order`` (deeper where a split partition's children already exist).
+The metadata (``partition_info.csv``, ``hats.properties``/``properties`` with the true ``hats_nrows``,
+``skymap.fits``/``point_map.fits``, ``dataset/_common_metadata``) is rebuilt at every commit; the
+optional ``_metadata`` is never written (it would go stale with every append).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hats.catalog import PartitionInfo, TableProperties
+from hats.io import file_io, paths
+from hats.pixel_math import HealpixPixel
+
+import skylake
+from skylake.lake.storage import Storage
+
+SKYMAP_ORDER = 8
+SOURCES = "sources"
+METADATA_FILES = ["partition_info.csv", "hats.properties", "properties", "skymap.fits", "point_map.fits",
+                  "dataset/_common_metadata"]
+
+
+def pixel_dir(order: int, pixel: int) -> str:
+    """``dataset/Norder=k/Dir=d/Npix=n`` of a partition, relative to the catalog."""
+    return f"dataset/Norder={order}/Dir={(pixel // 10_000) * 10_000}/Npix={pixel}"
+
+
+def _shift(order: int) -> int:
+    return 2 * (29 - order)
+
+
+def assign_pixels(h29: np.ndarray, partitions: list[HealpixPixel], default_order: int) -> tuple[np.ndarray, np.ndarray]:
+    """The partition ``(order, pixel)`` of each ``_healpix_29`` value.
+
+    Existing partitions win; other rows get new partitions at ``default_order``, or deeper where an
+    existing partition is a descendant of that pixel (so partitions never overlap).
+    """
+    n = len(h29)
+    orders = np.full(n, -1, dtype=np.int64)
+    pixels = np.full(n, -1, dtype=np.int64)
+    by_order: dict[int, np.ndarray] = {}
+    for p in partitions:
+        by_order.setdefault(p.order, []).append(p.pixel)
+    for order, pix in by_order.items():
+        cand = h29 >> _shift(order)
+        hit = np.isin(cand, np.asarray(pix, dtype=np.int64))
+        orders[hit], pixels[hit] = order, cand[hit]
+    todo = orders < 0
+    order = default_order
+    while todo.any():
+        # ancestors at this order of existing partitions that are deeper than it
+        blocked = np.asarray(sorted({p.pixel >> (2 * (p.order - order)) for p in partitions if p.order > order}),
+                             dtype=np.int64)
+        cand = h29 >> _shift(order)
+        free = todo & ~np.isin(cand, blocked)
+        orders[free], pixels[free] = order, cand[free]
+        todo &= ~free
+        order += 1
+        if order > 29:
+            raise AssertionError("pixel assignment did not converge; overlapping partitions in the lake?")
+    return orders, pixels
+
+
+def skymap_histogram(h29: np.ndarray) -> np.ndarray:
+    """Row counts at :data:`SKYMAP_ORDER` (dense, NESTED)."""
+    return np.bincount(h29 >> _shift(SKYMAP_ORDER), minlength=12 * 4**SKYMAP_ORDER).astype(np.int64)
+
+
+def read_partitions(store: Storage) -> list[HealpixPixel]:
+    if not store.exists(f"{SOURCES}/partition_info.csv"):
+        return []
+    return PartitionInfo.read_from_csv(store.full(f"{SOURCES}/partition_info.csv")).get_healpix_pixels()
+
+
+def read_skymap(store: Storage) -> np.ndarray:
+    if not store.exists(f"{SOURCES}/skymap.fits"):
+        return np.zeros(12 * 4**SKYMAP_ORDER, dtype=np.int64)
+    return np.asarray(file_io.read_fits_image(store.full(f"{SOURCES}/skymap.fits")), dtype=np.int64)
+
+
+def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel], total_rows: int,
+                   skymap: np.ndarray, schema: pa.Schema) -> list[str]:
+    """Write the catalog metadata files into ``out_rel`` (a staging copy of ``sources/``).
+
+    Returns the catalog-relative names written (:data:`METADATA_FILES`).
+    """
+    out = store.full(out_rel)
+    store.makedirs(f"{out_rel}/dataset")
+    info = PartitionInfo.from_healpix(partitions)
+    info.write_to_file(partition_info_file=f"{out}/partition_info.csv")
+    props = TableProperties(
+        catalog_name="sources",
+        catalog_type="source",
+        total_rows=int(total_rows),
+        ra_column="ra",
+        dec_column="dec",
+        healpix_column="_healpix_29",
+        healpix_order=29,
+        npix_suffix="/",
+        skymap_order=SKYMAP_ORDER,
+        moc_sky_fraction=float(f"{info.calculate_fractional_coverage():0.5f}") if partitions else 0.0,
+        hats_builder=f"skylake v{skylake.__version__}",
+        hats_creation_date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M%Z"),
+        hats_version="v1.0",
+        hats_cols_sort="_healpix_29,source_id",
+        hats_cols_survey_id="source_id",
+    )
+    props.to_properties_file(out)
+    file_io.write_fits_image(skymap, paths.get_skymap_file_pointer(out))
+    file_io.write_fits_image(skymap, paths.get_point_map_file_pointer(out))
+    pq.write_metadata(schema, f"{out}/dataset/_common_metadata")
+    return list(METADATA_FILES)

@@ -1,0 +1,93 @@
+"""Table schemas, read from ``schemas/*.yaml`` (the single source of truth).
+
+>>> sources = table_schema("sources")
+>>> sources.field("ra").type
+DataType(double)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import pyarrow as pa
+import yaml
+
+from skylake.paths import project_dir
+
+_SIMPLE_TYPES = {
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "list<double>": pa.list_(pa.float64()),
+    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table's schema plus its documentation as written in ``schemas/NAME.yaml``."""
+
+    name: str
+    description: str
+    schema: pa.Schema
+    partition_by: str | None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.schema.names)
+
+
+def _arrow_type(type_name: str, table: str, column: str) -> pa.DataType:
+    try:
+        return _SIMPLE_TYPES[type_name]
+    except KeyError:
+        raise ValueError(
+            f"schemas/{table}.yaml: column {column!r} has unknown type {type_name!r}; "
+            f"known types: {sorted(_SIMPLE_TYPES)}"
+        ) from None
+
+
+@functools.cache
+def table_spec(name: str) -> TableSpec:
+    """Load ``schemas/<name>.yaml`` as a :class:`TableSpec` (cached)."""
+    with open(project_dir("schemas") / f"{name}.yaml") as fh:
+        doc = yaml.safe_load(fh)
+    fields = []
+    for col in doc["columns"]:
+        meta = {"unit": col.get("unit", ""), "description": col.get("description", "")}
+        fields.append(pa.field(col["name"], _arrow_type(col["type"], name, col["name"]), metadata=meta))
+    return TableSpec(
+        name=doc["name"],
+        description=doc.get("description", ""),
+        schema=pa.schema(fields),
+        partition_by=doc.get("partition_by"),
+    )
+
+
+def table_schema(name: str) -> pa.Schema:
+    """The pyarrow schema of table ``name``."""
+    return table_spec(name).schema
+
+
+def conform(table: pa.Table | dict, name: str) -> pa.Table:
+    """Cast ``table`` (or a dict of columns) to the schema of ``name``, in schema order.
+
+    Raises ``ValueError`` naming the missing and unexpected columns when they do not fit.
+    """
+    schema = table_schema(name)
+    if isinstance(table, dict):
+        missing = [n for n in schema.names if n not in table]
+        extra = [k for k in table if k not in schema.names]
+        if missing or extra:
+            raise ValueError(f"{name}: columns do not fit the schema; missing {missing}, unexpected {extra}")
+        return pa.Table.from_pydict({n: table[n] for n in schema.names}, schema=schema)
+    missing = [n for n in schema.names if n not in table.column_names]
+    extra = [n for n in table.column_names if n not in schema.names]
+    if missing or extra:
+        raise ValueError(f"{name}: columns do not fit the schema; missing {missing}, unexpected {extra}")
+    return table.select(schema.names).cast(schema)
