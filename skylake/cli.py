@@ -1,0 +1,149 @@
+"""The ``skylake`` command line. Run ``skylake --help`` or ``skylake COMMAND --help``.
+
+Exit codes: 0 success; 1 unexpected error; 2 usage error or bad lake/profile; for ``ingest``,
+3 when some frames were rejected and 4 when nothing was ingested (see :mod:`skylake.ingest`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from skylake import __version__
+from skylake.errors import LakeError
+from skylake.profile import ProfileError
+
+log = logging.getLogger("skylake")
+
+
+def _cmd_init(args) -> int:
+    from skylake.lake import Lake
+
+    lake = Lake.init(args.lake, partition_order=args.partition_order)
+    print(f"lake ready at {lake.url} (partition order {lake.config.partition_order})")
+    return 0
+
+
+def _cmd_ingest(args) -> int:
+    from skylake.ingest import dask_client, ingest
+    from skylake.lake import Lake
+    from skylake.profile import load_profile
+
+    profile = load_profile(args.pipeline)
+    lake = Lake.init(args.lake) if args.create else Lake.open(args.lake)
+    with dask_client(args.scheduler, args.workers) as client:
+        report = ingest(lake, args.paths, profile, client=client, redo=args.redo, batch_size=args.batch_size,
+                        progress=None if not args.no_progress else False)
+    print(f"{report.files} files: {report.ingested} frames ingested ({report.sources} sources), "
+          f"{len(report.rejected)} rejected, {report.skipped} already in the lake"
+          + (f", {report.duplicates} committed meanwhile by another writer" if report.duplicates else "")
+          + (f"; quality: {report.quality}" if report.quality else ""))
+    for path, reason in report.rejected:
+        print(f"  rejected {path}: {reason}")
+    return report.exit_code
+
+
+def _cmd_status(args) -> int:
+    from skylake.lake import Lake
+    from skylake.status import format_status, lake_status
+
+    status = lake_status(Lake.open(args.lake))
+    print(json.dumps(status, indent=1) if args.json else format_status(status))
+    return 0
+
+
+def _cmd_compact(args) -> int:
+    from skylake.lake import Lake
+    from skylake.lake.compact import compact
+
+    stats = compact(Lake.open(args.lake), max_rows=args.max_rows)
+    print(json.dumps(stats))
+    return 0
+
+
+def _cmd_repair(args) -> int:
+    from skylake.lake import Lake
+
+    result = Lake.open(args.lake).repair()
+    print(f"rolled forward commits {result['rolled_forward'] or 'none'}; "
+          f"rolled back staged batches {result['rolled_back'] or 'none'}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from skylake.demo import run_demo
+
+    return run_demo(args.out, n_frames=args.frames, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skylake", description="Survey photometry as HEALPix-partitioned Parquet.")
+    parser.add_argument("--version", action="version", version=f"skylake {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create a lake")
+    p.add_argument("lake", help="lake directory")
+    p.add_argument("--partition-order", type=int, default=5, help="HEALPix order of new partitions (default 5)")
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("ingest", help="ingest FITS frames",
+                       description="Ingest FITS frames. Exit codes: 0 all ingested (or nothing new), "
+                                   "3 some frames rejected, 4 nothing ingested.")
+    p.add_argument("lake", help="lake directory")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories (searched recursively) or globs")
+    p.add_argument("--pipeline", default="generic", help="instrument profile: a name in pipelines/ or a .toml/.yaml")
+    p.add_argument("--scheduler", default=None,
+                   help="dask scheduler address of an existing cluster, or 'synchronous' to run in this process")
+    p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: cores)")
+    p.add_argument("--redo", action="store_true", help="reprocess frames already in the lake, replacing their rows")
+    p.add_argument("--batch-size", type=int, default=64, help="frames per commit (default 64)")
+    p.add_argument("--create", action="store_true", help="create the lake if it does not exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("status", help="what the lake holds")
+    p.add_argument("lake")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("compact", help="merge each partition's batch files into one (answers unchanged)")
+    p.add_argument("lake")
+    p.add_argument("--max-rows", type=int, default=5_000_000, help="split partitions above this many rows")
+    p.set_defaults(func=_cmd_compact)
+
+    p = sub.add_parser("repair", help="finish or undo an interrupted commit")
+    p.add_argument("lake")
+    p.set_defaults(func=_cmd_repair)
+
+    p = sub.add_parser("demo", help="generate a synthetic night and run the whole job on it")
+    p.add_argument("--out", default="skylake-demo", help="directory for the frames and the lake")
+    p.add_argument("--frames", type=int, default=12, help="frames in the night (default 12)")
+    p.add_argument("--workers", type=int, default=None, help="local dask workers (default: cores)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = getattr(logging, args.log_level)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # dask.distributed logs every worker start/stop at INFO; keep it quiet unless debugging.
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                 "distributed.worker", "distributed.http.proxy", "distributed.batched"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING if level > logging.DEBUG else level))
+    try:
+        return args.func(args)
+    except (LakeError, ProfileError, FileNotFoundError) as exc:
+        print(f"skylake: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("skylake: interrupted; the lake is consistent, re-run to finish", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Per-frame processing stages: reading, header mapping, extraction, astrometry, quality gates."""

@@ -1,0 +1,91 @@
+"""Compaction: merge each partition's per-batch files into one, and split partitions grown too big.
+
+Compaction is a commit like any other (``operation="compact"``): the merged files are staged, and
+one log entry adds them and removes the originals. Rows are unchanged, only regrouped, so every
+query returns the same answer before and after.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hats.pixel_math import HealpixPixel
+
+from skylake.lake import hats_meta
+from skylake.lake.lake import FRAMES, SOURCES, Lake
+from skylake.schema import table_schema
+
+log = logging.getLogger(__name__)
+
+#: Split a partition into its four children when it holds more rows than this.
+DEFAULT_MAX_ROWS = 5_000_000
+
+
+def _split(rows: pa.Table, pixel: HealpixPixel, max_rows: int) -> list[tuple[HealpixPixel, pa.Table]]:
+    """Split ``rows`` of ``pixel`` into children until each piece is at most ``max_rows`` (or order 20)."""
+    if rows.num_rows <= max_rows or pixel.order >= 20:
+        return [(pixel, rows)]
+    child = rows.column("_healpix_29").to_numpy() >> (2 * (29 - (pixel.order + 1)))
+    out = []
+    for c in np.unique(child):
+        out += _split(rows.filter(pa.array(child == c)), HealpixPixel(pixel.order + 1, int(c)), max_rows)
+    return out
+
+
+def compact(lake: Lake, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None = None) -> dict:
+    """Merge every partition (and every night of the frames table) held in more than one file.
+
+    Returns counts of what was merged and split; commits nothing when there is nothing to do.
+    """
+    level = zstd_level or lake.config.compact_zstd_level
+    stats = {"partitions_merged": 0, "partitions_split": 0, "files_removed": 0, "nights_merged": 0}
+    with lake.transaction("compact") as tx:
+        name = f"compacted-{tx.batch_id}"
+        groups: dict[str, list[str]] = {}
+        for rel in lake.live_files(SOURCES):
+            groups.setdefault(posixpath.dirname(rel), []).append(rel)
+        schema = table_schema(SOURCES)
+        for pdir, files in sorted(groups.items()):
+            order = int(pdir.split("Norder=")[1].split("/")[0])
+            pixel = HealpixPixel(order, int(pdir.split("Npix=")[1]))
+            rows = sum(pq.ParquetFile(lake.path(f"{SOURCES}/{f}")).metadata.num_rows for f in files)
+            if len(files) < 2 and rows <= max_rows:
+                continue
+            data = pa.concat_tables([pq.read_table(lake.path(f"{SOURCES}/{f}"), schema=schema) for f in files])
+            data = data.take(np.lexsort((data.column("source_id").to_numpy(), data.column("_healpix_29").to_numpy())))
+            pieces = _split(data, pixel, max_rows)
+            if len(pieces) > 1:
+                tx.dropped_partitions.add(pixel)
+                stats["partitions_split"] += 1
+            for piece_pixel, piece in pieces:
+                if piece_pixel != pixel:
+                    tx.new_partitions.add(piece_pixel)
+                tx.stage(SOURCES, f"{hats_meta.pixel_dir(piece_pixel.order, piece_pixel.pixel)}/{name}.parquet",
+                         piece, zstd_level=level)
+            for f in files:
+                tx.remove(SOURCES, f, pq.ParquetFile(lake.path(f"{SOURCES}/{f}")).metadata.num_rows)
+            stats["partitions_merged"] += 1
+            stats["files_removed"] += len(files)
+        nights: dict[str, list[str]] = {}
+        for rel in lake.live_files(FRAMES):
+            nights.setdefault(posixpath.dirname(rel), []).append(rel)
+        for ndir, files in sorted(nights.items()):
+            if len(files) < 2:
+                continue
+            data = pa.concat_tables([pq.read_table(lake.path(f"{FRAMES}/{f}"), schema=table_schema(FRAMES))
+                                     for f in files])
+            data = data.take(np.argsort(data.column("frame_id").to_numpy(), kind="stable"))
+            tx.stage(FRAMES, f"{ndir}/{name}.parquet", data, zstd_level=level)
+            for f in files:
+                tx.remove(FRAMES, f, pq.ParquetFile(lake.path(f"{FRAMES}/{f}")).metadata.num_rows)
+            stats["nights_merged"] += 1
+            stats["files_removed"] += len(files)
+        entry = tx.commit(summary=stats)
+    stats["version"] = entry.version if entry else None
+    log.info("compaction: %s", stats)
+    return stats
+

@@ -1,0 +1,51 @@
+"""``skylake status``: what a lake holds, from its commit log and tables."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from skylake.lake import Lake
+from skylake.lake.hats_meta import read_partitions
+from skylake.lake.lake import FRAMES, SOURCES
+
+
+def lake_status(lake: Lake) -> dict:
+    """Frames by status and reason, source rows, partitions, files and the last commit."""
+    frames = lake.read_frames(columns=["status", "reason", "n_sources", "night"]).to_pylist()
+    by_status = Counter(f["status"] for f in frames)
+    reasons = Counter((f["status"], f["reason"]) for f in frames if f["status"] != "ok")
+    latest = lake.log.latest()
+    published = lake.log.published_version()
+    return {
+        "lake": lake.url,
+        "frames": len(frames),
+        "frames_by_status": dict(sorted(by_status.items())),
+        "reasons": [{"status": s, "reason": r, "frames": n} for (s, r), n in sorted(reasons.items())],
+        "nights": len({f["night"] for f in frames}),
+        "source_rows": sum(f["n_sources"] for f in frames),
+        "source_rows_committed": latest.sources_rows if latest else 0,
+        "partitions": len(read_partitions(lake.store)),
+        "source_files": len(lake.live_files(SOURCES)),
+        "frame_files": len(lake.live_files(FRAMES)),
+        "last_commit": None if latest is None else {
+            "version": latest.version, "operation": latest.operation, "batch_id": latest.batch_id,
+            "committed_at": latest.committed_at},
+        "published_version": published,
+        "consistent": (latest.version if latest else 0) == published,
+    }
+
+
+def format_status(status: dict) -> str:
+    lines = [f"lake {status['lake']}"]
+    lines.append(f"  frames       {status['frames']} in {status['nights']} nights: " +
+                 ", ".join(f"{k} {v}" for k, v in status["frames_by_status"].items()))
+    for r in status["reasons"]:
+        lines.append(f"    {r['frames']:6d} {r['status']}: {r['reason']}")
+    lines.append(f"  sources      {status['source_rows']} rows in {status['partitions']} partitions, "
+                 f"{status['source_files']} files")
+    last = status["last_commit"]
+    if last:
+        lines.append(f"  last commit  v{last['version']} {last['operation']} {last['batch_id']} at {last['committed_at']}")
+    if not status["consistent"]:
+        lines.append(f"  NOTE: commits after v{status['published_version']} are not published; run `skylake repair`")
+    return "\n".join(lines)
