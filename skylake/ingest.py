@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file
 from skylake.frame.reading import content_hash, read_bytes
-from skylake.lake import hats_meta
+from skylake.lake import faults, hats_meta
 from skylake.lake.lake import FRAMES, SOURCES, Lake, Transaction, _now
 from skylake.profile import Profile, load_profile
 from skylake.schema import conform, table_schema
@@ -266,6 +266,7 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
         for results in runner.map(process_file, todo, window=window, profile=profile):
             buffer.extend(results)
             bar.update(1)
+            faults.point("frame_processed")
             if len(buffer) >= batch_size:
                 commit_batch(lake, buffer, redo=redo, report=report)
                 buffer = []

@@ -1,0 +1,51 @@
+"""Shared fixtures. Real data comes from ../shared/data (never copied into the repo); tests that
+need it skip with a reason where it is absent (a user's fresh clone) and run in CI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SKYLAKE_SHARED_DATA", REPO.parent / "shared" / "data"))
+SKYCAMZ = SHARED_DATA / "skycamz"
+
+
+def require_shared(path: Path) -> Path:
+    """Skip (or, under CI=true, fail) when ../shared/data is not beside the checkout."""
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have the real data at {path}")
+        pytest.skip(f"real data not available at {path} (../shared/data is absent in a fresh clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def skycamz_files() -> list[Path]:
+    files = sorted(require_shared(SKYCAMZ).glob("z_e_*.fits"))
+    assert len(files) == 14, f"expected the 14 SkyCamZ frames, found {len(files)}"
+    return files
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One real LocalCluster (2 worker processes) for the whole session."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m skylake.cli ARGS`` in a fresh process (how users and cron run it)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "skylake.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"skylake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
