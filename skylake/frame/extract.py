@@ -46,10 +46,10 @@ def background(data: np.ndarray, mask: np.ndarray | None, cfg: Detection) -> sep
                           fw=cfg.back_filtersize, fh=cfg.back_filtersize)
 
 
-def _extract_once(data_sub, rms, mask, cfg: Detection, deblend_cont: float):
+def _extract_once(data_sub, rms, mask, cfg: Detection, deblend: bool = True):
     return sep.extract(data_sub, cfg.thresh, err=rms, mask=mask, minarea=cfg.minarea,
-                       filter_kernel=_kernel(cfg.filter_kernel), deblend_nthresh=cfg.deblend_nthresh,
-                       deblend_cont=deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param)
+                       filter_kernel=_kernel(cfg.filter_kernel), deblend_nthresh=cfg.deblend_nthresh if deblend else 1,
+                       deblend_cont=cfg.deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param)
 
 
 def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detection) -> tuple[np.ndarray, str]:
@@ -59,14 +59,14 @@ def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detec
     the maximum limits with deblending switched off cannot extract the frame.
     """
     pixstack, sub_limit = cfg.pixstack, cfg.sub_object_limit
-    deblend_cont = cfg.deblend_cont
+    deblend = True
     notes = []
     while True:
         with _SEP_LIMITS_LOCK:
             sep.set_extract_pixstack(pixstack)
             sep.set_sub_object_limit(sub_limit)
             try:
-                objects = _extract_once(data_sub, rms, mask, cfg, deblend_cont)
+                objects = _extract_once(data_sub, rms, mask, cfg, deblend)
                 return objects, "; ".join(notes)
             except Exception as exc:  # sep raises a bare Exception with its C error message
                 message = str(exc)
@@ -76,8 +76,8 @@ def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detec
         elif "deblending overflow" in message and sub_limit < cfg.max_sub_object_limit:
             sub_limit = min(sub_limit * 4, cfg.max_sub_object_limit)
             notes.append(f"sub-object limit raised to {sub_limit}")
-        elif "deblending overflow" in message and deblend_cont < 1.0:
-            deblend_cont = 1.0
+        elif "deblending overflow" in message and deblend:
+            deblend = False
             notes.append("deblending switched off: overflow at the maximum sub-object limit")
         else:
             raise FrameRejected(f"sep extraction failed: {message}")

@@ -72,6 +72,20 @@ def _pick_hdus(hdul: fits.HDUList, selector) -> list[int]:
     raise FrameRejected(f"profile asks for HDU {selector!r} but the file has {[h.name for h in hdul]}")
 
 
+def _check_complete(hdul: fits.HDUList, index: int, size: int):
+    """Reject a file that ends before HDU ``index``'s data does (astropy only fails on access)."""
+    hdu = hdul[index]
+    if isinstance(hdu, fits.CompImageHDU):
+        return
+    header = hdu.header
+    nbytes = abs(header.get("BITPIX", 8)) // 8
+    for k in range(1, header.get("NAXIS", 0) + 1):
+        nbytes *= header.get(f"NAXIS{k}", 0)
+    need = hdul.fileinfo(index)["datLoc"] + nbytes
+    if need > size:
+        raise FrameRejected(f"truncated file: HDU {index} needs {need} bytes, the file has {size}")
+
+
 def _to_float32(hdu, index: int) -> np.ndarray:
     header = hdu.header
     naxis = header.get("NAXIS", 0)
@@ -115,4 +129,6 @@ def read_images(raw: bytes, hdu_selector="auto") -> list[Image]:
             raise FrameRejected(f"corrupt FITS header: {type(exc).__name__}: {exc}") from exc
         with hdul:
             indices = _pick_hdus(hdul, hdu_selector)
+            for i in indices:
+                _check_complete(hdul, i, len(raw))
             return [Image(hdu=i, data=_to_float32(hdul[i], i), header=hdul[i].header.copy()) for i in indices]
