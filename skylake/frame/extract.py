@@ -135,6 +135,10 @@ def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float,
                                                       gain=gain, mask=mask, subpix=1)
     flags |= kflag.astype(np.int32) | aflag.astype(np.int32)
 
+    # FWHM from the half-light radius: exactly FWHM / 2 for a Gaussian, robust for any profile.
+    r50, _ = sep.flux_radius(data_sub, x, y, np.maximum(6.0 * a, 3.0), 0.5, normflux=flux_auto, mask=mask,
+                             subpix=5)
+
     rin, rout = cfg.annulus
     apertures = []
     for radius in cfg.aperture_radii:
@@ -160,7 +164,7 @@ def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float,
         "flux_max": obj["peak"],
         "bkg": ext.back[yi, xi],
         "bkg_local": bkg_local,
-        "fwhm": 2.3548 * np.sqrt((a.astype(np.float64) ** 2 + b.astype(np.float64) ** 2) / 2.0),
+        "fwhm": 2.0 * r50,
         "a": a,
         "b": b,
         "theta": np.degrees(theta),
