@@ -47,3 +47,11 @@ def test_what_cannot_be_saved_is_recorded(tmp_path, frame, reference):
     assert result.record["status"] == "ok" and 0 < result.n_sources <= reference.n_sources
     (result,) = process_file(frame, _profile(tmp_path, "pixstack = 30\nmax_pixstack = 30"))
     assert result.record["status"] == "rejected" and "pixel buffer full" in result.record["reason"]
+
+
+def test_sep_limits_are_left_as_found(tmp_path, frame):
+    import sep
+
+    before = sep.get_extract_pixstack(), sep.get_sub_object_limit()
+    process_file(frame, _profile(tmp_path, "pixstack = 300\nsub_object_limit = 1"))
+    assert (sep.get_extract_pixstack(), sep.get_sub_object_limit()) == before

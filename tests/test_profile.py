@@ -66,3 +66,16 @@ def test_skycamz_header_mapping():
         frame_record(fits.Header({"DATE-OBS": "2013-06-10T23:45:16"}), load_profile("skycamz"))
     with pytest.raises(FrameRejected, match="no observation time"):
         frame_record(fits.Header({"EXPTIME": 1.0}), load_profile("skycamz"))
+
+
+def test_airmass_from_site_time_and_pointing():
+    """Without AIRMASS or ALTITUDE in the header, the airmass comes from the site, time and WCS centre."""
+    from skylake.frame.header import airmass_from_pointing
+
+    site = load_profile("skycamz").site
+    # SkyCamZ frame 210: the telescope's header says ALT 66.3945, AZ 131.3999 at 2013-06-10 23:45:16 UT; the
+    # co-mounted camera's field centre (RA 256.167, Dec 12.788) sits a fraction of a degree off that axis.
+    airmass, alt, az = airmass_from_pointing(256.1675, 12.7884, 56453.98977 + 5 / 86400, site)
+    assert alt == pytest.approx(66.39, abs=0.5) and az == pytest.approx(131.4, abs=2.5)
+    assert airmass == pytest.approx(airmass_from_altitude(alt), rel=1e-12)
+    assert airmass == pytest.approx(airmass_from_altitude(66.39), abs=0.01)

@@ -63,6 +63,7 @@ def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detec
     notes = []
     while True:
         with _SEP_LIMITS_LOCK:
+            saved = sep.get_extract_pixstack(), sep.get_sub_object_limit()
             sep.set_extract_pixstack(pixstack)
             sep.set_sub_object_limit(sub_limit)
             try:
@@ -70,6 +71,9 @@ def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detec
                 return objects, "; ".join(notes)
             except Exception as exc:  # sep raises a bare Exception with its C error message
                 message = str(exc)
+            finally:  # leave the process as we found it: other code in it may use sep too
+                sep.set_extract_pixstack(saved[0])
+                sep.set_sub_object_limit(saved[1])
         if "pixel buffer full" in message and pixstack < cfg.max_pixstack:
             pixstack = min(pixstack * 4, cfg.max_pixstack)
             notes.append(f"pixel stack raised to {pixstack}")

@@ -63,6 +63,23 @@ def airmass_from_altitude(alt_deg: float) -> float:
     return 1.0 / math.sin(math.radians(alt_deg + 244.0 / (165.0 + 47.0 * alt_deg**1.1)))
 
 
+def airmass_from_pointing(ra_deg: float, dec_deg: float, mjd: float, site) -> tuple[float, float, float]:
+    """(airmass, altitude, azimuth) of a pointing seen from ``site`` at ``mjd``, via astropy.
+
+    Used only when the header gives neither airmass nor altitude. IERS tables are never downloaded
+    (the bundled ones are good to far better than an arcsecond for this)."""
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    location = EarthLocation.from_geodetic(site.lon_deg * u.deg, site.lat_deg * u.deg, site.height_m * u.m)
+    altaz = SkyCoord(ra_deg * u.deg, dec_deg * u.deg).transform_to(
+        AltAz(obstime=Time(mjd, format="mjd", scale="utc"), location=location))
+    alt, az = float(altaz.alt.deg), float(altaz.az.deg)
+    return airmass_from_altitude(alt), alt, az
+
+
 def frame_record(header: fits.Header, profile: Profile) -> dict:
     """Standard frame fields from ``header``: instrument, filter, object, date_obs, mjd (mid-exposure),
     exptime, airmass, altitude, azimuth, site, gain, saturation, night.

@@ -66,6 +66,9 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile) -> dict[st
     wcs = astrometry.celestial_wcs(image.header)
     ny, nx = image.data.shape
     rec.update(nx=nx, ny=ny, **astrometry.footprint(wcs, nx, ny))
+    if rec["airmass"] is None and rec["altitude"] is None and profile.site.name != "unknown":
+        rec["airmass"], rec["altitude"], rec["azimuth"] = header.airmass_from_pointing(
+            rec["ra_center"], rec["dec_center"], rec["mjd"], profile.site)
     ext = extract.extract(image.data, profile.detection)
     rec.update(bkg_median=float(np.median(ext.back)), bkg_rms=ext.globalrms, extract_note=ext.note)
     if len(ext.objects) >= SOURCES_PER_FRAME:
