@@ -25,6 +25,7 @@ one frame of the largest set.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import platform
@@ -63,6 +64,7 @@ class Timing:
     n_frames: int
     times: list[float] = field(default_factory=list)
     sources_per_frame: float | None = None
+    other_load: float = 0.0  # CPUs used by other processes while this was timed (CpuMeter)
     note: str = ""
 
     @property
@@ -76,7 +78,8 @@ class Timing:
     def line(self, label: str) -> str:
         src = f"{self.sources_per_frame:9.1f} sources/frame" if self.sources_per_frame is not None else ""
         spread = f"(runs: {', '.join(f'{t:.2f}' for t in self.times)} s per set)"
-        return (f"    {label:28s} median {self.median:8.4f} s/frame   min {self.min:8.4f}   {src}  {spread}"
+        load = f"other load {self.other_load:.2f} CPU" + (" DISTURBED" if self.other_load > NOISY_LOAD else "")
+        return (f"    {label:28s} median {self.median:8.4f} s/frame   min {self.min:8.4f}   {src}  {spread}  {load}"
                 + (f"  [{self.note}]" if self.note else ""))
 
 
@@ -87,6 +90,52 @@ class FrameSet:
     paths: list[str]
     description: str
     results: dict[str, Timing] = field(default_factory=dict)
+
+
+class CpuMeter:
+    """CPU used on the machine by processes other than this benchmark (its workers and SExtractor
+    included), between :meth:`start` and :meth:`stop`, in CPUs (1.0 = one core busy all the time).
+
+    Another job on a 2-core machine makes every timing, and above all the 2-worker scaling,
+    meaningless; the benchmark reports this so a reader can tell."""
+
+    def __init__(self):
+        import psutil
+
+        self.psutil = psutil
+        self.tck = os.sysconf("SC_CLK_TCK")
+
+    def _busy(self) -> float:
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:]]
+        return (v[0] + v[1] + v[2] + v[5] + v[6]) / self.tck  # user nice system irq softirq
+
+    def _ours(self) -> float:
+        me = self.psutil.Process()
+        t = me.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in me.children(recursive=True):
+            with contextlib.suppress(self.psutil.Error):
+                ct = child.cpu_times()
+                total += ct.user + ct.system
+        return total
+
+    def start(self) -> None:
+        self.t0, self.busy0, self.ours0 = time.perf_counter(), self._busy(), self._ours()
+
+    def stop(self) -> float:
+        wall = time.perf_counter() - self.t0
+        other = (self._busy() - self.busy0) - (self._ours() - self.ours0)
+        return max(0.0, other / wall) if wall > 0 else 0.0
+
+    def sample(self, seconds: float = 2.0) -> float:
+        self.start()
+        time.sleep(seconds)
+        return self.stop()
+
+
+#: Average CPUs used by other processes above which a timing is flagged as disturbed.
+NOISY_LOAD = 0.15
 
 
 def warm_page_cache(paths: list[str]) -> None:
@@ -128,23 +177,26 @@ def bare_sep_frame(path: str, profile) -> int:
     return len(objects)
 
 
-def time_bare_sep(fs: FrameSet, runs: int) -> Timing:
+def time_bare_sep(fs: FrameSet, runs: int, meter: CpuMeter) -> Timing:
     from skylake.profile import load_profile
 
     profile = load_profile(fs.profile)
     bare_sep_frame(fs.paths[0], profile)  # warm-up
     t = Timing(len(fs.paths))
     counts = []
+    meter.start()
     for _ in range(runs):
         t0 = time.perf_counter()
         counts = [bare_sep_frame(p, profile) for p in fs.paths]
         t.times.append(time.perf_counter() - t0)
+    t.other_load = meter.stop()
     t.sources_per_frame = sum(counts) / len(counts)
     return t
 
 
 # -- (b, c) skylake ingest ---------------------------------------------------------------------------
-def time_skylake(fs: FrameSet, runs: int, client, lakes_dir: Path, label: str) -> Timing:
+def time_skylake(fs: FrameSet, runs: int, client, lakes_dir: Path, label: str, meter: CpuMeter) -> Timing:
+    from skylake.frame.process import process_file
     from skylake.ingest import ingest
     from skylake.lake import Lake
     from skylake.profile import load_profile
@@ -164,13 +216,18 @@ def time_skylake(fs: FrameSet, runs: int, client, lakes_dir: Path, label: str) -
                                f"rejected {report.rejected}")
         return dt, report
 
-    # Warm-up (untimed): imports on the workers, sep/astropy first-call costs.
-    one(fs.paths[: max(1, len(fs.paths) // 7)], "warmup")
+    # Warm-up (untimed): one frame through process_file on EVERY worker (imports, first-call costs of
+    # sep/astropy/hats), then one small ingest (client-side and commit code paths).
+    if client is not None:
+        client.run(process_file, fs.paths[0], profile)
+    one(fs.paths[:1], "warmup")
     sources = 0
+    meter.start()
     for i in range(runs):
         dt, report = one(fs.paths, f"run{i}")
         t.times.append(dt)
         sources = report.sources
+    t.other_load = meter.stop()
     t.sources_per_frame = sources / len(fs.paths)
     return t
 
@@ -265,7 +322,7 @@ def _sextractor_count(cat: Path) -> int:
         return int(hdul[-1].header["NAXIS2"])
 
 
-def time_sextractor(fs: FrameSet, runs: int, exe: str, work: Path) -> Timing:
+def time_sextractor(fs: FrameSet, runs: int, exe: str, work: Path, meter: CpuMeter) -> Timing:
     from skylake.profile import load_profile
 
     profile = load_profile(fs.profile)
@@ -281,11 +338,13 @@ def time_sextractor(fs: FrameSet, runs: int, exe: str, work: Path) -> Timing:
 
     run(fs.paths[0], cats[0])  # warm-up
     t = Timing(len(fs.paths))
+    meter.start()
     for _ in range(runs):
         t0 = time.perf_counter()
         for path, cat in zip(fs.paths, cats):
             run(path, cat)
         t.times.append(time.perf_counter() - t0)
+    t.other_load = meter.stop()
     counts = [_sextractor_count(c) for c in cats]
     t.sources_per_frame = sum(counts) / len(counts)
     return t
@@ -369,6 +428,8 @@ def breakdown(fs: FrameSet, runs: int, lakes_dir: Path) -> None:
         return time.perf_counter() - t0, res
 
     steps()  # warm-up
+    meter = CpuMeter()
+    meter.start()
     samples = [steps() for _ in range(runs)]
     totals = [whole()[0] for _ in range(runs)]
     bare = []
@@ -392,12 +453,13 @@ def breakdown(fs: FrameSet, runs: int, lakes_dir: Path) -> None:
         commits.append(time.perf_counter() - t0)
         shutil.rmtree(lake_path, ignore_errors=True)
 
+    other_load = meter.stop()
     med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
     main_total = sum(v for k, v in med.items() if not k.startswith("  "))
     whole_med, bare_med = statistics.median(totals), statistics.median(bare)
     commit_med = statistics.median(commits) / len(fs.paths)
     log(f"\nBreakdown of skylake's per-frame time: {fs.name}, {Path(path).name}, {n_obj} detections, "
-        f"median of {runs} (ms)")
+        f"median of {runs} (ms); other load {other_load:.2f} CPU" + (" DISTURBED" if other_load > NOISY_LOAD else ""))
     log(f"  {'step':48s} {'ms':>9s} {'% of process_file':>18s}")
     for k, v in med.items():
         log(f"  {k:48s} {v * 1e3:9.1f} {100 * v / whole_med:17.1f}%")
@@ -450,6 +512,7 @@ def final_table(sets: list[FrameSet], runs: int) -> None:
             f"{cols[6]:>10s} | {cols[7]:>10s} | {cols[8]}")
     log(head)
     log("-" * len(head))
+    disturbed = False
     for fs in sets:
         r = fs.results
         get = lambda k: r[k].median if k in r else None  # noqa: E731
@@ -459,11 +522,17 @@ def final_table(sets: list[FrameSet], runs: int) -> None:
         ratio_s = f"{ratio:5.2f} {'ok' if ratio <= GOAL_RATIO else 'NO'}  " if ratio else f"{'-':>10s}"
         scal_s = f"{scaling:5.2f} {'ok' if scaling >= GOAL_SCALING else 'NO'}  " if scaling else f"{'-':>10s}"
         src = ", ".join(f"{r[k].sources_per_frame:.0f}" if k in r else "-" for k in ("sep", "1w", "sex"))
-        log(f"{fs.name:10s} | {len(fs.paths):3d} | {_fmt(sep_t)} | {_fmt(one, width=10)} | {ratio_s:>10s} | "
+        noisy = max((v.other_load for v in r.values()), default=0.0) > NOISY_LOAD
+        disturbed |= noisy
+        name = fs.name + ("*" if noisy else "")
+        log(f"{name:10s} | {len(fs.paths):3d} | {_fmt(sep_t)} | {_fmt(one, width=10)} | {ratio_s:>10s} | "
             f"{_fmt(sync)} | {scal_s:>10s} | {_fmt(sex, width=10)} | {src}")
     log("columns: bare sep = (a); skylake 1w = ingest() on a 1-worker LocalCluster; 1w/sep = their ratio "
         f"(goal <= {GOAL_RATIO});\n         in-proc = ingest() with dask_client('synchronous'); 2w/1w = throughput "
         f"on 2 workers / 1 worker (goal >= {GOAL_SCALING}); SExtractor = one source-extractor process per frame.")
+    if disturbed:
+        log(f"  * other processes used more than {NOISY_LOAD} CPU on average during some of this set's timings "
+            "(see 'other load' above): those numbers are not trustworthy; re-run on a quiet machine.")
 
 
 # -- main --------------------------------------------------------------------------------------------
@@ -492,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         f"astropy {astropy.__version__}, numpy {np.__version__}, dask {dask.__version__}; "
         f"{os.cpu_count()} CPUs, {platform.machine()} {platform.system()}")
 
+    meter = CpuMeter()
+    idle = meter.sample(3.0)
+    log(f"  CPU used by other processes before the start: {idle:.2f} CPU (of {os.cpu_count()})"
+        + (f"  WARNING: the machine is busy; timings will be slow and the 2-worker scaling low" if idle > NOISY_LOAD
+           else ""))
     exe, sex_note = (None, "skipped (--no-sextractor)") if args.no_sextractor else ensure_sextractor()
     log(f"  SExtractor: {exe} ({sextractor_version(exe)})" if exe else f"  NOTE: {sex_note}")
 
@@ -506,13 +580,13 @@ def main(argv: list[str] | None = None) -> int:
 
         for fs in sets:
             log(f"\n[{fs.name}] {fs.description}, profile {fs.profile!r}")
-            fs.results["sep"] = t = time_bare_sep(fs, runs)
+            fs.results["sep"] = t = time_bare_sep(fs, runs, meter)
             log(t.line("(a) bare sep, 1 process"))
             if exe:
-                fs.results["sex"] = t = time_sextractor(fs, runs, exe, tmp / "sex" / fs.name)
+                fs.results["sex"] = t = time_sextractor(fs, runs, exe, tmp / "sex" / fs.name, meter)
                 log(t.line("(d) SExtractor, 1 process"))
             with dask_client("synchronous") as client:
-                fs.results["sync"] = t = time_skylake(fs, runs, client, lakes, "sync")
+                fs.results["sync"] = t = time_skylake(fs, runs, client, lakes, "sync", meter)
             log(t.line("(b) skylake in-process"))
 
         # One cluster per worker count, started (and warmed) before any timing, reused for every set.
@@ -523,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"\nLocalCluster with {workers} worker(s) started in {time.perf_counter() - t0:.1f} s "
                     "(not timed)")
                 for fs in sets:
-                    fs.results[key] = t = time_skylake(fs, runs, client, lakes, key)
+                    fs.results[key] = t = time_skylake(fs, runs, client, lakes, key, meter)
                     label = f"({'b' if workers == 1 else 'c'}) skylake {workers} worker{'s' if workers > 1 else ''}"
                     log(f"  [{fs.name}]")
                     log(t.line(label))

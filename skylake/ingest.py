@@ -85,11 +85,16 @@ def find_files(paths: list[str]) -> list[str]:
     return sorted({os.path.abspath(p) for p in out})
 
 
-def _hash_file(path: str) -> str | None:
+def _hash_file(path: str) -> tuple[str, str | None]:
     try:
-        return content_hash(read_bytes(path))
+        return path, content_hash(read_bytes(path))
     except OSError:
-        return None
+        return path, None
+
+
+def _process(item: tuple[str, str | None], profile: Profile) -> list[FrameResult]:
+    path, known_hash = item
+    return process_file(path, profile, known_hash=known_hash)
 
 
 # -- running tasks ---------------------------------------------------------------------------------
@@ -253,17 +258,18 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
     if not redo and files:
         frames = lake.read_frames(columns=["content_hash", "pipeline_version"])
         done = set(zip(frames.column("content_hash").to_pylist(), frames.column("pipeline_version").to_pylist()))
-        hashes = dict(zip(files, runner.map(_hash_file, files, window=window * 4))) if done else {}
+        # results arrive in completion order: each carries its path
+        hashes = dict(runner.map(_hash_file, files, window=window * 4)) if done else {}
         todo = [f for f in files if (hashes.get(f), profile.pipeline_version) not in done]
-        report.skipped = len(files) - len(todo)
     else:
-        todo = files
+        hashes, todo = {}, files
+    report.skipped = len(files) - len(todo)
     if report.skipped:
         log.info("%d of %d files are already in the lake; skipping them", report.skipped, len(files))
 
     buffer: list[FrameResult] = []
     with tqdm(total=len(todo), unit="frame", desc="ingest", disable=progress is False or None) as bar:
-        for results in runner.map(process_file, todo, window=window, profile=profile):
+        for results in runner.map(_process, [(f, hashes.get(f)) for f in todo], window=window, profile=profile):
             buffer.extend(results)
             bar.update(1)
             faults.point("frame_processed")

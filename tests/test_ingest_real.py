@@ -98,3 +98,15 @@ def test_reingest_adds_nothing(real_lake, skycamz_files, dask_client):
     assert again.skipped == 14 and again.ingested == 0 and again.commits == []
     assert lake.read_sources(columns=["source_id"]).num_rows == before
     assert lake.read_frames(columns=["frame_id"]).num_rows == 14
+
+
+def test_only_new_frames_are_processed(tmp_path, skycamz_files, dask_client):
+    """A growing archive: the frames already in the lake are recognised by content, the rest ingested."""
+    lake = Lake.init(tmp_path / "lake")
+    odd = [str(p) for p in skycamz_files[1::2]]
+    first = ingest(lake, odd, "skycamz", client=dask_client, progress=False)
+    assert first.ingested == 7
+    report = ingest(lake, [str(p) for p in skycamz_files], "skycamz", client=dask_client, progress=False)
+    assert report.skipped == 7 and report.ingested == 7 and report.duplicates == 0
+    frames = lake.read_frames(columns=["path", "frame_key"]).to_pandas()
+    assert sorted(frames["path"]) == sorted(map(str, skycamz_files)) and frames["frame_key"].is_unique

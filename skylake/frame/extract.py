@@ -92,9 +92,9 @@ def extract(data: np.ndarray, cfg: Detection) -> Extraction:
 
     Rejects frames whose pixels are all NaN/inf or constant.
     """
-    finite = np.isfinite(data)
     mask = None
-    if not finite.all():
+    if not np.isfinite(np.sum(data, dtype=np.float64)):  # one cheap pass; the mask only when needed
+        finite = np.isfinite(data)
         if not finite.any():
             raise FrameRejected("every pixel is NaN or infinite")
         mask = ~finite

@@ -70,7 +70,7 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile) -> dict[st
         rec["airmass"], rec["altitude"], rec["azimuth"] = header.airmass_from_pointing(
             rec["ra_center"], rec["dec_center"], rec["mjd"], profile.site)
     ext = extract.extract(image.data, profile.detection)
-    rec.update(bkg_median=float(np.median(ext.back)), bkg_rms=ext.globalrms, extract_note=ext.note)
+    rec.update(bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note=ext.note)
     if len(ext.objects) >= SOURCES_PER_FRAME:
         raise FrameRejected(f"{len(ext.objects)} detections exceed the {SOURCES_PER_FRAME} a frame can hold")
     cols = extract.measure(image.data, ext, profile.photometry, gain=rec["gain"])
@@ -87,16 +87,17 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile) -> dict[st
         cols["inst_mag_err"] = np.where(flux > 0, 1.0857362 * cols["flux_auto_err"] / flux, np.nan)
     cols.update(ra=ra, dec=dec, _healpix_29=astrometry.healpix29(ra, dec), mjd=np.full(len(ra), rec["mjd"]))
     measures = quality.frame_measures(cols)
-    measures.pop("n_clean")
-    rec.update(measures)
-    rec["status"], rec["reason"] = quality.judge(quality.frame_measures(cols), profile.quality)
+    rec["status"], rec["reason"] = quality.judge(measures, profile.quality)
+    rec.update({k: v for k, v in measures.items() if k != "n_clean"})
     rec["n_sources"] = len(ra)
     return cols
 
 
-def process_file(path: str, profile: Profile, raw: bytes | None = None) -> list[FrameResult]:
+def process_file(path: str, profile: Profile, raw: bytes | None = None,
+                 known_hash: str | None = None) -> list[FrameResult]:
     """Read, extract, measure and place on the sky every image the profile selects from ``path``.
 
+    ``known_hash`` is the file's sha256 when the caller has just computed it (saves a second pass).
     Returns one :class:`FrameResult` per image (one for a file that cannot be read at all).
     """
     t0 = time.perf_counter()
@@ -107,7 +108,7 @@ def process_file(path: str, profile: Profile, raw: bytes | None = None) -> list[
         rec["frame_key"] = hashlib.sha256(f"unreadable|{path}|{profile.pipeline_version}".encode()).hexdigest()
         rec["reason"] = f"cannot read file: {exc}"
         return [FrameResult(rec)]
-    raw_hash, size = reading.content_hash(raw), len(raw)
+    raw_hash, size = known_hash or reading.content_hash(raw), len(raw)
     try:
         images = reading.read_images(raw, profile.hdu)
     except FrameRejected as exc:
