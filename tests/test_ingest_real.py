@@ -86,6 +86,11 @@ def test_row_counts_agree_across_readers(real_lake):
     ).fetchone()[0]
     assert n_lsdb == n_frames_sum == n_duck == report.sources
     assert cat.hc_structure.catalog_info.total_rows == n_lsdb  # hats.properties hats_nrows is the truth
+    from hats.io import file_io
+    from hats.io.validation import is_valid_catalog
+
+    assert is_valid_catalog(lake.path("sources"))
+    assert file_io.read_fits_image(lake.path("sources/skymap.fits")).sum() == n_lsdb
     df = cat.compute()
     assert df["source_id"].is_unique
     assert df.index.is_monotonic_increasing or len(cat.get_healpix_pixels()) > 1
