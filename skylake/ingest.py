@@ -268,7 +268,8 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
         log.info("%d of %d files are already in the lake; skipping them", report.skipped, len(files))
 
     buffer: list[FrameResult] = []
-    with tqdm(total=len(todo), unit="frame", desc="ingest", disable=progress is False or None) as bar:
+    # progress: True always, False never, None only on a terminal
+    with tqdm(total=len(todo), unit="frame", desc="ingest", disable=None if progress is None else not progress) as bar:
         for results in runner.map(_process, [(f, hashes.get(f)) for f in todo], window=window, profile=profile):
             buffer.extend(results)
             bar.update(1)

@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from hats.pixel_math import HealpixPixel
 
 from skylake.errors import LakeError
 from skylake.lake import faults, hats_meta
@@ -245,8 +246,6 @@ class Transaction:
         sources, h29 = sources.take(order), h29[order]
         orders, pixels = hats_meta.assign_pixels(h29, self.partitions + sorted(self.new_partitions),
                                                  self.lake.config.partition_order)
-        from hats.pixel_math import HealpixPixel
-
         keys = orders * (1 << 40) + pixels  # rows of one partition are contiguous after the h29 sort
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         ends = np.r_[starts[1:], len(keys)]

@@ -1,0 +1,373 @@
+"""Import a reference catalogue into ``LAKE/refcats/NAME/`` as a HATS collection with a margin cache.
+
+::
+
+    LAKE/refcats/NAME/
+      collection.properties          default_margin = NAME_<threshold>
+      NAME/                          the catalogue (HATS, rows sorted by _healpix_29 then ref_id)
+      NAME_10arcs/                   its margin cache (rows within the threshold of each partition edge)
+      skylake_refcat.json            the import record: format, source files and hashes, counts
+    LAKE/refcats/.staging/NAME-*/    work space of an import in progress (removed at the end)
+    LAKE/refcats/.NAME.lock          one import of NAME at a time
+
+The work runs in three steps, and nothing heavy starts before every input file's header has been
+checked against the format: (1) each file is streamed in chunks through its column map into
+temporary Parquet shards (bad coordinates dropped and counted); (2) hats-import partitions the
+shards and builds the margin (``CollectionArguments`` on the dask client); (3) the finished
+collection is renamed into place. A failure leaves the previous catalogue (if any) untouched;
+``overwrite`` swaps the new one in by two renames, and an import interrupted between them is
+restored by the next import of that NAME.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import glob
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from skylake import __version__
+from skylake.lake import Lake
+from skylake.paths import project_dir
+from skylake.refcat.errors import FormatMismatch, RefcatError
+from skylake.refcat.formats import Format, Variant, get_format
+from skylake.refcat.normalise import DROP_REASONS, FileResult, normalise_file
+from skylake.refcat.readers import Source, open_source, source_columns
+
+log = logging.getLogger(__name__)
+
+REFCATS = "refcats"
+STAGING = ".staging"
+RECORD = "skylake_refcat.json"
+RECORD_VERSION = 1
+#: Smallest margin: wider than any cross-match radius skylake uses by default (arcsec).
+DEFAULT_MARGIN_ARCSEC = 10.0
+#: Rows per partition: ~100-150 MB in memory for a 20-column catalogue, one cone reads little.
+DEFAULT_PIXEL_THRESHOLD = 1_000_000
+#: hats-import's binning cost grows 4x per order; order 8 (13.7' pixels) is plenty for refcats.
+DEFAULT_HIGHEST_ORDER = 8
+WRITE_TABLE_KWARGS = {"compression": "zstd", "compression_level": 3}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_INPUT_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".ecsv", ".fits", ".fit", ".rc2", ".gz")
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``str()`` gives the lines ``skylake refcat import`` prints."""
+
+    name: str
+    format: str
+    path: str
+    rows: int
+    rows_read: int
+    dropped: dict[str, int]
+    partitions: int
+    margin_threshold_arcsec: float
+    margin_rows: int
+    seconds: float
+    files: list[dict] = field(default_factory=list)
+    id_collisions: int | None = None
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    def __str__(self) -> str:
+        drops = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.dropped.items() if v) or "none"
+        lines = [f"refcat {self.name} ({self.format}): {self.rows} rows from {self.rows_read} read in "
+                 f"{len(self.files)} file(s); dropped {self.rows_dropped} ({drops})",
+                 f"  {self.partitions} partitions, margin {self.margin_threshold_arcsec:g} arcsec "
+                 f"({self.margin_rows} rows), {self.seconds:.1f} s -> {self.path}"]
+        if self.id_collisions:
+            lines.append(f"  warning: {self.id_collisions} rows share a derived ref_id (identical positions)")
+        return "\n".join(lines)
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def default_margin_arcsec() -> float:
+    """The margin every import gets unless told otherwise: at least DEFAULT_MARGIN_ARCSEC and at
+    least the largest ``match_radius_arcsec`` set anywhere in ``pipelines/*.toml``."""
+    radii = [DEFAULT_MARGIN_ARCSEC]
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "match_radius_arcsec" and isinstance(value, (int, float)):
+                    radii.append(float(value))
+                walk(value)
+
+    for path in sorted(project_dir("pipelines").glob("*.toml")):
+        try:
+            with open(path, "rb") as fh:
+                walk(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+    return max(radii)
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise RefcatError(f"refcat name {name!r} must start with a letter or digit and hold only letters, "
+                          "digits, '.', '_' and '-'")
+    return name
+
+
+def expand_inputs(paths) -> list[Path]:
+    """Files, directories (their catalogue files, recursively) and globs -> sorted unique files."""
+    out: list[Path] = []
+    for raw in paths:
+        raw = str(raw)
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_INPUT_SUFFIXES)))
+        elif any(ch in raw for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(raw, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise FileNotFoundError(f"no input file matches {raw}")
+            out.extend(matches)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"input file {raw} does not exist")
+    seen, unique = set(), []
+    for p in out:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    if not unique:
+        raise RefcatError(f"no input files in {list(map(str, paths))}")
+    return unique
+
+
+def match_source(fmt: Format, source: Source) -> Variant:
+    """The variant of ``fmt`` that reads ``source`` (a headerless CSV by its column count)."""
+    if source.headerless:
+        for variant in fmt.variants:
+            if variant.csv_names and len(variant.csv_names) == source.n_fields:
+                return fmt.match(variant.csv_names, str(source.path))
+        layouts = [f"{v.label} ({len(v.csv_names)} columns)" for v in fmt.variants if v.csv_names]
+        raise FormatMismatch(f"{source.path}: has no header row and {source.n_fields} columns; headerless "
+                             f"layouts of format {fmt.name!r}: {layouts or 'none'}; expected a header with "
+                             f"{[v.required_columns() for v in fmt.variants]}")
+    return fmt.match(source.columns, str(source.path))
+
+
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _normalise_and_hash(source: Source, variant: Variant, fmt: Format, shard_dir: str, prefix: str,
+                        chunk_rows: int, rows_per_shard: int) -> tuple[FileResult, str, int]:
+    result = normalise_file(source, variant, fmt, shard_dir, prefix, chunk_rows, rows_per_shard)
+    return result, sha256(source.path), os.path.getsize(source.path)
+
+
+def refcats_dir(lake: Lake) -> Path:
+    if not lake.store.is_local:
+        raise RefcatError(f"reference catalogues are written to local lakes only (the swap needs rename(2)); "
+                          f"{lake.url} is not local")
+    return Path(lake.path(REFCATS))
+
+
+def _recover(root: Path, name: str) -> None:
+    """Finish what an interrupted import of ``name`` left: restore a swapped-out catalogue, clear staging."""
+    final = root / name
+    for stale in sorted((root / STAGING).glob(f"{name}-*")):
+        old = stale / "old"
+        if old.is_dir() and not final.exists():
+            os.rename(old, final)
+            log.warning("restored refcat %s from an import interrupted during its swap", name)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _count_id_collisions(catalog_dir: Path) -> int:
+    """Rows whose (derived) ref_id equals the previous row's: files are sorted by _healpix_29."""
+    n = 0
+    for f in sorted((catalog_dir / "dataset").rglob("*.parquet")):
+        ids = pq.read_table(f, columns=["ref_id"])["ref_id"].to_numpy()
+        n += int(np.count_nonzero(np.diff(np.sort(ids)) == 0))
+    return n
+
+
+# -- the import ----------------------------------------------------------------------------------------
+def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *, columns_map=None,
+                  overwrite: bool = False, margin_arcsec: float | None = None,
+                  pixel_threshold: int = DEFAULT_PIXEL_THRESHOLD, highest_order: int = DEFAULT_HIGHEST_ORDER,
+                  chunk_rows: int = 500_000, rows_per_shard: int = 1_000_000, client=None,
+                  workers: int | None = None, progress: bool = True, create: bool = False) -> ImportReport:
+    """Import ``files`` (format ``fmt``) as ``LAKE/refcats/NAME``; returns an :class:`ImportReport`.
+
+    ``client`` is a dask distributed Client (a LocalCluster of ``workers`` processes is started when
+    None). Raises :class:`~skylake.refcat.errors.FormatMismatch` (naming the expected columns) before
+    any heavy work when a file does not fit, and :class:`RefcatError` when NAME exists and not
+    ``overwrite``, or when no row has valid coordinates.
+    """
+    t0 = time.monotonic()
+    check_name(name)
+    if not isinstance(lake, Lake):
+        lake = Lake.init(lake) if create else Lake.open(lake)
+    fmt_obj = get_format(fmt, columns_map)
+    paths = expand_inputs(files if isinstance(files, (list, tuple)) else [files])
+    sources = [open_source(p) for p in paths]
+    variants = [match_source(fmt_obj, s) for s in sources]  # fails here, before any heavy work
+    margin = float(margin_arcsec) if margin_arcsec is not None else default_margin_arcsec()
+    if not margin > 0:
+        raise RefcatError(f"margin must be a positive number of arcsec, got {margin_arcsec}")
+    if not 0 <= highest_order <= 10:
+        raise RefcatError(f"highest_order must be in 0..10, got {highest_order}")
+    root = refcats_dir(lake)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    with lake.store.lock(f"{REFCATS}/.{name}.lock"):
+        _recover(root, name)
+        if final.exists() and not overwrite:
+            raise RefcatError(f"refcat {name!r} already exists at {final}; pass --overwrite (overwrite=True) "
+                              "to replace it")
+        staging = root / STAGING / f"{name}-{uuid.uuid4().hex[:10]}"
+        shard_dir = staging / "shards"
+        shard_dir.mkdir(parents=True)
+        try:
+            with contextlib.ExitStack() as stack:
+                if client is None:
+                    from skylake.ingest import dask_client
+
+                    client = stack.enter_context(dask_client(None, workers))
+                results = _normalise_all(client, sources, variants, fmt_obj, shard_dir, chunk_rows,
+                                         rows_per_shard, progress)
+                rows = sum(r.counts.rows_kept for r, _, _ in results)
+                if rows == 0:
+                    raise RefcatError(f"no row of {[str(p) for p in paths]} has valid coordinates; nothing to import")
+                out = staging / "out"
+                _run_hats_import(client, fmt_obj, name, [s for r, _, _ in results for s in r.shards], rows,
+                                 out, staging, margin, pixel_threshold, highest_order, chunk_rows, progress)
+            report = _finish(out / name, name, fmt_obj, sources, variants, results, margin, t0, lake, final)
+            if final.exists():
+                os.rename(final, staging / "old")
+            os.rename(out / name, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_per_shard, progress):
+    jobs = [(s, v, fmt, str(shard_dir), f"f{i:05d}", chunk_rows, rows_per_shard)
+            for i, (s, v) in enumerate(zip(sources, variants))]
+    if client is not None and len(jobs) > 1:
+        futures = [client.submit(_normalise_and_hash, *job, pure=False) for job in jobs]
+        results = client.gather(futures)
+    else:
+        results = [_normalise_and_hash(*job) for job in jobs]
+    if progress:
+        for result, _, _ in results:
+            c = result.counts
+            print(f"normalised {result.path} as {result.variant}: {c.rows_kept} rows kept of {c.rows_read}",
+                  flush=True)
+    return results
+
+
+def _run_hats_import(client, fmt: Format, name: str, shards: list[str], rows: int, out: Path, staging: Path,
+                     margin: float, pixel_threshold: int, highest_order: int, chunk_rows: int, progress: bool):
+    from hats_import import CollectionArguments, pipeline_with_client
+    from hats_import.catalog.file_readers.parquet import ParquetPyarrowReader
+
+    schema_file = staging / "schema.parquet"
+    pq.write_table(fmt.schema().empty_table(), schema_file)
+    props = {"hats_cols_survey_id": "ref_id", "obs_title": fmt.description.splitlines()[0][:200],
+             "hats_frame": "equatorial"}
+    args = (CollectionArguments(output_artifact_name=name, output_path=out, tmp_dir=staging / "tmp",
+                                progress_bar=progress, simple_progress_bar=True, resume=False)
+            .catalog(input_file_list=shards, file_reader=ParquetPyarrowReader(chunksize=chunk_rows),
+                     ra_column="ra", dec_column="dec", sort_columns="ref_id", catalog_type="object",
+                     pixel_threshold=pixel_threshold, highest_healpix_order=highest_order,
+                     expected_total_rows=rows, use_schema_file=str(schema_file),
+                     write_table_kwargs=dict(WRITE_TABLE_KWARGS), addl_hats_properties=props)
+            .add_margin(margin_threshold=margin, is_default=True))
+    pipeline_with_client(args, client)
+
+
+def _finish(collection: Path, name: str, fmt: Format, sources, variants, results, margin: float, t0: float,
+            lake: Lake, final: Path) -> ImportReport:
+    """Count what was written and store the import record inside the new collection."""
+    import hats
+
+    coll = hats.read_hats(collection)
+    main = coll.main_catalog
+    margin_cat = hats.read_hats(coll.default_margin_catalog_dir)
+    dropped = dict.fromkeys(DROP_REASONS, 0)
+    rows_read = 0
+    files = []
+    epochs = []
+    for (result, digest, size), variant in zip(results, variants):
+        c = result.counts
+        rows_read += c.rows_read
+        for k, v in c.dropped.items():
+            dropped[k] = dropped.get(k, 0) + v
+        epochs += [e for e in (c.epoch_min, c.epoch_max) if e is not None]
+        files.append({"path": str(Path(result.path).resolve()), "bytes": size, "sha256": digest,
+                      "variant": variant.label, "rows_read": c.rows_read, "rows_kept": c.rows_kept,
+                      "dropped": c.dropped})
+    derived = all(v.columns["ref_id"].kind == "derive" for v in variants)
+    collisions = _count_id_collisions(collection / main.catalog_name) if derived else None
+    rows = int(main.catalog_info.total_rows)
+    report = ImportReport(name=name, format=fmt.name, path=str(final), rows=rows, rows_read=rows_read,
+                          dropped=dropped, partitions=len(main.get_healpix_pixels()),
+                          margin_threshold_arcsec=margin, margin_rows=int(margin_cat.catalog_info.total_rows),
+                          seconds=time.monotonic() - t0, files=files, id_collisions=collisions)
+    record = {
+        "record_version": RECORD_VERSION,
+        "name": name,
+        "format": fmt.name,
+        "format_description": fmt.description,
+        "variants": sorted({v.label for v in variants}),
+        "bands": list(fmt.bands),
+        "band_systems": {b: fmt.systems.get(b, "") for b in fmt.bands},
+        "columns": fmt.schema(with_healpix=True).names,
+        "ref_id": "derived: HEALPix order-29 index of (ra, dec)" if derived else "the catalogue's own id",
+        "rows": rows,
+        "rows_read": rows_read,
+        "dropped": dropped,
+        "id_collisions": collisions,
+        "partitions": report.partitions,
+        "catalog": main.catalog_name,
+        "margin": Path(coll.default_margin_catalog_dir).name,
+        "margin_threshold_arcsec": margin,
+        "margin_rows": report.margin_rows,
+        "epoch_min": min(epochs) if epochs else None,
+        "epoch_max": max(epochs) if epochs else None,
+        "synthetic": any(s.synthetic for s in sources),
+        "source_files": files,
+        "lake": lake.url,
+        "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(report.seconds, 2),
+        "skylake_version": __version__,
+        "hats_import_version": version("hats-import"),
+    }
+    (collection / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    return report
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """The import record of the catalogue directory ``path`` (``{}`` when it has none)."""
+    try:
+        return json.loads((Path(path) / RECORD).read_text())
+    except FileNotFoundError:
+        return {}

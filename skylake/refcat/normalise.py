@@ -1,0 +1,289 @@
+"""Turn chunks of a native catalogue into the refcat schema, and write them as temporary shards.
+
+:func:`normalise_chunk` evaluates a :class:`~skylake.refcat.formats.Variant` on one Arrow table
+(vectorised pyarrow compute), drops rows whose coordinates are missing or impossible and counts
+them by reason; :func:`normalise_file` streams a whole file through it into Parquet shards of at
+most ``rows_per_shard`` rows, so memory stays at about one chunk whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from skylake.refcat.errors import FormatMismatch
+from skylake.refcat.formats import Condition, Format, Spec, Variant
+from skylake.refcat.readers import Source, iter_chunks
+from skylake.refcat.schema import flag_bits
+
+#: 2.5 / ln(10): a flux signal-to-noise ratio S/N gives a magnitude error of MAG_PER_SNR / S/N.
+MAG_PER_SNR = 2.5 / math.log(10.0)
+#: Reasons a row is dropped, in the order they are tested.
+DROP_REASONS = ("missing_coordinates", "dec_out_of_range", "ra_out_of_range")
+SHARD_ZSTD_LEVEL = 1  # shards live minutes; favour speed
+
+
+@dataclass
+class ChunkCounts:
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    epoch_min: float | None = None
+    epoch_max: float | None = None
+
+    def add(self, other: "ChunkCounts") -> None:
+        self.rows_read += other.rows_read
+        self.rows_kept += other.rows_kept
+        for k, v in other.dropped.items():
+            self.dropped[k] = self.dropped.get(k, 0) + v
+        for attr, fn in (("epoch_min", min), ("epoch_max", max)):
+            a, b = getattr(self, attr), getattr(other, attr)
+            setattr(self, attr, b if a is None else a if b is None else fn(a, b))
+
+
+# -- evaluating specs ---------------------------------------------------------------------------------
+def _null_like(n: int, typ: pa.DataType) -> pa.Array:
+    return pa.nulls(n, type=typ)
+
+
+def _column(table: pa.Table, name: str, typ: pa.DataType | None, optional: bool) -> pa.Array | None:
+    if name not in table.column_names:
+        if optional:
+            return None
+        raise FormatMismatch(f"column {name!r} is missing")  # match() prevents this
+    arr = table.column(name).combine_chunks()
+    if typ is not None and arr.type != typ:
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            arr = pc.cast(arr, pa.string())
+        else:
+            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+                arr = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), ""), None, arr)
+            try:
+                arr = pc.cast(arr, typ)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise FormatMismatch(f"column {name!r} ({arr.type}) cannot be read as {typ}: {exc}") from None
+    return arr
+
+
+def _finite(arr: pa.Array) -> pa.Array:
+    """Float NaN/inf -> null."""
+    if pa.types.is_floating(arr.type):
+        return pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, arr.type))
+    return arr
+
+
+def _sexagesimal(arr: pa.Array, hours: bool) -> pa.Array:
+    """'hh mm ss.s' / 'hh:mm:ss.s' (or '+dd mm ss') strings -> degrees."""
+    values = arr.to_pylist()
+    out = np.full(len(values), np.nan)
+    for i, text in enumerate(values):
+        if not text:
+            continue
+        parts = re.split(r"[\s:hdms]+", text.strip())
+        parts = [p for p in parts if p]
+        try:
+            nums = [float(p) for p in parts[:3]] + [0.0] * (3 - len(parts[:3]))
+        except ValueError:
+            continue
+        sign = -1.0 if text.strip().startswith("-") else 1.0
+        out[i] = sign * (abs(nums[0]) + nums[1] / 60.0 + nums[2] / 3600.0) * (15.0 if hours else 1.0)
+    return pa.array(out, mask=np.isnan(out))
+
+
+def evaluate_condition(cond: Condition, table: pa.Table) -> pa.Array:
+    """Boolean per row; null and absent optional columns give False."""
+    n = table.num_rows
+    typ = cond.read_types()[cond.col]
+    arr = _column(table, cond.col, typ, cond.optional)
+    if arr is None:
+        return pa.array(np.zeros(n, dtype=bool))
+    if cond.mask is not None:
+        arr = pc.bit_wise_and(arr, pa.scalar(cond.mask, pa.int64()))
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        arr = pc.utf8_trim_whitespace(arr)
+    if cond.op == "valid":
+        ok = pc.is_valid(arr)
+        if pa.types.is_floating(arr.type):
+            ok = pc.and_(ok, pc.invert(pc.is_nan(arr)))
+        elif pa.types.is_string(arr.type):
+            ok = pc.and_(ok, pc.not_equal(arr, ""))
+        return pc.fill_null(ok, False)
+    value = cond.value
+    if pa.types.is_integer(arr.type) and isinstance(value, float) and not value.is_integer():
+        arr = pc.cast(arr, pa.float64())
+    fn = {"eq": pc.equal, "ne": pc.not_equal, "gt": pc.greater, "ge": pc.greater_equal,
+          "lt": pc.less, "le": pc.less_equal}[cond.op]
+    return pc.fill_null(fn(arr, pa.scalar(value).cast(arr.type)), False)
+
+
+def evaluate_spec(spec: Spec, table: pa.Table, typ: pa.DataType) -> pa.Array:
+    """The values of one target column (of type ``typ``) for every row of ``table``."""
+    n = table.num_rows
+    if spec.kind == "col":
+        read_type = spec.read_types(typ)[spec.col]
+        arr = _column(table, spec.col, read_type, spec.optional)
+        if arr is None:
+            return _null_like(n, typ)
+        if spec.null:
+            sentinels = pa.array(spec.null).cast(arr.type)
+            arr = pc.if_else(pc.is_in(arr, value_set=sentinels), pa.scalar(None, arr.type), arr)
+        if spec.convert == "mjd_to_jyear":
+            arr = pc.add(pc.divide(pc.subtract(arr, 51544.5), 365.25), 2000.0)
+        elif spec.convert == "snr_to_mag_err":
+            arr = pc.if_else(pc.greater(arr, 0), pc.divide(MAG_PER_SNR, arr), pa.scalar(None, arr.type))
+        elif spec.convert in ("hms_string", "dms_string"):
+            arr = _sexagesimal(arr, hours=spec.convert == "hms_string")
+        if spec.scale is not None:
+            arr = pc.multiply(pc.cast(arr, pa.float64()), spec.scale)
+        if spec.offset is not None:
+            arr = pc.add(pc.cast(arr, pa.float64()), spec.offset)
+    elif spec.kind == "const":
+        arr = pa.array(np.full(n, spec.value)) if n else pa.array([], type=typ)
+    elif spec.kind == "coalesce":
+        arr = pc.coalesce(*[_finite(pc.cast(evaluate_spec(p, table, typ), typ)) for p in spec.parts])
+    elif spec.kind == "sum":
+        arr = evaluate_spec(spec.parts[0], table, pa.float64())
+        for part in spec.parts[1:]:
+            arr = pc.add(arr, evaluate_spec(part, table, pa.float64()))
+    elif spec.kind in ("hms", "dms"):
+        cols = spec.cols if spec.kind == "hms" else spec.cols[1:]
+        d, m, s = (pc.fill_null(_column(table, c, pa.float64(), False), np.nan) if i else
+                   _column(table, c, pa.float64(), False) for i, c in enumerate(cols))
+        arr = pc.add(pc.add(d, pc.divide(m, 60.0)), pc.divide(s, 3600.0))
+        if spec.kind == "hms":
+            arr = pc.multiply(arr, 15.0)
+        else:
+            sign = pc.utf8_trim_whitespace(_column(table, spec.cols[0], pa.string(), False))
+            arr = pc.if_else(pc.fill_null(pc.equal(sign, "-"), False), pc.negate(arr), arr)
+    elif spec.kind == "tycho_id":
+        t1, t2, t3 = (_column(table, c, pa.int64(), False) for c in spec.cols)
+        arr = pc.add(pc.add(pc.multiply(t1, 1_000_000), pc.multiply(t2, 10)), t3)
+    elif spec.kind == "derive":
+        return _null_like(n, typ)  # filled in after the coordinates are known
+    else:  # pragma: no cover - the parser guards this
+        raise ValueError(f"unknown spec kind {spec.kind!r}")
+    if spec.where is not None:
+        arr = pc.if_else(evaluate_condition(spec.where, table), arr, pa.scalar(None, arr.type))
+    arr = _finite(arr)
+    try:
+        return pc.cast(arr, typ)
+    except pa.ArrowInvalid as exc:
+        raise FormatMismatch(f"values cannot be stored as {typ}: {exc}") from None
+
+
+def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tuple[pa.Table, ChunkCounts]:
+    """One chunk of native rows -> rows of ``schema`` (without bad coordinates) and the counts."""
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
+    n = table.num_rows
+    counts = ChunkCounts(rows_read=n)
+    out: dict[str, pa.Array] = {}
+    for fld in schema:
+        if fld.name == "flags":
+            continue
+        spec = variant.columns.get(fld.name)
+        out[fld.name] = evaluate_spec(spec, table, fld.type) if spec is not None else _null_like(n, fld.type)
+    flags = np.zeros(n, dtype=np.int32)
+    for name, conds in variant.flags.items():
+        hit = np.zeros(n, dtype=bool)
+        for cond in conds:
+            hit |= evaluate_condition(cond, table).to_numpy(zero_copy_only=False)
+        flags[hit] |= flag_bits()[name]
+    out["flags"] = pa.array(flags)
+
+    ra, dec = out["ra"], out["dec"]
+    missing = pc.fill_null(pc.or_(pc.is_null(ra), pc.is_null(dec)), True).to_numpy(zero_copy_only=False)
+    ra_np = ra.to_numpy(zero_copy_only=False)
+    dec_np = dec.to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        bad_dec = ~missing & (np.abs(dec_np) > 90.0)
+        bad_ra = ~missing & ~bad_dec & ((ra_np < 0.0) | (ra_np >= 360.0))
+    counts.dropped = {"missing_coordinates": int(missing.sum()), "dec_out_of_range": int(bad_dec.sum()),
+                      "ra_out_of_range": int(bad_ra.sum())}
+    keep = ~(missing | bad_dec | bad_ra)
+    result = pa.table({f.name: out[f.name] for f in schema}, schema=schema)
+    if not keep.all():
+        result = result.filter(pa.array(keep))
+    counts.rows_kept = result.num_rows
+    if variant.columns["ref_id"].kind == "derive" and result.num_rows:
+        ids = compute_spatial_index(result["ra"].to_numpy(), result["dec"].to_numpy())
+        result = result.set_column(schema.get_field_index("ref_id"), schema.field("ref_id"), pa.array(ids))
+    if result.num_rows:
+        mm = pc.min_max(result["epoch"])
+        counts.epoch_min, counts.epoch_max = mm["min"].as_py(), mm["max"].as_py()
+    return result, counts
+
+
+# -- shards ----------------------------------------------------------------------------------------------
+class ShardWriter:
+    """Parquet files ``<prefix>-NNNN.parquet`` of at most ``rows_per_shard`` rows each."""
+
+    def __init__(self, directory: Path, prefix: str, schema: pa.Schema, rows_per_shard: int):
+        self.directory, self.prefix, self.schema = Path(directory), prefix, schema
+        self.rows_per_shard = rows_per_shard
+        self.paths: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self._writer is None or self._rows >= self.rows_per_shard:
+                self._open()
+            take = min(table.num_rows, self.rows_per_shard - self._rows)
+            self._writer.write_table(table.slice(0, take))
+            self._rows += take
+            table = table.slice(take)
+
+    def _open(self) -> None:
+        self.close()
+        path = self.directory / f"{self.prefix}-{len(self.paths):04d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", compression_level=SHARD_ZSTD_LEVEL)
+        self.paths.append(path)
+        self._rows = 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+@dataclass
+class FileResult:
+    """What normalising one input file produced."""
+
+    path: str
+    variant: str
+    counts: ChunkCounts
+    shards: list[str]
+
+
+def normalise_file(source: Source, variant: Variant, fmt: Format, shard_dir: str | os.PathLike, prefix: str,
+                   chunk_rows: int = 500_000, rows_per_shard: int = 1_000_000) -> FileResult:
+    """Stream ``source`` through ``variant`` into shards under ``shard_dir`` (runs on a dask worker)."""
+    schema = fmt.schema()
+    target_types = {f.name: f.type for f in schema}
+    from skylake.refcat.readers import source_columns
+
+    types = variant.read_types(target_types, source_columns(source, variant.csv_names))
+    writer = ShardWriter(Path(shard_dir), prefix, schema, rows_per_shard)
+    total = ChunkCounts()
+    try:
+        for chunk in iter_chunks(source, types, chunk_rows, variant.csv_names):
+            try:
+                result, counts = normalise_chunk(chunk, variant, schema)
+            except FormatMismatch as exc:
+                raise FormatMismatch(f"{source.path} (format {variant.label}): {exc}") from None
+            total.add(counts)
+            if result.num_rows:
+                writer.write(result)
+    finally:
+        writer.close()
+    return FileResult(path=str(source.path), variant=variant.label, counts=total, shards=[str(p) for p in writer.paths])
