@@ -1,7 +1,8 @@
 """The ``skylake`` command line. Run ``skylake --help`` or ``skylake COMMAND --help``.
 
 Exit codes: 0 success; 1 unexpected error; 2 usage error or bad lake/profile; for ``ingest``,
-3 when some frames were rejected and 4 when nothing was ingested (see :mod:`skylake.ingest`).
+3 when some frames were rejected and 4 when nothing was ingested (see :mod:`skylake.ingest`);
+5 when the summary database cannot be reached or written (``refresh``; the lake is untouched).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import logging
 import sys
 
 from skylake import __version__
-from skylake.errors import LakeError
+from skylake.errors import DbError, LakeError
+from skylake.calib.cli import add_commands as add_calib_commands
+from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.profile import ProfileError
+from skylake.refcat.cli import add_commands as add_refcat_commands
+from skylake.maps.cli import add_commands as add_maps_commands
 
 log = logging.getLogger("skylake")
 
@@ -42,6 +47,8 @@ def _cmd_ingest(args) -> int:
           + (f"; quality: {report.quality}" if report.quality else ""))
     for path, reason in report.rejected:
         print(f"  rejected {path}: {reason}")
+    for calibration in report.calibration:
+        print(calibration)
     return report.exit_code
 
 
@@ -60,6 +67,20 @@ def _cmd_compact(args) -> int:
 
     stats = compact(Lake.open(args.lake), max_rows=args.max_rows)
     print(json.dumps(stats))
+    return 0
+
+
+def _cmd_refresh(args) -> int:
+    from skylake.db import refresh
+
+    print(refresh(args.lake, url=args.db, full=args.full, events=args.events))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from skylake.report import build_report
+
+    print(build_report(args.lake, args.out_dir, url=args.db, refresh_first=not args.no_refresh))
     return 0
 
 
@@ -119,6 +140,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("lake")
     p.set_defaults(func=_cmd_repair)
 
+    p = sub.add_parser("refresh", help="mirror the lake's summaries into the summary database (incremental)",
+                       description="Mirror frames, zeropoints, nightly summaries and commits into the summary "
+                                   "database: only nights touched since the last refresh are recomputed. Safe "
+                                   "to run from cron; a database outage leaves the lake untouched (exit 5).")
+    p.add_argument("lake")
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: $SKYLAKE_DB_URL, else "
+                        "SQLite in the lake); keep passwords in ~/.pgpass or the environment")
+    p.add_argument("--full", action="store_true", help="rebuild every row instead of catching up")
+    p.add_argument("--events", default=None, metavar="CSV",
+                   help="maintenance events (columns date,instrument,kind,note) replacing those stored; the "
+                        "throughput trends start a new segment at each")
+    p.set_defaults(func=_cmd_refresh)
+
+    p = sub.add_parser("report", help="write a static HTML report (trends, nights, checkplots)",
+                       description="Refresh the summary database, then write OUT_DIR/index.html and a page per "
+                                   "instrument and filter; it opens from disk without a server.")
+    p.add_argument("lake")
+    p.add_argument("out_dir")
+    p.add_argument("--db", default=None, metavar="URL", help="summary database (as for refresh)")
+    p.add_argument("--no-refresh", action="store_true", help="report the database as it is")
+    p.set_defaults(func=_cmd_report)
+
+    add_refcat_commands(sub)
+    add_calib_commands(sub)
+    add_objects_commands(sub)
+    add_maps_commands(sub)
+
     p = sub.add_parser("demo", help="generate a synthetic night and run the whole job on it")
     p.add_argument("--out", default="skylake-demo", help="directory for the frames and the lake")
     p.add_argument("--frames", type=int, default=12, help="frames in the night (default 12)")
@@ -137,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(max(level, logging.WARNING if level > logging.DEBUG else level))
     try:
         return args.func(args)
+    except DbError as exc:
+        print(f"skylake: error: {exc}", file=sys.stderr)
+        return 5
     except (LakeError, ProfileError, FileNotFoundError) as exc:
         print(f"skylake: error: {exc}", file=sys.stderr)
         return 2

@@ -11,3 +11,7 @@ class FrameRejected(Exception):
 
 class LakeError(Exception):
     """The lake is missing, of an unknown format, or inconsistent in a way skylake will not guess at."""
+
+
+class DbError(LakeError):
+    """The summary database cannot be reached or used; the lake is untouched."""

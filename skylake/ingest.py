@@ -51,6 +51,7 @@ class IngestReport:
     duplicates: int = 0  # frames another writer committed while we processed them
     sources: int = 0
     commits: list[int] = field(default_factory=list)
+    calibration: list = field(default_factory=list)  # skylake.calib CalibrationReports of the new frames
 
     @property
     def exit_code(self) -> int:
@@ -139,7 +140,12 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
             yield client
         return
     n = workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+    # distributed sets MALLOC_TRIM_THRESHOLD_ in new workers, which also freezes glibc's mmap threshold:
+    # every frame-sized array is then mapped and page-faulted afresh (50-150 ms per 4k frame).
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
 
@@ -279,4 +285,7 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
                 buffer = []
         if buffer:
             commit_batch(lake, buffer, redo=redo, report=report)
+    from skylake.calib.calibrate import calibrate_ingested  # a separate commit; `calibrate` redoes what a crash lost
+
+    report.calibration = calibrate_ingested(lake, profile, report.commits, client)
     return report

@@ -95,6 +95,52 @@ class Quality:
     max_src_background_mad: float
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """Photometric calibration against a reference catalogue (``skylake calibrate``; pipelines/generic.toml
+    documents each setting). Magnitudes in mag, distances in arcsec or pixels as named."""
+
+    refcat: str  # LAKE/refcats/NAME used by ingest and by calibrate without --refcat; "" = none
+    band: str  # reference band: the catalogue's mag_<band>
+    color: list[str]  # [] or [b1, b2]: colour = mag_<b1> - mag_<b2>
+    color_range: list[float]  # stars used in the colour fit have a colour inside [lo, hi]
+    match_radius_arcsec: float
+    min_stars: int
+    clip_sigma: float
+    clip_max_residual: float
+    mag_limits: list[float]  # [bright, faint] reference magnitudes of usable stars
+    max_inst_mag_err: float  # too faint above this instrumental error
+    edge_distance_px: float
+    flags_mask: int  # source flags that reject a star
+    blend_flags: int  # source flags that mean "blended" (sep OBJ_MERGED)
+    ref_flags_mask: int  # reference-catalogue flags (schemas/refcat.yaml flag_bits) that reject a star
+    blend_delta_mag: float  # a second reference star within the radius and brighter than mag + this: blended
+    saturation_fraction: float  # peak + background above this fraction of the frame's saturation: saturated
+    max_scatter: float  # robust scatter above this: high_scatter
+    max_zp_variation: float  # zeropoint change across the frame (plane fit of residuals) above this: cloudy
+    max_zp_drop: float  # zeropoint below the night's clear-sky model by more than this: cloudy
+    min_airmass_range: float  # an extinction term is fitted for a night whose ok frames span this much
+    min_extinction_frames: int
+
+    @property
+    def digest(self) -> str:
+        """Short hash of the settings: part of a calibration's identity."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def color_name(self) -> str:
+        return f"{self.color[0]}-{self.color[1]}" if self.color else ""
+
+
+@dataclass(frozen=True)
+class Maps:
+    """HEALPix maps (``skylake maps``; pipelines/generic.toml documents each setting)."""
+
+    nside: int  # HEALPix nside (a power of two; the all-sky pipeline uses 8)
+    zp_clear: float | str  # clear-sky reference zeropoint [mag for 1 ADU/s], or "auto" (the night's extinction fit)
+    min_stars: int  # transparency and zeropoint are null in pixels with fewer star measurements
+
+
 _SECTIONS = {
     "site": Site,
     "header": HeaderMap,
@@ -102,6 +148,8 @@ _SECTIONS = {
     "detection": Detection,
     "photometry": Photometry,
     "quality": Quality,
+    "calibration": Calibration,
+    "maps": Maps,
 }
 
 
@@ -116,12 +164,16 @@ class Profile:
     detection: Detection
     photometry: Photometry
     quality: Quality
+    calibration: Calibration
+    maps: Maps
     source: str  # the file it was read from
 
     @property
     def digest(self) -> str:
-        """Short hash of every processing setting: changing any of them changes frame identity."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("source", "description")}
+        """Short hash of every processing setting: changing any of them changes frame identity.
+        Calibration settings are not processing settings (they have their own digest)."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("source", "description", "calibration",
+                                                                          "maps")}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -188,6 +240,55 @@ def _section(cls, doc: dict, section: str, source: str):
     return cls(**values)
 
 
+def _check_calibration(cal: Calibration, source: str) -> None:
+    """Raise ProfileError naming the first [calibration] value that cannot work."""
+    def bad(key, why):
+        raise ProfileError(f"{source}: calibration.{key} = {getattr(cal, key)!r} {why}")
+
+    if not isinstance(cal.refcat, str):
+        bad("refcat", 'must be a catalogue name, or "" for none')
+    if not isinstance(cal.band, str) or not cal.band:
+        bad("band", "must name a reference band (the catalogue's mag_<band>)")
+    if not isinstance(cal.color, list) or len(cal.color) not in (0, 2) or not all(isinstance(b, str) for b in cal.color):
+        bad("color", 'must be [] (no colour term) or two band names, e.g. ["B", "V"]')
+    for key in ("color_range", "mag_limits"):
+        pair = getattr(cal, key)
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)
+                and pair[0] < pair[1]):
+            bad(key, "must be [low, high] with low < high")
+    positive = ("match_radius_arcsec", "clip_sigma", "clip_max_residual", "max_inst_mag_err", "blend_delta_mag",
+                "max_scatter", "max_zp_variation", "max_zp_drop")
+    for key in positive:
+        value = getattr(cal, key)
+        if not isinstance(value, (int, float)) or not value > 0:
+            bad(key, "must be a positive number")
+    if not 0 < cal.saturation_fraction <= 1:
+        bad("saturation_fraction", "must be in (0, 1]")
+    for key in ("edge_distance_px", "min_airmass_range"):
+        if not isinstance(getattr(cal, key), (int, float)) or getattr(cal, key) < 0:
+            bad(key, "must be a number >= 0")
+    for key, low in (("min_stars", 2), ("min_extinction_frames", 2), ("flags_mask", 0), ("blend_flags", 0),
+                       ("ref_flags_mask", 0)):
+        value = getattr(cal, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            bad(key, f"must be an integer >= {low}")
+
+
+def _check_maps(maps: Maps, source: str) -> None:
+    """Raise ProfileError naming the first [maps] value that cannot work."""
+    def bad(key, why):
+        raise ProfileError(f"{source}: maps.{key} = {getattr(maps, key)!r} {why}")
+
+    n = maps.nside
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > 2**29 or n & (n - 1):
+        bad("nside", "must be a power of two from 1 to 2**29 (e.g. 8)")
+    z = maps.zp_clear
+    if not (z == "auto" or (isinstance(z, (int, float)) and not isinstance(z, bool) and -100 < z < 100)):
+        bad("zp_clear", 'must be a zeropoint in mag (a number) or "auto"')
+    if not isinstance(maps.min_stars, int) or isinstance(maps.min_stars, bool) or maps.min_stars < 1:
+        bad("min_stars", "must be an integer >= 1")
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a built-in profile by name (``pipelines/NAME.toml``) or a user's TOML/YAML file."""
     doc = _load_dict(name_or_path)
@@ -203,5 +304,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if sections["header"].time_reference not in ("start", "mid"):
         raise ProfileError(f"{source}: header.time_reference must be 'start' or 'mid', got "
                            f"{sections['header'].time_reference!r}")
+    _check_calibration(sections["calibration"], source)
+    _check_maps(sections["maps"], source)
     return Profile(name=meta.get("name", Path(source).stem), description=meta.get("description", ""),
                    hdu=meta.get("hdu", "auto"), source=source, **sections)

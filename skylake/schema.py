@@ -42,7 +42,12 @@ class TableSpec:
         return list(self.schema.names)
 
 
-def _arrow_type(type_name: str, table: str, column: str) -> pa.DataType:
+def _arrow_type(type_name: str, table: str, column: str, fields: list | None = None) -> pa.DataType:
+    if type_name == "nested":  # a nested-pandas column (e.g. a light curve): a struct of equal-length lists
+        if not fields:
+            raise ValueError(f"schemas/{table}.yaml: column {column!r} of type nested needs `fields`")
+        subs = [_field(f, table, f"{column}.{f['name']}") for f in fields]
+        return pa.struct([pa.field(f.name, pa.list_(f.type), metadata=f.metadata) for f in subs])
     try:
         return _SIMPLE_TYPES[type_name]
     except KeyError:
@@ -52,15 +57,17 @@ def _arrow_type(type_name: str, table: str, column: str) -> pa.DataType:
         ) from None
 
 
+def _field(col: dict, table: str, column: str) -> pa.Field:
+    meta = {"unit": col.get("unit", ""), "description": col.get("description", "")}
+    return pa.field(col["name"], _arrow_type(col["type"], table, column, col.get("fields")), metadata=meta)
+
+
 @functools.cache
 def table_spec(name: str) -> TableSpec:
     """Load ``schemas/<name>.yaml`` as a :class:`TableSpec` (cached)."""
     with open(project_dir("schemas") / f"{name}.yaml") as fh:
         doc = yaml.safe_load(fh)
-    fields = []
-    for col in doc["columns"]:
-        meta = {"unit": col.get("unit", ""), "description": col.get("description", "")}
-        fields.append(pa.field(col["name"], _arrow_type(col["type"], name, col["name"]), metadata=meta))
+    fields = [_field(col, name, col["name"]) for col in doc["columns"]]
     return TableSpec(
         name=doc["name"],
         description=doc.get("description", ""),

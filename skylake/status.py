@@ -16,6 +16,13 @@ def lake_status(lake: Lake) -> dict:
     reasons = Counter((f["status"], f["reason"]) for f in frames if f["status"] != "ok")
     latest = lake.log.latest()
     published = lake.log.published_version()
+    # calibrated frames per reference catalogue and zp_status (skylake calibrate; LAKE/zeropoints)
+    zps = lake.read_night_table("zeropoints", columns=["refcat", "frame_id", "zp_status"]).to_pylist()
+    calibrations = {}
+    for row in zps:
+        cal = calibrations.setdefault(row["refcat"], {"frames": set(), "by_status": Counter()})
+        cal["frames"].add(row["frame_id"])
+        cal["by_status"][row["zp_status"]] += 1
     return {
         "lake": lake.url,
         "frames": len(frames),
@@ -27,6 +34,8 @@ def lake_status(lake: Lake) -> dict:
         "partitions": len(read_partitions(lake.store)),
         "source_files": len(lake.live_files(SOURCES)),
         "frame_files": len(lake.live_files(FRAMES)),
+        "calibrations": [{"refcat": name, "frames": len(c["frames"]), "rows_by_status": dict(sorted(c["by_status"].items()))}
+                         for name, c in sorted(calibrations.items())],
         "last_commit": None if latest is None else {
             "version": latest.version, "operation": latest.operation, "batch_id": latest.batch_id,
             "committed_at": latest.committed_at},
@@ -43,6 +52,9 @@ def format_status(status: dict) -> str:
         lines.append(f"    {r['frames']:6d} {r['status']}: {r['reason']}")
     lines.append(f"  sources      {status['source_rows']} rows in {status['partitions']} partitions, "
                  f"{status['source_files']} files")
+    for cal in status.get("calibrations", []):
+        lines.append(f"  calibrated   {cal['frames']} frames against {cal['refcat']}: " +
+                     ", ".join(f"{k} {v}" for k, v in cal["rows_by_status"].items()))
     last = status["last_commit"]
     if last:
         lines.append(f"  last commit  v{last['version']} {last['operation']} {last['batch_id']} at {last['committed_at']}")

@@ -48,6 +48,7 @@ __all__ = [
     "render_frame",
     "write_frame",
     "write_demo_night",
+    "write_reference_catalog",
     "write_bad_files",
     "BAD_FILE_NAMES",
     "ZP_TRUE_DEFAULT",
@@ -580,7 +581,9 @@ class DemoTruth:
 
     Relations that hold exactly (up to float rounding):
 
-    ``detections.flux_adu == 10**(-0.4 * (mag_true_this_frame + extinction_mag - zp_true)) * exptime``
+    ``detections.flux_adu == 10**(-0.4 * (mag_true_this_frame - color_term * color + extinction_mag - zp_true)) * exptime``
+
+    i.e. ``ref - inst = zp_true + color_term * color - extinction_mag`` with ``inst = -2.5 log10(flux / exptime)``
 
     ``extinction_mag == k_ext * airmass + cloud_mag``  (frame airmass from
     the FITS header, ``cloud_mag`` the cloud's extinction at the star)
@@ -598,7 +601,8 @@ class DemoTruth:
         path, frame_index, date_obs, mjd_start, mjd_mid, exptime (s),
         airmass (as in the header), sky_adu (per pixel, whole exposure),
         zp_true (mag for 1 ADU/s above the atmosphere), k_ext (mag/airmass),
-        zp_eff (= zp_true - k_ext*airmass, cloud excluded),
+        zp_eff (= zp_true - k_ext*airmass, cloud excluded), color_term
+        (mag per unit colour),
         cloud_ra, cloud_dec, cloud_radius_deg (Gaussian sigma),
         cloud_depth_mag (extinction at the core), crval1, crval2 (pointing),
         ha_deg (hour angle of the field centre), sun_alt_deg.
@@ -682,6 +686,9 @@ def write_demo_night(
     mag_range=(8.0, 15.0),
     zp_true=ZP_TRUE_DEFAULT,
     k_ext=K_EXT_DEFAULT,
+    color_term=0.0,
+    cloud_track=(-0.75, 0.75),
+    cloud_radius_chips=1.0 / 3.0,
     fwhm_px=2.5,
     gain=1.5,
     read_noise_adu=5.0,
@@ -707,16 +714,17 @@ def write_demo_night(
       plus 2 %, so ~2/3 of ``n_stars`` land on the chip) projected with
       ``astropy.wcs.WCS(header).world_to_pixel_values``;
     * flux (ADU) = ``10**(-0.4 * (m - zp_true)) * exptime`` with
-      ``m = mag_true_this_frame + k_ext * airmass + cloud_mag``; airmass
+      ``m = mag_true_this_frame - color_term * color + k_ext * airmass + cloud_mag``; airmass
       (Kasten & Young) of the field centre at mid-exposure, from the hour
       angle (GMST linear formula), the same for all stars of a frame;
     * cloud (``cloud=True``): a Gaussian blob on the sky,
       ``cloud_mag = depth * exp(-0.5 * (sep / radius)**2)`` with ``depth``
-      drawn in 0.5..0.8 mag and ``radius`` (the Gaussian sigma) a third of
-      the chip width; it drifts in a straight line at constant speed from
-      0.75 chip widths on one side of the field centre to 0.75 on the
-      other, in a random direction, over the night's frames.  It dims stars
-      only (sky level unchanged);
+      drawn in 0.5..0.8 mag and ``radius`` (the Gaussian sigma)
+      ``cloud_radius_chips`` (default a third) of the chip width; it drifts in a straight line at constant speed from
+      ``cloud_track[0]`` (default -0.75) chip widths on one side of the field
+      centre to ``cloud_track[1]`` (0.75) on the other, in a random
+      direction, over the night's frames (a wider track leaves the first and
+      last frames clear).  It dims stars only (sky level unchanged);
     * variables: ``n_variables`` stars at least 10 % of the chip away from
       its edges, in the 2 magnitudes just fainter than the brightest mean
       magnitude that never saturates at maximum light (about 12.8..14.8 with
@@ -785,6 +793,7 @@ def write_demo_night(
     ra_s = stars["ra"].to_numpy()
     dec_s = stars["dec"].to_numpy()
     mag_s = stars["mag"].to_numpy()
+    color_s = stars["color"].to_numpy()
 
     # --- times, geometry, sky ---------------------------------------------
     t_start = t0 + TimeDelta(np.arange(n_frames) * cadence, format="sec")
@@ -852,13 +861,14 @@ def write_demo_night(
     # --- cloud track ---------------------------------------------------------
     crng = np.random.default_rng(cloud_seed)
     width_px = float(max(nx, ny))
-    cloud_radius_deg = width_px * scale_arcsec / 3600.0 / 3.0
+    cloud_radius_deg = width_px * scale_arcsec / 3600.0 * _check_finite("cloud_radius_chips", cloud_radius_chips,
+                                                                          positive=True)
     angle = crng.uniform(0.0, 2.0 * math.pi)
     depth = crng.uniform(0.5, 0.8)
     cross = crng.uniform(-0.2, 0.2) * width_px  # offset of the track from the centre
     u = np.array([math.cos(angle), math.sin(angle)])
     perp = np.array([-u[1], u[0]])
-    frac = np.linspace(-0.75, 0.75, n_frames) if n_frames > 1 else np.zeros(1)
+    frac = np.linspace(*cloud_track, n_frames) if n_frames > 1 else np.zeros(1)
     cx = (nx - 1) / 2.0 + frac * width_px * u[0] + cross * perp[0]
     cy = (ny - 1) / 2.0 + frac * width_px * u[1] + cross * perp[1]
     cloud_ra, cloud_dec = base_wcs.pixel_to_world_values(cx, cy)
@@ -900,7 +910,7 @@ def write_demo_night(
         else:
             cloud_mag = np.zeros(n)
         ext = k_ext * airmass[i] + cloud_mag
-        flux = 10.0 ** (-0.4 * (mag_now + ext - zp_true)) * exptime
+        flux = 10.0 ** (-0.4 * (mag_now - color_term * color_s + ext - zp_true)) * exptime
 
         img = render_frame(
             {"x": x, "y": y, "flux": flux},
@@ -944,6 +954,7 @@ def write_demo_night(
                 "zp_true": float(zp_true),
                 "k_ext": float(k_ext),
                 "zp_eff": float(zp_true - k_ext * airmass[i]),
+                "color_term": float(color_term),
                 "cloud_ra": float(cloud_ra[i]),
                 "cloud_dec": float(cloud_dec[i]),
                 "cloud_radius_deg": float(cloud_radius_deg),
@@ -991,6 +1002,7 @@ def write_demo_night(
         "saturation_adu": float(saturation_adu),
         "zp_true": float(zp_true),
         "k_ext": float(k_ext),
+        "color_term": float(color_term),
         "sky_mag_arcsec2": float(sky_mag_arcsec2),
         "site_lat_deg": float(site_lat_deg),
         "site_lon_deg": float(site_lon_deg),
@@ -998,6 +1010,58 @@ def write_demo_night(
         "catalog_radius_deg": 1.02 * half_diag_deg,
     }
     return DemoTruth(stars=stars, frames=frames, detections=detections, meta=meta)
+
+
+#: Column map of :func:`write_reference_catalog` files (``skylake refcat import --format generic``).
+REFERENCE_COLUMNS_MAP = """# SYNTHETIC reference catalogue of skylake.synthetic.write_reference_catalog
+description = "skylake demo truth catalogue (SYNTHETIC)"
+[columns]
+ref_id = "star_id"
+ra = "ra"
+dec = "dec"
+epoch = {const = 2000.0}
+mag_V = "vmag"
+err_V = "e_vmag"
+mag_B = "bmag"
+err_B = "e_bmag"
+[flags]
+VARIABLE = {col = "variable", op = "eq", value = true}
+"""
+
+
+def write_reference_catalog(stars: pd.DataFrame, out_dir, name: str = "demo_refcat_synthetic",
+                            mag_err: float = 0.01) -> tuple[Path, Path]:
+    """Write the truth stars of a :class:`DemoTruth` as a reference catalogue to calibrate against.
+
+    ``vmag`` is the star's (mean) ``mag``, ``bmag = vmag + color`` (so B-V is the truth colour),
+    both exact, with a nominal error ``mag_err``; variables are flagged. Writes ``NAME.parquet``
+    (marked synthetic in its key-value metadata) and ``NAME.toml``, the column map for
+    ``skylake refcat import LAKE NAME --format generic --columns-map NAME.toml NAME.parquet``.
+    Returns (parquet path, map path).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from skylake.refcat.synthetic import SYNTHETIC_META
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(stars)
+    table = pa.table({
+        "star_id": stars["star_id"].to_numpy(np.int64),
+        "ra": stars["ra"].to_numpy(np.float64),
+        "dec": stars["dec"].to_numpy(np.float64),
+        "vmag": stars["mag"].to_numpy(np.float64),
+        "e_vmag": np.full(n, mag_err),
+        "bmag": (stars["mag"] + stars["color"]).to_numpy(np.float64),
+        "e_bmag": np.full(n, mag_err),
+        "variable": stars["is_variable"].to_numpy(bool) if "is_variable" in stars else np.zeros(n, bool),
+    })
+    data = out / f"{name}.parquet"
+    pq.write_table(table.replace_schema_metadata(SYNTHETIC_META), data)
+    columns_map = out / f"{name}.toml"
+    columns_map.write_text(REFERENCE_COLUMNS_MAP)
+    return data, columns_map
 
 
 # ---------------------------------------------------------------------------

@@ -23,6 +23,8 @@ def celestial_wcs(header: fits.Header) -> WCS:
             raise FrameRejected(f"invalid WCS in header: {type(exc).__name__}: {exc}") from exc
     if not wcs.has_celestial:
         raise FrameRejected("no celestial WCS in the header (no RA/Dec CTYPE1/CTYPE2)")
+    if wcs.naxis == 2 and (wcs.wcs.lng, wcs.wcs.lat) == (0, 1):
+        return wcs  # already the celestial WCS: .celestial would build a copy
     return wcs.celestial
 
 

@@ -75,21 +75,23 @@ def skymap_histogram(h29: np.ndarray) -> np.ndarray:
     return np.bincount(h29 >> _shift(SKYMAP_ORDER), minlength=12 * 4**SKYMAP_ORDER).astype(np.int64)
 
 
-def read_partitions(store: Storage) -> list[HealpixPixel]:
-    if not store.exists(f"{SOURCES}/partition_info.csv"):
+def read_partitions(store: Storage, catalog: str = SOURCES) -> list[HealpixPixel]:
+    if not store.exists(f"{catalog}/partition_info.csv"):
         return []
-    return PartitionInfo.read_from_csv(store.full(f"{SOURCES}/partition_info.csv")).get_healpix_pixels()
+    return PartitionInfo.read_from_csv(store.full(f"{catalog}/partition_info.csv")).get_healpix_pixels()
 
 
-def read_skymap(store: Storage) -> np.ndarray:
-    if not store.exists(f"{SOURCES}/skymap.fits"):
+def read_skymap(store: Storage, catalog: str = SOURCES) -> np.ndarray:
+    if not store.exists(f"{catalog}/skymap.fits"):
         return np.zeros(12 * 4**SKYMAP_ORDER, dtype=np.int64)
-    return np.asarray(file_io.read_fits_image(store.full(f"{SOURCES}/skymap.fits")), dtype=np.int64)
+    return np.asarray(file_io.read_fits_image(store.full(f"{catalog}/skymap.fits")), dtype=np.int64)
 
 
 def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel], total_rows: int,
-                   skymap: np.ndarray, schema: pa.Schema) -> list[str]:
-    """Write the catalog metadata files into ``out_rel`` (a staging copy of ``sources/``).
+                   skymap: np.ndarray, schema: pa.Schema, catalog: str = SOURCES, catalog_type: str = "source",
+                   id_column: str = "source_id") -> list[str]:
+    """Write the catalog metadata files into ``out_rel`` (a staging copy of ``sources/``, or of another
+    catalog of the lake: ``objects/``, whose rows are identified by ``id_column``).
 
     Returns the catalog-relative names written (:data:`METADATA_FILES`).
     """
@@ -98,8 +100,8 @@ def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel],
     info = PartitionInfo.from_healpix(partitions)
     info.write_to_file(partition_info_file=f"{out}/partition_info.csv")
     props = TableProperties(
-        catalog_name="sources",
-        catalog_type="source",
+        catalog_name=catalog,
+        catalog_type=catalog_type,
         total_rows=int(total_rows),
         ra_column="ra",
         dec_column="dec",
@@ -111,8 +113,8 @@ def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel],
         hats_builder=f"skylake v{skylake.__version__}",
         hats_creation_date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M%Z"),
         hats_version="v1.0",
-        hats_cols_sort="_healpix_29,source_id",
-        hats_cols_survey_id="source_id",
+        hats_cols_sort=f"_healpix_29,{id_column}",
+        hats_cols_survey_id=id_column,
     )
     props.to_properties_file(out)
     file_io.write_fits_image(skymap, paths.get_skymap_file_pointer(out))

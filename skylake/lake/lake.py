@@ -71,9 +71,10 @@ def new_batch_id(operation: str = "ingest") -> str:
     return f"{_now():%Y%m%dT%H%M%S}-{operation}-{uuid.uuid4().hex[:10]}"
 
 
-def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL) -> bytes:
+def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group_size: int | None = None) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", compression_level=zstd_level, write_statistics=True)
+    pq.write_table(table, sink, compression="zstd", compression_level=zstd_level, write_statistics=True,
+                   row_group_size=row_group_size)
     return sink.getvalue()
 
 
@@ -118,15 +119,25 @@ class Lake:
     def path(self, rel: str = "") -> str:
         return self.store.full(rel)
 
-    def frames_dataset(self) -> pads.Dataset:
+    def night_dataset(self, table: str) -> pads.Dataset:
+        """A table partitioned by night (frames, and calibration's zeropoints, matches, extinction) as a
+        dataset with ``night`` from the partition directory."""
         partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=NULL_PARTITION)
-        schema = table_schema(FRAMES).append(pa.field("night", pa.string()))
-        return pads.dataset(self.store.full(FRAMES), format="parquet", partitioning=partitioning,
+        schema = table_schema(table).append(pa.field("night", pa.string()))
+        if not self.store.exists(table):  # a table nothing has been committed to yet
+            return pads.dataset(schema.empty_table())
+        return pads.dataset(self.store.full(table), format="parquet", partitioning=partitioning,
                             schema=schema, filesystem=self.store.fs if not self.store.is_local else None)
+
+    def read_night_table(self, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
+        return self.night_dataset(table).to_table(columns=columns, filter=filter)
+
+    def frames_dataset(self) -> pads.Dataset:
+        return self.night_dataset(FRAMES)
 
     def read_frames(self, columns: list[str] | None = None, filter=None) -> pa.Table:
         """The frames table (``night`` comes from the partition directory)."""
-        return self.frames_dataset().to_table(columns=columns, filter=filter)
+        return self.read_night_table(FRAMES, columns=columns, filter=filter)
 
     def sources_dataset(self) -> pads.Dataset:
         partitioning = pads.partitioning(pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]),
@@ -147,7 +158,7 @@ class Lake:
 
     def live_files(self, table: str) -> list[str]:
         """Published data files of ``table``, relative to its directory."""
-        base = f"{SOURCES}/dataset" if table == SOURCES else FRAMES
+        base = f"{SOURCES}/dataset" if table == SOURCES else table
         prefix = "dataset/" if table == SOURCES else ""
         return [prefix + posixpath.relpath(p, base) for p in self.store.walk_files(base, ".parquet")]
 
@@ -222,16 +233,19 @@ class Transaction:
         self.new_partitions: set = set()
         self.dropped_partitions: set = set()
         self.partitions = hats_meta.read_partitions(lake.store)
+        self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
 
     def allocate_frame_ids(self, n: int) -> np.ndarray:
         ids = np.arange(self.next_frame_id, self.next_frame_id + n, dtype=np.int64)
         self.next_frame_id += n
         return ids
 
-    def stage(self, table: str, path: str, data: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL):
+    def stage(self, table: str, path: str, data: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL,
+              row_group_size: int | None = None):
         """Write ``data`` as ``table/path`` into this batch's staging area."""
         action = FileAction(table=table, path=path, rows=data.num_rows)
-        self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path), parquet_bytes(data, zstd_level))
+        self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path),
+                                    parquet_bytes(data, zstd_level, row_group_size))
         self.adds.append(action)
 
     def remove(self, table: str, path: str, rows: int):
@@ -259,10 +273,14 @@ class Transaction:
 
     def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage frame rows, one file per night (``nights`` gives each row's night)."""
-        nights_arr = np.array([n if n else NULL_PARTITION for n in nights], dtype=object)
+        self.stage_nights(FRAMES, frames, nights, name)
+
+    def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
+        """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
+        nights_arr = np.array([n if isinstance(n, str) and n else NULL_PARTITION for n in nights], dtype=object)
         for night in sorted(set(nights_arr)):
             rows = np.flatnonzero(nights_arr == night)
-            self.stage(FRAMES, f"night={night}/{name or self.batch_id}.parquet", frames.take(rows))
+            self.stage(table, f"night={night}/{name or self.batch_id}.parquet", data.take(rows))
 
     def commit(self, summary: dict | None = None) -> Entry | None:
         """Commit everything staged as one atomic step, then publish it. Returns the log entry, or
@@ -283,6 +301,7 @@ class Transaction:
             names = hats_meta.write_metadata(store, staging_path(self.batch_id, SOURCES), partitions,
                                              base_sources + d_sources, skymap, table_schema(SOURCES))
             metadata = [f"{SOURCES}/{n}" for n in names]
+        metadata += self.metadata
         for action in self.adds:
             store.fsync_dir(posixpath.dirname(staging_path(self.batch_id, action.lake_path)))
         faults.point("before_commit")

@@ -14,11 +14,26 @@ catalogue through a user column map) as HATS collections under ``LAKE/refcats/NA
 >>> cone_search("LAKE", "tycho2", 256.17, 12.79, 3600)               # doctest: +SKIP
 """
 
-from skylake.refcat.errors import ColumnMapError, FormatMismatch, RefcatError
-from skylake.refcat.formats import format_names, get_format, load_column_map
-from skylake.refcat.importer import ImportReport, default_margin_arcsec, import_refcat, read_record
-from skylake.refcat.query import cone_search, list_refcats, propagate, refcat_path
+#: Defaults of an import (used by the importer and the CLI; kept here so the CLI loads nothing heavy).
+DEFAULT_MARGIN_ARCSEC = 10.0  # arcsec: wider than any cross-match radius skylake uses by default
+DEFAULT_PIXEL_THRESHOLD = 1_000_000  # rows per partition: ~100-150 MB in memory for a 20-column catalogue
+DEFAULT_HIGHEST_ORDER = 8  # hats-import's binning cost grows 4x per order; order 8 pixels are 13.7'
+MAPS_FILE = "refcats.toml"  # in pipelines/: the column maps of the built-in formats
+GENERIC = "generic"  # the format that takes a user's column map
 
-__all__ = ["import_refcat", "ImportReport", "list_refcats", "cone_search", "propagate", "refcat_path",
-           "read_record", "default_margin_arcsec", "get_format", "load_column_map", "format_names",
-           "RefcatError", "FormatMismatch", "ColumnMapError"]
+_EXPORTS = {
+    "import_refcat": "importer", "ImportReport": "importer", "default_margin_arcsec": "importer",
+    "read_record": "importer", "list_refcats": "query", "cone_search": "query", "propagate": "query",
+    "refcat_path": "query", "get_format": "formats", "load_column_map": "formats", "format_names": "formats",
+    "RefcatError": "errors", "FormatMismatch": "errors", "ColumnMapError": "errors",
+}
+__all__ = [*_EXPORTS, "DEFAULT_MARGIN_ARCSEC", "DEFAULT_PIXEL_THRESHOLD", "DEFAULT_HIGHEST_ORDER"]
+
+
+def __getattr__(name: str):
+    """Import the public API lazily: ``skylake --help`` should not pay for pyarrow, hats and astropy."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"skylake.refcat.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'skylake.refcat' has no attribute {name!r}")

@@ -29,14 +29,21 @@ def _usage_errors(func):
 
 @_usage_errors
 def _cmd_import(args) -> int:
-    from skylake.ingest import dask_client
+    import contextlib
+
     from skylake.refcat.importer import import_refcat
 
-    with dask_client(args.scheduler, args.workers) as client:
+    with contextlib.ExitStack() as stack:
+        client = None  # import_refcat starts a LocalCluster itself, after checking the files
+        if args.scheduler:
+            from distributed import Client
+
+            client = stack.enter_context(Client(args.scheduler))
         report = import_refcat(args.lake, args.name, args.files, args.format, columns_map=args.columns_map,
                                overwrite=args.overwrite, margin_arcsec=args.margin_arcsec,
                                pixel_threshold=args.pixel_threshold, highest_order=args.highest_order,
-                               client=client, progress=not args.no_progress, create=args.create)
+                               client=client, workers=args.workers, progress=not args.no_progress,
+                               create=args.create)
     print(report)
     return 0
 
@@ -54,6 +61,7 @@ def _cmd_list(args) -> int:
 
 @_usage_errors
 def _cmd_cone(args) -> int:
+    import numpy as np
     import pandas as pd
 
     from skylake.refcat.query import cone_search, write_table
@@ -64,17 +72,34 @@ def _cmd_cone(args) -> int:
         path = write_table(df, args.out)
         print(f"{len(df)} rows -> {path}")
     else:
-        with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", None,
-                               "display.width", 200):
-            print(df.to_string(max_rows=args.max_rows) if len(df) else "no rows in the cone")
+        shown = df.copy()
+        for col in shown.columns:  # float32 magnitudes print as stored (20.075, not 20.075001)
+            if shown[col].dtype == np.float32:
+                shown[col] = [float(str(v)) for v in shown[col].to_numpy()]
+        with pd.option_context("display.max_columns", None, "display.width", 200):
+            print(shown.to_string(max_rows=args.max_rows) if len(df) else "no rows in the cone")
         print(f"({len(df)} rows)")
     return 0
 
 
+def _format_names() -> list[str] | None:
+    """Format names for --format's choices, read cheaply from pipelines/refcats.toml (None if unreadable:
+    the import then reports what is wrong with the file)."""
+    import tomllib
+
+    from skylake.paths import project_dir
+    from skylake.refcat import GENERIC, MAPS_FILE
+
+    try:
+        with open(project_dir("pipelines") / MAPS_FILE, "rb") as fh:
+            return [*tomllib.load(fh), GENERIC]
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+
+
 def add_commands(subparsers) -> None:
     """Add ``refcat`` with sub-commands ``import``, ``list`` and ``cone`` to an argparse subparsers object."""
-    from skylake.refcat.formats import format_names
-    from skylake.refcat.importer import DEFAULT_HIGHEST_ORDER, DEFAULT_PIXEL_THRESHOLD
+    from skylake.refcat import DEFAULT_HIGHEST_ORDER, DEFAULT_PIXEL_THRESHOLD
 
     parser = subparsers.add_parser("refcat", help="reference catalogues (APASS, PS1, refcat2, Gaia, Tycho-2, ...)",
                                    description="Reference catalogues as HATS collections under LAKE/refcats/.")
@@ -88,12 +113,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("lake", help="lake directory")
     p.add_argument("name", help="catalogue name (letters, digits, '.', '_', '-')")
     p.add_argument("files", nargs="+", metavar="FILE", help="input files, directories or globs")
-    p.add_argument("--format", required=True, choices=format_names(), help="the files' catalogue format")
+    formats = _format_names()
+    p.add_argument("--format", required=True, choices=formats, help="the files' catalogue format")
     p.add_argument("--columns-map", default=None, metavar="FILE",
                    help="column map (TOML/YAML with a [columns] table) for --format generic")
     p.add_argument("--overwrite", action="store_true", help="replace an existing catalogue NAME")
     p.add_argument("--margin-arcsec", type=float, default=None,
-                   help="margin cache width (default: 10, or the largest match_radius_arcsec of any profile)")
+                   help="margin cache width (default 10; at least the match_radius_arcsec of the profiles calibrated against it)")
     p.add_argument("--pixel-threshold", type=int, default=DEFAULT_PIXEL_THRESHOLD,
                    help=f"maximum rows per partition (default {DEFAULT_PIXEL_THRESHOLD})")
     p.add_argument("--highest-order", type=int, default=DEFAULT_HIGHEST_ORDER,

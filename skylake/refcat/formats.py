@@ -20,11 +20,10 @@ import pyarrow as pa
 import yaml
 
 from skylake.paths import project_dir
+from skylake.refcat import GENERIC, MAPS_FILE
 from skylake.refcat.errors import ColumnMapError, FormatMismatch
 from skylake.refcat.schema import core_schema, flag_bits, refcat_schema, sort_bands
 
-MAPS_FILE = "refcats.toml"
-GENERIC = "generic"
 REQUIRED_TARGETS = ("ra", "dec", "epoch")
 OPS = ("eq", "ne", "gt", "ge", "lt", "le", "valid")
 CONVERTERS = ("mjd_to_jyear", "snr_to_mag_err", "hms_string", "dms_string")

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import time
-import tomllib
 import uuid
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -42,11 +41,11 @@ import pyarrow.parquet as pq
 
 from skylake import __version__
 from skylake.lake import Lake
-from skylake.paths import project_dir
+from skylake.refcat import DEFAULT_HIGHEST_ORDER, DEFAULT_MARGIN_ARCSEC, DEFAULT_PIXEL_THRESHOLD
 from skylake.refcat.errors import FormatMismatch, RefcatError
 from skylake.refcat.formats import Format, Variant, get_format
-from skylake.refcat.normalise import DROP_REASONS, FileResult, normalise_file
-from skylake.refcat.readers import Source, open_source, source_columns
+from skylake.refcat.normalise import DROP_REASONS, ChunkCounts, FileResult, normalise_file
+from skylake.refcat.readers import Source, open_source
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +53,6 @@ REFCATS = "refcats"
 STAGING = ".staging"
 RECORD = "skylake_refcat.json"
 RECORD_VERSION = 1
-#: Smallest margin: wider than any cross-match radius skylake uses by default (arcsec).
-DEFAULT_MARGIN_ARCSEC = 10.0
-#: Rows per partition: ~100-150 MB in memory for a 20-column catalogue, one cone reads little.
-DEFAULT_PIXEL_THRESHOLD = 1_000_000
-#: hats-import's binning cost grows 4x per order; order 8 (13.7' pixels) is plenty for refcats.
-DEFAULT_HIGHEST_ORDER = 8
 WRITE_TABLE_KWARGS = {"compression": "zstd", "compression_level": 3}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _INPUT_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".ecsv", ".fits", ".fit", ".rc2", ".gz")
@@ -81,6 +74,7 @@ class ImportReport:
     seconds: float
     files: list[dict] = field(default_factory=list)
     id_collisions: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     @property
     def rows_dropped(self) -> int:
@@ -99,24 +93,13 @@ class ImportReport:
 
 # -- helpers -------------------------------------------------------------------------------------------
 def default_margin_arcsec() -> float:
-    """The margin every import gets unless told otherwise: at least DEFAULT_MARGIN_ARCSEC and at
-    least the largest ``match_radius_arcsec`` set anywhere in ``pipelines/*.toml``."""
-    radii = [DEFAULT_MARGIN_ARCSEC]
+    """The margin every import gets unless told otherwise: DEFAULT_MARGIN_ARCSEC (10").
 
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "match_radius_arcsec" and isinstance(value, (int, float)):
-                    radii.append(float(value))
-                walk(value)
-
-    for path in sorted(project_dir("pipelines").glob("*.toml")):
-        try:
-            with open(path, "rb") as fh:
-                walk(tomllib.load(fh))
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-    return max(radii)
+    Not the widest ``match_radius_arcsec`` of the profiles: SkyCamT's 148" would add ~70 % rows to
+    every catalogue partitioned at 14' pixels. A profile whose radius exceeds a catalogue's margin is
+    refused by ``skylake calibrate`` with the ``--margin-arcsec`` to re-import it with.
+    """
+    return DEFAULT_MARGIN_ARCSEC
 
 
 def check_name(name: str) -> str:
@@ -174,12 +157,6 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _normalise_and_hash(source: Source, variant: Variant, fmt: Format, shard_dir: str, prefix: str,
-                        chunk_rows: int, rows_per_shard: int) -> tuple[FileResult, str, int]:
-    result = normalise_file(source, variant, fmt, shard_dir, prefix, chunk_rows, rows_per_shard)
-    return result, sha256(source.path), os.path.getsize(source.path)
-
-
 def refcats_dir(lake: Lake) -> Path:
     if not lake.store.is_local:
         raise RefcatError(f"reference catalogues are written to local lakes only (the swap needs rename(2)); "
@@ -196,6 +173,19 @@ def _recover(root: Path, name: str) -> None:
             os.rename(old, final)
             log.warning("restored refcat %s from an import interrupted during its swap", name)
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _swap(new: Path, final: Path, old: Path) -> None:
+    """Put ``new`` at ``final``, moving a previous catalogue aside to ``old`` (removed with the staging
+    directory). A crash between the two renames leaves ``old``, which :func:`_recover` puts back."""
+    if final.exists():
+        os.rename(final, old)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        if old.exists() and not final.exists():
+            os.rename(old, final)
+        raise
 
 
 def _count_id_collisions(catalog_dir: Path) -> int:
@@ -250,18 +240,21 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
                     from skylake.ingest import dask_client
 
                     client = stack.enter_context(dask_client(None, workers))
+                t1 = time.monotonic()
                 results = _normalise_all(client, sources, variants, fmt_obj, shard_dir, chunk_rows,
                                          rows_per_shard, progress)
+                t2 = time.monotonic()
                 rows = sum(r.counts.rows_kept for r, _, _ in results)
                 if rows == 0:
                     raise RefcatError(f"no row of {[str(p) for p in paths]} has valid coordinates; nothing to import")
                 out = staging / "out"
                 _run_hats_import(client, fmt_obj, name, [s for r, _, _ in results for s in r.shards], rows,
                                  out, staging, margin, pixel_threshold, highest_order, chunk_rows, progress)
+                t3 = time.monotonic()
             report = _finish(out / name, name, fmt_obj, sources, variants, results, margin, t0, lake, final)
-            if final.exists():
-                os.rename(final, staging / "old")
-            os.rename(out / name, final)
+            report.timings = {"setup": t1 - t0, "normalise": t2 - t1, "hats_import": t3 - t2,
+                              "finish": time.monotonic() - t3}
+            _swap(out / name, final, staging / "old")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.monotonic() - t0
@@ -269,19 +262,59 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
 
 
 def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_per_shard, progress):
-    jobs = [(s, v, fmt, str(shard_dir), f"f{i:05d}", chunk_rows, rows_per_shard)
-            for i, (s, v) in enumerate(zip(sources, variants))]
+    """Normalise every file into shards: one task per file, or per run of row groups for a Parquet
+    file large enough to keep every worker busy. Returns (FileResult, sha256, bytes) per file."""
+    n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
+    jobs, owner = [], []
+    for i, (source, variant) in enumerate(zip(sources, variants)):
+        parts = [None]
+        if client is not None and source.kind == "parquet" and n_workers > 1:
+            meta = pq.ParquetFile(source.path).metadata
+            k = min(meta.num_row_groups, 2 * n_workers) if meta.num_rows > 2 * chunk_rows else 1
+            parts = [tuple(int(g) for g in run) for run in np.array_split(np.arange(meta.num_row_groups), k)] \
+                if k > 1 else [None]
+        for j, groups in enumerate(parts):
+            jobs.append((source, variant, fmt, str(shard_dir), f"f{i:05d}p{j:03d}", chunk_rows, rows_per_shard,
+                         groups))
+            owner.append(i)
     if client is not None and len(jobs) > 1:
-        futures = [client.submit(_normalise_and_hash, *job, pure=False) for job in jobs]
-        results = client.gather(futures)
+        futures = [client.submit(normalise_file, *job, pure=False) for job in jobs]
+        hashes = [client.submit(sha256, s.path, pure=False) for s in sources]
+        parts_done, digests = client.gather(futures), client.gather(hashes)
     else:
-        results = [_normalise_and_hash(*job) for job in jobs]
-    if progress:
-        for result, _, _ in results:
-            c = result.counts
-            print(f"normalised {result.path} as {result.variant}: {c.rows_kept} rows kept of {c.rows_read}",
-                  flush=True)
+        parts_done = [normalise_file(*job) for job in jobs]
+        digests = [sha256(s.path) for s in sources]
+    results = []
+    for i, source in enumerate(sources):
+        mine = [r for r, o in zip(parts_done, owner) if o == i]
+        counts = ChunkCounts()
+        for r in mine:
+            counts.add(r.counts)
+        merged = FileResult(path=str(source.path), variant=mine[0].variant, counts=counts,
+                            shards=[sh for r in mine for sh in r.shards])
+        results.append((merged, digests[i], os.path.getsize(source.path)))
+        if progress:
+            print(f"normalised {source.path} as {merged.variant}: {counts.rows_kept} rows kept of "
+                  f"{counts.rows_read}", flush=True)
     return results
+
+
+class _QuietCollectionNotice(logging.Filter):
+    """hats logs "Looking for catalog - found collection." to the root logger on every collection it
+    validates; that is what we built, so it is not worth a WARNING line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "found collection" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_collection_notice():
+    flt = _QuietCollectionNotice()
+    logging.getLogger().addFilter(flt)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(flt)
 
 
 def _run_hats_import(client, fmt: Format, name: str, shards: list[str], rows: int, out: Path, staging: Path,
@@ -301,7 +334,8 @@ def _run_hats_import(client, fmt: Format, name: str, shards: list[str], rows: in
                      expected_total_rows=rows, use_schema_file=str(schema_file),
                      write_table_kwargs=dict(WRITE_TABLE_KWARGS), addl_hats_properties=props)
             .add_margin(margin_threshold=margin, is_default=True))
-    pipeline_with_client(args, client)
+    with quiet_collection_notice():
+        pipeline_with_client(args, client)
 
 
 def _finish(collection: Path, name: str, fmt: Format, sources, variants, results, margin: float, t0: float,
@@ -309,7 +343,8 @@ def _finish(collection: Path, name: str, fmt: Format, sources, variants, results
     """Count what was written and store the import record inside the new collection."""
     import hats
 
-    coll = hats.read_hats(collection)
+    with quiet_collection_notice():
+        coll = hats.read_hats(collection)
     main = coll.main_catalog
     margin_cat = hats.read_hats(coll.default_margin_catalog_dir)
     dropped = dict.fromkeys(DROP_REASONS, 0)

@@ -21,14 +21,15 @@ import pyarrow.parquet as pq
 
 from skylake.refcat.errors import FormatMismatch
 from skylake.refcat.formats import Condition, Format, Spec, Variant
-from skylake.refcat.readers import Source, iter_chunks
+from skylake.refcat.readers import Source, iter_chunks, source_columns
 from skylake.refcat.schema import flag_bits
 
 #: 2.5 / ln(10): a flux signal-to-noise ratio S/N gives a magnitude error of MAG_PER_SNR / S/N.
 MAG_PER_SNR = 2.5 / math.log(10.0)
 #: Reasons a row is dropped, in the order they are tested.
 DROP_REASONS = ("missing_coordinates", "dec_out_of_range", "ra_out_of_range")
-SHARD_ZSTD_LEVEL = 1  # shards live minutes; favour speed
+#: Shards live minutes: snappy without dictionaries writes and reads ~2x faster than zstd (~55 B/row).
+SHARD_WRITE_KWARGS = {"compression": "snappy", "use_dictionary": False, "write_statistics": False}
 
 
 @dataclass
@@ -245,7 +246,7 @@ class ShardWriter:
     def _open(self) -> None:
         self.close()
         path = self.directory / f"{self.prefix}-{len(self.paths):04d}.parquet"
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", compression_level=SHARD_ZSTD_LEVEL)
+        self._writer = pq.ParquetWriter(path, self.schema, **SHARD_WRITE_KWARGS)
         self.paths.append(path)
         self._rows = 0
 
@@ -266,17 +267,17 @@ class FileResult:
 
 
 def normalise_file(source: Source, variant: Variant, fmt: Format, shard_dir: str | os.PathLike, prefix: str,
-                   chunk_rows: int = 500_000, rows_per_shard: int = 1_000_000) -> FileResult:
-    """Stream ``source`` through ``variant`` into shards under ``shard_dir`` (runs on a dask worker)."""
+                   chunk_rows: int = 500_000, rows_per_shard: int = 1_000_000,
+                   row_groups: tuple[int, ...] | None = None) -> FileResult:
+    """Stream ``source`` (only ``row_groups`` of a Parquet file, if given) through ``variant`` into
+    shards ``<prefix>-NNNN.parquet`` under ``shard_dir``. Runs on a dask worker."""
     schema = fmt.schema()
     target_types = {f.name: f.type for f in schema}
-    from skylake.refcat.readers import source_columns
-
     types = variant.read_types(target_types, source_columns(source, variant.csv_names))
     writer = ShardWriter(Path(shard_dir), prefix, schema, rows_per_shard)
     total = ChunkCounts()
     try:
-        for chunk in iter_chunks(source, types, chunk_rows, variant.csv_names):
+        for chunk in iter_chunks(source, types, chunk_rows, variant.csv_names, row_groups):
             try:
                 result, counts = normalise_chunk(chunk, variant, schema)
             except FormatMismatch as exc:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from skylake.lake import Lake
 from skylake.refcat.errors import RefcatError
-from skylake.refcat.importer import REFCATS, check_name, read_record
+from skylake.refcat.importer import REFCATS, check_name, quiet_collection_notice, read_record
 from skylake.refcat.schema import HEALPIX
 
 #: Upper bound on stellar proper motion (Barnard's star: 10.4"/yr), to pad cones for propagation.
@@ -124,7 +124,8 @@ def cone_search(lake, name: str, ra: float, dec: float, radius_arcsec: float, co
         raise RefcatError(f"cone radius must be positive, got {radius_arcsec} arcsec")
     path = refcat_path(lake, name)
     rec = read_record(path)
-    cat = hats.read_hats(path).main_catalog
+    with quiet_collection_notice():
+        cat = hats.read_hats(path).main_catalog
     schema_names = [n for n in cat.schema.names if n not in ("Norder", "Dir", "Npix")]
     wanted = ["ref_id", "ra", "dec", "epoch"]
     extra = [c for c in (columns or [n for n in schema_names if n != HEALPIX]) if c not in wanted]

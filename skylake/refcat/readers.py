@@ -154,8 +154,9 @@ def source_columns(source: Source, csv_names: tuple[str, ...] = ()) -> list[str]
 
 
 def iter_chunks(source: Source, types: dict[str, pa.DataType | None], chunk_rows: int = 500_000,
-                csv_names: tuple[str, ...] = ()) -> Iterator[pa.Table]:
-    """Stream the columns ``types`` (name -> type, None = as stored) of ``source`` as Tables.
+                csv_names: tuple[str, ...] = (), row_groups=None) -> Iterator[pa.Table]:
+    """Stream the columns ``types`` (name -> type, None = as stored) of ``source`` as Tables
+    (of a Parquet file, only the ``row_groups`` given, if any).
 
     Text columns with type None are read as strings; binary files keep their stored types (the
     normaliser casts). Columns absent from the file are simply not returned.
@@ -163,7 +164,8 @@ def iter_chunks(source: Source, types: dict[str, pa.DataType | None], chunk_rows
     present = [c for c in types if c in set(source_columns(source, csv_names))]
     if source.kind == "parquet":
         pf = pq.ParquetFile(source.path)
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=present):
+        groups = list(row_groups) if row_groups is not None else None
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=present, row_groups=groups):
             yield pa.Table.from_batches([batch])
     elif source.kind in ("csv", "ecsv"):
         yield from _iter_text(source, {c: types[c] for c in present}, csv_names)

@@ -1,0 +1,220 @@
+"""Cross-match benchmark: source rows per second of skylake's calibration cross-match against astropy's
+``match_to_catalog_sky`` and a scipy ``cKDTree``, on the same SYNTHETIC data in the same run.
+
+Run from the repo root (one command)::
+
+    .venv/bin/python benchmarks/crossmatch.py            # 10^7 sources x 10^6 reference stars, 3 runs each
+    .venv/bin/python benchmarks/crossmatch.py --quick    # 10^6 x 10^5, a smoke run (~1-2 min)
+    .venv/bin/python benchmarks/crossmatch.py --sources 3000000 --refs 300000 --runs 5 --workers 2
+
+What happens (see benchmarks/README.md):
+
+1. Reference stars: ``skylake.refcat.synthetic.write_synthetic`` (APASS columns, a Galactic disc plus
+   an isotropic half) imported with ``import_refcat`` (HATS collection, 10" margin), untimed.
+2. Sources: every reference star observed in ``sources / refs`` frames, each time displaced by a
+   Gaussian 1" per axis, a tenth of them replaced by random field sources; written as a HATS
+   catalog with hats-import, untimed. Frames are whole-sky, so each star meets one source per frame.
+3. Timed, ``--runs`` times each, every method producing the same thing, the one-to-one pairs within
+   9" (the SkyCamZ radius) as a DataFrame:
+
+   - skylake: ``lsdb.open_catalog`` of both (reference margin included) ->
+     ``skylake.calib.crossmatch.crossmatch`` (lsdb k-d tree join on the dask cluster, 2 nearest
+     stars per source, reduced to the nearest in each partition on the workers) -> ``nearest_per_star``
+     (the rest of ``one_to_one``). Includes reading the Parquet files.
+   - astropy: ``SkyCoord.match_to_catalog_sky`` of the in-memory arrays, cut at 9" -> ``one_to_one``.
+   - cKDTree: unit vectors, ``cKDTree.query(k=1, distance_upper_bound=chord, workers=-1)`` -> ``one_to_one``.
+
+   The baselines get their arrays in memory for free (loading them is not timed); skylake reads them.
+   All three must give identical pairs (checked). The first lsdb cross-match of a process compiles
+   hats' numba code (7-10 s): an untimed warm-up takes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RADIUS = 9.0  # arcsec
+
+
+def make_sources(ref_file: Path, n_sources: int, out_dir: Path, seed: int = 1) -> Path:
+    """Write ``n_sources`` synthetic detections of the stars in ``ref_file`` as Parquet shards, one per frame."""
+    refs = pq.read_table(ref_file, columns=["RAJ2000", "DEJ2000", "Vmag"])
+    ra0, dec0 = refs["RAJ2000"].to_numpy(), refs["DEJ2000"].to_numpy()
+    vmag = refs["Vmag"].to_numpy(zero_copy_only=False)
+    n_ref = ra0.size
+    out_dir.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    written, frame = 0, 0
+    while written < n_sources:
+        n = min(n_ref, n_sources - written)
+        frame += 1
+        pick = rng.permutation(n_ref)[:n]
+        jitter = rng.normal(0.0, 1.0 / 3600.0, (2, n))
+        dec = np.clip(dec0[pick] + jitter[1], -90.0, 90.0)
+        ra = (ra0[pick] + jitter[0] / np.maximum(np.cos(np.radians(dec)), 1e-6)) % 360.0
+        field = rng.random(n) < 0.1  # not every detection is a catalogue star
+        ra[field] = rng.uniform(0.0, 360.0, field.sum())
+        dec[field] = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, field.sum())))
+        table = pa.table({"source_id": np.arange(written, written + n, dtype=np.int64),
+                          "frame_id": np.full(n, frame, dtype=np.int64), "ra": ra, "dec": dec,
+                          "inst_mag": (np.nan_to_num(vmag[pick], nan=15.0) - 20.0).astype(np.float32)})
+        pq.write_table(table, out_dir / f"frame{frame:03d}.parquet")
+        written += n
+    return out_dir
+
+
+def import_sources(shards: Path, out: Path, client) -> Path:
+    from hats_import import ImportArguments, pipeline_with_client
+
+    args = ImportArguments(input_path=str(shards), file_reader="parquet", ra_column="ra", dec_column="dec",
+                           output_path=str(out), output_artifact_name="sources", pixel_threshold=300_000,
+                           highest_healpix_order=7, sort_columns="source_id", progress_bar=False,
+                           resume=False, tmp_dir=str(out / "tmp"),
+                           write_table_kwargs={"compression": "zstd", "compression_level": 3})
+    pipeline_with_client(args, client)
+    return out / "sources"
+
+
+def skylake_match(sources_path: Path, refcat_path: Path) -> pd.DataFrame:
+    import lsdb
+
+    from skylake.calib.crossmatch import crossmatch, nearest_per_star
+    from skylake.refcat.importer import quiet_collection_notice
+
+    left = lsdb.open_catalog(sources_path, columns=["source_id", "frame_id", "ra", "dec", "inst_mag"])
+    with quiet_collection_notice():
+        right = lsdb.open_catalog(refcat_path, columns=["ref_id", "ra", "dec", "mag_V"])
+    return nearest_per_star(crossmatch(left, right, RADIUS, mag="mag_V", n_neighbors=2))
+
+
+def _unit(ra, dec):
+    ra, dec = np.radians(ra), np.radians(dec)
+    return np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+
+
+def _pairs(src: pd.DataFrame, ref: pd.DataFrame, keep: np.ndarray, idx: np.ndarray, sep: np.ndarray) -> pd.DataFrame:
+    from skylake.calib.crossmatch import one_to_one
+
+    out = src.loc[keep, ["source_id", "frame_id"]].assign(ref_id=ref["ref_id"].to_numpy()[idx[keep]],
+                                                          ref_mag=ref["mag_V"].to_numpy()[idx[keep]],
+                                                          sep_arcsec=sep[keep])
+    return one_to_one(out)
+
+
+def astropy_match(src: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    idx, sep, _ = SkyCoord(src["ra"].to_numpy() * u.deg, src["dec"].to_numpy() * u.deg).match_to_catalog_sky(
+        SkyCoord(ref["ra"].to_numpy() * u.deg, ref["dec"].to_numpy() * u.deg))
+    sep = sep.to_value(u.arcsec)
+    return _pairs(src, ref, sep <= RADIUS, idx, sep)
+
+
+def ckdtree_match(src: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+    from scipy.spatial import cKDTree
+
+    chord = 2.0 * np.sin(np.radians(RADIUS / 3600.0) / 2.0)
+    tree = cKDTree(_unit(ref["ra"].to_numpy(), ref["dec"].to_numpy()))
+    dist, idx = tree.query(_unit(src["ra"].to_numpy(), src["dec"].to_numpy()), k=1, distance_upper_bound=chord,
+                           workers=-1)
+    keep = np.isfinite(dist)
+    idx = np.where(keep, idx, 0)
+    sep = np.degrees(2.0 * np.arcsin(np.minimum(dist, 2.0) / 2.0)) * 3600.0
+    return _pairs(src, ref, keep, idx, sep)
+
+
+def timed(func, runs: int) -> tuple[list[float], pd.DataFrame]:
+    times, result = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = func()
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10^6 sources x 10^5 stars")
+    parser.add_argument("--sources", type=int, default=None, help="source rows (default 10^7; --quick 10^6)")
+    parser.add_argument("--refs", type=int, default=None, help="reference stars (default 10^6; --quick 10^5)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per method (median reported)")
+    parser.add_argument("--workers", type=int, default=2, help="dask workers for skylake (1 thread each)")
+    parser.add_argument("--keep", default=None, metavar="DIR", help="work in DIR and keep it")
+    args = parser.parse_args(argv)
+    n_src = args.sources or (1_000_000 if args.quick else 10_000_000)
+    n_ref = args.refs or (100_000 if args.quick else 1_000_000)
+    warnings.filterwarnings("ignore")
+
+    from distributed import Client, LocalCluster
+
+    from skylake.lake import Lake
+    from skylake.refcat import import_refcat
+    from skylake.refcat.synthetic import write_synthetic
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="skylake-xmatch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            t0 = time.perf_counter()
+            ref_file = write_synthetic(work / "refs_synthetic.parquet", "apass", rows=n_ref, seed=7)
+            lake = Lake.init(work / "lake")
+            import_refcat(lake, "bench", [ref_file], "apass", client=client, progress=False)
+            refcat = work / "lake" / "refcats" / "bench"
+            sources = import_sources(make_sources(ref_file, n_src, work / "shards"), work / "hats", client)
+            print(f"data: {n_src:,} sources, {n_ref:,} reference stars (SYNTHETIC), prepared in "
+                  f"{time.perf_counter() - t0:.0f} s (untimed) under {work}", flush=True)
+
+            src = pq.read_table(sources / "dataset", columns=["source_id", "frame_id", "ra", "dec"]).to_pandas()
+            src = src.sort_values("source_id", ignore_index=True)
+            ref = pq.read_table(refcat / "bench" / "dataset", columns=["ref_id", "ra", "dec", "mag_V"]).to_pandas()
+            assert len(src) == n_src and len(ref) == n_ref, (len(src), len(ref))
+
+            t0 = time.perf_counter()
+            skylake_match(sources, refcat)  # warm-up: numba compilation of hats' pixel alignment
+            print(f"warm-up (first lsdb cross-match of the process, untimed): {time.perf_counter() - t0:.1f} s",
+                  flush=True)
+            results = {}
+            for name, func in (("skylake (lsdb, HATS on disk)", lambda: skylake_match(sources, refcat)),
+                               ("astropy match_to_catalog_sky", lambda: astropy_match(src, ref)),
+                               ("scipy cKDTree (workers=-1)", lambda: ckdtree_match(src, ref))):
+                times, pairs = timed(func, args.runs)
+                results[name] = (times, pairs)
+                print(f"  {name:30s} runs " + " ".join(f"{t:.2f}" for t in times) + " s", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    keys = {name: set(zip(p["source_id"].to_numpy(), p["ref_id"].to_numpy())) for name, (_, p) in results.items()}
+    names = list(results)
+    same = all(keys[n] == keys[names[0]] for n in names[1:])
+    print(f"\ncross-match of {n_src:,} sources x {n_ref:,} reference stars, radius {RADIUS:g}\", one-to-one pairs; "
+          f"{args.workers} dask workers; median of {args.runs} runs")
+    print(f"{'method':32s} {'median s':>9s} {'rows/s':>12s} {'pairs':>11s}")
+    medians = {}
+    for name, (times, pairs) in results.items():
+        medians[name] = statistics.median(times)
+        print(f"{name:32s} {medians[name]:9.2f} {n_src / medians[name]:12,.0f} {len(pairs):11,d}")
+    sky = medians[names[0]]
+    print(f"ratios (throughput): skylake/astropy = {medians[names[1]] / sky:.2f}x, "
+          f"skylake/cKDTree = {medians[names[2]] / sky:.2f}x")
+    print(f"pairs identical across the three methods: {'yes' if same else 'NO'}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""``skylake calibrate``: per-frame photometric zeropoints against a reference catalogue, committed
+to the lake as one atomic batch per run.
+
+For the frames selected (all, one night, nights since a date, or the batches an ingest just
+committed), grouped by the profile that ingested them:
+
+1. frames already calibrated with the same catalogue and settings (same ``calib_key``) are
+   skipped, so re-running is a no-op; ``redo`` recalibrates them, replacing their earlier rows
+   for that catalogue in the same commit;
+2. their sources are cross-matched with the catalogue through lsdb (:mod:`.crossmatch`), reading
+   only the sky they cover, and reduced to one-to-one pairs;
+3. :mod:`.zeropoint` cuts unusable stars and fits each frame (a groupby over frame_id), and
+   :mod:`.astrometry` measures the position residuals;
+4. under the writer lock each touched night's extinction is fitted to all its ok zeropoints of
+   this calibration (earlier ones included), frames far below the night's clear-sky line become
+   ``cloudy``, and zeropoints, matches and extinction rows are staged and committed together.
+
+A frame whose calibration fails gets a zp_status and reason (and a null zp); the rest go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skylake.calib import astrometry, zeropoint
+from skylake.calib.crossmatch import CalibrationError, match_frames
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, stage_without
+from skylake.lake import Lake
+from skylake.lake.lake import NULL_PARTITION, _now
+from skylake.profile import Calibration, Profile, ProfileError, load_profile
+from skylake.schema import conform
+
+log = logging.getLogger(__name__)
+
+FRAME_COLUMNS = ["frame_id", "night", "profile", "status", "reason", "path", "airmass", "saturation", "nx", "ny",
+                 "mjd", "footprint_ra", "footprint_dec"]
+#: Pairs with these cuts have unreliable centroids and stay out of the astrometric residuals.
+ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
+
+
+@dataclass
+class CalibrationReport:
+    """What one calibration (one profile's frames against one catalogue) did."""
+
+    refcat: str
+    profile: str
+    calib_key: str = ""
+    frames: int = 0  # frames selected
+    skipped: int = 0  # already calibrated with the same catalogue and settings
+    calibrated: int = 0  # zeropoint rows written
+    matches: int = 0  # match rows written
+    by_status: dict = field(default_factory=dict)
+    extinction: dict = field(default_factory=dict)  # night -> {k_ext, k_ext_err, n_frames, status}
+    commit: int | None = None
+    plots: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)  # seconds per step: match, fit, commit, plots
+
+    def __str__(self) -> str:
+        status = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items())) or "none"
+        lines = [f"calibrate {self.profile} frames against {self.refcat}: {self.calibrated} of {self.frames} frames "
+                 f"calibrated ({status}), {self.skipped} already calibrated, {self.matches} matches"
+                 + (f", commit v{self.commit}" if self.commit else "") + f", {self.seconds:.1f} s"]
+        for night, ext in sorted(self.extinction.items()):
+            k = (f"k = {ext['k_ext']:.3f} +- {ext['k_ext_err']:.3f} mag/airmass" if ext["status"] == "ok"
+                 else f"no extinction fit ({ext['reason']})")
+            lines.append(f"  night {night}: {k} from {ext['n_frames']} frames")
+        if self.plots:
+            lines.append(f"  {len(self.plots)} checkplots in {Path(self.plots[0]).parent}")
+        return "\n".join(lines)
+
+
+def calib_key(refcat: str, record: dict, cal: Calibration) -> str:
+    """Identity of a calibration: the catalogue (name and import) and every [calibration] setting
+    except the default catalogue name."""
+    settings = {k: v for k, v in asdict(cal).items() if k != "refcat"}
+    ident = {"refcat": refcat, "imported_at": record.get("imported_at"), "rows": record.get("rows"),
+             "files": [f.get("sha256") for f in record.get("source_files", [])], "settings": settings}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def select_frames(lake: Lake, night: str | None = None, since: str | None = None,
+                  batch_ids: list[str] | None = None) -> pd.DataFrame:
+    """Frames of one ``night``, of the nights from ``since`` on, or of ingest ``batch_ids`` (default all)."""
+    for name, value in (("night", night), ("since", since)):
+        if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise CalibrationError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
+    flt = None
+    if night is not None:
+        flt = pc.field("night") == night
+    elif since is not None:
+        flt = pc.field("night") >= since
+    if batch_ids is not None:
+        b = pc.field("batch_id").isin(pa.array(list(batch_ids), pa.string()))
+        flt = b if flt is None else flt & b
+    return lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
+
+
+def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile: Profile | str | None = None,
+              night: str | None = None, since: str | None = None, batch_ids: list[str] | None = None,
+              redo: bool = False, client=None, plots: str | os.PathLike | None = None,
+              cluster=None) -> list[CalibrationReport]:
+    """Calibrate the selected frames (see :func:`select_frames`); one report per profile calibrated.
+
+    ``refcat`` overrides the catalogue the profiles name; ``profile`` overrides the profile frames
+    were ingested with (needed for frames of a profile file that is not in pipelines/). ``client``
+    is a dask distributed Client for the cross-match (None: dask's current scheduler); ``cluster``
+    instead, a callable returning a context manager that yields one, entered only when there is
+    something to match (so a no-op run starts no cluster). ``plots``: a directory for one
+    checkplot PNG per calibrated frame.
+    """
+    lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
+    frames = select_frames(lake, night, since, batch_ids)
+    reports = []
+    with contextlib.ExitStack() as stack:
+        def scheduler():
+            """Enter the cluster on first use; then make the client dask's scheduler."""
+            nonlocal client, cluster
+            if client is None and cluster is not None:
+                client, cluster = stack.enter_context(cluster()), None
+            return dask_scheduler(client)
+
+        for name, group in frames.groupby("profile", sort=True, dropna=False):
+            report = _calibrate_profile(lake, name, group, profile, refcat, redo, plots, scheduler)
+            if report is not None:
+                reports.append(report)
+    return reports
+
+
+def _calibrate_profile(lake: Lake, name: str, group: pd.DataFrame, profile, refcat: str | None, redo: bool,
+                       plots, scheduler) -> CalibrationReport | None:
+    """Calibrate one profile's frames; None (with a warning) when its profile or catalogue is unknown."""
+    try:
+        prof = profile if isinstance(profile, Profile) else load_profile(profile or name)
+    except ProfileError as exc:
+        log.warning("frames of profile %r not calibrated: %s (pass the profile file with --pipeline)", name, exc)
+        return None
+    cat = refcat or prof.calibration.refcat
+    if not cat:
+        log.warning("profile %s names no reference catalogue ([calibration] refcat); %d frames not calibrated "
+                    "(pass --refcat NAME)", prof.name, len(group))
+        return None
+    return calibrate_frames(lake, group, prof, cat, redo=redo, plots=plots, scheduler=scheduler)
+
+
+
+def dask_scheduler(client):
+    """Context making ``client`` dask's scheduler (lsdb computes on it); a no-op for None."""
+    if client is None:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.config.set(scheduler=client)
+
+
+def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, redo: bool = False,
+                     plots: str | os.PathLike | None = None, scheduler=contextlib.nullcontext) -> CalibrationReport:
+    """Calibrate ``frames`` (rows of LAKE/frames, :data:`FRAME_COLUMNS`) of profile ``prof`` against
+    ``refcat`` and commit the result (see the module docstring). ``scheduler()`` gives the context
+    the cross-match computes in."""
+    from skylake.refcat.query import refcat_path
+    from skylake.refcat.importer import read_record
+
+    t0 = time.monotonic()
+    cal = prof.calibration
+    path = refcat_path(lake, refcat)
+    key = calib_key(refcat, read_record(path), cal)
+    report = CalibrationReport(refcat=refcat, profile=prof.name, calib_key=key, frames=len(frames))
+    done = set(read_table(lake, ZEROPOINTS, ["frame_id", "calib_key"], refcat=refcat)
+               .query("calib_key == @key")["frame_id"])
+    todo = frames if redo else frames[~frames["frame_id"].isin(done)]
+    report.skipped = len(frames) - len(todo)
+    if todo.empty:
+        report.seconds = time.monotonic() - t0
+        return report
+    live = todo[todo["status"] != "rejected"]
+    t1 = time.monotonic()
+    with scheduler():
+        pairs = match_frames(lake.url, live, path, cal.band, cal.color, cal.match_radius_arcsec)
+    t2 = time.monotonic()
+    use_color = bool(cal.color) and bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any())
+    zps, rejects = zeropoint.frame_zeropoints(pairs, live, cal, use_color)
+    pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
+    by_id = live.set_index("frame_id")
+    astro = pd.DataFrame([{"frame_id": fid, **_astro(g, by_id.loc[fid])} for fid, g in pairs.groupby("frame_id")],
+                         columns=["frame_id", *astrometry.residual_stats(*[np.zeros(0)] * 6, 1, 1)])
+    rows = _zeropoint_rows(todo, zps, astro.set_index("frame_id"), refcat, key, prof)
+    t3 = time.monotonic()
+
+    with lake.transaction("calibrate") as tx:
+        # under the lock: another calibration or an ingest --redo may have committed meanwhile
+        now_done = set(read_table(lake, ZEROPOINTS, ["frame_id", "calib_key"], refcat=refcat)
+                       .query("calib_key == @key")["frame_id"])
+        alive = set(lake.read_frames(columns=["frame_id"]).column("frame_id").to_pylist())
+        keep = rows["frame_id"].isin(alive) & (redo | ~rows["frame_id"].isin(now_done))
+        rows = rows[keep].reset_index(drop=True)
+        if rows.empty:
+            report.skipped = len(frames)
+            report.seconds = time.monotonic() - t0
+            return report
+        ids = set(rows["frame_id"])
+        if redo:  # explicit: the frames' earlier rows for this catalogue go, listed in this commit
+            for table in (ZEROPOINTS, MATCHES):
+                stage_without(tx, table, lambda t: _rows_of(t, refcat, ids))
+        rows, extinction = _nights(lake, rows, key, refcat, cal, redo)
+        # the touched nights' extinction is refitted: its earlier row goes (with --redo, any settings')
+        stage_without(tx, EXTINCTION, lambda t: _rows_of(t, refcat, key=None if redo else key),
+                      nights=set(extinction["night"].fillna(NULL_PARTITION)))
+        matches = _match_rows(pairs[pairs["frame_id"].isin(ids)], rows, refcat, key)
+        now = _now()
+        rows = rows.assign(batch_id=tx.batch_id, calibrated_at=now)
+        nights = rows.set_index("frame_id")["night"]
+        tx.stage_nights(ZEROPOINTS, conform(pa.Table.from_pandas(rows.drop(columns="night"), preserve_index=False),
+                                            ZEROPOINTS), rows["night"].tolist())
+        if len(matches):
+            tx.stage_nights(MATCHES, conform(pa.Table.from_pandas(matches, preserve_index=False), MATCHES),
+                            matches["frame_id"].map(nights).tolist())
+        ext = extinction.assign(batch_id=tx.batch_id, calibrated_at=now)
+        tx.stage_nights(EXTINCTION, conform(pa.Table.from_pandas(ext.drop(columns="night"), preserve_index=False),
+                                            EXTINCTION), ext["night"].tolist())
+        entry = tx.commit(summary={"calibrate": refcat, "calib_key": key, "frames": len(rows), "redo": redo})
+    t4 = time.monotonic()
+    report.calibrated, report.matches, report.commit = len(rows), len(matches), entry.version
+    report.by_status = dict(Counter(rows["zp_status"]))
+    report.extinction = {r.night: {"k_ext": r.k_ext, "k_ext_err": r.k_ext_err, "n_frames": r.n_frames,
+                                   "status": r.ext_status, "reason": r.ext_reason} for r in extinction.itertuples()}
+    if plots is not None:
+        from skylake.calib.plots import checkplot
+
+        out = Path(plots)
+        out.mkdir(parents=True, exist_ok=True)
+        by_frame = dict(tuple(matches.groupby("frame_id")))
+        for row in rows.to_dict("records"):
+            if row["frame_id"] in by_frame:
+                report.plots.append(str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row))))
+    report.seconds = time.monotonic() - t0
+    report.timings = {"setup": t1 - t0, "match": t2 - t1, "fit": t3 - t2, "commit": t4 - t3,
+                      "plots": report.seconds - (t4 - t0)}
+    log.info("calibration timings [s]: %s", {k: round(v, 2) for k, v in report.timings.items()})
+    return report
+
+
+def plot_name(row: dict) -> str:
+    return f"zeropoint-{row['frame_id']}-{row['refcat']}.png"
+
+
+def _rows_of(table: pa.Table, refcat: str, frame_ids: set | None = None, key: str | None = None) -> np.ndarray:
+    """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / calib ``key``."""
+    mask = table.column("refcat").to_numpy(zero_copy_only=False) == refcat
+    if frame_ids is not None:
+        mask &= np.isin(table.column("frame_id").to_numpy(), np.fromiter(frame_ids, np.int64))
+    if key is not None:
+        mask &= table.column("calib_key").to_numpy(zero_copy_only=False) == key
+    return mask
+
+
+def _astro(pairs: pd.DataFrame, frame: pd.Series) -> dict:
+    good = ~pairs["reject"].isin(ASTRO_EXCLUDE)
+    p = pairs[good] if good.sum() >= 4 else pairs
+    dra, ddec = astrometry.offsets_arcsec(p["ra"], p["dec"], p["ra_ref"], p["dec_ref"])
+    return astrometry.residual_stats(dra, ddec, p["x"], p["y"], p["ra_ref"], p["dec_ref"], frame["nx"], frame["ny"])
+
+
+def _zeropoint_rows(frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame, refcat: str, key: str,
+                    prof: Profile) -> pd.DataFrame:
+    """One row per frame in schemas/zeropoints.yaml order (plus ``night``); rejected frames get
+    ``frame_rejected``."""
+    rows = frames[["frame_id", "night", "airmass", "mjd", "status", "reason"]].set_index("frame_id")
+    rows = rows.join(zps, how="left").join(astro, how="left")
+    rejected = rows["status"] == "rejected"
+    rows.loc[rejected, "zp_status"] = zeropoint.FRAME_REJECTED
+    rows.loc[rejected, "zp_reason"] = "frame rejected at ingest: " + rows.loc[rejected, "reason"].fillna("")
+    rows.loc[rejected, "zp_method"] = "none"
+    rows["zp_n"] = rows["zp_n"].fillna(0)
+    rows["zp_n_matched"] = rows["zp_n_matched"].fillna(0)
+    rows["astro_n"] = rows["astro_n"].fillna(0)
+    rows["color"] = rows["color"].fillna("")
+    rows = rows.drop(columns=["status", "reason"]).reset_index()
+    return rows.assign(refcat=refcat, calib_key=key, profile=prof.name, band=prof.calibration.band)
+
+
+def _nights(lake: Lake, rows: pd.DataFrame, key: str, refcat: str, cal: Calibration,
+            redo: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit each touched night's extinction to its ok zeropoints of this calibration (earlier rows
+    included), mark the new frames far below the clear-sky line cloudy, and set ``zp`` (null unless ok).
+    Returns the rows and one extinction row per night."""
+    earlier = read_table(lake, ZEROPOINTS, ["frame_id", "night", "calib_key", "zp", "airmass", "zp_status"],
+                         refcat=refcat)
+    earlier = earlier[(earlier["calib_key"] == key) & (earlier["zp_status"] == zeropoint.OK)
+                      & ~earlier["frame_id"].isin(rows["frame_id"] if redo else [])]
+    rows = rows.copy()
+    ext_rows = []
+    for night, group in rows.groupby(rows["night"].fillna(""), sort=True):
+        ok = group["zp_status"] == zeropoint.OK
+        prior = earlier[earlier["night"].fillna("") == night]
+        zp = np.concatenate([prior["zp"].to_numpy(float), group.loc[ok, "zp_fit"].to_numpy(float)])
+        airmass = np.concatenate([prior["airmass"].to_numpy(float), group.loc[ok, "airmass"].to_numpy(float)])
+        ext = zeropoint.fit_extinction(zp, airmass, cal)
+        cloudy = zeropoint.mark_cloudy(group["zp_fit"].to_numpy(float), group["airmass"].to_numpy(float), ext, cal)
+        cloudy &= ok.to_numpy()
+        idx = group.index[cloudy]
+        model = ext.model(group.loc[idx, "airmass"].to_numpy(float))
+        rows.loc[idx, "zp_status"] = zeropoint.CLOUDY
+        rows.loc[idx, "zp_reason"] = [f"zeropoint {z:.3f} is {m - z:.3f} mag below the night's clear-sky "
+                                      f"{m:.3f} > max_zp_drop {cal.max_zp_drop:g} (cloud)"
+                                      for z, m in zip(rows.loc[idx, "zp_fit"], model)]
+        ext_rows.append({"night": night or None, "refcat": refcat, "calib_key": key, "k_ext": ext.k_ext,
+                         "k_ext_err": ext.k_ext_err, "zp_airmass0": ext.zp_airmass0, "scatter": ext.scatter,
+                         "n_frames": ext.n_frames, "airmass_min": ext.airmass_min, "airmass_max": ext.airmass_max,
+                         "ext_status": ext.status, "ext_reason": ext.reason})
+    rows["zp"] = np.where(rows["zp_status"] == zeropoint.OK, rows["zp_fit"], np.nan)
+    return rows, pd.DataFrame(ext_rows)
+
+
+def _match_rows(pairs: pd.DataFrame, rows: pd.DataFrame, refcat: str, key: str) -> pd.DataFrame:
+    """Pairs in schemas/matches.yaml layout with calibrated magnitudes (null unless the frame is ok)."""
+    zp = rows.set_index("frame_id")
+    fid = pairs["frame_id"]
+    dra, ddec = astrometry.offsets_arcsec(pairs["ra"], pairs["dec"], pairs["ra_ref"], pairs["dec_ref"])
+    color_term = np.nan_to_num(fid.map(zp["color_term"]).to_numpy(float))
+    colour = np.nan_to_num(pairs["ref_color"].to_numpy(float))  # unknown colour: colour 0, as zp is defined
+    mag = pairs["inst_mag"].to_numpy(float) + fid.map(zp["zp"]).to_numpy(float) + color_term * colour
+    mag_err = np.hypot(pairs["inst_mag_err"].to_numpy(float), fid.map(zp["zp_err"]).to_numpy(float))
+    reject = pairs["reject"].to_numpy(dtype=object)
+    return pd.DataFrame({
+        "source_id": pairs["source_id"].astype(np.int64), "frame_id": fid.astype(np.int64), "refcat": refcat,
+        "calib_key": key, "ref_id": pairs["ref_id"].astype(np.int64), "sep_arcsec": pairs["sep_arcsec"],
+        "dra_arcsec": dra, "ddec_arcsec": ddec, "x": pairs["x"], "y": pairs["y"], "ref_mag": pairs["ref_mag"],
+        "ref_mag_err": pairs["ref_mag_err"], "ref_color": pairs["ref_color"], "inst_mag": pairs["inst_mag"],
+        "inst_mag_err": pairs["inst_mag_err"], "used": reject == "", "reject": reject,
+        "mag": np.where(np.isfinite(mag), mag, np.nan), "mag_err": np.where(np.isfinite(mag), mag_err, np.nan)})
+
+
+def calibrate_ingested(lake: Lake, profile: Profile, commits: list[int], client=None) -> list[CalibrationReport]:
+    """After an ingest: calibrate the frames its commits wrote when the profile names a catalogue the
+    lake holds (otherwise log why not). A failure is logged, never raised: the frames are ingested,
+    and the next ``skylake calibrate`` picks up what is left."""
+    from skylake.refcat.importer import REFCATS
+
+    name = profile.calibration.refcat
+    if not name or not commits:
+        return []
+    if not Path(lake.path(f"{REFCATS}/{name}/collection.properties")).is_file():
+        log.warning("profile %s calibrates against refcat %r, which is not in %s: frames not calibrated (import it "
+                    "with `skylake refcat import`, then run `skylake calibrate`)", profile.name, name, lake.url)
+        return []
+    batch_ids = [lake.log.read(v).batch_id for v in commits]
+    try:
+        reports = calibrate(lake, profile=profile, batch_ids=batch_ids, client=client)
+    except Exception as exc:  # noqa: BLE001 - the ingest succeeded; calibration is retried by `calibrate`
+        log.error("calibration after ingest failed (run `skylake calibrate %s`): %s: %s", lake.url,
+                  type(exc).__name__, exc)
+        return []
+    for report in reports:
+        log.info("%s", report)
+    return reports
+
+
+def since_date(value: str) -> str:
+    """``--since`` as a night name: YYYY-MM-DD, or a relative ``Nd`` (N nights ago, UTC)."""
+    m = re.fullmatch(r"(\d+)d", value)
+    if m:
+        return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=int(m.group(1)))).isoformat()
+    return value
+
+
+def plot_zeropoint(lake: Lake | str | os.PathLike, frame_id: int, refcat: str | None = None,
+                   out: str | os.PathLike | None = None) -> Path:
+    """Write the checkplot of ``frame_id``'s latest calibration (against ``refcat`` if given) to ``out``
+    (default ``zeropoint-FRAME-REFCAT.png`` in the working directory)."""
+    from skylake.calib.plots import checkplot
+
+    lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
+    zps = read_table(lake, ZEROPOINTS, refcat=refcat, frame_ids=[frame_id])
+    if zps.empty:
+        where = f" against {refcat}" if refcat else ""
+        raise CalibrationError(f"frame {frame_id} has no calibration{where} in {lake.url}; run `skylake calibrate`")
+    row = zps.sort_values("calibrated_at").iloc[-1].to_dict()
+    matches = read_table(lake, MATCHES, refcat=row["refcat"], frame_ids=[frame_id])
+    matches = matches[matches["calib_key"] == row["calib_key"]]
+    return checkplot(row, matches, Path(out) if out else Path(plot_name(row)))

@@ -1,0 +1,246 @@
+"""Cross-matching a batch of frames' sources with a reference collection through lsdb, and the
+one-to-one reduction of the candidate pairs (pure dataframe functions).
+
+Only the sky the batch covers is read: a MOC of the frames' footprints selects the source
+partitions (with a ``frame_id`` filter pushed into the Parquet reads) and the reference partitions
+with their margin cache, so the k-d tree join of lsdb is complete at partition edges as long as
+the match radius is at most the catalogue's margin (checked: :func:`open_refcat`). lsdb runs the
+join per aligned pixel pair on whatever dask scheduler is current (the ``dask_client`` of a
+calibration), and :func:`one_to_one` then makes the pairs unique:
+
+* each source keeps its nearest reference star within the radius (``n_neighbors=2`` also returns
+  the second nearest, kept as ``neighbour_mag`` / ``neighbour_sep`` to spot blends); this runs in
+  the partitions, on the workers;
+* each reference star keeps, per frame, the nearest of the sources that chose it (nearest wins;
+  the losers are counted in ``n_competing``).
+
+This equals a brute-force nearest-neighbour match of every source against the whole catalogue
+(astropy ``match_to_catalog_sky``) cut at the radius, then reduced per (frame, reference star).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skylake.errors import LakeError
+
+log = logging.getLogger(__name__)
+
+#: Source columns a calibration reads (LAKE/sources).
+SOURCE_COLUMNS = ["source_id", "frame_id", "ra", "dec", "x", "y", "inst_mag", "inst_mag_err", "flux_max", "bkg",
+                  "edge_dist", "flags"]
+#: MOC depth of the footprint search region (order 10 cells: 3.4'); the region is padded by one cell.
+MOC_DEPTH = 10
+
+
+class CalibrationError(LakeError):
+    """A calibration cannot go ahead (no such refcat or band, margin narrower than the radius, ...)."""
+
+
+def footprint_moc(frames: pd.DataFrame, pad_arcsec: float = 0.0, depth: int = MOC_DEPTH):
+    """MOC (mocpy) covering every frame's footprint polygon (``footprint_ra``/``footprint_dec``, deg),
+    grown by ``pad_arcsec`` plus one cell so sources at the very edge and their matches are inside.
+    Returns None when no frame has a footprint."""
+    import astropy.units as u
+    from mocpy import MOC
+
+    mocs = []
+    for ras, decs in zip(frames["footprint_ra"], frames["footprint_dec"]):
+        if ras is None or decs is None or len(ras) < 3 or not np.all(np.isfinite(list(ras) + list(decs))):
+            continue
+        mocs.append(MOC.from_polygon(lon=np.asarray(ras, float) * u.deg, lat=np.asarray(decs, float) * u.deg,
+                                     max_depth=depth))
+    if not mocs:
+        return None
+    moc = mocs[0].union(*mocs[1:]) if len(mocs) > 1 else mocs[0]
+    cell_arcsec = np.degrees(np.sqrt(4 * np.pi / (12 * 4**depth))) * 3600.0
+    for _ in range(1 + int(pad_arcsec // cell_arcsec)):
+        moc = moc.add_neighbours()
+    return moc
+
+
+def refcat_margin_arcsec(path: Path) -> float:
+    """Width of the default margin cache of the collection at ``path`` [arcsec] (0 when it has none)."""
+    import hats
+
+    from skylake.refcat.importer import quiet_collection_notice
+
+    with quiet_collection_notice():
+        coll = hats.read_hats(path)
+    margin_dir = coll.default_margin_catalog_dir
+    if margin_dir is None:
+        return 0.0
+    return float(hats.read_hats(margin_dir).catalog_info.margin_threshold)
+
+
+def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
+    """The lake's source catalog (lsdb), only the partitions in ``moc`` and the rows of ``frame_ids``."""
+    import lsdb
+
+    return lsdb.open_catalog(Path(lake_path) / "sources", search_filter=lsdb.MOCSearch(moc, fine=False),
+                             columns=list(columns), filters=[("frame_id", "in", [int(f) for f in frame_ids])],
+                             error_empty_filter=False)
+
+
+def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_hint: str = ""):
+    """Reference collection ``path`` with its margin, only the partitions in ``moc``.
+
+    Raises :class:`CalibrationError` when the margin is narrower than ``radius_arcsec`` (matches
+    across partition edges would be lost) with the re-import that fixes it."""
+    import lsdb
+
+    from skylake.refcat.importer import quiet_collection_notice
+
+    margin = refcat_margin_arcsec(path)
+    if margin < radius_arcsec:
+        raise CalibrationError(
+            f"match radius {radius_arcsec:g} arcsec exceeds the {margin:g} arcsec margin of refcat {path.name!r}: "
+            f"matches across partition edges would be lost; re-import it with a wider margin, e.g. `skylake refcat "
+            f"import LAKE {path.name} --format FORMAT FILES --overwrite --margin-arcsec {radius_arcsec:g}`{fix_hint}")
+    with quiet_collection_notice():
+        return lsdb.open_catalog(path, search_filter=lsdb.MOCSearch(moc, fine=False), columns=columns,
+                                 error_empty_filter=False)
+
+
+def crossmatch(left, right, radius_arcsec: float, mag: str, n_neighbors: int = 2) -> pd.DataFrame:
+    """lsdb k-d tree cross-match of two catalogs: every left row (a source, ``source_id``) with its
+    nearest right row (a star, ``ref_id``) within ``radius_arcsec``, plus ``neighbour_mag`` and
+    ``neighbour_sep`` of the next nearest of its ``n_neighbors`` (right column ``mag``). The
+    per-source reduction runs in the partitions, on the workers (a source lives in one partition).
+    Right columns that clash with left ones get ``_ref``; the separation is ``sep_arcsec``.
+    Returns a numpy-backed DataFrame (no index)."""
+    xm = left.crossmatch(right, radius_arcsec=radius_arcsec, n_neighbors=n_neighbors, suffixes=("", "_ref"),
+                         suffix_method="overlapping_columns", log_changes=False, require_right_margin=True)
+    xm = xm.map_partitions(_nearest_in_partition, mag=mag)
+    df = xm.compute(progress_bar=False)
+    return pd.DataFrame({c: _numpy(df[c]) for c in df.columns})
+
+
+def _nearest_in_partition(part: pd.DataFrame, mag: str) -> pd.DataFrame:
+    return nearest_per_source(part.rename(columns={"_dist_arcsec": "sep_arcsec"}), mag=mag)
+
+
+def _numpy(col: pd.Series) -> np.ndarray:
+    """A pyarrow-backed column as numpy: floats with NaN for nulls, integers as int64 (or float if null)."""
+    if pd.api.types.is_float_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return col.to_numpy(dtype=np.int64) if not col.isna().any() else col.to_numpy(dtype=np.float64,
+                                                                                        na_value=np.nan)
+    return col.to_numpy()
+
+
+def _argmin_per_group(starts: np.ndarray, key: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """Position of the smallest (``key``, ``tie``) row of each group of rows sorted by group, the groups
+    starting at ``starts``: O(n) with ``reduceat`` instead of another sort."""
+    sizes = np.diff(np.r_[starts, key.size])
+    lowest = key == np.repeat(np.minimum.reduceat(key, starts), sizes)
+    tie = np.where(lowest, tie, np.iinfo(np.int64).max)
+    hit = np.flatnonzero(lowest & (tie == np.repeat(np.minimum.reduceat(tie, starts), sizes)))
+    group = np.repeat(np.arange(starts.size), sizes)[hit]
+    return hit[np.r_[True, group[1:] != group[:-1]]] if hit.size else hit
+
+
+def _sorted_groups(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row order grouping equal ``keys`` (stable integer sorts, last key outermost) and the group starts."""
+    order = np.arange(keys[0].size)
+    for k in keys:
+        order = order[np.argsort(k[order], kind="stable")]
+    change = np.zeros(order.size, bool)
+    if order.size:
+        change[0] = True
+        for k in keys:
+            change[1:] |= k[order][1:] != k[order][:-1]
+    return order, np.flatnonzero(change)
+
+
+def nearest_per_source(pairs: pd.DataFrame, mag: str = "ref_mag", source: str = "source_id", ref: str = "ref_id",
+                       sep: str = "sep_arcsec") -> pd.DataFrame:
+    """Each source's nearest reference star (ties to the smaller ref_id), with ``neighbour_mag`` and
+    ``neighbour_sep`` of the next nearest (NaN if none). Pure numpy (integer sorts and ``reduceat``)."""
+    src, refid = (pairs[c].to_numpy(dtype=np.int64) for c in (source, ref))
+    dist, mags = pairs[sep].to_numpy(dtype=float), pairs[mag].to_numpy(dtype=float, na_value=np.nan)
+    if not len(pairs):
+        return pairs.assign(neighbour_mag=dist, neighbour_sep=dist)
+    order, starts = _sorted_groups(src)
+    d = dist[order]
+    best = _argmin_per_group(starts, d, refid[order])
+    d2 = d.copy()
+    d2[best] = np.inf
+    second = _argmin_per_group(starts, d2, refid[order])
+    has_second = np.isfinite(d2[second])
+    return pairs.iloc[order[best]].assign(neighbour_mag=np.where(has_second, mags[order[second]], np.nan),
+                                         neighbour_sep=np.where(has_second, d2[second], np.nan))
+
+
+def nearest_per_star(pairs: pd.DataFrame, source: str = "source_id", ref: str = "ref_id", frame: str = "frame_id",
+                     sep: str = "sep_arcsec") -> pd.DataFrame:
+    """Of pairs with one star per source, each (frame, star) its nearest source (ties to the smaller
+    source_id); ``n_competing`` counts the others."""
+    src, refid, fr = (pairs[c].to_numpy(dtype=np.int64) for c in (source, ref, frame))
+    if not len(pairs):
+        return pairs.assign(n_competing=np.zeros(0, np.int32))
+    order, starts = _sorted_groups(refid, fr)
+    keep = order[_argmin_per_group(starts, pairs[sep].to_numpy(dtype=float)[order], src[order])]
+    competing = np.diff(np.r_[starts, order.size]) - 1
+    return pairs.iloc[keep].reset_index(drop=True).assign(n_competing=competing.astype(np.int32))
+
+
+def one_to_one(pairs: pd.DataFrame, mag: str = "ref_mag", source: str = "source_id", ref: str = "ref_id",
+               frame: str = "frame_id", sep: str = "sep_arcsec") -> pd.DataFrame:
+    """Reduce candidate pairs (several reference stars per source, several sources per reference star)
+    to one-to-one pairs: each source its nearest reference star (:func:`nearest_per_source`), then
+    each (frame, reference star) its nearest source (:func:`nearest_per_star`). Ties in separation go
+    to the smaller id, so the result does not depend on row order."""
+    return nearest_per_star(nearest_per_source(pairs, mag, source, ref, sep), source, ref, frame, sep)
+
+
+def refcat_columns(schema_names: list[str], band: str, color: list[str]) -> tuple[list[str], bool]:
+    """Columns to read from a refcat for ``band`` and ``color``, and whether the colour is available.
+    Raises :class:`CalibrationError` when the catalogue has no ``mag_<band>``."""
+    need = f"mag_{band}"
+    if need not in schema_names:
+        bands = sorted(n[4:] for n in schema_names if n.startswith("mag_"))
+        raise CalibrationError(f"the reference catalogue has no band {band!r} (column {need}); it has {bands}")
+    cols = ["ref_id", "ra", "dec", "flags", need] + ([f"err_{band}"] if f"err_{band}" in schema_names else [])
+    has_color = bool(color) and all(f"mag_{b}" in schema_names for b in color)
+    if has_color:
+        cols += [f"mag_{b}" for b in color if f"mag_{b}" not in cols]
+    return cols, has_color
+
+
+def match_frames(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: str, color: list[str],
+                 radius_arcsec: float) -> pd.DataFrame:
+    """One-to-one pairs of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
+    footprint) with refcat ``refcat_path`` within ``radius_arcsec``.
+
+    Columns: the :data:`SOURCE_COLUMNS`, ``ref_id``, ``ra_ref``, ``dec_ref``, ``flags_ref``,
+    ``ref_mag``, ``ref_mag_err``, ``ref_color`` (NaN without a colour), ``sep_arcsec`` and those of
+    :func:`one_to_one`."""
+    import hats
+
+    from skylake.refcat.importer import quiet_collection_notice
+
+    empty = pd.DataFrame({c: pd.Series(dtype=float) for c in
+                          SOURCE_COLUMNS + ["ref_id", "ra_ref", "dec_ref", "flags_ref", "ref_mag", "ref_mag_err",
+                                            "ref_color", "sep_arcsec", "neighbour_mag", "neighbour_sep",
+                                            "n_competing"]})
+    moc = footprint_moc(frames, radius_arcsec)
+    with quiet_collection_notice():
+        schema_names = hats.read_hats(refcat_path).main_catalog.schema.names
+    columns, has_color = refcat_columns(schema_names, band, color)
+    if moc is None:
+        return empty
+    right = open_refcat(refcat_path, moc, columns, radius_arcsec)
+    left = open_sources(lake_path, frames["frame_id"], moc)
+    if not left.get_healpix_pixels() or not right.get_healpix_pixels():
+        return empty
+    pairs = nearest_per_star(crossmatch(left, right, radius_arcsec, mag=f"mag_{band}"))
+    pairs["ref_color"] = (pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if has_color else np.nan
+    pairs["ref_mag"] = pairs[f"mag_{band}"]
+    pairs["ref_mag_err"] = pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan
+    return pairs.drop(columns=[c for c in pairs.columns if c.startswith(("mag_", "err_"))])

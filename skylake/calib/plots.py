@@ -1,0 +1,91 @@
+"""Checkplots of one frame's calibration (matplotlib, Agg backend: no display needed).
+
+One PNG with six panels: instrumental against reference magnitude with the fitted zeropoint,
+residuals against colour with the colour term, the astrometric residuals as a quiver over the chip,
+and the photometric residuals against x, y and radius from the chip centre. Used stars are dark,
+cut or clipped ones light grey.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+QUIVER_SCALE_PX_PER_ARCSEC = 20.0  # arrows 20x longer than the residual in pixels-per-arcsec terms
+
+
+def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
+    """Write the checkplot of one frame: ``zp`` is its zeropoints row (a dict), ``matches`` its rows of
+    LAKE/matches. Returns the path written."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    used = matches["used"].to_numpy(bool)
+    inst, ref = matches["inst_mag"].to_numpy(float), matches["ref_mag"].to_numpy(float)
+    colour = matches["ref_color"].to_numpy(float)
+    x, y = matches["x"].to_numpy(float), matches["y"].to_numpy(float)
+    fit = zp.get("zp_fit")
+    fit = float(fit) if fit is not None and np.isfinite(fit) else np.nan
+    ct = zp.get("color_term")
+    ct = float(ct) if ct is not None and np.isfinite(ct) else 0.0
+    resid = ref - inst - fit - ct * np.nan_to_num(colour)
+
+    # a fixed layout: constrained_layout draws the figure twice (half the time of a plot)
+    fig, axes = plt.subplots(2, 3, figsize=(15, 9))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.88, wspace=0.28, hspace=0.3)
+    styles = ((~used, dict(s=10, c="0.7", label="cut or clipped")), (used, dict(s=12, c="k", label="used")))
+
+    ax = axes[0, 0]
+    for sel, kw in styles:
+        ax.scatter(ref[sel], inst[sel], **kw)
+    if np.isfinite(fit) and np.isfinite(ref).any():
+        grid = np.linspace(np.nanmin(ref), np.nanmax(ref), 2)
+        ax.plot(grid, grid - fit, "r-", label=f"zp {fit:.3f}")
+    ax.set(xlabel=f"reference {zp.get('band', '')} [mag]", ylabel="instrumental [mag]",
+           title="instrumental vs reference")
+    ax.invert_xaxis(), ax.invert_yaxis(), ax.legend(fontsize=8)
+
+    ax = axes[0, 1]
+    if np.isfinite(colour).any():
+        for sel, kw in styles:
+            ax.scatter(colour[sel], (ref - inst - fit)[sel], **kw)
+        cgrid = np.linspace(np.nanmin(colour), np.nanmax(colour), 2)
+        ax.plot(cgrid, ct * cgrid, "r-", label=f"colour term {ct:.3f}")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no colour in the catalogue:\nclipped median", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set(xlabel=f"colour {zp.get('color') or ''} [mag]", ylabel="ref - inst - zp [mag]",
+           title="residual vs colour")
+
+    ax = axes[0, 2]
+    q = ax.quiver(x, y, matches["dra_arcsec"].to_numpy(float), matches["ddec_arcsec"].to_numpy(float),
+                  angles="xy", scale_units="xy", scale=1.0 / QUIVER_SCALE_PX_PER_ARCSEC, color="C0", width=0.004)
+    ax.quiverkey(q, 0.75, 0.04, 2.0, '2" (RA, Dec)', labelpos="E", coordinates="axes")
+    ax.set(xlabel="x [px]", ylabel="y [px]", aspect="equal",
+           title=f"astrometric residuals (median {_fmt(zp.get('astro_median_sep_arcsec'))}\")")
+
+    cx, cy = np.nanmedian(x) if x.size else 0.0, np.nanmedian(y) if y.size else 0.0
+    for ax, coord, label in ((axes[1, 0], x, "x [px]"), (axes[1, 1], y, "y [px]"),
+                             (axes[1, 2], np.hypot(x - cx, y - cy), "radius from the stars' centre [px]")):
+        for sel, kw in styles:
+            ax.scatter(coord[sel], resid[sel], **kw)
+        ax.axhline(0.0, color="r")
+        ax.set(xlabel=label, ylabel="photometric residual [mag]")
+    axes[1, 0].set_title("residual vs position")
+
+    fig.suptitle(f"frame {zp.get('frame_id')} vs {zp.get('refcat')}: {zp.get('zp_status')} zp {_fmt(zp.get('zp'))} "
+                 f"+- {_fmt(zp.get('zp_err'))}, scatter {_fmt(zp.get('zp_scatter'))}, n {zp.get('zp_n')}"
+                 + (f"\n{zp['zp_reason']}" if zp.get("zp_reason") else ""), fontsize=11)
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if value is not None and np.isfinite(value) else "-"

@@ -1,0 +1,302 @@
+"""Per-frame photometric zeropoints and per-night extinction: pure numpy/pandas functions.
+
+Conventions (all magnitudes in mag): a source's instrumental magnitude is ``inst_mag =
+-2.5 log10(flux / exptime)`` (LAKE/sources), its reference magnitude ``ref_mag`` and colour
+``ref_color`` come from the catalogue, and the calibration model of one frame is::
+
+    ref_mag - inst_mag = zp + color_term * ref_color      (+ noise)
+
+so ``zp`` is the reference magnitude of a colour-0 source giving 1 ADU/s. Over a night the
+zeropoints of clear frames follow ``zp = zp_airmass0 - k_ext * airmass``.
+
+* :func:`select_stars` gives each pair the first reason it cannot be used (saturated, flagged,
+  edge, blended, too_bright, too_faint, ref_flagged), or "".
+* :func:`color_fit` is the robust line fit of LCO's photcalibration (three passes: a wide cut about
+  the median, then two refits keeping residuals under both ``clip_sigma`` robust sigmas and
+  ``clip_max_residual``); :func:`clipped_median` is the fit without a colour.
+* :func:`frame_zeropoints` runs them per frame as a groupby aggregation and sets ``zp_status``.
+* :func:`fit_extinction` and :func:`mark_cloudy` work on one night's zeropoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from skylake.profile import Calibration
+from skylake.refcat.schema import flag_bits
+
+MAD_TO_SIGMA = 1.4826
+SIGMA_FLOOR = 1e-4  # mag: clipping never goes below this, so noise-free data keep every star
+FIRST_PASS_SIGMA = 5.0  # LCO photcalibration: pass 1 keeps |zp - median| < 5 sigma
+PASSES = 3
+#: Per-pair reasons, in the order they are tested (a pair gets the first that applies).
+REJECTS = ("saturated", "flagged", "edge", "blended", "too_bright", "too_faint", "ref_flagged", "no_color",
+           "color_range", "clipped")
+#: zp_status values
+OK, TOO_FEW, NO_OVERLAP, HIGH_SCATTER, CLOUDY, FRAME_REJECTED = (
+    "ok", "too_few_stars", "no_reference_overlap", "high_scatter", "cloudy", "frame_rejected")
+
+
+def robust_sigma(x: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: the standard deviation of Gaussian data, blind to outliers."""
+    x = np.asarray(x, float)
+    return float(MAD_TO_SIGMA * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
+
+
+def select_stars(pairs: pd.DataFrame, cal: Calibration, saturation: np.ndarray) -> np.ndarray:
+    """The reason each pair is unusable ("" if usable), testing in :data:`REJECTS` order.
+
+    ``pairs`` needs flux_max, bkg (ADU), flags, edge_dist (px), inst_mag_err, ref_mag, flags_ref,
+    neighbour_mag, n_competing; ``saturation`` is each pair's frame saturation level [ADU].
+    """
+    n = len(pairs)
+    reason = np.full(n, "", dtype=object)
+    col = {c: pairs[c].to_numpy(dtype=float) for c in ("flux_max", "bkg", "flags", "edge_dist", "inst_mag_err",
+                                                      "ref_mag", "flags_ref", "neighbour_mag", "n_competing")}
+    flags = np.nan_to_num(col["flags"]).astype(np.int64)
+    ref_flags = np.nan_to_num(col["flags_ref"]).astype(np.int64)
+    bright, faint = cal.mag_limits
+    with np.errstate(invalid="ignore"):
+        tests = (
+            ("saturated", col["flux_max"] + col["bkg"] >= cal.saturation_fraction * np.asarray(saturation, float)),
+            ("flagged", (flags & cal.flags_mask) != 0),
+            ("edge", ~(col["edge_dist"] >= cal.edge_distance_px)),
+            # a deblended detection, a 2nd catalogue star bright enough to bias it, or 2+ sources
+            # of the frame closest to the same star
+            ("blended", ((flags & cal.blend_flags) != 0) | (col["neighbour_mag"] < col["ref_mag"] + cal.blend_delta_mag)
+             | (col["n_competing"] > 0) | ((ref_flags & flag_bits()["NEIGHBOUR"]) != 0)),
+            ("too_bright", col["ref_mag"] < bright),
+            ("too_faint", ~(col["ref_mag"] <= faint) | ~(col["inst_mag_err"] <= cal.max_inst_mag_err)),
+            ("ref_flagged", (ref_flags & cal.ref_flags_mask) != 0),
+        )
+    for name, bad in tests:
+        reason[(reason == "") & bad] = name
+    return reason
+
+
+@dataclass
+class Fit:
+    """Result of one frame's fit. ``keep`` marks the stars in the final fit."""
+
+    zp: float
+    color_term: float
+    zp_err: float
+    scatter: float
+    keep: np.ndarray
+
+
+def _line(c: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares y = a + b c; returns a, b and the standard error of a."""
+    n = c.size
+    cbar = c.mean()
+    sxx = float(np.sum((c - cbar) ** 2))
+    b = float(np.sum((c - cbar) * (y - y.mean())) / sxx) if sxx > 0 else 0.0
+    a = float(y.mean() - b * cbar)
+    resid = y - a - b * c
+    s2 = float(np.sum(resid**2) / (n - 2)) if n > 2 else float("nan")
+    err = float(np.sqrt(s2 * (1.0 / n + cbar**2 / sxx))) if sxx > 0 else float("nan")
+    return a, b, err
+
+
+def clipped_median(dm: np.ndarray, clip_sigma: float, max_iter: int = 10) -> Fit:
+    """Sigma-clipped median of ``dm`` (ref - inst), clipping at ``clip_sigma`` robust sigmas until
+    stable. The error is that of a median, 1.2533 sigma / sqrt(n)."""
+    dm = np.asarray(dm, float)
+    keep = np.isfinite(dm)
+    for _ in range(max_iter):
+        if not keep.any():
+            break
+        med, sig = np.median(dm[keep]), max(robust_sigma(dm[keep]), SIGMA_FLOOR)
+        new = np.isfinite(dm) & (np.abs(dm - med) <= clip_sigma * sig)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    if not keep.any():
+        return Fit(np.nan, np.nan, np.nan, np.nan, keep)
+    zp = float(np.median(dm[keep]))
+    scatter = robust_sigma(dm[keep])
+    return Fit(zp, np.nan, float(1.2533 * scatter / np.sqrt(keep.sum())), scatter, keep)
+
+
+def color_fit(dm: np.ndarray, color: np.ndarray, clip_sigma: float, max_residual: float) -> Fit:
+    """Robust fit of ``dm = zp + color_term * color`` in :data:`PASSES` passes (after LCO photcalibration):
+    pass 1 fits the stars within 5 robust sigmas of the median; each later pass refits the stars whose
+    residual from the previous line is below both ``clip_sigma`` robust sigmas and ``max_residual``."""
+    dm, color = np.asarray(dm, float), np.asarray(color, float)
+    base = np.isfinite(dm) & np.isfinite(color)
+    if base.sum() < 3:
+        return Fit(np.nan, np.nan, np.nan, np.nan, np.zeros_like(base))
+    med, sig = np.median(dm[base]), max(robust_sigma(dm[base]), SIGMA_FLOOR)
+    keep = base & (np.abs(dm - med) < FIRST_PASS_SIGMA * sig)
+    a, b, err = _line(color[keep], dm[keep])
+    for _ in range(PASSES - 1):
+        resid = dm - a - b * color
+        sig = max(robust_sigma(resid[keep]), SIGMA_FLOOR)
+        new = base & (np.abs(resid) < min(clip_sigma * sig, max_residual))
+        if new.sum() < 3:
+            break
+        keep = new
+        a, b, err = _line(color[keep], dm[keep])
+    return Fit(a, b, err, robust_sigma(dm[keep] - a - b * color[keep]), keep)
+
+
+def plane_variation(resid: np.ndarray, x: np.ndarray, y: np.ndarray, nx: float, ny: float) -> tuple[float, float]:
+    """Change of the zeropoint across an ``nx`` x ``ny`` frame from a plane fitted to the residuals,
+    |slope_x| (nx - 1) + |slope_y| (ny - 1) [mag], and its standard error (NaN with < 4 stars)."""
+    if resid.size < 4 or not (nx > 1 and ny > 1):
+        return float("nan"), float("nan")
+    design = np.column_stack([np.ones_like(x), x / nx, y / ny])
+    coef, _, rank, _ = np.linalg.lstsq(design, resid, rcond=None)
+    if rank < 3:
+        return float("nan"), float("nan")
+    dof = resid.size - 3
+    s2 = float(np.sum((resid - design @ coef) ** 2) / dof) if dof > 0 else float("nan")
+    cov = s2 * np.linalg.inv(design.T @ design)
+    scale = np.array([(nx - 1) / nx, (ny - 1) / ny])
+    variation = float(np.sum(np.abs(coef[1:]) * scale))
+    error = float(np.sqrt(np.sum(np.diag(cov)[1:] * scale**2)))
+    return variation, error
+
+
+def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_color: bool) -> tuple[dict, np.ndarray]:
+    """Zeropoint of one frame from its one-to-one pairs (after :func:`select_stars`: column ``reject``).
+
+    Returns the zeropoint fields (zp_fit, zp_err, zp_scatter, zp_n, zp_n_matched, color_term,
+    zp_variation, zp_method, color, zp_status, zp_reason) and each pair's final reject reason
+    ("" = used). ``use_color`` asks for the colour fit; it falls back to the clipped median when
+    fewer than ``min_stars`` usable stars have a colour in ``color_range``.
+    """
+    reject = pairs["reject"].to_numpy(dtype=object).copy()
+    dm = (pairs["ref_mag"] - pairs["inst_mag"]).to_numpy(dtype=float)
+    color = pairs["ref_color"].to_numpy(dtype=float)
+    usable = (reject == "") & np.isfinite(dm)
+    lo, hi = cal.color_range
+    in_range = np.isfinite(color) & (color >= lo) & (color <= hi)
+    out = {"zp_n_matched": len(pairs), "color": "", "zp_method": "none", "zp_fit": np.nan, "zp_err": np.nan,
+           "zp_scatter": np.nan, "zp_n": 0, "color_term": np.nan, "zp_variation": np.nan, "zp_reason": ""}
+    if use_color and np.count_nonzero(usable & in_range) >= cal.min_stars:
+        reject[usable & ~np.isfinite(color)] = "no_color"
+        reject[usable & np.isfinite(color) & ~in_range] = "color_range"
+        usable &= in_range
+        fit = color_fit(np.where(usable, dm, np.nan), color, cal.clip_sigma, cal.clip_max_residual)
+        out.update(color=cal.color_name, zp_method="color_fit", color_term=fit.color_term)
+    else:
+        fit = clipped_median(np.where(usable, dm, np.nan), cal.clip_sigma)
+        out["zp_method"] = "median"
+    reject[usable & ~fit.keep] = "clipped"
+    n = int(np.count_nonzero(fit.keep))
+    out.update(zp_fit=fit.zp, zp_err=fit.zp_err, zp_scatter=fit.scatter, zp_n=n)
+    if n >= 4:
+        resid = dm[fit.keep] - fit.zp - np.nan_to_num(fit.color_term) * np.nan_to_num(color[fit.keep])
+        var, var_err = plane_variation(resid, pairs["x"].to_numpy(float)[fit.keep],
+                                       pairs["y"].to_numpy(float)[fit.keep], frame["nx"], frame["ny"])
+        out["zp_variation"] = var
+    else:
+        var, var_err = np.nan, np.nan
+    if len(pairs) == 0:
+        status, why = NO_OVERLAP, (f"no source within {cal.match_radius_arcsec:g} arcsec of a reference star "
+                                   "(no catalogue coverage, a wrong WCS, or nothing detected)")
+    elif n < cal.min_stars:
+        counts = pd.Series(reject[reject != ""]).value_counts()
+        cut = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+        status, why = TOO_FEW, (f"{n} usable stars < min_stars {cal.min_stars} ({len(pairs)} matched; cut: {cut})")
+    elif not fit.scatter <= cal.max_scatter:
+        status, why = HIGH_SCATTER, (f"scatter {fit.scatter:.3f} mag > max_scatter {cal.max_scatter:g} "
+                                     f"(patchy cloud or bad photometry; fit gave zp {fit.zp:.3f})")
+    elif var > cal.max_zp_variation and var > 3 * var_err:
+        status, why = CLOUDY, (f"zeropoint changes by {var:.3f} mag across the frame > max_zp_variation "
+                               f"{cal.max_zp_variation:g} (cloud; fit gave zp {fit.zp:.3f})")
+    else:
+        status, why = OK, ""
+    out.update(zp_status=status, zp_reason=why)
+    return out, reject
+
+
+def frame_zeropoints(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration,
+                     use_color: bool) -> tuple[pd.DataFrame, pd.Series]:
+    """Per-frame zeropoints of ``frames`` (frame_id, nx, ny, saturation) from their one-to-one pairs:
+    a groupby aggregation over frame_id. Frames without pairs get ``no_reference_overlap``.
+    Returns (one row per frame indexed by frame_id, each pair's final reject reason)."""
+    frames = frames.set_index("frame_id", drop=False)
+    sat = pairs["frame_id"].map(frames["saturation"]).to_numpy(dtype=float)
+    pairs = pairs.assign(reject=select_stars(pairs, cal, sat))
+    rows, rejects = {}, pd.Series("", index=pairs.index, dtype=object)
+    for frame_id, group in pairs.groupby("frame_id", sort=True):
+        rows[frame_id], reject = frame_zeropoint(group, frames.loc[frame_id].to_dict(), cal, use_color)
+        rejects.loc[group.index] = reject
+    empty = pairs.iloc[:0]
+    for frame_id in frames.index.difference(list(rows)):
+        rows[frame_id], _ = frame_zeropoint(empty, frames.loc[frame_id].to_dict(), cal, use_color)
+    columns = list(frame_zeropoint(empty, {"nx": 1, "ny": 1}, cal, use_color)[0])
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns) if rows else pd.DataFrame(columns=columns)
+    table.index.name = "frame_id"
+    return table.sort_index(), rejects
+
+
+# -- one night -----------------------------------------------------------------------------------------
+@dataclass
+class Extinction:
+    """``zp = zp_airmass0 - k_ext * airmass`` over one night's frames (``keep``: frames in the fit)."""
+
+    k_ext: float
+    k_ext_err: float
+    zp_airmass0: float
+    scatter: float
+    n_frames: int
+    airmass_min: float
+    airmass_max: float
+    status: str
+    reason: str
+    keep: np.ndarray
+
+    def model(self, airmass: np.ndarray) -> np.ndarray:
+        """The clear-sky zeropoint at ``airmass`` (a constant when no extinction term was fitted)."""
+        k = self.k_ext if self.status == OK else 0.0
+        return self.zp_airmass0 - k * np.asarray(airmass, float)
+
+
+def fit_extinction(zp: np.ndarray, airmass: np.ndarray, cal: Calibration) -> Extinction:
+    """Fit one night's extinction to the zeropoints of its ok frames.
+
+    Frames more than ``max_zp_drop`` below the current line are dropped and the line refitted until
+    stable (cloud only ever makes a frame fainter). Without ``min_extinction_frames`` frames spanning
+    ``min_airmass_range``, k_ext is null and zp_airmass0 is the clipped median zeropoint."""
+    zp, airmass = np.asarray(zp, float), np.asarray(airmass, float)
+    keep = np.isfinite(zp) & np.isfinite(airmass)
+    span = float(np.ptp(airmass[keep])) if keep.any() else 0.0
+    if keep.sum() < cal.min_extinction_frames or span < cal.min_airmass_range:
+        why = (f"{int(keep.sum())} frames < min_extinction_frames {cal.min_extinction_frames}"
+               if keep.sum() < cal.min_extinction_frames
+               else f"airmass range {span:.3f} < min_airmass_range {cal.min_airmass_range:g}")
+        status = "too_few_frames" if keep.sum() < cal.min_extinction_frames else "small_airmass_range"
+        level = np.where(keep, zp, np.nan)
+        fit = clipped_median(level, cal.clip_sigma)
+        drop = keep & (zp < fit.zp - cal.max_zp_drop)
+        if drop.any():
+            fit = clipped_median(np.where(drop, np.nan, level), cal.clip_sigma)
+        used = keep & fit.keep
+        return Extinction(np.nan, np.nan, fit.zp, fit.scatter, int(used.sum()),
+                          float(np.min(airmass[used])) if used.any() else np.nan,
+                          float(np.max(airmass[used])) if used.any() else np.nan, status, why, used)
+    for _ in range(10):
+        a, b, err = _line(airmass[keep], zp[keep])
+        new = keep & (zp >= a + b * airmass - cal.max_zp_drop)
+        if np.array_equal(new, keep) or new.sum() < cal.min_extinction_frames:
+            break
+        keep = new
+    a, b, err_a = _line(airmass[keep], zp[keep])
+    resid = zp[keep] - a - b * airmass[keep]
+    n = int(keep.sum())
+    sxx = float(np.sum((airmass[keep] - airmass[keep].mean()) ** 2))
+    k_err = float(np.sqrt(np.sum(resid**2) / (n - 2) / sxx)) if n > 2 and sxx > 0 else float("nan")
+    return Extinction(-b, k_err, a, robust_sigma(resid), n, float(airmass[keep].min()), float(airmass[keep].max()),
+                      OK, "", keep)
+
+
+def mark_cloudy(zp: np.ndarray, airmass: np.ndarray, ext: Extinction, cal: Calibration) -> np.ndarray:
+    """Frames whose zeropoint lies more than ``max_zp_drop`` below the night's clear-sky model."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(zp, float) < ext.model(airmass) - cal.max_zp_drop

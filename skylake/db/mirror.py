@@ -1,0 +1,320 @@
+"""``skylake refresh``: mirror the lake's summaries into the summary database, incrementally.
+
+A refresh reads the commit log from the database's watermark (the last lake version it mirrored) to
+the lake's published version, collects the nights those commits touched, recomputes every summary of
+those nights from the lake, and writes rows and the new watermark **in one database transaction**:
+
+* the lake is only read, so a database outage leaves it untouched;
+* a refresh that dies (killed connection, crash) commits nothing, and the next one starts from the
+  old watermark and converges;
+* rows of a touched night are deleted and re-inserted, so repeating a refresh never duplicates;
+* overlapping runs take turns (a Postgres advisory lock; SQLite's BEGIN IMMEDIATE), and the second
+  finds the watermark already advanced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import sqlalchemy as sa
+
+from skylake.db.connect import DbError, connect, db_url, mask, mask_url
+from skylake.db.migrate import migrate
+from skylake import trends
+from skylake.db.models import table
+from skylake.errors import LakeError
+from skylake.lake import Lake
+from skylake.lake.lake import FRAMES, NULL_PARTITION
+from skylake.schema import table_schema
+
+log = logging.getLogger(__name__)
+
+#: Lake tables partitioned by night that the database mirrors (summary table name = lake table name).
+NIGHT_TABLES = (FRAMES, "zeropoints", "extinction")
+#: pg_advisory_xact_lock key of refreshes ("skylake" in ASCII).
+ADVISORY_LOCK_KEY = 0x736B796C616B65
+#: Columns night_summary reads.
+NIGHT_FRAME_COLUMNS = ["frame_id", "night", "instrument", "filter", "status", "n_sources", "mjd", "bkg_median",
+                       "fwhm_median"]
+
+
+@dataclass
+class RefreshReport:
+    """What a refresh did."""
+
+    db: str  # the database URL, password masked
+    from_version: int
+    to_version: int
+    nights_recomputed: list[str | None] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # rows written per table
+    migrations: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        if self.to_version == self.from_version:
+            return f"{self.db}: up to date at lake version {self.to_version}"
+        rows = ", ".join(f"{n} {t}" for t, n in self.rows.items())
+        return (f"{self.db}: mirrored lake versions {self.from_version + 1}..{self.to_version}, "
+                f"{len(self.nights_recomputed)} nights recomputed ({rows}) in {self.seconds:.1f} s")
+
+
+def _nights_of(entries) -> set[str | None]:
+    nights = set()
+    for entry in entries:
+        for action in [*entry.adds, *entry.removes]:
+            if action.table in NIGHT_TABLES and action.path.startswith("night="):
+                night = action.path.split("/", 1)[0][len("night="):]
+                nights.add(None if night == NULL_PARTITION else night)
+    return nights
+
+
+def _sql_rows(data: pa.Table, columns) -> list[dict]:
+    """Records for an INSERT: NaN -> NULL, night strings -> dates."""
+    data = data.select(list(columns))
+    for i, f in enumerate(data.schema):
+        if pa.types.is_floating(f.type):  # NaN is a value to Arrow, NULL to SQL aggregates
+            col = data.column(i)
+            data = data.set_column(i, f, pc.if_else(pc.is_nan(col), pa.scalar(None, f.type), col))
+    rows = data.to_pylist()
+    if "night" in data.column_names:
+        for rec in rows:
+            if rec["night"] is not None:
+                rec["night"] = dt.date.fromisoformat(rec["night"])
+    return rows
+
+
+def _where_nights(t: sa.Table, nights):
+    named = [dt.date.fromisoformat(n) for n in nights if n is not None]
+    cond = t.c.night.in_(named) if named else sa.false()
+    if None in nights:
+        cond = sa.or_(cond, t.c.night.is_(None))
+    return cond
+
+
+def _latest_ok(data: pa.Table, status_col: str, key: str, values: list[str]) -> dict:
+    """{key: (values...)} of the latest row per key whose ``status_col`` is 'ok'."""
+    if not data.num_rows:
+        return {}
+    ok = data.filter(pc.equal(data.column(status_col), "ok")).sort_by("calibrated_at")
+    return dict(zip(ok.column(key).to_pylist(), zip(*(ok.column(v).to_pylist() for v in values))))
+
+
+def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) -> list[dict]:
+    """The ``nights`` rows (one per night, instrument and filter) as records for an INSERT.
+
+    ``frames`` has at least NIGHT_FRAME_COLUMNS; ``zeropoints`` frame_id, zp, airmass, color_term,
+    zp_status, calibrated_at; ``extinction`` night, k_ext, ext_status, calibrated_at. The latest ok
+    calibration of each frame and the latest ok extinction fit of each night are used.
+    """
+    col = {c: frames.column(c).to_numpy(zero_copy_only=False) for c in NIGHT_FRAME_COLUMNS}
+    zp_of = _latest_ok(zeropoints, "zp_status", "frame_id", ["zp", "airmass", "color_term"])
+    k_of = _latest_ok(extinction, "ext_status", "night", ["k_ext"])
+    cal = np.array([zp_of.get(f, (None, None, None)) for f in col["frame_id"].tolist()], dtype=float).reshape(-1, 3)
+    status = col["status"]
+    mjd, bkg, fwhm = (np.asarray(col[c], dtype=float) for c in ("mjd", "bkg_median", "fwhm_median"))
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(col["night"], col["instrument"], col["filter"])):
+        if key[0] is not None:
+            groups.setdefault((key[0], key[1] or "", key[2] or ""), []).append(i)
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians become NULL
+        for (night, instrument, filt), idx in sorted(groups.items()):
+            idx = np.asarray(idx)
+            st = status[idx]
+            zp, airmass, color_term = cal[idx].T
+            has = np.isfinite(zp)
+            zp, airmass, color_term = zp[has], airmass[has], color_term[has]
+            n_ok = int(np.sum(st == "ok"))
+            k_ext = (k_of.get(night) or (None,))[0]
+            k_ext = trends.DEFAULT_K_EXT if k_ext is None else k_ext
+            zp1 = trends.airmass_corrected(zp, airmass, k_ext)
+            fraction = trends.photometric_fraction(zp1, n_ok)
+            rec = {
+                "night": dt.date.fromisoformat(night), "instrument": instrument, "filter": filt,
+                "n_frames": len(idx), "n_ok": n_ok, "n_rejected": int(np.sum(st == "rejected")),
+                "n_quality": int(np.sum((st != "ok") & (st != "rejected"))),
+                "n_sources": int(np.sum(col["n_sources"][idx])),
+                "mjd_first": _num(np.nanmin(mjd[idx])), "mjd_last": _num(np.nanmax(mjd[idx])),
+                "bkg_median": _num(np.nanmedian(bkg[idx])), "fwhm_median": _num(np.nanmedian(fwhm[idx])),
+                "n_calibrated": len(zp), "zp_median": None, "zp_scatter": None, "zp_max": None,
+                "photometric_fraction": fraction, "refreshed_at": now,
+                "k_ext": float(k_ext), "zp_airmass1_max": trends.night_envelope(zp1),
+                "color_term_median": _num(np.nanmedian(color_term)) if len(zp) else None,
+                "photometric": trends.is_photometric(fraction, len(zp)),
+            }
+            if len(zp):
+                med = float(np.median(zp))
+                rec.update(zp_median=med, zp_scatter=float(1.4826 * np.median(np.abs(zp - med))),
+                           zp_max=float(np.percentile(zp, trends.ENVELOPE_PERCENTILE)))
+            rows.append(rec)
+    return rows
+
+
+def _num(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None = None) -> pa.Table:
+    """``columns`` (default: those mirrored) of lake table ``name`` in the partitions of ``nights`` only
+    (listing just those directories: an incremental refresh must not grow with the lake's nights)."""
+    cols = columns or [c.name for c in table(name).columns]
+    schema = table_schema(name).append(pa.field("night", pa.string()))
+    files = []
+    for night in sorted(nights, key=lambda n: n or ""):
+        part = f"{name}/night={night if night is not None else NULL_PARTITION}"
+        files += [lake.store.full(f"{part}/{f}") for f in lake.store.listdir(part)
+                  if f.endswith(".parquet") and not f.startswith(".")]
+    if not files:
+        return schema.empty_table().select(cols)
+    partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=NULL_PARTITION)
+    dataset = pads.dataset(files, format="parquet", schema=schema, partitioning=partitioning,
+                           partition_base_dir=lake.store.full(name),
+                           filesystem=None if lake.store.is_local else lake.store.fs)
+    return dataset.to_table(columns=cols)
+
+
+def _replace(conn, name: str, data: pa.Table | list[dict], nights) -> int:
+    """Delete ``name``'s rows of ``nights`` and insert ``data`` (a lake table or ready records)."""
+    t = table(name)
+    conn.execute(t.delete().where(_where_nights(t, nights)))
+    rows = data if isinstance(data, list) else _sql_rows(data, [c.name for c in t.columns])
+    if rows:
+        conn.execute(t.insert(), rows)
+    return len(rows)
+
+
+def _batch_rows(entries) -> list[dict]:
+    rows = []
+    for e in entries:
+        nights = sorted(n or "" for n in _nights_of([e]))
+        rows.append({"version": e.version, "batch_id": e.batch_id, "operation": e.operation,
+                     "committed_at": dt.datetime.fromisoformat(e.committed_at),
+                     "files_added": len(e.adds), "files_removed": len(e.removes),
+                     "rows_added": sum(a.rows for a in e.adds), "nights": ",".join(nights)})
+    return rows
+
+
+def _replace_events(conn, events) -> int:
+    t = table("maintenance_events")
+    conn.execute(t.delete())
+    rows = [{"instrument": e.instrument, "event_date": e.date, "kind": e.kind, "note": e.note} for e in events]
+    if rows:
+        conn.execute(t.insert(), rows)
+    return len(rows)
+
+
+def _all_pairs(conn) -> set[tuple[str, str]]:
+    t = table("nights")
+    return {tuple(r) for r in conn.execute(sa.select(t.c.instrument, t.c.filter).distinct())}
+
+
+def _refit_trends(conn, pairs) -> int:
+    """Refit the trend model of each (instrument, filter) in ``pairs`` from the mirrored nights."""
+    nights, model, ev = table("nights"), table("trend_model"), table("maintenance_events")
+    all_events = [trends.Event(*r) for r in conn.execute(sa.select(ev.c.instrument, ev.c.event_date, ev.c.kind,
+                                                                   ev.c.note))]
+    now = dt.datetime.now(dt.timezone.utc)
+    written = 0
+    for instrument, filt in sorted(pairs):
+        conn.execute(model.delete().where((model.c.instrument == instrument) & (model.c.filter == filt)))
+        rows = conn.execute(sa.select((nights.c.mjd_first + nights.c.mjd_last) / 2, nights.c.zp_airmass1_max,
+                                      nights.c.color_term_median, nights.c.photometric)
+                            .where((nights.c.instrument == instrument) & (nights.c.filter == filt))).all()
+        if not rows:
+            continue
+        mjd, env, ct, phot = (np.array([r[i] for r in rows], dtype=float if i < 3 else bool) for i in range(4))
+        segments = trends.fit_segments(mjd, env, ct, phot,
+                                       [e for e in all_events if e.instrument in ("", instrument)])
+        if segments:
+            conn.execute(model.insert(), [{"instrument": instrument, "filter": filt, "refreshed_at": now,
+                                           **{k: _num(v) if isinstance(v, float) else v for k, v in seg.items()}}
+                                          for seg in segments])
+            written += len(segments)
+    return written
+
+
+def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events=None, hook=None) -> RefreshReport:
+    """Bring the summary database of ``lake`` up to date with the lake's published commits.
+
+    ``url``: SQLAlchemy URL (default: $SKYLAKE_DB_URL, else SQLite inside the lake). ``full``: forget
+    the watermark and rebuild every row. ``events``: maintenance events (a CSV path or a list of
+    :class:`skylake.trends.Event`) replacing those stored; every trend is refitted when given.
+    ``hook(step, connection)`` is called between steps (for
+    progress reporting and fault-injection tests). Raises :class:`DbError` when the database cannot
+    be used; the lake is never written.
+    """
+    t0 = time.monotonic()
+    lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
+    if isinstance(events, (str, os.PathLike)):
+        try:
+            events = trends.read_events(events)
+        except (OSError, ValueError) as exc:
+            raise LakeError(f"cannot read maintenance events: {exc}") from None
+    url = db_url(lake, url)
+    engine = connect(url)
+    report = RefreshReport(db=mask_url(url), from_version=0, to_version=0)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            report.migrations = migrate(conn)
+            state = table("refresh_state")
+            watermark = conn.execute(sa.select(state.c.lake_version).where(state.c.id == 1)).scalar() or 0
+            if full:
+                for name in ("frames", "zeropoints", "nights", "ingest_batches", "trend_model"):
+                    conn.execute(table(name).delete())
+                watermark = 0
+            published = lake.log.published_version()
+            if published < watermark:
+                raise DbError(f"{report.db} has mirrored lake version {watermark} but {lake.url} is at version "
+                              f"{published}: is this database another lake's? (refresh --full rebuilds it)")
+            report.from_version, report.to_version = watermark, published
+            if published == watermark and events is None:
+                return report
+            entries = [lake.log.read(v) for v in range(watermark + 1, published + 1)]
+            nights = _nights_of(entries)
+            report.nights_recomputed = sorted(nights, key=lambda n: (n is None, n or ""))
+            if hook:
+                hook("read_log", conn)
+            frames = _read_lake_nights(lake, FRAMES, nights)
+            zeropoints = _read_lake_nights(lake, "zeropoints", nights)
+            report.rows["frames"] = _replace(conn, "frames", frames, nights)
+            report.rows["zeropoints"] = _replace(conn, "zeropoints", zeropoints, nights)
+            if hook:
+                hook("frames_written", conn)
+            extinction = _read_lake_nights(lake, "extinction", nights,
+                                           ["night", "k_ext", "ext_status", "calibrated_at"])
+            summary = night_summary(frames, zeropoints, extinction)
+            report.rows["nights"] = _replace(conn, "nights", summary, nights)
+            pairs = {(r["instrument"], r["filter"]) for r in summary}
+            if events is not None:
+                report.rows["maintenance_events"] = _replace_events(conn, events)
+                pairs |= _all_pairs(conn)
+            report.rows["trend_model"] = _refit_trends(conn, pairs)
+            batches = table("ingest_batches")
+            conn.execute(batches.delete().where(batches.c.version > watermark))
+            conn.execute(batches.insert(), _batch_rows(entries))
+            report.rows["ingest_batches"] = len(entries)
+            conn.execute(state.delete())
+            conn.execute(state.insert(), [{"id": 1, "lake_version": published, "nights_recomputed": len(nights),
+                                           "refreshed_at": dt.datetime.now(dt.timezone.utc)}])
+            if hook:
+                hook("before_commit", conn)
+    except sa.exc.SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        raise DbError(f"refresh of {report.db} failed, nothing was written (the lake is untouched; the next refresh "
+                      f"catches up): {mask(first, url)}") from None
+    report.seconds = time.monotonic() - t0
+    log.info("%s", report)
+    return report

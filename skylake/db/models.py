@@ -1,0 +1,98 @@
+"""SQLAlchemy tables of the summary database, built from ``schemas/summary.yaml``.
+
+Columns copied from a lake table take their type from that table's schema (``schemas/TABLE.yaml``),
+so a column is described once. ``sql/migrations/`` creates the same tables; a test checks that the
+two agree on Postgres.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pyarrow as pa
+import sqlalchemy as sa
+import yaml
+
+from skylake.paths import project_dir
+from skylake.schema import table_schema
+
+#: The SQL types a column declared in schemas/summary.yaml may have.
+SQL_TYPES = {
+    "bigint": sa.BigInteger,
+    "integer": sa.Integer,
+    "double": sa.Double,
+    "real": sa.REAL,
+    "text": sa.Text,
+    "date": sa.Date,
+    "timestamptz": lambda: sa.DateTime(timezone=True),
+    "boolean": sa.Boolean,
+}
+
+
+def sql_type_name(arrow_type: pa.DataType) -> str:
+    """The summary-database type of a lake column's Arrow type."""
+    if pa.types.is_int64(arrow_type):
+        return "bigint"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_float64(arrow_type):
+        return "double"
+    if pa.types.is_float32(arrow_type):
+        return "real"
+    if pa.types.is_string(arrow_type):
+        return "text"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz"
+    raise ValueError(f"lake type {arrow_type} has no summary-database type; list it in schemas/summary.yaml")
+
+
+@functools.cache
+def spec() -> dict:
+    with open(project_dir("schemas") / "summary.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def _columns(name: str, doc: dict) -> list[tuple[str, str, str]]:
+    """(column, sql type, description) of table ``name`` in schema order."""
+    out = []
+    for item in doc["columns"]:
+        if "from" in item:
+            lake = table_schema(item["from"])
+            for col in item["names"]:
+                if col not in lake.names:
+                    raise ValueError(f"schemas/summary.yaml: {name}.{col} is not a column of schemas/{item['from']}.yaml")
+                field = lake.field(col)
+                desc = (field.metadata or {}).get(b"description", b"").decode()
+                out.append((col, sql_type_name(field.type), desc))
+        else:
+            if item["type"] not in SQL_TYPES:
+                raise ValueError(f"schemas/summary.yaml: {name}.{item['name']} has unknown type {item['type']!r}; "
+                                 f"known: {sorted(SQL_TYPES)}")
+            out.append((item["name"], item["type"], item.get("description", "")))
+    return out
+
+
+@functools.cache
+def metadata() -> sa.MetaData:
+    """Every table of the summary database."""
+    meta = sa.MetaData()
+    for name, doc in spec()["tables"].items():
+        pk = doc["primary_key"]
+        cols = [sa.Column(col, SQL_TYPES[typ](), primary_key=col in pk, nullable=col not in pk, autoincrement=False,
+                          comment=desc or None)
+                for col, typ, desc in _columns(name, doc)]
+        t = sa.Table(name, meta, *cols, comment=doc.get("description"))
+        for i, index_cols in enumerate(doc.get("indexes", [])):
+            sa.Index(f"ix_{name}_{'_'.join(index_cols)}", *[t.c[c] for c in index_cols])
+    return meta
+
+
+def table(name: str) -> sa.Table:
+    return metadata().tables[name]
+
+
+def column_types(name: str) -> dict[str, str]:
+    """{column: summary type name} of table ``name`` (what the DDL must declare)."""
+    return {col: typ for col, typ, _ in _columns(name, spec()["tables"][name])}

@@ -1,0 +1,150 @@
+"""Per-pixel aggregation for HEALPix maps: pure numpy/pandas functions on dataframes.
+
+Every map quantity is a groupby over ``(map_key, pixel)`` of per-source samples, never a loop over
+sources. Pixels are NESTED: for equatorial maps a source's pixel at ``nside = 2**order`` is its
+``_healpix_29 >> 2 * (29 - order)`` (the lake's spatial index already holds it); horizon maps put
+the source's (azimuth, altitude) through ``healpy.ang2pix``.
+
+Conventions (magnitudes in mag): a star's zeropoint is ``zp = ref_mag - inst_mag - color_term *
+ref_color`` (the calibration model of :mod:`skylake.calib.zeropoint` solved for one star), its
+clear-sky reference ``zp_clear``, and the pixel's transparency ``10**(-0.4 * median(zp_clear - zp))``
+(1 = clear). The sky brightness under a source is ``zp_frame - 2.5 log10(bkg / exptime / pixscale**2)``
+in mag/arcsec^2 with ``bkg`` the background mesh value under it (ADU per pixel over the exposure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pandas as pd
+
+MAD_TO_SIGMA = 1.4826
+HEALPIX_ORDER_MAX = 29
+KEYS = ["map_key", "pixel"]
+
+
+class MapsError(ValueError):
+    """A map request that cannot work (bad nside, selection, or missing site)."""
+
+
+def nside_order(nside: int) -> int:
+    """HEALPix order of ``nside`` (a power of two up to 2**29); MapsError otherwise."""
+    n = int(nside) if isinstance(nside, (int, np.integer)) and not isinstance(nside, bool) else -1
+    if n < 1 or n > 2**HEALPIX_ORDER_MAX or n & (n - 1):
+        raise MapsError(f"nside must be a power of two from 1 to 2**29, got {nside!r}")
+    return n.bit_length() - 1
+
+
+def equatorial_pixels(h29: np.ndarray, nside: int) -> np.ndarray:
+    """NESTED pixel at ``nside`` of each ``_healpix_29`` index (a bit shift: no trigonometry)."""
+    return np.asarray(h29, np.int64) >> np.int64(2 * (HEALPIX_ORDER_MAX - nside_order(nside)))
+
+
+def horizon_pixels(az_deg: np.ndarray, alt_deg: np.ndarray, nside: int) -> np.ndarray:
+    """NESTED pixel at ``nside`` of each (azimuth, altitude) in degrees (lon = azimuth, lat = altitude)."""
+    import healpy as hp
+
+    nside_order(nside)
+    return np.asarray(hp.ang2pix(int(nside), np.asarray(az_deg, float), np.asarray(alt_deg, float), nest=True,
+                                 lonlat=True), np.int64)
+
+
+def pixel_centres(pixel: np.ndarray, nside: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lon, lat) in degrees of NESTED pixel centres."""
+    import healpy as hp
+
+    lon, lat = hp.pix2ang(int(nside), np.asarray(pixel, np.int64), nest=True, lonlat=True)
+    return np.asarray(lon, float), np.asarray(lat, float)
+
+
+def airmass(alt_deg: np.ndarray) -> np.ndarray:
+    """Kasten & Young (1989) relative airmass of an altitude in degrees (finite to the horizon; NaN below)."""
+    alt = np.asarray(alt_deg, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = 1.0 / (np.sin(np.radians(alt)) + 0.50572 * (alt + 6.07995) ** -1.6364)
+    return np.where(alt >= 0, x, np.nan)
+
+
+def altaz(ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: float, lon_deg: float,
+          height_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Altitude and azimuth (deg, azimuth north through east) of each source at its frame's mid-exposure
+    ``mjd`` (UTC) from a site, with astropy (no refraction). One vectorised transform per distinct
+    ``mjd`` (per frame), so the cost is that of the frames, not of the sources."""
+    from astropy import units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+    from astropy.utils import iers
+
+    ra, dec, mjd = (np.asarray(v, float) for v in (ra_deg, dec_deg, mjd))
+    alt, az = np.full(ra.size, np.nan), np.full(ra.size, np.nan)
+    if ra.size == 0:
+        return alt, az
+    site = EarthLocation(lon=lon_deg * u.deg, lat=lat_deg * u.deg, height=height_m * u.m)
+    order = np.argsort(mjd, kind="stable")
+    starts = np.flatnonzero(np.r_[True, mjd[order][1:] != mjd[order][:-1]])
+    ends = np.r_[starts[1:], order.size]
+    # never reach for the network (IERS tables): the bundled ones are good to ~0.1 arcsec here
+    with iers.conf.set_temp("auto_download", False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s, e in zip(starts, ends):
+            rows = order[s:e]
+            if not np.isfinite(mjd[rows[0]]):
+                continue
+            frame = AltAz(obstime=Time(mjd[rows[0]], format="mjd", scale="utc"), location=site)
+            hor = SkyCoord(ra=ra[rows] * u.deg, dec=dec[rows] * u.deg, frame="icrs").transform_to(frame)
+            alt[rows], az[rows] = hor.alt.deg, hor.az.deg
+    return alt, az
+
+
+def sky_brightness(zp: np.ndarray, bkg_adu: np.ndarray, exptime_s: np.ndarray, pixscale_arcsec: np.ndarray) -> np.ndarray:
+    """Sky surface brightness in mag/arcsec^2: ``zp - 2.5 log10(bkg / exptime / pixscale**2)``.
+
+    ``zp`` is the frame's zeropoint (mag of 1 ADU/s), ``bkg`` the background per pixel over the
+    exposure (ADU), ``pixscale`` in arcsec/pixel (so ``pixscale**2`` is the pixel's solid angle in
+    arcsec^2). NaN where the background is not positive."""
+    bkg, t, s = (np.asarray(v, float) for v in (bkg_adu, exptime_s, pixscale_arcsec))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where((bkg > 0) & (t > 0) & (s > 0), bkg / t / (s * s), np.nan)
+        return np.asarray(zp, float) - 2.5 * np.log10(rate)
+
+
+def _robust_scatter(df: pd.DataFrame, column: str) -> pd.Series:
+    """1.4826 x the median absolute deviation of ``column`` per (map_key, pixel)."""
+    if df.empty:
+        return pd.Series(dtype=float)
+    med = df.groupby(KEYS, sort=False)[column].transform("median")
+    return (df[column] - med).abs().groupby([df[k] for k in KEYS], sort=False).median() * MAD_TO_SIGMA
+
+
+def aggregate_pixels(stars: pd.DataFrame, sky: pd.DataFrame, astro: pd.DataFrame, min_stars: int) -> pd.DataFrame:
+    """One row per (map_key, pixel) that has any sample.
+
+    ``stars``: map_key, pixel, frame_id, zp, zp_clear (mag), one row per star measurement;
+    ``sky``: map_key, pixel, frame_id, sky_mag (mag/arcsec^2); ``astro``: map_key, pixel, dra_arcsec,
+    ddec_arcsec, sep_arcsec. Returns n_stars, n_frames, zp_median, zp_clear_median, transparency,
+    dzp_scatter, n_sky, sky_mag, sky_mag_scatter, n_astro, dra_arcsec, ddec_arcsec, sep_arcsec;
+    zeropoint and transparency are NaN where n_stars < ``min_stars``.
+    """
+    stars = stars.assign(dzp=stars["zp"] - stars["zp_clear"])
+    g = stars.groupby(KEYS, sort=False)
+    out = pd.DataFrame({"n_stars": g.size(), "zp_median": g["zp"].median(),
+                        "zp_clear_median": g["zp_clear"].median(), "dzp_median": g["dzp"].median(),
+                        "dzp_scatter": _robust_scatter(stars, "dzp")})
+    out["transparency"] = 10.0 ** (0.4 * out.pop("dzp_median"))
+    few = out["n_stars"] < int(min_stars)
+    out.loc[few, ["zp_median", "transparency"]] = np.nan
+    gs = sky.groupby(KEYS, sort=False)
+    sky_out = pd.DataFrame({"n_sky": gs.size(), "sky_mag": gs["sky_mag"].median(),
+                            "sky_mag_scatter": _robust_scatter(sky, "sky_mag")})
+    ga = astro.groupby(KEYS, sort=False)
+    astro_out = pd.DataFrame({"n_astro": ga.size(), "dra_arcsec": ga["dra_arcsec"].median(),
+                              "ddec_arcsec": ga["ddec_arcsec"].median(), "sep_arcsec": ga["sep_arcsec"].median()})
+    frames = pd.concat([stars[KEYS + ["frame_id"]], sky[KEYS + ["frame_id"]]]).drop_duplicates()
+    n_frames = frames.groupby(KEYS, sort=False).size().rename("n_frames")
+    out = out.join(sky_out, how="outer").join(astro_out, how="outer").join(n_frames, how="left")
+    for col in ("n_stars", "n_sky", "n_astro", "n_frames"):
+        out[col] = out[col].fillna(0).astype(np.int32)
+    out = out[(out["n_stars"] > 0) | (out["n_sky"] > 0)]  # a pixel with astrometry only has stars too
+    return out.reset_index().sort_values(KEYS, kind="stable").reset_index(drop=True)

@@ -1,0 +1,280 @@
+"""Build HEALPix maps from what calibration left in the lake.
+
+For the frames selected (one night, one frame, a range of nights, or every night), grouped by the
+profile that ingested them:
+
+1. each frame's latest zeropoint row of the catalogue (the profile's ``[calibration] refcat`` or
+   ``refcat``), its matches, the night's extinction row, and the frame's sources (for their
+   ``_healpix_29``, position and background) are read;
+2. each matched star becomes a zeropoint sample ``ref_mag - inst_mag - color_term * ref_color``
+   (stars used in the fit or clipped from it: clipping is what a patchy cloud does) with its
+   clear-sky reference ``zp_clear`` (see :func:`clear_sky_zeropoints`); each source a sky-brightness
+   sample; each well-measured pair an astrometric residual sample;
+3. samples get the pixel of every requested frame (equatorial: a shift of ``_healpix_29``; horizon:
+   alt/az from the profile's site at the frame's time) and :func:`skylake.maps.aggregate.aggregate_pixels`
+   reduces them per (map, pixel).
+
+The result is a :class:`MapSet`: pixel rows (schemas/maps.yaml), one index row per map
+(schemas/maps_index.yaml) and the star samples (for checks against truth).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skylake.lake import Lake
+from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, altaz, equatorial_pixels,
+                                    horizon_pixels, nside_order, pixel_centres, sky_brightness)
+from skylake.profile import Profile, ProfileError, load_profile
+
+log = logging.getLogger(__name__)
+
+FRAMES_OF = ("equatorial", "horizon")
+#: matches whose star enters the zeropoint map: used in the fit, or clipped from it (a cloud's work)
+STAR_REJECTS = ("", "clipped")
+#: pairs with unreliable centroids stay out of the astrometric residual maps (as in calibration)
+ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
+ENVELOPE_PERCENTILE = 95.0  # zp_clear "auto" on a night without an extinction row
+FRAME_COLUMNS = ["frame_id", "night", "profile", "status", "mjd", "exptime", "airmass", "pixscale"]
+
+
+@dataclass
+class MapSet:
+    """Maps computed by :func:`compute_maps`, not yet stored."""
+
+    pixels: pd.DataFrame  # schemas/maps.yaml columns plus night (the partition)
+    index: pd.DataFrame  # schemas/maps_index.yaml columns except path, batch_id, created_at
+    stars: pd.DataFrame = field(default_factory=pd.DataFrame)  # star samples: map_id, pixel, frame_id, ref_id, zp, zp_clear
+    sky: pd.DataFrame = field(default_factory=pd.DataFrame)  # sky samples: map_id, pixel, frame_id, sky_mag
+
+
+def _check_date(name: str, value: str | None) -> None:
+    if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
+        raise MapsError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
+
+
+def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = None, since: str | None = None,
+                  until: str | None = None) -> pd.DataFrame:
+    """Frames (not rejected) of one night, one frame, nights in [since, until], or all."""
+    for name, value in (("night", night), ("since", since), ("until", until)):
+        _check_date(name, value)
+    if sum(v is not None for v in (night, frame_id)) + (since is not None or until is not None) > 1:
+        raise MapsError("choose one of --night, --frame, --since/--until")
+    flt = pc.field("status") != "rejected"
+    if night is not None:
+        flt &= pc.field("night") == night
+    if frame_id is not None:
+        flt &= pc.field("frame_id") == int(frame_id)
+    if since is not None:
+        flt &= pc.field("night") >= since
+    if until is not None:
+        flt &= pc.field("night") <= until
+    frames = lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
+    if frame_id is not None and frames.empty:
+        raise MapsError(f"frame {frame_id} is not in the lake (or was rejected at ingest)")
+    return frames
+
+
+def _site_known(prof: Profile) -> bool:
+    s = prof.site
+    return not (s.name == "unknown" and s.lat_deg == 0 and s.lon_deg == 0)
+
+
+def clear_sky_zeropoints(zp_clear, night: np.ndarray, calib_key: np.ndarray, x: np.ndarray,
+                         extinction: pd.DataFrame, zps: pd.DataFrame) -> np.ndarray:
+    """Clear-sky reference zeropoint (mag) of each sample at airmass ``x`` on its night.
+
+    A number: that fixed zeropoint (MDM all-sky style: transparency then includes the airmass
+    extinction). ``"auto"``: the night's extinction line of the same calibration, ``zp_airmass0 -
+    k_ext * airmass``, so transparency is 1 on a clear night at any airmass; when the night had no
+    extinction fit (k_ext null) its row's ``zp_airmass0`` is the clipped median zeropoint of its ok
+    frames; when the night has no extinction row at all, the upper envelope: the 95th percentile of
+    its frames' fitted zeropoints (``zps``: night, calib_key, zp_fit)."""
+    n = len(night)
+    if zp_clear != "auto":
+        return np.full(n, float(zp_clear))
+    key = pd.DataFrame({"night": np.asarray(night, object), "calib_key": np.asarray(calib_key, object)})
+    ext = extinction.drop_duplicates(["night", "calib_key"], keep="last")[["night", "calib_key", "k_ext", "zp_airmass0"]]
+    env = (zps.groupby(["night", "calib_key"])["zp_fit"].quantile(ENVELOPE_PERCENTILE / 100).rename("envelope")
+           .reset_index())
+    got = key.merge(ext, on=["night", "calib_key"], how="left").merge(env, on=["night", "calib_key"], how="left")
+    k = got["k_ext"].to_numpy(float)
+    ref = got["zp_airmass0"].to_numpy(float) - np.where(np.isfinite(k), k, 0.0) * np.asarray(x, float)
+    return np.where(np.isfinite(ref), ref, got["envelope"].to_numpy(float))
+
+
+def map_id(scope: str, selection: dict, nside: int, frame_of: str, profile: str, refcat: str, zp_clear,
+           min_stars: int) -> str:
+    """Identity of a map: making the same map again replaces it."""
+    ident = {"scope": scope, "selection": selection, "nside": nside, "frame_of": frame_of, "profile": profile,
+             "refcat": refcat, "zp_clear": zp_clear, "min_stars": min_stars}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = None, since: str | None = None,
+                 until: str | None = None, per_frame: bool = False, nside: int | None = None,
+                 frames_of: tuple[str, ...] = FRAMES_OF, refcat: str | None = None,
+                 profile: Profile | str | None = None) -> MapSet:
+    """Compute the maps of the selection (see module docstring): one per night (default, and with
+    ``night``), per frame (``frame_id``, or ``per_frame``), or one over ``since``..``until``."""
+    bad = [f for f in frames_of if f not in FRAMES_OF]
+    if bad or not frames_of:
+        raise MapsError(f"frame-of must be among {list(FRAMES_OF)}, got {list(frames_of)}")
+    if nside is not None:
+        nside_order(nside)
+    frames = select_frames(lake, night, frame_id, since, until)
+    scope = "frame" if (frame_id is not None or per_frame) else ("range" if (since or until) else "night")
+    parts = []
+    for name, group in frames.groupby("profile", sort=True, dropna=False):
+        try:
+            prof = profile if isinstance(profile, Profile) else load_profile(profile or name)
+        except ProfileError as exc:
+            log.warning("frames of profile %r not mapped: %s (pass the profile file with --pipeline)", name, exc)
+            continue
+        cat = refcat or prof.calibration.refcat
+        if not cat:
+            log.warning("profile %s names no reference catalogue; its %d frames are not mapped (pass --refcat)",
+                        prof.name, len(group))
+            continue
+        parts.append(_profile_maps(lake, group, prof, cat, scope, {"since": since, "until": until},
+                                   nside or prof.maps.nside, frames_of, explicit=frames_of != FRAMES_OF))
+    if not parts:
+        return MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
+    return MapSet(*(pd.concat([getattr(p, f) for p in parts], ignore_index=True)
+                    for f in ("pixels", "index", "stars", "sky")))
+
+
+def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
+                  frames_of, explicit: bool) -> MapSet:
+    """Maps of one profile's frames against one catalogue."""
+    from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table
+
+    settings = prof.maps
+    ids = frames["frame_id"].to_numpy(np.int64)
+    zps = read_table(lake, ZEROPOINTS, ["frame_id", "calib_key", "zp", "zp_fit", "zp_status", "color_term",
+                                        "calibrated_at"], refcat=refcat, frame_ids=ids)
+    zps = zps.sort_values("calibrated_at", kind="stable").drop_duplicates("frame_id", keep="last")
+    frames = frames.merge(zps.drop(columns="calibrated_at"), on="frame_id", how="inner")
+    empty = MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
+    if frames.empty:
+        log.warning("no frame of profile %s is calibrated against %s: nothing to map", prof.name, refcat)
+        return empty
+    # colour term: the frame's, else the night's median (a frame without a fit), else none
+    night_ct = frames.groupby("night")["color_term"].transform("median")
+    frames["color_term"] = frames["color_term"].fillna(night_ct).fillna(0.0)
+    ext = read_table(lake, EXTINCTION, ["night", "calib_key", "k_ext", "zp_airmass0", "calibrated_at"], refcat=refcat)
+    ext = ext.sort_values("calibrated_at", kind="stable")
+    frames["zp_clear_frame"] = clear_sky_zeropoints(settings.zp_clear, frames["night"].to_numpy(object),
+                                                    frames["calib_key"].to_numpy(object),
+                                                    frames["airmass"].to_numpy(float), ext, frames)
+    # the sky is calibrated with the frame's measured zeropoint; a frame without one (cloudy, too few
+    # stars) with its clear-sky reference: a cloud dims the stars, not the camera's response to the sky
+    frames["zp_sky"] = frames["zp"].where(frames["zp"].notna(), frames["zp_clear_frame"])
+
+    ids = frames["frame_id"].to_numpy(np.int64)
+    sources = lake.read_sources(columns=["source_id", "frame_id", "_healpix_29", "ra", "dec", "bkg"],
+                                filter=pc.field("frame_id").isin(pa.array(ids, pa.int64()))).to_pandas()
+    sources = sources.merge(frames[["frame_id", "night", "mjd", "exptime", "pixscale", "airmass", "calib_key",
+                                    "zp_sky"]], on="frame_id")
+    site = _site_known(prof)
+    if "horizon" in frames_of and not site:
+        if explicit:
+            raise MapsError(f"profile {prof.name} has no [site] (lat_deg, lon_deg) for horizon maps")
+        log.warning("profile %s has no [site]: equatorial maps only", prof.name)
+        frames_of = tuple(f for f in frames_of if f != "horizon")
+    if site:
+        s = prof.site
+        sources["alt"], sources["az"] = altaz(sources["ra"], sources["dec"], sources["mjd"], s.lat_deg, s.lon_deg,
+                                              s.height_m)
+        sources["x_air"] = airmass(sources["alt"])
+    else:  # no site: every star of a frame at the frame's airmass
+        sources["alt"] = sources["az"] = np.nan
+        sources["x_air"] = sources["airmass"].astype(float)
+
+    matches = read_table(lake, MATCHES, ["source_id", "frame_id", "calib_key", "ref_id", "ref_mag", "inst_mag",
+                                         "ref_color", "reject", "dra_arcsec", "ddec_arcsec", "sep_arcsec"],
+                         refcat=refcat, frame_ids=ids)
+    matches = matches.merge(frames[["frame_id", "calib_key", "color_term"]], on=["frame_id", "calib_key"])
+    matches = matches.merge(sources.drop(columns=["frame_id", "calib_key"]), on="source_id")
+
+    stars = matches[matches["reject"].isin(STAR_REJECTS)].copy()
+    term = stars["color_term"].to_numpy(float) * stars["ref_color"].to_numpy(float)
+    term = np.where(stars["color_term"].to_numpy(float) == 0, 0.0, term)
+    stars["zp"] = stars["ref_mag"].to_numpy(float) - stars["inst_mag"].to_numpy(float) - term
+    stars["zp_clear"] = clear_sky_zeropoints(settings.zp_clear, stars["night"].to_numpy(object),
+                                             stars["calib_key"].to_numpy(object), stars["x_air"].to_numpy(float),
+                                             ext, frames)
+    stars = stars[np.isfinite(stars["zp"]) & np.isfinite(stars["zp_clear"])]
+    sky = sources.assign(sky_mag=sky_brightness(sources["zp_sky"], sources["bkg"], sources["exptime"],
+                                                sources["pixscale"]))
+    sky = sky[np.isfinite(sky["sky_mag"])]
+    astro = matches[~matches["reject"].isin(ASTRO_EXCLUDE)]
+
+    # which map each sample belongs to
+    def key(df):
+        if scope == "frame":
+            return df["frame_id"].to_numpy(np.int64).astype(str)
+        if scope == "night":
+            return df["night"].to_numpy(object).astype(str)
+        return np.full(len(df), "range")
+
+    pixel_parts, index_rows, star_parts, sky_parts = [], [], [], []
+    for frame_of in frames_of:
+        def pix(df):
+            if frame_of == "equatorial":
+                return equatorial_pixels(df["_healpix_29"].to_numpy(np.int64), nside)
+            ok = np.isfinite(df["alt"].to_numpy(float))
+            return np.where(ok, horizon_pixels(np.nan_to_num(df["az"].to_numpy(float)),
+                                               np.nan_to_num(df["alt"].to_numpy(float)), nside), -1)
+
+        s = stars.assign(map_key=key(stars), pixel=pix(stars))
+        k = sky.assign(map_key=key(sky), pixel=pix(sky))
+        a = astro.assign(map_key=key(astro), pixel=pix(astro))
+        s, k, a = s[s["pixel"] >= 0], k[k["pixel"] >= 0], a[a["pixel"] >= 0]
+        agg = aggregate_pixels(s[KEYS + ["frame_id", "zp", "zp_clear"]], k[KEYS + ["frame_id", "sky_mag"]],
+                               a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]], settings.min_stars)
+        # index rows: one per map_key
+        samples = pd.concat([s[["map_key", "frame_id", "night", "mjd"]], k[["map_key", "frame_id", "night", "mjd"]]])
+        ids_of = {}
+        for mk, g in samples.groupby("map_key", sort=True):
+            nights = sorted(g["night"].dropna().unique())
+            if scope == "frame":
+                selection = {"frame_id": int(mk)}
+            elif scope == "night":
+                selection = {"night": mk}
+            else:
+                selection = dict(rng)
+            mid = map_id(scope, selection, nside, frame_of, prof.name, refcat, settings.zp_clear, settings.min_stars)
+            ids_of[mk] = mid
+            index_rows.append({
+                "map_id": mid, "scope": scope, "night_min": nights[0] if nights else None,
+                "night_max": nights[-1] if nights else None, "frame_id": int(mk) if scope == "frame" else None,
+                "n_frames": int(g["frame_id"].nunique()), "mjd_min": float(g["mjd"].min()),
+                "mjd_max": float(g["mjd"].max()), "nside": int(nside), "frame_of": frame_of, "profile": prof.name,
+                "refcat": refcat,
+                "calib_keys": ",".join(sorted(frames.loc[frames["frame_id"].isin(g["frame_id"]), "calib_key"].unique())),
+                "zp_clear": str(settings.zp_clear), "min_stars": int(settings.min_stars),
+                "n_pixels": int((agg["map_key"] == mk).sum()), "n_stars": int((s["map_key"] == mk).sum()),
+                "n_sky": int((k["map_key"] == mk).sum())})
+        agg["map_id"] = agg["map_key"].map(ids_of)
+        agg["night"] = agg["map_key"].map({mk: r["night_min"] for mk, r in
+                                           zip(ids_of, index_rows[len(index_rows) - len(ids_of):])})
+        agg["nside"], agg["frame_of"] = np.int32(nside), frame_of
+        agg["lon"], agg["lat"] = pixel_centres(agg["pixel"].to_numpy(np.int64), nside)
+        pixel_parts.append(agg.drop(columns="map_key"))
+        star_parts.append(s.assign(map_id=s["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "ref_id", "zp",
+                                                                    "zp_clear"]])
+        sky_parts.append(k.assign(map_id=k["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "sky_mag"]])
+    if not index_rows:
+        return empty
+    return MapSet(pixels=pd.concat(pixel_parts, ignore_index=True), index=pd.DataFrame(index_rows),
+                  stars=pd.concat(star_parts, ignore_index=True), sky=pd.concat(sky_parts, ignore_index=True))

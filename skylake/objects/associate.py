@@ -1,0 +1,205 @@
+"""Association of detections into objects: pure functions from arrays to object ids.
+
+Rules, applied in this order to the detections of one update (``associate``):
+
+1. A detection with a reference match (LAKE/matches) belongs to that reference star's object,
+   ``object_id = ref_object_ids(refcat, ref_id)`` (a negative int64; schemas/objects.yaml).
+2. Any other detection attaches to the nearest object within ``radius_arcsec``: an object already in
+   the lake, or a reference object of step 1.
+3. The rest are clustered by friends-of-friends with linking length ``radius_arcsec``, in HEALPix
+   chunks (one per pixel at ``chunk_order``, the lake's partition order) each with a margin of
+   neighbouring detections at least 4 radii wide, so a cluster at a chunk edge is seen whole from
+   both sides and gets the same id. A cluster's id is its smallest ``source_id`` (positive, stable).
+4. An object gets at most one detection per frame: the reference-matched one, else the one nearest
+   the object's position; the others become objects of their own (id = their source_id), and a new
+   cluster's id is the smallest source_id it keeps. Two stars closer than the radius are blended:
+   their detections split between objects nearest-first.
+
+So a new night attaches to existing objects (step 2) and ids, once given, never change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from hats.pixel_math import get_margin
+from hats.pixel_math.healpix_shim import order2mindist
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+#: Neighbours each detection links to in friends-of-friends (enough to connect a blob of repeat detections).
+FOF_NEIGHBOURS = 16
+MARGIN_RADII = 4.0
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def unit_vectors(ra_deg, dec_deg) -> np.ndarray:
+    """(n, 3) unit vectors of positions in degrees."""
+    ra, dec = np.radians(np.asarray(ra_deg, dtype=np.float64)), np.radians(np.asarray(dec_deg, dtype=np.float64))
+    cos_dec = np.cos(dec)
+    return np.column_stack((cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)))
+
+
+def chord(radius_arcsec: float) -> float:
+    """Chord length on the unit sphere of an angle in arcsec (what cKDTree distances measure)."""
+    return 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
+
+
+def chord_to_arcsec(d: np.ndarray) -> np.ndarray:
+    return np.degrees(2.0 * np.arcsin(np.clip(np.asarray(d) / 2.0, 0.0, 1.0))) * 3600.0
+
+
+def vector_to_radec(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RA, Dec [deg] of (not necessarily unit) vectors."""
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    return np.degrees(np.arctan2(y, x)) % 360.0, np.degrees(np.arctan2(z, np.hypot(x, y)))
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def ref_object_ids(refcat: str, ref_id) -> np.ndarray:
+    """Object ids of reference stars: ``-1 - (splitmix64(uint64(ref_id) + 0x9E3779B97F4A7C15 * K) >> 1)``
+    with ``K`` the first 8 bytes (little-endian) of ``blake2b(refcat)``. Negative (cluster ids are
+    positive source ids) and a 63-bit hash, so distinct stars collide with probability ~n^2 / 2^64."""
+    if not refcat:
+        raise ValueError("ref_object_ids needs a reference catalogue name, got an empty one")
+    key = np.uint64(int.from_bytes(hashlib.blake2b(refcat.encode(), digest_size=8).digest(), "little"))
+    with np.errstate(over="ignore"):
+        mixed = _splitmix64(np.asarray(ref_id, dtype=np.int64).astype(np.uint64) + _GOLDEN * key)
+    return -1 - (mixed >> np.uint64(1)).astype(np.int64)
+
+
+def mean_positions(labels: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique labels and the normalised mean unit vector of each label's points."""
+    uniq, inv = np.unique(labels, return_inverse=True)
+    sums = np.column_stack([np.bincount(inv, xyz[:, k], len(uniq)) for k in range(3)])
+    return uniq, sums / np.linalg.norm(sums, axis=1, keepdims=True)
+
+
+def margin_order(chunk_order: int, radius_arcsec: float) -> int:
+    """Deepest order whose pixels are still at least ``MARGIN_RADII`` radii across (the margin's pixels)."""
+    order = chunk_order + 1
+    while order < 29 and order2mindist(order + 1) * 60.0 >= MARGIN_RADII * radius_arcsec:
+        order += 1
+    return order
+
+
+def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarray:
+    """Friends-of-friends (k nearest neighbours within ``link``) label = smallest source_id of the group."""
+    n = len(xyz)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    k = min(FOF_NEIGHBOURS, n)
+    dist, idx = cKDTree(xyz).query(xyz, k=k, distance_upper_bound=link)
+    dist, idx = dist.reshape(n, k), idx.reshape(n, k)
+    rows = np.repeat(np.arange(n), k).reshape(n, k)
+    hit = np.isfinite(dist)
+    graph = coo_matrix((np.ones(int(hit.sum()), np.int8), (rows[hit], idx[hit])), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    smallest = np.full(comp.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(smallest, comp, source_id)
+    return smallest[comp]
+
+
+def cluster(h29: np.ndarray, xyz: np.ndarray, source_id: np.ndarray, radius_arcsec: float,
+            chunk_order: int) -> np.ndarray:
+    """Friends-of-friends cluster id (smallest source_id) of each detection, chunk by chunk with margins."""
+    n = len(h29)
+    out = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return out
+    order = np.argsort(h29, kind="stable")
+    h_sorted = h29[order]
+    chunk = h_sorted >> (2 * (29 - chunk_order))
+    m_order = margin_order(chunk_order, radius_arcsec)
+    m_shift = 2 * (29 - m_order)
+    link = chord(radius_arcsec)
+    starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
+    ends = np.r_[starts[1:], n]
+    for s, e in zip(starts, ends):
+        margin = np.asarray(get_margin(chunk_order, int(chunk[s]), m_order - chunk_order), dtype=np.int64)
+        lo = np.searchsorted(h_sorted, margin << m_shift)
+        hi = np.searchsorted(h_sorted, (margin + 1) << m_shift)
+        extra = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi) if b > a] or [np.empty(0, np.int64)])
+        rows = np.concatenate((np.arange(s, e), extra)).astype(np.int64)
+        labels = _fof_labels(xyz[order[rows]], source_id[order[rows]], link)
+        out[order[s:e]] = labels[: e - s]  # a detection's id comes from its own chunk
+    return out
+
+
+def one_per_frame(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray,
+                  source_id: np.ndarray) -> np.ndarray:
+    """Rule 4: where an object has several detections of one frame, keep the reference-matched one,
+    else the nearest (``dist`` from the object's position); the others get their own source_id."""
+    order = np.lexsort((dist, ~matched, frame_id, object_id))
+    o, f = object_id[order], frame_id[order]
+    dup = np.zeros(len(order), dtype=bool)
+    dup[1:] = (o[1:] == o[:-1]) & (f[1:] == f[:-1])
+    out = object_id.copy()
+    out[order[dup]] = source_id[order[dup]]
+    return out
+
+
+def _one_per_frame_at(ids, xyz, frame_id, matched, source_id, target_id, target_xyz, todo) -> np.ndarray:
+    """Rule 4 with each detection's distance from its object: a target's position, else its cluster's mean."""
+    centre_id, centre_xyz = mean_positions(np.concatenate((target_id, ids[todo])),
+                                           np.concatenate((target_xyz, xyz[todo])))
+    dist = np.linalg.norm(xyz - centre_xyz[np.searchsorted(centre_id, ids)], axis=1)
+    return one_per_frame(ids, frame_id, dist, matched, source_id)
+
+
+def associate(source_id: np.ndarray, frame_id: np.ndarray, ra: np.ndarray, dec: np.ndarray, h29: np.ndarray,
+              ref_object: np.ndarray, known_id: np.ndarray, known_ra: np.ndarray, known_dec: np.ndarray,
+              radius_arcsec: float, chunk_order: int) -> np.ndarray:
+    """Object id of each detection (rules 1-4 of the module docstring).
+
+    ``ref_object``: the reference object id of each detection (``ref_object_ids``), 0 when unmatched.
+    ``known_*``: objects already in the lake (id and position [deg]). Positions in degrees.
+    """
+    if radius_arcsec <= 0 or not np.isfinite(radius_arcsec):
+        raise ValueError(f"the association radius must be a positive number of arcsec, got {radius_arcsec!r}")
+    xyz = unit_vectors(ra, dec)
+    matched = ref_object != 0
+    ids = np.where(matched, ref_object, 0).astype(np.int64)
+    # targets: known objects plus new reference objects (at their matched detections' mean position)
+    ref_ids, ref_xyz = mean_positions(ref_object[matched], xyz[matched])
+    fresh = ~np.isin(ref_ids, known_id)
+    target_id = np.concatenate((np.asarray(known_id, dtype=np.int64), ref_ids[fresh]))
+    target_xyz = np.concatenate((unit_vectors(known_ra, known_dec), ref_xyz[fresh]))
+    todo = np.flatnonzero(~matched)
+    if len(target_id) and len(todo):
+        d, k = cKDTree(target_xyz).query(xyz[todo], distance_upper_bound=chord(radius_arcsec))
+        hit = np.isfinite(d)
+        ids[todo[hit]] = target_id[k[hit]]
+        todo = todo[~hit]
+    ids[todo] = cluster(h29[todo], xyz[todo], source_id[todo], radius_arcsec, chunk_order)
+    out = _one_per_frame_at(ids, xyz, frame_id, matched, source_id, target_id, target_xyz, todo)
+    # detections a blend's cluster let go cluster again among themselves (the blend's other star)
+    rounds = np.zeros(len(ids), dtype=np.int64)
+    pending = todo[out[todo] != ids[todo]]
+    for k in range(1, 4):
+        if not len(pending):
+            break
+        ids[pending] = cluster(h29[pending], xyz[pending], source_id[pending], radius_arcsec, chunk_order)
+        rounds[pending] = k  # labels of different rounds may coincide: keep them apart
+        out[pending] = _one_per_frame_at(ids[pending], xyz[pending], frame_id[pending], matched[pending],
+                                         source_id[pending], target_id[:0], target_xyz[:0], np.arange(len(pending)))
+        pending = pending[out[pending] != ids[pending]]
+    # a new cluster's id is the smallest source_id it keeps (a detached detection may have been the smallest)
+    keep = np.zeros(len(ids), dtype=bool)
+    keep[todo] = out[todo] == ids[todo]
+    if keep.any():
+        _, inv = np.unique(np.column_stack((rounds[keep], ids[keep])), axis=0, return_inverse=True)
+        labels = np.arange(inv.max() + 1)
+        smallest = np.full(len(labels), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(smallest, inv, source_id[keep])
+        out[keep] = smallest[inv]
+    return out

@@ -1,0 +1,78 @@
+"""``skylake objects build`` and ``skylake lightcurve``.
+
+Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes: 0 success, 2 usage error (no
+such lake, a setting that needs ``--rebuild``, a bad cone), 3 ``lightcurve`` found no object in the
+cone, 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+from skylake.refcat.cli import _usage_errors
+
+EXIT_NOTHING_FOUND = 3
+
+
+@_usage_errors
+def _cmd_build(args) -> int:
+    from skylake.objects.build import build_objects
+
+    print(build_objects(args.lake, refcat=args.refcat, radius_arcsec=args.radius, rebuild=args.rebuild))
+    return 0
+
+
+@_usage_errors
+def _cmd_lightcurve(args) -> int:
+    from skylake.objects.query import light_curve, plot_light_curve
+
+    points = light_curve(args.lake, args.ra, args.dec, args.radius)
+    if points.empty:
+        print(f"no object within {args.radius:g} arcsec of ({args.ra}, {args.dec}); "
+              "is LAKE/objects built (skylake objects build)?")
+        return EXIT_NOTHING_FOUND
+    objects = points.drop_duplicates("object_id")
+    print(f"{len(objects)} objects within {args.radius:g} arcsec, {len(points)} points")
+    for row in objects.itertuples():
+        ref = f"ref:{row.refcat}:{row.ref_id}" if row.refcat else "cluster"
+        print(f"  {row.object_id:>20d} {ref:>28s} sep {row.sep_arcsec:5.2f}\" n {row.n:4d} "
+              f"{row.stats_mag} {row.mean_mag:7.3f} std {row.std_mag:.3f} chi2/dof {row.chi2_dof:.2f} "
+              f"J {row.stetson_j:.2f}")
+    if args.out:
+        if str(args.out).endswith(".parquet"):
+            points.to_parquet(args.out, index=False)
+        else:
+            points.to_csv(args.out, index=False)
+        print(f"points written to {args.out}")
+    if args.plot:
+        print(f"plot written to {plot_light_curve(points, args.plot)}")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``objects build`` and ``lightcurve`` to an argparse subparsers object."""
+    p = subparsers.add_parser("objects", help="objects and light curves (LAKE/objects)")
+    sub = p.add_subparsers(dest="objects_command", required=True, metavar="ACTION")
+    q = sub.add_parser(
+        "build", help="associate detections into objects, update LAKE/objects",
+        description="Associate the detections of frames new or recalibrated since the last build into objects "
+                    "(reference stars by their match, others clustered within --radius), recompute the statistics "
+                    "and light curves of the partitions they touch, and commit them as one batch. Idempotent.")
+    q.add_argument("lake", help="lake directory")
+    q.add_argument("--refcat", default=None, metavar="NAME",
+                   help="catalogue giving reference ids and calibrated mags (default: the one most frames use)")
+    q.add_argument("--radius", type=float, default=None, metavar="ARCSEC",
+                   help="association radius in arcsec (default 3; fixed at the first build)")
+    q.add_argument("--rebuild", action="store_true", help="rebuild the whole table (to change --refcat or --radius)")
+    q.set_defaults(func=_cmd_build)
+
+    p = subparsers.add_parser(
+        "lightcurve", help="light curves of the objects near a position",
+        description="Cone search on LAKE/objects (pixel-pruned): print the objects within --radius of RA, Dec with "
+                    "their statistics; write their points (CSV, or Parquet for a .parquet name) and a PNG. "
+                    "Exit code 3 when no object is there.")
+    p.add_argument("lake", help="lake directory")
+    p.add_argument("--ra", type=float, required=True, help="right ascension [deg]")
+    p.add_argument("--dec", type=float, required=True, help="declination [deg]")
+    p.add_argument("--radius", type=float, default=5.0, metavar="ARCSEC", help="cone radius in arcsec (default 5)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the points to FILE (.csv or .parquet)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="plot the light curves to PNG")
+    p.set_defaults(func=_cmd_lightcurve)

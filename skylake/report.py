@@ -1,0 +1,203 @@
+"""``skylake report LAKE OUT_DIR``: a static HTML site of the summary database that opens from disk.
+
+``OUT_DIR/index.html`` lists every instrument and filter (nights, frames, photometric nights, the
+current throughput trend) and links one page per instrument and filter with the throughput trend
+plot (airmass-corrected nightly envelopes, the fitted segments, maintenance events), the colour-term
+trend, the nightly photometric fraction, a zeropoint checkplot of the latest calibrated frame and the
+nightly table. Images are PNGs in ``OUT_DIR/img/``, linked relatively; no server, no JavaScript.
+The summary database is refreshed first (incremental), so the report shows the lake as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from skylake.db import refresh
+from skylake.db.connect import connect, db_url
+from skylake.db.models import table
+from skylake.lake import Lake
+
+log = logging.getLogger(__name__)
+
+#: Nights listed in a page's table (the most recent).
+TABLE_NIGHTS = 120
+MJD_UNIX_EPOCH = 40587.0
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f0; } td.text { text-align: left; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+.muted { color: #777; }
+"""
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote."""
+
+    index: Path
+    pages: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"report: {self.index} ({len(self.pages)} pages, {len(self.images)} images)"
+
+
+def slug(instrument: str, filt: str) -> str:
+    """A file name for an instrument and filter: readable characters kept, anything else replaced, and a
+    short hash so different names never share a page (header strings can hold anything)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{instrument or 'unknown'}_{filt or 'none'}")[:60]
+    digest = hashlib.sha256(f"{instrument}\x00{filt}".encode()).hexdigest()[:8]
+    return f"{base}_{digest}"
+
+
+def _mjd_to_datetime(mjd):
+    return [dt.datetime.fromtimestamp((m - MJD_UNIX_EPOCH) * 86400.0, dt.timezone.utc) for m in np.atleast_1d(mjd)]
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "&ndash;"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
+            f"<p class=\"muted\">skylake report, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC</p>\n"
+            "</body></html>\n")
+
+
+def _plot_trend(nights, model, events, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1]})
+    mid = np.array([(r.mjd_first + r.mjd_last) / 2 if r.mjd_first is not None else np.nan for r in nights])
+    when = _mjd_to_datetime(mid) if len(mid) else []
+    env = np.array([r.zp_airmass1_max if r.zp_airmass1_max is not None else np.nan for r in nights])
+    phot = np.array([bool(r.photometric) for r in nights])
+    ax = axes[0]
+    if len(nights):
+        ax.plot([w for w, p in zip(when, phot) if p], env[phot], "o", ms=3, color="tab:blue", label="photometric night")
+        ax.plot([w for w, p in zip(when, phot) if not p], env[~phot], "o", ms=3, color="0.7", label="other night")
+    for seg in model:
+        t = np.array([seg.start_mjd, seg.end_mjd])
+        zp = seg.zp_start + seg.slope_mag_per_year * (t - seg.start_mjd) / 365.25
+        ax.plot(_mjd_to_datetime(t), zp, "-", color="tab:red", lw=2,
+                label=f"{seg.slope_mag_per_year:+.3f} mag/yr" if seg.slope_mag_per_year is not None else None)
+    for ev in events:
+        for a in axes:
+            a.axvline(dt.datetime.combine(ev.event_date, dt.time(), dt.timezone.utc), color="tab:green", ls="--", lw=1)
+    ax.set_ylabel("zeropoint at airmass 1 [mag]")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    ct = np.array([r.color_term_median if r.color_term_median is not None else np.nan for r in nights])
+    axes[1].plot(when, ct, "o", ms=3, color="tab:purple")
+    axes[1].set_ylabel("colour term")
+    frac = np.array([r.photometric_fraction if r.photometric_fraction is not None else np.nan for r in nights])
+    axes[2].plot(when, frac, "s", ms=3, color="tab:orange")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_ylabel("photometric\nfraction")
+    axes[2].set_xlabel("date (UTC)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _nights_table(nights) -> str:
+    cols = ["night", "n_frames", "n_ok", "n_rejected", "n_quality", "n_calibrated", "zp_median", "zp_scatter",
+            "zp_airmass1_max", "k_ext", "photometric_fraction", "photometric", "bkg_median", "fwhm_median"]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    rows = []
+    for r in sorted(nights, key=lambda r: r.night, reverse=True)[:TABLE_NIGHTS]:
+        rows.append("<tr>" + "".join(f"<td>{_fmt(getattr(r, c))}</td>" for c in cols) + "</tr>")
+    return f"<table><tr>{head}</tr>\n" + "\n".join(rows) + "</table>"
+
+
+def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, refresh_first: bool = True,
+                 checkplots: bool = True) -> Report:
+    """Write the static site of ``lake``'s summary database into ``out_dir``."""
+    lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
+    if refresh_first:
+        refresh(lake, url)
+    out = Path(out_dir)
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    engine = connect(db_url(lake, url))
+    nights_t, model_t, events_t, zp_t = (table(n) for n in ("nights", "trend_model", "maintenance_events",
+                                                             "zeropoints"))
+    with engine.connect() as conn:
+        nights = conn.execute(sa.select(nights_t).order_by(nights_t.c.night)).all()
+        model = conn.execute(sa.select(model_t).order_by(model_t.c.segment)).all()
+        events = conn.execute(sa.select(events_t).order_by(events_t.c.event_date)).all()
+        latest_zp = conn.execute(sa.select(zp_t.c.frame_id, zp_t.c.refcat, table("frames").c.instrument,
+                                           table("frames").c.filter)
+                                 .join(table("frames"), table("frames").c.frame_id == zp_t.c.frame_id)
+                                 .where(zp_t.c.zp_status == "ok").order_by(zp_t.c.mjd)).all()
+    report = Report(index=out / "index.html")
+    pairs = sorted({(r.instrument, r.filter) for r in nights})
+    index_rows = []
+    for instrument, filt in pairs:
+        name = slug(instrument, filt)
+        mine = [r for r in nights if (r.instrument, r.filter) == (instrument, filt)]
+        segs = [m for m in model if (m.instrument, m.filter) == (instrument, filt)]
+        evs = [e for e in events if e.instrument in ("", instrument)]
+        title = f"{instrument or 'unknown instrument'} / {filt or 'no filter'}"
+        body = [f'<p><a href="index.html">&larr; all instruments</a></p>']
+        trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
+        report.images.append(trend_png)
+        body.append(f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">')
+        if segs:
+            body.append("<table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
+                        "<th>zp at start</th><th>mag/yr</th><th>rms</th><th>colour term</th></tr>" + "".join(
+                            f"<tr><td>{s.segment}</td><td>{_mjd_to_datetime(s.start_mjd)[0]:%Y-%m-%d}</td>"
+                            f"<td class=text>{_fmt(s.start_event)}</td><td>{s.n_nights}</td><td>{_fmt(s.zp_start)}</td>"
+                            f"<td>{_fmt(s.slope_mag_per_year)}</td><td>{_fmt(s.rms)}</td>"
+                            f"<td>{_fmt(s.color_term_median)}</td></tr>" for s in segs) + "</table>")
+        frames_here = [z for z in latest_zp if (z.instrument or "", z.filter or "") == (instrument, filt)]
+        if checkplots and frames_here:
+            from skylake.calib.calibrate import plot_zeropoint
+
+            latest = frames_here[-1]
+            try:
+                png = plot_zeropoint(lake, latest.frame_id, refcat=latest.refcat,
+                                     out=out / "img" / f"{name}_checkplot_{latest.frame_id}.png")
+                report.images.append(Path(png))
+                body.append(f"<h2>Latest calibration (frame {latest.frame_id})</h2>\n"
+                            f'<img src="img/{Path(png).name}" alt="zeropoint checkplot of frame {latest.frame_id}">')
+            except Exception as exc:  # a checkplot must not stop the report; say why it is missing
+                log.warning("no checkplot for frame %s: %s", latest.frame_id, exc)
+                body.append(f'<p class="muted">No checkplot for frame {latest.frame_id}: {html.escape(str(exc))}</p>')
+        body.append(f"<h2>Nights (latest {min(len(mine), TABLE_NIGHTS)} of {len(mine)})</h2>\n" + _nights_table(mine))
+        page = out / f"{name}.html"
+        page.write_text(_page(title, "\n".join(body)))
+        report.pages.append(page)
+        slope = segs[-1].slope_mag_per_year if segs else None
+        index_rows.append(
+            f'<tr><td class=text><a href="{name}.html">{html.escape(title)}</a></td><td>{len(mine)}</td>'
+            f"<td>{sum(r.n_frames for r in mine)}</td><td>{sum(bool(r.photometric) for r in mine)}</td>"
+            f"<td>{_fmt(mine[-1].night)}</td><td>{_fmt(slope)}</td></tr>")
+    body = ("<table><tr><th>instrument / filter</th><th>nights</th><th>frames</th><th>photometric nights</th>"
+            "<th>last night</th><th>current trend [mag/yr]</th></tr>\n" + "\n".join(index_rows) + "</table>"
+            if index_rows else "<p>The lake has no frames with a night yet.</p>")
+    report.index.write_text(_page(f"skylake: {lake.url}", body))
+    log.info("%s", report)
+    return report

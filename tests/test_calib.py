@@ -1,0 +1,181 @@
+"""Photometric calibration, the pure parts: clipped fits with injected zeropoint, colour term and
+extinction (exact answers on noise-free data, 0.01 on noisy data with outliers), star selection,
+the one-to-one reduction, frame statuses instead of wrong numbers, astrometric residuals, and the
+[calibration] profile checks. No cluster, no lake."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skylake.calib import astrometry, zeropoint
+from skylake.calib.crossmatch import one_to_one
+from skylake.profile import ProfileError, load_profile
+
+CAL = load_profile("demo").calibration  # min_stars 20, max_scatter 0.08, max_zp_variation/drop 0.1
+
+
+def _stars(rng, n, zp=21.3, ct=0.12, noise=0.01, nx=1000, ny=1000):
+    """A frame's pairs with ref - inst = zp + ct * colour + noise; every cut passes."""
+    colour = rng.uniform(-0.2, 1.6, n)
+    ref = rng.uniform(9.0, 14.0, n)
+    inst = ref - zp - ct * colour + rng.normal(0, noise, n)
+    return pd.DataFrame({"frame_id": 1, "source_id": np.arange(n), "ref_id": np.arange(n) + 100, "ref_mag": ref,
+                         "inst_mag": inst, "ref_color": colour, "inst_mag_err": 0.01, "flux_max": 1000.0,
+                         "bkg": 100.0, "flags": 0, "edge_dist": 100.0, "flags_ref": 0, "neighbour_mag": np.nan,
+                         "n_competing": 0, "x": rng.uniform(0, nx - 1, n), "y": rng.uniform(0, ny - 1, n)})
+
+
+FRAME = pd.DataFrame({"frame_id": [1], "nx": [1000], "ny": [1000], "saturation": [60000.0]})
+
+
+def test_color_fit_is_exact_on_noise_free_data_and_robust_to_outliers():
+    rng = np.random.default_rng(1)
+    p = _stars(rng, 200, noise=0.0)
+    fit = zeropoint.color_fit(p["ref_mag"] - p["inst_mag"], p["ref_color"], 3.0, 0.5)
+    assert fit.zp == pytest.approx(21.3, abs=1e-9) and fit.color_term == pytest.approx(0.12, abs=1e-9)
+    assert fit.keep.all()
+    p = _stars(rng, 300, noise=0.03)
+    dm = (p["ref_mag"] - p["inst_mag"]).to_numpy(copy=True)
+    dm[:30] += rng.uniform(0.3, 2.0, 30)  # 10 % blends and variables, all fainter-looking
+    fit = zeropoint.color_fit(dm, p["ref_color"], 3.0, 0.5)
+    assert abs(fit.zp - 21.3) < 0.01 and abs(fit.color_term - 0.12) < 0.01
+    assert not fit.keep[:30].any() and fit.zp_err < 0.005 and 0.02 < fit.scatter < 0.04
+    plain = np.polyfit(p["ref_color"], dm, 1)  # what an unclipped fit (Skycam-SkyMine) would give
+    assert abs(plain[1] - 21.3) > 0.05
+
+
+def test_clipped_median_without_colour():
+    dm = np.r_[np.full(50, 19.15), np.full(5, 21.0), [np.nan]]
+    fit = zeropoint.clipped_median(dm + np.linspace(-0.01, 0.01, dm.size), 3.0)
+    assert fit.zp == pytest.approx(19.15, abs=0.002) and fit.keep.sum() == 50 and np.isnan(fit.color_term)
+
+
+def test_frame_zeropoints_colour_fit_and_median_fallback():
+    rng = np.random.default_rng(2)
+    p = _stars(rng, 120, noise=0.02)
+    table, rejects = zeropoint.frame_zeropoints(p, FRAME, CAL, use_color=True)
+    row = table.loc[1]
+    assert row["zp_status"] == "ok" and row["zp_method"] == "color_fit" and row["color"] == "B-V"
+    assert abs(row["zp_fit"] - 21.3) < 0.01 and abs(row["color_term"] - 0.12) < 0.01 and row["zp_n"] >= 110
+    # no colour in the catalogue: the clipped median, no colour term
+    table, _ = zeropoint.frame_zeropoints(p.assign(ref_color=np.nan), FRAME, CAL, use_color=True)
+    assert table.loc[1, "zp_method"] == "median" and np.isnan(table.loc[1, "color_term"])
+
+
+def test_select_stars_names_the_first_reason():
+    rng = np.random.default_rng(3)
+    p = _stars(rng, 9)
+    p.loc[0, "flux_max"] = 59000.0  # + bkg 100 > 0.9 x 60000
+    p.loc[1, "flags"] = 2  # truncated
+    p.loc[2, "edge_dist"] = 3.0
+    p.loc[3, "flags"] = 1  # deblended (demo profile: blend_flags 1)
+    p.loc[4, ["neighbour_mag", "ref_mag"]] = [12.0, 11.0]  # a 2nd star within the radius, 1 mag fainter
+    p.loc[5, "ref_mag"] = -6.0
+    p.loc[6, "inst_mag_err"] = 0.5
+    p.loc[7, "flags_ref"] = 1  # VARIABLE
+    reasons = zeropoint.select_stars(p, CAL, np.full(9, 60000.0))
+    assert list(reasons) == ["saturated", "flagged", "edge", "blended", "blended", "too_bright", "too_faint",
+                             "ref_flagged", ""]
+
+
+def test_too_few_stars_and_clouds_get_a_status_and_reason():
+    rng = np.random.default_rng(4)
+    few = _stars(rng, 8)
+    table, _ = zeropoint.frame_zeropoints(few, FRAME, CAL, use_color=True)
+    assert table.loc[1, "zp_status"] == "too_few_stars" and "8 usable stars < min_stars 20" in table.loc[1, "zp_reason"]
+    # patchy cloud: 0.6 mag more extinction on one side of the chip
+    p = _stars(rng, 200)
+    p["inst_mag"] += 0.6 * (p["x"] / 1000.0)
+    table, _ = zeropoint.frame_zeropoints(p, FRAME, CAL, use_color=True)
+    assert table.loc[1, "zp_status"] in ("high_scatter", "cloudy") and "cloud" in table.loc[1, "zp_reason"]
+    # no pair at all
+    table, _ = zeropoint.frame_zeropoints(p.iloc[:0], FRAME, CAL, use_color=True)
+    assert table.loc[1, "zp_status"] == "no_reference_overlap" and np.isnan(table.loc[1, "zp_fit"])
+
+
+def test_extinction_fit_recovers_k_and_flags_a_cloudy_frame():
+    airmass = np.array([1.05, 1.2, 1.4, 1.7, 2.0, 1.3])
+    zp = 22.0 - 0.15 * airmass
+    ext = zeropoint.fit_extinction(zp, airmass, CAL)
+    assert ext.status == "ok" and ext.k_ext == pytest.approx(0.15, abs=1e-9) and ext.zp_airmass0 == pytest.approx(22.0)
+    rng = np.random.default_rng(5)
+    noisy = zp + rng.normal(0, 0.003, zp.size)
+    noisy[5] -= 0.8  # a cloud-covered frame: uniformly 0.8 mag fainter
+    ext = zeropoint.fit_extinction(noisy, airmass, CAL)
+    assert abs(ext.k_ext - 0.15) < 0.01 and abs(ext.zp_airmass0 - 22.0) < 0.02 and not ext.keep[5]
+    assert list(zeropoint.mark_cloudy(noisy, airmass, ext, CAL)) == [False] * 5 + [True]
+    short = zeropoint.fit_extinction(zp[:2], airmass[:2], CAL)
+    assert short.status == "too_few_frames" and np.isnan(short.k_ext)
+    flat = zeropoint.fit_extinction(zp[:3] * 0 + 21.8, np.array([1.1, 1.12, 1.15]), CAL)
+    assert flat.status == "small_airmass_range" and flat.zp_airmass0 == pytest.approx(21.8)
+
+
+def test_one_to_one_nearest_wins_both_ways():
+    pairs = pd.DataFrame({
+        "frame_id": [1, 1, 1, 1, 2, 2],
+        "source_id": [10, 10, 11, 12, 20, 21],
+        "ref_id": [100, 101, 100, 101, 100, 100],
+        "sep_arcsec": [1.0, 2.0, 0.5, 3.0, 4.0, 4.0],
+        "ref_mag": [10.0, 11.0, 10.0, 11.0, 10.0, 10.0],
+    })
+    out = one_to_one(pairs.sample(frac=1.0, random_state=0))
+    got = sorted(zip(out["frame_id"], out["source_id"], out["ref_id"]))
+    # frame 1: 11 takes 100 (0.5 < 1.0); 10 keeps only its nearest (100) and loses it; 12 takes 101
+    # frame 2: a tie goes to the smaller source id
+    assert got == [(1, 11, 100), (1, 12, 101), (2, 20, 100)]
+    row = out.set_index("source_id")
+    assert row.loc[11, "n_competing"] == 1 and row.loc[12, "n_competing"] == 0 and row.loc[20, "n_competing"] == 1
+    assert np.isnan(row.loc[11, "neighbour_mag"])
+    both = one_to_one(pairs[pairs["source_id"] == 10])
+    assert both["ref_id"].tolist() == [100] and both["neighbour_mag"].tolist() == [11.0]
+
+
+def test_astrometric_offset_and_scale_error_are_measured():
+    rng = np.random.default_rng(6)
+    n, nx, ny, scale = 400, 1024, 1024, 3.6  # arcsec/px
+    x, y = rng.uniform(0, nx - 1, n), rng.uniform(0, ny - 1, n)
+    cx, cy = (nx - 1) / 2, (ny - 1) / 2
+    dec0 = 12.8
+    ra_ref = 256.2 + (x - cx) * scale / 3600 / np.cos(np.radians(dec0))
+    dec_ref = dec0 + (y - cy) * scale / 3600
+    # sources: 0.8" east, 0.5" north, plus a 1e-3 scale error (3.6" per 1000 px of radius)
+    dra = 0.8 + 1e-3 * (x - cx) * scale
+    ddec = 0.5 + 1e-3 * (y - cy) * scale
+    stats = astrometry.residual_stats(dra, ddec, x, y, ra_ref, dec_ref, nx, ny)
+    assert stats["astro_dra_arcsec"] == pytest.approx(np.median(dra)) and abs(stats["astro_dra_arcsec"] - 0.8) < 0.2
+    assert stats["astro_rms_arcsec"] == pytest.approx(np.sqrt(np.mean(dra**2 + ddec**2)))
+    assert stats["astro_dra_dx"] == pytest.approx(3.6, abs=1e-6) and stats["astro_ddec_dy"] == pytest.approx(3.6, abs=1e-6)
+    assert abs(stats["astro_dra_dy"]) < 1e-6 and stats["astro_radial_dr"] == pytest.approx(3.6, rel=0.02)
+    ra_src = ra_ref + dra / 3600 / np.cos(np.radians(dec_ref))
+    got = astrometry.offsets_arcsec(ra_src, dec_ref + ddec / 3600, ra_ref, dec_ref)
+    assert np.allclose(got[0], dra, atol=1e-6) and np.allclose(got[1], ddec, atol=1e-9)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("color", ["B"], "color = ['B'] must be [] (no colour term) or two band names"),
+    ("match_radius_arcsec", -1.0, "match_radius_arcsec = -1.0 must be a positive number"),
+    ("mag_limits", [14.0, 8.0], "mag_limits = [14.0, 8.0] must be [low, high]"),
+    ("min_stars", 1, "min_stars = 1 must be an integer >= 2"),
+    ("saturation_fraction", 1.5, "saturation_fraction = 1.5 must be in (0, 1]"),
+    ("bogus", 1, "[calibration] has unknown settings ['bogus']"),
+])
+def test_bad_calibration_settings_are_named(tmp_path, key, value, message):
+    import json
+
+    prof = tmp_path / "bad.toml"
+    prof.write_text(f'extends = "demo"\n[calibration]\n{key} = {json.dumps(value)}\n')
+    with pytest.raises(ProfileError) as exc:
+        load_profile(prof)
+    assert message in str(exc.value) and str(prof) in str(exc.value)
+
+
+def test_calibration_settings_do_not_change_frame_identity(tmp_path):
+    prof = tmp_path / "z.toml"
+    prof.write_text('extends = "skycamz"\n[profile]\nname = "skycamz"\n[calibration]\nmin_stars = 50\n')
+    mine, builtin = load_profile(prof), load_profile("skycamz")
+    assert mine.digest == builtin.digest and mine.calibration.digest != builtin.calibration.digest
+    assert dataclasses.replace(builtin.calibration, min_stars=50) == mine.calibration

@@ -1,0 +1,63 @@
+"""Light curves from the real SkyCamZ frames of 2013-06-10, calibrated against Tycho-2 V_T (the shared
+file cut to 12 deg around the two pointings, as tests/test_calib_real.py does): the stars seen in all
+twelve frames of the shared pointing (210-221) have 12-point light curves, and the bright ones scatter
+by less than 0.05 mag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SHARED_DATA, require_shared
+from skylake.ingest import ingest
+from skylake.lake import Lake
+from skylake.objects.associate import ref_object_ids
+from skylake.objects.build import build_objects
+from skylake.objects.query import light_curve
+from skylake.objects.truth import object_table
+from skylake.refcat import import_refcat
+
+pytestmark = pytest.mark.realdata
+
+TYCHO = SHARED_DATA / "refcats" / "tycho2_vt.parquet"
+POINTING = (256.2, 12.8)  # RA, Dec [deg] of frames 210-221
+
+
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory, skycamz_files, dask_client):
+    root = tmp_path_factory.mktemp("lcreal")
+    table = pq.read_table(require_shared(TYCHO))
+    ra, dec = table["ra"].to_numpy(), table["dec"].to_numpy()
+    near = (np.abs(dec - POINTING[1]) < 12) | (np.abs(dec - 18.7) < 12)
+    pq.write_table(table.filter(near & ((np.abs(ra - 256.2) < 15) | (np.abs(ra - 263.8) < 15))),
+                   root / "tycho2_vt.parquet")
+    lake = Lake.init(root / "lake")
+    import_refcat(lake, "tycho2", [root / "tycho2_vt.parquet"], "tycho2", client=dask_client, progress=False)
+    ingest(lake, skycamz_files, "skycamz", client=dask_client, progress=False)  # calibrates too
+    report = build_objects(lake)
+    return lake, report, object_table(lake)
+
+
+def test_twelve_point_light_curves_of_the_shared_pointing(objects):
+    lake, report, table = objects
+    assert report.refcat == "tycho2" and report.frames_added == 14
+    twelve = table[(table["n_det"] == 12) & (np.hypot((table["ra"] - POINTING[0]) * np.cos(np.radians(12.8)),
+                                                      table["dec"] - POINTING[1]) < 2)]
+    assert len(twelve) >= 100, len(twelve)
+    assert table["n_det"].max() == 12  # never two detections of one frame in an object
+    ref = twelve[twelve["refcat"] == "tycho2"]
+    assert len(ref) >= 30 and (ref["object_id"] < 0).all() and (ref["n_cal"] == 12).all()
+    np.testing.assert_array_equal(ref["object_id"], ref_object_ids("tycho2", ref["ref_id"].to_numpy(np.int64)))
+    bright = ref[ref["median_mag"] < 10.5]
+    assert len(bright) >= 10
+    # robust scatter (1.4826 MAD) and clipped std of bright calibrated stars
+    assert np.median(1.4826 * bright["mad_mag"]) < 0.05 and np.median(bright["std_mag_clip"]) < 0.05
+    assert (1.4826 * bright["mad_mag"] < 0.05).mean() > 0.8
+    star = bright.iloc[0]
+    points = light_curve(lake, star["ra"], star["dec"], 3.0)
+    mine = points[points["object_id"] == star["object_id"]]
+    assert len(mine) == 12 and mine["mjd"].is_monotonic_increasing and mine["mag"].notna().all()
+    print(f"\n{len(twelve)} objects with 12 points, {len(ref)} Tycho-2 stars; bright (V_T < 10.5): {len(bright)}, "
+          f"median 1.4826 MAD {np.median(1.4826 * bright['mad_mag']):.4f} mag, median clipped std "
+          f"{np.median(bright['std_mag_clip']):.4f} mag")

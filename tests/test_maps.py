@@ -1,0 +1,188 @@
+"""HEALPix maps (skylake.maps) on SYNTHETIC frames with exact truth: a night whose middle frame has a
+small cloud over part of the field (transparency pixel by pixel against the injected cloud), a known
+sky level per frame (sky brightness within 0.05 mag/arcsec^2), FITS round trips through
+healpy.read_map, storage in LAKE/maps with replacement, the CLI, and exact aggregation on a
+hand-made dataframe."""
+
+from __future__ import annotations
+
+import healpy as hp
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+from skylake.cli import main
+from skylake.ingest import ingest
+from skylake.lake import Lake
+from skylake.maps import make_maps
+from skylake.maps.aggregate import (MapsError, aggregate_pixels, equatorial_pixels, nside_order, sky_brightness)
+from skylake.maps.build import compute_maps
+from skylake.maps.export import export_maps, full_maps
+from skylake.maps.store import read_index, read_maps, store_maps
+from skylake.maps.truth import sky_vs_truth, transparency_vs_truth
+from skylake.profile import ProfileError, load_profile
+from skylake.refcat import import_refcat
+from skylake.synthetic import _altitude_deg, write_demo_night, write_reference_catalog
+
+NSIDE = 256  # 0.23 deg pixels on a 1.1 deg field
+# 4 frames 40 min apart; the cloud (sigma 1/6 of the chip) crosses the field centre on frame 3 only
+NIGHT = dict(n_frames=4, shape=(512, 512), start_utc="2026-03-01T20:30:00", cadence_s=2400, n_stars=1500, seed=11,
+             pixscale_arcsec=8.0, color_term=0.1, cloud_track=(-3.0, 1.5), cloud_radius_chips=1 / 6)
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory, dask_client):
+    root = tmp_path_factory.mktemp("mapsnight")
+    truth = write_demo_night(root / "frames", **NIGHT)
+    data, columns_map = write_reference_catalog(truth.stars, root / "refcat")
+    lake = Lake.init(root / "lake")
+    import_refcat(lake, "demo", [data], "generic", columns_map=columns_map, client=dask_client, progress=False)
+    ingest(lake, [str(root / "frames")], "demo", client=dask_client, progress=False)
+    maps = compute_maps(lake, per_frame=True, nside=NSIDE)
+    return lake, truth, maps, root
+
+
+def test_aggregation_is_exact_on_a_hand_made_frame():
+    """Medians, counts, transparency, the min_stars cut and the robust scatter on 7 stars in 2 pixels."""
+    stars = pd.DataFrame({"map_key": ["a"] * 5 + ["b"] * 2, "pixel": [3, 3, 3, 3, 9, 3, 3],
+                          "frame_id": [1, 1, 2, 2, 1, 7, 7],
+                          "zp": [20.0, 20.2, 20.4, 21.0, 19.0, 18.0, 18.5], "zp_clear": [20.5] * 7})
+    sky = pd.DataFrame({"map_key": ["a", "a", "a", "b"], "pixel": [3, 3, 11, 3], "frame_id": [1, 3, 2, 7],
+                        "sky_mag": [21.0, 21.4, 20.0, 19.5]})
+    astro = pd.DataFrame({"map_key": ["a", "a"], "pixel": [3, 3], "dra_arcsec": [1.0, 3.0],
+                          "ddec_arcsec": [-1.0, 0.0], "sep_arcsec": [1.5, 3.0]})
+    out = aggregate_pixels(stars, sky, astro, min_stars=2).set_index(["map_key", "pixel"])
+    assert list(out.index) == [("a", 3), ("a", 9), ("a", 11), ("b", 3)]
+    a3 = out.loc[("a", 3)]
+    assert a3["n_stars"] == 4 and a3["zp_median"] == pytest.approx(20.3)  # median of 20.0 20.2 20.4 21.0
+    assert a3["transparency"] == pytest.approx(10 ** (-0.4 * 0.2))
+    assert a3["dzp_scatter"] == pytest.approx(1.4826 * 0.2)  # |dev| from -0.2: 0.3 .1 .1 .7 -> median 0.2
+    assert a3["n_frames"] == 3 and a3["n_sky"] == 2 and a3["sky_mag"] == pytest.approx(21.2)  # frames 1, 2, 3
+    assert a3["n_astro"] == 2 and a3["dra_arcsec"] == pytest.approx(2.0) and a3["sep_arcsec"] == pytest.approx(2.25)
+    assert out.loc[("a", 9), "n_stars"] == 1 and np.isnan(out.loc[("a", 9), "transparency"])  # < min_stars
+    assert out.loc[("a", 9), "zp_clear_median"] == 20.5
+    assert out.loc[("a", 11), "n_stars"] == 0 and out.loc[("a", 11), "sky_mag"] == 20.0  # sky only
+    assert out.loc[("b", 3), "transparency"] == pytest.approx(10 ** (-0.4 * 2.25))
+    # sky brightness: 100 ADU/s on a 2"x2" pixel = 25 ADU/s/arcsec^2 -> zp - 2.5 log10(25)
+    assert sky_brightness(np.array([22.0]), np.array([3000.0]), np.array([30.0]), np.array([2.0]))[0] == \
+        pytest.approx(22.0 - 2.5 * np.log10(25.0))
+    assert np.isnan(sky_brightness(np.array([22.0]), np.array([-1.0]), np.array([30.0]), np.array([2.0]))[0])
+
+
+def test_pixels_from_healpix_29_match_healpy():
+    rng = np.random.default_rng(1)
+    ra, dec = rng.uniform(0, 360, 2000), np.degrees(np.arcsin(rng.uniform(-1, 1, 2000)))
+    h29 = hp.ang2pix(2**29, ra, dec, nest=True, lonlat=True)
+    for nside in (1, 8, 256, 4096):
+        assert np.array_equal(equatorial_pixels(h29, nside), hp.ang2pix(nside, ra, dec, nest=True, lonlat=True))
+    assert nside_order(8) == 3
+    for bad in (0, 3, 12, 2**30, True, 8.0):
+        with pytest.raises(MapsError, match="power of two"):
+            nside_order(bad)
+
+
+def test_transparency_map_shows_the_injected_cloud_pixel_by_pixel(night):
+    lake, truth, maps, _ = night
+    tv = transparency_vs_truth(lake, maps, truth)
+    eq = tv[tv["frame_of"] == "equatorial"]
+    assert len(eq) > 80  # 4 frames x ~25 pixels with >= min_stars stars
+    err = eq["transparency"] - eq["truth"]  # the same stars' true cloud transmission
+    assert np.sqrt(np.mean(err**2)) < 0.02 and np.abs(err).max() < 0.08, eq.assign(err=err).sort_values("err")
+    cloudy = eq[eq["model"] < 0.8]  # the cloud model at the pixel centre
+    clear = eq[eq["model"] > 0.99]
+    assert len(cloudy) >= 3 and (cloudy["transparency"] < 0.9).all(), cloudy
+    assert len(clear) > 60 and (np.abs(clear["transparency"] - 1) < 0.03).all(), clear.sort_values("transparency")
+    # the cloudy pixels are all on the frame the cloud crossed
+    cloud_frame = int(truth.frames["cloud_ra"].sub(truth.frames["crval1"]).abs().idxmin()) + 1
+    frame_of_map = maps.index.set_index("map_id")["frame_id"]
+    assert set(frame_of_map[cloudy["map_id"]]) == {cloud_frame}
+    hor = tv[tv["frame_of"] == "horizon"]
+    assert np.sqrt(np.mean((hor["transparency"] - hor["truth"]) ** 2)) < 0.03 and (hor["transparency"] < 0.8).any()
+
+
+def test_sky_brightness_map_is_within_0_05_mag_of_the_injected_sky(night):
+    lake, truth, maps, _ = night
+    sv = sky_vs_truth(lake, maps, truth)
+    assert len(sv) > 120 and sv["truth"].max() - sv["truth"].min() > 0.5  # twilight on frame 1
+    err = sv["sky_mag"] - sv["truth"]
+    assert np.abs(err).max() < 0.05, sv.assign(err=err).sort_values("err")
+
+
+def test_horizon_maps_sit_at_the_fields_altitude(night):
+    lake, truth, maps, _ = night
+    hor = maps.pixels[maps.pixels["frame_of"] == "horizon"].merge(maps.index[["map_id", "frame_id"]], on="map_id")
+    alt = hor.groupby("frame_id").apply(lambda g: np.average(g["lat"], weights=g["n_sky"]), include_groups=False)
+    ft = truth.frames.reset_index(drop=True)
+    expected = _altitude_deg(ft["ha_deg"], truth.meta["dec0_deg"], truth.meta["site_lat_deg"])
+    # the synthetic hour angle ignores precession (~0.35 deg over 26 years): a loose match, a wrong site fails
+    assert np.abs(alt.to_numpy() - np.asarray(expected)).max() < 0.6, (alt, expected)
+
+
+def test_map_fits_round_trips_through_healpy_read_map(night, tmp_path):
+    lake, truth, _, _ = night
+    for nside in (8, NSIDE):  # a full-sky file and a partial (cut-sky) one
+        maps = compute_maps(lake, nside=nside, frames_of=("equatorial",))
+        assert len(maps.index) == 1 and maps.index["scope"].iloc[0] == "night"
+        paths = export_maps(maps.pixels, maps.index, tmp_path / f"n{nside}")
+        fits_path = [p for p in paths if p.suffix == ".fits"][0]
+        assert all(p.stat().st_size > 0 for p in paths) and len(paths) == 3
+        expect = full_maps(maps.pixels, nside)
+        for k, name in enumerate(expect):
+            got = hp.read_map(fits_path, field=k, nest=True)
+            assert np.array_equal(got, expect[name]), name
+        t = hp.read_map(fits_path, field=2, nest=True)
+        seen = t != hp.UNSEEN
+        px = maps.pixels.dropna(subset=["transparency"])
+        assert seen.sum() == len(px) and np.allclose(t[px["pixel"]], px["transparency"], rtol=0, atol=0)
+        ring = hp.read_map(fits_path, field=2)  # healpy's default RING ordering
+        assert np.array_equal(ring[hp.nest2ring(nside, px["pixel"].to_numpy())], px["transparency"].to_numpy())
+
+
+def test_maps_are_stored_in_the_lake_and_replaced_when_made_again(night):
+    lake, truth, maps, _ = night
+    index, version = store_maps(lake, maps)
+    assert version is not None and len(index) == 8  # 4 frames x 2 frames-of
+    stored = read_maps(lake)
+    assert len(stored) == len(maps.pixels) and set(stored["night"]) == {"2026-03-01"}
+    idx = read_index(lake)
+    assert len(idx) == 8 and (idx["n_pixels"].to_numpy() == index["n_pixels"].to_numpy()).all()
+    one = stored[stored["map_id"] == idx["map_id"].iloc[0]]
+    assert len(one) == idx["n_pixels"].iloc[0] and lake.store.exists(idx["path"].iloc[0])
+    _, again = store_maps(lake, maps)  # the same maps again: replaced, not duplicated
+    assert again == version + 1 and len(read_maps(lake)) == len(maps.pixels) and len(read_index(lake)) == 8
+    frame = int(idx["frame_id"].iloc[0])
+    _, _, v3, _ = make_maps(lake, frame_id=frame, nside=NSIDE, frames_of=("equatorial",))
+    assert len(read_index(lake)) == 8 and len(read_maps(lake)) == len(maps.pixels)
+    pd.testing.assert_frame_equal(
+        read_maps(lake).drop(columns="night").sort_values(["map_id", "pixel"]).reset_index(drop=True),
+        maps.pixels.drop(columns="night")[read_maps(lake).columns.drop("night")].sort_values(["map_id", "pixel"])
+        .reset_index(drop=True), check_dtype=False, atol=1e-6)
+
+
+def test_cli_maps(night, tmp_path, capsys):
+    lake, _, _, _ = night
+    out = tmp_path / "exports"
+    proc = run_cli("maps", lake.url, "--night", "2026-03-01", "--nside", "8", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 maps" in proc.stdout and len(list(out.glob("*.fits"))) == 2 and len(list(out.glob("*.png"))) == 4
+    m = hp.read_map(next(out.glob("*equatorial*.fits")), field=0, nest=True)
+    assert (m != hp.UNSEEN).sum() == 1 and m.max() > 1000  # the whole field in one nside-8 pixel
+    # the rest in-process (same entry point, no interpreter start-up)
+    assert main(["maps", lake.url, "--nside", "12"]) == 2 and "power of two" in capsys.readouterr().err
+    assert main(["maps", lake.url, "--night", "2026-03-02", "--no-export"]) == 4
+    assert main(["maps", lake.url, "--list"]) == 0 and "equatorial" in capsys.readouterr().out
+
+
+def test_profile_maps_section_is_validated(tmp_path):
+    assert load_profile("generic").maps.nside == 8 and load_profile("generic").maps.zp_clear == "auto"
+    for bad, match in (("nside = 6", "maps.nside = 6"), ('zp_clear = "clear"', "maps.zp_clear = 'clear'"),
+                       ("min_stars = 0", "maps.min_stars = 0"), ("colour = 1", r"\[maps\] has unknown settings")):
+        f = tmp_path / "bad.toml"
+        f.write_text(f'extends = "generic"\n[maps]\n{bad}\n')
+        with pytest.raises(ProfileError, match=match):
+            load_profile(f)
+    f = tmp_path / "fixed.toml"
+    f.write_text('extends = "generic"\n[profile]\nname = "generic"\n[maps]\nzp_clear = 5.66\nnside = 16\n')
+    fixed = load_profile(f)
+    assert fixed.maps.zp_clear == 5.66 and fixed.digest == load_profile("generic").digest  # frame identity unchanged

@@ -1,0 +1,81 @@
+"""The static HTML report opens in headless Chromium (Debian ``chromium``) from disk: every page loads
+and every image on it is present. The lake holds SYNTHETIC summary rows (skylake.db.synthetic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from skylake.db.synthetic import commit_night
+from skylake.lake import Lake
+from skylake.report import build_report, slug
+
+HOSTILE_FILTER = "<b>r'</b>; DROP TABLE nights"
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must have Debian chromium (.ci/run installs it: apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    lake = Lake.init(tmp / "lake")
+    rng = np.random.default_rng(9)
+    start = dt.date(2025, 6, 1)
+    for i in range(12):
+        night = (start + dt.timedelta(days=3 * i)).isoformat()
+        commit_night(lake, night, 20, rng, zp_airmass1=21.3 - 0.001 * i, cloudy_fraction=0.5 if i == 4 else 0.0)
+    commit_night(lake, start.isoformat().replace("06-01", "06-02"), 10, rng, filt=HOSTILE_FILTER)
+    events = tmp / "events.csv"
+    events.write_text("date,instrument,kind,note\n2025-06-15,SkyCamZ,mirror_cleaning,\n")
+    from skylake.db import refresh
+
+    refresh(lake, events=events)
+    return build_report(lake, tmp / "site", checkplots=False)
+
+
+def test_report_pages_and_images_load_in_headless_chromium(report):
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    assert len(report.pages) == 2 and len(report.images) == 2
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--allow-file-access-from-files"])
+        page = browser.new_page()
+        page.goto(report.index.as_uri())
+        assert page.title().startswith("skylake")
+        links = page.eval_on_selector_all("a", "els => els.map(e => e.href)")
+        assert len(links) == 2
+        seen_images = 0
+        for link in links:
+            page.goto(link)
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => ({src: e.src, ok: e.complete && e.naturalWidth > 0, w: e.naturalWidth}))")
+            assert images, f"no image on {link}"
+            for img in images:
+                assert img["ok"], f"image {img['src']} on {link} did not load"
+                assert img["w"] >= 400
+            seen_images += len(images)
+            back = page.eval_on_selector_all("a", "els => els.map(e => e.href)")
+            assert report.index.as_uri() in back
+        browser.close()
+    assert seen_images == len(report.images)
+
+
+def test_hostile_names_are_escaped_and_get_their_own_page(report):
+    index = report.index.read_text()
+    assert "<b>r'</b>" not in index and "&lt;b&gt;r&#x27;&lt;/b&gt;" in index
+    page = report.index.parent / f"{slug('SkyCamZ', HOSTILE_FILTER)}.html"
+    assert page.exists() and page in report.pages
+    assert "DROP TABLE" in page.read_text()  # shown, verbatim but escaped
+    assert slug("a/b", "c") != slug("a_b", "c")  # different names never share a page

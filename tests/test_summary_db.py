@@ -1,0 +1,262 @@
+"""The summary database against the real Postgres server (127.0.0.1:5432, user postgres, database
+test) and SQLite: the DDL in sql/ matches the models, refreshes mirror the lake exactly and
+incrementally, never duplicate, survive a killed connection, and store hostile strings verbatim.
+
+Lakes here hold SYNTHETIC frames (skylake.synthetic), three nights of three small frames each.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.io import fits
+
+from skylake.db import DbError, refresh
+from skylake.db.migrate import migrate
+from skylake.db.models import column_types, metadata, table
+from skylake.ingest import ingest
+from skylake.lake import Lake
+from skylake.synthetic import write_demo_night
+
+PG_ADMIN_URL = os.environ.get("SKYLAKE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+NIGHTS = ("2026-03-01", "2026-03-02", "2026-03-03")
+HOSTILE_OBJECT = "M31'); DROP TABLE frames; --"
+HOSTILE_FILTER = 'r" OR 1=1; DELETE FROM nights'
+
+
+def _admin_engine():
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs Postgres at {PG_ADMIN_URL}: {exc}")
+        pytest.skip(f"Postgres not reachable at {PG_ADMIN_URL}")
+    return engine
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty Postgres database for one test, dropped afterwards."""
+    admin = _admin_engine()
+    name = f"skylake_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _write_night(out: Path, night: str, hostile: bool = False) -> list[str]:
+    truth = write_demo_night(out / night, n_frames=3, shape=(256, 256), n_stars=150, seed=int(night[-2:]),
+                             start_utc=f"{night}T22:00:00", cloud=False, n_variables=0)
+    paths = [str(p) for p in truth.paths]
+    if hostile:
+        with fits.open(paths[0], mode="update") as hdul:
+            hdul[0].header["OBJECT"] = HOSTILE_OBJECT
+            hdul[0].header["FILTER"] = HOSTILE_FILTER
+    return paths
+
+
+@pytest.fixture(scope="module")
+def frames_dirs(tmp_path_factory):
+    """Three nights of synthetic frames, written once (the first frame of night 1 has hostile strings)."""
+    out = tmp_path_factory.mktemp("summary_frames")
+    return {night: _write_night(out, night, hostile=(night == NIGHTS[0])) for night in NIGHTS}
+
+
+def _lake(tmp_path, frames_dirs, nights) -> Lake:
+    lake = Lake.init(tmp_path / "lake")
+    for night in nights:  # one ingest per night, as a nightly job would
+        ingest(lake, frames_dirs[night], "demo", client=None, progress=False)
+    return lake
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+def _lake_aggregates(lake: Lake) -> list[tuple]:
+    """Per-night counts computed independently of skylake.db, by DuckDB on the lake's Parquet files."""
+    return duckdb.sql(f"""
+        SELECT CAST(night AS VARCHAR) AS night, count(*) AS n_frames, count(*) FILTER (WHERE status = 'ok') AS n_ok,
+               sum(n_sources) AS n_sources, min(mjd) AS mjd_first
+        FROM read_parquet('{lake.path('frames')}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+        GROUP BY night ORDER BY night""").fetchall()
+
+
+def _db_aggregates(url: str) -> list[tuple]:
+    return _rows(url, """SELECT CAST(night AS TEXT), CAST(sum(n_frames) AS BIGINT), CAST(sum(n_ok) AS BIGINT),
+                                CAST(sum(n_sources) AS BIGINT), min(mjd_first)
+                         FROM nights GROUP BY night ORDER BY night""")
+
+
+# -- the DDL and the models --------------------------------------------------------------------------
+def test_postgres_ddl_in_sql_matches_the_models(pg_url):
+    """sql/migrations creates exactly the tables, columns, types, nullability and keys of the models
+    (which come from schemas/summary.yaml)."""
+    from sqlalchemy.dialects import postgresql
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        assert migrate(conn) == [1, 2]
+        assert migrate(conn) == []  # applied once
+    inspector = sa.inspect(engine)
+    dialect = postgresql.dialect()
+    for name, model in metadata().tables.items():
+        reflected = {c["name"]: c for c in inspector.get_columns(name)}
+        assert list(reflected) == [c.name for c in model.columns], name
+        for col in model.columns:
+            got = reflected[col.name]
+            assert got["type"].compile(dialect) == col.type.compile(dialect), (name, col.name)
+            assert got["nullable"] == col.nullable, (name, col.name)
+        assert inspector.get_pk_constraint(name)["constrained_columns"] == [c.name for c in model.primary_key]
+    assert column_types("frames")["frame_id"] == "bigint" and column_types("nights")["night"] == "date"
+    engine.dispose()
+
+
+# -- refresh against Postgres -------------------------------------------------------------------------
+def test_refresh_mirrors_the_lake_and_is_incremental(tmp_path, frames_dirs, pg_url):
+    lake = _lake(tmp_path, frames_dirs, NIGHTS[:2])
+    first = refresh(lake, pg_url)
+    assert first.from_version == 0 and first.to_version == lake.log.published_version() == 2
+    assert first.nights_recomputed == list(NIGHTS[:2])
+    assert _db_aggregates(pg_url) == _lake_aggregates(lake)
+
+    # frames are mirrored row for row
+    lake_frames = lake.read_frames(columns=["frame_id", "frame_key", "status", "n_sources", "mjd"]).to_pylist()
+    db_frames = _rows(pg_url, "SELECT frame_id, frame_key, status, n_sources, mjd FROM frames ORDER BY frame_id")
+    assert db_frames == sorted(tuple(r.values()) for r in lake_frames)
+
+    # a second refresh finds nothing to do and changes nothing
+    before = _rows(pg_url, "SELECT * FROM nights ORDER BY night")
+    again = refresh(lake, pg_url)
+    assert again.nights_recomputed == [] and again.from_version == again.to_version == 2
+    assert _rows(pg_url, "SELECT * FROM nights ORDER BY night") == before
+    assert _rows(pg_url, "SELECT count(*), count(DISTINCT frame_id) FROM frames") == [(6, 6)]
+
+    # a new night: only that night is recomputed; the others' rows are untouched (same refreshed_at)
+    ingest(lake, frames_dirs[NIGHTS[2]], "demo", client=None, progress=False)
+    third = refresh(lake, pg_url)
+    assert third.nights_recomputed == [NIGHTS[2]]
+    assert third.rows["frames"] == 3 and third.rows["nights"] == 1 and third.rows["ingest_batches"] == 1
+    after = _rows(pg_url, "SELECT * FROM nights ORDER BY night")
+    assert after[:len(before)] == before and len(after) == len(before) + 1
+    assert _db_aggregates(pg_url) == _lake_aggregates(lake)
+    assert _rows(pg_url, "SELECT version, operation FROM ingest_batches ORDER BY version") == \
+        [(1, "ingest"), (2, "ingest"), (3, "ingest")]
+    assert _rows(pg_url, "SELECT lake_version, nights_recomputed FROM refresh_state") == [(3, 1)]
+
+
+def test_hostile_header_strings_are_stored_verbatim(tmp_path, frames_dirs, pg_url):
+    lake = _lake(tmp_path, frames_dirs, NIGHTS[:1])
+    refresh(lake, pg_url)
+    got = _rows(pg_url, "SELECT object, filter FROM frames WHERE object LIKE 'M31%'")
+    assert got == [(HOSTILE_OBJECT, HOSTILE_FILTER)]
+    # nothing was dropped or deleted, and the strange filter got its own nightly row
+    assert _rows(pg_url, "SELECT count(*) FROM frames") == [(3,)]
+    assert sorted(r[0] for r in _rows(pg_url, "SELECT filter FROM nights")) == sorted([HOSTILE_FILTER, "V"])
+
+
+def test_a_connection_killed_mid_refresh_leaves_the_database_consistent(tmp_path, frames_dirs, pg_url):
+    """pg_terminate_backend on the refresh's own connection after it wrote the frames: nothing of that
+    refresh is visible, the watermark is unchanged, and the next refresh converges to a clean one."""
+    lake = _lake(tmp_path, frames_dirs, NIGHTS[:2])
+    refresh(lake, pg_url)
+    ingest(lake, frames_dirs[NIGHTS[2]], "demo", client=None, progress=False)
+    before = _rows(pg_url, "SELECT frame_id, status FROM frames ORDER BY frame_id")
+    killer = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+
+    def kill_own_backend(step, conn):
+        if step == "frames_written":
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with killer.connect() as k:
+                assert k.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+
+    with pytest.raises(DbError, match="nothing was written"):
+        refresh(lake, pg_url, hook=kill_own_backend)
+    killer.dispose()
+    assert _rows(pg_url, "SELECT frame_id, status FROM frames ORDER BY frame_id") == before
+    assert _rows(pg_url, "SELECT lake_version FROM refresh_state") == [(2,)]
+
+    report = refresh(lake, pg_url)
+    assert report.nights_recomputed == [NIGHTS[2]]
+    assert _db_aggregates(pg_url) == _lake_aggregates(lake)
+    assert _rows(pg_url, "SELECT count(*), count(DISTINCT frame_id) FROM frames") == [(9, 9)]
+
+
+def test_overlapping_refreshes_take_turns(tmp_path, frames_dirs, pg_url):
+    """Two refreshes at once (threads, separate connections): one mirrors, the other finds the
+    watermark advanced; no row twice."""
+    lake = _lake(tmp_path, frames_dirs, NIGHTS)
+    reports, errors = [], []
+
+    def run():
+        try:
+            reports.append(refresh(Lake.open(lake.url), pg_url))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(len(r.nights_recomputed) for r in reports) == [0, 3]
+    assert _rows(pg_url, "SELECT count(*), count(DISTINCT version) FROM ingest_batches") == [(3, 3)]
+    assert _db_aggregates(pg_url) == _lake_aggregates(lake)
+
+
+def test_an_unreachable_database_fails_cleanly_and_masks_the_password(tmp_path, frames_dirs):
+    lake = _lake(tmp_path, frames_dirs, NIGHTS[:1])
+    published = lake.log.published_version()
+    url = "postgresql+psycopg://skylake:s3cr3t-pw@127.0.0.1:1/nowhere"
+    with pytest.raises(DbError) as info:
+        refresh(lake, url)
+    assert "s3cr3t-pw" not in str(info.value) and "***" in str(info.value)
+    assert lake.log.published_version() == published  # the lake is untouched
+    result = subprocess.run([sys.executable, "-m", "skylake.cli", "refresh", str(lake.url), "--db", url],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 5
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+
+
+# -- SQLite, the embedded default -------------------------------------------------------------------------
+def test_sqlite_default_lives_in_the_lake_and_matches_postgres_semantics(tmp_path, frames_dirs):
+    lake = _lake(tmp_path, frames_dirs, NIGHTS[:2])
+    result = subprocess.run([sys.executable, "-m", "skylake.cli", "refresh", str(lake.url)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    db = Path(lake.path("_skylake/summary.sqlite"))
+    assert db.exists()
+    url = f"sqlite:///{db}"
+    assert _db_aggregates(url) == _lake_aggregates(lake)
+    ingest(lake, frames_dirs[NIGHTS[2]], "demo", client=None, progress=False)
+    assert refresh(lake).nights_recomputed == [NIGHTS[2]]
+    assert refresh(lake).nights_recomputed == []
+    assert _db_aggregates(url) == _lake_aggregates(lake)
+    full = refresh(lake, full=True)
+    assert full.nights_recomputed == list(NIGHTS)
+    assert _rows(url, "SELECT count(*), count(DISTINCT frame_id) FROM frames") == [(9, 9)]
+    assert np.isclose(_rows(url, "SELECT sum(n_sources) FROM nights")[0][0],
+                      sum(r[3] for r in _lake_aggregates(lake)))
