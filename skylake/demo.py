@@ -3,8 +3,10 @@
 It generates a realistic SYNTHETIC night (skylake.synthetic: stars at known positions and fluxes,
 Gaussian PSF, sky, noise, a TAN WCS, a colour term, extinction, a cloud passing mid-night, a few
 variable stars), imports the stars as the night's reference catalogue, ingests the frames into a
-local lake with a local dask cluster (which calibrates them against that catalogue), and checks
-detections, zeropoints, colour term and extinction against the truth it generated.
+local lake with a local dask cluster (which calibrates them against that catalogue), checks
+detections, zeropoints, colour term and extinction against the truth it generated, makes the
+transparency maps and light curves and checks them too, and ends with the summary database
+(SQLite in the lake) and the static HTML report.
 """
 
 from __future__ import annotations
@@ -128,20 +130,20 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
     """Generate a night into ``OUT/frames``, ingest it into ``OUT/lake``, print what the lake holds."""
     out = Path(out)
     frames_dir = out / "frames"
-    print(f"1/5 generating {n_frames} synthetic frames (1024x1024, a cloud passing mid-night, 5 variable stars, "
+    print(f"1/6 generating {n_frames} synthetic frames (1024x1024, a cloud passing mid-night, 5 variable stars, "
           f"colour term {COLOR_TERM}) in {frames_dir}")
     truth = write_demo_night(frames_dir, n_frames=n_frames, color_term=COLOR_TERM, cloud_track=CLOUD_TRACK)
     lake = Lake.init(out / "lake")
     with dask_client(workers=workers) as client:
-        print("2/5 importing the night's SYNTHETIC reference catalogue")
+        print("2/6 importing the night's SYNTHETIC reference catalogue")
         _import_reference(lake, truth, out, client)
-        print(f"3/5 ingesting into {lake.url} on a local dask cluster, then calibrating")
+        print(f"3/6 ingesting into {lake.url} on a local dask cluster, then calibrating")
         report = ingest(lake, [str(frames_dir)], PROFILE, client=client)
     print(f"    {report.ingested} frames ingested, {report.sources} sources, {len(report.rejected)} rejected, "
           f"{report.skipped} already in the lake")
     for calibration in report.calibration:
         print("    " + str(calibration).replace("\n", "\n    "))
-    print("4/5 what the lake holds")
+    print("4/6 what the lake holds")
     status = lake_status(lake)
     print(format_status(status))
     check = check_against_truth(lake, truth)
@@ -165,7 +167,7 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
               f"({maps['cloudy_pixels']} pixels under it), lowest {maps['min_transparency']:.2f} on frame "
               f"{maps['worst_frame']}; sky brightness within {maps['sky_max_error']:.3f} mag/arcsec2 of the injected "
               f"sky; FITS + PNG in {Path(maps['paths'][0]).parent}")
-    print("5/5 light curves: detections associated into objects (LAKE/objects)")
+    print("5/6 light curves: detections associated into objects (LAKE/objects)")
     from skylake.objects.build import build_objects
     from skylake.objects.truth import check_variables
 
@@ -175,6 +177,14 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
           f"{lcs['ranked']} objects with >= {max(3, cal['ok'] // 2)} points by chi2/dof {lcs['ranks_chi2']} and by "
           f"Stetson J {lcs['ranks_stetson_j']} (top {lcs['top']:.0f}: {'ok' if lcs['stand_out'] else 'NOT' if lcs['rankable'] else 'too few calibrated frames to rank'}); clipped amplitude / injected "
           f"{', '.join(f'{r:.2f}' for r in lcs['amplitude_ratio'])}; CSV + PNG in {out / 'lightcurves'}")
+    print("6/6 the summary database (SQLite inside the lake) and the HTML report")
+    from skylake.db import refresh
+    from skylake.report import build_report
+
+    summary = refresh(lake)
+    print(f"    {summary}")
+    site = build_report(lake, out / "report", refresh_first=False)
+    print(f"    {site}; open {site.index.resolve().as_uri()}")
     v = truth.stars[truth.stars["is_variable"]].iloc[0]
     print(f"\nlight curves:\n  skylake lightcurve {lake.url} --ra {v['ra']:.5f} --dec {v['dec']:.5f} --plot lc.png")
     print(f"\nquery it:\n  python -c \"import lsdb; print(lsdb.open_catalog('{lake.path('sources')}').compute())\"\n"
@@ -182,5 +192,6 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
           "hive_partitioning=true)\"")
     ok = (status["frames_by_status"].get("ok", 0) >= n_frames and check["recovered"] >= 0.95 * check["bright_stars"]
           and cal["ok"] > 0 and cal["wrong"] == 0 and cal["missed_cloud"] == 0 and (lcs["stand_out"] or not lcs["rankable"])
-          and maps["maps"] > 0 and maps["rms"] < MAP_RMS_TOLERANCE and maps["cloudy_pixels"] > 0)
+          and maps["maps"] > 0 and maps["rms"] < MAP_RMS_TOLERANCE and maps["cloudy_pixels"] > 0
+          and summary.to_version == lake.log.published_version() and len(site.pages) > 0)
     return 0 if ok else 1

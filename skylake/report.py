@@ -1,10 +1,11 @@
 """``skylake report LAKE OUT_DIR``: a static HTML site of the summary database that opens from disk.
 
 ``OUT_DIR/index.html`` lists every instrument and filter (nights, frames, photometric nights, the
-current throughput trend) and links one page per instrument and filter with the throughput trend
-plot (airmass-corrected nightly envelopes, the fitted segments, maintenance events), the colour-term
-trend, the nightly photometric fraction, a zeropoint checkplot of the latest calibrated frame and the
-nightly table. Images are PNGs in ``OUT_DIR/img/``, linked relatively; no server, no JavaScript.
+current throughput trend) and the most variable objects, and links one page per instrument and
+filter with the throughput trend plot (airmass-corrected nightly envelopes, the fitted segments,
+maintenance events), the colour-term trend, the nightly photometric fraction, the transparency and
+sky-brightness maps of the latest mapped night of its camera, a zeropoint checkplot of the latest
+calibrated frame and the nightly table. Images are PNGs in ``OUT_DIR/img/``, linked relatively; no server, no JavaScript.
 The summary database is refreshed first (incremental), so the report shows the lake as it is.
 """
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Nights listed in a page's table (the most recent).
 TABLE_NIGHTS = 120
+#: Objects listed in the index's table of the most variable (by Stetson J, with at least VARIABLE_MIN_N points).
+TABLE_OBJECTS, VARIABLE_MIN_N = 20, 5
 MJD_UNIX_EPOCH = 40587.0
 
 CSS = """
@@ -133,6 +136,36 @@ def _nights_table(nights) -> str:
     return f"<table><tr>{head}</tr>\n" + "\n".join(rows) + "</table>"
 
 
+def _maps_section(lake: Lake, maps, out: Path, rendered: dict) -> tuple[str, list[Path]]:
+    """Transparency and sky-brightness PNGs of ``maps`` (summary-database rows of one night), rendered
+    once per map into ``out/img`` (``rendered`` caches them across pages), and their HTML."""
+    from skylake.maps.export import map_stem, write_png
+    from skylake.maps.store import read_maps
+
+    todo = [m.map_id for m in maps if m.map_id not in rendered]
+    pixels = read_maps(lake, todo) if todo else None
+    html_parts, images = [], []
+    for m in maps:
+        row = m._asdict()
+        if m.map_id not in rendered:
+            mine = pixels[pixels["map_id"] == m.map_id]
+            rendered[m.map_id] = [write_png(mine, row, out / "img" / f"{map_stem(row)}-{q}.png", q)
+                                  for q in ("transparency", "sky")]
+        for png in rendered[m.map_id]:
+            images.append(png)
+            html_parts.append(f'<img src="img/{png.name}" alt="{html.escape(png.stem)}">')
+    return "\n".join(html_parts), images
+
+
+def _variables_table(objects) -> str:
+    cols = ["object_id", "refcat", "ref_id", "ra", "dec", "n", "median_mag", "std_mag", "chi2_dof", "stetson_j",
+            "amplitude_clip", "first_mjd", "last_mjd"]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    rows = ["<tr>" + "".join(f"<td>{_fmt(getattr(r, c), 5 if c in ('ra', 'dec') else 3)}</td>" for c in cols) + "</tr>"
+            for r in objects]
+    return f"<table><tr>{head}</tr>\n" + "\n".join(rows) + "</table>"
+
+
 def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, refresh_first: bool = True,
                  checkplots: bool = True) -> Report:
     """Write the static site of ``lake``'s summary database into ``out_dir``."""
@@ -142,8 +175,8 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
     out = Path(out_dir)
     (out / "img").mkdir(parents=True, exist_ok=True)
     engine = connect(db_url(lake, url))
-    nights_t, model_t, events_t, zp_t = (table(n) for n in ("nights", "trend_model", "maintenance_events",
-                                                             "zeropoints"))
+    nights_t, model_t, events_t, zp_t, maps_t, objects_t, frames_t = (
+        table(n) for n in ("nights", "trend_model", "maintenance_events", "zeropoints", "maps", "objects", "frames"))
     with engine.connect() as conn:
         nights = conn.execute(sa.select(nights_t).order_by(nights_t.c.night)).all()
         model = conn.execute(sa.select(model_t).order_by(model_t.c.segment)).all()
@@ -152,7 +185,15 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
                                            table("frames").c.filter)
                                  .join(table("frames"), table("frames").c.frame_id == zp_t.c.frame_id)
                                  .where(zp_t.c.zp_status == "ok").order_by(zp_t.c.mjd)).all()
+        night_maps = conn.execute(sa.select(maps_t).where(maps_t.c.scope == "night")
+                                  .order_by(maps_t.c.night_min, maps_t.c.frame_of)).all()
+        cameras = conn.execute(sa.select(frames_t.c.instrument, frames_t.c.filter, frames_t.c.profile).distinct()).all()
+        variables = conn.execute(sa.select(objects_t).where(objects_t.c.n >= VARIABLE_MIN_N)
+                                 .where(objects_t.c.stetson_j.is_not(None))
+                                 .order_by(objects_t.c.stetson_j.desc()).limit(TABLE_OBJECTS)).all()
+        n_objects = conn.execute(sa.select(sa.func.count()).select_from(objects_t)).scalar()
     report = Report(index=out / "index.html")
+    rendered: dict[str, list[Path]] = {}
     pairs = sorted({(r.instrument, r.filter) for r in nights})
     index_rows = []
     for instrument, filt in pairs:
@@ -172,6 +213,15 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
                             f"<td class=text>{_fmt(s.start_event)}</td><td>{s.n_nights}</td><td>{_fmt(s.zp_start)}</td>"
                             f"<td>{_fmt(s.slope_mag_per_year)}</td><td>{_fmt(s.rms)}</td>"
                             f"<td>{_fmt(s.color_term_median)}</td></tr>" for s in segs) + "</table>")
+        profiles = {c.profile for c in cameras if (c.instrument or "", c.filter or "") == (instrument, filt)}
+        mapped = [m for m in night_maps if m.profile in profiles]
+        if mapped:
+            last = mapped[-1].night_min
+            section, images = _maps_section(lake, [m for m in mapped if m.night_min == last], out, rendered)
+            report.images += images
+            body.append(f"<h2>Maps of {html.escape(last)}</h2>\n"
+                        f"<p class=muted>Transparency against the clear-sky zeropoint and sky brightness "
+                        f"[mag/arcsec&sup2;] per HEALPix pixel (skylake maps).</p>\n{section}")
         frames_here = [z for z in latest_zp if (z.instrument or "", z.filter or "") == (instrument, filt)]
         if checkplots and frames_here:
             from skylake.calib.calibrate import plot_zeropoint
@@ -198,6 +248,10 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
     body = ("<table><tr><th>instrument / filter</th><th>nights</th><th>frames</th><th>photometric nights</th>"
             "<th>last night</th><th>current trend [mag/yr]</th></tr>\n" + "\n".join(index_rows) + "</table>"
             if index_rows else "<p>The lake has no frames with a night yet.</p>")
+    if variables:
+        body += (f"\n<h2>Most variable objects</h2>\n<p class=muted>The {len(variables)} of {n_objects} objects with "
+                 f"the highest Stetson J among those with at least {VARIABLE_MIN_N} points (skylake objects build; "
+                 f"light curves: skylake lightcurve).</p>\n" + _variables_table(variables))
     report.index.write_text(_page(f"skylake: {lake.url}", body))
     log.info("%s", report)
     return report

@@ -1,5 +1,6 @@
 """The static HTML report opens in headless Chromium (Debian ``chromium``) from disk: every page loads
-and every image on it is present. The lake holds SYNTHETIC summary rows (skylake.db.synthetic)."""
+and every image on it is present (trend plots and the camera's latest night maps). The lake holds
+SYNTHETIC summary rows and a SYNTHETIC night map (skylake.db.synthetic)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from skylake.db.synthetic import commit_night
+from skylake.db.synthetic import commit_map, commit_night
 from skylake.lake import Lake
 from skylake.report import build_report, slug
 
@@ -36,6 +37,8 @@ def report(tmp_path_factory):
         night = (start + dt.timedelta(days=3 * i)).isoformat()
         commit_night(lake, night, 20, rng, zp_airmass1=21.3 - 0.001 * i, cloudy_fraction=0.5 if i == 4 else 0.0)
     commit_night(lake, start.isoformat().replace("06-01", "06-02"), 10, rng, filt=HOSTILE_FILTER)
+    commit_map(lake, (start + dt.timedelta(days=30)).isoformat(), rng)  # an older night's map is not shown
+    commit_map(lake, (start + dt.timedelta(days=33)).isoformat(), rng)
     events = tmp / "events.csv"
     events.write_text("date,instrument,kind,note\n2025-06-15,SkyCamZ,mirror_cleaning,\n")
     from skylake.db import refresh
@@ -48,7 +51,10 @@ def test_report_pages_and_images_load_in_headless_chromium(report):
     from playwright.sync_api import sync_playwright
 
     chromium = _chromium()
-    assert len(report.pages) == 2 and len(report.images) == 2
+    # per page: the trend plot and the latest map's transparency and sky PNGs (both pages are one camera's)
+    assert len(report.pages) == 2 and len(report.images) == 6
+    maps = sorted({p for p in report.images if p.name.startswith("map-night-2025-07-04-skycamz-equatorial-nside8")})
+    assert [p.name.split("-")[-1] for p in maps] == ["sky.png", "transparency.png"] and all(p.exists() for p in maps)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--allow-file-access-from-files"])
         page = browser.new_page()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from astropy.io import fits
@@ -25,7 +26,11 @@ from skylake.db.migrate import migrate
 from skylake.db.models import column_types, metadata, table
 from skylake.ingest import ingest
 from skylake.lake import Lake
-from skylake.synthetic import write_demo_night
+from skylake.maps import make_maps
+from skylake.maps.store import read_index
+from skylake.objects.build import build_objects
+from skylake.refcat import import_refcat
+from skylake.synthetic import write_demo_night, write_reference_catalog
 
 PG_ADMIN_URL = os.environ.get("SKYLAKE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NIGHTS = ("2026-03-01", "2026-03-02", "2026-03-03")
@@ -118,7 +123,7 @@ def test_postgres_ddl_in_sql_matches_the_models(pg_url):
 
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
-        assert migrate(conn) == [1, 2]
+        assert migrate(conn) == [1, 2, 3]
         assert migrate(conn) == []  # applied once
     inspector = sa.inspect(engine)
     dialect = postgresql.dialect()
@@ -260,3 +265,96 @@ def test_sqlite_default_lives_in_the_lake_and_matches_postgres_semantics(tmp_pat
     assert _rows(url, "SELECT count(*), count(DISTINCT frame_id) FROM frames") == [(9, 9)]
     assert np.isclose(_rows(url, "SELECT sum(n_sources) FROM nights")[0][0],
                       sum(r[3] for r in _lake_aggregates(lake)))
+
+
+# -- calibrated nights: zeropoints, objects and maps --------------------------------------------------------
+CAL_NIGHTS = {"2026-04-01": 150.0, "2026-04-02": 210.0}  # night: field RA [deg]; fields far apart on the sky
+
+
+@pytest.fixture(scope="module")
+def calibrated_frames(tmp_path_factory):
+    """Two SYNTHETIC nights, one field each, and the reference catalogue of both fields' stars."""
+    out = tmp_path_factory.mktemp("calibrated_frames")
+    truths = {night: write_demo_night(out / night, n_frames=3, shape=(384, 384), n_stars=500, seed=20 + i,
+                                      ra0_deg=ra, start_utc=f"{night}T22:00:00", cloud=False, n_variables=0,
+                                      color_term=0.1)
+              for i, (night, ra) in enumerate(CAL_NIGHTS.items())}
+    stars = pd.concat([t.stars.assign(star_id=t.stars["star_id"] + 1_000_000 * i) for i, t in enumerate(truths.values())])
+    return out, write_reference_catalog(stars, out / "refcat")
+
+
+def _lake_zeropoints(lake: Lake) -> list[tuple]:
+    """Per night: ok frames and the median ok zeropoint, by DuckDB on the lake's Parquet files."""
+    return duckdb.sql(f"""
+        SELECT CAST(night AS VARCHAR), count(*), median(zp)
+        FROM read_parquet('{lake.path('zeropoints')}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+        WHERE zp_status = 'ok' GROUP BY night ORDER BY night""").fetchall()
+
+
+def _lake_objects(lake: Lake) -> list[tuple]:
+    return duckdb.sql(f"""
+        SELECT object_id, CAST(Norder AS INTEGER), CAST(Npix AS BIGINT), n, median_mag, stetson_j
+        FROM read_parquet('{lake.path('objects')}/dataset/*/*/*/*.parquet', hive_partitioning = true)
+        ORDER BY object_id""").fetchall()
+
+
+def _add_night(lake: Lake, frames_root: Path, night: str, client) -> None:
+    """What a nightly job does: ingest (which calibrates), map the night, attach it to the objects."""
+    report = ingest(lake, [str(frames_root / night)], "demo", client=client, progress=False)
+    assert report.ingested == 3 and report.calibration and report.calibration[0].calibrated == 3
+    make_maps(lake, night=night, frames_of=("equatorial",))
+    build_objects(lake)
+
+
+def test_calibrated_lake_mirrors_zeropoints_objects_and_maps(tmp_path, calibrated_frames, pg_url, dask_client):
+    """After ingest and calibration the database equals the lake's aggregates (computed here by DuckDB);
+    a second night recomputes only that night, only the objects partitions its commit touched and only
+    its map; a second refresh changes nothing."""
+    frames_root, (refcat_data, refcat_map) = calibrated_frames
+    first, second = CAL_NIGHTS
+    lake = Lake.init(tmp_path / "lake")
+    import_refcat(lake, "demo", [refcat_data], "generic", columns_map=refcat_map, client=dask_client, progress=False)
+    _add_night(lake, frames_root, first, dask_client)
+    refresh(lake, pg_url)
+
+    zp_db = _rows(pg_url, "SELECT CAST(night AS TEXT), n_calibrated, zp_median FROM nights ORDER BY night")
+    zp_lake = _lake_zeropoints(lake)
+    assert [r[:2] for r in zp_db] == [r[:2] for r in zp_lake] == [(first, 3)]
+    assert np.allclose([r[2] for r in zp_db], [r[2] for r in zp_lake], rtol=0, atol=1e-9)
+    assert _rows(pg_url, "SELECT count(*) FROM zeropoints WHERE zp_status = 'ok'") == [(3,)]
+    objects_db = "SELECT object_id, norder, npix, n, median_mag, stetson_j FROM objects ORDER BY object_id"
+    before = _rows(pg_url, objects_db)
+    assert len(before) > 100 and _approx_rows(before, _lake_objects(lake))
+    assert sum(r[0] < 0 for r in before) > 100  # reference stars, identified by their catalogue ids
+    maps_db = "SELECT map_id, night_min, n_pixels, n_stars, path FROM maps ORDER BY map_id"
+    index = read_index(lake)
+    assert _rows(pg_url, maps_db) == sorted(index[["map_id", "night_min", "n_pixels", "n_stars", "path"]]
+                                            .itertuples(index=False, name=None))
+
+    _add_night(lake, frames_root, second, dask_client)
+    report = refresh(lake, pg_url)
+    assert report.nights_recomputed == [second]
+    touched = {(o, p) for _, o, p, *_ in _lake_objects(lake) if (o, p) not in {(r[1], r[2]) for r in before}}
+    assert touched and set(report.partitions_recomputed) == touched  # the far field's partitions, no others
+    assert report.rows["maps"] == 1 and report.rows["objects"] == len(_lake_objects(lake)) - len(before)
+    after = _rows(pg_url, objects_db)
+    assert [r for r in after if (r[1], r[2]) not in touched] == before  # the first field's rows untouched
+    assert _approx_rows(after, _lake_objects(lake))
+    assert [r[:2] for r in _rows(pg_url, "SELECT CAST(night AS TEXT), n_calibrated FROM nights ORDER BY night")] == \
+        [r[:2] for r in _lake_zeropoints(lake)] == [(first, 3), (second, 3)]
+    assert len(_rows(pg_url, maps_db)) == 2
+    assert _rows(pg_url, "SELECT lake_version, partitions_recomputed, maps_mirrored FROM refresh_state") == \
+        [(lake.log.published_version(), len(touched), 1)]
+
+    again = refresh(lake, pg_url)
+    assert again.nights_recomputed == [] and again.partitions_recomputed == []
+    assert _rows(pg_url, objects_db) == after and len(_rows(pg_url, maps_db)) == 2
+
+
+def _approx_rows(db: list[tuple], lake: list[tuple], n_int: int = 4) -> bool:
+    """Rows equal: the first ``n_int`` columns exactly, the rest as floats to 1e-9 (NULL and NaN alike)."""
+    if len(db) != len(lake) or [r[:n_int] for r in db] != [r[:n_int] for r in lake]:
+        return False
+    a = np.array([[np.nan if v is None else v for v in r[n_int:]] for r in db], dtype=float)
+    b = np.array([[np.nan if v is None else v for v in r[n_int:]] for r in lake], dtype=float)
+    return np.allclose(a, b, rtol=0, atol=1e-9, equal_nan=True)

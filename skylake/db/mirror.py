@@ -1,13 +1,15 @@
 """``skylake refresh``: mirror the lake's summaries into the summary database, incrementally.
 
 A refresh reads the commit log from the database's watermark (the last lake version it mirrored) to
-the lake's published version, collects the nights those commits touched, recomputes every summary of
-those nights from the lake, and writes rows and the new watermark **in one database transaction**:
+the lake's published version, collects what those commits touched (nights of the frame and
+calibration tables, partitions of LAKE/objects, map index files), recomputes only those summaries
+from the lake, and writes rows and the new watermark **in one database transaction**:
 
 * the lake is only read, so a database outage leaves it untouched;
 * a refresh that dies (killed connection, crash) commits nothing, and the next one starts from the
   old watermark and converges;
-* rows of a touched night are deleted and re-inserted, so repeating a refresh never duplicates;
+* rows of a touched night (or objects partition, or map) are deleted and re-inserted, so repeating a
+  refresh never duplicates;
 * overlapping runs take turns (a Postgres advisory lock; SQLite's BEGIN IMMEDIATE), and the second
   finds the watermark already advanced.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +36,10 @@ from skylake import trends
 from skylake.db.models import table
 from skylake.errors import LakeError
 from skylake.lake import Lake
+from skylake.lake.hats_meta import pixel_dir
 from skylake.lake.lake import FRAMES, NULL_PARTITION
+from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA, MAPS
+from skylake.objects.build import OBJECTS, objects_dataset
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,8 @@ ADVISORY_LOCK_KEY = 0x736B796C616B65
 #: Columns night_summary reads.
 NIGHT_FRAME_COLUMNS = ["frame_id", "night", "instrument", "filter", "status", "n_sources", "mjd", "bkg_median",
                        "fwhm_median"]
+#: A data file of a HATS partition of LAKE/objects (path relative to the table).
+_OBJECTS_FILE = re.compile(r"^dataset/Norder=(\d+)/Dir=\d+/Npix=(\d+)/[^/]+$")
 
 
 @dataclass
@@ -55,6 +63,7 @@ class RefreshReport:
     from_version: int
     to_version: int
     nights_recomputed: list[str | None] = field(default_factory=list)
+    partitions_recomputed: list[tuple[int, int]] = field(default_factory=list)  # (Norder, Npix) of LAKE/objects
     rows: dict[str, int] = field(default_factory=dict)  # rows written per table
     migrations: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -64,7 +73,8 @@ class RefreshReport:
             return f"{self.db}: up to date at lake version {self.to_version}"
         rows = ", ".join(f"{n} {t}" for t, n in self.rows.items())
         return (f"{self.db}: mirrored lake versions {self.from_version + 1}..{self.to_version}, "
-                f"{len(self.nights_recomputed)} nights recomputed ({rows}) in {self.seconds:.1f} s")
+                f"{len(self.nights_recomputed)} nights and {len(self.partitions_recomputed)} objects partitions "
+                f"recomputed ({rows}) in {self.seconds:.1f} s")
 
 
 def _nights_of(entries) -> set[str | None]:
@@ -75,6 +85,24 @@ def _nights_of(entries) -> set[str | None]:
                 night = action.path.split("/", 1)[0][len("night="):]
                 nights.add(None if night == NULL_PARTITION else night)
     return nights
+
+
+def _object_partitions_of(entries) -> set[tuple[int, int]]:
+    """(Norder, Npix) of every LAKE/objects partition the commits added files to or removed files from."""
+    out = set()
+    for entry in entries:
+        for action in [*entry.adds, *entry.removes]:
+            m = _OBJECTS_FILE.match(action.path) if action.table == OBJECTS else None
+            if m:
+                out.add((int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def _map_index_files_of(lake: Lake, entries) -> list[str]:
+    """Map index files (relative to LAKE/maps) the commits added and that are still live. A map made
+    again is re-added in the commit that removes its old row, so these files hold every map that changed."""
+    added = [a.path for e in entries for a in e.adds if a.table == MAPS and a.path.startswith(f"{INDEX_DIR}/")]
+    return [p for p in dict.fromkeys(added) if lake.store.exists(f"{MAPS}/{p}")]
 
 
 def _sql_rows(data: pa.Table, columns) -> list[dict]:
@@ -194,6 +222,42 @@ def _replace(conn, name: str, data: pa.Table | list[dict], nights) -> int:
     return len(rows)
 
 
+def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]]) -> int:
+    """Delete the objects rows of ``partitions`` and insert those partitions' rows as the lake holds them now."""
+    t = table("objects")
+    files = []
+    for order, pixel in sorted(partitions):
+        conn.execute(t.delete().where((t.c.norder == order) & (t.c.npix == pixel)))
+        rel = f"{OBJECTS}/{pixel_dir(order, pixel)}"
+        files += [f"{rel}/{f}" for f in lake.store.listdir(rel) if f.endswith(".parquet") and not f.startswith(".")]
+    if not files:
+        return 0
+    data = objects_dataset(lake, files).to_table(
+        columns=[c.name for c in t.columns if c.name not in ("norder", "npix")] + ["Norder", "Npix"])
+    data = data.rename_columns([{"Norder": "norder", "Npix": "npix"}.get(c, c) for c in data.column_names])
+    data = data.set_column(data.column_names.index("norder"), "norder", data.column("norder").cast(pa.int32()))
+    rows = _sql_rows(data, [c.name for c in t.columns])
+    conn.execute(t.insert(), rows)
+    return len(rows)
+
+
+def _replace_maps(conn, lake: Lake, index_files: list[str]) -> int:
+    """Upsert the map index rows of ``index_files`` (relative to LAKE/maps)."""
+    if not index_files:
+        return 0
+    t = table("maps")
+    data = pads.dataset([lake.path(f"{MAPS}/{f}") for f in index_files], format="parquet",
+                        schema=table_schema(INDEX_SCHEMA),
+                        filesystem=None if lake.store.is_local else lake.store.fs).to_table()
+    rows = _sql_rows(data, [c.name for c in t.columns])
+    ids = sorted({r["map_id"] for r in rows})
+    for i in range(0, len(ids), 1000):  # bound the IN list
+        conn.execute(t.delete().where(t.c.map_id.in_(ids[i:i + 1000])))
+    latest = {r["map_id"]: r for r in sorted(rows, key=lambda r: r["created_at"])}  # a map made twice: the last
+    conn.execute(t.insert(), list(latest.values()))
+    return len(latest)
+
+
 def _batch_rows(entries) -> list[dict]:
     rows = []
     for e in entries:
@@ -272,7 +336,7 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             state = table("refresh_state")
             watermark = conn.execute(sa.select(state.c.lake_version).where(state.c.id == 1)).scalar() or 0
             if full:
-                for name in ("frames", "zeropoints", "nights", "ingest_batches", "trend_model"):
+                for name in ("frames", "zeropoints", "nights", "ingest_batches", "trend_model", "objects", "maps"):
                     conn.execute(table(name).delete())
                 watermark = 0
             published = lake.log.published_version()
@@ -302,12 +366,18 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
                 report.rows["maintenance_events"] = _replace_events(conn, events)
                 pairs |= _all_pairs(conn)
             report.rows["trend_model"] = _refit_trends(conn, pairs)
+            partitions = _object_partitions_of(entries)
+            report.partitions_recomputed = sorted(partitions)
+            report.rows["objects"] = _replace_objects(conn, lake, partitions)
+            report.rows["maps"] = _replace_maps(conn, lake, _map_index_files_of(lake, entries))
             batches = table("ingest_batches")
             conn.execute(batches.delete().where(batches.c.version > watermark))
             conn.execute(batches.insert(), _batch_rows(entries))
             report.rows["ingest_batches"] = len(entries)
             conn.execute(state.delete())
             conn.execute(state.insert(), [{"id": 1, "lake_version": published, "nights_recomputed": len(nights),
+                                           "partitions_recomputed": len(partitions),
+                                           "maps_mirrored": report.rows["maps"],
                                            "refreshed_at": dt.datetime.now(dt.timezone.utc)}])
             if hook:
                 hook("before_commit", conn)

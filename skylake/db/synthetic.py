@@ -1,6 +1,7 @@
 """SYNTHETIC lake rows for the summary database's tests and benchmarks: a night of frame records,
 their zeropoints and the night's extinction fit, committed through the lake's own transaction exactly
-as ingest and calibrate commit them (no images: refresh reads nothing else).
+as ingest and calibrate commit them (no images: refresh reads nothing else), and a night's HEALPix map
+stored as ``skylake maps`` stores one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def _table(name: str, cols: dict) -> pa.Table:
 
 def commit_night(lake, night: str, n_frames: int, rng: np.random.Generator, *, zp_airmass1: float = 21.35,
                  k_ext: float = 0.15, ok_fraction: float = 0.9, cloudy_fraction: float = 0.0,
-                 color_term: float = 0.05, instrument: str = "SkyCamZ", filt: str = "clear") -> int:
+                 color_term: float = 0.05, instrument: str = "SkyCamZ", filt: str = "clear",
+                 profile: str = "skycamz") -> int:
     """Commit one night: ``n_frames`` frame rows (``ok_fraction`` ok, the rest rejected), an ok
     zeropoint per ok frame, ``zp = zp_airmass1 - k_ext (airmass - 1)`` with 0.02 mag noise, of which
     ``cloudy_fraction`` lose 0.3-2 mag to cloud, and the night's extinction fit ``k_ext``. Returns
@@ -44,7 +46,8 @@ def commit_night(lake, night: str, n_frames: int, rng: np.random.Generator, *, z
             "frame_id": ids, "frame_key": [f"{night}-{i}" for i in range(n_frames)],
             "path": [f"/archive/{night}/f{i:04d}.fits" for i in range(n_frames)], "hdu": np.zeros(n_frames, int),
             "status": status, "reason": [""] * n_frames, "n_sources": rng.integers(500, 3000, n_frames),
-            "instrument": [instrument] * n_frames, "filter": [filt] * n_frames, "mjd": mjd,
+            "instrument": [instrument] * n_frames, "filter": [filt] * n_frames, "profile": [profile] * n_frames,
+            "mjd": mjd,
             "exptime": [10.0] * n_frames, "airmass": airmass, "bkg_median": rng.normal(800, 50, n_frames),
             "fwhm_median": rng.normal(3, 0.2, n_frames), "batch_id": [tx.batch_id] * n_frames,
             "ingested_at": [now] * n_frames})
@@ -64,3 +67,38 @@ def commit_night(lake, night: str, n_frames: int, rng: np.random.Generator, *, z
             "refcat": ["tycho2"], "calib_key": ["k1"], "k_ext": [k_ext], "ext_status": ["ok"],
             "calibrated_at": [now]}), [night])
         return tx.commit().version
+
+
+def commit_map(lake, night: str, rng: np.random.Generator, *, profile: str = "skycamz", nside: int = 8,
+               frame_of: str = "equatorial", cloud_centre=(180.0, 30.0), cloud_radius_deg: float = 20.0) -> str:
+    """Store one night map (skylake.maps.store.store_maps) of every pixel north of Dec -30: transparency 1
+    except 0.3 within ``cloud_radius_deg`` of ``cloud_centre``, a 21 mag/arcsec2 sky. Returns its map_id."""
+    import healpy as hp
+    import pandas as pd
+
+    from skylake.maps.build import MapSet, map_id
+    from skylake.maps.store import store_maps
+
+    lon, lat = hp.pix2ang(nside, np.arange(hp.nside2npix(nside)), nest=True, lonlat=True)
+    pixel = np.flatnonzero(lat > -30)
+    lon, lat = lon[pixel], lat[pixel]
+    centre = hp.ang2vec(*cloud_centre, lonlat=True)
+    cloudy = hp.ang2vec(lon, lat, lonlat=True) @ centre > np.cos(np.radians(cloud_radius_deg))
+    transparency = np.where(cloudy, 0.3, 1.0)
+    n = len(pixel)
+    mid = map_id("night", {"night": night}, nside, frame_of, profile, "tycho2", "auto", 3)
+    pixels = pd.DataFrame({
+        "map_id": mid, "nside": nside, "frame_of": frame_of, "pixel": pixel, "lon": lon, "lat": lat,
+        "n_stars": rng.integers(3, 50, n), "n_frames": rng.integers(1, 20, n),
+        "zp_median": 21.3 + 2.5 * np.log10(transparency), "zp_clear_median": np.full(n, 21.3),
+        "transparency": transparency, "dzp_scatter": np.full(n, 0.02), "n_sky": rng.integers(10, 500, n),
+        "sky_mag": 21.0 + rng.normal(0, 0.05, n), "sky_mag_scatter": np.full(n, 0.05), "n_astro": np.full(n, 5),
+        "dra_arcsec": np.zeros(n), "ddec_arcsec": np.zeros(n), "sep_arcsec": np.full(n, 1.0), "night": night})
+    mjd = night_mjd(night)
+    index = pd.DataFrame([{
+        "map_id": mid, "scope": "night", "night_min": night, "night_max": night, "frame_id": None, "n_frames": 20,
+        "mjd_min": mjd, "mjd_max": mjd + 0.4, "nside": nside, "frame_of": frame_of, "profile": profile,
+        "refcat": "tycho2", "calib_keys": "k1", "zp_clear": "auto", "min_stars": 3, "n_pixels": n,
+        "n_stars": int(pixels["n_stars"].sum()), "n_sky": int(pixels["n_sky"].sum())}])
+    store_maps(lake, MapSet(pixels=pixels, index=index))
+    return mid

@@ -12,6 +12,7 @@ partial (cut-sky) maps, which ``healpy.read_map`` expands to the full sphere. Re
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +27,19 @@ PARTIAL_ABOVE_NSIDE = 64  # coarser maps are written full-sky (12 * 64**2 = 4915
 PNG_FIELDS = {"transparency": ("TRANSP", "transparency", 0.0, 1.1), "sky": ("SKY_MAG", "mag/arcsec$^2$", None, None)}
 
 
+def _what(row: dict) -> str:
+    """The selection of a map in a file name: the night, the frame, or the range of nights."""
+    if row["scope"] == "frame":
+        return f"frame{int(row['frame_id'])}"
+    return row["night_min"] if row["scope"] == "night" else f"{row['night_min']}_{row['night_max']}"
+
+
 def map_stem(row: dict) -> str:
-    """File stem of a map's exports, e.g. ``map-night-2026-03-01-equatorial-nside8``."""
-    what = {"frame": f"frame{int(row['frame_id'])}" if row["scope"] == "frame" else "", "night": row["night_min"]}.get(
-        row["scope"], f"{row['night_min']}_{row['night_max']}")
-    return f"map-{row['scope']}-{what}-{row['frame_of']}-nside{row['nside']}"
+    """File stem of a map's exports, e.g. ``map-night-2026-03-01-skycamz-equatorial-nside8-3f2a9c01``: the
+    selection, the camera's profile, the frame and nside, and the head of the map_id, so that two maps
+    (other profiles, catalogues or settings) never write the same file."""
+    profile = re.sub(r"[^A-Za-z0-9_.]+", "_", str(row["profile"]))
+    return f"map-{row['scope']}-{_what(row)}-{profile}-{row['frame_of']}-nside{row['nside']}-{row['map_id'][:8]}"
 
 
 def full_maps(pixels: pd.DataFrame, nside: int) -> dict[str, np.ndarray]:
@@ -86,7 +95,7 @@ def write_png(pixels: pd.DataFrame, row: dict, path: str | os.PathLike, quantity
     seen = m != hp.UNSEEN
     small = seen.sum() and seen.mean() < 0.01
     fig = plt.figure(figsize=(12 if small else 8, 5))
-    title = f"{quantity} {row['scope']} {map_stem(row).split('-', 2)[2]}"
+    title = f"{quantity}, {row['scope']} {_what(row)}, {row['profile']} {row['frame_of']} nside {row['nside']}"
     hp.mollview(m, nest=True, fig=fig.number, sub=(1, 2, 1) if small else None, title=title, unit=unit,
                 min=lo, max=hi, cmap="viridis" if quantity == "transparency" else "magma_r", badcolor="lightgrey")
     hp.graticule(dpar=30, dmer=30, alpha=0.3)
