@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file
 from skylake.frame.reading import content_hash, read_bytes
-from skylake.lake import faults, hats_meta
+from skylake.lake import faults
 from skylake.lake.lake import FRAMES, SOURCES, Lake, Transaction, _now
 from skylake.profile import Profile, load_profile
 from skylake.schema import conform, table_schema
@@ -181,30 +181,19 @@ def _sources_table(results: list[FrameResult], frame_ids: np.ndarray) -> pa.Tabl
 
 # -- removing frames (--redo) ------------------------------------------------------------------------
 def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int]):
-    """Rewrite every live file of ``table`` that holds rows of ``frame_ids`` without them."""
-    lake = tx.lake
+    """Rewrite every live file of ``table`` that holds rows of ``frame_ids`` without them (files whose
+    frame_id statistics exclude them all are not read)."""
     ids = pa.array(sorted(frame_ids), type=pa.int64())
-    base = f"{SOURCES}" if table == SOURCES else FRAMES
-    for rel in lake.live_files(table):
-        full = lake.path(f"{base}/{rel}")
-        meta = pq.ParquetFile(full).metadata
+    rels = []
+    for rel in tx.lake.live_files(table):
+        meta = pq.ParquetFile(tx.lake.path(f"{table}/{rel}")).metadata
         col = meta.schema.to_arrow_schema().get_field_index("frame_id")
         lo = min(meta.row_group(i).column(col).statistics.min for i in range(meta.num_row_groups))
         hi = max(meta.row_group(i).column(col).statistics.max for i in range(meta.num_row_groups))
-        if not any(lo <= f <= hi for f in frame_ids):
-            continue
-        data = pq.read_table(full, schema=table_schema(table) if table == SOURCES else None)
-        gone = pc.is_in(data.column("frame_id"), value_set=ids)
-        n_gone = pc.sum(gone).as_py() or 0
-        if not n_gone:
-            continue
-        keep = data.filter(pc.invert(gone))
-        tx.remove(table, rel, data.num_rows)
-        if table == SOURCES:
-            tx.skymap_delta -= hats_meta.skymap_histogram(data.filter(gone).column("_healpix_29").to_numpy())
-        if keep.num_rows:
-            new_rel = f"{os.path.dirname(rel)}/{tx.batch_id}-rewrite.parquet"
-            tx.stage(table, new_rel, keep)
+        if any(lo <= f <= hi for f in frame_ids):
+            rels.append(rel)
+    tx.rewrite_without(table, rels, lambda data: pc.is_in(data.column("frame_id"), value_set=ids)
+                       .to_numpy(zero_copy_only=False))
 
 
 def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, report: IngestReport | None = None):

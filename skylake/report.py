@@ -202,7 +202,7 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
         segs = [m for m in model if (m.instrument, m.filter) == (instrument, filt)]
         evs = [e for e in events if e.instrument in ("", instrument)]
         title = f"{instrument or 'unknown instrument'} / {filt or 'no filter'}"
-        body = [f'<p><a href="index.html">&larr; all instruments</a></p>']
+        body = ['<p><a href="index.html">&larr; all instruments</a></p>']
         trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
         report.images.append(trend_png)
         body.append(f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">')

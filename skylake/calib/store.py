@@ -20,11 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from skylake.lake import Lake
 from skylake.lake.lake import Transaction
-from skylake.schema import table_schema
 
 ZEROPOINTS, MATCHES, EXTINCTION = "zeropoints", "matches", "extinction"
 
@@ -44,19 +42,7 @@ def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat:
 def stage_without(tx: Transaction, table: str, drop: Callable[[pa.Table], np.ndarray],
                   nights: set[str] | None = None) -> int:
     """Rewrite every live file of ``table`` (in ``nights``, if given) holding rows for which ``drop``
-    is true without them: the old file is removed and the kept rows are staged, in ``tx``.
-    Returns the number of rows dropped."""
-    dropped = 0
-    for k, rel in enumerate(sorted(tx.lake.live_files(table))):
-        night_dir = posixpath.dirname(rel)
-        if nights is not None and night_dir.removeprefix("night=") not in nights:
-            continue
-        data = pq.read_table(tx.lake.path(f"{table}/{rel}"), schema=table_schema(table))
-        gone = np.asarray(drop(data), dtype=bool)
-        if not gone.any():
-            continue
-        dropped += int(gone.sum())
-        tx.remove(table, rel, data.num_rows)
-        if not gone.all():
-            tx.stage(table, f"{night_dir}/{tx.batch_id}-rewrite{k}.parquet", data.filter(pa.array(~gone)))
-    return dropped
+    is true without them, in ``tx`` (:meth:`Transaction.rewrite_without`). Returns the rows dropped."""
+    rels = [rel for rel in sorted(tx.lake.live_files(table))
+            if nights is None or posixpath.dirname(rel).removeprefix("night=") in nights]
+    return tx.rewrite_without(table, rels, drop)

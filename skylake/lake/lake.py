@@ -251,6 +251,27 @@ class Transaction:
     def remove(self, table: str, path: str, rows: int):
         self.removes.append(FileAction(table=table, path=path, rows=rows))
 
+    def rewrite_without(self, table: str, rels, drop, schema: str | None = None) -> int:
+        """Remove rows from published files, the only way rows ever leave the lake (``--redo``, a
+        recalibration, a map made again): each file ``rels`` of ``table`` (relative to the table)
+        holding rows for which ``drop(data)`` (a boolean array) is true is removed in this batch, and
+        its other rows are staged beside it. ``schema`` names the file's schema when it is not the
+        table's. Returns the number of rows dropped."""
+        dropped = 0
+        for k, rel in enumerate(rels):
+            data = pq.read_table(self.lake.path(f"{table}/{rel}"), schema=table_schema(schema or table))
+            gone = np.asarray(drop(data), dtype=bool)
+            if not gone.any():
+                continue
+            dropped += int(gone.sum())
+            self.remove(table, rel, data.num_rows)
+            if table == SOURCES:
+                self.skymap_delta -= hats_meta.skymap_histogram(data.column("_healpix_29").to_numpy()[gone])
+            if not gone.all():
+                self.stage(table, f"{posixpath.dirname(rel)}/{self.batch_id}-rewrite{k}.parquet",
+                           data.filter(pa.array(~gone)))
+        return dropped
+
     def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
         """Split ``sources`` by partition, sort each piece by ``_healpix_29``, and stage one file per pixel."""
         if sources.num_rows == 0:

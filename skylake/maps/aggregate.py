@@ -14,7 +14,6 @@ in mag/arcsec^2 with ``bkg`` the background mesh value under it (ADU per pixel o
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import numpy as np

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import posixpath
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from skylake.lake import Lake
-from skylake.lake.lake import NULL_PARTITION, Transaction, _now
+from skylake.lake.lake import NULL_PARTITION, _now
 from skylake.schema import conform, table_schema
 
 MAPS, INDEX_SCHEMA = "maps", "maps_index"
@@ -46,33 +45,23 @@ def read_index(lake: Lake) -> pd.DataFrame:
     return pads.dataset(lake.path(rel), format="parquet", schema=schema).to_table().to_pandas()
 
 
-def _rewrite_without(tx: Transaction, rels: list[str], schema_name: str, gone_ids: set[str]) -> int:
-    """Rewrite each live file in ``rels`` (relative to LAKE/maps) holding rows of ``gone_ids`` without them."""
-    dropped = 0
-    for k, rel in enumerate(rels):
-        data = pq.read_table(tx.lake.path(f"{MAPS}/{rel}"), schema=table_schema(schema_name))
-        gone = np.isin(data.column("map_id").to_numpy(zero_copy_only=False), list(gone_ids))
-        if not gone.any():
-            continue
-        dropped += int(gone.sum())
-        tx.remove(MAPS, rel, data.num_rows)
-        if not gone.all():
-            tx.stage(MAPS, f"{posixpath.dirname(rel)}/{tx.batch_id}-rewrite{k}.parquet", data.filter(pa.array(~gone)))
-    return dropped
-
-
 def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
     """Commit a :class:`skylake.maps.build.MapSet` (replacing maps with the same ids). Returns the index
     rows as stored (with path, batch_id, created_at) and the commit version (None if nothing to store)."""
     if maps.index.empty:
         return maps.index, None
     with lake.transaction("maps") as tx:
-        ids = set(maps.index["map_id"])
-        live = sorted(lake.live_files(MAPS))
-        index_files = [r for r in live if r.startswith(f"{INDEX_DIR}/")]
-        pixel_files = [r for r in live if not r.startswith(f"{INDEX_DIR}/")]
-        _rewrite_without(tx, index_files, INDEX_SCHEMA, ids)
-        _rewrite_without(tx, pixel_files, MAPS, ids)
+        ids = pa.array(sorted(set(maps.index["map_id"])), pa.string())
+        old = read_index(lake)
+        old = old[old["map_id"].isin(ids.to_pylist())]
+        if len(old):  # maps made again: their rows go, in this commit; only their nights' files are read
+            def drop(data):
+                return pc.is_in(data.column("map_id"), value_set=ids).to_numpy(zero_copy_only=False)
+
+            old_dirs = {posixpath.dirname(p.removeprefix(f"{MAPS}/")) for p in old["path"]}
+            live = sorted(lake.live_files(MAPS))
+            tx.rewrite_without(MAPS, [r for r in live if r.startswith(f"{INDEX_DIR}/")], drop, INDEX_SCHEMA)
+            tx.rewrite_without(MAPS, [r for r in live if posixpath.dirname(r) in old_dirs], drop)
         nights = maps.pixels["night"].fillna(NULL_PARTITION)
         pixels = conform(pa.Table.from_pandas(maps.pixels.drop(columns="night"), preserve_index=False), MAPS)
         tx.stage_nights(MAPS, pixels, nights.tolist())
