@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,16 +97,19 @@ def write_png(pixels: pd.DataFrame, row: dict, path: str | os.PathLike, quantity
     small = seen.sum() and seen.mean() < 0.01
     fig = plt.figure(figsize=(12 if small else 8, 5))
     title = f"{quantity}, {row['scope']} {_what(row)}, {row['profile']} {row['frame_of']} nside {row['nside']}"
-    hp.mollview(m, nest=True, fig=fig.number, sub=(1, 2, 1) if small else None, title=title, unit=unit,
-                min=lo, max=hi, cmap="viridis" if quantity == "transparency" else "magma_r", badcolor="lightgrey")
-    hp.graticule(dpar=30, dmer=30, alpha=0.3)
-    if small:
-        lon, lat = hp.pix2ang(nside, np.flatnonzero(seen), nest=True, lonlat=True)
-        lon0 = float(np.degrees(np.angle(np.mean(np.exp(1j * np.radians(lon))))))
-        span = max(np.ptp(lat), np.ptp(((lon - lon0 + 180) % 360 - 180) * np.cos(np.radians(lat.mean())))) + 2 * hp.nside2resol(nside, arcmin=True) / 60
-        hp.gnomview(m, nest=True, rot=(lon0, float(np.mean(lat))), fig=fig.number, sub=(1, 2, 2), title="zoom",
-                    unit=unit, min=lo, max=hi, reso=span * 60 / 200, xsize=200,
-                    cmap="viridis" if quantity == "transparency" else "magma_r", badcolor="lightgrey", notext=True)
+    with warnings.catch_warnings():  # healpy warns that it keeps our figure's size: that is the point
+        warnings.filterwarnings("ignore", message="Ignoring specified arguments", category=UserWarning)
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+        hp.mollview(m, nest=True, fig=fig.number, sub=(1, 2, 1) if small else None, title=title, unit=unit,
+                    min=lo, max=hi, cmap="viridis" if quantity == "transparency" else "magma_r", badcolor="lightgrey")
+        hp.graticule(dpar=30, dmer=30, alpha=0.3)
+        if small:
+            lon, lat = hp.pix2ang(nside, np.flatnonzero(seen), nest=True, lonlat=True)
+            lon0 = float(np.degrees(np.angle(np.mean(np.exp(1j * np.radians(lon))))))
+            span = max(np.ptp(lat), np.ptp(((lon - lon0 + 180) % 360 - 180) * np.cos(np.radians(lat.mean())))) + 2 * hp.nside2resol(nside, arcmin=True) / 60
+            hp.gnomview(m, nest=True, rot=(lon0, float(np.mean(lat))), fig=fig.number, sub=(1, 2, 2), title="zoom",
+                        unit=unit, min=lo, max=hi, reso=span * 60 / 200, xsize=200,
+                        cmap="viridis" if quantity == "transparency" else "magma_r", badcolor="lightgrey", notext=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
