@@ -141,9 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_repair)
 
     p = sub.add_parser("refresh", help="mirror the lake's summaries into the summary database (incremental)",
-                       description="Mirror frames, zeropoints, nightly summaries and commits into the summary "
-                                   "database: only nights touched since the last refresh are recomputed. Safe "
-                                   "to run from cron; a database outage leaves the lake untouched (exit 5).")
+                       description="Mirror frames, zeropoints, nightly summaries, the throughput trends, the "
+                                   "objects' variability statistics, the maps index and commits into the summary "
+                                   "database: only the nights, objects partitions and maps touched since the last "
+                                   "refresh are recomputed. Safe to run from cron; a database outage leaves the "
+                                   "lake untouched (exit 5).")
     p.add_argument("lake")
     p.add_argument("--db", default=None, metavar="URL",
                    help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: $SKYLAKE_DB_URL, else "

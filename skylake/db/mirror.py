@@ -237,7 +237,8 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]]) -> int:
     data = data.rename_columns([{"Norder": "norder", "Npix": "npix"}.get(c, c) for c in data.column_names])
     data = data.set_column(data.column_names.index("norder"), "norder", data.column("norder").cast(pa.int32()))
     rows = _sql_rows(data, [c.name for c in t.columns])
-    conn.execute(t.insert(), rows)
+    if rows:
+        conn.execute(t.insert(), rows)
     return len(rows)
 
 
@@ -254,7 +255,8 @@ def _replace_maps(conn, lake: Lake, index_files: list[str]) -> int:
     for i in range(0, len(ids), 1000):  # bound the IN list
         conn.execute(t.delete().where(t.c.map_id.in_(ids[i:i + 1000])))
     latest = {r["map_id"]: r for r in sorted(rows, key=lambda r: r["created_at"])}  # a map made twice: the last
-    conn.execute(t.insert(), list(latest.values()))
+    if latest:
+        conn.execute(t.insert(), list(latest.values()))
     return len(latest)
 
 
