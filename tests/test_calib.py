@@ -179,3 +179,79 @@ def test_calibration_settings_do_not_change_frame_identity(tmp_path):
     mine, builtin = load_profile(prof), load_profile("skycamz")
     assert mine.digest == builtin.digest and mine.calibration.digest != builtin.calibration.digest
     assert dataclasses.replace(builtin.calibration, min_stars=50) == mine.calibration
+
+
+def test_extinction_starts_from_a_robust_line_and_rechecks_its_support():
+    airmass = np.array([1.0, 1.0, 1.0, 2.0])
+    # a cloudy frame alone at its airmass: a least-squares line passes through it (k = 1.0, "ok")
+    ext = zeropoint.fit_extinction([20.00, 20.01, 19.99, 19.0], airmass, CAL)
+    assert ext.status == "small_airmass_range" and np.isnan(ext.k_ext) and "after dropping 1 frames" in ext.reason
+    assert ext.zp_airmass0 == pytest.approx(20.0) and ext.n_frames == 3 and list(ext.keep) == [True] * 3 + [False]
+    assert list(zeropoint.mark_cloudy([20.00, 20.01, 19.99, 19.0], airmass, ext, CAL)) == [False] * 3 + [True]
+    # the same frame clear (within max_zp_drop of the others) gives the slope
+    ext = zeropoint.fit_extinction([20.0, 20.0, 20.0, 19.85], airmass, dataclasses.replace(CAL, max_zp_drop=0.3))
+    assert ext.status == "ok" and ext.k_ext == pytest.approx(0.15) and ext.n_frames == 4
+    # two cloudy frames at the high end: clipped, and the 0.1 airmass left is no range for a fit
+    x = np.r_[[1.0] * 5, [1.1] * 5, 1.6, 1.6]
+    zp = 20.0 - 0.15 * x - np.r_[[0.0] * 10, 1.0, 1.0]
+    ext = zeropoint.fit_extinction(zp, x, CAL)
+    assert ext.status == "small_airmass_range" and "airmass range 0.100 < min_airmass_range 0.2" in ext.reason
+    assert ext.n_frames == 10 and ext.zp_airmass0 == pytest.approx(19.8425) and np.isnan(ext.k_ext)
+    # 2 mag/airmass is no sky's extinction
+    x = np.linspace(1.0, 2.0, 6)
+    ext = zeropoint.fit_extinction(22.0 - 2.0 * x, x, CAL)
+    assert ext.status == "implausible_k" and np.isnan(ext.k_ext) and "fitted k_ext 2.000" in ext.reason
+
+
+def test_median_fallback_under_a_colour_fit_is_brought_to_colour_0():
+    rng = np.random.default_rng(7)
+    fitted = _stars(rng, 120, noise=0.0)  # frame 1: a colour fit gives color_term 0.12
+    red = _stars(rng, 31, zp=21.0, noise=0.0).assign(frame_id=2)
+    red["ref_color"] = np.r_[np.linspace(2.6, 3.6, 26), np.linspace(2.3, 2.5, 5)]  # 5 in color_range [-0.5, 2.5]
+    red["inst_mag"] = red["ref_mag"] - 21.0 - 0.12 * red["ref_color"]
+    frames = pd.DataFrame({"frame_id": [1, 2], "nx": 1000, "ny": 1000, "saturation": 60000.0})
+    table, _ = zeropoint.frame_zeropoints(pd.concat([fitted, red], ignore_index=True), frames, CAL, use_color=True)
+    row = table.loc[2]
+    # the plain median would be 21.0 + 0.12 x 3.0 (the median colour) = 21.36
+    assert row["zp_method"] == "median_ct" and row["zp_fit"] == pytest.approx(21.0, abs=1e-9)
+    assert row["color_term"] == pytest.approx(0.12, abs=1e-9) and row["color"] == "B-V" and row["zp_status"] == "ok"
+    # alone, no colour term to take: not an ok zeropoint
+    table, _ = zeropoint.frame_zeropoints(red, frames.iloc[1:], CAL, use_color=True)
+    row = table.loc[2]
+    assert row["zp_status"] == "too_few_stars" and row["zp_method"] == "median" and "at colour 3.00" in row["zp_reason"]
+    assert row["zp_fit"] == pytest.approx(21.36, abs=1e-9)
+
+
+def test_zp_method_is_none_when_no_star_was_used():
+    rng = np.random.default_rng(8)
+    table, _ = zeropoint.frame_zeropoints(_stars(rng, 30).iloc[:0], FRAME, CAL, use_color=False)
+    assert table.loc[1, "zp_method"] == "none" and table.loc[1, "zp_status"] == "no_reference_overlap"
+    table, rejects = zeropoint.frame_zeropoints(_stars(rng, 30).assign(flux_max=70000.0), FRAME, CAL, use_color=False)
+    assert table.loc[1, "zp_method"] == "none" and table.loc[1, "zp_n"] == 0 and (rejects == "saturated").all()
+
+
+def test_astrometric_residuals_never_use_excluded_pairs():
+    from skylake.calib.calibrate import _astro
+
+    n = 8
+    pairs = pd.DataFrame({"ra": 10.0 + np.r_[[1.0] * 3, [9.0] * 5] / 3600, "dec": 0.0, "ra_ref": 10.0, "dec_ref": 0.0,
+                          "x": np.arange(n) * 100.0, "y": np.arange(n) * 50.0,
+                          "reject": ["", "clipped", "too_faint"] + ["saturated", "edge", "blended", "flagged", "edge"]})
+    stats = _astro(pairs, pd.Series({"nx": 1000, "ny": 1000}))
+    assert stats["astro_n"] == 3 and stats["astro_dra_arcsec"] == pytest.approx(1.0) and np.isnan(stats["astro_dra_dx"])
+    assert tuple(stats) == astrometry.COLUMNS
+
+
+def test_night_fit_leaves_out_rows_of_frames_that_no_longer_exist():
+    from skylake.calib.calibrate import _nights
+
+    night, key = "2026-03-01", "k1"
+    x = np.array([1.0, 1.5, 2.0])
+    rows = pd.DataFrame({"frame_id": [1, 2, 3], "night": night, "airmass": x, "zp_fit": 22.0 - 0.15 * x,
+                         "zp_status": "ok", "zp_reason": ""})
+    # earlier rows: frame 4 is alive; frame 99 was re-ingested under a new id (its row is stale)
+    earlier = pd.DataFrame({"frame_id": [4, 99], "night": night, "calib_key": key, "zp": [22.0 - 0.18, 22.0 - 0.375],
+                            "airmass": [1.2, 2.5], "zp_status": "ok"})
+    rows, ext = _nights(rows, earlier, key, "demo", CAL, redo=False, alive={1, 2, 3, 4})
+    assert ext["n_frames"].tolist() == [4] and ext["airmass_max"].tolist() == [2.0]
+    assert ext["k_ext"].iloc[0] == pytest.approx(0.15) and (rows["zp"] == rows["zp_fit"]).all()

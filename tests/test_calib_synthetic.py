@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from skylake.calib.calibrate import calibrate, plot_zeropoint
-from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, stage_without
 from skylake.ingest import ingest
 from skylake.lake import Lake
 from skylake.refcat import import_refcat
@@ -117,6 +117,37 @@ def test_rerun_is_a_no_op_redo_replaces_in_one_commit_and_plots(night, dask_clie
     assert png.stat().st_size > 20_000
     text = format_status(lake_status(lake))
     assert "calibrated   13 frames against demo:" in text and "ok 6" in text and "too_few_stars 1" in text
+
+
+def test_redo_replaces_only_its_own_calibrations_extinction_and_rewrites_only_its_nights(night, dask_client,
+                                                                                         monkeypatch):
+    """Two calibrations against one catalogue in one night (as skycamt and skycamz against tycho2):
+    a --redo of one keeps the other's extinction row, and rewrites zeropoints and matches only in the
+    nights of the frames it redoes."""
+    import dataclasses
+
+    from skylake.calib import calibrate as calib
+    from skylake.profile import load_profile
+
+    lake, _, frames, _, _ = night
+    demo = load_profile("demo")
+    other = dataclasses.replace(demo, name="demo-b", calibration=dataclasses.replace(demo.calibration, min_stars=19))
+    selected = calib.select_frames(lake).merge(frames[["frame_id", "kind"]], on="frame_id")
+    clear, rest = selected[selected["kind"] == "clear"], selected[selected["kind"] != "clear"]
+    on_client = lambda: calib.dask_scheduler(dask_client)  # noqa: E731
+    b = calib.calibrate_frames(lake, clear, other, "demo", redo=True, scheduler=on_client)
+    row_b = read_table(lake, EXTINCTION).query("calib_key == @b.calib_key")
+    assert row_b["ext_status"].tolist() == ["ok"] and abs(row_b["k_ext"].iloc[0] - K_EXT) < 0.01
+    staged = []
+    monkeypatch.setattr(calib, "stage_without", lambda tx, table, drop, nights=None: staged.append((table, nights))
+                        or stage_without(tx, table, drop, nights))
+    a = calib.calibrate_frames(lake, rest, demo, "demo", redo=True, scheduler=on_client)
+    assert a.calibrated == len(rest) and a.calib_key != b.calib_key
+    ext = read_table(lake, EXTINCTION).set_index("calib_key")
+    assert sorted(ext.index) == sorted([a.calib_key, b.calib_key])
+    assert ext.loc[b.calib_key, "batch_id"] == row_b["batch_id"].iloc[0]  # untouched
+    assert ext.loc[a.calib_key, "ext_status"] == "too_few_frames"  # its clear frames are b's now
+    assert staged == [(ZEROPOINTS, set(rest["night"])), (MATCHES, set(rest["night"])), (EXTINCTION, set(rest["night"]))]
 
 
 def test_a_batch_of_bad_files_gets_frame_rejected_rows(night, dask_client):

@@ -16,7 +16,8 @@ from skylake.cli import main
 from skylake.ingest import ingest
 from skylake.lake import Lake
 from skylake.maps import make_maps
-from skylake.maps.aggregate import (MapsError, aggregate_pixels, equatorial_pixels, nside_order, sky_brightness)
+from skylake.maps.aggregate import (MapsError, aggregate_pixels, altaz, equatorial_pixels, nside_order,
+                                    sky_brightness)
 from skylake.maps.build import compute_maps
 from skylake.maps.export import export_maps, full_maps
 from skylake.maps.store import read_index, read_maps, store_maps
@@ -70,6 +71,47 @@ def test_aggregation_is_exact_on_a_hand_made_frame():
     assert np.isnan(sky_brightness(np.array([22.0]), np.array([-1.0]), np.array([30.0]), np.array([2.0]))[0])
 
 
+def test_aggregation_with_no_star_or_no_sky_sample():
+    """A map with sky samples but no star (a cloudy frame with no match), or stars but no sky sample."""
+    stars = pd.DataFrame({"map_key": ["a", "a"], "pixel": [3, 4], "frame_id": [1, 1], "zp": [20.0, 19.0],
+                          "zp_clear": [20.5, 20.5]})
+    sky = pd.DataFrame({"map_key": ["a", "a", "a"], "pixel": [3, 3, 5], "frame_id": [1, 1, 1],
+                        "sky_mag": [21.0, 21.4, 20.0]})
+    astro = pd.DataFrame({c: pd.Series([], dtype=float) for c in ("dra_arcsec", "ddec_arcsec", "sep_arcsec")})
+    astro = astro.assign(map_key=pd.Series([], dtype=object), pixel=pd.Series([], dtype=np.int64))
+    only_sky = aggregate_pixels(stars.iloc[0:0], sky, astro, min_stars=1)
+    assert list(only_sky["pixel"]) == [3, 5] and (only_sky["n_stars"] == 0).all() and (only_sky["n_frames"] == 1).all()
+    assert list(only_sky["sky_mag"]) == pytest.approx([21.2, 20.0]) and only_sky["transparency"].isna().all()
+    assert list(only_sky["sky_mag_scatter"]) == pytest.approx([1.4826 * 0.2, 0.0])
+    only_stars = aggregate_pixels(stars, sky.iloc[0:0], astro, min_stars=1)
+    assert list(only_stars["pixel"]) == [3, 4] and (only_stars["n_sky"] == 0).all()
+    assert only_stars["sky_mag"].isna().all()
+    assert list(only_stars["transparency"]) == pytest.approx([10 ** (-0.4 * 0.5), 10 ** (-0.4 * 1.5)])
+    assert list(only_stars["dzp_scatter"]) == [0.0, 0.0]
+    assert aggregate_pixels(stars.iloc[0:0], sky.iloc[0:0], astro, min_stars=1).empty
+
+
+def test_altaz_in_one_transform_equals_one_transform_per_frame():
+    """Sources of three frames (one with no time) in one call, against astropy frame by frame."""
+    from astropy import units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+
+    rng = np.random.default_rng(5)
+    mjd = np.repeat([61100.13, 61100.41, 61101.05, np.nan], 20)
+    ra, dec = rng.uniform(0, 360, mjd.size), rng.uniform(-40, 85, mjd.size)
+    alt, az = altaz(ra, dec, mjd, 28.76, -17.88, 2332.0)
+    site = EarthLocation(lon=-17.88 * u.deg, lat=28.76 * u.deg, height=2332.0 * u.m)
+    for t in np.unique(mjd[np.isfinite(mjd)]):
+        at = mjd == t
+        hor = SkyCoord(ra=ra[at] * u.deg, dec=dec[at] * u.deg).transform_to(
+            AltAz(obstime=Time(t, format="mjd", scale="utc"), location=site))
+        assert np.abs(alt[at] - hor.alt.deg).max() < 1e-6
+        assert np.abs(((az[at] - hor.az.deg + 180) % 360 - 180) * np.cos(np.radians(alt[at]))).max() < 1e-6
+    assert np.isnan(alt[np.isnan(mjd)]).all() and np.isnan(az[np.isnan(mjd)]).all()
+    assert np.ptp(alt[np.isfinite(mjd)]) > 90  # above and below the horizon: a real test of the sky
+
+
 def test_pixels_from_healpix_29_match_healpy():
     rng = np.random.default_rng(1)
     ra, dec = rng.uniform(0, 360, 2000), np.degrees(np.arcsin(rng.uniform(-1, 1, 2000)))
@@ -99,6 +141,15 @@ def test_transparency_map_shows_the_injected_cloud_pixel_by_pixel(night):
     assert set(frame_of_map[cloudy["map_id"]]) == {cloud_frame}
     hor = tv[tv["frame_of"] == "horizon"]
     assert np.sqrt(np.mean((hor["transparency"] - hor["truth"]) ** 2)) < 0.03 and (hor["transparency"] < 0.8).any()
+
+
+def test_index_counts_are_the_maps_samples(night):
+    _, _, maps, _ = night
+    idx = maps.index.set_index("map_id")
+    for col, df in (("n_pixels", maps.pixels), ("n_stars", maps.stars), ("n_sky", maps.sky)):
+        counts = df.groupby("map_id").size().reindex(idx.index, fill_value=0)
+        assert (idx[col] == counts).all() and counts.min() > 0, col
+    assert (idx["calib_keys"] != "").all()
 
 
 def test_sky_brightness_map_is_within_0_05_mag_of_the_injected_sky(night):

@@ -13,12 +13,13 @@ from scipy.spatial import cKDTree
 
 from conftest import run_cli
 from skylake.lake import Lake, hats_meta
-from skylake.objects.associate import cluster, ref_object_ids, unit_vectors
-from skylake.objects.build import OBJECTS, ObjectsError, build_objects
+from skylake.objects.associate import associate, cluster, ref_object_ids, unit_vectors
+from skylake.objects.build import LC_FIELDS, OBJECTS, ObjectsError, build_objects, summarise
 from skylake.objects.query import light_curve
 from skylake.objects.stats import light_curve_stats
 from skylake.objects.synthetic import ZP, commit_night, random_stars
 from skylake.objects.truth import object_table, variable_ranks
+from skylake.schema import table_schema
 
 N_FRAMES = 8
 
@@ -88,6 +89,112 @@ def test_chunked_clustering_equals_one_chunk():
     assert len(np.unique(h29 >> 34)) > 100  # many chunks
     np.testing.assert_array_equal(chunked, whole)
     assert len(np.unique(whole)) == len(centres)
+
+
+def _associate(frame_id, dec_arcsec, known=(), known_dec_arcsec=(), source_id=None):
+    """``associate`` on detections along one meridian (dec offsets in arcsec from (10, 20) deg), no
+    reference matches, radius 3"; source ids frame_id * 2**20 + running number unless given."""
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
+    frame_id = np.asarray(frame_id, np.int64)
+    if source_id is None:
+        source_id = frame_id * (1 << 20) + np.arange(len(frame_id))
+    ra, dec = np.full(len(frame_id), 10.0), 20.0 + np.asarray(dec_arcsec, float) / 3600
+    h29 = np.asarray(compute_spatial_index(ra, dec), dtype=np.int64)
+    return associate(np.asarray(source_id, np.int64), frame_id, ra, dec, h29, np.zeros(len(ra), np.int64),
+                     np.asarray(known, np.int64), np.full(len(known), 10.0),
+                     20.0 + np.asarray(known_dec_arcsec, float) / 3600, 3.0, 5)
+
+
+def test_friends_of_friends_links_every_pair_within_the_radius():
+    """80 detections, one per frame: 40 within 0.39" and 40 more 1.5" away. Every pair across is
+    closer than the 3" link, so it is one object (each point's 16 nearest neighbours are all on its
+    own side: a k-nearest-neighbour graph made two)."""
+    offsets = np.r_[0.01 * np.arange(40), 1.5 + 0.01 * np.arange(40)]
+    frames = np.arange(1, 81)
+    ids = _associate(frames, offsets)
+    np.testing.assert_array_equal(ids, np.full(80, 1 << 20))  # the smallest source_id: frame 1's
+    xyz = unit_vectors(np.full(80, 10.0), 20.0 + offsets / 3600)
+    labels = cluster(np.zeros(80, np.int64), xyz, frames * (1 << 20), 3.0, 0)
+    assert (labels == 1 << 20).all()
+
+
+def _brute_force_fof(xyz, source_id, link):
+    """Friends-of-friends from every pair within ``link`` (quadratic memory: the reference answer)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(xyz)
+    pairs = cKDTree(xyz).query_pairs(link, output_type="ndarray")
+    _, comp = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
+                                   directed=False)
+    smallest = np.full(comp.max() + 1, np.iinfo(np.int64).max)
+    np.minimum.at(smallest, comp, source_id)
+    return smallest[comp]
+
+
+def test_grid_friends_of_friends_equals_all_pairs_at_every_density():
+    """Clumps of 1" to 300" scatter and lone points: the cell-grid friends-of-friends gives exactly the
+    labels of the graph of all pairs; a star with 20 000 repeat detections within 1" (2e8 pairs) is
+    one group without building its pairs."""
+    from skylake.objects.associate import _fof_labels, chord
+
+    rng = np.random.default_rng(3)
+    link = chord(3.0)
+    for _ in range(12):
+        n = int(rng.integers(2, 2500))
+        centres = rng.uniform([10.0, -5.0], [10.05, -4.95], (int(rng.integers(1, 15)), 2))
+        which = rng.integers(0, len(centres), n)
+        spread = rng.choice([1.0, 5.0, 30.0, 300.0]) / 3600
+        xyz = unit_vectors(centres[which, 0] + rng.normal(0, spread, n), centres[which, 1] + rng.normal(0, spread, n))
+        source_id = rng.permutation(n).astype(np.int64) * 7 + 3
+        np.testing.assert_array_equal(_fof_labels(xyz, source_id, link), _brute_force_fof(xyz, source_id, link))
+    dense = unit_vectors(100 + rng.normal(0, 0.3 / 3600, 20_000), 20 + rng.normal(0, 0.3 / 3600, 20_000))
+    assert (_fof_labels(dense, np.arange(20_000, dtype=np.int64) + 5, link) == 5).all()
+
+
+def test_a_detached_detection_never_keeps_the_clusters_id():
+    """Frame 1 has two detections 1" apart and frame 2 one at 1.2": the cluster keeps frame 1's
+    nearer one (1"), so the other (frame 1's smallest source_id, the cluster's label) becomes its own
+    object and the cluster's id is the smallest source_id it keeps: no object has two points of a frame."""
+    a, w, b = (1 << 20), (1 << 20) + 1, 2 << 20
+    np.testing.assert_array_equal(_associate([1, 1, 2], [0.0, 1.0, 1.2], source_id=[a, w, b]), [a, w, w])
+
+
+def test_a_recalibrated_founder_stays_with_its_object():
+    """Object X = its founding detection's source_id, whose mean has moved 4.4" away (a slow mover).
+    X's frame is recalibrated: X comes back with a new detection Y 1" from it. X stays in its object;
+    Y, beyond 3" of every object, starts a new one with its own id, never X's (which would merge it
+    into object X)."""
+    x, y = (1 << 20) + 5, (9 << 20) + 2
+    ids = _associate([1, 9], [0.0, -1.0], known=[x], known_dec_arcsec=[4.4], source_id=[x, y])
+    np.testing.assert_array_equal(ids, [x, y])
+
+
+def _flat(object_id, mjd, ref_id, refcat) -> pd.DataFrame:
+    n = len(object_id)
+    flat = pd.DataFrame({f: np.zeros(n) for f in LC_FIELDS})
+    flat[["ra", "dec"]] = [10.0, 20.0]
+    flat["mjd"], flat["inst_mag"], flat["inst_mag_err"], flat["mag"] = mjd, 12.0, 0.01, np.nan
+    flat["frame_id"], flat["source_id"], flat["flags"] = np.arange(n), np.arange(n) + 1, 0
+    return flat.assign(object_id=np.asarray(object_id, np.int64), refcat=refcat,
+                       ref_id=pd.array(ref_id, dtype="Int64"))
+
+
+def test_summarise_takes_the_reference_identity_from_any_point():
+    """A reference object whose earliest point is an unmatched detection (refcat "", ref_id null)
+    keeps its star's identity (the first ref_id it has; ids past 2**53 exact); a cluster has none;
+    no points give an empty objects table."""
+    big = 2**60 + 1
+    flat = _flat([-5, -5, -5, 7], [1.0, 2.0, 3.0, 1.5], [None, big, big, None], ["", "cat", "cat", ""])
+    table = summarise(flat, "cat").to_pandas().set_index("object_id")
+    assert table.loc[-5, "refcat"] == "cat" and table.loc[-5, "ref_id"] == big and table.loc[-5, "n_det"] == 3
+    assert table.loc[7, "refcat"] == "" and pd.isna(table.loc[7, "ref_id"])
+    # an object stored without its identity (every point "" / null) gets it back from a new matched point
+    flat = _flat([-5, -5], [1.0, 2.0], [None, big], ["", ""])
+    assert summarise(flat, "cat").column("ref_id").to_pylist() == [big]
+    empty = summarise(flat.iloc[0:0], "cat")
+    assert empty.num_rows == 0 and empty.schema.equals(table_schema(OBJECTS))
 
 
 def _isolated(stars: pd.DataFrame, min_sep_arcsec: float) -> np.ndarray:
@@ -213,6 +320,23 @@ def test_rebuild_and_settings(grown):
     report = build_objects(lake, rebuild=True)
     assert report.frames_added == 2 * N_FRAMES and report.objects == len(grown["stars"]) + 3
     np.testing.assert_array_equal(_star_ids(lake, grown["stars"]), ids)  # a rebuild gives the same ids
+
+
+def test_a_table_built_before_calibration_warns_once_calibrations_exist(grown, monkeypatch, caplog):
+    """Built with no catalogue (nothing calibrated then): once frames are calibrated, an update says
+    so and how to fix it, instead of silently staying uncalibrated."""
+    import skylake.objects.build as build
+
+    lake = grown["lake"]
+    with caplog.at_level("WARNING", logger="skylake.objects.build"):
+        build_objects(lake)
+    assert not caplog.records  # nothing calibrated: nothing to say
+    monkeypatch.setattr(build, "default_refcat", lambda lake: "tycho2")
+    with caplog.at_level("WARNING", logger="skylake.objects.build"):
+        report = build_objects(lake)
+    assert report.commit is None and report.refcat == ""
+    assert any("without a reference catalogue" in r.message and "'tycho2'" in r.message and "--rebuild" in r.message
+               for r in caplog.records), caplog.text
 
 
 def test_readers_and_command_line(grown, tmp_path):

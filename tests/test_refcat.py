@@ -22,7 +22,7 @@ from skylake.refcat import (FormatMismatch, RefcatError, cone_search, get_format
 from skylake.refcat import importer
 from skylake.refcat.cli import add_commands
 from skylake.refcat.formats import ColumnMapError, format_names, load_column_map
-from skylake.refcat.normalise import normalise_chunk
+from skylake.refcat.normalise import normalise_chunk, normalise_file
 from skylake.refcat.readers import iter_chunks, open_source
 from skylake.refcat.schema import flag_bits
 from skylake.refcat.synthetic import write_synthetic
@@ -183,6 +183,127 @@ def test_propagation_is_linear_in_ra_cos_dec_and_dec():
     assert out["ra"][2] == 20.0 and out["epoch"].tolist() == [2016.0, 2016.0, 2000.0]  # no pm: unmoved
 
 
+def test_ra_within_rounding_of_the_range_wraps_and_the_rest_is_dropped():
+    ra = [360.0, -1e-12, -1e-17, 359.9999999999, 360.0 + 1e-10, -1e-6, 360.001, 12.5]
+    g = pa.table({"source_id": list(range(len(ra))), "ra": ra, "dec": [1.0] * len(ra),
+                  **{c: [10.0] * len(ra) for c in ("phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag")}})
+    f = get_format("gaia")
+    out, counts = normalise_chunk(g, f.match(g.column_names), f.schema())
+    assert counts.dropped["ra_out_of_range"] == 2 and out["ref_id"].to_pylist() == [0, 1, 2, 3, 4, 7]
+    kept = out["ra"].to_numpy()
+    assert kept.tolist()[:3] == [0.0, 360.0 - 1e-12, 0.0] and kept[4] == pytest.approx(1e-10, abs=1e-12)
+    assert ((kept >= 0) & (kept < 360)).all() and kept[5] == 12.5
+
+
+def test_vizier_sexagesimal_strings_parse_with_astropy_and_bad_ones_are_null():
+    b = pa.table({"HR": [1, 2, 3, 4], "RAJ2000": ["00 05 09.9", "12:30:00.0", "", "ab cd"],
+                  "DEJ2000": ["+45 13 45", "-00 30 00", "+01 00 00", "+01 00 00"], "Vmag": [6.7, 5.0, 4.0, 3.0],
+                  "B-V": [0.07, 0.1, 0.0, 0.0], "U-B": [0.08, 0.0, 0.0, 0.0]})
+    f = get_format("bsc")
+    out, counts = normalise_chunk(b, f.match(b.column_names), f.schema())
+    assert out.column_names and counts.dropped["missing_coordinates"] == 2  # empty and unparseable RA
+    assert out["ra"].to_pylist() == pytest.approx([(5 / 60 + 9.9 / 3600) * 15, 187.5])
+    assert out["dec"].to_pylist() == pytest.approx([45 + 13 / 60 + 45 / 3600, -0.5])  # the sign of "-00"
+
+
+def test_staging_recovery_leaves_other_names_with_the_same_prefix_alone(tmp_path):
+    root = tmp_path / "refcats"
+    other = importer._new_staging(root, "gaia-dr3")  # gaia-dr3 interrupted during its swap
+    (other / "old").mkdir(parents=True)
+    (other / "old" / "who").write_text("gaia-dr3")
+    importer._recover(root, "gaia")
+    assert not (root / "gaia").exists() and (other / "old" / "who").read_text() == "gaia-dr3"
+    own = importer._new_staging(root, "gaia")
+    (own / "old").mkdir(parents=True)
+    (own / "old" / "who").write_text("gaia")
+    importer._recover(root, "gaia")
+    assert (root / "gaia" / "who").read_text() == "gaia" and not own.exists() and other.is_dir()
+    importer._recover(root, "gaia-dr3")
+    assert (root / "gaia-dr3" / "who").read_text() == "gaia-dr3" and not other.exists()
+
+
+def test_csv_header_names_with_spaces_are_read_as_checked(tmp_path):
+    fmt = get_format("apass")
+    names = [n for n in fmt.variants[1].required_columns()] + ["raerr"]
+    path = tmp_path / "aavso.csv"
+    path.write_text(", ".join(names) + "\n" + ", ".join("2.5" if n == "raerr" else "10.0" for n in names) + "\n")
+    source = open_source(path)
+    variant = importer.match_source(fmt, source)
+    assert variant.name == "aavso_dr9" and "raerr" in source.columns
+    result = normalise_file(source, variant, fmt, tmp_path, "t")
+    row = pq.read_table(result.shards[0]).to_pylist()[0]
+    assert row["ra"] == 10.0 and row["ra_err"] == 2500.0 and row["mag_V"] == 10.0
+
+
+def test_csv_files_named_synthetic_are_synthetic(tmp_path):
+    src = write_synthetic(tmp_path / "apass_synthetic.csv", "apass", rows=10)
+    assert open_source(src).synthetic
+    plain = tmp_path / "apass.csv"
+    plain.write_bytes(src.read_bytes())
+    assert not open_source(plain).synthetic
+
+
+def _hip_fits(path):
+    from astropy.table import Table
+
+    Table({"HIP": np.array([1, 2], np.int32), "RAdeg": [10.0, 20.0], "DEdeg": [1.0, -2.0],
+           "Vmag": np.array([9.1, 9.3], np.float32), "Hpmag": [9.2, 9.4]}).write(path)
+    return path
+
+
+def test_compressed_fits_is_decompressed_into_the_work_folder(tmp_path):
+    import bz2
+    import gzip
+
+    from skylake.refcat import errors
+
+    raw = _hip_fits(tmp_path / "hip.fits").read_bytes()
+    fmt = get_format("hipparcos")
+    for name, compress in (("hip.fits.gz", gzip.compress), ("hip.fits.bz2", bz2.compress)):
+        path = tmp_path / name
+        path.write_bytes(compress(raw))
+        source = open_source(path)
+        variant = importer.match_source(fmt, source)
+        with pytest.raises(errors.RefcatError, match="cannot be memory-mapped"):  # astropy would read it whole
+            next(iter_chunks(source, {"HIP": None}))
+        work = tmp_path / f"work-{name}"
+        work.mkdir()
+        result = normalise_file(source, variant, fmt, work, "t")
+        assert result.counts.rows_kept == 2 and result.path == str(path)
+        assert sorted(p.name for p in work.iterdir()) == ["t-0000.parquet"]  # the copy is gone
+        assert pq.read_table(result.shards[0])["ref_id"].to_pylist() == [1, 2]
+
+
+def test_directories_take_every_suffix_the_reader_reads_and_bz2_csv_is_decompressed(tmp_path, caplog):
+    import bz2
+
+    names = ["a.pq", "b.fts", "e.csv.bz2", "f.tsv.gz", "g.fits.gz", "h.ECSV", "i.rc2"]
+    for n in [*names, "notes.md", "j.json", "ReadMe.txt", "d.dat"]:
+        (tmp_path / n).write_text("x")
+    with caplog.at_level("WARNING", logger="skylake.refcat.importer"):
+        assert [p.name for p in importer.expand_inputs([tmp_path])] == sorted(names)
+    assert "skipped 2 plain-text file(s) (ReadMe.txt, d.dat)" in caplog.text
+    assert [p.name for p in importer.expand_inputs([tmp_path / "d.dat"])] == ["d.dat"]  # named: taken
+    path = tmp_path / "e.csv.bz2"
+    path.write_bytes(bz2.compress(b"ra,dec\n1.5,2.5\n"))
+    source = open_source(path)
+    assert source.kind == "csv" and source.columns == ["ra", "dec"]
+    assert next(iter_chunks(source, {"ra": pa.float64(), "dec": None})).to_pydict() == {"ra": [1.5], "dec": ["2.5"]}
+
+
+def test_fits_tnull_is_compared_to_the_stored_value_before_scaling(tmp_path):
+    from astropy.io import fits
+
+    scaled = fits.Column(name="x", format="I", array=np.array([2, -32768, 6], np.int16))
+    unsigned = fits.Column(name="u", format="I", bzero=32768, null=32767,
+                           array=np.array([1, 65535, 7], np.uint16))  # stored as 1-32768, 32767, ...
+    hdu = fits.BinTableHDU.from_columns([scaled, unsigned])
+    hdu.header.update(TSCAL1=0.5, TZERO1=10.0, TNULL1=-32768)
+    hdu.writeto(tmp_path / "t.fits")
+    chunk = next(iter_chunks(open_source(tmp_path / "t.fits"), {"x": None, "u": None}))
+    assert chunk["x"].to_pylist() == [11.0, None, 13.0] and chunk["u"].to_pylist() == [1, None, 7]
+
+
 # -- imports on the session cluster -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def synthetic_lake(tmp_path_factory, dask_client):
@@ -229,7 +350,7 @@ def test_cli_existing_name_needs_overwrite_which_swaps(synthetic_lake, capsys):
     assert code == 2 and "expects ['dec', 'phot_bp_mean_mag'" in capsys.readouterr().err
     assert read_record(lake / "refcats" / "ps1") == after
     # Killed between the swap's two renames: the next import of the name puts the old one back.
-    dead = lake / "refcats" / ".staging" / "ps1-killed"
+    dead = importer._new_staging(lake / "refcats", "ps1")
     dead.mkdir()
     (lake / "refcats" / "ps1").rename(dead / "old")
     with pytest.raises(RefcatError, match="already exists"):
@@ -279,7 +400,7 @@ def test_bad_coordinates_are_dropped_and_counted(tmp_path, dask_client):
     ra, dec = table["RAJ2000"].to_numpy().copy(), table["DEJ2000"].to_numpy().copy()
     ra[:3] = np.nan                      # missing
     dec[3:5] = [95.0, -90.5]             # impossible dec
-    ra[5:7] = [-0.1, 360.0]              # ra outside [0, 360)
+    ra[5:7] = [-0.1, 360.1]              # ra outside [0, 360) (360.0 itself wraps to 0)
     dec[7] = np.inf                      # not finite
     ra[8], dec[8] = 0.0, 90.0            # legal edge values stay
     ra[20:25], dec[20:25] = ra[30], dec[30]  # five copies of one star: their derived ref_ids collide
@@ -296,6 +417,7 @@ def test_bad_coordinates_are_dropped_and_counted(tmp_path, dask_client):
     assert report.id_collisions == 5 and "5 rows share a derived ref_id" in str(report)
     rec = read_record(tmp_path / "lake" / "refcats" / "apass")
     assert rec["dropped"] == report.dropped and rec["source_files"][0]["rows_kept"] == 1_992
+    assert rec["synthetic"] is True  # a CSV is marked by "synthetic" in its name
     import lsdb
 
     cat = lsdb.open_catalog(tmp_path / "lake" / "refcats" / "apass", columns=["ref_id", "mag_V", "flags"])
@@ -337,3 +459,19 @@ def test_synthetic_files_are_marked_and_reproducible(tmp_path):
     with pytest.raises(ValueError, match="synthetic"):
         write_synthetic(tmp_path / "plain.csv", "apass", rows=10)
     json.dumps(read_record(tmp_path))  # no record: {}
+
+
+def test_overlapping_files_with_real_ids_report_their_duplicates(tmp_path, dask_client, caplog):
+    rng = np.random.default_rng(1)
+    n = 40
+    full = pa.table({"source_id": np.arange(n, dtype=np.int64) * 1000 + 7, "ra": rng.uniform(0, 360, n),
+                     "dec": rng.uniform(-60, 60, n), **{c: rng.uniform(8, 12, n) for c in
+                                                        ("phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag")}})
+    pq.write_table(full.slice(0, 30), tmp_path / "a.parquet")
+    pq.write_table(full.slice(20), tmp_path / "b.parquet")  # rows 20-29 are in both files
+    with caplog.at_level("WARNING", logger="skylake.refcat.importer"):
+        report = import_refcat(tmp_path / "lake", "gaia", [tmp_path / "a.parquet", tmp_path / "b.parquet"], "gaia",
+                               client=dask_client, progress=False, create=True)
+    assert report.rows == 50 and report.id_collisions == 10 and not report.ids_derived
+    assert "10 rows repeat another row's ref_id" in str(report) and "10 rows repeat" in caplog.text
+    assert read_record(tmp_path / "lake" / "refcats" / "gaia")["id_collisions"] == 10

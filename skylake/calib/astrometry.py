@@ -13,6 +13,9 @@ import numpy as np
 
 ARCSEC_PER_DEG = 3600.0
 KPIX = 1000.0  # trends are per 1000 px
+#: Keys of :func:`residual_stats`, the ``astro_*`` columns of schemas/zeropoints.yaml in order.
+COLUMNS = ("astro_n", "astro_dra_arcsec", "astro_ddec_arcsec", "astro_median_sep_arcsec", "astro_rms_arcsec",
+           "astro_dra_dx", "astro_dra_dy", "astro_ddec_dx", "astro_ddec_dy", "astro_radial_dr")
 
 
 def offsets_arcsec(ra, dec, ra_ref, dec_ref) -> tuple[np.ndarray, np.ndarray]:
@@ -42,9 +45,7 @@ def residual_stats(dra: np.ndarray, ddec: np.ndarray, x: np.ndarray, y: np.ndarr
     """
     dra, ddec, x, y = (np.asarray(v, float) for v in (dra, ddec, x, y))
     n = dra.size
-    out = {"astro_n": n, "astro_dra_arcsec": np.nan, "astro_ddec_arcsec": np.nan, "astro_median_sep_arcsec": np.nan,
-           "astro_rms_arcsec": np.nan, "astro_dra_dx": np.nan, "astro_dra_dy": np.nan, "astro_ddec_dx": np.nan,
-           "astro_ddec_dy": np.nan, "astro_radial_dr": np.nan}
+    out = {**dict.fromkeys(COLUMNS, np.nan), "astro_n": n}
     if n == 0:
         return out
     sep2 = dra**2 + ddec**2

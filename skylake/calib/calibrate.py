@@ -198,14 +198,15 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
     by_id = live.set_index("frame_id")
     astro = pd.DataFrame([{"frame_id": fid, **_astro(g, by_id.loc[fid])} for fid, g in pairs.groupby("frame_id")],
-                         columns=["frame_id", *astrometry.residual_stats(*[np.zeros(0)] * 6, 1, 1)])
+                         columns=["frame_id", *astrometry.COLUMNS])
     rows = _zeropoint_rows(todo, zps, astro.set_index("frame_id"), refcat, key, prof)
     t3 = time.monotonic()
 
     with lake.transaction("calibrate") as tx:
         # under the lock: another calibration or an ingest --redo may have committed meanwhile
-        now_done = set(read_table(lake, ZEROPOINTS, ["frame_id", "calib_key"], refcat=refcat)
-                       .query("calib_key == @key")["frame_id"])
+        earlier = read_table(lake, ZEROPOINTS, ["frame_id", "night", "calib_key", "zp", "airmass", "zp_status"],
+                             refcat=refcat)
+        now_done = set(earlier.loc[earlier["calib_key"] == key, "frame_id"])
         alive = set(lake.read_frames(columns=["frame_id"]).column("frame_id").to_pylist())
         keep = rows["frame_id"].isin(alive) & (redo | ~rows["frame_id"].isin(now_done))
         rows = rows[keep].reset_index(drop=True)
@@ -214,13 +215,16 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
             report.seconds = time.monotonic() - t0
             return report
         ids = set(rows["frame_id"])
+        keys = {key}
         if redo:  # explicit: the frames' earlier rows for this catalogue go, listed in this commit
-            for table in (ZEROPOINTS, MATCHES):
-                stage_without(tx, table, lambda t: _rows_of(t, refcat, ids))
-        rows, extinction = _nights(lake, rows, key, refcat, cal, redo)
-        # the touched nights' extinction is refitted: its earlier row goes (with --redo, any settings')
-        stage_without(tx, EXTINCTION, lambda t: _rows_of(t, refcat, key=None if redo else key),
-                      nights=set(extinction["night"].fillna(NULL_PARTITION)))
+            keys |= set(earlier.loc[earlier["frame_id"].isin(ids), "calib_key"])  # the calibrations replaced
+            for table in (ZEROPOINTS, MATCHES):  # only the frames' nights: matches is the largest table
+                stage_without(tx, table, lambda t: _rows_of(t, refcat, ids), nights=partitions(rows["night"]))
+        rows, extinction = _nights(rows, earlier, key, refcat, cal, redo, alive)
+        # the touched nights' extinction is refitted: its earlier row goes, and with --redo those of the
+        # calibrations replaced (never another calibration's, e.g. another profile's just committed)
+        stage_without(tx, EXTINCTION, lambda t: _rows_of(t, refcat, keys=keys),
+                      nights=partitions(extinction["night"]))
         matches = _match_rows(pairs[pairs["frame_id"].isin(ids)], rows, refcat, key)
         now = _now()
         rows = rows.assign(batch_id=tx.batch_id, calibrated_at=now)
@@ -259,19 +263,26 @@ def plot_name(row: dict) -> str:
     return f"zeropoint-{row['frame_id']}-{row['refcat']}.png"
 
 
-def _rows_of(table: pa.Table, refcat: str, frame_ids: set | None = None, key: str | None = None) -> np.ndarray:
-    """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / calib ``key``."""
+def partitions(nights) -> set[str]:
+    """The night partitions (``night=...`` directories) holding rows of ``nights``; unknown nights
+    live in :data:`NULL_PARTITION`, as :meth:`Transaction.stage_nights` writes them."""
+    return {n if isinstance(n, str) and n else NULL_PARTITION for n in nights}
+
+
+def _rows_of(table: pa.Table, refcat: str, frame_ids: set | None = None, keys: set | None = None) -> np.ndarray:
+    """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / one of the calib ``keys``."""
     mask = table.column("refcat").to_numpy(zero_copy_only=False) == refcat
     if frame_ids is not None:
         mask &= np.isin(table.column("frame_id").to_numpy(), np.fromiter(frame_ids, np.int64))
-    if key is not None:
-        mask &= table.column("calib_key").to_numpy(zero_copy_only=False) == key
+    if keys is not None:
+        mask &= np.isin(table.column("calib_key").to_numpy(zero_copy_only=False), list(keys))
     return mask
 
 
 def _astro(pairs: pd.DataFrame, frame: pd.Series) -> dict:
-    good = ~pairs["reject"].isin(ASTRO_EXCLUDE)
-    p = pairs[good] if good.sum() >= 4 else pairs
+    """Astrometric residuals of one frame's good pairs (never the :data:`ASTRO_EXCLUDE` ones, whose
+    centroids are unreliable; with fewer than 4 the trends are NaN)."""
+    p = pairs[~pairs["reject"].isin(ASTRO_EXCLUDE)]
     dra, ddec = astrometry.offsets_arcsec(p["ra"], p["dec"], p["ra_ref"], p["dec_ref"])
     return astrometry.residual_stats(dra, ddec, p["x"], p["y"], p["ra_ref"], p["dec_ref"], frame["nx"], frame["ny"])
 
@@ -294,15 +305,14 @@ def _zeropoint_rows(frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame
     return rows.assign(refcat=refcat, calib_key=key, profile=prof.name, band=prof.calibration.band)
 
 
-def _nights(lake: Lake, rows: pd.DataFrame, key: str, refcat: str, cal: Calibration,
-            redo: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit each touched night's extinction to its ok zeropoints of this calibration (earlier rows
-    included), mark the new frames far below the clear-sky line cloudy, and set ``zp`` (null unless ok).
-    Returns the rows and one extinction row per night."""
-    earlier = read_table(lake, ZEROPOINTS, ["frame_id", "night", "calib_key", "zp", "airmass", "zp_status"],
-                         refcat=refcat)
+def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, cal: Calibration, redo: bool,
+            alive: set) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit each touched night's extinction to its ok zeropoints of this calibration (the ``earlier``
+    rows of the lake's zeropoints included, but only of frames still ``alive``: an ingest --redo gives
+    frames new ids), mark the new frames far below the clear-sky line cloudy, and set ``zp`` (null
+    unless ok). Returns the rows and one extinction row per night."""
     earlier = earlier[(earlier["calib_key"] == key) & (earlier["zp_status"] == zeropoint.OK)
-                      & ~earlier["frame_id"].isin(rows["frame_id"] if redo else [])]
+                      & earlier["frame_id"].isin(alive) & ~earlier["frame_id"].isin(rows["frame_id"] if redo else [])]
     rows = rows.copy()
     ext_rows = []
     for night, group in rows.groupby(rows["night"].fillna(""), sort=True):

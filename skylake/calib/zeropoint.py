@@ -14,8 +14,12 @@ zeropoints of clear frames follow ``zp = zp_airmass0 - k_ext * airmass``.
 * :func:`color_fit` is the robust line fit of LCO's photcalibration (three passes: a wide cut about
   the median, then two refits keeping residuals under both ``clip_sigma`` robust sigmas and
   ``clip_max_residual``); :func:`clipped_median` is the fit without a colour.
-* :func:`frame_zeropoints` runs them per frame as a groupby aggregation and sets ``zp_status``.
-* :func:`fit_extinction` and :func:`mark_cloudy` work on one night's zeropoints.
+* :func:`frame_zeropoints` runs them per frame as a groupby aggregation and sets ``zp_status``;
+  :func:`colour_correct_medians` brings the medians of frames short of coloured stars to colour 0.
+* :func:`fit_extinction` (a robust Theil-Sen start, then least squares on the clear frames) and
+  :func:`mark_cloudy` work on one night's zeropoints.
+
+A robust sigma is astropy's ``mad_std`` (1.4826 x the median absolute deviation).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from astropy.stats import mad_std
+from scipy.stats import theilslopes
 
 from skylake.profile import Calibration
 from skylake.refcat.schema import flag_bits
 
-MAD_TO_SIGMA = 1.4826
 SIGMA_FLOOR = 1e-4  # mag: clipping never goes below this, so noise-free data keep every star
 FIRST_PASS_SIGMA = 5.0  # LCO photcalibration: pass 1 keeps |zp - median| < 5 sigma
 PASSES = 3
@@ -38,12 +43,10 @@ REJECTS = ("saturated", "flagged", "edge", "blended", "too_bright", "too_faint",
 #: zp_status values
 OK, TOO_FEW, NO_OVERLAP, HIGH_SCATTER, CLOUDY, FRAME_REJECTED = (
     "ok", "too_few_stars", "no_reference_overlap", "high_scatter", "cloudy", "frame_rejected")
-
-
-def robust_sigma(x: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation: the standard deviation of Gaussian data, blind to outliers."""
-    x = np.asarray(x, float)
-    return float(MAD_TO_SIGMA * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
+#: ext_status values besides ok
+TOO_FEW_FRAMES, SMALL_RANGE, IMPLAUSIBLE_K = "too_few_frames", "small_airmass_range", "implausible_k"
+#: Extinction coefficients [mag/airmass] a night can have; a fit outside is not reported as ok.
+K_EXT_PLAUSIBLE = (-0.05, 1.5)
 
 
 def select_stars(pairs: pd.DataFrame, cal: Calibration, saturation: np.ndarray) -> np.ndarray:
@@ -109,7 +112,7 @@ def clipped_median(dm: np.ndarray, clip_sigma: float, max_iter: int = 10) -> Fit
     for _ in range(max_iter):
         if not keep.any():
             break
-        med, sig = np.median(dm[keep]), max(robust_sigma(dm[keep]), SIGMA_FLOOR)
+        med, sig = np.median(dm[keep]), max(mad_std(dm[keep]), SIGMA_FLOOR)
         new = np.isfinite(dm) & (np.abs(dm - med) <= clip_sigma * sig)
         if np.array_equal(new, keep):
             break
@@ -117,7 +120,7 @@ def clipped_median(dm: np.ndarray, clip_sigma: float, max_iter: int = 10) -> Fit
     if not keep.any():
         return Fit(np.nan, np.nan, np.nan, np.nan, keep)
     zp = float(np.median(dm[keep]))
-    scatter = robust_sigma(dm[keep])
+    scatter = float(mad_std(dm[keep]))
     return Fit(zp, np.nan, float(1.2533 * scatter / np.sqrt(keep.sum())), scatter, keep)
 
 
@@ -129,18 +132,18 @@ def color_fit(dm: np.ndarray, color: np.ndarray, clip_sigma: float, max_residual
     base = np.isfinite(dm) & np.isfinite(color)
     if base.sum() < 3:
         return Fit(np.nan, np.nan, np.nan, np.nan, np.zeros_like(base))
-    med, sig = np.median(dm[base]), max(robust_sigma(dm[base]), SIGMA_FLOOR)
+    med, sig = np.median(dm[base]), max(mad_std(dm[base]), SIGMA_FLOOR)
     keep = base & (np.abs(dm - med) < FIRST_PASS_SIGMA * sig)
     a, b, err = _line(color[keep], dm[keep])
     for _ in range(PASSES - 1):
         resid = dm - a - b * color
-        sig = max(robust_sigma(resid[keep]), SIGMA_FLOOR)
+        sig = max(mad_std(resid[keep]), SIGMA_FLOOR)
         new = base & (np.abs(resid) < min(clip_sigma * sig, max_residual))
         if new.sum() < 3:
             break
         keep = new
         a, b, err = _line(color[keep], dm[keep])
-    return Fit(a, b, err, robust_sigma(dm[keep] - a - b * color[keep]), keep)
+    return Fit(a, b, err, float(mad_std(dm[keep] - a - b * color[keep])), keep)
 
 
 def plane_variation(resid: np.ndarray, x: np.ndarray, y: np.ndarray, nx: float, ny: float) -> tuple[float, float]:
@@ -167,7 +170,9 @@ def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_colo
     Returns the zeropoint fields (zp_fit, zp_err, zp_scatter, zp_n, zp_n_matched, color_term,
     zp_variation, zp_method, color, zp_status, zp_reason) and each pair's final reject reason
     ("" = used). ``use_color`` asks for the colour fit; it falls back to the clipped median when
-    fewer than ``min_stars`` usable stars have a colour in ``color_range``.
+    fewer than ``min_stars`` usable stars have a colour in ``color_range`` (that median is the
+    zeropoint at the stars' median colour: :func:`colour_correct_medians` takes it to colour 0).
+    zp_method is "none" when no star could be used.
     """
     reject = pairs["reject"].to_numpy(dtype=object).copy()
     dm = (pairs["ref_mag"] - pairs["inst_mag"]).to_numpy(dtype=float)
@@ -185,9 +190,10 @@ def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_colo
         out.update(color=cal.color_name, zp_method="color_fit", color_term=fit.color_term)
     else:
         fit = clipped_median(np.where(usable, dm, np.nan), cal.clip_sigma)
-        out["zp_method"] = "median"
     reject[usable & ~fit.keep] = "clipped"
     n = int(np.count_nonzero(fit.keep))
+    if n and out["zp_method"] == "none":  # "median" only when stars were used; no stars: "none"
+        out["zp_method"] = "median"
     out.update(zp_fit=fit.zp, zp_err=fit.zp_err, zp_scatter=fit.scatter, zp_n=n)
     if n >= 4:
         resid = dm[fit.keep] - fit.zp - np.nan_to_num(fit.color_term) * np.nan_to_num(color[fit.keep])
@@ -233,7 +239,42 @@ def frame_zeropoints(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration
     columns = list(frame_zeropoint(empty, {"nx": 1, "ny": 1}, cal, use_color)[0])
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns) if rows else pd.DataFrame(columns=columns)
     table.index.name = "frame_id"
+    if use_color:
+        used = rejects == ""
+        colour = pairs.loc[used, "ref_color"].groupby(pairs.loc[used, "frame_id"]).median()
+        table = colour_correct_medians(table, colour, cal)
     return table.sort_index(), rejects
+
+
+def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: Calibration) -> pd.DataFrame:
+    """Bring the zeropoints of frames that fell back to the median under a colour fit to colour 0.
+
+    Such a median is the zeropoint at the median colour ``c`` of the frame's stars (``median_colour``,
+    by frame_id; NaN or missing when none has a colour, taken as colour 0 as for unknown colours), so
+    ``zp = median - color_term * c`` with the median colour term of the ``ok`` colour-fit frames of
+    ``table``; those frames get that colour term and zp_method "median_ct". Without such a frame the
+    zeropoint cannot be brought to colour 0 and an ``ok`` frame becomes ``too_few_stars``, saying why.
+    """
+    table = table.copy()
+    fitted = (table["zp_method"] == "color_fit") & (table["zp_status"] == OK) & np.isfinite(
+        table["color_term"].astype(float))
+    fallback = table["zp_method"] == "median"
+    if not fallback.any():
+        return table
+    c = np.nan_to_num(median_colour.reindex(table.index[fallback]).to_numpy(float))
+    if fitted.any():
+        ct = float(np.median(table.loc[fitted, "color_term"].astype(float)))
+        table.loc[fallback, "zp_fit"] = table.loc[fallback, "zp_fit"].astype(float) - ct * c
+        table.loc[fallback, ["color_term", "color", "zp_method"]] = [ct, cal.color_name, "median_ct"]
+        return table
+    lo, hi = cal.color_range
+    bad = fallback & (table["zp_status"] == OK)
+    table.loc[bad, "zp_status"] = TOO_FEW
+    table.loc[bad, "zp_reason"] = [
+        f"fewer than min_stars {cal.min_stars} stars with a colour in color_range [{lo:g}, {hi:g}], and no "
+        f"colour-fit frame in this run to take a colour term from: the median {z:.3f} is the zeropoint at "
+        f"colour {cc:.2f}, not at colour 0" for z, cc in zip(table.loc[bad, "zp_fit"], c[bad[fallback].to_numpy()])]
+    return table
 
 
 # -- one night -----------------------------------------------------------------------------------------
@@ -258,42 +299,84 @@ class Extinction:
         return self.zp_airmass0 - k * np.asarray(airmass, float)
 
 
+def _support(airmass: np.ndarray, keep: np.ndarray, cal: Calibration) -> tuple[str, str]:
+    """("", "") when the frames ``keep`` can carry an extinction fit (``min_extinction_frames`` frames
+    spanning ``min_airmass_range``), else the ext_status and reason why not."""
+    n = int(keep.sum())
+    if n < cal.min_extinction_frames:
+        return TOO_FEW_FRAMES, f"{n} frames < min_extinction_frames {cal.min_extinction_frames}"
+    span = float(np.ptp(airmass[keep]))
+    if span < cal.min_airmass_range:
+        return SMALL_RANGE, f"airmass range {span:.3f} < min_airmass_range {cal.min_airmass_range:g}"
+    return "", ""
+
+
+def _level(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: Calibration, status: str,
+           reason: str) -> Extinction:
+    """No extinction term: zp_airmass0 is the clipped median zeropoint of the frames ``keep``, without
+    those more than ``max_zp_drop`` below it (cloud)."""
+    level = np.where(keep, zp, np.nan)
+    fit = clipped_median(level, cal.clip_sigma)
+    drop = keep & (zp < fit.zp - cal.max_zp_drop)
+    if drop.any():
+        fit = clipped_median(np.where(drop, np.nan, level), cal.clip_sigma)
+    used = keep & fit.keep
+    return Extinction(np.nan, np.nan, fit.zp, fit.scatter, int(used.sum()),
+                      float(np.min(airmass[used])) if used.any() else np.nan,
+                      float(np.max(airmass[used])) if used.any() else np.nan, status, reason, used)
+
+
+def below_clear_sky(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: Calibration) -> np.ndarray:
+    """Frames of ``keep`` more than ``max_zp_drop`` below the night's robust line.
+
+    The line is Theil-Sen's (the median of the pairwise slopes), which a minority of cloudy frames
+    cannot pull onto themselves as a least-squares line would. A frame without which the others span
+    less than ``min_airmass_range`` sets the slope alone (any line passes through it), so it is judged
+    against the others' median zeropoint instead.
+    """
+    slope, intercept = theilslopes(zp[keep], airmass[keep])[:2]
+    with np.errstate(invalid="ignore"):
+        below = keep & (zp < intercept + slope * airmass - cal.max_zp_drop)
+    idx = np.flatnonzero(keep)
+    for i in {int(idx[np.argmin(airmass[idx])]), int(idx[np.argmax(airmass[idx])])}:  # only an end can be alone
+        others = keep.copy()
+        others[i] = False
+        if np.ptp(airmass[others]) < cal.min_airmass_range:
+            below[i] = zp[i] < np.median(zp[others]) - cal.max_zp_drop
+    return below
+
+
 def fit_extinction(zp: np.ndarray, airmass: np.ndarray, cal: Calibration) -> Extinction:
     """Fit one night's extinction to the zeropoints of its ok frames.
 
-    Frames more than ``max_zp_drop`` below the current line are dropped and the line refitted until
-    stable (cloud only ever makes a frame fainter). Without ``min_extinction_frames`` frames spanning
-    ``min_airmass_range``, k_ext is null and zp_airmass0 is the clipped median zeropoint."""
+    Frames more than ``max_zp_drop`` below the night's robust line (:func:`below_clear_sky`; cloud
+    only ever makes a frame fainter) are dropped and a least-squares line is fitted to the rest. When
+    the frames, before or after that cut, are fewer than ``min_extinction_frames`` or span less than
+    ``min_airmass_range``, or the fitted k_ext is outside :data:`K_EXT_PLAUSIBLE`, k_ext is null, the
+    status says why, and zp_airmass0 is the frames' clipped median zeropoint."""
     zp, airmass = np.asarray(zp, float), np.asarray(airmass, float)
     keep = np.isfinite(zp) & np.isfinite(airmass)
-    span = float(np.ptp(airmass[keep])) if keep.any() else 0.0
-    if keep.sum() < cal.min_extinction_frames or span < cal.min_airmass_range:
-        why = (f"{int(keep.sum())} frames < min_extinction_frames {cal.min_extinction_frames}"
-               if keep.sum() < cal.min_extinction_frames
-               else f"airmass range {span:.3f} < min_airmass_range {cal.min_airmass_range:g}")
-        status = "too_few_frames" if keep.sum() < cal.min_extinction_frames else "small_airmass_range"
-        level = np.where(keep, zp, np.nan)
-        fit = clipped_median(level, cal.clip_sigma)
-        drop = keep & (zp < fit.zp - cal.max_zp_drop)
-        if drop.any():
-            fit = clipped_median(np.where(drop, np.nan, level), cal.clip_sigma)
-        used = keep & fit.keep
-        return Extinction(np.nan, np.nan, fit.zp, fit.scatter, int(used.sum()),
-                          float(np.min(airmass[used])) if used.any() else np.nan,
-                          float(np.max(airmass[used])) if used.any() else np.nan, status, why, used)
-    for _ in range(10):
-        a, b, err = _line(airmass[keep], zp[keep])
-        new = keep & (zp >= a + b * airmass - cal.max_zp_drop)
-        if np.array_equal(new, keep) or new.sum() < cal.min_extinction_frames:
-            break
-        keep = new
-    a, b, err_a = _line(airmass[keep], zp[keep])
+    status, why = _support(airmass, keep, cal)
+    if status:
+        return _level(zp, airmass, keep, cal, status, why)
+    below = below_clear_sky(zp, airmass, keep, cal)
+    keep &= ~below
+    status, why = _support(airmass, keep, cal)
+    if status:  # the cut can leave too few frames, or collapse the airmass range
+        why += f" after dropping {int(below.sum())} frames more than max_zp_drop {cal.max_zp_drop:g} below the line"
+        return _level(zp, airmass, keep, cal, status, why)
+    a, b, _ = _line(airmass[keep], zp[keep])
     resid = zp[keep] - a - b * airmass[keep]
     n = int(keep.sum())
+    lo, hi = K_EXT_PLAUSIBLE
+    if not lo <= -b <= hi:
+        return _level(zp, airmass, keep, cal, IMPLAUSIBLE_K,
+                      f"fitted k_ext {-b:.3f} mag/airmass is outside the plausible [{lo:g}, {hi:g}] "
+                      "(cloud changing with airmass, or wrong airmasses)")
     sxx = float(np.sum((airmass[keep] - airmass[keep].mean()) ** 2))
     k_err = float(np.sqrt(np.sum(resid**2) / (n - 2) / sxx)) if n > 2 and sxx > 0 else float("nan")
-    return Extinction(-b, k_err, a, robust_sigma(resid), n, float(airmass[keep].min()), float(airmass[keep].max()),
-                      OK, "", keep)
+    return Extinction(-b, k_err, a, float(mad_std(resid)), n, float(airmass[keep].min()),
+                      float(airmass[keep].max()), OK, "", keep)
 
 
 def mark_cloudy(zp: np.ndarray, airmass: np.ndarray, ext: Extinction, cal: Calibration) -> np.ndarray:

@@ -243,7 +243,10 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
         agg = aggregate_pixels(s[KEYS + ["frame_id", "zp", "zp_clear"]], k[KEYS + ["frame_id", "sky_mag"]],
                                a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]], settings.min_stars)
         # index rows: one per map_key
-        samples = pd.concat([s[["map_key", "frame_id", "night", "mjd"]], k[["map_key", "frame_id", "night", "mjd"]]])
+        cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
+        samples = pd.concat([s[cols], k[cols]])
+        # counts per map in one pass each (not a scan of every sample array per map)
+        n_pixels, n_stars, n_sky = (df.groupby("map_key").size() for df in (agg, s, k))
         ids_of = {}
         for mk, g in samples.groupby("map_key", sort=True):
             nights = sorted(g["night"].dropna().unique())
@@ -261,10 +264,10 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
                 "n_frames": int(g["frame_id"].nunique()), "mjd_min": float(g["mjd"].min()),
                 "mjd_max": float(g["mjd"].max()), "nside": int(nside), "frame_of": frame_of, "profile": prof.name,
                 "refcat": refcat,
-                "calib_keys": ",".join(sorted(frames.loc[frames["frame_id"].isin(g["frame_id"]), "calib_key"].unique())),
+                "calib_keys": ",".join(sorted(g["calib_key"].unique())),  # one per frame: the frame's
                 "zp_clear": str(settings.zp_clear), "min_stars": int(settings.min_stars),
-                "n_pixels": int((agg["map_key"] == mk).sum()), "n_stars": int((s["map_key"] == mk).sum()),
-                "n_sky": int((k["map_key"] == mk).sum())})
+                "n_pixels": int(n_pixels.get(mk, 0)), "n_stars": int(n_stars.get(mk, 0)),
+                "n_sky": int(n_sky.get(mk, 0))})
         agg["map_id"] = agg["map_key"].map(ids_of)
         agg["night"] = agg["map_key"].map({mk: r["night_min"] for mk, r in
                                            zip(ids_of, index_rows[len(index_rows) - len(ids_of):])})

@@ -3,17 +3,22 @@
 Rules, applied in this order to the detections of one update (``associate``):
 
 1. A detection with a reference match (LAKE/matches) belongs to that reference star's object,
-   ``object_id = ref_object_ids(refcat, ref_id)`` (a negative int64; schemas/objects.yaml).
+   ``object_id = ref_object_ids(refcat, ref_id)`` (a negative int64; schemas/objects.yaml). An
+   unmatched detection whose ``source_id`` is the id of an object already in the lake (its founding
+   detection, back again because its frame was recalibrated) belongs to that object, wherever the
+   object's mean position has moved since: the id stays tied to one of its detections, and no new
+   cluster can take an id that is already an object's.
 2. Any other detection attaches to the nearest object within ``radius_arcsec``: an object already in
    the lake, or a reference object of step 1.
-3. The rest are clustered by friends-of-friends with linking length ``radius_arcsec``, in HEALPix
-   chunks (one per pixel at ``chunk_order``, the lake's partition order) each with a margin of
-   neighbouring detections at least 4 radii wide, so a cluster at a chunk edge is seen whole from
-   both sides and gets the same id. A cluster's id is its smallest ``source_id`` (positive, stable).
-4. An object gets at most one detection per frame: the reference-matched one, else the one nearest
-   the object's position; the others become objects of their own (id = their source_id), and a new
-   cluster's id is the smallest source_id it keeps. Two stars closer than the radius are blended:
-   their detections split between objects nearest-first.
+3. The rest are clustered by friends-of-friends with linking length ``radius_arcsec`` (every pair
+   closer than that is linked), in HEALPix chunks (one per pixel at ``chunk_order``, the lake's
+   partition order) each with a margin of neighbouring detections at least 4 radii wide, so a
+   cluster at a chunk edge is seen whole from both sides and gets the same id. A cluster's id is its
+   smallest ``source_id`` (positive, stable).
+4. An object gets at most one detection per frame: the step-1 one, else the one nearest the object's
+   position; the others become objects of their own (id = their source_id), and a new cluster's id
+   is the smallest source_id it keeps. Two stars closer than the radius are blended: their
+   detections split between objects nearest-first.
 
 So a new night attaches to existing objects (step 2) and ids, once given, never change.
 """
@@ -29,8 +34,6 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-#: Neighbours each detection links to in friends-of-friends (enough to connect a blob of repeat detections).
-FOF_NEIGHBOURS = 16
 MARGIN_RADII = 4.0
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -92,21 +95,77 @@ def margin_order(chunk_order: int, radius_arcsec: float) -> int:
     return order
 
 
+#: The 62 cell offsets (of 124 with components in -2..2, one of each +-pair) that can hold a friend: cells
+#: are link / sqrt(3) wide, so a friend lies at most two cells away along each axis.
+_OFFSETS = np.array([o for o in np.ndindex(5, 5, 5) if (np.array(o) - 2).tolist() > [0, 0, 0]]) - 2
+#: Cell pairs with at most this many point pairs are compared all at once; larger ones with a k-d tree.
+_SMALL_PAIR = 256
+
+
 def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarray:
-    """Friends-of-friends (k nearest neighbours within ``link``) label = smallest source_id of the group."""
+    """Friends-of-friends label (smallest source_id of the group): the connected components of the
+    graph of every pair closer than ``link`` (chord length), exactly, in memory linear in the points
+    whatever their density (thousands of repeat detections of one star within an arcsecond included).
+
+    Points are binned into cubic cells ``link / sqrt(3)`` wide: a cell's diagonal is ``link``, so a cell's
+    points are all friends. Two cells (at most two apart along each axis) are joined when any pair of
+    their points is within ``link``: small cell pairs are compared all at once, large ones (the dense
+    cores of stars) by a k-d tree query of one against the other. Groups are the connected components
+    of the cell graph.
+    """
     n = len(xyz)
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    k = min(FOF_NEIGHBOURS, n)
-    dist, idx = cKDTree(xyz).query(xyz, k=k, distance_upper_bound=link)
-    dist, idx = dist.reshape(n, k), idx.reshape(n, k)
-    rows = np.repeat(np.arange(n), k).reshape(n, k)
-    hit = np.isfinite(dist)
-    graph = coo_matrix((np.ones(int(hit.sum()), np.int8), (rows[hit], idx[hit])), shape=(n, n))
+    idx = np.floor(xyz / (link / np.sqrt(3.0))).astype(np.int64)
+    idx -= idx.min(axis=0) - 2  # two empty cells of room below and above, so offsets never carry
+    dims = idx.max(axis=0) + 3
+    if float(np.prod(dims.astype(np.float64))) >= 2.0**62:
+        raise ValueError(f"friends-of-friends over a region {dims.tolist()} cells wide does not fit a 64-bit cell "
+                         f"key: cluster smaller chunks")
+    key = (idx[:, 0] * dims[1] + idx[:, 1]) * dims[2] + idx[:, 2]
+    order = np.argsort(key, kind="stable")
+    pts = xyz[order]
+    cells, start, count = np.unique(key[order], return_index=True, return_counts=True)
+    # occupied neighbour cell pairs (a, b), each pair once
+    a, b = [], []
+    for off in _OFFSETS:
+        target = cells + (off[0] * dims[1] + off[1]) * dims[2] + off[2]
+        pos = np.minimum(np.searchsorted(cells, target), len(cells) - 1)
+        hit = np.flatnonzero(cells[pos] == target)
+        a.append(hit)
+        b.append(pos[hit])
+    a, b = np.concatenate(a), np.concatenate(b)
+    linked = np.zeros(len(a), dtype=bool)
+    size = count[a] * count[b]
+    small = np.flatnonzero(size <= _SMALL_PAIR)
+    if len(small):  # every point pair of the small cell pairs, as flat index arrays
+        pair = np.repeat(np.arange(len(small)), size[small])
+        k = _ranges(np.zeros(len(small), np.int64), size[small])
+        nb = count[b[small]][pair]
+        p = start[a[small]][pair] + k // nb
+        q = start[b[small]][pair] + k % nb
+        close = np.einsum("ij,ij->i", pts[p] - pts[q], pts[p] - pts[q]) <= link * link
+        linked[small] = np.bincount(pair, weights=close, minlength=len(small)) > 0
+    for i in np.flatnonzero(size > _SMALL_PAIR):
+        cell_a = pts[start[a[i]]:start[a[i]] + count[a[i]]]
+        cell_b = pts[start[b[i]]:start[b[i]] + count[b[i]]]
+        if len(cell_a) > len(cell_b):
+            cell_a, cell_b = cell_b, cell_a
+        linked[i] = np.isfinite(cKDTree(cell_b).query(cell_a, distance_upper_bound=link * (1 + 1e-12))[0]).any()
+    graph = coo_matrix((np.ones(int(linked.sum()), np.int8), (a[linked], b[linked])), shape=(len(cells), len(cells)))
     _, comp = connected_components(graph, directed=False)
+    comp = np.repeat(comp, count)  # per point, in sorted order
     smallest = np.full(comp.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(smallest, comp, source_id)
-    return smallest[comp]
+    np.minimum.at(smallest, comp, source_id[order])
+    out = np.empty(n, dtype=np.int64)
+    out[order] = smallest[comp]
+    return out
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(lo[i], hi[i])`` over i (empty where hi <= lo), without a Python loop."""
+    n = np.clip(np.asarray(hi, np.int64) - np.asarray(lo, np.int64), 0, None)
+    return np.arange(n.sum(), dtype=np.int64) + np.repeat(np.asarray(lo, np.int64) - (np.cumsum(n) - n), n)
 
 
 def cluster(h29: np.ndarray, xyz: np.ndarray, source_id: np.ndarray, radius_arcsec: float,
@@ -128,32 +187,34 @@ def cluster(h29: np.ndarray, xyz: np.ndarray, source_id: np.ndarray, radius_arcs
         margin = np.asarray(get_margin(chunk_order, int(chunk[s]), m_order - chunk_order), dtype=np.int64)
         lo = np.searchsorted(h_sorted, margin << m_shift)
         hi = np.searchsorted(h_sorted, (margin + 1) << m_shift)
-        extra = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi) if b > a] or [np.empty(0, np.int64)])
-        rows = np.concatenate((np.arange(s, e), extra)).astype(np.int64)
+        rows = np.concatenate((np.arange(s, e, dtype=np.int64), _ranges(lo, hi)))
         labels = _fof_labels(xyz[order[rows]], source_id[order[rows]], link)
         out[order[s:e]] = labels[: e - s]  # a detection's id comes from its own chunk
     return out
 
 
-def one_per_frame(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray,
-                  source_id: np.ndarray) -> np.ndarray:
-    """Rule 4: where an object has several detections of one frame, keep the reference-matched one,
-    else the nearest (``dist`` from the object's position); the others get their own source_id."""
+def detached(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray) -> np.ndarray:
+    """Rule 4's losers: where an object has several detections of one frame, all but the ``matched``
+    one, else all but the nearest (``dist`` from the object's position)."""
     order = np.lexsort((dist, ~matched, frame_id, object_id))
     o, f = object_id[order], frame_id[order]
-    dup = np.zeros(len(order), dtype=bool)
-    dup[1:] = (o[1:] == o[:-1]) & (f[1:] == f[:-1])
-    out = object_id.copy()
-    out[order[dup]] = source_id[order[dup]]
+    out = np.zeros(len(order), dtype=bool)
+    out[order[1:]] = (o[1:] == o[:-1]) & (f[1:] == f[:-1])
     return out
 
 
-def _one_per_frame_at(ids, xyz, frame_id, matched, source_id, target_id, target_xyz, todo) -> np.ndarray:
+def one_per_frame(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray,
+                  source_id: np.ndarray) -> np.ndarray:
+    """Rule 4: the :func:`detached` detections get their own source_id."""
+    return np.where(detached(object_id, frame_id, dist, matched), source_id, object_id)
+
+
+def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> np.ndarray:
     """Rule 4 with each detection's distance from its object: a target's position, else its cluster's mean."""
     centre_id, centre_xyz = mean_positions(np.concatenate((target_id, ids[todo])),
                                            np.concatenate((target_xyz, xyz[todo])))
     dist = np.linalg.norm(xyz - centre_xyz[np.searchsorted(centre_id, ids)], axis=1)
-    return one_per_frame(ids, frame_id, dist, matched, source_id)
+    return detached(ids, frame_id, dist, matched)
 
 
 def associate(source_id: np.ndarray, frame_id: np.ndarray, ra: np.ndarray, dec: np.ndarray, h29: np.ndarray,
@@ -167,12 +228,15 @@ def associate(source_id: np.ndarray, frame_id: np.ndarray, ra: np.ndarray, dec: 
     if radius_arcsec <= 0 or not np.isfinite(radius_arcsec):
         raise ValueError(f"the association radius must be a positive number of arcsec, got {radius_arcsec!r}")
     xyz = unit_vectors(ra, dec)
-    matched = ref_object != 0
-    ids = np.where(matched, ref_object, 0).astype(np.int64)
+    known_id = np.asarray(known_id, dtype=np.int64)
+    # rule 1: reference matches, and known objects' founding detections (source_id = object id)
+    founder = (ref_object == 0) & np.isin(source_id, known_id[known_id > 0])
+    ids = np.where(founder, source_id, ref_object).astype(np.int64)
+    matched = (ref_object != 0) | founder  # these come first in rule 4
     # targets: known objects plus new reference objects (at their matched detections' mean position)
-    ref_ids, ref_xyz = mean_positions(ref_object[matched], xyz[matched])
+    ref_ids, ref_xyz = mean_positions(ref_object[ref_object != 0], xyz[ref_object != 0])
     fresh = ~np.isin(ref_ids, known_id)
-    target_id = np.concatenate((np.asarray(known_id, dtype=np.int64), ref_ids[fresh]))
+    target_id = np.concatenate((known_id, ref_ids[fresh]))
     target_xyz = np.concatenate((unit_vectors(known_ra, known_dec), ref_xyz[fresh]))
     todo = np.flatnonzero(~matched)
     if len(target_id) and len(todo):
@@ -181,21 +245,25 @@ def associate(source_id: np.ndarray, frame_id: np.ndarray, ra: np.ndarray, dec: 
         ids[todo[hit]] = target_id[k[hit]]
         todo = todo[~hit]
     ids[todo] = cluster(h29[todo], xyz[todo], source_id[todo], radius_arcsec, chunk_order)
-    out = _one_per_frame_at(ids, xyz, frame_id, matched, source_id, target_id, target_xyz, todo)
+    # a mask, not ``out != ids``: a detached detection that was its cluster's smallest source_id gets
+    # the cluster's label as its own id, and would otherwise stay in the cluster (two in one frame)
+    lost = _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo)
+    out = np.where(lost, source_id, ids)
     # detections a blend's cluster let go cluster again among themselves (the blend's other star)
     rounds = np.zeros(len(ids), dtype=np.int64)
-    pending = todo[out[todo] != ids[todo]]
+    pending = todo[lost[todo]]
     for k in range(1, 4):
         if not len(pending):
             break
         ids[pending] = cluster(h29[pending], xyz[pending], source_id[pending], radius_arcsec, chunk_order)
         rounds[pending] = k  # labels of different rounds may coincide: keep them apart
-        out[pending] = _one_per_frame_at(ids[pending], xyz[pending], frame_id[pending], matched[pending],
-                                         source_id[pending], target_id[:0], target_xyz[:0], np.arange(len(pending)))
-        pending = pending[out[pending] != ids[pending]]
+        lost[pending] = _detached_at(ids[pending], xyz[pending], frame_id[pending], matched[pending],
+                                     target_id[:0], target_xyz[:0], np.arange(len(pending)))
+        out[pending] = np.where(lost[pending], source_id[pending], ids[pending])
+        pending = pending[lost[pending]]
     # a new cluster's id is the smallest source_id it keeps (a detached detection may have been the smallest)
     keep = np.zeros(len(ids), dtype=bool)
-    keep[todo] = out[todo] == ids[todo]
+    keep[todo] = ~lost[todo]
     if keep.any():
         _, inv = np.unique(np.column_stack((rounds[keep], ids[keep])), axis=0, return_inverse=True)
         labels = np.arange(inv.max() + 1)

@@ -191,9 +191,15 @@ def _flatten(table: pa.Table) -> pd.DataFrame:
 
 
 # -- summarising ----------------------------------------------------------------------------------------
-def summarise(flat: pd.DataFrame) -> pa.Table:
-    """One objects row per ``object_id`` of ``flat`` (light-curve points with object_id, refcat, ref_id):
-    mean position, statistics and the nested light curve in time order; sorted by ``_healpix_29``."""
+def summarise(flat: pd.DataFrame, refcat: str) -> pa.Table:
+    """One objects row per ``object_id`` of ``flat`` (light-curve points with object_id and ref_id):
+    mean position, statistics and the nested light curve in time order; sorted by ``_healpix_29``.
+
+    ``refcat`` is the build's catalogue: every reference object (object_id < 0) comes from it, and its
+    ``ref_id`` is the first one among its points, wherever that is (an unmatched detection attached
+    to it has none, and may be the earliest). An empty ``flat`` gives an empty table."""
+    if flat.empty:
+        return table_schema(OBJECTS).empty_table()
     flat = flat.sort_values(["object_id", "mjd", "source_id"], kind="stable", ignore_index=True)
     oid = flat["object_id"].to_numpy(np.int64)
     uniq, first, inv = np.unique(oid, return_index=True, return_inverse=True)
@@ -213,8 +219,13 @@ def summarise(flat: pd.DataFrame) -> pa.Table:
     stats = light_curve_stats(inv, mjd, m, e, n_obj)
     counts = np.bincount(inv, minlength=n_obj)
     last = np.r_[first[1:], len(oid)] - 1
-    ref_id = flat["ref_id"].astype("Int64").array.take(first)  # ids beyond 2**53: never through float
-    refcat = flat["refcat"].to_numpy(object)[first]
+    ref_all = flat["ref_id"].astype("Int64").array  # ids beyond 2**53: never through float
+    has_ref = np.flatnonzero(~ref_all.isna())
+    with_ref, at = np.unique(inv[has_ref], return_index=True)  # first point with a ref_id, per object
+    pick = first.copy()
+    pick[with_ref] = has_ref[at]
+    ref_id = ref_all.take(pick)
+    refcat = np.where(uniq < 0, refcat, "").astype(object)
     h29 = np.asarray(compute_spatial_index(ra, dec), dtype=np.int64)
     lc_type = table_schema(OBJECTS).field("lc").type
     offsets = pa.array(np.r_[first, len(oid)].astype(np.int32))
@@ -272,6 +283,12 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
                 raise ObjectsError(f"LAKE/objects was built with {name}={state[name]!r}, not {value!r}; "
                                    "rebuild it to change that (skylake objects build --rebuild)")
         refcat = state.get("refcat", refcat if refcat is not None else default_refcat(lake))
+        if state and not refcat:
+            available = default_refcat(lake)
+            if available:  # built before any calibration: an update would stay uncalibrated, silently
+                log.warning("LAKE/objects was built without a reference catalogue, but frames are now calibrated "
+                            "against %r: its light curves stay uncalibrated until it is rebuilt (skylake objects "
+                            "build --rebuild)", available)
         radius = float(state.get("radius_arcsec", radius_arcsec or DEFAULT_RADIUS_ARCSEC))
         if not radius > 0:
             raise ObjectsError(f"the association radius must be positive, got {radius} arcsec")
@@ -342,14 +359,8 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
                 need = set(existing)
                 continue
             old = old[~old["frame_id"].isin(stale)]
-            # inherit the reference identity of objects that already exist
-            meta = old.drop_duplicates("object_id").set_index("object_id")[["refcat", "ref_id"]]
-            inherit = new_flat["object_id"].isin(meta.index)
-            if inherit.any():
-                who = meta.loc[new_flat.loc[inherit, "object_id"]]
-                new_flat.loc[inherit, "refcat"] = who["refcat"].to_numpy()
-                new_flat.loc[inherit, "ref_id"] = who["ref_id"].array
-            table = summarise(pd.concat([old, new_flat], ignore_index=True))
+            # an object's reference identity comes from any of its points (summarise): old ones carry it
+            table = summarise(pd.concat([old, new_flat], ignore_index=True), refcat)
             orders, pixels = hats_meta.assign_pixels(table.column("_healpix_29").to_numpy(), partitions, order)
             homes = set(zip(orders.tolist(), pixels.tolist()))
             extra = (homes & existing) - set(loaded)

@@ -28,7 +28,6 @@ import numpy as np
 
 CLIP_SIGMA = 4.0
 MAD_TO_SIGMA = 1.4826
-STAT_NAMES = ("n", "mean_mag", "median_mag", "wmean_mag", "std_mag", "mad_mag", "chi2_dof", "stetson_j", "amplitude")
 
 
 def _group_median(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:

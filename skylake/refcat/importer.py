@@ -7,7 +7,7 @@
       NAME/                          the catalogue (HATS, rows sorted by _healpix_29 then ref_id)
       NAME_10arcs/                   its margin cache (rows within the threshold of each partition edge)
       skylake_refcat.json            the import record: format, source files and hashes, counts
-    LAKE/refcats/.staging/NAME-*/    work space of an import in progress (removed at the end)
+    LAKE/refcats/.staging/NAME-ID/   work space of an import in progress (ID: 10 hex digits; removed at the end)
     LAKE/refcats/.NAME.lock          one import of NAME at a time
 
 The work runs in three steps, and nothing heavy starts before every input file's header has been
@@ -45,7 +45,7 @@ from skylake.refcat import DEFAULT_HIGHEST_ORDER, DEFAULT_MARGIN_ARCSEC, DEFAULT
 from skylake.refcat.errors import FormatMismatch, RefcatError
 from skylake.refcat.formats import Format, Variant, get_format
 from skylake.refcat.normalise import DROP_REASONS, ChunkCounts, FileResult, normalise_file
-from skylake.refcat.readers import Source, open_source
+from skylake.refcat.readers import Source, is_catalogue_file, open_source, split_compression
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ RECORD = "skylake_refcat.json"
 RECORD_VERSION = 1
 WRITE_TABLE_KWARGS = {"compression": "zstd", "compression_level": 3}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_INPUT_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".ecsv", ".fits", ".fit", ".rc2", ".gz")
+_STAGING_ID_HEX = 10  # hex digits after "NAME-" in a staging folder's name
+_DIRECTORY_SKIPS = (".txt", ".dat")  # read by name only: in a directory they are as often read-me files
 
 
 @dataclass
@@ -73,7 +74,8 @@ class ImportReport:
     margin_rows: int
     seconds: float
     files: list[dict] = field(default_factory=list)
-    id_collisions: int | None = None
+    id_collisions: int = 0  # rows whose ref_id equals another row's
+    ids_derived: bool = False  # ref_id is the HEALPix index of the position, not the catalogue's own id
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     @property
@@ -87,8 +89,14 @@ class ImportReport:
                  f"  {self.partitions} partitions, margin {self.margin_threshold_arcsec:g} arcsec "
                  f"({self.margin_rows} rows), {self.seconds:.1f} s -> {self.path}"]
         if self.id_collisions:
-            lines.append(f"  warning: {self.id_collisions} rows share a derived ref_id (identical positions)")
+            lines.append(f"  warning: {_collision_text(self.id_collisions, self.ids_derived)}")
         return "\n".join(lines)
+
+
+def _collision_text(n: int, derived: bool) -> str:
+    if derived:
+        return f"{n} rows share a derived ref_id (identical positions)"
+    return f"{n} rows repeat another row's ref_id (overlapping input files?)"
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -110,13 +118,22 @@ def check_name(name: str) -> str:
 
 
 def expand_inputs(paths) -> list[Path]:
-    """Files, directories (their catalogue files, recursively) and globs -> sorted unique files."""
+    """Files, directories (their catalogue files, recursively) and globs -> sorted unique files.
+
+    A directory contributes every file whose name the reader knows (readers.SUFFIXES, optionally
+    .gz/.bz2) except plain-text names (.txt, .dat), which archives use for read-me files as often
+    as for tables: those are skipped with a warning that names them (give them explicitly to import)."""
     out: list[Path] = []
     for raw in paths:
         raw = str(raw)
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_INPUT_SUFFIXES)))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_catalogue_file(f))
+            text = [f for f in found if split_compression(f)[0].endswith(_DIRECTORY_SKIPS)]
+            if text:
+                log.warning("%s: skipped %d plain-text file(s) (%s%s); name them to import them", p, len(text),
+                            ", ".join(f.name for f in text[:5]), ", ..." if len(text) > 5 else "")
+            out.extend(f for f in found if f not in text)
         elif any(ch in raw for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(raw, recursive=True) if Path(m).is_file())
             if not matches:
@@ -164,10 +181,22 @@ def refcats_dir(lake: Lake) -> Path:
     return Path(lake.path(REFCATS))
 
 
+def _new_staging(root: Path, name: str) -> Path:
+    return root / STAGING / f"{name}-{uuid.uuid4().hex[:_STAGING_ID_HEX]}"
+
+
+def _own_staging(root: Path, name: str) -> list[Path]:
+    """The staging folders of ``name`` only: names may hold '-', so a glob ``gaia-*`` would also
+    take ``gaia-dr3-<id>`` (another import's work, or its swapped-out catalogue)."""
+    own = re.compile(re.escape(name) + f"-[0-9a-f]{{{_STAGING_ID_HEX}}}")
+    staging = root / STAGING
+    return sorted(p for p in staging.iterdir() if own.fullmatch(p.name)) if staging.is_dir() else []
+
+
 def _recover(root: Path, name: str) -> None:
     """Finish what an interrupted import of ``name`` left: restore a swapped-out catalogue, clear staging."""
     final = root / name
-    for stale in sorted((root / STAGING).glob(f"{name}-*")):
+    for stale in _own_staging(root, name):
         old = stale / "old"
         if old.is_dir() and not final.exists():
             os.rename(old, final)
@@ -189,7 +218,9 @@ def _swap(new: Path, final: Path, old: Path) -> None:
 
 
 def _count_id_collisions(catalog_dir: Path) -> int:
-    """Rows whose (derived) ref_id equals the previous row's: files are sorted by _healpix_29."""
+    """Rows whose ref_id equals another row's, counted per partition: copies of one star (derived ids
+    from one position, or one real id from overlapping inputs) share a position, so one partition.
+    Reads one partition's ref_id column at a time."""
     n = 0
     for f in sorted((catalog_dir / "dataset").rglob("*.parquet")):
         ids = pq.read_table(f, columns=["ref_id"])["ref_id"].to_numpy()
@@ -231,7 +262,7 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
         if final.exists() and not overwrite:
             raise RefcatError(f"refcat {name!r} already exists at {final}; pass --overwrite (overwrite=True) "
                               "to replace it")
-        staging = root / STAGING / f"{name}-{uuid.uuid4().hex[:10]}"
+        staging = _new_staging(root, name)
         shard_dir = staging / "shards"
         shard_dir.mkdir(parents=True)
         try:
@@ -264,11 +295,11 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
 def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_per_shard, progress):
     """Normalise every file into shards: one task per file, or per run of row groups for a Parquet
     file large enough to keep every worker busy. Returns (FileResult, sha256, bytes) per file."""
-    n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
+    n_workers = len(client.scheduler_info()["workers"])
     jobs, owner = [], []
     for i, (source, variant) in enumerate(zip(sources, variants)):
         parts = [None]
-        if client is not None and source.kind == "parquet" and n_workers > 1:
+        if source.kind == "parquet" and n_workers > 1:
             meta = pq.ParquetFile(source.path).metadata
             k = min(meta.num_row_groups, 2 * n_workers) if meta.num_rows > 2 * chunk_rows else 1
             parts = [tuple(int(g) for g in run) for run in np.array_split(np.arange(meta.num_row_groups), k)] \
@@ -277,7 +308,7 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
             jobs.append((source, variant, fmt, str(shard_dir), f"f{i:05d}p{j:03d}", chunk_rows, rows_per_shard,
                          groups))
             owner.append(i)
-    if client is not None and len(jobs) > 1:
+    if len(jobs) > 1:
         futures = [client.submit(normalise_file, *job, pure=False) for job in jobs]
         hashes = [client.submit(sha256, s.path, pure=False) for s in sources]
         parts_done, digests = client.gather(futures), client.gather(hashes)
@@ -361,12 +392,15 @@ def _finish(collection: Path, name: str, fmt: Format, sources, variants, results
                       "variant": variant.label, "rows_read": c.rows_read, "rows_kept": c.rows_kept,
                       "dropped": c.dropped})
     derived = all(v.columns["ref_id"].kind == "derive" for v in variants)
-    collisions = _count_id_collisions(collection / main.catalog_name) if derived else None
+    collisions = _count_id_collisions(collection / main.catalog_name)
+    if collisions:
+        log.warning("refcat %s: %s", name, _collision_text(collisions, derived))
     rows = int(main.catalog_info.total_rows)
     report = ImportReport(name=name, format=fmt.name, path=str(final), rows=rows, rows_read=rows_read,
                           dropped=dropped, partitions=len(main.get_healpix_pixels()),
                           margin_threshold_arcsec=margin, margin_rows=int(margin_cat.catalog_info.total_rows),
-                          seconds=time.monotonic() - t0, files=files, id_collisions=collisions)
+                          seconds=time.monotonic() - t0, files=files, id_collisions=collisions,
+                          ids_derived=derived)
     record = {
         "record_version": RECORD_VERSION,
         "name": name,

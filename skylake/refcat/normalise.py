@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +20,16 @@ import pyarrow.parquet as pq
 
 from skylake.refcat.errors import FormatMismatch
 from skylake.refcat.formats import Condition, Format, Spec, Variant
-from skylake.refcat.readers import Source, iter_chunks, source_columns
+from skylake.refcat.readers import Source, iter_chunks, source_columns, uncompressed
 from skylake.refcat.schema import flag_bits
 
 #: 2.5 / ln(10): a flux signal-to-noise ratio S/N gives a magnitude error of MAG_PER_SNR / S/N.
 MAG_PER_SNR = 2.5 / math.log(10.0)
 #: Reasons a row is dropped, in the order they are tested.
 DROP_REASONS = ("missing_coordinates", "dec_out_of_range", "ra_out_of_range")
+#: RA this close outside [0, 360) deg is rounding of a legal value (360.0, -1e-13) and is wrapped,
+#: not dropped; 1e-9 deg = 3.6 micro-arcsec, far below any catalogue's precision.
+RA_WRAP_TOLERANCE_DEG = 1e-9
 #: Shards live minutes: snappy without dictionaries writes and reads ~2x faster than zstd (~55 B/row).
 SHARD_WRITE_KWARGS = {"compression": "snappy", "use_dictionary": False, "write_statistics": False}
 
@@ -82,21 +84,30 @@ def _finite(arr: pa.Array) -> pa.Array:
 
 
 def _sexagesimal(arr: pa.Array, hours: bool) -> pa.Array:
-    """'hh mm ss.s' / 'hh:mm:ss.s' (or '+dd mm ss') strings -> degrees."""
-    values = arr.to_pylist()
-    out = np.full(len(values), np.nan)
-    for i, text in enumerate(values):
-        if not text:
-            continue
-        parts = re.split(r"[\s:hdms]+", text.strip())
-        parts = [p for p in parts if p]
-        try:
-            nums = [float(p) for p in parts[:3]] + [0.0] * (3 - len(parts[:3]))
-        except ValueError:
-            continue
-        sign = -1.0 if text.strip().startswith("-") else 1.0
-        out[i] = sign * (abs(nums[0]) + nums[1] / 60.0 + nums[2] / 3600.0) * (15.0 if hours else 1.0)
+    """'hh mm ss.s' / 'hh:mm:ss.s' / '12h05m09s' (or '-dd mm ss') strings -> degrees, parsed by
+    astropy's Angle (which gets '-00 30 00' right); null, empty and unparseable strings -> null."""
+    from astropy import units as u
+    from astropy.coordinates import Angle
+
+    text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
+    present = pc.fill_null(pc.not_equal(text, ""), False).to_numpy(zero_copy_only=False)
+    strings = text.filter(pa.array(present)).to_numpy(zero_copy_only=False).astype(str)
+    unit = u.hourangle if hours else u.deg
+    out = np.full(len(arr), np.nan)
+    try:
+        out[present] = Angle(strings, unit=unit).deg
+    except ValueError:  # one bad string fails the whole array: parse one by one to null only it
+        out[present] = [_angle_or_nan(t, unit) for t in strings]
     return pa.array(out, mask=np.isnan(out))
+
+
+def _angle_or_nan(text: str, unit) -> float:
+    from astropy.coordinates import Angle
+
+    try:
+        return float(Angle(text, unit=unit).deg)
+    except ValueError:
+        return np.nan
 
 
 def evaluate_condition(cond: Condition, table: pa.Table) -> pa.Array:
@@ -202,11 +213,12 @@ def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tup
 
     ra, dec = out["ra"], out["dec"]
     missing = pc.fill_null(pc.or_(pc.is_null(ra), pc.is_null(dec)), True).to_numpy(zero_copy_only=False)
-    ra_np = ra.to_numpy(zero_copy_only=False)
+    ra_np, ra_ok = wrap_ra(ra.to_numpy(zero_copy_only=False))
+    out["ra"] = pa.array(ra_np, type=schema.field("ra").type, mask=missing)
     dec_np = dec.to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
         bad_dec = ~missing & (np.abs(dec_np) > 90.0)
-        bad_ra = ~missing & ~bad_dec & ((ra_np < 0.0) | (ra_np >= 360.0))
+    bad_ra = ~missing & ~bad_dec & ~ra_ok
     counts.dropped = {"missing_coordinates": int(missing.sum()), "dec_out_of_range": int(bad_dec.sum()),
                       "ra_out_of_range": int(bad_ra.sum())}
     keep = ~(missing | bad_dec | bad_ra)
@@ -221,6 +233,16 @@ def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tup
         mm = pc.min_max(result["epoch"])
         counts.epoch_min, counts.epoch_max = mm["min"].as_py(), mm["max"].as_py()
     return result, counts
+
+
+def wrap_ra(ra: np.ndarray, tol: float = RA_WRAP_TOLERANCE_DEG) -> tuple[np.ndarray, np.ndarray]:
+    """(RA wrapped into [0, 360), whether each value was legal): values within ``tol`` deg outside
+    [0, 360) are rounding and wrap (360.0 -> 0.0); non-finite or truly out-of-range ones are not legal."""
+    with np.errstate(invalid="ignore"):
+        ok = (ra >= -tol) & (ra < 360.0 + tol)
+        wrapped = np.mod(ra, 360.0)
+    wrapped[wrapped >= 360.0] = 0.0  # np.mod(-1e-17, 360) rounds to 360.0
+    return np.where(ok, wrapped, ra), ok
 
 
 # -- shards ----------------------------------------------------------------------------------------------
@@ -277,14 +299,15 @@ def normalise_file(source: Source, variant: Variant, fmt: Format, shard_dir: str
     writer = ShardWriter(Path(shard_dir), prefix, schema, rows_per_shard)
     total = ChunkCounts()
     try:
-        for chunk in iter_chunks(source, types, chunk_rows, variant.csv_names, row_groups):
-            try:
-                result, counts = normalise_chunk(chunk, variant, schema)
-            except FormatMismatch as exc:
-                raise FormatMismatch(f"{source.path} (format {variant.label}): {exc}") from None
-            total.add(counts)
-            if result.num_rows:
-                writer.write(result)
+        with uncompressed(source, shard_dir) as readable:  # a .fits.gz is decompressed next to the shards
+            for chunk in iter_chunks(readable, types, chunk_rows, variant.csv_names, row_groups):
+                try:
+                    result, counts = normalise_chunk(chunk, variant, schema)
+                except FormatMismatch as exc:
+                    raise FormatMismatch(f"{source.path} (format {variant.label}): {exc}") from None
+                total.add(counts)
+                if result.num_rows:
+                    writer.write(result)
     finally:
         writer.close()
     return FileResult(path=str(source.path), variant=variant.label, counts=total, shards=[str(p) for p in writer.paths])

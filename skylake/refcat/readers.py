@@ -1,17 +1,25 @@
-"""Chunked readers for reference-catalogue files: Parquet, CSV (also headerless and gzipped), ECSV
-and FITS binary tables.
+"""Chunked readers for reference-catalogue files: Parquet, CSV (also headerless), ECSV and FITS
+binary tables; text and FITS files may be gzip- or bzip2-compressed (``.gz``, ``.bz2``).
 
 :func:`open_source` looks only at a file's header (so column checks cost nothing);
 :func:`iter_chunks` then streams it as pyarrow Tables of at most about ``chunk_rows`` rows, holding
-one chunk in memory at a time (Parquet: ``iter_batches``; CSV/ECSV: pyarrow's streaming CSV reader;
-FITS: slices of a memory-mapped table).
+one chunk in memory at a time (Parquet: ``iter_batches``; CSV/ECSV: pyarrow's streaming CSV reader,
+which also decompresses; FITS: slices of a memory-mapped table). astropy cannot memory-map a
+compressed FITS file (it would read it whole), so :func:`uncompressed` first decompresses one into
+the import's work folder.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import csv
+import dataclasses
 import gzip
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -21,13 +29,20 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from skylake.refcat.errors import FormatMismatch
+from skylake.refcat.errors import FormatMismatch, RefcatError
 
 #: Text tokens that mean "no value" in CSV/ECSV files (AAVSO writes NA, VizieR leaves fields empty).
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "--"]
 KINDS = ("parquet", "csv", "ecsv", "fits")
+#: File-name endings of each kind, before any compression suffix; the one list both the reader and
+#: the importer's directory scan use. ECSV is also recognised by its first line.
+SUFFIXES = {"parquet": (".parquet", ".pq"), "fits": (".fits", ".fit", ".fts", ".fits.fz"), "ecsv": (".ecsv",),
+            "csv": (".csv", ".tsv", ".txt", ".rc2", ".dat")}
+#: Compression suffixes and their openers (pyarrow's CSV reader undoes the same ones by suffix).
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _CSV_BLOCK = 16 << 20  # bytes of text per streamed batch
+_COPY_BLOCK = 16 << 20  # bytes per read while decompressing a FITS file
 
 
 @dataclass
@@ -40,36 +55,54 @@ class Source:
     headerless: bool = False  # CSV without a header row: names come from the variant's csv_names
     n_fields: int = 0
     delimiter: str = ","
-    skip_rows: int = 0  # ECSV: comment lines plus the names line
+    skip_rows: int = 0  # lines before the data: CSV the names line; ECSV comment lines plus the names line
     hdu: int | None = None  # FITS: index of the table HDU
     meta: dict = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:
-        return str(self.meta.get("skylake_synthetic", "")).lower() == "true"
+        """True for files skylake.refcat.synthetic wrote: Parquet, ECSV and FITS say so in their
+        metadata; a plain CSV has none, so the generator puts "synthetic" in its name instead."""
+        if str(self.meta.get("skylake_synthetic", "")).lower() == "true":
+            return True
+        return self.kind == "csv" and "synthetic" in self.path.name.lower()
+
+
+def split_compression(path: str | os.PathLike) -> tuple[str, str]:
+    """(lower-case name without its compression suffix, that suffix or "")."""
+    name = Path(path).name.lower()
+    for suffix in COMPRESSIONS:
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
+
+
+def is_catalogue_file(path: str | os.PathLike) -> bool:
+    """Whether the name ends with a suffix :func:`detect_kind` knows (optionally compressed)."""
+    name, _ = split_compression(path)
+    return name.endswith(tuple(s for suffixes in SUFFIXES.values() for s in suffixes))
 
 
 def detect_kind(path: Path) -> str:
     """``parquet``, ``csv``, ``ecsv`` or ``fits`` from the name, or ECSV by its first line."""
-    name = path.name.lower()
-    for suffix in (".gz", ".bz2"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.endswith((".parquet", ".pq")):
+    name, _ = split_compression(path)
+    if name.endswith(SUFFIXES["parquet"]):
         return "parquet"
-    if name.endswith((".fits", ".fit", ".fts", ".fits.fz")):
+    if name.endswith(SUFFIXES["fits"]):
         return "fits"
-    if name.endswith(".ecsv") or _first_line(path).startswith("# %ECSV"):
+    if name.endswith(SUFFIXES["ecsv"]) or _first_line(path).startswith("# %ECSV"):
         return "ecsv"
-    if name.endswith((".csv", ".tsv", ".txt", ".rc2", ".dat")):
+    if name.endswith(SUFFIXES["csv"]):
         return "csv"
-    raise FormatMismatch(f"{path}: cannot tell the file type from its name; use .parquet, .csv, .ecsv or .fits "
-                         "(optionally .gz)")
+    known = ", ".join(s for suffixes in SUFFIXES.values() for s in suffixes)
+    raise FormatMismatch(f"{path}: cannot tell the file type from its name; use one of {known} "
+                         f"(optionally {' or '.join(COMPRESSIONS)})")
 
 
 def _open_text(path: Path):
-    return gzip.open(path, "rt") if path.name.lower().endswith(".gz") else open(path, encoding="utf-8",
-                                                                                 errors="replace")
+    # utf-8-sig: a byte-order mark must not become part of the first column's name
+    opener = COMPRESSIONS.get(split_compression(path)[1], open)
+    return opener(path, "rt", encoding="utf-8-sig", errors="replace")
 
 
 def _first_line(path: Path) -> str:
@@ -87,6 +120,9 @@ def open_source(path: str | Path) -> Source:
         raise FileNotFoundError(f"input file {path} does not exist")
     kind = detect_kind(path)
     if kind == "parquet":
+        if split_compression(path)[1]:
+            raise FormatMismatch(f"{path}: compressed Parquet cannot be read in row groups; decompress it first "
+                                 "(Parquet is compressed inside already)")
         schema = pq.read_schema(path)
         meta = {k.decode(): v.decode(errors="replace") for k, v in (schema.metadata or {}).items()
                 if k != b"pandas"}
@@ -100,13 +136,16 @@ def open_source(path: str | Path) -> Source:
 
 def _open_csv(path: Path) -> Source:
     line = _first_line(path).rstrip("\r\n")
-    delimiter = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) or ("\t" in line and "," not in line) else ","
+    tsv = split_compression(path)[0].endswith(".tsv")
+    delimiter = "\t" if tsv or ("\t" in line and "," not in line) else ","
     tokens = [t.strip().strip('"') for t in line.split(delimiter)]
     numeric = sum(bool(_NUMBER.match(t)) for t in tokens if t)
     if tokens and numeric * 2 >= len(tokens):  # a data row, not names
         return Source(path, "csv", [], headerless=True, n_fields=len(tokens), delimiter=delimiter)
     names = next(csv.reader([line], delimiter=delimiter))
-    return Source(path, "csv", [n.strip() for n in names], delimiter=delimiter)
+    # The reader is given these stripped names and skips the header row, so the names the column
+    # check saw are the names the data is read under ("radeg, raerr" -> "raerr", not " raerr").
+    return Source(path, "csv", [n.strip() for n in names], delimiter=delimiter, skip_rows=1)
 
 
 def _open_ecsv(path: Path) -> Source:
@@ -176,11 +215,7 @@ def iter_chunks(source: Source, types: dict[str, pa.DataType | None], chunk_rows
 
 
 def _iter_text(source: Source, types: dict[str, pa.DataType | None], csv_names) -> Iterator[pa.Table]:
-    column_names = None
-    if source.headerless:
-        column_names = list(csv_names)
-    elif source.kind == "ecsv":
-        column_names = source.columns
+    column_names = list(csv_names) if source.headerless else source.columns
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK, column_names=column_names, skip_rows=source.skip_rows)
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
     convert = pacsv.ConvertOptions(column_types={c: (t or pa.string()) for c, t in types.items()},
@@ -194,33 +229,50 @@ def _iter_text(source: Source, types: dict[str, pa.DataType | None], csv_names) 
         raise FormatMismatch(f"{source.path}: cannot parse as {source.kind.upper()}: {exc}") from None
 
 
+@contextlib.contextmanager
+def uncompressed(source: Source, work_dir: str | os.PathLike) -> Iterator[Source]:
+    """``source`` itself, or for a compressed FITS file a Source on a decompressed copy in ``work_dir``
+    (removed on exit): astropy memory-maps only uncompressed files and would read a .fits.gz whole
+    into memory. Text files need nothing: pyarrow's CSV reader decompresses as it streams."""
+    compression = split_compression(source.path)[1]
+    if source.kind != "fits" or not compression:
+        yield source
+        return
+    fd, tmp = tempfile.mkstemp(prefix=".uncompressed-", suffix=".fits", dir=work_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, COMPRESSIONS[compression](source.path, "rb") as src:
+            shutil.copyfileobj(src, out, _COPY_BLOCK)
+        yield dataclasses.replace(source, path=Path(tmp))
+    finally:
+        os.unlink(tmp)
+
+
 def _iter_fits(source: Source, columns: list[str], chunk_rows: int) -> Iterator[pa.Table]:
     from astropy.io import fits
 
+    if split_compression(source.path)[1]:
+        raise RefcatError(f"{source.path}: a compressed FITS file cannot be memory-mapped; read it through "
+                          "readers.uncompressed()")
     with fits.open(source.path, memmap=True) as hdul:
         hdu = hdul[source.hdu]
         n = hdu.header.get("NAXIS2", 0)
         fcols = {c.name: c for c in hdu.columns}
         for start in range(0, n, chunk_rows):
             rows = hdu.data[start:start + chunk_rows]
-            arrays = {}
-            for name in columns:
-                values = np.asarray(rows.field(name))
-                mask = None
-                tnull = fcols[name].null
-                if tnull is not None and values.dtype.kind in "iu":
-                    mask = values == tnull
-                if values.dtype.kind == "S":
-                    values = np.char.strip(np.char.decode(values, "ascii", errors="replace"))
-                if values.dtype.byteorder == ">":
-                    values = values.astype(values.dtype.newbyteorder("="))
-                arrays[name] = pa.array(values, mask=mask)
-            yield pa.table(arrays)
+            yield pa.table({name: _fits_column(rows, fcols[name]) for name in columns})
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """A whole (small) file as one Table with its native names; for tests and inspection."""
-    source = open_source(path)
-    types = {c: None for c in (columns or source.columns)}
-    chunks = list(iter_chunks(source, types))
-    return pa.concat_tables(chunks) if chunks else pa.table({})
+def _fits_column(rows, column) -> pa.Array:
+    """One column of a FITS_rec slice: scaled values (TSCAL/TZERO applied), null where the stored
+    value equals TNULL. TNULL is a stored value, so it is compared before scaling."""
+    values = np.asarray(rows.field(column.name))
+    mask = None
+    if column.null is not None:
+        raw = np.recarray.field(rows, column.name)  # the stored integers, unscaled
+        if raw.dtype.kind in "iu":
+            mask = raw == int(column.null)
+    if values.dtype.kind == "S":
+        values = np.char.strip(np.char.decode(values, "ascii", errors="replace"))
+    if values.dtype.byteorder == ">":
+        values = values.astype(values.dtype.newbyteorder("="))
+    return pa.array(values, mask=mask)
