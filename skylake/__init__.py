@@ -7,4 +7,4 @@ Frames go in through :func:`skylake.ingest.ingest`; the lake on disk is describe
 __version__ = "0.1.0"
 
 #: Bumped whenever a change alters what processing a frame produces; part of every frame's identity.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"

@@ -21,6 +21,7 @@ from skylake.refcat.cli import add_commands as add_refcat_commands
 from skylake.maps.cli import add_commands as add_maps_commands
 
 log = logging.getLogger("skylake")
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def _cmd_init(args) -> int:
@@ -38,15 +39,25 @@ def _cmd_ingest(args) -> int:
 
     profile = load_profile(args.pipeline)
     lake = Lake.init(args.lake) if args.create else Lake.open(args.lake)
-    with dask_client(args.scheduler, args.workers) as client:
-        report = ingest(lake, args.paths, profile, client=client, redo=args.redo, batch_size=args.batch_size,
-                        progress=None if not args.no_progress else False)
+    options = dict(redo=args.redo, keep_versions=args.keep_versions, batch_size=args.batch_size,
+                   progress=None if not args.no_progress else False)
+    if args.scheduler:  # the cluster the user gave (or "synchronous": this process)
+        with dask_client(args.scheduler, args.workers) as client:
+            report = ingest(lake, args.paths, profile, client=client, **options)
+    else:  # a local cluster only when there are enough frames to process
+        report = ingest(lake, args.paths, profile, cluster=lambda: dask_client(None, args.workers), **options)
     print(f"{report.files} files: {report.ingested} frames ingested ({report.sources} sources), "
           f"{len(report.rejected)} rejected, {report.skipped} already in the lake"
+          + (f", {report.replaced} earlier frames replaced" if report.replaced else "")
           + (f", {report.duplicates} committed meanwhile by another writer" if report.duplicates else "")
+          + (f", {len(report.batch_duplicates)} given twice" if report.batch_duplicates else "")
           + (f"; quality: {report.quality}" if report.quality else ""))
     for path, reason in report.rejected:
         print(f"  rejected {path}: {reason}")
+    for path, first in report.batch_duplicates:
+        print(f"  {path} is the same frame as {first}: ingested once")
+    for path in report.unreadable:
+        print(f"  cannot list directory {path}: its files were not ingested")
     for calibration in report.calibration:
         print(calibration)
     return report.exit_code
@@ -102,7 +113,7 @@ def _cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skylake", description="Survey photometry as HEALPix-partitioned Parquet.")
     parser.add_argument("--version", action="version", version=f"skylake {__version__}")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
                         help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -120,7 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None,
                    help="dask scheduler address of an existing cluster, or 'synchronous' to run in this process")
     p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: cores)")
-    p.add_argument("--redo", action="store_true", help="reprocess frames already in the lake, replacing their rows")
+    versions = p.add_mutually_exclusive_group()
+    versions.add_argument("--redo", action="store_true",
+                          help="reprocess files already in the lake (any profile or version), replacing their rows "
+                               "(sources, calibrations, matches) in the same commit")
+    versions.add_argument("--keep-versions", action="store_true",
+                          help="ingest files the lake holds under another profile or pipeline version as a new "
+                               "version beside the old (light curves and maps use the latest); without this or "
+                               "--redo such files are refused (exit 2)")
     p.add_argument("--batch-size", type=int, default=64, help="frames per commit (default 64)")
     p.add_argument("--create", action="store_true", help="create the lake if it does not exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -170,12 +188,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_objects_commands(sub)
     add_maps_commands(sub)
 
-    p = sub.add_parser("demo", help="generate a synthetic night and run the whole job on it")
-    p.add_argument("--out", default="skylake-demo", help="directory for the frames and the lake")
+    p = sub.add_parser("demo", help="generate a synthetic night and run the whole job on it",
+                       description="Generate a synthetic night of frames (stars with known fluxes, a cloud, "
+                                   "variables), then import its reference catalogue, ingest, calibrate, map, build "
+                                   "light curves, refresh the summary database and write the report, checking each "
+                                   "product against the injected truth. The last line is 'demo: PASS' (exit 0) or "
+                                   "'demo: FAIL: <check> <measured> vs <expected>' (exit 1).")
+    p.add_argument("--out", default="skylake-demo", help="directory for the frames, the lake and the report")
     p.add_argument("--frames", type=int, default=12, help="frames in the night (default 12)")
     p.add_argument("--workers", type=int, default=None, help="local dask workers (default: cores)")
     p.set_defaults(func=_cmd_demo)
+    _log_level_everywhere(sub)
     return parser
+
+
+def _log_level_everywhere(subparsers) -> None:
+    """Accept --log-level after any (sub)command too, as users type it; before the command still works."""
+    for parser in set(subparsers.choices.values()):
+        if not any("--log-level" in a.option_strings for a in parser._actions):
+            parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                                help="logging level (default WARNING)")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _log_level_everywhere(action)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,10 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(max(level, logging.WARNING if level > logging.DEBUG else level))
     try:
         return args.func(args)
-    except DbError as exc:
-        print(f"skylake: error: {exc}", file=sys.stderr)
-        return 5
-    except (LakeError, ProfileError, FileNotFoundError) as exc:
+    except LakeError as exc:  # DbError 5, a full disk 1, a bad lake or URL 2: the class says (exit_code)
+        from skylake.db.secrets import redact
+
+        print(f"skylake: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
+        return exc.exit_code
+    except (ProfileError, FileNotFoundError) as exc:
         print(f"skylake: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

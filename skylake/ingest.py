@@ -6,29 +6,37 @@ The pipeline for one run::
                -> every `batch_size` frames: one transaction (ids, source/frame files, commit)
 
 Exit codes of ``skylake ingest`` (see :class:`IngestReport`): 0 every frame tried was ingested (or
-there was nothing new), 3 some frames were rejected, 4 nothing was ingested (every frame rejected or
-no files found), 2 usage error, 1 unexpected failure.
+there was nothing new), 3 some frames were rejected (or a directory could not be listed), 4 nothing
+was ingested (every frame rejected or no files found), 2 usage error, 1 unexpected failure.
+
+Every file that cannot be processed becomes one rejected frame row with its reason, including a file
+whose worker died twice (out of memory, a crash in C code; :class:`Runner` retries it once, alone).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import glob
 import logging
 import os
+import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dask
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file
-from skylake.frame.reading import content_hash, read_bytes
+from skylake.errors import LakeError
+from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
+from skylake.frame.reading import file_hash
 from skylake.lake import faults
-from skylake.lake.lake import FRAMES, SOURCES, Lake, Transaction, _now
+from skylake.lake.lake import FRAMES, SOURCES, Lake, Transaction, _now, night_partition
 from skylake.profile import Profile, load_profile
 from skylake.schema import conform, table_schema
 
@@ -49,32 +57,45 @@ class IngestReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     quality: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0  # frames another writer committed while we processed them
+    replaced: int = 0  # earlier frame rows replaced (--redo, or earlier rejected attempts at the same files)
+    batch_duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, path of the same frame) in this run
+    unreadable: list[str] = field(default_factory=list)  # directories that could not be listed (not searched)
+    committed_keys: set[str] = field(default_factory=set, repr=False)  # frame keys this run committed
+    known_keys: set[str] = field(default_factory=set, repr=False)  # frame keys in the lake when the run began
     sources: int = 0
     commits: list[int] = field(default_factory=list)
     calibration: list = field(default_factory=list)  # skylake.calib CalibrationReports of the new frames
 
     @property
     def exit_code(self) -> int:
-        if self.rejected and not self.ingested:
+        if (self.rejected or self.unreadable) and not self.ingested:
             return EXIT_NOTHING_INGESTED
-        if self.rejected:
+        if self.rejected or self.unreadable:
             return EXIT_SOME_REJECTED
         if self.files == 0:
             return EXIT_NOTHING_INGESTED
         return EXIT_OK
 
 
-def find_files(paths: list[str]) -> list[str]:
+def find_files(paths: list[str], unreadable: list[str] | None = None) -> list[str]:
     """Expand files, directories (searched recursively for FITS suffixes) and glob patterns.
 
     Explicitly named files are taken whatever their suffix (a bad file must be reported, not ignored).
+    A directory that cannot be listed is logged as a warning and appended to ``unreadable``.
     Raises ``FileNotFoundError`` naming a path that matches nothing.
     """
     out = []
+
+    def cannot_list(exc: OSError):  # os.walk would skip it silently
+        log.warning("cannot list directory %s (%s); its files are not ingested", stored_path(exc.filename or "?"),
+                    exc.strerror or exc)
+        if unreadable is not None:
+            unreadable.append(stored_path(exc.filename or "?"))
+
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            for root, _, names in os.walk(p):
+            for root, _, names in os.walk(p, onerror=cannot_list):
                 out += [os.path.join(root, n) for n in names if n.lower().endswith(FITS_SUFFIXES)]
         elif os.path.isfile(p):
             out.append(p)
@@ -88,7 +109,7 @@ def find_files(paths: list[str]) -> list[str]:
 
 def _hash_file(path: str) -> tuple[str, str | None]:
     try:
-        return path, content_hash(read_bytes(path))
+        return path, file_hash(path)[0]  # streamed: any size in bounded memory
     except OSError:
         return path, None
 
@@ -98,6 +119,9 @@ def _process(item: tuple[str, str | None], profile: Profile) -> list[FrameResult
     return process_file(path, profile, known_hash=known_hash)
 
 
+WORKER_DIED = "worker died processing this file (twice: out of memory, or a crash in a library)"
+
+
 # -- running tasks ---------------------------------------------------------------------------------
 class Runner:
     """Runs delayed tasks on a dask.distributed client, or in this process (``scheduler="synchronous"``)."""
@@ -105,26 +129,74 @@ class Runner:
     def __init__(self, client=None):
         self.client = client
 
-    def map(self, func, items: list, window: int, **kwargs) -> Iterator:
-        """Yield ``func(item, **kwargs)`` results as they complete, with at most ``window`` in flight."""
+    def map(self, func, items: list, window: int, on_died=None, **kwargs) -> Iterator:
+        """Yield ``func(item, **kwargs)`` results as they complete, with at most ``window`` in flight.
+
+        A task whose worker dies (``distributed.KilledWorker``: out of memory, a crash in C code) is
+        tried once more at the end, alone on the cluster (a dying worker takes the tasks beside it down
+        too); when it dies again, ``on_died(item)`` is yielded in its place (without ``on_died`` the
+        error is raised).
+        """
         if self.client is None:
             for item in items:
                 yield dask.delayed(func)(item, **kwargs).compute(scheduler="synchronous")
             return
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
+
+        def compute(item):
+            return self.client.compute(dask.delayed(func)(item, **kwargs))
+
+        def label(item):
+            return stored_path(item[0] if isinstance(item, tuple) else str(item))
 
         items = list(items)
         pending = as_completed()
+        submitted = {}  # future key -> item
+        suspects = []  # items whose worker died under them
+
+        def submit(item):
+            future = compute(item)
+            submitted[future.key] = item
+            pending.add(future)
+
         for item in items[:window]:
-            pending.add(self.client.compute(dask.delayed(func)(item, **kwargs)))
+            submit(item)
         nxt = window
         for future in pending:
-            result = future.result()
-            future.release()
+            item = submitted.pop(future.key)
+            try:
+                result, died = future.result(), False
+            except KilledWorker:
+                result, died = None, True
+                log.warning("a worker died while processing %s; it is tried again alone", label(item))
+                suspects.append(item)
+            finally:
+                future.release()
             if nxt < len(items):
-                pending.add(self.client.compute(dask.delayed(func)(items[nxt], **kwargs)))
+                submit(items[nxt])
                 nxt += 1
+            if not died:
+                yield result
+        for item in suspects:
+            future = compute(item)
+            try:
+                result = future.result()
+            except KilledWorker:
+                if on_died is None:
+                    raise
+                log.warning("a worker died again processing %s alone; it is rejected", label(item))
+                result = on_died(item)
+            finally:
+                future.release()
             yield result
+
+
+#: Seconds to wait for a dask scheduler given by address before giving up with a usage error.
+SCHEDULER_TIMEOUT_S = 5
+
+
+class SchedulerError(LakeError):
+    """The dask scheduler given by address cannot be reached (a usage error, exit 2)."""
 
 
 @contextlib.contextmanager
@@ -136,7 +208,13 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerError(f"cannot reach the dask scheduler {scheduler!r} within {SCHEDULER_TIMEOUT_S} s "
+                                 f"({type(exc).__name__}: {exc}); check the address, or leave out --scheduler for a "
+                                 "local cluster") from None
+        with client:
             yield client
         return
     n = workers or os.cpu_count() or 1
@@ -144,13 +222,36 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
     # every frame-sized array is then mapped and page-faulted afresh (50-150 ms per 4k frame).
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+    # A task that kills its worker is retried once by Runner.map (then rejected), not 3 times by the scheduler.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
+                          "distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
 
 
 # -- building tables -------------------------------------------------------------------------------
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-?([01]\d)-?([0-3]\d)(?!\d)")
+
+
+def night_from_path(path: str) -> str | None:
+    """The night a file's name (or, failing that, its nearest directory) gives, e.g. ``z_e_20130610_210``
+    or ``2013-06-10/``; None when no part of the path holds a valid date. Used only for frames rejected
+    before any time was read, so that they land in a real night's partition."""
+    for part in reversed(str(path).replace("\\", "/").split("/")):
+        for m in _NAME_DATE.finditer(part):
+            try:
+                return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
+            except ValueError:
+                continue
+    return None
+
+
+def frame_night(record: dict) -> str | None:
+    """A frame row's night: from its time when known, else from its path (rejected frames only)."""
+    return record.get("night") or night_from_path(record.get("path") or "")
+
+
 def _frames_table(results: list[FrameResult], frame_ids: np.ndarray, batch_id: str) -> pa.Table:
     schema = table_schema(FRAMES)
     now = _now()
@@ -180,47 +281,101 @@ def _sources_table(results: list[FrameResult], frame_ids: np.ndarray) -> pa.Tabl
 
 
 # -- removing frames (--redo) ------------------------------------------------------------------------
-def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int]):
-    """Rewrite every live file of ``table`` that holds rows of ``frame_ids`` without them (files whose
-    frame_id statistics exclude them all are not read)."""
+def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int], nights: set | None = None):
+    """Rewrite every live file of ``table`` (of a night-partitioned table, only in ``nights``) that holds
+    rows of ``frame_ids`` without them (files whose frame_id statistics exclude them all are not read)."""
     ids = pa.array(sorted(frame_ids), type=pa.int64())
     rels = []
+    parts = None if nights is None else {f"night={night_partition(n)}" for n in nights}
     for rel in tx.lake.live_files(table):
+        if parts is not None and posixpath.dirname(rel) not in parts:
+            continue
         meta = pq.ParquetFile(tx.lake.path(f"{table}/{rel}")).metadata
         col = meta.schema.to_arrow_schema().get_field_index("frame_id")
-        lo = min(meta.row_group(i).column(col).statistics.min for i in range(meta.num_row_groups))
-        hi = max(meta.row_group(i).column(col).statistics.max for i in range(meta.num_row_groups))
+        stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+        if not stats or any(st is None or not st.has_min_max for st in stats):
+            rels.append(rel)  # no statistics to rule it out: read it
+            continue
+        lo, hi = min(st.min for st in stats), max(st.max for st in stats)
         if any(lo <= f <= hi for f in frame_ids):
             rels.append(rel)
     tx.rewrite_without(table, rels, lambda data: pc.is_in(data.column("frame_id"), value_set=ids)
                        .to_numpy(zero_copy_only=False))
 
 
-def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, report: IngestReport | None = None):
-    """Commit processed frames as one batch. Frames already in the lake are dropped (another writer
-    got there first) unless ``redo``, which replaces them explicitly."""
+class VersionConflict(LakeError):
+    """Files the lake already holds under another profile or pipeline version (a usage error, exit 2)."""
+
+
+#: What happens to a file's rows under another profile or pipeline version when it is ingested again:
+#: "refuse" (the default: the command stops before processing; only rejected attempts are replaced),
+#: "replace" (``--redo``: every earlier version goes, in the same commit) or "keep" (``--keep-versions``).
+VERSION_POLICIES = ("refuse", "replace", "keep")
+
+
+def _frame_versions(lake: Lake) -> pd.DataFrame:
+    """frame_id, content_hash, hdu, pipeline_version, status, path and night of every frame row."""
+    cols = ["frame_id", "content_hash", "hdu", "pipeline_version", "status", "path", "night"]
+    return lake.read_frames(columns=cols).to_pandas()
+
+
+def _replaced(versions: pd.DataFrame, results: list[FrameResult], redo: bool) -> set[int]:
+    """Frame ids the ``results`` replace: with ``redo`` every row of the same file and HDU, otherwise the
+    rejected ones only (a failed attempt is not a version worth keeping)."""
+    if versions.empty:
+        return set()
+    keys = {(r.record["content_hash"], int(r.record["hdu"])) for r in results if r.record["content_hash"]}
+    mine = versions[[(h, int(d)) in keys for h, d in zip(versions["content_hash"], versions["hdu"])]]
+    if not redo:
+        mine = mine[mine["status"] == "rejected"]
+    return set(mine["frame_id"].astype(int))
+
+
+def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, report: IngestReport | None = None,
+                 profile: Profile | None = None):
+    """Commit processed frames as one batch. Frames already in the lake (same file, HDU and processing)
+    are dropped (another writer got there first) unless ``redo``, which replaces every earlier version
+    of the same files explicitly; earlier rejected attempts at the same files are replaced in any case.
+    Replaced frames lose their sources, calibrations and matches in the same commit. ``profile`` is
+    stored in the lake beside the frames it processed (:mod:`skylake.lake.profiles`)."""
+    from skylake.lake.profiles import stage_profile
+
     report = report if report is not None else IngestReport()
     with lake.transaction("ingest") as tx:
-        frames = lake.read_frames(columns=["frame_key", "frame_id"])
+        versions = _frame_versions(lake)  # under the lock: another writer may have committed meanwhile
+        frames = lake.read_frames(columns=["frame_key", "frame_id", "path"])
         existing = dict(zip(frames.column("frame_key").to_pylist(), frames.column("frame_id").to_pylist()))
-        seen, todo = set(), []
+        seen, todo = {}, []
         for r in sorted(results, key=lambda r: (r.record["path"], r.record["hdu"])):
-            if r.frame_key in seen or (r.frame_key in existing and not redo):
-                report.duplicates += 1
+            if r.frame_key in seen:  # the same bytes twice in this batch (a copy under another name)
+                _batch_duplicate(report, r, seen[r.frame_key])
                 continue
-            seen.add(r.frame_key)
+            if r.frame_key in existing and not redo:
+                if r.frame_key in report.committed_keys:  # an earlier batch of this run has it
+                    paths = dict(zip(frames.column("frame_key").to_pylist(), frames.column("path").to_pylist()))
+                    _batch_duplicate(report, r, paths[r.frame_key])
+                elif r.frame_key in report.known_keys:  # e.g. a file rejected by its path, tried again
+                    report.skipped += 1
+                else:
+                    report.duplicates += 1
+                continue
+            seen[r.frame_key] = r.record["path"]
             todo.append(r)
         if not todo:
             return None
-        if redo:
-            old = {existing[r.frame_key] for r in todo if r.frame_key in existing}
-            if old:
-                _stage_without_frames(tx, SOURCES, old)
-                _stage_without_frames(tx, FRAMES, old)
+        old = _replaced(versions, todo, redo)
+        if old:
+            nights = set(versions.loc[versions["frame_id"].isin(old), "night"])
+            for table in (SOURCES, FRAMES, "zeropoints", "matches"):
+                _stage_without_frames(tx, table, old, None if table == SOURCES else nights)
+            report.replaced += len(old)
         ids = tx.allocate_frame_ids(len(todo))
         tx.stage_sources(_sources_table(todo, ids))
-        tx.stage_frames(_frames_table(todo, ids, tx.batch_id), [r.record.get("night") for r in todo])
-        entry = tx.commit(summary={"frames": len(todo), "redo": redo})
+        tx.stage_frames(_frames_table(todo, ids, tx.batch_id), [frame_night(r.record) for r in todo])
+        if profile is not None:
+            stage_profile(tx, profile)
+        entry = tx.commit(summary={"frames": len(todo), "redo": redo, "replaced": sorted(old)})
+    report.committed_keys.update(r.frame_key for r in todo)
     for r in todo:
         status = r.record["status"]
         if status == "rejected":
@@ -234,47 +389,126 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
     return entry
 
 
+def _batch_duplicate(report: IngestReport, result: FrameResult, first: str) -> None:
+    report.batch_duplicates.append((result.record["path"], first))
+    log.warning("%s HDU %d is the same frame as %s (same bytes, HDU and profile); ingested once",
+                result.record["path"], result.record["hdu"], first)
+
+
+def _plan(files: list[str], hashes: dict, versions: pd.DataFrame, profile: Profile, redo: bool,
+          keep_versions: bool) -> tuple[list[str], list[tuple[str, pd.Series]]]:
+    """Which ``files`` to process, and the conflicts: (file, the frame row of another version it has)."""
+    if versions.empty:
+        return list(files), []
+    live = versions[versions["status"] != "rejected"]
+    by_hash = {h: g for h, g in live.groupby("content_hash", sort=False)}
+    done = set(versions.loc[versions["pipeline_version"] == profile.pipeline_version, "content_hash"])
+    todo, conflicts = [], []
+    for f in files:
+        h = hashes.get(f)
+        if redo:
+            todo.append(f)
+        elif h in done:
+            continue  # the same file with the same processing: nothing to do
+        elif h in by_hash and not keep_versions:
+            conflicts.append((f, by_hash[h].iloc[0]))
+        else:
+            todo.append(f)
+    return todo, conflicts
+
+
+def _conflict_message(conflicts, profile: Profile) -> str:
+    f, row = conflicts[0]
+    more = f" (and {len(conflicts) - 1} more files)" if len(conflicts) > 1 else ""
+    return (f"{f} is already in the lake as frame {int(row['frame_id'])} ({row['pipeline_version']}), not as "
+            f"{profile.pipeline_version}{more}; re-run with --redo to replace it or --keep-versions to keep both")
+
+
+#: Below this many frames to process (and with no cluster given), ingest works in this process: starting
+#: a local cluster costs seconds, more than a few frames do.
+LOCAL_FRAMES = 8
+#: Below this many bytes to hash, files are hashed in this process.
+LOCAL_HASH_BYTES = 512 * 2**20
+
+
 def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic", client=None,
-           redo: bool = False, batch_size: int = 64, progress: bool | None = None) -> IngestReport:
+           redo: bool = False, batch_size: int = 64, progress: bool | None = None, cluster=None,
+           keep_versions: bool = False) -> IngestReport:
     """Ingest ``paths`` (files, directories, globs) into ``lake`` with ``profile``.
 
-    ``client`` is a ``distributed.Client`` or None to run in this process. Frames are committed every
-    ``batch_size`` frames, so an interrupted run keeps what it committed and a re-run finishes the rest.
+    ``client`` is a ``distributed.Client`` or None to run in this process; ``cluster`` instead, a
+    callable returning a context manager that yields one, entered only when the work warrants it (more
+    than :data:`LOCAL_FRAMES` frames to process), so that a no-op re-ingest starts no cluster. Frames
+    are committed every ``batch_size`` frames, so an interrupted run keeps what it committed and a re-run
+    finishes the rest. A file the lake holds under another profile or pipeline version raises
+    :class:`VersionConflict` before anything is processed, unless ``redo`` (replace it) or
+    ``keep_versions`` (add this version beside it; light curves and maps use the latest version).
     """
     from tqdm.auto import tqdm
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     profile = load_profile(profile) if isinstance(profile, (str, os.PathLike)) else profile
-    files = find_files(paths)
-    report = IngestReport(files=len(files))
-    runner = Runner(client)
-    window = max(4, 4 * len(client.scheduler_info().get("workers", {}))) if client is not None else 1
+    lake.check_writable()  # a read-only lake is refused before any frame is processed
+    unreadable: list[str] = []
+    files = find_files(paths, unreadable)
+    report = IngestReport(files=len(files), unreadable=unreadable)
+    with contextlib.ExitStack() as stack:
+        def runner(n_tasks: int) -> Runner:
+            nonlocal client, cluster
+            if client is None and cluster is not None and n_tasks > LOCAL_FRAMES:
+                client, cluster = stack.enter_context(cluster()), None
+            return Runner(client)
 
-    if not redo and files:
-        frames = lake.read_frames(columns=["content_hash", "pipeline_version"])
-        done = set(zip(frames.column("content_hash").to_pylist(), frames.column("pipeline_version").to_pylist()))
-        # results arrive in completion order: each carries its path
-        hashes = dict(runner.map(_hash_file, files, window=window * 4)) if done else {}
-        todo = [f for f in files if (hashes.get(f), profile.pipeline_version) not in done]
-    else:
-        hashes, todo = {}, files
-    report.skipped = len(files) - len(todo)
-    if report.skipped:
-        log.info("%d of %d files are already in the lake; skipping them", report.skipped, len(files))
+        versions = _frame_versions(lake) if files else pd.DataFrame()
+        hashes = {}
+        if not versions.empty:  # results arrive in completion order: each carries its path
+            report.known_keys = set(lake.read_frames(columns=["frame_key"]).column("frame_key").to_pylist())
+            small = sum(_size(f) for f in files) < LOCAL_HASH_BYTES
+            hasher = Runner(None) if small else runner(len(files))
+            hashes = dict(hasher.map(_hash_file, files, window=_window(hasher) * 4))
+        todo, conflicts = _plan(files, hashes, versions, profile, redo, keep_versions)
+        if conflicts:
+            raise VersionConflict(_conflict_message(conflicts, profile))
+        report.skipped += len(files) - len(todo)
+        if report.skipped:
+            log.info("%d of %d files are already in the lake; skipping them", report.skipped, len(files))
+        work = runner(len(todo)) if todo else Runner(None)
 
-    buffer: list[FrameResult] = []
-    # progress: True always, False never, None only on a terminal
-    with tqdm(total=len(todo), unit="frame", desc="ingest", disable=None if progress is None else not progress) as bar:
-        for results in runner.map(_process, [(f, hashes.get(f)) for f in todo], window=window, profile=profile):
-            buffer.extend(results)
-            bar.update(1)
-            faults.point("frame_processed")
-            if len(buffer) >= batch_size:
-                commit_batch(lake, buffer, redo=redo, report=report)
-                buffer = []
-        if buffer:
-            commit_batch(lake, buffer, redo=redo, report=report)
-    from skylake.calib.calibrate import calibrate_ingested  # a separate commit; `calibrate` redoes what a crash lost
+        def died(item):
+            return [rejected_result(item[0], profile, "died", WORKER_DIED)]
 
-    report.calibration = calibrate_ingested(lake, profile, report.commits, client)
+        buffer: list[FrameResult] = []
+        # progress: True always, False never, None only on a terminal
+        with tqdm(total=len(todo), unit="frame", desc="ingest",
+                  disable=None if progress is None else not progress) as bar:
+            for results in work.map(_process, [(f, hashes.get(f)) for f in todo], window=_window(work),
+                                    on_died=died, profile=profile):
+                buffer.extend(results)
+                bar.update(1)
+                faults.point("frame_processed")
+                if len(buffer) >= batch_size:
+                    commit_batch(lake, buffer, redo=redo, report=report, profile=profile)
+                    buffer = []
+            if buffer:
+                commit_batch(lake, buffer, redo=redo, report=report, profile=profile)
+        for version in report.commits:
+            log.info("ingest committed v%d", version)
+        client = work.client
+        from skylake.calib.calibrate import calibrate_ingested  # a separate commit; `calibrate` redoes what a crash lost
+
+        report.calibration = calibrate_ingested(lake, profile, files, client)
     return report
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _window(runner: Runner) -> int:
+    """Tasks in flight: a few per worker, so workers never wait for the driver."""
+    if runner.client is None:
+        return 1
+    return max(4, 4 * len(runner.client.scheduler_info().get("workers", {})))

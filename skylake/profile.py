@@ -2,6 +2,14 @@
 processing parameters. Profiles live in ``pipelines/*.toml`` (or YAML); a profile may
 ``extends = "other"`` and override only what differs. No code is needed for a new camera.
 
+Every value is checked when the profile is loaded: a bad one is a :class:`ProfileError` that lists
+every problem (key, value and what is allowed), never a frame processed with a silently wrong setting.
+
+``extends`` names a built-in profile (``pipelines/NAME.toml``, a bare name). A user's profile file may
+also extend another user's file given as a ``.toml``/``.yaml`` path, relative to the extending file;
+built-in profiles extend built-in names only. Settings that list header keywords accept a single
+string as a one-keyword list (``exptime = "EXPOSURE"`` is ``["EXPOSURE"]``).
+
 >>> p = load_profile("skycamz")
 >>> p.detection.thresh, p.site.night_starts
 (1.5, '17:30')
@@ -9,11 +17,15 @@ processing parameters. Profiles live in ``pipelines/*.toml`` (or YAML); a profil
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -21,8 +33,25 @@ from skylake import PIPELINE_VERSION
 from skylake.paths import project_dir
 
 
+#: Files in pipelines/ that are not instrument profiles.
+NOT_PROFILES = {"refcats"}
+
+
 class ProfileError(ValueError):
-    """A profile file is missing, malformed, or names unknown settings."""
+    """A profile file is missing, malformed, names unknown settings or holds values that cannot work.
+
+    ``problems`` lists one message per problem (also joined in the exception's text)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+#: Time scales a header's times may be in (FITS TIMESYS values); each is converted to UTC with astropy.
+#: GPS is TAI - 19 s; the others are astropy scales (aliases: GMT/UT = UTC, TDT/ET = TT, IAT = TAI).
+TIME_SCALES = ("utc", "tai", "tt", "tdb", "tcg", "tcb", "ut1", "gps")
+TIME_SCALE_ALIASES = {"gmt": "utc", "ut": "utc", "utc": "utc", "tdt": "tt", "et": "tt", "iat": "tai",
+                      **{s: s for s in TIME_SCALES}}
 
 
 @dataclass(frozen=True)
@@ -37,18 +66,28 @@ class Site:
 
 @dataclass(frozen=True)
 class HeaderMap:
+    """Header keywords of each standard field (first present wins); pipelines/generic.toml documents them."""
+
     instrument: list[str]
     filter: list[str]
     object: list[str]
-    date_obs: list[str]
+    date_avg: list[str]  # ISO date and time of mid-exposure (DATE-AVG): mid by definition
+    mjd_avg: list[str]  # MJD of mid-exposure (MJD-AVG): mid by definition
     mjd: list[str]
+    date_obs: list[str]  # ISO date and time, or a date alone completed by time_obs
+    time_obs: list[str]  # time of day "HH:MM:SS[.s]" for a date-only date_obs
+    jd: list[str]
+    time_keys: list[str]  # keywords whose values, joined by a space, time_format parses
+    time_format: str  # strptime format of the joined time_keys values ("" when time_keys is empty)
+    time_reference: str  # "start" | "mid" | "end": the moment of the exposure those times mark
+    time_scale: str  # the times' scale when the header does not say (TIMESYS): one of TIME_SCALES
+    timesys: list[str]  # keywords naming the header's time scale (FITS TIMESYS)
     exptime: list[str]
     airmass: list[str]
     altitude: list[str]
     azimuth: list[str]
     gain: list[str]
     saturation: list[str]
-    time_reference: str  # "start" | "mid"
 
 
 @dataclass(frozen=True)
@@ -56,8 +95,10 @@ class Defaults:
     instrument: str
     filter: str
     object: str
+    exptime: float  # s, when the header has none; 0 = none (the frame is rejected)
     gain: float
     saturation: float
+    saturation_source: str  # "header" (the header's value, else `saturation`) | "profile" (always `saturation`)
 
 
 @dataclass(frozen=True)
@@ -86,6 +127,11 @@ class Photometry:
 
 
 @dataclass(frozen=True)
+class Astrometry:
+    pixscale_range: list[float]  # [low, high] arcsec/px a frame's WCS must give on both axes
+
+
+@dataclass(frozen=True)
 class Quality:
     min_sources: int
     max_elongation: float
@@ -101,6 +147,7 @@ class Calibration:
     documents each setting). Magnitudes in mag, distances in arcsec or pixels as named."""
 
     refcat: str  # LAKE/refcats/NAME used by ingest and by calibrate without --refcat; "" = none
+    flux: str  # source flux calibrated: flux_auto (Kron) or flux_ap1..3 (apertures, corrected to the Kron total)
     band: str  # reference band: the catalogue's mag_<band>
     color: list[str]  # [] or [b1, b2]: colour = mag_<b1> - mag_<b2>
     color_range: list[float]  # stars used in the colour fit have a colour inside [lo, hi]
@@ -147,6 +194,7 @@ _SECTIONS = {
     "defaults": Defaults,
     "detection": Detection,
     "photometry": Photometry,
+    "astrometry": Astrometry,
     "quality": Quality,
     "calibration": Calibration,
     "maps": Maps,
@@ -158,11 +206,13 @@ class Profile:
     name: str
     description: str
     hdu: str | int
+    max_image_mb: float  # larger images (decompressed) are rejected before they fill a worker's memory
     site: Site
     header: HeaderMap
     defaults: Defaults
     detection: Detection
     photometry: Photometry
+    astrometry: Astrometry
     quality: Quality
     calibration: Calibration
     maps: Maps
@@ -184,28 +234,45 @@ class Profile:
 
 def _read_file(path: Path) -> dict:
     try:
-        text = path.read_text()
-    except OSError as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"cannot read profile {path}: {exc}") from exc
     try:
-        if path.suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text) or {}
-        return tomllib.loads(text)
+        doc = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ProfileError(f"profile {path} is not valid {path.suffix.lstrip('.')}: {exc}") from exc
+    doc = {} if doc is None else doc
+    if not isinstance(doc, dict):
+        raise ProfileError(f"profile {path} must be a table of sections, not a {type(doc).__name__}")
+    return doc
 
 
-def _resolve(name_or_path: str | Path) -> Path:
+#: A built-in profile's name: pipelines/NAME.toml (no path separators, no "..").
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_PROFILE_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+def _builtin(name: str) -> Path:
+    known = sorted(p.stem for p in project_dir("pipelines").glob("*.toml") if p.stem not in NOT_PROFILES)
+    path = project_dir("pipelines") / f"{name}.toml"
+    if not _PROFILE_NAME.fullmatch(name) or ".." in name or not path.is_file():
+        raise ProfileError(f"unknown profile {name!r}; known profiles: {known}, or give a .toml/.yaml path")
+    return path
+
+
+def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
+    """The file of a profile given by name (built-in) or by a .toml/.yaml path (relative to
+    ``relative_to``, the directory of the file that extends it, when given)."""
+    if not isinstance(name_or_path, (str, Path)):
+        raise ProfileError(f"a profile is named by a string, not {name_or_path!r}")
     path = Path(name_or_path)
-    if path.suffix in (".toml", ".yaml", ".yml"):
+    if path.suffix in _PROFILE_SUFFIXES:
+        if relative_to is not None and not path.is_absolute():
+            path = relative_to / path
         if not path.is_file():
             raise ProfileError(f"profile file {path} does not exist")
         return path
-    builtin = project_dir("pipelines") / f"{name_or_path}.toml"
-    if not builtin.is_file():
-        known = sorted(p.stem for p in project_dir("pipelines").glob("*.toml"))
-        raise ProfileError(f"unknown profile {name_or_path!r}; known profiles: {known}, or give a .toml/.yaml path")
-    return builtin
+    return _builtin(str(name_or_path))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -215,38 +282,266 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _load_dict(name_or_path: str | Path, seen: tuple = ()) -> dict:
-    path = _resolve(name_or_path)
+def _load_dict(name_or_path: str | Path, seen: tuple = (), relative_to: Path | None = None) -> dict:
+    path = _resolve(name_or_path, relative_to).resolve()
     if path in seen:
         raise ProfileError(f"profile {path} extends itself through {[str(s) for s in seen]}")
     doc = _read_file(path)
     parent = doc.pop("extends", None)
     if parent is not None:
-        doc = _merge(_load_dict(parent, seen + (path,)), doc)
-    doc.setdefault("_source", str(path))
+        builtin = path.parent == project_dir("pipelines").resolve()
+        if not isinstance(parent, str) or not parent:
+            raise ProfileError(f"{path}: extends = {parent!r} must name a profile (e.g. \"generic\")")
+        if Path(parent).suffix in _PROFILE_SUFFIXES:
+            if builtin:  # built-in profiles stay inside pipelines/
+                raise ProfileError(f"{path}: extends = {parent!r}: a built-in profile extends built-in names only")
+        elif not _PROFILE_NAME.fullmatch(parent) or ".." in parent:
+            raise ProfileError(f"{path}: extends = {parent!r} is neither a built-in profile name (letters, digits, "
+                               f"_ . + -) nor a .toml/.yaml file")
+        doc = _merge(_load_dict(parent, seen + (path,), relative_to=path.parent), doc)
     doc["_source"] = str(path)
     return doc
 
 
-def _section(cls, doc: dict, section: str, source: str):
+# -- validation ------------------------------------------------------------------------------------
+# Each checker takes a value and returns (normalised value, problem); the problem completes
+# "section.key = value ..." and says what is allowed.
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _number(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False, inf=False, what="a number"):
+    kind = "an integer" if integer else what
+    bounds = []
+    if lo is not None:
+        bounds.append(f"{'>' if lo_open else '>='} {lo}")
+    if hi is not None:
+        bounds.append(f"{'<' if hi_open else '<='} {hi}")
+    allowed = f"must be {kind}" + (f" {' and '.join(bounds)}" if bounds else "")
+
+    def check(value):
+        ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _is_number(value)
+        if ok and not inf and not math.isfinite(value):
+            ok = False
+        if ok and lo is not None:
+            ok = value > lo if lo_open else value >= lo
+        if ok and hi is not None:
+            ok = value < hi if hi_open else value <= hi
+        return (value if ok else None), (None if ok else allowed)
+    return check
+
+
+def _text(nonempty=False, pattern=None, allowed="a string"):
+    def check(value):
+        ok = isinstance(value, str) and (value.strip() or not nonempty) and value.isprintable()
+        if ok and pattern is not None:
+            ok = bool(pattern.fullmatch(value))
+        return (value if ok else None), (None if ok else f"must be {allowed}")
+    return check
+
+
+def _choice(*options):
+    def check(value):
+        ok = isinstance(value, str) and value in options
+        return (value if ok else None), (None if ok else f"must be one of {list(options)}")
+    return check
+
+
+def _bool(value):
+    ok = isinstance(value, bool)
+    return (value if ok else None), (None if ok else "must be true or false")
+
+
+#: A header keyword: standard (8 characters) or a HIERARCH name, printable ASCII without '='.
+_KEYWORD = re.compile(r"[!-<>-~]([ -<>-~]{0,68}[!-<>-~])?")
+
+
+def _keywords(value):
+    """A list of header keywords; a single string is a one-keyword list."""
+    if isinstance(value, str):
+        value = [value]
+    ok = isinstance(value, list) and all(isinstance(k, str) and _KEYWORD.fullmatch(k) for k in value)
+    return (list(value) if ok else None), (None if ok else
+                                           'must be a list of header keywords, e.g. ["EXPTIME", "EXPOSURE"] '
+                                           '(printable ASCII, no "=")')
+
+
+def _numbers(n=None, positive=False, increasing=False, what="numbers"):
+    def check(value):
+        ok = (isinstance(value, list) and (n is None or len(value) == n) and len(value) > 0
+              and all(_is_number(v) and math.isfinite(v) and (v > 0 or not positive) for v in value)
+              and (not increasing or all(a < b for a, b in zip(value, value[1:]))))
+        return (list(value) if ok else None), (None if ok else f"must be {what}")
+    return check
+
+
+def _night_starts(value):
+    m = re.fullmatch(r"(\d\d):(\d\d)", value) if isinstance(value, str) else None
+    ok = bool(m) and int(m.group(1)) < 24 and int(m.group(2)) < 60
+    return (value if ok else None), (None if ok else 'must be a local time "HH:MM" from "00:00" to "23:59"')
+
+
+def _timezone(value):
+    try:
+        ZoneInfo(value)
+        return value, None
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return None, 'must be an IANA time zone name, e.g. "UTC" or "Atlantic/Canary"'
+
+
+def _time_format(value):
+    """A strptime format that gives a date and a time of day (checked on a round trip)."""
+    if value == "":
+        return value, None
+    allowed = ('must be "" or a strptime format giving the date and the time of day, e.g. '
+               '"%Y-%m-%d %H:%M:%S"')
+    if not isinstance(value, str) or "%" not in value:
+        return None, allowed
+    ref = dt.datetime(2001, 2, 3, 16, 5, 6, 789000)
+    try:
+        back = dt.datetime.strptime(ref.strftime(value), value)
+    except ValueError as exc:
+        return None, f"{allowed} ({exc})"
+    if (back.year, back.month, back.day, back.hour, back.minute) != (2001, 2, 3, 16, 5):
+        return None, f"{allowed}; it does not give the date and the hour and minute (a time of day)"
+    return value, None
+
+
+def _time_scale(value):
+    ok = isinstance(value, str) and value.lower() in TIME_SCALE_ALIASES
+    return (TIME_SCALE_ALIASES[value.lower()] if ok else None), (
+        None if ok else f"must be a time scale: one of {list(TIME_SCALES)}")
+
+
+def _hdu(value):
+    ok = (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10000) or (
+        isinstance(value, str) and value.strip() != "" and value.isprintable())
+    return (value if ok else None), (None if ok else 'must be "auto", "all", an HDU index >= 0 or an EXTNAME')
+
+
+_POSITIVE = _number(0, lo_open=True)
+_LIMIT = _number(inf=True)  # a quality limit: any number, +-inf for none
+
+_CHECKS = {
+    "profile": {
+        "name": _text(pattern=_PROFILE_NAME, allowed="a profile name (letters, digits, _ . + -)"),
+        "description": lambda v: (v, None) if isinstance(v, str) else (None, "must be a string"),
+        "hdu": _hdu,
+        "max_image_mb": _number(0, lo_open=True, what="a size in MB"),
+    },
+    "site": {
+        "name": _text(nonempty=True, allowed="a non-empty string"),
+        "lat_deg": _number(-90, 90),
+        "lon_deg": _number(-180, 360),
+        "height_m": _number(-500, 10000),
+        "timezone": _timezone,
+        "night_starts": _night_starts,
+    },
+    "header": {
+        **{key: _keywords for key in ("instrument", "filter", "object", "date_avg", "mjd_avg", "mjd", "date_obs",
+                                      "time_obs", "jd", "time_keys", "timesys", "exptime", "airmass", "altitude",
+                                      "azimuth", "gain", "saturation")},
+        "time_format": _time_format,
+        "time_reference": _choice("start", "mid", "end"),
+        "time_scale": _time_scale,
+    },
+    "defaults": {
+        "instrument": _text(),
+        "filter": _text(),
+        "object": _text(),
+        "exptime": _number(0, 86400, what="an exposure time in s (0 = none)"),
+        "gain": _number(0, lo_open=True, what="a gain in e-/ADU"),
+        "saturation": _number(0, lo_open=True, what="a level in ADU"),
+        "saturation_source": _choice("header", "profile"),
+    },
+    "detection": {
+        "thresh": _POSITIVE,
+        "minarea": _number(1, integer=True),
+        "back_size": _number(1, integer=True),  # 0 divides by zero inside sep (SIGFPE)
+        "back_filtersize": _number(1, integer=True),
+        "filter_kernel": _choice("default", "none"),
+        "deblend_nthresh": _number(1, 1024, integer=True),
+        "deblend_cont": _number(0, 1),
+        "clean": _bool,
+        "clean_param": _POSITIVE,
+        "pixstack": _number(1, 2**31 - 1, integer=True),
+        "sub_object_limit": _number(1, 2**31 - 1, integer=True),
+        "max_pixstack": _number(1, 2**31 - 1, integer=True),
+        "max_sub_object_limit": _number(1, 2**31 - 1, integer=True),
+    },
+    "photometry": {
+        "aperture_radii": _numbers(3, positive=True, what="exactly 3 radii (flux_ap1..3), each a number of px > 0"),
+        "annulus": _numbers(2, positive=True, increasing=True, what="[inner, outer] px with 0 < inner < outer"),
+        "kron_factor": _POSITIVE,
+        "kron_min_radius": _POSITIVE,
+    },
+    "astrometry": {
+        "pixscale_range": _numbers(2, positive=True, increasing=True,
+                                   what="[low, high] arcsec/px with 0 < low < high"),
+    },
+    "quality": {
+        "min_sources": _number(0, integer=True),
+        "max_elongation": _number(1, inf=True),
+        "max_theta_kurtosis": _LIMIT,
+        "max_flux": _LIMIT,
+        "min_src_background": _LIMIT,
+        "max_src_background_mad": _LIMIT,
+    },
+}
+
+
+def _section(cls, doc: dict, section: str, problems: list[str]):
+    """The section's dataclass from ``doc`` (None when it cannot be built); problems are added to ``problems``."""
     values = doc.get(section, {})
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
-    missing = sorted(names - set(values))
+    if not isinstance(values, dict):
+        problems.append(f"[{section}] must be a table of settings, not {values!r}")
+        return None
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    missing = sorted(set(names) - set(values))
     if unknown:
-        raise ProfileError(f"{source}: [{section}] has unknown settings {unknown}; allowed: {sorted(names)}")
+        problems.append(f"[{section}] has unknown settings {unknown}; allowed: {sorted(names)}")
     if missing:
-        raise ProfileError(f"{source}: [{section}] lacks {missing} (start from pipelines/generic.toml)")
-    return cls(**values)
+        problems.append(f"[{section}] lacks {missing} (start from pipelines/generic.toml)")
+        return None
+    out = {}
+    for name in names:
+        check = _CHECKS.get(section, {}).get(name)
+        if check is None:  # [calibration] and [maps] are checked as a whole below
+            out[name] = values[name]
+            continue
+        value, problem = check(values[name])
+        if problem:
+            problems.append(f"{section}.{name} = {values[name]!r} {problem}")
+        out[name] = value
+    return cls(**out)
 
 
-def _check_calibration(cal: Calibration, source: str) -> None:
-    """Raise ProfileError naming the first [calibration] value that cannot work."""
+def _check_relations(sections: dict, problems: list[str]) -> None:
+    """Checks that involve two settings."""
+    det, hm = sections["detection"], sections["header"]
+    if det is not None:
+        for start, limit in (("pixstack", "max_pixstack"), ("sub_object_limit", "max_sub_object_limit")):
+            a, b = getattr(det, start), getattr(det, limit)
+            if a is not None and b is not None and b < a:
+                problems.append(f"detection.{limit} = {b!r} must be >= detection.{start} = {a!r}")
+    if hm is not None and hm.time_keys and not hm.time_format:
+        problems.append(f"header.time_format = '' must give the strptime format of header.time_keys = "
+                        f"{hm.time_keys!r}")
+
+
+def _check_calibration(cal: Calibration, problems: list[str]) -> None:
+    """Add a message to ``problems`` for each [calibration] value that cannot work."""
     def bad(key, why):
-        raise ProfileError(f"{source}: calibration.{key} = {getattr(cal, key)!r} {why}")
+        problems.append(f"calibration.{key} = {getattr(cal, key)!r} {why}")
 
     if not isinstance(cal.refcat, str):
         bad("refcat", 'must be a catalogue name, or "" for none')
+    from skylake.calib.model import FLUXES
+
+    if cal.flux not in FLUXES:
+        bad("flux", f"must be one of {list(FLUXES)}")
     if not isinstance(cal.band, str) or not cal.band:
         bad("band", "must name a reference band (the catalogue's mag_<band>)")
     if not isinstance(cal.color, list) or len(cal.color) not in (0, 2) or not all(isinstance(b, str) for b in cal.color):
@@ -262,7 +557,7 @@ def _check_calibration(cal: Calibration, source: str) -> None:
         value = getattr(cal, key)
         if not isinstance(value, (int, float)) or not value > 0:
             bad(key, "must be a positive number")
-    if not 0 < cal.saturation_fraction <= 1:
+    if not (_is_number(cal.saturation_fraction) and 0 < cal.saturation_fraction <= 1):
         bad("saturation_fraction", "must be in (0, 1]")
     for key in ("edge_distance_px", "min_airmass_range"):
         if not isinstance(getattr(cal, key), (int, float)) or getattr(cal, key) < 0:
@@ -274,10 +569,10 @@ def _check_calibration(cal: Calibration, source: str) -> None:
             bad(key, f"must be an integer >= {low}")
 
 
-def _check_maps(maps: Maps, source: str) -> None:
-    """Raise ProfileError naming the first [maps] value that cannot work."""
+def _check_maps(maps: Maps, problems: list[str]) -> None:
+    """Add a message to ``problems`` for each [maps] value that cannot work."""
     def bad(key, why):
-        raise ProfileError(f"{source}: maps.{key} = {getattr(maps, key)!r} {why}")
+        problems.append(f"maps.{key} = {getattr(maps, key)!r} {why}")
 
     n = maps.nside
     if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > 2**29 or n & (n - 1):
@@ -290,21 +585,58 @@ def _check_maps(maps: Maps, source: str) -> None:
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a built-in profile by name (``pipelines/NAME.toml``) or a user's TOML/YAML file."""
+    """Load a built-in profile by name (``pipelines/NAME.toml``) or a user's TOML/YAML file.
+
+    Raises
+    ------
+    ProfileError
+        The profile cannot be found or read, or any of its values cannot work; the message lists
+        every problem, each naming the key, its value and what is allowed.
+    """
     doc = _load_dict(name_or_path)
-    source = doc.pop("_source")
+    return _profile(doc, doc.pop("_source"))
+
+
+def _profile(doc: dict, source: str) -> Profile:
+    """Validate the merged settings ``doc`` of a profile read from ``source`` into a :class:`Profile`."""
+    problems: list[str] = []
     meta = doc.get("profile", {})
+    if not isinstance(meta, dict):
+        problems.append(f"[profile] must be a table of settings, not {meta!r}")
+        meta = {}
     unknown = sorted(set(doc) - set(_SECTIONS) - {"profile"})
     if unknown:
-        raise ProfileError(f"{source}: unknown sections {unknown}; allowed: {['profile', *_SECTIONS]}")
-    sections = {name: _section(cls, doc, name, source) for name, cls in _SECTIONS.items()}
-    if len(sections["photometry"].aperture_radii) != 3:
-        raise ProfileError(f"{source}: photometry.aperture_radii must list exactly 3 radii (flux_ap1..3), got "
-                           f"{sections['photometry'].aperture_radii}")
-    if sections["header"].time_reference not in ("start", "mid"):
-        raise ProfileError(f"{source}: header.time_reference must be 'start' or 'mid', got "
-                           f"{sections['header'].time_reference!r}")
-    _check_calibration(sections["calibration"], source)
-    _check_maps(sections["maps"], source)
-    return Profile(name=meta.get("name", Path(source).stem), description=meta.get("description", ""),
-                   hdu=meta.get("hdu", "auto"), source=source, **sections)
+        problems.append(f"unknown sections {unknown}; allowed: {['profile', *_SECTIONS]}")
+    unknown = sorted(set(meta) - set(_CHECKS["profile"]))
+    if unknown:
+        problems.append(f"[profile] has unknown settings {unknown}; allowed: {sorted(_CHECKS['profile'])}")
+    settings = {"name": meta.get("name", Path(source).stem), "description": meta.get("description", ""),
+                "hdu": meta.get("hdu", "auto"), "max_image_mb": meta.get("max_image_mb", 512.0)}
+    for key, check in _CHECKS["profile"].items():
+        settings[key], problem = check(settings[key])
+        if problem:
+            problems.append(f"profile.{key} = {meta.get(key)!r} {problem}")
+    sections = {name: _section(cls, doc, name, problems) for name, cls in _SECTIONS.items()}
+    _check_relations(sections, problems)
+    if sections["calibration"] is not None:
+        _check_calibration(sections["calibration"], problems)
+    if sections["maps"] is not None:
+        _check_maps(sections["maps"], problems)
+    if problems:
+        listing = problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+        raise ProfileError(f"{source}: {listing}", problems)
+    return Profile(source=source, **settings, **sections)
+
+
+def profile_to_dict(profile: Profile) -> dict:
+    """Every setting of ``profile`` as plain data (the form stored in a lake at ingest)."""
+    doc = asdict(profile)
+    meta = {key: doc.pop(key) for key in ("name", "description", "hdu", "max_image_mb")}
+    doc.pop("source")
+    return {"profile": meta, **doc}
+
+
+def profile_from_dict(doc: dict, source: str) -> Profile:
+    """A profile from :func:`profile_to_dict`'s form, validated as a file would be (``source`` names it
+    in messages)."""
+    return _profile({k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items() if k != "_source"}, source)

@@ -23,8 +23,10 @@ import numpy as np
 import sqlalchemy as sa
 
 from skylake.db import refresh
-from skylake.db.connect import connect, db_url
+from skylake.db.connect import connect, db_url, mask_url
+from skylake.db.mirror import first_line
 from skylake.db.models import table
+from skylake.errors import DbError, ForeignLakeError
 from skylake.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; } td.text { text-align: left; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+img { max-width: 100%; height: auto; border: 1px solid #ddd; margin: 0.5em 0; }
+.scroll { overflow-x: auto; max-width: 100%; }  /* wide tables scroll instead of overflowing the page */
 .muted { color: #777; }
 """
 
@@ -91,7 +94,9 @@ def _plot_trend(nights, model, events, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1]})
-    mid = np.array([(r.mjd_first + r.mjd_last) / 2 if r.mjd_first is not None else np.nan for r in nights])
+    # nights whose frames were all rejected before a time was read have no MJD: nothing to plot
+    nights = [r for r in nights if r.mjd_first is not None and np.isfinite(r.mjd_first)]
+    mid = np.array([(r.mjd_first + r.mjd_last) / 2 for r in nights])
     when = _mjd_to_datetime(mid) if len(mid) else []
     env = np.array([r.zp_airmass1_max if r.zp_airmass1_max is not None else np.nan for r in nights])
     phot = np.array([bool(r.photometric) for r in nights])
@@ -118,6 +123,9 @@ def _plot_trend(nights, model, events, path: Path, title: str) -> Path:
     axes[2].set_ylim(-0.05, 1.05)
     axes[2].set_ylabel("photometric\nfraction")
     axes[2].set_xlabel("date (UTC)")
+    if len(when):  # the nights' span, at least a week (matplotlib would show years around a lone night)
+        pad = max(dt.timedelta(days=3.5), (max(when) - min(when)) * 0.03)
+        axes[2].set_xlim(min(when) - pad, max(when) + pad)
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +141,7 @@ def _nights_table(nights) -> str:
     rows = []
     for r in sorted(nights, key=lambda r: r.night, reverse=True)[:TABLE_NIGHTS]:
         rows.append("<tr>" + "".join(f"<td>{_fmt(getattr(r, c))}</td>" for c in cols) + "</tr>")
-    return f"<table><tr>{head}</tr>\n" + "\n".join(rows) + "</table>"
+    return f"<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows) + "</table></div>"
 
 
 def _maps_section(lake: Lake, maps, out: Path, rendered: dict) -> tuple[str, list[Path]]:
@@ -163,7 +171,7 @@ def _variables_table(objects) -> str:
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = ["<tr>" + "".join(f"<td>{_fmt(getattr(r, c), 5 if c in ('ra', 'dec') else 3)}</td>" for c in cols) + "</tr>"
             for r in objects]
-    return f"<table><tr>{head}</tr>\n" + "\n".join(rows) + "</table>"
+    return f"<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows) + "</table></div>"
 
 
 def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, refresh_first: bool = True,
@@ -172,12 +180,31 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
     if refresh_first:
         refresh(lake, url)
+    else:
+        lake.catch_up()
+    url = db_url(lake, url)
+    engine = connect(url)
+    try:
+        rows = _read_summary(engine, lake)
+    except sa.exc.SQLAlchemyError as exc:
+        raise DbError(f"report: cannot read the summary database {mask_url(url)}: {first_line(exc, url)}") from None
     out = Path(out_dir)
     (out / "img").mkdir(parents=True, exist_ok=True)
-    engine = connect(db_url(lake, url))
+    return _write_report(lake, out, rows, checkplots)
+
+
+def _read_summary(engine, lake: Lake) -> dict:
+    """Everything the report shows, read from the summary database in one connection; refuses a
+    database that mirrors another lake."""
     nights_t, model_t, events_t, zp_t, maps_t, objects_t, frames_t = (
         table(n) for n in ("nights", "trend_model", "maintenance_events", "zeropoints", "maps", "objects", "frames"))
     with engine.connect() as conn:
+        # SELECT *: a database not yet migrated to lake ids (schema 3) has no lake_id column
+        row = conn.execute(sa.text("SELECT * FROM refresh_state WHERE id = 1")).mappings().first() or {}
+        if row.get("lake_id") and lake.lake_id and row["lake_id"] != lake.lake_id:
+            raise ForeignLakeError(f"report: {mask_url(engine.url)} mirrors another lake ({row.get('lake_url')}, "
+                                   f"lake id {row['lake_id']}), not {lake.url} (lake id {lake.lake_id}); give this "
+                                   "lake's database with --db")
         nights = conn.execute(sa.select(nights_t).order_by(nights_t.c.night)).all()
         model = conn.execute(sa.select(model_t).order_by(model_t.c.segment)).all()
         events = conn.execute(sa.select(events_t).order_by(events_t.c.event_date)).all()
@@ -192,6 +219,13 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
                                  .where(objects_t.c.stetson_j.is_not(None))
                                  .order_by(objects_t.c.stetson_j.desc()).limit(TABLE_OBJECTS)).all()
         n_objects = conn.execute(sa.select(sa.func.count()).select_from(objects_t)).scalar()
+    return {"nights": nights, "model": model, "events": events, "latest_zp": latest_zp, "night_maps": night_maps,
+            "cameras": cameras, "variables": variables, "n_objects": n_objects}
+
+
+def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report:
+    nights, model, events, latest_zp, night_maps, cameras, variables, n_objects = (
+        rows[k] for k in ("nights", "model", "events", "latest_zp", "night_maps", "cameras", "variables", "n_objects"))
     report = Report(index=out / "index.html")
     rendered: dict[str, list[Path]] = {}
     pairs = sorted({(r.instrument, r.filter) for r in nights})
@@ -207,12 +241,12 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
         report.images.append(trend_png)
         body.append(f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">')
         if segs:
-            body.append("<table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
+            body.append("<div class=scroll><table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
                         "<th>zp at start</th><th>mag/yr</th><th>rms</th><th>colour term</th></tr>" + "".join(
                             f"<tr><td>{s.segment}</td><td>{_mjd_to_datetime(s.start_mjd)[0]:%Y-%m-%d}</td>"
                             f"<td class=text>{_fmt(s.start_event)}</td><td>{s.n_nights}</td><td>{_fmt(s.zp_start)}</td>"
                             f"<td>{_fmt(s.slope_mag_per_year)}</td><td>{_fmt(s.rms)}</td>"
-                            f"<td>{_fmt(s.color_term_median)}</td></tr>" for s in segs) + "</table>")
+                            f"<td>{_fmt(s.color_term_median)}</td></tr>" for s in segs) + "</table></div>")
         profiles = {c.profile for c in cameras if (c.instrument or "", c.filter or "") == (instrument, filt)}
         mapped = [m for m in night_maps if m.profile in profiles]
         if mapped:
@@ -245,8 +279,8 @@ def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, 
             f'<tr><td class=text><a href="{name}.html">{html.escape(title)}</a></td><td>{len(mine)}</td>'
             f"<td>{sum(r.n_frames for r in mine)}</td><td>{sum(bool(r.photometric) for r in mine)}</td>"
             f"<td>{_fmt(mine[-1].night)}</td><td>{_fmt(slope)}</td></tr>")
-    body = ("<table><tr><th>instrument / filter</th><th>nights</th><th>frames</th><th>photometric nights</th>"
-            "<th>last night</th><th>current trend [mag/yr]</th></tr>\n" + "\n".join(index_rows) + "</table>"
+    body = ("<div class=scroll><table><tr><th>instrument / filter</th><th>nights</th><th>frames</th><th>photometric nights</th>"
+            "<th>last night</th><th>current trend [mag/yr]</th></tr>\n" + "\n".join(index_rows) + "</table></div>"
             if index_rows else "<p>The lake has no frames with a night yet.</p>")
     if variables:
         body += (f"\n<h2>Most variable objects</h2>\n<p class=muted>The {len(variables)} of {n_objects} objects with "

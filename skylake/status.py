@@ -1,12 +1,26 @@
-"""``skylake status``: what a lake holds, from its commit log and tables."""
+"""``skylake status``: what a lake holds, from its commit log and tables.
+
+Opening the lake finishes a publish an interrupted writer left (:meth:`skylake.lake.Lake.catch_up`),
+so the counts are those of the last commit. A corrupt log entry, ``published`` file or table file is
+a one-line :class:`~skylake.errors.LakeError` naming it (exit code 2).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 
+from skylake.errors import LakeError
 from skylake.lake import Lake
 from skylake.lake.hats_meta import read_partitions
 from skylake.lake.lake import FRAMES, SOURCES
+
+
+def _partitions(lake: Lake) -> int:
+    try:
+        return len(read_partitions(lake.store))
+    except Exception as exc:  # hats/pandas raise many types for a damaged CSV
+        raise LakeError(f"cannot read {lake.path(SOURCES + '/partition_info.csv')}: "
+                        f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
 
 
 def lake_status(lake: Lake) -> dict:
@@ -31,7 +45,7 @@ def lake_status(lake: Lake) -> dict:
         "nights": len({f["night"] for f in frames}),
         "source_rows": sum(f["n_sources"] for f in frames),
         "source_rows_committed": latest.sources_rows if latest else 0,
-        "partitions": len(read_partitions(lake.store)),
+        "partitions": _partitions(lake),
         "source_files": len(lake.live_files(SOURCES)),
         "frame_files": len(lake.live_files(FRAMES)),
         "calibrations": [{"refcat": name, "frames": len(c["frames"]), "rows_by_status": dict(sorted(c["by_status"].items()))}

@@ -49,3 +49,15 @@ def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: f
     if check and proc.returncode != 0:
         raise AssertionError(f"skylake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`skylake demo` (the README's first command) run once, from a scratch directory with an absolute
+    --out (CI runs the README's relative one): (the directory, the finished process). The README's query
+    tour runs in that directory against skylake-demo/lake."""
+    cwd = tmp_path_factory.mktemp("demo-cwd")
+    full_env = {**os.environ}
+    proc = subprocess.run([sys.executable, "-m", "skylake.cli", "demo", "--out", str(cwd / "skylake-demo"),
+                           "--workers", "2"], capture_output=True, text=True, env=full_env, timeout=600, cwd=cwd)
+    return cwd, proc

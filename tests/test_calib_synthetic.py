@@ -101,8 +101,9 @@ def test_calibrated_magnitudes_by_matches_and_by_the_documented_join(night):
 def test_rerun_is_a_no_op_redo_replaces_in_one_commit_and_plots(night, dask_client, tmp_path):
     lake, _, _, _, _ = night
     before = lake.log.latest_version()
-    again = calibrate(lake, client=dask_client)
+    again = calibrate(lake, client=dask_client, plots=tmp_path / "again")
     assert again[0].skipped == 13 and again[0].calibrated == 0 and lake.log.latest_version() == before
+    assert len(again[0].plots) == 13  # --plots draws frames calibrated before too
     n_matches = len(read_table(lake, MATCHES))
     redo = calibrate(lake, client=dask_client, redo=True, plots=tmp_path / "plots")
     print(redo[0].timings)

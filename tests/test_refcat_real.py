@@ -146,3 +146,22 @@ def test_real_refcat2_rows_keep_their_values(stellarphot):
     for ours, theirs in (("mag_g", "gmag"), ("err_g", "e_gmag"), ("mag_K", "Kmag"), ("mag_BP", "BPmag")):
         assert np.array_equal(both[ours].to_numpy(np.float32), both[theirs].to_numpy(np.float32), equal_nan=True)
     assert np.array_equal(both["pmra"], both["pmRA"], equal_nan=True)
+
+
+def test_the_common_hipparcos_table_imports(tmp_path, dask_client):
+    """The all-sky cameras' Hipparcos table (HIP, ra, dec, v_mag, variability) reads as format hipparcos:
+    every row with coordinates, V as mag_V, VarFlag >= 2 as VARIABLE."""
+    path = require_shared(DATA / "allsky" / "hipparcos.fits.gz")
+    table = Table.read(path)
+    lake = Lake.init(tmp_path / "lake")
+    report = import_refcat(lake, "hipparcos", [path], "hipparcos", client=dask_client, progress=False)
+    has_coords = np.isfinite(np.asarray(table["ra"], float)) & np.isfinite(np.asarray(table["dec"], float))
+    assert report.rows == int(has_coords.sum()) == 117955
+    import lsdb
+
+    cat = lsdb.open_catalog(lake.path("refcats/hipparcos")).compute().set_index("ref_id")
+    vega = cat.loc[91262]  # alpha Lyr
+    assert abs(vega["mag_V"] - 0.03) < 0.01 and abs(vega["ra"] - 279.2347) < 0.001
+    variability = np.ma.filled(np.asarray(table["variability"], float), np.nan)
+    variable = (cat["flags"].to_numpy() & flag_bits()["VARIABLE"]) != 0
+    assert variable.sum() == int(np.sum(variability[has_coords] >= 2))

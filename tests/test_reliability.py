@@ -72,7 +72,8 @@ def test_repair_rolls_a_committed_batch_forward(tmp_path, skycamz_files, clean_r
     killed = run_cli("ingest", str(lake), *files, *INGEST[:-3], "--batch-size", "14", "--no-progress",
                      env={"SKYLAKE_FAULT": "after_commit"})
     assert killed.returncode == -9
-    assert Lake.open(lake).read_frames(columns=["frame_id"]).num_rows == 0  # committed, not yet published
+    # committed, not yet published (catch_up=False: any other reader would finish the publish itself)
+    assert Lake.open(lake, catch_up=False).read_frames(columns=["frame_id"]).num_rows == 0
     out = run_cli("repair", str(lake), check=True)
     assert "rolled forward commits [1]" in out.stdout
     pd.testing.assert_frame_equal(lake_content(lake), clean_run)

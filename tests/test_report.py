@@ -85,3 +85,22 @@ def test_hostile_names_are_escaped_and_get_their_own_page(report):
     assert page.exists() and page in report.pages
     assert "DROP TABLE" in page.read_text()  # shown, verbatim but escaped
     assert slug("a/b", "c") != slug("a_b", "c")  # different names never share a page
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_pages_fit_the_window_and_wide_tables_scroll(report, width, tmp_path):
+    """No page is wider than the window at 800 or 1400 px: wide tables scroll inside their box. The
+    screenshots are written beside the test's files for people to look at."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--allow-file-access-from-files"])
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        for html_page in [report.index, *report.pages]:
+            page.goto(html_page.as_uri())
+            page.wait_for_load_state("load")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{html_page.name} is {overflow} px wider than a {width} px window"
+            page.screenshot(path=str(tmp_path / f"{html_page.stem}-{width}.png"), full_page=True)
+        browser.close()

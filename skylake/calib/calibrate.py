@@ -37,18 +37,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.calib import astrometry, zeropoint
+from skylake.calib import astrometry, model, zeropoint
 from skylake.calib.crossmatch import CalibrationError, match_frames
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, stage_without
 from skylake.lake import Lake
-from skylake.lake.lake import NULL_PARTITION, _now
+from skylake.lake.lake import UNKNOWN_NIGHT, _now
 from skylake.profile import Calibration, Profile, ProfileError, load_profile
 from skylake.schema import conform
 
 log = logging.getLogger(__name__)
 
-FRAME_COLUMNS = ["frame_id", "night", "profile", "status", "reason", "path", "airmass", "saturation", "nx", "ny",
-                 "mjd", "footprint_ra", "footprint_dec"]
+FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "reason", "path", "airmass",
+                 "saturation", "exptime", "nx", "ny", "mjd", "footprint_ra", "footprint_dec"]
 #: Pairs with these cuts have unreliable centroids and stay out of the astrometric residuals.
 ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
 
@@ -76,7 +76,7 @@ class CalibrationReport:
         lines = [f"calibrate {self.profile} frames against {self.refcat}: {self.calibrated} of {self.frames} frames "
                  f"calibrated ({status}), {self.skipped} already calibrated, {self.matches} matches"
                  + (f", commit v{self.commit}" if self.commit else "") + f", {self.seconds:.1f} s"]
-        for night, ext in sorted(self.extinction.items()):
+        for night, ext in sorted(self.extinction.items(), key=lambda item: str(item[0])):
             k = (f"k = {ext['k_ext']:.3f} +- {ext['k_ext_err']:.3f} mag/airmass" if ext["status"] == "ok"
                  else f"no extinction fit ({ext['reason']})")
             lines.append(f"  night {night}: {k} from {ext['n_frames']} frames")
@@ -95,8 +95,10 @@ def calib_key(refcat: str, record: dict, cal: Calibration) -> str:
 
 
 def select_frames(lake: Lake, night: str | None = None, since: str | None = None,
-                  batch_ids: list[str] | None = None) -> pd.DataFrame:
-    """Frames of one ``night``, of the nights from ``since`` on, or of ingest ``batch_ids`` (default all)."""
+                  batch_ids: list[str] | None = None, paths: list[str] | None = None,
+                  pipeline_version: str | None = None) -> pd.DataFrame:
+    """Frames of one ``night``, of the nights from ``since`` on, of ingest ``batch_ids``, or of the files
+    ``paths`` processed as ``pipeline_version`` (default all)."""
     for name, value in (("night", night), ("since", since)):
         if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise CalibrationError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
@@ -105,16 +107,19 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
         flt = pc.field("night") == night
     elif since is not None:
         flt = pc.field("night") >= since
-    if batch_ids is not None:
-        b = pc.field("batch_id").isin(pa.array(list(batch_ids), pa.string()))
-        flt = b if flt is None else flt & b
+    for column, values in (("batch_id", batch_ids), ("path", paths),
+                           ("pipeline_version", None if pipeline_version is None else [pipeline_version])):
+        if values is not None:
+            b = pc.field(column).isin(pa.array(list(values), pa.string()))
+            flt = b if flt is None else flt & b
     return lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
 
 
 def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile: Profile | str | None = None,
               night: str | None = None, since: str | None = None, batch_ids: list[str] | None = None,
               redo: bool = False, client=None, plots: str | os.PathLike | None = None,
-              cluster=None) -> list[CalibrationReport]:
+              cluster=None, paths: list[str] | None = None,
+              pipeline_version: str | None = None) -> list[CalibrationReport]:
     """Calibrate the selected frames (see :func:`select_frames`); one report per profile calibrated.
 
     ``refcat`` overrides the catalogue the profiles name; ``profile`` overrides the profile frames
@@ -125,7 +130,8 @@ def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile
     checkplot PNG per calibrated frame.
     """
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
-    frames = select_frames(lake, night, since, batch_ids)
+    lake.check_writable()
+    frames = select_frames(lake, night, since, batch_ids, paths, pipeline_version)
     reports = []
     with contextlib.ExitStack() as stack:
         def scheduler():
@@ -135,18 +141,21 @@ def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile
                 client, cluster = stack.enter_context(cluster()), None
             return dask_scheduler(client)
 
-        for name, group in frames.groupby("profile", sort=True, dropna=False):
-            report = _calibrate_profile(lake, name, group, profile, refcat, redo, plots, scheduler)
+        for (name, version), group in frames.groupby(["profile", "pipeline_version"], sort=True, dropna=False):
+            report = _calibrate_profile(lake, name, version, group, profile, refcat, redo, plots, scheduler)
             if report is not None:
                 reports.append(report)
     return reports
 
 
-def _calibrate_profile(lake: Lake, name: str, group: pd.DataFrame, profile, refcat: str | None, redo: bool,
-                       plots, scheduler) -> CalibrationReport | None:
-    """Calibrate one profile's frames; None (with a warning) when its profile or catalogue is unknown."""
+def _calibrate_profile(lake: Lake, name: str, version: str, group: pd.DataFrame, profile, refcat: str | None,
+                       redo: bool, plots, scheduler) -> CalibrationReport | None:
+    """Calibrate the frames of one profile and pipeline version, with the profile stored at their ingest
+    (or ``profile``); None (with a warning) when no profile or catalogue is known."""
+    from skylake.lake.profiles import frames_profile
+
     try:
-        prof = profile if isinstance(profile, Profile) else load_profile(profile or name)
+        prof = frames_profile(lake, name, version, profile)
     except ProfileError as exc:
         log.warning("frames of profile %r not calibrated: %s (pass the profile file with --pipeline)", name, exc)
         return None
@@ -185,16 +194,21 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
                .query("calib_key == @key")["frame_id"])
     todo = frames if redo else frames[~frames["frame_id"].isin(done)]
     report.skipped = len(frames) - len(todo)
+    if plots is not None and report.skipped:  # frames calibrated before: their checkplots from the lake
+        report.plots += _plot_stored(lake, frames.loc[frames["frame_id"].isin(done), "frame_id"], refcat, key, plots)
     if todo.empty:
         report.seconds = time.monotonic() - t0
         return report
     live = todo[todo["status"] != "rejected"]
     t1 = time.monotonic()
+    fluxes = () if cal.flux == model.KRON else (model.KRON, f"{model.KRON}_err", cal.flux, f"{cal.flux}_err")
     with scheduler():
-        pairs = match_frames(lake.url, live, path, cal.band, cal.color, cal.match_radius_arcsec)
+        pairs = match_frames(lake.url, live, path, cal.band, cal.color, cal.match_radius_arcsec, fluxes)
     t2 = time.monotonic()
+    pairs, apcor = _calibrated_flux(pairs, live, cal)
     use_color = bool(cal.color) and bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any())
     zps, rejects = zeropoint.frame_zeropoints(pairs, live, cal, use_color)
+    zps = zps.assign(apcor=apcor.reindex(zps.index))
     pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
     by_id = live.set_index("frame_id")
     astro = pd.DataFrame([{"frame_id": fid, **_astro(g, by_id.loc[fid])} for fid, g in pairs.groupby("frame_id")],
@@ -255,8 +269,37 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     report.seconds = time.monotonic() - t0
     report.timings = {"setup": t1 - t0, "match": t2 - t1, "fit": t3 - t2, "commit": t4 - t3,
                       "plots": report.seconds - (t4 - t0)}
-    log.info("calibration timings [s]: %s", {k: round(v, 2) for k, v in report.timings.items()})
+    log.info("%s; timings [s]: %s", str(report).splitlines()[0], {k: round(v, 2) for k, v in report.timings.items()})
     return report
+
+
+def _calibrated_flux(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration) -> tuple[pd.DataFrame, pd.Series]:
+    """Pairs with ``inst_mag``/``inst_mag_err`` of the calibrated flux (:mod:`.model`), and each frame's
+    aperture correction (0 for the Kron flux). The correction comes from the pairs the star cuts keep
+    for their photometry (not saturated, flagged, blended or at the edge)."""
+    if cal.flux == model.KRON:
+        return pairs, pd.Series(0.0, index=pd.Index(frames["frame_id"], name="frame_id"))
+    by_id = frames.set_index("frame_id")
+    frame = pairs["frame_id"]
+    reasons = zeropoint.select_stars(pairs, cal, frame.map(by_id["saturation"]).to_numpy(float))
+    clean = ~np.isin(reasons, ("saturated", "flagged", "edge", "blended"))
+    apcor = model.aperture_corrections(pairs, cal.flux, clean).reindex(by_id.index)
+    mag, err = model.calibrated_flux_mags(pairs, frame.map(by_id["exptime"]).to_numpy(float), cal.flux,
+                                          frame.map(apcor).to_numpy(float))
+    return pairs.assign(inst_mag=mag, inst_mag_err=err), apcor
+
+
+def _plot_stored(lake: Lake, frame_ids, refcat: str, key: str, out) -> list[str]:
+    """Checkplots of calibration ``key`` of ``frame_ids`` as the lake holds it, into ``out``."""
+    from skylake.calib.plots import checkplot
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    zps = read_table(lake, ZEROPOINTS, refcat=refcat, frame_ids=list(frame_ids)).query("calib_key == @key")
+    matches = read_table(lake, MATCHES, refcat=refcat, frame_ids=list(frame_ids)).query("calib_key == @key")
+    by_frame = dict(tuple(matches.groupby("frame_id")))
+    return [str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row)))
+            for row in zps.to_dict("records") if row["frame_id"] in by_frame]
 
 
 def plot_name(row: dict) -> str:
@@ -265,8 +308,8 @@ def plot_name(row: dict) -> str:
 
 def partitions(nights) -> set[str]:
     """The night partitions (``night=...`` directories) holding rows of ``nights``; unknown nights
-    live in :data:`NULL_PARTITION`, as :meth:`Transaction.stage_nights` writes them."""
-    return {n if isinstance(n, str) and n else NULL_PARTITION for n in nights}
+    live in :data:`UNKNOWN_NIGHT`, as :meth:`Transaction.stage_nights` writes them."""
+    return {n if isinstance(n, str) and n else UNKNOWN_NIGHT for n in nights}
 
 
 def _rows_of(table: pa.Table, refcat: str, frame_ids: set | None = None, keys: set | None = None) -> np.ndarray:
@@ -302,7 +345,8 @@ def _zeropoint_rows(frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame
     rows["astro_n"] = rows["astro_n"].fillna(0)
     rows["color"] = rows["color"].fillna("")
     rows = rows.drop(columns=["status", "reason"]).reset_index()
-    return rows.assign(refcat=refcat, calib_key=key, profile=prof.name, band=prof.calibration.band)
+    return rows.assign(refcat=refcat, calib_key=key, profile=prof.name, band=prof.calibration.band,
+                       flux=prof.calibration.flux)
 
 
 def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, cal: Calibration, redo: bool,
@@ -315,7 +359,9 @@ def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, ca
                       & earlier["frame_id"].isin(alive) & ~earlier["frame_id"].isin(rows["frame_id"] if redo else [])]
     rows = rows.copy()
     ext_rows = []
-    for night, group in rows.groupby(rows["night"].fillna(""), sort=True):
+    # a frame rejected at ingest has no zeropoint: it neither joins nor makes a night's extinction fit
+    live = rows[rows["zp_status"] != zeropoint.FRAME_REJECTED]
+    for night, group in live.groupby(live["night"].fillna(""), sort=True):
         ok = group["zp_status"] == zeropoint.OK
         prior = earlier[earlier["night"].fillna("") == night]
         zp = np.concatenate([prior["zp"].to_numpy(float), group.loc[ok, "zp_fit"].to_numpy(float)])
@@ -334,7 +380,9 @@ def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, ca
                          "n_frames": ext.n_frames, "airmass_min": ext.airmass_min, "airmass_max": ext.airmass_max,
                          "ext_status": ext.status, "ext_reason": ext.reason})
     rows["zp"] = np.where(rows["zp_status"] == zeropoint.OK, rows["zp_fit"], np.nan)
-    return rows, pd.DataFrame(ext_rows)
+    columns = ["night", "refcat", "calib_key", "k_ext", "k_ext_err", "zp_airmass0", "scatter", "n_frames",
+               "airmass_min", "airmass_max", "ext_status", "ext_reason"]
+    return rows, pd.DataFrame(ext_rows, columns=columns)
 
 
 def _match_rows(pairs: pd.DataFrame, rows: pd.DataFrame, refcat: str, key: str) -> pd.DataFrame:
@@ -356,26 +404,28 @@ def _match_rows(pairs: pd.DataFrame, rows: pd.DataFrame, refcat: str, key: str) 
         "mag": np.where(np.isfinite(mag), mag, np.nan), "mag_err": np.where(np.isfinite(mag), mag_err, np.nan)})
 
 
-def calibrate_ingested(lake: Lake, profile: Profile, commits: list[int], client=None) -> list[CalibrationReport]:
-    """After an ingest: calibrate the frames its commits wrote when the profile names a catalogue the
-    lake holds (otherwise log why not). A failure is logged, never raised: the frames are ingested,
-    and the next ``skylake calibrate`` picks up what is left."""
+def calibrate_ingested(lake: Lake, profile: Profile, paths: list[str], client=None) -> list[CalibrationReport]:
+    """After an ingest: calibrate the frames of ``paths`` processed with ``profile`` that are not yet
+    calibrated (those just committed, and those a killed run committed and never calibrated) when the
+    profile names a catalogue the lake holds (otherwise log why not). A failure is logged, never
+    raised: the frames are ingested, and the next ``skylake calibrate`` picks up what is left."""
     from skylake.refcat.importer import REFCATS
 
     name = profile.calibration.refcat
-    if not name or not commits:
+    if not name or not paths:
         return []
     if not Path(lake.path(f"{REFCATS}/{name}/collection.properties")).is_file():
         log.warning("profile %s calibrates against refcat %r, which is not in %s: frames not calibrated (import it "
                     "with `skylake refcat import`, then run `skylake calibrate`)", profile.name, name, lake.url)
         return []
-    batch_ids = [lake.log.read(v).batch_id for v in commits]
     try:
-        reports = calibrate(lake, profile=profile, batch_ids=batch_ids, client=client)
+        reports = calibrate(lake, profile=profile, paths=paths, pipeline_version=profile.pipeline_version,
+                            client=client)
     except Exception as exc:  # noqa: BLE001 - the ingest succeeded; calibration is retried by `calibrate`
         log.error("calibration after ingest failed (run `skylake calibrate %s`): %s: %s", lake.url,
                   type(exc).__name__, exc)
         return []
+    reports = [r for r in reports if r.calibrated or r.frames > r.skipped]
     for report in reports:
         log.info("%s", report)
     return reports

@@ -214,19 +214,20 @@ def refcat_columns(schema_names: list[str], band: str, color: list[str]) -> tupl
 
 
 def match_frames(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: str, color: list[str],
-                 radius_arcsec: float) -> pd.DataFrame:
+                 radius_arcsec: float, extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """One-to-one pairs of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
     footprint) with refcat ``refcat_path`` within ``radius_arcsec``.
 
-    Columns: the :data:`SOURCE_COLUMNS`, ``ref_id``, ``ra_ref``, ``dec_ref``, ``flags_ref``,
+    Columns: the :data:`SOURCE_COLUMNS` and ``extra_columns`` of the sources, ``ref_id``, ``ra_ref``, ``dec_ref``, ``flags_ref``,
     ``ref_mag``, ``ref_mag_err``, ``ref_color`` (NaN without a colour), ``sep_arcsec`` and those of
     :func:`one_to_one`."""
     import hats
 
     from skylake.refcat.importer import quiet_collection_notice
 
+    source_columns = SOURCE_COLUMNS + [c for c in extra_columns if c not in SOURCE_COLUMNS]
     empty = pd.DataFrame({c: pd.Series(dtype=float) for c in
-                          SOURCE_COLUMNS + ["ref_id", "ra_ref", "dec_ref", "flags_ref", "ref_mag", "ref_mag_err",
+                          source_columns + ["ref_id", "ra_ref", "dec_ref", "flags_ref", "ref_mag", "ref_mag_err",
                                             "ref_color", "sep_arcsec", "neighbour_mag", "neighbour_sep",
                                             "n_competing"]})
     moc = footprint_moc(frames, radius_arcsec)
@@ -236,7 +237,7 @@ def match_frames(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: 
     if moc is None:
         return empty
     right = open_refcat(refcat_path, moc, columns, radius_arcsec)
-    left = open_sources(lake_path, frames["frame_id"], moc)
+    left = open_sources(lake_path, frames["frame_id"], moc, source_columns)
     if not left.get_healpix_pixels() or not right.get_healpix_pixels():
         return empty
     pairs = nearest_per_star(crossmatch(left, right, radius_arcsec, mag=f"mag_{band}"))

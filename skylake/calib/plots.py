@@ -3,7 +3,8 @@
 One PNG with six panels: instrumental against reference magnitude with the fitted zeropoint,
 residuals against colour with the colour term, the astrometric residuals as a quiver over the chip,
 and the photometric residuals against x, y and radius from the chip centre. Used stars are dark,
-cut or clipped ones light grey.
+cut or clipped ones light grey; residual axes span the stars used, and points beyond them sit on
+the edge as triangles.
 """
 
 from __future__ import annotations
@@ -49,10 +50,16 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
            title="instrumental vs reference")
     ax.invert_xaxis(), ax.invert_yaxis(), ax.legend(fontsize=8)
 
+    # residual axes are scaled to the stars used: clipped outliers sit on the edge as triangles
+    lo, hi = _residual_limits(resid[used], zp.get("zp_scatter"))
+
     ax = axes[0, 1]
     if np.isfinite(colour).any():
+        dm = ref - inst - fit
+        lo_c, hi_c = _residual_limits(dm[used], zp.get("zp_scatter"))
         for sel, kw in styles:
-            ax.scatter(colour[sel], (ref - inst - fit)[sel], **kw)
+            _clipped_scatter(ax, colour[sel], dm[sel], lo_c, hi_c, **kw)
+        ax.set_ylim(lo_c, hi_c)
         cgrid = np.linspace(np.nanmin(colour), np.nanmax(colour), 2)
         ax.plot(cgrid, ct * cgrid, "r-", label=f"colour term {ct:.3f}")
         ax.legend(fontsize=8)
@@ -73,9 +80,9 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
     for ax, coord, label in ((axes[1, 0], x, "x [px]"), (axes[1, 1], y, "y [px]"),
                              (axes[1, 2], np.hypot(x - cx, y - cy), "radius from the stars' centre [px]")):
         for sel, kw in styles:
-            ax.scatter(coord[sel], resid[sel], **kw)
+            _clipped_scatter(ax, coord[sel], resid[sel], lo, hi, **kw)
         ax.axhline(0.0, color="r")
-        ax.set(xlabel=label, ylabel="photometric residual [mag]")
+        ax.set(xlabel=label, ylabel="photometric residual [mag]", ylim=(lo, hi))
     axes[1, 0].set_title("residual vs position")
 
     fig.suptitle(f"frame {zp.get('frame_id')} vs {zp.get('refcat')}: {zp.get('zp_status')} zp {_fmt(zp.get('zp'))} "
@@ -85,6 +92,27 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _residual_limits(used: np.ndarray, scatter) -> tuple[float, float]:
+    """Y limits holding every star used in the fit with a margin (at least 5 robust sigmas about 0)."""
+    used = used[np.isfinite(used)]
+    sig = float(scatter) if scatter is not None and np.isfinite(scatter) else 0.1
+    if not used.size:
+        return -1.0, 1.0
+    lo, hi = min(float(used.min()), -5 * sig), max(float(used.max()), 5 * sig)
+    pad = 0.1 * (hi - lo) + 0.01
+    return lo - pad, hi + pad
+
+
+def _clipped_scatter(ax, x, y, lo, hi, **kw):
+    """Scatter ``y`` against ``x``; points beyond [lo, hi] drawn at the edge as triangles pointing out."""
+    inside = (y >= lo) & (y <= hi)
+    ax.scatter(x[inside], y[inside], **kw)
+    kw = {**kw, "label": None}
+    for beyond, edge, marker in ((y > hi, hi, "^"), (y < lo, lo, "v")):
+        if beyond.any():
+            ax.scatter(x[beyond], np.full(beyond.sum(), edge), marker=marker, **kw)
 
 
 def _fmt(value) -> str:

@@ -31,6 +31,7 @@ import pandas as pd
 from astropy.stats import mad_std
 from scipy.stats import theilslopes
 
+from skylake.frame.extract import SATURATED
 from skylake.profile import Calibration
 from skylake.refcat.schema import flag_bits
 
@@ -64,7 +65,9 @@ def select_stars(pairs: pd.DataFrame, cal: Calibration, saturation: np.ndarray) 
     bright, faint = cal.mag_limits
     with np.errstate(invalid="ignore"):
         tests = (
-            ("saturated", col["flux_max"] + col["bkg"] >= cal.saturation_fraction * np.asarray(saturation, float)),
+            # flagged at extraction (a raw pixel at the saturation level), or near it: non-linear
+            ("saturated", ((flags & SATURATED) != 0)
+             | (col["flux_max"] + col["bkg"] >= cal.saturation_fraction * np.asarray(saturation, float))),
             ("flagged", (flags & cal.flags_mask) != 0),
             ("edge", ~(col["edge_dist"] >= cal.edge_distance_px)),
             # a deblended detection, a 2nd catalogue star bright enough to bias it, or 2+ sources

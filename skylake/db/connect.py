@@ -2,7 +2,9 @@
 
 The URL comes from ``--db``, else ``SKYLAKE_DB_URL``, else a SQLite file inside the lake
 (``LAKE/_skylake/summary.sqlite``). Put Postgres passwords in ``~/.pgpass`` (libpq reads it) or in
-the environment, never in the repository; every message shows the URL with the password masked.
+the environment, never in the repository; every message and log line shows the URL with the password
+masked, in whatever form it was given (:mod:`skylake.db.secrets`). A URL that does not parse, or names
+a driver that is not installed, is a usage error (:class:`DbUrlError`, exit code 2).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import os
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from skylake.errors import DbError
+from skylake.db.secrets import SECRET_KEY, redact, register
+from skylake.errors import DbError, DbUrlError
 
 ENV_URL = "SKYLAKE_DB_URL"
 SQLITE_FILE = "_skylake/summary.sqlite"
@@ -22,6 +25,7 @@ def db_url(lake, url: str | None = None) -> str:
     """The database URL for ``lake``: ``url``, else $SKYLAKE_DB_URL, else SQLite inside the lake."""
     url = url or os.environ.get(ENV_URL)
     if url:
+        register(url)
         return url
     if not lake.store.is_local:
         raise DbError(f"the lake {lake.url} is not on a local disk: give --db URL or set {ENV_URL}")
@@ -29,20 +33,34 @@ def db_url(lake, url: str | None = None) -> str:
 
 
 def mask_url(url: str | sa.URL) -> str:
-    """``url`` with its password replaced by ***."""
+    """``url`` with its password (userinfo or a query parameter such as ``password=``) replaced by ***."""
+    raw = url.render_as_string(hide_password=False) if isinstance(url, sa.URL) else str(url)
+    register(raw)
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.make_url(url)
+        parsed = parsed.set(query={k: ("***" if SECRET_KEY.search(k) else v) for k, v in parsed.query.items()})
+        return redact(parsed.render_as_string(hide_password=True))
     except Exception:  # not even parseable: show nothing that might be a secret
         return "<unparseable database URL>"
 
 
-def mask(text: str, url: str | sa.URL) -> str:
-    """``text`` with the password of ``url`` (if any) replaced by ***: driver errors may quote it."""
+def mask(text: str, url: str | sa.URL | None = None) -> str:
+    """``text`` with every secret of ``url`` (and every password field) replaced by ***: driver errors
+    may quote the URL or the conninfo."""
+    if url is not None:
+        register(url.render_as_string(hide_password=False) if isinstance(url, sa.URL) else str(url))
+    return redact(text)
+
+
+def parse_url(url: str) -> sa.URL:
+    """``url`` parsed; a one-line :class:`DbUrlError` (exit 2) if it is not a database URL."""
+    register(url)
     try:
-        password = sa.make_url(url).password
-    except Exception:
-        return text
-    return text.replace(password, "***") if password else text
+        return sa.make_url(url)
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DbUrlError(f"{redact(url)!r} is not a database URL ({redact(reason)}); expected e.g. "
+                         "postgresql+psycopg://user@host/db or sqlite:///path/summary.sqlite") from None
 
 
 _ENGINES: dict[str, sa.Engine] = {}
@@ -54,10 +72,12 @@ def connect(url: str) -> sa.Engine:
     two refreshes of one file take turns instead of both reading the same watermark."""
     if url in _ENGINES:
         return _ENGINES[url]
+    parse_url(url)
     try:
         engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-    except Exception as exc:
-        raise DbError(f"bad database URL {mask_url(url)}: {mask(str(exc), url)}") from None
+    except Exception as exc:  # an unknown dialect, a driver not installed, a bad option
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DbUrlError(f"cannot use database URL {mask_url(url)}: {mask(reason, url)}") from None
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _no_implicit_transactions(dbapi_connection, record):

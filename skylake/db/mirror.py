@@ -11,7 +11,11 @@ from the lake, and writes rows and the new watermark **in one database transacti
 * rows of a touched night (or objects partition, or map) are deleted and re-inserted, so repeating a
   refresh never duplicates;
 * overlapping runs take turns (a Postgres advisory lock; SQLite's BEGIN IMMEDIATE), and the second
-  finds the watermark already advanced.
+  finds the watermark already advanced;
+* the database records which lake it mirrors (``refresh_state.lake_id``, the lake's
+  :attr:`~skylake.lake.Lake.lake_id`) and refuses another lake (:class:`ForeignLakeError`, exit 2)
+  unless ``full`` rebuilds it for that lake. A database from before lake ids adopts the first lake
+  refreshed into it.
 """
 
 from __future__ import annotations
@@ -34,10 +38,10 @@ from skylake.db.connect import DbError, connect, db_url, mask, mask_url
 from skylake.db.migrate import migrate
 from skylake import trends
 from skylake.db.models import table
-from skylake.errors import LakeError
+from skylake.errors import ForeignLakeError, LakeError
 from skylake.lake import Lake
 from skylake.lake.hats_meta import pixel_dir
-from skylake.lake.lake import FRAMES, NULL_PARTITION
+from skylake.lake.lake import FRAMES, UNKNOWN_NIGHT
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA, MAPS
 from skylake.objects.build import OBJECTS, objects_dataset
 from skylake.schema import table_schema
@@ -77,13 +81,19 @@ class RefreshReport:
                 f"recomputed ({rows}) in {self.seconds:.1f} s")
 
 
+def first_line(exc: BaseException, url: str) -> str:
+    """The driver's first line of ``exc`` (not SQLAlchemy's wrapping), secrets masked."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return mask(text.splitlines()[0] if text else type(exc).__name__, url)
+
+
 def _nights_of(entries) -> set[str | None]:
     nights = set()
     for entry in entries:
         for action in [*entry.adds, *entry.removes]:
             if action.table in NIGHT_TABLES and action.path.startswith("night="):
                 night = action.path.split("/", 1)[0][len("night="):]
-                nights.add(None if night == NULL_PARTITION else night)
+                nights.add(None if night == UNKNOWN_NIGHT else night)
     return nights
 
 
@@ -200,12 +210,12 @@ def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None =
     schema = table_schema(name).append(pa.field("night", pa.string()))
     files = []
     for night in sorted(nights, key=lambda n: n or ""):
-        part = f"{name}/night={night if night is not None else NULL_PARTITION}"
+        part = f"{name}/night={night if night is not None else UNKNOWN_NIGHT}"
         files += [lake.store.full(f"{part}/{f}") for f in lake.store.listdir(part)
                   if f.endswith(".parquet") and not f.startswith(".")]
     if not files:
         return schema.empty_table().select(cols)
-    partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=NULL_PARTITION)
+    partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
     dataset = pads.dataset(files, format="parquet", schema=schema, partitioning=partitioning,
                            partition_base_dir=lake.store.full(name),
                            filesystem=None if lake.store.is_local else lake.store.fs)
@@ -322,6 +332,8 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
     """
     t0 = time.monotonic()
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
+    lake.catch_up()  # a publish a killed writer left is finished first: never mirror half a commit
+    lake_id = lake.lake_id
     if isinstance(events, (str, os.PathLike)):
         try:
             events = trends.read_events(events)
@@ -336,7 +348,16 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
             report.migrations = migrate(conn)
             state = table("refresh_state")
-            watermark = conn.execute(sa.select(state.c.lake_version).where(state.c.id == 1)).scalar() or 0
+            row = conn.execute(sa.select(state.c.lake_version, state.c.lake_id, state.c.lake_url)
+                               .where(state.c.id == 1)).first()
+            watermark = (row.lake_version if row else 0) or 0
+            if row and row.lake_id and lake_id and row.lake_id != lake_id and not full:
+                raise ForeignLakeError(
+                    f"{report.db} mirrors another lake ({row.lake_url}, lake id {row.lake_id}), not {lake.url} "
+                    f"(lake id {lake_id}); give this lake its own database with --db, or rebuild this one "
+                    "for it with `skylake refresh --full`")
+            if row and lake_id and not row.lake_id:  # a database from before lake ids: this lake claims it
+                conn.execute(state.update().where(state.c.id == 1).values(lake_id=lake_id, lake_url=lake.url))
             if full:
                 for name in ("frames", "zeropoints", "nights", "ingest_batches", "trend_model", "objects", "maps"):
                     conn.execute(table(name).delete())
@@ -374,19 +395,20 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             report.rows["maps"] = _replace_maps(conn, lake, _map_index_files_of(lake, entries))
             batches = table("ingest_batches")
             conn.execute(batches.delete().where(batches.c.version > watermark))
-            conn.execute(batches.insert(), _batch_rows(entries))
+            if entries:  # --events on an up-to-date database mirrors no commit
+                conn.execute(batches.insert(), _batch_rows(entries))
             report.rows["ingest_batches"] = len(entries)
             conn.execute(state.delete())
             conn.execute(state.insert(), [{"id": 1, "lake_version": published, "nights_recomputed": len(nights),
                                            "partitions_recomputed": len(partitions),
                                            "maps_mirrored": report.rows["maps"],
-                                           "refreshed_at": dt.datetime.now(dt.timezone.utc)}])
+                                           "refreshed_at": dt.datetime.now(dt.timezone.utc),
+                                           "lake_id": lake_id, "lake_url": lake.url}])
             if hook:
                 hook("before_commit", conn)
     except sa.exc.SQLAlchemyError as exc:
-        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
         raise DbError(f"refresh of {report.db} failed, nothing was written (the lake is untouched; the next refresh "
-                      f"catches up): {mask(first, url)}") from None
+                      f"catches up): {first_line(exc, url)}") from None
     report.seconds = time.monotonic() - t0
     log.info("%s", report)
     return report

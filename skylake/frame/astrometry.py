@@ -1,4 +1,10 @@
-"""Sky coordinates of detections through the header WCS (astropy: TAN, SIP, TPV, ZEA and the rest)."""
+"""Sky coordinates of detections through the header WCS (astropy: TAN, SIP, TPV, ZEA and the rest).
+
+A WCS is checked before any source is placed with it (:func:`check_wcs`): finite CRVAL, a finite and
+non-singular CD/PC matrix, a pixel scale inside the profile's ``[astrometry] pixscale_range`` and a
+footprint smaller than the sky. astropy accepts all of these silently (an all-zero CD matrix becomes
+1 deg/px, a NaN CRVAL lands at RA 0), which would put a frame's sources anywhere.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ from astropy.wcs import WCS, FITSFixedWarning
 from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.errors import FrameRejected
+from skylake.profile import Astrometry
+
+#: Square degrees of the whole sky: no frame's footprint can be larger.
+SKY_DEG2 = 4 * np.pi * (180 / np.pi) ** 2
 
 
 def celestial_wcs(header: fits.Header) -> WCS:
@@ -20,12 +30,83 @@ def celestial_wcs(header: fits.Header) -> WCS:
         try:
             wcs = WCS(header, relax=True)
         except Exception as exc:  # astropy raises many kinds on malformed WCS keywords
-            raise FrameRejected(f"invalid WCS in header: {type(exc).__name__}: {exc}") from exc
+            message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise FrameRejected(f"invalid WCS in header: {type(exc).__name__}: {message}") from exc
     if not wcs.has_celestial:
         raise FrameRejected("no celestial WCS in the header (no RA/Dec CTYPE1/CTYPE2)")
     if wcs.naxis == 2 and (wcs.wcs.lng, wcs.wcs.lat) == (0, 1):
         return wcs  # already the celestial WCS: .celestial would build a copy
     return wcs.celestial
+
+
+def _header_matrix(header: fits.Header) -> tuple[np.ndarray | None, str]:
+    """The linear matrix the header itself writes (CDi_j when any is present, else PCi_j x CDELTi), to
+    check before astropy substitutes defaults for a degenerate one; None when the header has neither."""
+    cd = [[header.get(f"CD{i}_{j}") for j in (1, 2)] for i in (1, 2)]  # frames are 2-D images
+    if any(v is not None for row in cd for v in row):
+        return np.array([[0.0 if v is None else v for v in row] for row in cd], dtype=object), "CD"
+    return None, ""
+
+
+#: Linear WCS keywords of a 2-D image whose values must be finite numbers when present.
+_LINEAR_KEYS = ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CD1_1", "CD1_2", "CD2_1", "CD2_2",
+                "PC1_1", "PC1_2", "PC2_1", "PC2_2")
+
+
+def _check_numbers(header: fits.Header) -> None:
+    """Reject linear WCS keywords that are not finite numbers (wcslib skips an unparsable card, e.g.
+    ``CRVAL1 = NaN``, and puts the reference point at 0)."""
+    for key in _LINEAR_KEYS:
+        if key not in header:
+            continue
+        try:
+            value = header[key]
+        except Exception:  # noqa: BLE001 - astropy's VerifyError on an unparsable card
+            text = header.cards[key].image[10:].split("/")[0].strip()
+            raise FrameRejected(f"WCS {key} = {text} is not a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise FrameRejected(f"WCS {key} = {value!r} is not a finite number")
+
+
+def check_wcs(wcs: WCS, header: fits.Header, nx: int, ny: int, cfg: Astrometry) -> None:
+    """Reject a celestial WCS that cannot place sources: non-finite CRVAL, a CD/PC matrix that is
+    not finite or is singular, a pixel scale outside ``cfg.pixscale_range`` or a footprint larger
+    than the sky.
+
+    Raises
+    ------
+    FrameRejected
+        With the offending keywords and values.
+    """
+    _check_numbers(header)
+    crval = np.asarray(wcs.wcs.crval, dtype=float)
+    if not np.isfinite(crval).all():
+        raise FrameRejected(f"WCS reference point CRVAL = {crval.tolist()} is not finite")
+    if not (-90.0 <= crval[1] <= 90.0):
+        raise FrameRejected(f"WCS reference point CRVAL2 = {crval[1]} is not a declination (-90..90)")
+    raw, kind = _header_matrix(header)
+    if raw is not None:
+        try:
+            matrix = raw.astype(float)
+        except (TypeError, ValueError):
+            raise FrameRejected(f"WCS {kind} matrix {raw.tolist()} holds values that are not numbers") from None
+    else:
+        matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float)
+        kind = "PC x CDELT"
+    if not np.isfinite(matrix).all():
+        raise FrameRejected(f"WCS {kind} matrix {matrix.tolist()} is not finite")
+    singular = np.linalg.svd(matrix, compute_uv=False)  # deg/px along the two principal directions
+    if not singular[0] > 0 or singular[1] <= 1e-6 * singular[0]:
+        raise FrameRejected(f"WCS {kind} matrix {matrix.tolist()} is singular (rank {int(np.sum(singular > 1e-6 * singular[0]))}"
+                            f"): it maps the image onto a line or a point")
+    lo, hi = cfg.pixscale_range
+    scales = singular * 3600.0
+    if scales.min() < lo or scales.max() > hi:
+        raise FrameRejected(f"WCS pixel scale {scales.min():.4g}-{scales.max():.4g} arcsec/px is outside the "
+                            f"profile's [astrometry] pixscale_range {[lo, hi]}")
+    area = nx * ny * singular[0] * singular[1]
+    if area > SKY_DEG2:
+        raise FrameRejected(f"WCS footprint of {area:.0f} deg2 is larger than the sky ({SKY_DEG2:.0f} deg2)")
 
 
 def pixel_to_sky(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,10 @@
 sep's working limits (the active-pixel stack and the deblending sub-object limit) are process-wide
 settings. When a frame overflows them, extraction is retried with raised limits; what still cannot be
 saved (e.g. deblending switched off for a crowded frame) is reported in ``note``.
+
+Saturation follows SExtractor: a source is saturated when one of its pixels (sep's segmentation map)
+reaches the saturation level in the raw image, i.e. before the background is subtracted. It gets the
+:data:`SATURATED` bit in its flags, beside sep's own bits (``schemas/sources.yaml`` lists them all).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import sep
 
 from skylake.errors import FrameRejected
 from skylake.profile import Detection, Photometry
+
+#: Source flag bit of a saturated source (sep uses bits 1-128; SExtractor's 4 is sep's OBJ_DOVERFLOW).
+SATURATED = 0x0100
 
 #: SExtractor default.conv: 3x3 "all-ground", FWHM 2 px.
 DEFAULT_KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
@@ -31,6 +38,9 @@ class Extraction:
     globalrms: float
     note: str
     mask: np.ndarray | None = None  # True where a pixel was NaN/inf (zero in the subtracted image)
+    saturated: np.ndarray | None = None  # per object: one of its pixels reached the saturation level
+    n_saturated_pixels: int = 0
+    segmap: np.ndarray | None = None  # sep's segmentation map: object index + 1 per pixel, 0 for sky
 
 
 def _kernel(name: str):
@@ -47,17 +57,20 @@ def background(data: np.ndarray, mask: np.ndarray | None, cfg: Detection) -> sep
                           fw=cfg.back_filtersize, fh=cfg.back_filtersize)
 
 
-def _extract_once(data_sub, rms, mask, cfg: Detection, deblend: bool = True):
+def _extract_once(data_sub, rms, mask, cfg: Detection, deblend: bool = True, segmentation_map: bool = False):
     return sep.extract(data_sub, cfg.thresh, err=rms, mask=mask, minarea=cfg.minarea,
                        filter_kernel=_kernel(cfg.filter_kernel), deblend_nthresh=cfg.deblend_nthresh if deblend else 1,
-                       deblend_cont=cfg.deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param)
+                       deblend_cont=cfg.deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param,
+                       segmentation_map=segmentation_map)
 
 
-def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detection) -> tuple[np.ndarray, str]:
+def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detection,
+           segmentation_map: bool = False) -> tuple:
     """Run ``sep.extract`` with the profile's settings, raising sep's limits on overflow.
 
-    Returns the objects and a note of what was needed. Raises :class:`FrameRejected` only when even
-    the maximum limits with deblending switched off cannot extract the frame.
+    Returns the objects and a note of what was needed (and, with ``segmentation_map``, sep's
+    segmentation map between them). Raises :class:`FrameRejected` only when even the maximum limits
+    with deblending switched off cannot extract the frame.
     """
     pixstack, sub_limit = cfg.pixstack, cfg.sub_object_limit
     deblend = True
@@ -68,8 +81,10 @@ def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detec
             sep.set_extract_pixstack(pixstack)
             sep.set_sub_object_limit(sub_limit)
             try:
-                objects = _extract_once(data_sub, rms, mask, cfg, deblend)
-                return objects, "; ".join(notes)
+                found = _extract_once(data_sub, rms, mask, cfg, deblend, segmentation_map)
+                if segmentation_map:
+                    return found[0], found[1], "; ".join(notes)
+                return found, "; ".join(notes)
             except Exception as exc:  # sep raises a bare Exception with its C error message
                 message = str(exc)
             finally:  # leave the process as we found it: other code in it may use sep too
@@ -88,10 +103,27 @@ def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detec
             raise FrameRejected(f"sep extraction failed: {message}")
 
 
-def extract(data: np.ndarray, cfg: Detection) -> Extraction:
+def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None,
+            saturation_from: str = "") -> Extraction:
     """Background-subtract ``data`` in place and detect sources on it.
 
-    Rejects frames whose pixels are all NaN/inf or constant.
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The raw image (float32); overwritten with the background-subtracted image.
+    cfg : Detection
+        The profile's detection settings.
+    saturation : float, optional
+        Saturation level [ADU] of the raw pixels. Objects owning a pixel at or above it are marked
+        in ``Extraction.saturated``.
+    saturation_from : str
+        Where the level came from (e.g. "header SATURATE"), for the rejection message.
+
+    Raises
+    ------
+    FrameRejected
+        Pixels all NaN/inf or constant, or a saturation level at or below the frame's own background
+        (a wrong header or profile value would flag every source).
     """
     mask = None
     if not np.isfinite(np.sum(data, dtype=np.float64)):  # one cheap pass; the mask only when needed
@@ -100,16 +132,39 @@ def extract(data: np.ndarray, cfg: Detection) -> Extraction:
             raise FrameRejected("every pixel is NaN or infinite")
         mask = ~finite
         data[mask] = 0.0
+    valid = data if mask is None else data[~mask]
+    low, high = float(valid.min()), float(valid.max())
+    if low == high:  # sep reports an rms of 1 for a flat image
+        raise FrameRejected(f"image has no noise: every pixel is {low:g} (constant image)")
     bkg = background(data, mask, cfg)
     if not bkg.globalrms > 0:
         raise FrameRejected(f"image has no noise: background rms is {bkg.globalrms} (constant image?)")
+    if saturation is not None and not saturation > bkg.globalback:
+        raise FrameRejected(
+            f"saturation level {saturation:g} ADU ({saturation_from or 'profile'}) is at or below the frame's "
+            f"background {bkg.globalback:.6g} ADU: a wrong value would flag every source; set [defaults] "
+            f"saturation and saturation_source = \"profile\" to override the header")
+    # Raw pixels at the saturation level, before the background is subtracted (SExtractor SATUR_LEVEL).
+    saturated_pixels = None
+    if saturation is not None:
+        saturated_pixels = data >= np.float32(saturation)
+        if mask is not None:
+            saturated_pixels &= ~mask
+    n_saturated = int(np.count_nonzero(saturated_pixels)) if saturated_pixels is not None else 0
     back = bkg.back()
     np.subtract(data, back, out=data)
     if mask is not None:
         data[mask] = 0.0  # bad pixels stay neutral in the subtracted image
-    objects, note = detect(data, bkg.globalrms, mask, cfg)
+    # the segmentation map (object index + 1 per pixel) says which objects own saturated pixels, and
+    # keeps neighbours out of each object's photometry (measure)
+    objects, segmap, note = detect(data, bkg.globalrms, mask, cfg, segmentation_map=True)
+    saturated = np.zeros(len(objects), dtype=bool)
+    if n_saturated:
+        owners = np.unique(segmap[saturated_pixels])
+        saturated[owners[owners > 0] - 1] = True
     return Extraction(objects=objects, back=back, globalback=float(bkg.globalback),
-                      globalrms=float(bkg.globalrms), note=note, mask=mask)
+                      globalrms=float(bkg.globalrms), note=note, mask=mask, saturated=saturated,
+                      n_saturated_pixels=n_saturated, segmap=segmap)
 
 
 def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndarray:
@@ -153,38 +208,91 @@ def _ones_like_edges(shape, x, y, radius: float, mask):
     return np.ones(small, dtype=np.float32), out[1], out[0]
 
 
-def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, gain: float, mask=None):
+def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, gain: float, mask=None,
+                       segmap=None):
     """Circular-aperture fluxes with the local background from an annulus, as SExtractor's local
     background: the same numbers as ``sep.sum_circle(..., bkgann=annulus)`` but with the annulus summed
     once for all radii (and on whole pixels) instead of once per radius at 5x5 sub-pixels.
+
+    With ``segmap`` (sep's segmentation map, object index + 1), the annulus mean is of sky pixels only
+    (every detected object's pixels masked; the plain annulus where that leaves none) and each aperture
+    leaves out the pixels of other objects (sep corrects the sum for the masked area).
 
     Returns ``[(flux, flux_err) per radius]``, the residual local background per pixel [ADU] and the
     OR of sep's aperture flags. ``flux_err`` adds the uncertainty of the subtracted annulus mean.
     """
     ny, nx = data_sub.shape
     rin, rout = annulus
-    ann_sum, _, flags = sep.sum_circann(data_sub, x, y, rin, rout, mask=mask, subpix=1)
-    flags = flags.astype(np.int32)
+    objects = dict(seg_id=np.arange(1, len(x) + 1, dtype=np.int32), segmap=segmap) if segmap is not None else {}
+    sky_mask = mask if segmap is None else (segmap > 0) if mask is None else (segmap > 0) | mask
     # The annulus mean divides by its pixel count (whole pixels: within a few % of the geometric area,
-    # fewer at edges and masked pixels), counted on a small image of ones. The apertures (5x5
-    # sub-pixels) have their geometric area except where they leave the image.
+    # fewer at edges and masked pixels), counted on an image of ones. The apertures (5x5 sub-pixels)
+    # have their geometric area except where they leave the image.
+    bkg_local, bkg_var, flags = _annulus_mean(data_sub, x, y, rin, rout, err, sky_mask)
+    flags = _image_mask_flags(flags, mask, segmap)
+    if segmap is not None:  # an annulus all of objects (a crowded field): its plain mean instead
+        lost = ~np.isfinite(bkg_local)
+        if lost.any():
+            bkg_local[lost], bkg_var[lost], _ = _annulus_mean(data_sub, x[lost], y[lost], rin, rout, err, mask)
     ones, xo, yo = _ones_like_edges(data_sub.shape, x, y, rout, mask)
-    ann_area = sep.sum_circann(ones, xo, yo, rin, rout, mask=mask, subpix=1)[0] if len(x) else np.zeros(0)
     near_edge = (x < rout - 0.5) | (y < rout - 0.5) | (x > nx - 0.5 - rout) | (y > ny - 0.5 - rout)
     if mask is not None:
         near_edge[:] = True
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bkg_local = np.where(ann_area > 0, ann_sum / ann_area, np.nan)
-        bkg_var = np.where(ann_area > 0, err**2 / ann_area, np.nan)  # variance of the annulus mean
     apertures = []
     for radius in radii:
-        flux, ferr, aflag = sep.sum_circle(data_sub, x, y, radius, err=err, gain=gain, mask=mask, subpix=5)
-        flags |= aflag.astype(np.int32)
+        flux, ferr, aflag = sep.sum_circle(data_sub, x, y, radius, err=err, gain=gain, mask=mask, subpix=5,
+                                           **objects)
+        flags |= _image_mask_flags(aflag.astype(np.int32), mask, segmap)
         area = np.full(len(x), np.pi * radius**2)
         if near_edge.any():
             area[near_edge] = sep.sum_circle(ones, xo[near_edge], yo[near_edge], radius, mask=mask, subpix=5)[0]
         apertures.append((flux - area * bkg_local, np.sqrt(ferr**2 + area**2 * bkg_var)))
     return apertures, bkg_local, flags
+
+
+#: sep's aperture flags for masked pixels (APER_HASMASKED, APER_ALLMASKED)
+_MASKED_BITS = np.int32(0x0020 | 0x0040)
+
+
+def _image_mask_flags(flags: np.ndarray, mask, segmap) -> np.ndarray:
+    """``flags`` whose masked-pixel bits mean masked image pixels (NaN/inf): the neighbours' and the
+    sky annulus' object pixels that the segmentation map masks are expected, not a defect. (With an
+    image mask the bits may come from either, and are kept.)"""
+    if segmap is None or mask is not None:
+        return flags
+    return flags & ~_MASKED_BITS
+
+
+def _annulus_mean(data_sub, x, y, rin, rout, err: float, mask):
+    """Mean residual background per pixel in each annulus (NaN where every pixel is masked), the
+    variance of that mean, and sep's flags."""
+    if not len(x):
+        return np.zeros(0), np.zeros(0), np.zeros(0, np.int32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ann_sum, _, flags = sep.sum_circann(data_sub, x, y, rin, rout, mask=mask, subpix=1)
+        ones, xo, yo = _ones_like_edges(data_sub.shape, x, y, rout, mask)
+        ann_area = sep.sum_circann(ones, xo, yo, rin, rout, mask=mask, subpix=1)[0]
+        good = (ann_area > 0) & np.isfinite(ann_sum) & np.isfinite(ann_area)
+        mean = np.where(good, ann_sum / np.where(good, ann_area, 1.0), np.nan)
+        var = np.where(good, err**2 / np.where(good, ann_area, 1.0), np.nan)
+    return mean, var, flags.astype(np.int32)
+
+
+def kron_scale(r_kron: np.ndarray, cfg: Photometry) -> np.ndarray:
+    """The Kron ellipse's scale in units of a, b, as SExtractor (``photom.c``, PHOT_AUTOPARAMS k, rmin).
+
+    SExtractor sets ``kronfactor = k * r1/v1`` and raises it to ``rmin`` when smaller, and uses ``rmin``
+    when the first moment ``r1/v1`` cannot be computed (``r1 <= 0`` or ``v1 <= 0``: sep returns 0 or
+    NaN there). That scale is SExtractor's KRON_RADIUS output.
+
+    >>> from skylake.profile import load_profile
+    >>> kron_scale(np.array([2.0, 1.0, 0.0, np.nan]), load_profile("generic").photometry).tolist()
+    [5.0, 3.5, 3.5, 3.5]
+    """
+    r_kron = np.asarray(r_kron, dtype=np.float64)
+    valid = np.isfinite(r_kron) & (r_kron > 0)
+    with np.errstate(invalid="ignore"):
+        return np.where(valid, np.maximum(cfg.kron_factor * r_kron, cfg.kron_min_radius), cfg.kron_min_radius)
 
 
 def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float) -> dict[str, np.ndarray]:
@@ -207,19 +315,25 @@ def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float)
     if odd.any():
         a, b, theta = np.where(odd, 1.0, a), np.where(odd, 1.0, b), np.where(odd, 0.0, theta)
 
-    # Kron flux: ellipse of kron_factor * kron_radius (in units of a, b), at least kron_min_radius.
-    kron_radius, kflag = sep.kron_radius(data_sub, x, y, a, b, theta, 6.0, mask=mask)
-    kron_radius = np.where(np.isfinite(kron_radius) & (kron_radius > 0), kron_radius, cfg.kron_min_radius)
-    scale = np.maximum(cfg.kron_factor * kron_radius, cfg.kron_min_radius)
+    # Kron flux as SExtractor's MAG_AUTO (PHOT_AUTOPARAMS k, rmin): the ellipse's scale in units of a, b
+    # is max(k * r_kron, rmin), and rmin itself when r_kron cannot be measured (sep gives 0 or NaN).
+    # Neighbours' pixels (sep's segmentation map) are left out of the first moment and of the sum, as
+    # SExtractor masks them (MASK_TYPE): a bright neighbour would otherwise swell both.
+    objects = (dict(seg_id=np.arange(1, len(x) + 1, dtype=np.int32), segmap=ext.segmap)
+               if ext.segmap is not None else {})
+    r_kron, kflag = sep.kron_radius(data_sub, x, y, a, b, theta, 6.0, mask=mask, **objects)
+    scale = kron_scale(r_kron, cfg)
     flux_auto, flux_auto_err, aflag = sep.sum_ellipse(data_sub, x, y, a, b, theta, scale, err=err,
-                                                      gain=gain, mask=mask, subpix=1)
-    flags |= kflag.astype(np.int32) | aflag.astype(np.int32)
+                                                      gain=gain, mask=mask, subpix=1, **objects)
+    flags |= _image_mask_flags(kflag.astype(np.int32) | aflag.astype(np.int32), mask, ext.segmap)
+    if ext.saturated is not None:
+        flags |= np.where(ext.saturated, SATURATED, 0).astype(np.int32)
 
     # FWHM from the half-light radius: exactly FWHM / 2 for a Gaussian, robust for any profile.
     r50 = half_light_radius(data_sub, x, y, a, flux_auto, mask)
 
     apertures, bkg_local, aflag = annulus_photometry(data_sub, x, y, cfg.aperture_radii, cfg.annulus, err, gain,
-                                                     mask)
+                                                     mask, ext.segmap)
     flags |= aflag
 
     xi = np.clip(np.rint(x).astype(np.intp), 0, nx - 1)
@@ -233,7 +347,7 @@ def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float)
         "y": y,
         "flux_auto": flux_auto,
         "flux_auto_err": flux_auto_err,
-        "kron_radius": kron_radius,
+        "kron_radius": scale,
         "flux_max": obj["peak"],
         "bkg": ext.back[yi, xi],
         "bkg_local": bkg_local,

@@ -1,43 +1,70 @@
 """Map a frame's FITS header to the standard frame record, following its instrument profile.
 
 Times are UTC; ``mjd`` in the record is mid-exposure; ``night`` is the local date on which the
-observing night began (the profile's ``site.night_starts``).
+observing night began (the profile's ``site.night_starts``). The observation time comes from the
+first of the profile's time keywords the header has (``pipelines/generic.toml`` lists them in order):
+DATE-AVG/MJD-AVG (mid-exposure by definition), an MJD, an ISO DATE-OBS (or a date-only DATE-OBS with
+a time-of-day keyword), a JD, or named keywords parsed with a strptime format; in the header's time
+scale (TIMESYS, else the profile's), converted to UTC with astropy. A date without a time of day is
+never taken as midnight: the frame is rejected, naming the keyword to map.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+import warnings
 from zoneinfo import ZoneInfo
 
 from astropy.io import fits
-from astropy.time import Time
+from astropy.time import Time, TimeDelta
 
 from skylake.errors import FrameRejected
-from skylake.profile import Profile
+from skylake.profile import TIME_SCALE_ALIASES, HeaderMap, Profile
 
 _MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)
 
+#: Observation times outside these years are rejected (a wrong header, not an observation).
+YEAR_RANGE = (1900, 2100)
+MJD_RANGE = (15020.0, 88069.0)  # 1900-01-01 and 2100-01-01, 0h UTC
+#: Longest exposure taken as real (s); anything longer is a header error.
+MAX_EXPTIME_S = 86400.0
+#: GPS time runs 19 s behind TAI (a constant offset).
+_GPS_TO_TAI_S = 19.0
 
-def _first(header: fits.Header, keys: list[str]):
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?)?Z?")
+_OLD_FITS_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{2})")  # DD/MM/YY, years 1900-1999 (FITS before 2000)
+_TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?")
+
+
+def _first(header: fits.Header, keys: list[str]) -> tuple[str | None, object]:
+    """The first of ``keys`` the header has a non-blank value for, and the value (``(None, None)``)."""
     for key in keys:
-        value = header.get(key)
+        try:
+            value = header.get(key)
+        except (KeyError, ValueError, IndexError):  # a keyword astropy cannot look up
+            value = None
         if value is not None and not (isinstance(value, str) and not value.strip()):
-            return value
-    return None
+            return key, value
+    return None, None
+
+
+def _as_number(key: str, value, what: str) -> float:
+    if isinstance(value, bool):  # FITS logical T/F is not a number
+        raise FrameRejected(f"header {key} = {value!r} ({what}) is not a number")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)  # SkyCamZ writes MJD as a string
+    except (TypeError, ValueError, OverflowError):
+        raise FrameRejected(f"header {key} = {value!r} ({what}) is not a number") from None
+    if not math.isfinite(number):
+        raise FrameRejected(f"header {key} = {value!r} ({what}) is not finite")
+    return number
 
 
 def _number(header: fits.Header, keys: list[str], what: str) -> float | None:
-    value = _first(header, keys)
-    if value is None:
-        return None
-    try:
-        number = float(value)  # SkyCamZ writes MJD as a string
-    except (TypeError, ValueError):
-        raise FrameRejected(f"header {what} ({'/'.join(keys)}) is not a number: {value!r}") from None
-    if not math.isfinite(number):
-        raise FrameRejected(f"header {what} ({'/'.join(keys)}) is not finite: {value!r}")
-    return number
+    key, value = _first(header, keys)
+    return None if key is None else _as_number(key, value, what)
 
 
 def mjd_to_datetime(mjd: float) -> dt.datetime:
@@ -51,7 +78,7 @@ def observing_night(mjd: float, timezone: str, night_starts: str) -> str:
     >>> observing_night(56453.98977, "Atlantic/Canary", "17:30")  # 2013-06-10 23:45 UT = 00:45 local on the 11th
     '2013-06-10'
     """
-    hours, minutes = (int(p) for p in night_starts.split(":"))
+    hours, minutes = (int(p) for p in night_starts.split(":"))  # checked when the profile was loaded
     local = mjd_to_datetime(mjd).astimezone(ZoneInfo(timezone))
     return (local - dt.timedelta(hours=hours, minutes=minutes)).date().isoformat()
 
@@ -72,44 +99,216 @@ def airmass_from_pointing(ra_deg: float, dec_deg: float, mjd: float, site) -> tu
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.utils import iers
 
-    iers.conf.auto_download = False
     location = EarthLocation.from_geodetic(site.lon_deg * u.deg, site.lat_deg * u.deg, site.height_m * u.m)
-    altaz = SkyCoord(ra_deg * u.deg, dec_deg * u.deg).transform_to(
-        AltAz(obstime=Time(mjd, format="mjd", scale="utc"), location=location))
+    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None), \
+            iers.conf.set_temp("iers_degraded_accuracy", "warn"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degraded (sub-arcsecond) accuracy past the bundled tables
+        altaz = SkyCoord(ra_deg * u.deg, dec_deg * u.deg).transform_to(
+            AltAz(obstime=Time(mjd, format="mjd", scale="utc"), location=location))
     alt, az = float(altaz.alt.deg), float(altaz.az.deg)
     return airmass_from_altitude(alt), alt, az
 
 
+def _check_year(key: str, value, year: int) -> None:
+    if not YEAR_RANGE[0] <= year <= YEAR_RANGE[1]:
+        raise FrameRejected(f"header {key} = {value!r} is outside the years {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
+
+
+def _iso(key: str, value, time_of_day: tuple[str, object] | None = None) -> str | None:
+    """A normalised ISO date and time from a DATE-like value; None when it is a date alone (and no
+    ``time_of_day`` keyword completes it). Raises for anything that is not a date."""
+    text = str(value).strip()
+    m = _ISO.fullmatch(text)
+    if m:
+        year, month, day, hh, mm, ss = m.groups()
+    else:
+        old = _OLD_FITS_DATE.fullmatch(text)
+        if not old:
+            raise FrameRejected(f"header {key} = {value!r} is not a date (YYYY-MM-DD[Thh:mm:ss[.s]] or DD/MM/YY)")
+        day, month, year = old.group(1), old.group(2), f"19{old.group(3)}"
+        hh = mm = ss = None
+    _check_year(key, value, int(year))
+    if hh is None and time_of_day is not None:
+        tkey, tvalue = time_of_day
+        t = _TIME_OF_DAY.fullmatch(str(tvalue).strip())
+        if not t:
+            raise FrameRejected(f"header {tkey} = {tvalue!r} is not a time of day (hh:mm[:ss[.s]])")
+        hh, mm, ss = t.groups()
+        hh = f"{int(hh):02d}"
+    if hh is None:
+        return None
+    if not (int(hh) < 24 and int(mm) < 60 and float(ss or 0) < 61):  # 60 s: a leap second
+        raise FrameRejected(f"header {key} = {value!r} has no valid time of day ({hh}:{mm}:{ss or '00'})")
+    iso = f"{year}-{month}-{day}T{hh}:{mm}:{ss or '00'}"
+    try:
+        dt.date(int(year), int(month), int(day))
+    except ValueError as exc:
+        raise FrameRejected(f"header {key} = {value!r} is not a date: {exc}") from None
+    return iso
+
+
+def _scale(header: fits.Header, hm: HeaderMap) -> str:
+    key, value = _first(header, hm.timesys)
+    if key is None:
+        return hm.time_scale
+    scale = TIME_SCALE_ALIASES.get(str(value).strip().lower())
+    if scale is None:
+        raise FrameRejected(f"header {key} = {value!r} is not a time scale skylake converts "
+                            f"({sorted(set(TIME_SCALE_ALIASES.values()))}); set [header] timesys = [] and "
+                            f"time_scale to read the times in another scale")
+    return scale
+
+
+def _to_utc_mjd(value, fmt: str, scale: str, key: str, raw) -> float:
+    """MJD (UTC) of ``value`` (an MJD number or an ISO string, per ``fmt``) in ``scale``."""
+    if fmt == "mjd" and not MJD_RANGE[0] - 2 <= value <= MJD_RANGE[1] + 2:  # before astropy: no overflow
+        raise FrameRejected(f"header {key} = {raw!r} is outside the years {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
+    if fmt == "mjd" and scale == "utc":
+        return float(value)  # as given: no round trip through two-part JDs
+    from astropy.utils import iers
+
+    # UT1 - UTC comes from the IERS tables astropy bundles, never downloaded; beyond their predictions
+    # the time is rejected, whatever another module (all-sky alt/az) set for its own use.
+    strict = (iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", 30.0),
+              iers.conf.set_temp("iers_degraded_accuracy", "error"))
+    try:
+        with warnings.catch_warnings(), strict[0], strict[1], strict[2]:
+            warnings.simplefilter("ignore")  # ERFA's "dubious year" warnings: the years are checked apart
+            t = Time(value, format=fmt, scale="tai" if scale == "gps" else scale)
+            if scale == "gps":
+                t = t + TimeDelta(_GPS_TO_TAI_S, format="sec")
+            return float(t.utc.mjd)
+    except (ValueError, TypeError, OverflowError, IndexError) as exc:
+        why = " ".join(str(exc).split("\n\n")[0].split())  # astropy's first paragraph, on one line
+        raise FrameRejected(f"header {key} = {raw!r} cannot be converted from {scale.upper()} to UTC: {why}") from None
+
+
+def observation_time(header: fits.Header, hm: HeaderMap) -> tuple[float, str, str]:
+    """The observation time the header gives, following the profile's ``[header]`` mapping.
+
+    Returns
+    -------
+    mjd : float
+        MJD (UTC) of the moment the header's time marks.
+    reference : str
+        ``"mid"`` for DATE-AVG/MJD-AVG, else the profile's ``time_reference`` (start, mid or end).
+    key : str
+        The keyword(s) it came from, for messages.
+
+    Raises
+    ------
+    FrameRejected
+        No time keyword; a value that is not a time; a date without a time of day; a time outside
+        1900-2100; a time scale that cannot be converted.
+    """
+    scale = _scale(header, hm)
+    date_only = None
+    for kind in ("date_avg", "mjd_avg", "mjd", "date_obs", "jd", "time_keys"):
+        reference = "mid" if kind in ("date_avg", "mjd_avg") else hm.time_reference
+        if kind in ("mjd_avg", "mjd", "jd"):
+            key, value = _first(header, getattr(hm, kind))
+            if key is None:
+                continue
+            number = _as_number(key, value, "observation time")
+            mjd = number - 2400000.5 if kind == "jd" else number
+            return _to_utc_mjd(mjd, "mjd", scale, key, value), reference, key
+        if kind in ("date_avg", "date_obs"):
+            key, value = _first(header, getattr(hm, kind))
+            if key is None:
+                continue
+            tkey, tvalue = _first(header, hm.time_obs) if kind == "date_obs" else (None, None)
+            iso = _iso(key, value, (tkey, tvalue) if tkey else None)
+            if iso is None:  # a date alone: never midnight; another keyword may still give the time
+                date_only = (key, value)
+                continue
+            return _to_utc_mjd(iso, "isot", scale, key, value), reference, key
+        if kind == "time_keys" and hm.time_keys:
+            found = [_first(header, [k]) for k in hm.time_keys]
+            present = [k for (k, _) in found if k is not None]
+            if not present:
+                continue
+            if len(present) < len(hm.time_keys):
+                missing = [k for k in hm.time_keys if k not in present]
+                raise FrameRejected(f"header lacks {missing} of [header] time_keys = {hm.time_keys}")
+            text = " ".join(str(v).strip() for _, v in found)
+            try:
+                when = dt.datetime.strptime(text, hm.time_format)
+            except ValueError as exc:
+                raise FrameRejected(f"header {'+'.join(hm.time_keys)} = {text!r} does not match [header] "
+                                    f"time_format {hm.time_format!r}: {exc}") from None
+            if when.tzinfo is not None:
+                when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            _check_year("+".join(hm.time_keys), text, when.year)
+            return (_to_utc_mjd(when.strftime("%Y-%m-%dT%H:%M:%S.%f"), "isot", scale, "+".join(hm.time_keys), text),
+                    reference, "+".join(hm.time_keys))
+    if date_only is not None:
+        key, value = date_only
+        raise FrameRejected(f"header {key} {str(value).strip()!r} has no time of day; map the time keyword with "
+                            f"[header] time_obs = [...] (looked for {hm.time_obs})")
+    raise FrameRejected(f"no observation time in the header (looked for {hm.date_avg + hm.mjd_avg + hm.mjd}, "
+                        f"{hm.date_obs}, {hm.jd}" + (f", {hm.time_keys}" if hm.time_keys else "") + ")")
+
+
+def exposure_time(header: fits.Header, profile: Profile) -> float:
+    """The exposure time [s]: the header's (numbers or numeric strings), else the profile's default.
+    Rejects a missing, non-numeric, non-positive or implausibly long (> 1 day) exposure."""
+    hm = profile.header
+    key, value = _first(header, hm.exptime)
+    if key is None:
+        if profile.defaults.exptime > 0:
+            return float(profile.defaults.exptime)
+        raise FrameRejected(f"no exposure time in the header (looked for {hm.exptime}); map it with [header] "
+                            f"exptime or set [defaults] exptime")
+    exptime = _as_number(key, value, "exposure time")
+    if not 0 < exptime <= MAX_EXPTIME_S:
+        raise FrameRejected(f"header {key} = {value!r}: the exposure time must be > 0 and at most "
+                            f"{MAX_EXPTIME_S:.0f} s")
+    return exptime
+
+
+def _positive(header: fits.Header, keys: list[str], what: str, default: float, setting: str) -> tuple[float, str]:
+    key, value = _first(header, keys)
+    if key is None:
+        return float(default), f"profile [defaults] {setting}"
+    number = _as_number(key, value, what)
+    if not number > 0:
+        raise FrameRejected(f"header {key} = {value!r}: the {what} must be > 0")
+    return number, f"header {key}"
+
+
 def frame_record(header: fits.Header, profile: Profile) -> dict:
     """Standard frame fields from ``header``: instrument, filter, object, date_obs, mjd (mid-exposure),
-    exptime, airmass, altitude, azimuth, site, gain, saturation, night.
+    exptime, airmass, altitude, azimuth, site, gain, saturation, night; and ``saturation_from`` (where
+    the saturation level came from, for messages; not a frames column).
 
-    Raises :class:`FrameRejected` when the observation time or exposure time cannot be found.
+    Raises :class:`FrameRejected` when the observation time or exposure time cannot be found or is
+    not plausible, or the gain or saturation level is not a positive number.
     """
     hm, defaults = profile.header, profile.defaults
-    exptime = _number(header, hm.exptime, "exposure time")
-    if exptime is None:
-        raise FrameRejected(f"no exposure time in the header (looked for {hm.exptime})")
-    mjd = _number(header, hm.mjd, "MJD")
-    date_obs = _first(header, hm.date_obs)
-    if mjd is None:
-        if date_obs is None:
-            raise FrameRejected(f"no observation time in the header (looked for {hm.mjd} and {hm.date_obs})")
-        try:
-            mjd = float(Time(str(date_obs).strip(), scale="utc").mjd)
-        except ValueError:
-            raise FrameRejected(f"header DATE-OBS is not a date: {date_obs!r}") from None
-    if hm.time_reference == "start":
-        mjd += exptime / 2.0 / 86400.0
-    start = mjd_to_datetime(mjd - exptime / 2.0 / 86400.0)
+    exptime = exposure_time(header, profile)
+    mjd, reference, _ = observation_time(header, hm)
+    half = exptime / 2.0 / 86400.0
+    if reference == "start":
+        mjd += half
+    elif reference == "end":
+        mjd -= half
+    if not (MJD_RANGE[0] <= mjd - half and mjd + half <= MJD_RANGE[1]):
+        raise FrameRejected(f"observation time MJD {mjd:.5f} is outside the years {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
+    start = mjd_to_datetime(mjd - half)
     altitude = _number(header, hm.altitude, "altitude")
     airmass = _number(header, hm.airmass, "airmass")
     if airmass is None and altitude is not None:
         airmass = airmass_from_altitude(altitude)
+    gain, _ = _positive(header, hm.gain, "gain", defaults.gain, "gain")
+    if defaults.saturation_source == "profile":
+        saturation, saturation_from = float(defaults.saturation), "profile [defaults] saturation"
+    else:
+        saturation, saturation_from = _positive(header, hm.saturation, "saturation level", defaults.saturation,
+                                                "saturation")
     return {
-        "instrument": str(_first(header, hm.instrument) or defaults.instrument).strip(),
-        "filter": str(_first(header, hm.filter) or defaults.filter).strip(),
-        "object": str(_first(header, hm.object) or defaults.object),
+        "instrument": str(_first(header, hm.instrument)[1] or defaults.instrument).strip(),
+        "filter": str(_first(header, hm.filter)[1] or defaults.filter).strip(),
+        "object": str(_first(header, hm.object)[1] or defaults.object),
         "date_obs": start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
         "mjd": mjd,
         "exptime": exptime,
@@ -117,7 +316,8 @@ def frame_record(header: fits.Header, profile: Profile) -> dict:
         "altitude": altitude,
         "azimuth": _number(header, hm.azimuth, "azimuth"),
         "site": profile.site.name,
-        "gain": _number(header, hm.gain, "gain") or defaults.gain,
-        "saturation": _number(header, hm.saturation, "saturation") or defaults.saturation,
+        "gain": gain,
+        "saturation": saturation,
+        "saturation_from": saturation_from,
         "night": observing_night(mjd, profile.site.timezone, profile.site.night_starts),
     }

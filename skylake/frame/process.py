@@ -1,7 +1,9 @@
 """Process one file into frame records and source columns: the unit of work of a dask task.
 
-``process_file`` never raises for a bad frame: every problem becomes a record with
-``status='rejected'`` and a reason, so one corrupt file never stops a batch.
+``process_file`` never raises for a bad file: reading and every per-frame step run inside one guard,
+and every problem becomes a record with ``status='rejected'`` and a specific reason, so one corrupt
+file never stops a batch. Expected problems (:class:`FrameRejected`) are not logged (the ingest report
+lists them); an unexpected failure is logged as one WARNING line, with its traceback only at DEBUG.
 """
 
 from __future__ import annotations
@@ -61,15 +63,61 @@ def _base_record(path: str, raw_hash: str, size: int, hdu: int, profile: Profile
     }
 
 
+def _path_record(kind: str, path: str, profile: Profile, reason: str) -> dict:
+    """A rejected record identified by its path (its bytes could not be read, or its name not stored),
+    so that the file fixed or renamed is tried again."""
+    rec = _base_record(path, "", 0, 0, profile)
+    rec["frame_key"] = hashlib.sha256(f"{kind}|{path}|{profile.pipeline_version}".encode()).hexdigest()
+    rec["reason"] = reason
+    return rec
+
+
+def rejected_result(path: str, profile: Profile, kind: str, reason: str) -> FrameResult:
+    """A rejected frame for a file that could not be processed at all (e.g. its worker died); identified
+    by its path and ``kind``, so a later ingest tries it again."""
+    return FrameResult(_path_record(kind, stored_path(path), profile, reason))
+
+
+def stored_path(path: str) -> str:
+    """``path`` as it can be stored (Parquet strings are UTF-8): itself, or with the bytes that are not
+    UTF-8 (a name Python decoded with surrogateescape) written as backslash escapes.
+
+    >>> stored_path("/data/caf\udce9.fits")
+    '/data/caf\\xe9.fits'
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        try:
+            return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # lone surrogates that did not come from bytes
+            return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unexpected(exc: BaseException, where: str) -> str:
+    """The reason for a failure no check foresaw; logged once, the traceback only at DEBUG."""
+    if isinstance(exc, MemoryError):
+        reason = "out of memory processing this file (MemoryError)"
+    else:
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+    log.warning("%s rejected: %s", where, reason)
+    log.debug("traceback of the failure on %s", where, exc_info=exc)
+    return reason
+
+
 def _process_image(image: reading.Image, rec: dict, profile: Profile) -> dict[str, np.ndarray]:
     rec.update(header.frame_record(image.header, profile))
+    saturation_from = rec.pop("saturation_from")
     wcs = astrometry.celestial_wcs(image.header)
     ny, nx = image.data.shape
+    astrometry.check_wcs(wcs, image.header, nx, ny, profile.astrometry)
     rec.update(nx=nx, ny=ny, **astrometry.footprint(wcs, nx, ny))
     if rec["airmass"] is None and rec["altitude"] is None and profile.site.name != "unknown":
         rec["airmass"], rec["altitude"], rec["azimuth"] = header.airmass_from_pointing(
             rec["ra_center"], rec["dec_center"], rec["mjd"], profile.site)
-    ext = extract.extract(image.data, profile.detection)
+    ext = extract.extract(image.data, profile.detection, saturation=rec["saturation"],
+                          saturation_from=saturation_from)
     rec.update(bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note=ext.note)
     if len(ext.objects) >= SOURCES_PER_FRAME:
         raise FrameRejected(f"{len(ext.objects)} detections exceed the {SOURCES_PER_FRAME} a frame can hold")
@@ -97,26 +145,64 @@ def process_file(path: str, profile: Profile, raw: bytes | None = None,
                  known_hash: str | None = None) -> list[FrameResult]:
     """Read, extract, measure and place on the sky every image the profile selects from ``path``.
 
-    ``known_hash`` is the file's sha256 when the caller has just computed it (saves a second pass).
-    Returns one :class:`FrameResult` per image (one for a file that cannot be read at all).
+    Parameters
+    ----------
+    path : str
+        A local path or fsspec URL.
+    profile : Profile
+        The instrument profile.
+    raw : bytes, optional
+        The file's bytes, when the caller has them.
+    known_hash : str, optional
+        The file's sha256 when the caller has just computed it (saves a second pass).
+
+    Returns
+    -------
+    list of FrameResult
+        One per image (one rejected record for a file that cannot be read at all). Never raises for
+        anything about the file.
     """
     t0 = time.perf_counter()
+    shown = stored_path(path)
     try:
-        raw = reading.read_bytes(path) if raw is None else raw
+        results = _process_file(path, shown, profile, raw, known_hash)
+    except Exception as exc:  # noqa: BLE001 - the one guard: one file must never stop a batch
+        results = [FrameResult(_path_record("failed", shown, profile, _unexpected(exc, shown)))]
+    for result in results:
+        result.record.setdefault("processing_s", time.perf_counter() - t0)
+    return results
+
+
+def _process_file(path: str, shown: str, profile: Profile, raw: bytes | None,
+                  known_hash: str | None) -> list[FrameResult]:
+    if shown != path:
+        return [FrameResult(_path_record("name", shown, profile,
+                                         f"file name is not valid UTF-8 (stored here with the bytes backslash-"
+                                         f"escaped: {shown!r}); rename the file to ingest it"))]
+    max_bytes = int(profile.max_image_mb * 1e6)
+    try:
+        raw = reading.read_bytes(path, max_bytes) if raw is None else raw
     except OSError as exc:
-        rec = _base_record(path, "", 0, 0, profile)
-        rec["frame_key"] = hashlib.sha256(f"unreadable|{path}|{profile.pipeline_version}".encode()).hexdigest()
-        rec["reason"] = f"cannot read file: {exc}"
+        return [FrameResult(_path_record("unreadable", path, profile, f"cannot read file: {exc}"))]
+    except FrameRejected as exc:  # too large to read: identified by a hash streamed from the file
+        raw_hash, size = reading.file_hash(path)
+        rec = _base_record(path, raw_hash, size, 0, profile)
+        rec["reason"] = exc.reason
         return [FrameResult(rec)]
     raw_hash, size = known_hash or reading.content_hash(raw), len(raw)
     try:
-        images = reading.read_images(raw, profile.hdu)
+        images = reading.read_images(raw, profile.hdu, max_bytes)
     except FrameRejected as exc:
         rec = _base_record(path, raw_hash, size, 0, profile)
         rec["reason"] = exc.reason
         return [FrameResult(rec)]
+    except Exception as exc:  # noqa: BLE001 - a failure while reading no check foresaw
+        rec = _base_record(path, raw_hash, size, 0, profile)
+        rec["reason"] = _unexpected(exc, path)
+        return [FrameResult(rec)]
     del raw
     results = []
+    t0 = time.perf_counter()
     for image in images:
         rec = _base_record(path, raw_hash, size, image.hdu, profile)
         try:
@@ -124,10 +210,10 @@ def process_file(path: str, profile: Profile, raw: bytes | None = None,
         except FrameRejected as exc:
             rec.update(status="rejected", reason=exc.reason, n_sources=0)
             cols = {}
-        except Exception as exc:  # an unexpected failure must not stop the batch; record it loudly
-            log.exception("unexpected error processing %s HDU %d", path, image.hdu)
-            rec.update(status="rejected", reason=f"internal error: {type(exc).__name__}: {exc}", n_sources=0)
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the file or the batch
+            rec.update(status="rejected", reason=_unexpected(exc, f"{path} HDU {image.hdu}"), n_sources=0)
             cols = {}
+        rec.pop("saturation_from", None)
         rec["processing_s"] = time.perf_counter() - t0
         results.append(FrameResult(rec, cols))
     return results

@@ -2,12 +2,19 @@
 
 Compaction is a commit like any other (``operation="compact"``): the merged files are staged, and
 one log entry adds them and removes the originals. Rows are unchanged, only regrouped, so every
-query returns the same answer before and after.
+query returns the same answer before and after. Each merged partition (and night) is published
+whole, by one atomic directory exchange (a split: the whole table), so a reader listing the files
+never sees its rows twice (:meth:`skylake.lake.Lake._publish_dir`).
+
+A file in a partition that is not Parquet stops compaction before anything is written, with an
+error naming it (skylake never merges or deletes what it cannot read); other files there (a README,
+an editor's backup) are left in place and carried into the merged partition.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 
 import numpy as np
@@ -15,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
 
+from skylake.errors import LakeError
 from skylake.lake import hats_meta
 from skylake.lake.lake import FRAMES, SOURCES, Lake
 from skylake.schema import table_schema
@@ -36,6 +44,34 @@ def _split(rows: pa.Table, pixel: HealpixPixel, max_rows: int) -> list[tuple[Hea
     return out
 
 
+def _num_rows(lake: Lake, rel: str) -> int:
+    """Rows of the lake file ``rel``; a LakeError naming it if it is not Parquet."""
+    try:
+        return pq.ParquetFile(lake.path(rel)).metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise LakeError(f"compact: {lake.path(rel)} is not a readable Parquet file ({' '.join(str(exc).split())}); "
+                        "nothing was changed: move it out of the lake and re-run") from None
+
+
+def _read(lake: Lake, rel: str, schema: pa.Schema) -> pa.Table:
+    try:
+        return pq.read_table(lake.path(rel), schema=schema)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise LakeError(f"compact: cannot read {lake.path(rel)} ({' '.join(str(exc).split())}); nothing was "
+                        "changed: move it out of the lake and re-run") from None
+
+
+def _check_partitions(lake: Lake, table: str, dirs):
+    """Every .parquet file in ``dirs`` must be readable; warn about other files (they are kept)."""
+    for d in sorted(dirs):
+        for name in lake.store.listdir(f"{table}/{d}"):
+            rel = f"{table}/{d}/{name}"
+            if name.endswith(".parquet") and not name.startswith((".", "_")):
+                _num_rows(lake, rel)
+            elif os.path.isfile(lake.path(rel)):
+                log.warning("compact: %s is not a data file of the lake; it is left in place", lake.path(rel))
+
+
 def compact(lake: Lake, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None = None) -> dict:
     """Merge every partition (and every night of the frames table) held in more than one file.
 
@@ -52,10 +88,11 @@ def compact(lake: Lake, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None
         for pdir, files in sorted(groups.items()):
             order = int(pdir.split("Norder=")[1].split("/")[0])
             pixel = HealpixPixel(order, int(pdir.split("Npix=")[1]))
-            rows = sum(pq.ParquetFile(lake.path(f"{SOURCES}/{f}")).metadata.num_rows for f in files)
+            rows = sum(_num_rows(lake, f"{SOURCES}/{f}") for f in files)
             if len(files) < 2 and rows <= max_rows:
                 continue
-            data = pa.concat_tables([pq.read_table(lake.path(f"{SOURCES}/{f}"), schema=schema) for f in files])
+            _check_partitions(lake, SOURCES, [pdir])
+            data = pa.concat_tables([_read(lake, f"{SOURCES}/{f}", schema) for f in files])
             data = data.take(np.lexsort((data.column("source_id").to_numpy(), data.column("_healpix_29").to_numpy())))
             pieces = _split(data, pixel, max_rows)
             if len(pieces) > 1:
@@ -67,7 +104,7 @@ def compact(lake: Lake, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None
                 tx.stage(SOURCES, f"{hats_meta.pixel_dir(piece_pixel.order, piece_pixel.pixel)}/{name}.parquet",
                          piece, zstd_level=level)
             for f in files:
-                tx.remove(SOURCES, f, pq.ParquetFile(lake.path(f"{SOURCES}/{f}")).metadata.num_rows)
+                tx.remove(SOURCES, f, _num_rows(lake, f"{SOURCES}/{f}"))
             stats["partitions_merged"] += 1
             stats["files_removed"] += len(files)
         nights: dict[str, list[str]] = {}
@@ -76,12 +113,12 @@ def compact(lake: Lake, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None
         for ndir, files in sorted(nights.items()):
             if len(files) < 2:
                 continue
-            data = pa.concat_tables([pq.read_table(lake.path(f"{FRAMES}/{f}"), schema=table_schema(FRAMES))
-                                     for f in files])
+            _check_partitions(lake, FRAMES, [ndir])
+            data = pa.concat_tables([_read(lake, f"{FRAMES}/{f}", table_schema(FRAMES)) for f in files])
             data = data.take(np.argsort(data.column("frame_id").to_numpy(), kind="stable"))
             tx.stage(FRAMES, f"{ndir}/{name}.parquet", data, zstd_level=level)
             for f in files:
-                tx.remove(FRAMES, f, pq.ParquetFile(lake.path(f"{FRAMES}/{f}")).metadata.num_rows)
+                tx.remove(FRAMES, f, _num_rows(lake, f"{FRAMES}/{f}"))
             stats["nights_merged"] += 1
             stats["files_removed"] += len(files)
         entry = tx.commit(summary=stats)

@@ -17,7 +17,17 @@
 Writers process frames concurrently and serialise only the commit: under the writer lock a
 transaction first rolls any interrupted commit forward (or an uncommitted one back), then stages its
 files, commits with one put-if-absent and publishes. A SIGKILL at any point leaves a lake that
-readers see consistently and that the next writer (or ``skylake repair``) completes.
+readers see consistently and that the next command of any kind completes: :meth:`Lake.open` and the
+``read_*`` methods roll a committed-but-unpublished version forward first (:meth:`Lake.catch_up`).
+
+A partition or night that loses files in a commit (compaction, ``--redo``, a recalibration) is
+published whole, by swapping its directory with the staged one in one atomic step; a table whose
+rows move between partitions (a split) is swapped whole. So a reader listing the directories (lsdb,
+DuckDB) never sees a row twice; only a plain ingest's new files appear one by one.
+
+Opening validates ``lake.json`` and the log, and creating refuses a path that is a file, inside a
+HATS catalogue or another lake, or a non-empty directory: each with a one-line
+:class:`~skylake.errors.LakeError` and nothing written.
 """
 
 from __future__ import annotations
@@ -30,8 +40,9 @@ import logging
 import os
 import posixpath
 import socket
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
@@ -39,10 +50,11 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
 
-from skylake.errors import LakeError
+from skylake.errors import LakeError, LakeFullError
 from skylake.lake import faults, hats_meta
-from skylake.lake.log import LAKE_FILE, LOCK, STAGING_DIR, CommitLog, Entry, FileAction, staging_path
-from skylake.lake.storage import Storage
+from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
+                              staging_path)
+from skylake.lake.storage import Storage, is_disk_full, lock_held_here
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -50,9 +62,16 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 FRAMES = "frames"
 SOURCES = hats_meta.SOURCES
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+#: Partition of rows whose observing night is unknown (a frame rejected before any time was read). A
+#: plain name, so every reader takes it (pandas/pyarrow cannot unify hive's null partition with
+#: dictionaries); skylake's own readers turn it back into a null night.
+UNKNOWN_NIGHT = "unknown"
 #: zstd level for batch files: level 3 writes ~7x faster than hats' default 15 for ~3 % more disk.
 BATCH_ZSTD_LEVEL = 3
+#: How long a reader waits for another writer (holding the lock) to finish publishing a commit [s].
+CATCH_UP_WAIT_S = 10.0
+#: Namespace of the lake ids derived for lakes created before ``lake.json`` held one.
+LEGACY_ID_NAMESPACE = uuid.UUID("6f1c2a4e-8d7b-4f35-9a51-3c0e5b7d2a90")
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,78 @@ class LakeConfig:
     partition_order: int = 5  # HEALPix order of new partitions (order 5: ~1.8 deg pixels)
     compact_zstd_level: int = 9
     format_version: int = FORMAT_VERSION
+    lake_id: str | None = None  # uuid written at init; None in lakes made before (see Lake.lake_id)
+
+
+def _config_from_json(url: str, data: bytes) -> LakeConfig:
+    """Validate ``lake.json``; every problem is a one-line LakeError naming the file."""
+    where = f"{url}/{LAKE_FILE}"
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise LakeError(f"{where} is corrupt, not JSON ({' '.join(str(exc).split())}); "
+                        "restore it from a backup") from None
+    if not isinstance(doc, dict):
+        raise LakeError(f"{where} is corrupt: expected a JSON object, found {type(doc).__name__}")
+    version = doc.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise LakeError(f"{where} declares lake format {version!r}; this skylake reads format {FORMAT_VERSION} "
+                        "(a lake of another tool, or of another skylake version)")
+    known = {f.name for f in fields(LakeConfig)}
+    if set(doc) - known:
+        raise LakeError(f"{where} has unknown settings {sorted(set(doc) - known)} (written by a newer skylake?)")
+    checks = {"partition_order": (0, 12), "compact_zstd_level": (1, 22)}
+    for name, (lo, hi) in checks.items():
+        value = doc.get(name, getattr(LakeConfig, name))
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise LakeError(f"{where} is corrupt: {name} is {value!r}, expected an integer in {lo}..{hi}")
+    lake_id = doc.get("lake_id")
+    if lake_id is not None:
+        try:
+            uuid.UUID(str(lake_id))
+        except ValueError:
+            raise LakeError(f"{where} is corrupt: lake_id is {lake_id!r}, not a uuid") from None
+    return LakeConfig(**doc)
+
+
+def _foreign_owner(path: str) -> str | None:
+    """Why a lake must not be created at local ``path``: it lies in a HATS catalogue or another lake
+    (checked at ``path`` and every directory above it), or is a non-empty directory. None if free."""
+    target = here = os.path.abspath(path)
+    while True:
+        if os.path.isfile(os.path.join(here, "hats.properties")):
+            return f"{here} is a HATS catalogue (it has hats.properties)"
+        if _is_hats_properties(os.path.join(here, "properties")):
+            return f"{here} is a HATS catalogue (it has properties)"
+        if here != target and os.path.isfile(os.path.join(here, LAKE_FILE)):
+            return f"{here} is a skylake lake"
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    if os.path.isdir(path):
+        for dirpath, _, files in os.walk(path):
+            if files:  # empty directories are fine (e.g. an init cut short before lake.json)
+                return f"{path} is not empty (it holds {os.path.relpath(os.path.join(dirpath, files[0]), path)})"
+    return None
+
+
+def _is_hats_properties(path: str) -> bool:
+    """A HATS/HiPS ``properties`` file (key = value lines naming a data product)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return any(line.split("=", 1)[0].strip() in ("dataproduct_type", "hats_nrows", "obs_collection", "hats_order")
+               for line in head.splitlines())
+
+
+def night_partition(night) -> str:
+    """The partition value of ``night``: the night itself, or :data:`UNKNOWN_NIGHT`."""
+    return night if isinstance(night, str) and night else UNKNOWN_NIGHT
 
 
 def _now() -> dt.datetime:
@@ -86,34 +177,184 @@ class Lake:
         self.store = Storage(self.url)
         self.log = CommitLog(self.store)
         self.config = config
+        self._warned: set[str] = set()
+        self.auto_catch_up = True  # read_* finish an interrupted publish first (Lake.open(catch_up=False): not)
+        self.caught_up: list[int] = []  # versions this object rolled forward when reading (catch_up)
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
     def init(cls, url: str | os.PathLike, partition_order: int = 5) -> "Lake":
-        """Create a lake (or open the one already there, if its settings agree)."""
+        """Create a lake (or open the one already there, if its settings agree), ready for writing.
+
+        Refuses, with a :class:`LakeError` and nothing written: a path that is a file, a directory
+        inside a HATS catalogue or another lake, a non-empty directory that is not a lake, and a lake
+        this process cannot write.
+        """
         store = Storage(str(url))
+        if store.is_local and os.path.exists(store.root) and not os.path.isdir(store.root):
+            raise LakeError(f"{url} is a file, not a directory: cannot create a lake there")
         if store.exists(LAKE_FILE):
             lake = cls.open(url)
+            lake.check_writable()
             if lake.config.partition_order != partition_order:
                 log.warning("lake %s exists with partition_order %d; keeping it", url, lake.config.partition_order)
             return lake
-        if not 0 <= partition_order <= 12:
-            raise ValueError(f"partition_order must be in 0..12, got {partition_order}")
-        config = LakeConfig(partition_order=partition_order)
-        for rel in ("_skylake/log", STAGING_DIR, SOURCES, FRAMES):
-            store.makedirs(rel)
-        store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
+        if isinstance(partition_order, bool) or not isinstance(partition_order, int) or not 0 <= partition_order <= 12:
+            raise LakeError(f"partition_order must be an integer in 0..12, got {partition_order!r}")
+        if store.is_local:
+            why = _foreign_owner(store.root)
+            if why:
+                raise LakeError(f"refusing to create a lake at {url}: {why}; give a new or empty directory")
+        config = LakeConfig(partition_order=partition_order, lake_id=str(uuid.uuid4()))
+        try:
+            for rel in (LOG_DIR, STAGING_DIR, SOURCES, FRAMES):
+                store.makedirs(rel)
+            store.write_bytes(LOCK, b"")  # part of the layout from the start: a failed first write leaves no trace
+            store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
+        except LakeFullError:
+            raise
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise store.full_error(LAKE_FILE) from None
+            raise LakeError(f"cannot create a lake at {url}: {exc.strerror or exc}") from None
         return cls.open(url)
 
     @classmethod
-    def open(cls, url: str | os.PathLike) -> "Lake":
+    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> "Lake":
+        """Open the lake at ``url``, validating ``lake.json`` and the log's published version, and (with
+        ``catch_up``) finish publishing a commit an interrupted writer left (:meth:`catch_up`), now and
+        before every ``read_*``. ``catch_up=False`` reads the tables exactly as they are on disk."""
         store = Storage(str(url))
-        if not store.exists(LAKE_FILE):
-            raise LakeError(f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`")
-        doc = json.loads(store.read_bytes(LAKE_FILE))
-        if doc.get("format_version") != FORMAT_VERSION:
-            raise LakeError(f"{url} has lake format {doc.get('format_version')}, this skylake reads {FORMAT_VERSION}")
-        return cls(url, LakeConfig(**doc))
+        if store.is_local and not os.path.isdir(store.root):
+            what = "is a file" if os.path.exists(store.root) else "does not exist"
+            raise LakeError(f"{url} {what}: not a skylake lake; create one with `skylake init {url}`")
+        try:
+            data = store.read_bytes(LAKE_FILE)
+        except FileNotFoundError:
+            raise LakeError(f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`") from None
+        except IsADirectoryError:
+            raise LakeError(f"{url}/{LAKE_FILE} is a directory, not the lake's settings file") from None
+        except PermissionError:
+            raise LakeError(f"cannot read {url}/{LAKE_FILE}: permission denied") from None
+        lake = cls(url, _config_from_json(str(url), data))
+        lake.auto_catch_up = catch_up
+        if catch_up:
+            lake.catch_up()
+        return lake
+
+    @property
+    def lake_id(self) -> str | None:
+        """The lake's identity (a uuid), recorded by the summary database it is mirrored into.
+
+        Written into ``lake.json`` at init. A lake made before that derives a stable one from its
+        first commit's batch id (the log is never rewritten), or, with no commit yet, records a new one
+        in ``lake.json`` once, under the writer lock. None only for such a lake that is read-only.
+        """
+        if self.config.lake_id:
+            return self.config.lake_id
+        if self.log.has(1):
+            return str(uuid.uuid5(LEGACY_ID_NAMESPACE, self.log.read(1).batch_id))
+        if not self.writable():
+            return None
+        held = lock_held_here(self.store.full(LOCK))
+        with contextlib.nullcontext() if held else self._lock():
+            doc = json.loads(self.store.read_bytes(LAKE_FILE))
+            if not doc.get("lake_id"):
+                doc["lake_id"] = str(uuid.uuid4())
+                self.store.write_atomic(LAKE_FILE, json.dumps(doc, indent=1).encode())
+        self.config = _config_from_json(self.url, self.store.read_bytes(LAKE_FILE))
+        return self.config.lake_id
+
+    # -- write access and catching up ---------------------------------------------------------------
+    def writable(self) -> bool:
+        """True if this process can write the lake (see :meth:`check_writable`)."""
+        try:
+            self.check_writable()
+        except LakeError:
+            return False
+        return True
+
+    def check_writable(self):
+        """Raise a one-line :class:`LakeError` now if this process cannot write the lake.
+
+        Call it at the start of an operation that will take a transaction (ingest, calibrate, maps,
+        objects), so a read-only lake is refused before any frame is processed. Probes ``_skylake/``
+        and ``_skylake/staging/`` with a real file (a read-only mount or root-squashed NFS defeats
+        ``access(2)``) and checks the tables' directories.
+        """
+        if not self.store.is_local:
+            self.store._require_local("writing")
+        for rel in (META, LOG_DIR, STAGING_DIR):
+            if not os.path.isdir(self.store.full(rel)):
+                continue
+            try:
+                self.store.probe_writable(rel)
+            except OSError as exc:
+                raise LakeError(f"lake {self.url} is read-only for this process ({self.store.full(rel)}: "
+                                f"{exc.strerror or exc}); nothing was done") from None
+        for name in os.listdir(self.store.root):
+            full = self.store.full(name)
+            if os.path.isdir(full) and not os.access(full, os.W_OK | os.X_OK):
+                raise LakeError(f"lake {self.url} is read-only for this process ({full}: permission denied); "
+                                "nothing was done")
+
+    @contextlib.contextmanager
+    def _lock(self, blocking: bool = True):
+        try:
+            with self.store.lock(LOCK, blocking=blocking) as held:
+                yield held
+        except PermissionError:
+            raise LakeError(f"cannot take the writer lock {self.store.full(LOCK)}: permission denied") from None
+
+    def pending(self) -> tuple[int, int]:
+        """(published, latest) versions; latest > published when a commit awaits publishing."""
+        published = self.log.published_version()
+        if published and not self.log.has(published):
+            raise LakeError(f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
+                            f"log has no entry {published} (latest {self.log.latest_version()}); restore the "
+                            "lake's _skylake/ from a backup")
+        if not self.log.has(published + 1):  # versions are contiguous: one stat answers the common case
+            return published, published
+        return published, self.log.latest_version()
+
+    def catch_up(self, wait: float = CATCH_UP_WAIT_S) -> int:
+        """Finish publishing commits that a killed writer left committed but unpublished.
+
+        Takes the writer lock without blocking and rolls them forward. If another process holds the
+        lock, it is a writer that rolls them forward itself: wait up to ``wait`` seconds for it. A
+        read-only lake is read as it is on disk, with a warning. Returns the published version.
+        """
+        published, latest = self.pending()
+        if latest == published or not self.store.is_local or lock_held_here(self.store.full(LOCK)):
+            return published
+        if not self.writable():
+            self._warn_once(f"lake {self.url} is read-only for this process and commits {published + 1}..{latest} "
+                            f"are committed but not yet published: readers listing its files may see part of "
+                            f"them (someone with write access: `skylake repair {self.url}`)")
+            return published
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock(blocking=False) as held:
+                if held:
+                    try:
+                        self.caught_up += self.roll_forward()
+                    except LakeFullError as exc:
+                        self._warn_once(f"could not finish publishing commits of lake {self.url}: {exc}; "
+                                        "reading it as it is on disk")
+                    return self.log.published_version()
+            published, latest = self.pending()
+            if latest == published:  # the lock holder published them
+                return published
+            if time.monotonic() > deadline:
+                self._warn_once(f"another writer holds the lock of lake {self.url} and has not published commit "
+                                f"{latest} within {wait:.0f} s; reading the lake as it is on disk")
+                return published
+            time.sleep(0.05)
+
+    def _warn_once(self, message: str):
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
 
     # -- reading -----------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:
@@ -121,16 +362,21 @@ class Lake:
 
     def night_dataset(self, table: str) -> pads.Dataset:
         """A table partitioned by night (frames, and calibration's zeropoints, matches, extinction) as a
-        dataset with ``night`` from the partition directory."""
-        partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=NULL_PARTITION)
+        dataset with ``night`` from the partition directory (empty, with the schema, before any commit)."""
+        if self.auto_catch_up:
+            self.catch_up()
+        partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
         schema = table_schema(table).append(pa.field("night", pa.string()))
         if not self.store.exists(table):  # a table nothing has been committed to yet
             return pads.dataset(schema.empty_table())
-        return pads.dataset(self.store.full(table), format="parquet", partitioning=partitioning,
-                            schema=schema, filesystem=self.store.fs if not self.store.is_local else None)
+        with self._reading(table):
+            return pads.dataset(self.store.full(table), format="parquet", partitioning=partitioning,
+                                schema=schema, filesystem=self.store.fs if not self.store.is_local else None)
 
     def read_night_table(self, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
-        return self.night_dataset(table).to_table(columns=columns, filter=filter)
+        dataset = self.night_dataset(table)
+        with self._reading(table):
+            return dataset.to_table(columns=columns, filter=filter)
 
     def frames_dataset(self) -> pads.Dataset:
         return self.night_dataset(FRAMES)
@@ -140,17 +386,36 @@ class Lake:
         return self.read_night_table(FRAMES, columns=columns, filter=filter)
 
     def sources_dataset(self) -> pads.Dataset:
+        """The source table as a dataset with ``Norder``, ``Dir``, ``Npix`` from the partition
+        directories (empty, with the schema, before any commit)."""
+        if self.auto_catch_up:
+            self.catch_up()
         partitioning = pads.partitioning(pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]),
                                          flavor="hive")
-        schema = table_schema(SOURCES)
-        return pads.dataset(self.store.full(f"{SOURCES}/dataset"), format="parquet", partitioning=partitioning,
-                            schema=schema.append(pa.field("Norder", pa.int8())).append(pa.field("Dir", pa.int64()))
-                            .append(pa.field("Npix", pa.int64())),
-                            filesystem=self.store.fs if not self.store.is_local else None)
+        schema = (table_schema(SOURCES).append(pa.field("Norder", pa.int8())).append(pa.field("Dir", pa.int64()))
+                  .append(pa.field("Npix", pa.int64())))
+        if not self.store.exists(f"{SOURCES}/dataset"):
+            return pads.dataset(schema.empty_table())
+        with self._reading(SOURCES):
+            return pads.dataset(self.store.full(f"{SOURCES}/dataset"), format="parquet", partitioning=partitioning,
+                                schema=schema, filesystem=self.store.fs if not self.store.is_local else None)
 
     def read_sources(self, columns: list[str] | None = None, filter=None) -> pa.Table:
         """The source table as one Arrow table (for tests and small lakes; analysts use lsdb/DuckDB)."""
-        return self.sources_dataset().to_table(columns=columns, filter=filter)
+        dataset = self.sources_dataset()
+        with self._reading(SOURCES):
+            return dataset.to_table(columns=columns, filter=filter)
+
+    @contextlib.contextmanager
+    def _reading(self, table: str):
+        """Turn a file that is not Parquet (or not readable) into a LakeError naming it."""
+        try:
+            yield
+        except (pa.ArrowInvalid, OSError) as exc:
+            if isinstance(exc, OSError) and is_disk_full(exc):
+                raise
+            reason = " ".join(str(exc).split())
+            raise LakeError(f"cannot read the {table} table of lake {self.url}: {reason}") from None
 
     def frame_keys(self) -> set[str]:
         """Identities of every frame in the (published) frames table."""
@@ -163,58 +428,169 @@ class Lake:
         return [prefix + posixpath.relpath(p, base) for p in self.store.walk_files(base, ".parquet")]
 
     # -- writing -----------------------------------------------------------------------------------
+    def roll_forward(self) -> list[int]:
+        """Publish every committed-but-unpublished version (under the writer lock). Returns them."""
+        published, latest = self.log.published_version(), self.log.latest_version()
+        if published > latest:
+            raise LakeError(f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
+                            f"log ends at version {latest}; restore the lake's _skylake/ from a backup")
+        done = []
+        for version in range(published + 1, latest + 1):
+            entry = self.log.read(version)
+            self._publish(entry)
+            done.append(version)
+            log.warning("lake %s: finished publishing commit %d (%s %s), which an interrupted writer left",
+                        self.url, version, entry.operation, entry.batch_id)
+        return done
+
     def recover(self) -> dict:
         """Roll every committed-but-unpublished batch forward and every uncommitted one back.
 
         Must run under the writer lock (:meth:`transaction` and :meth:`repair` take it).
         """
-        published, latest = self.log.published_version(), self.log.latest_version()
-        rolled_forward = []
-        for version in range(published + 1, latest + 1):
-            self._publish(self.log.read(version))
-            rolled_forward.append(version)
+        rolled_forward = self.roll_forward()
         rolled_back = self.store.listdir(STAGING_DIR)
         for name in rolled_back:
             self.store.rmtree(f"{STAGING_DIR}/{name}")
-        for name in self.store.listdir("_skylake/log"):
+        for name in self.store.listdir(LOG_DIR):
             if name.startswith("."):  # temp file of a put-if-absent cut short
-                self.store.remove(f"_skylake/log/{name}")
-        if rolled_forward or rolled_back:
-            log.warning("recovered lake %s: rolled forward commits %s, rolled back staged batches %s",
-                        self.url, rolled_forward, rolled_back)
+                self.store.remove(f"{LOG_DIR}/{name}")
+        if rolled_back:
+            log.warning("recovered lake %s: rolled back staged batches %s", self.url, rolled_back)
         return {"rolled_forward": rolled_forward, "rolled_back": rolled_back}
 
     def repair(self) -> dict:
-        with self.store.lock(LOCK):
-            return self.recover()
+        """Recover under the writer lock. ``rolled_forward`` also lists the versions this object
+        already rolled forward when it was opened (:meth:`catch_up`): the repair's doing all the same."""
+        self.check_writable()
+        with self._lock():
+            result = self.recover()
+        result["rolled_forward"] = sorted(set(self.caught_up) | set(result["rolled_forward"]))
+        return result
 
     @contextlib.contextmanager
     def transaction(self, operation: str):
-        """Hold the writer lock, recover, and yield a :class:`Transaction` to stage and commit."""
-        with self.store.lock(LOCK):
+        """Hold the writer lock, recover, and yield a :class:`Transaction` to stage and commit.
+
+        Refuses a read-only lake before anything else. If the body fails before the commit point,
+        the batch's staged files are removed at once (they would be rolled back anyway, and a full
+        disk needs the space back); a full device becomes one :class:`LakeFullError` saying what was
+        being written and what state the lake is in.
+        """
+        self.check_writable()
+        with self._lock():
             self.recover()
-            yield Transaction(self, operation)
+            tx = Transaction(self, operation)
+            try:
+                yield tx
+            except BaseException as exc:
+                if tx.entry is None:
+                    self.store.rmtree(staging_path(tx.batch_id))
+                if isinstance(exc, LakeFullError) or is_disk_full(exc):
+                    raise tx.full_error(exc) from None
+                raise
 
     def _publish(self, entry: Entry):
+        """Make ``entry``'s files live: a pure function of the entry, safe to re-run after a kill
+        at any point (each step checks whether it already happened).
+
+        Order: whole directories (``entry.swaps``, one atomic exchange each); files added to other
+        directories (one rename each: a new file is new rows, never a copy of live ones); the
+        metadata (so ``partition_info.csv`` lists a pixel only once its files are there); removals
+        outside swapped directories; the published version; last, the staging area, which by then
+        also holds the directories swapped out (deleting them is the slow part, and no reader sees it).
+        """
         store = self.store
+        t0 = time.perf_counter()
+        swaps = set(entry.swaps)
+
+        def owner(rel: str) -> str | None:
+            """The swapped directory ``rel`` lies in, if any."""
+            while rel:
+                rel = posixpath.dirname(rel)
+                if rel in swaps:
+                    return rel
+            return None
+
+        grouped: dict[str, tuple[list[str], set[str]]] = {d: ([], set()) for d in entry.swaps}
         for add in entry.adds:
+            if (d := owner(add.lake_path)) is not None:
+                grouped[d][0].append(add.lake_path)
+        for rem in entry.removes:
+            if (d := owner(rem.lake_path)) is not None:
+                grouped[d][1].add(rem.lake_path)
+        for directory in entry.swaps:
+            self._publish_dir(entry, directory, *grouped[directory])
+            faults.point("mid_publish")
+        first_add = last_add = None  # how long a reader listing files may see part of the batch
+        for add in entry.adds:
+            if owner(add.lake_path) is not None:
+                continue
             staged = staging_path(entry.batch_id, add.lake_path)
             if store.exists(staged):
                 store.replace(staged, add.lake_path)
+                last_add = time.perf_counter()
+                first_add = first_add or last_add
                 faults.point("mid_publish")
             elif not store.exists(add.lake_path):
-                raise LakeError(f"commit {entry.version} lists {add.lake_path}, but neither its staged nor its "
-                                "published copy exists; the lake has lost data (restore from backup)")
-        for rem in entry.removes:
-            store.remove(rem.lake_path)
-            store.remove_empty_dirs(posixpath.dirname(rem.lake_path))
+                raise self._lost(entry, add.lake_path)
+        faults.point("before_metadata")
         for rel in entry.metadata:
             staged = staging_path(entry.batch_id, rel)
-            if store.exists(staged):
+            if owner(rel) is None and store.exists(staged):
                 store.replace(staged, rel)
+        for rem in entry.removes:
+            if owner(rem.lake_path) is None:
+                store.remove(rem.lake_path)
+                store.remove_empty_dirs(posixpath.dirname(rem.lake_path))
         self.log.set_published(entry.version)
+        log.debug("lake %s: published commit %d (%s, %d files added, %d removed, %d directories swapped) in "
+                  "%.1f ms; its added files appeared one by one over %.2f ms", self.url, entry.version,
+                  entry.operation, len(entry.adds), len(entry.removes), len(swaps), 1e3 * (time.perf_counter() - t0),
+                  1e3 * ((last_add or 0) - (first_add or 0)))
         faults.point("before_cleanup")
         store.rmtree(staging_path(entry.batch_id))
+
+    def _publish_dir(self, entry: Entry, directory: str, adds: list[str], removes: set[str]):
+        """Publish ``directory`` (lake-relative) of ``entry`` whole, in one atomic step; ``adds`` and
+        ``removes`` are the entry's files in it.
+
+        The staged copy ``staging/<batch>/<directory>`` holds the entry's new files there; every live
+        file the entry does not remove (other batches' files, anything foreign) is hard-linked into
+        it, then the two directories are exchanged (``renameat2(RENAME_EXCHANGE)``), so a reader
+        sees the old directory or the new one, never both. The staged path then holds the old
+        directory, removed with the staging area. Without RENAME_EXCHANGE: the live directory is
+        renamed to ``staging/<batch>/.old/<directory>`` and the new one into place (absent for that
+        moment, never doubled). Re-running after a kill at any point finishes the job: done means
+        every added file is live and no removed one is.
+        """
+        store = self.store
+        new, old = staging_path(entry.batch_id, directory), staging_path(entry.batch_id, f".old/{directory}")
+        if all(store.exists(a) for a in adds) and not any(store.exists(r) for r in removes):
+            return  # done already (the staged path holds the old directory, if anything)
+        if store.exists(directory):
+            for rel in store.walk_all(directory):
+                target = f"{new}/{posixpath.relpath(rel, directory)}"
+                if rel not in removes and not store.exists(target):
+                    store.link(rel, target)
+            faults.point("swap_ready")
+            if not store.exists(new):
+                raise self._lost(entry, directory)
+            if store.exchange(new, directory):
+                faults.point("swapped")
+            else:
+                store.makedirs(posixpath.dirname(old))
+                store.replace(directory, old)
+                faults.point("swap_fallback_half")
+                store.replace(new, directory)
+        elif store.exists(new):  # new, or the fallback was cut between its two renames
+            store.replace(new, directory)
+        else:
+            raise self._lost(entry, directory)
+
+    def _lost(self, entry: Entry, rel: str) -> LakeError:
+        return LakeError(f"commit {entry.version} of lake {self.url} lists {rel}, but neither its staged nor its "
+                         "published copy exists; the lake has lost data (restore from backup)")
 
 
 class Transaction:
@@ -234,6 +610,26 @@ class Transaction:
         self.dropped_partitions: set = set()
         self.partitions = hats_meta.read_partitions(lake.store)
         self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
+        self.entry: Entry | None = None  # set at the commit point
+        self.bytes_staged = 0
+
+    def full_error(self, exc: BaseException) -> LakeFullError:
+        """The one-line error for a full device during this transaction, saying what state the lake is in."""
+        lake = self.lake
+        rel, nbytes = getattr(exc, "rel", None), getattr(exc, "nbytes", None)
+        what = (f"writing {nbytes} bytes to {rel}" if nbytes is not None else f"writing {rel}" if rel
+                else "writing the batch" if self.entry is None else "publishing it")
+        staged = f"{self.bytes_staged} bytes already staged"
+        if self.entry is None:
+            state = (f"nothing was committed and the staged batch was removed ({staged}); free at least "
+                     f"{self.bytes_staged + (nbytes or 0)} bytes and re-run")
+        else:
+            state = (f"commit {self.entry.version} is in the log but not fully published; the next skylake command "
+                     "publishes it once space is freed")
+        err = LakeFullError(f"no space left on the device of lake {lake.url} {what} ({self.operation} batch "
+                            f"{self.batch_id}): {state}")
+        err.rel, err.nbytes = rel, nbytes
+        return err
 
     def allocate_frame_ids(self, n: int) -> np.ndarray:
         ids = np.arange(self.next_frame_id, self.next_frame_id + n, dtype=np.int64)
@@ -244,9 +640,16 @@ class Transaction:
               row_group_size: int | None = None):
         """Write ``data`` as ``table/path`` into this batch's staging area."""
         action = FileAction(table=table, path=path, rows=data.num_rows)
-        self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path),
-                                    parquet_bytes(data, zstd_level, row_group_size))
+        blob = parquet_bytes(data, zstd_level, row_group_size)
+        self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path), blob)
+        self.bytes_staged += len(blob)
         self.adds.append(action)
+
+    def stage_file(self, rel: str, data: bytes):
+        """Stage a small lake-relative file (not a table's data) that replaces its published copy at publish."""
+        self.lake.store.write_bytes(staging_path(self.batch_id, rel), data)
+        if rel not in self.metadata:
+            self.metadata.append(rel)
 
     def remove(self, table: str, path: str, rows: int):
         self.removes.append(FileAction(table=table, path=path, rows=rows))
@@ -298,7 +701,7 @@ class Transaction:
 
     def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
-        nights_arr = np.array([n if isinstance(n, str) and n else NULL_PARTITION for n in nights], dtype=object)
+        nights_arr = np.array([night_partition(n) for n in nights], dtype=object)
         for night in sorted(set(nights_arr)):
             rows = np.flatnonzero(nights_arr == night)
             self.stage(table, f"night={night}/{name or self.batch_id}.parquet", data.take(rows))
@@ -327,6 +730,7 @@ class Transaction:
             store.fsync_dir(posixpath.dirname(staging_path(self.batch_id, action.lake_path)))
         faults.point("before_commit")
         entry = Entry(
+            swaps=self._swaps(),
             version=(self.base.version if self.base else 0) + 1,
             batch_id=self.batch_id,
             operation=self.operation,
@@ -343,6 +747,24 @@ class Transaction:
             # The writer lock makes this unreachable unless a writer ignored the lock: refuse loudly.
             raise LakeError(f"commit version {entry.version} was taken by another writer; batch "
                             f"{self.batch_id} is left staged and will be rolled back by `skylake repair`")
+        self.entry = entry
         faults.point("after_commit")
         lake._publish(entry)
         return entry
+
+    def _swaps(self) -> list[str]:
+        """Directories to publish whole (see :meth:`Lake._publish_dir`), decided from this batch alone.
+
+        A table that loses files and gains files in a directory that loses none (a split partition's
+        children; a rewrite whose rows land elsewhere) is swapped whole: its rows may move between
+        directories, and only one exchange of the table keeps a reader from seeing them twice (and
+        keeps lsdb's partition_info.csv in step with the directories). Otherwise each directory that
+        both loses and gains files (a compacted partition, a rewritten night) is swapped alone; files
+        added elsewhere are plain renames.
+        """
+        swaps = []
+        for table in sorted({r.table for r in self.removes}):
+            add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
+            rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
+            swaps += [table] if add_dirs - rem_dirs else sorted(add_dirs & rem_dirs)
+        return swaps

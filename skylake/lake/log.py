@@ -6,16 +6,24 @@ Modelled on Delta Lake's ``_delta_log`` (../shared/research/anchors.md §4):
 * **The commit point** is the creation of log entry N+1 with put-if-absent. A batch whose entry
   exists is committed; one without an entry never happened (its staging directory is an orphan).
 * **Publishing** moves the committed files into ``sources/`` and ``frames/`` and replaces the HATS
-  metadata, each step an atomic rename, then advances ``_skylake/published``. It is a pure function
-  of the log entry, so an interrupted publish is rolled forward by running it again.
+  metadata, each step an atomic rename, then advances ``_skylake/published``. Directories listed in
+  the entry's ``swaps`` (a compacted or rewritten partition; a whole table whose rows move between
+  partitions) are published whole, in one atomic exchange (:meth:`skylake.lake.Lake._publish_dir`).
+  Publishing is a pure function of the log entry, so an interrupted publish is rolled forward by
+  running it again.
+
+Everything read here is validated: a corrupt entry or ``published`` file raises a one-line
+:class:`skylake.errors.LakeError` naming the file, never a parser's traceback.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 
+from skylake.errors import LakeError
 from skylake.lake.storage import Storage
 
 META = "_skylake"
@@ -24,6 +32,7 @@ STAGING_DIR = f"{META}/staging"
 PUBLISHED = f"{META}/published"
 LOCK = f"{META}/writer.lock"
 LAKE_FILE = f"{META}/lake.json"
+_ENTRY_NAME = re.compile(r"^(\d{20})\.json$")
 
 
 def entry_path(version: int) -> str:
@@ -62,6 +71,9 @@ class Entry:
     sources_rows: int = 0  # rows in the source table after this commit
     frames_rows: int = 0  # rows in the frames table after this commit
     summary: dict = field(default_factory=dict)
+    #: Lake-relative directories published whole by one atomic exchange (a partition or night that
+    #: loses and gains files; a whole table when rows may move between its partitions).
+    swaps: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         doc = dict(self.__dict__)
@@ -71,9 +83,31 @@ class Entry:
 
     @classmethod
     def from_json(cls, data: bytes) -> "Entry":
+        """Parse an entry; raises ValueError (with the reason) for anything but a well-formed one."""
         doc = json.loads(data)
-        doc["adds"] = [FileAction(**a) for a in doc["adds"]]
-        doc["removes"] = [FileAction(**r) for r in doc["removes"]]
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a JSON object, found {type(doc).__name__}")
+        known = {f.name for f in fields(cls)}
+        if set(doc) - known:
+            raise ValueError(f"unknown fields {sorted(set(doc) - known)}")
+        if missing := {"version", "batch_id", "operation", "committed_at"} - set(doc):
+            raise ValueError(f"missing fields {sorted(missing)}")
+        for name, typ in (("version", int), ("next_frame_id", int), ("sources_rows", int), ("frames_rows", int),
+                          ("batch_id", str), ("operation", str), ("committed_at", str), ("summary", dict),
+                          ("adds", list), ("removes", list), ("metadata", list), ("swaps", list)):
+            if name in doc and (not isinstance(doc[name], typ) or isinstance(doc[name], bool)):
+                raise ValueError(f"{name} is {doc[name]!r}, not {typ.__name__}")
+        for name in ("adds", "removes"):
+            actions = []
+            for a in doc.get(name, []):
+                if not (isinstance(a, dict) and set(a) <= {"table", "path", "rows"} and isinstance(a.get("table"), str)
+                        and isinstance(a.get("path"), str) and isinstance(a.get("rows", 0), int)):
+                    raise ValueError(f"{name} holds {a!r}, not a file action {{table, path, rows}}")
+                actions.append(FileAction(**a))
+            doc[name] = actions
+        for name in ("metadata", "swaps"):
+            if not all(isinstance(p, str) for p in doc.get(name, [])):
+                raise ValueError(f"{name} must list paths")
         return cls(**doc)
 
 
@@ -84,14 +118,34 @@ class CommitLog:
         self.store = store
 
     def versions(self) -> list[int]:
-        return sorted(int(n[:-5]) for n in self.store.listdir(LOG_DIR) if n.endswith(".json") and n[0] != ".")
+        """Committed versions. Names that are not entries (temp files of a put-if-absent cut short,
+        an editor's backup) are ignored."""
+        return sorted(int(m.group(1)) for m in map(_ENTRY_NAME.match, self.store.listdir(LOG_DIR)) if m)
 
     def latest_version(self) -> int:
         versions = self.versions()
         return versions[-1] if versions else 0
 
+    def has(self, version: int) -> bool:
+        return self.store.exists(entry_path(version))
+
     def read(self, version: int) -> Entry:
-        return Entry.from_json(self.store.read_bytes(entry_path(version)))
+        path = entry_path(version)
+        try:
+            data = self.store.read_bytes(path)
+        except FileNotFoundError:
+            raise LakeError(f"commit log entry {self.store.full(path)} is missing (the log holds versions up to "
+                            f"{self.latest_version()}); the lake's history is damaged: restore it from a backup") from None
+        try:
+            entry = Entry.from_json(data)
+        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            reason = " ".join(str(exc).split())
+            raise LakeError(f"commit log entry {self.store.full(path)} is corrupt ({reason}); "
+                            "restore it from a backup") from None
+        if entry.version != version:
+            raise LakeError(f"commit log entry {self.store.full(path)} says it is version {entry.version}; "
+                            "restore it from a backup")
+        return entry
 
     def latest(self) -> Entry | None:
         version = self.latest_version()
@@ -102,9 +156,20 @@ class CommitLog:
         return self.store.put_if_absent(entry_path(entry.version), entry.to_json())
 
     def published_version(self) -> int:
-        if not self.store.exists(PUBLISHED):
+        """The last version published into the tables (0 before the first commit)."""
+        try:
+            text = self.store.read_bytes(PUBLISHED)
+        except FileNotFoundError:
             return 0
-        return int(self.store.read_text(PUBLISHED).strip() or 0)
+        try:
+            value = text.decode("ascii").strip()
+            version = int(value or 0)
+            if version < 0 or (value and not value.isdigit()):
+                raise ValueError
+        except (UnicodeDecodeError, ValueError):
+            raise LakeError(f"{self.store.full(PUBLISHED)} is corrupt: it holds {text[:40]!r}, not the number of the "
+                            "last published commit; restore it from a backup") from None
+        return version
 
     def set_published(self, version: int):
         self.store.write_atomic(PUBLISHED, f"{version}\n".encode())

@@ -5,22 +5,71 @@ beyond plain reads and writes: an atomic *put-if-absent* (the commit point), an 
 (publishing files and metadata), and a writer *lock*. On a local filesystem these are ``link(2)``,
 ``rename(2)`` and ``flock(2)``; an object store needs conditional writes (S3 ``If-None-Match``) for
 the first and a lock service for the last, and is refused with a clear error until those exist.
+
+Publishing a directory as a whole (compaction, a rewrite) uses a fourth: :meth:`Storage.exchange`, an
+atomic swap of two directories (Linux ``renameat2(2)`` with ``RENAME_EXCHANGE``). Where the kernel or
+filesystem lacks it, the caller falls back to two renames (the directory is briefly absent, never
+doubled).
+
+A full device (``ENOSPC``/``EDQUOT``) while writing raises :class:`skylake.errors.LakeFullError`
+naming the file and the bytes being written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
 import posixpath
 import shutil
+import threading
 import uuid
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from skylake.errors import LakeError
+from skylake.errors import LakeError, LakeFullError
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` is a full device: an OSError with ENOSPC/EDQUOT, also as pyarrow words it
+    (pyarrow's OSError carries the errno only in its message)."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno in _FULL_ERRNOS:
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text or "[errno 28]" in text
+
+
+def _load_renameat2():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2  # glibc >= 2.28
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+#: SKYLAKE_NO_RENAME_EXCHANGE=1 forces the two-rename fallback (for the crash tests of that path).
+_renameat2 = None if os.environ.get("SKYLAKE_NO_RENAME_EXCHANGE") else _load_renameat2()
+#: Lock files (absolute paths) this process holds, so a reader in the same process never waits on itself.
+_HELD_LOCKS: set[str] = set()
+_HELD_GUARD = threading.Lock()
+
+
+def lock_held_here(path: str) -> bool:
+    """True if this process holds the writer lock at absolute ``path``."""
+    with _HELD_GUARD:
+        return path in _HELD_LOCKS
 
 
 class Storage:
@@ -78,13 +127,30 @@ class Storage:
         self.fs.makedirs(self.full(rel), exist_ok=True)
 
     def write_bytes(self, rel: str, data: bytes, fsync: bool = True):
-        """Write a file (not atomically: used for staged files nobody reads before the commit)."""
-        self.makedirs(posixpath.dirname(rel))
-        with self.fs.open(self.full(rel), "wb") as fh:
-            fh.write(data)
-            if fsync and self.is_local:
-                fh.flush()
-                os.fsync(fh.fileno())
+        """Write a file (not atomically: used for staged files nobody reads before the commit).
+
+        Raises :class:`LakeFullError` (naming the file and its size) when the device is full; the
+        partial file is removed."""
+        try:
+            self.makedirs(posixpath.dirname(rel))
+            with self.fs.open(self.full(rel), "wb") as fh:
+                fh.write(data)
+                if fsync and self.is_local:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            with contextlib.suppress(OSError):
+                self.remove(rel)
+            raise self.full_error(rel, len(data)) from None
+
+    def full_error(self, rel: str, nbytes: int | None = None) -> LakeFullError:
+        """The error for a full device while writing ``rel`` (``nbytes`` long, if known)."""
+        what = f"{nbytes} bytes to {rel}" if nbytes is not None else rel
+        err = LakeFullError(f"no space left on the device of lake {self.url} writing {what}")
+        err.rel, err.nbytes = rel, nbytes
+        return err
 
     def fsync_file(self, rel: str):
         if self.is_local:
@@ -123,8 +189,43 @@ class Storage:
             return True
         except FileExistsError:
             return False
+        except OSError as exc:
+            if is_disk_full(exc):  # the directory entry needed a block
+                raise self.full_error(rel, len(data)) from None
+            raise
         finally:
             os.unlink(self.full(tmp))
+
+    def link(self, src: str, dst: str):
+        """Hard-link ``src`` as ``dst`` (creating ``dst``'s directory); an existing ``dst`` is kept."""
+        self._require_local("publishing a directory")
+        self.makedirs(posixpath.dirname(dst))
+        with contextlib.suppress(FileExistsError):
+            os.link(self.full(src), self.full(dst))
+
+    def exchange(self, a: str, b: str) -> bool:
+        """Swap the directories ``a`` and ``b`` in one atomic step (``renameat2(RENAME_EXCHANGE)``).
+
+        Returns False, having changed nothing, when the kernel or filesystem cannot (not Linux, glibc
+        < 2.28, or a filesystem without RENAME_EXCHANGE); the caller then falls back to two renames.
+        """
+        if not self.is_local or _renameat2 is None:
+            return False
+        if _renameat2(_AT_FDCWD, os.fsencode(self.full(a)), _AT_FDCWD, os.fsencode(self.full(b)),
+                      _RENAME_EXCHANGE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+            return False
+        raise OSError(err, os.strerror(err), self.full(a), None, self.full(b))
+
+    def walk_all(self, rel: str) -> list[str]:
+        """Lake-relative paths of every file below ``rel`` (hidden ones too); empty if it does not exist."""
+        base = self.full(rel)
+        out = []
+        for dirpath, _, files in os.walk(base):
+            out += [posixpath.relpath(posixpath.join(dirpath, f), self.root) for f in files]
+        return sorted(out)
 
     def replace(self, src: str, dst: str):
         """Move ``src`` over ``dst`` atomically (``rename(2)``); creates ``dst``'s directory."""
@@ -162,14 +263,40 @@ class Storage:
             path = os.path.dirname(path)
 
     @contextlib.contextmanager
-    def lock(self, rel: str):
-        """Exclusive writer lock, released by the kernel if the process dies (``flock(2)``)."""
+    def lock(self, rel: str, blocking: bool = True):
+        """Exclusive writer lock, released by the kernel if the process dies (``flock(2)``).
+
+        Yields True once held; with ``blocking=False`` yields False at once if another process holds it.
+        """
         self._require_local("the writer lock")
         self.makedirs(posixpath.dirname(rel))
-        fd = os.open(self.full(rel), os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.full(rel)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                got = True
+            except BlockingIOError:
+                got = False
+            if not got:
+                yield False
+                return
+            with _HELD_GUARD:
+                _HELD_LOCKS.add(path)
+            try:
+                yield True
+            finally:
+                with _HELD_GUARD:
+                    _HELD_LOCKS.discard(path)
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def probe_writable(self, rel: str):
+        """Create and remove a file in directory ``rel``: raises OSError if this process cannot write
+        there (permissions, a read-only mount, root-squashed NFS: what ``access(2)`` can miss)."""
+        self._require_local("writing")
+        probe = self.full(f"{rel}/.probe-{uuid.uuid4().hex}")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.unlink(probe)

@@ -10,6 +10,10 @@ and horizon coordinates (``skylake maps``).
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+
 __all__ = ["MapsError", "make_maps"]
 
 
@@ -33,7 +37,10 @@ def make_maps(lake, *, out_dir=None, pngs=("transparency", "sky"), **select):
     from skylake.maps.store import store_maps
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
+    lake.check_writable()
     maps = compute_maps(lake, **select)
     index, version = store_maps(lake, maps)
     paths = export_maps(maps.pixels, index, out_dir, pngs) if out_dir is not None and len(index) else []
+    if len(index):
+        log.info("maps: %d maps (%d pixel rows) committed as v%s", len(index), len(maps.pixels), version)
     return maps, index, version, paths

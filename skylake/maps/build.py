@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from skylake.lake import Lake
 from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, altaz, equatorial_pixels,
                                     horizon_pixels, nside_order, pixel_centres, sky_brightness)
+from skylake.lake.versions import latest_versions
 from skylake.profile import Profile, ProfileError, load_profile
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ STAR_REJECTS = ("", "clipped")
 #: pairs with unreliable centroids stay out of the astrometric residual maps (as in calibration)
 ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
 ENVELOPE_PERCENTILE = 95.0  # zp_clear "auto" on a night without an extinction row
-FRAME_COLUMNS = ["frame_id", "night", "profile", "status", "mjd", "exptime", "airmass", "pixscale"]
+FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "content_hash", "hdu", "status", "mjd",
+                 "exptime", "airmass", "pixscale"]
 
 
 @dataclass
@@ -78,7 +80,7 @@ def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = N
         flt &= pc.field("night") >= since
     if until is not None:
         flt &= pc.field("night") <= until
-    frames = lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
+    frames = latest_versions(lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas())
     if frame_id is not None and frames.empty:
         raise MapsError(f"frame {frame_id} is not in the lake (or was rejected at ingest)")
     return frames
@@ -134,9 +136,12 @@ def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = No
     frames = select_frames(lake, night, frame_id, since, until)
     scope = "frame" if (frame_id is not None or per_frame) else ("range" if (since or until) else "night")
     parts = []
+    from skylake.lake.profiles import frames_profile
+
     for name, group in frames.groupby("profile", sort=True, dropna=False):
-        try:
-            prof = profile if isinstance(profile, Profile) else load_profile(profile or name)
+        try:  # a profile's stored settings: those of its latest pipeline version among the frames
+            version = group.sort_values("frame_id")["pipeline_version"].iloc[-1]
+            prof = frames_profile(lake, name, version, profile)
         except ProfileError as exc:
             log.warning("frames of profile %r not mapped: %s (pass the profile file with --pipeline)", name, exc)
             continue

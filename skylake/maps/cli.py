@@ -40,6 +40,7 @@ def _cmd_maps(args) -> int:
         index = read_index(lake)
         cols = ["map_id", "scope", "night_min", "night_max", "frame_id", "nside", "frame_of", "n_pixels", "n_stars",
                 "path"]
+        index = index.astype({"frame_id": "Int64", "nside": "Int64", "n_pixels": "Int64", "n_stars": "Int64"})
         print(index[cols].to_string(index=False) if len(index) else "no maps in the lake")
         return EXIT_OK
     from skylake.maps import make_maps

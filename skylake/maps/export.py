@@ -81,9 +81,49 @@ def write_fits(pixels: pd.DataFrame, row: dict, path: str | os.PathLike) -> Path
     return path
 
 
+def _colour_range(values: np.ndarray, lo, hi) -> tuple[float, float]:
+    """Colour limits that span the data (1st-99th percentile), within the quantity's bounds if it has any."""
+    if not values.size:
+        return (0.0, 1.0) if lo is None else (lo, hi)
+    vmin, vmax = (float(v) for v in np.percentile(values, [1, 99]))
+    if lo is not None:
+        vmin, vmax = max(vmin, lo), min(vmax, hi)
+    if not vmax > vmin:
+        pad = max(abs(vmin) * 0.01, 0.01)
+        vmin, vmax = vmin - pad, vmax + pad
+    return vmin, vmax
+
+
+def _zoom(ax, m: np.ndarray, seen: np.ndarray, nside: int, frame_of: str, vmin: float, vmax: float, cmap: str):
+    """The map's pixels as polygons on plain lon/lat axes (RA/Dec, or azimuth/altitude), labelled in degrees."""
+    import healpy as hp
+    from matplotlib.collections import PolyCollection
+
+    pix = np.flatnonzero(seen)
+    corners = hp.boundaries(nside, pix, step=1, nest=True)  # (n, 3, 4) unit vectors
+    lon, lat = hp.vec2ang(np.moveaxis(corners, 1, 2).reshape(-1, 3), lonlat=True)
+    lon, lat = lon.reshape(-1, 4), lat.reshape(-1, 4)
+    centre = float(np.degrees(np.angle(np.mean(np.exp(1j * np.radians(lon[:, 0]))))))
+    lon = centre + (lon - centre + 180.0) % 360.0 - 180.0  # continuous across 0/360
+    polys = PolyCollection(np.stack([lon, lat], axis=-1), array=m[pix], cmap=cmap, edgecolors="face",
+                           linewidths=0.2)
+    polys.set_clim(vmin, vmax)
+    ax.add_collection(polys)
+    ax.set_xlim(lon.max() + 0.02 * np.ptp(lon), lon.min() - 0.02 * np.ptp(lon))  # east to the left, as on the sky
+    ax.set_ylim(lat.min() - 0.02 * np.ptp(lat), lat.max() + 0.02 * np.ptp(lat))
+    ax.set_aspect(1.0 / max(np.cos(np.radians(np.mean(lat))), 0.05))
+    names = ("RA [deg]", "Dec [deg]") if frame_of == "equatorial" else ("azimuth [deg] (N through E)",
+                                                                       "altitude [deg]")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_facecolor("lightgrey")
+    return polys
+
+
 def write_png(pixels: pd.DataFrame, row: dict, path: str | os.PathLike, quantity: str = "transparency") -> Path:
-    """Mollweide view of one quantity (``transparency`` or ``sky``); a map covering under 1 % of the sky
-    also gets a gnomonic zoom onto its pixels beside it."""
+    """Mollweide view of one quantity (``transparency`` or ``sky``) with a colour bar spanning the data; a
+    map covering under 1 % of the sky also gets a zoom onto its pixels beside it, on RA/Dec (or
+    azimuth/altitude) axes in degrees."""
     import healpy as hp
     import matplotlib
 
@@ -95,21 +135,29 @@ def write_png(pixels: pd.DataFrame, row: dict, path: str | os.PathLike, quantity
     m = full_maps(pixels, nside)[field]
     seen = m != hp.UNSEEN
     small = seen.sum() and seen.mean() < 0.01
-    fig = plt.figure(figsize=(12 if small else 8, 5))
-    title = f"{quantity}, {row['scope']} {_what(row)}, {row['profile']} {row['frame_of']} nside {row['nside']}"
+    vmin, vmax = _colour_range(m[seen], lo, hi)
+    cmap = "viridis" if quantity == "transparency" else "magma_r"
+    fig = plt.figure(figsize=(12 if small else 8, 5.4))
+    what = (f"frame {int(row['frame_id'])}" if row["scope"] == "frame" else f"night {row['night_min']}"
+            if row["scope"] == "night" else f"nights {row['night_min']} to {row['night_max']}")
+    fig.suptitle(f"{quantity}: {what}, profile {row['profile']}, {row['frame_of']} HEALPix nside {row['nside']}",
+                 fontsize=12)
     with warnings.catch_warnings():  # healpy warns that it keeps our figure's size: that is the point
         warnings.filterwarnings("ignore", message="Ignoring specified arguments", category=UserWarning)
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
-        hp.mollview(m, nest=True, fig=fig.number, sub=(1, 2, 1) if small else None, title=title, unit=unit,
-                    min=lo, max=hi, cmap="viridis" if quantity == "transparency" else "magma_r", badcolor="lightgrey")
+        hp.mollview(m, nest=True, fig=fig.number, sub=(1, 2, 1) if small else None, title="whole sky", unit=unit,
+                    min=vmin, max=vmax, cmap=cmap, badcolor="lightgrey")
         hp.graticule(dpar=30, dmer=30, alpha=0.3)
-        if small:
+        if small:  # too small to see at this scale: circle where it is
             lon, lat = hp.pix2ang(nside, np.flatnonzero(seen), nest=True, lonlat=True)
-            lon0 = float(np.degrees(np.angle(np.mean(np.exp(1j * np.radians(lon))))))
-            span = max(np.ptp(lat), np.ptp(((lon - lon0 + 180) % 360 - 180) * np.cos(np.radians(lat.mean())))) + 2 * hp.nside2resol(nside, arcmin=True) / 60
-            hp.gnomview(m, nest=True, rot=(lon0, float(np.mean(lat))), fig=fig.number, sub=(1, 2, 2), title="zoom",
-                        unit=unit, min=lo, max=hi, reso=span * 60 / 200, xsize=200,
-                        cmap="viridis" if quantity == "transparency" else "magma_r", badcolor="lightgrey", notext=True)
+            hp.projscatter(float(np.median(lon)), float(np.median(lat)), lonlat=True, s=200, facecolors="none",
+                           edgecolors="red", linewidths=1.5)
+    if small:
+        ax = fig.add_axes([0.56, 0.14, 0.36, 0.68])
+        polys = _zoom(ax, m, seen, nside, row["frame_of"], vmin, vmax, cmap)
+        ax.set_title(f"zoom: {int(seen.sum())} pixels", fontsize=10)
+        fig.colorbar(polys, ax=ax, fraction=0.05, pad=0.03,
+                     label="transparency" if quantity == "transparency" else f"sky brightness [{unit}]")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from skylake.lake import Lake
-from skylake.lake.lake import NULL_PARTITION, _now
+from skylake.lake.lake import UNKNOWN_NIGHT, _now
 from skylake.schema import conform, table_schema
 
 MAPS, INDEX_SCHEMA = "maps", "maps_index"
@@ -62,11 +62,11 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
             live = sorted(lake.live_files(MAPS))
             tx.rewrite_without(MAPS, [r for r in live if r.startswith(f"{INDEX_DIR}/")], drop, INDEX_SCHEMA)
             tx.rewrite_without(MAPS, [r for r in live if posixpath.dirname(r) in old_dirs], drop)
-        nights = maps.pixels["night"].fillna(NULL_PARTITION)
+        nights = maps.pixels["night"].fillna(UNKNOWN_NIGHT)
         pixels = conform(pa.Table.from_pandas(maps.pixels.drop(columns="night"), preserve_index=False), MAPS)
         tx.stage_nights(MAPS, pixels, nights.tolist())
         index = maps.index.assign(
-            path=[f"{MAPS}/night={n if isinstance(n, str) else NULL_PARTITION}/{tx.batch_id}.parquet"
+            path=[f"{MAPS}/night={n if isinstance(n, str) else UNKNOWN_NIGHT}/{tx.batch_id}.parquet"
                   for n in maps.index["night_min"]],
             batch_id=tx.batch_id, created_at=_now())
         tx.stage(MAPS, f"{INDEX_DIR}/{tx.batch_id}.parquet",

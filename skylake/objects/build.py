@@ -36,10 +36,13 @@ from hats.pixel_math import HealpixPixel
 from hats.pixel_math.spatial_index import compute_spatial_index
 from scipy.spatial import cKDTree
 
+from skylake.calib.model import KRON, calibrated_flux_mags
 from skylake.errors import LakeError
+from skylake.frame.extract import SATURATED
 from skylake.lake import Lake, hats_meta
 from skylake.lake.lake import parquet_bytes
 from skylake.lake.log import staging_path
+from skylake.lake.versions import latest_versions
 from skylake.objects.associate import (associate, chord, chord_to_arcsec, mean_positions, ref_object_ids,
                                        unit_vectors, vector_to_radec)
 from skylake.objects.stats import light_curve_stats
@@ -108,11 +111,13 @@ def read_state(lake: Lake) -> tuple[dict, pd.DataFrame]:
 def latest_calibrations(lake: Lake, refcat: str) -> pd.DataFrame:
     """Each frame's latest calibration against ``refcat``: frame_id, calib (its batch), calib_key, zp, zp_err
     (zp null unless zp_status is ok)."""
-    cols = ["frame_id", "calib_key", "zp", "zp_err", "zp_status", "batch_id", "calibrated_at"]
+    cols = ["frame_id", "calib_key", "zp", "zp_err", "zp_status", "flux", "apcor", "batch_id", "calibrated_at"]
     zps = lake.read_night_table("zeropoints", columns=cols, filter=pc.field("refcat") == refcat).to_pandas()
     zps = zps.sort_values(["frame_id", "calibrated_at"]).drop_duplicates("frame_id", keep="last")
     zps.loc[zps["zp_status"] != "ok", "zp"] = np.nan
-    return zps.rename(columns={"batch_id": "calib"})[["frame_id", "calib", "calib_key", "zp", "zp_err"]]
+    zps["flux"] = zps["flux"].fillna(KRON)  # calibrations written before the flux setting: Kron
+    return zps.rename(columns={"batch_id": "calib"})[["frame_id", "calib", "calib_key", "zp", "zp_err", "flux",
+                                                      "apcor"]]
 
 
 def default_refcat(lake: Lake) -> str:
@@ -129,8 +134,20 @@ def read_detections(lake: Lake, frame_ids: np.ndarray, calibs: pd.DataFrame, ref
     (colour 0) where the frame has an ok zeropoint, else NaN. ``ref_object``: the reference star's object
     id (0 when unmatched)."""
     ids = pa.array(np.asarray(frame_ids, dtype=np.int64))
-    det = lake.read_sources(columns=DETECTION_COLUMNS, filter=pc.field("frame_id").isin(ids)).to_pandas()
     cal = calibs[calibs["frame_id"].isin(frame_ids)]
+    apertures = sorted(set(cal["flux"]) - {KRON}) if "flux" in cal else []
+    extra = [c for f in apertures for c in (f, f"{f}_err")]
+    det = lake.read_sources(columns=DETECTION_COLUMNS + extra, filter=pc.field("frame_id").isin(ids)).to_pandas()
+    if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
+        exptime = lake.read_frames(columns=["frame_id", "exptime"], filter=pc.field("frame_id").isin(ids)).to_pandas()
+        det = det.merge(exptime, on="frame_id", how="left").merge(cal[["frame_id", "flux", "apcor"]], on="frame_id",
+                                                                  how="left")
+        for f in apertures:
+            rows = (det["flux"] == f).to_numpy()
+            mag, err = calibrated_flux_mags(det[rows], det.loc[rows, "exptime"].to_numpy(float), f,
+                                            det.loc[rows, "apcor"].to_numpy(float))
+            det.loc[rows, "inst_mag"], det.loc[rows, "inst_mag_err"] = mag, err
+        det = det.drop(columns=[*extra, "exptime", "flux", "apcor"])
     det = det.merge(cal[["frame_id", "zp", "zp_err"]], on="frame_id", how="left")
     det["ref_id"] = pd.array([pd.NA] * len(det), dtype="Int64")
     det["ref_object"] = np.zeros(len(det), dtype=np.int64)
@@ -216,7 +233,10 @@ def summarise(flat: pd.DataFrame, refcat: str) -> pa.Table:
     e = np.where(use_cal, flat["mag_err"].to_numpy(np.float64, na_value=np.nan),
                  flat["inst_mag_err"].to_numpy(np.float64, na_value=np.nan))
     mjd = flat["mjd"].to_numpy(np.float64)
-    stats = light_curve_stats(inv, mjd, m, e, n_obj)
+    # saturated detections stay in the light curve (flagged) but not in the statistics: their fluxes are
+    # lower limits, and a constant bright star would otherwise rank as variable
+    saturated = (flat["flags"].to_numpy(np.int64) & SATURATED) != 0
+    stats = light_curve_stats(inv, mjd, np.where(saturated, np.nan, m), e, n_obj)
     counts = np.bincount(inv, minlength=n_obj)
     last = np.r_[first[1:], len(oid)] - 1
     ref_all = flat["ref_id"].astype("Int64").array  # ids beyond 2**53: never through float
@@ -264,6 +284,23 @@ def _old_candidates(det: pd.DataFrame, pos: pd.DataFrame, radius_arcsec: float) 
     return set(zip(pos["Norder"].to_numpy()[k].tolist(), pos["Npix"].to_numpy()[k].tolist()))
 
 
+def _without_points(pos: pd.DataFrame, old: pd.DataFrame | None, stale: set) -> pd.DataFrame:
+    """Object positions after the points of ``stale`` frames are removed from ``old`` (the light-curve
+    points of the loaded partitions): objects left without points are dropped, the others move to the
+    mean of what remains."""
+    if old is None or old.empty:
+        return pos
+    remaining = old[~old["frame_id"].isin(stale)]
+    affected = pos["object_id"].isin(old["object_id"].unique())
+    uniq, centre = mean_positions(remaining["object_id"].to_numpy(np.int64),
+                                  unit_vectors(remaining["ra"].to_numpy(), remaining["dec"].to_numpy()))
+    ra, dec = vector_to_radec(centre) if len(uniq) else (np.empty(0), np.empty(0))
+    moved = pos[affected].set_index("object_id").reindex(uniq)
+    moved = moved.assign(ra=ra, dec=dec, _healpix_29=np.asarray(compute_spatial_index(ra, dec), np.int64)
+                         if len(uniq) else np.empty(0, np.int64)).reset_index()
+    return pd.concat([pos[~affected], moved[pos.columns]], ignore_index=True)
+
+
 def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None = None,
                   rebuild: bool = False) -> BuildReport:
     """Bring ``LAKE/objects`` up to date with the lake's frames and calibrations (see the module docstring).
@@ -274,6 +311,7 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
     """
     started = time.perf_counter()
     lake = _lake(lake)
+    lake.check_writable()
     with lake.transaction(OBJECTS) as tx:
         state, held = read_state(lake)
         if rebuild:
@@ -294,8 +332,8 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
             raise ObjectsError(f"the association radius must be positive, got {radius} arcsec")
         report = BuildReport(refcat=refcat, radius_arcsec=radius)
         order = lake.config.partition_order
-        frames = lake.read_frames(columns=["frame_id", "n_sources"]).to_pandas()
-        frames = frames[frames["n_sources"] > 0]
+        frames = latest_versions(lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu"]).to_pandas())
+        frames = frames[frames["n_sources"] > 0][["frame_id", "n_sources"]]
         calibs = latest_calibrations(lake, refcat) if refcat else pd.DataFrame(
             {"frame_id": np.empty(0, np.int64), "calib": [], "calib_key": [], "zp": [], "zp_err": []})
         now = frames[["frame_id"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left").fillna({"calib": ""})
@@ -328,6 +366,21 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
             need = {(p.order, p.pixel) for p in partitions}  # their sources may be gone: look everywhere
         elif stale:
             need = _old_candidates(det[det["frame_id"].isin(stale)], pos, radius)
+        loaded: dict[tuple, list[tuple[str, int]]] = {}
+        old_parts: list[pd.DataFrame] = []
+
+        def load(keys):
+            for key in sorted(set(keys) - set(loaded)):
+                loaded[key] = []
+                for path in _partition_files(lake, HealpixPixel(*key)):
+                    data = pq.read_table(lake.path(path), schema=table_schema(OBJECTS))
+                    loaded[key].append((path, data.num_rows))
+                    old_parts.append(_flatten(data))
+
+        if stale:  # the re-processed frames' old points go first: the new detections then associate with
+            # what remains (an object made only of such points is gone), as a build from scratch would
+            load(need)
+            pos = _without_points(pos, pd.concat(old_parts, ignore_index=True) if old_parts else None, stale)
         ids = associate(det["source_id"].to_numpy(), det["frame_id"].to_numpy(), det["ra"].to_numpy(),
                         det["dec"].to_numpy(), det["_healpix_29"].to_numpy(), det["ref_object"].to_numpy(),
                         pos["object_id"].to_numpy(), pos["ra"].to_numpy(), pos["dec"].to_numpy(), radius, order)
@@ -340,16 +393,9 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
                               ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
         new_flat = new_flat[LC_FIELDS + ["object_id", "refcat", "ref_id"]]
         report.objects_new = int(len(np.setdiff1d(np.unique(ids), pos["object_id"].to_numpy())))
-        loaded: dict[tuple, list[tuple[str, int]]] = {}
-        old_parts: list[pd.DataFrame] = []
         existing = {(p.order, p.pixel) for p in partitions}
         while True:
-            for key in sorted(need - set(loaded)):
-                loaded[key] = []
-                for path in _partition_files(lake, HealpixPixel(*key)):
-                    data = pq.read_table(lake.path(path), schema=table_schema(OBJECTS))
-                    loaded[key].append((path, data.num_rows))
-                    old_parts.append(_flatten(data))
+            load(need)
             old = pd.concat(old_parts, ignore_index=True) if old_parts else new_flat.iloc[0:0]
             dropped = int(old["frame_id"].isin(stale).sum())
             expected = int(held.loc[redone, "n_det"].sum())
@@ -403,5 +449,6 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         report.commit = entry.version if entry else None
         report.timings["commit"] = time.perf_counter() - t0
     report.seconds = time.perf_counter() - started
+    log.info("%s", report)
     return report
 

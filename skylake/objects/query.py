@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 
 from skylake.lake import hats_meta
 from skylake.objects.associate import chord_to_arcsec, unit_vectors
-from skylake.objects.build import OBJECTS, ObjectsError, _flatten, _lake, objects_dataset
+from skylake.objects.build import OBJECTS, SATURATED as SATURATED_FLAG, ObjectsError, _flatten, _lake, objects_dataset
 
 DEFAULT_RADIUS_ARCSEC = 5.0
+
 #: Object columns repeated on every point of ``light_curve``'s answer.
 SUMMARY = ["object_id", "refcat", "ref_id", "ra", "dec", "sep_arcsec", "n", "mean_mag", "std_mag", "chi2_dof",
            "stetson_j", "amplitude", "stats_mag"]
@@ -88,7 +89,21 @@ def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADI
     rank = pd.Series(np.arange(len(objects)), index=objects["object_id"])
     out["_rank"] = rank.reindex(out["object_id"]).to_numpy()
     out = out.sort_values(["_rank", "mjd"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+    out["band"] = _band(_lake(lake), out)
     return out[SUMMARY + [c for c in out.columns if c not in SUMMARY]]
+
+
+def _band(lake, points: pd.DataFrame) -> str:
+    """The reference band of the points' calibrated magnitudes ("" when none is calibrated)."""
+    refcats = points["refcat"].dropna().unique() if "refcat" in points else []
+    if points.empty or not points["mag"].notna().any():
+        return ""
+    ids = pa.array(points["frame_id"].unique().astype(np.int64))
+    flt = pc.field("frame_id").isin(ids)
+    if len(refcats):
+        flt &= pc.field("refcat").isin(pa.array([r for r in refcats if r], pa.string()))
+    bands = lake.read_night_table("zeropoints", columns=["band"], filter=flt).column("band").to_pandas()
+    return str(bands.mode().iloc[0]) if len(bands) else ""
 
 
 def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
@@ -111,8 +126,15 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
         ax.set_title(f"object {oid}{ref}  sep {lc['sep_arcsec'].iloc[0]:.1f}\"  n {lc['n'].iloc[0]}  "
                      f"std {lc['std_mag'].iloc[0]:.3f}  chi2/dof {lc['chi2_dof'].iloc[0]:.1f}  "
                      f"J {lc['stetson_j'].iloc[0]:.2f}", fontsize=8)
-        ax.set_ylabel(use)
-    axes[-1, 0].set_xlabel("MJD")
+        band = lc["band"].iloc[0] if "band" in lc and lc["band"].iloc[0] else ""
+        ax.set_ylabel(f"{band} [mag]" if use == "mag" and band else "calibrated [mag]" if use == "mag"
+                      else "instrumental [mag]")
+        flagged = (lc["flags"].to_numpy() & SATURATED_FLAG) != 0 if "flags" in lc else np.zeros(len(lc), bool)
+        if flagged.any():  # saturated points stay in the light curve, marked (they are out of the statistics)
+            ax.plot(lc["mjd"][flagged], lc[use][flagged], "x", color="tab:red", ms=7, label="saturated")
+            ax.legend(fontsize=7, loc="best")
+    axes[-1, 0].set_xlabel("MJD (mid-exposure, UTC) [d]")
+    axes[-1, 0].ticklabel_format(axis="x", useOffset=False, style="plain")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

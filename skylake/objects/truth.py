@@ -72,10 +72,18 @@ def check_variables(lake, stars: pd.DataFrame, n_frames: int, out_dir=None) -> d
             stem = out_dir / f"variable_{k + 1}_{ids[k]}"
             points.to_csv(f"{stem}.csv", index=False)
             written.append(plot_light_curve(points, f"{stem}.png"))
-    top = max(len(variables), TOP_FRACTION * len(objects[objects["n"] >= max(3, n_frames // 2)]))
+    min_points = max(3, n_frames // 2)
+    top = max(len(variables), TOP_FRACTION * len(objects[objects["n"] >= min_points]))
+    # the best-ranked object by Stetson J that is none of the variables: the variables rank first when
+    # it comes after all of them
+    pool = objects[(objects["n"] >= min_points) & ~objects["object_id"].isin(ids)]
+    constant_j = pool["stetson_j"].dropna()
+    first_constant = int((objects.loc[objects["n"] >= min_points, "stetson_j"] > constant_j.max()).sum() + 1) \
+        if len(constant_j) else 0
     return {"variables": len(variables), "found": int((ids != 0).sum()), "objects": len(objects),
             "ranked": int((objects["n"] >= max(3, n_frames // 2)).sum()),
             "ranks_chi2": ranks["rank_chi2_dof"].tolist(), "ranks_stetson_j": ranks["rank_stetson_j"].tolist(),
-            "top": top, "rankable": n_frames >= 3, "stand_out": n_frames >= 3 and bool((ranks[["rank_chi2_dof", "rank_stetson_j"]] <= top).all().all()),
+            "top": top, "rankable": n_frames >= 3, "first_constant_rank": first_constant,
+            "variables_first": n_frames >= 3 and bool((ranks["rank_stetson_j"] <= len(variables)).all()), "stand_out": n_frames >= 3 and bool((ranks[["rank_chi2_dof", "rank_stetson_j"]] <= top).all().all()),
             "amplitude_ratio": (found["amplitude_clip"].to_numpy() / variables["amplitude"].to_numpy()).tolist(),
             "files": written}

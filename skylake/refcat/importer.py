@@ -245,6 +245,7 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
     check_name(name)
     if not isinstance(lake, Lake):
         lake = Lake.init(lake) if create else Lake.open(lake)
+    lake.check_writable()
     fmt_obj = get_format(fmt, columns_map)
     paths = expand_inputs(files if isinstance(files, (list, tuple)) else [files])
     sources = [open_source(p) for p in paths]

@@ -1,0 +1,486 @@
+"""Fit an all-sky camera model to the stars on a frame.
+
+:func:`fit_camera` detects stars with sep, predicts the catalogue's bright stars with a starting
+model, matches them (mutual nearest neighbours, isolated stars only) and refines the zenith pixel,
+rotation, focal length and distortion by robust least squares (``scipy.optimize.least_squares``
+with a soft-L1 loss), re-matching with a shrinking tolerance. When the starting orientation is
+unknown or poor it first scans rotation and parity (and the zenith offset, by voting on the
+offsets between predicted and detected stars).
+
+Units: pixels (0-based, x = column), degrees, mm; see :mod:`skylake.allsky`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.table import Table
+
+from skylake.allsky.camera import CameraModel, Site, angular_separation_deg
+from skylake.allsky.catalog import as_catalog
+
+__all__ = ["FitResult", "CameraFitError", "detect_stars", "match_nearest", "scan_orientation",
+           "fit_camera", "FITTABLE"]
+
+#: Model parameters :func:`fit_camera` can refine ("tilt" = the optical axis' tilt, two parameters).
+FITTABLE = ("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "k2", "tilt")
+
+
+class CameraFitError(RuntimeError):
+    """The model could not be fitted; ``reason`` says why (too few stars, no orientation found, ...)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit_camera`.
+
+    Attributes
+    ----------
+    model : CameraModel
+        The fitted model.
+    rms_px : float
+        Root-mean-square 2-D residual (detected - predicted) of the final matched stars, px.
+    rms_deg : float
+        Root-mean-square angular residual of the same stars on the sky, deg.
+    n_matched : int
+        Stars in the final fit.
+    matched : Table
+        One row per final pair: catalogue columns, ``alt``, ``az`` (deg), ``x_pred``, ``y_pred``,
+        ``x_det``, ``y_det``, ``dx``, ``dy``, ``dr_px`` (px), ``dr_deg`` (deg), ``flux`` (ADU).
+    n_detected, n_predicted : int
+        Detections used and catalogue stars predicted in the frame.
+    n_clipped : int
+        Pairs inside the last tolerance dropped as outliers (> ``clip`` x the robust sigma).
+    tolerance_px : float
+        Final matching tolerance.
+    history : list of dict
+        Per matching step: tolerance, number of pairs, rms.
+    scanned : bool
+        Whether the orientation scan ran.
+    """
+
+    model: CameraModel
+    rms_px: float
+    rms_deg: float
+    n_matched: int
+    matched: Table
+    n_detected: int
+    n_predicted: int
+    n_clipped: int
+    tolerance_px: float
+    history: list = field(default_factory=list)
+    scanned: bool = False
+
+    def summary(self) -> dict:
+        """Scalars for a frame row or a report."""
+        m = self.model
+        return {"rms_px": self.rms_px, "rms_deg": self.rms_deg, "n_matched": self.n_matched,
+                "n_detected": self.n_detected, "n_predicted": self.n_predicted, "n_clipped": self.n_clipped,
+                "x0": m.x0, "y0": m.y0, "rotation_deg": m.rotation_deg, "parity": m.parity,
+                "focal_length_mm": m.focal_length_mm, "k1": m.k1, "k2": m.k2}
+
+
+# ---------------------------------------------------------------------------------------------
+def detect_stars(image: np.ndarray, mask: np.ndarray | None = None, *, thresh: float = 5.0,
+                 mesh_px: int = 16, minarea: int = 3, max_npix: int = 200) -> Table:
+    """Detect point sources with sep on a background-subtracted copy of ``image``.
+
+    Parameters
+    ----------
+    image : 2-D array
+    mask : bool array, optional
+        True where pixels are not sky (outside the lens circle, obstructions, NaN).
+    thresh : float
+        Detection threshold in units of the global background rms.
+    mesh_px : int
+        Background mesh size, px.
+    minarea : int
+        Minimum connected pixels.
+    max_npix : int
+        Larger objects (the Moon, lights, clouds lit from below) are dropped.
+
+    Returns
+    -------
+    Table
+        ``x``, ``y`` (px, windowed centroid), ``flux`` (ADU), ``peak``, ``npix``, ``a``, ``b``,
+        brightest first.
+    """
+    import sep
+
+    data = np.ascontiguousarray(image, dtype=np.float64)
+    bad = ~np.isfinite(data)
+    if mask is not None:
+        bad |= np.asarray(mask, bool)
+    fill = np.nanmedian(data[~bad]) if (~bad).any() else 0.0
+    data = np.where(bad, fill, data)
+    bkg = sep.Background(data, mask=bad, bw=mesh_px, bh=mesh_px, fw=3, fh=3)
+    sub = data - bkg.back()
+    rms = bkg.rms()
+    old = sep.get_extract_pixstack()
+    sep.set_extract_pixstack(max(old, 1_000_000))
+    try:
+        objs = sep.extract(sub, thresh, err=rms, mask=bad, minarea=minarea, deblend_cont=0.005)
+    finally:
+        sep.set_extract_pixstack(old)
+    objs = objs[(objs["npix"] <= max_npix) & (objs["flux"] > 0)]
+    x, y = objs["x"], objs["y"]
+    if len(objs):
+        sig = np.clip(np.sqrt(np.maximum(objs["a"] * objs["b"], 0.25)), 0.7, 3.0)  # Gaussian sigma, px
+        xw, yw, flag = sep.winpos(sub, objs["x"], objs["y"], sig, mask=bad)
+        good = (flag == 0) & (np.hypot(xw - x, yw - y) < 2.0)
+        x = np.where(good, xw, x)
+        y = np.where(good, yw, y)
+    t = Table({"x": np.asarray(x, float), "y": np.asarray(y, float), "flux": np.asarray(objs["flux"], float),
+               "peak": np.asarray(objs["peak"], float), "npix": np.asarray(objs["npix"], int),
+               "a": np.asarray(objs["a"], float), "b": np.asarray(objs["b"], float)})
+    t.sort("flux", reverse=True)
+    return t
+
+
+def match_nearest(xp, yp, xd, yd, tol_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one pairs of predicted and detected positions: mutual nearest neighbours within
+    ``tol_px`` (px). Returns index arrays ``(i_pred, i_det)``."""
+    from scipy.spatial import cKDTree
+
+    xp, yp, xd, yd = (np.asarray(a, float) for a in (xp, yp, xd, yd))
+    okp = np.isfinite(xp) & np.isfinite(yp)
+    if not okp.any() or len(xd) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    ip = np.flatnonzero(okp)
+    P = np.column_stack([xp[ip], yp[ip]])
+    D = np.column_stack([xd, yd])
+    d1, j = cKDTree(D).query(P, distance_upper_bound=tol_px)
+    d2, k = cKDTree(P).query(D, distance_upper_bound=tol_px)
+    hit = np.isfinite(d1)
+    pi = np.flatnonzero(hit)
+    dj = j[hit]
+    mutual = k[dj] == pi
+    return ip[pi[mutual]], dj[mutual]
+
+
+def _confused(xp, yp, xn, yn, radius_px):
+    """True for predicted stars with another (neighbour-list) star within ``radius_px``."""
+    from scipy.spatial import cKDTree
+
+    ok = np.isfinite(xn) & np.isfinite(yn)
+    if ok.sum() < 2:
+        return np.zeros(len(xp), bool)
+    tree = cKDTree(np.column_stack([xn[ok], yn[ok]]))
+    P = np.column_stack([np.nan_to_num(xp, nan=-1e9), np.nan_to_num(yp, nan=-1e9)])
+    counts = np.array([len(c) for c in tree.query_ball_point(P, radius_px)])
+    return counts >= 2  # the star itself is in the neighbour list
+
+
+def scan_orientation(model0: CameraModel, alt, az, xd, yd, shape, *, rotation_step_deg: float = 0.5,
+                     parities=(1, -1), max_shift_px: float = 20.0, bin_px: float = 2.0
+                     ) -> tuple[CameraModel, int]:
+    """Find rotation, parity and a zenith shift by voting.
+
+    For each rotation (0..360 deg in ``rotation_step_deg``) and parity, the offsets between every
+    predicted star and every detection within ``max_shift_px`` are histogrammed (``bin_px`` bins);
+    the fullest 2x2-bin cell gives the score and the zenith shift.
+
+    Returns
+    -------
+    (CameraModel, int)
+        The best model (rotation, parity, x0, y0 updated) and its vote count.
+    """
+    from scipy.spatial import cKDTree
+
+    ny, nx = shape
+    tree = cKDTree(np.column_stack([xd, yd]))
+    nb = int(np.ceil(2 * max_shift_px / bin_px))
+    edges = np.linspace(-max_shift_px, max_shift_px, nb + 1)
+
+    def score_of(rot, parity):
+        m = model0.replace(rotation_deg=float(rot), parity=int(parity))
+        x, y = m.altaz_to_pixel(alt, az)
+        ok = np.isfinite(x) & (x > -max_shift_px) & (x < nx + max_shift_px) & (y > -max_shift_px) & (y < ny + max_shift_px)
+        if not ok.any():
+            return -1, m, 0.0, 0.0
+        P = np.column_stack([x[ok], y[ok]])
+        lists = tree.query_ball_point(P, max_shift_px)
+        ii = np.repeat(np.arange(len(P)), [len(li) for li in lists])
+        if ii.size == 0:
+            return -1, m, 0.0, 0.0
+        jj = np.concatenate([np.asarray(li, int) for li in lists])
+        ddx = xd[jj] - P[ii, 0]
+        ddy = yd[jj] - P[ii, 1]
+        h, _, _ = np.histogram2d(ddx, ddy, bins=[edges, edges])
+        h2 = h[:-1, :-1] + h[1:, :-1] + h[:-1, 1:] + h[1:, 1:]
+        k = np.unravel_index(np.argmax(h2), h2.shape)
+        sx, sy = edges[k[0] + 1], edges[k[1] + 1]
+        sel = (np.abs(ddx - sx) <= bin_px) & (np.abs(ddy - sy) <= bin_px)
+        return int(h2[k]), m, float(np.median(ddx[sel])), float(np.median(ddy[sel]))
+
+    # coarse: 2 x the step (the 2 x 2-bin cell tolerates the half-step's displacement at the rim
+    # of a 300 px fisheye), then the step around the best coarse rotation of each parity
+    best = (-1, model0, 0.0, 0.0)
+    coarse = max(rotation_step_deg * 2, 1.0)
+    for parity in parities:
+        top = max((score_of(r, parity) + (r,) for r in np.arange(0.0, 360.0, coarse)), key=lambda t: t[0])
+        for rot in top[4] + np.arange(-coarse, coarse + 1e-9, rotation_step_deg):
+            cand = score_of(rot, parity)
+            if cand[0] > best[0]:
+                best = cand
+    score, m, sx, sy = best
+    if score < 0:
+        return model0, 0
+    return m.replace(x0=m.x0 + sx, y0=m.y0 + sy), score
+
+
+def _params(model: CameraModel, names) -> np.ndarray:
+    out = []
+    for n in names:
+        if n == "tilt":  # Cartesian components, regular at zero tilt
+            t, a = model.tilt_deg, np.radians(model.tilt_az_deg)
+            out += [t * np.sin(a), t * np.cos(a)]
+        else:
+            out.append(getattr(model, n))
+    return np.asarray(out, float)
+
+
+def _model_from(model0: CameraModel, names, p) -> CameraModel:
+    changes = {}
+    i = 0
+    for n in names:
+        if n == "tilt":
+            te, tn = float(p[i]), float(p[i + 1])
+            changes["tilt_deg"] = float(np.hypot(te, tn))
+            changes["tilt_az_deg"] = float(np.degrees(np.arctan2(te, tn)) % 360.0)
+            i += 2
+        else:
+            changes[n] = float(p[i])
+            i += 1
+    return model0.replace(**changes)
+
+
+def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog, *,
+               vmax: float = 4.5, alt_min_deg: float = 20.0, mag_column: str = "v_mag",
+               fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1"),
+               tolerances_px=(10.0, 6.0, 4.0, 3.0, 2.0), clip: float = 3.0,
+               search: str | bool = "auto", mask: np.ndarray | None = None,
+               detections: Table | None = None, detect_thresh: float = 5.0,
+               loss: str = "soft_l1", min_stars: int = 8, edge_px: float = 3.0) -> FitResult:
+    """Fit a camera model to the stars on one frame.
+
+    Parameters
+    ----------
+    image : 2-D array
+        The frame (any units; NaN where there is no data).
+    model0 : CameraModel
+        Starting model (published values); its projection, pixel size and parity are kept
+        unless the orientation scan runs.
+    site : Site
+    time : astropy Time or ISO string
+        Mid-exposure time, UTC.
+    catalog : Table or DataFrame
+        ``ra``, ``dec`` (deg) and ``mag_column`` (e.g. Hipparcos from
+        :func:`skylake.allsky.catalog.read_hipparcos`).
+    vmax : float
+        Faintest catalogue magnitude used.
+    alt_min_deg : float
+        Lowest altitude used, deg.
+    fit : sequence of str
+        Parameters refined, from :data:`FITTABLE` (``"tilt"`` refines the optical axis' tilt
+        and its azimuth; then ``x0``, ``y0`` are the axis pixel, and the zenith pixel is
+        ``model.altaz_to_pixel(90, 0)``).
+    tolerances_px : sequence of float
+        Matching tolerances of the successive steps, px (shrinking). After the last one the
+        tolerance adapts to ``max(last, clip * robust sigma)``.
+    clip : float
+        Pairs beyond ``clip`` robust sigmas (1.4826 MAD of the 2-D residual) are dropped.
+    search : {"auto", True, False}
+        Scan rotation, parity and zenith shift (:func:`scan_orientation`): first (True), never
+        (False), or only when the fit from the starting model fails (matches no better than
+        chance) or ends above 2 px rms ("auto").
+    mask : bool array, optional
+        True where the image is not sky (excluded from detection).
+    detections : Table, optional
+        Use these ``x``, ``y`` instead of detecting.
+    detect_thresh : float
+        sep threshold (x global rms) when detecting.
+    loss : str
+        ``least_squares`` robust loss (``soft_l1``, ``huber``, ``cauchy``, ``linear``).
+    min_stars : int
+        Fewer final pairs raise :class:`CameraFitError`.
+    edge_px : float
+        Catalogue stars predicted closer than this to the image edge are not used.
+
+    Returns
+    -------
+    FitResult
+    """
+    from scipy.optimize import least_squares
+
+    bad = [n for n in fit if n not in FITTABLE]
+    if bad:
+        raise ValueError(f"cannot fit {bad}; fittable parameters are {FITTABLE}")
+    if search not in ("auto", True, False):
+        raise ValueError(f"search must be 'auto', True or False, got {search!r}")
+    tolerances_px = [float(t) for t in tolerances_px]
+    if not tolerances_px or min(tolerances_px) <= 0:
+        raise ValueError(f"tolerances_px must be positive, got {tolerances_px!r}")
+    image = np.asarray(image, dtype=float)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {image.shape}")
+    shape = image.shape
+
+    if detections is None:
+        sky = model0.sky_mask(shape, alt_min_deg=-5.0)
+        m = ~sky if mask is None else (~sky | np.asarray(mask, bool))
+        detections = detect_stars(image, m, thresh=detect_thresh)
+    xd = np.asarray(detections["x"], float)
+    yd = np.asarray(detections["y"], float)
+    if len(xd) < min_stars:
+        raise CameraFitError(f"only {len(xd)} sources detected (need >= {min_stars}): cloudy or empty frame")
+
+    cat = as_catalog(catalog, mag_column)
+    pool = cat[np.isfinite(cat["mag"]) & (cat["mag"] <= vmax + 1.0)]
+    alt_all, az_all = site.radec_to_altaz(pool["ra"], pool["dec"], time)
+    above = alt_all >= alt_min_deg - 5.0
+    pool, alt_all, az_all = pool[above], alt_all[above], az_all[above]
+    use = (pool["mag"] <= vmax) & (alt_all >= alt_min_deg)
+    stars = pool[use]
+    alt, az = alt_all[use], az_all[use]
+    if len(stars) < min_stars:
+        raise CameraFitError(f"only {len(stars)} catalogue stars with mag <= {vmax} above {alt_min_deg} deg")
+
+    def predict(m):
+        x, y = m.altaz_to_pixel(alt, az)
+        inside = (x >= edge_px) & (x <= shape[1] - 1 - edge_px) & (y >= edge_px) & (y <= shape[0] - 1 - edge_px)
+        if mask is not None:
+            xi = np.clip(np.round(np.nan_to_num(x)).astype(int), 0, shape[1] - 1)
+            yi = np.clip(np.round(np.nan_to_num(y)).astype(int), 0, shape[0] - 1)
+            inside &= ~np.asarray(mask, bool)[yi, xi]
+        return np.where(inside, x, np.nan), np.where(inside, y, np.nan)
+
+    # chance coincidences: detections per px^2 of sky times the matching area
+    sky_px = float(model0.sky_mask(shape, alt_min_deg=alt_min_deg).sum()) or float(shape[0] * shape[1])
+    density = len(xd) / sky_px
+
+    def chance(n_pred, tol):
+        return n_pred * min(1.0, density * np.pi * tol ** 2)
+
+    xp, yp = predict(model0)
+    n_pred = int(np.isfinite(xp).sum())
+
+    def refine(model, scanned):
+        names = list(fit)
+        history = []
+        tol = tolerances_px[0]
+        ip = idet = np.zeros(0, int)
+        n_clipped = 0
+        steps = list(tolerances_px) + [None, None]  # two adaptive steps at the end
+        for step in steps:
+            if step is not None:
+                tol = step
+            for _inner in range(3):
+                xp, yp = predict(model)
+                xn, yn = model.altaz_to_pixel(alt_all, az_all)
+                confused = _confused(xp, yp, xn, yn, max(2.5, min(tol, 4.0)))
+                xp_ok = np.where(confused, np.nan, xp)
+                ip, idet = match_nearest(xp_ok, yp, xd, yd, tol)
+                if len(ip) < max(min_stars, len(names) + 3):
+                    raise CameraFitError(f"only {len(ip)} stars matched within {tol:.1f} px "
+                                         f"(need >= {max(min_stars, len(names) + 3)})")
+
+                def resid(p, ip=ip, idet=idet):
+                    m = _model_from(model, names, p)
+                    x, y = m.altaz_to_pixel(alt[ip], az[ip])
+                    return np.concatenate([x - xd[idet], y - yd[idet]])
+
+                p0 = _params(model, names)
+                fscale = max(0.5, tol / 4.0)
+                try:
+                    sol = least_squares(resid, p0, loss=loss, f_scale=fscale, x_scale="jac", method="trf")
+                except ValueError as exc:  # a parameter step made the model invalid (e.g. non-monotonic r)
+                    raise CameraFitError(f"least squares failed: {exc}") from exc
+                new = _model_from(model, names, sol.x)
+                xq, yq = new.altaz_to_pixel(alt[ip], az[ip])
+                dr = np.hypot(xq - xd[idet], yq - yd[idet])
+                sigma = 1.4826 * np.median(dr) / 0.8326  # 2-D: median of a Rayleigh = 1.1774 sigma_1d
+                model = new
+                if step is None:  # adaptive steps: tolerance from the residual scatter
+                    tol = max(tolerances_px[-1], clip * sigma * 1.5)
+                xp2, yp2 = predict(model)
+                ip2, _ = match_nearest(np.where(confused, np.nan, xp2), yp2, xd, yd, tol)
+                same = len(ip2) == len(ip) and np.array_equal(np.sort(ip2), np.sort(ip))
+                history.append({"tolerance_px": tol, "n_pairs": int(len(ip)), "rms_px": float(np.sqrt(np.mean(dr ** 2))),
+                                "sigma_px": float(sigma)})
+                if same:
+                    break
+
+        # Final pairs and outlier clipping
+        x, y = model.altaz_to_pixel(alt[ip], az[ip])
+        dx = xd[idet] - x
+        dy = yd[idet] - y
+        dr = np.hypot(dx, dy)
+        sigma = 1.4826 * np.median(dr) / 0.8326
+        keep = dr <= max(clip * sigma * 1.5, 0.5)
+        n_clipped = int((~keep).sum())
+        ip, idet, x, y, dx, dy, dr = ip[keep], idet[keep], x[keep], y[keep], dx[keep], dy[keep], dr[keep]
+        if len(ip) < min_stars:
+            raise CameraFitError(f"only {len(ip)} stars left after clipping (need >= {min_stars})")
+        if len(ip) < 3 * chance(n_pred, tol) + 3:
+            raise CameraFitError(f"{len(ip)} pairs within {tol:.1f} px is no better than chance "
+                                 f"({chance(n_pred, tol):.1f} expected): wrong starting model (try search=True)")
+        alt_d, az_d = model.pixel_to_altaz(xd[idet], yd[idet])
+        dsky = angular_separation_deg(alt[ip], az[ip], alt_d, az_d)
+        matched = stars[ip]
+        matched["alt"] = alt[ip]
+        matched["az"] = az[ip]
+        matched["x_pred"] = x
+        matched["y_pred"] = y
+        matched["x_det"] = xd[idet]
+        matched["y_det"] = yd[idet]
+        matched["dx"] = dx
+        matched["dy"] = dy
+        matched["dr_px"] = dr
+        matched["dr_deg"] = dsky
+        if "flux" in detections.colnames:
+            matched["flux"] = np.asarray(detections["flux"], float)[idet]
+        return FitResult(model=model, rms_px=float(np.sqrt(np.mean(dr ** 2))),
+                         rms_deg=float(np.sqrt(np.mean(dsky ** 2))), n_matched=int(len(ip)), matched=matched,
+                         n_detected=int(len(xd)), n_predicted=n_pred, n_clipped=n_clipped,
+                         tolerance_px=float(tol), history=history, scanned=scanned)
+
+    def scan():
+        m, score = scan_orientation(model0, alt, az, xd, yd, shape)
+        if score < min_stars:
+            raise CameraFitError(f"no orientation matches more than {score} stars (need >= {min_stars})")
+        return m
+
+    if search is True:
+        return refine(scan(), True)
+    try:
+        result = refine(model0, False)
+    except CameraFitError:
+        if search is False:
+            raise
+        return refine(scan(), True)
+    if search == "auto" and result.rms_px > 2.0:  # converged on a wrong orientation: scan
+        try:
+            other = refine(scan(), True)
+        except CameraFitError:
+            return result
+        return other if other.rms_px < result.rms_px else result
+    return result
+
+
+def plot_fit_residuals(result: FitResult, path, *, image: np.ndarray | None = None, title: str | None = None,
+                       arrow_gain: float | None = None):
+    """Residual plot of a camera fit (PNG): arrows over the image, residual vs zenith angle and
+    vs azimuth. Readable at 800 px width."""
+    from skylake.allsky.plots import plot_fit_residuals as _plot
+
+    return _plot(result, path, image=image, title=title, arrow_gain=arrow_gain)
+
+
+__all__.append("plot_fit_residuals")

@@ -1,0 +1,281 @@
+"""One all-sky frame end to end, for the per-frame ingest stage: settings and a pure function.
+
+:func:`process_frame` takes the image, its mid-exposure time and exposure, the camera model and
+site (a profile's ``[camera]``), a bright-star catalogue and :class:`AllSkySettings` (a profile's
+``[allsky]``), and returns an :class:`AllSkyResult`: the (optionally refitted) model, forced
+photometry of the catalogue stars, cloud fraction, zeropoint, transparency and sky-brightness
+HEALPix maps (horizon and equatorial), the per-pixel sky-brightness image and the trails found.
+Nothing is written; the caller stores the tables.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+from astropy.table import Table
+
+from skylake.allsky.camera import CameraModel, Site
+
+__all__ = ["AllSkySettings", "AllSkyResult", "process_frame", "camera_from_profile", "dark_level"]
+
+
+@dataclass(frozen=True)
+class AllSkySettings:
+    """Processing settings of an all-sky camera (a profile's ``[allsky]`` table).
+
+    Parameters (units in the names: deg, px, mag)
+    ----------
+    refit : bool
+        Refit the camera model on every frame (``fit_camera`` from the profile's model); when it
+        fails (cloudy frame) the profile's model is used and the reason is noted.
+    fit : tuple of str
+        Parameters refitted.
+    fit_vmax, fit_alt_min_deg : float
+        Stars used by the fit.
+    vmax, alt_min_deg : float
+        Stars measured by forced photometry.
+    aperture_px, annulus_inner_px, annulus_outer_px, recentroid_px : float
+        Forced photometry geometry.
+    saturation_adu : float or None
+        Pixel level flagging saturated stars.
+    neighbour_dmag, min_isolation_deg : float
+        A star with a catalogue neighbour at most ``neighbour_dmag`` fainter within
+        ``min_isolation_deg`` is not used for zeropoints and transparency (0: no such cut).
+    psf_sigma_px, max_blend : float
+        Catalogue neighbours' light in a star's aperture (Gaussian PSF of ``psf_sigma_px``) is
+        part of its expected flux; a star whose neighbours add more than ``max_blend`` of its
+        light is not used for zeropoints and transparency.
+    zp_percentile : float
+        Percentile of the stars' zeropoints taken as the clear-sky value when ``zp_clear`` is
+        absent (75: the upper part, robust to some cloud and to the stars' scatter).
+    cloud_vmax, cloud_alt_min_deg, cloud_snr, cloud_offset_deg : float
+        Cloud fraction: stars counted and what counts as seen.
+    nside : int
+        HEALPix resolution of the maps (NESTED).
+    min_stars : int
+        Fewest stars per transparency pixel.
+    zp_clear : float or None
+        Clear-sky zeropoint, mag for 1 ADU/s above the atmosphere; None = measured on this frame
+        (the ``zp_percentile`` of the stars, so a partly cloudy frame still gives about the clear
+        value).
+    extinction : float
+        mag per airmass.
+    sky_mesh_px : int
+        sep background mesh of the sky-brightness image.
+    bias_adu : float or "corners"
+        Pedestal subtracted before sky brightness; "corners" = 1st percentile of the pixels beyond
+        the lens circle.
+    detect_streaks : bool
+    """
+
+    refit: bool = False
+    fit: tuple = ("x0", "y0", "rotation_deg", "focal_length_mm", "k1")
+    fit_vmax: float = 4.5
+    fit_alt_min_deg: float = 20.0
+    vmax: float = 6.0
+    alt_min_deg: float = 10.0
+    aperture_px: float = 2.5
+    annulus_inner_px: float = 5.0
+    annulus_outer_px: float = 9.0
+    recentroid_px: float = 2.0
+    saturation_adu: float | None = None
+    neighbour_dmag: float = 1.0
+    min_isolation_deg: float = 0.0
+    psf_sigma_px: float = 1.0
+    max_blend: float = 0.5
+    zp_percentile: float = 75.0
+    cloud_vmax: float = 4.0
+    cloud_alt_min_deg: float = 20.0
+    cloud_snr: float = 5.0
+    cloud_offset_deg: float = 0.25
+    nside: int = 8
+    min_stars: int = 3
+    zp_clear: float | None = None
+    extinction: float = 0.15
+    sky_mesh_px: int = 16
+    bias_adu: Any = 0.0
+    detect_streaks: bool = True
+
+    def __post_init__(self):
+        from skylake.allsky.fit import FITTABLE
+
+        object.__setattr__(self, "fit", tuple(self.fit))
+        bad = [p for p in self.fit if p not in FITTABLE]
+        if bad:
+            raise ValueError(f"allsky.fit has unknown parameter(s) {bad}; fittable: {FITTABLE}")
+        ranges = {"fit_vmax": (-2, 12), "fit_alt_min_deg": (0, 89), "vmax": (-2, 12), "alt_min_deg": (0, 89),
+                  "aperture_px": (0.5, 50), "annulus_inner_px": (0.5, 100), "annulus_outer_px": (1, 200),
+                  "recentroid_px": (0, 20), "neighbour_dmag": (0, 10), "min_isolation_deg": (0, 30),
+                  "psf_sigma_px": (0.2, 50), "max_blend": (0, 100), "zp_percentile": (1, 100),
+                  "cloud_vmax": (-2, 12), "cloud_alt_min_deg": (0, 89), "cloud_snr": (0, 1000),
+                  "cloud_offset_deg": (0.001, 10), "min_stars": (1, 1000), "extinction": (0, 5),
+                  "sky_mesh_px": (4, 1024)}
+        for name, (lo, hi) in ranges.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
+                raise ValueError(f"allsky.{name} must be a number in [{lo}, {hi}], got {v!r}")
+        if not (self.aperture_px < self.annulus_inner_px < self.annulus_outer_px):
+            raise ValueError(f"allsky needs aperture_px < annulus_inner_px < annulus_outer_px, got "
+                             f"{self.aperture_px}, {self.annulus_inner_px}, {self.annulus_outer_px}")
+        if self.nside < 1 or self.nside > 1024 or self.nside & (self.nside - 1):
+            raise ValueError(f"allsky.nside must be a power of 2 up to 1024, got {self.nside!r}")
+        for name in ("zp_clear", "saturation_adu"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ValueError(f"allsky.{name} must be a number or absent, got {v!r}")
+        if not (self.bias_adu == "corners" or (isinstance(self.bias_adu, (int, float)) and not isinstance(self.bias_adu, bool))):
+            raise ValueError(f"allsky.bias_adu must be a number (ADU) or 'corners', got {self.bias_adu!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AllSkySettings":
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown allsky setting(s) {unknown}; known: {names}")
+        return cls(**d)
+
+
+def camera_from_profile(section: Mapping[str, Any]) -> tuple[CameraModel, Site]:
+    """Split a profile's ``[camera]`` table into the model and the site (its ``site`` sub-table)."""
+    if "site" not in section:
+        raise ValueError("the [camera] table needs a [camera.site] table (lat_deg, lon_deg, height_m)")
+    d = dict(section)
+    site = Site.from_dict(d.pop("site"))
+    return CameraModel.from_dict(d), site
+
+
+def dark_level(image: np.ndarray, model: CameraModel, *, margin: float = 1.1, percentile: float = 1.0) -> float:
+    """Pedestal estimate from the pixels beyond the lens circle (``margin`` x the horizon radius);
+    0 when there are none (a frame cut inside the circle)."""
+    ny, nx = np.shape(image)
+    y, x = np.mgrid[0:ny, 0:nx]
+    outside = np.hypot(x - model.x0, y - model.y0) > margin * model.horizon_radius_px
+    v = np.asarray(image, float)[outside]
+    v = v[np.isfinite(v)]
+    return float(np.percentile(v, percentile)) if v.size > 100 else 0.0
+
+
+@dataclass
+class AllSkyResult:
+    """Products of one frame (see :func:`process_frame`)."""
+
+    model: CameraModel
+    fit: Any
+    stars: Table
+    cloud_fraction: float
+    n_seen: int
+    n_expected: int
+    zeropoint: float
+    zeropoint_source: str
+    transparency_horizon: Table
+    transparency_equatorial: Table
+    sky_image: np.ndarray
+    sky_horizon: Table
+    sky_equatorial: Table
+    streaks: Table
+    notes: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Scalars for the frame row."""
+        out = {"cloud_fraction": self.cloud_fraction, "n_seen": self.n_seen, "n_expected": self.n_expected,
+               "zeropoint": self.zeropoint, "zeropoint_source": self.zeropoint_source,
+               "sky_mag_zenith": self._zenith_sky(),
+               "n_streaks": len(self.streaks)}
+        if self.fit is not None:
+            out.update({f"fit_{k}": v for k, v in self.fit.summary().items()})
+        return out
+
+    def _zenith_sky(self) -> float:
+        v = self.sky_image[self._zenith_box()]
+        v = v[np.isfinite(v)]
+        return float(np.median(v)) if v.size else float("nan")
+
+    def _zenith_box(self):
+        zx, zy = self.model.altaz_to_pixel(90.0, 0.0)
+        r = max(2, int(0.05 * self.model.horizon_radius_px))
+        yi, xi = int(round(float(zy))), int(round(float(zx)))
+        return slice(max(0, yi - r), yi + r + 1), slice(max(0, xi - r), xi + r + 1)
+
+
+def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel, site: Site, catalog,
+                  settings: AllSkySettings | None = None, *, mask: np.ndarray | None = None,
+                  mag_column: str = "v_mag") -> AllSkyResult:
+    """Process one all-sky frame (pure: arrays and tables in, arrays and tables out).
+
+    Parameters
+    ----------
+    image : 2-D array, ADU
+    time : astropy Time
+        Mid-exposure, UTC.
+    exptime_s : float
+    model, site
+        The camera (profile ``[camera]``).
+    catalog : Table
+        Bright stars: ``ra``, ``dec`` (deg), ``mag_column`` (the whole catalogue, so that
+        neighbours fainter than ``vmax`` are known).
+    settings : AllSkySettings
+    mask : bool array, optional
+        True on obstructions (not sky).
+    """
+    from skylake.allsky.fit import CameraFitError, fit_camera
+    from skylake.allsky.maps import (clear_zeropoint, sky_brightness_image, sky_brightness_map, star_transparency,
+                                     transparency_map)
+    from skylake.allsky.photometry import cloud_fraction, photometer_catalog
+    from skylake.frame.streaks import detect_streaks
+
+    s = settings or AllSkySettings()
+    if not exptime_s or exptime_s <= 0:
+        raise ValueError(f"exptime_s must be > 0, got {exptime_s!r}")
+    notes: dict = {}
+    fit = None
+    if s.refit:
+        try:
+            fit = fit_camera(image, model, site, time, catalog, vmax=s.fit_vmax, alt_min_deg=s.fit_alt_min_deg,
+                             mag_column=mag_column, fit=s.fit, mask=mask, search=False)
+            model = fit.model
+        except CameraFitError as exc:
+            notes["fit"] = f"profile model used: {exc.reason}"
+    stars = photometer_catalog(image, model, site, time, catalog, vmax=s.vmax, alt_min_deg=s.alt_min_deg,
+                               mag_column=mag_column, mask=mask, neighbour_dmag=s.neighbour_dmag,
+                               psf_sigma_px=s.psf_sigma_px, r_ap=s.aperture_px,
+                               r_in=s.annulus_inner_px, r_out=s.annulus_outer_px, recentroid_px=s.recentroid_px,
+                               saturation=s.saturation_adu)
+    cf = cloud_fraction(stars, model=model, alt_min_deg=s.cloud_alt_min_deg, vmax=s.cloud_vmax, snr_min=s.cloud_snr,
+                        max_offset_deg=s.cloud_offset_deg)
+    stars["seen"] = cf["seen"]
+    if s.zp_clear is not None:
+        zp, zp_src = float(s.zp_clear), "profile"
+    else:
+        try:
+            zp, n = clear_zeropoint(stars, exptime_s=exptime_s, extinction=s.extinction, percentile=s.zp_percentile,
+                                    min_isolation_deg=s.min_isolation_deg, max_blend=s.max_blend)
+            zp_src = f"frame ({s.zp_percentile:g}th percentile of {n} stars)"
+        except ValueError as exc:
+            zp, zp_src = float("nan"), f"none: {exc}"
+    if math.isfinite(zp):
+        tr = star_transparency(stars, zp_clear=zp, exptime_s=exptime_s, extinction=s.extinction,
+                               min_isolation_deg=s.min_isolation_deg, max_blend=s.max_blend)
+        stars = tr
+        t_hor = transparency_map(tr, nside=s.nside, frame="horizon", min_stars=s.min_stars)
+        t_equ = transparency_map(tr, nside=s.nside, frame="equatorial", min_stars=s.min_stars)
+    else:
+        t_hor = t_equ = Table()
+    bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
+    notes["bias_adu"] = bias
+    if math.isfinite(zp):
+        sky = sky_brightness_image(image, model, zeropoint=zp, exptime_s=exptime_s, mask=mask, bias=bias,
+                                   mesh_px=s.sky_mesh_px)
+        s_hor = sky_brightness_map(sky, model, nside=s.nside, frame="horizon")
+        s_equ = sky_brightness_map(sky, model, nside=s.nside, frame="equatorial", site=site, time=time)
+    else:
+        sky = np.full(np.shape(image), np.nan)
+        s_hor = s_equ = Table()
+    streaks = detect_streaks(image, ~model.sky_mask(np.shape(image)) | (mask if mask is not None else False)) \
+        if s.detect_streaks else Table()
+    return AllSkyResult(model=model, fit=fit, stars=stars, cloud_fraction=cf["cloud_fraction"], n_seen=cf["n_seen"],
+                        n_expected=cf["n_expected"], zeropoint=zp, zeropoint_source=zp_src,
+                        transparency_horizon=t_hor, transparency_equatorial=t_equ, sky_image=sky,
+                        sky_horizon=s_hor, sky_equatorial=s_equ, streaks=streaks, notes=notes)

@@ -1,0 +1,572 @@
+"""Satellite and aircraft trails on a frame.
+
+The MDM all-sky pipeline's ``--detect_streaks`` ran ASTRiDE (long, thin closed contours of the
+thresholded image) with its defaults. This module does the same job with sep, so it needs no
+extra package, and measures each trail rather than only outlining it:
+
+1. background-subtract (sep mesh) and segment the image at ``thresh`` x the local rms with the
+   3x3 smoothing kernel and no deblending, so a trail crossing stars stays one object;
+2. keep *elongated* segments: second-moment length ``sqrt(12) a >= min_segment_px`` and
+   ``a / b >= min_elongation`` (stars, even trailed ones at the quality gate's limits, are round
+   or short);
+3. merge collinear segments (a trail broken by noise or a gap) when their directions agree within
+   ``merge_angle_deg`` and each centre lies within ``merge_dist_px`` of the other's line;
+4. measure each trail on the background-subtracted image along a strip around the fitted line:
+   the along-line profile (median across 1 px bins, robust to stars on the trail) gives the
+   endpoints at half the plateau level (sub-pixel for a PSF-blurred end), the cross profile the
+   width (FWHM) and the brightness per px of length;
+5. keep trails at least ``min_length_px`` long, at most ``max_width_px`` wide and straight
+   (the perpendicular centroids of 8 px chunks scatter less than ``max_wiggle_px`` about the line).
+
+Pixels are 0-based, x = column, y = row; lengths in px; brightness in ADU per px of length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from astropy.table import Table
+
+__all__ = ["StreakSettings", "detect_streaks", "flag_on_streaks", "streak_mask", "STREAK_COLUMNS"]
+
+#: Columns of the streak table (the lake's streak table adds ``frame_id``).
+STREAK_COLUMNS = ("x1", "y1", "x2", "y2", "length", "width", "brightness", "angle_deg", "snr", "n_segments")
+
+
+class StreakSettings:
+    """Validated settings of :func:`detect_streaks` (a profile's ``[streaks]`` table).
+
+    Parameters
+    ----------
+    thresh : float
+        Segmentation threshold, x local background rms (after the 3x3 smoothing kernel).
+    min_length_px : float
+        Shortest trail reported, px.
+    min_segment_px : float
+        Shortest elongated segment considered, px (``sqrt(12) a``).
+    min_elongation : float
+        Smallest ``a / b`` of a segment.
+    max_width_px : float
+        Widest trail reported (FWHM), px.
+    merge_angle_deg, merge_dist_px : float
+        Collinearity tolerances for joining segments of one trail.
+    max_wiggle_px : float
+        Largest robust scatter about the line of the trail's perpendicular centroids in 8 px
+        chunks, px (straightness).
+    mesh_px : int
+        Background mesh, px.
+    min_snr : float
+        Smallest total S/N of a trail along its length.
+    """
+
+    def __init__(self, thresh: float = 1.5, min_length_px: float = 60.0, min_segment_px: float = 15.0,
+                 min_elongation: float = 5.0, max_width_px: float = 12.0, merge_angle_deg: float = 2.0,
+                 merge_dist_px: float = 4.0, max_wiggle_px: float = 1.5, mesh_px: int = 64,
+                 min_snr: float = 15.0):
+        checks = {"thresh": (thresh, 0.3, 100), "min_length_px": (min_length_px, 3, 1e6),
+                  "min_segment_px": (min_segment_px, 3, 1e6), "min_elongation": (min_elongation, 1.5, 1e4),
+                  "max_width_px": (max_width_px, 0.5, 1e3), "merge_angle_deg": (merge_angle_deg, 0.01, 45),
+                  "merge_dist_px": (merge_dist_px, 0.1, 1e3), "max_wiggle_px": (max_wiggle_px, 0.1, 1e3),
+                  "mesh_px": (mesh_px, 8, 4096), "min_snr": (min_snr, 0, 1e9)}
+        for name, (v, lo, hi) in checks.items():
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"streaks.{name} must be a number, got {v!r}") from None
+            if not (lo <= fv <= hi) or not math.isfinite(fv):
+                raise ValueError(f"streaks.{name} must be in [{lo}, {hi}], got {v!r}")
+        self.thresh = float(thresh)
+        self.min_length_px = float(min_length_px)
+        self.min_segment_px = float(min_segment_px)
+        self.min_elongation = float(min_elongation)
+        self.max_width_px = float(max_width_px)
+        self.merge_angle_deg = float(merge_angle_deg)
+        self.merge_dist_px = float(merge_dist_px)
+        self.max_wiggle_px = float(max_wiggle_px)
+        self.mesh_px = int(mesh_px)
+        self.min_snr = float(min_snr)
+
+    @classmethod
+    def from_dict(cls, d) -> "StreakSettings":
+        """From a mapping; unknown keys are refused with the known ones listed."""
+        import inspect
+
+        known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown streaks setting(s) {unknown}; known: {known}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _empty() -> Table:
+    t = Table({c: np.zeros(0, dtype=np.int64 if c == "n_segments" else float) for c in STREAK_COLUMNS})
+    return t
+
+
+def _union_find(n, pairs):
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[rj] = ri
+    return [find(i) for i in range(n)]
+
+
+def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
+    """Fit a line to a trail's segment pixels and measure it along a strip. Returns a dict or None."""
+    ny, nx = sub.shape
+    v = sub[ys, xs]
+    cap = 2.0 * float(np.median(v[v > 0])) if (v > 0).any() else 0.0
+    w = np.clip(v, 0, cap)  # capped weights: a star left on the trail does not steer the line
+    if w.sum() <= 0:
+        return None
+    keep = w > 0
+    # Hough transform of the segment's pixels (capped weights): the dominant line, so that a star
+    # halo merged into the segment does not tilt it; then pixels within 4 px of it seed the fit.
+    thetas = np.radians(np.arange(0.0, 180.0, 0.5))
+    cth, sth = np.cos(thetas), np.sin(thetas)
+    xm, ym = xs.mean(), ys.mean()
+    rho = (xs - xm)[:, None] * cth[None, :] + (ys - ym)[:, None] * sth[None, :]
+    rmax = float(np.abs(rho).max()) + 1.0
+    ri = np.round(rho + rmax).astype(np.int64)
+    nr = int(2 * rmax) + 2
+    acc = np.bincount((ri + nr * np.arange(len(thetas))[None, :]).ravel(), weights=np.repeat(w, len(thetas)),
+                      minlength=nr * len(thetas)).reshape(len(thetas), nr)
+    # smooth over 3 rho bins (a trail is a few px wide) before taking the peak
+    acc3 = acc[:, :-2] + acc[:, 1:-1] + acc[:, 2:]
+    ti, rj = np.unravel_index(np.argmax(acc3), acc3.shape)
+    rho0 = rj + 1 - rmax
+    dist = np.abs((xs - xm) * cth[ti] + (ys - ym) * sth[ti] - rho0)
+    if (keep & (dist <= 4.0)).sum() >= 10:
+        keep = keep & (dist <= 4.0)
+    for _ in range(3):  # weighted PCA line, pixels far from it (a star blob merged in) clipped
+        ww = w[keep]
+        cx, cy = np.average(xs[keep], weights=ww), np.average(ys[keep], weights=ww)
+        cov = np.cov(np.vstack([xs[keep] - cx, ys[keep] - cy]), aweights=ww)
+        evals, evecs = np.linalg.eigh(cov)
+        ux, uy = evecs[:, 1]
+        perp_all = -(xs - cx) * uy + (ys - cy) * ux
+        spread = 1.4826 * np.median(np.abs(perp_all[keep])) + 0.5
+        new_keep = (w > 0) & (np.abs(perp_all) <= min(3.0 * spread, 6.0))
+        if new_keep.sum() < 10 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    if ux < 0 or (ux == 0 and uy < 0):
+        ux, uy = -ux, -uy
+    xs, ys, w = xs[keep], ys[keep], w[keep]
+    dx, dy = xs - cx, ys - cy
+    along_pix = dx * ux + dy * uy
+    perp_pix = -dx * uy + dy * ux
+    # straightness: the weighted perpendicular centroid of every 8 px chunk along the line; the
+    # robust scatter of those centroids about the line (not the trail's width)
+    chunk = np.floor((along_pix - along_pix.min()) / 8.0).astype(int)
+    sw = np.bincount(chunk, weights=w)
+    swp = np.bincount(chunk, weights=w * perp_pix)
+    okc = sw > 0
+    cent = swp[okc] / sw[okc]
+    wiggle = float(1.4826 * np.median(np.abs(cent - np.median(cent)))) if cent.size >= 3 else 0.0
+    s_lo, s_hi = float(along_pix.min()), float(along_pix.max())
+    half = max(4.0, 2.0 * float(1.4826 * np.median(np.abs(perp_pix))) + 2.0)
+    m = _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half)
+    # A line fitted to a short segment drifts off a long trail: refit it to the trail's pixels
+    # over the extent found and measure again while the extent keeps growing.
+    for _ in range(3):
+        if m is None or (m["s_end"] - m["s_start"]) < 1.1 * (s_hi - s_lo) + 2:
+            break
+        sel = (m["sv"] >= m["s_start"]) & (m["sv"] <= m["s_end"]) & (np.abs(m["dv"] - m["mu"]) <= 2.5 * m["sigma"])
+        if sel.sum() < 10:
+            break
+        wv = np.clip(m["vv"][sel], 0, 2.0 * max(m["level"] / (np.sqrt(2 * np.pi) * m["sigma"]), 1e-12))
+        if wv.sum() <= 0:
+            break
+        px_ = m["cx"] + m["sv"][sel] * m["ux"] - m["dv"][sel] * m["uy"]
+        py_ = m["cy"] + m["sv"][sel] * m["uy"] + m["dv"][sel] * m["ux"]
+        ncx, ncy = np.average(px_, weights=wv), np.average(py_, weights=wv)
+        cov = np.cov(np.vstack([px_ - ncx, py_ - ncy]), aweights=wv)
+        nux, nuy = np.linalg.eigh(cov)[1][:, 1]
+        if nux < 0 or (nux == 0 and nuy < 0):
+            nux, nuy = -nux, -nuy
+        along = (px_ - ncx) * nux + (py_ - ncy) * nuy
+        s_lo, s_hi = float(along.min()), float(along.max())
+        m2 = _strip_measure(sub, rms_map, bad, ncx, ncy, nux, nuy, s_lo, s_hi, half)
+        if m2 is None:
+            break
+        m = m2
+    if m is None:
+        return None
+    cx, cy, ux, uy, mu = m["cx"], m["cy"], m["ux"], m["uy"], m["mu"]
+    s_start, s_end = m["s_start"], m["s_end"]
+    cx, cy = cx - mu * uy, cy + mu * ux  # the fitted centre of the cross profile
+    return {"x1": cx + s_start * ux, "y1": cy + s_start * uy, "x2": cx + s_end * ux, "y2": cy + s_end * uy,
+            "length": float(s_end - s_start), "width": 2.3548 * m["sigma"], "brightness": m["level"],
+            "angle_deg": float(np.degrees(np.arctan2(uy, ux))), "snr": m["snr"], "wiggle": wiggle}
+
+
+def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
+    """Measure a trail along the line through (cx, cy) with direction (ux, uy) in a strip of
+    half-width ``half`` across the whole image; the core is ``s_lo..s_hi`` along the line.
+    Returns a dict (ends ``s_start``, ``s_end``, cross-profile ``mu``, ``sigma``, ``level``, S/N and
+    the strip's pixel arrays) or None."""
+    ny, nx = sub.shape
+    # a strip around the line across the whole image, so the trail is followed beyond the
+    # segment (parts of it merged with bright stars into round blobs are not lost)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ts = []
+        for c, u, n in ((cx, ux, nx), (cy, uy, ny)):
+            if abs(u) > 1e-9:
+                ts += [(-0.5 - c) / u, (n - 0.5 - c) / u]
+    ts = np.sort(np.asarray(ts))
+    smin, smax = (ts[1], ts[2]) if len(ts) == 4 else (ts[0], ts[1])
+    smin, smax = min(smin, s_lo), max(smax, s_hi)
+    # the strip's pixels, gathered in 64 px pieces along the line (a diagonal trail's bounding
+    # box would be the whole frame)
+    parts = []
+    for s0 in np.arange(smin, smax, 64.0):
+        s1 = min(s0 + 64.0, smax)
+        px = cx + np.array([s0, s1]) * ux
+        py = cy + np.array([s0, s1]) * uy
+        x0 = int(max(0, math.floor(px.min() - half - 1)))
+        x1 = int(min(nx, math.ceil(px.max() + half + 2)))
+        y0 = int(max(0, math.floor(py.min() - half - 1)))
+        y1 = int(min(ny, math.ceil(py.max() + half + 2)))
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        ddx, ddy = xx - cx, yy - cy
+        s_ = ddx * ux + ddy * uy
+        d_ = -ddx * uy + ddy * ux
+        sel = (np.abs(d_) <= half) & (s_ >= s0) & (s_ < s1 if s1 < smax else s_ <= s1) & ~bad[y0:y1, x0:x1]
+        parts.append((s_[sel], d_[sel], sub[y0:y1, x0:x1][sel], rms_map[y0:y1, x0:x1][sel]))
+    if not parts:
+        return None
+    sv = np.concatenate([p[0] for p in parts])
+    if sv.size < 10:
+        return None
+    dv = np.concatenate([p[1] for p in parts])
+    vv = np.concatenate([p[2] for p in parts])
+    rv = np.concatenate([p[3] for p in parts])
+    # 1. Cross profile over the segment's extent: median per 0.5 px of perpendicular distance
+    #    (robust to stars on the trail), fitted with a Gaussian: centre offset and sigma.
+    inseg = (sv >= s_lo) & (sv <= s_hi)
+    if inseg.sum() < 10:
+        return None
+    db = np.round(dv[inseg] * 2).astype(int)
+    vb = vv[inseg]
+    ub = np.unique(db)
+    medp = np.array([np.median(vb[db == u]) for u in ub])
+    dpos = ub / 2.0
+    if len(dpos) < 5 or not medp.max() > 0:
+        return None
+    from scipy.optimize import curve_fit
+
+    def gauss(x, amp, mu, sig, off):
+        return amp * np.exp(-0.5 * ((x - mu) / sig) ** 2) + off
+
+    try:
+        popt, _ = curve_fit(gauss, dpos, medp, p0=[medp.max(), 0.0, 1.5, 0.0], maxfev=2000)
+        mu, sigma = float(popt[1]), abs(float(popt[2]))
+    except (RuntimeError, ValueError):
+        return None
+    if not (0.3 <= sigma <= half) or abs(mu) > half / 2:
+        return None
+    # 2. Along-line profile: per 1 px bin the flux per px of length A, fitted as A g + c + b d with g
+    #    the fitted unit-area cross profile over the bin's unmasked pixels (a bin with less than
+    #    80 % of the profile's weight unmasked is unknown).
+    g = np.exp(-0.5 * ((dv - mu) / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)
+    b0 = math.floor(sv.min())
+    bins = np.floor(sv - b0).astype(int)
+    nb = int(bins.max()) + 1
+    # per bin a three-parameter fit v = A g + c + b d: the local offset and cross-gradient absorb
+    # a background the mesh got wrong under the trail (crowded all-sky frames, the halo of a
+    # bright star the trail passes)
+    def bc(w):
+        return np.bincount(bins, weights=w, minlength=nb)
+
+    dd_ = dv - mu
+    cnt = np.bincount(bins, minlength=nb).astype(float)
+    M = np.empty((nb, 3, 3))
+    M[:, 0, 0] = bc(g * g)
+    M[:, 0, 1] = M[:, 1, 0] = bc(g)
+    M[:, 0, 2] = M[:, 2, 0] = bc(g * dd_)
+    M[:, 1, 1] = cnt
+    M[:, 1, 2] = M[:, 2, 1] = bc(dd_)
+    M[:, 2, 2] = bc(dd_ * dd_)
+    rhs = np.stack([bc(vv * g), bc(vv), bc(vv * dd_)], axis=1)
+    gg = M[:, 0, 0]
+    full = 1.0 / (2.0 * np.sqrt(np.pi) * sigma)  # integral of g^2 across the whole strip
+    det = np.linalg.det(M)
+    # a bin is measured when its unmasked pixels hold most of the profile's weight and the
+    # system is well conditioned (pixels on the core and on both wings)
+    ok = (gg >= 0.8 * full) & (cnt >= 7) & (np.abs(det) > 1e-9 * np.maximum(cnt, 1) ** 2 * np.maximum(gg, 1e-30))
+    prof = np.full(nb, np.nan)
+    if ok.any():
+        sol = np.linalg.solve(M[ok], rhs[ok][:, :, None])[:, :, 0]
+        # residual scatter of the fit against the expected noise: a bin on a star (a shape the
+        # model cannot follow) is not measured
+        ss = bc(vv * vv)[ok] - np.sum(sol * rhs[ok], axis=1)
+        res_rms = np.sqrt(np.clip(ss, 0, None) / np.maximum(cnt[ok] - 3, 1))
+        noise = np.sqrt(bc(rv * rv)[ok] / cnt[ok])
+        good = res_rms <= 3.0 * noise
+        prof[np.flatnonzero(ok)[good]] = sol[good, 0]
+    centers = b0 + np.arange(nb) + 0.5
+    core = (centers >= s_lo) & (centers <= s_hi) & np.isfinite(prof)
+    if core.sum() < 3:
+        return None
+    level = float(np.median(prof[core]))
+    if level <= 0:
+        return None
+    # Walk outwards from the core's centre while the profile stays above half the plateau level;
+    # bins without data (masked stars, the mask) are stepped over, and the walk stops at the
+    # tenth consecutive measured bin below half. The end is the interpolated half-level crossing
+    # (unbiased for a PSF-blurred end).
+    from scipy.ndimage import median_filter
+
+    known = np.isfinite(prof)
+    ps = np.full(nb, np.nan)
+    # a 7-bin running median over the measured bins: keeps the (blurred) ends where they are,
+    # removes the bumps of faint unmasked stars and the dips of noise
+    ps[known] = median_filter(prof[known], size=7, mode="nearest")
+    half_level = 0.5 * level
+    icore = np.flatnonzero(core & known)
+    if icore.size == 0:
+        return None
+    mid = icore[len(icore) // 2]
+    cand = icore[ps[icore] >= half_level]
+    if cand.size == 0:
+        return None
+    k0 = cand[np.argmin(np.abs(cand - mid))]
+
+    def walk(step):
+        # ``last``: the outermost bin of the trail so far; after a dip, the trail only continues
+        # when at least 5 measured bins in a row are above half again (a star beyond the end
+        # gives a shorter bump); 10 measured bins in a row below half end it.
+        last, k, below, first_below, run, run_start = k0, k0, 0, None, 0, None
+        while 0 <= k + step < nb:
+            k += step
+            if not known[k]:
+                continue
+            if ps[k] >= half_level:
+                if first_below is None:
+                    last = k
+                else:
+                    run += 1
+                    run_start = k if run_start is None else run_start
+                    if run >= 5:
+                        last, below, first_below, run, run_start = k, 0, None, 0, None
+            else:
+                if first_below is not None and run:
+                    run, run_start = 0, None  # the bump was too short: still in the dip
+                below += 1
+                first_below = k if first_below is None else first_below
+                if below >= 10:  # a trail crossing a crowded patch can dip for a few bins
+                    break
+        return last, first_below
+
+    lo, lo_out = walk(-1)
+    hi, hi_out = walk(+1)
+    if lo_out is not None and lo_out == lo - 1:
+        f = (half_level - ps[lo_out]) / max(ps[lo] - ps[lo_out], 1e-12)
+        s_start = centers[lo_out] + min(max(f, 0.0), 1.0)
+    else:
+        s_start = centers[lo] - 0.5
+    if hi_out is not None and hi_out == hi + 1:
+        f = (ps[hi] - half_level) / max(ps[hi] - ps[hi_out], 1e-12)
+        s_end = centers[hi] + min(max(f, 0.0), 1.0)
+    else:
+        s_end = centers[hi] + 0.5
+    plateau = (sv >= s_start) & (sv <= s_end)
+    npx = max(float(s_end - s_start), 1.0)
+    # S/N of the whole trail: the amplitude estimate's noise per bin is rms / sqrt(sum g^2)
+    rms_med = float(np.median(rv[plateau])) if plateau.any() else np.inf
+    snr = float(level * np.sqrt(npx * full) / rms_med) if rms_med > 0 else 0.0
+    return {"s_start": float(s_start), "s_end": float(s_end), "mu": mu, "sigma": sigma, "level": level, "snr": snr,
+            "cx": cx, "cy": cy, "ux": ux, "uy": uy, "sv": sv, "dv": dv, "vv": vv}
+
+
+def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: StreakSettings | None = None,
+                   **overrides) -> Table:
+    """Find straight trails (satellites, aircraft, meteors) on a frame.
+
+    Parameters
+    ----------
+    image : 2-D array
+        The frame (ADU; NaN where there is no data).
+    mask : bool array, optional
+        True for pixels to ignore (outside an all-sky lens circle, obstructions).
+    settings : StreakSettings, optional
+        Defaults when omitted; keyword ``overrides`` change single settings.
+
+    Returns
+    -------
+    Table
+        One row per trail: endpoints ``x1``, ``y1``, ``x2``, ``y2`` (px, 0-based, ``x1 <= x2``
+        side of the direction ``angle_deg``), ``length`` (px), ``width`` (FWHM, px),
+        ``brightness`` (ADU per px of length, background-subtracted), ``angle_deg`` (of the
+        direction from 1 to 2, from +x towards +y), ``snr`` (along the whole trail),
+        ``n_segments`` (segments joined). Empty when there is none.
+    """
+    import sep
+
+    if settings is None:
+        settings = StreakSettings(**overrides)
+    elif overrides:
+        settings = StreakSettings(**{**settings.to_dict(), **overrides})
+    data = np.asarray(image, dtype=np.float64)
+    if data.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {data.shape}")
+    bad = ~np.isfinite(data)
+    if mask is not None:
+        bad |= np.asarray(mask, bool)
+    if bad.all():
+        return _empty()
+    if bad.any():
+        data = np.ascontiguousarray(np.where(bad, float(np.median(data[~bad])), data))
+    else:
+        data = np.ascontiguousarray(data)
+    bkg = sep.Background(data, mask=bad, bw=settings.mesh_px, bh=settings.mesh_px, fw=3, fh=3)
+    sub = data - bkg.back()
+    rms = bkg.rms()
+    sub[bad] = 0.0
+    # Detection runs on the S/N image (background-subtracted / local rms) with a scalar noise of 1:
+    # a threshold in local sigmas (an all-sky frame's noise varies a lot) on sep's fast path.
+    snr_img = np.ascontiguousarray(sub / np.where(rms > 0, rms, np.inf))
+    old = sep.get_extract_pixstack()
+    sep.set_extract_pixstack(max(old, 3_000_000))
+    try:
+        # Pass 1: compact sources above 5 sigma (not deblended, so a bright trail stays one
+        # elongated object) are masked with an ellipse of 3x their size (at least 3 px), so that
+        # a faint trail does not merge with the stars it crosses into one round blob.
+        stars = sep.extract(snr_img, max(5.0, settings.thresh), err=1.0, mask=bad, minarea=5, deblend_cont=1.0)
+        star_mask = np.zeros(bad.shape, dtype=bool)
+        if len(stars):
+            a1 = np.asarray(stars["a"], float)
+            b1 = np.maximum(np.asarray(stars["b"], float), 0.3)
+            c = (a1 / b1 < 0.5 * settings.min_elongation) | (np.sqrt(12.0) * a1 < settings.min_segment_px)
+            if c.any():
+                sep.mask_ellipse(star_mask, np.asarray(stars["x"][c], float), np.asarray(stars["y"][c], float),
+                                 np.maximum(a1[c], 1.0), np.maximum(b1[c], 1.0), np.asarray(stars["theta"][c], float),
+                                 r=3.0)
+        # Pass 2: the star-masked S/N image at the low threshold, no deblending.
+        objs, seg = sep.extract(snr_img, settings.thresh, err=1.0, mask=bad | star_mask, minarea=8,
+                                deblend_cont=1.0, segmentation_map=True, clean=False)
+    except Exception:  # sep overflows on pathological frames (a lit dome): no streak measurable
+        return _empty()
+    finally:
+        sep.set_extract_pixstack(old)
+    if len(objs) == 0:
+        return _empty()
+    a = np.asarray(objs["a"], float)
+    b = np.maximum(np.asarray(objs["b"], float), 0.3)
+    cand = np.flatnonzero((np.sqrt(12.0) * a >= settings.min_segment_px) & (a / b >= settings.min_elongation))
+    if cand.size == 0:
+        return _empty()
+    th = np.asarray(objs["theta"], float)[cand]  # rad, from +x towards +y
+    cx = np.asarray(objs["x"], float)[cand]
+    cy = np.asarray(objs["y"], float)[cand]
+    # collinear merging
+    pairs = []
+    tol = math.radians(settings.merge_angle_deg)
+    for i in range(len(cand)):
+        for j in range(i + 1, len(cand)):
+            dth = abs((th[i] - th[j] + math.pi / 2) % math.pi - math.pi / 2)
+            if dth > tol:
+                continue
+            di = abs(-(cx[j] - cx[i]) * math.sin(th[i]) + (cy[j] - cy[i]) * math.cos(th[i]))
+            dj = abs(-(cx[i] - cx[j]) * math.sin(th[j]) + (cy[i] - cy[j]) * math.cos(th[j]))
+            if di <= settings.merge_dist_px and dj <= settings.merge_dist_px:
+                pairs.append((i, j))
+    groups = _union_find(len(cand), pairs)
+    rows = []
+    for g in sorted(set(groups)):
+        members = cand[[k for k in range(len(cand)) if groups[k] == g]]
+        ids = members + 1  # segmentation labels are 1-based object indices
+        # only inside the members' bounding box (not the whole frame)
+        bx0, bx1 = int(objs["xmin"][members].min()), int(objs["xmax"][members].max()) + 1
+        by0, by1 = int(objs["ymin"][members].min()), int(objs["ymax"][members].max()) + 1
+        ys, xs = np.nonzero(np.isin(seg[by0:by1, bx0:bx1], ids))
+        ys, xs = ys + by0, xs + bx0
+        if ys.size < 10:
+            continue
+        m = _measure(sub, rms, bad | star_mask, ys, xs, settings)
+        if m is None:
+            continue
+        if (m["length"] < settings.min_length_px or not (m["width"] <= settings.max_width_px)
+                or m["wiggle"] > settings.max_wiggle_px or m["snr"] < settings.min_snr):
+            continue
+        m["n_segments"] = len(members)
+        rows.append(m)
+    if not rows:
+        return _empty()
+    # the same trail measured from two candidate groups (split by a bright star): keep the longer
+    rows.sort(key=lambda r: -r["length"])
+    kept = []
+    for r in rows:
+        dup = False
+        for k in kept:
+            dth = abs((r["angle_deg"] - k["angle_deg"] + 90.0) % 180.0 - 90.0)
+            mx, my = (r["x1"] + r["x2"]) / 2, (r["y1"] + r["y2"]) / 2
+            dist = _segment_distance([mx], [my], Table(rows=[[k["x1"], k["y1"], k["x2"], k["y2"]]],
+                                                       names=("x1", "y1", "x2", "y2")))[0, 0]
+            if dth <= 2 * settings.merge_angle_deg and dist <= settings.merge_dist_px + k["width"]:
+                k["n_segments"] += r["n_segments"]
+                dup = True
+                break
+        if not dup:
+            kept.append(r)
+    rows = kept
+    t = Table(rows=[[r[c] for c in STREAK_COLUMNS] for r in rows], names=STREAK_COLUMNS)
+    t["n_segments"] = t["n_segments"].astype(np.int64)
+    t.sort("length", reverse=True)
+    return t
+
+
+def _segment_distance(x, y, streaks):
+    x = np.asarray(x, float)[:, None]
+    y = np.asarray(y, float)[:, None]
+    x1 = np.asarray(streaks["x1"], float)[None, :]
+    y1 = np.asarray(streaks["y1"], float)[None, :]
+    x2 = np.asarray(streaks["x2"], float)[None, :]
+    y2 = np.asarray(streaks["y2"], float)[None, :]
+    vx, vy = x2 - x1, y2 - y1
+    L2 = np.maximum(vx ** 2 + vy ** 2, 1e-12)
+    t = np.clip(((x - x1) * vx + (y - y1) * vy) / L2, 0, 1)
+    return np.hypot(x - (x1 + t * vx), y - (y1 + t * vy))
+
+
+def flag_on_streaks(x, y, streaks: Table, *, margin_px: float = 2.0) -> np.ndarray:
+    """True for positions within ``width / 2 + margin_px`` (px) of any trail's segment."""
+    x = np.atleast_1d(np.asarray(x, float))
+    if len(streaks) == 0 or x.size == 0:
+        return np.zeros(x.size, bool)
+    d = _segment_distance(x, np.atleast_1d(y), streaks)
+    reach = np.nan_to_num(np.asarray(streaks["width"], float), nan=3.0)[None, :] / 2.0 + margin_px
+    return np.any(d <= reach, axis=1)
+
+
+def streak_mask(shape, streaks: Table, *, margin_px: float = 2.0) -> np.ndarray:
+    """Boolean image, True on the trails (``width / 2 + margin_px`` around each segment)."""
+    ny, nx = int(shape[0]), int(shape[1])
+    out = np.zeros((ny, nx), bool)
+    for r in streaks:
+        reach = float(np.nan_to_num(r["width"], nan=3.0)) / 2.0 + margin_px
+        x0 = int(max(0, math.floor(min(r["x1"], r["x2"]) - reach)))
+        x1 = int(min(nx, math.ceil(max(r["x1"], r["x2"]) + reach) + 1))
+        y0 = int(max(0, math.floor(min(r["y1"], r["y2"]) - reach)))
+        y1 = int(min(ny, math.ceil(max(r["y1"], r["y2"]) + reach) + 1))
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        d = _segment_distance(xx.ravel(), yy.ravel(), Table(rows=[r]))[:, 0].reshape(yy.shape)
+        out[y0:y1, x0:x1] |= d <= reach
+    return out

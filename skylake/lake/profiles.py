@@ -1,0 +1,60 @@
+"""The profiles that processed a lake's frames, kept in the lake.
+
+Every ingest stores the resolved profile it used (all sections, as plain JSON) under
+``LAKE/_skylake/profiles/<pipeline_version>.json`` in the same commit as its frames, so later stages
+(calibrate, maps) know how a frame was processed without ``--pipeline``, even when the profile was
+a file that has since moved or changed. Frames record the profile's ``pipeline_version`` (skylake's
+pipeline version and the digest of the processing settings); ingesting again with the same
+processing but other ``[calibration]`` or ``[maps]`` settings replaces the stored copy: the latest
+ingest's settings are what later stages use. ``--pipeline`` overrides them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from skylake.profile import Profile, ProfileError, load_profile, profile_from_dict, profile_to_dict
+
+log = logging.getLogger(__name__)
+
+PROFILES_DIR = "_skylake/profiles"
+
+
+def profile_file(pipeline_version: str) -> str:
+    """Lake-relative path of the stored profile of ``pipeline_version``."""
+    return f"{PROFILES_DIR}/{re.sub(r'[^A-Za-z0-9._+-]', '_', pipeline_version)}.json"
+
+
+def stage_profile(tx, profile: Profile) -> None:
+    """Stage ``profile`` into transaction ``tx``: published with its commit."""
+    tx.stage_file(profile_file(profile.pipeline_version),
+                  json.dumps(profile_to_dict(profile), indent=1, sort_keys=True).encode())
+
+
+def stored_profile(lake, pipeline_version: str) -> Profile | None:
+    """The profile stored for ``pipeline_version`` (None when the lake has none, e.g. an older lake)."""
+    rel = profile_file(pipeline_version)
+    if not lake.store.exists(rel):
+        return None
+    return profile_from_dict(json.loads(lake.store.read_bytes(rel)), lake.path(rel))
+
+
+def frames_profile(lake, name: str, pipeline_version: str | None, override: Profile | str | None = None) -> Profile:
+    """The profile for frames ingested as ``name`` / ``pipeline_version``: ``override`` (a profile or
+    a name/path, the command's ``--pipeline``) if given, else the copy stored at ingest, else the
+    built-in profile ``name``. Raises :class:`ProfileError` when none can be found."""
+    if isinstance(override, Profile):
+        return override
+    if override:
+        return load_profile(override)
+    if pipeline_version:
+        stored = stored_profile(lake, pipeline_version)
+        if stored is not None:
+            return stored
+    try:
+        return load_profile(name)
+    except ProfileError as exc:
+        raise ProfileError(f"frames of profile {name!r} ({pipeline_version}) have no profile stored in the lake and "
+                           f"none of that name is built in: {exc}") from None

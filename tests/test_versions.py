@@ -1,0 +1,146 @@
+"""One file, one live version; the profile a frame was processed with is kept in the lake; --redo
+takes the replaced frames' calibrations and matches with it; a re-run after a killed ingest
+calibrates what the killed run committed. SYNTHETIC frames (skylake.synthetic) with their own
+reference catalogue, so the calibrations are exact and quick."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from skylake.calib.calibrate import calibrate
+from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
+from skylake.ingest import VersionConflict, ingest
+from skylake.lake import Lake
+from skylake.lake.profiles import stored_profile
+from skylake.objects.build import build_objects
+from skylake.objects.truth import object_table
+from skylake.refcat import import_refcat
+from skylake.synthetic import write_demo_night, write_reference_catalog
+
+NIGHT = dict(n_frames=3, shape=(384, 384), start_utc="2026-03-01T22:00:00", cadence_s=1200, n_stars=500,
+             seed=5, cloud=False, n_variables=0)
+MYCAM = """extends = "demo"
+[profile]
+name = "mycam"
+[detection]
+thresh = 2.0
+"""
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, dask_client):
+    """The frames and a reference catalogue made once; each test gets a fresh lake with it imported."""
+    root = tmp_path_factory.mktemp("versions")
+    truth = write_demo_night(root / "frames", **NIGHT)
+    data, columns_map = write_reference_catalog(truth.stars, root / "refcat")
+    lake = Lake.init(root / "template")
+    import_refcat(lake, "demo", [data], "generic", columns_map=columns_map, client=dask_client, progress=False)
+    return root
+
+
+@pytest.fixture
+def lake(source, tmp_path):
+    shutil.copytree(source / "template", tmp_path / "lake")
+    return Lake.open(tmp_path / "lake")
+
+
+def test_another_profile_is_refused_then_replaced_or_kept(lake, source):
+    frames = str(source / "frames")
+    first = ingest(lake, [frames], "demo")
+    assert first.ingested == 3 and first.calibration[0].calibrated == 3
+    version = lake.log.latest_version()
+    with pytest.raises(VersionConflict, match=r"frames/.*\.fits is already in the lake as frame \d \(\d+\+demo\.\w+\), "
+                                              r"not as \d+\+generic\.\w+ \(and 2 more files\); re-run with --redo"):
+        ingest(lake, [frames], "generic")
+    assert lake.log.latest_version() == version  # nothing written
+    cli = run_cli("ingest", lake.url, frames, "--scheduler", "synchronous", "--no-progress")
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "--keep-versions" in cli.stderr, cli.stderr
+
+    kept = ingest(lake, [frames], "generic", keep_versions=True)
+    assert kept.ingested == 3 and kept.replaced == 0
+    rows = lake.read_frames(columns=["frame_id", "profile"]).to_pandas()
+    assert sorted(rows["profile"]) == ["demo"] * 3 + ["generic"] * 3
+    build_objects(lake, refcat="demo")
+    objects = object_table(lake)
+    assert objects["n_det"].max() == 3  # one version per file: the latest (generic) frames only
+
+    redo = ingest(lake, [frames], "demo", redo=True)
+    assert redo.ingested == 3 and redo.replaced == 6
+    rows = lake.read_frames(columns=["frame_id", "profile"]).to_pandas()
+    assert sorted(rows["profile"]) == ["demo"] * 3
+    live = set(rows["frame_id"])
+    assert set(lake.read_sources(columns=["frame_id"]).to_pandas()["frame_id"]) == live
+    zps = read_table(lake, ZEROPOINTS)
+    assert set(zps["frame_id"]) == live and len(zps) == 3  # the replaced frames' calibrations went with them
+    assert set(read_table(lake, MATCHES)["frame_id"]) == live
+
+
+def test_the_ingest_profile_is_kept_and_used_by_later_stages(lake, source, tmp_path):
+    mycam = tmp_path / "mycam.toml"
+    mycam.write_text(MYCAM.replace("[detection]", "[calibration]\nrefcat = \"\"\n[detection]"))
+    report = ingest(lake, [str(source / "frames")], str(mycam))
+    assert report.ingested == 3 and report.calibration == []  # the file names no catalogue
+    version = lake.read_frames(columns=["pipeline_version"]).column(0)[0].as_py()
+    stored = stored_profile(lake, version)
+    assert stored.name == "mycam" and stored.detection.thresh == 2.0 and stored.pipeline_version == version
+    mycam.unlink()  # the file is gone; the lake remembers it (with its calibration settings: no catalogue)
+    assert calibrate(lake) == []
+    cli = run_cli("calibrate", lake.url, "--refcat", "demo", "--scheduler", "synchronous")
+    assert cli.returncode == 0 and "calibrate mycam frames against demo: 3 of 3 frames calibrated" in cli.stdout, \
+        cli.stdout + cli.stderr
+    maps = run_cli("maps", lake.url, "--refcat", "demo", "--no-export")
+    assert maps.returncode == 0 and "maps" in maps.stdout, maps.stderr
+
+
+def test_a_rerun_calibrates_what_a_killed_ingest_committed(lake, source, monkeypatch):
+    """The ingest commits its frames, then dies before calibrating them: the re-run calibrates them."""
+    import skylake.calib.calibrate as cal
+
+    monkeypatch.setattr(cal, "calibrate_ingested", lambda *a, **k: [])  # as if killed after the frames' commit
+    first = ingest(lake, [str(source / "frames")], "demo")
+    assert first.ingested == 3 and read_table(lake, ZEROPOINTS).empty
+    monkeypatch.undo()
+    again = ingest(lake, [str(source / "frames")], "demo")
+    assert again.skipped == 3 and again.ingested == 0
+    assert again.calibration and again.calibration[0].calibrated == 3
+    zps = read_table(lake, ZEROPOINTS)
+    assert len(zps) == 3 and (zps["zp_status"] == "ok").all()
+    third = ingest(lake, [str(source / "frames")], "demo")
+    assert third.calibration == [] and len(read_table(lake, ZEROPOINTS)) == 3  # nothing left to do
+
+
+def test_rejected_attempts_are_replaced_without_redo(lake, source, tmp_path):
+    """A file first rejected (here: a profile reading the wrong HDU) is not a version worth keeping: the
+    next attempt with another profile replaces its row without --redo."""
+    bad = tmp_path / "hdu.toml"
+    bad.write_text('extends = "demo"\n[profile]\nname = "wronghdu"\nhdu = 3\n')
+    first = ingest(lake, [str(source / "frames")], str(bad))
+    assert len(first.rejected) == 3
+    second = ingest(lake, [str(source / "frames")], "demo")
+    assert second.ingested == 3 and second.replaced == 3
+    rows = lake.read_frames(columns=["status"]).to_pandas()
+    assert (rows["status"] == "ok").all() and len(rows) == 3
+    assert np.all(pd.notna(read_table(lake, ZEROPOINTS)["zp"]))
+
+
+def test_objects_after_redo_equal_a_rebuild(lake, source):
+    """--redo gives the frames new ids; the objects update after it equals a build from scratch (it split
+    light curves: the new detections were associated before the replaced frames' points had gone)."""
+    frames = str(source / "frames")
+    ingest(lake, [frames], "demo")
+    build_objects(lake)
+    ingest(lake, [frames], "demo", redo=True)
+    update = build_objects(lake)
+    assert update.frames_removed == 3 and update.frames_added == 3
+    incremental = object_table(lake).sort_values(["ra", "dec"]).reset_index(drop=True)
+    build_objects(lake, rebuild=True)
+    scratch = object_table(lake).sort_values(["ra", "dec"]).reset_index(drop=True)
+    assert len(incremental) == len(scratch)
+    cols = ["object_id", "n_det", "n", "ref_id"]
+    pd.testing.assert_frame_equal(incremental[cols], scratch[cols])
+    assert np.allclose(incremental["mean_mag"], scratch["mean_mag"], equal_nan=True)
