@@ -1,8 +1,9 @@
 """The ``skylake`` command line. Run ``skylake --help`` or ``skylake COMMAND --help``.
 
-Exit codes: 0 success; 1 unexpected error; 2 usage error or bad lake/profile; for ``ingest``,
-3 when some frames were rejected and 4 when nothing was ingested (see :mod:`skylake.ingest`);
-5 when the summary database cannot be reached or written (``refresh``; the lake is untouched).
+Exit codes (README "Ingest your frames" has the table): 0 success; 1 unexpected error or a full disk;
+2 usage error, bad lake/profile, unreachable scheduler or a version conflict (nothing written); 3 for
+``ingest`` some frames rejected, for ``lightcurve`` nothing at the position; 4 ``ingest`` ingested nothing;
+5 the summary database cannot be reached or written (the lake is untouched).
 """
 
 from __future__ import annotations

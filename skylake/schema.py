@@ -66,7 +66,7 @@ def _field(col: dict, table: str, column: str) -> pa.Field:
 def table_spec(name: str) -> TableSpec:
     """Load ``schemas/<name>.yaml`` as a :class:`TableSpec` (cached)."""
     with open(project_dir("schemas") / f"{name}.yaml") as fh:
-        doc = yaml.safe_load(fh)
+        doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: start-up
     fields = [_field(col, name, col["name"]) for col in doc["columns"]]
     return TableSpec(
         name=doc["name"],

@@ -11,13 +11,13 @@ from collections import Counter
 
 from skylake.errors import LakeError
 from skylake.lake import Lake
-from skylake.lake.hats_meta import read_partitions
+from skylake.lake.hats_meta import count_partitions
 from skylake.lake.lake import FRAMES, SOURCES
 
 
 def _partitions(lake: Lake) -> int:
     try:
-        return len(read_partitions(lake.store))
+        return count_partitions(lake.store)
     except Exception as exc:  # hats/pandas raise many types for a damaged CSV
         raise LakeError(f"cannot read {lake.path(SOURCES + '/partition_info.csv')}: "
                         f"{' '.join(str(exc).split()) or type(exc).__name__}") from None

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from astropy.stats import mad_std
-from scipy.stats import theilslopes
 
 from skylake.frame.extract import SATURATED
 from skylake.profile import Calibration
@@ -337,6 +336,8 @@ def below_clear_sky(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: 
     less than ``min_airmass_range`` sets the slope alone (any line passes through it), so it is judged
     against the others' median zeropoint instead.
     """
+    from scipy.stats import theilslopes  # scipy.stats: ~0.4 s to import, only where a night is fitted
+
     slope, intercept = theilslopes(zp[keep], airmass[keep])[:2]
     with np.errstate(invalid="ignore"):
         below = keep & (zp < intercept + slope * airmass - cal.max_zp_drop)

@@ -40,10 +40,9 @@ from skylake import trends
 from skylake.db.models import table
 from skylake.errors import ForeignLakeError, LakeError
 from skylake.lake import Lake
-from skylake.lake.hats_meta import pixel_dir
+from skylake.lake.hats_meta import OBJECTS, pixel_dir
 from skylake.lake.lake import FRAMES, UNKNOWN_NIGHT
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA, MAPS
-from skylake.objects.build import OBJECTS, objects_dataset
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -242,6 +241,8 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]]) -> int:
         files += [f"{rel}/{f}" for f in lake.store.listdir(rel) if f.endswith(".parquet") and not f.startswith(".")]
     if not files:
         return 0
+    from skylake.objects.build import objects_dataset  # hats: imported only when objects changed
+
     data = objects_dataset(lake, files).to_table(
         columns=[c.name for c in t.columns if c.name not in ("norder", "npix")] + ["Norder", "Npix"])
     data = data.rename_columns([{"Norder": "norder", "Npix": "npix"}.get(c, c) for c in data.column_names])

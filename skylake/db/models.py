@@ -51,7 +51,7 @@ def sql_type_name(arrow_type: pa.DataType) -> str:
 @functools.cache
 def spec() -> dict:
     with open(project_dir("schemas") / "summary.yaml") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: start-up
 
 
 def _columns(name: str, doc: dict) -> list[tuple[str, str, str]]:

@@ -14,7 +14,6 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
-from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.errors import FrameRejected
 from skylake.profile import Astrometry
@@ -140,4 +139,6 @@ def healpix29(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     """The HATS spatial index (HEALPix NESTED, order 29) of each position."""
     if len(ra) == 0:
         return np.zeros(0, dtype=np.int64)
+    from hats.pixel_math.spatial_index import compute_spatial_index  # hats: ~1 s to import, on workers only
+
     return np.asarray(compute_spatial_index(ra, dec), dtype=np.int64)

@@ -7,7 +7,6 @@ products select ``status == 'ok'`` frames.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import kurtosis
 
 from skylake.profile import Quality
 
@@ -25,7 +24,7 @@ def frame_measures(cols: dict[str, np.ndarray]) -> dict[str, float]:
         "n_clean": n_clean,
         "fwhm_median": float(np.median(cols["fwhm"][clean])) if n_clean else nan,
         "elongation_max": float(np.max(cols["elongation"][clean])) if n_clean else nan,
-        "theta_kurtosis": float(kurtosis(cols["theta"][clean], fisher=True)) if n_clean > 3 else nan,
+        "theta_kurtosis": float(_kurtosis(cols["theta"][clean], fisher=True)) if n_clean > 3 else nan,
         "flux_max_max": float(np.max(cols["flux_max"])) if len(cols["flux_max"]) else nan,
         "src_bkg_median": float(np.median(bkg)) if len(bkg) else nan,
         "src_bkg_mad": float(np.median(np.abs(bkg - np.median(bkg)))) if len(bkg) else nan,
@@ -53,3 +52,9 @@ def judge(measures: dict[str, float], q: Quality) -> tuple[str, str]:
     if not failed:
         return "ok", ""
     return failed[0][0], "; ".join(reason for _, reason in failed)
+
+
+def _kurtosis(values, fisher: bool = True) -> float:
+    from scipy.stats import kurtosis  # scipy.stats costs ~1 s to import: only where frames are measured
+
+    return kurtosis(values, fisher=fisher)

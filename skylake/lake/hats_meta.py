@@ -16,15 +16,17 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hats.catalog import PartitionInfo, TableProperties
-from hats.io import file_io, paths
-from hats.pixel_math import HealpixPixel
+from typing import TYPE_CHECKING
 
 import skylake
 from skylake.lake.storage import Storage
 
+if TYPE_CHECKING:  # hats itself is imported where used: its package import costs ~1 s of start-up
+    from hats.pixel_math import HealpixPixel
+
 SKYMAP_ORDER = 8
 SOURCES = "sources"
+OBJECTS = "objects"
 METADATA_FILES = ["partition_info.csv", "hats.properties", "properties", "skymap.fits", "point_map.fits",
                   "dataset/_common_metadata"]
 
@@ -75,13 +77,24 @@ def skymap_histogram(h29: np.ndarray) -> np.ndarray:
     return np.bincount(h29 >> _shift(SKYMAP_ORDER), minlength=12 * 4**SKYMAP_ORDER).astype(np.int64)
 
 
+def count_partitions(store: Storage, catalog: str = SOURCES) -> int:
+    """Rows of ``partition_info.csv`` (one per partition), read without importing hats (for ``status``)."""
+    if not store.exists(f"{catalog}/partition_info.csv"):
+        return 0
+    return sum(1 for line in store.read_text(f"{catalog}/partition_info.csv").splitlines()[1:] if line.strip())
+
+
 def read_partitions(store: Storage, catalog: str = SOURCES) -> list[HealpixPixel]:
+    from hats.catalog import PartitionInfo
+
     if not store.exists(f"{catalog}/partition_info.csv"):
         return []
     return PartitionInfo.read_from_csv(store.full(f"{catalog}/partition_info.csv")).get_healpix_pixels()
 
 
 def read_skymap(store: Storage, catalog: str = SOURCES) -> np.ndarray:
+    from hats.io import file_io
+
     if not store.exists(f"{catalog}/skymap.fits"):
         return np.zeros(12 * 4**SKYMAP_ORDER, dtype=np.int64)
     return np.asarray(file_io.read_fits_image(store.full(f"{catalog}/skymap.fits")), dtype=np.int64)
@@ -95,6 +108,9 @@ def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel],
 
     Returns the catalog-relative names written (:data:`METADATA_FILES`).
     """
+    from hats.catalog import PartitionInfo, TableProperties
+    from hats.io import file_io, paths
+
     out = store.full(out_rel)
     store.makedirs(f"{out_rel}/dataset")
     info = PartitionInfo.from_healpix(partitions)

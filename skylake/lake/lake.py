@@ -48,7 +48,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from hats.pixel_math import HealpixPixel
 
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import faults, hats_meta
@@ -677,6 +676,8 @@ class Transaction:
 
     def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
         """Split ``sources`` by partition, sort each piece by ``_healpix_29``, and stage one file per pixel."""
+        from hats.pixel_math import HealpixPixel
+
         if sources.num_rows == 0:
             return
         h29 = sources.column("_healpix_29").to_numpy()

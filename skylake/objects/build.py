@@ -50,7 +50,7 @@ from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
-OBJECTS = "objects"
+OBJECTS = hats_meta.OBJECTS
 STATE_FILE = "skylake_objects.json"
 FRAMES_FILE = "skylake_frames.parquet"
 DEFAULT_RADIUS_ARCSEC = 3.0

@@ -24,7 +24,7 @@ HEALPIX = "_healpix_29"
 @functools.cache
 def _doc() -> dict:
     with open(project_dir("schemas") / f"{NAME}.yaml") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: start-up
 
 
 @functools.cache
