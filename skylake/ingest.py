@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 from skylake.errors import LakeError
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
 from skylake.frame.reading import file_hash
-from skylake.lake import faults
-from skylake.lake.lake import FRAMES, SOURCES, Lake, Transaction, _now, night_partition
+from skylake.lake import faults, frame_index
+from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, Lake, Transaction, _now, night_partition
 from skylake.profile import Profile, load_profile
 from skylake.schema import conform, table_schema
 
@@ -61,7 +61,7 @@ class IngestReport:
     batch_duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, path of the same frame) in this run
     unreadable: list[str] = field(default_factory=list)  # directories that could not be listed (not searched)
     committed_keys: set[str] = field(default_factory=set, repr=False)  # frame keys this run committed
-    known_keys: set[str] = field(default_factory=set, repr=False)  # frame keys in the lake when the run began
+    first_new_id: int = field(default=0, repr=False)  # frames with smaller ids were in the lake when the run began
     sources: int = 0
     commits: list[int] = field(default_factory=list)
     calibration: list = field(default_factory=list)  # skylake.calib CalibrationReports of the new frames
@@ -313,10 +313,17 @@ class VersionConflict(LakeError):
 VERSION_POLICIES = ("refuse", "replace", "keep")
 
 
-def _frame_versions(lake: Lake) -> pd.DataFrame:
-    """frame_id, content_hash, hdu, pipeline_version, status, path and night of every frame row."""
-    cols = ["frame_id", "content_hash", "hdu", "pipeline_version", "status", "path", "night"]
-    return lake.read_frames(columns=cols).to_pandas()
+def _frame_versions(lake: Lake, hashes=(), records=()) -> pd.DataFrame:
+    """frame_id, frame_key, content_hash, hdu, pipeline_version, status, path and night of every frame row
+    of the files with these content ``hashes`` and of these frame ``records`` (from the frame index: the
+    cost is that of the batch, not of the lake)."""
+    if records:
+        rows = frame_index.lookup_results(lake, [r.record for r in records])
+    else:
+        rows = frame_index.lookup(lake, hashes)
+    versions = rows.to_pandas()
+    versions["night"] = versions["night"].where(versions["night"] != UNKNOWN_NIGHT, None)
+    return versions
 
 
 def _replaced(versions: pd.DataFrame, results: list[FrameResult], redo: bool) -> set[int]:
@@ -342,9 +349,10 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
 
     report = report if report is not None else IngestReport()
     with lake.transaction("ingest") as tx:
-        versions = _frame_versions(lake)  # under the lock: another writer may have committed meanwhile
-        frames = lake.read_frames(columns=["frame_key", "frame_id", "path"])
-        existing = dict(zip(frames.column("frame_key").to_pylist(), frames.column("frame_id").to_pylist()))
+        # under the lock: another writer may have committed meanwhile
+        versions = _frame_versions(lake, records=results)
+        existing = dict(zip(versions["frame_key"], versions["frame_id"]))
+        paths = dict(zip(versions["frame_key"], versions["path"]))
         seen, todo = {}, []
         for r in sorted(results, key=lambda r: (r.record["path"], r.record["hdu"])):
             if r.frame_key in seen:  # the same bytes twice in this batch (a copy under another name)
@@ -352,10 +360,9 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
                 continue
             if r.frame_key in existing and not redo:
                 if r.frame_key in report.committed_keys:  # an earlier batch of this run has it
-                    paths = dict(zip(frames.column("frame_key").to_pylist(), frames.column("path").to_pylist()))
                     _batch_duplicate(report, r, paths[r.frame_key])
-                elif r.frame_key in report.known_keys:  # e.g. a file rejected by its path, tried again
-                    report.skipped += 1
+                elif existing[r.frame_key] < report.first_new_id:  # there before this run: e.g. a file
+                    report.skipped += 1                            # rejected by its path, tried again
                 else:
                     report.duplicates += 1
                 continue
@@ -459,13 +466,16 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
                 client, cluster = stack.enter_context(cluster()), None
             return Runner(client)
 
-        versions = _frame_versions(lake) if files else pd.DataFrame()
-        hashes = {}
-        if not versions.empty:  # results arrive in completion order: each carries its path
-            report.known_keys = set(lake.read_frames(columns=["frame_key"]).column("frame_key").to_pylist())
+        frame_index.ensure(lake)  # once, for a lake made before the index
+        latest = lake.log.latest()
+        report.first_new_id = latest.next_frame_id if latest else 1
+        hashes, versions = {}, pd.DataFrame()
+        if files and latest is not None and latest.frames_rows > 0:
             small = sum(_size(f) for f in files) < LOCAL_HASH_BYTES
             hasher = Runner(None) if small else runner(len(files))
+            # results arrive in completion order: each carries its path
             hashes = dict(hasher.map(_hash_file, files, window=_window(hasher) * 4))
+            versions = _frame_versions(lake, hashes=set(hashes.values()))
         todo, conflicts = _plan(files, hashes, versions, profile, redo, keep_versions)
         if conflicts:
             raise VersionConflict(_conflict_message(conflicts, profile))

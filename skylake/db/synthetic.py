@@ -102,3 +102,30 @@ def commit_map(lake, night: str, rng: np.random.Generator, *, profile: str = "sk
         "n_stars": int(pixels["n_stars"].sum()), "n_sky": int(pixels["n_sky"].sum())}])
     store_maps(lake, MapSet(pixels=pixels, index=index))
     return mid
+
+
+def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator, *, per_commit: int = 100_000,
+                   first_night: str = "2016-01-01", profile: str = "skycamz") -> None:
+    """Commit ``n_frames`` SYNTHETIC frame rows spread over ``n_nights`` consecutive nights, ``per_commit``
+    rows per commit (frame rows and their frame-index rows only: an archive's metadata for scale
+    benchmarks, made through the lake's own transactions). Paths and keys are unique per row."""
+    start = dt.date.fromisoformat(first_night)
+    night_of = np.sort(rng.integers(0, n_nights, n_frames))
+    now = dt.datetime.now(dt.timezone.utc)
+    for lo in range(0, n_frames, per_commit):
+        hi = min(lo + per_commit, n_frames)
+        n = hi - lo
+        nights = [(start + dt.timedelta(days=int(d))).isoformat() for d in night_of[lo:hi]]
+        with lake.transaction("ingest") as tx:
+            ids = tx.allocate_frame_ids(n)
+            keys = [f"{k:064x}" for k in rng.integers(0, 2**62, n)]
+            frames = _table("frames", {
+                "frame_id": ids, "frame_key": keys, "content_hash": keys, "hdu": np.zeros(n, int),
+                "path": [f"/archive/{night}/f{i:07d}.fits" for night, i in zip(nights, range(lo, hi))],
+                "status": np.where(rng.uniform(size=n) < 0.9, "ok", "rejected"), "reason": [""] * n,
+                "n_sources": rng.integers(500, 3000, n), "instrument": ["SkyCamZ"] * n, "filter": ["clear"] * n,
+                "profile": [profile] * n, "pipeline_version": [f"2+{profile}.0000"] * n,
+                "mjd": [night_mjd(night) for night in nights], "exptime": [10.0] * n,
+                "batch_id": [tx.batch_id] * n, "ingested_at": [now] * n})
+            tx.stage_frames(frames, nights)
+            tx.commit()

@@ -50,7 +50,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
-from skylake.lake import faults, hats_meta
+from skylake.lake import faults, frame_index, hats_meta
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
@@ -209,6 +209,7 @@ class Lake:
             for rel in (LOG_DIR, STAGING_DIR, SOURCES, FRAMES):
                 store.makedirs(rel)
             store.write_bytes(LOCK, b"")  # part of the layout from the start: a failed first write leaves no trace
+            store.write_bytes(frame_index.READY, b"frame index complete\n")  # no frames: the index is whole
             store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
         except LakeFullError:
             raise
@@ -611,6 +612,9 @@ class Transaction:
         self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
         self.entry: Entry | None = None  # set at the commit point
         self.bytes_staged = 0
+        # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
+        self.index_added: list[pa.Table] = []
+        self.index_dropped: tuple[set[int], set[str]] = (set(), set())
 
     def full_error(self, exc: BaseException) -> LakeFullError:
         """The one-line error for a full device during this transaction, saying what state the lake is in."""
@@ -667,6 +671,11 @@ class Transaction:
                 continue
             dropped += int(gone.sum())
             self.remove(table, rel, data.num_rows)
+            if table == FRAMES:
+                rows = data.filter(pa.array(gone))
+                self.index_dropped[0].update(rows.column("frame_id").to_pylist())
+                self.index_dropped[1].update(frame_index.bucket_of(h, k) for h, k in zip(
+                    rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist()))
             if table == SOURCES:
                 self.skymap_delta -= hats_meta.skymap_histogram(data.column("_healpix_29").to_numpy()[gone])
             if not gone.all():
@@ -697,8 +706,9 @@ class Transaction:
         self.skymap_delta += hats_meta.skymap_histogram(h29)
 
     def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
-        """Stage frame rows, one file per night (``nights`` gives each row's night)."""
+        """Stage frame rows, one file per night (``nights`` gives each row's night), and their index rows."""
         self.stage_nights(FRAMES, frames, nights, name)
+        self.index_added.append(frame_index.rows_for(frames, [night_partition(n) for n in nights]))
 
     def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
@@ -712,6 +722,9 @@ class Transaction:
         None when there was nothing to commit."""
         if not self.adds and not self.removes:
             return None
+        if self.index_added or self.index_dropped[0]:
+            frame_index.stage_changes(self, self.index_added, *self.index_dropped)
+            self.index_added, self.index_dropped = [], (set(), set())
         store, lake = self.lake.store, self.lake
         base_sources = self.base.sources_rows if self.base else 0
         base_frames = self.base.frames_rows if self.base else 0
@@ -767,5 +780,6 @@ class Transaction:
         for table in sorted({r.table for r in self.removes}):
             add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
             rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
-            swaps += [table] if add_dirs - rem_dirs else sorted(add_dirs & rem_dirs)
+            whole = add_dirs - rem_dirs and table != frame_index.INDEX  # index rows never change bucket
+            swaps += [table] if whole else sorted(add_dirs & rem_dirs)
         return swaps
