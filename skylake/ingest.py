@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from skylake.errors import LakeError
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
 from skylake.frame.reading import file_hash
-from skylake.lake import faults, frame_index
+from skylake.lake import counts, faults, frame_index
 from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, Lake, Transaction, _now, night_partition
 from skylake.profile import Profile, load_profile
 from skylake.schema import conform, table_schema
@@ -61,6 +61,7 @@ class IngestReport:
     batch_duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, path of the same frame) in this run
     unreadable: list[str] = field(default_factory=list)  # directories that could not be listed (not searched)
     committed_keys: set[str] = field(default_factory=set, repr=False)  # frame keys this run committed
+    nights: set = field(default_factory=set, repr=False)  # nights of the files' frames (None: unknown)
     first_new_id: int = field(default=0, repr=False)  # frames with smaller ids were in the lake when the run began
     sources: int = 0
     commits: list[int] = field(default_factory=list)
@@ -383,6 +384,7 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
             stage_profile(tx, profile)
         entry = tx.commit(summary={"frames": len(todo), "redo": redo, "replaced": sorted(old)})
     report.committed_keys.update(r.frame_key for r in todo)
+    report.nights.update(frame_night(r.record) for r in todo)
     for r in todo:
         status = r.record["status"]
         if status == "rejected":
@@ -466,7 +468,8 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
                 client, cluster = stack.enter_context(cluster()), None
             return Runner(client)
 
-        frame_index.ensure(lake)  # once, for a lake made before the index
+        frame_index.ensure(lake)  # once each, for a lake made before the index and the status totals
+        counts.ensure(lake)
         latest = lake.log.latest()
         report.first_new_id = latest.next_frame_id if latest else 1
         hashes, versions = {}, pd.DataFrame()
@@ -476,6 +479,7 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
             # results arrive in completion order: each carries its path
             hashes = dict(hasher.map(_hash_file, files, window=_window(hasher) * 4))
             versions = _frame_versions(lake, hashes=set(hashes.values()))
+            report.nights.update(versions["night"])  # a killed run's frames may still want calibrating
         todo, conflicts = _plan(files, hashes, versions, profile, redo, keep_versions)
         if conflicts:
             raise VersionConflict(_conflict_message(conflicts, profile))
@@ -506,7 +510,8 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
         client = work.client
         from skylake.calib.calibrate import calibrate_ingested  # a separate commit; `calibrate` redoes what a crash lost
 
-        report.calibration = calibrate_ingested(lake, profile, files, client)
+        # the files' frames are in these nights: this run's, or found by hash when the lake had frames
+        report.calibration = calibrate_ingested(lake, profile, files, client, nights=report.nights)
     return report
 
 

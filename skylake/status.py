@@ -7,10 +7,8 @@ a one-line :class:`~skylake.errors.LakeError` naming it (exit code 2).
 
 from __future__ import annotations
 
-from collections import Counter
-
 from skylake.errors import LakeError
-from skylake.lake import Lake
+from skylake.lake import Lake, counts
 from skylake.lake.hats_meta import count_partitions
 from skylake.lake.lake import FRAMES, SOURCES
 
@@ -24,32 +22,28 @@ def _partitions(lake: Lake) -> int:
 
 
 def lake_status(lake: Lake) -> dict:
-    """Frames by status and reason, source rows, partitions, files and the last commit."""
-    frames = lake.read_frames(columns=["status", "reason", "n_sources", "night"]).to_pylist()
-    by_status = Counter(f["status"] for f in frames)
-    reasons = Counter((f["status"], f["reason"]) for f in frames if f["status"] != "ok")
+    """Frames by status and reason, source rows, partitions, files and the last commit: from the running
+    totals (:mod:`skylake.lake.counts`, the same cost on any archive), or, for a lake made before them,
+    from the tables."""
     latest = lake.log.latest()
     published = lake.log.published_version()
-    # calibrated frames per reference catalogue and zp_status (skylake calibrate; LAKE/zeropoints)
-    zps = lake.read_night_table("zeropoints", columns=["refcat", "frame_id", "zp_status"]).to_pylist()
-    calibrations = {}
-    for row in zps:
-        cal = calibrations.setdefault(row["refcat"], {"frames": set(), "by_status": Counter()})
-        cal["frames"].add(row["frame_id"])
-        cal["by_status"][row["zp_status"]] += 1
+    totals = counts.read(lake)
+    if totals is None:
+        totals = counts.from_tables(lake, latest.version if latest else 0)
     return {
         "lake": lake.url,
-        "frames": len(frames),
-        "frames_by_status": dict(sorted(by_status.items())),
-        "reasons": [{"status": s, "reason": r, "frames": n} for (s, r), n in sorted(reasons.items())],
-        "nights": len({f["night"] for f in frames}),
-        "source_rows": sum(f["n_sources"] for f in frames),
+        "frames": totals["frames"],
+        "frames_by_status": totals["by_status"],
+        "reasons": [{"status": s, "reason": r, "frames": n} for s, r, n in totals["reasons"]],
+        "nights": len(totals["nights"]),
+        "source_rows": totals["source_rows"],
         "source_rows_committed": latest.sources_rows if latest else 0,
         "partitions": _partitions(lake),
-        "source_files": len(lake.live_files(SOURCES)),
-        "frame_files": len(lake.live_files(FRAMES)),
-        "calibrations": [{"refcat": name, "frames": len(c["frames"]), "rows_by_status": dict(sorted(c["by_status"].items()))}
-                         for name, c in sorted(calibrations.items())],
+        "source_files": totals["files"].get(SOURCES, 0),
+        "frame_files": totals["files"].get(FRAMES, 0),
+        # calibrated frames per reference catalogue and zp_status (skylake calibrate; LAKE/zeropoints)
+        "calibrations": [{"refcat": name, "frames": c["frames"], "rows_by_status": c["rows_by_status"]}
+                         for name, c in totals["calibrations"].items()],
         "last_commit": None if latest is None else {
             "version": latest.version, "operation": latest.operation, "batch_id": latest.batch_id,
             "committed_at": latest.committed_at},

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 
 from skylake.ingest import ingest
-from skylake.lake import Lake, frame_index
+from skylake.lake import Lake, counts, frame_index
 from skylake.lake.lake import night_partition
+from skylake.status import format_status, lake_status
 from skylake.synthetic import write_bad_files, write_demo_night
 
 NIGHT = dict(n_frames=4, shape=(256, 256), start_utc="2026-03-01T22:00:00", cadence_s=1200, n_stars=200,
@@ -75,15 +76,20 @@ def test_a_lake_made_before_the_index_gets_one_at_its_next_ingest(tmp_path, fram
     ingest(lake, [str(frames)], "demo", progress=False)
     expected = from_frames(lake)
     shutil.rmtree(lake.path(frame_index.INDEX))  # as a lake written by skylake before the index
+    status = format_status(lake_status(lake))
+    (tmp_path / "lake" / counts.COUNTS).unlink()  # ... and before the status totals
     lake = Lake.open(tmp_path / "lake")
-    assert not frame_index.ready(lake)
+    assert not frame_index.ready(lake) and counts.read(lake) is None
+    assert format_status(lake_status(lake)) == status  # from the tables meanwhile
     one = expected[0]  # look-ups read the frames table meanwhile
     assert frame_index.lookup(lake, hashes=[one["content_hash"]]).to_pylist() == [one]
     version = lake.log.latest_version()
     report = ingest(lake, [str(frames)], "demo", progress=False)  # a no-op re-ingest: builds the index
     assert report.skipped == 4 and report.ingested == 0
-    assert frame_index.ready(lake) and lake.log.latest_version() == version + 1
-    assert lake.log.latest().operation == "frame-index" and indexed(lake) == expected
+    assert frame_index.ready(lake) and counts.read(lake) is not None and lake.log.latest_version() == version + 2
+    assert [lake.log.read(version + k).operation for k in (1, 2)] == ["frame-index", "counts"]
+    assert indexed(lake) == expected
+    assert format_status(lake_status(lake)).split("  last commit")[0] == status.split("  last commit")[0]
 
 
 def test_bucket_of_is_stable_and_spread():
@@ -92,3 +98,41 @@ def test_bucket_of_is_stable_and_spread():
     buckets = {frame_index.bucket_of(f"{i:064x}", "") for i in range(20000)}
     assert len(buckets) > 0.99 * frame_index.N_BUCKETS  # 20000 hashes fill (nearly) all 4096 buckets
     assert pa.array(sorted(buckets)).type == pa.string()
+
+
+# -- the running totals of `skylake status` (skylake.lake.counts) ------------------------------------------
+def test_status_totals_equal_the_tables_after_every_kind_of_commit(tmp_path, frames, dask_client):
+    """Ingest with rejected files, calibrate, --redo (dropping the frames' zeropoints), a second version,
+    recalibration and compaction: after each, the checkpoint equals the totals recomputed from the tables."""
+    from skylake.calib.calibrate import calibrate
+    from skylake.lake.compact import compact
+    from skylake.refcat import import_refcat
+    from skylake.synthetic import write_reference_catalog
+
+    truth = write_demo_night(tmp_path / "again", **NIGHT)  # the same night again, for its stars
+    data, columns_map = write_reference_catalog(truth.stars, tmp_path / "refcat")
+    lake = Lake.init(tmp_path / "lake")
+    import_refcat(lake, "demo", [data], "generic", columns_map=columns_map, client=dask_client, progress=False)
+
+    def check():
+        mine, tables = counts.read(lake), counts.from_tables(lake, 0)
+        mine.pop("version"), tables.pop("version")
+        assert mine == tables
+
+    write_bad_files(tmp_path / "bad", sorted(frames.glob("*.fits"))[0])
+    ingest(lake, [str(frames), str(tmp_path / "bad")], "demo", client=dask_client, progress=False)
+    check()
+    totals, n_bad = counts.read(lake), len(list((tmp_path / "bad").iterdir()))
+    assert totals["frames"] == 4 + n_bad and totals["by_status"] == {"ok": 4, "rejected": n_bad}
+    # calibration writes a row for every frame it was given, rejected ones included
+    assert totals["calibrations"]["demo"] == {"frames": 4 + n_bad, "rows_by_status": {"frame_rejected": n_bad, "ok": 4}}
+    ingest(lake, [str(frames)], "demo", redo=True, client=dask_client, progress=False)  # recalibrated in the run
+    check()
+    ingest(lake, [str(frames)], "generic", keep_versions=True, progress=False)
+    check()
+    calibrate(lake, refcat="demo", redo=True, client=dask_client)
+    check()
+    compact(lake)
+    check()
+    text = format_status(lake_status(lake))
+    assert f"calibrated   {counts.read(lake)['calibrations']['demo']['frames']} frames against demo" in text

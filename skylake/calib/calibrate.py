@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from skylake.calib import astrometry, model, zeropoint
 from skylake.calib.crossmatch import CalibrationError, match_frames
-from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, stage_without
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, stage_without
 from skylake.lake import Lake
 from skylake.lake.lake import UNKNOWN_NIGHT, _now
 from skylake.profile import Calibration, Profile, ProfileError, load_profile
@@ -96,9 +96,10 @@ def calib_key(refcat: str, record: dict, cal: Calibration) -> str:
 
 def select_frames(lake: Lake, night: str | None = None, since: str | None = None,
                   batch_ids: list[str] | None = None, paths: list[str] | None = None,
-                  pipeline_version: str | None = None) -> pd.DataFrame:
+                  pipeline_version: str | None = None, nights=None) -> pd.DataFrame:
     """Frames of one ``night``, of the nights from ``since`` on, of ingest ``batch_ids``, or of the files
-    ``paths`` processed as ``pipeline_version`` (default all)."""
+    ``paths`` processed as ``pipeline_version`` (default all); ``nights`` (None for unknown) limits the
+    partitions read (ingest knows its frames' nights)."""
     for name, value in (("night", night), ("since", since)):
         if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise CalibrationError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
@@ -112,6 +113,8 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
         if values is not None:
             b = pc.field(column).isin(pa.array(list(values), pa.string()))
             flt = b if flt is None else flt & b
+    if nights is not None:
+        flt = night_filter(nights) if flt is None else flt & night_filter(nights)
     return lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
 
 
@@ -119,7 +122,7 @@ def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile
               night: str | None = None, since: str | None = None, batch_ids: list[str] | None = None,
               redo: bool = False, client=None, plots: str | os.PathLike | None = None,
               cluster=None, paths: list[str] | None = None,
-              pipeline_version: str | None = None) -> list[CalibrationReport]:
+              pipeline_version: str | None = None, nights=None) -> list[CalibrationReport]:
     """Calibrate the selected frames (see :func:`select_frames`); one report per profile calibrated.
 
     ``refcat`` overrides the catalogue the profiles name; ``profile`` overrides the profile frames
@@ -131,7 +134,7 @@ def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile
     """
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     lake.check_writable()
-    frames = select_frames(lake, night, since, batch_ids, paths, pipeline_version)
+    frames = select_frames(lake, night, since, batch_ids, paths, pipeline_version, nights)
     reports = []
     with contextlib.ExitStack() as stack:
         def scheduler():
@@ -190,7 +193,7 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     path = refcat_path(lake, refcat)
     key = calib_key(refcat, read_record(path), cal)
     report = CalibrationReport(refcat=refcat, profile=prof.name, calib_key=key, frames=len(frames))
-    done = set(read_table(lake, ZEROPOINTS, ["frame_id", "calib_key"], refcat=refcat)
+    done = set(read_table(lake, ZEROPOINTS, ["frame_id", "calib_key"], refcat=refcat, nights=frames["night"])
                .query("calib_key == @key")["frame_id"])
     todo = frames if redo else frames[~frames["frame_id"].isin(done)]
     report.skipped = len(frames) - len(todo)
@@ -218,10 +221,12 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
 
     with lake.transaction("calibrate") as tx:
         # under the lock: another calibration or an ingest --redo may have committed meanwhile
+        # only the batch's nights: their extinction is refitted from their zeropoints
+        nights = list(rows["night"])
         earlier = read_table(lake, ZEROPOINTS, ["frame_id", "night", "calib_key", "zp", "airmass", "zp_status"],
-                             refcat=refcat)
+                             refcat=refcat, nights=nights)
         now_done = set(earlier.loc[earlier["calib_key"] == key, "frame_id"])
-        alive = set(lake.read_frames(columns=["frame_id"]).column("frame_id").to_pylist())
+        alive = set(lake.read_frames(columns=["frame_id"], filter=night_filter(nights)).column("frame_id").to_pylist())
         keep = rows["frame_id"].isin(alive) & (redo | ~rows["frame_id"].isin(now_done))
         rows = rows[keep].reset_index(drop=True)
         if rows.empty:
@@ -404,11 +409,13 @@ def _match_rows(pairs: pd.DataFrame, rows: pd.DataFrame, refcat: str, key: str) 
         "mag": np.where(np.isfinite(mag), mag, np.nan), "mag_err": np.where(np.isfinite(mag), mag_err, np.nan)})
 
 
-def calibrate_ingested(lake: Lake, profile: Profile, paths: list[str], client=None) -> list[CalibrationReport]:
+def calibrate_ingested(lake: Lake, profile: Profile, paths: list[str], client=None,
+                       nights=None) -> list[CalibrationReport]:
     """After an ingest: calibrate the frames of ``paths`` processed with ``profile`` that are not yet
     calibrated (those just committed, and those a killed run committed and never calibrated) when the
     profile names a catalogue the lake holds (otherwise log why not). A failure is logged, never
-    raised: the frames are ingested, and the next ``skylake calibrate`` picks up what is left."""
+    raised: the frames are ingested, and the next ``skylake calibrate`` picks up what is left. ``nights``
+    (the frames' nights, when the ingest knows them) limits what is read to those partitions."""
     from skylake.refcat.importer import REFCATS
 
     name = profile.calibration.refcat
@@ -420,7 +427,7 @@ def calibrate_ingested(lake: Lake, profile: Profile, paths: list[str], client=No
         return []
     try:
         reports = calibrate(lake, profile=profile, paths=paths, pipeline_version=profile.pipeline_version,
-                            client=client)
+                            client=client, nights=nights)
     except Exception as exc:  # noqa: BLE001 - the ingest succeeded; calibration is retried by `calibrate`
         log.error("calibration after ingest failed (run `skylake calibrate %s`): %s: %s", lake.url,
                   type(exc).__name__, exc)

@@ -27,15 +27,28 @@ from skylake.lake.lake import Transaction
 ZEROPOINTS, MATCHES, EXTINCTION = "zeropoints", "matches", "extinction"
 
 
+def night_filter(nights) -> pc.Expression:
+    """A filter on the ``night`` partition (read only those directories); None stands for unknown."""
+    nights = list(nights)
+    named = sorted({n for n in nights if isinstance(n, str)})  # NaN/None/NA: the unknown night
+    known = pc.field("night").isin(pa.array(named, pa.string()))
+    if any(not isinstance(n, str) for n in nights):
+        return known | pc.field("night").is_null()
+    return known
+
+
 def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat: str | None = None,
-               frame_ids=None) -> pd.DataFrame:
-    """Rows of a calibration table (``night`` from the partition), optionally of one refcat and some frames."""
+               frame_ids=None, nights=None) -> pd.DataFrame:
+    """Rows of a calibration table (``night`` from the partition), optionally of one refcat, some frames
+    and some ``nights`` (only their partitions are read: the cost of a batch, not of the archive)."""
     flt = None
     if refcat is not None:
         flt = pc.field("refcat") == refcat
     if frame_ids is not None:
         ids = pc.field("frame_id").isin(pa.array([int(f) for f in frame_ids], pa.int64()))
         flt = ids if flt is None else flt & ids
+    if nights is not None:
+        flt = night_filter(nights) if flt is None else flt & night_filter(nights)
     return lake.read_night_table(table, columns=columns, filter=flt).to_pandas()
 
 
@@ -43,6 +56,10 @@ def stage_without(tx: Transaction, table: str, drop: Callable[[pa.Table], np.nda
                   nights: set[str] | None = None) -> int:
     """Rewrite every live file of ``table`` (in ``nights``, if given) holding rows for which ``drop``
     is true without them, in ``tx`` (:meth:`Transaction.rewrite_without`). Returns the rows dropped."""
-    rels = [rel for rel in sorted(tx.lake.live_files(table))
-            if nights is None or posixpath.dirname(rel).removeprefix("night=") in nights]
+    if nights is None:
+        rels = sorted(tx.lake.live_files(table))
+    else:  # list only those nights' directories
+        store = tx.lake.store
+        rels = sorted(f"night={n}/{f}" for n in nights if store.exists(f"{table}/night={n}")
+                      for f in store.listdir(f"{table}/night={n}") if f.endswith(".parquet") and not f.startswith("."))
     return tx.rewrite_without(table, rels, drop)

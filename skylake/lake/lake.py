@@ -50,7 +50,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
-from skylake.lake import faults, frame_index, hats_meta
+from skylake.lake import counts, faults, frame_index, hats_meta
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
@@ -210,6 +210,7 @@ class Lake:
                 store.makedirs(rel)
             store.write_bytes(LOCK, b"")  # part of the layout from the start: a failed first write leaves no trace
             store.write_bytes(frame_index.READY, b"frame index complete\n")  # no frames: the index is whole
+            store.write_bytes(counts.COUNTS, counts.dumps(counts.empty()))  # status's running totals
             store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
         except LakeFullError:
             raise
@@ -615,6 +616,7 @@ class Transaction:
         # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
         self.index_added: list[pa.Table] = []
         self.index_dropped: tuple[set[int], set[str]] = (set(), set())
+        self.count_changes = counts.Changes()  # rows of frames and zeropoints added and dropped, for status
 
     def full_error(self, exc: BaseException) -> LakeFullError:
         """The one-line error for a full device during this transaction, saying what state the lake is in."""
@@ -671,6 +673,9 @@ class Transaction:
                 continue
             dropped += int(gone.sum())
             self.remove(table, rel, data.num_rows)
+            if table in counts.KEEP:
+                night = posixpath.dirname(rel).removeprefix("night=")
+                self.count_changes.add(table, data.filter(pa.array(gone)), [night] * int(gone.sum()), sign=-1)
             if table == FRAMES:
                 rows = data.filter(pa.array(gone))
                 self.index_dropped[0].update(rows.column("frame_id").to_pylist())
@@ -713,6 +718,7 @@ class Transaction:
     def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
         nights_arr = np.array([night_partition(n) for n in nights], dtype=object)
+        self.count_changes.add(table, data, nights_arr.tolist())
         for night in sorted(set(nights_arr)):
             rows = np.flatnonzero(nights_arr == night)
             self.stage(table, f"night={night}/{name or self.batch_id}.parquet", data.take(rows))
@@ -720,11 +726,12 @@ class Transaction:
     def commit(self, summary: dict | None = None) -> Entry | None:
         """Commit everything staged as one atomic step, then publish it. Returns the log entry, or
         None when there was nothing to commit."""
-        if not self.adds and not self.removes:
+        if not self.adds and not self.removes and not self.metadata:
             return None
         if self.index_added or self.index_dropped[0]:
             frame_index.stage_changes(self, self.index_added, *self.index_dropped)
             self.index_added, self.index_dropped = [], (set(), set())
+        self._stage_counts()
         store, lake = self.lake.store, self.lake
         base_sources = self.base.sources_rows if self.base else 0
         base_frames = self.base.frames_rows if self.base else 0
@@ -765,6 +772,19 @@ class Transaction:
         faults.point("after_commit")
         lake._publish(entry)
         return entry
+
+    def _stage_counts(self):
+        """The running totals after this batch (:mod:`skylake.lake.counts`), when it changes them."""
+        files = any(a.table in counts.FILE_TABLES for a in self.adds + self.removes)
+        if not (self.count_changes or files) or counts.COUNTS in self.metadata:
+            return
+        base = counts.read(self.lake)
+        if base is None:  # a lake made before the checkpoint: status reads the tables until it is built
+            return
+        version = (self.base.version if self.base else 0) + 1
+        self.stage_file(counts.COUNTS, counts.dumps(
+            counts.apply(self.lake, base, self.count_changes, self.adds, self.removes, version)))
+        self.count_changes = counts.Changes()
 
     def _swaps(self) -> list[str]:
         """Directories to publish whole (see :meth:`Lake._publish_dir`), decided from this batch alone.

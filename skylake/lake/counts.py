@@ -1,0 +1,160 @@
+"""Running counts of what the lake holds, so ``skylake status`` costs the same on any archive.
+
+``LAKE/_skylake/counts.json`` is a checkpoint (as Delta Lake's): the totals ``status`` prints (frames by
+status and reason, frames per night, source rows, data files per table, calibrated frames and zeropoint
+rows per reference catalogue by status), written by every commit that changes them from the previous
+totals and the commit's own rows: the frame rows and zeropoint rows it adds (``stage_nights``) and drops
+(``rewrite_without``), and the files it adds and removes. Nothing else is read, except, for a commit
+that adds or drops zeropoints, the published zeropoints of its frames in its nights (is this frame
+already calibrated against that catalogue?).
+
+A lake made before the checkpoint has none; :func:`ensure` builds it once from the tables (one commit),
+and until then ``status`` reads the tables as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skylake.lake.log import META
+
+COUNTS = f"{META}/counts.json"
+FRAMES, ZEROPOINTS, SOURCES = "frames", "zeropoints", "sources"
+#: Tables whose data files are counted.
+FILE_TABLES = (SOURCES, FRAMES)
+#: Columns kept of the rows a commit adds or drops (all the counts need).
+KEEP = {FRAMES: ["status", "reason", "n_sources"], ZEROPOINTS: ["frame_id", "refcat", "zp_status"]}
+
+
+def empty() -> dict:
+    return {"version": 0, "frames": 0, "by_status": {}, "reasons": [], "nights": {}, "source_rows": 0,
+            "files": {}, "calibrations": {}}
+
+
+def dumps(counts: dict) -> bytes:
+    return json.dumps(counts, indent=0, sort_keys=True).encode()
+
+
+def read(lake) -> dict | None:
+    """The checkpoint, or None for a lake made before it (``status`` then reads the tables)."""
+    try:
+        return json.loads(lake.store.read_bytes(COUNTS))
+    except FileNotFoundError:
+        return None
+
+
+class Changes:
+    """The rows and files one transaction changes, as far as the counts go."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, int, pa.Table, list[str]]] = []  # (table, +1/-1, rows, each row's night)
+
+    def add(self, table: str, data: pa.Table, nights: list[str], sign: int = 1):
+        if table in KEEP and data.num_rows:
+            self.rows.append((table, sign, data.select(KEEP[table]), list(nights)))
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+def apply(lake, base: dict, changes: Changes, adds, removes, version: int) -> dict:
+    """``base`` after a commit (``version``) with these row ``changes`` and file ``adds``/``removes``."""
+    new = json.loads(json.dumps(base))  # a deep copy
+    new["version"] = version
+    files = Counter(new["files"])
+    for a in adds:
+        files[a.table] += a.table in FILE_TABLES
+    for r in removes:
+        files[r.table] -= r.table in FILE_TABLES
+    new["files"] = {t: n for t, n in sorted(files.items()) if n}
+    by_status, nights = Counter(new["by_status"]), Counter(new["nights"])
+    reasons = Counter({(s, r): n for s, r, n in new["reasons"]})
+    zp_changes = []
+    for table, sign, data, row_nights in changes.rows:
+        if table == FRAMES:
+            new["frames"] += sign * data.num_rows
+            new["source_rows"] += sign * int(pc.sum(data.column("n_sources")).as_py() or 0)
+            for status, reason, night in zip(data.column("status").to_pylist(), data.column("reason").to_pylist(),
+                                             row_nights):
+                by_status[status] += sign
+                nights[night] += sign
+                if status != "ok":
+                    reasons[(status, reason or "")] += sign
+        else:
+            zp_changes.append((sign, data, row_nights))
+    new["by_status"] = {k: n for k, n in sorted(by_status.items()) if n}
+    new["nights"] = {k: n for k, n in sorted(nights.items()) if n}
+    new["reasons"] = [[s, r, n] for (s, r), n in sorted(reasons.items()) if n]
+    if zp_changes:
+        _apply_zeropoints(lake, new, zp_changes)
+    return new
+
+
+def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
+    """Zeropoint rows by (refcat, status), and frames with at least one row per refcat: a frame's rows
+    all live in its night, so the published rows of the changed frames are read from those nights only."""
+    from skylake.calib.store import night_filter
+
+    nights = sorted({n for _, _, ns in zp_changes for n in ns})
+    ids = sorted({int(f) for _, d, _ in zp_changes for f in d.column("frame_id").to_pylist()})
+    flt = night_filter([None if n == "unknown" else n for n in nights]) & pc.field("frame_id").isin(
+        pa.array(ids, pa.int64()))
+    published = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat"], filter=flt)
+    before = Counter(zip(published.column("refcat").to_pylist(), published.column("frame_id").to_pylist()))
+    after = Counter(before)
+    cals = new["calibrations"]
+    for sign, data, _ in zp_changes:
+        for refcat, frame_id, status in zip(data.column("refcat").to_pylist(), data.column("frame_id").to_pylist(),
+                                            data.column("zp_status").to_pylist()):
+            after[(refcat, frame_id)] += sign
+            cal = cals.setdefault(refcat, {"frames": 0, "rows_by_status": {}})
+            cal["rows_by_status"][status] = cal["rows_by_status"].get(status, 0) + sign
+    for (refcat, frame_id) in set(after) | set(before):
+        cals.setdefault(refcat, {"frames": 0, "rows_by_status": {}})["frames"] += (
+            int(after[(refcat, frame_id)] > 0) - int(before[(refcat, frame_id)] > 0))
+    new["calibrations"] = {
+        name: {"frames": c["frames"], "rows_by_status": {k: n for k, n in sorted(c["rows_by_status"].items()) if n}}
+        for name, c in sorted(cals.items()) if c["frames"] or any(c["rows_by_status"].values())}
+
+
+def from_tables(lake, version: int) -> dict:
+    """The checkpoint computed from the tables (reads them whole: once per lake, or in tests)."""
+    from skylake.lake.lake import night_partition
+
+    new = empty()
+    new["version"] = version
+    frames = lake.read_frames(columns=["status", "reason", "n_sources", "night"])
+    changes = Changes()
+    changes.add(FRAMES, frames, [night_partition(n) for n in frames.column("night").to_pylist()])
+    new = apply(lake, new, changes, [], [], version)
+    new["files"] = {t: len(lake.live_files(t)) for t in FILE_TABLES if lake.live_files(t)}
+    zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp_status"])
+    cals: dict = {}
+    pairs = set()
+    for refcat, frame_id, status in zip(zps.column("refcat").to_pylist(), zps.column("frame_id").to_pylist(),
+                                        zps.column("zp_status").to_pylist()):
+        cal = cals.setdefault(refcat, {"frames": 0, "rows_by_status": Counter()})
+        cal["rows_by_status"][status] += 1
+        pairs.add((refcat, frame_id))
+    for refcat, _ in pairs:
+        cals[refcat]["frames"] += 1
+    new["calibrations"] = {name: {"frames": c["frames"], "rows_by_status": dict(sorted(c["rows_by_status"].items()))}
+                           for name, c in sorted(cals.items())}
+    return new
+
+
+def ensure(lake) -> bool:
+    """Write the checkpoint of a lake that has none (one commit reading its tables once)."""
+    if read(lake) is not None:
+        return False
+    with lake.transaction("counts") as tx:
+        if read(lake) is not None:
+            return False
+        base = lake.log.latest()
+        tx.stage_file(COUNTS, dumps(from_tables(lake, (base.version if base else 0) + 1)))
+        tx.commit(summary={"counts": "built from the tables"})
+    return True
