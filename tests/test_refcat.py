@@ -332,6 +332,15 @@ def test_cli_import_list_and_record(synthetic_lake, capsys):
     assert "default_margin=ps1_12arcs" in props
 
 
+def test_cli_unreachable_scheduler_is_a_usage_error_and_nothing_is_written(tmp_path, capsys):
+    src = tmp_path / "tycho2.parquet"
+    pq.write_table(pa.table({"ra": [1.0], "dec": [2.0], "mag_vt": [9.0]}), src)
+    code = run("refcat", "import", str(tmp_path / "lake"), "tycho2", str(src), "--format", "tycho2", "--create",
+               "--scheduler", "tcp://127.0.0.1:9", "--no-progress")
+    assert code == 2 and "cannot reach the dask scheduler 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+    assert not (tmp_path / "lake").exists()
+
+
 def test_cli_existing_name_needs_overwrite_which_swaps(synthetic_lake, capsys):
     lake, src, address = synthetic_lake
     before = read_record(lake / "refcats" / "ps1")
