@@ -274,7 +274,7 @@ def test_compressed_fits_is_decompressed_into_the_work_folder(tmp_path):
         assert pq.read_table(result.shards[0])["ref_id"].to_pylist() == [1, 2]
 
 
-def test_directories_take_every_suffix_the_reader_reads_and_bz2_csv_is_decompressed(tmp_path, caplog):
+def test_directories_take_every_suffix_the_reader_reads_and_bz2_csv_is_decompressed(tmp_path, caplog, monkeypatch):
     import bz2
 
     names = ["a.pq", "b.fts", "e.csv.bz2", "f.tsv.gz", "g.fits.gz", "h.ECSV", "i.rc2"]
@@ -284,6 +284,8 @@ def test_directories_take_every_suffix_the_reader_reads_and_bz2_csv_is_decompres
         assert [p.name for p in importer.expand_inputs([tmp_path])] == sorted(names)
     assert "skipped 2 plain-text file(s) (ReadMe.txt, d.dat)" in caplog.text
     assert [p.name for p in importer.expand_inputs([tmp_path / "d.dat"])] == ["d.dat"]  # named: taken
+    monkeypatch.chdir(tmp_path)  # relative names come back absolute: dask workers run in directories of their own
+    assert importer.expand_inputs(["d.dat", "."]) == [tmp_path / n for n in ["d.dat", *sorted(names)]]
     path = tmp_path / "e.csv.bz2"
     path.write_bytes(bz2.compress(b"ra,dec\n1.5,2.5\n"))
     source = open_source(path)
@@ -328,6 +330,15 @@ def test_cli_import_list_and_record(synthetic_lake, capsys):
     assert "ps1" in out and "20,000" in out and '12"' in out and "(synthetic)" in out
     props = (lake / "refcats" / "ps1" / "collection.properties").read_text()
     assert "default_margin=ps1_12arcs" in props
+
+
+def test_cli_unreachable_scheduler_is_a_usage_error_and_nothing_is_written(tmp_path, capsys):
+    src = tmp_path / "tycho2.parquet"
+    pq.write_table(pa.table({"ra": [1.0], "dec": [2.0], "mag_vt": [9.0]}), src)
+    code = run("refcat", "import", str(tmp_path / "lake"), "tycho2", str(src), "--format", "tycho2", "--create",
+               "--scheduler", "tcp://127.0.0.1:9", "--no-progress")
+    assert code == 2 and "cannot reach the dask scheduler 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+    assert not (tmp_path / "lake").exists()
 
 
 def test_cli_existing_name_needs_overwrite_which_swaps(synthetic_lake, capsys):

@@ -118,7 +118,8 @@ def check_name(name: str) -> str:
 
 
 def expand_inputs(paths) -> list[Path]:
-    """Files, directories (their catalogue files, recursively) and globs -> sorted unique files.
+    """Files, directories (their catalogue files, recursively) and globs -> sorted unique files, as
+    absolute paths (the workers that read them run in directories of their own).
 
     A directory contributes every file whose name the reader knows (readers.SUFFIXES, optionally
     .gz/.bz2) except plain-text names (.txt, .dat), which archives use for read-me files as often
@@ -147,7 +148,7 @@ def expand_inputs(paths) -> list[Path]:
     for p in out:
         if p.resolve() not in seen:
             seen.add(p.resolve())
-            unique.append(p)
+            unique.append(p.absolute())
     if not unique:
         raise RefcatError(f"no input files in {list(map(str, paths))}")
     return unique
