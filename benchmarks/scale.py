@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             d = tmp / f"batch{k}"
             # the same stars (seed) every time, new files (another night): one reference catalogue for all
             truth = write_demo_night(d, n_frames=N_BATCH, shape=(512, 512), n_stars=300, seed=100, cloud=False,
-                                     n_variables=0, start_utc=f"2026-{1 + k // 28:02d}-{1 + k % 28:02d}T22:00:00")
+                                     n_variables=0, start_utc=f"2026-{3 + k // 28:02d}-{1 + k % 28:02d}T22:00:00")
             batches.append(d)
         refcat = write_reference_catalog(truth.stars, tmp / "refcat")
 

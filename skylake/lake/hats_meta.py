@@ -72,6 +72,24 @@ def assign_pixels(h29: np.ndarray, partitions: list[HealpixPixel], default_order
     return orders, pixels
 
 
+#: A frame spanning more new partitions than this at the lake's partition order gets coarser ones: an
+#: all-sky camera (a 100-degree field) at order 5 wrote ~300 files per frame, each a few sources.
+MAX_PARTITIONS_PER_FRAME = 16
+
+
+def order_for_frames(h29: np.ndarray, frame_ids: np.ndarray, order: int) -> int:
+    """The order of new partitions for a batch: ``order`` (the lake's), or coarser until no frame of the
+    batch spans more than :data:`MAX_PARTITIONS_PER_FRAME` pixels, so a wide-field camera writes a few
+    files per batch, not hundreds (compaction splits partitions that grow past its row threshold)."""
+    while order > 0:
+        keys = np.unique(frame_ids.astype(np.int64) * (12 * 4**order) + (h29 >> _shift(order)))
+        _, per_frame = np.unique(keys // (12 * 4**order), return_counts=True)
+        if per_frame.size == 0 or per_frame.max() <= MAX_PARTITIONS_PER_FRAME:
+            break
+        order -= 1
+    return order
+
+
 def skymap_histogram(h29: np.ndarray) -> np.ndarray:
     """Row counts at :data:`SKYMAP_ORDER` (dense, NESTED)."""
     return np.bincount(h29 >> _shift(SKYMAP_ORDER), minlength=12 * 4**SKYMAP_ORDER).astype(np.int64)

@@ -697,8 +697,8 @@ class Transaction:
         h29 = sources.column("_healpix_29").to_numpy()
         order = np.lexsort((sources.column("source_id").to_numpy(), h29))
         sources, h29 = sources.take(order), h29[order]
-        orders, pixels = hats_meta.assign_pixels(h29, self.partitions + sorted(self.new_partitions),
-                                                 self.lake.config.partition_order)
+        order = hats_meta.order_for_frames(h29, sources.column("frame_id").to_numpy(), self.lake.config.partition_order)
+        orders, pixels = hats_meta.assign_pixels(h29, self.partitions + sorted(self.new_partitions), order)
         keys = orders * (1 << 40) + pixels  # rows of one partition are contiguous after the h29 sort
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         ends = np.r_[starts[1:], len(keys)]
