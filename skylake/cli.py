@@ -14,7 +14,7 @@ import logging
 import sys
 
 from skylake import __version__
-from skylake.errors import DbError, LakeError
+from skylake.errors import LakeError
 from skylake.calib.cli import add_commands as add_calib_commands
 from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.profile import ProfileError
@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create a lake")
     p.add_argument("lake", help="lake directory")
-    p.add_argument("--partition-order", type=int, default=5, help="HEALPix order of new partitions (default 5)")
+    p.add_argument("--partition-order", type=int, default=5, help="HEALPix order of new partitions (default 5; coarser for a batch whose frames would "
+                        "each span more than 16 of them, e.g. an all-sky camera)")
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("ingest", help="ingest FITS frames",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np

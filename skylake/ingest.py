@@ -20,7 +20,6 @@ import datetime as dt
 import glob
 import logging
 import os
-import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from skylake.errors import LakeError
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
 from skylake.frame.reading import file_hash
 from skylake.lake import counts, faults, frame_index
-from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, Lake, Transaction, _now, night_partition
+from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, Lake, Transaction, _now
 from skylake.profile import Profile, load_profile
 from skylake.schema import conform, table_schema
 
@@ -287,10 +286,7 @@ def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int], nigh
     rows of ``frame_ids`` without them (files whose frame_id statistics exclude them all are not read)."""
     ids = pa.array(sorted(frame_ids), type=pa.int64())
     rels = []
-    parts = None if nights is None else {f"night={night_partition(n)}" for n in nights}
-    for rel in tx.lake.live_files(table):
-        if parts is not None and posixpath.dirname(rel) not in parts:
-            continue
+    for rel in tx.lake.live_files(table, nights):
         meta = pq.ParquetFile(tx.lake.path(f"{table}/{rel}")).metadata
         col = meta.schema.to_arrow_schema().get_field_index("frame_id")
         stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]

@@ -124,3 +124,18 @@ def test_frame_headers_of_the_real_cameras():
         exposure_time(fits.Header({"EXPOSURE": "abc"}))
     with pytest.raises(ValueError, match="no time keyword"):
         frame_time(fits.Header({"FOO": 1}))
+
+
+def test_importing_and_using_the_camera_model_leaves_astropys_iers_settings_alone():
+    """Alt/az use the bundled IERS tables inside skylake.iers.offline(); the process-wide settings stay
+    astropy's, so a UT1 header time past the tables is still rejected (skylake.iers.strict)."""
+    import subprocess
+    import sys
+
+    code = ("from astropy.utils import iers; before = (iers.conf.auto_max_age, iers.conf.iers_degraded_accuracy); "
+            "import skylake.allsky.camera as c, skylake.allsky.pipeline; "
+            "from skylake import iers as si\n"
+            "with si.offline(): assert iers.conf.auto_max_age is None\n"
+            "assert (iers.conf.auto_max_age, iers.conf.iers_degraded_accuracy) == before, before")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

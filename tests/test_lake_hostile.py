@@ -28,7 +28,6 @@ from conftest import run_cli
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import Lake
 from skylake.lake.log import CommitLog
-from skylake.lake.storage import Storage
 from skylake.objects.synthetic import commit_night, random_stars
 from skylake.synthetic import write_demo_night
 

@@ -35,13 +35,14 @@ used.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["CameraModel", "Site", "PROJECTIONS", "ARCSEC2_PER_SR", "offline_iers"]
+from skylake import iers
+
+__all__ = ["CameraModel", "Site", "PROJECTIONS", "ARCSEC2_PER_SR"]
 
 PROJECTIONS = ("equidistant", "equisolid", "stereographic", "orthographic", "gnomonic", "polynomial")
 ARCSEC2_PER_SR = (180.0 / math.pi * 3600.0) ** 2
@@ -56,17 +57,6 @@ _ALIASES = {
     "tan": "gnomonic",
 }
 
-
-def offline_iers() -> None:
-    """Make astropy use its bundled IERS tables and never try the network."""
-    from astropy.utils import iers
-
-    iers.conf.auto_download = False
-    iers.conf.auto_max_age = None
-    iers.conf.iers_degraded_accuracy = "warn"
-
-
-offline_iers()
 
 
 def _finite(name: str, value: Any) -> float:
@@ -176,8 +166,7 @@ class Site:
         dec = np.atleast_1d(np.asarray(dec_deg, dtype=float))
         if ra.size == 0:
             return np.zeros(0), np.zeros(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # IERS degraded-accuracy and refraction-near-horizon notices
+        with iers.offline():  # also silences refraction-near-horizon notices
             aa = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").transform_to(self.altaz_frame(time))
         return np.asarray(aa.alt.deg), np.mod(np.asarray(aa.az.deg), 360.0)
 
@@ -190,8 +179,7 @@ class Site:
         az = np.atleast_1d(np.asarray(az_deg, dtype=float))
         if alt.size == 0:
             return np.zeros(0), np.zeros(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with iers.offline():
             c = SkyCoord(alt=alt * u.deg, az=az * u.deg, frame=self.altaz_frame(time)).transform_to(ICRS())
         return np.mod(np.asarray(c.ra.deg), 360.0), np.asarray(c.dec.deg)
 

@@ -12,7 +12,6 @@ Units: pixels (0-based, x = column), degrees, mm; see :mod:`skylake.allsky`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

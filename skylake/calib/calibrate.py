@@ -41,8 +41,8 @@ from skylake.calib import astrometry, model, zeropoint
 from skylake.calib.crossmatch import CalibrationError, match_frames
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, stage_without
 from skylake.lake import Lake
-from skylake.lake.lake import UNKNOWN_NIGHT, _now
-from skylake.profile import Calibration, Profile, ProfileError, load_profile
+from skylake.lake.lake import _now
+from skylake.profile import Calibration, Profile, ProfileError
 from skylake.schema import conform
 
 log = logging.getLogger(__name__)
@@ -241,12 +241,12 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
         if redo:  # explicit: the frames' earlier rows for this catalogue go, listed in this commit
             keys |= set(earlier.loc[earlier["frame_id"].isin(ids), "calib_key"])  # the calibrations replaced
             for table in (ZEROPOINTS, MATCHES):  # only the frames' nights: matches is the largest table
-                stage_without(tx, table, lambda t: _rows_of(t, refcat, ids), nights=partitions(rows["night"]))
+                stage_without(tx, table, lambda t: _rows_of(t, refcat, ids), nights=set(rows["night"]))
         rows, extinction = _nights(rows, earlier, key, refcat, cal, redo, alive)
         # the touched nights' extinction is refitted: its earlier row goes, and with --redo those of the
         # calibrations replaced (never another calibration's, e.g. another profile's just committed)
         stage_without(tx, EXTINCTION, lambda t: _rows_of(t, refcat, keys=keys),
-                      nights=partitions(extinction["night"]))
+                      nights=set(extinction["night"]))
         matches = _match_rows(pairs[pairs["frame_id"].isin(ids)], rows, refcat, key)
         now = _now()
         rows = rows.assign(batch_id=tx.batch_id, calibrated_at=now)
@@ -312,12 +312,6 @@ def _plot_stored(lake: Lake, frame_ids, refcat: str, key: str, out) -> list[str]
 
 def plot_name(row: dict) -> str:
     return f"zeropoint-{row['frame_id']}-{row['refcat']}.png"
-
-
-def partitions(nights) -> set[str]:
-    """The night partitions (``night=...`` directories) holding rows of ``nights``; unknown nights
-    live in :data:`UNKNOWN_NIGHT`, as :meth:`Transaction.stage_nights` writes them."""
-    return {n if isinstance(n, str) and n else UNKNOWN_NIGHT for n in nights}
 
 
 def _rows_of(table: pa.Table, refcat: str, frame_ids: set | None = None, keys: set | None = None) -> np.ndarray:

@@ -13,7 +13,6 @@ commit of the lake's log, and rows are only ever removed by a commit that lists 
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
 
 import numpy as np
@@ -22,19 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.lake import Lake
-from skylake.lake.lake import Transaction
+from skylake.lake.lake import Transaction, night_filter
 
 ZEROPOINTS, MATCHES, EXTINCTION = "zeropoints", "matches", "extinction"
-
-
-def night_filter(nights) -> pc.Expression:
-    """A filter on the ``night`` partition (read only those directories); None stands for unknown."""
-    nights = list(nights)
-    named = sorted({n for n in nights if isinstance(n, str)})  # NaN/None/NA: the unknown night
-    known = pc.field("night").isin(pa.array(named, pa.string()))
-    if any(not isinstance(n, str) for n in nights):
-        return known | pc.field("night").is_null()
-    return known
 
 
 def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat: str | None = None,
@@ -56,10 +45,4 @@ def stage_without(tx: Transaction, table: str, drop: Callable[[pa.Table], np.nda
                   nights: set[str] | None = None) -> int:
     """Rewrite every live file of ``table`` (in ``nights``, if given) holding rows for which ``drop``
     is true without them, in ``tx`` (:meth:`Transaction.rewrite_without`). Returns the rows dropped."""
-    if nights is None:
-        rels = sorted(tx.lake.live_files(table))
-    else:  # list only those nights' directories
-        store = tx.lake.store
-        rels = sorted(f"night={n}/{f}" for n in nights if store.exists(f"{table}/night={n}")
-                      for f in store.listdir(f"{table}/night={n}") if f.endswith(".parquet") and not f.startswith("."))
-    return tx.rewrite_without(table, rels, drop)
+    return tx.rewrite_without(table, sorted(tx.lake.live_files(table, nights)), drop)

@@ -97,12 +97,11 @@ def airmass_from_pointing(ra_deg: float, dec_deg: float, mjd: float, site) -> tu
     (the bundled ones are good to far better than an arcsecond for this)."""
     import astropy.units as u
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
-    from astropy.utils import iers
+
+    from skylake import iers
 
     location = EarthLocation.from_geodetic(site.lon_deg * u.deg, site.lat_deg * u.deg, site.height_m * u.m)
-    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None), \
-            iers.conf.set_temp("iers_degraded_accuracy", "warn"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # degraded (sub-arcsecond) accuracy past the bundled tables
+    with iers.offline():
         altaz = SkyCoord(ra_deg * u.deg, dec_deg * u.deg).transform_to(
             AltAz(obstime=Time(mjd, format="mjd", scale="utc"), location=location))
     alt, az = float(altaz.alt.deg), float(altaz.az.deg)
@@ -165,14 +164,10 @@ def _to_utc_mjd(value, fmt: str, scale: str, key: str, raw) -> float:
         raise FrameRejected(f"header {key} = {raw!r} is outside the years {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
     if fmt == "mjd" and scale == "utc":
         return float(value)  # as given: no round trip through two-part JDs
-    from astropy.utils import iers
+    from skylake import iers
 
-    # UT1 - UTC comes from the IERS tables astropy bundles, never downloaded; beyond their predictions
-    # the time is rejected, whatever another module (all-sky alt/az) set for its own use.
-    strict = (iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", 30.0),
-              iers.conf.set_temp("iers_degraded_accuracy", "error"))
-    try:
-        with warnings.catch_warnings(), strict[0], strict[1], strict[2]:
+    try:  # UT1 - UTC from the bundled IERS tables; past their predictions the time is rejected
+        with warnings.catch_warnings(), iers.strict():
             warnings.simplefilter("ignore")  # ERFA's "dubious year" warnings: the years are checked apart
             t = Time(value, format=fmt, scale="tai" if scale == "gps" else scale)
             if scale == "gps":

@@ -78,12 +78,11 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int) -> di
         if table == FRAMES:
             new["frames"] += sign * data.num_rows
             new["source_rows"] += sign * int(pc.sum(data.column("n_sources")).as_py() or 0)
-            for status, reason, night in zip(data.column("status").to_pylist(), data.column("reason").to_pylist(),
-                                             row_nights):
-                by_status[status] += sign
-                nights[night] += sign
-                if status != "ok":
-                    reasons[(status, reason or "")] += sign
+            status, reason = data.column("status").to_pylist(), data.column("reason").to_pylist()
+            for counter, items in ((by_status, status), (nights, row_nights),
+                                   (reasons, ((s, r or "") for s, r in zip(status, reason) if s != "ok"))):
+                for key, n in Counter(items).items():
+                    counter[key] += sign * n
         else:
             zp_changes.append((sign, data, row_nights))
     new["by_status"] = {k: n for k, n in sorted(by_status.items()) if n}
@@ -97,11 +96,11 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int) -> di
 def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
     """Zeropoint rows by (refcat, status), and frames with at least one row per refcat: a frame's rows
     all live in its night, so the published rows of the changed frames are read from those nights only."""
-    from skylake.calib.store import night_filter
+    from skylake.lake.lake import UNKNOWN_NIGHT, night_filter
 
     nights = sorted({n for _, _, ns in zp_changes for n in ns})
     ids = sorted({int(f) for _, d, _ in zp_changes for f in d.column("frame_id").to_pylist()})
-    flt = night_filter([None if n == "unknown" else n for n in nights]) & pc.field("frame_id").isin(
+    flt = night_filter([None if n == UNKNOWN_NIGHT else n for n in nights]) & pc.field("frame_id").isin(
         pa.array(ids, pa.int64()))
     published = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat"], filter=flt)
     before = Counter(zip(published.column("refcat").to_pylist(), published.column("frame_id").to_pylist()))

@@ -68,18 +68,19 @@ def buckets_of(rows: pa.Table) -> np.ndarray:
     return np.array([bucket_of(h, k) for h, k in zip(hashes, keys)], dtype=object)
 
 
+def _bucket_files(store, bucket: str) -> list[tuple[str, pa.Table]]:
+    """The published files of ``bucket`` (one, after any commit), relative to :data:`INDEX`, and their rows."""
+    rel = bucket_dir(bucket)
+    if not store.exists(f"{INDEX}/{rel}"):
+        return []
+    return [(f"{rel}/{name}", pq.read_table(store.full(f"{INDEX}/{rel}/{name}"), schema=table_schema("frame_index")))
+            for name in store.listdir(f"{INDEX}/{rel}") if name.endswith(".parquet") and not name.startswith(".")]
+
+
 def read_buckets(lake, buckets) -> pa.Table:
     """Every index row of ``buckets`` (their published files)."""
-    store, schema = lake.store, table_schema("frame_index")
-    pieces = []
-    for b in sorted(set(buckets)):
-        rel = f"{INDEX}/{bucket_dir(b)}"
-        if not store.exists(rel):
-            continue
-        for name in store.listdir(rel):
-            if name.endswith(".parquet") and not name.startswith("."):
-                pieces.append(pq.read_table(store.full(f"{rel}/{name}"), schema=schema))
-    return pa.concat_tables(pieces) if pieces else schema.empty_table()
+    pieces = [data for b in sorted(set(buckets)) for _, data in _bucket_files(lake.store, b)]
+    return pa.concat_tables(pieces) if pieces else table_schema("frame_index").empty_table()
 
 
 def lookup(lake, hashes=(), keys=()) -> pa.Table:
@@ -133,24 +134,16 @@ def _split(rows: pa.Table) -> dict[str, pa.Table]:
 def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buckets: set[str]) -> None:
     """Rewrite, in transaction ``tx``, each bucket gaining ``added`` rows or losing ``dropped_ids``:
     its live files are removed and one new file staged with its rows after the change."""
-    schema = table_schema("frame_index")
     new = _split(pa.concat_tables(added)) if added else {}
-    store = tx.lake.store
     drop = pa.array(sorted(dropped_ids), type=pa.int64())
     for b in sorted(set(new) | set(dropped_buckets)):
-        rel = f"{INDEX}/{bucket_dir(b)}"
         pieces = []
-        if store.exists(rel):
-            for name in store.listdir(rel):
-                if name.endswith(".parquet") and not name.startswith("."):
-                    data = pq.read_table(store.full(f"{rel}/{name}"), schema=schema)
-                    tx.remove(INDEX, f"{bucket_dir(b)}/{name}", data.num_rows)
-                    if len(drop):
-                        data = data.filter(pc.invert(pc.is_in(data.column("frame_id"), value_set=drop)))
-                    pieces.append(data)
+        for rel, data in _bucket_files(tx.lake.store, b):
+            tx.remove(INDEX, rel, data.num_rows)
+            pieces.append(data.filter(pc.invert(pc.is_in(data.column("frame_id"), value_set=drop))))
         if b in new:
             pieces.append(new[b])
-        rows = pa.concat_tables(pieces) if pieces else schema.empty_table()
+        rows = pa.concat_tables(pieces) if pieces else table_schema("frame_index").empty_table()
         if rows.num_rows:
             tx.stage(INDEX, f"{bucket_dir(b)}/{tx.batch_id}.parquet", rows)
 

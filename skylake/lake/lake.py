@@ -46,6 +46,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -150,6 +151,16 @@ def _is_hats_properties(path: str) -> bool:
 def night_partition(night) -> str:
     """The partition value of ``night``: the night itself, or :data:`UNKNOWN_NIGHT`."""
     return night if isinstance(night, str) and night else UNKNOWN_NIGHT
+
+
+def night_filter(nights) -> pc.Expression:
+    """A filter on the ``night`` partition (read only those directories); None stands for unknown."""
+    nights = list(nights)
+    named = sorted({n for n in nights if isinstance(n, str)})  # NaN/None/NA: the unknown night
+    known = pc.field("night").isin(pa.array(named, pa.string()))
+    if any(not isinstance(n, str) for n in nights):
+        return known | pc.field("night").is_null()
+    return known
 
 
 def _now() -> dt.datetime:
@@ -418,12 +429,14 @@ class Lake:
             reason = " ".join(str(exc).split())
             raise LakeError(f"cannot read the {table} table of lake {self.url}: {reason}") from None
 
-    def frame_keys(self) -> set[str]:
-        """Identities of every frame in the (published) frames table."""
-        return set(self.read_frames(columns=["frame_key"]).column("frame_key").to_pylist())
-
-    def live_files(self, table: str) -> list[str]:
-        """Published data files of ``table``, relative to its directory."""
+    def live_files(self, table: str, nights=None) -> list[str]:
+        """Published data files of ``table``, relative to its directory; of a night-partitioned table,
+        only those of ``nights`` when given (None or NaN for the unknown night): only their directories
+        are listed."""
+        if nights is not None:
+            parts = sorted({f"night={night_partition(n)}" for n in nights})
+            return [f"{d}/{f}" for d in parts if self.store.exists(f"{table}/{d}")
+                    for f in sorted(self.store.listdir(f"{table}/{d}")) if f.endswith(".parquet") and not f.startswith(".")]
         base = f"{SOURCES}/dataset" if table == SOURCES else table
         prefix = "dataset/" if table == SOURCES else ""
         return [prefix + posixpath.relpath(p, base) for p in self.store.walk_files(base, ".parquet")]

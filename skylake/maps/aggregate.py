@@ -14,7 +14,6 @@ in mag/arcsec^2 with ``bkg`` the background mesh value under it (ADU per pixel o
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -81,7 +80,7 @@ def altaz(ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: flo
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.coordinates.erfa_astrom import ErfaAstromInterpolator, erfa_astrom
     from astropy.time import Time
-    from astropy.utils import iers
+    from skylake import iers
 
     ra, dec, mjd = (np.asarray(v, float) for v in (ra_deg, dec_deg, mjd))
     alt, az = np.full(ra.size, np.nan), np.full(ra.size, np.nan)
@@ -91,9 +90,7 @@ def altaz(ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: flo
     site = EarthLocation(lon=lon_deg * u.deg, lat=lat_deg * u.deg, height=height_m * u.m)
     frame = AltAz(obstime=Time(mjd[ok], format="mjd", scale="utc"), location=site)
     # never reach for the network (IERS tables): the bundled ones are good to ~0.1 arcsec here
-    with iers.conf.set_temp("auto_download", False), warnings.catch_warnings(), \
-            erfa_astrom.set(ErfaAstromInterpolator(ALTAZ_TIME_RESOLUTION_S * u.s)):
-        warnings.simplefilter("ignore")
+    with iers.offline(), erfa_astrom.set(ErfaAstromInterpolator(ALTAZ_TIME_RESOLUTION_S * u.s)):
         hor = SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg, frame="icrs").transform_to(frame)
     alt[ok], az[ok] = hor.alt.deg, hor.az.deg
     return alt, az

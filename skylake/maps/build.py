@@ -35,7 +35,7 @@ from skylake.lake import Lake
 from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, altaz, equatorial_pixels,
                                     horizon_pixels, nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
-from skylake.profile import Profile, ProfileError, load_profile
+from skylake.profile import Profile, ProfileError
 
 log = logging.getLogger(__name__)
 
