@@ -34,7 +34,8 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-    from skylake.ingest import dask_client, ingest
+    from skylake.ingest import ingest
+    from skylake.runtime import dask_client
     from skylake.lake import Lake
     from skylake.profile import load_profile
 

@@ -1,9 +1,10 @@
-"""Ingest: FITS frames into the lake, one ``dask.delayed`` task per file, committed in batches.
+"""Ingest: FITS frames into the lake, one dask task per file, committed in batches.
 
 The pipeline for one run::
 
-    find files -> hash (workers) -> skip frames already in the lake -> process (workers, windowed)
-               -> every `batch_size` frames: one transaction (ids, source/frame files, commit)
+    find files -> hash (workers) -> skip frames already in the lake -> process (workers, windowed; each
+               writes its sources as a piece) -> every `batch_size` frames: one transaction (ids; writer
+               tasks regroup the pieces into one source file per partition; frame rows; commit)
 
 Exit codes of ``skylake ingest`` (see :class:`IngestReport`): 0 every frame tried was ingested (or
 there was nothing new), 3 some frames were rejected (or a directory could not be listed), 4 nothing
@@ -21,10 +22,8 @@ import glob
 import logging
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import dask
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -34,10 +33,12 @@ import pyarrow.parquet as pq
 from skylake.errors import LakeError
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
 from skylake.frame.reading import file_hash
-from skylake.lake import counts, faults, frame_index
+from skylake.lake import counts, faults, frame_index, pieces
 from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, Lake, Transaction, _now
+from skylake.lake.storage import Storage
+from skylake.runtime import Runner, SchedulerError, dask_client, window  # noqa: F401 (re-exported)
 from skylake.profile import Profile, load_profile
-from skylake.schema import conform, table_schema
+from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
@@ -114,120 +115,21 @@ def _hash_file(path: str) -> tuple[str, str | None]:
         return path, None
 
 
-def _process(item: tuple[str, str | None], profile: Profile) -> list[FrameResult]:
+def _process(item: tuple[str, str | None], profile: Profile, lake_root: str, run: str, order: int
+             ) -> list[FrameResult]:
+    """A frame task: process one file and write each frame's sources as a piece (:mod:`skylake.lake.pieces`);
+    the results it returns carry the pieces' paths and pixel counts instead of the source rows."""
     path, known_hash = item
-    return process_file(path, profile, known_hash=known_hash)
+    results = process_file(path, profile, known_hash=known_hash)
+    store = Storage(lake_root)
+    for r in results:
+        if r.n_sources:
+            r.piece, r.pixels, r.piece_bytes = pieces.write_piece(store, run, r.frame_key, r.sources, order)
+        r.sources = {}
+    return results
 
 
 WORKER_DIED = "worker died processing this file (twice: out of memory, or a crash in a library)"
-
-
-# -- running tasks ---------------------------------------------------------------------------------
-class Runner:
-    """Runs delayed tasks on a dask.distributed client, or in this process (``scheduler="synchronous"``)."""
-
-    def __init__(self, client=None):
-        self.client = client
-
-    def map(self, func, items: list, window: int, on_died=None, **kwargs) -> Iterator:
-        """Yield ``func(item, **kwargs)`` results as they complete, with at most ``window`` in flight.
-
-        A task whose worker dies (``distributed.KilledWorker``: out of memory, a crash in C code) is
-        tried once more at the end, alone on the cluster (a dying worker takes the tasks beside it down
-        too); when it dies again, ``on_died(item)`` is yielded in its place (without ``on_died`` the
-        error is raised).
-        """
-        if self.client is None:
-            for item in items:
-                yield dask.delayed(func)(item, **kwargs).compute(scheduler="synchronous")
-            return
-        from distributed import KilledWorker, as_completed
-
-        def compute(item):
-            return self.client.compute(dask.delayed(func)(item, **kwargs))
-
-        def label(item):
-            return stored_path(item[0] if isinstance(item, tuple) else str(item))
-
-        items = list(items)
-        pending = as_completed()
-        submitted = {}  # future key -> item
-        suspects = []  # items whose worker died under them
-
-        def submit(item):
-            future = compute(item)
-            submitted[future.key] = item
-            pending.add(future)
-
-        for item in items[:window]:
-            submit(item)
-        nxt = window
-        for future in pending:
-            item = submitted.pop(future.key)
-            try:
-                result, died = future.result(), False
-            except KilledWorker:
-                result, died = None, True
-                log.warning("a worker died while processing %s; it is tried again alone", label(item))
-                suspects.append(item)
-            finally:
-                future.release()
-            if nxt < len(items):
-                submit(items[nxt])
-                nxt += 1
-            if not died:
-                yield result
-        for item in suspects:
-            future = compute(item)
-            try:
-                result = future.result()
-            except KilledWorker:
-                if on_died is None:
-                    raise
-                log.warning("a worker died again processing %s alone; it is rejected", label(item))
-                result = on_died(item)
-            finally:
-                future.release()
-            yield result
-
-
-#: Seconds to wait for a dask scheduler given by address before giving up with a usage error.
-SCHEDULER_TIMEOUT_S = 5
-
-
-class SchedulerError(LakeError):
-    """The dask scheduler given by address cannot be reached (a usage error, exit 2)."""
-
-
-@contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None):
-    """A client for ``scheduler`` (an address), "synchronous" (no cluster), or a new LocalCluster."""
-    if scheduler == "synchronous":
-        yield None
-        return
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
-            raise SchedulerError(f"cannot reach the dask scheduler {scheduler!r} within {SCHEDULER_TIMEOUT_S} s "
-                                 f"({type(exc).__name__}: {exc}); check the address, or leave out --scheduler for a "
-                                 "local cluster") from None
-        with client:
-            yield client
-        return
-    n = workers or os.cpu_count() or 1
-    # distributed sets MALLOC_TRIM_THRESHOLD_ in new workers, which also freezes glibc's mmap threshold:
-    # every frame-sized array is then mapped and page-faulted afresh (50-150 ms per 4k frame).
-    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-               if k != "MALLOC_TRIM_THRESHOLD_"}
-    # A task that kills its worker is retried once by Runner.map (then rejected), not 3 times by the scheduler.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
-                          "distributed.scheduler.allowed-failures": 0}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
-        yield client
 
 
 # -- building tables -------------------------------------------------------------------------------
@@ -263,21 +165,15 @@ def _frames_table(results: list[FrameResult], frame_ids: np.ndarray, batch_id: s
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _sources_table(results: list[FrameResult], frame_ids: np.ndarray) -> pa.Table:
-    schema = table_schema(SOURCES)
-    with_sources = [(r, fid) for r, fid in zip(results, frame_ids) if r.n_sources]
-    if not with_sources:
-        return schema.empty_table()
-    cols = {}
-    for name in schema.names:
-        if name == "frame_id":
-            cols[name] = np.concatenate([np.full(r.n_sources, fid, dtype=np.int64) for r, fid in with_sources])
-        elif name == "source_id":
-            cols[name] = np.concatenate([fid * SOURCES_PER_FRAME + np.arange(r.n_sources, dtype=np.int64)
-                                         for r, fid in with_sources])
-        else:
-            cols[name] = np.concatenate([np.asarray(r.sources[name]) for r, _ in with_sources])
-    return conform(cols, SOURCES)
+def _stage_sources(tx: Transaction, results: list[FrameResult], frame_ids: np.ndarray, runner: Runner):
+    """Writer tasks read the frames' pieces and stage the batch's source files, one per partition
+    (:mod:`skylake.lake.pieces`); the transaction records what they staged."""
+    frames = [(r.piece, int(fid), r.pixels) for r, fid in zip(results, frame_ids) if r.n_sources]
+    partitions = tx.partitions + sorted(tx.new_partitions)
+    _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
+    for staged in runner.map(pieces.write_sources, plans, window=len(plans), lake_root=tx.lake.store.root,
+                             batch_id=tx.batch_id, partitions=partitions, sources_per_frame=SOURCES_PER_FRAME):
+        tx.add_staged_sources(staged)
 
 
 # -- removing frames (--redo) ------------------------------------------------------------------------
@@ -336,7 +232,7 @@ def _replaced(versions: pd.DataFrame, results: list[FrameResult], redo: bool) ->
 
 
 def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, report: IngestReport | None = None,
-                 profile: Profile | None = None):
+                 profile: Profile | None = None, runner: Runner | None = None):
     """Commit processed frames as one batch. Frames already in the lake (same file, HDU and processing)
     are dropped (another writer got there first) unless ``redo``, which replaces every earlier version
     of the same files explicitly; earlier rejected attempts at the same files are replaced in any case.
@@ -346,6 +242,7 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
 
     report = report if report is not None else IngestReport()
     with lake.transaction("ingest") as tx:
+        tx.runner = runner
         # under the lock: another writer may have committed meanwhile
         versions = _frame_versions(lake, records=results)
         existing = dict(zip(versions["frame_key"], versions["frame_id"]))
@@ -374,7 +271,7 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
                 _stage_without_frames(tx, table, old, None if table == SOURCES else nights)
             report.replaced += len(old)
         ids = tx.allocate_frame_ids(len(todo))
-        tx.stage_sources(_sources_table(todo, ids))
+        _stage_sources(tx, todo, ids, runner or Runner(None))
         tx.stage_frames(_frames_table(todo, ids, tx.batch_id), [frame_night(r.record) for r in todo])
         if profile is not None:
             stage_profile(tx, profile)
@@ -471,9 +368,9 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
         hashes, versions = {}, pd.DataFrame()
         if files and latest is not None and latest.frames_rows > 0:
             small = sum(_size(f) for f in files) < LOCAL_HASH_BYTES
-            hasher = Runner(None) if small else runner(len(files))
+            hasher = runner(len(files)) if client is not None or not small else Runner(None)
             # results arrive in completion order: each carries its path
-            hashes = dict(hasher.map(_hash_file, files, window=_window(hasher) * 4))
+            hashes = dict(hasher.map(_hash_file, files, window=window(hasher) * 4))
             versions = _frame_versions(lake, hashes=set(hashes.values()))
             report.nights.update(versions["night"])  # a killed run's frames may still want calibrating
         todo, conflicts = _plan(files, hashes, versions, profile, redo, keep_versions)
@@ -489,18 +386,20 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
 
         buffer: list[FrameResult] = []
         # progress: True always, False never, None only on a terminal
-        with tqdm(total=len(todo), unit="frame", desc="ingest",
-                  disable=None if progress is None else not progress) as bar:
-            for results in work.map(_process, [(f, hashes.get(f)) for f in todo], window=_window(work),
-                                    on_died=died, profile=profile):
+        with _full_while_processing(lake, report, buffer), tqdm(total=len(todo), unit="frame", desc="ingest",
+                  disable=None if progress is None else not progress) as bar, \
+                (pieces.piece_run(lake.store) if todo else contextlib.nullcontext()) as run:
+            for results in work.map(_process, [(f, hashes.get(f)) for f in todo], window=window(work),
+                                    on_died=died, profile=profile, lake_root=lake.store.root, run=run,
+                                    order=lake.config.partition_order):
                 buffer.extend(results)
                 bar.update(1)
                 faults.point("frame_processed")
                 if len(buffer) >= batch_size:
-                    commit_batch(lake, buffer, redo=redo, report=report, profile=profile)
-                    buffer = []
+                    commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
+                    buffer.clear()
             if buffer:
-                commit_batch(lake, buffer, redo=redo, report=report, profile=profile)
+                commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
         for version in report.commits:
             log.info("ingest committed v%d", version)
         client = work.client
@@ -511,15 +410,30 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
     return report
 
 
+@contextlib.contextmanager
+def _full_while_processing(lake: Lake, report: IngestReport, buffer: list[FrameResult]):
+    """A full device while a frame task writes its piece: one error saying what was committed and what
+    to free (a full device inside a commit already says so: :meth:`Transaction.full_error`)."""
+    from skylake.errors import LakeFullError
+
+    try:
+        yield
+    except LakeFullError as exc:
+        if not str(exc).startswith(f"no space left on the device of lake {lake.url} writing") or \
+                not str(getattr(exc, "rel", "")).startswith(pieces.PIECES_DIR):
+            raise
+        staged, nbytes = sum(r.piece_bytes for r in buffer), getattr(exc, "nbytes", 0) or 0
+        done = (f"commits {', '.join(map(str, report.commits))} of this run stay, the rest" if report.commits
+                else "nothing was committed and the staged pieces")
+        err = LakeFullError(f"no space left on the device of lake {lake.url} writing {nbytes} bytes to {exc.rel} "
+                            f"(ingest, a processed frame's sources): {done} were removed ({staged} bytes already "
+                            f"staged); free at least {staged + nbytes} bytes and re-run")
+        err.rel, err.nbytes = exc.rel, nbytes
+        raise err from None
+
+
 def _size(path: str) -> int:
     try:
         return os.path.getsize(path)
     except OSError:
         return 0
-
-
-def _window(runner: Runner) -> int:
-    """Tasks in flight: a few per worker, so workers never wait for the driver."""
-    if runner.client is None:
-        return 1
-    return max(4, 4 * len(runner.client.scheduler_info().get("workers", {})))

@@ -278,9 +278,11 @@ def case_ingest_disk_full(d, base, frames):
     Lake.init(lake)
     fill(mnt, leave_bytes=8192)
     case.args = ["ingest", str(lake), str(frames), *INGEST]
+    # a frame task's piece (its sources) or the commit's staged files, whichever fills the device
     case.message = (rf"no space left on the device of lake {re.escape(str(lake))} writing \d+ bytes to "
-                    r"_skylake/staging/\S+ \(ingest batch \S+\): nothing was committed and the staged batch was "
-                    r"removed \(\d+ bytes already staged\); free at least \d+ bytes and re-run")
+                    r"_skylake/(staging/\S+ \(ingest batch \S+\)|pieces/\S+ \(ingest, a processed frame's sources\)): "
+                    r"nothing was committed and the staged (batch|pieces) (was|were) removed "
+                    r"\(\d+ bytes already staged\); free at least \d+ bytes and re-run")
     return case
 
 

@@ -17,7 +17,7 @@ DEFAULT_PLOTS = "zeropoint-plots"
 @_usage_errors
 def _cmd_calibrate(args) -> int:
     from skylake.calib.calibrate import calibrate, since_date
-    from skylake.ingest import dask_client
+    from skylake.runtime import dask_client
 
     reports = calibrate(args.lake, refcat=args.refcat, profile=args.pipeline, night=args.night,
                         since=since_date(args.since) if args.since else None, redo=args.redo, plots=args.plots,

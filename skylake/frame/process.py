@@ -31,6 +31,11 @@ class FrameResult:
 
     record: dict  # frames columns, less frame_id, batch_id, ingested_at
     sources: dict[str, np.ndarray] = field(default_factory=dict)  # sources columns, less source_id, frame_id
+    #: Where a frame task wrote ``sources`` (lake-relative; :mod:`skylake.lake.pieces`), then emptied, and
+    #: their rows per pixel at the lake's partition order.
+    piece: str | None = None
+    pixels: object = None
+    piece_bytes: int = 0
 
     @property
     def frame_key(self) -> str:

@@ -133,19 +133,59 @@ def _split(rows: pa.Table) -> dict[str, pa.Table]:
 
 def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buckets: set[str]) -> None:
     """Rewrite, in transaction ``tx``, each bucket gaining ``added`` rows or losing ``dropped_ids``:
-    its live files are removed and one new file staged with its rows after the change."""
+    its live files are removed and one new file staged with its rows after the change. The buckets are
+    shared among the transaction's workers (``tx.runner``), each rewriting its own (:func:`rewrite_buckets`)."""
+    from skylake.lake.log import FileAction
+    from skylake.runtime import Runner
+
     new = _split(pa.concat_tables(added)) if added else {}
-    drop = pa.array(sorted(dropped_ids), type=pa.int64())
-    for b in sorted(set(new) | set(dropped_buckets)):
+    buckets = sorted(set(new) | set(dropped_buckets))
+    if not buckets:
+        return
+    runner = tx.runner or Runner(None)
+    n = max(1, min(runner.workers(), len(buckets) // MIN_BUCKETS_PER_TASK))
+    chunks = [(buckets[k::n], {b: new[b] for b in buckets[k::n] if b in new}) for k in range(n)]
+    for actions in runner.map(rewrite_buckets, chunks, window=n, lake_root=tx.lake.store.root, batch_id=tx.batch_id,
+                              dropped_ids=sorted(dropped_ids)):
+        for kind, rel, rows, nbytes in actions:
+            if kind == "remove":
+                tx.remove(INDEX, rel, rows)
+            else:
+                tx.adds.append(FileAction(table=INDEX, path=rel, rows=rows))
+                tx.bytes_staged += nbytes
+
+
+#: Buckets per rewrite task at least: below, a task's overhead outweighs the work.
+MIN_BUCKETS_PER_TASK = 8
+
+
+def rewrite_buckets(item: tuple[list[str], dict[str, pa.Table]], lake_root: str, batch_id: str,
+                    dropped_ids: list[int]) -> list[tuple[str, str, int, int]]:
+    """A task: rewrite the buckets ``item[0]``, adding the rows ``item[1]`` gives each and dropping the
+    frame ids ``dropped_ids``, as one file staged in batch ``batch_id`` per bucket. Returns the file
+    actions: ("remove", rel, rows, 0) for each live file, ("add", rel, rows, bytes) for each new one."""
+    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.log import staging_path
+    from skylake.lake.storage import Storage
+
+    store = Storage(lake_root)
+    buckets, new = item
+    drop = pa.array(dropped_ids, type=pa.int64())
+    actions = []
+    for b in buckets:
         pieces = []
-        for rel, data in _bucket_files(tx.lake.store, b):
-            tx.remove(INDEX, rel, data.num_rows)
+        for rel, data in _bucket_files(store, b):
+            actions.append(("remove", rel, data.num_rows, 0))
             pieces.append(data.filter(pc.invert(pc.is_in(data.column("frame_id"), value_set=drop))))
         if b in new:
             pieces.append(new[b])
         rows = pa.concat_tables(pieces) if pieces else table_schema("frame_index").empty_table()
         if rows.num_rows:
-            tx.stage(INDEX, f"{bucket_dir(b)}/{tx.batch_id}.parquet", rows)
+            rel = f"{bucket_dir(b)}/{batch_id}.parquet"
+            blob = parquet_bytes(rows)
+            store.write_bytes(staging_path(batch_id, f"{INDEX}/{rel}"), blob)
+            actions.append(("add", rel, rows.num_rows, len(blob)))
+    return actions
 
 
 def ensure(lake) -> bool:

@@ -78,16 +78,26 @@ MAX_PARTITIONS_PER_FRAME = 16
 
 
 def order_for_frames(h29: np.ndarray, frame_ids: np.ndarray, order: int) -> int:
+    """The order of new partitions for a batch whose rows have these ``_healpix_29`` and ``frame_ids``
+    (see :func:`order_for_pixel_sets`)."""
+    frame_ids = np.asarray(frame_ids, dtype=np.int64)
+    by_frame = np.argsort(frame_ids, kind="stable")
+    pix = (np.asarray(h29, dtype=np.int64) >> _shift(order))[by_frame]
+    cuts = np.flatnonzero(np.diff(frame_ids[by_frame])) + 1
+    return order_for_pixel_sets(np.split(pix, cuts) if len(pix) else [], order)
+
+
+def order_for_pixel_sets(pixel_sets: list[np.ndarray], order: int) -> int:
     """The order of new partitions for a batch: ``order`` (the lake's), or coarser until no frame of the
     batch spans more than :data:`MAX_PARTITIONS_PER_FRAME` pixels, so a wide-field camera writes a few
-    files per batch, not hundreds (compaction splits partitions that grow past its row threshold)."""
-    while order > 0:
-        keys = np.unique(frame_ids.astype(np.int64) * (12 * 4**order) + (h29 >> _shift(order)))
-        _, per_frame = np.unique(keys // (12 * 4**order), return_counts=True)
-        if per_frame.size == 0 or per_frame.max() <= MAX_PARTITIONS_PER_FRAME:
-            break
+    files per batch, not hundreds (compaction splits partitions that grow past its row threshold).
+    ``pixel_sets`` holds each frame's pixels at ``order``."""
+    sets = [np.unique(np.asarray(p, dtype=np.int64)) for p in pixel_sets]
+    start = order
+    while order > 0 and sets and max(len(s) for s in sets) > MAX_PARTITIONS_PER_FRAME:
         order -= 1
-    return order
+        sets = [np.unique(s >> 2) for s in sets]
+    return order if sets else start
 
 
 def skymap_histogram(h29: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@
       _skylake/log/*.json      the commit log (skylake.lake.log)
       _skylake/published       last published version
       _skylake/staging/        files of batches not yet committed or published
+      _skylake/pieces/<run>/   sources of processed frames, written by workers, until their batch commits
       _skylake/writer.lock     one writer commits at a time
 
 Writers process frames concurrently and serialise only the commit: under the writer lock a
@@ -51,7 +52,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
-from skylake.lake import counts, faults, frame_index, hats_meta
+from skylake.lake import counts, faults, frame_index, hats_meta, pieces
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
@@ -469,6 +470,9 @@ class Lake:
         for name in self.store.listdir(LOG_DIR):
             if name.startswith("."):  # temp file of a put-if-absent cut short
                 self.store.remove(f"{LOG_DIR}/{name}")
+        orphans = pieces.remove_orphans(self.store)  # frame pieces of ingest runs that died
+        if orphans:
+            log.warning("recovered lake %s: removed the frame pieces of ended ingest runs %s", self.url, orphans)
         if rolled_back:
             log.warning("recovered lake %s: rolled back staged batches %s", self.url, rolled_back)
         return {"rolled_forward": rolled_forward, "rolled_back": rolled_back}
@@ -630,6 +634,7 @@ class Transaction:
         self.index_added: list[pa.Table] = []
         self.index_dropped: tuple[set[int], set[str]] = (set(), set())
         self.count_changes = counts.Changes()  # rows of frames and zeropoints added and dropped, for status
+        self.runner = None  # a skylake.runtime.Runner: where writer tasks run (None: in this process)
 
     def full_error(self, exc: BaseException) -> LakeFullError:
         """The one-line error for a full device during this transaction, saying what state the lake is in."""
@@ -702,26 +707,29 @@ class Transaction:
         return dropped
 
     def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
-        """Split ``sources`` by partition, sort each piece by ``_healpix_29``, and stage one file per pixel."""
-        from hats.pixel_math import HealpixPixel
-
+        """Split ``sources`` by partition, sort each piece by ``_healpix_29``, and stage one file per pixel
+        (in this process; ingest's writer tasks do the same on workers: :mod:`skylake.lake.pieces`)."""
         if sources.num_rows == 0:
             return
         h29 = sources.column("_healpix_29").to_numpy()
-        order = np.lexsort((sources.column("source_id").to_numpy(), h29))
-        sources, h29 = sources.take(order), h29[order]
         order = hats_meta.order_for_frames(h29, sources.column("frame_id").to_numpy(), self.lake.config.partition_order)
-        orders, pixels = hats_meta.assign_pixels(h29, self.partitions + sorted(self.new_partitions), order)
-        keys = orders * (1 << 40) + pixels  # rows of one partition are contiguous after the h29 sort
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        ends = np.r_[starts[1:], len(keys)]
-        for s, e in zip(starts, ends):
-            pixel = HealpixPixel(int(orders[s]), int(pixels[s]))
+        for pixel, rows in pieces.split_by_partition(sources, self.partitions + sorted(self.new_partitions), order):
             if pixel not in self.partitions:
                 self.new_partitions.add(pixel)
-            rel = f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet"
-            self.stage(SOURCES, rel, sources.slice(s, e - s), zstd_level)
+            self.stage(SOURCES, f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet",
+                       rows, zstd_level)
         self.skymap_delta += hats_meta.skymap_histogram(h29)
+
+    def add_staged_sources(self, staged: "pieces.StagedSources"):
+        """Record source files a writer task staged in this batch's staging area (:mod:`skylake.lake.pieces`)."""
+        from hats.pixel_math import HealpixPixel
+
+        for rel, rows, nbytes in staged.files:
+            self.adds.append(FileAction(table=SOURCES, path=rel, rows=rows))
+            self.bytes_staged += nbytes
+        for order, pixel in staged.new_partitions:
+            self.new_partitions.add(HealpixPixel(order, pixel))
+        np.add.at(self.skymap_delta, staged.skymap_pixels, staged.skymap_rows)
 
     def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage frame rows, one file per night (``nights`` gives each row's night), and their index rows."""
@@ -760,8 +768,8 @@ class Transaction:
                                              base_sources + d_sources, skymap, table_schema(SOURCES))
             metadata = [f"{SOURCES}/{n}" for n in names]
         metadata += self.metadata
-        for action in self.adds:
-            store.fsync_dir(posixpath.dirname(staging_path(self.batch_id, action.lake_path)))
+        for directory in sorted({posixpath.dirname(staging_path(self.batch_id, a.lake_path)) for a in self.adds}):
+            store.fsync_dir(directory)
         faults.point("before_commit")
         entry = Entry(
             swaps=self._swaps(),

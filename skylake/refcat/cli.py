@@ -36,7 +36,7 @@ def _cmd_import(args) -> int:
     with contextlib.ExitStack() as stack:
         client = None  # import_refcat starts a LocalCluster itself, after checking the files
         if args.scheduler:  # as ingest and calibrate: an unreachable scheduler is a usage error (exit 2)
-            from skylake.ingest import dask_client
+            from skylake.runtime import dask_client
 
             client = stack.enter_context(dask_client(args.scheduler, args.workers))
         report = import_refcat(args.lake, args.name, args.files, args.format, columns_map=args.columns_map,

@@ -270,7 +270,7 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
         try:
             with contextlib.ExitStack() as stack:
                 if client is None:
-                    from skylake.ingest import dask_client
+                    from skylake.runtime import dask_client
 
                     client = stack.enter_context(dask_client(None, workers))
                 t1 = time.monotonic()

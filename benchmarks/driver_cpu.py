@@ -1,0 +1,181 @@
+"""Driver CPU against worker CPU for an ingest on a real dask cluster: the Amdahl ceiling of adding workers.
+
+Run from the repo root (one command)::
+
+    .venv/bin/python benchmarks/driver_cpu.py                 # SkyCamZ copies and synthetic 4k frames, 3 runs
+    .venv/bin/python benchmarks/driver_cpu.py --runs 5 --skycamz-copies 8 --synth4k 8
+
+It starts a ``dask scheduler`` and two ``dask worker`` processes (1 thread each) as separate process
+trees, as on a real cluster, and ingests through ``Client(address)`` into a lake that already holds
+frames (a warm-up batch, which also pays the workers' imports). Per run it measures:
+
+* driver CPU: this process (all threads: the client, the commit), ``getrusage(RUSAGE_SELF)``;
+* worker CPU: the two worker process trees (nanny + worker), from psutil;
+* scheduler CPU: the scheduler process (on a cluster, its own machine or core).
+
+Frame sets: the 14 REAL SkyCamZ frames of ``../shared/data/skycamz`` copied with one header card
+changed per copy (new bytes: new frames to the lake), and SYNTHETIC 4096x4096 frames
+(``skylake.synthetic.write_demo_night``, ~8000 stars each). It prints milliseconds per frame and the
+ratio driver / workers (the target: at most 2 %, a ceiling of 50 workers or more). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SKYCAMZ = Path(os.environ.get("SKYLAKE_SHARED_DATA", REPO.parent / "shared" / "data")) / "skycamz"
+DASK = Path(sys.executable).parent / "dask"
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU seconds of the processes ``pids`` and all their descendants (live ones)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+class Cluster:
+    """A ``dask scheduler`` and ``n`` ``dask worker`` processes in their own process groups."""
+
+    def __init__(self, work: Path, n: int = 2, memory_limit: str = "3GB"):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+        work.mkdir(parents=True, exist_ok=True)
+        self.address_file = work / "scheduler.json"
+        self.procs = [subprocess.Popen([str(DASK), "scheduler", "--scheduler-file", str(self.address_file),
+                                        "--dashboard-address", ":0", "--port", "0"], cwd=work, env=env,
+                                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        deadline = time.monotonic() + 60
+        while not self.address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for k in range(n):
+            d = work / f"worker{k}"
+            d.mkdir(exist_ok=True)
+            self.procs.append(subprocess.Popen(
+                [str(DASK), "worker", "--scheduler-file", str(self.address_file), "--nthreads", "1",
+                 "--nworkers", "1", "--memory-limit", memory_limit, "--dashboard-address", ":0"],
+                cwd=d, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        self.client = Client(scheduler_file=str(self.address_file), timeout=60)
+        self.client.wait_for_workers(n, timeout=120)
+
+    @property
+    def scheduler_pid(self) -> int:
+        return self.procs[0].pid
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self.procs[1:]]
+
+    def close(self):
+        self.client.close()
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def skycamz_copies(out: Path, copies: int, tag: str) -> list[str]:
+    """``copies`` byte-distinct copies of each REAL SkyCamZ frame (one header card differs)."""
+    from astropy.io import fits
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for src in sorted(SKYCAMZ.glob("z_e_*.fits")):
+        with fits.open(src) as hdul:
+            for c in range(copies):
+                hdul[0].header["SKYLCOPY"] = (f"{tag}-{c}", "benchmark copy")
+                dst = out / f"{src.stem}_{tag}{c}.fits"
+                hdul.writeto(dst, overwrite=True)
+                paths.append(str(dst))
+    return paths
+
+
+def measure(cluster: Cluster, lake, paths: list[str], profile: str) -> dict:
+    from skylake.ingest import ingest
+
+    s0, w0, c0, t0 = _tree_cpu([cluster.scheduler_pid]), _tree_cpu(cluster.worker_pids), _self_cpu(), time.perf_counter()
+    report = ingest(lake, paths, profile, client=cluster.client, progress=False)
+    wall = time.perf_counter() - t0
+    c1, w1, s1 = _self_cpu(), _tree_cpu(cluster.worker_pids), _tree_cpu([cluster.scheduler_pid])
+    n = report.ingested + len(report.rejected)
+    assert n == len(paths), (n, len(paths), report)
+    return {"driver": (c1 - c0) / n, "workers": (w1 - w0) / n, "scheduler": (s1 - s0) / n, "wall": wall / n}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per frame set (median reported)")
+    parser.add_argument("--skycamz-copies", type=int, default=4, help="copies of the 14 SkyCamZ frames per run")
+    parser.add_argument("--synth4k", type=int, default=6, help="synthetic 4k frames per run (0: skip)")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.getLogger("skylake").setLevel(logging.ERROR)
+    from skylake.lake import Lake
+    from skylake.synthetic import write_demo_night
+
+    tmp = Path(tempfile.mkdtemp(prefix="skylake-cpu-"))
+    cluster = Cluster(tmp / "cluster")
+    try:
+        sets = []
+        if SKYCAMZ.is_dir():
+            sets.append(("skycamz", "skycamz", "REAL SkyCamZ 1024x1024",
+                         lambda k: skycamz_copies(tmp / f"z{k}", args.skycamz_copies, f"r{k + 1}")))
+        else:
+            print(f"NOTE: no SkyCamZ frames at {SKYCAMZ}: that set is skipped")
+        if args.synth4k:
+            def synth(k):
+                write_demo_night(tmp / f"s{k}", n_frames=args.synth4k, shape=(4096, 4096), n_stars=13300, seed=7,
+                                 start_utc=f"2026-03-{2 + k:02d}T22:00:00")
+                return sorted(str(p) for p in (tmp / f"s{k}").glob("*.fits"))
+            sets.append(("synth-4k", "demo", "SYNTHETIC 4096x4096", synth))
+        for name, profile, what, make in sets:
+            lake = Lake.init(tmp / f"lake-{name}")
+            measure(cluster, lake, make(-1), profile)  # imports on the workers; a lake that has frames
+            runs = [measure(cluster, lake, make(k), profile) for k in range(args.runs)]
+            med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            ratio = med["driver"] / med["workers"]
+            print(f"{name} ({what}), median of {args.runs} runs, ms per frame: driver {1e3 * med['driver']:.1f}, "
+                  f"workers {1e3 * med['workers']:.1f}, scheduler {1e3 * med['scheduler']:.1f}, wall "
+                  f"{1e3 * med['wall']:.0f}; driver / workers = {100 * ratio:.1f} % (ceiling {1 / ratio:.0f} workers)")
+            print("   runs driver/workers: " + " ".join(f"{100 * r['driver'] / r['workers']:.1f}%" for r in runs))
+    finally:
+        cluster.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

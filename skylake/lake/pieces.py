@@ -1,0 +1,240 @@
+"""Workers write the source table: frame pieces, regrouped by partition before the commit.
+
+::
+
+    frame task (worker)    process a file -> write its sources as one piece
+                           (_skylake/pieces/<run>/<frame_key>-<uid>.parquet) -> return the frame record and
+                           a :class:`PixelCounts` (rows per pixel at the lake's partition order)
+    commit (driver)        which frames are new, their ids -> plan_writers: which partitions each writer owns
+    writer task (worker)   read the pieces of its frames -> ids -> one file per partition it owns, staged in
+                           the batch's staging area -> return :class:`StagedSources` (paths, rows, skymap)
+    commit (driver)        frames rows, frame index, HATS metadata, the log entry
+
+So source rows never travel to the driver, and a batch still writes one file per partition it touches
+(never one per frame per partition). A piece lives in its run's directory, which the run holds a lock
+on: a run that dies leaves it behind, and the next transaction's recovery removes it (its lock is free).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from skylake.lake import hats_meta
+from skylake.lake.log import META, staging_path
+from skylake.lake.storage import Storage
+from skylake.schema import conform, table_schema
+
+PIECES_DIR = f"{META}/pieces"
+#: Piece directories of runs whose lock is free and older than this are removed by recovery [s].
+ORPHAN_AGE_S = 60.0
+#: zstd level of a piece: read back once, within minutes, so speed over size.
+PIECE_ZSTD_LEVEL = 1
+
+
+@dataclass
+class PixelCounts:
+    """Rows of one frame per pixel at ``order`` (the lake's partition order), from its ``_healpix_29``."""
+
+    order: int
+    pixels: np.ndarray  # int64, sorted, unique
+    rows: np.ndarray  # int64, rows in each
+
+    @classmethod
+    def of(cls, h29: np.ndarray, order: int) -> "PixelCounts":
+        pixels, rows = np.unique(np.asarray(h29, dtype=np.int64) >> hats_meta._shift(order), return_counts=True)
+        return cls(order, pixels, rows.astype(np.int64))
+
+    def at(self, order: int) -> "PixelCounts":
+        """The same rows counted at a coarser ``order``."""
+        parent, first = np.unique(self.pixels >> (2 * (self.order - order)), return_index=True)
+        return PixelCounts(order, parent, np.add.reduceat(self.rows, first) if len(first) else self.rows[:0])
+
+
+@dataclass
+class StagedSources:
+    """What a writer task staged: files (table-relative path, rows, bytes), partitions it created and its
+    rows' sky map (sparse, at :data:`hats_meta.SKYMAP_ORDER`)."""
+
+    files: list[tuple[str, int, int]] = field(default_factory=list)
+    new_partitions: list[tuple[int, int]] = field(default_factory=list)
+    skymap_pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    skymap_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+# -- the run's piece directory ----------------------------------------------------------------------
+@contextlib.contextmanager
+def piece_run(store: Storage):
+    """A new directory for one run's pieces, locked (``<run>.lock`` beside it) while the run lasts and
+    removed after it. Yields its lake-relative path."""
+    run = f"{PIECES_DIR}/{uuid.uuid4().hex}"
+    try:
+        with store.lock(f"{run}.lock"):  # before the directory exists: an unlocked directory is an orphan
+            try:
+                store.makedirs(run)
+                yield run
+            finally:
+                store.rmtree(run)
+    finally:
+        store.remove(f"{run}.lock")
+        store.remove_empty_dirs(PIECES_DIR)
+
+
+def remove_orphans(store: Storage, min_age_s: float = ORPHAN_AGE_S) -> list[str]:
+    """Remove the pieces of runs that ended without cleaning up (killed): their lock is free. Runs younger
+    than ``min_age_s`` are left alone (a lock file is created an instant before it is locked)."""
+    if not store.exists(PIECES_DIR):
+        return []
+    gone = []
+    now = time.time()
+    for name in sorted(store.listdir(PIECES_DIR)):
+        run = f"{PIECES_DIR}/{name.removesuffix('.lock')}"
+        if not name.endswith(".lock"):
+            if not store.exists(f"{run}.lock") and now - os.path.getmtime(store.full(run)) > min_age_s:
+                store.rmtree(run)  # its lock file went first
+                gone.append(name)
+            continue
+        if now - os.path.getmtime(store.full(f"{run}.lock")) < min_age_s:
+            continue
+        with store.lock(f"{run}.lock", blocking=False) as free:
+            if free:
+                store.rmtree(run)
+                gone.append(name.removesuffix(".lock"))
+        if free:
+            store.remove(f"{run}.lock")
+    return gone
+
+
+# -- frame side -------------------------------------------------------------------------------------
+def write_piece(store: Storage, run: str, frame_key: str, sources: dict[str, np.ndarray], order: int
+                ) -> tuple[str, PixelCounts, int]:
+    """Write one frame's source columns (all but the ids, allocated at commit) as a piece of ``run``.
+
+    Returns the piece's lake-relative path, its rows per pixel at ``order`` and its size in bytes.
+    """
+    from skylake.lake.lake import parquet_bytes
+
+    n = len(sources["_healpix_29"])
+    table = conform({**sources, "frame_id": np.zeros(n, np.int64), "source_id": np.arange(n, dtype=np.int64)},
+                    hats_meta.SOURCES)
+    rel = f"{run}/{frame_key}-{uuid.uuid4().hex[:8]}.parquet"
+    blob = parquet_bytes(table, PIECE_ZSTD_LEVEL)
+    store.write_bytes(rel, blob, fsync=False)  # read back within minutes; the writer fsyncs what it stages
+    return rel, PixelCounts.of(sources["_healpix_29"], order), len(blob)
+
+
+# -- planning (driver) ------------------------------------------------------------------------------
+@dataclass
+class WriterPlan:
+    """One writer task: the pieces it reads, with their frame ids, and the pixels at ``order`` it owns."""
+
+    pieces: list[tuple[str, int]]
+    order: int
+    pixels: np.ndarray
+    rows: int
+
+
+def plan_writers(frames: list[tuple[str, int, PixelCounts]], partitions, lake_order: int, n_writers: int
+                 ) -> tuple[int, list[WriterPlan]]:
+    """Share a batch's partitions among at most ``n_writers`` writer tasks.
+
+    ``frames`` holds (piece, frame id, rows per pixel at ``lake_order``) of each frame with sources;
+    ``partitions`` the lake's. Returns the batch's partition order (:func:`hats_meta.order_for_pixel_sets`)
+    and the plans. Units of work are pixels at that order, merged where an existing coarser partition
+    holds several: no partition is split between writers, so each gets one file per batch.
+    """
+    if not frames:
+        return lake_order, []
+    order = hats_meta.order_for_pixel_sets([c.pixels for _, _, c in frames], lake_order)
+    coarse = {(p.order, p.pixel) for p in partitions if p.order < order}
+    counts = [c.at(order) for _, _, c in frames]
+    all_pix = np.concatenate([c.pixels for c in counts])
+    all_rows = np.concatenate([c.rows for c in counts])
+    pix, inverse = np.unique(all_pix, return_inverse=True)
+    rows = np.bincount(inverse, weights=all_rows).astype(np.int64)
+    unit = {}
+    for q in pix.tolist():
+        unit[q] = next(((o, q >> (2 * (order - o))) for o in range(order) if (o, q >> (2 * (order - o))) in coarse),
+                       (order, q))
+    units: dict[tuple[int, int], list[int]] = {}
+    unit_rows: dict[tuple[int, int], int] = {}
+    for q, r in zip(pix.tolist(), rows.tolist()):
+        units.setdefault(unit[q], []).append(q)
+        unit_rows[unit[q]] = unit_rows.get(unit[q], 0) + r
+    n = max(1, min(n_writers, len(units)))
+    owned: list[list[int]] = [[] for _ in range(n)]
+    load = [0] * n
+    for u in sorted(units, key=lambda u: (-unit_rows[u], u)):  # largest first, to the least loaded writer
+        k = load.index(min(load))
+        owned[k] += units[u]
+        load[k] += unit_rows[u]
+    plans = []
+    for k in range(n):
+        mine = np.asarray(sorted(owned[k]), dtype=np.int64)
+        pieces = [(piece, fid) for (piece, fid, _), c in zip(frames, counts) if np.isin(c.pixels, mine).any()]
+        plans.append(WriterPlan(pieces, order, mine, load[k]))
+    return order, plans
+
+
+# -- writer side ------------------------------------------------------------------------------------
+def split_by_partition(sources: pa.Table, partitions, order: int):
+    """Sort ``sources`` by ``_healpix_29`` (then source id) and yield ``(HealpixPixel, rows)`` per partition
+    (:func:`hats_meta.assign_pixels` with the existing ``partitions``, new ones at ``order``)."""
+    from hats.pixel_math import HealpixPixel
+
+    h29 = sources.column("_healpix_29").to_numpy()
+    order_idx = np.lexsort((sources.column("source_id").to_numpy(), h29))
+    sources, h29 = sources.take(order_idx), h29[order_idx]
+    orders, pixels = hats_meta.assign_pixels(h29, partitions, order)
+    keys = orders * (1 << 40) + pixels  # rows of one partition are contiguous after the h29 sort
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    for s, e in zip(starts, ends):
+        yield HealpixPixel(int(orders[s]), int(pixels[s])), sources.slice(s, e - s)
+
+
+def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, sources_per_frame: int,
+                  name: str | None = None, zstd_level: int | None = None) -> StagedSources:
+    """A writer task: read ``plan``'s pieces, keep the rows of the pixels it owns, give them their ids
+    (``frame_id * sources_per_frame + detection number``), and stage one file per partition in batch
+    ``batch_id``'s staging area. Re-running it (a worker died) rewrites the same files."""
+    from skylake.lake.lake import BATCH_ZSTD_LEVEL, parquet_bytes
+
+    store = Storage(lake_root)
+    schema = table_schema(hats_meta.SOURCES)
+    parts = []
+    for piece, frame_id in plan.pieces:
+        data = pq.read_table(store.full(piece), schema=schema)
+        mine = np.isin(data.column("_healpix_29").to_numpy() >> hats_meta._shift(plan.order), plan.pixels)
+        if not mine.all():
+            data = data.filter(pa.array(mine))
+        fid = np.int64(frame_id)
+        data = data.set_column(schema.get_field_index("frame_id"), "frame_id",
+                               pa.array(np.full(data.num_rows, fid, np.int64)))
+        data = data.set_column(schema.get_field_index("source_id"), "source_id",
+                               pc.add(data.column("source_id"), fid * sources_per_frame))
+        parts.append(data)
+    out = StagedSources()
+    if not parts:
+        return out
+    sources = pa.concat_tables(parts)
+    known = {(p.order, p.pixel) for p in partitions}
+    for pixel, rows in split_by_partition(sources, partitions, plan.order):
+        if (pixel.order, pixel.pixel) not in known:
+            out.new_partitions.append((pixel.order, pixel.pixel))
+        rel = f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or batch_id}.parquet"
+        blob = parquet_bytes(rows, BATCH_ZSTD_LEVEL if zstd_level is None else zstd_level)
+        store.write_bytes(staging_path(batch_id, posixpath.join(hats_meta.SOURCES, rel)), blob)
+        out.files.append((rel, rows.num_rows, len(blob)))
+    sky = sources.column("_healpix_29").to_numpy() >> hats_meta._shift(hats_meta.SKYMAP_ORDER)
+    out.skymap_pixels, out.skymap_rows = np.unique(sky, return_counts=True)
+    return out

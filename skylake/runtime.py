@@ -1,0 +1,139 @@
+"""Where tasks run: a dask.distributed client (a cluster given by address, or a new LocalCluster), or
+this process. Every command that can use a cluster takes its client from :func:`dask_client` and runs
+its tasks through :class:`Runner`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+from skylake.errors import LakeError
+
+log = logging.getLogger(__name__)
+
+
+def _label(item) -> str:
+    from skylake.frame.process import stored_path
+
+    return stored_path(item[0] if isinstance(item, tuple) else str(item))
+
+
+class Runner:
+    """Runs tasks on a dask.distributed client (one future per item), or in this process (no client)."""
+
+    def __init__(self, client=None):
+        self.client = client
+
+    def workers(self) -> int:
+        """Workers the tasks can spread over (1 in this process)."""
+        if self.client is None:
+            return 1
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def map(self, func, items: list, window: int, on_died=None, **kwargs) -> Iterator:
+        """Yield ``func(item, **kwargs)`` results as they complete, with at most ``window`` in flight.
+
+        A task whose worker dies (``distributed.KilledWorker``: out of memory, a crash in C code) is
+        tried once more at the end, alone on the cluster (a dying worker takes the tasks beside it down
+        too); when it dies again, ``on_died(item)`` is yielded in its place (without ``on_died`` the
+        error is raised).
+        """
+        if self.client is None:
+            for item in items:
+                yield func(item, **kwargs)
+            return
+        from distributed import KilledWorker, as_completed
+
+        def compute(item):  # not dask.delayed: it would tokenise the profile for every task (13 ms)
+            return self.client.submit(func, item, pure=False, **kwargs)  # (not scattered: a dead worker loses it)
+
+        items = list(items)
+        pending = as_completed()
+        submitted = {}  # future key -> item
+        suspects = []  # items whose worker died under them
+
+        def submit(item):
+            future = compute(item)
+            submitted[future.key] = item
+            pending.add(future)
+
+        for item in items[:window]:
+            submit(item)
+        nxt = window
+        for future in pending:
+            item = submitted.pop(future.key)
+            try:
+                result, died = future.result(), False
+            except KilledWorker:
+                result, died = None, True
+                log.warning("a worker died while processing %s; it is tried again alone", _label(item))
+                suspects.append(item)
+            finally:
+                future.release()
+            if nxt < len(items):
+                submit(items[nxt])
+                nxt += 1
+            if not died:
+                yield result
+        for item in suspects:
+            future = compute(item)
+            try:
+                result = future.result()
+            except KilledWorker:
+                if on_died is None:
+                    raise
+                log.warning("a worker died again processing %s alone; it is rejected", _label(item))
+                result = on_died(item)
+            finally:
+                future.release()
+            yield result
+
+
+#: Seconds to wait for a dask scheduler given by address before giving up with a usage error.
+SCHEDULER_TIMEOUT_S = 5
+
+
+class SchedulerError(LakeError):
+    """The dask scheduler given by address cannot be reached (a usage error, exit 2)."""
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None):
+    """A client for ``scheduler`` (an address), "synchronous" (no cluster), or a new LocalCluster."""
+    if scheduler == "synchronous":
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerError(f"cannot reach the dask scheduler {scheduler!r} within {SCHEDULER_TIMEOUT_S} s "
+                                 f"({type(exc).__name__}: {exc}); check the address, or leave out --scheduler for a "
+                                 "local cluster") from None
+        with client:
+            yield client
+        return
+    import dask
+
+    n = workers or os.cpu_count() or 1
+    # distributed sets MALLOC_TRIM_THRESHOLD_ in new workers, which also freezes glibc's mmap threshold:
+    # every frame-sized array is then mapped and page-faulted afresh (50-150 ms per 4k frame).
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}
+    # A task that kills its worker is retried once by Runner.map (then rejected), not 3 times by the scheduler.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
+                          "distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def window(runner: Runner) -> int:
+    """Tasks to keep in flight: a few per worker, so workers never wait for the driver."""
+    if runner.client is None:
+        return 1
+    return max(4, 4 * runner.workers())
