@@ -51,7 +51,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
-from skylake.lake import counts, faults, frame_index, hats_meta
+from skylake.lake import counts, faults, frame_index, hats_meta, history
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
@@ -232,10 +232,14 @@ class Lake:
         return cls.open(url)
 
     @classmethod
-    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> "Lake":
+    def open(cls, url: str | os.PathLike, catch_up: bool = True, version: int | None = None) -> "Lake":
         """Open the lake at ``url``, validating ``lake.json`` and the log's published version, and (with
         ``catch_up``) finish publishing a commit an interrupted writer left (:meth:`catch_up`), now and
-        before every ``read_*``. ``catch_up=False`` reads the tables exactly as they are on disk."""
+        before every ``read_*``. ``catch_up=False`` reads the tables exactly as they are on disk.
+
+        ``version=N`` returns a read-only :class:`~skylake.lake.snapshot.Snapshot` whose readers see
+        exactly the rows of commit N (time travel); a version that is not committed, not yet published
+        or vacuumed is a one-line :class:`LakeError` naming it and the versions kept."""
         store = Storage(str(url))
         if store.is_local and not os.path.isdir(store.root):
             what = "is a file" if os.path.exists(store.root) else "does not exist"
@@ -252,6 +256,10 @@ class Lake:
         lake.auto_catch_up = catch_up
         if catch_up:
             lake.catch_up()
+        if version is not None:
+            from skylake.lake.snapshot import Snapshot
+
+            return Snapshot.at(lake, version)
         return lake
 
     @property
@@ -510,8 +518,10 @@ class Lake:
 
         Order: whole directories (``entry.swaps``, one atomic exchange each); files added to other
         directories (one rename each: a new file is new rows, never a copy of live ones); the
-        metadata (so ``partition_info.csv`` lists a pixel only once its files are there); removals
-        outside swapped directories; the published version; last, the staging area, which by then
+        metadata (so ``partition_info.csv`` lists a pixel only once its files are there); the removed
+        files, each moved out of the tables into ``_skylake/removed/<version>/`` (from the live
+        directory, or from the swapped-out one in staging) for time travel until ``skylake vacuum``;
+        every 100th version's checkpoint; the published version; last, the staging area, which by then
         also holds the directories swapped out (deleting them is the slow part, and no reader sees it).
         """
         store = self.store
@@ -555,8 +565,14 @@ class Lake:
                 store.replace(staged, rel)
         for rem in entry.removes:
             if owner(rem.lake_path) is None:
-                store.remove(rem.lake_path)
+                self._retain(entry, rem, rem.lake_path)
                 store.remove_empty_dirs(posixpath.dirname(rem.lake_path))
+            else:  # the swap left the old directory in staging (the fallback: in staging's .old/)
+                for old in (staging_path(entry.batch_id, rem.lake_path),
+                            staging_path(entry.batch_id, f".old/{rem.lake_path}")):
+                    self._retain(entry, rem, old)
+        if entry.version % history.CHECKPOINT_EVERY == 0:
+            history.write_checkpoint(store, self.log, entry.version)
         self.log.set_published(entry.version)
         log.debug("lake %s: published commit %d (%s, %d files added, %d removed, %d directories swapped) in "
                   "%.1f ms; its added files appeared one by one over %.2f ms", self.url, entry.version,
@@ -564,6 +580,19 @@ class Lake:
                   1e3 * ((last_add or 0) - (first_add or 0)))
         faults.point("before_cleanup")
         store.rmtree(staging_path(entry.batch_id))
+
+    def _retain(self, entry: Entry, action: FileAction, rel: str):
+        """Move the file ``rel`` that ``entry`` removes (``action``) out of the tables into the retained
+        area (:mod:`skylake.lake.history`), or delete it if its table is not retained. Nothing to do if
+        it is gone already: a re-run after a kill."""
+        store = self.store
+        if not store.exists(rel):
+            return
+        if history.retained(action):
+            store.replace(rel, history.removed_path(entry.version, action.lake_path))
+        else:
+            store.remove(rel)
+        faults.point("retained")
 
     def _publish_dir(self, entry: Entry, directory: str, adds: list[str], removes: set[str]):
         """Publish ``directory`` (lake-relative) of ``entry`` whole, in one atomic step; ``adds`` and
