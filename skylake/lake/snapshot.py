@@ -139,7 +139,7 @@ class Snapshot(Lake):
     # -- reading -----------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:
         """Absolute path of lake-relative ``rel``: a data file of this version where it is stored now."""
-        return self.store.full(self.files.get(rel, rel))
+        return self._current([rel])[0] if rel in self.files else self.store.full(rel)
 
     def table_files(self, table: str) -> list[str]:
         """This version's data files of ``table``, relative to the table (as :meth:`live_files`)."""
@@ -156,12 +156,23 @@ class Snapshot(Lake):
             files = [f for f in files if posixpath.dirname(f) in parts]
         return files
 
+    def _current(self, rels: list[str]) -> list[str]:
+        """Absolute paths of lake-relative data files of this version, looked up again if a commit since
+        the last look-up moved one into the retained area (a snapshot object outlives later commits)."""
+        if not all(self.store.exists(self.files[r]) for r in rels):
+            oldest = history.oldest_kept(self.store)
+            if self.version < oldest:
+                raise LakeError(f"version {self.version} of lake {self.url} was vacuumed while open: `skylake "
+                                f"vacuum` kept versions {oldest}..{self.log.latest_version()}")
+            self.files = self._locate(self, self.version, oldest)
+        return [self.store.full(self.files[r]) for r in rels]
+
     def _dataset(self, table: str, rels: list[str], schema: pa.Schema, parts) -> pads.Dataset:
         if not rels:
             return pads.dataset(schema.empty_table())
         with self._reading(table):
             return pads.FileSystemDataset.from_paths(
-                [self.path(f"{table}/{r}") for r in rels], schema=schema, format=pads.ParquetFileFormat(),
+                self._current([f"{table}/{r}" for r in rels]), schema=schema, format=pads.ParquetFileFormat(),
                 filesystem=pafs.LocalFileSystem() if self.store.is_local else pafs.PyFileSystem(
                     pafs.FSSpecHandler(self.store.fs)),
                 partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels])
