@@ -87,7 +87,7 @@ def _days(text: str) -> float:
         days = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if not days >= 0:
+    if not 0 <= days < 1e6:  # NaN and inf too
         raise argparse.ArgumentTypeError(f"expected a number of days >= 0, got {text!r}")
     return days
 

@@ -12,6 +12,8 @@
       _skylake/log/*.json      the commit log (skylake.lake.log)
       _skylake/published       last published version
       _skylake/staging/        files of batches not yet committed or published
+      _skylake/removed/N/      files commit N removed, kept for older versions until `skylake vacuum`
+      _skylake/checkpoints/    N.parquet: the files live at every 100th version
       _skylake/writer.lock     one writer commits at a time
 
 Writers process frames concurrently and serialise only the commit: under the writer lock a
@@ -24,6 +26,11 @@ A partition or night that loses files in a commit (compaction, ``--redo``, a rec
 published whole, by swapping its directory with the staged one in one atomic step; a table whose
 rows move between partitions (a split) is swapped whole. So a reader listing the directories (lsdb,
 DuckDB) never sees a row twice; only a plain ingest's new files appear one by one.
+
+Removed files are not deleted but moved out of the tables into ``_skylake/removed/<version>/``, so
+``Lake.open(url, version=N)`` reads exactly the rows of commit N (a read-only
+:class:`~skylake.lake.snapshot.Snapshot`; :mod:`skylake.lake.history` has the layout) until
+``skylake vacuum`` deletes what no kept version needs (:func:`skylake.lake.snapshot.vacuum`).
 
 Opening validates ``lake.json`` and the log, and creating refuses a path that is a file, inside a
 HATS catalogue or another lake, or a non-empty directory: each with a one-line
@@ -602,7 +609,8 @@ class Lake:
         file the entry does not remove (other batches' files, anything foreign) is hard-linked into
         it, then the two directories are exchanged (``renameat2(RENAME_EXCHANGE)``), so a reader
         sees the old directory or the new one, never both. The staged path then holds the old
-        directory, removed with the staging area. Without RENAME_EXCHANGE: the live directory is
+        directory, from which :meth:`_publish` moves the removed files into the retained area before
+        deleting the staging area. Without RENAME_EXCHANGE: the live directory is
         renamed to ``staging/<batch>/.old/<directory>`` and the new one into place (absent for that
         moment, never doubled). Re-running after a kill at any point finishes the job: done means
         every added file is live and no removed one is.

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import operator
+import os
 import posixpath
 
 import pyarrow as pa
@@ -91,23 +92,23 @@ class Snapshot(Lake):
     @staticmethod
     def _locate(lake: Lake, version: int, oldest: int) -> dict[str, str]:
         store = lake.store
+        exists = (lambda rel: os.path.exists(store.full(rel))) if store.is_local else store.exists  # stat: no fsspec
         files = history.files_at(store, lake.log, version)
         moved = history.removed_by(store, lake.log, version, lake.log.published_version())
         where: dict[str, str] = {}
         missing = []
         for rel in files:
             kept = history.removed_path(moved[rel], rel) if rel in moved else None
-            if kept is not None and store.exists(kept):
+            if kept is not None and exists(kept):
                 where[rel] = kept
-            elif store.exists(rel):  # live (or a later commit is moving it right now)
+            elif exists(rel):  # live (or a later commit is moving it right now)
                 where[rel] = rel
             else:
                 missing.append(rel)
         if missing:
             raise LakeError(f"version {version} of lake {lake.url} cannot be read: {len(missing)} of its "
                             f"{len(files)} files are gone (e.g. {missing[0]}), removed before the lake kept removed "
-                            f"files or deleted by hand; versions {oldest}..{lake.log.latest_version()} are kept, "
-                            "try a later one")
+                            f"files or deleted by hand; try a later version (the latest is {lake.log.latest_version()})")
         return where
 
     def __repr__(self) -> str:
@@ -159,7 +160,8 @@ class Snapshot(Lake):
     def _current(self, rels: list[str]) -> list[str]:
         """Absolute paths of lake-relative data files of this version, looked up again if a commit since
         the last look-up moved one into the retained area (a snapshot object outlives later commits)."""
-        if not all(self.store.exists(self.files[r]) for r in rels):
+        full = [self.store.full(self.files[r]) for r in rels]
+        if not all(map(os.path.exists if self.store.is_local else self.store.fs.exists, full)):
             oldest = history.oldest_kept(self.store)
             if self.version < oldest:
                 raise LakeError(f"version {self.version} of lake {self.url} was vacuumed while open: `skylake "
@@ -215,7 +217,7 @@ def vacuum(lake: Lake, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool =
     anything is deleted, so a kill mid-vacuum never leaves a version that reads partly. ``dry_run``
     lists the same without deleting. Returns what was (or would be) removed.
     """
-    if isinstance(retain_days, bool) or not isinstance(retain_days, (int, float)) or not retain_days >= 0:
+    if isinstance(retain_days, bool) or not isinstance(retain_days, (int, float)) or not 0 <= retain_days < 1e6:
         raise LakeError(f"--retain must be a number of days >= 0, got {retain_days!r}")
     if not dry_run:
         lake.check_writable()
