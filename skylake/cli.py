@@ -69,9 +69,28 @@ def _cmd_status(args) -> int:
     from skylake.lake import Lake
     from skylake.status import format_status, lake_status
 
-    status = lake_status(Lake.open(args.lake))
+    status = lake_status(Lake.open(args.lake, version=args.at_version))
     print(json.dumps(status, indent=1) if args.json else format_status(status))
     return 0
+
+
+def _cmd_vacuum(args) -> int:
+    from skylake.lake import Lake
+    from skylake.lake.snapshot import format_vacuum, vacuum
+
+    print(format_vacuum(vacuum(Lake.open(args.lake), retain_days=args.retain, dry_run=args.dry_run)))
+    return 0
+
+
+def _days(text: str) -> float:
+    """``--retain``: a number of days >= 0."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not 0 <= days < 1e6:  # NaN and inf too
+        raise argparse.ArgumentTypeError(f"expected a number of days >= 0, got {text!r}")
+    return days
 
 
 def _cmd_compact(args) -> int:
@@ -147,15 +166,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_ingest)
 
-    p = sub.add_parser("status", help="what the lake holds")
+    p = sub.add_parser("status", help="what the lake holds (now, or at a past version)",
+                       description="What the lake holds: frames by status and reason, rows, partitions, files, "
+                                   "the last commit. With --version N: as it was at commit N, counted from that "
+                                   "version's files. Exit codes: 0 done; 2 not a lake, or version N is not kept "
+                                   "(the message names the versions kept).")
     p.add_argument("lake")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--version", dest="at_version", type=int, default=None, metavar="N",
+                   help="the lake as it was at commit N (time travel; `skylake vacuum` decides how far back)")
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("compact", help="merge each partition's batch files into one (answers unchanged)")
     p.add_argument("lake")
     p.add_argument("--max-rows", type=int, default=5_000_000, help="split partitions above this many rows")
     p.set_defaults(func=_cmd_compact)
+
+    p = sub.add_parser("vacuum", help="delete removed files that no kept version needs",
+                       description="Files a commit removes (compaction, --redo, a recalibration) are kept under "
+                                   "LAKE/_skylake/removed/ so older versions stay readable (Lake.open(url, "
+                                   "version=N), status --version N). vacuum keeps every version committed within "
+                                   "--retain days, and the one live at the cut-off, deletes the removed files no "
+                                   "kept version needs and the staging files of uncommitted batches, and prints "
+                                   "what it removed. Takes the writer lock. Exit codes: 0 done (also with nothing "
+                                   "to remove); 2 not a lake, a read-only lake, or a bad --retain.")
+    p.add_argument("lake")
+    p.add_argument("--retain", type=_days, default=7.0, metavar="DAYS",
+                   help="keep the versions of the last DAYS days (default 7; 0: only the latest)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.set_defaults(func=_cmd_vacuum)
 
     p = sub.add_parser("repair", help="finish or undo an interrupted commit")
     p.add_argument("lake")

@@ -1,8 +1,9 @@
 """``skylake status``: what a lake holds, from its commit log and tables.
 
 Opening the lake finishes a publish an interrupted writer left (:meth:`skylake.lake.Lake.catch_up`),
-so the counts are those of the last commit. A corrupt log entry, ``published`` file or table file is
-a one-line :class:`~skylake.errors.LakeError` naming it (exit code 2).
+so the counts are those of the last commit; ``--version N`` gives those of commit N, read from its
+files (time travel). A corrupt log entry, ``published`` file or table file, or a version that is not
+kept, is a one-line :class:`~skylake.errors.LakeError` naming it (exit code 2).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from skylake.errors import LakeError
 from skylake.lake import Lake, counts
 from skylake.lake.hats_meta import count_partitions
 from skylake.lake.lake import FRAMES, SOURCES
+from skylake.lake.snapshot import Snapshot
 
 
 def _partitions(lake: Lake) -> int:
@@ -24,12 +26,18 @@ def _partitions(lake: Lake) -> int:
 def lake_status(lake: Lake) -> dict:
     """Frames by status and reason, source rows, partitions, files and the last commit: from the running
     totals (:mod:`skylake.lake.counts`, the same cost on any archive), or, for a lake made before them,
-    from the tables."""
-    latest = lake.log.latest()
-    published = lake.log.published_version()
-    totals = counts.read(lake)
-    if totals is None:
-        totals = counts.from_tables(lake, latest.version if latest else 0)
+    from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot` (``Lake.open(url, version=N)``): the
+    lake as it was at commit N, counted from that version's tables (``last_commit`` is N)."""
+    if isinstance(lake, Snapshot):
+        latest, published, partitions = lake.entry, lake.version, lake.partitions()
+        totals = counts.from_tables(lake, lake.version)
+    else:
+        latest = lake.log.latest()
+        published = lake.log.published_version()
+        totals = counts.read(lake)
+        if totals is None:
+            totals = counts.from_tables(lake, latest.version if latest else 0)
+        partitions = _partitions(lake)
     return {
         "lake": lake.url,
         "frames": totals["frames"],
@@ -38,7 +46,7 @@ def lake_status(lake: Lake) -> dict:
         "nights": len(totals["nights"]),
         "source_rows": totals["source_rows"],
         "source_rows_committed": latest.sources_rows if latest else 0,
-        "partitions": _partitions(lake),
+        "partitions": partitions,
         "source_files": totals["files"].get(SOURCES, 0),
         "frame_files": totals["files"].get(FRAMES, 0),
         # calibrated frames per reference catalogue and zp_status (skylake calibrate; LAKE/zeropoints)
@@ -49,11 +57,13 @@ def lake_status(lake: Lake) -> dict:
             "committed_at": latest.committed_at},
         "published_version": published,
         "consistent": (latest.version if latest else 0) == published,
+        "version": lake.version if isinstance(lake, Snapshot) else None,  # None: the live lake
     }
 
 
 def format_status(status: dict) -> str:
-    lines = [f"lake {status['lake']}"]
+    at = status.get("version")
+    lines = [f"lake {status['lake']}" + (f" at version {at}" if at else "")]
     lines.append(f"  frames       {status['frames']} in {status['nights']} nights: " +
                  ", ".join(f"{k} {v}" for k, v in status["frames_by_status"].items()))
     for r in status["reasons"]:

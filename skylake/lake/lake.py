@@ -13,6 +13,8 @@
       _skylake/published       last published version
       _skylake/staging/        files of batches not yet committed or published
       _skylake/pieces/<run>/   sources of processed frames, written by workers, until their batch commits
+      _skylake/removed/N/      files commit N removed, kept for older versions until `skylake vacuum`
+      _skylake/checkpoints/    N.parquet: the files live at every 100th version
       _skylake/writer.lock     one writer commits at a time
 
 Writers process frames concurrently and serialise only the commit: under the writer lock a
@@ -25,6 +27,11 @@ A partition or night that loses files in a commit (compaction, ``--redo``, a rec
 published whole, by swapping its directory with the staged one in one atomic step; a table whose
 rows move between partitions (a split) is swapped whole. So a reader listing the directories (lsdb,
 DuckDB) never sees a row twice; only a plain ingest's new files appear one by one.
+
+Removed files are not deleted but moved out of the tables into ``_skylake/removed/<version>/``, so
+``Lake.open(url, version=N)`` reads exactly the rows of commit N (a read-only
+:class:`~skylake.lake.snapshot.Snapshot`; :mod:`skylake.lake.history` has the layout) until
+``skylake vacuum`` deletes what no kept version needs (:func:`skylake.lake.snapshot.vacuum`).
 
 Opening validates ``lake.json`` and the log, and creating refuses a path that is a file, inside a
 HATS catalogue or another lake, or a non-empty directory: each with a one-line
@@ -52,7 +59,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
-from skylake.lake import counts, faults, frame_index, hats_meta, pieces
+from skylake.lake import counts, faults, frame_index, hats_meta, history, pieces
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
@@ -233,10 +240,14 @@ class Lake:
         return cls.open(url)
 
     @classmethod
-    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> "Lake":
+    def open(cls, url: str | os.PathLike, catch_up: bool = True, version: int | None = None) -> "Lake":
         """Open the lake at ``url``, validating ``lake.json`` and the log's published version, and (with
         ``catch_up``) finish publishing a commit an interrupted writer left (:meth:`catch_up`), now and
-        before every ``read_*``. ``catch_up=False`` reads the tables exactly as they are on disk."""
+        before every ``read_*``. ``catch_up=False`` reads the tables exactly as they are on disk.
+
+        ``version=N`` returns a read-only :class:`~skylake.lake.snapshot.Snapshot` whose readers see
+        exactly the rows of commit N (time travel); a version that is not committed, not yet published
+        or vacuumed is a one-line :class:`LakeError` naming it and the versions kept."""
         store = Storage(str(url))
         if store.is_local and not os.path.isdir(store.root):
             what = "is a file" if os.path.exists(store.root) else "does not exist"
@@ -253,6 +264,10 @@ class Lake:
         lake.auto_catch_up = catch_up
         if catch_up:
             lake.catch_up()
+        if version is not None:
+            from skylake.lake.snapshot import Snapshot
+
+            return Snapshot.at(lake, version)
         return lake
 
     @property
@@ -514,8 +529,10 @@ class Lake:
 
         Order: whole directories (``entry.swaps``, one atomic exchange each); files added to other
         directories (one rename each: a new file is new rows, never a copy of live ones); the
-        metadata (so ``partition_info.csv`` lists a pixel only once its files are there); removals
-        outside swapped directories; the published version; last, the staging area, which by then
+        metadata (so ``partition_info.csv`` lists a pixel only once its files are there); the removed
+        files, each moved out of the tables into ``_skylake/removed/<version>/`` (from the live
+        directory, or from the swapped-out one in staging) for time travel until ``skylake vacuum``;
+        every 100th version's checkpoint; the published version; last, the staging area, which by then
         also holds the directories swapped out (deleting them is the slow part, and no reader sees it).
         """
         store = self.store
@@ -559,8 +576,14 @@ class Lake:
                 store.replace(staged, rel)
         for rem in entry.removes:
             if owner(rem.lake_path) is None:
-                store.remove(rem.lake_path)
+                self._retain(entry, rem, rem.lake_path)
                 store.remove_empty_dirs(posixpath.dirname(rem.lake_path))
+            else:  # the swap left the old directory in staging (the fallback: in staging's .old/)
+                for old in (staging_path(entry.batch_id, rem.lake_path),
+                            staging_path(entry.batch_id, f".old/{rem.lake_path}")):
+                    self._retain(entry, rem, old)
+        if entry.version % history.CHECKPOINT_EVERY == 0:
+            history.write_checkpoint(store, self.log, entry.version)
         self.log.set_published(entry.version)
         log.debug("lake %s: published commit %d (%s, %d files added, %d removed, %d directories swapped) in "
                   "%.1f ms; its added files appeared one by one over %.2f ms", self.url, entry.version,
@@ -568,6 +591,19 @@ class Lake:
                   1e3 * ((last_add or 0) - (first_add or 0)))
         faults.point("before_cleanup")
         store.rmtree(staging_path(entry.batch_id))
+
+    def _retain(self, entry: Entry, action: FileAction, rel: str):
+        """Move the file ``rel`` that ``entry`` removes (``action``) out of the tables into the retained
+        area (:mod:`skylake.lake.history`), or delete it if its table is not retained. Nothing to do if
+        it is gone already: a re-run after a kill."""
+        store = self.store
+        if not store.exists(rel):
+            return
+        if history.retained(action):
+            store.replace(rel, history.removed_path(entry.version, action.lake_path))
+        else:
+            store.remove(rel)
+        faults.point("retained")
 
     def _publish_dir(self, entry: Entry, directory: str, adds: list[str], removes: set[str]):
         """Publish ``directory`` (lake-relative) of ``entry`` whole, in one atomic step; ``adds`` and
@@ -577,7 +613,8 @@ class Lake:
         file the entry does not remove (other batches' files, anything foreign) is hard-linked into
         it, then the two directories are exchanged (``renameat2(RENAME_EXCHANGE)``), so a reader
         sees the old directory or the new one, never both. The staged path then holds the old
-        directory, removed with the staging area. Without RENAME_EXCHANGE: the live directory is
+        directory, from which :meth:`_publish` moves the removed files into the retained area before
+        deleting the staging area. Without RENAME_EXCHANGE: the live directory is
         renamed to ``staging/<batch>/.old/<directory>`` and the new one into place (absent for that
         moment, never doubled). Re-running after a kill at any point finishes the job: done means
         every added file is live and no removed one is.

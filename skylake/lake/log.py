@@ -9,8 +9,9 @@ Modelled on Delta Lake's ``_delta_log`` (../shared/research/anchors.md §4):
   metadata, each step an atomic rename, then advances ``_skylake/published``. Directories listed in
   the entry's ``swaps`` (a compacted or rewritten partition; a whole table whose rows move between
   partitions) are published whole, in one atomic exchange (:meth:`skylake.lake.Lake._publish_dir`).
-  Publishing is a pure function of the log entry, so an interrupted publish is rolled forward by
-  running it again.
+  Files the entry removes are moved into ``_skylake/removed/<version>/`` for older versions to read
+  (:mod:`skylake.lake.history`). Publishing is a pure function of the log entry, so an interrupted
+  publish is rolled forward by running it again.
 
 Everything read here is validated: a corrupt entry or ``published`` file raises a one-line
 :class:`skylake.errors.LakeError` naming the file, never a parser's traceback.

@@ -1,0 +1,288 @@
+"""Time travel and vacuum: read the lake as it was at a commit, and delete what no kept version needs.
+
+``Lake.open(url, version=N)`` returns a :class:`Snapshot`: a read-only lake whose ``read_*`` and
+``*_dataset`` methods read exactly the data files of commit N (:func:`skylake.lake.history.files_at`),
+wherever they are now: still live, or retained under ``_skylake/removed/<v>/`` by the later commit v
+that removed them. ``skylake vacuum LAKE --retain DAYS`` (:func:`vacuum`) deletes the retained files
+no kept version needs; a version it no longer keeps is refused with one line naming what is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import operator
+import os
+import posixpath
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from skylake.errors import LakeError
+from skylake.lake import history
+from skylake.lake.lake import SOURCES, UNKNOWN_NIGHT, Lake, _now
+from skylake.lake.log import STAGING_DIR
+from skylake.schema import table_schema
+
+log = logging.getLogger(__name__)
+
+#: ``skylake vacuum``'s default retention [days].
+DEFAULT_RETAIN_DAYS = 7.0
+_HATS_PARTS = (("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64()))
+_always = pc.scalar(True)  # the partition expression of a file outside any key=value directory
+
+
+def _partition(rel: str, fields) -> pc.Expression | None:
+    """The partition expression of a table-relative file path from its ``key=value`` directories
+    (``night=unknown``: a null night, as the live readers' ``null_fallback``)."""
+    values = dict(seg.split("=", 1) for seg in posixpath.dirname(rel).split("/") if "=" in seg)
+    expr = None
+    for name, typ in fields:
+        if name not in values:
+            continue
+        value = values[name]
+        term = (pc.field(name).is_null() if name == "night" and value == UNKNOWN_NIGHT
+                else pc.field(name) == pa.scalar(value).cast(typ))
+        expr = term if expr is None else expr & term
+    return expr
+
+
+class Snapshot(Lake):
+    """The lake ``url`` as it was at commit ``version``: read-only (made by :meth:`Lake.open`).
+
+    ``files`` maps each data file of the version (lake-relative, as the log names it) to where it is
+    stored now (the same path, or its retained copy).
+    """
+
+    def __init__(self, lake: Lake, version: int, files: dict[str, str]):
+        super().__init__(lake.url, lake.config)
+        self.version = version
+        self.entry = lake.log.read(version)
+        self.files = files
+        self.auto_catch_up = False
+
+    @classmethod
+    def at(cls, lake: Lake, version) -> "Snapshot":
+        """The snapshot of ``lake`` at ``version``; a one-line LakeError naming it when it is not a
+        committed version, is not yet published, or was vacuumed."""
+        latest, published = lake.log.latest_version(), lake.log.published_version()
+        try:
+            number = None if isinstance(version, bool) else operator.index(version)
+        except TypeError:
+            number = None
+        if number is None:
+            raise LakeError(f"lake {lake.url}: version must be a commit number, got {version!r}")
+        version = number
+        oldest = history.oldest_kept(lake.store)
+        if not 1 <= version <= latest:
+            raise LakeError(f"lake {lake.url} has no version {version}: its versions are "
+                            + (f"{oldest}..{latest}" if latest else "none yet (nothing committed)"))
+        if version < oldest:
+            raise LakeError(f"version {version} of lake {lake.url} was vacuumed: `skylake vacuum` kept versions "
+                            f"{oldest}..{latest}")
+        if version > published:
+            raise LakeError(f"version {version} of lake {lake.url} is committed but not published (published: "
+                            f"{published}); run `skylake repair {lake.url}` (a writer's job)")
+        return cls(lake, version, cls._locate(lake, version, oldest))
+
+    @staticmethod
+    def _locate(lake: Lake, version: int, oldest: int) -> dict[str, str]:
+        store = lake.store
+        exists = (lambda rel: os.path.exists(store.full(rel))) if store.is_local else store.exists  # stat: no fsspec
+        files = history.files_at(store, lake.log, version)
+        moved = history.removed_by(store, lake.log, version, lake.log.published_version())
+        where: dict[str, str] = {}
+        missing = []
+        for rel in files:
+            kept = history.removed_path(moved[rel], rel) if rel in moved else None
+            if kept is not None and exists(kept):
+                where[rel] = kept
+            elif exists(rel):  # live (or a later commit is moving it right now)
+                where[rel] = rel
+            else:
+                missing.append(rel)
+        if missing:
+            raise LakeError(f"version {version} of lake {lake.url} cannot be read: {len(missing)} of its "
+                            f"{len(files)} files are gone (e.g. {missing[0]}), removed before the lake kept removed "
+                            f"files or deleted by hand; try a later version (the latest is {lake.log.latest_version()})")
+        return where
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.url!r}, version={self.version})"
+
+    # -- read-only ---------------------------------------------------------------------------------
+    def _read_only(self, what: str) -> LakeError:
+        return LakeError(f"lake {self.url} is opened at version {self.version}, read-only: cannot {what}; "
+                         "open it without version= to write")
+
+    def check_writable(self):
+        raise self._read_only("write")
+
+    def transaction(self, operation: str):
+        raise self._read_only(operation)
+
+    def repair(self) -> dict:
+        raise self._read_only("repair")
+
+    def roll_forward(self) -> list[int]:
+        raise self._read_only("publish")
+
+    def recover(self) -> dict:
+        raise self._read_only("recover")
+
+    def catch_up(self, wait: float = 0) -> int:
+        return self.version  # a published version never changes
+
+    # -- reading -----------------------------------------------------------------------------------
+    def path(self, rel: str = "") -> str:
+        """Absolute path of lake-relative ``rel``: a data file of this version where it is stored now."""
+        return self._current([rel])[0] if rel in self.files else self.store.full(rel)
+
+    def table_files(self, table: str) -> list[str]:
+        """This version's data files of ``table``, relative to the table (as :meth:`live_files`)."""
+        prefix = f"{table}/"
+        return sorted(rel[len(prefix):] for rel in self.files if rel.startswith(prefix))
+
+    def live_files(self, table: str, nights=None) -> list[str]:
+        """This version's data files of ``table`` (of ``nights`` only, when given), relative to it."""
+        files = self.table_files(table)
+        if nights is not None:
+            from skylake.lake.lake import night_partition
+
+            parts = {f"night={night_partition(n)}" for n in nights}
+            files = [f for f in files if posixpath.dirname(f) in parts]
+        return files
+
+    def _current(self, rels: list[str]) -> list[str]:
+        """Absolute paths of lake-relative data files of this version, looked up again if a commit since
+        the last look-up moved one into the retained area (a snapshot object outlives later commits)."""
+        full = [self.store.full(self.files[r]) for r in rels]
+        if not all(map(os.path.exists if self.store.is_local else self.store.fs.exists, full)):
+            oldest = history.oldest_kept(self.store)
+            if self.version < oldest:
+                raise LakeError(f"version {self.version} of lake {self.url} was vacuumed while open: `skylake "
+                                f"vacuum` kept versions {oldest}..{self.log.latest_version()}")
+            self.files = self._locate(self, self.version, oldest)
+        return [self.store.full(self.files[r]) for r in rels]
+
+    def _dataset(self, table: str, rels: list[str], schema: pa.Schema, parts) -> pads.Dataset:
+        if not rels:
+            return pads.dataset(schema.empty_table())
+        with self._reading(table):
+            return pads.FileSystemDataset.from_paths(
+                self._current([f"{table}/{r}" for r in rels]), schema=schema, format=pads.ParquetFileFormat(),
+                filesystem=pafs.LocalFileSystem() if self.store.is_local else pafs.PyFileSystem(
+                    pafs.FSSpecHandler(self.store.fs)),
+                partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels])
+
+    def night_dataset(self, table: str) -> pads.Dataset:
+        """A night-partitioned table at this version (``night`` from the file's partition directory)."""
+        schema = table_schema(table).append(pa.field("night", pa.string()))
+        return self._dataset(table, self.table_files(table), schema, [("night", pa.string())])
+
+    def sources_dataset(self) -> pads.Dataset:
+        """The source table at this version, with ``Norder``, ``Dir``, ``Npix`` from the partition paths."""
+        schema = table_schema(SOURCES)
+        for name, typ in _HATS_PARTS:
+            schema = schema.append(pa.field(name, typ))
+        rels = [r for r in self.table_files(SOURCES) if r.startswith("dataset/")]
+        return self._dataset(SOURCES, rels, schema, _HATS_PARTS)
+
+    def partitions(self) -> int:
+        """Source partitions holding rows at this version."""
+        return len({posixpath.dirname(r) for r in self.table_files(SOURCES) if r.startswith("dataset/")})
+
+
+# -- vacuum ----------------------------------------------------------------------------------------
+def _committed_at(lake: Lake, version: int) -> dt.datetime:
+    text = lake.log.read(version).committed_at
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise LakeError(f"commit {version} of lake {lake.url} has committed_at {text!r}, not an ISO time") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def vacuum(lake: Lake, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool = False, now=None) -> dict:
+    """Delete the retained files no kept version needs, and staging leftovers; under the writer lock.
+
+    Kept: every version committed within ``retain_days`` of ``now``, and the newest one committed
+    before that (it was the lake for part of the window); ``retain_days=0`` keeps only the latest. A
+    file removed by commit v is needed only by versions before v, so ``removed/<v>/`` goes once v is
+    at or below the oldest kept version. That version is recorded (``_skylake/vacuumed.json``) before
+    anything is deleted, so a kill mid-vacuum never leaves a version that reads partly. ``dry_run``
+    lists the same without deleting. Returns what was (or would be) removed.
+    """
+    if isinstance(retain_days, bool) or not isinstance(retain_days, (int, float)) or not 0 <= retain_days < 1e6:
+        raise LakeError(f"--retain must be a number of days >= 0, got {retain_days!r}")
+    if not dry_run:
+        lake.check_writable()
+    lock = lake._lock() if lake.writable() else contextlib.nullcontext()
+    with lock:
+        if not dry_run:
+            lake.roll_forward()  # a committed batch's staging is not a leftover
+        staging = [f"{STAGING_DIR}/{name}" for name in lake.store.listdir(STAGING_DIR)]
+        staging_files, staging_bytes = [], 0
+        for rel in staging:
+            files, size = history.tree_size(lake.store, rel)
+            staging_files += files
+            staging_bytes += size
+        latest = lake.log.latest_version()
+        before = history.oldest_kept(lake.store)
+        cutoff = (now or _now()) - dt.timedelta(days=retain_days)
+        older = [v for v in range(before, latest + 1) if _committed_at(lake, v) < cutoff]
+        oldest = max([before, *older[-1:]]) if latest else before
+        if retain_days == 0:
+            oldest = max(oldest, latest)
+        doomed = [v for v in history.retained_versions(lake.store) if v <= oldest]
+        files, size = [], 0
+        for v in doomed:
+            f, s = history.tree_size(lake.store, history.version_dir(v))
+            files += f
+            size += s
+        if not dry_run:
+            if latest and oldest > before:
+                lake.store.write_atomic(history.VACUUMED, json.dumps(
+                    {"oldest_version": oldest, "retain_days": retain_days, "vacuumed_at": _now().isoformat()}).encode())
+            for v in doomed:
+                lake.store.rmtree(history.version_dir(v))
+            lake.recover()  # the staging leftovers
+    result = {"lake": lake.url, "dry_run": dry_run, "retain_days": retain_days, "cutoff": cutoff.isoformat(),
+              "kept_versions": [oldest, latest] if latest else [], "versions_vacuumed": doomed,
+              "files": len(files), "bytes": size, "paths": files,
+              "staging_batches": [posixpath.basename(s) for s in staging], "staging_files": len(staging_files),
+              "staging_bytes": staging_bytes}
+    log.info("vacuum of %s: %s", lake.url, {k: v for k, v in result.items() if k != "paths"})
+    return result
+
+
+def format_vacuum(result: dict) -> str:
+    """What ``skylake vacuum`` prints: the versions kept, then what it removed (or would remove)."""
+    verb = "would remove" if result["dry_run"] else "removed"
+    kept = result["kept_versions"]
+    lines = [f"vacuum {result['lake']}: keeping versions " + (f"{kept[0]}..{kept[1]}" if kept else "none (no commits)")
+             + f" (committed after {result['cutoff']}, and the one live then)"]
+    lines.append(f"  {verb} {result['files']} retained files ({result['bytes']} bytes) of versions "
+                 f"{_ranges(result['versions_vacuumed']) or 'none'}")
+    lines.append(f"  {verb} {result['staging_files']} staging files ({result['staging_bytes']} bytes) of "
+                 f"{len(result['staging_batches'])} uncommitted batches")
+    if result["dry_run"]:
+        lines += [f"    {p}" for p in result["paths"]]
+    return "\n".join(lines)
+
+
+def _ranges(versions: list[int]) -> str:
+    out, run = [], []
+    for v in versions:
+        if run and v != run[-1] + 1:
+            out.append(f"{run[0]}" if len(run) == 1 else f"{run[0]}..{run[-1]}")
+            run = []
+        run.append(v)
+    if run:
+        out.append(f"{run[0]}" if len(run) == 1 else f"{run[0]}..{run[-1]}")
+    return ", ".join(out)
+
