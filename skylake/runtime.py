@@ -15,8 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def _label(item) -> str:
+    """A task's item for a message: a (path, ...) tuple's path, a chunk's first path and count, or the item."""
     from skylake.frame.process import stored_path
 
+    if isinstance(item, list) and item:
+        return _label(item[0]) + (f" (and {len(item) - 1} more)" if len(item) > 1 else "")
     return stored_path(item[0] if isinstance(item, tuple) else str(item))
 
 
@@ -32,13 +35,15 @@ class Runner:
             return 1
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def map(self, func, items: list, window: int, on_died=None, **kwargs) -> Iterator:
+    def map(self, func, items: list, window: int, on_died=None, split=None, priority: int = 0, **kwargs) -> Iterator:
         """Yield ``func(item, **kwargs)`` results as they complete, with at most ``window`` in flight.
 
         A task whose worker dies (``distributed.KilledWorker``: out of memory, a crash in C code) is
         tried once more at the end, alone on the cluster (a dying worker takes the tasks beside it down
         too); when it dies again, ``on_died(item)`` is yielded in its place (without ``on_died`` the
-        error is raised).
+        error is raised). ``split(item)``, when given, breaks a died item (a chunk of files) into items
+        tried alone instead, so that only the one that kills its worker is given up. ``priority``: the
+        scheduler runs tasks of higher priority first (a commit's writers before further frames).
         """
         if self.client is None:
             for item in items:
@@ -47,7 +52,8 @@ class Runner:
         from distributed import KilledWorker, as_completed
 
         def compute(item):  # not dask.delayed: it would tokenise the profile for every task (13 ms)
-            return self.client.submit(func, item, pure=False, **kwargs)  # (not scattered: a dead worker loses it)
+            return self.client.submit(func, item, pure=False, priority=priority, **kwargs)  # (not scattered:
+            # a dead worker would lose it)
 
         items = list(items)
         pending = as_completed()
@@ -68,8 +74,10 @@ class Runner:
                 result, died = future.result(), False
             except KilledWorker:
                 result, died = None, True
-                log.warning("a worker died while processing %s; it is tried again alone", _label(item))
-                suspects.append(item)
+                parts = split(item) if split is not None else [item]
+                log.warning("a worker died while processing %s; %s tried again alone", _label(item),
+                            "it is" if len(parts) == 1 else f"each of its {len(parts)} items is")
+                suspects += parts
             finally:
                 future.release()
             if nxt < len(items):

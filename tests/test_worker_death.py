@@ -29,10 +29,11 @@ def test_a_file_that_kills_its_worker_is_retried_once_then_rejected(tmp_path, mo
     real = ingest_module._process
 
     def process_or_die(item, **kwargs):  # a closure: pickled by value to the worker
-        if item[0].endswith("deadly.fits"):
-            with open(attempts, "a") as fh:
-                fh.write("attempt\n")
-            os._exit(1)  # as the kernel's OOM killer or a segfault would end it
+        for path, _ in item:  # a chunk of (path, hash)
+            if path.endswith("deadly.fits"):
+                with open(attempts, "a") as fh:
+                    fh.write("attempt\n")
+                os._exit(1)  # as the kernel's OOM killer or a segfault would end it
         return real(item, **kwargs)
 
     monkeypatch.setattr(ingest_module, "_process", process_or_die)
