@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from skylake.ingest import ingest
-    from skylake.runtime import dask_client
+from skylake.runtime import dask_client
 from skylake.lake import Lake
 from skylake.profile import load_profile
 from skylake.status import format_status, lake_status
