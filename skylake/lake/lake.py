@@ -663,6 +663,10 @@ class Transaction:
         self.bytes_staged += len(blob)
         self.adds.append(action)
 
+    def add_staged(self, table: str, path: str, rows: int):
+        """Count a data file a task already wrote at ``staging/<batch>/<table>/<path>`` into this batch."""
+        self.adds.append(FileAction(table=table, path=path, rows=rows))
+
     def stage_file(self, rel: str, data: bytes):
         """Stage a small lake-relative file (not a table's data) that replaces its published copy at publish."""
         self.lake.store.write_bytes(staging_path(self.batch_id, rel), data)
