@@ -54,7 +54,7 @@ from skylake.frame.extract import SATURATED
 from hats.pixel_math import get_margin
 
 from skylake.lake import Lake, counts, hats_meta
-from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, night_filter, night_partition, parquet_bytes
+from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, night_partition, parquet_bytes
 from skylake.lake.log import staging_path
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import (associate, chord_to_arcsec, margin_order, mean_positions, ref_object_ids,
@@ -132,10 +132,7 @@ def latest_calibrations(lake: Lake, refcat: str, nights=None) -> pd.DataFrame:
     """Each frame's latest calibration against ``refcat``: frame_id, calib (its batch), calib_key, zp, zp_err
     (zp null unless zp_status is ok); of the frames of ``nights`` (partition names) when given."""
     cols = ["frame_id", "calib_key", "zp", "zp_err", "zp_status", "flux", "apcor", "batch_id", "calibrated_at"]
-    flt = pc.field("refcat") == refcat
-    if nights is not None:
-        flt &= _nights_filter(nights)
-    zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=flt).to_pandas()
+    zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat, nights=nights).to_pandas()
     zps = zps.sort_values(["frame_id", "calibrated_at"]).drop_duplicates("frame_id", keep="last")
     zps.loc[zps["zp_status"] != "ok", "zp"] = np.nan
     zps["flux"] = zps["flux"].fillna(KRON)  # calibrations written before the flux setting: Kron
@@ -191,10 +188,9 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     present = cal[cal["frame_id"].isin(det["frame_id"].unique())]
     if refcat and len(present):  # matches of the frames here, from their nights only
         here = pa.array(present["frame_id"].to_numpy(np.int64))
-        flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here) & _nights_filter(
-            sorted(set(present["night"])))
+        flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
         cols = ["source_id", "frame_id", "calib_key", "ref_id", "mag", "mag_err"]
-        matches = lake.read_night_table("matches", columns=cols, filter=flt).to_pandas()
+        matches = lake.read_night_table("matches", columns=cols, filter=flt, nights=sorted(set(present["night"]))).to_pandas()
         matches = matches.merge(present[["frame_id", "calib_key"]], on=["frame_id", "calib_key"])
         at = pd.Index(det["source_id"]).get_indexer(matches["source_id"])
         matches = matches[at >= 0]
@@ -334,20 +330,27 @@ class _Plan:
 
 def _log_changes(lake: Lake, since: int, until: int) -> tuple[set, set, set]:
     """Night partitions of frames/zeropoints files added or removed by commits ``since+1..until``, the
-    sources files they added and their batch ids: the log says what changed, no table is scanned."""
-    nights, sources, batches = set(), set(), set()
+    sources files and the frames files they added: the log says what changed, no table is scanned."""
+    nights, sources, frames = set(), set(), set()
     for version in range(since + 1, until + 1):
         entry = lake.log.read(version)
-        batches.add(entry.batch_id)
         for action in entry.adds + entry.removes:
             if action.table in (FRAMES, ZEROPOINTS):
                 nights.add(posixpath.dirname(action.path).removeprefix("night="))
         sources |= {a.lake_path for a in entry.adds if a.table == SOURCES}
-    return nights, sources, batches
+        frames |= {a.path for a in entry.adds if a.table == FRAMES}
+    return nights, sources, frames
 
 
-def _nights_filter(nights) -> pc.Expression:
-    return night_filter([None if n == UNKNOWN_NIGHT else n for n in nights])
+def _read_frames(lake: Lake, nights: list[str], added: set, columns: list[str]) -> pd.DataFrame:
+    """Frame rows of ``nights`` (partition names), file by file; ``recent``: the file is one of ``added``."""
+    parts = []
+    for rel in lake.live_files(FRAMES, [None if n == UNKNOWN_NIGHT else n for n in nights]):
+        data = pq.read_table(lake.path(f"{FRAMES}/{rel}"), schema=table_schema(FRAMES), columns=columns).to_pandas()
+        parts.append(data.assign(night=posixpath.dirname(rel).removeprefix("night="), recent=rel in added))
+    if not parts:
+        return pd.DataFrame({c: [] for c in [*columns, "night", "recent"]})
+    return pd.concat(parts, ignore_index=True)
 
 
 def _plan(lake: Lake, tx, state: dict, legacy: pd.DataFrame | None, refcat: str, rebuild: bool) -> _Plan:
@@ -356,23 +359,19 @@ def _plan(lake: Lake, tx, state: dict, legacy: pd.DataFrame | None, refcat: str,
     latest = tx.base.version if tx.base else 0
     since = state.get("version")
     read = {"frames_rows": 0, "nights": 0}
-    sources_added, batches = set(), set()
+    cols = ["frame_id", "n_sources", "content_hash", "hdu", "exptime"]
     if since is None:
-        nights = None
+        nights, sources_added = None, set()
+        frames = lake.read_frames(columns=cols + ["night"]).to_pandas().assign(recent=False)
     else:
-        nights, sources_added, batches = _log_changes(lake, since, latest)
+        nights, sources_added, frames_added = _log_changes(lake, since, latest)
         nights = sorted(nights)
         read["nights"] = len(nights)
-    flt = None if nights is None else _nights_filter(nights)
-    cols = ["frame_id", "n_sources", "content_hash", "hdu", "exptime", "batch_id", "night"]
-    if nights == []:
-        frames = lake.frames_dataset().schema.empty_table().select(cols).to_pandas()
-    else:
-        frames = lake.read_frames(columns=cols, filter=flt).to_pandas()
+        frames = _read_frames(lake, nights, frames_added, cols)
     read["frames_rows"] = len(frames)
     frames = latest_versions(frames)
-    frames = frames[frames["n_sources"] > 0].assign(night=[night_partition(n) for n in frames["night"]]
-                                                     if len(frames) else [])
+    frames = frames[frames["n_sources"] > 0]
+    frames = frames.assign(night=[night_partition(n) for n in frames["night"]])
     if refcat and nights != []:
         calibs = latest_calibrations(lake, refcat, nights)
     else:
@@ -391,7 +390,7 @@ def _plan(lake: Lake, tx, state: dict, legacy: pd.DataFrame | None, refcat: str,
     changed = both[(both["_merge"] == "left_only") | ((both["_merge"] == "both") & (both["calib"] != both["calib_held"]))]
     gone = both[both["_merge"] == "right_only"]
     redone = (held["frame_id"].isin(changed["frame_id"]) | held["frame_id"].isin(gone["frame_id"])).to_numpy()
-    info = frames[["frame_id", "exptime", "night", "batch_id"]].merge(
+    info = frames[["frame_id", "exptime", "night", "recent"]].merge(
         calibs.drop(columns="calib"), on="frame_id", how="left")
     info = info[info["frame_id"].isin(changed["frame_id"])].reset_index(drop=True)
     # sources: files the log added since the build hold new frames; a re-associated frame's are where its
@@ -400,7 +399,7 @@ def _plan(lake: Lake, tx, state: dict, legacy: pd.DataFrame | None, refcat: str,
     if nights is not None:
         new = changed["_merge"] == "left_only"
         stale_pix = held.loc[redone & held["frame_id"].isin(changed["frame_id"]).to_numpy(), "pixels"]
-        if info.loc[info["frame_id"].isin(changed.loc[new, "frame_id"]), "batch_id"].isin(batches).all() and \
+        if info.loc[info["frame_id"].isin(changed.loc[new, "frame_id"]), "recent"].all() and \
                 not stale_pix.isna().any():
             files = {f for f in sources_added if lake.store.exists(f)}
             pix = np.unique(np.concatenate([np.asarray(p, np.int64) for p in stale_pix] + [np.empty(0, np.int64)]))
@@ -708,7 +707,7 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         t0 = time.perf_counter()
         spec = {"url": lake.url, "batch_id": tx.batch_id, "refcat": refcat, "radius": radius, "order": order,
                 "m_order": m_order, "partitions": [(p.order, p.pixel) for p in partitions], "rebuild": rebuild,
-                "frames": plan.frames.drop(columns=["batch_id"]),
+                "frames": plan.frames.drop(columns=["recent"]),
                 "stale": held.loc[redone, "frame_id"].to_numpy(np.int64)}
         manifests = _run(client, build_partition, [(k >> 40, k & ((1 << 40) - 1)) for k in keys],
                          [sorted(task_files[k]) for k in keys], shared=spec)
