@@ -18,7 +18,12 @@ through the lake's own transactions, 2.5e5 rows per commit, no images), then tim
 * ``re-ingest (no-op)``: the same 8 files again (hashing them, finding them in the lake);
 * ``ingest, lake part``: the ingest time minus its calibration and minus the time of processing the
   8 frames alone (measured in the same run without a lake): what the lake's size could add;
-* ``status``: ``skylake.status.lake_status`` (a new ``Lake.open`` each time, as the command does).
+* ``status``: ``skylake.status.lake_status`` (a new ``Lake.open`` each time, as the command does);
+* ``objects update``: ``build_objects`` after each new batch is ingested and calibrated, on an objects
+  table made SYNTHETIC at the archive's size (``skylake.db.synthetic.commit_objects``: as many objects
+  as frame rows, 3 points each, within 15 deg of the field; every archive frame held, each with a
+  zeropoint against the field's catalogue, so the objects and zeropoints tables grow with the archive);
+* ``maps of its night``: ``skylake.maps.make_maps`` of that batch's night (computed and committed).
 
 and prints, per operation, the time at each size and the ratio of the largest lake's time to the
 smallest's (1.0 = cost independent of the archive). Nothing is asserted.
@@ -57,7 +62,9 @@ def main(argv=None) -> int:
     import logging
 
     logging.getLogger("skylake").setLevel(logging.ERROR)  # the no-refcat calibration warning, every run
-    from skylake.db.synthetic import commit_archive
+    from skylake.db.synthetic import commit_archive, commit_objects
+    from skylake.maps import make_maps
+    from skylake.objects.build import build_objects
     from skylake.frame.process import process_file
     from skylake.ingest import ingest
     from skylake.lake import Lake
@@ -90,30 +97,51 @@ def main(argv=None) -> int:
 
         process_only(0)  # warm-up (imports, first calls), untimed
         warm = new_lake(tmp / "warm")  # and lsdb's first cross-match (numba compilation)
+        first = ingest(warm, [str(batches[0])], profile, progress=False)
         ingest(warm, [str(batches[0])], profile, progress=False)
-        ingest(warm, [str(batches[0])], profile, progress=False)
+        build_objects(warm)  # and the first objects build and maps (imports)
+        make_maps(warm, night=sorted(first.nights)[0])
         base, _ = _median_time(process_only, args.runs)
         print(f"processing {N_BATCH} frames without a lake: {base:.2f} s (median of {args.runs})")
         for s, size in enumerate(int(x) for x in args.sizes):
             t0 = time.perf_counter()
             lake = new_lake(tmp / f"lake{size}")
-            commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000)
+            commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000, refcat="demo")
+            commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
             print(f"lake of {size:.0e} frame rows made in {time.perf_counter() - t0:.0f} s")
             mine = batches[s * args.runs:(s + 1) * args.runs]
-            calib = []
+            calib, ingest_times, objects_times, maps_times = [], [], [], []
 
             def ingest_new(k):
                 report = ingest(lake, [str(mine[k])], profile, progress=False)
                 assert report.ingested == N_BATCH and report.calibration, report
                 calib.append(report.calibration[0].seconds)
+                return report
 
+            def timed_ingest(k):  # each batch: its ingest, then the objects update and its night's maps
+                t0 = time.perf_counter()
+                report = ingest_new(k)
+                ingest_times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                update = build_objects(lake)
+                objects_times.append(time.perf_counter() - t0)
+                assert update.frames_added == N_BATCH and update.read["frames_rows"] == N_BATCH, update
+                t0 = time.perf_counter()
+                _, index, _, _ = make_maps(lake, night=sorted(report.nights)[0])
+                maps_times.append(time.perf_counter() - t0)
+                assert len(index), "no map made"
+
+            for k in range(args.runs):
+                timed_ingest(k)
             timings = {
-                "ingest 8 frames": _median_time(ingest_new, args.runs),
+                "ingest 8 frames": (statistics.median(ingest_times), ingest_times),
                 "re-ingest (no-op)": _median_time(lambda k: ingest(lake, [str(mine[k])], profile, progress=False),
                                                   args.runs),
                 "status": _median_time(lambda k: lake_status(Lake.open(lake.url)), args.runs),
             }
             timings["calibrate (in ingest)"] = (statistics.median(calib), calib)
+            timings["objects update"] = (statistics.median(objects_times), objects_times)
+            timings["maps of its night"] = (statistics.median(maps_times), maps_times)
             timings["ingest, lake part"] = (max(timings["ingest 8 frames"][0] - base - statistics.median(calib), 0.0), [])
             for name, (median, times) in timings.items():
                 results.setdefault(name, {})[size] = median

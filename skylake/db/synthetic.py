@@ -105,10 +105,11 @@ def commit_map(lake, night: str, rng: np.random.Generator, *, profile: str = "sk
 
 
 def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator, *, per_commit: int = 100_000,
-                   first_night: str = "2016-01-01", profile: str = "skycamz") -> None:
+                   first_night: str = "2016-01-01", profile: str = "skycamz", refcat: str | None = None) -> None:
     """Commit ``n_frames`` SYNTHETIC frame rows spread over ``n_nights`` consecutive nights, ``per_commit``
     rows per commit (frame rows and their frame-index rows only: an archive's metadata for scale
-    benchmarks, made through the lake's own transactions). Paths and keys are unique per row."""
+    benchmarks, made through the lake's own transactions). Paths and keys are unique per row. With
+    ``refcat``, each ok frame also gets an ok zeropoint row against that catalogue, in the same commit."""
     start = dt.date.fromisoformat(first_night)
     night_of = np.sort(rng.integers(0, n_nights, n_frames))
     now = dt.datetime.now(dt.timezone.utc)
@@ -128,4 +129,109 @@ def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator,
                 "mjd": [night_mjd(night) for night in nights], "exptime": [10.0] * n,
                 "batch_id": [tx.batch_id] * n, "ingested_at": [now] * n})
             tx.stage_frames(frames, nights)
+            if refcat:
+                ok = np.flatnonzero(frames.column("status").to_numpy(zero_copy_only=False) == "ok")
+                m = len(ok)
+                zp = 21.3 + rng.normal(0, 0.05, m)
+                tx.stage_nights("zeropoints", _table("zeropoints", {
+                    "frame_id": ids[ok], "refcat": [refcat] * m, "calib_key": ["k1"] * m, "zp": zp, "zp_fit": zp,
+                    "zp_err": np.full(m, 0.01), "zp_status": ["ok"] * m, "zp_reason": [""] * m,
+                    "mjd": [night_mjd(nights[i]) for i in ok], "zp_n": rng.integers(30, 300, m),
+                    "batch_id": [tx.batch_id] * m, "calibrated_at": [now] * m}), [nights[i] for i in ok])
             tx.commit()
+
+
+#: Ids of SYNTHETIC archive objects start here: far above any source_id (frame_id * 2**20 + n) of a lake
+#: with fewer than 2**30 frames, so no new detection is taken for one's founder.
+ARCHIVE_OBJECT_IDS = 1 << 50
+
+
+def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: int = 3, refcat: str = "",
+                   centre=(150.0, 20.0), radius_deg: float = 15.0, chunk: int = 200_000) -> int:
+    """Commit a SYNTHETIC LAKE/objects of ``n_objects`` objects uniform within ``radius_deg`` of ``centre``
+    (RA, Dec in degrees; the default holds the SYNTHETIC demo field) (``points`` light-curve
+    points each, frames drawn from the lake's frames), built as ``skylake objects build`` writes it:
+    one file per partition at the lake's order, HATS metadata, the settings with the watermark at this
+    commit, and every frame of the lake (with n_sources > 0) held, with its latest calibration against
+    ``refcat``, so that the next ``build_objects`` is an update. Returns the commit's version."""
+    import json
+
+    import pandas as pd
+    from hats.pixel_math import HealpixPixel
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
+    from skylake.lake import hats_meta
+    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.log import staging_path
+    from skylake.lake.versions import latest_versions
+    from skylake.objects import build as ob
+
+    order = lake.config.partition_order
+    frames = latest_versions(lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu", "mjd",
+                                                      "night"]).to_pandas())
+    frames = frames[frames["n_sources"] > 0].reset_index(drop=True)
+    calibs = ob.latest_calibrations(lake, refcat) if refcat else pd.DataFrame({"frame_id": [], "calib": []})
+    import healpy as hp
+
+    z = rng.uniform(np.cos(np.radians(radius_deg)), 1.0, n_objects)  # uniform in the cap around the pole...
+    phi = rng.uniform(0, 2 * np.pi, n_objects)
+    c = hp.ang2vec(*centre, lonlat=True)
+    e1 = np.cross([0.0, 0.0, 1.0], c) if abs(c[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(c, e1)
+    r = np.sqrt(1 - z**2)
+    vec = np.outer(r * np.cos(phi), e1) + np.outer(r * np.sin(phi), e2) + np.outer(z, c)  # ...turned to centre
+    ra, dec = hp.vec2ang(vec, lonlat=True)
+    ra, dec = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
+    h29 = np.asarray(compute_spatial_index(ra, dec), np.int64)
+    by = np.argsort(h29, kind="stable")
+    ra, dec, h29 = ra[by], dec[by], h29[by]
+    part = h29 >> (2 * (29 - order))
+    with lake.transaction("objects") as tx:
+        partitions = []
+        starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
+        bounds = np.r_[starts, n_objects]
+        lo = 0
+        while lo < len(starts):  # whole partitions, about ``chunk`` objects at a time
+            hi = min(int(np.searchsorted(starts, starts[lo] + chunk, side="left")), len(starts))
+            hi = max(hi, lo + 1)
+            a, b = starts[lo], bounds[hi]
+            n = b - a
+            k = np.repeat(np.arange(a, b), points)
+            pick = rng.integers(0, max(len(frames), 1), len(k))
+            fid = frames["frame_id"].to_numpy(np.int64)[pick] if len(frames) else np.zeros(len(k), np.int64)
+            mjd = frames["mjd"].to_numpy(float)[pick] if len(frames) else np.zeros(len(k))
+            inst = rng.uniform(-10, -4, n)[k - a] + rng.normal(0, 0.01, len(k))
+            flat = pd.DataFrame({
+                "mjd": mjd, "mag": np.full(len(k), np.nan, np.float32), "mag_err": np.full(len(k), np.nan, np.float32),
+                "inst_mag": inst.astype(np.float32), "inst_mag_err": np.full(len(k), 0.01, np.float32),
+                "ra": ra[k] + rng.normal(0, 1e-4, len(k)), "dec": dec[k] + rng.normal(0, 1e-4, len(k)),
+                "frame_id": fid, "source_id": ARCHIVE_OBJECT_IDS + np.arange(len(k)) + a * points,
+                "flags": np.zeros(len(k), np.int32), "object_id": ARCHIVE_OBJECT_IDS + k,
+                "ref_id": pd.array([pd.NA] * len(k), dtype="Int64"), "refcat": ""})
+            table = ob.summarise(flat, refcat)
+            keys = table.column("_healpix_29").to_numpy() >> (2 * (29 - order))
+            cut = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+            for s, e in zip(cut[:-1], cut[1:]):
+                pixel = HealpixPixel(order, int(keys[s]))
+                partitions.append(pixel)
+                tx.stage(ob.OBJECTS, f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
+                         table.slice(s, e - s), row_group_size=ob.ROW_GROUP)
+            lo = hi
+        skymap = hats_meta.skymap_histogram(h29)
+        out = staging_path(tx.batch_id, ob.OBJECTS)
+        names = hats_meta.write_metadata(lake.store, out, sorted(set(partitions)), n_objects, skymap,
+                                         table_schema(ob.OBJECTS), catalog=ob.OBJECTS, catalog_type="object",
+                                         id_column="object_id")
+        held = frames[["frame_id", "night"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
+        held = held.fillna({"calib": ""}).assign(n_det=0, pixels=[[] for _ in range(len(held))])
+        held["night"] = held["night"].fillna("unknown")
+        for night, rows in held.groupby("night"):
+            tx.stage_file(f"{ob.OBJECTS}/{ob.HELD_DIR}/night={night}.parquet", parquet_bytes(pa.Table.from_pandas(
+                rows[ob.HELD_SCHEMA.names].sort_values("frame_id"), schema=ob.HELD_SCHEMA, preserve_index=False)))
+        version = (tx.base.version if tx.base else 0) + 1
+        lake.store.write_bytes(f"{out}/{ob.STATE_FILE}", json.dumps(
+            {"refcat": refcat, "radius_arcsec": ob.DEFAULT_RADIUS_ARCSEC, "version": version,
+             "objects": n_objects}).encode())
+        tx.metadata += [f"{ob.OBJECTS}/{n}" for n in [*names, ob.STATE_FILE]]
+        return tx.commit(summary={"synthetic": True}).version
