@@ -99,3 +99,34 @@ def test_an_update_reads_only_the_new_frames(tmp_path):
     # and the held frames of the untouched nights were not rewritten
     held = lake.store.walk_files(f"{OBJECTS}/skylake_frames")
     assert len(held) == 4 and len(hats_meta.read_partitions(lake.store, OBJECTS)) == first.partitions
+
+
+def test_a_table_built_before_the_watermark_is_updated_then_kept_per_night(tmp_path):
+    """A table whose state has no watermark (skylake_frames.parquet, as builds before it wrote) is
+    compared with every frame once, then kept per night: the update equals a rebuild."""
+    import json
+    import shutil
+
+    import pyarrow as pa
+
+    from skylake.objects.build import FRAMES_FILE, FRAMES_SCHEMA, STATE_FILE, read_held
+
+    rng = np.random.default_rng(9)
+    lake = Lake.init(tmp_path / "lake")
+    stars = _corner_field(rng, 300)
+    commit_night(lake, stars, "2026-04-01", N_FRAMES, rng)
+    build_objects(lake)
+    # the old layout: one held file without nights or pixels, settings without a watermark
+    held = read_held(lake)
+    pq.write_table(pa.Table.from_pandas(held[FRAMES_SCHEMA.names], schema=FRAMES_SCHEMA, preserve_index=False),
+                   lake.path(f"{OBJECTS}/{FRAMES_FILE}"))
+    shutil.rmtree(lake.path(f"{OBJECTS}/skylake_frames"))
+    state = json.loads(lake.store.read_bytes(f"{OBJECTS}/{STATE_FILE}"))
+    lake.store.write_bytes(f"{OBJECTS}/{STATE_FILE}", json.dumps({k: state[k] for k in ("refcat", "radius_arcsec")}).encode())
+    commit_night(lake, stars.iloc[::2], "2026-04-02", N_FRAMES, rng)
+    update = build_objects(lake)
+    assert update.frames_added == N_FRAMES and update.read["nights"] == 0  # no watermark: every night read once
+    assert len(read_held(lake)) == 2 * N_FRAMES and build_objects(lake).commit is None
+    updated = _table(lake)
+    build_objects(lake, rebuild=True)
+    pd.testing.assert_frame_equal(updated, _table(lake))

@@ -5,7 +5,9 @@ profile that ingested them:
 
 1. each frame's latest zeropoint row of the catalogue (the profile's ``[calibration] refcat`` or
    ``refcat``), its matches, the night's extinction row, and the frame's sources (for their
-   ``_healpix_29``, position and background) are read;
+   ``_healpix_29``, position and background) are read: only the selected nights' directories, and
+   only the sources partitions a frame can reach (a disc past its footprint's corners; every file
+   when a frame has no footprint, or when fewer sources than its ``n_sources`` are found there);
 2. each matched star becomes a zeropoint sample ``ref_mag - inst_mag - color_term * ref_color``
    (stars used in the fit or clipped from it: clipping is what a patchy cloud does) with its
    clear-sky reference ``zp_clear`` (see :func:`clear_sky_zeropoints`); each source a sky-brightness
@@ -13,6 +15,11 @@ profile that ingested them:
 3. samples get the pixel of every requested frame (equatorial: a shift of ``_healpix_29``; horizon:
    alt/az from the profile's site at the frame's time) and :func:`skylake.maps.aggregate.aggregate_pixels`
    reduces them per (map, pixel).
+
+Steps 1 (sources and matches) to 3 (pixels) run per group of :data:`FRAMES_PER_TASK` frames
+(:func:`map_samples`): dask tasks when a client is given, else one group at a time in this process;
+the reduce (medians per pixel) runs on the driver over the samples, which are a few numbers per
+source of the selection, never the archive.
 
 The result is a :class:`MapSet`: pixel rows (schemas/maps.yaml), one index row per map
 (schemas/maps_index.yaml) and the star samples (for checks against truth).
