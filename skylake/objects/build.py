@@ -714,10 +714,12 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         report.timings["partitions"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        ran = {m["key"] for m in manifests}
-        orphans = {h for m in manifests for h in m["homes"]} - ran
-        if any(m["rows"] for m in manifests if m["key"] in orphans):
-            raise LakeError(f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed")
+        # every updated object's home partition ran (it lies beside the detections that moved it): else it
+        # would be dropped by the task that saw it and written by none
+        orphans = {tuple(h) for m in manifests for h in m["homes"]} - {tuple(m["key"]) for m in manifests}
+        if orphans:
+            raise LakeError(f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed; "
+                            "nothing was committed (rebuild with skylake objects build --rebuild)")
         expected = int(held.loc[redone, "n_det"].sum())
         dropped = sum(m["dropped"] for m in manifests)
         if dropped != expected and not rebuild:
