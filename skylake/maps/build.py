@@ -293,6 +293,8 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
         out[frame_of] = (s[list(dict.fromkeys(KEYS + cols + ["zp", "zp_clear", "ref_id"]))],
                          k[list(dict.fromkeys(KEYS + cols + ["sky_mag"]))],
                          a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]])
+    del sources, matches, stars, sky, astro
+    pa.default_memory_pool().release_unused()  # a worker's RSS is what its task holds, not arrow's cache
     return out
 
 

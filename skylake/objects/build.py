@@ -567,6 +567,8 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         lake.store.write_bytes(staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"),
                                parquet_bytes(owned, row_group_size=ROW_GROUP))
         out["path"] = rel
+    del det, old, old_tab, old_flat, table, owned
+    pa.default_memory_pool().release_unused()  # a worker's RSS is what its task holds, not arrow's cache
     return out
 
 
