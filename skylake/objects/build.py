@@ -523,16 +523,18 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
                     n_objects_read += old[-1].num_rows
     old_tab = pa.concat_tables(old) if old else table_schema(OBJECTS).empty_table()
     pos = pd.DataFrame({c: old_tab.column(c).to_numpy() for c in ("object_id", "_healpix_29", "ra", "dec")})
-    old_flat = _flatten(old_tab) if old_tab.num_rows else None
+    old_ids = old_tab.column("object_id").to_numpy()
     stale = np.asarray(spec["stale"], np.int64)
     touched = np.empty(0, np.int64)
     dropped = 0
-    if old_flat is not None and len(stale):
-        hit = old_flat["frame_id"].isin(stale).to_numpy()
-        touched = np.unique(old_flat.loc[hit, "object_id"].to_numpy(np.int64))
-        dropped = int(hit[np.isin(old_flat["object_id"].to_numpy(), own_ids)].sum())
-        pos = _without_points(pos, old_flat, set(stale.tolist()))
-        old_flat = old_flat[~hit]
+    if old_tab.num_rows and len(stale):  # objects with points of re-processed frames: those points go first
+        lc_frames = old_tab.column("lc").combine_chunks().field("frame_id")
+        hit = np.isin(lc_frames.flatten().to_numpy(), stale)
+        holders = old_ids[pc.list_parent_indices(lc_frames).to_numpy()[hit]]
+        touched = np.unique(holders)
+        dropped = int(np.isin(holders, own_ids).sum())
+        pos = _without_points(pos, _flatten(old_tab.filter(pa.array(np.isin(old_ids, touched)))),
+                              set(stale.tolist()))
     ids = associate(det["source_id"].to_numpy(), det["frame_id"].to_numpy(), det["ra"].to_numpy(),
                     det["dec"].to_numpy(), det["_healpix_29"].to_numpy(), det["ref_object"].to_numpy(),
                     pos["object_id"].to_numpy(), pos["ra"].to_numpy(), pos["dec"].to_numpy(), spec["radius"],
@@ -542,14 +544,20 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
                           ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
     new_flat = new_flat[LC_FIELDS + ["object_id", "refcat", "ref_id"]]
     touched = np.union1d(touched, ids)
-    # only objects this partition may own matter: its own and every one the update touched
-    keep = np.union1d(touched, own_ids)
-    parts = [new_flat] + ([old_flat[old_flat["object_id"].isin(keep)]] if old_flat is not None else [])
+    # the objects the update touched are summarised again from their points; the partition's others stay
+    # as they are (summarise is deterministic: the same rows), so the cost is the change's
+    redo = np.isin(old_ids, touched)
+    parts = [new_flat]
+    if redo.any():
+        old_flat = _flatten(old_tab.filter(pa.array(redo)))
+        parts.append(old_flat[~old_flat["frame_id"].isin(stale)] if len(stale) else old_flat)
     table = summarise(pd.concat(parts, ignore_index=True), refcat)
     h29 = table.column("_healpix_29").to_numpy()
     orders, pixels = hats_meta.assign_pixels(h29, partitions, lake_order)
     mine = (orders == order) & (pixels == pixel)
-    owned = table.filter(pa.array(mine))
+    owned = pa.concat_tables([old_tab.filter(pa.array(np.isin(old_ids, own_ids) & ~redo)),
+                              table.filter(pa.array(mine))])
+    owned = owned.take(np.lexsort((owned.column("object_id").to_numpy(), owned.column("_healpix_29").to_numpy())))
     owned_ids = owned.column("object_id").to_numpy()
     out = {"key": key, "dirty": bool(np.isin(owned_ids, touched).any() or not np.isin(own_ids, owned_ids).all()),
            "rows": owned.num_rows, "path": None, "removed": removed, "hist_old": hist_old,
@@ -567,7 +575,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         lake.store.write_bytes(staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"),
                                parquet_bytes(owned, row_group_size=ROW_GROUP))
         out["path"] = rel
-    del det, old, old_tab, old_flat, table, owned
+    del det, old, old_tab, parts, table, owned
     pa.default_memory_pool().release_unused()  # a worker's RSS is what its task holds, not arrow's cache
     return out
 
