@@ -18,15 +18,38 @@ through the lake's own transactions, 2.5e5 rows per commit, no images), then tim
 * ``re-ingest (no-op)``: the same 8 files again (hashing them, finding them in the lake);
 * ``ingest, lake part``: the ingest time minus its calibration and minus the time of processing the
   8 frames alone (measured in the same run without a lake): what the lake's size could add;
-* ``status``: ``skylake.status.lake_status`` (a new ``Lake.open`` each time, as the command does).
+* ``status``: ``skylake.status.lake_status`` (a new ``Lake.open`` each time, as the command does);
+* ``objects update``: ``build_objects`` after each new batch is ingested and calibrated, on an objects
+  table made SYNTHETIC at the archive's size (``skylake.db.synthetic.commit_objects``: as many objects
+  as frame rows, 3 points each, within 15 deg of the field; every archive frame held, each with a
+  zeropoint against the field's catalogue, so the objects and zeropoints tables grow with the archive);
+* ``maps of its night``: ``skylake.maps.make_maps`` of that batch's night (computed and committed).
 
 and prints, per operation, the time at each size and the ratio of the largest lake's time to the
 smallest's (1.0 = cost independent of the archive). Nothing is asserted.
+
+``--memory`` instead measures memory on lakes larger than a worker can hold::
+
+    .venv/bin/python benchmarks/scale.py --memory                         # sources of ~4 and ~8 GB, workers of 800 MB
+    .venv/bin/python benchmarks/scale.py --memory --gb 1 2 --memory-limit 800MB
+
+Each lake (made in a subprocess, so its generation leaves nothing in this process) holds SYNTHETIC
+nights (``skylake.db.synthetic.commit_sources_night``) of one frame per tile (``--tiles`` order-5
+HEALPix pixels around the demo field) seeing the tile's ``--stars`` stars, every sources
+column filled (rows weigh ~160 bytes on disk, as real ones), each frame with an ok zeropoint, the first
+night with reference matches and an extinction row; the number of tiles is set for ``--gb`` of
+sources. On a LocalCluster of 2 single-threaded workers with ``--memory-limit`` each (spilling and
+pausing off, so what a task holds is what the worker holds; a worker past 95 % is killed, and the
+scheduler allows no retry), it builds the objects table from scratch, maps the first night, then
+adds one more night (subprocess) and updates the objects, sampling every 0.1 s the RSS of this
+process (the driver) and of each worker (psutil). It prints the peaks, the lake's size against the
+limit, and whether every worker survived.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -53,11 +76,45 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6], help="frame rows per lake")
     parser.add_argument("--runs", type=int, default=5, help="runs per timing (median reported)")
+    parser.add_argument("--memory", action="store_true", help="measure driver and worker memory instead")
+    parser.add_argument("--gb", nargs="+", type=float, default=[4.0, 8.0], help="--memory: GB of sources per lake")
+    parser.add_argument("--memory-limit", default="800MB", help="--memory: memory_limit of each worker")
+    parser.add_argument("--stars", type=int, default=1000, help="--memory: stars per tile")
+    parser.add_argument("--make-memory-lake", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tiles", type=int, default=500, help="--memory: tiles (frames per night)")
+    parser.add_argument("--nights", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--first-night", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one lake, in this process
     args = parser.parse_args(argv)
+    if args.make_memory_lake:
+        return make_memory_lake(args.make_memory_lake, args.tiles, args.nights, args.stars, args.first_night)
+    if args.memory and args.one:
+        return memory_main(args)
+    if args.memory:  # each lake measured by a process of its own: its driver starts from nothing
+        import json
+        import subprocess
+
+        rows = []
+        for gb in args.gb:
+            cmd = [sys.executable, __file__, "--memory", "--one", "--gb", str(gb), "--memory-limit", args.memory_limit,
+                   "--tiles", str(args.tiles), "--stars", str(args.stars)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            lines = out.stdout.splitlines()
+            print("\n".join(line for line in lines if not line.startswith("{")), flush=True)
+            rows += [json.loads(line) for line in lines if line.startswith("{")]
+            if out.returncode:
+                print(out.stderr[-3000:])
+        print("\nsources GB   x limit   driver peak MB (start)   worker peaks MB   workers survived")
+        for r in rows:
+            print(f"  {r['gb']:8.2f} {r['x_limit']:8.1f} {r['driver_mb']:12.0f} ({r['driver_start_mb']:.0f})   "
+                  f"{' '.join(str(round(w)) for w in r['workers_mb']):>15s}   {r['survived']}")
+        return 0
     import logging
 
     logging.getLogger("skylake").setLevel(logging.ERROR)  # the no-refcat calibration warning, every run
-    from skylake.db.synthetic import commit_archive
+    from skylake.db.synthetic import commit_archive, commit_objects
+    from skylake.maps import make_maps
+    from skylake.objects.build import build_objects
     from skylake.frame.process import process_file
     from skylake.ingest import ingest
     from skylake.lake import Lake
@@ -90,30 +147,51 @@ def main(argv=None) -> int:
 
         process_only(0)  # warm-up (imports, first calls), untimed
         warm = new_lake(tmp / "warm")  # and lsdb's first cross-match (numba compilation)
+        first = ingest(warm, [str(batches[0])], profile, progress=False)
         ingest(warm, [str(batches[0])], profile, progress=False)
-        ingest(warm, [str(batches[0])], profile, progress=False)
+        build_objects(warm)  # and the first objects build and maps (imports)
+        make_maps(warm, night=sorted(first.nights)[0])
         base, _ = _median_time(process_only, args.runs)
         print(f"processing {N_BATCH} frames without a lake: {base:.2f} s (median of {args.runs})")
         for s, size in enumerate(int(x) for x in args.sizes):
             t0 = time.perf_counter()
             lake = new_lake(tmp / f"lake{size}")
-            commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000)
+            commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000, refcat="demo")
+            commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
             print(f"lake of {size:.0e} frame rows made in {time.perf_counter() - t0:.0f} s")
             mine = batches[s * args.runs:(s + 1) * args.runs]
-            calib = []
+            calib, ingest_times, objects_times, maps_times = [], [], [], []
 
             def ingest_new(k):
                 report = ingest(lake, [str(mine[k])], profile, progress=False)
                 assert report.ingested == N_BATCH and report.calibration, report
                 calib.append(report.calibration[0].seconds)
+                return report
 
+            def timed_ingest(k):  # each batch: its ingest, then the objects update and its night's maps
+                t0 = time.perf_counter()
+                report = ingest_new(k)
+                ingest_times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                update = build_objects(lake)
+                objects_times.append(time.perf_counter() - t0)
+                assert update.frames_added == N_BATCH and update.read["frames_rows"] == N_BATCH, update
+                t0 = time.perf_counter()
+                _, index, _, _ = make_maps(lake, night=sorted(report.nights)[0])
+                maps_times.append(time.perf_counter() - t0)
+                assert len(index), "no map made"
+
+            for k in range(args.runs):
+                timed_ingest(k)
             timings = {
-                "ingest 8 frames": _median_time(ingest_new, args.runs),
+                "ingest 8 frames": (statistics.median(ingest_times), ingest_times),
                 "re-ingest (no-op)": _median_time(lambda k: ingest(lake, [str(mine[k])], profile, progress=False),
                                                   args.runs),
                 "status": _median_time(lambda k: lake_status(Lake.open(lake.url)), args.runs),
             }
             timings["calibrate (in ingest)"] = (statistics.median(calib), calib)
+            timings["objects update"] = (statistics.median(objects_times), objects_times)
+            timings["maps of its night"] = (statistics.median(maps_times), maps_times)
             timings["ingest, lake part"] = (max(timings["ingest 8 frames"][0] - base - statistics.median(calib), 0.0), [])
             for name, (median, times) in timings.items():
                 results.setdefault(name, {})[size] = median
@@ -126,6 +204,155 @@ def main(argv=None) -> int:
         for name, by_size in results.items():
             ratio = by_size[sizes[-1]] / by_size[sizes[0]] if by_size[sizes[0]] > 0 else float("nan")
             print(f"  {name:22s} " + " ".join(f"{by_size[s]:9.3f}" for s in sizes) + f"  {ratio:7.2f}x")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+ROW_BYTES = 160  # sources bytes per row on disk of commit_sources_night (all columns filled)
+MEMORY_REFCAT = "synth"
+
+
+def _night(k: int) -> str:
+    import datetime as dt
+
+    return (dt.date(2025, 1, 1) + dt.timedelta(days=k)).isoformat()
+
+
+def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int = 0) -> int:
+    """Commit ``nights`` SYNTHETIC nights (from night number ``first``) of ``tiles`` frames into the lake at
+    ``path``; a new lake also gets its objects table (SYNTHETIC, one object at each star, its watermark
+    after these nights); a later night (``first`` > 0) has reference matches. Run as a subprocess of
+    ``--memory``."""
+    import healpy as hp
+
+    from skylake.db.synthetic import commit_objects, commit_sources_night, tile_stars
+    from skylake.lake import Lake
+
+    new = not (Path(path) / "_skylake").exists()
+    lake = Lake.init(path)
+    centre = hp.ang2vec(150.0, 20.0, lonlat=True)
+    pix = hp.query_disc(32, centre, np.radians(60), nest=True)
+    near = np.argsort(-(np.array(hp.pix2vec(32, pix, nest=True)).T @ centre), kind="stable")
+    chosen = np.sort(pix[near][:tiles])
+    rng = np.random.default_rng(first)
+    for k in range(first, first + nights):
+        commit_sources_night(lake, _night(k), chosen, stars, rng, refcat=MEMORY_REFCAT, matches=first > 0)
+    if new:
+        ra, dec = np.concatenate([np.stack(tile_stars(5, int(t), stars)[:2]) for t in chosen], axis=1)
+        commit_objects(lake, len(ra), rng, refcat=MEMORY_REFCAT, positions=(ra, dec), points=nights,
+                       chunk=max(1000, 2_000_000 // nights))
+    return 0
+
+
+class _RSS:
+    """Peak RSS of this process and of some others, sampled every ``every`` seconds in a thread."""
+
+    def __init__(self, pids: dict, every: float = 0.1):
+        import threading
+
+        import psutil
+
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.me = psutil.Process()
+        self.peak = {name: 0 for name in ["driver", *self.procs]}
+        self.every, self._stop = every, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every)
+
+    def sample(self):
+        self.peak["driver"] = max(self.peak["driver"], self.me.memory_info().rss)
+        for name, proc in self.procs.items():
+            try:
+                self.peak[name] = max(self.peak[name], proc.memory_info().rss)
+            except Exception:  # a worker gone: its peak stays
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def memory_main(args) -> int:
+    import logging
+    import subprocess
+
+    import dask
+    import psutil
+    from dask.utils import parse_bytes
+    from distributed import Client, LocalCluster
+
+    from skylake.lake import Lake
+    from skylake.maps import make_maps
+    from skylake.objects.build import build_objects
+
+    logging.getLogger("skylake").setLevel(logging.ERROR)
+    limit = parse_bytes(args.memory_limit)
+    tmp = Path(tempfile.mkdtemp(prefix="skylake-memory-"))
+    config = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+              "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95,
+              "distributed.scheduler.allowed-failures": 0}
+    try:
+        for gb in args.gb:
+            tiles = args.tiles  # the lake grows by nights: the night added, its update and maps are the same work
+            nights = max(1, round(gb * 1e9 / (ROW_BYTES * args.stars * tiles)))
+            path = tmp / f"lake{gb:g}"
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
+                            "--nights", str(nights), "--stars", str(args.stars)], check=True)
+            made = time.perf_counter() - t0
+            size = sum(f.stat().st_size for f in (path / "sources").rglob("*.parquet"))
+            lake = Lake.open(path)
+            print(f"lake of {tiles} tiles x {nights} nights x {args.stars} stars: "
+                  f"{tiles * nights * args.stars:.2e} sources, {size / 1e9:.2f} GB of sources "
+                  f"({size / limit:.1f}x a worker's {limit / 1e6:.0f} MB), made in {made:.0f} s", flush=True)
+            with dask.config.set(config), \
+                    LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=limit,
+                                 dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+                    Client(cluster) as client:
+                client.run(lambda: __import__("skylake.objects.build") and __import__("skylake.maps.build"))
+                pids = {f"worker {k}": pid for k, (_, pid) in enumerate(sorted(client.run(os.getpid).items()))}
+                before = psutil.Process().memory_info().rss
+                times, killed = {}, None
+                subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
+                                "--nights", "1", "--stars", str(args.stars), "--first-night", str(nights)],
+                               check=True)  # one more night, made outside this process
+                try:
+                    with _RSS(pids) as rss:
+                        t0 = time.perf_counter()
+                        update = build_objects(lake, client=client)
+                        times["objects update (1 night)"] = time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        maps, index, _, _ = make_maps(lake, night=_night(nights), refcat=MEMORY_REFCAT,
+                                                      client=client)
+                        times["maps of that night"] = time.perf_counter() - t0
+                except Exception as exc:  # a killed worker fails its task (no retries)
+                    killed = f"{type(exc).__name__}: {exc}"
+                after = {f"worker {k}": pid for k, (_, pid) in enumerate(sorted(client.run(os.getpid).items()))}
+            survived = killed is None and after == pids
+            print(f"  objects update: {update.frames_added} frames, {update.detections} detections, "
+                  f"{update.partitions_rewritten} of {update.partitions} partitions, {update.objects} objects; "
+                  f"maps: {len(index)} maps" if killed is None else
+                  f"  FAILED: {killed}")
+            print("  times: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+            print(f"  peak RSS: driver {rss.peak['driver'] / 1e6:.0f} MB (at start {before / 1e6:.0f} MB), "
+                  + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in rss.peak.items() if k != "driver")
+                  + f"; workers {'all survived' if survived else 'NOT all survived'}", flush=True)
+            import json
+
+            print(json.dumps({"gb": size / 1e9, "x_limit": size / limit, "driver_mb": rss.peak["driver"] / 1e6,
+                              "driver_start_mb": before / 1e6, "survived": survived, "times": times,
+                              "workers_mb": [v / 1e6 for k, v in rss.peak.items() if k != "driver"]}), flush=True)
+            shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

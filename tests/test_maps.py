@@ -237,3 +237,40 @@ def test_profile_maps_section_is_validated(tmp_path):
     f.write_text('extends = "generic"\n[profile]\nname = "generic"\n[maps]\nzp_clear = 5.66\nnside = 16\n')
     fixed = load_profile(f)
     assert fixed.maps.zp_clear == 5.66 and fixed.digest == load_profile("generic").digest  # frame identity unchanged
+
+
+# -- maps per group of frames, of one night's directories -----------------------------------------
+def _canon(maps) -> list[pd.DataFrame]:
+    """The map set's tables in a fixed row order (samples come in task order)."""
+    return [maps.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
+            maps.index.sort_values("map_id", ignore_index=True),
+            maps.stars.sort_values(["map_id", "frame_id", "pixel", "ref_id"], ignore_index=True),
+            maps.sky.sort_values(["map_id", "frame_id", "pixel", "sky_mag"], ignore_index=True)]
+
+
+def test_night_maps_per_frame_group_on_a_cluster_equal_in_process(night, dask_client, monkeypatch):
+    """Samples per group of frames (tasks on a cluster, or here), reduced per pixel: the same maps."""
+    import skylake.maps.build as maps_build
+
+    lake, date = night[0], NIGHT["start_utc"][:10]
+    alone = compute_maps(lake, night=date)
+    monkeypatch.setattr(maps_build, "FRAMES_PER_TASK", 1)  # one task per frame: the reduce sees every split
+    for got in (compute_maps(lake, night=date, client=dask_client), compute_maps(lake, night=date)):
+        for a, b in zip(_canon(alone), _canon(got)):
+            pd.testing.assert_frame_equal(a, b)
+    assert len(alone.index) == 2 and alone.index["n_frames"].eq(NIGHT["n_frames"]).all()
+
+
+def test_night_maps_do_not_change_when_other_nights_join(night):
+    """A night's maps read that night's directories only: other nights (a SYNTHETIC archive of frame,
+    zeropoint and extinction rows) joining the lake change nothing. Runs last: it adds to the lake."""
+    from skylake.db.synthetic import commit_night
+
+    lake, date = night[0], NIGHT["start_utc"][:10]
+    before = compute_maps(lake, night=date)
+    rng = np.random.default_rng(4)
+    for k in range(3):  # an archive around it: other nights' frames, zeropoints, extinction
+        commit_night(lake, f"2026-02-{10 + k}", 50, rng, profile="demo")
+    after = compute_maps(lake, night=date)
+    for a, b in zip(_canon(before), _canon(after)):
+        pd.testing.assert_frame_equal(a, b)

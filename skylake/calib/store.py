@@ -24,6 +24,7 @@ from skylake.lake import Lake
 from skylake.lake.lake import Transaction, night_filter
 
 ZEROPOINTS, MATCHES, EXTINCTION = "zeropoints", "matches", "extinction"
+__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "stage_without"]
 
 
 def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat: str | None = None,
@@ -36,9 +37,7 @@ def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat:
     if frame_ids is not None:
         ids = pc.field("frame_id").isin(pa.array([int(f) for f in frame_ids], pa.int64()))
         flt = ids if flt is None else flt & ids
-    if nights is not None:
-        flt = night_filter(nights) if flt is None else flt & night_filter(nights)
-    return lake.read_night_table(table, columns=columns, filter=flt).to_pandas()
+    return lake.read_night_table(table, columns=columns, filter=flt, nights=nights).to_pandas()
 
 
 def stage_without(tx: Transaction, table: str, drop: Callable[[pa.Table], np.ndarray],

@@ -105,10 +105,11 @@ def commit_map(lake, night: str, rng: np.random.Generator, *, profile: str = "sk
 
 
 def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator, *, per_commit: int = 100_000,
-                   first_night: str = "2016-01-01", profile: str = "skycamz") -> None:
+                   first_night: str = "2016-01-01", profile: str = "skycamz", refcat: str | None = None) -> None:
     """Commit ``n_frames`` SYNTHETIC frame rows spread over ``n_nights`` consecutive nights, ``per_commit``
     rows per commit (frame rows and their frame-index rows only: an archive's metadata for scale
-    benchmarks, made through the lake's own transactions). Paths and keys are unique per row."""
+    benchmarks, made through the lake's own transactions). Paths and keys are unique per row. With
+    ``refcat``, each ok frame also gets an ok zeropoint row against that catalogue, in the same commit."""
     start = dt.date.fromisoformat(first_night)
     night_of = np.sort(rng.integers(0, n_nights, n_frames))
     now = dt.datetime.now(dt.timezone.utc)
@@ -128,4 +129,200 @@ def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator,
                 "mjd": [night_mjd(night) for night in nights], "exptime": [10.0] * n,
                 "batch_id": [tx.batch_id] * n, "ingested_at": [now] * n})
             tx.stage_frames(frames, nights)
+            if refcat:
+                ok = np.flatnonzero(frames.column("status").to_numpy(zero_copy_only=False) == "ok")
+                m = len(ok)
+                zp = 21.3 + rng.normal(0, 0.05, m)
+                tx.stage_nights("zeropoints", _table("zeropoints", {
+                    "frame_id": ids[ok], "refcat": [refcat] * m, "calib_key": ["k1"] * m, "zp": zp, "zp_fit": zp,
+                    "zp_err": np.full(m, 0.01), "zp_status": ["ok"] * m, "zp_reason": [""] * m,
+                    "mjd": [night_mjd(nights[i]) for i in ok], "zp_n": rng.integers(30, 300, m),
+                    "batch_id": [tx.batch_id] * m, "calibrated_at": [now] * m}), [nights[i] for i in ok])
             tx.commit()
+
+
+#: Ids of SYNTHETIC archive objects start here: far above any source_id (frame_id * 2**20 + n) of a lake
+#: with fewer than 2**30 frames, so no new detection is taken for one's founder.
+ARCHIVE_OBJECT_IDS = 1 << 50
+
+
+def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: int = 3, refcat: str = "",
+                   centre=(150.0, 20.0), radius_deg: float = 15.0, positions=None, chunk: int = 200_000) -> int:
+    """Commit a SYNTHETIC LAKE/objects of ``n_objects`` objects uniform within ``radius_deg`` of ``centre``
+    (RA, Dec in degrees; the default holds the SYNTHETIC demo field), or at ``positions`` (ra, dec arrays
+    [deg]; ``n_objects`` is then their number) (``points`` light-curve
+    points each, frames drawn from the lake's frames), built as ``skylake objects build`` writes it:
+    one file per partition at the lake's order, HATS metadata, the settings with the watermark at this
+    commit, and every frame of the lake (with n_sources > 0) held, with its latest calibration against
+    ``refcat``, so that the next ``build_objects`` is an update. Returns the commit's version."""
+    import json
+
+    import pandas as pd
+    from hats.pixel_math import HealpixPixel
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
+    from skylake.lake import hats_meta
+    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.log import staging_path
+    from skylake.lake.versions import latest_versions
+    from skylake.objects import build as ob
+
+    order = lake.config.partition_order
+    frames = latest_versions(lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu", "mjd",
+                                                      "night"]).to_pandas())
+    frames = frames[frames["n_sources"] > 0].reset_index(drop=True)
+    calibs = ob.latest_calibrations(lake, refcat) if refcat else pd.DataFrame({"frame_id": [], "calib": []})
+    import healpy as hp
+
+    z = rng.uniform(np.cos(np.radians(radius_deg)), 1.0, n_objects)  # uniform in the cap around the pole...
+    phi = rng.uniform(0, 2 * np.pi, n_objects)
+    c = hp.ang2vec(*centre, lonlat=True)
+    e1 = np.cross([0.0, 0.0, 1.0], c) if abs(c[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(c, e1)
+    r = np.sqrt(1 - z**2)
+    vec = np.outer(r * np.cos(phi), e1) + np.outer(r * np.sin(phi), e2) + np.outer(z, c)  # ...turned to centre
+    ra, dec = hp.vec2ang(vec, lonlat=True)
+    ra, dec = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
+    if positions is not None:
+        ra, dec = (np.asarray(p, float) for p in positions)
+        n_objects = len(ra)
+    h29 = np.asarray(compute_spatial_index(ra, dec), np.int64)
+    by = np.argsort(h29, kind="stable")
+    ra, dec, h29 = ra[by], dec[by], h29[by]
+    part = h29 >> (2 * (29 - order))
+    with lake.transaction("objects") as tx:
+        partitions = []
+        starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
+        bounds = np.r_[starts, n_objects]
+        lo = 0
+        while lo < len(starts):  # whole partitions, about ``chunk`` objects at a time
+            hi = min(int(np.searchsorted(starts, starts[lo] + chunk, side="left")), len(starts))
+            hi = max(hi, lo + 1)
+            a, b = starts[lo], bounds[hi]
+            n = b - a
+            k = np.repeat(np.arange(a, b), points)
+            pick = rng.integers(0, max(len(frames), 1), len(k))
+            fid = frames["frame_id"].to_numpy(np.int64)[pick] if len(frames) else np.zeros(len(k), np.int64)
+            mjd = frames["mjd"].to_numpy(float)[pick] if len(frames) else np.zeros(len(k))
+            inst = rng.uniform(-10, -4, n)[k - a] + rng.normal(0, 0.01, len(k))
+            flat = pd.DataFrame({
+                "mjd": mjd, "mag": np.full(len(k), np.nan, np.float32), "mag_err": np.full(len(k), np.nan, np.float32),
+                "inst_mag": inst.astype(np.float32), "inst_mag_err": np.full(len(k), 0.01, np.float32),
+                "ra": ra[k] + rng.normal(0, 1e-4, len(k)), "dec": dec[k] + rng.normal(0, 1e-4, len(k)),
+                "frame_id": fid, "source_id": ARCHIVE_OBJECT_IDS + np.arange(len(k)) + a * points,
+                "flags": np.zeros(len(k), np.int32), "object_id": ARCHIVE_OBJECT_IDS + k,
+                "ref_id": pd.array([pd.NA] * len(k), dtype="Int64"), "refcat": ""})
+            table = ob.summarise(flat, refcat)
+            keys = table.column("_healpix_29").to_numpy() >> (2 * (29 - order))
+            cut = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+            for s, e in zip(cut[:-1], cut[1:]):
+                pixel = HealpixPixel(order, int(keys[s]))
+                partitions.append(pixel)
+                tx.stage(ob.OBJECTS, f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
+                         table.slice(s, e - s), row_group_size=ob.ROW_GROUP)
+            lo = hi
+        skymap = hats_meta.skymap_histogram(h29)
+        out = staging_path(tx.batch_id, ob.OBJECTS)
+        names = hats_meta.write_metadata(lake.store, out, sorted(set(partitions)), n_objects, skymap,
+                                         table_schema(ob.OBJECTS), catalog=ob.OBJECTS, catalog_type="object",
+                                         id_column="object_id")
+        held = frames[["frame_id", "night"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
+        held = held.fillna({"calib": ""}).assign(n_det=0, pixels=[[] for _ in range(len(held))])
+        held["night"] = held["night"].fillna("unknown")
+        for night, rows in held.groupby("night"):
+            tx.stage_file(f"{ob.OBJECTS}/{ob.HELD_DIR}/night={night}.parquet", parquet_bytes(pa.Table.from_pandas(
+                rows[ob.HELD_SCHEMA.names].sort_values("frame_id"), schema=ob.HELD_SCHEMA, preserve_index=False)))
+        version = (tx.base.version if tx.base else 0) + 1
+        lake.store.write_bytes(f"{out}/{ob.STATE_FILE}", json.dumps(
+            {"refcat": refcat, "radius_arcsec": ob.DEFAULT_RADIUS_ARCSEC, "version": version,
+             "objects": n_objects}).encode())
+        tx.metadata += [f"{ob.OBJECTS}/{n}" for n in [*names, ob.STATE_FILE]]
+        return tx.commit(summary={"synthetic": True}).version
+
+
+def tile_stars(order: int, pixel: int, n: int, seed: int = 0):
+    """``n`` SYNTHETIC stars of one HEALPix tile (NESTED ``pixel`` at ``order``), the same every call:
+    (ra, dec, mag), uniform within the pixel (positions drawn at order 20, 0.2" cells) and in magnitude."""
+    import healpy as hp
+
+    rng = np.random.default_rng([seed, order, pixel])
+    fine = (np.int64(pixel) << np.int64(2 * (20 - order))) + rng.integers(0, 4 ** (20 - order), n)
+    ra, dec = hp.pix2ang(1 << 20, fine, nest=True, lonlat=True)
+    return np.asarray(ra, float), np.asarray(dec, float), rng.uniform(10.0, 16.0, n)
+
+
+def commit_sources_night(lake, night: str, tiles, stars_per_tile: int, rng: np.random.Generator, *, order: int = 5,
+                         refcat: str = "synth", matches: bool = False, profile: str = "demo",
+                         pos_err_arcsec: float = 0.3) -> int:
+    """Commit one SYNTHETIC night of detections for memory and scale tests: one frame per tile (a HEALPix
+    pixel at ``order``) seeing its ``stars_per_tile`` stars (:func:`tile_stars`), with their sources
+    (the light-curve columns, ``bkg`` and random measurement columns, so rows weigh what real ones do),
+    frame rows (centre and footprint: the tile's corners), an ok zeropoint each against ``refcat`` and,
+    with ``matches``, reference matches of every fifth star and the night's extinction row. One commit,
+    as an ingest and its calibration. Returns its version."""
+    import healpy as hp
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
+    tiles = np.asarray(tiles, np.int64)
+    n_t, n_s = len(tiles), int(stars_per_tile)
+    now = dt.datetime.now(dt.timezone.utc)
+    zp0 = 20.0
+    with lake.transaction("ingest") as tx:
+        ids = tx.allocate_frame_ids(n_t)
+        mjd = night_mjd(night) + 0.1 + np.arange(n_t) * (0.3 / max(n_t, 1))
+        pieces, match_pieces = [], []
+        for k, (fid, tile) in enumerate(zip(ids, tiles)):
+            ra0, dec0, mag0 = tile_stars(order, int(tile), n_s)
+            scatter = pos_err_arcsec / 3600.0
+            dec = dec0 + rng.normal(0, scatter, n_s)
+            ra = (ra0 + rng.normal(0, scatter, n_s) / np.cos(np.radians(dec0))) % 360.0
+            inst = (mag0 - zp0 + rng.normal(0, 0.01, n_s)).astype(np.float32)
+            sid = int(fid) * (1 << 20) + np.arange(n_s)
+            cols = {"_healpix_29": np.asarray(compute_spatial_index(ra, dec), np.int64), "source_id": sid,
+                    "frame_id": np.full(n_s, fid), "ra": ra, "dec": dec, "mjd": np.full(n_s, mjd[k]),
+                    "inst_mag": inst, "inst_mag_err": np.full(n_s, 0.01, np.float32),
+                    "bkg": rng.normal(800, 20, n_s).astype(np.float32), "flags": np.zeros(n_s, np.int32),
+                    "x": rng.uniform(0, 2048, n_s), "y": rng.uniform(0, 2048, n_s)}
+            for name in ("flux_auto", "flux_auto_err", "kron_radius", "flux_ap1", "flux_ap1_err", "flux_ap2",
+                         "flux_ap2_err", "flux_ap3", "flux_ap3_err", "flux_max", "bkg_local", "fwhm", "a", "b",
+                         "theta", "elongation", "ellipticity", "edge_dist"):
+                cols[name] = rng.random(n_s, np.float32)
+            cols["npix"] = rng.integers(5, 500, n_s, dtype=np.int32)
+            pieces.append(_table("sources", cols))
+            if matches:
+                m = np.arange(0, n_s, 5)
+                match_pieces.append(_table("matches", {
+                    "source_id": sid[m], "frame_id": np.full(len(m), fid), "refcat": [refcat] * len(m),
+                    "calib_key": ["k1"] * len(m), "ref_id": int(tile) * (1 << 24) + m, "ref_mag": mag0[m],
+                    "ref_mag_err": np.full(len(m), 0.01), "ref_color": np.full(len(m), 0.5),
+                    "inst_mag": inst[m], "inst_mag_err": np.full(len(m), 0.01), "used": np.ones(len(m), bool),
+                    "reject": [""] * len(m), "mag": inst[m] + zp0, "mag_err": np.full(len(m), 0.015),
+                    "sep_arcsec": np.full(len(m), 0.3), "dra_arcsec": rng.normal(0, 0.2, len(m)),
+                    "ddec_arcsec": rng.normal(0, 0.2, len(m)), "x": cols["x"][m], "y": cols["y"][m]}))
+        tx.stage_sources(pa.concat_tables(pieces))
+        del pieces
+        centre = hp.pix2ang(1 << order, tiles, nest=True, lonlat=True)
+        corners = [hp.vec2ang(hp.boundaries(1 << order, int(t), step=1, nest=True).T, lonlat=True) for t in tiles]
+        frames = _table("frames", {
+            "frame_id": ids, "frame_key": [f"synth-{night}-{t}-{rng.integers(1 << 62)}" for t in tiles],
+            "content_hash": [f"{rng.integers(1 << 62):064x}" for _ in tiles], "hdu": np.zeros(n_t, int),
+            "path": [f"synthetic://{night}/{t}" for t in tiles], "profile": [profile] * n_t, "status": ["ok"] * n_t,
+            "pipeline_version": [f"synthetic+{profile}"] * n_t,
+            "reason": [""] * n_t, "n_sources": np.full(n_t, n_s), "instrument": ["SYNTHETIC"] * n_t,
+            "object": ["SYNTHETIC"] * n_t, "mjd": mjd, "exptime": np.full(n_t, 10.0), "airmass": np.full(n_t, 1.2),
+            "pixscale": np.full(n_t, 10.0), "ra_center": centre[0], "dec_center": centre[1],
+            "footprint_ra": [list(c[0]) for c in corners], "footprint_dec": [list(c[1]) for c in corners],
+            "batch_id": [tx.batch_id] * n_t, "ingested_at": [now] * n_t})
+        tx.stage_frames(frames, [night] * n_t)
+        tx.stage_nights("zeropoints", _table("zeropoints", {
+            "frame_id": ids, "refcat": [refcat] * n_t, "calib_key": ["k1"] * n_t, "zp": np.full(n_t, zp0),
+            "zp_fit": np.full(n_t, zp0), "zp_err": np.full(n_t, 0.01), "zp_status": ["ok"] * n_t,
+            "zp_reason": [""] * n_t, "airmass": np.full(n_t, 1.2), "mjd": mjd, "color_term": np.zeros(n_t),
+            "zp_n": np.full(n_t, 100), "batch_id": [tx.batch_id] * n_t, "calibrated_at": [now] * n_t}), [night] * n_t)
+        if matches:
+            tx.stage_nights("matches", pa.concat_tables(match_pieces), [night] * sum(len(p) for p in match_pieces))
+            tx.stage_nights("extinction", _table("extinction", {
+                "refcat": [refcat], "calib_key": ["k1"], "k_ext": [0.15], "zp_airmass0": [zp0 + 0.15],
+                "ext_status": ["ok"], "calibrated_at": [now]}), [night])
+        return tx.commit(summary={"synthetic": True}).version

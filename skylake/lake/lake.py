@@ -388,21 +388,29 @@ class Lake:
     def path(self, rel: str = "") -> str:
         return self.store.full(rel)
 
-    def night_dataset(self, table: str) -> pads.Dataset:
+    def night_dataset(self, table: str, nights=None) -> pads.Dataset:
         """A table partitioned by night (frames, and calibration's zeropoints, matches, extinction) as a
-        dataset with ``night`` from the partition directory (empty, with the schema, before any commit)."""
+        dataset with ``night`` from the partition directory (empty, with the schema, before any commit).
+        With ``nights`` (None or NaN for the unknown night), only those directories are listed and read."""
         if self.auto_catch_up:
             self.catch_up()
         partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
         schema = table_schema(table).append(pa.field("night", pa.string()))
         if not self.store.exists(table):  # a table nothing has been committed to yet
             return pads.dataset(schema.empty_table())
+        fs = self.store.fs if not self.store.is_local else None
         with self._reading(table):
+            if nights is not None:
+                files = [self.store.full(f"{table}/{f}") for f in self.live_files(table, nights)]
+                if not files:
+                    return pads.dataset(schema.empty_table())
+                return pads.dataset(files, format="parquet", partitioning=partitioning, schema=schema, filesystem=fs,
+                                    partition_base_dir=self.store.full(table))
             return pads.dataset(self.store.full(table), format="parquet", partitioning=partitioning,
-                                schema=schema, filesystem=self.store.fs if not self.store.is_local else None)
+                                schema=schema, filesystem=fs)
 
-    def read_night_table(self, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
-        dataset = self.night_dataset(table)
+    def read_night_table(self, table: str, columns: list[str] | None = None, filter=None, nights=None) -> pa.Table:
+        dataset = self.night_dataset(table, nights)
         with self._reading(table):
             return dataset.to_table(columns=columns, filter=filter)
 
@@ -704,6 +712,10 @@ class Transaction:
         self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path), blob)
         self.bytes_staged += len(blob)
         self.adds.append(action)
+
+    def add_staged(self, table: str, path: str, rows: int):
+        """Count a data file a task already wrote at ``staging/<batch>/<table>/<path>`` into this batch."""
+        self.adds.append(FileAction(table=table, path=path, rows=rows))
 
     def stage_file(self, rel: str, data: bytes):
         """Stage a small lake-relative file (not a table's data) that replaces its published copy at publish."""

@@ -5,7 +5,9 @@ profile that ingested them:
 
 1. each frame's latest zeropoint row of the catalogue (the profile's ``[calibration] refcat`` or
    ``refcat``), its matches, the night's extinction row, and the frame's sources (for their
-   ``_healpix_29``, position and background) are read;
+   ``_healpix_29``, position and background) are read: only the selected nights' directories, and
+   only the sources partitions a frame can reach (a disc past its footprint's corners; every file
+   when a frame has no footprint, or when fewer sources than its ``n_sources`` are found there);
 2. each matched star becomes a zeropoint sample ``ref_mag - inst_mag - color_term * ref_color``
    (stars used in the fit or clipped from it: clipping is what a patchy cloud does) with its
    clear-sky reference ``zp_clear`` (see :func:`clear_sky_zeropoints`); each source a sky-brightness
@@ -13,6 +15,11 @@ profile that ingested them:
 3. samples get the pixel of every requested frame (equatorial: a shift of ``_healpix_29``; horizon:
    alt/az from the profile's site at the frame's time) and :func:`skylake.maps.aggregate.aggregate_pixels`
    reduces them per (map, pixel).
+
+Steps 1 (sources and matches) to 3 (pixels) run per group of :data:`FRAMES_PER_TASK` frames
+(:func:`map_samples`): dask tasks when a client is given, else one group at a time in this process;
+the reduce (medians per pixel) runs on the driver over the samples, which are a few numbers per
+source of the selection, never the archive.
 
 The result is a :class:`MapSet`: pixel rows (schemas/maps.yaml), one index row per map
 (schemas/maps_index.yaml) and the star samples (for checks against truth).
@@ -46,7 +53,10 @@ STAR_REJECTS = ("", "clipped")
 ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
 ENVELOPE_PERCENTILE = 95.0  # zp_clear "auto" on a night without an extinction row
 FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "content_hash", "hdu", "status", "mjd",
-                 "exptime", "airmass", "pixscale"]
+                 "exptime", "airmass", "pixscale", "n_sources", "ra_center", "dec_center", "footprint_ra",
+                 "footprint_dec"]
+#: Frames per task of a map's sample computation (each task reads its frames' sources and matches).
+FRAMES_PER_TASK = 16
 
 
 @dataclass
@@ -72,15 +82,20 @@ def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = N
     if sum(v is not None for v in (night, frame_id)) + (since is not None or until is not None) > 1:
         raise MapsError("choose one of --night, --frame, --since/--until")
     flt = pc.field("status") != "rejected"
+    nights = None  # the night directories to read (None: every one)
     if night is not None:
-        flt &= pc.field("night") == night
+        nights = [night]
+    elif since is not None or until is not None:
+        names = [d.removeprefix("night=") for d in lake.store.listdir("frames")] if lake.store.exists("frames") else []
+        nights = [n for n in names if re.fullmatch(r"\d{4}-\d{2}-\d{2}", n)
+                  and (since is None or n >= since) and (until is None or n <= until)]
     if frame_id is not None:
         flt &= pc.field("frame_id") == int(frame_id)
     if since is not None:
         flt &= pc.field("night") >= since
     if until is not None:
         flt &= pc.field("night") <= until
-    frames = latest_versions(lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas())
+    frames = latest_versions(lake.read_night_table("frames", columns=FRAME_COLUMNS, filter=flt, nights=nights).to_pandas())
     if frame_id is not None and frames.empty:
         raise MapsError(f"frame {frame_id} is not in the lake (or was rejected at ingest)")
     return frames
@@ -125,9 +140,14 @@ def map_id(scope: str, selection: dict, nside: int, frame_of: str, profile: str,
 def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = None, since: str | None = None,
                  until: str | None = None, per_frame: bool = False, nside: int | None = None,
                  frames_of: tuple[str, ...] = FRAMES_OF, refcat: str | None = None,
-                 profile: Profile | str | None = None) -> MapSet:
+                 profile: Profile | str | None = None, client=None) -> MapSet:
     """Compute the maps of the selection (see module docstring): one per night (default, and with
-    ``night``), per frame (``frame_id``, or ``per_frame``), or one over ``since``..``until``."""
+    ``night``), per frame (``frame_id``, or ``per_frame``), or one over ``since``..``until``.
+
+    Only the selected nights' directories of frames, zeropoints, extinction and matches are read, and
+    the sources of the partitions the frames cover. The samples are computed per group of
+    :data:`FRAMES_PER_TASK` frames, as tasks on ``client`` (a ``distributed.Client``) when given, and
+    reduced per pixel here."""
     bad = [f for f in frames_of if f not in FRAMES_OF]
     if bad or not frames_of:
         raise MapsError(f"frame-of must be among {list(FRAMES_OF)}, got {list(frames_of)}")
@@ -151,55 +171,78 @@ def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = No
                         prof.name, len(group))
             continue
         parts.append(_profile_maps(lake, group, prof, cat, scope, {"since": since, "until": until},
-                                   nside or prof.maps.nside, frames_of, explicit=frames_of != FRAMES_OF))
+                                   nside or prof.maps.nside, frames_of, explicit=frames_of != FRAMES_OF,
+                                   client=client))
     if not parts:
         return MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
     return MapSet(*(pd.concat([getattr(p, f) for p in parts], ignore_index=True)
                     for f in ("pixels", "index", "stars", "sky")))
 
 
-def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
-                  frames_of, explicit: bool) -> MapSet:
-    """Maps of one profile's frames against one catalogue."""
-    from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table
+def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
+    """Live sources files of the partitions each frame can have sources in: a disc around its centre
+    reaching past its corners (HEALPix query through healpy, per partition order); None when a frame's
+    footprint is unknown (every file)."""
+    import healpy as hp
 
-    settings = prof.maps
-    ids = frames["frame_id"].to_numpy(np.int64)
-    zps = read_table(lake, ZEROPOINTS, ["frame_id", "calib_key", "zp", "zp_fit", "zp_status", "color_term",
-                                        "calibrated_at"], refcat=refcat, frame_ids=ids)
-    zps = zps.sort_values("calibrated_at", kind="stable").drop_duplicates("frame_id", keep="last")
-    frames = frames.merge(zps.drop(columns="calibrated_at"), on="frame_id", how="inner")
-    empty = MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
-    if frames.empty:
-        log.warning("no frame of profile %s is calibrated against %s: nothing to map", prof.name, refcat)
-        return empty
-    # colour term: the frame's, else the night's median (a frame without a fit), else none
-    night_ct = frames.groupby("night")["color_term"].transform("median")
-    frames["color_term"] = frames["color_term"].fillna(night_ct).fillna(0.0)
-    ext = read_table(lake, EXTINCTION, ["night", "calib_key", "k_ext", "zp_airmass0", "calibrated_at"], refcat=refcat)
-    ext = ext.sort_values("calibrated_at", kind="stable")
-    frames["zp_clear_frame"] = clear_sky_zeropoints(settings.zp_clear, frames["night"].to_numpy(object),
-                                                    frames["calib_key"].to_numpy(object),
-                                                    frames["airmass"].to_numpy(float), ext, frames)
-    # the sky is calibrated with the frame's measured zeropoint; a frame without one (cloudy, too few
-    # stars) with its clear-sky reference: a cloud dims the stars, not the camera's response to the sky
-    frames["zp_sky"] = frames["zp"].where(frames["zp"].notna(), frames["zp_clear_frame"])
+    from skylake.lake import hats_meta
 
-    ids = frames["frame_id"].to_numpy(np.int64)
-    sources = lake.read_sources(columns=["source_id", "frame_id", "_healpix_29", "ra", "dec", "bkg"],
-                                filter=pc.field("frame_id").isin(pa.array(ids, pa.int64()))).to_pandas()
+    partitions = hats_meta.read_partitions(lake.store)
+    if not partitions:
+        return []
+    orders = sorted({p.order for p in partitions})
+    hit: set = set()
+    for row in frames.itertuples():
+        fra, fdec = row.footprint_ra, row.footprint_dec
+        if fra is None or fdec is None or len(fra) == 0 or not np.isfinite([row.ra_center, row.dec_center]).all():
+            return None
+        centre = hp.ang2vec(row.ra_center, row.dec_center, lonlat=True)
+        corners = hp.ang2vec(np.asarray(fra, float), np.asarray(fdec, float), lonlat=True)
+        radius = float(np.arccos(np.clip(corners @ centre, -1, 1)).max()) * 1.05 + np.radians(0.05)
+        for order in orders:
+            hit |= {(order, int(p)) for p in hp.query_disc(1 << order, centre, min(radius, np.pi), inclusive=True,
+                                                           nest=True)}
+    files = []
+    for p in partitions:
+        if (p.order, p.pixel) in hit:
+            files += lake.store.walk_files(f"sources/{hats_meta.pixel_dir(p.order, p.pixel)}", ".parquet")
+    return files
+
+
+def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> dict:
+    """The star, sky and astrometric samples of some frames of one profile's maps (module docstring,
+    steps 1-3): ``{frame_of: (stars, sky, astro)}`` with their map key and pixel. ``files``: the sources
+    files to read (lake-relative; None: every one); a frame found with fewer sources than ``n_sources``
+    is read again from every file."""
+    import pyarrow.dataset as pads
+
+    from skylake.calib.store import MATCHES, read_table
+    from skylake.schema import table_schema
+
+    lake = Lake.open(spec["url"], catch_up=False)
+    lake.auto_catch_up = False
+    frames = spec["frames"][spec["frames"]["frame_id"].isin(frame_ids)]
+    ids = pa.array(np.asarray(frame_ids, np.int64), pa.int64())
+    cols = ["source_id", "frame_id", "_healpix_29", "ra", "dec", "bkg"]
+
+    def read(paths):
+        if paths is None:
+            return lake.read_sources(columns=cols, filter=pc.field("frame_id").isin(ids))
+        if not paths:
+            return table_schema("sources").empty_table().select(cols)
+        return pads.dataset([lake.path(f) for f in paths], format="parquet", schema=table_schema("sources")).to_table(
+            columns=cols, filter=pc.field("frame_id").isin(ids))
+
+    sources = read(files).to_pandas()
+    if files is not None:  # a frame whose sources lie outside the partitions its footprint covers: read all
+        found = sources.groupby("frame_id").size().reindex(frames["frame_id"]).fillna(0).to_numpy()
+        if (found < frames["n_sources"].fillna(0).to_numpy()).any():
+            sources = read(None).to_pandas()
     sources = sources.merge(frames[["frame_id", "night", "mjd", "exptime", "pixscale", "airmass", "calib_key",
                                     "zp_sky"]], on="frame_id")
-    site = _site_known(prof)
-    if "horizon" in frames_of and not site:
-        if explicit:
-            raise MapsError(f"profile {prof.name} has no [site] (lat_deg, lon_deg) for horizon maps")
-        log.warning("profile %s has no [site]: equatorial maps only", prof.name)
-        frames_of = tuple(f for f in frames_of if f != "horizon")
-    if site:
-        s = prof.site
-        sources["alt"], sources["az"] = altaz(sources["ra"], sources["dec"], sources["mjd"], s.lat_deg, s.lon_deg,
-                                              s.height_m)
+    frames_of, site = spec["frames_of"], spec["site"]
+    if site is not None:
+        sources["alt"], sources["az"] = altaz(sources["ra"], sources["dec"], sources["mjd"], *site)
         sources["x_air"] = airmass(sources["alt"])
     else:  # no site: every star of a frame at the frame's airmass
         sources["alt"] = sources["az"] = np.nan
@@ -207,32 +250,34 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
 
     matches = read_table(lake, MATCHES, ["source_id", "frame_id", "calib_key", "ref_id", "ref_mag", "inst_mag",
                                          "ref_color", "reject", "dra_arcsec", "ddec_arcsec", "sep_arcsec"],
-                         refcat=refcat, frame_ids=ids)
+                         refcat=spec["refcat"], frame_ids=frame_ids, nights=sorted(set(frames["night"]), key=str))
     matches = matches.merge(frames[["frame_id", "calib_key", "color_term"]], on=["frame_id", "calib_key"])
     matches = matches.merge(sources.drop(columns=["frame_id", "calib_key"]), on="source_id")
 
+    ext, all_frames, zp_clear = spec["ext"], spec["frames"], spec["zp_clear"]
     stars = matches[matches["reject"].isin(STAR_REJECTS)].copy()
     term = stars["color_term"].to_numpy(float) * stars["ref_color"].to_numpy(float)
     term = np.where(stars["color_term"].to_numpy(float) == 0, 0.0, term)
     stars["zp"] = stars["ref_mag"].to_numpy(float) - stars["inst_mag"].to_numpy(float) - term
-    stars["zp_clear"] = clear_sky_zeropoints(settings.zp_clear, stars["night"].to_numpy(object),
+    stars["zp_clear"] = clear_sky_zeropoints(zp_clear, stars["night"].to_numpy(object),
                                              stars["calib_key"].to_numpy(object), stars["x_air"].to_numpy(float),
-                                             ext, frames)
+                                             ext, all_frames)
     stars = stars[np.isfinite(stars["zp"]) & np.isfinite(stars["zp_clear"])]
     sky = sources.assign(sky_mag=sky_brightness(sources["zp_sky"], sources["bkg"], sources["exptime"],
                                                 sources["pixscale"]))
     sky = sky[np.isfinite(sky["sky_mag"])]
     astro = matches[~matches["reject"].isin(ASTRO_EXCLUDE)]
+    scope, nside = spec["scope"], spec["nside"]
 
-    # which map each sample belongs to
-    def key(df):
+    def key(df):  # which map each sample belongs to
         if scope == "frame":
             return df["frame_id"].to_numpy(np.int64).astype(str)
         if scope == "night":
             return df["night"].to_numpy(object).astype(str)
         return np.full(len(df), "range")
 
-    pixel_parts, index_rows, star_parts, sky_parts = [], [], [], []
+    out = {}
+    cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
     for frame_of in frames_of:
         def pix(df):
             if frame_of == "equatorial":
@@ -245,6 +290,70 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
         k = sky.assign(map_key=key(sky), pixel=pix(sky))
         a = astro.assign(map_key=key(astro), pixel=pix(astro))
         s, k, a = s[s["pixel"] >= 0], k[k["pixel"] >= 0], a[a["pixel"] >= 0]
+        out[frame_of] = (s[list(dict.fromkeys(KEYS + cols + ["zp", "zp_clear", "ref_id"]))],
+                         k[list(dict.fromkeys(KEYS + cols + ["sky_mag"]))],
+                         a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]])
+    del sources, matches, stars, sky, astro
+    pa.default_memory_pool().release_unused()  # a worker's RSS is what its task holds, not arrow's cache
+    return out
+
+
+def _run(client, func, shared, *iterables) -> list:
+    """``func(shared, *args)`` per args: tasks on ``client`` (``shared`` sent once), else in this process."""
+    items = list(zip(*iterables))
+    if client is None:
+        return [func(shared, *args) for args in items]
+    shared_f = client.scatter([shared], broadcast=True)[0]
+    return client.gather([client.submit(func, shared_f, *args, pure=False) for args in items])
+
+
+def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
+                  frames_of, explicit: bool, client=None) -> MapSet:
+    """Maps of one profile's frames against one catalogue."""
+    from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
+
+    settings = prof.maps
+    ids = frames["frame_id"].to_numpy(np.int64)
+    nights = sorted(set(frames["night"].tolist()), key=str)
+    zps = read_table(lake, ZEROPOINTS, ["frame_id", "calib_key", "zp", "zp_fit", "zp_status", "color_term",
+                                        "calibrated_at"], refcat=refcat, frame_ids=ids, nights=nights)
+    zps = zps.sort_values("calibrated_at", kind="stable").drop_duplicates("frame_id", keep="last")
+    frames = frames.merge(zps.drop(columns="calibrated_at"), on="frame_id", how="inner")
+    empty = MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
+    if frames.empty:
+        log.warning("no frame of profile %s is calibrated against %s: nothing to map", prof.name, refcat)
+        return empty
+    # colour term: the frame's, else the night's median (a frame without a fit), else none
+    night_ct = frames.groupby("night")["color_term"].transform("median")
+    frames["color_term"] = frames["color_term"].fillna(night_ct).fillna(0.0)
+    ext = read_table(lake, EXTINCTION, ["night", "calib_key", "k_ext", "zp_airmass0", "calibrated_at"], refcat=refcat,
+                     nights=nights)
+    ext = ext.sort_values("calibrated_at", kind="stable")
+    frames["zp_clear_frame"] = clear_sky_zeropoints(settings.zp_clear, frames["night"].to_numpy(object),
+                                                    frames["calib_key"].to_numpy(object),
+                                                    frames["airmass"].to_numpy(float), ext, frames)
+    # the sky is calibrated with the frame's measured zeropoint; a frame without one (cloudy, too few
+    # stars) with its clear-sky reference: a cloud dims the stars, not the camera's response to the sky
+    frames["zp_sky"] = frames["zp"].where(frames["zp"].notna(), frames["zp_clear_frame"])
+
+    site = _site_known(prof)
+    if "horizon" in frames_of and not site:
+        if explicit:
+            raise MapsError(f"profile {prof.name} has no [site] (lat_deg, lon_deg) for horizon maps")
+        log.warning("profile %s has no [site]: equatorial maps only", prof.name)
+        frames_of = tuple(f for f in frames_of if f != "horizon")
+    # samples per group of frames (a task each on a cluster), reduced per pixel below
+    frames = frames.sort_values("frame_id", ignore_index=True)
+    groups = [frames.iloc[k:k + FRAMES_PER_TASK] for k in range(0, len(frames), FRAMES_PER_TASK)]
+    spec = {"url": lake.url, "refcat": refcat, "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
+            "ext": ext, "zp_clear": settings.zp_clear, "frames_of": frames_of, "scope": scope, "nside": nside,
+            "site": (prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None}
+    parts = _run(client, map_samples, spec, [g["frame_id"].to_numpy(np.int64) for g in groups],
+                 [_frame_partitions(lake, g) for g in groups])
+
+    pixel_parts, index_rows, star_parts, sky_parts = [], [], [], []
+    for frame_of in frames_of:
+        s, k, a = (pd.concat([p[frame_of][i] for p in parts], ignore_index=True) for i in range(3))
         agg = aggregate_pixels(s[KEYS + ["frame_id", "zp", "zp_clear"]], k[KEYS + ["frame_id", "sky_mag"]],
                                a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]], settings.min_stars)
         # index rows: one per map_key

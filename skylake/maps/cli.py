@@ -45,11 +45,19 @@ def _cmd_maps(args) -> int:
         return EXIT_OK
     from skylake.maps import make_maps
 
+    import contextlib
+
     frames_of = ("equatorial", "horizon") if args.frame_of == "both" else (args.frame_of,)
-    maps, index, version, paths = make_maps(
-        lake, out_dir=None if args.no_export else args.out, night=args.night, frame_id=args.frame,
-        since=args.since, until=args.until, per_frame=args.per_frame, nside=args.nside, frames_of=frames_of,
-        refcat=args.refcat, profile=args.pipeline)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.scheduler:  # each group of frames' samples a task on that cluster
+            from skylake.ingest import dask_client
+
+            client = stack.enter_context(dask_client(args.scheduler))
+        maps, index, version, paths = make_maps(
+            lake, out_dir=None if args.no_export else args.out, night=args.night, frame_id=args.frame,
+            since=args.since, until=args.until, per_frame=args.per_frame, nside=args.nside, frames_of=frames_of,
+            refcat=args.refcat, profile=args.pipeline, client=client)
     if index.empty:
         print("nothing to map: no calibrated frame in the selection (run skylake calibrate first)")
         return EXIT_NOTHING
@@ -91,4 +99,6 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"FITS and PNG exports (default {DEFAULT_OUT}/)")
     p.add_argument("--no-export", action="store_true", help="only commit the maps to the lake")
     p.add_argument("--list", action="store_true", help="list the maps in the lake and exit")
+    p.add_argument("--scheduler", default=None,
+                   help="dask scheduler address: the samples of each group of frames are a task there")
     p.set_defaults(func=_cmd_maps)

@@ -16,7 +16,14 @@ EXIT_NOTHING_FOUND = 3
 def _cmd_build(args) -> int:
     from skylake.objects.build import build_objects
 
-    print(build_objects(args.lake, refcat=args.refcat, radius_arcsec=args.radius, rebuild=args.rebuild))
+    options = dict(refcat=args.refcat, radius_arcsec=args.radius, rebuild=args.rebuild)
+    if args.scheduler or args.workers:  # each touched partition a task on that cluster (as ingest takes it)
+        from skylake.ingest import dask_client
+
+        with dask_client(args.scheduler, args.workers) as client:
+            print(build_objects(args.lake, client=client, **options))
+    else:
+        print(build_objects(args.lake, **options))
     return 0
 
 
@@ -62,6 +69,9 @@ def add_commands(subparsers) -> None:
     q.add_argument("--radius", type=float, default=None, metavar="ARCSEC",
                    help="association radius in arcsec (default 3; fixed at the first build)")
     q.add_argument("--rebuild", action="store_true", help="rebuild the whole table (to change --refcat or --radius)")
+    q.add_argument("--scheduler", default=None,
+                   help="dask scheduler address: each touched partition is a task there (default: this process)")
+    q.add_argument("--workers", type=int, default=None, help="start a local cluster of this many workers for the build")
     q.set_defaults(func=_cmd_build)
 
     p = subparsers.add_parser(
