@@ -638,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     import sep
 
     import skylake
-    from skylake.ingest import dask_client
+    from skylake.runtime import dask_client
 
     t_start = time.perf_counter()
     log(f"skylake ingest benchmark ({'quick' if args.quick else 'full'}, {runs} runs per timing)")

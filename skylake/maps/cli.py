@@ -51,7 +51,7 @@ def _cmd_maps(args) -> int:
     with contextlib.ExitStack() as stack:
         client = None
         if args.scheduler:  # each group of frames' samples a task on that cluster
-            from skylake.ingest import dask_client
+            from skylake.runtime import dask_client
 
             client = stack.enter_context(dask_client(args.scheduler))
         maps, index, version, paths = make_maps(

@@ -18,7 +18,7 @@ def _cmd_build(args) -> int:
 
     options = dict(refcat=args.refcat, radius_arcsec=args.radius, rebuild=args.rebuild)
     if args.scheduler or args.workers:  # each touched partition a task on that cluster (as ingest takes it)
-        from skylake.ingest import dask_client
+        from skylake.runtime import dask_client
 
         with dask_client(args.scheduler, args.workers) as client:
             print(build_objects(args.lake, client=client, **options))
