@@ -23,7 +23,12 @@ through the lake's own transactions, 2.5e5 rows per commit, no images), then tim
   table made SYNTHETIC at the archive's size (``skylake.db.synthetic.commit_objects``: as many objects
   as frame rows, 3 points each, within 15 deg of the field; every archive frame held, each with a
   zeropoint against the field's catalogue, so the objects and zeropoints tables grow with the archive);
-* ``maps of its night``: ``skylake.maps.make_maps`` of that batch's night (computed and committed).
+* ``maps of its night``: ``skylake.maps.make_maps`` of that batch's night (computed and committed);
+* ``refresh``: ``skylake.db.mirror.refresh`` of the lake's SQLite summary database after all that
+  (built once, untimed, when the lake is made).
+
+Then (unless ``--no-cpu``) it runs ``benchmarks/driver_cpu.py``: the driver's CPU per frame against the
+workers' for an ingest on a ``dask scheduler`` and two ``dask worker`` processes.
 
 and prints, per operation, the time at each size and the ratio of the largest lake's time to the
 smallest's (1.0 = cost independent of the archive). Nothing is asserted.
@@ -77,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6], help="frame rows per lake")
     parser.add_argument("--runs", type=int, default=5, help="runs per timing (median reported)")
     parser.add_argument("--memory", action="store_true", help="measure driver and worker memory instead")
+    parser.add_argument("--no-cpu", dest="cpu", action="store_false",
+                        help="skip the driver/worker CPU measurement (benchmarks/driver_cpu.py) at the end")
     parser.add_argument("--gb", nargs="+", type=float, default=[4.0, 8.0], help="--memory: GB of sources per lake")
     parser.add_argument("--memory-limit", default="800MB", help="--memory: memory_limit of each worker")
     parser.add_argument("--stars", type=int, default=1000, help="--memory: stars per tile")
@@ -120,6 +127,7 @@ def main(argv=None) -> int:
     from skylake.lake import Lake
     from skylake.profile import load_profile
     from skylake.status import lake_status
+    from skylake.db.mirror import refresh
     from skylake.refcat import import_refcat
     from skylake.synthetic import write_demo_night, write_reference_catalog
 
@@ -160,7 +168,11 @@ def main(argv=None) -> int:
             commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
             print(f"lake of {size:.0e} frame rows made in {time.perf_counter() - t0:.0f} s")
             mine = batches[s * args.runs:(s + 1) * args.runs]
-            calib, ingest_times, objects_times, maps_times = [], [], [], []
+            calib, ingest_times, objects_times, maps_times, refresh_times = [], [], [], [], []
+            db = f"sqlite:///{tmp / f'summary{size}.sqlite'}"
+            t0 = time.perf_counter()
+            refresh(lake, url=db)  # the summary database's first build: once, untimed in the table
+            print(f"  first refresh (whole archive) {time.perf_counter() - t0:.1f} s")
 
             def ingest_new(k):
                 report = ingest(lake, [str(mine[k])], profile, progress=False)
@@ -180,6 +192,9 @@ def main(argv=None) -> int:
                 _, index, _, _ = make_maps(lake, night=sorted(report.nights)[0])
                 maps_times.append(time.perf_counter() - t0)
                 assert len(index), "no map made"
+                t0 = time.perf_counter()
+                refresh(lake, url=db)
+                refresh_times.append(time.perf_counter() - t0)
 
             for k in range(args.runs):
                 timed_ingest(k)
@@ -192,6 +207,7 @@ def main(argv=None) -> int:
             timings["calibrate (in ingest)"] = (statistics.median(calib), calib)
             timings["objects update"] = (statistics.median(objects_times), objects_times)
             timings["maps of its night"] = (statistics.median(maps_times), maps_times)
+            timings["refresh"] = (statistics.median(refresh_times), refresh_times)
             timings["ingest, lake part"] = (max(timings["ingest 8 frames"][0] - base - statistics.median(calib), 0.0), [])
             for name, (median, times) in timings.items():
                 results.setdefault(name, {})[size] = median
@@ -206,6 +222,13 @@ def main(argv=None) -> int:
             print(f"  {name:22s} " + " ".join(f"{by_size[s]:9.3f}" for s in sizes) + f"  {ratio:7.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.cpu:
+        print("\ndriver CPU / worker CPU of an ingest on a scheduler and 2 workers (benchmarks/driver_cpu.py):",
+              flush=True)
+        sys.path.insert(0, str(Path(__file__).parent))
+        import driver_cpu
+
+        driver_cpu.main(["--runs", str(max(3, args.runs // 2))])
     return 0
 
 

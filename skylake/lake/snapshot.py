@@ -179,10 +179,11 @@ class Snapshot(Lake):
                     pafs.FSSpecHandler(self.store.fs)),
                 partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels])
 
-    def night_dataset(self, table: str) -> pads.Dataset:
-        """A night-partitioned table at this version (``night`` from the file's partition directory)."""
+    def night_dataset(self, table: str, nights=None) -> pads.Dataset:
+        """A night-partitioned table at this version (``night`` from the file's partition directory); of
+        ``nights`` only, when given."""
         schema = table_schema(table).append(pa.field("night", pa.string()))
-        return self._dataset(table, self.table_files(table), schema, [("night", pa.string())])
+        return self._dataset(table, self.live_files(table, nights), schema, [("night", pa.string())])
 
     def sources_dataset(self) -> pads.Dataset:
         """The source table at this version, with ``Norder``, ``Dir``, ``Npix`` from the partition paths."""
