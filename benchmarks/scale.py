@@ -92,6 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--nights", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--first-night", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one lake, in this process
+    parser.add_argument("--lakes", default=None, help="--memory: make (or reuse) the lakes in this directory")
     args = parser.parse_args(argv)
     if args.make_memory_lake:
         return make_memory_lake(args.make_memory_lake, args.tiles, args.nights, args.stars, args.first_night)
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         rows = []
         for gb in args.gb:
             cmd = [sys.executable, __file__, "--memory", "--one", "--gb", str(gb), "--memory-limit", args.memory_limit,
-                   "--tiles", str(args.tiles), "--stars", str(args.stars)]
+                   "--tiles", str(args.tiles), "--stars", str(args.stars)] + (["--lakes", args.lakes] if args.lakes else [])
             out = subprocess.run(cmd, capture_output=True, text=True)
             lines = out.stdout.splitlines()
             print("\n".join(line for line in lines if not line.startswith("{")), flush=True)
@@ -263,8 +264,10 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
         commit_sources_night(lake, _night(k), chosen, stars, rng, refcat=MEMORY_REFCAT, matches=first > 0)
     if new:
         ra, dec = np.concatenate([np.stack(tile_stars(5, int(t), stars)[:2]) for t in chosen], axis=1)
-        commit_objects(lake, len(ra), rng, refcat=MEMORY_REFCAT, positions=(ra, dec), points=nights,
-                       chunk=max(1000, 2_000_000 // nights))
+        points = min(nights, 12)  # what the update reads of each object (its generation dominates otherwise)
+        commit_objects(lake, len(ra), rng, refcat=MEMORY_REFCAT, positions=(ra, dec), points=points,
+                       chunk=max(1000, 2_000_000 // points))
+        (Path(path) / "MADE").write_text(f"{tiles} {nights} {stars}\n")
     return 0
 
 
@@ -328,10 +331,12 @@ def memory_main(args) -> int:
         for gb in args.gb:
             tiles = args.tiles  # the lake grows by nights: the night added, its update and maps are the same work
             nights = max(1, round(gb * 1e9 / (ROW_BYTES * args.stars * tiles)))
-            path = tmp / f"lake{gb:g}"
+            path = (Path(args.lakes) if args.lakes else tmp) / f"lake{gb:g}"
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
-                            "--nights", str(nights), "--stars", str(args.stars)], check=True)
+            if not (path / "MADE").exists():
+                shutil.rmtree(path, ignore_errors=True)
+                subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
+                                "--nights", str(nights), "--stars", str(args.stars)], check=True)
             made = time.perf_counter() - t0
             size = sum(f.stat().st_size for f in (path / "sources").rglob("*.parquet"))
             lake = Lake.open(path)
