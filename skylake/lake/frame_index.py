@@ -131,6 +131,10 @@ def _split(rows: pa.Table) -> dict[str, pa.Table]:
     return {f"{buckets[a]:0{BUCKET_CHARS}x}": rows.slice(a, b - a) for a, b in zip(starts, ends)}
 
 
+#: Buckets per rewrite task at least: below, a task's overhead outweighs the work.
+MIN_BUCKETS_PER_TASK = 8
+
+
 def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buckets: set[str]) -> None:
     """Rewrite, in transaction ``tx``, each bucket gaining ``added`` rows or losing ``dropped_ids``:
     its live files are removed and one new file staged with its rows after the change. The buckets are
@@ -154,10 +158,6 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
             else:
                 tx.adds.append(FileAction(table=INDEX, path=rel, rows=rows))
                 tx.bytes_staged += nbytes
-
-
-#: Buckets per rewrite task at least: below, a task's overhead outweighs the work.
-MIN_BUCKETS_PER_TASK = 8
 
 
 def rewrite_buckets(item: tuple[list[str], dict[str, pa.Table]], lake_root: str, batch_id: str,
