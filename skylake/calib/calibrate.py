@@ -205,9 +205,8 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     live = todo[todo["status"] != "rejected"]
     t1 = time.monotonic()
     fluxes = () if cal.flux == model.KRON else (model.KRON, f"{model.KRON}_err", cal.flux, f"{cal.flux}_err")
-    # lsdb reads the partitions on the workers, each in its own working directory: give it the lake's
-    # absolute path (lake.url is as the user typed it, e.g. relative).
-    where = lake.path() if lake.store.is_local else lake.url
+    # lsdb reads the partitions on the workers, each in its own working directory.
+    where = lake.store.location
     with scheduler():
         pairs = match_frames(where, live, path, cal.band, cal.color, cal.match_radius_arcsec, fluxes)
     t2 = time.monotonic()

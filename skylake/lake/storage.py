@@ -80,6 +80,8 @@ class Storage:
         self.root = root.rstrip("/") or "/"
         self.url = str(url)
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        # What a task opens: a worker in another working directory needs the absolute path.
+        self.location = self.root if self.is_local else self.url
 
     # -- paths -------------------------------------------------------------------------------------
     def full(self, rel: str) -> str:

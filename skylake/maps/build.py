@@ -345,7 +345,7 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
     # samples per group of frames (a task each on a cluster), reduced per pixel below
     frames = frames.sort_values("frame_id", ignore_index=True)
     groups = [frames.iloc[k:k + FRAMES_PER_TASK] for k in range(0, len(frames), FRAMES_PER_TASK)]
-    spec = {"url": lake.url, "refcat": refcat, "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
+    spec = {"url": lake.store.location, "refcat": refcat, "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
             "ext": ext, "zp_clear": settings.zp_clear, "frames_of": frames_of, "scope": scope, "nside": nside,
             "site": (prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None}
     parts = _run(client, map_samples, spec, [g["frame_id"].to_numpy(np.int64) for g in groups],

@@ -693,7 +693,7 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         dirs = sorted(by_dir)
         ids = plan.frames["frame_id"].to_numpy(np.int64)
         scanned = _run(client, _scan, [by_dir[d] for d in dirs],
-                       shared={"url": lake.url, "ids": ids, "m_order": m_order}) if len(ids) else []
+                       shared={"url": lake.store.location, "ids": ids, "m_order": m_order}) if len(ids) else []
         task_files: dict[int, set] = {}
         for d, mpix in zip(dirs, scanned):
             for k in _neighbour_tasks(mpix, m_order, partitions, order).tolist():
@@ -715,7 +715,7 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         report.timings["scan"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        spec = {"url": lake.url, "batch_id": tx.batch_id, "refcat": refcat, "radius": radius, "order": order,
+        spec = {"url": lake.store.location, "batch_id": tx.batch_id, "refcat": refcat, "radius": radius, "order": order,
                 "m_order": m_order, "partitions": [(p.order, p.pixel) for p in partitions], "rebuild": rebuild,
                 "frames": plan.frames.drop(columns=["recent"]),
                 "stale": held.loc[redone, "frame_id"].to_numpy(np.int64)}
