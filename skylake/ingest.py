@@ -203,7 +203,7 @@ def _stage_sources(tx: Transaction, results: list[FrameResult], frame_ids: np.nd
     frames = [(r.piece, int(fid), r.pixels) for r, fid in zip(results, frame_ids) if r.n_sources]
     partitions = tx.partitions + sorted(tx.new_partitions)
     _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
-    for staged in runner.map(pieces.write_sources, plans, window=len(plans), priority=10, lake_root=tx.lake.store.root,
+    for staged in runner.map(pieces.write_sources, plans, window=len(plans), priority=10, lake_root=tx.lake.store.location,
                              batch_id=tx.batch_id, partitions=partitions, sources_per_frame=SOURCES_PER_FRAME):
         tx.add_staged_sources(staged)
 
@@ -429,7 +429,7 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
                   disable=None if progress is None else not progress) as bar, \
                 (pieces.piece_run(lake.store) if todo else contextlib.nullcontext()) as run:
             for results in work.map(_process, items, window=window(work), on_died=died, split=split, profile=profile,
-                                    lake_root=lake.store.root, run=run, order=lake.config.partition_order):
+                                    lake_root=lake.store.location, run=run, order=lake.config.partition_order):
                 buffer.extend(results)
                 bar.update(len({r.record["path"] for r in results}) or 1)
                 faults.point("frame_processed")

@@ -1,5 +1,5 @@
 """``skylake calibrate``: per-frame photometric zeropoints against a reference catalogue, committed
-to the lake as one atomic batch per run.
+to the lake one atomic batch of whole nights at a time (:data:`BATCH_FRAMES`).
 
 For the frames selected (all, one night, nights since a date, or the batches an ingest just
 committed), grouped by the profile that ingested them:
@@ -9,8 +9,10 @@ committed), grouped by the profile that ingested them:
    for that catalogue in the same commit;
 2. their sources are cross-matched with the catalogue through lsdb (:mod:`.crossmatch`), reading
    only the sky they cover, and reduced to one-to-one pairs;
-3. :mod:`.zeropoint` cuts unusable stars and fits each frame (a groupby over frame_id), and
-   :mod:`.astrometry` measures the position residuals;
+3. :mod:`.zeropoint` cuts unusable stars and fits each frame, and :mod:`.astrometry` measures the
+   position residuals: pure functions of a frame's pairs, run as tasks of :data:`FIT_FRAMES_PER_TASK`
+   frames on the cluster (the driver keeps only the batch-wide steps: aperture-correction fallback,
+   colour correction of median zeropoints, extinction);
 4. under the writer lock each touched night's extinction is fitted to all its ok zeropoints of
    this calibration (earlier ones included), frames far below the night's clear-sky line become
    ``cloudy``, and zeropoints, matches and extinction rows are staged and committed together.
@@ -51,6 +53,12 @@ FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "
                  "saturation", "exptime", "nx", "ny", "mjd", "footprint_ra", "footprint_dec"]
 #: Pairs with these cuts have unreliable centroids and stay out of the astrometric residuals.
 ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
+#: Frames per commit: whole nights up to this many (a night with more is a batch alone). It bounds what
+#: the driver holds (the batch's pairs) and makes a long recalibration resumable (a re-run skips the
+#: batches committed).
+BATCH_FRAMES = 2000
+#: Frames per fitting task on a cluster.
+FIT_FRAMES_PER_TASK = 16
 
 
 @dataclass
@@ -171,20 +179,71 @@ def _calibrate_profile(lake: Lake, name: str, version: str, group: pd.DataFrame,
 
 
 
+@contextlib.contextmanager
 def dask_scheduler(client):
-    """Context making ``client`` dask's scheduler (lsdb computes on it); a no-op for None."""
+    """Context making ``client`` dask's scheduler (lsdb computes on it) and giving it (the fits run on
+    it too); gives None and changes nothing for None."""
     if client is None:
-        return contextlib.nullcontext()
+        yield None
+        return
     import dask
 
-    return dask.config.set(scheduler=client)
+    with dask.config.set(scheduler=client):
+        yield client
+
+
+def night_batches(frames: pd.DataFrame, max_frames: int) -> list[pd.DataFrame]:
+    """``frames`` cut into batches of whole nights (a night's extinction is fitted once, from all its
+    frames) of at most ``max_frames`` frames; a night with more frames is a batch alone."""
+    batches, current, n = [], [], 0
+    for _, night in frames.groupby(frames["night"].fillna(""), sort=True):
+        if current and n + len(night) > max_frames:
+            batches.append(pd.concat(current))
+            current, n = [], 0
+        current.append(night)
+        n += len(night)
+    if current:
+        batches.append(pd.concat(current))
+    return batches
+
+
+def fit_frames_task(item: tuple[pd.DataFrame, pd.DataFrame], cal: Calibration, use_color: bool):
+    """One task's frames (``item`` = their pairs, their frame rows): each frame's zeropoint fit
+    (:func:`zeropoint.fit_frames`) and astrometric residuals. Pure: nothing is read or written."""
+    pairs, frames = item
+    zps, rejects = zeropoint.fit_frames(pairs, frames, cal, use_color)
+    by_id = frames.set_index("frame_id")
+    judged = pairs.assign(reject=rejects.to_numpy(dtype=object))
+    astro = pd.DataFrame([{"frame_id": fid, **_astro(g, by_id.loc[fid])} for fid, g in judged.groupby("frame_id")],
+                         columns=["frame_id", *astrometry.COLUMNS])
+    return zps, rejects, astro
+
+
+def _fit(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool, client):
+    """Zeropoints (before the batch's colour correction), each pair's reject reason and astrometric
+    residuals of ``frames``: :data:`FIT_FRAMES_PER_TASK` frames per task on ``client`` (None: here)."""
+    from skylake.runtime import Runner
+
+    ids = frames["frame_id"].to_numpy()
+    groups = [ids[i:i + FIT_FRAMES_PER_TASK] for i in range(0, len(ids), FIT_FRAMES_PER_TASK)] or [ids]
+    by_frame = pairs.groupby("frame_id").indices
+    none = np.zeros(0, np.int64)
+    items = [(pairs.iloc[np.concatenate([by_frame.get(f, none) for f in g] or [none])],
+              frames[frames["frame_id"].isin(g)]) for g in groups]
+    out = list(Runner(client).map(fit_frames_task, items, window=len(items), cal=cal, use_color=use_color))
+    zps = pd.concat([o[0] for o in out]).sort_index()
+    rejects = pd.concat([o[1] for o in out]).reindex(pairs.index)
+    astro = pd.concat([o[2] for o in out], ignore_index=True)
+    return zps, rejects, astro
 
 
 def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, redo: bool = False,
-                     plots: str | os.PathLike | None = None, scheduler=contextlib.nullcontext) -> CalibrationReport:
+                     plots: str | os.PathLike | None = None, scheduler=lambda: dask_scheduler(None),
+                     batch_frames: int = BATCH_FRAMES) -> CalibrationReport:
     """Calibrate ``frames`` (rows of LAKE/frames, :data:`FRAME_COLUMNS`) of profile ``prof`` against
-    ``refcat`` and commit the result (see the module docstring). ``scheduler()`` gives the context
-    the cross-match computes in."""
+    ``refcat`` and commit the result, one commit per batch of whole nights of at most ``batch_frames``
+    frames (see the module docstring). ``scheduler()`` gives the context the cross-match computes in
+    and the client (or None) the fits run on."""
     from skylake.refcat.query import refcat_path
     from skylake.refcat.importer import read_record
 
@@ -199,25 +258,32 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     report.skipped = len(frames) - len(todo)
     if plots is not None and report.skipped:  # frames calibrated before: their checkplots from the lake
         report.plots += _plot_stored(lake, frames.loc[frames["frame_id"].isin(done), "frame_id"], refcat, key, plots)
-    if todo.empty:
-        report.seconds = time.monotonic() - t0
-        return report
-    live = todo[todo["status"] != "rejected"]
+    report.timings = dict.fromkeys(("setup", "match", "fit", "commit", "plots"), 0.0)
+    report.timings["setup"] = time.monotonic() - t0
+    for batch in night_batches(todo, batch_frames):
+        _calibrate_batch(lake, batch, prof, refcat, path, key, redo, plots, scheduler, report)
+    report.seconds = time.monotonic() - t0
+    log.info("%s; timings [s]: %s", str(report).splitlines()[0], {k: round(v, 2) for k, v in report.timings.items()})
+    return report
+
+
+def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str, path: Path, key: str, redo: bool,
+                     plots, scheduler, report: CalibrationReport) -> None:
+    """Match, fit and commit one batch of whole nights (:func:`night_batches`); adds to ``report``."""
+    cal = prof.calibration
     t1 = time.monotonic()
+    live = todo[todo["status"] != "rejected"]
     fluxes = () if cal.flux == model.KRON else (model.KRON, f"{model.KRON}_err", cal.flux, f"{cal.flux}_err")
-    # lsdb reads the partitions on the workers, each in its own working directory.
-    where = lake.store.location
-    with scheduler():
-        pairs = match_frames(where, live, path, cal.band, cal.color, cal.match_radius_arcsec, fluxes)
-    t2 = time.monotonic()
-    pairs, apcor = _calibrated_flux(pairs, live, cal)
-    use_color = bool(cal.color) and bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any())
-    zps, rejects = zeropoint.frame_zeropoints(pairs, live, cal, use_color)
+    with scheduler() as client:
+        # lsdb reads the partitions on the workers, each in its own working directory.
+        pairs = match_frames(lake.store.location, live, path, cal.band, cal.color, cal.match_radius_arcsec, fluxes)
+        t2 = time.monotonic()
+        pairs, apcor = _calibrated_flux(pairs, live, cal)
+        use_color = bool(cal.color) and bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any())
+        zps, rejects, astro = _fit(pairs, live, cal, use_color, client)
+    zps = zeropoint.colour_correct(zps, pairs, rejects, cal, use_color)
     zps = zps.assign(apcor=apcor.reindex(zps.index))
     pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
-    by_id = live.set_index("frame_id")
-    astro = pd.DataFrame([{"frame_id": fid, **_astro(g, by_id.loc[fid])} for fid, g in pairs.groupby("frame_id")],
-                         columns=["frame_id", *astrometry.COLUMNS])
     rows = _zeropoint_rows(todo, zps, astro.set_index("frame_id"), refcat, key, prof)
     t3 = time.monotonic()
 
@@ -232,9 +298,8 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
         keep = rows["frame_id"].isin(alive) & (redo | ~rows["frame_id"].isin(now_done))
         rows = rows[keep].reset_index(drop=True)
         if rows.empty:
-            report.skipped = len(frames)
-            report.seconds = time.monotonic() - t0
-            return report
+            report.skipped += len(todo)
+            return
         ids = set(rows["frame_id"])
         keys = {key}
         if redo:  # explicit: the frames' earlier rows for this catalogue go, listed in this commit
@@ -260,10 +325,13 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
                                             EXTINCTION), ext["night"].tolist())
         entry = tx.commit(summary={"calibrate": refcat, "calib_key": key, "frames": len(rows), "redo": redo})
     t4 = time.monotonic()
-    report.calibrated, report.matches, report.commit = len(rows), len(matches), entry.version
-    report.by_status = dict(Counter(rows["zp_status"]))
-    report.extinction = {r.night: {"k_ext": r.k_ext, "k_ext_err": r.k_ext_err, "n_frames": r.n_frames,
-                                   "status": r.ext_status, "reason": r.ext_reason} for r in extinction.itertuples()}
+    report.calibrated += len(rows)
+    report.matches += len(matches)
+    report.commit = entry.version
+    report.by_status = dict(Counter(report.by_status) + Counter(rows["zp_status"]))
+    report.extinction.update({r.night: {"k_ext": r.k_ext, "k_ext_err": r.k_ext_err, "n_frames": r.n_frames,
+                                        "status": r.ext_status, "reason": r.ext_reason}
+                              for r in extinction.itertuples()})
     if plots is not None:
         from skylake.calib.plots import checkplot
 
@@ -273,11 +341,9 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
         for row in rows.to_dict("records"):
             if row["frame_id"] in by_frame:
                 report.plots.append(str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row))))
-    report.seconds = time.monotonic() - t0
-    report.timings = {"setup": t1 - t0, "match": t2 - t1, "fit": t3 - t2, "commit": t4 - t3,
-                      "plots": report.seconds - (t4 - t0)}
-    log.info("%s; timings [s]: %s", str(report).splitlines()[0], {k: round(v, 2) for k, v in report.timings.items()})
-    return report
+    for step, seconds in (("match", t2 - t1), ("fit", t3 - t2), ("commit", t4 - t3),
+                          ("plots", time.monotonic() - t4)):
+        report.timings[step] += seconds
 
 
 def _calibrated_flux(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration) -> tuple[pd.DataFrame, pd.Series]:

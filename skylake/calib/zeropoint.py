@@ -226,8 +226,18 @@ def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_colo
 def frame_zeropoints(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration,
                      use_color: bool) -> tuple[pd.DataFrame, pd.Series]:
     """Per-frame zeropoints of ``frames`` (frame_id, nx, ny, saturation) from their one-to-one pairs:
-    a groupby aggregation over frame_id. Frames without pairs get ``no_reference_overlap``.
+    :func:`fit_frames`, then the frames that fell back to the median brought to colour 0 by the
+    batch's fitted colour terms (:func:`colour_correct_medians`).
     Returns (one row per frame indexed by frame_id, each pair's final reject reason)."""
+    table, rejects = fit_frames(pairs, frames, cal, use_color)
+    return colour_correct(table, pairs, rejects, cal, use_color), rejects
+
+
+def fit_frames(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration,
+               use_color: bool) -> tuple[pd.DataFrame, pd.Series]:
+    """The part of :func:`frame_zeropoints` that needs nothing but each frame's own pairs (so frames
+    can be fitted in separate tasks): a groupby over frame_id. Frames without pairs get
+    ``no_reference_overlap``. Returns (one row per frame indexed by frame_id, each pair's reject reason)."""
     frames = frames.set_index("frame_id", drop=False)
     sat = pairs["frame_id"].map(frames["saturation"]).to_numpy(dtype=float)
     pairs = pairs.assign(reject=select_stars(pairs, cal, sat))
@@ -241,11 +251,18 @@ def frame_zeropoints(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration
     columns = list(frame_zeropoint(empty, {"nx": 1, "ny": 1}, cal, use_color)[0])
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns) if rows else pd.DataFrame(columns=columns)
     table.index.name = "frame_id"
-    if use_color:
-        used = rejects == ""
-        colour = pairs.loc[used, "ref_color"].groupby(pairs.loc[used, "frame_id"]).median()
-        table = colour_correct_medians(table, colour, cal)
     return table.sort_index(), rejects
+
+
+def colour_correct(table: pd.DataFrame, pairs: pd.DataFrame, rejects: pd.Series, cal: Calibration,
+                   use_color: bool) -> pd.DataFrame:
+    """:func:`colour_correct_medians` with each frame's median colour of its used pairs (``rejects``
+    empty); ``table`` unchanged without a colour fit."""
+    if not use_color:
+        return table
+    used = rejects == ""
+    colour = pairs.loc[used, "ref_color"].groupby(pairs.loc[used, "frame_id"]).median()
+    return colour_correct_medians(table, colour, cal)
 
 
 def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: Calibration) -> pd.DataFrame:

@@ -149,7 +149,7 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
     runner = tx.runner or Runner(None)
     n = max(1, min(runner.workers(), len(buckets) // MIN_BUCKETS_PER_TASK))
     chunks = [(buckets[k::n], {b: new[b] for b in buckets[k::n] if b in new}) for k in range(n)]
-    for actions in runner.map(rewrite_buckets, chunks, window=n, priority=10, lake_root=tx.lake.store.root,
+    for actions in runner.map(rewrite_buckets, chunks, window=n, priority=10, lake_root=tx.lake.store.location,
                               batch_id=tx.batch_id,
                               dropped_ids=sorted(dropped_ids)):
         for kind, rel, rows, nbytes in actions:

@@ -1,0 +1,74 @@
+"""Calibration of a long selection in batches of whole nights, and the per-frame fits as cluster tasks
+(issue 14: the driver holds one batch's pairs and keeps only the batch-wide steps). SYNTHETIC frames:
+three nights of three frames, one field, the demo profile."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from distributed import get_task_stream
+
+from skylake.calib import calibrate as calib
+from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
+from skylake.ingest import ingest
+from skylake.lake import Lake
+from skylake.profile import load_profile
+from skylake.refcat import import_refcat
+from skylake.synthetic import write_demo_night, write_reference_catalog
+
+NIGHTS = ("2026-04-01", "2026-04-02", "2026-04-03")
+#: Columns that name the commit, not the calibration.
+COMMIT_COLUMNS = ["batch_id", "calibrated_at"]
+
+
+def test_night_batches_keep_nights_whole():
+    frames = pd.DataFrame({"frame_id": range(9), "night": ["a"] * 2 + ["b"] * 5 + [None] + ["c"]})
+    batches = calib.night_batches(frames, max_frames=3)
+    # nights in order (the unknown night "" first), never split; a night above the limit is alone
+    assert [sorted(b["frame_id"]) for b in batches] == [[0, 1, 7], [2, 3, 4, 5, 6], [8]]
+    assert [len(b) for b in calib.night_batches(frames, max_frames=100)] == [9]
+    assert calib.night_batches(frames.iloc[:0], max_frames=3) == []
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, dask_client):
+    """Three nights ingested without calibration (no refcat yet), then the catalogue imported."""
+    root = tmp_path_factory.mktemp("calbatches")
+    truths = [write_demo_night(root / night, n_frames=3, shape=(256, 256), n_stars=200, seed=30,
+                               start_utc=f"{night}T22:00:00", cloud=False, n_variables=0)
+              for night in NIGHTS]
+    lake = Lake.init(root / "lake")
+    for night in NIGHTS:
+        ingest(lake, [str(root / night)], "demo", client=None, progress=False)
+    data, columns_map = write_reference_catalog(truths[0].stars, root / "refcat")  # the same stars every night
+    import_refcat(lake, "demo", [data], "generic", columns_map=columns_map, client=dask_client, progress=False)
+    return lake
+
+
+def _zeropoints(lake: Lake) -> pd.DataFrame:
+    return read_table(lake, ZEROPOINTS).drop(columns=COMMIT_COLUMNS).sort_values("frame_id").reset_index(drop=True)
+
+
+def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_cluster(lake, dask_client):
+    frames = calib.select_frames(lake)
+    assert len(frames) == 9 and frames["night"].nunique() == 3
+    prof = load_profile("demo")
+    before = lake.log.published_version()
+    with get_task_stream(dask_client) as stream:
+        report = calib.calibrate_frames(lake, frames, prof, "demo", batch_frames=4,
+                                        scheduler=lambda: calib.dask_scheduler(dask_client))
+    # 3 + 3 > 4: one commit per night
+    assert lake.log.published_version() == before + 3 and report.commit == before + 3
+    assert report.calibrated == 9 and sum(report.by_status.values()) == 9 and set(report.extinction) == set(NIGHTS)
+    fitted = [t for t in stream.data if str(t["key"]).startswith("fit_frames_task")]
+    assert len(fitted) == 3  # one task per batch (3 frames < FIT_FRAMES_PER_TASK)
+    batched, ext_batched = _zeropoints(lake), read_table(lake, EXTINCTION).drop(columns=COMMIT_COLUMNS)
+
+    # the same frames again as one batch, fitted in this process: the same rows
+    again = calib.calibrate_frames(lake, frames, prof, "demo", redo=True)
+    assert again.commit == before + 4 and again.calibrated == 9
+    pd.testing.assert_frame_equal(_zeropoints(lake), batched)
+    ext = read_table(lake, EXTINCTION).drop(columns=COMMIT_COLUMNS)
+    pd.testing.assert_frame_equal(ext.sort_values("night").reset_index(drop=True),
+                                  ext_batched.sort_values("night").reset_index(drop=True))
+    assert (batched["zp_status"] == "ok").sum() >= 6, batched["zp_status"].tolist()
