@@ -33,6 +33,14 @@ from skylake import PIPELINE_VERSION
 from skylake.paths import project_dir
 
 
+#: Sections a profile may leave out (None when absent).
+OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve")
+#: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:
+#: the bright-star catalogue (a refcat name in the lake, or a FITS/Parquet file) and which source rows
+#: a frame gets.
+ALLSKY_KEYS = {"catalog": "hipparcos", "sources": "forced"}
+ALLSKY_SOURCES = ("forced", "detected", "both")
+
 #: Files in pipelines/ that are not instrument profiles.
 NOT_PROFILES = {"refcats"}
 
@@ -217,19 +225,53 @@ class Profile:
     calibration: Calibration
     maps: Maps
     source: str  # the file it was read from
+    #: Optional sections (None when absent): an all-sky camera's ``[camera]`` model and ``[allsky]``
+    #: settings, a narrow-field camera's ``[platesolve]``; kept as validated plain tables (see
+    #: :meth:`camera_model`, :meth:`allsky_settings`, :meth:`platesolve_settings`).
+    camera: dict | None = None
+    allsky: dict | None = None
+    platesolve: dict | None = None
 
     @property
     def digest(self) -> str:
         """Short hash of every processing setting: changing any of them changes frame identity.
-        Calibration settings are not processing settings (they have their own digest)."""
+        Calibration settings are not processing settings (they have their own digest). Absent
+        optional sections leave it as it was before they existed."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("source", "description", "calibration",
-                                                                          "maps")}
+                                                                          "maps")
+                    and not (k in OPTIONAL_SECTIONS and v is None)}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def pipeline_version(self) -> str:
         """The version string recorded with every frame: skylake's pipeline version and this profile's digest."""
         return f"{PIPELINE_VERSION}+{self.name}.{self.digest}"
+
+    @property
+    def is_allsky(self) -> bool:
+        """An all-sky camera: pixels map to the sky through ``[camera]``, not a header WCS."""
+        return self.camera is not None
+
+    def camera_model(self):
+        """The ``[camera]`` model and the site (the profile's ``[site]``): ``(CameraModel, allsky Site)``."""
+        from skylake.allsky.camera import CameraModel, Site as CameraSite
+
+        if self.camera is None:
+            raise ValueError(f"profile {self.name!r} has no [camera] section")
+        return CameraModel.from_dict(self.camera), CameraSite(self.site.lat_deg, self.site.lon_deg, self.site.height_m)
+
+    def allsky_settings(self):
+        """The ``[allsky]`` processing settings (:class:`skylake.allsky.pipeline.AllSkySettings`; the
+        profile-level keys of :data:`ALLSKY_KEYS` left out)."""
+        from skylake.allsky.pipeline import AllSkySettings
+
+        return AllSkySettings.from_dict({k: v for k, v in (self.allsky or {}).items() if k not in ALLSKY_KEYS})
+
+    def platesolve_settings(self):
+        """The ``[platesolve]`` settings (:class:`skylake.frame.platesolve.PlateSolveSettings`), less ``refcat``."""
+        from skylake.frame.platesolve import PlateSolveSettings
+
+        return PlateSolveSettings.from_dict({k: v for k, v in (self.platesolve or {}).items() if k != "refcat"})
 
 
 def _read_file(path: Path) -> dict:
@@ -604,9 +646,9 @@ def _profile(doc: dict, source: str) -> Profile:
     if not isinstance(meta, dict):
         problems.append(f"[profile] must be a table of settings, not {meta!r}")
         meta = {}
-    unknown = sorted(set(doc) - set(_SECTIONS) - {"profile"})
+    unknown = sorted(set(doc) - set(_SECTIONS) - {"profile", *OPTIONAL_SECTIONS})
     if unknown:
-        problems.append(f"unknown sections {unknown}; allowed: {['profile', *_SECTIONS]}")
+        problems.append(f"unknown sections {unknown}; allowed: {['profile', *_SECTIONS, *OPTIONAL_SECTIONS]}")
     unknown = sorted(set(meta) - set(_CHECKS["profile"]))
     if unknown:
         problems.append(f"[profile] has unknown settings {unknown}; allowed: {sorted(_CHECKS['profile'])}")
@@ -622,10 +664,72 @@ def _profile(doc: dict, source: str) -> Profile:
         _check_calibration(sections["calibration"], problems)
     if sections["maps"] is not None:
         _check_maps(sections["maps"], problems)
+    optional = _optional_sections(doc, sections, source, problems)
     if problems:
         listing = problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
         raise ProfileError(f"{source}: {listing}", problems)
-    return Profile(source=source, **settings, **sections)
+    return Profile(source=source, **settings, **sections, **optional)
+
+
+def _optional_sections(doc: dict, sections: dict, source: str, problems: list[str]) -> dict:
+    """``[camera]``, ``[allsky]`` and ``[platesolve]`` as validated plain tables (None when absent): each
+    is built once into its object here, so a bad value is a problem naming it, never a frame's failure."""
+    out = {}
+    for name in OPTIONAL_SECTIONS:
+        value = doc.get(name)
+        if value is not None and not isinstance(value, dict):
+            problems.append(f"[{name}] must be a table of settings, not {value!r}")
+            value = None
+        out[name] = None if value is None else dict(value)
+    camera, allsky, platesolve = out["camera"], out["allsky"], out["platesolve"]
+    if allsky is not None and camera is None:
+        problems.append("[allsky] needs a [camera] section (the lens model that maps pixels to the sky)")
+    if camera is not None:
+        from skylake.allsky.camera import CameraModel
+
+        if "site" in camera:
+            problems.append("camera.site: the camera's site is the profile's [site] (lat_deg, lon_deg, height_m); "
+                            "remove [camera.site]")
+        else:
+            try:
+                CameraModel.from_dict(camera)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"[camera] {exc}")
+        site = sections.get("site")
+        if site is not None and site.name == "unknown":
+            problems.append("[camera] needs the profile's [site] (name, lat_deg, lon_deg, height_m): alt/az and "
+                            "RA/Dec of an all-sky camera depend on where it is")
+        out["allsky"] = allsky = {**ALLSKY_KEYS, **(allsky or {})}
+    if allsky is not None:
+        from skylake.allsky.pipeline import AllSkySettings
+
+        catalog = allsky["catalog"]
+        if not isinstance(catalog, str) or not catalog.strip():
+            problems.append(f"allsky.catalog = {catalog!r} must name a refcat in the lake (e.g. \"hipparcos\") or a "
+                            f"FITS/Parquet file of bright stars (ra, dec, v_mag)")
+        elif Path(catalog).suffix.lower() in (".fits", ".gz", ".fit", ".parquet"):
+            path = Path(catalog) if Path(catalog).is_absolute() else Path(source).parent / catalog
+            if not path.is_file() and not source.endswith(".json"):  # a lake's stored copy keeps the path
+                problems.append(f"allsky.catalog = {catalog!r}: no such file {path}")
+            allsky["catalog"] = str(path)
+        if allsky["sources"] not in ALLSKY_SOURCES:
+            problems.append(f"allsky.sources = {allsky['sources']!r} must be one of {list(ALLSKY_SOURCES)}")
+        try:
+            AllSkySettings.from_dict({k: v for k, v in allsky.items() if k not in ALLSKY_KEYS})
+        except (ValueError, TypeError) as exc:
+            problems.append(f"[allsky] {exc}")
+    if platesolve is not None:
+        from skylake.frame.platesolve import PlateSolveSettings
+
+        refcat = platesolve.get("refcat")
+        if not isinstance(refcat, str) or not refcat:
+            problems.append(f"platesolve.refcat = {refcat!r} must name the refcat in the lake the solver matches "
+                            f"against (e.g. \"tycho2\")")
+        try:
+            PlateSolveSettings.from_dict({k: v for k, v in platesolve.items() if k != "refcat"})
+        except (ValueError, TypeError) as exc:
+            problems.append(f"[platesolve] {exc}")
+    return out
 
 
 def profile_to_dict(profile: Profile) -> dict:
@@ -633,6 +737,9 @@ def profile_to_dict(profile: Profile) -> dict:
     doc = asdict(profile)
     meta = {key: doc.pop(key) for key in ("name", "description", "hdu", "max_image_mb")}
     doc.pop("source")
+    for name in OPTIONAL_SECTIONS:
+        if doc.get(name) is None:
+            doc.pop(name, None)
     return {"profile": meta, **doc}
 
 
