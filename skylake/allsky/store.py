@@ -92,3 +92,9 @@ def stage_without_allsky(tx, frame_ids: set[int], nights: set) -> None:
     live = sorted(lake.live_files(MAPS))
     tx.rewrite_without(MAPS, [r for r in live if r.startswith(f"{INDEX_DIR}/")], drop, INDEX_SCHEMA)
     tx.rewrite_without(MAPS, [r for r in live if posixpath.dirname(r) in dirs], drop)
+
+
+def read_streaks(lake, nights=None) -> pd.DataFrame:
+    """The streak rows (schemas/streaks.yaml, ``night`` from the partition); empty with the columns when the
+    lake has none."""
+    return lake.read_night_table(STREAKS, nights=nights).to_pandas()
