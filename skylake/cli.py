@@ -20,6 +20,7 @@ from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.profile import ProfileError
 from skylake.refcat.cli import add_commands as add_refcat_commands
 from skylake.maps.cli import add_commands as add_maps_commands
+from skylake.allsky.cli import add_commands as add_camera_commands
 
 log = logging.getLogger("skylake")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_calib_commands(sub)
     add_objects_commands(sub)
     add_maps_commands(sub)
+    add_camera_commands(sub)
 
     p = sub.add_parser("demo", help="generate a synthetic night and run the whole job on it",
                        description="Generate a synthetic night of frames (stars with known fluxes, a cloud, "

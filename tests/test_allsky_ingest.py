@@ -150,3 +150,30 @@ def test_frame_without_a_camera_or_wcs_is_rejected(tmp_path):
     assert main(["ingest", lake, str(night.frames[0]), "--pipeline", "iceact", "--no-progress"]) == 4
     (reason,) = pd.read_parquet(f"{lake}/frames")["reason"]  # the rejected attempt is replaced
     assert "no refcat 'hipparcos'" in reason
+
+
+@pytest.mark.realdata
+def test_camera_fit_on_the_iceact_clear_frame(tmp_path, capsys):
+    """From the published IceAct model: <= 1 px rms over >= 50 Hipparcos stars of V < 4.5 above 20 deg; the
+    profile written loads and holds the fitted model; the residual plot is drawn."""
+    import re
+
+    from skylake.profile import load_profile
+
+    start = tmp_path / "published.toml"
+    start.write_text(f'extends = "iceact"\n[camera]\nfocal_length_mm = 1.45\nx0 = 326.5\ny0 = 250.0\n'
+                     f'rotation_deg = -87.0\nk1 = 0.0\ntilt_deg = 0.0\n[allsky]\n'
+                     f'catalog = "{ALLSKY / "hipparcos.fits.gz"}"\n')
+    frame = str(require_shared(ALLSKY / "iceact_20170503_starry.fits"))
+    out, plot = tmp_path / "fitted.toml", tmp_path / "residuals.png"
+    assert main(["camera", "fit", frame, "--pipeline", str(start), "--out", str(out), "--plot", str(plot)]) == 0
+    text = capsys.readouterr().out
+    n = int(re.search(r"(\d+) stars of V < 4.5 above 20 deg used", text).group(1))
+    rms_px, rms_deg = map(float, re.search(r"rms residual ([\d.]+) px = ([\d.]+) deg", text).groups())
+    assert n >= 50 and rms_px <= 1.0 and 0 < rms_deg < 0.3
+    fitted = load_profile(out).camera_model()[0]
+    assert abs(fitted.rotation_deg + 86.8) < 0.2 and abs(fitted.x0 - 326.5) < 1.5 and fitted.k1 != 0.0
+    assert plot.stat().st_size > 10_000
+    # a profile without [camera], a missing file: usage errors (exit 2), nothing written
+    assert main(["camera", "fit", frame, "--pipeline", "skycamz"]) == 2
+    assert main(["camera", "fit", str(tmp_path / "none.fits"), "--pipeline", str(start)]) == 2
