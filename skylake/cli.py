@@ -127,6 +127,10 @@ def _cmd_repair(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    if args.allsky:
+        from skylake.allsky.demo import run_allsky_demo
+
+        return run_allsky_demo(args.out if args.out != "skylake-demo" else "skylake-demo-allsky")
     from skylake.demo import run_demo
 
     return run_demo(args.out, n_frames=args.frames, workers=args.workers)
@@ -241,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="skylake-demo", help="directory for the frames, the lake and the report")
     p.add_argument("--frames", type=int, default=12, help="frames in the night (default 12)")
     p.add_argument("--workers", type=int, default=None, help="local dask workers (default: cores)")
+    p.add_argument("--allsky", action="store_true",
+                   help="instead: an all-sky camera's SYNTHETIC night (fisheye, a cloud, a streak): camera fit, "
+                        "ingest, checks and the report's polar plots (--out default skylake-demo-allsky)")
     p.set_defaults(func=_cmd_demo)
     _log_level_everywhere(sub)
     return parser

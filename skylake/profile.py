@@ -324,11 +324,28 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+#: Settings that may name a file, read relative to the profile file that sets them.
+_FILE_SUFFIXES = (".fits", ".fit", ".gz", ".parquet")
+
+
+def _is_file_setting(value) -> bool:
+    return isinstance(value, str) and Path(value).suffix.lower() in _FILE_SUFFIXES
+
+
+def _anchor_paths(doc: dict, directory: Path) -> None:
+    """A relative file named in ``doc`` (``allsky.catalog``) made absolute against the directory of the
+    profile file that names it, so a profile extending it from elsewhere finds the same file."""
+    allsky = doc.get("allsky")
+    if isinstance(allsky, dict) and _is_file_setting(allsky.get("catalog")) and not Path(allsky["catalog"]).is_absolute():
+        allsky["catalog"] = str(directory / allsky["catalog"])
+
+
 def _load_dict(name_or_path: str | Path, seen: tuple = (), relative_to: Path | None = None) -> dict:
     path = _resolve(name_or_path, relative_to).resolve()
     if path in seen:
         raise ProfileError(f"profile {path} extends itself through {[str(s) for s in seen]}")
     doc = _read_file(path)
+    _anchor_paths(doc, path.parent)
     parent = doc.pop("extends", None)
     if parent is not None:
         builtin = path.parent == project_dir("pipelines").resolve()
@@ -707,11 +724,9 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         if not isinstance(catalog, str) or not catalog.strip():
             problems.append(f"allsky.catalog = {catalog!r} must name a refcat in the lake (e.g. \"hipparcos\") or a "
                             f"FITS/Parquet file of bright stars (ra, dec, v_mag)")
-        elif Path(catalog).suffix.lower() in (".fits", ".gz", ".fit", ".parquet"):
-            path = Path(catalog) if Path(catalog).is_absolute() else Path(source).parent / catalog
-            if not path.is_file() and not source.endswith(".json"):  # a lake's stored copy keeps the path
-                problems.append(f"allsky.catalog = {catalog!r}: no such file {path}")
-            allsky["catalog"] = str(path)
+        elif _is_file_setting(catalog):  # made absolute by _anchor_paths
+            if not Path(catalog).is_file() and not source.endswith(".json"):  # a lake's stored copy keeps the path
+                problems.append(f"allsky.catalog = {catalog!r}: no such file")
         if allsky["sources"] not in ALLSKY_SOURCES:
             problems.append(f"allsky.sources = {allsky['sources']!r} must be one of {list(ALLSKY_SOURCES)}")
         try:
