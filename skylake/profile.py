@@ -40,6 +40,13 @@ OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve")
 #: a frame gets.
 ALLSKY_KEYS = {"catalog": "hipparcos", "sources": "forced"}
 ALLSKY_SOURCES = ("forced", "detected", "both")
+#: ``[platesolve]`` keys read by ingest, beside :class:`skylake.frame.platesolve.PlateSolveSettings`: the
+#: reference stars (a refcat name in the lake, or a Parquet file) and their magnitude column, the header
+#: keywords of the pointing and plate-scale hints (degrees, arcsec/px), and whether to solve frames whose
+#: header has a WCS too.
+PLATESOLVE_KEYS = {"refcat": "", "mag_column": "mag_VT", "ra_keys": ["RA_CENT", "RA_DEG"],
+                   "dec_keys": ["DEC_CENT", "DEC_DEG"], "scale_keys": ["CCDSCALE", "PIXSCALE"],
+                   "distrust_header_wcs": False}
 
 #: Files in pipelines/ that are not instrument profiles.
 NOT_PROFILES = {"refcats"}
@@ -268,10 +275,12 @@ class Profile:
         return AllSkySettings.from_dict({k: v for k, v in (self.allsky or {}).items() if k not in ALLSKY_KEYS})
 
     def platesolve_settings(self):
-        """The ``[platesolve]`` settings (:class:`skylake.frame.platesolve.PlateSolveSettings`), less ``refcat``."""
+        """The ``[platesolve]`` settings (:class:`skylake.frame.platesolve.PlateSolveSettings`), less the keys of
+        :data:`PLATESOLVE_KEYS`."""
         from skylake.frame.platesolve import PlateSolveSettings
 
-        return PlateSolveSettings.from_dict({k: v for k, v in (self.platesolve or {}).items() if k != "refcat"})
+        return PlateSolveSettings.from_dict({k: v for k, v in (self.platesolve or {}).items()
+                                             if k not in PLATESOLVE_KEYS})
 
 
 def _read_file(path: Path) -> dict:
@@ -333,11 +342,12 @@ def _is_file_setting(value) -> bool:
 
 
 def _anchor_paths(doc: dict, directory: Path) -> None:
-    """A relative file named in ``doc`` (``allsky.catalog``) made absolute against the directory of the
-    profile file that names it, so a profile extending it from elsewhere finds the same file."""
-    allsky = doc.get("allsky")
-    if isinstance(allsky, dict) and _is_file_setting(allsky.get("catalog")) and not Path(allsky["catalog"]).is_absolute():
-        allsky["catalog"] = str(directory / allsky["catalog"])
+    """A relative file named in ``doc`` (``allsky.catalog``, ``platesolve.refcat``) made absolute against the
+    directory of the profile file that names it, so a profile extending it from elsewhere finds the same file."""
+    for section, key in (("allsky", "catalog"), ("platesolve", "refcat")):
+        table = doc.get(section)
+        if isinstance(table, dict) and _is_file_setting(table.get(key)) and not Path(table[key]).is_absolute():
+            table[key] = str(directory / table[key])
 
 
 def _load_dict(name_or_path: str | Path, seen: tuple = (), relative_to: Path | None = None) -> dict:
@@ -736,12 +746,27 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
     if platesolve is not None:
         from skylake.frame.platesolve import PlateSolveSettings
 
-        refcat = platesolve.get("refcat")
+        if camera is not None:
+            problems.append("[platesolve] and [camera] exclude each other: an all-sky camera is placed by its model")
+        out["platesolve"] = platesolve = {**PLATESOLVE_KEYS, **platesolve}
+        refcat = platesolve["refcat"]
         if not isinstance(refcat, str) or not refcat:
             problems.append(f"platesolve.refcat = {refcat!r} must name the refcat in the lake the solver matches "
-                            f"against (e.g. \"tycho2\")")
+                            f"against (e.g. \"tycho2\") or a Parquet file (ra, dec and mag_column)")
+        elif _is_file_setting(refcat) and not Path(refcat).is_file() and not source.endswith(".json"):
+            problems.append(f"platesolve.refcat = {refcat!r}: no such file")
+        for key in ("ra_keys", "dec_keys", "scale_keys"):
+            value, problem = _keywords(platesolve[key])
+            if problem:
+                problems.append(f"platesolve.{key} = {platesolve[key]!r} {problem}")
+            platesolve[key] = value
+        for key, check in (("mag_column", _text(nonempty=True, allowed="a column name, e.g. \"mag_VT\"")),
+                           ("distrust_header_wcs", _bool)):
+            _, problem = check(platesolve[key])
+            if problem:
+                problems.append(f"platesolve.{key} = {platesolve[key]!r} {problem}")
         try:
-            PlateSolveSettings.from_dict({k: v for k, v in platesolve.items() if k != "refcat"})
+            PlateSolveSettings.from_dict({k: v for k, v in platesolve.items() if k not in PLATESOLVE_KEYS})
         except (ValueError, TypeError) as exc:
             problems.append(f"[platesolve] {exc}")
     return out

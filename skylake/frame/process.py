@@ -122,8 +122,16 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
         from skylake.frame.allsky import catalog_source, process_allsky
 
         return process_allsky(image, rec, profile, catalog_source(profile, lake_root))
+    position_from = "wcs"
+    if profile.platesolve is not None:  # frames without a (trusted) WCS are solved, or rejected with the reason
+        from skylake.frame.platesolve import solve_for_ingest
+
+        solved, provenance = solve_for_ingest(image.data, image.header, profile, lake_root)
+        if solved is not None:
+            image.header, position_from = solved, "platesolve"
+            rec.update(provenance)
     wcs = astrometry.celestial_wcs(image.header)
-    rec["wcs_source"] = "header"
+    rec.setdefault("wcs_source", "header")
     ny, nx = image.data.shape
     astrometry.check_wcs(wcs, image.header, nx, ny, profile.astrometry)
     rec.update(nx=nx, ny=ny, **astrometry.footprint(wcs, nx, ny))
@@ -154,7 +162,7 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
     rec["n_sources"] = len(ra)
     from skylake.frame.allsky import wcs_provenance
 
-    return wcs_provenance(cols, "wcs"), {}
+    return wcs_provenance(cols, position_from), {}
 
 
 def process_file(path: str, profile: Profile, raw: bytes | None = None,
