@@ -728,6 +728,7 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
                             "RA/Dec of an all-sky camera depend on where it is")
         out["allsky"] = allsky = {**ALLSKY_KEYS, **(allsky or {})}
     if allsky is not None:
+        allsky = {**ALLSKY_KEYS, **allsky}
         from skylake.allsky.pipeline import AllSkySettings
 
         catalog = allsky["catalog"]

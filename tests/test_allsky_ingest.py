@@ -177,3 +177,39 @@ def test_camera_fit_on_the_iceact_clear_frame(tmp_path, capsys):
     # a profile without [camera], a missing file: usage errors (exit 2), nothing written
     assert main(["camera", "fit", frame, "--pipeline", "skycamz"]) == 2
     assert main(["camera", "fit", str(tmp_path / "none.fits"), "--pipeline", str(start)]) == 2
+
+
+def test_profile_sections_are_validated(tmp_path):
+    """[camera], [allsky] and [platesolve] are checked at load; each message names the offending value."""
+    from skylake.profile import ProfileError, load_profile
+
+    def problems(text: str) -> list[str]:
+        path = tmp_path / "p.toml"
+        path.write_text(text)
+        with pytest.raises(ProfileError) as info:
+            load_profile(path)
+        return info.value.problems
+
+    assert problems('extends = "iceact"\n[camera]\nfocal_length_mm = -1.0\n[allsky]\nsources = "all"\nnside = 7\n') == [
+        "[camera] focal_length_mm must be in (0, 1000] mm, got -1.0",
+        "allsky.sources = 'all' must be one of ['forced', 'detected', 'both']",
+        "[allsky] allsky.nside must be a power of 2 up to 1024, got 7"]
+    assert problems('extends = "generic"\n[allsky]\nvmax = 5.0\n') == [
+        "[allsky] needs a [camera] section (the lens model that maps pixels to the sky)"]
+    assert any("the profile's [site]" in p for p in problems(
+        'extends = "generic"\n[camera]\nprojection = "equidistant"\nfocal_length_mm = 1.4\npixel_size_mm = 0.0075\n'
+        'x0 = 300.0\ny0 = 200.0\n'))
+    assert any(p.startswith("camera.site:") for p in problems('extends = "iceact"\n[camera.site]\nlat_deg = 1.0\n'))
+    assert problems('extends = "iceact"\n[allsky]\ncatalog = "nowhere.fits.gz"\n') == [
+        f"allsky.catalog = '{tmp_path / 'nowhere.fits.gz'}': no such file"]
+    assert problems('extends = "skycamz"\n[platesolve]\nmag_column = "mag_VT"\nsip_degree = 1\n') == [
+        "platesolve.refcat = '' must name the refcat in the lake the solver matches against (e.g. \"tycho2\") or a "
+        "Parquet file (ra, dec and mag_column)",
+        "[platesolve] platesolve.sip_degree must be 0 (TAN) or 2-4 (TAN-SIP), got 1"]
+    # absent sections leave a profile's identity as it was
+    from skylake.profile import profile_from_dict, profile_to_dict
+
+    for name in ("skycamz", "iceact", "cta"):
+        p = load_profile(name)
+        assert profile_from_dict(profile_to_dict(p), "x.json").digest == p.digest
+    assert load_profile("skycamz").camera is None and "camera" not in profile_to_dict(load_profile("skycamz"))
