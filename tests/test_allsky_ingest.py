@@ -213,3 +213,24 @@ def test_profile_sections_are_validated(tmp_path):
         p = load_profile(name)
         assert profile_from_dict(profile_to_dict(p), "x.json").digest == p.digest
     assert load_profile("skycamz").camera is None and "camera" not in profile_to_dict(load_profile("skycamz"))
+
+
+def test_redo_replaces_streaks_and_frame_maps(tmp_path):
+    """`--redo` replaces an all-sky frame's streaks and maps with the new ones in the same commit."""
+    from skylake.allsky.night import write_allsky_night
+    from skylake.allsky.store import read_streaks
+    from skylake.lake import Lake
+    from skylake.maps.store import read_index, read_maps
+
+    night = write_allsky_night(tmp_path / "night")
+    lake = str(tmp_path / "lake")
+    assert main(["init", lake]) == 0
+    args = ["ingest", lake, str(night.frames[1]), "--pipeline", str(night.profile), "--no-progress"]
+    assert main(args) == 0
+    before = (len(read_streaks(Lake.open(lake))), len(read_index(Lake.open(lake))), len(read_maps(Lake.open(lake))))
+    assert before[0] == 1 and before[1] == 2 and before[2] > 100
+    assert main(args + ["--redo"]) == 0
+    lake_ = Lake.open(lake)
+    (frame_id,) = lake_.read_frames(columns=["frame_id"]).column("frame_id").to_pylist()
+    assert (len(read_streaks(lake_)), len(read_index(lake_)), len(read_maps(lake_))) == before
+    assert read_streaks(lake_)["frame_id"].tolist() == [frame_id] and set(read_index(lake_)["frame_id"]) == {frame_id}
