@@ -21,7 +21,7 @@ FRAME_COLUMNS = ["frame_id", "path", "date_obs", "status", "cloud_fraction", "n_
 def allsky_frames(lake):
     """Frames placed by a camera model (``wcs_source = 'camera'``), with instrument, filter and mjd."""
     flt = pads.field("wcs_source") == "camera"
-    cols = ["instrument", "filter", "mjd", "profile", "pipeline_version", *FRAME_COLUMNS]
+    cols = ["instrument", "filter", "mjd", "profile", "pipeline_version", "extract_note", *FRAME_COLUMNS]
     return lake.read_frames(columns=cols, filter=flt).to_pandas()
 
 
@@ -50,45 +50,55 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
                   & index["frame_id"].isin(frames["frame_id"])]
     parts = ["<h2>All-sky camera</h2>"]
     images: list[Path] = []
-    if len(index):
-        last = index.sort_values("mjd_max").iloc[-1]
-        fid = int(last["frame_id"])
-        frame = frames[frames["frame_id"] == fid].iloc[0]
-        when = html.escape(str(frame["date_obs"])[:19])
-        pix = Table.from_pandas(read_maps(lake, [last["map_id"]])[["pixel", "lon", "lat", "n_stars", "transparency",
-                                                                   "sky_mag"]])
-        nside = int(last["nside"])
-        img = out / "img"
-        tr = pix[np.isfinite(np.asarray(pix["transparency"], float))]
-        sky = pix[np.isfinite(np.asarray(pix["sky_mag"], float))]
+    ok = frames[frames["status"] != "rejected"]
+    if len(ok):
         from skylake.lake.profiles import frames_profile
+        from skylake.profile import ProfileError
 
+        frame = ok.iloc[-1]  # the latest frame; its maps when it has them (a frame without a zeropoint has none)
+        fid = int(frame["frame_id"])
+        when = html.escape(str(frame["date_obs"])[:19])
+        img = out / "img"
+        pngs = []
+        mine = index[index["frame_id"] == fid]
+        nside = None
+        if len(mine):
+            nside = int(mine["nside"].iloc[0])
+            pix = Table.from_pandas(read_maps(lake, mine["map_id"].tolist())[
+                ["pixel", "lon", "lat", "n_stars", "transparency", "sky_mag"]])
+            tr = pix[np.isfinite(np.asarray(pix["transparency"], float))]
+            sky = pix[np.isfinite(np.asarray(pix["sky_mag"], float))]
+            if len(tr):
+                pngs.append(plot_transparency(tr, nside, img / f"{stem}_allsky_{fid}_transparency.png",
+                                              title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}"))
+            if len(sky):
+                pngs.append(plot_sky_brightness_map(sky, nside, img / f"{stem}_allsky_{fid}_sky.png",
+                                                    title=f"Sky brightness, frame {fid} ({when} UTC)\n{CONVENTION}"))
         # the stars the cloud fraction counts (the frame's profile says which)
-        cfg = frames_profile(lake, frame["profile"], frame["pipeline_version"]).allsky_settings()
+        try:
+            prof = frames_profile(lake, frame["profile"], frame["pipeline_version"])
+        except ProfileError:  # a lake without the profile stored: the camera project's defaults
+            prof = None
+        cfg = prof.allsky_settings() if prof is not None and prof.is_allsky else None
+        vmax, alt_min = (cfg.cloud_vmax, cfg.cloud_alt_min_deg) if cfg is not None else (4.0, 20.0)
         src = lake.read_sources(columns=["alt", "az", "ref_mag", "flags", "measure"],
                                 filter=(pads.field("frame_id") == fid) & (pads.field("measure") == "forced")
-                                & (pads.field("ref_mag") <= cfg.cloud_vmax)
-                                & (pads.field("alt") >= cfg.cloud_alt_min_deg)).to_pandas()
-        stars = Table({"alt": src["alt"].to_numpy(float), "az": src["az"].to_numpy(float),
-                       "mag": src["ref_mag"].to_numpy(float)})
-        seen = (src["flags"].to_numpy() & FORCED_NOT_SEEN) == 0
-        pngs = []
-        if len(tr):
-            pngs.append(plot_transparency(tr, nside, img / f"{stem}_allsky_{fid}_transparency.png",
-                                          title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}"))
-        if len(sky):
-            pngs.append(plot_sky_brightness_map(sky, nside, img / f"{stem}_allsky_{fid}_sky.png",
-                                                title=f"Sky brightness, frame {fid} ({when} UTC)\n{CONVENTION}"))
-        if len(stars):
-            cf = frame["cloud_fraction"]
+                                & (pads.field("ref_mag") <= vmax) & (pads.field("alt") >= alt_min)).to_pandas()
+        if len(src):
+            stars = Table({"alt": src["alt"].to_numpy(float), "az": src["az"].to_numpy(float),
+                           "mag": src["ref_mag"].to_numpy(float)})
+            seen = (src["flags"].to_numpy() & FORCED_NOT_SEEN) == 0
             pngs.append(plot_stars(None, None, stars, img / f"{stem}_allsky_{fid}_stars.png", seen=seen,
-                                   title=f"Catalogue stars, frame {fid}: cloud fraction {_fmt(cf, 2)}\n{CONVENTION}"))
+                                   title=f"Catalogue stars, frame {fid}: cloud fraction "
+                                         f"{_fmt(frame['cloud_fraction'], 2)}\n{CONVENTION}"))
         images += [Path(p) for p in pngs]
-        parts.append(f"<p class=muted>The latest mapped frame ({fid}, {when} UTC), zenith at the centre, north up, "
-                     f"east left (seen from below): transparency and sky brightness [mag/arcsec&sup2;] per HEALPix "
-                     f"pixel (nside {nside}), and the catalogue stars measured by forced photometry (green: seen, "
-                     f"red: not seen: the stars of V &le; {cfg.cloud_vmax:g} above {cfg.cloud_alt_min_deg:g}&deg; the "
-                     f"cloud fraction counts).</p>")
+        note = str(frame.get("extract_note") or "")
+        maps_text = (f"transparency and sky brightness [mag/arcsec&sup2;] per HEALPix pixel (nside {nside}), and "
+                     if nside else f"{html.escape(note if note.startswith('no maps') else 'no maps')}; ")
+        parts.append(f"<p class=muted>The latest frame ({fid}, {when} UTC), zenith at the centre, north up, east left "
+                     f"(seen from below): {maps_text}the catalogue stars measured by forced photometry (green: seen, "
+                     f"red: not seen: the stars of V &le; {vmax:g} above {alt_min:g}&deg; the cloud fraction "
+                     f"counts).</p>")
         parts += [f'<img src="img/{Path(p).name}" alt="{html.escape(Path(p).stem)}" width="49%">' for p in pngs]
     head = "".join(f"<th>{c}</th>" for c in FRAME_COLUMNS)
     rows = []
