@@ -20,6 +20,7 @@ from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.profile import ProfileError
 from skylake.refcat.cli import add_commands as add_refcat_commands
 from skylake.maps.cli import add_commands as add_maps_commands
+from skylake.allsky.cli import add_commands as add_camera_commands
 
 log = logging.getLogger("skylake")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -126,6 +127,10 @@ def _cmd_repair(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    if args.allsky:
+        from skylake.allsky.demo import run_allsky_demo
+
+        return run_allsky_demo(args.out if args.out != "skylake-demo" else "skylake-demo-allsky")
     from skylake.demo import run_demo
 
     return run_demo(args.out, n_frames=args.frames, workers=args.workers)
@@ -229,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_calib_commands(sub)
     add_objects_commands(sub)
     add_maps_commands(sub)
+    add_camera_commands(sub)
 
     p = sub.add_parser("demo", help="generate a synthetic night and run the whole job on it",
                        description="Generate a synthetic night of frames (stars with known fluxes, a cloud, "
@@ -239,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="skylake-demo", help="directory for the frames, the lake and the report")
     p.add_argument("--frames", type=int, default=12, help="frames in the night (default 12)")
     p.add_argument("--workers", type=int, default=None, help="local dask workers (default: cores)")
+    p.add_argument("--allsky", action="store_true",
+                   help="instead: an all-sky camera's SYNTHETIC night (fisheye, a cloud, a streak): camera fit, "
+                        "ingest, checks and the report's polar plots (--out default skylake-demo-allsky)")
     p.set_defaults(func=_cmd_demo)
     _log_level_everywhere(sub)
     return parser

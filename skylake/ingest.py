@@ -153,7 +153,7 @@ def _process(chunk: list[tuple[str, str | None]], profile: Profile, lake_root: s
     store = Storage(lake_root)
     out = []
     for path, known_hash in chunk:
-        for r in process_file(path, profile, known_hash=known_hash):
+        for r in process_file(path, profile, known_hash=known_hash, lake_root=store.location):
             if r.n_sources:
                 r.piece, r.pixels, r.piece_bytes = pieces.write_piece(store, run, r.frame_key, r.sources, order)
             r.sources = {}
@@ -270,6 +270,7 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
     of the same files explicitly; earlier rejected attempts at the same files are replaced in any case.
     Replaced frames lose their sources, calibrations and matches in the same commit. ``profile`` is
     stored in the lake beside the frames it processed (:mod:`skylake.lake.profiles`)."""
+    from skylake.allsky.store import stage_allsky, stage_without_allsky
     from skylake.lake.profiles import stage_profile
 
     report = report if report is not None else IngestReport()
@@ -301,10 +302,13 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
             nights = set(versions.loc[versions["frame_id"].isin(old), "night"])
             for table in (SOURCES, FRAMES, "zeropoints", "matches"):
                 _stage_without_frames(tx, table, old, None if table == SOURCES else nights)
+            stage_without_allsky(tx, old, nights)  # streaks and frame maps
             report.replaced += len(old)
         ids = tx.allocate_frame_ids(len(todo))
         _stage_sources(tx, todo, ids, runner or Runner(None))
         tx.stage_frames(_frames_table(todo, ids, tx.batch_id), [frame_night(r.record) for r in todo])
+        if any(r.extras for r in todo):
+            stage_allsky(tx, todo, ids, [frame_night(r.record) for r in todo])
         if profile is not None:
             stage_profile(tx, profile)
         entry = tx.commit(summary={"frames": len(todo), "redo": redo, "replaced": sorted(old)})

@@ -33,6 +33,21 @@ from skylake import PIPELINE_VERSION
 from skylake.paths import project_dir
 
 
+#: Sections a profile may leave out (None when absent).
+OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve")
+#: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:
+#: the bright-star catalogue (a refcat name in the lake, or a FITS/Parquet file) and which source rows
+#: a frame gets.
+ALLSKY_KEYS = {"catalog": "hipparcos", "sources": "forced"}
+ALLSKY_SOURCES = ("forced", "detected", "both")
+#: ``[platesolve]`` keys read by ingest, beside :class:`skylake.frame.platesolve.PlateSolveSettings`: the
+#: reference stars (a refcat name in the lake, or a Parquet file) and their magnitude column, the header
+#: keywords of the pointing and plate-scale hints (degrees, arcsec/px), and whether to solve frames whose
+#: header has a WCS too.
+PLATESOLVE_KEYS = {"refcat": "", "mag_column": "mag_VT", "ra_keys": ["RA_CENT", "RA_DEG"],
+                   "dec_keys": ["DEC_CENT", "DEC_DEG"], "scale_keys": ["CCDSCALE", "PIXSCALE"],
+                   "distrust_header_wcs": False}
+
 #: Files in pipelines/ that are not instrument profiles.
 NOT_PROFILES = {"refcats"}
 
@@ -217,19 +232,55 @@ class Profile:
     calibration: Calibration
     maps: Maps
     source: str  # the file it was read from
+    #: Optional sections (None when absent): an all-sky camera's ``[camera]`` model and ``[allsky]``
+    #: settings, a narrow-field camera's ``[platesolve]``; kept as validated plain tables (see
+    #: :meth:`camera_model`, :meth:`allsky_settings`, :meth:`platesolve_settings`).
+    camera: dict | None = None
+    allsky: dict | None = None
+    platesolve: dict | None = None
 
     @property
     def digest(self) -> str:
         """Short hash of every processing setting: changing any of them changes frame identity.
-        Calibration settings are not processing settings (they have their own digest)."""
+        Calibration settings are not processing settings (they have their own digest). Absent
+        optional sections leave it as it was before they existed."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("source", "description", "calibration",
-                                                                          "maps")}
+                                                                          "maps")
+                    and not (k in OPTIONAL_SECTIONS and v is None)}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def pipeline_version(self) -> str:
         """The version string recorded with every frame: skylake's pipeline version and this profile's digest."""
         return f"{PIPELINE_VERSION}+{self.name}.{self.digest}"
+
+    @property
+    def is_allsky(self) -> bool:
+        """An all-sky camera: pixels map to the sky through ``[camera]``, not a header WCS."""
+        return self.camera is not None
+
+    def camera_model(self):
+        """The ``[camera]`` model and the site (the profile's ``[site]``): ``(CameraModel, allsky Site)``."""
+        from skylake.allsky.camera import CameraModel, Site as CameraSite
+
+        if self.camera is None:
+            raise ValueError(f"profile {self.name!r} has no [camera] section")
+        return CameraModel.from_dict(self.camera), CameraSite(self.site.lat_deg, self.site.lon_deg, self.site.height_m)
+
+    def allsky_settings(self):
+        """The ``[allsky]`` processing settings (:class:`skylake.allsky.pipeline.AllSkySettings`; the
+        profile-level keys of :data:`ALLSKY_KEYS` left out)."""
+        from skylake.allsky.pipeline import AllSkySettings
+
+        return AllSkySettings.from_dict({k: v for k, v in (self.allsky or {}).items() if k not in ALLSKY_KEYS})
+
+    def platesolve_settings(self):
+        """The ``[platesolve]`` settings (:class:`skylake.frame.platesolve.PlateSolveSettings`), less the keys of
+        :data:`PLATESOLVE_KEYS`."""
+        from skylake.frame.platesolve import PlateSolveSettings
+
+        return PlateSolveSettings.from_dict({k: v for k, v in (self.platesolve or {}).items()
+                                             if k not in PLATESOLVE_KEYS})
 
 
 def _read_file(path: Path) -> dict:
@@ -282,11 +333,29 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+#: Settings that may name a file, read relative to the profile file that sets them.
+_FILE_SUFFIXES = (".fits", ".fit", ".gz", ".parquet")
+
+
+def _is_file_setting(value) -> bool:
+    return isinstance(value, str) and Path(value).suffix.lower() in _FILE_SUFFIXES
+
+
+def _anchor_paths(doc: dict, directory: Path) -> None:
+    """A relative file named in ``doc`` (``allsky.catalog``, ``platesolve.refcat``) made absolute against the
+    directory of the profile file that names it, so a profile extending it from elsewhere finds the same file."""
+    for section, key in (("allsky", "catalog"), ("platesolve", "refcat")):
+        table = doc.get(section)
+        if isinstance(table, dict) and _is_file_setting(table.get(key)) and not Path(table[key]).is_absolute():
+            table[key] = str(directory / table[key])
+
+
 def _load_dict(name_or_path: str | Path, seen: tuple = (), relative_to: Path | None = None) -> dict:
     path = _resolve(name_or_path, relative_to).resolve()
     if path in seen:
         raise ProfileError(f"profile {path} extends itself through {[str(s) for s in seen]}")
     doc = _read_file(path)
+    _anchor_paths(doc, path.parent)
     parent = doc.pop("extends", None)
     if parent is not None:
         builtin = path.parent == project_dir("pipelines").resolve()
@@ -604,9 +673,9 @@ def _profile(doc: dict, source: str) -> Profile:
     if not isinstance(meta, dict):
         problems.append(f"[profile] must be a table of settings, not {meta!r}")
         meta = {}
-    unknown = sorted(set(doc) - set(_SECTIONS) - {"profile"})
+    unknown = sorted(set(doc) - set(_SECTIONS) - {"profile", *OPTIONAL_SECTIONS})
     if unknown:
-        problems.append(f"unknown sections {unknown}; allowed: {['profile', *_SECTIONS]}")
+        problems.append(f"unknown sections {unknown}; allowed: {['profile', *_SECTIONS, *OPTIONAL_SECTIONS]}")
     unknown = sorted(set(meta) - set(_CHECKS["profile"]))
     if unknown:
         problems.append(f"[profile] has unknown settings {unknown}; allowed: {sorted(_CHECKS['profile'])}")
@@ -622,10 +691,86 @@ def _profile(doc: dict, source: str) -> Profile:
         _check_calibration(sections["calibration"], problems)
     if sections["maps"] is not None:
         _check_maps(sections["maps"], problems)
+    optional = _optional_sections(doc, sections, source, problems)
     if problems:
         listing = problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
         raise ProfileError(f"{source}: {listing}", problems)
-    return Profile(source=source, **settings, **sections)
+    return Profile(source=source, **settings, **sections, **optional)
+
+
+def _optional_sections(doc: dict, sections: dict, source: str, problems: list[str]) -> dict:
+    """``[camera]``, ``[allsky]`` and ``[platesolve]`` as validated plain tables (None when absent): each
+    is built once into its object here, so a bad value is a problem naming it, never a frame's failure."""
+    out = {}
+    for name in OPTIONAL_SECTIONS:
+        value = doc.get(name)
+        if value is not None and not isinstance(value, dict):
+            problems.append(f"[{name}] must be a table of settings, not {value!r}")
+            value = None
+        out[name] = None if value is None else dict(value)
+    camera, allsky, platesolve = out["camera"], out["allsky"], out["platesolve"]
+    if allsky is not None and camera is None:
+        problems.append("[allsky] needs a [camera] section (the lens model that maps pixels to the sky)")
+    if camera is not None:
+        from skylake.allsky.camera import CameraModel
+
+        if "site" in camera:
+            problems.append("camera.site: the camera's site is the profile's [site] (lat_deg, lon_deg, height_m); "
+                            "remove [camera.site]")
+        else:
+            try:
+                CameraModel.from_dict(camera)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"[camera] {exc}")
+        site = sections.get("site")
+        if site is not None and site.name == "unknown":
+            problems.append("[camera] needs the profile's [site] (name, lat_deg, lon_deg, height_m): alt/az and "
+                            "RA/Dec of an all-sky camera depend on where it is")
+        out["allsky"] = allsky = {**ALLSKY_KEYS, **(allsky or {})}
+    if allsky is not None:
+        allsky = {**ALLSKY_KEYS, **allsky}
+        from skylake.allsky.pipeline import AllSkySettings
+
+        catalog = allsky["catalog"]
+        if not isinstance(catalog, str) or not catalog.strip():
+            problems.append(f"allsky.catalog = {catalog!r} must name a refcat in the lake (e.g. \"hipparcos\") or a "
+                            f"FITS/Parquet file of bright stars (ra, dec, v_mag)")
+        elif _is_file_setting(catalog):  # made absolute by _anchor_paths
+            if not Path(catalog).is_file() and not source.endswith(".json"):  # a lake's stored copy keeps the path
+                problems.append(f"allsky.catalog = {catalog!r}: no such file")
+        if allsky["sources"] not in ALLSKY_SOURCES:
+            problems.append(f"allsky.sources = {allsky['sources']!r} must be one of {list(ALLSKY_SOURCES)}")
+        try:
+            AllSkySettings.from_dict({k: v for k, v in allsky.items() if k not in ALLSKY_KEYS})
+        except (ValueError, TypeError) as exc:
+            problems.append(f"[allsky] {exc}")
+    if platesolve is not None:
+        from skylake.frame.platesolve import PlateSolveSettings
+
+        if camera is not None:
+            problems.append("[platesolve] and [camera] exclude each other: an all-sky camera is placed by its model")
+        out["platesolve"] = platesolve = {**PLATESOLVE_KEYS, **platesolve}
+        refcat = platesolve["refcat"]
+        if not isinstance(refcat, str) or not refcat:
+            problems.append(f"platesolve.refcat = {refcat!r} must name the refcat in the lake the solver matches "
+                            f"against (e.g. \"tycho2\") or a Parquet file (ra, dec and mag_column)")
+        elif _is_file_setting(refcat) and not Path(refcat).is_file() and not source.endswith(".json"):
+            problems.append(f"platesolve.refcat = {refcat!r}: no such file")
+        for key in ("ra_keys", "dec_keys", "scale_keys"):
+            value, problem = _keywords(platesolve[key])
+            if problem:
+                problems.append(f"platesolve.{key} = {platesolve[key]!r} {problem}")
+            platesolve[key] = value
+        for key, check in (("mag_column", _text(nonempty=True, allowed="a column name, e.g. \"mag_VT\"")),
+                           ("distrust_header_wcs", _bool)):
+            _, problem = check(platesolve[key])
+            if problem:
+                problems.append(f"platesolve.{key} = {platesolve[key]!r} {problem}")
+        try:
+            PlateSolveSettings.from_dict({k: v for k, v in platesolve.items() if k not in PLATESOLVE_KEYS})
+        except (ValueError, TypeError) as exc:
+            problems.append(f"[platesolve] {exc}")
+    return out
 
 
 def profile_to_dict(profile: Profile) -> dict:
@@ -633,6 +778,9 @@ def profile_to_dict(profile: Profile) -> dict:
     doc = asdict(profile)
     meta = {key: doc.pop(key) for key in ("name", "description", "hdu", "max_image_mb")}
     doc.pop("source")
+    for name in OPTIONAL_SECTIONS:
+        if doc.get(name) is None:
+            doc.pop(name, None)
     return {"profile": meta, **doc}
 
 

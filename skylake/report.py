@@ -228,6 +228,9 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
         rows[k] for k in ("nights", "model", "events", "latest_zp", "night_maps", "cameras", "variables", "n_objects"))
     report = Report(index=out / "index.html")
     rendered: dict[str, list[Path]] = {}
+    from skylake.allsky.report import allsky_frames
+
+    allsky = allsky_frames(lake)
     pairs = sorted({(r.instrument, r.filter) for r in nights})
     index_rows = []
     for instrument, filt in pairs:
@@ -237,6 +240,13 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
         evs = [e for e in events if e.instrument in ("", instrument)]
         title = f"{instrument or 'unknown instrument'} / {filt or 'no filter'}"
         body = ['<p><a href="index.html">&larr; all instruments</a></p>']
+        if len(allsky):  # an all-sky camera: its polar plots first (it has no throughput trend without calibration)
+            from skylake.allsky.report import allsky_section
+
+            section, images = allsky_section(lake, allsky[(allsky["instrument"].fillna("") == instrument)
+                                                          & (allsky["filter"].fillna("") == filt)], out, name)
+            report.images += images
+            body += [section] if section else []
         trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
         report.images.append(trend_png)
         body.append(f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">')

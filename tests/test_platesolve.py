@@ -133,3 +133,42 @@ def test_astrometry_net_backend(skycamz_files):
         warnings.simplefilter("ignore")  # FITS cards astrometry.net writes
         sol = solve_astrometry_net(data, scale_arcsec=h["CCDSCALE"])
     assert sol.solver == "astrometry.net" and compare_wcs(sol.wcs, WCS(h), data.shape)["rms"] < 2.0
+
+
+@pytest.mark.realdata
+def test_ingest_solves_frames_without_a_wcs(skycamz_files, tmp_path):
+    """`skylake ingest` with a [platesolve] profile: two SkyCamZ frames with their WCS removed are solved
+    (provenance in the frame row; within 1" rms of the header WCS over the frame), a blank frame is
+    rejected with the solver's reason."""
+    import pandas as pd
+
+    from skylake.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    originals = {}
+    for f in skycamz_files[:2]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = fits.getheader(f)
+            originals[f.name] = WCS(header)
+            fits.PrimaryHDU(fits.getdata(f), strip_wcs(header)).writeto(frames / f.name)
+    blank = np.random.default_rng(1).normal(1000.0, 10.0, (1024, 1024)).astype(np.float32)
+    fits.PrimaryHDU(blank, strip_wcs(fits.getheader(skycamz_files[0]))).writeto(frames / "blank.fits")
+    profile = tmp_path / "solve.toml"
+    profile.write_text(f'extends = "skycamz"\n[platesolve]\nrefcat = "{require_shared(TYCHO)}"\n'
+                       f'mag_column = "mag_vt"\nscale_tolerance = 0.01\n')
+    lake = str(tmp_path / "lake")
+    assert main(["init", lake]) == 0
+    assert main(["ingest", lake, str(frames), "--pipeline", str(profile), "--no-progress"]) == 3
+    rows = pd.read_parquet(f"{lake}/frames").set_index("path")
+    bad = rows.loc[str(frames / "blank.fits")]
+    assert bad["status"] == "rejected" and bad["reason"].startswith("plate solving failed: only 0 sources detected")
+    for name, truth in originals.items():
+        row = rows.loc[str(frames / name)]
+        assert row["status"] == "ok" and row["wcs_source"] == "platesolve:skylake"
+        assert row["astrometry_rms_arcsec"] < 1.0 and row["astrometry_n_stars"] >= 20
+        solved = WCS(fits.Header.fromstring(row["solved_wcs"], sep="\n"))
+        assert compare_wcs(solved, truth, (1024, 1024))["rms"] <= 1.0
+    src = pd.read_parquet(f"{lake}/sources/dataset", columns=["position_from", "measure"])
+    assert set(src["position_from"]) == {"platesolve"} and set(src["measure"]) == {"detected"}

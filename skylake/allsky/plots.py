@@ -208,18 +208,22 @@ def plot_stars(image, model, stars, path, *, seen=None, title: str | None = None
 
     ``stars`` needs ``alt``, ``az`` (deg, predicted) and ``mag``; ``seen`` (bool per star) draws
     seen stars as green circles and missed ones as red crosses. Marker size grows with brightness.
+    ``image=None`` draws the stars on a dark disc (the lake keeps the measurements, not the pixels).
     """
     plt = _mpl()
-    th, zen, vals = _polar_grid_image(image, model, alt_min_deg)
     with plt.rc_context(_FONT):
         fig = plt.figure(figsize=(8, 8))
         ax = _polar_axes(fig, [0.06, 0.06, 0.86, 0.8], alt_min_deg)
-        fin = vals[np.isfinite(vals)]
-        lo, hi = (np.percentile(fin, [1, 99.7]) if fin.size else (0, 1))
-        if fin.size and hi <= lo:  # a nearly empty frame: stretch to its maximum
-            hi = float(fin.max()) if fin.max() > lo else lo + 1.0
-        T, R = np.meshgrid(th, zen)
-        ax.pcolormesh(T, R, vals, cmap="gray", vmin=lo, vmax=hi, shading="auto")
+        if image is not None:
+            th, zen, vals = _polar_grid_image(image, model, alt_min_deg)
+            fin = vals[np.isfinite(vals)]
+            lo, hi = (np.percentile(fin, [1, 99.7]) if fin.size else (0, 1))
+            if fin.size and hi <= lo:  # a nearly empty frame: stretch to its maximum
+                hi = float(fin.max()) if fin.max() > lo else lo + 1.0
+            T, R = np.meshgrid(th, zen)
+            ax.pcolormesh(T, R, vals, cmap="gray", vmin=lo, vmax=hi, shading="auto")
+        else:
+            ax.set_facecolor("0.15")
         alt = np.asarray(stars["alt"], float)
         az = np.asarray(stars["az"], float)
         mag = np.asarray(stars["mag"], float)

@@ -570,3 +570,96 @@ def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None
     finally:
         if keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# ingest: a profile's [platesolve] step (skylake.frame.process)
+def _header_number(header: fits.Header, keys, what: str) -> float:
+    for key in keys:
+        if key in header:
+            try:
+                v = float(str(header[key]).strip())
+            except ValueError:
+                from skylake.errors import FrameRejected
+
+                raise FrameRejected(f"plate solving needs {what} in degrees: header {key} = {header[key]!r} is not a "
+                                    f"number (map platesolve.{'ra' if 'RA' in what else 'dec'}_keys)") from None
+            if math.isfinite(v):
+                return v
+    return float("nan")
+
+
+def _reference_cone(source: str, mag_column: str, ra: float, dec: float, radius_deg: float) -> Table:
+    """Stars within ``radius_deg`` of (ra, dec) from a Parquet file or a lake refcat (HATS collection)."""
+    import os
+
+    if os.path.isfile(source):
+        return read_reference_cone(source, ra, dec, radius_deg, columns=("ra", "dec", mag_column))
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    with open(os.path.join(source, "collection.properties")) as fh:
+        props = dict(line.strip().split("=", 1) for line in fh if "=" in line and not line.startswith("#"))
+    main = os.path.join(source, props.get("hats_primary_table_url", "").strip() or os.path.basename(source))
+    data = pads.dataset(os.path.join(main, "dataset"), format="parquet", partitioning="hive")
+    if mag_column not in data.schema.names:
+        from skylake.errors import FrameRejected
+
+        raise FrameRejected(f"refcat {source} has no column {mag_column!r} (platesolve.mag_column)")
+    flt = (pads.field("dec") >= dec - radius_deg) & (pads.field("dec") <= dec + radius_deg)
+    t = data.to_table(columns=["ra", "dec", mag_column], filter=flt)
+    keep = _angsep(t.column("ra").to_numpy(), t.column("dec").to_numpy(), ra, dec) <= radius_deg
+    mag = pc.cast(t.column(mag_column), "float64").to_numpy(zero_copy_only=False)
+    return Table({"ra": t.column("ra").to_numpy()[keep], "dec": t.column("dec").to_numpy()[keep], "mag": mag[keep]})
+
+
+def solve_for_ingest(image: np.ndarray, header: fits.Header, profile, lake_root: str | None):
+    """The header to place a frame with under a profile's ``[platesolve]``: None when the header's WCS is
+    kept (it has one and ``distrust_header_wcs`` is false), else the header with the solved WCS cards and
+    the frame columns of its provenance. Raises :class:`skylake.errors.FrameRejected` with the reason
+    when the frame cannot be solved (no hint, no reference stars, no consistent match, a poor fit)."""
+    import os
+
+    from astropy.wcs import FITSFixedWarning
+
+    from skylake.errors import FrameRejected
+
+    cfg = profile.platesolve
+    if not cfg["distrust_header_wcs"]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            try:
+                if WCS(header, relax=True).has_celestial:
+                    return None, {}
+            except Exception:  # noqa: BLE001 - a malformed WCS is solved instead
+                pass
+    settings = profile.platesolve_settings()
+    ra = _header_number(header, cfg["ra_keys"], "the pointing RA")
+    dec = _header_number(header, cfg["dec_keys"], "the pointing Dec")
+    if not (math.isfinite(ra) and math.isfinite(dec)):
+        raise FrameRejected(f"plate solving needs the pointing: none of {cfg['ra_keys']} / {cfg['dec_keys']} in the "
+                            f"header (platesolve.ra_keys, dec_keys)")
+    if settings.scale_arcsec is None:
+        scale = _header_number(header, cfg["scale_keys"], "the plate scale")
+        if not (math.isfinite(scale) and scale > 0):
+            raise FrameRejected(f"plate solving needs the plate scale: none of {cfg['scale_keys']} in the header "
+                                f"(platesolve.scale_keys) and no platesolve.scale_arcsec")
+        settings = PlateSolveSettings(**{**settings.__dict__, "scale_arcsec": scale})
+    refcat = cfg["refcat"]
+    source = refcat if os.path.isabs(refcat) else os.path.join(lake_root or "", "refcats", refcat)
+    if not (os.path.isfile(source) or os.path.isfile(os.path.join(source, "collection.properties"))):
+        raise FrameRejected(f"plate solving: the lake has no refcat {refcat!r} (platesolve.refcat); import it with "
+                            f"`skylake refcat import`")
+    ny, nx = np.shape(image)
+    radius = settings.search_radius_deg + 0.55 * math.hypot(nx, ny) * settings.scale_arcsec / 3600.0 + 0.1
+    catalog = _reference_cone(source, cfg["mag_column"], ra, dec, radius)
+    try:
+        sol = solve_frame(image, ra, dec, catalog, settings)
+    except PlateSolveError as exc:
+        raise FrameRejected(f"plate solving failed: {exc.reason}") from None
+    solved = strip_wcs(header)
+    solved.update(sol.header())
+    rec = {"wcs_source": f"platesolve:{sol.solver}", "solved_wcs": sol.header().tostring(sep="\n"),
+           "astrometry_rms_arcsec": sol.rms_arcsec, "astrometry_rms_px": sol.rms_arcsec / sol.scale_arcsec,
+           "astrometry_n_stars": sol.n_stars}
+    return solved, rec

@@ -36,6 +36,9 @@ class FrameResult:
     piece: str | None = None
     pixels: object = None
     piece_bytes: int = 0
+    #: Small per-frame tables committed beside the frame row (all-sky frames: ``streaks`` and ``maps``
+    #: rows, :mod:`skylake.frame.allsky`; staged by :mod:`skylake.allsky.store`).
+    extras: dict = field(default_factory=dict)
 
     @property
     def frame_key(self) -> str:
@@ -111,10 +114,24 @@ def _unexpected(exc: BaseException, where: str) -> str:
     return reason
 
 
-def _process_image(image: reading.Image, rec: dict, profile: Profile) -> dict[str, np.ndarray]:
+def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root: str | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict]:
     rec.update(header.frame_record(image.header, profile))
     saturation_from = rec.pop("saturation_from")
+    if profile.is_allsky:  # placed by the [camera] model, never by a header WCS
+        from skylake.frame.allsky import catalog_source, process_allsky
+
+        return process_allsky(image, rec, profile, catalog_source(profile, lake_root))
+    position_from = "wcs"
+    if profile.platesolve is not None:  # frames without a (trusted) WCS are solved, or rejected with the reason
+        from skylake.frame.platesolve import solve_for_ingest
+
+        solved, provenance = solve_for_ingest(image.data, image.header, profile, lake_root)
+        if solved is not None:
+            image.header, position_from = solved, "platesolve"
+            rec.update(provenance)
     wcs = astrometry.celestial_wcs(image.header)
+    rec.setdefault("wcs_source", "header")
     ny, nx = image.data.shape
     astrometry.check_wcs(wcs, image.header, nx, ny, profile.astrometry)
     rec.update(nx=nx, ny=ny, **astrometry.footprint(wcs, nx, ny))
@@ -143,11 +160,13 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile) -> dict[st
     rec["status"], rec["reason"] = quality.judge(measures, profile.quality)
     rec.update({k: v for k, v in measures.items() if k != "n_clean"})
     rec["n_sources"] = len(ra)
-    return cols
+    from skylake.frame.allsky import wcs_provenance
+
+    return wcs_provenance(cols, position_from), {}
 
 
 def process_file(path: str, profile: Profile, raw: bytes | None = None,
-                 known_hash: str | None = None) -> list[FrameResult]:
+                 known_hash: str | None = None, lake_root: str | None = None) -> list[FrameResult]:
     """Read, extract, measure and place on the sky every image the profile selects from ``path``.
 
     Parameters
@@ -160,6 +179,8 @@ def process_file(path: str, profile: Profile, raw: bytes | None = None,
         The file's bytes, when the caller has them.
     known_hash : str, optional
         The file's sha256 when the caller has just computed it (saves a second pass).
+    lake_root : str, optional
+        The lake's location, where an all-sky profile's bright-star refcat is read.
 
     Returns
     -------
@@ -170,7 +191,7 @@ def process_file(path: str, profile: Profile, raw: bytes | None = None,
     t0 = time.perf_counter()
     shown = stored_path(path)
     try:
-        results = _process_file(path, shown, profile, raw, known_hash)
+        results = _process_file(path, shown, profile, raw, known_hash, lake_root)
     except Exception as exc:  # noqa: BLE001 - the one guard: one file must never stop a batch
         results = [FrameResult(_path_record("failed", shown, profile, _unexpected(exc, shown)))]
     for result in results:
@@ -179,7 +200,7 @@ def process_file(path: str, profile: Profile, raw: bytes | None = None,
 
 
 def _process_file(path: str, shown: str, profile: Profile, raw: bytes | None,
-                  known_hash: str | None) -> list[FrameResult]:
+                  known_hash: str | None, lake_root: str | None = None) -> list[FrameResult]:
     if shown != path:
         return [FrameResult(_path_record("name", shown, profile,
                                          f"file name is not valid UTF-8 (stored here with the bytes backslash-"
@@ -210,8 +231,9 @@ def _process_file(path: str, shown: str, profile: Profile, raw: bytes | None,
     t0 = time.perf_counter()
     for image in images:
         rec = _base_record(path, raw_hash, size, image.hdu, profile)
+        extras: dict = {}
         try:
-            cols = _process_image(image, rec, profile)
+            cols, extras = _process_image(image, rec, profile, lake_root)
         except FrameRejected as exc:
             rec.update(status="rejected", reason=exc.reason, n_sources=0)
             cols = {}
@@ -220,5 +242,5 @@ def _process_file(path: str, shown: str, profile: Profile, raw: bytes | None,
             cols = {}
         rec.pop("saturation_from", None)
         rec["processing_s"] = time.perf_counter() - t0
-        results.append(FrameResult(rec, cols))
+        results.append(FrameResult(rec, cols, extras=extras if rec["status"] != "rejected" else {}))
     return results

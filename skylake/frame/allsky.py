@@ -1,0 +1,282 @@
+"""The all-sky step of a frame task: a frame of a profile with a ``[camera]`` model, processed by
+:func:`skylake.allsky.pipeline.process_frame` into source rows, a frame record, streak rows and map rows.
+
+::
+
+    header record (time, exposure)  ->  process_frame (camera model, bright stars, [allsky])
+        -> forced rows (catalogue stars) and/or detected rows (sep), placed by the camera model:
+           alt/az, RA/Dec, _healpix_29; provenance: measure, position_from, frame's camera_model
+        -> frame columns: cloud fraction, fit residual, zeropoint, zenith sky, streak count
+        -> streak rows (endpoints, width, brightness), sources on a streak flagged ON_STREAK
+        -> per-frame transparency / sky-brightness HEALPix maps (horizon, equatorial) for LAKE/maps
+
+The bright-star catalogue is read once per worker process (:func:`bright_stars`). Nothing here writes
+to the lake: :mod:`skylake.allsky.store` stages the extra tables at commit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+from skylake.errors import FrameRejected
+from skylake.schema import table_schema
+
+#: Source flag bits of schemas/sources.yaml set here.
+ON_STREAK, FORCED_NOT_SEEN, FORCED_SHIFT, FORCED_ANNULUS = 512, 1024, 2048, 4096
+APER_HASMASKED, SATURATED = 32, 256
+
+
+# -- the catalogue ------------------------------------------------------------------------------------
+def catalog_source(profile, lake_root: str | None) -> str:
+    """Where the profile's bright stars are: a file (``allsky.catalog`` is a path) or the lake's
+    refcat directory. Raises :class:`FrameRejected` when the lake has no such refcat."""
+    spec = profile.allsky["catalog"]
+    if os.path.isabs(spec) and os.path.isfile(spec):
+        return spec
+    if lake_root is None:
+        raise FrameRejected(f"allsky.catalog = {spec!r} names a refcat, but no lake was given to read it from")
+    path = os.path.join(lake_root, "refcats", spec)
+    if not os.path.isfile(os.path.join(path, "collection.properties")):
+        raise FrameRejected(f"no bright-star catalogue: the lake has no refcat {spec!r} (allsky.catalog); import it "
+                            f"with `skylake refcat import LAKE {spec} --format hipparcos FILE`")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def bright_stars(source: str):
+    """The catalogue as an astropy Table with ``ra``, ``dec`` (deg), ``v_mag`` and ``ref_id``: a
+    Hipparcos FITS/Parquet file or a lake refcat (HATS collection: its ``mag_V``). Cached per process."""
+    from astropy.table import Table
+
+    if os.path.isfile(source):
+        if source.endswith(".parquet"):
+            t = Table.from_pandas(pd.read_parquet(source))
+        else:
+            from skylake.allsky.catalog import read_hipparcos
+
+            t = read_hipparcos(source)
+        ids = t["HIP"] if "HIP" in t.colnames else t["ref_id"] if "ref_id" in t.colnames else np.arange(len(t))
+        return Table({"ra": np.asarray(t["ra"], float), "dec": np.asarray(t["dec"], float),
+                      "v_mag": np.asarray(t["v_mag"], float), "ref_id": np.asarray(ids, np.int64)})
+    import pyarrow.dataset as pads
+
+    with open(os.path.join(source, "collection.properties")) as fh:
+        props = dict(line.strip().split("=", 1) for line in fh if "=" in line and not line.startswith("#"))
+    main = os.path.join(source, props.get("hats_primary_table_url", "").strip() or os.path.basename(source))
+    data = pads.dataset(os.path.join(main, "dataset"), format="parquet", partitioning="hive")
+    names = data.schema.names
+    if "mag_V" not in names:
+        raise FrameRejected(f"refcat {source} has no mag_V column (the all-sky pipeline measures V)")
+    t = data.to_table(columns=["ref_id", "ra", "dec", "mag_V"]).to_pandas()
+    t = t[np.isfinite(t["mag_V"]) & np.isfinite(t["ra"]) & np.isfinite(t["dec"])]
+    return Table({"ra": t["ra"].to_numpy(float), "dec": t["dec"].to_numpy(float),
+                  "v_mag": t["mag_V"].to_numpy(float), "ref_id": t["ref_id"].to_numpy(np.int64)})
+
+
+# -- one frame -----------------------------------------------------------------------------------------
+def _empty_columns(n: int) -> dict:
+    """Every sources column (less the ids) for ``n`` rows: NaN, 0 or null, to be filled."""
+    import pyarrow as pa
+
+    cols = {}
+    for f in table_schema("sources"):
+        if f.name in ("source_id", "frame_id"):
+            continue
+        if pa.types.is_floating(f.type):
+            cols[f.name] = np.full(n, np.nan)
+        elif f.name == "ref_id":
+            cols[f.name] = [None] * n
+        elif str(f.type) == "string":
+            cols[f.name] = np.full(n, "", dtype=object)
+        else:
+            cols[f.name] = np.zeros(n, np.int64)
+    return cols
+
+
+def wcs_provenance(cols: dict, position_from: str) -> dict:
+    """The all-sky columns of detections placed by a WCS (header or solved): no alt/az, detected."""
+    n = len(cols["ra"])
+    cols.update(alt=np.full(n, np.nan), az=np.full(n, np.nan), measure=np.full(n, "detected", dtype=object),
+                position_from=np.full(n, position_from, dtype=object), ref_id=[None] * n, ref_mag=np.full(n, np.nan))
+    return cols
+
+
+def _forced_rows(stars, exptime: float, seen_all: np.ndarray) -> dict:
+    from skylake.allsky.photometry import FLAG_ANNULUS, FLAG_EDGE, FLAG_SATURATED, FLAG_SHIFT
+
+    n = len(stars)
+    cols = _empty_columns(n)
+    x = np.asarray(stars["x"], float)
+    y = np.asarray(stars["y"], float)
+    xp, yp = np.asarray(stars["x_pred"], float), np.asarray(stars["y_pred"], float)
+    flux = np.asarray(stars["flux"], float)
+    err = np.asarray(stars["flux_err"], float)
+    flag = np.asarray(stars["flag"], np.int64)
+    out = np.zeros(n, np.int64)
+    out |= np.where(flag & FLAG_EDGE, APER_HASMASKED, 0)
+    out |= np.where(flag & FLAG_SATURATED, SATURATED, 0)
+    out |= np.where(flag & FLAG_SHIFT, FORCED_SHIFT, 0)
+    out |= np.where(flag & FLAG_ANNULUS, FORCED_ANNULUS, 0)
+    out |= np.where(seen_all, 0, FORCED_NOT_SEEN)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols.update(
+            x=np.where(np.isfinite(x), x, xp), y=np.where(np.isfinite(y), y, yp),
+            ra=np.asarray(stars["ra"], float), dec=np.asarray(stars["dec"], float),
+            alt=np.asarray(stars["alt"], float), az=np.asarray(stars["az"], float),
+            flux_ap1=flux, flux_ap1_err=err, bkg=np.asarray(stars["bkg"], float),
+            inst_mag=np.where(flux > 0, -2.5 * np.log10(flux / exptime), np.nan),
+            inst_mag_err=np.where(flux > 0, 1.0857362 * err / flux, np.nan),
+            flags=out, measure=np.full(n, "forced", dtype=object),
+            ref_id=[int(v) for v in stars["ref_id"]], ref_mag=np.asarray(stars["mag"], float))
+    return cols
+
+
+def _detected_rows(image, rec: dict, profile, model, site, time) -> dict:
+    from skylake.frame import extract
+
+    ext = extract.extract(image, profile.detection, saturation=rec["saturation"],
+                          saturation_from="profile [defaults] saturation")
+    cols = extract.measure(image, ext, profile.photometry, gain=rec["gain"])
+    alt, az = model.pixel_to_altaz(cols["x"], cols["y"])
+    on_sky = np.isfinite(alt) & (alt >= 0)
+    cols = {k: v[on_sky] for k, v in cols.items()}
+    alt, az = alt[on_sky], az[on_sky]
+    ra, dec = site.altaz_to_radec(alt, az, time)
+    n = len(ra)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flux = cols["flux_auto"]
+        cols["inst_mag"] = np.where(flux > 0, -2.5 * np.log10(flux / rec["exptime"]), np.nan)
+        cols["inst_mag_err"] = np.where(flux > 0, 1.0857362 * cols["flux_auto_err"] / flux, np.nan)
+    cols.update(ra=np.asarray(ra, float), dec=np.asarray(dec, float), alt=alt, az=az,
+                measure=np.full(n, "detected", dtype=object), ref_id=[None] * n, ref_mag=np.full(n, np.nan))
+    rec.update(bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note=ext.note)
+    return cols
+
+
+def _concat(parts: list[dict]) -> dict:
+    if len(parts) == 1:
+        return parts[0]
+    out = {}
+    for k in parts[0]:
+        vals = [p[k] for p in parts]
+        out[k] = sum((list(v) for v in vals), []) if isinstance(vals[0], list) else np.concatenate(vals)
+    return out
+
+
+def _map_rows(result, nside: int) -> pd.DataFrame:
+    """The frame's transparency and sky-brightness maps as rows of schemas/maps.yaml (less ``map_id``; one
+    ``frame_of`` per map), merged per pixel."""
+    out = []
+    for frame_of, tr, sky in (("horizon", result.transparency_horizon, result.sky_horizon),
+                              ("equatorial", result.transparency_equatorial, result.sky_equatorial)):
+        t = tr.to_pandas() if len(tr.colnames) else pd.DataFrame(columns=["pixel", "lon", "lat"])
+        s = sky.to_pandas() if len(sky.colnames) else pd.DataFrame(columns=["pixel", "lon", "lat"])
+        t = t.rename(columns={"transparency_err": "dzp_scatter"})
+        s = s.rename(columns={"n_pix": "n_sky", "sky_mag_rms": "sky_mag_scatter"})
+        m = pd.merge(t, s, on="pixel", how="outer", suffixes=("", "_s"))
+        if m.empty:
+            continue
+        for c in ("lon", "lat"):
+            m[c] = m[c].astype(float).fillna(m.get(f"{c}_s")) if f"{c}_s" in m else m[c]
+        m = m.drop(columns=[c for c in m.columns if c.endswith("_s")])
+        m["frame_of"] = frame_of
+        out.append(m)
+    if not out:
+        return pd.DataFrame()
+    m = pd.concat(out, ignore_index=True)
+    schema = table_schema("maps")
+    for name in schema.names:
+        if name not in m:
+            m[name] = np.nan
+    m["nside"] = nside
+    m["n_frames"] = 1
+    m["zp_clear_median"] = result.zeropoint
+    for c in ("n_stars", "n_sky", "n_astro"):
+        m[c] = pd.to_numeric(m[c]).fillna(0).astype(np.int64)
+    # transparency_err is an error of the median, not a zeropoint scatter: kept out of dzp_scatter
+    m["dzp_scatter"] = np.nan
+    return m[[n for n in schema.names if n != "map_id"]]
+
+
+def process_allsky(image, rec: dict, profile, catalog_path: str) -> tuple[dict, dict]:
+    """Process one all-sky frame whose header ``rec`` is read; fills ``rec`` and returns the source
+    columns and the extras (``streaks``: DataFrame of schemas/streaks.yaml less the ids; ``maps``: map
+    pixel rows; ``allsky_nside``). Raises :class:`FrameRejected` with the reason when it cannot."""
+    from astropy.time import Time
+
+    from skylake.allsky.pipeline import process_frame
+    from skylake.allsky.photometry import cloud_fraction
+    from skylake.frame import astrometry
+    from skylake.frame.streaks import flag_on_streaks
+
+    model, site = profile.camera_model()
+    settings = profile.allsky_settings()
+    data = np.asarray(image.data, float)
+    ny, nx = data.shape
+    zx, zy = model.altaz_to_pixel(90.0, 0.0)
+    if not (0 <= float(zx) < nx and 0 <= float(zy) < ny):
+        raise FrameRejected(f"the camera model's zenith ({float(zx):.1f}, {float(zy):.1f}) lies outside this "
+                            f"{nx}x{ny} frame: not this camera's frame, or a wrong [camera] model")
+    time = Time(rec["mjd"], format="mjd", scale="utc")
+    catalog = bright_stars(catalog_path)
+    try:
+        res = process_frame(data, time, rec["exptime"], model, site, catalog, settings)
+    except ValueError as exc:
+        raise FrameRejected(f"all-sky processing failed: {exc}") from None
+    model = res.model
+    rec.update(nx=nx, ny=ny, wcs_source="camera", camera_model=json.dumps(model.to_dict(), sort_keys=True),
+               cloud_fraction=res.cloud_fraction, n_stars_expected=res.n_expected, n_stars_seen=res.n_seen,
+               allsky_zeropoint=res.zeropoint, sky_mag_zenith=res.summary()["sky_mag_zenith"],
+               n_streaks=len(res.streaks), altitude=90.0, azimuth=0.0, airmass=1.0)
+    ra_c, dec_c = site.altaz_to_radec(np.array([90.0]), np.array([0.0]), time)
+    rec.update(ra_center=float(ra_c[0]), dec_center=float(dec_c[0]), pixscale=float(3600.0 / model.plate_scale(0.0)))
+    if res.fit is not None:
+        rec.update(astrometry_rms_px=res.fit.rms_px, astrometry_rms_arcsec=3600.0 * res.fit.rms_deg,
+                   astrometry_n_stars=res.fit.n_matched)
+    notes = [f"{k}: {v}" for k, v in res.notes.items() if k != "bias_adu"]
+    if not math.isfinite(res.zeropoint):
+        notes.append(f"no maps: zeropoint {res.zeropoint_source}")
+    if notes:
+        rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""), *notes]))
+    parts = []
+    choice = profile.allsky["sources"]
+    if choice in ("forced", "both") and len(res.stars):
+        everywhere = cloud_fraction(res.stars, model=model, alt_min_deg=-90.0, vmax=99.0, snr_min=settings.cloud_snr,
+                                    max_offset_deg=settings.cloud_offset_deg, use_flagged=True)["seen"]
+        stars = res.stars[np.isfinite(np.asarray(res.stars["x_pred"], float))]
+        seen = np.asarray(everywhere)[np.isfinite(np.asarray(res.stars["x_pred"], float))]
+        parts.append(_forced_rows(stars, rec["exptime"], seen))
+    if choice in ("detected", "both"):
+        parts.append(_detected_rows(data, rec, profile, model, site, time))
+    cols = _concat(parts) if parts else _empty_columns(0)
+    n = len(cols["ra"])
+    cols["position_from"] = np.full(n, "camera", dtype=object)
+    cols["mjd"] = np.full(n, rec["mjd"])
+    cols["edge_dist"] = np.minimum.reduce([cols["x"], cols["y"], nx - 1 - cols["x"], ny - 1 - cols["y"]]) \
+        if n else np.zeros(0)
+    cols["_healpix_29"] = astrometry.healpix29(cols["ra"], cols["dec"])
+    streaks = res.streaks.to_pandas() if len(res.streaks) else pd.DataFrame()
+    if len(streaks):
+        on = np.zeros(n, bool)
+        counts = []
+        for i in range(len(res.streaks)):
+            hit = flag_on_streaks(cols["x"], cols["y"], res.streaks[i:i + 1]) if n else np.zeros(0, bool)
+            counts.append(int(hit.sum()))
+            on |= hit
+        cols["flags"] = np.asarray(cols["flags"], np.int64) | np.where(on, ON_STREAK, 0)
+        ra1, dec1 = model.pixel_to_radec(streaks["x1"].to_numpy(), streaks["y1"].to_numpy(), site, time)
+        ra2, dec2 = model.pixel_to_radec(streaks["x2"].to_numpy(), streaks["y2"].to_numpy(), site, time)
+        streaks = streaks.assign(streak=np.arange(len(streaks)), mjd=rec["mjd"], ra1=ra1, dec1=dec1, ra2=ra2,
+                                 dec2=dec2, n_sources=counts)
+    rec["n_sources"] = n
+    rec["status"], rec["reason"] = "ok", ""
+    if not math.isfinite(res.cloud_fraction):
+        rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""),
+                                                      "no catalogue star expected: cloud fraction unknown"]))
+    return cols, {"streaks": streaks, "maps": _map_rows(res, settings.nside)}
