@@ -22,12 +22,15 @@ COMMIT_COLUMNS = ["batch_id", "calibrated_at"]
 
 
 def test_night_batches_keep_nights_whole():
-    frames = pd.DataFrame({"frame_id": range(9), "night": ["a"] * 2 + ["b"] * 5 + [None] + ["c"]})
-    batches = calib.night_batches(frames, max_frames=3)
+    # sources: night a 2 x 100, night b 5 x 100, the unknown night 1 (rejected: no sources), night c 100
+    frames = pd.DataFrame({"frame_id": range(9), "night": ["a"] * 2 + ["b"] * 5 + [None] + ["c"],
+                           "n_sources": [100] * 7 + [None, 100]})
+    batches = calib.night_batches(frames, max_sources=201)
     # nights in order (the unknown night "" first), never split; a night above the limit is alone
     assert [sorted(b["frame_id"]) for b in batches] == [[0, 1, 7], [2, 3, 4, 5, 6], [8]]
-    assert [len(b) for b in calib.night_batches(frames, max_frames=100)] == [9]
-    assert calib.night_batches(frames.iloc[:0], max_frames=3) == []
+    assert [sorted(b["frame_id"]) for b in calib.night_batches(frames, max_sources=200)] == [[7], [0, 1], [2, 3, 4, 5, 6], [8]]
+    assert [len(b) for b in calib.night_batches(frames, max_sources=10_000)] == [9]
+    assert calib.night_batches(frames.iloc[:0], max_sources=3) == []
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +57,11 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
     assert len(frames) == 9 and frames["night"].nunique() == 3
     prof = load_profile("demo")
     before = lake.log.published_version()
+    limit = int(frames.groupby("night")["n_sources"].sum().max()) + 1  # one night fits, two do not
     with get_task_stream(dask_client) as stream:
-        report = calib.calibrate_frames(lake, frames, prof, "demo", batch_frames=4,
+        report = calib.calibrate_frames(lake, frames, prof, "demo", batch_sources=limit,
                                         scheduler=lambda: calib.dask_scheduler(dask_client))
-    # 3 + 3 > 4: one commit per night
+    # one commit per night
     assert lake.log.published_version() == before + 3 and report.commit == before + 3
     assert report.calibrated == 9 and sum(report.by_status.values()) == 9 and set(report.extinction) == set(NIGHTS)
     fitted = [t for t in stream.data if str(t["key"]).startswith("fit_frames_task")]

@@ -1,5 +1,5 @@
 """``skylake calibrate``: per-frame photometric zeropoints against a reference catalogue, committed
-to the lake one atomic batch of whole nights at a time (:data:`BATCH_FRAMES`).
+to the lake one atomic batch of whole nights at a time (:data:`BATCH_SOURCES`).
 
 For the frames selected (all, one night, nights since a date, or the batches an ingest just
 committed), grouped by the profile that ingested them:
@@ -50,13 +50,13 @@ from skylake.schema import conform
 log = logging.getLogger(__name__)
 
 FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "reason", "path", "airmass",
-                 "saturation", "exptime", "nx", "ny", "mjd", "footprint_ra", "footprint_dec"]
+                 "saturation", "exptime", "nx", "ny", "mjd", "footprint_ra", "footprint_dec", "n_sources"]
 #: Pairs with these cuts have unreliable centroids and stay out of the astrometric residuals.
 ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
-#: Frames per commit: whole nights up to this many (a night with more is a batch alone). It bounds what
-#: the driver holds (the batch's pairs) and makes a long recalibration resumable (a re-run skips the
-#: batches committed).
-BATCH_FRAMES = 2000
+#: Sources per commit: whole nights whose frames hold up to this many (a night with more is a batch
+#: alone). It bounds what the driver holds (the batch's pairs: ~0.5 GB) and makes a long recalibration
+#: resumable (a re-run skips the batches committed).
+BATCH_SOURCES = 2_000_000
 #: Frames per fitting task on a cluster.
 FIT_FRAMES_PER_TASK = 16
 
@@ -192,16 +192,19 @@ def dask_scheduler(client):
         yield client
 
 
-def night_batches(frames: pd.DataFrame, max_frames: int) -> list[pd.DataFrame]:
+def night_batches(frames: pd.DataFrame, max_sources: int) -> list[pd.DataFrame]:
     """``frames`` cut into batches of whole nights (a night's extinction is fitted once, from all its
-    frames) of at most ``max_frames`` frames; a night with more frames is a batch alone."""
+    frames) holding at most ``max_sources`` sources (``n_sources``; a frame without counts as 1); a
+    night with more is a batch alone."""
+    weight = frames["n_sources"].fillna(0).clip(lower=1) if "n_sources" in frames else pd.Series(1, frames.index)
     batches, current, n = [], [], 0
     for _, night in frames.groupby(frames["night"].fillna(""), sort=True):
-        if current and n + len(night) > max_frames:
+        size = int(weight[night.index].sum())
+        if current and n + size > max_sources:
             batches.append(pd.concat(current))
             current, n = [], 0
         current.append(night)
-        n += len(night)
+        n += size
     if current:
         batches.append(pd.concat(current))
     return batches
@@ -239,10 +242,10 @@ def _fit(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color:
 
 def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, redo: bool = False,
                      plots: str | os.PathLike | None = None, scheduler=lambda: dask_scheduler(None),
-                     batch_frames: int = BATCH_FRAMES) -> CalibrationReport:
+                     batch_sources: int = BATCH_SOURCES) -> CalibrationReport:
     """Calibrate ``frames`` (rows of LAKE/frames, :data:`FRAME_COLUMNS`) of profile ``prof`` against
-    ``refcat`` and commit the result, one commit per batch of whole nights of at most ``batch_frames``
-    frames (see the module docstring). ``scheduler()`` gives the context the cross-match computes in
+    ``refcat`` and commit the result, one commit per batch of whole nights of at most ``batch_sources``
+    sources (see the module docstring). ``scheduler()`` gives the context the cross-match computes in
     and the client (or None) the fits run on."""
     from skylake.refcat.query import refcat_path
     from skylake.refcat.importer import read_record
@@ -260,7 +263,7 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
         report.plots += _plot_stored(lake, frames.loc[frames["frame_id"].isin(done), "frame_id"], refcat, key, plots)
     report.timings = dict.fromkeys(("setup", "match", "fit", "commit", "plots"), 0.0)
     report.timings["setup"] = time.monotonic() - t0
-    for batch in night_batches(todo, batch_frames):
+    for batch in night_batches(todo, batch_sources):
         _calibrate_batch(lake, batch, prof, refcat, path, key, redo, plots, scheduler, report)
     report.seconds = time.monotonic() - t0
     log.info("%s; timings [s]: %s", str(report).splitlines()[0], {k: round(v, 2) for k, v in report.timings.items()})
