@@ -247,9 +247,14 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
                                                           & (allsky["filter"].fillna("") == filt)], out, name)
             report.images += images
             body += [section] if section else []
-        trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
-        report.images.append(trend_png)
-        body.append(f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">')
+        if any(r.n_calibrated for r in mine) or segs:
+            trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
+            report.images.append(trend_png)
+            body.append(f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of '
+                        f'{html.escape(title)}">')
+        else:  # empty axes say nothing: say why there is no trend
+            body.append('<h2>Throughput</h2>\n<p class="muted">No calibrated frames yet, so no throughput trend: '
+                        "calibrate against a reference catalogue (<code>skylake calibrate LAKE</code>).</p>")
         if segs:
             body.append("<div class=scroll><table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
                         "<th>zp at start</th><th>mag/yr</th><th>rms</th><th>colour term</th></tr>" + "".join(
