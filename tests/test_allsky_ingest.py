@@ -234,3 +234,22 @@ def test_redo_replaces_streaks_and_frame_maps(tmp_path):
     (frame_id,) = lake_.read_frames(columns=["frame_id"]).column("frame_id").to_pylist()
     assert (len(read_streaks(lake_)), len(read_index(lake_)), len(read_maps(lake_))) == before
     assert read_streaks(lake_)["frame_id"].tolist() == [frame_id] and set(read_index(lake_)["frame_id"]) == {frame_id}
+
+
+def test_nightly_summary_counts_streak_frames_and_the_cloud_fraction(synthetic_lake, tmp_path):
+    """The summary database's nights row of the synthetic night: one of its two frames has a trail, and
+    the median cloud fraction is that of the frames table."""
+    import sqlalchemy as sa
+
+    from skylake.db.mirror import refresh
+
+    lake, _ = synthetic_lake
+    url = f"sqlite:///{tmp_path / 'summary.sqlite'}"
+    refresh(lake, url)
+    frames = pd.read_parquet(f"{lake}/frames")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT n_frames, n_streak_frames, cloud_fraction_median FROM nights")).all()
+    engine.dispose()
+    assert len(rows) == 1 and rows[0][:2] == (2, 1)
+    assert rows[0][2] == pytest.approx(float(np.median(frames["cloud_fraction"])), abs=1e-6)

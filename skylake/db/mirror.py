@@ -53,7 +53,7 @@ NIGHT_TABLES = (FRAMES, "zeropoints", "extinction")
 ADVISORY_LOCK_KEY = 0x736B796C616B65
 #: Columns night_summary reads.
 NIGHT_FRAME_COLUMNS = ["frame_id", "night", "instrument", "filter", "status", "n_sources", "mjd", "bkg_median",
-                       "fwhm_median"]
+                       "fwhm_median", "n_streaks", "cloud_fraction"]
 #: A data file of a HATS partition of LAKE/objects (path relative to the table).
 _OBJECTS_FILE = re.compile(r"^dataset/Norder=(\d+)/Dir=\d+/Npix=(\d+)/[^/]+$")
 
@@ -189,6 +189,8 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
                 "k_ext": float(k_ext), "zp_airmass1_max": trends.night_envelope(zp1),
                 "color_term_median": _num(np.nanmedian(color_term)) if len(zp) else None,
                 "photometric": trends.is_photometric(fraction, len(zp)),
+                "n_streak_frames": int(np.sum(np.nan_to_num(np.asarray(col["n_streaks"][idx], dtype=float)) > 0)),
+                "cloud_fraction_median": _num(np.nanmedian(np.asarray(col["cloud_fraction"][idx], dtype=float))),
             }
             if len(zp):
                 med = float(np.median(zp))
