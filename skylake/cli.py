@@ -1,9 +1,6 @@
 """The ``skylake`` command line. Run ``skylake --help`` or ``skylake COMMAND --help``.
 
-Exit codes (README "Ingest your frames" has the table): 0 success; 1 unexpected error or a full disk;
-2 usage error, bad lake/profile, unreachable scheduler or a version conflict (nothing written); 3 for
-``ingest`` some frames rejected, for ``lightcurve`` nothing at the position; 4 ``ingest`` ingested nothing;
-5 the summary database cannot be reached or written (the lake is untouched).
+Exit codes: one table for every command, in :mod:`skylake.errors` (and the README's "Ingest your frames").
 """
 
 from __future__ import annotations
@@ -14,10 +11,9 @@ import logging
 import sys
 
 from skylake import __version__
-from skylake.errors import LakeError
+from skylake.errors import EXIT_INTERRUPTED, SkylakeError, report
 from skylake.calib.cli import add_commands as add_calib_commands
 from skylake.objects.cli import add_commands as add_objects_commands
-from skylake.profile import ProfileError
 from skylake.refcat.cli import add_commands as add_refcat_commands
 from skylake.maps.cli import add_commands as add_maps_commands
 from skylake.allsky.cli import add_commands as add_camera_commands
@@ -274,17 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(max(level, logging.WARNING if level > logging.DEBUG else level))
     try:
         return args.func(args)
-    except LakeError as exc:  # DbError 5, a full disk 1, a bad lake or URL 2: the class says (exit_code)
-        from skylake.db.secrets import redact
-
-        print(f"skylake: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
-        return exc.exit_code
-    except (ProfileError, FileNotFoundError) as exc:
-        print(f"skylake: error: {exc}", file=sys.stderr)
-        return 2
+    except (SkylakeError, FileNotFoundError) as exc:  # the class says the exit code (skylake.errors)
+        return report(exc)
     except KeyboardInterrupt:
         print("skylake: interrupted; the lake is consistent, re-run to finish", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,9 +1,39 @@
-"""Exceptions that carry a reason meant for people (and for the frames table).
+"""Exceptions that carry a reason meant for people (and for the frames table), and the one table from
+exception to the command line's exit code.
 
-The lake and database errors form one hierarchy under :class:`LakeError`; each class says which exit
-code the command line returns for it (``exit_code``): 2 usage error or bad lake, 5 database, 1 a
-fault of the machine (disk full). Their messages are one line and name the offending path or value.
+Every error a command reports is a :class:`SkylakeError`; its class says the exit code
+(``exit_code``), and :func:`command` (every sub-command's wrapper) and :func:`skylake.cli.main` print it
+as one line, ``skylake: error: <reason>``, with passwords masked. The codes, the same for every
+command (the README's table):
+
+====  ======================================================================================
+0     done
+1     an unexpected failure (a bug: the traceback is printed), or the disk is full
+2     a usage or configuration error, nothing written (:class:`UsageError`, :class:`LakeError`)
+3     some inputs were not ok, the rest were done (ingest: frames rejected; calibrate: frames
+      not ok; lightcurve: nothing at that position)
+4     nothing was done (ingest: nothing ingested; maps: nothing to map; camera fit: the fit failed)
+5     the summary database cannot be reached or written (:class:`DbError`; the lake is untouched)
+130   interrupted (Ctrl-C); the lake is consistent
+====  ======================================================================================
 """
+
+from __future__ import annotations
+
+import functools
+import sys
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_DATABASE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+
+
+class SkylakeError(Exception):
+    """An error whose message is meant for people: one line naming the offending path or value."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(SkylakeError):
+    """A command's arguments or inputs cannot work (no such file, a profile without a section, ...)."""
 
 
 class FrameRejected(Exception):
@@ -14,33 +44,66 @@ class FrameRejected(Exception):
         self.reason = reason
 
 
-class LakeError(Exception):
+class LakeError(SkylakeError):
     """The lake is missing, of an unknown format, or inconsistent in a way skylake will not guess at."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class LakeFullError(LakeError):
     """The lake's device ran out of space (ENOSPC/EDQUOT) while a batch was written. The lake stays
     consistent: an uncommitted batch is dropped, a committed one is published by the next command."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
 
 class DbError(LakeError):
     """The summary database cannot be reached or used; the lake is untouched."""
 
-    exit_code = 5
+    exit_code = EXIT_DATABASE
 
 
 class DbUrlError(DbError):
     """The database URL is malformed or names a driver that is not installed (a usage error)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ForeignLakeError(DbError):
     """The summary database mirrors another lake (its recorded ``lake_id`` differs): a usage error,
     not an outage, so retrying cannot help."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
+
+
+def exit_code(exc: BaseException) -> int:
+    """The command line's exit code for ``exc`` (see the module docstring)."""
+    if isinstance(exc, SkylakeError):
+        return exc.exit_code
+    if isinstance(exc, FileNotFoundError):
+        return EXIT_USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURE
+
+
+def report(exc: BaseException) -> int:
+    """Print ``exc`` as the one-line ``skylake: error: ...`` (passwords masked); return its exit code."""
+    from skylake.db.secrets import redact
+
+    print(f"skylake: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
+    return exit_code(exc)
+
+
+def command(func):
+    """Wrap a sub-command's ``func(args) -> int``: a :class:`SkylakeError` or a missing file is printed as
+    one line and becomes its exit code (also when the function is called outside :func:`skylake.cli.main`)."""
+
+    @functools.wraps(func)
+    def wrapper(args) -> int:
+        try:
+            return func(args)
+        except (SkylakeError, FileNotFoundError) as exc:
+            return report(exc)
+
+    return wrapper

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from skylake import PIPELINE_VERSION
+from skylake.errors import SkylakeError
 from skylake.paths import project_dir
 
 
@@ -52,7 +53,7 @@ PLATESOLVE_KEYS = {"refcat": "", "mag_column": "mag_VT", "ra_keys": ["RA_CENT", 
 NOT_PROFILES = {"refcats"}
 
 
-class ProfileError(ValueError):
+class ProfileError(SkylakeError, ValueError):
     """A profile file is missing, malformed, names unknown settings or holds values that cannot work.
 
     ``problems`` lists one message per problem (also joined in the exception's text)."""

@@ -62,6 +62,18 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
+def _unmount(path: Path) -> None:
+    """Unmount ``path``; a local cluster's worker that is still exiting may hold a file there for a moment
+    (busy, exit 32) on a loaded machine: retry, then detach it lazily."""
+    import time
+
+    for _ in range(20):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    _run(["umount", "-l", str(path)])
+
+
 @contextlib.contextmanager
 def read_only(path: Path):
     """``path`` read-only for this process: a read-only bind mount as root, permission bits otherwise."""
@@ -83,7 +95,7 @@ def read_only(path: Path):
         _run(["mount", "-o", "remount,ro,bind", str(path)])
         yield
     finally:
-        _run(["umount", str(path)])
+        _unmount(path)
 
 
 @contextlib.contextmanager
@@ -97,7 +109,7 @@ def small_tmpfs(path: Path, size: str = "1m"):
     try:
         yield path
     finally:
-        _run(["umount", str(path)])
+        _unmount(path)
 
 
 def fill(path: Path, leave_bytes: int) -> Path:

@@ -361,4 +361,4 @@ def test_readers_and_command_line(grown, tmp_path):
     points = pd.read_csv(csv)
     assert len(points) >= N_FRAMES and points["object_id"].nunique() == 1
     out = run_cli("lightcurve", lake.url, "--ra", "0", "--dec", "-80")
-    assert out.returncode == 3 and "no object within 5 arcsec" in out.stdout
+    assert out.returncode == 4 and "no object within 5 arcsec" in out.stdout

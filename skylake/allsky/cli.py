@@ -19,26 +19,23 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_USAGE, EXIT_FIT_FAILED = 0, 2, 4
+from skylake.errors import EXIT_NOTHING, EXIT_OK, FrameRejected, UsageError, command
 
 
-class CameraCliError(Exception):
+class CameraCliError(UsageError):
     """A usage error of ``skylake camera`` (exit 2)."""
 
 
 def _errors(func):
+    """:func:`skylake.errors.command`, with a frame that cannot be read a usage error naming the file."""
+
+    @command
     @functools.wraps(func)
     def wrapper(args) -> int:
-        from skylake.errors import FrameRejected
-
         try:
             return func(args)
-        except (CameraCliError, FileNotFoundError) as exc:
-            print(f"skylake: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
         except FrameRejected as exc:
-            print(f"skylake: error: {args.file}: {exc.reason}", file=sys.stderr)
-            return EXIT_USAGE
+            raise CameraCliError(f"{args.file}: {exc.reason}") from None
 
     return wrapper
 
@@ -105,7 +102,7 @@ def _cmd_camera_fit(args) -> int:
                          alt_min_deg=settings.fit_alt_min_deg, fit=settings.fit)
     except CameraFitError as exc:
         print(f"camera fit failed on {args.file}: {exc.reason}", file=sys.stderr)
-        return EXIT_FIT_FAILED
+        return EXIT_NOTHING
     m = fit.model
     print(f"{args.file}: {fit.n_matched} stars of V < {settings.fit_vmax:g} above {settings.fit_alt_min_deg:g} deg "
           f"used ({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped)")

@@ -19,6 +19,7 @@ from astropy.table import Table
 
 from skylake.allsky.camera import CameraModel, Site, angular_separation_deg
 from skylake.allsky.catalog import as_catalog
+from skylake.errors import EXIT_NOTHING, SkylakeError
 
 __all__ = ["FitResult", "CameraFitError", "detect_stars", "match_nearest", "scan_orientation",
            "fit_camera", "FITTABLE"]
@@ -27,8 +28,10 @@ __all__ = ["FitResult", "CameraFitError", "detect_stars", "match_nearest", "scan
 FITTABLE = ("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "k2", "tilt")
 
 
-class CameraFitError(RuntimeError):
+class CameraFitError(SkylakeError, RuntimeError):
     """The model could not be fitted; ``reason`` says why (too few stars, no orientation found, ...)."""
+
+    exit_code = EXIT_NOTHING
 
     def __init__(self, reason: str):
         super().__init__(reason)

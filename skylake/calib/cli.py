@@ -8,13 +8,12 @@ catalogue's margin), 1 unexpected failure.
 
 from __future__ import annotations
 
-from skylake.refcat.cli import _usage_errors
+from skylake.errors import EXIT_OK, EXIT_PARTIAL, command
 
-EXIT_OK, EXIT_SOME_NOT_OK = 0, 3
 DEFAULT_PLOTS = "zeropoint-plots"
 
 
-@_usage_errors
+@command
 def _cmd_calibrate(args) -> int:
     from skylake.calib.calibrate import calibrate, since_date
     from skylake.runtime import dask_client
@@ -27,10 +26,10 @@ def _cmd_calibrate(args) -> int:
     for report in reports:
         print(report)
     not_ok = sum(n for r in reports for s, n in r.by_status.items() if s != "ok")
-    return EXIT_SOME_NOT_OK if not_ok else EXIT_OK
+    return EXIT_PARTIAL if not_ok else EXIT_OK
 
 
-@_usage_errors
+@command
 def _cmd_plot_zeropoint(args) -> int:
     from skylake.calib.calibrate import plot_zeropoint
 

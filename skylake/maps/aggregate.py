@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from skylake.errors import SkylakeError
+
 MAD_TO_SIGMA = 1.4826
 HEALPIX_ORDER_MAX = 29
 KEYS = ["map_key", "pixel"]
@@ -25,7 +27,7 @@ KEYS = ["map_key", "pixel"]
 ALTAZ_TIME_RESOLUTION_S = 1.0
 
 
-class MapsError(ValueError):
+class MapsError(SkylakeError, ValueError):
     """A map request that cannot work (bad nside, selection, or missing site)."""
 
 

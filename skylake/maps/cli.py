@@ -7,29 +7,11 @@ horizon maps without a site), 1 unexpected failure.
 
 from __future__ import annotations
 
-import functools
-import sys
-
-EXIT_OK, EXIT_NOTHING = 0, 4
+from skylake.errors import EXIT_NOTHING, EXIT_OK, command
 DEFAULT_OUT = "skylake-maps"
 
 
-def _map_errors(func):
-    @functools.wraps(func)
-    def wrapper(args) -> int:
-        from skylake.errors import LakeError
-        from skylake.maps.aggregate import MapsError
-
-        try:
-            return func(args)
-        except (MapsError, LakeError, FileNotFoundError) as exc:
-            print(f"skylake: error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapper
-
-
-@_map_errors
+@command
 def _cmd_maps(args) -> int:
     from skylake.lake import Lake
 

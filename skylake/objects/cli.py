@@ -1,18 +1,16 @@
 """``skylake objects build`` and ``skylake lightcurve``.
 
-Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes: 0 success, 2 usage error (no
-such lake, a setting that needs ``--rebuild``, a bad cone), 3 ``lightcurve`` found no object in the
-cone, 1 unexpected failure.
+Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes (:mod:`skylake.errors`): 0 success,
+2 usage error (no such lake, a setting that needs ``--rebuild``, a bad cone), 4 ``lightcurve`` found no
+object in the cone, 1 unexpected failure.
 """
 
 from __future__ import annotations
 
-from skylake.refcat.cli import _usage_errors
-
-EXIT_NOTHING_FOUND = 3
+from skylake.errors import EXIT_NOTHING, command
 
 
-@_usage_errors
+@command
 def _cmd_build(args) -> int:
     from skylake.objects.build import build_objects
 
@@ -27,7 +25,7 @@ def _cmd_build(args) -> int:
     return 0
 
 
-@_usage_errors
+@command
 def _cmd_lightcurve(args) -> int:
     from skylake.objects.query import light_curve, plot_light_curve
 
@@ -35,7 +33,7 @@ def _cmd_lightcurve(args) -> int:
     if points.empty:
         print(f"no object within {args.radius:g} arcsec of ({args.ra}, {args.dec}); "
               "is LAKE/objects built (skylake objects build)?")
-        return EXIT_NOTHING_FOUND
+        return EXIT_NOTHING
     objects = points.drop_duplicates("object_id")
     print(f"{len(objects)} objects within {args.radius:g} arcsec, {len(points)} points")
     for row in objects.itertuples():

@@ -7,27 +7,10 @@ without --overwrite, unknown catalogue, no such file), 1 unexpected failure (lef
 
 from __future__ import annotations
 
-import functools
-import sys
-
-from skylake.errors import LakeError
+from skylake.errors import command
 
 
-def _usage_errors(func):
-    """Report refcat/lake errors as ``skylake: error: ...`` with exit 2 (also outside skylake.cli.main)."""
-
-    @functools.wraps(func)
-    def wrapper(args) -> int:
-        try:
-            return func(args)
-        except (LakeError, FileNotFoundError) as exc:
-            print(f"skylake: error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapper
-
-
-@_usage_errors
+@command
 def _cmd_import(args) -> int:
     import contextlib
 
@@ -48,7 +31,7 @@ def _cmd_import(args) -> int:
     return 0
 
 
-@_usage_errors
+@command
 def _cmd_list(args) -> int:
     import json
 
@@ -59,7 +42,7 @@ def _cmd_list(args) -> int:
     return 0
 
 
-@_usage_errors
+@command
 def _cmd_cone(args) -> int:
     import numpy as np
     import pandas as pd
