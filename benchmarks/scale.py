@@ -350,6 +350,7 @@ def memory_main(args) -> int:
                 client.run(lambda: __import__("skylake.objects.build") and __import__("skylake.maps.build"))
                 pids = {f"worker {k}": pid for k, (_, pid) in enumerate(sorted(client.run(os.getpid).items()))}
                 before = psutil.Process().memory_info().rss
+                workers_before = [psutil.Process(pid).memory_info().rss for pid in pids.values()]
                 times, killed = {}, None
                 subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
                                 "--nights", "1", "--stars", str(args.stars), "--first-night", str(nights)],
@@ -361,7 +362,7 @@ def memory_main(args) -> int:
                         times["objects update (1 night)"] = time.perf_counter() - t0
                         t0 = time.perf_counter()
                         maps, index, _, _ = make_maps(lake, night=_night(nights), refcat=MEMORY_REFCAT,
-                                                      client=client)
+                                                      client=client, samples=False)
                         times["maps of that night"] = time.perf_counter() - t0
                 except Exception as exc:  # a killed worker fails its task (no retries)
                     killed = f"{type(exc).__name__}: {exc}"
@@ -374,12 +375,14 @@ def memory_main(args) -> int:
             print("  times: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
             print(f"  peak RSS: driver {rss.peak['driver'] / 1e6:.0f} MB (at start {before / 1e6:.0f} MB), "
                   + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in rss.peak.items() if k != "driver")
+                  + f" (at start {', '.join(f'{v / 1e6:.0f}' for v in workers_before)} MB)"
                   + f"; workers {'all survived' if survived else 'NOT all survived'}", flush=True)
             import json
 
             print(json.dumps({"gb": size / 1e9, "x_limit": size / limit, "driver_mb": rss.peak["driver"] / 1e6,
                               "driver_start_mb": before / 1e6, "survived": survived, "times": times,
-                              "workers_mb": [v / 1e6 for k, v in rss.peak.items() if k != "driver"]}), flush=True)
+                              "workers_mb": [v / 1e6 for k, v in rss.peak.items() if k != "driver"],
+                              "workers_start_mb": [v / 1e6 for v in workers_before]}), flush=True)
             shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
