@@ -234,6 +234,7 @@ def main(argv=None) -> int:
 
 
 ROW_BYTES = 160  # sources bytes per row on disk of commit_sources_night (all columns filled)
+NIGHTS_PER_COMMIT = 10  # a made lake: nights share commits (and files), repeating the first one's measurements
 MEMORY_REFCAT = "synth"
 
 
@@ -250,7 +251,7 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
     ``--memory``."""
     import healpy as hp
 
-    from skylake.db.synthetic import commit_objects, commit_sources_night, tile_stars
+    from skylake.db.synthetic import commit_objects, commit_sources_nights, tile_stars
     from skylake.lake import Lake
 
     new = not (Path(path) / "_skylake").exists()
@@ -260,8 +261,9 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
     near = np.argsort(-(np.array(hp.pix2vec(32, pix, nest=True)).T @ centre), kind="stable")
     chosen = np.sort(pix[near][:tiles])
     rng = np.random.default_rng(first)
-    for k in range(first, first + nights):
-        commit_sources_night(lake, _night(k), chosen, stars, rng, refcat=MEMORY_REFCAT, matches=first > 0)
+    for k in range(first, first + nights, NIGHTS_PER_COMMIT):
+        commit_sources_nights(lake, [_night(n) for n in range(k, min(k + NIGHTS_PER_COMMIT, first + nights))], chosen,
+                              stars, rng, refcat=MEMORY_REFCAT, matches=first > 0, zstd_level=1, repeat=True)
     if new:
         ra, dec = np.concatenate([np.stack(tile_stars(5, int(t), stars)[:2]) for t in chosen], axis=1)
         points = min(nights, 12)  # what the update reads of each object (its generation dominates otherwise)
