@@ -45,6 +45,7 @@ from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, 
                                     horizon_pixels, nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
 from skylake.profile import Profile, ProfileError
+from skylake.runtime import release_memory
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,7 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
                          k[list(dict.fromkeys(KEYS + cols + ["sky_mag"]))],
                          a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]])
     del sources, matches, stars, sky, astro
-    pa.default_memory_pool().release_unused()  # a worker's RSS is what its task holds, not arrow's cache
+    release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
 
 
@@ -348,6 +349,8 @@ def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
     s, k, a = (pd.concat([pq.read_table(store.full(f"{base}/{n}")).to_pandas() for n in names
                           if n.endswith(f"-{kind}.parquet")], ignore_index=True) for kind in SAMPLE_COLUMNS)
     agg = aggregate_pixels(s, k, a, spec["min_stars"])
+    del a
+    release_memory()
     return (frame_of, agg) + ((s, k) if spec["samples"] else (None, None))
 
 
