@@ -221,15 +221,39 @@ def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
     return files
 
 
+def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids: pa.Array) -> pa.Table:
+    """``columns`` of the rows of ``frame_ids`` in the sources files ``paths`` (lake-relative), a file at a
+    time, reading only the row groups whose ``frame_id`` statistics reach the ids. A dataset over the files
+    would hold every file's footer at once, and a partition has a file per batch: on a 25-night lake a
+    task's 1025 files cost +127 MB that way, +3 MB this one."""
+    import pyarrow.parquet as pq
+
+    from skylake.schema import table_schema
+
+    schema = pa.schema([table_schema("sources").field(c) for c in columns])
+    lo, hi = pc.min(frame_ids).as_py(), pc.max(frame_ids).as_py()
+    parts = []
+    for rel in paths:
+        pf = pq.ParquetFile(lake.path(rel))
+        col = pf.schema_arrow.get_field_index("frame_id")
+        groups = []
+        for g in range(pf.metadata.num_row_groups):
+            st = pf.metadata.row_group(g).column(col).statistics
+            if st is None or not st.has_min_max or (st.min <= hi and st.max >= lo):
+                groups.append(g)
+        if groups:
+            rows = pf.read_row_groups(groups, columns=columns)
+            parts.append(rows.filter(pc.is_in(rows.column("frame_id"), value_set=frame_ids)).cast(schema))
+        del pf
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
 def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> dict:
     """The star, sky and astrometric samples of some frames of one profile's maps (module docstring,
     steps 1-3): ``{frame_of: (stars, sky, astro)}`` with their map key and pixel. ``files``: the sources
     files to read (lake-relative; None: every one); a frame found with fewer sources than ``n_sources``
     is read again from every file."""
-    import pyarrow.dataset as pads
-
     from skylake.calib.store import MATCHES, read_table
-    from skylake.schema import table_schema
 
     lake = Lake.open(spec["url"], catch_up=False)
     lake.auto_catch_up = False
@@ -240,10 +264,7 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     def read(paths):
         if paths is None:
             return lake.read_sources(columns=cols, filter=pc.field("frame_id").isin(ids))
-        if not paths:
-            return table_schema("sources").empty_table().select(cols)
-        return pads.dataset([lake.path(f) for f in paths], format="parquet", schema=table_schema("sources")).to_table(
-            columns=cols, filter=pc.field("frame_id").isin(ids))
+        return read_frames_rows(lake, paths, cols, ids)
 
     sources = read(files).to_pandas()
     if files is not None:  # a frame whose sources lie outside the partitions its footprint covers: read all
