@@ -9,6 +9,7 @@ from __future__ import annotations
 import healpy as hp
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from conftest import run_cli
 
@@ -311,3 +312,37 @@ def test_a_maps_task_holds_its_frames_or_its_pixel_group_never_the_night(tmp_pat
     pd.testing.assert_frame_equal(maps.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
                                   whole.pixels.sort_values(["map_id", "pixel"], ignore_index=True))
     pd.testing.assert_frame_equal(maps.index, whole.index)
+
+
+def test_a_maps_task_reads_only_the_row_groups_of_its_frames(tmp_path, monkeypatch):
+    """Three nights of two tiles, a commit each (a file per partition per night): the frames of the second
+    night are read from their partitions' six files by opening them one at a time and decoding only
+    that night's two (frame_id statistics), with exactly their rows."""
+    import pyarrow.parquet as pq
+
+    from skylake.db.synthetic import commit_sources_night
+    from skylake.maps.build import read_frames_rows
+
+    lake = Lake.init(tmp_path / "lake")
+    for k in range(3):
+        commit_sources_night(lake, f"2025-01-0{k + 1}", [0, 1], 20, np.random.default_rng(k))
+    frames = lake.read_frames(columns=["frame_id", "night"]).to_pandas()
+    ids = np.sort(frames.loc[frames["night"] == "2025-01-02", "frame_id"].to_numpy(np.int64))
+    files = sorted(lake.live_files("sources"))
+    assert len(files) == 6
+    decoded = []
+    read_row_groups = pq.ParquetFile.read_row_groups
+
+    def counted(self, groups, *args, **kwargs):
+        decoded.append(len(groups))
+        return read_row_groups(self, groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counted)
+    cols = ["source_id", "frame_id", "bkg"]
+    got = read_frames_rows(lake, [f"sources/{f}" for f in files], cols, pa.array(ids)).to_pandas()
+    assert decoded == [1, 1]
+    expected = lake.read_sources(columns=cols).to_pandas()
+    expected = expected[expected["frame_id"].isin(ids)]
+    assert len(got) == 40
+    pd.testing.assert_frame_equal(got.sort_values("source_id", ignore_index=True),
+                                  expected.sort_values("source_id", ignore_index=True))

@@ -241,6 +241,12 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
         return tx.commit(summary={"synthetic": True}).version
 
 
+#: sources columns :func:`commit_sources_night` fills with random numbers (so rows weigh what real ones do)
+MEASUREMENTS = ("flux_auto", "flux_auto_err", "kron_radius", "flux_ap1", "flux_ap1_err", "flux_ap2", "flux_ap2_err",
+                "flux_ap3", "flux_ap3_err", "flux_max", "bkg_local", "fwhm", "a", "b", "theta", "elongation",
+                "ellipticity", "edge_dist")
+
+
 def tile_stars(order: int, pixel: int, n: int, seed: int = 0):
     """``n`` SYNTHETIC stars of one HEALPix tile (NESTED ``pixel`` at ``order``), the same every call:
     (ra, dec, mag), uniform within the pixel (positions drawn at order 20, 0.2" cells) and in magnitude."""
@@ -270,8 +276,9 @@ def commit_sources_nights(lake, nights: list[str], tiles, stars_per_tile: int, r
                           pos_err_arcsec: float = 0.3, zstd_level: int | None = None, repeat: bool = False) -> int:
     """:func:`commit_sources_night` of several ``nights`` in one commit (one sources file per partition for
     them all: a lake made faster, as after a compaction); ``zstd_level`` of the sources files (default the
-    lake's). ``repeat`` (without ``matches``): the later nights repeat the first one's measurements under
-    their own frame ids, source ids and times (a lake made several times faster). Returns the version."""
+    lake's). ``repeat`` (without ``matches``): the later nights repeat the first one's positions, magnitudes
+    and spatial index (the costly part) under their own ids, times and measurement columns (a lake made
+    several times faster). Returns the version."""
     with lake.transaction("ingest") as tx:
         first = _stage_night(tx, nights[0], tiles, stars_per_tile, rng, order=order, refcat=refcat, matches=matches,
                              profile=profile, pos_err_arcsec=pos_err_arcsec)
@@ -300,8 +307,12 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
     pieces, match_pieces = [], []
     if like is not None:
         fids = np.repeat(np.asarray(ids, np.int64), n_s)
+        n = len(fids)
         new = {"frame_id": fids, "source_id": fids * (1 << 20) + np.tile(np.arange(n_s), n_t),
-               "mjd": np.repeat(mjd, n_s)}
+               "mjd": np.repeat(mjd, n_s), "bkg": rng.normal(800, 20, n).astype(np.float32),
+               "x": rng.uniform(0, 2048, n), "y": rng.uniform(0, 2048, n)}
+        for name in MEASUREMENTS:  # new values: repeated ones would compress away (not what a night weighs)
+            new[name] = rng.random(n, np.float32)
         for name, values in new.items():
             like = like.set_column(like.schema.get_field_index(name), name, pa.array(values, like.schema.field(name).type))
         pieces, tiles_todo = [like], []
@@ -319,9 +330,7 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
                 "inst_mag": inst, "inst_mag_err": np.full(n_s, 0.01, np.float32),
                 "bkg": rng.normal(800, 20, n_s).astype(np.float32), "flags": np.zeros(n_s, np.int32),
                 "x": rng.uniform(0, 2048, n_s), "y": rng.uniform(0, 2048, n_s)}
-        for name in ("flux_auto", "flux_auto_err", "kron_radius", "flux_ap1", "flux_ap1_err", "flux_ap2",
-                     "flux_ap2_err", "flux_ap3", "flux_ap3_err", "flux_max", "bkg_local", "fwhm", "a", "b",
-                     "theta", "elongation", "ellipticity", "edge_dist"):
+        for name in MEASUREMENTS:
             cols[name] = rng.random(n_s, np.float32)
         cols["npix"] = rng.integers(5, 500, n_s, dtype=np.int32)
         pieces.append(_table("sources", cols))
