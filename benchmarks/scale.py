@@ -35,14 +35,14 @@ smallest's (1.0 = cost independent of the archive). Nothing is asserted.
 
 ``--memory`` instead measures memory on lakes larger than a worker can hold::
 
-    .venv/bin/python benchmarks/scale.py --memory                         # sources of ~2 and ~6.2 GB, workers of 600 MB
+    .venv/bin/python benchmarks/scale.py --memory                         # sources of ~2 and ~6 GB, workers of 600 MB
     .venv/bin/python benchmarks/scale.py --memory --gb 1 2 --memory-limit 800MB
 
 Each lake (made in a subprocess, so its generation leaves nothing in this process) holds SYNTHETIC
 nights (``skylake.db.synthetic.commit_sources_nights``, ten nights a commit, the later nights of a
 commit repeating the first one's measurements under their own ids and times) of one frame per tile
 (``--tiles`` order-5 HEALPix pixels around the demo field) seeing the tile's ``--stars`` stars, every
-sources column filled (rows weigh ~160 bytes on disk, as real ones), each frame with an ok zeropoint;
+sources column filled (rows weigh ~120 bytes on disk; real ones ~160), each frame with an ok zeropoint;
 the number of nights is set for ``--gb`` of sources. On a LocalCluster of 2 single-threaded workers
 with ``--memory-limit`` each (spilling and pausing off, so what a task holds is what the worker holds;
 a worker past 95 % is killed, and the scheduler allows no retry), it adds one more night (subprocess;
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--memory", action="store_true", help="measure driver and worker memory instead")
     parser.add_argument("--no-cpu", dest="cpu", action="store_false",
                         help="skip the driver/worker CPU measurement (benchmarks/driver_cpu.py) at the end")
-    parser.add_argument("--gb", nargs="+", type=float, default=[2.0, 6.24], help="--memory: GB of sources per lake")
+    parser.add_argument("--gb", nargs="+", type=float, default=[2.0, 6.0], help="--memory: GB of sources per lake")
     parser.add_argument("--memory-limit", default="600MB", help="--memory: memory_limit of each worker")
     parser.add_argument("--stars", type=int, default=1000, help="--memory: stars per tile")
     parser.add_argument("--make-memory-lake", default=None, help=argparse.SUPPRESS)
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     return 0
 
 
-ROW_BYTES = 160  # sources bytes per row on disk of commit_sources_night (all columns filled)
+ROW_BYTES = 120  # sources bytes per row on disk of a made lake (all columns filled; positions repeat in a commit)
 NIGHTS_PER_COMMIT = 10  # a made lake: nights share commits (and files), repeating the first one's measurements
 MEMORY_REFCAT = "synth"
 
