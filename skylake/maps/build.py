@@ -251,8 +251,8 @@ def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids
 def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> dict:
     """The star, sky and astrometric samples of some frames of one profile's maps (module docstring,
     steps 1-3): ``{frame_of: (stars, sky, astro)}`` with their map key and pixel. ``files``: the sources
-    files to read (lake-relative; None: every one); a frame found with fewer sources than ``n_sources``
-    is read again from every file."""
+    files to read (lake-relative, through :func:`read_frames_rows`; None: every one); a frame found with
+    fewer sources than ``n_sources`` is read again from every file."""
     from skylake.calib.store import MATCHES, read_table
 
     lake = Lake.open(spec["url"], catch_up=False)
