@@ -35,20 +35,22 @@ smallest's (1.0 = cost independent of the archive). Nothing is asserted.
 
 ``--memory`` instead measures memory on lakes larger than a worker can hold::
 
-    .venv/bin/python benchmarks/scale.py --memory                         # sources of ~4 and ~8 GB, workers of 800 MB
+    .venv/bin/python benchmarks/scale.py --memory                         # sources of ~2 and ~6 GB, workers of 600 MB
     .venv/bin/python benchmarks/scale.py --memory --gb 1 2 --memory-limit 800MB
 
 Each lake (made in a subprocess, so its generation leaves nothing in this process) holds SYNTHETIC
-nights (``skylake.db.synthetic.commit_sources_night``) of one frame per tile (``--tiles`` order-5
-HEALPix pixels around the demo field) seeing the tile's ``--stars`` stars, every sources
-column filled (rows weigh ~160 bytes on disk, as real ones), each frame with an ok zeropoint, the first
-night with reference matches and an extinction row; the number of tiles is set for ``--gb`` of
-sources. On a LocalCluster of 2 single-threaded workers with ``--memory-limit`` each (spilling and
-pausing off, so what a task holds is what the worker holds; a worker past 95 % is killed, and the
-scheduler allows no retry), it builds the objects table from scratch, maps the first night, then
-adds one more night (subprocess) and updates the objects, sampling every 0.1 s the RSS of this
-process (the driver) and of each worker (psutil). It prints the peaks, the lake's size against the
-limit, and whether every worker survived.
+nights (``skylake.db.synthetic.commit_sources_nights``, ten nights a commit, the later nights of a
+commit repeating the first one's measurements under their own ids and times) of one frame per tile
+(``--tiles`` order-5 HEALPix pixels around the demo field) seeing the tile's ``--stars`` stars, every
+sources column filled (rows weigh ~120 bytes on disk; real ones ~160), each frame with an ok zeropoint;
+the number of nights is set for ``--gb`` of sources. On a LocalCluster of 2 single-threaded workers
+with ``--memory-limit`` each (spilling and pausing off, so what a task holds is what the worker holds;
+a worker past 95 % is killed, and the scheduler allows no retry), it adds one more night (subprocess;
+with reference matches and an extinction row) and updates the objects, then maps that night
+(``samples=False``: what a command does), sampling every 0.1 s the RSS of this process (the driver)
+and of each worker (psutil). It prints the peaks, the workers' RSS at the start (their imports), the
+lake's size against the limit, and whether every worker survived. ``--lakes DIR`` keeps the made
+lakes there (``lake<gb>``) and uses one already made; the run changes it, so it is removed after.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory", action="store_true", help="measure driver and worker memory instead")
     parser.add_argument("--no-cpu", dest="cpu", action="store_false",
                         help="skip the driver/worker CPU measurement (benchmarks/driver_cpu.py) at the end")
-    parser.add_argument("--gb", nargs="+", type=float, default=[4.0, 8.0], help="--memory: GB of sources per lake")
-    parser.add_argument("--memory-limit", default="800MB", help="--memory: memory_limit of each worker")
+    parser.add_argument("--gb", nargs="+", type=float, default=[2.0, 6.0], help="--memory: GB of sources per lake")
+    parser.add_argument("--memory-limit", default="600MB", help="--memory: memory_limit of each worker")
     parser.add_argument("--stars", type=int, default=1000, help="--memory: stars per tile")
     parser.add_argument("--make-memory-lake", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tiles", type=int, default=500, help="--memory: tiles (frames per night)")
@@ -233,7 +235,8 @@ def main(argv=None) -> int:
     return 0
 
 
-ROW_BYTES = 160  # sources bytes per row on disk of commit_sources_night (all columns filled)
+ROW_BYTES = 120  # sources bytes per row on disk of a made lake (all columns filled; positions repeat in a commit)
+NIGHTS_PER_COMMIT = 10  # a made lake: nights share commits (and files), repeating the first one's measurements
 MEMORY_REFCAT = "synth"
 
 
@@ -250,7 +253,7 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
     ``--memory``."""
     import healpy as hp
 
-    from skylake.db.synthetic import commit_objects, commit_sources_night, tile_stars
+    from skylake.db.synthetic import commit_objects, commit_sources_nights, tile_stars
     from skylake.lake import Lake
 
     new = not (Path(path) / "_skylake").exists()
@@ -260,8 +263,9 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
     near = np.argsort(-(np.array(hp.pix2vec(32, pix, nest=True)).T @ centre), kind="stable")
     chosen = np.sort(pix[near][:tiles])
     rng = np.random.default_rng(first)
-    for k in range(first, first + nights):
-        commit_sources_night(lake, _night(k), chosen, stars, rng, refcat=MEMORY_REFCAT, matches=first > 0)
+    for k in range(first, first + nights, NIGHTS_PER_COMMIT):
+        commit_sources_nights(lake, [_night(n) for n in range(k, min(k + NIGHTS_PER_COMMIT, first + nights))], chosen,
+                              stars, rng, refcat=MEMORY_REFCAT, matches=first > 0, zstd_level=1, repeat=True)
     if new:
         ra, dec = np.concatenate([np.stack(tile_stars(5, int(t), stars)[:2]) for t in chosen], axis=1)
         points = min(nights, 12)  # what the update reads of each object (its generation dominates otherwise)
@@ -269,6 +273,18 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
                        chunk=max(1000, 2_000_000 // points))
         (Path(path) / "MADE").write_text(f"{tiles} {nights} {stars}\n")
     return 0
+
+
+def _warm_worker() -> None:
+    """Import what an objects or maps task runs (astropy's coordinates too: a horizon map's alt/az), so a
+    worker's RSS at the start is the stack's, the same whatever the lake."""
+    import importlib
+
+    from skylake.maps.aggregate import altaz
+
+    importlib.import_module("skylake.objects.build")
+
+    altaz(np.array([150.0]), np.array([20.0]), np.array([60000.0]), 28.76, -17.88, 2300.0)
 
 
 class _RSS:
@@ -347,9 +363,10 @@ def memory_main(args) -> int:
                     LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=limit,
                                  dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
                     Client(cluster) as client:
-                client.run(lambda: __import__("skylake.objects.build") and __import__("skylake.maps.build"))
+                client.run(_warm_worker)
                 pids = {f"worker {k}": pid for k, (_, pid) in enumerate(sorted(client.run(os.getpid).items()))}
                 before = psutil.Process().memory_info().rss
+                workers_before = [psutil.Process(pid).memory_info().rss for pid in pids.values()]
                 times, killed = {}, None
                 subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
                                 "--nights", "1", "--stars", str(args.stars), "--first-night", str(nights)],
@@ -361,7 +378,7 @@ def memory_main(args) -> int:
                         times["objects update (1 night)"] = time.perf_counter() - t0
                         t0 = time.perf_counter()
                         maps, index, _, _ = make_maps(lake, night=_night(nights), refcat=MEMORY_REFCAT,
-                                                      client=client)
+                                                      client=client, samples=False)
                         times["maps of that night"] = time.perf_counter() - t0
                 except Exception as exc:  # a killed worker fails its task (no retries)
                     killed = f"{type(exc).__name__}: {exc}"
@@ -374,12 +391,14 @@ def memory_main(args) -> int:
             print("  times: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
             print(f"  peak RSS: driver {rss.peak['driver'] / 1e6:.0f} MB (at start {before / 1e6:.0f} MB), "
                   + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in rss.peak.items() if k != "driver")
+                  + f" (at start {', '.join(f'{v / 1e6:.0f}' for v in workers_before)} MB)"
                   + f"; workers {'all survived' if survived else 'NOT all survived'}", flush=True)
             import json
 
             print(json.dumps({"gb": size / 1e9, "x_limit": size / limit, "driver_mb": rss.peak["driver"] / 1e6,
                               "driver_start_mb": before / 1e6, "survived": survived, "times": times,
-                              "workers_mb": [v / 1e6 for k, v in rss.peak.items() if k != "driver"]}), flush=True)
+                              "workers_mb": [v / 1e6 for k, v in rss.peak.items() if k != "driver"],
+                              "workers_start_mb": [v / 1e6 for v in workers_before]}), flush=True)
             shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -145,3 +145,21 @@ def window(runner: Runner) -> int:
     if runner.client is None:
         return 1
     return max(4, 4 * runner.workers())
+
+
+def release_memory() -> None:
+    """Hand the memory a finished task freed back to the system: arrow's pool keeps freed buffers, and
+    glibc keeps freed heap pages (Python objects, parquet footers) in its arenas, so without this a
+    worker's RSS after hundreds of tasks is the sum of their peaks' leftovers, not what it holds."""
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except AttributeError:  # not glibc (macOS, musl): nothing to trim
+            pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import healpy as hp
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from conftest import run_cli
 
@@ -274,3 +275,74 @@ def test_night_maps_do_not_change_when_other_nights_join(night):
     after = compute_maps(lake, night=date)
     for a, b in zip(_canon(before), _canon(after)):
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_maps_task_holds_its_frames_or_its_pixel_group_never_the_night(tmp_path, monkeypatch):
+    """A night of 8 tiles in two order-3 pixels, 3 frames per sample task: each reduce task aggregates
+    exactly the samples of its pixel group (counted against the night's sources and matches), the pixel
+    rows equal one reduce over the whole night, and without ``samples`` none reach the caller."""
+    import skylake.maps.build as maps_build
+    from skylake.calib.store import MATCHES, read_table
+    from skylake.db.synthetic import commit_sources_night
+
+    lake = Lake.init(tmp_path / "lake")
+    date = "2025-01-01"
+    commit_sources_night(lake, date, [0, 1, 2, 3, 16, 17, 18, 19], 60, np.random.default_rng(1), matches=True)
+    monkeypatch.setattr(maps_build, "FRAMES_PER_TASK", 3)
+    held = []
+
+    def counted(stars, sky, astro, min_stars):
+        held.append((stars["pixel"].to_numpy() >> 10, sky["pixel"].to_numpy() >> 10))  # nside 256 -> order 3
+        return aggregate_pixels(stars, sky, astro, min_stars)
+
+    monkeypatch.setattr(maps_build, "aggregate_pixels", counted)
+    maps = compute_maps(lake, night=date, refcat="synth", frames_of=("equatorial",), samples=False)
+    h29 = lake.read_sources(columns=["source_id", "_healpix_29"]).to_pandas()
+    group = pd.Series(h29["_healpix_29"].to_numpy() >> (2 * (29 - maps_build.REDUCE_ORDER)), index=h29["source_id"])
+    matched = group.loc[read_table(lake, MATCHES, ["source_id"], nights=[date])["source_id"]]
+    assert len(held) == group.nunique() == 2
+    for stars, sky in held:
+        assert len(set(sky)) == 1 and len(set(stars)) == 1
+        g = sky[0]
+        assert len(sky) == (group == g).sum() < len(group) and len(stars) == (matched == g).sum() > 0
+    assert maps.stars.empty and maps.sky.empty and maps.index["n_sky"].sum() == len(group)
+    monkeypatch.setattr(maps_build, "REDUCE_ORDER", 0)  # one group: the whole night in one reduce
+    whole = compute_maps(lake, night=date, refcat="synth", frames_of=("equatorial",))
+    assert len(held) == 3 and len(whole.sky) == len(group)
+    pd.testing.assert_frame_equal(maps.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
+                                  whole.pixels.sort_values(["map_id", "pixel"], ignore_index=True))
+    pd.testing.assert_frame_equal(maps.index, whole.index)
+
+
+def test_a_maps_task_reads_only_the_row_groups_of_its_frames(tmp_path, monkeypatch):
+    """Three nights of two tiles, a commit each (a file per partition per night): the frames of the second
+    night are read from their partitions' six files by opening them one at a time and decoding only
+    that night's two (frame_id statistics), with exactly their rows."""
+    import pyarrow.parquet as pq
+
+    from skylake.db.synthetic import commit_sources_night
+    from skylake.maps.build import read_frames_rows
+
+    lake = Lake.init(tmp_path / "lake")
+    for k in range(3):
+        commit_sources_night(lake, f"2025-01-0{k + 1}", [0, 1], 20, np.random.default_rng(k))
+    frames = lake.read_frames(columns=["frame_id", "night"]).to_pandas()
+    ids = np.sort(frames.loc[frames["night"] == "2025-01-02", "frame_id"].to_numpy(np.int64))
+    files = sorted(lake.live_files("sources"))
+    assert len(files) == 6
+    decoded = []
+    read_row_groups = pq.ParquetFile.read_row_groups
+
+    def counted(self, groups, *args, **kwargs):
+        decoded.append(len(groups))
+        return read_row_groups(self, groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counted)
+    cols = ["source_id", "frame_id", "bkg"]
+    got = read_frames_rows(lake, [f"sources/{f}" for f in files], cols, pa.array(ids)).to_pandas()
+    assert decoded == [1, 1]
+    expected = lake.read_sources(columns=cols).to_pandas()
+    expected = expected[expected["frame_id"].isin(ids)]
+    assert len(got) == 40
+    pd.testing.assert_frame_equal(got.sort_values("source_id", ignore_index=True),
+                                  expected.sort_values("source_id", ignore_index=True))

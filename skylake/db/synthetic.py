@@ -241,6 +241,12 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
         return tx.commit(summary={"synthetic": True}).version
 
 
+#: sources columns :func:`commit_sources_night` fills with random numbers (so rows weigh what real ones do)
+MEASUREMENTS = ("flux_auto", "flux_auto_err", "kron_radius", "flux_ap1", "flux_ap1_err", "flux_ap2", "flux_ap2_err",
+                "flux_ap3", "flux_ap3_err", "flux_max", "bkg_local", "fwhm", "a", "b", "theta", "elongation",
+                "ellipticity", "edge_dist")
+
+
 def tile_stars(order: int, pixel: int, n: int, seed: int = 0):
     """``n`` SYNTHETIC stars of one HEALPix tile (NESTED ``pixel`` at ``order``), the same every call:
     (ra, dec, mag), uniform within the pixel (positions drawn at order 20, 0.2" cells) and in magnitude."""
@@ -261,6 +267,34 @@ def commit_sources_night(lake, night: str, tiles, stars_per_tile: int, rng: np.r
     frame rows (centre and footprint: the tile's corners), an ok zeropoint each against ``refcat`` and,
     with ``matches``, reference matches of every fifth star and the night's extinction row. One commit,
     as an ingest and its calibration. Returns its version."""
+    return commit_sources_nights(lake, [night], tiles, stars_per_tile, rng, order=order, refcat=refcat,
+                                 matches=matches, profile=profile, pos_err_arcsec=pos_err_arcsec)
+
+
+def commit_sources_nights(lake, nights: list[str], tiles, stars_per_tile: int, rng: np.random.Generator, *,
+                          order: int = 5, refcat: str = "synth", matches: bool = False, profile: str = "demo",
+                          pos_err_arcsec: float = 0.3, zstd_level: int | None = None, repeat: bool = False) -> int:
+    """:func:`commit_sources_night` of several ``nights`` in one commit (one sources file per partition for
+    them all: a lake made faster, as after a compaction); ``zstd_level`` of the sources files (default the
+    lake's). ``repeat`` (without ``matches``): the later nights repeat the first one's positions, magnitudes
+    and spatial index (the costly part) under their own ids, times and measurement columns (a lake made
+    several times faster). Returns the version."""
+    with lake.transaction("ingest") as tx:
+        first = _stage_night(tx, nights[0], tiles, stars_per_tile, rng, order=order, refcat=refcat, matches=matches,
+                             profile=profile, pos_err_arcsec=pos_err_arcsec)
+        sources = pa.concat_tables([first] + [
+            _stage_night(tx, night, tiles, stars_per_tile, rng, order=order, refcat=refcat, matches=matches,
+                         profile=profile, pos_err_arcsec=pos_err_arcsec, like=first if repeat and not matches else None)
+            for night in nights[1:]])
+        tx.stage_sources(sources, **({} if zstd_level is None else {"zstd_level": zstd_level}))
+        del sources
+        return tx.commit(summary={"synthetic": True}).version
+
+
+def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Generator, *, order: int, refcat: str,
+                 matches: bool, profile: str, pos_err_arcsec: float, like: pa.Table | None = None) -> pa.Table:
+    """Stage one night of :func:`commit_sources_night` in ``tx`` but its sources, which it returns (with
+    ``like``: those sources under this night's frame ids, source ids and times)."""
     import healpy as hp
     from hats.pixel_math.spatial_index import compute_spatial_index
 
@@ -268,61 +302,70 @@ def commit_sources_night(lake, night: str, tiles, stars_per_tile: int, rng: np.r
     n_t, n_s = len(tiles), int(stars_per_tile)
     now = dt.datetime.now(dt.timezone.utc)
     zp0 = 20.0
-    with lake.transaction("ingest") as tx:
-        ids = tx.allocate_frame_ids(n_t)
-        mjd = night_mjd(night) + 0.1 + np.arange(n_t) * (0.3 / max(n_t, 1))
-        pieces, match_pieces = [], []
-        for k, (fid, tile) in enumerate(zip(ids, tiles)):
-            ra0, dec0, mag0 = tile_stars(order, int(tile), n_s)
-            scatter = pos_err_arcsec / 3600.0
-            dec = dec0 + rng.normal(0, scatter, n_s)
-            ra = (ra0 + rng.normal(0, scatter, n_s) / np.cos(np.radians(dec0))) % 360.0
-            inst = (mag0 - zp0 + rng.normal(0, 0.01, n_s)).astype(np.float32)
-            sid = int(fid) * (1 << 20) + np.arange(n_s)
-            cols = {"_healpix_29": np.asarray(compute_spatial_index(ra, dec), np.int64), "source_id": sid,
-                    "frame_id": np.full(n_s, fid), "ra": ra, "dec": dec, "mjd": np.full(n_s, mjd[k]),
-                    "inst_mag": inst, "inst_mag_err": np.full(n_s, 0.01, np.float32),
-                    "bkg": rng.normal(800, 20, n_s).astype(np.float32), "flags": np.zeros(n_s, np.int32),
-                    "x": rng.uniform(0, 2048, n_s), "y": rng.uniform(0, 2048, n_s)}
-            for name in ("flux_auto", "flux_auto_err", "kron_radius", "flux_ap1", "flux_ap1_err", "flux_ap2",
-                         "flux_ap2_err", "flux_ap3", "flux_ap3_err", "flux_max", "bkg_local", "fwhm", "a", "b",
-                         "theta", "elongation", "ellipticity", "edge_dist"):
-                cols[name] = rng.random(n_s, np.float32)
-            cols["npix"] = rng.integers(5, 500, n_s, dtype=np.int32)
-            pieces.append(_table("sources", cols))
-            if matches:
-                m = np.arange(0, n_s, 5)
-                match_pieces.append(_table("matches", {
-                    "source_id": sid[m], "frame_id": np.full(len(m), fid), "refcat": [refcat] * len(m),
-                    "calib_key": ["k1"] * len(m), "ref_id": int(tile) * (1 << 24) + m, "ref_mag": mag0[m],
-                    "ref_mag_err": np.full(len(m), 0.01), "ref_color": np.full(len(m), 0.5),
-                    "inst_mag": inst[m], "inst_mag_err": np.full(len(m), 0.01), "used": np.ones(len(m), bool),
-                    "reject": [""] * len(m), "mag": inst[m] + zp0, "mag_err": np.full(len(m), 0.015),
-                    "sep_arcsec": np.full(len(m), 0.3), "dra_arcsec": rng.normal(0, 0.2, len(m)),
-                    "ddec_arcsec": rng.normal(0, 0.2, len(m)), "x": cols["x"][m], "y": cols["y"][m]}))
-        tx.stage_sources(pa.concat_tables(pieces))
-        del pieces
-        centre = hp.pix2ang(1 << order, tiles, nest=True, lonlat=True)
-        corners = [hp.vec2ang(hp.boundaries(1 << order, int(t), step=1, nest=True).T, lonlat=True) for t in tiles]
-        frames = _table("frames", {
-            "frame_id": ids, "frame_key": [f"synth-{night}-{t}-{rng.integers(1 << 62)}" for t in tiles],
-            "content_hash": [f"{rng.integers(1 << 62):064x}" for _ in tiles], "hdu": np.zeros(n_t, int),
-            "path": [f"synthetic://{night}/{t}" for t in tiles], "profile": [profile] * n_t, "status": ["ok"] * n_t,
-            "pipeline_version": [f"synthetic+{profile}"] * n_t,
-            "reason": [""] * n_t, "n_sources": np.full(n_t, n_s), "instrument": ["SYNTHETIC"] * n_t,
-            "object": ["SYNTHETIC"] * n_t, "mjd": mjd, "exptime": np.full(n_t, 10.0), "airmass": np.full(n_t, 1.2),
-            "pixscale": np.full(n_t, 10.0), "ra_center": centre[0], "dec_center": centre[1],
-            "footprint_ra": [list(c[0]) for c in corners], "footprint_dec": [list(c[1]) for c in corners],
-            "batch_id": [tx.batch_id] * n_t, "ingested_at": [now] * n_t})
-        tx.stage_frames(frames, [night] * n_t)
-        tx.stage_nights("zeropoints", _table("zeropoints", {
-            "frame_id": ids, "refcat": [refcat] * n_t, "calib_key": ["k1"] * n_t, "zp": np.full(n_t, zp0),
-            "zp_fit": np.full(n_t, zp0), "zp_err": np.full(n_t, 0.01), "zp_status": ["ok"] * n_t,
-            "zp_reason": [""] * n_t, "airmass": np.full(n_t, 1.2), "mjd": mjd, "color_term": np.zeros(n_t),
-            "zp_n": np.full(n_t, 100), "batch_id": [tx.batch_id] * n_t, "calibrated_at": [now] * n_t}), [night] * n_t)
+    ids = tx.allocate_frame_ids(n_t)
+    mjd = night_mjd(night) + 0.1 + np.arange(n_t) * (0.3 / max(n_t, 1))
+    pieces, match_pieces = [], []
+    if like is not None:
+        fids = np.repeat(np.asarray(ids, np.int64), n_s)
+        n = len(fids)
+        new = {"frame_id": fids, "source_id": fids * (1 << 20) + np.tile(np.arange(n_s), n_t),
+               "mjd": np.repeat(mjd, n_s), "bkg": rng.normal(800, 20, n).astype(np.float32),
+               "x": rng.uniform(0, 2048, n), "y": rng.uniform(0, 2048, n)}
+        for name in MEASUREMENTS:  # new values: repeated ones would compress away (not what a night weighs)
+            new[name] = rng.random(n, np.float32)
+        for name, values in new.items():
+            like = like.set_column(like.schema.get_field_index(name), name, pa.array(values, like.schema.field(name).type))
+        pieces, tiles_todo = [like], []
+    else:
+        tiles_todo = list(zip(ids, tiles))
+    for k, (fid, tile) in enumerate(tiles_todo):
+        ra0, dec0, mag0 = tile_stars(order, int(tile), n_s)
+        scatter = pos_err_arcsec / 3600.0
+        dec = dec0 + rng.normal(0, scatter, n_s)
+        ra = (ra0 + rng.normal(0, scatter, n_s) / np.cos(np.radians(dec0))) % 360.0
+        inst = (mag0 - zp0 + rng.normal(0, 0.01, n_s)).astype(np.float32)
+        sid = int(fid) * (1 << 20) + np.arange(n_s)
+        cols = {"_healpix_29": np.asarray(compute_spatial_index(ra, dec), np.int64), "source_id": sid,
+                "frame_id": np.full(n_s, fid), "ra": ra, "dec": dec, "mjd": np.full(n_s, mjd[k]),
+                "inst_mag": inst, "inst_mag_err": np.full(n_s, 0.01, np.float32),
+                "bkg": rng.normal(800, 20, n_s).astype(np.float32), "flags": np.zeros(n_s, np.int32),
+                "x": rng.uniform(0, 2048, n_s), "y": rng.uniform(0, 2048, n_s)}
+        for name in MEASUREMENTS:
+            cols[name] = rng.random(n_s, np.float32)
+        cols["npix"] = rng.integers(5, 500, n_s, dtype=np.int32)
+        pieces.append(_table("sources", cols))
         if matches:
-            tx.stage_nights("matches", pa.concat_tables(match_pieces), [night] * sum(len(p) for p in match_pieces))
-            tx.stage_nights("extinction", _table("extinction", {
-                "refcat": [refcat], "calib_key": ["k1"], "k_ext": [0.15], "zp_airmass0": [zp0 + 0.15],
-                "ext_status": ["ok"], "calibrated_at": [now]}), [night])
-        return tx.commit(summary={"synthetic": True}).version
+            m = np.arange(0, n_s, 5)
+            match_pieces.append(_table("matches", {
+                "source_id": sid[m], "frame_id": np.full(len(m), fid), "refcat": [refcat] * len(m),
+                "calib_key": ["k1"] * len(m), "ref_id": int(tile) * (1 << 24) + m, "ref_mag": mag0[m],
+                "ref_mag_err": np.full(len(m), 0.01), "ref_color": np.full(len(m), 0.5),
+                "inst_mag": inst[m], "inst_mag_err": np.full(len(m), 0.01), "used": np.ones(len(m), bool),
+                "reject": [""] * len(m), "mag": inst[m] + zp0, "mag_err": np.full(len(m), 0.015),
+                "sep_arcsec": np.full(len(m), 0.3), "dra_arcsec": rng.normal(0, 0.2, len(m)),
+                "ddec_arcsec": rng.normal(0, 0.2, len(m)), "x": cols["x"][m], "y": cols["y"][m]}))
+    centre = hp.pix2ang(1 << order, tiles, nest=True, lonlat=True)
+    corners = [hp.vec2ang(hp.boundaries(1 << order, int(t), step=1, nest=True).T, lonlat=True) for t in tiles]
+    frames = _table("frames", {
+        "frame_id": ids, "frame_key": [f"synth-{night}-{t}-{rng.integers(1 << 62)}" for t in tiles],
+        "content_hash": [f"{rng.integers(1 << 62):064x}" for _ in tiles], "hdu": np.zeros(n_t, int),
+        "path": [f"synthetic://{night}/{t}" for t in tiles], "profile": [profile] * n_t, "status": ["ok"] * n_t,
+        "pipeline_version": [f"synthetic+{profile}"] * n_t,
+        "reason": [""] * n_t, "n_sources": np.full(n_t, n_s), "instrument": ["SYNTHETIC"] * n_t,
+        "object": ["SYNTHETIC"] * n_t, "mjd": mjd, "exptime": np.full(n_t, 10.0), "airmass": np.full(n_t, 1.2),
+        "pixscale": np.full(n_t, 10.0), "ra_center": centre[0], "dec_center": centre[1],
+        "footprint_ra": [list(c[0]) for c in corners], "footprint_dec": [list(c[1]) for c in corners],
+        "batch_id": [tx.batch_id] * n_t, "ingested_at": [now] * n_t})
+    tx.stage_frames(frames, [night] * n_t)
+    tx.stage_nights("zeropoints", _table("zeropoints", {
+        "frame_id": ids, "refcat": [refcat] * n_t, "calib_key": ["k1"] * n_t, "zp": np.full(n_t, zp0),
+        "zp_fit": np.full(n_t, zp0), "zp_err": np.full(n_t, 0.01), "zp_status": ["ok"] * n_t,
+        "zp_reason": [""] * n_t, "airmass": np.full(n_t, 1.2), "mjd": mjd, "color_term": np.zeros(n_t),
+        "zp_n": np.full(n_t, 100), "batch_id": [tx.batch_id] * n_t, "calibrated_at": [now] * n_t}), [night] * n_t)
+    if matches:
+        tx.stage_nights("matches", pa.concat_tables(match_pieces), [night] * sum(len(p) for p in match_pieces))
+        tx.stage_nights("extinction", _table("extinction", {
+            "refcat": [refcat], "calib_key": ["k1"], "k_ext": [0.15], "zp_airmass0": [zp0 + 0.15],
+            "ext_status": ["ok"], "calibrated_at": [now]}), [night])
+    return pa.concat_tables(pieces)
+

@@ -17,9 +17,11 @@ profile that ingested them:
    reduces them per (map, pixel).
 
 Steps 1 (sources and matches) to 3 (pixels) run per group of :data:`FRAMES_PER_TASK` frames
-(:func:`map_samples`): dask tasks when a client is given, else one group at a time in this process;
-the reduce (medians per pixel) runs on the driver over the samples, which are a few numbers per
-source of the selection, never the archive.
+(:func:`write_samples`), which writes its samples to a run directory on the lake's store split by
+pixel group (:func:`pixel_groups`); the reduce (medians per pixel, :func:`reduce_pixels`) runs per
+pixel group over the files of that group. Both are dask tasks when a client is given, else run one at
+a time in this process: a task holds its frames' samples or its pixel group's, never the night's, and
+the driver only the pixel rows (and, when asked, the samples).
 
 The result is a :class:`MapSet`: pixel rows (schemas/maps.yaml), one index row per map
 (schemas/maps_index.yaml) and the star samples (for checks against truth).
@@ -43,6 +45,7 @@ from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, 
                                     horizon_pixels, nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
 from skylake.profile import Profile, ProfileError
+from skylake.runtime import release_memory
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,12 @@ FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "content_ha
                  "footprint_dec"]
 #: Frames per task of a map's sample computation (each task reads its frames' sources and matches).
 FRAMES_PER_TASK = 16
+#: HEALPix order of the pixel groups the samples are reduced in (a task each): at nside 2**REDUCE_ORDER or
+#: below a group is one pixel; above, a reduce task holds the samples of 4**(order - REDUCE_ORDER) pixels
+REDUCE_ORDER = 3
+#: the columns of the samples written per pixel group (:func:`write_samples`), as the reduce reads them
+SAMPLE_COLUMNS = {"stars": KEYS + ["frame_id", "zp", "zp_clear", "ref_id"], "sky": KEYS + ["frame_id", "sky_mag"],
+                  "astro": KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]}
 
 
 @dataclass
@@ -65,7 +74,7 @@ class MapSet:
 
     pixels: pd.DataFrame  # schemas/maps.yaml columns plus night (the partition)
     index: pd.DataFrame  # schemas/maps_index.yaml columns except path, batch_id, created_at
-    stars: pd.DataFrame = field(default_factory=pd.DataFrame)  # star samples: map_id, pixel, frame_id, ref_id, zp, zp_clear
+    stars: pd.DataFrame = field(default_factory=pd.DataFrame)  # (with samples=True) star samples: map_id, pixel, frame_id, ref_id, zp, zp_clear
     sky: pd.DataFrame = field(default_factory=pd.DataFrame)  # sky samples: map_id, pixel, frame_id, sky_mag
 
 
@@ -140,14 +149,17 @@ def map_id(scope: str, selection: dict, nside: int, frame_of: str, profile: str,
 def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = None, since: str | None = None,
                  until: str | None = None, per_frame: bool = False, nside: int | None = None,
                  frames_of: tuple[str, ...] = FRAMES_OF, refcat: str | None = None,
-                 profile: Profile | str | None = None, client=None) -> MapSet:
+                 profile: Profile | str | None = None, client=None, samples: bool = True) -> MapSet:
     """Compute the maps of the selection (see module docstring): one per night (default, and with
     ``night``), per frame (``frame_id``, or ``per_frame``), or one over ``since``..``until``.
 
     Only the selected nights' directories of frames, zeropoints, extinction and matches are read, and
     the sources of the partitions the frames cover. The samples are computed per group of
-    :data:`FRAMES_PER_TASK` frames, as tasks on ``client`` (a ``distributed.Client``) when given, and
-    reduced per pixel here."""
+    :data:`FRAMES_PER_TASK` frames and written to the lake's store, then reduced per pixel group
+    (:data:`REDUCE_ORDER`): tasks on ``client`` (a ``distributed.Client``) when given, else one at a time
+    here. ``samples``: also return the star and sky samples (:class:`MapSet`; for checks against truth,
+    they are as many as the selection's stars and sources); without, neither a task nor this process holds
+    more than a group's."""
     bad = [f for f in frames_of if f not in FRAMES_OF]
     if bad or not frames_of:
         raise MapsError(f"frame-of must be among {list(FRAMES_OF)}, got {list(frames_of)}")
@@ -172,7 +184,7 @@ def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = No
             continue
         parts.append(_profile_maps(lake, group, prof, cat, scope, {"since": since, "until": until},
                                    nside or prof.maps.nside, frames_of, explicit=frames_of != FRAMES_OF,
-                                   client=client))
+                                   client=client, samples=samples))
     if not parts:
         return MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
     return MapSet(*(pd.concat([getattr(p, f) for p in parts], ignore_index=True)
@@ -209,15 +221,39 @@ def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
     return files
 
 
+def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids: pa.Array) -> pa.Table:
+    """``columns`` of the rows of ``frame_ids`` in the sources files ``paths`` (lake-relative), a file at a
+    time, reading only the row groups whose ``frame_id`` statistics reach the ids. A dataset over the files
+    would hold every file's footer at once, and a partition has a file per batch: on a 25-night lake a
+    task's 1025 files cost +127 MB that way, +3 MB this one."""
+    import pyarrow.parquet as pq
+
+    from skylake.schema import table_schema
+
+    schema = pa.schema([table_schema("sources").field(c) for c in columns])
+    lo, hi = pc.min(frame_ids).as_py(), pc.max(frame_ids).as_py()
+    parts = []
+    for rel in paths:
+        pf = pq.ParquetFile(lake.path(rel))
+        col = pf.schema_arrow.get_field_index("frame_id")
+        groups = []
+        for g in range(pf.metadata.num_row_groups):
+            st = pf.metadata.row_group(g).column(col).statistics
+            if st is None or not st.has_min_max or (st.min <= hi and st.max >= lo):
+                groups.append(g)
+        if groups:
+            rows = pf.read_row_groups(groups, columns=columns)
+            parts.append(rows.filter(pc.is_in(rows.column("frame_id"), value_set=frame_ids)).cast(schema))
+        del pf
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
 def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> dict:
     """The star, sky and astrometric samples of some frames of one profile's maps (module docstring,
     steps 1-3): ``{frame_of: (stars, sky, astro)}`` with their map key and pixel. ``files``: the sources
-    files to read (lake-relative; None: every one); a frame found with fewer sources than ``n_sources``
-    is read again from every file."""
-    import pyarrow.dataset as pads
-
+    files to read (lake-relative, through :func:`read_frames_rows`; None: every one); a frame found with
+    fewer sources than ``n_sources`` is read again from every file."""
     from skylake.calib.store import MATCHES, read_table
-    from skylake.schema import table_schema
 
     lake = Lake.open(spec["url"], catch_up=False)
     lake.auto_catch_up = False
@@ -228,10 +264,7 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     def read(paths):
         if paths is None:
             return lake.read_sources(columns=cols, filter=pc.field("frame_id").isin(ids))
-        if not paths:
-            return table_schema("sources").empty_table().select(cols)
-        return pads.dataset([lake.path(f) for f in paths], format="parquet", schema=table_schema("sources")).to_table(
-            columns=cols, filter=pc.field("frame_id").isin(ids))
+        return read_frames_rows(lake, paths, cols, ids)
 
     sources = read(files).to_pandas()
     if files is not None:  # a frame whose sources lie outside the partitions its footprint covers: read all
@@ -294,8 +327,58 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
                          k[list(dict.fromkeys(KEYS + cols + ["sky_mag"]))],
                          a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]])
     del sources, matches, stars, sky, astro
-    pa.default_memory_pool().release_unused()  # a worker's RSS is what its task holds, not arrow's cache
+    release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
+
+
+def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str] | None) -> dict:
+    """:func:`map_samples` of some frames, written to the run directory ``spec['run']`` (one file per
+    map frame, pixel group of :func:`pixel_groups` and kind: ``<frame_of>/<group>/<task>-<kind>.parquet``),
+    so that no task and not the driver holds more than a share of the samples. Returns what the index
+    needs (per map frame, map key and frame: night, mjd, calib_key, star and sky sample counts) and the
+    groups written."""
+    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.pieces import PIECE_ZSTD_LEVEL
+
+    store = Lake.open(spec["url"], catch_up=False).store
+    per_frame, groups = [], []
+    cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
+    for frame_of, (s, k, a) in map_samples(spec, frame_ids, files).items():
+        both = pd.concat([s[cols].assign(n_stars=1, n_sky=0), k[cols].assign(n_stars=0, n_sky=1)])
+        per_frame.append(both.groupby(["map_key", "frame_id"], sort=False).agg(
+            night=("night", "first"), mjd=("mjd", "first"), calib_key=("calib_key", "first"),
+            n_stars=("n_stars", "sum"), n_sky=("n_sky", "sum")).reset_index().assign(frame_of=frame_of))
+        kinds = {"stars": s[SAMPLE_COLUMNS["stars"]], "sky": k[SAMPLE_COLUMNS["sky"]], "astro": a[SAMPLE_COLUMNS["astro"]]}
+        of = {kind: pixel_groups(df["pixel"].to_numpy(np.int64), spec["nside"]) for kind, df in kinds.items()}
+        for g in np.union1d(of["stars"], of["sky"]):  # a pixel with astrometry only is not mapped
+            groups.append((frame_of, int(g)))
+            for kind, df in kinds.items():
+                rows = pa.Table.from_pandas(df[of[kind] == g], preserve_index=False)
+                store.write_bytes(f"{spec['run']}/{frame_of}/{g}/{task}-{kind}.parquet",
+                                  parquet_bytes(rows, PIECE_ZSTD_LEVEL), fsync=False)
+    return {"frames": pd.concat(per_frame, ignore_index=True) if per_frame else pd.DataFrame(), "groups": groups}
+
+
+def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
+    """:func:`~skylake.maps.aggregate.aggregate_pixels` of one pixel group's samples (every task's files of
+    it): ``(frame_of, pixel rows, star samples, sky samples)``, the samples only with ``spec['samples']``."""
+    import pyarrow.parquet as pq
+
+    store = Lake.open(spec["url"], catch_up=False).store
+    base = f"{spec['run']}/{frame_of}/{group}"
+    names = sorted(store.listdir(base))
+    s, k, a = (pd.concat([pq.read_table(store.full(f"{base}/{n}")).to_pandas() for n in names
+                          if n.endswith(f"-{kind}.parquet")], ignore_index=True) for kind in SAMPLE_COLUMNS)
+    agg = aggregate_pixels(s, k, a, spec["min_stars"])
+    del a
+    release_memory()
+    return (frame_of, agg) + ((s, k) if spec["samples"] else (None, None))
+
+
+def pixel_groups(pixel: np.ndarray, nside: int) -> np.ndarray:
+    """The reduce group of each NESTED pixel at ``nside``: its parent at :data:`REDUCE_ORDER` (the pixel
+    itself at lower orders)."""
+    return np.asarray(pixel, np.int64) >> np.int64(2 * max(nside_order(nside) - REDUCE_ORDER, 0))
 
 
 def _run(client, func, shared, *iterables) -> list:
@@ -303,12 +386,12 @@ def _run(client, func, shared, *iterables) -> list:
     items = list(zip(*iterables))
     if client is None:
         return [func(shared, *args) for args in items]
-    shared_f = client.scatter([shared], broadcast=True)[0]
+    shared_f = client.scatter([shared], broadcast=True, hash=False)[0]  # own key: a spec sent again must not share it
     return client.gather([client.submit(func, shared_f, *args, pure=False) for args in items])
 
 
 def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
-                  frames_of, explicit: bool, client=None) -> MapSet:
+                  frames_of, explicit: bool, client=None, samples: bool = True) -> MapSet:
     """Maps of one profile's frames against one catalogue."""
     from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
 
@@ -348,21 +431,25 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
     spec = {"url": lake.store.location, "refcat": refcat, "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
             "ext": ext, "zp_clear": settings.zp_clear, "frames_of": frames_of, "scope": scope, "nside": nside,
             "site": (prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None}
-    parts = _run(client, map_samples, spec, [g["frame_id"].to_numpy(np.int64) for g in groups],
-                 [_frame_partitions(lake, g) for g in groups])
-
     pixel_parts, index_rows, star_parts, sky_parts = [], [], [], []
+    from skylake.lake.pieces import piece_run
+
+    with piece_run(lake.store) as run:  # the samples, on the lake's store (the workers see it), per pixel group
+        spec["run"], spec["min_stars"], spec["samples"] = run, settings.min_stars, samples
+        written = _run(client, write_samples, spec, range(len(groups)), [g["frame_id"].to_numpy(np.int64) for g in groups],
+                       [_frame_partitions(lake, g) for g in groups])
+        todo = sorted({g for w in written for g in w["groups"]})
+        reduced = _run(client, reduce_pixels, spec, [f for f, _ in todo], [g for _, g in todo])
+    per_frame = pd.concat([w["frames"] for w in written], ignore_index=True)
     for frame_of in frames_of:
-        s, k, a = (pd.concat([p[frame_of][i] for p in parts], ignore_index=True) for i in range(3))
-        agg = aggregate_pixels(s[KEYS + ["frame_id", "zp", "zp_clear"]], k[KEYS + ["frame_id", "sky_mag"]],
-                               a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]], settings.min_stars)
-        # index rows: one per map_key
-        cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
-        samples = pd.concat([s[cols], k[cols]])
-        # counts per map in one pass each (not a scan of every sample array per map)
-        n_pixels, n_stars, n_sky = (df.groupby("map_key").size() for df in (agg, s, k))
+        mine = [r for r in reduced if r[0] == frame_of]
+        if not mine:
+            continue
+        agg = pd.concat([r[1] for r in mine], ignore_index=True).sort_values(KEYS, kind="stable", ignore_index=True)
+        pf = per_frame[per_frame["frame_of"] == frame_of]
+        n_pixels = agg.groupby("map_key").size()
         ids_of = {}
-        for mk, g in samples.groupby("map_key", sort=True):
+        for mk, g in pf.groupby("map_key", sort=True):
             nights = sorted(g["night"].dropna().unique())
             if scope == "frame":
                 selection = {"frame_id": int(mk)}
@@ -380,18 +467,22 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
                 "refcat": refcat,
                 "calib_keys": ",".join(sorted(g["calib_key"].unique())),  # one per frame: the frame's
                 "zp_clear": str(settings.zp_clear), "min_stars": int(settings.min_stars),
-                "n_pixels": int(n_pixels.get(mk, 0)), "n_stars": int(n_stars.get(mk, 0)),
-                "n_sky": int(n_sky.get(mk, 0))})
+                "n_pixels": int(n_pixels.get(mk, 0)), "n_stars": int(g["n_stars"].sum()),
+                "n_sky": int(g["n_sky"].sum())})
         agg["map_id"] = agg["map_key"].map(ids_of)
         agg["night"] = agg["map_key"].map({mk: r["night_min"] for mk, r in
                                            zip(ids_of, index_rows[len(index_rows) - len(ids_of):])})
         agg["nside"], agg["frame_of"] = np.int32(nside), frame_of
         agg["lon"], agg["lat"] = pixel_centres(agg["pixel"].to_numpy(np.int64), nside)
         pixel_parts.append(agg.drop(columns="map_key"))
-        star_parts.append(s.assign(map_id=s["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "ref_id", "zp",
-                                                                    "zp_clear"]])
-        sky_parts.append(k.assign(map_id=k["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "sky_mag"]])
+        if samples:
+            s = pd.concat([r[2] for r in mine], ignore_index=True)
+            k = pd.concat([r[3] for r in mine], ignore_index=True)
+            star_parts.append(s.assign(map_id=s["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "ref_id", "zp",
+                                                                        "zp_clear"]])
+            sky_parts.append(k.assign(map_id=k["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "sky_mag"]])
     if not index_rows:
         return empty
     return MapSet(pixels=pd.concat(pixel_parts, ignore_index=True), index=pd.DataFrame(index_rows),
-                  stars=pd.concat(star_parts, ignore_index=True), sky=pd.concat(sky_parts, ignore_index=True))
+                  stars=pd.concat(star_parts, ignore_index=True) if samples else pd.DataFrame(),
+                  sky=pd.concat(sky_parts, ignore_index=True) if samples else pd.DataFrame())

@@ -39,7 +39,7 @@ def _cmd_maps(args) -> int:
         maps, index, version, paths = make_maps(
             lake, out_dir=None if args.no_export else args.out, night=args.night, frame_id=args.frame,
             since=args.since, until=args.until, per_frame=args.per_frame, nside=args.nside, frames_of=frames_of,
-            refcat=args.refcat, profile=args.pipeline, client=client)
+            refcat=args.refcat, profile=args.pipeline, client=client, samples=False)
     if index.empty:
         print("nothing to map: no calibrated frame in the selection (run skylake calibrate first)")
         return EXIT_NOTHING

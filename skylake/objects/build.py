@@ -60,6 +60,7 @@ from skylake.lake.versions import latest_versions
 from skylake.objects.associate import (associate, chord_to_arcsec, margin_order, mean_positions, ref_object_ids,
                                        unit_vectors, vector_to_radec)
 from skylake.objects.stats import light_curve_stats
+from skylake.runtime import release_memory
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -576,7 +577,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
                                parquet_bytes(owned, row_group_size=ROW_GROUP))
         out["path"] = rel
     del det, old, old_tab, parts, table, owned
-    pa.default_memory_pool().release_unused()  # a worker's RSS is what its task holds, not arrow's cache
+    release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
 
 
