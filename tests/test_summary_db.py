@@ -358,3 +358,64 @@ def _approx_rows(db: list[tuple], lake: list[tuple], n_int: int = 4) -> bool:
     a = np.array([[np.nan if v is None else v for v in r[n_int:]] for r in db], dtype=float)
     b = np.array([[np.nan if v is None else v for v in r[n_int:]] for r in lake], dtype=float)
     return np.allclose(a, b, rtol=0, atol=1e-9, equal_nan=True)
+
+
+# -- objects: a refresh mirrors the objects an update changed, not their partitions -------------------------------
+NEAR_NIGHTS = {"2026-05-01": (150.0, 40), "2026-05-02": (150.3, 41)}  # night: (field RA [deg], seed); overlapping
+
+
+@pytest.fixture(scope="module")
+def near_frames(tmp_path_factory):
+    """Two SYNTHETIC nights of overlapping fields (different stars), and the reference catalogue of both."""
+    out = tmp_path_factory.mktemp("near_frames")
+    truths = {night: write_demo_night(out / night, n_frames=2, shape=(256, 256), n_stars=150, seed=seed, ra0_deg=ra,
+                                      start_utc=f"{night}T22:00:00", cloud=False, n_variables=0)
+              for night, (ra, seed) in NEAR_NIGHTS.items()}
+    stars = pd.concat([t.stars.assign(star_id=t.stars["star_id"] + 1_000_000 * i) for i, t in enumerate(truths.values())])
+    return out, write_reference_catalog(stars, out / "refcat")
+
+
+def _lake_object_rows(lake: Lake) -> dict[int, tuple]:
+    return {r[0]: r for r in _lake_objects(lake)}
+
+
+def test_refresh_mirrors_only_the_objects_an_update_changed(tmp_path, near_frames):
+    """A night beside one already in the objects table rewrites partitions holding objects it leaves alone:
+    the refresh writes exactly the objects the update created or changed (and deletes those a redo
+    removed), and the database still equals the lake; a second refresh changes nothing."""
+    frames_root, (refcat_data, refcat_map) = near_frames
+    first, second = NEAR_NIGHTS
+    lake = Lake.init(tmp_path / "lake")
+    import_refcat(lake, "demo", [refcat_data], "generic", columns_map=refcat_map, progress=False)
+    objects_db = "SELECT object_id, norder, npix, n, median_mag, stetson_j FROM objects ORDER BY object_id"
+    url = f"sqlite:///{tmp_path / 'summary.sqlite'}"
+
+    ingest(lake, [str(frames_root / first)], "demo", progress=False)
+    build_objects(lake)
+    refresh(lake, url)
+    before = _lake_object_rows(lake)
+    assert _approx_rows(_rows(url, objects_db), list(before.values()))
+
+    ingest(lake, [str(frames_root / second)], "demo", progress=False)
+    build_objects(lake)
+    after = _lake_object_rows(lake)
+    changed = {i for i, r in after.items() if i not in before or not _approx_rows([r], [before[i]])}
+    touched = {(r[1], r[2]) for i, r in after.items() if i in changed}
+    untouched_there = {i for i, r in after.items() if (r[1], r[2]) in touched and i not in changed}
+    assert changed and untouched_there  # the update rewrote partitions holding objects it did not change
+    report = refresh(lake, url)
+    assert report.rows["objects"] == len(changed) and report.partitions_recomputed == []
+    assert report.objects_mirrored == len(changed)
+    assert _approx_rows(_rows(url, objects_db), list(after.values()))
+
+    # a redo of the second night: its objects lose their points and are made again (deleted, new ids)
+    ingest(lake, [str(frames_root / second)], "demo", redo=True, progress=False)
+    build_objects(lake)
+    redone = _lake_object_rows(lake)
+    gone = set(after) - set(redone)
+    assert gone
+    report = refresh(lake, url)
+    assert report.objects_mirrored >= len(gone) and report.partitions_recomputed == []
+    assert _approx_rows(_rows(url, objects_db), list(redone.values()))
+    again = refresh(lake, url)
+    assert again.rows == {} and _approx_rows(_rows(url, objects_db), list(redone.values()))
