@@ -115,19 +115,18 @@ def _object_changes_of(lake: Lake, entries, whole: bool) -> tuple[set[tuple[int,
     """What the commits changed in LAKE/objects: the partitions to replace whole (those of commits without a
     changes file, or of every commit when ``whole``), and the latest change of each object the other
     commits wrote or removed (:data:`~skylake.objects.build.CHANGES_SCHEMA` rows, one per object)."""
-    partitions, changes = set(), []
-    for entry in entries:
-        if not any(a.table == OBJECTS for a in [*entry.adds, *entry.removes]):
-            continue
-        from skylake.objects.build import CHANGES_SCHEMA, changes_rel  # hats: imported only when objects changed
+    updates = [e for e in entries if any(a.table == OBJECTS for a in [*e.adds, *e.removes])]
+    if not updates:
+        return set(), pa.table({"object_id": pa.array([], pa.int64())})
+    from skylake.objects.build import CHANGES_SCHEMA, changes_rel  # hats: imported only when objects changed
 
-        rel = changes_rel(entry.version)
-        if whole or rel not in entry.metadata:
+    partitions, changes = set(), [CHANGES_SCHEMA.empty_table()]
+    for entry in updates:
+        if whole or changes_rel(entry.version) not in entry.metadata:
             partitions |= _object_partitions_of([entry])
         else:
-            changes.append(pq.read_table(lake.path(rel), schema=CHANGES_SCHEMA))
-    if not changes:
-        return partitions, pa.table({"object_id": pa.array([], pa.int64())})
+            changes.append(pq.read_table(pa.BufferReader(lake.store.read_bytes(changes_rel(entry.version))),
+                                         schema=CHANGES_SCHEMA))
     data = pa.concat_tables(changes)
     _, last = np.unique(data.column("object_id").to_numpy()[::-1], return_index=True)  # later commits win
     return partitions, data.take(np.sort(data.num_rows - 1 - last))
@@ -274,7 +273,7 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
     """Mirror LAKE/objects as the lake holds it now: ``partitions`` whole (their rows deleted and read
     again), and each object of ``changes`` (its latest change, :func:`_object_changes_of`) deleted and,
     unless removed, read again from its partition (only the row groups holding it)."""
-    from skylake.objects.build import _read_ranges, objects_dataset  # hats: imported only when objects changed
+    from skylake.objects.build import objects_dataset, read_ranges  # hats: imported only when objects changed
 
     t = table("objects")
     columns = [c.name for c in t.columns if c.name not in ("norder", "npix")]
@@ -296,7 +295,7 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
             h29 = np.unique(group["_healpix_29"].to_numpy(np.int64))
             want = pa.array(group["object_id"].to_numpy(np.int64))
             for f in _partition_files(lake, int(order), int(pixel)):
-                data = _read_ranges(lake.path(f), h29, h29 + 1, ["_healpix_29", *columns], filesystem=fs)
+                data = read_ranges(lake.path(f), h29, h29 + 1, ["_healpix_29", *columns], filesystem=fs)
                 rows += _object_rows(t, data.filter(pc.is_in(data.column("object_id"), want)), int(order), int(pixel))
     if rows:
         conn.execute(t.insert(), rows)

@@ -484,7 +484,7 @@ def _ranges(pixels: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     return lo << _shift(order), hi << _shift(order)
 
 
-def _read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
+def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
                  filesystem=None) -> pa.Table:
     """Rows of an objects file (sorted by ``_healpix_29``) within the ranges: only the row groups whose
     statistics overlap them are read (only ``columns``, which must include ``_healpix_29``, when given)."""
@@ -551,7 +551,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         for o, p in sorted(set(zip(orders.tolist(), pixels.tolist())) - {key}):
             if HealpixPixel(o, p) in partitions:
                 for f in _partition_files(lake, HealpixPixel(o, p)):
-                    old.append(_read_ranges(lake.path(f), blo, bhi))
+                    old.append(read_ranges(lake.path(f), blo, bhi))
                     n_objects_read += old[-1].num_rows
     old_tab = pa.concat_tables(old) if old else table_schema(OBJECTS).empty_table()
     pos = pd.DataFrame({c: old_tab.column(c).to_numpy() for c in ("object_id", "_healpix_29", "ra", "dec")})
