@@ -173,3 +173,14 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
     assert read == expected and big["nights"] == len(nights) > 100 and big["frames"] == small["frames"] + 2000
     assert big["partitions"] == small["partitions"]
     assert not any(n in lake.store.read_text(counts.COUNTS) for n in nights)
+
+    # a checkpoint written before the night and partition counts (frames per night, no partitions) is read
+    # as it was, and the next commit rewrites it in the new form
+    old = counts.read(lake)
+    old["nights"] = {n: 1 for n in sorted(nights)}
+    del old["partitions"]
+    lake.store.write_bytes(counts.COUNTS, counts.dumps(old))
+    assert lake_status(Lake.open(lake.url))["nights"] == len(nights)
+    assert lake_status(Lake.open(lake.url))["partitions"] == big["partitions"]
+    commit_archive(lake, 10, 1, np.random.default_rng(2), first_night="2030-01-01")
+    assert counts.read(lake)["nights"] == len(nights) + 1 and "2030-01-01" not in lake.store.read_text(counts.COUNTS)
