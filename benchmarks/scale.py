@@ -5,6 +5,7 @@ Run from the repo root (one command)::
     .venv/bin/python benchmarks/scale.py                   # lakes of 1e4, 1e5, 1e6 frame rows, 5 runs each
     .venv/bin/python benchmarks/scale.py --sizes 1e4 1e5   # smaller
     .venv/bin/python benchmarks/scale.py --runs 9
+    .venv/bin/python benchmarks/scale.py --lakes /tmp/scale-lakes   # keep the lakes made there for the next run
 
 For each archive size it makes a lake whose frames table holds that many SYNTHETIC frame rows over
 ten years of nights (``skylake.db.synthetic.commit_archive``: frame and frame-index rows committed
@@ -94,7 +95,8 @@ def main(argv=None) -> int:
     parser.add_argument("--nights", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--first-night", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one lake, in this process
-    parser.add_argument("--lakes", default=None, help="--memory: make (or reuse) the lakes in this directory")
+    parser.add_argument("--lakes", default=None, help="make (or reuse) the lakes in this directory (timed runs use a "
+                        "copy of each, with its summary database)")
     args = parser.parse_args(argv)
     if args.make_memory_lake:
         return make_memory_lake(args.make_memory_lake, args.tiles, args.nights, args.stars, args.first_night)
@@ -165,17 +167,25 @@ def main(argv=None) -> int:
         base, _ = _median_time(process_only, args.runs)
         print(f"processing {N_BATCH} frames without a lake: {base:.2f} s (median of {args.runs})")
         for s, size in enumerate(int(x) for x in args.sizes):
+            kept = Path(args.lakes) if args.lakes else tmp  # --lakes: made once there, copied for each run
             t0 = time.perf_counter()
-            lake = new_lake(tmp / f"lake{size}")
-            commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000, refcat="demo")
-            commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
-            print(f"lake of {size:.0e} frame rows made in {time.perf_counter() - t0:.0f} s")
+            if not (kept / f"lake{size}.made").exists():
+                lake = new_lake(kept / f"lake{size}")
+                commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000, refcat="demo")
+                commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
+                print(f"lake of {size:.0e} frame rows made in {time.perf_counter() - t0:.0f} s")
+                t0 = time.perf_counter()
+                refresh(lake, url=f"sqlite:///{kept / f'summary{size}.sqlite'}")  # the database's first build: untimed
+                print(f"  first refresh (whole archive) {time.perf_counter() - t0:.1f} s")
+                (kept / f"lake{size}.made").touch()
+            if kept != tmp:
+                shutil.copytree(kept / f"lake{size}", tmp / f"lake{size}")
+                shutil.copy(kept / f"summary{size}.sqlite", tmp / f"summary{size}.sqlite")
+                print(f"lake of {size:.0e} frame rows and its database copied from {kept}")
+            lake = Lake.open(tmp / f"lake{size}")
             mine = batches[s * args.runs:(s + 1) * args.runs]
             calib, ingest_times, objects_times, maps_times, refresh_times = [], [], [], [], []
             db = f"sqlite:///{tmp / f'summary{size}.sqlite'}"
-            t0 = time.perf_counter()
-            refresh(lake, url=db)  # the summary database's first build: once, untimed in the table
-            print(f"  first refresh (whole archive) {time.perf_counter() - t0:.1f} s")
 
             def ingest_new(k):
                 report = ingest(lake, [str(mine[k])], profile, progress=False)

@@ -25,25 +25,25 @@ def _partitions(lake: Lake) -> int:
 
 def lake_status(lake: Lake) -> dict:
     """Frames by status and reason, source rows, partitions, files and the last commit: from the running
-    totals (:mod:`skylake.lake.counts`, the same cost on any archive), or, for a lake made before them,
-    from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot` (``Lake.open(url, version=N)``): the
+    totals (:mod:`skylake.lake.counts`) and the last log entry, the same files whatever the archive's size,
+    or, for a lake made before the totals, from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot` (``Lake.open(url, version=N)``): the
     lake as it was at commit N, counted from that version's tables (``last_commit`` is N)."""
     if isinstance(lake, Snapshot):
         latest, published, partitions = lake.entry, lake.version, lake.partitions()
         totals = counts.from_tables(lake, lake.version)
     else:
-        latest = lake.log.latest()
-        published = lake.log.published_version()
+        published, last = lake.pending()  # not a listing of the log: a stat past the published version
+        latest = lake.log.read(last) if last else None
         totals = counts.read(lake)
         if totals is None:
-            totals = counts.from_tables(lake, latest.version if latest else 0)
-        partitions = _partitions(lake)
+            totals = counts.from_tables(lake, last)
+        partitions = totals["partitions"] if "partitions" in totals else _partitions(lake)  # older checkpoints
     return {
         "lake": lake.url,
         "frames": totals["frames"],
         "frames_by_status": totals["by_status"],
         "reasons": [{"status": s, "reason": r, "frames": n} for s, r, n in totals["reasons"]],
-        "nights": len(totals["nights"]),
+        "nights": totals["nights"],
         "source_rows": totals["source_rows"],
         "source_rows_committed": latest.sources_rows if latest else 0,
         "partitions": partitions,

@@ -134,3 +134,53 @@ def test_status_totals_equal_the_tables_after_every_kind_of_commit(tmp_path, fra
     check()
     text = format_status(lake_status(lake))
     assert f"calibrated   {counts.read(lake)['calibrations']['demo']['frames']} frames against demo" in text
+
+
+def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, monkeypatch):
+    """``status`` reads lake.json, the published version, the last log entry and the running totals, and
+    nothing else (no night's file, no partition list, no listing of the log), on a lake of one night and
+    on the same lake with 2000 more frame rows over 200 more nights; the totals name no night."""
+    import numpy as np
+
+    from skylake.db.synthetic import commit_archive
+    from skylake.lake.hats_meta import count_partitions
+    from skylake.lake.log import LAKE_FILE, PUBLISHED, entry_path
+    from skylake.lake.storage import Storage
+
+    lake = Lake.init(tmp_path / "lake")
+    ingest(lake, [str(frames)], "demo", progress=False)
+    reads = []
+    for name in ("exists", "read_bytes", "read_text", "listdir", "walk_files", "walk_all"):
+        def traced(self, rel, *args, _name=name, _orig=getattr(Storage, name), **kw):
+            reads.append((_name, rel))
+            return _orig(self, rel, *args, **kw)
+        monkeypatch.setattr(Storage, name, traced)
+
+    def status():
+        reads.clear()
+        out = lake_status(Lake.open(lake.url))
+        version = lake.log.published_version()
+        expected = [("exists", entry_path(version)), ("exists", entry_path(version + 1)),
+                    ("read_bytes", LAKE_FILE), ("read_bytes", PUBLISHED), ("read_bytes", entry_path(version)),
+                    ("read_bytes", counts.COUNTS)]
+        return out, sorted(set(reads)), sorted(expected)
+
+    small, read, expected = status()
+    assert read == expected and small["nights"] == 1 and small["partitions"] == count_partitions(lake.store) > 0
+    commit_archive(lake, 2000, 200, np.random.default_rng(1))
+    big, read, expected = status()
+    nights = {night_partition(n) for n in lake.read_frames(columns=["night"]).column("night").to_pylist()}
+    assert read == expected and big["nights"] == len(nights) > 100 and big["frames"] == small["frames"] + 2000
+    assert big["partitions"] == small["partitions"]
+    assert not any(n in lake.store.read_text(counts.COUNTS) for n in nights)
+
+    # a checkpoint written before the night and partition counts (frames per night, no partitions) is read
+    # as it was, and the next commit rewrites it in the new form
+    old = counts.read(lake)
+    old["nights"] = {n: 1 for n in sorted(nights)}
+    del old["partitions"]
+    lake.store.write_bytes(counts.COUNTS, counts.dumps(old))
+    assert lake_status(Lake.open(lake.url))["nights"] == len(nights)
+    assert lake_status(Lake.open(lake.url))["partitions"] == big["partitions"]
+    commit_archive(lake, 10, 1, np.random.default_rng(2), first_night="2030-01-01")
+    assert counts.read(lake)["nights"] == len(nights) + 1 and "2030-01-01" not in lake.store.read_text(counts.COUNTS)

@@ -308,8 +308,8 @@ def _add_night(lake: Lake, frames_root: Path, night: str, client) -> None:
 
 def test_calibrated_lake_mirrors_zeropoints_objects_and_maps(tmp_path, calibrated_frames, pg_url, dask_client):
     """After ingest and calibration the database equals the lake's aggregates (computed here by DuckDB);
-    a second night recomputes only that night, only the objects partitions its commit touched and only
-    its map; a second refresh changes nothing."""
+    a second night recomputes only that night, only the objects its update wrote (in the far field's
+    partitions) and only its map; a second refresh changes nothing."""
     frames_root, (refcat_data, refcat_map) = calibrated_frames
     first, second = CAL_NIGHTS
     lake = Lake.init(tmp_path / "lake")
@@ -335,8 +335,9 @@ def test_calibrated_lake_mirrors_zeropoints_objects_and_maps(tmp_path, calibrate
     report = refresh(lake, pg_url)
     assert report.nights_recomputed == [second]
     touched = {(o, p) for _, o, p, *_ in _lake_objects(lake) if (o, p) not in {(r[1], r[2]) for r in before}}
-    assert touched and set(report.partitions_recomputed) == touched  # the far field's partitions, no others
-    assert report.rows["maps"] == 1 and report.rows["objects"] == len(_lake_objects(lake)) - len(before)
+    assert touched and report.partitions_recomputed == []  # object by object, no partition whole
+    assert report.objects_mirrored == report.rows["objects"] == len(_lake_objects(lake)) - len(before)
+    assert report.rows["maps"] == 1
     after = _rows(pg_url, objects_db)
     assert [r for r in after if (r[1], r[2]) not in touched] == before  # the first field's rows untouched
     assert _approx_rows(after, _lake_objects(lake))
@@ -344,7 +345,7 @@ def test_calibrated_lake_mirrors_zeropoints_objects_and_maps(tmp_path, calibrate
         [r[:2] for r in _lake_zeropoints(lake)] == [(first, 3), (second, 3)]
     assert len(_rows(pg_url, maps_db)) == 2
     assert _rows(pg_url, "SELECT lake_version, partitions_recomputed, maps_mirrored FROM refresh_state") == \
-        [(lake.log.published_version(), len(touched), 1)]
+        [(lake.log.published_version(), 0, 1)]
 
     again = refresh(lake, pg_url)
     assert again.nights_recomputed == [] and again.partitions_recomputed == []
@@ -358,3 +359,64 @@ def _approx_rows(db: list[tuple], lake: list[tuple], n_int: int = 4) -> bool:
     a = np.array([[np.nan if v is None else v for v in r[n_int:]] for r in db], dtype=float)
     b = np.array([[np.nan if v is None else v for v in r[n_int:]] for r in lake], dtype=float)
     return np.allclose(a, b, rtol=0, atol=1e-9, equal_nan=True)
+
+
+# -- objects: a refresh mirrors the objects an update changed, not their partitions -------------------------------
+NEAR_NIGHTS = {"2026-05-01": (150.0, 40), "2026-05-02": (150.3, 41)}  # night: (field RA [deg], seed); overlapping
+
+
+@pytest.fixture(scope="module")
+def near_frames(tmp_path_factory):
+    """Two SYNTHETIC nights of overlapping fields (different stars), and the reference catalogue of both."""
+    out = tmp_path_factory.mktemp("near_frames")
+    truths = {night: write_demo_night(out / night, n_frames=2, shape=(256, 256), n_stars=150, seed=seed, ra0_deg=ra,
+                                      start_utc=f"{night}T22:00:00", cloud=False, n_variables=0)
+              for night, (ra, seed) in NEAR_NIGHTS.items()}
+    stars = pd.concat([t.stars.assign(star_id=t.stars["star_id"] + 1_000_000 * i) for i, t in enumerate(truths.values())])
+    return out, write_reference_catalog(stars, out / "refcat")
+
+
+def _lake_object_rows(lake: Lake) -> dict[int, tuple]:
+    return {r[0]: r for r in _lake_objects(lake)}
+
+
+def test_refresh_mirrors_only_the_objects_an_update_changed(tmp_path, near_frames):
+    """A night beside one already in the objects table rewrites partitions holding objects it leaves alone:
+    the refresh writes exactly the objects the update created or changed (and deletes those a redo
+    removed), and the database still equals the lake; a second refresh changes nothing."""
+    frames_root, (refcat_data, refcat_map) = near_frames
+    first, second = NEAR_NIGHTS
+    lake = Lake.init(tmp_path / "lake")
+    import_refcat(lake, "demo", [refcat_data], "generic", columns_map=refcat_map, progress=False)
+    objects_db = "SELECT object_id, norder, npix, n, median_mag, stetson_j FROM objects ORDER BY object_id"
+    url = f"sqlite:///{tmp_path / 'summary.sqlite'}"
+
+    ingest(lake, [str(frames_root / first)], "demo", progress=False)
+    build_objects(lake)
+    refresh(lake, url)
+    before = _lake_object_rows(lake)
+    assert _approx_rows(_rows(url, objects_db), list(before.values()))
+
+    ingest(lake, [str(frames_root / second)], "demo", progress=False)
+    build_objects(lake)
+    after = _lake_object_rows(lake)
+    changed = {i for i, r in after.items() if i not in before or not _approx_rows([r], [before[i]])}
+    touched = {(r[1], r[2]) for i, r in after.items() if i in changed}
+    untouched_there = {i for i, r in after.items() if (r[1], r[2]) in touched and i not in changed}
+    assert changed and untouched_there  # the update rewrote partitions holding objects it did not change
+    report = refresh(lake, url)
+    assert report.rows["objects"] == len(changed) and report.partitions_recomputed == []
+    assert report.objects_mirrored == len(changed)
+    assert _approx_rows(_rows(url, objects_db), list(after.values()))
+
+    # a redo of the second night: its objects lose their points and are made again (deleted, new ids)
+    ingest(lake, [str(frames_root / second)], "demo", redo=True, progress=False)
+    build_objects(lake)
+    redone = _lake_object_rows(lake)
+    gone = set(after) - set(redone)
+    assert gone
+    report = refresh(lake, url)
+    assert report.objects_mirrored >= len(gone) and report.partitions_recomputed == []
+    assert _approx_rows(_rows(url, objects_db), list(redone.values()))
+    again = refresh(lake, url)
+    assert again.rows == {} and _approx_rows(_rows(url, objects_db), list(redone.values()))

@@ -8,8 +8,10 @@ from the lake, and writes rows and the new watermark **in one database transacti
 * the lake is only read, so a database outage leaves it untouched;
 * a refresh that dies (killed connection, crash) commits nothing, and the next one starts from the
   old watermark and converges;
-* rows of a touched night (or objects partition, or map) are deleted and re-inserted, so repeating a
-  refresh never duplicates;
+* rows of a touched night (or map, or object) are deleted and re-inserted, so repeating a refresh
+  never duplicates; of LAKE/objects, only the objects an update wrote or removed (its changes file,
+  :func:`skylake.objects.build.changes_rel`) are mirrored, and the partitions of a commit without one
+  (a rebuild, a table made before the changes files) are replaced whole;
 * overlapping runs take turns (a Postgres advisory lock; SQLite's BEGIN IMMEDIATE), and the second
   finds the watermark already advanced;
 * the database records which lake it mirrors (``refresh_state.lake_id``, the lake's
@@ -32,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from skylake.db.connect import DbError, connect, db_url, mask, mask_url
@@ -66,7 +69,8 @@ class RefreshReport:
     from_version: int
     to_version: int
     nights_recomputed: list[str | None] = field(default_factory=list)
-    partitions_recomputed: list[tuple[int, int]] = field(default_factory=list)  # (Norder, Npix) of LAKE/objects
+    partitions_recomputed: list[tuple[int, int]] = field(default_factory=list)  # (Norder, Npix) replaced whole
+    objects_mirrored: int = 0  # objects deleted or re-read one by one (from the objects updates' changes files)
     rows: dict[str, int] = field(default_factory=dict)  # rows written per table
     migrations: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -76,8 +80,8 @@ class RefreshReport:
             return f"{self.db}: up to date at lake version {self.to_version}"
         rows = ", ".join(f"{n} {t}" for t, n in self.rows.items())
         return (f"{self.db}: mirrored lake versions {self.from_version + 1}..{self.to_version}, "
-                f"{len(self.nights_recomputed)} nights and {len(self.partitions_recomputed)} objects partitions "
-                f"recomputed ({rows}) in {self.seconds:.1f} s")
+                f"{len(self.nights_recomputed)} nights, {len(self.partitions_recomputed)} objects partitions and "
+                f"{self.objects_mirrored} changed objects recomputed ({rows}) in {self.seconds:.1f} s")
 
 
 def first_line(exc: BaseException, url: str) -> str:
@@ -105,6 +109,27 @@ def _object_partitions_of(entries) -> set[tuple[int, int]]:
             if m:
                 out.add((int(m.group(1)), int(m.group(2))))
     return out
+
+
+def _object_changes_of(lake: Lake, entries, whole: bool) -> tuple[set[tuple[int, int]], pa.Table]:
+    """What the commits changed in LAKE/objects: the partitions to replace whole (those of commits without a
+    changes file, or of every commit when ``whole``), and the latest change of each object the other
+    commits wrote or removed (:data:`~skylake.objects.build.CHANGES_SCHEMA` rows, one per object)."""
+    updates = [e for e in entries if any(a.table == OBJECTS for a in [*e.adds, *e.removes])]
+    if not updates:
+        return set(), pa.table({"object_id": pa.array([], pa.int64())})
+    from skylake.objects.build import CHANGES_SCHEMA, changes_rel  # hats: imported only when objects changed
+
+    partitions, changes = set(), [CHANGES_SCHEMA.empty_table()]
+    for entry in updates:
+        if whole or changes_rel(entry.version) not in entry.metadata:
+            partitions |= _object_partitions_of([entry])
+        else:
+            changes.append(pq.read_table(pa.BufferReader(lake.store.read_bytes(changes_rel(entry.version))),
+                                         schema=CHANGES_SCHEMA))
+    data = pa.concat_tables(changes)
+    _, last = np.unique(data.column("object_id").to_numpy()[::-1], return_index=True)  # later commits win
+    return partitions, data.take(np.sort(data.num_rows - 1 - last))
 
 
 def _map_index_files_of(lake: Lake, entries) -> list[str]:
@@ -233,23 +258,47 @@ def _replace(conn, name: str, data: pa.Table | list[dict], nights) -> int:
     return len(rows)
 
 
-def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]]) -> int:
-    """Delete the objects rows of ``partitions`` and insert those partitions' rows as the lake holds them now."""
+def _partition_files(lake: Lake, order: int, pixel: int) -> list[str]:
+    """Live data files (lake-relative) of LAKE/objects partition (order, pixel)."""
+    rel = f"{OBJECTS}/{pixel_dir(order, pixel)}"
+    return [f"{rel}/{f}" for f in lake.store.listdir(rel) if f.endswith(".parquet") and not f.startswith(".")]
+
+
+def _object_rows(t: sa.Table, data: pa.Table, order: int, pixel: int) -> list[dict]:
+    """Records of the ``objects`` summary table from rows of partition (order, pixel)."""
+    data = data.append_column("norder", pa.array(np.full(data.num_rows, order, np.int32)))
+    data = data.append_column("npix", pa.array(np.full(data.num_rows, pixel, np.int64)))
+    return _sql_rows(data, [c.name for c in t.columns])
+
+
+def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes: pa.Table) -> int:
+    """Mirror LAKE/objects as the lake holds it now: ``partitions`` whole (their rows deleted and read
+    again), and each object of ``changes`` (its latest change, :func:`_object_changes_of`) deleted and,
+    unless removed, read again from its partition (only the row groups holding it)."""
+    from skylake.objects.build import objects_dataset, read_ranges  # hats: imported only when objects changed
+
     t = table("objects")
-    files = []
+    columns = [c.name for c in t.columns if c.name not in ("norder", "npix")]
+    ids = changes.column("object_id").to_numpy()
+    for i in range(0, len(ids), 1000):  # bound the IN list
+        conn.execute(t.delete().where(t.c.object_id.in_(ids[i:i + 1000].tolist())))
+    rows = []
+    fs = None if lake.store.is_local else lake.store.fs
     for order, pixel in sorted(partitions):
         conn.execute(t.delete().where((t.c.norder == order) & (t.c.npix == pixel)))
-        rel = f"{OBJECTS}/{pixel_dir(order, pixel)}"
-        files += [f"{rel}/{f}" for f in lake.store.listdir(rel) if f.endswith(".parquet") and not f.startswith(".")]
-    if not files:
-        return 0
-    from skylake.objects.build import objects_dataset  # hats: imported only when objects changed
-
-    data = objects_dataset(lake, files).to_table(
-        columns=[c.name for c in t.columns if c.name not in ("norder", "npix")] + ["Norder", "Npix"])
-    data = data.rename_columns([{"Norder": "norder", "Npix": "npix"}.get(c, c) for c in data.column_names])
-    data = data.set_column(data.column_names.index("norder"), "norder", data.column("norder").cast(pa.int32()))
-    rows = _sql_rows(data, [c.name for c in t.columns])
+        files = _partition_files(lake, order, pixel)
+        if files:
+            rows += _object_rows(t, objects_dataset(lake, files).to_table(columns=columns), order, pixel)
+    if len(ids):
+        live = changes.filter(pc.invert(changes.column("deleted"))).to_pandas()
+        for (order, pixel), group in live.groupby(["Norder", "Npix"]):
+            if (int(order), int(pixel)) in partitions:  # read whole above
+                continue
+            h29 = np.unique(group["_healpix_29"].to_numpy(np.int64))
+            want = pa.array(group["object_id"].to_numpy(np.int64))
+            for f in _partition_files(lake, int(order), int(pixel)):
+                data = read_ranges(lake.path(f), h29, h29 + 1, ["_healpix_29", *columns], filesystem=fs)
+                rows += _object_rows(t, data.filter(pc.is_in(data.column("object_id"), want)), int(order), int(pixel))
     if rows:
         conn.execute(t.insert(), rows)
     return len(rows)
@@ -392,9 +441,11 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
                 report.rows["maintenance_events"] = _replace_events(conn, events)
                 pairs |= _all_pairs(conn)
             report.rows["trend_model"] = _refit_trends(conn, pairs)
-            partitions = _object_partitions_of(entries)
+            # from version 0 (a new or --full database) every partition is read whole: cheaper than by object
+            partitions, object_changes = _object_changes_of(lake, entries, whole=watermark == 0)
             report.partitions_recomputed = sorted(partitions)
-            report.rows["objects"] = _replace_objects(conn, lake, partitions)
+            report.objects_mirrored = object_changes.num_rows
+            report.rows["objects"] = _replace_objects(conn, lake, partitions, object_changes)
             report.rows["maps"] = _replace_maps(conn, lake, _map_index_files_of(lake, entries))
             batches = table("ingest_batches")
             conn.execute(batches.delete().where(batches.c.version > watermark))

@@ -1,11 +1,14 @@
 """Running counts of what the lake holds, so ``skylake status`` costs the same on any archive.
 
 ``LAKE/_skylake/counts.json`` is a checkpoint (as Delta Lake's): the totals ``status`` prints (frames by
-status and reason, frames per night, source rows, data files per table, calibrated frames and zeropoint
-rows per reference catalogue by status), written by every commit that changes them from the previous
-totals and the commit's own rows: the frame rows and zeropoint rows it adds (``stage_nights``) and drops
-(``rewrite_without``), and the files it adds and removes. Nothing else is read, except, for a commit
-that adds or drops zeropoints, the published zeropoints of its frames in its nights (is this frame
+status and reason, nights holding frames, source rows, sources partitions, data files per table,
+calibrated frames and zeropoint rows per reference catalogue by status), written by every commit that
+changes them from the previous totals and the commit's own rows: the frame rows and zeropoint rows it
+adds (``stage_nights``) and drops (``rewrite_without``), the files it adds and removes, and its sources
+partitions. Its size does not grow with the archive (a count per status, reason and catalogue, none per
+night or partition), so neither does ``status``. Nothing else is read, except the frames files of the
+nights whose frame rows a commit changes (does the night hold frames before and after it?) and, for a
+commit that adds or drops zeropoints, the published zeropoints of its frames in its nights (is this frame
 already calibrated against that catalogue?).
 
 A lake made before the checkpoint has none; :func:`ensure` builds it once from the tables (one commit),
@@ -15,6 +18,7 @@ and until then ``status`` reads the tables as before.
 from __future__ import annotations
 
 import json
+import posixpath
 from collections import Counter
 
 import pyarrow as pa
@@ -31,8 +35,8 @@ KEEP = {FRAMES: ["status", "reason", "n_sources"], ZEROPOINTS: ["frame_id", "ref
 
 
 def empty() -> dict:
-    return {"version": 0, "frames": 0, "by_status": {}, "reasons": [], "nights": {}, "source_rows": 0,
-            "files": {}, "calibrations": {}}
+    return {"version": 0, "frames": 0, "by_status": {}, "reasons": [], "nights": 0, "source_rows": 0,
+            "partitions": 0, "files": {}, "calibrations": {}}
 
 
 def dumps(counts: dict) -> bytes:
@@ -42,9 +46,12 @@ def dumps(counts: dict) -> bytes:
 def read(lake) -> dict | None:
     """The checkpoint, or None for a lake made before it (``status`` then reads the tables)."""
     try:
-        return json.loads(lake.store.read_bytes(COUNTS))
+        totals = json.loads(lake.store.read_bytes(COUNTS))
     except FileNotFoundError:
         return None
+    if isinstance(totals["nights"], dict):  # a checkpoint from before the night count: frames per night
+        totals["nights"] = len(totals["nights"])
+    return totals  # without "partitions" when written before the partition count (status counts them)
 
 
 class Changes:
@@ -61,8 +68,9 @@ class Changes:
         return bool(self.rows)
 
 
-def apply(lake, base: dict, changes: Changes, adds, removes, version: int) -> dict:
-    """``base`` after a commit (``version``) with these row ``changes`` and file ``adds``/``removes``."""
+def apply(lake, base: dict, changes: Changes, adds, removes, version: int, partitions: int | None = None) -> dict:
+    """``base`` after a commit (``version``) with these row ``changes`` and file ``adds``/``removes``;
+    ``partitions``: the sources partitions after it, when it changes them."""
     new = json.loads(json.dumps(base))  # a deep copy
     new["version"] = version
     files = Counter(new["files"])
@@ -71,7 +79,9 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int) -> di
     for r in removes:
         files[r.table] -= r.table in FILE_TABLES
     new["files"] = {t: n for t, n in sorted(files.items()) if n}
-    by_status, nights = Counter(new["by_status"]), Counter(new["nights"])
+    if partitions is not None:
+        new["partitions"] = partitions
+    by_status = Counter(new["by_status"])
     reasons = Counter({(s, r): n for s, r, n in new["reasons"]})
     zp_changes = []
     for table, sign, data, row_nights in changes.rows:
@@ -79,18 +89,36 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int) -> di
             new["frames"] += sign * data.num_rows
             new["source_rows"] += sign * int(pc.sum(data.column("n_sources")).as_py() or 0)
             status, reason = data.column("status").to_pylist(), data.column("reason").to_pylist()
-            for counter, items in ((by_status, status), (nights, row_nights),
+            for counter, items in ((by_status, status),
                                    (reasons, ((s, r or "") for s, r in zip(status, reason) if s != "ok"))):
                 for key, n in Counter(items).items():
                     counter[key] += sign * n
         else:
             zp_changes.append((sign, data, row_nights))
     new["by_status"] = {k: n for k, n in sorted(by_status.items()) if n}
-    new["nights"] = {k: n for k, n in sorted(nights.items()) if n}
     new["reasons"] = [[s, r, n] for (s, r), n in sorted(reasons.items()) if n]
+    new["nights"] += _nights_gained(lake, adds, removes)
     if zp_changes:
         _apply_zeropoints(lake, new, zp_changes)
     return new
+
+
+def _nights_gained(lake, adds, removes) -> int:
+    """Nights holding frames after a commit with these file ``adds``/``removes`` and not before, less those
+    no longer holding any: a night holds frames while its partition holds a frames file (no file is written
+    without rows), so only the published files of the nights whose files the commit changes are listed."""
+    changed = Counter()
+    for actions, sign in ((adds, 1), (removes, -1)):
+        for a in actions:
+            if a.table == FRAMES:
+                changed[posixpath.dirname(a.path).removeprefix("night=")] += sign
+    gained = 0
+    for night, delta in sorted(changed.items()):
+        if not delta:  # files replaced (a compaction, a rewrite): the night holds frames before and after
+            continue
+        before = len(lake.live_files(FRAMES, [night]))
+        gained += int(before + delta > 0) - int(before > 0)
+    return gained
 
 
 def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
@@ -122,14 +150,18 @@ def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
 
 def from_tables(lake, version: int) -> dict:
     """The checkpoint computed from the tables (reads them whole: once per lake, or in tests)."""
+    from skylake.lake.hats_meta import count_partitions
     from skylake.lake.lake import night_partition
 
     new = empty()
     new["version"] = version
     frames = lake.read_frames(columns=["status", "reason", "n_sources", "night"])
+    nights = [night_partition(n) for n in frames.column("night").to_pylist()]
     changes = Changes()
-    changes.add(FRAMES, frames, [night_partition(n) for n in frames.column("night").to_pylist()])
+    changes.add(FRAMES, frames, nights)
     new = apply(lake, new, changes, [], [], version)
+    new["nights"] = len(set(nights))
+    new["partitions"] = lake.partitions() if hasattr(lake, "partitions") else count_partitions(lake.store)
     new["files"] = {t: len(lake.live_files(t)) for t in FILE_TABLES if lake.live_files(t)}
     zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp_status"])
     cals: dict = {}

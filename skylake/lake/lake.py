@@ -852,8 +852,11 @@ class Transaction:
         if base is None:  # a lake made before the checkpoint: status reads the tables until it is built
             return
         version = (self.base.version if self.base else 0) + 1
+        partitions = None
+        if any(a.table == SOURCES for a in self.adds + self.removes):
+            partitions = len((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
         self.stage_file(counts.COUNTS, counts.dumps(
-            counts.apply(self.lake, base, self.count_changes, self.adds, self.removes, version)))
+            counts.apply(self.lake, base, self.count_changes, self.adds, self.removes, version, partitions)))
         self.count_changes = counts.Changes()
 
     def _swaps(self) -> list[str]:

@@ -9,6 +9,8 @@
       skylake_objects.json     also the lake version it was built at (the watermark) and its object count
       skylake_frames/night=YYYY-MM-DD.parquet   frames it holds, per night: frame_id, calib (batch of the
                                                 calibration used), n_det, pixels (where its detections are)
+      skylake_changes/<version>.parquet         objects an update wrote or removed (CHANGES_SCHEMA), one
+                                                file per commit: what ``skylake refresh`` mirrors
 
 An update (``build_objects``) runs under the lake's writer lock and costs what changed, not the archive:
 
@@ -77,6 +79,11 @@ DETECTION_COLUMNS = ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd",
 LC_FIELDS = [f.name for f in table_schema(OBJECTS).field("lc").type]
 FRAMES_SCHEMA = pa.schema([("frame_id", pa.int64()), ("calib", pa.string()), ("n_det", pa.int64())])
 HELD_SCHEMA = FRAMES_SCHEMA.append(pa.field("pixels", pa.list_(pa.int64())))
+CHANGES_DIR = "skylake_changes"
+#: The objects one update wrote (with their partition and ``_healpix_29``: where to read them cheaply) or
+#: removed (``deleted``), so that a summary database mirrors those rows, not whole partitions.
+CHANGES_SCHEMA = pa.schema([("object_id", pa.int64()), ("Norder", pa.int8()), ("Npix", pa.int64()),
+                            ("_healpix_29", pa.int64()), ("deleted", pa.bool_())])
 
 
 class ObjectsError(LakeError):
@@ -302,6 +309,28 @@ def _held_rel(night: str) -> str:
     return f"{OBJECTS}/{HELD_DIR}/night={night}.parquet"
 
 
+def changes_rel(version: int) -> str:
+    """Lake-relative path of the changes file (:data:`CHANGES_SCHEMA`) of the objects commit ``version``."""
+    return f"{OBJECTS}/{CHANGES_DIR}/{version}.parquet"
+
+
+def _changes_table(manifests) -> pa.Table:
+    """:data:`CHANGES_SCHEMA` rows of an update's dirty partitions: the objects they wrote again, and the
+    objects they no longer hold that no partition wrote (gone: merged, or their points removed)."""
+    dirty = [m for m in manifests if m["dirty"]]
+    written = [(m["key"], m["written"]) for m in dirty]
+    ids = np.concatenate([w[0] for _, w in written] + [np.empty(0, np.int64)])
+    gone = np.setdiff1d(np.concatenate([m["gone"] for m in dirty] + [np.empty(0, np.int64)]), ids)
+    order = np.concatenate([np.full(len(w[0]), k[0], np.int8) for k, w in written] + [np.empty(0, np.int8)])
+    npix = np.concatenate([np.full(len(w[0]), k[1], np.int64) for k, w in written] + [np.empty(0, np.int64)])
+    h29 = np.concatenate([w[1] for _, w in written] + [np.empty(0, np.int64)])
+    return pa.table({"object_id": np.r_[ids, gone].astype(np.int64),
+                     "Norder": pa.array(np.r_[order, np.zeros(len(gone), np.int8)], pa.int8()),
+                     "Npix": np.r_[npix, np.zeros(len(gone), np.int64)],
+                     "_healpix_29": np.r_[h29, np.zeros(len(gone), np.int64)],
+                     "deleted": np.r_[np.zeros(len(ids), bool), np.ones(len(gone), bool)]}, schema=CHANGES_SCHEMA)
+
+
 def read_held(lake: Lake, nights=None) -> pd.DataFrame:
     """Held frames (:data:`HELD_SCHEMA` plus ``night``) of ``nights`` (partition names), or of every night."""
     if nights is None:
@@ -456,10 +485,11 @@ def _ranges(pixels: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     return lo << _shift(order), hi << _shift(order)
 
 
-def _read_ranges(path: str, lo: np.ndarray, hi: np.ndarray) -> pa.Table:
+def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
+                 filesystem=None) -> pa.Table:
     """Rows of an objects file (sorted by ``_healpix_29``) within the ranges: only the row groups whose
-    statistics overlap them are read."""
-    pf = pq.ParquetFile(path)
+    statistics overlap them are read (only ``columns``, which must include ``_healpix_29``, when given)."""
+    pf = pq.ParquetFile(path, filesystem=filesystem)
     col = pf.schema_arrow.get_field_index("_healpix_29")
     groups = []
     for g in range(pf.metadata.num_row_groups):
@@ -468,9 +498,11 @@ def _read_ranges(path: str, lo: np.ndarray, hi: np.ndarray) -> pa.Table:
         if k < len(lo) and lo[k] <= st.max:
             groups.append(g)
     schema = table_schema(OBJECTS)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
     if not groups:
         return schema.empty_table()
-    data = pf.read_row_groups(groups).cast(schema)
+    data = pf.read_row_groups(groups, columns=columns).cast(schema)
     h = data.column("_healpix_29").to_numpy()
     k = np.searchsorted(hi, h, side="right")
     return data.filter(pa.array((k < len(lo)) & (lo[np.minimum(k, len(lo) - 1)] <= h)))
@@ -520,7 +552,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         for o, p in sorted(set(zip(orders.tolist(), pixels.tolist())) - {key}):
             if HealpixPixel(o, p) in partitions:
                 for f in _partition_files(lake, HealpixPixel(o, p)):
-                    old.append(_read_ranges(lake.path(f), blo, bhi))
+                    old.append(read_ranges(lake.path(f), blo, bhi))
                     n_objects_read += old[-1].num_rows
     old_tab = pa.concat_tables(old) if old else table_schema(OBJECTS).empty_table()
     pos = pd.DataFrame({c: old_tab.column(c).to_numpy() for c in ("object_id", "_healpix_29", "ra", "dec")})
@@ -556,8 +588,8 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     h29 = table.column("_healpix_29").to_numpy()
     orders, pixels = hats_meta.assign_pixels(h29, partitions, lake_order)
     mine = (orders == order) & (pixels == pixel)
-    owned = pa.concat_tables([old_tab.filter(pa.array(np.isin(old_ids, own_ids) & ~redo)),
-                              table.filter(pa.array(mine))])
+    written = table.filter(pa.array(mine))  # the objects this update summarised again, owned here
+    owned = pa.concat_tables([old_tab.filter(pa.array(np.isin(old_ids, own_ids) & ~redo)), written])
     owned = owned.take(np.lexsort((owned.column("object_id").to_numpy(), owned.column("_healpix_29").to_numpy())))
     owned_ids = owned.column("object_id").to_numpy()
     out = {"key": key, "dirty": bool(np.isin(owned_ids, touched).any() or not np.isin(own_ids, owned_ids).all()),
@@ -566,6 +598,8 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
            "objects_new": int((~np.isin(owned_ids, pos["object_id"].to_numpy())).sum()),
            "detections": int(core.sum()), "objects_read": n_objects_read,
            "homes": sorted(set(zip(orders[~mine].tolist(), pixels[~mine].tolist()))),
+           "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
+           "gone": np.setdiff1d(own_ids, owned_ids),
            "sources_files": len(files)}
     # per changed frame: its detections here and their pixels at the lake's order (where its points are)
     fp = pd.DataFrame({"frame_id": det.loc[core, "frame_id"].to_numpy(np.int64),
@@ -576,7 +610,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         lake.store.write_bytes(staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"),
                                parquet_bytes(owned, row_group_size=ROW_GROUP))
         out["path"] = rel
-    del det, old, old_tab, parts, table, owned
+    del det, old, old_tab, parts, table, owned, written
     release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
 
@@ -780,6 +814,8 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
             tx.stage_file(_held_rel(night), parquet_bytes(pa.Table.from_pandas(
                 rows[HELD_SCHEMA.names], schema=HELD_SCHEMA, preserve_index=False)))
         version = (tx.base.version if tx.base else 0) + 1  # this commit's: the next update starts after it
+        if not rebuild:  # a rebuild replaces every partition: a refresh mirrors those whole
+            tx.stage_file(changes_rel(version), parquet_bytes(_changes_table(manifests)))
         lake.store.write_bytes(f"{out}/{STATE_FILE}", json.dumps(
             {"refcat": refcat, "radius_arcsec": radius, "version": version, "objects": report.objects}).encode())
         tx.metadata += [f"{OBJECTS}/{n}" for n in [*names, STATE_FILE]]
