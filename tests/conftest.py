@@ -61,3 +61,16 @@ def demo_run(tmp_path_factory):
     proc = subprocess.run([sys.executable, "-m", "skylake.cli", "demo", "--out", str(cwd / "skylake-demo"),
                            "--workers", "2"], capture_output=True, text=True, env=full_env, timeout=600, cwd=cwd)
     return cwd, proc
+
+
+#: Test files that take a minute or more (measured with --durations): started first, so that with one file
+#: per process (pytest-xdist --dist loadfile) the suite does not end waiting on one of them.
+LONG_FILES = ("test_real_cluster.py", "test_cli.py", "test_readme.py", "test_rejected_downstream.py",
+              "test_reliability.py", "test_maps.py", "test_versions.py", "test_calib_synthetic.py",
+              "test_hostile_files.py", "test_summary_db.py", "test_allsky_ingest.py", "test_calib_batches.py",
+              "test_refcat.py", "test_refcat_real.py", "test_snapshots.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: a file stays together

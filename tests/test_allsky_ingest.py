@@ -253,3 +253,14 @@ def test_nightly_summary_counts_streak_frames_and_the_cloud_fraction(synthetic_l
     engine.dispose()
     assert len(rows) == 1 and rows[0][:2] == (2, 1)
     assert rows[0][2] == pytest.approx(float(np.median(frames["cloud_fraction"])), abs=1e-6)
+
+
+
+def test_allsky_demo_passes_from_another_folder(tmp_path, monkeypatch, capsys):
+    """`skylake demo --allsky` as the README gives it, from a folder of its own with a relative --out:
+    camera fit from a wrong start, ingest, the checks against the truth, and the report."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--allsky", "--out", "sky"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1] == "demo: PASS", out
+    assert (tmp_path / "sky" / "report" / "index.html").is_file() and (tmp_path / "sky" / "camera-fit.png").is_file()

@@ -37,8 +37,9 @@ def _offset(ra, dec, sep_arcsec, angle):
 def _write_sources(lake: Lake, src: pd.DataFrame):
     """Commit ``src`` (frame_id, ra, dec) as source and frame rows, as an ingest would."""
     n = len(src)
-    cols = {name: np.zeros(n, dtype=table_schema(SOURCES).field(name).type.to_pandas_dtype())
-            for name in table_schema(SOURCES).names}
+    schema = table_schema(SOURCES)  # every column filled: zeros, "" for text (all-sky provenance)
+    cols = {f.name: np.full(n, "", dtype=object) if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            else np.zeros(n, dtype=f.type.to_pandas_dtype()) for f in schema}
     cols.update(_healpix_29=compute_spatial_index(src["ra"].to_numpy(), src["dec"].to_numpy()),
                 source_id=src["source_id"].to_numpy(), frame_id=src["frame_id"].to_numpy(),
                 ra=src["ra"].to_numpy(), dec=src["dec"].to_numpy())
