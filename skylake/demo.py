@@ -173,6 +173,16 @@ def verdict(checks: list[Check]) -> tuple[int, str]:
     return (0, "demo: PASS") if not failed else (1, f"demo: FAIL: {failed[0]}")
 
 
+def finish(checks: list[Check]) -> int:
+    """Print each failed check, then the :func:`verdict` line; return its exit code."""
+    code, line = verdict(checks)
+    for c in checks:
+        if not c.ok:
+            print(f"    check failed: {c}")
+    print(line)
+    return code
+
+
 def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int | None = None) -> int:
     """Generate a night into ``OUT/frames``, ingest it into ``OUT/lake``, check every product against the
     injected truth and print ``demo: PASS`` (exit code 0) or ``demo: FAIL: ...`` (1)."""
@@ -264,9 +274,4 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
               summary.to_version == lake.log.published_version()),
         Check("report pages", len(site.pages), "> 0", len(site.pages) > 0),
     ]
-    code, line = verdict(checks)
-    for c in checks:
-        if not c.ok:
-            print(f"    check failed: {c}")
-    print(line)
-    return code
+    return finish(checks)

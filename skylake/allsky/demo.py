@@ -28,7 +28,7 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
     from skylake.allsky.fit import fit_camera, plot_fit_residuals
     from skylake.allsky.night import MODEL, SITE, write_allsky_night
     from skylake.allsky.store import read_streaks
-    from skylake.demo import Check, verdict
+    from skylake.demo import Check, finish
     from skylake.ingest import ingest
     from skylake.lake import Lake
     from skylake.maps.store import read_index, read_maps
@@ -97,9 +97,4 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
               "1 +- 0.05", len(away) >= 50 and abs(float(away.median()) - 1.0) < 0.05),
         Check("report images", len(site.images), ">= 3", len(site.images) >= 3),
     ]
-    code, line = verdict(checks)
-    for c in checks:
-        if not c.ok:
-            print(f"    check failed: {c}")
-    print(line)
-    return code
+    return finish(checks)

@@ -44,7 +44,7 @@ def add_commands(subparsers) -> None:
         description="Cross-match the frames' sources with a reference catalogue (lsdb, one-to-one), fit each "
                     "frame's zeropoint (with a colour term where the catalogue has the colour), fit each night's "
                     "extinction, measure astrometric residuals, and commit LAKE/zeropoints, LAKE/matches and "
-                    "LAKE/extinction as one batch. Frames already calibrated with the same catalogue and settings "
+                    "LAKE/extinction, one commit per batch of whole nights (up to 2 million sources). Frames already calibrated with the same catalogue and settings "
                     "are skipped. Exit codes: 0 all ok, 3 some frames not ok (see zp_status), 2 usage error.")
     p.add_argument("lake", help="lake directory")
     p.add_argument("--refcat", default=None, metavar="NAME",
