@@ -21,6 +21,7 @@ from scipy.spatial import cKDTree
 from skylake.ingest import ingest
 from skylake.runtime import dask_client
 from skylake.lake import Lake
+from skylake.lake.tables import MAPS, SOURCES
 from skylake.profile import load_profile
 from skylake.status import format_status, lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog
@@ -130,7 +131,7 @@ def make_demo_maps(lake: Lake, truth, out: Path) -> dict:
     worst = frames.index.set_index("map_id").loc[tv.loc[tv["transparency"].idxmin(), "map_id"]]
     pick = read_index(lake).set_index("map_id").loc[[worst.name, *night_index["map_id"]]].reset_index()
     pixels = pd.concat([frames.pixels[frames.pixels["map_id"] == worst.name], night.pixels])
-    paths = export_maps(pixels, pick, out / "maps", pngs=("transparency",))
+    paths = export_maps(pixels, pick, out / MAPS, pngs=("transparency",))
     err = tv["transparency"] - tv["truth"]
     cloudy = tv[tv["model"] < 0.8]
     return {"maps": len(frames.index) + len(night_index), "pixels": len(tv), "rms": float(np.sqrt(np.mean(err**2))),
@@ -188,7 +189,7 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
     injected truth and print ``demo: PASS`` (exit code 0) or ``demo: FAIL: ...`` (1)."""
     # absolute from here on: the truth tables and the lake's frames must name files the same way
     out = Path(out).expanduser().resolve()
-    frames_dir = out / "frames"
+    frames_dir = out / "frames"  # not a table
     print(f"1/6 generating {n_frames} synthetic frames (1024x1024, a cloud passing mid-night, 5 variable stars, "
           f"colour term {COLOR_TERM}) in {frames_dir}")
     truth = write_demo_night(frames_dir, n_frames=n_frames, color_term=COLOR_TERM, cloud_track=CLOUD_TRACK)
@@ -222,7 +223,7 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
               f"{cal['missed_cloud']} cloudy frames passed as ok")
     maps = make_demo_maps(lake, truth, out)
     if maps["maps"]:
-        print(f"    maps check: {maps['maps']} transparency maps in {lake.path('maps')}; over {maps['pixels']} frame-map "
+        print(f"    maps check: {maps['maps']} transparency maps in {lake.path(MAPS)}; over {maps['pixels']} frame-map "
               f"pixels the transparency is within {maps['rms']:.3f} rms (max {maps['max']:.3f}) of the injected cloud "
               f"({maps['cloudy_pixels']} pixels under it), lowest {maps['min_transparency']:.2f} on frame "
               f"{maps['worst_frame']}; sky brightness within {maps['sky_max_error']:.3f} mag/arcsec2 of the injected "
@@ -247,8 +248,8 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
     print(f"    {site}; open {site.index.resolve().as_uri()}")
     v = truth.stars[truth.stars["is_variable"]].iloc[0]
     print(f"\nlight curves:\n  skylake lightcurve {lake.url} --ra {v['ra']:.5f} --dec {v['dec']:.5f} --plot lc.png")
-    print(f"\nquery it:\n  python -c \"import lsdb; print(lsdb.open_catalog('{lake.path('sources')}').compute())\"\n"
-          f"  duckdb -c \"SELECT count(*) FROM read_parquet('{lake.path('sources')}/dataset/*/*/*/*.parquet', "
+    print(f"\nquery it:\n  python -c \"import lsdb; print(lsdb.open_catalog('{lake.path(SOURCES)}').compute())\"\n"
+          f"  duckdb -c \"SELECT count(*) FROM read_parquet('{lake.path(SOURCES)}/dataset/*/*/*/*.parquet', "
           "hive_partitioning=true)\"")
     bright = check["bright_stars"]
     checks = [

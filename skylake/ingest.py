@@ -34,11 +34,13 @@ from skylake.errors import LakeError
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
 from skylake.frame.reading import file_hash
 from skylake.lake import counts, faults, frame_index, pieces
-from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, Lake, Transaction, _now
+from skylake.lake.lake import UNKNOWN_NIGHT, Lake, Transaction, _now
+from skylake.lake import tables
+from skylake.lake.tables import FRAMES, MAPS, SOURCES
 from skylake.lake.storage import Storage
 from skylake.runtime import Runner, SchedulerError, dask_client, window  # noqa: F401 (re-exported)
 from skylake.profile import Profile, load_profile
-from skylake.schema import table_schema
+from skylake.schema import conform, table_schema
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +230,22 @@ def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int], nigh
                        .to_numpy(zero_copy_only=False))
 
 
+def _stage_frame_rows(tx: Transaction, results: list[FrameResult], frame_ids, nights: list) -> None:
+    """Stage the rows of night tables that frame tasks made beside the frame (``FrameResult.extras``:
+    streaks, every frame product of :func:`skylake.lake.tables.frame_products`) with their frame ids."""
+    parts: dict[str, list] = {}
+    for r, fid, night in zip(results, frame_ids, nights):
+        for name, rows in r.extras.items():
+            if name == MAPS or rows is None or len(rows) == 0:  # frame maps: skylake.allsky.store
+                continue
+            rows = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+            rows = rows.append_column("frame_id", pa.array(np.full(rows.num_rows, fid, np.int64)))
+            parts.setdefault(name, []).append((conform(rows.select(table_schema(name).names), name), night))
+    for name, items in sorted(parts.items()):
+        tx.stage_nights(name, pa.concat_tables([rows for rows, _ in items]),
+                        [night for rows, night in items for _ in range(rows.num_rows)])
+
+
 class VersionConflict(LakeError):
     """Files the lake already holds under another profile or pipeline version (a usage error, exit 2)."""
 
@@ -300,15 +318,18 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
         old = _replaced(versions, todo, redo)
         if old:
             nights = set(versions.loc[versions["frame_id"].isin(old), "night"])
-            for table in (SOURCES, FRAMES, "zeropoints", "matches"):
-                _stage_without_frames(tx, table, old, None if table == SOURCES else nights)
-            stage_without_allsky(tx, old, nights)  # streaks and frame maps
+            _stage_without_frames(tx, SOURCES, old)
+            for table in tables.frame_tables():  # frames, calibrations, streaks, frame products
+                _stage_without_frames(tx, table.name, old, nights)
+            stage_without_allsky(tx, old, nights)  # frame maps
             report.replaced += len(old)
         ids = tx.allocate_frame_ids(len(todo))
         _stage_sources(tx, todo, ids, runner or Runner(None))
-        tx.stage_frames(_frames_table(todo, ids, tx.batch_id), [frame_night(r.record) for r in todo])
-        if any(r.extras for r in todo):
-            stage_allsky(tx, todo, ids, [frame_night(r.record) for r in todo])
+        nights = [frame_night(r.record) for r in todo]
+        tx.stage_frames(_frames_table(todo, ids, tx.batch_id), nights)
+        _stage_frame_rows(tx, todo, ids, nights)
+        if any(MAPS in r.extras for r in todo):
+            stage_allsky(tx, todo, ids, nights)
         if profile is not None:
             stage_profile(tx, profile)
         entry = tx.commit(summary={"frames": len(todo), "redo": redo, "replaced": sorted(old)})

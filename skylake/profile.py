@@ -246,7 +246,7 @@ class Profile:
         Calibration settings are not processing settings (they have their own digest). Absent
         optional sections leave it as it was before they existed."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("source", "description", "calibration",
-                                                                          "maps")
+                                                                          "maps")  # not a table
                     and not (k in OPTIONAL_SECTIONS and v is None)}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -28,6 +28,7 @@ from skylake.db.mirror import first_line
 from skylake.db.models import table
 from skylake.errors import DbError, ForeignLakeError
 from skylake.lake import Lake
+from skylake.lake.tables import FRAMES, MAPS, OBJECTS, ZEROPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def _read_summary(engine, lake: Lake) -> dict:
     """Everything the report shows, read from the summary database in one connection; refuses a
     database that mirrors another lake."""
     nights_t, model_t, events_t, zp_t, maps_t, objects_t, frames_t = (
-        table(n) for n in ("nights", "trend_model", "maintenance_events", "zeropoints", "maps", "objects", "frames"))
+        table(n) for n in ("nights", "trend_model", "maintenance_events", ZEROPOINTS, MAPS, OBJECTS, FRAMES))
     with engine.connect() as conn:
         # SELECT *: a database not yet migrated to lake ids (schema 3) has no lake_id column
         row = conn.execute(sa.text("SELECT * FROM refresh_state WHERE id = 1")).mappings().first() or {}
@@ -208,9 +209,9 @@ def _read_summary(engine, lake: Lake) -> dict:
         nights = conn.execute(sa.select(nights_t).order_by(nights_t.c.night)).all()
         model = conn.execute(sa.select(model_t).order_by(model_t.c.segment)).all()
         events = conn.execute(sa.select(events_t).order_by(events_t.c.event_date)).all()
-        latest_zp = conn.execute(sa.select(zp_t.c.frame_id, zp_t.c.refcat, table("frames").c.instrument,
-                                           table("frames").c.filter)
-                                 .join(table("frames"), table("frames").c.frame_id == zp_t.c.frame_id)
+        latest_zp = conn.execute(sa.select(zp_t.c.frame_id, zp_t.c.refcat, frames_t.c.instrument,
+                                           frames_t.c.filter)
+                                 .join(frames_t, frames_t.c.frame_id == zp_t.c.frame_id)
                                  .where(zp_t.c.zp_status == "ok").order_by(zp_t.c.mjd)).all()
         night_maps = conn.execute(sa.select(maps_t).where(maps_t.c.scope == "night")
                                   .order_by(maps_t.c.night_min, maps_t.c.frame_of)).all()

@@ -52,6 +52,8 @@ def lake_status(lake: Lake) -> dict:
         # calibrated frames per reference catalogue and zp_status (skylake calibrate; LAKE/zeropoints)
         "calibrations": [{"refcat": name, "frames": c["frames"], "rows_by_status": c["rows_by_status"]}
                          for name, c in totals["calibrations"].items()],
+        # rows of every other registered table (skylake.lake.tables): calibrations, maps, objects, products
+        "tables": totals["rows"] if "rows" in totals else counts.rows_from_files(lake),
         "last_commit": None if latest is None else {
             "version": latest.version, "operation": latest.operation, "batch_id": latest.batch_id,
             "committed_at": latest.committed_at},
@@ -73,6 +75,8 @@ def format_status(status: dict) -> str:
     for cal in status.get("calibrations", []):
         lines.append(f"  calibrated   {cal['frames']} frames against {cal['refcat']}: " +
                      ", ".join(f"{k} {v}" for k, v in cal["rows_by_status"].items()))
+    if status.get("tables"):
+        lines.append("  tables       " + ", ".join(f"{name} {n}" for name, n in status["tables"].items()) + " rows")
     last = status["last_commit"]
     if last:
         lines.append(f"  last commit  v{last['version']} {last['operation']} {last['batch_id']} at {last['committed_at']}")

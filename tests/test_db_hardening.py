@@ -25,7 +25,8 @@ from skylake.db.synthetic import commit_night
 from skylake.errors import ForeignLakeError
 from skylake.lake import Lake
 from skylake.lake.lake import LEGACY_ID_NAMESPACE
-from test_summary_db import _admin_engine, _rows, pg_url  # noqa: F401  (pg_url is a fixture)
+from conftest import _admin_engine
+from test_summary_db import _rows
 
 SECRET = "Xq7-s3cr3t-pw"
 

@@ -7,11 +7,9 @@ Lakes here hold SYNTHETIC frames (skylake.synthetic), three nights of three smal
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -32,38 +30,9 @@ from skylake.objects.build import build_objects
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
-PG_ADMIN_URL = os.environ.get("SKYLAKE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NIGHTS = ("2026-03-01", "2026-03-02", "2026-03-03")
 HOSTILE_OBJECT = "M31'); DROP TABLE frames; --"
 HOSTILE_FILTER = 'r" OR 1=1; DELETE FROM nights'
-
-
-def _admin_engine():
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs Postgres at {PG_ADMIN_URL}: {exc}")
-        pytest.skip(f"Postgres not reachable at {PG_ADMIN_URL}")
-    return engine
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh, empty Postgres database for one test, dropped afterwards."""
-    admin = _admin_engine()
-    name = f"skylake_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 def _write_night(out: Path, night: str, hostile: bool = False) -> list[str]:

@@ -55,7 +55,7 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
           f"rotation by {rot_err:.4f} deg; residual plot {out / 'camera-fit.png'}, profile {fitted}")
     print(f"3/4 ingesting the night with {fitted.name} into {out / 'lake'}")
     lake = Lake.init(out / "lake")
-    report = ingest(lake, [str(night.root / "frames")], str(fitted), progress=False)
+    report = ingest(lake, [str(night.root / "frames")], str(fitted), progress=False)  # not a table
     print(f"    {report.ingested} frames ingested, {report.sources} source rows (forced photometry), "
           f"{len(report.rejected)} rejected")
     frames = lake.read_frames().to_pandas().sort_values("path").reset_index(drop=True)

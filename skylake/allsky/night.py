@@ -97,7 +97,7 @@ def write_allsky_night(out, seed: int = 0) -> AllSkyNight:
     from astropy.time import Time, TimeDelta
 
     root = Path(out)
-    (root / "frames").mkdir(parents=True, exist_ok=True)
+    (root / "frames").mkdir(parents=True, exist_ok=True)  # not a table
     stars = synthetic_bright_stars(seed=seed)
     catalog = root / "stars.parquet"
     stars.to_parquet(catalog, index=False)
@@ -115,7 +115,7 @@ def write_allsky_night(out, seed: int = 0) -> AllSkyNight:
         header["DATE-OBS"] = (start.isot, "UTC start of exposure")
         header["EXPTIME"] = (EXPTIME_S, "[s]")
         header["OBJECT"] = "ALLSKY-SYNTHETIC"
-        path = root / "frames" / f"allsky_{i}.fits"
+        path = root / "frames" / f"allsky_{i}.fits"  # not a table
         fits.PrimaryHDU(syn.image.astype(np.float32), header).writeto(path, overwrite=True)
         night.frames.append(path)
         night.truth.append(syn)

@@ -1,4 +1,4 @@
-"""Committing an all-sky frame's extra tables with its frame row (ingest's commit, driver side).
+"""Committing an all-sky frame's maps with its frame row (ingest's commit, driver side).
 
 ::
 
@@ -6,9 +6,10 @@
     LAKE/maps/night=YYYY-MM-DD/<batch>.parquet      the frame's transparency / sky-brightness pixels
     LAKE/maps/_index/<batch>.parquet                one index row per frame map (scope "frame")
 
-The frame task (:mod:`skylake.frame.allsky`) returns these rows in ``FrameResult.extras``; here they get
-their frame ids and are staged in the ingest transaction, so a frame, its streaks and its maps appear in
-the same commit. A frame replaced (``--redo``) loses its streaks and maps in the replacing commit.
+The frame task (:mod:`skylake.frame.allsky`) returns these rows in ``FrameResult.extras``; ingest stages
+the streaks as it stages every per-frame table, and the maps here with their index rows, so a frame, its
+streaks and its maps appear in the same commit. A frame replaced (``--redo``) loses its streaks and maps
+in the replacing commit.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.lake.lake import UNKNOWN_NIGHT, _now
+from skylake.lake.tables import MAPS, STREAKS
+from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.schema import conform, table_schema
 
-STREAKS = "streaks"
-MAPS, INDEX_SCHEMA, INDEX_DIR = "maps", "maps_index", "_index"
 
 
 def frame_map_id(frame_key: str, frame_of: str) -> str:
@@ -30,17 +31,13 @@ def frame_map_id(frame_key: str, frame_of: str) -> str:
     return f"allsky-{frame_key[:24]}-{frame_of}"
 
 
-def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None = None) -> dict:
-    """Stage the streak and map rows of ``results`` (ingested frames with ``extras``) in ``tx``.
-    Returns counts: ``streaks``, ``maps``."""
-    streak_parts, streak_nights, pixel_parts, pixel_nights, index_rows = [], [], [], [], []
+def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None = None) -> int:
+    """Stage the frame maps of ``results`` (ingested frames with ``extras[MAPS]``) in ``tx``: the pixel
+    rows and one index row per map. Returns the number of maps. (Streaks are staged by ingest with every
+    other per-frame table.)"""
+    pixel_parts, pixel_nights, index_rows = [], [], []
     for r, fid, night in zip(results, frame_ids, nights):
-        extras = r.extras or {}
-        s = extras.get("streaks")
-        if s is not None and len(s):
-            streak_parts.append(s.assign(frame_id=int(fid)))
-            streak_nights += [night] * len(s)
-        m = extras.get("maps")
+        m = (r.extras or {}).get(MAPS)
         if m is not None and len(m):
             for frame_of, g in m.groupby("frame_of", sort=True):
                 map_id = frame_map_id(r.frame_key, frame_of)
@@ -55,30 +52,22 @@ def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None 
                     "n_sky": int(g["n_sky"].sum()),
                     "path": f"{MAPS}/night={night or UNKNOWN_NIGHT}/{tx.batch_id}.parquet",
                     "batch_id": tx.batch_id, "created_at": _now()})
-    if streak_parts:
-        data = pd.concat(streak_parts, ignore_index=True)
-        schema = table_schema(STREAKS)
-        tx.stage_nights(STREAKS, conform(pa.Table.from_pandas(data[schema.names], preserve_index=False), STREAKS),
-                        streak_nights)
     if pixel_parts:
         pixels = pd.concat(pixel_parts, ignore_index=True)
         tx.stage_nights(MAPS, conform(pa.Table.from_pandas(pixels[table_schema(MAPS).names], preserve_index=False),
                                       MAPS), pixel_nights)
         tx.stage(MAPS, f"{INDEX_DIR}/{tx.batch_id}.parquet",
                  conform(pa.Table.from_pylist(index_rows, schema=table_schema(INDEX_SCHEMA)), INDEX_SCHEMA))
-    return {"streaks": len(streak_nights), "maps": len(index_rows)}
+    return len(index_rows)
 
 
 def stage_without_allsky(tx, frame_ids: set[int], nights: set) -> None:
-    """Stage the removal of the streaks and frame maps of ``frame_ids`` (frames being replaced)."""
+    """Stage the removal of the frame maps of ``frame_ids`` (frames being replaced)."""
     import posixpath
 
     from skylake.maps.store import read_index
 
-    ids = pa.array(sorted(frame_ids), pa.int64())
     lake = tx.lake
-    tx.rewrite_without(STREAKS, lake.live_files(STREAKS, nights),
-                       lambda data: pc.is_in(data.column("frame_id"), value_set=ids).to_numpy(zero_copy_only=False))
     index = read_index(lake)
     old = index[index["frame_id"].isin(list(frame_ids)) & (index["scope"] == "frame")]
     if old.empty:

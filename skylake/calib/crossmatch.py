@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from skylake.errors import LakeError
+from skylake.lake.tables import SOURCES, get
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
     """The lake's source catalog (lsdb), only the partitions in ``moc`` and the rows of ``frame_ids``."""
     import lsdb
 
-    return lsdb.open_catalog(Path(lake_path) / "sources", search_filter=lsdb.MOCSearch(moc, fine=False),
+    return lsdb.open_catalog(Path(lake_path) / get(SOURCES).location, search_filter=lsdb.MOCSearch(moc, fine=False),
                              columns=list(columns), filters=[("frame_id", "in", [int(f) for f in frame_ids])],
                              error_empty_filter=False)
 

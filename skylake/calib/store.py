@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from skylake.lake import Lake
 from skylake.lake.lake import Transaction, night_filter
+from skylake.lake.tables import EXTINCTION, MATCHES, ZEROPOINTS
 
-ZEROPOINTS, MATCHES, EXTINCTION = "zeropoints", "matches", "extinction"
 __all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "stage_without"]
 
 

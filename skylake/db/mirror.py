@@ -40,18 +40,21 @@ import sqlalchemy as sa
 from skylake.db.connect import DbError, connect, db_url, mask, mask_url
 from skylake.db.migrate import migrate
 from skylake import trends
+from skylake.db import products
 from skylake.db.models import table
 from skylake.errors import ForeignLakeError, LakeError
 from skylake.lake import Lake
-from skylake.lake.hats_meta import OBJECTS, pixel_dir
-from skylake.lake.lake import FRAMES, UNKNOWN_NIGHT
-from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA, MAPS
+from skylake.lake.hats_meta import pixel_dir
+from skylake.lake.lake import UNKNOWN_NIGHT
+from skylake.lake import tables
+from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
+from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
 #: Lake tables partitioned by night that the database mirrors (summary table name = lake table name).
-NIGHT_TABLES = (FRAMES, "zeropoints", "extinction")
+NIGHT_TABLES = (FRAMES, ZEROPOINTS, EXTINCTION)
 #: pg_advisory_xact_lock key of refreshes ("skylake" in ASCII).
 ADVISORY_LOCK_KEY = 0x736B796C616B65
 #: Columns night_summary reads.
@@ -248,9 +251,9 @@ def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None =
     return dataset.to_table(columns=cols)
 
 
-def _replace(conn, name: str, data: pa.Table | list[dict], nights) -> int:
+def _replace(conn, name: str | sa.Table, data: pa.Table | list[dict], nights) -> int:
     """Delete ``name``'s rows of ``nights`` and insert ``data`` (a lake table or ready records)."""
-    t = table(name)
+    t = name if isinstance(name, sa.Table) else table(name)
     conn.execute(t.delete().where(_where_nights(t, nights)))
     rows = data if isinstance(data, list) else _sql_rows(data, [c.name for c in t.columns])
     if rows:
@@ -277,7 +280,7 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
     unless removed, read again from its partition (only the row groups holding it)."""
     from skylake.objects.build import objects_dataset, read_ranges  # hats: imported only when objects changed
 
-    t = table("objects")
+    t = table(OBJECTS)
     columns = [c.name for c in t.columns if c.name not in ("norder", "npix")]
     ids = changes.column("object_id").to_numpy()
     for i in range(0, len(ids), 1000):  # bound the IN list
@@ -308,7 +311,7 @@ def _replace_maps(conn, lake: Lake, index_files: list[str]) -> int:
     """Upsert the map index rows of ``index_files`` (relative to LAKE/maps)."""
     if not index_files:
         return 0
-    t = table("maps")
+    t = table(MAPS)
     data = pads.dataset([lake.path(f"{MAPS}/{f}") for f in index_files], format="parquet",
                         schema=table_schema(INDEX_SCHEMA),
                         filesystem=None if lake.store.is_local else lake.store.fs).to_table()
@@ -411,15 +414,16 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             if row and lake_id and not row.lake_id:  # a database from before lake ids: this lake claims it
                 conn.execute(state.update().where(state.c.id == 1).values(lake_id=lake_id, lake_url=lake.url))
             if full:
-                for name in ("frames", "zeropoints", "nights", "ingest_batches", "trend_model", "objects", "maps"):
+                for name in (FRAMES, ZEROPOINTS, "nights", "ingest_batches", "trend_model", OBJECTS, MAPS):
                     conn.execute(table(name).delete())
                 watermark = 0
+            product_tables, created = products.ensure(conn, drop=full)
             published = lake.log.published_version()
             if published < watermark:
                 raise DbError(f"{report.db} has mirrored lake version {watermark} but {lake.url} is at version "
                               f"{published}: is this database another lake's? (refresh --full rebuilds it)")
             report.from_version, report.to_version = watermark, published
-            if published == watermark and events is None:
+            if published == watermark and events is None and not created:
                 return report
             entries = [lake.log.read(v) for v in range(watermark + 1, published + 1)]
             nights = _nights_of(entries)
@@ -427,12 +431,12 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             if hook:
                 hook("read_log", conn)
             frames = _read_lake_nights(lake, FRAMES, nights)
-            zeropoints = _read_lake_nights(lake, "zeropoints", nights)
-            report.rows["frames"] = _replace(conn, "frames", frames, nights)
-            report.rows["zeropoints"] = _replace(conn, "zeropoints", zeropoints, nights)
+            zeropoints = _read_lake_nights(lake, ZEROPOINTS, nights)
+            report.rows[FRAMES] = _replace(conn, FRAMES, frames, nights)
+            report.rows[ZEROPOINTS] = _replace(conn, ZEROPOINTS, zeropoints, nights)
             if hook:
                 hook("frames_written", conn)
-            extinction = _read_lake_nights(lake, "extinction", nights,
+            extinction = _read_lake_nights(lake, EXTINCTION, nights,
                                            ["night", "k_ext", "ext_status", "calibrated_at"])
             summary = night_summary(frames, zeropoints, extinction)
             report.rows["nights"] = _replace(conn, "nights", summary, nights)
@@ -441,6 +445,12 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
                 report.rows["maintenance_events"] = _replace_events(conn, events)
                 pairs |= _all_pairs(conn)
             report.rows["trend_model"] = _refit_trends(conn, pairs)
+            for t in tables.mirrored_products():  # mirrored as they are (mirror: true in their schema)
+                changed = products.all_nights(lake, t) if t.name in created else products.nights_changed(t, entries)
+                if changed:
+                    sql_t = product_tables[t.name]
+                    rows = _read_lake_nights(lake, t.name, changed, [c.name for c in sql_t.columns])
+                    report.rows[t.name] = _replace(conn, sql_t, rows, changed)
             # from version 0 (a new or --full database) every partition is read whole: cheaper than by object
             partitions, object_changes = _object_changes_of(lake, entries, whole=watermark == 0)
             report.partitions_recomputed = sorted(partitions)

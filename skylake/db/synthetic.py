@@ -11,6 +11,7 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
+from skylake.lake.tables import EXTINCTION, FRAMES, MATCHES, OBJECTS, SOURCES, ZEROPOINTS
 from skylake.schema import table_schema
 
 MJD_OF_1858_11_17 = dt.date(1858, 11, 17)
@@ -42,7 +43,7 @@ def commit_night(lake, night: str, n_frames: int, rng: np.random.Generator, *, z
         mjd = night_mjd(night) + np.arange(n_frames) * (0.4 / max(n_frames, 1))
         airmass = 1.0 + rng.uniform(0, 1.0, n_frames)
         status = np.where(rng.uniform(size=n_frames) < ok_fraction, "ok", "rejected")
-        frames = _table("frames", {
+        frames = _table(FRAMES, {
             "frame_id": ids, "frame_key": [f"{night}-{i}" for i in range(n_frames)],
             "path": [f"/archive/{night}/f{i:04d}.fits" for i in range(n_frames)], "hdu": np.zeros(n_frames, int),
             "status": status, "reason": [""] * n_frames, "n_sources": rng.integers(500, 3000, n_frames),
@@ -57,13 +58,13 @@ def commit_night(lake, night: str, n_frames: int, rng: np.random.Generator, *, z
         zp = zp_airmass1 - k_ext * (airmass[ok] - 1.0) + rng.normal(0, 0.02, n_ok)
         cloudy = rng.uniform(size=n_ok) < cloudy_fraction
         zp[cloudy] -= rng.uniform(0.3, 2.0, int(cloudy.sum()))
-        zeropoints = _table("zeropoints", {
+        zeropoints = _table(ZEROPOINTS, {
             "frame_id": ids[ok], "refcat": ["tycho2"] * n_ok, "calib_key": ["k1"] * n_ok, "zp": zp, "zp_fit": zp,
             "zp_status": ["ok"] * n_ok, "zp_reason": [""] * n_ok, "airmass": airmass[ok], "mjd": mjd[ok],
             "color_term": np.full(n_ok, color_term), "zp_n": rng.integers(30, 300, n_ok),
             "batch_id": [tx.batch_id] * n_ok, "calibrated_at": [now] * n_ok})
-        tx.stage_nights("zeropoints", zeropoints, [night] * n_ok)
-        tx.stage_nights("extinction", _table("extinction", {
+        tx.stage_nights(ZEROPOINTS, zeropoints, [night] * n_ok)
+        tx.stage_nights(EXTINCTION, _table(EXTINCTION, {
             "refcat": ["tycho2"], "calib_key": ["k1"], "k_ext": [k_ext], "ext_status": ["ok"],
             "calibrated_at": [now]}), [night])
         return tx.commit().version
@@ -120,7 +121,7 @@ def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator,
         with lake.transaction("ingest") as tx:
             ids = tx.allocate_frame_ids(n)
             keys = [f"{k:064x}" for k in rng.integers(0, 2**62, n)]
-            frames = _table("frames", {
+            frames = _table(FRAMES, {
                 "frame_id": ids, "frame_key": keys, "content_hash": keys, "hdu": np.zeros(n, int),
                 "path": [f"/archive/{night}/f{i:07d}.fits" for night, i in zip(nights, range(lo, hi))],
                 "status": np.where(rng.uniform(size=n) < 0.9, "ok", "rejected"), "reason": [""] * n,
@@ -133,7 +134,7 @@ def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator,
                 ok = np.flatnonzero(frames.column("status").to_numpy(zero_copy_only=False) == "ok")
                 m = len(ok)
                 zp = 21.3 + rng.normal(0, 0.05, m)
-                tx.stage_nights("zeropoints", _table("zeropoints", {
+                tx.stage_nights(ZEROPOINTS, _table(ZEROPOINTS, {
                     "frame_id": ids[ok], "refcat": [refcat] * m, "calib_key": ["k1"] * m, "zp": zp, "zp_fit": zp,
                     "zp_err": np.full(m, 0.01), "zp_status": ["ok"] * m, "zp_reason": [""] * m,
                     "mjd": [night_mjd(nights[i]) for i in ok], "zp_n": rng.integers(30, 300, m),
@@ -191,7 +192,7 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     by = np.argsort(h29, kind="stable")
     ra, dec, h29 = ra[by], dec[by], h29[by]
     part = h29 >> (2 * (29 - order))
-    with lake.transaction("objects") as tx:
+    with lake.transaction(OBJECTS) as tx:
         partitions = []
         starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
         bounds = np.r_[starts, n_objects]
@@ -333,10 +334,10 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
         for name in MEASUREMENTS:
             cols[name] = rng.random(n_s, np.float32)
         cols["npix"] = rng.integers(5, 500, n_s, dtype=np.int32)
-        pieces.append(_table("sources", cols))
+        pieces.append(_table(SOURCES, cols))
         if matches:
             m = np.arange(0, n_s, 5)
-            match_pieces.append(_table("matches", {
+            match_pieces.append(_table(MATCHES, {
                 "source_id": sid[m], "frame_id": np.full(len(m), fid), "refcat": [refcat] * len(m),
                 "calib_key": ["k1"] * len(m), "ref_id": int(tile) * (1 << 24) + m, "ref_mag": mag0[m],
                 "ref_mag_err": np.full(len(m), 0.01), "ref_color": np.full(len(m), 0.5),
@@ -346,7 +347,7 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
                 "ddec_arcsec": rng.normal(0, 0.2, len(m)), "x": cols["x"][m], "y": cols["y"][m]}))
     centre = hp.pix2ang(1 << order, tiles, nest=True, lonlat=True)
     corners = [hp.vec2ang(hp.boundaries(1 << order, int(t), step=1, nest=True).T, lonlat=True) for t in tiles]
-    frames = _table("frames", {
+    frames = _table(FRAMES, {
         "frame_id": ids, "frame_key": [f"synth-{night}-{t}-{rng.integers(1 << 62)}" for t in tiles],
         "content_hash": [f"{rng.integers(1 << 62):064x}" for _ in tiles], "hdu": np.zeros(n_t, int),
         "path": [f"synthetic://{night}/{t}" for t in tiles], "profile": [profile] * n_t, "status": ["ok"] * n_t,
@@ -357,14 +358,14 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
         "footprint_ra": [list(c[0]) for c in corners], "footprint_dec": [list(c[1]) for c in corners],
         "batch_id": [tx.batch_id] * n_t, "ingested_at": [now] * n_t})
     tx.stage_frames(frames, [night] * n_t)
-    tx.stage_nights("zeropoints", _table("zeropoints", {
+    tx.stage_nights(ZEROPOINTS, _table(ZEROPOINTS, {
         "frame_id": ids, "refcat": [refcat] * n_t, "calib_key": ["k1"] * n_t, "zp": np.full(n_t, zp0),
         "zp_fit": np.full(n_t, zp0), "zp_err": np.full(n_t, 0.01), "zp_status": ["ok"] * n_t,
         "zp_reason": [""] * n_t, "airmass": np.full(n_t, 1.2), "mjd": mjd, "color_term": np.zeros(n_t),
         "zp_n": np.full(n_t, 100), "batch_id": [tx.batch_id] * n_t, "calibrated_at": [now] * n_t}), [night] * n_t)
     if matches:
-        tx.stage_nights("matches", pa.concat_tables(match_pieces), [night] * sum(len(p) for p in match_pieces))
-        tx.stage_nights("extinction", _table("extinction", {
+        tx.stage_nights(MATCHES, pa.concat_tables(match_pieces), [night] * sum(len(p) for p in match_pieces))
+        tx.stage_nights(EXTINCTION, _table(EXTINCTION, {
             "refcat": [refcat], "calib_key": ["k1"], "k_ext": [0.15], "zp_airmass0": [zp0 + 0.15],
             "ext_status": ["ok"], "calibrated_at": [now]}), [night])
     return pa.concat_tables(pieces)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from skylake.errors import FrameRejected
+from skylake.lake.tables import MAPS, SOURCES, STREAKS
 from skylake.schema import table_schema
 
 #: Source flag bits of schemas/sources.yaml set here.
@@ -85,7 +86,7 @@ def _empty_columns(n: int) -> dict:
     import pyarrow as pa
 
     cols = {}
-    for f in table_schema("sources"):
+    for f in table_schema(SOURCES):
         if f.name in ("source_id", "frame_id"):
             continue
         if pa.types.is_floating(f.type):
@@ -190,7 +191,7 @@ def _map_rows(result, nside: int) -> pd.DataFrame:
     if not out:
         return pd.DataFrame()
     m = pd.concat(out, ignore_index=True)
-    schema = table_schema("maps")
+    schema = table_schema(MAPS)
     for name in schema.names:
         if name not in m:
             m[name] = np.nan
@@ -279,4 +280,4 @@ def process_allsky(image, rec: dict, profile, catalog_path: str) -> tuple[dict, 
     if not math.isfinite(res.cloud_fraction):
         rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""),
                                                       "no catalogue star expected: cloud fraction unknown"]))
-    return cols, {"streaks": streaks, "maps": _map_rows(res, settings.nside)}
+    return cols, {STREAKS: streaks, MAPS: _map_rows(res, settings.nside)}

@@ -17,6 +17,7 @@ import numpy as np
 
 from skylake.errors import FrameRejected
 from skylake.frame import astrometry, extract, header, quality, reading
+from skylake.lake import tables
 from skylake.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,19 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
     return wcs_provenance(cols, position_from), {}
 
 
+def _frame_products(rec: dict, cols: dict[str, np.ndarray]) -> dict:
+    """The rows of every frame product (a schema with ``stage:``, :mod:`skylake.lake.tables`) for this
+    frame. A product that fails rejects the frame naming it: a later ingest tries the frame again."""
+    out = {}
+    for table in tables.frame_products():
+        try:
+            out[table.name] = table.stage_module().run(rec, cols)
+        except Exception as exc:  # noqa: BLE001 - any product's failure is this frame's reason
+            raise FrameRejected(f"frame product {table.name} ({table.stage}) failed: "
+                                f"{type(exc).__name__}: {exc}") from exc
+    return out
+
+
 def process_file(path: str, profile: Profile, raw: bytes | None = None,
                  known_hash: str | None = None, lake_root: str | None = None) -> list[FrameResult]:
     """Read, extract, measure and place on the sky every image the profile selects from ``path``.
@@ -234,6 +248,7 @@ def _process_file(path: str, shown: str, profile: Profile, raw: bytes | None,
         extras: dict = {}
         try:
             cols, extras = _process_image(image, rec, profile, lake_root)
+            extras.update(_frame_products(rec, cols))
         except FrameRejected as exc:
             rec.update(status="rejected", reason=exc.reason, n_sources=0)
             cols = {}

@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.lake.log import META
+from skylake.lake import tables
+from skylake.lake.tables import FRAMES, SOURCES, ZEROPOINTS
 
 COUNTS = f"{META}/counts.json"
-FRAMES, ZEROPOINTS, SOURCES = "frames", "zeropoints", "sources"
 #: Tables whose data files are counted.
 FILE_TABLES = (SOURCES, FRAMES)
 #: Columns kept of the rows a commit adds or drops (all the counts need).
@@ -36,7 +37,35 @@ KEEP = {FRAMES: ["status", "reason", "n_sources"], ZEROPOINTS: ["frame_id", "ref
 
 def empty() -> dict:
     return {"version": 0, "frames": 0, "by_status": {}, "reasons": [], "nights": 0, "source_rows": 0,
-            "partitions": 0, "files": {}, "calibrations": {}}
+            "partitions": 0, "files": {}, "calibrations": {}, "rows": {}}
+
+
+def _rows_table(table: str, path: str) -> str | None:
+    """The registered table whose rows a data file at ``table/path`` holds (the maps index lives in
+    LAKE/maps/_index), or None: frames and sources have their own totals, the frame index is internal, and
+    a HATS catalogue's rows are those under ``dataset/``."""
+    if table in (FRAMES, SOURCES):
+        return None
+    by_location = {t.location: t for t in tables.registry().values()}
+    found = by_location.get(f"{table}/{path.split('/', 1)[0]}") or by_location.get(table)
+    if found is None or found.partition_by == "bucket" or (found.hats and not path.startswith("dataset/")):
+        return None
+    return found.name
+
+
+def rows_from_files(lake) -> dict:
+    """Rows per table from the footers of every live data file (once per lake made before row counts)."""
+    import pyarrow.parquet as pq
+
+    rows = Counter()
+    for t in tables.registry().values():
+        if "/" in t.location or not lake.store.exists(t.location):  # nested tables: with their parent's files
+            continue
+        for rel in lake.live_files(t.location):
+            name = _rows_table(t.location, rel)
+            if name is not None:
+                rows[name] += pq.read_metadata(lake.path(f"{t.location}/{rel}")).num_rows
+    return {n: k for n, k in sorted(rows.items()) if k}
 
 
 def dumps(counts: dict) -> bytes:
@@ -79,6 +108,13 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int, parti
     for r in removes:
         files[r.table] -= r.table in FILE_TABLES
     new["files"] = {t: n for t, n in sorted(files.items()) if n}
+    rows = Counter(new["rows"] if "rows" in new else rows_from_files(lake))  # older checkpoints: counted once
+    for actions, sign in ((adds, 1), (removes, -1)):
+        for a in actions:
+            name = _rows_table(a.table, a.path)
+            if name is not None:
+                rows[name] += sign * a.rows
+    new["rows"] = {n: k for n, k in sorted(rows.items()) if k}
     if partitions is not None:
         new["partitions"] = partitions
     by_status = Counter(new["by_status"])
@@ -163,6 +199,7 @@ def from_tables(lake, version: int) -> dict:
     new["nights"] = len(set(nights))
     new["partitions"] = lake.partitions() if hasattr(lake, "partitions") else count_partitions(lake.store)
     new["files"] = {t: len(lake.live_files(t)) for t in FILE_TABLES if lake.live_files(t)}
+    new["rows"] = rows_from_files(lake)
     zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp_status"])
     cals: dict = {}
     pairs = set()

@@ -26,19 +26,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from skylake.lake.log import META
+from skylake.lake.tables import FRAME_INDEX, get
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
 #: The index's table name (lake-relative directory).
-INDEX = f"{META}/frame_index"
+INDEX = get(FRAME_INDEX).location
 #: Present (published with a commit) once the index holds every frame row.
 READY = f"{INDEX}/READY"
 #: Hex characters of the bucket name: 16**3 = 4096 buckets, ~250 frames each at 10^6 frames.
 BUCKET_CHARS = 3
 N_BUCKETS = 16**BUCKET_CHARS
-COLUMNS = table_schema("frame_index").names
+COLUMNS = table_schema(FRAME_INDEX).names
 
 
 def bucket_of(content_hash: str | None, frame_key: str) -> str:
@@ -60,7 +60,7 @@ def rows_for(frames: pa.Table, nights: list[str]) -> pa.Table:
     """Index rows of frame rows (``nights``: each row's night partition name)."""
     cols = {name: frames.column(name) for name in COLUMNS if name != "night"}
     cols["night"] = pa.array(nights, type=pa.string())
-    return pa.table(cols).select(COLUMNS).cast(table_schema("frame_index"))
+    return pa.table(cols).select(COLUMNS).cast(table_schema(FRAME_INDEX))
 
 
 def buckets_of(rows: pa.Table) -> np.ndarray:
@@ -73,14 +73,14 @@ def _bucket_files(store, bucket: str) -> list[tuple[str, pa.Table]]:
     rel = bucket_dir(bucket)
     if not store.exists(f"{INDEX}/{rel}"):
         return []
-    return [(f"{rel}/{name}", pq.read_table(store.full(f"{INDEX}/{rel}/{name}"), schema=table_schema("frame_index")))
+    return [(f"{rel}/{name}", pq.read_table(store.full(f"{INDEX}/{rel}/{name}"), schema=table_schema(FRAME_INDEX)))
             for name in store.listdir(f"{INDEX}/{rel}") if name.endswith(".parquet") and not name.startswith(".")]
 
 
 def read_buckets(lake, buckets) -> pa.Table:
     """Every index row of ``buckets`` (their published files)."""
     pieces = [data for b in sorted(set(buckets)) for _, data in _bucket_files(lake.store, b)]
-    return pa.concat_tables(pieces) if pieces else table_schema("frame_index").empty_table()
+    return pa.concat_tables(pieces) if pieces else table_schema(FRAME_INDEX).empty_table()
 
 
 def lookup(lake, hashes=(), keys=()) -> pa.Table:
@@ -90,7 +90,7 @@ def lookup(lake, hashes=(), keys=()) -> pa.Table:
     hashes = [h for h in hashes if h]
     keys = list(keys)
     if not hashes and not keys:
-        return table_schema("frame_index").empty_table()
+        return table_schema(FRAME_INDEX).empty_table()
     if ready(lake):
         buckets = {bucket_of(h, "") for h in hashes} | {bucket_of(None, k) for k in keys}
         rows = read_buckets(lake, buckets)
@@ -180,7 +180,7 @@ def rewrite_buckets(item: tuple[list[str], dict[str, pa.Table]], lake_root: str,
             pieces.append(data.filter(pc.invert(pc.is_in(data.column("frame_id"), value_set=drop))))
         if b in new:
             pieces.append(new[b])
-        rows = pa.concat_tables(pieces) if pieces else table_schema("frame_index").empty_table()
+        rows = pa.concat_tables(pieces) if pieces else table_schema(FRAME_INDEX).empty_table()
         if rows.num_rows:
             rel = f"{bucket_dir(b)}/{batch_id}.parquet"
             blob = parquet_bytes(rows)

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING
 
 import skylake
 from skylake.lake.storage import Storage
+from skylake.lake.tables import SOURCES
 
 if TYPE_CHECKING:  # hats itself is imported where used: its package import costs ~1 s of start-up
     from hats.pixel_math import HealpixPixel
 
 SKYMAP_ORDER = 8
-SOURCES = "sources"
-OBJECTS = "objects"
 METADATA_FILES = ["partition_info.csv", "hats.properties", "properties", "skymap.fits", "point_map.fits",
                   "dataset/_common_metadata"]
 

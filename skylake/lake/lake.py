@@ -63,13 +63,12 @@ from skylake.lake import counts, faults, frame_index, hats_meta, history, pieces
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-FRAMES = "frames"
-SOURCES = hats_meta.SOURCES
 #: Partition of rows whose observing night is unknown (a frame rejected before any time was read). A
 #: plain name, so every reader takes it (pandas/pyarrow cannot unify hive's null partition with
 #: dictionaries); skylake's own readers turn it back into a null night.

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from skylake.lake import hats_meta
 from skylake.lake.log import META, staging_path
 from skylake.lake.storage import Storage
+from skylake.lake.tables import SOURCES
 from skylake.schema import conform, table_schema
 
 PIECES_DIR = f"{META}/pieces"
@@ -125,7 +126,7 @@ def write_piece(store: Storage, run: str, frame_key: str, sources: dict[str, np.
 
     n = len(sources["_healpix_29"])
     table = conform({**sources, "frame_id": np.zeros(n, np.int64), "source_id": np.arange(n, dtype=np.int64)},
-                    hats_meta.SOURCES)
+                    SOURCES)
     rel = f"{run}/{frame_key}-{uuid.uuid4().hex[:8]}.parquet"
     blob = parquet_bytes(table, PIECE_ZSTD_LEVEL)
     store.write_bytes(rel, blob, fsync=False)  # read back within minutes; the writer fsyncs what it stages
@@ -210,7 +211,7 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
     from skylake.lake.lake import BATCH_ZSTD_LEVEL, parquet_bytes
 
     store = Storage(lake_root)
-    schema = table_schema(hats_meta.SOURCES)
+    schema = table_schema(SOURCES)
     parts = []
     for piece, frame_id in plan.pieces:
         data = pq.read_table(store.full(piece), schema=schema)
@@ -233,7 +234,7 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
             out.new_partitions.append((pixel.order, pixel.pixel))
         rel = f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or batch_id}.parquet"
         blob = parquet_bytes(rows, BATCH_ZSTD_LEVEL if zstd_level is None else zstd_level)
-        store.write_bytes(staging_path(batch_id, posixpath.join(hats_meta.SOURCES, rel)), blob)
+        store.write_bytes(staging_path(batch_id, posixpath.join(SOURCES, rel)), blob)
         out.files.append((rel, rows.num_rows, len(blob)))
     sky = sources.column("_healpix_29").to_numpy() >> hats_meta._shift(hats_meta.SKYMAP_ORDER)
     out.skymap_pixels, out.skymap_rows = np.unique(sky, return_counts=True)

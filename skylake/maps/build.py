@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.lake import Lake
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, altaz, equatorial_pixels,
                                     horizon_pixels, nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
@@ -95,7 +96,7 @@ def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = N
     if night is not None:
         nights = [night]
     elif since is not None or until is not None:
-        names = [d.removeprefix("night=") for d in lake.store.listdir("frames")] if lake.store.exists("frames") else []
+        names = [d.removeprefix("night=") for d in lake.store.listdir(FRAMES)] if lake.store.exists(FRAMES) else []
         nights = [n for n in names if re.fullmatch(r"\d{4}-\d{2}-\d{2}", n)
                   and (since is None or n >= since) and (until is None or n <= until)]
     if frame_id is not None:
@@ -104,7 +105,7 @@ def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = N
         flt &= pc.field("night") >= since
     if until is not None:
         flt &= pc.field("night") <= until
-    frames = latest_versions(lake.read_night_table("frames", columns=FRAME_COLUMNS, filter=flt, nights=nights).to_pandas())
+    frames = latest_versions(lake.read_night_table(FRAMES, columns=FRAME_COLUMNS, filter=flt, nights=nights).to_pandas())
     if frame_id is not None and frames.empty:
         raise MapsError(f"frame {frame_id} is not in the lake (or was rejected at ingest)")
     return frames
@@ -230,7 +231,7 @@ def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids
 
     from skylake.schema import table_schema
 
-    schema = pa.schema([table_schema("sources").field(c) for c in columns])
+    schema = pa.schema([table_schema(SOURCES).field(c) for c in columns])
     lo, hi = pc.min(frame_ids).as_py(), pc.max(frame_ids).as_py()
     parts = []
     for rel in paths:

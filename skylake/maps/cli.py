@@ -8,6 +8,7 @@ horizon maps without a site), 1 unexpected failure.
 from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, command
+from skylake.lake.tables import MAPS
 DEFAULT_OUT = "skylake-maps"
 
 
@@ -43,7 +44,7 @@ def _cmd_maps(args) -> int:
     if index.empty:
         print("nothing to map: no calibrated frame in the selection (run skylake calibrate first)")
         return EXIT_NOTHING
-    print(f"{len(index)} maps ({len(maps.pixels)} pixel rows) committed as v{version} to {lake.path('maps')}")
+    print(f"{len(index)} maps ({len(maps.pixels)} pixel rows) committed as v{version} to {lake.path(MAPS)}")
     for row in index.to_dict("records"):
         pix = maps.pixels[maps.pixels["map_id"] == row["map_id"]]
         t = pix["transparency"].dropna()
@@ -58,7 +59,7 @@ def _cmd_maps(args) -> int:
 def add_commands(subparsers) -> None:
     """Add ``maps`` to an argparse subparsers object."""
     p = subparsers.add_parser(
-        "maps", help="HEALPix maps: zeropoint, transparency, sky brightness, astrometric residuals",
+        "maps", help="HEALPix maps: zeropoint, transparency, sky brightness, astrometric residuals",  # not a table
         description="Per HEALPix pixel: the median zeropoint of the calibrated stars, their count, the "
                     "transparency 10**(-0.4 (zp_clear - zp)) against the profile's clear-sky reference "
                     "([maps] zp_clear), the sky brightness (mag/arcsec2) under the sources and the astrometric "

@@ -22,10 +22,11 @@ import pyarrow.dataset as pads
 
 from skylake.lake import Lake
 from skylake.lake.lake import UNKNOWN_NIGHT, _now
+from skylake.lake.tables import MAPS, MAPS_INDEX, get
 from skylake.schema import conform, table_schema
 
-MAPS, INDEX_SCHEMA = "maps", "maps_index"
-INDEX_DIR = "_index"
+INDEX_SCHEMA = MAPS_INDEX
+INDEX_DIR = posixpath.relpath(get(MAPS_INDEX).location, get(MAPS).location)  # "_index"
 
 
 def read_maps(lake: Lake, map_ids=None, columns: list[str] | None = None) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
     rows as stored (with path, batch_id, created_at) and the commit version (None if nothing to store)."""
     if maps.index.empty:
         return maps.index, None
-    with lake.transaction("maps") as tx:
+    with lake.transaction(MAPS) as tx:
         ids = pa.array(sorted(set(maps.index["map_id"])), pa.string())
         old = read_index(lake)
         old = old[old["map_id"].isin(ids.to_pylist())]

@@ -56,7 +56,8 @@ from skylake.frame.extract import SATURATED
 from hats.pixel_math import get_margin
 
 from skylake.lake import Lake, counts, hats_meta
-from skylake.lake.lake import FRAMES, SOURCES, UNKNOWN_NIGHT, night_partition, parquet_bytes
+from skylake.lake.lake import UNKNOWN_NIGHT, night_partition, parquet_bytes
+from skylake.lake.tables import FRAMES, MATCHES, OBJECTS, SOURCES, ZEROPOINTS
 from skylake.lake.log import staging_path
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import (associate, chord_to_arcsec, margin_order, mean_positions, ref_object_ids,
@@ -67,11 +68,9 @@ from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
-OBJECTS = hats_meta.OBJECTS
 STATE_FILE = "skylake_objects.json"
 FRAMES_FILE = "skylake_frames.parquet"  # the held frames of tables built before the watermark (read once)
 HELD_DIR = "skylake_frames"
-ZEROPOINTS = "zeropoints"
 DEFAULT_RADIUS_ARCSEC = 3.0
 #: Objects per Parquet row group: small enough that a cone search decodes little beyond its rows.
 ROW_GROUP = 2000
@@ -198,7 +197,7 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
         here = pa.array(present["frame_id"].to_numpy(np.int64))
         flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
         cols = ["source_id", "frame_id", "calib_key", "ref_id", "mag", "mag_err"]
-        matches = lake.read_night_table("matches", columns=cols, filter=flt, nights=sorted(set(present["night"]))).to_pandas()
+        matches = lake.read_night_table(MATCHES, columns=cols, filter=flt, nights=sorted(set(present["night"]))).to_pandas()
         matches = matches.merge(present[["frame_id", "calib_key"]], on=["frame_id", "calib_key"])
         at = pd.Index(det["source_id"]).get_indexer(matches["source_id"])
         matches = matches[at >= 0]
@@ -711,7 +710,7 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
             for path in lake.store.walk_files(f"{OBJECTS}/dataset", ".parquet"):
                 tx.remove(OBJECTS, posixpath.relpath(path, OBJECTS), pq.ParquetFile(lake.path(path)).metadata.num_rows)
         if changed.empty and gone.empty and not rebuild:
-            report.objects = int(state.get("objects", hats_meta.read_skymap(lake.store, OBJECTS).sum()))
+            report.objects = int(state.get("objects", hats_meta.read_skymap(lake.store, OBJECTS).sum()))  # not a table
             report.partitions = len(partitions)
             return report
         report.timings["plan"] = time.perf_counter() - t0

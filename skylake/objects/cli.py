@@ -54,7 +54,7 @@ def _cmd_lightcurve(args) -> int:
 
 def add_commands(subparsers) -> None:
     """Add ``objects build`` and ``lightcurve`` to an argparse subparsers object."""
-    p = subparsers.add_parser("objects", help="objects and light curves (LAKE/objects)")
+    p = subparsers.add_parser("objects", help="objects and light curves (LAKE/objects)")  # not a table
     sub = p.add_subparsers(dest="objects_command", required=True, metavar="ACTION")
     q = sub.add_parser(
         "build", help="associate detections into objects, update LAKE/objects",

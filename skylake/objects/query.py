@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.lake import hats_meta
+from skylake.lake.tables import ZEROPOINTS
 from skylake.objects.associate import chord_to_arcsec, unit_vectors
 from skylake.objects.build import OBJECTS, SATURATED as SATURATED_FLAG, ObjectsError, _flatten, _lake, objects_dataset
 
@@ -102,7 +103,7 @@ def _band(lake, points: pd.DataFrame) -> str:
     flt = pc.field("frame_id").isin(ids)
     if len(refcats):
         flt &= pc.field("refcat").isin(pa.array([r for r in refcats if r], pa.string()))
-    bands = lake.read_night_table("zeropoints", columns=["band"], filter=flt).column("band").to_pandas()
+    bands = lake.read_night_table(ZEROPOINTS, columns=["band"], filter=flt).column("band").to_pandas()
     return str(bands.mode().iloc[0]) if len(bands) else ""
 
 

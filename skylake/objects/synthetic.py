@@ -19,6 +19,7 @@ import pyarrow as pa
 from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.lake import Lake
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.schema import table_schema
 
 ZP = 20.0  # mag of 1 ADU/s
@@ -60,13 +61,13 @@ def commit_night(lake: Lake, stars: pd.DataFrame, night: str, n_frames: int, rng
             dec = dec0 + rng.normal(0, scatter, n)
             ra = (ra0 + rng.normal(0, scatter, n) / np.cos(np.radians(dec0))) % 360.0
             mag = mag0 + amp * np.sin(2 * np.pi * mjd / period) + rng.normal(0, mag_err, n)
-            pieces.append(_table("sources", n, {
+            pieces.append(_table(SOURCES, n, {
                 "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64),
                 "source_id": fid * (1 << 20) + np.arange(n), "frame_id": np.full(n, fid), "ra": ra, "dec": dec,
                 "mjd": np.full(n, mjd), "inst_mag": mag - ZP, "inst_mag_err": np.full(n, mag_err),
                 "flags": np.zeros(n, np.int32)}))
         tx.stage_sources(pa.concat_tables(pieces))
-        frames = _table("frames", n_frames, {
+        frames = _table(FRAMES, n_frames, {
             "frame_id": frame_ids, "frame_key": [f"synthetic-{night}-{k}-{rng.integers(1 << 62)}" for k in range(n_frames)],
             "path": [f"synthetic://{night}/{k}" for k in range(n_frames)], "profile": ["synthetic"] * n_frames,
             "status": ["ok"] * n_frames, "reason": [""] * n_frames, "n_sources": np.full(n_frames, n, np.int32),

@@ -15,9 +15,10 @@ import pyarrow as pa
 import yaml
 
 from skylake.paths import project_dir
+from skylake.lake.tables import REFCAT
 from skylake.schema import table_spec
 
-NAME = "refcat"
+NAME = REFCAT
 HEALPIX = "_healpix_29"
 
 

@@ -1,0 +1,68 @@
+"""Night tables the summary database mirrors as they are: every table whose schema says ``mirror: true``
+(:mod:`skylake.lake.tables`), e.g. ``streaks`` and ``psf_grid``.
+
+Such a table's summary table has the lake table's own columns (types from its schema; list and nested
+columns are left out) plus ``night``, and is made from the schema, not by ``sql/migrations`` (whose
+tables are the hand-designed summaries): a refresh creates it when it is missing and then mirrors all
+of the lake table's nights once; afterwards only the nights a commit changed, as for ``frames``.
+``skylake refresh --full`` drops and recreates these tables (after a product's columns change).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from skylake.db.models import SQL_TYPES, sql_type_name
+from skylake.lake.lake import UNKNOWN_NIGHT
+from skylake.lake.tables import Table, mirrored_products
+
+
+def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:
+    """The summary table of lake table ``t``: its scalar columns plus ``night``, indexed by night."""
+    cols = []
+    for field in t.schema:
+        try:
+            typ = sql_type_name(field.type)
+        except ValueError:  # a list or nested column: not for a flat summary table
+            continue
+        desc = (field.metadata or {}).get(b"description", b"").decode()
+        cols.append(sa.Column(field.name, SQL_TYPES[typ](), comment=desc or None))
+    cols.append(sa.Column("night", sa.Date(), comment="Observing night; null when unknown"))
+    table = sa.Table(t.name, meta, *cols, comment=f"LAKE/{t.location} mirrored (mirror: true in its schema)")
+    sa.Index(f"ix_{t.name}_night", table.c.night)
+    return table
+
+
+def ensure(conn, drop: bool = False) -> tuple[dict[str, sa.Table], set[str]]:
+    """The summary tables of every mirrored product, created where missing (all dropped first with
+    ``drop``). Returns them by name, and the names of those created now (to be mirrored whole)."""
+    meta = sa.MetaData()
+    out = {t.name: sql_table(t, meta) for t in mirrored_products()}
+    inspector = sa.inspect(conn)
+    created = set()
+    for name, table in out.items():
+        if drop:
+            table.drop(conn, checkfirst=True)
+        if drop or not inspector.has_table(name):
+            table.create(conn)
+            created.add(name)
+    return out, created
+
+
+def nights_changed(t: Table, entries) -> set[str | None]:
+    """Nights of lake table ``t`` that the commits ``entries`` added files to or removed files from."""
+    nights = set()
+    for entry in entries:
+        for action in [*entry.adds, *entry.removes]:
+            if action.table == t.location and action.path.startswith("night="):
+                night = action.path.split("/", 1)[0].removeprefix("night=")
+                nights.add(None if night == UNKNOWN_NIGHT else night)
+    return nights
+
+
+def all_nights(lake, t: Table) -> set[str | None]:
+    """Every night directory of lake table ``t``."""
+    if not lake.store.exists(t.location):
+        return set()
+    dirs = [d.removeprefix("night=") for d in lake.store.listdir(t.location) if d.startswith("night=")]
+    return {None if d == UNKNOWN_NIGHT else d for d in dirs}

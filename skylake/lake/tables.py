@@ -1,0 +1,144 @@
+"""Every lake table, from ``schemas/*.yaml``: the one place that names them and knows their layout.
+
+A schema file declares how its table is stored with ``partition_by``:
+
+==========  ==========================================================================================
+healpix     a HATS catalogue: ``LAKE/NAME/dataset/Norder=k/Dir=d/Npix=n/<batch>.parquet`` (sources,
+            objects; reference catalogues under ``LAKE/refcats/NAME/``)
+night       ``LAKE/NAME/night=YYYY-MM-DD/<batch>.parquet`` (``night=unknown`` when no time was read)
+none        flat files in ``location`` (the maps index, ``LAKE/maps/_index/``)
+bucket      ``LAKE/_skylake/frame_index/bucket=XYZ/`` (skylake.lake.frame_index)
+==========  ==========================================================================================
+
+and optionally
+
+``location``
+    the directory relative to the lake when it is not the table's name;
+``mirror: true``
+    ``skylake refresh`` copies the table's rows of the nights a commit changed into a summary-database
+    table of the same name, with the table's own columns plus ``night`` (skylake.db.products);
+``stage: MODULE``
+    a *frame product*: ``MODULE.run(record, sources)`` runs in every accepted frame's task and returns the
+    table's rows of that frame (without ``frame_id``); ingest commits them with the frame, ``--redo``
+    removes them with it, and ``status`` counts them. Adding such a product takes its schema (with this
+    line) and its stage module, nothing else.
+
+Code names tables by the constants below (``tables.FRAMES``), never by a string literal
+(tests/test_tables.py checks), and reads a table's facts from :func:`get`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+import yaml
+
+from skylake.paths import project_dir
+from skylake.schema import table_spec
+
+# The tables every version of skylake has; product tables declared only in their schema need no constant.
+SOURCES = "sources"
+OBJECTS = "objects"
+FRAMES = "frames"
+ZEROPOINTS = "zeropoints"
+MATCHES = "matches"
+EXTINCTION = "extinction"
+MAPS = "maps"
+MAPS_INDEX = "maps_index"
+STREAKS = "streaks"
+FRAME_INDEX = "frame_index"
+REFCAT = "refcat"
+
+#: The ways a table is partitioned (``partition_by`` in its schema).
+PARTITIONINGS = ("healpix", "night", "none", "bucket")
+#: Schema files that describe no lake table.
+NOT_TABLES = ("summary",)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One lake table as its schema file declares it."""
+
+    name: str
+    partition_by: str
+    location: str  # directory relative to the lake
+    mirror: bool = False
+    stage: str | None = None  # module of a frame product
+
+    @property
+    def schema(self) -> pa.Schema:
+        return table_spec(self.name).schema
+
+    @property
+    def hats(self) -> bool:
+        return self.partition_by == "healpix"
+
+    @property
+    def by_night(self) -> bool:
+        return self.partition_by == "night"
+
+    def stage_module(self):
+        """The frame-product module (``stage:``), imported."""
+        return importlib.import_module(self.stage) if self.stage else None
+
+
+def _load(name: str) -> Table:
+    with open(project_dir("schemas") / f"{name}.yaml") as fh:
+        doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    where = f"schemas/{name}.yaml"
+    if doc.get("name") != name:
+        raise ValueError(f"{where}: name is {doc.get('name')!r}, expected {name!r} (the file's name)")
+    part = doc.get("partition_by", "healpix" if doc.get("hats") else None)
+    if part not in PARTITIONINGS:
+        raise ValueError(f"{where}: partition_by is {part!r}; expected one of {list(PARTITIONINGS)}")
+    stage = doc.get("stage")
+    if stage is not None and part != "night":
+        raise ValueError(f"{where}: a frame product (stage: {stage}) must be partition_by: night")
+    return Table(name=name, partition_by=part, location=doc.get("location", name), mirror=bool(doc.get("mirror")),
+                 stage=stage)
+
+
+@functools.cache
+def registry() -> dict[str, Table]:
+    """Every table, by name, from the schema files."""
+    names = sorted(p.stem for p in project_dir("schemas").glob("*.yaml") if p.stem not in NOT_TABLES)
+    return {n: _load(n) for n in names}
+
+
+def get(name: str) -> Table:
+    try:
+        return registry()[name]
+    except KeyError:
+        raise KeyError(f"no lake table {name!r}; schemas/ declares {sorted(registry())}") from None
+
+
+def night_tables() -> list[Table]:
+    """Tables partitioned by night, in name order."""
+    return [t for t in registry().values() if t.by_night]
+
+
+def frame_products() -> list[Table]:
+    """Tables whose rows a frame task makes (``stage:``), in name order."""
+    return [t for t in registry().values() if t.stage]
+
+
+def frame_tables() -> list[Table]:
+    """Night tables whose rows belong to one frame (they have ``frame_id``): frames, its calibrations,
+    streaks, frame products. A frame replaced by ``--redo`` loses its rows in every one."""
+    return [t for t in night_tables() if "frame_id" in t.schema.names]
+
+
+def of_stage(module: str) -> Table:
+    """The table a frame-product module makes (its schema's ``stage:``), so the module names no table."""
+    for t in frame_products():
+        if t.stage == module:
+            return t
+    raise KeyError(f"no schema in schemas/ declares stage: {module}")
+
+
+def mirrored_products() -> list[Table]:
+    """Night tables ``skylake refresh`` mirrors generically (``mirror: true``)."""
+    return [t for t in registry().values() if t.mirror]
