@@ -123,7 +123,7 @@ def skycamz_copies(out: Path, copies: int, tag: str) -> list[str]:
 
 
 def measure(cluster: Cluster, lake, paths: list[str], profile: str) -> dict:
-    from skylake.ingest import ingest
+    from skylake.pipeline import ingest
 
     s0, w0, c0, t0 = _tree_cpu([cluster.scheduler_pid]), _tree_cpu(cluster.worker_pids), _self_cpu(), time.perf_counter()
     report = ingest(lake, paths, profile, client=cluster.client, progress=False)

@@ -239,7 +239,7 @@ def time_bare_sep(fs: FrameSet, runs: int, quiet: Quiet) -> Timing:
 # -- (b, c) skylake ingest ---------------------------------------------------------------------------
 def time_skylake(fs: FrameSet, runs: int, client, lakes_dir: Path, label: str, quiet: Quiet) -> Timing:
     from skylake.frame.process import process_file
-    from skylake.ingest import ingest
+    from skylake.pipeline import ingest
     from skylake.lake import Lake
     from skylake.profile import load_profile
 
@@ -482,7 +482,7 @@ class CallTree:
 def breakdown(fs: FrameSet, runs: int, lakes_dir: Path, quiet: Quiet) -> None:
     """Where skylake's per-frame time goes: a call tree of in-process ``ingest()`` of the whole set,
     per frame, next to bare sep on the same frames."""
-    from skylake.ingest import ingest
+    from skylake.pipeline import ingest
     from skylake.lake import Lake
     from skylake.profile import load_profile
 

@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     from skylake.maps import make_maps
     from skylake.objects.build import build_objects
     from skylake.frame.process import process_file
-    from skylake.ingest import ingest
+    from skylake.pipeline import ingest
     from skylake.lake import Lake
     from skylake.profile import load_profile
     from skylake.status import lake_status

@@ -31,7 +31,7 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-    from skylake.ingest import ingest
+    from skylake.pipeline import ingest
     from skylake.runtime import dask_client
     from skylake.lake import Lake
     from skylake.profile import load_profile

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.runtime import dask_client
 from skylake.lake import Lake
 from skylake.lake.tables import MAPS, SOURCES

@@ -38,7 +38,7 @@ from skylake.lake.lake import UNKNOWN_NIGHT, Lake, Transaction, _now
 from skylake.lake import tables
 from skylake.lake.tables import FRAMES, MAPS, SOURCES
 from skylake.lake.storage import Storage
-from skylake.runtime import Runner, SchedulerError, dask_client, window  # noqa: F401 (re-exported)
+from skylake.runtime import Runner, window
 from skylake.profile import Profile, load_profile
 from skylake.schema import conform, table_schema
 
@@ -67,7 +67,7 @@ class IngestReport:
     first_new_id: int = field(default=0, repr=False)  # frames with smaller ids were in the lake when the run began
     sources: int = 0
     commits: list[int] = field(default_factory=list)
-    calibration: list = field(default_factory=list)  # skylake.calib CalibrationReports of the new frames
+    calibration: list = field(default_factory=list)  # what the downstream stage returned (skylake.pipeline)
 
     @property
     def exit_code(self) -> int:
@@ -390,10 +390,11 @@ LOCAL_FRAMES = 8
 LOCAL_HASH_BYTES = 512 * 2**20
 
 
-def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic", client=None,
-           redo: bool = False, batch_size: int = 64, progress: bool | None = None, cluster=None,
-           keep_versions: bool = False) -> IngestReport:
-    """Ingest ``paths`` (files, directories, globs) into ``lake`` with ``profile``.
+def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "generic", client=None,
+                  redo: bool = False, batch_size: int = 64, progress: bool | None = None, cluster=None,
+                  keep_versions: bool = False, downstream=None) -> IngestReport:
+    """Ingest ``paths`` (files, directories, globs) into ``lake`` with ``profile``: frames, sources and the
+    frame products, nothing downstream (:func:`skylake.pipeline.ingest` chains calibration after it).
 
     ``client`` is a ``distributed.Client`` or None to run in this process; ``cluster`` instead, a
     callable returning a context manager that yields one, entered only when the work warrants it (more
@@ -402,6 +403,8 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
     finishes the rest. A file the lake holds under another profile or pipeline version raises
     :class:`VersionConflict` before anything is processed, unless ``redo`` (replace it) or
     ``keep_versions`` (add this version beside it; light curves and maps use the latest version).
+    ``downstream(lake, profile, files, client, nights)``, when given, runs after the last commit on the
+    same cluster; what it returns is the report's ``calibration``.
     """
     from tqdm.auto import tqdm
 
@@ -465,11 +468,9 @@ def ingest(lake: Lake | str, paths: list[str], profile: Profile | str = "generic
                 commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
         for version in report.commits:
             log.info("ingest committed v%d", version)
-        client = work.client
-        from skylake.calib.calibrate import calibrate_ingested  # a separate commit; `calibrate` redoes what a crash lost
-
-        # the files' frames are in these nights: this run's, or found by hash when the lake had frames
-        report.calibration = calibrate_ingested(lake, profile, files, client, nights=report.nights)
+        if downstream is not None:
+            # the files' frames are in these nights: this run's, or found by hash when the lake had frames
+            report.calibration = downstream(lake, profile, files, work.client, report.nights)
     return report
 
 

@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from conftest import run_cli
-from skylake.ingest import EXIT_NOTHING_INGESTED, EXIT_SOME_REJECTED, ingest
+from skylake.ingest import EXIT_NOTHING_INGESTED, EXIT_SOME_REJECTED
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.synthetic import write_bad_files
 

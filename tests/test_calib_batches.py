@@ -10,7 +10,7 @@ from distributed import get_task_stream
 
 from skylake.calib import calibrate as calib
 from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.profile import load_profile
 from skylake.refcat import import_refcat

@@ -14,7 +14,7 @@ from conftest import SHARED_DATA, require_shared, run_cli
 from skylake.calib.calibrate import calibrate
 from skylake.calib.crossmatch import CalibrationError
 from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.refcat import import_refcat
 

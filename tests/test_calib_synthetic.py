@@ -13,7 +13,7 @@ import pytest
 
 from skylake.calib.calibrate import calibrate, plot_zeropoint
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, stage_without
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.refcat import import_refcat
 from skylake.status import format_status, lake_status

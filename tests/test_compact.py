@@ -7,7 +7,7 @@ import lsdb
 import pandas as pd
 import pytest
 
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.lake.compact import compact
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake, counts, frame_index
 from skylake.lake.lake import night_partition
 from skylake.status import format_status, lake_status

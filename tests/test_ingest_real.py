@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from skylake.frame.extract import DEFAULT_KERNEL
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.profile import load_profile
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SHARED_DATA, require_shared
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.objects.associate import ref_object_ids
 from skylake.objects.build import build_objects

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 
 from skylake.cli import main
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.maps import make_maps
 from skylake.maps.aggregate import (MapsError, aggregate_pixels, altaz, equatorial_pixels, nside_order,

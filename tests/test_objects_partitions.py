@@ -11,7 +11,7 @@ import pytest
 
 from skylake.lake import Lake, hats_meta
 from skylake.objects.build import OBJECTS, build_objects, objects_dataset
-from skylake.objects.synthetic import commit_night, random_stars
+from skylake.testing.detections import commit_night, random_stars
 from hats.pixel_math.spatial_index import compute_spatial_index
 from test_objects import N_FRAMES, _corner_field, _edge_distance_arcsec
 

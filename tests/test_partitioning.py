@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hats.pixel_math.spatial_index import compute_spatial_index
 
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.lake.hats_meta import MAX_PARTITIONS_PER_FRAME, order_for_frames
 from skylake.status import lake_status

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from skylake.db import refresh
 from skylake.frame import psf_grid
 from skylake.frame.process import process_file
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake, tables
 from skylake.profile import load_profile
 from skylake.status import format_status, lake_status

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import SHARED_DATA, require_shared, run_cli
 from skylake.calib.calibrate import calibrate
-from skylake.ingest import EXIT_SOME_REJECTED, ingest, night_from_path
+from skylake.ingest import EXIT_SOME_REJECTED, night_from_path
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.lake.lake import UNKNOWN_NIGHT
 from skylake.refcat import import_refcat

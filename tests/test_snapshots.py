@@ -5,7 +5,7 @@ those commits removed stay out of the table directories (lsdb and DuckDB count o
 removed files, then finished by the next command, leaves the same lake as a clean run.
 
 The lake holds SYNTHETIC frames (skylake.synthetic, calibrated against their own reference catalogue)
-and SYNTHETIC detections (skylake.objects.synthetic), so every expected row is known.
+and SYNTHETIC detections (skylake.testing.detections), so every expected row is known.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import pytest
 from conftest import run_cli
 from skylake.calib.store import MATCHES, ZEROPOINTS
 from skylake.errors import LakeError
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake, history
 from skylake.lake.compact import compact
 from skylake.lake.snapshot import Snapshot, vacuum
-from skylake.objects.synthetic import commit_night, random_stars
+from skylake.testing.detections import commit_night, random_stars
 from skylake.refcat import import_refcat
 from skylake.status import lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog

@@ -22,7 +22,7 @@ from astropy.io import fits
 from skylake.db import DbError, refresh
 from skylake.db.migrate import migrate
 from skylake.db.models import column_types, metadata
-from skylake.ingest import ingest
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.maps import make_maps
 from skylake.maps.store import read_index

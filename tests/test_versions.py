@@ -14,7 +14,8 @@ import pytest
 from conftest import run_cli
 from skylake.calib.calibrate import calibrate
 from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
-from skylake.ingest import VersionConflict, ingest
+from skylake.ingest import VersionConflict
+from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.lake.profiles import stored_profile
 from skylake.objects.build import build_objects

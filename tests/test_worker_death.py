@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from skylake import ingest as ingest_module
-from skylake.ingest import EXIT_SOME_REJECTED, WORKER_DIED, dask_client, ingest
+from skylake.ingest import EXIT_SOME_REJECTED, WORKER_DIED
+from skylake.runtime import dask_client
+from skylake.pipeline import ingest
 from skylake.lake import Lake, pieces
 from skylake.synthetic import render_frame, tan_wcs_header, write_frame
 

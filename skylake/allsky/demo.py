@@ -29,7 +29,7 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
     from skylake.allsky.night import MODEL, SITE, write_allsky_night
     from skylake.allsky.store import read_streaks
     from skylake.demo import Check, finish
-    from skylake.ingest import ingest
+    from skylake.pipeline import ingest
     from skylake.lake import Lake
     from skylake.maps.store import read_index, read_maps
 

@@ -5,7 +5,6 @@ stable ids, their variability statistics and nested light curves, as a HATS cata
 - :mod:`~skylake.objects.stats`: variability statistics as vectorised group-by aggregations;
 - :mod:`~skylake.objects.build`: the incremental build, one commit of the lake's log;
 - :mod:`~skylake.objects.query`: light curves by coordinate (pixel-pruned cone search);
-- :mod:`~skylake.objects.synthetic`: SYNTHETIC sources written straight into a lake (tests, benchmark);
 - :mod:`~skylake.objects.cli`: ``skylake objects build`` and ``skylake lightcurve``.
 
 >>> from skylake.objects import build_objects, light_curve      # doctest: +SKIP
