@@ -47,6 +47,7 @@ def footprint_moc(frames: pd.DataFrame, pad_arcsec: float = 0.0, depth: int = MO
     grown by ``pad_arcsec`` plus one cell so sources at the very edge and their matches are inside.
     Returns None when no frame has a footprint."""
     import astropy.units as u
+    from hats.pixel_math.healpix_shim import order2pixarea
     from mocpy import MOC
 
     mocs = []
@@ -58,7 +59,7 @@ def footprint_moc(frames: pd.DataFrame, pad_arcsec: float = 0.0, depth: int = MO
     if not mocs:
         return None
     moc = mocs[0].union(*mocs[1:]) if len(mocs) > 1 else mocs[0]
-    cell_arcsec = np.degrees(np.sqrt(4 * np.pi / (12 * 4**depth))) * 3600.0
+    cell_arcsec = np.degrees(np.sqrt(order2pixarea(depth))) * 3600.0
     for _ in range(1 + int(pad_arcsec // cell_arcsec)):
         moc = moc.add_neighbours()
     return moc

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from skylake.db import products
 from skylake.db.models import table
 from skylake.errors import ForeignLakeError, LakeError
 from skylake.lake import Lake
-from skylake.lake.hats_meta import pixel_dir
+from skylake.lake.hats_meta import pixel_dir, pixel_of
 from skylake.lake.lake import UNKNOWN_NIGHT
 from skylake.lake import tables
 from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
@@ -60,8 +59,6 @@ ADVISORY_LOCK_KEY = 0x736B796C616B65
 #: Columns night_summary reads.
 NIGHT_FRAME_COLUMNS = ["frame_id", "night", "instrument", "filter", "status", "n_sources", "mjd", "bkg_median",
                        "fwhm_median", "n_streaks", "cloud_fraction"]
-#: A data file of a HATS partition of LAKE/objects (path relative to the table).
-_OBJECTS_FILE = re.compile(r"^dataset/Norder=(\d+)/Dir=\d+/Npix=(\d+)/[^/]+$")
 
 
 @dataclass
@@ -108,9 +105,9 @@ def _object_partitions_of(entries) -> set[tuple[int, int]]:
     out = set()
     for entry in entries:
         for action in [*entry.adds, *entry.removes]:
-            m = _OBJECTS_FILE.match(action.path) if action.table == OBJECTS else None
-            if m:
-                out.add((int(m.group(1)), int(m.group(2))))
+            pixel = pixel_of(action.path) if action.table == OBJECTS else None
+            if pixel is not None:
+                out.add((pixel.order, pixel.pixel))
     return out
 
 

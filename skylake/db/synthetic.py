@@ -160,7 +160,7 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
 
     import pandas as pd
     from hats.pixel_math import HealpixPixel
-    from hats.pixel_math.spatial_index import compute_spatial_index
+    from hats.pixel_math.spatial_index import compute_spatial_index, spatial_index_to_healpix
 
     from skylake.lake import hats_meta
     from skylake.lake.lake import parquet_bytes
@@ -191,7 +191,7 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     h29 = np.asarray(compute_spatial_index(ra, dec), np.int64)
     by = np.argsort(h29, kind="stable")
     ra, dec, h29 = ra[by], dec[by], h29[by]
-    part = h29 >> (2 * (29 - order))
+    part = spatial_index_to_healpix(h29, target_order=order)
     with lake.transaction(OBJECTS) as tx:
         partitions = []
         starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
@@ -215,7 +215,7 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
                 "flags": np.zeros(len(k), np.int32), "object_id": ARCHIVE_OBJECT_IDS + k,
                 "ref_id": pd.array([pd.NA] * len(k), dtype="Int64"), "refcat": ""})
             table = ob.summarise(flat, refcat)
-            keys = table.column("_healpix_29").to_numpy() >> (2 * (29 - order))
+            keys = spatial_index_to_healpix(table.column("_healpix_29").to_numpy(), target_order=order)
             cut = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
             for s, e in zip(cut[:-1], cut[1:]):
                 pixel = HealpixPixel(order, int(keys[s]))
@@ -252,10 +252,14 @@ def tile_stars(order: int, pixel: int, n: int, seed: int = 0):
     """``n`` SYNTHETIC stars of one HEALPix tile (NESTED ``pixel`` at ``order``), the same every call:
     (ra, dec, mag), uniform within the pixel (positions drawn at order 20, 0.2" cells) and in magnitude."""
     import healpy as hp
+    from hats.pixel_math.healpix_shim import order2nside
+    from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
     rng = np.random.default_rng([seed, order, pixel])
-    fine = (np.int64(pixel) << np.int64(2 * (20 - order))) + rng.integers(0, 4 ** (20 - order), n)
-    ra, dec = hp.pix2ang(1 << 20, fine, nest=True, lonlat=True)
+    # the tile's first cell at order 20, and the next tile's
+    first, end = healpix_to_spatial_index(order, [pixel, pixel + 1], spatial_index_order=20)
+    fine = first + rng.integers(0, int(end - first), n)
+    ra, dec = hp.pix2ang(order2nside(20), fine, nest=True, lonlat=True)
     return np.asarray(ra, float), np.asarray(dec, float), rng.uniform(10.0, 16.0, n)
 
 
@@ -297,6 +301,7 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
     """Stage one night of :func:`commit_sources_night` in ``tx`` but its sources, which it returns (with
     ``like``: those sources under this night's frame ids, source ids and times)."""
     import healpy as hp
+    from hats.pixel_math.healpix_shim import order2nside
     from hats.pixel_math.spatial_index import compute_spatial_index
 
     tiles = np.asarray(tiles, np.int64)
@@ -345,8 +350,8 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
                 "reject": [""] * len(m), "mag": inst[m] + zp0, "mag_err": np.full(len(m), 0.015),
                 "sep_arcsec": np.full(len(m), 0.3), "dra_arcsec": rng.normal(0, 0.2, len(m)),
                 "ddec_arcsec": rng.normal(0, 0.2, len(m)), "x": cols["x"][m], "y": cols["y"][m]}))
-    centre = hp.pix2ang(1 << order, tiles, nest=True, lonlat=True)
-    corners = [hp.vec2ang(hp.boundaries(1 << order, int(t), step=1, nest=True).T, lonlat=True) for t in tiles]
+    centre = hp.pix2ang(order2nside(order), tiles, nest=True, lonlat=True)
+    corners = [hp.vec2ang(hp.boundaries(order2nside(order), int(t), step=1, nest=True).T, lonlat=True) for t in tiles]
     frames = _table(FRAMES, {
         "frame_id": ids, "frame_key": [f"synth-{night}-{t}-{rng.integers(1 << 62)}" for t in tiles],
         "content_hash": [f"{rng.integers(1 << 62):064x}" for _ in tiles], "hdu": np.zeros(n_t, int),

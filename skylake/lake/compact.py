@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
+from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
 from skylake.errors import LakeError
 from skylake.lake import hats_meta
@@ -37,7 +38,7 @@ def _split(rows: pa.Table, pixel: HealpixPixel, max_rows: int) -> list[tuple[Hea
     """Split ``rows`` of ``pixel`` into children until each piece is at most ``max_rows`` (or order 20)."""
     if rows.num_rows <= max_rows or pixel.order >= 20:
         return [(pixel, rows)]
-    child = rows.column("_healpix_29").to_numpy() >> (2 * (29 - (pixel.order + 1)))
+    child = spatial_index_to_healpix(rows.column("_healpix_29").to_numpy(), target_order=pixel.order + 1)
     out = []
     for c in np.unique(child):
         out += _split(rows.filter(pa.array(child == c)), HealpixPixel(pixel.order + 1, int(c)), max_rows)
@@ -86,8 +87,7 @@ def compact(lake: Lake, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None
             groups.setdefault(posixpath.dirname(rel), []).append(rel)
         schema = table_schema(SOURCES)
         for pdir, files in sorted(groups.items()):
-            order = int(pdir.split("Norder=")[1].split("/")[0])
-            pixel = HealpixPixel(order, int(pdir.split("Npix=")[1]))
+            pixel = hats_meta.pixel_of(files[0])
             rows = sum(_num_rows(lake, f"{SOURCES}/{f}") for f in files)
             if len(files) < 2 and rows <= max_rows:
                 continue

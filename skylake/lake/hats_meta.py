@@ -12,6 +12,9 @@ optional ``_metadata`` is never written (it would go stale with every append).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import posixpath
+from pathlib import PurePosixPath
 
 import numpy as np
 import pyarrow as pa
@@ -30,13 +33,38 @@ METADATA_FILES = ["partition_info.csv", "hats.properties", "properties", "skymap
                   "dataset/_common_metadata"]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # hats builds a UPath (~80 us); a batch asks for each partition often
 def pixel_dir(order: int, pixel: int) -> str:
-    """``dataset/Norder=k/Dir=d/Npix=n`` of a partition, relative to the catalog."""
-    return f"dataset/Norder={order}/Dir={(pixel // 10_000) * 10_000}/Npix={pixel}"
+    """``dataset/Norder=k/Dir=d/Npix=n`` of a partition, relative to the catalog: the one place skylake
+    turns a partition into its directory (hats' layout; skylake's storage takes catalog-relative strings)."""
+    from hats.io import paths
+    from hats.pixel_math import HealpixPixel
+
+    return str(paths.pixel_catalog_file(PurePosixPath("."), HealpixPixel(order, pixel), npix_suffix="/"))
 
 
-def _shift(order: int) -> int:
-    return 2 * (29 - order)
+def pixel_of(rel: str) -> HealpixPixel | None:
+    """The partition holding ``rel``, a catalog-relative data file ``dataset/Norder=k/Dir=d/Npix=n/<name>``
+    (as :func:`pixel_dir` writes it); None for any other path. The one place skylake parses partition paths."""
+    from hats.io import paths
+    from hats.pixel_math.healpix_pixel import INVALID_PIXEL
+
+    parent, name = posixpath.split(rel)
+    try:
+        pixel = paths.get_healpix_from_path(parent)
+    except ValueError:  # hats' pattern takes "Norder=" without digits, and orders past 29
+        return None
+    # hats finds the numbers anywhere in the path: only the exact directory pixel_dir writes is a partition
+    if not name or pixel == INVALID_PIXEL or pixel_dir(pixel.order, pixel.pixel) != parent:
+        return None
+    return pixel
+
+
+def empty_skymap() -> np.ndarray:
+    """Zero row counts at :data:`SKYMAP_ORDER` (dense, NESTED)."""
+    from hats.pixel_math.healpix_shim import order2npix
+
+    return np.zeros(order2npix(SKYMAP_ORDER), dtype=np.int64)
 
 
 def assign_pixels(h29: np.ndarray, partitions: list[HealpixPixel], default_order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +73,8 @@ def assign_pixels(h29: np.ndarray, partitions: list[HealpixPixel], default_order
     Existing partitions win; other rows get new partitions at ``default_order``, or deeper where an
     existing partition is a descendant of that pixel (so partitions never overlap).
     """
+    from hats.pixel_math.spatial_index import SPATIAL_INDEX_ORDER, spatial_index_to_healpix
+
     n = len(h29)
     orders = np.full(n, -1, dtype=np.int64)
     pixels = np.full(n, -1, dtype=np.int64)
@@ -52,21 +82,21 @@ def assign_pixels(h29: np.ndarray, partitions: list[HealpixPixel], default_order
     for p in partitions:
         by_order.setdefault(p.order, []).append(p.pixel)
     for order, pix in by_order.items():
-        cand = h29 >> _shift(order)
+        cand = spatial_index_to_healpix(h29, target_order=order)
         hit = np.isin(cand, np.asarray(pix, dtype=np.int64))
         orders[hit], pixels[hit] = order, cand[hit]
     todo = orders < 0
     order = default_order
     while todo.any():
         # ancestors at this order of existing partitions that are deeper than it
-        blocked = np.asarray(sorted({p.pixel >> (2 * (p.order - order)) for p in partitions if p.order > order}),
-                             dtype=np.int64)
-        cand = h29 >> _shift(order)
+        blocked = np.asarray(sorted({p.convert_to_lower_order(p.order - order).pixel for p in partitions
+                                     if p.order > order}), dtype=np.int64)
+        cand = spatial_index_to_healpix(h29, target_order=order)
         free = todo & ~np.isin(cand, blocked)
         orders[free], pixels[free] = order, cand[free]
         todo &= ~free
         order += 1
-        if order > 29:
+        if order > SPATIAL_INDEX_ORDER:
             raise AssertionError("pixel assignment did not converge; overlapping partitions in the lake?")
     return orders, pixels
 
@@ -79,9 +109,11 @@ MAX_PARTITIONS_PER_FRAME = 16
 def order_for_frames(h29: np.ndarray, frame_ids: np.ndarray, order: int) -> int:
     """The order of new partitions for a batch whose rows have these ``_healpix_29`` and ``frame_ids``
     (see :func:`order_for_pixel_sets`)."""
+    from hats.pixel_math.spatial_index import spatial_index_to_healpix
+
     frame_ids = np.asarray(frame_ids, dtype=np.int64)
     by_frame = np.argsort(frame_ids, kind="stable")
-    pix = (np.asarray(h29, dtype=np.int64) >> _shift(order))[by_frame]
+    pix = spatial_index_to_healpix(np.asarray(h29, dtype=np.int64), target_order=order)[by_frame]
     cuts = np.flatnonzero(np.diff(frame_ids[by_frame])) + 1
     return order_for_pixel_sets(np.split(pix, cuts) if len(pix) else [], order)
 
@@ -91,17 +123,23 @@ def order_for_pixel_sets(pixel_sets: list[np.ndarray], order: int) -> int:
     batch spans more than :data:`MAX_PARTITIONS_PER_FRAME` pixels, so a wide-field camera writes a few
     files per batch, not hundreds (compaction splits partitions that grow past its row threshold).
     ``pixel_sets`` holds each frame's pixels at ``order``."""
+    from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+
     sets = [np.unique(np.asarray(p, dtype=np.int64)) for p in pixel_sets]
     start = order
     while order > 0 and sets and max(len(s) for s in sets) > MAX_PARTITIONS_PER_FRAME:
+        sets = [np.unique(get_lower_order_pixel(order, s, 1)) for s in sets]
         order -= 1
-        sets = [np.unique(s >> 2) for s in sets]
     return order if sets else start
 
 
 def skymap_histogram(h29: np.ndarray) -> np.ndarray:
     """Row counts at :data:`SKYMAP_ORDER` (dense, NESTED)."""
-    return np.bincount(h29 >> _shift(SKYMAP_ORDER), minlength=12 * 4**SKYMAP_ORDER).astype(np.int64)
+    from hats.pixel_math.healpix_shim import order2npix
+    from hats.pixel_math.spatial_index import spatial_index_to_healpix
+
+    return np.bincount(spatial_index_to_healpix(h29, target_order=SKYMAP_ORDER),
+                       minlength=order2npix(SKYMAP_ORDER)).astype(np.int64)
 
 
 def count_partitions(store: Storage, catalog: str = SOURCES) -> int:
@@ -123,7 +161,7 @@ def read_skymap(store: Storage, catalog: str = SOURCES) -> np.ndarray:
     from hats.io import file_io
 
     if not store.exists(f"{catalog}/skymap.fits"):
-        return np.zeros(12 * 4**SKYMAP_ORDER, dtype=np.int64)
+        return empty_skymap()
     return np.asarray(file_io.read_fits_image(store.full(f"{catalog}/skymap.fits")), dtype=np.int64)
 
 
@@ -137,6 +175,7 @@ def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel],
     """
     from hats.catalog import PartitionInfo, TableProperties
     from hats.io import file_io, paths
+    from hats.pixel_math.spatial_index import SPATIAL_INDEX_ORDER
 
     out = store.full(out_rel)
     store.makedirs(f"{out_rel}/dataset")
@@ -149,7 +188,7 @@ def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel],
         ra_column="ra",
         dec_column="dec",
         healpix_column="_healpix_29",
-        healpix_order=29,
+        healpix_order=SPATIAL_INDEX_ORDER,
         npix_suffix="/",
         skymap_order=SKYMAP_ORDER,
         moc_sky_fraction=float(f"{info.calculate_fractional_coverage():0.5f}") if partitions else 0.0,

@@ -667,7 +667,7 @@ class Transaction:
         self.next_frame_id = self.base.next_frame_id if self.base else 1
         self.adds: list[FileAction] = []
         self.removes: list[FileAction] = []
-        self.skymap_delta = np.zeros(12 * 4**hats_meta.SKYMAP_ORDER, dtype=np.int64)
+        self.skymap_delta = hats_meta.empty_skymap()
         self.new_partitions: set = set()
         self.dropped_partitions: set = set()
         self.partitions = hats_meta.read_partitions(lake.store)

@@ -52,12 +52,17 @@ class PixelCounts:
 
     @classmethod
     def of(cls, h29: np.ndarray, order: int) -> "PixelCounts":
-        pixels, rows = np.unique(np.asarray(h29, dtype=np.int64) >> hats_meta._shift(order), return_counts=True)
+        from hats.pixel_math.spatial_index import spatial_index_to_healpix
+
+        pixels, rows = np.unique(spatial_index_to_healpix(np.asarray(h29, dtype=np.int64), target_order=order),
+                                 return_counts=True)
         return cls(order, pixels, rows.astype(np.int64))
 
     def at(self, order: int) -> "PixelCounts":
         """The same rows counted at a coarser ``order``."""
-        parent, first = np.unique(self.pixels >> (2 * (self.order - order)), return_index=True)
+        from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+
+        parent, first = np.unique(get_lower_order_pixel(self.order, self.pixels, self.order - order), return_index=True)
         return PixelCounts(order, parent, np.add.reduceat(self.rows, first) if len(first) else self.rows[:0])
 
 
@@ -153,6 +158,8 @@ def plan_writers(frames: list[tuple[str, int, PixelCounts]], partitions, lake_or
     and the plans. Units of work are pixels at that order, merged where an existing coarser partition
     holds several: no partition is split between writers, so each gets one file per batch.
     """
+    from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+
     if not frames:
         return lake_order, []
     order = hats_meta.order_for_pixel_sets([c.pixels for _, _, c in frames], lake_order)
@@ -164,8 +171,8 @@ def plan_writers(frames: list[tuple[str, int, PixelCounts]], partitions, lake_or
     rows = np.bincount(inverse, weights=all_rows).astype(np.int64)
     unit = {}
     for q in pix.tolist():
-        unit[q] = next(((o, q >> (2 * (order - o))) for o in range(order) if (o, q >> (2 * (order - o))) in coarse),
-                       (order, q))
+        ancestors = [(o, get_lower_order_pixel(order, q, order - o)) for o in range(order)]
+        unit[q] = next((a for a in ancestors if a in coarse), (order, q))
     units: dict[tuple[int, int], list[int]] = {}
     unit_rows: dict[tuple[int, int], int] = {}
     for q, r in zip(pix.tolist(), rows.tolist()):
@@ -208,6 +215,8 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
     """A writer task: read ``plan``'s pieces, keep the rows of the pixels it owns, give them their ids
     (``frame_id * sources_per_frame + detection number``), and stage one file per partition in batch
     ``batch_id``'s staging area. Re-running it (a worker died) rewrites the same files."""
+    from hats.pixel_math.spatial_index import spatial_index_to_healpix
+
     from skylake.lake.lake import BATCH_ZSTD_LEVEL, parquet_bytes
 
     store = Storage(lake_root)
@@ -215,7 +224,8 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
     parts = []
     for piece, frame_id in plan.pieces:
         data = pq.read_table(store.full(piece), schema=schema)
-        mine = np.isin(data.column("_healpix_29").to_numpy() >> hats_meta._shift(plan.order), plan.pixels)
+        mine = np.isin(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=plan.order),
+                       plan.pixels)
         if not mine.all():
             data = data.filter(pa.array(mine))
         fid = np.int64(frame_id)
@@ -236,6 +246,6 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
         blob = parquet_bytes(rows, BATCH_ZSTD_LEVEL if zstd_level is None else zstd_level)
         store.write_bytes(staging_path(batch_id, posixpath.join(SOURCES, rel)), blob)
         out.files.append((rel, rows.num_rows, len(blob)))
-    sky = sources.column("_healpix_29").to_numpy() >> hats_meta._shift(hats_meta.SKYMAP_ORDER)
+    sky = spatial_index_to_healpix(sources.column("_healpix_29").to_numpy(), target_order=hats_meta.SKYMAP_ORDER)
     out.skymap_pixels, out.skymap_rows = np.unique(sky, return_counts=True)
     return out

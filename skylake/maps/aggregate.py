@@ -2,8 +2,8 @@
 
 Every map quantity is a groupby over ``(map_key, pixel)`` of per-source samples, never a loop over
 sources. Pixels are NESTED: for equatorial maps a source's pixel at ``nside = 2**order`` is its
-``_healpix_29 >> 2 * (29 - order)`` (the lake's spatial index already holds it); horizon maps put
-the source's (azimuth, altitude) through ``healpy.ang2pix``.
+``_healpix_29`` taken to that order (hats' ``spatial_index_to_healpix``: the lake's spatial index already
+holds it); horizon maps put the source's (azimuth, altitude) through ``healpy.ang2pix``.
 
 Conventions (magnitudes in mag): a star's zeropoint is ``zp = ref_mag - inst_mag - color_term *
 ref_color`` (the calibration model of :mod:`skylake.calib.zeropoint` solved for one star), its
@@ -41,7 +41,9 @@ def nside_order(nside: int) -> int:
 
 def equatorial_pixels(h29: np.ndarray, nside: int) -> np.ndarray:
     """NESTED pixel at ``nside`` of each ``_healpix_29`` index (a bit shift: no trigonometry)."""
-    return np.asarray(h29, np.int64) >> np.int64(2 * (HEALPIX_ORDER_MAX - nside_order(nside)))
+    from hats.pixel_math.spatial_index import spatial_index_to_healpix
+
+    return spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=nside_order(nside))
 
 
 def horizon_pixels(az_deg: np.ndarray, alt_deg: np.ndarray, nside: int) -> np.ndarray:

@@ -197,6 +197,7 @@ def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
     reaching past its corners (HEALPix query through healpy, per partition order); None when a frame's
     footprint is unknown (every file)."""
     import healpy as hp
+    from hats.pixel_math.healpix_shim import order2nside
 
     from skylake.lake import hats_meta
 
@@ -213,8 +214,8 @@ def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
         corners = hp.ang2vec(np.asarray(fra, float), np.asarray(fdec, float), lonlat=True)
         radius = float(np.arccos(np.clip(corners @ centre, -1, 1)).max()) * 1.05 + np.radians(0.05)
         for order in orders:
-            hit |= {(order, int(p)) for p in hp.query_disc(1 << order, centre, min(radius, np.pi), inclusive=True,
-                                                           nest=True)}
+            hit |= {(order, int(p)) for p in hp.query_disc(order2nside(order), centre, min(radius, np.pi),
+                                                           inclusive=True, nest=True)}
     files = []
     for p in partitions:
         if (p.order, p.pixel) in hit:
@@ -379,7 +380,10 @@ def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
 def pixel_groups(pixel: np.ndarray, nside: int) -> np.ndarray:
     """The reduce group of each NESTED pixel at ``nside``: its parent at :data:`REDUCE_ORDER` (the pixel
     itself at lower orders)."""
-    return np.asarray(pixel, np.int64) >> np.int64(2 * max(nside_order(nside) - REDUCE_ORDER, 0))
+    from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+
+    order = nside_order(nside)
+    return get_lower_order_pixel(order, np.asarray(pixel, np.int64), max(order - REDUCE_ORDER, 0))
 
 
 def _run(client, func, shared, *iterables) -> list:

@@ -30,6 +30,7 @@ import hashlib
 import numpy as np
 from hats.pixel_math import get_margin
 from hats.pixel_math.healpix_shim import order2mindist
+from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_index_to_healpix
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
@@ -177,16 +178,15 @@ def cluster(h29: np.ndarray, xyz: np.ndarray, source_id: np.ndarray, radius_arcs
         return out
     order = np.argsort(h29, kind="stable")
     h_sorted = h29[order]
-    chunk = h_sorted >> (2 * (29 - chunk_order))
+    chunk = spatial_index_to_healpix(h_sorted, target_order=chunk_order)
     m_order = margin_order(chunk_order, radius_arcsec)
-    m_shift = 2 * (29 - m_order)
     link = chord(radius_arcsec)
     starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
     ends = np.r_[starts[1:], n]
     for s, e in zip(starts, ends):
         margin = np.asarray(get_margin(chunk_order, int(chunk[s]), m_order - chunk_order), dtype=np.int64)
-        lo = np.searchsorted(h_sorted, margin << m_shift)
-        hi = np.searchsorted(h_sorted, (margin + 1) << m_shift)
+        lo = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin))
+        hi = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin + 1))
         rows = np.concatenate((np.arange(s, e, dtype=np.int64), _ranges(lo, hi)))
         labels = _fof_labels(xyz[order[rows]], source_id[order[rows]], link)
         out[order[s:e]] = labels[: e - s]  # a detection's id comes from its own chunk

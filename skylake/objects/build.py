@@ -48,7 +48,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
-from hats.pixel_math.spatial_index import compute_spatial_index
+from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+from hats.pixel_math.healpix_shim import order2nside
+from hats.pixel_math.spatial_index import compute_spatial_index, healpix_to_spatial_index, spatial_index_to_healpix
 
 from skylake.calib.model import KRON, calibrated_flux_mags
 from skylake.errors import LakeError
@@ -300,10 +302,6 @@ def summarise(flat: pd.DataFrame, refcat: str) -> pa.Table:
 
 
 # -- planning: what changed since the table was built ------------------------------------------------
-def _shift(order: int) -> int:
-    return 2 * (29 - order)
-
-
 def _held_rel(night: str) -> str:
     return f"{OBJECTS}/{HELD_DIR}/night={night}.parquet"
 
@@ -443,9 +441,9 @@ def _sources_files_over(lake: Lake, partitions, pixels: np.ndarray, order: int) 
     out = []
     for part in partitions:
         if part.order <= order:
-            hit = np.isin(pixels >> (2 * (order - part.order)), part.pixel).any()
+            hit = np.isin(get_lower_order_pixel(order, pixels, order - part.order), part.pixel).any()
         else:
-            hit = np.isin(part.pixel >> (2 * (part.order - order)), pixels)
+            hit = np.isin(get_lower_order_pixel(part.order, part.pixel, part.order - order), pixels)
         if hit:
             out += lake.store.walk_files(f"{SOURCES}/{hats_meta.pixel_dir(part.order, part.pixel)}", ".parquet")
     return out
@@ -465,7 +463,7 @@ def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int)
         return np.empty(0, np.int64)
     data = _sources_dataset(lake, files).to_table(
         columns=["_healpix_29"], filter=pc.field("frame_id").isin(pa.array(np.asarray(frame_ids, np.int64))))
-    return np.unique(data.column("_healpix_29").to_numpy() >> _shift(m_order))
+    return np.unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
 
 
 def _sources_dataset(lake: Lake, files: list[str]):
@@ -481,7 +479,7 @@ def _ranges(pixels: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     brk = np.flatnonzero(np.diff(pixels) != 1) + 1
     lo, hi = pixels[np.r_[0, brk]], pixels[np.r_[brk - 1, len(pixels) - 1]] + 1
-    return lo << _shift(order), hi << _shift(order)
+    return healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi)
 
 
 def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
@@ -508,7 +506,8 @@ def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | 
 
 
 def _sparse_hist(h29: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.unique(np.asarray(h29, np.int64) >> _shift(hats_meta.SKYMAP_ORDER), return_counts=True)
+    return np.unique(spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER),
+                     return_counts=True)
 
 
 def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
@@ -536,7 +535,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
 
     frames: pd.DataFrame = spec["frames"]
     det = read_detections(lake, files, frames, spec["refcat"], lambda h: within(h, lo, hi))
-    core = (det["_healpix_29"].to_numpy(np.int64) >> _shift(order)) == pixel
+    core = spatial_index_to_healpix(det["_healpix_29"].to_numpy(np.int64), target_order=order) == pixel
     partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
     # old objects: this partition's files whole, the margin's rows of its neighbours
     own_files = [] if spec["rebuild"] else _partition_files(lake, HealpixPixel(order, pixel))
@@ -547,7 +546,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     hist_old = _sparse_hist(np.concatenate([t.column("_healpix_29").to_numpy() for t in old] +
                                            [np.empty(0, np.int64)]))
     if len(band) and partitions:
-        orders, pixels = hats_meta.assign_pixels(band << _shift(m_order), partitions, lake_order)
+        orders, pixels = hats_meta.assign_pixels(healpix_to_spatial_index(m_order, band), partitions, lake_order)
         for o, p in sorted(set(zip(orders.tolist(), pixels.tolist())) - {key}):
             if HealpixPixel(o, p) in partitions:
                 for f in _partition_files(lake, HealpixPixel(o, p)):
@@ -602,7 +601,8 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
            "sources_files": len(files)}
     # per changed frame: its detections here and their pixels at the lake's order (where its points are)
     fp = pd.DataFrame({"frame_id": det.loc[core, "frame_id"].to_numpy(np.int64),
-                       "pixel": det.loc[core, "_healpix_29"].to_numpy(np.int64) >> _shift(lake_order)})
+                       "pixel": spatial_index_to_healpix(det.loc[core, "_healpix_29"].to_numpy(np.int64),
+                                                         target_order=lake_order)})
     out["frame_pixels"] = fp.groupby(["frame_id", "pixel"]).size().rename("n").reset_index()
     if out["dirty"] and owned.num_rows:
         rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec['batch_id']}.parquet"
@@ -644,9 +644,9 @@ def _neighbour_tasks(mpix: np.ndarray, m_order: int, partitions, order: int) -> 
 
     if not len(mpix):
         return np.empty(0, np.int64)
-    nb = hp.get_all_neighbours(1 << m_order, mpix, nest=True).ravel()
+    nb = hp.get_all_neighbours(order2nside(m_order), mpix, nest=True).ravel()
     allpix = np.unique(np.concatenate((mpix, nb[nb >= 0])))
-    o, p = hats_meta.assign_pixels(allpix << _shift(m_order), partitions, order)
+    o, p = hats_meta.assign_pixels(healpix_to_spatial_index(m_order, allpix), partitions, order)
     return np.unique(o * (1 << 40) + p)
 
 
@@ -740,9 +740,9 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
             import healpy as hp
 
             pix = np.unique(np.concatenate([np.asarray(p, np.int64) for p in stale_rows["pixels"]]))
-            nb = hp.get_all_neighbours(1 << order, pix, nest=True).ravel()
+            nb = hp.get_all_neighbours(order2nside(order), pix, nest=True).ravel()
             allpix = np.unique(np.concatenate((pix, nb[nb >= 0])))
-            o, p = hats_meta.assign_pixels(allpix << _shift(order), partitions, order)
+            o, p = hats_meta.assign_pixels(healpix_to_spatial_index(order, allpix), partitions, order)
             for k in np.unique(o * (1 << 40) + p).tolist():
                 task_files.setdefault(k, set())
         keys = sorted(task_files)
@@ -769,7 +769,7 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         if dropped != expected and not rebuild:
             log.warning("objects: %d of %d old points of re-processed frames found where their frames were",
                         dropped, expected)
-        skymap = (np.zeros(12 * 4**hats_meta.SKYMAP_ORDER, np.int64) if rebuild
+        skymap = (hats_meta.empty_skymap() if rebuild
                   else hats_meta.read_skymap(lake.store, OBJECTS))
         final = set(partitions)
         for m in manifests:

@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+from hats.pixel_math.healpix_shim import order2nside
+from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
 from skylake.lake import hats_meta
 from skylake.lake.tables import ZEROPOINTS
@@ -39,7 +42,7 @@ def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> tuple[int, np.nd
     # order k pixels are ~ 58.6 deg / 2**k across; take the deepest order with pixels >= the radius
     order = int(np.clip(np.floor(np.log2(58.6 * 3600.0 / radius_arcsec)), 0, 29))
     vec = unit_vectors([ra], [dec])[0]
-    pixels = hp.query_disc(1 << order, vec, np.radians(radius_arcsec / 3600.0), inclusive=True, nest=True)
+    pixels = hp.query_disc(order2nside(order), vec, np.radians(radius_arcsec / 3600.0), inclusive=True, nest=True)
     return order, np.asarray(pixels, dtype=np.int64)
 
 
@@ -52,9 +55,9 @@ def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RAD
     hit = []
     for p in hats_meta.read_partitions(lake.store, OBJECTS):
         if p.order <= order:
-            inside = np.isin(p.pixel, pixels >> (2 * (order - p.order)))
+            inside = np.isin(p.pixel, get_lower_order_pixel(order, pixels, order - p.order))
         else:
-            inside = np.isin(p.pixel >> (2 * (p.order - order)), pixels)
+            inside = np.isin(get_lower_order_pixel(p.order, p.pixel, p.order - order), pixels)
         if inside:
             hit.append(p)
     files = [f for p in hit for f in lake.store.walk_files(f"{OBJECTS}/{hats_meta.pixel_dir(p.order, p.pixel)}",
@@ -62,11 +65,11 @@ def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RAD
     if not files:
         empty = objects_dataset(lake, []).schema.empty_table()
         return empty.append_column("sep_arcsec", pa.array([], pa.float64()))
-    shift = 2 * (29 - order)
     h29 = pc.field("_healpix_29")
     flt = None
-    for p in pixels:
-        rng = (h29 >= int(p) << shift) & (h29 < (int(p) + 1) << shift)
+    starts, ends = healpix_to_spatial_index(order, pixels), healpix_to_spatial_index(order, pixels + 1)
+    for lo, hi in zip(starts.tolist(), ends.tolist()):
+        rng = (h29 >= lo) & (h29 < hi)
         flt = rng if flt is None else flt | rng
     if columns is not None:
         columns = list(dict.fromkeys(["ra", "dec", *columns]))
