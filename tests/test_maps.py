@@ -265,7 +265,7 @@ def test_night_maps_per_frame_group_on_a_cluster_equal_in_process(night, dask_cl
 def test_night_maps_do_not_change_when_other_nights_join(night):
     """A night's maps read that night's directories only: other nights (a SYNTHETIC archive of frame,
     zeropoint and extinction rows) joining the lake change nothing. Runs last: it adds to the lake."""
-    from skylake.db.synthetic import commit_night
+    from skylake.testing.summary_rows import commit_night
 
     lake, date = night[0], NIGHT["start_utc"][:10]
     before = compute_maps(lake, night=date)
@@ -283,7 +283,7 @@ def test_a_maps_task_holds_its_frames_or_its_pixel_group_never_the_night(tmp_pat
     rows equal one reduce over the whole night, and without ``samples`` none reach the caller."""
     import skylake.maps.build as maps_build
     from skylake.calib.store import MATCHES, read_table
-    from skylake.db.synthetic import commit_sources_night
+    from skylake.testing.summary_rows import commit_sources_night
 
     lake = Lake.init(tmp_path / "lake")
     date = "2025-01-01"
@@ -320,7 +320,7 @@ def test_a_maps_task_reads_only_the_row_groups_of_its_frames(tmp_path, monkeypat
     that night's two (frame_id statistics), with exactly their rows."""
     import pyarrow.parquet as pq
 
-    from skylake.db.synthetic import commit_sources_night
+    from skylake.testing.summary_rows import commit_sources_night
     from skylake.maps.build import read_frames_rows
 
     lake = Lake.init(tmp_path / "lake")
