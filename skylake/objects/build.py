@@ -664,6 +664,36 @@ def _scan(spec, files):
     return scan_pixels(spec["url"], files, spec["ids"], spec["m_order"])
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What an update runs with: the table's (or the first build's) catalogue and radius."""
+
+    state: dict  # the table's build state (empty for a first build or a rebuild)
+    legacy: pd.DataFrame | None
+    refcat: str
+    radius: float
+    order: int  # the lake's partition order
+    m_order: int  # order of the margins: their pixels are at least the radius wide
+    rebuild: bool
+
+
+def _settings(lake: Lake, refcat: str | None, radius_arcsec: float | None, rebuild: bool) -> _Settings:
+    """The stage's config: the arguments checked against the table's build state."""
+    state, legacy = read_state(lake)
+    if rebuild:
+        state, legacy = {}, None
+    for name, value in (("refcat", refcat), ("radius_arcsec", radius_arcsec)):
+        if state and value is not None and value != state[name]:
+            raise ObjectsError(f"LAKE/objects was built with {name}={state[name]!r}, not {value!r}; "
+                               "rebuild it to change that (skylake objects build --rebuild)")
+    refcat = state.get("refcat", refcat if refcat is not None else default_refcat(lake))
+    radius = float(state.get("radius_arcsec", radius_arcsec or DEFAULT_RADIUS_ARCSEC))
+    if not radius > 0:
+        raise ObjectsError(f"the association radius must be positive, got {radius} arcsec")
+    order = lake.config.partition_order
+    return _Settings(state, legacy, refcat, radius, order, margin_order(order, radius), rebuild)
+
+
 def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None = None,
                   rebuild: bool = False, client=None) -> BuildReport:
     """Bring ``LAKE/objects`` up to date with the lake's frames and calibrations (see the module docstring).
@@ -673,154 +703,161 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
     [arcsec]: association radius (default 3"). Changing either needs ``rebuild=True`` (a full rebuild).
     ``client``: a ``distributed.Client`` to run each touched partition as a task on (default: in this
     process, one partition at a time).
+
+    The stage's steps: :func:`_settings` (config), :func:`_plan` and :func:`_select_partitions` (what
+    changed, and the partitions it reaches), :func:`build_partition` per partition (the tasks, each
+    writing its partition's file) and :func:`_commit` (the HATS metadata, held frames and log entry).
     """
     started = time.perf_counter()
     lake = _lake(lake)
     lake.check_writable()
     with lake.transaction(OBJECTS) as tx:
-        state, legacy = read_state(lake)
-        if rebuild:
-            state, legacy = {}, None
-        for name, value in (("refcat", refcat), ("radius_arcsec", radius_arcsec)):
-            if state and value is not None and value != state[name]:
-                raise ObjectsError(f"LAKE/objects was built with {name}={state[name]!r}, not {value!r}; "
-                                   "rebuild it to change that (skylake objects build --rebuild)")
-        refcat = state.get("refcat", refcat if refcat is not None else default_refcat(lake))
-        radius = float(state.get("radius_arcsec", radius_arcsec or DEFAULT_RADIUS_ARCSEC))
-        if not radius > 0:
-            raise ObjectsError(f"the association radius must be positive, got {radius} arcsec")
-        report = BuildReport(refcat=refcat, radius_arcsec=radius)
-        order = lake.config.partition_order
-        m_order = margin_order(order, radius)
+        cfg = _settings(lake, refcat, radius_arcsec, rebuild)
+        report = BuildReport(refcat=cfg.refcat, radius_arcsec=cfg.radius)
         t0 = time.perf_counter()
-        plan = _plan(lake, tx, state, legacy, refcat, rebuild)
-        if state and not refcat:
+        plan = _plan(lake, tx, cfg.state, cfg.legacy, cfg.refcat, rebuild)
+        if cfg.state and not cfg.refcat:
             available = default_refcat(lake)
             if available:  # built before any calibration: an update would stay uncalibrated, silently
                 log.warning("LAKE/objects was built without a reference catalogue, but frames are now calibrated "
                             "against %r: its light curves stay uncalibrated until it is rebuilt (skylake objects "
                             "build --rebuild)", available)
-        changed, gone, held, redone = plan.changed, plan.gone, plan.held, plan.redone
-        report.frames_added = int((changed["_merge"] == "left_only").sum())
-        report.frames_updated = len(changed) - report.frames_added
-        report.frames_removed = len(gone)
+        report.frames_added = int((plan.changed["_merge"] == "left_only").sum())
+        report.frames_updated = len(plan.changed) - report.frames_added
+        report.frames_removed = len(plan.gone)
         report.read = dict(plan.read)
         partitions = [] if rebuild else hats_meta.read_partitions(lake.store, OBJECTS)
         if rebuild:  # every file goes; the table is made again from all frames
             for path in lake.store.walk_files(f"{OBJECTS}/dataset", ".parquet"):
                 tx.remove(OBJECTS, posixpath.relpath(path, OBJECTS), pq.ParquetFile(lake.path(path)).metadata.num_rows)
-        if changed.empty and gone.empty and not rebuild:
-            report.objects = int(state.get("objects", hats_meta.read_skymap(lake.store, OBJECTS).sum()))  # not a table
+        if plan.changed.empty and plan.gone.empty and not rebuild:
+            report.objects = int(cfg.state.get("objects", hats_meta.read_skymap(lake.store, OBJECTS).sum()))  # not a table
             report.partitions = len(partitions)
             return report
         report.timings["plan"] = time.perf_counter() - t0
 
-        # where the work is: pixels of the changed frames' detections, and where re-associated or gone
-        # frames' old points are (their held pixels; every partition when unknown)
         t0 = time.perf_counter()
-        files = plan.source_files if plan.source_files is not None else lake.live_files(SOURCES)
-        files = [f if f.startswith(f"{SOURCES}/") else f"{SOURCES}/{f}" for f in files]
-        report.read["sources_files"] = len(files)
-        by_dir: dict[str, list[str]] = {}
-        for f in files:
-            by_dir.setdefault(posixpath.dirname(f), []).append(f)
-        dirs = sorted(by_dir)
-        ids = plan.frames["frame_id"].to_numpy(np.int64)
-        scanned = _run(client, _scan, [by_dir[d] for d in dirs],
-                       shared={"url": lake.store.location, "ids": ids, "m_order": m_order}) if len(ids) else []
-        task_files: dict[int, set] = {}
-        for d, mpix in zip(dirs, scanned):
-            for k in _neighbour_tasks(mpix, m_order, partitions, order).tolist():
-                task_files.setdefault(k, set()).update(by_dir[d])
-        stale_rows = held[redone]
-        if len(stale_rows) and (stale_rows["pixels"].isna().any() if "pixels" in stale_rows else True):
-            for p in partitions:  # where their points are is not recorded: look everywhere
-                task_files.setdefault(p.order * (1 << 40) + p.pixel, set())
-        elif len(stale_rows):
-            import healpy as hp
-
-            pix = np.unique(np.concatenate([np.asarray(p, np.int64) for p in stale_rows["pixels"]]))
-            nb = hp.get_all_neighbours(order2nside(order), pix, nest=True).ravel()
-            allpix = np.unique(np.concatenate((pix, nb[nb >= 0])))
-            o, p = hats_meta.assign_pixels(healpix_to_spatial_index(order, allpix), partitions, order)
-            for k in np.unique(o * (1 << 40) + p).tolist():
-                task_files.setdefault(k, set())
+        task_files = _select_partitions(lake, client, cfg, plan, partitions, report)
         keys = sorted(task_files)
         report.timings["scan"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        spec = {"url": lake.store.location, "batch_id": tx.batch_id, "refcat": refcat, "radius": radius, "order": order,
-                "m_order": m_order, "partitions": [(p.order, p.pixel) for p in partitions], "rebuild": rebuild,
-                "frames": plan.frames.drop(columns=["recent"]),
-                "stale": held.loc[redone, "frame_id"].to_numpy(np.int64)}
+        spec = {"url": lake.store.location, "batch_id": tx.batch_id, "refcat": cfg.refcat, "radius": cfg.radius,
+                "order": cfg.order, "m_order": cfg.m_order, "partitions": [(p.order, p.pixel) for p in partitions],
+                "rebuild": rebuild, "frames": plan.frames.drop(columns=["recent"]),
+                "stale": plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64)}
         manifests = _run(client, build_partition, [(k >> 40, k & ((1 << 40) - 1)) for k in keys],
                          [sorted(task_files[k]) for k in keys], shared=spec)
         report.timings["partitions"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        # every updated object's home partition ran (it lies beside the detections that moved it): else it
-        # would be dropped by the task that saw it and written by none
-        orphans = {tuple(h) for m in manifests for h in m["homes"]} - {tuple(m["key"]) for m in manifests}
-        if orphans:
-            raise LakeError(f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed; "
-                            "nothing was committed (rebuild with skylake objects build --rebuild)")
-        expected = int(held.loc[redone, "n_det"].sum())
-        dropped = sum(m["dropped"] for m in manifests)
-        if dropped != expected and not rebuild:
-            log.warning("objects: %d of %d old points of re-processed frames found where their frames were",
-                        dropped, expected)
-        skymap = (hats_meta.empty_skymap() if rebuild
-                  else hats_meta.read_skymap(lake.store, OBJECTS))
-        final = set(partitions)
-        for m in manifests:
-            report.detections += m["detections"]
-            report.read["objects_rows"] = report.read.get("objects_rows", 0) + m["objects_read"]
-            if not m["dirty"]:
-                continue
-            pixel = HealpixPixel(*m["key"])
-            report.partitions_rewritten += 1
-            report.objects_new += m["objects_new"]
-            for rel, rows in m["removed"]:
-                tx.remove(OBJECTS, rel, rows)
-            np.subtract.at(skymap, m["hist_old"][0], m["hist_old"][1])
-            np.add.at(skymap, m["hist_new"][0], m["hist_new"][1])
-            if m["path"]:
-                tx.add_staged(OBJECTS, m["path"], m["rows"])
-                final.add(pixel)
-            else:
-                final.discard(pixel)
-        final = sorted(final)
-        report.objects, report.partitions = int(skymap.sum()), len(final)
-        out = staging_path(tx.batch_id, OBJECTS)
-        names = hats_meta.write_metadata(lake.store, out, final, report.objects, skymap, table_schema(OBJECTS),
-                                         catalog=OBJECTS, catalog_type="object", id_column="object_id")
-        # the held frames: rows of the nights read, less the redone ones, plus the changed frames
-        fp = pd.concat([m["frame_pixels"] for m in manifests] + [pd.DataFrame(
-            {"frame_id": np.empty(0, np.int64), "pixel": np.empty(0, np.int64), "n": np.empty(0, np.int64)})])
-        fp = fp.groupby("frame_id").agg(n_det=("n", "sum"), pixels=("pixel", lambda s: sorted(set(s.tolist()))))
-        new_rows = changed[["frame_id", "calib"]].merge(plan.frames[["frame_id", "night"]], on="frame_id", how="left")
-        new_rows["n_det"] = fp["n_det"].reindex(new_rows["frame_id"]).fillna(0).to_numpy(np.int64)
-        new_rows["pixels"] = [list(p) if isinstance(p, list) else [] for p in
-                              fp["pixels"].reindex(new_rows["frame_id"]).tolist()]
-        new_held = pd.concat([held[~redone], new_rows], ignore_index=True)
-        if legacy is not None or plan.nights is None:  # every night is written; nights left empty too
-            nights = set(read_held(lake)["night"]) if legacy is None else set()
-            nights |= set(new_held["night"].dropna())
-        else:
-            nights = set(plan.nights)
-        for night in sorted(nights):
-            rows = new_held[new_held["night"] == night].sort_values("frame_id")
-            tx.stage_file(_held_rel(night), parquet_bytes(pa.Table.from_pandas(
-                rows[HELD_SCHEMA.names], schema=HELD_SCHEMA, preserve_index=False)))
-        version = (tx.base.version if tx.base else 0) + 1  # this commit's: the next update starts after it
-        if not rebuild:  # a rebuild replaces every partition: a refresh mirrors those whole
-            tx.stage_file(changes_rel(version), parquet_bytes(_changes_table(manifests)))
-        lake.store.write_bytes(f"{out}/{STATE_FILE}", json.dumps(
-            {"refcat": refcat, "radius_arcsec": radius, "version": version, "objects": report.objects}).encode())
-        tx.metadata += [f"{OBJECTS}/{n}" for n in [*names, STATE_FILE]]
-        entry = tx.commit(summary={"objects": asdict(report)})
+        entry = _commit(tx, lake, cfg, plan, partitions, manifests, report)
         report.commit = entry.version if entry else None
         report.timings["commit"] = time.perf_counter() - t0
     report.seconds = time.perf_counter() - started
     log.info("%s", report)
     return report
+
+
+def _select_partitions(lake: Lake, client, cfg: _Settings, plan: _Plan, partitions, report: BuildReport
+                       ) -> dict[int, set]:
+    """The partitions an update recomputes (keys ``order << 40 | pixel``) and the sources files each
+    reads: where the changed frames' detections are (their margins included), and where re-associated or
+    gone frames' old points are (their held pixels; every partition when unknown)."""
+    files = plan.source_files if plan.source_files is not None else lake.live_files(SOURCES)
+    files = [f if f.startswith(f"{SOURCES}/") else f"{SOURCES}/{f}" for f in files]
+    report.read["sources_files"] = len(files)
+    by_dir: dict[str, list[str]] = {}
+    for f in files:
+        by_dir.setdefault(posixpath.dirname(f), []).append(f)
+    dirs = sorted(by_dir)
+    ids = plan.frames["frame_id"].to_numpy(np.int64)
+    scanned = _run(client, _scan, [by_dir[d] for d in dirs],
+                   shared={"url": lake.store.location, "ids": ids, "m_order": cfg.m_order}) if len(ids) else []
+    task_files: dict[int, set] = {}
+    for d, mpix in zip(dirs, scanned):
+        for k in _neighbour_tasks(mpix, cfg.m_order, partitions, cfg.order).tolist():
+            task_files.setdefault(k, set()).update(by_dir[d])
+    stale_rows = plan.held[plan.redone]
+    if len(stale_rows) and (stale_rows["pixels"].isna().any() if "pixels" in stale_rows else True):
+        for p in partitions:  # where their points are is not recorded: look everywhere
+            task_files.setdefault(p.order * (1 << 40) + p.pixel, set())
+    elif len(stale_rows):
+        import healpy as hp
+
+        pix = np.unique(np.concatenate([np.asarray(p, np.int64) for p in stale_rows["pixels"]]))
+        nb = hp.get_all_neighbours(order2nside(cfg.order), pix, nest=True).ravel()
+        allpix = np.unique(np.concatenate((pix, nb[nb >= 0])))
+        o, p = hats_meta.assign_pixels(healpix_to_spatial_index(cfg.order, allpix), partitions, cfg.order)
+        for k in np.unique(o * (1 << 40) + p).tolist():
+            task_files.setdefault(k, set())
+    return task_files
+
+
+def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: list[dict], report: BuildReport):
+    """Commit what the partition tasks wrote: their files, the HATS metadata, the held frames of the nights
+    read, the objects changed (for refresh) and the build state. Returns the log entry."""
+    refcat, radius, rebuild, legacy = cfg.refcat, cfg.radius, cfg.rebuild, cfg.legacy
+    changed, held, redone = plan.changed, plan.held, plan.redone
+    # every updated object's home partition ran (it lies beside the detections that moved it): else it
+    # would be dropped by the task that saw it and written by none
+    orphans = {tuple(h) for m in manifests for h in m["homes"]} - {tuple(m["key"]) for m in manifests}
+    if orphans:
+        raise LakeError(f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed; "
+                        "nothing was committed (rebuild with skylake objects build --rebuild)")
+    expected = int(held.loc[redone, "n_det"].sum())
+    dropped = sum(m["dropped"] for m in manifests)
+    if dropped != expected and not rebuild:
+        log.warning("objects: %d of %d old points of re-processed frames found where their frames were",
+                    dropped, expected)
+    skymap = (hats_meta.empty_skymap() if rebuild
+              else hats_meta.read_skymap(lake.store, OBJECTS))
+    final = set(partitions)
+    for m in manifests:
+        report.detections += m["detections"]
+        report.read["objects_rows"] = report.read.get("objects_rows", 0) + m["objects_read"]
+        if not m["dirty"]:
+            continue
+        pixel = HealpixPixel(*m["key"])
+        report.partitions_rewritten += 1
+        report.objects_new += m["objects_new"]
+        for rel, rows in m["removed"]:
+            tx.remove(OBJECTS, rel, rows)
+        np.subtract.at(skymap, m["hist_old"][0], m["hist_old"][1])
+        np.add.at(skymap, m["hist_new"][0], m["hist_new"][1])
+        if m["path"]:
+            tx.add_staged(OBJECTS, m["path"], m["rows"])
+            final.add(pixel)
+        else:
+            final.discard(pixel)
+    final = sorted(final)
+    report.objects, report.partitions = int(skymap.sum()), len(final)
+    out = staging_path(tx.batch_id, OBJECTS)
+    names = hats_meta.write_metadata(lake.store, out, final, report.objects, skymap, table_schema(OBJECTS),
+                                     catalog=OBJECTS, catalog_type="object", id_column="object_id")
+    # the held frames: rows of the nights read, less the redone ones, plus the changed frames
+    fp = pd.concat([m["frame_pixels"] for m in manifests] + [pd.DataFrame(
+        {"frame_id": np.empty(0, np.int64), "pixel": np.empty(0, np.int64), "n": np.empty(0, np.int64)})])
+    fp = fp.groupby("frame_id").agg(n_det=("n", "sum"), pixels=("pixel", lambda s: sorted(set(s.tolist()))))
+    new_rows = changed[["frame_id", "calib"]].merge(plan.frames[["frame_id", "night"]], on="frame_id", how="left")
+    new_rows["n_det"] = fp["n_det"].reindex(new_rows["frame_id"]).fillna(0).to_numpy(np.int64)
+    new_rows["pixels"] = [list(p) if isinstance(p, list) else [] for p in
+                          fp["pixels"].reindex(new_rows["frame_id"]).tolist()]
+    new_held = pd.concat([held[~redone], new_rows], ignore_index=True)
+    if legacy is not None or plan.nights is None:  # every night is written; nights left empty too
+        nights = set(read_held(lake)["night"]) if legacy is None else set()
+        nights |= set(new_held["night"].dropna())
+    else:
+        nights = set(plan.nights)
+    for night in sorted(nights):
+        rows = new_held[new_held["night"] == night].sort_values("frame_id")
+        tx.stage_file(_held_rel(night), parquet_bytes(pa.Table.from_pandas(
+            rows[HELD_SCHEMA.names], schema=HELD_SCHEMA, preserve_index=False)))
+    version = (tx.base.version if tx.base else 0) + 1  # this commit's: the next update starts after it
+    if not rebuild:  # a rebuild replaces every partition: a refresh mirrors those whole
+        tx.stage_file(changes_rel(version), parquet_bytes(_changes_table(manifests)))
+    lake.store.write_bytes(f"{out}/{STATE_FILE}", json.dumps(
+        {"refcat": refcat, "radius_arcsec": radius, "version": version, "objects": report.objects}).encode())
+    tx.metadata += [f"{OBJECTS}/{n}" for n in [*names, STATE_FILE]]
+    entry = tx.commit(summary={"objects": asdict(report)})
+    return entry
