@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, SHARED_DATA, SKYCAMZ, require_shared
+from skylake.testing import KEYS, OPTIONAL, calib_key, compare, keys_unique, normalise, read_tables
 
 pytestmark = pytest.mark.realdata
 
@@ -164,93 +162,31 @@ def lakes(tmp_path_factory, cluster, skycamz_files):
     return cwd / "lake-a", cwd / "lake-b", executed
 
 
-# -- reading and comparing the lakes ---------------------------------------------------------------
-#: Each table's sort key (unique in it).
-KEYS = {"frames": ["frame_id"], "sources": ["source_id"], "zeropoints": ["frame_id", "refcat", "flux"],
-        "matches": ["source_id", "refcat"], "extinction": ["night", "refcat"], "objects": ["object_id"],
-        "maps": ["map_id", "pixel"], "maps_index": ["map_id"]}
-#: Columns that legitimately differ between two runs, left out of the comparison. Commit identity and times: batch_id is "<UTC time>-<kind>-<random>", new for every commit, and
-#: ingested_at/calibrated_at/created_at are the commit's clock time. processing_s is the wall-clock time
-#: a worker spent on the frame. calib_key (and the maps index's calib_keys) hash the catalogue's import
-#: record including its `imported_at` (each import is its own catalogue version, by design), so the
-#: two lakes' keys differ: they are compared after mapping each lake's single key to one placeholder
-#: (_normalise), as is the maps index's path, which names the file by its batch id.
-EXCLUDED = {"batch_id", "ingested_at", "calibrated_at", "created_at", "processing_s"}
-
-
-def _dataset(root: Path, partitioning=None) -> pa.Table:
-    files = sorted(str(p) for p in root.rglob("*.parquet")
-                   if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts))
-    return pads.dataset(files, format="parquet", partitioning=partitioning).to_table()
-
-
-def _night_table(lake: Path, table: str) -> pa.Table:
-    return _dataset(lake / table, pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback="unknown"))
-
-
-def _tables(lake: Path) -> dict[str, pa.Table]:
-    return {"frames": _night_table(lake, "frames"), "sources": _dataset(lake / "sources" / "dataset"),
-            "zeropoints": _night_table(lake, "zeropoints"), "matches": _night_table(lake, "matches"),
-            "extinction": _night_table(lake, "extinction"), "objects": _dataset(lake / "objects" / "dataset"),
-            "maps": _night_table(lake, "maps"), "maps_index": _dataset(lake / "maps" / "_index")}
-
-
-def _normalise(name: str, table: pa.Table, key: str) -> pa.Table:
-    """Sorted by the table's keys; the lake's calibration key and the batch id in paths as placeholders;
-    the excluded columns dropped."""
-    assert table.num_rows, f"{name} is empty"
-    for column, placeholder in (("calib_key", "KEY"), ("calib_keys", "KEY")):
-        if column in table.column_names:
-            values = pc.replace_substring(table[column], key, placeholder)
-            assert set(values.to_pylist()) == {placeholder}, (name, column, table[column].unique())
-            table = table.set_column(table.column_names.index(column), column, values)
-    if name == "maps_index":
-        paths = [p.replace(b, "BATCH") for p, b in zip(table["path"].to_pylist(), table["batch_id"].to_pylist())]
-        table = table.set_column(table.column_names.index("path"), "path", pa.array(paths, pa.string()))
-    keys = KEYS[name]
-    assert table.group_by(keys).aggregate([]).num_rows == table.num_rows, f"{name}: {keys} not unique"
-    return table.sort_by([(k, "ascending") for k in keys]).drop_columns(
-        [c for c in table.column_names if c in EXCLUDED])
-
-
-def _same(x, y) -> bool:
-    """Arrays equal value for value, NaN equal to NaN (at any depth of structs and lists)."""
-    x = x.combine_chunks() if isinstance(x, pa.ChunkedArray) else x
-    y = y.combine_chunks() if isinstance(y, pa.ChunkedArray) else y
-    if x.type != y.type or len(x) != len(y) or not x.is_null().equals(y.is_null()):
-        return False
-    if pa.types.is_struct(x.type):
-        return all(_same(a, b) for a, b in zip(x.flatten(), y.flatten()))
-    if pa.types.is_list(x.type) or pa.types.is_large_list(x.type):
-        return _same(pc.list_value_length(x), pc.list_value_length(y)) and _same(pc.list_flatten(x),
-                                                                                 pc.list_flatten(y))
-    if pa.types.is_floating(x.type):
-        nan_x, nan_y = pc.is_nan(x), pc.is_nan(y)
-        if not nan_x.equals(nan_y):
-            return False
-        none = pa.scalar(None, x.type)
-        return pc.if_else(nan_x, none, x).equals(pc.if_else(nan_y, none, y))
-    return x.equals(y)
-
-
-def _calib_key(tables: dict[str, pa.Table]) -> str:
-    keys = tables["zeropoints"]["calib_key"].unique().to_pylist()
-    assert len(keys) == 1, keys  # one catalogue, one set of settings
-    return keys[0]
+# -- comparing the lakes: skylake.testing (shared with benchmarks/compare_versions.py) -----------------
 
 
 def test_cluster_and_local_lakes_hold_the_same_rows(lakes):
     lake_a, lake_b, _ = lakes
-    a, b = _tables(lake_a), _tables(lake_b)
-    key_a, key_b = _calib_key(a), _calib_key(b)
+    a, b = read_tables(lake_a), read_tables(lake_b)
+    key_a, key_b = calib_key(a), calib_key(b)  # one catalogue, one set of settings
+    assert key_a and key_b
     assert a["frames"].num_rows == 14 and set(a["frames"]["status"].to_pylist()) == {"ok"}
     assert set(a["zeropoints"]["zp_status"].to_pylist()) == {"ok"}
     for name in KEYS:
-        ta, tb = _normalise(name, a[name], key_a), _normalise(name, b[name], key_b)
-        assert ta.num_rows == tb.num_rows, (name, ta.num_rows, tb.num_rows)
+        if name in OPTIONAL and name not in a and name not in b:
+            continue
+        for table in (a[name], b[name]):
+            assert table.num_rows, f"{name} is empty"
+            assert keys_unique(table, KEYS[name]), f"{name}: {KEYS[name]} not unique"
+        ta, tb = normalise(name, a[name], key_a), normalise(name, b[name], key_b)
+        for column in ("calib_key", "calib_keys"):  # every row of the lake carries its one key
+            for table in (ta, tb):
+                if column in table.column_names:
+                    assert set(table[column].to_pylist()) == {"KEY"}, (name, column, table[column].unique())
+        result = compare(ta, tb)
+        assert result.rows_a == result.rows_b, (name, result.rows_a, result.rows_b)
         assert ta.column_names == tb.column_names, name
-        differ = [c for c in ta.column_names if not _same(ta[c], tb[c])]
-        assert not differ, f"{name}: columns {differ} differ between the cluster's lake and the local one"
+        assert not result.differ, f"{name}: columns {result.differ} differ between the cluster's lake and the local one"
 
 
 def test_summary_databases_have_the_same_row_counts(lakes):
