@@ -15,7 +15,7 @@ maps index, streaks where present, the imported catalogue and its margin, the fr
 and compared column by column (NaN equal to NaN), leaving out what differs between any two runs: batch
 ids, commit and refresh times, processing_s, the lake's id and path in the database; the calibration key
 (a digest of the catalogue's import record, which holds its import time) and the batch id in the maps'
-paths are replaced by placeholders (skylake/testing.py, shared with tests/test_real_cluster.py).
+paths are replaced by placeholders (skylake/testing/compare.py, shared with tests/test_real_cluster.py).
 
 Exit code: 0 when every table is identical, 1 when any differs, 2 when a version could not be exported
 or a step of a chain failed (its log is printed)."""
@@ -41,7 +41,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.dataset as pads  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from skylake.testing import EXCLUDED, calib_key, compare, normalise, read_tables, KEYS  # noqa: E402
+from skylake.testing.compare import EXCLUDED, calib_key, compare, normalise, read_tables, KEYS  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SKYLAKE_SHARED_DATA", REPO.parent / "shared" / "data"))
 POINTINGS = ((256.2, 12.8), (263.8, 18.7))  # RA, Dec [deg] of frames 210-221 and 222-223
@@ -175,7 +175,7 @@ def read_summary(db: Path) -> dict[str, tuple[pa.Table, list[str]]]:
 
 
 def read_extras(lake: Path) -> dict[str, tuple[pa.Table, list[str]]]:
-    """The lake's tables beyond skylake.testing.read_tables: each imported reference catalogue and its
+    """The lake's tables beyond skylake.testing.compare.read_tables: each imported reference catalogue and its
     margin (with their HATS partition columns) and the frame index: (rows, sort key)."""
     out = {}
     for dataset in sorted(lake.glob("refcats/*/*/dataset")):
@@ -198,9 +198,7 @@ def compare_all(before: Path, after: Path) -> list[tuple[str, object]]:
     results = []
     a, b = read_tables(before / "lake"), read_tables(after / "lake")
     key_a, key_b = calib_key(a), calib_key(b)
-    for name in KEYS:
-        if name not in a and name not in b:
-            continue
+    for name in sorted(set(a) | set(b), key=lambda n: (n not in KEYS, list(KEYS).index(n) if n in KEYS else 0, n)):
         ta = normalise(name, a[name], key_a) if name in a else pa.table({})
         tb = normalise(name, b[name], key_b) if name in b else pa.table({})
         results.append((f"lake {name}", compare(ta, tb)))
@@ -230,7 +228,8 @@ def main(argv=None) -> int:
                     "row, leaving out batch ids, commit and refresh times, processing_s and the lake's id and "
                     "path, with the calibration key and the batch ids in map paths as placeholders. Prints "
                     "per table the rows before and after, whether identical and the first differing column.",
-        epilog="Exit code: 0 every table identical; 1 some table differs; 2 a version could not be exported, "
+        epilog="A table only the version after has (a new product) is listed as new, not as a difference. "
+               "Exit code: 0 every table identical; 1 some table differs; 2 a version could not be exported, "
                "did not import from its own tree, or a step failed (its log is printed). Needs the real data "
                "in ../shared/data (or $SKYLAKE_SHARED_DATA). About 3-6 minutes on 2 cores.")
     parser.add_argument("--before", required=True, metavar="REF",
@@ -262,6 +261,7 @@ def main(argv=None) -> int:
             steps = ", ".join(f"{k} {v:.0f}" for k, v in timings[label].items())
             print(f"built {label} in {time.monotonic() - t0:.0f} s ({steps} s)", flush=True)
         results = compare_all(work / "before" / "build", work / "after" / "build")
+        new = {name for name, r in results if r.rows_a == 0 and not r.identical and _absent_before(name, work)}
     except Failed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -272,12 +272,27 @@ def main(argv=None) -> int:
     width = max(len(name) for name, _ in results)
     print(f"\n{'table':{width}}  {'rows before':>11}  {'rows after':>10}  identical  first differing column")
     for name, result in results:
-        print(f"{name:{width}}  {result.rows_a:>11}  {result.rows_b:>10}  {'yes' if result.identical else 'NO':9}"
-              f"  {result.first_difference()}")
-    n_differ = sum(not r.identical for _, r in results)
-    print(f"\n{len(results) - n_differ} of {len(results)} tables identical; {time.monotonic() - t_start:.0f} s"
-          + (f"; kept in {work}" if args.keep else ""))
+        verdict = "new" if name in new else ("yes" if result.identical else "NO")
+        print(f"{name:{width}}  {result.rows_a:>11}  {result.rows_b:>10}  {verdict:9}"
+              f"  {'a table only the version after has' if name in new else result.first_difference()}")
+    compared = [r for name, r in results if name not in new]
+    n_differ = sum(not r.identical for r in compared)
+    print(f"\n{len(compared) - n_differ} of {len(compared)} tables identical"
+          + (f" ({len(new)} new: {', '.join(sorted(new))})" if new else "")
+          + f"; {time.monotonic() - t_start:.0f} s" + (f"; kept in {work}" if args.keep else ""))
     return 1 if n_differ else 0
+
+
+def _absent_before(label: str, work: Path) -> bool:
+    """Whether the version before has no such table at all (a new product), not an empty one."""
+    kind, name = label.split(" ", 1)
+    if kind == "lake":
+        return not (work / "before" / "build" / "lake" / name).exists()
+    import sqlite3
+
+    with sqlite3.connect(work / "before" / "build" / "summary.sqlite") as con:
+        return con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (name,)).fetchone()[0] == 0
 
 
 if __name__ == "__main__":

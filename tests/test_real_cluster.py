@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, SHARED_DATA, SKYCAMZ, require_shared
-from skylake.testing import KEYS, OPTIONAL, calib_key, compare, keys_unique, normalise, read_tables
+from skylake.testing.compare import KEYS, OPTIONAL, calib_key, compare, keys_unique, normalise, read_tables
 
 pytestmark = pytest.mark.realdata
 
@@ -162,7 +162,7 @@ def lakes(tmp_path_factory, cluster, skycamz_files):
     return cwd / "lake-a", cwd / "lake-b", executed
 
 
-# -- comparing the lakes: skylake.testing (shared with benchmarks/compare_versions.py) -----------------
+# -- comparing the lakes: skylake.testing.compare (shared with benchmarks/compare_versions.py) -----------------
 
 
 def test_cluster_and_local_lakes_hold_the_same_rows(lakes):

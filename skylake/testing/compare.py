@@ -14,12 +14,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-#: Each table's sort key (unique in it).
-KEYS = {"frames": ["frame_id"], "sources": ["source_id"], "zeropoints": ["frame_id", "refcat", "flux"],
-        "matches": ["source_id", "refcat"], "extinction": ["night", "refcat"], "objects": ["object_id"],
-        "maps": ["map_id", "pixel"], "maps_index": ["map_id"], "streaks": ["frame_id", "streak"]}
-#: Tables a lake has only when something wrote them (all-sky frames' trails).
-OPTIONAL = {"streaks"}
+from skylake.lake import tables
+from skylake.lake.tables import (EXTINCTION, FRAMES, MAPS, MAPS_INDEX, MATCHES, OBJECTS, SOURCES, STREAKS,
+                                 ZEROPOINTS)
+
+#: Each table's sort key (unique in it). Tables not listed (frame products) are sorted by every column.
+KEYS = {FRAMES: ["frame_id"], SOURCES: ["source_id"], ZEROPOINTS: ["frame_id", "refcat", "flux"],
+        MATCHES: ["source_id", "refcat"], EXTINCTION: ["night", "refcat"], OBJECTS: ["object_id"],
+        MAPS: ["map_id", "pixel"], MAPS_INDEX: ["map_id"], STREAKS: ["frame_id", "streak"]}
+#: Tables a lake has only when something wrote them (all-sky frames' trails, frame products).
+OPTIONAL = {STREAKS} | {t.name for t in tables.frame_products()}
 #: Columns that legitimately differ between two runs, left out of the comparison. Commit identity and
 #: times: batch_id is "<UTC time>-<kind>-<random>", new for every commit, and
 #: ingested_at/calibrated_at/created_at are the commit's clock time. processing_s is the wall-clock time
@@ -41,20 +45,26 @@ def _night_table(lake: Path, table: str) -> pa.Table:
 
 
 def read_tables(lake: Path) -> dict[str, pa.Table]:
-    """Every table of the lake (``KEYS``), whole; an optional table only where its directory exists."""
+    """Every registered table of the lake (:mod:`skylake.lake.tables`; not the reference catalogues or the
+    frame index), whole; an optional table only where its directory exists."""
     lake = Path(lake)
-    tables = {"frames": _night_table(lake, "frames"), "sources": _dataset(lake / "sources" / "dataset"),
-              "zeropoints": _night_table(lake, "zeropoints"), "matches": _night_table(lake, "matches"),
-              "extinction": _night_table(lake, "extinction"), "objects": _dataset(lake / "objects" / "dataset"),
-              "maps": _night_table(lake, "maps"), "maps_index": _dataset(lake / "maps" / "_index")}
-    if (lake / "streaks").is_dir():
-        tables["streaks"] = _night_table(lake, "streaks")
-    return tables
+    out = {}
+    for t in tables.registry().values():
+        root = lake / t.location
+        if t.partition_by == "bucket" or t.name == tables.REFCAT or (t.name in OPTIONAL and not root.is_dir()):
+            continue
+        if t.hats:
+            out[t.name] = _dataset(root / "dataset")
+        elif t.by_night:
+            out[t.name] = _night_table(lake, t.location)
+        else:
+            out[t.name] = _dataset(root)
+    return out
 
 
-def calib_key(tables: dict[str, pa.Table]) -> str | None:
+def calib_key(lake_tables: dict[str, pa.Table]) -> str | None:
     """The lake's calibration key (one catalogue, one set of settings); None without zeropoints."""
-    keys = tables["zeropoints"]["calib_key"].unique().to_pylist() if "zeropoints" in tables else []
+    keys = lake_tables[ZEROPOINTS]["calib_key"].unique().to_pylist() if ZEROPOINTS in lake_tables else []
     if len(keys) > 1:
         raise ValueError(f"more than one calibration key in the lake: {keys}")
     return keys[0] if keys else None
@@ -73,7 +83,7 @@ def normalise(name: str, table: pa.Table, key: str | None, excluded=EXCLUDED, ke
             if column in table.column_names:
                 values = pc.replace_substring(table[column], key, "KEY")
                 table = table.set_column(table.column_names.index(column), column, values)
-    if "path" in table.column_names and "batch_id" in table.column_names and name in ("maps_index", "maps"):
+    if "path" in table.column_names and "batch_id" in table.column_names and name in (MAPS_INDEX, MAPS):
         paths = [p if p is None or b is None else p.replace(b, "BATCH")
                  for p, b in zip(table["path"].to_pylist(), table["batch_id"].to_pylist())]
         table = table.set_column(table.column_names.index("path"), "path", pa.array(paths, pa.string()))
