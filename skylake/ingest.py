@@ -242,8 +242,8 @@ def _stage_frame_rows(tx: Transaction, results: list[FrameResult], frame_ids, ni
             rows = rows.append_column("frame_id", pa.array(np.full(rows.num_rows, fid, np.int64)))
             parts.setdefault(name, []).append((conform(rows.select(table_schema(name).names), name), night))
     for name, items in sorted(parts.items()):
-        tx.stage_nights(name, pa.concat_tables([rows for rows, _ in items]),
-                        [night for rows, night in items for _ in range(rows.num_rows)])
+        tables.get(name).stage(tx, pa.concat_tables([rows for rows, _ in items]),
+                               [night for rows, night in items for _ in range(rows.num_rows)])
 
 
 class VersionConflict(LakeError):

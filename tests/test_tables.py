@@ -71,3 +71,29 @@ def test_no_table_name_literal_outside_the_registry():
     found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "tables.py" or path.parent.name != "lake"
              for hit in _table_literals(path, names)]
     assert found == [], "name tables by skylake.lake.tables constants:\n" + "\n".join(found)
+
+
+def test_a_night_table_is_staged_read_touched_and_removed_through_the_registry(tmp_path):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from skylake.lake import Lake
+    from skylake.schema import conform
+
+    lake = Lake.init(tmp_path / "lake")
+    streaks = tables.get(tables.STREAKS)
+    rows = conform({n: pa.array([1, 2, 3], f.type) if pa.types.is_integer(f.type) else pa.array([0.5] * 3, f.type)
+                    for n, f in zip(streaks.schema.names, streaks.schema)}, tables.STREAKS)
+    with lake.transaction("test") as tx:
+        streaks.stage(tx, rows, ["2026-01-01", "2026-01-02", None])
+        entry = tx.commit()
+    assert streaks.touched([entry]) == {"2026-01-01", "2026-01-02", None}
+    got = streaks.read(lake, columns=["frame_id", "night"]).to_pydict()
+    assert sorted(zip(got["frame_id"], got["night"]), key=str) == [(1, "2026-01-01"), (2, "2026-01-02"), (3, None)]
+    assert streaks.read(lake, columns=["frame_id"], nights=["2026-01-02"]).column("frame_id").to_pylist() == [2]
+    with lake.transaction("test") as tx:
+        assert streaks.remove_where(tx, lambda d: pc.equal(d["frame_id"], 2).to_numpy(zero_copy_only=False)) == 1
+        entry = tx.commit()
+    assert streaks.touched([entry]) == {"2026-01-02"}
+    assert sorted(streaks.read(lake, columns=["frame_id"]).column("frame_id").to_pylist()) == [1, 3]
+    assert tables.get(tables.OBJECTS).touched([entry]) == set()

@@ -43,7 +43,7 @@ from skylake.db import products
 from skylake.db.models import table
 from skylake.errors import ForeignLakeError, LakeError
 from skylake.lake import Lake
-from skylake.lake.hats_meta import pixel_dir, pixel_of
+from skylake.lake.hats_meta import pixel_dir
 from skylake.lake.lake import UNKNOWN_NIGHT
 from skylake.lake import tables
 from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
@@ -91,24 +91,13 @@ def first_line(exc: BaseException, url: str) -> str:
 
 
 def _nights_of(entries) -> set[str | None]:
-    nights = set()
-    for entry in entries:
-        for action in [*entry.adds, *entry.removes]:
-            if action.table in NIGHT_TABLES and action.path.startswith("night="):
-                night = action.path.split("/", 1)[0][len("night="):]
-                nights.add(None if night == UNKNOWN_NIGHT else night)
-    return nights
+    """Nights of the mirrored night tables the commits touched."""
+    return set().union(*(tables.get(name).touched(entries) for name in NIGHT_TABLES))
 
 
 def _object_partitions_of(entries) -> set[tuple[int, int]]:
     """(Norder, Npix) of every LAKE/objects partition the commits added files to or removed files from."""
-    out = set()
-    for entry in entries:
-        for action in [*entry.adds, *entry.removes]:
-            pixel = pixel_of(action.path) if action.table == OBJECTS else None
-            if pixel is not None:
-                out.add((pixel.order, pixel.pixel))
-    return out
+    return tables.get(OBJECTS).touched(entries)
 
 
 def _object_changes_of(lake: Lake, entries, whole: bool) -> tuple[set[tuple[int, int]], pa.Table]:
@@ -443,7 +432,7 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
                 pairs |= _all_pairs(conn)
             report.rows["trend_model"] = _refit_trends(conn, pairs)
             for t in tables.mirrored_products():  # mirrored as they are (mirror: true in their schema)
-                changed = products.all_nights(lake, t) if t.name in created else products.nights_changed(t, entries)
+                changed = products.all_nights(lake, t) if t.name in created else t.touched(entries)
                 if changed:
                     sql_t = product_tables[t.name]
                     rows = _read_lake_nights(lake, t.name, changed, [c.name for c in sql_t.columns])

@@ -49,17 +49,6 @@ def ensure(conn, drop: bool = False) -> tuple[dict[str, sa.Table], set[str]]:
     return out, created
 
 
-def nights_changed(t: Table, entries) -> set[str | None]:
-    """Nights of lake table ``t`` that the commits ``entries`` added files to or removed files from."""
-    nights = set()
-    for entry in entries:
-        for action in [*entry.adds, *entry.removes]:
-            if action.table == t.location and action.path.startswith("night="):
-                night = action.path.split("/", 1)[0].removeprefix("night=")
-                nights.add(None if night == UNKNOWN_NIGHT else night)
-    return nights
-
-
 def all_nights(lake, t: Table) -> set[str | None]:
     """Every night directory of lake table ``t``."""
     if not lake.store.exists(t.location):

@@ -174,7 +174,7 @@ def _frame_products(rec: dict, cols: dict[str, np.ndarray]) -> dict:
         try:
             out[table.name] = table.stage_module().run(rec, cols)
         except Exception as exc:  # noqa: BLE001 - any product's failure is this frame's reason
-            raise FrameRejected(f"frame product {table.name} ({table.stage}) failed: "
+            raise FrameRejected(f"frame product {table.name} ({table.producer}) failed: "
                                 f"{type(exc).__name__}: {exc}") from exc
     return out
 

@@ -63,16 +63,12 @@ from skylake.lake import counts, faults, frame_index, hats_meta, history, pieces
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
-from skylake.lake.tables import FRAMES, SOURCES
+from skylake.lake.tables import FRAMES, SOURCES, UNKNOWN_NIGHT  # noqa: F401 (UNKNOWN_NIGHT: re-exported)
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-#: Partition of rows whose observing night is unknown (a frame rejected before any time was read). A
-#: plain name, so every reader takes it (pandas/pyarrow cannot unify hive's null partition with
-#: dictionaries); skylake's own readers turn it back into a null night.
-UNKNOWN_NIGHT = "unknown"
 #: zstd level for batch files: level 3 writes ~7x faster than hats' default 15 for ~3 % more disk.
 BATCH_ZSTD_LEVEL = 3
 #: How long a reader waits for another writer (holding the lock) to finish publishing a commit [s].

@@ -54,6 +54,10 @@ REFCAT = "refcat"
 
 #: The ways a table is partitioned (``partition_by`` in its schema).
 PARTITIONINGS = ("healpix", "night", "none", "bucket")
+#: Partition of rows whose observing night is unknown (a frame rejected before any time was read). A
+#: plain name, so every reader takes it (pandas/pyarrow cannot unify hive's null partition with
+#: dictionaries); skylake's own readers turn it back into a null night.
+UNKNOWN_NIGHT = "unknown"
 #: Schema files that describe no lake table.
 NOT_TABLES = ("summary",)
 
@@ -66,7 +70,7 @@ class Table:
     partition_by: str
     location: str  # directory relative to the lake
     mirror: bool = False
-    stage: str | None = None  # module of a frame product
+    producer: str | None = None  # module of a frame product (``stage:`` in the schema)
 
     @property
     def schema(self) -> pa.Schema:
@@ -82,7 +86,48 @@ class Table:
 
     def stage_module(self):
         """The frame-product module (``stage:``), imported."""
-        return importlib.import_module(self.stage) if self.stage else None
+        return importlib.import_module(self.producer) if self.producer else None
+
+    # -- the operations every night or HATS table offers, on a lake or in a transaction ----------------
+    def read(self, lake, columns: list[str] | None = None, filter=None, nights=None) -> pa.Table:
+        """The table's rows (``columns``, ``filter``: a pyarrow expression) as one Arrow table; of a night
+        table only the directories of ``nights`` when given (None or NaN: the unknown night)."""
+        if self.by_night:
+            return lake.read_night_table(self.name, columns=columns, filter=filter, nights=nights)
+        if self.hats and self.name == SOURCES:
+            return lake.read_sources(columns=columns, filter=filter)
+        raise NotImplementedError(f"{self.name} ({self.partition_by}) is read by its own module")
+
+    def stage(self, tx, data: pa.Table, nights: list | None = None) -> None:
+        """Stage ``data`` in transaction ``tx``, split by the table's partitioning (``nights``: each row's)."""
+        if self.by_night:
+            tx.stage_nights(self.name, data, nights)
+        elif self.name == SOURCES:
+            tx.stage_sources(data)
+        else:
+            raise NotImplementedError(f"{self.name} ({self.partition_by}) is staged by its own module")
+
+    def remove_where(self, tx, drop, nights=None) -> int:
+        """Stage the removal of the rows for which ``drop(data)`` (a boolean array) is true, rewriting the
+        files holding them (of ``nights`` only, when given). Returns the rows dropped."""
+        return tx.rewrite_without(self.name, tx.lake.live_files(self.location, nights), drop)
+
+    def touched(self, entries) -> set:
+        """The partitions the commits ``entries`` added files to or removed files from: nights (None for
+        the unknown night) of a night table, (order, pixel) of a HATS table."""
+        from skylake.lake.hats_meta import pixel_of
+
+        out = set()
+        for entry in entries:
+            for action in [*entry.adds, *entry.removes]:
+                if action.table != self.location:
+                    continue
+                if self.by_night and action.path.startswith("night="):
+                    night = action.path.split("/", 1)[0].removeprefix("night=")
+                    out.add(None if night == UNKNOWN_NIGHT else night)
+                elif self.hats and (pixel := pixel_of(action.path)) is not None:
+                    out.add((pixel.order, pixel.pixel))
+        return out
 
 
 def _load(name: str) -> Table:
@@ -98,7 +143,7 @@ def _load(name: str) -> Table:
     if stage is not None and part != "night":
         raise ValueError(f"{where}: a frame product (stage: {stage}) must be partition_by: night")
     return Table(name=name, partition_by=part, location=doc.get("location", name), mirror=bool(doc.get("mirror")),
-                 stage=stage)
+                 producer=stage)
 
 
 @functools.cache
@@ -122,7 +167,7 @@ def night_tables() -> list[Table]:
 
 def frame_products() -> list[Table]:
     """Tables whose rows a frame task makes (``stage:``), in name order."""
-    return [t for t in registry().values() if t.stage]
+    return [t for t in registry().values() if t.producer]
 
 
 def frame_tables() -> list[Table]:
@@ -134,7 +179,7 @@ def frame_tables() -> list[Table]:
 def of_stage(module: str) -> Table:
     """The table a frame-product module makes (its schema's ``stage:``), so the module names no table."""
     for t in frame_products():
-        if t.stage == module:
+        if t.producer == module:
             return t
     raise KeyError(f"no schema in schemas/ declares stage: {module}")
 
