@@ -300,3 +300,33 @@ def test_kill_while_moving_removed_files_then_next_command_leaves_the_clean_stat
     for version in range(1, Lake.open(path).log.latest_version() + 1):
         assert rows(Lake.open(path, version=version))["sources"].equals(rows(Lake.open(clean, version=version))["sources"])
     assert re.search(r"removed/0+4/sources/dataset/", "\n".join(_normalised_tree(path, batch(path))))
+
+
+def test_vacuum_removes_old_objects_changes_and_refresh_still_mirrors_every_object(tmp_path):
+    """The objects changes files (what each objects update changed, read by refresh) of versions vacuum no
+    longer keeps go with them; a database refreshed before them reads those updates' partitions whole."""
+    from skylake.db import refresh
+    from skylake.objects.build import build_objects, changes_rel
+
+    lake = Lake.init(tmp_path / "lake")
+    rng = np.random.default_rng(11)
+    stars = random_stars(200, (10.0, 12.0), (0.0, 2.0), rng)
+    commit_night(lake, stars, "2026-02-01", 3, rng)
+    first = build_objects(lake).commit
+    db = f"sqlite:///{tmp_path / 'summary.sqlite'}"
+    refresh(lake, db)  # its watermark: the first objects update
+    commit_night(lake, random_stars(50, (10.0, 12.0), (0.0, 2.0), rng), "2026-02-02", 3, rng)
+    second = build_objects(lake).commit
+    assert all(lake.store.exists(changes_rel(v)) for v in (first, second))
+
+    done = vacuum(lake, retain_days=0)
+    assert {changes_rel(first), changes_rel(second)} <= set(done["paths"])
+    assert not any(lake.store.exists(changes_rel(v)) for v in (first, second))
+    n_objects = lake_status(Lake.open(lake.url))["tables"]["objects"]  # the running count
+    refresh(lake, db)  # from the first update's watermark: the second's partitions whole
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM objects")).scalar() == n_objects > 200
+    engine.dispose()

@@ -111,7 +111,8 @@ def _object_changes_of(lake: Lake, entries, whole: bool) -> tuple[set[tuple[int,
 
     partitions, changes = set(), [CHANGES_SCHEMA.empty_table()]
     for entry in updates:
-        if whole or changes_rel(entry.version) not in entry.metadata:
+        # a commit without a changes file (a rebuild), or whose file vacuum deleted: its partitions whole
+        if whole or changes_rel(entry.version) not in entry.metadata or not lake.store.exists(changes_rel(entry.version)):
             partitions |= _object_partitions_of([entry])
         else:
             changes.append(pq.read_table(pa.BufferReader(lake.store.read_bytes(changes_rel(entry.version))),

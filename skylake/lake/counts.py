@@ -40,7 +40,7 @@ def empty() -> dict:
             "partitions": 0, "files": {}, "calibrations": {}, "rows": {}}
 
 
-def _rows_table(table: str, path: str) -> str | None:
+def rows_table(table: str, path: str) -> str | None:
     """The registered table whose rows a data file at ``table/path`` holds (the maps index lives in
     LAKE/maps/_index), or None: frames and sources have their own totals, the frame index is internal, and
     a HATS catalogue's rows are those under ``dataset/``."""
@@ -62,7 +62,7 @@ def rows_from_files(lake) -> dict:
         if "/" in t.location or not lake.store.exists(t.location):  # nested tables: with their parent's files
             continue
         for rel in lake.live_files(t.location):
-            name = _rows_table(t.location, rel)
+            name = rows_table(t.location, rel)
             if name is not None:
                 rows[name] += pq.read_metadata(lake.path(f"{t.location}/{rel}")).num_rows
     return {n: k for n, k in sorted(rows.items()) if k}
@@ -111,7 +111,7 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int, parti
     rows = Counter(new["rows"] if "rows" in new else rows_from_files(lake))  # older checkpoints: counted once
     for actions, sign in ((adds, 1), (removes, -1)):
         for a in actions:
-            name = _rows_table(a.table, a.path)
+            name = rows_table(a.table, a.path)
             if name is not None:
                 rows[name] += sign * a.rows
     new["rows"] = {n: k for n, k in sorted(rows.items()) if k}

@@ -26,6 +26,7 @@ from skylake.errors import LakeError
 from skylake.lake import history
 from skylake.lake.lake import SOURCES, UNKNOWN_NIGHT, Lake, _now
 from skylake.lake.log import STAGING_DIR
+from skylake.lake.tables import OBJECTS
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -245,12 +246,18 @@ def vacuum(lake: Lake, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool =
             f, s = history.tree_size(lake.store, history.version_dir(v))
             files += f
             size += s
+        changes = _objects_changes(lake, oldest)  # refresh reads whole partitions where one is missing
+        for rel in changes:
+            files.append(rel)
+            size += lake.store.fs.size(lake.store.full(rel))
         if not dry_run:
             if latest and oldest > before:
                 lake.store.write_atomic(history.VACUUMED, json.dumps(
                     {"oldest_version": oldest, "retain_days": retain_days, "vacuumed_at": _now().isoformat()}).encode())
             for v in doomed:
                 lake.store.rmtree(history.version_dir(v))
+            for rel in changes:
+                lake.store.remove(rel)
             lake.recover()  # the staging leftovers
     result = {"lake": lake.url, "dry_run": dry_run, "retain_days": retain_days, "cutoff": cutoff.isoformat(),
               "kept_versions": [oldest, latest] if latest else [], "versions_vacuumed": doomed,
@@ -259,6 +266,20 @@ def vacuum(lake: Lake, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool =
               "staging_bytes": staging_bytes}
     log.info("vacuum of %s: %s", lake.url, {k: v for k, v in result.items() if k != "paths"})
     return result
+
+
+def _objects_changes(lake: Lake, oldest: int) -> list[str]:
+    """The objects changes files (what each objects update changed, for refresh) of versions up to
+    ``oldest``: a database refreshed past them never reads them again, and one that is not yet reads
+    the partitions those updates touched whole instead."""
+    from skylake.objects.build import CHANGES_DIR
+
+    rel = f"{OBJECTS}/{CHANGES_DIR}"
+    if not lake.store.exists(rel):
+        return []
+    names = [n for n in lake.store.listdir(rel) if n.endswith(".parquet") and n.removesuffix(".parquet").isdigit()]
+    return sorted((f"{rel}/{n}" for n in names if int(n.removesuffix(".parquet")) <= oldest),
+                  key=lambda p: int(posixpath.basename(p).removesuffix(".parquet")))
 
 
 def format_vacuum(result: dict) -> str:
