@@ -290,7 +290,7 @@ def _warm_worker() -> None:
     worker's RSS at the start is the stack's, the same whatever the lake."""
     import importlib
 
-    from skylake.maps.aggregate import altaz
+    from skylake.horizon import altaz
 
     importlib.import_module("skylake.objects.build")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from skylake.calib.model import ExtStatus, ZpStatus
 from skylake.pipeline import ingest
 from skylake.runtime import dask_client
 from skylake.lake import Lake
@@ -92,10 +93,10 @@ def check_calibration(lake: Lake, truth) -> dict:
     cloud = truth.detections.groupby("path")["cloud_mag"].median()
     z = zps.merge(frames, on="frame_id").merge(truth.frames[["path", "zp_eff"]], on="path")
     z["cloud"] = z["path"].map(cloud).to_numpy()
-    ok = z[z["zp_status"] == "ok"]
-    bad = z[z["zp_status"] != "ok"]
+    ok = z[z["zp_status"] == ZpStatus.OK]
+    bad = z[z["zp_status"] != ZpStatus.OK]
     ext = read_table(lake, EXTINCTION, refcat=refcat)
-    ext = ext[ext["ext_status"] == "ok"]
+    ext = ext[ext["ext_status"] == ExtStatus.OK]
     err = (ok["zp"] - ok["zp_eff"]).abs()
     return {"frames": len(z), "ok": len(ok), "max_zp_error": float(err.max()) if len(ok) else float("nan"),
             "wrong": int((err > ZP_TOLERANCE).sum()),

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
+from skylake.calib.model import ZpStatus
 from skylake.db import refresh
 from skylake.db.connect import connect, db_url, mask_url
 from skylake.db.mirror import first_line
@@ -212,7 +213,7 @@ def _read_summary(engine, lake: Lake) -> dict:
         latest_zp = conn.execute(sa.select(zp_t.c.frame_id, zp_t.c.refcat, frames_t.c.instrument,
                                            frames_t.c.filter)
                                  .join(frames_t, frames_t.c.frame_id == zp_t.c.frame_id)
-                                 .where(zp_t.c.zp_status == "ok").order_by(zp_t.c.mjd)).all()
+                                 .where(zp_t.c.zp_status == ZpStatus.OK.value).order_by(zp_t.c.mjd)).all()
         night_maps = conn.execute(sa.select(maps_t).where(maps_t.c.scope == "night")
                                   .order_by(maps_t.c.night_min, maps_t.c.frame_of)).all()
         cameras = conn.execute(sa.select(frames_t.c.instrument, frames_t.c.filter, frames_t.c.profile).distinct()).all()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skylake.robust import MAD_TO_SIGMA
+
 #: Extinction [mag/airmass] when a night has no fit of its own (typical of V at a good site).
 DEFAULT_K_EXT = 0.15
 #: An ok zeropoint within this of the night's envelope counts as photometric [mag].
@@ -77,7 +79,7 @@ def robust_line(t, y, clip: float = 3.0, iterations: int = 3) -> tuple[float, fl
     for _ in range(iterations):
         b, a = np.polyfit(t[keep], y[keep], 1)
         resid = y - (a + b * t)
-        sigma = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        sigma = MAD_TO_SIGMA * np.median(np.abs(resid[keep] - np.median(resid[keep])))
         new = np.isfinite(resid) & (np.abs(resid) <= clip * max(sigma, 1e-3))
         if new.sum() < 2 or np.array_equal(new, keep):
             break

@@ -17,8 +17,8 @@ from skylake.cli import main
 from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.maps import make_maps
-from skylake.maps.aggregate import (MapsError, aggregate_pixels, altaz, equatorial_pixels, nside_order,
-                                    sky_brightness)
+from skylake.horizon import altaz
+from skylake.maps.aggregate import MapsError, aggregate_pixels, equatorial_pixels, nside_order, sky_brightness
 from skylake.maps.build import compute_maps
 from skylake.maps.export import export_maps, full_maps
 from skylake.maps.store import read_index, read_maps, store_maps

@@ -20,6 +20,7 @@ from astropy.table import Table
 from skylake.allsky.camera import CameraModel, Site, angular_separation_deg
 from skylake.allsky.catalog import as_catalog
 from skylake.errors import EXIT_NOTHING, SkylakeError
+from skylake.robust import MAD_TO_SIGMA
 
 __all__ = ["FitResult", "CameraFitError", "detect_stars", "match_nearest", "scan_orientation",
            "fit_camera", "FITTABLE"]
@@ -407,7 +408,7 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
                 new = _model_from(model, names, sol.x)
                 xq, yq = new.altaz_to_pixel(alt[ip], az[ip])
                 dr = np.hypot(xq - xd[idet], yq - yd[idet])
-                sigma = 1.4826 * np.median(dr) / 0.8326  # 2-D: median of a Rayleigh = 1.1774 sigma_1d
+                sigma = MAD_TO_SIGMA * np.median(dr) / 0.8326  # 2-D: median of a Rayleigh = 1.1774 sigma_1d
                 model = new
                 if step is None:  # adaptive steps: tolerance from the residual scatter
                     tol = max(tolerances_px[-1], clip * sigma * 1.5)
@@ -424,7 +425,7 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
         dx = xd[idet] - x
         dy = yd[idet] - y
         dr = np.hypot(dx, dy)
-        sigma = 1.4826 * np.median(dr) / 0.8326
+        sigma = MAD_TO_SIGMA * np.median(dr) / 0.8326
         keep = dr <= max(clip * sigma * 1.5, 0.5)
         n_clipped = int((~keep).sum())
         ip, idet, x, y, dx, dy, dr = ip[keep], idet[keep], x[keep], y[keep], dx[keep], dy[keep], dr[keep]

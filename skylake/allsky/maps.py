@@ -24,6 +24,7 @@ from astropy.table import Table
 from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.photometry import FLAG_BAD, FLAG_SHIFT
 from skylake.allsky.synthetic import airmass
+from skylake.robust import MAD_TO_SIGMA
 
 __all__ = ["star_transparency", "clear_zeropoint", "transparency_map", "sky_brightness_image",
            "sky_brightness_map", "healpix_array", "pixel_centres"]
@@ -158,9 +159,9 @@ def _group_median(pix, values, err=None):
         e = err[order]
         # error of the median: the larger of the scatter-based and the measurement-based estimate
         e_meas = np.array([np.sqrt(np.sum(e[s:s + c] ** 2)) / c for s, c in zip(start, counts)]) * 1.2533
-        e_scat = 1.4826 * mad / np.sqrt(np.maximum(counts - 1, 1)) * 1.2533
+        e_scat = MAD_TO_SIGMA * mad / np.sqrt(np.maximum(counts - 1, 1)) * 1.2533
         return uniq, counts, med, np.maximum(e_meas, e_scat)
-    return uniq, counts, med, 1.4826 * mad
+    return uniq, counts, med, MAD_TO_SIGMA * mad
 
 
 def transparency_map(stars: Table, *, nside: int = 8, frame: str = "horizon", min_stars: int = 3,

@@ -20,6 +20,7 @@ import numpy as np
 from astropy.table import Table
 
 from skylake.allsky.camera import CameraModel
+from skylake.robust import MAD_TO_SIGMA
 
 __all__ = ["forced_photometry", "photometer_catalog", "cloud_fraction", "FLAG_EDGE", "FLAG_SHIFT", "FLAG_ANNULUS",
            "FLAG_SATURATED", "FLAG_BAD"]
@@ -135,7 +136,7 @@ def forced_photometry(image: np.ndarray, x, y, *, r_ap: float = 2.5, r_in: float
         # Unresolved faint stars in the annulus bias a plain median upwards.
         for _ in range(3):
             med = _row_median(ann)
-            sig = 1.4826 * _row_median(np.abs(ann - med[:, None]))
+            sig = MAD_TO_SIGMA * _row_median(np.abs(ann - med[:, None]))
             ann = np.where(np.abs(ann - med[:, None]) <= 3.0 * np.maximum(sig, 1e-30)[:, None], ann, np.nan)
         med = _row_median(ann)
         cnt = np.isfinite(ann).sum(axis=1)

@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 
 FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "reason", "path", "airmass",
                  "saturation", "exptime", "nx", "ny", "mjd", "footprint_ra", "footprint_dec", "n_sources"]
-#: Pairs with these cuts have unreliable centroids and stay out of the astrometric residuals.
-ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
 #: Sources per commit: whole nights whose frames hold up to this many (a night with more is a batch
 #: alone). It bounds what the driver holds (the batch's pairs: ~0.5 GB) and makes a long recalibration
 #: resumable (a re-run skips the batches committed).
@@ -85,8 +83,8 @@ class CalibrationReport:
                  f"calibrated ({status}), {self.skipped} already calibrated, {self.matches} matches"
                  + (f", commit v{self.commit}" if self.commit else "") + f", {self.seconds:.1f} s"]
         for night, ext in sorted(self.extinction.items(), key=lambda item: str(item[0])):
-            k = (f"k = {ext['k_ext']:.3f} +- {ext['k_ext_err']:.3f} mag/airmass" if ext["status"] == "ok"
-                 else f"no extinction fit ({ext['reason']})")
+            k = (f"k = {ext['k_ext']:.3f} +- {ext['k_ext_err']:.3f} mag/airmass"
+                 if ext["status"] == model.ExtStatus.OK else f"no extinction fit ({ext['reason']})")
             lines.append(f"  night {night}: {k} from {ext['n_frames']} frames")
         if self.plots:
             lines.append(f"  {len(self.plots)} checkplots in {Path(self.plots[0]).parent}")
@@ -358,7 +356,7 @@ def _calibrated_flux(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration
     by_id = frames.set_index("frame_id")
     frame = pairs["frame_id"]
     reasons = zeropoint.select_stars(pairs, cal, frame.map(by_id["saturation"]).to_numpy(float))
-    clean = ~np.isin(reasons, ("saturated", "flagged", "edge", "blended"))
+    clean = ~np.isin(reasons, model.ASTRO_EXCLUDE)
     apcor = model.aperture_corrections(pairs, cal.flux, clean).reindex(by_id.index)
     mag, err = model.calibrated_flux_mags(pairs, frame.map(by_id["exptime"]).to_numpy(float), cal.flux,
                                           frame.map(apcor).to_numpy(float))
@@ -393,9 +391,9 @@ def _rows_of(table: pa.Table, refcat: str, frame_ids: set | None = None, keys: s
 
 
 def _astro(pairs: pd.DataFrame, frame: pd.Series) -> dict:
-    """Astrometric residuals of one frame's good pairs (never the :data:`ASTRO_EXCLUDE` ones, whose
-    centroids are unreliable; with fewer than 4 the trends are NaN)."""
-    p = pairs[~pairs["reject"].isin(ASTRO_EXCLUDE)]
+    """Astrometric residuals of one frame's good pairs (never the :data:`~skylake.calib.model.ASTRO_EXCLUDE`
+    ones, whose centroids are unreliable; with fewer than 4 the trends are NaN)."""
+    p = pairs[~pairs["reject"].isin(model.ASTRO_EXCLUDE)]
     dra, ddec = astrometry.offsets_arcsec(p["ra"], p["dec"], p["ra_ref"], p["dec_ref"])
     return astrometry.residual_stats(dra, ddec, p["x"], p["y"], p["ra_ref"], p["dec_ref"], frame["nx"], frame["ny"])
 
@@ -407,7 +405,7 @@ def _zeropoint_rows(frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame
     rows = frames[["frame_id", "night", "airmass", "mjd", "status", "reason"]].set_index("frame_id")
     rows = rows.join(zps, how="left").join(astro, how="left")
     rejected = rows["status"] == "rejected"
-    rows.loc[rejected, "zp_status"] = zeropoint.FRAME_REJECTED
+    rows.loc[rejected, "zp_status"] = model.ZpStatus.FRAME_REJECTED
     rows.loc[rejected, "zp_reason"] = "frame rejected at ingest: " + rows.loc[rejected, "reason"].fillna("")
     rows.loc[rejected, "zp_method"] = "none"
     rows["zp_n"] = rows["zp_n"].fillna(0)
@@ -425,14 +423,14 @@ def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, ca
     rows of the lake's zeropoints included, but only of frames still ``alive``: an ingest --redo gives
     frames new ids), mark the new frames far below the clear-sky line cloudy, and set ``zp`` (null
     unless ok). Returns the rows and one extinction row per night."""
-    earlier = earlier[(earlier["calib_key"] == key) & (earlier["zp_status"] == zeropoint.OK)
+    earlier = earlier[(earlier["calib_key"] == key) & (earlier["zp_status"] == model.ZpStatus.OK)
                       & earlier["frame_id"].isin(alive) & ~earlier["frame_id"].isin(rows["frame_id"] if redo else [])]
     rows = rows.copy()
     ext_rows = []
     # a frame rejected at ingest has no zeropoint: it neither joins nor makes a night's extinction fit
-    live = rows[rows["zp_status"] != zeropoint.FRAME_REJECTED]
+    live = rows[rows["zp_status"] != model.ZpStatus.FRAME_REJECTED]
     for night, group in live.groupby(live["night"].fillna(""), sort=True):
-        ok = group["zp_status"] == zeropoint.OK
+        ok = group["zp_status"] == model.ZpStatus.OK
         prior = earlier[earlier["night"].fillna("") == night]
         zp = np.concatenate([prior["zp"].to_numpy(float), group.loc[ok, "zp_fit"].to_numpy(float)])
         airmass = np.concatenate([prior["airmass"].to_numpy(float), group.loc[ok, "airmass"].to_numpy(float)])
@@ -440,16 +438,16 @@ def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, ca
         cloudy = zeropoint.mark_cloudy(group["zp_fit"].to_numpy(float), group["airmass"].to_numpy(float), ext, cal)
         cloudy &= ok.to_numpy()
         idx = group.index[cloudy]
-        model = ext.model(group.loc[idx, "airmass"].to_numpy(float))
-        rows.loc[idx, "zp_status"] = zeropoint.CLOUDY
+        clear = ext.model(group.loc[idx, "airmass"].to_numpy(float))
+        rows.loc[idx, "zp_status"] = model.ZpStatus.CLOUDY
         rows.loc[idx, "zp_reason"] = [f"zeropoint {z:.3f} is {m - z:.3f} mag below the night's clear-sky "
                                       f"{m:.3f} > max_zp_drop {cal.max_zp_drop:g} (cloud)"
-                                      for z, m in zip(rows.loc[idx, "zp_fit"], model)]
+                                      for z, m in zip(rows.loc[idx, "zp_fit"], clear)]
         ext_rows.append({"night": night or None, "refcat": refcat, "calib_key": key, "k_ext": ext.k_ext,
                          "k_ext_err": ext.k_ext_err, "zp_airmass0": ext.zp_airmass0, "scatter": ext.scatter,
                          "n_frames": ext.n_frames, "airmass_min": ext.airmass_min, "airmass_max": ext.airmass_max,
                          "ext_status": ext.status, "ext_reason": ext.reason})
-    rows["zp"] = np.where(rows["zp_status"] == zeropoint.OK, rows["zp_fit"], np.nan)
+    rows["zp"] = np.where(rows["zp_status"] == model.ZpStatus.OK, rows["zp_fit"], np.nan)
     columns = ["night", "refcat", "calib_key", "k_ext", "k_ext_err", "zp_airmass0", "scatter", "n_frames",
                "airmass_min", "airmass_max", "ext_status", "ext_reason"]
     return rows, pd.DataFrame(ext_rows, columns=columns)
@@ -460,9 +458,8 @@ def _match_rows(pairs: pd.DataFrame, rows: pd.DataFrame, refcat: str, key: str) 
     zp = rows.set_index("frame_id")
     fid = pairs["frame_id"]
     dra, ddec = astrometry.offsets_arcsec(pairs["ra"], pairs["dec"], pairs["ra_ref"], pairs["dec_ref"])
-    color_term = np.nan_to_num(fid.map(zp["color_term"]).to_numpy(float))
-    colour = np.nan_to_num(pairs["ref_color"].to_numpy(float))  # unknown colour: colour 0, as zp is defined
-    mag = pairs["inst_mag"].to_numpy(float) + fid.map(zp["zp"]).to_numpy(float) + color_term * colour
+    mag = model.calibrated_mag(pairs["inst_mag"].to_numpy(float), fid.map(zp["zp"]).to_numpy(float),
+                               pairs["ref_color"].to_numpy(float), fid.map(zp["color_term"]).to_numpy(float))
     mag_err = np.hypot(pairs["inst_mag_err"].to_numpy(float), fid.map(zp["zp_err"]).to_numpy(float))
     reject = pairs["reject"].to_numpy(dtype=object)
     return pd.DataFrame({
@@ -522,7 +519,7 @@ def plot_zeropoint(lake: Lake | str | os.PathLike, frame_id: int, refcat: str | 
     if zps.empty:
         where = f" against {refcat}" if refcat else ""
         raise CalibrationError(f"frame {frame_id} has no calibration{where} in {lake.url}; run `skylake calibrate`")
-    row = zps.sort_values("calibrated_at").iloc[-1].to_dict()
+    row = model.latest_calibration(zps, model.LatestPolicy(refcat=refcat)).iloc[-1].to_dict()
     matches = read_table(lake, MATCHES, refcat=row["refcat"], frame_ids=[frame_id])
     matches = matches[matches["calib_key"] == row["calib_key"]]
     return checkplot(row, matches, Path(out) if out else Path(plot_name(row)))

@@ -16,6 +16,7 @@ DEFAULT_PLOTS = "zeropoint-plots"
 @command
 def _cmd_calibrate(args) -> int:
     from skylake.calib.calibrate import calibrate, since_date
+    from skylake.calib.model import ZpStatus
     from skylake.runtime import dask_client
 
     reports = calibrate(args.lake, refcat=args.refcat, profile=args.pipeline, night=args.night,
@@ -25,7 +26,7 @@ def _cmd_calibrate(args) -> int:
         print("nothing calibrated: no frames selected, or no profile names a reference catalogue (use --refcat)")
     for report in reports:
         print(report)
-    not_ok = sum(n for r in reports for s, n in r.by_status.items() if s != "ok")
+    not_ok = sum(n for r in reports for s, n in r.by_status.items() if s != ZpStatus.OK)
     return EXIT_PARTIAL if not_ok else EXIT_OK
 
 

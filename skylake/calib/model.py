@@ -1,5 +1,7 @@
-"""The photometric model shared by calibration, maps and objects: which flux is calibrated and how it
-becomes an instrumental magnitude.
+"""The photometric model shared by calibration, maps, objects and the summary database: which flux is
+calibrated and how it becomes an instrumental magnitude, how a zeropoint relates reference and
+instrumental magnitudes, the status and reject vocabularies, and which calibration of a frame is its
+latest.
 
 A profile's ``[calibration] flux`` names the source flux (``flux_auto``, SExtractor's MAG_AUTO, or one
 of the apertures ``flux_ap1..3``). Its instrumental magnitude is::
@@ -11,9 +13,19 @@ brought to the Kron total by ``apcor``, the median of ``-2.5 log10(flux_apN / fl
 frame's clean calibration stars (unflagged, unblended, unsaturated, away from the edge, S/N of the
 Kron flux at least :data:`APCOR_MIN_SNR`): a zeropoint from an aperture is then on the same scale as
 one from the Kron flux, while each star's magnitude keeps the aperture's robustness to neighbours.
+
+A frame's calibration (schemas/zeropoints.yaml) relates the two scales::
+
+    ref_mag - inst_mag = zp + color_term * colour
+
+so ``zp`` is the reference magnitude of a colour-0 source giving 1 ADU/s. :func:`pair_zeropoint`
+solves it for one star, :func:`calibrated_mag` for a magnitude (colour 0 when unknown).
 """
 
 from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,6 +39,38 @@ MAG_PER_RELATIVE_FLUX = 1.0857362
 APCOR_MIN_STARS = 3
 #: Signal-to-noise of the Kron flux a star needs to set the aperture correction.
 APCOR_MIN_SNR = 20.0
+
+
+class ZpStatus(enum.StrEnum):
+    """``zp_status`` of a zeropoints row: a str, so members equal and are written as their values."""
+
+    OK = "ok"
+    TOO_FEW_STARS = "too_few_stars"
+    NO_REFERENCE_OVERLAP = "no_reference_overlap"
+    HIGH_SCATTER = "high_scatter"
+    CLOUDY = "cloudy"
+    FRAME_REJECTED = "frame_rejected"
+
+
+class ExtStatus(enum.StrEnum):
+    """``ext_status`` of an extinction row (schemas/extinction.yaml)."""
+
+    OK = "ok"
+    TOO_FEW_FRAMES = "too_few_frames"
+    SMALL_AIRMASS_RANGE = "small_airmass_range"
+    IMPLAUSIBLE_K = "implausible_k"
+
+
+#: Per-pair reject reasons of LAKE/matches ("" = used), in the order they are tested: a pair gets the
+#: first that applies (the star cuts of :func:`skylake.calib.zeropoint.select_stars`, then the fit's).
+REJECTS = ("saturated", "flagged", "edge", "blended", "too_bright", "too_faint", "ref_flagged", "no_color",
+           "color_range", "clipped")
+#: Cuts that make a source's own measurement (centroid, flux) unreliable: such pairs stay out of the
+#: astrometric residuals (calibration and maps) and of the aperture correction.
+ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
+#: Pairs whose star is a zeropoint sample of the maps: used in the fit, or clipped from it (clipping
+#: is what a patchy cloud does).
+STAR_REJECTS = ("", "clipped")
 
 
 def instrumental_mag(flux, exptime) -> np.ndarray:
@@ -67,3 +111,87 @@ def calibrated_flux_mags(pairs: pd.DataFrame, exptime: np.ndarray, flux: str, ap
     """(inst_mag, inst_mag_err) of ``pairs`` in ``flux`` with each row's ``exptime`` [s] and ``apcor`` [mag]."""
     return (instrumental_mag(pairs[flux], exptime) - np.asarray(apcor, np.float64),
             instrumental_mag_err(pairs[flux], pairs[f"{flux}_err"]))
+
+
+def colour_offset(colour, color_term) -> np.ndarray:
+    """``color_term * colour`` [mag]: 0 without a colour term (``color_term`` 0 or NaN, whatever the
+    colour); NaN for an unknown colour under a colour term."""
+    ct = np.asarray(color_term, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where((ct == 0) | np.isnan(ct), 0.0, ct * np.asarray(colour, dtype=np.float64))
+
+
+def pair_zeropoint(ref_mag, inst_mag, colour=0.0, color_term=0.0) -> np.ndarray:
+    """The zeropoint one star gives, ``ref_mag - inst_mag - color_term * colour`` [mag] (the
+    calibration model solved for one pair). NaN for a star of unknown colour under a colour term:
+    it cannot be brought to colour 0 (see :func:`colour_offset`)."""
+    return (np.asarray(ref_mag, dtype=np.float64) - np.asarray(inst_mag, dtype=np.float64)
+            - colour_offset(colour, color_term))
+
+
+def calibrated_mag(inst_mag, zp, colour=None, color_term=None) -> np.ndarray:
+    """Calibrated magnitude ``inst_mag + zp + color_term * colour`` [mag] (schemas/zeropoints.yaml):
+    an unknown colour (NaN) counts as colour 0, as ``zp`` is defined, and an unknown colour term as
+    none. Without ``colour`` or ``color_term``, ``inst_mag + zp``; NaN where either is."""
+    mag = np.asarray(inst_mag, dtype=np.float64) + np.asarray(zp, dtype=np.float64)
+    if colour is None or color_term is None:
+        return mag
+    return mag + colour_offset(np.nan_to_num(np.asarray(colour, dtype=np.float64)), color_term)
+
+
+@dataclass(frozen=True)
+class LatestPolicy:
+    """Which zeropoints row is a frame's calibration (see :func:`latest_calibration`).
+
+    Parameters
+    ----------
+    refcat : str or None
+        Only rows of this reference catalogue; None: rows of every catalogue compete.
+    ok_only : bool
+        Only rows whose ``zp_status`` is ok (a frame without one has no calibration).
+    order : tuple of str
+        Columns ordering the rows: a frame's latest is its last in this order (ties: the row read later).
+    """
+
+    refcat: str | None = None
+    ok_only: bool = False
+    order: tuple[str, ...] = ("calibrated_at",)
+
+
+def latest_calibration(zeropoints: pd.DataFrame, policy: LatestPolicy) -> pd.DataFrame:
+    """Each frame's latest calibration: the one row per ``frame_id`` of ``zeropoints`` (rows of
+    LAKE/zeropoints) that ``policy`` picks.
+
+    The rows are those of ``policy.refcat`` (every catalogue when None), and only the ok ones with
+    ``policy.ok_only``; a frame's latest is its last in ``policy.order`` (a stable sort: on a tie, the
+    row that came later in ``zeropoints``; a null sorts last, so it is the latest). The policies in use:
+
+    * objects (:func:`skylake.objects.build.latest_calibrations`) and maps
+      (:func:`skylake.maps.build.compute_maps`): ``refcat`` = the build's catalogue, any status, latest
+      ``calibrated_at``: ``LatestPolicy(refcat=name)``. A recalibration that failed (say ``cloudy``)
+      hides an earlier ok one: the frame then has no zeropoint;
+    * night summaries (:func:`skylake.db.mirror.night_summary`): any catalogue, ok rows only, latest
+      ``calibrated_at``: ``LatestPolicy(ok_only=True)``. A frame counts as calibrated when any
+      catalogue calibrated it ok, with the zeropoint of the one that did so last;
+    * a frame's checkplot (:func:`skylake.calib.calibrate.plot_zeropoint`): ``LatestPolicy(refcat=name)``,
+      any catalogue without one.
+
+    Parameters
+    ----------
+    zeropoints : pandas.DataFrame
+        Rows with ``frame_id``, the ``policy.order`` columns, ``refcat`` when ``policy.refcat`` is set
+        and ``zp_status`` with ``policy.ok_only``.
+    policy : LatestPolicy
+        The rule.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows picked, with their index, in ``frame_id`` order.
+    """
+    rows = zeropoints
+    if policy.refcat is not None:
+        rows = rows[rows["refcat"] == policy.refcat]
+    if policy.ok_only:
+        rows = rows[rows["zp_status"] == ZpStatus.OK]
+    return rows.sort_values(["frame_id", *policy.order], kind="stable").drop_duplicates("frame_id", keep="last")

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skylake.calib.model import calibrated_mag
+
 QUIVER_SCALE_PX_PER_ARCSEC = 20.0  # arrows 20x longer than the residual in pixels-per-arcsec terms
 
 
@@ -33,7 +35,7 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
     fit = float(fit) if fit is not None and np.isfinite(fit) else np.nan
     ct = zp.get("color_term")
     ct = float(ct) if ct is not None and np.isfinite(ct) else 0.0
-    resid = ref - inst - fit - ct * np.nan_to_num(colour)
+    resid = ref - calibrated_mag(inst, fit, colour, ct)  # unknown colour: colour 0, as zp is defined
 
     # a fixed layout: constrained_layout draws the figure twice (half the time of a plot)
     fig, axes = plt.subplots(2, 3, figsize=(15, 9))

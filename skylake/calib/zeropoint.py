@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from astropy.stats import mad_std
 
+from skylake.calib.model import ExtStatus, ZpStatus, colour_offset
 from skylake.frame.extract import SATURATED
 from skylake.profile import Calibration
 from skylake.refcat.schema import flag_bits
@@ -37,20 +38,12 @@ from skylake.refcat.schema import flag_bits
 SIGMA_FLOOR = 1e-4  # mag: clipping never goes below this, so noise-free data keep every star
 FIRST_PASS_SIGMA = 5.0  # LCO photcalibration: pass 1 keeps |zp - median| < 5 sigma
 PASSES = 3
-#: Per-pair reasons, in the order they are tested (a pair gets the first that applies).
-REJECTS = ("saturated", "flagged", "edge", "blended", "too_bright", "too_faint", "ref_flagged", "no_color",
-           "color_range", "clipped")
-#: zp_status values
-OK, TOO_FEW, NO_OVERLAP, HIGH_SCATTER, CLOUDY, FRAME_REJECTED = (
-    "ok", "too_few_stars", "no_reference_overlap", "high_scatter", "cloudy", "frame_rejected")
-#: ext_status values besides ok
-TOO_FEW_FRAMES, SMALL_RANGE, IMPLAUSIBLE_K = "too_few_frames", "small_airmass_range", "implausible_k"
 #: Extinction coefficients [mag/airmass] a night can have; a fit outside is not reported as ok.
 K_EXT_PLAUSIBLE = (-0.05, 1.5)
 
 
 def select_stars(pairs: pd.DataFrame, cal: Calibration, saturation: np.ndarray) -> np.ndarray:
-    """The reason each pair is unusable ("" if usable), testing in :data:`REJECTS` order.
+    """The reason each pair is unusable ("" if usable), testing in :data:`skylake.calib.model.REJECTS` order.
 
     ``pairs`` needs flux_max, bkg (ADU), flags, edge_dist (px), inst_mag_err, ref_mag, flags_ref,
     neighbour_mag, n_competing; ``saturation`` is each pair's frame saturation level [ADU].
@@ -198,27 +191,29 @@ def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_colo
         out["zp_method"] = "median"
     out.update(zp_fit=fit.zp, zp_err=fit.zp_err, zp_scatter=fit.scatter, zp_n=n)
     if n >= 4:
-        resid = dm[fit.keep] - fit.zp - np.nan_to_num(fit.color_term) * np.nan_to_num(color[fit.keep])
+        resid = dm[fit.keep] - fit.zp - colour_offset(color[fit.keep], fit.color_term)
         var, var_err = plane_variation(resid, pairs["x"].to_numpy(float)[fit.keep],
                                        pairs["y"].to_numpy(float)[fit.keep], frame["nx"], frame["ny"])
         out["zp_variation"] = var
     else:
         var, var_err = np.nan, np.nan
     if len(pairs) == 0:
-        status, why = NO_OVERLAP, (f"no source within {cal.match_radius_arcsec:g} arcsec of a reference star "
-                                   "(no catalogue coverage, a wrong WCS, or nothing detected)")
+        status, why = ZpStatus.NO_REFERENCE_OVERLAP, (
+            f"no source within {cal.match_radius_arcsec:g} arcsec of a reference star "
+            "(no catalogue coverage, a wrong WCS, or nothing detected)")
     elif n < cal.min_stars:
         counts = pd.Series(reject[reject != ""]).value_counts()
         cut = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
-        status, why = TOO_FEW, (f"{n} usable stars < min_stars {cal.min_stars} ({len(pairs)} matched; cut: {cut})")
+        status, why = ZpStatus.TOO_FEW_STARS, (
+            f"{n} usable stars < min_stars {cal.min_stars} ({len(pairs)} matched; cut: {cut})")
     elif not fit.scatter <= cal.max_scatter:
-        status, why = HIGH_SCATTER, (f"scatter {fit.scatter:.3f} mag > max_scatter {cal.max_scatter:g} "
-                                     f"(patchy cloud or bad photometry; fit gave zp {fit.zp:.3f})")
+        status, why = ZpStatus.HIGH_SCATTER, (f"scatter {fit.scatter:.3f} mag > max_scatter {cal.max_scatter:g} "
+                                              f"(patchy cloud or bad photometry; fit gave zp {fit.zp:.3f})")
     elif var > cal.max_zp_variation and var > 3 * var_err:
-        status, why = CLOUDY, (f"zeropoint changes by {var:.3f} mag across the frame > max_zp_variation "
-                               f"{cal.max_zp_variation:g} (cloud; fit gave zp {fit.zp:.3f})")
+        status, why = ZpStatus.CLOUDY, (f"zeropoint changes by {var:.3f} mag across the frame > max_zp_variation "
+                                        f"{cal.max_zp_variation:g} (cloud; fit gave zp {fit.zp:.3f})")
     else:
-        status, why = OK, ""
+        status, why = ZpStatus.OK, ""
     out.update(zp_status=status, zp_reason=why)
     return out, reject
 
@@ -275,7 +270,7 @@ def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: C
     zeropoint cannot be brought to colour 0 and an ``ok`` frame becomes ``too_few_stars``, saying why.
     """
     table = table.copy()
-    fitted = (table["zp_method"] == "color_fit") & (table["zp_status"] == OK) & np.isfinite(
+    fitted = (table["zp_method"] == "color_fit") & (table["zp_status"] == ZpStatus.OK) & np.isfinite(
         table["color_term"].astype(float))
     fallback = table["zp_method"] == "median"
     if not fallback.any():
@@ -283,12 +278,12 @@ def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: C
     c = np.nan_to_num(median_colour.reindex(table.index[fallback]).to_numpy(float))
     if fitted.any():
         ct = float(np.median(table.loc[fitted, "color_term"].astype(float)))
-        table.loc[fallback, "zp_fit"] = table.loc[fallback, "zp_fit"].astype(float) - ct * c
+        table.loc[fallback, "zp_fit"] = table.loc[fallback, "zp_fit"].astype(float) - colour_offset(c, ct)
         table.loc[fallback, ["color_term", "color", "zp_method"]] = [ct, cal.color_name, "median_ct"]
         return table
     lo, hi = cal.color_range
-    bad = fallback & (table["zp_status"] == OK)
-    table.loc[bad, "zp_status"] = TOO_FEW
+    bad = fallback & (table["zp_status"] == ZpStatus.OK)
+    table.loc[bad, "zp_status"] = ZpStatus.TOO_FEW_STARS
     table.loc[bad, "zp_reason"] = [
         f"fewer than min_stars {cal.min_stars} stars with a colour in color_range [{lo:g}, {hi:g}], and no "
         f"colour-fit frame in this run to take a colour term from: the median {z:.3f} is the zeropoint at "
@@ -314,7 +309,7 @@ class Extinction:
 
     def model(self, airmass: np.ndarray) -> np.ndarray:
         """The clear-sky zeropoint at ``airmass`` (a constant when no extinction term was fitted)."""
-        k = self.k_ext if self.status == OK else 0.0
+        k = self.k_ext if self.status == ExtStatus.OK else 0.0
         return self.zp_airmass0 - k * np.asarray(airmass, float)
 
 
@@ -323,10 +318,11 @@ def _support(airmass: np.ndarray, keep: np.ndarray, cal: Calibration) -> tuple[s
     spanning ``min_airmass_range``), else the ext_status and reason why not."""
     n = int(keep.sum())
     if n < cal.min_extinction_frames:
-        return TOO_FEW_FRAMES, f"{n} frames < min_extinction_frames {cal.min_extinction_frames}"
+        return ExtStatus.TOO_FEW_FRAMES, f"{n} frames < min_extinction_frames {cal.min_extinction_frames}"
     span = float(np.ptp(airmass[keep]))
     if span < cal.min_airmass_range:
-        return SMALL_RANGE, f"airmass range {span:.3f} < min_airmass_range {cal.min_airmass_range:g}"
+        return (ExtStatus.SMALL_AIRMASS_RANGE,
+                f"airmass range {span:.3f} < min_airmass_range {cal.min_airmass_range:g}")
     return "", ""
 
 
@@ -391,13 +387,13 @@ def fit_extinction(zp: np.ndarray, airmass: np.ndarray, cal: Calibration) -> Ext
     n = int(keep.sum())
     lo, hi = K_EXT_PLAUSIBLE
     if not lo <= -b <= hi:
-        return _level(zp, airmass, keep, cal, IMPLAUSIBLE_K,
+        return _level(zp, airmass, keep, cal, ExtStatus.IMPLAUSIBLE_K,
                       f"fitted k_ext {-b:.3f} mag/airmass is outside the plausible [{lo:g}, {hi:g}] "
                       "(cloud changing with airmass, or wrong airmasses)")
     sxx = float(np.sum((airmass[keep] - airmass[keep].mean()) ** 2))
     k_err = float(np.sqrt(np.sum(resid**2) / (n - 2) / sxx)) if n > 2 and sxx > 0 else float("nan")
     return Extinction(-b, k_err, a, float(mad_std(resid)), n, float(airmass[keep].min()),
-                      float(airmass[keep].max()), OK, "", keep)
+                      float(airmass[keep].max()), ExtStatus.OK, "", keep)
 
 
 def mark_cloudy(zp: np.ndarray, airmass: np.ndarray, ext: Extinction, cal: Calibration) -> np.ndarray:

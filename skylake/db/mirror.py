@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from skylake.db.connect import DbError, connect, db_url, mask, mask_url
 from skylake.db.migrate import migrate
 from skylake import trends
+from skylake.calib.model import ExtStatus, LatestPolicy, latest_calibration
 from skylake.db import products
 from skylake.db.models import table
 from skylake.errors import ForeignLakeError, LakeError
@@ -48,6 +49,7 @@ from skylake.lake.lake import UNKNOWN_NIGHT
 from skylake.lake import tables
 from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
+from skylake.robust import MAD_TO_SIGMA
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -152,12 +154,23 @@ def _where_nights(t: sa.Table, nights):
     return cond
 
 
-def _latest_ok(data: pa.Table, status_col: str, key: str, values: list[str]) -> dict:
-    """{key: (values...)} of the latest row per key whose ``status_col`` is 'ok'."""
-    if not data.num_rows:
+def _latest_zeropoints(zeropoints: pa.Table) -> dict:
+    """{frame_id: (zp, airmass, color_term)} of each frame's latest ok calibration of any catalogue
+    (:func:`skylake.calib.model.latest_calibration`)."""
+    if not zeropoints.num_rows:
         return {}
-    ok = data.filter(pc.equal(data.column(status_col), "ok")).sort_by("calibrated_at")
-    return dict(zip(ok.column(key).to_pylist(), zip(*(ok.column(v).to_pylist() for v in values))))
+    values = ["zp", "airmass", "color_term"]
+    rows = zeropoints.select(["frame_id", "zp_status", "calibrated_at", *values]).to_pandas()
+    rows = latest_calibration(rows, LatestPolicy(ok_only=True))
+    return dict(zip(rows["frame_id"].tolist(), zip(*(rows[v].tolist() for v in values))))
+
+
+def _latest_extinction(extinction: pa.Table) -> dict:
+    """{night: k_ext} of each night's latest ok extinction fit (by calibrated_at) of any catalogue."""
+    if not extinction.num_rows:
+        return {}
+    ok = extinction.filter(pc.equal(extinction.column("ext_status"), ExtStatus.OK.value)).sort_by("calibrated_at")
+    return dict(zip(ok.column("night").to_pylist(), ok.column("k_ext").to_pylist()))
 
 
 def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) -> list[dict]:
@@ -165,11 +178,11 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
 
     ``frames`` has at least NIGHT_FRAME_COLUMNS; ``zeropoints`` frame_id, zp, airmass, color_term,
     zp_status, calibrated_at; ``extinction`` night, k_ext, ext_status, calibrated_at. The latest ok
-    calibration of each frame and the latest ok extinction fit of each night are used.
+    calibration of each frame and the latest ok extinction fit of each night, of any catalogue, are used.
     """
     col = {c: frames.column(c).to_numpy(zero_copy_only=False) for c in NIGHT_FRAME_COLUMNS}
-    zp_of = _latest_ok(zeropoints, "zp_status", "frame_id", ["zp", "airmass", "color_term"])
-    k_of = _latest_ok(extinction, "ext_status", "night", ["k_ext"])
+    zp_of = _latest_zeropoints(zeropoints)
+    k_of = _latest_extinction(extinction)
     cal = np.array([zp_of.get(f, (None, None, None)) for f in col["frame_id"].tolist()], dtype=float).reshape(-1, 3)
     status = col["status"]
     mjd, bkg, fwhm = (np.asarray(col[c], dtype=float) for c in ("mjd", "bkg_median", "fwhm_median"))
@@ -188,7 +201,7 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
             has = np.isfinite(zp)
             zp, airmass, color_term = zp[has], airmass[has], color_term[has]
             n_ok = int(np.sum(st == "ok"))
-            k_ext = (k_of.get(night) or (None,))[0]
+            k_ext = k_of.get(night)
             k_ext = trends.DEFAULT_K_EXT if k_ext is None else k_ext
             zp1 = trends.airmass_corrected(zp, airmass, k_ext)
             fraction = trends.photometric_fraction(zp1, n_ok)
@@ -209,7 +222,7 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
             }
             if len(zp):
                 med = float(np.median(zp))
-                rec.update(zp_median=med, zp_scatter=float(1.4826 * np.median(np.abs(zp - med))),
+                rec.update(zp_median=med, zp_scatter=float(MAD_TO_SIGMA * np.median(np.abs(zp - med))),
                            zp_max=float(np.percentile(zp, trends.ENVELOPE_PERCENTILE)))
             rows.append(rec)
     return rows

@@ -91,20 +91,15 @@ def airmass_from_altitude(alt_deg: float) -> float:
 
 
 def airmass_from_pointing(ra_deg: float, dec_deg: float, mjd: float, site) -> tuple[float, float, float]:
-    """(airmass, altitude, azimuth) of a pointing seen from ``site`` at ``mjd``, via astropy.
+    """(airmass, altitude, azimuth) of a pointing seen from ``site`` at ``mjd``
+    (:func:`skylake.horizon.altaz`, as the horizon maps place sources).
 
     Used only when the header gives neither airmass nor altitude. IERS tables are never downloaded
     (the bundled ones are good to far better than an arcsecond for this)."""
-    import astropy.units as u
-    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from skylake.horizon import altaz
 
-    from skylake import iers
-
-    location = EarthLocation.from_geodetic(site.lon_deg * u.deg, site.lat_deg * u.deg, site.height_m * u.m)
-    with iers.offline():
-        altaz = SkyCoord(ra_deg * u.deg, dec_deg * u.deg).transform_to(
-            AltAz(obstime=Time(mjd, format="mjd", scale="utc"), location=location))
-    alt, az = float(altaz.alt.deg), float(altaz.az.deg)
+    alt, az = altaz([ra_deg], [dec_deg], [mjd], site.lat_deg, site.lon_deg, site.height_m)
+    alt, az = float(alt[0]), float(az[0])
     return airmass_from_altitude(alt), alt, az
 
 

@@ -31,6 +31,8 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from skylake.robust import MAD_TO_SIGMA
+
 __all__ = ["PlateSolution", "PlateSolveError", "PlateSolveSettings", "solve_frame", "solve_astrometry_net",
            "detect_sources", "strip_wcs", "read_reference_cone", "compare_wcs", "WCS_KEYS"]
 
@@ -469,7 +471,7 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
     rr, dd = wcs.all_pix2world(xa[di], ya[di], 0)
     sep_arcsec = _angsep(rr, dd, ra_c[cj], dec_c[cj]) * 3600.0
     # one robust clip (a double star or a mismatch), then the final fit and rms
-    clip = sep_arcsec <= max(3 * 1.4826 * np.median(sep_arcsec) * 1.2, 0.2 * scale0)
+    clip = sep_arcsec <= max(3 * MAD_TO_SIGMA * np.median(sep_arcsec) * 1.2, 0.2 * scale0)
     if clip.sum() >= settings.min_matches and not clip.all():
         di, cj = di[clip], cj[clip]
         wcs = _fit_wcs(xa[di], ya[di], ra_c[cj], dec_c[cj], ra_hint, dec_hint, sip)

@@ -28,6 +28,8 @@ import math
 import numpy as np
 from astropy.table import Table
 
+from skylake.robust import MAD_TO_SIGMA
+
 __all__ = ["StreakSettings", "detect_streaks", "flag_on_streaks", "streak_mask", "STREAK_COLUMNS"]
 
 #: Columns of the streak table (the lake's streak table adds ``frame_id``).
@@ -157,7 +159,7 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
         evals, evecs = np.linalg.eigh(cov)
         ux, uy = evecs[:, 1]
         perp_all = -(xs - cx) * uy + (ys - cy) * ux
-        spread = 1.4826 * np.median(np.abs(perp_all[keep])) + 0.5
+        spread = MAD_TO_SIGMA * np.median(np.abs(perp_all[keep])) + 0.5
         new_keep = (w > 0) & (np.abs(perp_all) <= min(3.0 * spread, 6.0))
         if new_keep.sum() < 10 or np.array_equal(new_keep, keep):
             break
@@ -175,9 +177,9 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
     swp = np.bincount(chunk, weights=w * perp_pix)
     okc = sw > 0
     cent = swp[okc] / sw[okc]
-    wiggle = float(1.4826 * np.median(np.abs(cent - np.median(cent)))) if cent.size >= 3 else 0.0
+    wiggle = float(MAD_TO_SIGMA * np.median(np.abs(cent - np.median(cent)))) if cent.size >= 3 else 0.0
     s_lo, s_hi = float(along_pix.min()), float(along_pix.max())
-    half = max(4.0, 2.0 * float(1.4826 * np.median(np.abs(perp_pix))) + 2.0)
+    half = max(4.0, 2.0 * float(MAD_TO_SIGMA * np.median(np.abs(perp_pix))) + 2.0)
     m = _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half)
     # A line fitted to a short segment drifts off a long trail: refit it to the trail's pixels
     # over the extent found and measure again while the extent keeps growing.

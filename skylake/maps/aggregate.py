@@ -6,7 +6,7 @@ sources. Pixels are NESTED: for equatorial maps a source's pixel at ``nside = 2*
 holds it); horizon maps put the source's (azimuth, altitude) through ``healpy.ang2pix``.
 
 Conventions (magnitudes in mag): a star's zeropoint is ``zp = ref_mag - inst_mag - color_term *
-ref_color`` (the calibration model of :mod:`skylake.calib.zeropoint` solved for one star), its
+ref_color`` (:func:`skylake.calib.model.pair_zeropoint`: the calibration model solved for one star), its
 clear-sky reference ``zp_clear``, and the pixel's transparency ``10**(-0.4 * median(zp_clear - zp))``
 (1 = clear). The sky brightness under a source is ``zp_frame - 2.5 log10(bkg / exptime / pixscale**2)``
 in mag/arcsec^2 with ``bkg`` the background mesh value under it (ADU per pixel over the exposure).
@@ -19,12 +19,10 @@ import numpy as np
 import pandas as pd
 
 from skylake.errors import SkylakeError
+from skylake.robust import MAD_TO_SIGMA
 
-MAD_TO_SIGMA = 1.4826
 HEALPIX_ORDER_MAX = 29
 KEYS = ["map_key", "pixel"]
-#: support-point spacing of the astrometry interpolation in :func:`altaz` (s)
-ALTAZ_TIME_RESOLUTION_S = 1.0
 
 
 class MapsError(SkylakeError, ValueError):
@@ -69,35 +67,6 @@ def airmass(alt_deg: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         x = 1.0 / (np.sin(np.radians(alt)) + 0.50572 * (alt + 6.07995) ** -1.6364)
     return np.where(alt >= 0, x, np.nan)
-
-
-def altaz(ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: float, lon_deg: float,
-          height_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Altitude and azimuth (deg, azimuth north through east) of each source at its frame's mid-exposure
-    ``mjd`` (UTC) from a site, with astropy (no refraction); NaN where ``mjd`` is not finite.
-
-    One transform with an obstime per source. Astropy's default would run the full ERFA astrometry
-    set-up for every source; :class:`~astropy.coordinates.erfa_astrom.ErfaAstromInterpolator` runs
-    it on a sparse grid around the distinct times only (two points per frame at a 1 s resolution),
-    so the cost stays that of the frames, and the result matches one transform per frame to ~1e-12 deg."""
-    from astropy import units as u
-    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
-    from astropy.coordinates.erfa_astrom import ErfaAstromInterpolator, erfa_astrom
-    from astropy.time import Time
-    from skylake import iers
-
-    ra, dec, mjd = (np.asarray(v, float) for v in (ra_deg, dec_deg, mjd))
-    alt, az = np.full(ra.size, np.nan), np.full(ra.size, np.nan)
-    ok = np.isfinite(mjd)
-    if not ok.any():
-        return alt, az
-    site = EarthLocation(lon=lon_deg * u.deg, lat=lat_deg * u.deg, height=height_m * u.m)
-    frame = AltAz(obstime=Time(mjd[ok], format="mjd", scale="utc"), location=site)
-    # never reach for the network (IERS tables): the bundled ones are good to ~0.1 arcsec here
-    with iers.offline(), erfa_astrom.set(ErfaAstromInterpolator(ALTAZ_TIME_RESOLUTION_S * u.s)):
-        hor = SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg, frame="icrs").transform_to(frame)
-    alt[ok], az[ok] = hor.alt.deg, hor.az.deg
-    return alt, az
 
 
 def sky_brightness(zp: np.ndarray, bkg_adu: np.ndarray, exptime_s: np.ndarray, pixscale_arcsec: np.ndarray) -> np.ndarray:

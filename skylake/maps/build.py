@@ -40,10 +40,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skylake.calib.model import ASTRO_EXCLUDE, STAR_REJECTS, LatestPolicy, latest_calibration, pair_zeropoint
 from skylake.lake import Lake
+from skylake.horizon import altaz
 from skylake.lake.tables import FRAMES, SOURCES
-from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, altaz, equatorial_pixels,
-                                    horizon_pixels, nside_order, pixel_centres, sky_brightness)
+from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, equatorial_pixels, horizon_pixels,
+                                    nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
 from skylake.profile import Profile, ProfileError
 from skylake.runtime import release_memory
@@ -51,10 +53,6 @@ from skylake.runtime import release_memory
 log = logging.getLogger(__name__)
 
 FRAMES_OF = ("equatorial", "horizon")
-#: matches whose star enters the zeropoint map: used in the fit, or clipped from it (a cloud's work)
-STAR_REJECTS = ("", "clipped")
-#: pairs with unreliable centroids stay out of the astrometric residual maps (as in calibration)
-ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
 ENVELOPE_PERCENTILE = 95.0  # zp_clear "auto" on a night without an extinction row
 FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "content_hash", "hdu", "status", "mjd",
                  "exptime", "airmass", "pixscale", "n_sources", "ra_center", "dec_center", "footprint_ra",
@@ -291,9 +289,9 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
 
     ext, all_frames, zp_clear = spec["ext"], spec["frames"], spec["zp_clear"]
     stars = matches[matches["reject"].isin(STAR_REJECTS)].copy()
-    term = stars["color_term"].to_numpy(float) * stars["ref_color"].to_numpy(float)
-    term = np.where(stars["color_term"].to_numpy(float) == 0, 0.0, term)
-    stars["zp"] = stars["ref_mag"].to_numpy(float) - stars["inst_mag"].to_numpy(float) - term
+    # a star of unknown colour under a colour term gives no sample (NaN, dropped below)
+    stars["zp"] = pair_zeropoint(stars["ref_mag"].to_numpy(float), stars["inst_mag"].to_numpy(float),
+                                 stars["ref_color"].to_numpy(float), stars["color_term"].to_numpy(float))
     stars["zp_clear"] = clear_sky_zeropoints(zp_clear, stars["night"].to_numpy(object),
                                              stars["calib_key"].to_numpy(object), stars["x_air"].to_numpy(float),
                                              ext, all_frames)
@@ -403,10 +401,10 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
     settings = prof.maps
     ids = frames["frame_id"].to_numpy(np.int64)
     nights = sorted(set(frames["night"].tolist()), key=str)
-    zps = read_table(lake, ZEROPOINTS, ["frame_id", "calib_key", "zp", "zp_fit", "zp_status", "color_term",
+    zps = read_table(lake, ZEROPOINTS, ["frame_id", "refcat", "calib_key", "zp", "zp_fit", "zp_status", "color_term",
                                         "calibrated_at"], refcat=refcat, frame_ids=ids, nights=nights)
-    zps = zps.sort_values("calibrated_at", kind="stable").drop_duplicates("frame_id", keep="last")
-    frames = frames.merge(zps.drop(columns="calibrated_at"), on="frame_id", how="inner")
+    zps = latest_calibration(zps, LatestPolicy(refcat=refcat))  # whatever its status: zp is null unless ok
+    frames = frames.merge(zps.drop(columns=["refcat", "calibrated_at"]), on="frame_id", how="inner")
     empty = MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
     if frames.empty:
         log.warning("no frame of profile %s is calibrated against %s: nothing to map", prof.name, refcat)

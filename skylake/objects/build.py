@@ -52,7 +52,7 @@ from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import compute_spatial_index, healpix_to_spatial_index, spatial_index_to_healpix
 
-from skylake.calib.model import KRON, calibrated_flux_mags
+from skylake.calib.model import KRON, LatestPolicy, ZpStatus, calibrated_flux_mags, calibrated_mag, latest_calibration
 from skylake.errors import LakeError
 from skylake.frame.extract import SATURATED
 from hats.pixel_math import get_margin
@@ -138,12 +138,14 @@ def read_state(lake: Lake) -> tuple[dict, pd.DataFrame | None]:
 
 
 def latest_calibrations(lake: Lake, refcat: str, nights=None) -> pd.DataFrame:
-    """Each frame's latest calibration against ``refcat``: frame_id, calib (its batch), calib_key, zp, zp_err
-    (zp null unless zp_status is ok); of the frames of ``nights`` (partition names) when given."""
-    cols = ["frame_id", "calib_key", "zp", "zp_err", "zp_status", "flux", "apcor", "batch_id", "calibrated_at"]
+    """Each frame's latest calibration against ``refcat`` (:func:`~skylake.calib.model.latest_calibration`,
+    whatever its status): frame_id, calib (its batch), calib_key, zp, zp_err (zp null unless zp_status
+    is ok); of the frames of ``nights`` (partition names) when given."""
+    cols = ["frame_id", "refcat", "calib_key", "zp", "zp_err", "zp_status", "flux", "apcor", "batch_id",
+            "calibrated_at"]
     zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat, nights=nights).to_pandas()
-    zps = zps.sort_values(["frame_id", "calibrated_at"]).drop_duplicates("frame_id", keep="last")
-    zps.loc[zps["zp_status"] != "ok", "zp"] = np.nan
+    zps = latest_calibration(zps, LatestPolicy(refcat=refcat))
+    zps.loc[zps["zp_status"] != ZpStatus.OK, "zp"] = np.nan
     zps["flux"] = zps["flux"].fillna(KRON)  # calibrations written before the flux setting: Kron
     return zps.rename(columns={"batch_id": "calib"})[["frame_id", "calib", "calib_key", "zp", "zp_err", "flux",
                                                       "apcor"]]
@@ -191,7 +193,8 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     det = det.merge(cal[["frame_id", "zp", "zp_err"]], on="frame_id", how="left")
     det["ref_id"] = pd.array([pd.NA] * len(det), dtype="Int64")
     det["ref_object"] = np.zeros(len(det), dtype=np.int64)
-    mag = (det["inst_mag"].astype(np.float64) + det["zp"]).to_numpy(np.float64, na_value=np.nan, copy=True)
+    mag = calibrated_mag(det["inst_mag"].to_numpy(np.float64, na_value=np.nan),  # colour unknown here: 0
+                         det["zp"].to_numpy(np.float64, na_value=np.nan))
     err = np.hypot(det["inst_mag_err"].astype(np.float64), det["zp_err"].astype(np.float64)).to_numpy(
         np.float64, na_value=np.nan, copy=True)
     present = cal[cal["frame_id"].isin(det["frame_id"].unique())]

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from skylake.robust import MAD_TO_SIGMA
+
 CLIP_SIGMA = 4.0
-MAD_TO_SIGMA = 1.4826
 
 
 def _group_median(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
