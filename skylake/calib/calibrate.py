@@ -268,9 +268,20 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     return report
 
 
+@dataclass
+class _BatchOutputs:
+    """What one batch's calibration made, before the commit: zeropoint rows per frame (with ``night``)
+    and the pairs with their ``reject`` reasons (the matches rows come from them)."""
+
+    rows: pd.DataFrame
+    pairs: pd.DataFrame
+
+
 def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str, path: Path, key: str, redo: bool,
                      plots, scheduler, report: CalibrationReport) -> None:
-    """Match, fit and commit one batch of whole nights (:func:`night_batches`); adds to ``report``."""
+    """Calibrate one batch of whole nights (:func:`night_batches`) in the stage's steps: the pairs of its
+    frames (the cross-match: the inputs), the fits (run), the commit and the checkplots of what was
+    committed; adds to ``report``."""
     cal = prof.calibration
     t1 = time.monotonic()
     live = todo[todo["status"] != "rejected"]
@@ -279,18 +290,40 @@ def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str,
         # lsdb reads the partitions on the workers, each in its own working directory.
         pairs = match_frames(lake.store.location, live, path, cal.band, cal.color, cal.match_radius_arcsec, fluxes)
         t2 = time.monotonic()
-        pairs, apcor = _calibrated_flux(pairs, live, cal)
-        use_color = bool(cal.color) and bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any())
-        zps, rejects, astro = _fit(pairs, live, cal, use_color, client)
+        out = _run_batch(pairs, todo, live, prof, refcat, key, client)
+    t3 = time.monotonic()
+    committed = _commit_batch(lake, out, todo, cal, refcat, key, redo, report)
+    t4 = time.monotonic()
+    if committed is not None and plots is not None:
+        _checkplots(*committed, plots, report)
+    for step, seconds in (("match", t2 - t1), ("fit", t3 - t2), ("commit", t4 - t3),
+                          ("plots", time.monotonic() - t4)):
+        report.timings[step] += seconds
+
+
+def _run_batch(pairs: pd.DataFrame, todo: pd.DataFrame, live: pd.DataFrame, prof: Profile, refcat: str, key: str,
+               client) -> _BatchOutputs:
+    """The fits of one batch (per-frame tasks on ``client`` when given) and the batch-wide steps:
+    aperture corrections, colour correction of median zeropoints, the zeropoint rows."""
+    cal = prof.calibration
+    pairs, apcor = _calibrated_flux(pairs, live, cal)
+    use_color = bool(cal.color) and bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any())
+    zps, rejects, astro = _fit(pairs, live, cal, use_color, client)
     zps = zeropoint.colour_correct(zps, pairs, rejects, cal, use_color)
     zps = zps.assign(apcor=apcor.reindex(zps.index))
     pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
-    rows = _zeropoint_rows(todo, zps, astro.set_index("frame_id"), refcat, key, prof)
-    t3 = time.monotonic()
+    return _BatchOutputs(_zeropoint_rows(todo, zps, astro.set_index("frame_id"), refcat, key, prof), pairs)
 
+
+def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calibration, refcat: str, key: str,
+                  redo: bool, report: CalibrationReport) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Under the writer lock: keep the rows of frames still in the lake and not calibrated meanwhile, refit
+    the touched nights' extinction (:func:`_nights`) and commit zeropoints, matches and extinction in one
+    commit. Returns the zeropoint and matches rows committed (None when nothing was)."""
     with lake.transaction("calibrate") as tx:
         # under the lock: another calibration or an ingest --redo may have committed meanwhile
         # only the batch's nights: their extinction is refitted from their zeropoints
+        rows = out.rows
         nights = list(rows["night"])
         earlier = read_table(lake, ZEROPOINTS, ["frame_id", "night", "calib_key", "zp", "airmass", "zp_status"],
                              refcat=refcat, nights=nights)
@@ -300,7 +333,7 @@ def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str,
         rows = rows[keep].reset_index(drop=True)
         if rows.empty:
             report.skipped += len(todo)
-            return
+            return None
         ids = set(rows["frame_id"])
         keys = {key}
         if redo:  # explicit: the frames' earlier rows for this catalogue go, listed in this commit
@@ -312,7 +345,7 @@ def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str,
         # calibrations replaced (never another calibration's, e.g. another profile's just committed)
         stage_without(tx, EXTINCTION, lambda t: _rows_of(t, refcat, keys=keys),
                       nights=set(extinction["night"]))
-        matches = _match_rows(pairs[pairs["frame_id"].isin(ids)], rows, refcat, key)
+        matches = _match_rows(out.pairs[out.pairs["frame_id"].isin(ids)], rows, refcat, key)
         now = _now()
         rows = rows.assign(batch_id=tx.batch_id, calibrated_at=now)
         nights = rows.set_index("frame_id")["night"]
@@ -325,7 +358,6 @@ def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str,
         tx.stage_nights(EXTINCTION, conform(pa.Table.from_pandas(ext.drop(columns="night"), preserve_index=False),
                                             EXTINCTION), ext["night"].tolist())
         entry = tx.commit(summary={"calibrate": refcat, "calib_key": key, "frames": len(rows), "redo": redo})
-    t4 = time.monotonic()
     report.calibrated += len(rows)
     report.matches += len(matches)
     report.commit = entry.version
@@ -333,18 +365,19 @@ def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str,
     report.extinction.update({r.night: {"k_ext": r.k_ext, "k_ext_err": r.k_ext_err, "n_frames": r.n_frames,
                                         "status": r.ext_status, "reason": r.ext_reason}
                               for r in extinction.itertuples()})
-    if plots is not None:
-        from skylake.calib.plots import checkplot
+    return rows, matches
 
-        out = Path(plots)
-        out.mkdir(parents=True, exist_ok=True)
-        by_frame = dict(tuple(matches.groupby("frame_id")))
-        for row in rows.to_dict("records"):
-            if row["frame_id"] in by_frame:
-                report.plots.append(str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row))))
-    for step, seconds in (("match", t2 - t1), ("fit", t3 - t2), ("commit", t4 - t3),
-                          ("plots", time.monotonic() - t4)):
-        report.timings[step] += seconds
+
+def _checkplots(rows: pd.DataFrame, matches: pd.DataFrame, plots, report: CalibrationReport) -> None:
+    """A checkplot per frame just committed that has matches."""
+    from skylake.calib.plots import checkplot
+
+    out = Path(plots)
+    out.mkdir(parents=True, exist_ok=True)
+    by_frame = dict(tuple(matches.groupby("frame_id")))
+    for row in rows.to_dict("records"):
+        if row["frame_id"] in by_frame:
+            report.plots.append(str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row))))
 
 
 def _calibrated_flux(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration) -> tuple[pd.DataFrame, pd.Series]:
