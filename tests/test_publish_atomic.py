@@ -127,9 +127,9 @@ def test_without_rename_exchange_a_partition_is_briefly_missing_never_doubled(tm
 
 
 @pytest.mark.realdata
-# a 4-frame batch publishes 7 files (2 source partitions, 1 night, 4 frame-index buckets): @8 is the
-# second batch's first file
-@pytest.mark.parametrize("fault", ["mid_publish@8", "before_metadata@2"])
+# a 4-frame batch publishes 8 files (2 source partitions, the night's frames and psf_grid files, 4 frame-index
+# buckets): @9 is the second batch's first file
+@pytest.mark.parametrize("fault", ["mid_publish@9", "before_metadata@2"])
 def test_ingest_killed_mid_publish_shows_at_most_that_batch_then_the_next_command_finishes(
         tmp_path, skycamz_files, fault):
     lake = tmp_path / "lake"
