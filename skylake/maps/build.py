@@ -395,7 +395,27 @@ def _run(client, func, shared, *iterables) -> list:
 
 def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
                   frames_of, explicit: bool, client=None, samples: bool = True) -> MapSet:
-    """Maps of one profile's frames against one catalogue."""
+    """Maps of one profile's frames against one catalogue, in the stage's steps: the frames' calibration
+    (:func:`_map_inputs`), the sample and reduce tasks (:func:`_map_tasks`) and the pixel rows and index
+    (:func:`_assemble`)."""
+    empty = MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
+    frames, ext = _map_inputs(lake, frames, prof, refcat)
+    if frames.empty:
+        log.warning("no frame of profile %s is calibrated against %s: nothing to map", prof.name, refcat)
+        return empty
+    site = _site_known(prof)
+    if "horizon" in frames_of and not site:
+        if explicit:
+            raise MapsError(f"profile {prof.name} has no [site] (lat_deg, lon_deg) for horizon maps")
+        log.warning("profile %s has no [site]: equatorial maps only", prof.name)
+        frames_of = tuple(f for f in frames_of if f != "horizon")
+    written, reduced = _map_tasks(lake, frames, ext, prof, refcat, scope, nside, frames_of, site, client, samples)
+    return _assemble(written, reduced, prof, refcat, scope, rng, nside, frames_of, samples) or empty
+
+
+def _map_inputs(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The frames with their latest calibration against ``refcat`` (frames without one dropped), colour
+    term, clear-sky and sky zeropoints; and the nights' extinction rows."""
     from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
 
     settings = prof.maps
@@ -405,10 +425,8 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
                                         "calibrated_at"], refcat=refcat, frame_ids=ids, nights=nights)
     zps = latest_calibration(zps, LatestPolicy(refcat=refcat))  # whatever its status: zp is null unless ok
     frames = frames.merge(zps.drop(columns=["refcat", "calibrated_at"]), on="frame_id", how="inner")
-    empty = MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
     if frames.empty:
-        log.warning("no frame of profile %s is calibrated against %s: nothing to map", prof.name, refcat)
-        return empty
+        return frames, pd.DataFrame()
     # colour term: the frame's, else the night's median (a frame without a fit), else none
     night_ct = frames.groupby("night")["color_term"].transform("median")
     frames["color_term"] = frames["color_term"].fillna(night_ct).fillna(0.0)
@@ -421,20 +439,20 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
     # the sky is calibrated with the frame's measured zeropoint; a frame without one (cloudy, too few
     # stars) with its clear-sky reference: a cloud dims the stars, not the camera's response to the sky
     frames["zp_sky"] = frames["zp"].where(frames["zp"].notna(), frames["zp_clear_frame"])
+    return frames, ext
 
-    site = _site_known(prof)
-    if "horizon" in frames_of and not site:
-        if explicit:
-            raise MapsError(f"profile {prof.name} has no [site] (lat_deg, lon_deg) for horizon maps")
-        log.warning("profile %s has no [site]: equatorial maps only", prof.name)
-        frames_of = tuple(f for f in frames_of if f != "horizon")
+
+def _map_tasks(lake: Lake, frames: pd.DataFrame, ext: pd.DataFrame, prof: Profile, refcat: str, scope: str,
+               nside: int, frames_of, site: bool, client, samples: bool) -> tuple[list, list]:
+    """The samples of each group of frames written to the lake's store (:func:`write_samples`), then reduced
+    per pixel group (:func:`reduce_pixels`): tasks on ``client`` when given."""
+    settings = prof.maps
     # samples per group of frames (a task each on a cluster), reduced per pixel below
     frames = frames.sort_values("frame_id", ignore_index=True)
     groups = [frames.iloc[k:k + FRAMES_PER_TASK] for k in range(0, len(frames), FRAMES_PER_TASK)]
     spec = {"url": lake.store.location, "refcat": refcat, "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
             "ext": ext, "zp_clear": settings.zp_clear, "frames_of": frames_of, "scope": scope, "nside": nside,
             "site": (prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None}
-    pixel_parts, index_rows, star_parts, sky_parts = [], [], [], []
     from skylake.lake.pieces import piece_run
 
     with piece_run(lake.store) as run:  # the samples, on the lake's store (the workers see it), per pixel group
@@ -443,6 +461,14 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
                        [_frame_partitions(lake, g) for g in groups])
         todo = sorted({g for w in written for g in w["groups"]})
         reduced = _run(client, reduce_pixels, spec, [f for f, _ in todo], [g for _, g in todo])
+    return written, reduced
+
+
+def _assemble(written: list, reduced: list, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
+              frames_of, samples: bool) -> MapSet | None:
+    """The pixel rows and one index row per map from the tasks' results (None without any map)."""
+    settings = prof.maps
+    pixel_parts, index_rows, star_parts, sky_parts = [], [], [], []
     per_frame = pd.concat([w["frames"] for w in written], ignore_index=True)
     for frame_of in frames_of:
         mine = [r for r in reduced if r[0] == frame_of]
@@ -485,7 +511,7 @@ def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, 
                                                                         "zp_clear"]])
             sky_parts.append(k.assign(map_id=k["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "sky_mag"]])
     if not index_rows:
-        return empty
+        return None
     return MapSet(pixels=pd.concat(pixel_parts, ignore_index=True), index=pd.DataFrame(index_rows),
                   stars=pd.concat(star_parts, ignore_index=True) if samples else pd.DataFrame(),
                   sky=pd.concat(sky_parts, ignore_index=True) if samples else pd.DataFrame())
