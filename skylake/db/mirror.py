@@ -375,6 +375,38 @@ def _refit_trends(conn, pairs) -> int:
     return written
 
 
+def _watermark(conn, lake: Lake, db: str, full: bool) -> int:
+    """The lake version the database has mirrored (0: none); refuses a database of another lake (unless
+    ``full``), and lets this lake claim one made before lake ids."""
+    state = table("refresh_state")
+    row = conn.execute(sa.select(state.c.lake_version, state.c.lake_id, state.c.lake_url)
+                       .where(state.c.id == 1)).first()
+    lake_id = lake.lake_id
+    if row and row.lake_id and lake_id and row.lake_id != lake_id and not full:
+        raise ForeignLakeError(
+            f"{db} mirrors another lake ({row.lake_url}, lake id {row.lake_id}), not {lake.url} "
+            f"(lake id {lake_id}); give this lake its own database with --db, or rebuild this one "
+            "for it with `skylake refresh --full`")
+    if row and lake_id and not row.lake_id:  # a database from before lake ids: this lake claims it
+        conn.execute(state.update().where(state.c.id == 1).values(lake_id=lake_id, lake_url=lake.url))
+    return (row.lake_version if row else 0) or 0
+
+
+def _mirror_nights(conn, lake: Lake, nights, report: RefreshReport, hook) -> set:
+    """Replace the ``frames``, ``zeropoints`` and ``nights`` rows of ``nights``; returns the (instrument,
+    filter) pairs of those nights (their trends are refitted)."""
+    frames = _read_lake_nights(lake, FRAMES, nights)
+    zeropoints = _read_lake_nights(lake, ZEROPOINTS, nights)
+    report.rows[FRAMES] = _replace(conn, FRAMES, frames, nights)
+    report.rows[ZEROPOINTS] = _replace(conn, ZEROPOINTS, zeropoints, nights)
+    if hook:
+        hook("frames_written", conn)
+    extinction = _read_lake_nights(lake, EXTINCTION, nights, ["night", "k_ext", "ext_status", "calibrated_at"])
+    summary = night_summary(frames, zeropoints, extinction)
+    report.rows["nights"] = _replace(conn, "nights", summary, nights)
+    return {(r["instrument"], r["filter"]) for r in summary}
+
+
 def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events=None, hook=None) -> RefreshReport:
     """Bring the summary database of ``lake`` up to date with the lake's published commits.
 
@@ -402,17 +434,7 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             if engine.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
             report.migrations = migrate(conn)
-            state = table("refresh_state")
-            row = conn.execute(sa.select(state.c.lake_version, state.c.lake_id, state.c.lake_url)
-                               .where(state.c.id == 1)).first()
-            watermark = (row.lake_version if row else 0) or 0
-            if row and row.lake_id and lake_id and row.lake_id != lake_id and not full:
-                raise ForeignLakeError(
-                    f"{report.db} mirrors another lake ({row.lake_url}, lake id {row.lake_id}), not {lake.url} "
-                    f"(lake id {lake_id}); give this lake its own database with --db, or rebuild this one "
-                    "for it with `skylake refresh --full`")
-            if row and lake_id and not row.lake_id:  # a database from before lake ids: this lake claims it
-                conn.execute(state.update().where(state.c.id == 1).values(lake_id=lake_id, lake_url=lake.url))
+            watermark = _watermark(conn, lake, report.db, full)
             if full:
                 for name in (FRAMES, ZEROPOINTS, "nights", "ingest_batches", "trend_model", OBJECTS, MAPS):
                     conn.execute(table(name).delete())
@@ -430,17 +452,7 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             report.nights_recomputed = sorted(nights, key=lambda n: (n is None, n or ""))
             if hook:
                 hook("read_log", conn)
-            frames = _read_lake_nights(lake, FRAMES, nights)
-            zeropoints = _read_lake_nights(lake, ZEROPOINTS, nights)
-            report.rows[FRAMES] = _replace(conn, FRAMES, frames, nights)
-            report.rows[ZEROPOINTS] = _replace(conn, ZEROPOINTS, zeropoints, nights)
-            if hook:
-                hook("frames_written", conn)
-            extinction = _read_lake_nights(lake, EXTINCTION, nights,
-                                           ["night", "k_ext", "ext_status", "calibrated_at"])
-            summary = night_summary(frames, zeropoints, extinction)
-            report.rows["nights"] = _replace(conn, "nights", summary, nights)
-            pairs = {(r["instrument"], r["filter"]) for r in summary}
+            pairs = _mirror_nights(conn, lake, nights, report, hook)
             if events is not None:
                 report.rows["maintenance_events"] = _replace_events(conn, events)
                 pairs |= _all_pairs(conn)
@@ -462,6 +474,7 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             if entries:  # --events on an up-to-date database mirrors no commit
                 conn.execute(batches.insert(), _batch_rows(entries))
             report.rows["ingest_batches"] = len(entries)
+            state = table("refresh_state")
             conn.execute(state.delete())
             conn.execute(state.insert(), [{"id": 1, "lake_version": published, "nights_recomputed": len(nights),
                                            "partitions_recomputed": len(partitions),
