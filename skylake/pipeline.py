@@ -1,6 +1,29 @@
 """The chain ``skylake ingest`` runs: ingest the frames (:mod:`skylake.ingest`), then calibrate the nights
 they fall in (:mod:`skylake.calib`), on one cluster. Each stage commits on its own; a calibration lost to
 a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
+
+Every stage has the same shape: a config (its profile section), the selection of its inputs (reading only
+what changed), a run of pure functions returning schema-conforming tables (dask tasks on a cluster), and
+one commit of the lake's log. Where each step lives:
+
+=============  ==========================  ==============================  =============================
+stage          inputs                      run (pure, per task)            commit
+=============  ==========================  ==============================  =============================
+ingest         ``ingest._plan`` (frame     ``frame.process.process_file``  ``ingest.commit_batch``
+               index: what is new)         and each frame product's
+                                           ``run(record, sources)``
+calibrate      ``calib.crossmatch.         ``calib.calibrate._run_batch``  ``calib.calibrate.
+               match_frames``              (``fit_frames_task``)           _commit_batch``
+maps           ``maps.build._map_inputs``  ``write_samples``,              ``maps.store.store_maps``
+                                           ``reduce_pixels``
+objects        ``objects.build._plan``,    ``objects.build.                ``objects.build._commit``
+               ``_select_partitions``      build_partition``
+refresh        the log since the           ``night_summary``, trends       one database transaction
+               database's watermark
+=============  ==========================  ==============================  =============================
+
+Tables are named and stored through :mod:`skylake.lake.tables`; the photometric rules the stages share
+(the latest calibration of a frame, statuses, zeropoint arithmetic) are in :mod:`skylake.calib.model`.
 """
 
 from __future__ import annotations

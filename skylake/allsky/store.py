@@ -19,8 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.lake.lake import UNKNOWN_NIGHT, _now
-from skylake.lake.tables import MAPS, STREAKS
+from skylake.lake.lake import _now
+from skylake.lake.tables import MAPS, STREAKS, night_dir
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.schema import conform, table_schema
 
@@ -50,7 +50,7 @@ def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None 
                     "refcat": "allsky", "calib_keys": "", "zp_clear": f"{r.record.get('allsky_zeropoint', float('nan')):.4f}",
                     "min_stars": 0, "n_pixels": len(g), "n_stars": int(g["n_stars"].sum()),
                     "n_sky": int(g["n_sky"].sum()),
-                    "path": f"{MAPS}/night={night or UNKNOWN_NIGHT}/{tx.batch_id}.parquet",
+                    "path": f"{MAPS}/{night_dir(night)}/{tx.batch_id}.parquet",
                     "batch_id": tx.batch_id, "created_at": _now()})
     if pixel_parts:
         pixels = pd.concat(pixel_parts, ignore_index=True)

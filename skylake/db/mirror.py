@@ -47,7 +47,7 @@ from skylake.lake import Lake
 from skylake.lake.hats_meta import pixel_dir
 from skylake.lake.lake import UNKNOWN_NIGHT
 from skylake.lake import tables
-from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
+from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS, night_dir
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.robust import MAD_TO_SIGMA
 from skylake.schema import table_schema
@@ -239,7 +239,7 @@ def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None =
     schema = table_schema(name).append(pa.field("night", pa.string()))
     files = []
     for night in sorted(nights, key=lambda n: n or ""):
-        part = f"{name}/night={night if night is not None else UNKNOWN_NIGHT}"
+        part = f"{name}/{night_dir(night)}"
         files += [lake.store.full(f"{part}/{f}") for f in lake.store.listdir(part)
                   if f.endswith(".parquet") and not f.startswith(".")]
     if not files:
@@ -467,8 +467,8 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             partitions, object_changes = _object_changes_of(lake, entries, whole=watermark == 0)
             report.partitions_recomputed = sorted(partitions)
             report.objects_mirrored = object_changes.num_rows
-            report.rows["objects"] = _replace_objects(conn, lake, partitions, object_changes)
-            report.rows["maps"] = _replace_maps(conn, lake, _map_index_files_of(lake, entries))
+            report.rows[OBJECTS] = _replace_objects(conn, lake, partitions, object_changes)
+            report.rows[MAPS] = _replace_maps(conn, lake, _map_index_files_of(lake, entries))
             batches = table("ingest_batches")
             conn.execute(batches.delete().where(batches.c.version > watermark))
             if entries:  # --events on an up-to-date database mirrors no commit
@@ -478,7 +478,7 @@ def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events
             conn.execute(state.delete())
             conn.execute(state.insert(), [{"id": 1, "lake_version": published, "nights_recomputed": len(nights),
                                            "partitions_recomputed": len(partitions),
-                                           "maps_mirrored": report.rows["maps"],
+                                           "maps_mirrored": report.rows[MAPS],
                                            "refreshed_at": dt.datetime.now(dt.timezone.utc),
                                            "lake_id": lake_id, "lake_url": lake.url}])
             if hook:

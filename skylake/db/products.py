@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from skylake.db.models import SQL_TYPES, sql_type_name
 from skylake.lake.lake import UNKNOWN_NIGHT
-from skylake.lake.tables import Table, mirrored_products
+from skylake.lake.tables import Table, mirrored_products, night_of
 
 
 def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:
@@ -53,5 +53,5 @@ def all_nights(lake, t: Table) -> set[str | None]:
     """Every night directory of lake table ``t``."""
     if not lake.store.exists(t.location):
         return set()
-    dirs = [d.removeprefix("night=") for d in lake.store.listdir(t.location) if d.startswith("night=")]
+    dirs = [n for n in map(night_of, lake.store.listdir(t.location)) if n is not None]
     return {None if d == UNKNOWN_NIGHT else d for d in dirs}

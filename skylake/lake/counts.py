@@ -18,7 +18,6 @@ and until then ``status`` reads the tables as before.
 from __future__ import annotations
 
 import json
-import posixpath
 from collections import Counter
 
 import pyarrow as pa
@@ -147,7 +146,7 @@ def _nights_gained(lake, adds, removes) -> int:
     for actions, sign in ((adds, 1), (removes, -1)):
         for a in actions:
             if a.table == FRAMES:
-                changed[posixpath.dirname(a.path).removeprefix("night=")] += sign
+                changed[tables.night_of(a.path)] += sign
     gained = 0
     for night, delta in sorted(changed.items()):
         if not delta:  # files replaced (a compaction, a rewrite): the night holds frames before and after

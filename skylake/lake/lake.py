@@ -63,7 +63,8 @@ from skylake.lake import counts, faults, frame_index, hats_meta, history, pieces
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
-from skylake.lake.tables import FRAMES, SOURCES, UNKNOWN_NIGHT  # noqa: F401 (UNKNOWN_NIGHT: re-exported)
+from skylake.lake.tables import (FRAMES, SOURCES, UNKNOWN_NIGHT, night_dir, night_of,  # noqa: F401 (re-exported)
+                                 night_partition)
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -149,11 +150,6 @@ def _is_hats_properties(path: str) -> bool:
         return False
     return any(line.split("=", 1)[0].strip() in ("dataproduct_type", "hats_nrows", "obs_collection", "hats_order")
                for line in head.splitlines())
-
-
-def night_partition(night) -> str:
-    """The partition value of ``night``: the night itself, or :data:`UNKNOWN_NIGHT`."""
-    return night if isinstance(night, str) and night else UNKNOWN_NIGHT
 
 
 def night_filter(nights) -> pc.Expression:
@@ -453,7 +449,7 @@ class Lake:
         only those of ``nights`` when given (None or NaN for the unknown night): only their directories
         are listed."""
         if nights is not None:
-            parts = sorted({f"night={night_partition(n)}" for n in nights})
+            parts = sorted({night_dir(n) for n in nights})
             return [f"{d}/{f}" for d in parts if self.store.exists(f"{table}/{d}")
                     for f in sorted(self.store.listdir(f"{table}/{d}")) if f.endswith(".parquet") and not f.startswith(".")]
         base = f"{SOURCES}/dataset" if table == SOURCES else table
@@ -736,7 +732,7 @@ class Transaction:
             dropped += int(gone.sum())
             self.remove(table, rel, data.num_rows)
             if table in counts.KEEP:
-                night = posixpath.dirname(rel).removeprefix("night=")
+                night = night_of(rel)
                 self.count_changes.add(table, data.filter(pa.array(gone)), [night] * int(gone.sum()), sign=-1)
             if table == FRAMES:
                 rows = data.filter(pa.array(gone))
@@ -786,7 +782,7 @@ class Transaction:
         self.count_changes.add(table, data, nights_arr.tolist())
         for night in sorted(set(nights_arr)):
             rows = np.flatnonzero(nights_arr == night)
-            self.stage(table, f"night={night}/{name or self.batch_id}.parquet", data.take(rows))
+            self.stage(table, f"{night_dir(night)}/{name or self.batch_id}.parquet", data.take(rows))
 
     def commit(self, summary: dict | None = None) -> Entry | None:
         """Commit everything staged as one atomic step, then publish it. Returns the log entry, or

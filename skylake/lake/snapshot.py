@@ -152,9 +152,9 @@ class Snapshot(Lake):
         """This version's data files of ``table`` (of ``nights`` only, when given), relative to it."""
         files = self.table_files(table)
         if nights is not None:
-            from skylake.lake.lake import night_partition
+            from skylake.lake.tables import night_dir
 
-            parts = {f"night={night_partition(n)}" for n in nights}
+            parts = {night_dir(n) for n in nights}
             files = [f for f in files if posixpath.dirname(f) in parts]
         return files
 

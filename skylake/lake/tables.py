@@ -58,6 +58,27 @@ PARTITIONINGS = ("healpix", "night", "none", "bucket")
 #: plain name, so every reader takes it (pandas/pyarrow cannot unify hive's null partition with
 #: dictionaries); skylake's own readers turn it back into a null night.
 UNKNOWN_NIGHT = "unknown"
+#: The prefix of a night partition's directory.
+NIGHT_PREFIX = "night="
+
+
+def night_partition(night) -> str:
+    """The partition value of ``night``: the night itself, or :data:`UNKNOWN_NIGHT` (None, NaN, '')."""
+    return night if isinstance(night, str) and night else UNKNOWN_NIGHT
+
+
+def night_dir(night) -> str:
+    """The directory of ``night`` in a night table: ``night=YYYY-MM-DD`` or ``night=unknown``."""
+    return f"{NIGHT_PREFIX}{night_partition(night)}"
+
+
+def night_of(rel: str) -> str | None:
+    """The partition value (``YYYY-MM-DD`` or :data:`UNKNOWN_NIGHT`) of a night directory name, or of a
+    path whose first component is one (``night=2026-01-01/batch.parquet``); None for any other path."""
+    first = rel.split("/", 1)[0]
+    return first[len(NIGHT_PREFIX):] if first.startswith(NIGHT_PREFIX) else None
+
+
 #: Schema files that describe no lake table.
 NOT_TABLES = ("summary",)
 
@@ -122,8 +143,7 @@ class Table:
             for action in [*entry.adds, *entry.removes]:
                 if action.table != self.location:
                     continue
-                if self.by_night and action.path.startswith("night="):
-                    night = action.path.split("/", 1)[0].removeprefix("night=")
+                if self.by_night and (night := night_of(action.path)) is not None:
                     out.add(None if night == UNKNOWN_NIGHT else night)
                 elif self.hats and (pixel := pixel_of(action.path)) is not None:
                     out.add((pixel.order, pixel.pixel))

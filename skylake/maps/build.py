@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from skylake.calib.model import ASTRO_EXCLUDE, STAR_REJECTS, LatestPolicy, latest_calibration, pair_zeropoint
 from skylake.lake import Lake
 from skylake.horizon import altaz
-from skylake.lake.tables import FRAMES, SOURCES
+from skylake.lake.tables import FRAMES, SOURCES, night_of
 from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, equatorial_pixels, horizon_pixels,
                                     nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
@@ -94,7 +94,7 @@ def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = N
     if night is not None:
         nights = [night]
     elif since is not None or until is not None:
-        names = [d.removeprefix("night=") for d in lake.store.listdir(FRAMES)] if lake.store.exists(FRAMES) else []
+        names = [night_of(d) or "" for d in lake.store.listdir(FRAMES)] if lake.store.exists(FRAMES) else []
         nights = [n for n in names if re.fullmatch(r"\d{4}-\d{2}-\d{2}", n)
                   and (since is None or n >= since) and (until is None or n <= until)]
     if frame_id is not None:

@@ -22,7 +22,7 @@ import pyarrow.dataset as pads
 
 from skylake.lake import Lake
 from skylake.lake.lake import UNKNOWN_NIGHT, _now
-from skylake.lake.tables import MAPS, MAPS_INDEX, get
+from skylake.lake.tables import MAPS, MAPS_INDEX, get, night_dir
 from skylake.schema import conform, table_schema
 
 INDEX_SCHEMA = MAPS_INDEX
@@ -67,7 +67,7 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
         pixels = conform(pa.Table.from_pandas(maps.pixels.drop(columns="night"), preserve_index=False), MAPS)
         tx.stage_nights(MAPS, pixels, nights.tolist())
         index = maps.index.assign(
-            path=[f"{MAPS}/night={n if isinstance(n, str) else UNKNOWN_NIGHT}/{tx.batch_id}.parquet"
+            path=[f"{MAPS}/{night_dir(n)}/{tx.batch_id}.parquet"
                   for n in maps.index["night_min"]],
             batch_id=tx.batch_id, created_at=_now())
         tx.stage(MAPS, f"{INDEX_DIR}/{tx.batch_id}.parquet",

@@ -59,7 +59,7 @@ from hats.pixel_math import get_margin
 
 from skylake.lake import Lake, counts, hats_meta
 from skylake.lake.lake import UNKNOWN_NIGHT, night_partition, parquet_bytes
-from skylake.lake.tables import FRAMES, MATCHES, OBJECTS, SOURCES, ZEROPOINTS
+from skylake.lake.tables import FRAMES, MATCHES, OBJECTS, SOURCES, ZEROPOINTS, night_dir, night_of
 from skylake.lake.log import staging_path
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import (associate, chord_to_arcsec, margin_order, mean_positions, ref_object_ids,
@@ -306,7 +306,7 @@ def summarise(flat: pd.DataFrame, refcat: str) -> pa.Table:
 
 # -- planning: what changed since the table was built ------------------------------------------------
 def _held_rel(night: str) -> str:
-    return f"{OBJECTS}/{HELD_DIR}/night={night}.parquet"
+    return f"{OBJECTS}/{HELD_DIR}/{night_dir(night)}.parquet"
 
 
 def changes_rel(version: int) -> str:
@@ -334,9 +334,8 @@ def _changes_table(manifests) -> pa.Table:
 def read_held(lake: Lake, nights=None) -> pd.DataFrame:
     """Held frames (:data:`HELD_SCHEMA` plus ``night``) of ``nights`` (partition names), or of every night."""
     if nights is None:
-        names = [f for f in lake.store.listdir(f"{OBJECTS}/{HELD_DIR}") if f.startswith("night=")] \
-            if lake.store.exists(f"{OBJECTS}/{HELD_DIR}") else []
-        nights = [f.removeprefix("night=").removesuffix(".parquet") for f in names]
+        names = lake.store.listdir(f"{OBJECTS}/{HELD_DIR}") if lake.store.exists(f"{OBJECTS}/{HELD_DIR}") else []
+        nights = [n.removesuffix(".parquet") for n in map(night_of, names) if n is not None]
     parts = [pq.read_table(lake.path(_held_rel(n)), schema=HELD_SCHEMA).to_pandas().assign(night=n)
              for n in sorted(nights) if lake.store.exists(_held_rel(n))]
     if not parts:
@@ -366,7 +365,7 @@ def _log_changes(lake: Lake, since: int, until: int) -> tuple[set, set, set]:
         entry = lake.log.read(version)
         for action in entry.adds + entry.removes:
             if action.table in (FRAMES, ZEROPOINTS):
-                nights.add(posixpath.dirname(action.path).removeprefix("night="))
+                nights.add(night_of(action.path))
         sources |= {a.lake_path for a in entry.adds if a.table == SOURCES}
         frames |= {a.path for a in entry.adds if a.table == FRAMES}
     return nights, sources, frames
@@ -377,7 +376,7 @@ def _read_frames(lake: Lake, nights: list[str], added: set, columns: list[str]) 
     parts = []
     for rel in lake.live_files(FRAMES, [None if n == UNKNOWN_NIGHT else n for n in nights]):
         data = pq.read_table(lake.path(f"{FRAMES}/{rel}"), schema=table_schema(FRAMES), columns=columns).to_pandas()
-        parts.append(data.assign(night=posixpath.dirname(rel).removeprefix("night="), recent=rel in added))
+        parts.append(data.assign(night=night_of(rel), recent=rel in added))
     if not parts:
         return pd.DataFrame({c: [] for c in [*columns, "night", "recent"]})
     return pd.concat(parts, ignore_index=True)

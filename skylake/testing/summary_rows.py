@@ -232,7 +232,7 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
         held = held.fillna({"calib": ""}).assign(n_det=0, pixels=[[] for _ in range(len(held))])
         held["night"] = held["night"].fillna("unknown")
         for night, rows in held.groupby("night"):
-            tx.stage_file(f"{ob.OBJECTS}/{ob.HELD_DIR}/night={night}.parquet", parquet_bytes(pa.Table.from_pandas(
+            tx.stage_file(ob._held_rel(night), parquet_bytes(pa.Table.from_pandas(
                 rows[ob.HELD_SCHEMA.names].sort_values("frame_id"), schema=ob.HELD_SCHEMA, preserve_index=False)))
         version = (tx.base.version if tx.base else 0) + 1
         lake.store.write_bytes(f"{out}/{ob.STATE_FILE}", json.dumps(
