@@ -97,3 +97,17 @@ def test_a_night_table_is_staged_read_touched_and_removed_through_the_registry(t
     assert streaks.touched([entry]) == {"2026-01-02"}
     assert sorted(streaks.read(lake, columns=["frame_id"]).column("frame_id").to_pylist()) == [1, 3]
     assert tables.get(tables.OBJECTS).touched([entry]) == set()
+
+
+def test_the_night_partition_encoding_lives_only_in_the_registry():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "tables.py" and path.parent.name == "lake":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "night=" in node.value \
+                    and not node.value.lstrip().startswith(("\"", "'")) and "\n" not in node.value:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.value!r}")
+    assert found == [], "build and parse night directories with tables.night_dir / night_of:\n" + "\n".join(found)
+    assert tables.night_dir(None) == "night=unknown" and tables.night_dir("2026-01-02") == "night=2026-01-02"
+    assert tables.night_of("night=2026-01-02/x.parquet") == "2026-01-02" and tables.night_of("_index/x") is None
