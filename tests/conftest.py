@@ -3,6 +3,7 @@ need it skip with a reason where it is absent (a user's fresh clone) and run in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -107,3 +108,88 @@ LONG_FILES = ("test_real_cluster.py", "test_cli.py", "test_readme.py", "test_rej
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: a file stays together
+
+
+# -- shared lakes and readers ---------------------------------------------------------------------------
+def make_synthetic_lake(path: Path, nights: int = 2):
+    """A lake with ``nights`` commits of SYNTHETIC sources over a few partitions and their frames."""
+    import numpy as np
+
+    from skylake.lake import Lake
+    from skylake.testing.detections import commit_night, random_stars
+
+    rng = np.random.default_rng(7)
+    lake = Lake.init(path)
+    stars = random_stars(400, (10.0, 14.0), (0.0, 3.0), rng)
+    for k in range(nights):
+        commit_night(lake, stars, f"2026-01-0{k + 1}", 3, rng)
+    return lake
+
+
+def _run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def _unmount(path: Path) -> None:
+    """Unmount ``path``; a local cluster's worker that is still exiting may hold a file there for a moment
+    (busy, exit 32) on a loaded machine: retry, then detach it lazily."""
+    import time
+
+    for _ in range(20):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    _run(["umount", "-l", str(path)])
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """``path`` read-only for this process: a read-only bind mount as root, permission bits otherwise."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    try:
+        _run(["mount", "--bind", str(path), str(path)])
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot make a read-only bind mount here (running as root, permission bits do not apply): {exc}")
+    try:
+        _run(["mount", "-o", "remount,ro,bind", str(path)])
+        yield
+    finally:
+        _unmount(path)
+
+
+def duckdb_counts(lake: Path) -> dict:
+    """(rows, distinct ids) of the source and frame tables, by DuckDB globbing the files as analysts do."""
+    import duckdb
+
+    con = duckdb.connect()
+    sources = con.execute(f"SELECT count(*), count(DISTINCT source_id) FROM "
+                          f"read_parquet('{lake}/sources/dataset/*/*/*/*.parquet')").fetchone()
+    frames = con.execute(f"SELECT count(*), count(DISTINCT frame_id) FROM read_parquet('{lake}/frames/*/*.parquet')"
+                         ).fetchone()
+    return {"sources": sources, "frames": frames}
+
+
+def lsdb_count(lake: Path) -> tuple[int, int]:
+    """(rows, distinct ids) of the source table as lsdb reads it."""
+    import lsdb
+
+    df = lsdb.open_catalog(str(lake / "sources")).compute()
+    return len(df), df["source_id"].nunique()
+
+
+def db_rows(url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()

@@ -25,8 +25,7 @@ from skylake.testing.summary_rows import commit_night
 from skylake.errors import ForeignLakeError
 from skylake.lake import Lake
 from skylake.lake.lake import LEGACY_ID_NAMESPACE
-from conftest import _admin_engine
-from test_summary_db import _rows
+from conftest import _admin_engine, db_rows as _rows
 
 SECRET = "Xq7-s3cr3t-pw"
 

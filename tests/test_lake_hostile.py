@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import _run, _unmount, make_synthetic_lake, read_only, run_cli
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import Lake
 from skylake.lake.log import CommitLog
@@ -46,56 +46,6 @@ def snapshot(root: Path) -> dict[str, str]:
             with open(path, "rb") as fh:
                 out[os.path.relpath(path, root)] = hashlib.sha256(fh.read()).hexdigest()
     return out
-
-
-def make_synthetic_lake(path: Path, nights: int = 2) -> Lake:
-    """A lake with ``nights`` commits of SYNTHETIC sources over a few partitions and their frames."""
-    rng = np.random.default_rng(7)
-    lake = Lake.init(path)
-    stars = random_stars(400, (10.0, 14.0), (0.0, 3.0), rng)
-    for k in range(nights):
-        commit_night(lake, stars, f"2026-01-0{k + 1}", 3, rng)
-    return lake
-
-
-def _run(cmd: list[str]) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
-def _unmount(path: Path) -> None:
-    """Unmount ``path``; a local cluster's worker that is still exiting may hold a file there for a moment
-    (busy, exit 32) on a loaded machine: retry, then detach it lazily."""
-    import time
-
-    for _ in range(20):
-        if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.5)
-    _run(["umount", "-l", str(path)])
-
-
-@contextlib.contextmanager
-def read_only(path: Path):
-    """``path`` read-only for this process: a read-only bind mount as root, permission bits otherwise."""
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
-        for p in modes:
-            p.chmod(modes[p] & ~0o222)
-        try:
-            yield
-        finally:
-            for p, mode in modes.items():
-                p.chmod(mode)
-        return
-    try:
-        _run(["mount", "--bind", str(path), str(path)])
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot make a read-only bind mount here (running as root, permission bits do not apply): {exc}")
-    try:
-        _run(["mount", "-o", "remount,ro,bind", str(path)])
-        yield
-    finally:
-        _unmount(path)
 
 
 @contextlib.contextmanager

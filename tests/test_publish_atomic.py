@@ -15,33 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
-import lsdb
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import REPO, run_cli
+from conftest import REPO, duckdb_counts, lsdb_count, make_synthetic_lake, read_only, run_cli
 from skylake.db import refresh
 from skylake.lake import Lake
 from skylake.testing.detections import commit_night, random_stars
 from skylake.status import lake_status
-from test_lake_hostile import make_synthetic_lake, read_only
-
-
-def duckdb_counts(lake: Path) -> dict:
-    """(rows, distinct ids) of the source and frame tables, by DuckDB globbing the files as analysts do."""
-    con = duckdb.connect()
-    sources = con.execute(f"SELECT count(*), count(DISTINCT source_id) FROM "
-                          f"read_parquet('{lake}/sources/dataset/*/*/*/*.parquet')").fetchone()
-    frames = con.execute(f"SELECT count(*), count(DISTINCT frame_id) FROM read_parquet('{lake}/frames/*/*.parquet')"
-                         ).fetchone()
-    return {"sources": sources, "frames": frames}
-
-
-def lsdb_count(lake: Path) -> tuple[int, int]:
-    df = lsdb.open_catalog(str(lake / "sources")).compute()
-    return len(df), df["source_id"].nunique()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import run_cli
+from conftest import duckdb_counts, lsdb_count, make_synthetic_lake, run_cli
 from skylake.calib.store import MATCHES, ZEROPOINTS
 from skylake.errors import LakeError
 from skylake.pipeline import ingest
@@ -32,8 +32,6 @@ from skylake.testing.detections import commit_night, random_stars
 from skylake.refcat import import_refcat
 from skylake.status import lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog
-from test_lake_hostile import make_synthetic_lake
-from test_publish_atomic import duckdb_counts, lsdb_count
 
 NIGHT = dict(n_frames=2, shape=(256, 256), start_utc="2026-03-01T22:00:00", cadence_s=1200, n_stars=300,
              seed=5, cloud=False, n_variables=0)

@@ -30,6 +30,8 @@ from skylake.objects.build import build_objects
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
+from conftest import db_rows as _rows
+
 NIGHTS = ("2026-03-01", "2026-03-02", "2026-03-03")
 HOSTILE_OBJECT = "M31'); DROP TABLE frames; --"
 HOSTILE_FILTER = 'r" OR 1=1; DELETE FROM nights'
@@ -58,15 +60,6 @@ def _lake(tmp_path, frames_dirs, nights) -> Lake:
     for night in nights:  # one ingest per night, as a nightly job would
         ingest(lake, frames_dirs[night], "demo", client=None, progress=False)
     return lake
-
-
-def _rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def _lake_aggregates(lake: Lake) -> list[tuple]:
