@@ -212,6 +212,26 @@ def test_maps_are_stored_in_the_lake_and_replaced_when_made_again(night):
         .reset_index(drop=True), check_dtype=False, atol=1e-6)
 
 
+def test_a_maps_commit_reads_only_its_nights_index_and_pixel_files(night, tmp_path):
+    """Maps made again replace their rows reading only their night's index and pixel directories: junk
+    (not Parquet) in another night's directories, which any read of them would trip on, is never read."""
+    import shutil
+
+    lake0, _, maps, _ = night
+    shutil.copytree(lake0.path(), tmp_path / "lake")
+    lake = Lake.open(tmp_path / "lake")
+    store_maps(lake, maps)
+    for junk in ("maps/_index/night=2026-02-11/junk.parquet", "maps/night=2026-02-11/junk.parquet"):
+        (tmp_path / "lake" / junk).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "lake" / junk).write_bytes(b"not parquet")
+    _, again = store_maps(lake, maps)
+    assert again is not None
+    index = read_index(lake, nights=["2026-03-01"])
+    assert len(index) == 8 and index["path"].str.startswith("maps/night=2026-03-01/").all()
+    assert sorted(p.parent.name for p in (tmp_path / "lake" / "maps" / "_index").rglob("*.parquet")) == [
+        "night=2026-02-11", "night=2026-03-01"]
+
+
 def test_cli_maps(night, tmp_path, capsys):
     lake, _, _, _ = night
     out = tmp_path / "exports"

@@ -14,14 +14,12 @@ in the replacing commit.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from skylake.lake.lake import _now
 from skylake.lake.tables import MAPS, STREAKS, night_dir
-from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
+from skylake.maps.store import INDEX_SCHEMA, read_index, stage_index, stage_without_maps
 from skylake.schema import conform, table_schema
 
 
@@ -56,31 +54,16 @@ def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None 
         pixels = pd.concat(pixel_parts, ignore_index=True)
         tx.stage_nights(MAPS, conform(pa.Table.from_pandas(pixels[table_schema(MAPS).names], preserve_index=False),
                                       MAPS), pixel_nights)
-        tx.stage(MAPS, f"{INDEX_DIR}/{tx.batch_id}.parquet",
-                 conform(pa.Table.from_pylist(index_rows, schema=table_schema(INDEX_SCHEMA)), INDEX_SCHEMA))
+        stage_index(tx, pa.Table.from_pylist(index_rows, schema=table_schema(INDEX_SCHEMA)).to_pandas())
     return len(index_rows)
 
 
 def stage_without_allsky(tx, frame_ids: set[int], nights: set) -> None:
-    """Stage the removal of the frame maps of ``frame_ids`` (frames being replaced)."""
-    import posixpath
-
-    from skylake.maps.store import read_index
-
-    lake = tx.lake
-    index = read_index(lake)
-    old = index[index["frame_id"].isin(list(frame_ids)) & (index["scope"] == "frame")]
-    if old.empty:
-        return
-    map_ids = pa.array(sorted(set(old["map_id"])), pa.string())
-
-    def drop(data):
-        return np.asarray(pc.is_in(data.column("map_id"), value_set=map_ids).to_numpy(zero_copy_only=False))
-
-    dirs = {posixpath.dirname(p.removeprefix(f"{MAPS}/")) for p in old["path"]}
-    live = sorted(lake.live_files(MAPS))
-    tx.rewrite_without(MAPS, [r for r in live if r.startswith(f"{INDEX_DIR}/")], drop, INDEX_SCHEMA)
-    tx.rewrite_without(MAPS, [r for r in live if posixpath.dirname(r) in dirs], drop)
+    """Stage the removal of the frame maps of ``frame_ids`` (frames being replaced, of ``nights``)."""
+    old = read_index(tx.lake, nights)
+    old = old[old["frame_id"].isin(list(frame_ids)) & (old["scope"] == "frame")]
+    if len(old):
+        stage_without_maps(tx, tx.lake, old)
 
 
 def read_streaks(lake, nights=None) -> pd.DataFrame:

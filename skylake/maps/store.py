@@ -2,13 +2,17 @@
 
 ::
 
-    LAKE/maps/night=YYYY-MM-DD/<batch>.parquet   one row per pixel per map (schemas/maps.yaml)
-    LAKE/maps/_index/<batch>.parquet             one row per map (schemas/maps_index.yaml)
+    LAKE/maps/night=YYYY-MM-DD/<batch>.parquet          one row per pixel per map (schemas/maps.yaml)
+    LAKE/maps/_index/night=YYYY-MM-DD/<batch>.parquet   one row per map (schemas/maps_index.yaml), filed
+                                                        under the map's first night (night_min)
 
 Both are written through :meth:`skylake.lake.Lake.transaction` as one commit per ``skylake maps`` run.
 A map made again (same ``map_id``) replaces the old one in that commit: files holding its pixel or
-index rows are rewritten without them (the log lists the removals). The ``_index`` directory's
-leading underscore keeps it out of the pixel dataset (pyarrow and DuckDB's hive readers skip it).
+index rows are rewritten without them (the log lists the removals). Only the directories of the maps'
+nights are read for that, so a commit costs what it writes, not the archive's number of maps (a
+``range`` map, whose first night can move, looks in every night). The ``_index`` directory's leading
+underscore keeps it out of the pixel dataset (pyarrow and DuckDB's hive readers skip it). Lakes made
+before the index was filed by night keep their flat ``_index/<batch>.parquet`` files, read as well.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pyarrow.dataset as pads
 
 from skylake.lake import Lake
 from skylake.lake.lake import UNKNOWN_NIGHT, _now
-from skylake.lake.tables import MAPS, MAPS_INDEX, get, night_dir
+from skylake.lake.tables import MAPS, MAPS_INDEX, get, night_dir, night_of, night_partition
 from skylake.schema import conform, table_schema
 
 INDEX_SCHEMA = MAPS_INDEX
@@ -37,13 +41,57 @@ def read_maps(lake: Lake, map_ids=None, columns: list[str] | None = None) -> pd.
     return lake.read_night_table(MAPS, columns=columns, filter=flt).to_pandas()
 
 
-def read_index(lake: Lake) -> pd.DataFrame:
-    """One row per map in the lake (schemas/maps_index.yaml)."""
+def index_rel(night, batch_id: str) -> str:
+    """Where a commit files the index rows of its maps whose first night is ``night`` (relative to LAKE/maps)."""
+    return f"{INDEX_DIR}/{night_dir(night)}/{batch_id}.parquet"
+
+
+def index_files(lake: Lake, nights=None) -> list[str]:
+    """Live index files (relative to LAKE/maps) of the maps whose first night is one of ``nights`` (every
+    night when None), plus the flat files of a lake made before the index was filed by night."""
+    base = f"{MAPS}/{INDEX_DIR}"
+    if not lake.store.exists(base):
+        return []
+    names = lake.store.listdir(base)
+    out = [f"{INDEX_DIR}/{n}" for n in names if n.endswith(".parquet") and not n.startswith(".")]
+    dirs = [n for n in names if night_of(n) is not None] if nights is None else sorted({night_dir(n) for n in nights})
+    for d in dirs:
+        if lake.store.exists(f"{base}/{d}"):
+            out += [f"{INDEX_DIR}/{d}/{f}" for f in lake.store.listdir(f"{base}/{d}")
+                    if f.endswith(".parquet") and not f.startswith(".")]
+    return sorted(out)
+
+
+def read_index(lake: Lake, nights=None) -> pd.DataFrame:
+    """One row per map in the lake (schemas/maps_index.yaml); with ``nights``, of the maps whose first night
+    is one of them (only those directories are read)."""
     schema = table_schema(INDEX_SCHEMA)
-    rel = f"{MAPS}/{INDEX_DIR}"
-    if not lake.store.exists(rel):
+    files = index_files(lake, nights)
+    if not files:
         return schema.empty_table().to_pandas()
-    return pads.dataset(lake.path(rel), format="parquet", schema=schema).to_table().to_pandas()
+    return pads.dataset([lake.path(f"{MAPS}/{f}") for f in files], format="parquet", schema=schema,
+                        filesystem=None if lake.store.is_local else lake.store.fs).to_table().to_pandas()
+
+
+def stage_index(tx, index: pd.DataFrame) -> None:
+    """Stage index rows (with ``path``, ``batch_id``, ``created_at``), one file per first night."""
+    first = index["night_min"].map(night_partition)
+    for night, rows in index.groupby(first, sort=True):
+        tx.stage(MAPS, index_rel(night, tx.batch_id),
+                 conform(pa.Table.from_pandas(rows, preserve_index=False), INDEX_SCHEMA))
+
+
+def stage_without_maps(tx, lake: Lake, old: pd.DataFrame) -> None:
+    """Stage the removal of the maps of index rows ``old`` (their pixel rows and index rows): only the
+    files of their nights are read."""
+    ids = pa.array(sorted(set(old["map_id"])), pa.string())
+
+    def drop(data):
+        return pc.is_in(data.column("map_id"), value_set=ids).to_numpy(zero_copy_only=False)
+
+    tx.rewrite_without(MAPS, index_files(lake, set(old["night_min"])), drop, INDEX_SCHEMA)
+    pixel_nights = {night_of(posixpath.relpath(p, MAPS)) for p in old["path"]}
+    tx.rewrite_without(MAPS, lake.live_files(MAPS, pixel_nights), drop)
 
 
 def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
@@ -52,17 +100,12 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
     if maps.index.empty:
         return maps.index, None
     with lake.transaction(MAPS) as tx:
-        ids = pa.array(sorted(set(maps.index["map_id"])), pa.string())
-        old = read_index(lake)
-        old = old[old["map_id"].isin(ids.to_pylist())]
+        # a range map's first night can move as frames arrive: then every night's index is looked at
+        nights = None if (maps.index["scope"] == "range").any() else set(maps.index["night_min"])
+        old = read_index(lake, nights)
+        old = old[old["map_id"].isin(set(maps.index["map_id"]))]
         if len(old):  # maps made again: their rows go, in this commit; only their nights' files are read
-            def drop(data):
-                return pc.is_in(data.column("map_id"), value_set=ids).to_numpy(zero_copy_only=False)
-
-            old_dirs = {posixpath.dirname(p.removeprefix(f"{MAPS}/")) for p in old["path"]}
-            live = sorted(lake.live_files(MAPS))
-            tx.rewrite_without(MAPS, [r for r in live if r.startswith(f"{INDEX_DIR}/")], drop, INDEX_SCHEMA)
-            tx.rewrite_without(MAPS, [r for r in live if posixpath.dirname(r) in old_dirs], drop)
+            stage_without_maps(tx, lake, old)
         nights = maps.pixels["night"].fillna(UNKNOWN_NIGHT)
         pixels = conform(pa.Table.from_pandas(maps.pixels.drop(columns="night"), preserve_index=False), MAPS)
         tx.stage_nights(MAPS, pixels, nights.tolist())
@@ -70,7 +113,6 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
             path=[f"{MAPS}/{night_dir(n)}/{tx.batch_id}.parquet"
                   for n in maps.index["night_min"]],
             batch_id=tx.batch_id, created_at=_now())
-        tx.stage(MAPS, f"{INDEX_DIR}/{tx.batch_id}.parquet",
-                 conform(pa.Table.from_pandas(index, preserve_index=False), INDEX_SCHEMA))
+        stage_index(tx, index)
         entry = tx.commit(summary={"maps": len(index), "pixels": len(maps.pixels)})
     return index, entry.version if entry else None
