@@ -52,8 +52,9 @@ def lake_status(lake: Lake) -> dict:
         # calibrated frames per reference catalogue and zp_status (skylake calibrate; LAKE/zeropoints)
         "calibrations": [{"refcat": name, "frames": c["frames"], "rows_by_status": c["rows_by_status"]}
                          for name, c in totals["calibrations"].items()],
-        # rows of every other registered table (skylake.lake.tables): calibrations, maps, objects, products
-        "tables": totals["rows"] if "rows" in totals else counts.rows_from_files(lake),
+        # rows of every other registered table (skylake.lake.tables): calibrations, maps, objects, products;
+        # a checkpoint written before these counts has none until the next commit counts them (once)
+        "tables": totals.get("rows", {}),
         "last_commit": None if latest is None else {
             "version": latest.version, "operation": latest.operation, "batch_id": latest.batch_id,
             "committed_at": latest.committed_at},

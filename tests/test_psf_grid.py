@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -42,17 +43,34 @@ def test_run_is_exact_on_known_sources():
     assert psf_grid.run({"nx": None, "ny": None}, cols).num_rows == 0  # no image size: no cells
 
 
-def test_a_failing_product_rejects_the_frame_naming_it(monkeypatch, skycamz_files):
-    path = skycamz_files[0]
-
-    def broken(record, sources):
-        raise ZeroDivisionError("boom")
-
+@pytest.mark.parametrize("broken,error", [
+    (lambda record, sources: 1 / 0, "ZeroDivisionError: division by zero"),
+    (lambda record, sources: "rows", "TypeError: run returned str, not a pyarrow Table"),
+    (lambda record, sources: pa.table({"ix": [0]}), "ValueError: columns ['ix'] do not fit schemas/psf_grid.yaml"),
+])
+def test_a_failing_product_leaves_the_frame_with_a_note_naming_it(monkeypatch, skycamz_files, broken, error):
     monkeypatch.setattr(psf_grid, "run", broken)
-    (result,) = process_file(str(path), load_profile("skycamz"))
-    assert result.record["status"] == "rejected"
-    assert result.record["reason"] == (f"frame product {NAME} (skylake.frame.psf_grid) failed: "
-                                       "ZeroDivisionError: boom")
+    (result,) = process_file(str(skycamz_files[0]), load_profile("skycamz"))
+    assert result.record["status"] == "ok" and result.n_sources > 1000  # the frame and its sources stay
+    assert NAME not in result.extras
+    assert f"frame product {NAME} (skylake.frame.psf_grid) failed: {error}" in result.record["extract_note"]
+
+
+def test_a_product_schema_is_checked_when_the_registry_loads(tmp_path, monkeypatch):
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(tables.project_dir("schemas"), home / "schemas")
+    monkeypatch.setenv("SKYLAKE_HOME", str(home))
+    (home / "schemas" / "toy.yaml").write_text(
+        "name: toy\npartition_by: night\nstage: some.module\ncolumns:\n  - {name: n, type: int32}\n")
+    with pytest.raises(ValueError, match=r"schemas/toy.yaml: a frame product \(stage: some.module\) needs a "
+                                         r"frame_id column"):
+        tables._load("toy")
+    (home / "schemas" / "toy.yaml").write_text("name: toy\npartition_by: night\nlocation: elsewhere\n"
+                                               "columns:\n  - {name: frame_id, type: int64}\n")
+    with pytest.raises(ValueError, match="a night table lives in LAKE/toy; location 'elsewhere' is not allowed"):
+        tables._load("toy")
 
 
 def test_committed_counted_mirrored_and_replaced_with_its_frames(tmp_path, pg_url, skycamz_files):
@@ -100,6 +118,21 @@ def test_a_product_appearing_in_a_mirrored_database_is_mirrored_whole(tmp_path, 
     report = refresh(lake, db)  # nothing new in the lake
     assert report.rows[NAME] == 9
     assert pd.read_sql(f"SELECT count(*) AS n FROM {NAME}", engine)["n"].iloc[0] == 9
+    engine.dispose()
+
+
+def test_a_product_table_whose_columns_changed_is_made_again_and_mirrored_whole(tmp_path, skycamz_files):
+    lake = Lake.init(tmp_path / "lake")
+    ingest(lake, [str(skycamz_files[0])], "skycamz")
+    db = f"sqlite:///{tmp_path / 'summary.sqlite'}"
+    refresh(lake, db)
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:  # as a database made when the product had another column
+        conn.execute(sa.text(f"ALTER TABLE {NAME} ADD COLUMN retired REAL"))
+    report = refresh(lake, db)
+    assert report.rows[NAME] == 9 and "mirrored" in str(report)
+    columns = [c["name"] for c in sa.inspect(engine).get_columns(NAME)]
+    assert "retired" not in columns and columns[-1] == "night"
     engine.dispose()
 
 

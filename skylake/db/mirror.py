@@ -79,7 +79,8 @@ class RefreshReport:
 
     def __str__(self) -> str:
         if self.to_version == self.from_version:
-            return f"{self.db}: up to date at lake version {self.to_version}"
+            made = ", ".join(f"{n} {t}" for t, n in self.rows.items())
+            return f"{self.db}: up to date at lake version {self.to_version}" + (f" (mirrored {made})" if made else "")
         rows = ", ".join(f"{n} {t}" for t, n in self.rows.items())
         return (f"{self.db}: mirrored lake versions {self.from_version + 1}..{self.to_version}, "
                 f"{len(self.nights_recomputed)} nights, {len(self.partitions_recomputed)} objects partitions and "
@@ -114,11 +115,14 @@ def _object_changes_of(lake: Lake, entries, whole: bool) -> tuple[set[tuple[int,
     partitions, changes = set(), [CHANGES_SCHEMA.empty_table()]
     for entry in updates:
         # a commit without a changes file (a rebuild), or whose file vacuum deleted: its partitions whole
-        if whole or changes_rel(entry.version) not in entry.metadata or not lake.store.exists(changes_rel(entry.version)):
+        try:
+            if whole or changes_rel(entry.version) not in entry.metadata:
+                raise FileNotFoundError
+            blob = lake.store.read_bytes(changes_rel(entry.version))
+        except FileNotFoundError:
             partitions |= _object_partitions_of([entry])
-        else:
-            changes.append(pq.read_table(pa.BufferReader(lake.store.read_bytes(changes_rel(entry.version))),
-                                         schema=CHANGES_SCHEMA))
+            continue
+        changes.append(pq.read_table(pa.BufferReader(blob), schema=CHANGES_SCHEMA))
     data = pa.concat_tables(changes)
     _, last = np.unique(data.column("object_id").to_numpy()[::-1], return_index=True)  # later commits win
     return partitions, data.take(np.sort(data.num_rows - 1 - last))

@@ -3,9 +3,9 @@
 
 Such a table's summary table has the lake table's own columns (types from its schema; list and nested
 columns are left out) plus ``night``, and is made from the schema, not by ``sql/migrations`` (whose
-tables are the hand-designed summaries): a refresh creates it when it is missing and then mirrors all
-of the lake table's nights once; afterwards only the nights a commit changed, as for ``frames``.
-``skylake refresh --full`` drops and recreates these tables (after a product's columns change).
+tables are the hand-designed summaries): a refresh creates it when it is missing, or makes it again when
+the schema's columns changed, and then mirrors all of the lake table's nights once; afterwards only the
+nights a commit changed, as for ``frames``. ``skylake refresh --full`` recreates these tables too.
 """
 
 from __future__ import annotations
@@ -34,16 +34,19 @@ def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:
 
 
 def ensure(conn, drop: bool = False) -> tuple[dict[str, sa.Table], set[str]]:
-    """The summary tables of every mirrored product, created where missing (all dropped first with
-    ``drop``). Returns them by name, and the names of those created now (to be mirrored whole)."""
+    """The summary tables of every mirrored product, created where missing and made again where their
+    columns are no longer the schema's (all, with ``drop``). Returns them by name, and the names of those
+    created now (to be mirrored whole)."""
     meta = sa.MetaData()
     out = {t.name: sql_table(t, meta) for t in mirrored_products()}
     inspector = sa.inspect(conn)
     created = set()
     for name, table in out.items():
-        if drop:
-            table.drop(conn, checkfirst=True)
-        if drop or not inspector.has_table(name):
+        exists = inspector.has_table(name)
+        stale = exists and [c["name"] for c in inspector.get_columns(name)] != [c.name for c in table.columns]
+        if exists and (drop or stale):
+            table.drop(conn)
+        if drop or stale or not exists:
             table.create(conn)
             created.add(name)
     return out, created

@@ -168,14 +168,26 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
 
 def _frame_products(rec: dict, cols: dict[str, np.ndarray]) -> dict:
     """The rows of every frame product (a schema with ``stage:``, :mod:`skylake.lake.tables`) for this
-    frame. A product that fails rejects the frame naming it: a later ingest tries the frame again."""
+    frame, checked against the product's schema (less ``frame_id``). A product that raises, or returns
+    rows that do not fit its schema, leaves the frame and its sources as they are: the frame's
+    ``extract_note`` names the product and the error, and ``ingest --redo`` makes its rows once fixed."""
+    import pyarrow as pa
+
     out = {}
     for table in tables.frame_products():
+        schema = pa.schema([f for f in table.schema if f.name != "frame_id"])
         try:
-            out[table.name] = table.stage_module().run(rec, cols)
-        except Exception as exc:  # noqa: BLE001 - any product's failure is this frame's reason
-            raise FrameRejected(f"frame product {table.name} ({table.producer}) failed: "
-                                f"{type(exc).__name__}: {exc}") from exc
+            rows = table.stage_module().run(rec, cols)
+            if not isinstance(rows, pa.Table):
+                raise TypeError(f"run returned {type(rows).__name__}, not a pyarrow Table")
+            if sorted(rows.column_names) != sorted(schema.names):
+                raise ValueError(f"columns {sorted(rows.column_names)} do not fit schemas/{table.name}.yaml "
+                                 f"(less frame_id): {sorted(schema.names)}")
+            out[table.name] = rows.select(schema.names).cast(schema)
+        except Exception as exc:  # noqa: BLE001 - a diagnostic's failure must not cost the frame
+            note = f"frame product {table.name} ({table.producer}) failed: {type(exc).__name__}: {exc}"
+            log.warning("%s: %s", rec.get("path"), note)
+            rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note"), note]))
     return out
 
 

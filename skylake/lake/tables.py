@@ -162,6 +162,10 @@ def _load(name: str) -> Table:
     stage = doc.get("stage")
     if stage is not None and part != "night":
         raise ValueError(f"{where}: a frame product (stage: {stage}) must be partition_by: night")
+    if stage is not None and "frame_id" not in table_spec(name).names:
+        raise ValueError(f"{where}: a frame product (stage: {stage}) needs a frame_id column (ingest fills it)")
+    if part == "night" and doc.get("location", name) != name:
+        raise ValueError(f"{where}: a night table lives in LAKE/{name}; location {doc['location']!r} is not allowed")
     return Table(name=name, partition_by=part, location=doc.get("location", name), mirror=bool(doc.get("mirror")),
                  producer=stage)
 
