@@ -79,7 +79,7 @@ class RefreshReport:
 
     def __str__(self) -> str:
         if self.to_version == self.from_version:
-            made = ", ".join(f"{n} {t}" for t, n in self.rows.items())
+            made = ", ".join(f"{n} {t}" for t, n in self.rows.items() if n)
             return f"{self.db}: up to date at lake version {self.to_version}" + (f" (mirrored {made})" if made else "")
         rows = ", ".join(f"{n} {t}" for t, n in self.rows.items())
         return (f"{self.db}: mirrored lake versions {self.from_version + 1}..{self.to_version}, "
