@@ -411,6 +411,7 @@ def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     profile = load_profile(profile) if isinstance(profile, (str, os.PathLike)) else profile
     lake.check_writable()  # a read-only lake is refused before any frame is processed
+    _check_inputs(lake, profile)
     unreadable: list[str] = []
     files = find_files(paths, unreadable)
     report = IngestReport(files=len(files), unreadable=unreadable)
@@ -472,6 +473,21 @@ def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "
             # the files' frames are in these nights: this run's, or found by hash when the lake had frames
             report.calibration = downstream(lake, profile, files, work.client, report.nights)
     return report
+
+
+def _check_inputs(lake: Lake, profile: Profile) -> None:
+    """Refuse, before any frame is processed, a profile whose inputs the lake lacks: an all-sky camera's
+    bright-star catalogue. Every frame would be rejected for it, and a rejected frame is not tried again
+    by a plain re-ingest."""
+    if not profile.is_allsky:
+        return
+    from skylake.errors import FrameRejected, UsageError
+    from skylake.frame.allsky import catalog_source
+
+    try:
+        catalog_source(profile, lake.store.location)
+    except FrameRejected as exc:
+        raise UsageError(f"ingest with profile {profile.name}: {exc.reason}; nothing was ingested") from None
 
 
 @contextlib.contextmanager

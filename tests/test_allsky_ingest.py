@@ -9,6 +9,7 @@ import pytest
 
 from conftest import SHARED_DATA, require_shared
 from skylake.cli import main
+from skylake.lake import Lake
 
 ALLSKY = SHARED_DATA / "allsky"
 
@@ -136,9 +137,10 @@ def test_synthetic_night_transparency_and_sky(synthetic_lake):
     assert frames["cloud_fraction"][0] < 0.05
 
 
-def test_frame_without_a_camera_or_wcs_is_rejected(tmp_path):
-    """A WCS-less frame under a profile without [camera] is rejected with its reason, never guessed; a lake
-    without the profile's bright-star refcat rejects all-sky frames naming it."""
+def test_frame_without_a_camera_or_wcs_is_rejected(tmp_path, capsys):
+    """A WCS-less frame under a profile without [camera] is rejected with its reason, never guessed; an
+    all-sky ingest into a lake without the profile's bright-star refcat is refused before any frame is
+    processed, naming it (exit 2, nothing written)."""
     from skylake.allsky.night import write_allsky_night
 
     night = write_allsky_night(tmp_path / "night")
@@ -147,9 +149,11 @@ def test_frame_without_a_camera_or_wcs_is_rejected(tmp_path):
     assert main(["ingest", lake, str(night.frames[0]), "--pipeline", "demo", "--no-progress"]) == 4
     (reason,) = pd.read_parquet(f"{lake}/frames")["reason"]
     assert reason.startswith("no celestial WCS")
-    assert main(["ingest", lake, str(night.frames[0]), "--pipeline", "iceact", "--no-progress"]) == 4
-    (reason,) = pd.read_parquet(f"{lake}/frames")["reason"]  # the rejected attempt is replaced
-    assert "no refcat 'hipparcos'" in reason
+    versions = Lake.open(lake).log.latest_version()
+    assert main(["ingest", lake, str(night.frames[0]), "--pipeline", "iceact", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "ingest with profile iceact: no bright-star catalogue: the lake has no refcat 'hipparcos'" in err
+    assert "nothing was ingested" in err and Lake.open(lake).log.latest_version() == versions
 
 
 @pytest.mark.realdata

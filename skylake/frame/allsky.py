@@ -45,7 +45,7 @@ def catalog_source(profile, lake_root: str | None) -> str:
     path = os.path.join(lake_root, "refcats", spec)
     if not os.path.isfile(os.path.join(path, "collection.properties")):
         raise FrameRejected(f"no bright-star catalogue: the lake has no refcat {spec!r} (allsky.catalog); import it "
-                            f"with `skylake refcat import LAKE {spec} --format hipparcos FILE`")
+                            f"with `skylake refcat import LAKE {spec} --format hipparcos FILE` first")
     return path
 
 
