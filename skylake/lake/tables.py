@@ -6,7 +6,7 @@ A schema file declares how its table is stored with ``partition_by``:
 healpix     a HATS catalogue: ``LAKE/NAME/dataset/Norder=k/Dir=d/Npix=n/<batch>.parquet`` (sources,
             objects; reference catalogues under ``LAKE/refcats/NAME/``)
 night       ``LAKE/NAME/night=YYYY-MM-DD/<batch>.parquet`` (``night=unknown`` when no time was read)
-none        flat files in ``location`` (the maps index, ``LAKE/maps/_index/``)
+none        files in ``location``, laid out by the table's module (the maps index: ``LAKE/maps/_index/``)
 bucket      ``LAKE/_skylake/frame_index/bucket=XYZ/`` (skylake.lake.frame_index)
 ==========  ==========================================================================================
 
@@ -19,9 +19,10 @@ and optionally
     table of the same name, with the table's own columns plus ``night`` (skylake.db.products);
 ``stage: MODULE``
     a *frame product*: ``MODULE.run(record, sources)`` runs in every accepted frame's task and returns the
-    table's rows of that frame (without ``frame_id``); ingest commits them with the frame, ``--redo``
-    removes them with it, and ``status`` counts them. Adding such a product takes its schema (with this
-    line) and its stage module, nothing else.
+    table's rows of that frame (without ``frame_id``, which the schema must have); ingest commits them with
+    the frame, ``--redo`` replaces them with it, and ``status`` counts them. A product that fails leaves a
+    note on the frame, never costs it (skylake.frame.process). Adding such a product takes its schema (with
+    this line) and its stage module, nothing else.
 
 Code names tables by the constants below (``tables.FRAMES``), never by a string literal
 (tests/test_tables.py checks), and reads a table's facts from :func:`get`.
