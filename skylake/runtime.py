@@ -132,10 +132,15 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
     # every frame-sized array is then mapped and page-faulted afresh (50-150 ms per 4k frame).
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
+    # Worker processes print only CRITICAL (all at --log-level DEBUG): what matters reaches the client (a task's
+    # error, a dead worker: Runner.map reports them per frame), while a heartbeat racing the scheduler's
+    # shutdown would print a traceback after the work is done.
+    quiet = logging.CRITICAL if logging.getLogger().getEffectiveLevel() > logging.DEBUG else logging.DEBUG
     # A task that kills its worker is retried once by Runner.map (then rejected), not 3 times by the scheduler.
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
                           "distributed.scheduler.allowed-failures": 0}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                         silence_logs=quiet) as cluster, \
             Client(cluster) as client:
         yield client
 
