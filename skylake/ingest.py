@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from skylake.errors import LakeError
+from skylake.errors import FrameRejected, LakeError, UsageError
 from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
 from skylake.frame.reading import file_hash
 from skylake.lake import counts, faults, frame_index, pieces
@@ -481,7 +481,6 @@ def _check_inputs(lake: Lake, profile: Profile) -> None:
     by a plain re-ingest."""
     if not profile.is_allsky:
         return
-    from skylake.errors import FrameRejected, UsageError
     from skylake.frame.allsky import catalog_source
 
     try:

@@ -232,6 +232,25 @@ def test_a_maps_commit_reads_only_its_nights_index_and_pixel_files(night, tmp_pa
         "night=2026-02-11", "night=2026-03-01"]
 
 
+def test_an_index_file_of_an_older_lake_is_read_and_replaced(night, tmp_path):
+    """Lakes made before the index was filed by night keep flat maps/_index/<batch>.parquet files: they are
+    read, and a map made again drops its row from them."""
+    import shutil
+
+    lake0, _, maps, _ = night
+    shutil.copytree(lake0.path(), tmp_path / "lake")
+    lake = Lake.open(tmp_path / "lake")
+    store_maps(lake, maps)
+    (nested,) = (tmp_path / "lake" / "maps" / "_index").rglob("*.parquet")
+    nested.rename(nested.parent.parent / nested.name)  # as an older skylake filed it
+    nested.parent.rmdir()
+    assert len(read_index(lake)) == 8 and len(read_index(lake, nights=["2026-03-01"])) == 8
+    store_maps(lake, maps)
+    files = sorted(p.relative_to(tmp_path / "lake" / "maps" / "_index").parent.name
+                   for p in (tmp_path / "lake" / "maps" / "_index").rglob("*.parquet"))
+    assert files == ["night=2026-03-01"] and len(read_index(lake)) == 8
+
+
 def test_cli_maps(night, tmp_path, capsys):
     lake, _, _, _ = night
     out = tmp_path / "exports"

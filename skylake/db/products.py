@@ -13,8 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from skylake.db.models import SQL_TYPES, sql_type_name
-from skylake.lake.lake import UNKNOWN_NIGHT
-from skylake.lake.tables import Table, mirrored_products, night_of
+from skylake.lake.tables import UNKNOWN_NIGHT, Table, mirrored_products, night_of
 
 
 def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:

@@ -45,8 +45,8 @@ def rows_table(table: str, path: str) -> str | None:
     a HATS catalogue's rows are those under ``dataset/``."""
     if table in (FRAMES, SOURCES):
         return None
-    by_location = {t.location: t for t in tables.registry().values()}
-    found = by_location.get(f"{table}/{path.split('/', 1)[0]}") or by_location.get(table)
+    where = tables.by_location()
+    found = where.get(f"{table}/{path.split('/', 1)[0]}") or where.get(table)
     if found is None or found.partition_by == "bucket" or (found.hats and not path.startswith("dataset/")):
         return None
     return found.name

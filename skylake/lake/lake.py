@@ -836,7 +836,8 @@ class Transaction:
 
     def _stage_counts(self):
         """The running totals after this batch (:mod:`skylake.lake.counts`), when it changes them."""
-        files = any(a.table in counts.FILE_TABLES or counts.rows_table(a.table, a.path) for a in self.adds + self.removes)
+        files = any(a.table in counts.FILE_TABLES or counts.rows_table(a.table, a.path)
+                    for a in self.adds + self.removes)
         if not (self.count_changes or files) or counts.COUNTS in self.metadata:
             return
         base = counts.read(self.lake)

@@ -178,6 +178,12 @@ def registry() -> dict[str, Table]:
     return {n: _load(n) for n in names}
 
 
+@functools.cache
+def by_location() -> dict[str, Table]:
+    """Every table by its directory relative to the lake (as file actions in the log name them)."""
+    return {t.location: t for t in registry().values()}
+
+
 def get(name: str) -> Table:
     try:
         return registry()[name]
