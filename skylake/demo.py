@@ -229,16 +229,16 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
               f"({maps['cloudy_pixels']} pixels under it), lowest {maps['min_transparency']:.2f} on frame "
               f"{maps['worst_frame']}; sky brightness within {maps['sky_max_error']:.3f} mag/arcsec2 of the injected "
               f"sky; FITS + PNG in {Path(maps['paths'][0]).parent}")
-    print("5/6 light curves: detections associated into objects (LAKE/objects)")
+    print("5/6 light curves: detections associated into objects (LAKE/objects, LAKE/lightcurves)")
     from skylake.objects.build import build_objects
     from skylake.objects.truth import check_variables
 
     print("    " + str(build_objects(lake)))
-    lcs = check_variables(lake, truth.stars, cal["ok"], out / "lightcurves")
+    lcs = check_variables(lake, truth.stars, cal["ok"], out / "lightcurves")  # not a table
     print(f"    light-curve check: {lcs['found']} of {lcs['variables']} variables found; their ranks among the "
           f"{lcs['ranked']} objects with >= {max(3, cal['ok'] // 2)} points by chi2/dof {lcs['ranks_chi2']} and by "
           f"Stetson J {lcs['ranks_stetson_j']} (the best constant star ranks {lcs['first_constant_rank']}); clipped amplitude / injected "
-          f"{', '.join(f'{r:.2f}' for r in lcs['amplitude_ratio'])}; CSV + PNG in {out / 'lightcurves'}")
+          f"{', '.join(f'{r:.2f}' for r in lcs['amplitude_ratio'])}; CSV + PNG in {out / 'lightcurves'}")  # not a table
     print("6/6 the summary database (SQLite inside the lake) and the HTML report")
     from skylake.db import refresh
     from skylake.report import build_report

@@ -1,6 +1,7 @@
-"""LAKE/objects built partition by partition: on a dask cluster exactly as in this process, objects on
-partition edges whole and owned once, and an update that reads only what changed (the report's read
-counters, not times)."""
+"""LAKE/objects and LAKE/lightcurves built partition by partition: on a dask cluster exactly as in this
+process, objects on partition edges whole and owned once, an update that reads only what changed (the
+report's read counters, not times), incremental statistics equal to a rebuild's, and a table of the
+older layout refused with what to do. SYNTHETIC detections."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from skylake.lake import Lake, hats_meta
-from skylake.objects.build import OBJECTS, build_objects, objects_dataset
+from skylake.lake.tables import LIGHTCURVES
+from skylake.objects.build import OBJECTS, ObjectsError, build_objects, objects_dataset
+from skylake.objects.files import lightcurves_dataset
+from skylake.objects.summary import MOMENT_COLUMNS, ORDER_COLUMNS
 from skylake.testing.detections import commit_night, random_stars
 from hats.pixel_math.spatial_index import compute_spatial_index
 from test_objects import N_FRAMES, _corner_field, _edge_distance_arcsec
@@ -18,8 +22,12 @@ from test_objects import N_FRAMES, _corner_field, _edge_distance_arcsec
 
 def _table(lake) -> pd.DataFrame:
     t = objects_dataset(lake).to_table().to_pandas()
-    t["lc"] = t["lc"].map(str)  # nested light curves compared exactly, as text
     return t.sort_values("object_id").reset_index(drop=True)
+
+
+def _points(lake) -> pd.DataFrame:
+    t = lightcurves_dataset(lake).to_table().to_pandas().drop(columns=["Dir"])
+    return t.sort_values("source_id").reset_index(drop=True)
 
 
 def _grow(root, client=None):
@@ -49,6 +57,7 @@ def test_cluster_build_equals_in_process(local, tmp_path, dask_client):
     lake, _, reports = local
     other, _, cluster_reports = _grow(tmp_path / "lake", client=dask_client)
     pd.testing.assert_frame_equal(_table(lake), _table(other))
+    pd.testing.assert_frame_equal(_points(lake), _points(other))
     for a, b in zip(reports, cluster_reports):
         assert (a.objects, a.objects_new, a.detections, a.partitions, a.partitions_rewritten) == \
                (b.objects, b.objects_new, b.detections, b.partitions, b.partitions_rewritten)
@@ -101,32 +110,84 @@ def test_an_update_reads_only_the_new_frames(tmp_path):
     assert len(held) == 4 and len(hats_meta.read_partitions(lake.store, OBJECTS)) == first.partitions
 
 
-def test_a_table_built_before_the_watermark_is_updated_then_kept_per_night(tmp_path):
-    """A table whose state has no watermark (skylake_frames.parquet, as builds before it wrote) is
-    compared with every frame once, then kept per night: the update equals a rebuild."""
-    import json
-    import shutil
-
+def test_updated_statistics_equal_those_of_the_whole_light_curves(local):
+    """After three nights merged one update at a time, each object's row equals what its whole light
+    curve (its LAKE/lightcurves points) gives: ids, positions, counts and moments to rounding; the order
+    statistics where they are current (n_exact == n), and never staler than the refresh rule allows."""
     import pyarrow as pa
 
-    from skylake.objects.build import FRAMES_FILE, FRAMES_SCHEMA, STATE_FILE, read_held
+    from skylake.objects.summary import summarise
+
+    lake, _, reports = local
+    assert sum(r.partitions_exact for r in reports[1:]) < sum(r.partitions_rewritten for r in reports[1:])
+    table = lightcurves_dataset(lake).to_table()
+    points = table.to_pandas().assign(ref_id=table.column("ref_id").to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get).array)
+    updated, whole = _table(lake), summarise(points, "").to_pandas().sort_values("object_id").reset_index(drop=True)
+    assert updated["object_id"].tolist() == whole["object_id"].tolist()
+    for c in ["ra", "dec", "pos_rms_arcsec", "n_det", "n_cal", "first_mjd", "last_mjd", *MOMENT_COLUMNS]:
+        rtol = 1e-6 if updated[c].dtype == np.float32 else 1e-9  # pos_rms_arcsec is float32
+        np.testing.assert_allclose(updated[c].to_numpy(float), whole[c].to_numpy(float), rtol=rtol, atol=1e-9,
+                                   err_msg=c)
+    current = (updated["n_exact"] == updated["n"]).to_numpy()
+    assert current.any() and not current.all() and (updated["n_exact"] <= updated["n"]).all()
+    for c in ORDER_COLUMNS:
+        np.testing.assert_allclose(updated.loc[current, c].to_numpy(float), whole.loc[current, c].to_numpy(float),
+                                   rtol=1e-9, atol=1e-12, err_msg=c)
+    by_part = updated.groupby("Npix")[["n", "n_exact"]].sum()
+    assert (by_part["n"] <= 1.25 * by_part["n_exact"]).all()
+
+
+def test_a_partition_is_recomputed_exactly_once_its_points_grow_by_a_quarter(tmp_path):
+    """Night after night on the same stars: updates merge (reading no light-curve point) until a
+    partition's points pass 1.25 x those its order statistics describe; then that partition is
+    recomputed from its whole light curves (its files merged into one) and is current again."""
+    rng = np.random.default_rng(3)
+    lake = Lake.init(tmp_path / "lake")
+    stars = random_stars(300, (150.0, 150.4), (20.0, 20.4), rng)  # over two order-5 partitions
+    commit_night(lake, stars, "2026-05-01", N_FRAMES, rng)
+    parts = build_objects(lake).partitions
+    assert parts == 2
+    seen = []
+    for k in range(2, 9):  # each night adds 1/k of the points so far
+        commit_night(lake, stars, f"2026-05-{k:02d}", N_FRAMES, rng)
+        r = build_objects(lake)
+        t = _table(lake)
+        seen.append((r.partitions_exact, r.read["points_rows"], int(t["n"].sum()), int(t["n_exact"].sum()),
+                     len(lake.store.walk_files(f"{LIGHTCURVES}/dataset", ".parquet"))))
+    for exact, points_read, n, n_exact, files in seen:
+        assert n <= 1.25 * n_exact
+        if exact:  # whole light curves read (and the margin's, from the neighbour), statistics current, one file
+            assert n - 300 * N_FRAMES <= points_read < 1.1 * (n - 300 * N_FRAMES) and n_exact == n and files == parts
+        else:  # nothing of the history read; the new points appended
+            assert points_read == 0 and n_exact < n and files == 2 * parts
+    # the points after nights 2, 3, 4 are 2x, 1.5x, 1.33x those described: exact; after night 5 1.25x (not
+    # past it): merged; night 6 1.5x of night 4's: exact; 7 merged, 8 exact
+    assert [s[0] for s in seen] == [parts, parts, parts, 0, parts, 0, parts]
+
+
+def test_a_table_of_the_older_layout_is_refused_with_what_to_do(tmp_path):
+    """A table built before LAKE/lightcurves (its light curves nested in the rows) is not updated:
+    the error says to rebuild it, and nothing changes until then."""
+    import json
+
+    from skylake.objects.build import STATE_FILE
+    from skylake.objects.query import light_curve
 
     rng = np.random.default_rng(9)
     lake = Lake.init(tmp_path / "lake")
     stars = _corner_field(rng, 300)
     commit_night(lake, stars, "2026-04-01", N_FRAMES, rng)
     build_objects(lake)
-    # the old layout: one held file without nights or pixels, settings without a watermark
-    held = read_held(lake)
-    pq.write_table(pa.Table.from_pandas(held[FRAMES_SCHEMA.names], schema=FRAMES_SCHEMA, preserve_index=False),
-                   lake.path(f"{OBJECTS}/{FRAMES_FILE}"))
-    shutil.rmtree(lake.path(f"{OBJECTS}/skylake_frames"))
     state = json.loads(lake.store.read_bytes(f"{OBJECTS}/{STATE_FILE}"))
-    lake.store.write_bytes(f"{OBJECTS}/{STATE_FILE}", json.dumps({k: state[k] for k in ("refcat", "radius_arcsec")}).encode())
+    lake.store.write_bytes(f"{OBJECTS}/{STATE_FILE}", json.dumps({k: v for k, v in state.items()
+                                                                   if k != "layout"}).encode())
     commit_night(lake, stars.iloc[::2], "2026-04-02", N_FRAMES, rng)
-    update = build_objects(lake)
-    assert update.frames_added == N_FRAMES and update.read["nights"] == 0  # no watermark: every night read once
-    assert len(read_held(lake)) == 2 * N_FRAMES and build_objects(lake).commit is None
-    updated = _table(lake)
-    build_objects(lake, rebuild=True)
-    pd.testing.assert_frame_equal(updated, _table(lake))
+    version = lake.log.latest().version
+    for attempt in (lambda: build_objects(lake), lambda: light_curve(lake, stars["ra"][0], stars["dec"][0])):
+        with pytest.raises(ObjectsError, match="older skylake.*--rebuild"):
+            attempt()
+    assert lake.log.latest().version == version
+    report = build_objects(lake, rebuild=True)
+    assert report.objects == len(stars)
+    assert _table(lake)["n_det"].sum() == (len(stars) + len(stars.iloc[::2])) * N_FRAMES

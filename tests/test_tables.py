@@ -17,7 +17,7 @@ def test_registry_reads_every_schema_with_its_partitioning():
     reg = tables.registry()
     assert {n: t.partition_by for n, t in reg.items() if n != "psf_grid"} == {
         "extinction": "night", "frame_index": "bucket", "frames": "night", "maps": "night", "maps_index": "none",
-        "matches": "night", "objects": "healpix", "refcat": "healpix", "sources": "healpix", "streaks": "night",
+        "matches": "night", "objects": "healpix", "lightcurves": "healpix", "refcat": "healpix", "sources": "healpix", "streaks": "night",
         "zeropoints": "night"}
     assert reg["maps_index"].location == "maps/_index"
     assert reg["frame_index"].location == "_skylake/frame_index"

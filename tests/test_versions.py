@@ -135,10 +135,18 @@ def test_objects_after_redo_equal_a_rebuild(lake, source):
     frames = str(source / "frames")
     ingest(lake, [frames], "demo")
     build_objects(lake)
+    replaced = set(lake.read_frames(columns=["frame_id"]).column("frame_id").to_pylist())
     ingest(lake, [frames], "demo", redo=True)
     update = build_objects(lake)
     assert update.frames_removed == 3 and update.frames_added == 3
+    assert update.partitions_exact == update.partitions_rewritten  # old points gone: recomputed whole
     incremental = object_table(lake).sort_values(["ra", "dec"]).reset_index(drop=True)
+    # the light curves hold each new detection once and none of the replaced frames'
+    from skylake.objects.files import lightcurves_dataset
+
+    points = lightcurves_dataset(lake).to_table(columns=["source_id", "frame_id"]).to_pandas()
+    assert points["source_id"].is_unique and len(points) == incremental["n_det"].sum()
+    assert len(points) and not set(points["frame_id"]) & replaced
     build_objects(lake, rebuild=True)
     scratch = object_table(lake).sort_values(["ra", "dec"]).reset_index(drop=True)
     assert len(incremental) == len(scratch)

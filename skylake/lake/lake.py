@@ -664,6 +664,9 @@ class Transaction:
         self.dropped_partitions: set = set()
         self.partitions = hats_meta.read_partitions(lake.store)
         self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
+        #: tables whose rows this batch never moves between directories (each rewritten directory keeps its
+        #: own rows): their directories are swapped one by one, never the whole table (see :meth:`_swaps`)
+        self.in_place: set[str] = set()
         self.entry: Entry | None = None  # set at the commit point
         self.bytes_staged = 0
         # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
@@ -857,7 +860,8 @@ class Transaction:
         A table that loses files and gains files in a directory that loses none (a split partition's
         children; a rewrite whose rows land elsewhere) is swapped whole: its rows may move between
         directories, and only one exchange of the table keeps a reader from seeing them twice (and
-        keeps lsdb's partition_info.csv in step with the directories). Otherwise each directory that
+        keeps lsdb's partition_info.csv in step with the directories), unless the batch says its rows stay
+        where they are (``in_place``: the frame index, LAKE/lightcurves). Otherwise each directory that
         both loses and gains files (a compacted partition, a rewritten night) is swapped alone; files
         added elsewhere are plain renames.
         """
@@ -865,6 +869,6 @@ class Transaction:
         for table in sorted({r.table for r in self.removes}):
             add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
             rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
-            whole = add_dirs - rem_dirs and table != frame_index.INDEX  # index rows never change bucket
+            whole = add_dirs - rem_dirs and table != frame_index.INDEX and table not in self.in_place
             swaps += [table] if whole else sorted(add_dirs & rem_dirs)
         return swaps

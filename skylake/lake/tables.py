@@ -4,7 +4,7 @@ A schema file declares how its table is stored with ``partition_by``:
 
 ==========  ==========================================================================================
 healpix     a HATS catalogue: ``LAKE/NAME/dataset/Norder=k/Dir=d/Npix=n/<batch>.parquet`` (sources,
-            objects; reference catalogues under ``LAKE/refcats/NAME/``)
+            objects, lightcurves; reference catalogues under ``LAKE/refcats/NAME/``)
 night       ``LAKE/NAME/night=YYYY-MM-DD/<batch>.parquet`` (``night=unknown`` when no time was read)
 none        files in ``location``, laid out by the table's module (the maps index: ``LAKE/maps/_index/``)
 bucket      ``LAKE/_skylake/frame_index/bucket=XYZ/`` (skylake.lake.frame_index)
@@ -43,6 +43,7 @@ from skylake.schema import table_spec
 # The tables every version of skylake has; product tables declared only in their schema need no constant.
 SOURCES = "sources"
 OBJECTS = "objects"
+LIGHTCURVES = "lightcurves"
 FRAMES = "frames"
 ZEROPOINTS = "zeropoints"
 MATCHES = "matches"

@@ -1,16 +1,20 @@
-"""``LAKE/objects/``: the objects table, built and updated incrementally through the lake's commit log.
+"""``LAKE/objects/`` and ``LAKE/lightcurves/``: objects and their light curves, built and updated
+incrementally through the lake's commit log.
 
 ::
 
-    LAKE/objects/              HATS catalog, catalog_type=object, hats_npix_suffix=/
+    LAKE/objects/              HATS catalog, catalog_type=object, hats_npix_suffix=/ (schemas/objects.yaml)
       hats.properties  properties  partition_info.csv  skymap.fits  point_map.fits  dataset/_common_metadata
       dataset/Norder=k/Dir=d/Npix=n/<batch>.parquet    one file per partition, rows sorted by _healpix_29
-      skylake_objects.json     what the table was built with (refcat, association radius)
-      skylake_objects.json     also the lake version it was built at (the watermark) and its object count
+      skylake_objects.json     what the table was built with (refcat, association radius, layout), the lake
+                               version it was built at (the watermark) and its object count
       skylake_frames/night=YYYY-MM-DD.parquet   frames it holds, per night: frame_id, calib (batch of the
                                                 calibration used), n_det, pixels (where its detections are)
       skylake_changes/<version>.parquet         objects an update wrote or removed (CHANGES_SCHEMA), one
                                                 file per commit: what ``skylake refresh`` mirrors
+    LAKE/lightcurves/          HATS catalog, catalog_type=source (schemas/lightcurves.yaml): the points
+      dataset/Norder=k/Dir=d/Npix=n/<batch>.parquet    appended: a file per update per partition, merged
+                                                       by the exact passes and when a partition has many
 
 An update (``build_objects``) runs under the lake's writer lock and costs what changed, not the archive:
 
@@ -21,17 +25,16 @@ An update (``build_objects``) runs under the lake's writer lock and costs what c
 * **where**: the changed frames' detections are looked for only in the sources files the log added
   since the build and, for frames already held, in the partitions their detections were in (each held
   frame records its pixels at the lake's partition order); a first scan finds their pixels;
-* **per partition**: each objects partition whose view (itself plus a margin one pixel of
-  :func:`~skylake.objects.associate.margin_order` wide, at least 4 association radii) holds a
-  detection or an old point of a re-processed frame is one task (:func:`build_partition`, on the dask
-  cluster when a client is given): it reads its own file, the margin's rows of its neighbours and the
-  detections in its view, associates (:mod:`.associate`), and writes the objects whose mean position
-  it holds (so an object on an edge is seen whole from both sides and owned by exactly one) into the
-  commit's staging area, returning a small manifest. The driver commits the files, the HATS metadata
-  (skymap updated by the tasks' histograms) and the state files: one commit of the lake's log, so
-  readers see the old table or the new one, never a mix. Untouched partition files stay as they are.
+* **per partition**: each objects partition whose view (itself plus a margin band) holds a detection or
+  an old point of a re-processed frame is one task (:func:`skylake.objects.partition.build_partition`,
+  on the dask cluster when a client is given). It merges the new points into the touched objects' rows
+  and appends them to the light curves (or recomputes the partition exactly from its light curves
+  once they have grown by a quarter, or when frames were recalibrated or removed), writing its files
+  into the commit's staging area and returning a small manifest. The driver commits the files, both
+  catalogs' HATS metadata and the state files: one commit of the lake's log, so readers see the old
+  tables or the new ones, never a mix. Untouched partition files stay as they are.
 
-Magnitudes: see schemas/objects.yaml (matched calibrated mag, else inst_mag + zp, else null).
+Magnitudes and which statistics are always current: schemas/objects.yaml (and :mod:`.summary`).
 """
 
 from __future__ import annotations
@@ -50,34 +53,30 @@ import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
 from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 from hats.pixel_math.healpix_shim import order2nside
-from hats.pixel_math.spatial_index import compute_spatial_index, healpix_to_spatial_index, spatial_index_to_healpix
+from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
-from skylake.calib.model import KRON, LatestPolicy, ZpStatus, calibrated_flux_mags, calibrated_mag, latest_calibration
+from skylake.calib.model import KRON, LatestPolicy, ZpStatus, latest_calibration
 from skylake.errors import LakeError
-from skylake.frame.extract import SATURATED
-from hats.pixel_math import get_margin
-
+from skylake.frame.extract import SATURATED  # noqa: F401  (re-exported: query.py, tests)
 from skylake.lake import Lake, counts, hats_meta
 from skylake.lake.lake import UNKNOWN_NIGHT, night_partition, parquet_bytes
-from skylake.lake.tables import FRAMES, MATCHES, OBJECTS, SOURCES, ZEROPOINTS, night_dir, night_of
 from skylake.lake.log import staging_path
+from skylake.lake.tables import FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS, night_dir, night_of
 from skylake.lake.versions import latest_versions
-from skylake.objects.associate import (associate, chord_to_arcsec, margin_order, mean_positions, ref_object_ids,
-                                       unit_vectors, vector_to_radec)
-from skylake.objects.stats import light_curve_stats
-from skylake.runtime import release_memory
+from skylake.objects.associate import margin_order
+from skylake.objects.files import ROW_GROUP, objects_dataset, read_ranges  # noqa: F401  (the readers' names)
+from skylake.objects.partition import build_partition, scan_pixels
+from skylake.objects.summary import summarise  # noqa: F401  (summary_rows, tests)
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "skylake_objects.json"
-FRAMES_FILE = "skylake_frames.parquet"  # the held frames of tables built before the watermark (read once)
 HELD_DIR = "skylake_frames"
 DEFAULT_RADIUS_ARCSEC = 3.0
-#: Objects per Parquet row group: small enough that a cone search decodes little beyond its rows.
-ROW_GROUP = 2000
-DETECTION_COLUMNS = ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd", "inst_mag", "inst_mag_err", "flags"]
-LC_FIELDS = [f.name for f in table_schema(OBJECTS).field("lc").type]
+#: The layout of objects this code writes (``skylake_objects.json``): 2 = statistics rows plus
+#: LAKE/lightcurves; tables without it nest each light curve in its row (``lc``) and must be rebuilt.
+LAYOUT = 2
 FRAMES_SCHEMA = pa.schema([("frame_id", pa.int64()), ("calib", pa.string()), ("n_det", pa.int64())])
 HELD_SCHEMA = FRAMES_SCHEMA.append(pa.field("pixels", pa.list_(pa.int64())))
 CHANGES_DIR = "skylake_changes"
@@ -104,11 +103,14 @@ class BuildReport:
     objects: int = 0  # objects in the table after it
     objects_new: int = 0
     partitions_rewritten: int = 0
+    partitions_exact: int = 0  # of those, recomputed from whole light curves (summary.REFRESH_GROWTH)
     partitions: int = 0
+    points: int = 0  # light-curve points in LAKE/lightcurves after it
     commit: int | None = None
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
-    #: what the update read: frames rows and nights (driver), sources files and objects rows (tasks)
+    #: what the update read: frames rows and nights (driver), sources files, objects rows and light-curve
+    #: points and files (tasks)
     read: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -117,6 +119,7 @@ class BuildReport:
         return (f"objects: {self.frames_added} frames added, {self.frames_updated} recalibrated, {self.frames_removed} "
                 f"removed; {self.detections} detections associated, {self.objects_new} new objects, "
                 f"{self.objects} in all; {self.partitions_rewritten} of {self.partitions} partitions rewritten "
+                f"({self.partitions_exact} from whole light curves) "
                 f"(radius {self.radius_arcsec:g}\", refcat {self.refcat or 'none'}), commit v{self.commit}, "
                 f"{self.seconds:.1f} s")
 
@@ -126,15 +129,19 @@ def _lake(lake) -> Lake:
 
 
 # -- state ------------------------------------------------------------------------------------------
-def read_state(lake: Lake) -> tuple[dict, pd.DataFrame | None]:
-    """The build settings (empty when never built) and, for a table built before the watermark, the
-    frames it holds (None otherwise: they are in ``skylake_frames/``, read per night by :func:`read_held`)."""
+def read_state(lake: Lake) -> dict:
+    """The build settings and watermark (``skylake_objects.json``; empty when never built)."""
     if not lake.store.exists(f"{OBJECTS}/{STATE_FILE}"):
-        return {}, None
-    state = json.loads(lake.store.read_bytes(f"{OBJECTS}/{STATE_FILE}"))
-    if "version" in state:
-        return state, None
-    return state, pq.read_table(lake.path(f"{OBJECTS}/{FRAMES_FILE}"), schema=FRAMES_SCHEMA).to_pandas()
+        return {}
+    return json.loads(lake.store.read_bytes(f"{OBJECTS}/{STATE_FILE}"))
+
+
+def check_layout(state: dict) -> None:
+    """Refuse a table of an older layout (light curves nested in the objects rows), with what to do."""
+    if state and state.get("layout") != LAYOUT:
+        raise ObjectsError("LAKE/objects was built by an older skylake (each light curve nested in its object's "
+                           "row, now in LAKE/lightcurves); rebuild it once: skylake objects build LAKE --rebuild "
+                           "(nothing else in the lake changes)")
 
 
 def latest_calibrations(lake: Lake, refcat: str, nights=None) -> pd.DataFrame:
@@ -161,147 +168,6 @@ def default_refcat(lake: Lake) -> str:
         return max(sorted(rows), key=rows.get) if rows else ""
     refcats = lake.read_night_table(ZEROPOINTS, columns=["refcat"]).column("refcat").to_pandas()
     return str(refcats.value_counts().idxmax()) if len(refcats) else ""
-
-
-# -- reading ------------------------------------------------------------------------------------------
-def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None) -> pd.DataFrame:
-    """Sources of ``frames`` (frame_id, exptime, night and their calibration: calib_key, zp, zp_err, flux,
-    apcor; NaN when uncalibrated) in the sources ``files`` (lake-relative), with their light-curve
-    magnitudes and reference match; ``keep(h29)`` (a mask) limits them to a region.
-
-    ``mag``: the match's calibrated mag in the frame's calibration, else ``inst_mag + zp`` (colour 0)
-    where the frame has an ok zeropoint, else NaN. ``ref_object``: the reference star's object id (0
-    when unmatched)."""
-    cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
-    apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
-    extra = [c for f in apertures for c in (f, f"{f}_err")]
-    ids = pa.array(frames["frame_id"].to_numpy(np.int64))
-    det = (_sources_dataset(lake, files).to_table(columns=DETECTION_COLUMNS + extra, filter=pc.field("frame_id").isin(ids))
-           if files else table_schema(SOURCES).empty_table().select(DETECTION_COLUMNS + extra))
-    if keep is not None:
-        det = det.filter(pa.array(keep(det.column("_healpix_29").to_numpy())))
-    det = det.to_pandas()
-    if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
-        det = det.merge(frames[["frame_id", "exptime"]], on="frame_id", how="left").merge(
-            cal[["frame_id", "flux", "apcor"]], on="frame_id", how="left")
-        for f in apertures:
-            rows = (det["flux"] == f).to_numpy()
-            mag, err = calibrated_flux_mags(det[rows], det.loc[rows, "exptime"].to_numpy(float), f,
-                                            det.loc[rows, "apcor"].to_numpy(float))
-            det.loc[rows, "inst_mag"], det.loc[rows, "inst_mag_err"] = mag, err
-        det = det.drop(columns=[*extra, "exptime", "flux", "apcor"])
-    det = det.merge(cal[["frame_id", "zp", "zp_err"]], on="frame_id", how="left")
-    det["ref_id"] = pd.array([pd.NA] * len(det), dtype="Int64")
-    det["ref_object"] = np.zeros(len(det), dtype=np.int64)
-    mag = calibrated_mag(det["inst_mag"].to_numpy(np.float64, na_value=np.nan),  # colour unknown here: 0
-                         det["zp"].to_numpy(np.float64, na_value=np.nan))
-    err = np.hypot(det["inst_mag_err"].astype(np.float64), det["zp_err"].astype(np.float64)).to_numpy(
-        np.float64, na_value=np.nan, copy=True)
-    present = cal[cal["frame_id"].isin(det["frame_id"].unique())]
-    if refcat and len(present):  # matches of the frames here, from their nights only
-        here = pa.array(present["frame_id"].to_numpy(np.int64))
-        flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
-        cols = ["source_id", "frame_id", "calib_key", "ref_id", "mag", "mag_err"]
-        matches = lake.read_night_table(MATCHES, columns=cols, filter=flt, nights=sorted(set(present["night"]))).to_pandas()
-        matches = matches.merge(present[["frame_id", "calib_key"]], on=["frame_id", "calib_key"])
-        at = pd.Index(det["source_id"]).get_indexer(matches["source_id"])
-        matches = matches[at >= 0]
-        at = at[at >= 0]
-        det.loc[at, "ref_id"] = matches["ref_id"].to_numpy()
-        det.loc[at, "ref_object"] = ref_object_ids(refcat, matches["ref_id"].to_numpy(np.int64))
-        m = matches["mag"].to_numpy(np.float64, na_value=np.nan)
-        mag[at] = np.where(np.isfinite(m), m, mag[at])
-        err[at] = np.where(np.isfinite(m), matches["mag_err"].to_numpy(np.float64, na_value=np.nan), err[at])
-    det["mag"], det["mag_err"] = mag, err
-    return det.drop(columns=["zp", "zp_err"])
-
-
-def objects_dataset(lake: Lake, files: list[str] | None = None):
-    """The objects table as a pyarrow dataset (``Norder``/``Dir``/``Npix`` from the paths); ``files``
-    (lake-relative) restricts it."""
-    import pyarrow.dataset as pads
-
-    lake = _lake(lake)
-    partitioning = pads.partitioning(pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]),
-                                     flavor="hive")
-    schema = table_schema(OBJECTS)
-    for name, typ in (("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())):
-        schema = schema.append(pa.field(name, typ))
-    source = [lake.path(f) for f in files] if files is not None else lake.path(f"{OBJECTS}/dataset")
-    return pads.dataset(source, format="parquet", partitioning=partitioning, schema=schema,
-                        partition_base_dir=lake.path(f"{OBJECTS}/dataset"),
-                        filesystem=lake.store.fs if not lake.store.is_local else None)
-
-
-def _flatten(table: pa.Table) -> pd.DataFrame:
-    """One row per light-curve point of an objects table: its lc fields plus object_id, refcat, ref_id."""
-    lc = table.column("lc").combine_chunks()  # a struct of equal-length lists
-    parent = pc.list_parent_indices(lc.field(0)).to_numpy()
-    flat = pd.DataFrame({name: lc.field(name).flatten().to_numpy(zero_copy_only=False) for name in LC_FIELDS})
-    flat["object_id"] = table.column("object_id").to_numpy()[parent]
-    flat["ref_id"] = table.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array.take(parent)
-    flat["refcat"] = table.column("refcat").to_numpy(zero_copy_only=False)[parent]
-    return flat
-
-
-# -- summarising ----------------------------------------------------------------------------------------
-def summarise(flat: pd.DataFrame, refcat: str) -> pa.Table:
-    """One objects row per ``object_id`` of ``flat`` (light-curve points with object_id and ref_id):
-    mean position, statistics and the nested light curve in time order; sorted by ``_healpix_29``.
-
-    ``refcat`` is the build's catalogue: every reference object (object_id < 0) comes from it, and its
-    ``ref_id`` is the first one among its points, wherever that is (an unmatched detection attached
-    to it has none, and may be the earliest). An empty ``flat`` gives an empty table."""
-    if flat.empty:
-        return table_schema(OBJECTS).empty_table()
-    flat = flat.sort_values(["object_id", "mjd", "source_id"], kind="stable", ignore_index=True)
-    oid = flat["object_id"].to_numpy(np.int64)
-    uniq, first, inv = np.unique(oid, return_index=True, return_inverse=True)
-    n_obj = len(uniq)
-    xyz = unit_vectors(flat["ra"].to_numpy(), flat["dec"].to_numpy())
-    _, centre = mean_positions(inv, xyz)
-    ra, dec = vector_to_radec(centre)
-    dist2 = chord_to_arcsec(np.linalg.norm(xyz - centre[inv], axis=1)) ** 2
-    mag = flat["mag"].to_numpy(np.float64, na_value=np.nan)
-    cal = np.isfinite(mag)
-    n_cal = np.bincount(inv, cal, n_obj).astype(np.int32)
-    use_cal = (n_cal > 0)[inv]
-    m = np.where(use_cal, mag, flat["inst_mag"].to_numpy(np.float64, na_value=np.nan))
-    e = np.where(use_cal, flat["mag_err"].to_numpy(np.float64, na_value=np.nan),
-                 flat["inst_mag_err"].to_numpy(np.float64, na_value=np.nan))
-    mjd = flat["mjd"].to_numpy(np.float64)
-    # saturated detections stay in the light curve (flagged) but not in the statistics: their fluxes are
-    # lower limits, and a constant bright star would otherwise rank as variable
-    saturated = (flat["flags"].to_numpy(np.int64) & SATURATED) != 0
-    stats = light_curve_stats(inv, mjd, np.where(saturated, np.nan, m), e, n_obj)
-    counts = np.bincount(inv, minlength=n_obj)
-    last = np.r_[first[1:], len(oid)] - 1
-    ref_all = flat["ref_id"].astype("Int64").array  # ids beyond 2**53: never through float
-    has_ref = np.flatnonzero(~ref_all.isna())
-    with_ref, at = np.unique(inv[has_ref], return_index=True)  # first point with a ref_id, per object
-    pick = first.copy()
-    pick[with_ref] = has_ref[at]
-    ref_id = ref_all.take(pick)
-    refcat = np.where(uniq < 0, refcat, "").astype(object)
-    h29 = np.asarray(compute_spatial_index(ra, dec), dtype=np.int64)
-    lc_type = table_schema(OBJECTS).field("lc").type
-    offsets = pa.array(np.r_[first, len(oid)].astype(np.int32))
-    lc = pa.StructArray.from_arrays(
-        [pa.ListArray.from_arrays(offsets, pa.array(flat[f.name].to_numpy(), f.type.value_type, from_pandas=True),
-                                  type=f.type) for f in lc_type], fields=list(lc_type))
-    cols = {
-        "_healpix_29": h29, "object_id": uniq, "refcat": pa.array(refcat, pa.string()),
-        "ref_id": pa.array(ref_id, pa.int64()),
-        "ra": ra, "dec": dec, "pos_rms_arcsec": np.sqrt(np.bincount(inv, dist2, n_obj) / counts).astype(np.float32),
-        "n_det": counts.astype(np.int32), "n_cal": n_cal,
-        "stats_mag": pa.array(np.where(n_cal > 0, "mag", "inst_mag").astype(object), pa.string()),
-        **stats, "first_mjd": mjd[first], "last_mjd": mjd[last],
-        "lc": lc,
-    }
-    schema = table_schema(OBJECTS)
-    table = pa.table({f.name: pa.array(cols[f.name], f.type) if not isinstance(cols[f.name], pa.Array)
-                      else cols[f.name] for f in schema}, schema=schema)
-    return table.take(np.lexsort((uniq, h29)))
 
 
 # -- planning: what changed since the table was built ------------------------------------------------
@@ -382,7 +248,7 @@ def _read_frames(lake: Lake, nights: list[str], added: set, columns: list[str]) 
     return pd.concat(parts, ignore_index=True)
 
 
-def _plan(lake: Lake, tx, state: dict, legacy: pd.DataFrame | None, refcat: str, rebuild: bool) -> _Plan:
+def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     """Frames new, recalibrated or gone since the build at ``state['version']``: only the nights whose
     frames or zeropoints files the log lists since then are read (every night without a watermark)."""
     latest = tx.base.version if tx.base else 0
@@ -408,8 +274,6 @@ def _plan(lake: Lake, tx, state: dict, legacy: pd.DataFrame | None, refcat: str,
                                "zp_err": [], "flux": [], "apcor": []})
     if rebuild:
         held = read_held(lake, [])
-    elif legacy is not None:  # nights of the frames still there (a gone one's is not needed)
-        held = legacy.assign(night=legacy["frame_id"].map(frames.set_index("frame_id")["night"]), pixels=None)
     elif nights is None:
         held = read_held(lake)
     else:
@@ -451,194 +315,7 @@ def _sources_files_over(lake: Lake, partitions, pixels: np.ndarray, order: int) 
     return out
 
 
-# -- per-partition work (a dask task each, or in this process) ---------------------------------------
-def _open(url: str) -> Lake:
-    lake = Lake.open(url, catch_up=False)  # the driver holds the writer lock: read exactly what is on disk
-    lake.auto_catch_up = False
-    return lake
-
-
-def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int) -> np.ndarray:
-    """Pixels at ``m_order`` holding detections of ``frame_ids`` in ``files`` (where the update's work lies)."""
-    lake = _open(url)
-    if not files:
-        return np.empty(0, np.int64)
-    data = _sources_dataset(lake, files).to_table(
-        columns=["_healpix_29"], filter=pc.field("frame_id").isin(pa.array(np.asarray(frame_ids, np.int64))))
-    return np.unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
-
-
-def _sources_dataset(lake: Lake, files: list[str]):
-    import pyarrow.dataset as pads
-
-    return pads.dataset([lake.path(f) for f in files], format="parquet", schema=table_schema(SOURCES))
-
-
-def _ranges(pixels: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted, merged ``_healpix_29`` ranges [lo, hi) of ``pixels`` at ``order``."""
-    pixels = np.unique(np.asarray(pixels, np.int64))
-    if not len(pixels):
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    brk = np.flatnonzero(np.diff(pixels) != 1) + 1
-    lo, hi = pixels[np.r_[0, brk]], pixels[np.r_[brk - 1, len(pixels) - 1]] + 1
-    return healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi)
-
-
-def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
-                 filesystem=None) -> pa.Table:
-    """Rows of an objects file (sorted by ``_healpix_29``) within the ranges: only the row groups whose
-    statistics overlap them are read (only ``columns``, which must include ``_healpix_29``, when given)."""
-    pf = pq.ParquetFile(path, filesystem=filesystem)
-    col = pf.schema_arrow.get_field_index("_healpix_29")
-    groups = []
-    for g in range(pf.metadata.num_row_groups):
-        st = pf.metadata.row_group(g).column(col).statistics
-        k = np.searchsorted(hi, st.min, side="right")
-        if k < len(lo) and lo[k] <= st.max:
-            groups.append(g)
-    schema = table_schema(OBJECTS)
-    if columns is not None:
-        schema = pa.schema([schema.field(c) for c in columns])
-    if not groups:
-        return schema.empty_table()
-    data = pf.read_row_groups(groups, columns=columns).cast(schema)
-    h = data.column("_healpix_29").to_numpy()
-    k = np.searchsorted(hi, h, side="right")
-    return data.filter(pa.array((k < len(lo)) & (lo[np.minimum(k, len(lo) - 1)] <= h)))
-
-
-def _sparse_hist(h29: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.unique(spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER),
-                     return_counts=True)
-
-
-def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
-    """Recompute objects partition ``key`` (order, pixel) of an update and stage its file; returns a small
-    manifest for the driver's commit.
-
-    The partition sees the update's detections (from ``files``) and the objects (with their light curves)
-    in it and in a margin around it one pixel of ``spec['m_order']`` wide (at least ``MARGIN_RADII``
-    association radii): objects on its edges are associated whole, from both sides alike, and each object
-    is owned by the one partition holding its mean position (``assign_pixels``), which writes it.
-    """
-    lake = _open(spec["url"])
-    order, pixel = key
-    m_order, lake_order = spec["m_order"], spec["order"]
-    band = np.asarray(get_margin(order, pixel, m_order - order), np.int64)
-    blo, bhi = _ranges(band, m_order)
-    clo, chi = _ranges([pixel], order)
-    lo, hi = np.concatenate((clo, blo)), np.concatenate((chi, bhi))
-    by = np.argsort(lo)
-    lo, hi = lo[by], hi[by]
-
-    def within(h, a, b):
-        k = np.searchsorted(b, h, side="right")
-        return (k < len(a)) & (a[np.minimum(k, len(a) - 1)] <= h)
-
-    frames: pd.DataFrame = spec["frames"]
-    det = read_detections(lake, files, frames, spec["refcat"], lambda h: within(h, lo, hi))
-    core = spatial_index_to_healpix(det["_healpix_29"].to_numpy(np.int64), target_order=order) == pixel
-    partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
-    # old objects: this partition's files whole, the margin's rows of its neighbours
-    own_files = [] if spec["rebuild"] else _partition_files(lake, HealpixPixel(order, pixel))
-    old = [pq.read_table(lake.path(f), schema=table_schema(OBJECTS)) for f in own_files]
-    removed = [(posixpath.relpath(f, OBJECTS), t.num_rows) for f, t in zip(own_files, old)]
-    n_objects_read = sum(t.num_rows for t in old)
-    own_ids = np.concatenate([t.column("object_id").to_numpy() for t in old] + [np.empty(0, np.int64)])
-    hist_old = _sparse_hist(np.concatenate([t.column("_healpix_29").to_numpy() for t in old] +
-                                           [np.empty(0, np.int64)]))
-    if len(band) and partitions:
-        orders, pixels = hats_meta.assign_pixels(healpix_to_spatial_index(m_order, band), partitions, lake_order)
-        for o, p in sorted(set(zip(orders.tolist(), pixels.tolist())) - {key}):
-            if HealpixPixel(o, p) in partitions:
-                for f in _partition_files(lake, HealpixPixel(o, p)):
-                    old.append(read_ranges(lake.path(f), blo, bhi))
-                    n_objects_read += old[-1].num_rows
-    old_tab = pa.concat_tables(old) if old else table_schema(OBJECTS).empty_table()
-    pos = pd.DataFrame({c: old_tab.column(c).to_numpy() for c in ("object_id", "_healpix_29", "ra", "dec")})
-    old_ids = old_tab.column("object_id").to_numpy()
-    stale = np.asarray(spec["stale"], np.int64)
-    touched = np.empty(0, np.int64)
-    dropped = 0
-    if old_tab.num_rows and len(stale):  # objects with points of re-processed frames: those points go first
-        lc_frames = old_tab.column("lc").combine_chunks().field("frame_id")
-        hit = np.isin(lc_frames.flatten().to_numpy(), stale)
-        holders = old_ids[pc.list_parent_indices(lc_frames).to_numpy()[hit]]
-        touched = np.unique(holders)
-        dropped = int(np.isin(holders, own_ids).sum())
-        pos = _without_points(pos, _flatten(old_tab.filter(pa.array(np.isin(old_ids, touched)))),
-                              set(stale.tolist()))
-    ids = associate(det["source_id"].to_numpy(), det["frame_id"].to_numpy(), det["ra"].to_numpy(),
-                    det["dec"].to_numpy(), det["_healpix_29"].to_numpy(), det["ref_object"].to_numpy(),
-                    pos["object_id"].to_numpy(), pos["ra"].to_numpy(), pos["dec"].to_numpy(), spec["radius"],
-                    lake_order)
-    refcat = spec["refcat"]
-    new_flat = det.assign(object_id=ids, refcat=np.where(det["ref_object"] == ids, refcat, ""),
-                          ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
-    new_flat = new_flat[LC_FIELDS + ["object_id", "refcat", "ref_id"]]
-    touched = np.union1d(touched, ids)
-    # the objects the update touched are summarised again from their points; the partition's others stay
-    # as they are (summarise is deterministic: the same rows), so the cost is the change's
-    redo = np.isin(old_ids, touched)
-    parts = [new_flat]
-    if redo.any():
-        old_flat = _flatten(old_tab.filter(pa.array(redo)))
-        parts.append(old_flat[~old_flat["frame_id"].isin(stale)] if len(stale) else old_flat)
-    table = summarise(pd.concat(parts, ignore_index=True), refcat)
-    h29 = table.column("_healpix_29").to_numpy()
-    orders, pixels = hats_meta.assign_pixels(h29, partitions, lake_order)
-    mine = (orders == order) & (pixels == pixel)
-    written = table.filter(pa.array(mine))  # the objects this update summarised again, owned here
-    owned = pa.concat_tables([old_tab.filter(pa.array(np.isin(old_ids, own_ids) & ~redo)), written])
-    owned = owned.take(np.lexsort((owned.column("object_id").to_numpy(), owned.column("_healpix_29").to_numpy())))
-    owned_ids = owned.column("object_id").to_numpy()
-    out = {"key": key, "dirty": bool(np.isin(owned_ids, touched).any() or not np.isin(own_ids, owned_ids).all()),
-           "rows": owned.num_rows, "path": None, "removed": removed, "hist_old": hist_old,
-           "hist_new": _sparse_hist(owned.column("_healpix_29").to_numpy()), "dropped": dropped,
-           "objects_new": int((~np.isin(owned_ids, pos["object_id"].to_numpy())).sum()),
-           "detections": int(core.sum()), "objects_read": n_objects_read,
-           "homes": sorted(set(zip(orders[~mine].tolist(), pixels[~mine].tolist()))),
-           "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
-           "gone": np.setdiff1d(own_ids, owned_ids),
-           "sources_files": len(files)}
-    # per changed frame: its detections here and their pixels at the lake's order (where its points are)
-    fp = pd.DataFrame({"frame_id": det.loc[core, "frame_id"].to_numpy(np.int64),
-                       "pixel": spatial_index_to_healpix(det.loc[core, "_healpix_29"].to_numpy(np.int64),
-                                                         target_order=lake_order)})
-    out["frame_pixels"] = fp.groupby(["frame_id", "pixel"]).size().rename("n").reset_index()
-    if out["dirty"] and owned.num_rows:
-        rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec['batch_id']}.parquet"
-        lake.store.write_bytes(staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"),
-                               parquet_bytes(owned, row_group_size=ROW_GROUP))
-        out["path"] = rel
-    del det, old, old_tab, parts, table, owned, written
-    release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
-    return out
-
-
 # -- building -------------------------------------------------------------------------------------------
-def _partition_files(lake: Lake, pixel: HealpixPixel) -> list[str]:
-    base = f"{OBJECTS}/{hats_meta.pixel_dir(pixel.order, pixel.pixel)}"
-    return lake.store.walk_files(base, ".parquet")
-
-
-def _without_points(pos: pd.DataFrame, old: pd.DataFrame | None, stale: set) -> pd.DataFrame:
-    """Object positions after the points of ``stale`` frames are removed from ``old`` (the light-curve
-    points of the loaded partitions): objects left without points are dropped, the others move to the
-    mean of what remains."""
-    if old is None or old.empty:
-        return pos
-    remaining = old[~old["frame_id"].isin(stale)]
-    affected = pos["object_id"].isin(old["object_id"].unique())
-    uniq, centre = mean_positions(remaining["object_id"].to_numpy(np.int64),
-                                  unit_vectors(remaining["ra"].to_numpy(), remaining["dec"].to_numpy()))
-    ra, dec = vector_to_radec(centre) if len(uniq) else (np.empty(0), np.empty(0))
-    moved = pos[affected].drop_duplicates("object_id").set_index("object_id").reindex(uniq)
-    moved = moved.assign(ra=ra, dec=dec, _healpix_29=np.asarray(compute_spatial_index(ra, dec), np.int64)
-                         if len(uniq) else np.empty(0, np.int64)).reset_index()
-    return pd.concat([pos[~affected], moved[pos.columns]], ignore_index=True)
-
-
 def _neighbour_tasks(mpix: np.ndarray, m_order: int, partitions, order: int) -> np.ndarray:
     """Keys (order << 40 | pixel) of the partitions whose view (the partition and its margin at
     ``m_order``) holds each of ``mpix``: its own, and those of its eight neighbours."""
@@ -671,7 +348,6 @@ class _Settings:
     """What an update runs with: the table's (or the first build's) catalogue and radius."""
 
     state: dict  # the table's build state (empty for a first build or a rebuild)
-    legacy: pd.DataFrame | None
     refcat: str
     radius: float
     order: int  # the lake's partition order
@@ -681,9 +357,8 @@ class _Settings:
 
 def _settings(lake: Lake, refcat: str | None, radius_arcsec: float | None, rebuild: bool) -> _Settings:
     """The stage's config: the arguments checked against the table's build state."""
-    state, legacy = read_state(lake)
-    if rebuild:
-        state, legacy = {}, None
+    state = {} if rebuild else read_state(lake)
+    check_layout(state)
     for name, value in (("refcat", refcat), ("radius_arcsec", radius_arcsec)):
         if state and value is not None and value != state[name]:
             raise ObjectsError(f"LAKE/objects was built with {name}={state[name]!r}, not {value!r}; "
@@ -693,7 +368,7 @@ def _settings(lake: Lake, refcat: str | None, radius_arcsec: float | None, rebui
     if not radius > 0:
         raise ObjectsError(f"the association radius must be positive, got {radius} arcsec")
     order = lake.config.partition_order
-    return _Settings(state, legacy, refcat, radius, order, margin_order(order, radius), rebuild)
+    return _Settings(state, refcat, radius, order, margin_order(order, radius), rebuild)
 
 
 def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None = None,
@@ -717,7 +392,7 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         cfg = _settings(lake, refcat, radius_arcsec, rebuild)
         report = BuildReport(refcat=cfg.refcat, radius_arcsec=cfg.radius)
         t0 = time.perf_counter()
-        plan = _plan(lake, tx, cfg.state, cfg.legacy, cfg.refcat, rebuild)
+        plan = _plan(lake, tx, cfg.state, cfg.refcat, rebuild)
         if cfg.state and not cfg.refcat:
             available = default_refcat(lake)
             if available:  # built before any calibration: an update would stay uncalibrated, silently
@@ -729,9 +404,10 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         report.frames_removed = len(plan.gone)
         report.read = dict(plan.read)
         partitions = [] if rebuild else hats_meta.read_partitions(lake.store, OBJECTS)
-        if rebuild:  # every file goes; the table is made again from all frames
-            for path in lake.store.walk_files(f"{OBJECTS}/dataset", ".parquet"):
-                tx.remove(OBJECTS, posixpath.relpath(path, OBJECTS), pq.ParquetFile(lake.path(path)).metadata.num_rows)
+        if rebuild:  # every file goes; the tables are made again from all frames
+            for table in (OBJECTS, LIGHTCURVES):
+                for path in lake.store.walk_files(f"{table}/dataset", ".parquet"):
+                    tx.remove(table, posixpath.relpath(path, table), pq.ParquetFile(lake.path(path)).metadata.num_rows)
         if plan.changed.empty and plan.gone.empty and not rebuild:
             report.objects = int(cfg.state.get("objects", hats_meta.read_skymap(lake.store, OBJECTS).sum()))  # not a table
             report.partitions = len(partitions)
@@ -796,17 +472,59 @@ def _select_partitions(lake: Lake, client, cfg: _Settings, plan: _Plan, partitio
     return task_files
 
 
-def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: list[dict], report: BuildReport):
-    """Commit what the partition tasks wrote: their files, the HATS metadata, the held frames of the nights
-    read, the objects changed (for refresh) and the build state. Returns the log entry."""
-    refcat, radius, rebuild, legacy = cfg.refcat, cfg.radius, cfg.rebuild, cfg.legacy
-    changed, held, redone = plan.changed, plan.held, plan.redone
-    # every updated object's home partition ran (it lies beside the detections that moved it): else it
-    # would be dropped by the task that saw it and written by none
+def _check_owners(manifests: list[dict]) -> None:
+    """Every object is written by at most one partition, and one that leaves its partition (its position
+    moved across the edge) by the one it moved to.
+
+    A task writes the objects it owns; it names its own objects that now belong to a neighbour
+    (``leaving``). An object written twice, or leaving and written by none, would be duplicated or lost,
+    so nothing is committed then. (A task also computes objects of its margin from what it sees of
+    them; those it does not own are its neighbours' to write, whose views hold them whole.)"""
     orphans = {tuple(h) for m in manifests for h in m["homes"]} - {tuple(m["key"]) for m in manifests}
     if orphans:
         raise LakeError(f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed; "
                         "nothing was committed (rebuild with skylake objects build --rebuild)")
+    written = np.concatenate([m["written"][0] for m in manifests] + [np.empty(0, np.int64)])
+    uniq, times = np.unique(written, return_counts=True)
+    lost = np.setdiff1d(np.concatenate([m["leaving"] for m in manifests] + [np.empty(0, np.int64)]), uniq)
+    if (times > 1).any() or len(lost):
+        raise LakeError(f"objects: {int((times > 1).sum())} objects written by two partitions and {len(lost)} by none "
+                        f"(e.g. {(uniq[times > 1].tolist() + lost.tolist())[:5]}); nothing was committed (rebuild "
+                        "with skylake objects build --rebuild)")
+
+
+def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport) -> list[str]:
+    """Stage the LAKE/lightcurves side of the commit: the tasks' files, the files they merged away and the
+    catalog's HATS metadata. Its rows never move between partitions, so no whole-table swap is needed."""
+    points = [(m["key"], m["points"]) for m in manifests]
+    if not any(p["path"] or p["removed"] for _, p in points):
+        return []
+    final = set(hats_meta.read_partitions(lake.store, LIGHTCURVES))
+    skymap = hats_meta.read_skymap(lake.store, LIGHTCURVES)
+    for key, p in points:
+        for rel, rows in p["removed"]:
+            tx.remove(LIGHTCURVES, rel, rows)
+        if p["path"]:
+            tx.add_staged(LIGHTCURVES, p["path"], p["rows"])
+        np.subtract.at(skymap, *p["hist_old"])
+        np.add.at(skymap, *p["hist_new"])
+        if p["files"]:
+            final.add(HealpixPixel(*key))
+        else:
+            final.discard(HealpixPixel(*key))
+    tx.in_place.add(LIGHTCURVES)
+    report.points = int(skymap.sum())
+    names = hats_meta.write_metadata(lake.store, staging_path(tx.batch_id, LIGHTCURVES), sorted(final),
+                                     report.points, skymap, table_schema(LIGHTCURVES), catalog=LIGHTCURVES)
+    return [f"{LIGHTCURVES}/{n}" for n in names]
+
+
+def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: list[dict], report: BuildReport):
+    """Commit what the partition tasks wrote: their files, both catalogs' HATS metadata, the held frames of
+    the nights read, the objects changed (for refresh) and the build state. Returns the log entry."""
+    refcat, radius, rebuild = cfg.refcat, cfg.radius, cfg.rebuild
+    changed, held, redone = plan.changed, plan.held, plan.redone
+    _check_owners(manifests)
     expected = int(held.loc[redone, "n_det"].sum())
     dropped = sum(m["dropped"] for m in manifests)
     if dropped != expected and not rebuild:
@@ -817,7 +535,12 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
     final = set(partitions)
     for m in manifests:
         report.detections += m["detections"]
-        report.read["objects_rows"] = report.read.get("objects_rows", 0) + m["objects_read"]
+        for k in ("objects_rows", "points_rows", "points_files"):
+            report.read.setdefault(k, 0)
+        report.read["objects_rows"] += m["objects_read"]
+        report.read["points_rows"] += m["points_read"]
+        report.read["points_files"] += m["point_files_read"]
+        report.partitions_exact += m["exact"] and m["dirty"]
         if not m["dirty"]:
             continue
         pixel = HealpixPixel(*m["key"])
@@ -837,6 +560,7 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
     out = staging_path(tx.batch_id, OBJECTS)
     names = hats_meta.write_metadata(lake.store, out, final, report.objects, skymap, table_schema(OBJECTS),
                                      catalog=OBJECTS, catalog_type="object", id_column="object_id")
+    tx.metadata += _commit_points(tx, lake, manifests, report)
     # the held frames: rows of the nights read, less the redone ones, plus the changed frames
     fp = pd.concat([m["frame_pixels"] for m in manifests] + [pd.DataFrame(
         {"frame_id": np.empty(0, np.int64), "pixel": np.empty(0, np.int64), "n": np.empty(0, np.int64)})])
@@ -846,9 +570,8 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
     new_rows["pixels"] = [list(p) if isinstance(p, list) else [] for p in
                           fp["pixels"].reindex(new_rows["frame_id"]).tolist()]
     new_held = pd.concat([held[~redone], new_rows], ignore_index=True)
-    if legacy is not None or plan.nights is None:  # every night is written; nights left empty too
-        nights = set(read_held(lake)["night"]) if legacy is None else set()
-        nights |= set(new_held["night"].dropna())
+    if plan.nights is None:  # every night is written; nights left empty too
+        nights = set(read_held(lake)["night"]) | set(new_held["night"].dropna())
     else:
         nights = set(plan.nights)
     for night in sorted(nights):
@@ -859,7 +582,8 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
     if not rebuild:  # a rebuild replaces every partition: a refresh mirrors those whole
         tx.stage_file(changes_rel(version), parquet_bytes(_changes_table(manifests)))
     lake.store.write_bytes(f"{out}/{STATE_FILE}", json.dumps(
-        {"refcat": refcat, "radius_arcsec": radius, "version": version, "objects": report.objects}).encode())
+        {"refcat": refcat, "radius_arcsec": radius, "layout": LAYOUT, "version": version,
+         "objects": report.objects}).encode())
     tx.metadata += [f"{OBJECTS}/{n}" for n in [*names, STATE_FILE]]
     entry = tx.commit(summary={"objects": asdict(report)})
     return entry

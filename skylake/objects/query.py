@@ -1,10 +1,13 @@
-"""Light curves by coordinate: a cone search on ``LAKE/objects`` that reads only what the cone touches.
+"""Light curves by coordinate: cone searches on ``LAKE/objects`` and ``LAKE/lightcurves`` that read only
+what the cone touches.
 
 1. the cone's HEALPix pixels (``healpy.query_disc``, inclusive) at the order whose pixels are about
    the radius across; 2. the partitions (``partition_info.csv``) holding those pixels; 3. in their
    files only the row groups whose ``_healpix_29`` range meets the cone's (rows are sorted by it, so
    pyarrow's statistics prune the rest: a light curve costs a few row groups, whatever the lake's
-   size); 4. the exact cut on the angular distance from the centre.
+   size); 4. the exact cut on the angular distance from the centre. The objects found, then their
+   points: those in a cone wider by the objects' spread (an object's points lie around it), with their
+   object_id.
 
 ``lsdb.open_catalog("LAKE/objects").cone_search(...)`` answers the same, at dask's fixed cost.
 """
@@ -19,10 +22,12 @@ from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
+from skylake.frame.extract import SATURATED as SATURATED_FLAG
 from skylake.lake import hats_meta
-from skylake.lake.tables import ZEROPOINTS
+from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.associate import chord_to_arcsec, unit_vectors
-from skylake.objects.build import OBJECTS, SATURATED as SATURATED_FLAG, ObjectsError, _flatten, _lake, objects_dataset
+from skylake.objects.build import ObjectsError, check_layout, read_state
+from skylake.objects.files import _lake, catalog_dataset
 
 DEFAULT_RADIUS_ARCSEC = 5.0
 
@@ -47,23 +52,24 @@ def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> tuple[int, np.nd
 
 
 def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
-                 columns: list[str] | None = None) -> pa.Table:
-    """Objects rows (all columns, or ``columns``) within ``radius_arcsec`` of (ra, dec) [deg], with
-    ``sep_arcsec``, nearest first."""
+                 columns: list[str] | None = None, table: str = OBJECTS) -> pa.Table:
+    """Rows of ``table`` (LAKE/objects, or LAKE/lightcurves; all columns, or ``columns``) within
+    ``radius_arcsec`` of (ra, dec) [deg], with ``sep_arcsec``, nearest first."""
     lake = _lake(lake)
+    check_layout(read_state(lake))
     order, pixels = cone_pixels(ra, dec, radius_arcsec)
     hit = []
-    for p in hats_meta.read_partitions(lake.store, OBJECTS):
+    for p in hats_meta.read_partitions(lake.store, table):
         if p.order <= order:
             inside = np.isin(p.pixel, get_lower_order_pixel(order, pixels, order - p.order))
         else:
             inside = np.isin(get_lower_order_pixel(p.order, p.pixel, p.order - order), pixels)
         if inside:
             hit.append(p)
-    files = [f for p in hit for f in lake.store.walk_files(f"{OBJECTS}/{hats_meta.pixel_dir(p.order, p.pixel)}",
+    files = [f for p in hit for f in lake.store.walk_files(f"{table}/{hats_meta.pixel_dir(p.order, p.pixel)}",
                                                            ".parquet")]
     if not files:
-        empty = objects_dataset(lake, []).schema.empty_table()
+        empty = catalog_dataset(lake, table, []).schema.empty_table()
         return empty.append_column("sep_arcsec", pa.array([], pa.float64()))
     h29 = pc.field("_healpix_29")
     flt = None
@@ -73,12 +79,12 @@ def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RAD
         flt = rng if flt is None else flt | rng
     if columns is not None:
         columns = list(dict.fromkeys(["ra", "dec", *columns]))
-    table = objects_dataset(lake, files).to_table(columns=columns, filter=flt)
-    sep = chord_to_arcsec(np.linalg.norm(unit_vectors(table.column("ra").to_numpy(), table.column("dec").to_numpy())
+    rows = catalog_dataset(lake, table, files).to_table(columns=columns, filter=flt)
+    sep = chord_to_arcsec(np.linalg.norm(unit_vectors(rows.column("ra").to_numpy(), rows.column("dec").to_numpy())
                                          - unit_vectors([ra], [dec]), axis=1))
     keep = np.flatnonzero(sep <= radius_arcsec)
     keep = keep[np.argsort(sep[keep], kind="stable")]
-    return table.take(keep).append_column("sep_arcsec", pa.array(sep[keep]))
+    return rows.take(keep).append_column("sep_arcsec", pa.array(sep[keep]))
 
 
 def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC) -> pd.DataFrame:
@@ -86,9 +92,18 @@ def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADI
     (mjd, mag, mag_err, inst_mag, inst_mag_err, ra/dec of the detection as ``det_ra``/``det_dec``,
     frame_id, source_id, flags) with its object's id, position, separation and statistics
     (:data:`SUMMARY`); nearest object first, points in time order. Empty when nothing is there."""
+    lake = _lake(lake)
     table = cone_objects(lake, ra, dec, radius_arcsec)
-    flat = _flatten(table).rename(columns={"ra": "det_ra", "dec": "det_dec"}).drop(columns=["refcat", "ref_id"])
     objects = table.select(SUMMARY).to_pandas()
+    # an object's points lie around it: within the association radius of its position, a little more
+    # as it moved with later points; the cone's objects' farthest point is under 3 x radius + their rms
+    spread = 3.0 * float(read_state(lake).get("radius_arcsec", 3.0))
+    if len(objects):
+        spread += float(np.nanmax(table.column("pos_rms_arcsec").to_numpy(zero_copy_only=False)))
+    points = cone_objects(lake, ra, dec, radius_arcsec + spread, table=LIGHTCURVES).to_pandas()
+    points = points[points["object_id"].isin(objects["object_id"])].drop(
+        columns=["sep_arcsec", "_healpix_29", "ref_id", "Norder", "Dir", "Npix"])
+    flat = points.rename(columns={"ra": "det_ra", "dec": "det_dec"})
     out = flat.merge(objects, on="object_id", how="left", sort=False)
     rank = pd.Series(np.arange(len(objects)), index=objects["object_id"])
     out["_rank"] = rank.reindex(out["object_id"]).to_numpy()

@@ -151,11 +151,12 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
                    centre=(150.0, 20.0), radius_deg: float = 15.0, positions=None, chunk: int = 200_000) -> int:
     """Commit a SYNTHETIC LAKE/objects of ``n_objects`` objects uniform within ``radius_deg`` of ``centre``
     (RA, Dec in degrees; the default holds the SYNTHETIC demo field), or at ``positions`` (ra, dec arrays
-    [deg]; ``n_objects`` is then their number) (``points`` light-curve
-    points each, frames drawn from the lake's frames), built as ``skylake objects build`` writes it:
-    one file per partition at the lake's order, HATS metadata, the settings with the watermark at this
-    commit, and every frame of the lake (with n_sources > 0) held, with its latest calibration against
-    ``refcat``, so that the next ``build_objects`` is an update. Returns the commit's version."""
+    [deg]; ``n_objects`` is then their number) with ``points`` light-curve points each in
+    LAKE/lightcurves (frames drawn from the lake's frames), built as ``skylake objects build`` writes
+    them: one file per partition at the lake's order, both catalogs' HATS metadata, the settings with
+    the watermark at this commit, and every frame of the lake (with n_sources > 0) held, with its latest
+    calibration against ``refcat``, so that the next ``build_objects`` is an update. Returns the commit's
+    version."""
     import json
 
     import pandas as pd
@@ -165,8 +166,10 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     from skylake.lake import hats_meta
     from skylake.lake.lake import parquet_bytes
     from skylake.lake.log import staging_path
+    from skylake.lake.tables import LIGHTCURVES
     from skylake.lake.versions import latest_versions
     from skylake.objects import build as ob
+    from skylake.objects.files import POINTS_ROW_GROUP, sort_points
 
     order = lake.config.partition_order
     frames = latest_versions(lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu", "mjd",
@@ -193,7 +196,7 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     ra, dec, h29 = ra[by], dec[by], h29[by]
     part = spatial_index_to_healpix(h29, target_order=order)
     with lake.transaction(OBJECTS) as tx:
-        partitions = []
+        partitions, point_parts, point_map = [], [], hats_meta.empty_skymap()
         starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
         bounds = np.r_[starts, n_objects]
         lo = 0
@@ -222,6 +225,16 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
                 partitions.append(pixel)
                 tx.stage(ob.OBJECTS, f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
                          table.slice(s, e - s), row_group_size=ob.ROW_GROUP)
+            flat["_healpix_29"] = np.asarray(compute_spatial_index(flat["ra"], flat["dec"]), np.int64)
+            pts = pa.Table.from_pandas(flat[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES),
+                                       preserve_index=False)
+            pkeys = spatial_index_to_healpix(pts.column("_healpix_29").to_numpy(), target_order=order)
+            for p in np.unique(pkeys):
+                piece = sort_points(pts.filter(pa.array(pkeys == p)))
+                point_parts.append(HealpixPixel(order, int(p)))
+                point_map += hats_meta.skymap_histogram(piece.column("_healpix_29").to_numpy())
+                tx.stage(LIGHTCURVES, f"{hats_meta.pixel_dir(order, int(p))}/{tx.batch_id}-{lo}.parquet", piece,
+                         row_group_size=POINTS_ROW_GROUP)  # points may spill into a partition of another chunk
             lo = hi
         skymap = hats_meta.skymap_histogram(h29)
         out = staging_path(tx.batch_id, ob.OBJECTS)
@@ -236,8 +249,12 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
                 rows[ob.HELD_SCHEMA.names].sort_values("frame_id"), schema=ob.HELD_SCHEMA, preserve_index=False)))
         version = (tx.base.version if tx.base else 0) + 1
         lake.store.write_bytes(f"{out}/{ob.STATE_FILE}", json.dumps(
-            {"refcat": refcat, "radius_arcsec": ob.DEFAULT_RADIUS_ARCSEC, "version": version,
+            {"refcat": refcat, "radius_arcsec": ob.DEFAULT_RADIUS_ARCSEC, "layout": ob.LAYOUT, "version": version,
              "objects": n_objects}).encode())
+        pnames = hats_meta.write_metadata(lake.store, staging_path(tx.batch_id, LIGHTCURVES),
+                                          sorted(set(point_parts)), int(point_map.sum()), point_map,
+                                          table_schema(LIGHTCURVES), catalog=LIGHTCURVES)
+        tx.metadata += [f"{LIGHTCURVES}/{n}" for n in pnames]
         tx.metadata += [f"{ob.OBJECTS}/{n}" for n in [*names, ob.STATE_FILE]]
         return tx.commit(summary={"synthetic": True}).version
 

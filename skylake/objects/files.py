@@ -1,0 +1,127 @@
+"""Where the objects and light-curve files are, and how a task reads only part of one.
+
+Both are HATS catalogs of the lake (``LAKE/objects/``, ``LAKE/lightcurves/``) with directory leaves: a
+partition is a directory of Parquet files whose rows are sorted by ``_healpix_29``, so a task reading a
+margin or a cone reads only the row groups whose statistics reach it (:func:`read_ranges`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hats.pixel_math import HealpixPixel
+from hats.pixel_math.spatial_index import healpix_to_spatial_index
+
+from skylake.lake import Lake, hats_meta
+from skylake.lake.tables import LIGHTCURVES, OBJECTS
+from skylake.schema import table_schema
+
+#: Objects per Parquet row group: small enough that a cone search decodes little beyond its rows.
+ROW_GROUP = 2000
+#: Light-curve points per row group (a point is ~60 bytes: ~0.6 MB uncompressed).
+POINTS_ROW_GROUP = 10_000
+
+
+def _lake(lake) -> Lake:
+    return lake if isinstance(lake, Lake) else Lake.open(lake)
+
+
+def catalog_dataset(lake, table: str = OBJECTS, files: list[str] | None = None):
+    """``table`` (objects or lightcurves) as a pyarrow dataset with ``Norder``/``Dir``/``Npix`` from the
+    paths; ``files`` (lake-relative) restricts it."""
+    import pyarrow.dataset as pads
+
+    lake = _lake(lake)
+    partitioning = pads.partitioning(pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]),
+                                     flavor="hive")
+    schema = table_schema(table)
+    for name, typ in (("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())):
+        schema = schema.append(pa.field(name, typ))
+    source = [lake.path(f) for f in files] if files is not None else lake.path(f"{table}/dataset")
+    return pads.dataset(source, format="parquet", partitioning=partitioning, schema=schema,
+                        partition_base_dir=lake.path(f"{table}/dataset"),
+                        filesystem=lake.store.fs if not lake.store.is_local else None)
+
+
+def objects_dataset(lake, files: list[str] | None = None):
+    """The objects table as a pyarrow dataset (:func:`catalog_dataset`)."""
+    return catalog_dataset(lake, OBJECTS, files)
+
+
+def lightcurves_dataset(lake, files: list[str] | None = None):
+    """The light-curve points as a pyarrow dataset (:func:`catalog_dataset`)."""
+    return catalog_dataset(lake, LIGHTCURVES, files)
+
+
+def partition_files(lake: Lake, table: str, pixel: HealpixPixel) -> list[str]:
+    """Lake-relative data files of partition ``pixel`` of ``table``."""
+    return lake.store.walk_files(f"{table}/{hats_meta.pixel_dir(pixel.order, pixel.pixel)}", ".parquet")
+
+
+def ranges(pixels, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, merged ``_healpix_29`` ranges [lo, hi) of ``pixels`` at ``order``."""
+    pixels = np.unique(np.asarray(pixels, np.int64))
+    if not len(pixels):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    brk = np.flatnonzero(np.diff(pixels) != 1) + 1
+    lo, hi = pixels[np.r_[0, brk]], pixels[np.r_[brk - 1, len(pixels) - 1]] + 1
+    return healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi)
+
+
+def within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mask of the ``h29`` values inside the sorted, disjoint ranges [lo, hi)."""
+    if not len(lo):
+        return np.zeros(len(h29), dtype=bool)
+    k = np.searchsorted(hi, h29, side="right")
+    return (k < len(lo)) & (lo[np.minimum(k, len(lo) - 1)] <= h29)
+
+
+def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
+                filesystem=None, table: str = OBJECTS) -> pa.Table:
+    """Rows of a file of ``table`` (sorted by ``_healpix_29``) within the sorted, disjoint ranges
+    [lo, hi): only the row groups whose statistics overlap them are read (only ``columns``, which must
+    include ``_healpix_29``, when given)."""
+    pf = pq.ParquetFile(path, filesystem=filesystem)
+    col = pf.schema_arrow.get_field_index("_healpix_29")
+    groups = []
+    for g in range(pf.metadata.num_row_groups):
+        st = pf.metadata.row_group(g).column(col).statistics
+        k = np.searchsorted(hi, st.min, side="right")
+        if k < len(lo) and lo[k] <= st.max:
+            groups.append(g)
+    schema = table_schema(table)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    if not groups:
+        return schema.empty_table()
+    data = pf.read_row_groups(groups, columns=columns).cast(schema)
+    return data.filter(pa.array(within(data.column("_healpix_29").to_numpy(), lo, hi)))
+
+
+def read_files(lake: Lake, table: str, files: list[str]) -> list[pa.Table]:
+    """Each of ``files`` (lake-relative) of ``table`` whole."""
+    return [pq.read_table(lake.path(f), schema=table_schema(table)) for f in files]
+
+
+def sort_points(points: pa.Table) -> pa.Table:
+    """Light-curve points in file order: by ``_healpix_29``, then object, then time."""
+    return points.take(np.lexsort((points.column("mjd").to_numpy(), points.column("object_id").to_numpy(),
+                                   points.column("_healpix_29").to_numpy())))
+
+
+#: A partition's light-curve files are merged when it has more than this many (see :func:`files_to_merge`).
+MAX_POINT_FILES = 16
+
+
+def files_to_merge(rows: list[int], max_files: int = MAX_POINT_FILES) -> list[int]:
+    """Which of a partition's light-curve files (their row counts, the newest last) to merge into one:
+    none while there are at most ``max_files``, else the ``max_files // 2`` smallest (ties: the newest).
+
+    Merging the smallest files is a size-tiered log-structured merge: a point is rewritten about once per
+    doubling of its partition's history, so merges cost O(log) per point, the files stay few, and a
+    reader opens at most ``max_files`` per partition."""
+    if len(rows) <= max_files:
+        return []
+    order = sorted(range(len(rows)), key=lambda k: (rows[k], -k))
+    return sorted(order[:max_files // 2])

@@ -1,0 +1,355 @@
+"""One objects partition of an update: a pure task that reads its view, associates, and stages its files.
+
+:func:`build_partition` runs on a dask worker (or in the driver's process) for each partition an update
+touches. Its **view** is the partition plus a band one pixel of the margin order wide around it (at least
+``MARGIN_RADII`` association radii): objects on its edges are associated whole, from both sides alike,
+and each object is written by the one partition holding its position.
+
+Two ways to bring a partition up to date (:mod:`skylake.objects.summary`):
+
+* **merge** (the usual): the partition's objects rows and its neighbours' band rows are read (no light
+  curve), the new detections are associated with them, each touched object's row gets its new points
+  merged in, the rows are written again, and the new points are *appended* to LAKE/lightcurves as one
+  file. It reads and writes the partition's objects rows, its margin and the new points: not the
+  light curves, so not the archive's history.
+* **exact**: every statistic is computed from whole light curves, read from the partition's
+  LAKE/lightcurves files and its neighbours' in a band twice as wide. It runs when the partition's points
+  have grown past :data:`~skylake.objects.summary.REFRESH_GROWTH` times those its order statistics
+  describe, when frames are recalibrated or removed (their old points go; the update's ``stale``), and
+  for a build from scratch. Its light-curve files are merged into one at the same time. Since it runs
+  after the history grew by a quarter, its cost over the archive's life is a geometric series: a few
+  reads of each point, whatever the archive's size.
+
+The task returns a small manifest; the driver (:mod:`skylake.objects.build`) commits every task's files in
+one log entry.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from hats.pixel_math import HealpixPixel, get_margin
+from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_index_to_healpix
+
+from skylake.calib.model import KRON, calibrated_flux_mags, calibrated_mag
+from skylake.lake import Lake, hats_meta
+from skylake.lake.lake import parquet_bytes
+from skylake.lake.log import staging_path
+from skylake.lake.tables import LIGHTCURVES, MATCHES, OBJECTS, SOURCES
+from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec
+from skylake.objects.files import (POINTS_ROW_GROUP, ROW_GROUP, files_to_merge, partition_files, ranges, read_files,
+                                   read_ranges, sort_points, within)
+from skylake.objects.summary import merge, needs_refresh, summarise
+from skylake.runtime import release_memory
+from skylake.schema import table_schema
+
+DETECTION_COLUMNS = ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd", "inst_mag", "inst_mag_err", "flags"]
+
+
+def _open(url: str) -> Lake:
+    lake = Lake.open(url, catch_up=False)  # the driver holds the writer lock: read exactly what is on disk
+    lake.auto_catch_up = False
+    return lake
+
+
+# -- the update's detections ----------------------------------------------------------------------------
+def _sources_dataset(lake: Lake, files: list[str]):
+    import pyarrow.dataset as pads
+
+    return pads.dataset([lake.path(f) for f in files], format="parquet", schema=table_schema(SOURCES))
+
+
+def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int) -> np.ndarray:
+    """Pixels at ``m_order`` holding detections of ``frame_ids`` in ``files`` (where the update's work lies)."""
+    lake = _open(url)
+    if not files:
+        return np.empty(0, np.int64)
+    data = _sources_dataset(lake, files).to_table(
+        columns=["_healpix_29"], filter=pc.field("frame_id").isin(pa.array(np.asarray(frame_ids, np.int64))))
+    return np.unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
+
+
+def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None) -> pd.DataFrame:
+    """Sources of ``frames`` (frame_id, exptime, night and their calibration: calib_key, zp, zp_err, flux,
+    apcor; NaN when uncalibrated) in the sources ``files`` (lake-relative), with their light-curve
+    magnitudes and reference match; ``keep(h29)`` (a mask) limits them to a region.
+
+    ``mag``: the match's calibrated mag in the frame's calibration, else ``inst_mag + zp`` (colour 0)
+    where the frame has an ok zeropoint, else NaN. ``ref_object``: the reference star's object id (0
+    when unmatched)."""
+    cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
+    apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
+    extra = [c for f in apertures for c in (f, f"{f}_err")]
+    ids = pa.array(frames["frame_id"].to_numpy(np.int64))
+    det = (_sources_dataset(lake, files).to_table(columns=DETECTION_COLUMNS + extra, filter=pc.field("frame_id").isin(ids))
+           if files else table_schema(SOURCES).empty_table().select(DETECTION_COLUMNS + extra))
+    if keep is not None:
+        det = det.filter(pa.array(keep(det.column("_healpix_29").to_numpy())))
+    det = det.to_pandas()
+    if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
+        det = det.merge(frames[["frame_id", "exptime"]], on="frame_id", how="left").merge(
+            cal[["frame_id", "flux", "apcor"]], on="frame_id", how="left")
+        for f in apertures:
+            rows = (det["flux"] == f).to_numpy()
+            mag, err = calibrated_flux_mags(det[rows], det.loc[rows, "exptime"].to_numpy(float), f,
+                                            det.loc[rows, "apcor"].to_numpy(float))
+            det.loc[rows, "inst_mag"], det.loc[rows, "inst_mag_err"] = mag, err
+        det = det.drop(columns=[*extra, "exptime", "flux", "apcor"])
+    det = det.merge(cal[["frame_id", "zp", "zp_err"]], on="frame_id", how="left")
+    det["ref_id"] = pd.array([pd.NA] * len(det), dtype="Int64")
+    det["ref_object"] = np.zeros(len(det), dtype=np.int64)
+    mag = calibrated_mag(det["inst_mag"].to_numpy(np.float64, na_value=np.nan),  # colour unknown here: 0
+                         det["zp"].to_numpy(np.float64, na_value=np.nan))
+    err = np.hypot(det["inst_mag_err"].astype(np.float64), det["zp_err"].astype(np.float64)).to_numpy(
+        np.float64, na_value=np.nan, copy=True)
+    present = cal[cal["frame_id"].isin(det["frame_id"].unique())]
+    if refcat and len(present):  # matches of the frames here, from their nights only
+        here = pa.array(present["frame_id"].to_numpy(np.int64))
+        flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
+        cols = ["source_id", "frame_id", "calib_key", "ref_id", "mag", "mag_err"]
+        matches = lake.read_night_table(MATCHES, columns=cols, filter=flt, nights=sorted(set(present["night"]))).to_pandas()
+        matches = matches.merge(present[["frame_id", "calib_key"]], on=["frame_id", "calib_key"])
+        at = pd.Index(det["source_id"]).get_indexer(matches["source_id"])
+        matches = matches[at >= 0]
+        at = at[at >= 0]
+        det.loc[at, "ref_id"] = matches["ref_id"].to_numpy()
+        det.loc[at, "ref_object"] = ref_object_ids(refcat, matches["ref_id"].to_numpy(np.int64))
+        m = matches["mag"].to_numpy(np.float64, na_value=np.nan)
+        mag[at] = np.where(np.isfinite(m), m, mag[at])
+        err[at] = np.where(np.isfinite(m), matches["mag_err"].to_numpy(np.float64, na_value=np.nan), err[at])
+    det["mag"], det["mag_err"] = mag, err
+    return det.drop(columns=["zp", "zp_err"])
+
+
+# -- the view -------------------------------------------------------------------------------------------
+class View:
+    """A partition (``order``, ``pixel``) and the bands around it at the margin order ``m_order``: ``band``
+    (one margin pixel wide: the objects an association needs) and ``wide`` (twice as wide: every point
+    of an object in the band, for an exact recomputation)."""
+
+    def __init__(self, order: int, pixel: int, m_order: int):
+        self.order, self.pixel = order, pixel
+        band = np.asarray(get_margin(order, pixel, m_order - order), np.int64)
+        self.band_pixels, self.m_order = band, m_order
+        self.band = ranges(band, m_order)
+        self.core = ranges([pixel], order)
+        w_order = max(m_order - 1, order + 1)
+        self.wide_pixels, self.w_order = np.asarray(get_margin(order, pixel, w_order - order), np.int64), w_order
+        self.wide = ranges(self.wide_pixels, w_order)
+        lo, hi = np.concatenate((self.core[0], self.band[0])), np.concatenate((self.core[1], self.band[1]))
+        by = np.argsort(lo)
+        self.view = lo[by], hi[by]
+
+    def in_core(self, h29: np.ndarray) -> np.ndarray:
+        return spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=self.order) == self.pixel
+
+    def in_view(self, h29: np.ndarray) -> np.ndarray:
+        return within(np.asarray(h29, np.int64), *self.view)
+
+    def neighbours(self, pixels: np.ndarray, at_order: int, partitions: list[HealpixPixel], lake_order: int) -> list:
+        """The existing partitions other than this one holding any of ``pixels`` (at ``at_order``)."""
+        if not len(pixels) or not partitions:
+            return []
+        orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, pixels), partitions, lake_order)
+        known = set(partitions)
+        return [HealpixPixel(o, p) for o, p in sorted(set(zip(orders.tolist(), pix.tolist())))
+                if (o, p) != (self.order, self.pixel) and HealpixPixel(o, p) in known]
+
+
+def _sparse_hist(h29: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.unique(spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER),
+                     return_counts=True)
+
+
+def _concat(tables: list[pa.Table], table: str) -> pa.Table:
+    return pa.concat_tables(tables) if tables else table_schema(table).empty_table()
+
+
+def _points_frame(table: pa.Table) -> pd.DataFrame:
+    """Light-curve points as pandas (``ref_id`` nullable Int64: ids beyond 2**53 stay exact)."""
+    out = table.to_pandas()
+    out["ref_id"] = table.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array
+    return out
+
+
+def _history(lake: Lake, view: View, own_points: list[str], partitions, lake_order: int
+             ) -> tuple[pa.Table, pa.Table, int]:
+    """The light-curve points of the partition (its files whole) and of the wide band around it (the
+    neighbours' files, only the row groups that reach it), and how many files were read."""
+    own = _concat(read_files(lake, LIGHTCURVES, own_points), LIGHTCURVES)
+    fs = None if lake.store.is_local else lake.store.fs
+    band, n = [], len(own_points)
+    for nb in view.neighbours(view.wide_pixels, view.w_order, partitions, lake_order):
+        for f in partition_files(lake, LIGHTCURVES, nb):
+            band.append(read_ranges(lake.path(f), *view.wide, filesystem=fs, table=LIGHTCURVES))
+            n += 1
+    return own, _concat(band, LIGHTCURVES), n
+
+
+def _positions(rows: pa.Table) -> pd.DataFrame:
+    return pd.DataFrame({c: rows.column(c).to_numpy() for c in ("object_id", "ra", "dec")})
+
+
+def _recentre(pos: pd.DataFrame, hist: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """``pos`` with the objects ``ids`` moved to the mean of their points in ``hist`` (dropped when none
+    is left): the positions after a recalibrated or removed frame's points went."""
+    if not len(ids):
+        return pos
+    keep = hist[hist["object_id"].isin(ids)]
+    uniq, centre = mean_positions(keep["object_id"].to_numpy(np.int64),
+                                  unit_vectors(keep["ra"].to_numpy(), keep["dec"].to_numpy()))
+    ra, dec = vector_to_radec(centre) if len(uniq) else (np.empty(0), np.empty(0))
+    moved = pd.DataFrame({"object_id": uniq, "ra": ra, "dec": dec})
+    return pd.concat([pos[~pos["object_id"].isin(ids)], moved], ignore_index=True)
+
+
+def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
+    """Bring objects partition ``key`` (order, pixel) up to date and stage its files; returns a small
+    manifest for the driver's commit (see the module docstring for the two ways).
+
+    ``spec``: the update's settings shared by every task (lake url, batch id, refcat, radius, orders,
+    the lake's partitions, the changed frames with their calibration, ``stale``: frames whose old points
+    go, ``rebuild``). ``files``: the sources files holding the update's detections in this view.
+    """
+    lake = _open(spec["url"])
+    order, pixel = key
+    lake_order, refcat = spec["order"], spec["refcat"]
+    view = View(order, pixel, spec["m_order"])
+    partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
+    here = HealpixPixel(order, pixel)
+    fs = None if lake.store.is_local else lake.store.fs
+    stale = np.asarray(spec["stale"], np.int64)
+    exact = bool(spec["rebuild"] or len(stale))
+
+    det = read_detections(lake, files, spec["frames"], refcat, view.in_view)
+    core = view.in_core(det["_healpix_29"].to_numpy(np.int64))
+    # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
+    own_files = [] if spec["rebuild"] else partition_files(lake, OBJECTS, here)
+    own = _concat(read_files(lake, OBJECTS, own_files), OBJECTS)
+    band = [read_ranges(lake.path(f), *view.band, filesystem=fs)
+            for nb in view.neighbours(view.band_pixels, view.m_order, partitions, lake_order)
+            for f in partition_files(lake, OBJECTS, nb)]
+    old = _concat([own, *band], OBJECTS)
+    own_ids, old_ids = own.column("object_id").to_numpy(), old.column("object_id").to_numpy()
+    point_files = [] if spec["rebuild"] else partition_files(lake, LIGHTCURVES, here)
+
+    history = None  # (the partition's points, the wide band's, files read), read for an exact pass
+    hist, stale_ids = None, np.empty(0, np.int64)
+    pos = _positions(old)
+    if exact and not spec["rebuild"]:  # recalibrated or removed frames: their old points go first
+        history = _history(lake, view, point_files, partitions, lake_order)
+        hist = _points_frame(pa.concat_tables(history[:2]))
+        gone = hist["frame_id"].isin(stale).to_numpy()
+        stale_ids = np.unique(hist.loc[gone, "object_id"].to_numpy(np.int64))
+        hist = hist[~gone]
+        pos = _recentre(pos, hist, stale_ids)
+
+    ids = associate(det["source_id"].to_numpy(), det["frame_id"].to_numpy(), det["ra"].to_numpy(),
+                    det["dec"].to_numpy(), det["_healpix_29"].to_numpy(), det["ref_object"].to_numpy(),
+                    pos["object_id"].to_numpy(), pos["ra"].to_numpy(), pos["dec"].to_numpy(), spec["radius"],
+                    lake_order)
+    new = det.assign(object_id=ids, ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
+    new = new[table_schema(LIGHTCURVES).names]
+    touched = np.union1d(np.unique(ids), stale_ids)
+
+    def owned_by_me(rows: pa.Table) -> np.ndarray:
+        o, p = hats_meta.assign_pixels(rows.column("_healpix_29").to_numpy(), partitions, lake_order)
+        return (o == order) & (p == pixel)
+
+    if not exact:  # merge the new points into the touched objects' rows
+        known = np.isin(new["object_id"].to_numpy(np.int64), old_ids)
+        cand = pa.concat_tables([merge(old.filter(pa.array(np.isin(old_ids, ids))), new[known]),
+                                 summarise(new[~known], refcat)])
+        mine = owned_by_me(cand)
+        kept = own.filter(pa.array(~np.isin(own_ids, touched)))
+        exact = needs_refresh(np.r_[kept.column("n").to_numpy(), cand.column("n").to_numpy()[mine]],
+                              np.r_[kept.column("n_exact").to_numpy(), cand.column("n_exact").to_numpy()[mine]])
+        if exact:  # a quarter more points than the order statistics describe: recompute them all
+            history = _history(lake, view, point_files, partitions, lake_order)
+            hist = _points_frame(pa.concat_tables(history[:2]))
+    if exact:  # every statistic from whole light curves: the partition's objects and those the update touched
+        if hist is None:
+            hist = _points_frame(table_schema(LIGHTCURVES).empty_table())
+        pts = pd.concat([hist[hist["object_id"].isin(np.union1d(own_ids, touched))], new], ignore_index=True)
+        cand = summarise(pts, refcat)
+        mine = owned_by_me(cand)
+        kept = own.schema.empty_table()
+    written = cand.filter(pa.array(mine))
+    owned = pa.concat_tables([kept, written])
+    owned = owned.take(np.lexsort((owned.column("object_id").to_numpy(), owned.column("_healpix_29").to_numpy())))
+    owned_ids = owned.column("object_id").to_numpy()
+    foreign = cand.filter(pa.array(~mine))
+    f_orders, f_pixels = hats_meta.assign_pixels(foreign.column("_healpix_29").to_numpy(), partitions, lake_order)
+    own_points = history[0] if history is not None else None
+
+    out = {"key": key, "dirty": bool(written.num_rows or not np.isin(own_ids, owned_ids).all()),
+           "exact": bool(exact), "rows": owned.num_rows, "path": None,
+           "removed": [(posixpath.relpath(f, OBJECTS), n) for f, n in zip(own_files, _rows(lake, own_files))],
+           "hist_old": _sparse_hist(own.column("_healpix_29").to_numpy()),
+           "hist_new": _sparse_hist(owned.column("_healpix_29").to_numpy()),
+           "dropped": 0 if own_points is None else int(np.isin(own_points.column("frame_id").to_numpy(), stale).sum()),
+           "objects_new": int((~np.isin(written.column("object_id").to_numpy(), old_ids)).sum()),
+           "detections": int(core.sum()), "objects_read": old.num_rows,
+           "points_read": 0 if history is None else history[0].num_rows + history[1].num_rows,
+           "point_files_read": 0 if history is None else history[2],
+           "homes": sorted(set(zip(f_orders.tolist(), f_pixels.tolist()))),
+           "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
+           "leaving": np.intersect1d(foreign.column("object_id").to_numpy(), own_ids),
+           "gone": np.setdiff1d(own_ids, owned_ids),
+           "sources_files": len(files)}
+    # per changed frame: its detections here and their pixels at the lake's order (where its points are)
+    fp = pd.DataFrame({"frame_id": det.loc[core, "frame_id"].to_numpy(np.int64),
+                       "pixel": spatial_index_to_healpix(det.loc[core, "_healpix_29"].to_numpy(np.int64),
+                                                         target_order=lake_order)})
+    out["frame_pixels"] = fp.groupby(["frame_id", "pixel"]).size().rename("n").reset_index()
+    if out["dirty"] and owned.num_rows:
+        rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec['batch_id']}.parquet"
+        lake.store.write_bytes(staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"),
+                               parquet_bytes(owned, row_group_size=ROW_GROUP))
+        out["path"] = rel
+    new_core = pa.Table.from_pandas(new[core], schema=table_schema(LIGHTCURVES), preserve_index=False)
+    out["points"] = _stage_points(lake, spec["batch_id"], here, point_files, new_core,
+                                  own_points if exact else None, stale)
+    release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
+    return out
+
+
+def _rows(lake: Lake, files: list[str]) -> list[int]:
+    import pyarrow.parquet as pq
+
+    return [pq.ParquetFile(lake.path(f)).metadata.num_rows for f in files]
+
+
+def _stage_points(lake: Lake, batch_id: str, here: HealpixPixel, point_files: list[str], new_core: pa.Table,
+                  own_points: pa.Table | None, stale: np.ndarray) -> dict:
+    """Stage the partition's light-curve file: after an exact pass (``own_points``: every row of its
+    files, read), one file of all its points (less those of ``stale`` frames, plus the new) replacing
+    all of its files; else the new points, merged with the smallest files when there are too many
+    (:func:`~skylake.objects.files.files_to_merge`). Returns ``path``/``rows`` of the staged file (None
+    when nothing), ``removed`` [(rel, rows)] and the skymap histograms of the rows removed and added."""
+    rows_before = _rows(lake, point_files)
+    if own_points is not None:
+        away = list(range(len(point_files)))
+        removed = [own_points]
+        parts = [new_core, own_points.filter(pa.array(~np.isin(own_points.column("frame_id").to_numpy(), stale)))]
+    else:
+        away = [k for k in files_to_merge(rows_before + [new_core.num_rows]) if k < len(point_files)]
+        removed = read_files(lake, LIGHTCURVES, [point_files[k] for k in away])
+        parts = [new_core, *removed]
+    data = sort_points(pa.concat_tables(parts))
+    out = {"path": None, "rows": data.num_rows,
+           "removed": [(posixpath.relpath(point_files[k], LIGHTCURVES), rows_before[k]) for k in away],
+           "hist_old": _sparse_hist(np.concatenate([t.column("_healpix_29").to_numpy() for t in removed]
+                                                   + [np.empty(0, np.int64)])),
+           "hist_new": _sparse_hist(data.column("_healpix_29").to_numpy()),
+           "files": len(point_files) - len(away) + (data.num_rows > 0)}
+    if data.num_rows:
+        rel = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{batch_id}.parquet"
+        lake.store.write_bytes(staging_path(batch_id, f"{LIGHTCURVES}/{rel}"),
+                               parquet_bytes(data, row_group_size=POINTS_ROW_GROUP))
+        out["path"] = rel
+    return out

@@ -1,0 +1,278 @@
+"""Object rows from light-curve points: exact (:func:`summarise`) and incremental (:func:`merge`).
+
+An objects update must not cost the archive, so it cannot read every point of every object it touches.
+The statistics of schemas/objects.yaml fall in two kinds:
+
+* **moments** (:data:`MOMENT_COLUMNS`, plus position, counts and first/last MJD): mergeable. A row holds
+  enough to add new points exactly: ``std_mag`` and ``chi2_dof`` give the sums of squared deviations,
+  ``wmean_mag_err`` the sum of weights, ``min_mag``/``max_mag`` the extremes, ``pos_rms_arcsec`` the
+  spread of the unit vectors (so the mean vector's length). :func:`merge` combines them with the new
+  points' by the pairwise formulas of Chan, Golub & LeVeque (1979): always current, to rounding.
+* **order statistics** (:data:`ORDER_COLUMNS`: median, MAD, Stetson J, everything after the 4-sigma clip
+  about the median): need every point. :func:`merge` keeps them as they are and ``n_exact`` says how
+  many points they describe; :func:`summarise` computes them from a whole light curve (the objects
+  update does that for a partition once its points have grown by :data:`REFRESH_GROWTH`).
+
+The statistics' series: ``mag`` when the object has any calibrated point (``stats_mag = 'mag'``), else
+``inst_mag``; saturated points and points without a finite magnitude or a positive error are left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from hats.pixel_math.spatial_index import compute_spatial_index
+
+from skylake.frame.extract import SATURATED
+from skylake.lake.tables import LIGHTCURVES, OBJECTS
+from skylake.objects.associate import chord_to_arcsec, unit_vectors, vector_to_radec
+from skylake.objects.stats import light_curve_stats
+from skylake.schema import table_schema
+
+#: Statistics an update merges exactly (from the moments of the points).
+MOMENT_COLUMNS = ["n", "mean_mag", "wmean_mag", "wmean_mag_err", "std_mag", "chi2_dof", "min_mag", "max_mag",
+                  "amplitude"]
+#: Statistics that need every point: computed by :func:`summarise`, carried by :func:`merge`.
+ORDER_COLUMNS = ["median_mag", "mad_mag", "stetson_j", "n_clip", "mean_mag_clip", "median_mag_clip",
+                 "wmean_mag_clip", "std_mag_clip", "mad_mag_clip", "chi2_dof_clip", "stetson_j_clip",
+                 "amplitude_clip"]
+#: A partition's order statistics are recomputed when its objects' points (in their statistics) exceed
+#: this factor times the points those statistics describe: each point is then read again a bounded
+#: number of times over the archive's life (a geometric series: 1 / (1 - 1/1.25) = 5), and the order
+#: statistics always describe at least 1/1.25 = 80 % of the points.
+REFRESH_GROWTH = 1.25
+_ARCSEC = np.degrees(1.0) * 3600.0
+
+
+def _empty_like(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+# -- moments --------------------------------------------------------------------------------------------
+def moments(group: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) -> dict:
+    """The mergeable moments of each group's usable points (finite ``mag``, finite ``err`` > 0): count
+    ``n``, ``mean`` and ``m2`` (sum of squared deviations from it), weight ``w`` (sum of 1/err^2),
+    ``wmean`` and ``wm2`` (weighted sum of squared deviations from it), ``lo``/``hi`` (extremes).
+    Empty groups: n = w = m2 = wm2 = 0, the rest NaN."""
+    group = np.asarray(group, dtype=np.int64)
+    mag, err = np.asarray(mag, dtype=np.float64), np.asarray(err, dtype=np.float64)
+    ok = np.isfinite(mag) & np.isfinite(err) & (err > 0)
+    g, m, w = group[ok], mag[ok], 1.0 / err[ok] ** 2
+    n = np.bincount(g, minlength=n_groups).astype(np.int64)
+    wsum = np.bincount(g, w, n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(g, m, n_groups) / n
+        wmean = np.bincount(g, w * m, n_groups) / wsum
+    lo = np.full(n_groups, np.inf)
+    hi = np.full(n_groups, -np.inf)
+    np.minimum.at(lo, g, m)
+    np.maximum.at(hi, g, m)
+    empty = n == 0
+    lo[empty] = hi[empty] = np.nan
+    return {"n": n, "mean": mean, "m2": np.bincount(g, (m - mean[g]) ** 2, n_groups), "w": wsum, "wmean": wmean,
+            "wm2": np.bincount(g, w * (m - wmean[g]) ** 2, n_groups), "lo": lo, "hi": hi}
+
+
+def merge_moments(a: dict, b: dict) -> dict:
+    """Moments of the union of two sets of points from the moments of each (Chan et al. 1979)."""
+    n = a["n"] + b["n"]
+    w = a["w"] + b["w"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fb = np.where(n > 0, b["n"] / np.maximum(n, 1), 0.0)
+        d = np.where((a["n"] > 0) & (b["n"] > 0), b["mean"] - a["mean"], 0.0)
+        mean = np.where(a["n"] > 0, a["mean"] + d * fb, b["mean"])
+        m2 = a["m2"] + b["m2"] + d**2 * a["n"] * fb
+        fw = np.where(w > 0, b["w"] / np.where(w > 0, w, 1.0), 0.0)
+        dw = np.where((a["w"] > 0) & (b["w"] > 0), b["wmean"] - a["wmean"], 0.0)
+        wmean = np.where(a["w"] > 0, a["wmean"] + dw * fw, b["wmean"])
+        wm2 = a["wm2"] + b["wm2"] + dw**2 * a["w"] * fw
+    return {"n": n, "mean": mean, "m2": m2, "w": w, "wmean": wmean, "wm2": wm2,
+            "lo": np.fmin(a["lo"], b["lo"]), "hi": np.fmax(a["hi"], b["hi"])}
+
+
+def moment_columns(mom: dict) -> dict:
+    """:data:`MOMENT_COLUMNS` from moments."""
+    n = mom["n"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dof = np.where(n > 1, n - 1, np.nan)
+        return {"n": n.astype(np.int32), "mean_mag": np.where(n > 0, mom["mean"], np.nan),
+                "wmean_mag": np.where(mom["w"] > 0, mom["wmean"], np.nan),
+                "wmean_mag_err": np.where(mom["w"] > 0, 1.0 / np.sqrt(mom["w"]), np.nan),
+                "std_mag": np.sqrt(mom["m2"] / dof), "chi2_dof": mom["wm2"] / dof,
+                "min_mag": mom["lo"], "max_mag": mom["hi"], "amplitude": 0.5 * (mom["hi"] - mom["lo"])}
+
+
+def moments_of_rows(rows: pd.DataFrame) -> dict:
+    """The moments an objects row holds (the inverse of :func:`moment_columns`)."""
+    n = rows["n"].to_numpy(np.int64)
+    werr = rows["wmean_mag_err"].to_numpy(np.float64)
+    many = n > 1
+    return {"n": n, "mean": rows["mean_mag"].to_numpy(np.float64),
+            "m2": np.where(many, rows["std_mag"].to_numpy(np.float64) ** 2 * (n - 1), 0.0),
+            "w": np.where(n > 0, 1.0 / werr**2, 0.0), "wmean": rows["wmean_mag"].to_numpy(np.float64),
+            "wm2": np.where(many, rows["chi2_dof"].to_numpy(np.float64) * (n - 1), 0.0),
+            "lo": rows["min_mag"].to_numpy(np.float64), "hi": rows["max_mag"].to_numpy(np.float64)}
+
+
+# -- the statistics' series -----------------------------------------------------------------------------
+def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's magnitude and error in its object's statistics: ``mag`` where ``use_cal`` (per point),
+    else ``inst_mag``; NaN for a saturated point (its flux is a lower limit)."""
+    def col(name):
+        return points[name].to_numpy(np.float64, na_value=np.nan)
+
+    m = np.where(use_cal, col("mag"), col("inst_mag"))
+    e = np.where(use_cal, col("mag_err"), col("inst_mag_err"))
+    saturated = (points["flags"].to_numpy(np.int64) & SATURATED) != 0
+    return np.where(saturated, np.nan, m), e
+
+
+def _calibrated(points: pd.DataFrame) -> np.ndarray:
+    return np.isfinite(points["mag"].to_numpy(np.float64, na_value=np.nan))
+
+
+def _first_ref(points: pd.DataFrame, inv: np.ndarray, n_obj: int, default):
+    """Per object the ``ref_id`` of its first point (in the points' order) that has one, else ``default``."""
+    ref_all = points["ref_id"].astype("Int64").array  # ids beyond 2**53: never through float
+    has = np.flatnonzero(~ref_all.isna())
+    with_ref, at = np.unique(inv[has], return_index=True)
+    out = pd.array(default, dtype="Int64").copy()
+    out[with_ref] = ref_all.take(has[at])
+    return out
+
+
+def _finish(cols: dict) -> pa.Table:
+    """An objects table from column arrays, sorted by ``_healpix_29`` then ``object_id``."""
+    schema = table_schema(OBJECTS)
+    table = pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], f.type)
+                      for f in schema}, schema=schema)
+    return table.take(np.lexsort((table.column("object_id").to_numpy(), table.column("_healpix_29").to_numpy())))
+
+
+# -- exact ----------------------------------------------------------------------------------------------
+def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
+    """One objects row per ``object_id`` of ``points`` (LAKE/lightcurves columns, ``_healpix_29`` not
+    needed), every statistic computed from these points: the object's whole light curve.
+
+    ``refcat`` is the build's catalogue: every reference object (object_id < 0) comes from it, and its
+    ``ref_id`` is the first one among its points (in time), wherever that is. Sorted by
+    ``_healpix_29``; an empty ``points`` gives an empty table."""
+    if points.empty:
+        return _empty_like(table_schema(OBJECTS))
+    points = points.sort_values(["object_id", "mjd", "source_id"], kind="stable", ignore_index=True)
+    oid = points["object_id"].to_numpy(np.int64)
+    uniq, first, inv = np.unique(oid, return_index=True, return_inverse=True)
+    n_obj = len(uniq)
+    counts = np.bincount(inv, minlength=n_obj)
+    xyz = unit_vectors(points["ra"].to_numpy(), points["dec"].to_numpy())
+    total = np.column_stack([np.bincount(inv, xyz[:, k], n_obj) for k in range(3)])
+    centre = total / np.linalg.norm(total, axis=1, keepdims=True)
+    ra, dec = vector_to_radec(centre)
+    dist2 = chord_to_arcsec(np.linalg.norm(xyz - centre[inv], axis=1)) ** 2
+    n_cal = np.bincount(inv, _calibrated(points), n_obj).astype(np.int32)
+    m, e = series(points, (n_cal > 0)[inv])
+    mjd = points["mjd"].to_numpy(np.float64)
+    order = light_curve_stats(inv, mjd, m, e, n_obj)
+    last = np.r_[first[1:], len(oid)] - 1
+    cols = {
+        "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64), "object_id": uniq,
+        "refcat": np.where(uniq < 0, refcat, "").astype(object),
+        "ref_id": pa.array(_first_ref(points, inv, n_obj, [pd.NA] * n_obj), pa.int64()),
+        "ra": ra, "dec": dec, "pos_rms_arcsec": np.sqrt(np.bincount(inv, dist2, n_obj) / counts).astype(np.float32),
+        "n_det": counts.astype(np.int32), "n_cal": n_cal,
+        "stats_mag": np.where(n_cal > 0, "mag", "inst_mag").astype(object),
+        **{k: order[k] for k in ORDER_COLUMNS}, **moment_columns(moments(inv, m, e, n_obj)),
+        "n_exact": order["n"].astype(np.int32), "first_mjd": mjd[first], "last_mjd": mjd[last],
+    }
+    return _finish(cols)
+
+
+# -- incremental ----------------------------------------------------------------------------------------
+def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
+    """``rows`` (objects rows) with ``points`` (new points of those objects: every ``object_id`` of
+    ``points`` must be one of ``rows``) added: position, counts, moments and first/last MJD exact;
+    the order statistics kept (``n_exact`` unchanged), except where the statistics' series starts with
+    these points (no usable point before, or the first calibrated points of an object whose statistics
+    used ``inst_mag``): those are exact, computed from the new points. Rows without new points are
+    returned unchanged; the order of ``rows`` is kept.
+    """
+    old = rows.to_pandas()
+    old_ref = rows.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array
+    ids = old["object_id"].to_numpy(np.int64)
+    at = pd.Index(ids).get_indexer(points["object_id"].to_numpy(np.int64))
+    if (at < 0).any():
+        missing = np.unique(points["object_id"].to_numpy(np.int64)[at < 0])[:5]
+        raise ValueError(f"merge: points of objects not in the rows given (e.g. {missing.tolist()})")
+    n_obj = len(ids)
+    k = np.bincount(at, minlength=n_obj)
+    old_n_det = old["n_det"].to_numpy(np.int64)
+    # position: mean unit vector and sum of squared chords, from (ra, dec, pos_rms) and the new points
+    rms = 2.0 * np.sin(old["pos_rms_arcsec"].to_numpy(np.float64) / _ARCSEC / 2.0)  # arcsec -> chord
+    length = np.sqrt(np.clip(1.0 - rms**2, 0.0, 1.0))
+    s_old = unit_vectors(old["ra"].to_numpy(), old["dec"].to_numpy()) * (length * old_n_det)[:, None]
+    xyz = unit_vectors(points["ra"].to_numpy(), points["dec"].to_numpy())
+    s_new = np.column_stack([np.bincount(at, xyz[:, j], n_obj) for j in range(3)])
+    n_det = old_n_det + k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_new = s_new / np.maximum(k, 1)[:, None]
+        m2_new = np.bincount(at, np.sum((xyz - mean_new[at]) ** 2, axis=1), n_obj)
+        mean_old = s_old / np.maximum(old_n_det, 1)[:, None]
+        m2 = old_n_det * rms**2 + m2_new + np.sum((mean_new - mean_old) ** 2, axis=1) * old_n_det * k / np.maximum(n_det, 1)
+        total = s_old + s_new
+        centre = total / np.linalg.norm(total, axis=1, keepdims=True)
+        resultant = np.linalg.norm(total, axis=1) / np.maximum(n_det, 1)
+        spread = np.sqrt(np.maximum(m2 / np.maximum(n_det, 1) + (1.0 - resultant) ** 2, 0.0))
+    ra, dec = vector_to_radec(centre)
+    # the statistics' series
+    old_cal = old["n_cal"].to_numpy(np.int64)
+    new_cal = np.bincount(at, _calibrated(points), n_obj).astype(np.int64)
+    use_cal = (old_cal + new_cal) > 0
+    m, e = series(points, use_cal[at])
+    fresh = moments(at, m, e, n_obj)
+    restart = ((old_cal == 0) & (new_cal > 0)) | (old["n"].to_numpy(np.int64) == 0)
+    before = moments_of_rows(old)
+    before = {key: np.where(restart, 0 if key in ("n", "m2", "w", "wm2") else np.nan, v) for key, v in before.items()}
+    merged = moment_columns(merge_moments(before, fresh))
+    cols = {c: old[c].to_numpy() for c in old.columns if c not in ("ref_id", "refcat", "stats_mag")}
+    touched = k > 0
+    if restart.any():  # the series is only the new points: their order statistics are exact
+        pick = np.flatnonzero(restart[at])
+        order = light_curve_stats(at[pick], points["mjd"].to_numpy(np.float64)[pick], m[pick], e[pick], n_obj)
+        for c in [*ORDER_COLUMNS, "n_exact"]:
+            cols[c] = np.where(restart & touched, order["n" if c == "n_exact" else c], cols[c]).astype(cols[c].dtype)
+    for c, v in merged.items():
+        cols[c] = np.where(touched, v, cols[c]).astype(cols[c].dtype)
+    cols["ra"] = np.where(touched, ra, cols["ra"])
+    cols["dec"] = np.where(touched, dec, cols["dec"])
+    cols["pos_rms_arcsec"] = np.where(touched, chord_to_arcsec(spread), cols["pos_rms_arcsec"]).astype(np.float32)
+    cols["_healpix_29"] = np.asarray(compute_spatial_index(cols["ra"], cols["dec"]), dtype=np.int64)
+    cols["n_det"] = n_det.astype(np.int32)
+    cols["n_cal"] = (old_cal + new_cal).astype(np.int32)
+    cols["stats_mag"] = np.where(use_cal, "mag", "inst_mag").astype(object)
+    cols["refcat"] = old["refcat"].to_numpy(object)
+    mjd = points["mjd"].to_numpy(np.float64)
+    lo, hi = np.full(n_obj, np.inf), np.full(n_obj, -np.inf)
+    np.minimum.at(lo, at, mjd)
+    np.maximum.at(hi, at, mjd)
+    cols["first_mjd"] = np.fmin(cols["first_mjd"], np.where(touched, lo, np.nan))
+    cols["last_mjd"] = np.fmax(cols["last_mjd"], np.where(touched, hi, np.nan))
+    by_time = np.argsort(mjd, kind="stable")  # a missing ref_id: the earliest new point's that has one
+    ref = old_ref.copy()
+    missing = np.asarray(ref.isna())
+    ref[missing] = _first_ref(points.iloc[by_time], at[by_time], n_obj, [pd.NA] * n_obj)[missing]
+    cols["ref_id"] = pa.array(ref, pa.int64())
+    schema = table_schema(OBJECTS)
+    return pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], f.type)
+                     for f in schema}, schema=schema)
+
+
+def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> bool:
+    """Whether a partition's objects (their ``n`` and ``n_exact`` after an update) need their order
+    statistics recomputed: their points have grown past :data:`REFRESH_GROWTH` times those described."""
+    return bool(np.sum(n, dtype=np.int64) > REFRESH_GROWTH * np.sum(n_exact, dtype=np.int64))
+
+
+def points_schema() -> pa.Schema:
+    """The LAKE/lightcurves schema."""
+    return table_schema(LIGHTCURVES)
