@@ -168,8 +168,8 @@ def _maps_section(lake: Lake, maps, out: Path, rendered: dict) -> tuple[str, lis
 
 
 def _variables_table(objects) -> str:
-    cols = ["object_id", "refcat", "ref_id", "ra", "dec", "n", "median_mag", "std_mag", "chi2_dof", "stetson_j",
-            "amplitude_clip", "first_mjd", "last_mjd"]
+    cols = ["object_id", "refcat", "ref_id", "ra", "dec", "n", "n_exact", "median_mag", "std_mag", "chi2_dof",
+            "stetson_j", "amplitude_clip", "first_mjd", "last_mjd"]
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = ["<tr>" + "".join(f"<td>{_fmt(getattr(r, c), 5 if c in ('ra', 'dec') else 3)}</td>" for c in cols) + "</tr>"
             for r in objects]
@@ -302,7 +302,9 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
     if variables:
         body += (f"\n<h2>Most variable objects</h2>\n<p class=muted>The {len(variables)} of {n_objects} objects with "
                  f"the highest Stetson J among those with at least {VARIABLE_MIN_N} points (skylake objects build; "
-                 f"light curves: skylake lightcurve).</p>\n" + _variables_table(variables))
+                 f"light curves: skylake lightcurve). n, std and chi2/dof count every point; the median, Stetson J "
+                 f"and clipped amplitude were computed when there were n_exact of them (recomputed once a "
+                 f"partition's points grow by a quarter).</p>\n" + _variables_table(variables))
     report.index.write_text(_page(f"skylake: {lake.url}", body))
     log.info("%s", report)
     return report
