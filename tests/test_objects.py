@@ -349,10 +349,11 @@ def test_readers_and_command_line(grown, tmp_path):
     ra, dec = float(stars["ra"][4]), float(stars["dec"][4])
     cat = lsdb.open_catalog(lake.path(OBJECTS))
     points = lsdb.open_catalog(lake.path(LIGHTCURVES))
-    inner = stars[grown["far"]].iloc[0]  # away from partition edges: its points are in its partition
-    near = cat.cone_search(ra=inner["ra"], dec=inner["dec"], radius_arcsec=3).join_nested(
-        points, left_on="object_id", right_on="object_id", nested_column_name="lc").compute()
-    assert len(near) == 1 and len(near["lc"].iloc[0]) == near["n_det"].iloc[0] == 2 * N_FRAMES
+    for star in (stars.iloc[0], stars[grown["far"]].iloc[0]):  # on a partition edge; inside, with 2 nights
+        near = cat.cone_search(ra=star["ra"], dec=star["dec"], radius_arcsec=3).join_nested(
+            points, left_on="object_id", right_on="object_id", nested_column_name="lc").compute()
+        # an object's points are filed under its position: the join finds them all, even on an edge
+        assert len(near) == 1 and len(near["lc"].iloc[0]) == near["n_det"].iloc[0] >= N_FRAMES
     con = duckdb.connect()
     n = con.execute(f"SELECT sum(n_det), count(*) FROM read_parquet('{lake.path(OBJECTS)}/dataset/*/*/*/*.parquet', "
                     "hive_partitioning = true)").fetchone()

@@ -311,8 +311,13 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         lake.store.write_bytes(staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"),
                                parquet_bytes(owned, row_group_size=ROW_GROUP))
         out["path"] = rel
-    new_core = pa.Table.from_pandas(new[core], schema=table_schema(LIGHTCURVES), preserve_index=False)
-    out["points"] = _stage_points(lake, spec["batch_id"], here, point_files, new_core,
+    # the new points of the objects written here, filed under their object's position (so an object's
+    # points are in its partition, sorted together): written exactly once, by their object's owner
+    home = pd.Series(written.column("_healpix_29").to_numpy(), index=written.column("object_id").to_numpy())
+    mine_new = new[new["object_id"].isin(home.index)]
+    mine_new = mine_new.assign(_healpix_29=home.reindex(mine_new["object_id"]).to_numpy(np.int64))
+    out["points"] = _stage_points(lake, spec["batch_id"], here, point_files,
+                                  pa.Table.from_pandas(mine_new, schema=table_schema(LIGHTCURVES), preserve_index=False),
                                   own_points if exact else None, stale)
     release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
@@ -327,8 +332,9 @@ def _rows(lake: Lake, files: list[str]) -> list[int]:
 def _stage_points(lake: Lake, batch_id: str, here: HealpixPixel, point_files: list[str], new_core: pa.Table,
                   own_points: pa.Table | None, stale: np.ndarray) -> dict:
     """Stage the partition's light-curve file: after an exact pass (``own_points``: every row of its
-    files, read), one file of all its points (less those of ``stale`` frames, plus the new) replacing
-    all of its files; else the new points, merged with the smallest files when there are too many
+    files, read), one file of all its points (less those of ``stale`` frames, plus the new ones of its
+    objects, ``new_core``) replacing all of its files; else the new points, merged with the smallest
+    files when there are too many
     (:func:`~skylake.objects.files.files_to_merge`). Returns ``path``/``rows`` of the staged file (None
     when nothing), ``removed`` [(rel, rows)] and the skymap histograms of the rows removed and added."""
     rows_before = _rows(lake, point_files)

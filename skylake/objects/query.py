@@ -51,12 +51,9 @@ def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> tuple[int, np.nd
     return order, np.asarray(pixels, dtype=np.int64)
 
 
-def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
-                 columns: list[str] | None = None, table: str = OBJECTS) -> pa.Table:
-    """Rows of ``table`` (LAKE/objects, or LAKE/lightcurves; all columns, or ``columns``) within
-    ``radius_arcsec`` of (ra, dec) [deg], with ``sep_arcsec``, nearest first."""
-    lake = _lake(lake)
-    check_layout(read_state(lake))
+def _in_pixels(lake, table: str, ra: float, dec: float, radius_arcsec: float, columns=None) -> pa.Table:
+    """Rows of ``table`` whose ``_healpix_29`` lies in the cone's pixels (:func:`cone_pixels`): only the
+    partitions holding them, and in their files the row groups whose statistics reach them."""
     order, pixels = cone_pixels(ra, dec, radius_arcsec)
     hit = []
     for p in hats_meta.read_partitions(lake.store, table):
@@ -68,18 +65,27 @@ def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RAD
             hit.append(p)
     files = [f for p in hit for f in lake.store.walk_files(f"{table}/{hats_meta.pixel_dir(p.order, p.pixel)}",
                                                            ".parquet")]
+    dataset = catalog_dataset(lake, table, files)
     if not files:
-        empty = catalog_dataset(lake, table, []).schema.empty_table()
-        return empty.append_column("sep_arcsec", pa.array([], pa.float64()))
+        return dataset.schema.empty_table() if columns is None else dataset.schema.empty_table().select(columns)
     h29 = pc.field("_healpix_29")
     flt = None
     starts, ends = healpix_to_spatial_index(order, pixels), healpix_to_spatial_index(order, pixels + 1)
     for lo, hi in zip(starts.tolist(), ends.tolist()):
         rng = (h29 >= lo) & (h29 < hi)
         flt = rng if flt is None else flt | rng
+    return dataset.to_table(columns=columns, filter=flt)
+
+
+def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
+                 columns: list[str] | None = None) -> pa.Table:
+    """Objects rows (all columns, or ``columns``) within ``radius_arcsec`` of (ra, dec) [deg], with
+    ``sep_arcsec``, nearest first."""
+    lake = _lake(lake)
+    check_layout(read_state(lake))
     if columns is not None:
         columns = list(dict.fromkeys(["ra", "dec", *columns]))
-    rows = catalog_dataset(lake, table, files).to_table(columns=columns, filter=flt)
+    rows = _in_pixels(lake, OBJECTS, ra, dec, radius_arcsec, columns)
     sep = chord_to_arcsec(np.linalg.norm(unit_vectors(rows.column("ra").to_numpy(), rows.column("dec").to_numpy())
                                          - unit_vectors([ra], [dec]), axis=1))
     keep = np.flatnonzero(sep <= radius_arcsec)
@@ -95,14 +101,12 @@ def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADI
     lake = _lake(lake)
     table = cone_objects(lake, ra, dec, radius_arcsec)
     objects = table.select(SUMMARY).to_pandas()
-    # an object's points lie around it: within the association radius of its position, a little more
-    # as it moved with later points; the cone's objects' farthest point is under 3 x radius + their rms
-    spread = 3.0 * float(read_state(lake).get("radius_arcsec", 3.0))
-    if len(objects):
-        spread += float(np.nanmax(table.column("pos_rms_arcsec").to_numpy(zero_copy_only=False)))
-    points = cone_objects(lake, ra, dec, radius_arcsec + spread, table=LIGHTCURVES).to_pandas()
+    # points are filed under their object's position when they were added (``_healpix_29``), from which
+    # later points move it by less than the association radius
+    spread = 2.0 * float(read_state(lake).get("radius_arcsec", 3.0))
+    points = _in_pixels(lake, LIGHTCURVES, ra, dec, radius_arcsec + spread).to_pandas()
     points = points[points["object_id"].isin(objects["object_id"])].drop(
-        columns=["sep_arcsec", "_healpix_29", "ref_id", "Norder", "Dir", "Npix"])
+        columns=["_healpix_29", "ref_id", "Norder", "Dir", "Npix"])
     flat = points.rename(columns={"ra": "det_ra", "dec": "det_dec"})
     out = flat.merge(objects, on="object_id", how="left", sort=False)
     rank = pd.Series(np.arange(len(objects)), index=objects["object_id"])

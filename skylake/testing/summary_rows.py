@@ -225,7 +225,8 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
                 partitions.append(pixel)
                 tx.stage(ob.OBJECTS, f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
                          table.slice(s, e - s), row_group_size=ob.ROW_GROUP)
-            flat["_healpix_29"] = np.asarray(compute_spatial_index(flat["ra"], flat["dec"]), np.int64)
+            home = pd.Series(table.column("_healpix_29").to_numpy(), index=table.column("object_id").to_numpy())
+            flat["_healpix_29"] = home.reindex(flat["object_id"]).to_numpy(np.int64)  # filed under its object
             pts = pa.Table.from_pandas(flat[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES),
                                        preserve_index=False)
             pkeys = spatial_index_to_healpix(pts.column("_healpix_29").to_numpy(), target_order=order)
@@ -233,8 +234,8 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
                 piece = sort_points(pts.filter(pa.array(pkeys == p)))
                 point_parts.append(HealpixPixel(order, int(p)))
                 point_map += hats_meta.skymap_histogram(piece.column("_healpix_29").to_numpy())
-                tx.stage(LIGHTCURVES, f"{hats_meta.pixel_dir(order, int(p))}/{tx.batch_id}-{lo}.parquet", piece,
-                         row_group_size=POINTS_ROW_GROUP)  # points may spill into a partition of another chunk
+                tx.stage(LIGHTCURVES, f"{hats_meta.pixel_dir(order, int(p))}/{tx.batch_id}.parquet", piece,
+                         row_group_size=POINTS_ROW_GROUP)
             lo = hi
         skymap = hats_meta.skymap_histogram(h29)
         out = staging_path(tx.batch_id, ob.OBJECTS)
