@@ -34,6 +34,23 @@ workers' for an ingest on a ``dask scheduler`` and two ``dask worker`` processes
 and prints, per operation, the time at each size and the ratio of the largest lake's time to the
 smallest's (1.0 = cost independent of the archive). Nothing is asserted.
 
+``--history`` instead measures how the objects update grows with the length of the light curves (an
+archive of the same stars seen night after night)::
+
+    .venv/bin/python benchmarks/scale.py --history                      # 10, 100, 1000 points per object
+    .venv/bin/python benchmarks/scale.py --history --points 10 300 --runs 9
+
+Each lake holds SYNTHETIC frame rows (``--history-frames``, 2e4) and one objects table made through the
+lake's own transaction (``commit_objects``): an object at each star of the batch's field (so every new
+detection attaches to one: the merge path) plus background objects filling the same partitions, each
+with ``--points`` light-curve points in LAKE/lightcurves (so the lakes differ only by the light curves'
+length, from 10 to 1000 nights of history). Then, per lake, ``--runs`` batches of 8 SYNTHETIC frames of
+the field are ingested (with calibration) and each followed by a timed ``build_objects``; printed: the
+median and the mean per update (the mean includes the exact passes that recompute a partition from its
+whole light curves once its points grow by a quarter: amortised, they cost a bounded number of reads
+per point), the light-curve points each update read, and the ratio of the longest history's time to the
+shortest's.
+
 ``--memory`` instead measures memory on lakes larger than a worker can hold::
 
     .venv/bin/python benchmarks/scale.py --memory                         # sources of ~2 and ~6 GB, workers of 600 MB
@@ -95,9 +112,18 @@ def main(argv=None) -> int:
     parser.add_argument("--nights", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--first-night", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one lake, in this process
+    parser.add_argument("--history", action="store_true",
+                        help="measure the objects update against the light curves' length instead")
+    parser.add_argument("--points", nargs="+", type=int, default=[10, 100, 1000],
+                        help="--history: light-curve points per object, one lake each")
+    parser.add_argument("--background", type=int, default=20_000,
+                        help="--history: background objects around the field (besides one per field star)")
+    parser.add_argument("--history-frames", type=int, default=20_000, help="--history: frame rows per lake")
     parser.add_argument("--lakes", default=None, help="make (or reuse) the lakes in this directory (timed runs use a "
                         "copy of each, with its summary database)")
     args = parser.parse_args(argv)
+    if args.history:
+        return history_main(args)
     if args.make_memory_lake:
         return make_memory_lake(args.make_memory_lake, args.tiles, args.nights, args.stars, args.first_night)
     if args.memory and args.one:
@@ -242,6 +268,84 @@ def main(argv=None) -> int:
         import driver_cpu
 
         driver_cpu.main(["--runs", str(max(3, args.runs // 2))])
+    return 0
+
+
+def history_main(args) -> int:
+    """``--history``: the objects update on lakes whose light curves are 10 to 1000 points long."""
+    import logging
+
+    logging.getLogger("skylake").setLevel(logging.ERROR)
+    from skylake.lake import Lake
+    from skylake.objects.build import build_objects
+    from skylake.pipeline import ingest
+    from skylake.profile import load_profile
+    from skylake.refcat import import_refcat
+    from skylake.synthetic import write_demo_night, write_reference_catalog
+    from skylake.testing.summary_rows import commit_archive, commit_objects
+
+    tmp = Path(tempfile.mkdtemp(prefix="skylake-history-"))
+    profile = load_profile("demo")
+    rows = {}
+    try:
+        batches = []
+        for k in range(args.runs * len(args.points) + 1):
+            truth = write_demo_night(tmp / f"batch{k}", n_frames=N_BATCH, shape=(512, 512), n_stars=300, seed=100,
+                                     cloud=False, n_variables=0,
+                                     start_utc=f"2026-{3 + k // 28:02d}-{1 + k % 28:02d}T22:00:00")
+            batches.append(tmp / f"batch{k}")
+        refcat = write_reference_catalog(truth.stars, tmp / "refcat")
+        stars = truth.stars
+        warm = Lake.init(tmp / "warm")  # imports, lsdb's first cross-match, the first objects build: untimed
+        import_refcat(warm, "demo", [refcat[0]], "generic", columns_map=refcat[1], progress=False)
+        ingest(warm, [str(batches[-1])], profile, progress=False)
+        build_objects(warm)
+        rng = np.random.default_rng(7)
+        # background objects in the field's partitions: uniform within 1.5 deg of it
+        z = rng.uniform(np.cos(np.radians(1.5)), 1.0, args.background)
+        phi = rng.uniform(0, 2 * np.pi, args.background)
+        import healpy as hp
+
+        c = hp.ang2vec(float(stars["ra"].mean()), float(stars["dec"].mean()), lonlat=True)
+        e1 = np.cross([0.0, 0.0, 1.0], c)
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(c, e1)
+        r = np.sqrt(1 - z**2)
+        vec = np.outer(r * np.cos(phi), e1) + np.outer(r * np.sin(phi), e2) + np.outer(z, c)
+        bra, bdec = hp.vec2ang(vec, lonlat=True)
+        ra = np.r_[stars["ra"].to_numpy(float), np.asarray(bra) % 360.0]
+        dec = np.r_[stars["dec"].to_numpy(float), np.asarray(bdec)]
+        for j, points in enumerate(args.points):
+            lake = Lake.init(tmp / f"lake{points}")
+            import_refcat(lake, "demo", [refcat[0]], "generic", columns_map=refcat[1], progress=False)
+            t0 = time.perf_counter()
+            commit_archive(lake, args.history_frames, NIGHTS, np.random.default_rng(points), refcat="demo")
+            commit_objects(lake, len(ra), np.random.default_rng(points + 1), refcat="demo", positions=(ra, dec),
+                           points=points, chunk=max(1000, 2_000_000 // points))
+            print(f"lake with {len(ra)} objects x {points} points made in {time.perf_counter() - t0:.0f} s", flush=True)
+            times, read, exact = [], [], []
+            for k in range(args.runs):
+                report = ingest(lake, [str(batches[j * args.runs + k])], profile, progress=False)
+                assert report.ingested == N_BATCH, report
+                t0 = time.perf_counter()
+                update = build_objects(lake)
+                times.append(time.perf_counter() - t0)
+                read.append(update.read.get("points_rows", 0))
+                exact.append(update.partitions_exact)
+                assert update.frames_added == N_BATCH and update.detections > 0, update
+            rows[points] = (statistics.median(times), statistics.mean(times))
+            print(f"  objects update  median {rows[points][0]:.3f} s  mean {rows[points][1]:.3f} s   runs "
+                  + " ".join(f"{t:.3f}" for t in times) + "   points read " + " ".join(map(str, read))
+                  + "   exact partitions " + " ".join(map(str, exact)), flush=True)
+            shutil.rmtree(tmp / f"lake{points}", ignore_errors=True)
+        first, last = args.points[0], args.points[-1]
+        print(f"\nobjects update by light-curve length ({len(ra)} objects; ratio = {last} / {first} points):")
+        print("  points per object    median [s]   mean [s]")
+        for points, (med, mean) in rows.items():
+            print(f"  {points:17d} {med:12.3f} {mean:10.3f}")
+        print(f"  ratio {rows[last][0] / rows[first][0]:.2f}x (median), {rows[last][1] / rows[first][1]:.2f}x (mean)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
