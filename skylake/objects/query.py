@@ -33,7 +33,7 @@ DEFAULT_RADIUS_ARCSEC = 5.0
 
 #: Object columns repeated on every point of ``light_curve``'s answer.
 SUMMARY = ["object_id", "refcat", "ref_id", "ra", "dec", "sep_arcsec", "n", "mean_mag", "std_mag", "chi2_dof",
-           "stetson_j", "amplitude", "stats_mag"]
+           "stetson_j", "n_exact", "amplitude", "stats_mag"]
 
 
 def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> tuple[int, np.ndarray]:
@@ -146,9 +146,11 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
         ax.errorbar(lc["mjd"], lc[use], yerr=lc[err], fmt="o", ms=3, capsize=0)
         ax.invert_yaxis()
         ref = f" ref:{lc['refcat'].iloc[0]}:{lc['ref_id'].iloc[0]}" if lc["refcat"].iloc[0] else ""
-        ax.set_title(f"object {oid}{ref}  sep {lc['sep_arcsec'].iloc[0]:.1f}\"  n {lc['n'].iloc[0]}  "
+        n, n_exact = lc["n"].iloc[0], lc["n_exact"].iloc[0]
+        of = f" (of {n_exact} points)" if n_exact < n else ""  # order statistics not yet recomputed
+        ax.set_title(f"object {oid}{ref}  sep {lc['sep_arcsec'].iloc[0]:.1f}\"  n {n}  "
                      f"std {lc['std_mag'].iloc[0]:.3f}  chi2/dof {lc['chi2_dof'].iloc[0]:.1f}  "
-                     f"J {lc['stetson_j'].iloc[0]:.2f}", fontsize=8)
+                     f"J {lc['stetson_j'].iloc[0]:.2f}{of}", fontsize=8)
         band = lc["band"].iloc[0] if "band" in lc and lc["band"].iloc[0] else ""
         ax.set_ylabel(f"{band} [mag]" if use == "mag" and band else "calibrated [mag]" if use == "mag"
                       else "instrumental [mag]")
