@@ -303,8 +303,8 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
         body += (f"\n<h2>Most variable objects</h2>\n<p class=muted>The {len(variables)} of {n_objects} objects with "
                  f"the highest Stetson J among those with at least {VARIABLE_MIN_N} points (skylake objects build; "
                  f"light curves: skylake lightcurve). n, std and chi2/dof count every point; the median, Stetson J "
-                 f"and clipped amplitude were computed when there were n_exact of them (recomputed once a "
-                 f"partition's points grow by a quarter).</p>\n" + _variables_table(variables))
+                 f"and clipped amplitude were computed when there were n_exact of them (recomputed once an "
+                 f"object's points grow by a quarter).</p>\n" + _variables_table(variables))
     report.index.write_text(_page(f"skylake: {lake.url}", body))
     log.info("%s", report)
     return report

@@ -138,32 +138,47 @@ def test_updated_statistics_equal_those_of_the_whole_light_curves(local):
     assert (by_part["n"] <= 1.25 * by_part["n_exact"]).all()
 
 
-def test_a_partition_is_recomputed_exactly_once_its_points_grow_by_a_quarter(tmp_path):
-    """Night after night on the same stars: updates merge (reading no light-curve point) until a
-    partition's points pass 1.25 x those its order statistics describe; then that partition is
-    recomputed from its whole light curves (its files merged into one) and is current again."""
+def test_objects_are_recomputed_from_their_light_curves_once_their_points_grow_by_a_quarter(tmp_path):
+    """Night after night on the same stars: an update merges the new points (reading none of the
+    history) until an object's points pass 1.25 x those its order statistics describe; then that
+    object's whole light curve is read (its own points only) and its statistics are current again. A
+    star seen on every frame beside stars seen once a night is recomputed on its own schedule."""
     rng = np.random.default_rng(3)
     lake = Lake.init(tmp_path / "lake")
     stars = random_stars(300, (150.0, 150.4), (20.0, 20.4), rng)  # over two order-5 partitions
     commit_night(lake, stars, "2026-05-01", N_FRAMES, rng)
-    parts = build_objects(lake).partitions
-    assert parts == 2
+    assert build_objects(lake).partitions == 2
     seen = []
     for k in range(2, 9):  # each night adds 1/k of the points so far
+        before = _table(lake).set_index("object_id")
         commit_night(lake, stars, f"2026-05-{k:02d}", N_FRAMES, rng)
         r = build_objects(lake)
-        t = _table(lake)
-        seen.append((r.partitions_exact, r.read["points_rows"], int(t["n"].sum()), int(t["n_exact"].sum()),
-                     len(lake.store.walk_files(f"{LIGHTCURVES}/dataset", ".parquet"))))
-    for exact, points_read, n, n_exact, files in seen:
-        assert n <= 1.25 * n_exact
-        if exact:  # whole light curves read (and the margin's, from the neighbour), statistics current, one file
-            assert n - 300 * N_FRAMES <= points_read < 1.1 * (n - 300 * N_FRAMES) and n_exact == n and files == parts
-        else:  # nothing of the history read; the new points appended
-            assert points_read == 0 and n_exact < n and files == 2 * parts
+        after = _table(lake).set_index("object_id")
+        redone = after["n_exact"] != before["n_exact"]
+        assert (after["n"] <= 1.25 * after["n_exact"]).all()
+        # exactly the recomputed objects' stored points were read (their own, no other's), nothing else
+        assert r.objects_exact == redone.sum() and r.read["points_rows"] == before.loc[redone, "n_det"].sum()
+        assert (after.loc[redone, "n_exact"] == after.loc[redone, "n"]).all()
+        seen.append(r.objects_exact)
     # the points after nights 2, 3, 4 are 2x, 1.5x, 1.33x those described: exact; after night 5 1.25x (not
     # past it): merged; night 6 1.5x of night 4's: exact; 7 merged, 8 exact
-    assert [s[0] for s in seen] == [parts, parts, parts, 0, parts, 0, parts]
+    # (two blended stars' objects, with other counts, run on their own schedule)
+    assert [n > 250 for n in seen] == [True, True, True, False, True, False, True]
+    # the size-tiered merge keeps each partition's light-curve files few
+    assert len(lake.store.walk_files(f"{LIGHTCURVES}/dataset", ".parquet")) == 2 * 8
+
+    # one star observed 8 times a night more: recomputed whenever it grows by a quarter, the others not
+    from test_objects import _isolated
+
+    one = stars.iloc[_isolated(stars, 20.0)[:1]]  # a star alone (its object has 64 points, all described)
+    done = []
+    for k in range(9, 12):  # 96 > 1.25 x 64: exact; 128 > 1.25 x 96: exact; 160 = 1.25 x 128: merged
+        commit_night(lake, one, f"2026-05-{k:02d}", 4 * N_FRAMES, rng)
+        r = build_objects(lake)
+        done.append((r.objects_exact, r.read["points_rows"]))
+    assert done == [(1, 64), (1, 96), (0, 0)]
+    t = _table(lake).set_index("n_det")
+    assert (t["n"] <= 1.25 * t["n_exact"]).all()
 
 
 def test_a_table_of_the_older_layout_is_refused_with_what_to_do(tmp_path):

@@ -667,6 +667,9 @@ class Transaction:
         #: tables whose rows this batch never moves between directories (each rewritten directory keeps its
         #: own rows): their directories are swapped one by one, never the whole table (see :meth:`_swaps`)
         self.in_place: set[str] = set()
+        #: tables whose rows this batch may move from one directory to another: a directory that only loses
+        #: files while others gain them makes the whole table swap (else a moved row is briefly seen twice)
+        self.moving: set[str] = set()
         self.entry: Entry | None = None  # set at the commit point
         self.bytes_staged = 0
         # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
@@ -861,7 +864,9 @@ class Transaction:
         children; a rewrite whose rows land elsewhere) is swapped whole: its rows may move between
         directories, and only one exchange of the table keeps a reader from seeing them twice (and
         keeps lsdb's partition_info.csv in step with the directories), unless the batch says its rows stay
-        where they are (``in_place``: the frame index, LAKE/lightcurves). Otherwise each directory that
+        where they are (``in_place``: the frame index, appended LAKE/lightcurves); so is a table whose rows
+        the batch may move (``moving``: LAKE/objects) when a directory only loses files while others gain
+        them. Otherwise each directory that
         both loses and gains files (a compacted partition, a rewritten night) is swapped alone; files
         added elsewhere are plain renames.
         """
@@ -869,6 +874,7 @@ class Transaction:
         for table in sorted({r.table for r in self.removes}):
             add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
             rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
-            whole = add_dirs - rem_dirs and table != frame_index.INDEX and table not in self.in_place
+            whole = (add_dirs - rem_dirs or (table in self.moving and add_dirs and rem_dirs - add_dirs)) \
+                and table != frame_index.INDEX and table not in self.in_place
             swaps += [table] if whole else sorted(add_dirs & rem_dirs)
         return swaps

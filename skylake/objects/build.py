@@ -28,8 +28,9 @@ An update (``build_objects``) runs under the lake's writer lock and costs what c
 * **per partition**: each objects partition whose view (itself plus a margin band) holds a detection or
   an old point of a re-processed frame is one task (:func:`skylake.objects.partition.build_partition`,
   on the dask cluster when a client is given). It merges the new points into the touched objects' rows
-  and appends them to the light curves (or recomputes the partition exactly from its light curves
-  once they have grown by a quarter, or when frames were recalibrated or removed), writing its files
+  and appends them to the light curves (an object whose points grew by a quarter gets its order
+  statistics from its whole light curve; the partitions around recalibrated or removed frames are
+  recomputed whole), writing its files
   into the commit's staging area and returning a small manifest. The driver commits the files, both
   catalogs' HATS metadata and the state files: one commit of the lake's log, so readers see the old
   tables or the new ones, never a mix. Untouched partition files stay as they are.
@@ -103,7 +104,8 @@ class BuildReport:
     objects: int = 0  # objects in the table after it
     objects_new: int = 0
     partitions_rewritten: int = 0
-    partitions_exact: int = 0  # of those, recomputed from whole light curves (summary.REFRESH_GROWTH)
+    partitions_exact: int = 0  # of those, recomputed from whole light curves (frames recalibrated or gone)
+    objects_exact: int = 0  # objects whose order statistics were recomputed (summary.REFRESH_GROWTH)
     partitions: int = 0
     points: int = 0  # light-curve points in LAKE/lightcurves after it
     commit: int | None = None
@@ -119,7 +121,8 @@ class BuildReport:
         return (f"objects: {self.frames_added} frames added, {self.frames_updated} recalibrated, {self.frames_removed} "
                 f"removed; {self.detections} detections associated, {self.objects_new} new objects, "
                 f"{self.objects} in all; {self.partitions_rewritten} of {self.partitions} partitions rewritten "
-                f"({self.partitions_exact} from whole light curves) "
+                f"({self.partitions_exact} from whole light curves; {self.objects_exact} objects' order statistics "
+                f"recomputed) "
                 f"(radius {self.radius_arcsec:g}\", refcat {self.refcat or 'none'}), commit v{self.commit}, "
                 f"{self.seconds:.1f} s")
 
@@ -415,15 +418,17 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         report.timings["plan"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        task_files = _select_partitions(lake, client, cfg, plan, partitions, report)
+        point_partitions = [] if rebuild else hats_meta.read_partitions(lake.store, LIGHTCURVES)
+        task_files, exact = _select_partitions(lake, client, cfg, plan, partitions, point_partitions, report)
         keys = sorted(task_files)
         report.timings["scan"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         spec = {"url": lake.store.location, "batch_id": tx.batch_id, "refcat": cfg.refcat, "radius": cfg.radius,
                 "order": cfg.order, "m_order": cfg.m_order, "partitions": [(p.order, p.pixel) for p in partitions],
+                "point_partitions": [(p.order, p.pixel) for p in point_partitions],
                 "rebuild": rebuild, "frames": plan.frames.drop(columns=["recent"]),
-                "stale": plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64)}
+                "stale": plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64), "exact": exact}
         manifests = _run(client, build_partition, [(k >> 40, k & ((1 << 40) - 1)) for k in keys],
                          [sorted(task_files[k]) for k in keys], shared=spec)
         report.timings["partitions"] = time.perf_counter() - t0
@@ -437,11 +442,13 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
     return report
 
 
-def _select_partitions(lake: Lake, client, cfg: _Settings, plan: _Plan, partitions, report: BuildReport
-                       ) -> dict[int, set]:
-    """The partitions an update recomputes (keys ``order << 40 | pixel``) and the sources files each
+def _select_partitions(lake: Lake, client, cfg: _Settings, plan: _Plan, partitions, point_partitions,
+                       report: BuildReport) -> tuple[dict[int, set], set | None]:
+    """The partitions an update recomputes (keys ``order << 40 | pixel``) with the sources files each
     reads: where the changed frames' detections are (their margins included), and where re-associated or
-    gone frames' old points are (their held pixels; every partition when unknown)."""
+    gone frames' old points are (their held pixels and the partitions around them: their objects', which
+    hold the points, may be across an edge; every partition when unknown). Also the keys of the latter
+    as ``(order, pixel)``: the tasks that recompute exactly (None: all)."""
     files = plan.source_files if plan.source_files is not None else lake.live_files(SOURCES)
     files = [f if f.startswith(f"{SOURCES}/") else f"{SOURCES}/{f}" for f in files]
     report.read["sources_files"] = len(files)
@@ -457,19 +464,23 @@ def _select_partitions(lake: Lake, client, cfg: _Settings, plan: _Plan, partitio
         for k in _neighbour_tasks(mpix, cfg.m_order, partitions, cfg.order).tolist():
             task_files.setdefault(k, set()).update(by_dir[d])
     stale_rows = plan.held[plan.redone]
+    everywhere = sorted(set(partitions) | set(point_partitions))  # a partition may hold points, no object
+    exact: set | None = set()
     if len(stale_rows) and (stale_rows["pixels"].isna().any() if "pixels" in stale_rows else True):
-        for p in partitions:  # where their points are is not recorded: look everywhere
+        for p in everywhere:  # where their points are is not recorded: look everywhere
             task_files.setdefault(p.order * (1 << 40) + p.pixel, set())
+        exact = None
     elif len(stale_rows):
         import healpy as hp
 
         pix = np.unique(np.concatenate([np.asarray(p, np.int64) for p in stale_rows["pixels"]]))
         nb = hp.get_all_neighbours(order2nside(cfg.order), pix, nest=True).ravel()
         allpix = np.unique(np.concatenate((pix, nb[nb >= 0])))
-        o, p = hats_meta.assign_pixels(healpix_to_spatial_index(cfg.order, allpix), partitions, cfg.order)
+        o, p = hats_meta.assign_pixels(healpix_to_spatial_index(cfg.order, allpix), everywhere, cfg.order)
         for k in np.unique(o * (1 << 40) + p).tolist():
             task_files.setdefault(k, set())
-    return task_files
+            exact.add((k >> 40, k & ((1 << 40) - 1)))
+    return task_files, exact
 
 
 def _check_owners(manifests: list[dict]) -> None:
@@ -493,14 +504,19 @@ def _check_owners(manifests: list[dict]) -> None:
                         "with skylake objects build --rebuild)")
 
 
-def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport) -> list[str]:
+def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, rebuild: bool, moved: bool
+                   ) -> list[str]:
     """Stage the LAKE/lightcurves side of the commit: the tasks' files, the files they merged away and the
-    catalog's HATS metadata. Its rows never move between partitions, so no whole-table swap is needed."""
+    catalog's HATS metadata (a rebuild's: of its own files alone, the others are removed). Appended and
+    merged points stay in their partition directory, so its directories are published one by one;
+    points filed again under another partition (``moved``: a rebuild, recalibrated or removed frames,
+    whose objects may have moved) need the whole table swapped at once (:meth:`Transaction._swaps`)."""
     points = [(m["key"], m["points"]) for m in manifests]
-    if not any(p["path"] or p["removed"] for _, p in points):
+    final = set() if rebuild else set(hats_meta.read_partitions(lake.store, LIGHTCURVES))
+    skymap = hats_meta.empty_skymap() if rebuild else hats_meta.read_skymap(lake.store, LIGHTCURVES)
+    report.points = int(skymap.sum())
+    if not any(p["path"] or p["removed"] for _, p in points) and not rebuild:
         return []
-    final = set(hats_meta.read_partitions(lake.store, LIGHTCURVES))
-    skymap = hats_meta.read_skymap(lake.store, LIGHTCURVES)
     for key, p in points:
         for rel, rows in p["removed"]:
             tx.remove(LIGHTCURVES, rel, rows)
@@ -512,7 +528,7 @@ def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport) -
             final.add(HealpixPixel(*key))
         else:
             final.discard(HealpixPixel(*key))
-    tx.in_place.add(LIGHTCURVES)
+    (tx.moving if moved else tx.in_place).add(LIGHTCURVES)
     report.points = int(skymap.sum())
     names = hats_meta.write_metadata(lake.store, staging_path(tx.batch_id, LIGHTCURVES), sorted(final),
                                      report.points, skymap, table_schema(LIGHTCURVES), catalog=LIGHTCURVES)
@@ -541,6 +557,7 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
         report.read["points_rows"] += m["points_read"]
         report.read["points_files"] += m["point_files_read"]
         report.partitions_exact += m["exact"] and m["dirty"]
+        report.objects_exact += m["refreshed"]
         if not m["dirty"]:
             continue
         pixel = HealpixPixel(*m["key"])
@@ -560,7 +577,8 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
     out = staging_path(tx.batch_id, OBJECTS)
     names = hats_meta.write_metadata(lake.store, out, final, report.objects, skymap, table_schema(OBJECTS),
                                      catalog=OBJECTS, catalog_type="object", id_column="object_id")
-    tx.metadata += _commit_points(tx, lake, manifests, report)
+    tx.metadata += _commit_points(tx, lake, manifests, report, rebuild, rebuild or bool(redone.any()))
+    tx.moving.add(OBJECTS)  # an object may move to another partition, leaving one that only loses it
     # the held frames: rows of the nights read, less the redone ones, plus the changed frames
     fp = pd.concat([m["frame_pixels"] for m in manifests] + [pd.DataFrame(
         {"frame_id": np.empty(0, np.int64), "pixel": np.empty(0, np.int64), "n": np.empty(0, np.int64)})])

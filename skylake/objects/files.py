@@ -27,12 +27,37 @@ def _lake(lake) -> Lake:
     return lake if isinstance(lake, Lake) else Lake.open(lake)
 
 
+def data_files(lake, table: str, pixels=None) -> list[str]:
+    """Lake-relative data files of ``table`` (of the partitions ``pixels`` only, when given) at the
+    lake's version: a snapshot's (:class:`skylake.lake.snapshot.Snapshot`) own, else those live now."""
+    if hasattr(lake, "table_files"):  # a snapshot: the files of its commit, wherever they are kept
+        rels = [f"{table}/{r}" for r in lake.table_files(table) if r.startswith("dataset/")]
+        if pixels is None:
+            return rels
+        wanted = {(p.order, p.pixel) for p in pixels}
+        return [r for r in rels if (px := hats_meta.pixel_of(r.split("/", 1)[1])) is not None
+                and (px.order, px.pixel) in wanted]
+    if pixels is None:
+        return lake.store.walk_files(f"{table}/dataset", ".parquet")
+    return [f for p in pixels for f in partition_files(lake, table, p)]
+
+
+def partitions_of(lake, table: str) -> list[HealpixPixel]:
+    """The partitions of ``table`` at the lake's version (a snapshot's: those of its files)."""
+    if hasattr(lake, "table_files"):
+        found = {hats_meta.pixel_of(r.split("/", 1)[1]) for r in data_files(lake, table)}
+        return sorted(p for p in found if p is not None)
+    return hats_meta.read_partitions(lake.store, table)
+
+
 def catalog_dataset(lake, table: str = OBJECTS, files: list[str] | None = None):
     """``table`` (objects or lightcurves) as a pyarrow dataset with ``Norder``/``Dir``/``Npix`` from the
-    paths; ``files`` (lake-relative) restricts it."""
+    paths; ``files`` (lake-relative) restricts it. Of a snapshot, its version's files."""
     import pyarrow.dataset as pads
 
     lake = _lake(lake)
+    if files is None and hasattr(lake, "table_files"):
+        files = data_files(lake, table)
     partitioning = pads.partitioning(pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]),
                                      flavor="hive")
     schema = table_schema(table)

@@ -10,15 +10,16 @@ Two ways to bring a partition up to date (:mod:`skylake.objects.summary`):
 * **merge** (the usual): the partition's objects rows and its neighbours' band rows are read (no light
   curve), the new detections are associated with them, each touched object's row gets its new points
   merged in, the rows are written again, and the new points are *appended* to LAKE/lightcurves as one
-  file. It reads and writes the partition's objects rows, its margin and the new points: not the
-  light curves, so not the archive's history.
+  file, filed under their object's position. It reads and writes the partition's objects rows, its
+  margin and the new points: not the light curves, so not the archive's history. An object whose
+  points have grown past :data:`~skylake.objects.summary.REFRESH_GROWTH` times those its order
+  statistics describe gets them from its whole light curve (its points only: a few row groups around
+  it), so each point is read again a bounded number of times over the archive's life (a geometric
+  series) and no object's order statistics describe fewer than 80 % of its points.
 * **exact**: every statistic is computed from whole light curves, read from the partition's
-  LAKE/lightcurves files and its neighbours' in a band twice as wide. It runs when the partition's points
-  have grown past :data:`~skylake.objects.summary.REFRESH_GROWTH` times those its order statistics
-  describe, when frames are recalibrated or removed (their old points go; the update's ``stale``), and
-  for a build from scratch. Its light-curve files are merged into one at the same time. Since it runs
-  after the history grew by a quarter, its cost over the archive's life is a geometric series: a few
-  reads of each point, whatever the archive's size.
+  LAKE/lightcurves files and its neighbours' in a band twice as wide, and its light-curve files are
+  merged into one without the old points. It runs for the partitions around recalibrated or removed
+  frames (the update's ``stale`` frames, whose old points go) and for a build from scratch.
 
 The task returns a small manifest; the driver (:mod:`skylake.objects.build`) commits every task's files in
 one log entry.
@@ -33,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from hats.pixel_math import HealpixPixel, get_margin
+from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_index_to_healpix
 
 from skylake.calib.model import KRON, calibrated_flux_mags, calibrated_mag
@@ -176,18 +178,51 @@ def _points_frame(table: pa.Table) -> pd.DataFrame:
     return out
 
 
-def _history(lake: Lake, view: View, own_points: list[str], partitions, lake_order: int
+def _points_around(lake: Lake, pixels: np.ndarray, at_order: int, point_partitions, lake_order: int,
+                   skip: HealpixPixel | None = None) -> tuple[list[pa.Table], int]:
+    """The LAKE/lightcurves points filed in ``pixels`` (at ``at_order``): from every light-curve partition
+    holding any of them (but ``skip``), only the row groups that reach them. Returns the tables and how
+    many files were read."""
+    lo, hi = ranges(pixels, at_order)
+    if not len(lo) or not point_partitions:
+        return [], 0
+    fs = None if lake.store.is_local else lake.store.fs
+    orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, np.unique(pixels)), point_partitions,
+                                          lake_order)
+    known = set(point_partitions)
+    tables, n = [], 0
+    for o, p in sorted(set(zip(orders.tolist(), pix.tolist()))):
+        part = HealpixPixel(o, p)
+        if part == skip or part not in known:
+            continue
+        for f in partition_files(lake, LIGHTCURVES, part):
+            tables.append(read_ranges(lake.path(f), lo, hi, filesystem=fs, table=LIGHTCURVES))
+            n += 1
+    return tables, n
+
+
+def _history(lake: Lake, view: View, own_points: list[str], point_partitions, lake_order: int
              ) -> tuple[pa.Table, pa.Table, int]:
     """The light-curve points of the partition (its files whole) and of the wide band around it (the
-    neighbours' files, only the row groups that reach it), and how many files were read."""
+    light-curve partitions there, only the row groups that reach it), and how many files were read."""
     own = _concat(read_files(lake, LIGHTCURVES, own_points), LIGHTCURVES)
-    fs = None if lake.store.is_local else lake.store.fs
-    band, n = [], len(own_points)
-    for nb in view.neighbours(view.wide_pixels, view.w_order, partitions, lake_order):
-        for f in partition_files(lake, LIGHTCURVES, nb):
-            band.append(read_ranges(lake.path(f), *view.wide, filesystem=fs, table=LIGHTCURVES))
-            n += 1
-    return own, _concat(band, LIGHTCURVES), n
+    band, n = _points_around(lake, view.wide_pixels, view.w_order, point_partitions, lake_order,
+                             skip=HealpixPixel(view.order, view.pixel))
+    return own, _concat(band, LIGHTCURVES), n + len(own_points)
+
+
+def _whole_light_curves(lake: Lake, rows: pa.Table, m_order: int, point_partitions, lake_order: int
+                        ) -> tuple[pd.DataFrame, int]:
+    """Every stored point of the objects ``rows``: their points are filed under their positions when
+    added, which moved by less than the association radius since, so the margin-order pixels around
+    each object (its own and the eight neighbours, each at least 4 radii wide) hold them all."""
+    import healpy as hp
+
+    pix = spatial_index_to_healpix(rows.column("_healpix_29").to_numpy(), target_order=m_order)
+    nb = hp.get_all_neighbours(order2nside(m_order), pix, nest=True).ravel()
+    tables, n = _points_around(lake, np.unique(np.r_[pix, nb[nb >= 0]]), m_order, point_partitions, lake_order)
+    points = _points_frame(_concat(tables, LIGHTCURVES))
+    return points[points["object_id"].isin(rows.column("object_id").to_numpy())], n
 
 
 def _positions(rows: pa.Table) -> pd.DataFrame:
@@ -212,18 +247,20 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     manifest for the driver's commit (see the module docstring for the two ways).
 
     ``spec``: the update's settings shared by every task (lake url, batch id, refcat, radius, orders,
-    the lake's partitions, the changed frames with their calibration, ``stale``: frames whose old points
-    go, ``rebuild``). ``files``: the sources files holding the update's detections in this view.
+    the objects' and the light curves' partitions, the changed frames with their calibration, ``stale``:
+    frames whose old points go, ``exact``: the partitions near those points (None: all), ``rebuild``).
+    ``files``: the sources files holding the update's detections in this view.
     """
     lake = _open(spec["url"])
     order, pixel = key
-    lake_order, refcat = spec["order"], spec["refcat"]
-    view = View(order, pixel, spec["m_order"])
+    lake_order, m_order, refcat = spec["order"], spec["m_order"], spec["refcat"]
+    view = View(order, pixel, m_order)
     partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
+    point_partitions = [HealpixPixel(o, p) for o, p in spec["point_partitions"]]
     here = HealpixPixel(order, pixel)
     fs = None if lake.store.is_local else lake.store.fs
     stale = np.asarray(spec["stale"], np.int64)
-    exact = bool(spec["rebuild"] or len(stale))
+    exact = bool(spec["rebuild"] or (len(stale) and (spec["exact"] is None or key in spec["exact"])))
 
     det = read_detections(lake, files, spec["frames"], refcat, view.in_view)
     core = view.in_core(det["_healpix_29"].to_numpy(np.int64))
@@ -241,7 +278,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     hist, stale_ids = None, np.empty(0, np.int64)
     pos = _positions(old)
     if exact and not spec["rebuild"]:  # recalibrated or removed frames: their old points go first
-        history = _history(lake, view, point_files, partitions, lake_order)
+        history = _history(lake, view, point_files, point_partitions, lake_order)
         hist = _points_frame(pa.concat_tables(history[:2]))
         gone = hist["frame_id"].isin(stale).to_numpy()
         stale_ids = np.unique(hist.loc[gone, "object_id"].to_numpy(np.int64))
@@ -253,31 +290,44 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
                     pos["object_id"].to_numpy(), pos["ra"].to_numpy(), pos["dec"].to_numpy(), spec["radius"],
                     lake_order)
     new = det.assign(object_id=ids, ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
-    new = new[table_schema(LIGHTCURVES).names]
+    # as stored (float32 magnitudes): the statistics are then exactly those of LAKE/lightcurves' points
+    new = _points_frame(pa.Table.from_pandas(new[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES),
+                                             preserve_index=False))
     touched = np.union1d(np.unique(ids), stale_ids)
 
     def owned_by_me(rows: pa.Table) -> np.ndarray:
         o, p = hats_meta.assign_pixels(rows.column("_healpix_29").to_numpy(), partitions, lake_order)
         return (o == order) & (p == pixel)
 
-    if not exact:  # merge the new points into the touched objects' rows
+    refreshed, points_read, files_read = 0, 0, 0 if history is None else history[2]
+    if exact:  # every statistic from whole light curves: the partition's objects and those the update touched
+        if hist is None:
+            hist = _points_frame(table_schema(LIGHTCURVES).empty_table())
+        points_read = 0 if history is None else history[0].num_rows + history[1].num_rows
+        pts = pd.concat([hist[hist["object_id"].isin(np.union1d(own_ids, touched))], new], ignore_index=True)
+        cand = summarise(pts, refcat)
+        mine = owned_by_me(cand)
+        kept = own.schema.empty_table()
+    else:  # merge the new points into the touched objects' rows
         known = np.isin(new["object_id"].to_numpy(np.int64), old_ids)
         cand = pa.concat_tables([merge(old.filter(pa.array(np.isin(old_ids, ids))), new[known]),
                                  summarise(new[~known], refcat)])
         mine = owned_by_me(cand)
         kept = own.filter(pa.array(~np.isin(own_ids, touched)))
-        exact = needs_refresh(np.r_[kept.column("n").to_numpy(), cand.column("n").to_numpy()[mine]],
-                              np.r_[kept.column("n_exact").to_numpy(), cand.column("n_exact").to_numpy()[mine]])
-        if exact:  # a quarter more points than the order statistics describe: recompute them all
-            history = _history(lake, view, point_files, partitions, lake_order)
-            hist = _points_frame(pa.concat_tables(history[:2]))
-    if exact:  # every statistic from whole light curves: the partition's objects and those the update touched
-        if hist is None:
-            hist = _points_frame(table_schema(LIGHTCURVES).empty_table())
-        pts = pd.concat([hist[hist["object_id"].isin(np.union1d(own_ids, touched))], new], ignore_index=True)
-        cand = summarise(pts, refcat)
-        mine = owned_by_me(cand)
-        kept = own.schema.empty_table()
+        # objects of this partition whose points grew by a quarter since their order statistics were
+        # computed: those from their whole light curves (each object's, so none is ever staler than that)
+        due = mine & needs_refresh(cand.column("n").to_numpy(), cand.column("n_exact").to_numpy())
+        if due.any():
+            points, files_read = _whole_light_curves(lake, cand.filter(pa.array(due)), m_order, point_partitions,
+                                                     lake_order)
+            redo_ids = cand.column("object_id").to_numpy()[due]
+            fresh = summarise(pd.concat([points, new[new["object_id"].isin(redo_ids)]], ignore_index=True), refcat)
+            fresh = fresh.filter(pa.array(owned_by_me(fresh)))  # (a position rounded across the edge: merged)
+            cand_ids = cand.column("object_id").to_numpy()
+            keep = ~np.isin(cand_ids, fresh.column("object_id").to_numpy())
+            cand, mine = pa.concat_tables([cand.filter(pa.array(keep)), fresh]), np.r_[mine[keep],
+                                                                                       np.ones(fresh.num_rows, bool)]
+            refreshed, points_read = fresh.num_rows, len(points)
     written = cand.filter(pa.array(mine))
     owned = pa.concat_tables([kept, written])
     owned = owned.take(np.lexsort((owned.column("object_id").to_numpy(), owned.column("_healpix_29").to_numpy())))
@@ -287,15 +337,14 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     own_points = history[0] if history is not None else None
 
     out = {"key": key, "dirty": bool(written.num_rows or not np.isin(own_ids, owned_ids).all()),
-           "exact": bool(exact), "rows": owned.num_rows, "path": None,
+           "exact": bool(exact), "refreshed": refreshed, "rows": owned.num_rows, "path": None,
            "removed": [(posixpath.relpath(f, OBJECTS), n) for f, n in zip(own_files, _rows(lake, own_files))],
            "hist_old": _sparse_hist(own.column("_healpix_29").to_numpy()),
            "hist_new": _sparse_hist(owned.column("_healpix_29").to_numpy()),
            "dropped": 0 if own_points is None else int(np.isin(own_points.column("frame_id").to_numpy(), stale).sum()),
            "objects_new": int((~np.isin(written.column("object_id").to_numpy(), old_ids)).sum()),
            "detections": int(core.sum()), "objects_read": old.num_rows,
-           "points_read": 0 if history is None else history[0].num_rows + history[1].num_rows,
-           "point_files_read": 0 if history is None else history[2],
+           "points_read": points_read, "point_files_read": files_read,
            "homes": sorted(set(zip(f_orders.tolist(), f_pixels.tolist()))),
            "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
            "leaving": np.intersect1d(foreign.column("object_id").to_numpy(), own_ids),

@@ -27,7 +27,7 @@ from skylake.lake import hats_meta
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.associate import chord_to_arcsec, unit_vectors
 from skylake.objects.build import ObjectsError, check_layout, read_state
-from skylake.objects.files import _lake, catalog_dataset
+from skylake.objects.files import _lake, catalog_dataset, data_files, partitions_of
 
 DEFAULT_RADIUS_ARCSEC = 5.0
 
@@ -56,15 +56,14 @@ def _in_pixels(lake, table: str, ra: float, dec: float, radius_arcsec: float, co
     partitions holding them, and in their files the row groups whose statistics reach them."""
     order, pixels = cone_pixels(ra, dec, radius_arcsec)
     hit = []
-    for p in hats_meta.read_partitions(lake.store, table):
+    for p in partitions_of(lake, table):  # (a snapshot's: of its version)
         if p.order <= order:
             inside = np.isin(p.pixel, get_lower_order_pixel(order, pixels, order - p.order))
         else:
             inside = np.isin(get_lower_order_pixel(p.order, p.pixel, p.order - order), pixels)
         if inside:
             hit.append(p)
-    files = [f for p in hit for f in lake.store.walk_files(f"{table}/{hats_meta.pixel_dir(p.order, p.pixel)}",
-                                                           ".parquet")]
+    files = data_files(lake, table, hit)
     dataset = catalog_dataset(lake, table, files)
     if not files:
         return dataset.schema.empty_table() if columns is None else dataset.schema.empty_table().select(columns)

@@ -11,7 +11,7 @@ The statistics of schemas/objects.yaml fall in two kinds:
 * **order statistics** (:data:`ORDER_COLUMNS`: median, MAD, Stetson J, everything after the 4-sigma clip
   about the median): need every point. :func:`merge` keeps them as they are and ``n_exact`` says how
   many points they describe; :func:`summarise` computes them from a whole light curve (the objects
-  update does that for a partition once its points have grown by :data:`REFRESH_GROWTH`).
+  update does that for an object once its points have grown by :data:`REFRESH_GROWTH`).
 
 The statistics' series: ``mag`` when the object has any calibrated point (``stats_mag = 'mag'``), else
 ``inst_mag``; saturated points and points without a finite magnitude or a positive error are left out.
@@ -37,10 +37,10 @@ MOMENT_COLUMNS = ["n", "mean_mag", "wmean_mag", "wmean_mag_err", "std_mag", "chi
 ORDER_COLUMNS = ["median_mag", "mad_mag", "stetson_j", "n_clip", "mean_mag_clip", "median_mag_clip",
                  "wmean_mag_clip", "std_mag_clip", "mad_mag_clip", "chi2_dof_clip", "stetson_j_clip",
                  "amplitude_clip"]
-#: A partition's order statistics are recomputed when its objects' points (in their statistics) exceed
-#: this factor times the points those statistics describe: each point is then read again a bounded
-#: number of times over the archive's life (a geometric series: 1 / (1 - 1/1.25) = 5), and the order
-#: statistics always describe at least 1/1.25 = 80 % of the points.
+#: An object's order statistics are recomputed when its points (in its statistics) exceed this factor
+#: times the points those statistics describe: each point is then read again a bounded number of times
+#: over the archive's life (a geometric series: 1 / (1 - 1/1.25) = 5), and the order statistics always
+#: describe at least 1/1.25 = 80 % of the points.
 REFRESH_GROWTH = 1.25
 _ARCSEC = np.degrees(1.0) * 3600.0
 
@@ -267,10 +267,11 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
                      for f in schema}, schema=schema)
 
 
-def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> bool:
-    """Whether a partition's objects (their ``n`` and ``n_exact`` after an update) need their order
-    statistics recomputed: their points have grown past :data:`REFRESH_GROWTH` times those described."""
-    return bool(np.sum(n, dtype=np.int64) > REFRESH_GROWTH * np.sum(n_exact, dtype=np.int64))
+def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> np.ndarray:
+    """Which objects (their ``n`` and ``n_exact`` after an update) need their order statistics computed
+    again from their whole light curves: their points have grown past :data:`REFRESH_GROWTH` times those
+    the statistics describe."""
+    return np.asarray(n, np.int64) > REFRESH_GROWTH * np.asarray(n_exact, np.int64)
 
 
 def points_schema() -> pa.Schema:
