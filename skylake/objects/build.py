@@ -118,13 +118,13 @@ class BuildReport:
     def __str__(self) -> str:
         if self.commit is None:
             return f"objects up to date ({self.objects} objects in {self.partitions} partitions)"
+        whole = f" ({self.partitions_exact} from whole light curves)" if self.partitions_exact else ""
         return (f"objects: {self.frames_added} frames added, {self.frames_updated} recalibrated, {self.frames_removed} "
                 f"removed; {self.detections} detections associated, {self.objects_new} new objects, "
-                f"{self.objects} in all; {self.partitions_rewritten} of {self.partitions} partitions rewritten "
-                f"({self.partitions_exact} from whole light curves; {self.objects_exact} objects' order statistics "
-                f"recomputed) "
-                f"(radius {self.radius_arcsec:g}\", refcat {self.refcat or 'none'}), commit v{self.commit}, "
-                f"{self.seconds:.1f} s")
+                f"{self.objects} in all; {self.partitions_rewritten} of {self.partitions} partitions rewritten{whole}, "
+                f"{self.objects_exact} objects' median/MAD/Stetson J recomputed from their light curves; "
+                f"{self.points} light-curve points (radius {self.radius_arcsec:g}\", refcat {self.refcat or 'none'}), "
+                f"commit v{self.commit}, {self.seconds:.1f} s")
 
 
 def _lake(lake) -> Lake:

@@ -54,13 +54,15 @@ def _cmd_lightcurve(args) -> int:
 
 def add_commands(subparsers) -> None:
     """Add ``objects build`` and ``lightcurve`` to an argparse subparsers object."""
-    p = subparsers.add_parser("objects", help="objects and light curves (LAKE/objects)")  # not a table
+    p = subparsers.add_parser("objects", help="objects and light curves (LAKE/objects, LAKE/lightcurves)")  # not a table
     sub = p.add_subparsers(dest="objects_command", required=True, metavar="ACTION")
     q = sub.add_parser(
-        "build", help="associate detections into objects, update LAKE/objects",
+        "build", help="associate detections into objects, update LAKE/objects and LAKE/lightcurves",
         description="Associate the detections of frames new or recalibrated since the last build into objects "
-                    "(reference stars by their match, others clustered within --radius), recompute the statistics "
-                    "and light curves of the partitions they touch, and commit them as one batch. Idempotent.")
+                    "(reference stars by their match, others clustered within --radius), merge them into the "
+                    "statistics of the objects they touch (LAKE/objects), append them to the light curves "
+                    "(LAKE/lightcurves), and commit them as one batch. Costs the new frames, not the archive's "
+                    "history. Idempotent.")
     q.add_argument("lake", help="lake directory")
     q.add_argument("--refcat", default=None, metavar="NAME",
                    help="catalogue giving reference ids and calibrated mags (default: the one most frames use)")
@@ -75,8 +77,8 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "lightcurve", help="light curves of the objects near a position",
         description="Cone search on LAKE/objects (pixel-pruned): print the objects within --radius of RA, Dec with "
-                    "their statistics; write their points (CSV, or Parquet for a .parquet name) and a PNG. "
-                    "Exit code 3 when no object is there.")
+                    "their statistics; write their points (LAKE/lightcurves; CSV, or Parquet for a .parquet name) "
+                    "and a PNG. Exit code 4 when no object is there.")
     p.add_argument("lake", help="lake directory")
     p.add_argument("--ra", type=float, required=True, help="right ascension [deg]")
     p.add_argument("--dec", type=float, required=True, help="declination [deg]")
