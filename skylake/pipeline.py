@@ -12,8 +12,10 @@ stage          inputs                      run (pure, per task)            commi
 ingest         ``ingest._plan`` (frame     ``frame.process.process_file``  ``ingest.commit_batch``
                index: what is new)         and each frame product's
                                            ``run(record, sources)``
-calibrate      ``calib.crossmatch.         ``calib.calibrate._run_batch``  ``calib.calibrate.
-               match_frames``              (``fit_frames_task``)           _commit_batch``
+calibrate      ``calib.pairs.BatchPairs.   ``calib.pairs.fit_group``       ``calib.calibrate.
+               match`` (held by the        where the pairs are;            _commit_batch``; its
+               workers per frame group)    ``calib.calibrate._run_batch``  writers, ``calib.pairs.
+                                           (batch-wide steps)              write_matches``
 maps           ``maps.build._map_inputs``  ``write_samples``,              ``maps.store.store_maps``
                                            ``reduce_pixels``
 objects        ``objects.build._plan``,    ``objects.build.                ``objects.build._commit``

@@ -35,6 +35,45 @@ class Runner:
             return 1
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
+    def submit(self, func, *args, priority: int = 0, **kwargs):
+        """``func(*args, **kwargs)``, its result kept where it is made: on a cluster a future whose data
+        stays on the worker that ran it (futures among the arguments, also inside lists, tuples and dicts,
+        reach a task worker to worker, never through this process, and the task runs where most of them
+        are); here, the value itself. Chains of such results are what :meth:`gather` fetches."""
+        if self.client is None:
+            return func(*args, **kwargs)
+        return self.client.submit(func, *args, pure=False, priority=priority, **kwargs)
+
+    def compute(self, delayed: list) -> list:
+        """Dask delayed objects (say an lsdb catalog's partitions, ``to_delayed()``) computed and kept where
+        they are made, as :meth:`submit` keeps a result (here: dask's own scheduler computes them)."""
+        if self.client is None:
+            import dask
+
+            return list(dask.compute(*delayed)) if delayed else []
+        return self.client.compute(delayed)
+
+    def gather(self, held: list) -> list:
+        """The values of results :meth:`submit` or :meth:`compute` keep, fetched here (small ones only)."""
+        if self.client is None:
+            return list(held)
+        return self.client.gather(held)
+
+    def again_if_died(self, func, what: str):
+        """``func()`` (steps of :meth:`submit` and :meth:`gather`), run once more from the start when a worker
+        dies under one of its tasks (``distributed.KilledWorker``, from a cluster that gives up a task at its
+        worker's first death, as :func:`dask_client`'s local one does); a second death raises. ``what``
+        names the steps in the warning."""
+        if self.client is None:
+            return func()
+        from distributed import KilledWorker
+
+        try:
+            return func()
+        except KilledWorker as exc:
+            log.warning("a worker died %s (%s); it is done again", what, exc)
+            return func()
+
     def map(self, func, items: list, window: int, on_died=None, split=None, priority: int = 0, **kwargs) -> Iterator:
         """Yield ``func(item, **kwargs)`` results as they complete, with at most ``window`` in flight.
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skylake.calib import astrometry, zeropoint
+from skylake.calib import astrometry, model, zeropoint
 from skylake.calib.crossmatch import one_to_one
 from skylake.profile import ProfileError, load_profile
 
@@ -231,13 +231,13 @@ def test_zp_method_is_none_when_no_star_was_used():
 
 
 def test_astrometric_residuals_never_use_excluded_pairs():
-    from skylake.calib.calibrate import _astro
+    from skylake.calib.pairs import residuals
 
     n = 8
     pairs = pd.DataFrame({"ra": 10.0 + np.r_[[1.0] * 3, [9.0] * 5] / 3600, "dec": 0.0, "ra_ref": 10.0, "dec_ref": 0.0,
                           "x": np.arange(n) * 100.0, "y": np.arange(n) * 50.0,
                           "reject": ["", "clipped", "too_faint"] + ["saturated", "edge", "blended", "flagged", "edge"]})
-    stats = _astro(pairs, pd.Series({"nx": 1000, "ny": 1000}))
+    stats = residuals(pairs, pd.Series({"nx": 1000, "ny": 1000}))
     assert stats["astro_n"] == 3 and stats["astro_dra_arcsec"] == pytest.approx(1.0) and np.isnan(stats["astro_dra_dx"])
     assert tuple(stats) == astrometry.COLUMNS
 
@@ -255,3 +255,34 @@ def test_night_fit_leaves_out_rows_of_frames_that_no_longer_exist():
     rows, ext = _nights(rows, earlier, key, "demo", CAL, redo=False, alive={1, 2, 3, 4})
     assert ext["n_frames"].tolist() == [4] and ext["airmass_max"].tolist() == [2.0]
     assert ext["k_ext"].iloc[0] == pytest.approx(0.15) and (rows["zp"] == rows["zp_fit"]).all()
+
+
+def test_aperture_corrections_from_frame_groups_equal_the_batch_wide_ones():
+    """The workers' groups each give their frames' own corrections; the driver's fallback from them equals
+    the batch-wide computation (frames 3 and 6 have too few clean stars and get the others' median)."""
+    rng = np.random.default_rng(3)
+    n = {1: 12, 2: 9, 3: 2, 4: 7, 5: 15, 6: 1}
+    frame = np.repeat(list(n), list(n.values()))
+    auto = 10 ** rng.uniform(4, 5, frame.size)
+    pairs = pd.DataFrame({"frame_id": frame, "flux_auto": auto, "flux_auto_err": auto / 100,
+                          "flux_ap2": auto * 10 ** (-0.4 * rng.normal(0.05 * frame, 0.01))})
+    clean = rng.uniform(size=frame.size) > 0.1
+    whole = model.aperture_corrections(pairs, "flux_ap2", clean)
+    own = pd.concat([model.own_aperture_corrections(pairs[g], "flux_ap2", clean[g.to_numpy()])
+                     for g in (pairs["frame_id"] <= 2, pairs["frame_id"] > 2)])
+    groups = own.reindex(pd.unique(frame)).fillna(model.apcor_fallback(own))
+    pd.testing.assert_series_equal(groups, whole, check_names=False)
+    assert whole.loc[3] == whole.loc[6] == np.median(whole.loc[[1, 2, 4, 5]])
+
+
+def test_writers_own_consecutive_nights_and_only_their_groups():
+    from skylake.calib.pairs import writer_plans
+
+    zps = pd.DataFrame({"frame_id": range(10), "night": ["a"] * 4 + ["b"] * 2 + [None] + ["c"] * 3,
+                        "zp": 1.0, "color_term": 0.0, "zp_err": 0.01, "zp_n_matched": [10] * 6 + [0] + [10] * 3})
+    group_of = pd.Series(np.arange(10) // 3, index=pd.Index(range(10), name="frame_id"))
+    plans = writer_plans(zps, group_of, n_writers=2)
+    assert [sorted(set(rows["night"])) for _, _, rows in plans] == [["a"], ["b", "c"]]  # 40 and 50 pairs
+    assert [groups for _, groups, _ in plans] == [[0, 1], [1, 2, 3]]  # frame 6 has no pairs: no night=unknown
+    assert len(writer_plans(zps, group_of, n_writers=8)) == 3  # one night each, at most
+    assert writer_plans(zps.iloc[:0], group_of, n_writers=2) == []

@@ -1,6 +1,7 @@
-"""Calibration of a long selection in batches of whole nights, and the per-frame fits as cluster tasks
-(issue 14: the driver holds one batch's pairs and keeps only the batch-wide steps). SYNTHETIC frames:
-three nights of three frames, one field, the demo profile."""
+"""Calibration of a long selection in batches of whole nights, with the pairs held by the workers: the
+one-to-one step, the per-frame fits and the matches files are cluster tasks (issue 14: the driver keeps only
+the batch-wide steps, from per-frame results). SYNTHETIC frames: three nights of three frames, one field,
+the demo profile."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from distributed import get_task_stream
 
 from skylake.calib import calibrate as calib
-from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table
 from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.profile import load_profile
@@ -52,6 +53,14 @@ def _zeropoints(lake: Lake) -> pd.DataFrame:
     return read_table(lake, ZEROPOINTS).drop(columns=COMMIT_COLUMNS).sort_values("frame_id").reset_index(drop=True)
 
 
+def _matches(lake: Lake) -> pd.DataFrame:
+    return read_table(lake, MATCHES).sort_values(["frame_id", "ref_id"]).reset_index(drop=True)
+
+
+def _files(lake: Lake, table: str) -> list[str]:
+    return sorted(lake.live_files(table))
+
+
 def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_cluster(lake, dask_client):
     frames = calib.select_frames(lake)
     assert len(frames) == 9 and frames["night"].nunique() == 3
@@ -64,14 +73,22 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
     # one commit per night
     assert lake.log.published_version() == before + 3 and report.commit == before + 3
     assert report.calibrated == 9 and sum(report.by_status.values()) == 9 and set(report.extinction) == set(NIGHTS)
-    fitted = [t for t in stream.data if str(t["key"]).startswith("fit_frames_task")]
-    assert len(fitted) == 3  # one task per batch (3 frames < FIT_FRAMES_PER_TASK)
+    names = [str(t["key"]) for t in stream.data]
+    for task in ("frames_in", "group_pairs", "fit_group", "write_matches"):  # the pairs' steps, on the workers
+        assert any(n.startswith(task) for n in names), (task, sorted(set(n.split("-")[0] for n in names)))
+    # a group task, a fit task and a writer per batch (3 frames < FRAMES_PER_GROUP, one night)
+    assert sum(n.startswith("fit_group") for n in names) == 3 and sum(n.startswith("write_matches") for n in names) == 3
     batched, ext_batched = _zeropoints(lake), read_table(lake, EXTINCTION).drop(columns=COMMIT_COLUMNS)
+    matches_batched = _matches(lake)
+    assert len(matches_batched) == report.matches > 9 * 50
+    assert len(_files(lake, MATCHES)) == 3  # one file per night
 
     # the same frames again as one batch, fitted in this process: the same rows
     again = calib.calibrate_frames(lake, frames, prof, "demo", redo=True)
     assert again.commit == before + 4 and again.calibrated == 9
     pd.testing.assert_frame_equal(_zeropoints(lake), batched)
+    pd.testing.assert_frame_equal(_matches(lake), matches_batched)  # every pair, row for row
+    assert len(_files(lake, MATCHES)) == 3  # the redo's one file per night replaced the three
     ext = read_table(lake, EXTINCTION).drop(columns=COMMIT_COLUMNS)
     pd.testing.assert_frame_equal(ext.sort_values("night").reset_index(drop=True),
                                   ext_batched.sort_values("night").reset_index(drop=True))

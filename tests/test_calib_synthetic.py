@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from skylake.calib.calibrate import calibrate, plot_zeropoint
-from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, stage_without
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, rewrite_on_workers, stage_without
 from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.refcat import import_refcat
@@ -142,6 +142,8 @@ def test_redo_replaces_only_its_own_calibrations_extinction_and_rewrites_only_it
     staged = []
     monkeypatch.setattr(calib, "stage_without", lambda tx, table, drop, nights=None: staged.append((table, nights))
                         or stage_without(tx, table, drop, nights))
+    monkeypatch.setattr(calib, "rewrite_on_workers", lambda tx, runner, table, refcat, ids, nights=None:
+                        staged.append((table, nights)) or rewrite_on_workers(tx, runner, table, refcat, ids, nights))
     a = calib.calibrate_frames(lake, rest, demo, "demo", redo=True, scheduler=on_client)
     assert a.calibrated == len(rest) and a.calib_key != b.calib_key
     ext = read_table(lake, EXTINCTION).set_index("calib_key")

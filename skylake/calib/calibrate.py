@@ -8,14 +8,18 @@ committed), grouped by the profile that ingested them:
    skipped, so re-running is a no-op; ``redo`` recalibrates them, replacing their earlier rows
    for that catalogue in the same commit;
 2. their sources are cross-matched with the catalogue through lsdb (:mod:`.crossmatch`), reading
-   only the sky they cover, and reduced to one-to-one pairs;
+   only the sky they cover, and reduced to one-to-one pairs per group of frames, where the pairs
+   stay (on the workers, :mod:`.pairs`);
 3. :mod:`.zeropoint` cuts unusable stars and fits each frame, and :mod:`.astrometry` measures the
-   position residuals: pure functions of a frame's pairs, run as tasks of :data:`FIT_FRAMES_PER_TASK`
-   frames on the cluster (the driver keeps only the batch-wide steps: aperture-correction fallback,
-   colour correction of median zeropoints, extinction);
+   position residuals: pure functions of a frame's pairs, run as a task per group of
+   :data:`~skylake.calib.pairs.FRAMES_PER_GROUP` frames where its pairs are; the driver keeps only
+   the batch-wide steps, from the tasks' per-frame results: aperture-correction fallback, colour
+   correction of median zeropoints, extinction;
 4. under the writer lock each touched night's extinction is fitted to all its ok zeropoints of
    this calibration (earlier ones included), frames far below the night's clear-sky line become
-   ``cloudy``, and zeropoints, matches and extinction rows are staged and committed together.
+   ``cloudy``, and zeropoints and extinction rows are staged and committed together with the
+   matches rows, which writer tasks compute from the pairs they hold and the final zeropoints and
+   stage themselves (one file per night).
 
 A frame whose calibration fails gets a zp_status and reason (and a null zp); the rest go on.
 """
@@ -39,11 +43,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.calib import astrometry, model, zeropoint
-from skylake.calib.crossmatch import CalibrationError, match_frames
-from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, stage_without
+from skylake.calib import model, zeropoint
+from skylake.calib.crossmatch import CalibrationError
+from skylake.calib.pairs import BatchPairs
+from skylake.calib.store import (EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rewrite_on_workers,
+                                 rows_of, stage_without)
 from skylake.lake import Lake
 from skylake.lake.lake import _now
+from skylake.lake.tables import night_partition
 from skylake.profile import Calibration, Profile, ProfileError
 from skylake.schema import conform
 
@@ -52,11 +59,9 @@ log = logging.getLogger(__name__)
 FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "reason", "path", "airmass",
                  "saturation", "exptime", "nx", "ny", "mjd", "footprint_ra", "footprint_dec", "n_sources"]
 #: Sources per commit: whole nights whose frames hold up to this many (a night with more is a batch
-#: alone). It bounds what the driver holds (the batch's pairs: ~0.5 GB) and makes a long recalibration
-#: resumable (a re-run skips the batches committed).
+#: alone). It bounds what the workers hold at once (the batch's pairs: ~0.5 GB; the driver holds a few
+#: numbers per frame) and makes a long recalibration resumable (a re-run skips the batches committed).
 BATCH_SOURCES = 2_000_000
-#: Frames per fitting task on a cluster.
-FIT_FRAMES_PER_TASK = 16
 
 
 @dataclass
@@ -133,9 +138,9 @@ def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile
 
     ``refcat`` overrides the catalogue the profiles name; ``profile`` overrides the profile frames
     were ingested with (needed for frames of a profile file that is not in pipelines/). ``client``
-    is a dask distributed Client for the cross-match (None: dask's current scheduler); ``cluster``
-    instead, a callable returning a context manager that yields one, entered only when there is
-    something to match (so a no-op run starts no cluster). ``plots``: a directory for one
+    is a dask distributed Client for the cross-match and the tasks on the pairs (None: this process);
+    ``cluster`` instead, a callable returning a context manager that yields one, entered only when
+    there is something to match (so a no-op run starts no cluster). ``plots``: a directory for one
     checkplot PNG per calibrated frame.
     """
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
@@ -144,11 +149,11 @@ def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile
     reports = []
     with contextlib.ExitStack() as stack:
         def scheduler():
-            """Enter the cluster on first use; then make the client dask's scheduler."""
+            """Enter the cluster on first use; then give its client (the tasks are handed to it)."""
             nonlocal client, cluster
             if client is None and cluster is not None:
                 client, cluster = stack.enter_context(cluster()), None
-            return dask_scheduler(client)
+            return contextlib.nullcontext(client)
 
         for (name, version), group in frames.groupby(["profile", "pipeline_version"], sort=True, dropna=False):
             report = _calibrate_profile(lake, name, version, group, profile, refcat, redo, plots, scheduler)
@@ -176,11 +181,12 @@ def _calibrate_profile(lake: Lake, name: str, version: str, group: pd.DataFrame,
     return calibrate_frames(lake, group, prof, cat, redo=redo, plots=plots, scheduler=scheduler)
 
 
-
 @contextlib.contextmanager
 def dask_scheduler(client):
-    """Context making ``client`` dask's scheduler (lsdb computes on it) and giving it (the fits run on
-    it too); gives None and changes nothing for None."""
+    """Context making ``client`` dask's scheduler and giving it; gives None and changes nothing for None.
+    For :func:`~skylake.calib.crossmatch.match_frames`, which computes on dask's current scheduler. A
+    calibration hands its tasks to its client instead: a client in dask's config would be pickled with it
+    by a LocalCluster's nanny restarting a dead worker, which then fails to start."""
     if client is None:
         yield None
         return
@@ -208,43 +214,13 @@ def night_batches(frames: pd.DataFrame, max_sources: int) -> list[pd.DataFrame]:
     return batches
 
 
-def fit_frames_task(item: tuple[pd.DataFrame, pd.DataFrame], cal: Calibration, use_color: bool):
-    """One task's frames (``item`` = their pairs, their frame rows): each frame's zeropoint fit
-    (:func:`zeropoint.fit_frames`) and astrometric residuals. Pure: nothing is read or written."""
-    pairs, frames = item
-    zps, rejects = zeropoint.fit_frames(pairs, frames, cal, use_color)
-    by_id = frames.set_index("frame_id")
-    judged = pairs.assign(reject=rejects.to_numpy(dtype=object))
-    astro = pd.DataFrame([{"frame_id": fid, **_astro(g, by_id.loc[fid])} for fid, g in judged.groupby("frame_id")],
-                         columns=["frame_id", *astrometry.COLUMNS])
-    return zps, rejects, astro
-
-
-def _fit(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool, client):
-    """Zeropoints (before the batch's colour correction), each pair's reject reason and astrometric
-    residuals of ``frames``: :data:`FIT_FRAMES_PER_TASK` frames per task on ``client`` (None: here)."""
-    from skylake.runtime import Runner
-
-    ids = frames["frame_id"].to_numpy()
-    groups = [ids[i:i + FIT_FRAMES_PER_TASK] for i in range(0, len(ids), FIT_FRAMES_PER_TASK)] or [ids]
-    by_frame = pairs.groupby("frame_id").indices
-    none = np.zeros(0, np.int64)
-    items = [(pairs.iloc[np.concatenate([by_frame.get(f, none) for f in g] or [none])],
-              frames[frames["frame_id"].isin(g)]) for g in groups]
-    out = list(Runner(client).map(fit_frames_task, items, window=len(items), cal=cal, use_color=use_color))
-    zps = pd.concat([o[0] for o in out]).sort_index()
-    rejects = pd.concat([o[1] for o in out]).reindex(pairs.index)
-    astro = pd.concat([o[2] for o in out], ignore_index=True)
-    return zps, rejects, astro
-
-
 def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, redo: bool = False,
-                     plots: str | os.PathLike | None = None, scheduler=lambda: dask_scheduler(None),
+                     plots: str | os.PathLike | None = None, scheduler=lambda: contextlib.nullcontext(None),
                      batch_sources: int = BATCH_SOURCES) -> CalibrationReport:
     """Calibrate ``frames`` (rows of LAKE/frames, :data:`FRAME_COLUMNS`) of profile ``prof`` against
     ``refcat`` and commit the result, one commit per batch of whole nights of at most ``batch_sources``
-    sources (see the module docstring). ``scheduler()`` gives the context the cross-match computes in
-    and the client (or None) the fits run on."""
+    sources (see the module docstring). ``scheduler()`` gives a context yielding the dask client the
+    batch's tasks run on (None: this process)."""
     from skylake.refcat.query import refcat_path
     from skylake.refcat.importer import read_record
 
@@ -258,7 +234,8 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     todo = frames if redo else frames[~frames["frame_id"].isin(done)]
     report.skipped = len(frames) - len(todo)
     if plots is not None and report.skipped:  # frames calibrated before: their checkplots from the lake
-        report.plots += _plot_stored(lake, frames.loc[frames["frame_id"].isin(done), "frame_id"], refcat, key, plots)
+        again = frames[frames["frame_id"].isin(done)]
+        report.plots += _plot_stored(lake, again["frame_id"], refcat, key, plots, nights=again["night"])
     report.timings = dict.fromkeys(("setup", "match", "fit", "commit", "plots"), 0.0)
     report.timings["setup"] = time.monotonic() - t0
     for batch in night_batches(todo, batch_sources):
@@ -271,55 +248,69 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
 @dataclass
 class _BatchOutputs:
     """What one batch's calibration made, before the commit: zeropoint rows per frame (with ``night``)
-    and the pairs with their ``reject`` reasons (the matches rows come from them)."""
+    and the pairs with their ``reject`` reasons, held by the workers (the matches rows come from them)."""
 
     rows: pd.DataFrame
-    pairs: pd.DataFrame
+    pairs: BatchPairs
 
 
 def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str, path: Path, key: str, redo: bool,
                      plots, scheduler, report: CalibrationReport) -> None:
     """Calibrate one batch of whole nights (:func:`night_batches`) in the stage's steps: the pairs of its
-    frames (the cross-match: the inputs), the fits (run), the commit and the checkplots of what was
-    committed; adds to ``report``."""
+    frames (the cross-match: the inputs, held by the workers), the fits (run), the commit and the checkplots
+    of what was committed; adds to ``report``."""
+    from skylake.runtime import Runner
+
     cal = prof.calibration
     t1 = time.monotonic()
     live = todo[todo["status"] != "rejected"]
     fluxes = () if cal.flux == model.KRON else (model.KRON, f"{model.KRON}_err", cal.flux, f"{cal.flux}_err")
-    with scheduler() as client:
+
+    def match_and_fit() -> tuple[_BatchOutputs, float]:
         # lsdb reads the partitions on the workers, each in its own working directory.
-        pairs = match_frames(lake.store.location, live, path, cal.band, cal.color, cal.match_radius_arcsec, fluxes)
-        t2 = time.monotonic()
-        out = _run_batch(pairs, todo, live, prof, refcat, key, client)
-    t3 = time.monotonic()
-    committed = _commit_batch(lake, out, todo, cal, refcat, key, redo, report)
+        pairs = BatchPairs.match(runner, lake.store.location, live, path, cal, fluxes)
+        matched = time.monotonic()
+        return _run_batch(pairs, todo, prof, refcat, key), matched
+
+    with scheduler() as client:
+        runner = Runner(client)
+        out, t2 = runner.again_if_died(match_and_fit, f"calibrating {len(todo)} frames of {_nights_of(todo)}")
+        t3 = time.monotonic()
+        committed = _commit_batch(lake, out, todo, cal, refcat, key, redo, report)
+        del out  # the workers free the pairs
     t4 = time.monotonic()
     if committed is not None and plots is not None:
-        _checkplots(*committed, plots, report)
+        report.plots += _plot_stored(lake, committed["frame_id"], refcat, key, plots, nights=committed["night"])
     for step, seconds in (("match", t2 - t1), ("fit", t3 - t2), ("commit", t4 - t3),
                           ("plots", time.monotonic() - t4)):
         report.timings[step] += seconds
 
 
-def _run_batch(pairs: pd.DataFrame, todo: pd.DataFrame, live: pd.DataFrame, prof: Profile, refcat: str, key: str,
-               client) -> _BatchOutputs:
-    """The fits of one batch (per-frame tasks on ``client`` when given) and the batch-wide steps:
-    aperture corrections, colour correction of median zeropoints, the zeropoint rows."""
+def _nights_of(frames: pd.DataFrame) -> str:
+    """The nights of ``frames``, for a message."""
+    nights = sorted(set(frames["night"].map(night_partition)))
+    return f"night {nights[0]}" + (f" to {nights[-1]}" if len(nights) > 1 else "") if nights else "no night"
+
+
+def _run_batch(pairs: BatchPairs, todo: pd.DataFrame, prof: Profile, refcat: str, key: str) -> _BatchOutputs:
+    """The fits of one batch (where its pairs are) and the batch-wide steps, from the tasks' per-frame
+    results: aperture-correction fallback, colour correction of median zeropoints, the zeropoint rows."""
     cal = prof.calibration
-    pairs, apcor = _calibrated_flux(pairs, live, cal)
-    use_color = bool(cal.color) and bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any())
-    zps, rejects, astro = _fit(pairs, live, cal, use_color, client)
-    zps = zeropoint.colour_correct(zps, pairs, rejects, cal, use_color)
+    use_color = bool(cal.color) and pairs.has_color
+    apcor = pairs.aperture_corrections()
+    zps, astro, colour = pairs.fit(use_color, apcor)
+    if use_color:
+        zps = zeropoint.colour_correct_medians(zps, colour, cal)
     zps = zps.assign(apcor=apcor.reindex(zps.index))
-    pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
     return _BatchOutputs(_zeropoint_rows(todo, zps, astro.set_index("frame_id"), refcat, key, prof), pairs)
 
 
 def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calibration, refcat: str, key: str,
-                  redo: bool, report: CalibrationReport) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+                  redo: bool, report: CalibrationReport) -> pd.DataFrame | None:
     """Under the writer lock: keep the rows of frames still in the lake and not calibrated meanwhile, refit
-    the touched nights' extinction (:func:`_nights`) and commit zeropoints, matches and extinction in one
-    commit. Returns the zeropoint and matches rows committed (None when nothing was)."""
+    the touched nights' extinction (:func:`_nights`) and commit zeropoints, matches (staged by writer tasks
+    where the pairs are) and extinction in one commit. Returns the zeropoint rows committed (None when
+    nothing was)."""
     with lake.transaction("calibrate") as tx:
         # under the lock: another calibration or an ingest --redo may have committed meanwhile
         # only the batch's nights: their extinction is refitted from their zeropoints
@@ -338,72 +329,44 @@ def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calib
         keys = {key}
         if redo:  # explicit: the frames' earlier rows for this catalogue go, listed in this commit
             keys |= set(earlier.loc[earlier["frame_id"].isin(ids), "calib_key"])  # the calibrations replaced
-            for table in (ZEROPOINTS, MATCHES):  # only the frames' nights: matches is the largest table
-                stage_without(tx, table, lambda t: _rows_of(t, refcat, ids), nights=set(rows["night"]))
+            # only the frames' nights; matches, the largest table, rewritten by tasks on the workers
+            stage_without(tx, ZEROPOINTS, lambda t: rows_of(t, refcat, ids), nights=set(rows["night"]))
+            rewrite_on_workers(tx, out.pairs.runner, MATCHES, refcat, ids, nights=set(rows["night"]))
         rows, extinction = _nights(rows, earlier, key, refcat, cal, redo, alive)
         # the touched nights' extinction is refitted: its earlier row goes, and with --redo those of the
         # calibrations replaced (never another calibration's, e.g. another profile's just committed)
-        stage_without(tx, EXTINCTION, lambda t: _rows_of(t, refcat, keys=keys),
+        stage_without(tx, EXTINCTION, lambda t: rows_of(t, refcat, keys=keys),
                       nights=set(extinction["night"]))
-        matches = _match_rows(out.pairs[out.pairs["frame_id"].isin(ids)], rows, refcat, key)
         now = _now()
         rows = rows.assign(batch_id=tx.batch_id, calibrated_at=now)
-        nights = rows.set_index("frame_id")["night"]
         tx.stage_nights(ZEROPOINTS, conform(pa.Table.from_pandas(rows.drop(columns="night"), preserve_index=False),
                                             ZEROPOINTS), rows["night"].tolist())
-        if len(matches):
-            tx.stage_nights(MATCHES, conform(pa.Table.from_pandas(matches, preserve_index=False), MATCHES),
-                            matches["frame_id"].map(nights).tolist())
+        matches = out.pairs.write(tx, rows, refcat, key)  # writer tasks, with the final zeropoints
         ext = extinction.assign(batch_id=tx.batch_id, calibrated_at=now)
         tx.stage_nights(EXTINCTION, conform(pa.Table.from_pandas(ext.drop(columns="night"), preserve_index=False),
                                             EXTINCTION), ext["night"].tolist())
         entry = tx.commit(summary={"calibrate": refcat, "calib_key": key, "frames": len(rows), "redo": redo})
     report.calibrated += len(rows)
-    report.matches += len(matches)
+    report.matches += matches
     report.commit = entry.version
     report.by_status = dict(Counter(report.by_status) + Counter(rows["zp_status"]))
     report.extinction.update({r.night: {"k_ext": r.k_ext, "k_ext_err": r.k_ext_err, "n_frames": r.n_frames,
                                         "status": r.ext_status, "reason": r.ext_reason}
                               for r in extinction.itertuples()})
-    return rows, matches
+    return rows
 
 
-def _checkplots(rows: pd.DataFrame, matches: pd.DataFrame, plots, report: CalibrationReport) -> None:
-    """A checkplot per frame just committed that has matches."""
-    from skylake.calib.plots import checkplot
-
-    out = Path(plots)
-    out.mkdir(parents=True, exist_ok=True)
-    by_frame = dict(tuple(matches.groupby("frame_id")))
-    for row in rows.to_dict("records"):
-        if row["frame_id"] in by_frame:
-            report.plots.append(str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row))))
-
-
-def _calibrated_flux(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration) -> tuple[pd.DataFrame, pd.Series]:
-    """Pairs with ``inst_mag``/``inst_mag_err`` of the calibrated flux (:mod:`.model`), and each frame's
-    aperture correction (0 for the Kron flux). The correction comes from the pairs the star cuts keep
-    for their photometry (not saturated, flagged, blended or at the edge)."""
-    if cal.flux == model.KRON:
-        return pairs, pd.Series(0.0, index=pd.Index(frames["frame_id"], name="frame_id"))
-    by_id = frames.set_index("frame_id")
-    frame = pairs["frame_id"]
-    reasons = zeropoint.select_stars(pairs, cal, frame.map(by_id["saturation"]).to_numpy(float))
-    clean = ~np.isin(reasons, model.ASTRO_EXCLUDE)
-    apcor = model.aperture_corrections(pairs, cal.flux, clean).reindex(by_id.index)
-    mag, err = model.calibrated_flux_mags(pairs, frame.map(by_id["exptime"]).to_numpy(float), cal.flux,
-                                          frame.map(apcor).to_numpy(float))
-    return pairs.assign(inst_mag=mag, inst_mag_err=err), apcor
-
-
-def _plot_stored(lake: Lake, frame_ids, refcat: str, key: str, out) -> list[str]:
-    """Checkplots of calibration ``key`` of ``frame_ids`` as the lake holds it, into ``out``."""
+def _plot_stored(lake: Lake, frame_ids, refcat: str, key: str, out, nights=None) -> list[str]:
+    """Checkplots of calibration ``key`` of ``frame_ids`` (of ``nights``, when known: only those are read)
+    as the lake holds it, into ``out``."""
     from skylake.calib.plots import checkplot
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    zps = read_table(lake, ZEROPOINTS, refcat=refcat, frame_ids=list(frame_ids)).query("calib_key == @key")
-    matches = read_table(lake, MATCHES, refcat=refcat, frame_ids=list(frame_ids)).query("calib_key == @key")
+    zps = read_table(lake, ZEROPOINTS, refcat=refcat, frame_ids=list(frame_ids), nights=nights)
+    zps = zps[zps["calib_key"] == key]
+    matches = read_table(lake, MATCHES, refcat=refcat, frame_ids=list(frame_ids), nights=nights)
+    matches = matches[matches["calib_key"] == key]
     by_frame = dict(tuple(matches.groupby("frame_id")))
     return [str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row)))
             for row in zps.to_dict("records") if row["frame_id"] in by_frame]
@@ -411,24 +374,6 @@ def _plot_stored(lake: Lake, frame_ids, refcat: str, key: str, out) -> list[str]
 
 def plot_name(row: dict) -> str:
     return f"zeropoint-{row['frame_id']}-{row['refcat']}.png"
-
-
-def _rows_of(table: pa.Table, refcat: str, frame_ids: set | None = None, keys: set | None = None) -> np.ndarray:
-    """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / one of the calib ``keys``."""
-    mask = table.column("refcat").to_numpy(zero_copy_only=False) == refcat
-    if frame_ids is not None:
-        mask &= np.isin(table.column("frame_id").to_numpy(), np.fromiter(frame_ids, np.int64))
-    if keys is not None:
-        mask &= np.isin(table.column("calib_key").to_numpy(zero_copy_only=False), list(keys))
-    return mask
-
-
-def _astro(pairs: pd.DataFrame, frame: pd.Series) -> dict:
-    """Astrometric residuals of one frame's good pairs (never the :data:`~skylake.calib.model.ASTRO_EXCLUDE`
-    ones, whose centroids are unreliable; with fewer than 4 the trends are NaN)."""
-    p = pairs[~pairs["reject"].isin(model.ASTRO_EXCLUDE)]
-    dra, ddec = astrometry.offsets_arcsec(p["ra"], p["dec"], p["ra_ref"], p["dec_ref"])
-    return astrometry.residual_stats(dra, ddec, p["x"], p["y"], p["ra_ref"], p["dec_ref"], frame["nx"], frame["ny"])
 
 
 def _zeropoint_rows(frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame, refcat: str, key: str,
@@ -484,24 +429,6 @@ def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, ca
     columns = ["night", "refcat", "calib_key", "k_ext", "k_ext_err", "zp_airmass0", "scatter", "n_frames",
                "airmass_min", "airmass_max", "ext_status", "ext_reason"]
     return rows, pd.DataFrame(ext_rows, columns=columns)
-
-
-def _match_rows(pairs: pd.DataFrame, rows: pd.DataFrame, refcat: str, key: str) -> pd.DataFrame:
-    """Pairs in schemas/matches.yaml layout with calibrated magnitudes (null unless the frame is ok)."""
-    zp = rows.set_index("frame_id")
-    fid = pairs["frame_id"]
-    dra, ddec = astrometry.offsets_arcsec(pairs["ra"], pairs["dec"], pairs["ra_ref"], pairs["dec_ref"])
-    mag = model.calibrated_mag(pairs["inst_mag"].to_numpy(float), fid.map(zp["zp"]).to_numpy(float),
-                               pairs["ref_color"].to_numpy(float), fid.map(zp["color_term"]).to_numpy(float))
-    mag_err = np.hypot(pairs["inst_mag_err"].to_numpy(float), fid.map(zp["zp_err"]).to_numpy(float))
-    reject = pairs["reject"].to_numpy(dtype=object)
-    return pd.DataFrame({
-        "source_id": pairs["source_id"].astype(np.int64), "frame_id": fid.astype(np.int64), "refcat": refcat,
-        "calib_key": key, "ref_id": pairs["ref_id"].astype(np.int64), "sep_arcsec": pairs["sep_arcsec"],
-        "dra_arcsec": dra, "ddec_arcsec": ddec, "x": pairs["x"], "y": pairs["y"], "ref_mag": pairs["ref_mag"],
-        "ref_mag_err": pairs["ref_mag_err"], "ref_color": pairs["ref_color"], "inst_mag": pairs["inst_mag"],
-        "inst_mag_err": pairs["inst_mag_err"], "used": reject == "", "reject": reject,
-        "mag": np.where(np.isfinite(mag), mag, np.nan), "mag_err": np.where(np.isfinite(mag), mag_err, np.nan)})
 
 
 def calibrate_ingested(lake: Lake, profile: Profile, paths: list[str], client=None,

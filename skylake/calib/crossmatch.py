@@ -12,7 +12,8 @@ calibration), and :func:`one_to_one` then makes the pairs unique:
   the second nearest, kept as ``neighbour_mag`` / ``neighbour_sep`` to spot blends); this runs in
   the partitions, on the workers;
 * each reference star keeps, per frame, the nearest of the sources that chose it (nearest wins;
-  the losers are counted in ``n_competing``).
+  the losers are counted in ``n_competing``); a frame's sources span partitions, so this runs on the
+  rows of whole frames: a calibration's frame-group tasks (:mod:`.pairs`), or :func:`match_frames`.
 
 This equals a brute-force nearest-neighbour match of every source against the whole catalogue
 (astropy ``match_to_catalog_sky``) cut at the radius, then reduced per (frame, reference star).
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 #: Source columns a calibration reads (LAKE/sources).
 SOURCE_COLUMNS = ["source_id", "frame_id", "ra", "dec", "x", "y", "inst_mag", "inst_mag_err", "flux_max", "bkg",
                   "edge_dist", "flags"]
+#: Columns of a pair after its source's: the reference star's and the match's (:func:`match_frames`).
+PAIR_COLUMNS = ["ref_id", "ra_ref", "dec_ref", "flags_ref", "ref_mag", "ref_mag_err", "ref_color", "sep_arcsec",
+                "neighbour_mag", "neighbour_sep", "n_competing"]
 #: MOC depth of the footprint search region (order 10 cells: 3.4'); the region is padded by one cell.
 MOC_DEPTH = 10
 
@@ -108,22 +112,40 @@ def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_h
                                  error_empty_filter=False)
 
 
-def crossmatch(left, right, radius_arcsec: float, mag: str, n_neighbors: int = 2) -> pd.DataFrame:
-    """lsdb k-d tree cross-match of two catalogs: every left row (a source, ``source_id``) with its
-    nearest right row (a star, ``ref_id``) within ``radius_arcsec``, plus ``neighbour_mag`` and
-    ``neighbour_sep`` of the next nearest of its ``n_neighbors`` (right column ``mag``). The
-    per-source reduction runs in the partitions, on the workers (a source lives in one partition).
-    Right columns that clash with left ones get ``_ref``; the separation is ``sep_arcsec``.
-    Returns a numpy-backed DataFrame (no index)."""
+def crossmatch_partitions(left, right, radius_arcsec: float, mag: str, n_neighbors: int = 2, band: str | None = None,
+                          color: list[str] | None = None):
+    """The lsdb k-d tree cross-match of two catalogs, not computed: every left row (a source,
+    ``source_id``) with its nearest right row (a star, ``ref_id``) within ``radius_arcsec``, plus
+    ``neighbour_mag`` and ``neighbour_sep`` of the next nearest of its ``n_neighbors`` (right column
+    ``mag``), reduced in each partition, on the workers (a source lives in one partition). Right columns
+    that clash with left ones get ``_ref``; the separation is ``sep_arcsec``. Each partition is a
+    numpy-backed DataFrame (no index); with ``band``, also with the reference columns of
+    :func:`reference_columns` (``color``: the colour's two bands, or None)."""
     xm = left.crossmatch(right, radius_arcsec=radius_arcsec, n_neighbors=n_neighbors, suffixes=("", "_ref"),
                          suffix_method="overlapping_columns", log_changes=False, require_right_margin=True)
-    xm = xm.map_partitions(_nearest_in_partition, mag=mag)
-    df = xm.compute(progress_bar=False)
+    return xm.map_partitions(_nearest_in_partition, mag=mag, band=band, color=color)
+
+
+def crossmatch(left, right, radius_arcsec: float, mag: str, n_neighbors: int = 2) -> pd.DataFrame:
+    """:func:`crossmatch_partitions` computed (on the current dask scheduler) into one DataFrame."""
+    df = crossmatch_partitions(left, right, radius_arcsec, mag, n_neighbors).compute(progress_bar=False)
     return pd.DataFrame({c: _numpy(df[c]) for c in df.columns})
 
 
-def _nearest_in_partition(part: pd.DataFrame, mag: str) -> pd.DataFrame:
-    return nearest_per_source(part.rename(columns={"_dist_arcsec": "sep_arcsec"}), mag=mag)
+def _nearest_in_partition(part: pd.DataFrame, mag: str, band: str | None = None,
+                          color: list[str] | None = None) -> pd.DataFrame:
+    pairs = nearest_per_source(part.rename(columns={"_dist_arcsec": "sep_arcsec"}), mag=mag)
+    pairs = pd.DataFrame({c: _numpy(pairs[c]) for c in pairs.columns})
+    return pairs if band is None else reference_columns(pairs, band, color)
+
+
+def reference_columns(pairs: pd.DataFrame, band: str, color: list[str] | None) -> pd.DataFrame:
+    """``ref_mag``, ``ref_mag_err`` (NaN without ``err_<band>``) and ``ref_color`` (NaN without a
+    ``color``) of pairs holding the catalogue's ``mag_*``/``err_*`` columns, which go."""
+    pairs = pairs.assign(ref_color=(pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if color else np.nan,
+                         ref_mag=pairs[f"mag_{band}"],
+                         ref_mag_err=pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan)
+    return pairs.drop(columns=[c for c in pairs.columns if c.startswith(("mag_", "err_"))])
 
 
 def _numpy(col: pd.Series) -> np.ndarray:
@@ -215,35 +237,62 @@ def refcat_columns(schema_names: list[str], band: str, color: list[str]) -> tupl
     return cols, has_color
 
 
-def match_frames(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: str, color: list[str],
-                 radius_arcsec: float, extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One-to-one pairs of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
-    footprint) with refcat ``refcat_path`` within ``radius_arcsec``.
+def source_columns(extra_columns: tuple[str, ...] = ()) -> list[str]:
+    """The source columns a calibration reads: :data:`SOURCE_COLUMNS` and ``extra_columns`` (other fluxes)."""
+    return SOURCE_COLUMNS + [c for c in extra_columns if c not in SOURCE_COLUMNS]
 
-    Columns: the :data:`SOURCE_COLUMNS` and ``extra_columns`` of the sources, ``ref_id``, ``ra_ref``, ``dec_ref``, ``flags_ref``,
-    ``ref_mag``, ``ref_mag_err``, ``ref_color`` (NaN without a colour), ``sep_arcsec`` and those of
-    :func:`one_to_one`."""
+
+def empty_pairs(extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """No pairs, in the layout of :func:`match_frames`."""
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in source_columns(extra_columns) + PAIR_COLUMNS})
+
+
+def candidate_pairs(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: str, color: list[str],
+                    radius_arcsec: float, extra_columns: tuple[str, ...] = ()) -> list:
+    """The cross-match of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
+    footprint) with refcat ``refcat_path`` within ``radius_arcsec``, not computed: one dask delayed per
+    sources partition under the frames' footprints, each the DataFrame of its sources' nearest stars
+    (:func:`crossmatch_partitions`) with the reference columns, i.e. the pairs of :func:`match_frames`
+    before the per-frame step (no ``n_competing``). Empty when no partition of either catalog overlaps.
+    Raises :class:`CalibrationError` for a band the catalogue lacks or a margin narrower than the radius."""
     import hats
 
     from skylake.refcat.importer import quiet_collection_notice
 
-    source_columns = SOURCE_COLUMNS + [c for c in extra_columns if c not in SOURCE_COLUMNS]
-    empty = pd.DataFrame({c: pd.Series(dtype=float) for c in
-                          source_columns + ["ref_id", "ra_ref", "dec_ref", "flags_ref", "ref_mag", "ref_mag_err",
-                                            "ref_color", "sep_arcsec", "neighbour_mag", "neighbour_sep",
-                                            "n_competing"]})
     moc = footprint_moc(frames, radius_arcsec)
     with quiet_collection_notice():
         schema_names = hats.read_hats(refcat_path).main_catalog.schema.names
     columns, has_color = refcat_columns(schema_names, band, color)
     if moc is None:
-        return empty
+        return []
     right = open_refcat(refcat_path, moc, columns, radius_arcsec)
-    left = open_sources(lake_path, frames["frame_id"], moc, source_columns)
+    left = open_sources(lake_path, frames["frame_id"], moc, source_columns(extra_columns))
     if not left.get_healpix_pixels() or not right.get_healpix_pixels():
-        return empty
-    pairs = nearest_per_star(crossmatch(left, right, radius_arcsec, mag=f"mag_{band}"))
-    pairs["ref_color"] = (pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if has_color else np.nan
-    pairs["ref_mag"] = pairs[f"mag_{band}"]
-    pairs["ref_mag_err"] = pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan
-    return pairs.drop(columns=[c for c in pairs.columns if c.startswith(("mag_", "err_"))])
+        return []
+    return crossmatch_partitions(left, right, radius_arcsec, mag=f"mag_{band}", band=band,
+                                 color=list(color) if has_color else None).to_delayed()
+
+
+def one_to_one_pairs(parts: list[pd.DataFrame], extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The pairs of whole frames from the partitions' :func:`candidate_pairs` holding them: each (frame,
+    star) its nearest source (:func:`nearest_per_star`). Rows in (frame_id, ref_id) order, whatever the
+    partitions' order."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_pairs(extra_columns)
+    return nearest_per_star(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
+
+
+def match_frames(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: str, color: list[str],
+                 radius_arcsec: float, extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One-to-one pairs of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
+    footprint) with refcat ``refcat_path`` within ``radius_arcsec``, computed on the current dask
+    scheduler and gathered here (a calibration keeps them on the workers instead: :mod:`.pairs`).
+
+    Columns: the :data:`SOURCE_COLUMNS` and ``extra_columns`` of the sources, ``ref_id``,
+    ``ra_ref``, ``dec_ref``, ``flags_ref``, ``ref_mag``, ``ref_mag_err``, ``ref_color`` (NaN without a colour),
+    ``sep_arcsec`` and those of :func:`one_to_one`."""
+    import dask
+
+    parts = candidate_pairs(lake_path, frames, refcat_path, band, color, radius_arcsec, extra_columns)
+    return one_to_one_pairs(list(dask.compute(*parts)) if parts else [], extra_columns)

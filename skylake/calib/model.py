@@ -88,13 +88,20 @@ def instrumental_mag_err(flux, flux_err) -> np.ndarray:
 
 
 def aperture_corrections(pairs: pd.DataFrame, flux: str, clean: np.ndarray) -> pd.Series:
-    """Each frame's ``apcor`` [mag] for aperture ``flux``: the median of ``-2.5 log10(flux / flux_auto)``
-    over its ``clean`` pairs with a Kron S/N of at least :data:`APCOR_MIN_SNR`. A frame with fewer than
-    :data:`APCOR_MIN_STARS` such stars gets the median of the frames that have enough (NaN when none
-    has). Indexed by frame_id; 0 everywhere for the Kron flux."""
+    """Each frame's ``apcor`` [mag] for aperture ``flux``: its own (:func:`own_aperture_corrections`), or,
+    for a frame with too few stars, the median of the frames that have enough (:func:`apcor_fallback`; NaN
+    when none has). Indexed by frame_id; 0 everywhere for the Kron flux."""
     frames = pd.Index(pd.unique(pairs["frame_id"]), name="frame_id")
     if flux == KRON:
         return pd.Series(0.0, index=frames)
+    own = own_aperture_corrections(pairs, flux, clean)
+    return own.reindex(frames).fillna(apcor_fallback(own))
+
+
+def own_aperture_corrections(pairs: pd.DataFrame, flux: str, clean: np.ndarray) -> pd.Series:
+    """The median of ``-2.5 log10(flux / flux_auto)`` over each frame's ``clean`` pairs with a Kron S/N of
+    at least :data:`APCOR_MIN_SNR`, for the frames with :data:`APCOR_MIN_STARS` such stars (the others are
+    left out). Indexed by frame_id. A function of each frame's own pairs, so frames can be taken apart."""
     auto = pairs[KRON].to_numpy(np.float64)
     ap = pairs[flux].to_numpy(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -102,9 +109,12 @@ def aperture_corrections(pairs: pd.DataFrame, flux: str, clean: np.ndarray) -> p
         delta = -2.5 * np.log10(ap / auto)
     use = np.asarray(clean, bool) & (auto > 0) & (ap > 0) & (snr >= APCOR_MIN_SNR) & np.isfinite(delta)
     by_frame = pd.Series(delta[use]).groupby(pairs["frame_id"].to_numpy()[use])
-    own = by_frame.median()[by_frame.size() >= APCOR_MIN_STARS]
-    fallback = float(own.median()) if len(own) else np.nan
-    return own.reindex(frames).fillna(fallback)
+    return by_frame.median()[by_frame.size() >= APCOR_MIN_STARS]
+
+
+def apcor_fallback(own: pd.Series) -> float:
+    """The aperture correction of a frame without its own: the median of the frames' ``own`` (NaN without)."""
+    return float(own.median()) if len(own) else np.nan
 
 
 def calibrated_flux_mags(pairs: pd.DataFrame, exptime: np.ndarray, flux: str, apcor: np.ndarray):

@@ -8,11 +8,14 @@
 
 All three are written through :meth:`skylake.lake.Lake.transaction`, so one calibration run is one
 commit of the lake's log, and rows are only ever removed by a commit that lists the removal
-(``--redo``, or a night's extinction refitted with more frames).
+(``--redo``, or a night's extinction refitted with more frames). Matches rows, the bulk, are written and
+rewritten by tasks on the workers (:mod:`skylake.calib.pairs`, :func:`rewrite_on_workers`); the commit
+only records their files.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 
 import numpy as np
@@ -20,11 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.lake import Lake
+from skylake.lake import Lake, counts
 from skylake.lake.lake import Transaction, night_filter
 from skylake.lake.tables import EXTINCTION, MATCHES, ZEROPOINTS
 
-__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "stage_without"]
+__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "stage_without", "rows_of",
+           "rewrite_on_workers"]
 
 
 def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat: str | None = None,
@@ -45,3 +49,73 @@ def stage_without(tx: Transaction, table: str, drop: Callable[[pa.Table], np.nda
     """Rewrite every live file of ``table`` (in ``nights``, if given) holding rows for which ``drop``
     is true without them, in ``tx`` (:meth:`Transaction.rewrite_without`). Returns the rows dropped."""
     return tx.rewrite_without(table, sorted(tx.lake.live_files(table, nights)), drop)
+
+
+def rows_of(table: pa.Table, refcat: str, frame_ids=None, keys=None) -> np.ndarray:
+    """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / one of the calib ``keys``."""
+    mask = table.column("refcat").to_numpy(zero_copy_only=False) == refcat
+    if frame_ids is not None:
+        mask &= np.isin(table.column("frame_id").to_numpy(), np.fromiter(frame_ids, np.int64))
+    if keys is not None:
+        mask &= np.isin(table.column("calib_key").to_numpy(zero_copy_only=False), list(keys))
+    return mask
+
+
+def rewrite_on_workers(tx: Transaction, runner, table: str, refcat: str, frame_ids: set,
+                       nights: set[str] | None = None) -> int:
+    """:func:`stage_without` for the rows of ``refcat`` and ``frame_ids`` (:func:`rows_of`), the files read
+    and rewritten by tasks on ``runner``'s workers (:func:`rewrite_files`): what ``--redo`` does to the
+    matches of its nights, so their rows never pass through the driver. The files staged and removed are
+    those :meth:`Transaction.rewrite_without` would stage and remove. Only for a table whose rows the
+    running counts do not keep (they would need the rows dropped). Returns the rows dropped."""
+    if table in counts.KEEP:
+        raise ValueError(f"{table}: its dropped rows are counted; rewrite it with stage_without")
+    rels = list(enumerate(sorted(tx.lake.live_files(table, nights))))
+    if not rels:
+        return 0
+    n = max(1, min(runner.workers(), len(rels)))
+    items = [rels[k::n] for k in range(n)]
+    actions = []
+    for done in runner.map(rewrite_files, items, window=n, priority=10, lake_root=tx.lake.store.location,
+                           batch_id=tx.batch_id, table=table, refcat=refcat, frame_ids=sorted(frame_ids)):
+        actions += done
+    dropped = 0
+    for _, kind, rel, rows, nbytes in sorted(actions):  # in file order, as rewrite_without records them
+        if kind == "remove":
+            tx.remove(table, rel, rows)
+            dropped += rows
+        else:
+            tx.add_staged(table, rel, rows)
+            tx.bytes_staged += nbytes
+            dropped -= rows
+    return dropped
+
+
+def rewrite_files(item: list[tuple[int, str]], lake_root: str, batch_id: str, table: str, refcat: str,
+                  frame_ids: list[int]) -> list[tuple[int, str, str, int, int]]:
+    """A task: each file ``(k, rel)`` of ``table`` holding rows of ``refcat`` and ``frame_ids`` is read, and
+    its other rows (if any) are staged beside it in batch ``batch_id`` as ``<batch>-rewrite<k>.parquet``.
+    Returns the file actions ``(k, "remove", rel, rows, 0)`` and ``(k, "stage", rel, rows, bytes)``.
+    Re-running it (a worker died) rewrites the same files."""
+    import pyarrow.parquet as pq
+
+    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.log import staging_path
+    from skylake.lake.storage import Storage
+    from skylake.schema import table_schema
+
+    store = Storage(lake_root)
+    actions = []
+    for k, rel in item:
+        data = pq.read_table(store.full(f"{table}/{rel}"), schema=table_schema(table))
+        gone = rows_of(data, refcat, frame_ids)
+        if not gone.any():
+            continue
+        actions.append((k, "remove", rel, data.num_rows, 0))
+        if not gone.all():
+            kept = data.filter(pa.array(~gone))
+            new = f"{posixpath.dirname(rel)}/{batch_id}-rewrite{k}.parquet"
+            blob = parquet_bytes(kept)
+            store.write_bytes(staging_path(batch_id, f"{table}/{new}"), blob)
+            actions.append((k, "stage", new, kept.num_rows, len(blob)))
+    return actions

@@ -1,0 +1,279 @@
+"""A calibration batch's source-reference pairs stay on the workers, from the cross-match to the matches files.
+
+::
+
+    cross-match (workers)  lsdb, per sources partition: each source its nearest star
+                           (:func:`~skylake.calib.crossmatch.candidate_pairs`); a task per partition lists
+                           its frames (a few integers to the driver)
+    group task (worker)    one frame group's rows, sliced from the partitions that hold them: each (frame, star)
+                           its nearest source (the one-to-one step, exact: a group holds whole frames); the
+                           pairs stay there; returns whether a star has a colour and each frame's own aperture
+                           correction
+    driver                 the batch-wide steps from those: fit colours?, the aperture-correction fallback
+    fit task (worker)      where the group's pairs are: calibrated flux, each frame's zeropoint fit and
+                           astrometric residuals; the pairs keep their reject reasons there; returns a row per
+                           frame and the median colour of its stars
+    driver                 colour correction of median zeropoints, the zeropoint rows; under the writer lock
+                           the nights' extinction and cloudy frames: the final zeropoints
+    writer task (worker)   the nights it owns, from the groups holding them, with the final zeropoints (a
+                           small table the driver sends): matches rows, one file per night staged in the
+                           commit's staging area; returns (path, rows, bytes) per file
+    commit (driver)        records the files (:meth:`~skylake.lake.lake.Transaction.add_staged`)
+
+So the driver holds a few numbers per frame, never a pair, and a batch still writes one matches file per
+night. Frame groups are :data:`FRAMES_PER_GROUP` frames in (night, frame_id) order, so a writer reads only
+the groups of its nights. On a cluster the held pairs are futures (a task given them runs where they are;
+a worker that dies loses nothing the scheduler cannot recompute from the cross-match), in this process
+DataFrames: the same functions run either way (:class:`skylake.runtime.Runner`), with the same results.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from skylake.calib import astrometry, crossmatch, model, zeropoint
+from skylake.lake.tables import MATCHES, night_dir, night_partition
+from skylake.profile import Calibration
+from skylake.runtime import Runner
+from skylake.schema import conform
+
+#: Frames per group: one task's one-to-one step and fits.
+FRAMES_PER_GROUP = 16
+#: Columns of the final zeropoints a writer task needs per frame.
+ZP_COLUMNS = ["frame_id", "night", "zp", "color_term", "zp_err"]
+
+
+def frame_groups(frames: pd.DataFrame, per_group: int = FRAMES_PER_GROUP) -> pd.Series:
+    """Each frame's group (indexed by frame_id): ``per_group`` frames at a time in (night, frame_id) order,
+    so that a night's frames fall in few groups."""
+    order = frames.assign(_night=frames["night"].fillna("")).sort_values(["_night", "frame_id"])["frame_id"]
+    return pd.Series(np.arange(len(order)) // per_group, index=pd.Index(order.to_numpy(), name="frame_id"))
+
+
+# -- worker side ------------------------------------------------------------------------------------
+def frames_in(part: pd.DataFrame) -> np.ndarray:
+    """The frames a partition's pairs belong to (the driver sends each group the slices of its frames)."""
+    return np.unique(part["frame_id"].to_numpy(np.int64))
+
+
+def frames_slice(part: pd.DataFrame, frame_ids: list[int]) -> pd.DataFrame:
+    """The rows of ``frame_ids`` of a partition."""
+    return part[np.isin(part["frame_id"].to_numpy(np.int64), frame_ids)]
+
+
+def group_pairs(slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibration,
+                extra_columns: tuple[str, ...]) -> tuple[pd.DataFrame, dict]:
+    """A group task: the one-to-one pairs of its frames from their partitions' ``slices``
+    (:func:`~skylake.calib.crossmatch.one_to_one_pairs`), and a summary: ``has_color`` (a star has a
+    colour) and ``apcor``, the frames' own aperture corrections (:func:`~skylake.calib.model.own_aperture_corrections`,
+    from the pairs the star cuts keep for their photometry; None for the Kron flux), ``matched`` the frames
+    with pairs."""
+    pairs = crossmatch.one_to_one_pairs(slices, extra_columns)
+    summary = {"has_color": bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any()), "apcor": None,
+               "matched": np.unique(pairs["frame_id"].to_numpy(np.int64))}
+    if cal.flux != model.KRON:
+        sat = pairs["frame_id"].map(frames.set_index("frame_id")["saturation"]).to_numpy(float)
+        clean = ~np.isin(zeropoint.select_stars(pairs, cal, sat), model.ASTRO_EXCLUDE)
+        summary["apcor"] = model.own_aperture_corrections(pairs, cal.flux, clean)
+    return pairs, summary
+
+
+def fit_group(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool,
+              apcor: pd.Series) -> tuple[pd.DataFrame, tuple]:
+    """A fit task, where the group's ``pairs`` are: their magnitudes in the calibrated flux with each frame's
+    ``apcor`` (:mod:`.model`; unchanged for the Kron flux), each frame's zeropoint fit
+    (:func:`~skylake.calib.zeropoint.fit_frames`) and astrometric residuals. Returns the pairs with their
+    ``reject`` reasons (kept on the worker) and the small part: the zeropoints (before the batch's colour
+    correction, by frame_id), the residuals and the median colour of each frame's used stars."""
+    by_id = frames.set_index("frame_id")
+    if cal.flux != model.KRON:
+        frame = pairs["frame_id"]
+        mag, err = model.calibrated_flux_mags(pairs, frame.map(by_id["exptime"]).to_numpy(float), cal.flux,
+                                              frame.map(apcor).to_numpy(float))
+        pairs = pairs.assign(inst_mag=mag, inst_mag_err=err)
+    zps, rejects = zeropoint.fit_frames(pairs, frames, cal, use_color)
+    pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
+    astro = pd.DataFrame([{"frame_id": fid, **residuals(g, by_id.loc[fid])} for fid, g in pairs.groupby("frame_id")],
+                         columns=["frame_id", *astrometry.COLUMNS])
+    used = pairs["reject"] == ""
+    colour = pairs.loc[used, "ref_color"].groupby(pairs.loc[used, "frame_id"]).median()
+    return pairs, (zps, astro, colour)
+
+
+def residuals(pairs: pd.DataFrame, frame: pd.Series) -> dict:
+    """Astrometric residuals of one frame's good pairs (never the :data:`~skylake.calib.model.ASTRO_EXCLUDE`
+    ones, whose centroids are unreliable; with fewer than 4 the trends are NaN)."""
+    p = pairs[~pairs["reject"].isin(model.ASTRO_EXCLUDE)]
+    dra, ddec = astrometry.offsets_arcsec(p["ra"], p["dec"], p["ra_ref"], p["dec_ref"])
+    return astrometry.residual_stats(dra, ddec, p["x"], p["y"], p["ra_ref"], p["dec_ref"], frame["nx"], frame["ny"])
+
+
+def match_rows(pairs: pd.DataFrame, zps: pd.DataFrame, refcat: str, key: str) -> pd.DataFrame:
+    """Pairs in schemas/matches.yaml layout with calibrated magnitudes from the frames' final ``zps``
+    (``zp`` null unless the frame is ok)."""
+    zp = zps.set_index("frame_id")
+    fid = pairs["frame_id"]
+    dra, ddec = astrometry.offsets_arcsec(pairs["ra"], pairs["dec"], pairs["ra_ref"], pairs["dec_ref"])
+    mag = model.calibrated_mag(pairs["inst_mag"].to_numpy(float), fid.map(zp["zp"]).to_numpy(float),
+                               pairs["ref_color"].to_numpy(float), fid.map(zp["color_term"]).to_numpy(float))
+    mag_err = np.hypot(pairs["inst_mag_err"].to_numpy(float), fid.map(zp["zp_err"]).to_numpy(float))
+    reject = pairs["reject"].to_numpy(dtype=object)
+    return pd.DataFrame({
+        "source_id": pairs["source_id"].astype(np.int64), "frame_id": fid.astype(np.int64), "refcat": refcat,
+        "calib_key": key, "ref_id": pairs["ref_id"].astype(np.int64), "sep_arcsec": pairs["sep_arcsec"],
+        "dra_arcsec": dra, "ddec_arcsec": ddec, "x": pairs["x"], "y": pairs["y"], "ref_mag": pairs["ref_mag"],
+        "ref_mag_err": pairs["ref_mag_err"], "ref_color": pairs["ref_color"], "inst_mag": pairs["inst_mag"],
+        "inst_mag_err": pairs["inst_mag_err"], "used": reject == "", "reject": reject,
+        "mag": np.where(np.isfinite(mag), mag, np.nan), "mag_err": np.where(np.isfinite(mag), mag_err, np.nan)})
+
+
+def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id: str, refcat: str,
+                  calib_key: str) -> list[tuple[str, int, int]]:
+    """A writer task: ``item`` = (a label, the held pairs of the groups holding its nights, the final
+    zeropoints of its nights' frames, :data:`ZP_COLUMNS`). Stages the matches rows of those frames in batch
+    ``batch_id``'s staging area, one file per night, rows in (frame_id, ref_id) order. Returns (path in the
+    table, rows, bytes) per file. Re-running it (a worker died) rewrites the same files."""
+    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.log import staging_path
+    from skylake.lake.storage import Storage
+
+    _, groups, zps = item
+    ids = zps["frame_id"].to_numpy(np.int64)
+    parts = [g[np.isin(g["frame_id"].to_numpy(np.int64), ids)] for g in groups]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return []
+    rows = match_rows(pd.concat(parts, ignore_index=True), zps, refcat, calib_key)
+    table = conform(pa.Table.from_pandas(rows, preserve_index=False), MATCHES)
+    nights = rows["frame_id"].map(zps.set_index("frame_id")["night"])
+    nights = np.array([night_partition(n) for n in nights], dtype=object)
+    store, out = Storage(lake_root), []
+    for night in sorted(set(nights)):
+        data = table.take(np.flatnonzero(nights == night))
+        rel = f"{night_dir(night)}/{batch_id}.parquet"
+        blob = parquet_bytes(data)
+        store.write_bytes(staging_path(batch_id, f"{MATCHES}/{rel}"), blob)
+        out.append((rel, data.num_rows, len(blob)))
+    return out
+
+
+# -- driver side ------------------------------------------------------------------------------------
+def _held_and_small(runner: Runner, func, *args, **kwargs) -> tuple:
+    """``func``'s (large, small) result as two held results: the large one stays where it was made."""
+    both = runner.submit(func, *args, **kwargs)
+    return runner.submit(operator.getitem, both, 0), runner.submit(operator.getitem, both, 1)
+
+
+class BatchPairs:
+    """One batch's pairs as the workers hold them: a result per frame group (see the module docstring).
+
+    Made by :meth:`match`; :meth:`fit` replaces each group's pairs with the judged ones; :meth:`write` stages
+    the matches rows. The driver only ever gathers the tasks' small results.
+    """
+
+    def __init__(self, runner: Runner, frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...]):
+        self.runner, self.frames, self.cal, self.extra_columns = runner, frames, cal, extra_columns
+        self.group_of = frame_groups(frames)
+        self.n_groups = int(self.group_of.max()) + 1 if len(self.group_of) else 1  # one (empty) without frames
+        self._group = frames["frame_id"].map(self.group_of).to_numpy()
+        self.held: list = []  # each group's pairs: futures on a cluster, DataFrames here
+        self.summaries: list[dict] = []
+
+    def _frames_of(self, group: int) -> pd.DataFrame:
+        return self.frames[self._group == group]
+
+    @classmethod
+    def match(cls, runner: Runner, lake_path: str, frames: pd.DataFrame, refcat_path, cal: Calibration,
+              extra_columns: tuple[str, ...] = ()) -> "BatchPairs":
+        """Cross-match ``frames`` (live rows of LAKE/frames) with the catalogue (lsdb on the workers), slice
+        each partition's rows by frame group and reduce each group to one-to-one pairs where they land."""
+        batch = cls(runner, frames, cal, extra_columns)
+        parts = runner.compute(crossmatch.candidate_pairs(lake_path, frames, refcat_path, cal.band, cal.color,
+                                                          cal.match_radius_arcsec, extra_columns))
+        present = runner.gather([runner.submit(frames_in, p) for p in parts])
+        slices: list[list] = [[] for _ in range(batch.n_groups)]
+        for part, ids in zip(parts, present):
+            groups = batch.group_of.reindex(ids).dropna().astype(int)
+            for g, fids in groups.groupby(groups.to_numpy()):
+                whole = len(fids) == len(ids)  # the partition holds only this group's frames: no slice needed
+                slices[int(g)].append(part if whole else runner.submit(frames_slice, part, fids.index.tolist()))
+        del parts
+        made = [_held_and_small(runner, group_pairs, slices[g], batch._frames_of(g), cal, extra_columns)
+                for g in range(batch.n_groups)]
+        batch.held = [h for h, _ in made]
+        batch.summaries = runner.gather([s for _, s in made])
+        return batch
+
+    @property
+    def has_color(self) -> bool:
+        """Whether any pair's star has a colour (a colour fit is possible)."""
+        return any(s["has_color"] for s in self.summaries)
+
+    def aperture_corrections(self) -> pd.Series:
+        """Each frame's ``apcor`` [mag] (indexed by frame_id): its own, else the batch's fallback for a frame
+        with pairs (:func:`~skylake.calib.model.apcor_fallback`), NaN without pairs; 0 for the Kron flux."""
+        index = pd.Index(self.frames["frame_id"], name="frame_id")
+        if self.cal.flux == model.KRON:
+            return pd.Series(0.0, index=index)
+        own = [s["apcor"] for s in self.summaries if len(s["apcor"])]
+        own = pd.concat(own) if own else pd.Series(dtype=float)
+        matched = np.concatenate([s["matched"] for s in self.summaries])
+        return own.reindex(matched).fillna(model.apcor_fallback(own)).reindex(index)
+
+    def fit(self, use_color: bool, apcor: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+        """Fit every frame where its group's pairs are (:func:`fit_group`). Returns the zeropoints by
+        frame_id (before the colour correction), the astrometric residuals and each frame's median colour
+        of its used stars."""
+        made = [_held_and_small(self.runner, fit_group, self.held[g], frames, self.cal, use_color,
+                                apcor.reindex(frames["frame_id"]))
+                for g, frames in ((g, self._frames_of(g)) for g in range(self.n_groups))]
+        self.held = [h for h, _ in made]
+        out = self.runner.gather([s for _, s in made])
+        zps = pd.concat([o[0] for o in out]).sort_index()
+        astro = pd.concat([o[1] for o in out], ignore_index=True)
+        colours = [o[2] for o in out if len(o[2])]
+        return zps, astro, pd.concat(colours) if colours else pd.Series(dtype=float)
+
+    def write(self, tx, zps: pd.DataFrame, refcat: str, key: str) -> int:
+        """Writer tasks stage the matches rows of the frames of ``zps`` (their final zeropoints) in ``tx``,
+        one file per night, each night written by one task; ``tx`` records the files. Returns the rows."""
+        plans = writer_plans(zps, self.group_of, self.runner.workers())
+        items = [(label, [self.held[g] for g in groups], rows) for label, groups, rows in plans]
+        files = []
+        for staged in self.runner.map(write_matches, items, window=len(items), priority=10,
+                                      lake_root=tx.lake.store.location, batch_id=tx.batch_id, refcat=refcat,
+                                      calib_key=key):  # (not key=: submit's own)
+            files += staged
+        for rel, rows, nbytes in sorted(files):
+            tx.add_staged(MATCHES, rel, rows)
+            tx.bytes_staged += nbytes
+        return sum(rows for _, rows, _ in files)
+
+
+def writer_plans(zps: pd.DataFrame, group_of: pd.Series, n_writers: int) -> list[tuple[str, list[int], pd.DataFrame]]:
+    """Share the nights of the frames with pairs (``zp_n_matched``) of ``zps`` among at most ``n_writers``
+    writer tasks: consecutive nights of about equal pairs each, so a task reads few groups and each night
+    is one task's (one file). Returns per task (a label, its groups, its frames' :data:`ZP_COLUMNS`)."""
+    zps = zps[zps["zp_n_matched"].fillna(0) > 0]
+    if zps.empty:
+        return []
+    night = zps["night"].map(night_partition)
+    per_night = zps["zp_n_matched"].groupby(night.to_numpy()).sum().sort_index()
+    weight = per_night.to_numpy(float)
+    n = max(1, min(n_writers, len(per_night)))
+    middle = np.cumsum(weight) - weight / 2
+    owner = np.minimum((middle * n / weight.sum()).astype(int), n - 1)
+    plans = []
+    for k in range(n):
+        nights = per_night.index[owner == k]
+        if not len(nights):
+            continue
+        rows = zps[night.isin(nights).to_numpy()]
+        groups = sorted(set(group_of.reindex(rows["frame_id"]).astype(int).tolist()))
+        label = f"matches of night {nights[0]}" + (f" to {nights[-1]}" if len(nights) > 1 else "")
+        plans.append((label, groups, rows[ZP_COLUMNS].reset_index(drop=True)))
+    return plans
