@@ -1,13 +1,18 @@
-"""Driver CPU against worker CPU for an ingest on a real dask cluster: the Amdahl ceiling of adding workers.
+"""Driver CPU against worker CPU for an ingest and a calibration on a real dask cluster: the Amdahl ceiling
+of adding workers.
 
 Run from the repo root (one command)::
 
-    .venv/bin/python benchmarks/driver_cpu.py                 # SkyCamZ copies and synthetic 4k frames, 3 runs
-    .venv/bin/python benchmarks/driver_cpu.py --runs 5 --skycamz-copies 8 --synth4k 8
+    .venv/bin/python benchmarks/driver_cpu.py                 # SkyCamZ copies, synthetic 4k frames, calibration
+    .venv/bin/python benchmarks/driver_cpu.py --runs 5 --skycamz-copies 8 --synth4k 8 --calib-frames 12
 
 It starts a ``dask scheduler`` and two ``dask worker`` processes (1 thread each) as separate process
 trees, as on a real cluster, and ingests through ``Client(address)`` into a lake that already holds
-frames (a warm-up batch, which also pays the workers' imports). Per run it measures:
+frames (a warm-up batch, which also pays the workers' imports). The calibration set ingests a SYNTHETIC
+night of 4096x4096 frames per run (not measured) into a lake holding its reference catalogue (the
+synthetic demo catalogue of the same stars, ``write_reference_catalog`` + ``import_refcat``, as
+benchmarks/scale.py) and measures ``calibrate`` of that night alone: the cross-match, the fits, the
+matches files and the commit (~8000 pairs per frame). Per run it measures:
 
 * driver CPU: this process (all threads: the client, the commit), ``getrusage(RUSAGE_SELF)``;
 * worker CPU: the two worker process trees (nanny + worker), from psutil;
@@ -16,7 +21,10 @@ frames (a warm-up batch, which also pays the workers' imports). Per run it measu
 Frame sets: the 14 REAL SkyCamZ frames of ``../shared/data/skycamz`` copied with one header card
 changed per copy (new bytes: new frames to the lake), and SYNTHETIC 4096x4096 frames
 (``skylake.synthetic.write_demo_night``, ~8000 stars each). It prints milliseconds per frame and the
-ratio driver / workers (the target: at most 2 %, a ceiling of 50 workers or more). Nothing is asserted.
+ratio driver / workers (the target: at most 2 %, a ceiling of 50 workers or more), and for the calibration
+the driver's share of all the CPU, driver / (driver + workers). Nothing is asserted. It runs whatever
+skylake is first on ``PYTHONPATH`` (driver and workers alike): ``PYTHONPATH=/tmp/before`` measures a
+checkout of another version (copy this file there).
 """
 
 from __future__ import annotations
@@ -134,11 +142,29 @@ def measure(cluster: Cluster, lake, paths: list[str], profile: str) -> dict:
     return {"driver": (c1 - c0) / n, "workers": (w1 - w0) / n, "scheduler": (s1 - s0) / n, "wall": wall / n}
 
 
+def measure_calibration(cluster: Cluster, lake, paths: list[str], profile: str) -> dict:
+    """Ingest ``paths`` without calibrating them (not measured), then measure their calibration."""
+    from skylake.calib.calibrate import calibrate
+    from skylake.pipeline import ingest
+
+    ingested = ingest(lake, paths, profile, calibrate=False, client=cluster.client, progress=False)
+    s0, w0 = _tree_cpu([cluster.scheduler_pid]), _tree_cpu(cluster.worker_pids)
+    c0, t0 = _self_cpu(), time.perf_counter()
+    [report] = calibrate(lake, client=cluster.client, nights=sorted(ingested.nights))
+    wall = time.perf_counter() - t0
+    c1, w1, s1 = _self_cpu(), _tree_cpu(cluster.worker_pids), _tree_cpu([cluster.scheduler_pid])
+    n = report.calibrated
+    assert n == len(paths), (n, len(paths), report)
+    return {"driver": (c1 - c0) / n, "workers": (w1 - w0) / n, "scheduler": (s1 - s0) / n, "wall": wall / n,
+            "pairs": report.matches / n}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per frame set (median reported)")
     parser.add_argument("--skycamz-copies", type=int, default=4, help="copies of the 14 SkyCamZ frames per run")
     parser.add_argument("--synth4k", type=int, default=6, help="synthetic 4k frames per run (0: skip)")
+    parser.add_argument("--calib-frames", type=int, default=8, help="synthetic 4k frames per calibration run (0: skip)")
     args = parser.parse_args(argv)
     import logging
 
@@ -150,10 +176,10 @@ def main(argv=None) -> int:
     cluster = Cluster(tmp / "cluster")
     try:
         sets = []
-        if SKYCAMZ.is_dir():
+        if SKYCAMZ.is_dir() and args.skycamz_copies:
             sets.append(("skycamz", "skycamz", "REAL SkyCamZ 1024x1024",
                          lambda k: skycamz_copies(tmp / f"z{k}", args.skycamz_copies, f"r{k + 1}")))
-        else:
+        elif args.skycamz_copies:
             print(f"NOTE: no SkyCamZ frames at {SKYCAMZ}: that set is skipped")
         if args.synth4k:
             def synth(k):
@@ -171,10 +197,40 @@ def main(argv=None) -> int:
                   f"workers {1e3 * med['workers']:.1f}, scheduler {1e3 * med['scheduler']:.1f}, wall "
                   f"{1e3 * med['wall']:.0f}; driver / workers = {100 * ratio:.1f} % (ceiling {1 / ratio:.0f} workers)")
             print("   runs driver/workers: " + " ".join(f"{100 * r['driver'] / r['workers']:.1f}%" for r in runs))
+        if args.calib_frames:
+            _calibration_set(cluster, tmp, args)
     finally:
         cluster.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _calibration_set(cluster: Cluster, tmp: Path, args) -> None:
+    """The calibration measurement: a lake with the synthetic night's reference catalogue, a warm-up
+    calibration, then ``args.runs`` nights of ``args.calib_frames`` frames each."""
+    from skylake.lake import Lake
+    from skylake.refcat import import_refcat
+    from skylake.synthetic import write_demo_night, write_reference_catalog
+
+    def night(k):  # the same stars (seed) every night: one catalogue calibrates them all
+        out = tmp / f"c{k}"
+        truth = write_demo_night(out, n_frames=args.calib_frames, shape=(4096, 4096), n_stars=13300, seed=7,
+                                 cloud=False, n_variables=0, start_utc=f"2026-04-{2 + k:02d}T22:00:00")
+        return truth, sorted(str(p) for p in out.glob("*.fits"))
+
+    truth, warm = night(-1)
+    data, columns_map = write_reference_catalog(truth.stars, tmp / "refcat")
+    lake = Lake.init(tmp / "lake-calib")
+    import_refcat(lake, "demo", [data], "generic", columns_map=columns_map, client=cluster.client, progress=False)
+    measure_calibration(cluster, lake, warm, "demo")  # imports and numba compilation on the workers and here
+    runs = [measure_calibration(cluster, lake, night(k)[1], "demo") for k in range(args.runs)]
+    med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    print(f"calibrate (SYNTHETIC 4096x4096, {med['pairs']:.0f} pairs per frame), median of {args.runs} runs, ms per "
+          f"frame: driver {1e3 * med['driver']:.1f}, workers {1e3 * med['workers']:.1f}, scheduler "
+          f"{1e3 * med['scheduler']:.1f}, wall {1e3 * med['wall']:.0f}; driver / workers = "
+          f"{100 * med['driver'] / med['workers']:.1f} %, driver share of the CPU = "
+          f"{100 * med['driver'] / (med['driver'] + med['workers']):.1f} %")
+    print("   runs driver share: " + " ".join(f"{100 * r['driver'] / (r['driver'] + r['workers']):.1f}%" for r in runs))
 
 
 if __name__ == "__main__":
