@@ -2,6 +2,8 @@
 
 - :mod:`~skylake.calib.crossmatch`: lsdb cross-match of a batch's sources with a refcat (margins make
   it complete at partition edges) and the one-to-one reduction;
+- :mod:`~skylake.calib.pairs`: a batch's pairs held by the workers per group of frames: the one-to-one
+  step, the fits and the matches files run where they are;
 - :mod:`~skylake.calib.zeropoint`: star selection, clipped zeropoint / colour-term fits, per-night extinction;
 - :mod:`~skylake.calib.astrometry`: astrometric residual statistics and trends;
 - :mod:`~skylake.calib.plots`: checkplots (matplotlib, Agg);
