@@ -286,3 +286,14 @@ def test_writers_own_consecutive_nights_and_only_their_groups():
     assert [groups for _, groups, _ in plans] == [[0, 1], [1, 2, 3]]  # frame 6 has no pairs: no night=unknown
     assert len(writer_plans(zps, group_of, n_writers=8)) == 3  # one night each, at most
     assert writer_plans(zps.iloc[:0], group_of, n_writers=2) == []
+
+
+def test_frame_groups_hold_consecutive_frames_of_a_night_up_to_the_sources():
+    from skylake.calib.pairs import frame_groups
+
+    frames = pd.DataFrame({"frame_id": [5, 1, 2, 3, 4, 6], "night": ["b", "a", "a", "a", None, "b"],
+                           "n_sources": [30, 40, 50, None, 70, 10]})
+    groups = frame_groups(frames, max_sources=100)
+    # order: the unknown night first, then (night, frame_id); a frame without sources weighs 1
+    assert groups.index.tolist() == [4, 1, 2, 3, 5, 6] and groups.tolist() == [0, 1, 1, 1, 2, 2]
+    assert frame_groups(frames, max_sources=51).tolist() == [0, 1, 2, 2, 3, 3]  # a larger frame is alone

@@ -76,7 +76,7 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
     names = [str(t["key"]) for t in stream.data]
     for task in ("frames_in", "group_pairs", "fit_group", "write_matches"):  # the pairs' steps, on the workers
         assert any(n.startswith(task) for n in names), (task, sorted(set(n.split("-")[0] for n in names)))
-    # a group task, a fit task and a writer per batch (3 frames < FRAMES_PER_GROUP, one night)
+    # a group task, a fit task and a writer per batch (3 frames < GROUP_SOURCES, one night)
     assert sum(n.startswith("fit_group") for n in names) == 3 and sum(n.startswith("write_matches") for n in names) == 3
     batched, ext_batched = _zeropoints(lake), read_table(lake, EXTINCTION).drop(columns=COMMIT_COLUMNS)
     matches_batched = _matches(lake)

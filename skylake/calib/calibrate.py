@@ -11,8 +11,8 @@ committed), grouped by the profile that ingested them:
    only the sky they cover, and reduced to one-to-one pairs per group of frames, where the pairs
    stay (on the workers, :mod:`.pairs`);
 3. :mod:`.zeropoint` cuts unusable stars and fits each frame, and :mod:`.astrometry` measures the
-   position residuals: pure functions of a frame's pairs, run as a task per group of
-   :data:`~skylake.calib.pairs.FRAMES_PER_GROUP` frames where its pairs are; the driver keeps only
+   position residuals: pure functions of a frame's pairs, run as a task per group of frames
+   (:data:`~skylake.calib.pairs.GROUP_SOURCES` sources) where its pairs are; the driver keeps only
    the batch-wide steps, from the tasks' per-frame results: aperture-correction fallback, colour
    correction of median zeropoints, extinction;
 4. under the writer lock each touched night's extinction is fitted to all its ok zeropoints of

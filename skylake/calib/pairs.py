@@ -21,8 +21,8 @@
     commit (driver)        records the files (:meth:`~skylake.lake.lake.Transaction.add_staged`)
 
 So the driver holds a few numbers per frame, never a pair, and a batch still writes one matches file per
-night. Frame groups are :data:`FRAMES_PER_GROUP` frames in (night, frame_id) order, so a writer reads only
-the groups of its nights. On a cluster the held pairs are futures (a task given them runs where they are;
+night. Frame groups are consecutive frames in (night, frame_id) order holding :data:`GROUP_SOURCES` sources,
+so a writer reads only the groups of its nights. On a cluster the held pairs are futures (a task given them runs where they are;
 a worker that dies loses nothing the scheduler cannot recompute from the cross-match), in this process
 DataFrames: the same functions run either way (:class:`skylake.runtime.Runner`), with the same results.
 """
@@ -41,17 +41,25 @@ from skylake.profile import Calibration
 from skylake.runtime import Runner
 from skylake.schema import conform
 
-#: Frames per group: one task's one-to-one step and fits.
-FRAMES_PER_GROUP = 16
+#: Sources per frame group (a group holds at least one frame): one task's one-to-one step and fits. Groups
+#: this size keep a batch's tasks few (~0.2 ms of the driver's CPU each) whatever the frames' size.
+GROUP_SOURCES = 50_000
 #: Columns of the final zeropoints a writer task needs per frame.
 ZP_COLUMNS = ["frame_id", "night", "zp", "color_term", "zp_err"]
 
 
-def frame_groups(frames: pd.DataFrame, per_group: int = FRAMES_PER_GROUP) -> pd.Series:
-    """Each frame's group (indexed by frame_id): ``per_group`` frames at a time in (night, frame_id) order,
-    so that a night's frames fall in few groups."""
-    order = frames.assign(_night=frames["night"].fillna("")).sort_values(["_night", "frame_id"])["frame_id"]
-    return pd.Series(np.arange(len(order)) // per_group, index=pd.Index(order.to_numpy(), name="frame_id"))
+def frame_groups(frames: pd.DataFrame, max_sources: int = GROUP_SOURCES) -> pd.Series:
+    """Each frame's group (indexed by frame_id): consecutive frames in (night, frame_id) order holding up to
+    ``max_sources`` sources (``n_sources``; a frame without counts as 1), so that a night's frames fall in
+    few groups."""
+    order = frames.assign(_night=frames["night"].fillna("")).sort_values(["_night", "frame_id"])
+    weight = order["n_sources"].fillna(0).clip(lower=1).to_numpy() if "n_sources" in order else np.ones(len(order))
+    groups, group, n = np.zeros(len(order), np.int64), 0, 0
+    for k, w in enumerate(weight):
+        if n and n + w > max_sources:
+            group, n = group + 1, 0
+        groups[k], n = group, n + w
+    return pd.Series(groups, index=pd.Index(order["frame_id"].to_numpy(), name="frame_id"))
 
 
 # -- worker side ------------------------------------------------------------------------------------
@@ -82,13 +90,15 @@ def group_pairs(slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibrati
     return pairs, summary
 
 
-def fit_group(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool,
+def fit_group(group: tuple[pd.DataFrame, dict], frames: pd.DataFrame, cal: Calibration, use_color: bool,
               apcor: pd.Series) -> tuple[pd.DataFrame, tuple]:
-    """A fit task, where the group's ``pairs`` are: their magnitudes in the calibrated flux with each frame's
+    """A fit task, where the group's pairs are (``group``: what :func:`group_pairs` made): their magnitudes
+    in the calibrated flux with each frame's
     ``apcor`` (:mod:`.model`; unchanged for the Kron flux), each frame's zeropoint fit
     (:func:`~skylake.calib.zeropoint.fit_frames`) and astrometric residuals. Returns the pairs with their
     ``reject`` reasons (kept on the worker) and the small part: the zeropoints (before the batch's colour
     correction, by frame_id), the residuals and the median colour of each frame's used stars."""
+    pairs = group[0]
     by_id = frames.set_index("frame_id")
     if cal.flux != model.KRON:
         frame = pairs["frame_id"]
@@ -133,8 +143,8 @@ def match_rows(pairs: pd.DataFrame, zps: pd.DataFrame, refcat: str, key: str) ->
 
 def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id: str, refcat: str,
                   calib_key: str) -> list[tuple[str, int, int]]:
-    """A writer task: ``item`` = (a label, the held pairs of the groups holding its nights, the final
-    zeropoints of its nights' frames, :data:`ZP_COLUMNS`). Stages the matches rows of those frames in batch
+    """A writer task: ``item`` = (a label, what :func:`fit_group` made of the groups holding its nights, the
+    final zeropoints of its nights' frames, :data:`ZP_COLUMNS`). Stages the matches rows of those frames in batch
     ``batch_id``'s staging area, one file per night, rows in (frame_id, ref_id) order. Returns (path in the
     table, rows, bytes) per file. Re-running it (a worker died) rewrites the same files."""
     from skylake.lake.lake import parquet_bytes
@@ -143,7 +153,7 @@ def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id
 
     _, groups, zps = item
     ids = zps["frame_id"].to_numpy(np.int64)
-    parts = [g[np.isin(g["frame_id"].to_numpy(np.int64), ids)] for g in groups]
+    parts = [g[np.isin(g["frame_id"].to_numpy(np.int64), ids)] for g, _ in groups]
     parts = [p for p in parts if len(p)]
     if not parts:
         return []
@@ -163,9 +173,9 @@ def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id
 
 # -- driver side ------------------------------------------------------------------------------------
 def _held_and_small(runner: Runner, func, *args, **kwargs) -> tuple:
-    """``func``'s (large, small) result as two held results: the large one stays where it was made."""
+    """``func``'s (large, small) result held where it was made, and its small part (to gather)."""
     both = runner.submit(func, *args, **kwargs)
-    return runner.submit(operator.getitem, both, 0), runner.submit(operator.getitem, both, 1)
+    return both, runner.submit(operator.getitem, both, 1)
 
 
 class BatchPairs:
@@ -177,10 +187,10 @@ class BatchPairs:
 
     def __init__(self, runner: Runner, frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...]):
         self.runner, self.frames, self.cal, self.extra_columns = runner, frames, cal, extra_columns
-        self.group_of = frame_groups(frames)
+        self.group_of = frame_groups(frames, GROUP_SOURCES)
         self.n_groups = int(self.group_of.max()) + 1 if len(self.group_of) else 1  # one (empty) without frames
         self._group = frames["frame_id"].map(self.group_of).to_numpy()
-        self.held: list = []  # each group's pairs: futures on a cluster, DataFrames here
+        self.held: list = []  # each group's (pairs, summary): futures on a cluster, tuples here
         self.summaries: list[dict] = []
 
     def _frames_of(self, group: int) -> pd.DataFrame:
