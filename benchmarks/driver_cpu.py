@@ -9,7 +9,7 @@ Run from the repo root (one command)::
 It starts a ``dask scheduler`` and two ``dask worker`` processes (1 thread each) as separate process
 trees, as on a real cluster, and ingests through ``Client(address)`` into a lake that already holds
 frames (a warm-up batch, which also pays the workers' imports). The calibration set ingests a SYNTHETIC
-night of 4096x4096 frames per run (not measured) into a lake holding its reference catalogue (the
+night of 4096x4096 frames (``--calib-shape``) per run (not measured) into a lake holding its reference catalogue (the
 synthetic demo catalogue of the same stars, ``write_reference_catalog`` + ``import_refcat``, as
 benchmarks/scale.py) and measures ``calibrate`` of that night alone: the cross-match, the fits, the
 matches files and the commit (~8000 pairs per frame). Per run it measures:
@@ -164,7 +164,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per frame set (median reported)")
     parser.add_argument("--skycamz-copies", type=int, default=4, help="copies of the 14 SkyCamZ frames per run")
     parser.add_argument("--synth4k", type=int, default=6, help="synthetic 4k frames per run (0: skip)")
-    parser.add_argument("--calib-frames", type=int, default=8, help="synthetic 4k frames per calibration run (0: skip)")
+    parser.add_argument("--calib-frames", type=int, default=8, help="synthetic frames per calibration run (0: skip)")
+    parser.add_argument("--calib-shape", type=int, default=4096,
+                        help="their size in pixels (stars in proportion: ~8000 pairs per frame at 4096)")
     args = parser.parse_args(argv)
     import logging
 
@@ -212,10 +214,14 @@ def _calibration_set(cluster: Cluster, tmp: Path, args) -> None:
     from skylake.refcat import import_refcat
     from skylake.synthetic import write_demo_night, write_reference_catalog
 
+    size = args.calib_shape
+
     def night(k):  # the same stars (seed) every night: one catalogue calibrates them all
         out = tmp / f"c{k}"
-        truth = write_demo_night(out, n_frames=args.calib_frames, shape=(4096, 4096), n_stars=13300, seed=7,
-                                 cloud=False, n_variables=0, start_utc=f"2026-04-{2 + k:02d}T22:00:00")
+        truth = write_demo_night(out, n_frames=args.calib_frames, shape=(size, size), seed=7,
+                                 n_stars=max(50, round(13300 * (size / 4096) ** 2)), cloud=False, n_variables=0,
+                                 start_utc=f"2026-04-{2 + k:02d}T22:00:00",
+                                 cadence_s=min(600, 21600 // args.calib_frames))  # a night is 6 hours at most
         return truth, sorted(str(p) for p in out.glob("*.fits"))
 
     truth, warm = night(-1)
@@ -225,7 +231,8 @@ def _calibration_set(cluster: Cluster, tmp: Path, args) -> None:
     measure_calibration(cluster, lake, warm, "demo")  # imports and numba compilation on the workers and here
     runs = [measure_calibration(cluster, lake, night(k)[1], "demo") for k in range(args.runs)]
     med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    print(f"calibrate (SYNTHETIC 4096x4096, {med['pairs']:.0f} pairs per frame), median of {args.runs} runs, ms per "
+    print(f"calibrate (SYNTHETIC {size}x{size}, {med['pairs']:.0f} pairs per frame, {args.calib_frames} frames a "
+          f"batch), median of {args.runs} runs, ms per "
           f"frame: driver {1e3 * med['driver']:.1f}, workers {1e3 * med['workers']:.1f}, scheduler "
           f"{1e3 * med['scheduler']:.1f}, wall {1e3 * med['wall']:.0f}; driver / workers = "
           f"{100 * med['driver'] / med['workers']:.1f} %, driver share of the CPU = "
