@@ -94,6 +94,22 @@ def ranges(pixels, order: int) -> tuple[np.ndarray, np.ndarray]:
     return healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi)
 
 
+def ranges_since(pixels, since, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ranges` of ``pixels`` with, per merged range, the smallest ``since`` (a time per pixel) of
+    the pixels it merges: the earliest point the range must be read from."""
+    pixels, since = np.asarray(pixels, np.int64), np.asarray(since, np.float64)
+    if not len(pixels):
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    uniq, inv = np.unique(pixels, return_inverse=True)
+    first = np.full(len(uniq), np.inf)
+    np.minimum.at(first, inv, since)
+    brk = np.flatnonzero(np.diff(uniq) != 1) + 1
+    starts = np.r_[0, brk]
+    lo, hi = uniq[starts], uniq[np.r_[brk - 1, len(uniq) - 1]] + 1
+    return (healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi),
+            np.minimum.reduceat(first, starts))
+
+
 def within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Mask of the ``h29`` values inside the sorted, disjoint ranges [lo, hi)."""
     if not len(lo):
@@ -103,18 +119,27 @@ def within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
-                filesystem=None, table: str = OBJECTS) -> pa.Table:
+                filesystem=None, table: str = OBJECTS, since: np.ndarray | None = None) -> pa.Table:
     """Rows of a file of ``table`` (sorted by ``_healpix_29``) within the sorted, disjoint ranges
     [lo, hi): only the row groups whose statistics overlap them are read (only ``columns``, which must
-    include ``_healpix_29``, when given)."""
+    include ``_healpix_29``, when given). ``since`` (light-curve points: an MJD per range): a row group
+    is read only if one of the ranges it overlaps wants points as old as its latest ``mjd``, so the
+    light curve of a recent object costs the recent files, not the history around it."""
     pf = pq.ParquetFile(path, filesystem=filesystem)
     col = pf.schema_arrow.get_field_index("_healpix_29")
+    t_col = pf.schema_arrow.get_field_index("mjd") if since is not None else -1
     groups = []
     for g in range(pf.metadata.num_row_groups):
-        st = pf.metadata.row_group(g).column(col).statistics
+        rg = pf.metadata.row_group(g)
+        st = rg.column(col).statistics
         k = np.searchsorted(hi, st.min, side="right")
-        if k < len(lo) and lo[k] <= st.max:
-            groups.append(g)
+        if not (k < len(lo) and lo[k] <= st.max):
+            continue
+        if t_col >= 0 and (ts := rg.column(t_col).statistics) is not None and ts.has_min_max:
+            last = np.searchsorted(lo, st.max, side="right")  # ranges k..last-1 overlap the group
+            if since[k:last].min() > ts.max:
+                continue
+        groups.append(g)
     schema = table_schema(table)
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns])

@@ -43,8 +43,8 @@ from skylake.lake.lake import parquet_bytes
 from skylake.lake.log import staging_path
 from skylake.lake.tables import LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec
-from skylake.objects.files import (POINTS_ROW_GROUP, ROW_GROUP, files_to_merge, partition_files, ranges, read_files,
-                                   read_ranges, sort_points, within)
+from skylake.objects.files import (POINTS_ROW_GROUP, ROW_GROUP, files_to_merge, partition_files, ranges, ranges_since,
+                                   read_files, read_ranges, sort_points, within)
 from skylake.objects.summary import merge, needs_refresh, summarise
 from skylake.runtime import release_memory
 from skylake.schema import table_schema
@@ -179,11 +179,14 @@ def _points_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def _points_around(lake: Lake, pixels: np.ndarray, at_order: int, point_partitions, lake_order: int,
-                   skip: HealpixPixel | None = None) -> tuple[list[pa.Table], int]:
+                   skip: HealpixPixel | None = None, since: np.ndarray | None = None) -> tuple[list[pa.Table], int]:
     """The LAKE/lightcurves points filed in ``pixels`` (at ``at_order``): from every light-curve partition
-    holding any of them (but ``skip``), only the row groups that reach them. Returns the tables and how
-    many files were read."""
-    lo, hi = ranges(pixels, at_order)
+    holding any of them (but ``skip``), only the row groups that reach them (and, with ``since``, an MJD
+    per pixel, only those holding points that recent). Returns the tables and how many files were read."""
+    if since is None:
+        (lo, hi), first = ranges(pixels, at_order), None
+    else:
+        lo, hi, first = ranges_since(pixels, since, at_order)
     if not len(lo) or not point_partitions:
         return [], 0
     fs = None if lake.store.is_local else lake.store.fs
@@ -196,7 +199,7 @@ def _points_around(lake: Lake, pixels: np.ndarray, at_order: int, point_partitio
         if part == skip or part not in known:
             continue
         for f in partition_files(lake, LIGHTCURVES, part):
-            tables.append(read_ranges(lake.path(f), lo, hi, filesystem=fs, table=LIGHTCURVES))
+            tables.append(read_ranges(lake.path(f), lo, hi, filesystem=fs, table=LIGHTCURVES, since=first))
             n += 1
     return tables, n
 
@@ -219,8 +222,12 @@ def _whole_light_curves(lake: Lake, rows: pa.Table, m_order: int, point_partitio
     import healpy as hp
 
     pix = spatial_index_to_healpix(rows.column("_healpix_29").to_numpy(), target_order=m_order)
-    nb = hp.get_all_neighbours(order2nside(m_order), pix, nest=True).ravel()
-    tables, n = _points_around(lake, np.unique(np.r_[pix, nb[nb >= 0]]), m_order, point_partitions, lake_order)
+    nb = hp.get_all_neighbours(order2nside(m_order), pix, nest=True).T  # (objects, 8)
+    block = np.column_stack((pix, nb))
+    first = np.repeat(rows.column("first_mjd").to_numpy(), block.shape[1])  # no point of it is older
+    keep = block.ravel() >= 0
+    tables, n = _points_around(lake, block.ravel()[keep], m_order, point_partitions, lake_order,
+                               since=first[keep])
     points = _points_frame(_concat(tables, LIGHTCURVES))
     return points[points["object_id"].isin(rows.column("object_id").to_numpy())], n
 
