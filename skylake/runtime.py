@@ -15,12 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def _label(item) -> str:
-    """A task's item for a message: a (path, ...) tuple's path, a chunk's first path and count, or the item."""
+    """A task's item for a message: a tuple's first path (``(path, ...)``, ``(k, path)``), a chunk's
+    first item and count, or the item."""
     from skylake.frame.process import stored_path
 
     if isinstance(item, list) and item:
         return _label(item[0]) + (f" (and {len(item) - 1} more)" if len(item) > 1 else "")
-    return stored_path(item[0] if isinstance(item, tuple) else str(item))
+    if isinstance(item, tuple):
+        item = next((x for x in item if isinstance(x, (str, os.PathLike))), item)
+    return stored_path(str(item))
 
 
 class Runner:

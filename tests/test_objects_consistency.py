@@ -19,7 +19,8 @@ from hats.pixel_math import HealpixPixel
 from skylake.lake import Lake, faults, hats_meta
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.associate import vector_to_radec
-from skylake.objects.build import build_objects, objects_dataset
+from skylake.objects.build import build_objects
+from skylake.objects.files import objects_dataset
 from skylake.objects.files import lightcurves_dataset
 from skylake.objects.query import light_curve
 from skylake.objects.summary import summarise

@@ -12,7 +12,8 @@ import pytest
 
 from skylake.lake import Lake, hats_meta
 from skylake.lake.tables import LIGHTCURVES
-from skylake.objects.build import OBJECTS, ObjectsError, build_objects, objects_dataset
+from skylake.objects.build import OBJECTS, ObjectsError, build_objects
+from skylake.objects.files import objects_dataset
 from skylake.objects.files import lightcurves_dataset
 from skylake.objects.summary import MOMENT_COLUMNS, ORDER_COLUMNS
 from skylake.testing.detections import commit_night, random_stars

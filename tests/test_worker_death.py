@@ -139,3 +139,37 @@ def test_a_calibration_task_whose_worker_dies_is_run_again_and_the_lake_equals_a
     for got, want in zip(_calibrated(lake), _calibrated(clean)):
         pd.testing.assert_frame_equal(got, want)
     assert len(lake.live_files(MATCHES)) == 1 and not os.listdir(lake.path("_skylake/staging"))
+
+
+def test_a_redo_matches_rewrite_whose_worker_dies_is_run_again_and_the_lake_equals_a_clean_run(
+        calib_lake, tmp_path, monkeypatch):
+    """--redo rewrites the night's matches files on the workers (items ``(k, rel)``); a worker dying under
+    that task is reported by the file's path and the task run again: the lake equals an undisturbed redo."""
+    from skylake.calib import store as calib_store
+    from skylake.runtime import _label
+
+    assert _label([(0, "night=2026-03-01/a.parquet"), (1, "b")]).startswith("night=2026-03-01/a.parquet")
+    clean, lake = (Lake.open(shutil.copytree(calib_lake, tmp_path / name)) for name in ("clean", "lake"))
+    for one in (clean, lake):
+        calibrate(one)
+    calibrate(clean, redo=True)
+    attempts = tmp_path / "attempts.txt"
+    real = calib_store.rewrite_files
+
+    def run_then_die(*args, **kwargs):  # a closure: pickled by value to the worker
+        first = not attempts.exists()
+        with open(attempts, "a") as fh:
+            fh.write("attempt\n")
+        out = real(*args, **kwargs)
+        if first:
+            os._exit(1)
+        return out
+
+    monkeypatch.setattr(calib_store, "rewrite_files", run_then_die)
+    with dask_client(workers=1) as client:
+        [report] = calibrate(lake, redo=True, client=client)
+    assert attempts.read_text().count("attempt") == 2
+    assert report.calibrated == 3 and report.by_status == {"ok": 3}
+    for got, want in zip(_calibrated(lake), _calibrated(clean)):
+        pd.testing.assert_frame_equal(got, want)
+    assert len(lake.live_files(MATCHES)) == 1 and not os.listdir(lake.path("_skylake/staging"))

@@ -159,8 +159,8 @@ def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id
         return []
     rows = match_rows(pd.concat(parts, ignore_index=True), zps, refcat, calib_key)
     table = conform(pa.Table.from_pandas(rows, preserve_index=False), MATCHES)
-    nights = rows["frame_id"].map(zps.set_index("frame_id")["night"])
-    nights = np.array([night_partition(n) for n in nights], dtype=object)
+    night_of = zps.set_index("frame_id")["night"].map(night_partition)  # per frame, not per row
+    nights = rows["frame_id"].map(night_of).to_numpy(object)
     store, out = Storage(lake_root), []
     for night in sorted(set(nights)):
         data = table.take(np.flatnonzero(nights == night))
@@ -185,8 +185,8 @@ class BatchPairs:
     the matches rows. The driver only ever gathers the tasks' small results.
     """
 
-    def __init__(self, runner: Runner, frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...]):
-        self.runner, self.frames, self.cal, self.extra_columns = runner, frames, cal, extra_columns
+    def __init__(self, runner: Runner, frames: pd.DataFrame, cal: Calibration):
+        self.runner, self.frames, self.cal = runner, frames, cal
         self.group_of = frame_groups(frames, GROUP_SOURCES)
         self.n_groups = int(self.group_of.max()) + 1 if len(self.group_of) else 1  # one (empty) without frames
         self._group = frames["frame_id"].map(self.group_of).to_numpy()
@@ -201,7 +201,7 @@ class BatchPairs:
               extra_columns: tuple[str, ...] = ()) -> "BatchPairs":
         """Cross-match ``frames`` (live rows of LAKE/frames) with the catalogue (lsdb on the workers), slice
         each partition's rows by frame group and reduce each group to one-to-one pairs where they land."""
-        batch = cls(runner, frames, cal, extra_columns)
+        batch = cls(runner, frames, cal)
         parts = runner.compute(crossmatch.candidate_pairs(lake_path, frames, refcat_path, cal.band, cal.color,
                                                           cal.match_radius_arcsec, extra_columns))
         present = runner.gather([runner.submit(frames_in, p) for p in parts])

@@ -251,7 +251,7 @@ def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None =
     partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
     dataset = pads.dataset(files, format="parquet", schema=schema, partitioning=partitioning,
                            partition_base_dir=lake.store.full(name),
-                           filesystem=None if lake.store.is_local else lake.store.fs)
+                           filesystem=lake.store.arrow_fs)
     return dataset.to_table(columns=cols)
 
 
@@ -282,7 +282,7 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
     """Mirror LAKE/objects as the lake holds it now: ``partitions`` whole (their rows deleted and read
     again), and each object of ``changes`` (its latest change, :func:`_object_changes_of`) deleted and,
     unless removed, read again from its partition (only the row groups holding it)."""
-    from skylake.objects.build import objects_dataset, read_ranges  # hats: imported only when objects changed
+    from skylake.objects.files import objects_dataset, read_ranges  # hats: imported only when objects changed
 
     t = table(OBJECTS)
     columns = [c.name for c in t.columns if c.name not in ("norder", "npix")]
@@ -290,7 +290,7 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
     for i in range(0, len(ids), 1000):  # bound the IN list
         conn.execute(t.delete().where(t.c.object_id.in_(ids[i:i + 1000].tolist())))
     rows = []
-    fs = None if lake.store.is_local else lake.store.fs
+    fs = lake.store.arrow_fs
     for order, pixel in sorted(partitions):
         conn.execute(t.delete().where((t.c.norder == order) & (t.c.npix == pixel)))
         files = _partition_files(lake, order, pixel)
@@ -318,7 +318,7 @@ def _replace_maps(conn, lake: Lake, index_files: list[str]) -> int:
     t = table(MAPS)
     data = pads.dataset([lake.path(f"{MAPS}/{f}") for f in index_files], format="parquet",
                         schema=table_schema(INDEX_SCHEMA),
-                        filesystem=None if lake.store.is_local else lake.store.fs).to_table()
+                        filesystem=lake.store.arrow_fs).to_table()
     rows = _sql_rows(data, [c.name for c in t.columns])
     ids = sorted({r["map_id"] for r in rows})
     for i in range(0, len(ids), 1000):  # bound the IN list

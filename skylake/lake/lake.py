@@ -389,7 +389,7 @@ class Lake:
         schema = table_schema(table).append(pa.field("night", pa.string()))
         if not self.store.exists(table):  # a table nothing has been committed to yet
             return pads.dataset(schema.empty_table())
-        fs = self.store.fs if not self.store.is_local else None
+        fs = self.store.arrow_fs
         with self._reading(table):
             if nights is not None:
                 files = [self.store.full(f"{table}/{f}") for f in self.live_files(table, nights)]
@@ -425,7 +425,7 @@ class Lake:
             return pads.dataset(schema.empty_table())
         with self._reading(SOURCES):
             return pads.dataset(self.store.full(f"{SOURCES}/dataset"), format="parquet", partitioning=partitioning,
-                                schema=schema, filesystem=self.store.fs if not self.store.is_local else None)
+                                schema=schema, filesystem=self.store.arrow_fs)
 
     def read_sources(self, columns: list[str] | None = None, filter=None) -> pa.Table:
         """The source table as one Arrow table (for tests and small lakes; analysts use lsdb/DuckDB)."""

@@ -83,6 +83,12 @@ class Storage:
         # What a task opens: a worker in another working directory needs the absolute path.
         self.location = self.root if self.is_local else self.url
 
+    @property
+    def arrow_fs(self):
+        """The ``filesystem`` to hand pyarrow for paths of :meth:`full`: None on a local disk (pyarrow's
+        own), else this store's fsspec filesystem."""
+        return None if self.is_local else self.fs
+
     # -- paths -------------------------------------------------------------------------------------
     def full(self, rel: str) -> str:
         """Absolute path (or object-store key) of a lake-relative path."""

@@ -70,7 +70,7 @@ def read_index(lake: Lake, nights=None) -> pd.DataFrame:
     if not files:
         return schema.empty_table().to_pandas()
     return pads.dataset([lake.path(f"{MAPS}/{f}") for f in files], format="parquet", schema=schema,
-                        filesystem=None if lake.store.is_local else lake.store.fs).to_table().to_pandas()
+                        filesystem=lake.store.arrow_fs).to_table().to_pandas()
 
 
 def stage_index(tx, index: pd.DataFrame) -> None:

@@ -1,9 +1,13 @@
-"""Objects and light curves (``LAKE/objects/``): detections associated across frames into objects with
-stable ids, their variability statistics and nested light curves, as a HATS catalog.
+"""Objects and light curves: detections associated across frames into objects with stable ids, one row
+of variability statistics per object (``LAKE/objects/``) and their light-curve points (``LAKE/lightcurves/``),
+two HATS catalogs joined on ``object_id``.
 
 - :mod:`~skylake.objects.associate`: detections (+ reference matches) -> object ids (pure functions);
 - :mod:`~skylake.objects.stats`: variability statistics as vectorised group-by aggregations;
-- :mod:`~skylake.objects.build`: the incremental build, one commit of the lake's log;
+- :mod:`~skylake.objects.summary`: objects rows from whole light curves, and new points merged into them;
+- :mod:`~skylake.objects.partition`: one partition's update, a task on a worker that stages its files;
+- :mod:`~skylake.objects.files`: where the two tables' files are, and reading only their row groups needed;
+- :mod:`~skylake.objects.build`: the incremental build (plan, tasks, one commit of the lake's log);
 - :mod:`~skylake.objects.query`: light curves by coordinate (pixel-pruned cone search);
 - :mod:`~skylake.objects.cli`: ``skylake objects build`` and ``skylake lightcurve``.
 

@@ -58,16 +58,14 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
 from skylake.calib.model import KRON, LatestPolicy, ZpStatus, latest_calibration
 from skylake.errors import LakeError
-from skylake.frame.extract import SATURATED  # noqa: F401  (re-exported: query.py, tests)
 from skylake.lake import Lake, counts, hats_meta
 from skylake.lake.lake import UNKNOWN_NIGHT, night_partition, parquet_bytes
 from skylake.lake.log import staging_path
 from skylake.lake.tables import FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS, night_dir, night_of
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import margin_order
-from skylake.objects.files import ROW_GROUP, objects_dataset, read_ranges  # noqa: F401  (the readers' names)
+from skylake.objects.files import row_counts
 from skylake.objects.partition import build_partition, scan_pixels
-from skylake.objects.summary import summarise  # noqa: F401  (summary_rows, tests)
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -409,8 +407,9 @@ def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None =
         partitions = [] if rebuild else hats_meta.read_partitions(lake.store, OBJECTS)
         if rebuild:  # every file goes; the tables are made again from all frames
             for table in (OBJECTS, LIGHTCURVES):
-                for path in lake.store.walk_files(f"{table}/dataset", ".parquet"):
-                    tx.remove(table, posixpath.relpath(path, table), pq.ParquetFile(lake.path(path)).metadata.num_rows)
+                paths = lake.store.walk_files(f"{table}/dataset", ".parquet")
+                for path, rows in zip(paths, row_counts(lake, paths)):
+                    tx.remove(table, posixpath.relpath(path, table), rows)
         if plan.changed.empty and plan.gone.empty and not rebuild:
             report.objects = int(cfg.state.get("objects", hats_meta.read_skymap(lake.store, OBJECTS).sum()))  # not a table
             report.partitions = len(partitions)

@@ -66,7 +66,7 @@ def catalog_dataset(lake, table: str = OBJECTS, files: list[str] | None = None):
     source = [lake.path(f) for f in files] if files is not None else lake.path(f"{table}/dataset")
     return pads.dataset(source, format="parquet", partitioning=partitioning, schema=schema,
                         partition_base_dir=lake.path(f"{table}/dataset"),
-                        filesystem=lake.store.fs if not lake.store.is_local else None)
+                        filesystem=lake.store.arrow_fs)
 
 
 def objects_dataset(lake, files: list[str] | None = None):
@@ -84,13 +84,20 @@ def partition_files(lake: Lake, table: str, pixel: HealpixPixel) -> list[str]:
     return lake.store.walk_files(f"{table}/{hats_meta.pixel_dir(pixel.order, pixel.pixel)}", ".parquet")
 
 
+def _runs(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of consecutive values in the sorted, unique ``uniq``: each run's first index, first value and
+    last value + 1."""
+    brk = np.flatnonzero(np.diff(uniq) != 1) + 1
+    starts = np.r_[0, brk]
+    return starts, uniq[starts], uniq[np.r_[brk - 1, len(uniq) - 1]] + 1
+
+
 def ranges(pixels, order: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted, merged ``_healpix_29`` ranges [lo, hi) of ``pixels`` at ``order``."""
     pixels = np.unique(np.asarray(pixels, np.int64))
     if not len(pixels):
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    brk = np.flatnonzero(np.diff(pixels) != 1) + 1
-    lo, hi = pixels[np.r_[0, brk]], pixels[np.r_[brk - 1, len(pixels) - 1]] + 1
+    _, lo, hi = _runs(pixels)
     return healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi)
 
 
@@ -103,9 +110,7 @@ def ranges_since(pixels, since, order: int) -> tuple[np.ndarray, np.ndarray, np.
     uniq, inv = np.unique(pixels, return_inverse=True)
     first = np.full(len(uniq), np.inf)
     np.minimum.at(first, inv, since)
-    brk = np.flatnonzero(np.diff(uniq) != 1) + 1
-    starts = np.r_[0, brk]
-    lo, hi = uniq[starts], uniq[np.r_[brk - 1, len(uniq) - 1]] + 1
+    starts, lo, hi = _runs(uniq)
     return (healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi),
             np.minimum.reduceat(first, starts))
 
@@ -151,7 +156,12 @@ def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | 
 
 def read_files(lake: Lake, table: str, files: list[str]) -> list[pa.Table]:
     """Each of ``files`` (lake-relative) of ``table`` whole."""
-    return [pq.read_table(lake.path(f), schema=table_schema(table)) for f in files]
+    return [pq.read_table(lake.path(f), schema=table_schema(table), filesystem=lake.store.arrow_fs) for f in files]
+
+
+def row_counts(lake: Lake, files: list[str]) -> list[int]:
+    """The rows of each of ``files`` (lake-relative), from their footers."""
+    return [pq.ParquetFile(lake.path(f), filesystem=lake.store.arrow_fs).metadata.num_rows for f in files]
 
 
 def sort_points(points: pa.Table) -> pa.Table:

@@ -44,7 +44,7 @@ from skylake.lake.log import staging_path
 from skylake.lake.tables import LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec
 from skylake.objects.files import (POINTS_ROW_GROUP, ROW_GROUP, files_to_merge, partition_files, ranges, ranges_since,
-                                   read_files, read_ranges, sort_points, within)
+                                   read_files, read_ranges, row_counts, sort_points, within)
 from skylake.objects.summary import merge, needs_refresh, summarise
 from skylake.runtime import release_memory
 from skylake.schema import table_schema
@@ -154,12 +154,19 @@ class View:
 
     def neighbours(self, pixels: np.ndarray, at_order: int, partitions: list[HealpixPixel], lake_order: int) -> list:
         """The existing partitions other than this one holding any of ``pixels`` (at ``at_order``)."""
-        if not len(pixels) or not partitions:
-            return []
-        orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, pixels), partitions, lake_order)
-        known = set(partitions)
-        return [HealpixPixel(o, p) for o, p in sorted(set(zip(orders.tolist(), pix.tolist())))
-                if (o, p) != (self.order, self.pixel) and HealpixPixel(o, p) in known]
+        return partitions_holding(pixels, at_order, partitions, lake_order, skip=HealpixPixel(self.order, self.pixel))
+
+
+def partitions_holding(pixels: np.ndarray, at_order: int, partitions: list[HealpixPixel], lake_order: int,
+                       skip: HealpixPixel | None = None) -> list[HealpixPixel]:
+    """The existing ``partitions`` (but ``skip``) holding any of ``pixels`` (at ``at_order``), sorted."""
+    if not len(pixels) or not partitions:
+        return []
+    orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, np.unique(pixels)), partitions,
+                                          lake_order)
+    known = set(partitions)
+    return [HealpixPixel(o, p) for o, p in sorted(set(zip(orders.tolist(), pix.tolist())))
+            if HealpixPixel(o, p) != skip and HealpixPixel(o, p) in known]
 
 
 def _sparse_hist(h29: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,21 +194,12 @@ def _points_around(lake: Lake, pixels: np.ndarray, at_order: int, point_partitio
         (lo, hi), first = ranges(pixels, at_order), None
     else:
         lo, hi, first = ranges_since(pixels, since, at_order)
-    if not len(lo) or not point_partitions:
+    if not len(lo):
         return [], 0
-    fs = None if lake.store.is_local else lake.store.fs
-    orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, np.unique(pixels)), point_partitions,
-                                          lake_order)
-    known = set(point_partitions)
-    tables, n = [], 0
-    for o, p in sorted(set(zip(orders.tolist(), pix.tolist()))):
-        part = HealpixPixel(o, p)
-        if part == skip or part not in known:
-            continue
-        for f in partition_files(lake, LIGHTCURVES, part):
-            tables.append(read_ranges(lake.path(f), lo, hi, filesystem=fs, table=LIGHTCURVES, since=first))
-            n += 1
-    return tables, n
+    files = [f for part in partitions_holding(pixels, at_order, point_partitions, lake_order, skip=skip)
+             for f in partition_files(lake, LIGHTCURVES, part)]
+    return [read_ranges(lake.path(f), lo, hi, filesystem=lake.store.arrow_fs, table=LIGHTCURVES, since=first)
+            for f in files], len(files)
 
 
 def _history(lake: Lake, view: View, own_points: list[str], point_partitions, lake_order: int
@@ -265,7 +263,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
     point_partitions = [HealpixPixel(o, p) for o, p in spec["point_partitions"]]
     here = HealpixPixel(order, pixel)
-    fs = None if lake.store.is_local else lake.store.fs
+    fs = lake.store.arrow_fs
     stale = np.asarray(spec["stale"], np.int64)
     exact = bool(spec["rebuild"] or (len(stale) and (spec["exact"] is None or key in spec["exact"])))
 
@@ -345,7 +343,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
 
     out = {"key": key, "dirty": bool(written.num_rows or not np.isin(own_ids, owned_ids).all()),
            "exact": bool(exact), "refreshed": refreshed, "rows": owned.num_rows, "path": None,
-           "removed": [(posixpath.relpath(f, OBJECTS), n) for f, n in zip(own_files, _rows(lake, own_files))],
+           "removed": [(posixpath.relpath(f, OBJECTS), n) for f, n in zip(own_files, row_counts(lake, own_files))],
            "hist_old": _sparse_hist(own.column("_healpix_29").to_numpy()),
            "hist_new": _sparse_hist(owned.column("_healpix_29").to_numpy()),
            "dropped": 0 if own_points is None else int(np.isin(own_points.column("frame_id").to_numpy(), stale).sum()),
@@ -379,12 +377,6 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     return out
 
 
-def _rows(lake: Lake, files: list[str]) -> list[int]:
-    import pyarrow.parquet as pq
-
-    return [pq.ParquetFile(lake.path(f)).metadata.num_rows for f in files]
-
-
 def _stage_points(lake: Lake, batch_id: str, here: HealpixPixel, point_files: list[str], new_core: pa.Table,
                   own_points: pa.Table | None, stale: np.ndarray) -> dict:
     """Stage the partition's light-curve file: after an exact pass (``own_points``: every row of its
@@ -393,7 +385,7 @@ def _stage_points(lake: Lake, batch_id: str, here: HealpixPixel, point_files: li
     files when there are too many
     (:func:`~skylake.objects.files.files_to_merge`). Returns ``path``/``rows`` of the staged file (None
     when nothing), ``removed`` [(rel, rows)] and the skymap histograms of the rows removed and added."""
-    rows_before = _rows(lake, point_files)
+    rows_before = row_counts(lake, point_files)
     if own_points is not None:
         away = list(range(len(point_files)))
         removed = [own_points]

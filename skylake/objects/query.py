@@ -23,7 +23,6 @@ from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
 from skylake.frame.extract import SATURATED as SATURATED_FLAG
-from skylake.lake import hats_meta
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.associate import chord_to_arcsec, unit_vectors
 from skylake.objects.build import ObjectsError, check_layout, read_state

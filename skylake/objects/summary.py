@@ -25,7 +25,7 @@ import pyarrow as pa
 from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
-from skylake.lake.tables import LIGHTCURVES, OBJECTS
+from skylake.lake.tables import OBJECTS
 from skylake.objects.associate import chord_to_arcsec, unit_vectors, vector_to_radec
 from skylake.objects.stats import light_curve_stats
 from skylake.schema import table_schema
@@ -43,10 +43,6 @@ ORDER_COLUMNS = ["median_mag", "mad_mag", "stetson_j", "n_clip", "mean_mag_clip"
 #: describe at least 1/1.25 = 80 % of the points.
 REFRESH_GROWTH = 1.25
 _ARCSEC = np.degrees(1.0) * 3600.0
-
-
-def _empty_like(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
 
 
 # -- moments --------------------------------------------------------------------------------------------
@@ -142,11 +138,16 @@ def _first_ref(points: pd.DataFrame, inv: np.ndarray, n_obj: int, default):
     return out
 
 
+def _table(cols: dict) -> pa.Table:
+    """An objects table from column arrays (in schemas/objects.yaml's order and types)."""
+    schema = table_schema(OBJECTS)
+    return pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], f.type)
+                     for f in schema}, schema=schema)
+
+
 def _finish(cols: dict) -> pa.Table:
     """An objects table from column arrays, sorted by ``_healpix_29`` then ``object_id``."""
-    schema = table_schema(OBJECTS)
-    table = pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], f.type)
-                      for f in schema}, schema=schema)
+    table = _table(cols)
     return table.take(np.lexsort((table.column("object_id").to_numpy(), table.column("_healpix_29").to_numpy())))
 
 
@@ -159,7 +160,7 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
     ``ref_id`` is the first one among its points (in time), wherever that is. Sorted by
     ``_healpix_29``; an empty ``points`` gives an empty table."""
     if points.empty:
-        return _empty_like(table_schema(OBJECTS))
+        return table_schema(OBJECTS).empty_table()
     points = points.sort_values(["object_id", "mjd", "source_id"], kind="stable", ignore_index=True)
     oid = points["object_id"].to_numpy(np.int64)
     uniq, first, inv = np.unique(oid, return_index=True, return_inverse=True)
@@ -262,9 +263,7 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
     missing = np.asarray(ref.isna())
     ref[missing] = _first_ref(points.iloc[by_time], at[by_time], n_obj, [pd.NA] * n_obj)[missing]
     cols["ref_id"] = pa.array(ref, pa.int64())
-    schema = table_schema(OBJECTS)
-    return pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], f.type)
-                     for f in schema}, schema=schema)
+    return _table(cols)
 
 
 def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> np.ndarray:
@@ -273,7 +272,3 @@ def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> np.ndarray:
     the statistics describe."""
     return np.asarray(n, np.int64) > REFRESH_GROWTH * np.asarray(n_exact, np.int64)
 
-
-def points_schema() -> pa.Schema:
-    """The LAKE/lightcurves schema."""
-    return table_schema(LIGHTCURVES)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from skylake.objects.build import objects_dataset
+from skylake.objects.files import objects_dataset
 from skylake.objects.query import cone_objects, light_curve, plot_light_curve
 
 MATCH_ARCSEC = 3.0

@@ -169,7 +169,8 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     from skylake.lake.tables import LIGHTCURVES
     from skylake.lake.versions import latest_versions
     from skylake.objects import build as ob
-    from skylake.objects.files import POINTS_ROW_GROUP, sort_points
+    from skylake.objects.files import POINTS_ROW_GROUP, ROW_GROUP, sort_points
+    from skylake.objects.summary import summarise
 
     order = lake.config.partition_order
     frames = latest_versions(lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu", "mjd",
@@ -217,14 +218,14 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
                 "frame_id": fid, "source_id": ARCHIVE_OBJECT_IDS + np.arange(len(k)) + a * points,
                 "flags": np.zeros(len(k), np.int32), "object_id": ARCHIVE_OBJECT_IDS + k,
                 "ref_id": pd.array([pd.NA] * len(k), dtype="Int64"), "refcat": ""})
-            table = ob.summarise(flat, refcat)
+            table = summarise(flat, refcat)
             keys = spatial_index_to_healpix(table.column("_healpix_29").to_numpy(), target_order=order)
             cut = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
             for s, e in zip(cut[:-1], cut[1:]):
                 pixel = HealpixPixel(order, int(keys[s]))
                 partitions.append(pixel)
                 tx.stage(ob.OBJECTS, f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
-                         table.slice(s, e - s), row_group_size=ob.ROW_GROUP)
+                         table.slice(s, e - s), row_group_size=ROW_GROUP)
             home = pd.Series(table.column("_healpix_29").to_numpy(), index=table.column("object_id").to_numpy())
             flat["_healpix_29"] = home.reindex(flat["object_id"]).to_numpy(np.int64)  # filed under its object
             pts = pa.Table.from_pandas(flat[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES),
