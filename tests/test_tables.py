@@ -111,3 +111,14 @@ def test_the_night_partition_encoding_lives_only_in_the_registry():
     assert found == [], "build and parse night directories with tables.night_dir / night_of:\n" + "\n".join(found)
     assert tables.night_dir(None) == "night=unknown" and tables.night_dir("2026-01-02") == "night=2026-01-02"
     assert tables.night_of("night=2026-01-02/x.parquet") == "2026-01-02" and tables.night_of("_index/x") is None
+
+
+def test_night_partitions_maps_each_row_as_night_partition_does():
+    """One call per distinct night; None, NaN and '' are the unknown night, as for a single value."""
+    from skylake.lake.tables import UNKNOWN_NIGHT, night_partition, night_partitions
+
+    nights = ["2026-01-01", None, float("nan"), "", "2026-01-02", "2026-01-01"]
+    got = night_partitions(nights)
+    assert got.tolist() == ["2026-01-01", UNKNOWN_NIGHT, UNKNOWN_NIGHT, UNKNOWN_NIGHT, "2026-01-02", "2026-01-01"]
+    assert got.tolist() == [night_partition(n) for n in nights]
+    assert night_partitions([]).tolist() == []

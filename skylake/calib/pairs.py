@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from skylake.calib import astrometry, crossmatch, model, zeropoint
-from skylake.lake.tables import MATCHES, night_dir, night_partition
+from skylake.lake.tables import MATCHES, night_dir, night_partition, night_partitions
 from skylake.profile import Calibration
 from skylake.runtime import Runner
 from skylake.schema import conform
@@ -159,8 +159,7 @@ def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id
         return []
     rows = match_rows(pd.concat(parts, ignore_index=True), zps, refcat, calib_key)
     table = conform(pa.Table.from_pandas(rows, preserve_index=False), MATCHES)
-    night_of = zps.set_index("frame_id")["night"].map(night_partition)  # per frame, not per row
-    nights = rows["frame_id"].map(night_of).to_numpy(object)
+    nights = night_partitions(rows["frame_id"].map(zps.set_index("frame_id")["night"]))
     store, out = Storage(lake_root), []
     for night in sorted(set(nights)):
         data = table.take(np.flatnonzero(nights == night))

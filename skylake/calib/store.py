@@ -15,7 +15,6 @@ only records their files.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
 
 import numpy as np
@@ -99,7 +98,7 @@ def rewrite_files(item: list[tuple[int, str]], lake_root: str, batch_id: str, ta
     Re-running it (a worker died) rewrites the same files."""
     import pyarrow.parquet as pq
 
-    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.lake import parquet_bytes, rewritten_rel
     from skylake.lake.log import staging_path
     from skylake.lake.storage import Storage
     from skylake.schema import table_schema
@@ -114,7 +113,7 @@ def rewrite_files(item: list[tuple[int, str]], lake_root: str, batch_id: str, ta
         actions.append((k, "remove", rel, data.num_rows, 0))
         if not gone.all():
             kept = data.filter(pa.array(~gone))
-            new = f"{posixpath.dirname(rel)}/{batch_id}-rewrite{k}.parquet"
+            new = rewritten_rel(rel, batch_id, k)
             blob = parquet_bytes(kept)
             store.write_bytes(staging_path(batch_id, f"{table}/{new}"), blob)
             actions.append((k, "stage", new, kept.num_rows, len(blob)))

@@ -64,7 +64,7 @@ from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING
                               staging_path)
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
 from skylake.lake.tables import (FRAMES, SOURCES, UNKNOWN_NIGHT, night_dir, night_of,  # noqa: F401 (re-exported)
-                                 night_partition)
+                                 night_partition, night_partitions)
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,11 @@ def _now() -> dt.datetime:
 def new_batch_id(operation: str = "ingest") -> str:
     """Unique, time-sortable name for a batch's files."""
     return f"{_now():%Y%m%dT%H%M%S}-{operation}-{uuid.uuid4().hex[:10]}"
+
+
+def rewritten_rel(rel: str, batch_id: str, k: int) -> str:
+    """Where batch ``batch_id`` stages what it keeps of the ``k``-th file ``rel`` it rewrites: beside it."""
+    return f"{posixpath.dirname(rel)}/{batch_id}-rewrite{k}.parquet"
 
 
 def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group_size: int | None = None) -> bytes:
@@ -748,8 +753,7 @@ class Transaction:
             if table == SOURCES:
                 self.skymap_delta -= hats_meta.skymap_histogram(data.column("_healpix_29").to_numpy()[gone])
             if not gone.all():
-                self.stage(table, f"{posixpath.dirname(rel)}/{self.batch_id}-rewrite{k}.parquet",
-                           data.filter(pa.array(~gone)))
+                self.stage(table, rewritten_rel(rel, self.batch_id, k), data.filter(pa.array(~gone)))
         return dropped
 
     def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
@@ -784,7 +788,7 @@ class Transaction:
 
     def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
-        nights_arr = np.array([night_partition(n) for n in nights], dtype=object)
+        nights_arr = night_partitions(nights)
         self.count_changes.add(table, data, nights_arr.tolist())
         for night in sorted(set(nights_arr)):
             rows = np.flatnonzero(nights_arr == night)

@@ -34,6 +34,7 @@ import functools
 import importlib
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import yaml
 
@@ -67,6 +68,16 @@ NIGHT_PREFIX = "night="
 def night_partition(night) -> str:
     """The partition value of ``night``: the night itself, or :data:`UNKNOWN_NIGHT` (None, NaN, '')."""
     return night if isinstance(night, str) and night else UNKNOWN_NIGHT
+
+
+def night_partitions(nights) -> np.ndarray:
+    """:func:`night_partition` of each of ``nights`` (a sequence, one per row), as an object array: one
+    call per distinct night, not per row."""
+    import pandas as pd
+
+    codes, uniq = pd.factorize(pd.Series(np.asarray(nights, dtype=object)), use_na_sentinel=True)
+    names = np.array([night_partition(n) for n in uniq] + [UNKNOWN_NIGHT], dtype=object)
+    return names[codes]  # code -1 (None, NaN): the last name
 
 
 def night_dir(night) -> str:
