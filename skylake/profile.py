@@ -35,7 +35,7 @@ from skylake.paths import project_dir
 
 
 #: Sections a profile may leave out (None when absent).
-OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve")
+OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble")
 #: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:
 #: the bright-star catalogue (a refcat name in the lake, or a FITS/Parquet file) and which source rows
 #: a frame gets.
@@ -239,6 +239,9 @@ class Profile:
     camera: dict | None = None
     allsky: dict | None = None
     platesolve: dict | None = None
+    #: ``[ensemble]``: the relative calibration and detrending of each night (skylake.ensemble; defaults when
+    #: absent).
+    ensemble: dict | None = None
 
     @property
     def digest(self) -> str:
@@ -246,7 +249,7 @@ class Profile:
         Calibration settings are not processing settings (they have their own digest). Absent
         optional sections leave it as it was before they existed."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("source", "description", "calibration",
-                                                                          "maps")  # not a table
+                                                                          "maps", "ensemble")  # not a table
                     and not (k in OPTIONAL_SECTIONS and v is None)}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -710,6 +713,17 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
             value = None
         out[name] = None if value is None else dict(value)
     camera, allsky, platesolve = out["camera"], out["allsky"], out["platesolve"]
+    if out["ensemble"] is not None:
+        from skylake.ensemble.stage import EnsembleOptions
+        from skylake.ensemble.solve import EnsembleSettings
+
+        doc = dict(out["ensemble"])
+        own = {k: doc.pop(k) for k in list(doc) if k in EnsembleOptions.__dataclass_fields__}
+        try:
+            EnsembleOptions(**own)
+            EnsembleSettings.from_dict(doc)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"[ensemble] {exc}")
     if allsky is not None and camera is None:
         problems.append("[allsky] needs a [camera] section (the lens model that maps pixels to the sky)")
     if camera is not None:

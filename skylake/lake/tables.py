@@ -52,6 +52,8 @@ EXTINCTION = "extinction"
 MAPS = "maps"
 MAPS_INDEX = "maps_index"
 STREAKS = "streaks"
+ENSEMBLE = "ensemble"
+DETREND = "detrend"
 FRAME_INDEX = "frame_index"
 REFCAT = "refcat"
 

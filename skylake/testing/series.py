@@ -131,10 +131,10 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
                  ra0_deg: float = 210.0, dec0_deg: float = 30.0, pixscale_arcsec: float = 4.0,
                  start_utc: str = "2026-04-10T22:00:00", cadence_s: float = 300.0, exptime_s: float = 30.0,
                  zp_true: float = 20.0, k_ext: float = 0.15, jitter_mag: float = 0.03,
-                 gradient_mag: float = 0.02, fwhm_px=(2.4, 3.4), focus_tilt: float = 0.08,
+                 gradient_mag: float = 0.02, fwhm_px=(2.4, 3.4), focus_tilt: float = 0.0,
                  sky_adu: float = 300.0, gain: float = 1.5, read_noise_adu: float = 5.0,
                  saturation_adu: float = 60000.0, mag_range=(10.0, 17.5), n_variables: int = 5,
-                 variable_amp=(0.01, 0.2), transit_depth: float = 0.01, aperture_px: float = 3.0,
+                 variable_amp=(0.05, 0.3), transit_depth: float = 0.01, aperture_px: float = 3.0,
                  annulus_px=(10.0, 15.0), pointing_jitter_px: float = 1.5, site_lat_deg: float = 28.76,
                  site_lon_deg: float = -17.88, refcat_name: str = "series") -> SeriesTruth:
     """Write a SYNTHETIC series of one field and its reference catalogue; return the truth.
@@ -164,7 +164,7 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
     -------
     SeriesTruth
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 1])  # not make_sky_catalog's stream (its positions)
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     ny, nx = shape

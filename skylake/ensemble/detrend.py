@@ -1,0 +1,245 @@
+"""Per-star detrending of a field's light curves: EPD and TFA, protecting the stars' own signals.
+
+Both work on one night's light curves of one field, a matrix ``mag[s, e]`` (star ``s``, frame ``e``, NaN where
+the star has no point), and return the trend removed from each point (``mag - trend`` is the detrended
+magnitude).
+
+* **EPD** (external parameter decorrelation; Bakos et al. 2010, pipe-trex, astrobase ``varbase/trends``): per
+  star, least squares of its magnitudes on parameters of its points (chip position, FWHM, background,
+  airmass, hour angle: the caller chooses), plus a constant.
+* **TFA** (trend filtering algorithm; Kovacs, Bakos & Noyes 2005, MNRAS 356, 557): per star, least squares of
+  its magnitudes on the light curves of template stars (bright, quiet, on nearly every frame, not the star
+  itself and not its neighbours), plus a constant.
+
+Plain EPD and TFA also remove a star's real signal where it resembles a parameter or a template. Both fits
+here are **signal-reconstructive** (as vartools' ``-TFA_SR``, with the signal estimated without a period): the
+star's signal ``S`` is estimated as a running median in time of the detrended light curve (``window``
+points), the trend is fitted to ``mag - S``, and the two steps alternate a few times. A dip or a variation
+lasting longer than about half the window is kept; white noise is not (a running median of it is small).
+``window = 0`` gives the plain fits.
+
+Pure functions of arrays; :mod:`skylake.ensemble.stage` calls them per night and field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skylake.robust import MAD_TO_SIGMA
+
+__all__ = ["running_median", "epd", "choose_templates", "trend_basis", "tfa"]
+
+
+def running_median(t: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
+    """Running median of ``y`` (finite values, ordered by ``t``) over ``window`` consecutive points (odd;
+    shrinking at the ends). NaN stays NaN."""
+    y = np.asarray(y, dtype=np.float64)
+    out = np.full(y.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(y))
+    if ok.size == 0 or window <= 1:
+        out[ok] = y[ok]
+        return out
+    order = ok[np.argsort(np.asarray(t)[ok], kind="stable")]
+    v = y[order]
+    half = window // 2
+    pad = np.pad(v, half, mode="reflect") if v.size > half else np.pad(v, half, mode="edge")
+    med = np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=1)
+    out[order] = med
+    return out
+
+
+def _wlstsq(A: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted least squares: coefficients and the weighted residual sum of squares."""
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)
+    return coef, float(np.sum(w * (y - A @ coef) ** 2))
+
+
+def _fit_protected(A: np.ndarray, y: np.ndarray, err: np.ndarray, t: np.ndarray, window: int, clip: float,
+                   alpha: float, n_iter: int = 4) -> tuple[np.ndarray, int]:
+    """The trend ``A[:, 1:] @ coef[1:]`` of one light curve (column 0 of ``A`` is the constant), fitted with
+    the signal reconstructed and outliers clipped, and the number of terms it used: 0 (no trend) unless an
+    F-test finds the terms significant at level ``alpha`` against the constant alone."""
+    from scipy.stats import f as f_dist
+
+    w = 1.0 / np.maximum(err, 1e-4) ** 2
+    signal = np.zeros_like(y)
+    use = np.ones(y.size, bool)
+    coef = np.zeros(A.shape[1])
+    p = A.shape[1] - 1
+    for _ in range(n_iter if window > 1 else 2):
+        coef, _ = _wlstsq(A[use], (y - signal)[use], w[use])
+        resid = y - A @ coef
+        if window > 1:
+            signal = running_median(t, resid, window)
+            signal -= np.median(signal)
+        r = resid - signal
+        sigma = MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))
+        new = np.abs(r - np.median(r)) <= clip * max(sigma, 1e-6)
+        if new.sum() < p + 3:
+            break
+        use = new
+    n = int(use.sum())
+    target = (y - signal)[use]
+    coef, rss1 = _wlstsq(A[use], target, w[use])
+    wu = w[use]
+    rss0 = float(np.sum(wu * (target - np.sum(wu * target) / np.sum(wu)) ** 2))
+    dof = n - p - 1
+    if dof <= 0 or rss1 <= 0 or p == 0:
+        return np.zeros(y.size), 0
+    stat = ((rss0 - rss1) / p) / (rss1 / dof)
+    if not f_dist.sf(stat, p, dof) < alpha:
+        return np.zeros(y.size), 0
+    return A[:, 1:] @ coef[1:], p
+
+
+def epd(mag: np.ndarray, err: np.ndarray, params: np.ndarray, t: np.ndarray, *, min_points: int = 20,
+        window: int = 0, clip: float = 4.0, alpha: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """EPD trends of each star.
+
+    Parameters
+    ----------
+    mag, err : (S, E) arrays
+        Magnitudes and errors, NaN where a star has no point.
+    params : (S, E, P) array
+        The parameters of each point (a constant is added here).
+    t : (E,) array
+        Frame times (for the signal reconstruction).
+    min_points : int
+        Stars with fewer points (or fewer than 3 per parameter) get no trend (NaN).
+    window : int
+        Running-median window of the signal reconstruction (points); 0 for plain EPD.
+    clip : float
+        Points further than this many robust sigmas from the fit are left out of it.
+    alpha : float
+        The trend is removed only when an F-test against a constant finds it significant at this level, so
+        that a star with no systematics is not made to look quieter than its noise.
+
+    Returns
+    -------
+    trend : (S, E) array
+        The trend of each point (0 when not significant; NaN where the star has no point or too few).
+    n_terms : (S,) int array
+        Terms the trend used (0 or P; -1 when the star had too few points).
+    """
+    S, E = mag.shape
+    P = params.shape[2]
+    out = np.full((S, E), np.nan)
+    n_terms = np.full(S, -1, dtype=np.int64)
+    for s in range(S):
+        ok = np.isfinite(mag[s]) & np.isfinite(err[s]) & np.isfinite(params[s]).all(axis=1)
+        n = int(ok.sum())
+        if n < max(min_points, 3 * (P + 1)):
+            continue
+        A = np.column_stack([np.ones(n), params[s][ok]])
+        out[s, ok], n_terms[s] = _fit_protected(A, mag[s, ok], err[s, ok], t[ok], window, clip, alpha)
+    return out, n_terms
+
+
+def choose_templates(mag: np.ndarray, rms: np.ndarray, *, max_templates: int, min_coverage: float = 0.9,
+                     quiet_factor: float = 1.5, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Template stars for TFA: on at least ``min_coverage`` of the frames, quiet (rms at most ``quiet_factor``
+    times the running median rms of the 15 stars nearest in magnitude), brightest first, at most
+    ``max_templates``.
+
+    Parameters
+    ----------
+    mag : (S, E) array
+        Light curves (NaN where missing).
+    rms : (S,) array
+        Each star's robust scatter.
+    max_templates : int
+    min_coverage : float
+    quiet_factor : float
+    exclude : (S,) bool array, optional
+        Stars never used (saturated, known variables).
+
+    Returns
+    -------
+    int array
+        Indices of the templates.
+    """
+    S, E = mag.shape
+    if S == 0 or E == 0:
+        return np.zeros(0, dtype=np.int64)
+    cover = np.isfinite(mag).sum(axis=1) / E
+    with np.errstate(all="ignore"):
+        mean = np.array([np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in mag])
+    ok = (cover >= min_coverage) & np.isfinite(rms) & np.isfinite(mean)
+    if exclude is not None:
+        ok &= ~np.asarray(exclude, bool)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return idx
+    order = idx[np.argsort(mean[idx])]
+    half = 7
+    r = rms[order]
+    pad = np.pad(r, half, mode="edge")
+    trend = np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=1)
+    quiet = order[r <= quiet_factor * trend]
+    return quiet[:max_templates]
+
+
+def trend_basis(mag: np.ndarray, templates: np.ndarray, *, margin: float = 1.5, max_vectors: int = 5
+                ) -> np.ndarray:
+    """The trends the templates share: the principal components of their whitened light curves whose
+    variance exceeds ``margin`` times the largest that pure noise gives (the Marchenko-Pastur edge
+    ``(1 + sqrt(K / E))^2`` for K templates over E frames), at most ``max_vectors``.
+
+    Returns
+    -------
+    (E, k) array
+        Unit-variance basis vectors (k may be 0: the templates share nothing but noise).
+    """
+    K = len(templates)
+    E = mag.shape[1]
+    if K < 3 or E < 3:
+        return np.zeros((E, 0))
+    T = mag[templates]
+    with np.errstate(all="ignore"):
+        med = np.array([np.median(r[np.isfinite(r)]) for r in T])[:, None]
+        T = T - med
+        sd = MAD_TO_SIGMA * np.array([np.median(np.abs(r[np.isfinite(r)])) for r in T])[:, None]
+    T = np.where(np.isfinite(T), T / np.maximum(sd, 1e-6), 0.0)  # a missing point counts as the mean
+    u, sv, _ = np.linalg.svd(T.T, full_matrices=False)  # (E, K)
+    eig = sv**2 / E  # eigenvalues of the templates' sample covariance, in units of their noise
+    keep = eig > margin * (1.0 + np.sqrt(K / E)) ** 2
+    k = int(min(keep.sum(), max_vectors))
+    return u[:, :k] * np.sqrt(E)
+
+
+def tfa(mag: np.ndarray, err: np.ndarray, basis: np.ndarray, t: np.ndarray, *, min_points: int = 20,
+        window: int = 0, clip: float = 4.0, alpha: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """TFA trends of each star: the least-squares combination of the templates' shared trends (``basis``,
+    from :func:`trend_basis`) in its light curve, removed only when significant.
+
+    Parameters
+    ----------
+    mag, err : (S, E) arrays
+        Light curves (EPD-detrended, usually), NaN where a star has no point.
+    basis : (E, k) array
+        The shared trends.
+    t : (E,) array
+        Frame times.
+    min_points, window, clip, alpha : see :func:`epd`.
+
+    Returns
+    -------
+    trend : (S, E) array
+    n_terms : (S,) int array
+    """
+    S, E = mag.shape
+    k = basis.shape[1]
+    out = np.full((S, E), np.nan)
+    n_terms = np.full(S, -1, dtype=np.int64)
+    for s in range(S):
+        ok = np.isfinite(mag[s]) & np.isfinite(err[s])
+        n = int(ok.sum())
+        if n < max(min_points, 2 * (k + 1)):
+            continue
+        if k == 0:
+            out[s, ok], n_terms[s] = 0.0, 0
+            continue
+        A = np.column_stack([np.ones(n), basis[ok]])
+        out[s, ok], n_terms[s] = _fit_protected(A, mag[s, ok], err[s, ok], t[ok], window, clip, alpha)
+    return out, n_terms

@@ -1,0 +1,551 @@
+"""``skylake ensemble``: relative calibration and detrending of each night, after the absolute zeropoints.
+
+For the nights selected (one, those since a date, or those an ingest just calibrated), per profile:
+
+1. **inputs**: the night's ok frames placed by a WCS (all-sky frames have their own model) and their latest
+   ok zeropoints against the profile's catalogue. A night whose frames and zeropoints are those its stored
+   solve used (same ``calib_batch`` per frame, same settings) is skipped; otherwise it is solved again, whole
+   (O(that night)), and its earlier rows go in the same commit;
+2. **fields**: the night's frames grouped by overlap (frames whose centres are closer than half the smaller
+   one's half-diagonal share a field; a chain of such pairs is one field: a drift scan too);
+3. **run**, one task per night and field, on the workers (:func:`solve_field`): read the field's sources
+   (only its sky), calibrate them with their frame's zeropoint, group them into stars
+   (:func:`~skylake.ensemble.associate.associate_field`), solve the ensemble
+   (:func:`~skylake.ensemble.solve.solve`), detrend each star (:mod:`~skylake.ensemble.detrend`: EPD, then TFA)
+   and write the detrend rows as a piece of this run; return the frames' rows (small);
+4. **commit**: under the writer lock, the nights' earlier ensemble and detrend rows removed, the new ones
+   staged (the pieces moved into the batch's staging area), one commit of the lake's log.
+
+Tables: LAKE/ensemble (schemas/ensemble.yaml), LAKE/detrend (schemas/detrend.yaml). Light curves use them
+(skylake.objects): ``mag = mag_zp + correction``, ``mag_epd = mag - epd``, ``mag_tfa = mag_epd - tfa``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skylake.calib.model import KRON, LatestPolicy, ZpStatus, calibrated_flux_mags, latest_calibration
+from skylake.ensemble.associate import associate_field
+from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
+from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
+from skylake.frame.extract import SATURATED
+from skylake.lake import Lake
+from skylake.lake.lake import _now, night_filter
+from skylake.lake.log import staging_path
+from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, ZEROPOINTS, night_dir, night_partition
+from skylake.profile import Profile, ProfileError
+from skylake.robust import MAD_TO_SIGMA
+from skylake.schema import conform
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EnsembleReport", "EnsembleOptions", "ensemble", "group_fields", "solve_field", "point_corrections",
+           "ens_key", "TERM_COLUMNS"]
+
+#: Frame columns the stage reads.
+FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "nx", "ny", "exptime", "airmass",
+                 "mjd", "footprint_ra", "footprint_dec", "ra_center", "dec_center", "pixscale", "saturation",
+                 "wcs_source"]
+#: The spatial coefficients of an ensemble row, in the order of :func:`skylake.ensemble.solve.design`.
+TERM_COLUMNS = ["offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv"]
+#: Parameters EPD can regress on (``[ensemble] epd_params``).
+EPD_PARAMS = ("x", "y", "fwhm", "bkg", "airmass", "hour_angle")
+
+
+@dataclass(frozen=True)
+class EnsembleOptions:
+    """The stage's own settings of a profile's ``[ensemble]`` (beside :class:`EnsembleSettings`).
+
+    Parameters
+    ----------
+    enabled : bool
+        Solve this profile's nights at all.
+    match_radius_px : float
+        Detections on different frames within this many pixels (at the field's median scale) are one star.
+    saturation_fraction : float
+        Points whose raw peak reaches this fraction of the frame's saturation take no part (non-linear).
+    detrend : bool
+        Fit EPD and TFA.
+    epd_params : list of str
+        Parameters of EPD, from :data:`EPD_PARAMS`.
+    detrend_min_points : int
+        Stars with fewer points in the night are not detrended.
+    detrend_window : int
+        Running-median window (points) of the signal reconstruction; 0 for plain EPD/TFA.
+    detrend_alpha : float
+        Significance a star's trend must reach to be removed (F-test).
+    max_templates : int
+        TFA template stars at most.
+    """
+
+    enabled: bool = True
+    match_radius_px: float = 1.5
+    saturation_fraction: float = 0.9
+    detrend: bool = True
+    epd_params: tuple = ("x", "y", "fwhm", "bkg", "airmass")
+    detrend_min_points: int = 20
+    detrend_window: int = 15
+    detrend_alpha: float = 1e-3
+    max_templates: int = 200
+
+    def __post_init__(self):
+        object.__setattr__(self, "epd_params", tuple(self.epd_params))
+        bad = [p for p in self.epd_params if p not in EPD_PARAMS]
+        if bad:
+            raise ValueError(f"ensemble.epd_params: unknown {bad}; allowed: {list(EPD_PARAMS)}")
+        for name in ("enabled", "detrend"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ensemble.{name} must be true or false, got {getattr(self, name)!r}")
+        for name, lo, hi in (("match_radius_px", 0.1, 50.0), ("saturation_fraction", 0.1, 10.0),
+                             ("detrend_alpha", 1e-12, 1.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise ValueError(f"ensemble.{name} must be a number in [{lo}, {hi}], got {v!r}")
+        for name, lo, hi in (("detrend_min_points", 5, 10**9), ("detrend_window", 0, 10**6),
+                             ("max_templates", 0, 10**6)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"ensemble.{name} must be an integer in [{lo}, {hi}], got {v!r}")
+
+
+def settings_of(profile: Profile) -> tuple[EnsembleOptions, EnsembleSettings]:
+    """The ``[ensemble]`` section of ``profile`` as (stage options, solve settings); defaults when absent."""
+    doc = dict(getattr(profile, "ensemble", None) or {})
+    own = {k: doc.pop(k) for k in list(doc) if k in EnsembleOptions.__dataclass_fields__}
+    return EnsembleOptions(**own), EnsembleSettings.from_dict(doc)
+
+
+def ens_key(options: EnsembleOptions, settings: EnsembleSettings, flux: str) -> str:
+    """Identity of a solve's settings (a row's ``ens_key``)."""
+    ident = {"options": asdict(options), "settings": asdict(settings), "flux": flux}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EnsembleReport:
+    """What one ensemble run (one profile's frames) did."""
+
+    profile: str
+    nights: int = 0  # nights selected
+    solved_nights: int = 0
+    skipped_nights: int = 0  # already solved with the same frames, zeropoints and settings
+    fields: int = 0
+    frames: int = 0  # frames in the nights solved
+    by_status: dict = field(default_factory=dict)
+    not_eligible: dict = field(default_factory=dict)  # frames left out, by why (no ok zeropoint, all-sky, ...)
+    detrended_points: int = 0
+    commit: int | None = None
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        solved = self.by_status.get("ok", 0)
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.by_status.items()) if k != "ok")
+        left = ", ".join(f"{n} {k}" for k, n in sorted(self.not_eligible.items()))
+        return (f"ensemble {self.profile}: {solved} of {self.frames + sum(self.not_eligible.values())} frames solved"
+                + (f" ({kinds})" if kinds else "") + (f"; left out: {left}" if left else "")
+                + f"; {self.solved_nights} nights in {self.fields} fields, {self.skipped_nights} nights already "
+                f"solved, {self.detrended_points} points detrended" + (f", commit v{self.commit}" if self.commit else "")
+                + f", {self.seconds:.1f} s")
+
+
+# -- fields ---------------------------------------------------------------------------------------------
+def group_fields(frames: pd.DataFrame) -> np.ndarray:
+    """Field number (0, 1, ...) of each frame: frames whose centres are closer than half the smaller one's
+    half-diagonal are linked, and a field is a connected group of links."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    from skylake.objects.associate import chord, unit_vectors
+
+    n = len(frames)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    xyz = unit_vectors(frames["ra_center"].to_numpy(float), frames["dec_center"].to_numpy(float))
+    half = 0.5 * np.hypot(frames["nx"].to_numpy(float), frames["ny"].to_numpy(float)) \
+        * frames["pixscale"].to_numpy(float) / 3600.0
+    tree = cKDTree(xyz)
+    pairs = np.array(sorted(tree.query_pairs(chord(float(np.nanmax(half)) * 1800.0))), dtype=np.int64).reshape(-1, 2)
+    if len(pairs):
+        from skylake.objects.associate import chord_to_arcsec
+
+        d = chord_to_arcsec(np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)) / 3600.0
+        pairs = pairs[d < 0.5 * np.minimum(half[pairs[:, 0]], half[pairs[:, 1]])]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # number fields by their first frame's time
+    first = pd.Series(frames["mjd"].to_numpy(float)).groupby(labels).min().sort_values()
+    renumber = {lab: i for i, lab in enumerate(first.index)}
+    return np.array([renumber[lab] for lab in labels], dtype=np.int64)
+
+
+# -- the task ----------------------------------------------------------------------------------------------
+SOURCE_COLUMNS = ["source_id", "frame_id", "ra", "dec", "x", "y", "flags", "fwhm", "bkg", "flux_max"]
+
+
+def _read_sources(lake_root: str, frames: pd.DataFrame, flux: str) -> pd.DataFrame:
+    """The sources of ``frames`` (only their sky is read), with the ``flux`` columns (and Kron's)."""
+    import dask
+
+    from skylake.calib.crossmatch import footprint_moc, open_sources
+
+    cols = list(dict.fromkeys(SOURCE_COLUMNS + ["inst_mag", "inst_mag_err"]
+                              + ([flux, f"{flux}_err"] if flux != KRON else [])))
+    moc = footprint_moc(frames, 10.0)
+    if moc is None:
+        return pd.DataFrame({c: [] for c in cols})
+    with dask.config.set(scheduler="synchronous"):  # inside a task: read here, not on the cluster
+        cat = open_sources(lake_root, frames["frame_id"], moc, columns=cols)
+        data = cat.compute()
+    return pd.DataFrame(data).reset_index(drop=True)
+
+
+def _hour_angle(frames: pd.DataFrame, lon_deg: float) -> np.ndarray:
+    """Hour angle of each frame's centre, deg (GMST from the mjd, as a linear formula: 0.1 s)."""
+    jd = frames["mjd"].to_numpy(float) + 2400000.5
+    gmst = (280.46061837 + 360.98564736629 * (jd - 2451545.0)) % 360.0
+    return (gmst + lon_deg - frames["ra_center"].to_numpy(float) + 180.0) % 360.0 - 180.0
+
+
+def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_mask: int, options: EnsembleOptions,
+                settings: EnsembleSettings, key: str, refcat: str, lon_deg: float) -> dict:
+    """One night's field: the ensemble solve and the detrending (a pure task but for its reads and its piece).
+
+    Parameters
+    ----------
+    item : dict
+        ``night``, ``field`` and ``frames`` (rows of :data:`FRAME_COLUMNS` with their zeropoint: ``zp``,
+        ``apcor``, ``calib_batch``).
+    lake_root : str
+    run : str or None
+        The run's piece directory (lake-relative) for the detrend rows; None: they are returned.
+    flux : str
+        The calibrated flux column (``[calibration] flux``).
+    flags_mask : int
+        Source flags that keep a point out of the solve.
+    options, settings, key, refcat, lon_deg
+        The stage's settings, their identity, the catalogue of the zeropoints and the site's longitude.
+
+    Returns
+    -------
+    dict
+        ``rows`` (DataFrame of schemas/ensemble.yaml less the batch columns, plus ``night``), ``piece``
+        (``(lake-relative path, rows)`` or None), ``detrend`` (a DataFrame when ``run`` is None),
+        ``points`` (points read).
+    """
+    from skylake.lake.storage import Storage
+
+    frames = item["frames"].reset_index(drop=True)
+    night, fid_field = item["night"], int(item["field"])
+    P = 1 + n_spatial_terms(settings.spatial_order)
+    base = pd.DataFrame({"frame_id": frames["frame_id"].to_numpy(np.int64), "refcat": refcat,
+                         "calib_batch": frames["calib_batch"].astype(str).to_numpy(), "ens_key": key,
+                         "field": np.int32(fid_field), "spatial_order": np.int16(settings.spatial_order),
+                         "mjd": frames["mjd"].to_numpy(float), "night": night})
+    empty = {"rows": None, "piece": None, "detrend": None, "points": 0}
+    if len(frames) < settings.min_frames:
+        rows = base.assign(status="too_few_frames", reason=f"its field has {len(frames)} frames this night "
+                           f"(ensemble.min_frames = {settings.min_frames})", field_frames=np.int32(len(frames)),
+                           field_stars=np.int32(0), n_stars=np.int32(0))
+        return {**empty, "rows": rows}
+    src = _read_sources(lake_root, frames, flux)
+    src = src.merge(frames[["frame_id", "zp", "apcor", "exptime", "nx", "ny", "saturation", "airmass", "mjd"]],
+                    on="frame_id", how="inner")
+    if flux == KRON:
+        inst, err = src["inst_mag"].to_numpy(float), src["inst_mag_err"].to_numpy(float)
+    else:
+        inst, err = calibrated_flux_mags(src, src["exptime"].to_numpy(float), flux,
+                                         np.nan_to_num(src["apcor"].to_numpy(float)))
+        inst, err = np.asarray(inst, float), np.asarray(err, float)
+    mag = inst + src["zp"].to_numpy(float)
+    flags = src["flags"].to_numpy(np.int64)
+    peak = src["flux_max"].to_numpy(float) + src["bkg"].to_numpy(float)
+    saturated = ((flags & SATURATED) != 0) | (peak >= options.saturation_fraction * src["saturation"].to_numpy(float))
+    usable = ((flags & flags_mask) == 0) & ~saturated & np.isfinite(mag) & np.isfinite(err)
+    scale = float(np.nanmedian(frames["pixscale"].to_numpy(float)))
+    codes, frame_ids = pd.factorize(src["frame_id"], sort=True)
+    star = associate_field(codes, src["ra"].to_numpy(float), src["dec"].to_numpy(float),
+                           options.match_radius_px * scale)
+    n_frames, n_stars = len(frame_ids), int(star.max()) + 1 if len(star) else 0
+    u = 2 * src["x"].to_numpy(float) / (src["nx"].to_numpy(float) - 1) - 1
+    v = 2 * src["y"].to_numpy(float) / (src["ny"].to_numpy(float) - 1) - 1
+    sol = solve(codes, star, mag, err, u, v, n_frames=n_frames, n_stars=n_stars, settings=settings, usable=usable)
+    at = pd.Index(frame_ids).get_indexer(base["frame_id"])
+    seen = at >= 0
+    ok = np.zeros(len(base), bool)
+    ok[seen] = sol.frame_ok[at[seen]]
+    terms = np.full((len(base), 6), np.nan)
+    terms[seen, :P] = sol.terms[at[seen]]
+    terms[ok, P:] = 0.0
+    cov = [list(sol.terms_cov[a][np.triu_indices(P)]) if good else None for a, good in zip(at, ok)]
+    n_used = np.where(seen, sol.frame_n[np.maximum(at, 0)], 0)
+    rows = base.assign(
+        status=np.where(ok, "ok", "too_few_stars"),
+        reason=[("" if good else f"{n} good stars shared with the field's other frames "
+                 f"(ensemble.min_stars = {settings.min_stars})") for good, n in zip(ok, n_used)],
+        offset=terms[:, 0], offset_err=[math.sqrt(c[0]) if c else np.nan for c in cov],
+        **{c: terms[:, k].astype(np.float32) for k, c in enumerate(TERM_COLUMNS) if k > 0},
+        terms_cov=cov, n_stars=n_used.astype(np.int32),
+        rms=np.where(seen, sol.frame_rms[np.maximum(at, 0)], np.nan).astype(np.float32),
+        chi2_dof=np.where(seen, sol.frame_chi2[np.maximum(at, 0)], np.nan).astype(np.float32),
+        field_frames=np.int32(len(frames)), field_stars=np.int32(int(sol.star_used.sum())))
+    out = {"rows": rows, "piece": None, "detrend": None, "points": len(src)}
+    if not options.detrend or not ok.any():
+        return out
+    trend = _detrend(src, codes, star, mag + sol.correction, np.hypot(err, sol.correction_err),
+                     usable & sol.frame_ok[codes], sol, frames, n_frames, n_stars, options, lon_deg)
+    if trend is None:
+        return out
+    if run is None:
+        return {**out, "detrend": trend}
+    from skylake.lake.lake import parquet_bytes
+
+    store = Storage(lake_root)
+    rel = f"{run}/detrend-{night}-{fid_field}-{uuid.uuid4().hex[:8]}.parquet"
+    store.write_bytes(rel, parquet_bytes(conform(pa.Table.from_pandas(trend, preserve_index=False), DETREND)),
+                      fsync=False)
+    return {**out, "piece": (rel, len(trend))}
+
+
+def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars, options, lon_deg):
+    """EPD then TFA of the field's stars with enough usable points: a DataFrame of schemas/detrend.yaml."""
+    n_pts = np.bincount(star[usable], minlength=n_stars)
+    keep = n_pts >= options.detrend_min_points
+    if not keep.any():
+        return None
+    sidx = np.flatnonzero(keep)
+    row_of = np.full(n_stars, -1)
+    row_of[sidx] = np.arange(sidx.size)
+    pts = np.flatnonzero(usable & keep[star])
+    r, c = row_of[star[pts]], codes[pts]
+    S, E = sidx.size, n_frames
+    Y = np.full((S, E), np.nan)
+    ERR = np.full((S, E), np.nan)
+    Y[r, c], ERR[r, c] = mag[pts], err[pts]
+    fr = frames.set_index("frame_id")
+    frame_ids = np.asarray(pd.Index(src["frame_id"]).unique().sort_values())
+    t = fr.loc[frame_ids, "mjd"].to_numpy(float)
+    params = []
+    for name in options.epd_params:
+        if name == "hour_angle":
+            vals = _hour_angle(src.assign(ra_center=fr.loc[src["frame_id"], "ra_center"].to_numpy(float)), lon_deg)
+        else:
+            vals = src[name].to_numpy(float)
+        M = np.full((S, E), np.nan)
+        M[r, c] = vals[pts]
+        mu, sd = np.nanmean(M), np.nanstd(M)
+        params.append((M - mu) / (sd if sd > 0 else 1.0))
+    trend_e, terms_e = epd(Y, ERR, np.stack(params, axis=2), t, min_points=options.detrend_min_points,
+                           window=options.detrend_window, alpha=options.detrend_alpha) if params else \
+        (np.zeros((S, E)), np.zeros(S, np.int64))
+    Y2 = Y - np.where(np.isfinite(trend_e), trend_e, 0.0)
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(Y2, axis=1, keepdims=True)
+        rms = MAD_TO_SIGMA * np.nanmedian(np.abs(Y2 - med), axis=1)
+    quiet = choose_templates(Y2, rms, max_templates=options.max_templates, exclude=~sol.star_used[sidx])
+    basis = trend_basis(Y2, quiet)
+    trend_t, terms_t = tfa(Y2, ERR, basis, t, min_points=options.detrend_min_points, window=options.detrend_window,
+                           alpha=options.detrend_alpha)
+    e, tt = trend_e[r, c], trend_t[r, c]
+    good = np.isfinite(e) | np.isfinite(tt)
+    return pd.DataFrame({"source_id": src["source_id"].to_numpy(np.int64)[pts][good],
+                         "frame_id": src["frame_id"].to_numpy(np.int64)[pts][good],
+                         "epd": np.nan_to_num(e[good]).astype(np.float32),
+                         "tfa": np.nan_to_num(tt[good]).astype(np.float32),
+                         "epd_terms": np.maximum(terms_e[r[good]], 0).astype(np.int16),
+                         "tfa_terms": np.maximum(terms_t[r[good]], 0).astype(np.int16)})
+
+
+# -- corrections of any point (objects, readers) -------------------------------------------------------------
+def point_corrections(rows: pd.DataFrame, frame_id: np.ndarray, x: np.ndarray, y: np.ndarray, nx: np.ndarray,
+                      ny: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ensemble correction of each point and its error, mag, from its frame's ensemble row (``rows``:
+    LAKE/ensemble rows, one per frame); NaN for a point whose frame has no ok row."""
+    from skylake.ensemble.solve import design
+
+    rows = rows[rows["status"] == "ok"].drop_duplicates("frame_id", keep="last").set_index("frame_id")
+    at = pd.Index(rows.index).get_indexer(np.asarray(frame_id, np.int64))
+    has = at >= 0
+    corr = np.full(len(at), np.nan)
+    corr_err = np.full(len(at), np.nan)
+    if not has.any():
+        return corr, corr_err
+    u = 2 * np.asarray(x, float) / (np.asarray(nx, float) - 1) - 1
+    v = 2 * np.asarray(y, float) / (np.asarray(ny, float) - 1) - 1
+    X = design(u[has], v[has], 2)  # all six terms; the ones beyond a row's order are 0
+    T = rows[TERM_COLUMNS].to_numpy(float)[at[has]]
+    corr[has] = np.einsum("ij,ij->i", X, np.nan_to_num(T))
+    order = rows["spatial_order"].to_numpy(int)[at[has]]
+    covs = rows["terms_cov"].to_numpy()[at[has]]
+    var = np.zeros(has.sum())
+    for o in np.unique(order):
+        P = 1 + n_spatial_terms(int(o))
+        sel = np.flatnonzero(order == o)
+        C = np.zeros((sel.size, P, P))
+        iu = np.triu_indices(P)
+        for k, s in enumerate(sel):
+            C[k][iu] = covs[s]
+            C[k] = C[k] + np.triu(C[k], 1).T
+        var[sel] = np.einsum("ij,ijk,ik->i", X[sel, :P], C, X[sel, :P])
+    corr_err[has] = np.sqrt(np.maximum(var, 0.0))
+    return corr, corr_err
+
+
+# -- the stage ------------------------------------------------------------------------------------------------
+def select_frames(lake: Lake, night: str | None = None, since: str | None = None, nights=None) -> pd.DataFrame:
+    """Frame rows of one night, the nights since a date, ``nights`` (partition names), or every night."""
+    flt = None
+    if night is not None:
+        flt = pc.field("night") == night
+    elif since is not None:
+        flt = pc.field("night") >= since
+    if nights is not None:
+        flt = night_filter(nights) if flt is None else flt & night_filter(nights)
+    cols = [c for c in FRAME_COLUMNS]
+    return lake.read_frames(columns=cols, filter=flt).to_pandas()
+
+
+def ensemble(lake: Lake | str | os.PathLike, night: str | None = None, since: str | None = None,
+             redo: bool = False, client=None, nights=None, profile: Profile | str | None = None,
+             keep_pieces: bool = False) -> list[EnsembleReport]:
+    """Solve the ensemble of the selected nights (see the module docstring); one report per profile.
+
+    ``client``: a dask distributed Client for the tasks (None: this process). ``redo``: solve again nights
+    already solved with the same inputs. ``profile`` overrides the profile frames were ingested with.
+    """
+    from skylake.lake.profiles import frames_profile
+
+    lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
+    lake.check_writable()
+    frames = select_frames(lake, night, since, nights)
+    reports = []
+    for (name, version), group in frames.groupby(["profile", "pipeline_version"], sort=True, dropna=False):
+        try:
+            prof = frames_profile(lake, name, version, profile)
+        except ProfileError as exc:
+            log.warning("frames of profile %r not solved: %s (pass the profile with --pipeline)", name, exc)
+            continue
+        reports.append(_ensemble_profile(lake, group, prof, redo, client))
+    return reports
+
+
+def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFrame, Counter]:
+    """The frames that can enter a solve (ok, placed by a WCS, with an ok latest zeropoint), with ``zp``,
+    ``apcor`` and ``calib_batch``; and the others counted by why not."""
+    why = Counter()
+    is_allsky = frames["wcs_source"].fillna("").eq("camera")
+    why["all-sky (camera model)"] += int(is_allsky.sum())
+    live = frames[~is_allsky]
+    not_ok = live["status"] != "ok"
+    why["not ok at ingest"] += int(not_ok.sum())
+    live = live[~not_ok]
+    nights = sorted(set(live["night"].map(night_partition)))
+    cols = ["frame_id", "refcat", "zp", "zp_status", "apcor", "batch_id", "calibrated_at", "flux"]
+    zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat,
+                                nights=nights).to_pandas() if nights else pd.DataFrame(columns=cols)
+    zps = latest_calibration(zps, LatestPolicy(refcat=refcat)) if len(zps) else zps
+    zps = zps[zps["zp_status"] == ZpStatus.OK]
+    out = live.merge(zps[["frame_id", "zp", "apcor", "batch_id"]].rename(columns={"batch_id": "calib_batch"}),
+                     on="frame_id", how="inner")
+    why["no ok zeropoint"] += len(live) - len(out)
+    return out, Counter({k: v for k, v in why.items() if v})
+
+
+def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: bool, client) -> EnsembleReport:
+    from skylake.calib.store import read_table
+    from skylake.lake.pieces import piece_run
+    from skylake.runtime import Runner
+
+    t0 = time.monotonic()
+    report = EnsembleReport(profile=prof.name, nights=frames["night"].nunique(dropna=False))
+    options, settings = settings_of(prof)
+    refcat = prof.calibration.refcat
+    if not options.enabled or not refcat:
+        report.not_eligible["ensemble disabled" if not options.enabled else "no [calibration] refcat"] = len(frames)
+        return report
+    key = ens_key(options, settings, prof.calibration.flux)
+    todo, why = _eligible(lake, frames, refcat)
+    report.not_eligible = dict(why)
+    nights = sorted(set(todo["night"].map(night_partition)))
+    done = read_table(lake, ENSEMBLE, ["frame_id", "calib_batch", "ens_key", "night"], nights=nights) if nights else \
+        pd.DataFrame(columns=["frame_id", "calib_batch", "ens_key", "night"])
+    items, solved_nights = [], []
+    for n, group in todo.groupby(todo["night"].map(night_partition), sort=True):
+        now = set(zip(group["frame_id"], group["calib_batch"]))
+        before = done[done["night"].map(night_partition) == n]
+        if not redo and set(zip(before["frame_id"], before["calib_batch"])) == now \
+                and (before["ens_key"] == key).all() and len(before):
+            report.skipped_nights += 1
+            continue
+        solved_nights.append(n)
+        fields = group_fields(group.reset_index(drop=True))
+        for f in np.unique(fields):
+            items.append({"night": None if n == "unknown" else n, "field": int(f),
+                          "frames": group.reset_index(drop=True)[fields == f]})
+    report.solved_nights = len(solved_nights)
+    report.fields = len(items)
+    if not items:
+        report.seconds = time.monotonic() - t0
+        return report
+    runner = Runner(client)
+    with contextlib.ExitStack() as stack:
+        run = stack.enter_context(piece_run(lake.store))
+        results = list(runner.map(solve_field, items, window=max(1, runner.workers()) * 2,
+                                  lake_root=lake.store.location, run=run, flux=prof.calibration.flux,
+                                  flags_mask=int(prof.calibration.flags_mask), options=options, settings=settings,
+                                  key=key, refcat=refcat, lon_deg=float(prof.site.lon_deg)))
+        _commit(lake, results, solved_nights, set(todo["frame_id"]) | set(done["frame_id"]), report)
+    report.frames = sum(len(r["rows"]) for r in results)
+    report.seconds = time.monotonic() - t0
+    log.info("%s", report)
+    return report
+
+
+def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, report: EnsembleReport) -> None:
+    """Replace the nights' ensemble and detrend rows (of ``frame_ids``) with the results, in one commit."""
+    from skylake.calib.store import stage_without
+
+    rows = pd.concat([r["rows"] for r in results], ignore_index=True)
+    ids = np.fromiter(frame_ids, np.int64)
+    night_names = {None if n == "unknown" else n for n in nights}
+    with lake.transaction("ensemble") as tx:
+        alive = set(lake.read_frames(columns=["frame_id"], filter=night_filter(night_names)).column("frame_id")
+                    .to_pylist())
+        rows = rows[rows["frame_id"].isin(alive)].reset_index(drop=True)
+
+        def of_frames(table: pa.Table) -> np.ndarray:
+            return np.isin(table.column("frame_id").to_numpy(), ids)
+
+        stage_without(tx, ENSEMBLE, of_frames, nights=night_names)
+        stage_without(tx, DETREND, of_frames, nights=night_names)
+        now = _now()
+        staged = rows.assign(batch_id=tx.batch_id, computed_at=now)
+        tx.stage_nights(ENSEMBLE, conform(pa.Table.from_pandas(staged.drop(columns="night"), preserve_index=False),
+                                          ENSEMBLE), staged["night"].tolist())
+        for k, r in enumerate(results):
+            if r["piece"] is None:
+                continue
+            rel, n = r["piece"]
+            night = r["rows"]["night"].iloc[0]
+            path = f"{night_dir(night)}/{tx.batch_id}-{k}.parquet"
+            lake.store.makedirs(os.path.dirname(staging_path(tx.batch_id, f"{DETREND}/{path}")))
+            lake.store.replace(rel, staging_path(tx.batch_id, f"{DETREND}/{path}"))
+            tx.add_staged(DETREND, path, n)
+            report.detrended_points += n
+        entry = tx.commit(summary={"ensemble": report.profile, "nights": len(nights), "frames": len(rows)})
+    report.commit = entry.version if entry else None
+    report.by_status = dict(Counter(rows["status"]))
