@@ -255,7 +255,9 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
     base = pd.DataFrame({"frame_id": frames["frame_id"].to_numpy(np.int64), "refcat": refcat,
                          "calib_batch": frames["calib_batch"].astype(str).to_numpy(), "ens_key": key,
                          "field": np.int32(fid_field), "spatial_order": np.int16(settings.spatial_order),
-                         "mjd": frames["mjd"].to_numpy(float), "night": night})
+                         "mjd": frames["mjd"].to_numpy(float), "night": night,
+                         "color_term": np.float32(np.nanmedian(frames["color_term"].to_numpy(float)))
+                         if frames["color_term"].notna().any() else np.float32(np.nan)})
     empty = {"rows": None, "piece": None, "detrend": None, "points": 0}
     if len(frames) < settings.min_frames:
         rows = base.assign(status="too_few_frames", reason=f"its field has {len(frames)} frames this night "
@@ -454,12 +456,12 @@ def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFra
     why["not ok at ingest"] += int(not_ok.sum())
     live = live[~not_ok]
     nights = sorted(set(live["night"].map(night_partition)))
-    cols = ["frame_id", "refcat", "zp", "zp_status", "apcor", "batch_id", "calibrated_at", "flux"]
+    cols = ["frame_id", "refcat", "zp", "zp_status", "apcor", "color_term", "batch_id", "calibrated_at", "flux"]
     zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat,
                                 nights=nights).to_pandas() if nights else pd.DataFrame(columns=cols)
     zps = latest_calibration(zps, LatestPolicy(refcat=refcat)) if len(zps) else zps
     zps = zps[zps["zp_status"] == ZpStatus.OK]
-    out = live.merge(zps[["frame_id", "zp", "apcor", "batch_id"]].rename(columns={"batch_id": "calib_batch"}),
+    out = live.merge(zps[["frame_id", "zp", "apcor", "color_term", "batch_id"]].rename(columns={"batch_id": "calib_batch"}),
                      on="frame_id", how="inner")
     why["no ok zeropoint"] += len(live) - len(out)
     return out, Counter({k: v for k, v in why.items() if v})

@@ -61,7 +61,8 @@ from skylake.errors import LakeError
 from skylake.lake import Lake, counts, hats_meta
 from skylake.lake.lake import UNKNOWN_NIGHT, night_partition, parquet_bytes
 from skylake.lake.log import staging_path
-from skylake.lake.tables import FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS, night_dir, night_of
+from skylake.lake.tables import (DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS, night_dir,
+                                 night_of)
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
@@ -149,14 +150,36 @@ def latest_calibrations(lake: Lake, refcat: str, nights=None) -> pd.DataFrame:
     """Each frame's latest calibration against ``refcat`` (:func:`~skylake.calib.model.latest_calibration`,
     whatever its status): frame_id, calib (its batch), calib_key, zp, zp_err (zp null unless zp_status
     is ok); of the frames of ``nights`` (partition names) when given."""
-    cols = ["frame_id", "refcat", "calib_key", "zp", "zp_err", "zp_status", "flux", "apcor", "batch_id",
+    cols = ["frame_id", "refcat", "calib_key", "zp", "zp_err", "zp_status", "flux", "apcor", "color_term", "batch_id",
             "calibrated_at"]
     zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat, nights=nights).to_pandas()
     zps = latest_calibration(zps, LatestPolicy(refcat=refcat))
     zps.loc[zps["zp_status"] != ZpStatus.OK, "zp"] = np.nan
     zps["flux"] = zps["flux"].fillna(KRON)  # calibrations written before the flux setting: Kron
-    return zps.rename(columns={"batch_id": "calib"})[["frame_id", "calib", "calib_key", "zp", "zp_err", "flux",
-                                                      "apcor"]]
+    zps = zps.rename(columns={"batch_id": "calib"})[["frame_id", "calib", "calib_key", "zp", "zp_err", "flux",
+                                                     "apcor", "color_term"]]
+    return _with_ensemble(lake, zps, refcat, nights)
+
+
+#: Columns of an ensemble row the light curves use (skylake.ensemble.stage.point_corrections).
+ENSEMBLE_COLUMNS = ["frame_id", "calib_batch", "status", "spatial_order", "offset", "c_u", "c_v", "c_uu", "c_uv",
+                    "c_vv", "terms_cov", "color_term", "batch_id", "computed_at"]
+
+
+def _with_ensemble(lake: Lake, zps: pd.DataFrame, refcat: str, nights) -> pd.DataFrame:
+    """Each frame's calibration with its ensemble terms (LAKE/ensemble: the latest ok row made from the same
+    zeropoint row), and ``calib`` extended by the ensemble's batch: a frame solved again is recalibrated."""
+    ens = lake.read_night_table(ENSEMBLE, columns=ENSEMBLE_COLUMNS + ["refcat"], filter=pc.field("refcat") == refcat,
+                                nights=nights).to_pandas()
+    ens = ens[ens["status"] == "ok"].sort_values("computed_at", kind="stable").drop_duplicates("frame_id", keep="last")
+    out = zps.merge(ens.drop(columns=["refcat", "computed_at", "status"]).rename(
+        columns={"batch_id": "ens_batch", "color_term": "ens_color_term"}), on="frame_id", how="left")
+    same = out["calib_batch"].astype(object).eq(out["calib"])
+    for c in ["spatial_order", "offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv", "terms_cov", "ens_color_term",
+              "ens_batch"]:
+        out[c] = out[c].where(same)
+    out["calib"] = np.where(same, out["calib"].astype(str) + "+" + out["ens_batch"].astype(str), out["calib"])
+    return out.drop(columns=["calib_batch"])
 
 
 def default_refcat(lake: Lake) -> str:
@@ -231,7 +254,7 @@ def _log_changes(lake: Lake, since: int, until: int) -> tuple[set, set, set]:
     for version in range(since + 1, until + 1):
         entry = lake.log.read(version)
         for action in entry.adds + entry.removes:
-            if action.table in (FRAMES, ZEROPOINTS):
+            if action.table in (FRAMES, ZEROPOINTS, ENSEMBLE, DETREND):
                 nights.add(night_of(action.path))
         sources |= {a.lake_path for a in entry.adds if a.table == SOURCES}
         frames |= {a.path for a in entry.adds if a.table == FRAMES}
@@ -255,7 +278,7 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     latest = tx.base.version if tx.base else 0
     since = state.get("version")
     read = {"frames_rows": 0, "nights": 0}
-    cols = ["frame_id", "n_sources", "content_hash", "hdu", "exptime"]
+    cols = ["frame_id", "n_sources", "content_hash", "hdu", "exptime", "nx", "ny"]
     if since is None:
         nights, sources_added = None, set()
         frames = lake.read_frames(columns=cols + ["night"]).to_pandas().assign(recent=False)
@@ -272,7 +295,7 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
         calibs = latest_calibrations(lake, refcat, nights)
     else:
         calibs = pd.DataFrame({"frame_id": np.empty(0, np.int64), "calib": [], "calib_key": [], "zp": [],
-                               "zp_err": [], "flux": [], "apcor": []})
+                               "zp_err": [], "flux": [], "apcor": [], "color_term": []})
     if rebuild:
         held = read_held(lake, [])
     elif nights is None:
@@ -284,7 +307,7 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     changed = both[(both["_merge"] == "left_only") | ((both["_merge"] == "both") & (both["calib"] != both["calib_held"]))]
     gone = both[both["_merge"] == "right_only"]
     redone = (held["frame_id"].isin(changed["frame_id"]) | held["frame_id"].isin(gone["frame_id"])).to_numpy()
-    info = frames[["frame_id", "exptime", "night", "recent"]].merge(
+    info = frames[["frame_id", "exptime", "nx", "ny", "night", "recent"]].merge(
         calibs.drop(columns="calib"), on="frame_id", how="left")
     info = info[info["frame_id"].isin(changed["frame_id"])].reset_index(drop=True)
     # sources: files the log added since the build hold new frames; a re-associated frame's are where its

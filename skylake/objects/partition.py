@@ -41,7 +41,7 @@ from skylake.calib.model import KRON, calibrated_flux_mags, calibrated_mag
 from skylake.lake import Lake, hats_meta
 from skylake.lake.lake import parquet_bytes
 from skylake.lake.log import staging_path
-from skylake.lake.tables import LIGHTCURVES, MATCHES, OBJECTS, SOURCES
+from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec
 from skylake.objects.files import (POINTS_ROW_GROUP, ROW_GROUP, files_to_merge, partition_files, ranges, ranges_since,
                                    read_files, read_ranges, row_counts, sort_points, within)
@@ -49,7 +49,8 @@ from skylake.objects.summary import merge, needs_refresh, summarise
 from skylake.runtime import release_memory
 from skylake.schema import table_schema
 
-DETECTION_COLUMNS = ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd", "inst_mag", "inst_mag_err", "flags"]
+DETECTION_COLUMNS = ["source_id", "frame_id", "ra", "dec", "x", "y", "_healpix_29", "mjd", "inst_mag", "inst_mag_err",
+                     "flags"]
 
 
 def _open(url: str) -> Lake:
@@ -95,6 +96,7 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
         det = det.merge(frames[["frame_id", "exptime"]], on="frame_id", how="left").merge(
             cal[["frame_id", "flux", "apcor"]], on="frame_id", how="left")
+        det = det.astype({"inst_mag": np.float64, "inst_mag_err": np.float64})  # pandas 3 refuses a silent downcast
         for f in apertures:
             rows = (det["flux"] == f).to_numpy()
             mag, err = calibrated_flux_mags(det[rows], det.loc[rows, "exptime"].to_numpy(float), f,
@@ -108,6 +110,7 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
                          det["zp"].to_numpy(np.float64, na_value=np.nan))
     err = np.hypot(det["inst_mag_err"].astype(np.float64), det["zp_err"].astype(np.float64)).to_numpy(
         np.float64, na_value=np.nan, copy=True)
+    mag0 = mag.copy()
     present = cal[cal["frame_id"].isin(det["frame_id"].unique())]
     if refcat and len(present):  # matches of the frames here, from their nights only
         here = pa.array(present["frame_id"].to_numpy(np.int64))
@@ -123,8 +126,52 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
         m = matches["mag"].to_numpy(np.float64, na_value=np.nan)
         mag[at] = np.where(np.isfinite(m), m, mag[at])
         err[at] = np.where(np.isfinite(m), matches["mag_err"].to_numpy(np.float64, na_value=np.nan), err[at])
+    det["mag_zp"] = mag.copy()
+    mag, err = _ensemble(lake, det, frames, mag, mag0, err)
     det["mag"], det["mag_err"] = mag, err
-    return det.drop(columns=["zp", "zp_err"])
+    return det.drop(columns=["zp", "zp_err", "x", "y"])
+
+
+def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarray, mag0: np.ndarray,
+              err: np.ndarray):
+    """The magnitudes and errors with the frames' ensemble corrections (LAKE/ensemble; ``frames`` carries each
+    frame's terms, skylake.objects.build.latest_calibrations), and ``mag_epd``/``mag_tfa`` set in ``det`` from
+    LAKE/detrend (NaN for points that were not detrended).
+
+    With an ensemble the colour term is the field's night (``ens_color_term``, the median of its frames'),
+    not each frame's: a frame's own fitted colour term is noisy, and would scatter a coloured star's points
+    by more than an ensemble's precision. A reference star's colour comes from its match (``mag`` of the
+    match minus the colour-0 ``mag0``, over the frame's colour term); other points have colour 0."""
+    from skylake.ensemble.stage import point_corrections
+
+    det["mag_epd"] = det["mag_tfa"] = np.nan
+    if "offset" not in frames or not frames["offset"].notna().any() or det.empty:
+        return mag, err
+    rows = frames[frames["offset"].notna()].assign(status="ok")
+    geo = det[["frame_id"]].merge(frames[["frame_id", "nx", "ny", "color_term", "ens_color_term"]], on="frame_id",
+                                  how="left")
+    corr, corr_err = point_corrections(rows, det["frame_id"].to_numpy(np.int64), det["x"].to_numpy(float),
+                                       det["y"].to_numpy(float), geo["nx"].to_numpy(float), geo["ny"].to_numpy(float))
+    has = np.isfinite(corr) & np.isfinite(mag)
+    ct = geo["color_term"].to_numpy(np.float64, na_value=np.nan)
+    ct_night = np.nan_to_num(geo["ens_color_term"].to_numpy(np.float64, na_value=np.nan))
+    with np.errstate(all="ignore"):
+        colour = np.where(np.isfinite(ct) & (ct != 0), (mag - mag0) / ct, 0.0)
+    colour = np.where(np.isfinite(colour), colour, 0.0)
+    inst_err = det["inst_mag_err"].to_numpy(np.float64, na_value=np.nan)
+    mag = np.where(has, mag0 + ct_night * colour + np.nan_to_num(corr), mag)
+    err = np.where(has, np.hypot(inst_err, np.nan_to_num(corr_err)), err)
+    ids = pa.array(rows["frame_id"].to_numpy(np.int64))
+    trends = lake.read_night_table(DETREND, columns=["source_id", "epd", "tfa"], filter=pc.field("frame_id").isin(ids),
+                                   nights=sorted(set(rows["night"]))).to_pandas()
+    if len(trends):
+        at = pd.Index(trends["source_id"]).get_indexer(det["source_id"])
+        got = (at >= 0) & has
+        epd = np.where(got, trends["epd"].to_numpy(float)[np.maximum(at, 0)], np.nan)
+        tfa = np.where(got, trends["tfa"].to_numpy(float)[np.maximum(at, 0)], np.nan)
+        det["mag_epd"] = mag - epd
+        det["mag_tfa"] = mag - epd - tfa
+    return mag, err
 
 
 # -- the view -------------------------------------------------------------------------------------------
