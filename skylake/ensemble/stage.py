@@ -90,6 +90,10 @@ class EnsembleOptions:
         Significance a star's trend must reach to be removed (F-test).
     max_templates : int
         TFA template stars at most.
+    read_noise_adu : float
+        The camera's read noise, ADU per pixel (for the expected noise of the noise diagram; 0: unknown).
+    telescope_diameter_m : float
+        The telescope's aperture, m (for the scintillation of the noise diagram; 0: unknown).
     """
 
     enabled: bool = True
@@ -101,6 +105,8 @@ class EnsembleOptions:
     detrend_window: int = 15
     detrend_alpha: float = 1e-3
     max_templates: int = 200
+    read_noise_adu: float = 0.0
+    telescope_diameter_m: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "epd_params", tuple(self.epd_params))
@@ -111,7 +117,8 @@ class EnsembleOptions:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ensemble.{name} must be true or false, got {getattr(self, name)!r}")
         for name, lo, hi in (("match_radius_px", 0.1, 50.0), ("saturation_fraction", 0.1, 10.0),
-                             ("detrend_alpha", 1e-12, 1.0)):
+                             ("detrend_alpha", 1e-12, 1.0), ("read_noise_adu", 0.0, 1e5),
+                             ("telescope_diameter_m", 0.0, 50.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ValueError(f"ensemble.{name} must be a number in [{lo}, {hi}], got {v!r}")
@@ -131,7 +138,8 @@ def settings_of(profile: Profile) -> tuple[EnsembleOptions, EnsembleSettings]:
 
 def ens_key(options: EnsembleOptions, settings: EnsembleSettings, flux: str) -> str:
     """Identity of a solve's settings (a row's ``ens_key``)."""
-    ident = {"options": asdict(options), "settings": asdict(settings), "flux": flux}
+    own = {k: v for k, v in asdict(options).items() if k not in ("read_noise_adu", "telescope_diameter_m")}
+    ident = {"options": own, "settings": asdict(settings), "flux": flux}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
