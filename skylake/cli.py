@@ -17,6 +17,7 @@ from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.refcat.cli import add_commands as add_refcat_commands
 from skylake.maps.cli import add_commands as add_maps_commands
 from skylake.allsky.cli import add_commands as add_camera_commands
+from skylake.ensemble.cli import add_commands as add_ensemble_commands
 
 log = logging.getLogger("skylake")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     add_refcat_commands(sub)
-    add_calib_commands(sub)
+    plots = add_calib_commands(sub)
+    add_ensemble_commands(sub, plots)
     add_objects_commands(sub)
     add_maps_commands(sub)
     add_camera_commands(sub)

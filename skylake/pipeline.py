@@ -1,5 +1,5 @@
 """The chain ``skylake ingest`` runs: ingest the frames (:mod:`skylake.ingest`), then calibrate the nights
-they fall in (:mod:`skylake.calib`), on one cluster. Each stage commits on its own; a calibration lost to
+they fall in (:mod:`skylake.calib`) and solve their ensembles (:mod:`skylake.ensemble`), on one cluster. Each stage commits on its own; a calibration lost to
 a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
 
 Every stage has the same shape: a config (its profile section), the selection of its inputs (reading only
@@ -18,6 +18,9 @@ calibrate      ``calib.pairs.BatchPairs.   ``calib.pairs.fit_group``       ``cal
                                            (batch-wide steps)              write_matches``
 maps           ``maps.build._map_inputs``  ``write_samples``,              ``maps.store.store_maps``
                                            ``reduce_pixels``
+ensemble       ``ensemble.stage._eligible``  ``ensemble.stage.solve_field``  ``ensemble.stage._commit``
+               (nights whose frames or     (per night and field: solve,
+               zeropoints changed)         EPD, TFA)
 objects        ``objects.build._plan``,    ``objects.build.                ``objects.build._commit``
                ``_select_partitions``      build_partition``
 refresh        the log since the           ``night_summary``, trends       one database transaction
@@ -34,9 +37,14 @@ from skylake.ingest import IngestReport, ingest_frames
 
 
 def _calibrate(lake, profile, files, client, nights) -> list:
+    """Calibrate the ingested frames' nights, then solve their ensembles: the reports of both stages."""
     from skylake.calib.calibrate import calibrate_ingested
+    from skylake.ensemble.stage import ensemble_calibrated
 
-    return calibrate_ingested(lake, profile, files, client, nights=nights)
+    reports = calibrate_ingested(lake, profile, files, client, nights=nights)
+    if reports:
+        reports += ensemble_calibrated(lake, profile, client, nights=nights)
+    return reports
 
 
 def ingest(lake, paths: list[str], profile="generic", calibrate: bool = True, **kwargs) -> IngestReport:

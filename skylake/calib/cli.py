@@ -38,8 +38,9 @@ def _cmd_plot_zeropoint(args) -> int:
     return 0
 
 
-def add_commands(subparsers) -> None:
-    """Add ``calibrate`` and ``plot zeropoint`` to an argparse subparsers object."""
+def add_commands(subparsers):
+    """Add ``calibrate`` and ``plot zeropoint`` to an argparse subparsers object; returns the ``plot`` group's
+    subparsers (other packages add their plots to it)."""
     p = subparsers.add_parser(
         "calibrate", help="photometric zeropoints against a reference catalogue",
         description="Cross-match the frames' sources with a reference catalogue (lsdb, one-to-one), fit each "
@@ -75,3 +76,4 @@ def add_commands(subparsers) -> None:
     q.add_argument("--refcat", default=None, metavar="NAME", help="which catalogue's calibration (default: latest)")
     q.add_argument("--out", default=None, metavar="PNG", help="output file (default zeropoint-FRAME-REFCAT.png)")
     q.set_defaults(func=_cmd_plot_zeropoint)
+    return sub

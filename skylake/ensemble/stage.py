@@ -160,6 +160,10 @@ class EnsembleReport:
     seconds: float = 0.0
 
     def __str__(self) -> str:
+        if not self.solved_nights and not self.by_status:
+            left = ", ".join(f"{n} {k}" for k, n in sorted(self.not_eligible.items()))
+            return (f"ensemble {self.profile}: nothing to solve: {self.skipped_nights} nights already solved"
+                    + (f"; left out: {left}" if left else ""))
         solved = self.by_status.get("ok", 0)
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.by_status.items()) if k != "ok")
         left = ", ".join(f"{n} {k}" for k, n in sorted(self.not_eligible.items()))
@@ -416,13 +420,17 @@ def point_corrections(rows: pd.DataFrame, frame_id: np.ndarray, x: np.ndarray, y
 
 
 # -- the stage ------------------------------------------------------------------------------------------------
-def select_frames(lake: Lake, night: str | None = None, since: str | None = None, nights=None) -> pd.DataFrame:
-    """Frame rows of one night, the nights since a date, ``nights`` (partition names), or every night."""
+def select_frames(lake: Lake, night: str | None = None, since: str | None = None, nights=None,
+                  pipeline_version: str | None = None) -> pd.DataFrame:
+    """Frame rows of one night, the nights since a date, ``nights`` (partition names), or every night (of one
+    ``pipeline_version`` when given)."""
     flt = None
+    if pipeline_version is not None:
+        flt = pc.field("pipeline_version") == pipeline_version
     if night is not None:
-        flt = pc.field("night") == night
+        flt = pc.field("night") == night if flt is None else flt & (pc.field("night") == night)
     elif since is not None:
-        flt = pc.field("night") >= since
+        flt = pc.field("night") >= since if flt is None else flt & (pc.field("night") >= since)
     if nights is not None:
         flt = night_filter(nights) if flt is None else flt & night_filter(nights)
     cols = [c for c in FRAME_COLUMNS]
@@ -431,7 +439,7 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
 
 def ensemble(lake: Lake | str | os.PathLike, night: str | None = None, since: str | None = None,
              redo: bool = False, client=None, nights=None, profile: Profile | str | None = None,
-             keep_pieces: bool = False) -> list[EnsembleReport]:
+             pipeline_version: str | None = None) -> list[EnsembleReport]:
     """Solve the ensemble of the selected nights (see the module docstring); one report per profile.
 
     ``client``: a dask distributed Client for the tasks (None: this process). ``redo``: solve again nights
@@ -441,7 +449,7 @@ def ensemble(lake: Lake | str | os.PathLike, night: str | None = None, since: st
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     lake.check_writable()
-    frames = select_frames(lake, night, since, nights)
+    frames = select_frames(lake, night, since, nights, pipeline_version)
     reports = []
     for (name, version), group in frames.groupby(["profile", "pipeline_version"], sort=True, dropna=False):
         try:
@@ -451,6 +459,23 @@ def ensemble(lake: Lake | str | os.PathLike, night: str | None = None, since: st
             continue
         reports.append(_ensemble_profile(lake, group, prof, redo, client))
     return reports
+
+
+def ensemble_calibrated(lake: Lake, profile: Profile, client=None, nights=None) -> list[EnsembleReport]:
+    """After an ingest's calibration: solve the nights of ``nights`` (partition names; None: every night) for
+    ``profile``'s frames. A failure is logged, never raised: the frames are calibrated, and the next
+    ``skylake ensemble`` picks up what is left."""
+    options, _ = settings_of(profile)
+    if not options.enabled:
+        return []
+    try:
+        reports = ensemble(lake, nights=nights, client=client, profile=profile,
+                           pipeline_version=profile.pipeline_version)
+    except Exception as exc:  # noqa: BLE001 - the calibration succeeded; `skylake ensemble` retries
+        log.error("ensemble after calibration failed (run `skylake ensemble %s`): %s: %s", lake.url,
+                  type(exc).__name__, exc)
+        return []
+    return [r for r in reports if r.profile == profile.name and (r.solved_nights or r.by_status)]
 
 
 def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFrame, Counter]:
