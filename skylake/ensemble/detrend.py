@@ -12,11 +12,12 @@ magnitude).
   itself and not its neighbours), plus a constant.
 
 Plain EPD and TFA also remove a star's real signal where it resembles a parameter or a template. Both fits
-here are **signal-reconstructive** (as vartools' ``-TFA_SR``, with the signal estimated without a period): the
-star's signal ``S`` is estimated as a running median in time of the detrended light curve (``window``
-points), the trend is fitted to ``mag - S``, and the two steps alternate a few times. A dip or a variation
-lasting longer than about half the window is kept; white noise is not (a running median of it is small).
-``window = 0`` gives the plain fits.
+here are **signal-protecting**: points where the running median of the residuals (``window`` points) departs
+from zero by more than noise allows (a transit, an eclipse, a flare) are left out of the fit, and the trend
+fitted to the rest is removed from every point, so a dip keeps its depth (a reconstructive TFA without a
+period, in the spirit of vartools' ``-TFA_SR``). And a trend is removed only when it is significant (an
+F-test against a constant), so a star without systematics is not made quieter than its noise: detrending
+does no harm where there is nothing to detrend. ``window = 0`` gives the plain fits (F-tested).
 
 Pure functions of arrays; :mod:`skylake.ensemble.stage` calls them per night and field.
 """
@@ -56,36 +57,44 @@ def _wlstsq(A: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, fl
 
 
 def _fit_protected(A: np.ndarray, y: np.ndarray, err: np.ndarray, t: np.ndarray, window: int, clip: float,
-                   alpha: float, n_iter: int = 4) -> tuple[np.ndarray, int]:
-    """The trend ``A[:, 1:] @ coef[1:]`` of one light curve (column 0 of ``A`` is the constant), fitted with
-    the signal reconstructed and outliers clipped, and the number of terms it used: 0 (no trend) unless an
-    F-test finds the terms significant at level ``alpha`` against the constant alone."""
+                   alpha: float, n_iter: int = 4, protect_sigma: float = 4.0) -> tuple[np.ndarray, int]:
+    """The trend ``A[:, 1:] @ coef[1:]`` of one light curve (column 0 of ``A`` is the constant) and the number of
+    terms it used: 0 (no trend) unless an F-test finds the terms significant at level ``alpha`` against the
+    constant alone.
+
+    Signal protection (``window`` > 1): after each fit, the running median of the residuals over ``window``
+    points is compared with what noise gives (``protect_sigma`` times the residuals' robust sigma over
+    sqrt(window / 1.57), the efficiency of a median); points where it deviates (a dip, a flare, an eclipse,
+    a slow variation) are left out of the next fit, but the trend is still removed from them. A star whose
+    deviating points would be more than half of them is fitted whole. Single outliers beyond ``clip`` robust
+    sigmas are left out too."""
     from scipy.stats import f as f_dist
 
     w = 1.0 / np.maximum(err, 1e-4) ** 2
-    signal = np.zeros_like(y)
     use = np.ones(y.size, bool)
-    coef = np.zeros(A.shape[1])
     p = A.shape[1] - 1
-    for _ in range(n_iter if window > 1 else 2):
-        coef, _ = _wlstsq(A[use], (y - signal)[use], w[use])
+    if p == 0:
+        return np.zeros(y.size), 0
+    for _ in range(n_iter):
+        coef, _ = _wlstsq(A[use], y[use], w[use])
         resid = y - A @ coef
+        r = resid - np.median(resid[use])
+        sigma = max(MAD_TO_SIGMA * np.median(np.abs(r[use])), 1e-6)
+        new = np.abs(r) <= clip * sigma
         if window > 1:
-            signal = running_median(t, resid, window)
-            signal -= np.median(signal)
-        r = resid - signal
-        sigma = MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))
-        new = np.abs(r - np.median(r)) <= clip * max(sigma, 1e-6)
-        if new.sum() < p + 3:
+            smooth = running_median(t, r, window)
+            signal = np.abs(smooth) > protect_sigma * sigma / np.sqrt(window / 1.57)
+            if signal.sum() <= 0.5 * y.size:
+                new &= ~signal
+        if new.sum() < p + 3 or np.array_equal(new, use):
             break
         use = new
     n = int(use.sum())
-    target = (y - signal)[use]
-    coef, rss1 = _wlstsq(A[use], target, w[use])
+    coef, rss1 = _wlstsq(A[use], y[use], w[use])
     wu = w[use]
-    rss0 = float(np.sum(wu * (target - np.sum(wu * target) / np.sum(wu)) ** 2))
+    rss0 = float(np.sum(wu * (y[use] - np.sum(wu * y[use]) / np.sum(wu)) ** 2))
     dof = n - p - 1
-    if dof <= 0 or rss1 <= 0 or p == 0:
+    if dof <= 0 or rss1 <= 0:
         return np.zeros(y.size), 0
     stat = ((rss0 - rss1) / p) / (rss1 / dof)
     if not f_dist.sf(stat, p, dof) < alpha:

@@ -295,9 +295,13 @@ def solve(frame: np.ndarray, star: np.ndarray, mag: np.ndarray, err: np.ndarray,
         scale = max(1.0, math.sqrt(float(r2.sum()) / dof))
         # clip points; leave out stars far above the chi2 of stars of their magnitude
         pts = base & ~star_out[star] & (np.abs(resid) <= s.clip_sigma * scale * sig_all)
-        npts = np.bincount(star[used], minlength=n_stars)
+        # a star's chi2 without its clipped points: one cosmic ray does not make it a variable
+        kept = used & pts
+        Mk, _ = _star_means(star, mag + corr, np.where(kept, w_all, 0.0), n_stars)
+        rk2 = np.where(kept, (mag + corr - Mk[star]) ** 2 * w_all, 0.0)
+        npts = np.bincount(star[kept], minlength=n_stars)
         with np.errstate(divide="ignore", invalid="ignore"):
-            chi2 = np.bincount(star, r2, n_stars) / np.maximum(npts - 1, 1)
+            chi2 = np.bincount(star, rk2, n_stars) / np.maximum(npts - 1, 1)
         star_out = star_out | _variables(chi2, M, npts, s)
         new_used = prune(pts)
         if np.array_equal(new_used, used):
