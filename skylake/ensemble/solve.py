@@ -154,6 +154,8 @@ class EnsembleSolution:
         Reduced chi2 of the star's points about its mean (NaN with fewer than 2).
     star_used : ndarray (S,) of bool
         Stars that took part in the final solve.
+    star_variable : ndarray (S,) of bool
+        Stars left out as variable (their reduced chi2 far above that of stars of their magnitude).
     correction : ndarray (N,)
         Each point's correction ``d_e + sum c_ek T_k`` (0 for points of unsolved frames), mag.
     correction_err : ndarray (N,)
@@ -178,6 +180,7 @@ class EnsembleSolution:
     star_n: np.ndarray
     star_chi2: np.ndarray
     star_used: np.ndarray
+    star_variable: np.ndarray
     correction: np.ndarray
     correction_err: np.ndarray
     point_used: np.ndarray
@@ -356,7 +359,7 @@ def solve(frame: np.ndarray, star: np.ndarray, mag: np.ndarray, err: np.ndarray,
     terms = np.where(frame_ok[:, None], terms, np.nan)
     return EnsembleSolution(terms=terms, terms_cov=cov, frame_n=frame_n, frame_rms=frame_rms, frame_chi2=frame_chi2,
                             frame_ok=frame_ok, star_mag=star_mag, star_err=star_err, star_n=npts,
-                            star_chi2=star_chi2, star_used=npts > 0, correction=corr,
+                            star_chi2=star_chi2, star_used=npts > 0, star_variable=star_out, correction=corr,
                             correction_err=np.where(frame_ok[frame], corr_err, 0.0), point_used=used,
                             iterations=total_iter, rounds=rounds, notes={"chi2_scale": scale})
 

@@ -339,6 +339,8 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
     """EPD then TFA of the field's stars with enough usable points: a DataFrame of schemas/detrend.yaml."""
     n_pts = np.bincount(star[usable], minlength=n_stars)
     keep = n_pts >= options.detrend_min_points
+    # a variable's own signal would become its trend: variables get none (their detrended = ensemble mags)
+    variable = sol.star_variable
     if not keep.any():
         return None
     sidx = np.flatnonzero(keep)
@@ -350,6 +352,7 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
     Y = np.full((S, E), np.nan)
     ERR = np.full((S, E), np.nan)
     Y[r, c], ERR[r, c] = mag[pts], err[pts]
+    fit = ~variable[sidx]
     fr = frames.set_index("frame_id")
     frame_ids = np.asarray(pd.Index(src["frame_id"]).unique().sort_values())
     t = fr.loc[frame_ids, "mjd"].to_numpy(float)
@@ -363,17 +366,20 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
         M[r, c] = vals[pts]
         mu, sd = np.nanmean(M), np.nanstd(M)
         params.append((M - mu) / (sd if sd > 0 else 1.0))
-    trend_e, terms_e = epd(Y, ERR, np.stack(params, axis=2), t, min_points=options.detrend_min_points,
-                           window=options.detrend_window, alpha=options.detrend_alpha) if params else \
-        (np.zeros((S, E)), np.zeros(S, np.int64))
+    trend_e, terms_e = np.where(np.isfinite(Y), 0.0, np.nan), np.zeros(S, np.int64)
+    if params:
+        trend_e[fit], terms_e[fit] = epd(Y[fit], ERR[fit], np.stack(params, axis=2)[fit], t,
+                                         min_points=options.detrend_min_points, window=options.detrend_window,
+                                         alpha=options.detrend_alpha)
     Y2 = Y - np.where(np.isfinite(trend_e), trend_e, 0.0)
     with np.errstate(all="ignore"):
         med = np.nanmedian(Y2, axis=1, keepdims=True)
         rms = MAD_TO_SIGMA * np.nanmedian(np.abs(Y2 - med), axis=1)
     quiet = choose_templates(Y2, rms, max_templates=options.max_templates, exclude=~sol.star_used[sidx])
     basis = trend_basis(Y2, quiet)
-    trend_t, terms_t = tfa(Y2, ERR, basis, t, min_points=options.detrend_min_points, window=options.detrend_window,
-                           alpha=options.detrend_alpha)
+    trend_t, terms_t = np.where(np.isfinite(Y), 0.0, np.nan), np.zeros(S, np.int64)
+    trend_t[fit], terms_t[fit] = tfa(Y2[fit], ERR[fit], basis, t, min_points=options.detrend_min_points,
+                                     window=options.detrend_window, alpha=options.detrend_alpha)
     e, tt = trend_e[r, c], trend_t[r, c]
     good = np.isfinite(e) | np.isfinite(tt)
     return pd.DataFrame({"source_id": src["source_id"].to_numpy(np.int64)[pts][good],

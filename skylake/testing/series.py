@@ -155,8 +155,8 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
         Largest fractional FWHM change from the chip centre to its left/right edge, drawn per frame.
     n_variables : int
         Sinusoidal variables (semi-amplitudes log-uniform in ``variable_amp``, periods 0.05-0.3 d),
-        among stars of magnitude 10-13; one more star of that range gets a transit of ``transit_depth``
-        (1.2 h long, mid-series).
+        among stars of magnitude 10.5-13; a star of magnitude 10-10.5 gets a transit of ``transit_depth``
+        (lasting 40 % of the series, mid-series; 0 for none).
     aperture_px, annulus_px : float, (float, float)
         The aperture the stated white noise is for (the profile's photometry must use the same).
 
@@ -179,19 +179,20 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
     w0 = WCS(tan_wcs_header(ra0_deg, dec0_deg, shape, pixscale_arcsec))
     x0, y0 = w0.world_to_pixel_values(stars["ra"].to_numpy(), stars["dec"].to_numpy())
     inner = (x0 > 40) & (x0 < nx - 40) & (y0 > 40) & (y0 < ny - 40)
-    mid = (stars["mag"] > 10.0) & (stars["mag"] < 13.0) & inner
+    mid = (stars["mag"] > 10.5) & (stars["mag"] < 13.0) & inner
     candidates = np.flatnonzero(mid.to_numpy())
     rng.shuffle(candidates)
+    bright = np.flatnonzero(((stars["mag"] > 10.0) & (stars["mag"] < 10.5) & inner).to_numpy())
     mjd0 = Time(start_utc, scale="utc").mjd
     span_d = n_frames * cadence_s / 86400.0
-    chosen = candidates[: n_variables + 1]
-    for k, i in enumerate(chosen[:n_variables]):
+    chosen = candidates[:n_variables]
+    for k, i in enumerate(chosen):
         stars.loc[i, ["kind", "amp", "period_d", "phase"]] = [
             "variable", float(np.exp(rng.uniform(*np.log(variable_amp)))), float(rng.uniform(0.05, 0.3)),
             float(rng.uniform())]
-    if len(chosen) > n_variables:
-        i = chosen[n_variables]
-        stars.loc[i, ["kind", "depth", "t0", "duration_d"]] = ["transit", transit_depth, mjd0 + span_d / 2, 0.05]
+    if transit_depth > 0 and len(bright):  # a bright host: the depth is measured to a few per cent
+        stars.loc[bright[0], ["kind", "depth", "t0", "duration_d"]] = ["transit", transit_depth, mjd0 + span_d / 2,
+                                                                        span_d / 2.5]
 
     # per-frame systematics
     t = np.arange(n_frames)
