@@ -86,8 +86,9 @@ class Fit:
     keep: np.ndarray
 
 
-def _line(c: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares y = a + b c; returns a, b and the standard error of a."""
+def _line(c: np.ndarray, y: np.ndarray, sigma: float | None = None) -> tuple[float, float, float]:
+    """Least-squares y = a + b c; returns a, b and the standard error of a (from ``sigma``, the points'
+    scatter, when given; else from the residuals)."""
     n = c.size
     cbar = c.mean()
     sxx = float(np.sum((c - cbar) ** 2))
@@ -95,8 +96,18 @@ def _line(c: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     a = float(y.mean() - b * cbar)
     resid = y - a - b * c
     s2 = float(np.sum(resid**2) / (n - 2)) if n > 2 else float("nan")
+    if sigma is not None:
+        s2 = sigma**2
     err = float(np.sqrt(s2 * (1.0 / n + cbar**2 / sxx))) if sxx > 0 else float("nan")
     return a, b, err
+
+
+def _scatter(resid: np.ndarray) -> float:
+    """The points' scatter for a zeropoint's error: the robust sigma (1.4826 MAD) of *every* usable residual,
+    not only of those the clipping kept. The kept ones' scatter is narrowed by the clipping, and more so when
+    the clip level itself came out low by chance: on 20-60 stars the errors were then 8-40 % too small."""
+    resid = resid[np.isfinite(resid)]
+    return float(mad_std(resid)) if resid.size else float("nan")
 
 
 def clipped_median(dm: np.ndarray, clip_sigma: float, max_iter: int = 10) -> Fit:
@@ -116,7 +127,7 @@ def clipped_median(dm: np.ndarray, clip_sigma: float, max_iter: int = 10) -> Fit
         return Fit(np.nan, np.nan, np.nan, np.nan, keep)
     zp = float(np.median(dm[keep]))
     scatter = float(mad_std(dm[keep]))
-    return Fit(zp, np.nan, float(1.2533 * scatter / np.sqrt(keep.sum())), scatter, keep)
+    return Fit(zp, np.nan, float(1.2533 * _scatter(dm - zp) / np.sqrt(keep.sum())), scatter, keep)
 
 
 def color_fit(dm: np.ndarray, color: np.ndarray, clip_sigma: float, max_residual: float) -> Fit:
@@ -138,6 +149,7 @@ def color_fit(dm: np.ndarray, color: np.ndarray, clip_sigma: float, max_residual
             break
         keep = new
         a, b, err = _line(color[keep], dm[keep])
+    _, _, err = _line(color[keep], dm[keep], _scatter(np.where(base, dm - a - b * color, np.nan)))
     return Fit(a, b, err, float(mad_std(dm[keep] - a - b * color[keep])), keep)
 
 

@@ -107,13 +107,15 @@ def _model(lake, frames: pd.DataFrame, profile) -> NoiseModel | None:
     from skylake.ensemble.stage import settings_of
     from skylake.lake.tables import ZEROPOINTS
 
-    zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp", "zp_status", "calibrated_at"],
-                                nights=sorted(set(frames["night"]))).to_pandas()
+    zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp", "apcor", "zp_status",
+                                                     "calibrated_at"], nights=sorted(set(frames["night"]))).to_pandas()
     zps = zps[zps["frame_id"].isin(frames["frame_id"])]
     if zps.empty:
         return None
     zps = latest_calibration(zps, LatestPolicy(refcat=profile.calibration.refcat or None))
-    zp = float(np.nanmedian(zps["zp"].to_numpy(float))) if zps["zp"].notna().any() else np.nan
+    # the light in the aperture: a calibrated aperture magnitude had the aperture correction taken off
+    zp_ap = zps["zp"].to_numpy(float) - np.nan_to_num(zps["apcor"].to_numpy(float))
+    zp = float(np.nanmedian(zp_ap)) if np.isfinite(zp_ap).any() else np.nan
     if not np.isfinite(zp):
         return None
     options, _ = settings_of(profile)

@@ -234,7 +234,7 @@ def _hour_angle(frames: pd.DataFrame, lon_deg: float) -> np.ndarray:
 
 
 def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_mask: int, options: EnsembleOptions,
-                settings: EnsembleSettings, key: str, refcat: str, lon_deg: float) -> dict:
+                settings: EnsembleSettings, identity: str, refcat: str, lon_deg: float) -> dict:
     """One night's field: the ensemble solve and the detrending (a pure task but for its reads and its piece).
 
     Parameters
@@ -249,8 +249,9 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
         The calibrated flux column (``[calibration] flux``).
     flags_mask : int
         Source flags that keep a point out of the solve.
-    options, settings, key, refcat, lon_deg
-        The stage's settings, their identity, the catalogue of the zeropoints and the site's longitude.
+    options, settings, identity, refcat, lon_deg
+        The stage's settings, their identity (``ens_key``), the catalogue of the zeropoints and the site's
+        longitude. (Not ``key``: dask's ``Client.submit`` takes that keyword itself.)
 
     Returns
     -------
@@ -265,7 +266,7 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
     night, fid_field = item["night"], int(item["field"])
     P = 1 + n_spatial_terms(settings.spatial_order)
     base = pd.DataFrame({"frame_id": frames["frame_id"].to_numpy(np.int64), "refcat": refcat,
-                         "calib_batch": frames["calib_batch"].astype(str).to_numpy(), "ens_key": key,
+                         "calib_batch": frames["calib_batch"].astype(str).to_numpy(), "ens_key": identity,
                          "field": np.int32(fid_field), "spatial_order": np.int16(settings.spatial_order),
                          "mjd": frames["mjd"].to_numpy(float), "night": night,
                          "color_term": np.float32(np.nanmedian(frames["color_term"].to_numpy(float)))
@@ -548,7 +549,7 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
         results = list(runner.map(solve_field, items, window=max(1, runner.workers()) * 2,
                                   lake_root=lake.store.location, run=run, flux=prof.calibration.flux,
                                   flags_mask=int(prof.calibration.flags_mask), options=options, settings=settings,
-                                  key=key, refcat=refcat, lon_deg=float(prof.site.lon_deg)))
+                                  identity=key, refcat=refcat, lon_deg=float(prof.site.lon_deg)))
         _commit(lake, results, solved_nights, set(todo["frame_id"]) | set(done["frame_id"]), report)
     report.frames = sum(len(r["rows"]) for r in results)
     report.seconds = time.monotonic() - t0

@@ -27,7 +27,43 @@ from astropy.wcs import WCS
 from skylake.synthetic import (_airmass, _altitude_deg, _gmst_deg, make_sky_catalog, render_frame, tan_wcs_header,
                                write_frame, write_reference_catalog)
 
-__all__ = ["SeriesTruth", "write_series", "expected_error"]
+__all__ = ["SeriesTruth", "write_series", "expected_error", "SERIES_PROFILE"]
+
+#: The series camera's profile (written beside the frames as ``series.toml``): aperture photometry in the
+#: generator's aperture, calibrated against the series' own catalogue (imported as ``series``).
+SERIES_PROFILE = """# SYNTHETIC: the camera of skylake.testing.series.write_series
+extends = "generic"
+[profile]
+name = "series"
+description = "skylake's SYNTHETIC one-field series (skylake.testing.series)"
+[site]
+name = "series site (ORM La Palma)"
+lat_deg = {lat}
+lon_deg = {lon}
+height_m = 2363.0
+timezone = "Atlantic/Canary"
+night_starts = "12:00"
+[defaults]
+instrument = "SERIESCAM"
+filter = "V"
+[detection]
+thresh = 3.0
+[photometry]
+aperture_radii = [{aperture}, 5.0, 8.0]
+annulus = [{ann_in}, {ann_out}]
+[calibration]
+refcat = "{refcat}"
+band = "V"
+color = ["B", "V"]
+flux = "flux_ap1"
+min_stars = 20
+max_inst_mag_err = 0.05
+max_scatter = 0.08
+max_zp_variation = 0.2
+max_zp_drop = 0.5
+[ensemble]
+read_noise_adu = {read_noise}
+"""
 
 #: FWHM (px) to Gaussian sigma.
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -91,6 +127,8 @@ class SeriesTruth:
         an ``aperture_px`` aperture, mag).
     refcat_path, refcat_map : Path
         The reference catalogue (``skylake refcat import LAKE NAME --format generic --columns-map MAP DATA``).
+    profile_path : Path
+        The camera's profile (:data:`SERIES_PROFILE`).
     settings : dict
         The arguments of the run.
     """
@@ -101,6 +139,7 @@ class SeriesTruth:
     points: pd.DataFrame
     refcat_path: Path
     refcat_map: Path
+    profile_path: Path
     settings: dict = field(default_factory=dict)
 
     def white_noise(self) -> pd.Series:
@@ -256,5 +295,9 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
     settings = {k: v for k, v in locals().items() if k in (
         "n_frames", "n_stars", "shape", "seed", "pixscale_arcsec", "exptime_s", "zp_true", "k_ext", "jitter_mag",
         "gradient_mag", "fwhm_px", "focus_tilt", "sky_adu", "gain", "read_noise_adu", "aperture_px", "annulus_px")}
+    profile_path = out / "series.toml"
+    profile_path.write_text(SERIES_PROFILE.format(lat=site_lat_deg, lon=site_lon_deg, aperture=aperture_px,
+                                                  ann_in=annulus_px[0], ann_out=annulus_px[1], refcat=refcat_name,
+                                                  read_noise=read_noise_adu))
     return SeriesTruth(paths=paths, frames=frames, stars=stars, points=pd.concat(rows, ignore_index=True),
-                       refcat_path=refcat_path, refcat_map=refcat_map, settings=settings)
+                       refcat_path=refcat_path, refcat_map=refcat_map, profile_path=profile_path, settings=settings)
