@@ -6,6 +6,7 @@ by less than 0.05 mag."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -61,3 +62,33 @@ def test_twelve_point_light_curves_of_the_shared_pointing(objects):
     print(f"\n{len(twelve)} objects with 12 points, {len(ref)} Tycho-2 stars; bright (V_T < 10.5): {len(bright)}, "
           f"median 1.4826 MAD {np.median(1.4826 * bright['mad_mag']):.4f} mag, median clipped std "
           f"{np.median(bright['std_mag_clip']):.4f} mag")
+
+
+def test_ensemble_light_curves_beat_per_frame_zeropoints_and_a_plain_median_ensemble(objects):
+    """The 12 frames of one pointing: the median rms of the 20 brightest unsaturated stars on at least 11 of
+    them, from per-frame zeropoints (mag_zp), the ensemble (mag) and a ten-line median ensemble computed here
+    from mag_zp (every star on all 12 frames, no weights, no spatial term). Measured: 10.1, 5.6 and 7.6 mmag
+    (the ensemble and the detrending of 12 points: EPD and TFA need 20, so mag_tfa is not made)."""
+    import pyarrow.dataset as ds
+
+    from skylake.frame.extract import SATURATED
+
+    lake, _, _ = objects
+    frames = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
+    shared = frames[frames["path"].str.contains(r"_2(?:1\d|2[01])_1_1_1")]["frame_id"]
+    assert len(shared) == 12
+    lc = ds.dataset(lake.path("lightcurves/dataset"), format="parquet", partitioning="hive").to_table().to_pandas()
+    p = lc[lc["frame_id"].isin(shared) & ((lc["flags"] & SATURATED) == 0)]
+    g = p.groupby("object_id")
+    st = pd.DataFrame({"n": g["mag"].count(), "mean": g["mag_zp"].mean(), "mag_zp": g["mag_zp"].std(),
+                       "mag": g["mag"].std()})
+    bright = st[st["n"] >= 11].sort_values("mean").head(20)
+    full = p[p["object_id"].isin(st.index[st["n"] == 12])]
+    m = full.pivot_table(index="object_id", columns="frame_id", values="mag_zp")
+    offsets = (m - m.median(axis=1).to_numpy()[:, None]).median(axis=0)
+    plain = (m - offsets.to_numpy()[None, :]).std(axis=1).reindex(bright.index)
+    zp, ens, med = 1000 * bright["mag_zp"].median(), 1000 * bright["mag"].median(), 1000 * plain.median()
+    print(f"\n20 brightest: per-frame zeropoints {zp:.2f} mmag, ensemble {ens:.2f} mmag, plain median ensemble "
+          f"{med:.2f} mmag")
+    assert len(bright) == 20 and ens < med < zp
+    assert lc["mag_tfa"].isna().all()  # 12 points: not detrended
