@@ -106,11 +106,11 @@ def test_zeropoint_errors_are_right(series):
     _, lake, _, _, _ = series
     zps = lake.read_night_table(ZEROPOINTS).to_pandas()
     ens = lake.read_night_table(ENSEMBLE).to_pandas()
-    both = zps.merge(ens[["frame_id", "offset", "offset_err"]], on="frame_id")
-    assert (both["offset_err"] < 0.25 * both["zp_err"]).all()
-    pull = both["offset"] / np.hypot(both["zp_err"], both["offset_err"])
+    both = zps.merge(ens[["frame_id", "zp_offset", "zp_offset_err"]], on="frame_id")
+    assert (both["zp_offset_err"] < 0.25 * both["zp_err"]).all()
+    pull = both["zp_offset"] / np.hypot(both["zp_err"], both["zp_offset_err"])
     print(f"\nzeropoint pulls: width {np.std(pull):.3f} over {len(pull)} frames; median zp_err "
-          f"{1000 * both['zp_err'].median():.2f} mmag, offsets' rms {1000 * both['offset'].std():.2f} mmag")
+          f"{1000 * both['zp_err'].median():.2f} mmag, offsets' rms {1000 * both['zp_offset'].std():.2f} mmag")
     assert 0.9 < np.std(pull) < 1.1
 
 
@@ -151,7 +151,7 @@ def test_solving_again_changes_nothing_and_redo_replaces(series):
     assert cli(["ensemble", str(lake.store.location), "--redo"]) == 0
     redone = lake.read_night_table(ENSEMBLE).to_pandas()
     assert len(redone) == len(before) and set(redone["batch_id"]).isdisjoint(before["batch_id"])
-    np.testing.assert_allclose(redone.sort_values("frame_id")["offset"], before.sort_values("frame_id")["offset"],
+    np.testing.assert_allclose(redone.sort_values("frame_id")["zp_offset"], before.sort_values("frame_id")["zp_offset"],
                                atol=1e-9)
     assert lake.read_night_table(DETREND).num_rows == lake.read_night_table(DETREND).num_rows
     # the objects see the frames recalibrated: their points are made again with the new rows, same numbers

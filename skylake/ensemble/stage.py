@@ -61,7 +61,7 @@ FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "
                  "mjd", "footprint_ra", "footprint_dec", "ra_center", "dec_center", "pixscale", "saturation",
                  "wcs_source"]
 #: The spatial coefficients of an ensemble row, in the order of :func:`skylake.ensemble.solve.design`.
-TERM_COLUMNS = ["offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv"]
+TERM_COLUMNS = ["zp_offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv"]
 #: Parameters EPD can regress on (``[ensemble] epd_params``).
 EPD_PARAMS = ("x", "y", "fwhm", "bkg", "airmass", "hour_angle")
 
@@ -312,7 +312,7 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
         status=np.where(ok, "ok", "too_few_stars"),
         reason=[("" if good else f"{n} good stars shared with the field's other frames "
                  f"(ensemble.min_stars = {settings.min_stars})") for good, n in zip(ok, n_used)],
-        offset=terms[:, 0], offset_err=[math.sqrt(c[0]) if c else np.nan for c in cov],
+        zp_offset=terms[:, 0], zp_offset_err=[math.sqrt(c[0]) if c else np.nan for c in cov],
         **{c: terms[:, k].astype(np.float32) for k, c in enumerate(TERM_COLUMNS) if k > 0},
         terms_cov=cov, n_stars=n_used.astype(np.int32),
         rms=np.where(seen, sol.frame_rms[np.maximum(at, 0)], np.nan).astype(np.float32),

@@ -162,7 +162,7 @@ def latest_calibrations(lake: Lake, refcat: str, nights=None) -> pd.DataFrame:
 
 
 #: Columns of an ensemble row the light curves use (skylake.ensemble.stage.point_corrections).
-ENSEMBLE_COLUMNS = ["frame_id", "calib_batch", "status", "spatial_order", "offset", "c_u", "c_v", "c_uu", "c_uv",
+ENSEMBLE_COLUMNS = ["frame_id", "calib_batch", "status", "spatial_order", "zp_offset", "c_u", "c_v", "c_uu", "c_uv",
                     "c_vv", "terms_cov", "color_term", "batch_id", "computed_at"]
 
 
@@ -175,7 +175,7 @@ def _with_ensemble(lake: Lake, zps: pd.DataFrame, refcat: str, nights) -> pd.Dat
     out = zps.merge(ens.drop(columns=["refcat", "computed_at", "status"]).rename(
         columns={"batch_id": "ens_batch", "color_term": "ens_color_term"}), on="frame_id", how="left")
     same = out["calib_batch"].astype(object).eq(out["calib"])
-    for c in ["spatial_order", "offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv", "terms_cov", "ens_color_term",
+    for c in ["spatial_order", "zp_offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv", "terms_cov", "ens_color_term",
               "ens_batch"]:
         out[c] = out[c].where(same)
     out["calib"] = np.where(same, out["calib"].astype(str) + "+" + out["ens_batch"].astype(str), out["calib"])

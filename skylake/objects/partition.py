@@ -145,9 +145,9 @@ def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarr
     from skylake.ensemble.stage import point_corrections
 
     det["mag_epd"] = det["mag_tfa"] = np.nan
-    if "offset" not in frames or not frames["offset"].notna().any() or det.empty:
+    if "zp_offset" not in frames or not frames["zp_offset"].notna().any() or det.empty:
         return mag, err
-    rows = frames[frames["offset"].notna()].assign(status="ok")
+    rows = frames[frames["zp_offset"].notna()].assign(status="ok")
     geo = det[["frame_id"]].merge(frames[["frame_id", "nx", "ny", "color_term", "ens_color_term"]], on="frame_id",
                                   how="left")
     corr, corr_err = point_corrections(rows, det["frame_id"].to_numpy(np.int64), det["x"].to_numpy(float),
