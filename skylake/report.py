@@ -167,6 +167,38 @@ def _maps_section(lake: Lake, maps, out: Path, rendered: dict) -> tuple[str, lis
     return "\n".join(html_parts), images
 
 
+def _noise_section(lake: Lake, profiles: list[str], out: Path, name: str) -> tuple[str, list[Path]]:
+    """The noise diagram of each camera's latest night with light curves (skylake.ensemble.plots), with its
+    table of median rms per magnitude bin; nothing for a camera without light curves."""
+    from skylake.ensemble.noise import VERSIONS
+    from skylake.ensemble.plots import NothingToPlot, noise_diagram
+
+    parts, images = [], []
+    for k, profile in enumerate(profiles):
+        png = out / "img" / f"{name}_noise{'' if k == 0 else f'_{k}'}.png"
+        try:
+            d = noise_diagram(lake, profile=profile, out=png)
+        except NothingToPlot:
+            continue
+        except Exception as exc:  # a plot must not stop the report; say why it is missing
+            log.warning("no noise diagram for %s: %s", profile, exc)
+            parts.append(f'<p class="muted">No noise diagram for {html.escape(profile)}: {html.escape(str(exc))}</p>')
+            continue
+        images.append(png)
+        head = "".join(f"<th>{html.escape(label)} [mmag]</th>" for _, label in VERSIONS)
+        rows = "".join(f"<tr><td>{html.escape(str(idx))}</td><td>{int(r['n'])}</td>"
+                       + "".join(f"<td>{_fmt(1000 * r[f'rms_{c}'], 1)}</td>" for c, _ in VERSIONS)
+                       + f"<td>{_fmt(1000 * r['expected'], 1)}</td></tr>" for idx, r in d.bins.iterrows())
+        parts.append(f"<h2>Noise diagram of {html.escape(d.night)} ({html.escape(profile)})</h2>\n"
+                     f"<p class=muted>Each object's rms over the night against its magnitude: per-frame "
+                     f"zeropoints, the ensemble and the ensemble after EPD and TFA (skylake ensemble), with the "
+                     f"noise photons, sky, read-out and scintillation should give.</p>\n"
+                     f'<img src="img/{png.name}" alt="noise diagram of {html.escape(d.night)}">\n'
+                     f"<div class=scroll><table><tr><th>mag</th><th>objects</th>{head}<th>expected [mmag]</th></tr>"
+                     f"{rows}</table></div>")
+    return "\n".join(parts), images
+
+
 def _variables_table(objects) -> str:
     cols = ["object_id", "refcat", "ref_id", "ra", "dec", "n", "n_exact", "median_mag", "std_mag", "chi2_dof",
             "stetson_j", "amplitude_clip", "first_mjd", "last_mjd"]
@@ -273,6 +305,9 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
             body.append(f"<h2>Maps of {html.escape(last)}</h2>\n"
                         f"<p class=muted>Transparency against the clear-sky zeropoint and sky brightness "
                         f"[mag/arcsec&sup2;] per HEALPix pixel (skylake maps).</p>\n{section}")
+        section, images = _noise_section(lake, sorted(profiles), out, name)
+        report.images += images
+        body += [section] if section else []
         frames_here = [z for z in latest_zp if (z.instrument or "", z.filter or "") == (instrument, filt)]
         if checkplots and frames_here:
             from skylake.calib.calibrate import plot_zeropoint

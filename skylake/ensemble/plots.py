@@ -98,7 +98,7 @@ def noise_points(lake, frames: pd.DataFrame) -> pd.DataFrame:
     import dask
 
     with dask.config.set(scheduler="synchronous"):
-        return pd.DataFrame(cat.compute()).reset_index(drop=True)
+        return pd.DataFrame(cat.compute(progress_bar=False)).reset_index(drop=True)
 
 
 def _model(lake, frames: pd.DataFrame, profile) -> NoiseModel | None:

@@ -222,7 +222,7 @@ def _read_sources(lake_root: str, frames: pd.DataFrame, flux: str) -> pd.DataFra
         return pd.DataFrame({c: [] for c in cols})
     with dask.config.set(scheduler="synchronous"):  # inside a task: read here, not on the cluster
         cat = open_sources(lake_root, frames["frame_id"], moc, columns=cols)
-        data = cat.compute()
+        data = cat.compute(progress_bar=False)
     return pd.DataFrame(data).reset_index(drop=True)
 
 
