@@ -175,7 +175,7 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
                  saturation_adu: float = 60000.0, mag_range=(10.0, 17.5), n_variables: int = 5,
                  variable_amp=(0.05, 0.3), transit_depth: float = 0.01, aperture_px: float = 3.0,
                  annulus_px=(10.0, 15.0), pointing_jitter_px: float = 1.5, site_lat_deg: float = 28.76,
-                 site_lon_deg: float = -17.88, refcat_name: str = "series") -> SeriesTruth:
+                 site_lon_deg: float = -17.88, refcat_name: str = "series", night_seed: int = 0) -> SeriesTruth:
     """Write a SYNTHETIC series of one field and its reference catalogue; return the truth.
 
     Parameters
@@ -198,6 +198,9 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
         (lasting 40 % of the series, mid-series; 0 for none).
     aperture_px, annulus_px : float, (float, float)
         The aperture the stated white noise is for (the profile's photometry must use the same).
+    night_seed : int
+        Seeds the frames' systematics and noise: another night of the same field (same ``seed``, same stars)
+        with its own weather.
 
     Returns
     -------
@@ -233,7 +236,9 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
         stars.loc[bright[0], ["kind", "depth", "t0", "duration_d"]] = ["transit", transit_depth, mjd0 + span_d / 2,
                                                                         span_d / 2.5]
 
-    # per-frame systematics
+    # per-frame systematics and the noise: their own stream, so that nights of one field (same seed, another
+    # night_seed) see the same stars
+    rng = np.random.default_rng([seed, 2, night_seed])
     t = np.arange(n_frames)
     mjd = mjd0 + (t * cadence_s + exptime_s / 2) / 86400.0
     jd = mjd + 2400000.5
