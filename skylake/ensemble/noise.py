@@ -121,7 +121,7 @@ def object_scatter(points: pd.DataFrame, min_points: int, columns=None) -> pd.Da
     columns = list(columns or [c for c, _ in VERSIONS])
     p = points[(points["flags"].to_numpy() & SATURATED) == 0]
     g = p.groupby("object_id")
-    out = pd.DataFrame({"n": g["mag"].count(), "mean_mag": g["mag"].mean()})
-    for c in columns:
-        out[f"rms_{c}"] = g[c].std(ddof=1).where(g[c].count() >= min_points)
+    out = pd.DataFrame({"n": g["mag"].count(), "mean_mag": g["mag"].mean().astype(np.float64)})
+    for c in columns:  # plain floats (NaN, not pd.NA, where a version is missing)
+        out[f"rms_{c}"] = g[c].std(ddof=1).where(g[c].count() >= min_points).astype(np.float64)
     return out[out["n"] >= min_points]
