@@ -76,7 +76,10 @@ HELD_DIR = "skylake_frames"
 DEFAULT_RADIUS_ARCSEC = 3.0
 #: The layout of objects this code writes (``skylake_objects.json``): 2 = statistics rows plus
 #: LAKE/lightcurves; tables without it nest each light curve in its row (``lc``) and must be rebuilt.
-LAYOUT = 2
+LAYOUT = 3
+#: What each older layout lacks, for the message that asks for a rebuild.
+OLD_LAYOUTS = {None: "each light curve nested in its object's row, now in LAKE/lightcurves",
+               2: "light curves without the ensemble's mag_zp, mag_epd and mag_tfa, objects without their statistics"}
 FRAMES_SCHEMA = pa.schema([("frame_id", pa.int64()), ("calib", pa.string()), ("n_det", pa.int64())])
 HELD_SCHEMA = FRAMES_SCHEMA.append(pa.field("pixels", pa.list_(pa.int64())))
 CHANGES_DIR = "skylake_changes"
@@ -139,10 +142,11 @@ def read_state(lake: Lake) -> dict:
 
 
 def check_layout(state: dict) -> None:
-    """Refuse a table of an older layout (light curves nested in the objects rows), with what to do."""
+    """Refuse a table of an older layout (:data:`OLD_LAYOUTS`), with what to do."""
     if state and state.get("layout") != LAYOUT:
-        raise ObjectsError("LAKE/objects was built by an older skylake (each light curve nested in its object's "
-                           "row, now in LAKE/lightcurves); rebuild it once: skylake objects build LAKE --rebuild "
+        what = OLD_LAYOUTS.get(state.get("layout"), f"layout {state.get('layout')!r}")
+        raise ObjectsError(f"LAKE/objects was built by an older skylake ({what}); rebuild it once: "
+                           "skylake objects build LAKE --rebuild "
                            "(nothing else in the lake changes)")
 
 

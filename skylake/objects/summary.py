@@ -37,6 +37,13 @@ MOMENT_COLUMNS = ["n", "mean_mag", "wmean_mag", "wmean_mag_err", "std_mag", "chi
 ORDER_COLUMNS = ["median_mag", "mad_mag", "stetson_j", "n_clip", "mean_mag_clip", "median_mag_clip",
                  "wmean_mag_clip", "std_mag_clip", "mad_mag_clip", "chi2_dof_clip", "stetson_j_clip",
                  "amplitude_clip"]
+#: The light-curve versions beside the statistics' series (LAKE/lightcurves columns) and their suffixes: the
+#: per-frame-zeropoint magnitudes and the detrended ones (skylake.ensemble).
+VERSIONS = {"mag_zp": "zp", "mag_epd": "epd", "mag_tfa": "tfa"}
+#: Scatter and Stetson J of each version, order statistics like :data:`ORDER_COLUMNS` (``n_exact`` says how
+#: many points they describe): e.g. ``std_mag_tfa`` against ``std_mag`` tells what detrending did.
+VERSION_COLUMNS = [f"{stat}_{suffix}" for suffix in VERSIONS.values()
+                   for stat in ("std_mag", "mad_mag", "stetson_j")]
 #: An object's order statistics are recomputed when its points (in its statistics) exceed this factor
 #: times the points those statistics describe: each point is then read again a bounded number of times
 #: over the archive's life (a geometric series: 1 / (1 - 1/1.25) = 5), and the order statistics always
@@ -124,6 +131,24 @@ def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.where(saturated, np.nan, m), e
 
 
+def version_stats(inv: np.ndarray, points: pd.DataFrame, n_obj: int) -> dict:
+    """:data:`VERSION_COLUMNS` of each object (``inv``: its index per point) from its points' versions; the
+    error of every version is ``mag_err``, saturated points left out (as :func:`series`)."""
+    from skylake.objects.stats import basic_stats
+
+    saturated = (points["flags"].to_numpy(np.int64) & SATURATED) != 0
+    err = points["mag_err"].to_numpy(np.float64, na_value=np.nan)
+    mjd = points["mjd"].to_numpy(np.float64)
+    out = {}
+    for column, suffix in VERSIONS.items():
+        m = points[column].to_numpy(np.float64, na_value=np.nan) if column in points else np.full(len(points), np.nan)
+        ok = ~saturated & np.isfinite(m) & np.isfinite(err) & (err > 0)
+        stats = basic_stats(inv[ok], mjd[ok], m[ok], err[ok], n_obj)
+        for stat in ("std_mag", "mad_mag", "stetson_j"):
+            out[f"{stat}_{suffix}"] = stats[stat]
+    return out
+
+
 def _calibrated(points: pd.DataFrame) -> np.ndarray:
     return np.isfinite(points["mag"].to_numpy(np.float64, na_value=np.nan))
 
@@ -184,6 +209,7 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
         "n_det": counts.astype(np.int32), "n_cal": n_cal,
         "stats_mag": np.where(n_cal > 0, "mag", "inst_mag").astype(object),
         **{k: order[k] for k in ORDER_COLUMNS}, **moment_columns(moments(inv, m, e, n_obj)),
+        **version_stats(inv, points, n_obj),
         "n_exact": order["n"].astype(np.int32), "first_mjd": mjd[first], "last_mjd": mjd[last],
     }
     return _finish(cols)
@@ -240,7 +266,8 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
     if restart.any():  # the series is only the new points: their order statistics are exact
         pick = np.flatnonzero(restart[at])
         order = light_curve_stats(at[pick], points["mjd"].to_numpy(np.float64)[pick], m[pick], e[pick], n_obj)
-        for c in [*ORDER_COLUMNS, "n_exact"]:
+        order.update(version_stats(at[pick], points.iloc[pick], n_obj))
+        for c in [*ORDER_COLUMNS, *VERSION_COLUMNS, "n_exact"]:
             cols[c] = np.where(restart & touched, order["n" if c == "n_exact" else c], cols[c]).astype(cols[c].dtype)
     for c, v in merged.items():
         cols[c] = np.where(touched, v, cols[c]).astype(cols[c].dtype)
