@@ -67,7 +67,8 @@ class IngestReport:
     first_new_id: int = field(default=0, repr=False)  # frames with smaller ids were in the lake when the run began
     sources: int = 0
     commits: list[int] = field(default_factory=list)
-    calibration: list = field(default_factory=list)  # what the downstream stage returned (skylake.pipeline)
+    calibration: list = field(default_factory=list)  # the downstream stages' reports (skylake.pipeline: the
+    # calibration's, then the ensemble's)
 
     @property
     def exit_code(self) -> int:

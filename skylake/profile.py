@@ -35,7 +35,7 @@ from skylake.paths import project_dir
 
 
 #: Sections a profile may leave out (None when absent).
-OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble")
+OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble")  # not a table
 #: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:
 #: the bright-star catalogue (a refcat name in the lake, or a FITS/Parquet file) and which source rows
 #: a frame gets.

@@ -53,7 +53,7 @@ def _cmd_plot_noise(args) -> int:
 def add_commands(subparsers, plots) -> None:
     """Add ``ensemble`` to an argparse subparsers object and ``noise`` to the ``plot`` group's."""
     p = subparsers.add_parser(
-        "ensemble", help="relative calibration and detrending of each night (after calibrate)",
+        "ensemble", help="relative calibration and detrending of each night (after calibrate)",  # not a table
         description="For each night and field, solve every frame's relative zeropoint and spatial terms and "
                     "every star's mean magnitude from all the stars the frames share (weighted, clipped, anchored "
                     "to the catalogue zeropoints), then detrend each star (EPD, TFA); commit LAKE/ensemble and "

@@ -25,7 +25,7 @@ import pandas as pd
 __all__ = ["NoiseModel", "object_scatter", "VERSIONS"]
 
 #: The light-curve magnitudes a noise diagram compares: (column, label).
-VERSIONS = (("mag_zp", "per-frame zeropoints"), ("mag", "ensemble"), ("mag_tfa", "ensemble + EPD + TFA"))
+VERSIONS = (("mag_zp", "per-frame zeropoints"), ("mag", "ensemble"), ("mag_tfa", "ensemble + EPD + TFA"))  # not a table
 
 
 @dataclass(frozen=True)

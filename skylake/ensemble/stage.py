@@ -53,8 +53,8 @@ from skylake.schema import conform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EnsembleReport", "EnsembleOptions", "ensemble", "group_fields", "solve_field", "point_corrections",
-           "ens_key", "TERM_COLUMNS"]
+__all__ = ["EnsembleReport", "EnsembleOptions", "group_fields", "solve_field", "point_corrections", "ens_key",
+           "TERM_COLUMNS", "ensemble"]  # not a table (the stage's function)
 
 #: Frame columns the stage reads.
 FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "nx", "ny", "exptime", "airmass",
@@ -113,7 +113,7 @@ class EnsembleOptions:
         bad = [p for p in self.epd_params if p not in EPD_PARAMS]
         if bad:
             raise ValueError(f"ensemble.epd_params: unknown {bad}; allowed: {list(EPD_PARAMS)}")
-        for name in ("enabled", "detrend"):
+        for name in ("enabled", "detrend"):  # not a table
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ensemble.{name} must be true or false, got {getattr(self, name)!r}")
         for name, lo, hi in (("match_radius_px", 0.1, 50.0), ("saturation_fraction", 0.1, 10.0),
@@ -131,7 +131,7 @@ class EnsembleOptions:
 
 def settings_of(profile: Profile) -> tuple[EnsembleOptions, EnsembleSettings]:
     """The ``[ensemble]`` section of ``profile`` as (stage options, solve settings); defaults when absent."""
-    doc = dict(getattr(profile, "ensemble", None) or {})
+    doc = dict(getattr(profile, "ensemble", None) or {})  # not a table
     own = {k: doc.pop(k) for k in list(doc) if k in EnsembleOptions.__dataclass_fields__}
     return EnsembleOptions(**own), EnsembleSettings.from_dict(doc)
 
@@ -170,7 +170,8 @@ class EnsembleReport:
         return (f"ensemble {self.profile}: {solved} of {self.frames + sum(self.not_eligible.values())} frames solved"
                 + (f" ({kinds})" if kinds else "") + (f"; left out: {left}" if left else "")
                 + f"; {self.solved_nights} nights in {self.fields} fields, {self.skipped_nights} nights already "
-                f"solved, {self.detrended_points} points detrended" + (f", commit v{self.commit}" if self.commit else "")
+                f"solved, {self.detrended_points} points detrended"
+                + (f", commit v{self.commit}" if self.commit else "")
                 + f", {self.seconds:.1f} s")
 
 
@@ -501,8 +502,8 @@ def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFra
                                 nights=nights).to_pandas() if nights else pd.DataFrame(columns=cols)
     zps = latest_calibration(zps, LatestPolicy(refcat=refcat)) if len(zps) else zps
     zps = zps[zps["zp_status"] == ZpStatus.OK]
-    out = live.merge(zps[["frame_id", "zp", "apcor", "color_term", "batch_id"]].rename(columns={"batch_id": "calib_batch"}),
-                     on="frame_id", how="inner")
+    zps = zps[["frame_id", "zp", "apcor", "color_term", "batch_id"]].rename(columns={"batch_id": "calib_batch"})
+    out = live.merge(zps, on="frame_id", how="inner")
     why["no ok zeropoint"] += len(live) - len(out)
     return out, Counter({k: v for k, v in why.items() if v})
 
@@ -564,7 +565,7 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
     rows = pd.concat([r["rows"] for r in results], ignore_index=True)
     ids = np.fromiter(frame_ids, np.int64)
     night_names = {None if n == "unknown" else n for n in nights}
-    with lake.transaction("ensemble") as tx:
+    with lake.transaction(ENSEMBLE) as tx:
         alive = set(lake.read_frames(columns=["frame_id"], filter=night_filter(night_names)).column("frame_id")
                     .to_pylist())
         rows = rows[rows["frame_id"].isin(alive)].reset_index(drop=True)

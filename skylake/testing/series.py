@@ -208,7 +208,7 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
     """
     rng = np.random.default_rng([seed, 1])  # not make_sky_catalog's stream (its positions)
     out = Path(out_dir)
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+    (out / "frames").mkdir(parents=True, exist_ok=True)  # not a table
     ny, nx = shape
     half_diag = 0.5 * math.hypot(nx, ny) * pixscale_arcsec / 3600.0
     stars = make_sky_catalog(ra0_deg, dec0_deg, half_diag * 1.02, n_stars, seed, mag_range=mag_range)
@@ -287,7 +287,7 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
         header["FILTER"] = "V"
         header["INSTRUME"] = "SERIESCAM"
         header["OBJECT"] = "series field"
-        path = out / "frames" / f"series_{e:03d}.fits"
+        path = out / "frames" / f"series_{e:03d}.fits"  # not a table
         write_frame(path, data, header)
         paths.append(str(path))
         err = expected_error(flux[on], sky_adu, gain, read_noise_adu, aperture_px, annulus_px, star_fwhm[on])
