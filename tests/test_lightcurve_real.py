@@ -6,7 +6,6 @@ by less than 0.05 mag."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -68,27 +67,17 @@ def test_ensemble_light_curves_beat_per_frame_zeropoints_and_a_plain_median_ense
     """The 12 frames of one pointing: the median rms of the 20 brightest unsaturated stars on at least 11 of
     them, from per-frame zeropoints (mag_zp), the ensemble (mag) and a ten-line median ensemble computed here
     from mag_zp (every star on all 12 frames, no weights, no spatial term). Measured: 10.1, 5.6 and 7.6 mmag
-    (the ensemble and the detrending of 12 points: EPD and TFA need 20, so mag_tfa is not made)."""
-    import pyarrow.dataset as ds
-
-    from skylake.frame.extract import SATURATED
+    (benchmarks/precision.py prints them; 12 points are not detrended: EPD and TFA need 20)."""
+    from skylake.ensemble.precision import brightest_scatter, frame_points
 
     lake, _, _ = objects
     frames = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
     shared = frames[frames["path"].str.contains(r"_2(?:1\d|2[01])_1_1_1")]["frame_id"]
     assert len(shared) == 12
-    lc = ds.dataset(lake.path("lightcurves/dataset"), format="parquet", partitioning="hive").to_table().to_pandas()
-    p = lc[lc["frame_id"].isin(shared) & ((lc["flags"] & SATURATED) == 0)]
-    g = p.groupby("object_id")
-    st = pd.DataFrame({"n": g["mag"].count(), "mean": g["mag_zp"].mean(), "mag_zp": g["mag_zp"].std(),
-                       "mag": g["mag"].std()})
-    bright = st[st["n"] >= 11].sort_values("mean").head(20)
-    full = p[p["object_id"].isin(st.index[st["n"] == 12])]
-    m = full.pivot_table(index="object_id", columns="frame_id", values="mag_zp")
-    offsets = (m - m.median(axis=1).to_numpy()[:, None]).median(axis=0)
-    plain = (m - offsets.to_numpy()[None, :]).std(axis=1).reindex(bright.index)
-    zp, ens, med = 1000 * bright["mag_zp"].median(), 1000 * bright["mag"].median(), 1000 * plain.median()
+    points = frame_points(lake, shared)
+    bright = brightest_scatter(points, 20, 11)
+    zp, ens, med = (1000 * bright[c].median() for c in ("mag_zp", "mag", "plain"))
     print(f"\n20 brightest: per-frame zeropoints {zp:.2f} mmag, ensemble {ens:.2f} mmag, plain median ensemble "
           f"{med:.2f} mmag")
     assert len(bright) == 20 and ens < med < zp
-    assert lc["mag_tfa"].isna().all()  # 12 points: not detrended
+    assert points["mag_tfa"].isna().all()  # 12 points: not detrended
