@@ -102,7 +102,8 @@ def demo_run(tmp_path_factory):
 LONG_FILES = ("test_real_cluster.py", "test_cli.py", "test_readme.py", "test_rejected_downstream.py",
               "test_reliability.py", "test_maps.py", "test_versions.py", "test_calib_synthetic.py",
               "test_hostile_files.py", "test_summary_db.py", "test_allsky_ingest.py", "test_calib_batches.py",
-              "test_refcat.py", "test_refcat_real.py", "test_snapshots.py")
+              "test_refcat.py", "test_refcat_real.py", "test_snapshots.py", "test_ensemble_series.py",
+              "test_lightcurve_real.py")
 
 
 def pytest_collection_modifyitems(config, items):
