@@ -42,12 +42,21 @@ OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble")  # not a tabl
 ALLSKY_KEYS = {"catalog": "hipparcos", "sources": "forced"}
 ALLSKY_SOURCES = ("forced", "detected", "both")
 #: ``[platesolve]`` keys read by ingest, beside :class:`skylake.frame.platesolve.PlateSolveSettings`: the
-#: reference stars (a refcat name in the lake, or a Parquet file) and their magnitude column, the header
-#: keywords of the pointing and plate-scale hints (degrees, arcsec/px), and whether to solve frames whose
-#: header has a WCS too.
-PLATESOLVE_KEYS = {"refcat": "", "mag_column": "mag_VT", "ra_keys": ["RA_CENT", "RA_DEG"],
-                   "dec_keys": ["DEC_CENT", "DEC_DEG"], "scale_keys": ["CCDSCALE", "PIXSCALE"],
-                   "distrust_header_wcs": False}
+#: reference stars (a refcat name in the lake, or a Parquet file) and their magnitude column; the header
+#: keywords of the pointing (paired: ``ra_keys[i]`` with ``dec_keys[i]``; numbers or sexagesimal strings,
+#: :mod:`skylake.frame.pointing`) and the unit of RA values that do not write one; a fixed pointing for
+#: frames whose header has none (RA/Dec or alt/az, deg) and its radius; the plate scale's keywords
+#: (arcsec/px) or the optics' (focal length mm, pixel size um, binning, whether the pixel size includes
+#: the binning); whether to solve blind with astrometry.net when the pointing is missing or its solve
+#: fails, the time limit of an astrometry.net solve (s); and whether to solve frames whose header has a
+#: WCS too. pipelines/generic.toml documents each.
+PLATESOLVE_KEYS = {"refcat": "", "mag_column": "mag_VT",
+                   "ra_keys": ["RA_CENT", "RA_DEG", "RA", "OBJCTRA", "TELRA", "RA_OBJ", "CRVAL1"],
+                   "dec_keys": ["DEC_CENT", "DEC_DEG", "DEC", "OBJCTDEC", "TELDEC", "DEC_OBJ", "CRVAL2"],
+                   "ra_unit": "auto", "pointing_radec": [], "pointing_altaz": [], "pointing_radius_deg": 2.0,
+                   "scale_keys": ["CCDSCALE", "PIXSCALE", "SECPIX"], "focal_length_keys": ["FOCALLEN"],
+                   "pixel_size_keys": ["XPIXSZ", "PIXSZ"], "binning_keys": ["XBINNING", "CCDXBIN"],
+                   "pixel_size_binned": True, "blind": True, "timeout_s": 60.0, "distrust_header_wcs": False}
 
 #: Files in pipelines/ that are not instrument profiles.
 NOT_PROFILES = {"refcats"}
@@ -771,21 +780,64 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
                             f"against (e.g. \"tycho2\") or a Parquet file (ra, dec and mag_column)")
         elif _is_file_setting(refcat) and not Path(refcat).is_file() and not source.endswith(".json"):
             problems.append(f"platesolve.refcat = {refcat!r}: no such file")
-        for key in ("ra_keys", "dec_keys", "scale_keys"):
-            value, problem = _keywords(platesolve[key])
-            if problem:
-                problems.append(f"platesolve.{key} = {platesolve[key]!r} {problem}")
-            platesolve[key] = value
-        for key, check in (("mag_column", _text(nonempty=True, allowed="a column name, e.g. \"mag_VT\"")),
-                           ("distrust_header_wcs", _bool)):
-            _, problem = check(platesolve[key])
-            if problem:
-                problems.append(f"platesolve.{key} = {platesolve[key]!r} {problem}")
-        try:
-            PlateSolveSettings.from_dict({k: v for k, v in platesolve.items() if k not in PLATESOLVE_KEYS})
-        except (ValueError, TypeError) as exc:
-            problems.append(f"[platesolve] {exc}")
+        _check_platesolve(platesolve, sections.get("site"), problems)
+        solver = {k: v for k, v in platesolve.items() if k not in PLATESOLVE_KEYS}
+        unknown = sorted(set(solver) - set(PlateSolveSettings.__dataclass_fields__))
+        if unknown:
+            problems.append(f"[platesolve] has unknown settings {unknown}; allowed: "
+                            f"{sorted([*PLATESOLVE_KEYS, *PlateSolveSettings.__dataclass_fields__])}")
+        else:
+            try:
+                PlateSolveSettings.from_dict(solver)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"[platesolve] {exc}")
     return out
+
+
+def _pair(lo0, hi0, lo1, hi1, what):
+    """[] (none) or two numbers within the bounds."""
+    def check(value):
+        ok = value == [] or (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+                             and lo0 <= value[0] <= hi0 and lo1 <= value[1] <= hi1)
+        return (list(value) if ok else None), (None if ok else f"must be [] (none) or {what}")
+    return check
+
+
+_PLATESOLVE_CHECKS = {
+    **{key: _keywords for key in ("ra_keys", "dec_keys", "scale_keys", "focal_length_keys", "pixel_size_keys",
+                                  "binning_keys")},
+    "mag_column": _text(nonempty=True, allowed='a column name, e.g. "mag_VT"'),
+    "ra_unit": _choice("auto", "hours", "degrees"),
+    "pointing_radec": _pair(0, 360, -90, 90, "[ra, dec] in degrees (0 <= ra <= 360, -90 <= dec <= 90)"),
+    "pointing_altaz": _pair(0, 90, 0, 360, "[alt, az] in degrees (0 <= alt <= 90, azimuth 0-360 north through "
+                                           "east)"),
+    "pointing_radius_deg": _number(0, 90, lo_open=True, what="a radius in deg"),
+    "pixel_size_binned": _bool,
+    "blind": _bool,
+    "timeout_s": _number(0, 3600, lo_open=True, what="a time limit in s"),
+    "distrust_header_wcs": _bool,
+}
+
+
+def _check_platesolve(platesolve: dict, site: Site | None, problems: list[str]) -> None:
+    """Add a message to ``problems`` for each ingest-level ``[platesolve]`` value (:data:`PLATESOLVE_KEYS`)
+    that cannot work; keyword lists are normalised in place."""
+    for key, check in _PLATESOLVE_CHECKS.items():
+        value, problem = check(platesolve[key])
+        if problem:
+            problems.append(f"platesolve.{key} = {platesolve[key]!r} {problem}")
+        elif key.endswith("_keys"):
+            platesolve[key] = value
+    ra_keys, dec_keys = platesolve["ra_keys"], platesolve["dec_keys"]
+    if isinstance(ra_keys, list) and isinstance(dec_keys, list) and len(ra_keys) != len(dec_keys):
+        problems.append(f"platesolve.ra_keys = {ra_keys!r} and platesolve.dec_keys = {dec_keys!r} must pair up "
+                        f"(ra_keys[i] with dec_keys[i]): give as many of each")
+    if platesolve["pointing_radec"] and platesolve["pointing_altaz"]:
+        problems.append(f"platesolve.pointing_radec = {platesolve['pointing_radec']!r} and platesolve.pointing_altaz "
+                        f"= {platesolve['pointing_altaz']!r}: give one fixed pointing, not both")
+    if platesolve["pointing_altaz"] and site is not None and site.name == "unknown":
+        problems.append(f"platesolve.pointing_altaz = {platesolve['pointing_altaz']!r} needs the profile's [site] "
+                        f"(name, lat_deg, lon_deg, height_m): alt/az is placed on the sky from where the camera is")
 
 
 def profile_to_dict(profile: Profile) -> dict:

@@ -58,6 +58,20 @@ def require_shared(path: Path) -> Path:
     return path
 
 
+def require_solve_field() -> str:
+    """astrometry.net's ``solve-field`` (Debian astrometry.net and astrometry-data-tycho2-*; .ci/run installs
+    them): skip where it is not installed, fail under CI=true."""
+    import shutil
+
+    exe = shutil.which("solve-field")
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs astrometry.net's solve-field and its Tycho-2 index files (.ci/run installs them)")
+        pytest.skip("astrometry.net's solve-field is not installed (Debian packages astrometry.net, "
+                    "astrometry-data-tycho2-*)")
+    return exe
+
+
 @pytest.fixture(scope="session")
 def skycamz_files() -> list[Path]:
     files = sorted(require_shared(SKYCAMZ).glob("z_e_*.fits"))
@@ -109,6 +123,12 @@ LONG_FILES = ("test_real_cluster.py", "test_cli.py", "test_readme.py", "test_rej
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: a file stays together
+    # @pytest.mark.slow tests run only when asked for (-m slow); the benchmarks cover them
+    if "slow" not in (config.getoption("markexpr") or ""):
+        skip = pytest.mark.skip(reason="slow: run with -m slow (the benchmarks cover it)")
+        for item in items:
+            if item.get_closest_marker("slow"):
+                item.add_marker(skip)
 
 
 # -- shared lakes and readers ---------------------------------------------------------------------------

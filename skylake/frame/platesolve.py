@@ -9,8 +9,12 @@ Two solvers, chosen by what was measured on the 14 real SkyCamZ frames (see the 
   the fullest offset cell identifies the pairs, and :func:`astropy.wcs.utils.fit_wcs_from_points`
   fits a TAN (optionally TAN-SIP) WCS, re-matched with a shrinking tolerance. Needs no extra
   package and no index files.
-* :func:`solve_astrometry_net` (``solver = "astrometry.net"``): Debian's ``solve-field`` with the
-  ``astrometry-data-tycho2-*`` index packages, when installed; blind (no hint needed).
+* :func:`solve_astrometry_net`: Debian's ``solve-field`` with the ``astrometry-data-tycho2-*`` index
+  packages; blind (no hint needed), or near a pointing known only roughly, within a wall-time limit.
+
+At ingest (:func:`solve_for_ingest`) a frame's WCS is its header's (method ``header``), else solved near
+the pointing its header or profile gives (:mod:`skylake.frame.pointing`; method ``hinted``), else, or when
+that fails, solved blind by astrometry.net (method ``blind``); the method is the frame's ``wcs_method``.
 
 Both return a :class:`PlateSolution` with the WCS and its provenance (solver, rms in arcsec over
 the stars used, star counts, time); an unsolvable frame raises :class:`PlateSolveError` whose
@@ -21,6 +25,7 @@ Pixels are 0-based, x = column; angles in degrees unless named ``_arcsec``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time as _time
 import warnings
@@ -44,11 +49,13 @@ WCS_KEYS = ("CTYPE1", "CTYPE2", "CUNIT1", "CUNIT2", "CRVAL1", "CRVAL2", "CRPIX1"
 
 
 class PlateSolveError(RuntimeError):
-    """A frame could not be solved; ``reason`` is meant for the frames table."""
+    """A frame could not be solved; ``reason`` is meant for the frames table. ``blank`` says the frame
+    itself has too few sources for any solver (no other method is worth trying)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, blank: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.blank = blank
 
 
 @dataclass
@@ -365,7 +372,7 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
     n_det = len(det)
     if n_det < settings.min_matches:
         raise PlateSolveError(f"only {n_det} sources detected above {settings.detect_thresh:g} sigma "
-                              f"(need >= {settings.min_matches}): blank, cloudy or defocused frame")
+                              f"(need >= {settings.min_matches}): blank, cloudy or defocused frame", blank=True)
     cat = Table(catalog) if not isinstance(catalog, Table) else catalog
     if "mag" not in cat.colnames:
         for alt in ("mag_vt", "v_mag", "phot_g_mean_mag"):
@@ -502,28 +509,72 @@ def compare_wcs(w1: WCS, w2: WCS, shape, *, n: int = 11) -> dict:
     return {"rms": float(np.sqrt(np.mean(s ** 2))), "max": float(s.max()), "median": float(np.median(s))}
 
 
+def _run_limited(cmd: list[str], timeout_s: float) -> tuple[int | None, str]:
+    """Run ``cmd`` in its own process group: (exit code, stdout + stderr); exit code None when it ran past
+    ``timeout_s`` of wall time and the whole group (solve-field and the engine it starts) was killed."""
+    import os
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, out or ""
+
+
 def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None, scale_tolerance: float = 0.1,
-                         ra_hint: float | None = None, dec_hint: float | None = None, radius_deg: float = 2.0,
-                         timeout_s: float = 120.0, sip_degree: int = 0, executable: str = "solve-field",
+                         scale_range_arcsec: tuple[float, float] | None = None, ra_hint: float | None = None,
+                         dec_hint: float | None = None, radius_deg: float = 2.0, timeout_s: float = 120.0,
+                         sip_degree: int = 0, detect_thresh: float = 5.0, executable: str = "solve-field",
                          keep_dir: str | None = None) -> PlateSolution:
     """Solve with astrometry.net's ``solve-field`` (Debian ``astrometry.net`` plus the
-    ``astrometry-data-tycho2-*`` index packages), on sep detections written as an x/y list.
+    ``astrometry-data-tycho2-*`` index packages: fields from about 0.5 deg wide), on sep detections
+    written as an x/y list. Blind unless ``ra_hint``/``dec_hint`` are given.
 
-    Raises :class:`PlateSolveError` when ``solve-field`` is missing, fails, or finds no solution.
+    Parameters
+    ----------
+    image : 2-D array
+    scale_arcsec, scale_tolerance : float
+        A pixel-scale hint (arcsec/px) and the fraction searched around it; or
+    scale_range_arcsec : (low, high)
+        The range of pixel scales searched (arcsec/px). Neither: any scale (slow: ~10 s on a SkyCamZ frame
+        against 0.2 s with its scale).
+    ra_hint, dec_hint, radius_deg : float
+        Search only index stars within ``radius_deg`` of this position (deg).
+    timeout_s : float
+        Wall-time limit: solve-field's CPU limit, and its process group is killed past it.
+    sip_degree : int
+        0 for a TAN solution, 2-4 for TAN-SIP.
+    detect_thresh : float
+        sep threshold (x global background rms) of the detections.
+
+    Raises
+    ------
+    PlateSolveError
+        ``solve-field`` is missing, fails, runs out of time, or finds no solution.
     """
+    import os
     import shutil
-    import subprocess
     import tempfile
 
     t0 = _time.perf_counter()
     exe = shutil.which(executable)
     if exe is None:
-        raise PlateSolveError(f"{executable} not found (Debian package astrometry.net and its index files)")
+        raise PlateSolveError(f"{executable} not found (Debian packages astrometry.net and "
+                              f"astrometry-data-tycho2-*)")
     image = np.asarray(image)
     ny, nx = image.shape
-    det = detect_sources(image)
+    det = detect_sources(image, thresh=detect_thresh)
     if len(det) < 5:
-        raise PlateSolveError(f"only {len(det)} sources detected: nothing to solve")
+        raise PlateSolveError(f"only {len(det)} sources detected above {detect_thresh:g} sigma: nothing to solve",
+                              blank=True)
+    if scale_range_arcsec is None and scale_arcsec:
+        scale_range_arcsec = (scale_arcsec * (1 - scale_tolerance), scale_arcsec * (1 + scale_tolerance))
     work = tempfile.mkdtemp(prefix="skylake-anet-") if keep_dir is None else keep_dir
     try:
         xy = Table({"X": np.asarray(det["x"], float) + 1.0, "Y": np.asarray(det["y"], float) + 1.0,
@@ -531,42 +582,45 @@ def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None
         xypath = f"{work}/sources.xyls"
         xy.write(xypath, format="fits", overwrite=True)
         cmd = [exe, xypath, "--width", str(nx), "--height", str(ny), "--overwrite", "--no-plots",
-               "--no-verify", "--dir", work, "--cpulimit", str(int(timeout_s)), "--no-remove-lines",
-               "--uniformize", "0", "--crpix-center", "--objs", "60",
+               "--no-verify", "--dir", work, "--temp-dir", work, "--cpulimit", str(max(1, math.ceil(timeout_s))),
+               "--no-remove-lines", "--uniformize", "0", "--crpix-center", "--objs", "60",
                "--tweak-order", str(sip_degree if sip_degree else 1)]
-        if not sip_degree:
-            cmd += ["--no-tweak"] if False else []
-        if scale_arcsec:
-            cmd += ["--scale-units", "arcsecperpix", "--scale-low", str(scale_arcsec * (1 - scale_tolerance)),
-                    "--scale-high", str(scale_arcsec * (1 + scale_tolerance))]
+        searched = []
+        if scale_range_arcsec is not None:
+            lo, hi = scale_range_arcsec
+            cmd += ["--scale-units", "arcsecperpix", "--scale-low", f"{lo:.6g}", "--scale-high", f"{hi:.6g}"]
+            searched.append(f"scales {lo:.4g}-{hi:.4g}\"/px")
         if ra_hint is not None and dec_hint is not None:
-            cmd += ["--ra", str(ra_hint), "--dec", str(dec_hint), "--radius", str(radius_deg)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 30)
-        except subprocess.TimeoutExpired:
-            raise PlateSolveError(f"solve-field timed out after {timeout_s + 30:.0f} s") from None
+            cmd += ["--ra", f"{ra_hint:.6f}", "--dec", f"{dec_hint:.6f}", "--radius", f"{radius_deg:g}"]
+            searched.append(f"within {radius_deg:g} deg of ({ra_hint:.4f}, {dec_hint:.4f})")
+        code, out = _run_limited(cmd, timeout_s)
+        elapsed = _time.perf_counter() - t0
         wcs_path = f"{work}/sources.wcs"
-        import os
-
-        if proc.returncode != 0 or not os.path.exists(wcs_path):
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise PlateSolveError(f"astrometry.net found no solution (exit {proc.returncode}): {' | '.join(tail)}")
+        if code is None or (not os.path.exists(wcs_path) and "time limit reached" in out):
+            raise PlateSolveError(f"astrometry.net found no solution within the time limit of {timeout_s:g} s "
+                                  f"({len(det)} sources{', ' if searched else ''}{', '.join(searched)})")
+        if code != 0:
+            tail = out.strip().splitlines()[-2:]
+            raise PlateSolveError(f"solve-field failed (exit {code}): {' | '.join(tail)}")
+        if not os.path.exists(wcs_path):
+            raise PlateSolveError(f"astrometry.net found no solution in {elapsed:.1f} s ({len(det)} sources"
+                                  f"{', ' if searched else ''}{', '.join(searched)})")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wcs = WCS(fits.getheader(wcs_path))
-        rr, dd = wcs.all_pix2world(np.asarray(det["x"], float), np.asarray(det["y"], float), 0)
-        n_match = None
-        rms = float("nan")
+        n_match, rms = 0, float("nan")
         corr = f"{work}/sources.corr"
         if os.path.exists(corr):
-            c = Table.read(corr)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # its units ('degrees', 'none') are not FITS units
+                c = Table.read(corr)
             if len(c):
                 s = _angsep(np.asarray(c["field_ra"]), np.asarray(c["field_dec"]),
                             np.asarray(c["index_ra"]), np.asarray(c["index_dec"])) * 3600.0
                 rms = float(np.sqrt(np.mean(s ** 2)))
                 n_match = len(c)
         scale, rotation, par = _wcs_geometry(wcs)
-        return PlateSolution(wcs=wcs, solver="astrometry.net", rms_arcsec=rms, n_stars=int(n_match or 0),
+        return PlateSolution(wcs=wcs, solver="astrometry.net", rms_arcsec=rms, n_stars=int(n_match),
                              n_detected=len(det), scale_arcsec=scale, rotation_deg=rotation, parity=par,
                              elapsed_s=_time.perf_counter() - t0, notes={"command": " ".join(cmd)})
     finally:
@@ -576,19 +630,13 @@ def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None
 
 # ---------------------------------------------------------------------------------------------
 # ingest: a profile's [platesolve] step (skylake.frame.process)
-def _header_number(header: fits.Header, keys, what: str) -> float:
-    for key in keys:
-        if key in header:
-            try:
-                v = float(str(header[key]).strip())
-            except ValueError:
-                from skylake.errors import FrameRejected
-
-                raise FrameRejected(f"plate solving needs {what} in degrees: header {key} = {header[key]!r} is not a "
-                                    f"number (map platesolve.{'ra' if 'RA' in what else 'dec'}_keys)") from None
-            if math.isfinite(v):
-                return v
-    return float("nan")
+#: Widest pointing uncertainty (deg) searched by skylake's solver: its cost grows with the searched area
+#: (SkyCamZ: 0.4 s at 0.5 deg, 1.8 s at 1 deg, 10 s at 2 deg), astrometry.net's hardly (0.2 s at 3 deg).
+SKYLAKE_MAX_RADIUS_DEG = 1.0
+#: The methods recorded in a frame's ``wcs_method``.
+METHODS = ("header", "hinted", "blind")
+#: Cards that give a WCS its pixel scale: a header WCS without any of them is partial.
+_SCALE_CARDS = ("CD1_1", "CD1_2", "CD2_1", "CD2_2", "CDELT1", "CDELT2")
 
 
 def _reference_cone(source: str, mag_column: str, ra: float, dec: float, radius_deg: float) -> Table:
@@ -605,9 +653,7 @@ def _reference_cone(source: str, mag_column: str, ra: float, dec: float, radius_
     main = os.path.join(source, props.get("hats_primary_table_url", "").strip() or os.path.basename(source))
     data = pads.dataset(os.path.join(main, "dataset"), format="parquet", partitioning="hive")
     if mag_column not in data.schema.names:
-        from skylake.errors import FrameRejected
-
-        raise FrameRejected(f"refcat {source} has no column {mag_column!r} (platesolve.mag_column)")
+        raise PlateSolveError(f"refcat {source} has no column {mag_column!r} (platesolve.mag_column)")
     flt = (pads.field("dec") >= dec - radius_deg) & (pads.field("dec") <= dec + radius_deg)
     t = data.to_table(columns=["ra", "dec", mag_column], filter=flt)
     keep = _angsep(t.column("ra").to_numpy(), t.column("dec").to_numpy(), ra, dec) <= radius_deg
@@ -615,53 +661,140 @@ def _reference_cone(source: str, mag_column: str, ra: float, dec: float, radius_
     return Table({"ra": t.column("ra").to_numpy()[keep], "dec": t.column("dec").to_numpy()[keep], "mag": mag[keep]})
 
 
-def solve_for_ingest(image: np.ndarray, header: fits.Header, profile, lake_root: str | None):
-    """The header to place a frame with under a profile's ``[platesolve]``: None when the header's WCS is
-    kept (it has one and ``distrust_header_wcs`` is false), else the header with the solved WCS cards and
-    the frame columns of its provenance. Raises :class:`skylake.errors.FrameRejected` with the reason
-    when the frame cannot be solved (no hint, no reference stars, no consistent match, a poor fit)."""
+def _solve_hinted(image, pointing, scale, settings: PlateSolveSettings, cfg: dict, lake_root: str | None
+                  ) -> PlateSolution:
+    """A solve near ``pointing``: skylake's solver against the refcat when the scale is known and the pointing
+    is within :data:`SKYLAKE_MAX_RADIUS_DEG` (or solve-field is missing), else astrometry.net with the hints."""
     import os
+    import shutil
+
+    if scale.value is None or (pointing.radius_deg > SKYLAKE_MAX_RADIUS_DEG and shutil.which("solve-field")):
+        return solve_astrometry_net(image, scale_range_arcsec=(scale.low, scale.high), ra_hint=pointing.ra,
+                                    dec_hint=pointing.dec, radius_deg=pointing.radius_deg, timeout_s=cfg["timeout_s"],
+                                    sip_degree=settings.sip_degree, detect_thresh=settings.detect_thresh)
+    refcat = cfg["refcat"]
+    source = refcat if os.path.isabs(refcat) else os.path.join(lake_root or "", "refcats", refcat)
+    if not (os.path.isfile(source) or os.path.isfile(os.path.join(source, "collection.properties"))):
+        raise PlateSolveError(f"the lake has no refcat {refcat!r} (platesolve.refcat); import it with "
+                              f"`skylake refcat import`")
+    settings = PlateSolveSettings(**{**settings.__dict__, "scale_arcsec": scale.value,
+                                     "search_radius_deg": pointing.radius_deg})
+    ny, nx = np.shape(image)
+    radius = pointing.radius_deg + 0.55 * math.hypot(nx, ny) * scale.value * (1 + settings.scale_tolerance) / 3600.0
+    catalog = _reference_cone(source, cfg["mag_column"], pointing.ra, pointing.dec, radius + 0.1)
+    return solve_frame(image, pointing.ra, pointing.dec, catalog, settings)
+
+
+def _check_solution(sol: PlateSolution, settings: PlateSolveSettings) -> None:
+    """astrometry.net's solution held to skylake's acceptance: enough stars, an rms within a pixel."""
+    if sol.n_stars < settings.min_matches:
+        raise PlateSolveError(f"poor fit: astrometry.net matched {sol.n_stars} stars (need >= {settings.min_matches})")
+    max_rms = settings.max_rms_arcsec if settings.max_rms_arcsec is not None else sol.scale_arcsec
+    if math.isfinite(sol.rms_arcsec) and sol.rms_arcsec > max_rms:
+        raise PlateSolveError(f"poor fit: rms {sol.rms_arcsec:.2f} arcsec over {sol.n_stars} stars exceeds "
+                              f"{max_rms:.2f} arcsec")
+
+
+def solve_for_ingest(image: np.ndarray, header: fits.Header, profile, lake_root: str | None,
+                     mjd: float | None = None) -> tuple[fits.Header | None, dict, str]:
+    """Place a frame on the sky under a profile's ``[platesolve]``.
+
+    The header's own WCS is kept when it has one (and ``distrust_header_wcs`` is false): method
+    ``header``. Otherwise the frame is solved near its pointing (the first ``ra_keys``/``dec_keys`` pair
+    in the header in any form :mod:`skylake.frame.pointing` reads, else the profile's fixed
+    ``pointing_radec``/``pointing_altaz``): method ``hinted``; and when it has none, or that solve fails,
+    blind by astrometry.net (``blind = true``): method ``blind``. Both use the plate scale the profile, the
+    header or its optics give, within ``[astrometry] pixscale_range``.
+
+    Parameters
+    ----------
+    image : 2-D array
+    header : astropy.io.fits.Header
+    profile : skylake.profile.Profile
+        With a ``[platesolve]`` section.
+    lake_root : str or None
+        Where a refcat named by ``platesolve.refcat`` is.
+    mjd : float, optional
+        The frame's mid-exposure MJD (UTC): places ``pointing_altaz`` on the sky.
+
+    Returns
+    -------
+    header : astropy.io.fits.Header or None
+        The header with the solved WCS cards; None when the header's WCS is kept.
+    columns : dict
+        Frame columns: ``wcs_method`` and, for a solve, ``wcs_source``, ``solved_wcs``, ``astrometry_*``.
+    note : str
+        What a solve set aside on the way (a failed hinted solve, a header scale outside the range); "".
+
+    Raises
+    ------
+    skylake.errors.FrameRejected
+        The pointing or scale in the header cannot be read (the reason names the keyword and value), or
+        every method tried failed (the reason names each method and why).
+    """
+    import shutil
 
     from astropy.wcs import FITSFixedWarning
 
     from skylake.errors import FrameRejected
+    from skylake.frame.pointing import fixed_pointing, header_pointing, scale_hint
 
     cfg = profile.platesolve
-    if not cfg["distrust_header_wcs"]:
+    # a WCS without a CD matrix or CDELT is partial (astropy would give it 1 deg/px): its CRVAL is a pointing
+    if not cfg["distrust_header_wcs"] and any(k in header for k in _SCALE_CARDS):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             try:
                 if WCS(header, relax=True).has_celestial:
-                    return None, {}
+                    return None, {"wcs_method": "header"}, ""
             except Exception:  # noqa: BLE001 - a malformed WCS is solved instead
                 pass
     settings = profile.platesolve_settings()
-    ra = _header_number(header, cfg["ra_keys"], "the pointing RA")
-    dec = _header_number(header, cfg["dec_keys"], "the pointing Dec")
-    if not (math.isfinite(ra) and math.isfinite(dec)):
-        raise FrameRejected(f"plate solving needs the pointing: none of {cfg['ra_keys']} / {cfg['dec_keys']} in the "
-                            f"header (platesolve.ra_keys, dec_keys)")
-    if settings.scale_arcsec is None:
-        scale = _header_number(header, cfg["scale_keys"], "the plate scale")
-        if not (math.isfinite(scale) and scale > 0):
-            raise FrameRejected(f"plate solving needs the plate scale: none of {cfg['scale_keys']} in the header "
-                                f"(platesolve.scale_keys) and no platesolve.scale_arcsec")
-        settings = PlateSolveSettings(**{**settings.__dict__, "scale_arcsec": scale})
-    refcat = cfg["refcat"]
-    source = refcat if os.path.isabs(refcat) else os.path.join(lake_root or "", "refcats", refcat)
-    if not (os.path.isfile(source) or os.path.isfile(os.path.join(source, "collection.properties"))):
-        raise FrameRejected(f"plate solving: the lake has no refcat {refcat!r} (platesolve.refcat); import it with "
-                            f"`skylake refcat import`")
-    ny, nx = np.shape(image)
-    radius = settings.search_radius_deg + 0.55 * math.hypot(nx, ny) * settings.scale_arcsec / 3600.0 + 0.1
-    catalog = _reference_cone(source, cfg["mag_column"], ra, dec, radius)
-    try:
-        sol = solve_frame(image, ra, dec, catalog, settings)
-    except PlateSolveError as exc:
-        raise FrameRejected(f"plate solving failed: {exc.reason}") from None
+    pointing = header_pointing(header, cfg["ra_keys"], cfg["dec_keys"], cfg["ra_unit"], settings.search_radius_deg)
+    if pointing is None:
+        pointing = fixed_pointing(cfg, mjd, profile.site)
+    scale = scale_hint(header, cfg, settings.scale_arcsec, settings.scale_tolerance,
+                       profile.astrometry.pixscale_range)
+    notes = [scale.note] if scale.note else []
+    tried: list[tuple[str, str]] = []
+    sol = method = None
+    if pointing is not None:
+        try:
+            sol = _solve_hinted(image, pointing, scale, settings, cfg, lake_root)
+            if sol.solver == "astrometry.net":
+                _check_solution(sol, settings)
+            method = "hinted"
+        except PlateSolveError as exc:
+            sol = None
+            at = f" at {scale.value:.4g}\"/px from {scale.source}" if scale.value is not None else ""
+            tried.append((f"hinted near {pointing.source} ({pointing.ra:.4f}, {pointing.dec:.4f}){at}", exc.reason))
+            if exc.blank:  # nothing to solve: a blind solve would see the same blank frame
+                raise FrameRejected(f"plate solving failed (hinted): {exc.reason}") from None
+    elif not cfg["blind"]:
+        raise FrameRejected(f"plate solving needs the pointing: none of {list(zip(cfg['ra_keys'], cfg['dec_keys']))} "
+                            f"in the header (platesolve.ra_keys, dec_keys), no platesolve.pointing_radec or "
+                            f"pointing_altaz, and platesolve.blind = false")
+    if sol is None and cfg["blind"]:
+        if not shutil.which("solve-field"):
+            tried.append(("blind", "needs astrometry.net's solve-field (Debian packages astrometry.net and "
+                                   "astrometry-data-tycho2-*), which is not installed"))
+        else:
+            try:
+                sol = solve_astrometry_net(image, scale_range_arcsec=(scale.low, scale.high),
+                                           timeout_s=cfg["timeout_s"], sip_degree=settings.sip_degree,
+                                           detect_thresh=settings.detect_thresh)
+                _check_solution(sol, settings)
+                method = "blind"
+            except PlateSolveError as exc:
+                sol = None
+                tried.append(("blind", exc.reason))
+    if sol is None:
+        names = ", ".join(name.split(" ")[0] for name, _ in tried)
+        raise FrameRejected(f"plate solving failed ({names}): " + "; ".join(f"{name}: {why}" for name, why in tried))
+    notes += [f"{name} failed ({why}); solved {method}" for name, why in tried]
     solved = strip_wcs(header)
     solved.update(sol.header())
-    rec = {"wcs_source": f"platesolve:{sol.solver}", "solved_wcs": sol.header().tostring(sep="\n"),
+    rec = {"wcs_source": f"platesolve:{sol.solver}", "wcs_method": method, "solved_wcs": sol.header().tostring(sep="\n"),
            "astrometry_rms_arcsec": sol.rms_arcsec, "astrometry_rms_px": sol.rms_arcsec / sol.scale_arcsec,
            "astrometry_n_stars": sol.n_stars}
-    return solved, rec
+    return solved, rec, "; ".join(notes)

@@ -123,16 +123,17 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
         from skylake.frame.allsky import catalog_source, process_allsky
 
         return process_allsky(image, rec, profile, catalog_source(profile, lake_root))
-    position_from = "wcs"
+    position_from, solve_note = "wcs", ""
     if profile.platesolve is not None:  # frames without a (trusted) WCS are solved, or rejected with the reason
         from skylake.frame.platesolve import solve_for_ingest
 
-        solved, provenance = solve_for_ingest(image.data, image.header, profile, lake_root)
+        solved, provenance, solve_note = solve_for_ingest(image.data, image.header, profile, lake_root, rec["mjd"])
+        rec.update(provenance)
         if solved is not None:
             image.header, position_from = solved, "platesolve"
-            rec.update(provenance)
     wcs = astrometry.celestial_wcs(image.header)
     rec.setdefault("wcs_source", "header")
+    rec.setdefault("wcs_method", "header")
     ny, nx = image.data.shape
     astrometry.check_wcs(wcs, image.header, nx, ny, profile.astrometry)
     rec.update(nx=nx, ny=ny, **astrometry.footprint(wcs, nx, ny))
@@ -141,7 +142,8 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
             rec["ra_center"], rec["dec_center"], rec["mjd"], profile.site)
     ext = extract.extract(image.data, profile.detection, saturation=rec["saturation"],
                           saturation_from=saturation_from)
-    rec.update(bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note=ext.note)
+    rec.update(bkg_median=ext.globalback, bkg_rms=ext.globalrms,
+               extract_note="; ".join(filter(None, [solve_note, ext.note])))
     if len(ext.objects) >= SOURCES_PER_FRAME:
         raise FrameRejected(f"{len(ext.objects)} detections exceed the {SOURCES_PER_FRAME} a frame can hold")
     cols = extract.measure(image.data, ext, profile.photometry, gain=rec["gain"])
