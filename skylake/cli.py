@@ -46,20 +46,15 @@ def _cmd_ingest(args) -> int:
             report = ingest(lake, args.paths, profile, client=client, **options)
     else:  # a local cluster only when there are enough frames to process
         report = ingest(lake, args.paths, profile, cluster=lambda: dask_client(None, args.workers), **options)
-    print(f"{report.files} files: {report.ingested} frames ingested ({report.sources} sources), "
-          f"{len(report.rejected)} rejected, {report.skipped} already in the lake"
-          + (f", {report.replaced} earlier frames replaced" if report.replaced else "")
-          + (f", {report.duplicates} committed meanwhile by another writer" if report.duplicates else "")
-          + (f", {len(report.batch_duplicates)} given twice" if report.batch_duplicates else "")
-          + (f"; quality: {report.quality}" if report.quality else ""))
     for path, reason in report.rejected:
         print(f"  rejected {path}: {reason}")
     for path, first in report.batch_duplicates:
         print(f"  {path} is the same frame as {first}: ingested once")
     for path in report.unreadable:
         print(f"  cannot list directory {path}: its files were not ingested")
-    for calibration in report.calibration:
-        print(calibration)
+    for downstream in report.calibration:  # the calibration's and the ensemble's reports
+        print(downstream)
+    print(report.outcome())  # last: what happened to the files, by kind
     return report.exit_code
 
 

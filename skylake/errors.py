@@ -20,6 +20,9 @@ command (the README's table):
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import functools
 import sys
 
@@ -107,3 +110,41 @@ def command(func):
             return report(exc)
 
     return wrapper
+
+
+# -- counting outcomes by kind (the last line of a command) ----------------------------------------------------
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![A-Za-z_])")
+_BRACKETED = re.compile(r"\s*(?:\([^()\[\]]*\)|\[[^()\[\]]*\])")  # an innermost (...) or [...]
+
+
+def reason_kind(reason: str) -> str:
+    """A frame's reason without its values, so that reasons of one kind count together: the step a reason
+    names before its first ': ' (``plate solving failed: ...``), else the sentence with quoted values and
+    numbers as '...' and bracketed details left out.
+
+    >>> reason_kind("header OBJCTRA = '21 44 16' (the pointing RA) is not a number")
+    'header OBJCTRA = ... is not a number'
+    >>> reason_kind("plate solving failed: only 3 stars match within 2.0 px")
+    'plate solving failed'
+    >>> reason_kind("no observation time in the header (looked for ['DATE-OBS'], ['JD'])")
+    'no observation time in the header'
+    """
+    text = " ".join(str(reason or "").split())
+    if not text:
+        return "no reason given"
+    head, sep, _ = text.partition(": ")
+    if sep and len(head) <= 48:
+        text = head
+    text = re.sub(r"\.\.\.(?:\s*[-/:,x]?\s*\.\.\.)+", "...", _NUMBER.sub("...", _QUOTED.sub("...", text)))  # a range
+    while _BRACKETED.search(text):  # nested brackets: innermost first
+        text = _BRACKETED.sub("", text)
+    text = text.strip()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def count_kinds(reasons) -> str:
+    """``"7 plate solving failed, 3 no observation time in the header"``: reasons counted by
+    :func:`reason_kind`, most frequent first."""
+    counts = Counter(reason_kind(r) for r in reasons)
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

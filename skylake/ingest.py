@@ -70,6 +70,20 @@ class IngestReport:
     calibration: list = field(default_factory=list)  # the downstream stages' reports (skylake.pipeline: the
     # calibration's, then the ensemble's)
 
+    def outcome(self) -> str:
+        """One line counting the files by outcome, the rejections by kind (``skylake ingest``'s last line)."""
+        from skylake.errors import count_kinds
+
+        rejected = f"{len(self.rejected)} rejected" + (f" ({count_kinds(r for _, r in self.rejected)})"
+                                                       if self.rejected else "")
+        return (f"{self.ingested} of {self.files} files ingested ({self.sources} sources), {rejected}, "
+                f"{self.skipped} already in the lake"
+                + (f", {self.replaced} earlier frames replaced" if self.replaced else "")
+                + (f", {self.duplicates} committed meanwhile by another writer" if self.duplicates else "")
+                + (f", {len(self.batch_duplicates)} given twice" if self.batch_duplicates else "")
+                + (f", {len(self.unreadable)} directories unreadable" if self.unreadable else "")
+                + (f"; quality: {self.quality}" if self.quality else ""))
+
     @property
     def exit_code(self) -> int:
         if (self.rejected or self.unreadable) and not self.ingested:

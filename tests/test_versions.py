@@ -92,7 +92,7 @@ def test_the_ingest_profile_is_kept_and_used_by_later_stages(lake, source, tmp_p
     mycam.unlink()  # the file is gone; the lake remembers it (with its calibration settings: no catalogue)
     assert calibrate(lake) == []
     cli = run_cli("calibrate", lake.url, "--refcat", "demo", "--scheduler", "synchronous")
-    assert cli.returncode == 0 and "calibrate mycam frames against demo: 3 of 3 frames calibrated" in cli.stdout, \
+    assert cli.returncode == 0 and "3 of 3 frames of mycam calibrated ok against demo" in cli.stdout, \
         cli.stdout + cli.stderr
     maps = run_cli("maps", lake.url, "--refcat", "demo", "--no-export")
     assert maps.returncode == 0 and "maps" in maps.stdout, maps.stderr

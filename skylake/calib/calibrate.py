@@ -76,16 +76,40 @@ class CalibrationReport:
     calibrated: int = 0  # zeropoint rows written
     matches: int = 0  # match rows written
     by_status: dict = field(default_factory=dict)
+    #: the reasons of the frames calibrated with a status other than ok, by status (frame_rejected: the ingest's)
+    reasons: dict = field(default_factory=dict)
+    skipped_ok: int = 0  # of the frames already calibrated, those whose calibration is ok
+    skipped_status: dict = field(default_factory=dict)  # the frames already calibrated, by status ...
+    skipped_reasons: dict = field(default_factory=dict)  # ... and their reasons
     extinction: dict = field(default_factory=dict)  # night -> {k_ext, k_ext_err, n_frames, status}
     commit: int | None = None
     plots: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)  # seconds per step: match, fit, commit, plots
 
+    def outcome(self) -> str:
+        """One line counting the frames by outcome: ``0 of 10 frames calibrated ok: 10 were rejected at ingest
+        (10 header OBJCTRA = ... is not a number)``; never "N of N" when none was calibrated."""
+        from skylake.errors import count_kinds
+
+        ok = self.by_status.get(model.ZpStatus.OK, 0) + self.skipped_ok
+        statuses = Counter(self.by_status) + Counter(self.skipped_status)
+        parts = []
+        for status, n in sorted(statuses.items()):
+            if status == model.ZpStatus.OK:
+                continue
+            kinds = count_kinds(self.reasons.get(status, []) + self.skipped_reasons.get(status, []))
+            if status == model.ZpStatus.FRAME_REJECTED:
+                parts.append(f"{n} {'was' if n == 1 else 'were'} rejected at ingest ({kinds})")
+            else:
+                parts.append(f"{n} {status}" + (f" ({kinds})" if kinds else ""))
+        return (f"{ok} of {self.frames} frames of {self.profile} calibrated ok against {self.refcat}"
+                + (f" ({self.skipped_ok} of them earlier)" if self.skipped_ok else "")
+                + (": " + "; ".join(parts) if parts else ""))
+
     def __str__(self) -> str:
-        status = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items())) or "none"
-        lines = [f"calibrate {self.profile} frames against {self.refcat}: {self.calibrated} of {self.frames} frames "
-                 f"calibrated ({status}), {self.skipped} already calibrated, {self.matches} matches"
+        lines = [f"calibrate {self.profile} frames against {self.refcat}: {self.calibrated} zeropoint rows written, "
+                 f"{self.skipped} frames already calibrated, {self.matches} matches"
                  + (f", commit v{self.commit}" if self.commit else "") + f", {self.seconds:.1f} s"]
         for night, ext in sorted(self.extinction.items(), key=lambda item: str(item[0])):
             k = (f"k = {ext['k_ext']:.3f} +- {ext['k_ext_err']:.3f} mag/airmass"
@@ -93,6 +117,7 @@ class CalibrationReport:
             lines.append(f"  night {night}: {k} from {ext['n_frames']} frames")
         if self.plots:
             lines.append(f"  {len(self.plots)} checkplots in {Path(self.plots[0]).parent}")
+        lines.append(self.outcome())
         return "\n".join(lines)
 
 
@@ -229,10 +254,18 @@ def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: st
     path = refcat_path(lake, refcat)
     key = calib_key(refcat, read_record(path), cal)
     report = CalibrationReport(refcat=refcat, profile=prof.name, calib_key=key, frames=len(frames))
-    done = set(read_table(lake, ZEROPOINTS, ["frame_id", "calib_key"], refcat=refcat, nights=frames["night"])
-               .query("calib_key == @key")["frame_id"])
+    earlier = read_table(lake, ZEROPOINTS, ["frame_id", "calib_key", "zp_status", "zp_reason"], refcat=refcat,
+                         nights=frames["night"]).query("calib_key == @key")
+    done = set(earlier["frame_id"])
     todo = frames if redo else frames[~frames["frame_id"].isin(done)]
     report.skipped = len(frames) - len(todo)
+    if not redo:
+        before = earlier[earlier["frame_id"].isin(frames["frame_id"])].drop_duplicates("frame_id", keep="last")
+        report.skipped_ok = int((before["zp_status"] == model.ZpStatus.OK).sum())
+        report.skipped_status = dict(Counter(before["zp_status"]))
+        for status, reason in zip(before["zp_status"], before["zp_reason"].fillna("")):
+            if status != model.ZpStatus.OK:
+                report.skipped_reasons.setdefault(status, []).append(reason.removeprefix("frame rejected at ingest: "))
     if plots is not None and report.skipped:  # frames calibrated before: their checkplots from the lake
         again = frames[frames["frame_id"].isin(done)]
         report.plots += _plot_stored(lake, again["frame_id"], refcat, key, plots, nights=again["night"])
@@ -350,6 +383,10 @@ def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calib
     report.matches += matches
     report.commit = entry.version
     report.by_status = dict(Counter(report.by_status) + Counter(rows["zp_status"]))
+    for status, reason in zip(rows["zp_status"], rows["zp_reason"].fillna("")):
+        if status != model.ZpStatus.OK:
+            # a frame rejected at ingest: its ingest reason (zp_reason repeats it after this prefix)
+            report.reasons.setdefault(status, []).append(reason.removeprefix("frame rejected at ingest: "))
     report.extinction.update({r.night: {"k_ext": r.k_ext, "k_ext_err": r.k_ext_err, "n_frames": r.n_frames,
                                         "status": r.ext_status, "reason": r.ext_reason}
                               for r in extinction.itertuples()})

@@ -26,6 +26,9 @@ def _cmd_calibrate(args) -> int:
         print("nothing calibrated: no frames selected, or no profile names a reference catalogue (use --refcat)")
     for report in reports:
         print(report)
+    if len(reports) > 1:  # the last line counts every profile's frames
+        ok = sum(r.by_status.get(ZpStatus.OK, 0) + r.skipped_ok for r in reports)
+        print(f"{ok} of {sum(r.frames for r in reports)} frames calibrated ok, over {len(reports)} profiles")
     not_ok = sum(n for r in reports for s, n in r.by_status.items() if s != ZpStatus.OK)
     return EXIT_PARTIAL if not_ok else EXIT_OK
 

@@ -32,8 +32,7 @@ def _cmd_ensemble(args) -> int:
     other = sum(n for r in reports for s, n in r.by_status.items() if s != "ok")
     left = sum(sum(r.not_eligible.values()) for r in reports)
     skipped = sum(r.skipped_nights for r in reports)
-    print(f"{ok} frames solved, {other} not solved (status other than ok), {left} not eligible, {skipped} nights "
-          f"already solved")
+    print(ensemble_outcome(reports))
     if ok == 0 and other == 0 and skipped == 0:
         return EXIT_NOTHING if left else EXIT_OK
     return EXIT_PARTIAL if other else EXIT_OK
@@ -48,6 +47,20 @@ def _cmd_plot_noise(args) -> int:
     print(f"noise diagram of night {diagram.night} ({diagram.profile}, {diagram.frames} frames, "
           f"{len(diagram.objects)} objects): {diagram.path}")
     return EXIT_OK
+
+
+def ensemble_outcome(reports) -> str:
+    """The command's last line: frames solved of those selected, the others by why."""
+    from collections import Counter
+
+    ok = sum(r.by_status.get("ok", 0) for r in reports)
+    others = sum((Counter({k: v for k, v in r.by_status.items() if k != "ok"}) for r in reports), Counter())
+    left = sum((Counter(r.not_eligible) for r in reports), Counter())
+    total = ok + sum(others.values()) + sum(left.values())
+    parts = [f"{n} {k}" for k, n in sorted(others.items())] + [f"{n} {k}" for k, n in sorted(left.items())]
+    skipped = sum(r.skipped_nights for r in reports)
+    return (f"{ok} of {total} frames solved" + (": " + ", ".join(parts) if parts else "")
+            + (f"; {skipped} nights already solved" if skipped else ""))
 
 
 def add_commands(subparsers, plots) -> None:

@@ -494,7 +494,7 @@ def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFra
     why["all-sky (camera model)"] += int(is_allsky.sum())
     live = frames[~is_allsky]
     not_ok = live["status"] != "ok"
-    why["not ok at ingest"] += int(not_ok.sum())
+    why["not ok at ingest (rejected or a quality status)"] += int(not_ok.sum())
     live = live[~not_ok]
     nights = sorted(set(live["night"].map(night_partition)))
     cols = ["frame_id", "refcat", "zp", "zp_status", "apcor", "color_term", "batch_id", "calibrated_at", "flux"]
