@@ -4,6 +4,12 @@ A WCS is checked before any source is placed with it (:func:`check_wcs`): finite
 non-singular CD/PC matrix, a pixel scale inside the profile's ``[astrometry] pixscale_range`` and a
 footprint smaller than the sky. astropy accepts all of these silently (an all-zero CD matrix becomes
 1 deg/px, a NaN CRVAL lands at RA 0), which would put a frame's sources anywhere.
+
+Positions are stored in ICRS whatever the frame of the WCS (:func:`native_frame`): equatorial ICRS or FK5
+J2000 as they are (FK5 J2000 is ICRS to 0.02"), anything else converted with astropy: FK4/FK5 of another
+equinox, Galactic (``GLON``/``GLAT``), supergalactic (``SLON``/``SLAT``) and ecliptic (``ELON``/``ELAT``,
+the mean ecliptic and equinox of ``EQUINOX``, J2000 when absent). A WCS in any other frame is rejected, naming
+its CTYPE: stored as RA/Dec it would put every source in the wrong place.
 """
 
 from __future__ import annotations
@@ -33,9 +39,37 @@ def celestial_wcs(header: fits.Header) -> WCS:
             raise FrameRejected(f"invalid WCS in header: {type(exc).__name__}: {message}") from exc
     if not wcs.has_celestial:
         raise FrameRejected("no celestial WCS in the header (no RA/Dec CTYPE1/CTYPE2)")
-    if wcs.naxis == 2 and (wcs.wcs.lng, wcs.wcs.lat) == (0, 1):
-        return wcs  # already the celestial WCS: .celestial would build a copy
-    return wcs.celestial
+    if not (wcs.naxis == 2 and (wcs.wcs.lng, wcs.wcs.lat) == (0, 1)):  # else already celestial: no copy
+        wcs = wcs.celestial
+    native_frame(wcs)  # a frame skylake cannot convert is a rejection, before anything is placed
+    return wcs
+
+
+def native_frame(wcs: WCS):
+    """The astropy frame of the WCS's world coordinates when it is not ICRS (or FK5 J2000, the same to
+    0.02"); None when positions need no conversion. Raises :class:`FrameRejected` for a frame skylake does not
+    convert (naming CTYPE)."""
+    from astropy.coordinates import FK5, ICRS, BarycentricMeanEcliptic, Galactic, Supergalactic
+    from astropy.time import Time
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    ctype = [str(wcs.wcs.ctype[0]), str(wcs.wcs.ctype[1])]
+    lon = ctype[0][:4].rstrip("-").upper()
+    equinox = wcs.wcs.equinox if np.isfinite(wcs.wcs.equinox) else 2000.0
+    if lon == "RA":
+        frame = wcs_to_celestial_frame(wcs)
+        if isinstance(frame, ICRS) or (isinstance(frame, FK5) and abs(frame.equinox.jyear - 2000.0) < 1e-6):
+            return None
+        return frame
+    if lon == "GLON":
+        return Galactic()
+    if lon == "SLON":
+        return Supergalactic()
+    if lon == "ELON":
+        return BarycentricMeanEcliptic(equinox=Time(equinox, format="jyear"))
+    raise FrameRejected(f"WCS CTYPE1/2 = {ctype[0]!r}/{ctype[1]!r}: skylake stores ICRS positions and converts "
+                        f"equatorial (RA/DEC), Galactic (GLON/GLAT), supergalactic (SLON/SLAT) and ecliptic (ELON/ELAT) "
+                        f"WCS only")
 
 
 def _header_matrix(header: fits.Header) -> tuple[np.ndarray | None, str]:
@@ -109,11 +143,20 @@ def check_wcs(wcs: WCS, header: fits.Header, nx: int, ny: int, cfg: Astrometry) 
 
 
 def pixel_to_sky(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RA, Dec (deg) of 0-based pixel positions, including SIP/TPV distortions (``all_pix2world``)."""
+    """ICRS RA, Dec (deg) of 0-based pixel positions, including SIP/TPV distortions (``all_pix2world``), the
+    WCS's own frame converted (:func:`native_frame`)."""
     if len(x) == 0:
         return np.zeros(0), np.zeros(0)
-    ra, dec = wcs.all_pix2world(x, y, 0)
-    return np.mod(ra, 360.0), dec
+    lon, lat = wcs.all_pix2world(x, y, 0)
+    frame = native_frame(wcs)
+    if frame is not None:
+        from astropy.coordinates import SkyCoord
+
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        icrs = SkyCoord(np.where(ok, lon, 0.0), np.where(ok, lat, 0.0), unit="deg", frame=frame).icrs
+        lon = np.where(ok, icrs.ra.deg, np.nan)
+        lat = np.where(ok, icrs.dec.deg, np.nan)
+    return np.mod(lon, 360.0), lat
 
 
 def footprint(wcs: WCS, nx: int, ny: int) -> dict:
