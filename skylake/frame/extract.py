@@ -256,12 +256,29 @@ _MASKED_BITS = np.int32(0x0020 | 0x0040)
 
 
 def _image_mask_flags(flags: np.ndarray, mask, segmap) -> np.ndarray:
-    """``flags`` whose masked-pixel bits mean masked image pixels (NaN/inf): the neighbours' and the
-    sky annulus' object pixels that the segmentation map masks are expected, not a defect. (With an
-    image mask the bits may come from either, and are kept.)"""
-    if segmap is None or mask is not None:
-        return flags
+    """``flags`` without sep's masked-pixel bits: sep sets them for any masked pixel in any of its sums, the
+    neighbours' and the annulus' object pixels the segmentation map masks included, so with one NaN pixel on a
+    frame they landed on more than half its sources. :func:`masked_pixel_flags` sets them from the image's
+    own bad pixels alone."""
     return flags & ~_MASKED_BITS
+
+
+def masked_pixel_flags(mask, x, y, a, b, theta, kron, radius: float, first_radius: float) -> np.ndarray:
+    """APER_HASMASKED (32) for sources whose largest circular aperture (``radius``) or Kron ellipse (``kron``
+    in units of a, b) holds a masked (NaN/inf) pixel of the image; APER_ALLMASKED (64) also when their first
+    aperture (``first_radius``) holds nothing else. Zeros without a mask. The local annulus is not looked at:
+    its masked pixels are left out of its mean."""
+    flags = np.zeros(len(x), np.int32)
+    if mask is None or not len(x):
+        return flags
+    bad = mask.astype(np.float64)
+    in_circle = sep.sum_circle(bad, x, y, radius, subpix=0)[0]
+    in_kron = sep.sum_ellipse(bad, x, y, a, b, theta, kron, subpix=1)[0]
+    flags[(in_circle > 1e-6) | (in_kron > 0)] |= 0x0020
+    first = sep.sum_circle(bad, x, y, first_radius, subpix=0)[0]
+    on_image = sep.sum_circle(np.ones_like(bad), x, y, first_radius, subpix=0)[0]
+    flags[first >= on_image - 1e-6] |= 0x0040 | 0x0020
+    return flags
 
 
 def _annulus_mean(data_sub, x, y, rin, rout, err: float, mask):
@@ -327,6 +344,7 @@ def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float)
     flux_auto, flux_auto_err, aflag = sep.sum_ellipse(data_sub, x, y, a, b, theta, scale, err=err,
                                                       gain=gain, mask=mask, subpix=1, **objects)
     flags |= _image_mask_flags(kflag.astype(np.int32) | aflag.astype(np.int32), mask, ext.segmap)
+    flags |= masked_pixel_flags(mask, x, y, a, b, theta, scale, max(cfg.aperture_radii), cfg.aperture_radii[0])
     if ext.saturated is not None:
         flags |= np.where(ext.saturated, SATURATED, 0).astype(np.int32)
 
