@@ -131,11 +131,17 @@ def test_real_cta_header_timeutc(tmp_path):
     ({"DATE-OBS": "2018-08-16", "EXPTIME": 1.0},
      "header DATE-OBS '2018-08-16' has no time of day; map the time keyword with [header] time_obs = [...]"),
     ({"DATE-OBS": "16/08/98", "EXPTIME": 1.0}, "header DATE-OBS '16/08/98' has no time of day"),
-    ({"DATE-OBS": "1899-12-31T23:59:59", "EXPTIME": 1.0}, "is outside the years 1900-2100"),
-    ({"DATE-OBS": "2101-01-01T00:00:00", "EXPTIME": 1.0}, "is outside the years 1900-2100"),
-    ({"MJD-OBS": 1e308, "EXPTIME": 1.0}, "header MJD-OBS = 1e+308 is outside the years 1900-2100"),
-    ({"MJD-OBS": -1e308, "EXPTIME": 1.0}, "is outside the years 1900-2100"),
-    ({"JD": 10.0, "EXPTIME": 1.0}, "header JD = 10.0 is outside the years 1900-2100"),
+    ({"DATE-OBS": "1899-12-31T23:59:59", "EXPTIME": 1.0}, "is outside the years 1901-2100"),
+    ({"DATE-OBS": "1900-01-01T00:00:00", "EXPTIME": 1.0},  # an unset clock
+     "header DATE-OBS = '1900-01-01T00:00:00' is outside the years 1901-2100"),
+    ({"DATE-OBS": "1900-07-14T22:10:00", "EXPTIME": 1.0}, "is outside the years 1901-2100"),
+    ({"DATE-OBS": "01/01/00", "TIME-OBS": "00:00:00", "EXPTIME": 1.0}, "is outside the years 1901-2100"),
+    ({"DATE-OBS": "1970-01-01T00:00:00", "EXPTIME": 10.0},
+     "observation time 1970-01-01T00:00:00 is the Unix epoch: the camera's clock was not set"),
+    ({"DATE-OBS": "2101-01-01T00:00:00", "EXPTIME": 1.0}, "is outside the years 1901-2100"),
+    ({"MJD-OBS": 1e308, "EXPTIME": 1.0}, "header MJD-OBS = 1e+308 is outside the years 1901-2100"),
+    ({"MJD-OBS": -1e308, "EXPTIME": 1.0}, "is outside the years 1901-2100"),
+    ({"JD": 10.0, "EXPTIME": 1.0}, "header JD = 10.0 is outside the years 1901-2100"),
     ({"MJD-OBS": 88068.9999, "EXPTIME": 86400.0}, "observation time MJD 88069.49990 is outside the years"),
     ({"DATE-OBS": "2020-01-01T12:00:00", "EXPTIME": "inf"}, "EXPTIME = 'inf' (exposure time) is not finite"),
     ({"DATE-OBS": "2020-01-01T12:00:00", "EXPTIME": "1e400"}, "EXPTIME = '1e400' (exposure time) is not finite"),
@@ -157,3 +163,9 @@ def test_named_keywords_that_do_not_match_are_rejected(tmp_path):
         frame_record(fits.Header({"DATE": "2015/12/20", "EXPTIME": 1.0}), p)
     with pytest.raises(FrameRejected, match="does not match"):
         frame_record(fits.Header({"DATE": "2015-12-20", "TIME": "04:07:10", "EXPTIME": 1.0}), p)
+
+
+@pytest.mark.parametrize("date", ["1901-01-01T00:00:10", "1970-01-01T00:00:01", "1969-12-31T23:59:00"])
+def test_times_near_the_unset_clock_values_are_kept(date):
+    rec = frame_record(fits.Header({"DATE-OBS": date, "EXPTIME": 1.0}), load_profile("generic"))
+    assert rec["date_obs"].startswith(date[:16])

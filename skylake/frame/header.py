@@ -25,9 +25,13 @@ from skylake.profile import TIME_SCALE_ALIASES, HeaderMap, Profile
 
 _MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)
 
-#: Observation times outside these years are rejected (a wrong header, not an observation).
-YEAR_RANGE = (1900, 2100)
-MJD_RANGE = (15020.0, 88069.0)  # 1900-01-01 and 2100-01-01, 0h UTC
+#: Observation times outside these years are rejected (a wrong header, not an observation). 1900 is out: an
+#: unset camera or computer clock writes 1900-01-01 (as it writes 1970-01-01, :data:`UNSET_CLOCK_MJD`).
+YEAR_RANGE = (1901, 2100)
+MJD_RANGE = (15385.0, 88069.0)  # 1901-01-01 and 2100-01-01, 0h UTC
+#: The start of exposure an unset clock gives (the Unix epoch, 1970-01-01T00:00:00 UTC): rejected, never taken
+#: for an observation made at that very second.
+UNSET_CLOCK_MJD = 40587.0
 #: Longest exposure taken as real (s); anything longer is a header error.
 MAX_EXPTIME_S = 86400.0
 #: GPS time runs 19 s behind TAI (a constant offset).
@@ -189,7 +193,7 @@ def observation_time(header: fits.Header, hm: HeaderMap) -> tuple[float, str, st
     ------
     FrameRejected
         No time keyword; a value that is not a time; a date without a time of day; a time outside
-        1900-2100; a time scale that cannot be converted.
+        1901-2100; a time scale that cannot be converted.
     """
     scale = _scale(header, hm)
     date_only = None
@@ -284,6 +288,9 @@ def frame_record(header: fits.Header, profile: Profile) -> dict:
         mjd -= half
     if not (MJD_RANGE[0] <= mjd - half and mjd + half <= MJD_RANGE[1]):
         raise FrameRejected(f"observation time MJD {mjd:.5f} is outside the years {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
+    if abs((mjd - half) - UNSET_CLOCK_MJD) < 0.5 / 86400.0:
+        raise FrameRejected(f"observation time {mjd_to_datetime(mjd - half):%Y-%m-%dT%H:%M:%S} is the Unix epoch: the "
+                            f"camera's clock was not set")
     start = mjd_to_datetime(mjd - half)
     altitude = _number(header, hm.altitude, "altitude")
     airmass = _number(header, hm.airmass, "airmass")
