@@ -113,8 +113,12 @@ def find_files(paths: list[str], unreadable: list[str] | None = None) -> list[st
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            for root, _, names in os.walk(p, onerror=cannot_list):
-                out += [os.path.join(root, n) for n in names if n.lower().endswith(FITS_SUFFIXES)]
+            found = [os.path.join(root, n) for root, _, names in os.walk(p, onerror=cannot_list)
+                     for n in names if n.lower().endswith(FITS_SUFFIXES)]
+            if not found and p not in (unreadable or []):
+                raise FileNotFoundError(f"{p} is a directory with no FITS files in it or below it (looked for "
+                                        f"{', '.join(FITS_SUFFIXES)})")
+            out += found
         elif os.path.isfile(p):
             out.append(p)
         else:

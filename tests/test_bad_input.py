@@ -71,3 +71,16 @@ def test_cli_exit_codes(tmp_path, batch_dir):
     assert '"rejected": 8' in status.stdout
     for cmd in ("init", "ingest", "status", "compact", "repair", "demo"):
         assert run_cli(cmd, "--help").returncode == 0
+
+
+def test_a_directory_named_like_a_fits_file_is_searched_or_named_in_an_error(tmp_path, capsys):
+    """Issue 22: `skylake ingest LAKE x.fits` with x.fits a directory exited 4 without an error line."""
+    from skylake.cli import main
+
+    lake = str(tmp_path / "lake")
+    (tmp_path / "x.fits").mkdir()
+    (tmp_path / "x.fits" / "notes.txt").write_text("not a frame")
+    assert main(["ingest", lake, str(tmp_path / "x.fits"), "--create", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"skylake: error: {tmp_path / 'x.fits'} is a directory with no FITS files in it or below it "
+                   f"(looked for .fits, .fit, .fts, .fits.gz, .fit.gz, .fits.fz, .fz)"]

@@ -276,7 +276,9 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
     if len(frames) < settings.min_frames:
         rows = base.assign(status="too_few_frames", reason=f"its field has {len(frames)} frames this night "
                            f"(ensemble.min_frames = {settings.min_frames})", field_frames=np.int32(len(frames)),
-                           field_stars=np.int32(0), n_stars=np.int32(0))
+                           field_stars=np.int32(0), n_stars=np.int32(0), zp_offset=np.nan, zp_offset_err=np.nan,
+                           **{c: np.float32(np.nan) for c in TERM_COLUMNS[1:]}, terms_cov=[None] * len(base),
+                           rms=np.float32(np.nan), chi2_dof=np.float32(np.nan))
         return {**empty, "rows": rows}
     src = _read_sources(lake_root, frames, flux)
     src = src.merge(frames[["frame_id", "zp", "apcor", "exptime", "nx", "ny", "saturation", "airmass", "mjd"]],
