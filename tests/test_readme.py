@@ -58,3 +58,26 @@ def test_sql_block_runs_and_gives_rows(demo_run, k, monkeypatch):
     for statement in filter(str.strip, readme_blocks("sql")[k].split(";")):
         rows = con.sql(statement).fetchall()
         assert rows, f"no rows from README SQL:\n{statement}"
+
+
+def test_the_most_variable_object_of_the_readme_is_a_variable(demo_run, monkeypatch):
+    """The README's ranking by Stetson J gives answers, not only rows: its first object has a J (statistics that
+    cannot be computed are null, and NaN no longer sorts above every number) and is one of the demo's injected
+    variables (flagged VARIABLE in its reference catalogue)."""
+    from skylake.refcat.schema import flag_bits
+
+    cwd, _ = demo_run
+    monkeypatch.chdir(cwd)
+    statement = next(s for block in readme_blocks("sql") for s in block.split(";") if "ORDER BY stetson_j DESC" in s
+                     and "LIMIT 20" in s)
+    con = duckdb.connect()
+    top = con.sql(statement).fetchall()[0]
+    assert top[-1] is not None and top[-1] == top[-1]  # stetson_j: a number, not null or NaN
+    nan_j = con.sql("SELECT count(*) FROM read_parquet('skylake-demo/lake/objects/dataset/*/*/*/*.parquet') "
+                    "WHERE isnan(stetson_j)").fetchall()[0][0]
+    assert nan_j == 0
+    ref = con.sql(f"SELECT ref_id FROM read_parquet('skylake-demo/lake/objects/dataset/*/*/*/*.parquet') "
+                  f"WHERE object_id = {top[0]}").fetchall()[0][0]
+    flags = con.sql(f"SELECT flags FROM read_parquet('skylake-demo/lake/refcats/demo/demo/dataset/**/*.parquet') "
+                    f"WHERE ref_id = {ref}").fetchall()[0][0]
+    assert flags & flag_bits()["VARIABLE"]

@@ -164,9 +164,12 @@ def _first_ref(points: pd.DataFrame, inv: np.ndarray, n_obj: int, default):
 
 
 def _table(cols: dict) -> pa.Table:
-    """An objects table from column arrays (in schemas/objects.yaml's order and types)."""
+    """An objects table from column arrays (in schemas/objects.yaml's order and types). A statistic that cannot
+    be computed (NaN here: too few points) is stored null: readers sort and filter nulls as missing, while
+    DuckDB and Postgres sort NaN above every number (the "most variable" object would be one without a J)."""
     schema = table_schema(OBJECTS)
-    return pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], f.type)
+    return pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array)
+                     else pa.array(cols[f.name], f.type, from_pandas=pa.types.is_floating(f.type))
                      for f in schema}, schema=schema)
 
 
