@@ -82,6 +82,21 @@ def check_against_truth(lake: Lake, truth) -> dict:
             "median_flux_ratio": float(np.median(ratios)) if ratios else float("nan")}
 
 
+def _commands() -> tuple[str, str]:
+    """How to call this environment's Python and skylake from where the demo was run: the README's first
+    command installs into .venv without activating it, so a bare ``python``/``skylake`` may be another one."""
+    import os
+    import shutil
+    import sys
+
+    python = sys.executable
+    skylake = os.path.join(os.path.dirname(python), "skylake")
+    if not os.path.exists(skylake):
+        skylake = shutil.which("skylake") or f"{python} -m skylake.cli"
+    rel = [os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in (python, skylake)]
+    return tuple(p if "/" not in p or p.startswith(("/", ".")) else f"./{p}" for p in rel)
+
+
 def check_calibration(lake: Lake, truth) -> dict:
     """Compare the lake's zeropoints with the injected ones (zp_true - k_ext * airmass, the colour term,
     k_ext); frames not ok must be the cloudy ones (median cloud extinction of their stars)."""
@@ -248,10 +263,13 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
     site = build_report(lake, out / "report", refresh_first=False)
     print(f"    {site}; open {site.index.resolve().as_uri()}")
     v = truth.stars[truth.stars["is_variable"]].iloc[0]
-    print(f"\nlight curves:\n  skylake lightcurve {lake.url} --ra {v['ra']:.5f} --dec {v['dec']:.5f} --plot lc.png")
-    print(f"\nquery it:\n  python -c \"import lsdb; print(lsdb.open_catalog('{lake.path(SOURCES)}').compute())\"\n"
-          f"  duckdb -c \"SELECT count(*) FROM read_parquet('{lake.path(SOURCES)}/dataset/*/*/*/*.parquet', "
-          "hive_partitioning=true)\"")
+    python, skylake = _commands()
+    print(f"\nlight curves:\n  {skylake} lightcurve {lake.url} --ra {v['ra']:.5f} --dec {v['dec']:.5f} --plot lc.png\n"
+          f"  {skylake} plot noise {lake.url} --out noise.png")
+    print(f"\nquery it (the Python of this environment has lsdb and DuckDB):\n"
+          f"  {python} -c \"import lsdb; print(lsdb.open_catalog('{lake.path(SOURCES)}').compute())\"\n"
+          f"  {python} -c \"import duckdb; print(duckdb.sql(\\\"SELECT count(*) FROM read_parquet("
+          f"'{lake.path(SOURCES)}/dataset/*/*/*/*.parquet')\\\"))\"")
     bright = check["bright_stars"]
     checks = [
         Check("frames ok", status["frames_by_status"].get("ok", 0), f">= {n_frames}",

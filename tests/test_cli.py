@@ -62,3 +62,16 @@ def test_ingest_on_an_existing_cluster(tmp_path, skycamz_files, dask_client):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1].startswith("3 of 3 files ingested")
     assert Lake.open(tmp_path / "lake").read_frames(columns=["frame_id"]).num_rows == 3
+
+
+def test_the_demo_s_closing_hints_run_as_printed(demo_run, tmp_path):
+    """Issue 22: the demo's last hint ran a `duckdb` program that is not installed. Every command it prints
+    after "light curves:" and "query it" runs, from anywhere, with exit 0."""
+    _, out = demo_run
+    lines = out.stdout.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("light curves:"))
+    hints = [line.strip() for line in lines[start:] if line.startswith("  ")]
+    assert len(hints) == 4 and not any(h.startswith("duckdb ") for h in hints), hints
+    for hint in hints:
+        run = subprocess.run(hint, shell=True, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert run.returncode == 0, f"{hint}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
