@@ -501,6 +501,12 @@ def _check_inputs(lake: Lake, profile: Profile) -> None:
     if not profile.is_allsky:
         return
     from skylake.frame.allsky import catalog_source
+    from skylake.profile import ProfileError
+
+    try:
+        profile.camera_model()
+    except ProfileError as exc:  # a camera known only by its projection: fitted first, or every frame is lost
+        raise UsageError(f"ingest with profile {profile.name}: {exc}; nothing was ingested") from None
 
     try:
         catalog_source(profile, lake.store.location)

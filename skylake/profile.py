@@ -278,6 +278,11 @@ class Profile:
 
         if self.camera is None:
             raise ValueError(f"profile {self.name!r} has no [camera] section")
+        missing = CameraModel.missing(self.camera)
+        if missing:
+            raise ProfileError(f"profile {self.name!r} ({self.source}): its [camera] gives no {', '.join(missing)}: fit "
+                               f"the model on a clear frame first: skylake camera fit FRAME --pipeline {self.source} "
+                               f"--out mycam.toml, then use mycam.toml")
         return CameraModel.from_dict(self.camera), CameraSite(self.site.lat_deg, self.site.lon_deg, self.site.height_m)
 
     def allsky_settings(self):
@@ -741,9 +746,12 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         if "site" in camera:
             problems.append("camera.site: the camera's site is the profile's [site] (lat_deg, lon_deg, height_m); "
                             "remove [camera.site]")
+        elif "projection" not in camera:
+            problems.append("[camera] needs at least the lens projection (equidistant, equisolid, stereographic, "
+                            "orthographic, gnomonic or polynomial); `skylake camera fit` finds the rest")
         else:
             try:
-                CameraModel.from_dict(camera)
+                CameraModel.check_partial(camera)  # what it leaves out, `skylake camera fit` finds
             except (ValueError, TypeError) as exc:
                 problems.append(f"[camera] {exc}")
         site = sections.get("site")

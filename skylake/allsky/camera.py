@@ -184,6 +184,14 @@ class Site:
         return np.mod(np.asarray(c.ra.deg), 360.0), np.asarray(c.dec.deg)
 
 
+#: What a ``[camera]`` table may leave out for ``skylake camera fit`` to find (the projection is required).
+TO_FIT = ("focal_length_mm", "pixel_size_mm", "x0", "y0")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _from_dict(cls, d: Mapping[str, Any]):
     if not isinstance(d, Mapping):
         raise ValueError(f"{cls.__name__} settings must be a table/mapping, got {type(d).__name__}")
@@ -230,6 +238,10 @@ class CameraModel:
         (deg). With a tilt, ``(x0, y0)`` is the optical axis pixel and theta, the radial
         mapping's angle, is measured from the axis; the zenith pixel is
         ``altaz_to_pixel(90, 0)``. Default 0 (axis = zenith).
+    fit_n_stars, fit_rms_px, fit_sigma : int, float, dict
+        How the model was fitted (``skylake camera fit``): stars used, rms residual (px) and the 1-sigma
+        spread of each fitted parameter (from the least-squares Jacobian, scaled by the residuals); 0, NaN
+        and {} for a model that was not fitted. They do not change the mapping.
     """
 
     projection: str
@@ -245,6 +257,9 @@ class CameraModel:
     theta_max_deg: float = 90.0
     tilt_deg: float = 0.0
     tilt_az_deg: float = 0.0
+    fit_n_stars: int = field(default=0, compare=False)
+    fit_rms_px: float = field(default=math.nan, compare=False)
+    fit_sigma: dict = field(default_factory=dict, compare=False, hash=False)
     _table: Any = field(default=None, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ construction
@@ -298,13 +313,32 @@ class CameraModel:
         """Build and validate from a mapping (a profile's ``[camera]`` table); unknown keys are refused."""
         return _from_dict(cls, d)
 
+    @classmethod
+    def missing(cls, d: Mapping[str, Any]) -> list[str]:
+        """The geometry a ``[camera]`` table leaves to ``skylake camera fit`` (:data:`TO_FIT`): an observer may
+        give only the lens projection, with the site; such a table is checked by :meth:`check_partial` and
+        the frames cannot be placed until the fit fills it in."""
+        return [k for k in TO_FIT if k not in d]
+
+    @classmethod
+    def check_partial(cls, d: Mapping[str, Any]) -> None:
+        """Validate the values a (possibly partial) ``[camera]`` table gives (placeholders for the rest)."""
+        placeholder = {"focal_length_mm": 1.0, "pixel_size_mm": 0.001, "x0": 0.0, "y0": 0.0}
+        d = dict(d)
+        if "focal_length_mm" in d and "pixel_size_mm" not in d:
+            placeholder["pixel_size_mm"] = min(1.0, max(1e-6, float(d["focal_length_mm"]) / 1000.0)) \
+                if _is_number(d["focal_length_mm"]) else 0.001
+        cls.from_dict({**placeholder, **d})
+
     def to_dict(self) -> dict:
         """Plain settings (JSON/TOML-friendly), the inverse of :meth:`from_dict`."""
         out = {}
         for name, f in self.__dataclass_fields__.items():
             if f.init:
                 v = getattr(self, name)
-                out[name] = list(v) if isinstance(v, tuple) else v
+                if name.startswith("fit_") and (v == 0 or v == {} or (isinstance(v, float) and math.isnan(v))):
+                    continue  # not fitted: nothing to say
+                out[name] = list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v
         return out
 
     def replace(self, **changes) -> "CameraModel":

@@ -2,9 +2,13 @@
 
 Reads the frame as ingest does (the profile's ``[header]`` gives its time), fits the profile's ``[camera]``
 model against the bright-star catalogue (``allsky.catalog``: a file, or a refcat of ``--lake``) with the
-``[allsky]`` fit settings (``fit``, ``fit_vmax``, ``fit_alt_min_deg``), prints the rms residual in px and
-deg and the stars used, draws the residual plot and writes a profile (``--out``) that extends P with the
-fitted ``[camera]``: the file the user keeps and ingests with.
+``[allsky]`` fit settings (``fit``, ``fit_vmax``, ``fit_alt_min_deg``), prints the stars used, the rms
+residual in px and deg and each parameter's spread, says in one line when the header's or the profile's focal
+length and pixel size disagree with the scale the stars give, draws the residual plot and writes a profile
+(``--out``) that extends P with the fitted ``[camera]`` (with the fit's stars, rms and spreads): the file the
+user keeps and ingests with. A ``[camera]`` that gives only the lens projection (with the profile's
+``[site]``) is searched from nothing (``--search`` forces it): every zenith pixel of the image, both parities,
+any rotation and scale (:mod:`skylake.allsky.search`).
 
 Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes: 0 fitted; 2 usage error (no such file,
 a profile without ``[camera]``, no catalogue); 4 the fit failed (the reason is printed: too few stars,
@@ -51,6 +55,54 @@ def read_frame(path: str, profile):
     return image, rec
 
 
+#: Header keywords of the optics a camera's frames may carry (mm, um, binning), checked against the fitted scale.
+FOCAL_LENGTH_KEYS = ("FOCALLEN",)
+PIXEL_SIZE_KEYS = ("XPIXSZ", "PIXSZ", "PIXWIDTH", "PIXSIZE1")
+BINNING_KEYS = ("XBINNING", "CCDXBIN")
+#: A focal length or pixel size this far from what the fit gives is said to be wrong.
+SCALE_TOLERANCE = 0.03
+
+
+def scale_contradictions(header, camera: dict, model) -> list[str]:
+    """One line per source of the scale (the profile's focal length and pixel size, the header's FOCALLEN and
+    pixel size) that disagrees with the fitted pixels per radian by more than :data:`SCALE_TOLERANCE`, naming
+    the keyword or setting, its value and the value the fit implies."""
+    fitted = model.f_px
+    lines = []
+    if "focal_length_mm" in camera and "pixel_size_mm" in camera:
+        given = float(camera["focal_length_mm"]) / float(camera["pixel_size_mm"])
+        if abs(given / fitted - 1) > SCALE_TOLERANCE:
+            lines.append(f"warning: [camera] focal_length_mm = {camera['focal_length_mm']} and pixel_size_mm = "
+                         f"{camera['pixel_size_mm']} give {given:.1f} px per radian, the stars {fitted:.1f} "
+                         f"({given / fitted:.2f}x): with that focal length the pixel size is "
+                         f"{float(camera['focal_length_mm']) / fitted:.5f} mm")
+
+    def first(keys):
+        for k in keys:
+            v = header.get(k)
+            try:
+                if v is not None and float(v) > 0:
+                    return k, float(v)
+            except (TypeError, ValueError):
+                continue
+        return None, None
+
+    fkey, focal = first(FOCAL_LENGTH_KEYS)
+    pkey, pixel_um = first(PIXEL_SIZE_KEYS)
+    bkey, binning = first(BINNING_KEYS)
+    if focal and pixel_um:
+        binning = binning or 1.0
+        # the pixel size with or without the binning in it (cameras write both): the closer one is checked
+        ratios = [focal / (pixel_um / 1000.0) / fitted, focal / (pixel_um * binning / 1000.0) / fitted]
+        ratio = min(ratios, key=lambda r: abs(r - 1))
+        if abs(ratio - 1) > SCALE_TOLERANCE:
+            bin_text = f", {bkey} = {binning:g}" if bkey else ""
+            lines.append(f"warning: header {pkey} = {pixel_um:g} um{bin_text} and {fkey} = {focal:g} mm give "
+                         f"{fitted * ratio:.1f} px per radian, the stars {fitted:.1f} ({ratio:.2f}x): {pkey} would be "
+                         f"{1000 * focal / fitted:.3g} um for that {fkey}")
+    return lines
+
+
 def profile_text(model, base: str, fit, frame: str) -> str:
     """A profile file extending ``base`` with the fitted ``[camera]`` (TOML)."""
     def value(v):
@@ -58,6 +110,8 @@ def profile_text(model, base: str, fit, frame: str) -> str:
             return f'"{v}"'
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         return repr(round(v, 6) if isinstance(v, float) else v)
 
     lines = [f"# Written by `skylake camera fit` on {dt.date.today().isoformat()} from {frame}:",
@@ -76,7 +130,8 @@ def _cmd_camera_fit(args) -> int:
 
     profile = load_profile(args.pipeline)
     if not profile.is_allsky:
-        raise CameraCliError(f"profile {profile.name!r} ({profile.source}) has no [camera] section to fit")
+        raise CameraCliError(f"profile {profile.name!r} ({profile.source}) has no [camera] section to fit (give at "
+                             f"least its projection, e.g. [camera] projection = \"equidistant\", and its [site])")
     if not os.path.isfile(args.file):
         raise FileNotFoundError(f"no such file: {args.file}")
     if args.catalog:
@@ -91,25 +146,41 @@ def _cmd_camera_fit(args) -> int:
             source = catalog_source(profile, Lake.open(args.lake).store.location if args.lake else None)
         except FrameRejected as exc:
             raise CameraCliError(f"{exc.reason}; or give --lake LAKE or --catalog FILE") from None
-    model0, site = profile.camera_model()
+    from skylake.allsky.camera import CameraModel, Site
+    from skylake.allsky.fit import fit_from_site
+
+    missing = CameraModel.missing(profile.camera)
+    site = Site(profile.site.lat_deg, profile.site.lon_deg, profile.site.height_m)
     settings = profile.allsky_settings()
     image, rec = read_frame(args.file, profile)
     from astropy.time import Time
 
     time = Time(rec["mjd"], format="mjd", scale="utc")
+    search = args.search or bool(missing)
     try:
-        fit = fit_camera(image.data, model0, site, time, bright_stars(source), vmax=settings.fit_vmax,
-                         alt_min_deg=settings.fit_alt_min_deg, fit=settings.fit)
+        if search:  # from the projection and the site alone: zenith, rotation and scale searched
+            fit = fit_from_site(image.data, profile.camera, site, time, bright_stars(source), vmax=settings.fit_vmax,
+                                alt_min_deg=settings.fit_alt_min_deg, fit=settings.fit)
+        else:
+            model0, _ = profile.camera_model()
+            fit = fit_camera(image.data, model0, site, time, bright_stars(source), vmax=settings.fit_vmax,
+                             alt_min_deg=settings.fit_alt_min_deg, fit=settings.fit)
     except CameraFitError as exc:
         print(f"camera fit failed on {args.file}: {exc.reason}", file=sys.stderr)
         return EXIT_NOTHING
     m = fit.model
     print(f"{args.file}: {fit.n_matched} stars of V < {settings.fit_vmax:g} above {settings.fit_alt_min_deg:g} deg "
-          f"used ({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped)")
+          f"used ({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped)"
+          + (f"; zenith, rotation and scale searched ({'--search' if args.search else 'the profile gives no ' + ', '.join(missing)})" if search else ""))
     print(f"rms residual {fit.rms_px:.3f} px = {fit.rms_deg:.4f} deg ({3600 * fit.rms_deg:.0f} arcsec)")
-    print(f"model: {m.projection} f = {m.focal_length_mm:.5f} mm, x0 = {m.x0:.3f}, y0 = {m.y0:.3f} px, "
-          f"rotation {m.rotation_deg:.3f} deg, parity {m.parity:+d}, k1 = {m.k1:.5f}"
+    spread = fit.sigma
+    print(f"model: {m.projection}, {m.f_px:.3f} px per radian (f = {m.focal_length_mm:.5f} mm at "
+          f"{1000 * m.pixel_size_mm:.2f} um pixels), zenith x0 = {m.x0:.3f} +- {spread.get('x0', float('nan')):.3f}, "
+          f"y0 = {m.y0:.3f} +- {spread.get('y0', float('nan')):.3f} px, rotation {m.rotation_deg:.3f} +- "
+          f"{spread.get('rotation_deg', float('nan')):.3f} deg, parity {m.parity:+d}, k1 = {m.k1:.5f}"
           + (f", tilt {m.tilt_deg:.3f} deg towards {m.tilt_az_deg:.1f}" if m.tilt_deg else ""))
+    for line in scale_contradictions(image.header, profile.camera, m):
+        print(line)
     plot = Path(args.plot)
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot_fit_residuals(fit, plot, image=image.data,
@@ -120,7 +191,7 @@ def _cmd_camera_fit(args) -> int:
             Path(profile.source).stem == profile.name else str(Path(profile.source).resolve())
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(profile_text(m, base, fit, args.file))
+        out.write_text(profile_text(fit.fitted_model(), base, fit, args.file))
         load_profile(out)  # what it wrote loads
         print(f"profile: {out} (ingest with --pipeline {out})")
     return EXIT_OK
@@ -141,4 +212,8 @@ def add_commands(sub) -> None:
     f.add_argument("--lake", default=None, help="lake whose refcat allsky.catalog names (when it is not a file)")
     f.add_argument("--catalog", default=None, metavar="FILE",
                    help="bright-star file (Hipparcos FITS/Parquet: ra, dec, v_mag) instead of allsky.catalog")
+    f.add_argument("--search", action="store_true",
+                   help="search the zenith pixel (anywhere in the image), rotation, parity and scale (any) from the "
+                        "site alone, ignoring the profile's starting values (automatic when [camera] gives only "
+                        "the projection)")
     f.set_defaults(func=_cmd_camera_fit)
