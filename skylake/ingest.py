@@ -36,7 +36,7 @@ from skylake.frame.reading import file_hash
 from skylake.lake import counts, faults, frame_index, pieces
 from skylake.lake.lake import UNKNOWN_NIGHT, Lake, Transaction, _now
 from skylake.lake import tables
-from skylake.lake.tables import FRAMES, MAPS, SOURCES
+from skylake.lake.tables import FRAMES, MAPS, SOURCES, STREAKS
 from skylake.lake.storage import Storage
 from skylake.runtime import Runner, window
 from skylake.profile import Profile, load_profile
@@ -218,14 +218,17 @@ def _frames_table(results: list[FrameResult], frame_ids: np.ndarray, batch_id: s
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _stage_sources(tx: Transaction, results: list[FrameResult], frame_ids: np.ndarray, runner: Runner):
+def _stage_sources(tx: Transaction, results: list[FrameResult], frame_ids: np.ndarray, runner: Runner,
+                   trails: dict | None = None):
     """Writer tasks read the frames' pieces and stage the batch's source files, one per partition
-    (:mod:`skylake.lake.pieces`); the transaction records what they staged."""
+    (:mod:`skylake.lake.pieces`); the transaction records what they staged. ``trails``: frame id -> its real
+    trails, for frames whose ON_STREAK flags are made again (static artefacts found at this commit)."""
     frames = [(r.piece, int(fid), r.pixels) for r, fid in zip(results, frame_ids) if r.n_sources]
     partitions = tx.partitions + sorted(tx.new_partitions)
     _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
     for staged in runner.map(pieces.write_sources, plans, window=len(plans), priority=10, lake_root=tx.lake.store.location,
-                             batch_id=tx.batch_id, partitions=partitions, sources_per_frame=SOURCES_PER_FRAME):
+                             batch_id=tx.batch_id, partitions=partitions, sources_per_frame=SOURCES_PER_FRAME,
+                             trails=trails or None):
         tx.add_staged_sources(staged)
 
 
@@ -342,8 +345,15 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
                 _stage_without_frames(tx, table.name, old, nights)
             stage_without_allsky(tx, old, nights)  # frame maps
             report.replaced += len(old)
+        trails = {}
+        if any(STREAKS in r.extras for r in todo):  # artefacts of the optics are no trails (before any row is made)
+            from skylake.allsky.store import stage_static_artefacts, static_artefacts
+
+            found, trails = static_artefacts(lake, todo, profile, replaced=old)
         ids = tx.allocate_frame_ids(len(todo))
-        _stage_sources(tx, todo, ids, runner or Runner(None))
+        _stage_sources(tx, todo, ids, runner or Runner(None), {int(ids[k]): t for k, t in trails.items()})
+        if any(STREAKS in r.extras for r in todo):
+            stage_static_artefacts(tx, found, ids)
         nights = [frame_night(r.record) for r in todo]
         tx.stage_frames(_frames_table(todo, ids, tx.batch_id), nights)
         _stage_frame_rows(tx, todo, ids, nights)

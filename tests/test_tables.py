@@ -18,7 +18,7 @@ def test_registry_reads_every_schema_with_its_partitioning():
     assert {n: t.partition_by for n, t in reg.items() if n != "psf_grid"} == {
         "extinction": "night", "frame_index": "bucket", "frames": "night", "maps": "night", "maps_index": "none",
         "matches": "night", "objects": "healpix", "lightcurves": "healpix", "refcat": "healpix", "sources": "healpix", "streaks": "night",
-        "zeropoints": "night", "ensemble": "night", "detrend": "night"}
+        "zeropoints": "night", "ensemble": "night", "detrend": "night", "static_artefacts": "night"}
     assert reg["maps_index"].location == "maps/_index"
     assert reg["frame_index"].location == "_skylake/frame_index"
     assert reg["sources"].hats and not reg["frames"].hats

@@ -69,6 +69,14 @@ class AllSkySettings:
         Pedestal subtracted before sky brightness; "corners" = 1st percentile of the pixels beyond
         the lens circle.
     detect_streaks : bool
+    streak_mesh_px : int
+        Background mesh of the streak finder, px (small: a fisheye's sky changes fast).
+    streak_alt_min_deg : float
+        Below this altitude no trail is looked for: the rim's gradients, the horizon's obstructions and
+        the lens' edge reflections are no trails.
+    static_tolerance_px : float
+        A detection within this distance, at both ends, of one on an earlier frame of the camera is the same
+        pixels: an artefact of the optics (LAKE/static_artefacts), not a trail.
     """
 
     refit: bool = False
@@ -98,6 +106,9 @@ class AllSkySettings:
     sky_mesh_px: int = 16
     bias_adu: Any = 0.0
     detect_streaks: bool = True
+    streak_mesh_px: int = 16
+    streak_alt_min_deg: float = 10.0
+    static_tolerance_px: float = 3.0
 
     def __post_init__(self):
         from skylake.allsky.fit import FITTABLE
@@ -112,7 +123,8 @@ class AllSkySettings:
                   "psf_sigma_px": (0.2, 50), "max_blend": (0, 100), "zp_percentile": (1, 100),
                   "cloud_vmax": (-2, 12), "cloud_alt_min_deg": (0, 89), "cloud_snr": (0, 1000),
                   "cloud_offset_deg": (0.001, 10), "min_stars": (1, 1000), "extinction": (0, 5),
-                  "sky_mesh_px": (4, 1024)}
+                  "sky_mesh_px": (4, 1024), "streak_mesh_px": (8, 1024), "streak_alt_min_deg": (0, 89),
+                  "static_tolerance_px": (0.5, 50)}
         for name, (lo, hi) in ranges.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
@@ -202,7 +214,7 @@ class AllSkyResult:
 
 def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel, site: Site, catalog,
                   settings: AllSkySettings | None = None, *, mask: np.ndarray | None = None,
-                  mag_column: str = "v_mag") -> AllSkyResult:
+                  mag_column: str = "v_mag", known_artefacts=None) -> AllSkyResult:
     """Process one all-sky frame (pure: arrays and tables in, arrays and tables out).
 
     Parameters
@@ -213,6 +225,9 @@ def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel,
     exptime_s : float
     model, site
         The camera (profile ``[camera]``).
+    known_artefacts : sequence of mappings, optional
+        The camera's static artefacts (``x1``, ``y1``, ``x2``, ``y2``: LAKE/static_artefacts): detections on
+        their pixels are left out of the streaks.
     catalog : Table
         Bright stars: ``ra``, ``dec`` (deg), ``mag_column`` (the whole catalogue, so that
         neighbours fainter than ``vmax`` are known).
@@ -273,8 +288,18 @@ def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel,
     else:
         sky = np.full(np.shape(image), np.nan)
         s_hor = s_equ = Table()
-    streaks = detect_streaks(image, ~model.sky_mask(np.shape(image)) | (mask if mask is not None else False)) \
-        if s.detect_streaks else Table()
+    streaks = Table()
+    if s.detect_streaks:
+        ny, nx = np.shape(image)
+        away = ~model.sky_mask((ny, nx), alt_min_deg=s.streak_alt_min_deg)
+        away[:3], away[-3:], away[:, :3], away[:, -3:] = True, True, True, True  # the image's own edge
+        streaks = detect_streaks(image, away | (mask if mask is not None else False), mesh_px=s.streak_mesh_px)
+        if len(streaks) and known_artefacts is not None and len(known_artefacts):
+            from skylake.frame.streaks import same_pixels
+
+            static = [any(same_pixels(r, a, s.static_tolerance_px) for a in known_artefacts) for r in streaks]
+            notes["static_artefacts"] = f"{sum(static)} detections at the pixels of known artefacts left out"
+            streaks = streaks[~np.asarray(static, bool)]
     return AllSkyResult(model=model, fit=fit, stars=stars, cloud_fraction=cf["cloud_fraction"], n_seen=cf["n_seen"],
                         n_expected=cf["n_expected"], zeropoint=zp, zeropoint_source=zp_src,
                         transparency_horizon=t_hor, transparency_equatorial=t_equ, sky_image=sky,

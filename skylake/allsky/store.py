@@ -70,3 +70,80 @@ def read_streaks(lake, nights=None) -> pd.DataFrame:
     """The streak rows (schemas/streaks.yaml, ``night`` from the partition); empty with the columns when the
     lake has none."""
     return lake.read_night_table(STREAKS, nights=nights).to_pandas()
+
+
+def static_artefacts(lake, results, profile, replaced=()) -> tuple:
+    """The batch's detections that are artefacts (:func:`skylake.frame.static_artefacts.find`: on the same pixels as
+    another of the batch's frames, or as one of the camera's last rows in LAKE/streaks within the window),
+    taken out of the results' streak rows and frame records; rows of the ``replaced`` frames (their earlier
+    versions, going in this commit) are not compared. Returns ``(found, trails)``: what was found, and per
+    result index whose streaks changed its real trails (for the writer tasks to flag its sources again)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    from astropy.table import Table
+
+    from skylake.frame.static_artefacts import WINDOW_D, Found, find
+    from skylake.ingest import frame_night
+    from skylake.lake.tables import FRAMES
+
+    rows = []
+    for k, r in enumerate(results):
+        s = (r.extras or {}).get(STREAKS)
+        if s is not None and len(s):
+            rows.append(s.assign(result=k, frame_id=-1, night=frame_night(r.record), profile=r.record["profile"],
+                                 instrument=r.record.get("instrument") or ""))
+    if not rows:
+        return Found(artefacts=pd.DataFrame()), {}
+    batch = pd.concat(rows, ignore_index=True)
+    lo, hi = batch["mjd"].min() - WINDOW_D, batch["mjd"].max() + WINDOW_D
+    nights = sorted({n for n in batch["night"] if n}) + [None]
+    earlier = lake.read_night_table(STREAKS, filter=(pc.field("mjd") >= lo) & (pc.field("mjd") <= hi),
+                                    nights=nights).to_pandas()
+    if len(earlier):
+        frames = lake.read_night_table(FRAMES, columns=["frame_id", "profile"], nights=nights).to_pandas()
+        earlier = earlier.merge(frames, on="frame_id", how="inner")
+        earlier = earlier[~earlier["frame_id"].isin(list(replaced))]  # a frame's older version is no other frame
+    settings = profile.allsky_settings() if profile is not None and profile.is_allsky else None
+    tol = settings.static_tolerance_px if settings is not None else 3.0
+    found = find(batch, earlier, tol)
+    trails = {}
+    for k, r in enumerate(results):
+        s = (r.extras or {}).get(STREAKS)
+        if s is None or not len(s):
+            continue
+        static = np.array([(k, int(n)) in found.batch for n in s["streak"]], bool)
+        if not static.any():
+            continue
+        kept = s[~static].reset_index(drop=True)
+        kept = kept.assign(streak=np.arange(len(kept)))
+        r.extras[STREAKS] = kept
+        r.record["n_streaks"] = len(kept)
+        trails[k] = Table.from_pandas(kept[["x1", "y1", "x2", "y2", "width"]]) if len(kept) else \
+            Table({c: np.zeros(0) for c in ("x1", "y1", "x2", "y2", "width")})
+    return found, trails
+
+
+def stage_static_artefacts(tx, found, frame_ids) -> None:
+    """Stage the new artefacts (the first frame's id from ``frame_ids`` when it is one of the batch's) and remove
+    the lake's streak rows that were artefacts."""
+    import numpy as np
+
+    from skylake.lake import tables
+    from skylake.lake.tables import STATIC_ARTEFACTS
+
+    if found.artefacts is not None and len(found.artefacts):
+        a = found.artefacts.copy()
+        batch_first = a["first_result"] >= 0
+        a.loc[batch_first, "frame_id"] = [int(frame_ids[k]) for k in a.loc[batch_first, "first_result"]]
+        a = a.assign(batch_id=tx.batch_id)
+        tables.get(STATIC_ARTEFACTS).stage(tx, conform(pa.Table.from_pandas(
+            a[table_schema(STATIC_ARTEFACTS).names], preserve_index=False), STATIC_ARTEFACTS), a["night"].tolist())
+    if found.earlier:
+        pairs = found.earlier
+
+        def drop(t):
+            f = t.column("frame_id").to_numpy()
+            s = t.column("streak").to_numpy()
+            return np.array([(int(a), int(b)) in pairs for a, b in zip(f, s)], bool)
+
+        tables.get(STREAKS).remove_where(tx, drop)

@@ -205,7 +205,7 @@ def _map_rows(result, nside: int) -> pd.DataFrame:
     return m[[n for n in schema.names if n != "map_id"]]
 
 
-def process_allsky(image, rec: dict, profile, catalog_path: str) -> tuple[dict, dict]:
+def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str | None = None) -> tuple[dict, dict]:
     """Process one all-sky frame whose header ``rec`` is read; fills ``rec`` and returns the source
     columns and the extras (``streaks``: DataFrame of schemas/streaks.yaml less the ids; ``maps``: map
     pixel rows; ``allsky_nside``). Raises :class:`FrameRejected` with the reason when it cannot."""
@@ -227,7 +227,10 @@ def process_allsky(image, rec: dict, profile, catalog_path: str) -> tuple[dict, 
     time = Time(rec["mjd"], format="mjd", scale="utc")
     catalog = bright_stars(catalog_path)
     try:
-        res = process_frame(data, time, rec["exptime"], model, site, catalog, settings)
+        from skylake.frame.static_artefacts import known
+
+        res = process_frame(data, time, rec["exptime"], model, site, catalog, settings,
+                            known_artefacts=known(lake_root, profile.name))
     except ValueError as exc:
         raise FrameRejected(f"all-sky processing failed: {exc}") from None
     model = res.model
@@ -273,8 +276,13 @@ def process_allsky(image, rec: dict, profile, catalog_path: str) -> tuple[dict, 
         cols["flags"] = np.asarray(cols["flags"], np.int64) | np.where(on, ON_STREAK, 0)
         ra1, dec1 = model.pixel_to_radec(streaks["x1"].to_numpy(), streaks["y1"].to_numpy(), site, time)
         ra2, dec2 = model.pixel_to_radec(streaks["x2"].to_numpy(), streaks["y2"].to_numpy(), site, time)
+        xs = np.asarray(res.stars["x_pred"], float) if len(res.stars) else np.zeros(0)
+        ys = np.asarray(res.stars["y_pred"], float) if len(res.stars) else np.zeros(0)
+        okp = np.isfinite(xs) & np.isfinite(ys)
+        stars_on = [int(flag_on_streaks(xs[okp], ys[okp], res.streaks[i:i + 1], margin_px=0.0).sum())
+                    for i in range(len(res.streaks))]
         streaks = streaks.assign(streak=np.arange(len(streaks)), mjd=rec["mjd"], ra1=ra1, dec1=dec1, ra2=ra2,
-                                 dec2=dec2, n_sources=counts)
+                                 dec2=dec2, n_sources=counts, n_stars_on=stars_on)
     rec["n_sources"] = n
     rec["status"], rec["reason"] = "ok", ""
     if not math.isfinite(res.cloud_fraction):

@@ -122,7 +122,7 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
     if profile.is_allsky:  # placed by the [camera] model, never by a header WCS
         from skylake.frame.allsky import catalog_source, process_allsky
 
-        return process_allsky(image, rec, profile, catalog_source(profile, lake_root))
+        return process_allsky(image, rec, profile, catalog_source(profile, lake_root), lake_root)
     position_from, solve_note = "wcs", ""
     if profile.platesolve is not None:  # frames without a (trusted) WCS are solved, or rejected with the reason
         from skylake.frame.platesolve import solve_for_ingest

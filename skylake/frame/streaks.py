@@ -4,11 +4,13 @@ The MDM all-sky pipeline's ``--detect_streaks`` ran ASTRiDE (long, thin closed c
 thresholded image) with its defaults. This module does the same job with sep, so it needs no
 extra package, and measures each trail rather than only outlining it:
 
-1. background-subtract (sep mesh) and segment the image at ``thresh`` x the local rms with the
-   3x3 smoothing kernel and no deblending, so a trail crossing stars stays one object;
+1. background-subtract (sep mesh) and segment the image at ``thresh`` x the local pixel-to-pixel noise
+   (:func:`noise_map`: a crowded fisheye frame's mesh rms is 2-5 times it) with no deblending, so a trail
+   crossing stars stays one object (stars above 5 sigma masked first);
 2. keep *elongated* segments: second-moment length ``sqrt(12) a >= min_segment_px`` and
    ``a / b >= min_elongation`` (stars, even trailed ones at the quality gate's limits, are round
-   or short);
+   or short), and long segments (half ``min_length_px``) of ``a / b >= 2``: a trail merged with the stars
+   it crosses;
 3. merge collinear segments (a trail broken by noise or a gap) when their directions agree within
    ``merge_angle_deg`` and each centre lies within ``merge_dist_px`` of the other's line;
 4. measure each trail on the background-subtracted image along a strip around the fitted line:
@@ -16,7 +18,12 @@ extra package, and measures each trail rather than only outlining it:
    endpoints at half the plateau level (sub-pixel for a PSF-blurred end), the cross profile the
    width (FWHM) and the brightness per px of length;
 5. keep trails at least ``min_length_px`` long, at most ``max_width_px`` wide and straight
-   (the perpendicular centroids of 8 px chunks scatter less than ``max_wiggle_px`` about the line).
+   (the perpendicular centroids of 8 px chunks scatter less than ``max_wiggle_px`` about the line),
+   and score each (:func:`streak_score`).
+
+A trail that repeats at the same pixels on consecutive frames is no trail but an artefact of the optics (a
+reflection, the rim): :func:`same_pixels` compares two, and :mod:`skylake.frame.static_artefacts` keeps a
+camera's artefacts, which are left out.
 
 Pixels are 0-based, x = column, y = row; lengths in px; brightness in ADU per px of length.
 """
@@ -30,10 +37,24 @@ from astropy.table import Table
 
 from skylake.robust import MAD_TO_SIGMA
 
-__all__ = ["StreakSettings", "detect_streaks", "flag_on_streaks", "streak_mask", "STREAK_COLUMNS"]
+__all__ = ["StreakSettings", "detect_streaks", "flag_on_streaks", "streak_mask", "STREAK_COLUMNS", "streak_score",
+           "noise_map", "same_pixels"]
 
 #: Columns of the streak table (the lake's streak table adds ``frame_id``).
-STREAK_COLUMNS = ("x1", "y1", "x2", "y2", "length", "width", "brightness", "angle_deg", "snr", "n_segments")
+STREAK_COLUMNS = ("x1", "y1", "x2", "y2", "length", "width", "brightness", "angle_deg", "snr", "n_segments", "wiggle",
+                  "score")
+
+
+def streak_score(snr, length, width, wiggle, settings: "StreakSettings") -> np.ndarray:
+    """How much a trail looks like one, 0..1: the product of its S/N (``1 - exp(-snr / (2 min_snr))``), its
+    length (``1 - exp(-length / min_length_px)``), its straightness (``1 - wiggle / max_wiggle_px``) and its
+    thinness (``sqrt(1 - width / max_width_px)``). A bright, long, straight, thin satellite trail scores near
+    1; one just at the detection limits near 0.3."""
+    snr, length, width, wiggle = (np.asarray(v, float) for v in (snr, length, width, wiggle))
+    return ((1 - np.exp(-snr / (2 * max(settings.min_snr, 1.0))))
+            * (1 - np.exp(-length / settings.min_length_px))
+            * np.clip(1 - wiggle / settings.max_wiggle_px, 0, 1)
+            * np.sqrt(np.clip(1 - width / settings.max_width_px, 0, 1)))
 
 
 class StreakSettings:
@@ -60,17 +81,25 @@ class StreakSettings:
         Background mesh, px.
     min_snr : float
         Smallest total S/N of a trail along its length.
+    min_score : float
+        Smallest :func:`streak_score`: cloud edges and lit cloud banks that pass the other cuts score 0.05-0.15
+        (the real cloudy IceAct frame), satellite trails at 10 sigma per pixel 0.4-0.8.
+    axis_tolerance_deg : float
+        A detection along a pixel row or column within this angle is the sensor's (a bleed column under a
+        saturated star, a bad row, readout banding: the real cloudy IceAct frame has one), not a trail; a
+        satellite lies there about once in 180 / (2 x this) trails. 0 keeps them.
     """
 
     def __init__(self, thresh: float = 1.5, min_length_px: float = 60.0, min_segment_px: float = 15.0,
                  min_elongation: float = 5.0, max_width_px: float = 12.0, merge_angle_deg: float = 2.0,
                  merge_dist_px: float = 4.0, max_wiggle_px: float = 1.5, mesh_px: int = 64,
-                 min_snr: float = 15.0):
+                 min_snr: float = 15.0, min_score: float = 0.3, axis_tolerance_deg: float = 0.3):
         checks = {"thresh": (thresh, 0.3, 100), "min_length_px": (min_length_px, 3, 1e6),
                   "min_segment_px": (min_segment_px, 3, 1e6), "min_elongation": (min_elongation, 1.5, 1e4),
                   "max_width_px": (max_width_px, 0.5, 1e3), "merge_angle_deg": (merge_angle_deg, 0.01, 45),
                   "merge_dist_px": (merge_dist_px, 0.1, 1e3), "max_wiggle_px": (max_wiggle_px, 0.1, 1e3),
-                  "mesh_px": (mesh_px, 8, 4096), "min_snr": (min_snr, 0, 1e9)}
+                  "mesh_px": (mesh_px, 8, 4096), "min_snr": (min_snr, 0, 1e9), "min_score": (min_score, 0, 1),
+                  "axis_tolerance_deg": (axis_tolerance_deg, 0, 10)}
         for name, (v, lo, hi) in checks.items():
             try:
                 fv = float(v)
@@ -88,6 +117,8 @@ class StreakSettings:
         self.max_wiggle_px = float(max_wiggle_px)
         self.mesh_px = int(mesh_px)
         self.min_snr = float(min_snr)
+        self.min_score = float(min_score)
+        self.axis_tolerance_deg = float(axis_tolerance_deg)
 
     @classmethod
     def from_dict(cls, d) -> "StreakSettings":
@@ -102,6 +133,42 @@ class StreakSettings:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def noise_map(data: np.ndarray, bad: np.ndarray, mesh_px: int) -> np.ndarray:
+    """The pixel-to-pixel noise per mesh cell (ADU rms), from the robust spread (1.4826 MAD) of the differences
+    of neighbouring pixels over sqrt(2): blind to the sky's gradients and to the stars (a few pixels of each
+    cell), which make a background mesh's rms of a crowded fisheye frame 2-5 times the noise (the IceAct
+    frame: 747 ADU for a pixel noise of 161), so that a trail at 10 sigma per pixel looked like 2 and was
+    lost. Cells with too few good pixels take the median of the rest."""
+    ny, nx = data.shape
+    d = np.full(data.shape, np.nan)
+    d[:, 1:] = (data[:, 1:] - data[:, :-1]) / math.sqrt(2.0)
+    d[:, 1:][bad[:, 1:] | bad[:, :-1]] = np.nan
+    my, mx = -(-ny // mesh_px), -(-nx // mesh_px)
+    pad = np.full((my * mesh_px, mx * mesh_px), np.nan)
+    pad[:ny, :nx] = d
+    blocks = pad.reshape(my, mesh_px, mx, mesh_px).transpose(0, 2, 1, 3).reshape(my, mx, -1)
+    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(blocks, axis=2)
+        mad = np.nanmedian(np.abs(blocks - med[:, :, None]), axis=2)
+        count = np.sum(np.isfinite(blocks), axis=2)
+    cells = MAD_TO_SIGMA * mad
+    good = (count >= 0.25 * mesh_px * mesh_px) & np.isfinite(cells) & (cells > 0)
+    fill = float(np.median(cells[good])) if good.any() else 1.0
+    cells = np.where(good, cells, fill)
+    return np.repeat(np.repeat(cells, mesh_px, axis=0), mesh_px, axis=1)[:ny, :nx]
+
+
+class _axis_band:
+    """``x in _axis_band(t)``: an angle (deg, folded to [-45, 45)) within ``t`` of a pixel axis."""
+
+    def __init__(self, tol: float):
+        self.tol = tol
+
+    def __contains__(self, folded: float) -> bool:
+        return self.tol > 0 and abs(folded) <= self.tol
 
 
 def _empty() -> Table:
@@ -438,7 +505,7 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
         data = np.ascontiguousarray(data)
     bkg = sep.Background(data, mask=bad, bw=settings.mesh_px, bh=settings.mesh_px, fw=3, fh=3)
     sub = data - bkg.back()
-    rms = bkg.rms()
+    rms = noise_map(data, bad, settings.mesh_px)
     sub[bad] = 0.0
     # Detection runs on the S/N image (background-subtracted / local rms) with a scalar noise of 1:
     # a threshold in local sigmas (an all-sky frame's noise varies a lot) on sep's fast path.
@@ -470,7 +537,12 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
         return _empty()
     a = np.asarray(objs["a"], float)
     b = np.maximum(np.asarray(objs["b"], float), 0.3)
-    cand = np.flatnonzero((np.sqrt(12.0) * a >= settings.min_segment_px) & (a / b >= settings.min_elongation))
+    length = np.sqrt(12.0) * a
+    # elongated segments; and long ones that are less so: a trail that merged with the stars it crosses (a
+    # crowded fisheye frame) is a long blob whose second moments say a/b of 2-4. _measure finds the line in it,
+    # and the strip's width, straightness and S/N decide.
+    cand = np.flatnonzero(((length >= settings.min_segment_px) & (a / b >= settings.min_elongation))
+                          | ((length >= 0.5 * settings.min_length_px) & (a / b >= 2.0)))
     if cand.size == 0:
         return _empty()
     th = np.asarray(objs["theta"], float)[cand]  # rad, from +x towards +y
@@ -527,6 +599,12 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
         if not dup:
             kept.append(r)
     rows = kept
+    for r in rows:
+        r["score"] = float(streak_score(r["snr"], r["length"], r["width"], r["wiggle"], settings))
+    rows = [r for r in rows if r["score"] >= settings.min_score
+            and (r["angle_deg"] + 45.0) % 90.0 - 45.0 not in _axis_band(settings.axis_tolerance_deg)]
+    if not rows:
+        return _empty()
     t = Table(rows=[[r[c] for c in STREAK_COLUMNS] for r in rows], names=STREAK_COLUMNS)
     t["n_segments"] = t["n_segments"].astype(np.int64)
     t.sort("length", reverse=True)
@@ -544,6 +622,16 @@ def _segment_distance(x, y, streaks):
     L2 = np.maximum(vx ** 2 + vy ** 2, 1e-12)
     t = np.clip(((x - x1) * vx + (y - y1) * vy) / L2, 0, 1)
     return np.hypot(x - (x1 + t * vx), y - (y1 + t * vy))
+
+
+def same_pixels(a, b, tol_px: float) -> bool:
+    """Whether two trails (mappings with ``x1``, ``y1``, ``x2``, ``y2``) lie on the same pixels: both ends of
+    each within ``tol_px`` of the other's segment, in either direction."""
+    ta = Table(rows=[[a["x1"], a["y1"], a["x2"], a["y2"]]], names=("x1", "y1", "x2", "y2"))
+    tb = Table(rows=[[b["x1"], b["y1"], b["x2"], b["y2"]]], names=("x1", "y1", "x2", "y2"))
+    da = _segment_distance([a["x1"], a["x2"]], [a["y1"], a["y2"]], tb)[:, 0]
+    db = _segment_distance([b["x1"], b["x2"]], [b["y1"], b["y2"]], ta)[:, 0]
+    return bool(np.all(da <= tol_px) and np.all(db <= tol_px))
 
 
 def flag_on_streaks(x, y, streaks: Table, *, margin_px: float = 2.0) -> np.ndarray:

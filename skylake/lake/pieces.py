@@ -211,10 +211,14 @@ def split_by_partition(sources: pa.Table, partitions, order: int):
 
 
 def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, sources_per_frame: int,
-                  name: str | None = None, zstd_level: int | None = None) -> StagedSources:
+                  name: str | None = None, zstd_level: int | None = None, trails: dict | None = None) -> StagedSources:
     """A writer task: read ``plan``'s pieces, keep the rows of the pixels it owns, give them their ids
     (``frame_id * sources_per_frame + detection number``), and stage one file per partition in batch
-    ``batch_id``'s staging area. Re-running it (a worker died) rewrites the same files."""
+    ``batch_id``'s staging area. Re-running it (a worker died) rewrites the same files.
+
+    ``trails`` (frame id -> the frame's real trails, a Table of x1, y1, x2, y2, width) flags those frames'
+    sources ON_STREAK again from them alone: the commit found some of the frame task's detections to be
+    static artefacts (:mod:`skylake.frame.static_artefacts`)."""
     from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
     from skylake.lake.lake import BATCH_ZSTD_LEVEL, parquet_bytes
@@ -229,6 +233,13 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
         if not mine.all():
             data = data.filter(pa.array(mine))
         fid = np.int64(frame_id)
+        if trails and int(frame_id) in trails:
+            from skylake.frame.allsky import ON_STREAK
+            from skylake.frame.streaks import flag_on_streaks
+
+            on = flag_on_streaks(data.column("x").to_numpy(), data.column("y").to_numpy(), trails[int(frame_id)])
+            flags = (data.column("flags").to_numpy() & ~ON_STREAK) | np.where(on, ON_STREAK, 0)
+            data = data.set_column(schema.get_field_index("flags"), "flags", pa.array(flags.astype(np.int32)))
         data = data.set_column(schema.get_field_index("frame_id"), "frame_id",
                                pa.array(np.full(data.num_rows, fid, np.int64)))
         data = data.set_column(schema.get_field_index("source_id"), "source_id",

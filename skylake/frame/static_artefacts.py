@@ -1,0 +1,148 @@
+"""Static artefacts: what the streak finder sees at the same pixels on frames of one camera taken close in time.
+
+A satellite or an aircraft crosses a camera's field once; a reflection at the lens rim, a bright sensor row or a
+fixed light stays where it is, frame after frame. So a detection is an artefact, not a trail, when another
+frame of the same camera within :data:`WINDOW_D` of it has one on the same pixels
+(:func:`skylake.frame.streaks.same_pixels`, both ends within ``allsky.static_tolerance_px``). The lake keeps a
+camera's artefacts (LAKE/static_artefacts, schemas/static_artefacts.yaml):
+
+* a frame task reads them (:func:`known`) and leaves detections on their pixels out before anything is flagged;
+* a commit compares the batch's new detections with each other and with the camera's last ones in the lake
+  (:func:`find`): repeats become new artefacts, their rows never reach LAKE/streaks, the sources the batch's
+  frames flagged ON_STREAK for them are flagged again from the real trails only (the writer tasks), and the
+  lake's earlier rows of them are removed.
+
+One thing is not undone: sources of frames committed by an earlier batch, flagged for a detection that only a
+later batch proved static, keep ON_STREAK (their files are not rewritten for it; ``ingest --redo`` of those
+frames clears it). Batches of a night's frames together see their artefacts at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from skylake.frame.streaks import same_pixels
+
+__all__ = ["WINDOW_D", "known", "find", "Found"]
+
+#: Two detections at the same pixels this close in time (days) are one artefact.
+WINDOW_D = 1.0 / 24.0
+GEOMETRY = ["x1", "y1", "x2", "y2"]
+
+
+def known(lake_root: str | None, profile: str) -> list[dict]:
+    """The artefacts the lake knows for ``profile`` (geometry and width); none without a lake."""
+    if not lake_root:
+        return []
+    from skylake.lake.tables import STATIC_ARTEFACTS, get
+
+    root = os.path.join(lake_root, get(STATIC_ARTEFACTS).location)
+    if not os.path.isdir(root):
+        return []
+    from skylake.lake import Lake
+
+    lake = Lake.open(lake_root, catch_up=False)
+    import pyarrow.compute as pc
+
+    rows = lake.read_night_table(STATIC_ARTEFACTS, columns=GEOMETRY + ["width", "profile"],
+                                 filter=pc.field("profile") == profile).to_pandas()
+    return rows.to_dict("records")
+
+
+@dataclass
+class Found:
+    """What :func:`find` decided for a batch.
+
+    Attributes
+    ----------
+    artefacts : DataFrame
+        New artefacts, one row each (schemas/static_artefacts.yaml less ``batch_id``, plus ``night``).
+    batch : set of (int, int)
+        (result index, streak number) of the batch's detections that are artefacts.
+    earlier : set of (int, int)
+        (frame_id, streak) of rows in LAKE/streaks that are.
+    """
+
+    artefacts: pd.DataFrame
+    batch: set = field(default_factory=set)
+    earlier: set = field(default_factory=set)
+
+
+def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window_d: float = WINDOW_D) -> Found:
+    """Detections on the same pixels on two or more frames within ``window_d`` of each other.
+
+    Parameters
+    ----------
+    batch : DataFrame
+        The batch's detections: ``result`` (index of the frame in the batch), ``streak``, ``mjd``, ``frame_id``
+        (may be -1: ids are not allocated yet), ``night``, ``profile``, ``instrument`` and :data:`GEOMETRY`,
+        ``length``, ``width``.
+    earlier : DataFrame
+        The lake's rows of LAKE/streaks of the same cameras near in time: ``frame_id``, ``streak``, ``mjd``,
+        ``profile`` and the geometry.
+    tolerance_px : float
+
+    Returns
+    -------
+    Found
+    """
+    cols = ["profile", "instrument", "frame_id", *GEOMETRY, "length", "width", "n_frames", "first_mjd", "last_mjd",
+            "night"]
+    b = batch.assign(origin="batch", frame=batch["result"].map(lambda r: ("batch", int(r))))
+    e = earlier.assign(origin="earlier", frame=earlier["frame_id"].map(lambda f: ("lake", int(f))))
+    allrows = pd.concat([b, e], ignore_index=True) if len(e) else b.reset_index(drop=True)
+    found = Found(artefacts=pd.DataFrame(columns=cols))
+    if len(b) == 0:
+        return found
+    n = len(allrows)
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    records = allrows.to_dict("records")
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, c = records[i], records[j]
+            if a["profile"] != c["profile"] or a["frame"] == c["frame"]:
+                continue
+            if a["origin"] == c["origin"] == "earlier":
+                continue  # the lake's own rows were decided when they were committed
+            if abs(a["mjd"] - c["mjd"]) > window_d or not same_pixels(a, c, tolerance_px):
+                continue
+            parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    rows = []
+    for members in groups.values():
+        frames = {records[k]["frame"] for k in members}
+        if len(frames) < 2:
+            continue
+        for k in members:
+            r = records[k]
+            (found.batch if r["origin"] == "batch" else found.earlier).add(
+                (int(r["result"]), int(r["streak"])) if r["origin"] == "batch" else (int(r["frame_id"]), int(r["streak"])))
+        g = allrows.iloc[members]
+        # one orientation for the median of the ends: flip members whose first end is nearer the other's second
+        ref = g.iloc[0]
+        xy = g[GEOMETRY].to_numpy(float, copy=True)
+        flip = np.hypot(xy[:, 0] - ref["x1"], xy[:, 1] - ref["y1"]) > np.hypot(xy[:, 2] - ref["x1"], xy[:, 3] - ref["y1"])
+        xy[flip] = xy[flip][:, [2, 3, 0, 1]]
+        x1, y1, x2, y2 = np.median(xy, axis=0)
+        first = g.sort_values("mjd").iloc[0]
+        rows.append({"profile": first["profile"], "instrument": first.get("instrument", ""),
+                     "frame_id": int(first["frame_id"]), "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                     "length": float(np.hypot(x2 - x1, y2 - y1)), "width": float(g["width"].max()),
+                     "n_frames": len(frames), "first_mjd": float(g["mjd"].min()), "last_mjd": float(g["mjd"].max()),
+                     "night": first.get("night"), "first_result": int(first["result"]) if first["origin"] == "batch"
+                     else -1})
+    found.artefacts = pd.DataFrame(rows, columns=cols + ["first_result"])
+    return found
