@@ -77,7 +77,7 @@ def test_every_stage_runs_with_rejected_rows_present(lake, tmp_path):
     assert sum(r.calibrated for r in again) == 0
     redo = run_cli("calibrate", lake.url, "--redo", "--scheduler", "synchronous")
     assert redo.returncode == 3, redo.stderr  # 3: the rejected frames are not ok
-    assert "Traceback" not in redo.stderr and "frame_rejected" in redo.stdout
+    assert "Traceback" not in redo.stderr and "were rejected at ingest (" in redo.stdout
     maps = run_cli("maps", lake.url, "--out", str(tmp_path / "maps"), check=True)
     assert "maps" in maps.stdout
     run_cli("objects", "build", lake.url, check=True)

@@ -178,7 +178,7 @@ def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
     latest = max(seen)
     removing = history.retained_versions(lake.store)
     first, later = removing[0], removing[1:]  # the redo's ingest; then its calibration and the compaction
-    assert later == [first + 1, first + 2]
+    assert len(later) == 2 and later[0] == first + 1  # (the ensemble's commit between them removes nothing)
     # keep the versions from `first` on: the cut-off falls after it was committed, before the next
     committed = lambda v: dt.datetime.fromisoformat(lake.log.read(v).committed_at)  # noqa: E731
     now = committed(first + 1) + dt.timedelta(days=2)
@@ -217,7 +217,7 @@ def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
     cli = run_cli("vacuum", str(path), "--retain", "0", check=True)
     assert cli.stdout.splitlines()[0].startswith(f"vacuum {path}: keeping versions {latest}..{latest} (committed after ")
     assert cli.stdout.splitlines()[1:] == [f"  removed {len(last)} retained files ({size} bytes) of versions "
-                                           f"{first + 1}..{first + 2}",
+                                           f"{later[0]}, {later[1]}",
                                            "  removed 1 staging files (5 bytes) of 1 uncommitted batches"]
     assert not list((path / "_skylake" / "removed").iterdir()) and not leftover.exists()
     assert rows(Lake.open(path, version=latest))["sources"].equals(seen[latest][0]["sources"])

@@ -186,11 +186,11 @@ def write_hostile_files(out_dir, good_frame_path) -> dict[str, str]:
     no_time = ["MJD", "DATE-OBS", "UTSTART", "DATE"]
     variant("date_only.fits", "DATE-OBS '2013-06-10' has no time of day; map the time keyword with [header] time_obs",
             drop=no_time, DATE_OBS="2013-06-10")
-    variant("date_1850.fits", "DATE-OBS = '1850-06-10T23:45:16' is outside the years 1900-2100", drop=no_time,
+    variant("date_1850.fits", "DATE-OBS = '1850-06-10T23:45:16' is outside the years 1901-2100", drop=no_time,
             DATE_OBS="1850-06-10T23:45:16")
-    variant("date_9999.fits", "DATE-OBS = '9999-06-10T23:45:16' is outside the years 1900-2100", drop=no_time,
+    variant("date_9999.fits", "DATE-OBS = '9999-06-10T23:45:16' is outside the years 1901-2100", drop=no_time,
             DATE_OBS="9999-06-10T23:45:16")
-    variant("mjd_overflow.fits", "MJD = '1e300' is outside the years 1900-2100", MJD="1e300")
+    variant("mjd_overflow.fits", "MJD = '1e300' is outside the years 1901-2100", MJD="1e300")
     variant("mjd_garbage.fits", "MJD = 'soon' (observation time) is not a number", MJD="soon")
     variant("date_garbage.fits", "DATE-OBS = 'yesterday' is not a date", drop=no_time, DATE_OBS="yesterday")
     variant("date_feb30.fits", "day is out of range for month", drop=no_time, DATE_OBS="2013-02-30T10:00:00")
