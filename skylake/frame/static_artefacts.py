@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from skylake.frame.streaks import same_pixels
+from skylake.frame.streaks import same_pixels, union_find
 
 __all__ = ["WINDOW_D", "known", "find", "Found"]
 
@@ -99,15 +99,8 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
     if len(b) == 0:
         return found
     n = len(allrows)
-    parent = list(range(n))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     records = allrows.to_dict("records")
+    pairs = []
     for i in range(n):
         for j in range(i + 1, n):
             a, c = records[i], records[j]
@@ -115,12 +108,11 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
                 continue
             if a["origin"] == c["origin"] == "earlier":
                 continue  # the lake's own rows were decided when they were committed
-            if abs(a["mjd"] - c["mjd"]) > window_d or not same_pixels(a, c, tolerance_px):
-                continue
-            parent[root(j)] = root(i)
+            if abs(a["mjd"] - c["mjd"]) <= window_d and same_pixels(a, c, tolerance_px):
+                pairs.append((i, j))
     groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
+    for i, g in enumerate(union_find(n, pairs)):
+        groups.setdefault(g, []).append(i)
     rows = []
     for members in groups.values():
         frames = {records[k]["frame"] for k in members}

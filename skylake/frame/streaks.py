@@ -38,7 +38,7 @@ from astropy.table import Table
 from skylake.robust import MAD_TO_SIGMA
 
 __all__ = ["StreakSettings", "detect_streaks", "flag_on_streaks", "streak_mask", "STREAK_COLUMNS", "streak_score",
-           "noise_map", "same_pixels"]
+           "noise_map", "same_pixels", "union_find"]
 
 #: Columns of the streak table (the lake's streak table adds ``frame_id``).
 STREAK_COLUMNS = ("x1", "y1", "x2", "y2", "length", "width", "brightness", "angle_deg", "snr", "n_segments", "wiggle",
@@ -176,7 +176,8 @@ def _empty() -> Table:
     return t
 
 
-def _union_find(n, pairs):
+def union_find(n, pairs) -> list[int]:
+    """The group (a root index) of each of ``n`` items joined by ``pairs`` of indices."""
     parent = list(range(n))
 
     def find(i):
@@ -560,7 +561,7 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
             dj = abs(-(cx[i] - cx[j]) * math.sin(th[j]) + (cy[i] - cy[j]) * math.cos(th[j]))
             if di <= settings.merge_dist_px and dj <= settings.merge_dist_px:
                 pairs.append((i, j))
-    groups = _union_find(len(cand), pairs)
+    groups = union_find(len(cand), pairs)
     rows = []
     for g in sorted(set(groups)):
         members = cand[[k for k in range(len(cand)) if groups[k] == g]]
