@@ -59,10 +59,10 @@ def _cmd_ingest(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from skylake.lake import Lake
+    from skylake.lake import open_lake
     from skylake.status import format_status, lake_status
 
-    status = lake_status(Lake.open(args.lake, version=args.at_version))
+    status = lake_status(open_lake(args.lake, version=args.at_version))
     print(json.dumps(status, indent=1) if args.json else format_status(status))
     return 0
 

@@ -17,11 +17,10 @@ whose worker died twice (out of memory, a crash in C code; :class:`Runner` retri
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
+import functools
 import glob
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,10 +30,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skylake.errors import FrameRejected, LakeError, UsageError
-from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, process_file, rejected_result, stored_path
+from skylake.frame.process import (SOURCES_PER_FRAME, FrameResult, frame_night, process_file,
+                                   rejected_result)
+from skylake.paths import stored_path
 from skylake.frame.reading import file_hash
+from skylake.frame.allsky import reflag_streaks
 from skylake.lake import counts, faults, frame_index, pieces
-from skylake.lake.lake import UNKNOWN_NIGHT, Lake, Transaction, _now
+from skylake.lake.lake import Lake
+from skylake.lake.log import utc_now as _now
+from skylake.lake.nights import UNKNOWN_NIGHT
+from skylake.lake.transaction import Transaction
 from skylake.lake import tables
 from skylake.lake.tables import FRAMES, MAPS, SOURCES, STREAKS
 from skylake.lake.storage import Storage
@@ -186,27 +191,6 @@ WORKER_DIED = "worker died processing this file (twice: out of memory, or a cras
 
 
 # -- building tables -------------------------------------------------------------------------------
-_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-?([01]\d)-?([0-3]\d)(?!\d)")
-
-
-def night_from_path(path: str) -> str | None:
-    """The night a file's name (or, failing that, its nearest directory) gives, e.g. ``z_e_20130610_210``
-    or ``2013-06-10/``; None when no part of the path holds a valid date. Used only for frames rejected
-    before any time was read, so that they land in a real night's partition."""
-    for part in reversed(str(path).replace("\\", "/").split("/")):
-        for m in _NAME_DATE.finditer(part):
-            try:
-                return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
-            except ValueError:
-                continue
-    return None
-
-
-def frame_night(record: dict) -> str | None:
-    """A frame row's night: from its time when known, else from its path (rejected frames only)."""
-    return record.get("night") or night_from_path(record.get("path") or "")
-
-
 def _frames_table(results: list[FrameResult], frame_ids: np.ndarray, batch_id: str) -> pa.Table:
     schema = table_schema(FRAMES)
     now = _now()
@@ -228,7 +212,7 @@ def _stage_sources(tx: Transaction, results: list[FrameResult], frame_ids: np.nd
     _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
     for staged in runner.map(pieces.write_sources, plans, window=len(plans), priority=10, lake_root=tx.lake.store.location,
                              batch_id=tx.batch_id, partitions=partitions, sources_per_frame=SOURCES_PER_FRAME,
-                             trails=trails or None):
+                             amend=functools.partial(reflag_streaks, trails) if trails else None):
         tx.add_staged_sources(staged)
 
 
@@ -309,9 +293,9 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
     are dropped (another writer got there first) unless ``redo``, which replaces every earlier version
     of the same files explicitly; earlier rejected attempts at the same files are replaced in any case.
     Replaced frames lose their sources, calibrations and matches in the same commit. ``profile`` is
-    stored in the lake beside the frames it processed (:mod:`skylake.lake.profiles`)."""
+    stored in the lake beside the frames it processed (:mod:`skylake.profile_store`)."""
     from skylake.allsky.store import stage_allsky, stage_without_allsky
-    from skylake.lake.profiles import stage_profile
+    from skylake.profile_store import stage_profile
 
     report = report if report is not None else IngestReport()
     with lake.transaction("ingest") as tx:

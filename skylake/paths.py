@@ -1,4 +1,5 @@
-"""Where skylake finds its own data files (schemas/, pipelines/) in a checkout or an install."""
+"""Paths: where skylake finds its own data files (schemas/, pipelines/) in a checkout or an install, and
+how a frame's path is stored."""
 
 from __future__ import annotations
 
@@ -21,3 +22,20 @@ def project_dir(name: str) -> Path:
             "from a checkout or set SKYLAKE_HOME to the checkout"
         )
     return path
+
+
+def stored_path(path: str) -> str:
+    """``path`` as it can be stored (Parquet strings are UTF-8): itself, or with the bytes that are not
+    UTF-8 (a name Python decoded with surrogateescape) written as backslash escapes.
+
+    >>> stored_path("/data/caf\udce9.fits")
+    '/data/caf\\xe9.fits'
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        try:
+            return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # lone surrogates that did not come from bytes
+            return path.encode("utf-8", "backslashreplace").decode("utf-8")

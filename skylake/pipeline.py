@@ -1,5 +1,6 @@
 """The chain ``skylake ingest`` runs: ingest the frames (:mod:`skylake.ingest`), then calibrate the nights
-they fall in (:mod:`skylake.calib`) and solve their ensembles (:mod:`skylake.ensemble`), on one cluster. Each stage commits on its own; a calibration lost to
+they fall in (:mod:`skylake.calib`), solve their ensembles (:mod:`skylake.ensemble`) and build the
+registry's night products (:mod:`skylake.night_products`), on one cluster. Each stage commits on its own; a calibration lost to
 a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
 
 Every stage has the same shape: a config (its profile section), the selection of its inputs (reading only
@@ -37,14 +38,15 @@ from skylake.ingest import IngestReport, ingest_frames
 
 
 def _calibrate(lake, profile, files, client, nights) -> list:
-    """Calibrate the ingested frames' nights, then solve their ensembles: the reports of both stages."""
+    """Calibrate the ingested frames' nights, solve their ensembles, build their night products: the reports."""
     from skylake.calib.calibrate import calibrate_ingested
     from skylake.ensemble.stage import ensemble_calibrated
+    from skylake.night_products import night_products_after
 
     reports = calibrate_ingested(lake, profile, files, client, nights=nights)
     if reports:
         reports += ensemble_calibrated(lake, profile, client, nights=nights)
-    return reports
+    return reports + night_products_after(lake, client, nights=nights)
 
 
 def ingest(lake, paths: list[str], profile="generic", calibrate: bool = True, **kwargs) -> IngestReport:

@@ -295,7 +295,7 @@ class Profile:
     def platesolve_settings(self):
         """The ``[platesolve]`` settings (:class:`skylake.frame.platesolve.PlateSolveSettings`), less the keys of
         :data:`PLATESOLVE_KEYS`."""
-        from skylake.frame.platesolve import PlateSolveSettings
+        from skylake.frame.solve_settings import PlateSolveSettings
 
         return PlateSolveSettings.from_dict({k: v for k, v in (self.platesolve or {}).items()
                                              if k not in PLATESOLVE_KEYS})
@@ -728,7 +728,7 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         out[name] = None if value is None else dict(value)
     camera, allsky, platesolve = out["camera"], out["allsky"], out["platesolve"]
     if out["ensemble"] is not None:
-        from skylake.ensemble.stage import EnsembleOptions
+        from skylake.ensemble.options import EnsembleOptions
         from skylake.ensemble.solve import EnsembleSettings
 
         doc = dict(out["ensemble"])
@@ -777,7 +777,7 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         except (ValueError, TypeError) as exc:
             problems.append(f"[allsky] {exc}")
     if platesolve is not None:
-        from skylake.frame.platesolve import PlateSolveSettings
+        from skylake.frame.solve_settings import PlateSolveSettings
 
         if camera is not None:
             problems.append("[platesolve] and [camera] exclude each other: an all-sky camera is placed by its model")

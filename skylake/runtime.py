@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def _label(item) -> str:
     """A task's item for a message: a tuple's first path (``(path, ...)``, ``(k, path)``), a chunk's
     first item and count, or the item."""
-    from skylake.frame.process import stored_path
+    from skylake.paths import stored_path
 
     if isinstance(item, list) and item:
         return _label(item[0]) + (f" (and {len(item) - 1} more)" if len(item) > 1 else "")

@@ -11,13 +11,13 @@ from __future__ import annotations
 from skylake.errors import LakeError
 from skylake.lake import Lake, counts
 from skylake.lake.hats_meta import count_partitions
-from skylake.lake.lake import FRAMES, SOURCES
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.lake.snapshot import Snapshot
 
 
 def _partitions(lake: Lake) -> int:
     try:
-        return count_partitions(lake.store)
+        return count_partitions(lake.store, SOURCES)
     except Exception as exc:  # hats/pandas raise many types for a damaged CSV
         raise LakeError(f"cannot read {lake.path(SOURCES + '/partition_info.csv')}: "
                         f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
@@ -26,7 +26,7 @@ def _partitions(lake: Lake) -> int:
 def lake_status(lake: Lake) -> dict:
     """Frames by status and reason, source rows, partitions, files and the last commit: from the running
     totals (:mod:`skylake.lake.counts`) and the last log entry, the same files whatever the archive's size,
-    or, for a lake made before the totals, from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot` (``Lake.open(url, version=N)``): the
+    or, for a lake made before the totals, from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot` (``open_lake(url, version=N)``): the
     lake as it was at commit N, counted from that version's tables (``last_commit`` is N)."""
     if isinstance(lake, Snapshot):
         latest, published, partitions = lake.entry, lake.version, lake.partitions()

@@ -19,7 +19,7 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 from skylake.calib.calibrate import dask_scheduler
 from skylake.calib.crossmatch import match_frames
 from skylake.lake import Lake
-from skylake.lake.lake import FRAMES, SOURCES
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.refcat import import_refcat, refcat_path
 from skylake.schema import conform, table_schema
 

@@ -20,7 +20,7 @@ from skylake.lake.tables import DETREND, ENSEMBLE, ZEROPOINTS
 from skylake.objects.build import build_objects
 from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
-from skylake.testing.series import expected_error, write_series
+from skylake.testing.series import write_series
 
 VERSIONS = ["mag_zp", "mag", "mag_epd", "mag_tfa"]
 

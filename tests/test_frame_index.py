@@ -10,7 +10,8 @@ import pytest
 
 from skylake.pipeline import ingest
 from skylake.lake import Lake, counts, frame_index
-from skylake.lake.lake import night_partition
+from skylake.lake.nights import night_partition
+from skylake.lake.tables import SOURCES
 from skylake.status import format_status, lake_status
 from skylake.synthetic import write_bad_files, write_demo_night
 
@@ -166,7 +167,7 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
         return out, sorted(set(reads)), sorted(expected)
 
     small, read, expected = status()
-    assert read == expected and small["nights"] == 1 and small["partitions"] == count_partitions(lake.store) > 0
+    assert read == expected and small["nights"] == 1 and small["partitions"] == count_partitions(lake.store, SOURCES) > 0
     commit_archive(lake, 2000, 200, np.random.default_rng(1))
     big, read, expected = status()
     nights = {night_partition(n) for n in lake.read_frames(columns=["night"]).column("night").to_pylist()}

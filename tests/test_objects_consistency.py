@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
 
-from skylake.lake import Lake, faults, hats_meta
+from skylake.lake import Lake, faults, hats_meta, open_lake
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.associate import vector_to_radec
 from skylake.objects.build import build_objects
@@ -225,7 +225,7 @@ def test_a_recalibration_elsewhere_does_not_make_every_partition_read_its_histor
 
 
 def test_a_snapshot_reads_the_light_curves_of_its_version(tmp_path):
-    """(Older than the change for LAKE/objects; now LAKE/lightcurves too.) ``Lake.open(url, version=N)``
+    """(Older than the change for LAKE/objects; now LAKE/lightcurves too.) ``open_lake(url, version=N)``
     reads the rows of commit N, but the objects readers list the live directories: a light curve asked of
     a snapshot silently holds the points added since."""
     rng = np.random.default_rng(1)
@@ -235,6 +235,6 @@ def test_a_snapshot_reads_the_light_curves_of_its_version(tmp_path):
     version = build_objects(lake).commit
     commit_night(lake, stars, "2026-05-02", 4, rng)
     build_objects(lake)
-    then = Lake.open(lake.url, version=version)
+    then = open_lake(lake.url, version=version)
     assert lightcurves_dataset(then).count_rows() == 20  # got 40
     assert len(light_curve(then, float(stars["ra"][0]), float(stars["dec"][0]), 3.0)) == 4  # got 8

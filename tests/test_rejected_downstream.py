@@ -15,10 +15,11 @@ import pytest
 
 from conftest import SHARED_DATA, require_shared, run_cli
 from skylake.calib.calibrate import calibrate
-from skylake.ingest import EXIT_SOME_REJECTED, night_from_path
+from skylake.frame.process import night_from_path
+from skylake.ingest import EXIT_SOME_REJECTED
 from skylake.pipeline import ingest
 from skylake.lake import Lake
-from skylake.lake.lake import UNKNOWN_NIGHT
+from skylake.lake.nights import UNKNOWN_NIGHT
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_bad_files
 from test_calib_real import _near

@@ -1,4 +1,4 @@
-"""Snapshots, time travel and vacuum: ``Lake.open(url, version=N)`` and ``skylake status --version N``
+"""Snapshots, time travel and vacuum: ``open_lake(url, version=N)`` and ``skylake status --version N``
 read exactly commit N's rows after later ingests, a recalibrating ``--redo`` and compaction; the files
 those commits removed stay out of the table directories (lsdb and DuckDB count only live rows) until
 ``skylake vacuum``, which deletes only what no kept version needs; a publish killed while it moves
@@ -25,7 +25,7 @@ from conftest import duckdb_counts, lsdb_count, make_synthetic_lake, run_cli
 from skylake.calib.store import MATCHES, ZEROPOINTS
 from skylake.errors import LakeError
 from skylake.pipeline import ingest
-from skylake.lake import Lake, history
+from skylake.lake import Lake, history, open_lake
 from skylake.lake.compact import compact
 from skylake.lake.snapshot import Snapshot, vacuum
 from skylake.testing.detections import commit_night, random_stars
@@ -73,7 +73,7 @@ def history_lake(tmp_path_factory, dask_client):
     def record():
         version = lake.log.latest_version()
         seen[version] = (rows(lake), lake_status(lake))
-        opened[version] = Lake.open(lake.url, version=version)
+        opened[version] = open_lake(lake.url, version=version)
 
     assert ingest(lake, [str(root / "frames")], "demo", progress=False).calibration[0].calibrated == 2
     record()
@@ -97,7 +97,7 @@ def test_each_version_reads_its_own_rows_after_later_redo_and_compaction(history
     path, seen, opened = history_lake
     assert {t for v in seen for t in seen[v][0] if seen[v][0][t].num_rows} == set(TABLES)
     for version, (expected, status) in seen.items():
-        snapshot = Lake.open(path, version=version)
+        snapshot = open_lake(path, version=version)
         assert isinstance(snapshot, Snapshot) and snapshot.version == version
         got = rows(snapshot)
         for table in TABLES:
@@ -134,7 +134,7 @@ def test_lsdb_and_duckdb_see_only_the_live_rows(history_lake):
 def test_writing_through_a_snapshot_and_versions_not_kept_are_refused(history_lake):
     path, seen, _ = history_lake
     latest = max(seen)
-    snapshot = Lake.open(path, version=1)
+    snapshot = open_lake(path, version=1)
     for write in (lambda: snapshot.transaction("ingest"), snapshot.check_writable, snapshot.repair,
                   lambda: compact(snapshot)):
         with pytest.raises(LakeError, match=rf"^lake {path} is opened at version 1, read-only: cannot \w+; "):
@@ -142,9 +142,9 @@ def test_writing_through_a_snapshot_and_versions_not_kept_are_refused(history_la
     assert not snapshot.writable()
     for bad in (0, latest + 1, -3):
         with pytest.raises(LakeError, match=rf"^lake {path} has no version {bad}: its versions are 1\.\.{latest}$"):
-            Lake.open(path, version=bad)
+            open_lake(path, version=bad)
     with pytest.raises(LakeError, match=r"version must be a commit number, got '2'"):
-        Lake.open(path, version="2")
+        open_lake(path, version="2")
     bad = run_cli("status", str(path), "--version", str(latest + 5))
     assert bad.returncode == 2 and bad.stderr == (f"skylake: error: lake {path} has no version {latest + 5}: "
                                                   f"its versions are 1..{latest}\n")
@@ -197,12 +197,12 @@ def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
     assert not any((path / p).exists() for p in doomed)
     assert all((path / p).exists() for p in _retained_removes(lake, later))
     for version in sorted(v for v in seen if v >= first):  # kept versions read their rows as before
-        got = rows(Lake.open(path, version=version))
+        got = rows(open_lake(path, version=version))
         assert all(got[t].equals(seen[version][0][t]) for t in TABLES), version
     for version in range(1, first):
         with pytest.raises(LakeError, match=rf"^version {version} of lake {path} was vacuumed: `skylake vacuum` "
                                             rf"kept versions {first}\.\.{latest}$"):
-            Lake.open(path, version=version)
+            open_lake(path, version=version)
     # the live lake and its status are untouched; vacuuming again removes nothing
     assert what_it_held(lake_status(Lake.open(path))) == what_it_held(seen[latest][1])
     again = vacuum(lake, retain_days=2, now=now)
@@ -220,9 +220,9 @@ def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
                                            f"{later[0]}, {later[1]}",
                                            "  removed 1 staging files (5 bytes) of 1 uncommitted batches"]
     assert not list((path / "_skylake" / "removed").iterdir()) and not leftover.exists()
-    assert rows(Lake.open(path, version=latest))["sources"].equals(seen[latest][0]["sources"])
+    assert rows(open_lake(path, version=latest))["sources"].equals(seen[latest][0]["sources"])
     with pytest.raises(LakeError, match=rf"^version {latest - 1} of lake {path} was vacuumed"):
-        Lake.open(path, version=latest - 1)
+        open_lake(path, version=latest - 1)
 
 
 def test_checkpoints_bound_the_log_a_snapshot_reads(tmp_path, monkeypatch):
@@ -235,7 +235,7 @@ def test_checkpoints_bound_the_log_a_snapshot_reads(tmp_path, monkeypatch):
     assert latest == 5 and history.checkpoints(lake.store) == [2, 4]
     expected = {}
     for version in range(1, latest + 1):
-        expected[version] = rows(Lake.open(lake.url, version=version))["sources"]
+        expected[version] = rows(open_lake(lake.url, version=version))["sources"]
         files: dict[str, int] = {}  # the replay of the whole log, by hand
         for v in range(1, version + 1):
             entry = lake.log.read(v)
@@ -250,9 +250,9 @@ def test_checkpoints_bound_the_log_a_snapshot_reads(tmp_path, monkeypatch):
     for v in range(1, 4):
         (log_dir / f"{v:020d}.json").rename(hidden / f"{v:020d}.json")
     for version in (4, 5):
-        assert rows(Lake.open(lake.url, version=version))["sources"].equals(expected[version])
+        assert rows(open_lake(lake.url, version=version))["sources"].equals(expected[version])
     with pytest.raises(LakeError, match=r"commit log entry .*00000000000000000003\.json is missing"):
-        Lake.open(lake.url, version=3)
+        open_lake(lake.url, version=3)
 
 
 def _normalised_tree(path: Path, compact_batch: str) -> list[str]:
@@ -296,7 +296,7 @@ def test_kill_while_moving_removed_files_then_next_command_leaves_the_clean_stat
     assert _normalised_tree(path, batch(path)) == _normalised_tree(clean, batch(clean))
     assert not list((path / "_skylake" / "staging").iterdir())
     for version in range(1, Lake.open(path).log.latest_version() + 1):
-        assert rows(Lake.open(path, version=version))["sources"].equals(rows(Lake.open(clean, version=version))["sources"])
+        assert rows(open_lake(path, version=version))["sources"].equals(rows(open_lake(clean, version=version))["sources"])
     assert re.search(r"removed/0+4/sources/dataset/", "\n".join(_normalised_tree(path, batch(path))))
 
 

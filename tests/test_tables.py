@@ -100,22 +100,24 @@ def test_a_night_table_is_staged_read_touched_and_removed_through_the_registry(t
 
 
 def test_the_night_partition_encoding_lives_only_in_the_registry():
+    from skylake.lake import nights
+
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "tables.py" and path.parent.name == "lake":
+        if path.name in ("tables.py", "nights.py") and path.parent.name == "lake":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "night=" in node.value \
                     and not node.value.lstrip().startswith(("\"", "'")) and "\n" not in node.value:
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.value!r}")
-    assert found == [], "build and parse night directories with tables.night_dir / night_of:\n" + "\n".join(found)
-    assert tables.night_dir(None) == "night=unknown" and tables.night_dir("2026-01-02") == "night=2026-01-02"
-    assert tables.night_of("night=2026-01-02/x.parquet") == "2026-01-02" and tables.night_of("_index/x") is None
+    assert found == [], "build and parse night directories with nights.night_dir / night_of:\n" + "\n".join(found)
+    assert nights.night_dir(None) == "night=unknown" and nights.night_dir("2026-01-02") == "night=2026-01-02"
+    assert nights.night_of("night=2026-01-02/x.parquet") == "2026-01-02" and nights.night_of("_index/x") is None
 
 
 def test_night_partitions_maps_each_row_as_night_partition_does():
     """One call per distinct night; None, NaN and '' are the unknown night, as for a single value."""
-    from skylake.lake.tables import UNKNOWN_NIGHT, night_partition, night_partitions
+    from skylake.lake.nights import UNKNOWN_NIGHT, night_partition, night_partitions
 
     nights = ["2026-01-01", None, float("nan"), "", "2026-01-02", "2026-01-01"]
     got = night_partitions(nights)

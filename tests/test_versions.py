@@ -17,7 +17,7 @@ from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
 from skylake.ingest import VersionConflict
 from skylake.pipeline import ingest
 from skylake.lake import Lake
-from skylake.lake.profiles import stored_profile
+from skylake.profile_store import stored_profile
 from skylake.objects.build import build_objects
 from skylake.objects.truth import object_table
 from skylake.refcat import import_refcat

@@ -52,7 +52,7 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
     images: list[Path] = []
     ok = frames[frames["status"] != "rejected"]
     if len(ok):
-        from skylake.lake.profiles import frames_profile
+        from skylake.profile_store import frames_profile
         from skylake.profile import ProfileError
 
         frame = ok.iloc[-1]  # the latest frame; its maps when it has them (a frame without a zeropoint has none)

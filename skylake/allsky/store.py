@@ -17,8 +17,9 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from skylake.lake.lake import _now
-from skylake.lake.tables import MAPS, STREAKS, night_dir
+from skylake.lake.log import utc_now as _now
+from skylake.lake.nights import night_dir
+from skylake.lake.tables import MAPS, STREAKS
 from skylake.maps.store import INDEX_SCHEMA, read_index, stage_index, stage_without_maps
 from skylake.schema import conform, table_schema
 
@@ -83,7 +84,7 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
     from astropy.table import Table
 
     from skylake.frame.static_artefacts import WINDOW_D, Found, find
-    from skylake.ingest import frame_night
+    from skylake.frame.process import frame_night
     from skylake.lake.tables import FRAMES
 
     rows = []

@@ -47,10 +47,10 @@ from skylake.calib import model, zeropoint
 from skylake.calib.crossmatch import CalibrationError
 from skylake.calib.pairs import BatchPairs
 from skylake.calib.store import (EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rewrite_on_workers,
-                                 rows_of, stage_without)
-from skylake.lake import Lake
-from skylake.lake.lake import _now
-from skylake.lake.tables import night_partition
+                                 rows_of)
+from skylake.lake import Lake, tables
+from skylake.lake.log import utc_now as _now
+from skylake.lake.nights import night_partition
 from skylake.profile import Calibration, Profile, ProfileError
 from skylake.schema import conform
 
@@ -191,7 +191,7 @@ def _calibrate_profile(lake: Lake, name: str, version: str, group: pd.DataFrame,
                        redo: bool, plots, scheduler) -> CalibrationReport | None:
     """Calibrate the frames of one profile and pipeline version, with the profile stored at their ingest
     (or ``profile``); None (with a warning) when no profile or catalogue is known."""
-    from skylake.lake.profiles import frames_profile
+    from skylake.profile_store import frames_profile
 
     try:
         prof = frames_profile(lake, name, version, profile)
@@ -363,13 +363,13 @@ def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calib
         if redo:  # explicit: the frames' earlier rows for this catalogue go, listed in this commit
             keys |= set(earlier.loc[earlier["frame_id"].isin(ids), "calib_key"])  # the calibrations replaced
             # only the frames' nights; matches, the largest table, rewritten by tasks on the workers
-            stage_without(tx, ZEROPOINTS, lambda t: rows_of(t, refcat, ids), nights=set(rows["night"]))
+            tables.get(ZEROPOINTS).remove_where(tx, lambda t: rows_of(t, refcat, ids), nights=set(rows["night"]))
             rewrite_on_workers(tx, out.pairs.runner, MATCHES, refcat, ids, nights=set(rows["night"]))
         rows, extinction = _nights(rows, earlier, key, refcat, cal, redo, alive)
         # the touched nights' extinction is refitted: its earlier row goes, and with --redo those of the
         # calibrations replaced (never another calibration's, e.g. another profile's just committed)
-        stage_without(tx, EXTINCTION, lambda t: rows_of(t, refcat, keys=keys),
-                      nights=set(extinction["night"]))
+        tables.get(EXTINCTION).remove_where(tx, lambda t: rows_of(t, refcat, keys=keys),
+                                            nights=set(extinction["night"]))
         now = _now()
         rows = rows.assign(batch_id=tx.batch_id, calibrated_at=now)
         tx.stage_nights(ZEROPOINTS, conform(pa.Table.from_pandas(rows.drop(columns="night"), preserve_index=False),

@@ -36,7 +36,8 @@ import pandas as pd
 import pyarrow as pa
 
 from skylake.calib import astrometry, crossmatch, model, zeropoint
-from skylake.lake.tables import MATCHES, night_dir, night_partition, night_partitions
+from skylake.lake.nights import night_dir, night_partition, night_partitions
+from skylake.lake.tables import MATCHES
 from skylake.profile import Calibration
 from skylake.runtime import Runner
 from skylake.schema import conform
@@ -147,7 +148,7 @@ def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id
     final zeropoints of its nights' frames, :data:`ZP_COLUMNS`). Stages the matches rows of those frames in batch
     ``batch_id``'s staging area, one file per night, rows in (frame_id, ref_id) order. Returns (path in the
     table, rows, bytes) per file. Re-running it (a worker died) rewrites the same files."""
-    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.log import staging_path
     from skylake.lake.storage import Storage
 

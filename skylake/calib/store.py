@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.lake import Lake, counts
-from skylake.lake.lake import Transaction, night_filter
+from skylake.lake.nights import night_filter
+from skylake.lake.transaction import Transaction
 from skylake.lake.tables import EXTINCTION, MATCHES, ZEROPOINTS
 
-__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "stage_without", "rows_of",
+__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "rows_of",
            "rewrite_on_workers"]
 
 
@@ -43,13 +44,6 @@ def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat:
     return lake.read_night_table(table, columns=columns, filter=flt, nights=nights).to_pandas()
 
 
-def stage_without(tx: Transaction, table: str, drop: Callable[[pa.Table], np.ndarray],
-                  nights: set[str] | None = None) -> int:
-    """Rewrite every live file of ``table`` (in ``nights``, if given) holding rows for which ``drop``
-    is true without them, in ``tx`` (:meth:`Transaction.rewrite_without`). Returns the rows dropped."""
-    return tx.rewrite_without(table, sorted(tx.lake.live_files(table, nights)), drop)
-
-
 def rows_of(table: pa.Table, refcat: str, frame_ids=None, keys=None) -> np.ndarray:
     """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / one of the calib ``keys``."""
     mask = table.column("refcat").to_numpy(zero_copy_only=False) == refcat
@@ -62,13 +56,13 @@ def rows_of(table: pa.Table, refcat: str, frame_ids=None, keys=None) -> np.ndarr
 
 def rewrite_on_workers(tx: Transaction, runner, table: str, refcat: str, frame_ids: set,
                        nights: set[str] | None = None) -> int:
-    """:func:`stage_without` for the rows of ``refcat`` and ``frame_ids`` (:func:`rows_of`), the files read
+    """``Table.remove_where`` (:mod:`skylake.lake.tables`) for the rows of ``refcat`` and ``frame_ids`` (:func:`rows_of`), the files read
     and rewritten by tasks on ``runner``'s workers (:func:`rewrite_files`): what ``--redo`` does to the
     matches of its nights, so their rows never pass through the driver. The files staged and removed are
     those :meth:`Transaction.rewrite_without` would stage and remove. Only for a table whose rows the
     running counts do not keep (they would need the rows dropped). Returns the rows dropped."""
     if table in counts.KEEP:
-        raise ValueError(f"{table}: its dropped rows are counted; rewrite it with stage_without")
+        raise ValueError(f"{table}: its dropped rows are counted; rewrite it with tables.get(table).remove_where")
     rels = list(enumerate(sorted(tx.lake.live_files(table, nights))))
     if not rels:
         return 0
@@ -98,7 +92,8 @@ def rewrite_files(item: list[tuple[int, str]], lake_root: str, batch_id: str, ta
     Re-running it (a worker died) rewrites the same files."""
     import pyarrow.parquet as pq
 
-    from skylake.lake.lake import parquet_bytes, rewritten_rel
+    from skylake.lake.log import rewritten_rel
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.log import staging_path
     from skylake.lake.storage import Storage
     from skylake.schema import table_schema

@@ -45,9 +45,10 @@ from skylake.db.models import table
 from skylake.errors import ForeignLakeError, LakeError
 from skylake.lake import Lake
 from skylake.lake.hats_meta import pixel_dir
-from skylake.lake.lake import UNKNOWN_NIGHT
+from skylake.lake.nights import UNKNOWN_NIGHT
 from skylake.lake import tables
-from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS, night_dir
+from skylake.lake.nights import night_dir
+from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.robust import MAD_TO_SIGMA
 from skylake.schema import table_schema

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from skylake.db.models import SQL_TYPES, sql_type_name
-from skylake.lake.tables import UNKNOWN_NIGHT, Table, mirrored_products, night_of
+from skylake.lake.nights import UNKNOWN_NIGHT, night_of
+from skylake.lake.tables import mirrored_products, Table
 
 
 def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:

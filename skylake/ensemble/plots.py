@@ -141,7 +141,7 @@ def noise_diagram(lake, night: str | None = None, profile: str | None = None, ou
 
     Objects on fewer than ``min_fraction`` of the night's frames (and fewer than 5) are left out."""
     from skylake.lake import Lake
-    from skylake.lake.profiles import frames_profile
+    from skylake.profile_store import frames_profile
 
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
     night, name, frames = _pick_night(lake, night, profile)

@@ -4,7 +4,6 @@ calibration must beat). Used by tests/test_lightcurve_real.py and benchmarks/pre
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["frame_points", "brightest_scatter", "plain_median_ensemble"]

@@ -43,10 +43,13 @@ from skylake.ensemble.associate import associate_field
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
 from skylake.frame.extract import SATURATED
-from skylake.lake import Lake
-from skylake.lake.lake import _now, night_filter
+from skylake.ensemble.options import EnsembleOptions
+from skylake.lake import Lake, tables
+from skylake.lake.log import utc_now as _now
+from skylake.lake.nights import night_filter
 from skylake.lake.log import staging_path
-from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, ZEROPOINTS, night_dir, night_partition
+from skylake.lake.nights import night_dir, night_partition
+from skylake.lake.tables import DETREND, ENSEMBLE, ZEROPOINTS
 from skylake.profile import Profile, ProfileError
 from skylake.robust import MAD_TO_SIGMA
 from skylake.schema import conform
@@ -62,71 +65,6 @@ FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "
                  "wcs_source"]
 #: The spatial coefficients of an ensemble row, in the order of :func:`skylake.ensemble.solve.design`.
 TERM_COLUMNS = ["zp_offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv"]
-#: Parameters EPD can regress on (``[ensemble] epd_params``).
-EPD_PARAMS = ("x", "y", "fwhm", "bkg", "airmass", "hour_angle")
-
-
-@dataclass(frozen=True)
-class EnsembleOptions:
-    """The stage's own settings of a profile's ``[ensemble]`` (beside :class:`EnsembleSettings`).
-
-    Parameters
-    ----------
-    enabled : bool
-        Solve this profile's nights at all.
-    match_radius_px : float
-        Detections on different frames within this many pixels (at the field's median scale) are one star.
-    saturation_fraction : float
-        Points whose raw peak reaches this fraction of the frame's saturation take no part (non-linear).
-    detrend : bool
-        Fit EPD and TFA.
-    epd_params : list of str
-        Parameters of EPD, from :data:`EPD_PARAMS`.
-    detrend_min_points : int
-        Stars with fewer points in the night are not detrended.
-    detrend_window : int
-        Running-median window (points) of the signal reconstruction; 0 for plain EPD/TFA.
-    detrend_alpha : float
-        Significance a star's trend must reach to be removed (F-test).
-    max_templates : int
-        TFA template stars at most.
-    read_noise_adu : float
-        The camera's read noise, ADU per pixel (for the expected noise of the noise diagram; 0: unknown).
-    telescope_diameter_m : float
-        The telescope's aperture, m (for the scintillation of the noise diagram; 0: unknown).
-    """
-
-    enabled: bool = True
-    match_radius_px: float = 1.5
-    saturation_fraction: float = 0.9
-    detrend: bool = True
-    epd_params: tuple = ("x", "y", "fwhm", "bkg", "airmass")
-    detrend_min_points: int = 20
-    detrend_window: int = 15
-    detrend_alpha: float = 1e-3
-    max_templates: int = 200
-    read_noise_adu: float = 0.0
-    telescope_diameter_m: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "epd_params", tuple(self.epd_params))
-        bad = [p for p in self.epd_params if p not in EPD_PARAMS]
-        if bad:
-            raise ValueError(f"ensemble.epd_params: unknown {bad}; allowed: {list(EPD_PARAMS)}")
-        for name in ("enabled", "detrend"):  # not a table
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ensemble.{name} must be true or false, got {getattr(self, name)!r}")
-        for name, lo, hi in (("match_radius_px", 0.1, 50.0), ("saturation_fraction", 0.1, 10.0),
-                             ("detrend_alpha", 1e-12, 1.0), ("read_noise_adu", 0.0, 1e5),
-                             ("telescope_diameter_m", 0.0, 50.0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise ValueError(f"ensemble.{name} must be a number in [{lo}, {hi}], got {v!r}")
-        for name, lo, hi in (("detrend_min_points", 5, 10**9), ("detrend_window", 0, 10**6),
-                             ("max_templates", 0, 10**6)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"ensemble.{name} must be an integer in [{lo}, {hi}], got {v!r}")
 
 
 def settings_of(profile: Profile) -> tuple[EnsembleOptions, EnsembleSettings]:
@@ -330,7 +268,7 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
         return out
     if run is None:
         return {**out, "detrend": trend}
-    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.parquet import parquet_bytes
 
     store = Storage(lake_root)
     rel = f"{run}/detrend-{night}-{fid_field}-{uuid.uuid4().hex[:8]}.parquet"
@@ -455,7 +393,7 @@ def ensemble(lake: Lake | str | os.PathLike, night: str | None = None, since: st
     ``client``: a dask distributed Client for the tasks (None: this process). ``redo``: solve again nights
     already solved with the same inputs. ``profile`` overrides the profile frames were ingested with.
     """
-    from skylake.lake.profiles import frames_profile
+    from skylake.profile_store import frames_profile
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     lake.check_writable()
@@ -562,7 +500,6 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
 
 def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, report: EnsembleReport) -> None:
     """Replace the nights' ensemble and detrend rows (of ``frame_ids``) with the results, in one commit."""
-    from skylake.calib.store import stage_without
 
     rows = pd.concat([r["rows"] for r in results], ignore_index=True)
     ids = np.fromiter(frame_ids, np.int64)
@@ -575,8 +512,8 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
         def of_frames(table: pa.Table) -> np.ndarray:
             return np.isin(table.column("frame_id").to_numpy(), ids)
 
-        stage_without(tx, ENSEMBLE, of_frames, nights=night_names)
-        stage_without(tx, DETREND, of_frames, nights=night_names)
+        tables.get(ENSEMBLE).remove_where(tx, of_frames, nights=night_names)
+        tables.get(DETREND).remove_where(tx, of_frames, nights=night_names)
         now = _now()
         staged = rows.assign(batch_id=tx.batch_id, computed_at=now)
         tx.stage_nights(ENSEMBLE, conform(pa.Table.from_pandas(staged.drop(columns="night"), preserve_index=False),

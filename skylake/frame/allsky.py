@@ -289,3 +289,18 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
         rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""),
                                                       "no catalogue star expected: cloud fraction unknown"]))
     return cols, {STREAKS: streaks, MAPS: _map_rows(res, settings.nside)}
+
+
+def reflag_streaks(trails: dict, frame_id: int, rows):
+    """``rows`` (a frame's sources) with ON_STREAK set again from the frame's real trails alone, when
+    ``trails`` (frame id -> Table of x1, y1, x2, y2, width) has the frame: the commit found some of the
+    frame task's detections to be static artefacts. Other frames' rows are returned as they are."""
+    import pyarrow as pa
+
+    from skylake.frame.streaks import flag_on_streaks
+
+    if frame_id not in trails:
+        return rows
+    on = flag_on_streaks(rows.column("x").to_numpy(), rows.column("y").to_numpy(), trails[frame_id])
+    flags = (rows.column("flags").to_numpy() & ~ON_STREAK) | np.where(on, ON_STREAK, 0)
+    return rows.set_column(rows.schema.get_field_index("flags"), "flags", pa.array(flags.astype(np.int32)))

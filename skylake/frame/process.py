@@ -8,13 +8,16 @@ lists them); an unexpected failure is logged as one WARNING line, with its trace
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from skylake.paths import stored_path
 from skylake.errors import FrameRejected
 from skylake.frame import astrometry, extract, header, quality, reading
 from skylake.lake import tables
@@ -85,23 +88,6 @@ def rejected_result(path: str, profile: Profile, kind: str, reason: str) -> Fram
     """A rejected frame for a file that could not be processed at all (e.g. its worker died); identified
     by its path and ``kind``, so a later ingest tries it again."""
     return FrameResult(_path_record(kind, stored_path(path), profile, reason))
-
-
-def stored_path(path: str) -> str:
-    """``path`` as it can be stored (Parquet strings are UTF-8): itself, or with the bytes that are not
-    UTF-8 (a name Python decoded with surrogateescape) written as backslash escapes.
-
-    >>> stored_path("/data/caf\udce9.fits")
-    '/data/caf\\xe9.fits'
-    """
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        try:
-            return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:  # lone surrogates that did not come from bytes
-            return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _unexpected(exc: BaseException, where: str) -> str:
@@ -273,3 +259,25 @@ def _process_file(path: str, shown: str, profile: Profile, raw: bytes | None,
         rec["processing_s"] = time.perf_counter() - t0
         results.append(FrameResult(rec, cols, extras=extras if rec["status"] != "rejected" else {}))
     return results
+
+
+# -- the night of a frame row ---------------------------------------------------------------------
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-?([01]\d)-?([0-3]\d)(?!\d)")
+
+
+def night_from_path(path: str) -> str | None:
+    """The night a file's name (or, failing that, its nearest directory) gives, e.g. ``z_e_20130610_210``
+    or ``2013-06-10/``; None when no part of the path holds a valid date. Used only for frames rejected
+    before any time was read, so that they land in a real night's partition."""
+    for part in reversed(str(path).replace("\\", "/").split("/")):
+        for m in _NAME_DATE.finditer(part):
+            try:
+                return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
+            except ValueError:
+                continue
+    return None
+
+
+def frame_night(record: dict) -> str | None:
+    """A frame row's night: from its time when known, else from its path (rejected frames only)."""
+    return record.get("night") or night_from_path(record.get("path") or "")

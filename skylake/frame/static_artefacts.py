@@ -138,3 +138,4 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
                      else -1})
     found.artefacts = pd.DataFrame(rows, columns=cols + ["first_result"])
     return found
+

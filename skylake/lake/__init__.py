@@ -1,5 +1,22 @@
-"""The lake on disk: storage primitives, the commit log, the HATS source table and the frames table."""
+"""The lake on disk: storage, the commit log, transactions, snapshots and the table registry.
 
-from skylake.lake.lake import Lake, LakeConfig, Transaction
+It knows files, partitions and commits, never what a product means: product packages (``frame``,
+``calib``, ``objects``, ``maps``, ``allsky``, ``ensemble``, ``db``) import it, never the reverse
+(tests/test_imports.py checks). Modules:
 
-__all__ = ["Lake", "LakeConfig", "Transaction"]
+- :mod:`~skylake.lake.storage`: one filesystem (local or fsspec) with atomic put-if-absent and rename;
+- :mod:`~skylake.lake.log`: the commit log's entries and file actions, batch names;
+- :mod:`~skylake.lake.transaction`: staging files and the commit point;
+- :mod:`~skylake.lake.lake`: opening, reading, publishing and recovering a lake;
+- :mod:`~skylake.lake.snapshot` and :mod:`~skylake.lake.history`: time travel and vacuum;
+- :mod:`~skylake.lake.tables` (from ``schemas/``), :mod:`~skylake.lake.nights`, :mod:`~skylake.lake.hats_meta`:
+  the registry and the two partitionings (nights, HEALPix);
+- :mod:`~skylake.lake.parquet`, :mod:`~skylake.lake.pieces`, :mod:`~skylake.lake.frame_index`,
+  :mod:`~skylake.lake.counts`, :mod:`~skylake.lake.compact`: files, workers' pieces, indexes, totals.
+"""
+
+from skylake.lake.lake import Lake, LakeConfig
+from skylake.lake.snapshot import Snapshot, open_lake
+from skylake.lake.transaction import Transaction
+
+__all__ = ["Lake", "LakeConfig", "Snapshot", "Transaction", "open_lake"]

@@ -25,7 +25,8 @@ from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
 from skylake.errors import LakeError
 from skylake.lake import hats_meta
-from skylake.lake.lake import FRAMES, SOURCES, Lake
+from skylake.lake.lake import Lake
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)

@@ -159,7 +159,7 @@ def _nights_gained(lake, adds, removes) -> int:
 def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
     """Zeropoint rows by (refcat, status), and frames with at least one row per refcat: a frame's rows
     all live in its night, so the published rows of the changed frames are read from those nights only."""
-    from skylake.lake.lake import UNKNOWN_NIGHT, night_filter
+    from skylake.lake.nights import UNKNOWN_NIGHT, night_filter
 
     nights = sorted({n for _, _, ns in zp_changes for n in ns})
     ids = sorted({int(f) for _, d, _ in zp_changes for f in d.column("frame_id").to_pylist()})
@@ -186,7 +186,7 @@ def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
 def from_tables(lake, version: int) -> dict:
     """The checkpoint computed from the tables (reads them whole: once per lake, or in tests)."""
     from skylake.lake.hats_meta import count_partitions
-    from skylake.lake.lake import night_partition
+    from skylake.lake.nights import night_partition
 
     new = empty()
     new["version"] = version
@@ -196,7 +196,7 @@ def from_tables(lake, version: int) -> dict:
     changes.add(FRAMES, frames, nights)
     new = apply(lake, new, changes, [], [], version)
     new["nights"] = len(set(nights))
-    new["partitions"] = lake.partitions() if hasattr(lake, "partitions") else count_partitions(lake.store)
+    new["partitions"] = lake.partitions() if hasattr(lake, "partitions") else count_partitions(lake.store, SOURCES)
     new["files"] = {t: len(lake.live_files(t)) for t in FILE_TABLES if lake.live_files(t)}
     new["rows"] = rows_from_files(lake)
     zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp_status"])

@@ -113,7 +113,7 @@ def lookup_results(lake, records) -> pa.Table:
 def _from_frames(lake) -> pa.Table:
     """The index rebuilt from the frames table (a lake made before the index, or in tests)."""
     frames = lake.read_frames(columns=[c for c in COLUMNS if c != "night"] + ["night"])
-    from skylake.lake.lake import night_partition
+    from skylake.lake.nights import night_partition
 
     nights = [night_partition(n) for n in frames.column("night").to_pylist()]
     return rows_for(frames.drop_columns(["night"]), nights)
@@ -165,7 +165,7 @@ def rewrite_buckets(item: tuple[list[str], dict[str, pa.Table]], lake_root: str,
     """A task: rewrite the buckets ``item[0]``, adding the rows ``item[1]`` gives each and dropping the
     frame ids ``dropped_ids``, as one file staged in batch ``batch_id`` per bucket. Returns the file
     actions: ("remove", rel, rows, 0) for each live file, ("add", rel, rows, bytes) for each new one."""
-    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.log import staging_path
     from skylake.lake.storage import Storage
 

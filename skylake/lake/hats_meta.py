@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import skylake
 from skylake.lake.storage import Storage
-from skylake.lake.tables import SOURCES
 
 if TYPE_CHECKING:  # hats itself is imported where used: its package import costs ~1 s of start-up
     from hats.pixel_math import HealpixPixel
@@ -142,14 +141,14 @@ def skymap_histogram(h29: np.ndarray) -> np.ndarray:
                        minlength=order2npix(SKYMAP_ORDER)).astype(np.int64)
 
 
-def count_partitions(store: Storage, catalog: str = SOURCES) -> int:
+def count_partitions(store: Storage, catalog: str) -> int:
     """Rows of ``partition_info.csv`` (one per partition), read without importing hats (for ``status``)."""
     if not store.exists(f"{catalog}/partition_info.csv"):
         return 0
     return sum(1 for line in store.read_text(f"{catalog}/partition_info.csv").splitlines()[1:] if line.strip())
 
 
-def read_partitions(store: Storage, catalog: str = SOURCES) -> list[HealpixPixel]:
+def read_partitions(store: Storage, catalog: str) -> list[HealpixPixel]:
     from hats.catalog import PartitionInfo
 
     if not store.exists(f"{catalog}/partition_info.csv"):
@@ -157,7 +156,7 @@ def read_partitions(store: Storage, catalog: str = SOURCES) -> list[HealpixPixel
     return PartitionInfo.read_from_csv(store.full(f"{catalog}/partition_info.csv")).get_healpix_pixels()
 
 
-def read_skymap(store: Storage, catalog: str = SOURCES) -> np.ndarray:
+def read_skymap(store: Storage, catalog: str) -> np.ndarray:
     from hats.io import file_io
 
     if not store.exists(f"{catalog}/skymap.fits"):
@@ -166,7 +165,7 @@ def read_skymap(store: Storage, catalog: str = SOURCES) -> np.ndarray:
 
 
 def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel], total_rows: int,
-                   skymap: np.ndarray, schema: pa.Schema, catalog: str = SOURCES, catalog_type: str = "source",
+                   skymap: np.ndarray, schema: pa.Schema, catalog: str, catalog_type: str = "source",
                    id_column: str = "source_id") -> list[str]:
     """Write the catalog metadata files into ``out_rel`` (a staging copy of ``sources/``, or of another
     catalog of the lake: ``objects/``, whose rows are identified by ``id_column``).

@@ -29,7 +29,7 @@ rows move between partitions (a split) is swapped whole. So a reader listing the
 DuckDB) never sees a row twice; only a plain ingest's new files appear one by one.
 
 Removed files are not deleted but moved out of the tables into ``_skylake/removed/<version>/``, so
-``Lake.open(url, version=N)`` reads exactly the rows of commit N (a read-only
+``open_lake(url, version=N)`` reads exactly the rows of commit N (a read-only
 :class:`~skylake.lake.snapshot.Snapshot`; :mod:`skylake.lake.history` has the layout) until
 ``skylake vacuum`` deletes what no kept version needs (:func:`skylake.lake.snapshot.vacuum`).
 
@@ -41,37 +41,30 @@ HATS catalogue or another lake, or a non-empty directory: each with a one-line
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import io
 import json
 import logging
 import os
 import posixpath
-import socket
 import time
 import uuid
 from dataclasses import dataclass, fields
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
-from skylake.lake import counts, faults, frame_index, hats_meta, history, pieces
+from skylake.lake import counts, faults, frame_index, history, pieces
 from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
                               staging_path)
+from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
-from skylake.lake.tables import (FRAMES, SOURCES, UNKNOWN_NIGHT, night_dir, night_of,  # noqa: F401 (re-exported)
-                                 night_partition, night_partitions)
+from skylake.lake.tables import FRAMES, SOURCES
+from skylake.lake.transaction import Transaction
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-#: zstd level for batch files: level 3 writes ~7x faster than hats' default 15 for ~3 % more disk.
-BATCH_ZSTD_LEVEL = 3
 #: How long a reader waits for another writer (holding the lock) to finish publishing a commit [s].
 CATCH_UP_WAIT_S = 10.0
 #: Namespace of the lake ids derived for lakes created before ``lake.json`` held one.
@@ -152,37 +145,6 @@ def _is_hats_properties(path: str) -> bool:
                for line in head.splitlines())
 
 
-def night_filter(nights) -> pc.Expression:
-    """A filter on the ``night`` partition (read only those directories); None stands for unknown."""
-    nights = list(nights)
-    named = sorted({n for n in nights if isinstance(n, str)})  # NaN/None/NA: the unknown night
-    known = pc.field("night").isin(pa.array(named, pa.string()))
-    if any(not isinstance(n, str) for n in nights):
-        return known | pc.field("night").is_null()
-    return known
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def new_batch_id(operation: str = "ingest") -> str:
-    """Unique, time-sortable name for a batch's files."""
-    return f"{_now():%Y%m%dT%H%M%S}-{operation}-{uuid.uuid4().hex[:10]}"
-
-
-def rewritten_rel(rel: str, batch_id: str, k: int) -> str:
-    """Where batch ``batch_id`` stages what it keeps of the ``k``-th file ``rel`` it rewrites: beside it."""
-    return f"{posixpath.dirname(rel)}/{batch_id}-rewrite{k}.parquet"
-
-
-def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group_size: int | None = None) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", compression_level=zstd_level, write_statistics=True,
-                   row_group_size=row_group_size)
-    return sink.getvalue()
-
-
 class Lake:
     """A skylake lake at ``url`` (a local directory; other fsspec URLs for reading)."""
 
@@ -236,14 +198,12 @@ class Lake:
         return cls.open(url)
 
     @classmethod
-    def open(cls, url: str | os.PathLike, catch_up: bool = True, version: int | None = None) -> "Lake":
+    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> "Lake":
         """Open the lake at ``url``, validating ``lake.json`` and the log's published version, and (with
         ``catch_up``) finish publishing a commit an interrupted writer left (:meth:`catch_up`), now and
         before every ``read_*``. ``catch_up=False`` reads the tables exactly as they are on disk.
 
-        ``version=N`` returns a read-only :class:`~skylake.lake.snapshot.Snapshot` whose readers see
-        exactly the rows of commit N (time travel); a version that is not committed, not yet published
-        or vacuumed is a one-line :class:`LakeError` naming it and the versions kept."""
+        An older version (time travel) is opened by :func:`skylake.lake.open_lake` (``version=N``)."""
         store = Storage(str(url))
         if store.is_local and not os.path.isdir(store.root):
             what = "is a file" if os.path.exists(store.root) else "does not exist"
@@ -260,10 +220,6 @@ class Lake:
         lake.auto_catch_up = catch_up
         if catch_up:
             lake.catch_up()
-        if version is not None:
-            from skylake.lake.snapshot import Snapshot
-
-            return Snapshot.at(lake, version)
         return lake
 
     @property
@@ -650,235 +606,3 @@ class Lake:
     def _lost(self, entry: Entry, rel: str) -> LakeError:
         return LakeError(f"commit {entry.version} of lake {self.url} lists {rel}, but neither its staged nor its "
                          "published copy exists; the lake has lost data (restore from backup)")
-
-
-class Transaction:
-    """One batch: stage data files, then :meth:`commit` them atomically. Only valid inside
-    :meth:`Lake.transaction` (which holds the lock and has recovered the lake)."""
-
-    def __init__(self, lake: Lake, operation: str):
-        self.lake = lake
-        self.operation = operation
-        self.batch_id = new_batch_id(operation)
-        self.base = lake.log.latest()
-        self.next_frame_id = self.base.next_frame_id if self.base else 1
-        self.adds: list[FileAction] = []
-        self.removes: list[FileAction] = []
-        self.skymap_delta = hats_meta.empty_skymap()
-        self.new_partitions: set = set()
-        self.dropped_partitions: set = set()
-        self.partitions = hats_meta.read_partitions(lake.store)
-        self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
-        #: tables whose rows this batch never moves between directories (each rewritten directory keeps its
-        #: own rows): their directories are swapped one by one, never the whole table (see :meth:`_swaps`)
-        self.in_place: set[str] = set()
-        #: tables whose rows this batch may move from one directory to another: a directory that only loses
-        #: files while others gain them makes the whole table swap (else a moved row is briefly seen twice)
-        self.moving: set[str] = set()
-        self.entry: Entry | None = None  # set at the commit point
-        self.bytes_staged = 0
-        # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
-        self.index_added: list[pa.Table] = []
-        self.index_dropped: tuple[set[int], set[str]] = (set(), set())
-        self.count_changes = counts.Changes()  # rows of frames and zeropoints added and dropped, for status
-        self.runner = None  # a skylake.runtime.Runner: where writer tasks run (None: in this process)
-
-    def full_error(self, exc: BaseException) -> LakeFullError:
-        """The one-line error for a full device during this transaction, saying what state the lake is in."""
-        lake = self.lake
-        rel, nbytes = getattr(exc, "rel", None), getattr(exc, "nbytes", None)
-        what = (f"writing {nbytes} bytes to {rel}" if nbytes is not None else f"writing {rel}" if rel
-                else "writing the batch" if self.entry is None else "publishing it")
-        staged = f"{self.bytes_staged} bytes already staged"
-        if self.entry is None:
-            state = (f"nothing was committed and the staged batch was removed ({staged}); free at least "
-                     f"{self.bytes_staged + (nbytes or 0)} bytes and re-run")
-        else:
-            state = (f"commit {self.entry.version} is in the log but not fully published; the next skylake command "
-                     "publishes it once space is freed")
-        err = LakeFullError(f"no space left on the device of lake {lake.url} {what} ({self.operation} batch "
-                            f"{self.batch_id}): {state}")
-        err.rel, err.nbytes = rel, nbytes
-        return err
-
-    def allocate_frame_ids(self, n: int) -> np.ndarray:
-        ids = np.arange(self.next_frame_id, self.next_frame_id + n, dtype=np.int64)
-        self.next_frame_id += n
-        return ids
-
-    def stage(self, table: str, path: str, data: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL,
-              row_group_size: int | None = None):
-        """Write ``data`` as ``table/path`` into this batch's staging area."""
-        action = FileAction(table=table, path=path, rows=data.num_rows)
-        blob = parquet_bytes(data, zstd_level, row_group_size)
-        self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path), blob)
-        self.bytes_staged += len(blob)
-        self.adds.append(action)
-
-    def add_staged(self, table: str, path: str, rows: int):
-        """Count a data file a task already wrote at ``staging/<batch>/<table>/<path>`` into this batch."""
-        self.adds.append(FileAction(table=table, path=path, rows=rows))
-
-    def stage_file(self, rel: str, data: bytes):
-        """Stage a small lake-relative file (not a table's data) that replaces its published copy at publish."""
-        self.lake.store.write_bytes(staging_path(self.batch_id, rel), data)
-        if rel not in self.metadata:
-            self.metadata.append(rel)
-
-    def remove(self, table: str, path: str, rows: int):
-        self.removes.append(FileAction(table=table, path=path, rows=rows))
-
-    def rewrite_without(self, table: str, rels, drop, schema: str | None = None) -> int:
-        """Remove rows from published files, the only way rows ever leave the lake (``--redo``, a
-        recalibration, a map made again): each file ``rels`` of ``table`` (relative to the table)
-        holding rows for which ``drop(data)`` (a boolean array) is true is removed in this batch, and
-        its other rows are staged beside it. ``schema`` names the file's schema when it is not the
-        table's. Returns the number of rows dropped."""
-        dropped = 0
-        for k, rel in enumerate(rels):
-            data = pq.read_table(self.lake.path(f"{table}/{rel}"), schema=table_schema(schema or table))
-            gone = np.asarray(drop(data), dtype=bool)
-            if not gone.any():
-                continue
-            dropped += int(gone.sum())
-            self.remove(table, rel, data.num_rows)
-            if table in counts.KEEP:
-                night = night_of(rel)
-                self.count_changes.add(table, data.filter(pa.array(gone)), [night] * int(gone.sum()), sign=-1)
-            if table == FRAMES:
-                rows = data.filter(pa.array(gone))
-                self.index_dropped[0].update(rows.column("frame_id").to_pylist())
-                self.index_dropped[1].update(frame_index.bucket_of(h, k) for h, k in zip(
-                    rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist()))
-            if table == SOURCES:
-                self.skymap_delta -= hats_meta.skymap_histogram(data.column("_healpix_29").to_numpy()[gone])
-            if not gone.all():
-                self.stage(table, rewritten_rel(rel, self.batch_id, k), data.filter(pa.array(~gone)))
-        return dropped
-
-    def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
-        """Split ``sources`` by partition, sort each piece by ``_healpix_29``, and stage one file per pixel
-        (in this process; ingest's writer tasks do the same on workers: :mod:`skylake.lake.pieces`)."""
-        if sources.num_rows == 0:
-            return
-        h29 = sources.column("_healpix_29").to_numpy()
-        order = hats_meta.order_for_frames(h29, sources.column("frame_id").to_numpy(), self.lake.config.partition_order)
-        for pixel, rows in pieces.split_by_partition(sources, self.partitions + sorted(self.new_partitions), order):
-            if pixel not in self.partitions:
-                self.new_partitions.add(pixel)
-            self.stage(SOURCES, f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet",
-                       rows, zstd_level)
-        self.skymap_delta += hats_meta.skymap_histogram(h29)
-
-    def add_staged_sources(self, staged: "pieces.StagedSources"):
-        """Record source files a writer task staged in this batch's staging area (:mod:`skylake.lake.pieces`)."""
-        from hats.pixel_math import HealpixPixel
-
-        for rel, rows, nbytes in staged.files:
-            self.adds.append(FileAction(table=SOURCES, path=rel, rows=rows))
-            self.bytes_staged += nbytes
-        for order, pixel in staged.new_partitions:
-            self.new_partitions.add(HealpixPixel(order, pixel))
-        np.add.at(self.skymap_delta, staged.skymap_pixels, staged.skymap_rows)
-
-    def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
-        """Stage frame rows, one file per night (``nights`` gives each row's night), and their index rows."""
-        self.stage_nights(FRAMES, frames, nights, name)
-        self.index_added.append(frame_index.rows_for(frames, [night_partition(n) for n in nights]))
-
-    def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
-        """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
-        nights_arr = night_partitions(nights)
-        self.count_changes.add(table, data, nights_arr.tolist())
-        for night in sorted(set(nights_arr)):
-            rows = np.flatnonzero(nights_arr == night)
-            self.stage(table, f"{night_dir(night)}/{name or self.batch_id}.parquet", data.take(rows))
-
-    def commit(self, summary: dict | None = None) -> Entry | None:
-        """Commit everything staged as one atomic step, then publish it. Returns the log entry, or
-        None when there was nothing to commit."""
-        if not self.adds and not self.removes and not self.metadata:
-            return None
-        if self.index_added or self.index_dropped[0]:
-            frame_index.stage_changes(self, self.index_added, *self.index_dropped)
-            self.index_added, self.index_dropped = [], (set(), set())
-        self._stage_counts()
-        store, lake = self.lake.store, self.lake
-        base_sources = self.base.sources_rows if self.base else 0
-        base_frames = self.base.frames_rows if self.base else 0
-        d_sources = sum(a.rows for a in self.adds if a.table == SOURCES) - sum(
-            r.rows for r in self.removes if r.table == SOURCES)
-        d_frames = sum(a.rows for a in self.adds if a.table == FRAMES) - sum(
-            r.rows for r in self.removes if r.table == FRAMES)
-        metadata = []
-        if any(a.table == SOURCES for a in self.adds + self.removes):
-            partitions = sorted((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
-            skymap = hats_meta.read_skymap(store) + self.skymap_delta
-            names = hats_meta.write_metadata(store, staging_path(self.batch_id, SOURCES), partitions,
-                                             base_sources + d_sources, skymap, table_schema(SOURCES))
-            metadata = [f"{SOURCES}/{n}" for n in names]
-        metadata += self.metadata
-        for directory in sorted({posixpath.dirname(staging_path(self.batch_id, a.lake_path)) for a in self.adds}):
-            store.fsync_dir(directory)
-        faults.point("before_commit")
-        entry = Entry(
-            swaps=self._swaps(),
-            version=(self.base.version if self.base else 0) + 1,
-            batch_id=self.batch_id,
-            operation=self.operation,
-            committed_at=_now().isoformat(),
-            adds=self.adds,
-            removes=self.removes,
-            metadata=metadata,
-            next_frame_id=self.next_frame_id,
-            sources_rows=base_sources + d_sources,
-            frames_rows=base_frames + d_frames,
-            summary={"host": socket.gethostname(), "pid": os.getpid(), **(summary or {})},
-        )
-        if not lake.log.append(entry):
-            # The writer lock makes this unreachable unless a writer ignored the lock: refuse loudly.
-            raise LakeError(f"commit version {entry.version} was taken by another writer; batch "
-                            f"{self.batch_id} is left staged and will be rolled back by `skylake repair`")
-        self.entry = entry
-        faults.point("after_commit")
-        lake._publish(entry)
-        return entry
-
-    def _stage_counts(self):
-        """The running totals after this batch (:mod:`skylake.lake.counts`), when it changes them."""
-        files = any(a.table in counts.FILE_TABLES or counts.rows_table(a.table, a.path)
-                    for a in self.adds + self.removes)
-        if not (self.count_changes or files) or counts.COUNTS in self.metadata:
-            return
-        base = counts.read(self.lake)
-        if base is None:  # a lake made before the checkpoint: status reads the tables until it is built
-            return
-        version = (self.base.version if self.base else 0) + 1
-        partitions = None
-        if any(a.table == SOURCES for a in self.adds + self.removes):
-            partitions = len((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
-        self.stage_file(counts.COUNTS, counts.dumps(
-            counts.apply(self.lake, base, self.count_changes, self.adds, self.removes, version, partitions)))
-        self.count_changes = counts.Changes()
-
-    def _swaps(self) -> list[str]:
-        """Directories to publish whole (see :meth:`Lake._publish_dir`), decided from this batch alone.
-
-        A table that loses files and gains files in a directory that loses none (a split partition's
-        children; a rewrite whose rows land elsewhere) is swapped whole: its rows may move between
-        directories, and only one exchange of the table keeps a reader from seeing them twice (and
-        keeps lsdb's partition_info.csv in step with the directories), unless the batch says its rows stay
-        where they are (``in_place``: the frame index, appended LAKE/lightcurves); so is a table whose rows
-        the batch may move (``moving``: LAKE/objects) when a directory only loses files while others gain
-        them. Otherwise each directory that
-        both loses and gains files (a compacted partition, a rewritten night) is swapped alone; files
-        added elsewhere are plain renames.
-        """
-        swaps = []
-        for table in sorted({r.table for r in self.removes}):
-            add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
-            rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
-            whole = (add_dirs - rem_dirs or (table in self.moving and add_dirs and rem_dirs - add_dirs)) \
-                and table != frame_index.INDEX and table not in self.in_place
-            swaps += [table] if whole else sorted(add_dirs & rem_dirs)
-        return swaps

@@ -19,9 +19,11 @@ Everything read here is validated: a corrupt entry or ``published`` file raises 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import posixpath
 import re
+import uuid
 from dataclasses import dataclass, field, fields
 
 from skylake.errors import LakeError
@@ -174,3 +176,18 @@ class CommitLog:
 
     def set_published(self, version: int):
         self.store.write_atomic(PUBLISHED, f"{version}\n".encode())
+
+
+def utc_now() -> dt.datetime:
+    """Now, in UTC (commit and batch times)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_batch_id(operation: str = "ingest") -> str:
+    """Unique, time-sortable name for a batch's files."""
+    return f"{utc_now():%Y%m%dT%H%M%S}-{operation}-{uuid.uuid4().hex[:10]}"
+
+
+def rewritten_rel(rel: str, batch_id: str, k: int) -> str:
+    """Where batch ``batch_id`` stages what it keeps of the ``k``-th file ``rel`` it rewrites: beside it."""
+    return f"{posixpath.dirname(rel)}/{batch_id}-rewrite{k}.parquet"

@@ -127,7 +127,7 @@ def write_piece(store: Storage, run: str, frame_key: str, sources: dict[str, np.
 
     Returns the piece's lake-relative path, its rows per pixel at ``order`` and its size in bytes.
     """
-    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.parquet import parquet_bytes
 
     n = len(sources["_healpix_29"])
     table = conform({**sources, "frame_id": np.zeros(n, np.int64), "source_id": np.arange(n, dtype=np.int64)},
@@ -211,17 +211,17 @@ def split_by_partition(sources: pa.Table, partitions, order: int):
 
 
 def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, sources_per_frame: int,
-                  name: str | None = None, zstd_level: int | None = None, trails: dict | None = None) -> StagedSources:
+                  name: str | None = None, zstd_level: int | None = None, amend=None) -> StagedSources:
     """A writer task: read ``plan``'s pieces, keep the rows of the pixels it owns, give them their ids
     (``frame_id * sources_per_frame + detection number``), and stage one file per partition in batch
     ``batch_id``'s staging area. Re-running it (a worker died) rewrites the same files.
 
-    ``trails`` (frame id -> the frame's real trails, a Table of x1, y1, x2, y2, width) flags those frames'
-    sources ON_STREAK again from them alone: the commit found some of the frame task's detections to be
-    static artefacts (:mod:`skylake.frame.static_artefacts`)."""
+    ``amend(frame_id, rows) -> rows``, when given, is applied to each frame's rows before they get their
+    ids: a product's last change to rows the frame task wrote (the storage layer does not know what it
+    changes; ingest re-flags streaks with it, :func:`skylake.frame.allsky.reflag_streaks`)."""
     from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
-    from skylake.lake.lake import BATCH_ZSTD_LEVEL, parquet_bytes
+    from skylake.lake.parquet import BATCH_ZSTD_LEVEL, parquet_bytes
 
     store = Storage(lake_root)
     schema = table_schema(SOURCES)
@@ -233,13 +233,8 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
         if not mine.all():
             data = data.filter(pa.array(mine))
         fid = np.int64(frame_id)
-        if trails and int(frame_id) in trails:
-            from skylake.frame.allsky import ON_STREAK
-            from skylake.frame.streaks import flag_on_streaks
-
-            on = flag_on_streaks(data.column("x").to_numpy(), data.column("y").to_numpy(), trails[int(frame_id)])
-            flags = (data.column("flags").to_numpy() & ~ON_STREAK) | np.where(on, ON_STREAK, 0)
-            data = data.set_column(schema.get_field_index("flags"), "flags", pa.array(flags.astype(np.int32)))
+        if amend is not None:
+            data = amend(int(frame_id), data)
         data = data.set_column(schema.get_field_index("frame_id"), "frame_id",
                                pa.array(np.full(data.num_rows, fid, np.int64)))
         data = data.set_column(schema.get_field_index("source_id"), "source_id",

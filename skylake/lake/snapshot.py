@@ -1,6 +1,6 @@
 """Time travel and vacuum: read the lake as it was at a commit, and delete what no kept version needs.
 
-``Lake.open(url, version=N)`` returns a :class:`Snapshot`: a read-only lake whose ``read_*`` and
+``open_lake(url, version=N)`` returns a :class:`Snapshot`: a read-only lake whose ``read_*`` and
 ``*_dataset`` methods read exactly the data files of commit N (:func:`skylake.lake.history.files_at`),
 wherever they are now: still live, or retained under ``_skylake/removed/<v>/`` by the later commit v
 that removed them. ``skylake vacuum LAKE --retain DAYS`` (:func:`vacuum`) deletes the retained files
@@ -24,9 +24,11 @@ import pyarrow.fs as pafs
 
 from skylake.errors import LakeError
 from skylake.lake import history
-from skylake.lake.lake import SOURCES, UNKNOWN_NIGHT, Lake, _now
+from skylake.lake.lake import Lake
+from skylake.lake.log import utc_now as _now
+from skylake.lake.nights import UNKNOWN_NIGHT
 from skylake.lake.log import STAGING_DIR
-from skylake.lake.tables import OBJECTS
+from skylake.lake.tables import SOURCES, registry
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,14 @@ def _partition(rel: str, fields) -> pc.Expression | None:
                 else pc.field(name) == pa.scalar(value).cast(typ))
         expr = term if expr is None else expr & term
     return expr
+
+
+def open_lake(url, version: int | None = None, catch_up: bool = True) -> Lake:
+    """The lake at ``url`` (:meth:`Lake.open`), or with ``version=N`` a read-only :class:`Snapshot` whose
+    readers see exactly the rows of commit N (time travel); a version that is not committed, not yet
+    published or vacuumed is a one-line :class:`~skylake.errors.LakeError` naming it and the versions kept."""
+    lake = Lake.open(url, catch_up=catch_up)
+    return lake if version is None else Snapshot.at(lake, version)
 
 
 class Snapshot(Lake):
@@ -152,7 +162,7 @@ class Snapshot(Lake):
         """This version's data files of ``table`` (of ``nights`` only, when given), relative to it."""
         files = self.table_files(table)
         if nights is not None:
-            from skylake.lake.tables import night_dir
+            from skylake.lake.nights import night_dir
 
             parts = {night_dir(n) for n in nights}
             files = [f for f in files if posixpath.dirname(f) in parts]
@@ -246,7 +256,7 @@ def vacuum(lake: Lake, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool =
             f, s = history.tree_size(lake.store, history.version_dir(v))
             files += f
             size += s
-        changes = _objects_changes(lake, oldest)  # refresh reads whole partitions where one is missing
+        changes = _versioned_files(lake, oldest)  # refresh reads whole partitions where one is missing
         for rel in changes:
             files.append(rel)
             size += lake.store.fs.size(lake.store.full(rel))
@@ -268,18 +278,22 @@ def vacuum(lake: Lake, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool =
     return result
 
 
-def _objects_changes(lake: Lake, oldest: int) -> list[str]:
-    """The objects changes files (what each objects update changed, for refresh) of versions up to
-    ``oldest``: a database refreshed past them never reads them again, and one that is not yet reads
-    the partitions those updates touched whole instead."""
-    from skylake.objects.build import CHANGES_DIR
-
-    rel = f"{OBJECTS}/{CHANGES_DIR}"
-    if not lake.store.exists(rel):
-        return []
-    names = [n for n in lake.store.listdir(rel) if n.endswith(".parquet") and n.removesuffix(".parquet").isdigit()]
-    return sorted((f"{rel}/{n}" for n in names if int(n.removesuffix(".parquet")) <= oldest),
-                  key=lambda p: int(posixpath.basename(p).removesuffix(".parquet")))
+def _versioned_files(lake: Lake, oldest: int) -> list[str]:
+    """The per-version side files of versions up to ``oldest`` (``versioned_files`` in a table's schema:
+    ``<dir>/<version>.parquet``, e.g. what each objects update changed, for refresh): a summary database
+    refreshed past them never reads them again, and one that is not yet reads the partitions those
+    updates touched whole instead."""
+    out = []
+    for table in registry().values():
+        if not table.versioned_files:
+            continue
+        rel = f"{table.location}/{table.versioned_files}"
+        if not lake.store.exists(rel):
+            continue
+        names = [n for n in lake.store.listdir(rel) if n.endswith(".parquet") and n.removesuffix(".parquet").isdigit()]
+        out += sorted((f"{rel}/{n}" for n in names if int(n.removesuffix(".parquet")) <= oldest),
+                      key=lambda p: int(posixpath.basename(p).removesuffix(".parquet")))
+    return out
 
 
 def format_vacuum(result: dict) -> str:

@@ -23,6 +23,13 @@ and optionally
     the frame, ``--redo`` replaces them with it, and ``status`` counts them. A product that fails leaves a
     note on the frame, never costs it (skylake.frame.process). Adding such a product takes its schema (with
     this line) and its stage module, nothing else.
+``night_product: MODULE`` and ``inputs: [TABLE, ...]``
+    a *night product*: ``MODULE.run(night, inputs)`` returns the table's rows of one night from its input
+    tables' rows of that night; :mod:`skylake.night_products` rebuilds the nights whose inputs changed
+    (``--redo`` included). Adding one takes its schema, its module and its test, nothing else.
+``versioned_files: DIR``
+    the product writes one side file per commit, ``LOCATION/DIR/<version>.parquet`` (the objects' changes,
+    read by ``skylake refresh``); ``skylake vacuum`` removes those of vacuumed versions with them.
 
 Code names tables by the constants below (``tables.FRAMES``), never by a string literal
 (tests/test_tables.py checks), and reads a table's facts from :func:`get`.
@@ -34,11 +41,11 @@ import functools
 import importlib
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 import yaml
 
 from skylake.paths import project_dir
+from skylake.lake.nights import UNKNOWN_NIGHT, night_of
 from skylake.schema import table_spec
 
 # The tables every version of skylake has; product tables declared only in their schema need no constant.
@@ -60,41 +67,6 @@ REFCAT = "refcat"
 
 #: The ways a table is partitioned (``partition_by`` in its schema).
 PARTITIONINGS = ("healpix", "night", "none", "bucket")
-#: Partition of rows whose observing night is unknown (a frame rejected before any time was read). A
-#: plain name, so every reader takes it (pandas/pyarrow cannot unify hive's null partition with
-#: dictionaries); skylake's own readers turn it back into a null night.
-UNKNOWN_NIGHT = "unknown"
-#: The prefix of a night partition's directory.
-NIGHT_PREFIX = "night="
-
-
-def night_partition(night) -> str:
-    """The partition value of ``night``: the night itself, or :data:`UNKNOWN_NIGHT` (None, NaN, '')."""
-    return night if isinstance(night, str) and night else UNKNOWN_NIGHT
-
-
-def night_partitions(nights) -> np.ndarray:
-    """:func:`night_partition` of each of ``nights`` (a sequence, one per row), as an object array: one
-    call per distinct night, not per row."""
-    import pandas as pd
-
-    codes, uniq = pd.factorize(pd.Series(np.asarray(nights, dtype=object)), use_na_sentinel=True)
-    names = np.array([night_partition(n) for n in uniq] + [UNKNOWN_NIGHT], dtype=object)
-    return names[codes]  # code -1 (None, NaN): the last name
-
-
-def night_dir(night) -> str:
-    """The directory of ``night`` in a night table: ``night=YYYY-MM-DD`` or ``night=unknown``."""
-    return f"{NIGHT_PREFIX}{night_partition(night)}"
-
-
-def night_of(rel: str) -> str | None:
-    """The partition value (``YYYY-MM-DD`` or :data:`UNKNOWN_NIGHT`) of a night directory name, or of a
-    path whose first component is one (``night=2026-01-01/batch.parquet``); None for any other path."""
-    first = rel.split("/", 1)[0]
-    return first[len(NIGHT_PREFIX):] if first.startswith(NIGHT_PREFIX) else None
-
-
 #: Schema files that describe no lake table.
 NOT_TABLES = ("summary",)
 
@@ -108,6 +80,9 @@ class Table:
     location: str  # directory relative to the lake
     mirror: bool = False
     producer: str | None = None  # module of a frame product (``stage:`` in the schema)
+    versioned_files: str | None = None  # directory of per-commit side files (``versioned_files:``)
+    night_product: str | None = None  # module of a night product (``night_product:``)
+    inputs: tuple[str, ...] = ()  # the night tables a night product is built from (``inputs:``)
 
     @property
     def schema(self) -> pa.Schema:
@@ -146,8 +121,9 @@ class Table:
 
     def remove_where(self, tx, drop, nights=None) -> int:
         """Stage the removal of the rows for which ``drop(data)`` (a boolean array) is true, rewriting the
-        files holding them (of ``nights`` only, when given). Returns the rows dropped."""
-        return tx.rewrite_without(self.name, tx.lake.live_files(self.location, nights), drop)
+        files holding them (of ``nights`` only, when given). Returns the rows dropped. The one way rows
+        leave a table (its files are rewritten, in sorted order so that a re-run stages the same names)."""
+        return tx.rewrite_without(self.name, sorted(tx.lake.live_files(self.location, nights)), drop)
 
     def touched(self, entries) -> set:
         """The partitions the commits ``entries`` added files to or removed files from: nights (None for
@@ -180,10 +156,21 @@ def _load(name: str) -> Table:
         raise ValueError(f"{where}: a frame product (stage: {stage}) must be partition_by: night")
     if stage is not None and "frame_id" not in table_spec(name).names:
         raise ValueError(f"{where}: a frame product (stage: {stage}) needs a frame_id column (ingest fills it)")
+    night_product = doc.get("night_product")
+    inputs = tuple(doc.get("inputs", ["frames"] if night_product else []))
+    if night_product is not None:
+        if part != "night" or stage is not None:
+            raise ValueError(f"{where}: a night product (night_product: {night_product}) must be partition_by: night "
+                             "and no frame product")
+        schema = table_spec(name).schema
+        if "built_version" not in schema.names or schema.field("built_version").type != pa.int64():
+            raise ValueError(f"{where}: a night product needs an int64 built_version column (the lake version "
+                             "its inputs were read at)")
     if part == "night" and doc.get("location", name) != name:
         raise ValueError(f"{where}: a night table lives in LAKE/{name}; location {doc['location']!r} is not allowed")
     return Table(name=name, partition_by=part, location=doc.get("location", name), mirror=bool(doc.get("mirror")),
-                 producer=stage)
+                 producer=stage, versioned_files=doc.get("versioned_files"), night_product=night_product,
+                 inputs=inputs)
 
 
 @functools.cache

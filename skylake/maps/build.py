@@ -43,7 +43,8 @@ import pyarrow.compute as pc
 from skylake.calib.model import ASTRO_EXCLUDE, STAR_REJECTS, LatestPolicy, latest_calibration, pair_zeropoint
 from skylake.lake import Lake
 from skylake.horizon import altaz
-from skylake.lake.tables import FRAMES, SOURCES, night_of
+from skylake.lake.nights import night_of
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, equatorial_pixels, horizon_pixels,
                                     nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
@@ -167,7 +168,7 @@ def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = No
     frames = select_frames(lake, night, frame_id, since, until)
     scope = "frame" if (frame_id is not None or per_frame) else ("range" if (since or until) else "night")
     parts = []
-    from skylake.lake.profiles import frames_profile
+    from skylake.profile_store import frames_profile
 
     for name, group in frames.groupby("profile", sort=True, dropna=False):
         try:  # a profile's stored settings: those of its latest pipeline version among the frames
@@ -199,7 +200,7 @@ def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
 
     from skylake.lake import hats_meta
 
-    partitions = hats_meta.read_partitions(lake.store)
+    partitions = hats_meta.read_partitions(lake.store, SOURCES)
     if not partitions:
         return []
     orders = sorted({p.order for p in partitions})
@@ -337,7 +338,7 @@ def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str]
     so that no task and not the driver holds more than a share of the samples. Returns what the index
     needs (per map frame, map key and frame: night, mjd, calib_key, star and sky sample counts) and the
     groups written."""
-    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.pieces import PIECE_ZSTD_LEVEL
 
     store = Lake.open(spec["url"], catch_up=False).store

@@ -25,8 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from skylake.lake import Lake
-from skylake.lake.lake import UNKNOWN_NIGHT, _now
-from skylake.lake.tables import MAPS, MAPS_INDEX, get, night_dir, night_of, night_partition
+from skylake.lake.log import utc_now as _now
+from skylake.lake.nights import UNKNOWN_NIGHT
+from skylake.lake.nights import night_dir, night_of, night_partition
+from skylake.lake.tables import MAPS, MAPS_INDEX, get
 from skylake.schema import conform, table_schema
 
 INDEX_SCHEMA = MAPS_INDEX

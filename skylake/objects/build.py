@@ -58,11 +58,12 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
 from skylake.calib.model import KRON, LatestPolicy, ZpStatus, latest_calibration
 from skylake.errors import LakeError
-from skylake.lake import Lake, counts, hats_meta
-from skylake.lake.lake import UNKNOWN_NIGHT, night_partition, parquet_bytes
+from skylake.lake import Lake, counts, hats_meta, tables
+from skylake.lake.nights import UNKNOWN_NIGHT, night_partition
+from skylake.lake.parquet import parquet_bytes
 from skylake.lake.log import staging_path
-from skylake.lake.tables import (DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS, night_dir,
-                                 night_of)
+from skylake.lake.nights import night_dir, night_of
+from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
@@ -82,7 +83,7 @@ OLD_LAYOUTS = {None: "each light curve nested in its object's row, now in LAKE/l
                2: "light curves without the ensemble's mag_zp, mag_epd and mag_tfa, objects without their statistics"}
 FRAMES_SCHEMA = pa.schema([("frame_id", pa.int64()), ("calib", pa.string()), ("n_det", pa.int64())])
 HELD_SCHEMA = FRAMES_SCHEMA.append(pa.field("pixels", pa.list_(pa.int64())))
-CHANGES_DIR = "skylake_changes"
+CHANGES_DIR = tables.get(OBJECTS).versioned_files  # schemas/objects.yaml
 #: The objects one update wrote (with their partition and ``_healpix_29``: where to read them cheaply) or
 #: removed (``deleted``), so that a summary database mirrors those rows, not whole partitions.
 CHANGES_SCHEMA = pa.schema([("object_id", pa.int64()), ("Norder", pa.int8()), ("Npix", pa.int64()),

@@ -39,7 +39,7 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_inde
 
 from skylake.calib.model import KRON, calibrated_flux_mags, calibrated_mag
 from skylake.lake import Lake, hats_meta
-from skylake.lake.lake import parquet_bytes
+from skylake.lake.parquet import parquet_bytes
 from skylake.lake.log import staging_path
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec

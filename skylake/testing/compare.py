@@ -15,8 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from skylake.lake import tables
-from skylake.lake.tables import (EXTINCTION, FRAMES, MAPS, MAPS_INDEX, MATCHES, OBJECTS, SOURCES, STREAKS,
-                                 ZEROPOINTS)
+from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, MAPS_INDEX, MATCHES, OBJECTS, SOURCES, STREAKS, ZEROPOINTS
 
 #: Each table's sort key (unique in it). Tables not listed (frame products) are sorted by every column.
 KEYS = {FRAMES: ["frame_id"], SOURCES: ["source_id"], ZEROPOINTS: ["frame_id", "refcat", "flux"],

@@ -164,7 +164,7 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     from hats.pixel_math.spatial_index import compute_spatial_index, spatial_index_to_healpix
 
     from skylake.lake import hats_meta
-    from skylake.lake.lake import parquet_bytes
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.log import staging_path
     from skylake.lake.tables import LIGHTCURVES
     from skylake.lake.versions import latest_versions

@@ -1,0 +1,86 @@
+"""The plate solver's settings (a profile's ``[platesolve]``), validated at construction.
+
+A leaf module: profiles validate these without importing the solver (:mod:`skylake.frame.platesolve`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PlateSolveSettings"]
+
+
+@dataclass
+class PlateSolveSettings:
+    """Validated settings (a profile's ``[platesolve]`` table).
+
+    Parameters
+    ----------
+    scale_arcsec : float or None
+        Pixel-scale hint, arcsec/px (e.g. the header's CCDSCALE); None needs ``scale_header_key``.
+    scale_tolerance : float
+        Fractional range searched around the scale hint.
+    search_radius_deg : float
+        How far the true field centre may be from the pointing hint, deg.
+    rotation_step_deg : float
+        Coarse rotation grid step, deg.
+    n_detections : int
+        Brightest detections used for the search.
+    n_catalog : int
+        Brightest catalogue stars (per search area) used for the search.
+    detect_thresh : float
+        sep threshold, x global background rms.
+    match_px : float
+        Final matching tolerance, px.
+    sip_degree : int
+        0 for TAN, 2-4 for TAN-SIP.
+    min_matches : int
+        Fewest pairs accepted (below: "no consistent match").
+    max_rms_arcsec : float or None
+        Largest rms accepted; None = 1 px.
+    """
+
+    scale_arcsec: float | None = None
+    scale_tolerance: float = 0.02
+    search_radius_deg: float = 0.5
+    rotation_step_deg: float = 1.0
+    n_detections: int = 40
+    n_catalog: int = 150
+    detect_thresh: float = 5.0
+    match_px: float = 2.0
+    sip_degree: int = 0
+    min_matches: int = 8
+    max_rms_arcsec: float | None = None
+
+    def __post_init__(self):
+        def num(name, lo, hi, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"platesolve.{name} must be a number, got {v!r}") from None
+            if not (lo <= fv <= hi):
+                raise ValueError(f"platesolve.{name} must be in [{lo}, {hi}], got {v!r}")
+
+        num("scale_arcsec", 0.01, 3600, allow_none=True)
+        num("scale_tolerance", 0.0, 0.5)
+        num("search_radius_deg", 0.0, 30.0)
+        num("rotation_step_deg", 0.1, 10.0)
+        num("n_detections", 5, 1000)
+        num("n_catalog", 5, 5000)
+        num("detect_thresh", 1.0, 1000)
+        num("match_px", 0.2, 50)
+        num("min_matches", 3, 10000)
+        num("max_rms_arcsec", 0.0, 3600, allow_none=True)
+        if self.sip_degree not in (0, 2, 3, 4):
+            raise ValueError(f"platesolve.sip_degree must be 0 (TAN) or 2-4 (TAN-SIP), got {self.sip_degree!r}")
+
+    @classmethod
+    def from_dict(cls, d) -> "PlateSolveSettings":
+        known = list(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown platesolve setting(s) {unknown}; known: {known}")
+        return cls(**d)

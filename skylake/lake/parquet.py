@@ -1,0 +1,21 @@
+"""How the lake writes a Parquet file: zstd, statistics, one buffer (written by :class:`~skylake.lake.storage.Storage`)."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["BATCH_ZSTD_LEVEL", "parquet_bytes"]
+
+#: zstd level for batch files: level 3 writes ~7x faster than hats' default 15 for ~3 % more disk.
+BATCH_ZSTD_LEVEL = 3
+
+
+def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group_size: int | None = None) -> bytes:
+    """``table`` as the bytes of a Parquet file (zstd at ``zstd_level``, column statistics written)."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", compression_level=zstd_level, write_statistics=True,
+                   row_group_size=row_group_size)
+    return sink.getvalue()

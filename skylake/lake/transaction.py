@@ -1,0 +1,262 @@
+"""A transaction: one batch of staged files, committed atomically (:meth:`skylake.lake.Lake.transaction`).
+
+Writers stage data files under ``_skylake/staging/<batch_id>/`` and record them as file actions; the
+commit point is the put-if-absent of the next log entry (:mod:`skylake.lake.log`), after which the lake
+publishes the files (:meth:`skylake.lake.Lake._publish`).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import socket
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from skylake.errors import LakeError, LakeFullError
+from skylake.lake import counts, faults, frame_index, hats_meta, pieces
+from skylake.lake.log import Entry, FileAction, new_batch_id, rewritten_rel, staging_path, utc_now
+from skylake.lake.nights import night_dir, night_of, night_partition, night_partitions
+from skylake.lake.parquet import BATCH_ZSTD_LEVEL, parquet_bytes
+from skylake.lake.tables import FRAMES, SOURCES
+from skylake.schema import table_schema
+
+if TYPE_CHECKING:
+    from skylake.lake.lake import Lake
+
+__all__ = ["Transaction"]
+
+
+class Transaction:
+    """One batch: stage data files, then :meth:`commit` them atomically. Only valid inside
+    :meth:`Lake.transaction` (which holds the lock and has recovered the lake)."""
+
+    def __init__(self, lake: Lake, operation: str):
+        self.lake = lake
+        self.operation = operation
+        self.batch_id = new_batch_id(operation)
+        self.base = lake.log.latest()
+        self.next_frame_id = self.base.next_frame_id if self.base else 1
+        self.adds: list[FileAction] = []
+        self.removes: list[FileAction] = []
+        self.skymap_delta = hats_meta.empty_skymap()
+        self.new_partitions: set = set()
+        self.dropped_partitions: set = set()
+        self.partitions = hats_meta.read_partitions(lake.store, SOURCES)
+        self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
+        #: tables whose rows this batch never moves between directories (each rewritten directory keeps its
+        #: own rows): their directories are swapped one by one, never the whole table (see :meth:`_swaps`)
+        self.in_place: set[str] = set()
+        #: tables whose rows this batch may move from one directory to another: a directory that only loses
+        #: files while others gain them makes the whole table swap (else a moved row is briefly seen twice)
+        self.moving: set[str] = set()
+        self.entry: Entry | None = None  # set at the commit point
+        self.bytes_staged = 0
+        # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
+        self.index_added: list[pa.Table] = []
+        self.index_dropped: tuple[set[int], set[str]] = (set(), set())
+        self.count_changes = counts.Changes()  # rows of frames and zeropoints added and dropped, for status
+        self.runner = None  # a skylake.runtime.Runner: where writer tasks run (None: in this process)
+
+    def full_error(self, exc: BaseException) -> LakeFullError:
+        """The one-line error for a full device during this transaction, saying what state the lake is in."""
+        lake = self.lake
+        rel, nbytes = getattr(exc, "rel", None), getattr(exc, "nbytes", None)
+        what = (f"writing {nbytes} bytes to {rel}" if nbytes is not None else f"writing {rel}" if rel
+                else "writing the batch" if self.entry is None else "publishing it")
+        staged = f"{self.bytes_staged} bytes already staged"
+        if self.entry is None:
+            state = (f"nothing was committed and the staged batch was removed ({staged}); free at least "
+                     f"{self.bytes_staged + (nbytes or 0)} bytes and re-run")
+        else:
+            state = (f"commit {self.entry.version} is in the log but not fully published; the next skylake command "
+                     "publishes it once space is freed")
+        err = LakeFullError(f"no space left on the device of lake {lake.url} {what} ({self.operation} batch "
+                            f"{self.batch_id}): {state}")
+        err.rel, err.nbytes = rel, nbytes
+        return err
+
+    def allocate_frame_ids(self, n: int) -> np.ndarray:
+        ids = np.arange(self.next_frame_id, self.next_frame_id + n, dtype=np.int64)
+        self.next_frame_id += n
+        return ids
+
+    def stage(self, table: str, path: str, data: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL,
+              row_group_size: int | None = None):
+        """Write ``data`` as ``table/path`` into this batch's staging area."""
+        action = FileAction(table=table, path=path, rows=data.num_rows)
+        blob = parquet_bytes(data, zstd_level, row_group_size)
+        self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path), blob)
+        self.bytes_staged += len(blob)
+        self.adds.append(action)
+
+    def add_staged(self, table: str, path: str, rows: int):
+        """Count a data file a task already wrote at ``staging/<batch>/<table>/<path>`` into this batch."""
+        self.adds.append(FileAction(table=table, path=path, rows=rows))
+
+    def stage_file(self, rel: str, data: bytes):
+        """Stage a small lake-relative file (not a table's data) that replaces its published copy at publish."""
+        self.lake.store.write_bytes(staging_path(self.batch_id, rel), data)
+        if rel not in self.metadata:
+            self.metadata.append(rel)
+
+    def remove(self, table: str, path: str, rows: int):
+        self.removes.append(FileAction(table=table, path=path, rows=rows))
+
+    def rewrite_without(self, table: str, rels, drop, schema: str | None = None) -> int:
+        """Remove rows from published files, the only way rows ever leave the lake (``--redo``, a
+        recalibration, a map made again): each file ``rels`` of ``table`` (relative to the table)
+        holding rows for which ``drop(data)`` (a boolean array) is true is removed in this batch, and
+        its other rows are staged beside it. ``schema`` names the file's schema when it is not the
+        table's. Returns the number of rows dropped."""
+        dropped = 0
+        for k, rel in enumerate(rels):
+            data = pq.read_table(self.lake.path(f"{table}/{rel}"), schema=table_schema(schema or table))
+            gone = np.asarray(drop(data), dtype=bool)
+            if not gone.any():
+                continue
+            dropped += int(gone.sum())
+            self.remove(table, rel, data.num_rows)
+            if table in counts.KEEP:
+                night = night_of(rel)
+                self.count_changes.add(table, data.filter(pa.array(gone)), [night] * int(gone.sum()), sign=-1)
+            if table == FRAMES:
+                rows = data.filter(pa.array(gone))
+                self.index_dropped[0].update(rows.column("frame_id").to_pylist())
+                self.index_dropped[1].update(frame_index.bucket_of(h, k) for h, k in zip(
+                    rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist()))
+            if table == SOURCES:
+                self.skymap_delta -= hats_meta.skymap_histogram(data.column("_healpix_29").to_numpy()[gone])
+            if not gone.all():
+                self.stage(table, rewritten_rel(rel, self.batch_id, k), data.filter(pa.array(~gone)))
+        return dropped
+
+    def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
+        """Split ``sources`` by partition, sort each piece by ``_healpix_29``, and stage one file per pixel
+        (in this process; ingest's writer tasks do the same on workers: :mod:`skylake.lake.pieces`)."""
+        if sources.num_rows == 0:
+            return
+        h29 = sources.column("_healpix_29").to_numpy()
+        order = hats_meta.order_for_frames(h29, sources.column("frame_id").to_numpy(), self.lake.config.partition_order)
+        for pixel, rows in pieces.split_by_partition(sources, self.partitions + sorted(self.new_partitions), order):
+            if pixel not in self.partitions:
+                self.new_partitions.add(pixel)
+            self.stage(SOURCES, f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet",
+                       rows, zstd_level)
+        self.skymap_delta += hats_meta.skymap_histogram(h29)
+
+    def add_staged_sources(self, staged: "pieces.StagedSources"):
+        """Record source files a writer task staged in this batch's staging area (:mod:`skylake.lake.pieces`)."""
+        from hats.pixel_math import HealpixPixel
+
+        for rel, rows, nbytes in staged.files:
+            self.adds.append(FileAction(table=SOURCES, path=rel, rows=rows))
+            self.bytes_staged += nbytes
+        for order, pixel in staged.new_partitions:
+            self.new_partitions.add(HealpixPixel(order, pixel))
+        np.add.at(self.skymap_delta, staged.skymap_pixels, staged.skymap_rows)
+
+    def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
+        """Stage frame rows, one file per night (``nights`` gives each row's night), and their index rows."""
+        self.stage_nights(FRAMES, frames, nights, name)
+        self.index_added.append(frame_index.rows_for(frames, [night_partition(n) for n in nights]))
+
+    def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
+        """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
+        nights_arr = night_partitions(nights)
+        self.count_changes.add(table, data, nights_arr.tolist())
+        for night in sorted(set(nights_arr)):
+            rows = np.flatnonzero(nights_arr == night)
+            self.stage(table, f"{night_dir(night)}/{name or self.batch_id}.parquet", data.take(rows))
+
+    def commit(self, summary: dict | None = None) -> Entry | None:
+        """Commit everything staged as one atomic step, then publish it. Returns the log entry, or
+        None when there was nothing to commit."""
+        if not self.adds and not self.removes and not self.metadata:
+            return None
+        if self.index_added or self.index_dropped[0]:
+            frame_index.stage_changes(self, self.index_added, *self.index_dropped)
+            self.index_added, self.index_dropped = [], (set(), set())
+        self._stage_counts()
+        store, lake = self.lake.store, self.lake
+        base_sources = self.base.sources_rows if self.base else 0
+        base_frames = self.base.frames_rows if self.base else 0
+        d_sources = sum(a.rows for a in self.adds if a.table == SOURCES) - sum(
+            r.rows for r in self.removes if r.table == SOURCES)
+        d_frames = sum(a.rows for a in self.adds if a.table == FRAMES) - sum(
+            r.rows for r in self.removes if r.table == FRAMES)
+        metadata = []
+        if any(a.table == SOURCES for a in self.adds + self.removes):
+            partitions = sorted((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
+            skymap = hats_meta.read_skymap(store, SOURCES) + self.skymap_delta
+            names = hats_meta.write_metadata(store, staging_path(self.batch_id, SOURCES), partitions,
+                                             base_sources + d_sources, skymap, table_schema(SOURCES), catalog=SOURCES)
+            metadata = [f"{SOURCES}/{n}" for n in names]
+        metadata += self.metadata
+        for directory in sorted({posixpath.dirname(staging_path(self.batch_id, a.lake_path)) for a in self.adds}):
+            store.fsync_dir(directory)
+        faults.point("before_commit")
+        entry = Entry(
+            swaps=self._swaps(),
+            version=(self.base.version if self.base else 0) + 1,
+            batch_id=self.batch_id,
+            operation=self.operation,
+            committed_at=utc_now().isoformat(),
+            adds=self.adds,
+            removes=self.removes,
+            metadata=metadata,
+            next_frame_id=self.next_frame_id,
+            sources_rows=base_sources + d_sources,
+            frames_rows=base_frames + d_frames,
+            summary={"host": socket.gethostname(), "pid": os.getpid(), **(summary or {})},
+        )
+        if not lake.log.append(entry):
+            # The writer lock makes this unreachable unless a writer ignored the lock: refuse loudly.
+            raise LakeError(f"commit version {entry.version} was taken by another writer; batch "
+                            f"{self.batch_id} is left staged and will be rolled back by `skylake repair`")
+        self.entry = entry
+        faults.point("after_commit")
+        lake._publish(entry)
+        return entry
+
+    def _stage_counts(self):
+        """The running totals after this batch (:mod:`skylake.lake.counts`), when it changes them."""
+        files = any(a.table in counts.FILE_TABLES or counts.rows_table(a.table, a.path)
+                    for a in self.adds + self.removes)
+        if not (self.count_changes or files) or counts.COUNTS in self.metadata:
+            return
+        base = counts.read(self.lake)
+        if base is None:  # a lake made before the checkpoint: status reads the tables until it is built
+            return
+        version = (self.base.version if self.base else 0) + 1
+        partitions = None
+        if any(a.table == SOURCES for a in self.adds + self.removes):
+            partitions = len((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
+        self.stage_file(counts.COUNTS, counts.dumps(
+            counts.apply(self.lake, base, self.count_changes, self.adds, self.removes, version, partitions)))
+        self.count_changes = counts.Changes()
+
+    def _swaps(self) -> list[str]:
+        """Directories to publish whole (see :meth:`Lake._publish_dir`), decided from this batch alone.
+
+        A table that loses files and gains files in a directory that loses none (a split partition's
+        children; a rewrite whose rows land elsewhere) is swapped whole: its rows may move between
+        directories, and only one exchange of the table keeps a reader from seeing them twice (and
+        keeps lsdb's partition_info.csv in step with the directories), unless the batch says its rows stay
+        where they are (``in_place``: the frame index, appended LAKE/lightcurves); so is a table whose rows
+        the batch may move (``moving``: LAKE/objects) when a directory only loses files while others gain
+        them. Otherwise each directory that
+        both loses and gains files (a compacted partition, a rewritten night) is swapped alone; files
+        added elsewhere are plain renames.
+        """
+        swaps = []
+        for table in sorted({r.table for r in self.removes}):
+            add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
+            rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
+            whole = (add_dirs - rem_dirs or (table in self.moving and add_dirs and rem_dirs - add_dirs)) \
+                and table != frame_index.INDEX and table not in self.in_place
+            swaps += [table] if whole else sorted(add_dirs & rem_dirs)
+        return swaps

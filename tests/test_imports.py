@@ -1,0 +1,163 @@
+"""The package's import graph: one direction, no circles.
+
+Parses every module of ``skylake/`` with :mod:`ast` (nothing is imported), resolves
+relative and absolute ``skylake`` imports to modules, and checks two house rules:
+
+- no import circle anywhere in ``skylake/`` (strongly connected components of size 1);
+- ``skylake/lake/`` (storage, log, transaction, snapshots, registry) imports no product
+  package, and no runtime package imports the synthetic generators.
+
+Imports inside functions count too: a deferred import hides a circle, it does not
+remove it. Imports under ``if TYPE_CHECKING:`` do not (they never run).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "skylake"
+
+# Packages holding products, cameras or services: the storage layer must not know them.
+PRODUCT_PACKAGES = ("frame", "calib", "objects", "maps", "allsky", "db", "ensemble", "refcat")
+# Who may import the synthetic generators (besides themselves): the demo and the test helpers.
+SYNTHETIC_USERS = ("skylake.demo", "skylake.testing", "skylake.synthetic")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+            else:
+                stack.append(child)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Map each ``skylake`` module to the ``skylake`` modules it imports."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        base = name.split(".") if is_package else name.split(".")[:-1]
+        targets: set[str] = set()
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    root = base[: len(base) - node.level + 1]
+                    prefix = ".".join(root + ([node.module] if node.module else []))
+                else:
+                    prefix = node.module or ""
+                # `from pkg import name` imports pkg.name when that is a module, else pkg.
+                candidates = [f"{prefix}.{alias.name}" for alias in node.names] + [prefix]
+            else:
+                continue
+            for candidate in candidates:
+                if not candidate.startswith("skylake"):
+                    continue
+                # The longest known module the dotted name starts with.
+                while candidate and candidate not in modules:
+                    candidate = candidate.rpartition(".")[0]
+                if candidate and candidate != name:
+                    targets.add(candidate)
+        graph[name] = targets
+    return graph
+
+
+def _without_parent_packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    # Importing skylake.lake.log runs skylake/lake/__init__.py, but a module of a package importing its
+    # own package's __init__ (which re-exports it) is the normal layout, not a circle.
+    return {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_the_graph_sees_known_edges():
+    graph = import_graph()
+    assert "skylake.lake.storage" in graph["skylake.lake.log"] or graph["skylake.lake.log"]
+    assert any(t.startswith("skylake.lake") for t in graph["skylake.ingest"])
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    circles = import_circles(_without_parent_packages(import_graph()))
+    assert not circles, "import circles in skylake/:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+@pytest.mark.parametrize("product", PRODUCT_PACKAGES)
+def test_lake_imports_no_product(product):
+    graph = import_graph()
+    offenders = sorted(
+        f"{m} imports {t}"
+        for m, ts in graph.items()
+        if m.startswith("skylake.lake")
+        for t in ts
+        if t == f"skylake.{product}" or t.startswith(f"skylake.{product}.")
+    )
+    assert not offenders, "\n".join(offenders)
+
+
+def test_runtime_does_not_import_the_generators():
+    graph = import_graph()
+    offenders = sorted(
+        f"{m} imports {t}"
+        for m, ts in graph.items()
+        if not m.startswith(SYNTHETIC_USERS)
+        for t in ts
+        if t == "skylake.synthetic" or t.startswith("skylake.synthetic.")
+    )
+    assert not offenders, "\n".join(offenders)

@@ -1,0 +1,144 @@
+"""A per-night product added through the registry alone: a schema, a module and this test.
+
+The test writes both into a temporary skylake home (a copy of ``schemas/`` plus one file, the
+``pipelines/`` of the checkout) and a temporary module directory, so no file of the package is edited:
+everything that builds, stores, invalidates and rebuilds the product is the registry's
+(:mod:`skylake.lake.tables`, :mod:`skylake.night_products`). Synthetic frames (exact answers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from skylake import schema
+from skylake.lake import Lake, tables
+from skylake.night_products import build_night_products, night_products, stale_nights
+from skylake.paths import project_dir
+from skylake.pipeline import ingest
+from skylake.synthetic import write_demo_night
+
+NIGHTS = {"2026-03-01": "2026-03-01T22:00:00", "2026-03-02": "2026-03-02T22:00:00"}
+FRAMES_PER_NIGHT = {"2026-03-01": 3, "2026-03-02": 2}
+
+SCHEMA = """\
+name: frame_tally
+description: Frames tried and accepted per night (a test's night product).
+partition_by: night
+night_product: frame_tally_product
+inputs: [frames]
+columns:
+  - {name: n_frames, type: int64, unit: "", description: "Frames of the night"}
+  - {name: n_ok, type: int64, unit: "", description: "Frames with status ok"}
+  - {name: first_frame_id, type: int64, unit: "", description: "Smallest frame id of the night"}
+  - {name: built_version, type: int64, unit: "", description: "Lake version the inputs were read at"}
+"""
+
+MODULE = """\
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def run(night, inputs):
+    frames = inputs["frames"]
+    ok = pc.equal(frames.column("status"), "ok")
+    return pa.table({"n_frames": [frames.num_rows], "n_ok": [int(pc.sum(ok).as_py() or 0)],
+                     "first_frame_id": [int(pc.min(frames.column("frame_id")).as_py())]})
+"""
+
+
+def _clear_caches():
+    tables.registry.cache_clear()
+    tables.by_location.cache_clear()
+    schema.table_spec.cache_clear()
+
+
+@pytest.fixture
+def registry_with_product(tmp_path, monkeypatch):
+    """A skylake home whose schemas/ has one more file, and the product's module on sys.path."""
+    home = tmp_path / "home"
+    shutil.copytree(project_dir("schemas"), home / "schemas")
+    (home / "schemas" / "frame_tally.yaml").write_text(SCHEMA)
+    os.symlink(project_dir("pipelines"), home / "pipelines")
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "frame_tally_product.py").write_text(MODULE)
+    monkeypatch.setenv("SKYLAKE_HOME", str(home))
+    monkeypatch.syspath_prepend(str(modules))
+    _clear_caches()
+    yield tables.get("frame_tally")
+    _clear_caches()
+
+
+@pytest.fixture(scope="module")
+def frame_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("night_products")
+    dirs = {}
+    for night, start in NIGHTS.items():
+        dirs[night] = root / night
+        write_demo_night(dirs[night], n_frames=FRAMES_PER_NIGHT[night], shape=(256, 256), start_utc=start,
+                         cadence_s=1200, n_stars=150, seed=5, cloud=False, n_variables=0)
+    return dirs
+
+
+def _rows(lake, product):
+    got = product.read(lake).to_pandas().sort_values("night")
+    return {r.night: (r.n_frames, r.n_ok, r.built_version) for r in got.itertuples()}
+
+
+def test_the_registry_declares_it(registry_with_product):
+    product = registry_with_product
+    assert product.night_product == "frame_tally_product" and product.inputs == ("frames",)
+    assert [t.name for t in night_products()] == ["frame_tally"]
+
+
+def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_product, frame_dirs):
+    product = registry_with_product
+    lake = Lake.init(str(tmp_path / "lake"))
+    for night in NIGHTS:
+        ingest(lake, [str(frame_dirs[night])], "demo", calibrate=False, progress=False)
+    ingested = lake.log.latest_version()
+
+    assert stale_nights(lake, product) == ([], list(NIGHTS), [])
+    report = build_night_products(lake)
+    assert report.built == {"frame_tally": list(NIGHTS)} and report.new == {"frame_tally": 2}
+    assert report.outcome() == "night products: 2 nights of frame_tally built (0 stale, 2 new)"
+    assert _rows(lake, product) == {n: (FRAMES_PER_NIGHT[n], FRAMES_PER_NIGHT[n], ingested) for n in NIGHTS}
+
+    again = build_night_products(lake)  # nothing changed since
+    assert again.built == {} and again.version is None and again.outcome() == "night products: all current"
+
+    # --redo of the second night's frames: that night, and only that one, is stale ...
+    ingest(lake, [str(frame_dirs["2026-03-02"])], "demo", calibrate=False, redo=True, progress=False)
+    redone = lake.log.latest_version()
+    assert stale_nights(lake, product) == (["2026-03-02"], [], [])
+    # ... and the ingest chain (with its downstream stages) rebuilds it, the first night untouched
+    report = ingest(lake, [str(frame_dirs["2026-03-02"])], "demo", redo=True, progress=False)
+    chain = [r for r in report.calibration if type(r).__name__ == "NightProductsReport"]
+    assert [r.built for r in chain] == [{"frame_tally": ["2026-03-02"]}]
+    rows = _rows(lake, product)
+    assert rows["2026-03-01"] == (3, 3, ingested)
+    assert rows["2026-03-02"][:2] == (2, 2) and rows["2026-03-02"][2] > redone
+    first_ids = product.read(lake, columns=["first_frame_id", "night"]).to_pandas()
+    frames = lake.read_frames(columns=["frame_id", "night"]).to_pandas()
+    assert np.array_equal(first_ids.sort_values("night")["first_frame_id"].to_numpy(),
+                          frames.groupby("night")["frame_id"].min().sort_index().to_numpy())
+
+
+def test_a_schema_without_built_version_is_refused(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(project_dir("schemas"), home / "schemas")
+    (home / "schemas" / "bad_product.yaml").write_text(SCHEMA.replace("frame_tally", "bad_product").split(
+        "  - {name: built_version")[0])
+    monkeypatch.setenv("SKYLAKE_HOME", str(home))
+    _clear_caches()
+    try:
+        with pytest.raises(ValueError, match="schemas/bad_product.yaml: a night product needs an int64 built_version"):
+            tables.registry()
+    finally:
+        monkeypatch.delenv("SKYLAKE_HOME")
+        _clear_caches()
