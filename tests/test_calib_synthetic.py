@@ -7,13 +7,15 @@ and the cloudy and sparse frames must get a status and reason instead of a wrong
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from skylake.calib.calibrate import calibrate, plot_zeropoint
-from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, rewrite_on_workers, stage_without
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, rewrite_on_workers
+from skylake.lake.tables import Table
 from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.refcat import import_refcat
@@ -114,7 +116,7 @@ def test_rerun_is_a_no_op_redo_replaces_in_one_commit_and_plots(night, dask_clie
     assert entry.operation == "calibrate" and {r.table for r in entry.removes} == {ZEROPOINTS, MATCHES, EXTINCTION}
     assert len(read_table(lake, ZEROPOINTS)) == 13 and len(read_table(lake, MATCHES)) == n_matches
     assert len(read_table(lake, EXTINCTION)) == 1
-    assert len(redo[0].plots) == 13 and all(open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in redo[0].plots)
+    assert len(redo[0].plots) == 13 and all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in redo[0].plots)
     frame_id = int(read_table(lake, ZEROPOINTS).query("zp_status == 'ok'")["frame_id"].iloc[0])
     png = plot_zeropoint(lake, frame_id, out=tmp_path / "one.png")
     assert png.stat().st_size > 20_000
@@ -142,8 +144,9 @@ def test_redo_replaces_only_its_own_calibrations_extinction_and_rewrites_only_it
     row_b = read_table(lake, EXTINCTION).query("calib_key == @b.calib_key")
     assert row_b["ext_status"].tolist() == ["ok"] and abs(row_b["k_ext"].iloc[0] - K_EXT) < 0.01
     staged = []
-    monkeypatch.setattr(calib, "stage_without", lambda tx, table, drop, nights=None: staged.append((table, nights))
-                        or stage_without(tx, table, drop, nights))
+    remove_where = Table.remove_where
+    monkeypatch.setattr(Table, "remove_where", lambda self, tx, drop, nights=None: staged.append((self.name, nights))
+                        or remove_where(self, tx, drop, nights))
     monkeypatch.setattr(calib, "rewrite_on_workers", lambda tx, runner, table, refcat, ids, nights=None:
                         staged.append((table, nights)) or rewrite_on_workers(tx, runner, table, refcat, ids, nights))
     a = calib.calibrate_frames(lake, rest, demo, "demo", redo=True, scheduler=on_client)

@@ -161,7 +161,7 @@ REPORT_FORMS = ("userinfo", "query_password", "malformed_port")  # report reache
 @pytest.mark.parametrize("form", list(URL_FORMS))
 def test_no_password_is_printed_whatever_the_url_form(tmp_path, masking_lake, secret_env, form):
     url = URL_FORMS[form]
-    _admin_engine()  # the reachable forms need the server (CI fails without it)
+    _admin_engine().dispose()  # the reachable forms need the server (CI fails without it)
     results = [run_cli("--log-level", "DEBUG", "refresh", masking_lake.url, "--db", url, env=secret_env)]
     if form in REPORT_FORMS:
         results.append(run_cli("report", masking_lake.url, str(tmp_path / "site"), "--db", url, env=secret_env))

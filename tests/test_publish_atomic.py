@@ -161,6 +161,7 @@ def test_a_reader_leaves_the_publish_to_the_writer_holding_the_lock(tmp_path, ca
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+        holder.stdout.close()
     assert Lake.open(lake).log.published_version() == 2  # lock free: the next reader publishes it
 
 

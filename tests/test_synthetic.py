@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -410,7 +411,7 @@ def test_demo_deterministic_and_no_cloud(tmp_path):
     t1 = syn.write_demo_night(tmp_path / "a", **kw)
     t2 = syn.write_demo_night(tmp_path / "b", **kw)
     for p1, p2 in zip(t1.paths, t2.paths):
-        assert open(p1, "rb").read() == open(p2, "rb").read()
+        assert Path(p1).read_bytes() == Path(p2).read_bytes()
     pd.testing.assert_frame_equal(t1.detections.drop(columns="path"), t2.detections.drop(columns="path"))
     t3 = syn.write_demo_night(tmp_path / "c", cloud=False, **kw)
     assert (t3.detections["cloud_mag"] == 0).all() and (t3.frames["cloud_depth_mag"] == 0).all()

@@ -307,7 +307,8 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
         held = read_held(lake)
     else:
         held = read_held(lake, nights)
-    now = frames[["frame_id"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left").fillna({"calib": ""})
+    now = frames[["frame_id"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
+    now["calib"] = now["calib"].astype(object).fillna("")  # no calibration at all: a float column of NaN
     both = now.merge(held[["frame_id", "calib"]], on="frame_id", how="outer", suffixes=("", "_held"), indicator=True)
     changed = both[(both["_merge"] == "left_only") | ((both["_merge"] == "both") & (both["calib"] != both["calib_held"]))]
     gone = both[both["_merge"] == "right_only"]
