@@ -9,7 +9,7 @@ Run from the repo root (one command)::
 
 What happens (see benchmarks/README.md):
 
-1. Reference stars: ``skylake.refcat.synthetic.write_synthetic`` (APASS columns, a Galactic disc plus
+1. Reference stars: ``skylake.synthetic.refcat.write_synthetic`` (APASS columns, a Galactic disc plus
    an isotropic half) imported with ``import_refcat`` (HATS collection, 10" margin), untimed.
 2. Sources: every reference star observed in ``sources / refs`` frames, each time displaced by a
    Gaussian 1" per axis, a tenth of them replaced by random field sources; written as a HATS
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
 
     from skylake.lake import Lake
     from skylake.refcat import import_refcat
-    from skylake.refcat.synthetic import write_synthetic
+    from skylake.synthetic.refcat import write_synthetic
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="skylake-xmatch-bench-"))
     work.mkdir(parents=True, exist_ok=True)

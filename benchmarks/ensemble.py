@@ -15,7 +15,7 @@ errors), times :func:`skylake.ensemble.solve.solve` and the detrending of
 The baseline, timed in the same process, is one weighted mean per star (one ``np.bincount`` pass over the
 points): the least any ensemble can do. Medians over ``--runs``.
 
-Part 2 (SYNTHETIC frames through the lake): ``skylake.testing.series.write_series`` nights of 10 frames of
+Part 2 (SYNTHETIC frames through the lake): ``skylake.synthetic.series.write_series`` nights of 10 frames of
 one field (512 x 512, ~800 stars), ingested (which calibrates and solves) one night after another; after
 the 1st, 4th, 16th night the last night's ensemble is solved again (``--redo``) ``--runs`` times and the
 median printed, with its ratio to the first.
@@ -110,7 +110,7 @@ def part2(nights: list[int], runs: int, keep: str | None) -> None:
     from skylake.lake import Lake
     from skylake.pipeline import ingest
     from skylake.refcat import import_refcat
-    from skylake.testing.series import write_series
+    from skylake.synthetic.series import write_series
 
     print(f"== part 2: solving one night on lakes of {nights} nights of one field (SYNTHETIC frames)")
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="skylake-ens-bench-"))

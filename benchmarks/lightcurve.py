@@ -9,7 +9,7 @@ Run from the repo root (one command)::
 
 What happens:
 
-1. ``skylake.testing.detections.commit_night`` commits ``--frames`` frames (5 nights) of detections of
+1. ``skylake.synthetic.detections.commit_night`` commits ``--frames`` frames (5 nights) of detections of
    ``--stars`` stars spread over 100 deg^2 (~30 partitions) straight through the lake's transaction
    (no images; frames marked SYNTHETIC). Untimed.
 2. ``build_objects`` builds LAKE/objects from scratch (timed once: it is the expensive step), then a
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     from skylake.lake import Lake
     from skylake.objects.build import build_objects
     from skylake.objects.query import light_curve
-    from skylake.testing.detections import commit_night, random_stars
+    from skylake.synthetic.detections import commit_night, random_stars
 
     n_stars = args.stars or (20_000 if args.quick else 200_000)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lc-bench-"))

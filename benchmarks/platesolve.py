@@ -11,7 +11,7 @@ Run from the repo root (one command)::
 What happens (needs ../shared/data and astrometry.net's solve-field with the Debian Tycho-2 index files):
 
 1. Every frame is read once (untimed) and copied in memory in each form of
-   ``skylake.testing.pointing_forms.FORMS`` (the copies of ``tests/test_pointing.py``'s slow test; this
+   ``skylake.synthetic.pointing_forms.FORMS`` (the copies of ``tests/test_pointing.py``'s slow test; this
    benchmark covers it): WCS removed, the pointing as numbers, numeric strings, sexagesimal strings in
    several keywords, a partial WCS, the scale from the optics, a fixed RA/Dec or alt/az pointing in the
    profile, or none at all.
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     from skylake.frame.platesolve import compare_wcs, solve_for_ingest
     from skylake.profile import load_profile
-    from skylake.testing.pointing_forms import FORMS, pointing_copy, platesolve_toml
+    from skylake.synthetic.pointing_forms import FORMS, pointing_copy, platesolve_toml
 
     files = sorted((SHARED / "skycamz").glob("z_e_*.fits"))
     tycho = SHARED / "refcats" / "tycho2_vt.parquet"

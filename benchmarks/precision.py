@@ -69,7 +69,7 @@ def series(root: Path) -> None:
     from skylake.objects.build import build_objects
     from skylake.pipeline import ingest
     from skylake.refcat import import_refcat
-    from skylake.testing.series import write_series
+    from skylake.synthetic.series import write_series
 
     truth = write_series(root / "series", n_frames=60)
     lake = Lake.init(root / "series-lake")

@@ -9,7 +9,7 @@ Run from the repo root (one command)::
 
 What happens:
 
-1. ``skylake.refcat.synthetic.write_synthetic`` writes ``--rows`` rows in 10^6-row chunks to one
+1. ``skylake.synthetic.refcat.write_synthetic`` writes ``--rows`` rows in 10^6-row chunks to one
    Parquet file in a temporary directory (timed separately; not part of the import).
 2. A ``LocalCluster`` of ``--workers`` processes (1 thread each) starts, untimed.
 3. ``import_refcat`` runs on that file: check the header, stream-normalise it into shards, hats-import
@@ -129,7 +129,7 @@ def main() -> int:
 
     from skylake.lake import Lake
     from skylake.refcat import import_refcat
-    from skylake.refcat.synthetic import write_synthetic
+    from skylake.synthetic.refcat import write_synthetic
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="skylake-refcat-bench-"))
     work.mkdir(parents=True, exist_ok=True)

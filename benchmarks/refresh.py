@@ -81,7 +81,7 @@ def main() -> int:
     import numpy as np
 
     from skylake.db import refresh
-    from skylake.testing.summary_rows import commit_night
+    from skylake.synthetic.summary_rows import commit_night
     from skylake.lake import Lake
 
     work = Path(tempfile.mkdtemp(prefix="skylake-refresh-bench-"))

@@ -8,7 +8,7 @@ Run from the repo root (one command)::
     .venv/bin/python benchmarks/scale.py --lakes /tmp/scale-lakes   # keep the lakes made there for the next run
 
 For each archive size it makes a lake whose frames table holds that many SYNTHETIC frame rows over
-ten years of nights (``skylake.testing.summary_rows.commit_archive``: frame and frame-index rows committed
+ten years of nights (``skylake.synthetic.summary_rows.commit_archive``: frame and frame-index rows committed
 through the lake's own transactions, 2.5e5 rows per commit, no images), then times, in this process
 (median of ``--runs``):
 
@@ -21,7 +21,7 @@ through the lake's own transactions, 2.5e5 rows per commit, no images), then tim
   8 frames alone (measured in the same run without a lake): what the lake's size could add;
 * ``status``: ``skylake.status.lake_status`` (a new ``Lake.open`` each time, as the command does);
 * ``objects update``: ``build_objects`` after each new batch is ingested and calibrated, on an objects
-  table made SYNTHETIC at the archive's size (``skylake.testing.summary_rows.commit_objects``: as many objects
+  table made SYNTHETIC at the archive's size (``skylake.synthetic.summary_rows.commit_objects``: as many objects
   as frame rows, 3 points each, within 15 deg of the field; every archive frame held, each with a
   zeropoint against the field's catalogue, so the objects and zeropoints tables grow with the archive);
 * ``maps of its night``: ``skylake.maps.make_maps`` of that batch's night (computed and committed);
@@ -57,7 +57,7 @@ shortest's.
     .venv/bin/python benchmarks/scale.py --memory --gb 1 2 --memory-limit 800MB
 
 Each lake (made in a subprocess, so its generation leaves nothing in this process) holds SYNTHETIC
-nights (``skylake.testing.summary_rows.commit_sources_nights``, ten nights a commit, the later nights of a
+nights (``skylake.synthetic.summary_rows.commit_sources_nights``, ten nights a commit, the later nights of a
 commit repeating the first one's measurements under their own ids and times) of one frame per tile
 (``--tiles`` order-5 HEALPix pixels around the demo field) seeing the tile's ``--stars`` stars, every
 sources column filled (rows weigh ~120 bytes on disk; real ones ~160), each frame with an ok zeropoint;
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     import logging
 
     logging.getLogger("skylake").setLevel(logging.ERROR)  # the no-refcat calibration warning, every run
-    from skylake.testing.summary_rows import commit_archive, commit_objects
+    from skylake.synthetic.summary_rows import commit_archive, commit_objects
     from skylake.maps import make_maps
     from skylake.objects.build import build_objects
     from skylake.frame.process import process_file
@@ -282,7 +282,7 @@ def history_main(args) -> int:
     from skylake.profile import load_profile
     from skylake.refcat import import_refcat
     from skylake.synthetic import write_demo_night, write_reference_catalog
-    from skylake.testing.summary_rows import commit_archive, commit_objects
+    from skylake.synthetic.summary_rows import commit_archive, commit_objects
 
     tmp = Path(tempfile.mkdtemp(prefix="skylake-history-"))
     profile = load_profile("demo")
@@ -367,7 +367,7 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
     ``--memory``."""
     import healpy as hp
 
-    from skylake.testing.summary_rows import commit_objects, commit_sources_nights, tile_stars
+    from skylake.synthetic.summary_rows import commit_objects, commit_sources_nights, tile_stars
     from skylake.lake import Lake
 
     new = not (Path(path) / "_skylake").exists()

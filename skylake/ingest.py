@@ -403,7 +403,7 @@ LOCAL_FRAMES = 8
 LOCAL_HASH_BYTES = 512 * 2**20
 
 
-def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "generic", client=None,
+def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "generic", *, client=None,
                   redo: bool = False, batch_size: int = 64, progress: bool | None = None, cluster=None,
                   keep_versions: bool = False, downstream=None) -> IngestReport:
     """Ingest ``paths`` (files, directories, globs) into ``lake`` with ``profile``: frames, sources and the

@@ -44,18 +44,36 @@ BUILT_VERSION = "built_version"
 
 @dataclass
 class NightProductsReport:
-    """What :func:`build_night_products` did, per product: nights built (new or stale) and dropped."""
+    """What :func:`build_night_products` did, per product.
+
+    Attributes
+    ----------
+    built : dict
+        Product name -> the nights built (the stale ones first, then the new ones).
+    new : dict
+        Product name -> how many of the nights built had no rows before.
+    dropped : dict
+        Product name -> the nights whose rows were removed (no frame of theirs left).
+    version : int or None
+        The commit, None when nothing changed.
+    """
 
     built: dict[str, list[str | None]] = field(default_factory=dict)
     new: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, list[str | None]] = field(default_factory=dict)
-    version: int | None = None  # the commit, None when nothing changed
+    version: int | None = None
 
     def __str__(self) -> str:
         return self.outcome()
 
     def outcome(self) -> str:
-        """One line: what was built, per product."""
+        """What was built, per product, in one line.
+
+        Returns
+        -------
+        str
+            E.g. ``night products: 2 nights of night_log built (1 stale, 1 new)``.
+        """
         if not self.built and not self.dropped:
             return "night products: all current"
         parts = []
@@ -69,7 +87,13 @@ class NightProductsReport:
 
 
 def night_products() -> list[tables.Table]:
-    """The registry's night products (``night_product:`` in their schema)."""
+    """The registry's night products.
+
+    Returns
+    -------
+    list of skylake.lake.tables.Table
+        The tables whose schema has ``night_product:``.
+    """
     return [t for t in tables.registry().values() if t.night_product]
 
 
@@ -82,9 +106,26 @@ def _nights_of(table: pa.Table) -> np.ndarray:
 
 
 def stale_nights(lake, product: tables.Table, nights=None) -> tuple[list, list, list]:
-    """``(stale, new, gone)`` nights of ``product``: built from inputs a later commit changed, never built
-    though their frames exist, and built though no frame of theirs is left. ``nights`` limits the
-    look to those nights (None: every night)."""
+    """The nights of a product to build again, to build, and to drop.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    product : skylake.lake.tables.Table
+        A night product of the registry.
+    nights : iterable or None
+        Look only at these nights (None: every night).
+
+    Returns
+    -------
+    stale : list
+        Nights built from inputs that a later commit changed.
+    new : list
+        Nights with frames but no rows of the product.
+    gone : list
+        Nights with rows of the product but no frame left.
+    """
     built = product.read(lake, columns=[BUILT_VERSION, "night"], nights=nights)
     version_of: dict = {}
     for night, version in zip(_nights_of(built), built.column(BUILT_VERSION).to_pylist()):
@@ -108,8 +149,30 @@ def stale_nights(lake, product: tables.Table, nights=None) -> tuple[list, list, 
 
 def build_night(night: str | None, lake_root: str, module: str, name: str, inputs: list[str],
                 version: int) -> tuple[str | None, pa.Table]:
-    """One night of one product (a task; it reads its inputs itself): ``(night, rows)``, the module's rows
-    with ``built_version``, in schema order."""
+    """Build one night of one product (a task on a worker: it reads its inputs itself).
+
+    Parameters
+    ----------
+    night : str or None
+        The night.
+    lake_root : str
+        Where the lake is (a path or URL the worker can open).
+    module : str
+        The product's module (``night_product:``), whose ``run(night, inputs)`` makes the rows.
+    name : str
+        The product's table.
+    inputs : list of str
+        The input tables read for the night.
+    version : int
+        The lake version the inputs are read at (stored as ``built_version``).
+
+    Returns
+    -------
+    night : str or None
+        The night, as given.
+    rows : pyarrow.Table
+        The product's rows of the night, with ``built_version``, in schema order.
+    """
     from skylake.lake import Lake
 
     lake = Lake.open(lake_root, catch_up=False)
@@ -120,9 +183,24 @@ def build_night(night: str | None, lake_root: str, module: str, name: str, input
 
 
 def build_night_products(lake, nights=None, products: list[str] | None = None, runner=None) -> NightProductsReport:
-    """Build every night product's stale and new nights (of ``nights`` when given) and drop the rows of
-    nights with no frame left, in one commit. ``products`` limits it to those tables; ``runner`` (a
-    :class:`skylake.runtime.Runner`) runs the nights as tasks (None: in this process)."""
+    """Build every night product's stale and new nights and drop those with no frame left, in one commit.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake, writable.
+    nights : iterable or None
+        Only these nights (None: every night).
+    products : list of str or None
+        Only these products (None: every night product of the registry).
+    runner : skylake.runtime.Runner or None
+        Where the nights' tasks run (None: in this process).
+
+    Returns
+    -------
+    NightProductsReport
+        What was built and dropped, and the commit.
+    """
     from skylake.runtime import Runner
 
     runner = runner or Runner(None)
@@ -160,8 +238,24 @@ def build_night_products(lake, nights=None, products: list[str] | None = None, r
 
 
 def night_products_after(lake, client=None, nights=None) -> list[NightProductsReport]:
-    """After an ingest's calibration: build the night products of ``nights``. A failure is logged, never
-    raised (the frames are in); the next run rebuilds what is stale."""
+    """Build the night products of an ingest's nights, after its calibration (the ingest chain's last stage).
+
+    A failure is logged, never raised: the frames are in, and the next run rebuilds what is stale.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    client : distributed.Client or None
+        The ingest's cluster (None: in this process).
+    nights : iterable or None
+        The nights the ingest touched (None: every night).
+
+    Returns
+    -------
+    list of NightProductsReport
+        One report when something was built or dropped, else none.
+    """
     if not night_products():
         return []
     from skylake.runtime import Runner

@@ -49,7 +49,7 @@ def _calibrate(lake, profile, files, client, nights) -> list:
     return reports + night_products_after(lake, client, nights=nights)
 
 
-def ingest(lake, paths: list[str], profile="generic", calibrate: bool = True, **kwargs) -> IngestReport:
+def ingest(lake, paths: list[str], profile="generic", *, calibrate: bool = True, **kwargs) -> IngestReport:
     """Ingest ``paths`` into ``lake`` with ``profile`` (:func:`skylake.ingest.ingest_frames`, whose keyword
     arguments it takes), then, with ``calibrate``, calibrate the new frames' nights against the profile's
     reference catalogue when the lake holds it (the report's ``calibration``)."""

@@ -137,7 +137,7 @@ def make_synthetic_lake(path: Path, nights: int = 2):
     import numpy as np
 
     from skylake.lake import Lake
-    from skylake.testing.detections import commit_night, random_stars
+    from skylake.synthetic.detections import commit_night, random_stars
 
     rng = np.random.default_rng(7)
     lake = Lake.init(path)

@@ -11,7 +11,7 @@ from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.catalog import read_hipparcos
 from skylake.allsky.fit import CameraFitError, detect_stars, fit_camera
 from skylake.allsky.io import read_allsky_frame
-from skylake.allsky.synthetic import CloudPatch, Streak, make_allsky_frame
+from skylake.synthetic.allsky import CloudPatch, Streak, make_allsky_frame
 
 ALLSKY = SHARED_DATA / "allsky"
 ICEACT_SITE = Site(-89.99, -63.45, 2801)

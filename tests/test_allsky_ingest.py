@@ -82,7 +82,7 @@ def test_real_frames_sources_streaks_and_maps(real_lake):
 
 @pytest.fixture(scope="module")
 def synthetic_lake(tmp_path_factory):
-    from skylake.allsky.night import write_allsky_night
+    from skylake.synthetic.allsky_night import write_allsky_night
 
     tmp = tmp_path_factory.mktemp("allsky-synthetic")
     night = write_allsky_night(tmp / "night")
@@ -141,7 +141,7 @@ def test_frame_without_a_camera_or_wcs_is_rejected(tmp_path, capsys):
     """A WCS-less frame under a profile without [camera] is rejected with its reason, never guessed; an
     all-sky ingest into a lake without the profile's bright-star refcat is refused before any frame is
     processed, naming it (exit 2, nothing written)."""
-    from skylake.allsky.night import write_allsky_night
+    from skylake.synthetic.allsky_night import write_allsky_night
 
     night = write_allsky_night(tmp_path / "night")
     lake = str(tmp_path / "lake")
@@ -221,7 +221,7 @@ def test_profile_sections_are_validated(tmp_path):
 
 def test_redo_replaces_streaks_and_frame_maps(tmp_path):
     """`--redo` replaces an all-sky frame's streaks and maps with the new ones in the same commit."""
-    from skylake.allsky.night import write_allsky_night
+    from skylake.synthetic.allsky_night import write_allsky_night
     from skylake.allsky.store import read_streaks
     from skylake.lake import Lake
     from skylake.maps.store import read_index, read_maps

@@ -14,7 +14,7 @@ from skylake.allsky.catalog import read_hipparcos
 from skylake.allsky.maps import (clear_zeropoint, healpix_array, sky_brightness_image, sky_brightness_map,
                                  star_transparency, transparency_map)
 from skylake.allsky.photometry import photometer_catalog
-from skylake.allsky.synthetic import CloudPatch, make_allsky_frame
+from skylake.synthetic.allsky import CloudPatch, make_allsky_frame
 
 ALLSKY = SHARED_DATA / "allsky"
 MODEL = CameraModel("equidistant", 1.45, 0.0075, 326.2, 250.7, rotation_deg=-86.8, k1=0.002)

@@ -11,7 +11,7 @@ from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.catalog import read_hipparcos
 from skylake.allsky.io import read_allsky_frame
 from skylake.allsky.photometry import FLAG_EDGE, FLAG_SATURATED, cloud_fraction, forced_photometry, photometer_catalog
-from skylake.allsky.synthetic import CloudPatch, make_allsky_frame, render_stars
+from skylake.synthetic.allsky import CloudPatch, make_allsky_frame, render_stars
 
 ALLSKY = SHARED_DATA / "allsky"
 # Fitted on the clear IceAct frame (tests/test_allsky_fit.py; the report gives the numbers) and on

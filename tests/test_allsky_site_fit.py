@@ -16,7 +16,7 @@ from conftest import SHARED_DATA, require_shared
 from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.catalog import read_hipparcos
 from skylake.allsky.fit import CameraFitError, fit_from_site
-from skylake.allsky.synthetic import make_allsky_frame
+from skylake.synthetic.allsky import make_allsky_frame
 from skylake.cli import main as cli
 from skylake.profile import ProfileError, load_profile
 

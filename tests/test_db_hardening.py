@@ -2,7 +2,7 @@
 another; no password is ever printed, whatever form the URL takes; and the small faults (--events on
 an up-to-date database, a malformed URL, report --no-refresh with the database down) end cleanly.
 
-Lakes hold SYNTHETIC frame rows (skylake.testing.summary_rows); Postgres is the real server of
+Lakes hold SYNTHETIC frame rows (skylake.synthetic.summary_rows); Postgres is the real server of
 tests/test_summary_db.py (a fresh database per test).
 """
 
@@ -21,7 +21,7 @@ from conftest import run_cli
 from skylake.db import refresh
 from skylake.db import migrate as migrate_mod
 from skylake.db.migrate import migrate
-from skylake.testing.summary_rows import commit_night
+from skylake.synthetic.summary_rows import commit_night
 from skylake.errors import ForeignLakeError
 from skylake.lake import Lake
 from skylake.lake.lake import LEGACY_ID_NAMESPACE

@@ -1,5 +1,5 @@
 """Light curves at the noise floor, end to end on a SYNTHETIC series with exactly known systematics
-(skylake.testing.series: 60 frames of one field, 0.03 mag transparency jitter, a 0.02 mag gradient that turns
+(skylake.synthetic.series: 60 frames of one field, 0.03 mag transparency jitter, a 0.02 mag gradient that turns
 from frame to frame, extinction, seeing that changes a fixed aperture's loss, five sinusoidal variables and a
 1 % transit): ingest (which calibrates and solves the ensemble), objects, then every light-curve version
 against the white noise the generator put in the pixels."""
@@ -20,7 +20,7 @@ from skylake.lake.tables import DETREND, ENSEMBLE, ZEROPOINTS
 from skylake.objects.build import build_objects
 from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
-from skylake.testing.series import write_series
+from skylake.synthetic.series import write_series
 
 VERSIONS = ["mag_zp", "mag", "mag_epd", "mag_tfa"]
 

@@ -143,7 +143,7 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
     on the same lake with 2000 more frame rows over 200 more nights; the totals name no night."""
     import numpy as np
 
-    from skylake.testing.summary_rows import commit_archive
+    from skylake.synthetic.summary_rows import commit_archive
     from skylake.lake.hats_meta import count_partitions
     from skylake.lake.log import LAKE_FILE, PUBLISHED, entry_path
     from skylake.lake.storage import Storage

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_cli
 from skylake.frame.process import process_file, stored_path
-from skylake.testing.hostile_files import NON_UTF8_NAME, write_hostile_files
+from skylake.synthetic.hostile_files import NON_UTF8_NAME, write_hostile_files
 from skylake.ingest import EXIT_SOME_REJECTED
 from skylake.pipeline import ingest
 from skylake.lake import Lake

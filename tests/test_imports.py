@@ -22,8 +22,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skylake"
 
 # Packages holding products, cameras or services: the storage layer must not know them.
 PRODUCT_PACKAGES = ("frame", "calib", "objects", "maps", "allsky", "db", "ensemble", "refcat")
-# Who may import the synthetic generators (besides themselves): the demo and the test helpers.
-SYNTHETIC_USERS = ("skylake.demo", "skylake.testing", "skylake.synthetic")
+# Who may import the synthetic generators (besides themselves): the two demos and the test helpers.
+SYNTHETIC_USERS = ("skylake.demo", "skylake.allsky.demo", "skylake.testing", "skylake.synthetic")
 
 
 def module_name(path: Path) -> str:

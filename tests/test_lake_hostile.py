@@ -2,7 +2,7 @@
 of disk space ends in one clear line on stderr, the documented exit code (2; 1 for a full disk), and
 nothing written (the directory tree is byte-identical before and after).
 
-Lakes here hold SYNTHETIC rows (skylake.testing.detections, skylake.synthetic frames); commands run
+Lakes here hold SYNTHETIC rows (skylake.synthetic.detections, skylake.synthetic frames); commands run
 through the real CLI in subprocesses. Read-only lakes are read-only bind mounts when running as root
 (root ignores permission bits), permission bits otherwise; the full disk is a 1 MiB tmpfs.
 """
@@ -28,7 +28,7 @@ from conftest import _run, _unmount, make_synthetic_lake, read_only, run_cli
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import Lake
 from skylake.lake.log import CommitLog
-from skylake.testing.detections import commit_night, random_stars
+from skylake.synthetic.detections import commit_night, random_stars
 from skylake.synthetic import write_demo_night
 
 INGEST = ["--pipeline", "demo", "--scheduler", "synchronous", "--no-progress"]

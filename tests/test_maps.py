@@ -25,7 +25,8 @@ from skylake.maps.store import read_index, read_maps, store_maps
 from skylake.maps.truth import sky_vs_truth, transparency_vs_truth
 from skylake.profile import ProfileError, load_profile
 from skylake.refcat import import_refcat
-from skylake.synthetic import _altitude_deg, write_demo_night, write_reference_catalog
+from skylake.synthetic import write_demo_night, write_reference_catalog
+from skylake.synthetic.night import _altitude_deg
 
 NSIDE = 256  # 0.23 deg pixels on a 1.1 deg field
 # 4 frames 40 min apart; the cloud (sigma 1/6 of the chip) crosses the field centre on frame 3 only
@@ -304,7 +305,7 @@ def test_night_maps_per_frame_group_on_a_cluster_equal_in_process(night, dask_cl
 def test_night_maps_do_not_change_when_other_nights_join(night):
     """A night's maps read that night's directories only: other nights (a SYNTHETIC archive of frame,
     zeropoint and extinction rows) joining the lake change nothing. Runs last: it adds to the lake."""
-    from skylake.testing.summary_rows import commit_night
+    from skylake.synthetic.summary_rows import commit_night
 
     lake, date = night[0], NIGHT["start_utc"][:10]
     before = compute_maps(lake, night=date)
@@ -322,7 +323,7 @@ def test_a_maps_task_holds_its_frames_or_its_pixel_group_never_the_night(tmp_pat
     rows equal one reduce over the whole night, and without ``samples`` none reach the caller."""
     import skylake.maps.build as maps_build
     from skylake.calib.store import MATCHES, read_table
-    from skylake.testing.summary_rows import commit_sources_night
+    from skylake.synthetic.summary_rows import commit_sources_night
 
     lake = Lake.init(tmp_path / "lake")
     date = "2025-01-01"
@@ -359,7 +360,7 @@ def test_a_maps_task_reads_only_the_row_groups_of_its_frames(tmp_path, monkeypat
     that night's two (frame_id statistics), with exactly their rows."""
     import pyarrow.parquet as pq
 
-    from skylake.testing.summary_rows import commit_sources_night
+    from skylake.synthetic.summary_rows import commit_sources_night
     from skylake.maps.build import read_frames_rows
 
     lake = Lake.init(tmp_path / "lake")

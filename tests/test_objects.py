@@ -1,5 +1,5 @@
 """Objects and light curves (skylake.objects) on hand-made light curves and on SYNTHETIC detections
-committed straight into lakes (skylake.testing.detections): exact statistics, association across
+committed straight into lakes (skylake.synthetic.detections): exact statistics, association across
 partition edges, incremental updates that leave untouched partitions alone, variables ranking on top,
 the command line, and reading LAKE/objects with lsdb and DuckDB."""
 
@@ -19,7 +19,7 @@ from skylake.objects.build import OBJECTS, ObjectsError, build_objects
 from skylake.objects.summary import summarise
 from skylake.objects.query import light_curve
 from skylake.objects.stats import light_curve_stats
-from skylake.testing.detections import ZP, commit_night, random_stars
+from skylake.synthetic.detections import ZP, commit_night, random_stars
 from skylake.objects.truth import object_table, variable_ranks
 from skylake.schema import table_schema
 

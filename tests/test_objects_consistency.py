@@ -2,7 +2,7 @@
 partition edge, a rebuild's metadata, readers during a publish, statistics equal to those of the stored
 (float32) points, an object observed far more often than its neighbours, a recalibration that reaches
 only its own partitions, and snapshots of past versions. SYNTHETIC detections
-(skylake.testing.detections), one star or a few hundred, each test a few seconds."""
+(skylake.synthetic.detections), one star or a few hundred, each test a few seconds."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from skylake.objects.files import lightcurves_dataset
 from skylake.objects.query import light_curve
 from skylake.objects.summary import summarise
 from skylake.schema import table_schema
-from skylake.testing.detections import commit_night, random_stars
+from skylake.synthetic.detections import commit_night, random_stars
 
 ORDER, PIXEL = 5, 5000  # the lake's default partition order; a pixel of it
 

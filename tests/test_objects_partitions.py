@@ -16,7 +16,7 @@ from skylake.objects.build import OBJECTS, ObjectsError, build_objects
 from skylake.objects.files import objects_dataset
 from skylake.objects.files import lightcurves_dataset
 from skylake.objects.summary import MOMENT_COLUMNS, ORDER_COLUMNS
-from skylake.testing.detections import commit_night, random_stars
+from skylake.synthetic.detections import commit_night, random_stars
 from hats.pixel_math.spatial_index import compute_spatial_index
 from test_objects import N_FRAMES, _corner_field, _edge_distance_arcsec
 

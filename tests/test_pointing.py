@@ -1,7 +1,7 @@
 """The pointing and plate scale of a frame without a WCS, in any header form, and the solve that follows:
 hinted near that pointing, blind (astrometry.net) without one or when the hinted solve fails. The real
 SkyCamZ frames are copied with their WCS removed and their pointing rewritten in each form
-(skylake.testing.pointing_forms); every copy must solve within 1 px of the frame's own WCS."""
+(skylake.synthetic.pointing_forms); every copy must solve within 1 px of the frame's own WCS."""
 
 from __future__ import annotations
 
@@ -231,7 +231,8 @@ def test_generic_profile_documents_every_platesolve_setting():
 
 def test_the_readme_platesolve_profile_loads(tmp_path):
     """The README's [platesolve] example (a TOML block) is a valid profile."""
-    blocks = re.findall(r"^```toml\n(.*?)^```", (REPO / "README.md").read_text(), re.M | re.S)
+    text = "".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+    blocks = re.findall(r"^```toml\n(.*?)^```", text, re.M | re.S)
     examples = [b for b in blocks if "[platesolve]" in b]
     assert examples
     for text in examples:
@@ -243,7 +244,7 @@ def test_the_readme_platesolve_profile_loads(tmp_path):
 
 # -- solving the real frames in every form ---------------------------------------------------------------
 def _profile(tmp_path, settings: dict, name="solve.toml"):
-    from skylake.testing.pointing_forms import platesolve_toml
+    from skylake.synthetic.pointing_forms import platesolve_toml
 
     path = tmp_path / name
     path.write_text(platesolve_toml(require_shared(TYCHO), settings))
@@ -261,7 +262,7 @@ def test_ingest_solves_copies_in_every_header_form(skycamz_files, tmp_path):
     import pandas as pd
 
     from skylake.cli import main
-    from skylake.testing.pointing_forms import FORMS, pointing_copy
+    from skylake.synthetic.pointing_forms import FORMS, pointing_copy
 
     require_solve_field()
     frames = tmp_path / "frames"
@@ -318,7 +319,7 @@ def test_profile_forms_solve(skycamz_files, tmp_path):
     """The forms that need a profile setting (RA unit, an unbinned pixel size, a fixed RA/Dec or alt/az
     pointing) each solve a frame of each pointing within 1 px of its own WCS, by the method they must."""
     from skylake.frame.platesolve import compare_wcs, solve_for_ingest
-    from skylake.testing.pointing_forms import FORMS, pointing_copy
+    from skylake.synthetic.pointing_forms import FORMS, pointing_copy
 
     require_solve_field()
     forms = [f for f in FORMS if f.needs_settings]
@@ -343,7 +344,7 @@ def test_unsolvable_frames_name_the_methods_tried(skycamz_files, tmp_path):
     """A frame nothing can solve is rejected naming each method tried and why; blind = false and no pointing
     says what is missing; astrometry.net's time limit is a wall-time limit."""
     from skylake.frame.platesolve import PlateSolveError, solve_astrometry_net, solve_for_ingest
-    from skylake.testing.pointing_forms import FORMS, pointing_copy
+    from skylake.synthetic.pointing_forms import FORMS, pointing_copy
 
     require_solve_field()
     header = fits.getheader(skycamz_files[0])
@@ -380,7 +381,7 @@ def test_unsolvable_frames_name_the_methods_tried(skycamz_files, tmp_path):
 def test_all_frames_in_all_forms(skycamz_files, tmp_path):
     """All 14 SkyCamZ frames x every form (benchmarks/platesolve.py times the same copies)."""
     from skylake.frame.platesolve import compare_wcs, solve_for_ingest
-    from skylake.testing.pointing_forms import FORMS, pointing_copy
+    from skylake.synthetic.pointing_forms import FORMS, pointing_copy
 
     require_solve_field()
     profiles = {}

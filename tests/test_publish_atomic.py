@@ -4,7 +4,7 @@ the next command of any kind (status, refresh, report, a Python reader) finishes
 `skylake repair` and no "UNIQUE constraint failed" from refresh.
 
 Crashes are SIGKILLs at named points (skylake.lake.faults) of real CLI subprocesses. The compaction
-lakes hold SYNTHETIC rows (skylake.testing.detections); the ingest test uses the 14 real SkyCamZ frames.
+lakes hold SYNTHETIC rows (skylake.synthetic.detections); the ingest test uses the 14 real SkyCamZ frames.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from conftest import REPO, duckdb_counts, lsdb_count, make_synthetic_lake, read_only, run_cli
 from skylake.db import refresh
 from skylake.lake import Lake
-from skylake.testing.detections import commit_night, random_stars
+from skylake.synthetic.detections import commit_night, random_stars
 from skylake.status import lake_status
 
 
@@ -136,7 +136,7 @@ def test_ingest_killed_mid_publish_shows_at_most_that_batch_then_the_next_comman
 # -- who finishes the publish ---------------------------------------------------------------------------
 def _commit_killed_after_the_commit_point(lake: Path):
     code = ("import numpy as np; from skylake.lake import Lake; "
-            "from skylake.testing.detections import commit_night, random_stars; "
+            "from skylake.synthetic.detections import commit_night, random_stars; "
             "rng = np.random.default_rng(5); "
             f"commit_night(Lake.open({str(lake)!r}), random_stars(60, (10.0, 14.0), (0.0, 3.0), rng), "
             "'2026-02-01', 2, rng)")

@@ -1,6 +1,7 @@
-"""Every Python and SQL block of README.md runs as written against the lake of the README's first
-command (`skylake demo --out skylake-demo`, run once for the session: conftest ``demo_run``) and gives
-rows: each SQL statement returns at least one, each table or frame a block makes is non-empty."""
+"""Every Python and SQL block of README.md and of the documentation (docs/*.md) runs as written against the
+lake of the README's first command (`skylake demo --out skylake-demo`, run once for the session: conftest
+``demo_run``) and gives rows: each SQL statement returns at least one, each table or frame a block makes is
+non-empty."""
 
 from __future__ import annotations
 
@@ -30,11 +31,16 @@ print("SIZES " + _json.dumps(_sizes))
 """
 
 
-def readme_blocks(kind: str) -> list[str]:
-    return [code for lang, code in BLOCK.findall((REPO / "README.md").read_text()) if lang == kind]
+#: The pages whose snippets run: the README, then the documentation.
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def readme_blocks(kind: str, pages=PAGES) -> list[str]:
+    return [code for page in pages for lang, code in BLOCK.findall(page.read_text()) if lang == kind]
 
 
 def test_the_readme_has_a_query_tour():
+    assert len(readme_blocks("python", [REPO / "README.md"])) >= 2 and len(readme_blocks("sql", [REPO / "README.md"])) >= 1
     assert len(readme_blocks("python")) >= 6 and len(readme_blocks("sql")) >= 3
 
 
@@ -44,7 +50,7 @@ def test_python_block_runs_and_gives_rows(demo_run, k):
     assert (cwd / "skylake-demo" / "lake").is_dir(), proc.stdout[-2000:] + proc.stderr[-2000:]
     code = readme_blocks("python")[k]
     run = subprocess.run([sys.executable, "-c", code + SIZES], capture_output=True, text=True, cwd=cwd, timeout=300)
-    assert run.returncode == 0, f"README python block {k} failed:\n{code}\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, f"README/docs python block {k} failed:\n{code}\n{run.stderr[-3000:]}"
     sizes = json.loads(run.stdout.rsplit("SIZES ", 1)[1])
     assert sizes and all(n > 0 for n in sizes.values()), (code, sizes)
 
@@ -57,7 +63,7 @@ def test_sql_block_runs_and_gives_rows(demo_run, k, monkeypatch):
     con = duckdb.connect()
     for statement in filter(str.strip, readme_blocks("sql")[k].split(";")):
         rows = con.sql(statement).fetchall()
-        assert rows, f"no rows from README SQL:\n{statement}"
+        assert rows, f"no rows from README/docs SQL:\n{statement}"
 
 
 def test_the_most_variable_object_of_the_readme_is_a_variable(demo_run, monkeypatch):

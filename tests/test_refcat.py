@@ -25,7 +25,7 @@ from skylake.refcat.formats import ColumnMapError, format_names, load_column_map
 from skylake.refcat.normalise import normalise_chunk, normalise_file
 from skylake.refcat.readers import iter_chunks, open_source
 from skylake.refcat.schema import flag_bits
-from skylake.refcat.synthetic import write_synthetic
+from skylake.synthetic.refcat import write_synthetic
 
 
 def run(*argv: str) -> int:

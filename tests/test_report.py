@@ -1,6 +1,6 @@
 """The static HTML report opens in headless Chromium (Debian ``chromium``) from disk: every page loads
 and every image on it is present (trend plots and the camera's latest night maps). The lake holds
-SYNTHETIC summary rows and a SYNTHETIC night map (skylake.testing.summary_rows)."""
+SYNTHETIC summary rows and a SYNTHETIC night map (skylake.synthetic.summary_rows)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from skylake.testing.summary_rows import commit_map, commit_night
+from skylake.synthetic.summary_rows import commit_map, commit_night
 from skylake.lake import Lake
 from skylake.report import build_report, slug
 

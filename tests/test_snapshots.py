@@ -5,7 +5,7 @@ those commits removed stay out of the table directories (lsdb and DuckDB count o
 removed files, then finished by the next command, leaves the same lake as a clean run.
 
 The lake holds SYNTHETIC frames (skylake.synthetic, calibrated against their own reference catalogue)
-and SYNTHETIC detections (skylake.testing.detections), so every expected row is known.
+and SYNTHETIC detections (skylake.synthetic.detections), so every expected row is known.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from skylake.pipeline import ingest
 from skylake.lake import Lake, history, open_lake
 from skylake.lake.compact import compact
 from skylake.lake.snapshot import Snapshot, vacuum
-from skylake.testing.detections import commit_night, random_stars
+from skylake.synthetic.detections import commit_night, random_stars
 from skylake.refcat import import_refcat
 from skylake.status import lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog

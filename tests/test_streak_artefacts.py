@@ -13,7 +13,7 @@ from astropy.io import fits
 from astropy.time import Time, TimeDelta
 
 from conftest import SHARED_DATA, require_shared
-from skylake.allsky.synthetic import Streak, make_allsky_frame, render_streak
+from skylake.synthetic.allsky import Streak, make_allsky_frame, render_streak
 from skylake.frame.streaks import noise_map
 from skylake.lake import Lake
 from skylake.lake.tables import STATIC_ARTEFACTS, STREAKS
@@ -148,8 +148,8 @@ def test_real_iceact_copies(tmp_path, dask_client):
 def test_synthetic_night(tmp_path, dask_client):
     from astropy.table import Table
 
-    from skylake.allsky.night import EXPTIME_S, EXTINCTION, MODEL, PROFILE, SHAPE, SITE, SKY_ZENITH, START, ZEROPOINT
-    from skylake.allsky.night import synthetic_bright_stars
+    from skylake.synthetic.allsky_night import EXPTIME_S, EXTINCTION, MODEL, PROFILE, SHAPE, SITE, SKY_ZENITH, START, ZEROPOINT
+    from skylake.synthetic.allsky_night import synthetic_bright_stars
 
     stars = synthetic_bright_stars(seed=0)
     stars.to_parquet(tmp_path / "stars.parquet", index=False)

@@ -13,7 +13,7 @@ from astropy.time import Time
 
 from conftest import SHARED_DATA, require_shared
 from skylake.allsky.camera import CameraModel, Site
-from skylake.allsky.synthetic import Streak, make_allsky_frame, render_streak
+from skylake.synthetic.allsky import Streak, make_allsky_frame, render_streak
 from skylake.frame.streaks import STREAK_COLUMNS, StreakSettings, detect_streaks, flag_on_streaks, streak_mask
 
 

@@ -94,7 +94,7 @@ def test_make_sky_catalog_basic_and_deterministic():
     assert list(cat.columns) == ["star_id", "ra", "dec", "mag", "color"]
     assert cat["star_id"].dtype == np.int64
     assert cat["star_id"].tolist() == list(range(1, 5001))
-    sep = syn._angular_sep_deg(cat["ra"], cat["dec"], 150.0, 20.0)
+    sep = syn.frames._angular_sep_deg(cat["ra"], cat["dec"], 150.0, 20.0)
     assert sep.max() <= 1.0 + 1e-9
     assert cat["mag"].between(8.0, 15.0).all()
     assert cat["color"].between(0.0, 1.5).all()
@@ -105,7 +105,7 @@ def test_make_sky_catalog_basic_and_deterministic():
 def test_make_sky_catalog_distributions():
     n = 40000
     cat = syn.make_sky_catalog(0.5, 89.5, 2.0, n, seed=1)  # straddles RA 0 and the pole
-    sep = syn._angular_sep_deg(cat["ra"], cat["dec"], 0.5, 89.5)
+    sep = syn.frames._angular_sep_deg(cat["ra"], cat["dec"], 0.5, 89.5)
     assert sep.max() <= 2.0 + 1e-9
     assert ((cat["ra"] >= 0) & (cat["ra"] < 360)).all()
     # uniform on the sphere: fraction inside half the radius = area ratio
@@ -341,7 +341,7 @@ def test_demo_truth_self_consistent(demo):
     np.testing.assert_allclose(d["flux_adu"], 10 ** (-0.4 * (m_obs - d["zp_true"])) * d["exptime"], rtol=1e-12)
     np.testing.assert_allclose(d["extinction_mag"], 0.15 * d["airmass"] + d["cloud_mag"], atol=1e-12)
     # cloud profile: Gaussian in angular distance from the cloud centre
-    sep = syn._angular_sep_deg(d["ra"], d["dec"], d["cloud_ra"], d["cloud_dec"])
+    sep = syn.frames._angular_sep_deg(d["ra"], d["dec"], d["cloud_ra"], d["cloud_dec"])
     np.testing.assert_allclose(
         d["cloud_mag"], d["cloud_depth_mag"] * np.exp(-0.5 * (sep / d["cloud_radius_deg"]) ** 2), atol=1e-12
     )
@@ -363,7 +363,7 @@ def test_demo_truth_self_consistent(demo):
     assert (np.diff(fr["sky_adu"]) < 0).all() and fr["sky_adu"].between(500, 2000).all()
     assert fr["cloud_depth_mag"].nunique() == 1 and 0.5 <= fr["cloud_depth_mag"].iloc[0] <= 0.8
     assert fr["cloud_radius_deg"].iloc[0] == pytest.approx(1024 * 4.0 / 3600 / 3)
-    steps = syn._angular_sep_deg(fr["cloud_ra"][:-1], fr["cloud_dec"][:-1], fr["cloud_ra"][1:], fr["cloud_dec"][1:])
+    steps = syn.frames._angular_sep_deg(fr["cloud_ra"][:-1], fr["cloud_dec"][:-1], fr["cloud_ra"][1:], fr["cloud_dec"][1:])
     assert np.all(steps > 0.05) and np.ptp(steps) < 1e-3  # constant speed
     assert 0.5 < d["cloud_mag"].max() <= 0.8 and d["cloud_mag"].min() < 0.01
 

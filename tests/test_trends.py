@@ -1,5 +1,5 @@
 """Long-term throughput trends: exact answers from SYNTHETIC zeropoint histories (skylake.trends) and the
-trend model the summary database derives from a synthetic lake (skylake.testing.summary_rows)."""
+trend model the summary database derives from a synthetic lake (skylake.synthetic.summary_rows)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from skylake import trends
 from skylake.db import refresh
-from skylake.testing.summary_rows import commit_night, night_mjd
+from skylake.synthetic.summary_rows import commit_night, night_mjd
 from skylake.lake import Lake
 
 

@@ -1,4 +1,4 @@
-"""``skylake demo --allsky``: an all-sky camera end to end on a SYNTHETIC night (skylake.allsky.night).
+"""``skylake demo --allsky``: an all-sky camera end to end on a SYNTHETIC night (skylake.synthetic.allsky_night).
 
 A fisheye camera with a known model at La Palma, stars from a synthetic bright-star catalogue, a clear
 frame and a frame with a cloud and a satellite streak. The camera model is fitted on the clear frame
@@ -26,7 +26,7 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
 
     from skylake.allsky.cli import profile_text
     from skylake.allsky.fit import fit_camera, plot_fit_residuals
-    from skylake.allsky.night import MODEL, SITE, write_allsky_night
+    from skylake.synthetic.allsky_night import MODEL, SITE, write_allsky_night
     from skylake.allsky.store import read_streaks
     from skylake.demo import Check, finish
     from skylake.pipeline import ingest

@@ -154,7 +154,7 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
     return lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
 
 
-def calibrate(lake: Lake | str | os.PathLike, refcat: str | None = None, profile: Profile | str | None = None,
+def calibrate(lake: Lake | str | os.PathLike, *, refcat: str | None = None, profile: Profile | str | None = None,
               night: str | None = None, since: str | None = None, batch_ids: list[str] | None = None,
               redo: bool = False, client=None, plots: str | os.PathLike | None = None,
               cluster=None, paths: list[str] | None = None,

@@ -15,7 +15,6 @@ only records their files.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

@@ -412,7 +412,7 @@ def _mirror_nights(conn, lake: Lake, nights, report: RefreshReport, hook) -> set
     return {(r["instrument"], r["filter"]) for r in summary}
 
 
-def refresh(lake: Lake | str, url: str | None = None, full: bool = False, events=None, hook=None) -> RefreshReport:
+def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, events=None, hook=None) -> RefreshReport:
     """Bring the summary database of ``lake`` up to date with the lake's published commits.
 
     ``url``: SQLAlchemy URL (default: $SKYLAKE_DB_URL, else SQLite inside the lake). ``full``: forget

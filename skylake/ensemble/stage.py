@@ -385,7 +385,7 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
     return lake.read_frames(columns=cols, filter=flt).to_pandas()
 
 
-def ensemble(lake: Lake | str | os.PathLike, night: str | None = None, since: str | None = None,
+def ensemble(lake: Lake | str | os.PathLike, *, night: str | None = None, since: str | None = None,
              redo: bool = False, client=None, nights=None, profile: Profile | str | None = None,
              pipeline_version: str | None = None) -> list[EnsembleReport]:
     """Solve the ensemble of the selected nights (see the module docstring); one report per profile.

@@ -74,10 +74,22 @@ def _check_partitions(lake: Lake, table: str, dirs):
                 log.warning("compact: %s is not a data file of the lake; it is left in place", lake.path(rel))
 
 
-def compact(lake: Lake, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None = None) -> dict:
+def compact(lake: Lake, *, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | None = None) -> dict:
     """Merge every partition (and every night of the frames table) held in more than one file.
 
-    Returns counts of what was merged and split; commits nothing when there is nothing to do.
+    Parameters
+    ----------
+    lake : Lake
+        The lake, writable.
+    max_rows : int
+        Largest partition file written; a partition with more rows is split into finer pixels.
+    zstd_level : int or None
+        The zstd level of the merged files (None: the lake's ``compact_zstd_level``).
+
+    Returns
+    -------
+    dict
+        Counts of what was merged and split. Nothing is committed when there is nothing to do.
     """
     level = zstd_level or lake.config.compact_zstd_level
     stats = {"partitions_merged": 0, "partitions_split": 0, "files_removed": 0, "nights_merged": 0}

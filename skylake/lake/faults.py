@@ -11,6 +11,13 @@ _seen: Counter = Counter()
 
 
 def point(name: str) -> None:
+    """Kill this process here when ``SKYLAKE_FAULT`` names this point (``NAME`` or ``NAME@N``: its N-th visit).
+
+    Parameters
+    ----------
+    name : str
+        The fault point's name (e.g. ``mid_publish``).
+    """
     spec = os.environ.get("SKYLAKE_FAULT")
     if not spec:
         return

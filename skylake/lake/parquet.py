@@ -14,7 +14,22 @@ BATCH_ZSTD_LEVEL = 3
 
 
 def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group_size: int | None = None) -> bytes:
-    """``table`` as the bytes of a Parquet file (zstd at ``zstd_level``, column statistics written)."""
+    """A table as the bytes of one Parquet file, with column statistics (for pruning by readers).
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The rows to write.
+    zstd_level : int
+        The zstd compression level.
+    row_group_size : int or None
+        Rows per row group (None: pyarrow's default).
+
+    Returns
+    -------
+    bytes
+        The file's content.
+    """
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", compression_level=zstd_level, write_statistics=True,
                    row_group_size=row_group_size)

@@ -219,7 +219,7 @@ def _committed_at(lake: Lake, version: int) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
-def vacuum(lake: Lake, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool = False, now=None) -> dict:
+def vacuum(lake: Lake, *, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool = False, now=None) -> dict:
     """Delete the retained files no kept version needs, and staging leftovers; under the writer lock.
 
     Kept: every version committed within ``retain_days`` of ``now``, and the newest one committed

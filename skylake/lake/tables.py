@@ -73,37 +73,100 @@ NOT_TABLES = ("summary",)
 
 @dataclass(frozen=True)
 class Table:
-    """One lake table as its schema file declares it."""
+    """One lake table as its schema file declares it.
+
+    Attributes
+    ----------
+    name : str
+        The table's name (its schema file's).
+    partition_by : str
+        How it is stored: one of :data:`PARTITIONINGS`.
+    location : str
+        Its directory relative to the lake.
+    mirror : bool
+        ``skylake refresh`` copies it into the summary database.
+    producer : str or None
+        The module of a frame product (``stage:``).
+    versioned_files : str or None
+        The directory of its per-commit side files (``versioned_files:``).
+    night_product : str or None
+        The module of a night product (``night_product:``).
+    inputs : tuple of str
+        The night tables a night product is built from (``inputs:``).
+    """
 
     name: str
     partition_by: str
-    location: str  # directory relative to the lake
+    location: str
     mirror: bool = False
-    producer: str | None = None  # module of a frame product (``stage:`` in the schema)
-    versioned_files: str | None = None  # directory of per-commit side files (``versioned_files:``)
-    night_product: str | None = None  # module of a night product (``night_product:``)
-    inputs: tuple[str, ...] = ()  # the night tables a night product is built from (``inputs:``)
+    producer: str | None = None
+    versioned_files: str | None = None
+    night_product: str | None = None
+    inputs: tuple[str, ...] = ()
 
     @property
     def schema(self) -> pa.Schema:
+        """The table's pyarrow schema, from ``schemas/``.
+
+        Returns
+        -------
+        pyarrow.Schema
+            Its columns.
+        """
         return table_spec(self.name).schema
 
     @property
     def hats(self) -> bool:
+        """Whether the table is a HATS catalog (``partition_by: healpix``).
+
+        Returns
+        -------
+        bool
+            True for a HATS catalog.
+        """
         return self.partition_by == "healpix"
 
     @property
     def by_night(self) -> bool:
+        """Whether the table is a night table (``partition_by: night``).
+
+        Returns
+        -------
+        bool
+            True for a night table.
+        """
         return self.partition_by == "night"
 
     def stage_module(self):
-        """The frame-product module (``stage:``), imported."""
+        """Import the frame-product module (``stage:``).
+
+        Returns
+        -------
+        module or None
+            The module, None for a table that is no frame product.
+        """
         return importlib.import_module(self.producer) if self.producer else None
 
     # -- the operations every night or HATS table offers, on a lake or in a transaction ----------------
     def read(self, lake, columns: list[str] | None = None, filter=None, nights=None) -> pa.Table:
-        """The table's rows (``columns``, ``filter``: a pyarrow expression) as one Arrow table; of a night
-        table only the directories of ``nights`` when given (None or NaN: the unknown night)."""
+        """Read the table's rows.
+
+        Parameters
+        ----------
+        lake : skylake.lake.Lake
+            The lake.
+        columns : list of str or None
+            Columns to read (None: all).
+        filter : pyarrow.compute.Expression or None
+            Rows to keep.
+        nights : iterable or None
+            Of a night table, only these nights' directories (None or NaN: the unknown night).
+
+        Returns
+        -------
+        pyarrow.Table
+            The rows.
+        """
         if self.by_night:
             return lake.read_night_table(self.name, columns=columns, filter=filter, nights=nights)
         if self.hats and self.name == SOURCES:
@@ -111,7 +174,17 @@ class Table:
         raise NotImplementedError(f"{self.name} ({self.partition_by}) is read by its own module")
 
     def stage(self, tx, data: pa.Table, nights: list | None = None) -> None:
-        """Stage ``data`` in transaction ``tx``, split by the table's partitioning (``nights``: each row's)."""
+        """Stage rows in a transaction, split by the table's partitioning.
+
+        Parameters
+        ----------
+        tx : skylake.lake.Transaction
+            The transaction.
+        data : pyarrow.Table
+            The rows.
+        nights : list or None
+            Each row's night (night tables).
+        """
         if self.by_night:
             tx.stage_nights(self.name, data, nights)
         elif self.name == SOURCES:
@@ -120,14 +193,39 @@ class Table:
             raise NotImplementedError(f"{self.name} ({self.partition_by}) is staged by its own module")
 
     def remove_where(self, tx, drop, nights=None) -> int:
-        """Stage the removal of the rows for which ``drop(data)`` (a boolean array) is true, rewriting the
-        files holding them (of ``nights`` only, when given). Returns the rows dropped. The one way rows
-        leave a table (its files are rewritten, in sorted order so that a re-run stages the same names)."""
+        """Stage the removal of rows: the one way rows leave a table.
+
+        The files holding them are rewritten in sorted order, so that a re-run stages the same names.
+
+        Parameters
+        ----------
+        tx : skylake.lake.Transaction
+            The transaction.
+        drop : callable
+            ``drop(data)`` -> boolean array, true for the rows to remove.
+        nights : iterable or None
+            Only the files of these nights (None: every file).
+
+        Returns
+        -------
+        int
+            The rows dropped.
+        """
         return tx.rewrite_without(self.name, sorted(tx.lake.live_files(self.location, nights)), drop)
 
     def touched(self, entries) -> set:
-        """The partitions the commits ``entries`` added files to or removed files from: nights (None for
-        the unknown night) of a night table, (order, pixel) of a HATS table."""
+        """The partitions that commits added files to or removed files from.
+
+        Parameters
+        ----------
+        entries : iterable of skylake.lake.log.Entry
+            The commits.
+
+        Returns
+        -------
+        set
+            Nights (None for the unknown night) of a night table, ``(order, pixel)`` of a HATS table.
+        """
         from skylake.lake.hats_meta import pixel_of
 
         out = set()
@@ -175,18 +273,47 @@ def _load(name: str) -> Table:
 
 @functools.cache
 def registry() -> dict[str, Table]:
-    """Every table, by name, from the schema files."""
+    """Every table, from the schema files (cached).
+
+    Returns
+    -------
+    dict
+        Table name -> :class:`Table`.
+    """
     names = sorted(p.stem for p in project_dir("schemas").glob("*.yaml") if p.stem not in NOT_TABLES)
     return {n: _load(n) for n in names}
 
 
 @functools.cache
 def by_location() -> dict[str, Table]:
-    """Every table by its directory relative to the lake (as file actions in the log name them)."""
+    """Every table by its directory relative to the lake, as the log's file actions name them (cached).
+
+    Returns
+    -------
+    dict
+        Directory -> :class:`Table`.
+    """
     return {t.location: t for t in registry().values()}
 
 
 def get(name: str) -> Table:
+    """One table of the registry.
+
+    Parameters
+    ----------
+    name : str
+        Its name.
+
+    Returns
+    -------
+    Table
+        The table.
+
+    Raises
+    ------
+    KeyError
+        No schema declares it (the message lists those that do).
+    """
     try:
         return registry()[name]
     except KeyError:
@@ -194,23 +321,56 @@ def get(name: str) -> Table:
 
 
 def night_tables() -> list[Table]:
-    """Tables partitioned by night, in name order."""
+    """Tables partitioned by night.
+
+    Returns
+    -------
+    list of Table
+        In name order.
+    """
     return [t for t in registry().values() if t.by_night]
 
 
 def frame_products() -> list[Table]:
-    """Tables whose rows a frame task makes (``stage:``), in name order."""
+    """Tables whose rows a frame task makes (``stage:``).
+
+    Returns
+    -------
+    list of Table
+        In name order.
+    """
     return [t for t in registry().values() if t.producer]
 
 
 def frame_tables() -> list[Table]:
-    """Night tables whose rows belong to one frame (they have ``frame_id``): frames, its calibrations,
-    streaks, frame products. A frame replaced by ``--redo`` loses its rows in every one."""
+    """Night tables whose rows belong to one frame: a frame replaced by ``--redo`` loses its rows in each.
+
+    Returns
+    -------
+    list of Table
+        Frames, its calibrations, streaks, frame products: the night tables with ``frame_id``.
+    """
     return [t for t in night_tables() if "frame_id" in t.schema.names]
 
 
 def of_stage(module: str) -> Table:
-    """The table a frame-product module makes (its schema's ``stage:``), so the module names no table."""
+    """The table a frame-product module makes (its schema's ``stage:``), so that the module names no table.
+
+    Parameters
+    ----------
+    module : str
+        The module's import path.
+
+    Returns
+    -------
+    Table
+        The product's table.
+
+    Raises
+    ------
+    KeyError
+        No schema declares ``stage: module``.
+    """
     for t in frame_products():
         if t.producer == module:
             return t
@@ -218,5 +378,11 @@ def of_stage(module: str) -> Table:
 
 
 def mirrored_products() -> list[Table]:
-    """Night tables ``skylake refresh`` mirrors generically (``mirror: true``)."""
+    """Night tables that ``skylake refresh`` mirrors generically (``mirror: true``).
+
+    Returns
+    -------
+    list of Table
+        In name order.
+    """
     return [t for t in registry().values() if t.mirror]

@@ -31,8 +31,17 @@ __all__ = ["Transaction"]
 
 
 class Transaction:
-    """One batch: stage data files, then :meth:`commit` them atomically. Only valid inside
-    :meth:`Lake.transaction` (which holds the lock and has recovered the lake)."""
+    """One batch: stage data files, then :meth:`commit` them atomically.
+
+    Only valid inside :meth:`Lake.transaction`, which holds the lock and has recovered the lake.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake being written.
+    operation : str
+        What the batch does (``ingest``, ``calibrate``, ``compact``, ...): in its id and its log entry.
+    """
 
     def __init__(self, lake: Lake, operation: str):
         self.lake = lake
@@ -62,7 +71,18 @@ class Transaction:
         self.runner = None  # a skylake.runtime.Runner: where writer tasks run (None: in this process)
 
     def full_error(self, exc: BaseException) -> LakeFullError:
-        """The one-line error for a full device during this transaction, saying what state the lake is in."""
+        """The one-line error for a full device during this transaction, saying what state the lake is in.
+
+        Parameters
+        ----------
+        exc : BaseException
+            The error the full device raised (with ``rel`` and ``nbytes`` when storage knew them).
+
+        Returns
+        -------
+        LakeFullError
+            The error to raise instead.
+        """
         lake = self.lake
         rel, nbytes = getattr(exc, "rel", None), getattr(exc, "nbytes", None)
         what = (f"writing {nbytes} bytes to {rel}" if nbytes is not None else f"writing {rel}" if rel
@@ -80,13 +100,39 @@ class Transaction:
         return err
 
     def allocate_frame_ids(self, n: int) -> np.ndarray:
+        """Reserve the next ``n`` frame ids of the lake for this batch.
+
+        Parameters
+        ----------
+        n : int
+            How many ids.
+
+        Returns
+        -------
+        numpy.ndarray
+            The ids (int64), consecutive.
+        """
         ids = np.arange(self.next_frame_id, self.next_frame_id + n, dtype=np.int64)
         self.next_frame_id += n
         return ids
 
     def stage(self, table: str, path: str, data: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL,
               row_group_size: int | None = None):
-        """Write ``data`` as ``table/path`` into this batch's staging area."""
+        """Write rows as one data file of a table into this batch's staging area.
+
+        Parameters
+        ----------
+        table : str
+            The table (its directory in the lake).
+        path : str
+            The file's path relative to the table.
+        data : pyarrow.Table
+            The rows.
+        zstd_level : int
+            The zstd level of the file.
+        row_group_size : int or None
+            Rows per row group (None: pyarrow's default).
+        """
         action = FileAction(table=table, path=path, rows=data.num_rows)
         blob = parquet_bytes(data, zstd_level, row_group_size)
         self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path), blob)
@@ -94,24 +140,70 @@ class Transaction:
         self.adds.append(action)
 
     def add_staged(self, table: str, path: str, rows: int):
-        """Count a data file a task already wrote at ``staging/<batch>/<table>/<path>`` into this batch."""
+        """Count a data file that a task already wrote into this batch's staging area.
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        path : str
+            The file's path relative to the table (it is at ``staging/<batch>/<table>/<path>``).
+        rows : int
+            Its rows.
+        """
         self.adds.append(FileAction(table=table, path=path, rows=rows))
 
     def stage_file(self, rel: str, data: bytes):
-        """Stage a small lake-relative file (not a table's data) that replaces its published copy at publish."""
+        """Stage a small file that is not a table's data; it replaces its published copy at publish.
+
+        Parameters
+        ----------
+        rel : str
+            Its path relative to the lake.
+        data : bytes
+            Its content.
+        """
         self.lake.store.write_bytes(staging_path(self.batch_id, rel), data)
         if rel not in self.metadata:
             self.metadata.append(rel)
 
     def remove(self, table: str, path: str, rows: int):
+        """Remove a published data file in this batch (kept for older versions until vacuum).
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        path : str
+            The file's path relative to the table.
+        rows : int
+            Its rows.
+        """
         self.removes.append(FileAction(table=table, path=path, rows=rows))
 
     def rewrite_without(self, table: str, rels, drop, schema: str | None = None) -> int:
-        """Remove rows from published files, the only way rows ever leave the lake (``--redo``, a
-        recalibration, a map made again): each file ``rels`` of ``table`` (relative to the table)
-        holding rows for which ``drop(data)`` (a boolean array) is true is removed in this batch, and
-        its other rows are staged beside it. ``schema`` names the file's schema when it is not the
-        table's. Returns the number of rows dropped."""
+        """Remove rows from published files, the only way rows ever leave the lake.
+
+        Each file holding rows to drop is removed in this batch and its other rows are staged beside it
+        (``--redo``, a recalibration, a map made again; products call it through
+        :meth:`skylake.lake.tables.Table.remove_where`).
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        rels : iterable of str
+            The files to look at, relative to the table.
+        drop : callable
+            ``drop(data)`` -> boolean array, true for the rows to drop.
+        schema : str or None
+            The files' schema when it is not the table's.
+
+        Returns
+        -------
+        int
+            The rows dropped.
+        """
         dropped = 0
         for k, rel in enumerate(rels):
             data = pq.read_table(self.lake.path(f"{table}/{rel}"), schema=table_schema(schema or table))
@@ -135,8 +227,19 @@ class Transaction:
         return dropped
 
     def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
-        """Split ``sources`` by partition, sort each piece by ``_healpix_29``, and stage one file per pixel
-        (in this process; ingest's writer tasks do the same on workers: :mod:`skylake.lake.pieces`)."""
+        """Stage source rows, one file per partition, each sorted by ``_healpix_29``.
+
+        In this process; ingest's writer tasks do the same on workers (:mod:`skylake.lake.pieces`).
+
+        Parameters
+        ----------
+        sources : pyarrow.Table
+            Source rows with ids.
+        zstd_level : int
+            The zstd level of the files.
+        name : str or None
+            The files' name (None: the batch id).
+        """
         if sources.num_rows == 0:
             return
         h29 = sources.column("_healpix_29").to_numpy()
@@ -149,7 +252,13 @@ class Transaction:
         self.skymap_delta += hats_meta.skymap_histogram(h29)
 
     def add_staged_sources(self, staged: "pieces.StagedSources"):
-        """Record source files a writer task staged in this batch's staging area (:mod:`skylake.lake.pieces`)."""
+        """Record the source files a writer task staged in this batch's staging area.
+
+        Parameters
+        ----------
+        staged : skylake.lake.pieces.StagedSources
+            What the task wrote (:func:`skylake.lake.pieces.write_sources`).
+        """
         from hats.pixel_math import HealpixPixel
 
         for rel, rows, nbytes in staged.files:
@@ -160,12 +269,34 @@ class Transaction:
         np.add.at(self.skymap_delta, staged.skymap_pixels, staged.skymap_rows)
 
     def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
-        """Stage frame rows, one file per night (``nights`` gives each row's night), and their index rows."""
+        """Stage frame rows, one file per night, and their rows of the frame index.
+
+        Parameters
+        ----------
+        frames : pyarrow.Table
+            Frame rows.
+        nights : list
+            Each row's night.
+        name : str or None
+            The files' name (None: the batch id).
+        """
         self.stage_nights(FRAMES, frames, nights, name)
         self.index_added.append(frame_index.rows_for(frames, [night_partition(n) for n in nights]))
 
     def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
-        """Stage rows of a night-partitioned table, one file per night (``nights`` gives each row's night)."""
+        """Stage rows of a night table, one file per night.
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        data : pyarrow.Table
+            The rows.
+        nights : list
+            Each row's night.
+        name : str or None
+            The files' name (None: the batch id).
+        """
         nights_arr = night_partitions(nights)
         self.count_changes.add(table, data, nights_arr.tolist())
         for night in sorted(set(nights_arr)):
@@ -173,8 +304,18 @@ class Transaction:
             self.stage(table, f"{night_dir(night)}/{name or self.batch_id}.parquet", data.take(rows))
 
     def commit(self, summary: dict | None = None) -> Entry | None:
-        """Commit everything staged as one atomic step, then publish it. Returns the log entry, or
-        None when there was nothing to commit."""
+        """Commit everything staged as one atomic step, then publish it.
+
+        Parameters
+        ----------
+        summary : dict or None
+            What the batch did, recorded in its log entry (with the host and process id).
+
+        Returns
+        -------
+        Entry or None
+            The log entry, or None when there was nothing to commit.
+        """
         if not self.adds and not self.removes and not self.metadata:
             return None
         if self.index_added or self.index_dropped[0]:

@@ -15,8 +15,18 @@ FILE_KEY = ["content_hash", "hdu"]
 
 
 def latest_versions(frames: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``frames`` (with frame_id, content_hash, hdu) that are the latest version of their
-    file and HDU. Rows without a content hash (unreadable files) are kept as they are."""
+    """The frame rows that are the latest version of their file and HDU.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        Frame rows with ``frame_id``, ``content_hash`` and ``hdu``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The latest row of each file and HDU; rows without a content hash (unreadable files) as they are.
+    """
     if frames.empty:
         return frames
     known = frames["content_hash"].fillna("") != ""

@@ -146,7 +146,7 @@ def map_id(scope: str, selection: dict, nside: int, frame_of: str, profile: str,
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def compute_maps(lake: Lake, night: str | None = None, frame_id: int | None = None, since: str | None = None,
+def compute_maps(lake: Lake, *, night: str | None = None, frame_id: int | None = None, since: str | None = None,
                  until: str | None = None, per_frame: bool = False, nside: int | None = None,
                  frames_of: tuple[str, ...] = FRAMES_OF, refcat: str | None = None,
                  profile: Profile | str | None = None, client=None, samples: bool = True) -> MapSet:

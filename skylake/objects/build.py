@@ -401,7 +401,7 @@ def _settings(lake: Lake, refcat: str | None, radius_arcsec: float | None, rebui
     return _Settings(state, refcat, radius, order, margin_order(order, radius), rebuild)
 
 
-def build_objects(lake, refcat: str | None = None, radius_arcsec: float | None = None,
+def build_objects(lake, *, refcat: str | None = None, radius_arcsec: float | None = None,
                   rebuild: bool = False, client=None) -> BuildReport:
     """Bring ``LAKE/objects`` up to date with the lake's frames and calibrations (see the module docstring).
 

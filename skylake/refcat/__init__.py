@@ -6,7 +6,7 @@ catalogue through a user column map) as HATS collections under ``LAKE/refcats/NA
 - :mod:`~skylake.refcat.normalise`: native chunk -> ``schemas/refcat.yaml`` rows, bad coordinates counted;
 - :mod:`~skylake.refcat.importer`: shards -> hats-import collection + margin cache, atomic swap;
 - :mod:`~skylake.refcat.query`: list, cone search, proper-motion propagation;
-- :mod:`~skylake.refcat.synthetic`: large synthetic APASS/PS1-format catalogues for tests and benchmarks;
+- :mod:`~skylake.synthetic.refcat`: large synthetic APASS/PS1-format catalogues for tests and benchmarks;
 - :mod:`~skylake.refcat.cli`: ``skylake refcat import|list|cone``.
 
 >>> from skylake.refcat import import_refcat, cone_search           # doctest: +SKIP

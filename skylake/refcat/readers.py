@@ -61,7 +61,7 @@ class Source:
 
     @property
     def synthetic(self) -> bool:
-        """True for files skylake.refcat.synthetic wrote: Parquet, ECSV and FITS say so in their
+        """True for files skylake.synthetic.refcat wrote: Parquet, ECSV and FITS say so in their
         metadata; a plain CSV has none, so the generator puts "synthetic" in its name instead."""
         if str(self.meta.get("skylake_synthetic", "")).lower() == "true":
             return True

@@ -24,18 +24,18 @@ import pandas as pd
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from skylake.synthetic import (_airmass, _altitude_deg, _gmst_deg, make_sky_catalog, render_frame, tan_wcs_header,
-                               write_frame, write_reference_catalog)
+from skylake.synthetic.frames import make_sky_catalog, render_frame, tan_wcs_header, write_frame
+from skylake.synthetic.night import _airmass, _altitude_deg, _gmst_deg, write_reference_catalog
 
 __all__ = ["SeriesTruth", "write_series", "expected_error", "SERIES_PROFILE"]
 
 #: The series camera's profile (written beside the frames as ``series.toml``): aperture photometry in the
 #: generator's aperture, calibrated against the series' own catalogue (imported as ``series``).
-SERIES_PROFILE = """# SYNTHETIC: the camera of skylake.testing.series.write_series
+SERIES_PROFILE = """# SYNTHETIC: the camera of skylake.synthetic.series.write_series
 extends = "generic"
 [profile]
 name = "series"
-description = "skylake's SYNTHETIC one-field series (skylake.testing.series)"
+description = "skylake's SYNTHETIC one-field series (skylake.synthetic.series)"
 [site]
 name = "series site (ORM La Palma)"
 lat_deg = {lat}

@@ -4,7 +4,7 @@ scale, a fixed pointing in the profile, none at all), each with the ``[platesolv
 the method (``wcs_method``) its solve must record. Used by ``tests/test_pointing.py`` and
 ``benchmarks/platesolve.py``::
 
-    from skylake.testing.pointing_forms import FORMS, pointing_copy
+    from skylake.synthetic.pointing_forms import FORMS, pointing_copy
     header, settings = pointing_copy(fits.getheader("frame.fits"), FORMS[2])   # OBJCTRA = '17 04 40', ...
 
 The pointing written is the field centre of the frame's own WCS; RA_CENT/DEC_CENT and every other

@@ -5,7 +5,7 @@ that apart from its one defect it looks like a real frame. Every file's bytes di
 other's (and from the good frame's), so none is a duplicate of another. Used by
 ``tests/test_hostile_files.py``; handy to check a new reader or profile by hand::
 
-    from skylake.testing.hostile_files import write_hostile_files
+    from skylake.synthetic.hostile_files import write_hostile_files
     expected = write_hostile_files("/tmp/hostile", "frame.fits")   # {file name: reason fragment}
 """
 

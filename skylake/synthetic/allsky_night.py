@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from skylake.allsky.camera import CameraModel, Site
-from skylake.allsky.synthetic import CloudPatch, Streak, SyntheticAllSky, make_allsky_frame
+from skylake.synthetic.allsky import CloudPatch, Streak, SyntheticAllSky, make_allsky_frame
 
 #: The synthetic camera: IceAct's lens geometry on La Palma (the demo site).
 MODEL = CameraModel("equidistant", 1.45, 0.0075, x0=326.2, y0=250.7, rotation_deg=-86.8)
@@ -30,12 +30,12 @@ EXPTIME_S, ZEROPOINT, EXTINCTION, SKY_ZENITH = 60.0, 10.0, 0.15, 21.0
 CLOUD = CloudPatch(alt_deg=45.0, az_deg=120.0, radius_deg=18.0, depth=0.9, edge_deg=2.0)
 STREAK = Streak(150.0, 300.0, 500.0, 150.0, sigma_px=1.0, flux_per_px=1000.0)
 
-PROFILE = f"""# SYNTHETIC all-sky camera of `skylake demo --allsky` (skylake.allsky.night): the true model of its frames.
+PROFILE = f"""# SYNTHETIC all-sky camera of `skylake demo --allsky` (skylake.synthetic.allsky_night): the true model of its frames.
 extends = "generic"
 
 [profile]
 name = "allsky-demo"
-description = "skylake's synthetic all-sky camera (frames made by skylake.allsky.night)"
+description = "skylake's synthetic all-sky camera (frames made by skylake.synthetic.allsky_night)"
 
 [site]
 name = "demo site (ORM La Palma)"
