@@ -10,12 +10,12 @@ real Tycho-2 cut to 12 deg around the two pointings (as tests/test_calib_real.py
 ``objects build``, ``maps --no-export`` and ``refresh`` into a SQLite file of its own. Both versions
 read the same input files at the same paths.
 
-Then every table of the two lakes (frames, sources, zeropoints, matches, extinction, objects, maps, the
-maps index, streaks where present, the imported catalogue and its margin, the frame index) and every table of the two summary databases is sorted by its keys
-and compared column by column (NaN equal to NaN), leaving out what differs between any two runs: batch
-ids, commit and refresh times, processing_s, the lake's id and path in the database; the calibration key
-(a digest of the catalogue's import record, which holds its import time) and the batch id in the maps'
-paths are replaced by placeholders (skylake/testing/compare.py, shared with tests/test_real_cluster.py).
+Then every table of the two lakes (frames, sources, zeropoints, matches, extinction, objects, maps, the maps index,
+streaks where present, the imported catalogue and its margin, the frame index) and every table of the two summary
+databases is sorted by its keys and compared column by column (NaN equal to NaN), leaving out what differs between
+any two runs: batch ids, commit and refresh times, processing_s, the lake's id and path in the database; the
+calibration key (a digest of the catalogue's import record, which holds its import time) and the batch id in
+the maps' paths are replaced by placeholders (skylake/testing/compare.py, shared with tests/test_real_cluster.py).
 
 Exit code: 0 when every table is identical, 1 when any differs, 2 when a version could not be exported
 or a step of a chain failed (its log is printed)."""
@@ -41,7 +41,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.dataset as pads  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from skylake.testing.compare import EXCLUDED, calib_key, compare, normalise, read_tables, KEYS  # noqa: E402
+from skylake.testing.compare import EXCLUDED, KEYS, calib_key, compare, normalise, read_tables  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SKYLAKE_SHARED_DATA", REPO.parent / "shared" / "data"))
 POINTINGS = ((256.2, 12.8), (263.8, 18.7))  # RA, Dec [deg] of frames 210-221 and 222-223
@@ -66,8 +66,9 @@ def export(ref_or_dir: str, dest: Path) -> tuple[Path, str]:
         return tree, f"{tree} (directory)"
     rev = _git("rev-parse", "--verify", f"{ref_or_dir}^{{commit}}")
     if rev.returncode:
-        raise Failed(f"{ref_or_dir!r} is neither a skylake source directory nor a commit of {REPO}: "
-                     f"{rev.stderr.strip()}")
+        raise Failed(
+            f"{ref_or_dir!r} is neither a skylake source directory nor a commit of {REPO}: {rev.stderr.strip()}"
+        )
     sha = rev.stdout.strip()
     dest.mkdir(parents=True)
     archive = subprocess.Popen(["git", "-C", str(REPO), "archive", "--format=tar", sha], stdout=subprocess.PIPE)
@@ -86,8 +87,13 @@ def _env(tree: Path) -> dict:
 
 def check_import(tree: Path, cwd: Path) -> Path:
     """A subprocess with ``_env(tree)`` imports skylake from ``tree`` (not the editable install)."""
-    proc = subprocess.run([sys.executable, "-c", "import skylake; print(skylake.__file__)"], capture_output=True,
-                          text=True, env=_env(tree), cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import skylake; print(skylake.__file__)"],
+        capture_output=True,
+        text=True,
+        env=_env(tree),
+        cwd=cwd,
+    )
     where = Path(proc.stdout.strip() or "?").resolve()
     if proc.returncode or not where.is_relative_to(tree.resolve()):
         raise Failed(f"python with PYTHONPATH={tree} imports skylake from {where}, not that tree:\n{proc.stderr}")
@@ -100,8 +106,10 @@ def inputs(work: Path) -> tuple[Path, Path]:
     frames = SHARED_DATA / "skycamz"
     tycho = SHARED_DATA / "refcats" / "tycho2_vt.parquet"
     if len(sorted(frames.glob("z_e_*.fits"))) != 14 or not tycho.exists():
-        raise Failed(f"the real data is not at {SHARED_DATA} (14 SkyCamZ frames, refcats/tycho2_vt.parquet); "
-                     "set SKYLAKE_SHARED_DATA")
+        raise Failed(
+            f"the real data is not at {SHARED_DATA} (14 SkyCamZ frames, refcats/tycho2_vt.parquet); "
+            "set SKYLAKE_SHARED_DATA"
+        )
     cut_file = work / "inputs" / "tycho2_vt.parquet"
     if not cut_file.exists():  # --keep: made once
         table = pq.read_table(tycho)
@@ -123,8 +131,17 @@ def build(tree: Path, home: Path, frames: Path, tycho: Path) -> dict[str, float]
     print(f"  building with {check_import(tree, home)}", flush=True)
     lake, db = home / "lake", home / "summary.sqlite"
     steps = {
-        "ingest": ["ingest", lake, frames, "--pipeline", "skycamz", "--create", "--no-progress",
-                   "--scheduler", "synchronous"],
+        "ingest": [
+            "ingest",
+            lake,
+            frames,
+            "--pipeline",
+            "skycamz",
+            "--create",
+            "--no-progress",
+            "--scheduler",
+            "synchronous",
+        ],
         "refcat": ["refcat", "import", lake, "tycho2", "--format", "tycho2", tycho, "--no-progress", "--workers", "1"],
         "calibrate": ["calibrate", lake, "--scheduler", "synchronous"],
         "objects": ["objects", "build", lake],
@@ -138,14 +155,23 @@ def build(tree: Path, home: Path, frames: Path, tycho: Path) -> dict[str, float]
             log.write(f"$ {' '.join(cmd[1:])}\n")
             log.flush()
             t0 = time.monotonic()
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(tree), cwd=home,
-                                  stdin=subprocess.DEVNULL, timeout=STEP_TIMEOUT_S)
+            proc = subprocess.run(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_env(tree),
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                timeout=STEP_TIMEOUT_S,
+            )
             seconds[name] = time.monotonic() - t0
             log.write(f"[exit {proc.returncode}, {seconds[name]:.1f} s]\n\n")
             log.flush()
             if proc.returncode:
-                raise Failed(f"`skylake {name}` exited {proc.returncode} with {tree}; the end of {home / 'log.txt'}:\n"
-                             + (home / "log.txt").read_text()[-4000:])
+                raise Failed(
+                    f"`skylake {name}` exited {proc.returncode} with {tree}; the end of {home / 'log.txt'}:\n"
+                    + (home / "log.txt").read_text()[-4000:]
+                )
     return seconds
 
 
@@ -154,8 +180,12 @@ def read_summary(db: Path) -> dict[str, tuple[pa.Table, list[str]]]:
     out = {}
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                           "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         for name in names:
             info = con.execute(f'PRAGMA table_info("{name}")').fetchall()  # cid, name, type, notnull, default, pk
             columns = [r[1] for r in info]
@@ -188,8 +218,11 @@ def read_extras(lake: Path) -> dict[str, tuple[pa.Table, list[str]]]:
 def _hive(root: Path) -> pa.Table:
     """The Parquet files under ``root`` (none under a name starting with _ or .), with their hive
     partition columns."""
-    files = sorted(str(p) for p in root.rglob("*.parquet")
-                   if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts))
+    files = sorted(
+        str(p)
+        for p in root.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    )
     return pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root)).to_table()
 
 
@@ -223,24 +256,37 @@ def compare_all(before: Path, after: Path) -> list[tuple[str, object]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Build the real SkyCamZ lake (ingest, refcat import, calibrate, objects build, maps, "
-                    "refresh into SQLite) with two versions of skylake, each in subprocesses importing only "
-                    "its own tree, and compare every lake table and every summary-database table row for "
-                    "row, leaving out batch ids, commit and refresh times, processing_s and the lake's id and "
-                    "path, with the calibration key and the batch ids in map paths as placeholders. Prints "
-                    "per table the rows before and after, whether identical and the first differing column.",
+        "refresh into SQLite) with two versions of skylake, each in subprocesses importing only "
+        "its own tree, and compare every lake table and every summary-database table row for "
+        "row, leaving out batch ids, commit and refresh times, processing_s and the lake's id and "
+        "path, with the calibration key and the batch ids in map paths as placeholders. Prints "
+        "per table the rows before and after, whether identical and the first differing column.",
         epilog="A table only the version after has (a new product) is listed as new, not as a difference. "
-               "Exit code: 0 every table identical; 1 some table differs; 2 a version could not be exported, "
-               "did not import from its own tree, or a step failed (its log is printed). Needs the real data "
-               "in ../shared/data (or $SKYLAKE_SHARED_DATA). About 3-6 minutes on 2 cores.")
-    parser.add_argument("--before", required=True, metavar="REF",
-                        help="the version before: a git ref of this repository (exported with git archive) or "
-                             "a skylake source directory")
-    parser.add_argument("--after", default=str(REPO), metavar="REF_OR_DIR",
-                        help="the version after: a git ref or a source directory (default: the working tree "
-                             "this script lives in, uncommitted changes included)")
-    parser.add_argument("--keep", default=None, metavar="DIR",
-                        help="build in DIR and keep it (DIR/before, DIR/after: source, lake, summary.sqlite, "
-                             "log.txt); default: a temporary directory removed at the end")
+        "Exit code: 0 every table identical; 1 some table differs; 2 a version could not be exported, "
+        "did not import from its own tree, or a step failed (its log is printed). Needs the real data "
+        "in ../shared/data (or $SKYLAKE_SHARED_DATA). About 3-6 minutes on 2 cores.",
+    )
+    parser.add_argument(
+        "--before",
+        required=True,
+        metavar="REF",
+        help="the version before: a git ref of this repository (exported with git archive) or "
+        "a skylake source directory",
+    )
+    parser.add_argument(
+        "--after",
+        default=str(REPO),
+        metavar="REF_OR_DIR",
+        help="the version after: a git ref or a source directory (default: the working tree "
+        "this script lives in, uncommitted changes included)",
+    )
+    parser.add_argument(
+        "--keep",
+        default=None,
+        metavar="DIR",
+        help="build in DIR and keep it (DIR/before, DIR/after: source, lake, summary.sqlite, "
+        "log.txt); default: a temporary directory removed at the end",
+    )
     args = parser.parse_args(argv)
 
     work = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="skylake-compare-"))
@@ -273,13 +319,18 @@ def main(argv=None) -> int:
     print(f"\n{'table':{width}}  {'rows before':>11}  {'rows after':>10}  identical  first differing column")
     for name, result in results:
         verdict = "new" if name in new else ("yes" if result.identical else "NO")
-        print(f"{name:{width}}  {result.rows_a:>11}  {result.rows_b:>10}  {verdict:9}"
-              f"  {'a table only the version after has' if name in new else result.first_difference()}")
+        print(
+            f"{name:{width}}  {result.rows_a:>11}  {result.rows_b:>10}  {verdict:9}"
+            f"  {'a table only the version after has' if name in new else result.first_difference()}"
+        )
     compared = [r for name, r in results if name not in new]
     n_differ = sum(not r.identical for r in compared)
-    print(f"\n{len(compared) - n_differ} of {len(compared)} tables identical"
-          + (f" ({len(new)} new: {', '.join(sorted(new))})" if new else "")
-          + f"; {time.monotonic() - t_start:.0f} s" + (f"; kept in {work}" if args.keep else ""))
+    print(
+        f"\n{len(compared) - n_differ} of {len(compared)} tables identical"
+        + (f" ({len(new)} new: {', '.join(sorted(new))})" if new else "")
+        + f"; {time.monotonic() - t_start:.0f} s"
+        + (f"; kept in {work}" if args.keep else "")
+    )
     return 1 if n_differ else 0
 
 
@@ -291,8 +342,10 @@ def _absent_before(label: str, work: Path) -> bool:
     import sqlite3
 
     with sqlite3.connect(work / "before" / "build" / "summary.sqlite") as con:
-        return con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-                           (name,)).fetchone()[0] == 0
+        return (
+            con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()[0]
+            == 0
+        )
 
 
 if __name__ == "__main__":

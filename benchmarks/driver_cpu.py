@@ -74,19 +74,54 @@ class Cluster:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
         work.mkdir(parents=True, exist_ok=True)
         self.address_file = work / "scheduler.json"
-        self.procs = [subprocess.Popen([str(DASK), "scheduler", "--scheduler-file", str(self.address_file),
-                                        "--dashboard-address", ":0", "--port", "0"], cwd=work, env=env,
-                                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        self.procs = [
+            subprocess.Popen(
+                [
+                    str(DASK),
+                    "scheduler",
+                    "--scheduler-file",
+                    str(self.address_file),
+                    "--dashboard-address",
+                    ":0",
+                    "--port",
+                    "0",
+                ],
+                cwd=work,
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        ]
         deadline = time.monotonic() + 60
         while not self.address_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         for k in range(n):
             d = work / f"worker{k}"
             d.mkdir(exist_ok=True)
-            self.procs.append(subprocess.Popen(
-                [str(DASK), "worker", "--scheduler-file", str(self.address_file), "--nthreads", "1",
-                 "--nworkers", "1", "--memory-limit", memory_limit, "--dashboard-address", ":0"],
-                cwd=d, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        str(DASK),
+                        "worker",
+                        "--scheduler-file",
+                        str(self.address_file),
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--memory-limit",
+                        memory_limit,
+                        "--dashboard-address",
+                        ":0",
+                    ],
+                    cwd=d,
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         from distributed import Client
 
         self.client = Client(scheduler_file=str(self.address_file), timeout=60)
@@ -133,7 +168,12 @@ def skycamz_copies(out: Path, copies: int, tag: str) -> list[str]:
 def measure(cluster: Cluster, lake, paths: list[str], profile: str) -> dict:
     from skylake.pipeline import ingest
 
-    s0, w0, c0, t0 = _tree_cpu([cluster.scheduler_pid]), _tree_cpu(cluster.worker_pids), _self_cpu(), time.perf_counter()
+    s0, w0, c0, t0 = (
+        _tree_cpu([cluster.scheduler_pid]),
+        _tree_cpu(cluster.worker_pids),
+        _self_cpu(),
+        time.perf_counter(),
+    )
     report = ingest(lake, paths, profile, client=cluster.client, progress=False)
     wall = time.perf_counter() - t0
     c1, w1, s1 = _self_cpu(), _tree_cpu(cluster.worker_pids), _tree_cpu([cluster.scheduler_pid])
@@ -155,8 +195,13 @@ def measure_calibration(cluster: Cluster, lake, paths: list[str], profile: str) 
     c1, w1, s1 = _self_cpu(), _tree_cpu(cluster.worker_pids), _tree_cpu([cluster.scheduler_pid])
     n = report.calibrated
     assert n == len(paths), (n, len(paths), report)
-    return {"driver": (c1 - c0) / n, "workers": (w1 - w0) / n, "scheduler": (s1 - s0) / n, "wall": wall / n,
-            "pairs": report.matches / n}
+    return {
+        "driver": (c1 - c0) / n,
+        "workers": (w1 - w0) / n,
+        "scheduler": (s1 - s0) / n,
+        "wall": wall / n,
+        "pairs": report.matches / n,
+    }
 
 
 def main(argv=None) -> int:
@@ -165,8 +210,12 @@ def main(argv=None) -> int:
     parser.add_argument("--skycamz-copies", type=int, default=4, help="copies of the 14 SkyCamZ frames per run")
     parser.add_argument("--synth4k", type=int, default=6, help="synthetic 4k frames per run (0: skip)")
     parser.add_argument("--calib-frames", type=int, default=8, help="synthetic frames per calibration run (0: skip)")
-    parser.add_argument("--calib-shape", type=int, default=4096,
-                        help="their size in pixels (stars in proportion: ~8000 pairs per frame at 4096)")
+    parser.add_argument(
+        "--calib-shape",
+        type=int,
+        default=4096,
+        help="their size in pixels (stars in proportion: ~8000 pairs per frame at 4096)",
+    )
     args = parser.parse_args(argv)
     import logging
 
@@ -179,15 +228,29 @@ def main(argv=None) -> int:
     try:
         sets = []
         if SKYCAMZ.is_dir() and args.skycamz_copies:
-            sets.append(("skycamz", "skycamz", "REAL SkyCamZ 1024x1024",
-                         lambda k: skycamz_copies(tmp / f"z{k}", args.skycamz_copies, f"r{k + 1}")))
+            sets.append(
+                (
+                    "skycamz",
+                    "skycamz",
+                    "REAL SkyCamZ 1024x1024",
+                    lambda k: skycamz_copies(tmp / f"z{k}", args.skycamz_copies, f"r{k + 1}"),
+                )
+            )
         elif args.skycamz_copies:
             print(f"NOTE: no SkyCamZ frames at {SKYCAMZ}: that set is skipped")
         if args.synth4k:
+
             def synth(k):
-                write_demo_night(tmp / f"s{k}", n_frames=args.synth4k, shape=(4096, 4096), n_stars=13300, seed=7,
-                                 start_utc=f"2026-03-{2 + k:02d}T22:00:00")
+                write_demo_night(
+                    tmp / f"s{k}",
+                    n_frames=args.synth4k,
+                    shape=(4096, 4096),
+                    n_stars=13300,
+                    seed=7,
+                    start_utc=f"2026-03-{2 + k:02d}T22:00:00",
+                )
                 return sorted(str(p) for p in (tmp / f"s{k}").glob("*.fits"))
+
             sets.append(("synth-4k", "demo", "SYNTHETIC 4096x4096", synth))
         for name, profile, what, make in sets:
             lake = Lake.init(tmp / f"lake-{name}")
@@ -195,9 +258,11 @@ def main(argv=None) -> int:
             runs = [measure(cluster, lake, make(k), profile) for k in range(args.runs)]
             med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             ratio = med["driver"] / med["workers"]
-            print(f"{name} ({what}), median of {args.runs} runs, ms per frame: driver {1e3 * med['driver']:.1f}, "
-                  f"workers {1e3 * med['workers']:.1f}, scheduler {1e3 * med['scheduler']:.1f}, wall "
-                  f"{1e3 * med['wall']:.0f}; driver / workers = {100 * ratio:.1f} % (ceiling {1 / ratio:.0f} workers)")
+            print(
+                f"{name} ({what}), median of {args.runs} runs, ms per frame: driver {1e3 * med['driver']:.1f}, "
+                f"workers {1e3 * med['workers']:.1f}, scheduler {1e3 * med['scheduler']:.1f}, wall "
+                f"{1e3 * med['wall']:.0f}; driver / workers = {100 * ratio:.1f} % (ceiling {1 / ratio:.0f} workers)"
+            )
             print("   runs driver/workers: " + " ".join(f"{100 * r['driver'] / r['workers']:.1f}%" for r in runs))
         if args.calib_frames:
             _calibration_set(cluster, tmp, args)
@@ -218,10 +283,17 @@ def _calibration_set(cluster: Cluster, tmp: Path, args) -> None:
 
     def night(k):  # the same stars (seed) every night: one catalogue calibrates them all
         out = tmp / f"c{k}"
-        truth = write_demo_night(out, n_frames=args.calib_frames, shape=(size, size), seed=7,
-                                 n_stars=max(50, round(13300 * (size / 4096) ** 2)), cloud=False, n_variables=0,
-                                 start_utc=f"2026-04-{2 + k:02d}T22:00:00",
-                                 cadence_s=min(600, 21600 // args.calib_frames))  # a night is 6 hours at most
+        truth = write_demo_night(
+            out,
+            n_frames=args.calib_frames,
+            shape=(size, size),
+            seed=7,
+            n_stars=max(50, round(13300 * (size / 4096) ** 2)),
+            cloud=False,
+            n_variables=0,
+            start_utc=f"2026-04-{2 + k:02d}T22:00:00",
+            cadence_s=min(600, 21600 // args.calib_frames),
+        )  # a night is 6 hours at most
         return truth, sorted(str(p) for p in out.glob("*.fits"))
 
     truth, warm = night(-1)
@@ -231,12 +303,14 @@ def _calibration_set(cluster: Cluster, tmp: Path, args) -> None:
     measure_calibration(cluster, lake, warm, "demo")  # imports and numba compilation on the workers and here
     runs = [measure_calibration(cluster, lake, night(k)[1], "demo") for k in range(args.runs)]
     med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    print(f"calibrate (SYNTHETIC {size}x{size}, {med['pairs']:.0f} pairs per frame, {args.calib_frames} frames a "
-          f"batch), median of {args.runs} runs, ms per "
-          f"frame: driver {1e3 * med['driver']:.1f}, workers {1e3 * med['workers']:.1f}, scheduler "
-          f"{1e3 * med['scheduler']:.1f}, wall {1e3 * med['wall']:.0f}; driver / workers = "
-          f"{100 * med['driver'] / med['workers']:.1f} %, driver share of the CPU = "
-          f"{100 * med['driver'] / (med['driver'] + med['workers']):.1f} %")
+    print(
+        f"calibrate (SYNTHETIC {size}x{size}, {med['pairs']:.0f} pairs per frame, {args.calib_frames} frames a "
+        f"batch), median of {args.runs} runs, ms per "
+        f"frame: driver {1e3 * med['driver']:.1f}, workers {1e3 * med['workers']:.1f}, scheduler "
+        f"{1e3 * med['scheduler']:.1f}, wall {1e3 * med['wall']:.0f}; driver / workers = "
+        f"{100 * med['driver'] / med['workers']:.1f} %, driver share of the CPU = "
+        f"{100 * med['driver'] / (med['driver'] + med['workers']):.1f} %"
+    )
     print("   runs driver share: " + " ".join(f"{100 * r['driver'] / (r['driver'] + r['workers']):.1f}%" for r in runs))
 
 

@@ -67,8 +67,13 @@ def _part1(n_frames: int, n_stars: int, queue) -> None:
     Y = np.full((n_stars, n_frames), np.nan)
     E = np.full((n_stars, n_frames), np.nan)
     Y[st, fr], E[st, fr] = mag + sol.correction, err
-    params = np.stack([np.where(np.isfinite(Y), np.broadcast_to(p, Y.shape), np.nan)
-                       for p in (np.linspace(-1, 1, n_frames), np.sin(np.linspace(0, 6, n_frames)))], axis=2)
+    params = np.stack(
+        [
+            np.where(np.isfinite(Y), np.broadcast_to(p, Y.shape), np.nan)
+            for p in (np.linspace(-1, 1, n_frames), np.sin(np.linspace(0, 6, n_frames)))
+        ],
+        axis=2,
+    )
     times = np.linspace(0, 0.3, n_frames)
     trend_e, _ = epd(Y, E, params, times, window=15)
     Y2 = Y - np.nan_to_num(trend_e)
@@ -78,8 +83,17 @@ def _part1(n_frames: int, n_stars: int, queue) -> None:
     tfa(Y2, E, basis, times, window=15)
     t_detrend = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"points": int(fr.size), "baseline": base, "solve": t_solve, "detrend": t_detrend, "peak_mb": peak_mb,
-               "iterations": sol.iterations, "rounds": sol.rounds})
+    queue.put(
+        {
+            "points": int(fr.size),
+            "baseline": base,
+            "solve": t_solve,
+            "detrend": t_detrend,
+            "peak_mb": peak_mb,
+            "iterations": sol.iterations,
+            "rounds": sol.rounds,
+        }
+    )
 
 
 def part1(n_frames: int, n_stars: int, runs: int) -> None:
@@ -93,16 +107,20 @@ def part1(n_frames: int, n_stars: int, runs: int) -> None:
         results.append(queue.get())
         proc.join()
         r = results[-1]
-        print(f"  run {k + 1}: {r['points']:,} points; baseline {r['baseline']:.2f} s, solve {r['solve']:.1f} s "
-              f"({r['iterations']} iterations, {r['rounds']} rounds), detrend {r['detrend']:.1f} s, peak "
-              f"{r['peak_mb']:.0f} MB")
+        print(
+            f"  run {k + 1}: {r['points']:,} points; baseline {r['baseline']:.2f} s, solve {r['solve']:.1f} s "
+            f"({r['iterations']} iterations, {r['rounds']} rounds), detrend {r['detrend']:.1f} s, peak "
+            f"{r['peak_mb']:.0f} MB"
+        )
 
     def med(key):
         return statistics.median(r[key] for r in results)
 
-    print(f"  median: solve {med('solve'):.1f} s = {med('solve') / med('baseline'):.0f}x one pass over the points "
-          f"({med('baseline'):.2f} s); detrend {med('detrend'):.1f} s; peak memory {med('peak_mb'):.0f} MB "
-          f"({med('peak_mb') * 1e6 / results[0]['points']:.0f} bytes per point)")
+    print(
+        f"  median: solve {med('solve'):.1f} s = {med('solve') / med('baseline'):.0f}x one pass over the points "
+        f"({med('baseline'):.2f} s); detrend {med('detrend'):.1f} s; peak memory {med('peak_mb'):.0f} MB "
+        f"({med('peak_mb') * 1e6 / results[0]['points']:.0f} bytes per point)"
+    )
 
 
 def part2(nights: list[int], runs: int, keep: str | None) -> None:
@@ -119,12 +137,14 @@ def part2(nights: list[int], runs: int, keep: str | None) -> None:
         timings = {}
         for night in range(1, max(nights) + 1):
             day = f"2026-04-{night:02d}" if night <= 30 else f"2026-05-{night - 30:02d}"
-            truth = write_series(root / f"n{night:02d}", n_frames=10, n_stars=1200, night_seed=night,
-                                 start_utc=f"{day}T22:00:00")
+            truth = write_series(
+                root / f"n{night:02d}", n_frames=10, n_stars=1200, night_seed=night, start_utc=f"{day}T22:00:00"
+            )
             if lake is None:
                 lake = Lake.init(root / "lake")
-                import_refcat(lake, "series", [truth.refcat_path], "generic", columns_map=truth.refcat_map,
-                              progress=False)
+                import_refcat(
+                    lake, "series", [truth.refcat_path], "generic", columns_map=truth.refcat_map, progress=False
+                )
             ingest(lake, truth.paths, truth.profile_path, progress=False)
             if night in nights:
                 seconds = []
@@ -133,11 +153,15 @@ def part2(nights: list[int], runs: int, keep: str | None) -> None:
                     reports = ensemble(lake, night=day, redo=True)
                     seconds.append(time.perf_counter() - t0)
                 timings[night] = statistics.median(seconds)
-                print(f"  {night:3d} nights in the lake: solving night {day} again: median {timings[night]:.2f} s "
-                      f"({reports[0].by_status})")
+                print(
+                    f"  {night:3d} nights in the lake: solving night {day} again: median {timings[night]:.2f} s "
+                    f"({reports[0].by_status})"
+                )
         first = timings[min(timings)]
-        print("  cost per night against the 1-night lake: "
-              + ", ".join(f"{n} nights {t / first:.2f}x" for n, t in sorted(timings.items())))
+        print(
+            "  cost per night against the 1-night lake: "
+            + ", ".join(f"{n} nights {t / first:.2f}x" for n, t in sorted(timings.items()))
+        )
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)

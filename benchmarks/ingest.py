@@ -81,8 +81,9 @@ class Timing:
         src = f"{self.sources_per_frame:9.1f} sources/frame" if self.sources_per_frame is not None else ""
         spread = f"(runs: {', '.join(f'{t:.2f}' for t in self.times)} s per set)"
         load = f"other load <= {self.other_load:.2f} CPU" + (" DISTURBED" if self.other_load > NOISY_LOAD else "")
-        return (f"    {label:28s} median {self.median:8.4f} s/frame   min {self.min:8.4f}   {src}  {spread}  {load}"
-                + (f"  [{self.note}]" if self.note else ""))
+        return f"    {label:28s} median {self.median:8.4f} s/frame   min {self.min:8.4f}   {src}  {spread}  {load}" + (
+            f"  [{self.note}]" if self.note else ""
+        )
 
 
 @dataclass
@@ -203,9 +204,17 @@ def bare_sep_frame(path: str, profile) -> int:
         sep.set_extract_pixstack(pixstack)
         sep.set_sub_object_limit(det.sub_object_limit)
         try:
-            objects = sep.extract(data, det.thresh, err=bkg.globalrms, minarea=det.minarea, filter_kernel=kernel,
-                                  deblend_nthresh=det.deblend_nthresh, deblend_cont=det.deblend_cont,
-                                  clean=det.clean, clean_param=det.clean_param)
+            objects = sep.extract(
+                data,
+                det.thresh,
+                err=bkg.globalrms,
+                minarea=det.minarea,
+                filter_kernel=kernel,
+                deblend_nthresh=det.deblend_nthresh,
+                deblend_cont=det.deblend_cont,
+                clean=det.clean,
+                clean_param=det.clean_param,
+            )
             break
         except Exception as exc:  # noqa: BLE001 - sep raises bare Exception
             if "pixel buffer full" in str(exc) and pixstack < det.max_pixstack:
@@ -239,8 +248,8 @@ def time_bare_sep(fs: FrameSet, runs: int, quiet: Quiet) -> Timing:
 # -- (b, c) skylake ingest ---------------------------------------------------------------------------
 def time_skylake(fs: FrameSet, runs: int, client, lakes_dir: Path, label: str, quiet: Quiet) -> Timing:
     from skylake.frame.process import process_file
-    from skylake.pipeline import ingest
     from skylake.lake import Lake
+    from skylake.pipeline import ingest
     from skylake.profile import load_profile
 
     profile = load_profile(fs.profile)
@@ -254,8 +263,9 @@ def time_skylake(fs: FrameSet, runs: int, client, lakes_dir: Path, label: str, q
         dt = time.perf_counter() - t0
         shutil.rmtree(lake_path, ignore_errors=True)
         if report.ingested != len(paths):
-            raise RuntimeError(f"{label} on {fs.name}: {report.ingested} of {len(paths)} frames ingested, "
-                               f"rejected {report.rejected}")
+            raise RuntimeError(
+                f"{label} on {fs.name}: {report.ingested} of {len(paths)} frames ingested, rejected {report.rejected}"
+            )
         return dt, report
 
     # Warm-up (untimed): one frame through process_file on EVERY worker (imports, first-call costs of
@@ -375,12 +385,12 @@ def time_sextractor(fs: FrameSet, runs: int, exe: str, work: Path, quiet: Quiet)
     cats = [work / f"{i:04d}.cat" for i in range(len(fs.paths))]
 
     def run(path: str, cat: Path):
-        r = subprocess.run([exe, path, "-c", str(config), "-CATALOG_NAME", str(cat)],
-                           capture_output=True, text=True)
+        r = subprocess.run([exe, path, "-c", str(config), "-CATALOG_NAME", str(cat)], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"SExtractor failed on {path}: {r.stderr.strip()[-500:]}")
 
     run(fs.paths[0], cats[0])  # warm-up
+
     def once() -> float:
         t0 = time.perf_counter()
         for path, cat in zip(fs.paths, cats):
@@ -402,11 +412,30 @@ class CallTree:
     sep's functions are wrapped for the duration of a ``with`` block and restored afterwards, so the
     breakdown follows whatever the code does today (nothing is replicated here)."""
 
-    MODULES = ("skylake.ingest", "skylake.frame.process", "skylake.frame.reading", "skylake.frame.extract",
-               "skylake.frame.astrometry", "skylake.frame.header", "skylake.frame.quality", "skylake.schema",
-               "skylake.lake.lake", "skylake.lake.hats_meta", "skylake.lake.storage", "skylake.lake.log")
-    SEP = ("extract", "kron_radius", "sum_ellipse", "sum_circle", "sum_circann", "flux_radius", "winpos",
-           "mask_ellipse")
+    MODULES = (
+        "skylake.ingest",
+        "skylake.frame.process",
+        "skylake.frame.reading",
+        "skylake.frame.extract",
+        "skylake.frame.astrometry",
+        "skylake.frame.header",
+        "skylake.frame.quality",
+        "skylake.schema",
+        "skylake.lake.lake",
+        "skylake.lake.hats_meta",
+        "skylake.lake.storage",
+        "skylake.lake.log",
+    )
+    SEP = (
+        "extract",
+        "kron_radius",
+        "sum_ellipse",
+        "sum_circle",
+        "sum_circann",
+        "flux_radius",
+        "winpos",
+        "mask_ellipse",
+    )
 
     def __init__(self):
         self.times: dict[tuple, float] = {}
@@ -450,8 +479,11 @@ class CallTree:
         for modname in self.MODULES:
             mod = importlib.import_module(modname)
             for name, obj in list(vars(mod).items()):
-                if inspect.isfunction(obj) and obj.__module__.startswith("skylake.") \
-                        and not hasattr(obj, "__calltree_original__"):
+                if (
+                    inspect.isfunction(obj)
+                    and obj.__module__.startswith("skylake.")
+                    and not hasattr(obj, "__calltree_original__")
+                ):
                     self._patch(mod, name, f"{obj.__module__.removeprefix('skylake.')}.{obj.__qualname__}")
                 elif inspect.isclass(obj) and obj.__module__ == modname and obj not in wrapped:
                     wrapped[obj] = True
@@ -482,8 +514,8 @@ class CallTree:
 def breakdown(fs: FrameSet, runs: int, lakes_dir: Path, quiet: Quiet) -> None:
     """Where skylake's per-frame time goes: a call tree of in-process ``ingest()`` of the whole set,
     per frame, next to bare sep on the same frames."""
-    from skylake.pipeline import ingest
     from skylake.lake import Lake
+    from skylake.pipeline import ingest
     from skylake.profile import load_profile
 
     profile = load_profile(fs.profile)
@@ -522,13 +554,20 @@ def breakdown(fs: FrameSet, runs: int, lakes_dir: Path, quiet: Quiet) -> None:
         paths += [p for p in tr.times if p not in trees[0].times]
     med = {p: statistics.median(tr.times.get(p, 0.0) for tr in trees) / n for p in paths}
     calls = {p: trees[0].calls.get(p, 0) / n for p in paths}
-    log(f"\nBreakdown: in-process ingest() of {fs.name} ({n} frames) traced by call path, ms per frame, median of "
-        f"{runs} runs; other load <= {other_load:.2f} CPU" + (" DISTURBED" if other_load > NOISY_LOAD else ""))
-    log(f"  ingest() per frame {total * 1e3:.1f} ms (traced), bare sep per frame {bare_t * 1e3:.1f} ms: "
-        f"ratio {total / bare_t:.2f}; excess {1e3 * (total - bare_t):.1f} ms/frame")
-    log(f"  {'call path (inclusive; self = not in a listed child)':66s} {'calls':>6s} {'ms':>8s} {'self ms':>8s} "
-        f"{'% ingest':>8s}")
+    log(
+        f"\nBreakdown: in-process ingest() of {fs.name} ({n} frames) traced by call path, ms per frame, median of "
+        f"{runs} runs; other load <= {other_load:.2f} CPU" + (" DISTURBED" if other_load > NOISY_LOAD else "")
+    )
+    log(
+        f"  ingest() per frame {total * 1e3:.1f} ms (traced), bare sep per frame {bare_t * 1e3:.1f} ms: "
+        f"ratio {total / bare_t:.2f}; excess {1e3 * (total - bare_t):.1f} ms/frame"
+    )
+    log(
+        f"  {'call path (inclusive; self = not in a listed child)':66s} {'calls':>6s} {'ms':>8s} {'self ms':>8s} "
+        f"{'% ingest':>8s}"
+    )
     floor = 0.004 * total  # hide what costs under 0.4 % of the frame time
+
     def self_time(tr: CallTree, p: tuple) -> float:
         kids = sum(v for q, v in tr.times.items() if len(q) == len(p) + 1 and q[:-1] == p)
         return tr.times.get(p, 0.0) - kids
@@ -563,17 +602,21 @@ def make_sets(tmp: Path, quick: bool) -> list[FrameSet]:
     else:
         log(f"NOTE: no real frames at {REAL_DIR}: the SkyCamZ frame set is skipped")
     # ~60 % of write_demo_night's n_stars land on the chip (its catalogue covers the chip's circumcircle).
-    specs = [("synth-2k", (2048, 2048), 3400, 2 if quick else 8),
-             ("synth-4k", (4096, 4096), 13300, 2 if quick else 6)]
+    specs = [("synth-2k", (2048, 2048), 3400, 2 if quick else 8), ("synth-4k", (4096, 4096), 13300, 2 if quick else 6)]
     for name, shape, n_stars, n_frames in specs:
         t0 = time.perf_counter()
         truth = write_demo_night(tmp / name, n_frames=n_frames, shape=shape, n_stars=n_stars, seed=7)
         on_chip = len(truth.detections) / n_frames
         paths = sorted(str(p) for p in (tmp / name).glob("*.fits"))
-        sets.append(FrameSet(name, "demo", paths,
-                             f"synthetic {shape[1]}x{shape[0]}, {n_frames} frames, ~{on_chip:.0f} stars/frame"))
-        log(f"  wrote {n_frames} synthetic {shape[1]}x{shape[0]} frames (~{on_chip:.0f} stars each) "
-            f"in {time.perf_counter() - t0:.1f} s")
+        sets.append(
+            FrameSet(
+                name, "demo", paths, f"synthetic {shape[1]}x{shape[0]}, {n_frames} frames, ~{on_chip:.0f} stars/frame"
+            )
+        )
+        log(
+            f"  wrote {n_frames} synthetic {shape[1]}x{shape[0]} frames (~{on_chip:.0f} stars each) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
     return sets
 
 
@@ -583,12 +626,23 @@ def _fmt(v: float | None, spec: str = ".4f", width: int = 9) -> str:
 
 
 def final_table(sets: list[FrameSet], runs: int) -> None:
-    cols = ["frame set", "n", "bare sep", "skylake 1w", "1w/sep", "in-proc", "2w/1w", "SExtractor",
-            "sources/frame (sep, skylake, sex)"]
+    cols = [
+        "frame set",
+        "n",
+        "bare sep",
+        "skylake 1w",
+        "1w/sep",
+        "in-proc",
+        "2w/1w",
+        "SExtractor",
+        "sources/frame (sep, skylake, sex)",
+    ]
     log(f"\nSummary: seconds per frame, median of {runs} runs of the whole set (min in the detail lines above)")
     log(f"  goals: skylake 1 worker / bare sep <= {GOAL_RATIO}; throughput 2 workers / 1 worker >= {GOAL_SCALING}")
-    head = (f"{cols[0]:10s} | {cols[1]:>3s} | {cols[2]:>9s} | {cols[3]:>10s} | {cols[4]:>10s} | {cols[5]:>9s} | "
-            f"{cols[6]:>10s} | {cols[7]:>10s} | {cols[8]}")
+    head = (
+        f"{cols[0]:10s} | {cols[1]:>3s} | {cols[2]:>9s} | {cols[3]:>10s} | {cols[4]:>10s} | {cols[5]:>9s} | "
+        f"{cols[6]:>10s} | {cols[7]:>10s} | {cols[8]}"
+    )
     log(head)
     log("-" * len(head))
     disturbed = False
@@ -604,14 +658,20 @@ def final_table(sets: list[FrameSet], runs: int) -> None:
         noisy = max((v.other_load for v in r.values()), default=0.0) > NOISY_LOAD
         disturbed |= noisy
         name = fs.name + ("*" if noisy else "")
-        log(f"{name:10s} | {len(fs.paths):3d} | {_fmt(sep_t)} | {_fmt(one, width=10)} | {ratio_s:>10s} | "
-            f"{_fmt(sync)} | {scal_s:>10s} | {_fmt(sex, width=10)} | {src}")
-    log("columns: bare sep = (a); skylake 1w = ingest() on a 1-worker LocalCluster; 1w/sep = their ratio "
+        log(
+            f"{name:10s} | {len(fs.paths):3d} | {_fmt(sep_t)} | {_fmt(one, width=10)} | {ratio_s:>10s} | "
+            f"{_fmt(sync)} | {scal_s:>10s} | {_fmt(sex, width=10)} | {src}"
+        )
+    log(
+        "columns: bare sep = (a); skylake 1w = ingest() on a 1-worker LocalCluster; 1w/sep = their ratio "
         f"(goal <= {GOAL_RATIO});\n         in-proc = ingest() with dask_client('synchronous'); 2w/1w = throughput "
-        f"on 2 workers / 1 worker (goal >= {GOAL_SCALING}); SExtractor = one source-extractor process per frame.")
+        f"on 2 workers / 1 worker (goal >= {GOAL_SCALING}); SExtractor = one source-extractor process per frame."
+    )
     if disturbed:
-        log(f"  * other processes used more than {NOISY_LOAD} CPU on average during some of this set's timings "
-            "(see 'other load' above): those numbers are not trustworthy; re-run on a quiet machine.")
+        log(
+            f"  * other processes used more than {NOISY_LOAD} CPU on average during some of this set's timings "
+            "(see 'other load' above): those numbers are not trustworthy; re-run on a quiet machine."
+        )
 
 
 # -- main --------------------------------------------------------------------------------------------
@@ -621,9 +681,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=None, help="repetitions of each timing (default 5; 2 with --quick)")
     ap.add_argument("--no-sextractor", action="store_true", help="skip the SExtractor column (no install)")
     ap.add_argument("--no-breakdown", action="store_true", help="skip the per-step breakdown of skylake's time")
-    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                    help="on a shared machine: re-do a repetition that other processes disturbed after waiting for "
-                         "the machine to be idle, spending at most SECONDS waiting in all (default 0: only report)")
+    ap.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on a shared machine: re-do a repetition that other processes disturbed after waiting for "
+        "the machine to be idle, spending at most SECONDS waiting in all (default 0: only report)",
+    )
     args = ap.parse_args(argv)
     runs = args.runs if args.runs is not None else (2 if args.quick else 5)
     if runs < 1:
@@ -642,16 +707,23 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     log(f"skylake ingest benchmark ({'quick' if args.quick else 'full'}, {runs} runs per timing)")
-    log(f"  python {platform.python_version()}, skylake {getattr(skylake, '__version__', '?')}, sep {sep.__version__}, "
+    log(
+        f"  python {platform.python_version()}, skylake {getattr(skylake, '__version__', '?')}, sep {sep.__version__}, "
         f"astropy {astropy.__version__}, numpy {np.__version__}, dask {dask.__version__}; "
-        f"{os.cpu_count()} CPUs, {platform.machine()} {platform.system()}")
+        f"{os.cpu_count()} CPUs, {platform.machine()} {platform.system()}"
+    )
 
     meter = CpuMeter()
     quiet = Quiet(meter, args.wait_idle)
     idle = meter.sample(3.0)
-    log(f"  CPU used by other processes before the start: {idle:.2f} CPU (of {os.cpu_count()})"
-        + ("  WARNING: the machine is busy; timings will be slow and the 2-worker scaling low" if idle > NOISY_LOAD
-           else ""))
+    log(
+        f"  CPU used by other processes before the start: {idle:.2f} CPU (of {os.cpu_count()})"
+        + (
+            "  WARNING: the machine is busy; timings will be slow and the 2-worker scaling low"
+            if idle > NOISY_LOAD
+            else ""
+        )
+    )
     exe, sex_note = (None, "skipped (--no-sextractor)") if args.no_sextractor else ensure_sextractor()
     log(f"  SExtractor: {exe} ({sextractor_version(exe)})" if exe else f"  NOTE: {sex_note}")
 
@@ -680,8 +752,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             with dask_client(workers=workers) as client:
                 client.wait_for_workers(workers)
-                log(f"\nLocalCluster with {workers} worker(s) started in {time.perf_counter() - t0:.1f} s "
-                    "(not timed)")
+                log(f"\nLocalCluster with {workers} worker(s) started in {time.perf_counter() - t0:.1f} s (not timed)")
                 for fs in sets:
                     fs.results[key] = t = time_skylake(fs, runs, client, lakes, key, quiet)
                     label = f"({'b' if workers == 1 else 'c'}) skylake {workers} worker{'s' if workers > 1 else ''}"
@@ -694,9 +765,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     total = time.perf_counter() - t_start
-    log(f"\ntotal benchmark time {total:.0f} s" + (
-        f" ({quiet.waited:.0f} s of it waiting for other jobs to finish; {quiet.redone} disturbed repetitions re-done)"
-        if quiet.budget else ""))
+    log(
+        f"\ntotal benchmark time {total:.0f} s"
+        + (
+            f" ({quiet.waited:.0f} s of it waiting for other jobs to finish; "
+            f"{quiet.redone} disturbed repetitions re-done)"
+            if quiet.budget
+            else ""
+        )
+    )
     return 0
 
 

@@ -40,10 +40,12 @@ def baseline_cone(con, sources_glob: str, ra: float, dec: float, radius_arcsec: 
     """Points of one star by a brute-force DuckDB scan of the sources (box, then exact distance)."""
     r = radius_arcsec / 3600.0
     dra = r / np.cos(np.radians(dec))
-    sql = (f"SELECT count(*) FROM read_parquet('{sources_glob}', hive_partitioning = true) "
-           f"WHERE dec BETWEEN {dec - r} AND {dec + r} AND ra BETWEEN {ra - dra} AND {ra + dra} "
-           f"AND degrees(acos(least(1, sin(radians(dec)) * {np.sin(np.radians(dec))} + cos(radians(dec)) * "
-           f"{np.cos(np.radians(dec))} * cos(radians(ra - {ra}))))) * 3600 <= {radius_arcsec}")
+    sql = (
+        f"SELECT count(*) FROM read_parquet('{sources_glob}', hive_partitioning = true) "
+        f"WHERE dec BETWEEN {dec - r} AND {dec + r} AND ra BETWEEN {ra - dra} AND {ra + dra} "
+        f"AND degrees(acos(least(1, sin(radians(dec)) * {np.sin(np.radians(dec))} + cos(radians(dec)) * "
+        f"{np.cos(np.radians(dec))} * cos(radians(ra - {ra}))))) * 3600 <= {radius_arcsec}"
+    )
     return con.execute(sql).fetchone()[0]
 
 
@@ -77,16 +79,23 @@ def main(argv=None) -> int:
             if n > 0:
                 commit_night(lake, stars, night, n, rng)
         n_sources = lake.log.latest().sources_rows
-        print(f"lake: {n_sources:,} SYNTHETIC sources ({n_stars:,} stars x {args.frames} frames) written in "
-              f"{time.perf_counter() - t0:.1f} s to {lake.url}")
+        print(
+            f"lake: {n_sources:,} SYNTHETIC sources ({n_stars:,} stars x {args.frames} frames) written in "
+            f"{time.perf_counter() - t0:.1f} s to {lake.url}"
+        )
 
         report = build_objects(lake)
-        print(f"build objects from scratch: {report.seconds:.1f} s ({n_sources / report.seconds:,.0f} sources/s; "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items()) + f")\n  {report}")
+        print(
+            f"build objects from scratch: {report.seconds:.1f} s ({n_sources / report.seconds:,.0f} sources/s; "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
+            + f")\n  {report}"
+        )
         commit_night(lake, stars.sample(n_stars // 10, random_state=1), "2026-04-06", 1, rng)
         inc = build_objects(lake)
-        print(f"incremental update (1 frame, {n_stars // 10:,} detections): {inc.seconds:.1f} s, "
-              f"{inc.partitions_rewritten} of {inc.partitions} partitions rewritten")
+        print(
+            f"incremental update (1 frame, {n_stars // 10:,} detections): {inc.seconds:.1f} s, "
+            f"{inc.partitions_rewritten} of {inc.partitions} partitions rewritten"
+        )
 
         con = duckdb.connect()
         glob = f"{lake.path('sources')}/dataset/*/*/*/*.parquet"
@@ -105,11 +114,17 @@ def main(argv=None) -> int:
                 print(f"MISMATCH at ({ra:.5f}, {dec:.5f}): light_curve {len(points)} points, scan {n_base}")
                 return 1
         m, b = statistics.median(mine), statistics.median(base)
-        print(pd.DataFrame({"light_curve_s": mine, "duckdb_scan_s": base}).describe().loc[["min", "50%", "max"]]
-              .to_string(float_format="%.4f"))
-        print(f"light curve by coordinate: median {m:.4f} s over {args.runs} cones (goal < {GOAL_S} s: "
-              f"{'met' if m < GOAL_S else 'MISSED'}); DuckDB scan of the sources {b:.3f} s; scan / light_curve = "
-              f"{b / m:.0f}x")
+        print(
+            pd.DataFrame({"light_curve_s": mine, "duckdb_scan_s": base})
+            .describe()
+            .loc[["min", "50%", "max"]]
+            .to_string(float_format="%.4f")
+        )
+        print(
+            f"light curve by coordinate: median {m:.4f} s over {args.runs} cones (goal < {GOAL_S} s: "
+            f"{'met' if m < GOAL_S else 'MISSED'}); DuckDB scan of the sources {b:.3f} s; scan / light_curve = "
+            f"{b / m:.0f}x"
+        )
         return 0 if m < GOAL_S else 1
     finally:
         if not args.keep:

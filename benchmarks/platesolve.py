@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     from skylake.frame.platesolve import compare_wcs, solve_for_ingest
     from skylake.profile import load_profile
-    from skylake.synthetic.pointing_forms import FORMS, pointing_copy, platesolve_toml
+    from skylake.synthetic.pointing_forms import FORMS, platesolve_toml, pointing_copy
 
     files = sorted((SHARED / "skycamz").glob("z_e_*.fits"))
     tycho = SHARED / "refcats" / "tycho2_vt.parquet"
@@ -88,8 +88,10 @@ def main(argv=None) -> int:
         return 2
     if args.quick:
         files = files[::4]  # 210, 214, 218, 222: both pointings
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start (timings assume an idle "
-          f"machine); {len(files)} frames x {len(FORMS)} forms, {runs} run(s) each")
+    print(
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start (timings assume an idle "
+        f"machine); {len(files)} frames x {len(FORMS)} forms, {runs} run(s) each"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="skylake-platesolve-bench-"))
     profiles: dict[str, object] = {}
 
@@ -124,7 +126,8 @@ def main(argv=None) -> int:
                     p = profile(settings, astrometry)
                     try:
                         t, (solved, rec, _) = _median_time(
-                            lambda: solve_for_ingest(data, copy, p, None, mjd), 1 if astrometry else runs)
+                            lambda: solve_for_ingest(data, copy, p, None, mjd), 1 if astrometry else runs
+                        )
                     except Exception as exc:  # noqa: BLE001 - a failure is reported, not raised
                         failures.append(f"{f.name} {name}: {exc}")
                         rows.setdefault(name, []).append((float("nan"), float("nan"), False, "failed"))
@@ -132,8 +135,10 @@ def main(argv=None) -> int:
                     diff = compare_wcs(WCS(solved), truth, data.shape)["max"] / PIXEL_ARCSEC
                     ok = rec["wcs_method"] == form.method and diff < 1.0
                     if not ok:
-                        failures.append(f"{f.name} {name}: method {rec['wcs_method']} (expected {form.method}), "
-                                        f"largest difference {diff:.2f} px")
+                        failures.append(
+                            f"{f.name} {name}: method {rec['wcs_method']} (expected {form.method}), "
+                            f"largest difference {diff:.2f} px"
+                        )
                     rows.setdefault(name, []).append((t, diff, ok, f"{rec['wcs_method']}/{rec['wcs_source'][11:]}"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -144,8 +149,10 @@ def main(argv=None) -> int:
         times = [v[0] for v in values if np.isfinite(v[0])]
         kind = max(set(v[3] for v in values), key=[v[3] for v in values].count)
         med = statistics.median(times) if times else float("nan")
-        print(f"{name:58s} {kind:24s} {med:8.3f} {np.nanmax([v[1] for v in values]):7.2f} "
-              f"{sum(v[2] for v in values):3d}/{len(values)}")
+        print(
+            f"{name:58s} {kind:24s} {med:8.3f} {np.nanmax([v[1] for v in values]):7.2f} "
+            f"{sum(v[2] for v in values):3d}/{len(values)}"
+        )
         if "any scale" in name:
             kind = "blind/astrometry.net, any scale"
         kinds.setdefault(kind, []).extend(times)

@@ -51,13 +51,22 @@ def skycamz(root: Path) -> None:
     rows = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
     shared = rows[rows["path"].str.contains(r"_2(?:1\d|2[01])_1_1_1")]["frame_id"]
     bright = brightest_scatter(frame_points(lake, shared), 20, 11)
-    print(f"== SkyCamZ, the 12 frames of one pointing: the 20 brightest unsaturated stars on >= 11 of them "
-          f"(V_T {bright['mean'].min():.1f}-{bright['mean'].max():.1f}), median rms [mmag]")
-    for label, col in (("per-frame zeropoints", "mag_zp"), ("plain median ensemble", "plain"), ("ensemble", "mag"),
-                       ("ensemble + EPD + TFA", "mag_tfa")):
+    print(
+        f"== SkyCamZ, the 12 frames of one pointing: the 20 brightest unsaturated stars on >= 11 of them "
+        f"(V_T {bright['mean'].min():.1f}-{bright['mean'].max():.1f}), median rms [mmag]"
+    )
+    for label, col in (
+        ("per-frame zeropoints", "mag_zp"),
+        ("plain median ensemble", "plain"),
+        ("ensemble", "mag"),
+        ("ensemble + EPD + TFA", "mag_tfa"),
+    ):
         value = 1000 * bright[col].median()
-        print(f"  {label:24s} {value:6.2f}" if np.isfinite(value) else
-              f"  {label:24s}    -   (12 points: EPD and TFA need [ensemble] detrend_min_points = 20)")
+        print(
+            f"  {label:24s} {value:6.2f}"
+            if np.isfinite(value)
+            else f"  {label:24s}    -   (12 points: EPD and TFA need [ensemble] detrend_min_points = 20)"
+        )
     print(f"  lake: {lake.store.location}")
 
 
@@ -89,13 +98,17 @@ def series(root: Path) -> None:
     rms = pd.DataFrame({c: g[c].std() for c in cols}).assign(n=g["mag"].count(), true_mag=g["true_mag"].first())
     rms = rms[rms["n"] >= 40].assign(white=truth.white_noise())
     table = rms.groupby(pd.cut(rms["true_mag"], np.arange(10, 17)), observed=True)[cols + ["white"]].median()
-    print("== SYNTHETIC series (60 frames, one field): constant stars' median rms per magnitude bin [mmag] and its "
-          "ratio to the white noise in the pixels")
+    print(
+        "== SYNTHETIC series (60 frames, one field): constant stars' median rms per magnitude bin [mmag] and its "
+        "ratio to the white noise in the pixels"
+    )
     print(f"  {'mag':>8} {'per-frame zp':>13} {'ensemble':>9} {'+EPD+TFA':>9} {'white':>7}   ratios")
     for idx, r in table.iterrows():
-        print(f"  {str(idx):>8} {1000 * r['mag_zp']:13.2f} {1000 * r['mag']:9.2f} {1000 * r['mag_tfa']:9.2f} "
-              f"{1000 * r['white']:7.2f}   {r['mag_zp'] / r['white']:.2f} {r['mag'] / r['white']:.2f} "
-              f"{r['mag_tfa'] / r['white']:.2f}")
+        print(
+            f"  {str(idx):>8} {1000 * r['mag_zp']:13.2f} {1000 * r['mag']:9.2f} {1000 * r['mag_tfa']:9.2f} "
+            f"{1000 * r['white']:7.2f}   {r['mag_zp'] / r['white']:.2f} {r['mag'] / r['white']:.2f} "
+            f"{r['mag_tfa'] / r['white']:.2f}"
+        )
     print(f"  lake: {lake.store.location}")
 
 

@@ -134,8 +134,11 @@ def main() -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="skylake-refcat-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        print(f"skylake refcat import benchmark: {rows:,} SYNTHETIC APASS (VizieR II/336) rows, "
-              f"{args.workers} workers, {os.cpu_count()} cores, python {sys.version.split()[0]}", flush=True)
+        print(
+            f"skylake refcat import benchmark: {rows:,} SYNTHETIC APASS (VizieR II/336) rows, "
+            f"{args.workers} workers, {os.cpu_count()} cores, python {sys.version.split()[0]}",
+            flush=True,
+        )
         src = work / f"apass_synthetic_{rows}.parquet"
         t = time.monotonic()
         if not src.exists():
@@ -146,8 +149,12 @@ def main() -> int:
         shutil.rmtree(lake_dir, ignore_errors=True)
         lake = Lake.init(lake_dir)
         with MemorySampler() as mem:
-            with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                              dashboard_address=":0") as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 idle = mem.peak_total
                 t = time.monotonic()
                 report = import_refcat(lake, "apass", [src], "apass", client=client, progress=args.progress)
@@ -155,21 +162,30 @@ def main() -> int:
         print(report)
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
         print(f"  steps: {steps}")
-        print(f"  import: {seconds:.1f} s wall = {rows / seconds:,.0f} rows/s "
-              f"(normalise {rows / report.timings['normalise']:,.0f} rows/s, "
-              f"hats-import+margin {rows / report.timings['hats_import']:,.0f} rows/s)")
+        print(
+            f"  import: {seconds:.1f} s wall = {rows / seconds:,.0f} rows/s "
+            f"(normalise {rows / report.timings['normalise']:,.0f} rows/s, "
+            f"hats-import+margin {rows / report.timings['hats_import']:,.0f} rows/s)"
+        )
         workers = sorted(mem.peak_per_pid.values(), reverse=True)
-        print(f"  peak RSS: {gb(mem.peak_total)} total (this process {gb(mem.peak_self)}, children together "
-              f"{gb(mem.peak_children)}, largest child {gb(workers[0]) if workers else 'n/a'}); "
-              f"before the import: {gb(idle)}")
+        print(
+            f"  peak RSS: {gb(mem.peak_total)} total (this process {gb(mem.peak_self)}, children together "
+            f"{gb(mem.peak_children)}, largest child {gb(workers[0]) if workers else 'n/a'}); "
+            f"before the import: {gb(idle)}"
+        )
         ok = mem.peak_total < GOAL_PEAK_GB * 1e9 and report.rows == rows
         base = bare_pass(src, work / "bare.parquet")
-        print(f"  baseline (one pyarrow pass: read, HEALPix index, write one file; 1 process): {base:.1f} s = "
-              f"{rows / base:,.0f} rows/s; skylake import / baseline = {seconds / base:.2f}")
+        print(
+            f"  baseline (one pyarrow pass: read, HEALPix index, write one file; 1 process): {base:.1f} s = "
+            f"{rows / base:,.0f} rows/s; skylake import / baseline = {seconds / base:.2f}"
+        )
         print(f"  goal: peak < {GOAL_PEAK_GB:g} GB and every row imported -> {'PASS' if ok else 'FAIL'}")
         size = sum(f.stat().st_size for f in (lake_dir / "refcats" / "apass").rglob("*") if f.is_file())
-        print(f"  catalogue on disk: {size / 1e6:.0f} MB, {report.partitions} partitions, "
-              f"margin {report.margin_rows:,} rows", flush=True)
+        print(
+            f"  catalogue on disk: {size / 1e6:.0f} MB, {report.partitions} partitions, "
+            f"margin {report.margin_rows:,} rows",
+            flush=True,
+        )
         return 0 if ok else 1
     finally:
         if not args.keep:

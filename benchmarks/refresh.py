@@ -81,21 +81,27 @@ def main() -> int:
     import numpy as np
 
     from skylake.db import refresh
-    from skylake.synthetic.summary_rows import commit_night
     from skylake.lake import Lake
+    from skylake.synthetic.summary_rows import commit_night
 
     work = Path(tempfile.mkdtemp(prefix="skylake-refresh-bench-"))
     try:
-        print(f"skylake refresh benchmark: {args.nights} nights x {args.frames_per_night} SYNTHETIC frames, "
-              f"{args.runs} runs, python {sys.version.split()[0]}", flush=True)
+        print(
+            f"skylake refresh benchmark: {args.nights} nights x {args.frames_per_night} SYNTHETIC frames, "
+            f"{args.runs} runs, python {sys.version.split()[0]}",
+            flush=True,
+        )
         rng = np.random.default_rng(1)
         lake = Lake.init(work / "lake")
         t = time.monotonic()
         base = [_night(i) for i in range(args.nights)]
         for night in base:
             commit_night(lake, night, args.frames_per_night, rng)
-        print(f"  committed {len(base)} nights in {time.monotonic() - t:.0f} s "
-              f"(lake version {lake.log.published_version()})", flush=True)
+        print(
+            f"  committed {len(base)} nights in {time.monotonic() - t:.0f} s "
+            f"(lake version {lake.log.published_version()})",
+            flush=True,
+        )
         next_night = args.nights
         dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
         results = {}
@@ -130,7 +136,10 @@ def main() -> int:
                     drop()
             results[kind] = (statistics.median(full), statistics.median(incremental), full, incremental)
             f, i = results[kind][:2]
-            print(f"  [{kind}] full rebuild of {n_full} nights: median {f:.3f} s  (runs: {', '.join(f'{x:.3f}' for x in full)})")
+            print(
+                f"  [{kind}] full rebuild of {n_full} nights: median {f:.3f} s  "
+                f"(runs: {', '.join(f'{x:.3f}' for x in full)})"
+            )
             print(f"  [{kind}] one new night: median {i:.3f} s  (runs: {', '.join(f'{x:.3f}' for x in incremental)})")
 
         print("\nSummary (median seconds; goal: incremental / full <= 5 %)")

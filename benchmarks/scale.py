@@ -102,8 +102,12 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6], help="frame rows per lake")
     parser.add_argument("--runs", type=int, default=5, help="runs per timing (median reported)")
     parser.add_argument("--memory", action="store_true", help="measure driver and worker memory instead")
-    parser.add_argument("--no-cpu", dest="cpu", action="store_false",
-                        help="skip the driver/worker CPU measurement (benchmarks/driver_cpu.py) at the end")
+    parser.add_argument(
+        "--no-cpu",
+        dest="cpu",
+        action="store_false",
+        help="skip the driver/worker CPU measurement (benchmarks/driver_cpu.py) at the end",
+    )
     parser.add_argument("--gb", nargs="+", type=float, default=[2.0, 6.0], help="--memory: GB of sources per lake")
     parser.add_argument("--memory-limit", default="600MB", help="--memory: memory_limit of each worker")
     parser.add_argument("--stars", type=int, default=1000, help="--memory: stars per tile")
@@ -112,15 +116,28 @@ def main(argv=None) -> int:
     parser.add_argument("--nights", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--first-night", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one lake, in this process
-    parser.add_argument("--history", action="store_true",
-                        help="measure the objects update against the light curves' length instead")
-    parser.add_argument("--points", nargs="+", type=int, default=[10, 100, 1000],
-                        help="--history: light-curve points per object, one lake each")
-    parser.add_argument("--background", type=int, default=20_000,
-                        help="--history: background objects around the field (besides one per field star)")
+    parser.add_argument(
+        "--history", action="store_true", help="measure the objects update against the light curves' length instead"
+    )
+    parser.add_argument(
+        "--points",
+        nargs="+",
+        type=int,
+        default=[10, 100, 1000],
+        help="--history: light-curve points per object, one lake each",
+    )
+    parser.add_argument(
+        "--background",
+        type=int,
+        default=20_000,
+        help="--history: background objects around the field (besides one per field star)",
+    )
     parser.add_argument("--history-frames", type=int, default=20_000, help="--history: frame rows per lake")
-    parser.add_argument("--lakes", default=None, help="make (or reuse) the lakes in this directory (timed runs use a "
-                        "copy of each, with its summary database)")
+    parser.add_argument(
+        "--lakes",
+        default=None,
+        help="make (or reuse) the lakes in this directory (timed runs use a copy of each, with its summary database)",
+    )
     args = parser.parse_args(argv)
     if args.history:
         return history_main(args)
@@ -134,8 +151,20 @@ def main(argv=None) -> int:
 
         rows = []
         for gb in args.gb:
-            cmd = [sys.executable, __file__, "--memory", "--one", "--gb", str(gb), "--memory-limit", args.memory_limit,
-                   "--tiles", str(args.tiles), "--stars", str(args.stars)] + (["--lakes", args.lakes] if args.lakes else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--memory",
+                "--one",
+                "--gb",
+                str(gb),
+                "--memory-limit",
+                args.memory_limit,
+                "--tiles",
+                str(args.tiles),
+                "--stars",
+                str(args.stars),
+            ] + (["--lakes", args.lakes] if args.lakes else [])
             out = subprocess.run(cmd, capture_output=True, text=True)
             lines = out.stdout.splitlines()
             print("\n".join(line for line in lines if not line.startswith("{")), flush=True)
@@ -144,23 +173,25 @@ def main(argv=None) -> int:
                 print(out.stderr[-3000:])
         print("\nsources GB   x limit   driver peak MB (start)   worker peaks MB   workers survived")
         for r in rows:
-            print(f"  {r['gb']:8.2f} {r['x_limit']:8.1f} {r['driver_mb']:12.0f} ({r['driver_start_mb']:.0f})   "
-                  f"{' '.join(str(round(w)) for w in r['workers_mb']):>15s}   {r['survived']}")
+            print(
+                f"  {r['gb']:8.2f} {r['x_limit']:8.1f} {r['driver_mb']:12.0f} ({r['driver_start_mb']:.0f})   "
+                f"{' '.join(str(round(w)) for w in r['workers_mb']):>15s}   {r['survived']}"
+            )
         return 0
     import logging
 
     logging.getLogger("skylake").setLevel(logging.ERROR)  # the no-refcat calibration warning, every run
-    from skylake.synthetic.summary_rows import commit_archive, commit_objects
+    from skylake.db.mirror import refresh
+    from skylake.frame.process import process_file
+    from skylake.lake import Lake
     from skylake.maps import make_maps
     from skylake.objects.build import build_objects
-    from skylake.frame.process import process_file
     from skylake.pipeline import ingest
-    from skylake.lake import Lake
     from skylake.profile import load_profile
-    from skylake.status import lake_status
-    from skylake.db.mirror import refresh
     from skylake.refcat import import_refcat
+    from skylake.status import lake_status
     from skylake.synthetic import write_demo_night, write_reference_catalog
+    from skylake.synthetic.summary_rows import commit_archive, commit_objects
 
     tmp = Path(tempfile.mkdtemp(prefix="skylake-scale-"))
     profile = load_profile("demo")
@@ -170,8 +201,16 @@ def main(argv=None) -> int:
         for k in range(args.runs * len(args.sizes)):
             d = tmp / f"batch{k}"
             # the same stars (seed) every time, new files (another night): one reference catalogue for all
-            truth = write_demo_night(d, n_frames=N_BATCH, shape=(512, 512), n_stars=300, seed=100, cloud=False,
-                                     n_variables=0, start_utc=f"2026-{3 + k // 28:02d}-{1 + k % 28:02d}T22:00:00")
+            truth = write_demo_night(
+                d,
+                n_frames=N_BATCH,
+                shape=(512, 512),
+                n_stars=300,
+                seed=100,
+                cloud=False,
+                n_variables=0,
+                start_utc=f"2026-{3 + k // 28:02d}-{1 + k % 28:02d}T22:00:00",
+            )
             batches.append(d)
         refcat = write_reference_catalog(truth.stars, tmp / "refcat")
 
@@ -209,7 +248,7 @@ def main(argv=None) -> int:
                 shutil.copy(kept / f"summary{size}.sqlite", tmp / f"summary{size}.sqlite")
                 print(f"lake of {size:.0e} frame rows and its database copied from {kept}")
             lake = Lake.open(tmp / f"lake{size}")
-            mine = batches[s * args.runs:(s + 1) * args.runs]
+            mine = batches[s * args.runs : (s + 1) * args.runs]
             calib, ingest_times, objects_times, maps_times, refresh_times = [], [], [], [], []
             db = f"sqlite:///{tmp / f'summary{size}.sqlite'}"
 
@@ -239,22 +278,28 @@ def main(argv=None) -> int:
                 timed_ingest(k)
             timings = {
                 "ingest 8 frames": (statistics.median(ingest_times), ingest_times),
-                "re-ingest (no-op)": _median_time(lambda k: ingest(lake, [str(mine[k])], profile, progress=False),
-                                                  args.runs),
+                "re-ingest (no-op)": _median_time(
+                    lambda k: ingest(lake, [str(mine[k])], profile, progress=False), args.runs
+                ),
                 "status": _median_time(lambda k: lake_status(Lake.open(lake.url)), args.runs),
             }
             timings["calibrate (in ingest)"] = (statistics.median(calib), calib)
             timings["objects update"] = (statistics.median(objects_times), objects_times)
             timings["maps of its night"] = (statistics.median(maps_times), maps_times)
             timings["refresh"] = (statistics.median(refresh_times), refresh_times)
-            timings["ingest, lake part"] = (max(timings["ingest 8 frames"][0] - base - statistics.median(calib), 0.0), [])
+            timings["ingest, lake part"] = (
+                max(timings["ingest 8 frames"][0] - base - statistics.median(calib), 0.0),
+                [],
+            )
             for name, (median, times) in timings.items():
                 results.setdefault(name, {})[size] = median
                 print(f"  {name:22s} {median:7.3f} s   runs " + " ".join(f"{t:.3f}" for t in times))
             shutil.rmtree(tmp / f"lake{size}", ignore_errors=True)
         sizes = [int(x) for x in args.sizes]
-        print(f"\nmedian times [s] by frame rows in the lake; ratio = largest lake / smallest "
-              f"({sizes[-1]:.0e} / {sizes[0]:.0e} frame rows):")
+        print(
+            f"\nmedian times [s] by frame rows in the lake; ratio = largest lake / smallest "
+            f"({sizes[-1]:.0e} / {sizes[0]:.0e} frame rows):"
+        )
         print(f"  {'operation':22s} " + " ".join(f"{s:>9.0e}" for s in sizes) + "     ratio")
         for name, by_size in results.items():
             ratio = by_size[sizes[-1]] / by_size[sizes[0]] if by_size[sizes[0]] > 0 else float("nan")
@@ -262,8 +307,10 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.cpu:
-        print("\ndriver CPU / worker CPU of an ingest on a scheduler and 2 workers (benchmarks/driver_cpu.py):",
-              flush=True)
+        print(
+            "\ndriver CPU / worker CPU of an ingest on a scheduler and 2 workers (benchmarks/driver_cpu.py):",
+            flush=True,
+        )
         sys.path.insert(0, str(Path(__file__).parent))
         import driver_cpu
 
@@ -290,9 +337,16 @@ def history_main(args) -> int:
     try:
         batches = []
         for k in range(args.runs * len(args.points) + 1):
-            truth = write_demo_night(tmp / f"batch{k}", n_frames=N_BATCH, shape=(512, 512), n_stars=300, seed=100,
-                                     cloud=False, n_variables=0,
-                                     start_utc=f"2026-{3 + k // 28:02d}-{1 + k % 28:02d}T22:00:00")
+            truth = write_demo_night(
+                tmp / f"batch{k}",
+                n_frames=N_BATCH,
+                shape=(512, 512),
+                n_stars=300,
+                seed=100,
+                cloud=False,
+                n_variables=0,
+                start_utc=f"2026-{3 + k // 28:02d}-{1 + k % 28:02d}T22:00:00",
+            )
             batches.append(tmp / f"batch{k}")
         refcat = write_reference_catalog(truth.stars, tmp / "refcat")
         stars = truth.stars
@@ -320,8 +374,15 @@ def history_main(args) -> int:
             import_refcat(lake, "demo", [refcat[0]], "generic", columns_map=refcat[1], progress=False)
             t0 = time.perf_counter()
             commit_archive(lake, args.history_frames, NIGHTS, np.random.default_rng(points), refcat="demo")
-            commit_objects(lake, len(ra), np.random.default_rng(points + 1), refcat="demo", positions=(ra, dec),
-                           points=points, chunk=max(1000, 2_000_000 // points))
+            commit_objects(
+                lake,
+                len(ra),
+                np.random.default_rng(points + 1),
+                refcat="demo",
+                positions=(ra, dec),
+                points=points,
+                chunk=max(1000, 2_000_000 // points),
+            )
             print(f"lake with {len(ra)} objects x {points} points made in {time.perf_counter() - t0:.0f} s", flush=True)
             times, read, exact = [], [], []
             for k in range(args.runs):
@@ -334,9 +395,15 @@ def history_main(args) -> int:
                 exact.append(getattr(update, "partitions_exact", 0))  # (older skylake: no exact passes)
                 assert update.frames_added == N_BATCH and update.detections > 0, update
             rows[points] = (statistics.median(times), statistics.mean(times))
-            print(f"  objects update  median {rows[points][0]:.3f} s  mean {rows[points][1]:.3f} s   runs "
-                  + " ".join(f"{t:.3f}" for t in times) + "   points read " + " ".join(map(str, read))
-                  + "   exact partitions " + " ".join(map(str, exact)), flush=True)
+            print(
+                f"  objects update  median {rows[points][0]:.3f} s  mean {rows[points][1]:.3f} s   runs "
+                + " ".join(f"{t:.3f}" for t in times)
+                + "   points read "
+                + " ".join(map(str, read))
+                + "   exact partitions "
+                + " ".join(map(str, exact)),
+                flush=True,
+            )
             shutil.rmtree(tmp / f"lake{points}", ignore_errors=True)
         first, last = args.points[0], args.points[-1]
         print(f"\nobjects update by light-curve length ({len(ra)} objects; ratio = {last} / {first} points):")
@@ -367,8 +434,8 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
     ``--memory``."""
     import healpy as hp
 
-    from skylake.synthetic.summary_rows import commit_objects, commit_sources_nights, tile_stars
     from skylake.lake import Lake
+    from skylake.synthetic.summary_rows import commit_objects, commit_sources_nights, tile_stars
 
     new = not (Path(path) / "_skylake").exists()
     lake = Lake.init(path)
@@ -378,13 +445,29 @@ def make_memory_lake(path: str, tiles: int, nights: int, stars: int, first: int 
     chosen = np.sort(pix[near][:tiles])
     rng = np.random.default_rng(first)
     for k in range(first, first + nights, NIGHTS_PER_COMMIT):
-        commit_sources_nights(lake, [_night(n) for n in range(k, min(k + NIGHTS_PER_COMMIT, first + nights))], chosen,
-                              stars, rng, refcat=MEMORY_REFCAT, matches=first > 0, zstd_level=1, repeat=True)
+        commit_sources_nights(
+            lake,
+            [_night(n) for n in range(k, min(k + NIGHTS_PER_COMMIT, first + nights))],
+            chosen,
+            stars,
+            rng,
+            refcat=MEMORY_REFCAT,
+            matches=first > 0,
+            zstd_level=1,
+            repeat=True,
+        )
     if new:
         ra, dec = np.concatenate([np.stack(tile_stars(5, int(t), stars)[:2]) for t in chosen], axis=1)
         points = min(nights, 12)  # what the update reads of each object (its generation dominates otherwise)
-        commit_objects(lake, len(ra), rng, refcat=MEMORY_REFCAT, positions=(ra, dec), points=points,
-                       chunk=max(1000, 2_000_000 // points))
+        commit_objects(
+            lake,
+            len(ra),
+            rng,
+            refcat=MEMORY_REFCAT,
+            positions=(ra, dec),
+            points=points,
+            chunk=max(1000, 2_000_000 // points),
+        )
         (Path(path) / "MADE").write_text(f"{tiles} {nights} {stars}\n")
     return 0
 
@@ -454,9 +537,13 @@ def memory_main(args) -> int:
     logging.getLogger("skylake").setLevel(logging.ERROR)
     limit = parse_bytes(args.memory_limit)
     tmp = Path(tempfile.mkdtemp(prefix="skylake-memory-"))
-    config = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
-              "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95,
-              "distributed.scheduler.allowed-failures": 0}
+    config = {
+        "distributed.worker.memory.target": False,
+        "distributed.worker.memory.spill": False,
+        "distributed.worker.memory.pause": False,
+        "distributed.worker.memory.terminate": 0.95,
+        "distributed.scheduler.allowed-failures": 0,
+    }
     try:
         for gb in args.gb:
             tiles = args.tiles  # the lake grows by nights: the night added, its update and maps are the same work
@@ -465,54 +552,110 @@ def memory_main(args) -> int:
             t0 = time.perf_counter()
             if not (path / "MADE").exists():
                 shutil.rmtree(path, ignore_errors=True)
-                subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
-                                "--nights", str(nights), "--stars", str(args.stars)], check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--make-memory-lake",
+                        str(path),
+                        "--tiles",
+                        str(tiles),
+                        "--nights",
+                        str(nights),
+                        "--stars",
+                        str(args.stars),
+                    ],
+                    check=True,
+                )
             made = time.perf_counter() - t0
             size = sum(f.stat().st_size for f in (path / "sources").rglob("*.parquet"))
             lake = Lake.open(path)
-            print(f"lake of {tiles} tiles x {nights} nights x {args.stars} stars: "
-                  f"{tiles * nights * args.stars:.2e} sources, {size / 1e9:.2f} GB of sources "
-                  f"({size / limit:.1f}x a worker's {limit / 1e6:.0f} MB), made in {made:.0f} s", flush=True)
-            with dask.config.set(config), \
-                    LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=limit,
-                                 dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
-                    Client(cluster) as client:
+            print(
+                f"lake of {tiles} tiles x {nights} nights x {args.stars} stars: "
+                f"{tiles * nights * args.stars:.2e} sources, {size / 1e9:.2f} GB of sources "
+                f"({size / limit:.1f}x a worker's {limit / 1e6:.0f} MB), made in {made:.0f} s",
+                flush=True,
+            )
+            with (
+                dask.config.set(config),
+                LocalCluster(
+                    n_workers=2,
+                    threads_per_worker=1,
+                    processes=True,
+                    memory_limit=limit,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 client.run(_warm_worker)
                 pids = {f"worker {k}": pid for k, (_, pid) in enumerate(sorted(client.run(os.getpid).items()))}
                 before = psutil.Process().memory_info().rss
                 workers_before = [psutil.Process(pid).memory_info().rss for pid in pids.values()]
                 times, killed = {}, None
-                subprocess.run([sys.executable, __file__, "--make-memory-lake", str(path), "--tiles", str(tiles),
-                                "--nights", "1", "--stars", str(args.stars), "--first-night", str(nights)],
-                               check=True)  # one more night, made outside this process
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--make-memory-lake",
+                        str(path),
+                        "--tiles",
+                        str(tiles),
+                        "--nights",
+                        "1",
+                        "--stars",
+                        str(args.stars),
+                        "--first-night",
+                        str(nights),
+                    ],
+                    check=True,
+                )  # one more night, made outside this process
                 try:
                     with _RSS(pids) as rss:
                         t0 = time.perf_counter()
                         update = build_objects(lake, client=client)
                         times["objects update (1 night)"] = time.perf_counter() - t0
                         t0 = time.perf_counter()
-                        maps, index, _, _ = make_maps(lake, night=_night(nights), refcat=MEMORY_REFCAT,
-                                                      client=client, samples=False)
+                        maps, index, _, _ = make_maps(
+                            lake, night=_night(nights), refcat=MEMORY_REFCAT, client=client, samples=False
+                        )
                         times["maps of that night"] = time.perf_counter() - t0
                 except Exception as exc:  # a killed worker fails its task (no retries)
                     killed = f"{type(exc).__name__}: {exc}"
                 after = {f"worker {k}": pid for k, (_, pid) in enumerate(sorted(client.run(os.getpid).items()))}
             survived = killed is None and after == pids
-            print(f"  objects update: {update.frames_added} frames, {update.detections} detections, "
-                  f"{update.partitions_rewritten} of {update.partitions} partitions, {update.objects} objects; "
-                  f"maps: {len(index)} maps" if killed is None else
-                  f"  FAILED: {killed}")
+            print(
+                f"  objects update: {update.frames_added} frames, {update.detections} detections, "
+                f"{update.partitions_rewritten} of {update.partitions} partitions, {update.objects} objects; "
+                f"maps: {len(index)} maps"
+                if killed is None
+                else f"  FAILED: {killed}"
+            )
             print("  times: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
-            print(f"  peak RSS: driver {rss.peak['driver'] / 1e6:.0f} MB (at start {before / 1e6:.0f} MB), "
-                  + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in rss.peak.items() if k != "driver")
-                  + f" (at start {', '.join(f'{v / 1e6:.0f}' for v in workers_before)} MB)"
-                  + f"; workers {'all survived' if survived else 'NOT all survived'}", flush=True)
+            print(
+                f"  peak RSS: driver {rss.peak['driver'] / 1e6:.0f} MB (at start {before / 1e6:.0f} MB), "
+                + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in rss.peak.items() if k != "driver")
+                + f" (at start {', '.join(f'{v / 1e6:.0f}' for v in workers_before)} MB)"
+                + f"; workers {'all survived' if survived else 'NOT all survived'}",
+                flush=True,
+            )
             import json
 
-            print(json.dumps({"gb": size / 1e9, "x_limit": size / limit, "driver_mb": rss.peak["driver"] / 1e6,
-                              "driver_start_mb": before / 1e6, "survived": survived, "times": times,
-                              "workers_mb": [v / 1e6 for k, v in rss.peak.items() if k != "driver"],
-                              "workers_start_mb": [v / 1e6 for v in workers_before]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "gb": size / 1e9,
+                        "x_limit": size / limit,
+                        "driver_mb": rss.peak["driver"] / 1e6,
+                        "driver_start_mb": before / 1e6,
+                        "survived": survived,
+                        "times": times,
+                        "workers_mb": [v / 1e6 for k, v in rss.peak.items() if k != "driver"],
+                        "workers_start_mb": [v / 1e6 for v in workers_before],
+                    }
+                ),
+                flush=True,
+            )
             shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

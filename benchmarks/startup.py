@@ -56,25 +56,37 @@ def main(argv=None) -> int:
         write_demo_night(frames, n_frames=12)
         lake = tmp / "lake"
         skylake = [sys.executable, "-m", "skylake.cli"]
-        subprocess.run([*skylake, "ingest", str(lake), str(frames), "--pipeline", "demo", "--create",
-                        "--no-progress"], check=True, capture_output=True, cwd=tmp)
+        subprocess.run(
+            [*skylake, "ingest", str(lake), str(frames), "--pipeline", "demo", "--create", "--no-progress"],
+            check=True,
+            capture_output=True,
+            cwd=tmp,
+        )
         subprocess.run([*skylake, "refresh", str(lake)], check=True, capture_output=True, cwd=tmp)
-        rows = [("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
-                ("skylake --help", [*skylake, "--help"]),
-                ("skylake status LAKE (12 frames)", [*skylake, "status", str(lake)]),
-                ("skylake ingest LAKE FRAMES (12 frames, no-op)",
-                 [*skylake, "ingest", str(lake), str(frames), "--pipeline", "demo", "--no-progress"]),
-                ("skylake refresh LAKE (up to date)", [*skylake, "refresh", str(lake)])]
+        rows = [
+            ("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
+            ("skylake --help", [*skylake, "--help"]),
+            ("skylake status LAKE (12 frames)", [*skylake, "status", str(lake)]),
+            (
+                "skylake ingest LAKE FRAMES (12 frames, no-op)",
+                [*skylake, "ingest", str(lake), str(frames), "--pipeline", "demo", "--no-progress"],
+            ),
+            ("skylake refresh LAKE (up to date)", [*skylake, "refresh", str(lake)]),
+        ]
         results = {}
         print(f"start-up times, median of {args.runs} runs (wall, each a new process):")
         for name, cmd in rows:
             median, times = _time(cmd, args.runs, tmp)
             results[name] = median
             base = results[rows[0][0]]
-            print(f"  {name:48s} {median:6.2f} s  ({median / base:5.1f}x python)  runs "
-                  + " ".join(f"{t:.2f}" for t in times))
-        print(f"start-up: status {results[rows[2][0]]:.2f} s on a 12-frame lake; no-op re-ingest of the 12 demo "
-              f"frames {results[rows[3][0]]:.2f} s")
+            print(
+                f"  {name:48s} {median:6.2f} s  ({median / base:5.1f}x python)  runs "
+                + " ".join(f"{t:.2f}" for t in times)
+            )
+        print(
+            f"start-up: status {results[rows[2][0]]:.2f} s on a 12-frame lake; no-op re-ingest of the 12 demo "
+            f"frames {results[rows[3][0]]:.2f} s"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -11,13 +11,13 @@ import logging
 import sys
 
 from skylake import __version__
-from skylake.errors import EXIT_INTERRUPTED, SkylakeError, report
+from skylake.allsky.cli import add_commands as add_camera_commands
 from skylake.calib.cli import add_commands as add_calib_commands
+from skylake.ensemble.cli import add_commands as add_ensemble_commands
+from skylake.errors import EXIT_INTERRUPTED, SkylakeError, report
+from skylake.maps.cli import add_commands as add_maps_commands
 from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.refcat.cli import add_commands as add_refcat_commands
-from skylake.maps.cli import add_commands as add_maps_commands
-from skylake.allsky.cli import add_commands as add_camera_commands
-from skylake.ensemble.cli import add_commands as add_ensemble_commands
 
 log = logging.getLogger("skylake")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -32,15 +32,19 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-    from skylake.pipeline import ingest
-    from skylake.runtime import dask_client
     from skylake.lake import Lake
+    from skylake.pipeline import ingest
     from skylake.profile import load_profile
+    from skylake.runtime import dask_client
 
     profile = load_profile(args.pipeline)
     lake = Lake.init(args.lake) if args.create else Lake.open(args.lake)
-    options = dict(redo=args.redo, keep_versions=args.keep_versions, batch_size=args.batch_size,
-                   progress=None if not args.no_progress else False)
+    options = dict(
+        redo=args.redo,
+        keep_versions=args.keep_versions,
+        batch_size=args.batch_size,
+        progress=None if not args.no_progress else False,
+    )
     if args.scheduler:  # the cluster the user gave (or "synchronous": this process)
         with dask_client(args.scheduler, args.workers) as client:
             report = ingest(lake, args.paths, profile, client=client, **options)
@@ -113,8 +117,10 @@ def _cmd_repair(args) -> int:
     from skylake.lake import Lake
 
     result = Lake.open(args.lake).repair()
-    print(f"rolled forward commits {result['rolled_forward'] or 'none'}; "
-          f"rolled back staged batches {result['rolled_back'] or 'none'}")
+    print(
+        f"rolled forward commits {result['rolled_forward'] or 'none'}; "
+        f"rolled back staged batches {result['rolled_back'] or 'none'}"
+    )
     return 0
 
 
@@ -131,47 +137,72 @@ def _cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skylake", description="Survey photometry as HEALPix-partitioned Parquet.")
     parser.add_argument("--version", action="version", version=f"skylake {__version__}")
-    parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
-                        help="logging level (default WARNING)")
+    parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("init", help="create a lake")
     p.add_argument("lake", help="lake directory")
-    p.add_argument("--partition-order", type=int, default=5, help="HEALPix order of new partitions (default 5; coarser for a batch whose frames would "
-                        "each span more than 16 of them, e.g. an all-sky camera)")
+    p.add_argument(
+        "--partition-order",
+        type=int,
+        default=5,
+        help="HEALPix order of new partitions (default 5; coarser for a batch whose frames would "
+        "each span more than 16 of them, e.g. an all-sky camera)",
+    )
     p.set_defaults(func=_cmd_init)
 
-    p = sub.add_parser("ingest", help="ingest FITS frames",
-                       description="Ingest FITS frames. Exit codes: 0 all ingested (or nothing new), "
-                                   "3 some frames rejected, 4 nothing ingested.")
+    p = sub.add_parser(
+        "ingest",
+        help="ingest FITS frames",
+        description="Ingest FITS frames. Exit codes: 0 all ingested (or nothing new), "
+        "3 some frames rejected, 4 nothing ingested.",
+    )
     p.add_argument("lake", help="lake directory")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories (searched recursively) or globs")
     p.add_argument("--pipeline", default="generic", help="instrument profile: a name in pipelines/ or a .toml/.yaml")
-    p.add_argument("--scheduler", default=None,
-                   help="dask scheduler address of an existing cluster, or 'synchronous' to run in this process")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="dask scheduler address of an existing cluster, or 'synchronous' to run in this process",
+    )
     p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: cores)")
     versions = p.add_mutually_exclusive_group()
-    versions.add_argument("--redo", action="store_true",
-                          help="reprocess files already in the lake (any profile or version), replacing their rows "
-                               "(sources, calibrations, matches) in the same commit")
-    versions.add_argument("--keep-versions", action="store_true",
-                          help="ingest files the lake holds under another profile or pipeline version as a new "
-                               "version beside the old (light curves and maps use the latest); without this or "
-                               "--redo such files are refused (exit 2)")
+    versions.add_argument(
+        "--redo",
+        action="store_true",
+        help="reprocess files already in the lake (any profile or version), replacing their rows "
+        "(sources, calibrations, matches) in the same commit",
+    )
+    versions.add_argument(
+        "--keep-versions",
+        action="store_true",
+        help="ingest files the lake holds under another profile or pipeline version as a new "
+        "version beside the old (light curves and maps use the latest); without this or "
+        "--redo such files are refused (exit 2)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="frames per commit (default 64)")
     p.add_argument("--create", action="store_true", help="create the lake if it does not exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_ingest)
 
-    p = sub.add_parser("status", help="what the lake holds (now, or at a past version)",
-                       description="What the lake holds: frames by status and reason, rows, partitions, files, "
-                                   "the last commit. With --version N: as it was at commit N, counted from that "
-                                   "version's files. Exit codes: 0 done; 2 not a lake, or version N is not kept "
-                                   "(the message names the versions kept).")
+    p = sub.add_parser(
+        "status",
+        help="what the lake holds (now, or at a past version)",
+        description="What the lake holds: frames by status and reason, rows, partitions, files, "
+        "the last commit. With --version N: as it was at commit N, counted from that "
+        "version's files. Exit codes: 0 done; 2 not a lake, or version N is not kept "
+        "(the message names the versions kept).",
+    )
     p.add_argument("lake")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--version", dest="at_version", type=int, default=None, metavar="N",
-                   help="the lake as it was at commit N (time travel; `skylake vacuum` decides how far back)")
+    p.add_argument(
+        "--version",
+        dest="at_version",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the lake as it was at commit N (time travel; `skylake vacuum` decides how far back)",
+    )
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("compact", help="merge each partition's batch files into one (answers unchanged)")
@@ -179,17 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=5_000_000, help="split partitions above this many rows")
     p.set_defaults(func=_cmd_compact)
 
-    p = sub.add_parser("vacuum", help="delete removed files that no kept version needs",
-                       description="Files a commit removes (compaction, --redo, a recalibration) are kept under "
-                                   "LAKE/_skylake/removed/ so older versions stay readable (Lake.open(url, "
-                                   "version=N), status --version N). vacuum keeps every version committed within "
-                                   "--retain days, and the one live at the cut-off, deletes the removed files no "
-                                   "kept version needs and the staging files of uncommitted batches, and prints "
-                                   "what it removed. Takes the writer lock. Exit codes: 0 done (also with nothing "
-                                   "to remove); 2 not a lake, a read-only lake, or a bad --retain.")
+    p = sub.add_parser(
+        "vacuum",
+        help="delete removed files that no kept version needs",
+        description="Files a commit removes (compaction, --redo, a recalibration) are kept under "
+        "LAKE/_skylake/removed/ so older versions stay readable (Lake.open(url, "
+        "version=N), status --version N). vacuum keeps every version committed within "
+        "--retain days, and the one live at the cut-off, deletes the removed files no "
+        "kept version needs and the staging files of uncommitted batches, and prints "
+        "what it removed. Takes the writer lock. Exit codes: 0 done (also with nothing "
+        "to remove); 2 not a lake, a read-only lake, or a bad --retain.",
+    )
     p.add_argument("lake")
-    p.add_argument("--retain", type=_days, default=7.0, metavar="DAYS",
-                   help="keep the versions of the last DAYS days (default 7; 0: only the latest)")
+    p.add_argument(
+        "--retain",
+        type=_days,
+        default=7.0,
+        metavar="DAYS",
+        help="keep the versions of the last DAYS days (default 7; 0: only the latest)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.set_defaults(func=_cmd_vacuum)
 
@@ -197,25 +236,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("lake")
     p.set_defaults(func=_cmd_repair)
 
-    p = sub.add_parser("refresh", help="mirror the lake's summaries into the summary database (incremental)",
-                       description="Mirror frames, zeropoints, nightly summaries, the throughput trends, the "
-                                   "objects' variability statistics, the maps index and commits into the summary "
-                                   "database: only the nights, objects partitions and maps touched since the last "
-                                   "refresh are recomputed. Safe to run from cron; a database outage leaves the "
-                                   "lake untouched (exit 5).")
+    p = sub.add_parser(
+        "refresh",
+        help="mirror the lake's summaries into the summary database (incremental)",
+        description="Mirror frames, zeropoints, nightly summaries, the throughput trends, the "
+        "objects' variability statistics, the maps index and commits into the summary "
+        "database: only the nights, objects partitions and maps touched since the last "
+        "refresh are recomputed. Safe to run from cron; a database outage leaves the "
+        "lake untouched (exit 5).",
+    )
     p.add_argument("lake")
-    p.add_argument("--db", default=None, metavar="URL",
-                   help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: $SKYLAKE_DB_URL, else "
-                        "SQLite in the lake); keep passwords in ~/.pgpass or the environment")
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: $SKYLAKE_DB_URL, else "
+        "SQLite in the lake); keep passwords in ~/.pgpass or the environment",
+    )
     p.add_argument("--full", action="store_true", help="rebuild every row instead of catching up")
-    p.add_argument("--events", default=None, metavar="CSV",
-                   help="maintenance events (columns date,instrument,kind,note) replacing those stored; the "
-                        "throughput trends start a new segment at each")
+    p.add_argument(
+        "--events",
+        default=None,
+        metavar="CSV",
+        help="maintenance events (columns date,instrument,kind,note) replacing those stored; the "
+        "throughput trends start a new segment at each",
+    )
     p.set_defaults(func=_cmd_refresh)
 
-    p = sub.add_parser("report", help="write a static HTML report (trends, nights, checkplots)",
-                       description="Refresh the summary database, then write OUT_DIR/index.html and a page per "
-                                   "instrument and filter; it opens from disk without a server.")
+    p = sub.add_parser(
+        "report",
+        help="write a static HTML report (trends, nights, checkplots)",
+        description="Refresh the summary database, then write OUT_DIR/index.html and a page per "
+        "instrument and filter; it opens from disk without a server.",
+    )
     p.add_argument("lake")
     p.add_argument("out_dir")
     p.add_argument("--db", default=None, metavar="URL", help="summary database (as for refresh)")
@@ -229,18 +282,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_maps_commands(sub)
     add_camera_commands(sub)
 
-    p = sub.add_parser("demo", help="generate a synthetic night and run the whole job on it",
-                       description="Generate a synthetic night of frames (stars with known fluxes, a cloud, "
-                                   "variables), then import its reference catalogue, ingest, calibrate, map, build "
-                                   "light curves, refresh the summary database and write the report, checking each "
-                                   "product against the injected truth. The last line is 'demo: PASS' (exit 0) or "
-                                   "'demo: FAIL: <check> <measured> vs <expected>' (exit 1).")
+    p = sub.add_parser(
+        "demo",
+        help="generate a synthetic night and run the whole job on it",
+        description="Generate a synthetic night of frames (stars with known fluxes, a cloud, "
+        "variables), then import its reference catalogue, ingest, calibrate, map, build "
+        "light curves, refresh the summary database and write the report, checking each "
+        "product against the injected truth. The last line is 'demo: PASS' (exit 0) or "
+        "'demo: FAIL: <check> <measured> vs <expected>' (exit 1).",
+    )
     p.add_argument("--out", default="skylake-demo", help="directory for the frames, the lake and the report")
     p.add_argument("--frames", type=int, default=12, help="frames in the night (default 12)")
     p.add_argument("--workers", type=int, default=None, help="local dask workers (default: cores)")
-    p.add_argument("--allsky", action="store_true",
-                   help="instead: an all-sky camera's SYNTHETIC night (fisheye, a cloud, a streak): camera fit, "
-                        "ingest, checks and the report's polar plots (--out default skylake-demo-allsky)")
+    p.add_argument(
+        "--allsky",
+        action="store_true",
+        help="instead: an all-sky camera's SYNTHETIC night (fisheye, a cloud, a streak): camera fit, "
+        "ingest, checks and the report's polar plots (--out default skylake-demo-allsky)",
+    )
     p.set_defaults(func=_cmd_demo)
     _log_level_everywhere(sub)
     return parser
@@ -250,8 +309,9 @@ def _log_level_everywhere(subparsers) -> None:
     """Accept --log-level after any (sub)command too, as users type it; before the command still works."""
     for parser in set(subparsers.choices.values()):
         if not any("--log-level" in a.option_strings for a in parser._actions):
-            parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
-                                help="logging level (default WARNING)")
+            parser.add_argument(
+                "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, help="logging level (default WARNING)"
+            )
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _log_level_everywhere(action)
@@ -262,8 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     level = getattr(logging, args.log_level)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # dask.distributed logs every worker start/stop at INFO; keep it quiet unless debugging.
-    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
-                 "distributed.worker", "distributed.http.proxy", "distributed.batched"):
+    for name in (
+        "distributed",
+        "distributed.scheduler",
+        "distributed.nanny",
+        "distributed.core",
+        "distributed.worker",
+        "distributed.http.proxy",
+        "distributed.batched",
+    ):
         logging.getLogger(name).setLevel(max(level, logging.WARNING if level > logging.DEBUG else level))
     try:
         return args.func(args)

@@ -19,11 +19,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from skylake.calib.model import ExtStatus, ZpStatus
-from skylake.pipeline import ingest
-from skylake.runtime import dask_client
 from skylake.lake import Lake
 from skylake.lake.tables import MAPS, SOURCES
+from skylake.pipeline import ingest
 from skylake.profile import load_profile
+from skylake.runtime import dask_client
 from skylake.status import format_status, lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
@@ -77,9 +77,13 @@ def check_against_truth(lake: Lake, truth) -> dict:
             hit = np.isfinite(dist)
             saturated["stars"] += len(sat)
             saturated["flagged"] += int(flagged[idx[hit]].sum())
-    return {"bright_stars": len(bright), "recovered": found, **{f"saturated_{k}": v for k, v in saturated.items()},
-            "median_offset_px": float(np.median(offsets)) if offsets else float("nan"),
-            "median_flux_ratio": float(np.median(ratios)) if ratios else float("nan")}
+    return {
+        "bright_stars": len(bright),
+        "recovered": found,
+        **{f"saturated_{k}": v for k, v in saturated.items()},
+        "median_offset_px": float(np.median(offsets)) if offsets else float("nan"),
+        "median_flux_ratio": float(np.median(ratios)) if ratios else float("nan"),
+    }
 
 
 def _commands() -> tuple[str, str]:
@@ -100,7 +104,7 @@ def _commands() -> tuple[str, str]:
 def check_calibration(lake: Lake, truth) -> dict:
     """Compare the lake's zeropoints with the injected ones (zp_true - k_ext * airmass, the colour term,
     k_ext); frames not ok must be the cloudy ones (median cloud extinction of their stars)."""
-    from skylake.calib.store import ZEROPOINTS, EXTINCTION, read_table
+    from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
 
     refcat = load_profile(PROFILE).calibration.refcat
     zps = read_table(lake, ZEROPOINTS, refcat=refcat)
@@ -113,15 +117,20 @@ def check_calibration(lake: Lake, truth) -> dict:
     ext = read_table(lake, EXTINCTION, refcat=refcat)
     ext = ext[ext["ext_status"] == ExtStatus.OK]
     err = (ok["zp"] - ok["zp_eff"]).abs()
-    return {"frames": len(z), "ok": len(ok), "max_zp_error": float(err.max()) if len(ok) else float("nan"),
-            "wrong": int((err > ZP_TOLERANCE).sum()),
-            "missed_cloud": int((ok["cloud"] > CLOUD_TRUTH).sum()),
-            "flagged": {k: int(v) for k, v in bad["zp_status"].value_counts().items()},
-            "flagged_cloud": (float(bad["cloud"].min()), float(bad["cloud"].max())) if len(bad) else None,
-            "color_term": float(ok["color_term"].median()) if len(ok) else float("nan"),
-            "k_ext": float(ext["k_ext"].iloc[-1]) if len(ext) else None,
-            "k_ext_err": float(ext["k_ext_err"].iloc[-1]) if len(ext) else None,
-            "k_true": float(truth.meta["k_ext"]), "color_term_true": float(truth.meta["color_term"])}
+    return {
+        "frames": len(z),
+        "ok": len(ok),
+        "max_zp_error": float(err.max()) if len(ok) else float("nan"),
+        "wrong": int((err > ZP_TOLERANCE).sum()),
+        "missed_cloud": int((ok["cloud"] > CLOUD_TRUTH).sum()),
+        "flagged": {k: int(v) for k, v in bad["zp_status"].value_counts().items()},
+        "flagged_cloud": (float(bad["cloud"].min()), float(bad["cloud"].max())) if len(bad) else None,
+        "color_term": float(ok["color_term"].median()) if len(ok) else float("nan"),
+        "k_ext": float(ext["k_ext"].iloc[-1]) if len(ext) else None,
+        "k_ext_err": float(ext["k_ext_err"].iloc[-1]) if len(ext) else None,
+        "k_true": float(truth.meta["k_ext"]),
+        "color_term_true": float(truth.meta["color_term"]),
+    }
 
 
 MAP_RMS_TOLERANCE = 0.03  # transparency: rms of (map - injected cloud transmission) over the frame maps' pixels
@@ -150,10 +159,17 @@ def make_demo_maps(lake: Lake, truth, out: Path) -> dict:
     paths = export_maps(pixels, pick, out / MAPS, pngs=("transparency",))
     err = tv["transparency"] - tv["truth"]
     cloudy = tv[tv["model"] < 0.8]
-    return {"maps": len(frames.index) + len(night_index), "pixels": len(tv), "rms": float(np.sqrt(np.mean(err**2))),
-            "max": float(np.abs(err).max()), "cloudy_pixels": len(cloudy),
-            "min_transparency": float(tv["transparency"].min()), "worst_frame": int(worst["frame_id"]),
-            "sky_max_error": float((sv["sky_mag"] - sv["truth"]).abs().max()), "paths": [str(p) for p in paths]}
+    return {
+        "maps": len(frames.index) + len(night_index),
+        "pixels": len(tv),
+        "rms": float(np.sqrt(np.mean(err**2))),
+        "max": float(np.abs(err).max()),
+        "cloudy_pixels": len(cloudy),
+        "min_transparency": float(tv["transparency"].min()),
+        "worst_frame": int(worst["frame_id"]),
+        "sky_max_error": float((sv["sky_mag"] - sv["truth"]).abs().max()),
+        "paths": [str(p) for p in paths],
+    }
 
 
 def _import_reference(lake: Lake, truth, out: Path, client) -> None:
@@ -206,8 +222,10 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
     # absolute from here on: the truth tables and the lake's frames must name files the same way
     out = Path(out).expanduser().resolve()
     frames_dir = out / "frames"  # not a table
-    print(f"1/6 generating {n_frames} synthetic frames (1024x1024, a cloud passing mid-night, 5 variable stars, "
-          f"colour term {COLOR_TERM}) in {frames_dir}")
+    print(
+        f"1/6 generating {n_frames} synthetic frames (1024x1024, a cloud passing mid-night, 5 variable stars, "
+        f"colour term {COLOR_TERM}) in {frames_dir}"
+    )
     truth = write_demo_night(frames_dir, n_frames=n_frames, color_term=COLOR_TERM, cloud_track=CLOUD_TRACK)
     lake = Lake.init(out / "lake")
     with dask_client(workers=workers) as client:
@@ -215,45 +233,58 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
         _import_reference(lake, truth, out, client)
         print(f"3/6 ingesting into {lake.url} on a local dask cluster, then calibrating")
         report = ingest(lake, [str(frames_dir)], PROFILE, client=client)
-    print(f"    {report.ingested} frames ingested, {report.sources} sources, {len(report.rejected)} rejected, "
-          f"{report.skipped} already in the lake")
+    print(
+        f"    {report.ingested} frames ingested, {report.sources} sources, {len(report.rejected)} rejected, "
+        f"{report.skipped} already in the lake"
+    )
     for calibration in report.calibration:
         print("    " + str(calibration).replace("\n", "\n    "))
     print("4/6 what the lake holds")
     status = lake_status(lake)
     print(format_status(status))
     check = check_against_truth(lake, truth)
-    print(f"    truth check: {check['recovered']} of {check['bright_stars']} bright unsaturated star images "
-          f"recovered, median offset {check['median_offset_px']:.3f} px, median flux ratio "
-          f"{check['median_flux_ratio']:.3f}; {check['saturated_flagged']} of {check['saturated_stars']} saturated star "
-          f"images flagged SATURATED ({check['saturated_bright_flagged']} of the clearly unsaturated ones)")
+    print(
+        f"    truth check: {check['recovered']} of {check['bright_stars']} bright unsaturated star images "
+        f"recovered, median offset {check['median_offset_px']:.3f} px, median flux ratio "
+        f"{check['median_flux_ratio']:.3f}; {check['saturated_flagged']} of {check['saturated_stars']} saturated star "
+        f"images flagged SATURATED ({check['saturated_bright_flagged']} of the clearly unsaturated ones)"
+    )
     cal = check_calibration(lake, truth)
     k = f"{cal['k_ext']:.3f} +- {cal['k_ext_err']:.3f}" if cal["k_ext"] is not None else "not fitted"
-    print(f"    calibration check: {cal['ok']} of {cal['frames']} frames ok, their zeropoints within "
-          f"{cal['max_zp_error']:.4f} mag of the injected ones ({cal['wrong']} off by > {ZP_TOLERANCE}); colour term "
-          f"{cal['color_term']:.3f} (injected {cal['color_term_true']}); extinction {k} mag/airmass (injected "
-          f"{cal['k_true']})")
+    print(
+        f"    calibration check: {cal['ok']} of {cal['frames']} frames ok, their zeropoints within "
+        f"{cal['max_zp_error']:.4f} mag of the injected ones ({cal['wrong']} off by > {ZP_TOLERANCE}); colour term "
+        f"{cal['color_term']:.3f} (injected {cal['color_term_true']}); extinction {k} mag/airmass (injected "
+        f"{cal['k_true']})"
+    )
     if cal["flagged"]:
         lo, hi = cal["flagged_cloud"]
-        print(f"    frames flagged {cal['flagged']}: the cloud took {lo:.2f}-{hi:.2f} mag (median) from their stars; "
-              f"{cal['missed_cloud']} cloudy frames passed as ok")
+        print(
+            f"    frames flagged {cal['flagged']}: the cloud took {lo:.2f}-{hi:.2f} mag (median) from their stars; "
+            f"{cal['missed_cloud']} cloudy frames passed as ok"
+        )
     maps = make_demo_maps(lake, truth, out)
     if maps["maps"]:
-        print(f"    maps check: {maps['maps']} transparency maps in {lake.path(MAPS)}; over {maps['pixels']} frame-map "
-              f"pixels the transparency is within {maps['rms']:.3f} rms (max {maps['max']:.3f}) of the injected cloud "
-              f"({maps['cloudy_pixels']} pixels under it), lowest {maps['min_transparency']:.2f} on frame "
-              f"{maps['worst_frame']}; sky brightness within {maps['sky_max_error']:.3f} mag/arcsec2 of the injected "
-              f"sky; FITS + PNG in {Path(maps['paths'][0]).parent}")
+        print(
+            f"    maps check: {maps['maps']} transparency maps in {lake.path(MAPS)}; over {maps['pixels']} frame-map "
+            f"pixels the transparency is within {maps['rms']:.3f} rms (max {maps['max']:.3f}) of the injected cloud "
+            f"({maps['cloudy_pixels']} pixels under it), lowest {maps['min_transparency']:.2f} on frame "
+            f"{maps['worst_frame']}; sky brightness within {maps['sky_max_error']:.3f} mag/arcsec2 of the injected "
+            f"sky; FITS + PNG in {Path(maps['paths'][0]).parent}"
+        )
     print("5/6 light curves: detections associated into objects (LAKE/objects, LAKE/lightcurves)")
     from skylake.objects.build import build_objects
     from skylake.objects.truth import check_variables
 
     print("    " + str(build_objects(lake)))
     lcs = check_variables(lake, truth.stars, cal["ok"], out / "lightcurves")  # not a table
-    print(f"    light-curve check: {lcs['found']} of {lcs['variables']} variables found; their ranks among the "
-          f"{lcs['ranked']} objects with >= {max(3, cal['ok'] // 2)} points by chi2/dof {lcs['ranks_chi2']} and by "
-          f"Stetson J {lcs['ranks_stetson_j']} (the best constant star ranks {lcs['first_constant_rank']}); clipped amplitude / injected "
-          f"{', '.join(f'{r:.2f}' for r in lcs['amplitude_ratio'])}; CSV + PNG in {out / 'lightcurves'}")  # not a table
+    print(
+        f"    light-curve check: {lcs['found']} of {lcs['variables']} variables found; their ranks among the "
+        f"{lcs['ranked']} objects with >= {max(3, cal['ok'] // 2)} points by chi2/dof {lcs['ranks_chi2']} and by "
+        f"Stetson J {lcs['ranks_stetson_j']} (the best constant star ranks {lcs['first_constant_rank']}); "
+        "clipped amplitude / injected "
+        f"{', '.join(f'{r:.2f}' for r in lcs['amplitude_ratio'])}; CSV + PNG in {out / 'lightcurves'}"  # not a table
+    )
     print("6/6 the summary database (SQLite inside the lake) and the HTML report")
     from skylake.db import refresh
     from skylake.report import build_report
@@ -264,34 +295,66 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
     print(f"    {site}; open {site.index.resolve().as_uri()}")
     v = truth.stars[truth.stars["is_variable"]].iloc[0]
     python, skylake = _commands()
-    print(f"\nlight curves:\n  {skylake} lightcurve {lake.url} --ra {v['ra']:.5f} --dec {v['dec']:.5f} --plot lc.png\n"
-          f"  {skylake} plot noise {lake.url} --out noise.png")
-    print(f"\nquery it (the Python of this environment has lsdb and DuckDB):\n"
-          f"  {python} -c \"import lsdb; print(lsdb.open_catalog('{lake.path(SOURCES)}').compute())\"\n"
-          f"  {python} -c \"import duckdb; print(duckdb.sql(\\\"SELECT count(*) FROM read_parquet("
-          f"'{lake.path(SOURCES)}/dataset/*/*/*/*.parquet')\\\"))\"")
+    print(
+        f"\nlight curves:\n  {skylake} lightcurve {lake.url} --ra {v['ra']:.5f} --dec {v['dec']:.5f} --plot lc.png\n"
+        f"  {skylake} plot noise {lake.url} --out noise.png"
+    )
+    print(
+        f"\nquery it (the Python of this environment has lsdb and DuckDB):\n"
+        f"  {python} -c \"import lsdb; print(lsdb.open_catalog('{lake.path(SOURCES)}').compute())\"\n"
+        f'  {python} -c "import duckdb; print(duckdb.sql(\\"SELECT count(*) FROM read_parquet('
+        f"'{lake.path(SOURCES)}/dataset/*/*/*/*.parquet')\\\"))\""
+    )
     bright = check["bright_stars"]
     checks = [
-        Check("frames ok", status["frames_by_status"].get("ok", 0), f">= {n_frames}",
-              status["frames_by_status"].get("ok", 0) >= n_frames),
-        Check("bright stars recovered", check["recovered"], f">= {int(np.ceil(0.95 * bright))} (95 % of {bright})",
-              bright > 0 and check["recovered"] >= 0.95 * bright),
-        Check("saturated star images flagged", check["saturated_flagged"], f"{check['saturated_stars']} (all)",
-              check["saturated_stars"] > 0 and check["saturated_flagged"] == check["saturated_stars"]),
-        Check("unsaturated bright star images flagged saturated", check["saturated_bright_flagged"], "0",
-              check["saturated_bright_flagged"] == 0),
+        Check(
+            "frames ok",
+            status["frames_by_status"].get("ok", 0),
+            f">= {n_frames}",
+            status["frames_by_status"].get("ok", 0) >= n_frames,
+        ),
+        Check(
+            "bright stars recovered",
+            check["recovered"],
+            f">= {int(np.ceil(0.95 * bright))} (95 % of {bright})",
+            bright > 0 and check["recovered"] >= 0.95 * bright,
+        ),
+        Check(
+            "saturated star images flagged",
+            check["saturated_flagged"],
+            f"{check['saturated_stars']} (all)",
+            check["saturated_stars"] > 0 and check["saturated_flagged"] == check["saturated_stars"],
+        ),
+        Check(
+            "unsaturated bright star images flagged saturated",
+            check["saturated_bright_flagged"],
+            "0",
+            check["saturated_bright_flagged"] == 0,
+        ),
         Check("calibrated frames ok", cal["ok"], "> 0", cal["ok"] > 0),
         Check("zeropoints off by more than 0.02 mag", cal["wrong"], "0", cal["ok"] > 0 and cal["wrong"] == 0),
         Check("cloudy frames passed as ok", cal["missed_cloud"], "0", cal["missed_cloud"] == 0),
         Check("transparency maps", maps["maps"], "> 0", maps["maps"] > 0),
-        Check("transparency rms vs injected cloud", maps.get("rms", float("nan")), f"< {MAP_RMS_TOLERANCE}",
-              bool(maps.get("rms", np.inf) < MAP_RMS_TOLERANCE)),
+        Check(
+            "transparency rms vs injected cloud",
+            maps.get("rms", float("nan")),
+            f"< {MAP_RMS_TOLERANCE}",
+            bool(maps.get("rms", np.inf) < MAP_RMS_TOLERANCE),
+        ),
         Check("map pixels under the cloud", maps.get("cloudy_pixels", 0), "> 0", maps.get("cloudy_pixels", 0) > 0),
         Check("variables found", lcs["found"], f"{lcs['variables']}", lcs["found"] == lcs["variables"]),
-        Check("best Stetson J rank of a constant star", lcs["first_constant_rank"], f"> {lcs['variables']} (the "
-              "variables rank first)", lcs["variables_first"]),
-        Check("summary database version", summary.to_version, f"{lake.log.published_version()}",
-              summary.to_version == lake.log.published_version()),
+        Check(
+            "best Stetson J rank of a constant star",
+            lcs["first_constant_rank"],
+            f"> {lcs['variables']} (the variables rank first)",
+            lcs["variables_first"],
+        ),
+        Check(
+            "summary database version",
+            summary.to_version,
+            f"{lake.log.published_version()}",
+            summary.to_version == lake.log.published_version(),
+        ),
         Check("report pages", len(site.pages), "> 0", len(site.pages) > 0),
     ]
     return finish(checks)

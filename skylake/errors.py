@@ -20,11 +20,10 @@ command (the README's table):
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-
 import functools
+import re
 import sys
+from collections import Counter
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_DATABASE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 

@@ -14,8 +14,9 @@ import numpy as np
 ALTAZ_TIME_RESOLUTION_S = 1.0
 
 
-def altaz(ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: float, lon_deg: float,
-          height_m: float) -> tuple[np.ndarray, np.ndarray]:
+def altaz(
+    ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: float, lon_deg: float, height_m: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Altitude and azimuth (deg, azimuth north through east) of each source at its frame's mid-exposure
     ``mjd`` (UTC) from a site, with astropy (no refraction); NaN where ``mjd`` is not finite.
 
@@ -27,6 +28,7 @@ def altaz(ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: flo
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.coordinates.erfa_astrom import ErfaAstromInterpolator, erfa_astrom
     from astropy.time import Time
+
     from skylake import iers
 
     ra, dec, mjd = (np.asarray(v, float) for v in (ra_deg, dec_deg, mjd))

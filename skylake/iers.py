@@ -18,8 +18,12 @@ import warnings
 def offline():
     from astropy.utils import iers
 
-    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None), \
-            iers.conf.set_temp("iers_degraded_accuracy", "warn"), warnings.catch_warnings():
+    with (
+        iers.conf.set_temp("auto_download", False),
+        iers.conf.set_temp("auto_max_age", None),
+        iers.conf.set_temp("iers_degraded_accuracy", "warn"),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")  # degraded-accuracy notices
         yield
 
@@ -28,6 +32,9 @@ def offline():
 def strict():
     from astropy.utils import iers
 
-    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", 30.0), \
-            iers.conf.set_temp("iers_degraded_accuracy", "error"):
+    with (
+        iers.conf.set_temp("auto_download", False),
+        iers.conf.set_temp("auto_max_age", 30.0),
+        iers.conf.set_temp("iers_degraded_accuracy", "error"),
+    ):
         yield

@@ -30,21 +30,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skylake.errors import FrameRejected, LakeError, UsageError
-from skylake.frame.process import (SOURCES_PER_FRAME, FrameResult, frame_night, process_file,
-                                   rejected_result)
-from skylake.paths import stored_path
-from skylake.frame.reading import file_hash
 from skylake.frame.allsky import reflag_streaks
-from skylake.lake import counts, faults, frame_index, pieces
+from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, frame_night, process_file, rejected_result
+from skylake.frame.reading import file_hash
+from skylake.lake import counts, faults, frame_index, pieces, tables
 from skylake.lake.lake import Lake
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import UNKNOWN_NIGHT
-from skylake.lake.transaction import Transaction
-from skylake.lake import tables
-from skylake.lake.tables import FRAMES, MAPS, SOURCES, STREAKS
 from skylake.lake.storage import Storage
-from skylake.runtime import Runner, window
+from skylake.lake.tables import FRAMES, MAPS, SOURCES, STREAKS
+from skylake.lake.transaction import Transaction
+from skylake.paths import stored_path
 from skylake.profile import Profile, load_profile
+from skylake.runtime import Runner, window
 from skylake.schema import conform, table_schema
 
 log = logging.getLogger(__name__)
@@ -79,15 +77,18 @@ class IngestReport:
         """One line counting the files by outcome, the rejections by kind (``skylake ingest``'s last line)."""
         from skylake.errors import count_kinds
 
-        rejected = f"{len(self.rejected)} rejected" + (f" ({count_kinds(r for _, r in self.rejected)})"
-                                                       if self.rejected else "")
-        return (f"{self.ingested} of {self.files} files ingested ({self.sources} sources), {rejected}, "
-                f"{self.skipped} already in the lake"
-                + (f", {self.replaced} earlier frames replaced" if self.replaced else "")
-                + (f", {self.duplicates} committed meanwhile by another writer" if self.duplicates else "")
-                + (f", {len(self.batch_duplicates)} given twice" if self.batch_duplicates else "")
-                + (f", {len(self.unreadable)} directories unreadable" if self.unreadable else "")
-                + (f"; quality: {self.quality}" if self.quality else ""))
+        rejected = f"{len(self.rejected)} rejected" + (
+            f" ({count_kinds(r for _, r in self.rejected)})" if self.rejected else ""
+        )
+        return (
+            f"{self.ingested} of {self.files} files ingested ({self.sources} sources), {rejected}, "
+            f"{self.skipped} already in the lake"
+            + (f", {self.replaced} earlier frames replaced" if self.replaced else "")
+            + (f", {self.duplicates} committed meanwhile by another writer" if self.duplicates else "")
+            + (f", {len(self.batch_duplicates)} given twice" if self.batch_duplicates else "")
+            + (f", {len(self.unreadable)} directories unreadable" if self.unreadable else "")
+            + (f"; quality: {self.quality}" if self.quality else "")
+        )
 
     @property
     def exit_code(self) -> int:
@@ -110,19 +111,27 @@ def find_files(paths: list[str], unreadable: list[str] | None = None) -> list[st
     out = []
 
     def cannot_list(exc: OSError):  # os.walk would skip it silently
-        log.warning("cannot list directory %s (%s); its files are not ingested", stored_path(exc.filename or "?"),
-                    exc.strerror or exc)
+        log.warning(
+            "cannot list directory %s (%s); its files are not ingested",
+            stored_path(exc.filename or "?"),
+            exc.strerror or exc,
+        )
         if unreadable is not None:
             unreadable.append(stored_path(exc.filename or "?"))
 
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            found = [os.path.join(root, n) for root, _, names in os.walk(p, onerror=cannot_list)
-                     for n in names if n.lower().endswith(FITS_SUFFIXES)]
+            found = [
+                os.path.join(root, n)
+                for root, _, names in os.walk(p, onerror=cannot_list)
+                for n in names
+                if n.lower().endswith(FITS_SUFFIXES)
+            ]
             if not found and p not in (unreadable or []):
-                raise FileNotFoundError(f"{p} is a directory with no FITS files in it or below it (looked for "
-                                        f"{', '.join(FITS_SUFFIXES)})")
+                raise FileNotFoundError(
+                    f"{p} is a directory with no FITS files in it or below it (looked for {', '.join(FITS_SUFFIXES)})"
+                )
             out += found
         elif os.path.isfile(p):
             out.append(p)
@@ -171,8 +180,9 @@ def chunks(paths: list[str], max_bytes: int, n_min: int) -> list[list[str]]:
     return out
 
 
-def _process(chunk: list[tuple[str, str | None]], profile: Profile, lake_root: str, run: str, order: int
-             ) -> list[FrameResult]:
+def _process(
+    chunk: list[tuple[str, str | None]], profile: Profile, lake_root: str, run: str, order: int
+) -> list[FrameResult]:
     """A frame task: process a chunk of (path, known content hash) files, writing each frame's sources as a
     piece (:mod:`skylake.lake.pieces`); the results carry the pieces' paths and pixel counts instead of the
     source rows."""
@@ -202,17 +212,26 @@ def _frames_table(results: list[FrameResult], frame_ids: np.ndarray, batch_id: s
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _stage_sources(tx: Transaction, results: list[FrameResult], frame_ids: np.ndarray, runner: Runner,
-                   trails: dict | None = None):
+def _stage_sources(
+    tx: Transaction, results: list[FrameResult], frame_ids: np.ndarray, runner: Runner, trails: dict | None = None
+):
     """Writer tasks read the frames' pieces and stage the batch's source files, one per partition
     (:mod:`skylake.lake.pieces`); the transaction records what they staged. ``trails``: frame id -> its real
     trails, for frames whose ON_STREAK flags are made again (static artefacts found at this commit)."""
     frames = [(r.piece, int(fid), r.pixels) for r, fid in zip(results, frame_ids) if r.n_sources]
     partitions = tx.partitions + sorted(tx.new_partitions)
     _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
-    for staged in runner.map(pieces.write_sources, plans, window=len(plans), priority=10, lake_root=tx.lake.store.location,
-                             batch_id=tx.batch_id, partitions=partitions, sources_per_frame=SOURCES_PER_FRAME,
-                             amend=functools.partial(reflag_streaks, trails) if trails else None):
+    for staged in runner.map(
+        pieces.write_sources,
+        plans,
+        window=len(plans),
+        priority=10,
+        lake_root=tx.lake.store.location,
+        batch_id=tx.batch_id,
+        partitions=partitions,
+        sources_per_frame=SOURCES_PER_FRAME,
+        amend=functools.partial(reflag_streaks, trails) if trails else None,
+    ):
         tx.add_staged_sources(staged)
 
 
@@ -232,8 +251,9 @@ def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int], nigh
         lo, hi = min(st.min for st in stats), max(st.max for st in stats)
         if any(lo <= f <= hi for f in frame_ids):
             rels.append(rel)
-    tx.rewrite_without(table, rels, lambda data: pc.is_in(data.column("frame_id"), value_set=ids)
-                       .to_numpy(zero_copy_only=False))
+    tx.rewrite_without(
+        table, rels, lambda data: pc.is_in(data.column("frame_id"), value_set=ids).to_numpy(zero_copy_only=False)
+    )
 
 
 def _stage_frame_rows(tx: Transaction, results: list[FrameResult], frame_ids, nights: list) -> None:
@@ -248,8 +268,11 @@ def _stage_frame_rows(tx: Transaction, results: list[FrameResult], frame_ids, ni
             rows = rows.append_column("frame_id", pa.array(np.full(rows.num_rows, fid, np.int64)))
             parts.setdefault(name, []).append((conform(rows.select(table_schema(name).names), name), night))
     for name, items in sorted(parts.items()):
-        tables.get(name).stage(tx, pa.concat_tables([rows for rows, _ in items]),
-                               [night for rows, night in items for _ in range(rows.num_rows)])
+        tables.get(name).stage(
+            tx,
+            pa.concat_tables([rows for rows, _ in items]),
+            [night for rows, night in items for _ in range(rows.num_rows)],
+        )
 
 
 class VersionConflict(LakeError):
@@ -287,8 +310,14 @@ def _replaced(versions: pd.DataFrame, results: list[FrameResult], redo: bool) ->
     return set(mine["frame_id"].astype(int))
 
 
-def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, report: IngestReport | None = None,
-                 profile: Profile | None = None, runner: Runner | None = None):
+def commit_batch(
+    lake: Lake,
+    results: list[FrameResult],
+    redo: bool = False,
+    report: IngestReport | None = None,
+    profile: Profile | None = None,
+    runner: Runner | None = None,
+):
     """Commit processed frames as one batch. Frames already in the lake (same file, HDU and processing)
     are dropped (another writer got there first) unless ``redo``, which replaces every earlier version
     of the same files explicitly; earlier rejected attempts at the same files are replaced in any case.
@@ -313,7 +342,7 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
                 if r.frame_key in report.committed_keys:  # an earlier batch of this run has it
                     _batch_duplicate(report, r, paths[r.frame_key])
                 elif existing[r.frame_key] < report.first_new_id:  # there before this run: e.g. a file
-                    report.skipped += 1                            # rejected by its path, tried again
+                    report.skipped += 1  # rejected by its path, tried again
                 else:
                     report.duplicates += 1
                 continue
@@ -363,12 +392,17 @@ def commit_batch(lake: Lake, results: list[FrameResult], redo: bool = False, rep
 
 def _batch_duplicate(report: IngestReport, result: FrameResult, first: str) -> None:
     report.batch_duplicates.append((result.record["path"], first))
-    log.warning("%s HDU %d is the same frame as %s (same bytes, HDU and profile); ingested once",
-                result.record["path"], result.record["hdu"], first)
+    log.warning(
+        "%s HDU %d is the same frame as %s (same bytes, HDU and profile); ingested once",
+        result.record["path"],
+        result.record["hdu"],
+        first,
+    )
 
 
-def _plan(files: list[str], hashes: dict, versions: pd.DataFrame, profile: Profile, redo: bool,
-          keep_versions: bool) -> tuple[list[str], list[tuple[str, pd.Series]]]:
+def _plan(
+    files: list[str], hashes: dict, versions: pd.DataFrame, profile: Profile, redo: bool, keep_versions: bool
+) -> tuple[list[str], list[tuple[str, pd.Series]]]:
     """Which ``files`` to process, and the conflicts: (file, the frame row of another version it has)."""
     if versions.empty:
         return list(files), []
@@ -392,8 +426,10 @@ def _plan(files: list[str], hashes: dict, versions: pd.DataFrame, profile: Profi
 def _conflict_message(conflicts, profile: Profile) -> str:
     f, row = conflicts[0]
     more = f" (and {len(conflicts) - 1} more files)" if len(conflicts) > 1 else ""
-    return (f"{f} is already in the lake as frame {int(row['frame_id'])} ({row['pipeline_version']}), not as "
-            f"{profile.pipeline_version}{more}; re-run with --redo to replace it or --keep-versions to keep both")
+    return (
+        f"{f} is already in the lake as frame {int(row['frame_id'])} ({row['pipeline_version']}), not as "
+        f"{profile.pipeline_version}{more}; re-run with --redo to replace it or --keep-versions to keep both"
+    )
 
 
 #: Below this many frames to process (and with no cluster given), ingest works in this process: starting
@@ -403,9 +439,19 @@ LOCAL_FRAMES = 8
 LOCAL_HASH_BYTES = 512 * 2**20
 
 
-def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "generic", *, client=None,
-                  redo: bool = False, batch_size: int = 64, progress: bool | None = None, cluster=None,
-                  keep_versions: bool = False, downstream=None) -> IngestReport:
+def ingest_frames(
+    lake: Lake | str,
+    paths: list[str],
+    profile: Profile | str = "generic",
+    *,
+    client=None,
+    redo: bool = False,
+    batch_size: int = 64,
+    progress: bool | None = None,
+    cluster=None,
+    keep_versions: bool = False,
+    downstream=None,
+) -> IngestReport:
     """Ingest ``paths`` (files, directories, globs) into ``lake`` with ``profile``: frames, sources and the
     frame products, nothing downstream (:func:`skylake.pipeline.ingest` chains calibration after it).
 
@@ -429,6 +475,7 @@ def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "
     files = find_files(paths, unreadable)
     report = IngestReport(files=len(files), unreadable=unreadable)
     with contextlib.ExitStack() as stack:
+
         def runner(n_tasks: int) -> Runner:
             nonlocal client, cluster
             if client is None and cluster is not None and n_tasks > LOCAL_FRAMES:
@@ -444,8 +491,13 @@ def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "
             small = sum(_size(f) for f in files) < LOCAL_HASH_BYTES
             hasher = runner(len(files)) if client is not None or not small else Runner(None)
             # results arrive in completion order: each carries its path
-            hashes = dict(pair for part in hasher.map(_hash_files, chunks(files, HASH_CHUNK_BYTES, hasher.workers() * 2),
-                                                      window=window(hasher) * 2) for pair in part)
+            hashes = dict(
+                pair
+                for part in hasher.map(
+                    _hash_files, chunks(files, HASH_CHUNK_BYTES, hasher.workers() * 2), window=window(hasher) * 2
+                )
+                for pair in part
+            )
             versions = _frame_versions(lake, hashes=set(hashes.values()))
             report.nights.update(versions["night"])  # a killed run's frames may still want calibrating
         todo, conflicts = _plan(files, hashes, versions, profile, redo, keep_versions)
@@ -462,16 +514,33 @@ def ingest_frames(lake: Lake | str, paths: list[str], profile: Profile | str = "
         def split(chunk):
             return [[one] for one in chunk]
 
-        items = [[(f, hashes.get(f)) for f in part] for part in
-                 (chunks(todo, CHUNK_BYTES, 4 * work.workers()) if work.client is not None else [[f] for f in todo])]
+        items = [
+            [(f, hashes.get(f)) for f in part]
+            for part in (
+                chunks(todo, CHUNK_BYTES, 4 * work.workers()) if work.client is not None else [[f] for f in todo]
+            )
+        ]
 
         buffer: list[FrameResult] = []
         # progress: True always, False never, None only on a terminal
-        with _full_while_processing(lake, report, buffer), tqdm(total=len(todo), unit="frame", desc="ingest",
-                  disable=None if progress is None else not progress) as bar, \
-                (pieces.piece_run(lake.store) if todo else contextlib.nullcontext()) as run:
-            for results in work.map(_process, items, window=window(work), on_died=died, split=split, profile=profile,
-                                    lake_root=lake.store.location, run=run, order=lake.config.partition_order):
+        with (
+            _full_while_processing(lake, report, buffer),
+            tqdm(
+                total=len(todo), unit="frame", desc="ingest", disable=None if progress is None else not progress
+            ) as bar,
+            pieces.piece_run(lake.store) if todo else contextlib.nullcontext() as run,
+        ):
+            for results in work.map(
+                _process,
+                items,
+                window=window(work),
+                on_died=died,
+                split=split,
+                profile=profile,
+                lake_root=lake.store.location,
+                run=run,
+                order=lake.config.partition_order,
+            ):
                 buffer.extend(results)
                 bar.update(len({r.record["path"] for r in results}) or 1)
                 faults.point("frame_processed")
@@ -520,11 +589,16 @@ def _full_while_processing(lake: Lake, report: IngestReport, buffer: list[FrameR
         if not str(getattr(exc, "rel", "") or "").startswith(pieces.PIECES_DIR):
             raise  # a commit's own full-device error already says what state the lake is in
         staged, nbytes = sum(r.piece_bytes for r in buffer), getattr(exc, "nbytes", 0) or 0
-        done = (f"commits {', '.join(map(str, report.commits))} of this run stay, the rest" if report.commits
-                else "nothing was committed and the staged pieces")
-        err = LakeFullError(f"no space left on the device of lake {lake.url} writing {nbytes} bytes to {exc.rel} "
-                            f"(ingest, a processed frame's sources): {done} were removed ({staged} bytes already "
-                            f"staged); free at least {staged + nbytes} bytes and re-run")
+        done = (
+            f"commits {', '.join(map(str, report.commits))} of this run stay, the rest"
+            if report.commits
+            else "nothing was committed and the staged pieces"
+        )
+        err = LakeFullError(
+            f"no space left on the device of lake {lake.url} writing {nbytes} bytes to {exc.rel} "
+            f"(ingest, a processed frame's sources): {done} were removed ({staged} bytes already "
+            f"staged); free at least {staged + nbytes} bytes and re-run"
+        )
         err.rel, err.nbytes = exc.rel, nbytes
         raise err from None
 

@@ -147,8 +147,9 @@ def stale_nights(lake, product: tables.Table, nights=None) -> tuple[list, list, 
     return sorted(stale, key=str), new, gone
 
 
-def build_night(night: str | None, lake_root: str, module: str, name: str, inputs: list[str],
-                version: int) -> tuple[str | None, pa.Table]:
+def build_night(
+    night: str | None, lake_root: str, module: str, name: str, inputs: list[str], version: int
+) -> tuple[str | None, pa.Table]:
     """Build one night of one product (a task on a worker: it reads its inputs itself).
 
     Parameters
@@ -226,9 +227,16 @@ def build_night_products(lake, nights=None, products: list[str] | None = None, r
             if stale or gone:
                 product.remove_where(tx, lambda data: np.ones(data.num_rows, bool), nights=stale + gone)
             build = stale + new
-            for night, rows in runner.map(build_night, build, window=max(1, len(build)), lake_root=lake.store.location,
-                                          module=product.night_product, name=product.name,
-                                          inputs=list(product.inputs), version=version):
+            for night, rows in runner.map(
+                build_night,
+                build,
+                window=max(1, len(build)),
+                lake_root=lake.store.location,
+                module=product.night_product,
+                name=product.name,
+                inputs=list(product.inputs),
+                version=version,
+            ):
                 if rows.num_rows:
                     product.stage(tx, rows, nights=[night] * rows.num_rows)
         entry = tx.commit({"night_products": {k: len(v) for k, v in report.built.items()}})

@@ -1,7 +1,7 @@
 """The chain ``skylake ingest`` runs: ingest the frames (:mod:`skylake.ingest`), then calibrate the nights
 they fall in (:mod:`skylake.calib`), solve their ensembles (:mod:`skylake.ensemble`) and build the
-registry's night products (:mod:`skylake.night_products`), on one cluster. Each stage commits on its own; a calibration lost to
-a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
+registry's night products (:mod:`skylake.night_products`), on one cluster. Each stage commits on its own; a
+calibration lost to a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
 
 Every stage has the same shape: a config (its profile section), the selection of its inputs (reading only
 what changed), a run of pure functions returning schema-conforming tables (dask tasks on a cluster), and

@@ -33,7 +33,6 @@ from skylake import PIPELINE_VERSION
 from skylake.errors import SkylakeError
 from skylake.paths import project_dir
 
-
 #: Sections a profile may leave out (None when absent).
 OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble")  # not a table
 #: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:
@@ -50,13 +49,24 @@ ALLSKY_SOURCES = ("forced", "detected", "both")
 #: the binning); whether to solve blind with astrometry.net when the pointing is missing or its solve
 #: fails, the time limit of an astrometry.net solve (s); and whether to solve frames whose header has a
 #: WCS too. pipelines/generic.toml documents each.
-PLATESOLVE_KEYS = {"refcat": "", "mag_column": "mag_VT",
-                   "ra_keys": ["RA_CENT", "RA_DEG", "RA", "OBJCTRA", "TELRA", "RA_OBJ", "CRVAL1"],
-                   "dec_keys": ["DEC_CENT", "DEC_DEG", "DEC", "OBJCTDEC", "TELDEC", "DEC_OBJ", "CRVAL2"],
-                   "ra_unit": "auto", "pointing_radec": [], "pointing_altaz": [], "pointing_radius_deg": 2.0,
-                   "scale_keys": ["CCDSCALE", "PIXSCALE", "SECPIX"], "focal_length_keys": ["FOCALLEN"],
-                   "pixel_size_keys": ["XPIXSZ", "PIXSZ"], "binning_keys": ["XBINNING", "CCDXBIN"],
-                   "pixel_size_binned": True, "blind": True, "timeout_s": 60.0, "distrust_header_wcs": False}
+PLATESOLVE_KEYS = {
+    "refcat": "",
+    "mag_column": "mag_VT",
+    "ra_keys": ["RA_CENT", "RA_DEG", "RA", "OBJCTRA", "TELRA", "RA_OBJ", "CRVAL1"],
+    "dec_keys": ["DEC_CENT", "DEC_DEG", "DEC", "OBJCTDEC", "TELDEC", "DEC_OBJ", "CRVAL2"],
+    "ra_unit": "auto",
+    "pointing_radec": [],
+    "pointing_altaz": [],
+    "pointing_radius_deg": 2.0,
+    "scale_keys": ["CCDSCALE", "PIXSCALE", "SECPIX"],
+    "focal_length_keys": ["FOCALLEN"],
+    "pixel_size_keys": ["XPIXSZ", "PIXSZ"],
+    "binning_keys": ["XBINNING", "CCDXBIN"],
+    "pixel_size_binned": True,
+    "blind": True,
+    "timeout_s": 60.0,
+    "distrust_header_wcs": False,
+}
 
 #: Files in pipelines/ that are not instrument profiles.
 NOT_PROFILES = {"refcats"}
@@ -75,8 +85,15 @@ class ProfileError(SkylakeError, ValueError):
 #: Time scales a header's times may be in (FITS TIMESYS values); each is converted to UTC with astropy.
 #: GPS is TAI - 19 s; the others are astropy scales (aliases: GMT/UT = UTC, TDT/ET = TT, IAT = TAI).
 TIME_SCALES = ("utc", "tai", "tt", "tdb", "tcg", "tcb", "ut1", "gps")
-TIME_SCALE_ALIASES = {"gmt": "utc", "ut": "utc", "utc": "utc", "tdt": "tt", "et": "tt", "iat": "tai",
-                      **{s: s for s in TIME_SCALES}}
+TIME_SCALE_ALIASES = {
+    "gmt": "utc",
+    "ut": "utc",
+    "utc": "utc",
+    "tdt": "tt",
+    "et": "tt",
+    "iat": "tai",
+    **{s: s for s in TIME_SCALES},
+}
 
 
 @dataclass(frozen=True)
@@ -257,9 +274,12 @@ class Profile:
         """Short hash of every processing setting: changing any of them changes frame identity.
         Calibration settings are not processing settings (they have their own digest). Absent
         optional sections leave it as it was before they existed."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("source", "description", "calibration",
-                                                                          "maps", "ensemble")  # not a table
-                    and not (k in OPTIONAL_SECTIONS and v is None)}
+        settings = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("source", "description", "calibration", "maps", "ensemble")  # not a table
+            and not (k in OPTIONAL_SECTIONS and v is None)
+        }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -274,15 +294,18 @@ class Profile:
 
     def camera_model(self):
         """The ``[camera]`` model and the site (the profile's ``[site]``): ``(CameraModel, allsky Site)``."""
-        from skylake.allsky.camera import CameraModel, Site as CameraSite
+        from skylake.allsky.camera import CameraModel
+        from skylake.allsky.camera import Site as CameraSite
 
         if self.camera is None:
             raise ValueError(f"profile {self.name!r} has no [camera] section")
         missing = CameraModel.missing(self.camera)
         if missing:
-            raise ProfileError(f"profile {self.name!r} ({self.source}): its [camera] gives no {', '.join(missing)}: fit "
-                               f"the model on a clear frame first: skylake camera fit FRAME --pipeline {self.source} "
-                               f"--out mycam.toml, then use mycam.toml")
+            raise ProfileError(
+                f"profile {self.name!r} ({self.source}): its [camera] gives no {', '.join(missing)}: fit "
+                f"the model on a clear frame first: skylake camera fit FRAME --pipeline {self.source} "
+                f"--out mycam.toml, then use mycam.toml"
+            )
         return CameraModel.from_dict(self.camera), CameraSite(self.site.lat_deg, self.site.lon_deg, self.site.height_m)
 
     def allsky_settings(self):
@@ -297,8 +320,9 @@ class Profile:
         :data:`PLATESOLVE_KEYS`."""
         from skylake.frame.solve_settings import PlateSolveSettings
 
-        return PlateSolveSettings.from_dict({k: v for k, v in (self.platesolve or {}).items()
-                                             if k not in PLATESOLVE_KEYS})
+        return PlateSolveSettings.from_dict(
+            {k: v for k, v in (self.platesolve or {}).items() if k not in PLATESOLVE_KEYS}
+        )
 
 
 def _read_file(path: Path) -> dict:
@@ -378,13 +402,15 @@ def _load_dict(name_or_path: str | Path, seen: tuple = (), relative_to: Path | N
     if parent is not None:
         builtin = path.parent == project_dir("pipelines").resolve()
         if not isinstance(parent, str) or not parent:
-            raise ProfileError(f"{path}: extends = {parent!r} must name a profile (e.g. \"generic\")")
+            raise ProfileError(f'{path}: extends = {parent!r} must name a profile (e.g. "generic")')
         if Path(parent).suffix in _PROFILE_SUFFIXES:
             if builtin:  # built-in profiles stay inside pipelines/
                 raise ProfileError(f"{path}: extends = {parent!r}: a built-in profile extends built-in names only")
         elif not _PROFILE_NAME.fullmatch(parent) or ".." in parent:
-            raise ProfileError(f"{path}: extends = {parent!r} is neither a built-in profile name (letters, digits, "
-                               f"_ . + -) nor a .toml/.yaml file")
+            raise ProfileError(
+                f"{path}: extends = {parent!r} is neither a built-in profile name (letters, digits, "
+                f"_ . + -) nor a .toml/.yaml file"
+            )
         doc = _merge(_load_dict(parent, seen + (path,), relative_to=path.parent), doc)
     doc["_source"] = str(path)
     return doc
@@ -393,6 +419,7 @@ def _load_dict(name_or_path: str | Path, seen: tuple = (), relative_to: Path | N
 # -- validation ------------------------------------------------------------------------------------
 # Each checker takes a value and returns (normalised value, problem); the problem completes
 # "section.key = value ..." and says what is allowed.
+
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
@@ -416,6 +443,7 @@ def _number(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False, in
         if ok and hi is not None:
             ok = value < hi if hi_open else value <= hi
         return (value if ok else None), (None if ok else allowed)
+
     return check
 
 
@@ -425,6 +453,7 @@ def _text(nonempty=False, pattern=None, allowed="a string"):
         if ok and pattern is not None:
             ok = bool(pattern.fullmatch(value))
         return (value if ok else None), (None if ok else f"must be {allowed}")
+
     return check
 
 
@@ -432,6 +461,7 @@ def _choice(*options):
     def check(value):
         ok = isinstance(value, str) and value in options
         return (value if ok else None), (None if ok else f"must be one of {list(options)}")
+
     return check
 
 
@@ -449,17 +479,22 @@ def _keywords(value):
     if isinstance(value, str):
         value = [value]
     ok = isinstance(value, list) and all(isinstance(k, str) and _KEYWORD.fullmatch(k) for k in value)
-    return (list(value) if ok else None), (None if ok else
-                                           'must be a list of header keywords, e.g. ["EXPTIME", "EXPOSURE"] '
-                                           '(printable ASCII, no "=")')
+    return (list(value) if ok else None), (
+        None if ok else 'must be a list of header keywords, e.g. ["EXPTIME", "EXPOSURE"] (printable ASCII, no "=")'
+    )
 
 
 def _numbers(n=None, positive=False, increasing=False, what="numbers"):
     def check(value):
-        ok = (isinstance(value, list) and (n is None or len(value) == n) and len(value) > 0
-              and all(_is_number(v) and math.isfinite(v) and (v > 0 or not positive) for v in value)
-              and (not increasing or all(a < b for a, b in zip(value, value[1:]))))
+        ok = (
+            isinstance(value, list)
+            and (n is None or len(value) == n)
+            and len(value) > 0
+            and all(_is_number(v) and math.isfinite(v) and (v > 0 or not positive) for v in value)
+            and (not increasing or all(a < b for a, b in zip(value, value[1:])))
+        )
         return (list(value) if ok else None), (None if ok else f"must be {what}")
+
     return check
 
 
@@ -481,8 +516,7 @@ def _time_format(value):
     """A strptime format that gives a date and a time of day (checked on a round trip)."""
     if value == "":
         return value, None
-    allowed = ('must be "" or a strptime format giving the date and the time of day, e.g. '
-               '"%Y-%m-%d %H:%M:%S"')
+    allowed = 'must be "" or a strptime format giving the date and the time of day, e.g. "%Y-%m-%d %H:%M:%S"'
     if not isinstance(value, str) or "%" not in value:
         return None, allowed
     ref = dt.datetime(2001, 2, 3, 16, 5, 6, 789000)
@@ -498,12 +532,14 @@ def _time_format(value):
 def _time_scale(value):
     ok = isinstance(value, str) and value.lower() in TIME_SCALE_ALIASES
     return (TIME_SCALE_ALIASES[value.lower()] if ok else None), (
-        None if ok else f"must be a time scale: one of {list(TIME_SCALES)}")
+        None if ok else f"must be a time scale: one of {list(TIME_SCALES)}"
+    )
 
 
 def _hdu(value):
     ok = (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10000) or (
-        isinstance(value, str) and value.strip() != "" and value.isprintable())
+        isinstance(value, str) and value.strip() != "" and value.isprintable()
+    )
     return (value if ok else None), (None if ok else 'must be "auto", "all", an HDU index >= 0 or an EXTNAME')
 
 
@@ -526,9 +562,28 @@ _CHECKS = {
         "night_starts": _night_starts,
     },
     "header": {
-        **{key: _keywords for key in ("instrument", "filter", "object", "date_avg", "mjd_avg", "mjd", "date_obs",
-                                      "time_obs", "jd", "time_keys", "timesys", "exptime", "airmass", "altitude",
-                                      "azimuth", "gain", "saturation")},
+        **{
+            key: _keywords
+            for key in (
+                "instrument",
+                "filter",
+                "object",
+                "date_avg",
+                "mjd_avg",
+                "mjd",
+                "date_obs",
+                "time_obs",
+                "jd",
+                "time_keys",
+                "timesys",
+                "exptime",
+                "airmass",
+                "altitude",
+                "azimuth",
+                "gain",
+                "saturation",
+            )
+        },
         "time_format": _time_format,
         "time_reference": _choice("start", "mid", "end"),
         "time_scale": _time_scale,
@@ -564,8 +619,7 @@ _CHECKS = {
         "kron_min_radius": _POSITIVE,
     },
     "astrometry": {
-        "pixscale_range": _numbers(2, positive=True, increasing=True,
-                                   what="[low, high] arcsec/px with 0 < low < high"),
+        "pixscale_range": _numbers(2, positive=True, increasing=True, what="[low, high] arcsec/px with 0 < low < high"),
     },
     "quality": {
         "min_sources": _number(0, integer=True),
@@ -614,12 +668,12 @@ def _check_relations(sections: dict, problems: list[str]) -> None:
             if a is not None and b is not None and b < a:
                 problems.append(f"detection.{limit} = {b!r} must be >= detection.{start} = {a!r}")
     if hm is not None and hm.time_keys and not hm.time_format:
-        problems.append(f"header.time_format = '' must give the strptime format of header.time_keys = "
-                        f"{hm.time_keys!r}")
+        problems.append(f"header.time_format = '' must give the strptime format of header.time_keys = {hm.time_keys!r}")
 
 
 def _check_calibration(cal: Calibration, problems: list[str]) -> None:
     """Add a message to ``problems`` for each [calibration] value that cannot work."""
+
     def bad(key, why):
         problems.append(f"calibration.{key} = {getattr(cal, key)!r} {why}")
 
@@ -631,15 +685,31 @@ def _check_calibration(cal: Calibration, problems: list[str]) -> None:
         bad("flux", f"must be one of {list(FLUXES)}")
     if not isinstance(cal.band, str) or not cal.band:
         bad("band", "must name a reference band (the catalogue's mag_<band>)")
-    if not isinstance(cal.color, list) or len(cal.color) not in (0, 2) or not all(isinstance(b, str) for b in cal.color):
+    if (
+        not isinstance(cal.color, list)
+        or len(cal.color) not in (0, 2)
+        or not all(isinstance(b, str) for b in cal.color)
+    ):
         bad("color", 'must be [] (no colour term) or two band names, e.g. ["B", "V"]')
     for key in ("color_range", "mag_limits"):
         pair = getattr(cal, key)
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)
-                and pair[0] < pair[1]):
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(v, (int, float)) for v in pair)
+            and pair[0] < pair[1]
+        ):
             bad(key, "must be [low, high] with low < high")
-    positive = ("match_radius_arcsec", "clip_sigma", "clip_max_residual", "max_inst_mag_err", "blend_delta_mag",
-                "max_scatter", "max_zp_variation", "max_zp_drop")
+    positive = (
+        "match_radius_arcsec",
+        "clip_sigma",
+        "clip_max_residual",
+        "max_inst_mag_err",
+        "blend_delta_mag",
+        "max_scatter",
+        "max_zp_variation",
+        "max_zp_drop",
+    )
     for key in positive:
         value = getattr(cal, key)
         if not isinstance(value, (int, float)) or not value > 0:
@@ -649,8 +719,13 @@ def _check_calibration(cal: Calibration, problems: list[str]) -> None:
     for key in ("edge_distance_px", "min_airmass_range"):
         if not isinstance(getattr(cal, key), (int, float)) or getattr(cal, key) < 0:
             bad(key, "must be a number >= 0")
-    for key, low in (("min_stars", 2), ("min_extinction_frames", 2), ("flags_mask", 0), ("blend_flags", 0),
-                       ("ref_flags_mask", 0)):
+    for key, low in (
+        ("min_stars", 2),
+        ("min_extinction_frames", 2),
+        ("flags_mask", 0),
+        ("blend_flags", 0),
+        ("ref_flags_mask", 0),
+    ):
         value = getattr(cal, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             bad(key, f"must be an integer >= {low}")
@@ -658,6 +733,7 @@ def _check_calibration(cal: Calibration, problems: list[str]) -> None:
 
 def _check_maps(maps: Maps, problems: list[str]) -> None:
     """Add a message to ``problems`` for each [maps] value that cannot work."""
+
     def bad(key, why):
         problems.append(f"maps.{key} = {getattr(maps, key)!r} {why}")
 
@@ -697,8 +773,12 @@ def _profile(doc: dict, source: str) -> Profile:
     unknown = sorted(set(meta) - set(_CHECKS["profile"]))
     if unknown:
         problems.append(f"[profile] has unknown settings {unknown}; allowed: {sorted(_CHECKS['profile'])}")
-    settings = {"name": meta.get("name", Path(source).stem), "description": meta.get("description", ""),
-                "hdu": meta.get("hdu", "auto"), "max_image_mb": meta.get("max_image_mb", 512.0)}
+    settings = {
+        "name": meta.get("name", Path(source).stem),
+        "description": meta.get("description", ""),
+        "hdu": meta.get("hdu", "auto"),
+        "max_image_mb": meta.get("max_image_mb", 512.0),
+    }
     for key, check in _CHECKS["profile"].items():
         settings[key], problem = check(settings[key])
         if problem:
@@ -744,11 +824,15 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         from skylake.allsky.camera import CameraModel
 
         if "site" in camera:
-            problems.append("camera.site: the camera's site is the profile's [site] (lat_deg, lon_deg, height_m); "
-                            "remove [camera.site]")
+            problems.append(
+                "camera.site: the camera's site is the profile's [site] (lat_deg, lon_deg, height_m); "
+                "remove [camera.site]"
+            )
         elif "projection" not in camera:
-            problems.append("[camera] needs at least the lens projection (equidistant, equisolid, stereographic, "
-                            "orthographic, gnomonic or polynomial); `skylake camera fit` finds the rest")
+            problems.append(
+                "[camera] needs at least the lens projection (equidistant, equisolid, stereographic, "
+                "orthographic, gnomonic or polynomial); `skylake camera fit` finds the rest"
+            )
         else:
             try:
                 CameraModel.check_partial(camera)  # what it leaves out, `skylake camera fit` finds
@@ -756,8 +840,10 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
                 problems.append(f"[camera] {exc}")
         site = sections.get("site")
         if site is not None and site.name == "unknown":
-            problems.append("[camera] needs the profile's [site] (name, lat_deg, lon_deg, height_m): alt/az and "
-                            "RA/Dec of an all-sky camera depend on where it is")
+            problems.append(
+                "[camera] needs the profile's [site] (name, lat_deg, lon_deg, height_m): alt/az and "
+                "RA/Dec of an all-sky camera depend on where it is"
+            )
         out["allsky"] = allsky = {**ALLSKY_KEYS, **(allsky or {})}
     if allsky is not None:
         allsky = {**ALLSKY_KEYS, **allsky}
@@ -765,8 +851,10 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
 
         catalog = allsky["catalog"]
         if not isinstance(catalog, str) or not catalog.strip():
-            problems.append(f"allsky.catalog = {catalog!r} must name a refcat in the lake (e.g. \"hipparcos\") or a "
-                            f"FITS/Parquet file of bright stars (ra, dec, v_mag)")
+            problems.append(
+                f'allsky.catalog = {catalog!r} must name a refcat in the lake (e.g. "hipparcos") or a '
+                f"FITS/Parquet file of bright stars (ra, dec, v_mag)"
+            )
         elif _is_file_setting(catalog):  # made absolute by _anchor_paths
             if not Path(catalog).is_file() and not source.endswith(".json"):  # a lake's stored copy keeps the path
                 problems.append(f"allsky.catalog = {catalog!r}: no such file")
@@ -784,16 +872,20 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         out["platesolve"] = platesolve = {**PLATESOLVE_KEYS, **platesolve}
         refcat = platesolve["refcat"]
         if not isinstance(refcat, str) or not refcat:
-            problems.append(f"platesolve.refcat = {refcat!r} must name the refcat in the lake the solver matches "
-                            f"against (e.g. \"tycho2\") or a Parquet file (ra, dec and mag_column)")
+            problems.append(
+                f"platesolve.refcat = {refcat!r} must name the refcat in the lake the solver matches "
+                f'against (e.g. "tycho2") or a Parquet file (ra, dec and mag_column)'
+            )
         elif _is_file_setting(refcat) and not Path(refcat).is_file() and not source.endswith(".json"):
             problems.append(f"platesolve.refcat = {refcat!r}: no such file")
         _check_platesolve(platesolve, sections.get("site"), problems)
         solver = {k: v for k, v in platesolve.items() if k not in PLATESOLVE_KEYS}
         unknown = sorted(set(solver) - set(PlateSolveSettings.__dataclass_fields__))
         if unknown:
-            problems.append(f"[platesolve] has unknown settings {unknown}; allowed: "
-                            f"{sorted([*PLATESOLVE_KEYS, *PlateSolveSettings.__dataclass_fields__])}")
+            problems.append(
+                f"[platesolve] has unknown settings {unknown}; allowed: "
+                f"{sorted([*PLATESOLVE_KEYS, *PlateSolveSettings.__dataclass_fields__])}"
+            )
         else:
             try:
                 PlateSolveSettings.from_dict(solver)
@@ -804,21 +896,29 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
 
 def _pair(lo0, hi0, lo1, hi1, what):
     """[] (none) or two numbers within the bounds."""
+
     def check(value):
-        ok = value == [] or (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
-                             and lo0 <= value[0] <= hi0 and lo1 <= value[1] <= hi1)
+        ok = value == [] or (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(_is_number(v) for v in value)
+            and lo0 <= value[0] <= hi0
+            and lo1 <= value[1] <= hi1
+        )
         return (list(value) if ok else None), (None if ok else f"must be [] (none) or {what}")
+
     return check
 
 
 _PLATESOLVE_CHECKS = {
-    **{key: _keywords for key in ("ra_keys", "dec_keys", "scale_keys", "focal_length_keys", "pixel_size_keys",
-                                  "binning_keys")},
+    **{
+        key: _keywords
+        for key in ("ra_keys", "dec_keys", "scale_keys", "focal_length_keys", "pixel_size_keys", "binning_keys")
+    },
     "mag_column": _text(nonempty=True, allowed='a column name, e.g. "mag_VT"'),
     "ra_unit": _choice("auto", "hours", "degrees"),
     "pointing_radec": _pair(0, 360, -90, 90, "[ra, dec] in degrees (0 <= ra <= 360, -90 <= dec <= 90)"),
-    "pointing_altaz": _pair(0, 90, 0, 360, "[alt, az] in degrees (0 <= alt <= 90, azimuth 0-360 north through "
-                                           "east)"),
+    "pointing_altaz": _pair(0, 90, 0, 360, "[alt, az] in degrees (0 <= alt <= 90, azimuth 0-360 north through east)"),
     "pointing_radius_deg": _number(0, 90, lo_open=True, what="a radius in deg"),
     "pixel_size_binned": _bool,
     "blind": _bool,
@@ -838,14 +938,20 @@ def _check_platesolve(platesolve: dict, site: Site | None, problems: list[str]) 
             platesolve[key] = value
     ra_keys, dec_keys = platesolve["ra_keys"], platesolve["dec_keys"]
     if isinstance(ra_keys, list) and isinstance(dec_keys, list) and len(ra_keys) != len(dec_keys):
-        problems.append(f"platesolve.ra_keys = {ra_keys!r} and platesolve.dec_keys = {dec_keys!r} must pair up "
-                        f"(ra_keys[i] with dec_keys[i]): give as many of each")
+        problems.append(
+            f"platesolve.ra_keys = {ra_keys!r} and platesolve.dec_keys = {dec_keys!r} must pair up "
+            f"(ra_keys[i] with dec_keys[i]): give as many of each"
+        )
     if platesolve["pointing_radec"] and platesolve["pointing_altaz"]:
-        problems.append(f"platesolve.pointing_radec = {platesolve['pointing_radec']!r} and platesolve.pointing_altaz "
-                        f"= {platesolve['pointing_altaz']!r}: give one fixed pointing, not both")
+        problems.append(
+            f"platesolve.pointing_radec = {platesolve['pointing_radec']!r} and platesolve.pointing_altaz "
+            f"= {platesolve['pointing_altaz']!r}: give one fixed pointing, not both"
+        )
     if platesolve["pointing_altaz"] and site is not None and site.name == "unknown":
-        problems.append(f"platesolve.pointing_altaz = {platesolve['pointing_altaz']!r} needs the profile's [site] "
-                        f"(name, lat_deg, lon_deg, height_m): alt/az is placed on the sky from where the camera is")
+        problems.append(
+            f"platesolve.pointing_altaz = {platesolve['pointing_altaz']!r} needs the profile's [site] "
+            f"(name, lat_deg, lon_deg, height_m): alt/az is placed on the sky from where the camera is"
+        )
 
 
 def profile_to_dict(profile: Profile) -> dict:

@@ -29,8 +29,9 @@ def profile_file(pipeline_version: str) -> str:
 
 def stage_profile(tx, profile: Profile) -> None:
     """Stage ``profile`` into transaction ``tx``: published with its commit."""
-    tx.stage_file(profile_file(profile.pipeline_version),
-                  json.dumps(profile_to_dict(profile), indent=1, sort_keys=True).encode())
+    tx.stage_file(
+        profile_file(profile.pipeline_version), json.dumps(profile_to_dict(profile), indent=1, sort_keys=True).encode()
+    )
 
 
 def stored_profile(lake, pipeline_version: str) -> Profile | None:
@@ -56,5 +57,7 @@ def frames_profile(lake, name: str, pipeline_version: str | None, override: Prof
     try:
         return load_profile(name)
     except ProfileError as exc:
-        raise ProfileError(f"frames of profile {name!r} ({pipeline_version}) have no profile stored in the lake and "
-                           f"none of that name is built in: {exc}") from None
+        raise ProfileError(
+            f"frames of profile {name!r} ({pipeline_version}) have no profile stored in the lake and "
+            f"none of that name is built in: {exc}"
+        ) from None

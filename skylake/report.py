@@ -5,7 +5,8 @@ current throughput trend) and the most variable objects, and links one page per 
 filter with the throughput trend plot (airmass-corrected nightly envelopes, the fitted segments,
 maintenance events), the colour-term trend, the nightly photometric fraction, the transparency and
 sky-brightness maps of the latest mapped night of its camera, a zeropoint checkplot of the latest
-calibrated frame and the nightly table. Images are PNGs in ``OUT_DIR/img/``, linked relatively; no server, no JavaScript.
+calibrated frame and the nightly table. Images are PNGs in ``OUT_DIR/img/``, linked relatively; no server, no
+JavaScript.
 The summary database is refreshed first (incremental), so the report shows the lake as it is.
 """
 
@@ -83,10 +84,12 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
-            f"<p class=\"muted\">skylake report, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC</p>\n"
-            "</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
+        f'<p class="muted">skylake report, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC</p>\n'
+        "</body></html>\n"
+    )
 
 
 def _plot_trend(nights, model, events, path: Path, title: str) -> Path:
@@ -109,8 +112,14 @@ def _plot_trend(nights, model, events, path: Path, title: str) -> Path:
     for seg in model:
         t = np.array([seg.start_mjd, seg.end_mjd])
         zp = seg.zp_start + seg.slope_mag_per_year * (t - seg.start_mjd) / 365.25
-        ax.plot(_mjd_to_datetime(t), zp, "-", color="tab:red", lw=2,
-                label=f"{seg.slope_mag_per_year:+.3f} mag/yr" if seg.slope_mag_per_year is not None else None)
+        ax.plot(
+            _mjd_to_datetime(t),
+            zp,
+            "-",
+            color="tab:red",
+            lw=2,
+            label=f"{seg.slope_mag_per_year:+.3f} mag/yr" if seg.slope_mag_per_year is not None else None,
+        )
     for ev in events:
         for a in axes:
             a.axvline(dt.datetime.combine(ev.event_date, dt.time(), dt.timezone.utc), color="tab:green", ls="--", lw=1)
@@ -137,8 +146,22 @@ def _plot_trend(nights, model, events, path: Path, title: str) -> Path:
 
 
 def _nights_table(nights) -> str:
-    cols = ["night", "n_frames", "n_ok", "n_rejected", "n_quality", "n_calibrated", "zp_median", "zp_scatter",
-            "zp_airmass1_max", "k_ext", "photometric_fraction", "photometric", "bkg_median", "fwhm_median"]
+    cols = [
+        "night",
+        "n_frames",
+        "n_ok",
+        "n_rejected",
+        "n_quality",
+        "n_calibrated",
+        "zp_median",
+        "zp_scatter",
+        "zp_airmass1_max",
+        "k_ext",
+        "photometric_fraction",
+        "photometric",
+        "bkg_median",
+        "fwhm_median",
+    ]
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
     for r in sorted(nights, key=lambda r: r.night, reverse=True)[:TABLE_NIGHTS]:
@@ -159,8 +182,9 @@ def _maps_section(lake: Lake, maps, out: Path, rendered: dict) -> tuple[str, lis
         row = m._asdict()
         if m.map_id not in rendered:
             mine = pixels[pixels["map_id"] == m.map_id]
-            rendered[m.map_id] = [write_png(mine, row, out / "img" / f"{map_stem(row)}-{q}.png", q)
-                                  for q in ("transparency", "sky")]
+            rendered[m.map_id] = [
+                write_png(mine, row, out / "img" / f"{map_stem(row)}-{q}.png", q) for q in ("transparency", "sky")
+            ]
         for png in rendered[m.map_id]:
             images.append(png)
             html_parts.append(f'<img src="img/{png.name}" alt="{html.escape(png.stem)}">')
@@ -186,30 +210,52 @@ def _noise_section(lake: Lake, profiles: list[str], out: Path, name: str) -> tup
             continue
         images.append(png)
         head = "".join(f"<th>{html.escape(label)} [mmag]</th>" for _, label in VERSIONS)
-        rows = "".join(f"<tr><td>{html.escape(str(idx))}</td><td>{int(r['n'])}</td>"
-                       + "".join(f"<td>{_fmt(1000 * r[f'rms_{c}'], 1)}</td>" for c, _ in VERSIONS)
-                       + f"<td>{_fmt(1000 * r['expected'], 1)}</td></tr>" for idx, r in d.bins.iterrows())
-        parts.append(f"<h2>Noise diagram of {html.escape(d.night)} ({html.escape(profile)})</h2>\n"
-                     f"<p class=muted>Each object's rms over the night against its magnitude: per-frame "
-                     f"zeropoints, the ensemble and the ensemble after EPD and TFA (skylake ensemble), with the "
-                     f"noise photons, sky, read-out and scintillation should give.</p>\n"
-                     f'<img src="img/{png.name}" alt="noise diagram of {html.escape(d.night)}">\n'
-                     f"<div class=scroll><table><tr><th>mag</th><th>objects</th>{head}<th>expected [mmag]</th></tr>"
-                     f"{rows}</table></div>")
+        rows = "".join(
+            f"<tr><td>{html.escape(str(idx))}</td><td>{int(r['n'])}</td>"
+            + "".join(f"<td>{_fmt(1000 * r[f'rms_{c}'], 1)}</td>" for c, _ in VERSIONS)
+            + f"<td>{_fmt(1000 * r['expected'], 1)}</td></tr>"
+            for idx, r in d.bins.iterrows()
+        )
+        parts.append(
+            f"<h2>Noise diagram of {html.escape(d.night)} ({html.escape(profile)})</h2>\n"
+            f"<p class=muted>Each object's rms over the night against its magnitude: per-frame "
+            f"zeropoints, the ensemble and the ensemble after EPD and TFA (skylake ensemble), with the "
+            f"noise photons, sky, read-out and scintillation should give.</p>\n"
+            f'<img src="img/{png.name}" alt="noise diagram of {html.escape(d.night)}">\n'
+            f"<div class=scroll><table><tr><th>mag</th><th>objects</th>{head}<th>expected [mmag]</th></tr>"
+            f"{rows}</table></div>"
+        )
     return "\n".join(parts), images
 
 
 def _variables_table(objects) -> str:
-    cols = ["object_id", "refcat", "ref_id", "ra", "dec", "n", "n_exact", "median_mag", "std_mag", "chi2_dof",
-            "stetson_j", "amplitude_clip", "first_mjd", "last_mjd"]
+    cols = [
+        "object_id",
+        "refcat",
+        "ref_id",
+        "ra",
+        "dec",
+        "n",
+        "n_exact",
+        "median_mag",
+        "std_mag",
+        "chi2_dof",
+        "stetson_j",
+        "amplitude_clip",
+        "first_mjd",
+        "last_mjd",
+    ]
     head = "".join(f"<th>{c}</th>" for c in cols)
-    rows = ["<tr>" + "".join(f"<td>{_fmt(getattr(r, c), 5 if c in ('ra', 'dec') else 3)}</td>" for c in cols) + "</tr>"
-            for r in objects]
+    rows = [
+        "<tr>" + "".join(f"<td>{_fmt(getattr(r, c), 5 if c in ('ra', 'dec') else 3)}</td>" for c in cols) + "</tr>"
+        for r in objects
+    ]
     return f"<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows) + "</table></div>"
 
 
-def build_report(lake: Lake | str, out_dir: str | Path, url: str | None = None, refresh_first: bool = True,
-                 checkplots: bool = True) -> Report:
+def build_report(
+    lake: Lake | str, out_dir: str | Path, url: str | None = None, refresh_first: bool = True, checkplots: bool = True
+) -> Report:
     """Write the static site of ``lake``'s summary database into ``out_dir``."""
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
     if refresh_first:
@@ -231,35 +277,54 @@ def _read_summary(engine, lake: Lake) -> dict:
     """Everything the report shows, read from the summary database in one connection; refuses a
     database that mirrors another lake."""
     nights_t, model_t, events_t, zp_t, maps_t, objects_t, frames_t = (
-        table(n) for n in ("nights", "trend_model", "maintenance_events", ZEROPOINTS, MAPS, OBJECTS, FRAMES))
+        table(n) for n in ("nights", "trend_model", "maintenance_events", ZEROPOINTS, MAPS, OBJECTS, FRAMES)
+    )
     with engine.connect() as conn:
         # SELECT *: a database not yet migrated to lake ids (schema 3) has no lake_id column
         row = conn.execute(sa.text("SELECT * FROM refresh_state WHERE id = 1")).mappings().first() or {}
         if row.get("lake_id") and lake.lake_id and row["lake_id"] != lake.lake_id:
-            raise ForeignLakeError(f"report: {mask_url(engine.url)} mirrors another lake ({row.get('lake_url')}, "
-                                   f"lake id {row['lake_id']}), not {lake.url} (lake id {lake.lake_id}); give this "
-                                   "lake's database with --db")
+            raise ForeignLakeError(
+                f"report: {mask_url(engine.url)} mirrors another lake ({row.get('lake_url')}, "
+                f"lake id {row['lake_id']}), not {lake.url} (lake id {lake.lake_id}); give this "
+                "lake's database with --db"
+            )
         nights = conn.execute(sa.select(nights_t).order_by(nights_t.c.night)).all()
         model = conn.execute(sa.select(model_t).order_by(model_t.c.segment)).all()
         events = conn.execute(sa.select(events_t).order_by(events_t.c.event_date)).all()
-        latest_zp = conn.execute(sa.select(zp_t.c.frame_id, zp_t.c.refcat, frames_t.c.instrument,
-                                           frames_t.c.filter)
-                                 .join(frames_t, frames_t.c.frame_id == zp_t.c.frame_id)
-                                 .where(zp_t.c.zp_status == ZpStatus.OK.value).order_by(zp_t.c.mjd)).all()
-        night_maps = conn.execute(sa.select(maps_t).where(maps_t.c.scope == "night")
-                                  .order_by(maps_t.c.night_min, maps_t.c.frame_of)).all()
+        latest_zp = conn.execute(
+            sa.select(zp_t.c.frame_id, zp_t.c.refcat, frames_t.c.instrument, frames_t.c.filter)
+            .join(frames_t, frames_t.c.frame_id == zp_t.c.frame_id)
+            .where(zp_t.c.zp_status == ZpStatus.OK.value)
+            .order_by(zp_t.c.mjd)
+        ).all()
+        night_maps = conn.execute(
+            sa.select(maps_t).where(maps_t.c.scope == "night").order_by(maps_t.c.night_min, maps_t.c.frame_of)
+        ).all()
         cameras = conn.execute(sa.select(frames_t.c.instrument, frames_t.c.filter, frames_t.c.profile).distinct()).all()
-        variables = conn.execute(sa.select(objects_t).where(objects_t.c.n >= VARIABLE_MIN_N)
-                                 .where(objects_t.c.stetson_j.is_not(None))
-                                 .order_by(objects_t.c.stetson_j.desc()).limit(TABLE_OBJECTS)).all()
+        variables = conn.execute(
+            sa.select(objects_t)
+            .where(objects_t.c.n >= VARIABLE_MIN_N)
+            .where(objects_t.c.stetson_j.is_not(None))
+            .order_by(objects_t.c.stetson_j.desc())
+            .limit(TABLE_OBJECTS)
+        ).all()
         n_objects = conn.execute(sa.select(sa.func.count()).select_from(objects_t)).scalar()
-    return {"nights": nights, "model": model, "events": events, "latest_zp": latest_zp, "night_maps": night_maps,
-            "cameras": cameras, "variables": variables, "n_objects": n_objects}
+    return {
+        "nights": nights,
+        "model": model,
+        "events": events,
+        "latest_zp": latest_zp,
+        "night_maps": night_maps,
+        "cameras": cameras,
+        "variables": variables,
+        "n_objects": n_objects,
+    }
 
 
 def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report:
     nights, model, events, latest_zp, night_maps, cameras, variables, n_objects = (
-        rows[k] for k in ("nights", "model", "events", "latest_zp", "night_maps", "cameras", "variables", "n_objects"))
+        rows[k] for k in ("nights", "model", "events", "latest_zp", "night_maps", "cameras", "variables", "n_objects")
+    )
     report = Report(index=out / "index.html")
     rendered: dict[str, list[Path]] = {}
     from skylake.allsky.report import allsky_frames
@@ -277,34 +342,49 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
         if len(allsky):  # an all-sky camera: its polar plots first (it has no throughput trend without calibration)
             from skylake.allsky.report import allsky_section
 
-            section, images = allsky_section(lake, allsky[(allsky["instrument"].fillna("") == instrument)
-                                                          & (allsky["filter"].fillna("") == filt)], out, name)
+            section, images = allsky_section(
+                lake,
+                allsky[(allsky["instrument"].fillna("") == instrument) & (allsky["filter"].fillna("") == filt)],
+                out,
+                name,
+            )
             report.images += images
             body += [section] if section else []
         if any(r.n_calibrated for r in mine) or segs:
             trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
             report.images.append(trend_png)
-            body.append(f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of '
-                        f'{html.escape(title)}">')
+            body.append(
+                f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">'
+            )
         else:  # empty axes say nothing: say why there is no trend
-            body.append('<h2>Throughput</h2>\n<p class="muted">No calibrated frames yet, so no throughput trend: '
-                        "calibrate against a reference catalogue (<code>skylake calibrate LAKE</code>).</p>")
+            body.append(
+                '<h2>Throughput</h2>\n<p class="muted">No calibrated frames yet, so no throughput trend: '
+                "calibrate against a reference catalogue (<code>skylake calibrate LAKE</code>).</p>"
+            )
         if segs:
-            body.append("<div class=scroll><table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
-                        "<th>zp at start</th><th>mag/yr</th><th>rms</th><th>colour term</th></tr>" + "".join(
-                            f"<tr><td>{s.segment}</td><td>{_mjd_to_datetime(s.start_mjd)[0]:%Y-%m-%d}</td>"
-                            f"<td class=text>{_fmt(s.start_event)}</td><td>{s.n_nights}</td><td>{_fmt(s.zp_start)}</td>"
-                            f"<td>{_fmt(s.slope_mag_per_year)}</td><td>{_fmt(s.rms)}</td>"
-                            f"<td>{_fmt(s.color_term_median)}</td></tr>" for s in segs) + "</table></div>")
+            body.append(
+                "<div class=scroll><table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
+                "<th>zp at start</th><th>mag/yr</th><th>rms</th><th>colour term</th></tr>"
+                + "".join(
+                    f"<tr><td>{s.segment}</td><td>{_mjd_to_datetime(s.start_mjd)[0]:%Y-%m-%d}</td>"
+                    f"<td class=text>{_fmt(s.start_event)}</td><td>{s.n_nights}</td><td>{_fmt(s.zp_start)}</td>"
+                    f"<td>{_fmt(s.slope_mag_per_year)}</td><td>{_fmt(s.rms)}</td>"
+                    f"<td>{_fmt(s.color_term_median)}</td></tr>"
+                    for s in segs
+                )
+                + "</table></div>"
+            )
         profiles = {c.profile for c in cameras if (c.instrument or "", c.filter or "") == (instrument, filt)}
         mapped = [m for m in night_maps if m.profile in profiles]
         if mapped:
             last = mapped[-1].night_min
             section, images = _maps_section(lake, [m for m in mapped if m.night_min == last], out, rendered)
             report.images += images
-            body.append(f"<h2>Maps of {html.escape(last)}</h2>\n"
-                        f"<p class=muted>Transparency against the clear-sky zeropoint and sky brightness "
-                        f"[mag/arcsec&sup2;] per HEALPix pixel (skylake maps).</p>\n{section}")
+            body.append(
+                f"<h2>Maps of {html.escape(last)}</h2>\n"
+                f"<p class=muted>Transparency against the clear-sky zeropoint and sky brightness "
+                f"[mag/arcsec&sup2;] per HEALPix pixel (skylake maps).</p>\n{section}"
+            )
         section, images = _noise_section(lake, sorted(profiles), out, name)
         report.images += images
         body += [section] if section else []
@@ -314,11 +394,17 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
 
             latest = frames_here[-1]
             try:
-                png = plot_zeropoint(lake, latest.frame_id, refcat=latest.refcat,
-                                     out=out / "img" / f"{name}_checkplot_{latest.frame_id}.png")
+                png = plot_zeropoint(
+                    lake,
+                    latest.frame_id,
+                    refcat=latest.refcat,
+                    out=out / "img" / f"{name}_checkplot_{latest.frame_id}.png",
+                )
                 report.images.append(Path(png))
-                body.append(f"<h2>Latest calibration (frame {latest.frame_id})</h2>\n"
-                            f'<img src="img/{Path(png).name}" alt="zeropoint checkplot of frame {latest.frame_id}">')
+                body.append(
+                    f"<h2>Latest calibration (frame {latest.frame_id})</h2>\n"
+                    f'<img src="img/{Path(png).name}" alt="zeropoint checkplot of frame {latest.frame_id}">'
+                )
             except Exception as exc:  # a checkplot must not stop the report; say why it is missing
                 log.warning("no checkplot for frame %s: %s", latest.frame_id, exc)
                 body.append(f'<p class="muted">No checkplot for frame {latest.frame_id}: {html.escape(str(exc))}</p>')
@@ -330,16 +416,23 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
         index_rows.append(
             f'<tr><td class=text><a href="{name}.html">{html.escape(title)}</a></td><td>{len(mine)}</td>'
             f"<td>{sum(r.n_frames for r in mine)}</td><td>{sum(bool(r.photometric) for r in mine)}</td>"
-            f"<td>{_fmt(mine[-1].night)}</td><td>{_fmt(slope)}</td></tr>")
-    body = ("<div class=scroll><table><tr><th>instrument / filter</th><th>nights</th><th>frames</th><th>photometric nights</th>"
-            "<th>last night</th><th>current trend [mag/yr]</th></tr>\n" + "\n".join(index_rows) + "</table></div>"
-            if index_rows else "<p>The lake has no frames with a night yet.</p>")
+            f"<td>{_fmt(mine[-1].night)}</td><td>{_fmt(slope)}</td></tr>"
+        )
+    body = (
+        "<div class=scroll><table><tr><th>instrument / filter</th><th>nights</th><th>frames</th>"
+        "<th>photometric nights</th>"
+        "<th>last night</th><th>current trend [mag/yr]</th></tr>\n" + "\n".join(index_rows) + "</table></div>"
+        if index_rows
+        else "<p>The lake has no frames with a night yet.</p>"
+    )
     if variables:
-        body += (f"\n<h2>Most variable objects</h2>\n<p class=muted>The {len(variables)} of {n_objects} objects with "
-                 f"the highest Stetson J among those with at least {VARIABLE_MIN_N} points (skylake objects build; "
-                 f"light curves: skylake lightcurve). n, std and chi2/dof count every point; the median, Stetson J "
-                 f"and clipped amplitude were computed when there were n_exact of them (recomputed once an "
-                 f"object's points grow by a quarter).</p>\n" + _variables_table(variables))
+        body += (
+            f"\n<h2>Most variable objects</h2>\n<p class=muted>The {len(variables)} of {n_objects} objects with "
+            f"the highest Stetson J among those with at least {VARIABLE_MIN_N} points (skylake objects build; "
+            f"light curves: skylake lightcurve). n, std and chi2/dof count every point; the median, Stetson J "
+            f"and clipped amplitude were computed when there were n_exact of them (recomputed once an "
+            f"object's points grow by a quarter).</p>\n" + _variables_table(variables)
+        )
     report.index.write_text(_page(f"skylake: {lake.url}", body))
     log.info("%s", report)
     return report

@@ -117,8 +117,11 @@ class Runner:
             except KilledWorker:
                 result, died = None, True
                 parts = split(item) if split is not None else [item]
-                log.warning("a worker died while processing %s; %s tried again alone", _label(item),
-                            "it is" if len(parts) == 1 else f"each of its {len(parts)} items is")
+                log.warning(
+                    "a worker died while processing %s; %s tried again alone",
+                    _label(item),
+                    "it is" if len(parts) == 1 else f"each of its {len(parts)} items is",
+                )
                 suspects += parts
             finally:
                 future.release()
@@ -161,9 +164,11 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         try:
             client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
-            raise SchedulerError(f"cannot reach the dask scheduler {scheduler!r} within {SCHEDULER_TIMEOUT_S} s "
-                                 f"({type(exc).__name__}: {exc}); check the address, or leave out --scheduler for a "
-                                 "local cluster") from None
+            raise SchedulerError(
+                f"cannot reach the dask scheduler {scheduler!r} within {SCHEDULER_TIMEOUT_S} s "
+                f"({type(exc).__name__}: {exc}); check the address, or leave out --scheduler for a "
+                "local cluster"
+            ) from None
         with client:
             yield client
         return
@@ -172,18 +177,21 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
     n = workers or os.cpu_count() or 1
     # distributed sets MALLOC_TRIM_THRESHOLD_ in new workers, which also freezes glibc's mmap threshold:
     # every frame-sized array is then mapped and page-faulted afresh (50-150 ms per 4k frame).
-    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-               if k != "MALLOC_TRIM_THRESHOLD_"}
+    environ = {
+        k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items() if k != "MALLOC_TRIM_THRESHOLD_"
+    }
     # Worker processes print only CRITICAL (all at --log-level DEBUG): what matters reaches the client (a task's
     # error, a dead worker: Runner.map reports them per frame), while a heartbeat racing the scheduler's
     # shutdown would print a traceback after the work is done.
     quiet = logging.CRITICAL if logging.getLogger().getEffectiveLevel() > logging.DEBUG else logging.DEBUG
     # A task that kills its worker is retried once by Runner.map (then rejected), not 3 times by the scheduler.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
-                          "distributed.scheduler.allowed-failures": 0}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                         silence_logs=quiet) as cluster, \
-            Client(cluster) as client:
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=quiet
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 

@@ -11,23 +11,26 @@ from __future__ import annotations
 from skylake.errors import LakeError
 from skylake.lake import Lake, counts
 from skylake.lake.hats_meta import count_partitions
-from skylake.lake.tables import FRAMES, SOURCES
 from skylake.lake.snapshot import Snapshot
+from skylake.lake.tables import FRAMES, SOURCES
 
 
 def _partitions(lake: Lake) -> int:
     try:
         return count_partitions(lake.store, SOURCES)
     except Exception as exc:  # hats/pandas raise many types for a damaged CSV
-        raise LakeError(f"cannot read {lake.path(SOURCES + '/partition_info.csv')}: "
-                        f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+        raise LakeError(
+            f"cannot read {lake.path(SOURCES + '/partition_info.csv')}: "
+            f"{' '.join(str(exc).split()) or type(exc).__name__}"
+        ) from None
 
 
 def lake_status(lake: Lake) -> dict:
     """Frames by status and reason, source rows, partitions, files and the last commit: from the running
     totals (:mod:`skylake.lake.counts`) and the last log entry, the same files whatever the archive's size,
-    or, for a lake made before the totals, from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot` (``open_lake(url, version=N)``): the
-    lake as it was at commit N, counted from that version's tables (``last_commit`` is N)."""
+    or, for a lake made before the totals, from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot`
+    (``open_lake(url, version=N)``): the lake as it was at commit N, counted from that version's tables
+    (``last_commit`` is N)."""
     if isinstance(lake, Snapshot):
         latest, published, partitions = lake.entry, lake.version, lake.partitions()
         totals = counts.from_tables(lake, lake.version)
@@ -50,14 +53,21 @@ def lake_status(lake: Lake) -> dict:
         "source_files": totals["files"].get(SOURCES, 0),
         "frame_files": totals["files"].get(FRAMES, 0),
         # calibrated frames per reference catalogue and zp_status (skylake calibrate; LAKE/zeropoints)
-        "calibrations": [{"refcat": name, "frames": c["frames"], "rows_by_status": c["rows_by_status"]}
-                         for name, c in totals["calibrations"].items()],
+        "calibrations": [
+            {"refcat": name, "frames": c["frames"], "rows_by_status": c["rows_by_status"]}
+            for name, c in totals["calibrations"].items()
+        ],
         # rows of every other registered table (skylake.lake.tables): calibrations, maps, objects, products;
         # a checkpoint written before these counts has none until the next commit counts them (once)
         "tables": totals.get("rows", {}),
-        "last_commit": None if latest is None else {
-            "version": latest.version, "operation": latest.operation, "batch_id": latest.batch_id,
-            "committed_at": latest.committed_at},
+        "last_commit": None
+        if latest is None
+        else {
+            "version": latest.version,
+            "operation": latest.operation,
+            "batch_id": latest.batch_id,
+            "committed_at": latest.committed_at,
+        },
         "published_version": published,
         "consistent": (latest.version if latest else 0) == published,
         "version": lake.version if isinstance(lake, Snapshot) else None,  # None: the live lake
@@ -67,20 +77,28 @@ def lake_status(lake: Lake) -> dict:
 def format_status(status: dict) -> str:
     at = status.get("version")
     lines = [f"lake {status['lake']}" + (f" at version {at}" if at else "")]
-    lines.append(f"  frames       {status['frames']} in {status['nights']} nights: " +
-                 ", ".join(f"{k} {v}" for k, v in status["frames_by_status"].items()))
+    lines.append(
+        f"  frames       {status['frames']} in {status['nights']} nights: "
+        + ", ".join(f"{k} {v}" for k, v in status["frames_by_status"].items())
+    )
     for r in status["reasons"]:
         lines.append(f"    {r['frames']:6d} {r['status']}: {r['reason']}")
-    lines.append(f"  sources      {status['source_rows']} rows in {status['partitions']} partitions, "
-                 f"{status['source_files']} files")
+    lines.append(
+        f"  sources      {status['source_rows']} rows in {status['partitions']} partitions, "
+        f"{status['source_files']} files"
+    )
     for cal in status.get("calibrations", []):
-        lines.append(f"  calibrated   {cal['frames']} frames against {cal['refcat']}: " +
-                     ", ".join(f"{k} {v}" for k, v in cal["rows_by_status"].items()))
+        lines.append(
+            f"  calibrated   {cal['frames']} frames against {cal['refcat']}: "
+            + ", ".join(f"{k} {v}" for k, v in cal["rows_by_status"].items())
+        )
     if status.get("tables"):
         lines.append("  tables       " + ", ".join(f"{name} {n}" for name, n in status["tables"].items()) + " rows")
     last = status["last_commit"]
     if last:
-        lines.append(f"  last commit  v{last['version']} {last['operation']} {last['batch_id']} at {last['committed_at']}")
+        lines.append(
+            f"  last commit  v{last['version']} {last['operation']} {last['batch_id']} at {last['committed_at']}"
+        )
     if not status["consistent"]:
         lines.append(f"  NOTE: commits after v{status['published_version']} are not published; run `skylake repair`")
     return "\n".join(lines)

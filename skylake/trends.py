@@ -99,8 +99,10 @@ class Event:
 
     @property
     def mjd(self) -> float:
-        return (dt.datetime.combine(self.date, dt.time()).replace(tzinfo=dt.timezone.utc).timestamp() / 86400.0
-                + MJD_UNIX_EPOCH)
+        return (
+            dt.datetime.combine(self.date, dt.time()).replace(tzinfo=dt.timezone.utc).timestamp() / 86400.0
+            + MJD_UNIX_EPOCH
+        )
 
 
 def read_events(path: str | Path) -> list[Event]:
@@ -150,12 +152,18 @@ def fit_segments(night_mjd, envelope, color_term, photometric, events: list[Even
         a, b, rms, _ = robust_line(years, env[inside])
         cts = ct[inside]
         ca, cb, _, _ = robust_line(years, cts) if np.isfinite(cts).sum() >= 2 else (np.nan, np.nan, np.nan, None)
-        out.append({
-            "segment": len(out), "start_mjd": t0,
-            "end_mjd": float(end) if np.isfinite(end) else float(mjd[inside].max()),
-            "start_event": f"{event.date} {event.kind}" if event else "",
-            "n_nights": int(inside.sum()), "zp_start": a, "slope_mag_per_year": b, "rms": rms,
-            "color_term_median": float(np.nanmedian(cts)) if np.isfinite(cts).any() else None,
-            "color_term_slope_per_year": None if not np.isfinite(cb) else float(cb),
-        })
+        out.append(
+            {
+                "segment": len(out),
+                "start_mjd": t0,
+                "end_mjd": float(end) if np.isfinite(end) else float(mjd[inside].max()),
+                "start_event": f"{event.date} {event.kind}" if event else "",
+                "n_nights": int(inside.sum()),
+                "zp_start": a,
+                "slope_mag_per_year": b,
+                "rms": rms,
+                "color_term_median": float(np.nanmedian(cts)) if np.isfinite(cts).any() else None,
+                "color_term_slope_per_year": None if not np.isfinite(cb) else float(cb),
+            }
+        )
     return out

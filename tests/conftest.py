@@ -48,7 +48,6 @@ def pg_url():
         admin.dispose()
 
 
-
 def require_shared(path: Path) -> Path:
     """Skip (or, under CI=true, fail) when ../shared/data is not beside the checkout."""
     if not path.exists():
@@ -67,8 +66,9 @@ def require_solve_field() -> str:
     if exe is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI needs astrometry.net's solve-field and its Tycho-2 index files (.ci/run installs them)")
-        pytest.skip("astrometry.net's solve-field is not installed (Debian packages astrometry.net, "
-                    "astrometry-data-tycho2-*)")
+        pytest.skip(
+            "astrometry.net's solve-field is not installed (Debian packages astrometry.net, astrometry-data-tycho2-*)"
+        )
     return exe
 
 
@@ -84,16 +84,26 @@ def dask_client():
     """One real LocalCluster (2 worker processes) for the whole session."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
-def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, check: bool = False, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``python -m skylake.cli ARGS`` in a fresh process (how users and cron run it)."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "skylake.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "skylake.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"skylake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -106,18 +116,38 @@ def demo_run(tmp_path_factory):
     tour runs in that directory against skylake-demo/lake."""
     cwd = tmp_path_factory.mktemp("demo-cwd")
     full_env = {**os.environ}
-    proc = subprocess.run([sys.executable, "-m", "skylake.cli", "demo", "--out", str(cwd / "skylake-demo"),
-                           "--workers", "2"], capture_output=True, text=True, env=full_env, timeout=600, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-m", "skylake.cli", "demo", "--out", str(cwd / "skylake-demo"), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+        cwd=cwd,
+    )
     return cwd, proc
 
 
 #: Test files that take a minute or more (measured with --durations): started first, so that with one file
 #: per process (pytest-xdist --dist loadfile) the suite does not end waiting on one of them.
-LONG_FILES = ("test_real_cluster.py", "test_cli.py", "test_readme.py", "test_rejected_downstream.py",
-              "test_reliability.py", "test_maps.py", "test_versions.py", "test_calib_synthetic.py",
-              "test_hostile_files.py", "test_summary_db.py", "test_allsky_ingest.py", "test_calib_batches.py",
-              "test_refcat.py", "test_refcat_real.py", "test_snapshots.py", "test_ensemble_series.py",
-              "test_lightcurve_real.py")
+LONG_FILES = (
+    "test_real_cluster.py",
+    "test_cli.py",
+    "test_readme.py",
+    "test_rejected_downstream.py",
+    "test_reliability.py",
+    "test_maps.py",
+    "test_versions.py",
+    "test_calib_synthetic.py",
+    "test_hostile_files.py",
+    "test_summary_db.py",
+    "test_allsky_ingest.py",
+    "test_calib_batches.py",
+    "test_refcat.py",
+    "test_refcat_real.py",
+    "test_snapshots.py",
+    "test_ensemble_series.py",
+    "test_lightcurve_real.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -192,10 +222,12 @@ def duckdb_counts(lake: Path) -> dict:
     import duckdb
 
     con = duckdb.connect()
-    sources = con.execute(f"SELECT count(*), count(DISTINCT source_id) FROM "
-                          f"read_parquet('{lake}/sources/dataset/*/*/*/*.parquet')").fetchone()
-    frames = con.execute(f"SELECT count(*), count(DISTINCT frame_id) FROM read_parquet('{lake}/frames/*/*.parquet')"
-                         ).fetchone()
+    sources = con.execute(
+        f"SELECT count(*), count(DISTINCT source_id) FROM read_parquet('{lake}/sources/dataset/*/*/*/*.parquet')"
+    ).fetchone()
+    frames = con.execute(
+        f"SELECT count(*), count(DISTINCT frame_id) FROM read_parquet('{lake}/frames/*/*.parquet')"
+    ).fetchone()
     return {"sources": sources, "frames": frames}
 
 

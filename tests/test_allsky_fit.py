@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.time import Time
-
 from conftest import SHARED_DATA, require_shared
+
 from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.catalog import read_hipparcos
 from skylake.allsky.fit import CameraFitError, detect_stars, fit_camera
@@ -45,8 +45,14 @@ def test_iceact_fit_real_frame(hipparcos, iceact_clear, tmp_path):
     assert res.model.parity == 1 and abs(res.model.rotation_deg + 87.0) < 1.0
     assert abs(res.model.x0 - 326.5) < 2 and abs(res.model.y0 - 250.0) < 2
     # with the optical-axis tilt the residuals fall further (measured 0.38 -> 0.23 px)
-    tilted = fit_camera(fr.data, res.model, ICEACT_SITE, fr.time, hipparcos,
-                        fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "tilt"))
+    tilted = fit_camera(
+        fr.data,
+        res.model,
+        ICEACT_SITE,
+        fr.time,
+        hipparcos,
+        fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "tilt"),
+    )
     assert tilted.rms_px < res.rms_px and tilted.model.tilt_deg < 2.0
     # the residual plot is written and 800 px wide
     from matplotlib.image import imread
@@ -77,8 +83,17 @@ def test_cta_effective_pixel_size(hipparcos):
     crop of the 2048 px sensor at its native pitch."""
     fr = read_allsky_frame(require_shared(ALLSKY / "cta_lapalma_20151220_cloudy.fits.gz"))
     start = CameraModel("equisolid", 4.44, 15.15 / 2048, x0=847.5, y0=849.5, rotation_deg=-2.75)
-    res = fit_camera(fr.data, start, CTA_SITE, fr.time, hipparcos, vmax=4.5,
-                     fit=("x0", "y0", "rotation_deg", "focal_length_mm"), min_stars=6, search=False)
+    res = fit_camera(
+        fr.data,
+        start,
+        CTA_SITE,
+        fr.time,
+        hipparcos,
+        vmax=4.5,
+        fit=("x0", "y0", "rotation_deg", "focal_length_mm"),
+        min_stars=6,
+        search=False,
+    )
     assert res.n_matched >= 8 and res.rms_px <= 1.5
     pixel_um = 15.15 / 2048 * 4.44 / res.model.focal_length_mm * 1000
     assert pixel_um == pytest.approx(7.397, abs=0.05)
@@ -93,20 +108,30 @@ def catalog_bright():
     return hip
 
 
-@pytest.mark.parametrize("truth", [
-    CameraModel("equidistant", 1.45, 0.0075, 326.2, 250.7, rotation_deg=-86.8, k1=0.002),
-    CameraModel("equisolid", 2.2, 0.0074, 401.3, 398.6, rotation_deg=-2.8, parity=-1),
-], ids=["iceact-like", "equisolid-mirrored"])
+@pytest.mark.parametrize(
+    "truth",
+    [
+        CameraModel("equidistant", 1.45, 0.0075, 326.2, 250.7, rotation_deg=-86.8, k1=0.002),
+        CameraModel("equisolid", 2.2, 0.0074, 401.3, 398.6, rotation_deg=-2.8, parity=-1),
+    ],
+    ids=["iceact-like", "equisolid-mirrored"],
+)
 def test_synthetic_recovery_from_a_perturbed_model(catalog_bright, truth):
     """Synthetic frames (Hipparcos stars, Gaussian PSF, sky gradient, noise, a cloud, a streak):
     zenith to 0.5 px and rotation to 0.1 deg from a start 5 px and 2 deg off, scale 1 % off."""
     site = Site(28.76, -17.89, 2200)
     t = Time("2016-03-01T23:00:00", scale="utc")
     shape = (480, 640) if truth.projection == "equidistant" else (800, 800)
-    syn = make_allsky_frame(truth, site, t, catalog_bright, shape, cloud=CloudPatch(50, 100, 15),
-                            streak=Streak(100, 100, 400, 300), seed=3)
-    start = truth.replace(x0=truth.x0 + 4.0, y0=truth.y0 - 3.0, rotation_deg=truth.rotation_deg + 2.0,
-                          focal_length_mm=truth.focal_length_mm * 1.01, k1=0.0)
+    syn = make_allsky_frame(
+        truth, site, t, catalog_bright, shape, cloud=CloudPatch(50, 100, 15), streak=Streak(100, 100, 400, 300), seed=3
+    )
+    start = truth.replace(
+        x0=truth.x0 + 4.0,
+        y0=truth.y0 - 3.0,
+        rotation_deg=truth.rotation_deg + 2.0,
+        focal_length_mm=truth.focal_length_mm * 1.01,
+        k1=0.0,
+    )
     res = fit_camera(syn.image, start, site, t, catalog_bright)
     zx, zy = res.model.altaz_to_pixel(90, 0)
     tx, ty = truth.altaz_to_pixel(90, 0)
@@ -131,8 +156,9 @@ def test_synthetic_fit_ignores_misidentifications(catalog_bright):
     fake["y"] = rng.uniform(20, 460, n_fake)
     from astropy.table import vstack
 
-    res = fit_camera(syn.image, truth.replace(x0=329.0, rotation_deg=-88.0), site, t, catalog_bright,
-                     detections=vstack([det, fake]))
+    res = fit_camera(
+        syn.image, truth.replace(x0=329.0, rotation_deg=-88.0), site, t, catalog_bright, detections=vstack([det, fake])
+    )
     assert abs(res.model.x0 - truth.x0) < 0.5 and abs(res.model.rotation_deg - truth.rotation_deg) < 0.1
 
 

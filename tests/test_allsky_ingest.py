@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SHARED_DATA, require_shared
+
 from skylake.cli import main
 from skylake.lake import Lake
 
@@ -38,7 +38,8 @@ def real_lake(tmp_path_factory):
 def test_real_frames_cloud_fractions(real_lake):
     """The ranges of the cameras' own project: IceAct clear 0-0.5, cloudy 0.5-1; CTA overcast >= 0.9."""
     frames = pd.read_parquet(f"{real_lake}/frames").set_index(
-        pd.read_parquet(f"{real_lake}/frames")["path"].str.rsplit("/", n=1).str[-1])
+        pd.read_parquet(f"{real_lake}/frames")["path"].str.rsplit("/", n=1).str[-1]
+    )
     assert set(frames["status"]) == {"ok"} and set(frames["wcs_source"]) == {"camera"}
     cf = frames["cloud_fraction"]
     assert 0.0 <= cf["iceact_20170503_starry.fits"] <= 0.5
@@ -56,8 +57,9 @@ def test_real_frames_sources_streaks_and_maps(real_lake):
     from skylake.maps.store import read_index, read_maps
 
     lake = Lake.open(real_lake)
-    src = lake.read_sources(columns=["frame_id", "alt", "az", "ra", "dec", "measure", "position_from", "ref_id",
-                                     "flux_ap1", "flags"]).to_pandas()
+    src = lake.read_sources(
+        columns=["frame_id", "alt", "az", "ra", "dec", "measure", "position_from", "ref_id", "flux_ap1", "flags"]
+    ).to_pandas()
     assert set(src["measure"]) == {"forced"} and set(src["position_from"]) == {"camera"}
     assert src["ref_id"].notna().all() and (src["alt"] >= 10.0 - 1e-3).all()
     streaks = read_streaks(lake)  # the table exists (empty: no trails on these three frames)
@@ -165,9 +167,11 @@ def test_camera_fit_on_the_iceact_clear_frame(tmp_path, capsys):
     from skylake.profile import load_profile
 
     start = tmp_path / "published.toml"
-    start.write_text(f'extends = "iceact"\n[camera]\nfocal_length_mm = 1.45\nx0 = 326.5\ny0 = 250.0\n'
-                     f'rotation_deg = -87.0\nk1 = 0.0\ntilt_deg = 0.0\n[allsky]\n'
-                     f'catalog = "{ALLSKY / "hipparcos.fits.gz"}"\n')
+    start.write_text(
+        f'extends = "iceact"\n[camera]\nfocal_length_mm = 1.45\nx0 = 326.5\ny0 = 250.0\n'
+        f"rotation_deg = -87.0\nk1 = 0.0\ntilt_deg = 0.0\n[allsky]\n"
+        f'catalog = "{ALLSKY / "hipparcos.fits.gz"}"\n'
+    )
     frame = str(require_shared(ALLSKY / "iceact_20170503_starry.fits"))
     out, plot = tmp_path / "fitted.toml", tmp_path / "residuals.png"
     assert main(["camera", "fit", frame, "--pipeline", str(start), "--out", str(out), "--plot", str(plot)]) == 0
@@ -197,19 +201,27 @@ def test_profile_sections_are_validated(tmp_path):
     assert problems('extends = "iceact"\n[camera]\nfocal_length_mm = -1.0\n[allsky]\nsources = "all"\nnside = 7\n') == [
         "[camera] focal_length_mm must be in (0, 1000] mm, got -1.0",
         "allsky.sources = 'all' must be one of ['forced', 'detected', 'both']",
-        "[allsky] allsky.nside must be a power of 2 up to 1024, got 7"]
+        "[allsky] allsky.nside must be a power of 2 up to 1024, got 7",
+    ]
     assert problems('extends = "generic"\n[allsky]\nvmax = 5.0\n') == [
-        "[allsky] needs a [camera] section (the lens model that maps pixels to the sky)"]
-    assert any("the profile's [site]" in p for p in problems(
-        'extends = "generic"\n[camera]\nprojection = "equidistant"\nfocal_length_mm = 1.4\npixel_size_mm = 0.0075\n'
-        'x0 = 300.0\ny0 = 200.0\n'))
+        "[allsky] needs a [camera] section (the lens model that maps pixels to the sky)"
+    ]
+    assert any(
+        "the profile's [site]" in p
+        for p in problems(
+            'extends = "generic"\n[camera]\nprojection = "equidistant"\nfocal_length_mm = 1.4\npixel_size_mm = 0.0075\n'
+            "x0 = 300.0\ny0 = 200.0\n"
+        )
+    )
     assert any(p.startswith("camera.site:") for p in problems('extends = "iceact"\n[camera.site]\nlat_deg = 1.0\n'))
     assert problems('extends = "iceact"\n[allsky]\ncatalog = "nowhere.fits.gz"\n') == [
-        f"allsky.catalog = '{tmp_path / 'nowhere.fits.gz'}': no such file"]
+        f"allsky.catalog = '{tmp_path / 'nowhere.fits.gz'}': no such file"
+    ]
     assert problems('extends = "skycamz"\n[platesolve]\nmag_column = "mag_VT"\nsip_degree = 1\n') == [
         "platesolve.refcat = '' must name the refcat in the lake the solver matches against (e.g. \"tycho2\") or a "
         "Parquet file (ra, dec and mag_column)",
-        "[platesolve] platesolve.sip_degree must be 0 (TAN) or 2-4 (TAN-SIP), got 1"]
+        "[platesolve] platesolve.sip_degree must be 0 (TAN) or 2-4 (TAN-SIP), got 1",
+    ]
     # absent sections leave a profile's identity as it was
     from skylake.profile import profile_from_dict, profile_to_dict
 
@@ -221,10 +233,10 @@ def test_profile_sections_are_validated(tmp_path):
 
 def test_redo_replaces_streaks_and_frame_maps(tmp_path):
     """`--redo` replaces an all-sky frame's streaks and maps with the new ones in the same commit."""
-    from skylake.synthetic.allsky_night import write_allsky_night
     from skylake.allsky.store import read_streaks
     from skylake.lake import Lake
     from skylake.maps.store import read_index, read_maps
+    from skylake.synthetic.allsky_night import write_allsky_night
 
     night = write_allsky_night(tmp_path / "night")
     lake = str(tmp_path / "lake")
@@ -257,7 +269,6 @@ def test_nightly_summary_counts_streak_frames_and_the_cloud_fraction(synthetic_l
     engine.dispose()
     assert len(rows) == 1 and rows[0][:2] == (2, 1)
     assert rows[0][2] == pytest.approx(float(np.median(frames["cloud_fraction"])), abs=1e-6)
-
 
 
 def test_allsky_demo_passes_from_another_folder(tmp_path, monkeypatch, capsys):

@@ -7,12 +7,18 @@ import healpy as hp
 import numpy as np
 import pytest
 from astropy.time import Time
-
 from conftest import SHARED_DATA, require_shared
+
 from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.catalog import read_hipparcos
-from skylake.allsky.maps import (clear_zeropoint, healpix_array, sky_brightness_image, sky_brightness_map,
-                                 star_transparency, transparency_map)
+from skylake.allsky.maps import (
+    clear_zeropoint,
+    healpix_array,
+    sky_brightness_image,
+    sky_brightness_map,
+    star_transparency,
+    transparency_map,
+)
 from skylake.allsky.photometry import photometer_catalog
 from skylake.synthetic.allsky import CloudPatch, make_allsky_frame
 
@@ -61,7 +67,7 @@ def test_transparency_map_against_the_truth(frames):
         t_star = cloudy.transmission(used["alt"], used["az"])
         truth = np.array([np.median(t_star[pix == p]) for p in tm["pixel"]])
         diff = np.asarray(tm["transparency"]) - truth
-        assert np.sqrt(np.mean(diff ** 2)) < 0.08, frame  # measured 0.054 / 0.063 (0.10 with stars to V = 8)
+        assert np.sqrt(np.mean(diff**2)) < 0.08, frame  # measured 0.054 / 0.063 (0.10 with stars to V = 8)
         # pixel by pixel above 25 deg (lower down, in the bright light dome, the steep sky
         # gradient biases the annulus background of faint stars low; it is in the rms above)
         high = np.asarray(alt) >= 25.0
@@ -94,7 +100,7 @@ def test_sky_brightness_over_the_whole_image(frames):
     assert np.max(np.abs(m["sky_mag"] - truth["sky_mag"])) < 0.05
     eq = sky_brightness_map(sb, MODEL, nside=8, frame="equatorial", site=SITE, time=TIME)
     alt, az = SITE.radec_to_altaz(eq["lon"], eq["lat"], TIME)
-    inner = alt > 15   # pixels wholly above the horizon: the map value is the sky at the centre
+    inner = alt > 15  # pixels wholly above the horizon: the map value is the sky at the centre
     x, y = MODEL.altaz_to_pixel(alt[inner], az[inner])
     xi, yi = np.round(x).astype(int), np.round(y).astype(int)
     ok = (xi >= 0) & (xi < SHAPE[1]) & (yi >= 0) & (yi < SHAPE[0])
@@ -110,25 +116,36 @@ def test_process_frame_on_the_real_iceact_frames():
     from skylake.allsky.pipeline import AllSkySettings, camera_from_profile, process_frame
 
     hip = read_hipparcos(require_shared(ALLSKY / "hipparcos.fits.gz"))
-    model, site = camera_from_profile({
-        "projection": "equidistant", "focal_length_mm": 1.44629, "pixel_size_mm": 0.0075, "x0": 325.518,
-        "y0": 251.668, "rotation_deg": -86.792, "k1": 0.00119, "tilt_deg": 0.687, "tilt_az_deg": 239.15,
-        "site": {"lat_deg": -89.99, "lon_deg": -63.45, "height_m": 2801.0}})
+    model, site = camera_from_profile(
+        {
+            "projection": "equidistant",
+            "focal_length_mm": 1.44629,
+            "pixel_size_mm": 0.0075,
+            "x0": 325.518,
+            "y0": 251.668,
+            "rotation_deg": -86.792,
+            "k1": 0.00119,
+            "tilt_deg": 0.687,
+            "tilt_az_deg": 239.15,
+            "site": {"lat_deg": -89.99, "lon_deg": -63.45, "height_m": 2801.0},
+        }
+    )
     clear = read_allsky_frame(require_shared(ALLSKY / "iceact_20170503_starry.fits"))
     settings = AllSkySettings(saturation_adu=60000.0, bias_adu="corners")
     r = process_frame(clear.data, clear.time, clear.exptime_s, model, site, hip, settings)
     assert r.cloud_fraction < 0.2 and len(r.streaks) == 0
     assert 9.0 < r.zeropoint < 11.0 and len(r.transparency_horizon) > 50
     assert np.median(r.transparency_horizon["transparency"]) == pytest.approx(0.9, abs=0.1)
-    assert 20.0 < r.summary()["sky_mag_zenith"] < 22.5          # a dark polar sky, V mag/arcsec^2
+    assert 20.0 < r.summary()["sky_mag_zenith"] < 22.5  # a dark polar sky, V mag/arcsec^2
     cloudy = read_allsky_frame(require_shared(ALLSKY / "iceact_20170611_cloudy.fits"))
     from dataclasses import replace
 
-    r2 = process_frame(cloudy.data, cloudy.time, cloudy.exptime_s, model, site, hip,
-                       replace(settings, zp_clear=r.zeropoint))
+    r2 = process_frame(
+        cloudy.data, cloudy.time, cloudy.exptime_s, model, site, hip, replace(settings, zp_clear=r.zeropoint)
+    )
     assert r2.cloud_fraction > 0.5
     assert np.median(r2.transparency_horizon["transparency"]) < 0.5
-    assert r2.summary()["sky_mag_zenith"] < r.summary()["sky_mag_zenith"] - 1.0   # lit cloud is brighter
+    assert r2.summary()["sky_mag_zenith"] < r.summary()["sky_mag_zenith"] - 1.0  # lit cloud is brighter
     with pytest.raises(ValueError, match=r"unknown allsky setting\(s\) \['nsid'\]"):
         AllSkySettings.from_dict({"nsid": 8})
     with pytest.raises(ValueError, match="allsky.nside must be a power of 2 .* 12"):

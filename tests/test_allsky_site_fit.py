@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time
-
 from conftest import SHARED_DATA, require_shared
+
 from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.catalog import read_hipparcos
 from skylake.allsky.fit import CameraFitError, fit_from_site
-from skylake.synthetic.allsky import make_allsky_frame
 from skylake.cli import main as cli
 from skylake.profile import ProfileError, load_profile
+from skylake.synthetic.allsky import make_allsky_frame
 
 ALLSKY = SHARED_DATA / "allsky"
 ICEACT_ZENITH = (326.5, 250.0)  # column, row (0-based), published
@@ -48,8 +48,20 @@ def _profile(tmp_path, name, extra=""):
 
 def _fit(tmp_path, capsys, frame, profile, *more):
     out = tmp_path / f"{profile.stem}-fitted.toml"
-    code = cli(["camera", "fit", str(frame), "--pipeline", str(profile), "--out", str(out),
-                "--plot", str(tmp_path / f"{profile.stem}.png"), *more])
+    code = cli(
+        [
+            "camera",
+            "fit",
+            str(frame),
+            "--pipeline",
+            str(profile),
+            "--out",
+            str(out),
+            "--plot",
+            str(tmp_path / f"{profile.stem}.png"),
+            *more,
+        ]
+    )
     text = capsys.readouterr()
     return code, text.out, text.err, out
 
@@ -82,8 +94,10 @@ def test_a_wrong_pixel_size_gets_one_line_and_the_same_fit(tmp_path, capsys):
     code, out, err, written_wrong = _fit(tmp_path, capsys, frame, wrong)
     assert code == 0, out + err
     warnings = [line for line in out.splitlines() if line.startswith("warning")]
-    assert warnings == ["warning: [camera] focal_length_mm = 1.45 and pixel_size_mm = 0.0105 give 138.1 px per "
-                        "radian, the stars 192.9 (0.72x): with that focal length the pixel size is 0.00752 mm"]
+    assert warnings == [
+        "warning: [camera] focal_length_mm = 1.45 and pixel_size_mm = 0.0105 give 138.1 px per "
+        "radian, the stars 192.9 (0.72x): with that focal length the pixel size is 0.00752 mm"
+    ]
     a = CameraModel.from_dict(tomllib.loads(written.read_text())["camera"])
     b = CameraModel.from_dict(tomllib.loads(written_wrong.read_text())["camera"])
     assert abs(a.x0 - b.x0) < 0.05 and abs(a.y0 - b.y0) < 0.05 and abs(a.f_px / b.f_px - 1) < 1e-3
@@ -101,20 +115,23 @@ def test_a_header_pixel_size_that_contradicts_the_stars_is_named(tmp_path, capsy
     assert code == 0
     assert [line for line in out.splitlines() if line.startswith("warning")] == [
         "warning: header PIXWIDTH = 10.5 um and FOCALLEN = 1.45 mm give 138.1 px per radian, the stars 192.9 "
-        "(0.72x): PIXWIDTH would be 7.52 um for that FOCALLEN"]
+        "(0.72x): PIXWIDTH would be 7.52 um for that FOCALLEN"
+    ]
 
 
 @pytest.mark.realdata
 def test_an_overcast_frame_fails_with_a_reason_and_writes_nothing(tmp_path, capsys):
     frame = require_shared(ALLSKY / "cta_lapalma_20151220_cloudy.fits.gz")
     profile = tmp_path / "cta.toml"
-    profile.write_text(SITE_ONLY.format(name="cta", extra="", catalog=ALLSKY / "hipparcos.fits.gz")
-                       .replace('projection = "equidistant"', 'projection = "equisolid"')
-                       .replace("lat_deg = -89.99", "lat_deg = 28.76187").replace("lon_deg = -63.45",
-                                                                                 "lon_deg = -17.890777")
-                       .replace('timezone = "Antarctica/South_Pole"', 'timezone = "Atlantic/Canary"')
-                       + '[header]\ntime_keys = ["TIMEUTC"]\ntime_format = "%Y-%m-%d %H:%M:%S"\n'
-                         "[defaults]\nexptime = 30.0\n")
+    profile.write_text(
+        SITE_ONLY.format(name="cta", extra="", catalog=ALLSKY / "hipparcos.fits.gz")
+        .replace('projection = "equidistant"', 'projection = "equisolid"')
+        .replace("lat_deg = -89.99", "lat_deg = 28.76187")
+        .replace("lon_deg = -63.45", "lon_deg = -17.890777")
+        .replace('timezone = "Antarctica/South_Pole"', 'timezone = "Atlantic/Canary"')
+        + '[header]\ntime_keys = ["TIMEUTC"]\ntime_format = "%Y-%m-%d %H:%M:%S"\n'
+        "[defaults]\nexptime = 30.0\n"
+    )
     code, out, err, written = _fit(tmp_path, capsys, frame, profile)
     assert code == 4 and not written.exists()
     assert err.startswith(f"camera fit failed on {frame}: ")
@@ -145,16 +162,24 @@ def test_noise_is_not_taken_for_a_camera():
         image[int(y), int(x)] += 400.0
         image[int(y), min(int(x) + 1, 639)] += 200.0
     with pytest.raises(CameraFitError, match="no zenith, rotation and scale found"):
-        fit_from_site(image, {"projection": "equidistant"}, Site(-89.99, -63.45, 2801.0),
-                      Time("2017-05-03T03:13:04", scale="utc"), catalog)
+        fit_from_site(
+            image,
+            {"projection": "equidistant"},
+            Site(-89.99, -63.45, 2801.0),
+            Time("2017-05-03T03:13:04", scale="utc"),
+            catalog,
+        )
 
 
 def test_a_profile_with_only_the_projection_loads_but_cannot_ingest(tmp_path):
     profile = tmp_path / "p.toml"
     profile.write_text(SITE_ONLY.format(name="p", extra="", catalog="hipparcos"))
     prof = load_profile(profile)
-    with pytest.raises(ProfileError, match="gives no focal_length_mm, pixel_size_mm, x0, y0: fit the model on a "
-                                           "clear frame first: skylake camera fit FRAME"):
+    with pytest.raises(
+        ProfileError,
+        match="gives no focal_length_mm, pixel_size_mm, x0, y0: fit the model on a "
+        "clear frame first: skylake camera fit FRAME",
+    ):
         prof.camera_model()
     bad = tmp_path / "bad.toml"
     bad.write_text(SITE_ONLY.format(name="b", extra="x0 = -5000.5\nk1 = 'big'", catalog="hipparcos"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import run_cli
+
 from skylake.ingest import EXIT_NOTHING_INGESTED, EXIT_SOME_REJECTED
-from skylake.pipeline import ingest
 from skylake.lake import Lake
+from skylake.pipeline import ingest
 from skylake.synthetic import write_bad_files
 
 pytestmark = pytest.mark.realdata
@@ -59,8 +59,17 @@ def test_good_frames_ingest_and_each_bad_file_gets_its_reason(tmp_path, batch_di
 
 def test_cli_exit_codes(tmp_path, batch_dir):
     lake = tmp_path / "lake"
-    only_bad = run_cli("ingest", str(lake), str(batch_dir / "bad"), "--create", "--scheduler", "synchronous",
-                       "--pipeline", "skycamz", "--no-progress")
+    only_bad = run_cli(
+        "ingest",
+        str(lake),
+        str(batch_dir / "bad"),
+        "--create",
+        "--scheduler",
+        "synchronous",
+        "--pipeline",
+        "skycamz",
+        "--no-progress",
+    )
     assert only_bad.returncode == EXIT_NOTHING_INGESTED, only_bad.stderr
     assert "rejected" in only_bad.stdout and "bad_cube.fits" in only_bad.stdout
     missing = run_cli("ingest", str(lake), str(tmp_path / "nowhere"), "--scheduler", "synchronous")
@@ -82,5 +91,7 @@ def test_a_directory_named_like_a_fits_file_is_searched_or_named_in_an_error(tmp
     (tmp_path / "x.fits" / "notes.txt").write_text("not a frame")
     assert main(["ingest", lake, str(tmp_path / "x.fits"), "--create", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"skylake: error: {tmp_path / 'x.fits'} is a directory with no FITS files in it or below it "
-                   f"(looked for .fits, .fit, .fts, .fits.gz, .fit.gz, .fits.fz, .fz)"]
+    assert err == [
+        f"skylake: error: {tmp_path / 'x.fits'} is a directory with no FITS files in it or below it "
+        f"(looked for .fits, .fit, .fts, .fits.gz, .fit.gz, .fits.fz, .fz)"
+    ]

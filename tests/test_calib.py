@@ -23,10 +23,26 @@ def _stars(rng, n, zp=21.3, ct=0.12, noise=0.01, nx=1000, ny=1000):
     colour = rng.uniform(-0.2, 1.6, n)
     ref = rng.uniform(9.0, 14.0, n)
     inst = ref - zp - ct * colour + rng.normal(0, noise, n)
-    return pd.DataFrame({"frame_id": 1, "source_id": np.arange(n), "ref_id": np.arange(n) + 100, "ref_mag": ref,
-                         "inst_mag": inst, "ref_color": colour, "inst_mag_err": 0.01, "flux_max": 1000.0,
-                         "bkg": 100.0, "flags": 0, "edge_dist": 100.0, "flags_ref": 0, "neighbour_mag": np.nan,
-                         "n_competing": 0, "x": rng.uniform(0, nx - 1, n), "y": rng.uniform(0, ny - 1, n)})
+    return pd.DataFrame(
+        {
+            "frame_id": 1,
+            "source_id": np.arange(n),
+            "ref_id": np.arange(n) + 100,
+            "ref_mag": ref,
+            "inst_mag": inst,
+            "ref_color": colour,
+            "inst_mag_err": 0.01,
+            "flux_max": 1000.0,
+            "bkg": 100.0,
+            "flags": 0,
+            "edge_dist": 100.0,
+            "flags_ref": 0,
+            "neighbour_mag": np.nan,
+            "n_competing": 0,
+            "x": rng.uniform(0, nx - 1, n),
+            "y": rng.uniform(0, ny - 1, n),
+        }
+    )
 
 
 FRAME = pd.DataFrame({"frame_id": [1], "nx": [1000], "ny": [1000], "saturation": [60000.0]})
@@ -78,8 +94,17 @@ def test_select_stars_names_the_first_reason():
     p.loc[6, "inst_mag_err"] = 0.5
     p.loc[7, "flags_ref"] = 1  # VARIABLE
     reasons = zeropoint.select_stars(p, CAL, np.full(9, 60000.0))
-    assert list(reasons) == ["saturated", "flagged", "edge", "blended", "blended", "too_bright", "too_faint",
-                             "ref_flagged", ""]
+    assert list(reasons) == [
+        "saturated",
+        "flagged",
+        "edge",
+        "blended",
+        "blended",
+        "too_bright",
+        "too_faint",
+        "ref_flagged",
+        "",
+    ]
 
 
 def test_too_few_stars_and_clouds_get_a_status_and_reason():
@@ -115,13 +140,15 @@ def test_extinction_fit_recovers_k_and_flags_a_cloudy_frame():
 
 
 def test_one_to_one_nearest_wins_both_ways():
-    pairs = pd.DataFrame({
-        "frame_id": [1, 1, 1, 1, 2, 2],
-        "source_id": [10, 10, 11, 12, 20, 21],
-        "ref_id": [100, 101, 100, 101, 100, 100],
-        "sep_arcsec": [1.0, 2.0, 0.5, 3.0, 4.0, 4.0],
-        "ref_mag": [10.0, 11.0, 10.0, 11.0, 10.0, 10.0],
-    })
+    pairs = pd.DataFrame(
+        {
+            "frame_id": [1, 1, 1, 1, 2, 2],
+            "source_id": [10, 10, 11, 12, 20, 21],
+            "ref_id": [100, 101, 100, 101, 100, 100],
+            "sep_arcsec": [1.0, 2.0, 0.5, 3.0, 4.0, 4.0],
+            "ref_mag": [10.0, 11.0, 10.0, 11.0, 10.0, 10.0],
+        }
+    )
     out = one_to_one(pairs.sample(frac=1.0, random_state=0))
     got = sorted(zip(out["frame_id"], out["source_id"], out["ref_id"]))
     # frame 1: 11 takes 100 (0.5 < 1.0); 10 keeps only its nearest (100) and loses it; 12 takes 101
@@ -148,21 +175,26 @@ def test_astrometric_offset_and_scale_error_are_measured():
     stats = astrometry.residual_stats(dra, ddec, x, y, ra_ref, dec_ref, nx, ny)
     assert stats["astro_dra_arcsec"] == pytest.approx(np.median(dra)) and abs(stats["astro_dra_arcsec"] - 0.8) < 0.2
     assert stats["astro_rms_arcsec"] == pytest.approx(np.sqrt(np.mean(dra**2 + ddec**2)))
-    assert stats["astro_dra_dx"] == pytest.approx(3.6, abs=1e-6) and stats["astro_ddec_dy"] == pytest.approx(3.6, abs=1e-6)
+    assert stats["astro_dra_dx"] == pytest.approx(3.6, abs=1e-6) and stats["astro_ddec_dy"] == pytest.approx(
+        3.6, abs=1e-6
+    )
     assert abs(stats["astro_dra_dy"]) < 1e-6 and stats["astro_radial_dr"] == pytest.approx(3.6, rel=0.02)
     ra_src = ra_ref + dra / 3600 / np.cos(np.radians(dec_ref))
     got = astrometry.offsets_arcsec(ra_src, dec_ref + ddec / 3600, ra_ref, dec_ref)
     assert np.allclose(got[0], dra, atol=1e-6) and np.allclose(got[1], ddec, atol=1e-9)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("color", ["B"], "color = ['B'] must be [] (no colour term) or two band names"),
-    ("match_radius_arcsec", -1.0, "match_radius_arcsec = -1.0 must be a positive number"),
-    ("mag_limits", [14.0, 8.0], "mag_limits = [14.0, 8.0] must be [low, high]"),
-    ("min_stars", 1, "min_stars = 1 must be an integer >= 2"),
-    ("saturation_fraction", 1.5, "saturation_fraction = 1.5 must be in (0, 1]"),
-    ("bogus", 1, "[calibration] has unknown settings ['bogus']"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("color", ["B"], "color = ['B'] must be [] (no colour term) or two band names"),
+        ("match_radius_arcsec", -1.0, "match_radius_arcsec = -1.0 must be a positive number"),
+        ("mag_limits", [14.0, 8.0], "mag_limits = [14.0, 8.0] must be [low, high]"),
+        ("min_stars", 1, "min_stars = 1 must be an integer >= 2"),
+        ("saturation_fraction", 1.5, "saturation_fraction = 1.5 must be in (0, 1]"),
+        ("bogus", 1, "[calibration] has unknown settings ['bogus']"),
+    ],
+)
 def test_bad_calibration_settings_are_named(tmp_path, key, value, message):
     import json
 
@@ -234,9 +266,17 @@ def test_astrometric_residuals_never_use_excluded_pairs():
     from skylake.calib.pairs import residuals
 
     n = 8
-    pairs = pd.DataFrame({"ra": 10.0 + np.r_[[1.0] * 3, [9.0] * 5] / 3600, "dec": 0.0, "ra_ref": 10.0, "dec_ref": 0.0,
-                          "x": np.arange(n) * 100.0, "y": np.arange(n) * 50.0,
-                          "reject": ["", "clipped", "too_faint"] + ["saturated", "edge", "blended", "flagged", "edge"]})
+    pairs = pd.DataFrame(
+        {
+            "ra": 10.0 + np.r_[[1.0] * 3, [9.0] * 5] / 3600,
+            "dec": 0.0,
+            "ra_ref": 10.0,
+            "dec_ref": 0.0,
+            "x": np.arange(n) * 100.0,
+            "y": np.arange(n) * 50.0,
+            "reject": ["", "clipped", "too_faint"] + ["saturated", "edge", "blended", "flagged", "edge"],
+        }
+    )
     stats = residuals(pairs, pd.Series({"nx": 1000, "ny": 1000}))
     assert stats["astro_n"] == 3 and stats["astro_dra_arcsec"] == pytest.approx(1.0) and np.isnan(stats["astro_dra_dx"])
     assert tuple(stats) == astrometry.COLUMNS
@@ -247,11 +287,27 @@ def test_night_fit_leaves_out_rows_of_frames_that_no_longer_exist():
 
     night, key = "2026-03-01", "k1"
     x = np.array([1.0, 1.5, 2.0])
-    rows = pd.DataFrame({"frame_id": [1, 2, 3], "night": night, "airmass": x, "zp_fit": 22.0 - 0.15 * x,
-                         "zp_status": "ok", "zp_reason": ""})
+    rows = pd.DataFrame(
+        {
+            "frame_id": [1, 2, 3],
+            "night": night,
+            "airmass": x,
+            "zp_fit": 22.0 - 0.15 * x,
+            "zp_status": "ok",
+            "zp_reason": "",
+        }
+    )
     # earlier rows: frame 4 is alive; frame 99 was re-ingested under a new id (its row is stale)
-    earlier = pd.DataFrame({"frame_id": [4, 99], "night": night, "calib_key": key, "zp": [22.0 - 0.18, 22.0 - 0.375],
-                            "airmass": [1.2, 2.5], "zp_status": "ok"})
+    earlier = pd.DataFrame(
+        {
+            "frame_id": [4, 99],
+            "night": night,
+            "calib_key": key,
+            "zp": [22.0 - 0.18, 22.0 - 0.375],
+            "airmass": [1.2, 2.5],
+            "zp_status": "ok",
+        }
+    )
     rows, ext = _nights(rows, earlier, key, "demo", CAL, redo=False, alive={1, 2, 3, 4})
     assert ext["n_frames"].tolist() == [4] and ext["airmass_max"].tolist() == [2.0]
     assert ext["k_ext"].iloc[0] == pytest.approx(0.15) and (rows["zp"] == rows["zp_fit"]).all()
@@ -264,12 +320,22 @@ def test_aperture_corrections_from_frame_groups_equal_the_batch_wide_ones():
     n = {1: 12, 2: 9, 3: 2, 4: 7, 5: 15, 6: 1}
     frame = np.repeat(list(n), list(n.values()))
     auto = 10 ** rng.uniform(4, 5, frame.size)
-    pairs = pd.DataFrame({"frame_id": frame, "flux_auto": auto, "flux_auto_err": auto / 100,
-                          "flux_ap2": auto * 10 ** (-0.4 * rng.normal(0.05 * frame, 0.01))})
+    pairs = pd.DataFrame(
+        {
+            "frame_id": frame,
+            "flux_auto": auto,
+            "flux_auto_err": auto / 100,
+            "flux_ap2": auto * 10 ** (-0.4 * rng.normal(0.05 * frame, 0.01)),
+        }
+    )
     clean = rng.uniform(size=frame.size) > 0.1
     whole = model.aperture_corrections(pairs, "flux_ap2", clean)
-    own = pd.concat([model.own_aperture_corrections(pairs[g], "flux_ap2", clean[g.to_numpy()])
-                     for g in (pairs["frame_id"] <= 2, pairs["frame_id"] > 2)])
+    own = pd.concat(
+        [
+            model.own_aperture_corrections(pairs[g], "flux_ap2", clean[g.to_numpy()])
+            for g in (pairs["frame_id"] <= 2, pairs["frame_id"] > 2)
+        ]
+    )
     groups = own.reindex(pd.unique(frame)).fillna(model.apcor_fallback(own))
     pd.testing.assert_series_equal(groups, whole, check_names=False)
     assert whole.loc[3] == whole.loc[6] == np.median(whole.loc[[1, 2, 4, 5]])
@@ -278,8 +344,16 @@ def test_aperture_corrections_from_frame_groups_equal_the_batch_wide_ones():
 def test_writers_own_consecutive_nights_and_only_their_groups():
     from skylake.calib.pairs import writer_plans
 
-    zps = pd.DataFrame({"frame_id": range(10), "night": ["a"] * 4 + ["b"] * 2 + [None] + ["c"] * 3,
-                        "zp": 1.0, "color_term": 0.0, "zp_err": 0.01, "zp_n_matched": [10] * 6 + [0] + [10] * 3})
+    zps = pd.DataFrame(
+        {
+            "frame_id": range(10),
+            "night": ["a"] * 4 + ["b"] * 2 + [None] + ["c"] * 3,
+            "zp": 1.0,
+            "color_term": 0.0,
+            "zp_err": 0.01,
+            "zp_n_matched": [10] * 6 + [0] + [10] * 3,
+        }
+    )
     group_of = pd.Series(np.arange(10) // 3, index=pd.Index(range(10), name="frame_id"))
     plans = writer_plans(zps, group_of, n_writers=2)
     assert [sorted(set(rows["night"])) for _, _, rows in plans] == [["a"], ["b", "c"]]  # 40 and 50 pairs
@@ -291,8 +365,13 @@ def test_writers_own_consecutive_nights_and_only_their_groups():
 def test_frame_groups_hold_consecutive_frames_of_a_night_up_to_the_sources():
     from skylake.calib.pairs import frame_groups
 
-    frames = pd.DataFrame({"frame_id": [5, 1, 2, 3, 4, 6], "night": ["b", "a", "a", "a", None, "b"],
-                           "n_sources": [30, 40, 50, None, 70, 10]})
+    frames = pd.DataFrame(
+        {
+            "frame_id": [5, 1, 2, 3, 4, 6],
+            "night": ["b", "a", "a", "a", None, "b"],
+            "n_sources": [30, 40, 50, None, 70, 10],
+        }
+    )
     groups = frame_groups(frames, max_sources=100)
     # order: the unknown night first, then (night, frame_id); a frame without sources weighs 1
     assert groups.index.tolist() == [4, 1, 2, 3, 5, 6] and groups.tolist() == [0, 1, 1, 1, 2, 2]

@@ -6,14 +6,15 @@ the demo profile."""
 from __future__ import annotations
 
 import contextlib
+
 import pandas as pd
 import pytest
 from distributed import get_task_stream
 
 from skylake.calib import calibrate as calib
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table
-from skylake.pipeline import ingest
 from skylake.lake import Lake
+from skylake.pipeline import ingest
 from skylake.profile import load_profile
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_demo_night, write_reference_catalog
@@ -25,12 +26,18 @@ COMMIT_COLUMNS = ["batch_id", "calibrated_at"]
 
 def test_night_batches_keep_nights_whole():
     # sources: night a 2 x 100, night b 5 x 100, the unknown night 1 (rejected: no sources), night c 100
-    frames = pd.DataFrame({"frame_id": range(9), "night": ["a"] * 2 + ["b"] * 5 + [None] + ["c"],
-                           "n_sources": [100] * 7 + [None, 100]})
+    frames = pd.DataFrame(
+        {"frame_id": range(9), "night": ["a"] * 2 + ["b"] * 5 + [None] + ["c"], "n_sources": [100] * 7 + [None, 100]}
+    )
     batches = calib.night_batches(frames, max_sources=201)
     # nights in order (the unknown night "" first), never split; a night above the limit is alone
     assert [sorted(b["frame_id"]) for b in batches] == [[0, 1, 7], [2, 3, 4, 5, 6], [8]]
-    assert [sorted(b["frame_id"]) for b in calib.night_batches(frames, max_sources=200)] == [[7], [0, 1], [2, 3, 4, 5, 6], [8]]
+    assert [sorted(b["frame_id"]) for b in calib.night_batches(frames, max_sources=200)] == [
+        [7],
+        [0, 1],
+        [2, 3, 4, 5, 6],
+        [8],
+    ]
     assert [len(b) for b in calib.night_batches(frames, max_sources=10_000)] == [9]
     assert calib.night_batches(frames.iloc[:0], max_sources=3) == []
 
@@ -39,9 +46,19 @@ def test_night_batches_keep_nights_whole():
 def lake(tmp_path_factory, dask_client):
     """Three nights ingested without calibration (no refcat yet), then the catalogue imported."""
     root = tmp_path_factory.mktemp("calbatches")
-    truths = [write_demo_night(root / night, n_frames=3, shape=(256, 256), n_stars=200, seed=30,
-                               start_utc=f"{night}T22:00:00", cloud=False, n_variables=0)
-              for night in NIGHTS]
+    truths = [
+        write_demo_night(
+            root / night,
+            n_frames=3,
+            shape=(256, 256),
+            n_stars=200,
+            seed=30,
+            start_utc=f"{night}T22:00:00",
+            cloud=False,
+            n_variables=0,
+        )
+        for night in NIGHTS
+    ]
     lake = Lake.init(root / "lake")
     for night in NIGHTS:
         ingest(lake, [str(root / night)], "demo", client=None, progress=False)
@@ -69,8 +86,9 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
     before = lake.log.published_version()
     limit = int(frames.groupby("night")["n_sources"].sum().max()) + 1  # one night fits, two do not
     with get_task_stream(dask_client) as stream:
-        report = calib.calibrate_frames(lake, frames, prof, "demo", batch_sources=limit,
-                                        scheduler=lambda: contextlib.nullcontext(dask_client))
+        report = calib.calibrate_frames(
+            lake, frames, prof, "demo", batch_sources=limit, scheduler=lambda: contextlib.nullcontext(dask_client)
+        )
     # one commit per night
     assert lake.log.published_version() == before + 3 and report.commit == before + 3
     assert report.calibrated == 9 and sum(report.by_status.values()) == 9 and set(report.extinction) == set(NIGHTS)
@@ -91,6 +109,7 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
     pd.testing.assert_frame_equal(_matches(lake), matches_batched)  # every pair, row for row
     assert len(_files(lake, MATCHES)) == 3  # the redo's one file per night replaced the three
     ext = read_table(lake, EXTINCTION).drop(columns=COMMIT_COLUMNS)
-    pd.testing.assert_frame_equal(ext.sort_values("night").reset_index(drop=True),
-                                  ext_batched.sort_values("night").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        ext.sort_values("night").reset_index(drop=True), ext_batched.sort_values("night").reset_index(drop=True)
+    )
     assert (batched["zp_status"] == "ok").sum() >= 6, batched["zp_status"].tolist()

@@ -38,21 +38,41 @@ def _write_sources(lake: Lake, src: pd.DataFrame):
     """Commit ``src`` (frame_id, ra, dec) as source and frame rows, as an ingest would."""
     n = len(src)
     schema = table_schema(SOURCES)  # every column filled: zeros, "" for text (all-sky provenance)
-    cols = {f.name: np.full(n, "", dtype=object) if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-            else np.zeros(n, dtype=f.type.to_pandas_dtype()) for f in schema}
-    cols.update(_healpix_29=compute_spatial_index(src["ra"].to_numpy(), src["dec"].to_numpy()),
-                source_id=src["source_id"].to_numpy(), frame_id=src["frame_id"].to_numpy(),
-                ra=src["ra"].to_numpy(), dec=src["dec"].to_numpy())
+    cols = {
+        f.name: np.full(n, "", dtype=object)
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        else np.zeros(n, dtype=f.type.to_pandas_dtype())
+        for f in schema
+    }
+    cols.update(
+        _healpix_29=compute_spatial_index(src["ra"].to_numpy(), src["dec"].to_numpy()),
+        source_id=src["source_id"].to_numpy(),
+        frame_id=src["frame_id"].to_numpy(),
+        ra=src["ra"].to_numpy(),
+        dec=src["dec"].to_numpy(),
+    )
     ra0, ra1, d0, d1 = BOX  # the frames' footprint holds every source
-    frames = [{"frame_id": f, "frame_key": f"edge-{f}", "status": "ok", "night": "2026-01-01", "nx": 1000,
-               "ny": 1000, "saturation": 60000.0, "footprint_ra": [ra0, ra1, ra1, ra0],
-               "footprint_dec": [d0, d0, d1, d1], "n_sources": int((src["frame_id"] == f).sum())}
-              for f in sorted(src["frame_id"].unique())]
+    frames = [
+        {
+            "frame_id": f,
+            "frame_key": f"edge-{f}",
+            "status": "ok",
+            "night": "2026-01-01",
+            "nx": 1000,
+            "ny": 1000,
+            "saturation": 60000.0,
+            "footprint_ra": [ra0, ra1, ra1, ra0],
+            "footprint_dec": [d0, d0, d1, d1],
+            "n_sources": int((src["frame_id"] == f).sum()),
+        }
+        for f in sorted(src["frame_id"].unique())
+    ]
     with lake.transaction("ingest") as tx:
         tx.allocate_frame_ids(len(frames))
         tx.stage_sources(conform(cols, SOURCES))
-        table = pa.Table.from_pylist([{k: v for k, v in f.items() if k != "night"} for f in frames],
-                                     schema=table_schema(FRAMES))
+        table = pa.Table.from_pylist(
+            [{k: v for k, v in f.items() if k != "night"} for f in frames], schema=table_schema(FRAMES)
+        )
         tx.stage_frames(table, [f["night"] for f in frames])
         tx.commit()
     return pd.DataFrame(frames)
@@ -66,20 +86,37 @@ def edge_lake(tmp_path_factory, dask_client):
     n_bg = 15_000  # ~1700 per deg^2: no pixel of the box is empty, so the refcat tiles it
     bg_ra, bg_dec = rng.uniform(ra0, ra1, n_bg), np.degrees(np.arcsin(rng.uniform(*np.sin(np.radians([d0, d1])), n_bg)))
     # stars on the edges of every order-8 pixel of the inner box (edges of any coarser pixel too)
-    vec = hp.ang2vec(np.r_[INNER[0], INNER[1], INNER[1], INNER[0]], np.r_[INNER[2], INNER[2], INNER[3], INNER[3]],
-                     lonlat=True)
+    vec = hp.ang2vec(
+        np.r_[INNER[0], INNER[1], INNER[1], INNER[0]], np.r_[INNER[2], INNER[2], INNER[3], INNER[3]], lonlat=True
+    )
     pix = hp.query_polygon(256, vec, inclusive=False, nest=True)
     edge = np.concatenate([hp.boundaries(256, int(p), step=3, nest=True).T for p in pix])
     e_ra, e_dec = hp.vec2ang(edge, lonlat=True)
     e_ra, e_dec = _offset(e_ra, e_dec, rng.uniform(0, 3.0, e_ra.size), rng.uniform(0, 2 * np.pi, e_ra.size))
-    refs = pd.DataFrame({"id": np.arange(n_bg + e_ra.size) + 1, "ra": np.r_[bg_ra, e_ra], "dec": np.r_[bg_dec, e_dec],
-                         "vmag": rng.uniform(8, 14, n_bg + e_ra.size)})
+    refs = pd.DataFrame(
+        {
+            "id": np.arange(n_bg + e_ra.size) + 1,
+            "ra": np.r_[bg_ra, e_ra],
+            "dec": np.r_[bg_dec, e_dec],
+            "vmag": rng.uniform(8, 14, n_bg + e_ra.size),
+        }
+    )
     pq.write_table(pa.Table.from_pandas(refs, preserve_index=False), root / "edge_refs.parquet")
-    (root / "map.toml").write_text('[columns]\nref_id = "id"\nra = "ra"\ndec = "dec"\nepoch = {const = 2000.0}\n'
-                                   'mag_V = "vmag"\n')
+    (root / "map.toml").write_text(
+        '[columns]\nref_id = "id"\nra = "ra"\ndec = "dec"\nepoch = {const = 2000.0}\nmag_V = "vmag"\n'
+    )
     lake = Lake.init(root / "lake", partition_order=7)
-    report = import_refcat(lake, "edges", [root / "edge_refs.parquet"], "generic", columns_map=root / "map.toml",
-                           pixel_threshold=PIXEL_THRESHOLD, highest_order=HIGHEST_ORDER, client=dask_client, progress=False)
+    report = import_refcat(
+        lake,
+        "edges",
+        [root / "edge_refs.parquet"],
+        "generic",
+        columns_map=root / "map.toml",
+        pixel_threshold=PIXEL_THRESHOLD,
+        highest_order=HIGHEST_ORDER,
+        client=dask_client,
+        progress=False,
+    )
     assert report.partitions > 5 and report.margin_threshold_arcsec == 10.0
     # sources: three frames, one per edge star each, 0-12" away (a quarter beyond the radius),
     # plus 400 second sources within the radius of an edge star in frame 1 (they compete for it)
@@ -100,7 +137,8 @@ def _brute_force(src: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     """Every source's nearest star over the whole catalogue, within the radius, then per (frame,
     star) the nearest source (ties to the smaller id)."""
     idx, sep, _ = SkyCoord(src["ra"].to_numpy() * u.deg, src["dec"].to_numpy() * u.deg).match_to_catalog_sky(
-        SkyCoord(refs["ra"].to_numpy() * u.deg, refs["dec"].to_numpy() * u.deg))
+        SkyCoord(refs["ra"].to_numpy() * u.deg, refs["dec"].to_numpy() * u.deg)
+    )
     pairs = src.assign(ref_id=refs["id"].to_numpy()[idx], sep=sep.to_value(u.arcsec))
     pairs = pairs[pairs["sep"] <= RADIUS].sort_values(["frame_id", "ref_id", "sep", "source_id"])
     return pairs.drop_duplicates(["frame_id", "ref_id"])
@@ -134,6 +172,8 @@ def test_pairs_across_partition_edges_equal_brute_force_astropy(edge_lake, dask_
     crossing = partition(got["ra"], got["dec"]) != partition(ref_pos["ra"], ref_pos["dec"])
     assert crossing.sum() > 100
     lake_pix = compute_spatial_index(got["ra"].to_numpy(), got["dec"].to_numpy()) >> 2 * (29 - 7)
-    assert (lake_pix != compute_spatial_index(ref_pos["ra"].to_numpy(), ref_pos["dec"].to_numpy()) >> 2 * (29 - 7)).sum() > 100
+    assert (
+        lake_pix != compute_spatial_index(ref_pos["ra"].to_numpy(), ref_pos["dec"].to_numpy()) >> 2 * (29 - 7)
+    ).sum() > 100
     # one-to-one: competing sources of frame 1 lost to the nearer one
     assert got.groupby(["frame_id", "ref_id"]).size().max() == 1 and (got["n_competing"] > 0).sum() > 100

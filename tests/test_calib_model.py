@@ -12,8 +12,18 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from skylake.calib.model import (ASTRO_EXCLUDE, REJECTS, STAR_REJECTS, ExtStatus, LatestPolicy, ZpStatus,
-                                 calibrated_mag, colour_offset, latest_calibration, pair_zeropoint)
+from skylake.calib.model import (
+    ASTRO_EXCLUDE,
+    REJECTS,
+    STAR_REJECTS,
+    ExtStatus,
+    LatestPolicy,
+    ZpStatus,
+    calibrated_mag,
+    colour_offset,
+    latest_calibration,
+    pair_zeropoint,
+)
 from skylake.db.mirror import _latest_zeropoints
 from skylake.schema import table_schema
 
@@ -39,16 +49,19 @@ def _zeropoints() -> pd.DataFrame:
     return df.assign(airmass=1.0 + df.index / 10.0, color_term=0.05)
 
 
-@pytest.mark.parametrize("policy, rows", [
-    # objects and maps: the build's catalogue, whatever the status
-    (LatestPolicy(refcat="gaia"), [2, 5, 8]),
-    (LatestPolicy(refcat="tycho2"), [3, 6, 7]),
-    # night summaries: ok rows of any catalogue
-    (LatestPolicy(ok_only=True), [3, 5, 0]),
-    # the checkplot of a frame without --refcat: any row of any catalogue
-    (LatestPolicy(), [2, 5, 7, 8]),
-    (LatestPolicy(refcat="gaia", ok_only=True), [1, 5, 0]),
-])
+@pytest.mark.parametrize(
+    "policy, rows",
+    [
+        # objects and maps: the build's catalogue, whatever the status
+        (LatestPolicy(refcat="gaia"), [2, 5, 8]),
+        (LatestPolicy(refcat="tycho2"), [3, 6, 7]),
+        # night summaries: ok rows of any catalogue
+        (LatestPolicy(ok_only=True), [3, 5, 0]),
+        # the checkplot of a frame without --refcat: any row of any catalogue
+        (LatestPolicy(), [2, 5, 7, 8]),
+        (LatestPolicy(refcat="gaia", ok_only=True), [1, 5, 0]),
+    ],
+)
 def test_latest_calibration_policies(policy, rows):
     zps = _zeropoints()
     got = latest_calibration(zps, policy)
@@ -74,8 +87,11 @@ def test_night_summaries_take_the_latest_ok_row_of_any_catalogue():
     zps = _zeropoints()
     table = pa.Table.from_pandas(zps, preserve_index=False)
     airmass = zps["airmass"]
-    assert _latest_zeropoints(table) == {1: (20.5, airmass[3], 0.05), 2: (21.1, airmass[5], 0.05),
-                                         4: (22.0, airmass[0], 0.05)}
+    assert _latest_zeropoints(table) == {
+        1: (20.5, airmass[3], 0.05),
+        2: (21.1, airmass[5], 0.05),
+        4: (22.0, airmass[0], 0.05),
+    }
     assert _latest_zeropoints(table.slice(0, 0)) == {}
 
 
@@ -83,8 +99,12 @@ def test_pair_zeropoint():
     # ref - inst - color_term * colour; exact binary fractions so every expectation is exact
     assert pair_zeropoint(15.0, -5.0).tolist() == 20.0
     assert pair_zeropoint(15.0, -5.0, 0.5, 0.25).tolist() == 19.875
-    got = pair_zeropoint([15.0, 15.0, 15.0, 15.0, np.nan], [-5.0] * 5, [np.nan, np.nan, np.nan, -1.0, 0.5],
-                         [0.0, np.nan, 0.25, 0.25, 0.25])
+    got = pair_zeropoint(
+        [15.0, 15.0, 15.0, 15.0, np.nan],
+        [-5.0] * 5,
+        [np.nan, np.nan, np.nan, -1.0, 0.5],
+        [0.0, np.nan, 0.25, 0.25, 0.25],
+    )
     # no colour term: the colour is not needed; a colour term and no colour: no zeropoint
     np.testing.assert_array_equal(got, [20.0, 20.0, np.nan, 20.25, np.nan])
 
@@ -92,8 +112,9 @@ def test_pair_zeropoint():
 def test_calibrated_mag():
     assert calibrated_mag(-5.0, 20.0).tolist() == 15.0
     assert calibrated_mag(-5.0, 20.0, 0.5, 0.25).tolist() == 15.125
-    got = calibrated_mag([-5.0] * 5, [20.0, 20.0, 20.0, np.nan, 20.0], [np.nan, 0.5, 0.5, 0.5, -1.0],
-                         [0.25, np.nan, 0.0, 0.25, 0.25])
+    got = calibrated_mag(
+        [-5.0] * 5, [20.0, 20.0, 20.0, np.nan, 20.0], [np.nan, 0.5, 0.5, 0.5, -1.0], [0.25, np.nan, 0.0, 0.25, 0.25]
+    )
     # unknown colour: colour 0 (as zp is defined); unknown colour term: none; no zp: no magnitude
     np.testing.assert_array_equal(got, [15.0, 15.0, 15.0, np.nan, 14.75])
 

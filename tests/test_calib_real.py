@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SHARED_DATA, require_shared, run_cli
+
 from skylake.calib.calibrate import calibrate
 from skylake.calib.crossmatch import CalibrationError
 from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
-from skylake.pipeline import ingest
 from skylake.lake import Lake
+from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 
 pytestmark = pytest.mark.realdata
@@ -27,8 +27,9 @@ POINTINGS = ((256.2, 12.8), (263.8, 18.7))  # RA, Dec [deg] of frames 210-221 an
 def _near(ra, dec, radius_deg: float) -> np.ndarray:
     keep = np.zeros(ra.size, bool)
     for ra0, dec0 in POINTINGS:
-        cos_sep = (np.sin(np.radians(dec)) * np.sin(np.radians(dec0))
-                   + np.cos(np.radians(dec)) * np.cos(np.radians(dec0)) * np.cos(np.radians(ra - ra0)))
+        cos_sep = np.sin(np.radians(dec)) * np.sin(np.radians(dec0)) + np.cos(np.radians(dec)) * np.cos(
+            np.radians(dec0)
+        ) * np.cos(np.radians(ra - ra0))
         keep |= cos_sep >= np.cos(np.radians(radius_deg))
     return keep
 
@@ -119,6 +120,9 @@ def test_aperture_flux_gives_the_kron_zeropoint(lake, dask_client, flux):
     mine = matches[matches["calib_key"] == ap["calib_key"].iloc[0]]
     sources = lake.read_sources(columns=["source_id", flux]).to_pandas().set_index("source_id")
     frames = lake.read_frames(columns=["frame_id", "exptime"]).to_pandas().set_index("frame_id")
-    expect = (-2.5 * np.log10(sources.loc[mine["source_id"], flux].to_numpy() / frames.loc[mine["frame_id"], "exptime"]
-                              .to_numpy()) - ap.loc[mine["frame_id"], "apcor"].to_numpy())
+    expect = (
+        -2.5
+        * np.log10(sources.loc[mine["source_id"], flux].to_numpy() / frames.loc[mine["frame_id"], "exptime"].to_numpy())
+        - ap.loc[mine["frame_id"], "apcor"].to_numpy()
+    )
     assert np.allclose(mine["inst_mag"], expect, atol=1e-5, equal_nan=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -15,16 +16,25 @@ import pytest
 
 from skylake.calib.calibrate import calibrate, plot_zeropoint
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, rewrite_on_workers
+from skylake.lake import Lake
 from skylake.lake.tables import Table
 from skylake.pipeline import ingest
-from skylake.lake import Lake
 from skylake.refcat import import_refcat
 from skylake.status import format_status, lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
 K_EXT, COLOR_TERM, ZP = 0.15, 0.15, 22.0
-NIGHT = dict(n_frames=6, shape=(512, 512), start_utc="2026-03-01T20:30:00", cadence_s=1800, n_stars=1200,
-             seed=11, k_ext=K_EXT, color_term=COLOR_TERM, zp_true=ZP)
+NIGHT = dict(
+    n_frames=6,
+    shape=(512, 512),
+    start_utc="2026-03-01T20:30:00",
+    cadence_s=1800,
+    n_stars=1200,
+    seed=11,
+    k_ext=K_EXT,
+    color_term=COLOR_TERM,
+    zp_true=ZP,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +42,32 @@ def night(tmp_path_factory, dask_client):
     root = tmp_path_factory.mktemp("calnight")
     clear = write_demo_night(root / "clear", cloud=False, **NIGHT)
     cloudy = write_demo_night(root / "cloudy", cloud=True, cloud_track=(-0.2, 0.2), **NIGHT)  # cloud over the chip
-    sparse = write_demo_night(root / "sparse", n_frames=1, shape=(512, 512), start_utc="2026-03-01T21:00:00",
-                              n_stars=12, n_variables=0, cloud=False, seed=12, color_term=COLOR_TERM)
+    sparse = write_demo_night(
+        root / "sparse",
+        n_frames=1,
+        shape=(512, 512),
+        start_utc="2026-03-01T21:00:00",
+        n_stars=12,
+        n_variables=0,
+        cloud=False,
+        seed=12,
+        color_term=COLOR_TERM,
+    )
     stars = pd.concat([clear.stars, sparse.stars.assign(star_id=sparse.stars["star_id"] + 1_000_000)])
     data, columns_map = write_reference_catalog(stars, root / "refcat")
     lake = Lake.init(root / "lake")
     import_refcat(lake, "demo", [data], "generic", columns_map=columns_map, client=dask_client, progress=False)
-    report = ingest(lake, [str(root / "clear"), str(root / "cloudy"), str(root / "sparse")], "demo",
-                    client=dask_client, progress=False)
+    report = ingest(
+        lake,
+        [str(root / "clear"), str(root / "cloudy"), str(root / "sparse")],
+        "demo",
+        client=dask_client,
+        progress=False,
+    )
     frames = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
-    truth = pd.concat([clear.frames.assign(kind="clear"), cloudy.frames.assign(kind="cloudy"),
-                       sparse.frames.assign(kind="sparse")])
+    truth = pd.concat(
+        [clear.frames.assign(kind="clear"), cloudy.frames.assign(kind="cloudy"), sparse.frames.assign(kind="sparse")]
+    )
     truth = truth.rename(columns={"color_term": "color_term_true", "airmass": "airmass_true"})
     return lake, report, frames.merge(truth, on="path"), stars, root
 
@@ -88,13 +113,19 @@ def test_calibrated_magnitudes_by_matches_and_by_the_documented_join(night):
     assert np.allclose(used["ref_mag"], truth.loc[used["ref_id"], "mag"], atol=1e-5)
     assert matches.groupby(["frame_id", "ref_id"]).size().max() == 1 and matches["source_id"].is_unique
     # README's one-line join: every source of an ok frame, mag at colour 0
-    sql = (f"SELECT s.source_id, s.inst_mag + z.zp AS mag "
-           f"FROM read_parquet('{lake.url}/sources/dataset/*/*/*/*.parquet') s "
-           f"JOIN read_parquet('{lake.url}/zeropoints/*/*.parquet') z USING (frame_id) "
-           f"WHERE z.zp_status = 'ok' AND z.refcat = 'demo'")
+    sql = (
+        f"SELECT s.source_id, s.inst_mag + z.zp AS mag "
+        f"FROM read_parquet('{lake.url}/sources/dataset/*/*/*/*.parquet') s "
+        f"JOIN read_parquet('{lake.url}/zeropoints/*/*.parquet') z USING (frame_id) "
+        f"WHERE z.zp_status = 'ok' AND z.refcat = 'demo'"
+    )
     joined = duckdb.connect().execute(sql).df().set_index("source_id")
-    n_ok_sources = lake.read_frames(columns=["frame_id", "n_sources"]).to_pandas().merge(
-        read_table(lake, ZEROPOINTS).query("zp_status == 'ok'"), on="frame_id")["n_sources"].sum()
+    n_ok_sources = (
+        lake.read_frames(columns=["frame_id", "n_sources"])
+        .to_pandas()
+        .merge(read_table(lake, ZEROPOINTS).query("zp_status == 'ok'"), on="frame_id")["n_sources"]
+        .sum()
+    )
     assert len(joined) == n_ok_sources
     m = used.set_index("source_id")
     zp_ct = read_table(lake, ZEROPOINTS).set_index("frame_id")["color_term"]
@@ -124,8 +155,9 @@ def test_rerun_is_a_no_op_redo_replaces_in_one_commit_and_plots(night, dask_clie
     assert "calibrated   13 frames against demo:" in text and "ok 6" in text and "too_few_stars 1" in text
 
 
-def test_redo_replaces_only_its_own_calibrations_extinction_and_rewrites_only_its_nights(night, dask_client,
-                                                                                         monkeypatch):
+def test_redo_replaces_only_its_own_calibrations_extinction_and_rewrites_only_its_nights(
+    night, dask_client, monkeypatch
+):
     """Two calibrations against one catalogue in one night (as skycamt and skycamz against tycho2):
     a --redo of one keeps the other's extinction row, and rewrites zeropoints and matches only in the
     nights of the frames it redoes."""
@@ -145,10 +177,18 @@ def test_redo_replaces_only_its_own_calibrations_extinction_and_rewrites_only_it
     assert row_b["ext_status"].tolist() == ["ok"] and abs(row_b["k_ext"].iloc[0] - K_EXT) < 0.01
     staged = []
     remove_where = Table.remove_where
-    monkeypatch.setattr(Table, "remove_where", lambda self, tx, drop, nights=None: staged.append((self.name, nights))
-                        or remove_where(self, tx, drop, nights))
-    monkeypatch.setattr(calib, "rewrite_on_workers", lambda tx, runner, table, refcat, ids, nights=None:
-                        staged.append((table, nights)) or rewrite_on_workers(tx, runner, table, refcat, ids, nights))
+    monkeypatch.setattr(
+        Table,
+        "remove_where",
+        lambda self, tx, drop, nights=None: staged.append((self.name, nights)) or remove_where(self, tx, drop, nights),
+    )
+    monkeypatch.setattr(
+        calib,
+        "rewrite_on_workers",
+        lambda tx, runner, table, refcat, ids, nights=None: (
+            staged.append((table, nights)) or rewrite_on_workers(tx, runner, table, refcat, ids, nights)
+        ),
+    )
     a = calib.calibrate_frames(lake, rest, demo, "demo", redo=True, scheduler=on_client)
     assert a.calibrated == len(rest) and a.calib_key != b.calib_key
     ext = read_table(lake, EXTINCTION).set_index("calib_key")

@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from conftest import _admin_engine, run_cli
+from conftest import db_rows as _rows
 
-from conftest import run_cli
-from skylake.db import refresh
 from skylake.db import migrate as migrate_mod
+from skylake.db import refresh
 from skylake.db.migrate import migrate
-from skylake.synthetic.summary_rows import commit_night
 from skylake.errors import ForeignLakeError
 from skylake.lake import Lake
 from skylake.lake.lake import LEGACY_ID_NAMESPACE
-from conftest import _admin_engine, db_rows as _rows
+from skylake.synthetic.summary_rows import commit_night
 
 SECRET = "Xq7-s3cr3t-pw"
 
@@ -180,8 +180,9 @@ def test_no_password_is_printed_by_a_working_refresh_and_report_at_debug(tmp_pat
     url = sa.make_url(pg_url).set(password=SECRET).render_as_string(hide_password=False)  # trust auth ignores it
     url += f"?sslpassword={SECRET}"
     refreshed = run_cli("--log-level", "DEBUG", "refresh", masking_lake.url, "--db", url, env=secret_env)
-    reported = run_cli("--log-level", "DEBUG", "report", masking_lake.url, str(tmp_path / "site"), "--db", url,
-                       env=secret_env)
+    reported = run_cli(
+        "--log-level", "DEBUG", "report", masking_lake.url, str(tmp_path / "site"), "--db", url, env=secret_env
+    )
     for result in (refreshed, reported):
         assert result.returncode == 0, result.stderr
         _assert_no_secret(result.stdout, result.stderr)
@@ -200,14 +201,18 @@ def test_refresh_with_events_on_an_up_to_date_database_succeeds(tmp_path):
     events.write_text("date,instrument,kind,note\n2026-04-01,SkyCamZ,clean,mirror washed\n")
     again = run_cli("refresh", lake.url, "--events", str(events))
     assert again.returncode == 0, again.stderr
-    assert _rows(f"sqlite:///{lake.path('_skylake/summary.sqlite')}",
-                 "SELECT instrument, kind, note FROM maintenance_events") == [("SkyCamZ", "clean", "mirror washed")]
+    assert _rows(
+        f"sqlite:///{lake.path('_skylake/summary.sqlite')}", "SELECT instrument, kind, note FROM maintenance_events"
+    ) == [("SkyCamZ", "clean", "mirror washed")]
 
 
-@pytest.mark.parametrize("url,reason", [
-    ("notaurl", r"'notaurl' is not a database URL"),
-    ("nosuchdialect://u@h/db", r"cannot use database URL nosuchdialect://u@h/db: Can't load plugin"),
-])
+@pytest.mark.parametrize(
+    "url,reason",
+    [
+        ("notaurl", r"'notaurl' is not a database URL"),
+        ("nosuchdialect://u@h/db", r"cannot use database URL nosuchdialect://u@h/db: Can't load plugin"),
+    ],
+)
 def test_a_malformed_database_url_is_a_usage_error(tmp_path, url, reason):
     lake = _lake(tmp_path / "lake")
     for args in (["refresh", lake.url], ["report", lake.url, str(tmp_path / "site")]):
@@ -218,8 +223,17 @@ def test_a_malformed_database_url_is_a_usage_error(tmp_path, url, reason):
 
 def test_report_without_refresh_with_the_database_down_is_one_line_exit_5(tmp_path):
     lake = _lake(tmp_path / "lake")
-    result = run_cli("report", lake.url, str(tmp_path / "site"), "--no-refresh", "--db",
-                     "postgresql+psycopg://skylake@127.0.0.1:1/nowhere")
+    result = run_cli(
+        "report",
+        lake.url,
+        str(tmp_path / "site"),
+        "--no-refresh",
+        "--db",
+        "postgresql+psycopg://skylake@127.0.0.1:1/nowhere",
+    )
     assert result.returncode == 5
-    assert re.search(r"report: cannot read the summary database postgresql\+psycopg://skylake@127\.0\.0\.1:1/nowhere: "
-                     r"connection failed", one_line_error(result))
+    assert re.search(
+        r"report: cannot read the summary database postgresql\+psycopg://skylake@127\.0\.0\.1:1/nowhere: "
+        r"connection failed",
+        one_line_error(result),
+    )

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
@@ -26,8 +25,10 @@ def test_the_readme_is_short_and_links_every_docs_page():
 def test_the_readme_two_commands_are_those_ci_runs():
     ci = (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
-    for command in ('python3 -m venv .venv && .venv/bin/pip install -q -e ".[test]" && .venv/bin/python -m pytest',
-                    "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/skylake demo --out skylake-demo"):
+    for command in (
+        'python3 -m venv .venv && .venv/bin/pip install -q -e ".[test]" && .venv/bin/python -m pytest',
+        "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/skylake demo --out skylake-demo",
+    ):
         assert command in ci and command in readme
 
 
@@ -39,8 +40,23 @@ def test_the_docs_build_without_a_warning(tmp_path):
         if os.environ.get("CI") == "true":
             pytest.fail("sphinx and myst-parser are not installed: pip install -e '.[test]'")
         pytest.skip("sphinx and myst-parser are not installed (pip install -e '.[test]')")
-    out = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(REPO / "docs"),
-                          str(tmp_path / "html")], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(REPO / "docs"),
+            str(tmp_path / "html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     index = (tmp_path / "html" / "index.html").read_text()
     assert "Ingest your frames" in index and "API: the lake core" in index

@@ -12,7 +12,7 @@ from skylake.ensemble.associate import associate_field
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
 from skylake.ensemble.noise import NoiseModel
 from skylake.ensemble.solve import EnsembleSettings, design, solve
-from skylake.ensemble.stage import EnsembleOptions, TERM_COLUMNS, point_corrections
+from skylake.ensemble.stage import TERM_COLUMNS, EnsembleOptions, point_corrections
 
 
 def _field(n_frames=20, n_stars=150, order=1, seed=3, noise=True, missing=0.1):
@@ -28,8 +28,20 @@ def _field(n_frames=20, n_stars=150, order=1, seed=3, noise=True, missing=0.1):
     err = 0.002 + 0.01 * 10 ** (0.4 * (star_mag[st] - 13))
     mag = star_mag[st] - corr + (rng.normal(0, 1, fr.size) * err if noise else 0)
     keep = rng.uniform(size=fr.size) > missing
-    return dict(frame=fr[keep], star=st[keep], mag=mag[keep], err=err[keep], u=u[keep], v=v[keep],
-                n_frames=n_frames, n_stars=n_stars), terms, star_mag
+    return (
+        dict(
+            frame=fr[keep],
+            star=st[keep],
+            mag=mag[keep],
+            err=err[keep],
+            u=u[keep],
+            v=v[keep],
+            n_frames=n_frames,
+            n_stars=n_stars,
+        ),
+        terms,
+        star_mag,
+    )
 
 
 def _gauge(terms):
@@ -54,8 +66,9 @@ def test_the_solve_is_the_weighted_least_squares_solution():
     """A direct dense solve of the same normal equations (with the gauge as constraints) gives the same
     corrections: the alternation converges to the least-squares answer, not somewhere near it."""
     data, _, _ = _field(n_frames=8, n_stars=40, order=1, seed=5)
-    s = EnsembleSettings(spatial_order=1, floor_mag=0.001, clip_sigma=1e3, variable_chi2=1e6, tol_mag=1e-12,
-                         max_iter=5000, min_stars=5)
+    s = EnsembleSettings(
+        spatial_order=1, floor_mag=0.001, clip_sigma=1e3, variable_chi2=1e6, tol_mag=1e-12, max_iter=5000, min_stars=5
+    )
     sol = solve(**data, settings=s)
     E, S, N = data["n_frames"], data["n_stars"], len(data["frame"])
     X = design(data["u"], data["v"], 1)
@@ -63,15 +76,15 @@ def test_the_solve_is_the_weighted_least_squares_solution():
     for k in range(3):
         A[np.arange(N), 3 * data["frame"] + k] = X[:, k]
     A[np.arange(N), 3 * E + data["star"]] = -1.0
-    w = 1 / np.sqrt(data["err"] ** 2 + 0.001 ** 2)
+    w = 1 / np.sqrt(data["err"] ** 2 + 0.001**2)
     rhs = -data["mag"]
     # gauge rows: the sum over frames of each term is zero
     G = np.zeros((3, 3 * E + S))
     for k in range(3):
-        G[k, k:3 * E:3] = 1e3
+        G[k, k : 3 * E : 3] = 1e3
     full = np.vstack([A * w[:, None], G])
     sol_direct = np.linalg.lstsq(full, np.r_[rhs * w, np.zeros(3)], rcond=None)[0]
-    direct_terms = sol_direct[:3 * E].reshape(E, 3)
+    direct_terms = sol_direct[: 3 * E].reshape(E, 3)
     np.testing.assert_allclose(sol.terms, direct_terms, atol=2e-6)
     np.testing.assert_allclose(sol.correction, np.einsum("ij,ij->i", X, direct_terms[data["frame"]]), atol=2e-6)
 
@@ -182,8 +195,14 @@ def test_tfa_finds_the_shared_trend_and_keeps_a_transit():
 def test_point_corrections_are_the_solve_s():
     data, _, _ = _field(seed=4, order=2)
     sol = solve(**data, settings=EnsembleSettings(spatial_order=2))
-    rows = pd.DataFrame({"frame_id": np.arange(data["n_frames"]) + 100, "status": "ok", "spatial_order": 2,
-                         "terms_cov": [list(c[np.triu_indices(6)]) for c in sol.terms_cov]})
+    rows = pd.DataFrame(
+        {
+            "frame_id": np.arange(data["n_frames"]) + 100,
+            "status": "ok",
+            "spatial_order": 2,
+            "terms_cov": [list(c[np.triu_indices(6)]) for c in sol.terms_cov],
+        }
+    )
     for k, c in enumerate(TERM_COLUMNS):
         rows[c] = sol.terms[:, k]
     x, y = (data["u"] + 1) * 1023 / 2, (data["v"] + 1) * 1023 / 2
@@ -195,8 +214,18 @@ def test_point_corrections_are_the_solve_s():
 
 
 def test_noise_model_by_hand():
-    m = NoiseModel(zp=20.0, exptime=10.0, sky_adu=100.0, gain=2.0, read_noise_e=10.0, n_pix=50.0, n_ann=500.0,
-                   airmass=1.5, diameter_m=0.5, height_m=2000.0)
+    m = NoiseModel(
+        zp=20.0,
+        exptime=10.0,
+        sky_adu=100.0,
+        gain=2.0,
+        read_noise_e=10.0,
+        n_pix=50.0,
+        n_ann=500.0,
+        airmass=1.5,
+        diameter_m=0.5,
+        height_m=2000.0,
+    )
     n = 10 ** (-0.4 * (15.0 - 20.0)) * 10 * 2  # 2000 e-
     assert m.photon(15.0) == pytest.approx(1.0857 / np.sqrt(n))
     assert m.background(15.0) == pytest.approx(1.0857 * np.sqrt(50 * 1.1 * (200 + 100)) / n)

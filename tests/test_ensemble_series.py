@@ -30,15 +30,17 @@ def series(tmp_path_factory, dask_client):
     root = tmp_path_factory.mktemp("series")
     truth = write_series(root, n_frames=60)
     lake = Lake.init(root / "lake")
-    import_refcat(lake, "series", [truth.refcat_path], "generic", columns_map=truth.refcat_map, client=dask_client,
-                  progress=False)
+    import_refcat(
+        lake, "series", [truth.refcat_path], "generic", columns_map=truth.refcat_map, client=dask_client, progress=False
+    )
     report = ingest(lake, truth.paths, truth.profile_path, client=dask_client, progress=False)
     build_objects(lake, client=dask_client)
     points = ds.dataset(lake.path("lightcurves/dataset"), format="parquet", partitioning="hive").to_table().to_pandas()
     objects = ds.dataset(lake.path("objects/dataset"), format="parquet", partitioning="hive").to_table().to_pandas()
     stars = truth.stars
     d, j = cKDTree(np.column_stack([stars["ra"] * np.cos(np.radians(30)), stars["dec"]])).query(
-        np.column_stack([objects["ra"] * np.cos(np.radians(30)), objects["dec"]]))
+        np.column_stack([objects["ra"] * np.cos(np.radians(30)), objects["dec"]])
+    )
     objects = objects.assign(star_id=np.where(d * 3600 < 2, stars["star_id"].to_numpy()[j], -1))
     points = points.merge(objects.loc[objects["star_id"] > 0, ["object_id", "star_id"]], on="object_id")
     points = points.merge(stars[["star_id", "kind", "mag"]].rename(columns={"mag": "true_mag"}), on="star_id")
@@ -94,7 +96,8 @@ def test_error_bars_are_right(series):
     n = clean["n"]
     pull = (clean["mag"] - mean) / clean["mag_err"] * np.sqrt(n / (n - 1))
     widths = pull.groupby(pd.cut(clean["true_mag"], [10, 12, 14, 16]), observed=True).apply(
-        lambda x: 1.4826 * np.median(np.abs(x - np.median(x))))
+        lambda x: 1.4826 * np.median(np.abs(x - np.median(x)))
+    )
     print("\npull widths", widths.round(3).to_dict())
     assert ((widths > 0.9) & (widths < 1.1)).all(), widths
 
@@ -109,8 +112,10 @@ def test_zeropoint_errors_are_right(series):
     both = zps.merge(ens[["frame_id", "zp_offset", "zp_offset_err"]], on="frame_id")
     assert (both["zp_offset_err"] < 0.25 * both["zp_err"]).all()
     pull = both["zp_offset"] / np.hypot(both["zp_err"], both["zp_offset_err"])
-    print(f"\nzeropoint pulls: width {np.std(pull):.3f} over {len(pull)} frames; median zp_err "
-          f"{1000 * both['zp_err'].median():.2f} mmag, offsets' rms {1000 * both['zp_offset'].std():.2f} mmag")
+    print(
+        f"\nzeropoint pulls: width {np.std(pull):.3f} over {len(pull)} frames; median zp_err "
+        f"{1000 * both['zp_err'].median():.2f} mmag, offsets' rms {1000 * both['zp_offset'].std():.2f} mmag"
+    )
     assert 0.9 < np.std(pull) < 1.1
 
 
@@ -151,8 +156,9 @@ def test_solving_again_changes_nothing_and_redo_replaces(series):
     assert cli(["ensemble", str(lake.store.location), "--redo"]) == 0
     redone = lake.read_night_table(ENSEMBLE).to_pandas()
     assert len(redone) == len(before) and set(redone["batch_id"]).isdisjoint(before["batch_id"])
-    np.testing.assert_allclose(redone.sort_values("frame_id")["zp_offset"], before.sort_values("frame_id")["zp_offset"],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        redone.sort_values("frame_id")["zp_offset"], before.sort_values("frame_id")["zp_offset"], atol=1e-9
+    )
     assert lake.read_night_table(DETREND).num_rows == lake.read_night_table(DETREND).num_rows
     # the objects see the frames recalibrated: their points are made again with the new rows, same numbers
     report = build_objects(lake)

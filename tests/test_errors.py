@@ -19,10 +19,17 @@ from skylake.runtime import SchedulerError
 
 SECRET = "s3cr3t-pw"
 CASES = [  # (exception, exit code)
-    (LakeError("not a skylake lake"), 2), (ProfileError("bad value"), 2), (MapsError("nside 3"), 2),
-    (RefcatError("no such catalogue"), 2), (SchedulerError("unreachable"), 2), (CameraCliError("no [camera]"), 2),
-    (FileNotFoundError("no such file"), 2), (DbUrlError("malformed"), 2), (ForeignLakeError("another lake"), 2),
-    (LakeFullError("no space left"), 1), (CameraFitError("too few stars"), 4),
+    (LakeError("not a skylake lake"), 2),
+    (ProfileError("bad value"), 2),
+    (MapsError("nside 3"), 2),
+    (RefcatError("no such catalogue"), 2),
+    (SchedulerError("unreachable"), 2),
+    (CameraCliError("no [camera]"), 2),
+    (FileNotFoundError("no such file"), 2),
+    (DbUrlError("malformed"), 2),
+    (ForeignLakeError("another lake"), 2),
+    (LakeFullError("no space left"), 1),
+    (CameraFitError("too few stars"), 4),
     (DbError(f"cannot reach postgresql+psycopg://u:{SECRET}@host/db:\n connection refused"), 5),
 ]
 
@@ -67,8 +74,17 @@ def test_every_command_reports_through_the_one_wrapper_or_main():
     """No sub-command has an error mapper of its own (a DbError under ``refcat`` once became 2): each is
     wrapped by :func:`skylake.errors.command` or left to :func:`skylake.cli.main`, which uses the same table."""
     commands = _commands()
-    assert {"ingest", "calibrate", "maps", "refcat import", "objects build", "lightcurve", "camera fit",
-            "refresh", "status"} <= set(commands)
+    assert {
+        "ingest",
+        "calibrate",
+        "maps",
+        "refcat import",
+        "objects build",
+        "lightcurve",
+        "camera fit",
+        "refresh",
+        "status",
+    } <= set(commands)
     one = errors.command(lambda args: 0).__code__
     for name, func in commands.items():
         if hasattr(func, "__wrapped__"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import SKYCAMZ, require_shared
+
 from skylake.frame.process import process_file
 from skylake.profile import load_profile
 

@@ -8,15 +8,23 @@ import shutil
 
 import pytest
 
-from skylake.pipeline import ingest
 from skylake.lake import Lake, counts, frame_index
 from skylake.lake.nights import night_partition
 from skylake.lake.tables import SOURCES
+from skylake.pipeline import ingest
 from skylake.status import format_status, lake_status
 from skylake.synthetic import write_bad_files, write_demo_night
 
-NIGHT = dict(n_frames=4, shape=(256, 256), start_utc="2026-03-01T22:00:00", cadence_s=1200, n_stars=200,
-             seed=11, cloud=False, n_variables=0)
+NIGHT = dict(
+    n_frames=4,
+    shape=(256, 256),
+    start_utc="2026-03-01T22:00:00",
+    cadence_s=1200,
+    n_stars=200,
+    seed=11,
+    cloud=False,
+    n_variables=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,31 +151,40 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
     on the same lake with 2000 more frame rows over 200 more nights; the totals name no night."""
     import numpy as np
 
-    from skylake.synthetic.summary_rows import commit_archive
     from skylake.lake.hats_meta import count_partitions
     from skylake.lake.log import LAKE_FILE, PUBLISHED, entry_path
     from skylake.lake.storage import Storage
+    from skylake.synthetic.summary_rows import commit_archive
 
     lake = Lake.init(tmp_path / "lake")
     ingest(lake, [str(frames)], "demo", progress=False)
     reads = []
     for name in ("exists", "read_bytes", "read_text", "listdir", "walk_files", "walk_all"):
+
         def traced(self, rel, *args, _name=name, _orig=getattr(Storage, name), **kw):
             reads.append((_name, rel))
             return _orig(self, rel, *args, **kw)
+
         monkeypatch.setattr(Storage, name, traced)
 
     def status():
         reads.clear()
         out = lake_status(Lake.open(lake.url))
         version = lake.log.published_version()
-        expected = [("exists", entry_path(version)), ("exists", entry_path(version + 1)),
-                    ("read_bytes", LAKE_FILE), ("read_bytes", PUBLISHED), ("read_bytes", entry_path(version)),
-                    ("read_bytes", counts.COUNTS)]
+        expected = [
+            ("exists", entry_path(version)),
+            ("exists", entry_path(version + 1)),
+            ("read_bytes", LAKE_FILE),
+            ("read_bytes", PUBLISHED),
+            ("read_bytes", entry_path(version)),
+            ("read_bytes", counts.COUNTS),
+        ]
         return out, sorted(set(reads)), sorted(expected)
 
     small, read, expected = status()
-    assert read == expected and small["nights"] == 1 and small["partitions"] == count_partitions(lake.store, SOURCES) > 0
+    assert (
+        read == expected and small["nights"] == 1 and small["partitions"] == count_partitions(lake.store, SOURCES) > 0
+    )
     commit_archive(lake, 2000, 200, np.random.default_rng(1))
     big, read, expected = status()
     nights = {night_partition(n) for n in lake.read_frames(columns=["night"]).column("night").to_pylist()}

@@ -10,14 +10,14 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from skylake.frame.process import process_file, stored_path
-from skylake.synthetic.hostile_files import NON_UTF8_NAME, write_hostile_files
 from skylake.ingest import EXIT_SOME_REJECTED
-from skylake.pipeline import ingest
 from skylake.lake import Lake
+from skylake.pipeline import ingest
 from skylake.profile import load_profile
+from skylake.synthetic.hostile_files import NON_UTF8_NAME, write_hostile_files
 
 pytestmark = pytest.mark.realdata
 
@@ -26,7 +26,9 @@ def _sources(lake: Lake):
     """Every source row with its frame's content hash instead of the ids a run allocates."""
     frames = lake.read_frames(columns=["frame_id", "content_hash"]).to_pandas()
     sources = lake.read_sources().to_pandas().merge(frames, on="frame_id")
-    return sources.drop(columns=["frame_id", "source_id"]).sort_values(["content_hash", "x", "y"]).reset_index(drop=True)
+    return (
+        sources.drop(columns=["frame_id", "source_id"]).sort_values(["content_hash", "x", "y"]).reset_index(drop=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,9 @@ def test_hostile_files_are_each_one_rejected_row_and_the_batch_goes_on(tmp_path,
     directory, expected = batch
     assert len(expected) >= 40 and len(set(expected.values())) == len(expected)
     lake = tmp_path / "lake"
-    out = run_cli("ingest", str(lake), str(directory), "--pipeline", "skycamz", "--create", "--workers", "2",
-                  "--no-progress")
+    out = run_cli(
+        "ingest", str(lake), str(directory), "--pipeline", "skycamz", "--create", "--workers", "2", "--no-progress"
+    )
     assert out.returncode == EXIT_SOME_REJECTED, out.stdout + out.stderr
     assert "Traceback" not in out.stderr and "Traceback" not in out.stdout, out.stderr
     last = out.stdout.splitlines()[-1]  # the outcome by kind
@@ -103,7 +106,9 @@ def test_duplicates_within_a_batch_are_named_as_such(tmp_path, skycamz_files, ca
     report = ingest(lake, [str(d)], "skycamz", progress=False, batch_size=3)  # c and d in different batches
     assert report.ingested == 2 and report.duplicates == 0
     assert sorted((os.path.basename(a), os.path.basename(b)) for a, b in report.batch_duplicates) == [
-        ("b.fits", "a.fits"), ("d.fits", "c.fits")]
+        ("b.fits", "a.fits"),
+        ("d.fits", "c.fits"),
+    ]
     assert "is the same frame as" in caplog.text
     assert lake.read_frames(columns=["frame_id"]).num_rows == 2
 
@@ -125,5 +130,7 @@ def test_every_hostile_file_in_process_matches_its_reason(batch):
         results = process_file(os.path.join(directory, "bad", name), profile)
         assert len(results) == 1, name
         assert results[0].record["status"] == "rejected" and fragment in results[0].record["reason"], (
-            name, results[0].record["reason"])
+            name,
+            results[0].record["reason"],
+        )
         assert np.isfinite(results[0].record["processing_s"])

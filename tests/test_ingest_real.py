@@ -10,8 +10,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from skylake.frame.extract import DEFAULT_KERNEL
-from skylake.pipeline import ingest
 from skylake.lake import Lake
+from skylake.pipeline import ingest
 from skylake.profile import load_profile
 
 pytestmark = pytest.mark.realdata
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.realdata
 @pytest.fixture(scope="module")
 def real_lake(tmp_path_factory, skycamz_files, dask_client):
     lake = Lake.init(tmp_path_factory.mktemp("real") / "lake")
-    report = ingest(lake, [str(skycamz_files[0].parent)], "skycamz", client=dask_client, batch_size=5,
-                    progress=False)
+    report = ingest(lake, [str(skycamz_files[0].parent)], "skycamz", client=dask_client, batch_size=5, progress=False)
     return lake, report
 
 
@@ -31,9 +30,17 @@ def _bare_sep_count(path) -> int:
     data = fits.getdata(path).astype(np.float32)
     bkg = sep.Background(data, bw=p.back_size, bh=p.back_size, fw=p.back_filtersize, fh=p.back_filtersize)
     sub = data - bkg
-    objects = sep.extract(sub, p.thresh, err=bkg.globalrms, minarea=p.minarea, filter_kernel=DEFAULT_KERNEL,
-                          deblend_nthresh=p.deblend_nthresh, deblend_cont=p.deblend_cont, clean=p.clean,
-                          clean_param=p.clean_param)
+    objects = sep.extract(
+        sub,
+        p.thresh,
+        err=bkg.globalrms,
+        minarea=p.minarea,
+        filter_kernel=DEFAULT_KERNEL,
+        deblend_nthresh=p.deblend_nthresh,
+        deblend_cont=p.deblend_cont,
+        clean=p.clean,
+        clean_param=p.clean_param,
+    )
     return len(objects)
 
 
@@ -63,7 +70,7 @@ def test_sky_positions_equal_astropy_pixel_to_world(real_lake, skycamz_files):
     lake, _ = real_lake
     frames = lake.read_frames(columns=["path", "frame_id"]).to_pandas()
     sources = lake.read_sources(columns=["frame_id", "x", "y", "ra", "dec"]).to_pandas()
-    for path in skycamz_files[:: 4]:
+    for path in skycamz_files[::4]:
         fid = int(frames.loc[frames["path"] == str(path), "frame_id"].iloc[0])
         mine = sources[sources["frame_id"] == fid]
         assert len(mine) > 1000
@@ -81,9 +88,14 @@ def test_row_counts_agree_across_readers(real_lake):
     n_frames_sum = int(lake.read_frames(columns=["n_sources"]).column("n_sources").to_numpy().sum())
     cat = lsdb.open_catalog(lake.path("sources"))
     n_lsdb = len(cat.compute())
-    n_duck = duckdb.connect().execute(
-        f"SELECT count(*) FROM read_parquet('{lake.path('sources')}/dataset/*/*/*/*.parquet', hive_partitioning=true)"
-    ).fetchone()[0]
+    n_duck = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*) FROM read_parquet('{lake.path('sources')}/dataset/*/*/*/*.parquet', "
+            "hive_partitioning=true)"
+        )
+        .fetchone()[0]
+    )
     assert n_lsdb == n_frames_sum == n_duck == report.sources
     assert cat.hc_structure.catalog_info.total_rows == n_lsdb  # hats.properties hats_nrows is the truth
     from hats.io import file_io

@@ -23,13 +23,13 @@ from typing import Callable
 
 import numpy as np
 import pytest
-
 from conftest import _run, _unmount, make_synthetic_lake, read_only, run_cli
+
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import Lake
 from skylake.lake.log import CommitLog
-from skylake.synthetic.detections import commit_night, random_stars
 from skylake.synthetic import write_demo_night
+from skylake.synthetic.detections import commit_night, random_stars
 
 INGEST = ["--pipeline", "demo", "--scheduler", "synchronous", "--no-progress"]
 
@@ -82,8 +82,16 @@ def base_lake(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def demo_frames(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hostile_frames") / "night"
-    write_demo_night(out, n_frames=3, shape=(256, 256), n_stars=150, seed=3, start_utc="2026-03-01T22:00:00",
-                     cloud=False, n_variables=0)
+    write_demo_night(
+        out,
+        n_frames=3,
+        shape=(256, 256),
+        n_stars=150,
+        seed=3,
+        start_utc="2026-03-01T22:00:00",
+        cloud=False,
+        n_variables=0,
+    )
     return out
 
 
@@ -151,11 +159,25 @@ def case_log_entry_truncated(d, base, frames):
 def case_log_entry_wrong_shape(d, base, frames):
     lake = _lake_copy(d, base)
     entry = lake / "_skylake" / "log" / f"{1:020d}.json"
-    _edit(entry, json.dumps({"version": 1, "batch_id": "x", "operation": "ingest", "committed_at": "now",
-                             "adds": [{"table": "sources"}]}).encode())
+    _edit(
+        entry,
+        json.dumps(
+            {
+                "version": 1,
+                "batch_id": "x",
+                "operation": "ingest",
+                "committed_at": "now",
+                "adds": [{"table": "sources"}],
+            }
+        ).encode(),
+    )
     db = d.parent / f"{d.name}-summary.sqlite"  # outside the snapshot: SQLite creates its file on connect
-    return Case(["refresh", str(lake), "--db", f"sqlite:///{db}"], 2,
-                rf"commit log entry {re.escape(str(entry))} is corrupt \(adds holds", d)
+    return Case(
+        ["refresh", str(lake), "--db", f"sqlite:///{db}"],
+        2,
+        rf"commit log entry {re.escape(str(entry))} is corrupt \(adds holds",
+        d,
+    )
 
 
 def case_published_corrupt(d, base, frames):
@@ -167,7 +189,9 @@ def case_published_corrupt(d, base, frames):
 def case_published_ahead_of_the_log(d, base, frames):
     lake = _lake_copy(d, base)
     _edit(lake / "_skylake" / "published", b"9\n")
-    return Case(["status", "--json", str(lake)], 2, r"says version 9 is published, but the commit log has no entry 9", d)
+    return Case(
+        ["status", "--json", str(lake)], 2, r"says version 9 is published, but the commit log has no entry 9", d
+    )
 
 
 def case_ingest_create_inside_a_hats_catalogue(d, base, frames):
@@ -175,9 +199,13 @@ def case_ingest_create_inside_a_hats_catalogue(d, base, frames):
     (catalogue / "dataset").mkdir(parents=True)
     (catalogue / "hats.properties").write_text("obs_collection=survey\ndataproduct_type=object\nhats_nrows=10\n")
     target = catalogue / "dataset" / "mylake"
-    return Case(["ingest", str(target), str(frames), "--create", *INGEST], 2,
-                rf"refusing to create a lake at {re.escape(str(target))}: {re.escape(str(catalogue))} is a HATS "
-                r"catalogue \(it has hats\.properties\)", d)
+    return Case(
+        ["ingest", str(target), str(frames), "--create", *INGEST],
+        2,
+        rf"refusing to create a lake at {re.escape(str(target))}: {re.escape(str(catalogue))} is a HATS "
+        r"catalogue \(it has hats\.properties\)",
+        d,
+    )
 
 
 def case_init_at_a_hats_catalogue_root(d, base, frames):
@@ -200,8 +228,13 @@ def case_init_inside_another_lake(d, base, frames):
 
 
 def case_init_bad_partition_order(d, base, frames):
-    return Case(["init", str(d / "lake"), "--partition-order", "20"], 2, r"partition_order must be an integer in "
-                r"0\.\.12, got 20", d)
+    return Case(
+        ["init", str(d / "lake"), "--partition-order", "20"],
+        2,
+        r"partition_order must be an integer in "
+        r"0\.\.12, got 20",
+        d,
+    )
 
 
 def case_compact_junk_parquet(d, base, frames):
@@ -241,10 +274,12 @@ def case_ingest_disk_full(d, base, frames):
     fill(mnt, leave_bytes=8192)
     case.args = ["ingest", str(lake), str(frames), *INGEST]
     # a frame task's piece (its sources) or the commit's staged files, whichever fills the device
-    case.message = (rf"no space left on the device of lake {re.escape(str(lake))} writing \d+ bytes to "
-                    r"_skylake/(staging/\S+ \(ingest batch \S+\)|pieces/\S+ \(ingest, a processed frame's sources\)): "
-                    r"nothing was committed and the staged (batch|pieces) (was|were) removed "
-                    r"\(\d+ bytes already staged\); free at least \d+ bytes and re-run")
+    case.message = (
+        rf"no space left on the device of lake {re.escape(str(lake))} writing \d+ bytes to "
+        r"_skylake/(staging/\S+ \(ingest batch \S+\)|pieces/\S+ \(ingest, a processed frame's sources\)): "
+        r"nothing was committed and the staged (batch|pieces) (was|were) removed "
+        r"\(\d+ bytes already staged\); free at least \d+ bytes and re-run"
+    )
     return case
 
 
@@ -265,8 +300,9 @@ def test_hostile_lake_gives_one_line_exit_code_and_writes_nothing(tmp_path, base
     assert len(lines) == 1 and lines[0].startswith("skylake: error: "), result.stderr
     assert re.search(case.message, lines[0]), lines[0]
     assert "Traceback" not in result.stdout + result.stderr
-    assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
-                             if before.get(k) != after.get(k)}
+    assert after == before, {
+        k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)
+    }
 
 
 def test_disk_full_then_space_freed_the_rerun_ingests_everything(tmp_path, demo_frames):
@@ -303,10 +339,18 @@ def test_disk_full_at_the_commit_point_commits_nothing(tmp_path, monkeypatch):
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    with pytest.raises(LakeFullError, match=r"no space left on the device of lake .* writing \d+ bytes to "
-                                            r"_skylake/log/.*nothing was committed and the staged batch was removed"):
-        commit_night(lake, random_stars(50, (10.0, 14.0), (0.0, 3.0), np.random.default_rng(1)), "2026-02-01", 2,
-                     np.random.default_rng(2))
+    with pytest.raises(
+        LakeFullError,
+        match=r"no space left on the device of lake .* writing \d+ bytes to "
+        r"_skylake/log/.*nothing was committed and the staged batch was removed",
+    ):
+        commit_night(
+            lake,
+            random_stars(50, (10.0, 14.0), (0.0, 3.0), np.random.default_rng(1)),
+            "2026-02-01",
+            2,
+            np.random.default_rng(2),
+        )
     monkeypatch.undo()
     again = Lake.open(lake.url)
     assert again.log.latest_version() == again.log.published_version() == 1
@@ -317,10 +361,18 @@ def test_disk_full_at_the_commit_point_commits_nothing(tmp_path, monkeypatch):
 def test_disk_full_while_publishing_is_finished_by_the_next_reader(tmp_path, monkeypatch):
     lake = make_synthetic_lake(tmp_path / "lake", nights=1)
     monkeypatch.setattr(CommitLog, "set_published", _enospc)
-    with pytest.raises(LakeFullError, match=r"commit 2 is in the log but not fully published; the next skylake "
-                                            r"command publishes it once space is freed"):
-        commit_night(lake, random_stars(50, (10.0, 14.0), (0.0, 3.0), np.random.default_rng(1)), "2026-02-01", 2,
-                     np.random.default_rng(2))
+    with pytest.raises(
+        LakeFullError,
+        match=r"commit 2 is in the log but not fully published; the next skylake "
+        r"command publishes it once space is freed",
+    ):
+        commit_night(
+            lake,
+            random_stars(50, (10.0, 14.0), (0.0, 3.0), np.random.default_rng(1)),
+            "2026-02-01",
+            2,
+            np.random.default_rng(2),
+        )
     monkeypatch.undo()
     again = Lake.open(lake.url)  # rolls commit 2 forward
     assert again.log.published_version() == 2

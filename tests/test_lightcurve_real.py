@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SHARED_DATA, require_shared
-from skylake.pipeline import ingest
+
 from skylake.lake import Lake
 from skylake.objects.associate import ref_object_ids
 from skylake.objects.build import build_objects
 from skylake.objects.query import light_curve
 from skylake.objects.truth import object_table
+from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 
 pytestmark = pytest.mark.realdata
@@ -30,8 +30,9 @@ def objects(tmp_path_factory, skycamz_files, dask_client):
     table = pq.read_table(require_shared(TYCHO))
     ra, dec = table["ra"].to_numpy(), table["dec"].to_numpy()
     near = (np.abs(dec - POINTING[1]) < 12) | (np.abs(dec - 18.7) < 12)
-    pq.write_table(table.filter(near & ((np.abs(ra - 256.2) < 15) | (np.abs(ra - 263.8) < 15))),
-                   root / "tycho2_vt.parquet")
+    pq.write_table(
+        table.filter(near & ((np.abs(ra - 256.2) < 15) | (np.abs(ra - 263.8) < 15))), root / "tycho2_vt.parquet"
+    )
     lake = Lake.init(root / "lake")
     import_refcat(lake, "tycho2", [root / "tycho2_vt.parquet"], "tycho2", client=dask_client, progress=False)
     ingest(lake, skycamz_files, "skycamz", client=dask_client, progress=False)  # calibrates too
@@ -42,8 +43,10 @@ def objects(tmp_path_factory, skycamz_files, dask_client):
 def test_twelve_point_light_curves_of_the_shared_pointing(objects):
     lake, report, table = objects
     assert report.refcat == "tycho2" and report.frames_added == 14
-    twelve = table[(table["n_det"] == 12) & (np.hypot((table["ra"] - POINTING[0]) * np.cos(np.radians(12.8)),
-                                                      table["dec"] - POINTING[1]) < 2)]
+    twelve = table[
+        (table["n_det"] == 12)
+        & (np.hypot((table["ra"] - POINTING[0]) * np.cos(np.radians(12.8)), table["dec"] - POINTING[1]) < 2)
+    ]
     assert len(twelve) >= 100, len(twelve)
     assert table["n_det"].max() == 12  # never two detections of one frame in an object
     ref = twelve[twelve["refcat"] == "tycho2"]
@@ -58,9 +61,11 @@ def test_twelve_point_light_curves_of_the_shared_pointing(objects):
     points = light_curve(lake, star["ra"], star["dec"], 3.0)
     mine = points[points["object_id"] == star["object_id"]]
     assert len(mine) == 12 and mine["mjd"].is_monotonic_increasing and mine["mag"].notna().all()
-    print(f"\n{len(twelve)} objects with 12 points, {len(ref)} Tycho-2 stars; bright (V_T < 10.5): {len(bright)}, "
-          f"median 1.4826 MAD {np.median(1.4826 * bright['mad_mag']):.4f} mag, median clipped std "
-          f"{np.median(bright['std_mag_clip']):.4f} mag")
+    print(
+        f"\n{len(twelve)} objects with 12 points, {len(ref)} Tycho-2 stars; bright (V_T < 10.5): {len(bright)}, "
+        f"median 1.4826 MAD {np.median(1.4826 * bright['mad_mag']):.4f} mag, median clipped std "
+        f"{np.median(bright['std_mag_clip']):.4f} mag"
+    )
 
 
 def test_ensemble_light_curves_beat_per_frame_zeropoints_and_a_plain_median_ensemble(objects):
@@ -77,7 +82,9 @@ def test_ensemble_light_curves_beat_per_frame_zeropoints_and_a_plain_median_ense
     points = frame_points(lake, shared)
     bright = brightest_scatter(points, 20, 11)
     zp, ens, med = (1000 * bright[c].median() for c in ("mag_zp", "mag", "plain"))
-    print(f"\n20 brightest: per-frame zeropoints {zp:.2f} mmag, ensemble {ens:.2f} mmag, plain median ensemble "
-          f"{med:.2f} mmag")
+    print(
+        f"\n20 brightest: per-frame zeropoints {zp:.2f} mmag, ensemble {ens:.2f} mmag, plain median ensemble "
+        f"{med:.2f} mmag"
+    )
     assert len(bright) == 20 and ens < med < zp
     assert points["mag_tfa"].isna().all()  # 12 points: not detrended

@@ -14,15 +14,15 @@ import pytest
 from conftest import run_cli
 
 from skylake.cli import main
-from skylake.pipeline import ingest
+from skylake.horizon import altaz
 from skylake.lake import Lake
 from skylake.maps import make_maps
-from skylake.horizon import altaz
 from skylake.maps.aggregate import MapsError, aggregate_pixels, equatorial_pixels, nside_order, sky_brightness
 from skylake.maps.build import compute_maps
 from skylake.maps.export import export_maps, full_maps
 from skylake.maps.store import read_index, read_maps, store_maps
 from skylake.maps.truth import sky_vs_truth, transparency_vs_truth
+from skylake.pipeline import ingest
 from skylake.profile import ProfileError, load_profile
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_demo_night, write_reference_catalog
@@ -30,8 +30,18 @@ from skylake.synthetic.night import _altitude_deg
 
 NSIDE = 256  # 0.23 deg pixels on a 1.1 deg field
 # 4 frames 40 min apart; the cloud (sigma 1/6 of the chip) crosses the field centre on frame 3 only
-NIGHT = dict(n_frames=4, shape=(512, 512), start_utc="2026-03-01T20:30:00", cadence_s=2400, n_stars=1500, seed=11,
-             pixscale_arcsec=8.0, color_term=0.1, cloud_track=(-3.0, 1.5), cloud_radius_chips=1 / 6)
+NIGHT = dict(
+    n_frames=4,
+    shape=(512, 512),
+    start_utc="2026-03-01T20:30:00",
+    cadence_s=2400,
+    n_stars=1500,
+    seed=11,
+    pixscale_arcsec=8.0,
+    color_term=0.1,
+    cloud_track=(-3.0, 1.5),
+    cloud_radius_chips=1 / 6,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +58,32 @@ def night(tmp_path_factory, dask_client):
 
 def test_aggregation_is_exact_on_a_hand_made_frame():
     """Medians, counts, transparency, the min_stars cut and the robust scatter on 7 stars in 2 pixels."""
-    stars = pd.DataFrame({"map_key": ["a"] * 5 + ["b"] * 2, "pixel": [3, 3, 3, 3, 9, 3, 3],
-                          "frame_id": [1, 1, 2, 2, 1, 7, 7],
-                          "zp": [20.0, 20.2, 20.4, 21.0, 19.0, 18.0, 18.5], "zp_clear": [20.5] * 7})
-    sky = pd.DataFrame({"map_key": ["a", "a", "a", "b"], "pixel": [3, 3, 11, 3], "frame_id": [1, 3, 2, 7],
-                        "sky_mag": [21.0, 21.4, 20.0, 19.5]})
-    astro = pd.DataFrame({"map_key": ["a", "a"], "pixel": [3, 3], "dra_arcsec": [1.0, 3.0],
-                          "ddec_arcsec": [-1.0, 0.0], "sep_arcsec": [1.5, 3.0]})
+    stars = pd.DataFrame(
+        {
+            "map_key": ["a"] * 5 + ["b"] * 2,
+            "pixel": [3, 3, 3, 3, 9, 3, 3],
+            "frame_id": [1, 1, 2, 2, 1, 7, 7],
+            "zp": [20.0, 20.2, 20.4, 21.0, 19.0, 18.0, 18.5],
+            "zp_clear": [20.5] * 7,
+        }
+    )
+    sky = pd.DataFrame(
+        {
+            "map_key": ["a", "a", "a", "b"],
+            "pixel": [3, 3, 11, 3],
+            "frame_id": [1, 3, 2, 7],
+            "sky_mag": [21.0, 21.4, 20.0, 19.5],
+        }
+    )
+    astro = pd.DataFrame(
+        {
+            "map_key": ["a", "a"],
+            "pixel": [3, 3],
+            "dra_arcsec": [1.0, 3.0],
+            "ddec_arcsec": [-1.0, 0.0],
+            "sep_arcsec": [1.5, 3.0],
+        }
+    )
     out = aggregate_pixels(stars, sky, astro, min_stars=2).set_index(["map_key", "pixel"])
     assert list(out.index) == [("a", 3), ("a", 9), ("a", 11), ("b", 3)]
     a3 = out.loc[("a", 3)]
@@ -68,17 +97,20 @@ def test_aggregation_is_exact_on_a_hand_made_frame():
     assert out.loc[("a", 11), "n_stars"] == 0 and out.loc[("a", 11), "sky_mag"] == 20.0  # sky only
     assert out.loc[("b", 3), "transparency"] == pytest.approx(10 ** (-0.4 * 2.25))
     # sky brightness: 100 ADU/s on a 2"x2" pixel = 25 ADU/s/arcsec^2 -> zp - 2.5 log10(25)
-    assert sky_brightness(np.array([22.0]), np.array([3000.0]), np.array([30.0]), np.array([2.0]))[0] == \
-        pytest.approx(22.0 - 2.5 * np.log10(25.0))
+    assert sky_brightness(np.array([22.0]), np.array([3000.0]), np.array([30.0]), np.array([2.0]))[0] == pytest.approx(
+        22.0 - 2.5 * np.log10(25.0)
+    )
     assert np.isnan(sky_brightness(np.array([22.0]), np.array([-1.0]), np.array([30.0]), np.array([2.0]))[0])
 
 
 def test_aggregation_with_no_star_or_no_sky_sample():
     """A map with sky samples but no star (a cloudy frame with no match), or stars but no sky sample."""
-    stars = pd.DataFrame({"map_key": ["a", "a"], "pixel": [3, 4], "frame_id": [1, 1], "zp": [20.0, 19.0],
-                          "zp_clear": [20.5, 20.5]})
-    sky = pd.DataFrame({"map_key": ["a", "a", "a"], "pixel": [3, 3, 5], "frame_id": [1, 1, 1],
-                        "sky_mag": [21.0, 21.4, 20.0]})
+    stars = pd.DataFrame(
+        {"map_key": ["a", "a"], "pixel": [3, 4], "frame_id": [1, 1], "zp": [20.0, 19.0], "zp_clear": [20.5, 20.5]}
+    )
+    sky = pd.DataFrame(
+        {"map_key": ["a", "a", "a"], "pixel": [3, 3, 5], "frame_id": [1, 1, 1], "sky_mag": [21.0, 21.4, 20.0]}
+    )
     astro = pd.DataFrame({c: pd.Series([], dtype=float) for c in ("dra_arcsec", "ddec_arcsec", "sep_arcsec")})
     astro = astro.assign(map_key=pd.Series([], dtype=object), pixel=pd.Series([], dtype=np.int64))
     only_sky = aggregate_pixels(stars.iloc[0:0], sky, astro, min_stars=1)
@@ -107,7 +139,8 @@ def test_altaz_in_one_transform_equals_one_transform_per_frame():
     for t in np.unique(mjd[np.isfinite(mjd)]):
         at = mjd == t
         hor = SkyCoord(ra=ra[at] * u.deg, dec=dec[at] * u.deg).transform_to(
-            AltAz(obstime=Time(t, format="mjd", scale="utc"), location=site))
+            AltAz(obstime=Time(t, format="mjd", scale="utc"), location=site)
+        )
         assert np.abs(alt[at] - hor.alt.deg).max() < 1e-6
         assert np.abs(((az[at] - hor.az.deg + 180) % 360 - 180) * np.cos(np.radians(alt[at]))).max() < 1e-6
     assert np.isnan(alt[np.isnan(mjd)]).all() and np.isnan(az[np.isnan(mjd)]).all()
@@ -209,8 +242,12 @@ def test_maps_are_stored_in_the_lake_and_replaced_when_made_again(night):
     assert len(read_index(lake)) == 8 and len(read_maps(lake)) == len(maps.pixels)
     pd.testing.assert_frame_equal(
         read_maps(lake).drop(columns="night").sort_values(["map_id", "pixel"]).reset_index(drop=True),
-        maps.pixels.drop(columns="night")[read_maps(lake).columns.drop("night")].sort_values(["map_id", "pixel"])
-        .reset_index(drop=True), check_dtype=False, atol=1e-6)
+        maps.pixels.drop(columns="night")[read_maps(lake).columns.drop("night")]
+        .sort_values(["map_id", "pixel"])
+        .reset_index(drop=True),
+        check_dtype=False,
+        atol=1e-6,
+    )
 
 
 def test_a_maps_commit_reads_only_its_nights_index_and_pixel_files(night, tmp_path):
@@ -230,7 +267,9 @@ def test_a_maps_commit_reads_only_its_nights_index_and_pixel_files(night, tmp_pa
     index = read_index(lake, nights=["2026-03-01"])
     assert len(index) == 8 and index["path"].str.startswith("maps/night=2026-03-01/").all()
     assert sorted(p.parent.name for p in (tmp_path / "lake" / "maps" / "_index").rglob("*.parquet")) == [
-        "night=2026-02-11", "night=2026-03-01"]
+        "night=2026-02-11",
+        "night=2026-03-01",
+    ]
 
 
 def test_an_index_file_of_an_older_lake_is_read_and_replaced(night, tmp_path):
@@ -247,8 +286,10 @@ def test_an_index_file_of_an_older_lake_is_read_and_replaced(night, tmp_path):
     nested.parent.rmdir()
     assert len(read_index(lake)) == 8 and len(read_index(lake, nights=["2026-03-01"])) == 8
     store_maps(lake, maps)
-    files = sorted(p.relative_to(tmp_path / "lake" / "maps" / "_index").parent.name
-                   for p in (tmp_path / "lake" / "maps" / "_index").rglob("*.parquet"))
+    files = sorted(
+        p.relative_to(tmp_path / "lake" / "maps" / "_index").parent.name
+        for p in (tmp_path / "lake" / "maps" / "_index").rglob("*.parquet")
+    )
     assert files == ["night=2026-03-01"] and len(read_index(lake)) == 8
 
 
@@ -268,8 +309,12 @@ def test_cli_maps(night, tmp_path, capsys):
 
 def test_profile_maps_section_is_validated(tmp_path):
     assert load_profile("generic").maps.nside == 8 and load_profile("generic").maps.zp_clear == "auto"
-    for bad, match in (("nside = 6", "maps.nside = 6"), ('zp_clear = "clear"', "maps.zp_clear = 'clear'"),
-                       ("min_stars = 0", "maps.min_stars = 0"), ("colour = 1", r"\[maps\] has unknown settings")):
+    for bad, match in (
+        ("nside = 6", "maps.nside = 6"),
+        ('zp_clear = "clear"', "maps.zp_clear = 'clear'"),
+        ("min_stars = 0", "maps.min_stars = 0"),
+        ("colour = 1", r"\[maps\] has unknown settings"),
+    ):
         f = tmp_path / "bad.toml"
         f.write_text(f'extends = "generic"\n[maps]\n{bad}\n')
         with pytest.raises(ProfileError, match=match):
@@ -283,10 +328,12 @@ def test_profile_maps_section_is_validated(tmp_path):
 # -- maps per group of frames, of one night's directories -----------------------------------------
 def _canon(maps) -> list[pd.DataFrame]:
     """The map set's tables in a fixed row order (samples come in task order)."""
-    return [maps.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
-            maps.index.sort_values("map_id", ignore_index=True),
-            maps.stars.sort_values(["map_id", "frame_id", "pixel", "ref_id"], ignore_index=True),
-            maps.sky.sort_values(["map_id", "frame_id", "pixel", "sky_mag"], ignore_index=True)]
+    return [
+        maps.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
+        maps.index.sort_values("map_id", ignore_index=True),
+        maps.stars.sort_values(["map_id", "frame_id", "pixel", "ref_id"], ignore_index=True),
+        maps.sky.sort_values(["map_id", "frame_id", "pixel", "sky_mag"], ignore_index=True),
+    ]
 
 
 def test_night_maps_per_frame_group_on_a_cluster_equal_in_process(night, dask_client, monkeypatch):
@@ -349,8 +396,10 @@ def test_a_maps_task_holds_its_frames_or_its_pixel_group_never_the_night(tmp_pat
     monkeypatch.setattr(maps_build, "REDUCE_ORDER", 0)  # one group: the whole night in one reduce
     whole = compute_maps(lake, night=date, refcat="synth", frames_of=("equatorial",))
     assert len(held) == 3 and len(whole.sky) == len(group)
-    pd.testing.assert_frame_equal(maps.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
-                                  whole.pixels.sort_values(["map_id", "pixel"], ignore_index=True))
+    pd.testing.assert_frame_equal(
+        maps.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
+        whole.pixels.sort_values(["map_id", "pixel"], ignore_index=True),
+    )
     pd.testing.assert_frame_equal(maps.index, whole.index)
 
 
@@ -360,8 +409,8 @@ def test_a_maps_task_reads_only_the_row_groups_of_its_frames(tmp_path, monkeypat
     that night's two (frame_id statistics), with exactly their rows."""
     import pyarrow.parquet as pq
 
-    from skylake.synthetic.summary_rows import commit_sources_night
     from skylake.maps.build import read_frames_rows
+    from skylake.synthetic.summary_rows import commit_sources_night
 
     lake = Lake.init(tmp_path / "lake")
     for k in range(3):
@@ -384,5 +433,6 @@ def test_a_maps_task_reads_only_the_row_groups_of_its_frames(tmp_path, monkeypat
     expected = lake.read_sources(columns=cols).to_pandas()
     expected = expected[expected["frame_id"].isin(ids)]
     assert len(got) == 40
-    pd.testing.assert_frame_equal(got.sort_values("source_id", ignore_index=True),
-                                  expected.sort_values("source_id", ignore_index=True))
+    pd.testing.assert_frame_equal(
+        got.sort_values("source_id", ignore_index=True), expected.sort_values("source_id", ignore_index=True)
+    )

@@ -80,8 +80,17 @@ def frame_dirs(tmp_path_factory):
     dirs = {}
     for night, start in NIGHTS.items():
         dirs[night] = root / night
-        write_demo_night(dirs[night], n_frames=FRAMES_PER_NIGHT[night], shape=(256, 256), start_utc=start,
-                         cadence_s=1200, n_stars=150, seed=5, cloud=False, n_variables=0)
+        write_demo_night(
+            dirs[night],
+            n_frames=FRAMES_PER_NIGHT[night],
+            shape=(256, 256),
+            start_utc=start,
+            cadence_s=1200,
+            n_stars=150,
+            seed=5,
+            cloud=False,
+            n_variables=0,
+        )
     return dirs
 
 
@@ -125,15 +134,18 @@ def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_pro
     assert rows["2026-03-02"][:2] == (2, 2) and rows["2026-03-02"][2] > redone
     first_ids = product.read(lake, columns=["first_frame_id", "night"]).to_pandas()
     frames = lake.read_frames(columns=["frame_id", "night"]).to_pandas()
-    assert np.array_equal(first_ids.sort_values("night")["first_frame_id"].to_numpy(),
-                          frames.groupby("night")["frame_id"].min().sort_index().to_numpy())
+    assert np.array_equal(
+        first_ids.sort_values("night")["first_frame_id"].to_numpy(),
+        frames.groupby("night")["frame_id"].min().sort_index().to_numpy(),
+    )
 
 
 def test_a_schema_without_built_version_is_refused(tmp_path, monkeypatch):
     home = tmp_path / "home"
     shutil.copytree(project_dir("schemas"), home / "schemas")
-    (home / "schemas" / "bad_product.yaml").write_text(SCHEMA.replace("frame_tally", "bad_product").split(
-        "  - {name: built_version")[0])
+    (home / "schemas" / "bad_product.yaml").write_text(
+        SCHEMA.replace("frame_tally", "bad_product").split("  - {name: built_version")[0]
+    )
     monkeypatch.setenv("SKYLAKE_HOME", str(home))
     _clear_caches()
     try:

@@ -24,7 +24,11 @@ def _docstrings(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 out.add(id(first.value))
     return out
 
@@ -35,11 +39,19 @@ def _offences(path: Path, root: Path = PACKAGE.parent) -> list[str]:
     prose = _docstrings(tree)
     out = {}  # an f-string's literal pieces are separate nodes: one report per line and kind
     for node in ast.walk(tree):
-        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and isinstance(node.left, ast.Constant)
-                and node.left.value == 29):
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Sub)
+            and isinstance(node.left, ast.Constant)
+            and node.left.value == 29
+        ):
             out[node.lineno, 0] = "`29 - ...` shift arithmetic (use hats.pixel_math.spatial_index)"
-        if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose
-                and any(k in node.value for k in PARTITION_KEYS)):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in prose
+            and any(k in node.value for k in PARTITION_KEYS)
+        ):
             out[node.lineno, 1] = "a Norder=/Npix= partition path string (use hats_meta.pixel_dir/pixel_of)"
     return [f"{path.relative_to(root)}:{line}: {what}" for (line, _), what in sorted(out.items())]
 
@@ -51,19 +63,25 @@ def test_no_hand_healpix_or_partition_paths():
 
 def test_the_scan_sees_code_not_prose(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text('"""``h >> 2 * (29 - k)`` in dataset/Norder=k/Npix=n"""\n# 29 - k, Norder=\n'
-                      'shift = 2 * (29 - k)\nrel = f"Norder={k}/Npix={n}"\n')
+    sample.write_text(
+        '"""``h >> 2 * (29 - k)`` in dataset/Norder=k/Npix=n"""\n# 29 - k, Norder=\n'
+        'shift = 2 * (29 - k)\nrel = f"Norder={k}/Npix={n}"\n'
+    )
     assert _offences(sample, tmp_path) == [
         "sample.py:3: `29 - ...` shift arithmetic (use hats.pixel_math.spatial_index)",
-        "sample.py:4: a Norder=/Npix= partition path string (use hats_meta.pixel_dir/pixel_of)"]
+        "sample.py:4: a Norder=/Npix= partition path string (use hats_meta.pixel_dir/pixel_of)",
+    ]
 
 
-@pytest.mark.parametrize("order, pixel, rel", [
-    (5, 1234, "dataset/Norder=5/Dir=0/Npix=1234"),
-    (7, 123456, "dataset/Norder=7/Dir=120000/Npix=123456"),
-    (0, 11, "dataset/Norder=0/Dir=0/Npix=11"),
-    (29, 12 * 4**29 - 1, "dataset/Norder=29/Dir=3458764513820540000/Npix=3458764513820540927"),
-])
+@pytest.mark.parametrize(
+    "order, pixel, rel",
+    [
+        (5, 1234, "dataset/Norder=5/Dir=0/Npix=1234"),
+        (7, 123456, "dataset/Norder=7/Dir=120000/Npix=123456"),
+        (0, 11, "dataset/Norder=0/Dir=0/Npix=11"),
+        (29, 12 * 4**29 - 1, "dataset/Norder=29/Dir=3458764513820540000/Npix=3458764513820540927"),
+    ],
+)
 def test_pixel_dir_and_pixel_of_are_hats_paths(order, pixel, rel):
     assert pixel_dir(order, pixel) == rel
     hats_file = paths.pixel_catalog_file("/catalog", HealpixPixel(order, pixel), npix_suffix="/")
@@ -71,14 +89,17 @@ def test_pixel_dir_and_pixel_of_are_hats_paths(order, pixel, rel):
     assert pixel_of(f"{rel}/batch-1.parquet") == HealpixPixel(order, pixel) == paths.get_healpix_from_path(rel)
 
 
-@pytest.mark.parametrize("rel", [
-    "dataset/Norder=5/Dir=0/Npix=1234",  # the directory, not a file in it
-    "dataset/Norder=5/Dir=0/Npix=1234/sub/batch.parquet",
-    "dataset/Norder=5/Dir=10000/Npix=1234/batch.parquet",  # not the Dir hats gives
-    "dataset/Norder=/Dir=0/Npix=1/batch.parquet",
-    "dataset/Norder=30/Dir=0/Npix=1/batch.parquet",
-    "held/night=2024-01-01.parquet",
-    "dataset/_common_metadata",
-])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "dataset/Norder=5/Dir=0/Npix=1234",  # the directory, not a file in it
+        "dataset/Norder=5/Dir=0/Npix=1234/sub/batch.parquet",
+        "dataset/Norder=5/Dir=10000/Npix=1234/batch.parquet",  # not the Dir hats gives
+        "dataset/Norder=/Dir=0/Npix=1/batch.parquet",
+        "dataset/Norder=30/Dir=0/Npix=1/batch.parquet",
+        "held/night=2024-01-01.parquet",
+        "dataset/_common_metadata",
+    ],
+)
 def test_pixel_of_is_none_off_partitions(rel):
     assert pixel_of(rel) is None

@@ -9,19 +9,19 @@ import healpy as hp
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from scipy.spatial import cKDTree
 
-from conftest import run_cli
 from skylake.lake import Lake, hats_meta
-from skylake.objects.associate import associate, cluster, ref_object_ids, unit_vectors
 from skylake.lake.tables import LIGHTCURVES
+from skylake.objects.associate import associate, cluster, ref_object_ids, unit_vectors
 from skylake.objects.build import OBJECTS, ObjectsError, build_objects
-from skylake.objects.summary import summarise
 from skylake.objects.query import light_curve
 from skylake.objects.stats import light_curve_stats
-from skylake.synthetic.detections import ZP, commit_night, random_stars
+from skylake.objects.summary import summarise
 from skylake.objects.truth import object_table, variable_ranks
 from skylake.schema import table_schema
+from skylake.synthetic.detections import ZP, commit_night, random_stars
 
 N_FRAMES = 8
 
@@ -39,8 +39,17 @@ def test_stats_match_hand_computed_values():
     # std sqrt(0.05/3); MAD median(.05,.15,.15,.05) = 0.1; chi2 = (0.846154^2 + 1.153846^2 + 0.923077^2
     # + 0.153846^2) / 3; J: d = sqrt(4/3) * (1.153846, -0.923077, -0.846154, 0.153846) in time order,
     # pairs -1.420118, 1.041420, -0.173570 -> (-1.191687 + 1.020500 - 0.416617) / 3
-    expected = {"n": 4, "mean_mag": 10.05, "median_mag": 10.05, "wmean_mag": 10.0846154, "std_mag": 0.1290994,
-                "mad_mag": 0.1, "chi2_dof": 0.9743590, "stetson_j": -0.1959347, "amplitude": 0.15}
+    expected = {
+        "n": 4,
+        "mean_mag": 10.05,
+        "median_mag": 10.05,
+        "wmean_mag": 10.0846154,
+        "std_mag": 0.1290994,
+        "mad_mag": 0.1,
+        "chi2_dof": 0.9743590,
+        "stetson_j": -0.1959347,
+        "amplitude": 0.15,
+    }
     for name, value in expected.items():
         assert s[name][0] == pytest.approx(value, rel=1e-5, abs=1e-9), name
         assert s[f"{name}_clip" if name != "n" else "n_clip"][0] == pytest.approx(value, rel=1e-5, abs=1e-9), name
@@ -103,9 +112,19 @@ def _associate(frame_id, dec_arcsec, known=(), known_dec_arcsec=(), source_id=No
         source_id = frame_id * (1 << 20) + np.arange(len(frame_id))
     ra, dec = np.full(len(frame_id), 10.0), 20.0 + np.asarray(dec_arcsec, float) / 3600
     h29 = np.asarray(compute_spatial_index(ra, dec), dtype=np.int64)
-    return associate(np.asarray(source_id, np.int64), frame_id, ra, dec, h29, np.zeros(len(ra), np.int64),
-                     np.asarray(known, np.int64), np.full(len(known), 10.0),
-                     20.0 + np.asarray(known_dec_arcsec, float) / 3600, 3.0, 5)
+    return associate(
+        np.asarray(source_id, np.int64),
+        frame_id,
+        ra,
+        dec,
+        h29,
+        np.zeros(len(ra), np.int64),
+        np.asarray(known, np.int64),
+        np.full(len(known), 10.0),
+        20.0 + np.asarray(known_dec_arcsec, float) / 3600,
+        3.0,
+        5,
+    )
 
 
 def test_friends_of_friends_links_every_pair_within_the_radius():
@@ -128,8 +147,9 @@ def _brute_force_fof(xyz, source_id, link):
 
     n = len(xyz)
     pairs = cKDTree(xyz).query_pairs(link, output_type="ndarray")
-    _, comp = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
-                                   directed=False)
+    _, comp = connected_components(
+        coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)), directed=False
+    )
     smallest = np.full(comp.max() + 1, np.iinfo(np.int64).max)
     np.minimum.at(smallest, comp, source_id)
     return smallest[comp]
@@ -179,8 +199,7 @@ def _flat(object_id, mjd, ref_id, refcat) -> pd.DataFrame:
     flat[["ra", "dec"]] = [10.0, 20.0]
     flat["mjd"], flat["inst_mag"], flat["inst_mag_err"], flat["mag"] = mjd, 12.0, 0.01, np.nan
     flat["frame_id"], flat["source_id"], flat["flags"] = np.arange(n), np.arange(n) + 1, 0
-    return flat.assign(object_id=np.asarray(object_id, np.int64), refcat=refcat,
-                       ref_id=pd.array(ref_id, dtype="Int64"))
+    return flat.assign(object_id=np.asarray(object_id, np.int64), refcat=refcat, ref_id=pd.array(ref_id, dtype="Int64"))
 
 
 def test_summarise_takes_the_reference_identity_from_any_point():
@@ -243,8 +262,18 @@ def grown(tmp_path_factory):
     commit_night(lake, night2, "2026-02-02", N_FRAMES, rng)
     second = build_objects(lake)
     third = build_objects(lake)
-    return {"lake": lake, "stars": stars, "far": far, "extra": extra, "pixel": pixel, "first": first,
-            "second": second, "third": third, "ids1": ids1, "files1": files1}
+    return {
+        "lake": lake,
+        "stars": stars,
+        "far": far,
+        "extra": extra,
+        "pixel": pixel,
+        "first": first,
+        "second": second,
+        "third": third,
+        "ids1": ids1,
+        "files1": files1,
+    }
 
 
 def _edge_distance_arcsec(stars, pixel) -> np.ndarray:
@@ -337,8 +366,10 @@ def test_a_table_built_before_calibration_warns_once_calibrations_exist(grown, m
     with caplog.at_level("WARNING", logger="skylake.objects.build"):
         report = build_objects(lake)
     assert report.commit is None and report.refcat == ""
-    assert any("without a reference catalogue" in r.message and "'tycho2'" in r.message and "--rebuild" in r.message
-               for r in caplog.records), caplog.text
+    assert any(
+        "without a reference catalogue" in r.message and "'tycho2'" in r.message and "--rebuild" in r.message
+        for r in caplog.records
+    ), caplog.text
 
 
 def test_readers_and_command_line(grown, tmp_path):
@@ -350,17 +381,34 @@ def test_readers_and_command_line(grown, tmp_path):
     cat = lsdb.open_catalog(lake.path(OBJECTS))
     points = lsdb.open_catalog(lake.path(LIGHTCURVES))
     for star in (stars.iloc[0], stars[grown["far"]].iloc[0]):  # on a partition edge; inside, with 2 nights
-        near = cat.cone_search(ra=star["ra"], dec=star["dec"], radius_arcsec=3).join_nested(
-            points, left_on="object_id", right_on="object_id", nested_column_name="lc").compute()
+        near = (
+            cat.cone_search(ra=star["ra"], dec=star["dec"], radius_arcsec=3)
+            .join_nested(points, left_on="object_id", right_on="object_id", nested_column_name="lc")
+            .compute()
+        )
         # an object's points are filed under its position: the join finds them all, even on an edge
         assert len(near) == 1 and len(near["lc"].iloc[0]) == near["n_det"].iloc[0] >= N_FRAMES
     con = duckdb.connect()
-    n = con.execute(f"SELECT sum(n_det), count(*) FROM read_parquet('{lake.path(OBJECTS)}/dataset/*/*/*/*.parquet', "
-                    "hive_partitioning = true)").fetchone()
+    n = con.execute(
+        f"SELECT sum(n_det), count(*) FROM read_parquet('{lake.path(OBJECTS)}/dataset/*/*/*/*.parquet', "
+        "hive_partitioning = true)"
+    ).fetchone()
     assert n == (len(stars) * N_FRAMES + grown["far"].sum() * N_FRAMES + 3 * N_FRAMES, len(stars) + 3)
     csv, png = tmp_path / "lc.csv", tmp_path / "lc.png"
-    out = run_cli("lightcurve", lake.url, "--ra", str(ra), "--dec", str(dec), "--radius", "3", "--out", str(csv),
-                  "--plot", str(png))
+    out = run_cli(
+        "lightcurve",
+        lake.url,
+        "--ra",
+        str(ra),
+        "--dec",
+        str(dec),
+        "--radius",
+        "3",
+        "--out",
+        str(csv),
+        "--plot",
+        str(png),
+    )
     assert out.returncode == 0, out.stderr
     assert "1 objects within 3 arcsec" in out.stdout and png.read_bytes()[:4] == b"\x89PNG"
     points = pd.read_csv(csv)

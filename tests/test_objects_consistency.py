@@ -20,8 +20,7 @@ from skylake.lake import Lake, faults, hats_meta, open_lake
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.associate import vector_to_radec
 from skylake.objects.build import build_objects
-from skylake.objects.files import objects_dataset
-from skylake.objects.files import lightcurves_dataset
+from skylake.objects.files import lightcurves_dataset, objects_dataset
 from skylake.objects.query import light_curve
 from skylake.objects.summary import summarise
 from skylake.schema import table_schema
@@ -77,20 +76,31 @@ def _calibrate(lake, frame_ids, zp: float, refcat: str = "cat"):
     frames = frames[frames["frame_id"].isin(frame_ids)]
     n = len(frames)
     with lake.transaction("calibrate") as tx:
-        cols = {"frame_id": frames["frame_id"].to_numpy(np.int64), "refcat": [refcat] * n, "calib_key": ["k"] * n,
-                "flux": ["flux_auto"] * n, "apcor": np.zeros(n, np.float32), "zp": np.full(n, zp),
-                "zp_err": np.full(n, 0.0005, np.float32), "zp_status": ["ok"] * n, "batch_id": [tx.batch_id] * n,
-                "calibrated_at": [dt.datetime.now(dt.timezone.utc)] * n}
+        cols = {
+            "frame_id": frames["frame_id"].to_numpy(np.int64),
+            "refcat": [refcat] * n,
+            "calib_key": ["k"] * n,
+            "flux": ["flux_auto"] * n,
+            "apcor": np.zeros(n, np.float32),
+            "zp": np.full(n, zp),
+            "zp_err": np.full(n, 0.0005, np.float32),
+            "zp_status": ["ok"] * n,
+            "batch_id": [tx.batch_id] * n,
+            "calibrated_at": [dt.datetime.now(dt.timezone.utc)] * n,
+        }
         schema = table_schema(ZEROPOINTS)
-        rows = pa.Table.from_arrays([pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type)
-                                     for f in schema], schema=schema)
+        rows = pa.Table.from_arrays(
+            [pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type) for f in schema], schema=schema
+        )
         tx.stage_nights(ZEROPOINTS, rows, frames["night"].tolist())
         tx.commit()
 
 
 def _points(lake) -> pd.DataFrame:
     t = lightcurves_dataset(lake).to_table()
-    return t.to_pandas().assign(ref_id=t.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array)
+    return t.to_pandas().assign(
+        ref_id=t.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array
+    )
 
 
 def test_an_exact_pass_reads_points_left_in_a_partition_that_lost_its_objects(tmp_path):
@@ -133,8 +143,9 @@ def _spy_publish(monkeypatch, lake, table: str, column: str) -> list:
 
     def spy(name):
         files = glob.glob(lake.path(f"{table}/dataset") + "/**/*.parquet", recursive=True)
-        ids = np.concatenate([pq.read_table(f, columns=[column]).column(column).to_numpy() for f in files]
-                             + [np.empty(0, np.int64)])
+        ids = np.concatenate(
+            [pq.read_table(f, columns=[column]).column(column).to_numpy() for f in files] + [np.empty(0, np.int64)]
+        )
         seen.append((name, len(ids), len(np.unique(ids))))
         original(name)
 

@@ -9,16 +9,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hats.pixel_math.spatial_index import compute_spatial_index
+from test_objects import N_FRAMES, _corner_field, _edge_distance_arcsec
 
 from skylake.lake import Lake, hats_meta
 from skylake.lake.tables import LIGHTCURVES
 from skylake.objects.build import OBJECTS, ObjectsError, build_objects
-from skylake.objects.files import objects_dataset
-from skylake.objects.files import lightcurves_dataset
+from skylake.objects.files import lightcurves_dataset, objects_dataset
 from skylake.objects.summary import MOMENT_COLUMNS, ORDER_COLUMNS
 from skylake.synthetic.detections import commit_night, random_stars
-from hats.pixel_math.spatial_index import compute_spatial_index
-from test_objects import N_FRAMES, _corner_field, _edge_distance_arcsec
 
 
 def _table(lake) -> pd.DataFrame:
@@ -60,8 +59,13 @@ def test_cluster_build_equals_in_process(local, tmp_path, dask_client):
     pd.testing.assert_frame_equal(_table(lake), _table(other))
     pd.testing.assert_frame_equal(_points(lake), _points(other))
     for a, b in zip(reports, cluster_reports):
-        assert (a.objects, a.objects_new, a.detections, a.partitions, a.partitions_rewritten) == \
-               (b.objects, b.objects_new, b.detections, b.partitions, b.partitions_rewritten)
+        assert (a.objects, a.objects_new, a.detections, a.partitions, a.partitions_rewritten) == (
+            b.objects,
+            b.objects_new,
+            b.detections,
+            b.partitions,
+            b.partitions_rewritten,
+        )
     files = sorted(f.split("/", 2)[2] for f in lake.store.walk_files(f"{OBJECTS}/skylake_frames"))
     assert files == sorted(f.split("/", 2)[2] for f in other.store.walk_files(f"{OBJECTS}/skylake_frames"))
     for f in lake.store.walk_files(f"{OBJECTS}/skylake_frames"):
@@ -122,19 +126,26 @@ def test_updated_statistics_equal_those_of_the_whole_light_curves(local):
     lake, _, reports = local
     assert sum(r.partitions_exact for r in reports[1:]) < sum(r.partitions_rewritten for r in reports[1:])
     table = lightcurves_dataset(lake).to_table()
-    points = table.to_pandas().assign(ref_id=table.column("ref_id").to_pandas(
-        types_mapper={pa.int64(): pd.Int64Dtype()}.get).array)
+    points = table.to_pandas().assign(
+        ref_id=table.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array
+    )
     updated, whole = _table(lake), summarise(points, "").to_pandas().sort_values("object_id").reset_index(drop=True)
     assert updated["object_id"].tolist() == whole["object_id"].tolist()
     for c in ["ra", "dec", "pos_rms_arcsec", "n_det", "n_cal", "first_mjd", "last_mjd", *MOMENT_COLUMNS]:
         rtol = 1e-6 if updated[c].dtype == np.float32 else 1e-9  # pos_rms_arcsec is float32
-        np.testing.assert_allclose(updated[c].to_numpy(float), whole[c].to_numpy(float), rtol=rtol, atol=1e-9,
-                                   err_msg=c)
+        np.testing.assert_allclose(
+            updated[c].to_numpy(float), whole[c].to_numpy(float), rtol=rtol, atol=1e-9, err_msg=c
+        )
     current = (updated["n_exact"] == updated["n"]).to_numpy()
     assert current.any() and not current.all() and (updated["n_exact"] <= updated["n"]).all()
     for c in ORDER_COLUMNS:
-        np.testing.assert_allclose(updated.loc[current, c].to_numpy(float), whole.loc[current, c].to_numpy(float),
-                                   rtol=1e-9, atol=1e-12, err_msg=c)
+        np.testing.assert_allclose(
+            updated.loc[current, c].to_numpy(float),
+            whole.loc[current, c].to_numpy(float),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=c,
+        )
     by_part = updated.groupby("Npix")[["n", "n_exact"]].sum()
     assert (by_part["n"] <= 1.25 * by_part["n_exact"]).all()
 
@@ -196,8 +207,9 @@ def test_a_table_of_the_older_layout_is_refused_with_what_to_do(tmp_path):
     commit_night(lake, stars, "2026-04-01", N_FRAMES, rng)
     build_objects(lake)
     state = json.loads(lake.store.read_bytes(f"{OBJECTS}/{STATE_FILE}"))
-    lake.store.write_bytes(f"{OBJECTS}/{STATE_FILE}", json.dumps({k: v for k, v in state.items()
-                                                                   if k != "layout"}).encode())
+    lake.store.write_bytes(
+        f"{OBJECTS}/{STATE_FILE}", json.dumps({k: v for k, v in state.items() if k != "layout"}).encode()
+    )
     commit_night(lake, stars.iloc[::2], "2026-04-02", N_FRAMES, rng)
     version = lake.log.latest().version
     for attempt in (lambda: build_objects(lake), lambda: light_curve(lake, stars["ra"][0], stars["dec"][0])):

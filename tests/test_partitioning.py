@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hats.pixel_math.spatial_index import compute_spatial_index
 
-from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.lake.hats_meta import MAX_PARTITIONS_PER_FRAME, order_for_frames
+from skylake.pipeline import ingest
 from skylake.status import lake_status
 from skylake.synthetic import ZP_TRUE_DEFAULT, write_demo_night
 
@@ -38,14 +38,26 @@ def test_order_follows_the_field(radius_deg, expected):
     for f in range(3):
         assert len(np.unique(h29[frames == f] >> 2 * (29 - order))) <= MAX_PARTITIONS_PER_FRAME
     if order < 5:
-        assert max(len(np.unique(h29[frames == f] >> 2 * (29 - order - 1))) for f in range(3)) > MAX_PARTITIONS_PER_FRAME
+        assert (
+            max(len(np.unique(h29[frames == f] >> 2 * (29 - order - 1))) for f in range(3)) > MAX_PARTITIONS_PER_FRAME
+        )
 
 
 def test_three_all_sky_sized_frames_write_a_few_tens_of_files(tmp_path):
     # 1024 x 1024 pixels of 350" (100 degrees across); zeropoint lowered so the sky stays under saturation
-    write_demo_night(tmp_path / "frames", n_frames=3, shape=(1024, 1024), pixscale_arcsec=350.0, n_stars=3000,
-                     seed=3, cloud=False, n_variables=0, mag_range=(1.0, 6.5), dec0_deg=40.0,
-                     zp_true=ZP_TRUE_DEFAULT - 9.7)
+    write_demo_night(
+        tmp_path / "frames",
+        n_frames=3,
+        shape=(1024, 1024),
+        pixscale_arcsec=350.0,
+        n_stars=3000,
+        seed=3,
+        cloud=False,
+        n_variables=0,
+        mag_range=(1.0, 6.5),
+        dec0_deg=40.0,
+        zp_true=ZP_TRUE_DEFAULT - 9.7,
+    )
     lake = Lake.init(tmp_path / "lake")
     report = ingest(lake, [str(tmp_path / "frames")], "demo", progress=False)
     assert report.ingested == 3 and report.sources > 3000

@@ -28,11 +28,13 @@ def test_small_ones_image_gives_the_areas_of_the_full_one():
     full = np.ones(SHAPE, dtype=np.float32)
     ones, xs, ys = _ones_like_edges(SHAPE, x, y, ANNULUS[1], None)
     assert ones.shape == (28, 28)
-    np.testing.assert_array_equal(sep.sum_circann(ones, xs, ys, *ANNULUS, subpix=1)[0],
-                                  sep.sum_circann(full, x, y, *ANNULUS, subpix=1)[0])
+    np.testing.assert_array_equal(
+        sep.sum_circann(ones, xs, ys, *ANNULUS, subpix=1)[0], sep.sum_circann(full, x, y, *ANNULUS, subpix=1)[0]
+    )
     for r in RADII:
-        np.testing.assert_allclose(sep.sum_circle(ones, xs, ys, r, subpix=0)[0],
-                                   sep.sum_circle(full, x, y, r, subpix=0)[0], rtol=1e-12)
+        np.testing.assert_allclose(
+            sep.sum_circle(ones, xs, ys, r, subpix=0)[0], sep.sum_circle(full, x, y, r, subpix=0)[0], rtol=1e-12
+        )
 
 
 def test_a_flat_residual_background_is_removed_everywhere_even_at_edges():
@@ -52,8 +54,11 @@ def test_star_fluxes_and_errors_match_sep_bkgann():
     the offset. The half-light radius found within 3a equals the one found within 6a."""
     rng = np.random.default_rng(3)
     n = 60
-    stars = {"x": rng.uniform(20, SHAPE[1] - 20, n), "y": rng.uniform(20, SHAPE[0] - 20, n),
-             "flux": rng.uniform(2e4, 2e5, n)}
+    stars = {
+        "x": rng.uniform(20, SHAPE[1] - 20, n),
+        "y": rng.uniform(20, SHAPE[0] - 20, n),
+        "flux": rng.uniform(2e4, 2e5, n),
+    }
     keep = np.ones(n, bool)  # keep stars 20 px apart so no annulus holds a neighbour
     for i in range(n):
         d = np.hypot(stars["x"] - stars["x"][i], stars["y"] - stars["y"][i])

@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
-
 from conftest import SHARED_DATA, require_shared, require_solve_field
-from skylake.frame.platesolve import (PlateSolveError, PlateSolveSettings, compare_wcs, read_reference_cone,
-                                      solve_astrometry_net, solve_frame, strip_wcs)
+
+from skylake.frame.platesolve import (
+    PlateSolveError,
+    PlateSolveSettings,
+    compare_wcs,
+    read_reference_cone,
+    solve_astrometry_net,
+    solve_frame,
+    strip_wcs,
+)
 
 TYCHO = SHARED_DATA / "refcats" / "tycho2_vt.parquet"
 GAIA = SHARED_DATA / "refcats" / "gaia_dr3_g10.parquet"
@@ -61,8 +68,9 @@ def test_skycamz_frames_solved_without_their_wcs(skycamz_files, tycho, gaia):
             stripped = strip_wcs(header)
             assert not WCS(stripped).has_celestial
         data = fits.getdata(f).astype(np.float32)
-        sol = solve_frame(data, stripped["RA_CENT"], stripped["DEC_CENT"], tycho, SKYCAMZ,
-                          scale_arcsec=stripped["CCDSCALE"])
+        sol = solve_frame(
+            data, stripped["RA_CENT"], stripped["DEC_CENT"], tycho, SKYCAMZ, scale_arcsec=stripped["CCDSCALE"]
+        )
         assert sol.solver == "skylake" and sol.n_stars >= 20 and sol.rms_arcsec < 1.0
         assert sol.scale_arcsec == pytest.approx(header["CCDSCALE"], rel=0.002)
         vs_header = compare_wcs(sol.wcs, truth, data.shape)["rms"]
@@ -100,7 +108,7 @@ def test_bad_hints_and_blank_frames_are_rejected_with_a_reason(skycamz_files, ty
     rng = np.random.default_rng(1)
     fake = blank.copy()
     for x, y in rng.uniform(10, 1010, (60, 2)):
-        fake[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] += 3000.0
+        fake[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2] += 3000.0
     with pytest.raises(PlateSolveError, match="no consistent match|poor fit"):
         solve_frame(fake, h["RA_CENT"], h["DEC_CENT"], tycho, SKYCAMZ, scale_arcsec=h["CCDSCALE"])
     with pytest.raises(PlateSolveError, match="plate-scale hint"):
@@ -154,15 +162,18 @@ def test_ingest_solves_frames_without_a_wcs(skycamz_files, tmp_path):
     blank = np.random.default_rng(1).normal(1000.0, 10.0, (1024, 1024)).astype(np.float32)
     fits.PrimaryHDU(blank, strip_wcs(fits.getheader(skycamz_files[0]))).writeto(frames / "blank.fits")
     profile = tmp_path / "solve.toml"
-    profile.write_text(f'extends = "skycamz"\n[platesolve]\nrefcat = "{require_shared(TYCHO)}"\n'
-                       f'mag_column = "mag_vt"\nscale_tolerance = 0.01\n')
+    profile.write_text(
+        f'extends = "skycamz"\n[platesolve]\nrefcat = "{require_shared(TYCHO)}"\n'
+        f'mag_column = "mag_vt"\nscale_tolerance = 0.01\n'
+    )
     lake = str(tmp_path / "lake")
     assert main(["init", lake]) == 0
     assert main(["ingest", lake, str(frames), "--pipeline", str(profile), "--no-progress"]) == 3
     rows = pd.read_parquet(f"{lake}/frames").set_index("path")
     bad = rows.loc[str(frames / "blank.fits")]
-    assert bad["status"] == "rejected" and bad["reason"].startswith("plate solving failed (hinted): only 0 sources "
-                                                                     "detected")
+    assert bad["status"] == "rejected" and bad["reason"].startswith(
+        "plate solving failed (hinted): only 0 sources detected"
+    )
     for name, truth in originals.items():
         row = rows.loc[str(frames / name)]
         assert row["status"] == "ok" and row["wcs_source"] == "platesolve:skylake" and row["wcs_method"] == "hinted"

@@ -12,25 +12,34 @@ from skylake.profile import ProfileError, load_profile
 
 def test_builtin_profiles_load_and_inherit():
     z, t = load_profile("skycamz"), load_profile("skycamt")
-    assert (z.detection.thresh, z.detection.minarea, z.detection.back_size, z.detection.back_filtersize) == (1.5, 5, 64, 3)
+    assert (z.detection.thresh, z.detection.minarea, z.detection.back_size, z.detection.back_filtersize) == (
+        1.5,
+        5,
+        64,
+        3,
+    )
     assert t.detection == z.detection and t.site == z.site  # skycamt extends skycamz
     assert (z.quality.min_sources, t.quality.min_sources) == (200, 600)
     assert z.pipeline_version != t.pipeline_version
 
 
-@pytest.mark.parametrize("utc_mjd, night", [
-    (56453.98977, "2013-06-10"),   # 23:45 UT = 00:45 local (WEST) on the 11th: still the night of the 10th
-    (56454.30, "2013-06-10"),      # 07:12 UT = 08:12 local on the 11th: before 17:30, same night
-    (56454.70, "2013-06-11"),      # 16:48 UT = 17:48 local on the 11th: the next night has begun
-])
+@pytest.mark.parametrize(
+    "utc_mjd, night",
+    [
+        (56453.98977, "2013-06-10"),  # 23:45 UT = 00:45 local (WEST) on the 11th: still the night of the 10th
+        (56454.30, "2013-06-10"),  # 07:12 UT = 08:12 local on the 11th: before 17:30, same night
+        (56454.70, "2013-06-11"),  # 16:48 UT = 17:48 local on the 11th: the next night has begun
+    ],
+)
 def test_skycam_observing_night_runs_from_1730_local(utc_mjd, night):
     assert observing_night(utc_mjd, "Atlantic/Canary", "17:30") == night
 
 
 def test_user_profile_without_code(tmp_path):
     path = tmp_path / "mycam.toml"
-    path.write_text('extends = "generic"\n[profile]\nname = "mycam"\n[detection]\nthresh = 3.0\n'
-                    '[header]\nfilter = ["FILT"]\n')
+    path.write_text(
+        'extends = "generic"\n[profile]\nname = "mycam"\n[detection]\nthresh = 3.0\n[header]\nfilter = ["FILT"]\n'
+    )
     p = load_profile(path)
     assert p.name == "mycam" and p.detection.thresh == 3.0 and p.detection.minarea == 5
     h = fits.Header({"FILT": "r'", "DATE-OBS": "2026-01-01T00:00:00", "EXPTIME": 20.0, "ALTITUDE": 90.0})
@@ -55,8 +64,16 @@ def test_bad_profiles_name_the_problem(tmp_path):
 
 
 def test_skycamz_header_mapping():
-    h = fits.Header({"INSTRUME": "SkyCamZ", "DATE-OBS": "2013-06-10T23:45:16", "MJD": "56453.9897685",
-                     "EXPTIME": 10.0, "ALTITUDE": 66.3945, "AZIMUTH": 131.3999})
+    h = fits.Header(
+        {
+            "INSTRUME": "SkyCamZ",
+            "DATE-OBS": "2013-06-10T23:45:16",
+            "MJD": "56453.9897685",
+            "EXPTIME": 10.0,
+            "ALTITUDE": 66.3945,
+            "AZIMUTH": 131.3999,
+        }
+    )
     rec = frame_record(h, load_profile("skycamz"))
     assert rec["mjd"] == pytest.approx(56453.9897685 + 5 / 86400, abs=1e-9)  # MJD is a string, start of exposure
     assert rec["filter"] == "clear" and rec["gain"] == 5.47 and rec["saturation"] == 50000.0

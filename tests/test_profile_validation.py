@@ -4,8 +4,8 @@ problems are listed at once, and the command line exits 2 without writing anythi
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
+
 from skylake.profile import ProfileError, load_profile
 
 # (section, key, TOML value, fragment of the message)
@@ -22,25 +22,50 @@ HOSTILE = [
     ("header", "time_scale", '"martian"', "header.time_scale = 'martian' must be a time scale"),
     ("defaults", "gain", '"abc"', "defaults.gain = 'abc' must be a gain in e-/ADU > 0"),
     ("defaults", "saturation", "-1.0", "defaults.saturation = -1.0 must be a level in ADU > 0"),
-    ("defaults", "saturation_source", '"both"', "defaults.saturation_source = 'both' must be one of ['header', 'profile']"),
+    (
+        "defaults",
+        "saturation_source",
+        '"both"',
+        "defaults.saturation_source = 'both' must be one of ['header', 'profile']",
+    ),
     ("defaults", "exptime", "-5.0", "defaults.exptime = -5.0 must be an exposure time in s (0 = none) >= 0"),
     ("detection", "back_size", "0", "detection.back_size = 0 must be an integer >= 1"),
     ("detection", "thresh", "nan", "detection.thresh = nan must be a number > 0"),
     ("detection", "minarea", "2.5", "detection.minarea = 2.5 must be an integer >= 1"),
     ("detection", "pixstack", "-1", "detection.pixstack = -1 must be an integer >= 1"),
-    ("detection", "max_sub_object_limit", "10", "detection.max_sub_object_limit = 10 must be >= detection.sub_object_limit = 1024"),
+    (
+        "detection",
+        "max_sub_object_limit",
+        "10",
+        "detection.max_sub_object_limit = 10 must be >= detection.sub_object_limit = 1024",
+    ),
     ("detection", "clean", '"yes"', "detection.clean = 'yes' must be true or false"),
     ("detection", "filter_kernel", '"gauss"', "detection.filter_kernel = 'gauss' must be one of ['default', 'none']"),
     ("detection", "deblend_cont", "2.0", "detection.deblend_cont = 2.0 must be a number >= 0 and <= 1"),
-    ("photometry", "aperture_radii", "[-1.0, 2.0, 3.0]", "photometry.aperture_radii = [-1.0, 2.0, 3.0] must be exactly 3 radii"),
-    ("photometry", "annulus", "[15.0, 10.0]", "photometry.annulus = [15.0, 10.0] must be [inner, outer] px with 0 < inner < outer"),
+    (
+        "photometry",
+        "aperture_radii",
+        "[-1.0, 2.0, 3.0]",
+        "photometry.aperture_radii = [-1.0, 2.0, 3.0] must be exactly 3 radii",
+    ),
+    (
+        "photometry",
+        "annulus",
+        "[15.0, 10.0]",
+        "photometry.annulus = [15.0, 10.0] must be [inner, outer] px with 0 < inner < outer",
+    ),
     ("photometry", "kron_factor", "0", "photometry.kron_factor = 0 must be a number > 0"),
-    ("astrometry", "pixscale_range", "[10.0, 1.0]", "astrometry.pixscale_range = [10.0, 1.0] must be [low, high] arcsec/px"),
+    (
+        "astrometry",
+        "pixscale_range",
+        "[10.0, 1.0]",
+        "astrometry.pixscale_range = [10.0, 1.0] must be [low, high] arcsec/px",
+    ),
     ("quality", "min_sources", "-3", "quality.min_sources = -3 must be an integer >= 0"),
     ("quality", "max_flux", '"big"', "quality.max_flux = 'big' must be a number"),
     ("profile", "name", "123", "profile.name = 123 must be a profile name"),
     ("profile", "max_image_mb", "0", "profile.max_image_mb = 0 must be a size in MB > 0"),
-    ("profile", "hdu", "-1", "profile.hdu = -1 must be \"auto\", \"all\", an HDU index >= 0 or an EXTNAME"),
+    ("profile", "hdu", "-1", 'profile.hdu = -1 must be "auto", "all", an HDU index >= 0 or an EXTNAME'),
     ("profile", "colour", '"red"', "[profile] has unknown settings ['colour']"),
     ("calibration", "min_stars", "1", "calibration.min_stars = 1 must be an integer >= 2"),
     ("maps", "nside", "6", "maps.nside = 6 must be a power of two"),
@@ -76,13 +101,16 @@ def test_every_problem_is_listed_at_once(tmp_path):
         assert message in str(exc.value)
 
 
-@pytest.mark.parametrize("extends, message", [
-    ('"../../etc/passwd"', "is neither a built-in profile name"),
-    ('"../pipelines/generic"', "is neither a built-in profile name"),
-    ('"nope"', "unknown profile 'nope'"),
-    ("3", "extends = 3 must name a profile"),
-    ('"missing.toml"', "does not exist"),
-])
+@pytest.mark.parametrize(
+    "extends, message",
+    [
+        ('"../../etc/passwd"', "is neither a built-in profile name"),
+        ('"../pipelines/generic"', "is neither a built-in profile name"),
+        ('"nope"', "unknown profile 'nope'"),
+        ("3", "extends = 3 must name a profile"),
+        ('"missing.toml"', "does not exist"),
+    ],
+)
 def test_extends_is_confined_to_profile_names_and_given_files(tmp_path, extends, message):
     path = tmp_path / "p.toml"
     path.write_text(f"extends = {extends}\n")
@@ -101,8 +129,10 @@ def test_extends_a_users_file_relative_to_the_extending_file(tmp_path, monkeypat
 
 def test_a_single_keyword_string_is_a_one_keyword_list(tmp_path):
     path = tmp_path / "p.toml"
-    path.write_text('extends = "generic"\n[header]\nexptime = "EXPOSURE"\ntime_keys = "TIMEUTC"\n'
-                    'time_format = "%Y-%m-%d %H:%M:%S"\n')
+    path.write_text(
+        'extends = "generic"\n[header]\nexptime = "EXPOSURE"\ntime_keys = "TIMEUTC"\n'
+        'time_format = "%Y-%m-%d %H:%M:%S"\n'
+    )
     p = load_profile(path)
     assert p.header.exptime == ["EXPOSURE"] and p.header.time_keys == ["TIMEUTC"]
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from skylake.db import refresh
 from skylake.frame import psf_grid
 from skylake.frame.process import process_file
-from skylake.pipeline import ingest
 from skylake.lake import Lake, tables
+from skylake.pipeline import ingest
 from skylake.profile import load_profile
 from skylake.status import format_status, lake_status
 
@@ -23,16 +23,27 @@ NAME = tables.of_stage(psf_grid.__name__).name
 
 def _cols(x, y, fwhm, flags=None, edge=None):
     n = len(x)
-    return {"x": np.asarray(x, float), "y": np.asarray(y, float), "fwhm": np.asarray(fwhm, float),
-            "elongation": np.full(n, 1.2), "flags": np.zeros(n, int) if flags is None else np.asarray(flags),
-            "edge_dist": np.full(n, 50.0) if edge is None else np.asarray(edge, float),
-            "bkg": np.full(n, 100.0), "bkg_local": np.arange(n, dtype=float)}
+    return {
+        "x": np.asarray(x, float),
+        "y": np.asarray(y, float),
+        "fwhm": np.asarray(fwhm, float),
+        "elongation": np.full(n, 1.2),
+        "flags": np.zeros(n, int) if flags is None else np.asarray(flags),
+        "edge_dist": np.full(n, 50.0) if edge is None else np.asarray(edge, float),
+        "bkg": np.full(n, 100.0),
+        "bkg_local": np.arange(n, dtype=float),
+    }
 
 
 def test_run_is_exact_on_known_sources():
     # three stars in the bottom-left cell, one in the centre, one flagged and one at the edge (not clean)
-    cols = _cols(x=[10, 20, 30, 450, 890, 899], y=[15, 25, 35, 450, 890, 1], fwhm=[2, 3, 4, 5, 9, 9],
-                 flags=[0, 0, 0, 0, 1, 0], edge=[50, 50, 50, 50, 50, 1])
+    cols = _cols(
+        x=[10, 20, 30, 450, 890, 899],
+        y=[15, 25, 35, 450, 890, 1],
+        fwhm=[2, 3, 4, 5, 9, 9],
+        flags=[0, 0, 0, 0, 1, 0],
+        edge=[50, 50, 50, 50, 50, 1],
+    )
     rows = psf_grid.run({"nx": 900, "ny": 900, "fwhm_median": 4.0}, cols).to_pandas()
     assert len(rows) == 9 and list(rows["n_stars"]) == [3, 0, 0, 0, 1, 0, 0, 0, 0]
     first, centre = rows.iloc[0], rows.iloc[4]
@@ -43,11 +54,14 @@ def test_run_is_exact_on_known_sources():
     assert psf_grid.run({"nx": None, "ny": None}, cols).num_rows == 0  # no image size: no cells
 
 
-@pytest.mark.parametrize("broken,error", [
-    (lambda record, sources: 1 / 0, "ZeroDivisionError: division by zero"),
-    (lambda record, sources: "rows", "TypeError: run returned str, not a pyarrow Table"),
-    (lambda record, sources: pa.table({"ix": [0]}), "ValueError: columns ['ix'] do not fit schemas/psf_grid.yaml"),
-])
+@pytest.mark.parametrize(
+    "broken,error",
+    [
+        (lambda record, sources: 1 / 0, "ZeroDivisionError: division by zero"),
+        (lambda record, sources: "rows", "TypeError: run returned str, not a pyarrow Table"),
+        (lambda record, sources: pa.table({"ix": [0]}), "ValueError: columns ['ix'] do not fit schemas/psf_grid.yaml"),
+    ],
+)
 def test_a_failing_product_leaves_the_frame_with_a_note_naming_it(monkeypatch, skycamz_files, broken, error):
     monkeypatch.setattr(psf_grid, "run", broken)
     (result,) = process_file(str(skycamz_files[0]), load_profile("skycamz"))
@@ -63,12 +77,17 @@ def test_a_product_schema_is_checked_when_the_registry_loads(tmp_path, monkeypat
     shutil.copytree(tables.project_dir("schemas"), home / "schemas")
     monkeypatch.setenv("SKYLAKE_HOME", str(home))
     (home / "schemas" / "toy.yaml").write_text(
-        "name: toy\npartition_by: night\nstage: some.module\ncolumns:\n  - {name: n, type: int32}\n")
-    with pytest.raises(ValueError, match=r"schemas/toy.yaml: a frame product \(stage: some.module\) needs a "
-                                         r"frame_id column"):
+        "name: toy\npartition_by: night\nstage: some.module\ncolumns:\n  - {name: n, type: int32}\n"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"schemas/toy.yaml: a frame product \(stage: some.module\) needs a "
+        r"frame_id column",
+    ):
         tables._load("toy")
-    (home / "schemas" / "toy.yaml").write_text("name: toy\npartition_by: night\nlocation: elsewhere\n"
-                                               "columns:\n  - {name: frame_id, type: int64}\n")
+    (home / "schemas" / "toy.yaml").write_text(
+        "name: toy\npartition_by: night\nlocation: elsewhere\ncolumns:\n  - {name: frame_id, type: int64}\n"
+    )
     with pytest.raises(ValueError, match="a night table lives in LAKE/toy; location 'elsewhere' is not allowed"):
         tables._load("toy")
 
@@ -106,10 +125,14 @@ def test_committed_counted_mirrored_and_replaced_with_its_frames(tmp_path, pg_ur
     engine.dispose()
 
 
-@pytest.mark.parametrize("change", [f"DROP TABLE {NAME}", f"ALTER TABLE {NAME} ADD COLUMN retired REAL"],
-                         ids=["made-before-the-product", "made-when-it-had-another-column"])
+@pytest.mark.parametrize(
+    "change",
+    [f"DROP TABLE {NAME}", f"ALTER TABLE {NAME} ADD COLUMN retired REAL"],
+    ids=["made-before-the-product", "made-when-it-had-another-column"],
+)
 def test_a_product_table_missing_or_with_other_columns_is_made_again_and_mirrored_whole(
-        tmp_path, skycamz_files, change):
+    tmp_path, skycamz_files, change
+):
     """A database refreshed before its product table existed, or when the product had other columns, gets
     the table made from the schema and every night of it at the next refresh (nothing new in the lake)."""
     lake = Lake.init(tmp_path / "lake")

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-
 from conftest import REPO, duckdb_counts, lsdb_count, make_synthetic_lake, read_only, run_cli
+
 from skylake.db import refresh
 from skylake.lake import Lake
-from skylake.synthetic.detections import commit_night, random_stars
 from skylake.status import lake_status
+from skylake.synthetic.detections import commit_night, random_stars
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,9 @@ def compact_base(tmp_path_factory):
 MERGE = ["after_commit", "swap_ready@1", "swapped@1", "swapped@3", "before_metadata", "before_cleanup"]
 SPLIT = ["swap_ready@2", "swapped@2"]  # swaps: the night, then the whole sources table
 NEXT = ["status", "refresh", "report", "python"]
-CASES = ([(f, [], NEXT[i % 4]) for i, f in enumerate(MERGE)]
-         + [(f, ["--max-rows", "150"], NEXT[(i + 1) % 4]) for i, f in enumerate(SPLIT)])
+CASES = [(f, [], NEXT[i % 4]) for i, f in enumerate(MERGE)] + [
+    (f, ["--max-rows", "150"], NEXT[(i + 1) % 4]) for i, f in enumerate(SPLIT)
+]
 
 
 def _next_command(kind: str, lake: Path, tmp_path: Path, pending: bool):
@@ -53,17 +54,22 @@ def _next_command(kind: str, lake: Path, tmp_path: Path, pending: bool):
         reader = Lake.open(lake)  # readers finish the publish too
         assert reader.log.published_version() == reader.log.latest_version()
         return
-    args = {"status": ["status", str(lake)], "refresh": ["refresh", str(lake)],
-            "report": ["report", str(lake), str(tmp_path / "site")]}[kind]
+    args = {
+        "status": ["status", str(lake)],
+        "refresh": ["refresh", str(lake)],
+        "report": ["report", str(lake), str(tmp_path / "site")],
+    }[kind]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert ("finished publishing commit" in result.stderr) == pending  # said, as a warning
 
 
-@pytest.mark.parametrize("fault,args,next_command", CASES,
-                         ids=[f"{f}-{'split' if a else 'merge'}-then-{n}" for f, a, n in CASES])
+@pytest.mark.parametrize(
+    "fault,args,next_command", CASES, ids=[f"{f}-{'split' if a else 'merge'}-then-{n}" for f, a, n in CASES]
+)
 def test_compaction_killed_mid_publish_never_doubles_and_the_next_command_finishes(
-        tmp_path, compact_base, fault, args, next_command):
+    tmp_path, compact_base, fault, args, next_command
+):
     base, clean = compact_base
     lake = tmp_path / "lake"
     shutil.copytree(base, lake)
@@ -113,11 +119,22 @@ def test_without_rename_exchange_a_partition_is_briefly_missing_never_doubled(tm
 # buckets): @9 is the second batch's first file
 @pytest.mark.parametrize("fault", ["mid_publish@9", "before_metadata@2"])
 def test_ingest_killed_mid_publish_shows_at_most_that_batch_then_the_next_command_finishes(
-        tmp_path, skycamz_files, fault):
+    tmp_path, skycamz_files, fault
+):
     lake = tmp_path / "lake"
     run_cli("init", str(lake), check=True)
-    ingest = ["ingest", str(lake), str(skycamz_files[0].parent), "--pipeline", "skycamz", "--scheduler",
-              "synchronous", "--batch-size", "4", "--no-progress"]
+    ingest = [
+        "ingest",
+        str(lake),
+        str(skycamz_files[0].parent),
+        "--pipeline",
+        "skycamz",
+        "--scheduler",
+        "synchronous",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    ]
     assert run_cli(*ingest, env={"SKYLAKE_FAULT": fault}).returncode == -9
     on_disk = Lake.open(lake, catch_up=False)
     published, latest = on_disk.log.published_version(), on_disk.log.latest_version()
@@ -135,13 +152,21 @@ def test_ingest_killed_mid_publish_shows_at_most_that_batch_then_the_next_comman
 
 # -- who finishes the publish ---------------------------------------------------------------------------
 def _commit_killed_after_the_commit_point(lake: Path):
-    code = ("import numpy as np; from skylake.lake import Lake; "
-            "from skylake.synthetic.detections import commit_night, random_stars; "
-            "rng = np.random.default_rng(5); "
-            f"commit_night(Lake.open({str(lake)!r}), random_stars(60, (10.0, 14.0), (0.0, 3.0), rng), "
-            "'2026-02-01', 2, rng)")
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SKYLAKE_FAULT": "after_commit"},
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    code = (
+        "import numpy as np; from skylake.lake import Lake; "
+        "from skylake.synthetic.detections import commit_night, random_stars; "
+        "rng = np.random.default_rng(5); "
+        f"commit_night(Lake.open({str(lake)!r}), random_stars(60, (10.0, 14.0), (0.0, 3.0), rng), "
+        "'2026-02-01', 2, rng)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "SKYLAKE_FAULT": "after_commit"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stderr
 
 
@@ -150,9 +175,17 @@ def test_a_reader_leaves_the_publish_to_the_writer_holding_the_lock(tmp_path, ca
     make_synthetic_lake(lake, nights=1)
     _commit_killed_after_the_commit_point(lake)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys; fh = open(sys.argv[1], 'a'); fcntl.flock(fh, fcntl.LOCK_EX); "
-                               "print('locked', flush=True); sys.stdin.read()", str(lake / "_skylake" / "writer.lock")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys; fh = open(sys.argv[1], 'a'); fcntl.flock(fh, fcntl.LOCK_EX); "
+            "print('locked', flush=True); sys.stdin.read()",
+            str(lake / "_skylake" / "writer.lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         reader = Lake.open(lake, catch_up=False)

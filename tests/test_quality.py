@@ -16,8 +16,13 @@ SHAPE = (600, 600)
 
 def _stars(n=250, seed=1):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"x": rng.uniform(20, SHAPE[1] - 20, n), "y": rng.uniform(20, SHAPE[0] - 20, n),
-                         "flux": 10 ** rng.uniform(3.8, 5.0, n)})
+    return pd.DataFrame(
+        {
+            "x": rng.uniform(20, SHAPE[1] - 20, n),
+            "y": rng.uniform(20, SHAPE[0] - 20, n),
+            "flux": 10 ** rng.uniform(3.8, 5.0, n),
+        }
+    )
 
 
 def _write(path, data):
@@ -31,8 +36,10 @@ def _write(path, data):
 def profile(tmp_path_factory):
     """The demo camera with Skycam's shape gates (and a source minimum this field passes)."""
     path = tmp_path_factory.mktemp("q") / "gated.toml"
-    path.write_text('extends = "demo"\n[profile]\nname = "gated"\n[quality]\nmin_sources = 100\n'
-                    'max_elongation = 12.0\nmax_theta_kurtosis = -0.5\nmax_flux = 1.0e7\n')
+    path.write_text(
+        'extends = "demo"\n[profile]\nname = "gated"\n[quality]\nmin_sources = 100\n'
+        "max_elongation = 12.0\nmax_theta_kurtosis = -0.5\nmax_flux = 1.0e7\n"
+    )
     return load_profile(path)
 
 
@@ -46,8 +53,16 @@ def test_trailed_frame_is_flagged(tmp_path, profile):
     """Telescope drift during the exposure: each star smeared 12 px along one direction."""
     stars = _stars()
     steps = 9
-    trail = sum(render_frame(stars.assign(x=stars.x + 1.5 * k, flux=stars.flux / steps), shape=SHAPE, fwhm_px=3.0,
-                             sky_adu=1000.0 / steps, noise=False) for k in range(steps))
+    trail = sum(
+        render_frame(
+            stars.assign(x=stars.x + 1.5 * k, flux=stars.flux / steps),
+            shape=SHAPE,
+            fwhm_px=3.0,
+            sky_adu=1000.0 / steps,
+            noise=False,
+        )
+        for k in range(steps)
+    )
     noisy = trail + np.random.default_rng(4).normal(0, 25, SHAPE).astype(np.float32)
     (r,) = process_file(_write(tmp_path / "trail.fits", noisy), profile)
     assert r.record["status"] == "trailed", r.record

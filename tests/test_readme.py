@@ -12,7 +12,6 @@ import sys
 
 import duckdb
 import pytest
-
 from conftest import REPO
 
 BLOCK = re.compile(r"^```(python|sql)\n(.*?)^```", re.M | re.S)
@@ -40,7 +39,9 @@ def readme_blocks(kind: str, pages=PAGES) -> list[str]:
 
 
 def test_the_readme_has_a_query_tour():
-    assert len(readme_blocks("python", [REPO / "README.md"])) >= 2 and len(readme_blocks("sql", [REPO / "README.md"])) >= 1
+    assert (
+        len(readme_blocks("python", [REPO / "README.md"])) >= 2 and len(readme_blocks("sql", [REPO / "README.md"])) >= 1
+    )
     assert len(readme_blocks("python")) >= 6 and len(readme_blocks("sql")) >= 3
 
 
@@ -74,16 +75,25 @@ def test_the_most_variable_object_of_the_readme_is_a_variable(demo_run, monkeypa
 
     cwd, _ = demo_run
     monkeypatch.chdir(cwd)
-    statement = next(s for block in readme_blocks("sql") for s in block.split(";") if "ORDER BY stetson_j DESC" in s
-                     and "LIMIT 20" in s)
+    statement = next(
+        s
+        for block in readme_blocks("sql")
+        for s in block.split(";")
+        if "ORDER BY stetson_j DESC" in s and "LIMIT 20" in s
+    )
     con = duckdb.connect()
     top = con.sql(statement).fetchall()[0]
     assert top[-1] is not None and top[-1] == top[-1]  # stetson_j: a number, not null or NaN
-    nan_j = con.sql("SELECT count(*) FROM read_parquet('skylake-demo/lake/objects/dataset/*/*/*/*.parquet') "
-                    "WHERE isnan(stetson_j)").fetchall()[0][0]
+    nan_j = con.sql(
+        "SELECT count(*) FROM read_parquet('skylake-demo/lake/objects/dataset/*/*/*/*.parquet') WHERE isnan(stetson_j)"
+    ).fetchall()[0][0]
     assert nan_j == 0
-    ref = con.sql(f"SELECT ref_id FROM read_parquet('skylake-demo/lake/objects/dataset/*/*/*/*.parquet') "
-                  f"WHERE object_id = {top[0]}").fetchall()[0][0]
-    flags = con.sql(f"SELECT flags FROM read_parquet('skylake-demo/lake/refcats/demo/demo/dataset/**/*.parquet') "
-                    f"WHERE ref_id = {ref}").fetchall()[0][0]
+    ref = con.sql(
+        f"SELECT ref_id FROM read_parquet('skylake-demo/lake/objects/dataset/*/*/*/*.parquet') "
+        f"WHERE object_id = {top[0]}"
+    ).fetchall()[0][0]
+    flags = con.sql(
+        f"SELECT flags FROM read_parquet('skylake-demo/lake/refcats/demo/demo/dataset/**/*.parquet') "
+        f"WHERE ref_id = {ref}"
+    ).fetchall()[0][0]
     assert flags & flag_bits()["VARIABLE"]

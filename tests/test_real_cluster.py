@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, SHARED_DATA, SKYCAMZ, require_shared
+
 from skylake.testing.compare import KEYS, OPTIONAL, calib_key, compare, keys_unique, normalise, read_tables
 
 pytestmark = pytest.mark.realdata
@@ -76,8 +76,17 @@ def cluster(tmp_path_factory):
     def start(args: list[str], name: str) -> None:
         log = open(home / f"{name}.log", "w")
         logs.append(log)
-        procs.append(subprocess.Popen([str(DASK), *args], cwd=home, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [str(DASK), *args],
+                cwd=home,
+                env=_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
 
     def tail() -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(home.glob("*.log")))
@@ -93,9 +102,24 @@ def cluster(tmp_path_factory):
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
                 time.sleep(0.2)
         for i in range(2):
-            start(["worker", address, "--nworkers", "1", "--nthreads", "1", "--memory-limit", "2GB",
-                   "--no-dashboard", "--local-directory", str(home / f"worker-{i}"), "--name", f"worker-{i}"],
-                  f"worker-{i}")
+            start(
+                [
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--memory-limit",
+                    "2GB",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(home / f"worker-{i}"),
+                    "--name",
+                    f"worker-{i}",
+                ],
+                f"worker-{i}",
+            )
         with Client(address, timeout=30) as client:
             try:
                 client.wait_for_workers(2, timeout=STARTUP_S)
@@ -109,14 +133,16 @@ def cluster(tmp_path_factory):
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "skylake.cli", *args], capture_output=True, text=True,
-                          env=_env(), cwd=cwd, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "skylake.cli", *args], capture_output=True, text=True, env=_env(), cwd=cwd, timeout=600
+    )
     assert proc.returncode == 0, f"skylake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
-def _chain(cwd: Path, lake: str, ingest: list[str], refcat: list[str], calibrate: list[str],
-           products: list[str], tasks=None) -> dict:
+def _chain(
+    cwd: Path, lake: str, ingest: list[str], refcat: list[str], calibrate: list[str], products: list[str], tasks=None
+) -> dict:
     """The SkyCamZ chain through the CLI, from ``cwd``, with relative paths; ``products`` are the options
     of ``objects build`` and ``maps``. ``refresh`` has no ``--scheduler`` (the driver mirrors). Returns
     per step the tasks ``tasks()`` counted on the workers meanwhile (when given)."""
@@ -154,8 +180,15 @@ def lakes(tmp_path_factory, cluster, skycamz_files):
     pq.write_table(cut.slice(len(cut) // 2), cwd / "tycho2" / "part-2.parquet")
     remote = ["--scheduler", cluster]
     with Client(cluster, timeout=30) as client:
-        executed = _chain(cwd, "lake-a", remote, remote, remote, remote,
-                          tasks=lambda: client.run(lambda dask_worker: dask_worker.state.executed_count))
+        executed = _chain(
+            cwd,
+            "lake-a",
+            remote,
+            remote,
+            remote,
+            remote,
+            tasks=lambda: client.run(lambda dask_worker: dask_worker.state.executed_count),
+        )
     # B: ingest and calibrate in the CLI's own process; the refcat import (hats-import needs a cluster) on
     # the default LocalCluster, whose workers share the driver's directory.
     _chain(cwd, "lake-b", ["--scheduler", "synchronous"], ["--workers", "1"], ["--scheduler", "synchronous"], [])

@@ -13,12 +13,11 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
+from conftest import SHARED_DATA, require_shared
 
 from skylake.lake import Lake
 from skylake.refcat import cone_search, import_refcat, list_refcats, read_record
 from skylake.refcat.schema import flag_bits
-
-from conftest import SHARED_DATA, require_shared
 
 pytestmark = pytest.mark.realdata
 
@@ -35,8 +34,10 @@ def lake(tmp_path_factory, dask_client):
     """One lake with Tycho-2 and Gaia imported once for the module."""
     require_shared(TYCHO), require_shared(GAIA)
     lake = Lake.init(tmp_path_factory.mktemp("real") / "lake")
-    reports = {name: import_refcat(lake, name, [path], fmt, client=dask_client, progress=False)
-               for name, path, fmt in (("tycho2", TYCHO, "tycho2"), ("gaia", GAIA, "gaia"))}
+    reports = {
+        name: import_refcat(lake, name, [path], fmt, client=dask_client, progress=False)
+        for name, path, fmt in (("tycho2", TYCHO, "tycho2"), ("gaia", GAIA, "gaia"))
+    }
     return lake, reports
 
 
@@ -61,10 +62,13 @@ def test_tycho_and_gaia_import_with_exact_counts_and_open_in_lsdb(lake):
     assert rec["source_files"][0]["bytes"] == TYCHO.stat().st_size and not rec["synthetic"]
 
 
-@pytest.mark.parametrize("name, path, id_col, mag_col, mag", [
-    ("tycho2", TYCHO, None, "mag_vt", "mag_VT"),
-    ("gaia", GAIA, "source_id", "phot_g_mean_mag", "mag_G"),
-])
+@pytest.mark.parametrize(
+    "name, path, id_col, mag_col, mag",
+    [
+        ("tycho2", TYCHO, None, "mag_vt", "mag_VT"),
+        ("gaia", GAIA, "source_id", "phot_g_mean_mag", "mag_G"),
+    ],
+)
 def test_cone_of_one_degree_equals_brute_force_astropy(lake, name, path, id_col, mag_col, mag):
     lake, _ = lake
     native = pq.read_table(path).to_pandas()
@@ -97,32 +101,53 @@ def _rows(lake, name):
     import lsdb
 
     df = lsdb.open_catalog(Path(lake.url) / "refcats" / name).compute().reset_index(drop=True)
-    return pd.DataFrame({c: df[c].to_numpy(dtype=np.float64, na_value=np.nan) if df[c].isna().any()
-                         or df[c].dtype.kind == "f" else df[c].to_numpy() for c in df.columns})
+    return pd.DataFrame(
+        {
+            c: df[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            if df[c].isna().any() or df[c].dtype.kind == "f"
+            else df[c].to_numpy()
+            for c in df.columns
+        }
+    )
 
 
 def test_real_apass_rows_keep_their_values(stellarphot):
     out = _rows(stellarphot, "apass")
     native = Table.read(APASS)
-    assert len(out) == len(native) == 54 and read_record(Path(stellarphot.url) / "refcats" / "apass")["variants"] \
-        == ["apass.vizier"]
+    assert len(out) == len(native) == 54 and read_record(Path(stellarphot.url) / "refcats" / "apass")["variants"] == [
+        "apass.vizier"
+    ]
     # Two rows exactly as printed in the file (RAJ2000 DEJ2000 ... Vmag e_Vmag u_e_Vmag Bmag ...).
-    for ra, dec, v, ev, b, eb, g, r, i, nobs in ((135.68157, 49.745309, "15.837", "0.069", "16.796", "0.309",
-                                                  "16.302", "15.557", "15.437", 5),
-                                                 (135.744601, 49.740189, "11.404", "0.022", "12.125", "0.079",
-                                                  "11.783", "11.255", "11.107", 6)):
+    for ra, dec, v, ev, b, eb, g, r, i, nobs in (
+        (135.68157, 49.745309, "15.837", "0.069", "16.796", "0.309", "16.302", "15.557", "15.437", 5),
+        (135.744601, 49.740189, "11.404", "0.022", "12.125", "0.079", "11.783", "11.255", "11.107", 6),
+    ):
         rows = out[(out["ra"] == ra) & (out["dec"] == dec)].to_dict("records")
         assert len(rows) == 1, (ra, dec)
         row = rows[0]
         assert row["epoch"] == 2012.0 and row["n_obs"] == nobs
-        for col, text in (("mag_V", v), ("err_V", ev), ("mag_B", b), ("err_B", eb), ("mag_g", g), ("mag_r", r),
-                          ("mag_i", i)):
+        for col, text in (
+            ("mag_V", v),
+            ("err_V", ev),
+            ("mag_B", b),
+            ("err_B", eb),
+            ("mag_g", g),
+            ("mag_r", r),
+            ("mag_i", i),
+        ):
             assert row[col] == np.float32(text) and f"{row[col]:.3f}" == text, col
     # Every row: coordinates bit for bit, magnitudes as stored float32 of the file's value.
     merged = out.merge(native.to_pandas(), left_on=["ra", "dec"], right_on=["RAJ2000", "DEJ2000"])
     assert len(merged) == 54
-    for ours, theirs in (("mag_V", "Vmag"), ("mag_B", "Bmag"), ("mag_g", "g'mag"), ("mag_r", "r'mag"),
-                         ("mag_i", "i'mag"), ("err_V", "e_Vmag"), ("err_i", "e_i'mag")):
+    for ours, theirs in (
+        ("mag_V", "Vmag"),
+        ("mag_B", "Bmag"),
+        ("mag_g", "g'mag"),
+        ("mag_r", "r'mag"),
+        ("mag_i", "i'mag"),
+        ("err_V", "e_Vmag"),
+        ("err_i", "e_i'mag"),
+    ):
         a, b = merged[ours].to_numpy(dtype=np.float32), merged[theirs].to_numpy(dtype=np.float32)
         assert np.array_equal(a, b, equal_nan=True), ours
     single_night = (merged[[c for c in merged.columns if c.startswith("u_e_")]] == 1).any(axis=1)
@@ -136,8 +161,15 @@ def test_real_refcat2_rows_keep_their_values(stellarphot):
     first = out.loc[[1015783782961610496]].to_dict("records")[0]  # the file's first row
     assert (first["ra"], first["dec"]) == (135.62886541, 49.68559505) and first["epoch"] == 2015.5
     assert (first["pmra"], first["pmdec"], first["parallax"]) == (-10.61, -12.27, np.float32(0.09))
-    assert [f"{first[c]:.3f}" for c in ("mag_g", "err_g", "mag_r", "mag_i", "mag_z", "mag_G", "mag_RP")] == \
-        ["19.989", "0.014", "18.963", "18.515", "18.299", "19.013", "18.167"]
+    assert [f"{first[c]:.3f}" for c in ("mag_g", "err_g", "mag_r", "mag_i", "mag_z", "mag_G", "mag_RP")] == [
+        "19.989",
+        "0.014",
+        "18.963",
+        "18.515",
+        "18.299",
+        "19.013",
+        "18.167",
+    ]
     assert np.isnan(first["mag_J"]) and first["native_flags"] == 2 and first["flags"] == 0  # dupvar 2: n/a
     second = out.loc[[1015783787257474432]].to_dict("records")[0]
     assert [f"{second[c]:.3f}" for c in ("mag_J", "err_J", "mag_H", "mag_K")] == ["16.558", "0.133", "16.006", "15.588"]

@@ -12,17 +12,17 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SHARED_DATA, require_shared, run_cli
+from test_calib_real import _near
+
 from skylake.calib.calibrate import calibrate
 from skylake.frame.process import night_from_path
 from skylake.ingest import EXIT_SOME_REJECTED
-from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.lake.nights import UNKNOWN_NIGHT
+from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_bad_files
-from test_calib_real import _near
 
 pytestmark = pytest.mark.realdata
 
@@ -34,8 +34,9 @@ NIGHT_TABLES = ("frames", "zeropoints", "matches", "extinction", "maps")
 def lake(tmp_path_factory, skycamz_files, dask_client):
     root = tmp_path_factory.mktemp("rejected")
     table = pq.read_table(require_shared(TYCHO))
-    pq.write_table(table.filter(_near(table["ra"].to_numpy(), table["dec"].to_numpy(), 12.0)),
-                   root / "tycho2_vt.parquet")
+    pq.write_table(
+        table.filter(_near(table["ra"].to_numpy(), table["dec"].to_numpy(), 12.0)), root / "tycho2_vt.parquet"
+    )
     batch = root / "batch"
     batch.mkdir()
     for f in skycamz_files:
@@ -69,7 +70,7 @@ def test_ingest_exits_3_and_calibrates_the_good_frames(lake):
     named = rejected[rejected["path"].str.endswith("z_e_20130610_999_1_1_1.fits")]
     assert named["night"].tolist() == ["2013-06-10"]
     assert rejected["night"].isna().any()  # skylake reads the unknown partition as a null night
-    assert (lake.path("frames") and (pd.read_parquet(lake.path("frames"))["night"] == UNKNOWN_NIGHT).any())
+    assert lake.path("frames") and (pd.read_parquet(lake.path("frames"))["night"] == UNKNOWN_NIGHT).any()
 
 
 def test_every_stage_runs_with_rejected_rows_present(lake, tmp_path):

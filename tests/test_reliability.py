@@ -12,8 +12,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, run_cli
+
 from skylake.lake import Lake
 from skylake.status import lake_status
 
@@ -41,13 +41,16 @@ def clean_run(tmp_path_factory, skycamz_files):
     return lake_content(lake)
 
 
-@pytest.mark.parametrize("fault", [
-    "frame_processed@6",   # mid-frames: one batch committed, the second half-processed
-    "before_commit@2",     # data files staged, no log entry yet (rolled back)
-    "after_commit@2",      # log entry written, nothing published (rolled forward)
-    "mid_publish@3",       # some files published, some still staged (rolled forward)
-    "before_cleanup@1",    # published, staging not yet removed
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "frame_processed@6",  # mid-frames: one batch committed, the second half-processed
+        "before_commit@2",  # data files staged, no log entry yet (rolled back)
+        "after_commit@2",  # log entry written, nothing published (rolled forward)
+        "mid_publish@3",  # some files published, some still staged (rolled forward)
+        "before_cleanup@1",  # published, staging not yet removed
+    ],
+)
 def test_sigkill_then_rerun_equals_clean_run(tmp_path, skycamz_files, clean_run, fault):
     lake = tmp_path / "lake"
     run_cli("init", str(lake), check=True)
@@ -69,8 +72,16 @@ def test_repair_rolls_a_committed_batch_forward(tmp_path, skycamz_files, clean_r
     lake = tmp_path / "lake"
     run_cli("init", str(lake), check=True)
     files = [str(p) for p in skycamz_files]
-    killed = run_cli("ingest", str(lake), *files, *INGEST[:-3], "--batch-size", "14", "--no-progress",
-                     env={"SKYLAKE_FAULT": "after_commit"})
+    killed = run_cli(
+        "ingest",
+        str(lake),
+        *files,
+        *INGEST[:-3],
+        "--batch-size",
+        "14",
+        "--no-progress",
+        env={"SKYLAKE_FAULT": "after_commit"},
+    )
     assert killed.returncode == -9
     # committed, not yet published (catch_up=False: any other reader would finish the publish itself)
     assert Lake.open(lake, catch_up=False).read_frames(columns=["frame_id"]).num_rows == 0
@@ -85,8 +96,10 @@ def test_two_processes_at_once_land_every_row_once(tmp_path, skycamz_files, clea
     first, second = [str(p) for p in skycamz_files[:10]], [str(p) for p in skycamz_files[4:]]  # 6 in common
     cmd = [sys.executable, "-m", "skylake.cli", "ingest", str(lake)]
     opts = ["--pipeline", "skycamz", "--scheduler", "synchronous", "--batch-size", "2", "--no-progress"]
-    procs = [subprocess.Popen(cmd + files + opts, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for files in (first, second)]
+    procs = [
+        subprocess.Popen(cmd + files + opts, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for files in (first, second)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     pd.testing.assert_frame_equal(lake_content(lake), clean_run)

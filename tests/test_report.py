@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from skylake.synthetic.summary_rows import commit_map, commit_night
 from skylake.lake import Lake
 from skylake.report import build_report, slug
+from skylake.synthetic.summary_rows import commit_map, commit_night
 
 HOSTILE_FILTER = "<b>r'</b>; DROP TABLE nights"
 
@@ -66,7 +66,8 @@ def test_report_pages_and_images_load_in_headless_chromium(report):
         for link in links:
             page.goto(link)
             images = page.eval_on_selector_all(
-                "img", "els => els.map(e => ({src: e.src, ok: e.complete && e.naturalWidth > 0, w: e.naturalWidth}))")
+                "img", "els => els.map(e => ({src: e.src, ok: e.complete && e.naturalWidth > 0, w: e.naturalWidth}))"
+            )
             assert images, f"no image on {link}"
             for img in images:
                 assert img["ok"], f"image {img['src']} on {link} did not load"

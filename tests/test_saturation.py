@@ -11,14 +11,14 @@ import pytest
 import sep
 import yaml
 from astropy.io import fits
+from conftest import SKYCAMZ, require_shared
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from conftest import SKYCAMZ, require_shared
 from skylake.frame.extract import SATURATED, kron_scale
 from skylake.frame.process import process_file
-from skylake.profile import load_profile
 from skylake.paths import project_dir
+from skylake.profile import load_profile
 from skylake.synthetic import render_frame, tan_wcs_header, write_frame
 
 SHAPE = (400, 400)
@@ -34,11 +34,18 @@ def plateau(tmp_path_factory):
     rng = np.random.default_rng(5)
     n = gx.size
     bright = np.arange(n) % 2 == 0
-    stars = pd.DataFrame({"x": gx.ravel() + rng.uniform(-0.4, 0.4, n), "y": gy.ravel() + rng.uniform(-0.4, 0.4, n),
-                          "flux": np.where(bright, 2.0e6, 1.0e5), "bright": bright})
+    stars = pd.DataFrame(
+        {
+            "x": gx.ravel() + rng.uniform(-0.4, 0.4, n),
+            "y": gy.ravel() + rng.uniform(-0.4, 0.4, n),
+            "flux": np.where(bright, 2.0e6, 1.0e5),
+            "bright": bright,
+        }
+    )
     # FWHM 3 px: the peak pixel holds ~9 % of the flux: 180000 ADU (bright, clipped) or 9000 ADU (faint, 11000 raw)
-    data = render_frame(stars, shape=SHAPE, fwhm_px=3.0, sky_adu=SKY, read_noise_adu=5.0, gain=2.0, seed=9,
-                        saturation=LEVEL)
+    data = render_frame(
+        stars, shape=SHAPE, fwhm_px=3.0, sky_adu=SKY, read_noise_adu=5.0, gain=2.0, seed=9, saturation=LEVEL
+    )
     header = tan_wcs_header(150.0, 20.0, SHAPE, pixscale_arcsec=4.0)
     header.update({"DATE-OBS": "2026-03-01T22:00:00", "EXPTIME": 30.0, "FILTER": "V", "SATURATE": LEVEL})
     path = tmp_path_factory.mktemp("sat") / "plateau.fits"
@@ -64,7 +71,7 @@ def test_stars_at_the_plateau_are_flagged_saturated(plateau):
     assert np.array_equal(flagged[idx], stars["bright"].to_numpy())
     # the old test (background-subtracted peak against the level) misses every one of them
     assert (cols["flux_max"][idx][stars["bright"]] < LEVEL).all()
-    assert (cols["flux_max"][idx][stars["bright"]] + cols["bkg"][idx][stars["bright"]] == pytest.approx(LEVEL, rel=0.01))
+    assert cols["flux_max"][idx][stars["bright"]] + cols["bkg"][idx][stars["bright"]] == pytest.approx(LEVEL, rel=0.01)
 
 
 def test_a_wrong_header_level_is_rejected_and_the_profile_can_override_it(plateau, tmp_path):
@@ -74,12 +81,15 @@ def test_a_wrong_header_level_is_rejected_and_the_profile_can_override_it(platea
     path = write_frame(tmp_path / "wrong.fits", data, header)
     (result,) = process_file(str(path), load_profile("demo"))
     assert result.record["status"] == "rejected"
-    assert result.record["reason"].startswith("saturation level 255 ADU (header SATURATE) is at or below the frame's "
-                                              "background 1999.9")
+    assert result.record["reason"].startswith(
+        "saturation level 255 ADU (header SATURATE) is at or below the frame's background 1999.9"
+    )
     assert 'saturation_source = "profile"' in result.record["reason"]
     prof = tmp_path / "override.toml"
-    prof.write_text(f'extends = "demo"\n[profile]\nname = "override"\n[defaults]\nsaturation = {LEVEL}\n'
-                    'saturation_source = "profile"\n')
+    prof.write_text(
+        f'extends = "demo"\n[profile]\nname = "override"\n[defaults]\nsaturation = {LEVEL}\n'
+        'saturation_source = "profile"\n'
+    )
     (result,) = process_file(str(path), load_profile(prof))
     assert result.record["status"] == "ok" and result.record["saturation"] == LEVEL
     flagged = (result.sources["flags"] & SATURATED) != 0
@@ -90,8 +100,16 @@ def test_flag_bit_is_documented_and_free_of_sep_bits():
     doc = yaml.safe_load((project_dir("schemas") / "sources.yaml").read_text())
     bits = {b["name"]: b["bit"] for b in doc["flag_bits"]}
     assert bits["SATURATED"] == SATURATED == 256
-    sep_bits = (sep.OBJ_MERGED | sep.OBJ_TRUNC | sep.OBJ_DOVERFLOW | sep.OBJ_SINGU | sep.APER_TRUNC
-                | sep.APER_HASMASKED | sep.APER_ALLMASKED | sep.APER_NONPOSITIVE)
+    sep_bits = (
+        sep.OBJ_MERGED
+        | sep.OBJ_TRUNC
+        | sep.OBJ_DOVERFLOW
+        | sep.OBJ_SINGU
+        | sep.APER_TRUNC
+        | sep.APER_HASMASKED
+        | sep.APER_ALLMASKED
+        | sep.APER_NONPOSITIVE
+    )
     assert SATURATED & sep_bits == 0 and sep_bits == sum(v for v in bits.values() if v < SATURATED)
     assert all(v & sep_bits == 0 for v in bits.values() if v >= SATURATED)  # skylake's own bits (streaks, forced)
     # calibration's default flags_mask (254) does not include it: calibration cuts saturation its own way

@@ -20,23 +20,35 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from conftest import duckdb_counts, lsdb_count, make_synthetic_lake, run_cli
+
 from skylake.calib.store import MATCHES, ZEROPOINTS
 from skylake.errors import LakeError
-from skylake.pipeline import ingest
 from skylake.lake import Lake, history, open_lake
 from skylake.lake.compact import compact
 from skylake.lake.snapshot import Snapshot, vacuum
-from skylake.synthetic.detections import commit_night, random_stars
+from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 from skylake.status import lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog
+from skylake.synthetic.detections import commit_night, random_stars
 
-NIGHT = dict(n_frames=2, shape=(256, 256), start_utc="2026-03-01T22:00:00", cadence_s=1200, n_stars=300,
-             seed=5, cloud=False, n_variables=0)
-TABLES = {"sources": ["source_id", "frame_id", "ra", "dec", "inst_mag"], "frames": ["frame_id", "status", "night"],
-          ZEROPOINTS: ["frame_id", "refcat", "zp", "night"], MATCHES: ["frame_id", "source_id", "night"]}
+NIGHT = dict(
+    n_frames=2,
+    shape=(256, 256),
+    start_utc="2026-03-01T22:00:00",
+    cadence_s=1200,
+    n_stars=300,
+    seed=5,
+    cloud=False,
+    n_variables=0,
+)
+TABLES = {
+    "sources": ["source_id", "frame_id", "ra", "dec", "inst_mag"],
+    "frames": ["frame_id", "status", "night"],
+    ZEROPOINTS: ["frame_id", "refcat", "zp", "night"],
+    MATCHES: ["frame_id", "source_id", "night"],
+}
 #: Status fields that say how the lake was read, not what it held.
 HOW_READ = {"lake", "consistent", "published_version", "version"}
 
@@ -117,14 +129,19 @@ def test_each_version_reads_its_own_rows_after_later_redo_and_compaction(history
 def test_lsdb_and_duckdb_see_only_the_live_rows(history_lake):
     path, seen, _ = history_lake
     lake = Lake.open(path)
-    live = {"sources": lake.read_sources(columns=["source_id"]).num_rows,
-            "frames": lake.read_frames(columns=["frame_id"]).num_rows}
+    live = {
+        "sources": lake.read_sources(columns=["source_id"]).num_rows,
+        "frames": lake.read_frames(columns=["frame_id"]).num_rows,
+    }
     assert live["sources"] == seen[max(seen)][0]["sources"].num_rows
     assert duckdb_counts(path) == {t: (n, n) for t, n in live.items()}
     assert lsdb_count(path) == (live["sources"], live["sources"])
     con = duckdb.connect()  # recursive globs over each table directory: nothing retained below them
-    for table, n in [("sources", live["sources"]), ("frames", live["frames"]),
-                     (ZEROPOINTS, lake.read_night_table(ZEROPOINTS, ["frame_id"]).num_rows)]:
+    for table, n in [
+        ("sources", live["sources"]),
+        ("frames", live["frames"]),
+        (ZEROPOINTS, lake.read_night_table(ZEROPOINTS, ["frame_id"]).num_rows),
+    ]:
         glob = f"{path}/{table}/dataset/**/*.parquet" if table == "sources" else f"{path}/{table}/**/*.parquet"
         assert con.execute(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)").fetchone() == (n,)
     retained = list((path / "_skylake" / "removed").rglob("*.parquet"))
@@ -135,8 +152,12 @@ def test_writing_through_a_snapshot_and_versions_not_kept_are_refused(history_la
     path, seen, _ = history_lake
     latest = max(seen)
     snapshot = open_lake(path, version=1)
-    for write in (lambda: snapshot.transaction("ingest"), snapshot.check_writable, snapshot.repair,
-                  lambda: compact(snapshot)):
+    for write in (
+        lambda: snapshot.transaction("ingest"),
+        snapshot.check_writable,
+        snapshot.repair,
+        lambda: compact(snapshot),
+    ):
         with pytest.raises(LakeError, match=rf"^lake {path} is opened at version 1, read-only: cannot \w+; "):
             write()
     assert not snapshot.writable()
@@ -146,8 +167,9 @@ def test_writing_through_a_snapshot_and_versions_not_kept_are_refused(history_la
     with pytest.raises(LakeError, match=r"version must be a commit number, got '2'"):
         open_lake(path, version="2")
     bad = run_cli("status", str(path), "--version", str(latest + 5))
-    assert bad.returncode == 2 and bad.stderr == (f"skylake: error: lake {path} has no version {latest + 5}: "
-                                                  f"its versions are 1..{latest}\n")
+    assert bad.returncode == 2 and bad.stderr == (
+        f"skylake: error: lake {path} has no version {latest + 5}: its versions are 1..{latest}\n"
+    )
 
 
 def test_status_version_on_the_command_line(history_lake):
@@ -166,8 +188,9 @@ def test_status_version_on_the_command_line(history_lake):
 
 def _retained_removes(lake: Lake, versions) -> set[str]:
     """The retained paths of the files the commits ``versions`` removed, from the log alone."""
-    return {history.removed_path(v, r.lake_path) for v in versions for r in lake.log.read(v).removes
-            if history.retained(r)}
+    return {
+        history.removed_path(v, r.lake_path) for v in versions for r in lake.log.read(v).removes if history.retained(r)
+    }
 
 
 def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
@@ -200,8 +223,11 @@ def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
         got = rows(open_lake(path, version=version))
         assert all(got[t].equals(seen[version][0][t]) for t in TABLES), version
     for version in range(1, first):
-        with pytest.raises(LakeError, match=rf"^version {version} of lake {path} was vacuumed: `skylake vacuum` "
-                                            rf"kept versions {first}\.\.{latest}$"):
+        with pytest.raises(
+            LakeError,
+            match=rf"^version {version} of lake {path} was vacuumed: `skylake vacuum` "
+            rf"kept versions {first}\.\.{latest}$",
+        ):
             open_lake(path, version=version)
     # the live lake and its status are untouched; vacuuming again removes nothing
     assert what_it_held(lake_status(Lake.open(path))) == what_it_held(seen[latest][1])
@@ -215,10 +241,13 @@ def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
     last = _retained_removes(lake, later)
     size = sum((path / p).stat().st_size for p in last)
     cli = run_cli("vacuum", str(path), "--retain", "0", check=True)
-    assert cli.stdout.splitlines()[0].startswith(f"vacuum {path}: keeping versions {latest}..{latest} (committed after ")
-    assert cli.stdout.splitlines()[1:] == [f"  removed {len(last)} retained files ({size} bytes) of versions "
-                                           f"{later[0]}, {later[1]}",
-                                           "  removed 1 staging files (5 bytes) of 1 uncommitted batches"]
+    assert cli.stdout.splitlines()[0].startswith(
+        f"vacuum {path}: keeping versions {latest}..{latest} (committed after "
+    )
+    assert cli.stdout.splitlines()[1:] == [
+        f"  removed {len(last)} retained files ({size} bytes) of versions {later[0]}, {later[1]}",
+        "  removed 1 staging files (5 bytes) of 1 uncommitted batches",
+    ]
     assert not list((path / "_skylake" / "removed").iterdir()) and not leftover.exists()
     assert rows(open_lake(path, version=latest))["sources"].equals(seen[latest][0]["sources"])
     with pytest.raises(LakeError, match=rf"^version {latest - 1} of lake {path} was vacuumed"):
@@ -277,11 +306,12 @@ def compact_base(tmp_path_factory):
     return root / "base", root / "clean"
 
 
-@pytest.mark.parametrize("fault,env", [("retained@1", {}), ("retained@9", {}),
-                                        ("retained@2", {"SKYLAKE_NO_RENAME_EXCHANGE": "1"})],
-                         ids=["first-move", "a-later-move", "first-move-two-renames"])
-def test_kill_while_moving_removed_files_then_next_command_leaves_the_clean_state(
-        tmp_path, compact_base, fault, env):
+@pytest.mark.parametrize(
+    "fault,env",
+    [("retained@1", {}), ("retained@9", {}), ("retained@2", {"SKYLAKE_NO_RENAME_EXCHANGE": "1"})],
+    ids=["first-move", "a-later-move", "first-move-two-renames"],
+)
+def test_kill_while_moving_removed_files_then_next_command_leaves_the_clean_state(tmp_path, compact_base, fault, env):
     base, clean = compact_base
     path = tmp_path / "lake"
     shutil.copytree(base, path)
@@ -296,7 +326,9 @@ def test_kill_while_moving_removed_files_then_next_command_leaves_the_clean_stat
     assert _normalised_tree(path, batch(path)) == _normalised_tree(clean, batch(clean))
     assert not list((path / "_skylake" / "staging").iterdir())
     for version in range(1, Lake.open(path).log.latest_version() + 1):
-        assert rows(open_lake(path, version=version))["sources"].equals(rows(open_lake(clean, version=version))["sources"])
+        assert rows(open_lake(path, version=version))["sources"].equals(
+            rows(open_lake(clean, version=version))["sources"]
+        )
     assert re.search(r"removed/0+4/sources/dataset/", "\n".join(_normalised_tree(path, batch(path))))
 
 

@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 from astropy.time import Time, TimeDelta
-
 from conftest import SHARED_DATA, require_shared
-from skylake.synthetic.allsky import Streak, make_allsky_frame, render_streak
+
 from skylake.frame.streaks import noise_map
 from skylake.lake import Lake
 from skylake.lake.tables import STATIC_ARTEFACTS, STREAKS
 from skylake.pipeline import ingest
 from skylake.profile import load_profile
+from skylake.synthetic.allsky import Streak, make_allsky_frame, render_streak
 
 ALLSKY = SHARED_DATA / "allsky"
 N_COPIES = 5
@@ -39,15 +39,16 @@ def _trails(model, shape, seed):
         ends = [(cx - dx, cy - dy), (cx + dx, cy + dy)]
         inside = all(5 <= x <= nx - 6 and 5 <= y <= ny - 6 and model.pixel_to_altaz(x, y)[0] >= 15 for x, y in ends)
         if len(out) % 2 and inside:  # the second trail of a frame does not cross the first (two trails at
-            prev = out[-1]           # once on one frame are rare; a cross is not a line)
+            prev = out[-1]  # once on one frame are rare; a cross is not a line)
             t = np.linspace(0, 1, 50)
             px, py = prev["x1"] + t * (prev["x2"] - prev["x1"]), prev["y1"] + t * (prev["y2"] - prev["y1"])
             qx, qy = ends[0][0] + t * (ends[1][0] - ends[0][0]), ends[0][1] + t * (ends[1][1] - ends[0][1])
             inside = np.min(np.hypot(px[:, None] - qx[None, :], py[:, None] - qy[None, :])) > 30
         k += 1
         if inside or k > 5000:
-            out.append({"x1": ends[0][0], "y1": ends[0][1], "x2": ends[1][0], "y2": ends[1][1],
-                        "sigmas": rng.uniform(10, 15)})
+            out.append(
+                {"x1": ends[0][0], "y1": ends[0][1], "x2": ends[1][0], "y2": ends[1][1], "sigmas": rng.uniform(10, 15)}
+            )
     return out
 
 
@@ -65,8 +66,13 @@ def _glints(model):
 
 def _draw(image, segments, noise):
     for s in segments:
-        render_streak(image.shape, Streak(s["x1"], s["y1"], s["x2"], s["y2"], sigma_px=1.0,
-                                          flux_per_px=s["sigmas"] * noise * np.sqrt(2 * np.pi)), out=image)
+        render_streak(
+            image.shape,
+            Streak(
+                s["x1"], s["y1"], s["x2"], s["y2"], sigma_px=1.0, flux_per_px=s["sigmas"] * noise * np.sqrt(2 * np.pi)
+            ),
+            out=image,
+        )
     return image
 
 
@@ -90,8 +96,11 @@ def _on(streaks: pd.DataFrame, segment, tol=8.0) -> bool:
 
     if streaks.empty:
         return False
-    d = _segment_distance([(segment["x1"] + segment["x2"]) / 2], [(segment["y1"] + segment["y2"]) / 2],
-                          Table.from_pandas(streaks[["x1", "y1", "x2", "y2"]]))
+    d = _segment_distance(
+        [(segment["x1"] + segment["x2"]) / 2],
+        [(segment["y1"] + segment["y2"]) / 2],
+        Table.from_pandas(streaks[["x1", "y1", "x2", "y2"]]),
+    )
     return bool((d < tol).any())
 
 
@@ -99,8 +108,10 @@ def _check(lake, trails, glints, n_frames):
     streaks = lake.read_night_table(STREAKS).to_pandas()
     artefacts = lake.read_night_table(STATIC_ARTEFACTS).to_pandas()
     found = sum(_found(streaks, t) for t in trails)
-    print(f"\n{found} of {len(trails)} trails found; {len(streaks)} streak rows; {len(artefacts)} static artefacts "
-          f"(scores {streaks['score'].round(2).tolist()})")
+    print(
+        f"\n{found} of {len(trails)} trails found; {len(streaks)} streak rows; {len(artefacts)} static artefacts "
+        f"(scores {streaks['score'].round(2).tolist()})"
+    )
     assert found >= 9
     assert not any(_on(streaks, g) for g in glints)  # nothing on the glint or the rim
     assert len(streaks) <= len(trails) + 1  # nothing much else
@@ -120,15 +131,17 @@ def test_real_iceact_copies(tmp_path, dask_client):
     start = Time(header["DATE-OBS"], scale="utc")
     (tmp_path / "frames").mkdir()
     for k in range(N_COPIES + 1):
-        image = _draw(data.copy(), glints + (trails[2 * k:2 * k + 2] if k < N_COPIES else []), noise)
+        image = _draw(data.copy(), glints + (trails[2 * k : 2 * k + 2] if k < N_COPIES else []), noise)
         h = header.copy()
         h["DATE-OBS"] = (start + TimeDelta(180.0 * k, format="sec")).isot
         for key in ("BZERO", "BSCALE"):
             h.remove(key, ignore_missing=True)
         fits.PrimaryHDU(image.astype(np.float32), h).writeto(tmp_path / "frames" / f"copy{k}.fits")
     profile = tmp_path / "iceact-file.toml"
-    profile.write_text(f'extends = "iceact"\n[profile]\nname = "iceact"\n[allsky]\n'
-                       f'catalog = "{require_shared(ALLSKY / "hipparcos.fits.gz")}"\n')
+    profile.write_text(
+        f'extends = "iceact"\n[profile]\nname = "iceact"\n[allsky]\n'
+        f'catalog = "{require_shared(ALLSKY / "hipparcos.fits.gz")}"\n'
+    )
     lake = Lake.init(tmp_path / "lake")
     first = [str(tmp_path / "frames" / f"copy{k}.fits") for k in range(N_COPIES)]
     ingest(lake, first, str(profile), client=dask_client, progress=False, calibrate=False)
@@ -139,8 +152,14 @@ def test_real_iceact_copies(tmp_path, dask_client):
     near = np.hypot(src["x"] - (g["x1"] + g["x2"]) / 2, src["y"] - (g["y1"] + g["y2"]) / 2) < 22
     assert not ((src["flags"][near] & 512) != 0).any()
     # a later frame (another batch): the glint is known, nothing is reported
-    ingest(lake, [str(tmp_path / "frames" / f"copy{N_COPIES}.fits")], str(profile), client=dask_client,
-           progress=False, calibrate=False)
+    ingest(
+        lake,
+        [str(tmp_path / "frames" / f"copy{N_COPIES}.fits")],
+        str(profile),
+        client=dask_client,
+        progress=False,
+        calibrate=False,
+    )
     again = lake.read_night_table(STREAKS).to_pandas()
     assert len(again) == len(streaks) and not any(_on(again, g) for g in glints)
 
@@ -148,8 +167,18 @@ def test_real_iceact_copies(tmp_path, dask_client):
 def test_synthetic_night(tmp_path, dask_client):
     from astropy.table import Table
 
-    from skylake.synthetic.allsky_night import EXPTIME_S, EXTINCTION, MODEL, PROFILE, SHAPE, SITE, SKY_ZENITH, START, ZEROPOINT
-    from skylake.synthetic.allsky_night import synthetic_bright_stars
+    from skylake.synthetic.allsky_night import (
+        EXPTIME_S,
+        EXTINCTION,
+        MODEL,
+        PROFILE,
+        SHAPE,
+        SITE,
+        SKY_ZENITH,
+        START,
+        ZEROPOINT,
+        synthetic_bright_stars,
+    )
 
     stars = synthetic_bright_stars(seed=0)
     stars.to_parquet(tmp_path / "stars.parquet", index=False)
@@ -160,10 +189,19 @@ def test_synthetic_night(tmp_path, dask_client):
     paths = []
     for k in range(N_COPIES):
         start = Time(START, scale="utc") + TimeDelta(180.0 * k, format="sec")
-        syn = make_allsky_frame(MODEL, SITE, start + TimeDelta(EXPTIME_S / 2, format="sec"), cat, SHAPE,
-                                zeropoint=ZEROPOINT, exptime_s=EXPTIME_S, extinction=EXTINCTION,
-                                sky_zenith_mag=SKY_ZENITH, seed=20 + k)
-        image = _draw(syn.image.astype(np.float64), glints + trails[2 * k:2 * k + 2], _pixel_noise(syn.image, MODEL))
+        syn = make_allsky_frame(
+            MODEL,
+            SITE,
+            start + TimeDelta(EXPTIME_S / 2, format="sec"),
+            cat,
+            SHAPE,
+            zeropoint=ZEROPOINT,
+            exptime_s=EXPTIME_S,
+            extinction=EXTINCTION,
+            sky_zenith_mag=SKY_ZENITH,
+            seed=20 + k,
+        )
+        image = _draw(syn.image.astype(np.float64), glints + trails[2 * k : 2 * k + 2], _pixel_noise(syn.image, MODEL))
         header = fits.Header({"DATE-OBS": start.isot, "EXPTIME": EXPTIME_S})
         paths.append(str(tmp_path / "frames" / f"allsky_{k}.fits"))
         fits.PrimaryHDU(image.astype(np.float32), header).writeto(paths[-1])

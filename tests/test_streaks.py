@@ -10,11 +10,11 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
-
 from conftest import SHARED_DATA, require_shared
+
 from skylake.allsky.camera import CameraModel, Site
-from skylake.synthetic.allsky import Streak, make_allsky_frame, render_streak
 from skylake.frame.streaks import STREAK_COLUMNS, StreakSettings, detect_streaks, flag_on_streaks, streak_mask
+from skylake.synthetic.allsky import Streak, make_allsky_frame, render_streak
 
 
 def _endpoint_errors(row, s: Streak):
@@ -29,12 +29,15 @@ def skycamz_210(skycamz_files):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("x1, y1, x2, y2, peak_sigma", [
-    (623.3, 292.8, 730.6, 306.7, 5.0),      # short, shallow, crosses stars
-    (75.5, 161.9, 10.0, 526.0, 8.0),        # steep, ends 10 px from the edge
-    (603.8, 395.3, 13.5, 400.5, 8.0),       # 590 px across the frame, through a bright star
-    (100.0, 1000.0, 900.0, 30.0, 20.0),     # bright, corner to corner
-])
+@pytest.mark.parametrize(
+    "x1, y1, x2, y2, peak_sigma",
+    [
+        (623.3, 292.8, 730.6, 306.7, 5.0),  # short, shallow, crosses stars
+        (75.5, 161.9, 10.0, 526.0, 8.0),  # steep, ends 10 px from the edge
+        (603.8, 395.3, 13.5, 400.5, 8.0),  # 590 px across the frame, through a bright star
+        (100.0, 1000.0, 900.0, 30.0, 20.0),  # bright, corner to corner
+    ],
+)
 def test_injected_trail_found_in_a_real_frame(skycamz_210, x1, y1, x2, y2, peak_sigma):
     d = skycamz_210
     rms = 1.4826 * np.median(np.abs(d - np.median(d)))
@@ -52,8 +55,9 @@ def test_injected_trail_found_in_a_real_frame(skycamz_210, x1, y1, x2, y2, peak_
     assert on.tolist() == [True, False]
 
 
-@pytest.mark.parametrize("x1, y1, x2, y2, flux", [(150.0, 300.0, 500.0, 150.0, 1000.0),
-                                                   (100.0, 250.0, 550.0, 260.0, 700.0)])
+@pytest.mark.parametrize(
+    "x1, y1, x2, y2, flux", [(150.0, 300.0, 500.0, 150.0, 1000.0), (100.0, 250.0, 550.0, 260.0, 700.0)]
+)
 def test_trail_on_a_synthetic_allsky_frame(x1, y1, x2, y2, flux):
     """A trail across a synthetic fisheye frame (stars to V = 6 at 0.3 deg/px, sky gradient,
     noise; peak 4.6-6.6 sigma), the region beyond the horizon masked by the camera model."""
@@ -67,7 +71,7 @@ def test_trail_on_a_synthetic_allsky_frame(x1, y1, x2, y2, flux):
     found = detect_streaks(syn.image, ~m.sky_mask((480, 640)))
     assert len(found) == 1 and _endpoint_errors(found[0], s) <= 3.0
     xm, ym = int(round((x1 + x2) / 2)), int(round((y1 + y2) / 2))
-    assert streak_mask((480, 640), found)[ym, xm]             # on the trail
+    assert streak_mask((480, 640), found)[ym, xm]  # on the trail
     none = make_allsky_frame(m, site, t, hip, (480, 640), seed=7)
     assert len(detect_streaks(none.image, ~m.sky_mask((480, 640)))) == 0
 
@@ -93,7 +97,7 @@ def test_fast_on_a_1k_frame(skycamz_210):
         t = time.process_time()
         detect_streaks(img)
         cpu.append(time.process_time() - t)
-    assert min(cpu) < 0.5, cpu    # CPU seconds (the machine is shared; wall time varies)
+    assert min(cpu) < 0.5, cpu  # CPU seconds (the machine is shared; wall time varies)
 
 
 def test_settings_are_validated():

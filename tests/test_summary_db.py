@@ -18,19 +18,18 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from astropy.io import fits
+from conftest import db_rows as _rows
 
 from skylake.db import DbError, refresh
 from skylake.db.migrate import migrate
 from skylake.db.models import column_types, metadata
-from skylake.pipeline import ingest
 from skylake.lake import Lake
 from skylake.maps import make_maps
 from skylake.maps.store import read_index
 from skylake.objects.build import build_objects
+from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_demo_night, write_reference_catalog
-
-from conftest import db_rows as _rows
 
 NIGHTS = ("2026-03-01", "2026-03-02", "2026-03-03")
 HOSTILE_OBJECT = "M31'); DROP TABLE frames; --"
@@ -38,8 +37,16 @@ HOSTILE_FILTER = 'r" OR 1=1; DELETE FROM nights'
 
 
 def _write_night(out: Path, night: str, hostile: bool = False) -> list[str]:
-    truth = write_demo_night(out / night, n_frames=3, shape=(256, 256), n_stars=150, seed=int(night[-2:]),
-                             start_utc=f"{night}T22:00:00", cloud=False, n_variables=0)
+    truth = write_demo_night(
+        out / night,
+        n_frames=3,
+        shape=(256, 256),
+        n_stars=150,
+        seed=int(night[-2:]),
+        start_utc=f"{night}T22:00:00",
+        cloud=False,
+        n_variables=0,
+    )
     paths = [str(p) for p in truth.paths]
     if hostile:
         with fits.open(paths[0], mode="update") as hdul:
@@ -67,14 +74,17 @@ def _lake_aggregates(lake: Lake) -> list[tuple]:
     return duckdb.sql(f"""
         SELECT CAST(night AS VARCHAR) AS night, count(*) AS n_frames, count(*) FILTER (WHERE status = 'ok') AS n_ok,
                sum(n_sources) AS n_sources, min(mjd) AS mjd_first
-        FROM read_parquet('{lake.path('frames')}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+        FROM read_parquet('{lake.path("frames")}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
         GROUP BY night ORDER BY night""").fetchall()
 
 
 def _db_aggregates(url: str) -> list[tuple]:
-    return _rows(url, """SELECT CAST(night AS TEXT), CAST(sum(n_frames) AS BIGINT), CAST(sum(n_ok) AS BIGINT),
+    return _rows(
+        url,
+        """SELECT CAST(night AS TEXT), CAST(sum(n_frames) AS BIGINT), CAST(sum(n_ok) AS BIGINT),
                                 CAST(sum(n_sources) AS BIGINT), min(mjd_first)
-                         FROM nights GROUP BY night ORDER BY night""")
+                         FROM nights GROUP BY night ORDER BY night""",
+    )
 
 
 # -- the DDL and the models --------------------------------------------------------------------------
@@ -127,10 +137,13 @@ def test_refresh_mirrors_the_lake_and_is_incremental(tmp_path, frames_dirs, pg_u
     assert third.nights_recomputed == [NIGHTS[2]]
     assert third.rows["frames"] == 3 and third.rows["nights"] == 1 and third.rows["ingest_batches"] == 1
     after = _rows(pg_url, "SELECT * FROM nights ORDER BY night")
-    assert after[:len(before)] == before and len(after) == len(before) + 1
+    assert after[: len(before)] == before and len(after) == len(before) + 1
     assert _db_aggregates(pg_url) == _lake_aggregates(lake)
-    assert _rows(pg_url, "SELECT version, operation FROM ingest_batches ORDER BY version") == \
-        [(1, "ingest"), (2, "ingest"), (3, "ingest")]
+    assert _rows(pg_url, "SELECT version, operation FROM ingest_batches ORDER BY version") == [
+        (1, "ingest"),
+        (2, "ingest"),
+        (3, "ingest"),
+    ]
     assert _rows(pg_url, "SELECT lake_version, nights_recomputed FROM refresh_state") == [(3, 1)]
 
 
@@ -202,8 +215,12 @@ def test_an_unreachable_database_fails_cleanly_and_masks_the_password(tmp_path, 
         refresh(lake, url)
     assert "s3cr3t-pw" not in str(info.value) and "***" in str(info.value)
     assert lake.log.published_version() == published  # the lake is untouched
-    result = subprocess.run([sys.executable, "-m", "skylake.cli", "refresh", str(lake.url), "--db", url],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "skylake.cli", "refresh", str(lake.url), "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 5
     assert "s3cr3t-pw" not in result.stdout + result.stderr
 
@@ -211,8 +228,9 @@ def test_an_unreachable_database_fails_cleanly_and_masks_the_password(tmp_path, 
 # -- SQLite, the embedded default -------------------------------------------------------------------------
 def test_sqlite_default_lives_in_the_lake_and_matches_postgres_semantics(tmp_path, frames_dirs):
     lake = _lake(tmp_path, frames_dirs, NIGHTS[:2])
-    result = subprocess.run([sys.executable, "-m", "skylake.cli", "refresh", str(lake.url)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "skylake.cli", "refresh", str(lake.url)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     db = Path(lake.path("_skylake/summary.sqlite"))
     assert db.exists()
@@ -225,8 +243,7 @@ def test_sqlite_default_lives_in_the_lake_and_matches_postgres_semantics(tmp_pat
     full = refresh(lake, full=True)
     assert full.nights_recomputed == list(NIGHTS)
     assert _rows(url, "SELECT count(*), count(DISTINCT frame_id) FROM frames") == [(9, 9)]
-    assert np.isclose(_rows(url, "SELECT sum(n_sources) FROM nights")[0][0],
-                      sum(r[3] for r in _lake_aggregates(lake)))
+    assert np.isclose(_rows(url, "SELECT sum(n_sources) FROM nights")[0][0], sum(r[3] for r in _lake_aggregates(lake)))
 
 
 # -- calibrated nights: zeropoints, objects and maps --------------------------------------------------------
@@ -237,11 +254,24 @@ CAL_NIGHTS = {"2026-04-01": 150.0, "2026-04-02": 210.0}  # night: field RA [deg]
 def calibrated_frames(tmp_path_factory):
     """Two SYNTHETIC nights, one field each, and the reference catalogue of both fields' stars."""
     out = tmp_path_factory.mktemp("calibrated_frames")
-    truths = {night: write_demo_night(out / night, n_frames=3, shape=(384, 384), n_stars=500, seed=20 + i,
-                                      ra0_deg=ra, start_utc=f"{night}T22:00:00", cloud=False, n_variables=0,
-                                      color_term=0.1)
-              for i, (night, ra) in enumerate(CAL_NIGHTS.items())}
-    stars = pd.concat([t.stars.assign(star_id=t.stars["star_id"] + 1_000_000 * i) for i, t in enumerate(truths.values())])
+    truths = {
+        night: write_demo_night(
+            out / night,
+            n_frames=3,
+            shape=(384, 384),
+            n_stars=500,
+            seed=20 + i,
+            ra0_deg=ra,
+            start_utc=f"{night}T22:00:00",
+            cloud=False,
+            n_variables=0,
+            color_term=0.1,
+        )
+        for i, (night, ra) in enumerate(CAL_NIGHTS.items())
+    }
+    stars = pd.concat(
+        [t.stars.assign(star_id=t.stars["star_id"] + 1_000_000 * i) for i, t in enumerate(truths.values())]
+    )
     return out, write_reference_catalog(stars, out / "refcat")
 
 
@@ -249,14 +279,15 @@ def _lake_zeropoints(lake: Lake) -> list[tuple]:
     """Per night: ok frames and the median ok zeropoint, by DuckDB on the lake's Parquet files."""
     return duckdb.sql(f"""
         SELECT CAST(night AS VARCHAR), count(*), median(zp)
-        FROM read_parquet('{lake.path('zeropoints')}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+        FROM read_parquet('{lake.path("zeropoints")}/*/*.parquet', hive_partitioning = true,
+                          hive_types_autocast = false)
         WHERE zp_status = 'ok' GROUP BY night ORDER BY night""").fetchall()
 
 
 def _lake_objects(lake: Lake) -> list[tuple]:
     return duckdb.sql(f"""
         SELECT object_id, CAST(Norder AS INTEGER), CAST(Npix AS BIGINT), n, median_mag, stetson_j
-        FROM read_parquet('{lake.path('objects')}/dataset/*/*/*/*.parquet', hive_partitioning = true)
+        FROM read_parquet('{lake.path("objects")}/dataset/*/*/*/*.parquet', hive_partitioning = true)
         ORDER BY object_id""").fetchall()
 
 
@@ -290,8 +321,9 @@ def test_calibrated_lake_mirrors_zeropoints_objects_and_maps(tmp_path, calibrate
     assert sum(r[0] < 0 for r in before) > 100  # reference stars, identified by their catalogue ids
     maps_db = "SELECT map_id, night_min, n_pixels, n_stars, path FROM maps ORDER BY map_id"
     index = read_index(lake)
-    assert _rows(pg_url, maps_db) == sorted(index[["map_id", "night_min", "n_pixels", "n_stars", "path"]]
-                                            .itertuples(index=False, name=None))
+    assert _rows(pg_url, maps_db) == sorted(
+        index[["map_id", "night_min", "n_pixels", "n_stars", "path"]].itertuples(index=False, name=None)
+    )
 
     _add_night(lake, frames_root, second, dask_client)
     report = refresh(lake, pg_url)
@@ -303,11 +335,15 @@ def test_calibrated_lake_mirrors_zeropoints_objects_and_maps(tmp_path, calibrate
     after = _rows(pg_url, objects_db)
     assert [r for r in after if (r[1], r[2]) not in touched] == before  # the first field's rows untouched
     assert _approx_rows(after, _lake_objects(lake))
-    assert [r[:2] for r in _rows(pg_url, "SELECT CAST(night AS TEXT), n_calibrated FROM nights ORDER BY night")] == \
-        [r[:2] for r in _lake_zeropoints(lake)] == [(first, 3), (second, 3)]
+    assert (
+        [r[:2] for r in _rows(pg_url, "SELECT CAST(night AS TEXT), n_calibrated FROM nights ORDER BY night")]
+        == [r[:2] for r in _lake_zeropoints(lake)]
+        == [(first, 3), (second, 3)]
+    )
     assert len(_rows(pg_url, maps_db)) == 2
-    assert _rows(pg_url, "SELECT lake_version, partitions_recomputed, maps_mirrored FROM refresh_state") == \
-        [(lake.log.published_version(), 0, 1)]
+    assert _rows(pg_url, "SELECT lake_version, partitions_recomputed, maps_mirrored FROM refresh_state") == [
+        (lake.log.published_version(), 0, 1)
+    ]
 
     again = refresh(lake, pg_url)
     assert again.nights_recomputed == [] and again.partitions_recomputed == []
@@ -331,10 +367,23 @@ NEAR_NIGHTS = {"2026-05-01": (150.0, 40), "2026-05-02": (150.3, 41)}  # night: (
 def near_frames(tmp_path_factory):
     """Two SYNTHETIC nights of overlapping fields (different stars), and the reference catalogue of both."""
     out = tmp_path_factory.mktemp("near_frames")
-    truths = {night: write_demo_night(out / night, n_frames=2, shape=(256, 256), n_stars=150, seed=seed, ra0_deg=ra,
-                                      start_utc=f"{night}T22:00:00", cloud=False, n_variables=0)
-              for night, (ra, seed) in NEAR_NIGHTS.items()}
-    stars = pd.concat([t.stars.assign(star_id=t.stars["star_id"] + 1_000_000 * i) for i, t in enumerate(truths.values())])
+    truths = {
+        night: write_demo_night(
+            out / night,
+            n_frames=2,
+            shape=(256, 256),
+            n_stars=150,
+            seed=seed,
+            ra0_deg=ra,
+            start_utc=f"{night}T22:00:00",
+            cloud=False,
+            n_variables=0,
+        )
+        for night, (ra, seed) in NEAR_NIGHTS.items()
+    }
+    stars = pd.concat(
+        [t.stars.assign(star_id=t.stars["star_id"] + 1_000_000 * i) for i, t in enumerate(truths.values())]
+    )
     return out, write_reference_catalog(stars, out / "refcat")
 
 

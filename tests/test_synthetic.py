@@ -321,10 +321,29 @@ def test_demo_truth_self_consistent(demo):
     out, truth = demo
     st, fr, det = truth.stars, truth.frames, truth.detections
     assert list(st.columns)[:9] == [
-        "star_id", "ra", "dec", "mag", "color", "is_variable", "amplitude", "period_d", "phase"
+        "star_id",
+        "ra",
+        "dec",
+        "mag",
+        "color",
+        "is_variable",
+        "amplitude",
+        "period_d",
+        "phase",
     ]
-    for col in ["path", "mjd_start", "mjd_mid", "exptime", "airmass", "sky_adu", "zp_true", "cloud_ra",
-                "cloud_dec", "cloud_radius_deg", "cloud_depth_mag"]:
+    for col in [
+        "path",
+        "mjd_start",
+        "mjd_mid",
+        "exptime",
+        "airmass",
+        "sky_adu",
+        "zp_true",
+        "cloud_ra",
+        "cloud_dec",
+        "cloud_radius_deg",
+        "cloud_depth_mag",
+    ]:
         assert col in fr.columns
     for col in ["path", "star_id", "x", "y", "flux_adu", "mag_true_this_frame", "extinction_mag"]:
         assert col in det.columns
@@ -363,7 +382,9 @@ def test_demo_truth_self_consistent(demo):
     assert (np.diff(fr["sky_adu"]) < 0).all() and fr["sky_adu"].between(500, 2000).all()
     assert fr["cloud_depth_mag"].nunique() == 1 and 0.5 <= fr["cloud_depth_mag"].iloc[0] <= 0.8
     assert fr["cloud_radius_deg"].iloc[0] == pytest.approx(1024 * 4.0 / 3600 / 3)
-    steps = syn.frames._angular_sep_deg(fr["cloud_ra"][:-1], fr["cloud_dec"][:-1], fr["cloud_ra"][1:], fr["cloud_dec"][1:])
+    steps = syn.frames._angular_sep_deg(
+        fr["cloud_ra"][:-1], fr["cloud_dec"][:-1], fr["cloud_ra"][1:], fr["cloud_dec"][1:]
+    )
     assert np.all(steps > 0.05) and np.ptp(steps) < 1e-3  # constant speed
     assert 0.5 < d["cloud_mag"].max() <= 0.8 and d["cloud_mag"].min() < 0.01
 

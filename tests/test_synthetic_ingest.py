@@ -10,13 +10,21 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
-from skylake.pipeline import ingest
 from skylake.lake import Lake
+from skylake.pipeline import ingest
 from skylake.synthetic import render_frame, tan_wcs_header, write_frame
 
 SHAPE = (512, 640)
-HEADER = {"INSTRUME": "DEMOCAM", "FILTER": "V", "DATE-OBS": "2026-03-01T22:00:00.000", "MJD-OBS": 61100.9166667,
-          "EXPTIME": 30.0, "AIRMASS": 1.2, "GAIN": 1.5, "SATURATE": 60000.0}
+HEADER = {
+    "INSTRUME": "DEMOCAM",
+    "FILTER": "V",
+    "DATE-OBS": "2026-03-01T22:00:00.000",
+    "MJD-OBS": 61100.9166667,
+    "EXPTIME": 30.0,
+    "AIRMASS": 1.2,
+    "GAIN": 1.5,
+    "SATURATE": 60000.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +32,13 @@ def field():
     """A grid of isolated stars with known positions (sub-pixel offsets) and fluxes, and the frame."""
     rng = np.random.default_rng(7)
     gx, gy = np.meshgrid(np.arange(30, SHAPE[1] - 30, 40.0), np.arange(30, SHAPE[0] - 30, 40.0))
-    stars = pd.DataFrame({"x": gx.ravel() + rng.uniform(-0.5, 0.5, gx.size),
-                          "y": gy.ravel() + rng.uniform(-0.5, 0.5, gx.size),
-                          "flux": 10 ** rng.uniform(4.0, 5.3, gx.size)})
+    stars = pd.DataFrame(
+        {
+            "x": gx.ravel() + rng.uniform(-0.5, 0.5, gx.size),
+            "y": gy.ravel() + rng.uniform(-0.5, 0.5, gx.size),
+            "flux": 10 ** rng.uniform(4.0, 5.3, gx.size),
+        }
+    )
     data = render_frame(stars, shape=SHAPE, fwhm_px=3.0, sky_adu=800.0, read_noise_adu=4.0, gain=1.5, seed=3)
     header = tan_wcs_header(150.0, 20.0, SHAPE, pixscale_arcsec=4.0, rotation_deg=12.0)
     header.update(HEADER)
@@ -65,10 +77,13 @@ def test_known_stars_are_found_where_and_as_bright_as_they_are(tmp_path, field):
     assert frame["pixscale"] == pytest.approx(4.0, rel=1e-3) and frame["airmass"] == pytest.approx(1.2)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("f.fits.gz", {}),
-    ("f.fits.fz", {"bitpix16": True}),  # BITPIX 16 + BZERO, tile-compressed vs plain: lossless
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("f.fits.gz", {}),
+        ("f.fits.fz", {"bitpix16": True}),  # BITPIX 16 + BZERO, tile-compressed vs plain: lossless
+    ],
+)
 def test_every_format_gives_the_same_detections(tmp_path, field, name, kwargs):
     stars, data, header = field
     write_frame(tmp_path / "plain.fits", data, header, **kwargs)

@@ -16,9 +16,22 @@ PACKAGE = Path(tables.__file__).resolve().parents[1]
 def test_registry_reads_every_schema_with_its_partitioning():
     reg = tables.registry()
     assert {n: t.partition_by for n, t in reg.items() if n != "psf_grid"} == {
-        "extinction": "night", "frame_index": "bucket", "frames": "night", "maps": "night", "maps_index": "none",
-        "matches": "night", "objects": "healpix", "lightcurves": "healpix", "refcat": "healpix", "sources": "healpix", "streaks": "night",
-        "zeropoints": "night", "ensemble": "night", "detrend": "night", "static_artefacts": "night"}
+        "extinction": "night",
+        "frame_index": "bucket",
+        "frames": "night",
+        "maps": "night",
+        "maps_index": "none",
+        "matches": "night",
+        "objects": "healpix",
+        "lightcurves": "healpix",
+        "refcat": "healpix",
+        "sources": "healpix",
+        "streaks": "night",
+        "zeropoints": "night",
+        "ensemble": "night",
+        "detrend": "night",
+        "static_artefacts": "night",
+    }
     assert reg["maps_index"].location == "maps/_index"
     assert reg["frame_index"].location == "_skylake/frame_index"
     assert reg["sources"].hats and not reg["frames"].hats
@@ -47,16 +60,24 @@ def _table_literals(path: Path, names: set[str]) -> list[str]:
     tree = ast.parse(text)
     lines = text.splitlines()
     parents = {id(c): node for node in ast.walk(tree) for c in ast.iter_child_nodes(node)}
-    docs = {id(node.body[0].value) for node in ast.walk(tree)
-            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body
-            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docs = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     out = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names):
             continue
         parent = parents.get(id(node))
-        if id(node) in docs or isinstance(parent, ast.Subscript) or (isinstance(parent, ast.Dict)
-                                                                     and any(k is node for k in parent.keys)):
+        if (
+            id(node) in docs
+            or isinstance(parent, ast.Subscript)
+            or (isinstance(parent, ast.Dict) and any(k is node for k in parent.keys))
+        ):
             continue
         if "# not a table" in lines[node.lineno - 1] or "# not a table" in lines[node.end_lineno - 1]:
             continue
@@ -68,8 +89,12 @@ def test_no_table_name_literal_outside_the_registry():
     # 'refcat' is also a column of most tables: it is left out
     columns = {c for n in tables.registry() for c in table_schema(n).names}
     names = set(tables.registry()) - columns
-    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "tables.py" or path.parent.name != "lake"
-             for hit in _table_literals(path, names)]
+    found = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "tables.py" or path.parent.name != "lake"
+        for hit in _table_literals(path, names)
+    ]
     assert found == [], "name tables by skylake.lake.tables constants:\n" + "\n".join(found)
 
 
@@ -82,8 +107,13 @@ def test_a_night_table_is_staged_read_touched_and_removed_through_the_registry(t
 
     lake = Lake.init(tmp_path / "lake")
     streaks = tables.get(tables.STREAKS)
-    rows = conform({n: pa.array([1, 2, 3], f.type) if pa.types.is_integer(f.type) else pa.array([0.5] * 3, f.type)
-                    for n, f in zip(streaks.schema.names, streaks.schema)}, tables.STREAKS)
+    rows = conform(
+        {
+            n: pa.array([1, 2, 3], f.type) if pa.types.is_integer(f.type) else pa.array([0.5] * 3, f.type)
+            for n, f in zip(streaks.schema.names, streaks.schema)
+        },
+        tables.STREAKS,
+    )
     with lake.transaction("test") as tx:
         streaks.stage(tx, rows, ["2026-01-01", "2026-01-02", None])
         entry = tx.commit()
@@ -107,8 +137,13 @@ def test_the_night_partition_encoding_lives_only_in_the_registry():
         if path.name in ("tables.py", "nights.py") and path.parent.name == "lake":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "night=" in node.value \
-                    and not node.value.lstrip().startswith(("\"", "'")) and "\n" not in node.value:
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and "night=" in node.value
+                and not node.value.lstrip().startswith(('"', "'"))
+                and "\n" not in node.value
+            ):
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.value!r}")
     assert found == [], "build and parse night directories with nights.night_dir / night_of:\n" + "\n".join(found)
     assert nights.night_dir(None) == "night=unknown" and nights.night_dir("2026-01-02") == "night=2026-01-02"

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from skylake import trends
 from skylake.db import refresh
-from skylake.synthetic.summary_rows import commit_night, night_mjd
 from skylake.lake import Lake
+from skylake.synthetic.summary_rows import commit_night, night_mjd
 
 
 def test_airmass_correction_and_envelope_are_exact():
@@ -65,11 +65,15 @@ def test_robust_line_ignores_outliers():
 
 def test_events_file_errors_name_the_line(tmp_path):
     good = tmp_path / "events.csv"
-    good.write_text("date,instrument,kind,note\n2024-05-01,SkyCamZ,mirror_cleaning,\"CO2 snow; both mirrors\"\n"
-                    "2025-01-10,,camera_change,\n")
+    good.write_text(
+        'date,instrument,kind,note\n2024-05-01,SkyCamZ,mirror_cleaning,"CO2 snow; both mirrors"\n'
+        "2025-01-10,,camera_change,\n"
+    )
     events = trends.read_events(good)
-    assert events == [trends.Event("SkyCamZ", dt.date(2024, 5, 1), "mirror_cleaning", "CO2 snow; both mirrors"),
-                      trends.Event("", dt.date(2025, 1, 10), "camera_change", "")]
+    assert events == [
+        trends.Event("SkyCamZ", dt.date(2024, 5, 1), "mirror_cleaning", "CO2 snow; both mirrors"),
+        trends.Event("", dt.date(2025, 1, 10), "camera_change", ""),
+    ]
     bad = tmp_path / "bad.csv"
     bad.write_text("date,instrument,kind,note\n2024-05-01,SkyCamZ,mirror_cleaning,\n2024-13-01,SkyCamZ,x,\n")
     with pytest.raises(ValueError, match=r"bad.csv:3: date '2024-13-01'"):
@@ -87,8 +91,15 @@ def test_refresh_fits_the_trend_model_from_the_lake(tmp_path):
     for i in range(40):
         night = (start + dt.timedelta(days=7 * i)).isoformat()
         zp1 = 21.35 - 0.2 * (7 * i) / 365.25 + (0.3 if i >= 20 else 0.0)
-        commit_night(lake, night, 30, rng, zp_airmass1=zp1, k_ext=0.12 + 0.01 * (i % 3),
-                     cloudy_fraction=0.7 if i in cloudy_nights else 0.0)
+        commit_night(
+            lake,
+            night,
+            30,
+            rng,
+            zp_airmass1=zp1,
+            k_ext=0.12 + 0.01 * (i % 3),
+            cloudy_fraction=0.7 if i in cloudy_nights else 0.0,
+        )
     events = tmp_path / "events.csv"
     cleaning_day = start + dt.timedelta(days=7 * 20 - 1)
     events.write_text(f"date,instrument,kind,note\n{cleaning_day},SkyCamZ,mirror_cleaning,\n")
@@ -97,9 +108,14 @@ def test_refresh_fits_the_trend_model_from_the_lake(tmp_path):
     url = f"sqlite:///{lake.path('_skylake/summary.sqlite')}"
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        nights = conn.execute(sa.text("SELECT night, photometric, zp_airmass1_max, k_ext FROM nights ORDER BY night")).all()
-        model = conn.execute(sa.text("SELECT segment, n_nights, slope_mag_per_year, zp_start, start_event "
-                                     "FROM trend_model ORDER BY segment")).all()
+        nights = conn.execute(
+            sa.text("SELECT night, photometric, zp_airmass1_max, k_ext FROM nights ORDER BY night")
+        ).all()
+        model = conn.execute(
+            sa.text(
+                "SELECT segment, n_nights, slope_mag_per_year, zp_start, start_event FROM trend_model ORDER BY segment"
+            )
+        ).all()
     engine.dispose()
     assert len(nights) == 40
     assert [i for i, n in enumerate(nights) if not n.photometric] == sorted(cloudy_nights)

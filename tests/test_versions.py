@@ -10,21 +10,29 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import run_cli
+
 from skylake.calib.calibrate import calibrate
 from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
 from skylake.ingest import VersionConflict
-from skylake.pipeline import ingest
 from skylake.lake import Lake
-from skylake.profile_store import stored_profile
 from skylake.objects.build import build_objects
 from skylake.objects.truth import object_table
+from skylake.pipeline import ingest
+from skylake.profile_store import stored_profile
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
-NIGHT = dict(n_frames=3, shape=(384, 384), start_utc="2026-03-01T22:00:00", cadence_s=1200, n_stars=500,
-             seed=5, cloud=False, n_variables=0)
+NIGHT = dict(
+    n_frames=3,
+    shape=(384, 384),
+    start_utc="2026-03-01T22:00:00",
+    cadence_s=1200,
+    n_stars=500,
+    seed=5,
+    cloud=False,
+    n_variables=0,
+)
 MYCAM = """extends = "demo"
 [profile]
 name = "mycam"
@@ -55,8 +63,11 @@ def test_another_profile_is_refused_then_replaced_or_kept(lake, source):
     first = ingest(lake, [frames], "demo")
     assert first.ingested == 3 and first.calibration[0].calibrated == 3
     version = lake.log.latest_version()
-    with pytest.raises(VersionConflict, match=r"frames/.*\.fits is already in the lake as frame \d \(\d+\+demo\.\w+\), "
-                                              r"not as \d+\+generic\.\w+ \(and 2 more files\); re-run with --redo"):
+    with pytest.raises(
+        VersionConflict,
+        match=r"frames/.*\.fits is already in the lake as frame \d \(\d+\+demo\.\w+\), "
+        r"not as \d+\+generic\.\w+ \(and 2 more files\); re-run with --redo",
+    ):
         ingest(lake, [frames], "generic")
     assert lake.log.latest_version() == version  # nothing written
     cli = run_cli("ingest", lake.url, frames, "--scheduler", "synchronous", "--no-progress")
@@ -83,7 +94,7 @@ def test_another_profile_is_refused_then_replaced_or_kept(lake, source):
 
 def test_the_ingest_profile_is_kept_and_used_by_later_stages(lake, source, tmp_path):
     mycam = tmp_path / "mycam.toml"
-    mycam.write_text(MYCAM.replace("[detection]", "[calibration]\nrefcat = \"\"\n[detection]"))
+    mycam.write_text(MYCAM.replace("[detection]", '[calibration]\nrefcat = ""\n[detection]'))
     report = ingest(lake, [str(source / "frames")], str(mycam))
     assert report.ingested == 3 and report.calibration == []  # the file names no catalogue
     version = lake.read_frames(columns=["pipeline_version"]).column(0)[0].as_py()
@@ -92,8 +103,9 @@ def test_the_ingest_profile_is_kept_and_used_by_later_stages(lake, source, tmp_p
     mycam.unlink()  # the file is gone; the lake remembers it (with its calibration settings: no catalogue)
     assert calibrate(lake) == []
     cli = run_cli("calibrate", lake.url, "--refcat", "demo", "--scheduler", "synchronous")
-    assert cli.returncode == 0 and "3 of 3 frames of mycam calibrated ok against demo" in cli.stdout, \
+    assert cli.returncode == 0 and "3 of 3 frames of mycam calibrated ok against demo" in cli.stdout, (
         cli.stdout + cli.stderr
+    )
     maps = run_cli("maps", lake.url, "--refcat", "demo", "--no-export")
     assert maps.returncode == 0 and "maps" in maps.stdout, maps.stderr
 
@@ -163,20 +175,29 @@ def _science(lake: Lake) -> dict:
     from skylake.db.mirror import refresh
 
     path = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
-    by_file = lambda t, cols: (t.merge(path, on="frame_id")[["path", *cols]]  # noqa: E731
-                               .sort_values(["path", *cols[:1]]).reset_index(drop=True))
+
+    def by_file(t, cols):
+        return t.merge(path, on="frame_id")[["path", *cols]].sort_values(["path", *cols[:1]]).reset_index(drop=True)
+
     zps = by_file(read_table(lake, ZEROPOINTS), ["refcat", "zp", "zp_err", "zp_status", "zp_n"])
     matches = by_file(read_table(lake, MATCHES), ["ref_id", "ref_mag", "inst_mag", "mag"])
-    objects = (object_table(lake)[["ra", "dec", "ref_id", "n", "mean_mag", "stetson_j"]]
-               .round({"ra": 7, "dec": 7}).sort_values(["ra", "dec"]).reset_index(drop=True))
+    objects = (
+        object_table(lake)[["ra", "dec", "ref_id", "n", "mean_mag", "stetson_j"]]
+        .round({"ra": 7, "dec": 7})
+        .sort_values(["ra", "dec"])
+        .reset_index(drop=True)
+    )
     report = refresh(lake)
     assert report.db.startswith("sqlite")
     engine = sa.create_engine(f"sqlite:///{lake.path('_skylake/summary.sqlite')}")
     with engine.connect() as conn:
         db = {
             "frames": pd.read_sql("SELECT path, status, n_sources, night FROM frames ORDER BY path", conn),
-            "zeropoints": pd.read_sql("SELECT f.path, z.zp, z.zp_status FROM zeropoints z JOIN frames f "
-                                      "ON f.frame_id = z.frame_id ORDER BY f.path", conn),
+            "zeropoints": pd.read_sql(
+                "SELECT f.path, z.zp, z.zp_status FROM zeropoints z JOIN frames f "
+                "ON f.frame_id = z.frame_id ORDER BY f.path",
+                conn,
+            ),
             "nights": pd.read_sql("SELECT night, n_frames, n_ok, n_sources FROM nights ORDER BY night", conn),
             "objects": pd.read_sql("SELECT count(*) AS n, sum(n) AS points FROM objects", conn),
         }

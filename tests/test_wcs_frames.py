@@ -32,8 +32,21 @@ def _reexpressed(path, tmp_path, frame, ctype, extra=None):
     fitted = fit_wcs_from_points((xx.ravel(), yy.ravel()), SkyCoord(lon, lat, unit="deg"), projection="TAN")
     new = strip_wcs(header)
     cards = fitted.to_header()
-    for key in ("WCSAXES", "CRPIX1", "CRPIX2", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2", "CRVAL1",
-                "CRVAL2", "CUNIT1", "CUNIT2"):
+    for key in (
+        "WCSAXES",
+        "CRPIX1",
+        "CRPIX2",
+        "PC1_1",
+        "PC1_2",
+        "PC2_1",
+        "PC2_2",
+        "CDELT1",
+        "CDELT2",
+        "CRVAL1",
+        "CRVAL2",
+        "CUNIT1",
+        "CUNIT2",
+    ):
         if key in cards:
             new[key] = cards[key]
     new["CTYPE1"], new["CTYPE2"] = ctype
@@ -49,11 +62,19 @@ def _reexpressed(path, tmp_path, frame, ctype, extra=None):
 @pytest.mark.parametrize("name", ["galactic", "ecliptic", "fk4"])
 def test_a_wcs_in_another_frame_places_sources_in_icrs(skycamz_files, tmp_path, name):
     profile = load_profile("skycamz")
-    frames = {"galactic": (Galactic(), ("GLON-TAN", "GLAT-TAN"), None),
-              "ecliptic": (BarycentricMeanEcliptic(equinox=Time(2000.0, format="jyear")), ("ELON-TAN", "ELAT-TAN"),
-                           {"EQUINOX": 2000.0}),
-              "fk4": (FK4(equinox=Time(1950.0, format="jyear"), obstime=Time(1950.0, format="jyear")),
-                      ("RA---TAN", "DEC--TAN"), {"RADESYS": "FK4", "EQUINOX": 1950.0})}
+    frames = {
+        "galactic": (Galactic(), ("GLON-TAN", "GLAT-TAN"), None),
+        "ecliptic": (
+            BarycentricMeanEcliptic(equinox=Time(2000.0, format="jyear")),
+            ("ELON-TAN", "ELAT-TAN"),
+            {"EQUINOX": 2000.0},
+        ),
+        "fk4": (
+            FK4(equinox=Time(1950.0, format="jyear"), obstime=Time(1950.0, format="jyear")),
+            ("RA---TAN", "DEC--TAN"),
+            {"RADESYS": "FK4", "EQUINOX": 1950.0},
+        ),
+    }
     frame, ctype, extra = frames[name]
     (original,) = process_file(str(skycamz_files[0]), profile)
     (copy,) = process_file(str(_reexpressed(skycamz_files[0], tmp_path, frame, ctype, extra)), profile)

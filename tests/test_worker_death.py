@@ -16,17 +16,18 @@ from skylake.calib import pairs as calib_pairs
 from skylake.calib.calibrate import calibrate
 from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
 from skylake.ingest import EXIT_SOME_REJECTED, WORKER_DIED
+from skylake.lake import Lake, pieces
+from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 from skylake.runtime import dask_client
-from skylake.pipeline import ingest
-from skylake.lake import Lake, pieces
-from skylake.synthetic import (render_frame, tan_wcs_header, write_demo_night, write_frame,
-                               write_reference_catalog)
+from skylake.synthetic import render_frame, tan_wcs_header, write_demo_night, write_frame, write_reference_catalog
 
 
 def _frame(path, seed):
     rng = np.random.default_rng(seed)
-    stars = pd.DataFrame({"x": rng.uniform(10, 190, 40), "y": rng.uniform(10, 190, 40), "flux": 10 ** rng.uniform(4, 5, 40)})
+    stars = pd.DataFrame(
+        {"x": rng.uniform(10, 190, 40), "y": rng.uniform(10, 190, 40), "flux": 10 ** rng.uniform(4, 5, 40)}
+    )
     header = tan_wcs_header(150.0, 20.0, (200, 200), pixscale_arcsec=4.0)
     header.update({"DATE-OBS": "2026-03-01T22:00:00", "EXPTIME": 30.0, "AIRMASS": 1.1, "FILTER": "V"})
     return str(write_frame(path, render_frame(stars, shape=(200, 200), seed=seed), header))
@@ -94,8 +95,16 @@ def test_a_writer_whose_worker_dies_mid_write_is_run_again_and_the_lake_equals_a
 def calib_lake(tmp_path_factory):
     """A SYNTHETIC night of three frames ingested uncalibrated, and its reference catalogue imported."""
     root = tmp_path_factory.mktemp("calib-death")
-    truth = write_demo_night(root / "night", n_frames=3, shape=(256, 256), n_stars=200, seed=30,
-                             start_utc="2026-04-01T22:00:00", cloud=False, n_variables=0)
+    truth = write_demo_night(
+        root / "night",
+        n_frames=3,
+        shape=(256, 256),
+        n_stars=200,
+        seed=30,
+        start_utc="2026-04-01T22:00:00",
+        cloud=False,
+        n_variables=0,
+    )
     lake = Lake.init(root / "lake")
     ingest(lake, [str(root / "night")], "demo", calibrate=False, progress=False)
     data, columns_map = write_reference_catalog(truth.stars, root / "refcat")
@@ -112,7 +121,8 @@ def _calibrated(lake: Lake) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.mark.parametrize("task", ["fit_group", "write_matches"])
 def test_a_calibration_task_whose_worker_dies_is_run_again_and_the_lake_equals_a_clean_run(
-        calib_lake, tmp_path, monkeypatch, task):
+    calib_lake, tmp_path, monkeypatch, task
+):
     """A fit task (the group's pairs held on the dying worker are lost too: the scheduler recomputes them
     from the cross-match) or a matches writer (after staging its file) dies with its worker the first time;
     it is run again, and the lake holds exactly the rows of an undisturbed run (in process), one matches
@@ -142,7 +152,8 @@ def test_a_calibration_task_whose_worker_dies_is_run_again_and_the_lake_equals_a
 
 
 def test_a_redo_matches_rewrite_whose_worker_dies_is_run_again_and_the_lake_equals_a_clean_run(
-        calib_lake, tmp_path, monkeypatch):
+    calib_lake, tmp_path, monkeypatch
+):
     """--redo rewrites the night's matches files on the workers (items ``(k, rel)``); a worker dying under
     that task is reported by the file's path and the task run again: the lake equals an undisturbed redo."""
     from skylake.calib import store as calib_store

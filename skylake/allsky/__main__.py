@@ -27,8 +27,14 @@ def main(argv=None) -> int:
     from skylake.allsky.fit import fit_camera
     from skylake.allsky.io import read_allsky_frame
     from skylake.allsky.pipeline import AllSkySettings, process_frame
-    from skylake.allsky.plots import (CONVENTION, plot_fit_residuals, plot_sky_brightness, plot_sky_brightness_map,
-                                      plot_stars, plot_transparency)
+    from skylake.allsky.plots import (
+        CONVENTION,
+        plot_fit_residuals,
+        plot_sky_brightness,
+        plot_sky_brightness_map,
+        plot_stars,
+        plot_transparency,
+    )
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -41,52 +47,113 @@ def main(argv=None) -> int:
     published = CameraModel("equidistant", 1.45, 0.0075, x0=326.5, y0=250.0, rotation_deg=-87.0)
     t0 = time.perf_counter()
     fit = fit_camera(clear.data, published, ice_site, clear.time, hip, vmax=4.5, alt_min_deg=20.0)
-    fit_t = fit_camera(clear.data, fit.model, ice_site, clear.time, hip, vmax=4.5, alt_min_deg=20.0,
-                       fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "tilt"))
+    fit_t = fit_camera(
+        clear.data,
+        fit.model,
+        ice_site,
+        clear.time,
+        hip,
+        vmax=4.5,
+        alt_min_deg=20.0,
+        fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "tilt"),
+    )
     summary["iceact_fit"] = {**fit.summary(), "seconds": round(time.perf_counter() - t0, 2)}
-    summary["iceact_fit_tilt"] = {**fit_t.summary(), "tilt_deg": fit_t.model.tilt_deg,
-                                  "tilt_az_deg": fit_t.model.tilt_az_deg,
-                                  "zenith_pixel": [float(v) for v in fit_t.model.altaz_to_pixel(90.0, 0.0)]}
+    summary["iceact_fit_tilt"] = {
+        **fit_t.summary(),
+        "tilt_deg": fit_t.model.tilt_deg,
+        "tilt_az_deg": fit_t.model.tilt_az_deg,
+        "zenith_pixel": [float(v) for v in fit_t.model.altaz_to_pixel(90.0, 0.0)],
+    }
     plot_fit_residuals(fit_t, out / "iceact_fit_residuals.png", image=clear.data)
     ice = fit_t.model
     settings = AllSkySettings(saturation_adu=60000.0, bias_adu="corners")
-    for name, path, zp in (("clear", "iceact_20170503_starry.fits", None),
-                           ("cloudy", "iceact_20170611_cloudy.fits", "clear")):
+    for name, path, zp in (
+        ("clear", "iceact_20170503_starry.fits", None),
+        ("cloudy", "iceact_20170611_cloudy.fits", "clear"),
+    ):
         fr = clear if name == "clear" else read_allsky_frame(args.data / path)
-        s = settings if zp is None else AllSkySettings(saturation_adu=60000.0, bias_adu="corners",
-                                                       zp_clear=summary["iceact_clear"]["zeropoint"])
+        s = (
+            settings
+            if zp is None
+            else AllSkySettings(
+                saturation_adu=60000.0, bias_adu="corners", zp_clear=summary["iceact_clear"]["zeropoint"]
+            )
+        )
         r = process_frame(fr.data, fr.time, fr.exptime_s, ice, ice_site, hip, s)
         summary[f"iceact_{name}"] = r.summary()
         sel = (r.stars["mag"] <= 4.0) & (r.stars["alt"] >= 20.0)
         when = fr.time.isot[:19]
-        plot_stars(fr.data, ice, r.stars[sel], out / f"iceact_{name}_stars.png", seen=r.stars["seen"][sel],
-                   title=f"IceAct {when} UTC: V < 4 stars above 20°, cloud fraction {r.cloud_fraction:.2f}\n{CONVENTION}")
-        plot_transparency(r.transparency_horizon, s.nside, out / f"iceact_{name}_transparency_horizon.png",
-                          title=f"IceAct {when}: transparency, horizon pixels\n{CONVENTION}")
-        plot_transparency(r.transparency_equatorial, s.nside, out / f"iceact_{name}_transparency_equatorial.png",
-                          frame="equatorial", site=ice_site, time=fr.time,
-                          title=f"IceAct {when}: transparency, equatorial pixels\n{CONVENTION}")
-        plot_sky_brightness(r.sky_image, ice, out / f"iceact_{name}_sky.png",
-                            title=f"IceAct {when}: sky brightness (zp {r.zeropoint:.2f})\n{CONVENTION}")
-        plot_sky_brightness_map(r.sky_horizon, s.nside, out / f"iceact_{name}_sky_healpix.png",
-                                title=f"IceAct {when}: sky brightness, horizon pixels\n{CONVENTION}")
+        plot_stars(
+            fr.data,
+            ice,
+            r.stars[sel],
+            out / f"iceact_{name}_stars.png",
+            seen=r.stars["seen"][sel],
+            title=f"IceAct {when} UTC: V < 4 stars above 20°, cloud fraction {r.cloud_fraction:.2f}\n{CONVENTION}",
+        )
+        plot_transparency(
+            r.transparency_horizon,
+            s.nside,
+            out / f"iceact_{name}_transparency_horizon.png",
+            title=f"IceAct {when}: transparency, horizon pixels\n{CONVENTION}",
+        )
+        plot_transparency(
+            r.transparency_equatorial,
+            s.nside,
+            out / f"iceact_{name}_transparency_equatorial.png",
+            frame="equatorial",
+            site=ice_site,
+            time=fr.time,
+            title=f"IceAct {when}: transparency, equatorial pixels\n{CONVENTION}",
+        )
+        plot_sky_brightness(
+            r.sky_image,
+            ice,
+            out / f"iceact_{name}_sky.png",
+            title=f"IceAct {when}: sky brightness (zp {r.zeropoint:.2f})\n{CONVENTION}",
+        )
+        plot_sky_brightness_map(
+            r.sky_horizon,
+            s.nside,
+            out / f"iceact_{name}_sky_healpix.png",
+            title=f"IceAct {when}: sky brightness, horizon pixels\n{CONVENTION}",
+        )
 
     # CTA: the overcast frame still shows ~9 bright stars: enough for zenith, rotation and scale
     cta_site = Site(28.76187, -17.890777, 2200.0)
     cta_fr = read_allsky_frame(args.data / "cta_lapalma_20151220_cloudy.fits.gz")
     start = CameraModel("equisolid", 4.44, 15.15 / 2048, x0=847.5, y0=849.5, rotation_deg=-2.75)
-    cfit = fit_camera(cta_fr.data, start, cta_site, cta_fr.time, hip, vmax=4.5, min_stars=6, search=False,
-                      fit=("x0", "y0", "rotation_deg", "focal_length_mm"))
+    cfit = fit_camera(
+        cta_fr.data,
+        start,
+        cta_site,
+        cta_fr.time,
+        hip,
+        vmax=4.5,
+        min_stars=6,
+        search=False,
+        fit=("x0", "y0", "rotation_deg", "focal_length_mm"),
+    )
     cta = cfit.model
     disc = float(np.sqrt(np.isfinite(cta_fr.data).sum() / np.pi))
-    summary["cta_fit"] = {**cfit.summary(), "effective_pixel_um": 1000 * cta.pixel_size_mm * 4.44 / cta.focal_length_mm,
-                          "horizon_radius_px": cta.horizon_radius_px, "illuminated_disc_radius_px": disc}
+    summary["cta_fit"] = {
+        **cfit.summary(),
+        "effective_pixel_um": 1000 * cta.pixel_size_mm * 4.44 / cta.focal_length_mm,
+        "horizon_radius_px": cta.horizon_radius_px,
+        "illuminated_disc_radius_px": disc,
+    }
     plot_fit_residuals(cfit, out / "cta_fit_residuals.png", image=cta_fr.data)
     r = process_frame(cta_fr.data, cta_fr.time, 1.0, cta, cta_site, hip, AllSkySettings())
     summary["cta_overcast"] = r.summary()
     sel = (r.stars["mag"] <= 4.0) & (r.stars["alt"] >= 20.0)
-    plot_stars(cta_fr.data, cta, r.stars[sel], out / "cta_overcast_stars.png", seen=r.stars["seen"][sel],
-               title=f"CTA La Palma {cta_fr.time.isot[:19]} UTC: cloud fraction {r.cloud_fraction:.2f}\n{CONVENTION}")
+    plot_stars(
+        cta_fr.data,
+        cta,
+        r.stars[sel],
+        out / "cta_overcast_stars.png",
+        seen=r.stars["seen"][sel],
+        title=f"CTA La Palma {cta_fr.time.isot[:19]} UTC: cloud fraction {r.cloud_fraction:.2f}\n{CONVENTION}",
+    )
     json.dump(summary, sys.stdout, indent=1, default=float)
     print()
     return 0

@@ -58,7 +58,6 @@ _ALIASES = {
 }
 
 
-
 def _finite(name: str, value: Any) -> float:
     try:
         v = float(value)
@@ -143,8 +142,9 @@ class Site:
         import astropy.units as u
         from astropy.coordinates import EarthLocation
 
-        return EarthLocation.from_geodetic(lon=self.lon_deg * u.deg, lat=self.lat_deg * u.deg,
-                                           height=self.height_m * u.m)
+        return EarthLocation.from_geodetic(
+            lon=self.lon_deg * u.deg, lat=self.lat_deg * u.deg, height=self.height_m * u.m
+        )
 
     def altaz_frame(self, time):
         """The :class:`astropy.coordinates.AltAz` frame at ``time`` (a Time or anything Time takes)."""
@@ -153,9 +153,14 @@ class Site:
         from astropy.time import Time
 
         t = time if isinstance(time, Time) else Time(time, scale="utc")
-        return AltAz(obstime=t, location=self.location, pressure=self.pressure * u.hPa,
-                     temperature=self.temperature_c * u.deg_C, relative_humidity=self.relative_humidity,
-                     obswl=self.wavelength_um * u.micron)
+        return AltAz(
+            obstime=t,
+            location=self.location,
+            pressure=self.pressure * u.hPa,
+            temperature=self.temperature_c * u.deg_C,
+            relative_humidity=self.relative_humidity,
+            obswl=self.wavelength_um * u.micron,
+        )
 
     def radec_to_altaz(self, ra_deg, dec_deg, time) -> tuple[np.ndarray, np.ndarray]:
         """Apparent (refracted) altitude and azimuth (deg, az N through E) of ICRS positions."""
@@ -303,8 +308,10 @@ class CameraModel:
         dr = self._drdtheta_px(th)
         if not np.all(dr[:-1] > 0):
             bad = math.degrees(th[np.argmax(dr[:-1] <= 0)])
-            raise ValueError(f"r(theta) stops increasing at theta = {bad:.1f} deg < theta_max_deg = {tmax}: "
-                             f"distortion k1={self.k1}, k2={self.k2}, poly={poly} is too large for a {proj} lens")
+            raise ValueError(
+                f"r(theta) stops increasing at theta = {bad:.1f} deg < theta_max_deg = {tmax}: "
+                f"distortion k1={self.k1}, k2={self.k2}, poly={poly} is too large for a {proj} lens"
+            )
         r = self._r_px(th)
         object.__setattr__(self, "_table", (th, r))
 
@@ -326,8 +333,9 @@ class CameraModel:
         placeholder = {"focal_length_mm": 1.0, "pixel_size_mm": 0.001, "x0": 0.0, "y0": 0.0}
         d = dict(d)
         if "focal_length_mm" in d and "pixel_size_mm" not in d:
-            placeholder["pixel_size_mm"] = min(1.0, max(1e-6, float(d["focal_length_mm"]) / 1000.0)) \
-                if _is_number(d["focal_length_mm"]) else 0.001
+            placeholder["pixel_size_mm"] = (
+                min(1.0, max(1e-6, float(d["focal_length_mm"]) / 1000.0)) if _is_number(d["focal_length_mm"]) else 0.001
+            )
         cls.from_dict({**placeholder, **d})
 
     def to_dict(self) -> dict:
@@ -366,18 +374,18 @@ class CameraModel:
         g = th.copy()
         dg = np.ones_like(th)
         for i, c in enumerate(self.poly, start=2):
-            g = g + c * th ** i
+            g = g + c * th**i
             dg = dg + i * c * th ** (i - 1)
         return g, dg
 
     def _r_px(self, th):
         g, _ = self._ideal(th)
-        return self.f_px * g * (1.0 + self.k1 * th ** 2 + self.k2 * th ** 4)
+        return self.f_px * g * (1.0 + self.k1 * th**2 + self.k2 * th**4)
 
     def _drdtheta_px(self, th):
         g, dg = self._ideal(th)
-        d = 1.0 + self.k1 * th ** 2 + self.k2 * th ** 4
-        dd = 2.0 * self.k1 * th + 4.0 * self.k2 * th ** 3
+        d = 1.0 + self.k1 * th**2 + self.k2 * th**4
+        dd = 2.0 * self.k1 * th + 4.0 * self.k2 * th**3
         return self.f_px * (dg * d + g * dd)
 
     def _closed_inverse(self, r):
@@ -435,9 +443,9 @@ class CameraModel:
         p = math.radians(self.tilt_az_deg)
         t = math.radians(self.tilt_deg) * (-1.0 if inverse else 1.0)
         cp, sp, ct, st = math.cos(p), math.sin(p), math.cos(t), math.sin(t)
-        e1, n1 = e * cp - n * sp, n * cp + e * sp          # azimuth - tilt_az
-        n2, u2 = n1 * ct - u * st, n1 * st + u * ct         # tip the axis to the zenith
-        e3, n3 = e1 * cp + n2 * sp, n2 * cp - e1 * sp        # azimuth + tilt_az
+        e1, n1 = e * cp - n * sp, n * cp + e * sp  # azimuth - tilt_az
+        n2, u2 = n1 * ct - u * st, n1 * st + u * ct  # tip the axis to the zenith
+        e3, n3 = e1 * cp + n2 * sp, n2 * cp - e1 * sp  # azimuth + tilt_az
         return np.degrees(np.arcsin(np.clip(u2, -1, 1))), np.mod(np.degrees(np.arctan2(e3, n3)), 360.0)
 
     def altaz_to_pixel(self, alt_deg, az_deg) -> tuple[np.ndarray, np.ndarray]:
@@ -478,7 +486,7 @@ class CameraModel:
             theta = 90.0 - alt_min_deg
             rmax = float(self.r_of_theta(min(theta, self.theta_max_deg))) if theta >= 0 else -1.0
             y, x = np.ogrid[0:ny, 0:nx]
-            return (x - self.x0) ** 2 + (y - self.y0) ** 2 <= rmax ** 2
+            return (x - self.x0) ** 2 + (y - self.y0) ** 2 <= rmax**2
         alt, _ = self.pixel_grid_altaz((ny, nx))
         return np.isfinite(alt) & (alt >= alt_min_deg)
 
@@ -498,8 +506,9 @@ class CameraModel:
         drdt = self._drdtheta_px(th)
         small = th < 1e-6
         safe_th = np.where(small, 1.0, th)
-        omega = np.where(small, 1.0 / self._drdtheta_px(np.zeros_like(th)) ** 2,
-                         np.sin(safe_th) / (self._r_px(safe_th) * drdt))
+        omega = np.where(
+            small, 1.0 / self._drdtheta_px(np.zeros_like(th)) ** 2, np.sin(safe_th) / (self._r_px(safe_th) * drdt)
+        )
         return omega * ARCSEC2_PER_SR if unit == "arcsec2" else omega
 
     def solid_angle_map(self, shape, unit: str = "sr") -> np.ndarray:

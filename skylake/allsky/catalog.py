@@ -113,14 +113,26 @@ def _aperture_fraction_table(r_ap: float, sigma: float, dmax: float, n: int = 20
     R, P = np.meshgrid(rho, phi, indexing="ij")
     xs, ys = R * np.cos(P), R * np.sin(P)
     w = R * (r_ap / 64) * (2 * np.pi / 64)
-    frac = np.array([np.sum(w * np.exp(-((xs - di) ** 2 + ys ** 2) / (2 * sigma ** 2))) for di in d])
-    return d, frac / (2 * np.pi * sigma ** 2)
+    frac = np.array([np.sum(w * np.exp(-((xs - di) ** 2 + ys**2) / (2 * sigma**2))) for di in d])
+    return d, frac / (2 * np.pi * sigma**2)
 
 
-def visible_stars(catalog, model: CameraModel, site: Site, time, shape, *, vmax: float = 6.0,
-                  alt_min_deg: float = 0.0, edge_px: float = 0.0, mag_column: str = "v_mag",
-                  neighbour_dmag: float = 1.0, aperture_px: float = 2.5, psf_sigma_px: float = 1.0,
-                  blend_dmag: float = 3.0) -> Table:
+def visible_stars(
+    catalog,
+    model: CameraModel,
+    site: Site,
+    time,
+    shape,
+    *,
+    vmax: float = 6.0,
+    alt_min_deg: float = 0.0,
+    edge_px: float = 0.0,
+    mag_column: str = "v_mag",
+    neighbour_dmag: float = 1.0,
+    aperture_px: float = 2.5,
+    psf_sigma_px: float = 1.0,
+    blend_dmag: float = 3.0,
+) -> Table:
     """The catalogue stars a camera sees: alt/az and predicted pixel at ``time``.
 
     Parameters
@@ -167,8 +179,14 @@ def visible_stars(catalog, model: CameraModel, site: Site, time, shape, *, vmax:
     t = pool[(pool["mag"] <= vmax) & (pool["alt"] >= alt_min_deg)]
     ny, nx = int(shape[0]), int(shape[1])
     xt, yt = np.asarray(t["x"], float), np.asarray(t["y"], float)
-    inside = (np.isfinite(xt) & np.isfinite(yt) & (xt >= edge_px - 0.5) & (xt <= nx - 0.5 - edge_px)
-              & (yt >= edge_px - 0.5) & (yt <= ny - 0.5 - edge_px))
+    inside = (
+        np.isfinite(xt)
+        & np.isfinite(yt)
+        & (xt >= edge_px - 0.5)
+        & (xt <= nx - 0.5 - edge_px)
+        & (yt >= edge_px - 0.5)
+        & (yt <= ny - 0.5 - edge_px)
+    )
     t = t[inside]
     t["isolation_deg"] = _isolation_against(t, pool, neighbour_dmag)
     blend = np.zeros(len(t))

@@ -72,10 +72,12 @@ def scale_contradictions(header, camera: dict, model) -> list[str]:
     if "focal_length_mm" in camera and "pixel_size_mm" in camera:
         given = float(camera["focal_length_mm"]) / float(camera["pixel_size_mm"])
         if abs(given / fitted - 1) > SCALE_TOLERANCE:
-            lines.append(f"warning: [camera] focal_length_mm = {camera['focal_length_mm']} and pixel_size_mm = "
-                         f"{camera['pixel_size_mm']} give {given:.1f} px per radian, the stars {fitted:.1f} "
-                         f"({given / fitted:.2f}x): with that focal length the pixel size is "
-                         f"{float(camera['focal_length_mm']) / fitted:.5f} mm")
+            lines.append(
+                f"warning: [camera] focal_length_mm = {camera['focal_length_mm']} and pixel_size_mm = "
+                f"{camera['pixel_size_mm']} give {given:.1f} px per radian, the stars {fitted:.1f} "
+                f"({given / fitted:.2f}x): with that focal length the pixel size is "
+                f"{float(camera['focal_length_mm']) / fitted:.5f} mm"
+            )
 
     def first(keys):
         for k in keys:
@@ -97,14 +99,17 @@ def scale_contradictions(header, camera: dict, model) -> list[str]:
         ratio = min(ratios, key=lambda r: abs(r - 1))
         if abs(ratio - 1) > SCALE_TOLERANCE:
             bin_text = f", {bkey} = {binning:g}" if bkey else ""
-            lines.append(f"warning: header {pkey} = {pixel_um:g} um{bin_text} and {fkey} = {focal:g} mm give "
-                         f"{fitted * ratio:.1f} px per radian, the stars {fitted:.1f} ({ratio:.2f}x): {pkey} would be "
-                         f"{1000 * focal / fitted:.3g} um for that {fkey}")
+            lines.append(
+                f"warning: header {pkey} = {pixel_um:g} um{bin_text} and {fkey} = {focal:g} mm give "
+                f"{fitted * ratio:.1f} px per radian, the stars {fitted:.1f} ({ratio:.2f}x): {pkey} would be "
+                f"{1000 * focal / fitted:.3g} um for that {fkey}"
+            )
     return lines
 
 
 def profile_text(model, base: str, fit, frame: str) -> str:
     """A profile file extending ``base`` with the fitted ``[camera]`` (TOML)."""
+
     def value(v):
         if isinstance(v, str):
             return f'"{v}"'
@@ -114,10 +119,14 @@ def profile_text(model, base: str, fit, frame: str) -> str:
             return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         return repr(round(v, 6) if isinstance(v, float) else v)
 
-    lines = [f"# Written by `skylake camera fit` on {dt.date.today().isoformat()} from {frame}:",
-             f"# rms {fit.rms_px:.3f} px = {fit.rms_deg:.4f} deg over {fit.n_matched} stars "
-             f"({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped).",
-             f'extends = "{base}"', "", "[camera]"]
+    lines = [
+        f"# Written by `skylake camera fit` on {dt.date.today().isoformat()} from {frame}:",
+        f"# rms {fit.rms_px:.3f} px = {fit.rms_deg:.4f} deg over {fit.n_matched} stars "
+        f"({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped).",
+        f'extends = "{base}"',
+        "",
+        "[camera]",
+    ]
     lines += [f"{k} = {value(v)}" for k, v in model.to_dict().items()]
     return "\n".join(lines) + "\n"
 
@@ -130,8 +139,10 @@ def _cmd_camera_fit(args) -> int:
 
     profile = load_profile(args.pipeline)
     if not profile.is_allsky:
-        raise CameraCliError(f"profile {profile.name!r} ({profile.source}) has no [camera] section to fit (give at "
-                             f"least its projection, e.g. [camera] projection = \"equidistant\", and its [site])")
+        raise CameraCliError(
+            f"profile {profile.name!r} ({profile.source}) has no [camera] section to fit (give at "
+            f'least its projection, e.g. [camera] projection = "equidistant", and its [site])'
+        )
     if not os.path.isfile(args.file):
         raise FileNotFoundError(f"no such file: {args.file}")
     if args.catalog:
@@ -159,36 +170,69 @@ def _cmd_camera_fit(args) -> int:
     search = args.search or bool(missing)
     try:
         if search:  # from the projection and the site alone: zenith, rotation and scale searched
-            fit = fit_from_site(image.data, profile.camera, site, time, bright_stars(source), vmax=settings.fit_vmax,
-                                alt_min_deg=settings.fit_alt_min_deg, fit=settings.fit)
+            fit = fit_from_site(
+                image.data,
+                profile.camera,
+                site,
+                time,
+                bright_stars(source),
+                vmax=settings.fit_vmax,
+                alt_min_deg=settings.fit_alt_min_deg,
+                fit=settings.fit,
+            )
         else:
             model0, _ = profile.camera_model()
-            fit = fit_camera(image.data, model0, site, time, bright_stars(source), vmax=settings.fit_vmax,
-                             alt_min_deg=settings.fit_alt_min_deg, fit=settings.fit)
+            fit = fit_camera(
+                image.data,
+                model0,
+                site,
+                time,
+                bright_stars(source),
+                vmax=settings.fit_vmax,
+                alt_min_deg=settings.fit_alt_min_deg,
+                fit=settings.fit,
+            )
     except CameraFitError as exc:
         print(f"camera fit failed on {args.file}: {exc.reason}", file=sys.stderr)
         return EXIT_NOTHING
     m = fit.model
-    print(f"{args.file}: {fit.n_matched} stars of V < {settings.fit_vmax:g} above {settings.fit_alt_min_deg:g} deg "
-          f"used ({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped)"
-          + (f"; zenith, rotation and scale searched ({'--search' if args.search else 'the profile gives no ' + ', '.join(missing)})" if search else ""))
+    print(
+        f"{args.file}: {fit.n_matched} stars of V < {settings.fit_vmax:g} above {settings.fit_alt_min_deg:g} deg "
+        f"used ({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped)"
+        + (
+            "; zenith, rotation and scale searched ("
+            + ("--search" if args.search else "the profile gives no " + ", ".join(missing))
+            + ")"
+            if search
+            else ""
+        )
+    )
     print(f"rms residual {fit.rms_px:.3f} px = {fit.rms_deg:.4f} deg ({3600 * fit.rms_deg:.0f} arcsec)")
     spread = fit.sigma
-    print(f"model: {m.projection}, {m.f_px:.3f} px per radian (f = {m.focal_length_mm:.5f} mm at "
-          f"{1000 * m.pixel_size_mm:.2f} um pixels), zenith x0 = {m.x0:.3f} +- {spread.get('x0', float('nan')):.3f}, "
-          f"y0 = {m.y0:.3f} +- {spread.get('y0', float('nan')):.3f} px, rotation {m.rotation_deg:.3f} +- "
-          f"{spread.get('rotation_deg', float('nan')):.3f} deg, parity {m.parity:+d}, k1 = {m.k1:.5f}"
-          + (f", tilt {m.tilt_deg:.3f} deg towards {m.tilt_az_deg:.1f}" if m.tilt_deg else ""))
+    print(
+        f"model: {m.projection}, {m.f_px:.3f} px per radian (f = {m.focal_length_mm:.5f} mm at "
+        f"{1000 * m.pixel_size_mm:.2f} um pixels), zenith x0 = {m.x0:.3f} +- {spread.get('x0', float('nan')):.3f}, "
+        f"y0 = {m.y0:.3f} +- {spread.get('y0', float('nan')):.3f} px, rotation {m.rotation_deg:.3f} +- "
+        f"{spread.get('rotation_deg', float('nan')):.3f} deg, parity {m.parity:+d}, k1 = {m.k1:.5f}"
+        + (f", tilt {m.tilt_deg:.3f} deg towards {m.tilt_az_deg:.1f}" if m.tilt_deg else "")
+    )
     for line in scale_contradictions(image.header, profile.camera, m):
         print(line)
     plot = Path(args.plot)
     plot.parent.mkdir(parents=True, exist_ok=True)
-    plot_fit_residuals(fit, plot, image=image.data,
-                       title=f"{Path(args.file).name}: camera fit, rms {fit.rms_px:.2f} px over {fit.n_matched} stars")
+    plot_fit_residuals(
+        fit,
+        plot,
+        image=image.data,
+        title=f"{Path(args.file).name}: camera fit, rms {fit.rms_px:.2f} px over {fit.n_matched} stars",
+    )
     print(f"residual plot: {plot}")
     if args.out:
-        base = profile.name if Path(profile.source).parent.name == "pipelines" and \
-            Path(profile.source).stem == profile.name else str(Path(profile.source).resolve())
+        base = (
+            profile.name
+            if Path(profile.source).parent.name == "pipelines" and Path(profile.source).stem == profile.name
+            else str(Path(profile.source).resolve())
+        )
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(profile_text(fit.fitted_model(), base, fit, args.file))
@@ -200,20 +244,37 @@ def _cmd_camera_fit(args) -> int:
 def add_commands(sub) -> None:
     p = sub.add_parser("camera", help="all-sky camera models (fit)")
     csub = p.add_subparsers(dest="camera_command", required=True, metavar="COMMAND")
-    f = csub.add_parser("fit", help="fit a profile's [camera] model on a clear frame",
-                        description=__doc__.split("\n\n")[1].replace("\n", " ")
-                        + " Exit codes: 0 fitted; 2 usage error; 4 the fit failed (reason printed).")
+    f = csub.add_parser(
+        "fit",
+        help="fit a profile's [camera] model on a clear frame",
+        description=__doc__.split("\n\n")[1].replace("\n", " ")
+        + " Exit codes: 0 fitted; 2 usage error; 4 the fit failed (reason printed).",
+    )
     f.add_argument("file", help="a clear frame of the camera (FITS)")
-    f.add_argument("--pipeline", required=True, help="the camera's profile (name in pipelines/ or .toml/.yaml) "
-                                                     "with [camera] (the starting model) and [allsky]")
-    f.add_argument("--out", default=None, metavar="PROFILE.toml",
-                   help="write a profile extending --pipeline with the fitted [camera]")
+    f.add_argument(
+        "--pipeline",
+        required=True,
+        help="the camera's profile (name in pipelines/ or .toml/.yaml) with [camera] (the starting model) and [allsky]",
+    )
+    f.add_argument(
+        "--out",
+        default=None,
+        metavar="PROFILE.toml",
+        help="write a profile extending --pipeline with the fitted [camera]",
+    )
     f.add_argument("--plot", default="camera-fit.png", metavar="PNG", help="residual plot (default camera-fit.png)")
     f.add_argument("--lake", default=None, help="lake whose refcat allsky.catalog names (when it is not a file)")
-    f.add_argument("--catalog", default=None, metavar="FILE",
-                   help="bright-star file (Hipparcos FITS/Parquet: ra, dec, v_mag) instead of allsky.catalog")
-    f.add_argument("--search", action="store_true",
-                   help="search the zenith pixel (anywhere in the image), rotation, parity and scale (any) from the "
-                        "site alone, ignoring the profile's starting values (automatic when [camera] gives only "
-                        "the projection)")
+    f.add_argument(
+        "--catalog",
+        default=None,
+        metavar="FILE",
+        help="bright-star file (Hipparcos FITS/Parquet: ra, dec, v_mag) instead of allsky.catalog",
+    )
+    f.add_argument(
+        "--search",
+        action="store_true",
+        help="search the zenith pixel (anywhere in the image), rotation, parity and scale (any) from the "
+        "site alone, ignoring the profile's starting values (automatic when [camera] gives only "
+        "the projection)",
+    )
     f.set_defaults(func=_cmd_camera_fit)

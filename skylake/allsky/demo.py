@@ -26,22 +26,30 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
 
     from skylake.allsky.cli import profile_text
     from skylake.allsky.fit import fit_camera, plot_fit_residuals
-    from skylake.synthetic.allsky_night import MODEL, SITE, write_allsky_night
     from skylake.allsky.store import read_streaks
     from skylake.demo import Check, finish
-    from skylake.pipeline import ingest
     from skylake.lake import Lake
     from skylake.maps.store import read_index, read_maps
+    from skylake.pipeline import ingest
+    from skylake.synthetic.allsky_night import MODEL, SITE, write_allsky_night
 
     out = Path(out).expanduser().resolve()
-    print(f"1/4 writing a SYNTHETIC all-sky night (fisheye at La Palma; a clear frame, a frame with a cloud and a "
-          f"streak) in {out / 'night'}")
+    print(
+        f"1/4 writing a SYNTHETIC all-sky night (fisheye at La Palma; a clear frame, a frame with a cloud and a "
+        f"streak) in {out / 'night'}"
+    )
     night = write_allsky_night(out / "night")
     clear = night.truth[0]
-    start = MODEL.replace(x0=MODEL.x0 + 3.0, y0=MODEL.y0 - 2.0, rotation_deg=MODEL.rotation_deg + 1.5,
-                          focal_length_mm=MODEL.focal_length_mm * 1.01)
-    print("2/4 fitting the camera model on the clear frame from a wrong start (x0 +3 px, y0 -2 px, rotation +1.5 deg, "
-          "focal length +1 %)")
+    start = MODEL.replace(
+        x0=MODEL.x0 + 3.0,
+        y0=MODEL.y0 - 2.0,
+        rotation_deg=MODEL.rotation_deg + 1.5,
+        focal_length_mm=MODEL.focal_length_mm * 1.01,
+    )
+    print(
+        "2/4 fitting the camera model on the clear frame from a wrong start (x0 +3 px, y0 -2 px, rotation +1.5 deg, "
+        "focal length +1 %)"
+    )
     stars = Table.from_pandas(__import__("pandas").read_parquet(night.catalog))
     fit = fit_camera(clear.image, start, SITE, Time(clear.time), stars, vmax=4.5, alt_min_deg=20.0)
     zt = np.array(MODEL.altaz_to_pixel(90.0, 0.0), float)
@@ -51,13 +59,17 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
     plot_fit_residuals(fit, out / "camera-fit.png", image=clear.image)
     fitted = out / "allsky-fitted.toml"
     fitted.write_text(profile_text(fit.model, str(night.profile), fit, str(night.frames[0])))
-    print(f"    {fit.n_matched} stars, rms {fit.rms_px:.3f} px = {fit.rms_deg:.4f} deg; zenith off by {zen_err:.3f} px, "
-          f"rotation by {rot_err:.4f} deg; residual plot {out / 'camera-fit.png'}, profile {fitted}")
+    print(
+        f"    {fit.n_matched} stars, rms {fit.rms_px:.3f} px = {fit.rms_deg:.4f} deg; zenith off by {zen_err:.3f} px, "
+        f"rotation by {rot_err:.4f} deg; residual plot {out / 'camera-fit.png'}, profile {fitted}"
+    )
     print(f"3/4 ingesting the night with {fitted.name} into {out / 'lake'}")
     lake = Lake.init(out / "lake")
     report = ingest(lake, [str(night.root / "frames")], str(fitted), progress=False)  # not a table
-    print(f"    {report.ingested} frames ingested, {report.sources} source rows (forced photometry), "
-          f"{len(report.rejected)} rejected")
+    print(
+        f"    {report.ingested} frames ingested, {report.sources} source rows (forced photometry), "
+        f"{len(report.rejected)} rejected"
+    )
     frames = lake.read_frames().to_pandas().sort_values("path").reset_index(drop=True)
     streaks = read_streaks(lake)
     s, err = night.truth[1].streak, np.inf
@@ -72,10 +84,12 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
     pix = pix[pix["transparency"].notna()]
     t_true = night.truth[1].transmission(pix["lat"].to_numpy(), pix["lon"].to_numpy())
     under, away = pix["transparency"][t_true < 0.3], pix["transparency"][t_true > 0.97]
-    print(f"    cloud fraction {', '.join(f'{v:.3f}' for v in frames['cloud_fraction'])}; streaks per frame "
-          f"{frames['n_streaks'].tolist()}, endpoints within {err:.2f} px of the injected ones; transparency under the "
-          f"cloud {under.max() if len(under) else float('nan'):.2f} at most ({len(under)} pixels), elsewhere median "
-          f"{away.median() if len(away) else float('nan'):.3f} ({len(away)} pixels)")
+    print(
+        f"    cloud fraction {', '.join(f'{v:.3f}' for v in frames['cloud_fraction'])}; streaks per frame "
+        f"{frames['n_streaks'].tolist()}, endpoints within {err:.2f} px of the injected ones; transparency under the "
+        f"cloud {under.max() if len(under) else float('nan'):.2f} at most ({len(under)} pixels), elsewhere median "
+        f"{away.median() if len(away) else float('nan'):.3f} ({len(away)} pixels)"
+    )
     print("4/4 the summary database and the report (the camera's polar plots)")
     from skylake.db import refresh
     from skylake.report import build_report
@@ -87,14 +101,26 @@ def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
         Check("zenith error px", zen_err, f"<= {ZENITH_PX}", zen_err <= ZENITH_PX),
         Check("rotation error deg", rot_err, f"<= {ROTATION_DEG}", rot_err <= ROTATION_DEG),
         Check("frames ingested", report.ingested, "2", report.ingested == 2),
-        Check("cloud fraction of the clear frame", float(frames["cloud_fraction"].iloc[0]), "< 0.05",
-              bool(frames["cloud_fraction"].iloc[0] < 0.05)),
+        Check(
+            "cloud fraction of the clear frame",
+            float(frames["cloud_fraction"].iloc[0]),
+            "< 0.05",
+            bool(frames["cloud_fraction"].iloc[0] < 0.05),
+        ),
         Check("streaks per frame", frames["n_streaks"].tolist(), "[0, 1]", frames["n_streaks"].tolist() == [0, 1]),
         Check("streak endpoint error px", err, f"<= {STREAK_PX}", err <= STREAK_PX),
-        Check("transparency under the cloud", float(under.max()) if len(under) else float("nan"), "< 0.5 (>= 3 pixels)",
-              len(under) >= 3 and bool((under < 0.5).all())),
-        Check("median transparency away from the cloud", float(away.median()) if len(away) else float("nan"),
-              "1 +- 0.05", len(away) >= 50 and abs(float(away.median()) - 1.0) < 0.05),
+        Check(
+            "transparency under the cloud",
+            float(under.max()) if len(under) else float("nan"),
+            "< 0.5 (>= 3 pixels)",
+            len(under) >= 3 and bool((under < 0.5).all()),
+        ),
+        Check(
+            "median transparency away from the cloud",
+            float(away.median()) if len(away) else float("nan"),
+            "1 +- 0.05",
+            len(away) >= 50 and abs(float(away.median()) - 1.0) < 0.05,
+        ),
         Check("report images", len(site.images), ">= 3", len(site.images) >= 3),
     ]
     return finish(checks)

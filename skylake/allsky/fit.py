@@ -22,8 +22,7 @@ from skylake.allsky.catalog import as_catalog
 from skylake.errors import EXIT_NOTHING, SkylakeError
 from skylake.robust import MAD_TO_SIGMA
 
-__all__ = ["FitResult", "CameraFitError", "detect_stars", "match_nearest", "scan_orientation",
-           "fit_camera", "FITTABLE"]
+__all__ = ["FitResult", "CameraFitError", "detect_stars", "match_nearest", "scan_orientation", "fit_camera", "FITTABLE"]
 
 #: Model parameters :func:`fit_camera` can refine ("tilt" = the optical axis' tilt, two parameters).
 FITTABLE = ("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "k2", "tilt")
@@ -87,21 +86,42 @@ class FitResult:
     def summary(self) -> dict:
         """Scalars for a frame row or a report."""
         m = self.model
-        return {"rms_px": self.rms_px, "rms_deg": self.rms_deg, "n_matched": self.n_matched,
-                "n_detected": self.n_detected, "n_predicted": self.n_predicted, "n_clipped": self.n_clipped,
-                "x0": m.x0, "y0": m.y0, "rotation_deg": m.rotation_deg, "parity": m.parity,
-                "focal_length_mm": m.focal_length_mm, "k1": m.k1, "k2": m.k2,
-                **{f"sigma_{k}": v for k, v in self.sigma.items()}}
+        return {
+            "rms_px": self.rms_px,
+            "rms_deg": self.rms_deg,
+            "n_matched": self.n_matched,
+            "n_detected": self.n_detected,
+            "n_predicted": self.n_predicted,
+            "n_clipped": self.n_clipped,
+            "x0": m.x0,
+            "y0": m.y0,
+            "rotation_deg": m.rotation_deg,
+            "parity": m.parity,
+            "focal_length_mm": m.focal_length_mm,
+            "k1": m.k1,
+            "k2": m.k2,
+            **{f"sigma_{k}": v for k, v in self.sigma.items()},
+        }
 
     def fitted_model(self) -> CameraModel:
         """The model with how it was fitted recorded in it (stars, rms, the parameters' spread)."""
-        return self.model.replace(fit_n_stars=int(self.n_matched), fit_rms_px=round(float(self.rms_px), 4),
-                                  fit_sigma={k: float(f"{v:.3g}") for k, v in self.sigma.items()})
+        return self.model.replace(
+            fit_n_stars=int(self.n_matched),
+            fit_rms_px=round(float(self.rms_px), 4),
+            fit_sigma={k: float(f"{v:.3g}") for k, v in self.sigma.items()},
+        )
 
 
 # ---------------------------------------------------------------------------------------------
-def detect_stars(image: np.ndarray, mask: np.ndarray | None = None, *, thresh: float = 5.0,
-                 mesh_px: int = 16, minarea: int = 3, max_npix: int = 200) -> Table:
+def detect_stars(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    thresh: float = 5.0,
+    mesh_px: int = 16,
+    minarea: int = 3,
+    max_npix: int = 200,
+) -> Table:
     """Detect point sources with sep on a background-subtracted copy of ``image``.
 
     Parameters
@@ -149,9 +169,17 @@ def detect_stars(image: np.ndarray, mask: np.ndarray | None = None, *, thresh: f
         good = (flag == 0) & (np.hypot(xw - x, yw - y) < 2.0)
         x = np.where(good, xw, x)
         y = np.where(good, yw, y)
-    t = Table({"x": np.asarray(x, float), "y": np.asarray(y, float), "flux": np.asarray(objs["flux"], float),
-               "peak": np.asarray(objs["peak"], float), "npix": np.asarray(objs["npix"], int),
-               "a": np.asarray(objs["a"], float), "b": np.asarray(objs["b"], float)})
+    t = Table(
+        {
+            "x": np.asarray(x, float),
+            "y": np.asarray(y, float),
+            "flux": np.asarray(objs["flux"], float),
+            "peak": np.asarray(objs["peak"], float),
+            "npix": np.asarray(objs["npix"], int),
+            "a": np.asarray(objs["a"], float),
+            "b": np.asarray(objs["b"], float),
+        }
+    )
     t.sort("flux", reverse=True)
     return t
 
@@ -190,9 +218,19 @@ def _confused(xp, yp, xn, yn, radius_px):
     return counts >= 2  # the star itself is in the neighbour list
 
 
-def scan_orientation(model0: CameraModel, alt, az, xd, yd, shape, *, rotation_step_deg: float = 0.5,
-                     parities=(1, -1), max_shift_px: float = 20.0, bin_px: float = 2.0
-                     ) -> tuple[CameraModel, int]:
+def scan_orientation(
+    model0: CameraModel,
+    alt,
+    az,
+    xd,
+    yd,
+    shape,
+    *,
+    rotation_step_deg: float = 0.5,
+    parities=(1, -1),
+    max_shift_px: float = 20.0,
+    bin_px: float = 2.0,
+) -> tuple[CameraModel, int]:
     """Find rotation, parity and a zenith shift by voting.
 
     For each rotation (0..360 deg in ``rotation_step_deg``) and parity, the offsets between every
@@ -214,7 +252,13 @@ def scan_orientation(model0: CameraModel, alt, az, xd, yd, shape, *, rotation_st
     def score_of(rot, parity):
         m = model0.replace(rotation_deg=float(rot), parity=int(parity))
         x, y = m.altaz_to_pixel(alt, az)
-        ok = np.isfinite(x) & (x > -max_shift_px) & (x < nx + max_shift_px) & (y > -max_shift_px) & (y < ny + max_shift_px)
+        ok = (
+            np.isfinite(x)
+            & (x > -max_shift_px)
+            & (x < nx + max_shift_px)
+            & (y > -max_shift_px)
+            & (y < ny + max_shift_px)
+        )
         if not ok.any():
             return -1, m, 0.0, 0.0
         P = np.column_stack([x[ok], y[ok]])
@@ -299,13 +343,27 @@ def _spread(model: CameraModel, names, alt, az, xd, yd) -> dict:
     return {name: float(np.sqrt(max(cov[k, k], 0.0))) for k, name in enumerate(labels)}
 
 
-def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog, *,
-               vmax: float = 4.5, alt_min_deg: float = 20.0, mag_column: str = "v_mag",
-               fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1"),
-               tolerances_px=(10.0, 6.0, 4.0, 3.0, 2.0), clip: float = 3.0,
-               search: str | bool = "auto", mask: np.ndarray | None = None,
-               detections: Table | None = None, detect_thresh: float = 5.0,
-               loss: str = "soft_l1", min_stars: int = 8, edge_px: float = 3.0) -> FitResult:
+def fit_camera(
+    image: np.ndarray,
+    model0: CameraModel,
+    site: Site,
+    time,
+    catalog,
+    *,
+    vmax: float = 4.5,
+    alt_min_deg: float = 20.0,
+    mag_column: str = "v_mag",
+    fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1"),
+    tolerances_px=(10.0, 6.0, 4.0, 3.0, 2.0),
+    clip: float = 3.0,
+    search: str | bool = "auto",
+    mask: np.ndarray | None = None,
+    detections: Table | None = None,
+    detect_thresh: float = 5.0,
+    loss: str = "soft_l1",
+    min_stars: int = 8,
+    edge_px: float = 3.0,
+) -> FitResult:
     """Fit a camera model to the stars on one frame.
 
     Parameters
@@ -404,7 +462,7 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
     density = len(xd) / sky_px
 
     def chance(n_pred, tol):
-        return n_pred * min(1.0, density * np.pi * tol ** 2)
+        return n_pred * min(1.0, density * np.pi * tol**2)
 
     xp, yp = predict(model0)
     n_pred = int(np.isfinite(xp).sum())
@@ -426,8 +484,9 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
                 xp_ok = np.where(confused, np.nan, xp)
                 ip, idet = match_nearest(xp_ok, yp, xd, yd, tol)
                 if len(ip) < max(min_stars, len(names) + 3):
-                    raise CameraFitError(f"only {len(ip)} stars matched within {tol:.1f} px "
-                                         f"(need >= {max(min_stars, len(names) + 3)})")
+                    raise CameraFitError(
+                        f"only {len(ip)} stars matched within {tol:.1f} px (need >= {max(min_stars, len(names) + 3)})"
+                    )
 
                 def resid(p, ip=ip, idet=idet):
                     m = _model_from(model, names, p)
@@ -450,8 +509,14 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
                 xp2, yp2 = predict(model)
                 ip2, _ = match_nearest(np.where(confused, np.nan, xp2), yp2, xd, yd, tol)
                 same = len(ip2) == len(ip) and np.array_equal(np.sort(ip2), np.sort(ip))
-                history.append({"tolerance_px": tol, "n_pairs": int(len(ip)), "rms_px": float(np.sqrt(np.mean(dr ** 2))),
-                                "sigma_px": float(sigma)})
+                history.append(
+                    {
+                        "tolerance_px": tol,
+                        "n_pairs": int(len(ip)),
+                        "rms_px": float(np.sqrt(np.mean(dr**2))),
+                        "sigma_px": float(sigma),
+                    }
+                )
                 if same:
                     break
 
@@ -467,9 +532,11 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
         if len(ip) < min_stars:
             raise CameraFitError(f"only {len(ip)} stars left after clipping (need >= {min_stars})")
         if len(ip) < 3 * chance(n_pred, tol) + 3:
-            raise CameraFitError(f"{len(ip)} pairs within {tol:.1f} px is no better than chance "
-                                 f"({chance(n_pred, tol):.1f} expected): wrong starting model (search from the site "
-                                 f"alone: skylake camera fit FRAME --pipeline P --search)")
+            raise CameraFitError(
+                f"{len(ip)} pairs within {tol:.1f} px is no better than chance "
+                f"({chance(n_pred, tol):.1f} expected): wrong starting model (search from the site "
+                f"alone: skylake camera fit FRAME --pipeline P --search)"
+            )
         sigma = _spread(model, names, alt[ip], az[ip], xd[idet], yd[idet])
         alt_d, az_d = model.pixel_to_altaz(xd[idet], yd[idet])
         dsky = angular_separation_deg(alt[ip], az[ip], alt_d, az_d)
@@ -486,10 +553,20 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
         matched["dr_deg"] = dsky
         if "flux" in detections.colnames:
             matched["flux"] = np.asarray(detections["flux"], float)[idet]
-        return FitResult(model=model, rms_px=float(np.sqrt(np.mean(dr ** 2))),
-                         rms_deg=float(np.sqrt(np.mean(dsky ** 2))), n_matched=int(len(ip)), matched=matched,
-                         n_detected=int(len(xd)), n_predicted=n_pred, n_clipped=n_clipped,
-                         tolerance_px=float(tol), history=history, scanned=scanned, sigma=sigma)
+        return FitResult(
+            model=model,
+            rms_px=float(np.sqrt(np.mean(dr**2))),
+            rms_deg=float(np.sqrt(np.mean(dsky**2))),
+            n_matched=int(len(ip)),
+            matched=matched,
+            n_detected=int(len(xd)),
+            n_predicted=n_pred,
+            n_clipped=n_clipped,
+            tolerance_px=float(tol),
+            history=history,
+            scanned=scanned,
+            sigma=sigma,
+        )
 
     def scan():
         m, score = scan_orientation(model0, alt, az, xd, yd, shape)
@@ -514,8 +591,14 @@ def fit_camera(image: np.ndarray, model0: CameraModel, site: Site, time, catalog
     return result
 
 
-def plot_fit_residuals(result: FitResult, path, *, image: np.ndarray | None = None, title: str | None = None,
-                       arrow_gain: float | None = None):
+def plot_fit_residuals(
+    result: FitResult,
+    path,
+    *,
+    image: np.ndarray | None = None,
+    title: str | None = None,
+    arrow_gain: float | None = None,
+):
     """Residual plot of a camera fit (PNG): arrows over the image, residual vs zenith angle and
     vs azimuth. Readable at 800 px width."""
     from skylake.allsky.plots import plot_fit_residuals as _plot
@@ -526,10 +609,21 @@ def plot_fit_residuals(result: FitResult, path, *, image: np.ndarray | None = No
 __all__.append("plot_fit_residuals")
 
 
-def fit_from_site(image: np.ndarray, camera: dict, site: Site, time, catalog, *, vmax: float = 4.5,
-                  alt_min_deg: float = 20.0, mag_column: str = "v_mag",
-                  fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1"), detect_thresh: float = 5.0,
-                  min_significance: float = 2.5, min_stars: int = 8) -> FitResult:
+def fit_from_site(
+    image: np.ndarray,
+    camera: dict,
+    site: Site,
+    time,
+    catalog,
+    *,
+    vmax: float = 4.5,
+    alt_min_deg: float = 20.0,
+    mag_column: str = "v_mag",
+    fit=("x0", "y0", "rotation_deg", "focal_length_mm", "k1"),
+    detect_thresh: float = 5.0,
+    min_significance: float = 2.5,
+    min_stars: int = 8,
+) -> FitResult:
     """Fit a camera known only by its lens projection (and its site): the zenith pixel, parity, rotation and
     focal length in pixels are searched (:func:`skylake.allsky.search.search_model`: every zenith pixel of the
     image, any scale), then everything in ``fit`` is refined (:func:`fit_camera`).
@@ -568,23 +662,49 @@ def fit_from_site(image: np.ndarray, camera: dict, site: Site, time, catalog, *,
         raise CameraFitError(f"only {int(up.sum())} catalogue stars with mag <= {vmax} above {alt_min_deg} deg")
     found = search_model(detections["x"], detections["y"], alt[up], az[up], image.shape, camera["projection"])
     if found.significance < min_significance or found.votes < min_stars:
-        raise CameraFitError(f"no zenith, rotation and scale found: the best of {found.trials} trials has "
-                             f"{found.votes} star pairs where chance gives a trial {found.chance:.0f} "
-                             f"({found.significance:.1f}x < {min_significance:g}x): a cloudy frame, or not a "
-                             f"{camera['projection']} lens")
-    start = {k: v for k, v in camera.items() if k not in ("x0", "y0", "rotation_deg", "parity", "focal_length_mm",
-                                                          "pixel_size_mm") and not k.startswith("fit_")}
+        raise CameraFitError(
+            f"no zenith, rotation and scale found: the best of {found.trials} trials has "
+            f"{found.votes} star pairs where chance gives a trial {found.chance:.0f} "
+            f"({found.significance:.1f}x < {min_significance:g}x): a cloudy frame, or not a "
+            f"{camera['projection']} lens"
+        )
+    start = {
+        k: v
+        for k, v in camera.items()
+        if k not in ("x0", "y0", "rotation_deg", "parity", "focal_length_mm", "pixel_size_mm")
+        and not k.startswith("fit_")
+    }
     if "pixel_size_mm" in camera:
         pixel = float(camera["pixel_size_mm"])
     elif "focal_length_mm" in camera:
         pixel = float(camera["focal_length_mm"]) / found.f_px
     else:
         pixel = 0.001  # nominal 1 um: only focal length / pixel size is seen
-    model0 = CameraModel.from_dict({**start, "focal_length_mm": found.f_px * pixel, "pixel_size_mm": pixel,
-                                    "x0": found.x0, "y0": found.y0, "rotation_deg": found.rotation_deg,
-                                    "parity": found.parity})
-    result = fit_camera(image, model0, site, time, catalog, vmax=vmax, alt_min_deg=alt_min_deg, mag_column=mag_column,
-                        fit=fit, search=False, detections=detections, min_stars=min_stars)
+    model0 = CameraModel.from_dict(
+        {
+            **start,
+            "focal_length_mm": found.f_px * pixel,
+            "pixel_size_mm": pixel,
+            "x0": found.x0,
+            "y0": found.y0,
+            "rotation_deg": found.rotation_deg,
+            "parity": found.parity,
+        }
+    )
+    result = fit_camera(
+        image,
+        model0,
+        site,
+        time,
+        catalog,
+        vmax=vmax,
+        alt_min_deg=alt_min_deg,
+        mag_column=mag_column,
+        fit=fit,
+        search=False,
+        detections=detections,
+        min_stars=min_stars,
+    )
     result.scanned = True
     return result
 

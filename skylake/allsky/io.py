@@ -47,8 +47,7 @@ def exposure_time(header: fits.Header) -> float | None:
     return None
 
 
-def frame_time(header: fits.Header, exptime_s: float | None = None, *,
-               time_is: str = "start") -> tuple[Time, str]:
+def frame_time(header: fits.Header, exptime_s: float | None = None, *, time_is: str = "start") -> tuple[Time, str]:
     """Mid-exposure UTC time of a frame.
 
     Parameters

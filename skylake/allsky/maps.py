@@ -26,13 +26,27 @@ from skylake.allsky.photometry import FLAG_BAD, FLAG_SHIFT
 from skylake.maps.aggregate import airmass
 from skylake.robust import MAD_TO_SIGMA
 
-__all__ = ["star_transparency", "clear_zeropoint", "transparency_map", "sky_brightness_image",
-           "sky_brightness_map", "healpix_array", "pixel_centres"]
+__all__ = [
+    "star_transparency",
+    "clear_zeropoint",
+    "transparency_map",
+    "sky_brightness_image",
+    "sky_brightness_map",
+    "healpix_array",
+    "pixel_centres",
+]
 
 
-def star_transparency(stars: Table, *, zp_clear: float, exptime_s: float, extinction: float = 0.0,
-                      min_expected_snr: float = 5.0, min_isolation_deg: float = 0.0,
-                      max_blend: float = 0.5) -> Table:
+def star_transparency(
+    stars: Table,
+    *,
+    zp_clear: float,
+    exptime_s: float,
+    extinction: float = 0.0,
+    min_expected_snr: float = 5.0,
+    min_isolation_deg: float = 0.0,
+    max_blend: float = 0.5,
+) -> Table:
     """Per-star transparency against a clear sky.
 
     Parameters
@@ -75,8 +89,11 @@ def star_transparency(stars: Table, *, zp_clear: float, exptime_s: float, extinc
     t["transparency"] = flux / expected
     t["transparency_err"] = err / expected
     with np.errstate(invalid="ignore", divide="ignore"):
-        t["zp_star"] = np.where(flux > 0, np.asarray(t["mag"], float) + 2.5 * np.log10(flux / exptime_s / (1 + blend))
-                                + extinction * X, np.nan)
+        t["zp_star"] = np.where(
+            flux > 0,
+            np.asarray(t["mag"], float) + 2.5 * np.log10(flux / exptime_s / (1 + blend)) + extinction * X,
+            np.nan,
+        )
     use = np.isfinite(flux) & np.isfinite(err) & (err > 0) & (expected / err >= min_expected_snr)
     if "flag" in t.colnames:
         use &= (np.asarray(t["flag"]) & FLAG_BAD) == 0
@@ -90,9 +107,16 @@ def star_transparency(stars: Table, *, zp_clear: float, exptime_s: float, extinc
     return t
 
 
-def clear_zeropoint(stars: Table, *, exptime_s: float, extinction: float = 0.0, snr_min: float = 10.0,
-                    percentile: float = 50.0, min_isolation_deg: float = 0.0,
-                    max_blend: float = 0.5) -> tuple[float, int]:
+def clear_zeropoint(
+    stars: Table,
+    *,
+    exptime_s: float,
+    extinction: float = 0.0,
+    snr_min: float = 10.0,
+    percentile: float = 50.0,
+    min_isolation_deg: float = 0.0,
+    max_blend: float = 0.5,
+) -> tuple[float, int]:
     """Zeropoint (mag for 1 ADU/s above the atmosphere) from the measured stars of a frame.
 
     Stars are selected by their *expected* S/N (from a first zeropoint of the stars measured at
@@ -121,8 +145,9 @@ def clear_zeropoint(stars: Table, *, exptime_s: float, extinction: float = 0.0, 
     bright = ok & (flux / np.where(err > 0, err, np.inf) >= 3 * snr_min)
     if bright.sum() < 3:
         raise ValueError(f"only {int(bright.sum())} stars with S/N >= {3 * snr_min:g}: cannot measure a zeropoint")
-    zp0 = float(np.median(mag[bright] + 2.5 * np.log10(flux[bright] / exptime_s / (1 + blend[bright]))
-                          + extinction * X[bright]))
+    zp0 = float(
+        np.median(mag[bright] + 2.5 * np.log10(flux[bright] / exptime_s / (1 + blend[bright])) + extinction * X[bright])
+    )
     expected = exptime_s * 10 ** (-0.4 * (mag - zp0 + extinction * X)) * (1 + blend)
     sel = ok & (expected / np.where(err > 0, err, np.inf) >= snr_min)
     ratio = flux[sel] / expected[sel]
@@ -153,19 +178,20 @@ def _group_median(pix, values, err=None):
     p = pix[order]
     v = values[order]
     uniq, start, counts = np.unique(p, return_index=True, return_counts=True)
-    med = np.array([np.median(v[s:s + c]) for s, c in zip(start, counts)])
-    mad = np.array([np.median(np.abs(v[s:s + c] - m)) for s, c, m in zip(start, counts, med)])
+    med = np.array([np.median(v[s : s + c]) for s, c in zip(start, counts)])
+    mad = np.array([np.median(np.abs(v[s : s + c] - m)) for s, c, m in zip(start, counts, med)])
     if err is not None:
         e = err[order]
         # error of the median: the larger of the scatter-based and the measurement-based estimate
-        e_meas = np.array([np.sqrt(np.sum(e[s:s + c] ** 2)) / c for s, c in zip(start, counts)]) * 1.2533
+        e_meas = np.array([np.sqrt(np.sum(e[s : s + c] ** 2)) / c for s, c in zip(start, counts)]) * 1.2533
         e_scat = MAD_TO_SIGMA * mad / np.sqrt(np.maximum(counts - 1, 1)) * 1.2533
         return uniq, counts, med, np.maximum(e_meas, e_scat)
     return uniq, counts, med, MAD_TO_SIGMA * mad
 
 
-def transparency_map(stars: Table, *, nside: int = 8, frame: str = "horizon", min_stars: int = 3,
-                     value: str = "transparency") -> Table:
+def transparency_map(
+    stars: Table, *, nside: int = 8, frame: str = "horizon", min_stars: int = 3, value: str = "transparency"
+) -> Table:
     """Median transparency per HEALPix pixel.
 
     Parameters
@@ -194,11 +220,20 @@ def transparency_map(stars: Table, *, nside: int = 8, frame: str = "horizon", mi
     lon, lat = (s["az"], s["alt"]) if frame == "horizon" else (s["ra"], s["dec"])
     pix = _pixels(nside, lon, lat)
     if len(s) == 0:
-        return Table({"pixel": np.zeros(0, np.int64), "lon": np.zeros(0), "lat": np.zeros(0),
-                      "n_stars": np.zeros(0, int), value: np.zeros(0), f"{value}_err": np.zeros(0),
-                      "zp_median": np.zeros(0)})
-    uniq, counts, med, err = _group_median(pix, np.asarray(s[value], float),
-                                           np.asarray(s[f"{value}_err"], float) if f"{value}_err" in s.colnames else None)
+        return Table(
+            {
+                "pixel": np.zeros(0, np.int64),
+                "lon": np.zeros(0),
+                "lat": np.zeros(0),
+                "n_stars": np.zeros(0, int),
+                value: np.zeros(0),
+                f"{value}_err": np.zeros(0),
+                "zp_median": np.zeros(0),
+            }
+        )
+    uniq, counts, med, err = _group_median(
+        pix, np.asarray(s[value], float), np.asarray(s[f"{value}_err"], float) if f"{value}_err" in s.colnames else None
+    )
     zp = np.full(len(uniq), np.nan)
     if "zp_star" in s.colnames:
         zs = np.asarray(s["zp_star"], float)
@@ -208,12 +243,20 @@ def transparency_map(stars: Table, *, nside: int = 8, frame: str = "horizon", mi
             zp[np.searchsorted(uniq, u2)] = m2
     keep = counts >= min_stars
     clon, clat = pixel_centres(nside, uniq[keep])
-    return Table({"pixel": uniq[keep].astype(np.int64), "lon": clon, "lat": clat, "n_stars": counts[keep],
-                  value: med[keep], f"{value}_err": err[keep], "zp_median": zp[keep]})
+    return Table(
+        {
+            "pixel": uniq[keep].astype(np.int64),
+            "lon": clon,
+            "lat": clat,
+            "n_stars": counts[keep],
+            value: med[keep],
+            f"{value}_err": err[keep],
+            "zp_median": zp[keep],
+        }
+    )
 
 
-def sky_background(image: np.ndarray, mask: np.ndarray | None = None, *, mesh_px: int = 16,
-                   filter_size: int = 3):
+def sky_background(image: np.ndarray, mask: np.ndarray | None = None, *, mesh_px: int = 16, filter_size: int = 3):
     """The sep background (and its rms) of the whole image, estimated from unmasked pixels
     (masked ones are filled with their nearest unmasked neighbour first).
 
@@ -240,9 +283,18 @@ def sky_background(image: np.ndarray, mask: np.ndarray | None = None, *, mesh_px
     return bkg.back(), bkg.rms()
 
 
-def sky_brightness_image(image: np.ndarray, model: CameraModel, *, zeropoint: float, exptime_s: float,
-                         mask: np.ndarray | None = None, bias: float = 0.0, mesh_px: int = 16,
-                         alt_min_deg: float = 0.0, filter_size: int = 3) -> np.ndarray:
+def sky_brightness_image(
+    image: np.ndarray,
+    model: CameraModel,
+    *,
+    zeropoint: float,
+    exptime_s: float,
+    mask: np.ndarray | None = None,
+    bias: float = 0.0,
+    mesh_px: int = 16,
+    alt_min_deg: float = 0.0,
+    filter_size: int = 3,
+) -> np.ndarray:
     """Sky surface brightness of every pixel, mag/arcsec^2, from the sep background.
 
     Parameters
@@ -279,8 +331,16 @@ def sky_brightness_image(image: np.ndarray, model: CameraModel, *, zeropoint: fl
     return np.where(sky & np.isfinite(sb), sb, np.nan)
 
 
-def sky_brightness_map(sb_image: np.ndarray, model: CameraModel, *, nside: int = 8, frame: str = "horizon",
-                       site: Site | None = None, time=None, max_points: int = 50_000) -> Table:
+def sky_brightness_map(
+    sb_image: np.ndarray,
+    model: CameraModel,
+    *,
+    nside: int = 8,
+    frame: str = "horizon",
+    site: Site | None = None,
+    time=None,
+    max_points: int = 50_000,
+) -> Table:
     """Median sky brightness (mag/arcsec^2) per HEALPix pixel (NESTED) of a per-pixel map.
 
     The image is sampled on a regular grid of at most ``max_points`` pixels (the background is
@@ -310,8 +370,9 @@ def sky_brightness_map(sb_image: np.ndarray, model: CameraModel, *, nside: int =
     pix = _pixels(nside, lon, lat)
     uniq, counts, med, rms = _group_median(pix, v)
     clon, clat = pixel_centres(nside, uniq)
-    return Table({"pixel": uniq.astype(np.int64), "lon": clon, "lat": clat, "n_pix": counts,
-                  "sky_mag": med, "sky_mag_rms": rms})
+    return Table(
+        {"pixel": uniq.astype(np.int64), "lon": clon, "lat": clat, "n_pix": counts, "sky_mag": med, "sky_mag_rms": rms}
+    )
 
 
 def healpix_array(table: Table, column: str, nside: int, fill=np.nan) -> np.ndarray:

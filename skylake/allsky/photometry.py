@@ -22,8 +22,16 @@ from astropy.table import Table
 from skylake.allsky.camera import CameraModel
 from skylake.robust import MAD_TO_SIGMA
 
-__all__ = ["forced_photometry", "photometer_catalog", "cloud_fraction", "FLAG_EDGE", "FLAG_SHIFT", "FLAG_ANNULUS",
-           "FLAG_SATURATED", "FLAG_BAD"]
+__all__ = [
+    "forced_photometry",
+    "photometer_catalog",
+    "cloud_fraction",
+    "FLAG_EDGE",
+    "FLAG_SHIFT",
+    "FLAG_ANNULUS",
+    "FLAG_SATURATED",
+    "FLAG_BAD",
+]
 
 #: The aperture touches a masked/NaN pixel or the image edge.
 FLAG_EDGE = 1
@@ -49,10 +57,21 @@ def _row_median(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, med, np.nan)
 
 
-def forced_photometry(image: np.ndarray, x, y, *, r_ap: float = 2.5, r_in: float = 5.0, r_out: float = 9.0,
-                      recentroid_px: float = 2.0, max_shift_px: float | None = None, gain: float | None = None,
-                      mask: np.ndarray | None = None, iterations: int = 5,
-                      saturation: float | None = None) -> Table:
+def forced_photometry(
+    image: np.ndarray,
+    x,
+    y,
+    *,
+    r_ap: float = 2.5,
+    r_in: float = 5.0,
+    r_out: float = 9.0,
+    recentroid_px: float = 2.0,
+    max_shift_px: float | None = None,
+    gain: float | None = None,
+    mask: np.ndarray | None = None,
+    iterations: int = 5,
+    saturation: float | None = None,
+) -> Table:
     """Aperture photometry at given positions with local re-centroiding and annulus background.
 
     Parameters
@@ -111,8 +130,8 @@ def forced_photometry(image: np.ndarray, x, y, *, r_ap: float = 2.5, r_in: float
     def cutouts(cx, cy):
         ix = np.clip(np.round(cx).astype(int), -R, nx + R - 1)
         iy = np.clip(np.round(cy).astype(int), -R, ny + R - 1)
-        rows = (iy[:, None] + R + k[None, :])
-        cols = (ix[:, None] + R + k[None, :])
+        rows = iy[:, None] + R + k[None, :]
+        cols = ix[:, None] + R + k[None, :]
         rows = np.clip(rows, 0, pad_img.shape[0] - 1)
         cols = np.clip(cols, 0, pad_img.shape[1] - 1)
         cut = pad_img[rows[:, :, None], cols[:, None, :]]
@@ -126,8 +145,8 @@ def forced_photometry(image: np.ndarray, x, y, *, r_ap: float = 2.5, r_in: float
 
     def annulus(cx, cy):
         cut, gx, gy = cutouts(cx, cy)
-        r2 = gx ** 2 + gy ** 2
-        ann = np.where((r2 >= r_in ** 2) & (r2 <= r_out ** 2), cut, np.nan).reshape(n, -1)
+        r2 = gx**2 + gy**2
+        ann = np.where((r2 >= r_in**2) & (r2 <= r_out**2), cut, np.nan).reshape(n, -1)
         nann = np.isfinite(ann).sum(axis=1)
         if not n:
             return np.zeros(0), np.zeros(0), nann
@@ -159,7 +178,7 @@ def forced_photometry(image: np.ndarray, x, y, *, r_ap: float = 2.5, r_in: float
                 # recentroid_px / 2, step 2 x the weighted mean offset; unbiased for a symmetric PSF
                 cut, gx, gy = cutouts(x_c, y_c)
                 sw2 = (recentroid_px / 2.0) ** 2
-                r2w = gx ** 2 + gy ** 2
+                r2w = gx**2 + gy**2
                 win = np.where(r2w <= (2.0 * recentroid_px) ** 2, np.exp(-0.5 * r2w / sw2), 0.0)
                 w = np.clip(np.nan_to_num(cut - np.nan_to_num(bkg)[:, None, None], nan=0.0), 0, None) * win
                 sw = w.sum(axis=(1, 2))
@@ -192,12 +211,12 @@ def forced_photometry(image: np.ndarray, x, y, *, r_ap: float = 2.5, r_in: float
     flag |= np.where(n_ann < 8, FLAG_ANNULUS, 0).astype(np.int32)
     if saturation is not None and n:
         cut, gx, gy = cutouts(np.where(finite, x_c, -10.0 * R), np.where(finite, y_c, -10.0 * R))
-        inap = (gx ** 2 + gy ** 2) <= (r_ap + 0.5) ** 2
+        inap = (gx**2 + gy**2) <= (r_ap + 0.5) ** 2
         peak = np.nanmax(np.where(inap, cut, -np.inf).reshape(n, -1), axis=1)
         flag |= np.where(peak >= saturation, FLAG_SATURATED, 0).astype(np.int32)
     bkg0 = np.nan_to_num(bkg)
     flux = raw - bkg0 * area
-    var = area * bkg_rms ** 2 + area ** 2 * bkg_rms ** 2 * (np.pi / 2) / np.maximum(n_ann, 1)
+    var = area * bkg_rms**2 + area**2 * bkg_rms**2 * (np.pi / 2) / np.maximum(n_ann, 1)
     if gain:
         var = var + np.clip(flux, 0, None) / gain
     err = np.sqrt(var)
@@ -205,14 +224,34 @@ def forced_photometry(image: np.ndarray, x, y, *, r_ap: float = 2.5, r_in: float
     err = np.where(finite & (n_ann > 0), err, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = flux / err
-    return Table({"x_pred": xp, "y_pred": yp, "x": np.where(finite, x_c, np.nan), "y": np.where(finite, y_c, np.nan),
-                  "shift_px": np.where(finite, np.hypot(x_c - cx, y_c - cy), np.nan), "flux": flux, "flux_err": err,
-                  "snr": snr, "bkg": bkg, "bkg_rms": bkg_rms, "flag": flag})
+    return Table(
+        {
+            "x_pred": xp,
+            "y_pred": yp,
+            "x": np.where(finite, x_c, np.nan),
+            "y": np.where(finite, y_c, np.nan),
+            "shift_px": np.where(finite, np.hypot(x_c - cx, y_c - cy), np.nan),
+            "flux": flux,
+            "flux_err": err,
+            "snr": snr,
+            "bkg": bkg,
+            "bkg_rms": bkg_rms,
+            "flag": flag,
+        }
+    )
 
 
-def cloud_fraction(stars: Table, *, model: CameraModel | None = None, alt_min_deg: float = 20.0,
-                   vmax: float = 4.0, snr_min: float = 5.0, max_offset_deg: float = 0.25,
-                   max_offset_px: float | None = None, use_flagged: bool = False) -> dict:
+def cloud_fraction(
+    stars: Table,
+    *,
+    model: CameraModel | None = None,
+    alt_min_deg: float = 20.0,
+    vmax: float = 4.0,
+    snr_min: float = 5.0,
+    max_offset_deg: float = 0.25,
+    max_offset_px: float | None = None,
+    use_flagged: bool = False,
+) -> dict:
     """Fraction of the expected catalogue stars that are *not* seen.
 
     Parameters
@@ -248,22 +287,40 @@ def cloud_fraction(stars: Table, *, model: CameraModel | None = None, alt_min_de
         tol = np.full(len(stars), float(max_offset_px))
     else:
         if model is None:
-            raise ValueError("cloud_fraction needs the camera model (or max_offset_px) to turn "
-                             f"max_offset_deg={max_offset_deg} into pixels")
+            raise ValueError(
+                "cloud_fraction needs the camera model (or max_offset_px) to turn "
+                f"max_offset_deg={max_offset_deg} into pixels"
+            )
         tol = max_offset_deg * model.plate_scale(90.0 - alt)
     snr = np.asarray(stars["snr"], float)
     shift = np.asarray(stars["shift_px"], float)
     seen = counted & (np.nan_to_num(snr, nan=-1) >= snr_min) & (np.nan_to_num(shift, nan=np.inf) <= tol)
     n_exp = int(counted.sum())
     n_seen = int(seen.sum())
-    return {"cloud_fraction": (1.0 - n_seen / n_exp) if n_exp else float("nan"), "n_seen": n_seen,
-            "n_expected": n_exp, "seen": seen}
+    return {
+        "cloud_fraction": (1.0 - n_seen / n_exp) if n_exp else float("nan"),
+        "n_seen": n_seen,
+        "n_expected": n_exp,
+        "seen": seen,
+    }
 
 
-def photometer_catalog(image: np.ndarray, model: CameraModel, site, time, catalog, *, vmax: float = 6.0,
-                       alt_min_deg: float = 10.0, mag_column: str = "v_mag", edge_px: float = 2.0,
-                       mask: np.ndarray | None = None, neighbour_dmag: float = 1.0, psf_sigma_px: float = 1.0,
-                       **phot_kwargs) -> Table:
+def photometer_catalog(
+    image: np.ndarray,
+    model: CameraModel,
+    site,
+    time,
+    catalog,
+    *,
+    vmax: float = 6.0,
+    alt_min_deg: float = 10.0,
+    mag_column: str = "v_mag",
+    edge_px: float = 2.0,
+    mask: np.ndarray | None = None,
+    neighbour_dmag: float = 1.0,
+    psf_sigma_px: float = 1.0,
+    **phot_kwargs,
+) -> Table:
     """Predict the catalogue's stars on a frame and measure them (:func:`forced_photometry`).
 
     Returns the visible stars (:func:`skylake.allsky.catalog.visible_stars`: catalogue columns,
@@ -273,9 +330,20 @@ def photometer_catalog(image: np.ndarray, model: CameraModel, site, time, catalo
     """
     from skylake.allsky.catalog import visible_stars
 
-    stars = visible_stars(catalog, model, site, time, np.shape(image), vmax=vmax, alt_min_deg=alt_min_deg,
-                          edge_px=edge_px, mag_column=mag_column, neighbour_dmag=neighbour_dmag,
-                          aperture_px=phot_kwargs.get("r_ap", 2.5), psf_sigma_px=psf_sigma_px)
+    stars = visible_stars(
+        catalog,
+        model,
+        site,
+        time,
+        np.shape(image),
+        vmax=vmax,
+        alt_min_deg=alt_min_deg,
+        edge_px=edge_px,
+        mag_column=mag_column,
+        neighbour_dmag=neighbour_dmag,
+        aperture_px=phot_kwargs.get("r_ap", 2.5),
+        psf_sigma_px=psf_sigma_px,
+    )
     phot = forced_photometry(image, stars["x"], stars["y"], mask=mask, **phot_kwargs)
     stars.remove_columns(["x", "y"])
     for c in phot.colnames:

@@ -117,28 +117,50 @@ class AllSkySettings:
         bad = [p for p in self.fit if p not in FITTABLE]
         if bad:
             raise ValueError(f"allsky.fit has unknown parameter(s) {bad}; fittable: {FITTABLE}")
-        ranges = {"fit_vmax": (-2, 12), "fit_alt_min_deg": (0, 89), "vmax": (-2, 12), "alt_min_deg": (0, 89),
-                  "aperture_px": (0.5, 50), "annulus_inner_px": (0.5, 100), "annulus_outer_px": (1, 200),
-                  "recentroid_px": (0, 20), "neighbour_dmag": (0, 10), "min_isolation_deg": (0, 30),
-                  "psf_sigma_px": (0.2, 50), "max_blend": (0, 100), "zp_percentile": (1, 100),
-                  "cloud_vmax": (-2, 12), "cloud_alt_min_deg": (0, 89), "cloud_snr": (0, 1000),
-                  "cloud_offset_deg": (0.001, 10), "min_stars": (1, 1000), "extinction": (0, 5),
-                  "sky_mesh_px": (4, 1024), "streak_mesh_px": (8, 1024), "streak_alt_min_deg": (0, 89),
-                  "static_tolerance_px": (0.5, 50)}
+        ranges = {
+            "fit_vmax": (-2, 12),
+            "fit_alt_min_deg": (0, 89),
+            "vmax": (-2, 12),
+            "alt_min_deg": (0, 89),
+            "aperture_px": (0.5, 50),
+            "annulus_inner_px": (0.5, 100),
+            "annulus_outer_px": (1, 200),
+            "recentroid_px": (0, 20),
+            "neighbour_dmag": (0, 10),
+            "min_isolation_deg": (0, 30),
+            "psf_sigma_px": (0.2, 50),
+            "max_blend": (0, 100),
+            "zp_percentile": (1, 100),
+            "cloud_vmax": (-2, 12),
+            "cloud_alt_min_deg": (0, 89),
+            "cloud_snr": (0, 1000),
+            "cloud_offset_deg": (0.001, 10),
+            "min_stars": (1, 1000),
+            "extinction": (0, 5),
+            "sky_mesh_px": (4, 1024),
+            "streak_mesh_px": (8, 1024),
+            "streak_alt_min_deg": (0, 89),
+            "static_tolerance_px": (0.5, 50),
+        }
         for name, (lo, hi) in ranges.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
                 raise ValueError(f"allsky.{name} must be a number in [{lo}, {hi}], got {v!r}")
         if not (self.aperture_px < self.annulus_inner_px < self.annulus_outer_px):
-            raise ValueError(f"allsky needs aperture_px < annulus_inner_px < annulus_outer_px, got "
-                             f"{self.aperture_px}, {self.annulus_inner_px}, {self.annulus_outer_px}")
+            raise ValueError(
+                f"allsky needs aperture_px < annulus_inner_px < annulus_outer_px, got "
+                f"{self.aperture_px}, {self.annulus_inner_px}, {self.annulus_outer_px}"
+            )
         if self.nside < 1 or self.nside > 1024 or self.nside & (self.nside - 1):
             raise ValueError(f"allsky.nside must be a power of 2 up to 1024, got {self.nside!r}")
         for name in ("zp_clear", "saturation_adu"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
                 raise ValueError(f"allsky.{name} must be a number or absent, got {v!r}")
-        if not (self.bias_adu == "corners" or (isinstance(self.bias_adu, (int, float)) and not isinstance(self.bias_adu, bool))):
+        if not (
+            self.bias_adu == "corners"
+            or (isinstance(self.bias_adu, (int, float)) and not isinstance(self.bias_adu, bool))
+        ):
             raise ValueError(f"allsky.bias_adu must be a number (ADU) or 'corners', got {self.bias_adu!r}")
 
     @classmethod
@@ -192,10 +214,15 @@ class AllSkyResult:
 
     def summary(self) -> dict:
         """Scalars for the frame row."""
-        out = {"cloud_fraction": self.cloud_fraction, "n_seen": self.n_seen, "n_expected": self.n_expected,
-               "zeropoint": self.zeropoint, "zeropoint_source": self.zeropoint_source,
-               "sky_mag_zenith": self._zenith_sky(),
-               "n_streaks": len(self.streaks)}
+        out = {
+            "cloud_fraction": self.cloud_fraction,
+            "n_seen": self.n_seen,
+            "n_expected": self.n_expected,
+            "zeropoint": self.zeropoint,
+            "zeropoint_source": self.zeropoint_source,
+            "sky_mag_zenith": self._zenith_sky(),
+            "n_streaks": len(self.streaks),
+        }
         if self.fit is not None:
             out.update({f"fit_{k}": v for k, v in self.fit.summary().items()})
         return out
@@ -212,9 +239,19 @@ class AllSkyResult:
         return slice(max(0, yi - r), yi + r + 1), slice(max(0, xi - r), xi + r + 1)
 
 
-def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel, site: Site, catalog,
-                  settings: AllSkySettings | None = None, *, mask: np.ndarray | None = None,
-                  mag_column: str = "v_mag", known_artefacts=None) -> AllSkyResult:
+def process_frame(
+    image: np.ndarray,
+    time,
+    exptime_s: float,
+    model: CameraModel,
+    site: Site,
+    catalog,
+    settings: AllSkySettings | None = None,
+    *,
+    mask: np.ndarray | None = None,
+    mag_column: str = "v_mag",
+    known_artefacts=None,
+) -> AllSkyResult:
     """Process one all-sky frame (pure: arrays and tables in, arrays and tables out).
 
     Parameters
@@ -236,8 +273,13 @@ def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel,
         True on obstructions (not sky).
     """
     from skylake.allsky.fit import CameraFitError, fit_camera
-    from skylake.allsky.maps import (clear_zeropoint, sky_brightness_image, sky_brightness_map, star_transparency,
-                                     transparency_map)
+    from skylake.allsky.maps import (
+        clear_zeropoint,
+        sky_brightness_image,
+        sky_brightness_map,
+        star_transparency,
+        transparency_map,
+    )
     from skylake.allsky.photometry import cloud_fraction, photometer_catalog
     from skylake.frame.streaks import detect_streaks
 
@@ -248,31 +290,73 @@ def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel,
     fit = None
     if s.refit:
         try:
-            fit = fit_camera(image, model, site, time, catalog, vmax=s.fit_vmax, alt_min_deg=s.fit_alt_min_deg,
-                             mag_column=mag_column, fit=s.fit, mask=mask, search=False)
+            fit = fit_camera(
+                image,
+                model,
+                site,
+                time,
+                catalog,
+                vmax=s.fit_vmax,
+                alt_min_deg=s.fit_alt_min_deg,
+                mag_column=mag_column,
+                fit=s.fit,
+                mask=mask,
+                search=False,
+            )
             model = fit.model
         except CameraFitError as exc:
             notes["fit"] = f"profile model used: {exc.reason}"
-    stars = photometer_catalog(image, model, site, time, catalog, vmax=s.vmax, alt_min_deg=s.alt_min_deg,
-                               mag_column=mag_column, mask=mask, neighbour_dmag=s.neighbour_dmag,
-                               psf_sigma_px=s.psf_sigma_px, r_ap=s.aperture_px,
-                               r_in=s.annulus_inner_px, r_out=s.annulus_outer_px, recentroid_px=s.recentroid_px,
-                               saturation=s.saturation_adu)
-    cf = cloud_fraction(stars, model=model, alt_min_deg=s.cloud_alt_min_deg, vmax=s.cloud_vmax, snr_min=s.cloud_snr,
-                        max_offset_deg=s.cloud_offset_deg)
+    stars = photometer_catalog(
+        image,
+        model,
+        site,
+        time,
+        catalog,
+        vmax=s.vmax,
+        alt_min_deg=s.alt_min_deg,
+        mag_column=mag_column,
+        mask=mask,
+        neighbour_dmag=s.neighbour_dmag,
+        psf_sigma_px=s.psf_sigma_px,
+        r_ap=s.aperture_px,
+        r_in=s.annulus_inner_px,
+        r_out=s.annulus_outer_px,
+        recentroid_px=s.recentroid_px,
+        saturation=s.saturation_adu,
+    )
+    cf = cloud_fraction(
+        stars,
+        model=model,
+        alt_min_deg=s.cloud_alt_min_deg,
+        vmax=s.cloud_vmax,
+        snr_min=s.cloud_snr,
+        max_offset_deg=s.cloud_offset_deg,
+    )
     stars["seen"] = cf["seen"]
     if s.zp_clear is not None:
         zp, zp_src = float(s.zp_clear), "profile"
     else:
         try:
-            zp, n = clear_zeropoint(stars, exptime_s=exptime_s, extinction=s.extinction, percentile=s.zp_percentile,
-                                    min_isolation_deg=s.min_isolation_deg, max_blend=s.max_blend)
+            zp, n = clear_zeropoint(
+                stars,
+                exptime_s=exptime_s,
+                extinction=s.extinction,
+                percentile=s.zp_percentile,
+                min_isolation_deg=s.min_isolation_deg,
+                max_blend=s.max_blend,
+            )
             zp_src = f"frame ({s.zp_percentile:g}th percentile of {n} stars)"
         except ValueError as exc:
             zp, zp_src = float("nan"), f"none: {exc}"
     if math.isfinite(zp):
-        tr = star_transparency(stars, zp_clear=zp, exptime_s=exptime_s, extinction=s.extinction,
-                               min_isolation_deg=s.min_isolation_deg, max_blend=s.max_blend)
+        tr = star_transparency(
+            stars,
+            zp_clear=zp,
+            exptime_s=exptime_s,
+            extinction=s.extinction,
+            min_isolation_deg=s.min_isolation_deg,
+            max_blend=s.max_blend,
+        )
         stars = tr
         t_hor = transparency_map(tr, nside=s.nside, frame="horizon", min_stars=s.min_stars)
         t_equ = transparency_map(tr, nside=s.nside, frame="equatorial", min_stars=s.min_stars)
@@ -281,8 +365,9 @@ def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel,
     bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
     notes["bias_adu"] = bias
     if math.isfinite(zp):
-        sky = sky_brightness_image(image, model, zeropoint=zp, exptime_s=exptime_s, mask=mask, bias=bias,
-                                   mesh_px=s.sky_mesh_px)
+        sky = sky_brightness_image(
+            image, model, zeropoint=zp, exptime_s=exptime_s, mask=mask, bias=bias, mesh_px=s.sky_mesh_px
+        )
         s_hor = sky_brightness_map(sky, model, nside=s.nside, frame="horizon")
         s_equ = sky_brightness_map(sky, model, nside=s.nside, frame="equatorial", site=site, time=time)
     else:
@@ -300,7 +385,20 @@ def process_frame(image: np.ndarray, time, exptime_s: float, model: CameraModel,
             static = [any(same_pixels(r, a, s.static_tolerance_px) for a in known_artefacts) for r in streaks]
             notes["static_artefacts"] = f"{sum(static)} detections at the pixels of known artefacts left out"
             streaks = streaks[~np.asarray(static, bool)]
-    return AllSkyResult(model=model, fit=fit, stars=stars, cloud_fraction=cf["cloud_fraction"], n_seen=cf["n_seen"],
-                        n_expected=cf["n_expected"], zeropoint=zp, zeropoint_source=zp_src,
-                        transparency_horizon=t_hor, transparency_equatorial=t_equ, sky_image=sky,
-                        sky_horizon=s_hor, sky_equatorial=s_equ, streaks=streaks, notes=notes)
+    return AllSkyResult(
+        model=model,
+        fit=fit,
+        stars=stars,
+        cloud_fraction=cf["cloud_fraction"],
+        n_seen=cf["n_seen"],
+        n_expected=cf["n_expected"],
+        zeropoint=zp,
+        zeropoint_source=zp_src,
+        transparency_horizon=t_hor,
+        transparency_equatorial=t_equ,
+        sky_image=sky,
+        sky_horizon=s_hor,
+        sky_equatorial=s_equ,
+        streaks=streaks,
+        notes=notes,
+    )

@@ -13,12 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_transparency", "plot_sky_brightness", "plot_sky_brightness_map", "plot_stars",
-           "plot_fit_residuals", "CONVENTION"]
+__all__ = [
+    "plot_transparency",
+    "plot_sky_brightness",
+    "plot_sky_brightness_map",
+    "plot_stars",
+    "plot_fit_residuals",
+    "CONVENTION",
+]
 
 CONVENTION = "N up, E left (seen from below); centre = zenith"
-_FONT = {"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "xtick.labelsize": 12,
-         "ytick.labelsize": 12}
+_FONT = {"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "xtick.labelsize": 12, "ytick.labelsize": 12}
 
 
 def _mpl():
@@ -38,8 +43,7 @@ def _polar_axes(fig, rect=None, alt_min_deg: float = 0.0):
     rings = [r for r in (30, 60, 90) if r <= 90.0 - alt_min_deg]
     import matplotlib.patheffects as pe
 
-    _, labels = ax.set_rgrids(rings, labels=[f"alt {90 - r:g}°" for r in rings], angle=112.5, color="k",
-                              fontsize=11)
+    _, labels = ax.set_rgrids(rings, labels=[f"alt {90 - r:g}°" for r in rings], angle=112.5, color="k", fontsize=11)
     for lab in labels:
         lab.set_path_effects([pe.withStroke(linewidth=3, foreground="w")])
     ax.set_thetagrids([0, 45, 90, 135, 180, 225, 270, 315], labels=["N", "NE", "E", "SE", "S", "SW", "W", "NW"])
@@ -78,8 +82,7 @@ def _healpix_patches(nside: int, pixels, frame: str, site=None, time=None):
     return [(np.radians(az[i]), 90.0 - alt[i]) for i in range(len(pixels))]
 
 
-def _draw_healpix(ax, nside, table, column, frame, cmap, vmin, vmax, site=None, time=None, alt_min_deg=0.0,
-                  polys=None):
+def _draw_healpix(ax, nside, table, column, frame, cmap, vmin, vmax, site=None, time=None, alt_min_deg=0.0, polys=None):
     from matplotlib.collections import PolyCollection
 
     if polys is None:
@@ -108,7 +111,7 @@ def _span(values, vmin=None, vmax=None, limits=(-np.inf, np.inf), clip_pct: floa
     v = v[np.isfinite(v)]
     if not v.size:
         return 0.0, 1.0, "neither"
-    dlo, dhi = (np.percentile(v, [clip_pct, 100 - clip_pct]) if clip_pct else (v.min(), v.max()))
+    dlo, dhi = np.percentile(v, [clip_pct, 100 - clip_pct]) if clip_pct else (v.min(), v.max())
     lo = max(float(dlo), limits[0]) if vmin is None else vmin
     hi = min(float(dhi), limits[1]) if vmax is None else vmax
     if hi <= lo:
@@ -118,9 +121,20 @@ def _span(values, vmin=None, vmax=None, limits=(-np.inf, np.inf), clip_pct: floa
     return lo, hi, extend
 
 
-def plot_transparency(table, nside: int, path, *, frame: str = "horizon", site=None, time=None,
-                      title: str | None = None, column: str = "transparency", alt_min_deg: float = 0.0,
-                      vmin: float | None = None, vmax: float | None = None):
+def plot_transparency(
+    table,
+    nside: int,
+    path,
+    *,
+    frame: str = "horizon",
+    site=None,
+    time=None,
+    title: str | None = None,
+    column: str = "transparency",
+    alt_min_deg: float = 0.0,
+    vmin: float | None = None,
+    vmax: float | None = None,
+):
     """Polar map of a HEALPix transparency table (:func:`skylake.allsky.maps.transparency_map`).
 
     ``frame="equatorial"`` tables are drawn at their alt/az at ``time`` (needs ``site``, ``time``).
@@ -144,8 +158,9 @@ def plot_transparency(table, nside: int, path, *, frame: str = "horizon", site=N
         cax = fig.add_axes([0.84, 0.15, 0.03, 0.64])
         cb = fig.colorbar(pc, cax=cax, extend=extend)
         cb.set_label(f"{column} (1 = clear sky)")
-        ax.set_title(title or f"Transparency, HEALPix nside {nside} ({frame} frame)\n{CONVENTION}; numbers = stars",
-                     pad=28)
+        ax.set_title(
+            title or f"Transparency, HEALPix nside {nside} ({frame} frame)\n{CONVENTION}; numbers = stars", pad=28
+        )
         return _finish(fig, path)
 
 
@@ -163,8 +178,16 @@ def _polar_grid_image(image, model, alt_min_deg=0.0, dzen=0.25, daz=0.5):
     return np.radians(az), zen, vals
 
 
-def plot_sky_brightness(sb_image, model, path, *, title: str | None = None, alt_min_deg: float = 0.0,
-                        vmin: float | None = None, vmax: float | None = None):
+def plot_sky_brightness(
+    sb_image,
+    model,
+    path,
+    *,
+    title: str | None = None,
+    alt_min_deg: float = 0.0,
+    vmin: float | None = None,
+    vmax: float | None = None,
+):
     """Polar picture of a per-pixel sky-brightness image (mag/arcsec^2,
     :func:`skylake.allsky.maps.sky_brightness_image`); brighter sky is lighter; the colour bar spans
     the data's 0.5-99.5 percentiles (arrows mark the few pixels beyond)."""
@@ -185,8 +208,17 @@ def plot_sky_brightness(sb_image, model, path, *, title: str | None = None, alt_
         return _finish(fig, path)
 
 
-def plot_sky_brightness_map(table, nside: int, path, *, frame: str = "horizon", site=None, time=None,
-                            title: str | None = None, alt_min_deg: float = 0.0):
+def plot_sky_brightness_map(
+    table,
+    nside: int,
+    path,
+    *,
+    frame: str = "horizon",
+    site=None,
+    time=None,
+    title: str | None = None,
+    alt_min_deg: float = 0.0,
+):
     """Polar map of a HEALPix sky-brightness table (:func:`skylake.allsky.maps.sky_brightness_map`)."""
     plt = _mpl()
     with plt.rc_context(_FONT):
@@ -202,8 +234,17 @@ def plot_sky_brightness_map(table, nside: int, path, *, frame: str = "horizon", 
         return _finish(fig, path)
 
 
-def plot_stars(image, model, stars, path, *, seen=None, title: str | None = None, alt_min_deg: float = 0.0,
-               label_mag: float | None = None):
+def plot_stars(
+    image,
+    model,
+    stars,
+    path,
+    *,
+    seen=None,
+    title: str | None = None,
+    alt_min_deg: float = 0.0,
+    label_mag: float | None = None,
+):
     """The frame re-projected to a polar picture with the catalogue stars marked.
 
     ``stars`` needs ``alt``, ``az`` (deg, predicted) and ``mag``; ``seen`` (bool per star) draws
@@ -217,7 +258,7 @@ def plot_stars(image, model, stars, path, *, seen=None, title: str | None = None
         if image is not None:
             th, zen, vals = _polar_grid_image(image, model, alt_min_deg)
             fin = vals[np.isfinite(vals)]
-            lo, hi = (np.percentile(fin, [1, 99.7]) if fin.size else (0, 1))
+            lo, hi = np.percentile(fin, [1, 99.7]) if fin.size else (0, 1)
             if fin.size and hi <= lo:  # a nearly empty frame: stretch to its maximum
                 hi = float(fin.max()) if fin.max() > lo else lo + 1.0
             T, R = np.meshgrid(th, zen)
@@ -236,10 +277,24 @@ def plot_stars(image, model, stars, path, *, seen=None, title: str | None = None
             seen = np.asarray(seen, bool)
             a = inside & seen
             b = inside & ~seen
-            ax.scatter(np.radians(az[a]), rr[a], s=size[a], facecolors="none", edgecolors="lime", lw=1.2,
-                       label=f"seen ({int(a.sum())})")
-            ax.scatter(np.radians(az[b]), rr[b], s=size[b] * 0.8, marker="x", color="red", lw=1.2,
-                       label=f"not seen ({int(b.sum())})")
+            ax.scatter(
+                np.radians(az[a]),
+                rr[a],
+                s=size[a],
+                facecolors="none",
+                edgecolors="lime",
+                lw=1.2,
+                label=f"seen ({int(a.sum())})",
+            )
+            ax.scatter(
+                np.radians(az[b]),
+                rr[b],
+                s=size[b] * 0.8,
+                marker="x",
+                color="red",
+                lw=1.2,
+                label=f"not seen ({int(b.sum())})",
+            )
             ax.legend(loc="lower left", bbox_to_anchor=(-0.05, -0.07), framealpha=0.9, fontsize=11)
         if label_mag is not None and "HIP" in stars.colnames:
             for t_, r_, m_, h_ in zip(np.radians(az), rr, mag, stars["HIP"]):
@@ -277,8 +332,7 @@ def plot_fit_residuals(result, path, *, image=None, title: str | None = None, ar
             img = np.asarray(image, float)
             lo, hi = np.nanpercentile(img, [1, 99.5])
             ax0.imshow(img, cmap="gray", vmin=lo, vmax=hi, origin="upper")
-        ax0.quiver(xp, yp, dx * gain, dy * gain, angles="xy", scale_units="xy", scale=1, color="orange",
-                   width=0.004)
+        ax0.quiver(xp, yp, dx * gain, dy * gain, angles="xy", scale_units="xy", scale=1, color="orange", width=0.004)
         zx, zy = m.altaz_to_pixel(90.0, 0.0)
         ax0.plot(zx, zy, "c+", ms=14, mew=2, label="zenith")
         ax0.legend(loc="lower right", fontsize=10)
@@ -301,8 +355,14 @@ def plot_fit_residuals(result, path, *, image=None, title: str | None = None, ar
         ax2.set_ylabel("residual (px)")
         ax2.legend(loc="upper right", fontsize=9, ncol=2)
         tilt = f", tilt {m.tilt_deg:.2f}° to az {m.tilt_az_deg:.0f}°" if m.tilt_deg else ""
-        fig.suptitle(title or (f"Camera fit: {result.n_matched} stars, rms {result.rms_px:.2f} px = "
-                               f"{result.rms_deg:.3f}°\n{m.projection} f = {m.focal_length_mm:.4f} mm, "
-                               f"axis ({m.x0:.1f}, {m.y0:.1f}), rotation {m.rotation_deg:.2f}°{tilt}"),
-                     fontsize=12.5, y=0.985)
+        fig.suptitle(
+            title
+            or (
+                f"Camera fit: {result.n_matched} stars, rms {result.rms_px:.2f} px = "
+                f"{result.rms_deg:.3f}°\n{m.projection} f = {m.focal_length_mm:.4f} mm, "
+                f"axis ({m.x0:.1f}, {m.y0:.1f}), rotation {m.rotation_deg:.2f}°{tilt}"
+            ),
+            fontsize=12.5,
+            y=0.985,
+        )
         return _finish(fig, path)

@@ -14,8 +14,19 @@ import pyarrow.dataset as pads
 
 #: All-sky frames listed in the page's table (the most recent).
 TABLE_FRAMES = 30
-FRAME_COLUMNS = ["frame_id", "path", "date_obs", "status", "cloud_fraction", "n_stars_seen", "n_stars_expected",
-                 "allsky_zeropoint", "sky_mag_zenith", "n_streaks", "astrometry_rms_px"]
+FRAME_COLUMNS = [
+    "frame_id",
+    "path",
+    "date_obs",
+    "status",
+    "cloud_fraction",
+    "n_stars_seen",
+    "n_stars_expected",
+    "allsky_zeropoint",
+    "sky_mag_zenith",
+    "n_streaks",
+    "astrometry_rms_px",
+]
 
 
 def allsky_frames(lake):
@@ -46,14 +57,15 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
         return "", []
     frames = frames.sort_values("mjd")
     index = read_index(lake)
-    index = index[(index["scope"] == "frame") & (index["frame_of"] == "horizon")
-                  & index["frame_id"].isin(frames["frame_id"])]
+    index = index[
+        (index["scope"] == "frame") & (index["frame_of"] == "horizon") & index["frame_id"].isin(frames["frame_id"])
+    ]
     parts = ["<h2>All-sky camera</h2>"]
     images: list[Path] = []
     ok = frames[frames["status"] != "rejected"]
     if len(ok):
-        from skylake.profile_store import frames_profile
         from skylake.profile import ProfileError
+        from skylake.profile_store import frames_profile
 
         frame = ok.iloc[-1]  # the latest frame; its maps when it has them (a frame without a zeropoint has none)
         fid = int(frame["frame_id"])
@@ -64,16 +76,29 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
         nside = None
         if len(mine):
             nside = int(mine["nside"].iloc[0])
-            pix = Table.from_pandas(read_maps(lake, mine["map_id"].tolist())[
-                ["pixel", "lon", "lat", "n_stars", "transparency", "sky_mag"]])
+            pix = Table.from_pandas(
+                read_maps(lake, mine["map_id"].tolist())[["pixel", "lon", "lat", "n_stars", "transparency", "sky_mag"]]
+            )
             tr = pix[np.isfinite(np.asarray(pix["transparency"], float))]
             sky = pix[np.isfinite(np.asarray(pix["sky_mag"], float))]
             if len(tr):
-                pngs.append(plot_transparency(tr, nside, img / f"{stem}_allsky_{fid}_transparency.png",
-                                              title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}"))
+                pngs.append(
+                    plot_transparency(
+                        tr,
+                        nside,
+                        img / f"{stem}_allsky_{fid}_transparency.png",
+                        title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}",
+                    )
+                )
             if len(sky):
-                pngs.append(plot_sky_brightness_map(sky, nside, img / f"{stem}_allsky_{fid}_sky.png",
-                                                    title=f"Sky brightness, frame {fid} ({when} UTC)\n{CONVENTION}"))
+                pngs.append(
+                    plot_sky_brightness_map(
+                        sky,
+                        nside,
+                        img / f"{stem}_allsky_{fid}_sky.png",
+                        title=f"Sky brightness, frame {fid} ({when} UTC)\n{CONVENTION}",
+                    )
+                )
         # the stars the cloud fraction counts (the frame's profile says which)
         try:
             prof = frames_profile(lake, frame["profile"], frame["pipeline_version"])
@@ -81,33 +106,60 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
             prof = None
         cfg = prof.allsky_settings() if prof is not None and prof.is_allsky else None
         vmax, alt_min = (cfg.cloud_vmax, cfg.cloud_alt_min_deg) if cfg is not None else (4.0, 20.0)
-        src = lake.read_sources(columns=["alt", "az", "ref_mag", "flags", "measure"],
-                                filter=(pads.field("frame_id") == fid) & (pads.field("measure") == "forced")
-                                & (pads.field("ref_mag") <= vmax) & (pads.field("alt") >= alt_min)).to_pandas()
+        src = lake.read_sources(
+            columns=["alt", "az", "ref_mag", "flags", "measure"],
+            filter=(pads.field("frame_id") == fid)
+            & (pads.field("measure") == "forced")
+            & (pads.field("ref_mag") <= vmax)
+            & (pads.field("alt") >= alt_min),
+        ).to_pandas()
         if len(src):
-            stars = Table({"alt": src["alt"].to_numpy(float), "az": src["az"].to_numpy(float),
-                           "mag": src["ref_mag"].to_numpy(float)})
+            stars = Table(
+                {
+                    "alt": src["alt"].to_numpy(float),
+                    "az": src["az"].to_numpy(float),
+                    "mag": src["ref_mag"].to_numpy(float),
+                }
+            )
             seen = (src["flags"].to_numpy() & FORCED_NOT_SEEN) == 0
-            pngs.append(plot_stars(None, None, stars, img / f"{stem}_allsky_{fid}_stars.png", seen=seen,
-                                   title=f"Catalogue stars, frame {fid}: cloud fraction "
-                                         f"{_fmt(frame['cloud_fraction'], 2)}\n{CONVENTION}"))
+            pngs.append(
+                plot_stars(
+                    None,
+                    None,
+                    stars,
+                    img / f"{stem}_allsky_{fid}_stars.png",
+                    seen=seen,
+                    title=f"Catalogue stars, frame {fid}: cloud fraction "
+                    f"{_fmt(frame['cloud_fraction'], 2)}\n{CONVENTION}",
+                )
+            )
         images += [Path(p) for p in pngs]
         note = str(frame.get("extract_note") or "")
-        maps_text = (f"transparency and sky brightness [mag/arcsec&sup2;] per HEALPix pixel (nside {nside}), and "
-                     if nside else f"{html.escape(note if note.startswith('no maps') else 'no maps')}; ")
-        parts.append(f"<p class=muted>The latest frame ({fid}, {when} UTC), zenith at the centre, north up, east left "
-                     f"(seen from below): {maps_text}the catalogue stars measured by forced photometry (green: seen, "
-                     f"red: not seen: the stars of V &le; {vmax:g} above {alt_min:g}&deg; the cloud fraction "
-                     f"counts).</p>")
+        maps_text = (
+            f"transparency and sky brightness [mag/arcsec&sup2;] per HEALPix pixel (nside {nside}), and "
+            if nside
+            else f"{html.escape(note if note.startswith('no maps') else 'no maps')}; "
+        )
+        parts.append(
+            f"<p class=muted>The latest frame ({fid}, {when} UTC), zenith at the centre, north up, east left "
+            f"(seen from below): {maps_text}the catalogue stars measured by forced photometry (green: seen, "
+            f"red: not seen: the stars of V &le; {vmax:g} above {alt_min:g}&deg; the cloud fraction "
+            f"counts).</p>"
+        )
         parts += [f'<img src="img/{Path(p).name}" alt="{html.escape(Path(p).stem)}" width="49%">' for p in pngs]
     head = "".join(f"<th>{c}</th>" for c in FRAME_COLUMNS)
     rows = []
     for r in frames.iloc[::-1][:TABLE_FRAMES].itertuples():
-        cells = [f"<td class=text>{_fmt(getattr(r, c))}</td>" if c in ("path", "date_obs", "status")
-                 else f"<td>{_fmt(getattr(r, c))}</td>" for c in FRAME_COLUMNS]
+        cells = [
+            f"<td class=text>{_fmt(getattr(r, c))}</td>"
+            if c in ("path", "date_obs", "status")
+            else f"<td>{_fmt(getattr(r, c))}</td>"
+            for c in FRAME_COLUMNS
+        ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     n_streak_frames = int((frames["n_streaks"].fillna(0) > 0).sum())
-    parts.append(f"<h3>All-sky frames (latest {min(len(frames), TABLE_FRAMES)} of {len(frames)}; {n_streak_frames} "
-                 f"with streaks)</h3>\n<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows)
-                 + "</table></div>")
+    parts.append(
+        f"<h3>All-sky frames (latest {min(len(frames), TABLE_FRAMES)} of {len(frames)}; {n_streak_frames} "
+        f"with streaks)</h3>\n<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows) + "</table></div>"
+    )
     return "\n".join(parts), images

@@ -33,8 +33,14 @@ def unit_radius(projection: str, theta_rad: np.ndarray) -> np.ndarray:
     """``g(theta)``: the projection's distance from the axis for a unit focal length."""
     from skylake.allsky.camera import CameraModel
 
-    model = CameraModel(projection=projection, focal_length_mm=1.0, pixel_size_mm=1.0, x0=0.0, y0=0.0,
-                        theta_max_deg=89.0 if projection in ("gnomonic", "orthographic") else 90.0)
+    model = CameraModel(
+        projection=projection,
+        focal_length_mm=1.0,
+        pixel_size_mm=1.0,
+        x0=0.0,
+        y0=0.0,
+        theta_max_deg=89.0 if projection in ("gnomonic", "orthographic") else 90.0,
+    )
     g, _ = model._ideal(np.asarray(theta_rad, float))
     return g
 
@@ -105,8 +111,20 @@ def _vote(xd, yd, ln_g, az, x0, y0, parity, ln_lo, ln_hi, r_min):
     return int(block.flat[k]), float(chance), ln_s, rot
 
 
-def search_model(xd, yd, alt, az, shape, projection: str, *, parities=(1, -1), scale_range=(0.25, 2.0),
-                 n_detections: int = 60, n_stars: int = 60, step_px: float | None = None) -> SearchResult:
+def search_model(
+    xd,
+    yd,
+    alt,
+    az,
+    shape,
+    projection: str,
+    *,
+    parities=(1, -1),
+    scale_range=(0.25, 2.0),
+    n_detections: int = 60,
+    n_stars: int = 60,
+    step_px: float | None = None,
+) -> SearchResult:
     """Search zenith pixel, parity, rotation and focal length (px) of a camera of the given projection.
 
     Parameters
@@ -146,8 +164,9 @@ def search_model(xd, yd, alt, az, shape, projection: str, *, parities=(1, -1), s
         for parity in parities:
             for x0 in grid_x:
                 for y0 in grid_y:
-                    votes, _, ln_s, rot = _vote(xd[:n_det], yd[:n_det], ln_g_all[:n_cat], az_all[:n_cat], x0,
-                                                y0, parity, ln_lo, ln_hi, r_min)
+                    votes, _, ln_s, rot = _vote(
+                        xd[:n_det], yd[:n_det], ln_g_all[:n_cat], az_all[:n_cat], x0, y0, parity, ln_lo, ln_hi, r_min
+                    )
                     maxima.append(votes)
                     if best is None or votes > best[0]:
                         best = (votes, 0.0, x0, y0, parity, ln_s, rot)
@@ -155,7 +174,7 @@ def search_model(xd, yd, alt, az, shape, projection: str, *, parities=(1, -1), s
 
     coarse, maxima = best_on(np.arange(step / 2, nx, step), np.arange(step / 2, ny, step), n_detections, n_stars)
     trials = len(maxima)
-    coarse_votes, typical = coarse[0], float(np.median(maxima))
+    typical = float(np.median(maxima))
     # finer and finer around the winner, with every star
     best = coarse
     for fine in (step / 3, step / 9):
@@ -170,9 +189,18 @@ def search_model(xd, yd, alt, az, shape, projection: str, *, parities=(1, -1), s
     rng = np.random.default_rng(0)
     px, py = rng.uniform(0, nx, 256), rng.uniform(0, ny, 256)
     far = np.hypot(px - x0, py - y0) > 0.1 * min(nx, ny)
-    counts = [_vote(xd, yd, ln_g_all, az_all, a, b, parity, ln_lo, ln_hi, r_min)[0]
-              for a, b in list(zip(px[far], py[far]))[:64]]
+    counts = [
+        _vote(xd, yd, ln_g_all, az_all, a, b, parity, ln_lo, ln_hi, r_min)[0]
+        for a, b in list(zip(px[far], py[far]))[:64]
+    ]
     chance = float(np.median(counts)) if counts else typical
-    return SearchResult(x0=float(x0), y0=float(y0), f_px=float(math.exp(ln_s)),
-                        rotation_deg=float((rot + 180.0) % 360.0 - 180.0), parity=int(parity),
-                        votes=int(votes), chance=chance, trials=trials + len(counts))
+    return SearchResult(
+        x0=float(x0),
+        y0=float(y0),
+        f_px=float(math.exp(ln_s)),
+        rotation_deg=float((rot + 180.0) % 360.0 - 180.0),
+        parity=int(parity),
+        votes=int(votes),
+        chance=chance,
+        trials=trials + len(counts),
+    )

@@ -24,7 +24,6 @@ from skylake.maps.store import INDEX_SCHEMA, read_index, stage_index, stage_with
 from skylake.schema import conform, table_schema
 
 
-
 def frame_map_id(frame_key: str, frame_of: str) -> str:
     """The id of a frame's all-sky map: its frame (bytes, HDU, processing) and coordinate frame."""
     return f"allsky-{frame_key[:24]}-{frame_of}"
@@ -42,19 +41,38 @@ def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None 
                 map_id = frame_map_id(r.frame_key, frame_of)
                 pixel_parts.append(g.assign(map_id=map_id))
                 pixel_nights += [night] * len(g)
-                index_rows.append({
-                    "map_id": map_id, "scope": "frame", "night_min": night, "night_max": night, "frame_id": int(fid),
-                    "n_frames": 1, "mjd_min": r.record["mjd"], "mjd_max": r.record["mjd"],
-                    "nside": int(g["nside"].iloc[0]), "frame_of": frame_of, "profile": profile_name or r.record["profile"],
-                    "refcat": "allsky", "calib_keys": "", "zp_clear": f"{r.record.get('allsky_zeropoint', float('nan')):.4f}",
-                    "min_stars": 0, "n_pixels": len(g), "n_stars": int(g["n_stars"].sum()),
-                    "n_sky": int(g["n_sky"].sum()),
-                    "path": f"{MAPS}/{night_dir(night)}/{tx.batch_id}.parquet",
-                    "batch_id": tx.batch_id, "created_at": _now()})
+                index_rows.append(
+                    {
+                        "map_id": map_id,
+                        "scope": "frame",
+                        "night_min": night,
+                        "night_max": night,
+                        "frame_id": int(fid),
+                        "n_frames": 1,
+                        "mjd_min": r.record["mjd"],
+                        "mjd_max": r.record["mjd"],
+                        "nside": int(g["nside"].iloc[0]),
+                        "frame_of": frame_of,
+                        "profile": profile_name or r.record["profile"],
+                        "refcat": "allsky",
+                        "calib_keys": "",
+                        "zp_clear": f"{r.record.get('allsky_zeropoint', float('nan')):.4f}",
+                        "min_stars": 0,
+                        "n_pixels": len(g),
+                        "n_stars": int(g["n_stars"].sum()),
+                        "n_sky": int(g["n_sky"].sum()),
+                        "path": f"{MAPS}/{night_dir(night)}/{tx.batch_id}.parquet",
+                        "batch_id": tx.batch_id,
+                        "created_at": _now(),
+                    }
+                )
     if pixel_parts:
         pixels = pd.concat(pixel_parts, ignore_index=True)
-        tx.stage_nights(MAPS, conform(pa.Table.from_pandas(pixels[table_schema(MAPS).names], preserve_index=False),
-                                      MAPS), pixel_nights)
+        tx.stage_nights(
+            MAPS,
+            conform(pa.Table.from_pandas(pixels[table_schema(MAPS).names], preserve_index=False), MAPS),
+            pixel_nights,
+        )
         stage_index(tx, pa.Table.from_pylist(index_rows, schema=table_schema(INDEX_SCHEMA)).to_pandas())
     return len(index_rows)
 
@@ -83,23 +101,31 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
     import pyarrow.compute as pc
     from astropy.table import Table
 
-    from skylake.frame.static_artefacts import WINDOW_D, Found, find
     from skylake.frame.process import frame_night
+    from skylake.frame.static_artefacts import WINDOW_D, Found, find
     from skylake.lake.tables import FRAMES
 
     rows = []
     for k, r in enumerate(results):
         s = (r.extras or {}).get(STREAKS)
         if s is not None and len(s):
-            rows.append(s.assign(result=k, frame_id=-1, night=frame_night(r.record), profile=r.record["profile"],
-                                 instrument=r.record.get("instrument") or ""))
+            rows.append(
+                s.assign(
+                    result=k,
+                    frame_id=-1,
+                    night=frame_night(r.record),
+                    profile=r.record["profile"],
+                    instrument=r.record.get("instrument") or "",
+                )
+            )
     if not rows:
         return Found(artefacts=pd.DataFrame()), {}
     batch = pd.concat(rows, ignore_index=True)
     lo, hi = batch["mjd"].min() - WINDOW_D, batch["mjd"].max() + WINDOW_D
     nights = sorted({n for n in batch["night"] if n}) + [None]
-    earlier = lake.read_night_table(STREAKS, filter=(pc.field("mjd") >= lo) & (pc.field("mjd") <= hi),
-                                    nights=nights).to_pandas()
+    earlier = lake.read_night_table(
+        STREAKS, filter=(pc.field("mjd") >= lo) & (pc.field("mjd") <= hi), nights=nights
+    ).to_pandas()
     if len(earlier):
         frames = lake.read_night_table(FRAMES, columns=["frame_id", "profile"], nights=nights).to_pandas()
         earlier = earlier.merge(frames, on="frame_id", how="inner")
@@ -119,8 +145,11 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
         kept = kept.assign(streak=np.arange(len(kept)))
         r.extras[STREAKS] = kept
         r.record["n_streaks"] = len(kept)
-        trails[k] = Table.from_pandas(kept[["x1", "y1", "x2", "y2", "width"]]) if len(kept) else \
-            Table({c: np.zeros(0) for c in ("x1", "y1", "x2", "y2", "width")})
+        trails[k] = (
+            Table.from_pandas(kept[["x1", "y1", "x2", "y2", "width"]])
+            if len(kept)
+            else Table({c: np.zeros(0) for c in ("x1", "y1", "x2", "y2", "width")})
+        )
     return found, trails
 
 
@@ -137,8 +166,13 @@ def stage_static_artefacts(tx, found, frame_ids) -> None:
         batch_first = a["first_result"] >= 0
         a.loc[batch_first, "frame_id"] = [int(frame_ids[k]) for k in a.loc[batch_first, "first_result"]]
         a = a.assign(batch_id=tx.batch_id)
-        tables.get(STATIC_ARTEFACTS).stage(tx, conform(pa.Table.from_pandas(
-            a[table_schema(STATIC_ARTEFACTS).names], preserve_index=False), STATIC_ARTEFACTS), a["night"].tolist())
+        tables.get(STATIC_ARTEFACTS).stage(
+            tx,
+            conform(
+                pa.Table.from_pandas(a[table_schema(STATIC_ARTEFACTS).names], preserve_index=False), STATIC_ARTEFACTS
+            ),
+            a["night"].tolist(),
+        )
     if found.earlier:
         pairs = found.earlier
 

@@ -16,9 +16,13 @@
 """
 
 _EXPORTS = {
-    "calibrate_frames": "calibrate", "calibrate_ingested": "calibrate",
-    "plot_zeropoint": "calibrate", "CalibrationReport": "calibrate", "CalibrationError": "crossmatch",
-    "match_frames": "crossmatch", "one_to_one": "crossmatch",
+    "calibrate_frames": "calibrate",
+    "calibrate_ingested": "calibrate",
+    "plot_zeropoint": "calibrate",
+    "CalibrationReport": "calibrate",
+    "CalibrationError": "crossmatch",
+    "match_frames": "crossmatch",
+    "one_to_one": "crossmatch",
 }
 __all__ = list(_EXPORTS)
 

@@ -14,15 +14,27 @@ import numpy as np
 ARCSEC_PER_DEG = 3600.0
 KPIX = 1000.0  # trends are per 1000 px
 #: Keys of :func:`residual_stats`, the ``astro_*`` columns of schemas/zeropoints.yaml in order.
-COLUMNS = ("astro_n", "astro_dra_arcsec", "astro_ddec_arcsec", "astro_median_sep_arcsec", "astro_rms_arcsec",
-           "astro_dra_dx", "astro_dra_dy", "astro_ddec_dx", "astro_ddec_dy", "astro_radial_dr")
+COLUMNS = (
+    "astro_n",
+    "astro_dra_arcsec",
+    "astro_ddec_arcsec",
+    "astro_median_sep_arcsec",
+    "astro_rms_arcsec",
+    "astro_dra_dx",
+    "astro_dra_dy",
+    "astro_ddec_dx",
+    "astro_ddec_dy",
+    "astro_radial_dr",
+)
 
 
 def offsets_arcsec(ra, dec, ra_ref, dec_ref) -> tuple[np.ndarray, np.ndarray]:
     """(dra cos dec, ddec) of source minus reference [arcsec]; RA differences wrap at 0/360."""
     dra = (np.asarray(ra, float) - np.asarray(ra_ref, float) + 180.0) % 360.0 - 180.0
-    return (dra * np.cos(np.radians(np.asarray(dec_ref, float))) * ARCSEC_PER_DEG,
-            (np.asarray(dec, float) - np.asarray(dec_ref, float)) * ARCSEC_PER_DEG)
+    return (
+        dra * np.cos(np.radians(np.asarray(dec_ref, float))) * ARCSEC_PER_DEG,
+        (np.asarray(dec, float) - np.asarray(dec_ref, float)) * ARCSEC_PER_DEG,
+    )
 
 
 def gnomonic(ra, dec, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +47,16 @@ def gnomonic(ra, dec, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
     return np.degrees(xi) * ARCSEC_PER_DEG, np.degrees(eta) * ARCSEC_PER_DEG
 
 
-def residual_stats(dra: np.ndarray, ddec: np.ndarray, x: np.ndarray, y: np.ndarray, ra_ref: np.ndarray,
-                   dec_ref: np.ndarray, nx: float, ny: float) -> dict:
+def residual_stats(
+    dra: np.ndarray,
+    ddec: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    ra_ref: np.ndarray,
+    dec_ref: np.ndarray,
+    nx: float,
+    ny: float,
+) -> dict:
     """Residual statistics of one frame's pairs (keys are the ``astro_*`` columns of schemas/zeropoints.yaml).
 
     Trends are least-squares slopes [arcsec per 1000 px] and need at least 4 pairs (NaN otherwise).
@@ -49,8 +69,12 @@ def residual_stats(dra: np.ndarray, ddec: np.ndarray, x: np.ndarray, y: np.ndarr
     if n == 0:
         return out
     sep2 = dra**2 + ddec**2
-    out.update(astro_dra_arcsec=float(np.median(dra)), astro_ddec_arcsec=float(np.median(ddec)),
-               astro_median_sep_arcsec=float(np.median(np.sqrt(sep2))), astro_rms_arcsec=float(np.sqrt(sep2.mean())))
+    out.update(
+        astro_dra_arcsec=float(np.median(dra)),
+        astro_ddec_arcsec=float(np.median(ddec)),
+        astro_median_sep_arcsec=float(np.median(np.sqrt(sep2))),
+        astro_rms_arcsec=float(np.sqrt(sep2.mean())),
+    )
     if n < 4:
         return out
     cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
@@ -58,12 +82,17 @@ def residual_stats(dra: np.ndarray, ddec: np.ndarray, x: np.ndarray, y: np.ndarr
     coef, _, rank, _ = np.linalg.lstsq(design, np.column_stack([dra, ddec]), rcond=None)
     if rank < 3:
         return out
-    out.update(astro_dra_dx=float(coef[1, 0]), astro_dra_dy=float(coef[2, 0]),
-               astro_ddec_dx=float(coef[1, 1]), astro_ddec_dy=float(coef[2, 1]))
+    out.update(
+        astro_dra_dx=float(coef[1, 0]),
+        astro_dra_dy=float(coef[2, 0]),
+        astro_ddec_dx=float(coef[1, 1]),
+        astro_ddec_dy=float(coef[2, 1]),
+    )
     # local astrometry: (xi, eta) ~ offset + A (x - cx, y - cy); residual in pixels = A^-1 (dra, ddec)
     xi, eta = gnomonic(ra_ref, dec_ref, float(np.median(ra_ref)), float(np.median(dec_ref)))
-    lin, _, _, _ = np.linalg.lstsq(np.column_stack([np.ones(n), x - cx, y - cy]), np.column_stack([xi, eta]),
-                                   rcond=None)
+    lin, _, _, _ = np.linalg.lstsq(
+        np.column_stack([np.ones(n), x - cx, y - cy]), np.column_stack([xi, eta]), rcond=None
+    )
     jac = lin[1:].T  # arcsec per px
     det = np.linalg.det(jac)
     if not np.isfinite(det) or abs(det) < 1e-12:
@@ -71,8 +100,9 @@ def residual_stats(dra: np.ndarray, ddec: np.ndarray, x: np.ndarray, y: np.ndarr
     # the frame's mean offset is not a radial trend: take it out first
     res_px = np.linalg.solve(jac, np.vstack([dra - coef[0, 0], ddec - coef[0, 1]]))
     r = np.hypot(x - cx, y - cy)
-    radial_arcsec = np.sqrt(abs(det)) * np.where(r > 0, ((x - cx) * res_px[0] + (y - cy) * res_px[1]) / np.where(
-        r > 0, r, 1.0), 0.0)
+    radial_arcsec = np.sqrt(abs(det)) * np.where(
+        r > 0, ((x - cx) * res_px[0] + (y - cy) * res_px[1]) / np.where(r > 0, r, 1.0), 0.0
+    )
     rr = r / KPIX
     if np.ptp(rr) > 0:
         out["astro_radial_dr"] = float(np.polyfit(rr, radial_arcsec, 1)[0])

@@ -46,8 +46,7 @@ import pyarrow.compute as pc
 from skylake.calib import model, zeropoint
 from skylake.calib.crossmatch import CalibrationError
 from skylake.calib.pairs import BatchPairs
-from skylake.calib.store import (EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rewrite_on_workers,
-                                 rows_of)
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rewrite_on_workers, rows_of
 from skylake.lake import Lake, tables
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import night_partition
@@ -56,8 +55,24 @@ from skylake.schema import conform
 
 log = logging.getLogger(__name__)
 
-FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "reason", "path", "airmass",
-                 "saturation", "exptime", "nx", "ny", "mjd", "footprint_ra", "footprint_dec", "n_sources"]
+FRAME_COLUMNS = [
+    "frame_id",
+    "night",
+    "profile",
+    "pipeline_version",
+    "status",
+    "reason",
+    "path",
+    "airmass",
+    "saturation",
+    "exptime",
+    "nx",
+    "ny",
+    "mjd",
+    "footprint_ra",
+    "footprint_dec",
+    "n_sources",
+]
 #: Sources per commit: whole nights whose frames hold up to this many (a night with more is a batch
 #: alone). It bounds what the workers hold at once (the batch's pairs: ~0.5 GB; the driver holds a few
 #: numbers per frame) and makes a long recalibration resumable (a re-run skips the batches committed).
@@ -103,17 +118,25 @@ class CalibrationReport:
                 parts.append(f"{n} {'was' if n == 1 else 'were'} rejected at ingest ({kinds})")
             else:
                 parts.append(f"{n} {status}" + (f" ({kinds})" if kinds else ""))
-        return (f"{ok} of {self.frames} frames of {self.profile} calibrated ok against {self.refcat}"
-                + (f" ({self.skipped_ok} of them earlier)" if self.skipped_ok else "")
-                + (": " + "; ".join(parts) if parts else ""))
+        return (
+            f"{ok} of {self.frames} frames of {self.profile} calibrated ok against {self.refcat}"
+            + (f" ({self.skipped_ok} of them earlier)" if self.skipped_ok else "")
+            + (": " + "; ".join(parts) if parts else "")
+        )
 
     def __str__(self) -> str:
-        lines = [f"calibrate {self.profile} frames against {self.refcat}: {self.calibrated} zeropoint rows written, "
-                 f"{self.skipped} frames already calibrated, {self.matches} matches"
-                 + (f", commit v{self.commit}" if self.commit else "") + f", {self.seconds:.1f} s"]
+        lines = [
+            f"calibrate {self.profile} frames against {self.refcat}: {self.calibrated} zeropoint rows written, "
+            f"{self.skipped} frames already calibrated, {self.matches} matches"
+            + (f", commit v{self.commit}" if self.commit else "")
+            + f", {self.seconds:.1f} s"
+        ]
         for night, ext in sorted(self.extinction.items(), key=lambda item: str(item[0])):
-            k = (f"k = {ext['k_ext']:.3f} +- {ext['k_ext_err']:.3f} mag/airmass"
-                 if ext["status"] == model.ExtStatus.OK else f"no extinction fit ({ext['reason']})")
+            k = (
+                f"k = {ext['k_ext']:.3f} +- {ext['k_ext_err']:.3f} mag/airmass"
+                if ext["status"] == model.ExtStatus.OK
+                else f"no extinction fit ({ext['reason']})"
+            )
             lines.append(f"  night {night}: {k} from {ext['n_frames']} frames")
         if self.plots:
             lines.append(f"  {len(self.plots)} checkplots in {Path(self.plots[0]).parent}")
@@ -125,14 +148,25 @@ def calib_key(refcat: str, record: dict, cal: Calibration) -> str:
     """Identity of a calibration: the catalogue (name and import) and every [calibration] setting
     except the default catalogue name."""
     settings = {k: v for k, v in asdict(cal).items() if k != "refcat"}
-    ident = {"refcat": refcat, "imported_at": record.get("imported_at"), "rows": record.get("rows"),
-             "files": [f.get("sha256") for f in record.get("source_files", [])], "settings": settings}
+    ident = {
+        "refcat": refcat,
+        "imported_at": record.get("imported_at"),
+        "rows": record.get("rows"),
+        "files": [f.get("sha256") for f in record.get("source_files", [])],
+        "settings": settings,
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def select_frames(lake: Lake, night: str | None = None, since: str | None = None,
-                  batch_ids: list[str] | None = None, paths: list[str] | None = None,
-                  pipeline_version: str | None = None, nights=None) -> pd.DataFrame:
+def select_frames(
+    lake: Lake,
+    night: str | None = None,
+    since: str | None = None,
+    batch_ids: list[str] | None = None,
+    paths: list[str] | None = None,
+    pipeline_version: str | None = None,
+    nights=None,
+) -> pd.DataFrame:
     """Frames of one ``night``, of the nights from ``since`` on, of ingest ``batch_ids``, or of the files
     ``paths`` processed as ``pipeline_version`` (default all); ``nights`` (None for unknown) limits the
     partitions read (ingest knows its frames' nights)."""
@@ -144,8 +178,11 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
         flt = pc.field("night") == night
     elif since is not None:
         flt = pc.field("night") >= since
-    for column, values in (("batch_id", batch_ids), ("path", paths),
-                           ("pipeline_version", None if pipeline_version is None else [pipeline_version])):
+    for column, values in (
+        ("batch_id", batch_ids),
+        ("path", paths),
+        ("pipeline_version", None if pipeline_version is None else [pipeline_version]),
+    ):
         if values is not None:
             b = pc.field(column).isin(pa.array(list(values), pa.string()))
             flt = b if flt is None else flt & b
@@ -154,11 +191,22 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
     return lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
 
 
-def calibrate(lake: Lake | str | os.PathLike, *, refcat: str | None = None, profile: Profile | str | None = None,
-              night: str | None = None, since: str | None = None, batch_ids: list[str] | None = None,
-              redo: bool = False, client=None, plots: str | os.PathLike | None = None,
-              cluster=None, paths: list[str] | None = None,
-              pipeline_version: str | None = None, nights=None) -> list[CalibrationReport]:
+def calibrate(
+    lake: Lake | str | os.PathLike,
+    *,
+    refcat: str | None = None,
+    profile: Profile | str | None = None,
+    night: str | None = None,
+    since: str | None = None,
+    batch_ids: list[str] | None = None,
+    redo: bool = False,
+    client=None,
+    plots: str | os.PathLike | None = None,
+    cluster=None,
+    paths: list[str] | None = None,
+    pipeline_version: str | None = None,
+    nights=None,
+) -> list[CalibrationReport]:
     """Calibrate the selected frames (see :func:`select_frames`); one report per profile calibrated.
 
     ``refcat`` overrides the catalogue the profiles name; ``profile`` overrides the profile frames
@@ -173,6 +221,7 @@ def calibrate(lake: Lake | str | os.PathLike, *, refcat: str | None = None, prof
     frames = select_frames(lake, night, since, batch_ids, paths, pipeline_version, nights)
     reports = []
     with contextlib.ExitStack() as stack:
+
         def scheduler():
             """Enter the cluster on first use; then give its client (the tasks are handed to it)."""
             nonlocal client, cluster
@@ -187,8 +236,9 @@ def calibrate(lake: Lake | str | os.PathLike, *, refcat: str | None = None, prof
     return reports
 
 
-def _calibrate_profile(lake: Lake, name: str, version: str, group: pd.DataFrame, profile, refcat: str | None,
-                       redo: bool, plots, scheduler) -> CalibrationReport | None:
+def _calibrate_profile(
+    lake: Lake, name: str, version: str, group: pd.DataFrame, profile, refcat: str | None, redo: bool, plots, scheduler
+) -> CalibrationReport | None:
     """Calibrate the frames of one profile and pipeline version, with the profile stored at their ingest
     (or ``profile``); None (with a warning) when no profile or catalogue is known."""
     from skylake.profile_store import frames_profile
@@ -200,8 +250,12 @@ def _calibrate_profile(lake: Lake, name: str, version: str, group: pd.DataFrame,
         return None
     cat = refcat or prof.calibration.refcat
     if not cat:
-        log.warning("profile %s names no reference catalogue ([calibration] refcat); %d frames not calibrated "
-                    "(pass --refcat NAME)", prof.name, len(group))
+        log.warning(
+            "profile %s names no reference catalogue ([calibration] refcat); %d frames not calibrated "
+            "(pass --refcat NAME)",
+            prof.name,
+            len(group),
+        )
         return None
     return calibrate_frames(lake, group, prof, cat, redo=redo, plots=plots, scheduler=scheduler)
 
@@ -239,23 +293,31 @@ def night_batches(frames: pd.DataFrame, max_sources: int) -> list[pd.DataFrame]:
     return batches
 
 
-def calibrate_frames(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, redo: bool = False,
-                     plots: str | os.PathLike | None = None, scheduler=lambda: contextlib.nullcontext(None),
-                     batch_sources: int = BATCH_SOURCES) -> CalibrationReport:
+def calibrate_frames(
+    lake: Lake,
+    frames: pd.DataFrame,
+    prof: Profile,
+    refcat: str,
+    redo: bool = False,
+    plots: str | os.PathLike | None = None,
+    scheduler=lambda: contextlib.nullcontext(None),
+    batch_sources: int = BATCH_SOURCES,
+) -> CalibrationReport:
     """Calibrate ``frames`` (rows of LAKE/frames, :data:`FRAME_COLUMNS`) of profile ``prof`` against
     ``refcat`` and commit the result, one commit per batch of whole nights of at most ``batch_sources``
     sources (see the module docstring). ``scheduler()`` gives a context yielding the dask client the
     batch's tasks run on (None: this process)."""
-    from skylake.refcat.query import refcat_path
     from skylake.refcat.importer import read_record
+    from skylake.refcat.query import refcat_path
 
     t0 = time.monotonic()
     cal = prof.calibration
     path = refcat_path(lake, refcat)
     key = calib_key(refcat, read_record(path), cal)
     report = CalibrationReport(refcat=refcat, profile=prof.name, calib_key=key, frames=len(frames))
-    earlier = read_table(lake, ZEROPOINTS, ["frame_id", "calib_key", "zp_status", "zp_reason"], refcat=refcat,
-                         nights=frames["night"]).query("calib_key == @key")
+    earlier = read_table(
+        lake, ZEROPOINTS, ["frame_id", "calib_key", "zp_status", "zp_reason"], refcat=refcat, nights=frames["night"]
+    ).query("calib_key == @key")
     done = set(earlier["frame_id"])
     todo = frames if redo else frames[~frames["frame_id"].isin(done)]
     report.skipped = len(frames) - len(todo)
@@ -287,8 +349,18 @@ class _BatchOutputs:
     pairs: BatchPairs
 
 
-def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str, path: Path, key: str, redo: bool,
-                     plots, scheduler, report: CalibrationReport) -> None:
+def _calibrate_batch(
+    lake: Lake,
+    todo: pd.DataFrame,
+    prof: Profile,
+    refcat: str,
+    path: Path,
+    key: str,
+    redo: bool,
+    plots,
+    scheduler,
+    report: CalibrationReport,
+) -> None:
     """Calibrate one batch of whole nights (:func:`night_batches`) in the stage's steps: the pairs of its
     frames (the cross-match: the inputs, held by the workers), the fits (run), the commit and the checkplots
     of what was committed; adds to ``report``."""
@@ -314,8 +386,7 @@ def _calibrate_batch(lake: Lake, todo: pd.DataFrame, prof: Profile, refcat: str,
     t4 = time.monotonic()
     if committed is not None and plots is not None:
         report.plots += _plot_stored(lake, committed["frame_id"], refcat, key, plots, nights=committed["night"])
-    for step, seconds in (("match", t2 - t1), ("fit", t3 - t2), ("commit", t4 - t3),
-                          ("plots", time.monotonic() - t4)):
+    for step, seconds in (("match", t2 - t1), ("fit", t3 - t2), ("commit", t4 - t3), ("plots", time.monotonic() - t4)):
         report.timings[step] += seconds
 
 
@@ -338,8 +409,16 @@ def _run_batch(pairs: BatchPairs, todo: pd.DataFrame, prof: Profile, refcat: str
     return _BatchOutputs(_zeropoint_rows(todo, zps, astro.set_index("frame_id"), refcat, key, prof), pairs)
 
 
-def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calibration, refcat: str, key: str,
-                  redo: bool, report: CalibrationReport) -> pd.DataFrame | None:
+def _commit_batch(
+    lake: Lake,
+    out: _BatchOutputs,
+    todo: pd.DataFrame,
+    cal: Calibration,
+    refcat: str,
+    key: str,
+    redo: bool,
+    report: CalibrationReport,
+) -> pd.DataFrame | None:
     """Under the writer lock: keep the rows of frames still in the lake and not calibrated meanwhile, refit
     the touched nights' extinction (:func:`_nights`) and commit zeropoints, matches (staged by writer tasks
     where the pairs are) and extinction in one commit. Returns the zeropoint rows committed (None when
@@ -349,8 +428,13 @@ def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calib
         # only the batch's nights: their extinction is refitted from their zeropoints
         rows = out.rows
         nights = list(rows["night"])
-        earlier = read_table(lake, ZEROPOINTS, ["frame_id", "night", "calib_key", "zp", "airmass", "zp_status"],
-                             refcat=refcat, nights=nights)
+        earlier = read_table(
+            lake,
+            ZEROPOINTS,
+            ["frame_id", "night", "calib_key", "zp", "airmass", "zp_status"],
+            refcat=refcat,
+            nights=nights,
+        )
         now_done = set(earlier.loc[earlier["calib_key"] == key, "frame_id"])
         alive = set(lake.read_frames(columns=["frame_id"], filter=night_filter(nights)).column("frame_id").to_pylist())
         keep = rows["frame_id"].isin(alive) & (redo | ~rows["frame_id"].isin(now_done))
@@ -368,16 +452,23 @@ def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calib
         rows, extinction = _nights(rows, earlier, key, refcat, cal, redo, alive)
         # the touched nights' extinction is refitted: its earlier row goes, and with --redo those of the
         # calibrations replaced (never another calibration's, e.g. another profile's just committed)
-        tables.get(EXTINCTION).remove_where(tx, lambda t: rows_of(t, refcat, keys=keys),
-                                            nights=set(extinction["night"]))
+        tables.get(EXTINCTION).remove_where(
+            tx, lambda t: rows_of(t, refcat, keys=keys), nights=set(extinction["night"])
+        )
         now = _now()
         rows = rows.assign(batch_id=tx.batch_id, calibrated_at=now)
-        tx.stage_nights(ZEROPOINTS, conform(pa.Table.from_pandas(rows.drop(columns="night"), preserve_index=False),
-                                            ZEROPOINTS), rows["night"].tolist())
+        tx.stage_nights(
+            ZEROPOINTS,
+            conform(pa.Table.from_pandas(rows.drop(columns="night"), preserve_index=False), ZEROPOINTS),
+            rows["night"].tolist(),
+        )
         matches = out.pairs.write(tx, rows, refcat, key)  # writer tasks, with the final zeropoints
         ext = extinction.assign(batch_id=tx.batch_id, calibrated_at=now)
-        tx.stage_nights(EXTINCTION, conform(pa.Table.from_pandas(ext.drop(columns="night"), preserve_index=False),
-                                            EXTINCTION), ext["night"].tolist())
+        tx.stage_nights(
+            EXTINCTION,
+            conform(pa.Table.from_pandas(ext.drop(columns="night"), preserve_index=False), EXTINCTION),
+            ext["night"].tolist(),
+        )
         entry = tx.commit(summary={"calibrate": refcat, "calib_key": key, "frames": len(rows), "redo": redo})
     report.calibrated += len(rows)
     report.matches += matches
@@ -387,9 +478,18 @@ def _commit_batch(lake: Lake, out: _BatchOutputs, todo: pd.DataFrame, cal: Calib
         if status != model.ZpStatus.OK:
             # a frame rejected at ingest: its ingest reason (zp_reason repeats it after this prefix)
             report.reasons.setdefault(status, []).append(reason.removeprefix("frame rejected at ingest: "))
-    report.extinction.update({r.night: {"k_ext": r.k_ext, "k_ext_err": r.k_ext_err, "n_frames": r.n_frames,
-                                        "status": r.ext_status, "reason": r.ext_reason}
-                              for r in extinction.itertuples()})
+    report.extinction.update(
+        {
+            r.night: {
+                "k_ext": r.k_ext,
+                "k_ext_err": r.k_ext_err,
+                "n_frames": r.n_frames,
+                "status": r.ext_status,
+                "reason": r.ext_reason,
+            }
+            for r in extinction.itertuples()
+        }
+    )
     return rows
 
 
@@ -405,16 +505,20 @@ def _plot_stored(lake: Lake, frame_ids, refcat: str, key: str, out, nights=None)
     matches = read_table(lake, MATCHES, refcat=refcat, frame_ids=list(frame_ids), nights=nights)
     matches = matches[matches["calib_key"] == key]
     by_frame = dict(tuple(matches.groupby("frame_id")))
-    return [str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row)))
-            for row in zps.to_dict("records") if row["frame_id"] in by_frame]
+    return [
+        str(checkplot(row, by_frame[row["frame_id"]], out / plot_name(row)))
+        for row in zps.to_dict("records")
+        if row["frame_id"] in by_frame
+    ]
 
 
 def plot_name(row: dict) -> str:
     return f"zeropoint-{row['frame_id']}-{row['refcat']}.png"
 
 
-def _zeropoint_rows(frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame, refcat: str, key: str,
-                    prof: Profile) -> pd.DataFrame:
+def _zeropoint_rows(
+    frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame, refcat: str, key: str, prof: Profile
+) -> pd.DataFrame:
     """One row per frame in schemas/zeropoints.yaml order (plus ``night``); rejected frames get
     ``frame_rejected``."""
     rows = frames[["frame_id", "night", "airmass", "mjd", "status", "reason"]].set_index("frame_id")
@@ -428,18 +532,24 @@ def _zeropoint_rows(frames: pd.DataFrame, zps: pd.DataFrame, astro: pd.DataFrame
     rows["astro_n"] = rows["astro_n"].fillna(0)
     rows["color"] = rows["color"].fillna("")
     rows = rows.drop(columns=["status", "reason"]).reset_index()
-    return rows.assign(refcat=refcat, calib_key=key, profile=prof.name, band=prof.calibration.band,
-                       flux=prof.calibration.flux)
+    return rows.assign(
+        refcat=refcat, calib_key=key, profile=prof.name, band=prof.calibration.band, flux=prof.calibration.flux
+    )
 
 
-def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, cal: Calibration, redo: bool,
-            alive: set) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _nights(
+    rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, cal: Calibration, redo: bool, alive: set
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit each touched night's extinction to its ok zeropoints of this calibration (the ``earlier``
     rows of the lake's zeropoints included, but only of frames still ``alive``: an ingest --redo gives
     frames new ids), mark the new frames far below the clear-sky line cloudy, and set ``zp`` (null
     unless ok). Returns the rows and one extinction row per night."""
-    earlier = earlier[(earlier["calib_key"] == key) & (earlier["zp_status"] == model.ZpStatus.OK)
-                      & earlier["frame_id"].isin(alive) & ~earlier["frame_id"].isin(rows["frame_id"] if redo else [])]
+    earlier = earlier[
+        (earlier["calib_key"] == key)
+        & (earlier["zp_status"] == model.ZpStatus.OK)
+        & earlier["frame_id"].isin(alive)
+        & ~earlier["frame_id"].isin(rows["frame_id"] if redo else [])
+    ]
     rows = rows.copy()
     ext_rows = []
     # a frame rejected at ingest has no zeropoint: it neither joins nor makes a night's extinction fit
@@ -455,21 +565,48 @@ def _nights(rows: pd.DataFrame, earlier: pd.DataFrame, key: str, refcat: str, ca
         idx = group.index[cloudy]
         clear = ext.model(group.loc[idx, "airmass"].to_numpy(float))
         rows.loc[idx, "zp_status"] = model.ZpStatus.CLOUDY
-        rows.loc[idx, "zp_reason"] = [f"zeropoint {z:.3f} is {m - z:.3f} mag below the night's clear-sky "
-                                      f"{m:.3f} > max_zp_drop {cal.max_zp_drop:g} (cloud)"
-                                      for z, m in zip(rows.loc[idx, "zp_fit"], clear)]
-        ext_rows.append({"night": night or None, "refcat": refcat, "calib_key": key, "k_ext": ext.k_ext,
-                         "k_ext_err": ext.k_ext_err, "zp_airmass0": ext.zp_airmass0, "scatter": ext.scatter,
-                         "n_frames": ext.n_frames, "airmass_min": ext.airmass_min, "airmass_max": ext.airmass_max,
-                         "ext_status": ext.status, "ext_reason": ext.reason})
+        rows.loc[idx, "zp_reason"] = [
+            f"zeropoint {z:.3f} is {m - z:.3f} mag below the night's clear-sky "
+            f"{m:.3f} > max_zp_drop {cal.max_zp_drop:g} (cloud)"
+            for z, m in zip(rows.loc[idx, "zp_fit"], clear)
+        ]
+        ext_rows.append(
+            {
+                "night": night or None,
+                "refcat": refcat,
+                "calib_key": key,
+                "k_ext": ext.k_ext,
+                "k_ext_err": ext.k_ext_err,
+                "zp_airmass0": ext.zp_airmass0,
+                "scatter": ext.scatter,
+                "n_frames": ext.n_frames,
+                "airmass_min": ext.airmass_min,
+                "airmass_max": ext.airmass_max,
+                "ext_status": ext.status,
+                "ext_reason": ext.reason,
+            }
+        )
     rows["zp"] = np.where(rows["zp_status"] == model.ZpStatus.OK, rows["zp_fit"], np.nan)
-    columns = ["night", "refcat", "calib_key", "k_ext", "k_ext_err", "zp_airmass0", "scatter", "n_frames",
-               "airmass_min", "airmass_max", "ext_status", "ext_reason"]
+    columns = [
+        "night",
+        "refcat",
+        "calib_key",
+        "k_ext",
+        "k_ext_err",
+        "zp_airmass0",
+        "scatter",
+        "n_frames",
+        "airmass_min",
+        "airmass_max",
+        "ext_status",
+        "ext_reason",
+    ]
     return rows, pd.DataFrame(ext_rows, columns=columns)
 
 
-def calibrate_ingested(lake: Lake, profile: Profile, paths: list[str], client=None,
-                       nights=None) -> list[CalibrationReport]:
+def calibrate_ingested(
+    lake: Lake, profile: Profile, paths: list[str], client=None, nights=None
+) -> list[CalibrationReport]:
     """After an ingest: calibrate the frames of ``paths`` processed with ``profile`` that are not yet
     calibrated (those just committed, and those a killed run committed and never calibrated) when the
     profile names a catalogue the lake holds (otherwise log why not). A failure is logged, never
@@ -481,15 +618,22 @@ def calibrate_ingested(lake: Lake, profile: Profile, paths: list[str], client=No
     if not name or not paths:
         return []
     if not Path(lake.path(f"{REFCATS}/{name}/collection.properties")).is_file():
-        log.warning("profile %s calibrates against refcat %r, which is not in %s: frames not calibrated (import it "
-                    "with `skylake refcat import`, then run `skylake calibrate`)", profile.name, name, lake.url)
+        log.warning(
+            "profile %s calibrates against refcat %r, which is not in %s: frames not calibrated (import it "
+            "with `skylake refcat import`, then run `skylake calibrate`)",
+            profile.name,
+            name,
+            lake.url,
+        )
         return []
     try:
-        reports = calibrate(lake, profile=profile, paths=paths, pipeline_version=profile.pipeline_version,
-                            client=client, nights=nights)
+        reports = calibrate(
+            lake, profile=profile, paths=paths, pipeline_version=profile.pipeline_version, client=client, nights=nights
+        )
     except Exception as exc:  # noqa: BLE001 - the ingest succeeded; calibration is retried by `calibrate`
-        log.error("calibration after ingest failed (run `skylake calibrate %s`): %s: %s", lake.url,
-                  type(exc).__name__, exc)
+        log.error(
+            "calibration after ingest failed (run `skylake calibrate %s`): %s: %s", lake.url, type(exc).__name__, exc
+        )
         return []
     reports = [r for r in reports if r.calibrated or r.frames > r.skipped]
     for report in reports:
@@ -505,8 +649,9 @@ def since_date(value: str) -> str:
     return value
 
 
-def plot_zeropoint(lake: Lake | str | os.PathLike, frame_id: int, refcat: str | None = None,
-                   out: str | os.PathLike | None = None) -> Path:
+def plot_zeropoint(
+    lake: Lake | str | os.PathLike, frame_id: int, refcat: str | None = None, out: str | os.PathLike | None = None
+) -> Path:
     """Write the checkplot of ``frame_id``'s latest calibration (against ``refcat`` if given) to ``out``
     (default ``zeropoint-FRAME-REFCAT.png`` in the working directory)."""
     from skylake.calib.plots import checkplot

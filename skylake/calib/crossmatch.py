@@ -8,9 +8,9 @@ the match radius is at most the catalogue's margin (checked: :func:`open_refcat`
 join per aligned pixel pair on whatever dask scheduler is current (the ``dask_client`` of a
 calibration), and :func:`one_to_one` then makes the pairs unique:
 
-* each source keeps its nearest reference star within the radius (``n_neighbors=2`` also returns
-  the second nearest, kept as ``neighbour_mag`` / ``neighbour_sep`` to spot blends); this runs in
-  the partitions, on the workers;
+* each source keeps its nearest reference star within the radius, and the second nearest's magnitude
+  and separation as ``neighbour_mag`` / ``neighbour_sep`` to spot blends: one k-d tree query per aligned
+  pixel pair, on the workers (:func:`nearest_star_algorithm`);
 * each reference star keeps, per frame, the nearest of the sources that chose it (nearest wins;
   the losers are counted in ``n_competing``); a frame's sources span partitions, so this runs on the
   rows of whole frames: a calibration's frame-group tasks (:mod:`.pairs`), or :func:`match_frames`.
@@ -33,11 +33,34 @@ from skylake.lake.tables import SOURCES, get
 log = logging.getLogger(__name__)
 
 #: Source columns a calibration reads (LAKE/sources).
-SOURCE_COLUMNS = ["source_id", "frame_id", "ra", "dec", "x", "y", "inst_mag", "inst_mag_err", "flux_max", "bkg",
-                  "edge_dist", "flags"]
+SOURCE_COLUMNS = [
+    "source_id",
+    "frame_id",
+    "ra",
+    "dec",
+    "x",
+    "y",
+    "inst_mag",
+    "inst_mag_err",
+    "flux_max",
+    "bkg",
+    "edge_dist",
+    "flags",
+]
 #: Columns of a pair after its source's: the reference star's and the match's (:func:`match_frames`).
-PAIR_COLUMNS = ["ref_id", "ra_ref", "dec_ref", "flags_ref", "ref_mag", "ref_mag_err", "ref_color", "sep_arcsec",
-                "neighbour_mag", "neighbour_sep", "n_competing"]
+PAIR_COLUMNS = [
+    "ref_id",
+    "ra_ref",
+    "dec_ref",
+    "flags_ref",
+    "ref_mag",
+    "ref_mag_err",
+    "ref_color",
+    "sep_arcsec",
+    "neighbour_mag",
+    "neighbour_sep",
+    "n_competing",
+]
 #: MOC depth of the footprint search region (order 10 cells: 3.4'); the region is padded by one cell.
 MOC_DEPTH = 10
 
@@ -58,8 +81,9 @@ def footprint_moc(frames: pd.DataFrame, pad_arcsec: float = 0.0, depth: int = MO
     for ras, decs in zip(frames["footprint_ra"], frames["footprint_dec"]):
         if ras is None or decs is None or len(ras) < 3 or not np.all(np.isfinite(list(ras) + list(decs))):
             continue
-        mocs.append(MOC.from_polygon(lon=np.asarray(ras, float) * u.deg, lat=np.asarray(decs, float) * u.deg,
-                                     max_depth=depth))
+        mocs.append(
+            MOC.from_polygon(lon=np.asarray(ras, float) * u.deg, lat=np.asarray(decs, float) * u.deg, max_depth=depth)
+        )
     if not mocs:
         return None
     moc = mocs[0].union(*mocs[1:]) if len(mocs) > 1 else mocs[0]
@@ -87,9 +111,13 @@ def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
     """The lake's source catalog (lsdb), only the partitions in ``moc`` and the rows of ``frame_ids``."""
     import lsdb
 
-    return lsdb.open_catalog(Path(lake_path) / get(SOURCES).location, search_filter=lsdb.MOCSearch(moc, fine=False),
-                             columns=list(columns), filters=[("frame_id", "in", [int(f) for f in frame_ids])],
-                             error_empty_filter=False)
+    return lsdb.open_catalog(
+        Path(lake_path) / get(SOURCES).location,
+        search_filter=lsdb.MOCSearch(moc, fine=False),
+        columns=list(columns),
+        filters=[("frame_id", "in", [int(f) for f in frame_ids])],
+        error_empty_filter=False,
+    )
 
 
 def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_hint: str = ""):
@@ -106,45 +134,122 @@ def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_h
         raise CalibrationError(
             f"match radius {radius_arcsec:g} arcsec exceeds the {margin:g} arcsec margin of refcat {path.name!r}: "
             f"matches across partition edges would be lost; re-import it with a wider margin, e.g. `skylake refcat "
-            f"import LAKE {path.name} --format FORMAT FILES --overwrite --margin-arcsec {radius_arcsec:g}`{fix_hint}")
+            f"import LAKE {path.name} --format FORMAT FILES --overwrite --margin-arcsec {radius_arcsec:g}`{fix_hint}"
+        )
     with quiet_collection_notice():
-        return lsdb.open_catalog(path, search_filter=lsdb.MOCSearch(moc, fine=False), columns=columns,
-                                 error_empty_filter=False)
+        return lsdb.open_catalog(
+            path, search_filter=lsdb.MOCSearch(moc, fine=False), columns=columns, error_empty_filter=False
+        )
 
 
-def crossmatch_partitions(left, right, radius_arcsec: float, mag: str, n_neighbors: int = 2, band: str | None = None,
-                          color: list[str] | None = None):
-    """The lsdb k-d tree cross-match of two catalogs, not computed: every left row (a source,
-    ``source_id``) with its nearest right row (a star, ``ref_id``) within ``radius_arcsec``, plus
-    ``neighbour_mag`` and ``neighbour_sep`` of the next nearest of its ``n_neighbors`` (right column
-    ``mag``), reduced in each partition, on the workers (a source lives in one partition). Right columns
-    that clash with left ones get ``_ref``; the separation is ``sep_arcsec``. Each partition is a
-    numpy-backed DataFrame (no index); with ``band``, also with the reference columns of
-    :func:`reference_columns` (``color``: the colour's two bands, or None)."""
-    xm = left.crossmatch(right, radius_arcsec=radius_arcsec, n_neighbors=n_neighbors, suffixes=("", "_ref"),
-                         suffix_method="overlapping_columns", log_changes=False, require_right_margin=True)
-    return xm.map_partitions(_nearest_in_partition, mag=mag, band=band, color=color)
+def nearest_star_algorithm(radius_arcsec: float, mag: str, ref: str = "ref_id"):
+    """The per-pixel step of :func:`crossmatch_partitions`: an lsdb crossmatch algorithm that keeps, for each
+    source, its nearest star within the radius (ties to the smaller ``ref``) and the magnitude and
+    separation of the second nearest (``neighbour_mag``, ``neighbour_sep``; NaN without one).
+
+    One k-d tree of the stars (partition and margin, as unit vectors) per aligned pixel pair and one
+    2-nearest query of the sources' vectors: the reduction that :func:`nearest_per_source` makes of
+    candidate pairs is read off the query's two sorted columns, so lsdb joins one row per source, not two.
+    The pairs are those of lsdb's ``KdTreeCrossmatch`` with ``n_neighbors=2`` reduced by
+    :func:`nearest_per_source` (tests/test_calib_edges.py compares both with astropy)."""
+    import pyarrow as pa
+    from lsdb.core.crossmatch.kdtree_match import KdTreeCrossmatch
+    from lsdb.core.crossmatch.kdtree_utils import _get_chord_distance
+    from scipy.spatial import cKDTree
+
+    arrow_float = pd.ArrowDtype(pa.float64())
+
+    class NearestStarCrossmatch(KdTreeCrossmatch):
+        extra_columns = pd.DataFrame({c: pd.Series(dtype=arrow_float) for c in EXTRA_COLUMNS})
+
+        def perform_crossmatch(self, crossmatch_args):
+            left_xyz, right_xyz = self._get_point_coordinates(
+                crossmatch_args.left_df,
+                crossmatch_args.left_catalog_info,
+                crossmatch_args.right_df,
+                crossmatch_args.right_catalog_info,
+            )
+            if not len(right_xyz) or not len(left_xyz):
+                none = np.zeros(0, np.int64)
+                return none, none, pd.DataFrame({c: pd.Series(dtype=arrow_float) for c in EXTRA_COLUMNS})
+            k = min(2, len(right_xyz))
+            tree = cKDTree(right_xyz, balanced_tree=False, compact_nodes=False)
+            dist, idx = tree.query(left_xyz, k=k, distance_upper_bound=_get_chord_distance(radius_arcsec))
+            if k == 1:
+                dist, idx = dist[:, None], idx[:, None]
+            hit = np.flatnonzero(np.isfinite(dist[:, 0]))
+            dist, idx = dist[hit], idx[hit]
+            ids = crossmatch_args.right_df[ref].to_numpy()
+            mags = crossmatch_args.right_df[mag].to_numpy(dtype=float, na_value=np.nan)
+            sep = np.full(dist.shape, np.inf)  # no second star within the radius: inf, as the query's distance
+            finite = np.isfinite(dist)
+            sep[finite] = np.degrees(2.0 * np.arcsin(0.5 * dist[finite])) * 3600.0
+            first, second = idx[:, 0], np.where(np.isfinite(dist[:, -1]), idx[:, -1], idx[:, 0])
+            if k == 2:  # equal separations: the smaller ref_id is the nearest, as nearest_per_source
+                swap = (sep[:, 0] == sep[:, 1]) & (ids[second] < ids[first])
+                first, second = np.where(swap, second, first), np.where(swap, first, second)
+            has_second = np.isfinite(sep[:, -1]) if k == 2 else np.zeros(len(hit), bool)
+            extra = pd.DataFrame(
+                {
+                    "_dist_arcsec": pd.Series(sep[:, 0], dtype=arrow_float),
+                    "neighbour_mag": pd.Series(np.where(has_second, mags[second], np.nan), dtype=arrow_float),
+                    "neighbour_sep": pd.Series(np.where(has_second, sep[:, -1], np.nan), dtype=arrow_float),
+                }
+            )
+            return hit.astype(np.int64), first.astype(np.int64), extra
+
+    return NearestStarCrossmatch(n_neighbors=2, radius_arcsec=radius_arcsec)
 
 
-def crossmatch(left, right, radius_arcsec: float, mag: str, n_neighbors: int = 2) -> pd.DataFrame:
+#: The columns the per-pixel step adds to each source's row.
+EXTRA_COLUMNS = ("_dist_arcsec", "neighbour_mag", "neighbour_sep")
+
+
+def crossmatch_partitions(
+    left,
+    right,
+    radius_arcsec: float,
+    mag: str,
+    band: str | None = None,
+    color: list[str] | None = None,
+):
+    """The cross-match of two catalogs, not computed: every left row (a source, ``source_id``) with its
+    nearest right row (a star, ``ref_id``) within ``radius_arcsec``, plus ``neighbour_mag`` and
+    ``neighbour_sep`` of the next nearest (right column ``mag``), found in each aligned pixel pair on the
+    workers (:func:`nearest_star_algorithm`; a source lives in one partition). Right columns that clash with
+    left ones get ``_ref``; the separation is ``sep_arcsec``. Each partition is a numpy-backed DataFrame (no
+    index); with ``band``, also with the reference columns of :func:`reference_columns` (``color``: the
+    colour's two bands, or None)."""
+    xm = left.crossmatch(
+        right,
+        algorithm=nearest_star_algorithm(radius_arcsec, mag),
+        suffixes=("", "_ref"),
+        suffix_method="overlapping_columns",
+        log_changes=False,
+        require_right_margin=True,
+    )
+    return xm.map_partitions(_pairs_in_partition, band=band, color=color)
+
+
+def crossmatch(left, right, radius_arcsec: float, mag: str) -> pd.DataFrame:
     """:func:`crossmatch_partitions` computed (on the current dask scheduler) into one DataFrame."""
-    df = crossmatch_partitions(left, right, radius_arcsec, mag, n_neighbors).compute(progress_bar=False)
+    df = crossmatch_partitions(left, right, radius_arcsec, mag).compute(progress_bar=False)
     return pd.DataFrame({c: _numpy(df[c]) for c in df.columns})
 
 
-def _nearest_in_partition(part: pd.DataFrame, mag: str, band: str | None = None,
-                          color: list[str] | None = None) -> pd.DataFrame:
-    pairs = nearest_per_source(part.rename(columns={"_dist_arcsec": "sep_arcsec"}), mag=mag)
-    pairs = pd.DataFrame({c: _numpy(pairs[c]) for c in pairs.columns})
+def _pairs_in_partition(part: pd.DataFrame, band: str | None = None, color: list[str] | None = None) -> pd.DataFrame:
+    pairs = pd.DataFrame({c: _numpy(part[c]) for c in part.columns}).rename(columns={"_dist_arcsec": "sep_arcsec"})
     return pairs if band is None else reference_columns(pairs, band, color)
 
 
 def reference_columns(pairs: pd.DataFrame, band: str, color: list[str] | None) -> pd.DataFrame:
     """``ref_mag``, ``ref_mag_err`` (NaN without ``err_<band>``) and ``ref_color`` (NaN without a
     ``color``) of pairs holding the catalogue's ``mag_*``/``err_*`` columns, which go."""
-    pairs = pairs.assign(ref_color=(pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if color else np.nan,
-                         ref_mag=pairs[f"mag_{band}"],
-                         ref_mag_err=pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan)
+    pairs = pairs.assign(
+        ref_color=(pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if color else np.nan,
+        ref_mag=pairs[f"mag_{band}"],
+        ref_mag_err=pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan,
+    )
     return pairs.drop(columns=[c for c in pairs.columns if c.startswith(("mag_", "err_"))])
 
 
@@ -153,8 +258,7 @@ def _numpy(col: pd.Series) -> np.ndarray:
     if pd.api.types.is_float_dtype(col.dtype):
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_integer_dtype(col.dtype):
-        return col.to_numpy(dtype=np.int64) if not col.isna().any() else col.to_numpy(dtype=np.float64,
-                                                                                        na_value=np.nan)
+        return col.to_numpy(dtype=np.int64) if not col.isna().any() else col.to_numpy(dtype=np.float64, na_value=np.nan)
     return col.to_numpy()
 
 
@@ -182,8 +286,9 @@ def _sorted_groups(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(change)
 
 
-def nearest_per_source(pairs: pd.DataFrame, mag: str = "ref_mag", source: str = "source_id", ref: str = "ref_id",
-                       sep: str = "sep_arcsec") -> pd.DataFrame:
+def nearest_per_source(
+    pairs: pd.DataFrame, mag: str = "ref_mag", source: str = "source_id", ref: str = "ref_id", sep: str = "sep_arcsec"
+) -> pd.DataFrame:
     """Each source's nearest reference star (ties to the smaller ref_id), with ``neighbour_mag`` and
     ``neighbour_sep`` of the next nearest (NaN if none). Pure numpy (integer sorts and ``reduceat``)."""
     src, refid = (pairs[c].to_numpy(dtype=np.int64) for c in (source, ref))
@@ -197,12 +302,19 @@ def nearest_per_source(pairs: pd.DataFrame, mag: str = "ref_mag", source: str = 
     d2[best] = np.inf
     second = _argmin_per_group(starts, d2, refid[order])
     has_second = np.isfinite(d2[second])
-    return pairs.iloc[order[best]].assign(neighbour_mag=np.where(has_second, mags[order[second]], np.nan),
-                                         neighbour_sep=np.where(has_second, d2[second], np.nan))
+    return pairs.iloc[order[best]].assign(
+        neighbour_mag=np.where(has_second, mags[order[second]], np.nan),
+        neighbour_sep=np.where(has_second, d2[second], np.nan),
+    )
 
 
-def nearest_per_star(pairs: pd.DataFrame, source: str = "source_id", ref: str = "ref_id", frame: str = "frame_id",
-                     sep: str = "sep_arcsec") -> pd.DataFrame:
+def nearest_per_star(
+    pairs: pd.DataFrame,
+    source: str = "source_id",
+    ref: str = "ref_id",
+    frame: str = "frame_id",
+    sep: str = "sep_arcsec",
+) -> pd.DataFrame:
     """Of pairs with one star per source, each (frame, star) its nearest source (ties to the smaller
     source_id); ``n_competing`` counts the others."""
     src, refid, fr = (pairs[c].to_numpy(dtype=np.int64) for c in (source, ref, frame))
@@ -214,8 +326,14 @@ def nearest_per_star(pairs: pd.DataFrame, source: str = "source_id", ref: str = 
     return pairs.iloc[keep].reset_index(drop=True).assign(n_competing=competing.astype(np.int32))
 
 
-def one_to_one(pairs: pd.DataFrame, mag: str = "ref_mag", source: str = "source_id", ref: str = "ref_id",
-               frame: str = "frame_id", sep: str = "sep_arcsec") -> pd.DataFrame:
+def one_to_one(
+    pairs: pd.DataFrame,
+    mag: str = "ref_mag",
+    source: str = "source_id",
+    ref: str = "ref_id",
+    frame: str = "frame_id",
+    sep: str = "sep_arcsec",
+) -> pd.DataFrame:
     """Reduce candidate pairs (several reference stars per source, several sources per reference star)
     to one-to-one pairs: each source its nearest reference star (:func:`nearest_per_source`), then
     each (frame, reference star) its nearest source (:func:`nearest_per_star`). Ties in separation go
@@ -247,8 +365,15 @@ def empty_pairs(extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=float) for c in source_columns(extra_columns) + PAIR_COLUMNS})
 
 
-def candidate_pairs(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: str, color: list[str],
-                    radius_arcsec: float, extra_columns: tuple[str, ...] = ()) -> list:
+def candidate_pairs(
+    lake_path: str,
+    frames: pd.DataFrame,
+    refcat_path: Path,
+    band: str,
+    color: list[str],
+    radius_arcsec: float,
+    extra_columns: tuple[str, ...] = (),
+) -> list:
     """The cross-match of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
     footprint) with refcat ``refcat_path`` within ``radius_arcsec``, not computed: one dask delayed per
     sources partition under the frames' footprints, each the DataFrame of its sources' nearest stars
@@ -269,8 +394,9 @@ def candidate_pairs(lake_path: str, frames: pd.DataFrame, refcat_path: Path, ban
     left = open_sources(lake_path, frames["frame_id"], moc, source_columns(extra_columns))
     if not left.get_healpix_pixels() or not right.get_healpix_pixels():
         return []
-    return crossmatch_partitions(left, right, radius_arcsec, mag=f"mag_{band}", band=band,
-                                 color=list(color) if has_color else None).to_delayed()
+    return crossmatch_partitions(
+        left, right, radius_arcsec, mag=f"mag_{band}", band=band, color=list(color) if has_color else None
+    ).to_delayed()
 
 
 def one_to_one_pairs(parts: list[pd.DataFrame], extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -283,8 +409,15 @@ def one_to_one_pairs(parts: list[pd.DataFrame], extra_columns: tuple[str, ...] =
     return nearest_per_star(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
 
 
-def match_frames(lake_path: str, frames: pd.DataFrame, refcat_path: Path, band: str, color: list[str],
-                 radius_arcsec: float, extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+def match_frames(
+    lake_path: str,
+    frames: pd.DataFrame,
+    refcat_path: Path,
+    band: str,
+    color: list[str],
+    radius_arcsec: float,
+    extra_columns: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """One-to-one pairs of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
     footprint) with refcat ``refcat_path`` within ``radius_arcsec``, computed on the current dask
     scheduler and gathered here (a calibration keeps them on the workers instead: :mod:`.pairs`).

@@ -63,8 +63,18 @@ class ExtStatus(enum.StrEnum):
 
 #: Per-pair reject reasons of LAKE/matches ("" = used), in the order they are tested: a pair gets the
 #: first that applies (the star cuts of :func:`skylake.calib.zeropoint.select_stars`, then the fit's).
-REJECTS = ("saturated", "flagged", "edge", "blended", "too_bright", "too_faint", "ref_flagged", "no_color",
-           "color_range", "clipped")
+REJECTS = (
+    "saturated",
+    "flagged",
+    "edge",
+    "blended",
+    "too_bright",
+    "too_faint",
+    "ref_flagged",
+    "no_color",
+    "color_range",
+    "clipped",
+)
 #: Cuts that make a source's own measurement (centroid, flux) unreliable: such pairs stay out of the
 #: astrometric residuals (calibration and maps) and of the aperture correction.
 ASTRO_EXCLUDE = ("saturated", "flagged", "edge", "blended")
@@ -119,8 +129,10 @@ def apcor_fallback(own: pd.Series) -> float:
 
 def calibrated_flux_mags(pairs: pd.DataFrame, exptime: np.ndarray, flux: str, apcor: np.ndarray):
     """(inst_mag, inst_mag_err) of ``pairs`` in ``flux`` with each row's ``exptime`` [s] and ``apcor`` [mag]."""
-    return (instrumental_mag(pairs[flux], exptime) - np.asarray(apcor, np.float64),
-            instrumental_mag_err(pairs[flux], pairs[f"{flux}_err"]))
+    return (
+        instrumental_mag(pairs[flux], exptime) - np.asarray(apcor, np.float64),
+        instrumental_mag_err(pairs[flux], pairs[f"{flux}_err"]),
+    )
 
 
 def colour_offset(colour, color_term) -> np.ndarray:
@@ -135,8 +147,11 @@ def pair_zeropoint(ref_mag, inst_mag, colour=0.0, color_term=0.0) -> np.ndarray:
     """The zeropoint one star gives, ``ref_mag - inst_mag - color_term * colour`` [mag] (the
     calibration model solved for one pair). NaN for a star of unknown colour under a colour term:
     it cannot be brought to colour 0 (see :func:`colour_offset`)."""
-    return (np.asarray(ref_mag, dtype=np.float64) - np.asarray(inst_mag, dtype=np.float64)
-            - colour_offset(colour, color_term))
+    return (
+        np.asarray(ref_mag, dtype=np.float64)
+        - np.asarray(inst_mag, dtype=np.float64)
+        - colour_offset(colour, color_term)
+    )
 
 
 def calibrated_mag(inst_mag, zp, colour=None, color_term=None) -> np.ndarray:

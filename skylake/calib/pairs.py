@@ -22,9 +22,9 @@
 
 So the driver holds a few numbers per frame, never a pair, and a batch still writes one matches file per
 night. Frame groups are consecutive frames in (night, frame_id) order holding :data:`GROUP_SOURCES` sources,
-so a writer reads only the groups of its nights. On a cluster the held pairs are futures (a task given them runs where they are;
-a worker that dies loses nothing the scheduler cannot recompute from the cross-match), in this process
-DataFrames: the same functions run either way (:class:`skylake.runtime.Runner`), with the same results.
+so a writer reads only the groups of its nights. On a cluster the held pairs are futures (a task given them
+runs where they are; a worker that dies loses nothing the scheduler cannot recompute from the cross-match),
+in this process DataFrames: the same functions run either way (:class:`skylake.runtime.Runner`), with the same results.
 """
 
 from __future__ import annotations
@@ -74,16 +74,20 @@ def frames_slice(part: pd.DataFrame, frame_ids: list[int]) -> pd.DataFrame:
     return part[np.isin(part["frame_id"].to_numpy(np.int64), frame_ids)]
 
 
-def group_pairs(slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibration,
-                extra_columns: tuple[str, ...]) -> tuple[pd.DataFrame, dict]:
+def group_pairs(
+    slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict]:
     """A group task: the one-to-one pairs of its frames from their partitions' ``slices``
     (:func:`~skylake.calib.crossmatch.one_to_one_pairs`), and a summary: ``has_color`` (a star has a
     colour) and ``apcor``, the frames' own aperture corrections (:func:`~skylake.calib.model.own_aperture_corrections`,
     from the pairs the star cuts keep for their photometry; None for the Kron flux), ``matched`` the frames
     with pairs."""
     pairs = crossmatch.one_to_one_pairs(slices, extra_columns)
-    summary = {"has_color": bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any()), "apcor": None,
-               "matched": np.unique(pairs["frame_id"].to_numpy(np.int64))}
+    summary = {
+        "has_color": bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any()),
+        "apcor": None,
+        "matched": np.unique(pairs["frame_id"].to_numpy(np.int64)),
+    }
     if cal.flux != model.KRON:
         sat = pairs["frame_id"].map(frames.set_index("frame_id")["saturation"]).to_numpy(float)
         clean = ~np.isin(zeropoint.select_stars(pairs, cal, sat), model.ASTRO_EXCLUDE)
@@ -91,8 +95,9 @@ def group_pairs(slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibrati
     return pairs, summary
 
 
-def fit_group(group: tuple[pd.DataFrame, dict], frames: pd.DataFrame, cal: Calibration, use_color: bool,
-              apcor: pd.Series) -> tuple[pd.DataFrame, tuple]:
+def fit_group(
+    group: tuple[pd.DataFrame, dict], frames: pd.DataFrame, cal: Calibration, use_color: bool, apcor: pd.Series
+) -> tuple[pd.DataFrame, tuple]:
     """A fit task, where the group's pairs are (``group``: what :func:`group_pairs` made): their magnitudes
     in the calibrated flux with each frame's
     ``apcor`` (:mod:`.model`; unchanged for the Kron flux), each frame's zeropoint fit
@@ -103,13 +108,16 @@ def fit_group(group: tuple[pd.DataFrame, dict], frames: pd.DataFrame, cal: Calib
     by_id = frames.set_index("frame_id")
     if cal.flux != model.KRON:
         frame = pairs["frame_id"]
-        mag, err = model.calibrated_flux_mags(pairs, frame.map(by_id["exptime"]).to_numpy(float), cal.flux,
-                                              frame.map(apcor).to_numpy(float))
+        mag, err = model.calibrated_flux_mags(
+            pairs, frame.map(by_id["exptime"]).to_numpy(float), cal.flux, frame.map(apcor).to_numpy(float)
+        )
         pairs = pairs.assign(inst_mag=mag, inst_mag_err=err)
     zps, rejects = zeropoint.fit_frames(pairs, frames, cal, use_color)
     pairs = pairs.assign(reject=rejects.to_numpy(dtype=object))
-    astro = pd.DataFrame([{"frame_id": fid, **residuals(g, by_id.loc[fid])} for fid, g in pairs.groupby("frame_id")],
-                         columns=["frame_id", *astrometry.COLUMNS])
+    astro = pd.DataFrame(
+        [{"frame_id": fid, **residuals(g, by_id.loc[fid])} for fid, g in pairs.groupby("frame_id")],
+        columns=["frame_id", *astrometry.COLUMNS],
+    )
     used = pairs["reject"] == ""
     colour = pairs.loc[used, "ref_color"].groupby(pairs.loc[used, "frame_id"]).median()
     return pairs, (zps, astro, colour)
@@ -129,27 +137,48 @@ def match_rows(pairs: pd.DataFrame, zps: pd.DataFrame, refcat: str, key: str) ->
     zp = zps.set_index("frame_id")
     fid = pairs["frame_id"]
     dra, ddec = astrometry.offsets_arcsec(pairs["ra"], pairs["dec"], pairs["ra_ref"], pairs["dec_ref"])
-    mag = model.calibrated_mag(pairs["inst_mag"].to_numpy(float), fid.map(zp["zp"]).to_numpy(float),
-                               pairs["ref_color"].to_numpy(float), fid.map(zp["color_term"]).to_numpy(float))
+    mag = model.calibrated_mag(
+        pairs["inst_mag"].to_numpy(float),
+        fid.map(zp["zp"]).to_numpy(float),
+        pairs["ref_color"].to_numpy(float),
+        fid.map(zp["color_term"]).to_numpy(float),
+    )
     mag_err = np.hypot(pairs["inst_mag_err"].to_numpy(float), fid.map(zp["zp_err"]).to_numpy(float))
     reject = pairs["reject"].to_numpy(dtype=object)
-    return pd.DataFrame({
-        "source_id": pairs["source_id"].astype(np.int64), "frame_id": fid.astype(np.int64), "refcat": refcat,
-        "calib_key": key, "ref_id": pairs["ref_id"].astype(np.int64), "sep_arcsec": pairs["sep_arcsec"],
-        "dra_arcsec": dra, "ddec_arcsec": ddec, "x": pairs["x"], "y": pairs["y"], "ref_mag": pairs["ref_mag"],
-        "ref_mag_err": pairs["ref_mag_err"], "ref_color": pairs["ref_color"], "inst_mag": pairs["inst_mag"],
-        "inst_mag_err": pairs["inst_mag_err"], "used": reject == "", "reject": reject,
-        "mag": np.where(np.isfinite(mag), mag, np.nan), "mag_err": np.where(np.isfinite(mag), mag_err, np.nan)})
+    return pd.DataFrame(
+        {
+            "source_id": pairs["source_id"].astype(np.int64),
+            "frame_id": fid.astype(np.int64),
+            "refcat": refcat,
+            "calib_key": key,
+            "ref_id": pairs["ref_id"].astype(np.int64),
+            "sep_arcsec": pairs["sep_arcsec"],
+            "dra_arcsec": dra,
+            "ddec_arcsec": ddec,
+            "x": pairs["x"],
+            "y": pairs["y"],
+            "ref_mag": pairs["ref_mag"],
+            "ref_mag_err": pairs["ref_mag_err"],
+            "ref_color": pairs["ref_color"],
+            "inst_mag": pairs["inst_mag"],
+            "inst_mag_err": pairs["inst_mag_err"],
+            "used": reject == "",
+            "reject": reject,
+            "mag": np.where(np.isfinite(mag), mag, np.nan),
+            "mag_err": np.where(np.isfinite(mag), mag_err, np.nan),
+        }
+    )
 
 
-def write_matches(item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id: str, refcat: str,
-                  calib_key: str) -> list[tuple[str, int, int]]:
+def write_matches(
+    item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id: str, refcat: str, calib_key: str
+) -> list[tuple[str, int, int]]:
     """A writer task: ``item`` = (a label, what :func:`fit_group` made of the groups holding its nights, the
     final zeropoints of its nights' frames, :data:`ZP_COLUMNS`). Stages the matches rows of those frames in batch
     ``batch_id``'s staging area, one file per night, rows in (frame_id, ref_id) order. Returns (path in the
     table, rows, bytes) per file. Re-running it (a worker died) rewrites the same files."""
-    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.log import staging_path
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.storage import Storage
 
     _, groups, zps = item
@@ -197,13 +226,23 @@ class BatchPairs:
         return self.frames[self._group == group]
 
     @classmethod
-    def match(cls, runner: Runner, lake_path: str, frames: pd.DataFrame, refcat_path, cal: Calibration,
-              extra_columns: tuple[str, ...] = ()) -> "BatchPairs":
+    def match(
+        cls,
+        runner: Runner,
+        lake_path: str,
+        frames: pd.DataFrame,
+        refcat_path,
+        cal: Calibration,
+        extra_columns: tuple[str, ...] = (),
+    ) -> "BatchPairs":
         """Cross-match ``frames`` (live rows of LAKE/frames) with the catalogue (lsdb on the workers), slice
         each partition's rows by frame group and reduce each group to one-to-one pairs where they land."""
         batch = cls(runner, frames, cal)
-        parts = runner.compute(crossmatch.candidate_pairs(lake_path, frames, refcat_path, cal.band, cal.color,
-                                                          cal.match_radius_arcsec, extra_columns))
+        parts = runner.compute(
+            crossmatch.candidate_pairs(
+                lake_path, frames, refcat_path, cal.band, cal.color, cal.match_radius_arcsec, extra_columns
+            )
+        )
         present = runner.gather([runner.submit(frames_in, p) for p in parts])
         slices: list[list] = [[] for _ in range(batch.n_groups)]
         for part, ids in zip(parts, present):
@@ -212,8 +251,10 @@ class BatchPairs:
                 whole = len(fids) == len(ids)  # the partition holds only this group's frames: no slice needed
                 slices[int(g)].append(part if whole else runner.submit(frames_slice, part, fids.index.tolist()))
         del parts
-        made = [_held_and_small(runner, group_pairs, slices[g], batch._frames_of(g), cal, extra_columns)
-                for g in range(batch.n_groups)]
+        made = [
+            _held_and_small(runner, group_pairs, slices[g], batch._frames_of(g), cal, extra_columns)
+            for g in range(batch.n_groups)
+        ]
         batch.held = [h for h, _ in made]
         batch.summaries = runner.gather([s for _, s in made])
         return batch
@@ -238,9 +279,12 @@ class BatchPairs:
         """Fit every frame where its group's pairs are (:func:`fit_group`). Returns the zeropoints by
         frame_id (before the colour correction), the astrometric residuals and each frame's median colour
         of its used stars."""
-        made = [_held_and_small(self.runner, fit_group, self.held[g], frames, self.cal, use_color,
-                                apcor.reindex(frames["frame_id"]))
-                for g, frames in ((g, self._frames_of(g)) for g in range(self.n_groups))]
+        made = [
+            _held_and_small(
+                self.runner, fit_group, self.held[g], frames, self.cal, use_color, apcor.reindex(frames["frame_id"])
+            )
+            for g, frames in ((g, self._frames_of(g)) for g in range(self.n_groups))
+        ]
         self.held = [h for h, _ in made]
         out = self.runner.gather([s for _, s in made])
         zps = pd.concat([o[0] for o in out]).sort_index()
@@ -254,9 +298,16 @@ class BatchPairs:
         plans = writer_plans(zps, self.group_of, self.runner.workers())
         items = [(label, [self.held[g] for g in groups], rows) for label, groups, rows in plans]
         files = []
-        for staged in self.runner.map(write_matches, items, window=len(items), priority=10,
-                                      lake_root=tx.lake.store.location, batch_id=tx.batch_id, refcat=refcat,
-                                      calib_key=key):  # (not key=: submit's own)
+        for staged in self.runner.map(
+            write_matches,
+            items,
+            window=len(items),
+            priority=10,
+            lake_root=tx.lake.store.location,
+            batch_id=tx.batch_id,
+            refcat=refcat,
+            calib_key=key,
+        ):  # (not key=: submit's own)
             files += staged
         for rel, rows, nbytes in sorted(files):
             tx.add_staged(MATCHES, rel, rows)

@@ -48,8 +48,9 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
     if np.isfinite(fit) and np.isfinite(ref).any():
         grid = np.linspace(np.nanmin(ref), np.nanmax(ref), 2)
         ax.plot(grid, grid - fit, "r-", label=f"zp {fit:.3f}")
-    ax.set(xlabel=f"reference {zp.get('band', '')} [mag]", ylabel="instrumental [mag]",
-           title="instrumental vs reference")
+    ax.set(
+        xlabel=f"reference {zp.get('band', '')} [mag]", ylabel="instrumental [mag]", title="instrumental vs reference"
+    )
     ax.invert_xaxis(), ax.invert_yaxis(), ax.legend(fontsize=8)
 
     # residual axes are scaled to the stars used: clipped outliers sit on the edge as triangles
@@ -66,30 +67,49 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
         ax.plot(cgrid, ct * cgrid, "r-", label=f"colour term {ct:.3f}")
         ax.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, "no colour in the catalogue:\nclipped median", ha="center", va="center",
-                transform=ax.transAxes)
-    ax.set(xlabel=f"colour {zp.get('color') or ''} [mag]", ylabel="ref - inst - zp [mag]",
-           title="residual vs colour")
+        ax.text(
+            0.5, 0.5, "no colour in the catalogue:\nclipped median", ha="center", va="center", transform=ax.transAxes
+        )
+    ax.set(xlabel=f"colour {zp.get('color') or ''} [mag]", ylabel="ref - inst - zp [mag]", title="residual vs colour")
 
     ax = axes[0, 2]
-    q = ax.quiver(x, y, matches["dra_arcsec"].to_numpy(float), matches["ddec_arcsec"].to_numpy(float),
-                  angles="xy", scale_units="xy", scale=1.0 / QUIVER_SCALE_PX_PER_ARCSEC, color="C0", width=0.004)
+    q = ax.quiver(
+        x,
+        y,
+        matches["dra_arcsec"].to_numpy(float),
+        matches["ddec_arcsec"].to_numpy(float),
+        angles="xy",
+        scale_units="xy",
+        scale=1.0 / QUIVER_SCALE_PX_PER_ARCSEC,
+        color="C0",
+        width=0.004,
+    )
     ax.quiverkey(q, 0.75, 0.04, 2.0, '2" (RA, Dec)', labelpos="E", coordinates="axes")
-    ax.set(xlabel="x [px]", ylabel="y [px]", aspect="equal",
-           title=f"astrometric residuals (median {_fmt(zp.get('astro_median_sep_arcsec'))}\")")
+    ax.set(
+        xlabel="x [px]",
+        ylabel="y [px]",
+        aspect="equal",
+        title=f'astrometric residuals (median {_fmt(zp.get("astro_median_sep_arcsec"))}")',
+    )
 
     cx, cy = np.nanmedian(x) if x.size else 0.0, np.nanmedian(y) if y.size else 0.0
-    for ax, coord, label in ((axes[1, 0], x, "x [px]"), (axes[1, 1], y, "y [px]"),
-                             (axes[1, 2], np.hypot(x - cx, y - cy), "radius from the stars' centre [px]")):
+    for ax, coord, label in (
+        (axes[1, 0], x, "x [px]"),
+        (axes[1, 1], y, "y [px]"),
+        (axes[1, 2], np.hypot(x - cx, y - cy), "radius from the stars' centre [px]"),
+    ):
         for sel, kw in styles:
             _clipped_scatter(ax, coord[sel], resid[sel], lo, hi, **kw)
         ax.axhline(0.0, color="r")
         ax.set(xlabel=label, ylabel="photometric residual [mag]", ylim=(lo, hi))
     axes[1, 0].set_title("residual vs position")
 
-    fig.suptitle(f"frame {zp.get('frame_id')} vs {zp.get('refcat')}: {zp.get('zp_status')} zp {_fmt(zp.get('zp'))} "
-                 f"+- {_fmt(zp.get('zp_err'))}, scatter {_fmt(zp.get('zp_scatter'))}, n {zp.get('zp_n')}"
-                 + (f"\n{zp['zp_reason']}" if zp.get("zp_reason") else ""), fontsize=11)
+    fig.suptitle(
+        f"frame {zp.get('frame_id')} vs {zp.get('refcat')}: {zp.get('zp_status')} zp {_fmt(zp.get('zp'))} "
+        f"+- {_fmt(zp.get('zp_err'))}, scatter {_fmt(zp.get('zp_scatter'))}, n {zp.get('zp_n')}"
+        + (f"\n{zp['zp_reason']}" if zp.get("zp_reason") else ""),
+        fontsize=11,
+    )
     path = Path(path)
     fig.savefig(path, dpi=80)
     plt.close(fig)

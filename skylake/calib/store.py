@@ -15,7 +15,6 @@ only records their files.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -23,15 +22,15 @@ import pyarrow.compute as pc
 
 from skylake.lake import Lake, counts
 from skylake.lake.nights import night_filter
-from skylake.lake.transaction import Transaction
 from skylake.lake.tables import EXTINCTION, MATCHES, ZEROPOINTS
+from skylake.lake.transaction import Transaction
 
-__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "rows_of",
-           "rewrite_on_workers"]
+__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "rows_of", "rewrite_on_workers"]
 
 
-def read_table(lake: Lake, table: str, columns: list[str] | None = None, refcat: str | None = None,
-               frame_ids=None, nights=None) -> pd.DataFrame:
+def read_table(
+    lake: Lake, table: str, columns: list[str] | None = None, refcat: str | None = None, frame_ids=None, nights=None
+) -> pd.DataFrame:
     """Rows of a calibration table (``night`` from the partition), optionally of one refcat, some frames
     and some ``nights`` (only their partitions are read: the cost of a batch, not of the archive)."""
     flt = None
@@ -53,13 +52,15 @@ def rows_of(table: pa.Table, refcat: str, frame_ids=None, keys=None) -> np.ndarr
     return mask
 
 
-def rewrite_on_workers(tx: Transaction, runner, table: str, refcat: str, frame_ids: set,
-                       nights: set[str] | None = None) -> int:
-    """``Table.remove_where`` (:mod:`skylake.lake.tables`) for the rows of ``refcat`` and ``frame_ids`` (:func:`rows_of`), the files read
-    and rewritten by tasks on ``runner``'s workers (:func:`rewrite_files`): what ``--redo`` does to the
-    matches of its nights, so their rows never pass through the driver. The files staged and removed are
-    those :meth:`Transaction.rewrite_without` would stage and remove. Only for a table whose rows the
-    running counts do not keep (they would need the rows dropped). Returns the rows dropped."""
+def rewrite_on_workers(
+    tx: Transaction, runner, table: str, refcat: str, frame_ids: set, nights: set[str] | None = None
+) -> int:
+    """``Table.remove_where`` (:mod:`skylake.lake.tables`) for the rows of ``refcat`` and ``frame_ids``
+    (:func:`rows_of`), the files read and rewritten by tasks on ``runner``'s workers (:func:`rewrite_files`).
+
+    What ``--redo`` does to the matches of its nights, so their rows never pass through the driver. The files
+    staged and removed are those :meth:`Transaction.rewrite_without` would stage and remove. Only for a table
+    whose rows the running counts do not keep (they would need the rows dropped). Returns the rows dropped."""
     if table in counts.KEEP:
         raise ValueError(f"{table}: its dropped rows are counted; rewrite it with tables.get(table).remove_where")
     rels = list(enumerate(sorted(tx.lake.live_files(table, nights))))
@@ -68,8 +69,17 @@ def rewrite_on_workers(tx: Transaction, runner, table: str, refcat: str, frame_i
     n = max(1, min(runner.workers(), len(rels)))
     items = [rels[k::n] for k in range(n)]
     actions = []
-    for done in runner.map(rewrite_files, items, window=n, priority=10, lake_root=tx.lake.store.location,
-                           batch_id=tx.batch_id, table=table, refcat=refcat, frame_ids=sorted(frame_ids)):
+    for done in runner.map(
+        rewrite_files,
+        items,
+        window=n,
+        priority=10,
+        lake_root=tx.lake.store.location,
+        batch_id=tx.batch_id,
+        table=table,
+        refcat=refcat,
+        frame_ids=sorted(frame_ids),
+    ):
         actions += done
     dropped = 0
     for _, kind, rel, rows, nbytes in sorted(actions):  # in file order, as rewrite_without records them
@@ -83,17 +93,17 @@ def rewrite_on_workers(tx: Transaction, runner, table: str, refcat: str, frame_i
     return dropped
 
 
-def rewrite_files(item: list[tuple[int, str]], lake_root: str, batch_id: str, table: str, refcat: str,
-                  frame_ids: list[int]) -> list[tuple[int, str, str, int, int]]:
+def rewrite_files(
+    item: list[tuple[int, str]], lake_root: str, batch_id: str, table: str, refcat: str, frame_ids: list[int]
+) -> list[tuple[int, str, str, int, int]]:
     """A task: each file ``(k, rel)`` of ``table`` holding rows of ``refcat`` and ``frame_ids`` is read, and
     its other rows (if any) are staged beside it in batch ``batch_id`` as ``<batch>-rewrite<k>.parquet``.
     Returns the file actions ``(k, "remove", rel, rows, 0)`` and ``(k, "stage", rel, rows, bytes)``.
     Re-running it (a worker died) rewrites the same files."""
     import pyarrow.parquet as pq
 
-    from skylake.lake.log import rewritten_rel
+    from skylake.lake.log import rewritten_rel, staging_path
     from skylake.lake.parquet import parquet_bytes
-    from skylake.lake.log import staging_path
     from skylake.lake.storage import Storage
     from skylake.schema import table_schema
 

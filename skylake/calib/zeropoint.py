@@ -50,22 +50,42 @@ def select_stars(pairs: pd.DataFrame, cal: Calibration, saturation: np.ndarray) 
     """
     n = len(pairs)
     reason = np.full(n, "", dtype=object)
-    col = {c: pairs[c].to_numpy(dtype=float) for c in ("flux_max", "bkg", "flags", "edge_dist", "inst_mag_err",
-                                                      "ref_mag", "flags_ref", "neighbour_mag", "n_competing")}
+    col = {
+        c: pairs[c].to_numpy(dtype=float)
+        for c in (
+            "flux_max",
+            "bkg",
+            "flags",
+            "edge_dist",
+            "inst_mag_err",
+            "ref_mag",
+            "flags_ref",
+            "neighbour_mag",
+            "n_competing",
+        )
+    }
     flags = np.nan_to_num(col["flags"]).astype(np.int64)
     ref_flags = np.nan_to_num(col["flags_ref"]).astype(np.int64)
     bright, faint = cal.mag_limits
     with np.errstate(invalid="ignore"):
         tests = (
             # flagged at extraction (a raw pixel at the saturation level), or near it: non-linear
-            ("saturated", ((flags & SATURATED) != 0)
-             | (col["flux_max"] + col["bkg"] >= cal.saturation_fraction * np.asarray(saturation, float))),
+            (
+                "saturated",
+                ((flags & SATURATED) != 0)
+                | (col["flux_max"] + col["bkg"] >= cal.saturation_fraction * np.asarray(saturation, float)),
+            ),
             ("flagged", (flags & cal.flags_mask) != 0),
             ("edge", ~(col["edge_dist"] >= cal.edge_distance_px)),
             # a deblended detection, a 2nd catalogue star bright enough to bias it, or 2+ sources
             # of the frame closest to the same star
-            ("blended", ((flags & cal.blend_flags) != 0) | (col["neighbour_mag"] < col["ref_mag"] + cal.blend_delta_mag)
-             | (col["n_competing"] > 0) | ((ref_flags & flag_bits()["NEIGHBOUR"]) != 0)),
+            (
+                "blended",
+                ((flags & cal.blend_flags) != 0)
+                | (col["neighbour_mag"] < col["ref_mag"] + cal.blend_delta_mag)
+                | (col["n_competing"] > 0)
+                | ((ref_flags & flag_bits()["NEIGHBOUR"]) != 0),
+            ),
             ("too_bright", col["ref_mag"] < bright),
             ("too_faint", ~(col["ref_mag"] <= faint) | ~(col["inst_mag_err"] <= cal.max_inst_mag_err)),
             ("ref_flagged", (ref_flags & cal.ref_flags_mask) != 0),
@@ -187,8 +207,18 @@ def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_colo
     usable = (reject == "") & np.isfinite(dm)
     lo, hi = cal.color_range
     in_range = np.isfinite(color) & (color >= lo) & (color <= hi)
-    out = {"zp_n_matched": len(pairs), "color": "", "zp_method": "none", "zp_fit": np.nan, "zp_err": np.nan,
-           "zp_scatter": np.nan, "zp_n": 0, "color_term": np.nan, "zp_variation": np.nan, "zp_reason": ""}
+    out = {
+        "zp_n_matched": len(pairs),
+        "color": "",
+        "zp_method": "none",
+        "zp_fit": np.nan,
+        "zp_err": np.nan,
+        "zp_scatter": np.nan,
+        "zp_n": 0,
+        "color_term": np.nan,
+        "zp_variation": np.nan,
+        "zp_reason": "",
+    }
     if use_color and np.count_nonzero(usable & in_range) >= cal.min_stars:
         reject[usable & ~np.isfinite(color)] = "no_color"
         reject[usable & np.isfinite(color) & ~in_range] = "color_range"
@@ -204,34 +234,52 @@ def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_colo
     out.update(zp_fit=fit.zp, zp_err=fit.zp_err, zp_scatter=fit.scatter, zp_n=n)
     if n >= 4:
         resid = dm[fit.keep] - fit.zp - colour_offset(color[fit.keep], fit.color_term)
-        var, var_err = plane_variation(resid, pairs["x"].to_numpy(float)[fit.keep],
-                                       pairs["y"].to_numpy(float)[fit.keep], frame["nx"], frame["ny"])
+        var, var_err = plane_variation(
+            resid, pairs["x"].to_numpy(float)[fit.keep], pairs["y"].to_numpy(float)[fit.keep], frame["nx"], frame["ny"]
+        )
         out["zp_variation"] = var
     else:
         var, var_err = np.nan, np.nan
     if len(pairs) == 0:
-        status, why = ZpStatus.NO_REFERENCE_OVERLAP, (
-            f"no source within {cal.match_radius_arcsec:g} arcsec of a reference star "
-            "(no catalogue coverage, a wrong WCS, or nothing detected)")
+        status, why = (
+            ZpStatus.NO_REFERENCE_OVERLAP,
+            (
+                f"no source within {cal.match_radius_arcsec:g} arcsec of a reference star "
+                "(no catalogue coverage, a wrong WCS, or nothing detected)"
+            ),
+        )
     elif n < cal.min_stars:
         counts = pd.Series(reject[reject != ""]).value_counts()
         cut = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
-        status, why = ZpStatus.TOO_FEW_STARS, (
-            f"{n} usable stars < min_stars {cal.min_stars} ({len(pairs)} matched; cut: {cut})")
+        status, why = (
+            ZpStatus.TOO_FEW_STARS,
+            (f"{n} usable stars < min_stars {cal.min_stars} ({len(pairs)} matched; cut: {cut})"),
+        )
     elif not fit.scatter <= cal.max_scatter:
-        status, why = ZpStatus.HIGH_SCATTER, (f"scatter {fit.scatter:.3f} mag > max_scatter {cal.max_scatter:g} "
-                                              f"(patchy cloud or bad photometry; fit gave zp {fit.zp:.3f})")
+        status, why = (
+            ZpStatus.HIGH_SCATTER,
+            (
+                f"scatter {fit.scatter:.3f} mag > max_scatter {cal.max_scatter:g} "
+                f"(patchy cloud or bad photometry; fit gave zp {fit.zp:.3f})"
+            ),
+        )
     elif var > cal.max_zp_variation and var > 3 * var_err:
-        status, why = ZpStatus.CLOUDY, (f"zeropoint changes by {var:.3f} mag across the frame > max_zp_variation "
-                                        f"{cal.max_zp_variation:g} (cloud; fit gave zp {fit.zp:.3f})")
+        status, why = (
+            ZpStatus.CLOUDY,
+            (
+                f"zeropoint changes by {var:.3f} mag across the frame > max_zp_variation "
+                f"{cal.max_zp_variation:g} (cloud; fit gave zp {fit.zp:.3f})"
+            ),
+        )
     else:
         status, why = ZpStatus.OK, ""
     out.update(zp_status=status, zp_reason=why)
     return out, reject
 
 
-def frame_zeropoints(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration,
-                     use_color: bool) -> tuple[pd.DataFrame, pd.Series]:
+def frame_zeropoints(
+    pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool
+) -> tuple[pd.DataFrame, pd.Series]:
     """Per-frame zeropoints of ``frames`` (frame_id, nx, ny, saturation) from their one-to-one pairs:
     :func:`fit_frames`, then the frames that fell back to the median brought to colour 0 by the
     batch's fitted colour terms (:func:`colour_correct_medians`).
@@ -240,8 +288,9 @@ def frame_zeropoints(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration
     return colour_correct(table, pairs, rejects, cal, use_color), rejects
 
 
-def fit_frames(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration,
-               use_color: bool) -> tuple[pd.DataFrame, pd.Series]:
+def fit_frames(
+    pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool
+) -> tuple[pd.DataFrame, pd.Series]:
     """The part of :func:`frame_zeropoints` that needs nothing but each frame's own pairs (so frames
     can be fitted in separate tasks): a groupby over frame_id. Frames without pairs get
     ``no_reference_overlap``. Returns (one row per frame indexed by frame_id, each pair's reject reason)."""
@@ -261,8 +310,9 @@ def fit_frames(pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration,
     return table.sort_index(), rejects
 
 
-def colour_correct(table: pd.DataFrame, pairs: pd.DataFrame, rejects: pd.Series, cal: Calibration,
-                   use_color: bool) -> pd.DataFrame:
+def colour_correct(
+    table: pd.DataFrame, pairs: pd.DataFrame, rejects: pd.Series, cal: Calibration, use_color: bool
+) -> pd.DataFrame:
     """:func:`colour_correct_medians` with each frame's median colour of its used pairs (``rejects``
     empty); ``table`` unchanged without a colour fit."""
     if not use_color:
@@ -282,8 +332,11 @@ def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: C
     zeropoint cannot be brought to colour 0 and an ``ok`` frame becomes ``too_few_stars``, saying why.
     """
     table = table.copy()
-    fitted = (table["zp_method"] == "color_fit") & (table["zp_status"] == ZpStatus.OK) & np.isfinite(
-        table["color_term"].astype(float))
+    fitted = (
+        (table["zp_method"] == "color_fit")
+        & (table["zp_status"] == ZpStatus.OK)
+        & np.isfinite(table["color_term"].astype(float))
+    )
     fallback = table["zp_method"] == "median"
     if not fallback.any():
         return table
@@ -299,7 +352,9 @@ def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: C
     table.loc[bad, "zp_reason"] = [
         f"fewer than min_stars {cal.min_stars} stars with a colour in color_range [{lo:g}, {hi:g}], and no "
         f"colour-fit frame in this run to take a colour term from: the median {z:.3f} is the zeropoint at "
-        f"colour {cc:.2f}, not at colour 0" for z, cc in zip(table.loc[bad, "zp_fit"], c[bad[fallback].to_numpy()])]
+        f"colour {cc:.2f}, not at colour 0"
+        for z, cc in zip(table.loc[bad, "zp_fit"], c[bad[fallback].to_numpy()])
+    ]
     return table
 
 
@@ -333,13 +388,16 @@ def _support(airmass: np.ndarray, keep: np.ndarray, cal: Calibration) -> tuple[s
         return ExtStatus.TOO_FEW_FRAMES, f"{n} frames < min_extinction_frames {cal.min_extinction_frames}"
     span = float(np.ptp(airmass[keep]))
     if span < cal.min_airmass_range:
-        return (ExtStatus.SMALL_AIRMASS_RANGE,
-                f"airmass range {span:.3f} < min_airmass_range {cal.min_airmass_range:g}")
+        return (
+            ExtStatus.SMALL_AIRMASS_RANGE,
+            f"airmass range {span:.3f} < min_airmass_range {cal.min_airmass_range:g}",
+        )
     return "", ""
 
 
-def _level(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: Calibration, status: str,
-           reason: str) -> Extinction:
+def _level(
+    zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: Calibration, status: str, reason: str
+) -> Extinction:
     """No extinction term: zp_airmass0 is the clipped median zeropoint of the frames ``keep``, without
     those more than ``max_zp_drop`` below it (cloud)."""
     level = np.where(keep, zp, np.nan)
@@ -348,9 +406,18 @@ def _level(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: Calibrati
     if drop.any():
         fit = clipped_median(np.where(drop, np.nan, level), cal.clip_sigma)
     used = keep & fit.keep
-    return Extinction(np.nan, np.nan, fit.zp, fit.scatter, int(used.sum()),
-                      float(np.min(airmass[used])) if used.any() else np.nan,
-                      float(np.max(airmass[used])) if used.any() else np.nan, status, reason, used)
+    return Extinction(
+        np.nan,
+        np.nan,
+        fit.zp,
+        fit.scatter,
+        int(used.sum()),
+        float(np.min(airmass[used])) if used.any() else np.nan,
+        float(np.max(airmass[used])) if used.any() else np.nan,
+        status,
+        reason,
+        used,
+    )
 
 
 def below_clear_sky(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: Calibration) -> np.ndarray:
@@ -399,13 +466,29 @@ def fit_extinction(zp: np.ndarray, airmass: np.ndarray, cal: Calibration) -> Ext
     n = int(keep.sum())
     lo, hi = K_EXT_PLAUSIBLE
     if not lo <= -b <= hi:
-        return _level(zp, airmass, keep, cal, ExtStatus.IMPLAUSIBLE_K,
-                      f"fitted k_ext {-b:.3f} mag/airmass is outside the plausible [{lo:g}, {hi:g}] "
-                      "(cloud changing with airmass, or wrong airmasses)")
+        return _level(
+            zp,
+            airmass,
+            keep,
+            cal,
+            ExtStatus.IMPLAUSIBLE_K,
+            f"fitted k_ext {-b:.3f} mag/airmass is outside the plausible [{lo:g}, {hi:g}] "
+            "(cloud changing with airmass, or wrong airmasses)",
+        )
     sxx = float(np.sum((airmass[keep] - airmass[keep].mean()) ** 2))
     k_err = float(np.sqrt(np.sum(resid**2) / (n - 2) / sxx)) if n > 2 and sxx > 0 else float("nan")
-    return Extinction(-b, k_err, a, float(mad_std(resid)), n, float(airmass[keep].min()),
-                      float(airmass[keep].max()), ExtStatus.OK, "", keep)
+    return Extinction(
+        -b,
+        k_err,
+        a,
+        float(mad_std(resid)),
+        n,
+        float(airmass[keep].min()),
+        float(airmass[keep].max()),
+        ExtStatus.OK,
+        "",
+        keep,
+    )
 
 
 def mark_cloudy(zp: np.ndarray, airmass: np.ndarray, ext: Extinction, cal: Calibration) -> np.ndarray:

@@ -7,8 +7,15 @@ Postgres through ``--db URL`` or ``SKYLAKE_DB_URL``) and refreshed incrementally
 
 from skylake.errors import DbError
 
-_EXPORTS = {"refresh": "mirror", "RefreshReport": "mirror", "connect": "connect", "db_url": "connect",
-            "mask_url": "connect", "metadata": "models", "table": "models"}
+_EXPORTS = {
+    "refresh": "mirror",
+    "RefreshReport": "mirror",
+    "connect": "connect",
+    "db_url": "connect",
+    "mask_url": "connect",
+    "metadata": "models",
+    "table": "models",
+}
 __all__ = [*_EXPORTS, "DbError"]
 
 

@@ -59,8 +59,10 @@ def parse_url(url: str) -> sa.URL:
         return sa.make_url(url)
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DbUrlError(f"{redact(url)!r} is not a database URL ({redact(reason)}); expected e.g. "
-                         "postgresql+psycopg://user@host/db or sqlite:///path/summary.sqlite") from None
+        raise DbUrlError(
+            f"{redact(url)!r} is not a database URL ({redact(reason)}); expected e.g. "
+            "postgresql+psycopg://user@host/db or sqlite:///path/summary.sqlite"
+        ) from None
 
 
 _ENGINES: dict[str, sa.Engine] = {}
@@ -79,6 +81,7 @@ def connect(url: str) -> sa.Engine:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DbUrlError(f"cannot use database URL {mask_url(url)}: {mask(reason, url)}") from None
     if engine.dialect.name == "sqlite":
+
         @event.listens_for(engine, "connect")
         def _no_implicit_transactions(dbapi_connection, record):
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
@@ -86,5 +89,6 @@ def connect(url: str) -> sa.Engine:
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     _ENGINES[url] = engine
     return engine

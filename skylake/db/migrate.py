@@ -41,8 +41,10 @@ def statements(sql: str) -> list[str]:
 
 def migrate(conn: sa.Connection) -> list[int]:
     """Apply the migrations ``conn``'s database lacks, inside its open transaction. Returns them."""
-    conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-                         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
     done = {row[0] for row in conn.exec_driver_sql(f"SELECT version FROM {MIGRATIONS_TABLE}")}
     applied = []
     for version, path in migration_files():
@@ -50,7 +52,9 @@ def migrate(conn: sa.Connection) -> list[int]:
             continue
         for statement in statements(path.read_text()):
             conn.exec_driver_sql(statement)
-        conn.execute(sa.text(f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at) VALUES (:v, :n, :t)"),
-                     {"v": version, "n": path.name, "t": dt.datetime.now(dt.timezone.utc).isoformat()})
+        conn.execute(
+            sa.text(f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at) VALUES (:v, :n, :t)"),
+            {"v": version, "n": path.name, "t": dt.datetime.now(dt.timezone.utc).isoformat()},
+        )
         applied.append(version)
     return applied

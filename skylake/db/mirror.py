@@ -36,18 +36,16 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from skylake.db.connect import DbError, connect, db_url, mask, mask_url
-from skylake.db.migrate import migrate
 from skylake import trends
 from skylake.calib.model import ExtStatus, LatestPolicy, latest_calibration
 from skylake.db import products
+from skylake.db.connect import DbError, connect, db_url, mask, mask_url
+from skylake.db.migrate import migrate
 from skylake.db.models import table
 from skylake.errors import ForeignLakeError, LakeError
-from skylake.lake import Lake
+from skylake.lake import Lake, tables
 from skylake.lake.hats_meta import pixel_dir
-from skylake.lake.nights import UNKNOWN_NIGHT
-from skylake.lake import tables
-from skylake.lake.nights import night_dir
+from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
 from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.robust import MAD_TO_SIGMA
@@ -60,8 +58,19 @@ NIGHT_TABLES = (FRAMES, ZEROPOINTS, EXTINCTION)
 #: pg_advisory_xact_lock key of refreshes ("skylake" in ASCII).
 ADVISORY_LOCK_KEY = 0x736B796C616B65
 #: Columns night_summary reads.
-NIGHT_FRAME_COLUMNS = ["frame_id", "night", "instrument", "filter", "status", "n_sources", "mjd", "bkg_median",
-                       "fwhm_median", "n_streaks", "cloud_fraction"]
+NIGHT_FRAME_COLUMNS = [
+    "frame_id",
+    "night",
+    "instrument",
+    "filter",
+    "status",
+    "n_sources",
+    "mjd",
+    "bkg_median",
+    "fwhm_median",
+    "n_streaks",
+    "cloud_fraction",
+]
 
 
 @dataclass
@@ -83,9 +92,11 @@ class RefreshReport:
             made = ", ".join(f"{n} {t}" for t, n in self.rows.items() if n)
             return f"{self.db}: up to date at lake version {self.to_version}" + (f" (mirrored {made})" if made else "")
         rows = ", ".join(f"{n} {t}" for t, n in self.rows.items())
-        return (f"{self.db}: mirrored lake versions {self.from_version + 1}..{self.to_version}, "
-                f"{len(self.nights_recomputed)} nights, {len(self.partitions_recomputed)} objects partitions and "
-                f"{self.objects_mirrored} changed objects recomputed ({rows}) in {self.seconds:.1f} s")
+        return (
+            f"{self.db}: mirrored lake versions {self.from_version + 1}..{self.to_version}, "
+            f"{len(self.nights_recomputed)} nights, {len(self.partitions_recomputed)} objects partitions and "
+            f"{self.objects_mirrored} changed objects recomputed ({rows}) in {self.seconds:.1f} s"
+        )
 
 
 def first_line(exc: BaseException, url: str) -> str:
@@ -211,15 +222,26 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
             zp1 = trends.airmass_corrected(zp, airmass, k_ext)
             fraction = trends.photometric_fraction(zp1, n_ok)
             rec = {
-                "night": dt.date.fromisoformat(night), "instrument": instrument, "filter": filt,
-                "n_frames": len(idx), "n_ok": n_ok, "n_rejected": int(np.sum(st == "rejected")),
+                "night": dt.date.fromisoformat(night),
+                "instrument": instrument,
+                "filter": filt,
+                "n_frames": len(idx),
+                "n_ok": n_ok,
+                "n_rejected": int(np.sum(st == "rejected")),
                 "n_quality": int(np.sum((st != "ok") & (st != "rejected"))),
                 "n_sources": int(np.sum(col["n_sources"][idx])),
-                "mjd_first": _num(np.nanmin(mjd[idx])), "mjd_last": _num(np.nanmax(mjd[idx])),
-                "bkg_median": _num(np.nanmedian(bkg[idx])), "fwhm_median": _num(np.nanmedian(fwhm[idx])),
-                "n_calibrated": len(zp), "zp_median": None, "zp_scatter": None, "zp_max": None,
-                "photometric_fraction": fraction, "refreshed_at": now,
-                "k_ext": float(k_ext), "zp_airmass1_max": trends.night_envelope(zp1),
+                "mjd_first": _num(np.nanmin(mjd[idx])),
+                "mjd_last": _num(np.nanmax(mjd[idx])),
+                "bkg_median": _num(np.nanmedian(bkg[idx])),
+                "fwhm_median": _num(np.nanmedian(fwhm[idx])),
+                "n_calibrated": len(zp),
+                "zp_median": None,
+                "zp_scatter": None,
+                "zp_max": None,
+                "photometric_fraction": fraction,
+                "refreshed_at": now,
+                "k_ext": float(k_ext),
+                "zp_airmass1_max": trends.night_envelope(zp1),
                 "color_term_median": _num(np.nanmedian(color_term)) if len(zp) else None,
                 "photometric": trends.is_photometric(fraction, len(zp)),
                 "n_streak_frames": int(np.sum(np.nan_to_num(np.asarray(col["n_streaks"][idx], dtype=float)) > 0)),
@@ -227,8 +249,11 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
             }
             if len(zp):
                 med = float(np.median(zp))
-                rec.update(zp_median=med, zp_scatter=float(MAD_TO_SIGMA * np.median(np.abs(zp - med))),
-                           zp_max=float(np.percentile(zp, trends.ENVELOPE_PERCENTILE)))
+                rec.update(
+                    zp_median=med,
+                    zp_scatter=float(MAD_TO_SIGMA * np.median(np.abs(zp - med))),
+                    zp_max=float(np.percentile(zp, trends.ENVELOPE_PERCENTILE)),
+                )
             rows.append(rec)
     return rows
 
@@ -245,14 +270,22 @@ def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None =
     files = []
     for night in sorted(nights, key=lambda n: n or ""):
         part = f"{name}/{night_dir(night)}"
-        files += [lake.store.full(f"{part}/{f}") for f in lake.store.listdir(part)
-                  if f.endswith(".parquet") and not f.startswith(".")]
+        files += [
+            lake.store.full(f"{part}/{f}")
+            for f in lake.store.listdir(part)
+            if f.endswith(".parquet") and not f.startswith(".")
+        ]
     if not files:
         return schema.empty_table().select(cols)
     partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
-    dataset = pads.dataset(files, format="parquet", schema=schema, partitioning=partitioning,
-                           partition_base_dir=lake.store.full(name),
-                           filesystem=lake.store.arrow_fs)
+    dataset = pads.dataset(
+        files,
+        format="parquet",
+        schema=schema,
+        partitioning=partitioning,
+        partition_base_dir=lake.store.full(name),
+        filesystem=lake.store.arrow_fs,
+    )
     return dataset.to_table(columns=cols)
 
 
@@ -289,7 +322,7 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
     columns = [c.name for c in t.columns if c.name not in ("norder", "npix")]
     ids = changes.column("object_id").to_numpy()
     for i in range(0, len(ids), 1000):  # bound the IN list
-        conn.execute(t.delete().where(t.c.object_id.in_(ids[i:i + 1000].tolist())))
+        conn.execute(t.delete().where(t.c.object_id.in_(ids[i : i + 1000].tolist())))
     rows = []
     fs = lake.store.arrow_fs
     for order, pixel in sorted(partitions):
@@ -317,13 +350,16 @@ def _replace_maps(conn, lake: Lake, index_files: list[str]) -> int:
     if not index_files:
         return 0
     t = table(MAPS)
-    data = pads.dataset([lake.path(f"{MAPS}/{f}") for f in index_files], format="parquet",
-                        schema=table_schema(INDEX_SCHEMA),
-                        filesystem=lake.store.arrow_fs).to_table()
+    data = pads.dataset(
+        [lake.path(f"{MAPS}/{f}") for f in index_files],
+        format="parquet",
+        schema=table_schema(INDEX_SCHEMA),
+        filesystem=lake.store.arrow_fs,
+    ).to_table()
     rows = _sql_rows(data, [c.name for c in t.columns])
     ids = sorted({r["map_id"] for r in rows})
     for i in range(0, len(ids), 1000):  # bound the IN list
-        conn.execute(t.delete().where(t.c.map_id.in_(ids[i:i + 1000])))
+        conn.execute(t.delete().where(t.c.map_id.in_(ids[i : i + 1000])))
     latest = {r["map_id"]: r for r in sorted(rows, key=lambda r: r["created_at"])}  # a map made twice: the last
     if latest:
         conn.execute(t.insert(), list(latest.values()))
@@ -334,10 +370,18 @@ def _batch_rows(entries) -> list[dict]:
     rows = []
     for e in entries:
         nights = sorted(n or "" for n in _nights_of([e]))
-        rows.append({"version": e.version, "batch_id": e.batch_id, "operation": e.operation,
-                     "committed_at": dt.datetime.fromisoformat(e.committed_at),
-                     "files_added": len(e.adds), "files_removed": len(e.removes),
-                     "rows_added": sum(a.rows for a in e.adds), "nights": ",".join(nights)})
+        rows.append(
+            {
+                "version": e.version,
+                "batch_id": e.batch_id,
+                "operation": e.operation,
+                "committed_at": dt.datetime.fromisoformat(e.committed_at),
+                "files_added": len(e.adds),
+                "files_removed": len(e.removes),
+                "rows_added": sum(a.rows for a in e.adds),
+                "nights": ",".join(nights),
+            }
+        )
     return rows
 
 
@@ -358,24 +402,38 @@ def _all_pairs(conn) -> set[tuple[str, str]]:
 def _refit_trends(conn, pairs) -> int:
     """Refit the trend model of each (instrument, filter) in ``pairs`` from the mirrored nights."""
     nights, model, ev = table("nights"), table("trend_model"), table("maintenance_events")
-    all_events = [trends.Event(*r) for r in conn.execute(sa.select(ev.c.instrument, ev.c.event_date, ev.c.kind,
-                                                                   ev.c.note))]
+    all_events = [
+        trends.Event(*r) for r in conn.execute(sa.select(ev.c.instrument, ev.c.event_date, ev.c.kind, ev.c.note))
+    ]
     now = dt.datetime.now(dt.timezone.utc)
     written = 0
     for instrument, filt in sorted(pairs):
         conn.execute(model.delete().where((model.c.instrument == instrument) & (model.c.filter == filt)))
-        rows = conn.execute(sa.select((nights.c.mjd_first + nights.c.mjd_last) / 2, nights.c.zp_airmass1_max,
-                                      nights.c.color_term_median, nights.c.photometric)
-                            .where((nights.c.instrument == instrument) & (nights.c.filter == filt))).all()
+        rows = conn.execute(
+            sa.select(
+                (nights.c.mjd_first + nights.c.mjd_last) / 2,
+                nights.c.zp_airmass1_max,
+                nights.c.color_term_median,
+                nights.c.photometric,
+            ).where((nights.c.instrument == instrument) & (nights.c.filter == filt))
+        ).all()
         if not rows:
             continue
         mjd, env, ct, phot = (np.array([r[i] for r in rows], dtype=float if i < 3 else bool) for i in range(4))
-        segments = trends.fit_segments(mjd, env, ct, phot,
-                                       [e for e in all_events if e.instrument in ("", instrument)])
+        segments = trends.fit_segments(mjd, env, ct, phot, [e for e in all_events if e.instrument in ("", instrument)])
         if segments:
-            conn.execute(model.insert(), [{"instrument": instrument, "filter": filt, "refreshed_at": now,
-                                           **{k: _num(v) if isinstance(v, float) else v for k, v in seg.items()}}
-                                          for seg in segments])
+            conn.execute(
+                model.insert(),
+                [
+                    {
+                        "instrument": instrument,
+                        "filter": filt,
+                        "refreshed_at": now,
+                        **{k: _num(v) if isinstance(v, float) else v for k, v in seg.items()},
+                    }
+                    for seg in segments
+                ],
+            )
             written += len(segments)
     return written
 
@@ -384,14 +442,16 @@ def _watermark(conn, lake: Lake, db: str, full: bool) -> int:
     """The lake version the database has mirrored (0: none); refuses a database of another lake (unless
     ``full``), and lets this lake claim one made before lake ids."""
     state = table("refresh_state")
-    row = conn.execute(sa.select(state.c.lake_version, state.c.lake_id, state.c.lake_url)
-                       .where(state.c.id == 1)).first()
+    row = conn.execute(
+        sa.select(state.c.lake_version, state.c.lake_id, state.c.lake_url).where(state.c.id == 1)
+    ).first()
     lake_id = lake.lake_id
     if row and row.lake_id and lake_id and row.lake_id != lake_id and not full:
         raise ForeignLakeError(
             f"{db} mirrors another lake ({row.lake_url}, lake id {row.lake_id}), not {lake.url} "
             f"(lake id {lake_id}); give this lake its own database with --db, or rebuild this one "
-            "for it with `skylake refresh --full`")
+            "for it with `skylake refresh --full`"
+        )
     if row and lake_id and not row.lake_id:  # a database from before lake ids: this lake claims it
         conn.execute(state.update().where(state.c.id == 1).values(lake_id=lake_id, lake_url=lake.url))
     return (row.lake_version if row else 0) or 0
@@ -447,8 +507,10 @@ def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, eve
             product_tables, created = products.ensure(conn, drop=full)
             published = lake.log.published_version()
             if published < watermark:
-                raise DbError(f"{report.db} has mirrored lake version {watermark} but {lake.url} is at version "
-                              f"{published}: is this database another lake's? (refresh --full rebuilds it)")
+                raise DbError(
+                    f"{report.db} has mirrored lake version {watermark} but {lake.url} is at version "
+                    f"{published}: is this database another lake's? (refresh --full rebuilds it)"
+                )
             report.from_version, report.to_version = watermark, published
             if published == watermark and events is None and not created:
                 return report
@@ -481,16 +543,28 @@ def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, eve
             report.rows["ingest_batches"] = len(entries)
             state = table("refresh_state")
             conn.execute(state.delete())
-            conn.execute(state.insert(), [{"id": 1, "lake_version": published, "nights_recomputed": len(nights),
-                                           "partitions_recomputed": len(partitions),
-                                           "maps_mirrored": report.rows[MAPS],
-                                           "refreshed_at": dt.datetime.now(dt.timezone.utc),
-                                           "lake_id": lake_id, "lake_url": lake.url}])
+            conn.execute(
+                state.insert(),
+                [
+                    {
+                        "id": 1,
+                        "lake_version": published,
+                        "nights_recomputed": len(nights),
+                        "partitions_recomputed": len(partitions),
+                        "maps_mirrored": report.rows[MAPS],
+                        "refreshed_at": dt.datetime.now(dt.timezone.utc),
+                        "lake_id": lake_id,
+                        "lake_url": lake.url,
+                    }
+                ],
+            )
             if hook:
                 hook("before_commit", conn)
     except sa.exc.SQLAlchemyError as exc:
-        raise DbError(f"refresh of {report.db} failed, nothing was written (the lake is untouched; the next refresh "
-                      f"catches up): {first_line(exc, url)}") from None
+        raise DbError(
+            f"refresh of {report.db} failed, nothing was written (the lake is untouched; the next refresh "
+            f"catches up): {first_line(exc, url)}"
+        ) from None
     report.seconds = time.monotonic() - t0
     log.info("%s", report)
     return report

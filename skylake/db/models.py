@@ -62,14 +62,18 @@ def _columns(name: str, doc: dict) -> list[tuple[str, str, str]]:
             lake = table_schema(item["from"])
             for col in item["names"]:
                 if col not in lake.names:
-                    raise ValueError(f"schemas/summary.yaml: {name}.{col} is not a column of schemas/{item['from']}.yaml")
+                    raise ValueError(
+                        f"schemas/summary.yaml: {name}.{col} is not a column of schemas/{item['from']}.yaml"
+                    )
                 field = lake.field(col)
                 desc = (field.metadata or {}).get(b"description", b"").decode()
                 out.append((col, sql_type_name(field.type), desc))
         else:
             if item["type"] not in SQL_TYPES:
-                raise ValueError(f"schemas/summary.yaml: {name}.{item['name']} has unknown type {item['type']!r}; "
-                                 f"known: {sorted(SQL_TYPES)}")
+                raise ValueError(
+                    f"schemas/summary.yaml: {name}.{item['name']} has unknown type {item['type']!r}; "
+                    f"known: {sorted(SQL_TYPES)}"
+                )
             out.append((item["name"], item["type"], item.get("description", "")))
     return out
 
@@ -80,9 +84,17 @@ def metadata() -> sa.MetaData:
     meta = sa.MetaData()
     for name, doc in spec()["tables"].items():
         pk = doc["primary_key"]
-        cols = [sa.Column(col, SQL_TYPES[typ](), primary_key=col in pk, nullable=col not in pk, autoincrement=False,
-                          comment=desc or None)
-                for col, typ, desc in _columns(name, doc)]
+        cols = [
+            sa.Column(
+                col,
+                SQL_TYPES[typ](),
+                primary_key=col in pk,
+                nullable=col not in pk,
+                autoincrement=False,
+                comment=desc or None,
+            )
+            for col, typ, desc in _columns(name, doc)
+        ]
         t = sa.Table(name, meta, *cols, comment=doc.get("description"))
         for i, index_cols in enumerate(doc.get("indexes", [])):
             sa.Index(f"ix_{name}_{'_'.join(index_cols)}", *[t.c[c] for c in index_cols])

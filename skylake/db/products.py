@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from skylake.db.models import SQL_TYPES, sql_type_name
 from skylake.lake.nights import UNKNOWN_NIGHT, night_of
-from skylake.lake.tables import mirrored_products, Table
+from skylake.lake.tables import Table, mirrored_products
 
 
 def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:

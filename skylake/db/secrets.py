@@ -55,7 +55,7 @@ def secrets_of_url(url: str) -> set[str]:
             found.add(raw)
     m = _USERINFO.search(str(url))  # also in strings urlsplit rejects (a bad port)
     if m:
-        found.add(str(url)[m.end(1):m.end() - 1])
+        found.add(str(url)[m.end(1) : m.end() - 1])
     return {v for s in found for v in (s, unquote(s)) if v}
 
 

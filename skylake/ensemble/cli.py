@@ -24,8 +24,14 @@ def _cmd_ensemble(args) -> int:
             from skylake.runtime import dask_client
 
             client = stack.enter_context(dask_client(args.scheduler, args.workers))
-        reports = ensemble(args.lake, night=args.night, since=since_date(args.since) if args.since else None,
-                           redo=args.redo, client=client, profile=args.pipeline)
+        reports = ensemble(
+            args.lake,
+            night=args.night,
+            since=since_date(args.since) if args.since else None,
+            redo=args.redo,
+            client=client,
+            profile=args.pipeline,
+        )
     for report in reports:
         print(report)
     ok = sum(r.by_status.get("ok", 0) for r in reports)
@@ -44,8 +50,10 @@ def _cmd_plot_noise(args) -> int:
 
     diagram = noise_diagram(args.lake, night=args.night, profile=args.profile, out=args.out)
     print(diagram.summary())
-    print(f"noise diagram of night {diagram.night} ({diagram.profile}, {diagram.frames} frames, "
-          f"{len(diagram.objects)} objects): {diagram.path}")
+    print(
+        f"noise diagram of night {diagram.night} ({diagram.profile}, {diagram.frames} frames, "
+        f"{len(diagram.objects)} objects): {diagram.path}"
+    )
     return EXIT_OK
 
 
@@ -59,37 +67,49 @@ def ensemble_outcome(reports) -> str:
     total = ok + sum(others.values()) + sum(left.values())
     parts = [f"{n} {k}" for k, n in sorted(others.items())] + [f"{n} {k}" for k, n in sorted(left.items())]
     skipped = sum(r.skipped_nights for r in reports)
-    return (f"{ok} of {total} frames solved" + (": " + ", ".join(parts) if parts else "")
-            + (f"; {skipped} nights already solved" if skipped else ""))
+    return (
+        f"{ok} of {total} frames solved"
+        + (": " + ", ".join(parts) if parts else "")
+        + (f"; {skipped} nights already solved" if skipped else "")
+    )
 
 
 def add_commands(subparsers, plots) -> None:
     """Add ``ensemble`` to an argparse subparsers object and ``noise`` to the ``plot`` group's."""
     p = subparsers.add_parser(
-        "ensemble", help="relative calibration and detrending of each night (after calibrate)",  # not a table
+        "ensemble",  # not a table
+        help="relative calibration and detrending of each night (after calibrate)",
         description="For each night and field, solve every frame's relative zeropoint and spatial terms and "
-                    "every star's mean magnitude from all the stars the frames share (weighted, clipped, anchored "
-                    "to the catalogue zeropoints), then detrend each star (EPD, TFA); commit LAKE/ensemble and "
-                    "LAKE/detrend. Light curves (skylake objects build) use them. Nights already solved with the "
-                    "same frames, zeropoints and settings are skipped. Exit codes: 0 all ok, 3 some frames not "
-                    "solved, 4 no frame eligible, 2 usage error.")
+        "every star's mean magnitude from all the stars the frames share (weighted, clipped, anchored "
+        "to the catalogue zeropoints), then detrend each star (EPD, TFA); commit LAKE/ensemble and "
+        "LAKE/detrend. Light curves (skylake objects build) use them. Nights already solved with the "
+        "same frames, zeropoints and settings are skipped. Exit codes: 0 all ok, 3 some frames not "
+        "solved, 4 no frame eligible, 2 usage error.",
+    )
     p.add_argument("lake", help="lake directory")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--night", default=None, metavar="YYYY-MM-DD", help="only this observing night")
-    when.add_argument("--since", default=None, metavar="DATE",
-                      help="only nights from DATE (YYYY-MM-DD, or Nd for N days ago) on")
+    when.add_argument(
+        "--since", default=None, metavar="DATE", help="only nights from DATE (YYYY-MM-DD, or Nd for N days ago) on"
+    )
     p.add_argument("--redo", action="store_true", help="solve again nights already solved")
-    p.add_argument("--pipeline", default=None,
-                   help="profile whose [ensemble] settings to use (default: the profile that ingested each frame)")
+    p.add_argument(
+        "--pipeline",
+        default=None,
+        help="profile whose [ensemble] settings to use (default: the profile that ingested each frame)",
+    )
     p.add_argument("--scheduler", default=None, help="dask scheduler address of an existing cluster")
     p.add_argument("--workers", type=int, default=None, help="start a local cluster of this many workers")
     p.set_defaults(func=_cmd_ensemble)
 
-    q = plots.add_parser("noise", help="the noise diagram of a night (PNG)",
-                         description="Each object's rms in one night against its mean magnitude, for the "
-                                     "per-frame-zeropoint, ensemble and detrended light curves, with the expected "
-                                     "noise (photons, sky, read noise, scintillation) drawn over it. Exit codes: "
-                                     "0 drawn, 4 nothing to draw, 2 usage error.")
+    q = plots.add_parser(
+        "noise",
+        help="the noise diagram of a night (PNG)",
+        description="Each object's rms in one night against its mean magnitude, for the "
+        "per-frame-zeropoint, ensemble and detrended light curves, with the expected "
+        "noise (photons, sky, read noise, scintillation) drawn over it. Exit codes: "
+        "0 drawn, 4 nothing to draw, 2 usage error.",
+    )
     q.add_argument("lake", help="lake directory")
     q.add_argument("--night", default=None, metavar="YYYY-MM-DD", help="the night (default: the latest)")
     q.add_argument("--profile", default=None, help="the camera's profile (default: the one with most frames)")

@@ -56,8 +56,17 @@ def _wlstsq(A: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, fl
     return coef, float(np.sum(w * (y - A @ coef) ** 2))
 
 
-def _fit_protected(A: np.ndarray, y: np.ndarray, err: np.ndarray, t: np.ndarray, window: int, clip: float,
-                   alpha: float, n_iter: int = 4, protect_sigma: float = 4.0) -> tuple[np.ndarray, int]:
+def _fit_protected(
+    A: np.ndarray,
+    y: np.ndarray,
+    err: np.ndarray,
+    t: np.ndarray,
+    window: int,
+    clip: float,
+    alpha: float,
+    n_iter: int = 4,
+    protect_sigma: float = 4.0,
+) -> tuple[np.ndarray, int]:
     """The trend ``A[:, 1:] @ coef[1:]`` of one light curve (column 0 of ``A`` is the constant) and the number of
     terms it used: 0 (no trend) unless an F-test finds the terms significant at level ``alpha`` against the
     constant alone.
@@ -102,8 +111,17 @@ def _fit_protected(A: np.ndarray, y: np.ndarray, err: np.ndarray, t: np.ndarray,
     return A[:, 1:] @ coef[1:], p
 
 
-def epd(mag: np.ndarray, err: np.ndarray, params: np.ndarray, t: np.ndarray, *, min_points: int = 20,
-        window: int = 0, clip: float = 4.0, alpha: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def epd(
+    mag: np.ndarray,
+    err: np.ndarray,
+    params: np.ndarray,
+    t: np.ndarray,
+    *,
+    min_points: int = 20,
+    window: int = 0,
+    clip: float = 4.0,
+    alpha: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray]:
     """EPD trends of each star.
 
     Parameters
@@ -145,8 +163,15 @@ def epd(mag: np.ndarray, err: np.ndarray, params: np.ndarray, t: np.ndarray, *, 
     return out, n_terms
 
 
-def choose_templates(mag: np.ndarray, rms: np.ndarray, *, max_templates: int, min_coverage: float = 0.9,
-                     quiet_factor: float = 1.5, exclude: np.ndarray | None = None) -> np.ndarray:
+def choose_templates(
+    mag: np.ndarray,
+    rms: np.ndarray,
+    *,
+    max_templates: int,
+    min_coverage: float = 0.9,
+    quiet_factor: float = 1.5,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
     """Template stars for TFA: on at least ``min_coverage`` of the frames, quiet (rms at most ``quiet_factor``
     times the running median rms of the 15 stars nearest in magnitude), brightest first, at most
     ``max_templates``.
@@ -189,8 +214,7 @@ def choose_templates(mag: np.ndarray, rms: np.ndarray, *, max_templates: int, mi
     return quiet[:max_templates]
 
 
-def trend_basis(mag: np.ndarray, templates: np.ndarray, *, margin: float = 1.5, max_vectors: int = 5
-                ) -> np.ndarray:
+def trend_basis(mag: np.ndarray, templates: np.ndarray, *, margin: float = 1.5, max_vectors: int = 5) -> np.ndarray:
     """The trends the templates share: the principal components of their whitened light curves whose
     variance exceeds ``margin`` times the largest that pure noise gives (the Marchenko-Pastur edge
     ``(1 + sqrt(K / E))^2`` for K templates over E frames), at most ``max_vectors``.
@@ -217,8 +241,17 @@ def trend_basis(mag: np.ndarray, templates: np.ndarray, *, margin: float = 1.5, 
     return u[:, :k] * np.sqrt(E)
 
 
-def tfa(mag: np.ndarray, err: np.ndarray, basis: np.ndarray, t: np.ndarray, *, min_points: int = 20,
-        window: int = 0, clip: float = 4.0, alpha: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def tfa(
+    mag: np.ndarray,
+    err: np.ndarray,
+    basis: np.ndarray,
+    t: np.ndarray,
+    *,
+    min_points: int = 20,
+    window: int = 0,
+    clip: float = 4.0,
+    alpha: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray]:
     """TFA trends of each star: the least-squares combination of the templates' shared trends (``basis``,
     from :func:`trend_basis`) in its light curve, removed only when significant.
 

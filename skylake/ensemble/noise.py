@@ -90,8 +90,13 @@ class NoiseModel:
         if not self.diameter_m > 0:
             return 0.0
         d_cm = 100.0 * self.diameter_m
-        frac = 0.09 * d_cm ** (-2 / 3) * max(self.airmass, 1.0) ** 1.75 * math.exp(-self.height_m / 8000.0) \
+        frac = (
+            0.09
+            * d_cm ** (-2 / 3)
+            * max(self.airmass, 1.0) ** 1.75
+            * math.exp(-self.height_m / 8000.0)
             / math.sqrt(2.0 * self.exptime)
+        )
         return 1.0857 * frac
 
     def total(self, mag) -> np.ndarray:

@@ -63,14 +63,21 @@ class EnsembleOptions:
         for name in ("enabled", "detrend"):  # not a table
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ensemble.{name} must be true or false, got {getattr(self, name)!r}")
-        for name, lo, hi in (("match_radius_px", 0.1, 50.0), ("saturation_fraction", 0.1, 10.0),
-                             ("detrend_alpha", 1e-12, 1.0), ("read_noise_adu", 0.0, 1e5),
-                             ("telescope_diameter_m", 0.0, 50.0)):
+        for name, lo, hi in (
+            ("match_radius_px", 0.1, 50.0),
+            ("saturation_fraction", 0.1, 10.0),
+            ("detrend_alpha", 1e-12, 1.0),
+            ("read_noise_adu", 0.0, 1e5),
+            ("telescope_diameter_m", 0.0, 50.0),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ValueError(f"ensemble.{name} must be a number in [{lo}, {hi}], got {v!r}")
-        for name, lo, hi in (("detrend_min_points", 5, 10**9), ("detrend_window", 0, 10**6),
-                             ("max_templates", 0, 10**6)):
+        for name, lo, hi in (
+            ("detrend_min_points", 5, 10**9),
+            ("detrend_window", 0, 10**6),
+            ("max_templates", 0, 10**6),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"ensemble.{name} must be an integer in [{lo}, {hi}], got {v!r}")

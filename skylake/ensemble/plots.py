@@ -55,8 +55,22 @@ class NoiseDiagram:
 
 
 def _pick_night(lake, night: str | None, profile: str | None) -> tuple[str, str, pd.DataFrame]:
-    cols = ["frame_id", "night", "profile", "status", "mjd", "exptime", "airmass", "bkg_median", "gain", "nx", "ny",
-            "footprint_ra", "footprint_dec", "wcs_source"]
+    cols = [
+        "frame_id",
+        "night",
+        "profile",
+        "status",
+        "mjd",
+        "exptime",
+        "airmass",
+        "bkg_median",
+        "gain",
+        "nx",
+        "ny",
+        "footprint_ra",
+        "footprint_dec",
+        "wcs_source",
+    ]
     flt = pc.field("status") == "ok"
     if night is not None:
         flt = flt & (pc.field("night") == night)
@@ -74,8 +88,9 @@ def _pick_night(lake, night: str | None, profile: str | None) -> tuple[str, str,
         counts = frames["profile"].value_counts()
         profile = str(counts.index[0])
         if len(counts) > 1:
-            log.warning("night %s has frames of %d profiles; drawing %s (--profile picks another)", night,
-                        len(counts), profile)
+            log.warning(
+                "night %s has frames of %d profiles; drawing %s (--profile picks another)", night, len(counts), profile
+            )
         frames = frames[frames["profile"] == profile]
     return night, profile, frames.reset_index(drop=True)
 
@@ -92,9 +107,13 @@ def noise_points(lake, frames: pd.DataFrame) -> pd.DataFrame:
     path = Path(lake.path(get(LIGHTCURVES).location))
     if moc is None or not (path / "hats.properties").exists():
         return pd.DataFrame({c: [] for c in cols})
-    cat = lsdb.open_catalog(path, search_filter=lsdb.MOCSearch(moc, fine=False), columns=cols,
-                            filters=[("frame_id", "in", [int(f) for f in frames["frame_id"]])],
-                            error_empty_filter=False)
+    cat = lsdb.open_catalog(
+        path,
+        search_filter=lsdb.MOCSearch(moc, fine=False),
+        columns=cols,
+        filters=[("frame_id", "in", [int(f) for f in frames["frame_id"]])],
+        error_empty_filter=False,
+    )
     import dask
 
     with dask.config.set(scheduler="synchronous"):
@@ -107,8 +126,11 @@ def _model(lake, frames: pd.DataFrame, profile) -> NoiseModel | None:
     from skylake.ensemble.stage import settings_of
     from skylake.lake.tables import ZEROPOINTS
 
-    zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp", "apcor", "zp_status",
-                                                     "calibrated_at"], nights=sorted(set(frames["night"]))).to_pandas()
+    zps = lake.read_night_table(
+        ZEROPOINTS,
+        columns=["frame_id", "refcat", "zp", "apcor", "zp_status", "calibrated_at"],
+        nights=sorted(set(frames["night"])),
+    ).to_pandas()
     zps = zps[zps["frame_id"].isin(frames["frame_id"])]
     if zps.empty:
         return None
@@ -122,21 +144,36 @@ def _model(lake, frames: pd.DataFrame, profile) -> NoiseModel | None:
     phot = profile.photometry
     flux = profile.calibration.flux
     if flux == KRON:  # a Gaussian star's Kron aperture: about 1.33 FWHM in radius (SExtractor's 2.5 r_kron)
-        fwhm = float(np.nanmedian(lake.read_frames(columns=["frame_id", "fwhm_median"]).to_pandas()
-                                  .set_index("frame_id").loc[frames["frame_id"], "fwhm_median"]))
+        fwhm = float(
+            np.nanmedian(
+                lake.read_frames(columns=["frame_id", "fwhm_median"])
+                .to_pandas()
+                .set_index("frame_id")
+                .loc[frames["frame_id"], "fwhm_median"]
+            )
+        )
         radius = max(1.33 * fwhm, phot.kron_min_radius)
     else:
         radius = phot.aperture_radii[int(flux[-1]) - 1]
     n_ann = np.pi * (phot.annulus[1] ** 2 - phot.annulus[0] ** 2) if flux != KRON else np.inf
     gain = float(np.nanmedian(frames["gain"].to_numpy(float)))
-    return NoiseModel(zp=zp, exptime=float(np.nanmedian(frames["exptime"])), sky_adu=float(np.nanmedian(
-        frames["bkg_median"])), gain=gain, read_noise_e=float(options.read_noise_adu) * gain,
-        n_pix=float(np.pi * radius**2), n_ann=float(n_ann), airmass=float(np.nanmedian(frames["airmass"])),
-        diameter_m=float(options.telescope_diameter_m), height_m=float(profile.site.height_m))
+    return NoiseModel(
+        zp=zp,
+        exptime=float(np.nanmedian(frames["exptime"])),
+        sky_adu=float(np.nanmedian(frames["bkg_median"])),
+        gain=gain,
+        read_noise_e=float(options.read_noise_adu) * gain,
+        n_pix=float(np.pi * radius**2),
+        n_ann=float(n_ann),
+        airmass=float(np.nanmedian(frames["airmass"])),
+        diameter_m=float(options.telescope_diameter_m),
+        height_m=float(profile.site.height_m),
+    )
 
 
-def noise_diagram(lake, night: str | None = None, profile: str | None = None, out=None,
-                  min_fraction: float = 0.5) -> NoiseDiagram:
+def noise_diagram(
+    lake, night: str | None = None, profile: str | None = None, out=None, min_fraction: float = 0.5
+) -> NoiseDiagram:
     """The noise diagram of one night and camera (see the module docstring); drawn to ``out`` (PNG) when given.
 
     Objects on fewer than ``min_fraction`` of the night's frames (and fewer than 5) are left out."""
@@ -149,8 +186,9 @@ def noise_diagram(lake, night: str | None = None, profile: str | None = None, ou
     prof = frames_profile(lake, name, str(versions.loc[frames["frame_id"].iloc[0], "pipeline_version"]))
     points = noise_points(lake, frames)
     if points.empty:
-        raise NothingToPlot(f"night {night} ({name}) has no light-curve points: run `skylake objects build "
-                            f"{lake.url}` first")
+        raise NothingToPlot(
+            f"night {night} ({name}) has no light-curve points: run `skylake objects build {lake.url}` first"
+        )
     objects = object_scatter(points, max(5, int(np.ceil(min_fraction * len(frames)))))
     model = _model(lake, frames, prof)
     diagram = NoiseDiagram(night=night, profile=name, frames=len(frames), objects=objects, model=model)
@@ -193,8 +231,14 @@ def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
         ok = np.isfinite(y) & (y > 0)
         if ok.any():
             med = np.nanmedian(y[ok])
-            ax.scatter(obj["mean_mag"].to_numpy(float)[ok], y[ok], s=sizes[col], c=colours[col], alpha=0.8,
-                       label=f"{label} (median {1000 * med:.1f} mmag, {int(ok.sum())} objects)")
+            ax.scatter(
+                obj["mean_mag"].to_numpy(float)[ok],
+                y[ok],
+                s=sizes[col],
+                c=colours[col],
+                alpha=0.8,
+                label=f"{label} (median {1000 * med:.1f} mmag, {int(ok.sum())} objects)",
+            )
     m = diagram.model
     if m is not None and len(obj):
         grid = np.linspace(obj["mean_mag"].min() - 0.2, obj["mean_mag"].max() + 0.2, 200)
@@ -203,15 +247,22 @@ def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
         ax.plot(grid, m.background(grid), "k:", lw=1, label="sky + read noise in the aperture")
         scint = m.scintillation()
         if scint > 0:
-            ax.axhline(scint, color="tab:green", ls="-.", lw=1,
-                       label=f"scintillation ({100 * m.diameter_m:.0f} cm, airmass {m.airmass:.2f})")
+            ax.axhline(
+                scint,
+                color="tab:green",
+                ls="-.",
+                lw=1,
+                label=f"scintillation ({100 * m.diameter_m:.0f} cm, airmass {m.airmass:.2f})",
+            )
         else:
             ax.plot([], [], " ", label="scintillation: telescope diameter unknown ([ensemble] telescope_diameter_m)")
     ax.set_yscale("log")
     ax.set_xlabel(f"mean magnitude{f' ({band})' if band else ''} [mag]", fontsize=12)
     ax.set_ylabel("rms of the night's points [mag]", fontsize=12)
-    ax.set_title(f"Noise diagram: night {diagram.night}, {diagram.profile}: {diagram.frames} frames, "
-                 f"{len(obj)} objects", fontsize=13)
+    ax.set_title(
+        f"Noise diagram: night {diagram.night}, {diagram.profile}: {diagram.frames} frames, {len(obj)} objects",
+        fontsize=13,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9, loc="lower right")
     path = Path(path)

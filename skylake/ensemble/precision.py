@@ -17,8 +17,11 @@ def frame_points(lake, frame_ids) -> pd.DataFrame:
     from skylake.frame.extract import SATURATED
     from skylake.lake.tables import LIGHTCURVES, get
 
-    lc = ds.dataset(lake.path(f"{get(LIGHTCURVES).location}/dataset"), format="parquet",
-                    partitioning="hive").to_table().to_pandas()
+    lc = (
+        ds.dataset(lake.path(f"{get(LIGHTCURVES).location}/dataset"), format="parquet", partitioning="hive")
+        .to_table()
+        .to_pandas()
+    )
     return lc[lc["frame_id"].isin(list(frame_ids)) & ((lc["flags"] & SATURATED) == 0)]
 
 

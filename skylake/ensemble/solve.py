@@ -84,13 +84,23 @@ class EnsembleSettings:
     def __post_init__(self):
         if self.spatial_order not in (0, 1, 2):
             raise ValueError(f"ensemble.spatial_order must be 0, 1 or 2, got {self.spatial_order!r}")
-        for name, lo, hi in (("min_frames", 2, 10**9), ("min_stars", 1, 10**9), ("min_points", 2, 10**9),
-                             ("max_iter", 1, 10**6), ("max_rounds", 1, 100)):
+        for name, lo, hi in (
+            ("min_frames", 2, 10**9),
+            ("min_stars", 1, 10**9),
+            ("min_points", 2, 10**9),
+            ("max_iter", 1, 10**6),
+            ("max_rounds", 1, 100),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
                 raise ValueError(f"ensemble.{name} must be an integer in [{lo}, {hi}], got {v!r}")
-        for name, lo, hi in (("max_err", 1e-6, 10.0), ("floor_mag", 0.0, 1.0), ("clip_sigma", 1.0, 1e3),
-                             ("variable_chi2", 1.0, 1e6), ("tol_mag", 1e-12, 0.1)):
+        for name, lo, hi in (
+            ("max_err", 1e-6, 10.0),
+            ("floor_mag", 0.0, 1.0),
+            ("clip_sigma", 1.0, 1e3),
+            ("variable_chi2", 1.0, 1e6),
+            ("tol_mag", 1e-12, 0.1),
+        ):
             v = getattr(self, name)
             try:
                 ok = lo <= float(v) <= hi
@@ -215,9 +225,20 @@ def _frame_terms(frame, X, target, w, n_frames):
     return terms, A, ok
 
 
-def solve(frame: np.ndarray, star: np.ndarray, mag: np.ndarray, err: np.ndarray, u: np.ndarray, v: np.ndarray,
-          *, n_frames: int, n_stars: int, anchor: np.ndarray | None = None,
-          settings: EnsembleSettings | None = None, usable: np.ndarray | None = None) -> EnsembleSolution:
+def solve(
+    frame: np.ndarray,
+    star: np.ndarray,
+    mag: np.ndarray,
+    err: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    *,
+    n_frames: int,
+    n_stars: int,
+    anchor: np.ndarray | None = None,
+    settings: EnsembleSettings | None = None,
+    usable: np.ndarray | None = None,
+) -> EnsembleSolution:
     """Solve the ensemble of one field (frames that share stars).
 
     Parameters
@@ -255,7 +276,7 @@ def solve(frame: np.ndarray, star: np.ndarray, mag: np.ndarray, err: np.ndarray,
     base = np.isfinite(mag) & np.isfinite(err) & (err > 0) & (err <= s.max_err) & np.isfinite(X).all(axis=1)
     if usable is not None:
         base &= np.asarray(usable, bool)
-    w_all = 1.0 / (np.where(np.isfinite(err), err, 1.0) ** 2 + s.floor_mag ** 2)
+    w_all = 1.0 / (np.where(np.isfinite(err), err, 1.0) ** 2 + s.floor_mag**2)
     sig_all = 1.0 / np.sqrt(w_all)
 
     used = base.copy()
@@ -338,9 +359,11 @@ def solve(frame: np.ndarray, star: np.ndarray, mag: np.ndarray, err: np.ndarray,
     npts = np.bincount(star[used], minlength=n_stars)
     n_any = np.bincount(star[base & ok_frames[frame]], minlength=n_stars)
     with np.errstate(divide="ignore", invalid="ignore"):
-        star_chi2 = np.where(npts > 1, np.bincount(star, np.where(used, r2, 0.0), n_stars) / np.maximum(npts - 1, 1),
-                             np.where(n_any > 1, np.bincount(star, np.where(base, r2, 0.0), n_stars)
-                                      / np.maximum(n_any - 1, 1), np.nan))
+        star_chi2 = np.where(
+            npts > 1,
+            np.bincount(star, np.where(used, r2, 0.0), n_stars) / np.maximum(npts - 1, 1),
+            np.where(n_any > 1, np.bincount(star, np.where(base, r2, 0.0), n_stars) / np.maximum(n_any - 1, 1), np.nan),
+        )
         star_err = np.where(star_w > 0, 1.0 / np.sqrt(star_w), np.nan)
     frame_n = np.bincount(frame[used], minlength=n_frames)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -357,11 +380,26 @@ def solve(frame: np.ndarray, star: np.ndarray, mag: np.ndarray, err: np.ndarray,
     corr_err = np.sqrt(np.maximum(np.einsum("ij,ijk,ik->i", X, cov_pt, X), 0.0))
     corr = np.where(frame_ok[frame], corr, 0.0)
     terms = np.where(frame_ok[:, None], terms, np.nan)
-    return EnsembleSolution(terms=terms, terms_cov=cov, frame_n=frame_n, frame_rms=frame_rms, frame_chi2=frame_chi2,
-                            frame_ok=frame_ok, star_mag=star_mag, star_err=star_err, star_n=npts,
-                            star_chi2=star_chi2, star_used=npts > 0, star_variable=star_out, correction=corr,
-                            correction_err=np.where(frame_ok[frame], corr_err, 0.0), point_used=used,
-                            iterations=total_iter, rounds=rounds, notes={"chi2_scale": scale})
+    return EnsembleSolution(
+        terms=terms,
+        terms_cov=cov,
+        frame_n=frame_n,
+        frame_rms=frame_rms,
+        frame_chi2=frame_chi2,
+        frame_ok=frame_ok,
+        star_mag=star_mag,
+        star_err=star_err,
+        star_n=npts,
+        star_chi2=star_chi2,
+        star_used=npts > 0,
+        star_variable=star_out,
+        correction=corr,
+        correction_err=np.where(frame_ok[frame], corr_err, 0.0),
+        point_used=used,
+        iterations=total_iter,
+        rounds=rounds,
+        notes={"chi2_scale": scale},
+    )
 
 
 def _variables(chi2: np.ndarray, mag: np.ndarray, n: np.ndarray, s: EnsembleSettings) -> np.ndarray:

@@ -41,14 +41,13 @@ import pyarrow.compute as pc
 from skylake.calib.model import KRON, LatestPolicy, ZpStatus, calibrated_flux_mags, latest_calibration
 from skylake.ensemble.associate import associate_field
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
+from skylake.ensemble.options import EnsembleOptions
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
 from skylake.frame.extract import SATURATED
-from skylake.ensemble.options import EnsembleOptions
 from skylake.lake import Lake, tables
-from skylake.lake.log import utc_now as _now
-from skylake.lake.nights import night_filter
 from skylake.lake.log import staging_path
-from skylake.lake.nights import night_dir, night_partition
+from skylake.lake.log import utc_now as _now
+from skylake.lake.nights import night_dir, night_filter, night_partition
 from skylake.lake.tables import DETREND, ENSEMBLE, ZEROPOINTS
 from skylake.profile import Profile, ProfileError
 from skylake.robust import MAD_TO_SIGMA
@@ -56,13 +55,37 @@ from skylake.schema import conform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EnsembleReport", "EnsembleOptions", "group_fields", "solve_field", "point_corrections", "ens_key",
-           "TERM_COLUMNS", "ensemble"]  # not a table (the stage's function)
+__all__ = [
+    "EnsembleReport",
+    "EnsembleOptions",
+    "group_fields",
+    "solve_field",
+    "point_corrections",
+    "ens_key",
+    "TERM_COLUMNS",
+    "ensemble",  # not a table (the stage's function)
+]
 
 #: Frame columns the stage reads.
-FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "status", "nx", "ny", "exptime", "airmass",
-                 "mjd", "footprint_ra", "footprint_dec", "ra_center", "dec_center", "pixscale", "saturation",
-                 "wcs_source"]
+FRAME_COLUMNS = [
+    "frame_id",
+    "night",
+    "profile",
+    "pipeline_version",
+    "status",
+    "nx",
+    "ny",
+    "exptime",
+    "airmass",
+    "mjd",
+    "footprint_ra",
+    "footprint_dec",
+    "ra_center",
+    "dec_center",
+    "pixscale",
+    "saturation",
+    "wcs_source",
+]
 #: The spatial coefficients of an ensemble row, in the order of :func:`skylake.ensemble.solve.design`.
 TERM_COLUMNS = ["zp_offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv"]
 
@@ -100,17 +123,21 @@ class EnsembleReport:
     def __str__(self) -> str:
         if not self.solved_nights and not self.by_status:
             left = ", ".join(f"{n} {k}" for k, n in sorted(self.not_eligible.items()))
-            return (f"ensemble {self.profile}: nothing to solve: {self.skipped_nights} nights already solved"
-                    + (f"; left out: {left}" if left else ""))
+            return f"ensemble {self.profile}: nothing to solve: {self.skipped_nights} nights already solved" + (
+                f"; left out: {left}" if left else ""
+            )
         solved = self.by_status.get("ok", 0)
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.by_status.items()) if k != "ok")
         left = ", ".join(f"{n} {k}" for k, n in sorted(self.not_eligible.items()))
-        return (f"ensemble {self.profile}: {solved} of {self.frames + sum(self.not_eligible.values())} frames solved"
-                + (f" ({kinds})" if kinds else "") + (f"; left out: {left}" if left else "")
-                + f"; {self.solved_nights} nights in {self.fields} fields, {self.skipped_nights} nights already "
-                f"solved, {self.detrended_points} points detrended"
-                + (f", commit v{self.commit}" if self.commit else "")
-                + f", {self.seconds:.1f} s")
+        return (
+            f"ensemble {self.profile}: {solved} of {self.frames + sum(self.not_eligible.values())} frames solved"
+            + (f" ({kinds})" if kinds else "")
+            + (f"; left out: {left}" if left else "")
+            + f"; {self.solved_nights} nights in {self.fields} fields, {self.skipped_nights} nights already "
+            f"solved, {self.detrended_points} points detrended"
+            + (f", commit v{self.commit}" if self.commit else "")
+            + f", {self.seconds:.1f} s"
+        )
 
 
 # -- fields ---------------------------------------------------------------------------------------------
@@ -127,8 +154,12 @@ def group_fields(frames: pd.DataFrame) -> np.ndarray:
     if n == 0:
         return np.zeros(0, np.int64)
     xyz = unit_vectors(frames["ra_center"].to_numpy(float), frames["dec_center"].to_numpy(float))
-    half = 0.5 * np.hypot(frames["nx"].to_numpy(float), frames["ny"].to_numpy(float)) \
-        * frames["pixscale"].to_numpy(float) / 3600.0
+    half = (
+        0.5
+        * np.hypot(frames["nx"].to_numpy(float), frames["ny"].to_numpy(float))
+        * frames["pixscale"].to_numpy(float)
+        / 3600.0
+    )
     tree = cKDTree(xyz)
     pairs = np.array(sorted(tree.query_pairs(chord(float(np.nanmax(half)) * 1800.0))), dtype=np.int64).reshape(-1, 2)
     if len(pairs):
@@ -154,8 +185,9 @@ def _read_sources(lake_root: str, frames: pd.DataFrame, flux: str) -> pd.DataFra
 
     from skylake.calib.crossmatch import footprint_moc, open_sources
 
-    cols = list(dict.fromkeys(SOURCE_COLUMNS + ["inst_mag", "inst_mag_err"]
-                              + ([flux, f"{flux}_err"] if flux != KRON else [])))
+    cols = list(
+        dict.fromkeys(SOURCE_COLUMNS + ["inst_mag", "inst_mag_err"] + ([flux, f"{flux}_err"] if flux != KRON else []))
+    )
     moc = footprint_moc(frames, 10.0)
     if moc is None:
         return pd.DataFrame({c: [] for c in cols})
@@ -172,8 +204,18 @@ def _hour_angle(frames: pd.DataFrame, lon_deg: float) -> np.ndarray:
     return (gmst + lon_deg - frames["ra_center"].to_numpy(float) + 180.0) % 360.0 - 180.0
 
 
-def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_mask: int, options: EnsembleOptions,
-                settings: EnsembleSettings, identity: str, refcat: str, lon_deg: float) -> dict:
+def solve_field(
+    item: dict,
+    lake_root: str,
+    run: str | None,
+    flux: str,
+    flags_mask: int,
+    options: EnsembleOptions,
+    settings: EnsembleSettings,
+    identity: str,
+    refcat: str,
+    lon_deg: float,
+) -> dict:
     """One night's field: the ensemble solve and the detrending (a pure task but for its reads and its piece).
 
     Parameters
@@ -204,28 +246,49 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
     frames = item["frames"].reset_index(drop=True)
     night, fid_field = item["night"], int(item["field"])
     P = 1 + n_spatial_terms(settings.spatial_order)
-    base = pd.DataFrame({"frame_id": frames["frame_id"].to_numpy(np.int64), "refcat": refcat,
-                         "calib_batch": frames["calib_batch"].astype(str).to_numpy(), "ens_key": identity,
-                         "field": np.int32(fid_field), "spatial_order": np.int16(settings.spatial_order),
-                         "mjd": frames["mjd"].to_numpy(float), "night": night,
-                         "color_term": np.float32(np.nanmedian(frames["color_term"].to_numpy(float)))
-                         if frames["color_term"].notna().any() else np.float32(np.nan)})
+    base = pd.DataFrame(
+        {
+            "frame_id": frames["frame_id"].to_numpy(np.int64),
+            "refcat": refcat,
+            "calib_batch": frames["calib_batch"].astype(str).to_numpy(),
+            "ens_key": identity,
+            "field": np.int32(fid_field),
+            "spatial_order": np.int16(settings.spatial_order),
+            "mjd": frames["mjd"].to_numpy(float),
+            "night": night,
+            "color_term": np.float32(np.nanmedian(frames["color_term"].to_numpy(float)))
+            if frames["color_term"].notna().any()
+            else np.float32(np.nan),
+        }
+    )
     empty = {"rows": None, "piece": None, "detrend": None, "points": 0}
     if len(frames) < settings.min_frames:
-        rows = base.assign(status="too_few_frames", reason=f"its field has {len(frames)} frames this night "
-                           f"(ensemble.min_frames = {settings.min_frames})", field_frames=np.int32(len(frames)),
-                           field_stars=np.int32(0), n_stars=np.int32(0), zp_offset=np.nan, zp_offset_err=np.nan,
-                           **{c: np.float32(np.nan) for c in TERM_COLUMNS[1:]}, terms_cov=[None] * len(base),
-                           rms=np.float32(np.nan), chi2_dof=np.float32(np.nan))
+        rows = base.assign(
+            status="too_few_frames",
+            reason=f"its field has {len(frames)} frames this night (ensemble.min_frames = {settings.min_frames})",
+            field_frames=np.int32(len(frames)),
+            field_stars=np.int32(0),
+            n_stars=np.int32(0),
+            zp_offset=np.nan,
+            zp_offset_err=np.nan,
+            **{c: np.float32(np.nan) for c in TERM_COLUMNS[1:]},
+            terms_cov=[None] * len(base),
+            rms=np.float32(np.nan),
+            chi2_dof=np.float32(np.nan),
+        )
         return {**empty, "rows": rows}
     src = _read_sources(lake_root, frames, flux)
-    src = src.merge(frames[["frame_id", "zp", "apcor", "exptime", "nx", "ny", "saturation", "airmass", "mjd"]],
-                    on="frame_id", how="inner")
+    src = src.merge(
+        frames[["frame_id", "zp", "apcor", "exptime", "nx", "ny", "saturation", "airmass", "mjd"]],
+        on="frame_id",
+        how="inner",
+    )
     if flux == KRON:
         inst, err = src["inst_mag"].to_numpy(float), src["inst_mag_err"].to_numpy(float)
     else:
-        inst, err = calibrated_flux_mags(src, src["exptime"].to_numpy(float), flux,
-                                         np.nan_to_num(src["apcor"].to_numpy(float)))
+        inst, err = calibrated_flux_mags(
+            src, src["exptime"].to_numpy(float), flux, np.nan_to_num(src["apcor"].to_numpy(float))
+        )
         inst, err = np.asarray(inst, float), np.asarray(err, float)
     mag = inst + src["zp"].to_numpy(float)
     flags = src["flags"].to_numpy(np.int64)
@@ -234,8 +297,9 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
     usable = ((flags & flags_mask) == 0) & ~saturated & np.isfinite(mag) & np.isfinite(err)
     scale = float(np.nanmedian(frames["pixscale"].to_numpy(float)))
     codes, frame_ids = pd.factorize(src["frame_id"], sort=True)
-    star = associate_field(codes, src["ra"].to_numpy(float), src["dec"].to_numpy(float),
-                           options.match_radius_px * scale)
+    star = associate_field(
+        codes, src["ra"].to_numpy(float), src["dec"].to_numpy(float), options.match_radius_px * scale
+    )
     n_frames, n_stars = len(frame_ids), int(star.max()) + 1 if len(star) else 0
     u = 2 * src["x"].to_numpy(float) / (src["nx"].to_numpy(float) - 1) - 1
     v = 2 * src["y"].to_numpy(float) / (src["ny"].to_numpy(float) - 1) - 1
@@ -251,19 +315,41 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
     n_used = np.where(seen, sol.frame_n[np.maximum(at, 0)], 0)
     rows = base.assign(
         status=np.where(ok, "ok", "too_few_stars"),
-        reason=[("" if good else f"{n} good stars shared with the field's other frames "
-                 f"(ensemble.min_stars = {settings.min_stars})") for good, n in zip(ok, n_used)],
-        zp_offset=terms[:, 0], zp_offset_err=[math.sqrt(c[0]) if c else np.nan for c in cov],
+        reason=[
+            (
+                ""
+                if good
+                else f"{n} good stars shared with the field's other frames (ensemble.min_stars = {settings.min_stars})"
+            )
+            for good, n in zip(ok, n_used)
+        ],
+        zp_offset=terms[:, 0],
+        zp_offset_err=[math.sqrt(c[0]) if c else np.nan for c in cov],
         **{c: terms[:, k].astype(np.float32) for k, c in enumerate(TERM_COLUMNS) if k > 0},
-        terms_cov=cov, n_stars=n_used.astype(np.int32),
+        terms_cov=cov,
+        n_stars=n_used.astype(np.int32),
         rms=np.where(seen, sol.frame_rms[np.maximum(at, 0)], np.nan).astype(np.float32),
         chi2_dof=np.where(seen, sol.frame_chi2[np.maximum(at, 0)], np.nan).astype(np.float32),
-        field_frames=np.int32(len(frames)), field_stars=np.int32(int(sol.star_used.sum())))
+        field_frames=np.int32(len(frames)),
+        field_stars=np.int32(int(sol.star_used.sum())),
+    )
     out = {"rows": rows, "piece": None, "detrend": None, "points": len(src)}
     if not options.detrend or not ok.any():
         return out
-    trend = _detrend(src, codes, star, mag + sol.correction, np.hypot(err, sol.correction_err),
-                     usable & sol.frame_ok[codes], sol, frames, n_frames, n_stars, options, lon_deg)
+    trend = _detrend(
+        src,
+        codes,
+        star,
+        mag + sol.correction,
+        np.hypot(err, sol.correction_err),
+        usable & sol.frame_ok[codes],
+        sol,
+        frames,
+        n_frames,
+        n_stars,
+        options,
+        lon_deg,
+    )
     if trend is None:
         return out
     if run is None:
@@ -272,8 +358,9 @@ def solve_field(item: dict, lake_root: str, run: str | None, flux: str, flags_ma
 
     store = Storage(lake_root)
     rel = f"{run}/detrend-{night}-{fid_field}-{uuid.uuid4().hex[:8]}.parquet"
-    store.write_bytes(rel, parquet_bytes(conform(pa.Table.from_pandas(trend, preserve_index=False), DETREND)),
-                      fsync=False)
+    store.write_bytes(
+        rel, parquet_bytes(conform(pa.Table.from_pandas(trend, preserve_index=False), DETREND)), fsync=False
+    )
     return {**out, "piece": (rel, len(trend))}
 
 
@@ -310,9 +397,15 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
         params.append((M - mu) / (sd if sd > 0 else 1.0))
     trend_e, terms_e = np.where(np.isfinite(Y), 0.0, np.nan), np.zeros(S, np.int64)
     if params:
-        trend_e[fit], terms_e[fit] = epd(Y[fit], ERR[fit], np.stack(params, axis=2)[fit], t,
-                                         min_points=options.detrend_min_points, window=options.detrend_window,
-                                         alpha=options.detrend_alpha)
+        trend_e[fit], terms_e[fit] = epd(
+            Y[fit],
+            ERR[fit],
+            np.stack(params, axis=2)[fit],
+            t,
+            min_points=options.detrend_min_points,
+            window=options.detrend_window,
+            alpha=options.detrend_alpha,
+        )
     Y2 = Y - np.where(np.isfinite(trend_e), trend_e, 0.0)
     with np.errstate(all="ignore"):
         med = np.nanmedian(Y2, axis=1, keepdims=True)
@@ -320,21 +413,33 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
     quiet = choose_templates(Y2, rms, max_templates=options.max_templates, exclude=~sol.star_used[sidx])
     basis = trend_basis(Y2, quiet)
     trend_t, terms_t = np.where(np.isfinite(Y), 0.0, np.nan), np.zeros(S, np.int64)
-    trend_t[fit], terms_t[fit] = tfa(Y2[fit], ERR[fit], basis, t, min_points=options.detrend_min_points,
-                                     window=options.detrend_window, alpha=options.detrend_alpha)
+    trend_t[fit], terms_t[fit] = tfa(
+        Y2[fit],
+        ERR[fit],
+        basis,
+        t,
+        min_points=options.detrend_min_points,
+        window=options.detrend_window,
+        alpha=options.detrend_alpha,
+    )
     e, tt = trend_e[r, c], trend_t[r, c]
     good = np.isfinite(e) | np.isfinite(tt)
-    return pd.DataFrame({"source_id": src["source_id"].to_numpy(np.int64)[pts][good],
-                         "frame_id": src["frame_id"].to_numpy(np.int64)[pts][good],
-                         "epd": np.nan_to_num(e[good]).astype(np.float32),
-                         "tfa": np.nan_to_num(tt[good]).astype(np.float32),
-                         "epd_terms": np.maximum(terms_e[r[good]], 0).astype(np.int16),
-                         "tfa_terms": np.maximum(terms_t[r[good]], 0).astype(np.int16)})
+    return pd.DataFrame(
+        {
+            "source_id": src["source_id"].to_numpy(np.int64)[pts][good],
+            "frame_id": src["frame_id"].to_numpy(np.int64)[pts][good],
+            "epd": np.nan_to_num(e[good]).astype(np.float32),
+            "tfa": np.nan_to_num(tt[good]).astype(np.float32),
+            "epd_terms": np.maximum(terms_e[r[good]], 0).astype(np.int16),
+            "tfa_terms": np.maximum(terms_t[r[good]], 0).astype(np.int16),
+        }
+    )
 
 
 # -- corrections of any point (objects, readers) -------------------------------------------------------------
-def point_corrections(rows: pd.DataFrame, frame_id: np.ndarray, x: np.ndarray, y: np.ndarray, nx: np.ndarray,
-                      ny: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def point_corrections(
+    rows: pd.DataFrame, frame_id: np.ndarray, x: np.ndarray, y: np.ndarray, nx: np.ndarray, ny: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The ensemble correction of each point and its error, mag, from its frame's ensemble row (``rows``:
     LAKE/ensemble rows, one per frame); NaN for a point whose frame has no ok row."""
     from skylake.ensemble.solve import design
@@ -368,8 +473,9 @@ def point_corrections(rows: pd.DataFrame, frame_id: np.ndarray, x: np.ndarray, y
 
 
 # -- the stage ------------------------------------------------------------------------------------------------
-def select_frames(lake: Lake, night: str | None = None, since: str | None = None, nights=None,
-                  pipeline_version: str | None = None) -> pd.DataFrame:
+def select_frames(
+    lake: Lake, night: str | None = None, since: str | None = None, nights=None, pipeline_version: str | None = None
+) -> pd.DataFrame:
     """Frame rows of one night, the nights since a date, ``nights`` (partition names), or every night (of one
     ``pipeline_version`` when given)."""
     flt = None
@@ -385,9 +491,17 @@ def select_frames(lake: Lake, night: str | None = None, since: str | None = None
     return lake.read_frames(columns=cols, filter=flt).to_pandas()
 
 
-def ensemble(lake: Lake | str | os.PathLike, *, night: str | None = None, since: str | None = None,
-             redo: bool = False, client=None, nights=None, profile: Profile | str | None = None,
-             pipeline_version: str | None = None) -> list[EnsembleReport]:
+def ensemble(
+    lake: Lake | str | os.PathLike,
+    *,
+    night: str | None = None,
+    since: str | None = None,
+    redo: bool = False,
+    client=None,
+    nights=None,
+    profile: Profile | str | None = None,
+    pipeline_version: str | None = None,
+) -> list[EnsembleReport]:
     """Solve the ensemble of the selected nights (see the module docstring); one report per profile.
 
     ``client``: a dask distributed Client for the tasks (None: this process). ``redo``: solve again nights
@@ -417,11 +531,13 @@ def ensemble_calibrated(lake: Lake, profile: Profile, client=None, nights=None) 
     if not options.enabled:
         return []
     try:
-        reports = ensemble(lake, nights=nights, client=client, profile=profile,
-                           pipeline_version=profile.pipeline_version)
+        reports = ensemble(
+            lake, nights=nights, client=client, profile=profile, pipeline_version=profile.pipeline_version
+        )
     except Exception as exc:  # noqa: BLE001 - the calibration succeeded; `skylake ensemble` retries
-        log.error("ensemble after calibration failed (run `skylake ensemble %s`): %s: %s", lake.url,
-                  type(exc).__name__, exc)
+        log.error(
+            "ensemble after calibration failed (run `skylake ensemble %s`): %s: %s", lake.url, type(exc).__name__, exc
+        )
         return []
     return [r for r in reports if r.profile == profile.name and (r.solved_nights or r.by_status)]
 
@@ -438,8 +554,11 @@ def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFra
     live = live[~not_ok]
     nights = sorted(set(live["night"].map(night_partition)))
     cols = ["frame_id", "refcat", "zp", "zp_status", "apcor", "color_term", "batch_id", "calibrated_at", "flux"]
-    zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat,
-                                nights=nights).to_pandas() if nights else pd.DataFrame(columns=cols)
+    zps = (
+        lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat, nights=nights).to_pandas()
+        if nights
+        else pd.DataFrame(columns=cols)
+    )
     zps = latest_calibration(zps, LatestPolicy(refcat=refcat)) if len(zps) else zps
     zps = zps[zps["zp_status"] == ZpStatus.OK]
     zps = zps[["frame_id", "zp", "apcor", "color_term", "batch_id"]].rename(columns={"batch_id": "calib_batch"})
@@ -464,21 +583,33 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
     todo, why = _eligible(lake, frames, refcat)
     report.not_eligible = dict(why)
     nights = sorted(set(todo["night"].map(night_partition)))
-    done = read_table(lake, ENSEMBLE, ["frame_id", "calib_batch", "ens_key", "night"], nights=nights) if nights else \
-        pd.DataFrame(columns=["frame_id", "calib_batch", "ens_key", "night"])
+    done = (
+        read_table(lake, ENSEMBLE, ["frame_id", "calib_batch", "ens_key", "night"], nights=nights)
+        if nights
+        else pd.DataFrame(columns=["frame_id", "calib_batch", "ens_key", "night"])
+    )
     items, solved_nights = [], []
     for n, group in todo.groupby(todo["night"].map(night_partition), sort=True):
         now = set(zip(group["frame_id"], group["calib_batch"]))
         before = done[done["night"].map(night_partition) == n]
-        if not redo and set(zip(before["frame_id"], before["calib_batch"])) == now \
-                and (before["ens_key"] == key).all() and len(before):
+        if (
+            not redo
+            and set(zip(before["frame_id"], before["calib_batch"])) == now
+            and (before["ens_key"] == key).all()
+            and len(before)
+        ):
             report.skipped_nights += 1
             continue
         solved_nights.append(n)
         fields = group_fields(group.reset_index(drop=True))
         for f in np.unique(fields):
-            items.append({"night": None if n == "unknown" else n, "field": int(f),
-                          "frames": group.reset_index(drop=True)[fields == f]})
+            items.append(
+                {
+                    "night": None if n == "unknown" else n,
+                    "field": int(f),
+                    "frames": group.reset_index(drop=True)[fields == f],
+                }
+            )
     report.solved_nights = len(solved_nights)
     report.fields = len(items)
     if not items:
@@ -487,10 +618,22 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
     runner = Runner(client)
     with contextlib.ExitStack() as stack:
         run = stack.enter_context(piece_run(lake.store))
-        results = list(runner.map(solve_field, items, window=max(1, runner.workers()) * 2,
-                                  lake_root=lake.store.location, run=run, flux=prof.calibration.flux,
-                                  flags_mask=int(prof.calibration.flags_mask), options=options, settings=settings,
-                                  identity=key, refcat=refcat, lon_deg=float(prof.site.lon_deg)))
+        results = list(
+            runner.map(
+                solve_field,
+                items,
+                window=max(1, runner.workers()) * 2,
+                lake_root=lake.store.location,
+                run=run,
+                flux=prof.calibration.flux,
+                flags_mask=int(prof.calibration.flags_mask),
+                options=options,
+                settings=settings,
+                identity=key,
+                refcat=refcat,
+                lon_deg=float(prof.site.lon_deg),
+            )
+        )
         _commit(lake, results, solved_nights, set(todo["frame_id"]) | set(done["frame_id"]), report)
     report.frames = sum(len(r["rows"]) for r in results)
     report.seconds = time.monotonic() - t0
@@ -505,8 +648,9 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
     ids = np.fromiter(frame_ids, np.int64)
     night_names = {None if n == "unknown" else n for n in nights}
     with lake.transaction(ENSEMBLE) as tx:
-        alive = set(lake.read_frames(columns=["frame_id"], filter=night_filter(night_names)).column("frame_id")
-                    .to_pylist())
+        alive = set(
+            lake.read_frames(columns=["frame_id"], filter=night_filter(night_names)).column("frame_id").to_pylist()
+        )
         rows = rows[rows["frame_id"].isin(alive)].reset_index(drop=True)
 
         def of_frames(table: pa.Table) -> np.ndarray:
@@ -516,8 +660,11 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
         tables.get(DETREND).remove_where(tx, of_frames, nights=night_names)
         now = _now()
         staged = rows.assign(batch_id=tx.batch_id, computed_at=now)
-        tx.stage_nights(ENSEMBLE, conform(pa.Table.from_pandas(staged.drop(columns="night"), preserve_index=False),
-                                          ENSEMBLE), staged["night"].tolist())
+        tx.stage_nights(
+            ENSEMBLE,
+            conform(pa.Table.from_pandas(staged.drop(columns="night"), preserve_index=False), ENSEMBLE),
+            staged["night"].tolist(),
+        )
         for k, r in enumerate(results):
             if r["piece"] is None:
                 continue

@@ -44,8 +44,10 @@ def catalog_source(profile, lake_root: str | None) -> str:
         raise FrameRejected(f"allsky.catalog = {spec!r} names a refcat, but no lake was given to read it from")
     path = os.path.join(lake_root, "refcats", spec)
     if not os.path.isfile(os.path.join(path, "collection.properties")):
-        raise FrameRejected(f"no bright-star catalogue: the lake has no refcat {spec!r} (allsky.catalog); import it "
-                            f"with `skylake refcat import LAKE {spec} --format hipparcos FILE` first")
+        raise FrameRejected(
+            f"no bright-star catalogue: the lake has no refcat {spec!r} (allsky.catalog); import it "
+            f"with `skylake refcat import LAKE {spec} --format hipparcos FILE` first"
+        )
     return path
 
 
@@ -63,8 +65,14 @@ def bright_stars(source: str):
 
             t = read_hipparcos(source)
         ids = t["HIP"] if "HIP" in t.colnames else t["ref_id"] if "ref_id" in t.colnames else np.arange(len(t))
-        return Table({"ra": np.asarray(t["ra"], float), "dec": np.asarray(t["dec"], float),
-                      "v_mag": np.asarray(t["v_mag"], float), "ref_id": np.asarray(ids, np.int64)})
+        return Table(
+            {
+                "ra": np.asarray(t["ra"], float),
+                "dec": np.asarray(t["dec"], float),
+                "v_mag": np.asarray(t["v_mag"], float),
+                "ref_id": np.asarray(ids, np.int64),
+            }
+        )
     import pyarrow.dataset as pads
 
     with open(os.path.join(source, "collection.properties")) as fh:
@@ -76,8 +84,14 @@ def bright_stars(source: str):
         raise FrameRejected(f"refcat {source} has no mag_V column (the all-sky pipeline measures V)")
     t = data.to_table(columns=["ref_id", "ra", "dec", "mag_V"]).to_pandas()
     t = t[np.isfinite(t["mag_V"]) & np.isfinite(t["ra"]) & np.isfinite(t["dec"])]
-    return Table({"ra": t["ra"].to_numpy(float), "dec": t["dec"].to_numpy(float),
-                  "v_mag": t["mag_V"].to_numpy(float), "ref_id": t["ref_id"].to_numpy(np.int64)})
+    return Table(
+        {
+            "ra": t["ra"].to_numpy(float),
+            "dec": t["dec"].to_numpy(float),
+            "v_mag": t["mag_V"].to_numpy(float),
+            "ref_id": t["ref_id"].to_numpy(np.int64),
+        }
+    )
 
 
 # -- one frame -----------------------------------------------------------------------------------------
@@ -103,8 +117,14 @@ def _empty_columns(n: int) -> dict:
 def wcs_provenance(cols: dict, position_from: str) -> dict:
     """The all-sky columns of detections placed by a WCS (header or solved): no alt/az, detected."""
     n = len(cols["ra"])
-    cols.update(alt=np.full(n, np.nan), az=np.full(n, np.nan), measure=np.full(n, "detected", dtype=object),
-                position_from=np.full(n, position_from, dtype=object), ref_id=[None] * n, ref_mag=np.full(n, np.nan))
+    cols.update(
+        alt=np.full(n, np.nan),
+        az=np.full(n, np.nan),
+        measure=np.full(n, "detected", dtype=object),
+        position_from=np.full(n, position_from, dtype=object),
+        ref_id=[None] * n,
+        ref_mag=np.full(n, np.nan),
+    )
     return cols
 
 
@@ -127,22 +147,31 @@ def _forced_rows(stars, exptime: float, seen_all: np.ndarray) -> dict:
     out |= np.where(seen_all, 0, FORCED_NOT_SEEN)
     with np.errstate(divide="ignore", invalid="ignore"):
         cols.update(
-            x=np.where(np.isfinite(x), x, xp), y=np.where(np.isfinite(y), y, yp),
-            ra=np.asarray(stars["ra"], float), dec=np.asarray(stars["dec"], float),
-            alt=np.asarray(stars["alt"], float), az=np.asarray(stars["az"], float),
-            flux_ap1=flux, flux_ap1_err=err, bkg=np.asarray(stars["bkg"], float),
+            x=np.where(np.isfinite(x), x, xp),
+            y=np.where(np.isfinite(y), y, yp),
+            ra=np.asarray(stars["ra"], float),
+            dec=np.asarray(stars["dec"], float),
+            alt=np.asarray(stars["alt"], float),
+            az=np.asarray(stars["az"], float),
+            flux_ap1=flux,
+            flux_ap1_err=err,
+            bkg=np.asarray(stars["bkg"], float),
             inst_mag=np.where(flux > 0, -2.5 * np.log10(flux / exptime), np.nan),
             inst_mag_err=np.where(flux > 0, 1.0857362 * err / flux, np.nan),
-            flags=out, measure=np.full(n, "forced", dtype=object),
-            ref_id=[int(v) for v in stars["ref_id"]], ref_mag=np.asarray(stars["mag"], float))
+            flags=out,
+            measure=np.full(n, "forced", dtype=object),
+            ref_id=[int(v) for v in stars["ref_id"]],
+            ref_mag=np.asarray(stars["mag"], float),
+        )
     return cols
 
 
 def _detected_rows(image, rec: dict, profile, model, site, time) -> dict:
     from skylake.frame import extract
 
-    ext = extract.extract(image, profile.detection, saturation=rec["saturation"],
-                          saturation_from="profile [defaults] saturation")
+    ext = extract.extract(
+        image, profile.detection, saturation=rec["saturation"], saturation_from="profile [defaults] saturation"
+    )
     cols = extract.measure(image, ext, profile.photometry, gain=rec["gain"])
     alt, az = model.pixel_to_altaz(cols["x"], cols["y"])
     on_sky = np.isfinite(alt) & (alt >= 0)
@@ -154,8 +183,15 @@ def _detected_rows(image, rec: dict, profile, model, site, time) -> dict:
         flux = cols["flux_auto"]
         cols["inst_mag"] = np.where(flux > 0, -2.5 * np.log10(flux / rec["exptime"]), np.nan)
         cols["inst_mag_err"] = np.where(flux > 0, 1.0857362 * cols["flux_auto_err"] / flux, np.nan)
-    cols.update(ra=np.asarray(ra, float), dec=np.asarray(dec, float), alt=alt, az=az,
-                measure=np.full(n, "detected", dtype=object), ref_id=[None] * n, ref_mag=np.full(n, np.nan))
+    cols.update(
+        ra=np.asarray(ra, float),
+        dec=np.asarray(dec, float),
+        alt=alt,
+        az=az,
+        measure=np.full(n, "detected", dtype=object),
+        ref_id=[None] * n,
+        ref_mag=np.full(n, np.nan),
+    )
     rec.update(bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note=ext.note)
     return cols
 
@@ -174,8 +210,10 @@ def _map_rows(result, nside: int) -> pd.DataFrame:
     """The frame's transparency and sky-brightness maps as rows of schemas/maps.yaml (less ``map_id``; one
     ``frame_of`` per map), merged per pixel."""
     out = []
-    for frame_of, tr, sky in (("horizon", result.transparency_horizon, result.sky_horizon),
-                              ("equatorial", result.transparency_equatorial, result.sky_equatorial)):
+    for frame_of, tr, sky in (
+        ("horizon", result.transparency_horizon, result.sky_horizon),
+        ("equatorial", result.transparency_equatorial, result.sky_equatorial),
+    ):
         t = tr.to_pandas() if len(tr.colnames) else pd.DataFrame(columns=["pixel", "lon", "lat"])
         s = sky.to_pandas() if len(sky.colnames) else pd.DataFrame(columns=["pixel", "lon", "lat"])
         t = t.rename(columns={"transparency_err": "dzp_scatter"})
@@ -211,8 +249,8 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     pixel rows; ``allsky_nside``). Raises :class:`FrameRejected` with the reason when it cannot."""
     from astropy.time import Time
 
-    from skylake.allsky.pipeline import process_frame
     from skylake.allsky.photometry import cloud_fraction
+    from skylake.allsky.pipeline import process_frame
     from skylake.frame import astrometry
     from skylake.frame.streaks import flag_on_streaks
 
@@ -222,27 +260,44 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     ny, nx = data.shape
     zx, zy = model.altaz_to_pixel(90.0, 0.0)
     if not (0 <= float(zx) < nx and 0 <= float(zy) < ny):
-        raise FrameRejected(f"the camera model's zenith ({float(zx):.1f}, {float(zy):.1f}) lies outside this "
-                            f"{nx}x{ny} frame: not this camera's frame, or a wrong [camera] model")
+        raise FrameRejected(
+            f"the camera model's zenith ({float(zx):.1f}, {float(zy):.1f}) lies outside this "
+            f"{nx}x{ny} frame: not this camera's frame, or a wrong [camera] model"
+        )
     time = Time(rec["mjd"], format="mjd", scale="utc")
     catalog = bright_stars(catalog_path)
     try:
         from skylake.frame.static_artefacts import known
 
-        res = process_frame(data, time, rec["exptime"], model, site, catalog, settings,
-                            known_artefacts=known(lake_root, profile.name))
+        res = process_frame(
+            data, time, rec["exptime"], model, site, catalog, settings, known_artefacts=known(lake_root, profile.name)
+        )
     except ValueError as exc:
         raise FrameRejected(f"all-sky processing failed: {exc}") from None
     model = res.model
-    rec.update(nx=nx, ny=ny, wcs_source="camera", camera_model=json.dumps(model.to_dict(), sort_keys=True),
-               cloud_fraction=res.cloud_fraction, n_stars_expected=res.n_expected, n_stars_seen=res.n_seen,
-               allsky_zeropoint=res.zeropoint, sky_mag_zenith=res.summary()["sky_mag_zenith"],
-               n_streaks=len(res.streaks), altitude=90.0, azimuth=0.0, airmass=1.0)
+    rec.update(
+        nx=nx,
+        ny=ny,
+        wcs_source="camera",
+        camera_model=json.dumps(model.to_dict(), sort_keys=True),
+        cloud_fraction=res.cloud_fraction,
+        n_stars_expected=res.n_expected,
+        n_stars_seen=res.n_seen,
+        allsky_zeropoint=res.zeropoint,
+        sky_mag_zenith=res.summary()["sky_mag_zenith"],
+        n_streaks=len(res.streaks),
+        altitude=90.0,
+        azimuth=0.0,
+        airmass=1.0,
+    )
     ra_c, dec_c = site.altaz_to_radec(np.array([90.0]), np.array([0.0]), time)
     rec.update(ra_center=float(ra_c[0]), dec_center=float(dec_c[0]), pixscale=float(3600.0 / model.plate_scale(0.0)))
     if res.fit is not None:
-        rec.update(astrometry_rms_px=res.fit.rms_px, astrometry_rms_arcsec=3600.0 * res.fit.rms_deg,
-                   astrometry_n_stars=res.fit.n_matched)
+        rec.update(
+            astrometry_rms_px=res.fit.rms_px,
+            astrometry_rms_arcsec=3600.0 * res.fit.rms_deg,
+            astrometry_n_stars=res.fit.n_matched,
+        )
     notes = [f"{k}: {v}" for k, v in res.notes.items() if k != "bias_adu"]
     if not math.isfinite(res.zeropoint):
         notes.append(f"no maps: zeropoint {res.zeropoint_source}")
@@ -251,8 +306,15 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     parts = []
     choice = profile.allsky["sources"]
     if choice in ("forced", "both") and len(res.stars):
-        everywhere = cloud_fraction(res.stars, model=model, alt_min_deg=-90.0, vmax=99.0, snr_min=settings.cloud_snr,
-                                    max_offset_deg=settings.cloud_offset_deg, use_flagged=True)["seen"]
+        everywhere = cloud_fraction(
+            res.stars,
+            model=model,
+            alt_min_deg=-90.0,
+            vmax=99.0,
+            snr_min=settings.cloud_snr,
+            max_offset_deg=settings.cloud_offset_deg,
+            use_flagged=True,
+        )["seen"]
         stars = res.stars[np.isfinite(np.asarray(res.stars["x_pred"], float))]
         seen = np.asarray(everywhere)[np.isfinite(np.asarray(res.stars["x_pred"], float))]
         parts.append(_forced_rows(stars, rec["exptime"], seen))
@@ -262,15 +324,16 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     n = len(cols["ra"])
     cols["position_from"] = np.full(n, "camera", dtype=object)
     cols["mjd"] = np.full(n, rec["mjd"])
-    cols["edge_dist"] = np.minimum.reduce([cols["x"], cols["y"], nx - 1 - cols["x"], ny - 1 - cols["y"]]) \
-        if n else np.zeros(0)
+    cols["edge_dist"] = (
+        np.minimum.reduce([cols["x"], cols["y"], nx - 1 - cols["x"], ny - 1 - cols["y"]]) if n else np.zeros(0)
+    )
     cols["_healpix_29"] = astrometry.healpix29(cols["ra"], cols["dec"])
     streaks = res.streaks.to_pandas() if len(res.streaks) else pd.DataFrame()
     if len(streaks):
         on = np.zeros(n, bool)
         counts = []
         for i in range(len(res.streaks)):
-            hit = flag_on_streaks(cols["x"], cols["y"], res.streaks[i:i + 1]) if n else np.zeros(0, bool)
+            hit = flag_on_streaks(cols["x"], cols["y"], res.streaks[i : i + 1]) if n else np.zeros(0, bool)
             counts.append(int(hit.sum()))
             on |= hit
         cols["flags"] = np.asarray(cols["flags"], np.int64) | np.where(on, ON_STREAK, 0)
@@ -279,15 +342,26 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
         xs = np.asarray(res.stars["x_pred"], float) if len(res.stars) else np.zeros(0)
         ys = np.asarray(res.stars["y_pred"], float) if len(res.stars) else np.zeros(0)
         okp = np.isfinite(xs) & np.isfinite(ys)
-        stars_on = [int(flag_on_streaks(xs[okp], ys[okp], res.streaks[i:i + 1], margin_px=0.0).sum())
-                    for i in range(len(res.streaks))]
-        streaks = streaks.assign(streak=np.arange(len(streaks)), mjd=rec["mjd"], ra1=ra1, dec1=dec1, ra2=ra2,
-                                 dec2=dec2, n_sources=counts, n_stars_on=stars_on)
+        stars_on = [
+            int(flag_on_streaks(xs[okp], ys[okp], res.streaks[i : i + 1], margin_px=0.0).sum())
+            for i in range(len(res.streaks))
+        ]
+        streaks = streaks.assign(
+            streak=np.arange(len(streaks)),
+            mjd=rec["mjd"],
+            ra1=ra1,
+            dec1=dec1,
+            ra2=ra2,
+            dec2=dec2,
+            n_sources=counts,
+            n_stars_on=stars_on,
+        )
     rec["n_sources"] = n
     rec["status"], rec["reason"] = "ok", ""
     if not math.isfinite(res.cloud_fraction):
-        rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""),
-                                                      "no catalogue star expected: cloud fraction unknown"]))
+        rec["extract_note"] = "; ".join(
+            filter(None, [rec.get("extract_note", ""), "no catalogue star expected: cloud fraction unknown"])
+        )
     return cols, {STREAKS: streaks, MAPS: _map_rows(res, settings.nside)}
 
 

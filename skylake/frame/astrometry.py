@@ -67,9 +67,11 @@ def native_frame(wcs: WCS):
         return Supergalactic()
     if lon == "ELON":
         return BarycentricMeanEcliptic(equinox=Time(equinox, format="jyear"))
-    raise FrameRejected(f"WCS CTYPE1/2 = {ctype[0]!r}/{ctype[1]!r}: skylake stores ICRS positions and converts "
-                        f"equatorial (RA/DEC), Galactic (GLON/GLAT), supergalactic (SLON/SLAT) and ecliptic (ELON/ELAT) "
-                        f"WCS only")
+    raise FrameRejected(
+        f"WCS CTYPE1/2 = {ctype[0]!r}/{ctype[1]!r}: skylake stores ICRS positions and converts "
+        f"equatorial (RA/DEC), Galactic (GLON/GLAT), supergalactic (SLON/SLAT) and ecliptic (ELON/ELAT) "
+        f"WCS only"
+    )
 
 
 def _header_matrix(header: fits.Header) -> tuple[np.ndarray | None, str]:
@@ -82,8 +84,22 @@ def _header_matrix(header: fits.Header) -> tuple[np.ndarray | None, str]:
 
 
 #: Linear WCS keywords of a 2-D image whose values must be finite numbers when present.
-_LINEAR_KEYS = ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CD1_1", "CD1_2", "CD2_1", "CD2_2",
-                "PC1_1", "PC1_2", "PC2_1", "PC2_2")
+_LINEAR_KEYS = (
+    "CRVAL1",
+    "CRVAL2",
+    "CRPIX1",
+    "CRPIX2",
+    "CDELT1",
+    "CDELT2",
+    "CD1_1",
+    "CD1_2",
+    "CD2_1",
+    "CD2_2",
+    "PC1_1",
+    "PC1_2",
+    "PC2_1",
+    "PC2_2",
+)
 
 
 def _check_numbers(header: fits.Header) -> None:
@@ -130,13 +146,17 @@ def check_wcs(wcs: WCS, header: fits.Header, nx: int, ny: int, cfg: Astrometry) 
         raise FrameRejected(f"WCS {kind} matrix {matrix.tolist()} is not finite")
     singular = np.linalg.svd(matrix, compute_uv=False)  # deg/px along the two principal directions
     if not singular[0] > 0 or singular[1] <= 1e-6 * singular[0]:
-        raise FrameRejected(f"WCS {kind} matrix {matrix.tolist()} is singular (rank {int(np.sum(singular > 1e-6 * singular[0]))}"
-                            f"): it maps the image onto a line or a point")
+        raise FrameRejected(
+            f"WCS {kind} matrix {matrix.tolist()} is singular (rank {int(np.sum(singular > 1e-6 * singular[0]))}"
+            f"): it maps the image onto a line or a point"
+        )
     lo, hi = cfg.pixscale_range
     scales = singular * 3600.0
     if scales.min() < lo or scales.max() > hi:
-        raise FrameRejected(f"WCS pixel scale {scales.min():.4g}-{scales.max():.4g} arcsec/px is outside the "
-                            f"profile's [astrometry] pixscale_range {[lo, hi]}")
+        raise FrameRejected(
+            f"WCS pixel scale {scales.min():.4g}-{scales.max():.4g} arcsec/px is outside the "
+            f"profile's [astrometry] pixscale_range {[lo, hi]}"
+        )
     area = nx * ny * singular[0] * singular[1]
     if area > SKY_DEG2:
         raise FrameRejected(f"WCS footprint of {area:.0f} deg2 is larger than the sky ({SKY_DEG2:.0f} deg2)")

@@ -53,19 +53,30 @@ def _kernel(name: str):
 
 def background(data: np.ndarray, mask: np.ndarray | None, cfg: Detection) -> sep.Background:
     """sep background mesh (BACK_SIZE, BACK_FILTERSIZE) of ``data``."""
-    return sep.Background(data, mask=mask, bw=cfg.back_size, bh=cfg.back_size,
-                          fw=cfg.back_filtersize, fh=cfg.back_filtersize)
+    return sep.Background(
+        data, mask=mask, bw=cfg.back_size, bh=cfg.back_size, fw=cfg.back_filtersize, fh=cfg.back_filtersize
+    )
 
 
 def _extract_once(data_sub, rms, mask, cfg: Detection, deblend: bool = True, segmentation_map: bool = False):
-    return sep.extract(data_sub, cfg.thresh, err=rms, mask=mask, minarea=cfg.minarea,
-                       filter_kernel=_kernel(cfg.filter_kernel), deblend_nthresh=cfg.deblend_nthresh if deblend else 1,
-                       deblend_cont=cfg.deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param,
-                       segmentation_map=segmentation_map)
+    return sep.extract(
+        data_sub,
+        cfg.thresh,
+        err=rms,
+        mask=mask,
+        minarea=cfg.minarea,
+        filter_kernel=_kernel(cfg.filter_kernel),
+        deblend_nthresh=cfg.deblend_nthresh if deblend else 1,
+        deblend_cont=cfg.deblend_cont,
+        clean=cfg.clean,
+        clean_param=cfg.clean_param,
+        segmentation_map=segmentation_map,
+    )
 
 
-def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detection,
-           segmentation_map: bool = False) -> tuple:
+def detect(
+    data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detection, segmentation_map: bool = False
+) -> tuple:
     """Run ``sep.extract`` with the profile's settings, raising sep's limits on overflow.
 
     Returns the objects and a note of what was needed (and, with ``segmentation_map``, sep's
@@ -103,8 +114,7 @@ def detect(data_sub: np.ndarray, rms: float, mask: np.ndarray | None, cfg: Detec
             raise FrameRejected(f"sep extraction failed: {message}")
 
 
-def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None,
-            saturation_from: str = "") -> Extraction:
+def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None, saturation_from: str = "") -> Extraction:
     """Background-subtract ``data`` in place and detect sources on it.
 
     Parameters
@@ -143,7 +153,8 @@ def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None,
         raise FrameRejected(
             f"saturation level {saturation:g} ADU ({saturation_from or 'profile'}) is at or below the frame's "
             f"background {bkg.globalback:.6g} ADU: a wrong value would flag every source; set [defaults] "
-            f"saturation and saturation_source = \"profile\" to override the header")
+            f'saturation and saturation_source = "profile" to override the header'
+        )
     # Raw pixels at the saturation level, before the background is subtracted (SExtractor SATUR_LEVEL).
     saturated_pixels = None
     if saturation is not None:
@@ -162,9 +173,17 @@ def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None,
     if n_saturated:
         owners = np.unique(segmap[saturated_pixels])
         saturated[owners[owners > 0] - 1] = True
-    return Extraction(objects=objects, back=back, globalback=float(bkg.globalback),
-                      globalrms=float(bkg.globalrms), note=note, mask=mask, saturated=saturated,
-                      n_saturated_pixels=n_saturated, segmap=segmap)
+    return Extraction(
+        objects=objects,
+        back=back,
+        globalback=float(bkg.globalback),
+        globalrms=float(bkg.globalrms),
+        note=note,
+        mask=mask,
+        saturated=saturated,
+        n_saturated_pixels=n_saturated,
+        segmap=segmap,
+    )
 
 
 def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndarray:
@@ -178,11 +197,17 @@ def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndar
     r50, _ = sep.flux_radius(data_sub, x, y, rmax, 0.5, normflux=flux, mask=mask, subpix=5)
     again = ~np.isfinite(r50) | (r50 >= 0.9 * rmax)
     if again.any():
-        r50[again], _ = sep.flux_radius(data_sub, x[again], y[again], np.maximum(6.0 * a[again], 3.0), 0.5,
-                                        normflux=flux[again], mask=mask, subpix=5)
+        r50[again], _ = sep.flux_radius(
+            data_sub,
+            x[again],
+            y[again],
+            np.maximum(6.0 * a[again], 3.0),
+            0.5,
+            normflux=flux[again],
+            mask=mask,
+            subpix=5,
+        )
     return r50
-
-
 
 
 def _ones_like_edges(shape, x, y, radius: float, mask):
@@ -208,8 +233,7 @@ def _ones_like_edges(shape, x, y, radius: float, mask):
     return np.ones(small, dtype=np.float32), out[1], out[0]
 
 
-def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, gain: float, mask=None,
-                       segmap=None):
+def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, gain: float, mask=None, segmap=None):
     """Circular-aperture fluxes with the local background from an annulus, as SExtractor's local
     background: the same numbers as ``sep.sum_circle(..., bkgann=annulus)`` but with the annulus summed
     once for all radii (and on whole pixels) instead of once per radius.
@@ -241,8 +265,7 @@ def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, g
         near_edge[:] = True
     apertures = []
     for radius in radii:
-        flux, ferr, aflag = sep.sum_circle(data_sub, x, y, radius, err=err, gain=gain, mask=mask, subpix=0,
-                                           **objects)
+        flux, ferr, aflag = sep.sum_circle(data_sub, x, y, radius, err=err, gain=gain, mask=mask, subpix=0, **objects)
         flags |= _image_mask_flags(aflag.astype(np.int32), mask, segmap)
         area = np.full(len(x), np.pi * radius**2)
         if near_edge.any():
@@ -337,12 +360,12 @@ def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float)
     # is max(k * r_kron, rmin), and rmin itself when r_kron cannot be measured (sep gives 0 or NaN).
     # Neighbours' pixels (sep's segmentation map) are left out of the first moment and of the sum, as
     # SExtractor masks them (MASK_TYPE): a bright neighbour would otherwise swell both.
-    objects = (dict(seg_id=np.arange(1, len(x) + 1, dtype=np.int32), segmap=ext.segmap)
-               if ext.segmap is not None else {})
+    objects = dict(seg_id=np.arange(1, len(x) + 1, dtype=np.int32), segmap=ext.segmap) if ext.segmap is not None else {}
     r_kron, kflag = sep.kron_radius(data_sub, x, y, a, b, theta, 6.0, mask=mask, **objects)
     scale = kron_scale(r_kron, cfg)
-    flux_auto, flux_auto_err, aflag = sep.sum_ellipse(data_sub, x, y, a, b, theta, scale, err=err,
-                                                      gain=gain, mask=mask, subpix=1, **objects)
+    flux_auto, flux_auto_err, aflag = sep.sum_ellipse(
+        data_sub, x, y, a, b, theta, scale, err=err, gain=gain, mask=mask, subpix=1, **objects
+    )
     flags |= _image_mask_flags(kflag.astype(np.int32) | aflag.astype(np.int32), mask, ext.segmap)
     flags |= masked_pixel_flags(mask, x, y, a, b, theta, scale, max(cfg.aperture_radii), cfg.aperture_radii[0])
     if ext.saturated is not None:
@@ -351,8 +374,9 @@ def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float)
     # FWHM from the half-light radius: exactly FWHM / 2 for a Gaussian, robust for any profile.
     r50 = half_light_radius(data_sub, x, y, a, flux_auto, mask)
 
-    apertures, bkg_local, aflag = annulus_photometry(data_sub, x, y, cfg.aperture_radii, cfg.annulus, err, gain,
-                                                     mask, ext.segmap)
+    apertures, bkg_local, aflag = annulus_photometry(
+        data_sub, x, y, cfg.aperture_radii, cfg.annulus, err, gain, mask, ext.segmap
+    )
     flags |= aflag
 
     xi = np.clip(np.rint(x).astype(np.intp), 0, nx - 1)

@@ -151,9 +151,11 @@ def _scale(header: fits.Header, hm: HeaderMap) -> str:
         return hm.time_scale
     scale = TIME_SCALE_ALIASES.get(str(value).strip().lower())
     if scale is None:
-        raise FrameRejected(f"header {key} = {value!r} is not a time scale skylake converts "
-                            f"({sorted(set(TIME_SCALE_ALIASES.values()))}); set [header] timesys = [] and "
-                            f"time_scale to read the times in another scale")
+        raise FrameRejected(
+            f"header {key} = {value!r} is not a time scale skylake converts "
+            f"({sorted(set(TIME_SCALE_ALIASES.values()))}); set [header] timesys = [] and "
+            f"time_scale to read the times in another scale"
+        )
     return scale
 
 
@@ -228,19 +230,28 @@ def observation_time(header: fits.Header, hm: HeaderMap) -> tuple[float, str, st
             try:
                 when = dt.datetime.strptime(text, hm.time_format)
             except ValueError as exc:
-                raise FrameRejected(f"header {'+'.join(hm.time_keys)} = {text!r} does not match [header] "
-                                    f"time_format {hm.time_format!r}: {exc}") from None
+                raise FrameRejected(
+                    f"header {'+'.join(hm.time_keys)} = {text!r} does not match [header] "
+                    f"time_format {hm.time_format!r}: {exc}"
+                ) from None
             if when.tzinfo is not None:
                 when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
             _check_year("+".join(hm.time_keys), text, when.year)
-            return (_to_utc_mjd(when.strftime("%Y-%m-%dT%H:%M:%S.%f"), "isot", scale, "+".join(hm.time_keys), text),
-                    reference, "+".join(hm.time_keys))
+            return (
+                _to_utc_mjd(when.strftime("%Y-%m-%dT%H:%M:%S.%f"), "isot", scale, "+".join(hm.time_keys), text),
+                reference,
+                "+".join(hm.time_keys),
+            )
     if date_only is not None:
         key, value = date_only
-        raise FrameRejected(f"header {key} {str(value).strip()!r} has no time of day; map the time keyword with "
-                            f"[header] time_obs = [...] (looked for {hm.time_obs})")
-    raise FrameRejected(f"no observation time in the header (looked for {hm.date_avg + hm.mjd_avg + hm.mjd}, "
-                        f"{hm.date_obs}, {hm.jd}" + (f", {hm.time_keys}" if hm.time_keys else "") + ")")
+        raise FrameRejected(
+            f"header {key} {str(value).strip()!r} has no time of day; map the time keyword with "
+            f"[header] time_obs = [...] (looked for {hm.time_obs})"
+        )
+    raise FrameRejected(
+        f"no observation time in the header (looked for {hm.date_avg + hm.mjd_avg + hm.mjd}, "
+        f"{hm.date_obs}, {hm.jd}" + (f", {hm.time_keys}" if hm.time_keys else "") + ")"
+    )
 
 
 def exposure_time(header: fits.Header, profile: Profile) -> float:
@@ -251,12 +262,15 @@ def exposure_time(header: fits.Header, profile: Profile) -> float:
     if key is None:
         if profile.defaults.exptime > 0:
             return float(profile.defaults.exptime)
-        raise FrameRejected(f"no exposure time in the header (looked for {hm.exptime}); map it with [header] "
-                            f"exptime or set [defaults] exptime")
+        raise FrameRejected(
+            f"no exposure time in the header (looked for {hm.exptime}); map it with [header] "
+            f"exptime or set [defaults] exptime"
+        )
     exptime = _as_number(key, value, "exposure time")
     if not 0 < exptime <= MAX_EXPTIME_S:
-        raise FrameRejected(f"header {key} = {value!r}: the exposure time must be > 0 and at most "
-                            f"{MAX_EXPTIME_S:.0f} s")
+        raise FrameRejected(
+            f"header {key} = {value!r}: the exposure time must be > 0 and at most {MAX_EXPTIME_S:.0f} s"
+        )
     return exptime
 
 
@@ -289,8 +303,10 @@ def frame_record(header: fits.Header, profile: Profile) -> dict:
     if not (MJD_RANGE[0] <= mjd - half and mjd + half <= MJD_RANGE[1]):
         raise FrameRejected(f"observation time MJD {mjd:.5f} is outside the years {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
     if abs((mjd - half) - UNSET_CLOCK_MJD) < 0.5 / 86400.0:
-        raise FrameRejected(f"observation time {mjd_to_datetime(mjd - half):%Y-%m-%dT%H:%M:%S} is the Unix epoch: the "
-                            f"camera's clock was not set")
+        raise FrameRejected(
+            f"observation time {mjd_to_datetime(mjd - half):%Y-%m-%dT%H:%M:%S} is the Unix epoch: the "
+            f"camera's clock was not set"
+        )
     start = mjd_to_datetime(mjd - half)
     altitude = _number(header, hm.altitude, "altitude")
     airmass = _number(header, hm.airmass, "airmass")
@@ -300,8 +316,9 @@ def frame_record(header: fits.Header, profile: Profile) -> dict:
     if defaults.saturation_source == "profile":
         saturation, saturation_from = float(defaults.saturation), "profile [defaults] saturation"
     else:
-        saturation, saturation_from = _positive(header, hm.saturation, "saturation level", defaults.saturation,
-                                                "saturation")
+        saturation, saturation_from = _positive(
+            header, hm.saturation, "saturation level", defaults.saturation, "saturation"
+        )
     return {
         "instrument": str(_first(header, hm.instrument)[1] or defaults.instrument).strip(),
         "filter": str(_first(header, hm.filter)[1] or defaults.filter).strip(),

@@ -39,14 +39,54 @@ from astropy.wcs import WCS
 from skylake.frame.solve_settings import PlateSolveSettings
 from skylake.robust import MAD_TO_SIGMA
 
-__all__ = ["PlateSolution", "PlateSolveError", "PlateSolveSettings", "solve_frame", "solve_astrometry_net",
-           "detect_sources", "strip_wcs", "read_reference_cone", "compare_wcs", "WCS_KEYS"]
+__all__ = [
+    "PlateSolution",
+    "PlateSolveError",
+    "PlateSolveSettings",
+    "solve_frame",
+    "solve_astrometry_net",
+    "detect_sources",
+    "strip_wcs",
+    "read_reference_cone",
+    "compare_wcs",
+    "WCS_KEYS",
+]
 
 #: Header keywords removed by :func:`strip_wcs` (and replaced by a solution).
-WCS_KEYS = ("CTYPE1", "CTYPE2", "CUNIT1", "CUNIT2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CD1_1", "CD1_2",
-            "CD2_1", "CD2_2", "CDELT1", "CDELT2", "CROTA1", "CROTA2", "PC1_1", "PC1_2", "PC2_1", "PC2_2",
-            "WCSAXES", "LONPOLE", "LATPOLE", "EQUINOX", "RADESYS", "RADECSYS", "A_ORDER", "B_ORDER",
-            "AP_ORDER", "BP_ORDER", "IMAGEW", "IMAGEH")
+WCS_KEYS = (
+    "CTYPE1",
+    "CTYPE2",
+    "CUNIT1",
+    "CUNIT2",
+    "CRVAL1",
+    "CRVAL2",
+    "CRPIX1",
+    "CRPIX2",
+    "CD1_1",
+    "CD1_2",
+    "CD2_1",
+    "CD2_2",
+    "CDELT1",
+    "CDELT2",
+    "CROTA1",
+    "CROTA2",
+    "PC1_1",
+    "PC1_2",
+    "PC2_1",
+    "PC2_2",
+    "WCSAXES",
+    "LONPOLE",
+    "LATPOLE",
+    "EQUINOX",
+    "RADESYS",
+    "RADECSYS",
+    "A_ORDER",
+    "B_ORDER",
+    "AP_ORDER",
+    "BP_ORDER",
+    "IMAGEW",
+    "IMAGEH",
+)
 
 
 class PlateSolveError(RuntimeError):
@@ -110,9 +150,15 @@ class PlateSolution:
 
     def provenance(self) -> dict:
         """Scalars for a frame row."""
-        return {"wcs_solver": self.solver, "wcs_rms_arcsec": float(self.rms_arcsec), "wcs_n_stars": int(self.n_stars),
-                "wcs_scale_arcsec": float(self.scale_arcsec), "wcs_rotation_deg": float(self.rotation_deg),
-                "wcs_parity": int(self.parity), "wcs_solve_s": float(self.elapsed_s)}
+        return {
+            "wcs_solver": self.solver,
+            "wcs_rms_arcsec": float(self.rms_arcsec),
+            "wcs_n_stars": int(self.n_stars),
+            "wcs_scale_arcsec": float(self.scale_arcsec),
+            "wcs_rotation_deg": float(self.rotation_deg),
+            "wcs_parity": int(self.parity),
+            "wcs_solve_s": float(self.elapsed_s),
+        }
 
 
 def strip_wcs(header: fits.Header) -> fits.Header:
@@ -124,8 +170,9 @@ def strip_wcs(header: fits.Header) -> fits.Header:
     return h
 
 
-def read_reference_cone(path, ra_deg: float, dec_deg: float, radius_deg: float, *,
-                        columns=("ra", "dec", "mag_vt")) -> Table:
+def read_reference_cone(
+    path, ra_deg: float, dec_deg: float, radius_deg: float, *, columns=("ra", "dec", "mag_vt")
+) -> Table:
     """Stars of a Parquet reference catalogue (``ra``, ``dec`` deg and a magnitude) within
     ``radius_deg`` of a position; the magnitude column is returned as ``mag``."""
     import pyarrow.compute as pc
@@ -191,8 +238,13 @@ def detect_sources(image: np.ndarray, *, thresh: float = 5.0, mesh_px: int = 64,
     sig = np.clip(np.sqrt(objs["a"] * objs["b"]), 0.5, 5.0)
     xw, yw, f = sep.winpos(sub, objs["x"], objs["y"], sig)
     good = (f == 0) & (np.hypot(xw - objs["x"], yw - objs["y"]) < 2)
-    t = Table({"x": np.where(good, xw, objs["x"]), "y": np.where(good, yw, objs["y"]),
-               "flux": np.asarray(objs["flux"], float)})
+    t = Table(
+        {
+            "x": np.where(good, xw, objs["x"]),
+            "y": np.where(good, yw, objs["y"]),
+            "flux": np.asarray(objs["flux"], float),
+        }
+    )
     t.sort("flux", reverse=True)
     return t
 
@@ -238,8 +290,9 @@ def _fit_wcs(x, y, ra, dec, ra0, dec0, sip_degree):
         warnings.simplefilter("ignore")
         sky = SkyCoord(ra, dec, unit="deg")
         if sip_degree:
-            w = fit_wcs_from_points((np.asarray(x), np.asarray(y)), sky, proj_point="center", projection="TAN",
-                                    sip_degree=sip_degree)
+            w = fit_wcs_from_points(
+                (np.asarray(x), np.asarray(y)), sky, proj_point="center", projection="TAN", sip_degree=sip_degree
+            )
         else:
             w = fit_wcs_from_points((np.asarray(x), np.asarray(y)), sky, proj_point="center", projection="TAN")
     return w
@@ -250,13 +303,17 @@ def _wcs_geometry(w: WCS):
     det = np.linalg.det(cd)
     scale = math.sqrt(abs(det)) * 3600.0
     parity = 1 if det < 0 else -1
-    rot = math.degrees(math.atan2(-cd[0, 1], cd[1, 1])) % 360.0 if parity == 1 else \
-        math.degrees(math.atan2(cd[0, 1], cd[1, 1])) % 360.0
+    rot = (
+        math.degrees(math.atan2(-cd[0, 1], cd[1, 1])) % 360.0
+        if parity == 1
+        else math.degrees(math.atan2(cd[0, 1], cd[1, 1])) % 360.0
+    )
     return scale, rot, parity
 
 
-def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, settings: PlateSolveSettings | None = None,
-                **overrides) -> PlateSolution:
+def solve_frame(
+    image: np.ndarray, ra_hint: float, dec_hint: float, catalog, settings: PlateSolveSettings | None = None, **overrides
+) -> PlateSolution:
     """Solve a narrow-field frame against a reference catalogue near a pointing hint.
 
     Parameters
@@ -295,8 +352,11 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
     det = detect_sources(image, thresh=settings.detect_thresh)
     n_det = len(det)
     if n_det < settings.min_matches:
-        raise PlateSolveError(f"only {n_det} sources detected above {settings.detect_thresh:g} sigma "
-                              f"(need >= {settings.min_matches}): blank, cloudy or defocused frame", blank=True)
+        raise PlateSolveError(
+            f"only {n_det} sources detected above {settings.detect_thresh:g} sigma "
+            f"(need >= {settings.min_matches}): blank, cloudy or defocused frame",
+            blank=True,
+        )
     cat = Table(catalog) if not isinstance(catalog, Table) else catalog
     if "mag" not in cat.colnames:
         for alt in ("mag_vt", "v_mag", "phot_g_mean_mag"):
@@ -313,12 +373,14 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
     near = _angsep(ra_c, dec_c, ra_hint, dec_hint) <= radius
     ra_c, dec_c, mag_c = ra_c[near], dec_c[near], mag_c[near]
     if near.sum() < settings.min_matches:
-        raise PlateSolveError(f"only {int(near.sum())} catalogue stars within {radius:.2f} deg of "
-                              f"({ra_hint:.4f}, {dec_hint:.4f}): no reference coverage")
+        raise PlateSolveError(
+            f"only {int(near.sum())} catalogue stars within {radius:.2f} deg of "
+            f"({ra_hint:.4f}, {dec_hint:.4f}): no reference coverage"
+        )
     # catalogue density check: the search uses the brightest stars of the area; scale the count
     # so the search area holds about n_catalog x (area / field area) stars
     field_area = (nx * ny) * (scale0 / 3600.0) ** 2
-    search_area = math.pi * radius ** 2
+    search_area = math.pi * radius**2
     n_cat = int(min(len(ra_c), max(settings.n_catalog, settings.n_catalog * search_area / field_area / 4)))
     order = np.argsort(np.nan_to_num(mag_c, nan=99.0))[:n_cat]
     cxi, ceta = _tangent(ra_c[order], dec_c[order], ra_hint, dec_hint)
@@ -334,20 +396,31 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
     scales = scale0 * (1 + np.linspace(-tol, tol, nscale)) if nscale > 1 else np.array([scale0])
     rotations = np.arange(0.0, 360.0, settings.rotation_step_deg)
     edge = 0.5 * math.hypot(nx, ny)
-    bin_arcsec = max(3 * settings.match_px, edge * math.radians(settings.rotation_step_deg) * 0.75,
-                     edge * (scales[1] - scales[0]) / scale0 if nscale > 1 else 0) * scale0
+    bin_arcsec = (
+        max(
+            3 * settings.match_px,
+            edge * math.radians(settings.rotation_step_deg) * 0.75,
+            edge * (scales[1] - scales[0]) / scale0 if nscale > 1 else 0,
+        )
+        * scale0
+    )
     best = None
     for parity in (1, -1):
         for sc in scales:
             votes, ri, ox, oy, per_rot = _vote(dx, dy, cxi, ceta, sc, rotations, parity, bin_arcsec, max_off)
             if best is None or votes > best[0]:
-                second = np.max(np.delete(per_rot, [ri, (ri - 1) % len(per_rot), (ri + 1) % len(per_rot)])) \
-                    if len(per_rot) > 3 else 0
+                second = (
+                    np.max(np.delete(per_rot, [ri, (ri - 1) % len(per_rot), (ri + 1) % len(per_rot)]))
+                    if len(per_rot) > 3
+                    else 0
+                )
                 best = (votes, parity, sc, rotations[ri], ox, oy, int(second))
     votes, parity, sc, rot, ox, oy, second = best
     if votes < settings.min_matches:
-        raise PlateSolveError(f"no consistent match: best rotation/offset has {votes} coincident stars "
-                              f"(need >= {settings.min_matches}); wrong pointing hint or plate scale, or no stars")
+        raise PlateSolveError(
+            f"no consistent match: best rotation/offset has {votes} coincident stars "
+            f"(need >= {settings.min_matches}); wrong pointing hint or plate scale, or no stars"
+        )
     # refine: fine rotation around the coarse one, smaller bins
     fine = rot + np.arange(-settings.rotation_step_deg, settings.rotation_step_deg + 1e-9, 0.1)
     fbin = max(2 * settings.match_px, edge * math.radians(0.1)) * sc
@@ -375,8 +448,10 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
     d, j = tree.query(np.column_stack([pxi, peta]), distance_upper_bound=2.5 * bin_arcsec)
     ok = np.isfinite(d)
     if ok.sum() < settings.min_matches:
-        raise PlateSolveError(f"no consistent match: only {int(ok.sum())} detections near catalogue stars "
-                              f"after the search (votes {votes})")
+        raise PlateSolveError(
+            f"no consistent match: only {int(ok.sum())} detections near catalogue stars "
+            f"after the search (votes {votes})"
+        )
     wcs = _fit_wcs(xa[ok], ya[ok], ra_c[j[ok]], dec_c[j[ok]], ra_hint, dec_hint, 0)
     tols = [8.0, 4.0, settings.match_px * 1.5, settings.match_px]
     for it, tol_px in enumerate(tols + [settings.match_px]):
@@ -395,8 +470,9 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
         di = di[mutual]
         cj = ci[j1[hit][mutual]]
         if len(di) < settings.min_matches:
-            raise PlateSolveError(f"poor fit: only {len(di)} stars match within {tol_px:.1f} px "
-                                  f"(need >= {settings.min_matches})")
+            raise PlateSolveError(
+                f"poor fit: only {len(di)} stars match within {tol_px:.1f} px (need >= {settings.min_matches})"
+            )
         sip = settings.sip_degree if (it >= 2 and len(di) >= 3 * (settings.sip_degree + 1) ** 2) else 0
         wcs = _fit_wcs(xa[di], ya[di], ra_c[cj], dec_c[cj], ra_hint, dec_hint, sip)
     rr, dd = wcs.all_pix2world(xa[di], ya[di], 0)
@@ -408,18 +484,33 @@ def solve_frame(image: np.ndarray, ra_hint: float, dec_hint: float, catalog, set
         wcs = _fit_wcs(xa[di], ya[di], ra_c[cj], dec_c[cj], ra_hint, dec_hint, sip)
         rr, dd = wcs.all_pix2world(xa[di], ya[di], 0)
         sep_arcsec = _angsep(rr, dd, ra_c[cj], dec_c[cj]) * 3600.0
-    rms = float(np.sqrt(np.mean(sep_arcsec ** 2)))
+    rms = float(np.sqrt(np.mean(sep_arcsec**2)))
     max_rms = settings.max_rms_arcsec if settings.max_rms_arcsec is not None else scale0
     if rms > max_rms:
         raise PlateSolveError(f"poor fit: rms {rms:.2f} arcsec over {len(di)} stars exceeds {max_rms:.2f} arcsec")
     scale, rotation, par = _wcs_geometry(wcs)
-    matched = Table({"x": xa[di], "y": ya[di], "ra": ra_c[cj], "dec": dec_c[cj], "mag": mag_c[cj],
-                     "sep_arcsec": sep_arcsec})
-    return PlateSolution(wcs=wcs, solver="skylake", rms_arcsec=rms, n_stars=int(len(di)), n_detected=n_det,
-                         scale_arcsec=scale, rotation_deg=rotation, parity=par,
-                         elapsed_s=_time.perf_counter() - t0, matched=matched,
-                         notes={"votes": votes, "second_votes": second, "sip_degree": sip,
-                                "search_radius_deg": settings.search_radius_deg, "n_catalog_search": n_cat})
+    matched = Table(
+        {"x": xa[di], "y": ya[di], "ra": ra_c[cj], "dec": dec_c[cj], "mag": mag_c[cj], "sep_arcsec": sep_arcsec}
+    )
+    return PlateSolution(
+        wcs=wcs,
+        solver="skylake",
+        rms_arcsec=rms,
+        n_stars=int(len(di)),
+        n_detected=n_det,
+        scale_arcsec=scale,
+        rotation_deg=rotation,
+        parity=par,
+        elapsed_s=_time.perf_counter() - t0,
+        matched=matched,
+        notes={
+            "votes": votes,
+            "second_votes": second,
+            "sip_degree": sip,
+            "search_radius_deg": settings.search_radius_deg,
+            "n_catalog_search": n_cat,
+        },
+    )
 
 
 def compare_wcs(w1: WCS, w2: WCS, shape, *, n: int = 11) -> dict:
@@ -430,7 +521,7 @@ def compare_wcs(w1: WCS, w2: WCS, shape, *, n: int = 11) -> dict:
     r1, d1 = w1.all_pix2world(x.ravel(), y.ravel(), 0)
     r2, d2 = w2.all_pix2world(x.ravel(), y.ravel(), 0)
     s = _angsep(r1, d1, r2, d2) * 3600.0
-    return {"rms": float(np.sqrt(np.mean(s ** 2))), "max": float(s.max()), "median": float(np.median(s))}
+    return {"rms": float(np.sqrt(np.mean(s**2))), "max": float(s.max()), "median": float(np.median(s))}
 
 
 def _run_limited(cmd: list[str], timeout_s: float) -> tuple[int | None, str]:
@@ -451,11 +542,21 @@ def _run_limited(cmd: list[str], timeout_s: float) -> tuple[int | None, str]:
         return None, out or ""
 
 
-def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None, scale_tolerance: float = 0.1,
-                         scale_range_arcsec: tuple[float, float] | None = None, ra_hint: float | None = None,
-                         dec_hint: float | None = None, radius_deg: float = 2.0, timeout_s: float = 120.0,
-                         sip_degree: int = 0, detect_thresh: float = 5.0, executable: str = "solve-field",
-                         keep_dir: str | None = None) -> PlateSolution:
+def solve_astrometry_net(
+    image: np.ndarray,
+    *,
+    scale_arcsec: float | None = None,
+    scale_tolerance: float = 0.1,
+    scale_range_arcsec: tuple[float, float] | None = None,
+    ra_hint: float | None = None,
+    dec_hint: float | None = None,
+    radius_deg: float = 2.0,
+    timeout_s: float = 120.0,
+    sip_degree: int = 0,
+    detect_thresh: float = 5.0,
+    executable: str = "solve-field",
+    keep_dir: str | None = None,
+) -> PlateSolution:
     """Solve with astrometry.net's ``solve-field`` (Debian ``astrometry.net`` plus the
     ``astrometry-data-tycho2-*`` index packages: fields from about 0.5 deg wide), on sep detections
     written as an x/y list. Blind unless ``ra_hint``/``dec_hint`` are given.
@@ -489,31 +590,57 @@ def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None
     t0 = _time.perf_counter()
     exe = shutil.which(executable)
     if exe is None:
-        raise PlateSolveError(f"{executable} not found (Debian packages astrometry.net and "
-                              f"astrometry-data-tycho2-*)")
+        raise PlateSolveError(f"{executable} not found (Debian packages astrometry.net and astrometry-data-tycho2-*)")
     image = np.asarray(image)
     ny, nx = image.shape
     det = detect_sources(image, thresh=detect_thresh)
     if len(det) < 5:
-        raise PlateSolveError(f"only {len(det)} sources detected above {detect_thresh:g} sigma: nothing to solve",
-                              blank=True)
+        raise PlateSolveError(
+            f"only {len(det)} sources detected above {detect_thresh:g} sigma: nothing to solve", blank=True
+        )
     if scale_range_arcsec is None and scale_arcsec:
         scale_range_arcsec = (scale_arcsec * (1 - scale_tolerance), scale_arcsec * (1 + scale_tolerance))
     work = tempfile.mkdtemp(prefix="skylake-anet-") if keep_dir is None else keep_dir
     try:
-        xy = Table({"X": np.asarray(det["x"], float) + 1.0, "Y": np.asarray(det["y"], float) + 1.0,
-                    "FLUX": np.asarray(det["flux"], float)})
+        xy = Table(
+            {
+                "X": np.asarray(det["x"], float) + 1.0,
+                "Y": np.asarray(det["y"], float) + 1.0,
+                "FLUX": np.asarray(det["flux"], float),
+            }
+        )
         xypath = f"{work}/sources.xyls"
         xy.write(xypath, format="fits", overwrite=True)
-        cmd = [exe, xypath, "--width", str(nx), "--height", str(ny), "--overwrite", "--no-plots",
-               "--no-verify", "--dir", work, "--temp-dir", work, "--cpulimit", str(max(1, math.ceil(timeout_s))),
-               "--no-remove-lines", "--uniformize", "0", "--crpix-center", "--objs", "60",
-               "--tweak-order", str(sip_degree if sip_degree else 1)]
+        cmd = [
+            exe,
+            xypath,
+            "--width",
+            str(nx),
+            "--height",
+            str(ny),
+            "--overwrite",
+            "--no-plots",
+            "--no-verify",
+            "--dir",
+            work,
+            "--temp-dir",
+            work,
+            "--cpulimit",
+            str(max(1, math.ceil(timeout_s))),
+            "--no-remove-lines",
+            "--uniformize",
+            "0",
+            "--crpix-center",
+            "--objs",
+            "60",
+            "--tweak-order",
+            str(sip_degree if sip_degree else 1),
+        ]
         searched = []
         if scale_range_arcsec is not None:
             lo, hi = scale_range_arcsec
             cmd += ["--scale-units", "arcsecperpix", "--scale-low", f"{lo:.6g}", "--scale-high", f"{hi:.6g}"]
-            searched.append(f"scales {lo:.4g}-{hi:.4g}\"/px")
+            searched.append(f'scales {lo:.4g}-{hi:.4g}"/px')
         if ra_hint is not None and dec_hint is not None:
             cmd += ["--ra", f"{ra_hint:.6f}", "--dec", f"{dec_hint:.6f}", "--radius", f"{radius_deg:g}"]
             searched.append(f"within {radius_deg:g} deg of ({ra_hint:.4f}, {dec_hint:.4f})")
@@ -521,14 +648,18 @@ def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None
         elapsed = _time.perf_counter() - t0
         wcs_path = f"{work}/sources.wcs"
         if code is None or (not os.path.exists(wcs_path) and "time limit reached" in out):
-            raise PlateSolveError(f"astrometry.net found no solution within the time limit of {timeout_s:g} s "
-                                  f"({len(det)} sources{', ' if searched else ''}{', '.join(searched)})")
+            raise PlateSolveError(
+                f"astrometry.net found no solution within the time limit of {timeout_s:g} s "
+                f"({len(det)} sources{', ' if searched else ''}{', '.join(searched)})"
+            )
         if code != 0:
             tail = out.strip().splitlines()[-2:]
             raise PlateSolveError(f"solve-field failed (exit {code}): {' | '.join(tail)}")
         if not os.path.exists(wcs_path):
-            raise PlateSolveError(f"astrometry.net found no solution in {elapsed:.1f} s ({len(det)} sources"
-                                  f"{', ' if searched else ''}{', '.join(searched)})")
+            raise PlateSolveError(
+                f"astrometry.net found no solution in {elapsed:.1f} s ({len(det)} sources"
+                f"{', ' if searched else ''}{', '.join(searched)})"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wcs = WCS(fits.getheader(wcs_path))
@@ -539,14 +670,30 @@ def solve_astrometry_net(image: np.ndarray, *, scale_arcsec: float | None = None
                 warnings.simplefilter("ignore")  # its units ('degrees', 'none') are not FITS units
                 c = Table.read(corr)
             if len(c):
-                s = _angsep(np.asarray(c["field_ra"]), np.asarray(c["field_dec"]),
-                            np.asarray(c["index_ra"]), np.asarray(c["index_dec"])) * 3600.0
-                rms = float(np.sqrt(np.mean(s ** 2)))
+                s = (
+                    _angsep(
+                        np.asarray(c["field_ra"]),
+                        np.asarray(c["field_dec"]),
+                        np.asarray(c["index_ra"]),
+                        np.asarray(c["index_dec"]),
+                    )
+                    * 3600.0
+                )
+                rms = float(np.sqrt(np.mean(s**2)))
                 n_match = len(c)
         scale, rotation, par = _wcs_geometry(wcs)
-        return PlateSolution(wcs=wcs, solver="astrometry.net", rms_arcsec=rms, n_stars=int(n_match),
-                             n_detected=len(det), scale_arcsec=scale, rotation_deg=rotation, parity=par,
-                             elapsed_s=_time.perf_counter() - t0, notes={"command": " ".join(cmd)})
+        return PlateSolution(
+            wcs=wcs,
+            solver="astrometry.net",
+            rms_arcsec=rms,
+            n_stars=int(n_match),
+            n_detected=len(det),
+            scale_arcsec=scale,
+            rotation_deg=rotation,
+            parity=par,
+            elapsed_s=_time.perf_counter() - t0,
+            notes={"command": " ".join(cmd)},
+        )
     finally:
         if keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -585,24 +732,34 @@ def _reference_cone(source: str, mag_column: str, ra: float, dec: float, radius_
     return Table({"ra": t.column("ra").to_numpy()[keep], "dec": t.column("dec").to_numpy()[keep], "mag": mag[keep]})
 
 
-def _solve_hinted(image, pointing, scale, settings: PlateSolveSettings, cfg: dict, lake_root: str | None
-                  ) -> PlateSolution:
+def _solve_hinted(
+    image, pointing, scale, settings: PlateSolveSettings, cfg: dict, lake_root: str | None
+) -> PlateSolution:
     """A solve near ``pointing``: skylake's solver against the refcat when the scale is known and the pointing
     is within :data:`SKYLAKE_MAX_RADIUS_DEG` (or solve-field is missing), else astrometry.net with the hints."""
     import os
     import shutil
 
     if scale.value is None or (pointing.radius_deg > SKYLAKE_MAX_RADIUS_DEG and shutil.which("solve-field")):
-        return solve_astrometry_net(image, scale_range_arcsec=(scale.low, scale.high), ra_hint=pointing.ra,
-                                    dec_hint=pointing.dec, radius_deg=pointing.radius_deg, timeout_s=cfg["timeout_s"],
-                                    sip_degree=settings.sip_degree, detect_thresh=settings.detect_thresh)
+        return solve_astrometry_net(
+            image,
+            scale_range_arcsec=(scale.low, scale.high),
+            ra_hint=pointing.ra,
+            dec_hint=pointing.dec,
+            radius_deg=pointing.radius_deg,
+            timeout_s=cfg["timeout_s"],
+            sip_degree=settings.sip_degree,
+            detect_thresh=settings.detect_thresh,
+        )
     refcat = cfg["refcat"]
     source = refcat if os.path.isabs(refcat) else os.path.join(lake_root or "", "refcats", refcat)
     if not (os.path.isfile(source) or os.path.isfile(os.path.join(source, "collection.properties"))):
-        raise PlateSolveError(f"the lake has no refcat {refcat!r} (platesolve.refcat); import it with "
-                              f"`skylake refcat import`")
-    settings = PlateSolveSettings(**{**settings.__dict__, "scale_arcsec": scale.value,
-                                     "search_radius_deg": pointing.radius_deg})
+        raise PlateSolveError(
+            f"the lake has no refcat {refcat!r} (platesolve.refcat); import it with `skylake refcat import`"
+        )
+    settings = PlateSolveSettings(
+        **{**settings.__dict__, "scale_arcsec": scale.value, "search_radius_deg": pointing.radius_deg}
+    )
     ny, nx = np.shape(image)
     radius = pointing.radius_deg + 0.55 * math.hypot(nx, ny) * scale.value * (1 + settings.scale_tolerance) / 3600.0
     catalog = _reference_cone(source, cfg["mag_column"], pointing.ra, pointing.dec, radius + 0.1)
@@ -615,12 +772,14 @@ def _check_solution(sol: PlateSolution, settings: PlateSolveSettings) -> None:
         raise PlateSolveError(f"poor fit: astrometry.net matched {sol.n_stars} stars (need >= {settings.min_matches})")
     max_rms = settings.max_rms_arcsec if settings.max_rms_arcsec is not None else sol.scale_arcsec
     if math.isfinite(sol.rms_arcsec) and sol.rms_arcsec > max_rms:
-        raise PlateSolveError(f"poor fit: rms {sol.rms_arcsec:.2f} arcsec over {sol.n_stars} stars exceeds "
-                              f"{max_rms:.2f} arcsec")
+        raise PlateSolveError(
+            f"poor fit: rms {sol.rms_arcsec:.2f} arcsec over {sol.n_stars} stars exceeds {max_rms:.2f} arcsec"
+        )
 
 
-def solve_for_ingest(image: np.ndarray, header: fits.Header, profile, lake_root: str | None,
-                     mjd: float | None = None) -> tuple[fits.Header | None, dict, str]:
+def solve_for_ingest(
+    image: np.ndarray, header: fits.Header, profile, lake_root: str | None, mjd: float | None = None
+) -> tuple[fits.Header | None, dict, str]:
     """Place a frame on the sky under a profile's ``[platesolve]``.
 
     The header's own WCS is kept when it has one (and ``distrust_header_wcs`` is false): method
@@ -677,8 +836,7 @@ def solve_for_ingest(image: np.ndarray, header: fits.Header, profile, lake_root:
     pointing = header_pointing(header, cfg["ra_keys"], cfg["dec_keys"], cfg["ra_unit"], settings.search_radius_deg)
     if pointing is None:
         pointing = fixed_pointing(cfg, mjd, profile.site)
-    scale = scale_hint(header, cfg, settings.scale_arcsec, settings.scale_tolerance,
-                       profile.astrometry.pixscale_range)
+    scale = scale_hint(header, cfg, settings.scale_arcsec, settings.scale_tolerance, profile.astrometry.pixscale_range)
     notes = [scale.note] if scale.note else []
     tried: list[tuple[str, str]] = []
     sol = method = None
@@ -690,23 +848,34 @@ def solve_for_ingest(image: np.ndarray, header: fits.Header, profile, lake_root:
             method = "hinted"
         except PlateSolveError as exc:
             sol = None
-            at = f" at {scale.value:.4g}\"/px from {scale.source}" if scale.value is not None else ""
+            at = f' at {scale.value:.4g}"/px from {scale.source}' if scale.value is not None else ""
             tried.append((f"hinted near {pointing.source} ({pointing.ra:.4f}, {pointing.dec:.4f}){at}", exc.reason))
             if exc.blank:  # nothing to solve: a blind solve would see the same blank frame
                 raise FrameRejected(f"plate solving failed (hinted): {exc.reason}") from None
     elif not cfg["blind"]:
-        raise FrameRejected(f"plate solving needs the pointing: none of {list(zip(cfg['ra_keys'], cfg['dec_keys']))} "
-                            f"in the header (platesolve.ra_keys, dec_keys), no platesolve.pointing_radec or "
-                            f"pointing_altaz, and platesolve.blind = false")
+        raise FrameRejected(
+            f"plate solving needs the pointing: none of {list(zip(cfg['ra_keys'], cfg['dec_keys']))} "
+            f"in the header (platesolve.ra_keys, dec_keys), no platesolve.pointing_radec or "
+            f"pointing_altaz, and platesolve.blind = false"
+        )
     if sol is None and cfg["blind"]:
         if not shutil.which("solve-field"):
-            tried.append(("blind", "needs astrometry.net's solve-field (Debian packages astrometry.net and "
-                                   "astrometry-data-tycho2-*), which is not installed"))
+            tried.append(
+                (
+                    "blind",
+                    "needs astrometry.net's solve-field (Debian packages astrometry.net and "
+                    "astrometry-data-tycho2-*), which is not installed",
+                )
+            )
         else:
             try:
-                sol = solve_astrometry_net(image, scale_range_arcsec=(scale.low, scale.high),
-                                           timeout_s=cfg["timeout_s"], sip_degree=settings.sip_degree,
-                                           detect_thresh=settings.detect_thresh)
+                sol = solve_astrometry_net(
+                    image,
+                    scale_range_arcsec=(scale.low, scale.high),
+                    timeout_s=cfg["timeout_s"],
+                    sip_degree=settings.sip_degree,
+                    detect_thresh=settings.detect_thresh,
+                )
                 _check_solution(sol, settings)
                 method = "blind"
             except PlateSolveError as exc:
@@ -718,7 +887,12 @@ def solve_for_ingest(image: np.ndarray, header: fits.Header, profile, lake_root:
     notes += [f"{name} failed ({why}); solved {method}" for name, why in tried]
     solved = strip_wcs(header)
     solved.update(sol.header())
-    rec = {"wcs_source": f"platesolve:{sol.solver}", "wcs_method": method, "solved_wcs": sol.header().tostring(sep="\n"),
-           "astrometry_rms_arcsec": sol.rms_arcsec, "astrometry_rms_px": sol.rms_arcsec / sol.scale_arcsec,
-           "astrometry_n_stars": sol.n_stars}
+    rec = {
+        "wcs_source": f"platesolve:{sol.solver}",
+        "wcs_method": method,
+        "solved_wcs": sol.header().tostring(sep="\n"),
+        "astrometry_rms_arcsec": sol.rms_arcsec,
+        "astrometry_rms_px": sol.rms_arcsec / sol.scale_arcsec,
+        "astrometry_n_stars": sol.n_stars,
+    }
     return solved, rec, "; ".join(notes)

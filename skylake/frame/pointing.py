@@ -30,8 +30,18 @@ from astropy.io import fits
 from skylake.errors import FrameRejected
 from skylake.frame.header import _as_number, _first
 
-__all__ = ["RA_UNITS", "Pointing", "ScaleHint", "parse_ra", "parse_dec", "header_pointing", "fixed_pointing",
-           "radec_from_altaz", "scale_hint", "optics_scale"]
+__all__ = [
+    "RA_UNITS",
+    "Pointing",
+    "ScaleHint",
+    "parse_ra",
+    "parse_dec",
+    "header_pointing",
+    "fixed_pointing",
+    "radec_from_altaz",
+    "scale_hint",
+    "optics_scale",
+]
 
 #: ``platesolve.ra_unit`` values.
 RA_UNITS = ("auto", "hours", "degrees")
@@ -134,8 +144,10 @@ def parse_ra(value, unit: str = "auto") -> float:
         number = float(_angle(text, kind, "hours" if hours else "degrees").to_value(kind))
     if hours:
         if not 0.0 <= number < 24.0:
-            raise ValueError(f"{number:g} h is outside 0-24 h" + (' (ra_unit = "hours"; "degrees" reads it in '
-                                                                  'degrees)' if unit == "hours" else ""))
+            raise ValueError(
+                f"{number:g} h is outside 0-24 h"
+                + (' (ra_unit = "hours"; "degrees" reads it in degrees)' if unit == "hours" else "")
+            )
         return number * 15.0
     if not 0.0 <= number <= 360.0:
         raise ValueError(f"{number:g} deg is outside 0-360 deg")
@@ -177,8 +189,9 @@ def _celestial_axis(header: fits.Header, axis: int, prefix: str) -> bool:
     return _is_blank(ctype) or str(ctype).strip().upper().startswith(prefix)
 
 
-def header_pointing(header: fits.Header, ra_keys: list[str], dec_keys: list[str], ra_unit: str,
-                    radius_deg: float) -> Pointing | None:
+def header_pointing(
+    header: fits.Header, ra_keys: list[str], dec_keys: list[str], ra_unit: str, radius_deg: float
+) -> Pointing | None:
     """The first pair (``ra_keys[i]``, ``dec_keys[i]``) the header has both values of, as a
     :class:`Pointing` within ``radius_deg``; None when it has no pair. ``CRVAL1``/``CRVAL2`` count only
     when their ``CTYPE`` is absent or equatorial, and are degrees whatever ``ra_unit`` says.
@@ -198,13 +211,13 @@ def header_pointing(header: fits.Header, ra_keys: list[str], dec_keys: list[str]
         try:
             ra = parse_ra(ra_value, "degrees" if wcs_pair else ra_unit)
         except ValueError as exc:
-            raise FrameRejected(f"header {ra_key} = {ra_value!r} is not an RA: {exc} (platesolve.ra_keys, "
-                                f"ra_unit)") from None
+            raise FrameRejected(
+                f"header {ra_key} = {ra_value!r} is not an RA: {exc} (platesolve.ra_keys, ra_unit)"
+            ) from None
         try:
             dec = parse_dec(dec_value)
         except ValueError as exc:
-            raise FrameRejected(f"header {dec_key} = {dec_value!r} is not a Dec: {exc} (platesolve.dec_keys)"
-                                ) from None
+            raise FrameRejected(f"header {dec_key} = {dec_value!r} is not a Dec: {exc} (platesolve.dec_keys)") from None
         return Pointing(ra, dec, radius_deg, f"header {ra_key}/{dec_key}")
     return None
 
@@ -242,15 +255,18 @@ def fixed_pointing(cfg: dict, mjd: float | None, site) -> Pointing | None:
     if cfg["pointing_altaz"]:
         alt, az = cfg["pointing_altaz"]
         if mjd is None or not math.isfinite(mjd):
-            raise FrameRejected("plate solving: platesolve.pointing_altaz needs the frame's time to place alt/az on "
-                                "the sky, and the header gives none")
+            raise FrameRejected(
+                "plate solving: platesolve.pointing_altaz needs the frame's time to place alt/az on "
+                "the sky, and the header gives none"
+            )
         ra, dec = radec_from_altaz(float(alt), float(az), float(mjd), site)
         return Pointing(ra, dec, radius, f"profile pointing_altaz ({alt:g}, {az:g}) at MJD {mjd:.5f}")
     return None
 
 
-def optics_scale(focal_length_mm: float, pixel_size_um: float, binning: int = 1,
-                 pixel_size_binned: bool = True) -> float:
+def optics_scale(
+    focal_length_mm: float, pixel_size_um: float, binning: int = 1, pixel_size_binned: bool = True
+) -> float:
     """The pixel scale (arcsec/px) of pixels of ``pixel_size_um`` behind ``focal_length_mm``, binned by
     ``binning`` unless the size already includes it.
 
@@ -272,8 +288,9 @@ def _positive(header: fits.Header, keys: list[str], what: str):
     return key, number
 
 
-def scale_hint(header: fits.Header, cfg: dict, scale_arcsec: float | None, tolerance: float,
-               pixscale_range) -> ScaleHint:
+def scale_hint(
+    header: fits.Header, cfg: dict, scale_arcsec: float | None, tolerance: float, pixscale_range
+) -> ScaleHint:
     """What is known of a frame's pixel scale: the profile's ``scale_arcsec``, else the first of
     ``cfg["scale_keys"]`` in the header, else the optics (``focal_length_keys``, ``pixel_size_keys``,
     ``binning_keys``, ``pixel_size_binned``), each searched within ``tolerance`` (a fraction) inside the
@@ -302,13 +319,17 @@ def scale_hint(header: fits.Header, cfg: dict, scale_arcsec: float | None, toler
                 if binning != int(binning):
                     raise FrameRejected(f"header {bkey} = {header[bkey]!r} (binning) is not a whole number")
                 value = optics_scale(focal, pixel, int(binning), cfg["pixel_size_binned"])
-                source = (f"header {fkey} = {focal:g} mm, {pkey} = {pixel:g} um"
-                          + (f", {bkey} = {int(binning)}" if bkey is not None else "")
-                          + f" (pixel_size_binned = {str(cfg['pixel_size_binned']).lower()})")
+                source = (
+                    f"header {fkey} = {focal:g} mm, {pkey} = {pixel:g} um"
+                    + (f", {bkey} = {int(binning)}" if bkey is not None else "")
+                    + f" (pixel_size_binned = {str(cfg['pixel_size_binned']).lower()})"
+                )
     if value is None:
         return ScaleHint(None, lo_range, hi_range, source)
     if not lo_range <= value <= hi_range:
-        note = (f"{source} gives {value:.4g}\"/px, outside [astrometry] pixscale_range [{lo_range:g}, {hi_range:g}]: "
-                f"set aside, the range searched")
+        note = (
+            f'{source} gives {value:.4g}"/px, outside [astrometry] pixscale_range [{lo_range:g}, {hi_range:g}]: '
+            f"set aside, the range searched"
+        )
         return ScaleHint(None, lo_range, hi_range, "[astrometry] pixscale_range", note)
     return ScaleHint(value, max(lo_range, value * (1 - tolerance)), min(hi_range, value * (1 + tolerance)), source)

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from skylake.paths import stored_path
 from skylake.errors import FrameRejected
 from skylake.frame import astrometry, extract, header, quality, reading
 from skylake.lake import tables
+from skylake.paths import stored_path
 from skylake.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,9 @@ def _unexpected(exc: BaseException, where: str) -> str:
     return reason
 
 
-def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root: str | None = None
-                   ) -> tuple[dict[str, np.ndarray], dict]:
+def _process_image(
+    image: reading.Image, rec: dict, profile: Profile, lake_root: str | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
     rec.update(header.frame_record(image.header, profile))
     saturation_from = rec.pop("saturation_from")
     if profile.is_allsky:  # placed by the [camera] model, never by a header WCS
@@ -125,19 +126,21 @@ def _process_image(image: reading.Image, rec: dict, profile: Profile, lake_root:
     rec.update(nx=nx, ny=ny, **astrometry.footprint(wcs, nx, ny))
     if rec["airmass"] is None and rec["altitude"] is None and profile.site.name != "unknown":
         rec["airmass"], rec["altitude"], rec["azimuth"] = header.airmass_from_pointing(
-            rec["ra_center"], rec["dec_center"], rec["mjd"], profile.site)
-    ext = extract.extract(image.data, profile.detection, saturation=rec["saturation"],
-                          saturation_from=saturation_from)
-    rec.update(bkg_median=ext.globalback, bkg_rms=ext.globalrms,
-               extract_note="; ".join(filter(None, [solve_note, ext.note])))
+            rec["ra_center"], rec["dec_center"], rec["mjd"], profile.site
+        )
+    ext = extract.extract(image.data, profile.detection, saturation=rec["saturation"], saturation_from=saturation_from)
+    rec.update(
+        bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note="; ".join(filter(None, [solve_note, ext.note]))
+    )
     if len(ext.objects) >= SOURCES_PER_FRAME:
         raise FrameRejected(f"{len(ext.objects)} detections exceed the {SOURCES_PER_FRAME} a frame can hold")
     cols = extract.measure(image.data, ext, profile.photometry, gain=rec["gain"])
     ra, dec = astrometry.pixel_to_sky(wcs, cols["x"], cols["y"])
     good = np.isfinite(ra) & np.isfinite(dec)
     if not good.all():
-        rec["extract_note"] = "; ".join(filter(None, [rec["extract_note"],
-                                                      f"{int((~good).sum())} detections off the WCS dropped"]))
+        rec["extract_note"] = "; ".join(
+            filter(None, [rec["extract_note"], f"{int((~good).sum())} detections off the WCS dropped"])
+        )
         cols = {k: v[good] for k, v in cols.items()}
         ra, dec = ra[good], dec[good]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -169,8 +172,10 @@ def _frame_products(rec: dict, cols: dict[str, np.ndarray]) -> dict:
             if not isinstance(rows, pa.Table):
                 raise TypeError(f"run returned {type(rows).__name__}, not a pyarrow Table")
             if sorted(rows.column_names) != sorted(schema.names):
-                raise ValueError(f"columns {sorted(rows.column_names)} do not fit schemas/{table.name}.yaml "
-                                 f"(less frame_id): {sorted(schema.names)}")
+                raise ValueError(
+                    f"columns {sorted(rows.column_names)} do not fit schemas/{table.name}.yaml "
+                    f"(less frame_id): {sorted(schema.names)}"
+                )
             out[table.name] = rows.select(schema.names).cast(schema)
         except Exception as exc:  # noqa: BLE001 - a diagnostic's failure must not cost the frame
             note = f"frame product {table.name} ({table.producer}) failed: {type(exc).__name__}: {exc}"
@@ -179,8 +184,9 @@ def _frame_products(rec: dict, cols: dict[str, np.ndarray]) -> dict:
     return out
 
 
-def process_file(path: str, profile: Profile, raw: bytes | None = None,
-                 known_hash: str | None = None, lake_root: str | None = None) -> list[FrameResult]:
+def process_file(
+    path: str, profile: Profile, raw: bytes | None = None, known_hash: str | None = None, lake_root: str | None = None
+) -> list[FrameResult]:
     """Read, extract, measure and place on the sky every image the profile selects from ``path``.
 
     Parameters
@@ -213,12 +219,21 @@ def process_file(path: str, profile: Profile, raw: bytes | None = None,
     return results
 
 
-def _process_file(path: str, shown: str, profile: Profile, raw: bytes | None,
-                  known_hash: str | None, lake_root: str | None = None) -> list[FrameResult]:
+def _process_file(
+    path: str, shown: str, profile: Profile, raw: bytes | None, known_hash: str | None, lake_root: str | None = None
+) -> list[FrameResult]:
     if shown != path:
-        return [FrameResult(_path_record("name", shown, profile,
-                                         f"file name is not valid UTF-8 (stored here with the bytes backslash-"
-                                         f"escaped: {shown!r}); rename the file to ingest it"))]
+        return [
+            FrameResult(
+                _path_record(
+                    "name",
+                    shown,
+                    profile,
+                    f"file name is not valid UTF-8 (stored here with the bytes backslash-"
+                    f"escaped: {shown!r}); rename the file to ingest it",
+                )
+            )
+        ]
     max_bytes = int(profile.max_image_mb * 1e6)
     try:
         raw = reading.read_bytes(path, max_bytes) if raw is None else raw

@@ -44,11 +44,13 @@ def judge(measures: dict[str, float], q: Quality) -> tuple[str, str]:
     if measures["flux_max_max"] > q.max_flux:
         failed.append(("too_bright", f"max flux_max {measures['flux_max_max']:.3g} > {q.max_flux:.3g}"))
     if measures["src_bkg_median"] < q.min_src_background:
-        failed.append(("bad_background",
-                       f"median source background {measures['src_bkg_median']:.1f} < {q.min_src_background}"))
+        failed.append(
+            ("bad_background", f"median source background {measures['src_bkg_median']:.1f} < {q.min_src_background}")
+        )
     if measures["src_bkg_mad"] > q.max_src_background_mad:
-        failed.append(("bad_background",
-                       f"source background MAD {measures['src_bkg_mad']:.1f} > {q.max_src_background_mad}"))
+        failed.append(
+            ("bad_background", f"source background MAD {measures['src_bkg_mad']:.1f} > {q.max_src_background_mad}")
+        )
     if not failed:
         return "ok", ""
     return failed[0][0], "; ".join(reason for _, reason in failed)

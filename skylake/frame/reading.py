@@ -132,23 +132,29 @@ def scan_structure(raw: bytes) -> list[_HduLayout]:
         cards: dict = {}
         end = None
         for start in range(pos, len(raw), _CARD):
-            card = raw[start:start + _CARD]
+            card = raw[start : start + _CARD]
             if any(b < 0x20 or b > 0x7E for b in card[:8]):
-                raise FrameRejected(f"corrupt FITS header: HDU {index} card {(start - pos) // _CARD + 1} (byte "
-                                    f"{start}) is not a header card: its keyword is not ASCII text")
+                raise FrameRejected(
+                    f"corrupt FITS header: HDU {index} card {(start - pos) // _CARD + 1} (byte "
+                    f"{start}) is not a header card: its keyword is not ASCII text"
+                )
             key = card[:8].decode("ascii").rstrip()
             control = next((b for b in card if b < 0x20 or b == 0x7F), None)
             if control is not None:
-                raise FrameRejected(f"corrupt FITS header: HDU {index} card {key!r} holds the control byte "
-                                    f"0x{control:02x} (FITS headers are printable ASCII)")
+                raise FrameRejected(
+                    f"corrupt FITS header: HDU {index} card {key!r} holds the control byte "
+                    f"0x{control:02x} (FITS headers are printable ASCII)"
+                )
             if key == "END":
                 end = start
                 break
             if card[8:10] == b"= " and key not in cards:
                 cards[key] = _card_value(card[10:].decode("latin-1"))
         if end is None:
-            raise FrameRejected(f"corrupt FITS header: HDU {index} has no END card before the end of the file "
-                                "(truncated or overwritten header)")
+            raise FrameRejected(
+                f"corrupt FITS header: HDU {index} has no END card before the end of the file "
+                "(truncated or overwritten header)"
+            )
         data_start = pos + math.ceil((end - pos + _CARD) / _BLOCK) * _BLOCK
         bitpix = cards.get("BITPIX")
         if not isinstance(bitpix, int) or bitpix not in _BITPIX:
@@ -168,7 +174,7 @@ def scan_structure(raw: bytes) -> list[_HduLayout]:
             image_bytes = abs(zbitpix) // 8 * math.prod(zshape)
         hdus.append(_HduLayout(index, data_start, data_bytes, image_bytes))
         pos = data_start + math.ceil(data_bytes / _BLOCK) * _BLOCK
-        if raw[pos:pos + 8] != b"XTENSION":
+        if raw[pos : pos + 8] != b"XTENSION":
             break
     return hdus
 
@@ -184,8 +190,10 @@ def _inflate(raw: bytes, max_bytes: int) -> bytes:
                     _check_declared(chunk, max_bytes, partial=True)
                 total += len(chunk)
                 if total > max_bytes:
-                    raise FrameRejected(f"gzip stream inflates to more than {_mb(max_bytes)} ([profile] "
-                                        "max_image_mb): a decompression bomb or a larger frame than allowed")
+                    raise FrameRejected(
+                        f"gzip stream inflates to more than {_mb(max_bytes)} ([profile] "
+                        "max_image_mb): a decompression bomb or a larger frame than allowed"
+                    )
                 chunks.append(chunk)
     except EOFError as exc:
         raise FrameRejected(f"truncated gzip stream: {exc}") from exc
@@ -206,8 +214,10 @@ def _check_declared(raw: bytes, max_bytes: int, partial: bool = False) -> list[_
         raise
     for hdu in layout[:1] if partial else layout:
         if hdu.image_bytes > max_bytes:
-            raise FrameRejected(f"HDU {hdu.index} declares an image of {_mb(hdu.image_bytes)}, more than "
-                                f"{_mb(max_bytes)} ([profile] max_image_mb)")
+            raise FrameRejected(
+                f"HDU {hdu.index} declares an image of {_mb(hdu.image_bytes)}, more than "
+                f"{_mb(max_bytes)} ([profile] max_image_mb)"
+            )
     return layout
 
 
@@ -255,8 +265,10 @@ def _to_float32(hdu, index: int, max_bytes: int) -> np.ndarray:
         raise FrameRejected(f"HDU {index} is not a 2-D image: NAXIS={naxis}, shape {shape}")
     expected = header.get("NAXIS1", 0) * header.get("NAXIS2", 0)
     if expected * 4 > max_bytes:
-        raise FrameRejected(f"HDU {index}: a {header.get('NAXIS1')} x {header.get('NAXIS2')} image needs "
-                            f"{_mb(expected * 4)} as float32, more than {_mb(max_bytes)} ([profile] max_image_mb)")
+        raise FrameRejected(
+            f"HDU {index}: a {header.get('NAXIS1')} x {header.get('NAXIS2')} image needs "
+            f"{_mb(expected * 4)} as float32, more than {_mb(max_bytes)} ([profile] max_image_mb)"
+        )
     try:
         data = hdu.data
     except Exception as exc:  # noqa: BLE001 - astropy and its codecs raise many kinds (CfitsioException, ...)
@@ -311,5 +323,6 @@ def read_images(raw: bytes, hdu_selector="auto", max_bytes: int = 512 * 10**6) -
             indices = _pick_hdus(hdul, hdu_selector)
             for i in indices:
                 _check_complete(layout, i, len(raw))
-            return [Image(hdu=i, data=_to_float32(hdul[i], i, max_bytes), header=hdul[i].header.copy())
-                    for i in indices]
+            return [
+                Image(hdu=i, data=_to_float32(hdul[i], i, max_bytes), header=hdul[i].header.copy()) for i in indices
+            ]

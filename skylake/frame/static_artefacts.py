@@ -48,8 +48,9 @@ def known(lake_root: str | None, profile: str) -> list[dict]:
     lake = Lake.open(lake_root, catch_up=False)
     import pyarrow.compute as pc
 
-    rows = lake.read_night_table(STATIC_ARTEFACTS, columns=GEOMETRY + ["width", "profile"],
-                                 filter=pc.field("profile") == profile).to_pandas()
+    rows = lake.read_night_table(
+        STATIC_ARTEFACTS, columns=GEOMETRY + ["width", "profile"], filter=pc.field("profile") == profile
+    ).to_pandas()
     return rows.to_dict("records")
 
 
@@ -90,8 +91,18 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
     -------
     Found
     """
-    cols = ["profile", "instrument", "frame_id", *GEOMETRY, "length", "width", "n_frames", "first_mjd", "last_mjd",
-            "night"]
+    cols = [
+        "profile",
+        "instrument",
+        "frame_id",
+        *GEOMETRY,
+        "length",
+        "width",
+        "n_frames",
+        "first_mjd",
+        "last_mjd",
+        "night",
+    ]
     b = batch.assign(origin="batch", frame=batch["result"].map(lambda r: ("batch", int(r))))
     e = earlier.assign(origin="earlier", frame=earlier["frame_id"].map(lambda f: ("lake", int(f))))
     allrows = pd.concat([b, e], ignore_index=True) if len(e) else b.reset_index(drop=True)
@@ -121,21 +132,37 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
         for k in members:
             r = records[k]
             (found.batch if r["origin"] == "batch" else found.earlier).add(
-                (int(r["result"]), int(r["streak"])) if r["origin"] == "batch" else (int(r["frame_id"]), int(r["streak"])))
+                (int(r["result"]), int(r["streak"]))
+                if r["origin"] == "batch"
+                else (int(r["frame_id"]), int(r["streak"]))
+            )
         g = allrows.iloc[members]
         # one orientation for the median of the ends: flip members whose first end is nearer the other's second
         ref = g.iloc[0]
         xy = g[GEOMETRY].to_numpy(float, copy=True)
-        flip = np.hypot(xy[:, 0] - ref["x1"], xy[:, 1] - ref["y1"]) > np.hypot(xy[:, 2] - ref["x1"], xy[:, 3] - ref["y1"])
+        flip = np.hypot(xy[:, 0] - ref["x1"], xy[:, 1] - ref["y1"]) > np.hypot(
+            xy[:, 2] - ref["x1"], xy[:, 3] - ref["y1"]
+        )
         xy[flip] = xy[flip][:, [2, 3, 0, 1]]
         x1, y1, x2, y2 = np.median(xy, axis=0)
         first = g.sort_values("mjd").iloc[0]
-        rows.append({"profile": first["profile"], "instrument": first.get("instrument", ""),
-                     "frame_id": int(first["frame_id"]), "x1": x1, "y1": y1, "x2": x2, "y2": y2,
-                     "length": float(np.hypot(x2 - x1, y2 - y1)), "width": float(g["width"].max()),
-                     "n_frames": len(frames), "first_mjd": float(g["mjd"].min()), "last_mjd": float(g["mjd"].max()),
-                     "night": first.get("night"), "first_result": int(first["result"]) if first["origin"] == "batch"
-                     else -1})
+        rows.append(
+            {
+                "profile": first["profile"],
+                "instrument": first.get("instrument", ""),
+                "frame_id": int(first["frame_id"]),
+                "x1": x1,
+                "y1": y1,
+                "x2": x2,
+                "y2": y2,
+                "length": float(np.hypot(x2 - x1, y2 - y1)),
+                "width": float(g["width"].max()),
+                "n_frames": len(frames),
+                "first_mjd": float(g["mjd"].min()),
+                "last_mjd": float(g["mjd"].max()),
+                "night": first.get("night"),
+                "first_result": int(first["result"]) if first["origin"] == "batch" else -1,
+            }
+        )
     found.artefacts = pd.DataFrame(rows, columns=cols + ["first_result"])
     return found
-

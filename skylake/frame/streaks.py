@@ -37,12 +37,33 @@ from astropy.table import Table
 
 from skylake.robust import MAD_TO_SIGMA
 
-__all__ = ["StreakSettings", "detect_streaks", "flag_on_streaks", "streak_mask", "STREAK_COLUMNS", "streak_score",
-           "noise_map", "same_pixels", "union_find"]
+__all__ = [
+    "StreakSettings",
+    "detect_streaks",
+    "flag_on_streaks",
+    "streak_mask",
+    "STREAK_COLUMNS",
+    "streak_score",
+    "noise_map",
+    "same_pixels",
+    "union_find",
+]
 
 #: Columns of the streak table (the lake's streak table adds ``frame_id``).
-STREAK_COLUMNS = ("x1", "y1", "x2", "y2", "length", "width", "brightness", "angle_deg", "snr", "n_segments", "wiggle",
-                  "score")
+STREAK_COLUMNS = (
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "length",
+    "width",
+    "brightness",
+    "angle_deg",
+    "snr",
+    "n_segments",
+    "wiggle",
+    "score",
+)
 
 
 def streak_score(snr, length, width, wiggle, settings: "StreakSettings") -> np.ndarray:
@@ -51,10 +72,12 @@ def streak_score(snr, length, width, wiggle, settings: "StreakSettings") -> np.n
     thinness (``sqrt(1 - width / max_width_px)``). A bright, long, straight, thin satellite trail scores near
     1; one just at the detection limits near 0.3."""
     snr, length, width, wiggle = (np.asarray(v, float) for v in (snr, length, width, wiggle))
-    return ((1 - np.exp(-snr / (2 * max(settings.min_snr, 1.0))))
-            * (1 - np.exp(-length / settings.min_length_px))
-            * np.clip(1 - wiggle / settings.max_wiggle_px, 0, 1)
-            * np.sqrt(np.clip(1 - width / settings.max_width_px, 0, 1)))
+    return (
+        (1 - np.exp(-snr / (2 * max(settings.min_snr, 1.0))))
+        * (1 - np.exp(-length / settings.min_length_px))
+        * np.clip(1 - wiggle / settings.max_wiggle_px, 0, 1)
+        * np.sqrt(np.clip(1 - width / settings.max_width_px, 0, 1))
+    )
 
 
 class StreakSettings:
@@ -90,16 +113,35 @@ class StreakSettings:
         satellite lies there about once in 180 / (2 x this) trails. 0 keeps them.
     """
 
-    def __init__(self, thresh: float = 1.5, min_length_px: float = 60.0, min_segment_px: float = 15.0,
-                 min_elongation: float = 5.0, max_width_px: float = 12.0, merge_angle_deg: float = 2.0,
-                 merge_dist_px: float = 4.0, max_wiggle_px: float = 1.5, mesh_px: int = 64,
-                 min_snr: float = 15.0, min_score: float = 0.3, axis_tolerance_deg: float = 0.3):
-        checks = {"thresh": (thresh, 0.3, 100), "min_length_px": (min_length_px, 3, 1e6),
-                  "min_segment_px": (min_segment_px, 3, 1e6), "min_elongation": (min_elongation, 1.5, 1e4),
-                  "max_width_px": (max_width_px, 0.5, 1e3), "merge_angle_deg": (merge_angle_deg, 0.01, 45),
-                  "merge_dist_px": (merge_dist_px, 0.1, 1e3), "max_wiggle_px": (max_wiggle_px, 0.1, 1e3),
-                  "mesh_px": (mesh_px, 8, 4096), "min_snr": (min_snr, 0, 1e9), "min_score": (min_score, 0, 1),
-                  "axis_tolerance_deg": (axis_tolerance_deg, 0, 10)}
+    def __init__(
+        self,
+        thresh: float = 1.5,
+        min_length_px: float = 60.0,
+        min_segment_px: float = 15.0,
+        min_elongation: float = 5.0,
+        max_width_px: float = 12.0,
+        merge_angle_deg: float = 2.0,
+        merge_dist_px: float = 4.0,
+        max_wiggle_px: float = 1.5,
+        mesh_px: int = 64,
+        min_snr: float = 15.0,
+        min_score: float = 0.3,
+        axis_tolerance_deg: float = 0.3,
+    ):
+        checks = {
+            "thresh": (thresh, 0.3, 100),
+            "min_length_px": (min_length_px, 3, 1e6),
+            "min_segment_px": (min_segment_px, 3, 1e6),
+            "min_elongation": (min_elongation, 1.5, 1e4),
+            "max_width_px": (max_width_px, 0.5, 1e3),
+            "merge_angle_deg": (merge_angle_deg, 0.01, 45),
+            "merge_dist_px": (merge_dist_px, 0.1, 1e3),
+            "max_wiggle_px": (max_wiggle_px, 0.1, 1e3),
+            "mesh_px": (mesh_px, 8, 4096),
+            "min_snr": (min_snr, 0, 1e9),
+            "min_score": (min_score, 0, 1),
+            "axis_tolerance_deg": (axis_tolerance_deg, 0, 10),
+        }
         for name, (v, lo, hi) in checks.items():
             try:
                 fv = float(v)
@@ -211,8 +253,11 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
     rmax = float(np.abs(rho).max()) + 1.0
     ri = np.round(rho + rmax).astype(np.int64)
     nr = int(2 * rmax) + 2
-    acc = np.bincount((ri + nr * np.arange(len(thetas))[None, :]).ravel(), weights=np.repeat(w, len(thetas)),
-                      minlength=nr * len(thetas)).reshape(len(thetas), nr)
+    acc = np.bincount(
+        (ri + nr * np.arange(len(thetas))[None, :]).ravel(),
+        weights=np.repeat(w, len(thetas)),
+        minlength=nr * len(thetas),
+    ).reshape(len(thetas), nr)
     # smooth over 3 rho bins (a trail is a few px wide) before taking the peak
     acc3 = acc[:, :-2] + acc[:, 1:-1] + acc[:, 2:]
     ti, rj = np.unravel_index(np.argmax(acc3), acc3.shape)
@@ -278,9 +323,18 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
     cx, cy, ux, uy, mu = m["cx"], m["cy"], m["ux"], m["uy"], m["mu"]
     s_start, s_end = m["s_start"], m["s_end"]
     cx, cy = cx - mu * uy, cy + mu * ux  # the fitted centre of the cross profile
-    return {"x1": cx + s_start * ux, "y1": cy + s_start * uy, "x2": cx + s_end * ux, "y2": cy + s_end * uy,
-            "length": float(s_end - s_start), "width": 2.3548 * m["sigma"], "brightness": m["level"],
-            "angle_deg": float(np.degrees(np.arctan2(uy, ux))), "snr": m["snr"], "wiggle": wiggle}
+    return {
+        "x1": cx + s_start * ux,
+        "y1": cy + s_start * uy,
+        "x2": cx + s_end * ux,
+        "y2": cy + s_end * uy,
+        "length": float(s_end - s_start),
+        "width": 2.3548 * m["sigma"],
+        "brightness": m["level"],
+        "angle_deg": float(np.degrees(np.arctan2(uy, ux))),
+        "snr": m["snr"],
+        "wiggle": wiggle,
+    }
 
 
 def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
@@ -357,6 +411,7 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     b0 = math.floor(sv.min())
     bins = np.floor(sv - b0).astype(int)
     nb = int(bins.max()) + 1
+
     # per bin a three-parameter fit v = A g + c + b d: the local offset and cross-gradient absorb
     # a background the mesh got wrong under the trail (crowded all-sky frames, the halo of a
     # bright star the trail passes)
@@ -460,12 +515,26 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     # S/N of the whole trail: the amplitude estimate's noise per bin is rms / sqrt(sum g^2)
     rms_med = float(np.median(rv[plateau])) if plateau.any() else np.inf
     snr = float(level * np.sqrt(npx * full) / rms_med) if rms_med > 0 else 0.0
-    return {"s_start": float(s_start), "s_end": float(s_end), "mu": mu, "sigma": sigma, "level": level, "snr": snr,
-            "cx": cx, "cy": cy, "ux": ux, "uy": uy, "sv": sv, "dv": dv, "vv": vv}
+    return {
+        "s_start": float(s_start),
+        "s_end": float(s_end),
+        "mu": mu,
+        "sigma": sigma,
+        "level": level,
+        "snr": snr,
+        "cx": cx,
+        "cy": cy,
+        "ux": ux,
+        "uy": uy,
+        "sv": sv,
+        "dv": dv,
+        "vv": vv,
+    }
 
 
-def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: StreakSettings | None = None,
-                   **overrides) -> Table:
+def detect_streaks(
+    image: np.ndarray, mask: np.ndarray | None = None, settings: StreakSettings | None = None, **overrides
+) -> Table:
     """Find straight trails (satellites, aircraft, meteors) on a frame.
 
     Parameters
@@ -524,12 +593,26 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
             b1 = np.maximum(np.asarray(stars["b"], float), 0.3)
             c = (a1 / b1 < 0.5 * settings.min_elongation) | (np.sqrt(12.0) * a1 < settings.min_segment_px)
             if c.any():
-                sep.mask_ellipse(star_mask, np.asarray(stars["x"][c], float), np.asarray(stars["y"][c], float),
-                                 np.maximum(a1[c], 1.0), np.maximum(b1[c], 1.0), np.asarray(stars["theta"][c], float),
-                                 r=3.0)
+                sep.mask_ellipse(
+                    star_mask,
+                    np.asarray(stars["x"][c], float),
+                    np.asarray(stars["y"][c], float),
+                    np.maximum(a1[c], 1.0),
+                    np.maximum(b1[c], 1.0),
+                    np.asarray(stars["theta"][c], float),
+                    r=3.0,
+                )
         # Pass 2: the star-masked S/N image at the low threshold, no deblending.
-        objs, seg = sep.extract(snr_img, settings.thresh, err=1.0, mask=bad | star_mask, minarea=8,
-                                deblend_cont=1.0, segmentation_map=True, clean=False)
+        objs, seg = sep.extract(
+            snr_img,
+            settings.thresh,
+            err=1.0,
+            mask=bad | star_mask,
+            minarea=8,
+            deblend_cont=1.0,
+            segmentation_map=True,
+            clean=False,
+        )
     except Exception:  # sep overflows on pathological frames (a lit dome): no streak measurable
         return _empty()
     finally:
@@ -542,8 +625,10 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
     # elongated segments; and long ones that are less so: a trail that merged with the stars it crosses (a
     # crowded fisheye frame) is a long blob whose second moments say a/b of 2-4. _measure finds the line in it,
     # and the strip's width, straightness and S/N decide.
-    cand = np.flatnonzero(((length >= settings.min_segment_px) & (a / b >= settings.min_elongation))
-                          | ((length >= 0.5 * settings.min_length_px) & (a / b >= 2.0)))
+    cand = np.flatnonzero(
+        ((length >= settings.min_segment_px) & (a / b >= settings.min_elongation))
+        | ((length >= 0.5 * settings.min_length_px) & (a / b >= 2.0))
+    )
     if cand.size == 0:
         return _empty()
     th = np.asarray(objs["theta"], float)[cand]  # rad, from +x towards +y
@@ -576,8 +661,12 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
         m = _measure(sub, rms, bad | star_mask, ys, xs, settings)
         if m is None:
             continue
-        if (m["length"] < settings.min_length_px or not (m["width"] <= settings.max_width_px)
-                or m["wiggle"] > settings.max_wiggle_px or m["snr"] < settings.min_snr):
+        if (
+            m["length"] < settings.min_length_px
+            or not (m["width"] <= settings.max_width_px)
+            or m["wiggle"] > settings.max_wiggle_px
+            or m["snr"] < settings.min_snr
+        ):
             continue
         m["n_segments"] = len(members)
         rows.append(m)
@@ -591,8 +680,9 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
         for k in kept:
             dth = abs((r["angle_deg"] - k["angle_deg"] + 90.0) % 180.0 - 90.0)
             mx, my = (r["x1"] + r["x2"]) / 2, (r["y1"] + r["y2"]) / 2
-            dist = _segment_distance([mx], [my], Table(rows=[[k["x1"], k["y1"], k["x2"], k["y2"]]],
-                                                       names=("x1", "y1", "x2", "y2")))[0, 0]
+            dist = _segment_distance(
+                [mx], [my], Table(rows=[[k["x1"], k["y1"], k["x2"], k["y2"]]], names=("x1", "y1", "x2", "y2"))
+            )[0, 0]
             if dth <= 2 * settings.merge_angle_deg and dist <= settings.merge_dist_px + k["width"]:
                 k["n_segments"] += r["n_segments"]
                 dup = True
@@ -602,8 +692,12 @@ def detect_streaks(image: np.ndarray, mask: np.ndarray | None = None, settings: 
     rows = kept
     for r in rows:
         r["score"] = float(streak_score(r["snr"], r["length"], r["width"], r["wiggle"], settings))
-    rows = [r for r in rows if r["score"] >= settings.min_score
-            and (r["angle_deg"] + 45.0) % 90.0 - 45.0 not in _axis_band(settings.axis_tolerance_deg)]
+    rows = [
+        r
+        for r in rows
+        if r["score"] >= settings.min_score
+        and (r["angle_deg"] + 45.0) % 90.0 - 45.0 not in _axis_band(settings.axis_tolerance_deg)
+    ]
     if not rows:
         return _empty()
     t = Table(rows=[[r[c] for c in STREAK_COLUMNS] for r in rows], names=STREAK_COLUMNS)
@@ -620,7 +714,7 @@ def _segment_distance(x, y, streaks):
     x2 = np.asarray(streaks["x2"], float)[None, :]
     y2 = np.asarray(streaks["y2"], float)[None, :]
     vx, vy = x2 - x1, y2 - y1
-    L2 = np.maximum(vx ** 2 + vy ** 2, 1e-12)
+    L2 = np.maximum(vx**2 + vy**2, 1e-12)
     t = np.clip(((x - x1) * vx + (y - y1) * vy) / L2, 0, 1)
     return np.hypot(x - (x1 + t * vx), y - (y1 + t * vy))
 

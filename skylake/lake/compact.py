@@ -51,16 +51,20 @@ def _num_rows(lake: Lake, rel: str) -> int:
     try:
         return pq.ParquetFile(lake.path(rel)).metadata.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
-        raise LakeError(f"compact: {lake.path(rel)} is not a readable Parquet file ({' '.join(str(exc).split())}); "
-                        "nothing was changed: move it out of the lake and re-run") from None
+        raise LakeError(
+            f"compact: {lake.path(rel)} is not a readable Parquet file ({' '.join(str(exc).split())}); "
+            "nothing was changed: move it out of the lake and re-run"
+        ) from None
 
 
 def _read(lake: Lake, rel: str, schema: pa.Schema) -> pa.Table:
     try:
         return pq.read_table(lake.path(rel), schema=schema)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise LakeError(f"compact: cannot read {lake.path(rel)} ({' '.join(str(exc).split())}); nothing was "
-                        "changed: move it out of the lake and re-run") from None
+        raise LakeError(
+            f"compact: cannot read {lake.path(rel)} ({' '.join(str(exc).split())}); nothing was "
+            "changed: move it out of the lake and re-run"
+        ) from None
 
 
 def _check_partitions(lake: Lake, table: str, dirs):
@@ -114,8 +118,12 @@ def compact(lake: Lake, *, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | N
             for piece_pixel, piece in pieces:
                 if piece_pixel != pixel:
                     tx.new_partitions.add(piece_pixel)
-                tx.stage(SOURCES, f"{hats_meta.pixel_dir(piece_pixel.order, piece_pixel.pixel)}/{name}.parquet",
-                         piece, zstd_level=level)
+                tx.stage(
+                    SOURCES,
+                    f"{hats_meta.pixel_dir(piece_pixel.order, piece_pixel.pixel)}/{name}.parquet",
+                    piece,
+                    zstd_level=level,
+                )
             for f in files:
                 tx.remove(SOURCES, f, _num_rows(lake, f"{SOURCES}/{f}"))
             stats["partitions_merged"] += 1
@@ -138,4 +146,3 @@ def compact(lake: Lake, *, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | N
     stats["version"] = entry.version if entry else None
     log.info("compaction: %s", stats)
     return stats
-

@@ -23,8 +23,8 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.lake.log import META
 from skylake.lake import tables
+from skylake.lake.log import META
 from skylake.lake.tables import FRAMES, SOURCES, ZEROPOINTS
 
 COUNTS = f"{META}/counts.json"
@@ -35,8 +35,18 @@ KEEP = {FRAMES: ["status", "reason", "n_sources"], ZEROPOINTS: ["frame_id", "ref
 
 
 def empty() -> dict:
-    return {"version": 0, "frames": 0, "by_status": {}, "reasons": [], "nights": 0, "source_rows": 0,
-            "partitions": 0, "files": {}, "calibrations": {}, "rows": {}}
+    return {
+        "version": 0,
+        "frames": 0,
+        "by_status": {},
+        "reasons": [],
+        "nights": 0,
+        "source_rows": 0,
+        "partitions": 0,
+        "files": {},
+        "calibrations": {},
+        "rows": {},
+    }
 
 
 def rows_table(table: str, path: str) -> str | None:
@@ -124,8 +134,10 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int, parti
             new["frames"] += sign * data.num_rows
             new["source_rows"] += sign * int(pc.sum(data.column("n_sources")).as_py() or 0)
             status, reason = data.column("status").to_pylist(), data.column("reason").to_pylist()
-            for counter, items in ((by_status, status),
-                                   (reasons, ((s, r or "") for s, r in zip(status, reason) if s != "ok"))):
+            for counter, items in (
+                (by_status, status),
+                (reasons, ((s, r or "") for s, r in zip(status, reason) if s != "ok")),
+            ):
                 for key, n in Counter(items).items():
                     counter[key] += sign * n
         else:
@@ -164,23 +176,28 @@ def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
     nights = sorted({n for _, _, ns in zp_changes for n in ns})
     ids = sorted({int(f) for _, d, _ in zp_changes for f in d.column("frame_id").to_pylist()})
     flt = night_filter([None if n == UNKNOWN_NIGHT else n for n in nights]) & pc.field("frame_id").isin(
-        pa.array(ids, pa.int64()))
+        pa.array(ids, pa.int64())
+    )
     published = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat"], filter=flt)
     before = Counter(zip(published.column("refcat").to_pylist(), published.column("frame_id").to_pylist()))
     after = Counter(before)
     cals = new["calibrations"]
     for sign, data, _ in zp_changes:
-        for refcat, frame_id, status in zip(data.column("refcat").to_pylist(), data.column("frame_id").to_pylist(),
-                                            data.column("zp_status").to_pylist()):
+        for refcat, frame_id, status in zip(
+            data.column("refcat").to_pylist(), data.column("frame_id").to_pylist(), data.column("zp_status").to_pylist()
+        ):
             after[(refcat, frame_id)] += sign
             cal = cals.setdefault(refcat, {"frames": 0, "rows_by_status": {}})
             cal["rows_by_status"][status] = cal["rows_by_status"].get(status, 0) + sign
-    for (refcat, frame_id) in set(after) | set(before):
-        cals.setdefault(refcat, {"frames": 0, "rows_by_status": {}})["frames"] += (
-            int(after[(refcat, frame_id)] > 0) - int(before[(refcat, frame_id)] > 0))
+    for refcat, frame_id in set(after) | set(before):
+        cals.setdefault(refcat, {"frames": 0, "rows_by_status": {}})["frames"] += int(
+            after[(refcat, frame_id)] > 0
+        ) - int(before[(refcat, frame_id)] > 0)
     new["calibrations"] = {
         name: {"frames": c["frames"], "rows_by_status": {k: n for k, n in sorted(c["rows_by_status"].items()) if n}}
-        for name, c in sorted(cals.items()) if c["frames"] or any(c["rows_by_status"].values())}
+        for name, c in sorted(cals.items())
+        if c["frames"] or any(c["rows_by_status"].values())
+    }
 
 
 def from_tables(lake, version: int) -> dict:
@@ -202,15 +219,18 @@ def from_tables(lake, version: int) -> dict:
     zps = lake.read_night_table(ZEROPOINTS, columns=["frame_id", "refcat", "zp_status"])
     cals: dict = {}
     pairs = set()
-    for refcat, frame_id, status in zip(zps.column("refcat").to_pylist(), zps.column("frame_id").to_pylist(),
-                                        zps.column("zp_status").to_pylist()):
+    for refcat, frame_id, status in zip(
+        zps.column("refcat").to_pylist(), zps.column("frame_id").to_pylist(), zps.column("zp_status").to_pylist()
+    ):
         cal = cals.setdefault(refcat, {"frames": 0, "rows_by_status": Counter()})
         cal["rows_by_status"][status] += 1
         pairs.add((refcat, frame_id))
     for refcat, _ in pairs:
         cals[refcat]["frames"] += 1
-    new["calibrations"] = {name: {"frames": c["frames"], "rows_by_status": dict(sorted(c["rows_by_status"].items()))}
-                           for name, c in sorted(cals.items())}
+    new["calibrations"] = {
+        name: {"frames": c["frames"], "rows_by_status": dict(sorted(c["rows_by_status"].items()))}
+        for name, c in sorted(cals.items())
+    }
     return new
 
 

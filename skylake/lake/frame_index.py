@@ -73,8 +73,11 @@ def _bucket_files(store, bucket: str) -> list[tuple[str, pa.Table]]:
     rel = bucket_dir(bucket)
     if not store.exists(f"{INDEX}/{rel}"):
         return []
-    return [(f"{rel}/{name}", pq.read_table(store.full(f"{INDEX}/{rel}/{name}"), schema=table_schema(FRAME_INDEX)))
-            for name in store.listdir(f"{INDEX}/{rel}") if name.endswith(".parquet") and not name.startswith(".")]
+    return [
+        (f"{rel}/{name}", pq.read_table(store.full(f"{INDEX}/{rel}/{name}"), schema=table_schema(FRAME_INDEX)))
+        for name in store.listdir(f"{INDEX}/{rel}")
+        if name.endswith(".parquet") and not name.startswith(".")
+    ]
 
 
 def read_buckets(lake, buckets) -> pa.Table:
@@ -96,8 +99,10 @@ def lookup(lake, hashes=(), keys=()) -> pa.Table:
         rows = read_buckets(lake, buckets)
     else:
         rows = _from_frames(lake)
-    mask = pc.or_(pc.is_in(rows.column("content_hash"), value_set=pa.array(hashes, pa.string())),
-                  pc.is_in(rows.column("frame_key"), value_set=pa.array(keys, pa.string())))
+    mask = pc.or_(
+        pc.is_in(rows.column("content_hash"), value_set=pa.array(hashes, pa.string())),
+        pc.is_in(rows.column("frame_key"), value_set=pa.array(keys, pa.string())),
+    )
     return rows.filter(mask)
 
 
@@ -149,9 +154,15 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
     runner = tx.runner or Runner(None)
     n = max(1, min(runner.workers(), len(buckets) // MIN_BUCKETS_PER_TASK))
     chunks = [(buckets[k::n], {b: new[b] for b in buckets[k::n] if b in new}) for k in range(n)]
-    for actions in runner.map(rewrite_buckets, chunks, window=n, priority=10, lake_root=tx.lake.store.location,
-                              batch_id=tx.batch_id,
-                              dropped_ids=sorted(dropped_ids)):
+    for actions in runner.map(
+        rewrite_buckets,
+        chunks,
+        window=n,
+        priority=10,
+        lake_root=tx.lake.store.location,
+        batch_id=tx.batch_id,
+        dropped_ids=sorted(dropped_ids),
+    ):
         for kind, rel, rows, nbytes in actions:
             if kind == "remove":
                 tx.remove(INDEX, rel, rows)
@@ -160,13 +171,14 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
                 tx.bytes_staged += nbytes
 
 
-def rewrite_buckets(item: tuple[list[str], dict[str, pa.Table]], lake_root: str, batch_id: str,
-                    dropped_ids: list[int]) -> list[tuple[str, str, int, int]]:
+def rewrite_buckets(
+    item: tuple[list[str], dict[str, pa.Table]], lake_root: str, batch_id: str, dropped_ids: list[int]
+) -> list[tuple[str, str, int, int]]:
     """A task: rewrite the buckets ``item[0]``, adding the rows ``item[1]`` gives each and dropping the
     frame ids ``dropped_ids``, as one file staged in batch ``batch_id`` per bucket. Returns the file
     actions: ("remove", rel, rows, 0) for each live file, ("add", rel, rows, bytes) for each new one."""
-    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.log import staging_path
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.storage import Storage
 
     store = Storage(lake_root)

@@ -15,11 +15,11 @@ import datetime as dt
 import functools
 import posixpath
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from typing import TYPE_CHECKING
 
 import skylake
 from skylake.lake.storage import Storage
@@ -28,8 +28,14 @@ if TYPE_CHECKING:  # hats itself is imported where used: its package import cost
     from hats.pixel_math import HealpixPixel
 
 SKYMAP_ORDER = 8
-METADATA_FILES = ["partition_info.csv", "hats.properties", "properties", "skymap.fits", "point_map.fits",
-                  "dataset/_common_metadata"]
+METADATA_FILES = [
+    "partition_info.csv",
+    "hats.properties",
+    "properties",
+    "skymap.fits",
+    "point_map.fits",
+    "dataset/_common_metadata",
+]
 
 
 @functools.lru_cache(maxsize=1 << 16)  # hats builds a UPath (~80 us); a batch asks for each partition often
@@ -88,8 +94,10 @@ def assign_pixels(h29: np.ndarray, partitions: list[HealpixPixel], default_order
     order = default_order
     while todo.any():
         # ancestors at this order of existing partitions that are deeper than it
-        blocked = np.asarray(sorted({p.convert_to_lower_order(p.order - order).pixel for p in partitions
-                                     if p.order > order}), dtype=np.int64)
+        blocked = np.asarray(
+            sorted({p.convert_to_lower_order(p.order - order).pixel for p in partitions if p.order > order}),
+            dtype=np.int64,
+        )
         cand = spatial_index_to_healpix(h29, target_order=order)
         free = todo & ~np.isin(cand, blocked)
         orders[free], pixels[free] = order, cand[free]
@@ -137,8 +145,9 @@ def skymap_histogram(h29: np.ndarray) -> np.ndarray:
     from hats.pixel_math.healpix_shim import order2npix
     from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
-    return np.bincount(spatial_index_to_healpix(h29, target_order=SKYMAP_ORDER),
-                       minlength=order2npix(SKYMAP_ORDER)).astype(np.int64)
+    return np.bincount(
+        spatial_index_to_healpix(h29, target_order=SKYMAP_ORDER), minlength=order2npix(SKYMAP_ORDER)
+    ).astype(np.int64)
 
 
 def count_partitions(store: Storage, catalog: str) -> int:
@@ -164,9 +173,17 @@ def read_skymap(store: Storage, catalog: str) -> np.ndarray:
     return np.asarray(file_io.read_fits_image(store.full(f"{catalog}/skymap.fits")), dtype=np.int64)
 
 
-def write_metadata(store: Storage, out_rel: str, partitions: list[HealpixPixel], total_rows: int,
-                   skymap: np.ndarray, schema: pa.Schema, catalog: str, catalog_type: str = "source",
-                   id_column: str = "source_id") -> list[str]:
+def write_metadata(
+    store: Storage,
+    out_rel: str,
+    partitions: list[HealpixPixel],
+    total_rows: int,
+    skymap: np.ndarray,
+    schema: pa.Schema,
+    catalog: str,
+    catalog_type: str = "source",
+    id_column: str = "source_id",
+) -> list[str]:
     """Write the catalog metadata files into ``out_rel`` (a staging copy of ``sources/``, or of another
     catalog of the lake: ``objects/``, whose rows are identified by ``id_column``).
 

@@ -77,8 +77,10 @@ def oldest_kept(store: Storage) -> int:
     except FileNotFoundError:
         return 1
     except (ValueError, KeyError, TypeError) as exc:
-        raise LakeError(f"{store.full(VACUUMED)} is corrupt ({' '.join(str(exc).split())}); it should hold "
-                        '{"oldest_version": N}, the oldest version vacuum kept') from None
+        raise LakeError(
+            f"{store.full(VACUUMED)} is corrupt ({' '.join(str(exc).split())}); it should hold "
+            '{"oldest_version": N}, the oldest version vacuum kept'
+        ) from None
     return version
 
 
@@ -86,10 +88,16 @@ def _read_checkpoint(store: Storage, version: int) -> dict[str, FileAction]:
     try:
         table = pq.read_table(store.full(checkpoint_path(version)), schema=_CHECKPOINT_SCHEMA)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise LakeError(f"checkpoint {store.full(checkpoint_path(version))} is unreadable "
-                        f"({' '.join(str(exc).split())}); delete it (the log rebuilds it)") from None
-    return {f"{t}/{p}": FileAction(t, p, r) for t, p, r in zip(
-        table.column("table").to_pylist(), table.column("path").to_pylist(), table.column("rows").to_pylist())}
+        raise LakeError(
+            f"checkpoint {store.full(checkpoint_path(version))} is unreadable "
+            f"({' '.join(str(exc).split())}); delete it (the log rebuilds it)"
+        ) from None
+    return {
+        f"{t}/{p}": FileAction(t, p, r)
+        for t, p, r in zip(
+            table.column("table").to_pylist(), table.column("path").to_pylist(), table.column("rows").to_pylist()
+        )
+    }
 
 
 def files_at(store: Storage, log: CommitLog, version: int) -> dict[str, FileAction]:
@@ -110,8 +118,10 @@ def write_checkpoint(store: Storage, log: CommitLog, version: int) -> bool:
     if store.exists(checkpoint_path(version)):
         return False
     files = sorted(files_at(store, log, version).values(), key=lambda a: a.lake_path)
-    table = pa.table({"table": [a.table for a in files], "path": [a.path for a in files],
-                      "rows": [a.rows for a in files]}, schema=_CHECKPOINT_SCHEMA)
+    table = pa.table(
+        {"table": [a.table for a in files], "path": [a.path for a in files], "rows": [a.rows for a in files]},
+        schema=_CHECKPOINT_SCHEMA,
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     store.write_atomic(checkpoint_path(version), sink.getvalue().to_pybytes())

@@ -54,8 +54,18 @@ import pyarrow.dataset as pads
 
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import counts, faults, frame_index, history, pieces
-from skylake.lake.log import (LAKE_FILE, LOCK, LOG_DIR, META, PUBLISHED, STAGING_DIR, CommitLog, Entry, FileAction,
-                              staging_path)
+from skylake.lake.log import (
+    LAKE_FILE,
+    LOCK,
+    LOG_DIR,
+    META,
+    PUBLISHED,
+    STAGING_DIR,
+    CommitLog,
+    Entry,
+    FileAction,
+    staging_path,
+)
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
 from skylake.lake.storage import Storage, is_disk_full, lock_held_here
 from skylake.lake.tables import FRAMES, SOURCES
@@ -85,14 +95,17 @@ def _config_from_json(url: str, data: bytes) -> LakeConfig:
     try:
         doc = json.loads(data)
     except ValueError as exc:
-        raise LakeError(f"{where} is corrupt, not JSON ({' '.join(str(exc).split())}); "
-                        "restore it from a backup") from None
+        raise LakeError(
+            f"{where} is corrupt, not JSON ({' '.join(str(exc).split())}); restore it from a backup"
+        ) from None
     if not isinstance(doc, dict):
         raise LakeError(f"{where} is corrupt: expected a JSON object, found {type(doc).__name__}")
     version = doc.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
-        raise LakeError(f"{where} declares lake format {version!r}; this skylake reads format {FORMAT_VERSION} "
-                        "(a lake of another tool, or of another skylake version)")
+        raise LakeError(
+            f"{where} declares lake format {version!r}; this skylake reads format {FORMAT_VERSION} "
+            "(a lake of another tool, or of another skylake version)"
+        )
     known = {f.name for f in fields(LakeConfig)}
     if set(doc) - known:
         raise LakeError(f"{where} has unknown settings {sorted(set(doc) - known)} (written by a newer skylake?)")
@@ -141,8 +154,10 @@ def _is_hats_properties(path: str) -> bool:
             head = fh.read(65536).decode("utf-8", "replace")
     except OSError:
         return False
-    return any(line.split("=", 1)[0].strip() in ("dataproduct_type", "hats_nrows", "obs_collection", "hats_order")
-               for line in head.splitlines())
+    return any(
+        line.split("=", 1)[0].strip() in ("dataproduct_type", "hats_nrows", "obs_collection", "hats_order")
+        for line in head.splitlines()
+    )
 
 
 class Lake:
@@ -211,7 +226,9 @@ class Lake:
         try:
             data = store.read_bytes(LAKE_FILE)
         except FileNotFoundError:
-            raise LakeError(f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`") from None
+            raise LakeError(
+                f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`"
+            ) from None
         except IsADirectoryError:
             raise LakeError(f"{url}/{LAKE_FILE} is a directory, not the lake's settings file") from None
         except PermissionError:
@@ -270,13 +287,16 @@ class Lake:
             try:
                 self.store.probe_writable(rel)
             except OSError as exc:
-                raise LakeError(f"lake {self.url} is read-only for this process ({self.store.full(rel)}: "
-                                f"{exc.strerror or exc}); nothing was done") from None
+                raise LakeError(
+                    f"lake {self.url} is read-only for this process ({self.store.full(rel)}: "
+                    f"{exc.strerror or exc}); nothing was done"
+                ) from None
         for name in os.listdir(self.store.root):
             full = self.store.full(name)
             if os.path.isdir(full) and not os.access(full, os.W_OK | os.X_OK):
-                raise LakeError(f"lake {self.url} is read-only for this process ({full}: permission denied); "
-                                "nothing was done")
+                raise LakeError(
+                    f"lake {self.url} is read-only for this process ({full}: permission denied); nothing was done"
+                )
 
     @contextlib.contextmanager
     def _lock(self, blocking: bool = True):
@@ -290,9 +310,11 @@ class Lake:
         """(published, latest) versions; latest > published when a commit awaits publishing."""
         published = self.log.published_version()
         if published and not self.log.has(published):
-            raise LakeError(f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
-                            f"log has no entry {published} (latest {self.log.latest_version()}); restore the "
-                            "lake's _skylake/ from a backup")
+            raise LakeError(
+                f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
+                f"log has no entry {published} (latest {self.log.latest_version()}); restore the "
+                "lake's _skylake/ from a backup"
+            )
         if not self.log.has(published + 1):  # versions are contiguous: one stat answers the common case
             return published, published
         return published, self.log.latest_version()
@@ -308,9 +330,11 @@ class Lake:
         if latest == published or not self.store.is_local or lock_held_here(self.store.full(LOCK)):
             return published
         if not self.writable():
-            self._warn_once(f"lake {self.url} is read-only for this process and commits {published + 1}..{latest} "
-                            f"are committed but not yet published: readers listing its files may see part of "
-                            f"them (someone with write access: `skylake repair {self.url}`)")
+            self._warn_once(
+                f"lake {self.url} is read-only for this process and commits {published + 1}..{latest} "
+                f"are committed but not yet published: readers listing its files may see part of "
+                f"them (someone with write access: `skylake repair {self.url}`)"
+            )
             return published
         deadline = time.monotonic() + wait
         while True:
@@ -319,15 +343,19 @@ class Lake:
                     try:
                         self.caught_up += self.roll_forward()
                     except LakeFullError as exc:
-                        self._warn_once(f"could not finish publishing commits of lake {self.url}: {exc}; "
-                                        "reading it as it is on disk")
+                        self._warn_once(
+                            f"could not finish publishing commits of lake {self.url}: {exc}; "
+                            "reading it as it is on disk"
+                        )
                     return self.log.published_version()
             published, latest = self.pending()
             if latest == published:  # the lock holder published them
                 return published
             if time.monotonic() > deadline:
-                self._warn_once(f"another writer holds the lock of lake {self.url} and has not published commit "
-                                f"{latest} within {wait:.0f} s; reading the lake as it is on disk")
+                self._warn_once(
+                    f"another writer holds the lock of lake {self.url} and has not published commit "
+                    f"{latest} within {wait:.0f} s; reading the lake as it is on disk"
+                )
                 return published
             time.sleep(0.05)
 
@@ -356,10 +384,17 @@ class Lake:
                 files = [self.store.full(f"{table}/{f}") for f in self.live_files(table, nights)]
                 if not files:
                     return pads.dataset(schema.empty_table())
-                return pads.dataset(files, format="parquet", partitioning=partitioning, schema=schema, filesystem=fs,
-                                    partition_base_dir=self.store.full(table))
-            return pads.dataset(self.store.full(table), format="parquet", partitioning=partitioning,
-                                schema=schema, filesystem=fs)
+                return pads.dataset(
+                    files,
+                    format="parquet",
+                    partitioning=partitioning,
+                    schema=schema,
+                    filesystem=fs,
+                    partition_base_dir=self.store.full(table),
+                )
+            return pads.dataset(
+                self.store.full(table), format="parquet", partitioning=partitioning, schema=schema, filesystem=fs
+            )
 
     def read_night_table(self, table: str, columns: list[str] | None = None, filter=None, nights=None) -> pa.Table:
         dataset = self.night_dataset(table, nights)
@@ -378,15 +413,25 @@ class Lake:
         directories (empty, with the schema, before any commit)."""
         if self.auto_catch_up:
             self.catch_up()
-        partitioning = pads.partitioning(pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]),
-                                         flavor="hive")
-        schema = (table_schema(SOURCES).append(pa.field("Norder", pa.int8())).append(pa.field("Dir", pa.int64()))
-                  .append(pa.field("Npix", pa.int64())))
+        partitioning = pads.partitioning(
+            pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]), flavor="hive"
+        )
+        schema = (
+            table_schema(SOURCES)
+            .append(pa.field("Norder", pa.int8()))
+            .append(pa.field("Dir", pa.int64()))
+            .append(pa.field("Npix", pa.int64()))
+        )
         if not self.store.exists(f"{SOURCES}/dataset"):
             return pads.dataset(schema.empty_table())
         with self._reading(SOURCES):
-            return pads.dataset(self.store.full(f"{SOURCES}/dataset"), format="parquet", partitioning=partitioning,
-                                schema=schema, filesystem=self.store.arrow_fs)
+            return pads.dataset(
+                self.store.full(f"{SOURCES}/dataset"),
+                format="parquet",
+                partitioning=partitioning,
+                schema=schema,
+                filesystem=self.store.arrow_fs,
+            )
 
     def read_sources(self, columns: list[str] | None = None, filter=None) -> pa.Table:
         """The source table as one Arrow table (for tests and small lakes; analysts use lsdb/DuckDB)."""
@@ -411,8 +456,13 @@ class Lake:
         are listed."""
         if nights is not None:
             parts = sorted({night_dir(n) for n in nights})
-            return [f"{d}/{f}" for d in parts if self.store.exists(f"{table}/{d}")
-                    for f in sorted(self.store.listdir(f"{table}/{d}")) if f.endswith(".parquet") and not f.startswith(".")]
+            return [
+                f"{d}/{f}"
+                for d in parts
+                if self.store.exists(f"{table}/{d}")
+                for f in sorted(self.store.listdir(f"{table}/{d}"))
+                if f.endswith(".parquet") and not f.startswith(".")
+            ]
         base = f"{SOURCES}/dataset" if table == SOURCES else table
         prefix = "dataset/" if table == SOURCES else ""
         return [prefix + posixpath.relpath(p, base) for p in self.store.walk_files(base, ".parquet")]
@@ -422,15 +472,22 @@ class Lake:
         """Publish every committed-but-unpublished version (under the writer lock). Returns them."""
         published, latest = self.log.published_version(), self.log.latest_version()
         if published > latest:
-            raise LakeError(f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
-                            f"log ends at version {latest}; restore the lake's _skylake/ from a backup")
+            raise LakeError(
+                f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
+                f"log ends at version {latest}; restore the lake's _skylake/ from a backup"
+            )
         done = []
         for version in range(published + 1, latest + 1):
             entry = self.log.read(version)
             self._publish(entry)
             done.append(version)
-            log.warning("lake %s: finished publishing commit %d (%s %s), which an interrupted writer left",
-                        self.url, version, entry.operation, entry.batch_id)
+            log.warning(
+                "lake %s: finished publishing commit %d (%s %s), which an interrupted writer left",
+                self.url,
+                version,
+                entry.operation,
+                entry.batch_id,
+            )
         return done
 
     def recover(self) -> dict:
@@ -539,16 +596,26 @@ class Lake:
                 self._retain(entry, rem, rem.lake_path)
                 store.remove_empty_dirs(posixpath.dirname(rem.lake_path))
             else:  # the swap left the old directory in staging (the fallback: in staging's .old/)
-                for old in (staging_path(entry.batch_id, rem.lake_path),
-                            staging_path(entry.batch_id, f".old/{rem.lake_path}")):
+                for old in (
+                    staging_path(entry.batch_id, rem.lake_path),
+                    staging_path(entry.batch_id, f".old/{rem.lake_path}"),
+                ):
                     self._retain(entry, rem, old)
         if entry.version % history.CHECKPOINT_EVERY == 0:
             history.write_checkpoint(store, self.log, entry.version)
         self.log.set_published(entry.version)
-        log.debug("lake %s: published commit %d (%s, %d files added, %d removed, %d directories swapped) in "
-                  "%.1f ms; its added files appeared one by one over %.2f ms", self.url, entry.version,
-                  entry.operation, len(entry.adds), len(entry.removes), len(swaps), 1e3 * (time.perf_counter() - t0),
-                  1e3 * ((last_add or 0) - (first_add or 0)))
+        log.debug(
+            "lake %s: published commit %d (%s, %d files added, %d removed, %d directories swapped) in "
+            "%.1f ms; its added files appeared one by one over %.2f ms",
+            self.url,
+            entry.version,
+            entry.operation,
+            len(entry.adds),
+            len(entry.removes),
+            len(swaps),
+            1e3 * (time.perf_counter() - t0),
+            1e3 * ((last_add or 0) - (first_add or 0)),
+        )
         faults.point("before_cleanup")
         store.rmtree(staging_path(entry.batch_id))
 
@@ -604,5 +671,7 @@ class Lake:
             raise self._lost(entry, directory)
 
     def _lost(self, entry: Entry, rel: str) -> LakeError:
-        return LakeError(f"commit {entry.version} of lake {self.url} lists {rel}, but neither its staged nor its "
-                         "published copy exists; the lake has lost data (restore from backup)")
+        return LakeError(
+            f"commit {entry.version} of lake {self.url} lists {rel}, but neither its staged nor its "
+            "published copy exists; the lake has lost data (restore from backup)"
+        )

@@ -95,16 +95,32 @@ class Entry:
             raise ValueError(f"unknown fields {sorted(set(doc) - known)}")
         if missing := {"version", "batch_id", "operation", "committed_at"} - set(doc):
             raise ValueError(f"missing fields {sorted(missing)}")
-        for name, typ in (("version", int), ("next_frame_id", int), ("sources_rows", int), ("frames_rows", int),
-                          ("batch_id", str), ("operation", str), ("committed_at", str), ("summary", dict),
-                          ("adds", list), ("removes", list), ("metadata", list), ("swaps", list)):
+        for name, typ in (
+            ("version", int),
+            ("next_frame_id", int),
+            ("sources_rows", int),
+            ("frames_rows", int),
+            ("batch_id", str),
+            ("operation", str),
+            ("committed_at", str),
+            ("summary", dict),
+            ("adds", list),
+            ("removes", list),
+            ("metadata", list),
+            ("swaps", list),
+        ):
             if name in doc and (not isinstance(doc[name], typ) or isinstance(doc[name], bool)):
                 raise ValueError(f"{name} is {doc[name]!r}, not {typ.__name__}")
         for name in ("adds", "removes"):
             actions = []
             for a in doc.get(name, []):
-                if not (isinstance(a, dict) and set(a) <= {"table", "path", "rows"} and isinstance(a.get("table"), str)
-                        and isinstance(a.get("path"), str) and isinstance(a.get("rows", 0), int)):
+                if not (
+                    isinstance(a, dict)
+                    and set(a) <= {"table", "path", "rows"}
+                    and isinstance(a.get("table"), str)
+                    and isinstance(a.get("path"), str)
+                    and isinstance(a.get("rows", 0), int)
+                ):
                     raise ValueError(f"{name} holds {a!r}, not a file action {{table, path, rows}}")
                 actions.append(FileAction(**a))
             doc[name] = actions
@@ -137,17 +153,21 @@ class CommitLog:
         try:
             data = self.store.read_bytes(path)
         except FileNotFoundError:
-            raise LakeError(f"commit log entry {self.store.full(path)} is missing (the log holds versions up to "
-                            f"{self.latest_version()}); the lake's history is damaged: restore it from a backup") from None
+            raise LakeError(
+                f"commit log entry {self.store.full(path)} is missing (the log holds versions up to "
+                f"{self.latest_version()}); the lake's history is damaged: restore it from a backup"
+            ) from None
         try:
             entry = Entry.from_json(data)
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             reason = " ".join(str(exc).split())
-            raise LakeError(f"commit log entry {self.store.full(path)} is corrupt ({reason}); "
-                            "restore it from a backup") from None
+            raise LakeError(
+                f"commit log entry {self.store.full(path)} is corrupt ({reason}); restore it from a backup"
+            ) from None
         if entry.version != version:
-            raise LakeError(f"commit log entry {self.store.full(path)} says it is version {entry.version}; "
-                            "restore it from a backup")
+            raise LakeError(
+                f"commit log entry {self.store.full(path)} says it is version {entry.version}; restore it from a backup"
+            )
         return entry
 
     def latest(self) -> Entry | None:
@@ -170,8 +190,10 @@ class CommitLog:
             if version < 0 or (value and not value.isdigit()):
                 raise ValueError
         except (UnicodeDecodeError, ValueError):
-            raise LakeError(f"{self.store.full(PUBLISHED)} is corrupt: it holds {text[:40]!r}, not the number of the "
-                            "last published commit; restore it from a backup") from None
+            raise LakeError(
+                f"{self.store.full(PUBLISHED)} is corrupt: it holds {text[:40]!r}, not the number of the "
+                "last published commit; restore it from a backup"
+            ) from None
         return version
 
     def set_published(self, version: int):

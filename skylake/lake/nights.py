@@ -10,8 +10,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["UNKNOWN_NIGHT", "NIGHT_PREFIX", "night_partition", "night_partitions", "night_dir", "night_of",
-           "night_filter"]
+__all__ = [
+    "UNKNOWN_NIGHT",
+    "NIGHT_PREFIX",
+    "night_partition",
+    "night_partitions",
+    "night_dir",
+    "night_of",
+    "night_filter",
+]
 
 #: Partition of rows whose observing night is unknown (a frame rejected before any time was read). A
 #: plain name, so every reader takes it (pandas/pyarrow cannot unify hive's null partition with
@@ -87,7 +94,7 @@ def night_of(rel: str) -> str | None:
         ``YYYY-MM-DD`` or :data:`UNKNOWN_NIGHT`; None for any other path.
     """
     first = rel.split("/", 1)[0]
-    return first[len(NIGHT_PREFIX):] if first.startswith(NIGHT_PREFIX) else None
+    return first[len(NIGHT_PREFIX) :] if first.startswith(NIGHT_PREFIX) else None
 
 
 def night_filter(nights) -> pc.Expression:

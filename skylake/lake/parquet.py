@@ -1,4 +1,4 @@
-"""How the lake writes a Parquet file: zstd, statistics, one buffer (written by :class:`~skylake.lake.storage.Storage`)."""
+"""How the lake writes a Parquet file: zstd, column statistics, one buffer (stored by ``Storage``)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group
         The file's content.
     """
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", compression_level=zstd_level, write_statistics=True,
-                   row_group_size=row_group_size)
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=zstd_level,
+        write_statistics=True,
+        row_group_size=row_group_size,
+    )
     return sink.getvalue()

@@ -54,8 +54,9 @@ class PixelCounts:
     def of(cls, h29: np.ndarray, order: int) -> "PixelCounts":
         from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
-        pixels, rows = np.unique(spatial_index_to_healpix(np.asarray(h29, dtype=np.int64), target_order=order),
-                                 return_counts=True)
+        pixels, rows = np.unique(
+            spatial_index_to_healpix(np.asarray(h29, dtype=np.int64), target_order=order), return_counts=True
+        )
         return cls(order, pixels, rows.astype(np.int64))
 
     def at(self, order: int) -> "PixelCounts":
@@ -121,8 +122,9 @@ def remove_orphans(store: Storage, min_age_s: float = ORPHAN_AGE_S) -> list[str]
 
 
 # -- frame side -------------------------------------------------------------------------------------
-def write_piece(store: Storage, run: str, frame_key: str, sources: dict[str, np.ndarray], order: int
-                ) -> tuple[str, PixelCounts, int]:
+def write_piece(
+    store: Storage, run: str, frame_key: str, sources: dict[str, np.ndarray], order: int
+) -> tuple[str, PixelCounts, int]:
     """Write one frame's source columns (all but the ids, allocated at commit) as a piece of ``run``.
 
     Returns the piece's lake-relative path, its rows per pixel at ``order`` and its size in bytes.
@@ -130,8 +132,7 @@ def write_piece(store: Storage, run: str, frame_key: str, sources: dict[str, np.
     from skylake.lake.parquet import parquet_bytes
 
     n = len(sources["_healpix_29"])
-    table = conform({**sources, "frame_id": np.zeros(n, np.int64), "source_id": np.arange(n, dtype=np.int64)},
-                    SOURCES)
+    table = conform({**sources, "frame_id": np.zeros(n, np.int64), "source_id": np.arange(n, dtype=np.int64)}, SOURCES)
     rel = f"{run}/{frame_key}-{uuid.uuid4().hex[:8]}.parquet"
     blob = parquet_bytes(table, PIECE_ZSTD_LEVEL)
     store.write_bytes(rel, blob, fsync=False)  # read back within minutes; the writer fsyncs what it stages
@@ -149,8 +150,9 @@ class WriterPlan:
     rows: int
 
 
-def plan_writers(frames: list[tuple[str, int, PixelCounts]], partitions, lake_order: int, n_writers: int
-                 ) -> tuple[int, list[WriterPlan]]:
+def plan_writers(
+    frames: list[tuple[str, int, PixelCounts]], partitions, lake_order: int, n_writers: int
+) -> tuple[int, list[WriterPlan]]:
     """Share a batch's partitions among at most ``n_writers`` writer tasks.
 
     ``frames`` holds (piece, frame id, rows per pixel at ``lake_order``) of each frame with sources;
@@ -210,8 +212,16 @@ def split_by_partition(sources: pa.Table, partitions, order: int):
         yield HealpixPixel(int(orders[s]), int(pixels[s])), sources.slice(s, e - s)
 
 
-def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, sources_per_frame: int,
-                  name: str | None = None, zstd_level: int | None = None, amend=None) -> StagedSources:
+def write_sources(
+    plan: WriterPlan,
+    lake_root: str,
+    batch_id: str,
+    partitions,
+    sources_per_frame: int,
+    name: str | None = None,
+    zstd_level: int | None = None,
+    amend=None,
+) -> StagedSources:
     """A writer task: read ``plan``'s pieces, keep the rows of the pixels it owns, give them their ids
     (``frame_id * sources_per_frame + detection number``), and stage one file per partition in batch
     ``batch_id``'s staging area. Re-running it (a worker died) rewrites the same files.
@@ -228,17 +238,20 @@ def write_sources(plan: WriterPlan, lake_root: str, batch_id: str, partitions, s
     parts = []
     for piece, frame_id in plan.pieces:
         data = pq.read_table(store.full(piece), schema=schema)
-        mine = np.isin(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=plan.order),
-                       plan.pixels)
+        mine = np.isin(
+            spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=plan.order), plan.pixels
+        )
         if not mine.all():
             data = data.filter(pa.array(mine))
         fid = np.int64(frame_id)
         if amend is not None:
             data = amend(int(frame_id), data)
-        data = data.set_column(schema.get_field_index("frame_id"), "frame_id",
-                               pa.array(np.full(data.num_rows, fid, np.int64)))
-        data = data.set_column(schema.get_field_index("source_id"), "source_id",
-                               pc.add(data.column("source_id"), fid * sources_per_frame))
+        data = data.set_column(
+            schema.get_field_index("frame_id"), "frame_id", pa.array(np.full(data.num_rows, fid, np.int64))
+        )
+        data = data.set_column(
+            schema.get_field_index("source_id"), "source_id", pc.add(data.column("source_id"), fid * sources_per_frame)
+        )
         parts.append(data)
     out = StagedSources()
     if not parts:

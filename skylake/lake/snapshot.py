@@ -25,9 +25,9 @@ import pyarrow.fs as pafs
 from skylake.errors import LakeError
 from skylake.lake import history
 from skylake.lake.lake import Lake
+from skylake.lake.log import STAGING_DIR
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import UNKNOWN_NIGHT
-from skylake.lake.log import STAGING_DIR
 from skylake.lake.tables import SOURCES, registry
 from skylake.schema import table_schema
 
@@ -48,8 +48,11 @@ def _partition(rel: str, fields) -> pc.Expression | None:
         if name not in values:
             continue
         value = values[name]
-        term = (pc.field(name).is_null() if name == "night" and value == UNKNOWN_NIGHT
-                else pc.field(name) == pa.scalar(value).cast(typ))
+        term = (
+            pc.field(name).is_null()
+            if name == "night" and value == UNKNOWN_NIGHT
+            else pc.field(name) == pa.scalar(value).cast(typ)
+        )
         expr = term if expr is None else expr & term
     return expr
 
@@ -90,14 +93,19 @@ class Snapshot(Lake):
         version = number
         oldest = history.oldest_kept(lake.store)
         if not 1 <= version <= latest:
-            raise LakeError(f"lake {lake.url} has no version {version}: its versions are "
-                            + (f"{oldest}..{latest}" if latest else "none yet (nothing committed)"))
+            raise LakeError(
+                f"lake {lake.url} has no version {version}: its versions are "
+                + (f"{oldest}..{latest}" if latest else "none yet (nothing committed)")
+            )
         if version < oldest:
-            raise LakeError(f"version {version} of lake {lake.url} was vacuumed: `skylake vacuum` kept versions "
-                            f"{oldest}..{latest}")
+            raise LakeError(
+                f"version {version} of lake {lake.url} was vacuumed: `skylake vacuum` kept versions {oldest}..{latest}"
+            )
         if version > published:
-            raise LakeError(f"version {version} of lake {lake.url} is committed but not published (published: "
-                            f"{published}); run `skylake repair {lake.url}` (a writer's job)")
+            raise LakeError(
+                f"version {version} of lake {lake.url} is committed but not published (published: "
+                f"{published}); run `skylake repair {lake.url}` (a writer's job)"
+            )
         return cls(lake, version, cls._locate(lake, version, oldest))
 
     @staticmethod
@@ -117,9 +125,11 @@ class Snapshot(Lake):
             else:
                 missing.append(rel)
         if missing:
-            raise LakeError(f"version {version} of lake {lake.url} cannot be read: {len(missing)} of its "
-                            f"{len(files)} files are gone (e.g. {missing[0]}), removed before the lake kept removed "
-                            f"files or deleted by hand; try a later version (the latest is {lake.log.latest_version()})")
+            raise LakeError(
+                f"version {version} of lake {lake.url} cannot be read: {len(missing)} of its "
+                f"{len(files)} files are gone (e.g. {missing[0]}), removed before the lake kept removed "
+                f"files or deleted by hand; try a later version (the latest is {lake.log.latest_version()})"
+            )
         return where
 
     def __repr__(self) -> str:
@@ -127,8 +137,10 @@ class Snapshot(Lake):
 
     # -- read-only ---------------------------------------------------------------------------------
     def _read_only(self, what: str) -> LakeError:
-        return LakeError(f"lake {self.url} is opened at version {self.version}, read-only: cannot {what}; "
-                         "open it without version= to write")
+        return LakeError(
+            f"lake {self.url} is opened at version {self.version}, read-only: cannot {what}; "
+            "open it without version= to write"
+        )
 
     def check_writable(self):
         raise self._read_only("write")
@@ -156,7 +168,7 @@ class Snapshot(Lake):
     def table_files(self, table: str) -> list[str]:
         """This version's data files of ``table``, relative to the table (as :meth:`live_files`)."""
         prefix = f"{table}/"
-        return sorted(rel[len(prefix):] for rel in self.files if rel.startswith(prefix))
+        return sorted(rel[len(prefix) :] for rel in self.files if rel.startswith(prefix))
 
     def live_files(self, table: str, nights=None) -> list[str]:
         """This version's data files of ``table`` (of ``nights`` only, when given), relative to it."""
@@ -175,8 +187,10 @@ class Snapshot(Lake):
         if not all(map(os.path.exists if self.store.is_local else self.store.fs.exists, full)):
             oldest = history.oldest_kept(self.store)
             if self.version < oldest:
-                raise LakeError(f"version {self.version} of lake {self.url} was vacuumed while open: `skylake "
-                                f"vacuum` kept versions {oldest}..{self.log.latest_version()}")
+                raise LakeError(
+                    f"version {self.version} of lake {self.url} was vacuumed while open: `skylake "
+                    f"vacuum` kept versions {oldest}..{self.log.latest_version()}"
+                )
             self.files = self._locate(self, self.version, oldest)
         return [self.store.full(self.files[r]) for r in rels]
 
@@ -185,10 +199,14 @@ class Snapshot(Lake):
             return pads.dataset(schema.empty_table())
         with self._reading(table):
             return pads.FileSystemDataset.from_paths(
-                self._current([f"{table}/{r}" for r in rels]), schema=schema, format=pads.ParquetFileFormat(),
-                filesystem=pafs.LocalFileSystem() if self.store.is_local else pafs.PyFileSystem(
-                    pafs.FSSpecHandler(self.store.fs)),
-                partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels])
+                self._current([f"{table}/{r}" for r in rels]),
+                schema=schema,
+                format=pads.ParquetFileFormat(),
+                filesystem=pafs.LocalFileSystem()
+                if self.store.is_local
+                else pafs.PyFileSystem(pafs.FSSpecHandler(self.store.fs)),
+                partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels],
+            )
 
     def night_dataset(self, table: str, nights=None) -> pads.Dataset:
         """A night-partitioned table at this version (``night`` from the file's partition directory); of
@@ -262,18 +280,31 @@ def vacuum(lake: Lake, *, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: boo
             size += lake.store.fs.size(lake.store.full(rel))
         if not dry_run:
             if latest and oldest > before:
-                lake.store.write_atomic(history.VACUUMED, json.dumps(
-                    {"oldest_version": oldest, "retain_days": retain_days, "vacuumed_at": _now().isoformat()}).encode())
+                lake.store.write_atomic(
+                    history.VACUUMED,
+                    json.dumps(
+                        {"oldest_version": oldest, "retain_days": retain_days, "vacuumed_at": _now().isoformat()}
+                    ).encode(),
+                )
             for v in doomed:
                 lake.store.rmtree(history.version_dir(v))
             for rel in changes:
                 lake.store.remove(rel)
             lake.recover()  # the staging leftovers
-    result = {"lake": lake.url, "dry_run": dry_run, "retain_days": retain_days, "cutoff": cutoff.isoformat(),
-              "kept_versions": [oldest, latest] if latest else [], "versions_vacuumed": doomed,
-              "files": len(files), "bytes": size, "paths": files,
-              "staging_batches": [posixpath.basename(s) for s in staging], "staging_files": len(staging_files),
-              "staging_bytes": staging_bytes}
+    result = {
+        "lake": lake.url,
+        "dry_run": dry_run,
+        "retain_days": retain_days,
+        "cutoff": cutoff.isoformat(),
+        "kept_versions": [oldest, latest] if latest else [],
+        "versions_vacuumed": doomed,
+        "files": len(files),
+        "bytes": size,
+        "paths": files,
+        "staging_batches": [posixpath.basename(s) for s in staging],
+        "staging_files": len(staging_files),
+        "staging_bytes": staging_bytes,
+    }
     log.info("vacuum of %s: %s", lake.url, {k: v for k, v in result.items() if k != "paths"})
     return result
 
@@ -291,8 +322,10 @@ def _versioned_files(lake: Lake, oldest: int) -> list[str]:
         if not lake.store.exists(rel):
             continue
         names = [n for n in lake.store.listdir(rel) if n.endswith(".parquet") and n.removesuffix(".parquet").isdigit()]
-        out += sorted((f"{rel}/{n}" for n in names if int(n.removesuffix(".parquet")) <= oldest),
-                      key=lambda p: int(posixpath.basename(p).removesuffix(".parquet")))
+        out += sorted(
+            (f"{rel}/{n}" for n in names if int(n.removesuffix(".parquet")) <= oldest),
+            key=lambda p: int(posixpath.basename(p).removesuffix(".parquet")),
+        )
     return out
 
 
@@ -300,12 +333,19 @@ def format_vacuum(result: dict) -> str:
     """What ``skylake vacuum`` prints: the versions kept, then what it removed (or would remove)."""
     verb = "would remove" if result["dry_run"] else "removed"
     kept = result["kept_versions"]
-    lines = [f"vacuum {result['lake']}: keeping versions " + (f"{kept[0]}..{kept[1]}" if kept else "none (no commits)")
-             + f" (committed after {result['cutoff']}, and the one live then)"]
-    lines.append(f"  {verb} {result['files']} retained files ({result['bytes']} bytes) of versions "
-                 f"{_ranges(result['versions_vacuumed']) or 'none'}")
-    lines.append(f"  {verb} {result['staging_files']} staging files ({result['staging_bytes']} bytes) of "
-                 f"{len(result['staging_batches'])} uncommitted batches")
+    lines = [
+        f"vacuum {result['lake']}: keeping versions "
+        + (f"{kept[0]}..{kept[1]}" if kept else "none (no commits)")
+        + f" (committed after {result['cutoff']}, and the one live then)"
+    ]
+    lines.append(
+        f"  {verb} {result['files']} retained files ({result['bytes']} bytes) of versions "
+        f"{_ranges(result['versions_vacuumed']) or 'none'}"
+    )
+    lines.append(
+        f"  {verb} {result['staging_files']} staging files ({result['staging_bytes']} bytes) of "
+        f"{len(result['staging_batches'])} uncommitted batches"
+    )
     if result["dry_run"]:
         lines += [f"    {p}" for p in result["paths"]]
     return "\n".join(lines)
@@ -321,4 +361,3 @@ def _ranges(versions: list[int]) -> str:
     if run:
         out.append(f"{run[0]}" if len(run) == 1 else f"{run[0]}..{run[-1]}")
     return ", ".join(out)
-

@@ -96,8 +96,10 @@ class Storage:
 
     def _require_local(self, what: str):
         if not self.is_local:
-            raise LakeError(f"{what} needs a local filesystem for now; {self.url} is "
-                            f"{type(self.fs).__name__} (object stores need conditional writes)")
+            raise LakeError(
+                f"{what} needs a local filesystem for now; {self.url} is "
+                f"{type(self.fs).__name__} (object stores need conditional writes)"
+            )
 
     # -- reads -------------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
@@ -219,8 +221,10 @@ class Storage:
         """
         if not self.is_local or _renameat2 is None:
             return False
-        if _renameat2(_AT_FDCWD, os.fsencode(self.full(a)), _AT_FDCWD, os.fsencode(self.full(b)),
-                      _RENAME_EXCHANGE) == 0:
+        if (
+            _renameat2(_AT_FDCWD, os.fsencode(self.full(a)), _AT_FDCWD, os.fsencode(self.full(b)), _RENAME_EXCHANGE)
+            == 0
+        ):
             return True
         err = ctypes.get_errno()
         if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):

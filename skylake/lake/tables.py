@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import yaml
 
-from skylake.paths import project_dir
 from skylake.lake.nights import UNKNOWN_NIGHT, night_of
+from skylake.paths import project_dir
 from skylake.schema import table_spec
 
 # The tables every version of skylake has; product tables declared only in their schema need no constant.
@@ -258,17 +258,28 @@ def _load(name: str) -> Table:
     inputs = tuple(doc.get("inputs", ["frames"] if night_product else []))
     if night_product is not None:
         if part != "night" or stage is not None:
-            raise ValueError(f"{where}: a night product (night_product: {night_product}) must be partition_by: night "
-                             "and no frame product")
+            raise ValueError(
+                f"{where}: a night product (night_product: {night_product}) must be partition_by: night "
+                "and no frame product"
+            )
         schema = table_spec(name).schema
         if "built_version" not in schema.names or schema.field("built_version").type != pa.int64():
-            raise ValueError(f"{where}: a night product needs an int64 built_version column (the lake version "
-                             "its inputs were read at)")
+            raise ValueError(
+                f"{where}: a night product needs an int64 built_version column (the lake version "
+                "its inputs were read at)"
+            )
     if part == "night" and doc.get("location", name) != name:
         raise ValueError(f"{where}: a night table lives in LAKE/{name}; location {doc['location']!r} is not allowed")
-    return Table(name=name, partition_by=part, location=doc.get("location", name), mirror=bool(doc.get("mirror")),
-                 producer=stage, versioned_files=doc.get("versioned_files"), night_product=night_product,
-                 inputs=inputs)
+    return Table(
+        name=name,
+        partition_by=part,
+        location=doc.get("location", name),
+        mirror=bool(doc.get("mirror")),
+        producer=stage,
+        versioned_files=doc.get("versioned_files"),
+        night_product=night_product,
+        inputs=inputs,
+    )
 
 
 @functools.cache

@@ -85,17 +85,29 @@ class Transaction:
         """
         lake = self.lake
         rel, nbytes = getattr(exc, "rel", None), getattr(exc, "nbytes", None)
-        what = (f"writing {nbytes} bytes to {rel}" if nbytes is not None else f"writing {rel}" if rel
-                else "writing the batch" if self.entry is None else "publishing it")
+        what = (
+            f"writing {nbytes} bytes to {rel}"
+            if nbytes is not None
+            else f"writing {rel}"
+            if rel
+            else "writing the batch"
+            if self.entry is None
+            else "publishing it"
+        )
         staged = f"{self.bytes_staged} bytes already staged"
         if self.entry is None:
-            state = (f"nothing was committed and the staged batch was removed ({staged}); free at least "
-                     f"{self.bytes_staged + (nbytes or 0)} bytes and re-run")
+            state = (
+                f"nothing was committed and the staged batch was removed ({staged}); free at least "
+                f"{self.bytes_staged + (nbytes or 0)} bytes and re-run"
+            )
         else:
-            state = (f"commit {self.entry.version} is in the log but not fully published; the next skylake command "
-                     "publishes it once space is freed")
-        err = LakeFullError(f"no space left on the device of lake {lake.url} {what} ({self.operation} batch "
-                            f"{self.batch_id}): {state}")
+            state = (
+                f"commit {self.entry.version} is in the log but not fully published; the next skylake command "
+                "publishes it once space is freed"
+            )
+        err = LakeFullError(
+            f"no space left on the device of lake {lake.url} {what} ({self.operation} batch {self.batch_id}): {state}"
+        )
         err.rel, err.nbytes = rel, nbytes
         return err
 
@@ -116,8 +128,14 @@ class Transaction:
         self.next_frame_id += n
         return ids
 
-    def stage(self, table: str, path: str, data: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL,
-              row_group_size: int | None = None):
+    def stage(
+        self,
+        table: str,
+        path: str,
+        data: pa.Table,
+        zstd_level: int = BATCH_ZSTD_LEVEL,
+        row_group_size: int | None = None,
+    ):
         """Write rows as one data file of a table into this batch's staging area.
 
         Parameters
@@ -218,8 +236,10 @@ class Transaction:
             if table == FRAMES:
                 rows = data.filter(pa.array(gone))
                 self.index_dropped[0].update(rows.column("frame_id").to_pylist())
-                self.index_dropped[1].update(frame_index.bucket_of(h, k) for h, k in zip(
-                    rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist()))
+                self.index_dropped[1].update(
+                    frame_index.bucket_of(h, k)
+                    for h, k in zip(rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist())
+                )
             if table == SOURCES:
                 self.skymap_delta -= hats_meta.skymap_histogram(data.column("_healpix_29").to_numpy()[gone])
             if not gone.all():
@@ -247,8 +267,12 @@ class Transaction:
         for pixel, rows in pieces.split_by_partition(sources, self.partitions + sorted(self.new_partitions), order):
             if pixel not in self.partitions:
                 self.new_partitions.add(pixel)
-            self.stage(SOURCES, f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet",
-                       rows, zstd_level)
+            self.stage(
+                SOURCES,
+                f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet",
+                rows,
+                zstd_level,
+            )
         self.skymap_delta += hats_meta.skymap_histogram(h29)
 
     def add_staged_sources(self, staged: "pieces.StagedSources"):
@@ -326,15 +350,24 @@ class Transaction:
         base_sources = self.base.sources_rows if self.base else 0
         base_frames = self.base.frames_rows if self.base else 0
         d_sources = sum(a.rows for a in self.adds if a.table == SOURCES) - sum(
-            r.rows for r in self.removes if r.table == SOURCES)
+            r.rows for r in self.removes if r.table == SOURCES
+        )
         d_frames = sum(a.rows for a in self.adds if a.table == FRAMES) - sum(
-            r.rows for r in self.removes if r.table == FRAMES)
+            r.rows for r in self.removes if r.table == FRAMES
+        )
         metadata = []
         if any(a.table == SOURCES for a in self.adds + self.removes):
             partitions = sorted((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
             skymap = hats_meta.read_skymap(store, SOURCES) + self.skymap_delta
-            names = hats_meta.write_metadata(store, staging_path(self.batch_id, SOURCES), partitions,
-                                             base_sources + d_sources, skymap, table_schema(SOURCES), catalog=SOURCES)
+            names = hats_meta.write_metadata(
+                store,
+                staging_path(self.batch_id, SOURCES),
+                partitions,
+                base_sources + d_sources,
+                skymap,
+                table_schema(SOURCES),
+                catalog=SOURCES,
+            )
             metadata = [f"{SOURCES}/{n}" for n in names]
         metadata += self.metadata
         for directory in sorted({posixpath.dirname(staging_path(self.batch_id, a.lake_path)) for a in self.adds}):
@@ -356,8 +389,10 @@ class Transaction:
         )
         if not lake.log.append(entry):
             # The writer lock makes this unreachable unless a writer ignored the lock: refuse loudly.
-            raise LakeError(f"commit version {entry.version} was taken by another writer; batch "
-                            f"{self.batch_id} is left staged and will be rolled back by `skylake repair`")
+            raise LakeError(
+                f"commit version {entry.version} was taken by another writer; batch "
+                f"{self.batch_id} is left staged and will be rolled back by `skylake repair`"
+            )
         self.entry = entry
         faults.point("after_commit")
         lake._publish(entry)
@@ -365,8 +400,9 @@ class Transaction:
 
     def _stage_counts(self):
         """The running totals after this batch (:mod:`skylake.lake.counts`), when it changes them."""
-        files = any(a.table in counts.FILE_TABLES or counts.rows_table(a.table, a.path)
-                    for a in self.adds + self.removes)
+        files = any(
+            a.table in counts.FILE_TABLES or counts.rows_table(a.table, a.path) for a in self.adds + self.removes
+        )
         if not (self.count_changes or files) or counts.COUNTS in self.metadata:
             return
         base = counts.read(self.lake)
@@ -376,8 +412,12 @@ class Transaction:
         partitions = None
         if any(a.table == SOURCES for a in self.adds + self.removes):
             partitions = len((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
-        self.stage_file(counts.COUNTS, counts.dumps(
-            counts.apply(self.lake, base, self.count_changes, self.adds, self.removes, version, partitions)))
+        self.stage_file(
+            counts.COUNTS,
+            counts.dumps(
+                counts.apply(self.lake, base, self.count_changes, self.adds, self.removes, version, partitions)
+            ),
+        )
         self.count_changes = counts.Changes()
 
     def _swaps(self) -> list[str]:
@@ -397,7 +437,10 @@ class Transaction:
         for table in sorted({r.table for r in self.removes}):
             add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
             rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
-            whole = (add_dirs - rem_dirs or (table in self.moving and add_dirs and rem_dirs - add_dirs)) \
-                and table != frame_index.INDEX and table not in self.in_place
+            whole = (
+                (add_dirs - rem_dirs or (table in self.moving and add_dirs and rem_dirs - add_dirs))
+                and table != frame_index.INDEX
+                and table not in self.in_place
+            )
             swaps += [table] if whole else sorted(add_dirs & rem_dirs)
         return swaps

@@ -14,7 +14,6 @@ in mag/arcsec^2 with ``bkg`` the background mesh value under it (ADU per pixel o
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
@@ -49,8 +48,9 @@ def horizon_pixels(az_deg: np.ndarray, alt_deg: np.ndarray, nside: int) -> np.nd
     import healpy as hp
 
     nside_order(nside)
-    return np.asarray(hp.ang2pix(int(nside), np.asarray(az_deg, float), np.asarray(alt_deg, float), nest=True,
-                                 lonlat=True), np.int64)
+    return np.asarray(
+        hp.ang2pix(int(nside), np.asarray(az_deg, float), np.asarray(alt_deg, float), nest=True, lonlat=True), np.int64
+    )
 
 
 def pixel_centres(pixel: np.ndarray, nside: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +69,9 @@ def airmass(alt_deg: np.ndarray) -> np.ndarray:
     return np.where(alt >= 0, x, np.nan)
 
 
-def sky_brightness(zp: np.ndarray, bkg_adu: np.ndarray, exptime_s: np.ndarray, pixscale_arcsec: np.ndarray) -> np.ndarray:
+def sky_brightness(
+    zp: np.ndarray, bkg_adu: np.ndarray, exptime_s: np.ndarray, pixscale_arcsec: np.ndarray
+) -> np.ndarray:
     """Sky surface brightness in mag/arcsec^2: ``zp - 2.5 log10(bkg / exptime / pixscale**2)``.
 
     ``zp`` is the frame's zeropoint (mag of 1 ADU/s), ``bkg`` the background per pixel over the
@@ -100,18 +102,31 @@ def aggregate_pixels(stars: pd.DataFrame, sky: pd.DataFrame, astro: pd.DataFrame
     """
     stars = stars.assign(dzp=stars["zp"] - stars["zp_clear"])
     g = stars.groupby(KEYS, sort=False)
-    out = pd.DataFrame({"n_stars": g.size(), "zp_median": g["zp"].median(),
-                        "zp_clear_median": g["zp_clear"].median(), "dzp_median": g["dzp"].median(),
-                        "dzp_scatter": _robust_scatter(stars, "dzp")})
+    out = pd.DataFrame(
+        {
+            "n_stars": g.size(),
+            "zp_median": g["zp"].median(),
+            "zp_clear_median": g["zp_clear"].median(),
+            "dzp_median": g["dzp"].median(),
+            "dzp_scatter": _robust_scatter(stars, "dzp"),
+        }
+    )
     out["transparency"] = 10.0 ** (0.4 * out.pop("dzp_median"))
     few = out["n_stars"] < int(min_stars)
     out.loc[few, ["zp_median", "transparency"]] = np.nan
     gs = sky.groupby(KEYS, sort=False)
-    sky_out = pd.DataFrame({"n_sky": gs.size(), "sky_mag": gs["sky_mag"].median(),
-                            "sky_mag_scatter": _robust_scatter(sky, "sky_mag")})
+    sky_out = pd.DataFrame(
+        {"n_sky": gs.size(), "sky_mag": gs["sky_mag"].median(), "sky_mag_scatter": _robust_scatter(sky, "sky_mag")}
+    )
     ga = astro.groupby(KEYS, sort=False)
-    astro_out = pd.DataFrame({"n_astro": ga.size(), "dra_arcsec": ga["dra_arcsec"].median(),
-                              "ddec_arcsec": ga["ddec_arcsec"].median(), "sep_arcsec": ga["sep_arcsec"].median()})
+    astro_out = pd.DataFrame(
+        {
+            "n_astro": ga.size(),
+            "dra_arcsec": ga["dra_arcsec"].median(),
+            "ddec_arcsec": ga["ddec_arcsec"].median(),
+            "sep_arcsec": ga["sep_arcsec"].median(),
+        }
+    )
     frames = pd.concat([stars[KEYS + ["frame_id"]], sky[KEYS + ["frame_id"]]]).drop_duplicates()
     n_frames = frames.groupby(KEYS, sort=False).size().rename("n_frames")
     out = out.join(sky_out, how="outer").join(astro_out, how="outer").join(n_frames, how="left")

@@ -41,13 +41,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.calib.model import ASTRO_EXCLUDE, STAR_REJECTS, LatestPolicy, latest_calibration, pair_zeropoint
-from skylake.lake import Lake
 from skylake.horizon import altaz
+from skylake.lake import Lake
 from skylake.lake.nights import night_of
 from skylake.lake.tables import FRAMES, SOURCES
-from skylake.maps.aggregate import (KEYS, MapsError, aggregate_pixels, airmass, equatorial_pixels, horizon_pixels,
-                                    nside_order, pixel_centres, sky_brightness)
 from skylake.lake.versions import latest_versions
+from skylake.maps.aggregate import (
+    KEYS,
+    MapsError,
+    aggregate_pixels,
+    airmass,
+    equatorial_pixels,
+    horizon_pixels,
+    nside_order,
+    pixel_centres,
+    sky_brightness,
+)
 from skylake.profile import Profile, ProfileError
 from skylake.runtime import release_memory
 
@@ -55,17 +64,35 @@ log = logging.getLogger(__name__)
 
 FRAMES_OF = ("equatorial", "horizon")
 ENVELOPE_PERCENTILE = 95.0  # zp_clear "auto" on a night without an extinction row
-FRAME_COLUMNS = ["frame_id", "night", "profile", "pipeline_version", "content_hash", "hdu", "status", "mjd",
-                 "exptime", "airmass", "pixscale", "n_sources", "ra_center", "dec_center", "footprint_ra",
-                 "footprint_dec"]
+FRAME_COLUMNS = [
+    "frame_id",
+    "night",
+    "profile",
+    "pipeline_version",
+    "content_hash",
+    "hdu",
+    "status",
+    "mjd",
+    "exptime",
+    "airmass",
+    "pixscale",
+    "n_sources",
+    "ra_center",
+    "dec_center",
+    "footprint_ra",
+    "footprint_dec",
+]
 #: Frames per task of a map's sample computation (each task reads its frames' sources and matches).
 FRAMES_PER_TASK = 16
 #: HEALPix order of the pixel groups the samples are reduced in (a task each): at nside 2**REDUCE_ORDER or
 #: below a group is one pixel; above, a reduce task holds the samples of 4**(order - REDUCE_ORDER) pixels
 REDUCE_ORDER = 3
 #: the columns of the samples written per pixel group (:func:`write_samples`), as the reduce reads them
-SAMPLE_COLUMNS = {"stars": KEYS + ["frame_id", "zp", "zp_clear", "ref_id"], "sky": KEYS + ["frame_id", "sky_mag"],
-                  "astro": KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]}
+SAMPLE_COLUMNS = {
+    "stars": KEYS + ["frame_id", "zp", "zp_clear", "ref_id"],
+    "sky": KEYS + ["frame_id", "sky_mag"],
+    "astro": KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"],
+}
 
 
 @dataclass
@@ -74,7 +101,9 @@ class MapSet:
 
     pixels: pd.DataFrame  # schemas/maps.yaml columns plus night (the partition)
     index: pd.DataFrame  # schemas/maps_index.yaml columns except path, batch_id, created_at
-    stars: pd.DataFrame = field(default_factory=pd.DataFrame)  # (with samples=True) star samples: map_id, pixel, frame_id, ref_id, zp, zp_clear
+    stars: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # (with samples=True) star samples: map_id, pixel, frame_id, ref_id, zp, zp_clear
     sky: pd.DataFrame = field(default_factory=pd.DataFrame)  # sky samples: map_id, pixel, frame_id, sky_mag
 
 
@@ -83,8 +112,13 @@ def _check_date(name: str, value: str | None) -> None:
         raise MapsError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
 
 
-def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = None, since: str | None = None,
-                  until: str | None = None) -> pd.DataFrame:
+def select_frames(
+    lake: Lake,
+    night: str | None = None,
+    frame_id: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> pd.DataFrame:
     """Frames (not rejected) of one night, one frame, nights in [since, until], or all."""
     for name, value in (("night", night), ("since", since), ("until", until)):
         _check_date(name, value)
@@ -96,15 +130,20 @@ def select_frames(lake: Lake, night: str | None = None, frame_id: int | None = N
         nights = [night]
     elif since is not None or until is not None:
         names = [night_of(d) or "" for d in lake.store.listdir(FRAMES)] if lake.store.exists(FRAMES) else []
-        nights = [n for n in names if re.fullmatch(r"\d{4}-\d{2}-\d{2}", n)
-                  and (since is None or n >= since) and (until is None or n <= until)]
+        nights = [
+            n
+            for n in names
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", n) and (since is None or n >= since) and (until is None or n <= until)
+        ]
     if frame_id is not None:
         flt &= pc.field("frame_id") == int(frame_id)
     if since is not None:
         flt &= pc.field("night") >= since
     if until is not None:
         flt &= pc.field("night") <= until
-    frames = latest_versions(lake.read_night_table(FRAMES, columns=FRAME_COLUMNS, filter=flt, nights=nights).to_pandas())
+    frames = latest_versions(
+        lake.read_night_table(FRAMES, columns=FRAME_COLUMNS, filter=flt, nights=nights).to_pandas()
+    )
     if frame_id is not None and frames.empty:
         raise MapsError(f"frame {frame_id} is not in the lake (or was rejected at ingest)")
     return frames
@@ -115,8 +154,9 @@ def _site_known(prof: Profile) -> bool:
     return not (s.name == "unknown" and s.lat_deg == 0 and s.lon_deg == 0)
 
 
-def clear_sky_zeropoints(zp_clear, night: np.ndarray, calib_key: np.ndarray, x: np.ndarray,
-                         extinction: pd.DataFrame, zps: pd.DataFrame) -> np.ndarray:
+def clear_sky_zeropoints(
+    zp_clear, night: np.ndarray, calib_key: np.ndarray, x: np.ndarray, extinction: pd.DataFrame, zps: pd.DataFrame
+) -> np.ndarray:
     """Clear-sky reference zeropoint (mag) of each sample at airmass ``x`` on its night.
 
     A number: that fixed zeropoint (MDM all-sky style: transparency then includes the airmass
@@ -129,27 +169,53 @@ def clear_sky_zeropoints(zp_clear, night: np.ndarray, calib_key: np.ndarray, x: 
     if zp_clear != "auto":
         return np.full(n, float(zp_clear))
     key = pd.DataFrame({"night": np.asarray(night, object), "calib_key": np.asarray(calib_key, object)})
-    ext = extinction.drop_duplicates(["night", "calib_key"], keep="last")[["night", "calib_key", "k_ext", "zp_airmass0"]]
-    env = (zps.groupby(["night", "calib_key"])["zp_fit"].quantile(ENVELOPE_PERCENTILE / 100).rename("envelope")
-           .reset_index())
+    ext = extinction.drop_duplicates(["night", "calib_key"], keep="last")[
+        ["night", "calib_key", "k_ext", "zp_airmass0"]
+    ]
+    env = (
+        zps.groupby(["night", "calib_key"])["zp_fit"]
+        .quantile(ENVELOPE_PERCENTILE / 100)
+        .rename("envelope")
+        .reset_index()
+    )
     got = key.merge(ext, on=["night", "calib_key"], how="left").merge(env, on=["night", "calib_key"], how="left")
     k = got["k_ext"].to_numpy(float)
     ref = got["zp_airmass0"].to_numpy(float) - np.where(np.isfinite(k), k, 0.0) * np.asarray(x, float)
     return np.where(np.isfinite(ref), ref, got["envelope"].to_numpy(float))
 
 
-def map_id(scope: str, selection: dict, nside: int, frame_of: str, profile: str, refcat: str, zp_clear,
-           min_stars: int) -> str:
+def map_id(
+    scope: str, selection: dict, nside: int, frame_of: str, profile: str, refcat: str, zp_clear, min_stars: int
+) -> str:
     """Identity of a map: making the same map again replaces it."""
-    ident = {"scope": scope, "selection": selection, "nside": nside, "frame_of": frame_of, "profile": profile,
-             "refcat": refcat, "zp_clear": zp_clear, "min_stars": min_stars}
+    ident = {
+        "scope": scope,
+        "selection": selection,
+        "nside": nside,
+        "frame_of": frame_of,
+        "profile": profile,
+        "refcat": refcat,
+        "zp_clear": zp_clear,
+        "min_stars": min_stars,
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def compute_maps(lake: Lake, *, night: str | None = None, frame_id: int | None = None, since: str | None = None,
-                 until: str | None = None, per_frame: bool = False, nside: int | None = None,
-                 frames_of: tuple[str, ...] = FRAMES_OF, refcat: str | None = None,
-                 profile: Profile | str | None = None, client=None, samples: bool = True) -> MapSet:
+def compute_maps(
+    lake: Lake,
+    *,
+    night: str | None = None,
+    frame_id: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    per_frame: bool = False,
+    nside: int | None = None,
+    frames_of: tuple[str, ...] = FRAMES_OF,
+    refcat: str | None = None,
+    profile: Profile | str | None = None,
+    client=None,
+    samples: bool = True,
+) -> MapSet:
     """Compute the maps of the selection (see module docstring): one per night (default, and with
     ``night``), per frame (``frame_id``, or ``per_frame``), or one over ``since``..``until``.
 
@@ -179,16 +245,32 @@ def compute_maps(lake: Lake, *, night: str | None = None, frame_id: int | None =
             continue
         cat = refcat or prof.calibration.refcat
         if not cat:
-            log.warning("profile %s names no reference catalogue; its %d frames are not mapped (pass --refcat)",
-                        prof.name, len(group))
+            log.warning(
+                "profile %s names no reference catalogue; its %d frames are not mapped (pass --refcat)",
+                prof.name,
+                len(group),
+            )
             continue
-        parts.append(_profile_maps(lake, group, prof, cat, scope, {"since": since, "until": until},
-                                   nside or prof.maps.nside, frames_of, explicit=frames_of != FRAMES_OF,
-                                   client=client, samples=samples))
+        parts.append(
+            _profile_maps(
+                lake,
+                group,
+                prof,
+                cat,
+                scope,
+                {"since": since, "until": until},
+                nside or prof.maps.nside,
+                frames_of,
+                explicit=frames_of != FRAMES_OF,
+                client=client,
+                samples=samples,
+            )
+        )
     if not parts:
         return MapSet(pixels=pd.DataFrame(), index=pd.DataFrame())
-    return MapSet(*(pd.concat([getattr(p, f) for p in parts], ignore_index=True)
-                    for f in ("pixels", "index", "stars", "sky")))
+    return MapSet(
+        *(pd.concat([getattr(p, f) for p in parts], ignore_index=True) for f in ("pixels", "index", "stars", "sky"))
+    )
 
 
 def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
@@ -213,8 +295,10 @@ def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
         corners = hp.ang2vec(np.asarray(fra, float), np.asarray(fdec, float), lonlat=True)
         radius = float(np.arccos(np.clip(corners @ centre, -1, 1)).max()) * 1.05 + np.radians(0.05)
         for order in orders:
-            hit |= {(order, int(p)) for p in hp.query_disc(order2nside(order), centre, min(radius, np.pi),
-                                                           inclusive=True, nest=True)}
+            hit |= {
+                (order, int(p))
+                for p in hp.query_disc(order2nside(order), centre, min(radius, np.pi), inclusive=True, nest=True)
+            }
     files = []
     for p in partitions:
         if (p.order, p.pixel) in hit:
@@ -272,8 +356,9 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
         found = sources.groupby("frame_id").size().reindex(frames["frame_id"]).fillna(0).to_numpy()
         if (found < frames["n_sources"].fillna(0).to_numpy()).any():
             sources = read(None).to_pandas()
-    sources = sources.merge(frames[["frame_id", "night", "mjd", "exptime", "pixscale", "airmass", "calib_key",
-                                    "zp_sky"]], on="frame_id")
+    sources = sources.merge(
+        frames[["frame_id", "night", "mjd", "exptime", "pixscale", "airmass", "calib_key", "zp_sky"]], on="frame_id"
+    )
     frames_of, site = spec["frames_of"], spec["site"]
     if site is not None:
         sources["alt"], sources["az"] = altaz(sources["ra"], sources["dec"], sources["mjd"], *site)
@@ -282,23 +367,50 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
         sources["alt"] = sources["az"] = np.nan
         sources["x_air"] = sources["airmass"].astype(float)
 
-    matches = read_table(lake, MATCHES, ["source_id", "frame_id", "calib_key", "ref_id", "ref_mag", "inst_mag",
-                                         "ref_color", "reject", "dra_arcsec", "ddec_arcsec", "sep_arcsec"],
-                         refcat=spec["refcat"], frame_ids=frame_ids, nights=sorted(set(frames["night"]), key=str))
+    matches = read_table(
+        lake,
+        MATCHES,
+        [
+            "source_id",
+            "frame_id",
+            "calib_key",
+            "ref_id",
+            "ref_mag",
+            "inst_mag",
+            "ref_color",
+            "reject",
+            "dra_arcsec",
+            "ddec_arcsec",
+            "sep_arcsec",
+        ],
+        refcat=spec["refcat"],
+        frame_ids=frame_ids,
+        nights=sorted(set(frames["night"]), key=str),
+    )
     matches = matches.merge(frames[["frame_id", "calib_key", "color_term"]], on=["frame_id", "calib_key"])
     matches = matches.merge(sources.drop(columns=["frame_id", "calib_key"]), on="source_id")
 
     ext, all_frames, zp_clear = spec["ext"], spec["frames"], spec["zp_clear"]
     stars = matches[matches["reject"].isin(STAR_REJECTS)].copy()
     # a star of unknown colour under a colour term gives no sample (NaN, dropped below)
-    stars["zp"] = pair_zeropoint(stars["ref_mag"].to_numpy(float), stars["inst_mag"].to_numpy(float),
-                                 stars["ref_color"].to_numpy(float), stars["color_term"].to_numpy(float))
-    stars["zp_clear"] = clear_sky_zeropoints(zp_clear, stars["night"].to_numpy(object),
-                                             stars["calib_key"].to_numpy(object), stars["x_air"].to_numpy(float),
-                                             ext, all_frames)
+    stars["zp"] = pair_zeropoint(
+        stars["ref_mag"].to_numpy(float),
+        stars["inst_mag"].to_numpy(float),
+        stars["ref_color"].to_numpy(float),
+        stars["color_term"].to_numpy(float),
+    )
+    stars["zp_clear"] = clear_sky_zeropoints(
+        zp_clear,
+        stars["night"].to_numpy(object),
+        stars["calib_key"].to_numpy(object),
+        stars["x_air"].to_numpy(float),
+        ext,
+        all_frames,
+    )
     stars = stars[np.isfinite(stars["zp"]) & np.isfinite(stars["zp_clear"])]
-    sky = sources.assign(sky_mag=sky_brightness(sources["zp_sky"], sources["bkg"], sources["exptime"],
-                                                sources["pixscale"]))
+    sky = sources.assign(
+        sky_mag=sky_brightness(sources["zp_sky"], sources["bkg"], sources["exptime"], sources["pixscale"])
+    )
     sky = sky[np.isfinite(sky["sky_mag"])]
     astro = matches[~matches["reject"].isin(ASTRO_EXCLUDE)]
     scope, nside = spec["scope"], spec["nside"]
@@ -313,20 +425,28 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     out = {}
     cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
     for frame_of in frames_of:
+
         def pix(df):
             if frame_of == "equatorial":
                 return equatorial_pixels(df["_healpix_29"].to_numpy(np.int64), nside)
             ok = np.isfinite(df["alt"].to_numpy(float))
-            return np.where(ok, horizon_pixels(np.nan_to_num(df["az"].to_numpy(float)),
-                                               np.nan_to_num(df["alt"].to_numpy(float)), nside), -1)
+            return np.where(
+                ok,
+                horizon_pixels(
+                    np.nan_to_num(df["az"].to_numpy(float)), np.nan_to_num(df["alt"].to_numpy(float)), nside
+                ),
+                -1,
+            )
 
         s = stars.assign(map_key=key(stars), pixel=pix(stars))
         k = sky.assign(map_key=key(sky), pixel=pix(sky))
         a = astro.assign(map_key=key(astro), pixel=pix(astro))
         s, k, a = s[s["pixel"] >= 0], k[k["pixel"] >= 0], a[a["pixel"] >= 0]
-        out[frame_of] = (s[list(dict.fromkeys(KEYS + cols + ["zp", "zp_clear", "ref_id"]))],
-                         k[list(dict.fromkeys(KEYS + cols + ["sky_mag"]))],
-                         a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]])
+        out[frame_of] = (
+            s[list(dict.fromkeys(KEYS + cols + ["zp", "zp_clear", "ref_id"]))],
+            k[list(dict.fromkeys(KEYS + cols + ["sky_mag"]))],
+            a[KEYS + ["dra_arcsec", "ddec_arcsec", "sep_arcsec"]],
+        )
     del sources, matches, stars, sky, astro
     release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
@@ -346,17 +466,33 @@ def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str]
     cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
     for frame_of, (s, k, a) in map_samples(spec, frame_ids, files).items():
         both = pd.concat([s[cols].assign(n_stars=1, n_sky=0), k[cols].assign(n_stars=0, n_sky=1)])
-        per_frame.append(both.groupby(["map_key", "frame_id"], sort=False).agg(
-            night=("night", "first"), mjd=("mjd", "first"), calib_key=("calib_key", "first"),
-            n_stars=("n_stars", "sum"), n_sky=("n_sky", "sum")).reset_index().assign(frame_of=frame_of))
-        kinds = {"stars": s[SAMPLE_COLUMNS["stars"]], "sky": k[SAMPLE_COLUMNS["sky"]], "astro": a[SAMPLE_COLUMNS["astro"]]}
+        per_frame.append(
+            both.groupby(["map_key", "frame_id"], sort=False)
+            .agg(
+                night=("night", "first"),
+                mjd=("mjd", "first"),
+                calib_key=("calib_key", "first"),
+                n_stars=("n_stars", "sum"),
+                n_sky=("n_sky", "sum"),
+            )
+            .reset_index()
+            .assign(frame_of=frame_of)
+        )
+        kinds = {
+            "stars": s[SAMPLE_COLUMNS["stars"]],
+            "sky": k[SAMPLE_COLUMNS["sky"]],
+            "astro": a[SAMPLE_COLUMNS["astro"]],
+        }
         of = {kind: pixel_groups(df["pixel"].to_numpy(np.int64), spec["nside"]) for kind, df in kinds.items()}
         for g in np.union1d(of["stars"], of["sky"]):  # a pixel with astrometry only is not mapped
             groups.append((frame_of, int(g)))
             for kind, df in kinds.items():
                 rows = pa.Table.from_pandas(df[of[kind] == g], preserve_index=False)
-                store.write_bytes(f"{spec['run']}/{frame_of}/{g}/{task}-{kind}.parquet",
-                                  parquet_bytes(rows, PIECE_ZSTD_LEVEL), fsync=False)
+                store.write_bytes(
+                    f"{spec['run']}/{frame_of}/{g}/{task}-{kind}.parquet",
+                    parquet_bytes(rows, PIECE_ZSTD_LEVEL),
+                    fsync=False,
+                )
     return {"frames": pd.concat(per_frame, ignore_index=True) if per_frame else pd.DataFrame(), "groups": groups}
 
 
@@ -368,8 +504,13 @@ def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
     store = Lake.open(spec["url"], catch_up=False).store
     base = f"{spec['run']}/{frame_of}/{group}"
     names = sorted(store.listdir(base))
-    s, k, a = (pd.concat([pq.read_table(store.full(f"{base}/{n}")).to_pandas() for n in names
-                          if n.endswith(f"-{kind}.parquet")], ignore_index=True) for kind in SAMPLE_COLUMNS)
+    s, k, a = (
+        pd.concat(
+            [pq.read_table(store.full(f"{base}/{n}")).to_pandas() for n in names if n.endswith(f"-{kind}.parquet")],
+            ignore_index=True,
+        )
+        for kind in SAMPLE_COLUMNS
+    )
     agg = aggregate_pixels(s, k, a, spec["min_stars"])
     del a
     release_memory()
@@ -394,8 +535,19 @@ def _run(client, func, shared, *iterables) -> list:
     return client.gather([client.submit(func, shared_f, *args, pure=False) for args in items])
 
 
-def _profile_maps(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
-                  frames_of, explicit: bool, client=None, samples: bool = True) -> MapSet:
+def _profile_maps(
+    lake: Lake,
+    frames: pd.DataFrame,
+    prof: Profile,
+    refcat: str,
+    scope: str,
+    rng: dict,
+    nside: int,
+    frames_of,
+    explicit: bool,
+    client=None,
+    samples: bool = True,
+) -> MapSet:
     """Maps of one profile's frames against one catalogue, in the stage's steps: the frames' calibration
     (:func:`_map_inputs`), the sample and reduce tasks (:func:`_map_tasks`) and the pixel rows and index
     (:func:`_assemble`)."""
@@ -422,8 +574,14 @@ def _map_inputs(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str) ->
     settings = prof.maps
     ids = frames["frame_id"].to_numpy(np.int64)
     nights = sorted(set(frames["night"].tolist()), key=str)
-    zps = read_table(lake, ZEROPOINTS, ["frame_id", "refcat", "calib_key", "zp", "zp_fit", "zp_status", "color_term",
-                                        "calibrated_at"], refcat=refcat, frame_ids=ids, nights=nights)
+    zps = read_table(
+        lake,
+        ZEROPOINTS,
+        ["frame_id", "refcat", "calib_key", "zp", "zp_fit", "zp_status", "color_term", "calibrated_at"],
+        refcat=refcat,
+        frame_ids=ids,
+        nights=nights,
+    )
     zps = latest_calibration(zps, LatestPolicy(refcat=refcat))  # whatever its status: zp is null unless ok
     frames = frames.merge(zps.drop(columns=["refcat", "calibrated_at"]), on="frame_id", how="inner")
     if frames.empty:
@@ -431,42 +589,82 @@ def _map_inputs(lake: Lake, frames: pd.DataFrame, prof: Profile, refcat: str) ->
     # colour term: the frame's, else the night's median (a frame without a fit), else none
     night_ct = frames.groupby("night")["color_term"].transform("median")
     frames["color_term"] = frames["color_term"].fillna(night_ct).fillna(0.0)
-    ext = read_table(lake, EXTINCTION, ["night", "calib_key", "k_ext", "zp_airmass0", "calibrated_at"], refcat=refcat,
-                     nights=nights)
+    ext = read_table(
+        lake, EXTINCTION, ["night", "calib_key", "k_ext", "zp_airmass0", "calibrated_at"], refcat=refcat, nights=nights
+    )
     ext = ext.sort_values("calibrated_at", kind="stable")
-    frames["zp_clear_frame"] = clear_sky_zeropoints(settings.zp_clear, frames["night"].to_numpy(object),
-                                                    frames["calib_key"].to_numpy(object),
-                                                    frames["airmass"].to_numpy(float), ext, frames)
+    frames["zp_clear_frame"] = clear_sky_zeropoints(
+        settings.zp_clear,
+        frames["night"].to_numpy(object),
+        frames["calib_key"].to_numpy(object),
+        frames["airmass"].to_numpy(float),
+        ext,
+        frames,
+    )
     # the sky is calibrated with the frame's measured zeropoint; a frame without one (cloudy, too few
     # stars) with its clear-sky reference: a cloud dims the stars, not the camera's response to the sky
     frames["zp_sky"] = frames["zp"].where(frames["zp"].notna(), frames["zp_clear_frame"])
     return frames, ext
 
 
-def _map_tasks(lake: Lake, frames: pd.DataFrame, ext: pd.DataFrame, prof: Profile, refcat: str, scope: str,
-               nside: int, frames_of, site: bool, client, samples: bool) -> tuple[list, list]:
+def _map_tasks(
+    lake: Lake,
+    frames: pd.DataFrame,
+    ext: pd.DataFrame,
+    prof: Profile,
+    refcat: str,
+    scope: str,
+    nside: int,
+    frames_of,
+    site: bool,
+    client,
+    samples: bool,
+) -> tuple[list, list]:
     """The samples of each group of frames written to the lake's store (:func:`write_samples`), then reduced
     per pixel group (:func:`reduce_pixels`): tasks on ``client`` when given."""
     settings = prof.maps
     # samples per group of frames (a task each on a cluster), reduced per pixel below
     frames = frames.sort_values("frame_id", ignore_index=True)
-    groups = [frames.iloc[k:k + FRAMES_PER_TASK] for k in range(0, len(frames), FRAMES_PER_TASK)]
-    spec = {"url": lake.store.location, "refcat": refcat, "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
-            "ext": ext, "zp_clear": settings.zp_clear, "frames_of": frames_of, "scope": scope, "nside": nside,
-            "site": (prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None}
+    groups = [frames.iloc[k : k + FRAMES_PER_TASK] for k in range(0, len(frames), FRAMES_PER_TASK)]
+    spec = {
+        "url": lake.store.location,
+        "refcat": refcat,
+        "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
+        "ext": ext,
+        "zp_clear": settings.zp_clear,
+        "frames_of": frames_of,
+        "scope": scope,
+        "nside": nside,
+        "site": (prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None,
+    }
     from skylake.lake.pieces import piece_run
 
     with piece_run(lake.store) as run:  # the samples, on the lake's store (the workers see it), per pixel group
         spec["run"], spec["min_stars"], spec["samples"] = run, settings.min_stars, samples
-        written = _run(client, write_samples, spec, range(len(groups)), [g["frame_id"].to_numpy(np.int64) for g in groups],
-                       [_frame_partitions(lake, g) for g in groups])
+        written = _run(
+            client,
+            write_samples,
+            spec,
+            range(len(groups)),
+            [g["frame_id"].to_numpy(np.int64) for g in groups],
+            [_frame_partitions(lake, g) for g in groups],
+        )
         todo = sorted({g for w in written for g in w["groups"]})
         reduced = _run(client, reduce_pixels, spec, [f for f, _ in todo], [g for _, g in todo])
     return written, reduced
 
 
-def _assemble(written: list, reduced: list, prof: Profile, refcat: str, scope: str, rng: dict, nside: int,
-              frames_of, samples: bool) -> MapSet | None:
+def _assemble(
+    written: list,
+    reduced: list,
+    prof: Profile,
+    refcat: str,
+    scope: str,
+    rng: dict,
+    nside: int,
+    frames_of,
+    samples: bool,
+) -> MapSet | None:
     """The pixel rows and one index row per map from the tasks' results (None without any map)."""
     settings = prof.maps
     pixel_parts, index_rows, star_parts, sky_parts = [], [], [], []
@@ -489,30 +687,47 @@ def _assemble(written: list, reduced: list, prof: Profile, refcat: str, scope: s
                 selection = dict(rng)
             mid = map_id(scope, selection, nside, frame_of, prof.name, refcat, settings.zp_clear, settings.min_stars)
             ids_of[mk] = mid
-            index_rows.append({
-                "map_id": mid, "scope": scope, "night_min": nights[0] if nights else None,
-                "night_max": nights[-1] if nights else None, "frame_id": int(mk) if scope == "frame" else None,
-                "n_frames": int(g["frame_id"].nunique()), "mjd_min": float(g["mjd"].min()),
-                "mjd_max": float(g["mjd"].max()), "nside": int(nside), "frame_of": frame_of, "profile": prof.name,
-                "refcat": refcat,
-                "calib_keys": ",".join(sorted(g["calib_key"].unique())),  # one per frame: the frame's
-                "zp_clear": str(settings.zp_clear), "min_stars": int(settings.min_stars),
-                "n_pixels": int(n_pixels.get(mk, 0)), "n_stars": int(g["n_stars"].sum()),
-                "n_sky": int(g["n_sky"].sum())})
+            index_rows.append(
+                {
+                    "map_id": mid,
+                    "scope": scope,
+                    "night_min": nights[0] if nights else None,
+                    "night_max": nights[-1] if nights else None,
+                    "frame_id": int(mk) if scope == "frame" else None,
+                    "n_frames": int(g["frame_id"].nunique()),
+                    "mjd_min": float(g["mjd"].min()),
+                    "mjd_max": float(g["mjd"].max()),
+                    "nside": int(nside),
+                    "frame_of": frame_of,
+                    "profile": prof.name,
+                    "refcat": refcat,
+                    "calib_keys": ",".join(sorted(g["calib_key"].unique())),  # one per frame: the frame's
+                    "zp_clear": str(settings.zp_clear),
+                    "min_stars": int(settings.min_stars),
+                    "n_pixels": int(n_pixels.get(mk, 0)),
+                    "n_stars": int(g["n_stars"].sum()),
+                    "n_sky": int(g["n_sky"].sum()),
+                }
+            )
         agg["map_id"] = agg["map_key"].map(ids_of)
-        agg["night"] = agg["map_key"].map({mk: r["night_min"] for mk, r in
-                                           zip(ids_of, index_rows[len(index_rows) - len(ids_of):])})
+        agg["night"] = agg["map_key"].map(
+            {mk: r["night_min"] for mk, r in zip(ids_of, index_rows[len(index_rows) - len(ids_of) :])}
+        )
         agg["nside"], agg["frame_of"] = np.int32(nside), frame_of
         agg["lon"], agg["lat"] = pixel_centres(agg["pixel"].to_numpy(np.int64), nside)
         pixel_parts.append(agg.drop(columns="map_key"))
         if samples:
             s = pd.concat([r[2] for r in mine], ignore_index=True)
             k = pd.concat([r[3] for r in mine], ignore_index=True)
-            star_parts.append(s.assign(map_id=s["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "ref_id", "zp",
-                                                                        "zp_clear"]])
+            star_parts.append(
+                s.assign(map_id=s["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "ref_id", "zp", "zp_clear"]]
+            )
             sky_parts.append(k.assign(map_id=k["map_key"].map(ids_of))[["map_id", "pixel", "frame_id", "sky_mag"]])
     if not index_rows:
         return None
-    return MapSet(pixels=pd.concat(pixel_parts, ignore_index=True), index=pd.DataFrame(index_rows),
-                  stars=pd.concat(star_parts, ignore_index=True) if samples else pd.DataFrame(),
-                  sky=pd.concat(sky_parts, ignore_index=True) if samples else pd.DataFrame())
+    return MapSet(
+        pixels=pd.concat(pixel_parts, ignore_index=True),
+        index=pd.DataFrame(index_rows),
+        stars=pd.concat(star_parts, ignore_index=True) if samples else pd.DataFrame(),
+        sky=pd.concat(sky_parts, ignore_index=True) if samples else pd.DataFrame(),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, command
 from skylake.lake.tables import MAPS
+
 DEFAULT_OUT = "skylake-maps"
 
 
@@ -21,14 +22,24 @@ def _cmd_maps(args) -> int:
         from skylake.maps.store import read_index
 
         index = read_index(lake)
-        cols = ["map_id", "scope", "night_min", "night_max", "frame_id", "nside", "frame_of", "n_pixels", "n_stars",
-                "path"]
+        cols = [
+            "map_id",
+            "scope",
+            "night_min",
+            "night_max",
+            "frame_id",
+            "nside",
+            "frame_of",
+            "n_pixels",
+            "n_stars",
+            "path",
+        ]
         index = index.astype({"frame_id": "Int64", "nside": "Int64", "n_pixels": "Int64", "n_stars": "Int64"})
         print(index[cols].to_string(index=False) if len(index) else "no maps in the lake")
         return EXIT_OK
-    from skylake.maps import make_maps
-
     import contextlib
+
+    from skylake.maps import make_maps
 
     frames_of = ("equatorial", "horizon") if args.frame_of == "both" else (args.frame_of,)
     with contextlib.ExitStack() as stack:
@@ -38,9 +49,20 @@ def _cmd_maps(args) -> int:
 
             client = stack.enter_context(dask_client(args.scheduler))
         maps, index, version, paths = make_maps(
-            lake, out_dir=None if args.no_export else args.out, night=args.night, frame_id=args.frame,
-            since=args.since, until=args.until, per_frame=args.per_frame, nside=args.nside, frames_of=frames_of,
-            refcat=args.refcat, profile=args.pipeline, client=client, samples=False)
+            lake,
+            out_dir=None if args.no_export else args.out,
+            night=args.night,
+            frame_id=args.frame,
+            since=args.since,
+            until=args.until,
+            per_frame=args.per_frame,
+            nside=args.nside,
+            frames_of=frames_of,
+            refcat=args.refcat,
+            profile=args.pipeline,
+            client=client,
+            samples=False,
+        )
     if index.empty:
         print("nothing to map: no calibrated frame in the selection (run skylake calibrate first)")
         return EXIT_NOTHING
@@ -48,9 +70,11 @@ def _cmd_maps(args) -> int:
     for row in index.to_dict("records"):
         pix = maps.pixels[maps.pixels["map_id"] == row["map_id"]]
         t = pix["transparency"].dropna()
-        print(f"  {row['map_id']} {row['scope']} {row['frame_id'] if row['scope'] == 'frame' else row['night_min']} "
-              f"{row['frame_of']} nside {row['nside']}: {row['n_pixels']} pixels, {row['n_stars']} stars"
-              + (f", transparency {t.min():.2f}..{t.max():.2f}" if len(t) else ""))
+        print(
+            f"  {row['map_id']} {row['scope']} {row['frame_id'] if row['scope'] == 'frame' else row['night_min']} "
+            f"{row['frame_of']} nside {row['nside']}: {row['n_pixels']} pixels, {row['n_stars']} stars"
+            + (f", transparency {t.min():.2f}..{t.max():.2f}" if len(t) else "")
+        )
     if paths:
         print(f"  {len(paths)} files (FITS, PNG) in {paths[0].parent}")
     return EXIT_OK
@@ -59,14 +83,16 @@ def _cmd_maps(args) -> int:
 def add_commands(subparsers) -> None:
     """Add ``maps`` to an argparse subparsers object."""
     p = subparsers.add_parser(
-        "maps", help="HEALPix maps: zeropoint, transparency, sky brightness, astrometric residuals",  # not a table
+        "maps",  # not a table
+        help="HEALPix maps: zeropoint, transparency, sky brightness, astrometric residuals",
         description="Per HEALPix pixel: the median zeropoint of the calibrated stars, their count, the "
-                    "transparency 10**(-0.4 (zp_clear - zp)) against the profile's clear-sky reference "
-                    "([maps] zp_clear), the sky brightness (mag/arcsec2) under the sources and the astrometric "
-                    "residuals, in equatorial and horizon (alt/az at the site) coordinates. Maps are committed "
-                    "to LAKE/maps (one row per pixel; LAKE/maps/_index lists them) and exported as HEALPix "
-                    "FITS and Mollweide PNGs. Default: one map per night. Exit codes: 0 ok, 4 nothing to "
-                    "map, 2 usage error.")
+        "transparency 10**(-0.4 (zp_clear - zp)) against the profile's clear-sky reference "
+        "([maps] zp_clear), the sky brightness (mag/arcsec2) under the sources and the astrometric "
+        "residuals, in equatorial and horizon (alt/az at the site) coordinates. Maps are committed "
+        "to LAKE/maps (one row per pixel; LAKE/maps/_index lists them) and exported as HEALPix "
+        "FITS and Mollweide PNGs. Default: one map per night. Exit codes: 0 ok, 4 nothing to "
+        "map, 2 usage error.",
+    )
     p.add_argument("lake", help="lake directory")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--night", default=None, metavar="YYYY-MM-DD", help="one observing night")
@@ -75,13 +101,18 @@ def add_commands(subparsers) -> None:
     p.add_argument("--until", default=None, metavar="YYYY-MM-DD", help="... up to this night (one map over the range)")
     p.add_argument("--per-frame", action="store_true", help="one map per frame of the selection")
     p.add_argument("--nside", type=int, default=None, help="HEALPix nside (default: the profile's [maps] nside, 8)")
-    p.add_argument("--frame-of", default="both", choices=["equatorial", "horizon", "both"],
-                   help="coordinates of the map (default both)")
+    p.add_argument(
+        "--frame-of",
+        default="both",
+        choices=["equatorial", "horizon", "both"],
+        help="coordinates of the map (default both)",
+    )
     p.add_argument("--refcat", default=None, metavar="NAME", help="calibration catalogue (default: the profile's)")
     p.add_argument("--pipeline", default=None, help="profile for [site] and [maps] (default: the frames' own)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"FITS and PNG exports (default {DEFAULT_OUT}/)")
     p.add_argument("--no-export", action="store_true", help="only commit the maps to the lake")
     p.add_argument("--list", action="store_true", help="list the maps in the lake and exit")
-    p.add_argument("--scheduler", default=None,
-                   help="dask scheduler address: the samples of each group of frames are a task there")
+    p.add_argument(
+        "--scheduler", default=None, help="dask scheduler address: the samples of each group of frames are a task there"
+    )
     p.set_defaults(func=_cmd_maps)

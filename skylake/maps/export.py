@@ -22,8 +22,14 @@ import pandas as pd
 #: FITS column -> (map column, unit)
 #: N_STARS comes first: it is set (0 or more) in every pixel with a row, and healpy's partial maps keep
 #: the pixels the first column sees
-FIELDS = {"N_STARS": ("n_stars", ""), "ZP": ("zp_median", "mag"), "TRANSP": ("transparency", ""),
-          "SKY_MAG": ("sky_mag", "mag/arcsec2"), "DRA": ("dra_arcsec", "arcsec"), "DDEC": ("ddec_arcsec", "arcsec")}
+FIELDS = {
+    "N_STARS": ("n_stars", ""),
+    "ZP": ("zp_median", "mag"),
+    "TRANSP": ("transparency", ""),
+    "SKY_MAG": ("sky_mag", "mag/arcsec2"),
+    "DRA": ("dra_arcsec", "arcsec"),
+    "DDEC": ("ddec_arcsec", "arcsec"),
+}
 PARTIAL_ABOVE_NSIDE = 64  # coarser maps are written full-sky (12 * 64**2 = 49152 pixels at most)
 PNG_FIELDS = {"transparency": ("TRANSP", "transparency", 0.0, 1.1), "sky": ("SKY_MAG", "mag/arcsec$^2$", None, None)}
 
@@ -64,20 +70,31 @@ def write_fits(pixels: pd.DataFrame, row: dict, path: str | os.PathLike) -> Path
 
     nside = int(row["nside"])
     maps = full_maps(pixels, nside)
-    extra = [("MAPID", row["map_id"], "skylake map id (LAKE/maps/_index)"),
-             ("FRAMEOF", row["frame_of"], "equatorial (RA,Dec) or horizon (az N->E, alt)"),
-             ("SCOPE", row["scope"], "night | frame | range"),
-             ("NIGHTMIN", str(row["night_min"]), "first observing night"),
-             ("NIGHTMAX", str(row["night_max"]), "last observing night"),
-             ("MJDMIN", float(row["mjd_min"]), "[d] earliest mid-exposure MJD"),
-             ("MJDMAX", float(row["mjd_max"]), "[d] latest mid-exposure MJD"),
-             ("REFCAT", str(row["refcat"]), "reference catalogue"),
-             ("ZPCLEAR", str(row["zp_clear"]), "clear-sky zeropoint (auto: extinction fit)")]
+    extra = [
+        ("MAPID", row["map_id"], "skylake map id (LAKE/maps/_index)"),
+        ("FRAMEOF", row["frame_of"], "equatorial (RA,Dec) or horizon (az N->E, alt)"),
+        ("SCOPE", row["scope"], "night | frame | range"),
+        ("NIGHTMIN", str(row["night_min"]), "first observing night"),
+        ("NIGHTMAX", str(row["night_max"]), "last observing night"),
+        ("MJDMIN", float(row["mjd_min"]), "[d] earliest mid-exposure MJD"),
+        ("MJDMAX", float(row["mjd_max"]), "[d] latest mid-exposure MJD"),
+        ("REFCAT", str(row["refcat"]), "reference catalogue"),
+        ("ZPCLEAR", str(row["zp_clear"]), "clear-sky zeropoint (auto: extinction fit)"),
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    hp.write_map(str(path), list(maps.values()), nest=True, coord="C" if row["frame_of"] == "equatorial" else None,
-                 column_names=list(maps), column_units=[u for _, u in FIELDS.values()], dtype=np.float64,
-                 partial=nside > PARTIAL_ABOVE_NSIDE, extra_header=extra, overwrite=True)
+    hp.write_map(
+        str(path),
+        list(maps.values()),
+        nest=True,
+        coord="C" if row["frame_of"] == "equatorial" else None,
+        column_names=list(maps),
+        column_units=[u for _, u in FIELDS.values()],
+        dtype=np.float64,
+        partial=nside > PARTIAL_ABOVE_NSIDE,
+        extra_header=extra,
+        overwrite=True,
+    )
     return path
 
 
@@ -105,15 +122,13 @@ def _zoom(ax, m: np.ndarray, seen: np.ndarray, nside: int, frame_of: str, vmin: 
     lon, lat = lon.reshape(-1, 4), lat.reshape(-1, 4)
     centre = float(np.degrees(np.angle(np.mean(np.exp(1j * np.radians(lon[:, 0]))))))
     lon = centre + (lon - centre + 180.0) % 360.0 - 180.0  # continuous across 0/360
-    polys = PolyCollection(np.stack([lon, lat], axis=-1), array=m[pix], cmap=cmap, edgecolors="face",
-                           linewidths=0.2)
+    polys = PolyCollection(np.stack([lon, lat], axis=-1), array=m[pix], cmap=cmap, edgecolors="face", linewidths=0.2)
     polys.set_clim(vmin, vmax)
     ax.add_collection(polys)
     ax.set_xlim(lon.max() + 0.02 * np.ptp(lon), lon.min() - 0.02 * np.ptp(lon))  # east to the left, as on the sky
     ax.set_ylim(lat.min() - 0.02 * np.ptp(lat), lat.max() + 0.02 * np.ptp(lat))
     ax.set_aspect(1.0 / max(np.cos(np.radians(np.mean(lat))), 0.05))
-    names = ("RA [deg]", "Dec [deg]") if frame_of == "equatorial" else ("azimuth [deg] (N through E)",
-                                                                       "altitude [deg]")
+    names = ("RA [deg]", "Dec [deg]") if frame_of == "equatorial" else ("azimuth [deg] (N through E)", "altitude [deg]")
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.set_facecolor("lightgrey")
@@ -138,26 +153,54 @@ def write_png(pixels: pd.DataFrame, row: dict, path: str | os.PathLike, quantity
     vmin, vmax = _colour_range(m[seen], lo, hi)
     cmap = "viridis" if quantity == "transparency" else "magma_r"
     fig = plt.figure(figsize=(12 if small else 8, 5.4))
-    what = (f"frame {int(row['frame_id'])}" if row["scope"] == "frame" else f"night {row['night_min']}"
-            if row["scope"] == "night" else f"nights {row['night_min']} to {row['night_max']}")
-    fig.suptitle(f"{quantity}: {what}, profile {row['profile']}, {row['frame_of']} HEALPix nside {row['nside']}",
-                 fontsize=12)
+    what = (
+        f"frame {int(row['frame_id'])}"
+        if row["scope"] == "frame"
+        else f"night {row['night_min']}"
+        if row["scope"] == "night"
+        else f"nights {row['night_min']} to {row['night_max']}"
+    )
+    fig.suptitle(
+        f"{quantity}: {what}, profile {row['profile']}, {row['frame_of']} HEALPix nside {row['nside']}", fontsize=12
+    )
     with warnings.catch_warnings():  # healpy warns that it keeps our figure's size: that is the point
         warnings.filterwarnings("ignore", message="Ignoring specified arguments", category=UserWarning)
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
-        hp.mollview(m, nest=True, fig=fig.number, sub=(1, 2, 1) if small else None, title="whole sky", unit=unit,
-                    min=vmin, max=vmax, cmap=cmap, badcolor="lightgrey")
+        hp.mollview(
+            m,
+            nest=True,
+            fig=fig.number,
+            sub=(1, 2, 1) if small else None,
+            title="whole sky",
+            unit=unit,
+            min=vmin,
+            max=vmax,
+            cmap=cmap,
+            badcolor="lightgrey",
+        )
         hp.graticule(dpar=30, dmer=30, alpha=0.3)
         if small:  # too small to see at this scale: circle where it is
             lon, lat = hp.pix2ang(nside, np.flatnonzero(seen), nest=True, lonlat=True)
-            hp.projscatter(float(np.median(lon)), float(np.median(lat)), lonlat=True, s=200, facecolors="none",
-                           edgecolors="red", linewidths=1.5)
+            hp.projscatter(
+                float(np.median(lon)),
+                float(np.median(lat)),
+                lonlat=True,
+                s=200,
+                facecolors="none",
+                edgecolors="red",
+                linewidths=1.5,
+            )
     if small:
         ax = fig.add_axes([0.56, 0.14, 0.36, 0.68])
         polys = _zoom(ax, m, seen, nside, row["frame_of"], vmin, vmax, cmap)
         ax.set_title(f"zoom: {int(seen.sum())} pixels", fontsize=10)
-        fig.colorbar(polys, ax=ax, fraction=0.05, pad=0.03,
-                     label="transparency" if quantity == "transparency" else f"sky brightness [{unit}]")
+        fig.colorbar(
+            polys,
+            ax=ax,
+            fraction=0.05,
+            pad=0.03,
+            label="transparency" if quantity == "transparency" else f"sky brightness [{unit}]",
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -165,8 +208,12 @@ def write_png(pixels: pd.DataFrame, row: dict, path: str | os.PathLike, quantity
     return path
 
 
-def export_maps(pixels: pd.DataFrame, index: pd.DataFrame, out_dir: str | os.PathLike,
-                pngs: tuple[str, ...] = ("transparency", "sky")) -> list[Path]:
+def export_maps(
+    pixels: pd.DataFrame,
+    index: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    pngs: tuple[str, ...] = ("transparency", "sky"),
+) -> list[Path]:
     """FITS and PNGs of every map in ``index`` (pixel rows from ``pixels``) into ``out_dir``."""
     out, written = Path(out_dir), []
     by_map = dict(tuple(pixels.groupby("map_id")))

@@ -26,8 +26,7 @@ import pyarrow.dataset as pads
 
 from skylake.lake import Lake
 from skylake.lake.log import utc_now as _now
-from skylake.lake.nights import UNKNOWN_NIGHT
-from skylake.lake.nights import night_dir, night_of, night_partition
+from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partition
 from skylake.lake.tables import MAPS, MAPS_INDEX, get
 from skylake.schema import conform, table_schema
 
@@ -59,8 +58,11 @@ def index_files(lake: Lake, nights=None) -> list[str]:
     dirs = [n for n in names if night_of(n) is not None] if nights is None else sorted({night_dir(n) for n in nights})
     for d in dirs:
         if lake.store.exists(f"{base}/{d}"):
-            out += [f"{INDEX_DIR}/{d}/{f}" for f in lake.store.listdir(f"{base}/{d}")
-                    if f.endswith(".parquet") and not f.startswith(".")]
+            out += [
+                f"{INDEX_DIR}/{d}/{f}"
+                for f in lake.store.listdir(f"{base}/{d}")
+                if f.endswith(".parquet") and not f.startswith(".")
+            ]
     return sorted(out)
 
 
@@ -71,16 +73,22 @@ def read_index(lake: Lake, nights=None) -> pd.DataFrame:
     files = index_files(lake, nights)
     if not files:
         return schema.empty_table().to_pandas()
-    return pads.dataset([lake.path(f"{MAPS}/{f}") for f in files], format="parquet", schema=schema,
-                        filesystem=lake.store.arrow_fs).to_table().to_pandas()
+    return (
+        pads.dataset(
+            [lake.path(f"{MAPS}/{f}") for f in files], format="parquet", schema=schema, filesystem=lake.store.arrow_fs
+        )
+        .to_table()
+        .to_pandas()
+    )
 
 
 def stage_index(tx, index: pd.DataFrame) -> None:
     """Stage index rows (with ``path``, ``batch_id``, ``created_at``), one file per first night."""
     first = index["night_min"].map(night_partition)
     for night, rows in index.groupby(first, sort=True):
-        tx.stage(MAPS, index_rel(night, tx.batch_id),
-                 conform(pa.Table.from_pandas(rows, preserve_index=False), INDEX_SCHEMA))
+        tx.stage(
+            MAPS, index_rel(night, tx.batch_id), conform(pa.Table.from_pandas(rows, preserve_index=False), INDEX_SCHEMA)
+        )
 
 
 def stage_without_maps(tx, lake: Lake, old: pd.DataFrame) -> None:
@@ -112,9 +120,10 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
         pixels = conform(pa.Table.from_pandas(maps.pixels.drop(columns="night"), preserve_index=False), MAPS)
         tx.stage_nights(MAPS, pixels, nights.tolist())
         index = maps.index.assign(
-            path=[f"{MAPS}/{night_dir(n)}/{tx.batch_id}.parquet"
-                  for n in maps.index["night_min"]],
-            batch_id=tx.batch_id, created_at=_now())
+            path=[f"{MAPS}/{night_dir(n)}/{tx.batch_id}.parquet" for n in maps.index["night_min"]],
+            batch_id=tx.batch_id,
+            created_at=_now(),
+        )
         stage_index(tx, index)
         entry = tx.commit(summary={"maps": len(index), "pixels": len(maps.pixels)})
     return index, entry.version if entry else None

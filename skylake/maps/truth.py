@@ -31,8 +31,9 @@ def transparency_vs_truth(lake: Lake, maps, truth) -> pd.DataFrame:
     t = s.groupby(["map_id", "pixel"])["cloud_mag"].median().rename("cloud_median").reset_index()
     px = maps.pixels.dropna(subset=["transparency"]).merge(t, on=["map_id", "pixel"], how="left")
     px["truth"] = 10.0 ** (-0.4 * px["cloud_median"])
-    idx = maps.index.merge(ft[["frame_id", "cloud_ra", "cloud_dec", "cloud_radius_deg", "cloud_depth_mag"]],
-                           on="frame_id", how="left")
+    idx = maps.index.merge(
+        ft[["frame_id", "cloud_ra", "cloud_dec", "cloud_radius_deg", "cloud_depth_mag"]], on="frame_id", how="left"
+    )
     px = px.merge(idx[["map_id", "cloud_ra", "cloud_dec", "cloud_radius_deg", "cloud_depth_mag"]], on="map_id")
     eq = px["frame_of"] == "equatorial"
     r1, d1, r2, d2 = (np.radians(px[c].to_numpy(float)) for c in ("lon", "lat", "cloud_ra", "cloud_dec"))

@@ -16,8 +16,13 @@ two HATS catalogs joined on ``object_id``.
 >>> light_curve("LAKE", ra=256.17, dec=12.79, radius_arcsec=5)  # doctest: +SKIP
 """
 
-_EXPORTS = {"build_objects": "build", "BuildReport": "build", "ObjectsError": "build",
-            "light_curve": "query", "cone_objects": "query"}
+_EXPORTS = {
+    "build_objects": "build",
+    "BuildReport": "build",
+    "ObjectsError": "build",
+    "light_curve": "query",
+    "cone_objects": "query",
+}
 __all__ = list(_EXPORTS)
 
 

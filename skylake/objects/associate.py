@@ -121,8 +121,10 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     idx -= idx.min(axis=0) - 2  # two empty cells of room below and above, so offsets never carry
     dims = idx.max(axis=0) + 3
     if float(np.prod(dims.astype(np.float64))) >= 2.0**62:
-        raise ValueError(f"friends-of-friends over a region {dims.tolist()} cells wide does not fit a 64-bit cell "
-                         f"key: cluster smaller chunks")
+        raise ValueError(
+            f"friends-of-friends over a region {dims.tolist()} cells wide does not fit a 64-bit cell "
+            f"key: cluster smaller chunks"
+        )
     key = (idx[:, 0] * dims[1] + idx[:, 1]) * dims[2] + idx[:, 2]
     order = np.argsort(key, kind="stable")
     pts = xyz[order]
@@ -148,8 +150,8 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
         close = np.einsum("ij,ij->i", pts[p] - pts[q], pts[p] - pts[q]) <= link * link
         linked[small] = np.bincount(pair, weights=close, minlength=len(small)) > 0
     for i in np.flatnonzero(size > _SMALL_PAIR):
-        cell_a = pts[start[a[i]]:start[a[i]] + count[a[i]]]
-        cell_b = pts[start[b[i]]:start[b[i]] + count[b[i]]]
+        cell_a = pts[start[a[i]] : start[a[i]] + count[a[i]]]
+        cell_b = pts[start[b[i]] : start[b[i]] + count[b[i]]]
         if len(cell_a) > len(cell_b):
             cell_a, cell_b = cell_b, cell_a
         linked[i] = np.isfinite(cKDTree(cell_b).query(cell_a, distance_upper_bound=link * (1 + 1e-12))[0]).any()
@@ -169,8 +171,9 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.arange(n.sum(), dtype=np.int64) + np.repeat(np.asarray(lo, np.int64) - (np.cumsum(n) - n), n)
 
 
-def cluster(h29: np.ndarray, xyz: np.ndarray, source_id: np.ndarray, radius_arcsec: float,
-            chunk_order: int) -> np.ndarray:
+def cluster(
+    h29: np.ndarray, xyz: np.ndarray, source_id: np.ndarray, radius_arcsec: float, chunk_order: int
+) -> np.ndarray:
     """Friends-of-friends cluster id (smallest source_id) of each detection, chunk by chunk with margins."""
     n = len(h29)
     out = np.empty(n, dtype=np.int64)
@@ -203,23 +206,35 @@ def detached(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matc
     return out
 
 
-def one_per_frame(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray,
-                  source_id: np.ndarray) -> np.ndarray:
+def one_per_frame(
+    object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray, source_id: np.ndarray
+) -> np.ndarray:
     """Rule 4: the :func:`detached` detections get their own source_id."""
     return np.where(detached(object_id, frame_id, dist, matched), source_id, object_id)
 
 
 def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> np.ndarray:
     """Rule 4 with each detection's distance from its object: a target's position, else its cluster's mean."""
-    centre_id, centre_xyz = mean_positions(np.concatenate((target_id, ids[todo])),
-                                           np.concatenate((target_xyz, xyz[todo])))
+    centre_id, centre_xyz = mean_positions(
+        np.concatenate((target_id, ids[todo])), np.concatenate((target_xyz, xyz[todo]))
+    )
     dist = np.linalg.norm(xyz - centre_xyz[np.searchsorted(centre_id, ids)], axis=1)
     return detached(ids, frame_id, dist, matched)
 
 
-def associate(source_id: np.ndarray, frame_id: np.ndarray, ra: np.ndarray, dec: np.ndarray, h29: np.ndarray,
-              ref_object: np.ndarray, known_id: np.ndarray, known_ra: np.ndarray, known_dec: np.ndarray,
-              radius_arcsec: float, chunk_order: int) -> np.ndarray:
+def associate(
+    source_id: np.ndarray,
+    frame_id: np.ndarray,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    h29: np.ndarray,
+    ref_object: np.ndarray,
+    known_id: np.ndarray,
+    known_ra: np.ndarray,
+    known_dec: np.ndarray,
+    radius_arcsec: float,
+    chunk_order: int,
+) -> np.ndarray:
     """Object id of each detection (rules 1-4 of the module docstring).
 
     ``ref_object``: the reference object id of each detection (``ref_object_ids``), 0 when unmatched.
@@ -257,8 +272,15 @@ def associate(source_id: np.ndarray, frame_id: np.ndarray, ra: np.ndarray, dec: 
             break
         ids[pending] = cluster(h29[pending], xyz[pending], source_id[pending], radius_arcsec, chunk_order)
         rounds[pending] = k  # labels of different rounds may coincide: keep them apart
-        lost[pending] = _detached_at(ids[pending], xyz[pending], frame_id[pending], matched[pending],
-                                     target_id[:0], target_xyz[:0], np.arange(len(pending)))
+        lost[pending] = _detached_at(
+            ids[pending],
+            xyz[pending],
+            frame_id[pending],
+            matched[pending],
+            target_id[:0],
+            target_xyz[:0],
+            np.arange(len(pending)),
+        )
         out[pending] = np.where(lost[pending], source_id[pending], ids[pending])
         pending = pending[lost[pending]]
     # a new cluster's id is the smallest source_id it keeps (a detached detection may have been the smallest)

@@ -59,10 +59,9 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index
 from skylake.calib.model import KRON, LatestPolicy, ZpStatus, latest_calibration
 from skylake.errors import LakeError
 from skylake.lake import Lake, counts, hats_meta, tables
-from skylake.lake.nights import UNKNOWN_NIGHT, night_partition
-from skylake.lake.parquet import parquet_bytes
 from skylake.lake.log import staging_path
-from skylake.lake.nights import night_dir, night_of
+from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partition
+from skylake.lake.parquet import parquet_bytes
 from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import margin_order
@@ -79,15 +78,24 @@ DEFAULT_RADIUS_ARCSEC = 3.0
 #: LAKE/lightcurves; tables without it nest each light curve in its row (``lc``) and must be rebuilt.
 LAYOUT = 3
 #: What each older layout lacks, for the message that asks for a rebuild.
-OLD_LAYOUTS = {None: "each light curve nested in its object's row, now in LAKE/lightcurves",
-               2: "light curves without the ensemble's mag_zp, mag_epd and mag_tfa, objects without their statistics"}
+OLD_LAYOUTS = {
+    None: "each light curve nested in its object's row, now in LAKE/lightcurves",
+    2: "light curves without the ensemble's mag_zp, mag_epd and mag_tfa, objects without their statistics",
+}
 FRAMES_SCHEMA = pa.schema([("frame_id", pa.int64()), ("calib", pa.string()), ("n_det", pa.int64())])
 HELD_SCHEMA = FRAMES_SCHEMA.append(pa.field("pixels", pa.list_(pa.int64())))
 CHANGES_DIR = tables.get(OBJECTS).versioned_files  # schemas/objects.yaml
 #: The objects one update wrote (with their partition and ``_healpix_29``: where to read them cheaply) or
 #: removed (``deleted``), so that a summary database mirrors those rows, not whole partitions.
-CHANGES_SCHEMA = pa.schema([("object_id", pa.int64()), ("Norder", pa.int8()), ("Npix", pa.int64()),
-                            ("_healpix_29", pa.int64()), ("deleted", pa.bool_())])
+CHANGES_SCHEMA = pa.schema(
+    [
+        ("object_id", pa.int64()),
+        ("Norder", pa.int8()),
+        ("Npix", pa.int64()),
+        ("_healpix_29", pa.int64()),
+        ("deleted", pa.bool_()),
+    ]
+)
 
 
 class ObjectsError(LakeError):
@@ -122,12 +130,14 @@ class BuildReport:
         if self.commit is None:
             return f"objects up to date ({self.objects} objects in {self.partitions} partitions)"
         whole = f" ({self.partitions_exact} from whole light curves)" if self.partitions_exact else ""
-        return (f"objects: {self.frames_added} frames added, {self.frames_updated} recalibrated, {self.frames_removed} "
-                f"removed; {self.detections} detections associated, {self.objects_new} new objects, "
-                f"{self.objects} in all; {self.partitions_rewritten} of {self.partitions} partitions rewritten{whole}, "
-                f"{self.objects_exact} objects' median/MAD/Stetson J recomputed from their light curves; "
-                f"{self.points} light-curve points (radius {self.radius_arcsec:g}\", refcat {self.refcat or 'none'}), "
-                f"commit v{self.commit}, {self.seconds:.1f} s")
+        return (
+            f"objects: {self.frames_added} frames added, {self.frames_updated} recalibrated, {self.frames_removed} "
+            f"removed; {self.detections} detections associated, {self.objects_new} new objects, "
+            f"{self.objects} in all; {self.partitions_rewritten} of {self.partitions} partitions rewritten{whole}, "
+            f"{self.objects_exact} objects' median/MAD/Stetson J recomputed from their light curves; "
+            f'{self.points} light-curve points (radius {self.radius_arcsec:g}", refcat {self.refcat or "none"}), '
+            f"commit v{self.commit}, {self.seconds:.1f} s"
+        )
 
 
 def _lake(lake) -> Lake:
@@ -146,42 +156,88 @@ def check_layout(state: dict) -> None:
     """Refuse a table of an older layout (:data:`OLD_LAYOUTS`), with what to do."""
     if state and state.get("layout") != LAYOUT:
         what = OLD_LAYOUTS.get(state.get("layout"), f"layout {state.get('layout')!r}")
-        raise ObjectsError(f"LAKE/objects was built by an older skylake ({what}); rebuild it once: "
-                           "skylake objects build LAKE --rebuild "
-                           "(nothing else in the lake changes)")
+        raise ObjectsError(
+            f"LAKE/objects was built by an older skylake ({what}); rebuild it once: "
+            "skylake objects build LAKE --rebuild "
+            "(nothing else in the lake changes)"
+        )
 
 
 def latest_calibrations(lake: Lake, refcat: str, nights=None) -> pd.DataFrame:
     """Each frame's latest calibration against ``refcat`` (:func:`~skylake.calib.model.latest_calibration`,
     whatever its status): frame_id, calib (its batch), calib_key, zp, zp_err (zp null unless zp_status
     is ok); of the frames of ``nights`` (partition names) when given."""
-    cols = ["frame_id", "refcat", "calib_key", "zp", "zp_err", "zp_status", "flux", "apcor", "color_term", "batch_id",
-            "calibrated_at"]
-    zps = lake.read_night_table(ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat, nights=nights).to_pandas()
+    cols = [
+        "frame_id",
+        "refcat",
+        "calib_key",
+        "zp",
+        "zp_err",
+        "zp_status",
+        "flux",
+        "apcor",
+        "color_term",
+        "batch_id",
+        "calibrated_at",
+    ]
+    zps = lake.read_night_table(
+        ZEROPOINTS, columns=cols, filter=pc.field("refcat") == refcat, nights=nights
+    ).to_pandas()
     zps = latest_calibration(zps, LatestPolicy(refcat=refcat))
     zps.loc[zps["zp_status"] != ZpStatus.OK, "zp"] = np.nan
     zps["flux"] = zps["flux"].fillna(KRON)  # calibrations written before the flux setting: Kron
-    zps = zps.rename(columns={"batch_id": "calib"})[["frame_id", "calib", "calib_key", "zp", "zp_err", "flux",
-                                                     "apcor", "color_term"]]
+    zps = zps.rename(columns={"batch_id": "calib"})[
+        ["frame_id", "calib", "calib_key", "zp", "zp_err", "flux", "apcor", "color_term"]
+    ]
     return _with_ensemble(lake, zps, refcat, nights)
 
 
 #: Columns of an ensemble row the light curves use (skylake.ensemble.stage.point_corrections).
-ENSEMBLE_COLUMNS = ["frame_id", "calib_batch", "status", "spatial_order", "zp_offset", "c_u", "c_v", "c_uu", "c_uv",
-                    "c_vv", "terms_cov", "color_term", "batch_id", "computed_at"]
+ENSEMBLE_COLUMNS = [
+    "frame_id",
+    "calib_batch",
+    "status",
+    "spatial_order",
+    "zp_offset",
+    "c_u",
+    "c_v",
+    "c_uu",
+    "c_uv",
+    "c_vv",
+    "terms_cov",
+    "color_term",
+    "batch_id",
+    "computed_at",
+]
 
 
 def _with_ensemble(lake: Lake, zps: pd.DataFrame, refcat: str, nights) -> pd.DataFrame:
     """Each frame's calibration with its ensemble terms (LAKE/ensemble: the latest ok row made from the same
     zeropoint row), and ``calib`` extended by the ensemble's batch: a frame solved again is recalibrated."""
-    ens = lake.read_night_table(ENSEMBLE, columns=ENSEMBLE_COLUMNS + ["refcat"], filter=pc.field("refcat") == refcat,
-                                nights=nights).to_pandas()
+    ens = lake.read_night_table(
+        ENSEMBLE, columns=ENSEMBLE_COLUMNS + ["refcat"], filter=pc.field("refcat") == refcat, nights=nights
+    ).to_pandas()
     ens = ens[ens["status"] == "ok"].sort_values("computed_at", kind="stable").drop_duplicates("frame_id", keep="last")
-    out = zps.merge(ens.drop(columns=["refcat", "computed_at", "status"]).rename(
-        columns={"batch_id": "ens_batch", "color_term": "ens_color_term"}), on="frame_id", how="left")
+    out = zps.merge(
+        ens.drop(columns=["refcat", "computed_at", "status"]).rename(
+            columns={"batch_id": "ens_batch", "color_term": "ens_color_term"}
+        ),
+        on="frame_id",
+        how="left",
+    )
     same = out["calib_batch"].astype(object).eq(out["calib"])
-    for c in ["spatial_order", "zp_offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv", "terms_cov", "ens_color_term",
-              "ens_batch"]:
+    for c in [
+        "spatial_order",
+        "zp_offset",
+        "c_u",
+        "c_v",
+        "c_uu",
+        "c_uv",
+        "c_vv",
+        "terms_cov",
+        "ens_color_term",
+        "ens_batch",
+    ]:
         out[c] = out[c].where(same)
     out["calib"] = np.where(same, out["calib"].astype(str) + "+" + out["ens_batch"].astype(str), out["calib"])
     return out.drop(columns=["calib_batch"])
@@ -219,11 +275,16 @@ def _changes_table(manifests) -> pa.Table:
     order = np.concatenate([np.full(len(w[0]), k[0], np.int8) for k, w in written] + [np.empty(0, np.int8)])
     npix = np.concatenate([np.full(len(w[0]), k[1], np.int64) for k, w in written] + [np.empty(0, np.int64)])
     h29 = np.concatenate([w[1] for _, w in written] + [np.empty(0, np.int64)])
-    return pa.table({"object_id": np.r_[ids, gone].astype(np.int64),
-                     "Norder": pa.array(np.r_[order, np.zeros(len(gone), np.int8)], pa.int8()),
-                     "Npix": np.r_[npix, np.zeros(len(gone), np.int64)],
-                     "_healpix_29": np.r_[h29, np.zeros(len(gone), np.int64)],
-                     "deleted": np.r_[np.zeros(len(ids), bool), np.ones(len(gone), bool)]}, schema=CHANGES_SCHEMA)
+    return pa.table(
+        {
+            "object_id": np.r_[ids, gone].astype(np.int64),
+            "Norder": pa.array(np.r_[order, np.zeros(len(gone), np.int8)], pa.int8()),
+            "Npix": np.r_[npix, np.zeros(len(gone), np.int64)],
+            "_healpix_29": np.r_[h29, np.zeros(len(gone), np.int64)],
+            "deleted": np.r_[np.zeros(len(ids), bool), np.ones(len(gone), bool)],
+        },
+        schema=CHANGES_SCHEMA,
+    )
 
 
 def read_held(lake: Lake, nights=None) -> pd.DataFrame:
@@ -231,8 +292,11 @@ def read_held(lake: Lake, nights=None) -> pd.DataFrame:
     if nights is None:
         names = lake.store.listdir(f"{OBJECTS}/{HELD_DIR}") if lake.store.exists(f"{OBJECTS}/{HELD_DIR}") else []
         nights = [n.removesuffix(".parquet") for n in map(night_of, names) if n is not None]
-    parts = [pq.read_table(lake.path(_held_rel(n)), schema=HELD_SCHEMA).to_pandas().assign(night=n)
-             for n in sorted(nights) if lake.store.exists(_held_rel(n))]
+    parts = [
+        pq.read_table(lake.path(_held_rel(n)), schema=HELD_SCHEMA).to_pandas().assign(night=n)
+        for n in sorted(nights)
+        if lake.store.exists(_held_rel(n))
+    ]
     if not parts:
         return HELD_SCHEMA.empty_table().to_pandas().assign(night=pd.Series([], dtype=object))
     return pd.concat(parts, ignore_index=True)
@@ -299,8 +363,18 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     if refcat and nights != []:
         calibs = latest_calibrations(lake, refcat, nights)
     else:
-        calibs = pd.DataFrame({"frame_id": np.empty(0, np.int64), "calib": [], "calib_key": [], "zp": [],
-                               "zp_err": [], "flux": [], "apcor": [], "color_term": []})
+        calibs = pd.DataFrame(
+            {
+                "frame_id": np.empty(0, np.int64),
+                "calib": [],
+                "calib_key": [],
+                "zp": [],
+                "zp_err": [],
+                "flux": [],
+                "apcor": [],
+                "color_term": [],
+            }
+        )
     if rebuild:
         held = read_held(lake, [])
     elif nights is None:
@@ -310,11 +384,14 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     now = frames[["frame_id"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
     now["calib"] = now["calib"].astype(object).fillna("")  # no calibration at all: a float column of NaN
     both = now.merge(held[["frame_id", "calib"]], on="frame_id", how="outer", suffixes=("", "_held"), indicator=True)
-    changed = both[(both["_merge"] == "left_only") | ((both["_merge"] == "both") & (both["calib"] != both["calib_held"]))]
+    changed = both[
+        (both["_merge"] == "left_only") | ((both["_merge"] == "both") & (both["calib"] != both["calib_held"]))
+    ]
     gone = both[both["_merge"] == "right_only"]
     redone = (held["frame_id"].isin(changed["frame_id"]) | held["frame_id"].isin(gone["frame_id"])).to_numpy()
     info = frames[["frame_id", "exptime", "nx", "ny", "night", "recent"]].merge(
-        calibs.drop(columns="calib"), on="frame_id", how="left")
+        calibs.drop(columns="calib"), on="frame_id", how="left"
+    )
     info = info[info["frame_id"].isin(changed["frame_id"])].reset_index(drop=True)
     # sources: files the log added since the build hold new frames; a re-associated frame's are where its
     # detections were (the held pixels); anything else (no watermark, no pixels) means every file
@@ -322,8 +399,7 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     if nights is not None:
         new = changed["_merge"] == "left_only"
         stale_pix = held.loc[redone & held["frame_id"].isin(changed["frame_id"]).to_numpy(), "pixels"]
-        if info.loc[info["frame_id"].isin(changed.loc[new, "frame_id"]), "recent"].all() and \
-                not stale_pix.isna().any():
+        if info.loc[info["frame_id"].isin(changed.loc[new, "frame_id"]), "recent"].all() and not stale_pix.isna().any():
             files = {f for f in sources_added if lake.store.exists(f)}
             pix = np.unique(np.concatenate([np.asarray(p, np.int64) for p in stale_pix] + [np.empty(0, np.int64)]))
             if len(pix):
@@ -391,8 +467,10 @@ def _settings(lake: Lake, refcat: str | None, radius_arcsec: float | None, rebui
     check_layout(state)
     for name, value in (("refcat", refcat), ("radius_arcsec", radius_arcsec)):
         if state and value is not None and value != state[name]:
-            raise ObjectsError(f"LAKE/objects was built with {name}={state[name]!r}, not {value!r}; "
-                               "rebuild it to change that (skylake objects build --rebuild)")
+            raise ObjectsError(
+                f"LAKE/objects was built with {name}={state[name]!r}, not {value!r}; "
+                "rebuild it to change that (skylake objects build --rebuild)"
+            )
     refcat = state.get("refcat", refcat if refcat is not None else default_refcat(lake))
     radius = float(state.get("radius_arcsec", radius_arcsec or DEFAULT_RADIUS_ARCSEC))
     if not radius > 0:
@@ -401,8 +479,9 @@ def _settings(lake: Lake, refcat: str | None, radius_arcsec: float | None, rebui
     return _Settings(state, refcat, radius, order, margin_order(order, radius), rebuild)
 
 
-def build_objects(lake, *, refcat: str | None = None, radius_arcsec: float | None = None,
-                  rebuild: bool = False, client=None) -> BuildReport:
+def build_objects(
+    lake, *, refcat: str | None = None, radius_arcsec: float | None = None, rebuild: bool = False, client=None
+) -> BuildReport:
     """Bring ``LAKE/objects`` up to date with the lake's frames and calibrations (see the module docstring).
 
     ``refcat``: catalogue whose matches give reference ids and calibrated magnitudes (default: the one
@@ -426,9 +505,12 @@ def build_objects(lake, *, refcat: str | None = None, radius_arcsec: float | Non
         if cfg.state and not cfg.refcat:
             available = default_refcat(lake)
             if available:  # built before any calibration: an update would stay uncalibrated, silently
-                log.warning("LAKE/objects was built without a reference catalogue, but frames are now calibrated "
-                            "against %r: its light curves stay uncalibrated until it is rebuilt (skylake objects "
-                            "build --rebuild)", available)
+                log.warning(
+                    "LAKE/objects was built without a reference catalogue, but frames are now calibrated "
+                    "against %r: its light curves stay uncalibrated until it is rebuilt (skylake objects "
+                    "build --rebuild)",
+                    available,
+                )
         report.frames_added = int((plan.changed["_merge"] == "left_only").sum())
         report.frames_updated = len(plan.changed) - report.frames_added
         report.frames_removed = len(plan.gone)
@@ -440,7 +522,8 @@ def build_objects(lake, *, refcat: str | None = None, radius_arcsec: float | Non
                 for path, rows in zip(paths, row_counts(lake, paths)):
                     tx.remove(table, posixpath.relpath(path, table), rows)
         if plan.changed.empty and plan.gone.empty and not rebuild:
-            report.objects = int(cfg.state.get("objects", hats_meta.read_skymap(lake.store, OBJECTS).sum()))  # not a table
+            state = cfg.state.get("objects")  # not a table: the objects count of the build's state
+            report.objects = int(state if state is not None else hats_meta.read_skymap(lake.store, OBJECTS).sum())
             report.partitions = len(partitions)
             return report
         report.timings["plan"] = time.perf_counter() - t0
@@ -452,13 +535,27 @@ def build_objects(lake, *, refcat: str | None = None, radius_arcsec: float | Non
         report.timings["scan"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        spec = {"url": lake.store.location, "batch_id": tx.batch_id, "refcat": cfg.refcat, "radius": cfg.radius,
-                "order": cfg.order, "m_order": cfg.m_order, "partitions": [(p.order, p.pixel) for p in partitions],
-                "point_partitions": [(p.order, p.pixel) for p in point_partitions],
-                "rebuild": rebuild, "frames": plan.frames.drop(columns=["recent"]),
-                "stale": plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64), "exact": exact}
-        manifests = _run(client, build_partition, [(k >> 40, k & ((1 << 40) - 1)) for k in keys],
-                         [sorted(task_files[k]) for k in keys], shared=spec)
+        spec = {
+            "url": lake.store.location,
+            "batch_id": tx.batch_id,
+            "refcat": cfg.refcat,
+            "radius": cfg.radius,
+            "order": cfg.order,
+            "m_order": cfg.m_order,
+            "partitions": [(p.order, p.pixel) for p in partitions],
+            "point_partitions": [(p.order, p.pixel) for p in point_partitions],
+            "rebuild": rebuild,
+            "frames": plan.frames.drop(columns=["recent"]),
+            "stale": plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64),
+            "exact": exact,
+        }
+        manifests = _run(
+            client,
+            build_partition,
+            [(k >> 40, k & ((1 << 40) - 1)) for k in keys],
+            [sorted(task_files[k]) for k in keys],
+            shared=spec,
+        )
         report.timings["partitions"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -470,8 +567,9 @@ def build_objects(lake, *, refcat: str | None = None, radius_arcsec: float | Non
     return report
 
 
-def _select_partitions(lake: Lake, client, cfg: _Settings, plan: _Plan, partitions, point_partitions,
-                       report: BuildReport) -> tuple[dict[int, set], set | None]:
+def _select_partitions(
+    lake: Lake, client, cfg: _Settings, plan: _Plan, partitions, point_partitions, report: BuildReport
+) -> tuple[dict[int, set], set | None]:
     """The partitions an update recomputes (keys ``order << 40 | pixel``) with the sources files each
     reads: where the changed frames' detections are (their margins included), and where re-associated or
     gone frames' old points are (their held pixels and the partitions around them: their objects', which
@@ -485,8 +583,16 @@ def _select_partitions(lake: Lake, client, cfg: _Settings, plan: _Plan, partitio
         by_dir.setdefault(posixpath.dirname(f), []).append(f)
     dirs = sorted(by_dir)
     ids = plan.frames["frame_id"].to_numpy(np.int64)
-    scanned = _run(client, _scan, [by_dir[d] for d in dirs],
-                   shared={"url": lake.store.location, "ids": ids, "m_order": cfg.m_order}) if len(ids) else []
+    scanned = (
+        _run(
+            client,
+            _scan,
+            [by_dir[d] for d in dirs],
+            shared={"url": lake.store.location, "ids": ids, "m_order": cfg.m_order},
+        )
+        if len(ids)
+        else []
+    )
     task_files: dict[int, set] = {}
     for d, mpix in zip(dirs, scanned):
         for k in _neighbour_tasks(mpix, cfg.m_order, partitions, cfg.order).tolist():
@@ -521,19 +627,22 @@ def _check_owners(manifests: list[dict]) -> None:
     them; those it does not own are its neighbours' to write, whose views hold them whole.)"""
     orphans = {tuple(h) for m in manifests for h in m["homes"]} - {tuple(m["key"]) for m in manifests}
     if orphans:
-        raise LakeError(f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed; "
-                        "nothing was committed (rebuild with skylake objects build --rebuild)")
+        raise LakeError(
+            f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed; "
+            "nothing was committed (rebuild with skylake objects build --rebuild)"
+        )
     written = np.concatenate([m["written"][0] for m in manifests] + [np.empty(0, np.int64)])
     uniq, times = np.unique(written, return_counts=True)
     lost = np.setdiff1d(np.concatenate([m["leaving"] for m in manifests] + [np.empty(0, np.int64)]), uniq)
     if (times > 1).any() or len(lost):
-        raise LakeError(f"objects: {int((times > 1).sum())} objects written by two partitions and {len(lost)} by none "
-                        f"(e.g. {(uniq[times > 1].tolist() + lost.tolist())[:5]}); nothing was committed (rebuild "
-                        "with skylake objects build --rebuild)")
+        raise LakeError(
+            f"objects: {int((times > 1).sum())} objects written by two partitions and {len(lost)} by none "
+            f"(e.g. {(uniq[times > 1].tolist() + lost.tolist())[:5]}); nothing was committed (rebuild "
+            "with skylake objects build --rebuild)"
+        )
 
 
-def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, rebuild: bool, moved: bool
-                   ) -> list[str]:
+def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, rebuild: bool, moved: bool) -> list[str]:
     """Stage the LAKE/lightcurves side of the commit: the tasks' files, the files they merged away and the
     catalog's HATS metadata (a rebuild's: of its own files alone, the others are removed). Appended and
     merged points stay in their partition directory, so its directories are published one by one;
@@ -558,8 +667,15 @@ def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, r
             final.discard(HealpixPixel(*key))
     (tx.moving if moved else tx.in_place).add(LIGHTCURVES)
     report.points = int(skymap.sum())
-    names = hats_meta.write_metadata(lake.store, staging_path(tx.batch_id, LIGHTCURVES), sorted(final),
-                                     report.points, skymap, table_schema(LIGHTCURVES), catalog=LIGHTCURVES)
+    names = hats_meta.write_metadata(
+        lake.store,
+        staging_path(tx.batch_id, LIGHTCURVES),
+        sorted(final),
+        report.points,
+        skymap,
+        table_schema(LIGHTCURVES),
+        catalog=LIGHTCURVES,
+    )
     return [f"{LIGHTCURVES}/{n}" for n in names]
 
 
@@ -572,10 +688,10 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
     expected = int(held.loc[redone, "n_det"].sum())
     dropped = sum(m["dropped"] for m in manifests)
     if dropped != expected and not rebuild:
-        log.warning("objects: %d of %d old points of re-processed frames found where their frames were",
-                    dropped, expected)
-    skymap = (hats_meta.empty_skymap() if rebuild
-              else hats_meta.read_skymap(lake.store, OBJECTS))
+        log.warning(
+            "objects: %d of %d old points of re-processed frames found where their frames were", dropped, expected
+        )
+    skymap = hats_meta.empty_skymap() if rebuild else hats_meta.read_skymap(lake.store, OBJECTS)
     final = set(partitions)
     for m in manifests:
         report.detections += m["detections"]
@@ -603,18 +719,34 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
     final = sorted(final)
     report.objects, report.partitions = int(skymap.sum()), len(final)
     out = staging_path(tx.batch_id, OBJECTS)
-    names = hats_meta.write_metadata(lake.store, out, final, report.objects, skymap, table_schema(OBJECTS),
-                                     catalog=OBJECTS, catalog_type="object", id_column="object_id")
+    names = hats_meta.write_metadata(
+        lake.store,
+        out,
+        final,
+        report.objects,
+        skymap,
+        table_schema(OBJECTS),
+        catalog=OBJECTS,
+        catalog_type="object",
+        id_column="object_id",
+    )
     tx.metadata += _commit_points(tx, lake, manifests, report, rebuild, rebuild or bool(redone.any()))
     tx.moving.add(OBJECTS)  # an object may move to another partition, leaving one that only loses it
     # the held frames: rows of the nights read, less the redone ones, plus the changed frames
-    fp = pd.concat([m["frame_pixels"] for m in manifests] + [pd.DataFrame(
-        {"frame_id": np.empty(0, np.int64), "pixel": np.empty(0, np.int64), "n": np.empty(0, np.int64)})])
+    fp = pd.concat(
+        [m["frame_pixels"] for m in manifests]
+        + [
+            pd.DataFrame(
+                {"frame_id": np.empty(0, np.int64), "pixel": np.empty(0, np.int64), "n": np.empty(0, np.int64)}
+            )
+        ]
+    )
     fp = fp.groupby("frame_id").agg(n_det=("n", "sum"), pixels=("pixel", lambda s: sorted(set(s.tolist()))))
     new_rows = changed[["frame_id", "calib"]].merge(plan.frames[["frame_id", "night"]], on="frame_id", how="left")
     new_rows["n_det"] = fp["n_det"].reindex(new_rows["frame_id"]).fillna(0).to_numpy(np.int64)
-    new_rows["pixels"] = [list(p) if isinstance(p, list) else [] for p in
-                          fp["pixels"].reindex(new_rows["frame_id"]).tolist()]
+    new_rows["pixels"] = [
+        list(p) if isinstance(p, list) else [] for p in fp["pixels"].reindex(new_rows["frame_id"]).tolist()
+    ]
     new_held = pd.concat([held[~redone], new_rows], ignore_index=True)
     if plan.nights is None:  # every night is written; nights left empty too
         nights = set(read_held(lake)["night"]) | set(new_held["night"].dropna())
@@ -622,14 +754,19 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
         nights = set(plan.nights)
     for night in sorted(nights):
         rows = new_held[new_held["night"] == night].sort_values("frame_id")
-        tx.stage_file(_held_rel(night), parquet_bytes(pa.Table.from_pandas(
-            rows[HELD_SCHEMA.names], schema=HELD_SCHEMA, preserve_index=False)))
+        tx.stage_file(
+            _held_rel(night),
+            parquet_bytes(pa.Table.from_pandas(rows[HELD_SCHEMA.names], schema=HELD_SCHEMA, preserve_index=False)),
+        )
     version = (tx.base.version if tx.base else 0) + 1  # this commit's: the next update starts after it
     if not rebuild:  # a rebuild replaces every partition: a refresh mirrors those whole
         tx.stage_file(changes_rel(version), parquet_bytes(_changes_table(manifests)))
-    lake.store.write_bytes(f"{out}/{STATE_FILE}", json.dumps(
-        {"refcat": refcat, "radius_arcsec": radius, "layout": LAYOUT, "version": version,
-         "objects": report.objects}).encode())
+    lake.store.write_bytes(
+        f"{out}/{STATE_FILE}",
+        json.dumps(
+            {"refcat": refcat, "radius_arcsec": radius, "layout": LAYOUT, "version": version, "objects": report.objects}
+        ).encode(),
+    )
     tx.metadata += [f"{OBJECTS}/{n}" for n in [*names, STATE_FILE]]
     entry = tx.commit(summary={"objects": asdict(report)})
     return entry

@@ -31,16 +31,20 @@ def _cmd_lightcurve(args) -> int:
 
     points = light_curve(args.lake, args.ra, args.dec, args.radius)
     if points.empty:
-        print(f"no object within {args.radius:g} arcsec of ({args.ra}, {args.dec}); "
-              "is LAKE/objects built (skylake objects build)?")
+        print(
+            f"no object within {args.radius:g} arcsec of ({args.ra}, {args.dec}); "
+            "is LAKE/objects built (skylake objects build)?"
+        )
         return EXIT_NOTHING
     objects = points.drop_duplicates("object_id")
     print(f"{len(objects)} objects within {args.radius:g} arcsec, {len(points)} points")
     for row in objects.itertuples():
         ref = f"ref:{row.refcat}:{row.ref_id}" if row.refcat else "cluster"
-        print(f"  {row.object_id:>20d} {ref:>28s} sep {row.sep_arcsec:5.2f}\" n {row.n:4d} "
-              f"{row.stats_mag} {row.mean_mag:7.3f} std {row.std_mag:.3f} chi2/dof {row.chi2_dof:.2f} "
-              f"J {row.stetson_j:.2f}")
+        print(
+            f'  {row.object_id:>20d} {ref:>28s} sep {row.sep_arcsec:5.2f}" n {row.n:4d} '
+            f"{row.stats_mag} {row.mean_mag:7.3f} std {row.std_mag:.3f} chi2/dof {row.chi2_dof:.2f} "
+            f"J {row.stetson_j:.2f}"
+        )
     if args.out:
         if str(args.out).endswith(".parquet"):
             points.to_parquet(args.out, index=False)
@@ -54,31 +58,50 @@ def _cmd_lightcurve(args) -> int:
 
 def add_commands(subparsers) -> None:
     """Add ``objects build`` and ``lightcurve`` to an argparse subparsers object."""
-    p = subparsers.add_parser("objects", help="objects and light curves (LAKE/objects, LAKE/lightcurves)")  # not a table
+    p = subparsers.add_parser(
+        "objects",  # not a table
+        help="objects and light curves (LAKE/objects, LAKE/lightcurves)",
+    )
     sub = p.add_subparsers(dest="objects_command", required=True, metavar="ACTION")
     q = sub.add_parser(
-        "build", help="associate detections into objects, update LAKE/objects and LAKE/lightcurves",
+        "build",
+        help="associate detections into objects, update LAKE/objects and LAKE/lightcurves",
         description="Associate the detections of frames new or recalibrated since the last build into objects "
-                    "(reference stars by their match, others clustered within --radius), merge them into the "
-                    "statistics of the objects they touch (LAKE/objects), append them to the light curves "
-                    "(LAKE/lightcurves), and commit them as one batch. Costs the new frames, not the archive's "
-                    "history. Idempotent.")
+        "(reference stars by their match, others clustered within --radius), merge them into the "
+        "statistics of the objects they touch (LAKE/objects), append them to the light curves "
+        "(LAKE/lightcurves), and commit them as one batch. Costs the new frames, not the archive's "
+        "history. Idempotent.",
+    )
     q.add_argument("lake", help="lake directory")
-    q.add_argument("--refcat", default=None, metavar="NAME",
-                   help="catalogue giving reference ids and calibrated mags (default: the one most frames use)")
-    q.add_argument("--radius", type=float, default=None, metavar="ARCSEC",
-                   help="association radius in arcsec (default 3; fixed at the first build)")
+    q.add_argument(
+        "--refcat",
+        default=None,
+        metavar="NAME",
+        help="catalogue giving reference ids and calibrated mags (default: the one most frames use)",
+    )
+    q.add_argument(
+        "--radius",
+        type=float,
+        default=None,
+        metavar="ARCSEC",
+        help="association radius in arcsec (default 3; fixed at the first build)",
+    )
     q.add_argument("--rebuild", action="store_true", help="rebuild the whole table (to change --refcat or --radius)")
-    q.add_argument("--scheduler", default=None,
-                   help="dask scheduler address: each touched partition is a task there (default: this process)")
+    q.add_argument(
+        "--scheduler",
+        default=None,
+        help="dask scheduler address: each touched partition is a task there (default: this process)",
+    )
     q.add_argument("--workers", type=int, default=None, help="start a local cluster of this many workers for the build")
     q.set_defaults(func=_cmd_build)
 
     p = subparsers.add_parser(
-        "lightcurve", help="light curves of the objects near a position",
+        "lightcurve",
+        help="light curves of the objects near a position",
         description="Cone search on LAKE/objects (pixel-pruned): print the objects within --radius of RA, Dec with "
-                    "their statistics; write their points (LAKE/lightcurves; CSV, or Parquet for a .parquet name) "
-                    "and a PNG. Exit code 4 when no object is there.")
+        "their statistics; write their points (LAKE/lightcurves; CSV, or Parquet for a .parquet name) "
+        "and a PNG. Exit code 4 when no object is there.",
+    )
     p.add_argument("lake", help="lake directory")
     p.add_argument("--ra", type=float, required=True, help="right ascension [deg]")
     p.add_argument("--dec", type=float, required=True, help="declination [deg]")

@@ -35,8 +35,11 @@ def data_files(lake, table: str, pixels=None) -> list[str]:
         if pixels is None:
             return rels
         wanted = {(p.order, p.pixel) for p in pixels}
-        return [r for r in rels if (px := hats_meta.pixel_of(r.split("/", 1)[1])) is not None
-                and (px.order, px.pixel) in wanted]
+        return [
+            r
+            for r in rels
+            if (px := hats_meta.pixel_of(r.split("/", 1)[1])) is not None and (px.order, px.pixel) in wanted
+        ]
     if pixels is None:
         return lake.store.walk_files(f"{table}/dataset", ".parquet")
     return [f for p in pixels for f in partition_files(lake, table, p)]
@@ -58,15 +61,21 @@ def catalog_dataset(lake, table: str = OBJECTS, files: list[str] | None = None):
     lake = _lake(lake)
     if files is None and hasattr(lake, "table_files"):
         files = data_files(lake, table)
-    partitioning = pads.partitioning(pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]),
-                                     flavor="hive")
+    partitioning = pads.partitioning(
+        pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]), flavor="hive"
+    )
     schema = table_schema(table)
     for name, typ in (("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())):
         schema = schema.append(pa.field(name, typ))
     source = [lake.path(f) for f in files] if files is not None else lake.path(f"{table}/dataset")
-    return pads.dataset(source, format="parquet", partitioning=partitioning, schema=schema,
-                        partition_base_dir=lake.path(f"{table}/dataset"),
-                        filesystem=lake.store.arrow_fs)
+    return pads.dataset(
+        source,
+        format="parquet",
+        partitioning=partitioning,
+        schema=schema,
+        partition_base_dir=lake.path(f"{table}/dataset"),
+        filesystem=lake.store.arrow_fs,
+    )
 
 
 def objects_dataset(lake, files: list[str] | None = None):
@@ -111,8 +120,11 @@ def ranges_since(pixels, since, order: int) -> tuple[np.ndarray, np.ndarray, np.
     first = np.full(len(uniq), np.inf)
     np.minimum.at(first, inv, since)
     starts, lo, hi = _runs(uniq)
-    return (healpix_to_spatial_index(order, lo), healpix_to_spatial_index(order, hi),
-            np.minimum.reduceat(first, starts))
+    return (
+        healpix_to_spatial_index(order, lo),
+        healpix_to_spatial_index(order, hi),
+        np.minimum.reduceat(first, starts),
+    )
 
 
 def within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -123,8 +135,15 @@ def within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (k < len(lo)) & (lo[np.minimum(k, len(lo) - 1)] <= h29)
 
 
-def read_ranges(path: str, lo: np.ndarray, hi: np.ndarray, columns: list[str] | None = None,
-                filesystem=None, table: str = OBJECTS, since: np.ndarray | None = None) -> pa.Table:
+def read_ranges(
+    path: str,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    columns: list[str] | None = None,
+    filesystem=None,
+    table: str = OBJECTS,
+    since: np.ndarray | None = None,
+) -> pa.Table:
     """Rows of a file of ``table`` (sorted by ``_healpix_29``) within the sorted, disjoint ranges
     [lo, hi): only the row groups whose statistics overlap them are read (only ``columns``, which must
     include ``_healpix_29``, when given). ``since`` (light-curve points: an MJD per range): a row group
@@ -166,8 +185,15 @@ def row_counts(lake: Lake, files: list[str]) -> list[int]:
 
 def sort_points(points: pa.Table) -> pa.Table:
     """Light-curve points in file order: by ``_healpix_29``, then object, then time."""
-    return points.take(np.lexsort((points.column("mjd").to_numpy(), points.column("object_id").to_numpy(),
-                                   points.column("_healpix_29").to_numpy())))
+    return points.take(
+        np.lexsort(
+            (
+                points.column("mjd").to_numpy(),
+                points.column("object_id").to_numpy(),
+                points.column("_healpix_29").to_numpy(),
+            )
+        )
+    )
 
 
 #: A partition's light-curve files are merged when it has more than this many (see :func:`files_to_merge`).
@@ -184,4 +210,4 @@ def files_to_merge(rows: list[int], max_files: int = MAX_POINT_FILES) -> list[in
     if len(rows) <= max_files:
         return []
     order = sorted(range(len(rows)), key=lambda k: (rows[k], -k))
-    return sorted(order[:max_files // 2])
+    return sorted(order[: max_files // 2])

@@ -39,18 +39,40 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_inde
 
 from skylake.calib.model import KRON, calibrated_flux_mags, calibrated_mag
 from skylake.lake import Lake, hats_meta
-from skylake.lake.parquet import parquet_bytes
 from skylake.lake.log import staging_path
+from skylake.lake.parquet import parquet_bytes
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec
-from skylake.objects.files import (POINTS_ROW_GROUP, ROW_GROUP, files_to_merge, partition_files, ranges, ranges_since,
-                                   read_files, read_ranges, row_counts, sort_points, within)
+from skylake.objects.files import (
+    POINTS_ROW_GROUP,
+    ROW_GROUP,
+    files_to_merge,
+    partition_files,
+    ranges,
+    ranges_since,
+    read_files,
+    read_ranges,
+    row_counts,
+    sort_points,
+    within,
+)
 from skylake.objects.summary import merge, needs_refresh, summarise
 from skylake.runtime import release_memory
 from skylake.schema import table_schema
 
-DETECTION_COLUMNS = ["source_id", "frame_id", "ra", "dec", "x", "y", "_healpix_29", "mjd", "inst_mag", "inst_mag_err",
-                     "flags"]
+DETECTION_COLUMNS = [
+    "source_id",
+    "frame_id",
+    "ra",
+    "dec",
+    "x",
+    "y",
+    "_healpix_29",
+    "mjd",
+    "inst_mag",
+    "inst_mag_err",
+    "flags",
+]
 
 
 def _open(url: str) -> Lake:
@@ -72,7 +94,8 @@ def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int)
     if not files:
         return np.empty(0, np.int64)
     data = _sources_dataset(lake, files).to_table(
-        columns=["_healpix_29"], filter=pc.field("frame_id").isin(pa.array(np.asarray(frame_ids, np.int64))))
+        columns=["_healpix_29"], filter=pc.field("frame_id").isin(pa.array(np.asarray(frame_ids, np.int64)))
+    )
     return np.unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
 
 
@@ -88,35 +111,45 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
     extra = [c for f in apertures for c in (f, f"{f}_err")]
     ids = pa.array(frames["frame_id"].to_numpy(np.int64))
-    det = (_sources_dataset(lake, files).to_table(columns=DETECTION_COLUMNS + extra, filter=pc.field("frame_id").isin(ids))
-           if files else table_schema(SOURCES).empty_table().select(DETECTION_COLUMNS + extra))
+    det = (
+        _sources_dataset(lake, files).to_table(columns=DETECTION_COLUMNS + extra, filter=pc.field("frame_id").isin(ids))
+        if files
+        else table_schema(SOURCES).empty_table().select(DETECTION_COLUMNS + extra)
+    )
     if keep is not None:
         det = det.filter(pa.array(keep(det.column("_healpix_29").to_numpy())))
     det = det.to_pandas()
     if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
         det = det.merge(frames[["frame_id", "exptime"]], on="frame_id", how="left").merge(
-            cal[["frame_id", "flux", "apcor"]], on="frame_id", how="left")
+            cal[["frame_id", "flux", "apcor"]], on="frame_id", how="left"
+        )
         det = det.astype({"inst_mag": np.float64, "inst_mag_err": np.float64})  # pandas 3 refuses a silent downcast
         for f in apertures:
             rows = (det["flux"] == f).to_numpy()
-            mag, err = calibrated_flux_mags(det[rows], det.loc[rows, "exptime"].to_numpy(float), f,
-                                            det.loc[rows, "apcor"].to_numpy(float))
+            mag, err = calibrated_flux_mags(
+                det[rows], det.loc[rows, "exptime"].to_numpy(float), f, det.loc[rows, "apcor"].to_numpy(float)
+            )
             det.loc[rows, "inst_mag"], det.loc[rows, "inst_mag_err"] = mag, err
         det = det.drop(columns=[*extra, "exptime", "flux", "apcor"])
     det = det.merge(cal[["frame_id", "zp", "zp_err"]], on="frame_id", how="left")
     det["ref_id"] = pd.array([pd.NA] * len(det), dtype="Int64")
     det["ref_object"] = np.zeros(len(det), dtype=np.int64)
-    mag = calibrated_mag(det["inst_mag"].to_numpy(np.float64, na_value=np.nan),  # colour unknown here: 0
-                         det["zp"].to_numpy(np.float64, na_value=np.nan))
+    mag = calibrated_mag(
+        det["inst_mag"].to_numpy(np.float64, na_value=np.nan),  # colour unknown here: 0
+        det["zp"].to_numpy(np.float64, na_value=np.nan),
+    )
     err = np.hypot(det["inst_mag_err"].astype(np.float64), det["zp_err"].astype(np.float64)).to_numpy(
-        np.float64, na_value=np.nan, copy=True)
+        np.float64, na_value=np.nan, copy=True
+    )
     mag0 = mag.copy()
     present = cal[cal["frame_id"].isin(det["frame_id"].unique())]
     if refcat and len(present):  # matches of the frames here, from their nights only
         here = pa.array(present["frame_id"].to_numpy(np.int64))
         flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
         cols = ["source_id", "frame_id", "calib_key", "ref_id", "mag", "mag_err"]
-        matches = lake.read_night_table(MATCHES, columns=cols, filter=flt, nights=sorted(set(present["night"]))).to_pandas()
+        matches = lake.read_night_table(
+            MATCHES, columns=cols, filter=flt, nights=sorted(set(present["night"]))
+        ).to_pandas()
         matches = matches.merge(present[["frame_id", "calib_key"]], on=["frame_id", "calib_key"])
         at = pd.Index(det["source_id"]).get_indexer(matches["source_id"])
         matches = matches[at >= 0]
@@ -132,8 +165,7 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     return det.drop(columns=["zp", "zp_err", "x", "y"])
 
 
-def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarray, mag0: np.ndarray,
-              err: np.ndarray):
+def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarray, mag0: np.ndarray, err: np.ndarray):
     """The magnitudes and errors with the frames' ensemble corrections (LAKE/ensemble; ``frames`` carries each
     frame's terms, skylake.objects.build.latest_calibrations), and ``mag_epd``/``mag_tfa`` set in ``det`` from
     LAKE/detrend (NaN for points that were not detrended).
@@ -148,10 +180,17 @@ def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarr
     if "zp_offset" not in frames or not frames["zp_offset"].notna().any() or det.empty:
         return mag, err
     rows = frames[frames["zp_offset"].notna()].assign(status="ok")
-    geo = det[["frame_id"]].merge(frames[["frame_id", "nx", "ny", "color_term", "ens_color_term"]], on="frame_id",
-                                  how="left")
-    corr, corr_err = point_corrections(rows, det["frame_id"].to_numpy(np.int64), det["x"].to_numpy(float),
-                                       det["y"].to_numpy(float), geo["nx"].to_numpy(float), geo["ny"].to_numpy(float))
+    geo = det[["frame_id"]].merge(
+        frames[["frame_id", "nx", "ny", "color_term", "ens_color_term"]], on="frame_id", how="left"
+    )
+    corr, corr_err = point_corrections(
+        rows,
+        det["frame_id"].to_numpy(np.int64),
+        det["x"].to_numpy(float),
+        det["y"].to_numpy(float),
+        geo["nx"].to_numpy(float),
+        geo["ny"].to_numpy(float),
+    )
     has = np.isfinite(corr) & np.isfinite(mag)
     ct = geo["color_term"].to_numpy(np.float64, na_value=np.nan)
     ct_night = np.nan_to_num(geo["ens_color_term"].to_numpy(np.float64, na_value=np.nan))
@@ -162,8 +201,12 @@ def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarr
     mag = np.where(has, mag0 + ct_night * colour + np.nan_to_num(corr), mag)
     err = np.where(has, np.hypot(inst_err, np.nan_to_num(corr_err)), err)
     ids = pa.array(rows["frame_id"].to_numpy(np.int64))
-    trends = lake.read_night_table(DETREND, columns=["source_id", "epd", "tfa"], filter=pc.field("frame_id").isin(ids),
-                                   nights=sorted(set(rows["night"]))).to_pandas()
+    trends = lake.read_night_table(
+        DETREND,
+        columns=["source_id", "epd", "tfa"],
+        filter=pc.field("frame_id").isin(ids),
+        nights=sorted(set(rows["night"])),
+    ).to_pandas()
     if len(trends):
         at = pd.Index(trends["source_id"]).get_indexer(det["source_id"])
         got = (at >= 0) & has
@@ -204,21 +247,25 @@ class View:
         return partitions_holding(pixels, at_order, partitions, lake_order, skip=HealpixPixel(self.order, self.pixel))
 
 
-def partitions_holding(pixels: np.ndarray, at_order: int, partitions: list[HealpixPixel], lake_order: int,
-                       skip: HealpixPixel | None = None) -> list[HealpixPixel]:
+def partitions_holding(
+    pixels: np.ndarray, at_order: int, partitions: list[HealpixPixel], lake_order: int, skip: HealpixPixel | None = None
+) -> list[HealpixPixel]:
     """The existing ``partitions`` (but ``skip``) holding any of ``pixels`` (at ``at_order``), sorted."""
     if not len(pixels) or not partitions:
         return []
-    orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, np.unique(pixels)), partitions,
-                                          lake_order)
+    orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, np.unique(pixels)), partitions, lake_order)
     known = set(partitions)
-    return [HealpixPixel(o, p) for o, p in sorted(set(zip(orders.tolist(), pix.tolist())))
-            if HealpixPixel(o, p) != skip and HealpixPixel(o, p) in known]
+    return [
+        HealpixPixel(o, p)
+        for o, p in sorted(set(zip(orders.tolist(), pix.tolist())))
+        if HealpixPixel(o, p) != skip and HealpixPixel(o, p) in known
+    ]
 
 
 def _sparse_hist(h29: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.unique(spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER),
-                     return_counts=True)
+    return np.unique(
+        spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER), return_counts=True
+    )
 
 
 def _concat(tables: list[pa.Table], table: str) -> pa.Table:
@@ -232,8 +279,15 @@ def _points_frame(table: pa.Table) -> pd.DataFrame:
     return out
 
 
-def _points_around(lake: Lake, pixels: np.ndarray, at_order: int, point_partitions, lake_order: int,
-                   skip: HealpixPixel | None = None, since: np.ndarray | None = None) -> tuple[list[pa.Table], int]:
+def _points_around(
+    lake: Lake,
+    pixels: np.ndarray,
+    at_order: int,
+    point_partitions,
+    lake_order: int,
+    skip: HealpixPixel | None = None,
+    since: np.ndarray | None = None,
+) -> tuple[list[pa.Table], int]:
     """The LAKE/lightcurves points filed in ``pixels`` (at ``at_order``): from every light-curve partition
     holding any of them (but ``skip``), only the row groups that reach them (and, with ``since``, an MJD
     per pixel, only those holding points that recent). Returns the tables and how many files were read."""
@@ -243,24 +297,31 @@ def _points_around(lake: Lake, pixels: np.ndarray, at_order: int, point_partitio
         lo, hi, first = ranges_since(pixels, since, at_order)
     if not len(lo):
         return [], 0
-    files = [f for part in partitions_holding(pixels, at_order, point_partitions, lake_order, skip=skip)
-             for f in partition_files(lake, LIGHTCURVES, part)]
-    return [read_ranges(lake.path(f), lo, hi, filesystem=lake.store.arrow_fs, table=LIGHTCURVES, since=first)
-            for f in files], len(files)
+    files = [
+        f
+        for part in partitions_holding(pixels, at_order, point_partitions, lake_order, skip=skip)
+        for f in partition_files(lake, LIGHTCURVES, part)
+    ]
+    return [
+        read_ranges(lake.path(f), lo, hi, filesystem=lake.store.arrow_fs, table=LIGHTCURVES, since=first) for f in files
+    ], len(files)
 
 
-def _history(lake: Lake, view: View, own_points: list[str], point_partitions, lake_order: int
-             ) -> tuple[pa.Table, pa.Table, int]:
+def _history(
+    lake: Lake, view: View, own_points: list[str], point_partitions, lake_order: int
+) -> tuple[pa.Table, pa.Table, int]:
     """The light-curve points of the partition (its files whole) and of the wide band around it (the
     light-curve partitions there, only the row groups that reach it), and how many files were read."""
     own = _concat(read_files(lake, LIGHTCURVES, own_points), LIGHTCURVES)
-    band, n = _points_around(lake, view.wide_pixels, view.w_order, point_partitions, lake_order,
-                             skip=HealpixPixel(view.order, view.pixel))
+    band, n = _points_around(
+        lake, view.wide_pixels, view.w_order, point_partitions, lake_order, skip=HealpixPixel(view.order, view.pixel)
+    )
     return own, _concat(band, LIGHTCURVES), n + len(own_points)
 
 
-def _whole_light_curves(lake: Lake, rows: pa.Table, m_order: int, point_partitions, lake_order: int
-                        ) -> tuple[pd.DataFrame, int]:
+def _whole_light_curves(
+    lake: Lake, rows: pa.Table, m_order: int, point_partitions, lake_order: int
+) -> tuple[pd.DataFrame, int]:
     """Every stored point of the objects ``rows``: their points are filed under their positions when
     added, which moved by less than the association radius since, so the margin-order pixels around
     each object (its own and the eight neighbours, each at least 4 radii wide) hold them all."""
@@ -271,8 +332,7 @@ def _whole_light_curves(lake: Lake, rows: pa.Table, m_order: int, point_partitio
     block = np.column_stack((pix, nb))
     first = np.repeat(rows.column("first_mjd").to_numpy(), block.shape[1])  # no point of it is older
     keep = block.ravel() >= 0
-    tables, n = _points_around(lake, block.ravel()[keep], m_order, point_partitions, lake_order,
-                               since=first[keep])
+    tables, n = _points_around(lake, block.ravel()[keep], m_order, point_partitions, lake_order, since=first[keep])
     points = _points_frame(_concat(tables, LIGHTCURVES))
     return points[points["object_id"].isin(rows.column("object_id").to_numpy())], n
 
@@ -287,8 +347,9 @@ def _recentre(pos: pd.DataFrame, hist: pd.DataFrame, ids: np.ndarray) -> pd.Data
     if not len(ids):
         return pos
     keep = hist[hist["object_id"].isin(ids)]
-    uniq, centre = mean_positions(keep["object_id"].to_numpy(np.int64),
-                                  unit_vectors(keep["ra"].to_numpy(), keep["dec"].to_numpy()))
+    uniq, centre = mean_positions(
+        keep["object_id"].to_numpy(np.int64), unit_vectors(keep["ra"].to_numpy(), keep["dec"].to_numpy())
+    )
     ra, dec = vector_to_radec(centre) if len(uniq) else (np.empty(0), np.empty(0))
     moved = pd.DataFrame({"object_id": uniq, "ra": ra, "dec": dec})
     return pd.concat([pos[~pos["object_id"].isin(ids)], moved], ignore_index=True)
@@ -319,9 +380,11 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
     own_files = [] if spec["rebuild"] else partition_files(lake, OBJECTS, here)
     own = _concat(read_files(lake, OBJECTS, own_files), OBJECTS)
-    band = [read_ranges(lake.path(f), *view.band, filesystem=fs)
-            for nb in view.neighbours(view.band_pixels, view.m_order, partitions, lake_order)
-            for f in partition_files(lake, OBJECTS, nb)]
+    band = [
+        read_ranges(lake.path(f), *view.band, filesystem=fs)
+        for nb in view.neighbours(view.band_pixels, view.m_order, partitions, lake_order)
+        for f in partition_files(lake, OBJECTS, nb)
+    ]
     old = _concat([own, *band], OBJECTS)
     own_ids, old_ids = own.column("object_id").to_numpy(), old.column("object_id").to_numpy()
     point_files = [] if spec["rebuild"] else partition_files(lake, LIGHTCURVES, here)
@@ -337,14 +400,26 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         hist = hist[~gone]
         pos = _recentre(pos, hist, stale_ids)
 
-    ids = associate(det["source_id"].to_numpy(), det["frame_id"].to_numpy(), det["ra"].to_numpy(),
-                    det["dec"].to_numpy(), det["_healpix_29"].to_numpy(), det["ref_object"].to_numpy(),
-                    pos["object_id"].to_numpy(), pos["ra"].to_numpy(), pos["dec"].to_numpy(), spec["radius"],
-                    lake_order)
+    ids = associate(
+        det["source_id"].to_numpy(),
+        det["frame_id"].to_numpy(),
+        det["ra"].to_numpy(),
+        det["dec"].to_numpy(),
+        det["_healpix_29"].to_numpy(),
+        det["ref_object"].to_numpy(),
+        pos["object_id"].to_numpy(),
+        pos["ra"].to_numpy(),
+        pos["dec"].to_numpy(),
+        spec["radius"],
+        lake_order,
+    )
     new = det.assign(object_id=ids, ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
     # as stored (float32 magnitudes): the statistics are then exactly those of LAKE/lightcurves' points
-    new = _points_frame(pa.Table.from_pandas(new[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES),
-                                             preserve_index=False))
+    new = _points_frame(
+        pa.Table.from_pandas(
+            new[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES), preserve_index=False
+        )
+    )
     touched = np.union1d(np.unique(ids), stale_ids)
 
     def owned_by_me(rows: pa.Table) -> np.ndarray:
@@ -362,23 +437,27 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         kept = own.schema.empty_table()
     else:  # merge the new points into the touched objects' rows
         known = np.isin(new["object_id"].to_numpy(np.int64), old_ids)
-        cand = pa.concat_tables([merge(old.filter(pa.array(np.isin(old_ids, ids))), new[known]),
-                                 summarise(new[~known], refcat)])
+        cand = pa.concat_tables(
+            [merge(old.filter(pa.array(np.isin(old_ids, ids))), new[known]), summarise(new[~known], refcat)]
+        )
         mine = owned_by_me(cand)
         kept = own.filter(pa.array(~np.isin(own_ids, touched)))
         # objects of this partition whose points grew by a quarter since their order statistics were
         # computed: those from their whole light curves (each object's, so none is ever staler than that)
         due = mine & needs_refresh(cand.column("n").to_numpy(), cand.column("n_exact").to_numpy())
         if due.any():
-            points, files_read = _whole_light_curves(lake, cand.filter(pa.array(due)), m_order, point_partitions,
-                                                     lake_order)
+            points, files_read = _whole_light_curves(
+                lake, cand.filter(pa.array(due)), m_order, point_partitions, lake_order
+            )
             redo_ids = cand.column("object_id").to_numpy()[due]
             fresh = summarise(pd.concat([points, new[new["object_id"].isin(redo_ids)]], ignore_index=True), refcat)
             fresh = fresh.filter(pa.array(owned_by_me(fresh)))  # (a position rounded across the edge: merged)
             cand_ids = cand.column("object_id").to_numpy()
             keep = ~np.isin(cand_ids, fresh.column("object_id").to_numpy())
-            cand, mine = pa.concat_tables([cand.filter(pa.array(keep)), fresh]), np.r_[mine[keep],
-                                                                                       np.ones(fresh.num_rows, bool)]
+            cand, mine = (
+                pa.concat_tables([cand.filter(pa.array(keep)), fresh]),
+                np.r_[mine[keep], np.ones(fresh.num_rows, bool)],
+            )
             refreshed, points_read = fresh.num_rows, len(points)
     written = cand.filter(pa.array(mine))
     owned = pa.concat_tables([kept, written])
@@ -388,44 +467,69 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     f_orders, f_pixels = hats_meta.assign_pixels(foreign.column("_healpix_29").to_numpy(), partitions, lake_order)
     own_points = history[0] if history is not None else None
 
-    out = {"key": key, "dirty": bool(written.num_rows or not np.isin(own_ids, owned_ids).all()),
-           "exact": bool(exact), "refreshed": refreshed, "rows": owned.num_rows, "path": None,
-           "removed": [(posixpath.relpath(f, OBJECTS), n) for f, n in zip(own_files, row_counts(lake, own_files))],
-           "hist_old": _sparse_hist(own.column("_healpix_29").to_numpy()),
-           "hist_new": _sparse_hist(owned.column("_healpix_29").to_numpy()),
-           "dropped": 0 if own_points is None else int(np.isin(own_points.column("frame_id").to_numpy(), stale).sum()),
-           "objects_new": int((~np.isin(written.column("object_id").to_numpy(), old_ids)).sum()),
-           "detections": int(core.sum()), "objects_read": old.num_rows,
-           "points_read": points_read, "point_files_read": files_read,
-           "homes": sorted(set(zip(f_orders.tolist(), f_pixels.tolist()))),
-           "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
-           "leaving": np.intersect1d(foreign.column("object_id").to_numpy(), own_ids),
-           "gone": np.setdiff1d(own_ids, owned_ids),
-           "sources_files": len(files)}
+    out = {
+        "key": key,
+        "dirty": bool(written.num_rows or not np.isin(own_ids, owned_ids).all()),
+        "exact": bool(exact),
+        "refreshed": refreshed,
+        "rows": owned.num_rows,
+        "path": None,
+        "removed": [(posixpath.relpath(f, OBJECTS), n) for f, n in zip(own_files, row_counts(lake, own_files))],
+        "hist_old": _sparse_hist(own.column("_healpix_29").to_numpy()),
+        "hist_new": _sparse_hist(owned.column("_healpix_29").to_numpy()),
+        "dropped": 0 if own_points is None else int(np.isin(own_points.column("frame_id").to_numpy(), stale).sum()),
+        "objects_new": int((~np.isin(written.column("object_id").to_numpy(), old_ids)).sum()),
+        "detections": int(core.sum()),
+        "objects_read": old.num_rows,
+        "points_read": points_read,
+        "point_files_read": files_read,
+        "homes": sorted(set(zip(f_orders.tolist(), f_pixels.tolist()))),
+        "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
+        "leaving": np.intersect1d(foreign.column("object_id").to_numpy(), own_ids),
+        "gone": np.setdiff1d(own_ids, owned_ids),
+        "sources_files": len(files),
+    }
     # per changed frame: its detections here and their pixels at the lake's order (where its points are)
-    fp = pd.DataFrame({"frame_id": det.loc[core, "frame_id"].to_numpy(np.int64),
-                       "pixel": spatial_index_to_healpix(det.loc[core, "_healpix_29"].to_numpy(np.int64),
-                                                         target_order=lake_order)})
+    fp = pd.DataFrame(
+        {
+            "frame_id": det.loc[core, "frame_id"].to_numpy(np.int64),
+            "pixel": spatial_index_to_healpix(det.loc[core, "_healpix_29"].to_numpy(np.int64), target_order=lake_order),
+        }
+    )
     out["frame_pixels"] = fp.groupby(["frame_id", "pixel"]).size().rename("n").reset_index()
     if out["dirty"] and owned.num_rows:
         rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec['batch_id']}.parquet"
-        lake.store.write_bytes(staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"),
-                               parquet_bytes(owned, row_group_size=ROW_GROUP))
+        lake.store.write_bytes(
+            staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"), parquet_bytes(owned, row_group_size=ROW_GROUP)
+        )
         out["path"] = rel
     # the new points of the objects written here, filed under their object's position (so an object's
     # points are in its partition, sorted together): written exactly once, by their object's owner
     home = pd.Series(written.column("_healpix_29").to_numpy(), index=written.column("object_id").to_numpy())
     mine_new = new[new["object_id"].isin(home.index)]
     mine_new = mine_new.assign(_healpix_29=home.reindex(mine_new["object_id"]).to_numpy(np.int64))
-    out["points"] = _stage_points(lake, spec["batch_id"], here, point_files,
-                                  pa.Table.from_pandas(mine_new, schema=table_schema(LIGHTCURVES), preserve_index=False),
-                                  own_points if exact else None, stale)
+    out["points"] = _stage_points(
+        lake,
+        spec["batch_id"],
+        here,
+        point_files,
+        pa.Table.from_pandas(mine_new, schema=table_schema(LIGHTCURVES), preserve_index=False),
+        own_points if exact else None,
+        stale,
+    )
     release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
 
 
-def _stage_points(lake: Lake, batch_id: str, here: HealpixPixel, point_files: list[str], new_core: pa.Table,
-                  own_points: pa.Table | None, stale: np.ndarray) -> dict:
+def _stage_points(
+    lake: Lake,
+    batch_id: str,
+    here: HealpixPixel,
+    point_files: list[str],
+    new_core: pa.Table,
+    own_points: pa.Table | None,
+    stale: np.ndarray,
+) -> dict:
     """Stage the partition's light-curve file: after an exact pass (``own_points``: every row of its
     files, read), one file of all its points (less those of ``stale`` frames, plus the new ones of its
     objects, ``new_core``) replacing all of its files; else the new points, merged with the smallest
@@ -442,15 +546,20 @@ def _stage_points(lake: Lake, batch_id: str, here: HealpixPixel, point_files: li
         removed = read_files(lake, LIGHTCURVES, [point_files[k] for k in away])
         parts = [new_core, *removed]
     data = sort_points(pa.concat_tables(parts))
-    out = {"path": None, "rows": data.num_rows,
-           "removed": [(posixpath.relpath(point_files[k], LIGHTCURVES), rows_before[k]) for k in away],
-           "hist_old": _sparse_hist(np.concatenate([t.column("_healpix_29").to_numpy() for t in removed]
-                                                   + [np.empty(0, np.int64)])),
-           "hist_new": _sparse_hist(data.column("_healpix_29").to_numpy()),
-           "files": len(point_files) - len(away) + (data.num_rows > 0)}
+    out = {
+        "path": None,
+        "rows": data.num_rows,
+        "removed": [(posixpath.relpath(point_files[k], LIGHTCURVES), rows_before[k]) for k in away],
+        "hist_old": _sparse_hist(
+            np.concatenate([t.column("_healpix_29").to_numpy() for t in removed] + [np.empty(0, np.int64)])
+        ),
+        "hist_new": _sparse_hist(data.column("_healpix_29").to_numpy()),
+        "files": len(point_files) - len(away) + (data.num_rows > 0),
+    }
     if data.num_rows:
         rel = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{batch_id}.parquet"
-        lake.store.write_bytes(staging_path(batch_id, f"{LIGHTCURVES}/{rel}"),
-                               parquet_bytes(data, row_group_size=POINTS_ROW_GROUP))
+        lake.store.write_bytes(
+            staging_path(batch_id, f"{LIGHTCURVES}/{rel}"), parquet_bytes(data, row_group_size=POINTS_ROW_GROUP)
+        )
         out["path"] = rel
     return out

@@ -31,8 +31,22 @@ from skylake.objects.files import _lake, catalog_dataset, data_files, partitions
 DEFAULT_RADIUS_ARCSEC = 5.0
 
 #: Object columns repeated on every point of ``light_curve``'s answer.
-SUMMARY = ["object_id", "refcat", "ref_id", "ra", "dec", "sep_arcsec", "n", "mean_mag", "std_mag", "chi2_dof",
-           "stetson_j", "n_exact", "amplitude", "stats_mag"]
+SUMMARY = [
+    "object_id",
+    "refcat",
+    "ref_id",
+    "ra",
+    "dec",
+    "sep_arcsec",
+    "n",
+    "mean_mag",
+    "std_mag",
+    "chi2_dof",
+    "stetson_j",
+    "n_exact",
+    "amplitude",
+    "stats_mag",
+]
 
 
 def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> tuple[int, np.ndarray]:
@@ -75,8 +89,9 @@ def _in_pixels(lake, table: str, ra: float, dec: float, radius_arcsec: float, co
     return dataset.to_table(columns=columns, filter=flt)
 
 
-def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
-                 columns: list[str] | None = None) -> pa.Table:
+def cone_objects(
+    lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC, columns: list[str] | None = None
+) -> pa.Table:
     """Objects rows (all columns, or ``columns``) within ``radius_arcsec`` of (ra, dec) [deg], with
     ``sep_arcsec``, nearest first."""
     lake = _lake(lake)
@@ -84,8 +99,12 @@ def cone_objects(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RAD
     if columns is not None:
         columns = list(dict.fromkeys(["ra", "dec", *columns]))
     rows = _in_pixels(lake, OBJECTS, ra, dec, radius_arcsec, columns)
-    sep = chord_to_arcsec(np.linalg.norm(unit_vectors(rows.column("ra").to_numpy(), rows.column("dec").to_numpy())
-                                         - unit_vectors([ra], [dec]), axis=1))
+    sep = chord_to_arcsec(
+        np.linalg.norm(
+            unit_vectors(rows.column("ra").to_numpy(), rows.column("dec").to_numpy()) - unit_vectors([ra], [dec]),
+            axis=1,
+        )
+    )
     keep = np.flatnonzero(sep <= radius_arcsec)
     keep = keep[np.argsort(sep[keep], kind="stable")]
     return rows.take(keep).append_column("sep_arcsec", pa.array(sep[keep]))
@@ -104,7 +123,8 @@ def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADI
     spread = 2.0 * float(read_state(lake).get("radius_arcsec", 3.0))
     points = _in_pixels(lake, LIGHTCURVES, ra, dec, radius_arcsec + spread).to_pandas()
     points = points[points["object_id"].isin(objects["object_id"])].drop(
-        columns=["_healpix_29", "ref_id", "Norder", "Dir", "Npix"])
+        columns=["_healpix_29", "ref_id", "Norder", "Dir", "Npix"]
+    )
     flat = points.rename(columns={"ra": "det_ra", "dec": "det_dec"})
     out = flat.merge(objects, on="object_id", how="left", sort=False)
     rank = pd.Series(np.arange(len(objects)), index=objects["object_id"])
@@ -146,12 +166,16 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
         ref = f" ref:{lc['refcat'].iloc[0]}:{lc['ref_id'].iloc[0]}" if lc["refcat"].iloc[0] else ""
         n, n_exact = lc["n"].iloc[0], lc["n_exact"].iloc[0]
         of = f" (of {n_exact} points)" if n_exact < n else ""  # order statistics not yet recomputed
-        ax.set_title(f"object {oid}{ref}  sep {lc['sep_arcsec'].iloc[0]:.1f}\"  n {n}  "
-                     f"std {lc['std_mag'].iloc[0]:.3f}  chi2/dof {lc['chi2_dof'].iloc[0]:.1f}  "
-                     f"J {lc['stetson_j'].iloc[0]:.2f}{of}", fontsize=8)
+        ax.set_title(
+            f'object {oid}{ref}  sep {lc["sep_arcsec"].iloc[0]:.1f}"  n {n}  '
+            f"std {lc['std_mag'].iloc[0]:.3f}  chi2/dof {lc['chi2_dof'].iloc[0]:.1f}  "
+            f"J {lc['stetson_j'].iloc[0]:.2f}{of}",
+            fontsize=8,
+        )
         band = lc["band"].iloc[0] if "band" in lc and lc["band"].iloc[0] else ""
-        ax.set_ylabel(f"{band} [mag]" if use == "mag" and band else "calibrated [mag]" if use == "mag"
-                      else "instrumental [mag]")
+        ax.set_ylabel(
+            f"{band} [mag]" if use == "mag" and band else "calibrated [mag]" if use == "mag" else "instrumental [mag]"
+        )
         flagged = (lc["flags"].to_numpy() & SATURATED_FLAG) != 0 if "flags" in lc else np.zeros(len(lc), bool)
         if flagged.any():  # saturated points stay in the light curve, marked (they are out of the statistics)
             ax.plot(lc["mjd"][flagged], lc[use][flagged], "x", color="tab:red", ms=7, label="saturated")

@@ -75,12 +75,22 @@ def basic_stats(group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.nda
     np.maximum.at(mag_max, group, mag)
     np.minimum.at(mag_min, group, mag)
     amplitude = np.where(n > 0, 0.5 * (mag_max - mag_min), np.nan)
-    return {"n": n.astype(np.int32), "mean_mag": mean, "median_mag": median, "wmean_mag": wmean, "std_mag": std,
-            "mad_mag": mad, "chi2_dof": chi2, "stetson_j": j, "amplitude": amplitude}
+    return {
+        "n": n.astype(np.int32),
+        "mean_mag": mean,
+        "median_mag": median,
+        "wmean_mag": wmean,
+        "std_mag": std,
+        "mad_mag": mad,
+        "chi2_dof": chi2,
+        "stetson_j": j,
+        "amplitude": amplitude,
+    }
 
 
-def light_curve_stats(group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int,
-                      clip_sigma: float = CLIP_SIGMA) -> dict:
+def light_curve_stats(
+    group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int, clip_sigma: float = CLIP_SIGMA
+) -> dict:
     """All statistics of ``n_groups`` light curves, plain and ``_clip``.
 
     ``group``: light curve of each point (0 .. n_groups-1); ``mjd`` [d], ``mag`` and ``err`` [mag].

@@ -31,19 +31,38 @@ from skylake.objects.stats import light_curve_stats
 from skylake.schema import table_schema
 
 #: Statistics an update merges exactly (from the moments of the points).
-MOMENT_COLUMNS = ["n", "mean_mag", "wmean_mag", "wmean_mag_err", "std_mag", "chi2_dof", "min_mag", "max_mag",
-                  "amplitude"]
+MOMENT_COLUMNS = [
+    "n",
+    "mean_mag",
+    "wmean_mag",
+    "wmean_mag_err",
+    "std_mag",
+    "chi2_dof",
+    "min_mag",
+    "max_mag",
+    "amplitude",
+]
 #: Statistics that need every point: computed by :func:`summarise`, carried by :func:`merge`.
-ORDER_COLUMNS = ["median_mag", "mad_mag", "stetson_j", "n_clip", "mean_mag_clip", "median_mag_clip",
-                 "wmean_mag_clip", "std_mag_clip", "mad_mag_clip", "chi2_dof_clip", "stetson_j_clip",
-                 "amplitude_clip"]
+ORDER_COLUMNS = [
+    "median_mag",
+    "mad_mag",
+    "stetson_j",
+    "n_clip",
+    "mean_mag_clip",
+    "median_mag_clip",
+    "wmean_mag_clip",
+    "std_mag_clip",
+    "mad_mag_clip",
+    "chi2_dof_clip",
+    "stetson_j_clip",
+    "amplitude_clip",
+]
 #: The light-curve versions beside the statistics' series (LAKE/lightcurves columns) and their suffixes: the
 #: per-frame-zeropoint magnitudes and the detrended ones (skylake.ensemble).
 VERSIONS = {"mag_zp": "zp", "mag_epd": "epd", "mag_tfa": "tfa"}
 #: Scatter and Stetson J of each version, order statistics like :data:`ORDER_COLUMNS` (``n_exact`` says how
 #: many points they describe): e.g. ``std_mag_tfa`` against ``std_mag`` tells what detrending did.
-VERSION_COLUMNS = [f"{stat}_{suffix}" for suffix in VERSIONS.values()
-                   for stat in ("std_mag", "mad_mag", "stetson_j")]
+VERSION_COLUMNS = [f"{stat}_{suffix}" for suffix in VERSIONS.values() for stat in ("std_mag", "mad_mag", "stetson_j")]
 #: An object's order statistics are recomputed when its points (in its statistics) exceed this factor
 #: times the points those statistics describe: each point is then read again a bounded number of times
 #: over the archive's life (a geometric series: 1 / (1 - 1/1.25) = 5), and the order statistics always
@@ -73,8 +92,16 @@ def moments(group: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) 
     np.maximum.at(hi, g, m)
     empty = n == 0
     lo[empty] = hi[empty] = np.nan
-    return {"n": n, "mean": mean, "m2": np.bincount(g, (m - mean[g]) ** 2, n_groups), "w": wsum, "wmean": wmean,
-            "wm2": np.bincount(g, w * (m - wmean[g]) ** 2, n_groups), "lo": lo, "hi": hi}
+    return {
+        "n": n,
+        "mean": mean,
+        "m2": np.bincount(g, (m - mean[g]) ** 2, n_groups),
+        "w": wsum,
+        "wmean": wmean,
+        "wm2": np.bincount(g, w * (m - wmean[g]) ** 2, n_groups),
+        "lo": lo,
+        "hi": hi,
+    }
 
 
 def merge_moments(a: dict, b: dict) -> dict:
@@ -90,8 +117,16 @@ def merge_moments(a: dict, b: dict) -> dict:
         dw = np.where((a["w"] > 0) & (b["w"] > 0), b["wmean"] - a["wmean"], 0.0)
         wmean = np.where(a["w"] > 0, a["wmean"] + dw * fw, b["wmean"])
         wm2 = a["wm2"] + b["wm2"] + dw**2 * a["w"] * fw
-    return {"n": n, "mean": mean, "m2": m2, "w": w, "wmean": wmean, "wm2": wm2,
-            "lo": np.fmin(a["lo"], b["lo"]), "hi": np.fmax(a["hi"], b["hi"])}
+    return {
+        "n": n,
+        "mean": mean,
+        "m2": m2,
+        "w": w,
+        "wmean": wmean,
+        "wm2": wm2,
+        "lo": np.fmin(a["lo"], b["lo"]),
+        "hi": np.fmax(a["hi"], b["hi"]),
+    }
 
 
 def moment_columns(mom: dict) -> dict:
@@ -99,11 +134,17 @@ def moment_columns(mom: dict) -> dict:
     n = mom["n"]
     with np.errstate(divide="ignore", invalid="ignore"):
         dof = np.where(n > 1, n - 1, np.nan)
-        return {"n": n.astype(np.int32), "mean_mag": np.where(n > 0, mom["mean"], np.nan),
-                "wmean_mag": np.where(mom["w"] > 0, mom["wmean"], np.nan),
-                "wmean_mag_err": np.where(mom["w"] > 0, 1.0 / np.sqrt(mom["w"]), np.nan),
-                "std_mag": np.sqrt(mom["m2"] / dof), "chi2_dof": mom["wm2"] / dof,
-                "min_mag": mom["lo"], "max_mag": mom["hi"], "amplitude": 0.5 * (mom["hi"] - mom["lo"])}
+        return {
+            "n": n.astype(np.int32),
+            "mean_mag": np.where(n > 0, mom["mean"], np.nan),
+            "wmean_mag": np.where(mom["w"] > 0, mom["wmean"], np.nan),
+            "wmean_mag_err": np.where(mom["w"] > 0, 1.0 / np.sqrt(mom["w"]), np.nan),
+            "std_mag": np.sqrt(mom["m2"] / dof),
+            "chi2_dof": mom["wm2"] / dof,
+            "min_mag": mom["lo"],
+            "max_mag": mom["hi"],
+            "amplitude": 0.5 * (mom["hi"] - mom["lo"]),
+        }
 
 
 def moments_of_rows(rows: pd.DataFrame) -> dict:
@@ -111,17 +152,23 @@ def moments_of_rows(rows: pd.DataFrame) -> dict:
     n = rows["n"].to_numpy(np.int64)
     werr = rows["wmean_mag_err"].to_numpy(np.float64)
     many = n > 1
-    return {"n": n, "mean": rows["mean_mag"].to_numpy(np.float64),
-            "m2": np.where(many, rows["std_mag"].to_numpy(np.float64) ** 2 * (n - 1), 0.0),
-            "w": np.where(n > 0, 1.0 / werr**2, 0.0), "wmean": rows["wmean_mag"].to_numpy(np.float64),
-            "wm2": np.where(many, rows["chi2_dof"].to_numpy(np.float64) * (n - 1), 0.0),
-            "lo": rows["min_mag"].to_numpy(np.float64), "hi": rows["max_mag"].to_numpy(np.float64)}
+    return {
+        "n": n,
+        "mean": rows["mean_mag"].to_numpy(np.float64),
+        "m2": np.where(many, rows["std_mag"].to_numpy(np.float64) ** 2 * (n - 1), 0.0),
+        "w": np.where(n > 0, 1.0 / werr**2, 0.0),
+        "wmean": rows["wmean_mag"].to_numpy(np.float64),
+        "wm2": np.where(many, rows["chi2_dof"].to_numpy(np.float64) * (n - 1), 0.0),
+        "lo": rows["min_mag"].to_numpy(np.float64),
+        "hi": rows["max_mag"].to_numpy(np.float64),
+    }
 
 
 # -- the statistics' series -----------------------------------------------------------------------------
 def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each point's magnitude and error in its object's statistics: ``mag`` where ``use_cal`` (per point),
     else ``inst_mag``; NaN for a saturated point (its flux is a lower limit)."""
+
     def col(name):
         return points[name].to_numpy(np.float64, na_value=np.nan)
 
@@ -168,9 +215,15 @@ def _table(cols: dict) -> pa.Table:
     be computed (NaN here: too few points) is stored null: readers sort and filter nulls as missing, while
     DuckDB and Postgres sort NaN above every number (the "most variable" object would be one without a J)."""
     schema = table_schema(OBJECTS)
-    return pa.table({f.name: cols[f.name] if isinstance(cols[f.name], pa.Array)
-                     else pa.array(cols[f.name], f.type, from_pandas=pa.types.is_floating(f.type))
-                     for f in schema}, schema=schema)
+    return pa.table(
+        {
+            f.name: cols[f.name]
+            if isinstance(cols[f.name], pa.Array)
+            else pa.array(cols[f.name], f.type, from_pandas=pa.types.is_floating(f.type))
+            for f in schema
+        },
+        schema=schema,
+    )
 
 
 def _finish(cols: dict) -> pa.Table:
@@ -205,15 +258,22 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
     order = light_curve_stats(inv, mjd, m, e, n_obj)
     last = np.r_[first[1:], len(oid)] - 1
     cols = {
-        "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64), "object_id": uniq,
+        "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64),
+        "object_id": uniq,
         "refcat": np.where(uniq < 0, refcat, "").astype(object),
         "ref_id": pa.array(_first_ref(points, inv, n_obj, [pd.NA] * n_obj), pa.int64()),
-        "ra": ra, "dec": dec, "pos_rms_arcsec": np.sqrt(np.bincount(inv, dist2, n_obj) / counts).astype(np.float32),
-        "n_det": counts.astype(np.int32), "n_cal": n_cal,
+        "ra": ra,
+        "dec": dec,
+        "pos_rms_arcsec": np.sqrt(np.bincount(inv, dist2, n_obj) / counts).astype(np.float32),
+        "n_det": counts.astype(np.int32),
+        "n_cal": n_cal,
         "stats_mag": np.where(n_cal > 0, "mag", "inst_mag").astype(object),
-        **{k: order[k] for k in ORDER_COLUMNS}, **moment_columns(moments(inv, m, e, n_obj)),
+        **{k: order[k] for k in ORDER_COLUMNS},
+        **moment_columns(moments(inv, m, e, n_obj)),
         **version_stats(inv, points, n_obj),
-        "n_exact": order["n"].astype(np.int32), "first_mjd": mjd[first], "last_mjd": mjd[last],
+        "n_exact": order["n"].astype(np.int32),
+        "first_mjd": mjd[first],
+        "last_mjd": mjd[last],
     }
     return _finish(cols)
 
@@ -248,7 +308,11 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
         mean_new = s_new / np.maximum(k, 1)[:, None]
         m2_new = np.bincount(at, np.sum((xyz - mean_new[at]) ** 2, axis=1), n_obj)
         mean_old = s_old / np.maximum(old_n_det, 1)[:, None]
-        m2 = old_n_det * rms**2 + m2_new + np.sum((mean_new - mean_old) ** 2, axis=1) * old_n_det * k / np.maximum(n_det, 1)
+        m2 = (
+            old_n_det * rms**2
+            + m2_new
+            + np.sum((mean_new - mean_old) ** 2, axis=1) * old_n_det * k / np.maximum(n_det, 1)
+        )
         total = s_old + s_new
         centre = total / np.linalg.norm(total, axis=1, keepdims=True)
         resultant = np.linalg.norm(total, axis=1) / np.maximum(n_det, 1)
@@ -301,4 +365,3 @@ def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> np.ndarray:
     again from their whole light curves: their points have grown past :data:`REFRESH_GROWTH` times those
     the statistics describe."""
     return np.asarray(n, np.int64) > REFRESH_GROWTH * np.asarray(n_exact, np.int64)
-

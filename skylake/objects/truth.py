@@ -27,7 +27,9 @@ def object_table(lake) -> pd.DataFrame:
     """Every object's row without its light curve (``ref_id`` as nullable Int64: ids beyond 2**53 stay exact)."""
     dataset = objects_dataset(lake)
     table = dataset.to_table(columns=[n for n in dataset.schema.names if n != "lc"])
-    return table.to_pandas().assign(ref_id=table.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get))
+    return table.to_pandas().assign(
+        ref_id=table.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    )
 
 
 def nearest_objects(lake, ra, dec, radius_arcsec: float = MATCH_ARCSEC) -> np.ndarray:
@@ -78,12 +80,23 @@ def check_variables(lake, stars: pd.DataFrame, n_frames: int, out_dir=None) -> d
     # it comes after all of them
     pool = objects[(objects["n"] >= min_points) & ~objects["object_id"].isin(ids)]
     constant_j = pool["stetson_j"].dropna()
-    first_constant = int((objects.loc[objects["n"] >= min_points, "stetson_j"] > constant_j.max()).sum() + 1) \
-        if len(constant_j) else 0
-    return {"variables": len(variables), "found": int((ids != 0).sum()), "objects": len(objects),
-            "ranked": int((objects["n"] >= max(3, n_frames // 2)).sum()),
-            "ranks_chi2": ranks["rank_chi2_dof"].tolist(), "ranks_stetson_j": ranks["rank_stetson_j"].tolist(),
-            "top": top, "rankable": n_frames >= 3, "first_constant_rank": first_constant,
-            "variables_first": n_frames >= 3 and bool((ranks["rank_stetson_j"] <= len(variables)).all()), "stand_out": n_frames >= 3 and bool((ranks[["rank_chi2_dof", "rank_stetson_j"]] <= top).all().all()),
-            "amplitude_ratio": (found["amplitude_clip"].to_numpy() / variables["amplitude"].to_numpy()).tolist(),
-            "files": written}
+    first_constant = (
+        int((objects.loc[objects["n"] >= min_points, "stetson_j"] > constant_j.max()).sum() + 1)
+        if len(constant_j)
+        else 0
+    )
+    return {
+        "variables": len(variables),
+        "found": int((ids != 0).sum()),
+        "objects": len(objects),
+        "ranked": int((objects["n"] >= max(3, n_frames // 2)).sum()),
+        "ranks_chi2": ranks["rank_chi2_dof"].tolist(),
+        "ranks_stetson_j": ranks["rank_stetson_j"].tolist(),
+        "top": top,
+        "rankable": n_frames >= 3,
+        "first_constant_rank": first_constant,
+        "variables_first": n_frames >= 3 and bool((ranks["rank_stetson_j"] <= len(variables)).all()),
+        "stand_out": n_frames >= 3 and bool((ranks[["rank_chi2_dof", "rank_stetson_j"]] <= top).all().all()),
+        "amplitude_ratio": (found["amplitude_clip"].to_numpy() / variables["amplitude"].to_numpy()).tolist(),
+        "files": written,
+    }

@@ -22,10 +22,20 @@ MAPS_FILE = "refcats.toml"  # in pipelines/: the column maps of the built-in for
 GENERIC = "generic"  # the format that takes a user's column map
 
 _EXPORTS = {
-    "import_refcat": "importer", "ImportReport": "importer", "default_margin_arcsec": "importer",
-    "read_record": "importer", "list_refcats": "query", "cone_search": "query", "propagate": "query",
-    "refcat_path": "query", "get_format": "formats", "load_column_map": "formats", "format_names": "formats",
-    "RefcatError": "errors", "FormatMismatch": "errors", "ColumnMapError": "errors",
+    "import_refcat": "importer",
+    "ImportReport": "importer",
+    "default_margin_arcsec": "importer",
+    "read_record": "importer",
+    "list_refcats": "query",
+    "cone_search": "query",
+    "propagate": "query",
+    "refcat_path": "query",
+    "get_format": "formats",
+    "load_column_map": "formats",
+    "format_names": "formats",
+    "RefcatError": "errors",
+    "FormatMismatch": "errors",
+    "ColumnMapError": "errors",
 }
 __all__ = [*_EXPORTS, "DEFAULT_MARGIN_ARCSEC", "DEFAULT_PIXEL_THRESHOLD", "DEFAULT_HIGHEST_ORDER"]
 

@@ -22,11 +22,21 @@ def _cmd_import(args) -> int:
             from skylake.runtime import dask_client
 
             client = stack.enter_context(dask_client(args.scheduler, args.workers))
-        report = import_refcat(args.lake, args.name, args.files, args.format, columns_map=args.columns_map,
-                               overwrite=args.overwrite, margin_arcsec=args.margin_arcsec,
-                               pixel_threshold=args.pixel_threshold, highest_order=args.highest_order,
-                               client=client, workers=args.workers, progress=not args.no_progress,
-                               create=args.create)
+        report = import_refcat(
+            args.lake,
+            args.name,
+            args.files,
+            args.format,
+            columns_map=args.columns_map,
+            overwrite=args.overwrite,
+            margin_arcsec=args.margin_arcsec,
+            pixel_threshold=args.pixel_threshold,
+            highest_order=args.highest_order,
+            client=client,
+            workers=args.workers,
+            progress=not args.no_progress,
+            create=args.create,
+        )
     print(report)
     return 0
 
@@ -84,29 +94,51 @@ def add_commands(subparsers) -> None:
     """Add ``refcat`` with sub-commands ``import``, ``list`` and ``cone`` to an argparse subparsers object."""
     from skylake.refcat import DEFAULT_HIGHEST_ORDER, DEFAULT_PIXEL_THRESHOLD
 
-    parser = subparsers.add_parser("refcat", help="reference catalogues (APASS, PS1, refcat2, Gaia, Tycho-2, ...)",
-                                   description="Reference catalogues as HATS collections under LAKE/refcats/.")
+    parser = subparsers.add_parser(
+        "refcat",
+        help="reference catalogues (APASS, PS1, refcat2, Gaia, Tycho-2, ...)",
+        description="Reference catalogues as HATS collections under LAKE/refcats/.",
+    )
     sub = parser.add_subparsers(dest="refcat_command", required=True, metavar="SUBCOMMAND")
 
-    p = sub.add_parser("import", help="import a catalogue from its native files",
-                       description="Read CSV, ECSV, FITS or Parquet files in the format's native column names "
-                                   "(maps in pipelines/refcats.toml), drop rows with missing or impossible "
-                                   "coordinates (counted), and write LAKE/refcats/NAME as a HATS collection "
-                                   "with a margin cache.")
+    p = sub.add_parser(
+        "import",
+        help="import a catalogue from its native files",
+        description="Read CSV, ECSV, FITS or Parquet files in the format's native column names "
+        "(maps in pipelines/refcats.toml), drop rows with missing or impossible "
+        "coordinates (counted), and write LAKE/refcats/NAME as a HATS collection "
+        "with a margin cache.",
+    )
     p.add_argument("lake", help="lake directory")
     p.add_argument("name", help="catalogue name (letters, digits, '.', '_', '-')")
     p.add_argument("files", nargs="+", metavar="FILE", help="input files, directories or globs")
     formats = _format_names()
     p.add_argument("--format", required=True, choices=formats, help="the files' catalogue format")
-    p.add_argument("--columns-map", default=None, metavar="FILE",
-                   help="column map (TOML/YAML with a [columns] table) for --format generic")
+    p.add_argument(
+        "--columns-map",
+        default=None,
+        metavar="FILE",
+        help="column map (TOML/YAML with a [columns] table) for --format generic",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing catalogue NAME")
-    p.add_argument("--margin-arcsec", type=float, default=None,
-                   help="margin cache width (default 10; at least the match_radius_arcsec of the profiles calibrated against it)")
-    p.add_argument("--pixel-threshold", type=int, default=DEFAULT_PIXEL_THRESHOLD,
-                   help=f"maximum rows per partition (default {DEFAULT_PIXEL_THRESHOLD})")
-    p.add_argument("--highest-order", type=int, default=DEFAULT_HIGHEST_ORDER,
-                   help=f"highest HEALPix order of a partition (default {DEFAULT_HIGHEST_ORDER})")
+    p.add_argument(
+        "--margin-arcsec",
+        type=float,
+        default=None,
+        help="margin cache width (default 10; at least the match_radius_arcsec of the profiles calibrated against it)",
+    )
+    p.add_argument(
+        "--pixel-threshold",
+        type=int,
+        default=DEFAULT_PIXEL_THRESHOLD,
+        help=f"maximum rows per partition (default {DEFAULT_PIXEL_THRESHOLD})",
+    )
+    p.add_argument(
+        "--highest-order",
+        type=int,
+        default=DEFAULT_HIGHEST_ORDER,
+        help=f"highest HEALPix order of a partition (default {DEFAULT_HIGHEST_ORDER})",
+    )
     p.add_argument("--scheduler", default=None, help="dask scheduler address of an existing cluster")
     p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: cores)")
     p.add_argument("--create", action="store_true", help="create the lake if it does not exist")
@@ -118,16 +150,23 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("cone", help="rows within a radius of a position",
-                       description="Print (or write) the rows within RADIUS_ARCSEC of (RA, DEC), nearest first. "
-                                   "--epoch propagates positions linearly with the proper motions first.")
+    p = sub.add_parser(
+        "cone",
+        help="rows within a radius of a position",
+        description="Print (or write) the rows within RADIUS_ARCSEC of (RA, DEC), nearest first. "
+        "--epoch propagates positions linearly with the proper motions first.",
+    )
     p.add_argument("lake", help="lake directory")
     p.add_argument("name", help="catalogue name")
     p.add_argument("ra", type=float, help="centre RA [deg]")
     p.add_argument("dec", type=float, help="centre Dec [deg]")
     p.add_argument("radius_arcsec", type=float, metavar="RADIUS_ARCSEC", help="radius [arcsec]")
-    p.add_argument("--columns", nargs="+", default=None, help="columns to show besides ref_id, ra, dec, epoch "
-                                                               "(space or comma separated; default all)")
+    p.add_argument(
+        "--columns",
+        nargs="+",
+        default=None,
+        help="columns to show besides ref_id, ra, dec, epoch (space or comma separated; default all)",
+    )
     p.add_argument("--epoch", type=float, default=None, help="Julian year to propagate positions to")
     p.add_argument("--out", default=None, metavar="FILE", help="write FILE.csv or FILE.parquet instead of printing")
     p.add_argument("--max-rows", type=int, default=50, help="rows to print at most (default 50)")

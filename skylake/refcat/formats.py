@@ -171,8 +171,10 @@ class Format:
         lines = [f"{path}: columns do not fit format {self.name!r}; it has {sorted(have)}"]
         for variant in self.variants:
             req = variant.required_columns()
-            lines.append(f"  variant {variant.name!r} ({variant.description.splitlines()[0]}) expects {req}; "
-                         f"missing {[c for c in req if c not in have]}")
+            lines.append(
+                f"  variant {variant.name!r} ({variant.description.splitlines()[0]}) expects {req}; "
+                f"missing {[c for c in req if c not in have]}"
+            )
         raise FormatMismatch("\n".join(lines))
 
 
@@ -191,12 +193,27 @@ def _parse_condition(raw, where: str) -> Condition:
     mask = raw.get("mask")
     if mask is not None and not isinstance(mask, int):
         raise ColumnMapError(f"{where}: mask must be an integer, got {mask!r}")
-    return Condition(col=str(raw["col"]), op=op, value=raw.get("value"), mask=mask,
-                     optional=bool(raw.get("optional", False)))
+    return Condition(
+        col=str(raw["col"]), op=op, value=raw.get("value"), mask=mask, optional=bool(raw.get("optional", False))
+    )
 
 
-_SPEC_KEYS = {"col", "optional", "null", "convert", "scale", "offset", "const", "coalesce", "sum", "hms",
-              "dms", "tycho_id", "derive", "where"}
+_SPEC_KEYS = {
+    "col",
+    "optional",
+    "null",
+    "convert",
+    "scale",
+    "offset",
+    "const",
+    "coalesce",
+    "sum",
+    "hms",
+    "dms",
+    "tycho_id",
+    "derive",
+    "where",
+}
 
 
 def _parse_spec(raw, where: str) -> Spec:
@@ -210,8 +227,9 @@ def _parse_spec(raw, where: str) -> Spec:
     cond = _parse_condition(raw["where"], f"{where}.where") if "where" in raw else None
     kinds = [k for k in ("col", "const", "coalesce", "sum", "hms", "dms", "tycho_id", "derive") if k in raw]
     if len(kinds) != 1:
-        raise ColumnMapError(f"{where}: give exactly one of col/const/coalesce/sum/hms/dms/tycho_id/derive, "
-                             f"got {kinds or 'none'}")
+        raise ColumnMapError(
+            f"{where}: give exactly one of col/const/coalesce/sum/hms/dms/tycho_id/derive, got {kinds or 'none'}"
+        )
     kind = kinds[0]
     if kind == "col":
         convert = raw.get("convert")
@@ -223,8 +241,16 @@ def _parse_spec(raw, where: str) -> Spec:
         for key in ("scale", "offset"):
             if key in raw and not isinstance(raw[key], (int, float)):
                 raise ColumnMapError(f"{where}: {key} must be a number, got {raw[key]!r}")
-        return Spec(kind="col", col=str(raw["col"]), optional=bool(raw.get("optional", False)), null=tuple(null),
-                    convert=convert, scale=raw.get("scale"), offset=raw.get("offset"), where=cond)
+        return Spec(
+            kind="col",
+            col=str(raw["col"]),
+            optional=bool(raw.get("optional", False)),
+            null=tuple(null),
+            convert=convert,
+            scale=raw.get("scale"),
+            offset=raw.get("offset"),
+            where=cond,
+        )
     if kind == "const":
         return Spec(kind="const", value=raw["const"], where=cond)
     if kind in ("coalesce", "sum"):
@@ -261,8 +287,9 @@ def _parse_variant(fmt: str, name: str, doc: dict, bands: set[str] | None, sourc
             except ValueError as exc:
                 raise ColumnMapError(f"{where}: {target}: {exc}") from None
         elif target not in core:
-            raise ColumnMapError(f"{where}: unknown target column {target!r}; targets are {sorted(core)} "
-                                 "and mag_<band>/err_<band>")
+            raise ColumnMapError(
+                f"{where}: unknown target column {target!r}; targets are {sorted(core)} and mag_<band>/err_<band>"
+            )
         spec = _parse_spec(raw, f"{where} columns.{target}")
         if spec.kind == "derive" and target != "ref_id":
             raise ColumnMapError(f"{where}: derive is only for ref_id, not {target}")
@@ -279,8 +306,14 @@ def _parse_variant(fmt: str, name: str, doc: dict, bands: set[str] | None, sourc
         items = raw if isinstance(raw, list) else [raw]
         flags[flag] = tuple(_parse_condition(c, f"{where} flags.{flag}") for c in items)
     csv_names = tuple(doc.get("csv_names", ()))
-    return Variant(format=fmt, name=name, description=str(doc.get("description", name)).strip(),
-                   columns=columns, flags=flags, csv_names=csv_names)
+    return Variant(
+        format=fmt,
+        name=name,
+        description=str(doc.get("description", name)).strip(),
+        columns=columns,
+        flags=flags,
+        csv_names=csv_names,
+    )
 
 
 def _parse_format(name: str, doc: dict, source: str) -> Format:
@@ -291,12 +324,20 @@ def _parse_format(name: str, doc: dict, source: str) -> Format:
         bands = tuple(sort_bands(bands))
     except ValueError as exc:
         raise ColumnMapError(f"{source} [{name}]: {exc}") from None
-    variants = tuple(_parse_variant(name, key, sub, set(bands), source)
-                     for key, sub in doc.items() if isinstance(sub, dict) and "columns" in sub)
+    variants = tuple(
+        _parse_variant(name, key, sub, set(bands), source)
+        for key, sub in doc.items()
+        if isinstance(sub, dict) and "columns" in sub
+    )
     if not variants:
         raise ColumnMapError(f"{source} [{name}]: defines no variant ([{name}.NAME.columns])")
-    return Format(name=name, description=str(doc.get("description", name)), bands=bands,
-                  systems=dict(doc.get("systems", {})), variants=variants)
+    return Format(
+        name=name,
+        description=str(doc.get("description", name)),
+        bands=bands,
+        systems=dict(doc.get("systems", {})),
+        variants=variants,
+    )
 
 
 @functools.cache
@@ -330,8 +371,13 @@ def load_column_map(path: str | Path) -> Format:
         raise ColumnMapError(f"{path}: expected a table with [columns], got {type(doc).__name__}")
     variant = _parse_variant(GENERIC, path.stem, doc, None, str(path))
     bands = sort_bands({t[4:] for t in variant.columns if t.startswith(("mag_", "err_"))})
-    return Format(name=GENERIC, description=str(doc.get("description", f"column map {path.name}")),
-                  bands=tuple(bands), systems=dict(doc.get("systems", {})), variants=(variant,))
+    return Format(
+        name=GENERIC,
+        description=str(doc.get("description", f"column map {path.name}")),
+        bands=tuple(bands),
+        systems=dict(doc.get("systems", {})),
+        variants=(variant,),
+    )
 
 
 def get_format(name: str, columns_map: str | Path | None = None) -> Format:
@@ -341,8 +387,9 @@ def get_format(name: str, columns_map: str | Path | None = None) -> Format:
             raise ColumnMapError("--format generic needs --columns-map FILE (a TOML/YAML [columns] table)")
         return load_column_map(columns_map)
     if columns_map is not None:
-        raise ColumnMapError(f"--columns-map is for --format generic; format {name!r} has its map in "
-                             f"pipelines/{MAPS_FILE}")
+        raise ColumnMapError(
+            f"--columns-map is for --format generic; format {name!r} has its map in pipelines/{MAPS_FILE}"
+        )
     formats = load_formats()
     if name not in formats:
         raise ColumnMapError(f"unknown format {name!r}; known: {format_names()}")

@@ -84,10 +84,12 @@ class ImportReport:
 
     def __str__(self) -> str:
         drops = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.dropped.items() if v) or "none"
-        lines = [f"refcat {self.name} ({self.format}): {self.rows} rows from {self.rows_read} read in "
-                 f"{len(self.files)} file(s); dropped {self.rows_dropped} ({drops})",
-                 f"  {self.partitions} partitions, margin {self.margin_threshold_arcsec:g} arcsec "
-                 f"({self.margin_rows} rows), {self.seconds:.1f} s -> {self.path}"]
+        lines = [
+            f"refcat {self.name} ({self.format}): {self.rows} rows from {self.rows_read} read in "
+            f"{len(self.files)} file(s); dropped {self.rows_dropped} ({drops})",
+            f"  {self.partitions} partitions, margin {self.margin_threshold_arcsec:g} arcsec "
+            f"({self.margin_rows} rows), {self.seconds:.1f} s -> {self.path}",
+        ]
         if self.id_collisions:
             lines.append(f"  warning: {_collision_text(self.id_collisions, self.ids_derived)}")
         return "\n".join(lines)
@@ -112,8 +114,9 @@ def default_margin_arcsec() -> float:
 
 def check_name(name: str) -> str:
     if not _NAME.match(name or ""):
-        raise RefcatError(f"refcat name {name!r} must start with a letter or digit and hold only letters, "
-                          "digits, '.', '_' and '-'")
+        raise RefcatError(
+            f"refcat name {name!r} must start with a letter or digit and hold only letters, digits, '.', '_' and '-'"
+        )
     return name
 
 
@@ -132,8 +135,13 @@ def expand_inputs(paths) -> list[Path]:
             found = sorted(f for f in p.rglob("*") if f.is_file() and is_catalogue_file(f))
             text = [f for f in found if split_compression(f)[0].endswith(_DIRECTORY_SKIPS)]
             if text:
-                log.warning("%s: skipped %d plain-text file(s) (%s%s); name them to import them", p, len(text),
-                            ", ".join(f.name for f in text[:5]), ", ..." if len(text) > 5 else "")
+                log.warning(
+                    "%s: skipped %d plain-text file(s) (%s%s); name them to import them",
+                    p,
+                    len(text),
+                    ", ".join(f.name for f in text[:5]),
+                    ", ..." if len(text) > 5 else "",
+                )
             out.extend(f for f in found if f not in text)
         elif any(ch in raw for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(raw, recursive=True) if Path(m).is_file())
@@ -161,9 +169,11 @@ def match_source(fmt: Format, source: Source) -> Variant:
             if variant.csv_names and len(variant.csv_names) == source.n_fields:
                 return fmt.match(variant.csv_names, str(source.path))
         layouts = [f"{v.label} ({len(v.csv_names)} columns)" for v in fmt.variants if v.csv_names]
-        raise FormatMismatch(f"{source.path}: has no header row and {source.n_fields} columns; headerless "
-                             f"layouts of format {fmt.name!r}: {layouts or 'none'}; expected a header with "
-                             f"{[v.required_columns() for v in fmt.variants]}")
+        raise FormatMismatch(
+            f"{source.path}: has no header row and {source.n_fields} columns; headerless "
+            f"layouts of format {fmt.name!r}: {layouts or 'none'}; expected a header with "
+            f"{[v.required_columns() for v in fmt.variants]}"
+        )
     return fmt.match(source.columns, str(source.path))
 
 
@@ -177,8 +187,9 @@ def sha256(path: str | os.PathLike) -> str:
 
 def refcats_dir(lake: Lake) -> Path:
     if not lake.store.is_local:
-        raise RefcatError(f"reference catalogues are written to local lakes only (the swap needs rename(2)); "
-                          f"{lake.url} is not local")
+        raise RefcatError(
+            f"reference catalogues are written to local lakes only (the swap needs rename(2)); {lake.url} is not local"
+        )
     return Path(lake.path(REFCATS))
 
 
@@ -230,11 +241,24 @@ def _count_id_collisions(catalog_dir: Path) -> int:
 
 
 # -- the import ----------------------------------------------------------------------------------------
-def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *, columns_map=None,
-                  overwrite: bool = False, margin_arcsec: float | None = None,
-                  pixel_threshold: int = DEFAULT_PIXEL_THRESHOLD, highest_order: int = DEFAULT_HIGHEST_ORDER,
-                  chunk_rows: int = 500_000, rows_per_shard: int = 1_000_000, client=None,
-                  workers: int | None = None, progress: bool = True, create: bool = False) -> ImportReport:
+def import_refcat(
+    lake: Lake | str | os.PathLike,
+    name: str,
+    files,
+    fmt: str,
+    *,
+    columns_map=None,
+    overwrite: bool = False,
+    margin_arcsec: float | None = None,
+    pixel_threshold: int = DEFAULT_PIXEL_THRESHOLD,
+    highest_order: int = DEFAULT_HIGHEST_ORDER,
+    chunk_rows: int = 500_000,
+    rows_per_shard: int = 1_000_000,
+    client=None,
+    workers: int | None = None,
+    progress: bool = True,
+    create: bool = False,
+) -> ImportReport:
     """Import ``files`` (format ``fmt``) as ``LAKE/refcats/NAME``; returns an :class:`ImportReport`.
 
     ``client`` is a dask distributed Client (a LocalCluster of ``workers`` processes is started when
@@ -262,8 +286,9 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
     with lake.store.lock(f"{REFCATS}/.{name}.lock"):
         _recover(root, name)
         if final.exists() and not overwrite:
-            raise RefcatError(f"refcat {name!r} already exists at {final}; pass --overwrite (overwrite=True) "
-                              "to replace it")
+            raise RefcatError(
+                f"refcat {name!r} already exists at {final}; pass --overwrite (overwrite=True) to replace it"
+            )
         staging = _new_staging(root, name)
         shard_dir = staging / "shards"
         shard_dir.mkdir(parents=True)
@@ -274,19 +299,36 @@ def import_refcat(lake: Lake | str | os.PathLike, name: str, files, fmt: str, *,
 
                     client = stack.enter_context(dask_client(None, workers))
                 t1 = time.monotonic()
-                results = _normalise_all(client, sources, variants, fmt_obj, shard_dir, chunk_rows,
-                                         rows_per_shard, progress)
+                results = _normalise_all(
+                    client, sources, variants, fmt_obj, shard_dir, chunk_rows, rows_per_shard, progress
+                )
                 t2 = time.monotonic()
                 rows = sum(r.counts.rows_kept for r, _, _ in results)
                 if rows == 0:
                     raise RefcatError(f"no row of {[str(p) for p in paths]} has valid coordinates; nothing to import")
                 out = staging / "out"
-                _run_hats_import(client, fmt_obj, name, [s for r, _, _ in results for s in r.shards], rows,
-                                 out, staging, margin, pixel_threshold, highest_order, chunk_rows, progress)
+                _run_hats_import(
+                    client,
+                    fmt_obj,
+                    name,
+                    [s for r, _, _ in results for s in r.shards],
+                    rows,
+                    out,
+                    staging,
+                    margin,
+                    pixel_threshold,
+                    highest_order,
+                    chunk_rows,
+                    progress,
+                )
                 t3 = time.monotonic()
             report = _finish(out / name, name, fmt_obj, sources, variants, results, margin, t0, lake, final)
-            report.timings = {"setup": t1 - t0, "normalise": t2 - t1, "hats_import": t3 - t2,
-                              "finish": time.monotonic() - t3}
+            report.timings = {
+                "setup": t1 - t0,
+                "normalise": t2 - t1,
+                "hats_import": t3 - t2,
+                "finish": time.monotonic() - t3,
+            }
             _swap(out / name, final, staging / "old")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -304,11 +346,13 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
         if source.kind == "parquet" and n_workers > 1:
             meta = pq.ParquetFile(source.path).metadata
             k = min(meta.num_row_groups, 2 * n_workers) if meta.num_rows > 2 * chunk_rows else 1
-            parts = [tuple(int(g) for g in run) for run in np.array_split(np.arange(meta.num_row_groups), k)] \
-                if k > 1 else [None]
+            parts = (
+                [tuple(int(g) for g in run) for run in np.array_split(np.arange(meta.num_row_groups), k)]
+                if k > 1
+                else [None]
+            )
         for j, groups in enumerate(parts):
-            jobs.append((source, variant, fmt, str(shard_dir), f"f{i:05d}p{j:03d}", chunk_rows, rows_per_shard,
-                         groups))
+            jobs.append((source, variant, fmt, str(shard_dir), f"f{i:05d}p{j:03d}", chunk_rows, rows_per_shard, groups))
             owner.append(i)
     if len(jobs) > 1:
         futures = [client.submit(normalise_file, *job, pure=False) for job in jobs]
@@ -323,12 +367,15 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
         counts = ChunkCounts()
         for r in mine:
             counts.add(r.counts)
-        merged = FileResult(path=str(source.path), variant=mine[0].variant, counts=counts,
-                            shards=[sh for r in mine for sh in r.shards])
+        merged = FileResult(
+            path=str(source.path), variant=mine[0].variant, counts=counts, shards=[sh for r in mine for sh in r.shards]
+        )
         results.append((merged, digests[i], os.path.getsize(source.path)))
         if progress:
-            print(f"normalised {source.path} as {merged.variant}: {counts.rows_kept} rows kept of "
-                  f"{counts.rows_read}", flush=True)
+            print(
+                f"normalised {source.path} as {merged.variant}: {counts.rows_kept} rows kept of {counts.rows_read}",
+                flush=True,
+            )
     return results
 
 
@@ -350,29 +397,71 @@ def quiet_collection_notice():
         logging.getLogger().removeFilter(flt)
 
 
-def _run_hats_import(client, fmt: Format, name: str, shards: list[str], rows: int, out: Path, staging: Path,
-                     margin: float, pixel_threshold: int, highest_order: int, chunk_rows: int, progress: bool):
+def _run_hats_import(
+    client,
+    fmt: Format,
+    name: str,
+    shards: list[str],
+    rows: int,
+    out: Path,
+    staging: Path,
+    margin: float,
+    pixel_threshold: int,
+    highest_order: int,
+    chunk_rows: int,
+    progress: bool,
+):
     from hats_import import CollectionArguments, pipeline_with_client
     from hats_import.catalog.file_readers.parquet import ParquetPyarrowReader
 
     schema_file = staging / "schema.parquet"
     pq.write_table(fmt.schema().empty_table(), schema_file)
-    props = {"hats_cols_survey_id": "ref_id", "obs_title": fmt.description.splitlines()[0][:200],
-             "hats_frame": "equatorial"}
-    args = (CollectionArguments(output_artifact_name=name, output_path=out, tmp_dir=staging / "tmp",
-                                progress_bar=progress, simple_progress_bar=True, resume=False)
-            .catalog(input_file_list=shards, file_reader=ParquetPyarrowReader(chunksize=chunk_rows),
-                     ra_column="ra", dec_column="dec", sort_columns="ref_id", catalog_type="object",
-                     pixel_threshold=pixel_threshold, highest_healpix_order=highest_order,
-                     expected_total_rows=rows, use_schema_file=str(schema_file),
-                     write_table_kwargs=dict(WRITE_TABLE_KWARGS), addl_hats_properties=props)
-            .add_margin(margin_threshold=margin, is_default=True))
+    props = {
+        "hats_cols_survey_id": "ref_id",
+        "obs_title": fmt.description.splitlines()[0][:200],
+        "hats_frame": "equatorial",
+    }
+    args = (
+        CollectionArguments(
+            output_artifact_name=name,
+            output_path=out,
+            tmp_dir=staging / "tmp",
+            progress_bar=progress,
+            simple_progress_bar=True,
+            resume=False,
+        )
+        .catalog(
+            input_file_list=shards,
+            file_reader=ParquetPyarrowReader(chunksize=chunk_rows),
+            ra_column="ra",
+            dec_column="dec",
+            sort_columns="ref_id",
+            catalog_type="object",
+            pixel_threshold=pixel_threshold,
+            highest_healpix_order=highest_order,
+            expected_total_rows=rows,
+            use_schema_file=str(schema_file),
+            write_table_kwargs=dict(WRITE_TABLE_KWARGS),
+            addl_hats_properties=props,
+        )
+        .add_margin(margin_threshold=margin, is_default=True)
+    )
     with quiet_collection_notice():
         pipeline_with_client(args, client)
 
 
-def _finish(collection: Path, name: str, fmt: Format, sources, variants, results, margin: float, t0: float,
-            lake: Lake, final: Path) -> ImportReport:
+def _finish(
+    collection: Path,
+    name: str,
+    fmt: Format,
+    sources,
+    variants,
+    results,
+    margin: float,
+    t0: float,
+    lake: Lake,
+    final: Path,
+) -> ImportReport:
     """Count what was written and store the import record inside the new collection."""
     import hats
 
@@ -390,19 +479,37 @@ def _finish(collection: Path, name: str, fmt: Format, sources, variants, results
         for k, v in c.dropped.items():
             dropped[k] = dropped.get(k, 0) + v
         epochs += [e for e in (c.epoch_min, c.epoch_max) if e is not None]
-        files.append({"path": str(Path(result.path).resolve()), "bytes": size, "sha256": digest,
-                      "variant": variant.label, "rows_read": c.rows_read, "rows_kept": c.rows_kept,
-                      "dropped": c.dropped})
+        files.append(
+            {
+                "path": str(Path(result.path).resolve()),
+                "bytes": size,
+                "sha256": digest,
+                "variant": variant.label,
+                "rows_read": c.rows_read,
+                "rows_kept": c.rows_kept,
+                "dropped": c.dropped,
+            }
+        )
     derived = all(v.columns["ref_id"].kind == "derive" for v in variants)
     collisions = _count_id_collisions(collection / main.catalog_name)
     if collisions:
         log.warning("refcat %s: %s", name, _collision_text(collisions, derived))
     rows = int(main.catalog_info.total_rows)
-    report = ImportReport(name=name, format=fmt.name, path=str(final), rows=rows, rows_read=rows_read,
-                          dropped=dropped, partitions=len(main.get_healpix_pixels()),
-                          margin_threshold_arcsec=margin, margin_rows=int(margin_cat.catalog_info.total_rows),
-                          seconds=time.monotonic() - t0, files=files, id_collisions=collisions,
-                          ids_derived=derived)
+    report = ImportReport(
+        name=name,
+        format=fmt.name,
+        path=str(final),
+        rows=rows,
+        rows_read=rows_read,
+        dropped=dropped,
+        partitions=len(main.get_healpix_pixels()),
+        margin_threshold_arcsec=margin,
+        margin_rows=int(margin_cat.catalog_info.total_rows),
+        seconds=time.monotonic() - t0,
+        files=files,
+        id_collisions=collisions,
+        ids_derived=derived,
+    )
     record = {
         "record_version": RECORD_VERSION,
         "name": name,

@@ -131,8 +131,14 @@ def evaluate_condition(cond: Condition, table: pa.Table) -> pa.Array:
     value = cond.value
     if pa.types.is_integer(arr.type) and isinstance(value, float) and not value.is_integer():
         arr = pc.cast(arr, pa.float64())
-    fn = {"eq": pc.equal, "ne": pc.not_equal, "gt": pc.greater, "ge": pc.greater_equal,
-          "lt": pc.less, "le": pc.less_equal}[cond.op]
+    fn = {
+        "eq": pc.equal,
+        "ne": pc.not_equal,
+        "gt": pc.greater,
+        "ge": pc.greater_equal,
+        "lt": pc.less,
+        "le": pc.less_equal,
+    }[cond.op]
     return pc.fill_null(fn(arr, pa.scalar(value).cast(arr.type)), False)
 
 
@@ -167,8 +173,12 @@ def evaluate_spec(spec: Spec, table: pa.Table, typ: pa.DataType) -> pa.Array:
             arr = pc.add(arr, evaluate_spec(part, table, pa.float64()))
     elif spec.kind in ("hms", "dms"):
         cols = spec.cols if spec.kind == "hms" else spec.cols[1:]
-        d, m, s = (pc.fill_null(_column(table, c, pa.float64(), False), np.nan) if i else
-                   _column(table, c, pa.float64(), False) for i, c in enumerate(cols))
+        d, m, s = (
+            pc.fill_null(_column(table, c, pa.float64(), False), np.nan)
+            if i
+            else _column(table, c, pa.float64(), False)
+            for i, c in enumerate(cols)
+        )
         arr = pc.add(pc.add(d, pc.divide(m, 60.0)), pc.divide(s, 3600.0))
         if spec.kind == "hms":
             arr = pc.multiply(arr, 15.0)
@@ -219,8 +229,11 @@ def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tup
     with np.errstate(invalid="ignore"):
         bad_dec = ~missing & (np.abs(dec_np) > 90.0)
     bad_ra = ~missing & ~bad_dec & ~ra_ok
-    counts.dropped = {"missing_coordinates": int(missing.sum()), "dec_out_of_range": int(bad_dec.sum()),
-                      "ra_out_of_range": int(bad_ra.sum())}
+    counts.dropped = {
+        "missing_coordinates": int(missing.sum()),
+        "dec_out_of_range": int(bad_dec.sum()),
+        "ra_out_of_range": int(bad_ra.sum()),
+    }
     keep = ~(missing | bad_dec | bad_ra)
     result = pa.table({f.name: out[f.name] for f in schema}, schema=schema)
     if not keep.all():
@@ -288,9 +301,16 @@ class FileResult:
     shards: list[str]
 
 
-def normalise_file(source: Source, variant: Variant, fmt: Format, shard_dir: str | os.PathLike, prefix: str,
-                   chunk_rows: int = 500_000, rows_per_shard: int = 1_000_000,
-                   row_groups: tuple[int, ...] | None = None) -> FileResult:
+def normalise_file(
+    source: Source,
+    variant: Variant,
+    fmt: Format,
+    shard_dir: str | os.PathLike,
+    prefix: str,
+    chunk_rows: int = 500_000,
+    rows_per_shard: int = 1_000_000,
+    row_groups: tuple[int, ...] | None = None,
+) -> FileResult:
     """Stream ``source`` (only ``row_groups`` of a Parquet file, if given) through ``variant`` into
     shards ``<prefix>-NNNN.parquet`` under ``shard_dir``. Runs on a dask worker."""
     schema = fmt.schema()

@@ -58,11 +58,19 @@ def list_refcats(lake) -> list[dict]:
         if path.name.startswith(".") or not path.is_dir():
             continue
         rec = read_record(path)
-        out.append({"name": path.name, "format": rec.get("format", "?"), "rows": rec.get("rows"),
-                    "partitions": rec.get("partitions"),
-                    "margin_threshold_arcsec": rec.get("margin_threshold_arcsec"),
-                    "imported_at": rec.get("imported_at"), "synthetic": rec.get("synthetic", False),
-                    "path": str(path), "note": "" if rec else "no import record"})
+        out.append(
+            {
+                "name": path.name,
+                "format": rec.get("format", "?"),
+                "rows": rec.get("rows"),
+                "partitions": rec.get("partitions"),
+                "margin_threshold_arcsec": rec.get("margin_threshold_arcsec"),
+                "imported_at": rec.get("imported_at"),
+                "synthetic": rec.get("synthetic", False),
+                "path": str(path),
+                "note": "" if rec else "no import record",
+            }
+        )
     return out
 
 
@@ -74,11 +82,13 @@ def format_list(rows: list[dict]) -> str:
     lines = [head]
     for r in rows:
         margin = f'{r["margin_threshold_arcsec"]:g}"' if r["margin_threshold_arcsec"] is not None else "?"
-        rows_txt = f'{r["rows"]:,}' if r["rows"] is not None else "?"
+        rows_txt = f"{r['rows']:,}" if r["rows"] is not None else "?"
         parts = str(r["partitions"]) if r["partitions"] is not None else "?"
         note = " (synthetic)" if r["synthetic"] else (f" ({r['note']})" if r["note"] else "")
-        lines.append(f"{r['name']:20s} {r['format']:10s} {rows_txt:>12s} {parts:>10s} {margin:>8s}  "
-                     f"{r['imported_at'] or '?'}{note}")
+        lines.append(
+            f"{r['name']:20s} {r['format']:10s} {rows_txt:>12s} {parts:>10s} {margin:>8s}  "
+            f"{r['imported_at'] or '?'}{note}"
+        )
     return "\n".join(lines)
 
 
@@ -105,8 +115,15 @@ def propagate(table: pd.DataFrame, epoch: float) -> pd.DataFrame:
     return out
 
 
-def cone_search(lake, name: str, ra: float, dec: float, radius_arcsec: float, columns: list[str] | None = None,
-                epoch: float | None = None) -> pd.DataFrame:
+def cone_search(
+    lake,
+    name: str,
+    ra: float,
+    dec: float,
+    radius_arcsec: float,
+    columns: list[str] | None = None,
+    epoch: float | None = None,
+) -> pd.DataFrame:
     """Rows of refcat ``name`` within ``radius_arcsec`` of (``ra``, ``dec``) [deg], nearest first.
 
     With ``epoch`` the positions are first propagated to it (see :func:`propagate`) and the cut
@@ -142,9 +159,13 @@ def cone_search(lake, name: str, ra: float, dec: float, radius_arcsec: float, co
         pad += MAX_PM_ARCSEC_PER_YR * span
     search = min(radius_arcsec + pad, 180.0 * 3600.0)
     pixels = cat.filter_by_cone(ra, dec, search).get_healpix_pixels()
-    tables = [pq.read_table(hats_paths.pixel_catalog_file(cat.catalog_base_dir, p,
-                                                          npix_suffix=cat.catalog_info.npix_suffix).path,
-                            columns=read_cols) for p in pixels]
+    tables = [
+        pq.read_table(
+            hats_paths.pixel_catalog_file(cat.catalog_base_dir, p, npix_suffix=cat.catalog_info.npix_suffix).path,
+            columns=read_cols,
+        )
+        for p in pixels
+    ]
     if tables:
         df = pa.concat_tables(tables).to_pandas()
     else:

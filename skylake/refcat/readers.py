@@ -36,8 +36,12 @@ NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "--"]
 KINDS = ("parquet", "csv", "ecsv", "fits")
 #: File-name endings of each kind, before any compression suffix; the one list both the reader and
 #: the importer's directory scan use. ECSV is also recognised by its first line.
-SUFFIXES = {"parquet": (".parquet", ".pq"), "fits": (".fits", ".fit", ".fts", ".fits.fz"), "ecsv": (".ecsv",),
-            "csv": (".csv", ".tsv", ".txt", ".rc2", ".dat")}
+SUFFIXES = {
+    "parquet": (".parquet", ".pq"),
+    "fits": (".fits", ".fit", ".fts", ".fits.fz"),
+    "ecsv": (".ecsv",),
+    "csv": (".csv", ".tsv", ".txt", ".rc2", ".dat"),
+}
 #: Compression suffixes and their openers (pyarrow's CSV reader undoes the same ones by suffix).
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -95,8 +99,9 @@ def detect_kind(path: Path) -> str:
     if name.endswith(SUFFIXES["csv"]):
         return "csv"
     known = ", ".join(s for suffixes in SUFFIXES.values() for s in suffixes)
-    raise FormatMismatch(f"{path}: cannot tell the file type from its name; use one of {known} "
-                         f"(optionally {' or '.join(COMPRESSIONS)})")
+    raise FormatMismatch(
+        f"{path}: cannot tell the file type from its name; use one of {known} (optionally {' or '.join(COMPRESSIONS)})"
+    )
 
 
 def _open_text(path: Path):
@@ -121,11 +126,12 @@ def open_source(path: str | Path) -> Source:
     kind = detect_kind(path)
     if kind == "parquet":
         if split_compression(path)[1]:
-            raise FormatMismatch(f"{path}: compressed Parquet cannot be read in row groups; decompress it first "
-                                 "(Parquet is compressed inside already)")
+            raise FormatMismatch(
+                f"{path}: compressed Parquet cannot be read in row groups; decompress it first "
+                "(Parquet is compressed inside already)"
+            )
         schema = pq.read_schema(path)
-        meta = {k.decode(): v.decode(errors="replace") for k, v in (schema.metadata or {}).items()
-                if k != b"pandas"}
+        meta = {k.decode(): v.decode(errors="replace") for k, v in (schema.metadata or {}).items() if k != b"pandas"}
         return Source(path, kind, list(schema.names), meta=meta)
     if kind == "fits":
         return _open_fits(path)
@@ -192,8 +198,13 @@ def source_columns(source: Source, csv_names: tuple[str, ...] = ()) -> list[str]
     return source.columns
 
 
-def iter_chunks(source: Source, types: dict[str, pa.DataType | None], chunk_rows: int = 500_000,
-                csv_names: tuple[str, ...] = (), row_groups=None) -> Iterator[pa.Table]:
+def iter_chunks(
+    source: Source,
+    types: dict[str, pa.DataType | None],
+    chunk_rows: int = 500_000,
+    csv_names: tuple[str, ...] = (),
+    row_groups=None,
+) -> Iterator[pa.Table]:
     """Stream the columns ``types`` (name -> type, None = as stored) of ``source`` as Tables
     (of a Parquet file, only the ``row_groups`` given, if any).
 
@@ -218,9 +229,13 @@ def _iter_text(source: Source, types: dict[str, pa.DataType | None], csv_names) 
     column_names = list(csv_names) if source.headerless else source.columns
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK, column_names=column_names, skip_rows=source.skip_rows)
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
-    convert = pacsv.ConvertOptions(column_types={c: (t or pa.string()) for c, t in types.items()},
-                                   include_columns=list(types), null_values=NULL_TOKENS,
-                                   strings_can_be_null=True, quoted_strings_can_be_null=True)
+    convert = pacsv.ConvertOptions(
+        column_types={c: (t or pa.string()) for c, t in types.items()},
+        include_columns=list(types),
+        null_values=NULL_TOKENS,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
     try:
         reader = pacsv.open_csv(source.path, read_options=read, parse_options=parse, convert_options=convert)
         for batch in reader:
@@ -251,14 +266,15 @@ def _iter_fits(source: Source, columns: list[str], chunk_rows: int) -> Iterator[
     from astropy.io import fits
 
     if split_compression(source.path)[1]:
-        raise RefcatError(f"{source.path}: a compressed FITS file cannot be memory-mapped; read it through "
-                          "readers.uncompressed()")
+        raise RefcatError(
+            f"{source.path}: a compressed FITS file cannot be memory-mapped; read it through readers.uncompressed()"
+        )
     with fits.open(source.path, memmap=True) as hdul:
         hdu = hdul[source.hdu]
         n = hdu.header.get("NAXIS2", 0)
         fcols = {c.name: c for c in hdu.columns}
         for start in range(0, n, chunk_rows):
-            rows = hdu.data[start:start + chunk_rows]
+            rows = hdu.data[start : start + chunk_rows]
             yield pa.table({name: _fits_column(rows, fcols[name]) for name in columns})
 
 

@@ -14,8 +14,8 @@ import functools
 import pyarrow as pa
 import yaml
 
-from skylake.paths import project_dir
 from skylake.lake.tables import REFCAT
+from skylake.paths import project_dir
 from skylake.schema import table_spec
 
 NAME = REFCAT
@@ -52,8 +52,10 @@ def band_fields(band: str, system: str = "") -> list[pa.Field]:
         raise ValueError(f"unknown band {band!r}; schemas/{NAME}.yaml knows {list(band_names())}")
     fields = []
     for col in _doc()["band_columns"]:
-        meta = {"unit": col.get("unit", ""),
-                "description": col.get("description", "").format(band=band, system=system or band)}
+        meta = {
+            "unit": col.get("unit", ""),
+            "description": col.get("description", "").format(band=band, system=system or band),
+        }
         fields.append(pa.field(col["name"].format(band=band), pa.type_for_alias(col["type"]), metadata=meta))
     return fields
 

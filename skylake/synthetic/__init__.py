@@ -49,5 +49,15 @@ from skylake.synthetic.bad_files import BAD_FILE_NAMES, write_bad_files
 from skylake.synthetic.frames import ZP_TRUE_DEFAULT, make_sky_catalog, render_frame, tan_wcs_header, write_frame
 from skylake.synthetic.night import DemoTruth, write_demo_night, write_reference_catalog
 
-__all__ = ["BAD_FILE_NAMES", "DemoTruth", "ZP_TRUE_DEFAULT", "make_sky_catalog", "render_frame", "tan_wcs_header",
-           "write_bad_files", "write_demo_night", "write_frame", "write_reference_catalog"]
+__all__ = [
+    "BAD_FILE_NAMES",
+    "DemoTruth",
+    "ZP_TRUE_DEFAULT",
+    "make_sky_catalog",
+    "render_frame",
+    "tan_wcs_header",
+    "write_bad_files",
+    "write_demo_night",
+    "write_frame",
+    "write_reference_catalog",
+]

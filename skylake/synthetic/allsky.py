@@ -130,8 +130,14 @@ def render_stars(shape, x, y, flux, sigma_px: float, out: np.ndarray | None = No
     x0 = np.round(x).astype(int)
     y0 = np.round(y).astype(int)
     s2 = np.sqrt(2.0) * sigma_px
-    gx = 0.5 * (erf((x0[:, None] + k[None, :] + 0.5 - x[:, None]) / s2) - erf((x0[:, None] + k[None, :] - 0.5 - x[:, None]) / s2))
-    gy = 0.5 * (erf((y0[:, None] + k[None, :] + 0.5 - y[:, None]) / s2) - erf((y0[:, None] + k[None, :] - 0.5 - y[:, None]) / s2))
+    gx = 0.5 * (
+        erf((x0[:, None] + k[None, :] + 0.5 - x[:, None]) / s2)
+        - erf((x0[:, None] + k[None, :] - 0.5 - x[:, None]) / s2)
+    )
+    gy = 0.5 * (
+        erf((y0[:, None] + k[None, :] + 0.5 - y[:, None]) / s2)
+        - erf((y0[:, None] + k[None, :] - 0.5 - y[:, None]) / s2)
+    )
     stamps = flux[:, None, None] * gy[:, :, None] * gx[:, None, :]
     yy = (y0[:, None] + k[None, :])[:, :, None] + 0 * k[None, None, :]
     xx = (x0[:, None] + k[None, :])[:, None, :] + 0 * k[None, :, None]
@@ -166,13 +172,30 @@ def render_streak(shape, streak: Streak, out: np.ndarray | None = None) -> np.nd
     return img
 
 
-def make_allsky_frame(model: CameraModel, site: Site, time, catalog, shape, *, vmax: float = 6.0,
-                      mag_column: str = "v_mag", zeropoint: float = 10.0, exptime_s: float = 60.0,
-                      extinction: float = 0.15, sky_zenith_mag: float = 21.0, sky_gradient_mag: float = 1.0,
-                      dome_mag: float = 0.5, dome_az_deg: float = 200.0, psf_sigma_px: float = 1.0,
-                      gain: float = 1.0, read_noise: float = 5.0, bias: float = 0.0,
-                      cloud: CloudPatch | None = None, streak: Streak | None = None,
-                      seed: int = 0) -> SyntheticAllSky:
+def make_allsky_frame(
+    model: CameraModel,
+    site: Site,
+    time,
+    catalog,
+    shape,
+    *,
+    vmax: float = 6.0,
+    mag_column: str = "v_mag",
+    zeropoint: float = 10.0,
+    exptime_s: float = 60.0,
+    extinction: float = 0.15,
+    sky_zenith_mag: float = 21.0,
+    sky_gradient_mag: float = 1.0,
+    dome_mag: float = 0.5,
+    dome_az_deg: float = 200.0,
+    psf_sigma_px: float = 1.0,
+    gain: float = 1.0,
+    read_noise: float = 5.0,
+    bias: float = 0.0,
+    cloud: CloudPatch | None = None,
+    streak: Streak | None = None,
+    seed: int = 0,
+) -> SyntheticAllSky:
     """Render a synthetic all-sky frame.
 
     Parameters
@@ -214,7 +237,9 @@ def make_allsky_frame(model: CameraModel, site: Site, time, catalog, shape, *, v
     sb = sky_zenith_mag - sky_gradient_mag * (1 - sin_alt) - dome_mag * dome * (1 - sin_alt) ** 2
     sb = np.where(above, sb, np.nan)
     omega = model.solid_angle_map((ny, nx), unit="arcsec2")
-    sky = np.where(above, exptime_s * 10 ** (-0.4 * (np.nan_to_num(sb, nan=99.0) - zeropoint)) * np.nan_to_num(omega), 0.0)
+    sky = np.where(
+        above, exptime_s * 10 ** (-0.4 * (np.nan_to_num(sb, nan=99.0) - zeropoint)) * np.nan_to_num(omega), 0.0
+    )
 
     cat = as_catalog(catalog, mag_column)
     cat = cat[np.isfinite(cat["mag"]) & (cat["mag"] <= vmax)]
@@ -238,10 +263,27 @@ def make_allsky_frame(model: CameraModel, site: Site, time, catalog, shape, *, v
     if streak is not None:
         render_streak((ny, nx), streak, out=signal)
     rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((ny, nx)) * np.sqrt(np.maximum(signal, 0) / gain + read_noise ** 2)
+    noise = rng.standard_normal((ny, nx)) * np.sqrt(np.maximum(signal, 0) / gain + read_noise**2)
     image = signal + noise + bias
-    return SyntheticAllSky(image=image, model=model, site=site, time=time, exptime_s=exptime_s,
-                           zeropoint=zeropoint, extinction=extinction, stars=cat, sky_sb=sb, sky_counts=sky,
-                           cloud=cloud, streak=streak,
-                           meta={"psf_sigma_px": psf_sigma_px, "gain": gain, "read_noise": read_noise,
-                                 "bias": bias, "vmax": vmax, "seed": seed})
+    return SyntheticAllSky(
+        image=image,
+        model=model,
+        site=site,
+        time=time,
+        exptime_s=exptime_s,
+        zeropoint=zeropoint,
+        extinction=extinction,
+        stars=cat,
+        sky_sb=sb,
+        sky_counts=sky,
+        cloud=cloud,
+        streak=streak,
+        meta={
+            "psf_sigma_px": psf_sigma_px,
+            "gain": gain,
+            "read_noise": read_noise,
+            "bias": bias,
+            "vmax": vmax,
+            "seed": seed,
+        },
+    )

@@ -30,7 +30,8 @@ EXPTIME_S, ZEROPOINT, EXTINCTION, SKY_ZENITH = 60.0, 10.0, 0.15, 21.0
 CLOUD = CloudPatch(alt_deg=45.0, az_deg=120.0, radius_deg=18.0, depth=0.9, edge_deg=2.0)
 STREAK = Streak(150.0, 300.0, 500.0, 150.0, sigma_px=1.0, flux_per_px=1000.0)
 
-PROFILE = f"""# SYNTHETIC all-sky camera of `skylake demo --allsky` (skylake.synthetic.allsky_night): the true model of its frames.
+PROFILE = f"""# SYNTHETIC all-sky camera of `skylake demo --allsky` (skylake.synthetic.allsky_night):
+# the true model of its frames.
 extends = "generic"
 
 [profile]
@@ -108,9 +109,20 @@ def write_allsky_night(out, seed: int = 0) -> AllSkyNight:
     for i, (cloud, streak) in enumerate(((None, None), (CLOUD, STREAK))):
         start = Time(START, scale="utc") + TimeDelta(1800.0 * i, format="sec")
         mid = start + TimeDelta(EXPTIME_S / 2, format="sec")
-        syn = make_allsky_frame(MODEL, SITE, mid, cat, SHAPE, zeropoint=ZEROPOINT, exptime_s=EXPTIME_S,
-                                extinction=EXTINCTION, sky_zenith_mag=SKY_ZENITH, cloud=cloud, streak=streak,
-                                seed=seed + 10 + i)
+        syn = make_allsky_frame(
+            MODEL,
+            SITE,
+            mid,
+            cat,
+            SHAPE,
+            zeropoint=ZEROPOINT,
+            exptime_s=EXPTIME_S,
+            extinction=EXTINCTION,
+            sky_zenith_mag=SKY_ZENITH,
+            cloud=cloud,
+            streak=streak,
+            seed=seed + 10 + i,
+        )
         header = fits.Header()
         header["DATE-OBS"] = (start.isot, "UTC start of exposure")
         header["EXPTIME"] = (EXPTIME_S, "[s]")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+
 from skylake.synthetic.frames import _clean_header
 
 __all__ = ["BAD_FILE_NAMES", "write_bad_files"]

@@ -30,19 +30,36 @@ MAX_PER_FRAME = (1 << 20) - 1  # detection numbers per frame that fit the source
 def _table(name: str, n: int, cols: dict) -> pa.Table:
     """Rows of table ``name`` with ``cols`` given and every other column null."""
     schema = table_schema(name)
-    return pa.Table.from_arrays([pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type)
-                                 for f in schema], schema=schema)
+    return pa.Table.from_arrays(
+        [pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type) for f in schema], schema=schema
+    )
 
 
 def random_stars(n: int, ra_range, dec_range, rng: np.random.Generator, mag_range=(10.0, 16.0)) -> pd.DataFrame:
     """``n`` constant stars uniform on the sky within the RA/Dec box [deg] and uniform in magnitude."""
     sin_dec = rng.uniform(*np.sin(np.radians(dec_range)), n)
-    return pd.DataFrame({"ra": rng.uniform(*ra_range, n), "dec": np.degrees(np.arcsin(sin_dec)),
-                         "mag": rng.uniform(*mag_range, n), "amplitude": np.zeros(n), "period_d": np.ones(n)})
+    return pd.DataFrame(
+        {
+            "ra": rng.uniform(*ra_range, n),
+            "dec": np.degrees(np.arcsin(sin_dec)),
+            "mag": rng.uniform(*mag_range, n),
+            "amplitude": np.zeros(n),
+            "period_d": np.ones(n),
+        }
+    )
 
 
-def commit_night(lake: Lake, stars: pd.DataFrame, night: str, n_frames: int, rng: np.random.Generator, *,
-                 cadence_d: float = 0.02, pos_err_arcsec: float = 0.3, mag_err: float = 0.01) -> int:
+def commit_night(
+    lake: Lake,
+    stars: pd.DataFrame,
+    night: str,
+    n_frames: int,
+    rng: np.random.Generator,
+    *,
+    cadence_d: float = 0.02,
+    pos_err_arcsec: float = 0.3,
+    mag_err: float = 0.01,
+) -> int:
     """Commit one SYNTHETIC night (module docstring) and return its lake version. The night starts at
     21:36 UTC of ``night`` (YYYY-MM-DD); frames follow every ``cadence_d`` days."""
     n = len(stars)
@@ -61,17 +78,40 @@ def commit_night(lake: Lake, stars: pd.DataFrame, night: str, n_frames: int, rng
             dec = dec0 + rng.normal(0, scatter, n)
             ra = (ra0 + rng.normal(0, scatter, n) / np.cos(np.radians(dec0))) % 360.0
             mag = mag0 + amp * np.sin(2 * np.pi * mjd / period) + rng.normal(0, mag_err, n)
-            pieces.append(_table(SOURCES, n, {
-                "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64),
-                "source_id": fid * (1 << 20) + np.arange(n), "frame_id": np.full(n, fid), "ra": ra, "dec": dec,
-                "mjd": np.full(n, mjd), "inst_mag": mag - ZP, "inst_mag_err": np.full(n, mag_err),
-                "flags": np.zeros(n, np.int32)}))
+            pieces.append(
+                _table(
+                    SOURCES,
+                    n,
+                    {
+                        "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64),
+                        "source_id": fid * (1 << 20) + np.arange(n),
+                        "frame_id": np.full(n, fid),
+                        "ra": ra,
+                        "dec": dec,
+                        "mjd": np.full(n, mjd),
+                        "inst_mag": mag - ZP,
+                        "inst_mag_err": np.full(n, mag_err),
+                        "flags": np.zeros(n, np.int32),
+                    },
+                )
+            )
         tx.stage_sources(pa.concat_tables(pieces))
-        frames = _table(FRAMES, n_frames, {
-            "frame_id": frame_ids, "frame_key": [f"synthetic-{night}-{k}-{rng.integers(1 << 62)}" for k in range(n_frames)],
-            "path": [f"synthetic://{night}/{k}" for k in range(n_frames)], "profile": ["synthetic"] * n_frames,
-            "status": ["ok"] * n_frames, "reason": [""] * n_frames, "n_sources": np.full(n_frames, n, np.int32),
-            "instrument": [SYNTHETIC] * n_frames, "object": [SYNTHETIC] * n_frames, "mjd": mjds,
-            "exptime": np.full(n_frames, 1.0, np.float32)})
+        frames = _table(
+            FRAMES,
+            n_frames,
+            {
+                "frame_id": frame_ids,
+                "frame_key": [f"synthetic-{night}-{k}-{rng.integers(1 << 62)}" for k in range(n_frames)],
+                "path": [f"synthetic://{night}/{k}" for k in range(n_frames)],
+                "profile": ["synthetic"] * n_frames,
+                "status": ["ok"] * n_frames,
+                "reason": [""] * n_frames,
+                "n_sources": np.full(n_frames, n, np.int32),
+                "instrument": [SYNTHETIC] * n_frames,
+                "object": [SYNTHETIC] * n_frames,
+                "mjd": mjds,
+                "exptime": np.full(n_frames, 1.0, np.float32),
+            },
+        )
         tx.stage_frames(frames, [night] * n_frames)
         return tx.commit(summary={"synthetic": True}).version

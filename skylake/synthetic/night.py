@@ -11,9 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from astropy.io import fits
-from skylake.synthetic.frames import (_FWHM_TO_SIGMA, K_EXT_DEFAULT, ZP_TRUE_DEFAULT, _angular_sep_deg, _check_finite,
-                                      _check_shape, _erf, make_sky_catalog,
-                                      render_frame, tan_wcs_header, write_frame)
+
+from skylake.synthetic.frames import (
+    _FWHM_TO_SIGMA,
+    K_EXT_DEFAULT,
+    ZP_TRUE_DEFAULT,
+    _angular_sep_deg,
+    _check_finite,
+    _check_shape,
+    _erf,
+    make_sky_catalog,
+    render_frame,
+    tan_wcs_header,
+    write_frame,
+)
 
 __all__ = ["DemoTruth", "write_demo_night", "write_reference_catalog"]
 
@@ -28,7 +39,8 @@ class DemoTruth:
 
     Relations that hold exactly (up to float rounding):
 
-    ``detections.flux_adu == 10**(-0.4 * (mag_true_this_frame - color_term * color + extinction_mag - zp_true)) * exptime``
+    ``detections.flux_adu ==
+    10**(-0.4 * (mag_true_this_frame - color_term * color + extinction_mag - zp_true)) * exptime``
 
     i.e. ``ref - inst = zp_true + color_term * color - extinction_mag`` with ``inst = -2.5 log10(flux / exptime)``
 
@@ -308,8 +320,9 @@ def write_demo_night(
     # --- cloud track ---------------------------------------------------------
     crng = np.random.default_rng(cloud_seed)
     width_px = float(max(nx, ny))
-    cloud_radius_deg = width_px * scale_arcsec / 3600.0 * _check_finite("cloud_radius_chips", cloud_radius_chips,
-                                                                          positive=True)
+    cloud_radius_deg = (
+        width_px * scale_arcsec / 3600.0 * _check_finite("cloud_radius_chips", cloud_radius_chips, positive=True)
+    )
     angle = crng.uniform(0.0, 2.0 * math.pi)
     depth = crng.uniform(0.5, 0.8)
     cross = crng.uniform(-0.2, 0.2) * width_px  # offset of the track from the centre
@@ -476,8 +489,9 @@ VARIABLE = {col = "variable", op = "eq", value = true}
 """
 
 
-def write_reference_catalog(stars: pd.DataFrame, out_dir, name: str = "demo_refcat_synthetic",
-                            mag_err: float = 0.01) -> tuple[Path, Path]:
+def write_reference_catalog(
+    stars: pd.DataFrame, out_dir, name: str = "demo_refcat_synthetic", mag_err: float = 0.01
+) -> tuple[Path, Path]:
     """Write the truth stars of a :class:`DemoTruth` as a reference catalogue to calibrate against.
 
     ``vmag`` is the star's (mean) ``mag``, ``bmag = vmag + color`` (so B-V is the truth colour),
@@ -494,16 +508,18 @@ def write_reference_catalog(stars: pd.DataFrame, out_dir, name: str = "demo_refc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = len(stars)
-    table = pa.table({
-        "star_id": stars["star_id"].to_numpy(np.int64),
-        "ra": stars["ra"].to_numpy(np.float64),
-        "dec": stars["dec"].to_numpy(np.float64),
-        "vmag": stars["mag"].to_numpy(np.float64),
-        "e_vmag": np.full(n, mag_err),
-        "bmag": (stars["mag"] + stars["color"]).to_numpy(np.float64),
-        "e_bmag": np.full(n, mag_err),
-        "variable": stars["is_variable"].to_numpy(bool) if "is_variable" in stars else np.zeros(n, bool),
-    })
+    table = pa.table(
+        {
+            "star_id": stars["star_id"].to_numpy(np.int64),
+            "ra": stars["ra"].to_numpy(np.float64),
+            "dec": stars["dec"].to_numpy(np.float64),
+            "vmag": stars["mag"].to_numpy(np.float64),
+            "e_vmag": np.full(n, mag_err),
+            "bmag": (stars["mag"] + stars["color"]).to_numpy(np.float64),
+            "e_bmag": np.full(n, mag_err),
+            "variable": stars["is_variable"].to_numpy(bool) if "is_variable" in stars else np.zeros(n, bool),
+        }
+    )
     data = out / f"{name}.parquet"
     pq.write_table(table.replace_schema_metadata(SYNTHETIC_META), data)
     columns_map = out / f"{name}.toml"

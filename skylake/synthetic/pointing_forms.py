@@ -23,8 +23,24 @@ __all__ = ["Form", "FORMS", "POINTING_KEYS", "SCALE_KEYS", "field_centre", "poin
 
 #: Keywords removed from every copy: each pointing keyword a default [platesolve] reads, and SkyCamZ's
 #: other position cards.
-POINTING_KEYS = ("RA_CENT", "DEC_CENT", "RA_DEG", "DEC_DEG", "RA", "DEC", "OBJCTRA", "OBJCTDEC", "TELRA", "TELDEC",
-                 "RA_OBJ", "DEC_OBJ", "RA_MIN", "RA_MAX", "DEC_MIN", "DEC_MAX")
+POINTING_KEYS = (
+    "RA_CENT",
+    "DEC_CENT",
+    "RA_DEG",
+    "DEC_DEG",
+    "RA",
+    "DEC",
+    "OBJCTRA",
+    "OBJCTDEC",
+    "TELRA",
+    "TELDEC",
+    "RA_OBJ",
+    "DEC_OBJ",
+    "RA_MIN",
+    "RA_MAX",
+    "DEC_MIN",
+    "DEC_MAX",
+)
 #: Plate-scale keywords, removed from the copies whose scale comes from the optics or from nowhere.
 SCALE_KEYS = ("CCDSCALE", "PIXSCALE", "SECPIX")
 #: SkyCamZ's pixels: 13.5 um (the optics forms derive the focal length from the header's CCDSCALE).
@@ -72,8 +88,11 @@ def _optics(header: fits.Header, pixel_um: float, binning: int) -> dict:
     """FOCALLEN that gives the header's CCDSCALE with ``pixel_um`` (binned) pixels, and the binning."""
     from skylake.frame.pointing import ARCSEC_PER_UM_PER_MM
 
-    return {"FOCALLEN": round(ARCSEC_PER_UM_PER_MM * PIXEL_UM / float(header["CCDSCALE"]), 3), "XPIXSZ": pixel_um,
-            "XBINNING": binning}
+    return {
+        "FOCALLEN": round(ARCSEC_PER_UM_PER_MM * PIXEL_UM / float(header["CCDSCALE"]), 3),
+        "XPIXSZ": pixel_um,
+        "XBINNING": binning,
+    }
 
 
 def _altaz(ra: float, dec: float, mjd: float) -> list[float]:
@@ -89,33 +108,73 @@ def _altaz(ra: float, dec: float, mjd: float) -> list[float]:
 
 FORMS = (
     Form("RA/DEC numbers", "hinted", lambda ra, dec, h, m: {"RA": round(ra, 5), "DEC": round(dec, 5)}),
-    Form("RA_OBJ/DEC_OBJ numeric strings", "hinted",
-         lambda ra, dec, h, m: {"RA_OBJ": f"{ra:.5f}", "DEC_OBJ": f"{dec:.5f}"}),
-    Form("OBJCTRA/OBJCTDEC 'hh mm ss'", "hinted",
-         lambda ra, dec, h, m: {"OBJCTRA": _hms(ra, " ", 0), "OBJCTDEC": _dms(dec, " ", 0)}),
-    Form("TELRA/TELDEC 'hh:mm:ss.s'", "hinted",
-         lambda ra, dec, h, m: {"TELRA": _hms(ra, ":", 1), "TELDEC": _dms(dec, ":", 0)}),
-    Form("RA/DEC 'XXhXXmXXs'", "hinted",
-         lambda ra, dec, h, m: {"RA": _hms(ra, "hms", 1), "DEC": _dms(dec, "dms", 0)}),
-    Form("CRVAL1/CRVAL2 of a partial WCS", "hinted",
-         lambda ra, dec, h, m: {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": round(ra, 4),
-                                "CRVAL2": round(dec, 4)}),
-    Form("RA in hours as a number", "hinted", lambda ra, dec, h, m: {"RA": round(ra / 15.0, 6), "DEC": round(dec, 5)},
-         lambda ra, dec, h, m: {"ra_unit": "hours"}),
-    Form("RA in sexagesimal degrees", "hinted",
-         lambda ra, dec, h, m: {"RA": _dms(ra, " ", 1).lstrip("+"), "DEC": _dms(dec, " ", 0)},
-         lambda ra, dec, h, m: {"ra_unit": "degrees"}),
-    Form("scale from FOCALLEN, XPIXSZ (binned), XBINNING", "hinted",
-         lambda ra, dec, h, m: {"OBJCTRA": _hms(ra, " ", 0), "OBJCTDEC": _dms(dec, " ", 0), **_optics(h, PIXEL_UM, 2)},
-         keeps_scale=False),
-    Form("scale from FOCALLEN, XPIXSZ (unbinned), XBINNING", "hinted",
-         lambda ra, dec, h, m: {"OBJCTRA": _hms(ra, " ", 0), "OBJCTDEC": _dms(dec, " ", 0),
-                                **_optics(h, PIXEL_UM / 2, 2)},
-         lambda ra, dec, h, m: {"pixel_size_binned": False}, keeps_scale=False),
-    Form("fixed RA/Dec in the profile", "hinted", lambda ra, dec, h, m: {},
-         lambda ra, dec, h, m: {"pointing_radec": [round(ra, 1), round(dec, 1)], "pointing_radius_deg": 1.0}),
-    Form("fixed alt/az in the profile", "hinted", lambda ra, dec, h, m: {},
-         lambda ra, dec, h, m: {"pointing_altaz": _altaz(ra, dec, m), "pointing_radius_deg": 2.0}),
+    Form(
+        "RA_OBJ/DEC_OBJ numeric strings",
+        "hinted",
+        lambda ra, dec, h, m: {"RA_OBJ": f"{ra:.5f}", "DEC_OBJ": f"{dec:.5f}"},
+    ),
+    Form(
+        "OBJCTRA/OBJCTDEC 'hh mm ss'",
+        "hinted",
+        lambda ra, dec, h, m: {"OBJCTRA": _hms(ra, " ", 0), "OBJCTDEC": _dms(dec, " ", 0)},
+    ),
+    Form(
+        "TELRA/TELDEC 'hh:mm:ss.s'",
+        "hinted",
+        lambda ra, dec, h, m: {"TELRA": _hms(ra, ":", 1), "TELDEC": _dms(dec, ":", 0)},
+    ),
+    Form("RA/DEC 'XXhXXmXXs'", "hinted", lambda ra, dec, h, m: {"RA": _hms(ra, "hms", 1), "DEC": _dms(dec, "dms", 0)}),
+    Form(
+        "CRVAL1/CRVAL2 of a partial WCS",
+        "hinted",
+        lambda ra, dec, h, m: {
+            "CTYPE1": "RA---TAN",
+            "CTYPE2": "DEC--TAN",
+            "CRVAL1": round(ra, 4),
+            "CRVAL2": round(dec, 4),
+        },
+    ),
+    Form(
+        "RA in hours as a number",
+        "hinted",
+        lambda ra, dec, h, m: {"RA": round(ra / 15.0, 6), "DEC": round(dec, 5)},
+        lambda ra, dec, h, m: {"ra_unit": "hours"},
+    ),
+    Form(
+        "RA in sexagesimal degrees",
+        "hinted",
+        lambda ra, dec, h, m: {"RA": _dms(ra, " ", 1).lstrip("+"), "DEC": _dms(dec, " ", 0)},
+        lambda ra, dec, h, m: {"ra_unit": "degrees"},
+    ),
+    Form(
+        "scale from FOCALLEN, XPIXSZ (binned), XBINNING",
+        "hinted",
+        lambda ra, dec, h, m: {"OBJCTRA": _hms(ra, " ", 0), "OBJCTDEC": _dms(dec, " ", 0), **_optics(h, PIXEL_UM, 2)},
+        keeps_scale=False,
+    ),
+    Form(
+        "scale from FOCALLEN, XPIXSZ (unbinned), XBINNING",
+        "hinted",
+        lambda ra, dec, h, m: {
+            "OBJCTRA": _hms(ra, " ", 0),
+            "OBJCTDEC": _dms(dec, " ", 0),
+            **_optics(h, PIXEL_UM / 2, 2),
+        },
+        lambda ra, dec, h, m: {"pixel_size_binned": False},
+        keeps_scale=False,
+    ),
+    Form(
+        "fixed RA/Dec in the profile",
+        "hinted",
+        lambda ra, dec, h, m: {},
+        lambda ra, dec, h, m: {"pointing_radec": [round(ra, 1), round(dec, 1)], "pointing_radius_deg": 1.0},
+    ),
+    Form(
+        "fixed alt/az in the profile",
+        "hinted",
+        lambda ra, dec, h, m: {},
+        lambda ra, dec, h, m: {"pointing_altaz": _altaz(ra, dec, m), "pointing_radius_deg": 2.0},
+    ),
     Form("no pointing", "blind", lambda ra, dec, h, m: {}),
     Form("no pointing, no scale", "blind", lambda ra, dec, h, m: {}, keeps_scale=False),
 )
@@ -155,7 +214,12 @@ def platesolve_toml(refcat: str, settings: dict, extends: str = "skycamz") -> st
     ``mag_vt``, e.g. Tycho-2) and ``settings``."""
     import json
 
-    lines = [f'extends = "{extends}"', "[platesolve]", f"refcat = {json.dumps(str(refcat))}", 'mag_column = "mag_vt"',
-             "scale_tolerance = 0.01"]
+    lines = [
+        f'extends = "{extends}"',
+        "[platesolve]",
+        f"refcat = {json.dumps(str(refcat))}",
+        'mag_column = "mag_vt"',
+        "scale_tolerance = 0.01",
+    ]
     lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"

@@ -151,8 +151,9 @@ def _signal(stars: pd.DataFrame, mjd: float) -> np.ndarray:
     """Magnitude change of each star at ``mjd`` (0 for constant stars)."""
     out = np.zeros(len(stars))
     var = (stars["kind"] == "variable").to_numpy()
-    out[var] = (stars["amp"].to_numpy()[var]
-                * np.sin(2 * np.pi * (mjd / stars["period_d"].to_numpy()[var] + stars["phase"].to_numpy()[var])))
+    out[var] = stars["amp"].to_numpy()[var] * np.sin(
+        2 * np.pi * (mjd / stars["period_d"].to_numpy()[var] + stars["phase"].to_numpy()[var])
+    )
     tr = (stars["kind"] == "transit").to_numpy()
     if tr.any():
         t0 = stars["t0"].to_numpy()[tr]
@@ -166,16 +167,41 @@ def _signal(stars: pd.DataFrame, mjd: float) -> np.ndarray:
     return out
 
 
-def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512, 512), seed: int = 7,
-                 ra0_deg: float = 210.0, dec0_deg: float = 30.0, pixscale_arcsec: float = 4.0,
-                 start_utc: str = "2026-04-10T22:00:00", cadence_s: float = 300.0, exptime_s: float = 30.0,
-                 zp_true: float = 20.0, k_ext: float = 0.15, jitter_mag: float = 0.03,
-                 gradient_mag: float = 0.02, fwhm_px=(2.4, 3.4), focus_tilt: float = 0.0,
-                 sky_adu: float = 300.0, gain: float = 1.5, read_noise_adu: float = 5.0,
-                 saturation_adu: float = 60000.0, mag_range=(10.0, 17.5), n_variables: int = 5,
-                 variable_amp=(0.05, 0.3), transit_depth: float = 0.01, aperture_px: float = 3.0,
-                 annulus_px=(10.0, 15.0), pointing_jitter_px: float = 1.5, site_lat_deg: float = 28.76,
-                 site_lon_deg: float = -17.88, refcat_name: str = "series", night_seed: int = 0) -> SeriesTruth:
+def write_series(
+    out_dir,
+    *,
+    n_frames: int = 60,
+    n_stars: int = 1200,
+    shape=(512, 512),
+    seed: int = 7,
+    ra0_deg: float = 210.0,
+    dec0_deg: float = 30.0,
+    pixscale_arcsec: float = 4.0,
+    start_utc: str = "2026-04-10T22:00:00",
+    cadence_s: float = 300.0,
+    exptime_s: float = 30.0,
+    zp_true: float = 20.0,
+    k_ext: float = 0.15,
+    jitter_mag: float = 0.03,
+    gradient_mag: float = 0.02,
+    fwhm_px=(2.4, 3.4),
+    focus_tilt: float = 0.0,
+    sky_adu: float = 300.0,
+    gain: float = 1.5,
+    read_noise_adu: float = 5.0,
+    saturation_adu: float = 60000.0,
+    mag_range=(10.0, 17.5),
+    n_variables: int = 5,
+    variable_amp=(0.05, 0.3),
+    transit_depth: float = 0.01,
+    aperture_px: float = 3.0,
+    annulus_px=(10.0, 15.0),
+    pointing_jitter_px: float = 1.5,
+    site_lat_deg: float = 28.76,
+    site_lon_deg: float = -17.88,
+    refcat_name: str = "series",
+    night_seed: int = 0,
+) -> SeriesTruth:
     """Write a SYNTHETIC series of one field and its reference catalogue; return the truth.
 
     Parameters
@@ -230,11 +256,18 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
     chosen = candidates[:n_variables]
     for k, i in enumerate(chosen):
         stars.loc[i, ["kind", "amp", "period_d", "phase"]] = [
-            "variable", float(np.exp(rng.uniform(*np.log(variable_amp)))), float(rng.uniform(0.05, 0.3)),
-            float(rng.uniform())]
+            "variable",
+            float(np.exp(rng.uniform(*np.log(variable_amp)))),
+            float(rng.uniform(0.05, 0.3)),
+            float(rng.uniform()),
+        ]
     if transit_depth > 0 and len(bright):  # a bright host: the depth is measured to a few per cent
-        stars.loc[bright[0], ["kind", "depth", "t0", "duration_d"]] = ["transit", transit_depth, mjd0 + span_d / 2,
-                                                                        span_d / 2.5]
+        stars.loc[bright[0], ["kind", "depth", "t0", "duration_d"]] = [
+            "transit",
+            transit_depth,
+            mjd0 + span_d / 2,
+            span_d / 2.5,
+        ]
 
     # per-frame systematics and the noise: their own stream, so that nights of one field (same seed, another
     # night_seed) see the same stars
@@ -274,8 +307,13 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
         for b in range(len(bins) - 1):
             sel = on & (star_fwhm >= bins[b]) & (star_fwhm < bins[b + 1])
             if sel.any():
-                model += render_frame({"x": x[sel], "y": y[sel], "flux": flux[sel]}, shape=shape,
-                                      fwhm_px=float(np.mean(star_fwhm[sel])), sky_adu=0.0, noise=False)
+                model += render_frame(
+                    {"x": x[sel], "y": y[sel], "flux": flux[sel]},
+                    shape=shape,
+                    fwhm_px=float(np.mean(star_fwhm[sel])),
+                    sky_adu=0.0,
+                    noise=False,
+                )
         noise = rng.standard_normal(model.shape) * np.sqrt(model / gain + read_noise_adu**2)
         data = np.minimum(model + noise, saturation_adu).astype(np.float32)
         start = Time(mjd[e] - exptime_s / 2 / 86400.0, format="mjd", scale="utc")
@@ -291,18 +329,80 @@ def write_series(out_dir, *, n_frames: int = 60, n_stars: int = 1200, shape=(512
         write_frame(path, data, header)
         paths.append(str(path))
         err = expected_error(flux[on], sky_adu, gain, read_noise_adu, aperture_px, annulus_px, star_fwhm[on])
-        rows.append(pd.DataFrame({"frame": e, "star_id": stars["star_id"].to_numpy()[on], "x": x[on], "y": y[on],
-                                  "signal": signal[on], "flux": flux[on], "fwhm": star_fwhm[on], "err": err}))
-    frames = pd.DataFrame({"frame": t, "path": paths, "mjd": mjd, "airmass": airmass, "jitter": jitter, "zp": zp,
-                           "grad_u": grad_u, "grad_v": grad_v, "fwhm": fwhm, "focus_tilt": tilt, "sky": sky_adu})
+        rows.append(
+            pd.DataFrame(
+                {
+                    "frame": e,
+                    "star_id": stars["star_id"].to_numpy()[on],
+                    "x": x[on],
+                    "y": y[on],
+                    "signal": signal[on],
+                    "flux": flux[on],
+                    "fwhm": star_fwhm[on],
+                    "err": err,
+                }
+            )
+        )
+    frames = pd.DataFrame(
+        {
+            "frame": t,
+            "path": paths,
+            "mjd": mjd,
+            "airmass": airmass,
+            "jitter": jitter,
+            "zp": zp,
+            "grad_u": grad_u,
+            "grad_v": grad_v,
+            "fwhm": fwhm,
+            "focus_tilt": tilt,
+            "sky": sky_adu,
+        }
+    )
     ref = stars.assign(is_variable=stars["kind"] != "constant")
     refcat_path, refcat_map = write_reference_catalog(ref, out / "refcat", name=refcat_name, mag_err=0.001)
-    settings = {k: v for k, v in locals().items() if k in (
-        "n_frames", "n_stars", "shape", "seed", "pixscale_arcsec", "exptime_s", "zp_true", "k_ext", "jitter_mag",
-        "gradient_mag", "fwhm_px", "focus_tilt", "sky_adu", "gain", "read_noise_adu", "aperture_px", "annulus_px")}
+    settings = {
+        k: v
+        for k, v in locals().items()
+        if k
+        in (
+            "n_frames",
+            "n_stars",
+            "shape",
+            "seed",
+            "pixscale_arcsec",
+            "exptime_s",
+            "zp_true",
+            "k_ext",
+            "jitter_mag",
+            "gradient_mag",
+            "fwhm_px",
+            "focus_tilt",
+            "sky_adu",
+            "gain",
+            "read_noise_adu",
+            "aperture_px",
+            "annulus_px",
+        )
+    }
     profile_path = out / "series.toml"
-    profile_path.write_text(SERIES_PROFILE.format(lat=site_lat_deg, lon=site_lon_deg, aperture=aperture_px,
-                                                  ann_in=annulus_px[0], ann_out=annulus_px[1], refcat=refcat_name,
-                                                  read_noise=read_noise_adu))
-    return SeriesTruth(paths=paths, frames=frames, stars=stars, points=pd.concat(rows, ignore_index=True),
-                       refcat_path=refcat_path, refcat_map=refcat_map, profile_path=profile_path, settings=settings)
+    profile_path.write_text(
+        SERIES_PROFILE.format(
+            lat=site_lat_deg,
+            lon=site_lon_deg,
+            aperture=aperture_px,
+            ann_in=annulus_px[0],
+            ann_out=annulus_px[1],
+            refcat=refcat_name,
+            read_noise=read_noise_adu,
+        )
+    )
+    return SeriesTruth(
+        paths=paths,
+        frames=frames,
+        stars=stars,
+        points=pd.concat(rows, ignore_index=True),
+        refcat_path=refcat_path,
+        refcat_map=refcat_map,
+        profile_path=profile_path,
+        settings=settings,
+    )

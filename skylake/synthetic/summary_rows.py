@@ -25,14 +25,27 @@ def night_mjd(night: str) -> float:
 def _table(name: str, cols: dict) -> pa.Table:
     schema = table_schema(name)
     n = len(next(iter(cols.values())))
-    return pa.table({f.name: pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type)
-                     for f in schema}, schema=schema)
+    return pa.table(
+        {f.name: pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type) for f in schema},
+        schema=schema,
+    )
 
 
-def commit_night(lake, night: str, n_frames: int, rng: np.random.Generator, *, zp_airmass1: float = 21.35,
-                 k_ext: float = 0.15, ok_fraction: float = 0.9, cloudy_fraction: float = 0.0,
-                 color_term: float = 0.05, instrument: str = "SkyCamZ", filt: str = "clear",
-                 profile: str = "skycamz") -> int:
+def commit_night(
+    lake,
+    night: str,
+    n_frames: int,
+    rng: np.random.Generator,
+    *,
+    zp_airmass1: float = 21.35,
+    k_ext: float = 0.15,
+    ok_fraction: float = 0.9,
+    cloudy_fraction: float = 0.0,
+    color_term: float = 0.05,
+    instrument: str = "SkyCamZ",
+    filt: str = "clear",
+    profile: str = "skycamz",
+) -> int:
     """Commit one night: ``n_frames`` frame rows (``ok_fraction`` ok, the rest rejected), an ok
     zeropoint per ok frame, ``zp = zp_airmass1 - k_ext (airmass - 1)`` with 0.02 mag noise, of which
     ``cloudy_fraction`` lose 0.3-2 mag to cloud, and the night's extinction fit ``k_ext``. Returns
@@ -43,35 +56,81 @@ def commit_night(lake, night: str, n_frames: int, rng: np.random.Generator, *, z
         mjd = night_mjd(night) + np.arange(n_frames) * (0.4 / max(n_frames, 1))
         airmass = 1.0 + rng.uniform(0, 1.0, n_frames)
         status = np.where(rng.uniform(size=n_frames) < ok_fraction, "ok", "rejected")
-        frames = _table(FRAMES, {
-            "frame_id": ids, "frame_key": [f"{night}-{i}" for i in range(n_frames)],
-            "path": [f"/archive/{night}/f{i:04d}.fits" for i in range(n_frames)], "hdu": np.zeros(n_frames, int),
-            "status": status, "reason": [""] * n_frames, "n_sources": rng.integers(500, 3000, n_frames),
-            "instrument": [instrument] * n_frames, "filter": [filt] * n_frames, "profile": [profile] * n_frames,
-            "mjd": mjd,
-            "exptime": [10.0] * n_frames, "airmass": airmass, "bkg_median": rng.normal(800, 50, n_frames),
-            "fwhm_median": rng.normal(3, 0.2, n_frames), "batch_id": [tx.batch_id] * n_frames,
-            "ingested_at": [now] * n_frames})
+        frames = _table(
+            FRAMES,
+            {
+                "frame_id": ids,
+                "frame_key": [f"{night}-{i}" for i in range(n_frames)],
+                "path": [f"/archive/{night}/f{i:04d}.fits" for i in range(n_frames)],
+                "hdu": np.zeros(n_frames, int),
+                "status": status,
+                "reason": [""] * n_frames,
+                "n_sources": rng.integers(500, 3000, n_frames),
+                "instrument": [instrument] * n_frames,
+                "filter": [filt] * n_frames,
+                "profile": [profile] * n_frames,
+                "mjd": mjd,
+                "exptime": [10.0] * n_frames,
+                "airmass": airmass,
+                "bkg_median": rng.normal(800, 50, n_frames),
+                "fwhm_median": rng.normal(3, 0.2, n_frames),
+                "batch_id": [tx.batch_id] * n_frames,
+                "ingested_at": [now] * n_frames,
+            },
+        )
         tx.stage_frames(frames, [night] * n_frames)
         ok = status == "ok"
         n_ok = int(ok.sum())
         zp = zp_airmass1 - k_ext * (airmass[ok] - 1.0) + rng.normal(0, 0.02, n_ok)
         cloudy = rng.uniform(size=n_ok) < cloudy_fraction
         zp[cloudy] -= rng.uniform(0.3, 2.0, int(cloudy.sum()))
-        zeropoints = _table(ZEROPOINTS, {
-            "frame_id": ids[ok], "refcat": ["tycho2"] * n_ok, "calib_key": ["k1"] * n_ok, "zp": zp, "zp_fit": zp,
-            "zp_status": ["ok"] * n_ok, "zp_reason": [""] * n_ok, "airmass": airmass[ok], "mjd": mjd[ok],
-            "color_term": np.full(n_ok, color_term), "zp_n": rng.integers(30, 300, n_ok),
-            "batch_id": [tx.batch_id] * n_ok, "calibrated_at": [now] * n_ok})
+        zeropoints = _table(
+            ZEROPOINTS,
+            {
+                "frame_id": ids[ok],
+                "refcat": ["tycho2"] * n_ok,
+                "calib_key": ["k1"] * n_ok,
+                "zp": zp,
+                "zp_fit": zp,
+                "zp_status": ["ok"] * n_ok,
+                "zp_reason": [""] * n_ok,
+                "airmass": airmass[ok],
+                "mjd": mjd[ok],
+                "color_term": np.full(n_ok, color_term),
+                "zp_n": rng.integers(30, 300, n_ok),
+                "batch_id": [tx.batch_id] * n_ok,
+                "calibrated_at": [now] * n_ok,
+            },
+        )
         tx.stage_nights(ZEROPOINTS, zeropoints, [night] * n_ok)
-        tx.stage_nights(EXTINCTION, _table(EXTINCTION, {
-            "refcat": ["tycho2"], "calib_key": ["k1"], "k_ext": [k_ext], "ext_status": ["ok"],
-            "calibrated_at": [now]}), [night])
+        tx.stage_nights(
+            EXTINCTION,
+            _table(
+                EXTINCTION,
+                {
+                    "refcat": ["tycho2"],
+                    "calib_key": ["k1"],
+                    "k_ext": [k_ext],
+                    "ext_status": ["ok"],
+                    "calibrated_at": [now],
+                },
+            ),
+            [night],
+        )
         return tx.commit().version
 
 
-def commit_map(lake, night: str, rng: np.random.Generator, *, profile: str = "skycamz", nside: int = 8,
-               frame_of: str = "equatorial", cloud_centre=(180.0, 30.0), cloud_radius_deg: float = 20.0) -> str:
+def commit_map(
+    lake,
+    night: str,
+    rng: np.random.Generator,
+    *,
+    profile: str = "skycamz",
+    nside: int = 8,
+    frame_of: str = "equatorial",
+    cloud_centre=(180.0, 30.0),
+    cloud_radius_deg: float = 20.0,
+) -> str:
     """Store one night map (skylake.maps.store.store_maps) of every pixel north of Dec -30: transparency 1
     except 0.3 within ``cloud_radius_deg`` of ``cloud_centre``, a 21 mag/arcsec2 sky. Returns its map_id."""
     import healpy as hp
@@ -88,25 +147,70 @@ def commit_map(lake, night: str, rng: np.random.Generator, *, profile: str = "sk
     transparency = np.where(cloudy, 0.3, 1.0)
     n = len(pixel)
     mid = map_id("night", {"night": night}, nside, frame_of, profile, "tycho2", "auto", 3)
-    pixels = pd.DataFrame({
-        "map_id": mid, "nside": nside, "frame_of": frame_of, "pixel": pixel, "lon": lon, "lat": lat,
-        "n_stars": rng.integers(3, 50, n), "n_frames": rng.integers(1, 20, n),
-        "zp_median": 21.3 + 2.5 * np.log10(transparency), "zp_clear_median": np.full(n, 21.3),
-        "transparency": transparency, "dzp_scatter": np.full(n, 0.02), "n_sky": rng.integers(10, 500, n),
-        "sky_mag": 21.0 + rng.normal(0, 0.05, n), "sky_mag_scatter": np.full(n, 0.05), "n_astro": np.full(n, 5),
-        "dra_arcsec": np.zeros(n), "ddec_arcsec": np.zeros(n), "sep_arcsec": np.full(n, 1.0), "night": night})
+    pixels = pd.DataFrame(
+        {
+            "map_id": mid,
+            "nside": nside,
+            "frame_of": frame_of,
+            "pixel": pixel,
+            "lon": lon,
+            "lat": lat,
+            "n_stars": rng.integers(3, 50, n),
+            "n_frames": rng.integers(1, 20, n),
+            "zp_median": 21.3 + 2.5 * np.log10(transparency),
+            "zp_clear_median": np.full(n, 21.3),
+            "transparency": transparency,
+            "dzp_scatter": np.full(n, 0.02),
+            "n_sky": rng.integers(10, 500, n),
+            "sky_mag": 21.0 + rng.normal(0, 0.05, n),
+            "sky_mag_scatter": np.full(n, 0.05),
+            "n_astro": np.full(n, 5),
+            "dra_arcsec": np.zeros(n),
+            "ddec_arcsec": np.zeros(n),
+            "sep_arcsec": np.full(n, 1.0),
+            "night": night,
+        }
+    )
     mjd = night_mjd(night)
-    index = pd.DataFrame([{
-        "map_id": mid, "scope": "night", "night_min": night, "night_max": night, "frame_id": None, "n_frames": 20,
-        "mjd_min": mjd, "mjd_max": mjd + 0.4, "nside": nside, "frame_of": frame_of, "profile": profile,
-        "refcat": "tycho2", "calib_keys": "k1", "zp_clear": "auto", "min_stars": 3, "n_pixels": n,
-        "n_stars": int(pixels["n_stars"].sum()), "n_sky": int(pixels["n_sky"].sum())}])
+    index = pd.DataFrame(
+        [
+            {
+                "map_id": mid,
+                "scope": "night",
+                "night_min": night,
+                "night_max": night,
+                "frame_id": None,
+                "n_frames": 20,
+                "mjd_min": mjd,
+                "mjd_max": mjd + 0.4,
+                "nside": nside,
+                "frame_of": frame_of,
+                "profile": profile,
+                "refcat": "tycho2",
+                "calib_keys": "k1",
+                "zp_clear": "auto",
+                "min_stars": 3,
+                "n_pixels": n,
+                "n_stars": int(pixels["n_stars"].sum()),
+                "n_sky": int(pixels["n_sky"].sum()),
+            }
+        ]
+    )
     store_maps(lake, MapSet(pixels=pixels, index=index))
     return mid
 
 
-def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator, *, per_commit: int = 100_000,
-                   first_night: str = "2016-01-01", profile: str = "skycamz", refcat: str | None = None) -> None:
+def commit_archive(
+    lake,
+    n_frames: int,
+    n_nights: int,
+    rng: np.random.Generator,
+    *,
+    per_commit: int = 100_000,
+    first_night: str = "2016-01-01",
+    profile: str = "skycamz",
+    refcat: str | None = None,
+) -> None:
     """Commit ``n_frames`` SYNTHETIC frame rows spread over ``n_nights`` consecutive nights, ``per_commit``
     rows per commit (frame rows and their frame-index rows only: an archive's metadata for scale
     benchmarks, made through the lake's own transactions). Paths and keys are unique per row. With
@@ -121,24 +225,53 @@ def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator,
         with lake.transaction("ingest") as tx:
             ids = tx.allocate_frame_ids(n)
             keys = [f"{k:064x}" for k in rng.integers(0, 2**62, n)]
-            frames = _table(FRAMES, {
-                "frame_id": ids, "frame_key": keys, "content_hash": keys, "hdu": np.zeros(n, int),
-                "path": [f"/archive/{night}/f{i:07d}.fits" for night, i in zip(nights, range(lo, hi))],
-                "status": np.where(rng.uniform(size=n) < 0.9, "ok", "rejected"), "reason": [""] * n,
-                "n_sources": rng.integers(500, 3000, n), "instrument": ["SkyCamZ"] * n, "filter": ["clear"] * n,
-                "profile": [profile] * n, "pipeline_version": [f"2+{profile}.0000"] * n,
-                "mjd": [night_mjd(night) for night in nights], "exptime": [10.0] * n,
-                "batch_id": [tx.batch_id] * n, "ingested_at": [now] * n})
+            frames = _table(
+                FRAMES,
+                {
+                    "frame_id": ids,
+                    "frame_key": keys,
+                    "content_hash": keys,
+                    "hdu": np.zeros(n, int),
+                    "path": [f"/archive/{night}/f{i:07d}.fits" for night, i in zip(nights, range(lo, hi))],
+                    "status": np.where(rng.uniform(size=n) < 0.9, "ok", "rejected"),
+                    "reason": [""] * n,
+                    "n_sources": rng.integers(500, 3000, n),
+                    "instrument": ["SkyCamZ"] * n,
+                    "filter": ["clear"] * n,
+                    "profile": [profile] * n,
+                    "pipeline_version": [f"2+{profile}.0000"] * n,
+                    "mjd": [night_mjd(night) for night in nights],
+                    "exptime": [10.0] * n,
+                    "batch_id": [tx.batch_id] * n,
+                    "ingested_at": [now] * n,
+                },
+            )
             tx.stage_frames(frames, nights)
             if refcat:
                 ok = np.flatnonzero(frames.column("status").to_numpy(zero_copy_only=False) == "ok")
                 m = len(ok)
                 zp = 21.3 + rng.normal(0, 0.05, m)
-                tx.stage_nights(ZEROPOINTS, _table(ZEROPOINTS, {
-                    "frame_id": ids[ok], "refcat": [refcat] * m, "calib_key": ["k1"] * m, "zp": zp, "zp_fit": zp,
-                    "zp_err": np.full(m, 0.01), "zp_status": ["ok"] * m, "zp_reason": [""] * m,
-                    "mjd": [night_mjd(nights[i]) for i in ok], "zp_n": rng.integers(30, 300, m),
-                    "batch_id": [tx.batch_id] * m, "calibrated_at": [now] * m}), [nights[i] for i in ok])
+                tx.stage_nights(
+                    ZEROPOINTS,
+                    _table(
+                        ZEROPOINTS,
+                        {
+                            "frame_id": ids[ok],
+                            "refcat": [refcat] * m,
+                            "calib_key": ["k1"] * m,
+                            "zp": zp,
+                            "zp_fit": zp,
+                            "zp_err": np.full(m, 0.01),
+                            "zp_status": ["ok"] * m,
+                            "zp_reason": [""] * m,
+                            "mjd": [night_mjd(nights[i]) for i in ok],
+                            "zp_n": rng.integers(30, 300, m),
+                            "batch_id": [tx.batch_id] * m,
+                            "calibrated_at": [now] * m,
+                        },
+                    ),
+                    [nights[i] for i in ok],
+                )
             tx.commit()
 
 
@@ -147,8 +280,18 @@ def commit_archive(lake, n_frames: int, n_nights: int, rng: np.random.Generator,
 ARCHIVE_OBJECT_IDS = 1 << 50
 
 
-def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: int = 3, refcat: str = "",
-                   centre=(150.0, 20.0), radius_deg: float = 15.0, positions=None, chunk: int = 200_000) -> int:
+def commit_objects(
+    lake,
+    n_objects: int,
+    rng: np.random.Generator,
+    *,
+    points: int = 3,
+    refcat: str = "",
+    centre=(150.0, 20.0),
+    radius_deg: float = 15.0,
+    positions=None,
+    chunk: int = 200_000,
+) -> int:
     """Commit a SYNTHETIC LAKE/objects of ``n_objects`` objects uniform within ``radius_deg`` of ``centre``
     (RA, Dec in degrees; the default holds the SYNTHETIC demo field), or at ``positions`` (ra, dec arrays
     [deg]; ``n_objects`` is then their number) with ``points`` light-curve points each in
@@ -164,8 +307,8 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     from hats.pixel_math.spatial_index import compute_spatial_index, spatial_index_to_healpix
 
     from skylake.lake import hats_meta
-    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.log import staging_path
+    from skylake.lake.parquet import parquet_bytes
     from skylake.lake.tables import LIGHTCURVES
     from skylake.lake.versions import latest_versions
     from skylake.objects import build as ob
@@ -173,8 +316,9 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
     from skylake.objects.summary import summarise
 
     order = lake.config.partition_order
-    frames = latest_versions(lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu", "mjd",
-                                                      "night"]).to_pandas())
+    frames = latest_versions(
+        lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu", "mjd", "night"]).to_pandas()
+    )
     frames = frames[frames["n_sources"] > 0].reset_index(drop=True)
     calibs = ob.latest_calibrations(lake, refcat) if refcat else pd.DataFrame({"frame_id": [], "calib": []})
     import healpy as hp
@@ -211,60 +355,125 @@ def commit_objects(lake, n_objects: int, rng: np.random.Generator, *, points: in
             fid = frames["frame_id"].to_numpy(np.int64)[pick] if len(frames) else np.zeros(len(k), np.int64)
             mjd = frames["mjd"].to_numpy(float)[pick] if len(frames) else np.zeros(len(k))
             inst = rng.uniform(-10, -4, n)[k - a] + rng.normal(0, 0.01, len(k))
-            flat = pd.DataFrame({
-                "mjd": mjd, "mag": np.full(len(k), np.nan, np.float32), "mag_err": np.full(len(k), np.nan, np.float32),
-                "inst_mag": inst.astype(np.float32), "inst_mag_err": np.full(len(k), 0.01, np.float32),
-                "ra": ra[k] + rng.normal(0, 1e-4, len(k)), "dec": dec[k] + rng.normal(0, 1e-4, len(k)),
-                "frame_id": fid, "source_id": ARCHIVE_OBJECT_IDS + np.arange(len(k)) + a * points,
-                "flags": np.zeros(len(k), np.int32), "object_id": ARCHIVE_OBJECT_IDS + k,
-                "ref_id": pd.array([pd.NA] * len(k), dtype="Int64"), "refcat": ""})
+            flat = pd.DataFrame(
+                {
+                    "mjd": mjd,
+                    "mag": np.full(len(k), np.nan, np.float32),
+                    "mag_err": np.full(len(k), np.nan, np.float32),
+                    "inst_mag": inst.astype(np.float32),
+                    "inst_mag_err": np.full(len(k), 0.01, np.float32),
+                    "ra": ra[k] + rng.normal(0, 1e-4, len(k)),
+                    "dec": dec[k] + rng.normal(0, 1e-4, len(k)),
+                    "frame_id": fid,
+                    "source_id": ARCHIVE_OBJECT_IDS + np.arange(len(k)) + a * points,
+                    "flags": np.zeros(len(k), np.int32),
+                    "object_id": ARCHIVE_OBJECT_IDS + k,
+                    "ref_id": pd.array([pd.NA] * len(k), dtype="Int64"),
+                    "refcat": "",
+                }
+            )
             table = summarise(flat, refcat)
             keys = spatial_index_to_healpix(table.column("_healpix_29").to_numpy(), target_order=order)
             cut = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
             for s, e in zip(cut[:-1], cut[1:]):
                 pixel = HealpixPixel(order, int(keys[s]))
                 partitions.append(pixel)
-                tx.stage(ob.OBJECTS, f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
-                         table.slice(s, e - s), row_group_size=ROW_GROUP)
+                tx.stage(
+                    ob.OBJECTS,
+                    f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
+                    table.slice(s, e - s),
+                    row_group_size=ROW_GROUP,
+                )
             home = pd.Series(table.column("_healpix_29").to_numpy(), index=table.column("object_id").to_numpy())
             flat["_healpix_29"] = home.reindex(flat["object_id"]).to_numpy(np.int64)  # filed under its object
-            pts = pa.Table.from_pandas(flat[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES),
-                                       preserve_index=False)
+            pts = pa.Table.from_pandas(
+                flat[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES), preserve_index=False
+            )
             pkeys = spatial_index_to_healpix(pts.column("_healpix_29").to_numpy(), target_order=order)
             for p in np.unique(pkeys):
                 piece = sort_points(pts.filter(pa.array(pkeys == p)))
                 point_parts.append(HealpixPixel(order, int(p)))
                 point_map += hats_meta.skymap_histogram(piece.column("_healpix_29").to_numpy())
-                tx.stage(LIGHTCURVES, f"{hats_meta.pixel_dir(order, int(p))}/{tx.batch_id}.parquet", piece,
-                         row_group_size=POINTS_ROW_GROUP)
+                tx.stage(
+                    LIGHTCURVES,
+                    f"{hats_meta.pixel_dir(order, int(p))}/{tx.batch_id}.parquet",
+                    piece,
+                    row_group_size=POINTS_ROW_GROUP,
+                )
             lo = hi
         skymap = hats_meta.skymap_histogram(h29)
         out = staging_path(tx.batch_id, ob.OBJECTS)
-        names = hats_meta.write_metadata(lake.store, out, sorted(set(partitions)), n_objects, skymap,
-                                         table_schema(ob.OBJECTS), catalog=ob.OBJECTS, catalog_type="object",
-                                         id_column="object_id")
+        names = hats_meta.write_metadata(
+            lake.store,
+            out,
+            sorted(set(partitions)),
+            n_objects,
+            skymap,
+            table_schema(ob.OBJECTS),
+            catalog=ob.OBJECTS,
+            catalog_type="object",
+            id_column="object_id",
+        )
         held = frames[["frame_id", "night"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
         held = held.fillna({"calib": ""}).assign(n_det=0, pixels=[[] for _ in range(len(held))])
         held["night"] = held["night"].fillna("unknown")
         for night, rows in held.groupby("night"):
-            tx.stage_file(ob._held_rel(night), parquet_bytes(pa.Table.from_pandas(
-                rows[ob.HELD_SCHEMA.names].sort_values("frame_id"), schema=ob.HELD_SCHEMA, preserve_index=False)))
+            tx.stage_file(
+                ob._held_rel(night),
+                parquet_bytes(
+                    pa.Table.from_pandas(
+                        rows[ob.HELD_SCHEMA.names].sort_values("frame_id"), schema=ob.HELD_SCHEMA, preserve_index=False
+                    )
+                ),
+            )
         version = (tx.base.version if tx.base else 0) + 1
-        lake.store.write_bytes(f"{out}/{ob.STATE_FILE}", json.dumps(
-            {"refcat": refcat, "radius_arcsec": ob.DEFAULT_RADIUS_ARCSEC, "layout": ob.LAYOUT, "version": version,
-             "objects": n_objects}).encode())
-        pnames = hats_meta.write_metadata(lake.store, staging_path(tx.batch_id, LIGHTCURVES),
-                                          sorted(set(point_parts)), int(point_map.sum()), point_map,
-                                          table_schema(LIGHTCURVES), catalog=LIGHTCURVES)
+        lake.store.write_bytes(
+            f"{out}/{ob.STATE_FILE}",
+            json.dumps(
+                {
+                    "refcat": refcat,
+                    "radius_arcsec": ob.DEFAULT_RADIUS_ARCSEC,
+                    "layout": ob.LAYOUT,
+                    "version": version,
+                    "objects": n_objects,
+                }
+            ).encode(),
+        )
+        pnames = hats_meta.write_metadata(
+            lake.store,
+            staging_path(tx.batch_id, LIGHTCURVES),
+            sorted(set(point_parts)),
+            int(point_map.sum()),
+            point_map,
+            table_schema(LIGHTCURVES),
+            catalog=LIGHTCURVES,
+        )
         tx.metadata += [f"{LIGHTCURVES}/{n}" for n in pnames]
         tx.metadata += [f"{ob.OBJECTS}/{n}" for n in [*names, ob.STATE_FILE]]
         return tx.commit(summary={"synthetic": True}).version
 
 
 #: sources columns :func:`commit_sources_night` fills with random numbers (so rows weigh what real ones do)
-MEASUREMENTS = ("flux_auto", "flux_auto_err", "kron_radius", "flux_ap1", "flux_ap1_err", "flux_ap2", "flux_ap2_err",
-                "flux_ap3", "flux_ap3_err", "flux_max", "bkg_local", "fwhm", "a", "b", "theta", "elongation",
-                "ellipticity", "edge_dist")
+MEASUREMENTS = (
+    "flux_auto",
+    "flux_auto_err",
+    "kron_radius",
+    "flux_ap1",
+    "flux_ap1_err",
+    "flux_ap2",
+    "flux_ap2_err",
+    "flux_ap3",
+    "flux_ap3_err",
+    "flux_max",
+    "bkg_local",
+    "fwhm",
+    "a",
+    "b",
+    "theta",
+    "elongation",
+    "ellipticity",
+    "edge_dist",
+)
 
 
 def tile_stars(order: int, pixel: int, n: int, seed: int = 0):
@@ -282,41 +491,110 @@ def tile_stars(order: int, pixel: int, n: int, seed: int = 0):
     return np.asarray(ra, float), np.asarray(dec, float), rng.uniform(10.0, 16.0, n)
 
 
-def commit_sources_night(lake, night: str, tiles, stars_per_tile: int, rng: np.random.Generator, *, order: int = 5,
-                         refcat: str = "synth", matches: bool = False, profile: str = "demo",
-                         pos_err_arcsec: float = 0.3) -> int:
+def commit_sources_night(
+    lake,
+    night: str,
+    tiles,
+    stars_per_tile: int,
+    rng: np.random.Generator,
+    *,
+    order: int = 5,
+    refcat: str = "synth",
+    matches: bool = False,
+    profile: str = "demo",
+    pos_err_arcsec: float = 0.3,
+) -> int:
     """Commit one SYNTHETIC night of detections for memory and scale tests: one frame per tile (a HEALPix
     pixel at ``order``) seeing its ``stars_per_tile`` stars (:func:`tile_stars`), with their sources
     (the light-curve columns, ``bkg`` and random measurement columns, so rows weigh what real ones do),
     frame rows (centre and footprint: the tile's corners), an ok zeropoint each against ``refcat`` and,
     with ``matches``, reference matches of every fifth star and the night's extinction row. One commit,
     as an ingest and its calibration. Returns its version."""
-    return commit_sources_nights(lake, [night], tiles, stars_per_tile, rng, order=order, refcat=refcat,
-                                 matches=matches, profile=profile, pos_err_arcsec=pos_err_arcsec)
+    return commit_sources_nights(
+        lake,
+        [night],
+        tiles,
+        stars_per_tile,
+        rng,
+        order=order,
+        refcat=refcat,
+        matches=matches,
+        profile=profile,
+        pos_err_arcsec=pos_err_arcsec,
+    )
 
 
-def commit_sources_nights(lake, nights: list[str], tiles, stars_per_tile: int, rng: np.random.Generator, *,
-                          order: int = 5, refcat: str = "synth", matches: bool = False, profile: str = "demo",
-                          pos_err_arcsec: float = 0.3, zstd_level: int | None = None, repeat: bool = False) -> int:
+def commit_sources_nights(
+    lake,
+    nights: list[str],
+    tiles,
+    stars_per_tile: int,
+    rng: np.random.Generator,
+    *,
+    order: int = 5,
+    refcat: str = "synth",
+    matches: bool = False,
+    profile: str = "demo",
+    pos_err_arcsec: float = 0.3,
+    zstd_level: int | None = None,
+    repeat: bool = False,
+) -> int:
     """:func:`commit_sources_night` of several ``nights`` in one commit (one sources file per partition for
     them all: a lake made faster, as after a compaction); ``zstd_level`` of the sources files (default the
     lake's). ``repeat`` (without ``matches``): the later nights repeat the first one's positions, magnitudes
     and spatial index (the costly part) under their own ids, times and measurement columns (a lake made
     several times faster). Returns the version."""
     with lake.transaction("ingest") as tx:
-        first = _stage_night(tx, nights[0], tiles, stars_per_tile, rng, order=order, refcat=refcat, matches=matches,
-                             profile=profile, pos_err_arcsec=pos_err_arcsec)
-        sources = pa.concat_tables([first] + [
-            _stage_night(tx, night, tiles, stars_per_tile, rng, order=order, refcat=refcat, matches=matches,
-                         profile=profile, pos_err_arcsec=pos_err_arcsec, like=first if repeat and not matches else None)
-            for night in nights[1:]])
+        first = _stage_night(
+            tx,
+            nights[0],
+            tiles,
+            stars_per_tile,
+            rng,
+            order=order,
+            refcat=refcat,
+            matches=matches,
+            profile=profile,
+            pos_err_arcsec=pos_err_arcsec,
+        )
+        sources = pa.concat_tables(
+            [first]
+            + [
+                _stage_night(
+                    tx,
+                    night,
+                    tiles,
+                    stars_per_tile,
+                    rng,
+                    order=order,
+                    refcat=refcat,
+                    matches=matches,
+                    profile=profile,
+                    pos_err_arcsec=pos_err_arcsec,
+                    like=first if repeat and not matches else None,
+                )
+                for night in nights[1:]
+            ]
+        )
         tx.stage_sources(sources, **({} if zstd_level is None else {"zstd_level": zstd_level}))
         del sources
         return tx.commit(summary={"synthetic": True}).version
 
 
-def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Generator, *, order: int, refcat: str,
-                 matches: bool, profile: str, pos_err_arcsec: float, like: pa.Table | None = None) -> pa.Table:
+def _stage_night(
+    tx,
+    night: str,
+    tiles,
+    stars_per_tile: int,
+    rng: np.random.Generator,
+    *,
+    order: int,
+    refcat: str,
+    matches: bool,
+    profile: str,
+    pos_err_arcsec: float,
+    like: pa.Table | None = None,
+) -> pa.Table:
     """Stage one night of :func:`commit_sources_night` in ``tx`` but its sources, which it returns (with
     ``like``: those sources under this night's frame ids, source ids and times)."""
     import healpy as hp
@@ -333,13 +611,20 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
     if like is not None:
         fids = np.repeat(np.asarray(ids, np.int64), n_s)
         n = len(fids)
-        new = {"frame_id": fids, "source_id": fids * (1 << 20) + np.tile(np.arange(n_s), n_t),
-               "mjd": np.repeat(mjd, n_s), "bkg": rng.normal(800, 20, n).astype(np.float32),
-               "x": rng.uniform(0, 2048, n), "y": rng.uniform(0, 2048, n)}
+        new = {
+            "frame_id": fids,
+            "source_id": fids * (1 << 20) + np.tile(np.arange(n_s), n_t),
+            "mjd": np.repeat(mjd, n_s),
+            "bkg": rng.normal(800, 20, n).astype(np.float32),
+            "x": rng.uniform(0, 2048, n),
+            "y": rng.uniform(0, 2048, n),
+        }
         for name in MEASUREMENTS:  # new values: repeated ones would compress away (not what a night weighs)
             new[name] = rng.random(n, np.float32)
         for name, values in new.items():
-            like = like.set_column(like.schema.get_field_index(name), name, pa.array(values, like.schema.field(name).type))
+            like = like.set_column(
+                like.schema.get_field_index(name), name, pa.array(values, like.schema.field(name).type)
+            )
         pieces, tiles_todo = [like], []
     else:
         tiles_todo = list(zip(ids, tiles))
@@ -350,47 +635,120 @@ def _stage_night(tx, night: str, tiles, stars_per_tile: int, rng: np.random.Gene
         ra = (ra0 + rng.normal(0, scatter, n_s) / np.cos(np.radians(dec0))) % 360.0
         inst = (mag0 - zp0 + rng.normal(0, 0.01, n_s)).astype(np.float32)
         sid = int(fid) * (1 << 20) + np.arange(n_s)
-        cols = {"_healpix_29": np.asarray(compute_spatial_index(ra, dec), np.int64), "source_id": sid,
-                "frame_id": np.full(n_s, fid), "ra": ra, "dec": dec, "mjd": np.full(n_s, mjd[k]),
-                "inst_mag": inst, "inst_mag_err": np.full(n_s, 0.01, np.float32),
-                "bkg": rng.normal(800, 20, n_s).astype(np.float32), "flags": np.zeros(n_s, np.int32),
-                "x": rng.uniform(0, 2048, n_s), "y": rng.uniform(0, 2048, n_s)}
+        cols = {
+            "_healpix_29": np.asarray(compute_spatial_index(ra, dec), np.int64),
+            "source_id": sid,
+            "frame_id": np.full(n_s, fid),
+            "ra": ra,
+            "dec": dec,
+            "mjd": np.full(n_s, mjd[k]),
+            "inst_mag": inst,
+            "inst_mag_err": np.full(n_s, 0.01, np.float32),
+            "bkg": rng.normal(800, 20, n_s).astype(np.float32),
+            "flags": np.zeros(n_s, np.int32),
+            "x": rng.uniform(0, 2048, n_s),
+            "y": rng.uniform(0, 2048, n_s),
+        }
         for name in MEASUREMENTS:
             cols[name] = rng.random(n_s, np.float32)
         cols["npix"] = rng.integers(5, 500, n_s, dtype=np.int32)
         pieces.append(_table(SOURCES, cols))
         if matches:
             m = np.arange(0, n_s, 5)
-            match_pieces.append(_table(MATCHES, {
-                "source_id": sid[m], "frame_id": np.full(len(m), fid), "refcat": [refcat] * len(m),
-                "calib_key": ["k1"] * len(m), "ref_id": int(tile) * (1 << 24) + m, "ref_mag": mag0[m],
-                "ref_mag_err": np.full(len(m), 0.01), "ref_color": np.full(len(m), 0.5),
-                "inst_mag": inst[m], "inst_mag_err": np.full(len(m), 0.01), "used": np.ones(len(m), bool),
-                "reject": [""] * len(m), "mag": inst[m] + zp0, "mag_err": np.full(len(m), 0.015),
-                "sep_arcsec": np.full(len(m), 0.3), "dra_arcsec": rng.normal(0, 0.2, len(m)),
-                "ddec_arcsec": rng.normal(0, 0.2, len(m)), "x": cols["x"][m], "y": cols["y"][m]}))
+            match_pieces.append(
+                _table(
+                    MATCHES,
+                    {
+                        "source_id": sid[m],
+                        "frame_id": np.full(len(m), fid),
+                        "refcat": [refcat] * len(m),
+                        "calib_key": ["k1"] * len(m),
+                        "ref_id": int(tile) * (1 << 24) + m,
+                        "ref_mag": mag0[m],
+                        "ref_mag_err": np.full(len(m), 0.01),
+                        "ref_color": np.full(len(m), 0.5),
+                        "inst_mag": inst[m],
+                        "inst_mag_err": np.full(len(m), 0.01),
+                        "used": np.ones(len(m), bool),
+                        "reject": [""] * len(m),
+                        "mag": inst[m] + zp0,
+                        "mag_err": np.full(len(m), 0.015),
+                        "sep_arcsec": np.full(len(m), 0.3),
+                        "dra_arcsec": rng.normal(0, 0.2, len(m)),
+                        "ddec_arcsec": rng.normal(0, 0.2, len(m)),
+                        "x": cols["x"][m],
+                        "y": cols["y"][m],
+                    },
+                )
+            )
     centre = hp.pix2ang(order2nside(order), tiles, nest=True, lonlat=True)
     corners = [hp.vec2ang(hp.boundaries(order2nside(order), int(t), step=1, nest=True).T, lonlat=True) for t in tiles]
-    frames = _table(FRAMES, {
-        "frame_id": ids, "frame_key": [f"synth-{night}-{t}-{rng.integers(1 << 62)}" for t in tiles],
-        "content_hash": [f"{rng.integers(1 << 62):064x}" for _ in tiles], "hdu": np.zeros(n_t, int),
-        "path": [f"synthetic://{night}/{t}" for t in tiles], "profile": [profile] * n_t, "status": ["ok"] * n_t,
-        "pipeline_version": [f"synthetic+{profile}"] * n_t,
-        "reason": [""] * n_t, "n_sources": np.full(n_t, n_s), "instrument": ["SYNTHETIC"] * n_t,
-        "object": ["SYNTHETIC"] * n_t, "mjd": mjd, "exptime": np.full(n_t, 10.0), "airmass": np.full(n_t, 1.2),
-        "pixscale": np.full(n_t, 10.0), "ra_center": centre[0], "dec_center": centre[1],
-        "footprint_ra": [list(c[0]) for c in corners], "footprint_dec": [list(c[1]) for c in corners],
-        "batch_id": [tx.batch_id] * n_t, "ingested_at": [now] * n_t})
+    frames = _table(
+        FRAMES,
+        {
+            "frame_id": ids,
+            "frame_key": [f"synth-{night}-{t}-{rng.integers(1 << 62)}" for t in tiles],
+            "content_hash": [f"{rng.integers(1 << 62):064x}" for _ in tiles],
+            "hdu": np.zeros(n_t, int),
+            "path": [f"synthetic://{night}/{t}" for t in tiles],
+            "profile": [profile] * n_t,
+            "status": ["ok"] * n_t,
+            "pipeline_version": [f"synthetic+{profile}"] * n_t,
+            "reason": [""] * n_t,
+            "n_sources": np.full(n_t, n_s),
+            "instrument": ["SYNTHETIC"] * n_t,
+            "object": ["SYNTHETIC"] * n_t,
+            "mjd": mjd,
+            "exptime": np.full(n_t, 10.0),
+            "airmass": np.full(n_t, 1.2),
+            "pixscale": np.full(n_t, 10.0),
+            "ra_center": centre[0],
+            "dec_center": centre[1],
+            "footprint_ra": [list(c[0]) for c in corners],
+            "footprint_dec": [list(c[1]) for c in corners],
+            "batch_id": [tx.batch_id] * n_t,
+            "ingested_at": [now] * n_t,
+        },
+    )
     tx.stage_frames(frames, [night] * n_t)
-    tx.stage_nights(ZEROPOINTS, _table(ZEROPOINTS, {
-        "frame_id": ids, "refcat": [refcat] * n_t, "calib_key": ["k1"] * n_t, "zp": np.full(n_t, zp0),
-        "zp_fit": np.full(n_t, zp0), "zp_err": np.full(n_t, 0.01), "zp_status": ["ok"] * n_t,
-        "zp_reason": [""] * n_t, "airmass": np.full(n_t, 1.2), "mjd": mjd, "color_term": np.zeros(n_t),
-        "zp_n": np.full(n_t, 100), "batch_id": [tx.batch_id] * n_t, "calibrated_at": [now] * n_t}), [night] * n_t)
+    tx.stage_nights(
+        ZEROPOINTS,
+        _table(
+            ZEROPOINTS,
+            {
+                "frame_id": ids,
+                "refcat": [refcat] * n_t,
+                "calib_key": ["k1"] * n_t,
+                "zp": np.full(n_t, zp0),
+                "zp_fit": np.full(n_t, zp0),
+                "zp_err": np.full(n_t, 0.01),
+                "zp_status": ["ok"] * n_t,
+                "zp_reason": [""] * n_t,
+                "airmass": np.full(n_t, 1.2),
+                "mjd": mjd,
+                "color_term": np.zeros(n_t),
+                "zp_n": np.full(n_t, 100),
+                "batch_id": [tx.batch_id] * n_t,
+                "calibrated_at": [now] * n_t,
+            },
+        ),
+        [night] * n_t,
+    )
     if matches:
         tx.stage_nights(MATCHES, pa.concat_tables(match_pieces), [night] * sum(len(p) for p in match_pieces))
-        tx.stage_nights(EXTINCTION, _table(EXTINCTION, {
-            "refcat": [refcat], "calib_key": ["k1"], "k_ext": [0.15], "zp_airmass0": [zp0 + 0.15],
-            "ext_status": ["ok"], "calibrated_at": [now]}), [night])
+        tx.stage_nights(
+            EXTINCTION,
+            _table(
+                EXTINCTION,
+                {
+                    "refcat": [refcat],
+                    "calib_key": ["k1"],
+                    "k_ext": [0.15],
+                    "zp_airmass0": [zp0 + 0.15],
+                    "ext_status": ["ok"],
+                    "calibrated_at": [now],
+                },
+            ),
+            [night],
+        )
     return pa.concat_tables(pieces)
-

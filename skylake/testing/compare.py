@@ -18,9 +18,17 @@ from skylake.lake import tables
 from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, MAPS_INDEX, MATCHES, OBJECTS, SOURCES, STREAKS, ZEROPOINTS
 
 #: Each table's sort key (unique in it). Tables not listed (frame products) are sorted by every column.
-KEYS = {FRAMES: ["frame_id"], SOURCES: ["source_id"], ZEROPOINTS: ["frame_id", "refcat", "flux"],
-        MATCHES: ["source_id", "refcat"], EXTINCTION: ["night", "refcat"], OBJECTS: ["object_id"],
-        MAPS: ["map_id", "pixel"], MAPS_INDEX: ["map_id"], STREAKS: ["frame_id", "streak"]}
+KEYS = {
+    FRAMES: ["frame_id"],
+    SOURCES: ["source_id"],
+    ZEROPOINTS: ["frame_id", "refcat", "flux"],
+    MATCHES: ["source_id", "refcat"],
+    EXTINCTION: ["night", "refcat"],
+    OBJECTS: ["object_id"],
+    MAPS: ["map_id", "pixel"],
+    MAPS_INDEX: ["map_id"],
+    STREAKS: ["frame_id", "streak"],
+}
 #: Tables a lake has only when something wrote them (all-sky frames' trails, frame products).
 OPTIONAL = {STREAKS} | {t.name for t in tables.frame_products()}
 #: Columns that legitimately differ between two runs, left out of the comparison. Commit identity and
@@ -34,8 +42,11 @@ EXCLUDED = {"batch_id", "ingested_at", "calibrated_at", "created_at", "processin
 
 
 def _dataset(root: Path, partitioning=None) -> pa.Table:
-    files = sorted(str(p) for p in root.rglob("*.parquet")
-                   if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts))
+    files = sorted(
+        str(p)
+        for p in root.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    )
     return pads.dataset(files, format="parquet", partitioning=partitioning).to_table()
 
 
@@ -83,8 +94,10 @@ def normalise(name: str, table: pa.Table, key: str | None, excluded=EXCLUDED, ke
                 values = pc.replace_substring(table[column], key, "KEY")
                 table = table.set_column(table.column_names.index(column), column, values)
     if "path" in table.column_names and "batch_id" in table.column_names and name in (MAPS_INDEX, MAPS):
-        paths = [p if p is None or b is None else p.replace(b, "BATCH")
-                 for p, b in zip(table["path"].to_pylist(), table["batch_id"].to_pylist())]
+        paths = [
+            p if p is None or b is None else p.replace(b, "BATCH")
+            for p, b in zip(table["path"].to_pylist(), table["batch_id"].to_pylist())
+        ]
         table = table.set_column(table.column_names.index("path"), "path", pa.array(paths, pa.string()))
     table = table.drop_columns([c for c in table.column_names if c in excluded])
     keys = [k for k in (KEYS.get(name, []) if keys is None else keys) if k in table.column_names]
@@ -106,8 +119,7 @@ def same(x, y) -> bool:
     if pa.types.is_struct(x.type):
         return all(same(a, b) for a, b in zip(x.flatten(), y.flatten()))
     if pa.types.is_list(x.type) or pa.types.is_large_list(x.type):
-        return same(pc.list_value_length(x), pc.list_value_length(y)) and same(pc.list_flatten(x),
-                                                                               pc.list_flatten(y))
+        return same(pc.list_value_length(x), pc.list_value_length(y)) and same(pc.list_flatten(x), pc.list_flatten(y))
     if pa.types.is_floating(x.type):
         nan_x, nan_y = pc.is_nan(x), pc.is_nan(y)
         if not nan_x.equals(nan_y):
@@ -121,6 +133,7 @@ def same(x, y) -> bool:
 class Comparison:
     """Two normalised tables compared: their rows and the columns that differ (a column only one has
     counts as differing; with different row counts no column is compared)."""
+
     rows_a: int
     rows_b: int
     only_a: list[str]
@@ -146,7 +159,7 @@ def compare(a: pa.Table, b: pa.Table) -> Comparison:
     """Row for row, column by column, after ``normalise``."""
     only_a = [c for c in a.column_names if c not in b.column_names]
     only_b = [c for c in b.column_names if c not in a.column_names]
-    differ = [] if a.num_rows != b.num_rows else [c for c in a.column_names
-                                                   if c in b.column_names and not same(a[c], b[c])]
+    differ = (
+        [] if a.num_rows != b.num_rows else [c for c in a.column_names if c in b.column_names and not same(a[c], b[c])]
+    )
     return Comparison(a.num_rows, b.num_rows, only_a, only_b, differ)
-

@@ -1,0 +1,109 @@
+"""The per-pixel cross-match step (one k-d tree query per aligned pixel pair) on SYNTHETIC positions with
+exact answers: the nearest star, ties to the smaller ref_id, the second nearest's magnitude and separation,
+sources with no star or one star, the RA wrap at 0/360 and the pole, partitions of different orders; and
+the same pairs as a brute-force match of every source with every star reduced by ``nearest_per_source``."""
+
+from __future__ import annotations
+
+import warnings
+
+import lsdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from skylake.calib.crossmatch import crossmatch, nearest_per_source
+
+ARCSEC = 1.0 / 3600.0
+RADIUS = 9.0
+
+
+def _catalogs(src: pd.DataFrame, ref: pd.DataFrame, src_order: int = 2, ref_order: int = 4):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # from_dataframe on a few rows
+        left = lsdb.from_dataframe(
+            src,
+            ra_column="ra",
+            dec_column="dec",
+            lowest_order=src_order,
+            highest_order=src_order,
+            margin_threshold=None,
+        )
+        right = lsdb.from_dataframe(
+            ref,
+            ra_column="ra",
+            dec_column="dec",
+            lowest_order=ref_order,
+            highest_order=ref_order,
+            margin_threshold=2 * RADIUS,
+        )
+    return left, right
+
+
+def _brute_force(src: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    s = SkyCoord(src["ra"].to_numpy() * u.deg, src["dec"].to_numpy() * u.deg)
+    r = SkyCoord(ref["ra"].to_numpy() * u.deg, ref["dec"].to_numpy() * u.deg)
+    rows = []
+    for i in range(len(src)):
+        sep = s[i].separation(r).to_value(u.arcsec)
+        for j in np.flatnonzero(sep <= RADIUS):
+            rows.append((src["source_id"].iloc[i], ref["ref_id"].iloc[j], ref["mag"].iloc[j], sep[j]))
+    pairs = pd.DataFrame(rows, columns=["source_id", "ref_id", "mag", "sep_arcsec"])
+    return nearest_per_source(pairs, mag="mag")
+
+
+def test_nearest_star_ties_and_neighbours_exactly():
+    # source 1 at (0, 0): stars 10 and 11 at dec +-3" (an exact tie in floating point: the vectors are
+    # mirror images), star 12 at RA 5"
+    ref = pd.DataFrame(
+        {
+            "ref_id": [11, 10, 12, 20, 30, 31],
+            "ra": [0.0, 0.0, 5 * ARCSEC, 200.0, 300.0, 300.0],
+            "dec": [-3 * ARCSEC, 3 * ARCSEC, 0.0, -30.0, 45.0 + 2 * ARCSEC, 45.0 + 20 * ARCSEC],
+            "mag": [12.0, 11.0, 13.0, 14.0, 15.0, 16.0],
+        }
+    )
+    src = pd.DataFrame(
+        {
+            "source_id": [1, 2, 3, 4],
+            "ra": [0.0, 200.0 + 4 * ARCSEC / np.cos(np.radians(30.0)), 300.0, 50.0],
+            "dec": [0.0, -30.0, 45.0, 0.0],
+        }
+    )
+    got = crossmatch(*_catalogs(src, ref), RADIUS, mag="mag").sort_values("source_id").reset_index(drop=True)
+    # source 1: stars 10 and 11 both 3" away (a tie: the smaller id), star 12 at 5" is not the second
+    # of the 2-nearest query because 11 is; source 2: one star at 4"; source 3: 2" (31 is 20" away: none
+    # second); source 4: nothing within 9"
+    assert got["source_id"].tolist() == [1, 2, 3]
+    assert got["ref_id"].tolist() == [10, 20, 30]
+    assert got["sep_arcsec"].to_numpy() == pytest.approx([3.0, 4.0, 2.0], abs=1e-6)
+    assert got["neighbour_mag"].iloc[0] == 12.0 and got["neighbour_sep"].iloc[0] == pytest.approx(3.0, abs=1e-6)
+    assert np.isnan(got["neighbour_mag"].iloc[1]) and np.isnan(got["neighbour_sep"].iloc[2])
+
+
+@pytest.mark.parametrize("where", ["ra_wrap", "pole"])
+def test_same_pairs_as_brute_force_at_the_wrap_and_the_pole(where):
+    rng = np.random.default_rng(3)
+    n_ref, n_src = 400, 600
+    if where == "ra_wrap":
+        ra_ref, dec_ref = rng.uniform(-0.05, 0.05, n_ref) % 360.0, rng.uniform(-0.05, 0.05, n_ref)
+    else:
+        ra_ref, dec_ref = rng.uniform(0, 360, n_ref), rng.uniform(89.95, 90.0, n_ref)
+    ref = pd.DataFrame(
+        {"ref_id": np.arange(n_ref) + 1000, "ra": ra_ref, "dec": dec_ref, "mag": rng.uniform(8, 15, n_ref)}
+    )
+    pick = rng.integers(0, n_ref, n_src)
+    dec = np.clip(dec_ref[pick] + rng.normal(0, 3 * ARCSEC, n_src), -90, 90)
+    ra = (ra_ref[pick] + rng.normal(0, 3 * ARCSEC, n_src) / np.maximum(np.cos(np.radians(dec)), 1e-3)) % 360.0
+    src = pd.DataFrame({"source_id": np.arange(n_src), "ra": ra, "dec": dec})
+    got = crossmatch(*_catalogs(src, ref), RADIUS, mag="mag").sort_values("source_id").reset_index(drop=True)
+    want = _brute_force(src, ref).sort_values("source_id").reset_index(drop=True)
+    assert len(got) > 0.9 * n_src
+    assert got["source_id"].tolist() == want["source_id"].tolist()
+    assert got["ref_id"].tolist() == want["ref_id"].tolist()
+    assert got["sep_arcsec"].to_numpy() == pytest.approx(want["sep_arcsec"].to_numpy(), abs=1e-6)
+    assert np.allclose(got["neighbour_sep"], want["neighbour_sep"], atol=1e-6, equal_nan=True)
+    assert np.allclose(got["neighbour_mag"], want["neighbour_mag"], equal_nan=True)
