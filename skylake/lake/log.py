@@ -39,46 +39,119 @@ _ENTRY_NAME = re.compile(r"^(\d{20})\.json$")
 
 
 def entry_path(version: int) -> str:
+    """Where the log entry of a version lives.
+
+    Parameters
+    ----------
+    version : int
+        The commit's version.
+
+    Returns
+    -------
+    str
+        ``_skylake/log/<20-digit version>.json``, relative to the lake.
+    """
     return f"{LOG_DIR}/{version:020d}.json"
 
 
 def staging_path(batch_id: str, rel: str = "") -> str:
+    """Where a batch stages its files before its commit.
+
+    Parameters
+    ----------
+    batch_id : str
+        The batch.
+    rel : str
+        A lake-relative path inside the batch's staging area ('' for the area itself).
+
+    Returns
+    -------
+    str
+        ``_skylake/staging/<batch_id>/<rel>``, relative to the lake.
+    """
     return posixpath.join(STAGING_DIR, batch_id, rel) if rel else f"{STAGING_DIR}/{batch_id}"
 
 
 @dataclass
 class FileAction:
-    """A data file added to or removed from a table (``path`` relative to the table directory)."""
+    """A data file added to or removed from a table.
 
-    table: str  # "sources" or "frames"
+    Attributes
+    ----------
+    table : str
+        The table's directory in the lake.
+    path : str
+        The file's path relative to the table's directory.
+    rows : int
+        Its rows.
+    """
+
+    table: str
     path: str
     rows: int = 0
 
     @property
     def lake_path(self) -> str:
+        """The file's path relative to the lake.
+
+        Returns
+        -------
+        str
+            ``<table>/<path>``.
+        """
         return f"{self.table}/{self.path}"
 
 
 @dataclass
 class Entry:
-    """One commit. ``metadata`` lists files (relative to the lake) replaced wholesale at publish."""
+    """One commit of the log.
+
+    Attributes
+    ----------
+    version : int
+        The commit's version (1, 2, ...).
+    batch_id : str
+        The batch that made it (its staging area's name).
+    operation : str
+        What it did: ``ingest``, ``calibrate``, ``compact``, ``redo``, ...
+    committed_at : str
+        When (ISO 8601, UTC).
+    adds, removes : list of FileAction
+        The data files it added and removed.
+    metadata : list of str
+        Lake-relative files replaced wholesale at publish (HATS metadata, running totals, ...).
+    next_frame_id : int
+        The first frame id the next commit may give.
+    sources_rows, frames_rows : int
+        Rows in the source and frames tables after this commit.
+    summary : dict
+        What the batch reported (host, process id, counts).
+    swaps : list of str
+        Lake-relative directories published whole by one atomic exchange (a partition or night that
+        loses and gains files; a whole table when rows may move between its partitions).
+    """
 
     version: int
     batch_id: str
-    operation: str  # ingest | compact | redo
+    operation: str
     committed_at: str
     adds: list[FileAction] = field(default_factory=list)
     removes: list[FileAction] = field(default_factory=list)
     metadata: list[str] = field(default_factory=list)
     next_frame_id: int = 1
-    sources_rows: int = 0  # rows in the source table after this commit
-    frames_rows: int = 0  # rows in the frames table after this commit
+    sources_rows: int = 0
+    frames_rows: int = 0
     summary: dict = field(default_factory=dict)
-    #: Lake-relative directories published whole by one atomic exchange (a partition or night that
-    #: loses and gains files; a whole table when rows may move between its partitions).
     swaps: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:
+        """The entry as the JSON of its log file.
+
+        Returns
+        -------
+        bytes
+            UTF-8 JSON, indented.
+        """
         doc = dict(self.__dict__)
         doc["adds"] = [a.__dict__ for a in self.adds]
         doc["removes"] = [r.__dict__ for r in self.removes]
@@ -86,7 +159,23 @@ class Entry:
 
     @classmethod
     def from_json(cls, data: bytes) -> "Entry":
-        """Parse an entry; raises ValueError (with the reason) for anything but a well-formed one."""
+        """Parse an entry.
+
+        Parameters
+        ----------
+        data : bytes
+            The JSON of a log file.
+
+        Returns
+        -------
+        Entry
+            The entry.
+
+        Raises
+        ------
+        ValueError
+            Anything but a well-formed entry (the message gives the reason).
+        """
         doc = json.loads(data)
         if not isinstance(doc, dict):
             raise ValueError(f"expected a JSON object, found {type(doc).__name__}")
@@ -131,24 +220,73 @@ class Entry:
 
 
 class CommitLog:
-    """Reads and appends log entries and tracks how far they are published."""
+    """Reads and appends log entries and tracks how far they are published.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    """
 
     def __init__(self, store: Storage):
         self.store = store
 
     def versions(self) -> list[int]:
-        """Committed versions. Names that are not entries (temp files of a put-if-absent cut short,
-        an editor's backup) are ignored."""
+        """The committed versions.
+
+        Names that are not entries (temp files of a put-if-absent cut short, an editor's backup) are ignored.
+
+        Returns
+        -------
+        list of int
+            In order.
+        """
         return sorted(int(m.group(1)) for m in map(_ENTRY_NAME.match, self.store.listdir(LOG_DIR)) if m)
 
     def latest_version(self) -> int:
+        """The newest committed version.
+
+        Returns
+        -------
+        int
+            0 before the first commit.
+        """
         versions = self.versions()
         return versions[-1] if versions else 0
 
     def has(self, version: int) -> bool:
+        """Whether a version is committed.
+
+        Parameters
+        ----------
+        version : int
+            The version.
+
+        Returns
+        -------
+        bool
+            True when its entry exists.
+        """
         return self.store.exists(entry_path(version))
 
     def read(self, version: int) -> Entry:
+        """One entry of the log, validated.
+
+        Parameters
+        ----------
+        version : int
+            The version.
+
+        Returns
+        -------
+        Entry
+            The entry.
+
+        Raises
+        ------
+        LakeError
+            The entry is missing, corrupt or names another version (one line naming the file).
+        """
         path = entry_path(version)
         try:
             data = self.store.read_bytes(path)
@@ -171,15 +309,44 @@ class CommitLog:
         return entry
 
     def latest(self) -> Entry | None:
+        """The newest entry.
+
+        Returns
+        -------
+        Entry or None
+            None before the first commit.
+        """
         version = self.latest_version()
         return self.read(version) if version else None
 
     def append(self, entry: Entry) -> bool:
-        """Commit ``entry`` at ``entry.version``; False if that version is taken (a concurrent commit)."""
+        """Commit an entry at its version: the commit point (a put-if-absent).
+
+        Parameters
+        ----------
+        entry : Entry
+            The entry.
+
+        Returns
+        -------
+        bool
+            False when that version is taken (a concurrent commit).
+        """
         return self.store.put_if_absent(entry_path(entry.version), entry.to_json())
 
     def published_version(self) -> int:
-        """The last version published into the tables (0 before the first commit)."""
+        """The last version published into the tables.
+
+        Returns
+        -------
+        int
+            0 before the first commit.
+
+        Raises
+        ------
+        LakeError
+            The ``published`` file is corrupt.
+        """
         try:
             text = self.store.read_bytes(PUBLISHED)
         except FileNotFoundError:
@@ -197,19 +364,58 @@ class CommitLog:
         return version
 
     def set_published(self, version: int):
+        """Record a version as published (atomically).
+
+        Parameters
+        ----------
+        version : int
+            The version.
+        """
         self.store.write_atomic(PUBLISHED, f"{version}\n".encode())
 
 
 def utc_now() -> dt.datetime:
-    """Now, in UTC (commit and batch times)."""
+    """Now, in UTC (commit and batch times).
+
+    Returns
+    -------
+    datetime.datetime
+        Timezone-aware.
+    """
     return dt.datetime.now(dt.timezone.utc)
 
 
 def new_batch_id(operation: str = "ingest") -> str:
-    """Unique, time-sortable name for a batch's files."""
+    """A unique, time-sortable name for a batch's files.
+
+    Parameters
+    ----------
+    operation : str
+        What the batch does (part of the name).
+
+    Returns
+    -------
+    str
+        ``YYYYmmddTHHMMSS-<operation>-<10 hex digits>``.
+    """
     return f"{utc_now():%Y%m%dT%H%M%S}-{operation}-{uuid.uuid4().hex[:10]}"
 
 
 def rewritten_rel(rel: str, batch_id: str, k: int) -> str:
-    """Where batch ``batch_id`` stages what it keeps of the ``k``-th file ``rel`` it rewrites: beside it."""
+    """Where a batch stages what it keeps of a file it rewrites: beside it.
+
+    Parameters
+    ----------
+    rel : str
+        The rewritten file, relative to its table.
+    batch_id : str
+        The batch.
+    k : int
+        The file's number among those the batch rewrites.
+
+    Returns
+    -------
+    str
+        ``<rel's directory>/<batch_id>-rewrite<k>.parquet``.
+    """
     return f"{posixpath.dirname(rel)}/{batch_id}-rewrite{k}.parquet"
