@@ -124,7 +124,8 @@ def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_known_edges():
     graph = import_graph()
-    assert "skylake.lake.storage" in graph["skylake.lake.log"] or graph["skylake.lake.log"]
+    assert "skylake.lake.storage" in graph["skylake.lake.log"]
+    assert "skylake.lake.transaction" in graph["skylake.lake.lake"]
     assert any(t.startswith("skylake.lake") for t in graph["skylake.ingest"])
 
 

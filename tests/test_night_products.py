@@ -140,16 +140,26 @@ def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_pro
     )
 
 
-def test_a_schema_without_built_version_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda text: text.split("  - {name: built_version")[0], "a night product needs an int64 built_version"),
+        (
+            lambda text: text.replace("inputs: [frames]", "inputs: [frames, sources]"),
+            r"input 'sources' is not a night table of schemas/ \(inputs: \['frames', 'sources'\]\)",
+        ),
+        (lambda text: text.replace("inputs: [frames]", "inputs: [framez]"), "input 'framez' is not a night table"),
+    ],
+    ids=["no built_version", "a HATS input", "an unknown input"],
+)
+def test_a_bad_night_product_schema_is_refused_naming_the_value(tmp_path, monkeypatch, edit, message):
     home = tmp_path / "home"
     shutil.copytree(project_dir("schemas"), home / "schemas")
-    (home / "schemas" / "bad_product.yaml").write_text(
-        SCHEMA.replace("frame_tally", "bad_product").split("  - {name: built_version")[0]
-    )
+    (home / "schemas" / "bad_product.yaml").write_text(edit(SCHEMA.replace("frame_tally", "bad_product")))
     monkeypatch.setenv("SKYLAKE_HOME", str(home))
     _clear_caches()
     try:
-        with pytest.raises(ValueError, match="schemas/bad_product.yaml: a night product needs an int64 built_version"):
+        with pytest.raises(ValueError, match="schemas/bad_product.yaml: " + message):
             tables.registry()
     finally:
         monkeypatch.delenv("SKYLAKE_HOME")

@@ -240,9 +240,13 @@ class Table:
         return out
 
 
-def _load(name: str) -> Table:
+def _schema_doc(name: str) -> dict:
     with open(project_dir("schemas") / f"{name}.yaml") as fh:
-        doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _load(name: str) -> Table:
+    doc = _schema_doc(name)
     where = f"schemas/{name}.yaml"
     if doc.get("name") != name:
         raise ValueError(f"{where}: name is {doc.get('name')!r}, expected {name!r} (the file's name)")
@@ -262,6 +266,10 @@ def _load(name: str) -> Table:
                 f"{where}: a night product (night_product: {night_product}) must be partition_by: night "
                 "and no frame product"
             )
+        for table in inputs:
+            path = project_dir("schemas") / f"{table}.yaml"
+            if table in NOT_TABLES or not path.is_file() or _schema_doc(table).get("partition_by") != "night":
+                raise ValueError(f"{where}: input {table!r} is not a night table of schemas/ (inputs: {list(inputs)})")
         schema = table_spec(name).schema
         if "built_version" not in schema.names or schema.field("built_version").type != pa.int64():
             raise ValueError(
