@@ -17,6 +17,7 @@ from skylake.ensemble.cli import add_commands as add_ensemble_commands
 from skylake.errors import EXIT_INTERRUPTED, SkylakeError, report
 from skylake.maps.cli import add_commands as add_maps_commands
 from skylake.objects.cli import add_commands as add_objects_commands
+from skylake.reduce.cli import add_commands as add_masters_commands
 from skylake.refcat.cli import add_commands as add_refcat_commands
 
 log = logging.getLogger("skylake")
@@ -281,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_objects_commands(sub)
     add_maps_commands(sub)
     add_camera_commands(sub)
+    add_masters_commands(sub)
 
     p = sub.add_parser(
         "demo",

@@ -34,7 +34,7 @@ from skylake.errors import SkylakeError
 from skylake.paths import project_dir
 
 #: Sections a profile may leave out (None when absent).
-OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble")  # not a table
+OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble", "reduction")  # not a table
 #: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:
 #: the bright-star catalogue (a refcat name in the lake, or a FITS/Parquet file) and which source rows
 #: a frame gets.
@@ -268,6 +268,8 @@ class Profile:
     #: ``[ensemble]``: the relative calibration and detrending of each night (skylake.ensemble; defaults when
     #: absent).
     ensemble: dict | None = None
+    #: ``[reduction]``: what a raw frame of this camera needs (masters, bad pixels, cosmic rays; skylake.reduce).
+    reduction: dict | None = None
 
     @property
     def digest(self) -> str:
@@ -323,6 +325,12 @@ class Profile:
         return PlateSolveSettings.from_dict(
             {k: v for k, v in (self.platesolve or {}).items() if k not in PLATESOLVE_KEYS}
         )
+
+    def reduction_settings(self):
+        """The ``[reduction]`` settings (:class:`skylake.reduce.settings.ReductionSettings`; defaults when absent)."""
+        from skylake.reduce.settings import ReductionSettings
+
+        return ReductionSettings.from_dict(self.reduction or {})
 
 
 def _read_file(path: Path) -> dict:
@@ -818,6 +826,19 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
             EnsembleSettings.from_dict(doc)
         except (ValueError, TypeError) as exc:
             problems.append(f"[ensemble] {exc}")
+    if out["reduction"] is not None:
+        from skylake.reduce.settings import ReductionSettings
+
+        try:
+            ReductionSettings.from_dict(out["reduction"])
+        except (ValueError, TypeError) as exc:
+            problems.append(f"[reduction] {exc}")
+        if camera is not None:  # the all-sky path measures on its own: it would judge saturation on reduced pixels
+            problems.append(
+                "[reduction] is for cameras placed by a WCS (masters are not applied to all-sky frames yet); an "
+                'all-sky camera ([camera]) sets its dark level with allsky.bias_adu (a number or "corners"): '
+                "remove [reduction]"
+            )
     if allsky is not None and camera is None:
         problems.append("[allsky] needs a [camera] section (the lens model that maps pixels to the sky)")
     if camera is not None:

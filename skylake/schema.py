@@ -24,6 +24,7 @@ _SIMPLE_TYPES = {
     "string": pa.string(),
     "bool": pa.bool_(),
     "list<double>": pa.list_(pa.float64()),
+    "list<string>": pa.list_(pa.string()),
     "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
 }
 

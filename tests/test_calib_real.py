@@ -14,6 +14,7 @@ from conftest import SHARED_DATA, require_shared, run_cli
 from skylake.calib.calibrate import calibrate
 from skylake.calib.crossmatch import CalibrationError
 from skylake.calib.store import MATCHES, ZEROPOINTS, read_table
+from skylake.cli import main
 from skylake.lake import Lake
 from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
@@ -126,3 +127,20 @@ def test_aperture_flux_gives_the_kron_zeropoint(lake, dask_client, flux):
         - ap.loc[mine["frame_id"], "apcor"].to_numpy()
     )
     assert np.allclose(mine["inst_mag"], expect, atol=1e-5, equal_nan=True)
+
+
+def test_skycamz_coadd_has_more_sources_and_the_same_zeropoint(lake):
+    """The 12 frames of one pointing (210-221, the field rotating by ~4 deg) stacked by `skylake coadd` and
+    calibrated against Tycho-2 like any frame (runs last: it adds two coadd frames to the module's lake)."""
+    lake, _ = lake
+    assert main(["coadd", str(lake.store.location), "--night", "2013-06-10"]) == 0
+    frames = lake.read_frames().to_pandas()
+    coadds = frames[frames["coadd_of"].notna()]
+    assert sorted(coadds["coadd_of"].str.count(",") + 1) == [2, 12]  # frames 222-223 are another pointing
+    big = coadds[coadds["coadd_of"].str.count(",") == 11].iloc[0]
+    members = frames[frames["frame_id"].isin([int(i) for i in big["coadd_of"].split(",")])]
+    assert len(members) == 12 and big["status"] == "ok"
+    assert big["n_sources"] >= 1.5 * members["n_sources"].max()  # measured: 2912 vs 1418
+    zp = lake.read_night_table(ZEROPOINTS).to_pandas().set_index("frame_id")
+    assert zp.loc[big["frame_id"], "zp_status"] == "ok"
+    assert abs(zp.loc[big["frame_id"], "zp"] - zp.loc[members["frame_id"], "zp"].median()) < 0.02

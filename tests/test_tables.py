@@ -21,6 +21,7 @@ def test_registry_reads_every_schema_with_its_partitioning():
         "frames": "night",
         "maps": "night",
         "maps_index": "none",
+        "masters": "night",
         "matches": "night",
         "objects": "healpix",
         "lightcurves": "healpix",

@@ -23,6 +23,9 @@ from skylake.profile import Detection, Photometry
 #: Source flag bit of a saturated source (sep uses bits 1-128; SExtractor's 4 is sep's OBJ_DOVERFLOW).
 SATURATED = 0x0100
 
+#: Source flag bit of a source with a cosmic-ray pixel in its largest aperture (raw frames, skylake.reduce).
+COSMIC_RAY = 0x2000
+
 #: SExtractor default.conv: 3x3 "all-ground", FWHM 2 px.
 DEFAULT_KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
 
@@ -114,7 +117,13 @@ def detect(
             raise FrameRejected(f"sep extraction failed: {message}")
 
 
-def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None, saturation_from: str = "") -> Extraction:
+def extract(
+    data: np.ndarray,
+    cfg: Detection,
+    saturation: float | None = None,
+    saturation_from: str = "",
+    saturated: np.ndarray | None = None,
+) -> Extraction:
     """Background-subtract ``data`` in place and detect sources on it.
 
     Parameters
@@ -128,6 +137,8 @@ def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None, s
         in ``Extraction.saturated``.
     saturation_from : str
         Where the level came from (e.g. "header SATURATE"), for the rejection message.
+    saturated : numpy.ndarray, optional
+        The raw pixels at the saturation level, when ``data`` is no longer raw (a reduced frame).
 
     Raises
     ------
@@ -156,11 +167,11 @@ def extract(data: np.ndarray, cfg: Detection, saturation: float | None = None, s
             f'saturation and saturation_source = "profile" to override the header'
         )
     # Raw pixels at the saturation level, before the background is subtracted (SExtractor SATUR_LEVEL).
-    saturated_pixels = None
-    if saturation is not None:
+    saturated_pixels = saturated.copy() if saturated is not None else None
+    if saturated_pixels is None and saturation is not None:
         saturated_pixels = data >= np.float32(saturation)
-        if mask is not None:
-            saturated_pixels &= ~mask
+    if saturated_pixels is not None and mask is not None:
+        saturated_pixels &= ~mask
     n_saturated = int(np.count_nonzero(saturated_pixels)) if saturated_pixels is not None else 0
     back = bkg.back()
     np.subtract(data, back, out=data)

@@ -104,8 +104,19 @@ def _unexpected(exc: BaseException, where: str) -> str:
 def _process_image(
     image: reading.Image, rec: dict, profile: Profile, lake_root: str | None = None
 ) -> tuple[dict[str, np.ndarray], dict]:
+    from skylake.reduce.apply import check_frame_type
+    from skylake.reduce.frame_types import COADD_KEY, FRAMES_KEY
+
+    check_frame_type(image.header, profile)
     rec.update(header.frame_record(image.header, profile))
     saturation_from = rec.pop("saturation_from")
+    reduced = None
+    if image.header.get(COADD_KEY):  # a coadd (skylake.reduce.coadd): made from reduced frames
+        rec["coadd_of"] = str(image.header.get(FRAMES_KEY, ""))
+    elif profile.reduction is not None:  # raw frames: masters, bad pixels, cosmic rays (skylake.reduce)
+        from skylake.reduce.apply import reduce_frame
+
+        reduced = reduce_frame(image, rec, profile, lake_root)
     if profile.is_allsky:  # placed by the [camera] model, never by a header WCS
         from skylake.frame.allsky import catalog_source, process_allsky
 
@@ -128,13 +139,24 @@ def _process_image(
         rec["airmass"], rec["altitude"], rec["azimuth"] = header.airmass_from_pointing(
             rec["ra_center"], rec["dec_center"], rec["mjd"], profile.site
         )
-    ext = extract.extract(image.data, profile.detection, saturation=rec["saturation"], saturation_from=saturation_from)
+    ext = extract.extract(
+        image.data,
+        profile.detection,
+        saturation=rec["saturation"],
+        saturation_from=saturation_from,
+        saturated=reduced.saturated if reduced is not None else None,
+    )
     rec.update(
         bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note="; ".join(filter(None, [solve_note, ext.note]))
     )
     if len(ext.objects) >= SOURCES_PER_FRAME:
         raise FrameRejected(f"{len(ext.objects)} detections exceed the {SOURCES_PER_FRAME} a frame can hold")
     cols = extract.measure(image.data, ext, profile.photometry, gain=rec["gain"])
+    if reduced is not None and reduced.cosmics is not None:
+        from skylake.reduce.apply import cosmic_ray_flags
+
+        hit = cosmic_ray_flags(reduced.cosmics, cols["x"], cols["y"], max(profile.photometry.aperture_radii))
+        cols["flags"] = cols["flags"] | np.where(hit, extract.COSMIC_RAY, 0).astype(np.int32)
     ra, dec = astrometry.pixel_to_sky(wcs, cols["x"], cols["y"])
     good = np.isfinite(ra) & np.isfinite(dec)
     if not good.all():

@@ -64,6 +64,7 @@ ENSEMBLE = "ensemble"
 DETREND = "detrend"
 FRAME_INDEX = "frame_index"
 REFCAT = "refcat"
+MASTERS = "masters"
 
 #: The ways a table is partitioned (``partition_by`` in its schema).
 PARTITIONINGS = ("healpix", "night", "none", "bucket")

@@ -44,6 +44,7 @@ from skylake.calib.model import ASTRO_EXCLUDE, STAR_REJECTS, LatestPolicy, lates
 from skylake.horizon import altaz
 from skylake.lake import Lake
 from skylake.lake.nights import night_of
+from skylake.lake.parquet import value_set
 from skylake.lake.tables import FRAMES, SOURCES
 from skylake.lake.versions import latest_versions
 from skylake.maps.aggregate import (
@@ -343,7 +344,7 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     lake = Lake.open(spec["url"], catch_up=False)
     lake.auto_catch_up = False
     frames = spec["frames"][spec["frames"]["frame_id"].isin(frame_ids)]
-    ids = pa.array(np.asarray(frame_ids, np.int64), pa.int64())
+    ids = value_set(frame_ids)
     cols = ["source_id", "frame_id", "_healpix_29", "ra", "dec", "bkg"]
 
     def read(paths):

@@ -40,7 +40,7 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_inde
 from skylake.calib.model import KRON, calibrated_flux_mags, calibrated_mag
 from skylake.lake import Lake, hats_meta
 from skylake.lake.log import staging_path
-from skylake.lake.parquet import parquet_bytes
+from skylake.lake.parquet import parquet_bytes, value_set
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec
 from skylake.objects.files import (
@@ -94,7 +94,7 @@ def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int)
     if not files:
         return np.empty(0, np.int64)
     data = _sources_dataset(lake, files).to_table(
-        columns=["_healpix_29"], filter=pc.field("frame_id").isin(pa.array(np.asarray(frame_ids, np.int64)))
+        columns=["_healpix_29"], filter=pc.field("frame_id").isin(value_set(frame_ids))
     )
     return np.unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
 
@@ -110,7 +110,7 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
     extra = [c for f in apertures for c in (f, f"{f}_err")]
-    ids = pa.array(frames["frame_id"].to_numpy(np.int64))
+    ids = value_set(frames["frame_id"])
     det = (
         _sources_dataset(lake, files).to_table(columns=DETECTION_COLUMNS + extra, filter=pc.field("frame_id").isin(ids))
         if files
@@ -144,7 +144,7 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     mag0 = mag.copy()
     present = cal[cal["frame_id"].isin(det["frame_id"].unique())]
     if refcat and len(present):  # matches of the frames here, from their nights only
-        here = pa.array(present["frame_id"].to_numpy(np.int64))
+        here = value_set(present["frame_id"])
         flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
         cols = ["source_id", "frame_id", "calib_key", "ref_id", "mag", "mag_err"]
         matches = lake.read_night_table(
@@ -200,7 +200,7 @@ def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarr
     inst_err = det["inst_mag_err"].to_numpy(np.float64, na_value=np.nan)
     mag = np.where(has, mag0 + ct_night * colour + np.nan_to_num(corr), mag)
     err = np.where(has, np.hypot(inst_err, np.nan_to_num(corr_err)), err)
-    ids = pa.array(rows["frame_id"].to_numpy(np.int64))
+    ids = value_set(rows["frame_id"])
     trends = lake.read_night_table(
         DETREND,
         columns=["source_id", "epd", "tfa"],

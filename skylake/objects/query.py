@@ -23,6 +23,7 @@ from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
 from skylake.frame.extract import SATURATED as SATURATED_FLAG
+from skylake.lake.parquet import value_set
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.associate import chord_to_arcsec, unit_vectors
 from skylake.objects.build import ObjectsError, check_layout, read_state
@@ -139,7 +140,7 @@ def _band(lake, points: pd.DataFrame) -> str:
     refcats = points["refcat"].dropna().unique() if "refcat" in points else []
     if points.empty or not points["mag"].notna().any():
         return ""
-    ids = pa.array(points["frame_id"].unique().astype(np.int64))
+    ids = value_set(points["frame_id"].unique())
     flt = pc.field("frame_id").isin(ids)
     if len(refcats):
         flt &= pc.field("refcat").isin(pa.array([r for r in refcats if r], pa.string()))

@@ -14,6 +14,8 @@ tests/test_imports.py checks).
 ``refcat``         reference catalogues (APASS-like shards)
 ``allsky``         all-sky fisheye frames (camera model, clouds, streaks)
 ``allsky_night``   a synthetic all-sky night
+``raw``            raw frames with bias, dark, flat, hot and dead pixels, cosmic rays
+``dither``         dithered frames of one field (coadds)
 =================  ========================================================================
 
 Everything is deterministic from an integer ``seed`` so that

@@ -1,0 +1,214 @@
+"""Reduce one raw science frame at ingest with the masters nearest in time (the frame task calls it).
+
+Steps run in the order of :data:`skylake.reduce.settings.STEPS`::
+
+    overscan, trim -> - bias -> - dark rate x exptime -> / flat -> bad pixels masked (NaN) -> cosmic rays
+
+Bad pixels become NaN, so extraction masks them and every source whose apertures touch one gets
+``APER_HASMASKED``; cosmic-ray pixels (astroscrappy's L.A.Cosmic) are replaced by astroscrappy's clean
+values and the sources they touch get ``COSMIC_RAY``. Saturation is judged on the raw pixels, before any
+of this. The frame's row records every master used, how far in time the farthest was and what was skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from skylake.errors import FrameRejected
+from skylake.reduce import masters as mst
+from skylake.reduce import store
+from skylake.reduce.frame_types import frame_type
+from skylake.reduce.settings import DEFAULT_FRAME_TYPES
+
+__all__ = ["Reduced", "check_frame_type", "reduce_frame", "cosmic_ray_flags"]
+
+#: Frame columns of the masters used, per step.
+ID_COLUMNS = {"bias": ("bias",), "dark": ("dark",), "flat": ("flat",), "badpix": ("hotpix", "deadpix")}
+
+
+@dataclass
+class Reduced:
+    """What reduction did to a frame's pixels."""
+
+    saturated: np.ndarray | None  # raw pixels at or above the saturation level, before reduction
+    cosmics: np.ndarray | None  # pixels astroscrappy found hit (and cleaned)
+
+
+def check_frame_type(header, profile) -> None:
+    """Reject a calibration frame given to ingest, naming what its header says.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+    profile : skylake.profile.Profile
+        Its profile (``[reduction.frame_types]`` when it has one).
+
+    Raises
+    ------
+    FrameRejected
+        The header declares a bias, dark or flat frame.
+    """
+    types = profile.reduction_settings().frame_types if profile.reduction is not None else DEFAULT_FRAME_TYPES
+    kind, said = frame_type(header, types)
+    if kind in mst.IMAGE_KINDS:
+        raise FrameRejected(
+            f"a {kind} frame ({said}), not a science frame: combine calibration frames into masters with "
+            f"`skylake masters build LAKE PATH... --pipeline {profile.name}`"
+        )
+
+
+def _masters_rows(lake_root: str | None, profile_name: str):
+    if not lake_root:
+        return None
+    from skylake.lake import Lake
+
+    return store.read_table(Lake.open(lake_root, catch_up=False), profile_name).to_pandas()
+
+
+def reduce_frame(image, rec: dict, profile, lake_root: str | None) -> Reduced:
+    """Reduce ``image.data`` in place (or replace it, when trimmed) and record the masters in ``rec``.
+
+    Parameters
+    ----------
+    image : skylake.frame.reading.Image
+        The raw image; its ``data`` becomes the reduced image.
+    rec : dict
+        The frame's record so far (``mjd``, ``night``, ``exptime``, ``gain``, ``saturation``, ``instrument``,
+        ``filter``); the reduction's columns are added to it.
+    profile : skylake.profile.Profile
+        The camera's profile, with a ``[reduction]`` section.
+    lake_root : str or None
+        The lake whose masters are used.
+
+    Returns
+    -------
+    Reduced
+        The raw saturated pixels and the cosmic-ray pixels.
+
+    Raises
+    ------
+    FrameRejected
+        A step without a usable master when ``reduction.missing = "reject"``, or a master from another night
+        when ``reduction.other_night = "reject"``, with the reason.
+    """
+    settings = profile.reduction_settings()
+    saturated = image.data >= np.float32(rec["saturation"]) if rec.get("saturation") else None
+    data = mst.prepare(image.data, settings)
+    if saturated is not None and data.shape != saturated.shape:
+        saturated = mst.trim(saturated, settings)
+    rows = _masters_rows(lake_root, profile.name) if any(s in ID_COLUMNS for s in settings.steps) else None
+    binning = mst.binning(image.header)
+    notes, offsets, chosen = [], [], {}
+    for step in (s for s in settings.steps if s in ID_COLUMNS):
+        found, why = {}, []
+        for kind in ID_COLUMNS[step]:
+            row, reason = store.choose(
+                rows,
+                kind,
+                mjd=rec["mjd"],
+                instrument=rec["instrument"],
+                binning=binning,
+                shape=data.shape,
+                filter=rec["filter"],
+                max_age_days=settings.max_age_days,
+            )
+            if row is None:
+                why.append(reason)
+                continue
+            if row["night"] != rec["night"]:
+                message = f"{kind} master {row['master_id']} is from night {row['night']}, not {rec['night']}"
+                if settings.other_night == "reject":
+                    raise FrameRejected(f"{message} (reduction.other_night = 'reject')")
+                notes.append(message)
+            found[kind] = row
+            offsets.append(abs(row["mjd"] - rec["mjd"]))
+        if not found:
+            message = f"no usable {step} master: {'; '.join(why)}"
+            if settings.missing == "reject":
+                raise FrameRejected(message)
+            notes.append(f"{step} skipped: {message}")
+        elif why:  # a bad-pixel step with one of its two masks: used, and the other's absence said
+            notes.append(f"{step} in part: {'; '.join(why)}")
+        chosen.update(found)
+    img = {k: store.load_image(lake_root, row["path"]) for k, row in chosen.items()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "bias" in img:
+            data -= img["bias"]
+        if "dark" in img:
+            data -= img["dark"] * np.float32(rec["exptime"])
+        if "flat" in img:
+            data /= img["flat"]
+            data[~(img["flat"] > 0)] = np.nan
+    bad = None
+    for kind in ("hotpix", "deadpix"):
+        if kind in img:
+            bad = img[kind] > 0 if bad is None else bad | (img[kind] > 0)
+    if bad is not None:
+        data[bad] = np.nan
+    cosmics = None
+    if "cosmics" in settings.steps:
+        read_noise = settings.read_noise
+        if "bias" in chosen and chosen["bias"]["noise"] > 0:
+            read_noise = float(chosen["bias"]["noise"])
+        cosmics = _cosmics(data, rec, settings, read_noise)
+        rec["n_cosmic_pixels"] = int(cosmics.sum())
+    image.data = data
+    rec.update(
+        bias_id=chosen.get("bias", {}).get("master_id"),
+        dark_id=chosen.get("dark", {}).get("master_id"),
+        flat_id=chosen.get("flat", {}).get("master_id"),
+        bpm_ids=",".join(chosen[k]["master_id"] for k in ("hotpix", "deadpix") if k in chosen) or None,
+        master_offset_days=max(offsets) if offsets else None,
+        reduction="; ".join([" ".join(settings.steps)] + notes),
+    )
+    return Reduced(saturated=saturated, cosmics=cosmics)
+
+
+def _cosmics(data: np.ndarray, rec: dict, settings, read_noise: float) -> np.ndarray:
+    """Find cosmic-ray hits with astroscrappy (L.A.Cosmic) and replace them in ``data`` by its clean values."""
+    import astroscrappy
+
+    bad = ~np.isfinite(data)
+    work = np.where(bad, np.float32(np.nanmedian(data)), data).astype(np.float32)
+    crmask, clean = astroscrappy.detect_cosmics(
+        work,
+        inmask=bad,
+        gain=float(rec["gain"]),
+        readnoise=read_noise * float(rec["gain"]),
+        sigclip=settings.cosmics_sigclip,
+        objlim=settings.cosmics_objlim,
+        satlevel=np.inf,
+        sepmed=True,
+        cleantype="meanmask",
+    )
+    crmask &= ~bad
+    data[crmask] = clean[crmask]
+    return crmask
+
+
+def cosmic_ray_flags(cosmics: np.ndarray | None, x, y, radius: float) -> np.ndarray:
+    """Sources with a cosmic-ray pixel within ``radius`` of their centre.
+
+    Parameters
+    ----------
+    cosmics : numpy.ndarray or None
+        The frame's cosmic-ray pixels.
+    x, y : numpy.ndarray
+        Source positions [pix].
+    radius : float
+        The largest aperture radius [pix].
+
+    Returns
+    -------
+    numpy.ndarray
+        bool per source.
+    """
+    if cosmics is None or not cosmics.any() or not len(x):
+        return np.zeros(len(x), bool)
+    import sep
+
+    hits = sep.sum_circle(cosmics.astype(np.float64), np.asarray(x, float), np.asarray(y, float), radius, subpix=0)[0]
+    return hits > 1e-6
