@@ -19,6 +19,7 @@ from skylake.maps.cli import add_commands as add_maps_commands
 from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.reduce.cli import add_commands as add_masters_commands
 from skylake.refcat.cli import add_commands as add_refcat_commands
+from skylake.watch.cli import add_commands as add_watch_commands
 
 log = logging.getLogger("skylake")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_maps_commands(sub)
     add_camera_commands(sub)
     add_masters_commands(sub)
+    add_watch_commands(sub)
 
     p = sub.add_parser(
         "demo",

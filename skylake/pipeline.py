@@ -37,8 +37,10 @@ from __future__ import annotations
 from skylake.ingest import IngestReport, ingest_frames
 
 
-def _calibrate(lake, profile, files, client, nights) -> list:
-    """Calibrate the ingested frames' nights, solve their ensembles, build their night products: the reports."""
+def downstream(lake, profile, files, client, nights) -> list:
+    """Calibrate the ingested frames ``files`` (those not yet calibrated), solve their nights' ensembles and
+    build their night products, each only where missing: the stages' reports. ``nights`` (None: unknown)
+    limits what is read."""
     from skylake.calib.calibrate import calibrate_ingested
     from skylake.ensemble.stage import ensemble_calibrated
     from skylake.night_products import night_products_after
@@ -53,4 +55,4 @@ def ingest(lake, paths: list[str], profile="generic", *, calibrate: bool = True,
     """Ingest ``paths`` into ``lake`` with ``profile`` (:func:`skylake.ingest.ingest_frames`, whose keyword
     arguments it takes), then, with ``calibrate``, calibrate the new frames' nights against the profile's
     reference catalogue when the lake holds it (the report's ``calibration``)."""
-    return ingest_frames(lake, paths, profile, downstream=_calibrate if calibrate else None, **kwargs)
+    return ingest_frames(lake, paths, profile, downstream=downstream if calibrate else None, **kwargs)

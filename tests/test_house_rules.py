@@ -32,6 +32,9 @@ NUMPYDOC_MODULES = [
         "lake/transaction.py",
         "lake/versions.py",
         "night_products.py",
+        "watch/arrivals.py",
+        "watch/watcher.py",
+        "watch/cli.py",
     )
 ]
 
