@@ -10,7 +10,8 @@ directory, their masters built into a fresh lake, then per light frame, medians 
 
 (a) bare numpy (the baseline): ``(raw - bias - dark * t) / flat`` and the bad pixels set to NaN, on arrays in memory;
 (b) skylake ``reduce_frame`` with bias, dark, flat and bad pixels (masters chosen from the lake, images cached);
-(c) the same with cosmic rays (astroscrappy).
+(c) the same with cosmic rays (astroscrappy);
+(d) (b) with the sky frame (PRIME's method) subtracted; the sky frame's build, per input frame, is printed too.
 
 Coadd: ``skylake.reduce.coadd.stack`` of the light frames (background, reprojection, weighted mean, weights and
 saturation maps) per input frame, against one ``reproject_interp`` per frame.
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     from skylake.lake import Lake
     from skylake.profile import load_profile
     from skylake.reduce.apply import reduce_frame
+    from skylake.reduce.build import build_masters
     from skylake.reduce.coadd import stack
     from skylake.reduce.store import load_image, read_table
     from skylake.synthetic.raw import write_raw_night
@@ -57,7 +59,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        truth = write_raw_night(tmp / "raw", shape=(size, size), n_bias=5, n_dark=3, n_flat=3, n_light=3, seed=1)
+        truth = write_raw_night(
+            tmp / "raw", shape=(size, size), n_bias=5, n_dark=3, n_flat=3, n_light=5, seed=1, dither_px=30, fringe=0.05
+        )
         print(f"{size}x{size} SYNTHETIC raw frames written in {time.perf_counter() - t0:.1f} s", flush=True)
         cli(["init", str(tmp / "lake")])
         calib = [str(p) for k in ("bias", "dark", "flat") for p in truth.paths[k]]
@@ -67,10 +71,17 @@ def main(argv=None) -> int:
         print(f"masters from {len(calib)} frames: {built:.1f} s ({built / len(calib):.2f} s per raw frame)")
         lake = Lake.open(tmp / "lake")
         root = lake.store.location
-        rows = read_table(lake).to_pandas().set_index("kind")
-        img = {k: np.asarray(load_image(root, rows.loc[k, "path"])) for k in rows.index}
         base = load_profile("rawdemo")
         no_cr = dataclasses.replace(base, reduction={**base.reduction, "steps": ["bias", "dark", "flat", "badpix"]})
+        with_sky = dataclasses.replace(no_cr, reduction={**no_cr.reduction, "steps": ["bias", "dark", "flat", "sky"]})
+        lights = [str(p) for p in truth.paths["light"]]
+        t0 = time.perf_counter()
+        build_masters(lake, lights, with_sky, kind="sky")
+        t_build_sky = (time.perf_counter() - t0) / len(lights)
+        print(f"sky frame from {len(lights)} light frames: {t_build_sky:.2f} s per frame")
+        lake = Lake.open(tmp / "lake")
+        rows = read_table(lake).to_pandas().set_index("kind")
+        img = {k: np.asarray(load_image(root, rows.loc[k, "path"])) for k in rows.index}
         raw = [reading.read_images(p.read_bytes(), base.hdu, 10**10)[0] for p in truth.paths["light"]]
         recs = [header.frame_record(im.header, base) for im in raw]
         bad = (img["hotpix"] > 0) | (img["deadpix"] > 0)
@@ -91,10 +102,12 @@ def main(argv=None) -> int:
         t_bare = _median_time(bare, args.runs) / n
         t_sky = _median_time(skylake(no_cr), args.runs) / n
         t_cr = _median_time(skylake(base), args.runs) / n
+        t_with_sky = _median_time(skylake(with_sky), args.runs) / n
         print(f"\nper {size}x{size} light frame (medians of {args.runs}):")
         print(f"  (a) bare numpy arithmetic            {t_bare:8.3f} s   1.00x")
         print(f"  (b) skylake reduce_frame             {t_sky:8.3f} s   {t_sky / t_bare:.2f}x")
         print(f"  (c) skylake + cosmic rays            {t_cr:8.3f} s   {t_cr / t_bare:.2f}x")
+        print(f"  (d) skylake + sky frame              {t_with_sky:8.3f} s   {t_with_sky / t_bare:.2f}x")
 
         reduced, wcs_list, sats = [], [], []
         for im, rec in zip(raw, recs):

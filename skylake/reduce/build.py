@@ -45,7 +45,9 @@ def build_masters(lake, paths, profile, *, kind: str | None = None, night: str |
     profile : skylake.profile.Profile
         The camera's profile (its ``[reduction]`` settings; defaults when it has none).
     kind : str, optional
-        ``bias``, ``dark`` or ``flat`` for every file; None sorts them by their header's frame type.
+        ``bias``, ``dark`` or ``flat`` for every file; None sorts them by their header's frame type. ``sky``:
+        the files are one night's dithered science frames, reduced with the lake's masters and combined into
+        a sky frame per filter (:func:`skylake.reduce.masters.build`).
     night : str, optional
         The night the masters are filed under (YYYY-MM-DD); None: the raw frames' own (their median).
 
@@ -60,8 +62,10 @@ def build_masters(lake, paths, profile, *, kind: str | None = None, night: str |
         A file that cannot be read or sorted, or frames that do not belong together, named.
     """
     settings = profile.reduction_settings()
+    if kind == mst.SKY:
+        return store.store(lake, _sky_frames(lake, paths, profile, settings, night))
     if kind is not None and kind not in mst.IMAGE_KINDS:
-        raise ValueError(f"--kind {kind!r} must be one of {list(mst.IMAGE_KINDS)}")
+        raise ValueError(f"--kind {kind!r} must be one of {list(mst.IMAGE_KINDS) + [mst.SKY]}")
     groups: dict = defaultdict(list)
     problems = []
     for path in paths:
@@ -74,7 +78,7 @@ def build_masters(lake, paths, profile, *, kind: str | None = None, night: str |
         if k not in mst.IMAGE_KINDS:
             problems.append(
                 f"{path}: {said or 'no frame type in the header'} is not a calibration frame "
-                f"(give --kind, or map the value in [reduction.frame_types])"
+                f"(give --kind, map the value in [reduction.frame_types], or build a sky frame with --kind sky)"
             )
             continue
         key = (frame.instrument, frame.binning, frame.data.shape, frame.filter if k == "flat" else "")
@@ -103,3 +107,38 @@ def build_masters(lake, paths, profile, *, kind: str | None = None, night: str |
                 log.info("%s master %s from %d frames", m.row["kind"], m.master_id, len(frames))
             built.extend(made)
     return store.store(lake, built)
+
+
+def _sky_frames(lake, paths, profile, settings, night: str | None) -> list[mst.Master]:
+    """Sky frames (one per night and filter) from science frames reduced with the lake's masters."""
+    from skylake.reduce.apply import BEFORE_SKY, apply_masters
+
+    steps = [s for s in settings.steps if s in BEFORE_SKY]
+    rows = store.read_table(lake, profile.name).to_pandas()
+    groups: dict = defaultdict(list)
+    used: dict = defaultdict(set)
+    problems = []
+    for path in paths:
+        try:
+            frame, said_kind, said = mst.read_raw(str(path), profile, settings)
+            if said_kind in mst.IMAGE_KINDS:
+                raise FrameRejected(f"{said}: a calibration frame; a sky frame is made of science frames")
+            rec = {"mjd": frame.mjd, "night": frame.night, "exptime": frame.exptime}
+            rec.update(instrument=frame.instrument, filter=frame.filter)
+            data = np.array(frame.data, dtype=np.float32)
+            frame.data, chosen = apply_masters(data, rec, settings, rows, frame.binning, lake.store.location, steps)
+        except (FrameRejected, OSError) as exc:
+            problems.append(f"{path}: {getattr(exc, 'reason', exc)}")
+            continue
+        key = (night or frame.night, frame.instrument, frame.binning, frame.data.shape, frame.filter)
+        groups[key].append(frame)
+        used[key] |= {row["master_id"] for row in chosen.values()}
+    if problems:
+        raise ValueError("cannot build a sky frame:\n  " + "\n  ".join(problems))
+    built = []
+    for key, frames in sorted(groups.items(), key=lambda item: str(item[0])):
+        (m,) = mst.build(mst.SKY, frames, profile, settings)
+        m.row.update(night=key[0], built_from=",".join(sorted(used[key])))
+        log.info("sky frame %s of night %s, filter %s, from %d frames", m.master_id, key[0], key[4], len(frames))
+        built.append(m)
+    return built

@@ -99,23 +99,25 @@ def add_commands(sub) -> None:
     """
     p = sub.add_parser(
         MASTERS,
-        help="calibration masters (bias, dark, flat, bad pixels) from raw frames",
+        help="calibration masters (bias, dark, flat, bad pixels, sky frames) from raw frames",
         description="Combine raw calibration frames into masters stored in the lake; ingest of a camera "
         "whose profile has a [reduction] section uses the masters nearest in time.",
     )
     msub = p.add_subparsers(dest="masters_command", required=True, metavar="ACTION")
     b = msub.add_parser(
         "build",
-        help="combine raw bias, dark or flat frames into masters",
+        help="combine raw bias, dark or flat frames (or a night's science frames: --kind sky) into masters",
         description="Sigma-clipped combination (ccdproc) of raw calibration frames: a bias, a dark-current "
         "rate (darks need a bias master: built in the same run or in the lake), a normalised flat per "
         "filter, and the hot- and dead-pixel masks darks and flats show. Without --kind each file's "
-        "frame type comes from its header (IMAGETYP).",
+        "frame type comes from its header (IMAGETYP). --kind sky builds PRIME's sky frame from a night's "
+        "dithered science frames (reduced with the lake's masters, sources masked, median-combined), one "
+        "per night and filter, for profiles whose reduction.steps has 'sky'.",
     )
     b.add_argument("lake")
-    b.add_argument("paths", nargs="+", metavar="PATH", help="raw calibration frames")
+    b.add_argument("paths", nargs="+", metavar="PATH", help="raw calibration frames (science frames with --kind sky)")
     b.add_argument("--pipeline", required=True, help="the camera's profile (name or .toml file)")
-    b.add_argument("--kind", choices=["bias", "dark", "flat"], default=None, help="every file is of this kind")
+    b.add_argument("--kind", choices=["bias", "dark", "flat", "sky"], default=None, help="every file is of this kind")
     b.add_argument("--night", default=None, help="file the masters under this night (YYYY-MM-DD)")
     b.set_defaults(func=_cmd_masters_build)
     lst = msub.add_parser("list", help="list the lake's masters")

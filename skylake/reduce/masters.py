@@ -9,6 +9,9 @@ dark          the clipped combination of ``(dark - bias) / exptime``: a dark-cur
               scaled to each science frame's exposure time
 flat          each ``flat - bias - dark * t`` normalised by its median, combined, normalised again
               (one per filter)
+sky           PRIME's sky frame: the night's dithered science frames, reduced, sources masked (sigma clipped and
+              grown), each normalised by its median, median-combined, holes filled with box medians; median 1
+              (one per night and filter)
 hotpix        pixels whose dark rate is ``hot_sigma`` robust sigma above the median (a mask, from darks)
 deadpix       pixels whose flat response is outside ``[dead_low, dead_high]`` (a mask, from flats)
 ============  ==================================================================================
@@ -16,7 +19,9 @@ deadpix       pixels whose flat response is outside ``[dead_low, dead_high]`` (a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +32,9 @@ from skylake.reduce.settings import ReductionSettings
 __all__ = [
     "IMAGE_KINDS",
     "MASK_KINDS",
+    "SKY",
     "KINDS",
+    "BY_FILTER",
     "RawFrame",
     "Master",
     "read_raw",
@@ -40,7 +47,11 @@ __all__ = [
 #: Masters that are images subtracted or divided, and masters that are pixel masks.
 IMAGE_KINDS = ("bias", "dark", "flat")
 MASK_KINDS = ("hotpix", "deadpix")
-KINDS = IMAGE_KINDS + MASK_KINDS
+#: A master made of science frames, not calibration frames.
+SKY = "sky"
+KINDS = IMAGE_KINDS + (SKY,) + MASK_KINDS
+#: Masters matched to a frame by filter too.
+BY_FILTER = ("flat", "deadpix", SKY)
 
 #: ccdproc's combination works in tiles of at most this many bytes.
 COMBINE_MEMORY = 2e9
@@ -228,10 +239,10 @@ def _check_alike(frames: list[RawFrame], kind: str) -> None:
     binnings = {f.binning for f in frames}
     if len(binnings) > 1:
         raise ValueError(f"{kind} frames with different binnings {sorted(binnings)}: give one binning at a time")
-    if kind == "flat":
+    if kind in BY_FILTER:
         filters = {f.filter for f in frames}
         if len(filters) > 1:
-            raise ValueError(f"flat frames of several filters {sorted(filters)}: a flat is built per filter")
+            raise ValueError(f"{kind} frames of several filters {sorted(filters)}: a {kind} is built per filter")
 
 
 def _row(kind: str, image: np.ndarray, frames: list[RawFrame], profile, settings, **extra) -> dict:
@@ -243,7 +254,7 @@ def _row(kind: str, image: np.ndarray, frames: list[RawFrame], profile, settings
         "kind": kind,
         "profile": profile.name,
         "instrument": frames[0].instrument,
-        "filter": frames[0].filter if kind in ("flat", "deadpix") else "",
+        "filter": frames[0].filter if kind in BY_FILTER else "",
         "binning": frames[0].binning,
         "nx": nx,
         "ny": ny,
@@ -255,7 +266,7 @@ def _row(kind: str, image: np.ndarray, frames: list[RawFrame], profile, settings
         "combine": settings.combine if len(frames) > 1 else "single",
         "content_hash": digest,
         "sources": [f.path for f in frames],
-        "level": float(np.nanmedian(image)) if kind in IMAGE_KINDS else 0.0,
+        "level": float(np.nanmedian(image)) if kind in IMAGE_KINDS + (SKY,) else 0.0,
         "noise": 0.0,
         "n_bad": 0,
         "built_from": "",
@@ -269,9 +280,10 @@ def build(kind: str, frames: list[RawFrame], profile, settings: ReductionSetting
     Parameters
     ----------
     kind : str
-        ``bias``, ``dark`` or ``flat``.
+        ``bias``, ``dark``, ``flat`` or ``sky``.
     frames : list of RawFrame
-        The raw frames (one shape, binning and, for flats, filter).
+        The raw frames (one shape, binning and, for flats and skies, filter); for a sky, science frames already
+        reduced with the bias, dark, flat and bad-pixel masks (bad pixels NaN).
     profile : skylake.profile.Profile
         The camera's profile.
     settings : ReductionSettings
@@ -290,6 +302,8 @@ def build(kind: str, frames: list[RawFrame], profile, settings: ReductionSetting
         No frames, frames that do not belong together, or a missing bias for darks, named.
     """
     _check_alike(frames, kind)
+    if kind == SKY:
+        return [_sky(frames, profile, settings)]
     shape = frames[0].data.shape
     for m in (bias, dark):
         if m is not None and m.image.shape != shape:
@@ -338,3 +352,59 @@ def build(kind: str, frames: list[RawFrame], profile, settings: ReductionSetting
         mask_row["built_from"] = flat_row["master_id"]
         return [Master(image, flat_row), Master(dead.astype(np.uint8), mask_row)]
     raise ValueError(f"kind {kind!r} must be one of {list(IMAGE_KINDS)}")
+
+
+def _sky(frames: list[RawFrame], profile, settings: ReductionSettings) -> Master:
+    """PRIME's sky frame (module docstring) from reduced science frames."""
+    from astropy.stats import sigma_clip
+    from scipy.ndimage import binary_dilation
+
+    if len(frames) < settings.sky_min_frames:
+        raise ValueError(
+            f"a sky frame needs at least reduction.sky_min_frames = {settings.sky_min_frames} dithered frames, "
+            f"got {len(frames)}"
+        )
+    stack = np.empty((len(frames),) + frames[0].data.shape, np.float32)
+    levels = []
+    for plane, f in zip(stack, frames):
+        clipped = sigma_clip(np.ma.masked_invalid(f.data), sigma=settings.sky_sigma, maxiters=5, masked=True, copy=True)
+        masked = np.ma.getmaskarray(clipped) | ~np.isfinite(f.data)
+        if settings.sky_grow:
+            masked = binary_dilation(masked, iterations=settings.sky_grow)
+        level = float(np.ma.median(clipped))
+        if not level > 0:
+            raise ValueError(f"{f.path}: sky level {level:g} after reduction; a sky frame needs a positive sky")
+        levels.append(level)
+        plane[:] = f.data / np.float32(level)
+        plane[masked] = np.nan
+    with np.errstate(all="ignore"), _quiet_nan_warnings():
+        image = np.nanmedian(stack, axis=0).astype(np.float32)
+    del stack
+    holes = ~np.isfinite(image)
+    if holes.any():
+        image[holes] = _box_median(image, settings.sky_box)[holes]
+    image /= np.float32(np.median(image))
+    row = _row(SKY, image, frames, profile, settings, noise=_robust_std(image), n_bad=int(holes.sum()))
+    row["level"] = float(np.median(levels))  # the frames' sky level [ADU], for the record
+    return Master(image, row)
+
+
+def _box_median(image: np.ndarray, box: int) -> np.ndarray:
+    """The NaN-ignoring median of ``image`` in ``box`` x ``box`` boxes, back at full size (empty boxes: the
+    image's median)."""
+    ny, nx = image.shape
+    py, px = -ny % box, -nx % box
+    padded = np.pad(image, ((0, py), (0, px)), constant_values=np.nan)
+    blocks = padded.reshape(padded.shape[0] // box, box, padded.shape[1] // box, box).swapaxes(1, 2)
+    with np.errstate(all="ignore"), _quiet_nan_warnings():
+        medians = np.nanmedian(blocks.reshape(blocks.shape[0], blocks.shape[1], -1), axis=2)
+    medians[~np.isfinite(medians)] = np.nanmedian(image)
+    return np.repeat(np.repeat(medians, box, axis=0), box, axis=1)[:ny, :nx]
+
+
+@contextlib.contextmanager
+def _quiet_nan_warnings():
+    """All-NaN slices are expected here (pixels every frame masks): they are filled afterwards."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        yield

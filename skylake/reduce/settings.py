@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 __all__ = ["STEPS", "ReductionSettings", "DEFAULT_FRAME_TYPES"]
 
 #: The reduction steps, in the order they are applied.
-STEPS = ("overscan", "bias", "dark", "flat", "badpix", "cosmics")
+STEPS = ("overscan", "bias", "dark", "flat", "sky", "badpix", "cosmics")
 
 #: Header values of each frame type as MaxIm DL, N.I.N.A., SGP, ACP and IRAF write them (compared case-blind).
 DEFAULT_FRAME_TYPES = {
@@ -56,6 +56,14 @@ class ReductionSettings:
         astroscrappy's Laplacian detection limit (``sigclip``).
     cosmics_objlim : float
         astroscrappy's contrast limit between a cosmic ray and a star (``objlim``).
+    sky_sigma : float
+        Building a sky frame: pixels this many sigma from a frame's sigma-clipped median (sources) are masked.
+    sky_grow : int
+        ... and so are the pixels within this many pixels of them (the sources' wings).
+    sky_box : int
+        Holes no frame fills are filled with the median of the sky frame in boxes of this many pixels.
+    sky_min_frames : int
+        Fewest dithered frames a sky frame is built from.
     frame_types : dict
         Header keys and values of each frame type (:data:`DEFAULT_FRAME_TYPES` overrides).
     """
@@ -74,6 +82,10 @@ class ReductionSettings:
     read_noise: float = 5.0
     cosmics_sigclip: float = 6.0
     cosmics_objlim: float = 5.0
+    sky_sigma: float = 4.0
+    sky_grow: int = 2
+    sky_box: int = 32
+    sky_min_frames: int = 5
     frame_types: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -105,10 +117,15 @@ class ReductionSettings:
             ("read_noise", 0.0, 1e4),
             ("cosmics_sigclip", 1.0, 100.0),
             ("cosmics_objlim", 0.1, 100.0),
+            ("sky_sigma", 1.0, 100.0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise ValueError(f"reduction.{name} = {value!r} must be a number in [{lo}, {hi}]")
+        for name, lo, hi in (("sky_grow", 0, 100), ("sky_box", 4, 4096), ("sky_min_frames", 2, 10000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"reduction.{name} = {value!r} must be a whole number in [{lo}, {hi}]")
         types = dict(DEFAULT_FRAME_TYPES)
         for key, values in (self.frame_types or {}).items():
             if key not in DEFAULT_FRAME_TYPES:

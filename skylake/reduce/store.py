@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from skylake.lake import tables
-from skylake.reduce.masters import Master
+from skylake.reduce.masters import BY_FILTER, Master
 
 __all__ = ["IMAGES_DIR", "store", "read_table", "choose", "load_image"]
 
@@ -106,7 +106,7 @@ def read_table(lake, profile: str | None = None) -> pa.Table:
 
 
 def choose(rows, kind: str, *, mjd: float, instrument: str, binning: str, shape, filter: str, max_age_days: float):
-    """The master of ``kind`` for a frame: same instrument, binning and shape (and filter for flats and
+    """The master of ``kind`` for a frame: same instrument, binning and shape (and filter for flats, sky frames and
     dead-pixel masks), nearest in time within ``max_age_days``.
 
     Parameters
@@ -141,7 +141,7 @@ def choose(rows, kind: str, *, mjd: float, instrument: str, binning: str, shape,
     if not len(alike):
         modes = sorted({f"{r.binning} {r.nx}x{r.ny}" for r in cand.itertuples()})
         return None, f"no {kind} master for binning {binning} and {nx}x{ny} pixels (the lake has {modes})"
-    if kind in ("flat", "deadpix"):
+    if kind in BY_FILTER:
         alike = alike[alike["filter"] == filter]
         if not len(alike):
             return None, f"no {kind} master for filter {filter!r}"

@@ -1,6 +1,8 @@
 """SYNTHETIC raw frames of one night with known detector effects: a bias level with column structure and read
 noise, dark current with hot pixels, a flat field (vignetting, pixel response, a dust ring) with dead pixels,
-cosmic-ray hits (one placed on a star), and the sky and stars a reduction must give back.
+cosmic-ray hits (one placed on a star), and the sky and stars a reduction must give back. Optionally the light
+frames are dithered (the field moves on the detector from frame to frame) and their sky carries a fringe pattern
+fixed on the detector, which only a sky frame (PRIME's method, ``reduction.steps`` "sky") removes.
 
 Every raw pixel is ``bias + dark_rate * t + flat * (sky + stars)`` with photon noise (Poisson in electrons through
 ``gain``) and Gaussian read noise, plus cosmic rays, rounded to 16-bit integers as a camera writes them.
@@ -45,10 +47,18 @@ class RawTruth:
     light_exptime: float
     cosmics: list = field(default_factory=list)  # per light frame: bool image of the pixels hit
     star_hit: tuple = ()  # (light frame index, star index) of the cosmic ray placed on a star
+    offsets: list = field(default_factory=list)  # per light frame: (dx, dy) [pix] the field moved on the detector
+    sky_pattern: np.ndarray | None = None  # the sky's shape on the detector (median 1; fringes), before the flat
 
-    def expected_light(self) -> np.ndarray:
-        """The reduced light frame a perfect reduction gives: sky + stars, noiseless [ADU]."""
-        model = render_frame(self.stars, self.bias.shape, fwhm_px=FWHM_PX, sky_adu=0.0, noise=False)
+    def stars_on(self, k: int = 0) -> pd.DataFrame:
+        """The stars where light frame ``k`` has them (its dither offset applied)."""
+        dx, dy = self.offsets[k] if self.offsets else (0.0, 0.0)
+        return self.stars.assign(x=self.stars["x"] + dx, y=self.stars["y"] + dy)
+
+    def expected_light(self, k: int = 0) -> np.ndarray:
+        """Light frame ``k`` as a perfect reduction gives it: a flat sky + stars, noiseless [ADU] (a fringe
+        pattern is removed by the sky frame, at the sky's level)."""
+        model = render_frame(self.stars_on(k), self.bias.shape, fwhm_px=FWHM_PX, sky_adu=0.0, noise=False)
         return model + np.float32(self.sky)
 
 
@@ -90,6 +100,20 @@ def _detector(shape, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return bias, dark, flat, hot, dead
 
 
+def _fringes(shape, amplitude: float, rng) -> np.ndarray:
+    """A fringe-like sky pattern fixed on the detector: waves of 8-20 px, ``amplitude`` rms around 1."""
+    ny, nx = shape
+    if not amplitude:
+        return np.ones(shape, np.float32)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    wave = np.zeros(shape)
+    for _ in range(6):
+        k = 2 * np.pi / rng.uniform(8.0, 20.0)
+        angle, phase = rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+        wave += np.sin(k * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+    return (1.0 + amplitude * wave / wave.std()).astype(np.float32)
+
+
 def _expose(signal_adu, bias, rng) -> np.ndarray:
     """Photon noise on ``signal_adu`` (electrons through the gain) and read noise, on the bias."""
     electrons = rng.poisson(np.clip(signal_adu, 0, None) * GAIN)
@@ -124,6 +148,8 @@ def write_raw_night(
     dark_exptime: float = 60.0,
     light_exptime: float = 60.0,
     filter: str = "V",
+    dither_px: float = 0.0,
+    fringe: float = 0.0,
     seed: int = 0,
 ) -> RawTruth:
     """Write one night of SYNTHETIC raw frames (module docstring) into ``directory``.
@@ -146,6 +172,10 @@ def write_raw_night(
         Exposure times [s] (flats: 5 s).
     filter : str
         The flats' and lights' filter.
+    dither_px : float
+        Light frames after the first are offset by up to this many pixels in x and y (uniform, the WCS follows).
+    fringe : float
+        Relative amplitude (rms) of a fringe pattern in the lights' sky, fixed on the detector (0: none).
     seed : int
         Everything follows from it.
 
@@ -180,7 +210,7 @@ def write_raw_night(
         data = _expose(dark * 5.0 + flat * level, bias, rng)
         write_frame(path, data, _header("flat", when, 5.0, filter), bitpix16=True)
         paths["flat"].append(path)
-    margin = 12
+    margin = 12 + dither_px
     stars = pd.DataFrame(
         {
             "x": rng.uniform(margin, nx - 1 - margin, n_stars),
@@ -189,11 +219,19 @@ def write_raw_night(
         }
     )
     sky = SKY_RATE * light_exptime
-    scene = render_frame(stars, shape, fwhm_px=FWHM_PX, sky_adu=0.0, noise=False) + np.float32(sky)
-    wcs = tan_wcs_header(FIELD[0], FIELD[1], shape, PIXSCALE)
+    pattern = _fringes(shape, fringe, detector_rng)
+    offsets = [(0.0, 0.0)] * n_light
+    if dither_px:
+        offsets = [(0.0, 0.0)] + [tuple(rng.uniform(-dither_px, dither_px, 2)) for _ in range(n_light - 1)]
     cosmics, star_hit = [], ()
     for i in range(n_light):
         when = day + dt.timedelta(hours=22, minutes=5 * i)
+        dx, dy = offsets[i]
+        moved = stars.assign(x=stars["x"] + dx, y=stars["y"] + dy)
+        scene = render_frame(moved, shape, fwhm_px=FWHM_PX, sky_adu=0.0, noise=False) + np.float32(sky) * pattern
+        wcs = tan_wcs_header(FIELD[0], FIELD[1], shape, PIXSCALE)
+        wcs["CRPIX1"] += dx  # the field's centre moved with the stars
+        wcs["CRPIX2"] += dy
         data = _expose(dark * light_exptime + flat * scene, bias, rng)
         hits = np.zeros(shape, bool)
         tracks = _cosmic_rays(shape, n_cosmics, rng)
@@ -225,4 +263,6 @@ def write_raw_night(
         light_exptime=light_exptime,
         cosmics=cosmics,
         star_hit=star_hit,
+        offsets=offsets,
+        sky_pattern=pattern,
     )
