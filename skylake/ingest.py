@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from skylake.errors import FrameRejected, LakeError, UsageError
 from skylake.frame.allsky import reflag_streaks
@@ -242,7 +241,7 @@ def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int], nigh
     ids = pa.array(sorted(frame_ids), type=pa.int64())
     rels = []
     for rel in tx.lake.live_files(table, nights):
-        meta = pq.ParquetFile(tx.lake.path(f"{table}/{rel}")).metadata
+        meta = tx.lake.parquet_metadata(f"{table}/{rel}")
         col = meta.schema.to_arrow_schema().get_field_index("frame_id")
         stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
         if not stats or any(st is None or not st.has_min_max for st in stats):

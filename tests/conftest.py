@@ -130,6 +130,7 @@ def demo_run(tmp_path_factory):
 #: Test files that take a minute or more (measured with --durations): started first, so that with one file
 #: per process (pytest-xdist --dist loadfile) the suite does not end waiting on one of them.
 LONG_FILES = (
+    "test_s3_lake.py",
     "test_real_cluster.py",
     "test_cli.py",
     "test_readme.py",
@@ -147,6 +148,8 @@ LONG_FILES = (
     "test_snapshots.py",
     "test_ensemble_series.py",
     "test_lightcurve_real.py",
+    "test_sky_frames.py",
+    "test_watch.py",
 )
 
 

@@ -25,6 +25,7 @@ NUMPYDOC_MODULES = [
     for f in (
         "lake/compact.py",
         "lake/faults.py",
+        "lake/lease.py",
         "lake/log.py",
         "lake/nights.py",
         "lake/parquet.py",
@@ -35,6 +36,7 @@ NUMPYDOC_MODULES = [
         "watch/arrivals.py",
         "watch/watcher.py",
         "watch/cli.py",
+        "testing/s3.py",
     )
 ]
 

@@ -617,7 +617,7 @@ def calibrate_ingested(
     name = profile.calibration.refcat
     if not name or not paths:
         return []
-    if not Path(lake.path(f"{REFCATS}/{name}/collection.properties")).is_file():
+    if not lake.store.exists(f"{REFCATS}/{name}/collection.properties"):
         log.warning(
             "profile %s calibrates against refcat %r, which is not in %s: frames not calibrated (import it "
             "with `skylake refcat import`, then run `skylake calibrate`)",

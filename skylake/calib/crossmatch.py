@@ -111,8 +111,10 @@ def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
     """The lake's source catalog (lsdb), only the partitions in ``moc`` and the rows of ``frame_ids``."""
     import lsdb
 
+    from skylake.lake.storage import Storage
+
     return lsdb.open_catalog(
-        Path(lake_path) / get(SOURCES).location,
+        Storage(lake_path).upath(get(SOURCES).location),  # a local path, or s3:// with the environment's keys
         search_filter=lsdb.MOCSearch(moc, fine=False),
         columns=list(columns),
         filters=[("frame_id", "in", [int(f) for f in frame_ids])],

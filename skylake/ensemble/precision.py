@@ -18,7 +18,12 @@ def frame_points(lake, frame_ids) -> pd.DataFrame:
     from skylake.lake.tables import LIGHTCURVES, get
 
     lc = (
-        ds.dataset(lake.path(f"{get(LIGHTCURVES).location}/dataset"), format="parquet", partitioning="hive")
+        ds.dataset(
+            lake.path(f"{get(LIGHTCURVES).location}/dataset"),
+            format="parquet",
+            partitioning="hive",
+            filesystem=lake.store.arrow_fs,
+        )
         .to_table()
         .to_pandas()
     )

@@ -19,7 +19,6 @@ import posixpath
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
 from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
@@ -49,7 +48,7 @@ def _split(rows: pa.Table, pixel: HealpixPixel, max_rows: int) -> list[tuple[Hea
 def _num_rows(lake: Lake, rel: str) -> int:
     """Rows of the lake file ``rel``; a LakeError naming it if it is not Parquet."""
     try:
-        return pq.ParquetFile(lake.path(rel)).metadata.num_rows
+        return lake.parquet_metadata(rel).num_rows
     except (pa.ArrowInvalid, OSError) as exc:
         raise LakeError(
             f"compact: {lake.path(rel)} is not a readable Parquet file ({' '.join(str(exc).split())}); "
@@ -59,7 +58,7 @@ def _num_rows(lake: Lake, rel: str) -> int:
 
 def _read(lake: Lake, rel: str, schema: pa.Schema) -> pa.Table:
     try:
-        return pq.read_table(lake.path(rel), schema=schema)
+        return lake.read_parquet(rel, schema=schema)
     except (pa.ArrowInvalid, OSError) as exc:
         raise LakeError(
             f"compact: cannot read {lake.path(rel)} ({' '.join(str(exc).split())}); nothing was "

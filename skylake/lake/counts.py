@@ -64,7 +64,6 @@ def rows_table(table: str, path: str) -> str | None:
 
 def rows_from_files(lake) -> dict:
     """Rows per table from the footers of every live data file (once per lake made before row counts)."""
-    import pyarrow.parquet as pq
 
     rows = Counter()
     for t in tables.registry().values():
@@ -73,7 +72,7 @@ def rows_from_files(lake) -> dict:
         for rel in lake.live_files(t.location):
             name = rows_table(t.location, rel)
             if name is not None:
-                rows[name] += pq.read_metadata(lake.path(f"{t.location}/{rel}")).num_rows
+                rows[name] += lake.parquet_metadata(f"{t.location}/{rel}").num_rows
     return {n: k for n, k in sorted(rows.items()) if k}
 
 

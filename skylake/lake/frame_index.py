@@ -24,7 +24,6 @@ import posixpath
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from skylake.lake.tables import FRAME_INDEX, get
 from skylake.schema import table_schema
@@ -74,7 +73,7 @@ def _bucket_files(store, bucket: str) -> list[tuple[str, pa.Table]]:
     if not store.exists(f"{INDEX}/{rel}"):
         return []
     return [
-        (f"{rel}/{name}", pq.read_table(store.full(f"{INDEX}/{rel}/{name}"), schema=table_schema(FRAME_INDEX)))
+        (f"{rel}/{name}", store.read_parquet(f"{INDEX}/{rel}/{name}", schema=table_schema(FRAME_INDEX)))
         for name in store.listdir(f"{INDEX}/{rel}")
         if name.endswith(".parquet") and not name.startswith(".")
     ]

@@ -162,7 +162,7 @@ def read_partitions(store: Storage, catalog: str) -> list[HealpixPixel]:
 
     if not store.exists(f"{catalog}/partition_info.csv"):
         return []
-    return PartitionInfo.read_from_csv(store.full(f"{catalog}/partition_info.csv")).get_healpix_pixels()
+    return PartitionInfo.read_from_csv(store.upath(f"{catalog}/partition_info.csv")).get_healpix_pixels()
 
 
 def read_skymap(store: Storage, catalog: str) -> np.ndarray:
@@ -170,7 +170,7 @@ def read_skymap(store: Storage, catalog: str) -> np.ndarray:
 
     if not store.exists(f"{catalog}/skymap.fits"):
         return empty_skymap()
-    return np.asarray(file_io.read_fits_image(store.full(f"{catalog}/skymap.fits")), dtype=np.int64)
+    return np.asarray(file_io.read_fits_image(store.upath(f"{catalog}/skymap.fits")), dtype=np.int64)
 
 
 def write_metadata(
@@ -193,10 +193,10 @@ def write_metadata(
     from hats.io import file_io, paths
     from hats.pixel_math.spatial_index import SPATIAL_INDEX_ORDER
 
-    out = store.full(out_rel)
+    out = store.upath(out_rel)
     store.makedirs(f"{out_rel}/dataset")
     info = PartitionInfo.from_healpix(partitions)
-    info.write_to_file(partition_info_file=f"{out}/partition_info.csv")
+    info.write_to_file(partition_info_file=out / "partition_info.csv")
     props = TableProperties(
         catalog_name=catalog,
         catalog_type=catalog_type,
@@ -217,5 +217,5 @@ def write_metadata(
     props.to_properties_file(out)
     file_io.write_fits_image(skymap, paths.get_skymap_file_pointer(out))
     file_io.write_fits_image(skymap, paths.get_point_map_file_pointer(out))
-    pq.write_metadata(schema, f"{out}/dataset/_common_metadata")
+    pq.write_metadata(schema, store.full(f"{out_rel}/dataset/_common_metadata"), filesystem=store.arrow_fs)
     return list(METADATA_FILES)

@@ -86,7 +86,7 @@ def oldest_kept(store: Storage) -> int:
 
 def _read_checkpoint(store: Storage, version: int) -> dict[str, FileAction]:
     try:
-        table = pq.read_table(store.full(checkpoint_path(version)), schema=_CHECKPOINT_SCHEMA)
+        table = store.read_parquet(checkpoint_path(version), schema=_CHECKPOINT_SCHEMA)
     except (pa.ArrowInvalid, OSError) as exc:
         raise LakeError(
             f"checkpoint {store.full(checkpoint_path(version))} is unreadable "

@@ -51,6 +51,7 @@ from dataclasses import dataclass, fields
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import counts, faults, frame_index, history, pieces
@@ -200,7 +201,8 @@ class Lake:
         try:
             for rel in (LOG_DIR, STAGING_DIR, SOURCES, FRAMES):
                 store.makedirs(rel)
-            store.write_bytes(LOCK, b"")  # part of the layout from the start: a failed first write leaves no trace
+            if store.is_local:  # part of the layout from the start: a failed first write leaves no trace
+                store.write_bytes(LOCK, b"")  # (on S3 the lock is a lease object that exists only while held)
             store.write_bytes(frame_index.READY, b"frame index complete\n")  # no frames: the index is whole
             store.write_bytes(counts.COUNTS, counts.dumps(counts.empty()))  # status's running totals
             store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
@@ -280,7 +282,12 @@ class Lake:
         ``access(2)``) and checks the tables' directories.
         """
         if not self.store.is_local:
-            self.store._require_local("writing")
+            self.store._require_writable_store("writing")
+            try:
+                self.store.probe_writable(META)
+            except OSError as exc:
+                raise LakeError(f"lake {self.url} is read-only for this process ({exc}); nothing was done") from None
+            return
         for rel in (META, LOG_DIR, STAGING_DIR):
             if not os.path.isdir(self.store.full(rel)):
                 continue
@@ -327,7 +334,9 @@ class Lake:
         read-only lake is read as it is on disk, with a warning. Returns the published version.
         """
         published, latest = self.pending()
-        if latest == published or not self.store.is_local or lock_held_here(self.store.full(LOCK)):
+        if latest == published or not (self.store.is_local or self.store.is_s3):
+            return published
+        if lock_held_here(self.store.full(LOCK)):
             return published
         if not self.writable():
             self._warn_once(
@@ -367,6 +376,19 @@ class Lake:
     # -- reading -----------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:
         return self.store.full(rel)
+
+    def read_parquet(self, rel: str, **kwargs) -> pa.Table:
+        """``pyarrow.parquet.read_table`` of the lake file ``rel`` (where :meth:`path` says it is: a snapshot
+        reads a removed file from its retained copy), on the lake's store; ``kwargs`` passed on."""
+        return pq.read_table(self.path(rel), filesystem=self.store.arrow_fs, **kwargs)
+
+    def parquet_file(self, rel: str) -> pq.ParquetFile:
+        """A ``pyarrow.parquet.ParquetFile`` of the lake file ``rel`` (as :meth:`read_parquet`)."""
+        return pq.ParquetFile(self.path(rel), filesystem=self.store.arrow_fs)
+
+    def parquet_metadata(self, rel: str):
+        """The Parquet footer of the lake file ``rel`` (as :meth:`read_parquet`)."""
+        return pq.read_metadata(self.path(rel), filesystem=self.store.arrow_fs)
 
     def night_dataset(self, table: str, nights=None) -> pads.Dataset:
         """A table partitioned by night (frames, and calibration's zeropoints, matches, extinction) as a
@@ -650,6 +672,17 @@ class Lake:
         new, old = staging_path(entry.batch_id, directory), staging_path(entry.batch_id, f".old/{directory}")
         if all(store.exists(a) for a in adds) and not any(store.exists(r) for r in removes):
             return  # done already (the staged path holds the old directory, if anything)
+        if not store.is_local:  # no directories to swap: the new files in, then the removed ones out
+            for rel in adds:
+                staged = staging_path(entry.batch_id, rel)
+                if store.exists(staged):
+                    store.replace(staged, rel)
+                elif not store.exists(rel):
+                    raise self._lost(entry, rel)
+            for rel in removes:
+                if store.exists(rel):
+                    store.replace(rel, f"{old}/{posixpath.relpath(rel, directory)}")
+            return
         if store.exists(directory):
             for rel in store.walk_all(directory):
                 target = f"{new}/{posixpath.relpath(rel, directory)}"

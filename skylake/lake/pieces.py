@@ -18,7 +18,6 @@ on: a run that dies leaves it behind, and the next transaction's recovery remove
 from __future__ import annotations
 
 import contextlib
-import os
 import posixpath
 import time
 import uuid
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from skylake.lake import hats_meta
 from skylake.lake.log import META, staging_path
@@ -106,11 +104,11 @@ def remove_orphans(store: Storage, min_age_s: float = ORPHAN_AGE_S) -> list[str]
     for name in sorted(store.listdir(PIECES_DIR)):
         run = f"{PIECES_DIR}/{name.removesuffix('.lock')}"
         if not name.endswith(".lock"):
-            if not store.exists(f"{run}.lock") and now - os.path.getmtime(store.full(run)) > min_age_s:
+            if not store.exists(f"{run}.lock") and now - store.mtime(run) > min_age_s:
                 store.rmtree(run)  # its lock file went first
                 gone.append(name)
             continue
-        if now - os.path.getmtime(store.full(f"{run}.lock")) < min_age_s:
+        if now - store.mtime(f"{run}.lock") < min_age_s:
             continue
         with store.lock(f"{run}.lock", blocking=False) as free:
             if free:
@@ -237,7 +235,7 @@ def write_sources(
     schema = table_schema(SOURCES)
     parts = []
     for piece, frame_id in plan.pieces:
-        data = pq.read_table(store.full(piece), schema=schema)
+        data = store.read_parquet(piece, schema=schema)
         mine = np.isin(
             spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=plan.order), plan.pixels
         )

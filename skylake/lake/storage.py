@@ -3,13 +3,19 @@
 Everything skylake writes goes through :class:`Storage`. The commit protocol needs three primitives
 beyond plain reads and writes: an atomic *put-if-absent* (the commit point), an atomic *replace*
 (publishing files and metadata), and a writer *lock*. On a local filesystem these are ``link(2)``,
-``rename(2)`` and ``flock(2)``; an object store needs conditional writes (S3 ``If-None-Match``) for
-the first and a lock service for the last, and is refused with a clear error until those exist.
+``rename(2)`` and ``flock(2)``. On S3 (``s3://bucket/prefix``, through s3fs) they are a conditional put
+(``If-None-Match: *``), a copy (a PUT replaces an object atomically; publishing is rolled forward from the
+log, so a copy cut short is simply done again) and a lease object (:mod:`skylake.lake.lease`). Other object
+stores are refused with a clear error.
 
 Publishing a directory as a whole (compaction, a rewrite) uses a fourth: :meth:`Storage.exchange`, an
 atomic swap of two directories (Linux ``renameat2(2)`` with ``RENAME_EXCHANGE``). Where the kernel or
 filesystem lacks it, the caller falls back to two renames (the directory is briefly absent, never
-doubled).
+doubled). An object store has no directories to swap: a reader *listing* a directory there while a commit
+is published may see part of it; skylake's readers open the files of a published version.
+
+Credentials and the endpoint of an S3 store come only from the environment (``AWS_ENDPOINT_URL`` for a
+server that is not AWS, ``AWS_ACCESS_KEY_ID``...) or the standard AWS files, as boto3 reads them.
 
 A full device (``ENOSPC``/``EDQUOT``) while writing raises :class:`skylake.errors.LakeFullError`
 naming the file and the bytes being written.
@@ -66,6 +72,11 @@ _HELD_LOCKS: set[str] = set()
 _HELD_GUARD = threading.Lock()
 
 
+def _protocols(fs) -> tuple:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
 def lock_held_here(path: str) -> bool:
     """True if this process holds the writer lock at absolute ``path``."""
     with _HELD_GUARD:
@@ -76,10 +87,15 @@ class Storage:
     """A directory tree addressed by lake-relative POSIX paths (``"sources/hats.properties"``)."""
 
     def __init__(self, url: str):
-        self.fs, root = fsspec.core.url_to_fs(str(url))
+        url = str(url)
+        # an object store's listings are never cached: other writers add log entries and files
+        options = {} if "://" not in url or url.startswith("file://") else {"use_listings_cache": False}
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
         self.root = root.rstrip("/") or "/"
-        self.url = str(url)
+        self.url = url
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        #: an S3 store (s3fs): conditional writes and leases stand in for link(2) and flock(2)
+        self.is_s3 = not self.is_local and "s3" in _protocols(self.fs)
         # What a task opens: a worker in another working directory needs the absolute path.
         self.location = self.root if self.is_local else self.url
 
@@ -94,6 +110,21 @@ class Storage:
         """Absolute path (or object-store key) of a lake-relative path."""
         return posixpath.join(self.root, rel) if rel else self.root
 
+    def uri(self, rel: str = "") -> str:
+        """A lake-relative path as a URL other libraries open (hats, lsdb): the absolute path on a local disk,
+        ``s3://bucket/key`` on S3."""
+        full = self.full(rel)
+        return full if self.is_local else f"{_protocols(self.fs)[0]}://{full}"
+
+    def upath(self, rel: str = ""):
+        """A lake-relative path as a ``UPath`` for hats: on S3 with the environment's credentials (hats would
+        otherwise read a bare ``s3://`` URL anonymously, with blocks too small to write)."""
+        from upath import UPath
+
+        if self.is_local:
+            return UPath(self.full(rel))
+        return UPath(self.uri(rel), **self.fs.storage_options)
+
     def _require_local(self, what: str):
         if not self.is_local:
             raise LakeError(
@@ -101,9 +132,29 @@ class Storage:
                 f"{type(self.fs).__name__} (object stores need conditional writes)"
             )
 
+    def _require_writable_store(self, what: str):
+        if not (self.is_local or self.is_s3):
+            raise LakeError(
+                f"{what} needs a local filesystem or s3://; {self.url} is {type(self.fs).__name__}, "
+                "which skylake cannot write atomically (no conditional writes)"
+            )
+
     # -- reads -------------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.full(rel))
+
+    def mtime(self, rel: str) -> float:
+        """When ``rel`` was last written (seconds since the epoch); for a directory on an object store, its
+        newest object's time."""
+        if self.is_local:
+            return os.path.getmtime(self.full(rel))
+        full = self.full(rel)
+        if self.fs.isfile(full):
+            return self.fs.modified(full).timestamp()
+        times = [info["LastModified"].timestamp() for info in self.fs.find(full, detail=True).values()]
+        if not times:
+            raise FileNotFoundError(full)
+        return max(times)
 
     def read_bytes(self, rel: str) -> bytes:
         with self.fs.open(self.full(rel), "rb") as fh:
@@ -111,6 +162,24 @@ class Storage:
 
     def read_text(self, rel: str) -> str:
         return self.read_bytes(rel).decode()
+
+    def read_parquet(self, rel: str, **kwargs):
+        """``pyarrow.parquet.read_table`` of a lake file (``kwargs`` passed on), on this store."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.full(rel), filesystem=self.arrow_fs, **kwargs)
+
+    def parquet_file(self, rel: str):
+        """A ``pyarrow.parquet.ParquetFile`` of a lake file, on this store."""
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.full(rel), filesystem=self.arrow_fs)
+
+    def parquet_metadata(self, rel: str):
+        """The Parquet footer (``FileMetaData``) of a lake file, on this store."""
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(self.full(rel), filesystem=self.arrow_fs)
 
     def listdir(self, rel: str) -> list[str]:
         """Names (not paths) in a directory; empty if it does not exist."""
@@ -134,7 +203,8 @@ class Storage:
 
     # -- writes ------------------------------------------------------------------------------------
     def makedirs(self, rel: str):
-        self.fs.makedirs(self.full(rel), exist_ok=True)
+        if self.is_local:  # an object store has no directories (and s3fs would ask for the bucket each time)
+            self.fs.makedirs(self.full(rel), exist_ok=True)
 
     def write_bytes(self, rel: str, data: bytes, fsync: bool = True):
         """Write a file (not atomically: used for staged files nobody reads before the commit).
@@ -181,6 +251,9 @@ class Storage:
 
     def write_atomic(self, rel: str, data: bytes):
         """Replace ``rel`` with ``data`` so that readers see the old or the new content, never a mix."""
+        if not self.is_local:  # one PUT replaces an object atomically
+            self.write_bytes(rel, data)
+            return
         tmp = f"{rel}.{uuid.uuid4().hex}.tmp"
         self.write_bytes(tmp, data)
         self.replace(tmp, rel)
@@ -190,7 +263,13 @@ class Storage:
 
         The file appears complete or not at all (``link(2)`` of a fully written, fsynced temp file).
         """
-        self._require_local("the commit point (put-if-absent)")
+        self._require_writable_store("the commit point (put-if-absent)")
+        if self.is_s3:  # If-None-Match: *, which S3 evaluates atomically
+            try:
+                self.fs.pipe_file(self.full(rel), data, mode="create")
+                return True
+            except FileExistsError:
+                return False
         tmp = f"{posixpath.dirname(rel)}/.{uuid.uuid4().hex}.tmp"
         self.write_bytes(tmp, data)
         try:
@@ -207,8 +286,12 @@ class Storage:
             os.unlink(self.full(tmp))
 
     def link(self, src: str, dst: str):
-        """Hard-link ``src`` as ``dst`` (creating ``dst``'s directory); an existing ``dst`` is kept."""
-        self._require_local("publishing a directory")
+        """Hard-link ``src`` as ``dst`` (creating ``dst``'s directory; a copy on S3); an existing ``dst`` is kept."""
+        self._require_writable_store("publishing a directory")
+        if self.is_s3:
+            if not self.exists(dst):
+                self.fs.copy(self.full(src), self.full(dst))
+            return
         self.makedirs(posixpath.dirname(dst))
         with contextlib.suppress(FileExistsError):
             os.link(self.full(src), self.full(dst))
@@ -234,6 +317,10 @@ class Storage:
     def walk_all(self, rel: str) -> list[str]:
         """Lake-relative paths of every file below ``rel`` (hidden ones too); empty if it does not exist."""
         base = self.full(rel)
+        if not self.is_local:
+            if not self.fs.exists(base):
+                return []
+            return sorted(posixpath.relpath(p, self.root) for p in self.fs.find(base))
         out = []
         for dirpath, _, files in os.walk(base):
             out += [posixpath.relpath(posixpath.join(dirpath, f), self.root) for f in files]
@@ -244,8 +331,34 @@ class Storage:
         self.makedirs(posixpath.dirname(dst))
         if self.is_local:
             os.replace(self.full(src), self.full(dst))
-        else:
+        elif self.is_s3 and self._s3_move(src, dst):
+            pass
+        elif self.fs.isfile(self.full(src)):  # a copy and a delete
             self.fs.mv(self.full(src), self.full(dst))
+        else:  # a directory (a prefix), object by object: a re-run after a kill moves what is left
+            for rel in self.walk_all(src):
+                self.fs.mv(self.full(rel), self.full(posixpath.join(dst, posixpath.relpath(rel, src))))
+
+    def _s3_move(self, src: str, dst: str) -> bool:
+        """Move one object by a server-side copy and a delete (two requests; s3fs's ``mv`` asks for the
+        object's size first). False, having done nothing, when ``src`` is not an object (a prefix)."""
+        from fsspec.asyn import sync
+
+        sb, sk, _ = self.fs.split_path(self.full(src))
+        db, dk, _ = self.fs.split_path(self.full(dst))
+        try:
+            sync(self.fs.loop, self.fs._call_s3, "copy_object", Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if "copy source is larger" in str(exc).lower():  # over 5 GB: s3fs copies it in parts
+                self.fs.mv(self.full(src), self.full(dst))
+                return True
+            raise
+        sync(self.fs.loop, self.fs._call_s3, "delete_object", Bucket=sb, Key=sk)
+        self.fs.invalidate_cache(self.full(src))
+        self.fs.invalidate_cache(self.full(dst))
+        return True
 
     def remove(self, rel: str, missing_ok: bool = True):
         try:
@@ -279,8 +392,14 @@ class Storage:
         """Exclusive writer lock, released by the kernel if the process dies (``flock(2)``).
 
         Yields True once held; with ``blocking=False`` yields False at once if another process holds it.
+        On S3 the lock is a lease object its holder renews (:class:`skylake.lake.lease.Lease`); a dead
+        holder's lease is taken over once it has gone unrenewed for a whole lease.
         """
-        self._require_local("the writer lock")
+        self._require_writable_store("the writer lock")
+        if self.is_s3:
+            with self._lease(rel, blocking) as held:
+                yield held
+            return
         self.makedirs(posixpath.dirname(rel))
         path = self.full(rel)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -304,10 +423,33 @@ class Storage:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def _lease(self, rel: str, blocking: bool):
+        from skylake.lake.lease import Lease
+
+        path = self.full(rel)
+        lease = Lease(self.fs, path)
+        if not lease.acquire(blocking):
+            yield False
+            return
+        with _HELD_GUARD:
+            _HELD_LOCKS.add(path)
+        try:
+            yield True
+        finally:
+            with _HELD_GUARD:
+                _HELD_LOCKS.discard(path)
+            lease.release()
+
     def probe_writable(self, rel: str):
         """Create and remove a file in directory ``rel``: raises OSError if this process cannot write
         there (permissions, a read-only mount, root-squashed NFS: what ``access(2)`` can miss)."""
-        self._require_local("writing")
+        self._require_writable_store("writing")
+        if not self.is_local:
+            probe = f"{rel}/.probe-{uuid.uuid4().hex}"
+            self.write_bytes(probe, b"")
+            self.remove(probe)
+            return
         probe = self.full(f"{rel}/.probe-{uuid.uuid4().hex}")
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import counts, faults, frame_index, hats_meta, pieces
@@ -224,7 +223,7 @@ class Transaction:
         """
         dropped = 0
         for k, rel in enumerate(rels):
-            data = pq.read_table(self.lake.path(f"{table}/{rel}"), schema=table_schema(schema or table))
+            data = self.lake.read_parquet(f"{table}/{rel}", schema=table_schema(schema or table))
             gone = np.asarray(drop(data), dtype=bool)
             if not gone.any():
                 continue

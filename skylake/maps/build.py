@@ -312,7 +312,6 @@ def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids
     time, reading only the row groups whose ``frame_id`` statistics reach the ids. A dataset over the files
     would hold every file's footer at once, and a partition has a file per batch: on a 25-night lake a
     task's 1025 files cost +127 MB that way, +3 MB this one."""
-    import pyarrow.parquet as pq
 
     from skylake.schema import table_schema
 
@@ -320,7 +319,7 @@ def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids
     lo, hi = pc.min(frame_ids).as_py(), pc.max(frame_ids).as_py()
     parts = []
     for rel in paths:
-        pf = pq.ParquetFile(lake.path(rel))
+        pf = lake.parquet_file(rel)
         col = pf.schema_arrow.get_field_index("frame_id")
         groups = []
         for g in range(pf.metadata.num_row_groups):
@@ -500,14 +499,13 @@ def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str]
 def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
     """:func:`~skylake.maps.aggregate.aggregate_pixels` of one pixel group's samples (every task's files of
     it): ``(frame_of, pixel rows, star samples, sky samples)``, the samples only with ``spec['samples']``."""
-    import pyarrow.parquet as pq
 
     store = Lake.open(spec["url"], catch_up=False).store
     base = f"{spec['run']}/{frame_of}/{group}"
     names = sorted(store.listdir(base))
     s, k, a = (
         pd.concat(
-            [pq.read_table(store.full(f"{base}/{n}")).to_pandas() for n in names if n.endswith(f"-{kind}.parquet")],
+            [store.read_parquet(f"{base}/{n}").to_pandas() for n in names if n.endswith(f"-{kind}.parquet")],
             ignore_index=True,
         )
         for kind in SAMPLE_COLUMNS

@@ -66,7 +66,7 @@ def _cmd_maps(args) -> int:
     if index.empty:
         print("nothing to map: no calibrated frame in the selection (run skylake calibrate first)")
         return EXIT_NOTHING
-    print(f"{len(index)} maps ({len(maps.pixels)} pixel rows) committed as v{version} to {lake.path(MAPS)}")
+    print(f"{len(index)} maps ({len(maps.pixels)} pixel rows) committed as v{version} to {lake.store.uri(MAPS)}")
     for row in index.to_dict("records"):
         pix = maps.pixels[maps.pixels["map_id"] == row["map_id"]]
         t = pix["transparency"].dropna()

@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
 from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 from hats.pixel_math.healpix_shim import order2nside
@@ -293,7 +292,7 @@ def read_held(lake: Lake, nights=None) -> pd.DataFrame:
         names = lake.store.listdir(f"{OBJECTS}/{HELD_DIR}") if lake.store.exists(f"{OBJECTS}/{HELD_DIR}") else []
         nights = [n.removesuffix(".parquet") for n in map(night_of, names) if n is not None]
     parts = [
-        pq.read_table(lake.path(_held_rel(n)), schema=HELD_SCHEMA).to_pandas().assign(night=n)
+        lake.read_parquet(_held_rel(n), schema=HELD_SCHEMA).to_pandas().assign(night=n)
         for n in sorted(nights)
         if lake.store.exists(_held_rel(n))
     ]
@@ -334,7 +333,7 @@ def _read_frames(lake: Lake, nights: list[str], added: set, columns: list[str]) 
     """Frame rows of ``nights`` (partition names), file by file; ``recent``: the file is one of ``added``."""
     parts = []
     for rel in lake.live_files(FRAMES, [None if n == UNKNOWN_NIGHT else n for n in nights]):
-        data = pq.read_table(lake.path(f"{FRAMES}/{rel}"), schema=table_schema(FRAMES), columns=columns).to_pandas()
+        data = lake.read_parquet(f"{FRAMES}/{rel}", schema=table_schema(FRAMES), columns=columns).to_pandas()
         parts.append(data.assign(night=night_of(rel), recent=rel in added))
     if not parts:
         return pd.DataFrame({c: [] for c in [*columns, "night", "recent"]})

@@ -85,7 +85,9 @@ def _open(url: str) -> Lake:
 def _sources_dataset(lake: Lake, files: list[str]):
     import pyarrow.dataset as pads
 
-    return pads.dataset([lake.path(f) for f in files], format="parquet", schema=table_schema(SOURCES))
+    return pads.dataset(
+        [lake.path(f) for f in files], format="parquet", schema=table_schema(SOURCES), filesystem=lake.store.arrow_fs
+    )
 
 
 def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int) -> np.ndarray:

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -186,11 +187,24 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def refcats_dir(lake: Lake) -> Path:
-    if not lake.store.is_local:
-        raise RefcatError(
-            f"reference catalogues are written to local lakes only (the swap needs rename(2)); {lake.url} is not local"
-        )
-    return Path(lake.path(REFCATS))
+    """Where catalogues are built: ``LAKE/refcats`` on a local disk; for a lake on S3 a local scratch
+    directory, from which the finished catalogue is uploaded (:func:`_upload`)."""
+    if lake.store.is_local:
+        return Path(lake.path(REFCATS))
+    return Path(tempfile.gettempdir()) / f"skylake-refcats-{uuid.uuid5(uuid.NAMESPACE_URL, lake.url).hex[:12]}"
+
+
+def _upload(lake: Lake, built: Path, name: str) -> None:
+    """Put a catalogue built locally at ``LAKE/refcats/NAME`` on an object store: the files first, its
+    ``collection.properties`` last (what readers look for), replacing what was there."""
+    store, rel = lake.store, f"{REFCATS}/{name}"
+    if store.exists(rel):
+        store.remove(f"{rel}/collection.properties")  # no longer a catalogue for readers, then gone
+        store.rmtree(rel)
+    files = sorted(p for p in built.rglob("*") if p.is_file())
+    last = [p for p in files if p.name == "collection.properties" and p.parent == built]
+    for path in [p for p in files if p not in last] + last:
+        store.fs.put_file(str(path), store.full(f"{rel}/{path.relative_to(built).as_posix()}"))
 
 
 def _new_staging(root: Path, name: str) -> Path:
@@ -285,9 +299,12 @@ def import_refcat(
     final = root / name
     with lake.store.lock(f"{REFCATS}/.{name}.lock"):
         _recover(root, name)
-        if final.exists() and not overwrite:
+        if not lake.store.is_local:
+            shutil.rmtree(final, ignore_errors=True)  # a scratch copy of an earlier upload
+        if lake.store.exists(f"{REFCATS}/{name}/collection.properties") and not overwrite:
             raise RefcatError(
-                f"refcat {name!r} already exists at {final}; pass --overwrite (overwrite=True) to replace it"
+                f"refcat {name!r} already exists at {lake.store.uri(f'{REFCATS}/{name}')}; pass --overwrite "
+                "(overwrite=True) to replace it"
             )
         staging = _new_staging(root, name)
         shard_dir = staging / "shards"
@@ -322,14 +339,18 @@ def import_refcat(
                     progress,
                 )
                 t3 = time.monotonic()
-            report = _finish(out / name, name, fmt_obj, sources, variants, results, margin, t0, lake, final)
+            where = final if lake.store.is_local else lake.store.uri(f"{REFCATS}/{name}")
+            report = _finish(out / name, name, fmt_obj, sources, variants, results, margin, t0, lake, where)
             report.timings = {
                 "setup": t1 - t0,
                 "normalise": t2 - t1,
                 "hats_import": t3 - t2,
                 "finish": time.monotonic() - t3,
             }
-            _swap(out / name, final, staging / "old")
+            if lake.store.is_local:
+                _swap(out / name, final, staging / "old")
+            else:
+                _upload(lake, out / name, name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.monotonic() - t0
@@ -546,6 +567,6 @@ def _finish(
 def read_record(path: str | os.PathLike) -> dict:
     """The import record of the catalogue directory ``path`` (``{}`` when it has none)."""
     try:
-        return json.loads((Path(path) / RECORD).read_text())
+        return json.loads(((path if hasattr(path, "protocol") else Path(path)) / RECORD).read_text())
     except FileNotFoundError:
         return {}

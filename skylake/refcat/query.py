@@ -41,8 +41,8 @@ def refcat_path(lake, name: str) -> Path:
     """``LAKE/refcats/NAME``; raises :class:`RefcatError` naming the catalogues there when absent."""
     check_name(name)
     lake = _lake(lake)
-    path = Path(lake.path(REFCATS)) / name
-    if not (path / "collection.properties").is_file():
+    path = lake.store.upath(f"{REFCATS}/{name}")
+    if not lake.store.exists(f"{REFCATS}/{name}/collection.properties"):
         known = [r["name"] for r in list_refcats(lake)]
         raise RefcatError(f"no refcat {name!r} in {lake.url}; it has {known or 'none'}")
     return path
@@ -52,7 +52,7 @@ def list_refcats(lake) -> list[dict]:
     """One dict per catalogue under ``LAKE/refcats``: name, format, rows, partitions,
     margin_threshold_arcsec, imported_at (from each import record), path."""
     lake = _lake(lake)
-    root = Path(lake.path(REFCATS))
+    root = lake.store.upath(REFCATS)
     out = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if path.name.startswith(".") or not path.is_dir():
