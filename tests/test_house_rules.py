@@ -18,17 +18,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Modules whose public docstrings are numpydoc and validated; a module joins once converted (the rest of
-#: skylake/lake/ next: storage, lake, snapshot, history, hats_meta, frame_index, counts, pieces).
+#: Modules whose public docstrings are numpydoc and validated; a module joins once converted (skylake/lake/lake.py
+#: next, then the product packages).
 NUMPYDOC_MODULES = [
     ROOT / "skylake" / f
     for f in (
         "lake/compact.py",
+        "lake/counts.py",
         "lake/faults.py",
+        "lake/frame_index.py",
+        "lake/hats_meta.py",
+        "lake/history.py",
         "lake/lease.py",
         "lake/log.py",
         "lake/nights.py",
         "lake/parquet.py",
+        "lake/pieces.py",
+        "lake/snapshot.py",
+        "lake/storage.py",
         "lake/tables.py",
         "lake/transaction.py",
         "lake/versions.py",

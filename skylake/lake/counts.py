@@ -35,6 +35,13 @@ KEEP = {FRAMES: ["status", "reason", "n_sources"], ZEROPOINTS: ["frame_id", "ref
 
 
 def empty() -> dict:
+    """The totals of a lake with nothing committed.
+
+    Returns
+    -------
+    dict
+        Every count zero (version 0).
+    """
     return {
         "version": 0,
         "frames": 0,
@@ -50,9 +57,21 @@ def empty() -> dict:
 
 
 def rows_table(table: str, path: str) -> str | None:
-    """The registered table whose rows a data file at ``table/path`` holds (the maps index lives in
-    LAKE/maps/_index), or None: frames and sources have their own totals, the frame index is internal, and
-    a HATS catalogue's rows are those under ``dataset/``."""
+    """The registered table whose rows a data file holds (the maps index lives in LAKE/maps/_index).
+
+    Parameters
+    ----------
+    table : str
+        The directory in the lake of the table the file belongs to.
+    path : str
+        The file's path relative to it.
+
+    Returns
+    -------
+    str or None
+        The table's name, or None: frames and sources have their own totals, the frame index is internal,
+        and a HATS catalogue's rows are those under ``dataset/``.
+    """
     if table in (FRAMES, SOURCES):
         return None
     where = tables.by_location()
@@ -63,7 +82,18 @@ def rows_table(table: str, path: str) -> str | None:
 
 
 def rows_from_files(lake) -> dict:
-    """Rows per table from the footers of every live data file (once per lake made before row counts)."""
+    """Rows per table from the footers of every live data file (once per lake made before row counts).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    dict of str to int
+        Each table's name to its rows, tables without rows left out.
+    """
 
     rows = Counter()
     for t in tables.registry().values():
@@ -77,11 +107,34 @@ def rows_from_files(lake) -> dict:
 
 
 def dumps(counts: dict) -> bytes:
+    """The checkpoint's file content.
+
+    Parameters
+    ----------
+    counts : dict
+        The totals.
+
+    Returns
+    -------
+    bytes
+        Their JSON, keys sorted.
+    """
     return json.dumps(counts, indent=0, sort_keys=True).encode()
 
 
 def read(lake) -> dict | None:
-    """The checkpoint, or None for a lake made before it (``status`` then reads the tables)."""
+    """Read the checkpoint.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    dict or None
+        The totals, or None for a lake made before the checkpoint (``status`` then reads the tables).
+    """
     try:
         totals = json.loads(lake.store.read_bytes(COUNTS))
     except FileNotFoundError:
@@ -98,6 +151,19 @@ class Changes:
         self.rows: list[tuple[str, int, pa.Table, list[str]]] = []  # (table, +1/-1, rows, each row's night)
 
     def add(self, table: str, data: pa.Table, nights: list[str], sign: int = 1):
+        """Record rows added to or dropped from a table (kept only of the tables the counts need).
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        data : pyarrow.Table
+            The rows.
+        nights : list of str
+            Each row's night partition name.
+        sign : int
+            +1 for rows added, -1 for rows dropped.
+        """
         if table in KEEP and data.num_rows:
             self.rows.append((table, sign, data.select(KEEP[table]), list(nights)))
 
@@ -106,8 +172,28 @@ class Changes:
 
 
 def apply(lake, base: dict, changes: Changes, adds, removes, version: int, partitions: int | None = None) -> dict:
-    """``base`` after a commit (``version``) with these row ``changes`` and file ``adds``/``removes``;
-    ``partitions``: the sources partitions after it, when it changes them."""
+    """The totals after a commit.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake (its published files and zeropoints are read where the counts need them).
+    base : dict
+        The totals before the commit.
+    changes : Changes
+        The rows the commit adds and drops.
+    adds, removes : iterable of FileAction
+        The data files it adds and removes.
+    version : int
+        The commit's version.
+    partitions : int or None
+        The sources partitions after it, when it changes them (None: unchanged).
+
+    Returns
+    -------
+    dict
+        The new totals (``base`` is not changed).
+    """
     new = json.loads(json.dumps(base))  # a deep copy
     new["version"] = version
     files = Counter(new["files"])
@@ -200,7 +286,20 @@ def _apply_zeropoints(lake, new: dict, zp_changes) -> None:
 
 
 def from_tables(lake, version: int) -> dict:
-    """The checkpoint computed from the tables (reads them whole: once per lake, or in tests)."""
+    """The checkpoint computed from the tables (reads them whole: once per lake, or in tests).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    version : int
+        The version the checkpoint is of.
+
+    Returns
+    -------
+    dict
+        The totals.
+    """
     from skylake.lake.hats_meta import count_partitions
     from skylake.lake.nights import night_partition
 
@@ -234,7 +333,18 @@ def from_tables(lake, version: int) -> dict:
 
 
 def ensure(lake) -> bool:
-    """Write the checkpoint of a lake that has none (one commit reading its tables once)."""
+    """Write the checkpoint of a lake that has none (one commit reading its tables once).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    bool
+        True when it wrote one.
+    """
     if read(lake) is not None:
         return False
     with lake.transaction("counts") as tx:

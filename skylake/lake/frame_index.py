@@ -41,28 +41,89 @@ COLUMNS = table_schema(FRAME_INDEX).names
 
 
 def bucket_of(content_hash: str | None, frame_key: str) -> str:
-    """The bucket of a frame: from its content hash, or from its frame_key when it has none."""
+    """The bucket of a frame.
+
+    Parameters
+    ----------
+    content_hash : str or None
+        The frame's content hash (None or '': it has none).
+    frame_key : str
+        Its frame_key, used when it has no content hash.
+
+    Returns
+    -------
+    str
+        The bucket's name: :data:`BUCKET_CHARS` hex characters.
+    """
     key = content_hash or frame_key
     return hashlib.sha1(key.encode()).hexdigest()[:BUCKET_CHARS]
 
 
 def bucket_dir(bucket: str) -> str:
-    """The bucket's directory relative to :data:`INDEX`."""
+    """The bucket's directory.
+
+    Parameters
+    ----------
+    bucket : str
+        The bucket's name.
+
+    Returns
+    -------
+    str
+        ``bucket=<name>``, relative to :data:`INDEX`.
+    """
     return f"bucket={bucket}"
 
 
 def ready(lake) -> bool:
+    """Whether a lake's index holds every frame row (its :data:`READY` marker is published).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    bool
+        True once the index is ready; until then look-ups read the frames table.
+    """
     return lake.store.exists(READY)
 
 
 def rows_for(frames: pa.Table, nights: list[str]) -> pa.Table:
-    """Index rows of frame rows (``nights``: each row's night partition name)."""
+    """Index rows of frame rows.
+
+    Parameters
+    ----------
+    frames : pyarrow.Table
+        The frame rows (without ``night``).
+    nights : list of str
+        Each row's night partition name.
+
+    Returns
+    -------
+    pyarrow.Table
+        The index rows, in the index's schema.
+    """
     cols = {name: frames.column(name) for name in COLUMNS if name != "night"}
     cols["night"] = pa.array(nights, type=pa.string())
     return pa.table(cols).select(COLUMNS).cast(table_schema(FRAME_INDEX))
 
 
 def buckets_of(rows: pa.Table) -> np.ndarray:
+    """The bucket of each index row (:func:`bucket_of`).
+
+    Parameters
+    ----------
+    rows : pyarrow.Table
+        Rows with ``content_hash`` and ``frame_key``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The buckets' names (object array of str), one per row.
+    """
     hashes, keys = rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist()
     return np.array([bucket_of(h, k) for h, k in zip(hashes, keys)], dtype=object)
 
@@ -80,15 +141,44 @@ def _bucket_files(store, bucket: str) -> list[tuple[str, pa.Table]]:
 
 
 def read_buckets(lake, buckets) -> pa.Table:
-    """Every index row of ``buckets`` (their published files)."""
+    """Every index row of some buckets.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    buckets : iterable of str
+        The buckets' names.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows of their published files.
+    """
     pieces = [data for b in sorted(set(buckets)) for _, data in _bucket_files(lake.store, b)]
     return pa.concat_tables(pieces) if pieces else table_schema(FRAME_INDEX).empty_table()
 
 
 def lookup(lake, hashes=(), keys=()) -> pa.Table:
-    """Index rows (every version, rejected ones included) whose ``content_hash`` is in ``hashes`` or whose
-    ``frame_key`` is in ``keys``. Pass each frame's key with its hash: a key is looked for in its hash's
-    bucket, or in its own when the hash is empty. Reads only those buckets once the index is ready."""
+    """Index rows (every version, rejected ones included) of some content hashes and frame keys.
+
+    Pass each frame's key with its hash: a key is looked for in its hash's bucket, or in its own when the
+    hash is empty. Reads only those buckets once the index is ready.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    hashes : iterable of str
+        Content hashes (empty ones are ignored).
+    keys : iterable of str
+        Frame keys.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows whose ``content_hash`` is in ``hashes`` or whose ``frame_key`` is in ``keys``.
+    """
     hashes = [h for h in hashes if h]
     keys = list(keys)
     if not hashes and not keys:
@@ -106,9 +196,21 @@ def lookup(lake, hashes=(), keys=()) -> pa.Table:
 
 
 def lookup_results(lake, records) -> pa.Table:
-    """Index rows of the frame records' files (dicts with ``content_hash`` and ``frame_key``): every
-    version of each file with a hash (its keys all live in its hash's bucket), and the rows of the
-    path-identified keys of those without."""
+    """Index rows of the frame records' files.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    records : iterable of dict
+        Frame records, with ``content_hash`` and ``frame_key``.
+
+    Returns
+    -------
+    pyarrow.Table
+        Every version of each file with a hash (its keys all live in its hash's bucket), and the rows of
+        the path-identified keys of those without.
+    """
     hashes = {r["content_hash"] for r in records if r["content_hash"]}
     keys = {r["frame_key"] for r in records if not r["content_hash"]}
     return lookup(lake, hashes, keys)
@@ -140,9 +242,23 @@ MIN_BUCKETS_PER_TASK = 8
 
 
 def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buckets: set[str]) -> None:
-    """Rewrite, in transaction ``tx``, each bucket gaining ``added`` rows or losing ``dropped_ids``:
-    its live files are removed and one new file staged with its rows after the change. The buckets are
-    shared among the transaction's workers (``tx.runner``), each rewriting its own (:func:`rewrite_buckets`)."""
+    """Rewrite, in a transaction, each bucket gaining rows or losing frame ids.
+
+    Each such bucket's live files are removed and one new file staged with its rows after the change. The
+    buckets are shared among the transaction's workers (``tx.runner``), each rewriting its own
+    (:func:`rewrite_buckets`).
+
+    Parameters
+    ----------
+    tx : Transaction
+        The transaction.
+    added : list of pyarrow.Table
+        Index rows added.
+    dropped_ids : set of int
+        Frame ids whose rows are dropped.
+    dropped_buckets : set of str
+        The buckets holding the dropped rows.
+    """
     from skylake.lake.log import FileAction
     from skylake.runtime import Runner
 
@@ -173,9 +289,25 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
 def rewrite_buckets(
     item: tuple[list[str], dict[str, pa.Table]], lake_root: str, batch_id: str, dropped_ids: list[int]
 ) -> list[tuple[str, str, int, int]]:
-    """A task: rewrite the buckets ``item[0]``, adding the rows ``item[1]`` gives each and dropping the
-    frame ids ``dropped_ids``, as one file staged in batch ``batch_id`` per bucket. Returns the file
-    actions: ("remove", rel, rows, 0) for each live file, ("add", rel, rows, bytes) for each new one."""
+    """A task: rewrite some buckets, as one file per bucket staged in a batch.
+
+    Parameters
+    ----------
+    item : tuple of (list of str, dict of str to pyarrow.Table)
+        The buckets, and the rows each gains.
+    lake_root : str
+        The lake's location (:attr:`Storage.location`).
+    batch_id : str
+        The batch staging the files.
+    dropped_ids : list of int
+        Frame ids whose rows are dropped.
+
+    Returns
+    -------
+    list of tuple of (str, str, int, int)
+        The file actions: ``("remove", rel, rows, 0)`` for each live file, ``("add", rel, rows, bytes)``
+        for each new one (``rel`` relative to :data:`INDEX`).
+    """
     from skylake.lake.log import staging_path
     from skylake.lake.parquet import parquet_bytes
     from skylake.lake.storage import Storage
@@ -201,8 +333,18 @@ def rewrite_buckets(
 
 
 def ensure(lake) -> bool:
-    """Build the index of a lake that has none (one commit reading the frames table once). Returns
-    True when it built one."""
+    """Build the index of a lake that has none (one commit reading the frames table once).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    bool
+        True when it built one.
+    """
     if ready(lake):
         return False
     with lake.transaction("frame-index") as tx:

@@ -40,8 +40,23 @@ METADATA_FILES = [
 
 @functools.lru_cache(maxsize=1 << 16)  # hats builds a UPath (~80 us); a batch asks for each partition often
 def pixel_dir(order: int, pixel: int) -> str:
-    """``dataset/Norder=k/Dir=d/Npix=n`` of a partition, relative to the catalog: the one place skylake
-    turns a partition into its directory (hats' layout; skylake's storage takes catalog-relative strings)."""
+    """The directory of a partition, relative to the catalog.
+
+    The one place skylake turns a partition into its directory (hats' layout; skylake's storage takes
+    catalog-relative strings).
+
+    Parameters
+    ----------
+    order : int
+        The partition's HEALPix order.
+    pixel : int
+        Its pixel at that order (NESTED).
+
+    Returns
+    -------
+    str
+        ``dataset/Norder=k/Dir=d/Npix=n``.
+    """
     from hats.io import paths
     from hats.pixel_math import HealpixPixel
 
@@ -49,8 +64,21 @@ def pixel_dir(order: int, pixel: int) -> str:
 
 
 def pixel_of(rel: str) -> HealpixPixel | None:
-    """The partition holding ``rel``, a catalog-relative data file ``dataset/Norder=k/Dir=d/Npix=n/<name>``
-    (as :func:`pixel_dir` writes it); None for any other path. The one place skylake parses partition paths."""
+    """The partition holding a data file of the catalog.
+
+    The one place skylake parses partition paths.
+
+    Parameters
+    ----------
+    rel : str
+        A catalog-relative data file ``dataset/Norder=k/Dir=d/Npix=n/<name>`` (as :func:`pixel_dir` writes
+        it).
+
+    Returns
+    -------
+    hats.pixel_math.HealpixPixel or None
+        The partition; None for any other path.
+    """
     from hats.io import paths
     from hats.pixel_math.healpix_pixel import INVALID_PIXEL
 
@@ -66,7 +94,13 @@ def pixel_of(rel: str) -> HealpixPixel | None:
 
 
 def empty_skymap() -> np.ndarray:
-    """Zero row counts at :data:`SKYMAP_ORDER` (dense, NESTED)."""
+    """Zero row counts at :data:`SKYMAP_ORDER`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The counts (int64), one per pixel (dense, NESTED).
+    """
     from hats.pixel_math.healpix_shim import order2npix
 
     return np.zeros(order2npix(SKYMAP_ORDER), dtype=np.int64)
@@ -77,6 +111,27 @@ def assign_pixels(h29: np.ndarray, partitions: list[HealpixPixel], default_order
 
     Existing partitions win; other rows get new partitions at ``default_order``, or deeper where an
     existing partition is a descendant of that pixel (so partitions never overlap).
+
+    Parameters
+    ----------
+    h29 : numpy.ndarray
+        The rows' ``_healpix_29`` values.
+    partitions : list of hats.pixel_math.HealpixPixel
+        The catalog's existing partitions.
+    default_order : int
+        The order of new partitions.
+
+    Returns
+    -------
+    orders : numpy.ndarray
+        Each row's partition's order (int64).
+    pixels : numpy.ndarray
+        Each row's partition's pixel at that order (int64).
+
+    Raises
+    ------
+    AssertionError
+        No order down to the spatial index's fits (overlapping partitions in the lake).
     """
     from hats.pixel_math.spatial_index import SPATIAL_INDEX_ORDER, spatial_index_to_healpix
 
@@ -114,8 +169,22 @@ MAX_PARTITIONS_PER_FRAME = 16
 
 
 def order_for_frames(h29: np.ndarray, frame_ids: np.ndarray, order: int) -> int:
-    """The order of new partitions for a batch whose rows have these ``_healpix_29`` and ``frame_ids``
-    (see :func:`order_for_pixel_sets`)."""
+    """The order of new partitions for a batch (see :func:`order_for_pixel_sets`).
+
+    Parameters
+    ----------
+    h29 : numpy.ndarray
+        The batch's rows' ``_healpix_29`` values.
+    frame_ids : numpy.ndarray
+        Their frames' ids.
+    order : int
+        The lake's partition order.
+
+    Returns
+    -------
+    int
+        ``order``, or coarser where a frame spans too many pixels.
+    """
     from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
     frame_ids = np.asarray(frame_ids, dtype=np.int64)
@@ -126,10 +195,24 @@ def order_for_frames(h29: np.ndarray, frame_ids: np.ndarray, order: int) -> int:
 
 
 def order_for_pixel_sets(pixel_sets: list[np.ndarray], order: int) -> int:
-    """The order of new partitions for a batch: ``order`` (the lake's), or coarser until no frame of the
-    batch spans more than :data:`MAX_PARTITIONS_PER_FRAME` pixels, so a wide-field camera writes a few
-    files per batch, not hundreds (compaction splits partitions that grow past its row threshold).
-    ``pixel_sets`` holds each frame's pixels at ``order``."""
+    """The order of new partitions for a batch.
+
+    It is ``order`` (the lake's), or coarser until no frame of the batch spans more than
+    :data:`MAX_PARTITIONS_PER_FRAME` pixels, so a wide-field camera writes a few files per batch, not
+    hundreds (compaction splits partitions that grow past its row threshold).
+
+    Parameters
+    ----------
+    pixel_sets : list of numpy.ndarray
+        Each frame's pixels at ``order``.
+    order : int
+        The lake's partition order.
+
+    Returns
+    -------
+    int
+        The order.
+    """
     from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 
     sets = [np.unique(np.asarray(p, dtype=np.int64)) for p in pixel_sets]
@@ -141,7 +224,18 @@ def order_for_pixel_sets(pixel_sets: list[np.ndarray], order: int) -> int:
 
 
 def skymap_histogram(h29: np.ndarray) -> np.ndarray:
-    """Row counts at :data:`SKYMAP_ORDER` (dense, NESTED)."""
+    """Row counts at :data:`SKYMAP_ORDER`.
+
+    Parameters
+    ----------
+    h29 : numpy.ndarray
+        The rows' ``_healpix_29`` values.
+
+    Returns
+    -------
+    numpy.ndarray
+        The counts (int64), one per pixel (dense, NESTED).
+    """
     from hats.pixel_math.healpix_shim import order2npix
     from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
@@ -151,13 +245,40 @@ def skymap_histogram(h29: np.ndarray) -> np.ndarray:
 
 
 def count_partitions(store: Storage, catalog: str) -> int:
-    """Rows of ``partition_info.csv`` (one per partition), read without importing hats (for ``status``)."""
+    """Partitions of a catalog, read without importing hats (for ``status``).
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    catalog : str
+        The catalog's lake-relative directory.
+
+    Returns
+    -------
+    int
+        Rows of its ``partition_info.csv`` (one per partition); 0 without one.
+    """
     if not store.exists(f"{catalog}/partition_info.csv"):
         return 0
     return sum(1 for line in store.read_text(f"{catalog}/partition_info.csv").splitlines()[1:] if line.strip())
 
 
 def read_partitions(store: Storage, catalog: str) -> list[HealpixPixel]:
+    """The partitions of a catalog.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    catalog : str
+        The catalog's lake-relative directory.
+
+    Returns
+    -------
+    list of hats.pixel_math.HealpixPixel
+        The partitions its ``partition_info.csv`` lists; empty without one.
+    """
     from hats.catalog import PartitionInfo
 
     if not store.exists(f"{catalog}/partition_info.csv"):
@@ -166,6 +287,20 @@ def read_partitions(store: Storage, catalog: str) -> list[HealpixPixel]:
 
 
 def read_skymap(store: Storage, catalog: str) -> np.ndarray:
+    """The row counts of a catalog at :data:`SKYMAP_ORDER`.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    catalog : str
+        The catalog's lake-relative directory.
+
+    Returns
+    -------
+    numpy.ndarray
+        The counts of its ``skymap.fits`` (int64, dense, NESTED); zeros without one.
+    """
     from hats.io import file_io
 
     if not store.exists(f"{catalog}/skymap.fits"):
@@ -184,10 +319,34 @@ def write_metadata(
     catalog_type: str = "source",
     id_column: str = "source_id",
 ) -> list[str]:
-    """Write the catalog metadata files into ``out_rel`` (a staging copy of ``sources/``, or of another
-    catalog of the lake: ``objects/``, whose rows are identified by ``id_column``).
+    """Write the catalog metadata files into a directory.
 
-    Returns the catalog-relative names written (:data:`METADATA_FILES`).
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    out_rel : str
+        The lake-relative directory: a staging copy of ``sources/``, or of another catalog of the lake
+        (``objects/``, whose rows are identified by ``id_column``).
+    partitions : list of hats.pixel_math.HealpixPixel
+        The catalog's partitions.
+    total_rows : int
+        Its rows (``hats_nrows``).
+    skymap : numpy.ndarray
+        Its row counts at :data:`SKYMAP_ORDER` (dense, NESTED).
+    schema : pyarrow.Schema
+        Its rows' schema (``dataset/_common_metadata``).
+    catalog : str
+        Its name.
+    catalog_type : str
+        Its HATS ``dataproduct_type``.
+    id_column : str
+        The column identifying its rows.
+
+    Returns
+    -------
+    list of str
+        The catalog-relative names written (:data:`METADATA_FILES`).
     """
     from hats.catalog import PartitionInfo, TableProperties
     from hats.io import file_io, paths

@@ -44,31 +44,105 @@ _CHECKPOINT_SCHEMA = pa.schema([("table", pa.string()), ("path", pa.string()), (
 
 
 def retained(action: FileAction) -> bool:
-    """True if a removed file of ``action``'s table is kept for time travel."""
+    """Whether a removed file is kept for time travel.
+
+    Parameters
+    ----------
+    action : FileAction
+        The file's action (its table decides).
+
+    Returns
+    -------
+    bool
+        True unless its table is derived data nobody reads as a table (:data:`NOT_RETAINED`).
+    """
     return action.table not in NOT_RETAINED
 
 
 def removed_path(version: int, lake_path: str) -> str:
-    """Where the file ``lake_path`` removed by commit ``version`` is kept (lake-relative)."""
+    """Where a file removed by a commit is kept.
+
+    Parameters
+    ----------
+    version : int
+        The commit that removed it.
+    lake_path : str
+        The file's lake-relative path when it was live.
+
+    Returns
+    -------
+    str
+        ``_skylake/removed/<20-digit version>/<lake_path>``, relative to the lake.
+    """
     return f"{REMOVED_DIR}/{version:020d}/{lake_path}"
 
 
 def retained_versions(store: Storage) -> list[int]:
-    """Versions whose removed files are (still) retained, ascending."""
+    """Versions whose removed files are (still) retained.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+
+    Returns
+    -------
+    list of int
+        The versions, ascending.
+    """
     return sorted(int(m.group(1)) for m in map(_VERSION_NAME.match, store.listdir(REMOVED_DIR)) if m)
 
 
 def checkpoint_path(version: int) -> str:
+    """Where the checkpoint of a version lives.
+
+    Parameters
+    ----------
+    version : int
+        The version.
+
+    Returns
+    -------
+    str
+        ``_skylake/checkpoints/<20-digit version>.parquet``, relative to the lake.
+    """
     return f"{CHECKPOINT_DIR}/{version:020d}.parquet"
 
 
 def checkpoints(store: Storage) -> list[int]:
-    """Versions with a checkpoint, ascending (temp files of a write cut short are not checkpoints)."""
+    """Versions with a checkpoint.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+
+    Returns
+    -------
+    list of int
+        The versions, ascending (temp files of a write cut short are not checkpoints).
+    """
     return sorted(int(m.group(1)) for m in map(_CHECKPOINT_NAME.match, store.listdir(CHECKPOINT_DIR)) if m)
 
 
 def oldest_kept(store: Storage) -> int:
-    """The oldest version ``skylake vacuum`` kept (1 before any vacuum)."""
+    """The oldest version ``skylake vacuum`` kept.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+
+    Returns
+    -------
+    int
+        The version (1 before any vacuum).
+
+    Raises
+    ------
+    LakeError
+        ``_skylake/vacuumed.json`` is corrupt (one line naming it).
+    """
     try:
         doc = json.loads(store.read_bytes(VACUUMED))
         version = doc["oldest_version"]
@@ -101,8 +175,30 @@ def _read_checkpoint(store: Storage, version: int) -> dict[str, FileAction]:
 
 
 def files_at(store: Storage, log: CommitLog, version: int) -> dict[str, FileAction]:
-    """The data files live at ``version`` (lake-relative path -> its add action): the nearest checkpoint
-    at or below ``version`` plus the log entries after it. The frame index is left out."""
+    """The data files live at a version.
+
+    They are the nearest checkpoint at or below ``version`` plus the log entries after it. The frame index
+    is left out.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    log : CommitLog
+        The lake's commit log.
+    version : int
+        The version.
+
+    Returns
+    -------
+    dict of str to FileAction
+        Each file's lake-relative path to its add action.
+
+    Raises
+    ------
+    LakeError
+        A checkpoint or log entry on the way is unreadable.
+    """
     base = max((v for v in checkpoints(store) if v <= version), default=0)
     files = _read_checkpoint(store, base) if base else {}
     for v in range(base + 1, version + 1):
@@ -114,7 +210,22 @@ def files_at(store: Storage, log: CommitLog, version: int) -> dict[str, FileActi
 
 
 def write_checkpoint(store: Storage, log: CommitLog, version: int) -> bool:
-    """Write the checkpoint of ``version`` unless it exists (publishing runs this again after a kill)."""
+    """Write the checkpoint of a version unless it exists (publishing runs this again after a kill).
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    log : CommitLog
+        The lake's commit log.
+    version : int
+        The version.
+
+    Returns
+    -------
+    bool
+        True if this call wrote it, False if it existed.
+    """
     if store.exists(checkpoint_path(version)):
         return False
     files = sorted(files_at(store, log, version).values(), key=lambda a: a.lake_path)
@@ -129,8 +240,26 @@ def write_checkpoint(store: Storage, log: CommitLog, version: int) -> bool:
 
 
 def removed_by(store: Storage, log: CommitLog, after: int, upto: int) -> dict[str, int]:
-    """Retained files removed by the commits ``after`` < v <= ``upto`` (lake-relative path -> v): only
-    the versions that still have a ``removed/`` directory are read."""
+    """Retained files removed by the commits ``after`` < v <= ``upto``.
+
+    Only the versions that still have a ``removed/`` directory are read.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    log : CommitLog
+        The lake's commit log.
+    after : int
+        The version before the first commit looked at.
+    upto : int
+        The last commit looked at.
+
+    Returns
+    -------
+    dict of str to int
+        Each removed file's lake-relative path to the commit v that removed it.
+    """
     out: dict[str, int] = {}
     for v in retained_versions(store):
         if after < v <= upto:
@@ -140,10 +269,37 @@ def removed_by(store: Storage, log: CommitLog, after: int, upto: int) -> dict[st
 
 
 def tree_size(store: Storage, rel: str) -> tuple[list[str], int]:
-    """Every file below ``rel`` (lake-relative) and their total size in bytes."""
+    """Every file below a directory and their total size.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    rel : str
+        The directory's lake-relative path.
+
+    Returns
+    -------
+    files : list of str
+        The files' lake-relative paths.
+    size : int
+        Their total size [bytes].
+    """
     files = store.walk_all(rel)
     return files, sum(store.fs.size(store.full(f)) for f in files)
 
 
 def version_dir(version: int) -> str:
+    """Where the files a commit removed are kept.
+
+    Parameters
+    ----------
+    version : int
+        The commit.
+
+    Returns
+    -------
+    str
+        ``_skylake/removed/<20-digit version>``, relative to the lake.
+    """
     return posixpath.join(REMOVED_DIR, f"{version:020d}")

@@ -42,7 +42,17 @@ PIECE_ZSTD_LEVEL = 1
 
 @dataclass
 class PixelCounts:
-    """Rows of one frame per pixel at ``order`` (the lake's partition order), from its ``_healpix_29``."""
+    """Rows of one frame per pixel at ``order`` (the lake's partition order), from its ``_healpix_29``.
+
+    Attributes
+    ----------
+    order : int
+        The HEALPix order of the pixels.
+    pixels : numpy.ndarray
+        The pixels holding rows (int64, sorted, unique; NESTED).
+    rows : numpy.ndarray
+        The rows in each (int64).
+    """
 
     order: int
     pixels: np.ndarray  # int64, sorted, unique
@@ -50,6 +60,20 @@ class PixelCounts:
 
     @classmethod
     def of(cls, h29: np.ndarray, order: int) -> "PixelCounts":
+        """Count a frame's rows per pixel.
+
+        Parameters
+        ----------
+        h29 : numpy.ndarray
+            The rows' ``_healpix_29`` values.
+        order : int
+            The order to count at.
+
+        Returns
+        -------
+        PixelCounts
+            The counts.
+        """
         from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
         pixels, rows = np.unique(
@@ -58,7 +82,18 @@ class PixelCounts:
         return cls(order, pixels, rows.astype(np.int64))
 
     def at(self, order: int) -> "PixelCounts":
-        """The same rows counted at a coarser ``order``."""
+        """The same rows counted at a coarser order.
+
+        Parameters
+        ----------
+        order : int
+            The order, at most :attr:`order`.
+
+        Returns
+        -------
+        PixelCounts
+            The counts at ``order``.
+        """
         from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 
         parent, first = np.unique(get_lower_order_pixel(self.order, self.pixels, self.order - order), return_index=True)
@@ -67,8 +102,19 @@ class PixelCounts:
 
 @dataclass
 class StagedSources:
-    """What a writer task staged: files (table-relative path, rows, bytes), partitions it created and its
-    rows' sky map (sparse, at :data:`hats_meta.SKYMAP_ORDER`)."""
+    """What a writer task staged.
+
+    Attributes
+    ----------
+    files : list of tuple of (str, int, int)
+        The files: (table-relative path, rows, bytes).
+    new_partitions : list of tuple of (int, int)
+        The partitions it created: (order, pixel).
+    skymap_pixels : numpy.ndarray
+        Its rows' sky map, sparse: the pixels at :data:`hats_meta.SKYMAP_ORDER` holding rows (int64).
+    skymap_rows : numpy.ndarray
+        The rows in each (int64).
+    """
 
     files: list[tuple[str, int, int]] = field(default_factory=list)
     new_partitions: list[tuple[int, int]] = field(default_factory=list)
@@ -79,8 +125,21 @@ class StagedSources:
 # -- the run's piece directory ----------------------------------------------------------------------
 @contextlib.contextmanager
 def piece_run(store: Storage):
-    """A new directory for one run's pieces, locked (``<run>.lock`` beside it) while the run lasts and
-    removed after it. Yields its lake-relative path."""
+    """A new directory for one run's pieces, locked while the run lasts and removed after it.
+
+    The lock is ``<run>.lock`` beside the directory, taken before the directory exists: an unlocked
+    directory is an orphan (:func:`remove_orphans`).
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+
+    Yields
+    ------
+    str
+        The directory's lake-relative path.
+    """
     run = f"{PIECES_DIR}/{uuid.uuid4().hex}"
     try:
         with store.lock(f"{run}.lock"):  # before the directory exists: an unlocked directory is an orphan
@@ -95,8 +154,20 @@ def piece_run(store: Storage):
 
 
 def remove_orphans(store: Storage, min_age_s: float = ORPHAN_AGE_S) -> list[str]:
-    """Remove the pieces of runs that ended without cleaning up (killed): their lock is free. Runs younger
-    than ``min_age_s`` are left alone (a lock file is created an instant before it is locked)."""
+    """Remove the pieces of runs that ended without cleaning up (killed): their lock is free.
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    min_age_s : float
+        Runs younger than this are left alone (a lock file is created an instant before it is locked) [s].
+
+    Returns
+    -------
+    list of str
+        The runs removed.
+    """
     if not store.exists(PIECES_DIR):
         return []
     gone = []
@@ -123,9 +194,29 @@ def remove_orphans(store: Storage, min_age_s: float = ORPHAN_AGE_S) -> list[str]
 def write_piece(
     store: Storage, run: str, frame_key: str, sources: dict[str, np.ndarray], order: int
 ) -> tuple[str, PixelCounts, int]:
-    """Write one frame's source columns (all but the ids, allocated at commit) as a piece of ``run``.
+    """Write one frame's source columns (all but the ids, allocated at commit) as a piece of a run.
 
-    Returns the piece's lake-relative path, its rows per pixel at ``order`` and its size in bytes.
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+    run : str
+        The run's piece directory (:func:`piece_run`).
+    frame_key : str
+        The frame's key (in the piece's name).
+    sources : dict of str to numpy.ndarray
+        The frame's source columns, ``_healpix_29`` among them.
+    order : int
+        The lake's partition order.
+
+    Returns
+    -------
+    rel : str
+        The piece's lake-relative path.
+    counts : PixelCounts
+        Its rows per pixel at ``order``.
+    nbytes : int
+        Its size [bytes].
     """
     from skylake.lake.parquet import parquet_bytes
 
@@ -140,7 +231,19 @@ def write_piece(
 # -- planning (driver) ------------------------------------------------------------------------------
 @dataclass
 class WriterPlan:
-    """One writer task: the pieces it reads, with their frame ids, and the pixels at ``order`` it owns."""
+    """One writer task: the pieces it reads, with their frame ids, and the pixels at ``order`` it owns.
+
+    Attributes
+    ----------
+    pieces : list of tuple of (str, int)
+        The pieces it reads: (lake-relative path, frame id).
+    order : int
+        The batch's partition order.
+    pixels : numpy.ndarray
+        The pixels at ``order`` it owns (int64, sorted).
+    rows : int
+        The rows of those pixels in the batch (its load).
+    """
 
     pieces: list[tuple[str, int]]
     order: int
@@ -153,10 +256,26 @@ def plan_writers(
 ) -> tuple[int, list[WriterPlan]]:
     """Share a batch's partitions among at most ``n_writers`` writer tasks.
 
-    ``frames`` holds (piece, frame id, rows per pixel at ``lake_order``) of each frame with sources;
-    ``partitions`` the lake's. Returns the batch's partition order (:func:`hats_meta.order_for_pixel_sets`)
-    and the plans. Units of work are pixels at that order, merged where an existing coarser partition
-    holds several: no partition is split between writers, so each gets one file per batch.
+    Units of work are pixels at the batch's order, merged where an existing coarser partition holds
+    several: no partition is split between writers, so each gets one file per batch.
+
+    Parameters
+    ----------
+    frames : list of tuple of (str, int, PixelCounts)
+        (piece, frame id, rows per pixel at ``lake_order``) of each frame with sources.
+    partitions : list of hats.pixel_math.HealpixPixel
+        The lake's partitions.
+    lake_order : int
+        The lake's partition order.
+    n_writers : int
+        The most writer tasks to plan.
+
+    Returns
+    -------
+    order : int
+        The batch's partition order (:func:`hats_meta.order_for_pixel_sets`).
+    plans : list of WriterPlan
+        The writer tasks (at most ``n_writers``; none when no frame has sources).
     """
     from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 
@@ -195,8 +314,27 @@ def plan_writers(
 
 # -- writer side ------------------------------------------------------------------------------------
 def split_by_partition(sources: pa.Table, partitions, order: int):
-    """Sort ``sources`` by ``_healpix_29`` (then source id) and yield ``(HealpixPixel, rows)`` per partition
-    (:func:`hats_meta.assign_pixels` with the existing ``partitions``, new ones at ``order``)."""
+    """Sort sources by ``_healpix_29`` (then source id) and split them by partition.
+
+    Partitions come from :func:`hats_meta.assign_pixels` with the existing ``partitions``, new ones at
+    ``order``.
+
+    Parameters
+    ----------
+    sources : pyarrow.Table
+        The rows, with ``_healpix_29`` and ``source_id``.
+    partitions : list of hats.pixel_math.HealpixPixel
+        The lake's existing partitions.
+    order : int
+        The order of new partitions.
+
+    Yields
+    ------
+    pixel : hats.pixel_math.HealpixPixel
+        A partition.
+    rows : pyarrow.Table
+        Its rows, sorted.
+    """
     from hats.pixel_math import HealpixPixel
 
     h29 = sources.column("_healpix_29").to_numpy()
@@ -220,13 +358,37 @@ def write_sources(
     zstd_level: int | None = None,
     amend=None,
 ) -> StagedSources:
-    """A writer task: read ``plan``'s pieces, keep the rows of the pixels it owns, give them their ids
-    (``frame_id * sources_per_frame + detection number``), and stage one file per partition in batch
-    ``batch_id``'s staging area. Re-running it (a worker died) rewrites the same files.
+    """A writer task: read a plan's pieces and stage one file per partition in a batch's staging area.
 
-    ``amend(frame_id, rows) -> rows``, when given, is applied to each frame's rows before they get their
-    ids: a product's last change to rows the frame task wrote (the storage layer does not know what it
-    changes; ingest re-flags streaks with it, :func:`skylake.frame.allsky.reflag_streaks`)."""
+    It keeps the rows of the pixels the plan owns and gives them their ids (``frame_id *
+    sources_per_frame + detection number``). Re-running it (a worker died) rewrites the same files.
+
+    Parameters
+    ----------
+    plan : WriterPlan
+        The pieces to read and the pixels owned.
+    lake_root : str
+        The lake's location (:attr:`Storage.location`).
+    batch_id : str
+        The batch staging the files.
+    partitions : list of hats.pixel_math.HealpixPixel
+        The lake's existing partitions.
+    sources_per_frame : int
+        How many source ids each frame has room for.
+    name : str or None
+        The files' name in each partition, without ``.parquet`` (None: ``batch_id``).
+    zstd_level : int or None
+        The files' zstd level (None: the batch default).
+    amend : callable or None
+        ``amend(frame_id, rows) -> rows``, applied to each frame's rows before they get their ids: a
+        product's last change to rows the frame task wrote (the storage layer does not know what it
+        changes; ingest re-flags streaks with it, :func:`skylake.frame.allsky.reflag_streaks`).
+
+    Returns
+    -------
+    StagedSources
+        The files staged, the partitions created and the rows' sky map.
+    """
     from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
     from skylake.lake.parquet import BATCH_ZSTD_LEVEL, parquet_bytes

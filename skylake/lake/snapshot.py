@@ -58,18 +58,46 @@ def _partition(rel: str, fields) -> pc.Expression | None:
 
 
 def open_lake(url, version: int | None = None, catch_up: bool = True) -> Lake:
-    """The lake at ``url`` (:meth:`Lake.open`), or with ``version=N`` a read-only :class:`Snapshot` whose
-    readers see exactly the rows of commit N (time travel); a version that is not committed, not yet
-    published or vacuumed is a one-line :class:`~skylake.errors.LakeError` naming it and the versions kept."""
+    """Open a lake, now or as it was at a commit (time travel).
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The lake.
+    version : int or None
+        A commit number N (None: the lake as it is now).
+    catch_up : bool
+        Finish publishing commits a killed writer left unpublished (:meth:`Lake.catch_up`), now and before
+        every ``read_*``; False reads the tables exactly as they are on disk.
+
+    Returns
+    -------
+    Lake
+        The lake (:meth:`Lake.open`), or with ``version=N`` a read-only :class:`Snapshot` whose readers see
+        exactly the rows of commit N.
+
+    Raises
+    ------
+    LakeError
+        The version is not committed, not yet published or vacuumed (one line naming it and the versions
+        kept).
+    """
     lake = Lake.open(url, catch_up=catch_up)
     return lake if version is None else Snapshot.at(lake, version)
 
 
 class Snapshot(Lake):
-    """The lake ``url`` as it was at commit ``version``: read-only (made by :meth:`Lake.open`).
+    """The lake as it was at a commit: read-only (made by :meth:`at` and :func:`open_lake`).
 
-    ``files`` maps each data file of the version (lake-relative, as the log names it) to where it is
-    stored now (the same path, or its retained copy).
+    Parameters
+    ----------
+    lake : Lake
+        The lake as it is now.
+    version : int
+        The commit.
+    files : dict of str to str
+        Each data file of the version (lake-relative, as the log names it) to where it is stored now (the
+        same path, or its retained copy).
     """
 
     def __init__(self, lake: Lake, version: int, files: dict[str, str]):
@@ -81,8 +109,26 @@ class Snapshot(Lake):
 
     @classmethod
     def at(cls, lake: Lake, version) -> "Snapshot":
-        """The snapshot of ``lake`` at ``version``; a one-line LakeError naming it when it is not a
-        committed version, is not yet published, or was vacuumed."""
+        """The snapshot of a lake at a version.
+
+        Parameters
+        ----------
+        lake : Lake
+            The lake as it is now.
+        version : int
+            The commit number.
+
+        Returns
+        -------
+        Snapshot
+            The lake at that commit.
+
+        Raises
+        ------
+        LakeError
+            The version is not a committed version, is not yet published, was vacuumed, or has files that
+            are gone (one line naming it).
+        """
         latest, published = lake.log.latest_version(), lake.log.published_version()
         try:
             number = None if isinstance(version, bool) else operator.index(version)
@@ -143,35 +189,122 @@ class Snapshot(Lake):
         )
 
     def check_writable(self):
+        """Refuse to write: a snapshot is read-only.
+
+        Raises
+        ------
+        LakeError
+            Always.
+        """
         raise self._read_only("write")
 
     def transaction(self, operation: str):
+        """Refuse a transaction: a snapshot is read-only.
+
+        Parameters
+        ----------
+        operation : str
+            What the batch would have done (named in the error).
+
+        Raises
+        ------
+        LakeError
+            Always.
+        """
         raise self._read_only(operation)
 
     def repair(self) -> dict:
+        """Refuse to repair: a snapshot is read-only.
+
+        Raises
+        ------
+        LakeError
+            Always.
+        """
         raise self._read_only("repair")
 
     def roll_forward(self) -> list[int]:
+        """Refuse to publish: a snapshot is read-only.
+
+        Raises
+        ------
+        LakeError
+            Always.
+        """
         raise self._read_only("publish")
 
     def recover(self) -> dict:
+        """Refuse to recover: a snapshot is read-only.
+
+        Raises
+        ------
+        LakeError
+            Always.
+        """
         raise self._read_only("recover")
 
     def catch_up(self, wait: float = 0) -> int:
+        """Nothing to publish: a snapshot reads a published version.
+
+        Parameters
+        ----------
+        wait : float
+            Ignored (as :meth:`Lake.catch_up` takes it) [s].
+
+        Returns
+        -------
+        int
+            This snapshot's version.
+        """
         return self.version  # a published version never changes
 
     # -- reading -----------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:
-        """Absolute path of lake-relative ``rel``: a data file of this version where it is stored now."""
+        """Absolute path of a lake-relative path.
+
+        Parameters
+        ----------
+        rel : str
+            The lake-relative path ('' for the lake itself).
+
+        Returns
+        -------
+        str
+            The absolute path; of a data file of this version, where it is stored now.
+        """
         return self._current([rel])[0] if rel in self.files else self.store.full(rel)
 
     def table_files(self, table: str) -> list[str]:
-        """This version's data files of ``table``, relative to the table (as :meth:`live_files`)."""
+        """This version's data files of a table.
+
+        Parameters
+        ----------
+        table : str
+            The table (its directory in the lake).
+
+        Returns
+        -------
+        list of str
+            The files, relative to the table (as :meth:`live_files`), sorted.
+        """
         prefix = f"{table}/"
         return sorted(rel[len(prefix) :] for rel in self.files if rel.startswith(prefix))
 
     def live_files(self, table: str, nights=None) -> list[str]:
-        """This version's data files of ``table`` (of ``nights`` only, when given), relative to it."""
+        """This version's data files of a table.
+
+        Parameters
+        ----------
+        table : str
+            The table (its directory in the lake).
+        nights : iterable of str or None
+            Only the files of these nights (an element None or NaN: the unknown night); None for all.
+
+        Returns
+        -------
+        list of str
+            The files, relative to the table.
+        """
         files = self.table_files(table)
         if nights is not None:
             from skylake.lake.nights import night_dir
@@ -209,13 +342,31 @@ class Snapshot(Lake):
             )
 
     def night_dataset(self, table: str, nights=None) -> pads.Dataset:
-        """A night-partitioned table at this version (``night`` from the file's partition directory); of
-        ``nights`` only, when given."""
+        """A night-partitioned table at this version.
+
+        Parameters
+        ----------
+        table : str
+            The table (its directory in the lake).
+        nights : iterable of str or None
+            Only the rows of these nights (an element None or NaN: the unknown night); None for all.
+
+        Returns
+        -------
+        pyarrow.dataset.Dataset
+            The rows, with ``night`` from the file's partition directory.
+        """
         schema = table_schema(table).append(pa.field("night", pa.string()))
         return self._dataset(table, self.live_files(table, nights), schema, [("night", pa.string())])
 
     def sources_dataset(self) -> pads.Dataset:
-        """The source table at this version, with ``Norder``, ``Dir``, ``Npix`` from the partition paths."""
+        """The source table at this version.
+
+        Returns
+        -------
+        pyarrow.dataset.Dataset
+            The rows, with ``Norder``, ``Dir``, ``Npix`` from the partition paths.
+        """
         schema = table_schema(SOURCES)
         for name, typ in _HATS_PARTS:
             schema = schema.append(pa.field(name, typ))
@@ -223,7 +374,13 @@ class Snapshot(Lake):
         return self._dataset(SOURCES, rels, schema, _HATS_PARTS)
 
     def partitions(self) -> int:
-        """Source partitions holding rows at this version."""
+        """Source partitions holding rows at this version.
+
+        Returns
+        -------
+        int
+            How many.
+        """
         return len({posixpath.dirname(r) for r in self.table_files(SOURCES) if r.startswith("dataset/")})
 
 
@@ -244,8 +401,30 @@ def vacuum(lake: Lake, *, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: boo
     before that (it was the lake for part of the window); ``retain_days=0`` keeps only the latest. A
     file removed by commit v is needed only by versions before v, so ``removed/<v>/`` goes once v is
     at or below the oldest kept version. That version is recorded (``_skylake/vacuumed.json``) before
-    anything is deleted, so a kill mid-vacuum never leaves a version that reads partly. ``dry_run``
-    lists the same without deleting. Returns what was (or would be) removed.
+    anything is deleted, so a kill mid-vacuum never leaves a version that reads partly.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    retain_days : float
+        How long versions are kept [days].
+    dry_run : bool
+        List the same without deleting.
+    now : datetime.datetime or None
+        The time the retention counts back from (None: now, UTC).
+
+    Returns
+    -------
+    dict
+        What was (or would be) removed: the versions kept and vacuumed, the retained files and their bytes,
+        the staging leftovers (:func:`format_vacuum` prints it).
+
+    Raises
+    ------
+    LakeError
+        ``retain_days`` is not a number of days >= 0, the lake is read-only (unless ``dry_run``), or a
+        commit's time is not an ISO time.
     """
     if isinstance(retain_days, bool) or not isinstance(retain_days, (int, float)) or not 0 <= retain_days < 1e6:
         raise LakeError(f"--retain must be a number of days >= 0, got {retain_days!r}")
@@ -330,7 +509,18 @@ def _versioned_files(lake: Lake, oldest: int) -> list[str]:
 
 
 def format_vacuum(result: dict) -> str:
-    """What ``skylake vacuum`` prints: the versions kept, then what it removed (or would remove)."""
+    """What ``skylake vacuum`` prints.
+
+    Parameters
+    ----------
+    result : dict
+        What :func:`vacuum` returned.
+
+    Returns
+    -------
+    str
+        The versions kept, then what it removed (or would remove); with ``dry_run``, the paths too.
+    """
     verb = "would remove" if result["dry_run"] else "removed"
     kept = result["kept_versions"]
     lines = [

@@ -44,8 +44,19 @@ _AT_FDCWD = -100
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """True when ``exc`` is a full device: an OSError with ENOSPC/EDQUOT, also as pyarrow words it
-    (pyarrow's OSError carries the errno only in its message)."""
+    """Whether an error is a full device.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error.
+
+    Returns
+    -------
+    bool
+        True for an OSError with ENOSPC/EDQUOT, also as pyarrow words it (pyarrow's OSError carries the errno
+        only in its message).
+    """
     if not isinstance(exc, OSError):
         return False
     if exc.errno in _FULL_ERRNOS:
@@ -78,13 +89,30 @@ def _protocols(fs) -> tuple:
 
 
 def lock_held_here(path: str) -> bool:
-    """True if this process holds the writer lock at absolute ``path``."""
+    """Whether this process holds a writer lock.
+
+    Parameters
+    ----------
+    path : str
+        The lock file's absolute path.
+
+    Returns
+    -------
+    bool
+        True if this process holds the lock (a reader in the same process must not wait on it).
+    """
     with _HELD_GUARD:
         return path in _HELD_LOCKS
 
 
 class Storage:
-    """A directory tree addressed by lake-relative POSIX paths (``"sources/hats.properties"``)."""
+    """A directory tree addressed by lake-relative POSIX paths (``"sources/hats.properties"``).
+
+    Parameters
+    ----------
+    url : str
+        The lake: a local path, ``file://...`` or ``s3://bucket/prefix``.
+    """
 
     def __init__(self, url: str):
         url = str(url)
@@ -101,24 +129,63 @@ class Storage:
 
     @property
     def arrow_fs(self):
-        """The ``filesystem`` to hand pyarrow for paths of :meth:`full`: None on a local disk (pyarrow's
-        own), else this store's fsspec filesystem."""
+        """The ``filesystem`` to hand pyarrow for paths of :meth:`full`.
+
+        Returns
+        -------
+        fsspec.AbstractFileSystem or None
+            None on a local disk (pyarrow's own), else this store's fsspec filesystem.
+        """
         return None if self.is_local else self.fs
 
     # -- paths -------------------------------------------------------------------------------------
     def full(self, rel: str) -> str:
-        """Absolute path (or object-store key) of a lake-relative path."""
+        """Absolute path (or object-store key) of a lake-relative path.
+
+        Parameters
+        ----------
+        rel : str
+            The lake-relative path ('' for the lake itself).
+
+        Returns
+        -------
+        str
+            The absolute path, or ``bucket/key`` on an object store.
+        """
         return posixpath.join(self.root, rel) if rel else self.root
 
     def uri(self, rel: str = "") -> str:
-        """A lake-relative path as a URL other libraries open (hats, lsdb): the absolute path on a local disk,
-        ``s3://bucket/key`` on S3."""
+        """A lake-relative path as a URL other libraries open (hats, lsdb).
+
+        Parameters
+        ----------
+        rel : str
+            The lake-relative path ('' for the lake itself).
+
+        Returns
+        -------
+        str
+            The absolute path on a local disk, ``s3://bucket/key`` on S3.
+        """
         full = self.full(rel)
         return full if self.is_local else f"{_protocols(self.fs)[0]}://{full}"
 
     def upath(self, rel: str = ""):
-        """A lake-relative path as a ``UPath`` for hats: on S3 with the environment's credentials (hats would
-        otherwise read a bare ``s3://`` URL anonymously, with blocks too small to write)."""
+        """A lake-relative path as a ``UPath`` for hats.
+
+        On S3 the path carries the environment's credentials: hats would otherwise read a bare ``s3://`` URL
+        anonymously, with blocks too small to write.
+
+        Parameters
+        ----------
+        rel : str
+            The lake-relative path ('' for the lake itself).
+
+        Returns
+        -------
+        upath.UPath
+            The path.
+        """
         from upath import UPath
 
         if self.is_local:
@@ -141,11 +208,38 @@ class Storage:
 
     # -- reads -------------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
+        """Whether a file or directory exists.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        bool
+            True if it exists.
+        """
         return self.fs.exists(self.full(rel))
 
     def mtime(self, rel: str) -> float:
-        """When ``rel`` was last written (seconds since the epoch); for a directory on an object store, its
-        newest object's time."""
+        """When a file or directory was last written.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        float
+            The time [s since the epoch]; for a directory on an object store, its newest object's time.
+
+        Raises
+        ------
+        FileNotFoundError
+            Nothing is there.
+        """
         if self.is_local:
             return os.path.getmtime(self.full(rel))
         full = self.full(rel)
@@ -157,39 +251,122 @@ class Storage:
         return max(times)
 
     def read_bytes(self, rel: str) -> bytes:
+        """Read a whole file.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        bytes
+            Its content.
+        """
         with self.fs.open(self.full(rel), "rb") as fh:
             return fh.read()
 
     def read_text(self, rel: str) -> str:
+        """Read a whole file as UTF-8 text.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        str
+            Its content.
+        """
         return self.read_bytes(rel).decode()
 
     def read_parquet(self, rel: str, **kwargs):
-        """``pyarrow.parquet.read_table`` of a lake file (``kwargs`` passed on), on this store."""
+        """``pyarrow.parquet.read_table`` of a lake file, on this store.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        **kwargs
+            Passed on to ``pyarrow.parquet.read_table``.
+
+        Returns
+        -------
+        pyarrow.Table
+            Its rows.
+        """
         import pyarrow.parquet as pq
 
         return pq.read_table(self.full(rel), filesystem=self.arrow_fs, **kwargs)
 
     def parquet_file(self, rel: str):
-        """A ``pyarrow.parquet.ParquetFile`` of a lake file, on this store."""
+        """A ``pyarrow.parquet.ParquetFile`` of a lake file, on this store.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        pyarrow.parquet.ParquetFile
+            The open file.
+        """
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(self.full(rel), filesystem=self.arrow_fs)
 
     def parquet_metadata(self, rel: str):
-        """The Parquet footer (``FileMetaData``) of a lake file, on this store."""
+        """The Parquet footer of a lake file, on this store.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        pyarrow.parquet.FileMetaData
+            The footer.
+        """
         import pyarrow.parquet as pq
 
         return pq.read_metadata(self.full(rel), filesystem=self.arrow_fs)
 
     def listdir(self, rel: str) -> list[str]:
-        """Names (not paths) in a directory; empty if it does not exist."""
+        """Names (not paths) in a directory.
+
+        Parameters
+        ----------
+        rel : str
+            The directory's lake-relative path.
+
+        Returns
+        -------
+        list of str
+            The names, sorted; empty if the directory does not exist.
+        """
         try:
             return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(self.full(rel), detail=False))
         except FileNotFoundError:
             return []
 
     def walk_files(self, rel: str, suffix: str = "") -> list[str]:
-        """Lake-relative paths of all files below ``rel`` ending in ``suffix``, hidden files excluded."""
+        """Lake-relative paths of all files below a directory, hidden files excluded.
+
+        Parameters
+        ----------
+        rel : str
+            The directory's lake-relative path.
+        suffix : str
+            Only files whose names end in it ('' for all).
+
+        Returns
+        -------
+        list of str
+            The paths, sorted; empty if the directory does not exist.
+        """
         base = self.full(rel)
         if not self.fs.exists(base):
             return []
@@ -203,14 +380,33 @@ class Storage:
 
     # -- writes ------------------------------------------------------------------------------------
     def makedirs(self, rel: str):
+        """Create a directory and its parents (nothing on an object store, which has no directories).
+
+        Parameters
+        ----------
+        rel : str
+            The directory's lake-relative path.
+        """
         if self.is_local:  # an object store has no directories (and s3fs would ask for the bucket each time)
             self.fs.makedirs(self.full(rel), exist_ok=True)
 
     def write_bytes(self, rel: str, data: bytes, fsync: bool = True):
         """Write a file (not atomically: used for staged files nobody reads before the commit).
 
-        Raises :class:`LakeFullError` (naming the file and its size) when the device is full; the
-        partial file is removed."""
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path; its directory is created.
+        data : bytes
+            Its content.
+        fsync : bool
+            Flush it to the disk before returning (local disks only).
+
+        Raises
+        ------
+        LakeFullError
+            The device is full (naming the file and its size); the partial file is removed.
+        """
         try:
             self.makedirs(posixpath.dirname(rel))
             with self.fs.open(self.full(rel), "wb") as fh:
@@ -226,13 +422,33 @@ class Storage:
             raise self.full_error(rel, len(data)) from None
 
     def full_error(self, rel: str, nbytes: int | None = None) -> LakeFullError:
-        """The error for a full device while writing ``rel`` (``nbytes`` long, if known)."""
+        """The error for a full device while writing a file.
+
+        Parameters
+        ----------
+        rel : str
+            The file's lake-relative path.
+        nbytes : int or None
+            The bytes being written (None: not known).
+
+        Returns
+        -------
+        LakeFullError
+            The error, with ``rel`` and ``nbytes`` as attributes.
+        """
         what = f"{nbytes} bytes to {rel}" if nbytes is not None else rel
         err = LakeFullError(f"no space left on the device of lake {self.url} writing {what}")
         err.rel, err.nbytes = rel, nbytes
         return err
 
     def fsync_file(self, rel: str):
+        """Flush a file to the disk (nothing on an object store).
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        """
         if self.is_local:
             fd = os.open(self.full(rel), os.O_RDONLY)
             try:
@@ -241,6 +457,13 @@ class Storage:
                 os.close(fd)
 
     def fsync_dir(self, rel: str):
+        """Flush a directory's entries to the disk (nothing on an object store, or if it does not exist).
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        """
         if self.is_local:
             with contextlib.suppress(FileNotFoundError):
                 fd = os.open(self.full(rel), os.O_RDONLY | os.O_DIRECTORY)
@@ -250,7 +473,15 @@ class Storage:
                     os.close(fd)
 
     def write_atomic(self, rel: str, data: bytes):
-        """Replace ``rel`` with ``data`` so that readers see the old or the new content, never a mix."""
+        """Replace a file so that readers see the old or the new content, never a mix.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        data : bytes
+            The new content.
+        """
         if not self.is_local:  # one PUT replaces an object atomically
             self.write_bytes(rel, data)
             return
@@ -259,9 +490,28 @@ class Storage:
         self.replace(tmp, rel)
 
     def put_if_absent(self, rel: str, data: bytes) -> bool:
-        """Create ``rel`` with ``data`` only if it does not exist, atomically. Returns False if it existed.
+        """Create a file only if it does not exist, atomically.
 
         The file appears complete or not at all (``link(2)`` of a fully written, fsynced temp file).
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        data : bytes
+            Its content.
+
+        Returns
+        -------
+        bool
+            True if this call created it, False if it existed.
+
+        Raises
+        ------
+        LakeError
+            The store cannot do it atomically (neither a local filesystem nor S3).
+        LakeFullError
+            The device is full.
         """
         self._require_writable_store("the commit point (put-if-absent)")
         if self.is_s3:  # If-None-Match: *, which S3 evaluates atomically
@@ -286,7 +536,20 @@ class Storage:
             os.unlink(self.full(tmp))
 
     def link(self, src: str, dst: str):
-        """Hard-link ``src`` as ``dst`` (creating ``dst``'s directory; a copy on S3); an existing ``dst`` is kept."""
+        """Hard-link a file under a second name (a copy on S3); an existing ``dst`` is kept.
+
+        Parameters
+        ----------
+        src : str
+            The file's lake-relative path.
+        dst : str
+            The new lake-relative path; its directory is created.
+
+        Raises
+        ------
+        LakeError
+            The store is neither a local filesystem nor S3.
+        """
         self._require_writable_store("publishing a directory")
         if self.is_s3:
             if not self.exists(dst):
@@ -297,10 +560,24 @@ class Storage:
             os.link(self.full(src), self.full(dst))
 
     def exchange(self, a: str, b: str) -> bool:
-        """Swap the directories ``a`` and ``b`` in one atomic step (``renameat2(RENAME_EXCHANGE)``).
+        """Swap two directories in one atomic step (``renameat2(RENAME_EXCHANGE)``).
 
-        Returns False, having changed nothing, when the kernel or filesystem cannot (not Linux, glibc
-        < 2.28, or a filesystem without RENAME_EXCHANGE); the caller then falls back to two renames.
+        Parameters
+        ----------
+        a, b : str
+            The directories' lake-relative paths.
+
+        Returns
+        -------
+        bool
+            True once swapped; False, having changed nothing, when the kernel or filesystem cannot (not
+            Linux, glibc < 2.28, or a filesystem without RENAME_EXCHANGE): the caller then falls back to
+            two renames.
+
+        Raises
+        ------
+        OSError
+            The swap failed for another reason (a directory missing, permissions).
         """
         if not self.is_local or _renameat2 is None:
             return False
@@ -315,7 +592,18 @@ class Storage:
         raise OSError(err, os.strerror(err), self.full(a), None, self.full(b))
 
     def walk_all(self, rel: str) -> list[str]:
-        """Lake-relative paths of every file below ``rel`` (hidden ones too); empty if it does not exist."""
+        """Lake-relative paths of every file below a directory, hidden ones too.
+
+        Parameters
+        ----------
+        rel : str
+            The directory's lake-relative path.
+
+        Returns
+        -------
+        list of str
+            The paths, sorted; empty if the directory does not exist.
+        """
         base = self.full(rel)
         if not self.is_local:
             if not self.fs.exists(base):
@@ -327,7 +615,18 @@ class Storage:
         return sorted(out)
 
     def replace(self, src: str, dst: str):
-        """Move ``src`` over ``dst`` atomically (``rename(2)``); creates ``dst``'s directory."""
+        """Move a file or directory over another atomically (``rename(2)``).
+
+        On an object store a file is copied and deleted, and a directory moved object by object: a re-run
+        after a kill moves what is left.
+
+        Parameters
+        ----------
+        src : str
+            The lake-relative path to move.
+        dst : str
+            Where to; its directory is created.
+        """
         self.makedirs(posixpath.dirname(dst))
         if self.is_local:
             os.replace(self.full(src), self.full(dst))
@@ -361,6 +660,20 @@ class Storage:
         return True
 
     def remove(self, rel: str, missing_ok: bool = True):
+        """Remove a file.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        missing_ok : bool
+            Whether a missing file is fine.
+
+        Raises
+        ------
+        FileNotFoundError
+            The file is missing and ``missing_ok`` is False.
+        """
         try:
             self.fs.rm_file(self.full(rel))
         except FileNotFoundError:
@@ -368,13 +681,26 @@ class Storage:
                 raise
 
     def rmtree(self, rel: str):
+        """Remove a directory and everything below it; nothing if it does not exist.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        """
         if self.is_local:
             shutil.rmtree(self.full(rel), ignore_errors=True)
         elif self.fs.exists(self.full(rel)):
             self.fs.rm(self.full(rel), recursive=True)
 
     def remove_empty_dirs(self, rel: str):
-        """Remove ``rel`` and its parents while they are empty (after files moved out)."""
+        """Remove a directory and its parents while they are empty (after files moved out).
+
+        Parameters
+        ----------
+        rel : str
+            The directory's lake-relative path; the lake's root is never removed.
+        """
         if not self.is_local:
             return
         path = self.full(rel)
@@ -391,9 +717,20 @@ class Storage:
     def lock(self, rel: str, blocking: bool = True):
         """Exclusive writer lock, released by the kernel if the process dies (``flock(2)``).
 
-        Yields True once held; with ``blocking=False`` yields False at once if another process holds it.
         On S3 the lock is a lease object its holder renews (:class:`skylake.lake.lease.Lease`); a dead
         holder's lease is taken over once it has gone unrenewed for a whole lease.
+
+        Parameters
+        ----------
+        rel : str
+            The lock file's lake-relative path.
+        blocking : bool
+            Wait for the lock (else give up at once if another process holds it).
+
+        Yields
+        ------
+        bool
+            True once held; with ``blocking=False``, False at once if another process holds it.
         """
         self._require_writable_store("the writer lock")
         if self.is_s3:
@@ -442,8 +779,21 @@ class Storage:
             lease.release()
 
     def probe_writable(self, rel: str):
-        """Create and remove a file in directory ``rel``: raises OSError if this process cannot write
-        there (permissions, a read-only mount, root-squashed NFS: what ``access(2)`` can miss)."""
+        """Create and remove a file in a directory, to learn whether this process can write there.
+
+        Parameters
+        ----------
+        rel : str
+            The directory's lake-relative path.
+
+        Raises
+        ------
+        OSError
+            This process cannot write there (permissions, a read-only mount, root-squashed NFS: what
+            ``access(2)`` can miss).
+        LakeError
+            The store is neither a local filesystem nor S3.
+        """
         self._require_writable_store("writing")
         if not self.is_local:
             probe = f"{rel}/.probe-{uuid.uuid4().hex}"
