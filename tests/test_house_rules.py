@@ -18,8 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Modules whose public docstrings are numpydoc and validated; a module joins once converted (skylake/lake/lake.py
-#: next, then the product packages).
+#: Modules whose public docstrings are numpydoc and validated; a module joins once converted (all of skylake/lake/;
+#: the product packages next).
 NUMPYDOC_MODULES = [
     ROOT / "skylake" / f
     for f in (
@@ -29,6 +29,7 @@ NUMPYDOC_MODULES = [
         "lake/frame_index.py",
         "lake/hats_meta.py",
         "lake/history.py",
+        "lake/lake.py",
         "lake/lease.py",
         "lake/log.py",
         "lake/nights.py",

@@ -84,6 +84,20 @@ LEGACY_ID_NAMESPACE = uuid.UUID("6f1c2a4e-8d7b-4f35-9a51-3c0e5b7d2a90")
 
 @dataclass(frozen=True)
 class LakeConfig:
+    """A lake's settings, as ``lake.json`` holds them.
+
+    Attributes
+    ----------
+    partition_order : int
+        HEALPix order of new source partitions, 0..12 (order 5: ~1.8 deg pixels).
+    compact_zstd_level : int
+        The zstd level compaction writes its merged files with, 1..22.
+    format_version : int
+        The lake format (:data:`FORMAT_VERSION`).
+    lake_id : str or None
+        The lake's uuid, written at init; None in lakes made before (see :attr:`Lake.lake_id`).
+    """
+
     partition_order: int = 5  # HEALPix order of new partitions (order 5: ~1.8 deg pixels)
     compact_zstd_level: int = 9
     format_version: int = FORMAT_VERSION
@@ -162,7 +176,33 @@ def _is_hats_properties(path: str) -> bool:
 
 
 class Lake:
-    """A skylake lake at ``url`` (a local directory; other fsspec URLs for reading)."""
+    """A skylake lake at ``url`` (a local directory; other fsspec URLs for reading).
+
+    Made by :meth:`init` and :meth:`open` (or :func:`skylake.lake.open_lake`), which validate it.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The lake: a local path, ``file://...`` or ``s3://bucket/prefix`` (other fsspec URLs: read-only).
+    config : LakeConfig
+        Its settings (from ``lake.json``).
+
+    Attributes
+    ----------
+    url : str
+        The lake, as given.
+    store : Storage
+        The lake's storage.
+    log : CommitLog
+        The commit log.
+    config : LakeConfig
+        The settings.
+    auto_catch_up : bool
+        ``read_*`` first finish publishing a commit an interrupted writer left (:meth:`catch_up`);
+        ``Lake.open(catch_up=False)`` turns it off.
+    caught_up : list of int
+        The versions this object rolled forward when reading (:meth:`catch_up`).
+    """
 
     def __init__(self, url: str | os.PathLike, config: LakeConfig):
         self.url = str(url)
@@ -181,6 +221,27 @@ class Lake:
         Refuses, with a :class:`LakeError` and nothing written: a path that is a file, a directory
         inside a HATS catalogue or another lake, a non-empty directory that is not a lake, and a lake
         this process cannot write.
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            Where: a new or empty local directory, or ``s3://bucket/prefix``.
+        partition_order : int
+            HEALPix order of new source partitions, 0..12 (order 5: ~1.8 deg pixels). A lake already
+            there keeps its own, with a warning.
+
+        Returns
+        -------
+        Lake
+            The lake, opened (:meth:`open`).
+
+        Raises
+        ------
+        LakeError
+            The path is refused (above), ``partition_order`` is not an integer in 0..12, or the lake cannot
+            be created (one line; nothing written).
+        LakeFullError
+            The device filled up while creating it.
         """
         store = Storage(str(url))
         if store.is_local and os.path.exists(store.root) and not os.path.isdir(store.root):
@@ -216,11 +277,31 @@ class Lake:
 
     @classmethod
     def open(cls, url: str | os.PathLike, catch_up: bool = True) -> "Lake":
-        """Open the lake at ``url``, validating ``lake.json`` and the log's published version, and (with
-        ``catch_up``) finish publishing a commit an interrupted writer left (:meth:`catch_up`), now and
-        before every ``read_*``. ``catch_up=False`` reads the tables exactly as they are on disk.
+        """Open the lake at ``url``, validating ``lake.json`` and the log's published version.
 
-        An older version (time travel) is opened by :func:`skylake.lake.open_lake` (``version=N``)."""
+        With ``catch_up``, first finish publishing a commit an interrupted writer left (:meth:`catch_up`),
+        now and before every ``read_*``. An older version (time travel) is opened by
+        :func:`skylake.lake.open_lake` (``version=N``).
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            The lake.
+        catch_up : bool
+            Finish publishing commits a killed writer left unpublished; False reads the tables exactly as
+            they are on disk.
+
+        Returns
+        -------
+        Lake
+            The lake.
+
+        Raises
+        ------
+        LakeError
+            ``url`` is not a skylake lake, its ``lake.json`` is unreadable, corrupt or of another format, or
+            its commit log disagrees with the published version (one line naming the file).
+        """
         store = Storage(str(url))
         if store.is_local and not os.path.isdir(store.root):
             what = "is a file" if os.path.exists(store.root) else "does not exist"
@@ -248,6 +329,11 @@ class Lake:
         Written into ``lake.json`` at init. A lake made before that derives a stable one from its
         first commit's batch id (the log is never rewritten), or, with no commit yet, records a new one
         in ``lake.json`` once, under the writer lock. None only for such a lake that is read-only.
+
+        Returns
+        -------
+        str or None
+            The uuid; None for a lake made before ``lake_id`` with no commit, that this process cannot write.
         """
         if self.config.lake_id:
             return self.config.lake_id
@@ -266,7 +352,13 @@ class Lake:
 
     # -- write access and catching up ---------------------------------------------------------------
     def writable(self) -> bool:
-        """True if this process can write the lake (see :meth:`check_writable`)."""
+        """Whether this process can write the lake (see :meth:`check_writable`).
+
+        Returns
+        -------
+        bool
+            True if it can.
+        """
         try:
             self.check_writable()
         except LakeError:
@@ -280,6 +372,12 @@ class Lake:
         objects), so a read-only lake is refused before any frame is processed. Probes ``_skylake/``
         and ``_skylake/staging/`` with a real file (a read-only mount or root-squashed NFS defeats
         ``access(2)``) and checks the tables' directories.
+
+        Raises
+        ------
+        LakeError
+            This process cannot write the lake, or its store cannot be written atomically (neither local nor
+            ``s3://``); one line naming what is read-only.
         """
         if not self.store.is_local:
             self.store._require_writable_store("writing")
@@ -314,7 +412,22 @@ class Lake:
             raise LakeError(f"cannot take the writer lock {self.store.full(LOCK)}: permission denied") from None
 
     def pending(self) -> tuple[int, int]:
-        """(published, latest) versions; latest > published when a commit awaits publishing."""
+        """The published and the latest committed version.
+
+        ``latest > published`` when a commit awaits publishing.
+
+        Returns
+        -------
+        published : int
+            The published version (0 before any commit).
+        latest : int
+            The newest committed version.
+
+        Raises
+        ------
+        LakeError
+            The published version has no log entry (restore the lake's ``_skylake/`` from a backup).
+        """
         published = self.log.published_version()
         if published and not self.log.has(published):
             raise LakeError(
@@ -331,7 +444,23 @@ class Lake:
 
         Takes the writer lock without blocking and rolls them forward. If another process holds the
         lock, it is a writer that rolls them forward itself: wait up to ``wait`` seconds for it. A
-        read-only lake is read as it is on disk, with a warning. Returns the published version.
+        read-only lake is read as it is on disk, with a warning.
+
+        Parameters
+        ----------
+        wait : float
+            How long to wait for another writer holding the lock to publish them [s].
+
+        Returns
+        -------
+        int
+            The published version.
+
+        Raises
+        ------
+        LakeError
+            The commit log disagrees with the published version, or a commit's files are lost (restore from
+            a backup).
         """
         published, latest = self.pending()
         if latest == published or not (self.store.is_local or self.store.is_s3):
@@ -375,25 +504,93 @@ class Lake:
 
     # -- reading -----------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:
+        """Absolute path (or object-store key) of a lake-relative path.
+
+        Parameters
+        ----------
+        rel : str
+            The lake-relative path ('' for the lake itself).
+
+        Returns
+        -------
+        str
+            The absolute path, or ``bucket/key`` on an object store.
+        """
         return self.store.full(rel)
 
     def read_parquet(self, rel: str, **kwargs) -> pa.Table:
-        """``pyarrow.parquet.read_table`` of the lake file ``rel`` (where :meth:`path` says it is: a snapshot
-        reads a removed file from its retained copy), on the lake's store; ``kwargs`` passed on."""
+        """``pyarrow.parquet.read_table`` of a lake file, on the lake's store.
+
+        The file is read where :meth:`path` says it is: a snapshot reads a removed file from its retained copy.
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+        **kwargs
+            Passed on to ``pyarrow.parquet.read_table``.
+
+        Returns
+        -------
+        pyarrow.Table
+            Its rows.
+        """
         return pq.read_table(self.path(rel), filesystem=self.store.arrow_fs, **kwargs)
 
     def parquet_file(self, rel: str) -> pq.ParquetFile:
-        """A ``pyarrow.parquet.ParquetFile`` of the lake file ``rel`` (as :meth:`read_parquet`)."""
+        """A ``pyarrow.parquet.ParquetFile`` of a lake file (found as by :meth:`read_parquet`).
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        pyarrow.parquet.ParquetFile
+            The open file.
+        """
         return pq.ParquetFile(self.path(rel), filesystem=self.store.arrow_fs)
 
     def parquet_metadata(self, rel: str):
-        """The Parquet footer of the lake file ``rel`` (as :meth:`read_parquet`)."""
+        """The Parquet footer of a lake file (found as by :meth:`read_parquet`).
+
+        Parameters
+        ----------
+        rel : str
+            Its lake-relative path.
+
+        Returns
+        -------
+        pyarrow.parquet.FileMetaData
+            The footer.
+        """
         return pq.read_metadata(self.path(rel), filesystem=self.store.arrow_fs)
 
     def night_dataset(self, table: str, nights=None) -> pads.Dataset:
-        """A table partitioned by night (frames, and calibration's zeropoints, matches, extinction) as a
-        dataset with ``night`` from the partition directory (empty, with the schema, before any commit).
-        With ``nights`` (None or NaN for the unknown night), only those directories are listed and read."""
+        """A table partitioned by night as a dataset, with ``night`` from the partition directory.
+
+        The night tables are frames and calibration's zeropoints, matches and extinction. Before any commit
+        the dataset is empty, with the schema.
+
+        Parameters
+        ----------
+        table : str
+            The table (its directory in the lake).
+        nights : iterable or None
+            Only these nights' directories are listed and read (an element None or NaN: the unknown night);
+            None for all.
+
+        Returns
+        -------
+        pyarrow.dataset.Dataset
+            The rows.
+
+        Raises
+        ------
+        LakeError
+            A file of the table is not Parquet or not readable (one line naming the table).
+        """
         if self.auto_catch_up:
             self.catch_up()
         partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
@@ -419,20 +616,75 @@ class Lake:
             )
 
     def read_night_table(self, table: str, columns: list[str] | None = None, filter=None, nights=None) -> pa.Table:
+        """Read a table partitioned by night (as :meth:`night_dataset`) into memory.
+
+        Parameters
+        ----------
+        table : str
+            The table (its directory in the lake).
+        columns : list of str or None
+            Columns to read (None: all).
+        filter : pyarrow.compute.Expression or None
+            Rows to keep.
+        nights : iterable or None
+            Only these nights (an element None or NaN: the unknown night); None for all.
+
+        Returns
+        -------
+        pyarrow.Table
+            The rows, with ``night`` from the partition directory.
+
+        Raises
+        ------
+        LakeError
+            A file of the table is not Parquet or not readable (one line naming the table).
+        """
         dataset = self.night_dataset(table, nights)
         with self._reading(table):
             return dataset.to_table(columns=columns, filter=filter)
 
     def frames_dataset(self) -> pads.Dataset:
+        """The frames table as a dataset (as :meth:`night_dataset`).
+
+        Returns
+        -------
+        pyarrow.dataset.Dataset
+            One row per frame tried, with ``night`` from the partition directory.
+        """
         return self.night_dataset(FRAMES)
 
     def read_frames(self, columns: list[str] | None = None, filter=None) -> pa.Table:
-        """The frames table (``night`` comes from the partition directory)."""
+        """The frames table (``night`` comes from the partition directory).
+
+        Parameters
+        ----------
+        columns : list of str or None
+            Columns to read (None: all).
+        filter : pyarrow.compute.Expression or None
+            Rows to keep.
+
+        Returns
+        -------
+        pyarrow.Table
+            One row per frame tried.
+        """
         return self.read_night_table(FRAMES, columns=columns, filter=filter)
 
     def sources_dataset(self) -> pads.Dataset:
-        """The source table as a dataset with ``Norder``, ``Dir``, ``Npix`` from the partition
-        directories (empty, with the schema, before any commit)."""
+        """The source table as a dataset with ``Norder``, ``Dir``, ``Npix`` from the partition directories.
+
+        Before any commit the dataset is empty, with the schema.
+
+        Returns
+        -------
+        pyarrow.dataset.Dataset
+            The rows.
+
+        Raises
+        ------
+        LakeError
+            A file of the table is not Parquet or not readable (one line naming the table).
+        """
         if self.auto_catch_up:
             self.catch_up()
         partitioning = pads.partitioning(
@@ -456,7 +708,25 @@ class Lake:
             )
 
     def read_sources(self, columns: list[str] | None = None, filter=None) -> pa.Table:
-        """The source table as one Arrow table (for tests and small lakes; analysts use lsdb/DuckDB)."""
+        """The source table as one Arrow table (for tests and small lakes; analysts use lsdb/DuckDB).
+
+        Parameters
+        ----------
+        columns : list of str or None
+            Columns to read (None: all).
+        filter : pyarrow.compute.Expression or None
+            Rows to keep.
+
+        Returns
+        -------
+        pyarrow.Table
+            The rows, with ``Norder``, ``Dir``, ``Npix`` from the partition directories.
+
+        Raises
+        ------
+        LakeError
+            A file of the table is not Parquet or not readable (one line naming the table).
+        """
         dataset = self.sources_dataset()
         with self._reading(SOURCES):
             return dataset.to_table(columns=columns, filter=filter)
@@ -473,9 +743,22 @@ class Lake:
             raise LakeError(f"cannot read the {table} table of lake {self.url}: {reason}") from None
 
     def live_files(self, table: str, nights=None) -> list[str]:
-        """Published data files of ``table``, relative to its directory; of a night-partitioned table,
-        only those of ``nights`` when given (None or NaN for the unknown night): only their directories
-        are listed."""
+        """Published data files of a table.
+
+        Of a night-partitioned table with ``nights``, only those nights' directories are listed.
+
+        Parameters
+        ----------
+        table : str
+            The table (its directory in the lake).
+        nights : iterable or None
+            Only the files of these nights (an element None or NaN: the unknown night); None for all.
+
+        Returns
+        -------
+        list of str
+            The files, relative to the table's directory.
+        """
         if nights is not None:
             parts = sorted({night_dir(n) for n in nights})
             return [
@@ -491,7 +774,19 @@ class Lake:
 
     # -- writing -----------------------------------------------------------------------------------
     def roll_forward(self) -> list[int]:
-        """Publish every committed-but-unpublished version (under the writer lock). Returns them."""
+        """Publish every committed-but-unpublished version (under the writer lock).
+
+        Returns
+        -------
+        list of int
+            The versions published, in order.
+
+        Raises
+        ------
+        LakeError
+            The published version is beyond the commit log's end, or a commit's files are lost (restore the
+            lake's ``_skylake/`` from a backup).
+        """
         published, latest = self.log.published_version(), self.log.latest_version()
         if published > latest:
             raise LakeError(
@@ -515,7 +810,14 @@ class Lake:
     def recover(self) -> dict:
         """Roll every committed-but-unpublished batch forward and every uncommitted one back.
 
-        Must run under the writer lock (:meth:`transaction` and :meth:`repair` take it).
+        Must run under the writer lock (:meth:`transaction` and :meth:`repair` take it). Also removes
+        the frame pieces of ingest runs that died.
+
+        Returns
+        -------
+        dict
+            ``rolled_forward``: the versions published (list of int); ``rolled_back``: the staged batches
+            removed (list of str).
         """
         rolled_forward = self.roll_forward()
         rolled_back = self.store.listdir(STAGING_DIR)
@@ -532,8 +834,19 @@ class Lake:
         return {"rolled_forward": rolled_forward, "rolled_back": rolled_back}
 
     def repair(self) -> dict:
-        """Recover under the writer lock. ``rolled_forward`` also lists the versions this object
-        already rolled forward when it was opened (:meth:`catch_up`): the repair's doing all the same."""
+        """Recover (:meth:`recover`) under the writer lock.
+
+        Returns
+        -------
+        dict
+            As :meth:`recover`; ``rolled_forward`` also lists the versions this object already rolled
+            forward when it was opened (:meth:`catch_up`): the repair's doing all the same.
+
+        Raises
+        ------
+        LakeError
+            This process cannot write the lake (:meth:`check_writable`).
+        """
         self.check_writable()
         with self._lock():
             result = self.recover()
@@ -548,6 +861,23 @@ class Lake:
         the batch's staged files are removed at once (they would be rolled back anyway, and a full
         disk needs the space back); a full device becomes one :class:`LakeFullError` saying what was
         being written and what state the lake is in.
+
+        Parameters
+        ----------
+        operation : str
+            What the batch does (``ingest``, ``calibrate``, ``compact``, ...), recorded in its log entry.
+
+        Yields
+        ------
+        Transaction
+            The transaction.
+
+        Raises
+        ------
+        LakeError
+            This process cannot write the lake (:meth:`check_writable`).
+        LakeFullError
+            The device filled up before the commit point.
         """
         self.check_writable()
         with self._lock():
@@ -579,7 +909,18 @@ class Lake:
         swaps = set(entry.swaps)
 
         def owner(rel: str) -> str | None:
-            """The swapped directory ``rel`` lies in, if any."""
+            """The swapped directory a path lies in, if any.
+
+            Parameters
+            ----------
+            rel : str
+                A lake-relative path.
+
+            Returns
+            -------
+            str or None
+                The directory of ``entry.swaps`` it lies in; None if in none.
+            """
             while rel:
                 rel = posixpath.dirname(rel)
                 if rel in swaps:
