@@ -14,7 +14,7 @@ from skylake import __version__
 from skylake.allsky.cli import add_commands as add_camera_commands
 from skylake.calib.cli import add_commands as add_calib_commands
 from skylake.ensemble.cli import add_commands as add_ensemble_commands
-from skylake.errors import EXIT_INTERRUPTED, SkylakeError, report
+from skylake.errors import EXIT_INTERRUPTED, SkylakeError, report, report_object_store
 from skylake.maps.cli import add_commands as add_maps_commands
 from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.reduce.cli import add_commands as add_masters_commands
@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("skylake: interrupted; the lake is consistent, re-run to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # an S3 endpoint or credential problem: one line; anything else a traceback
+        return report_object_store(exc)
 
 
 if __name__ == "__main__":

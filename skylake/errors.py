@@ -97,6 +97,34 @@ def report(exc: BaseException) -> int:
     return exit_code(exc)
 
 
+def _from_object_store(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the S3 client (botocore; s3fs passes its connection and credential errors on)."""
+    while exc is not None:
+        if type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def report_object_store(exc: BaseException) -> int:
+    """Print an S3 client's error (an unreachable endpoint, missing or refused credentials) as one line, not a
+    traceback, and return the exit code of a configuration error; any other error is raised again.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error a command raised.
+
+    Returns
+    -------
+    int
+        :data:`EXIT_USAGE`.
+    """
+    if not _from_object_store(exc):
+        raise exc
+    return report(LakeError(f"the object store refused or did not answer: {type(exc).__name__}: {exc}"))
+
+
 def command(func):
     """Wrap a sub-command's ``func(args) -> int``: a :class:`SkylakeError` or a missing file is printed as
     one line and becomes its exit code (also when the function is called outside :func:`skylake.cli.main`)."""
@@ -107,6 +135,8 @@ def command(func):
             return func(args)
         except (SkylakeError, FileNotFoundError) as exc:
             return report(exc)
+        except Exception as exc:
+            return report_object_store(exc)
 
     return wrapper
 

@@ -18,11 +18,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Modules whose public docstrings are numpydoc and validated; a module joins once converted (all of skylake/lake/;
-#: the product packages next).
+#: Modules whose public docstrings are numpydoc and validated; a module joins once converted (skylake/lake/,
+#: calib/, objects/, maps/, watch/; frame/, refcat/, allsky/, ensemble/, reduce/, db/ next).
 NUMPYDOC_MODULES = [
     ROOT / "skylake" / f
     for f in (
+        "calib/__init__.py",
+        "calib/astrometry.py",
+        "calib/calibrate.py",
+        "calib/cli.py",
+        "calib/crossmatch.py",
+        "calib/model.py",
+        "calib/pairs.py",
+        "calib/plots.py",
+        "calib/store.py",
+        "calib/zeropoint.py",
+        "objects/__init__.py",
+        "objects/associate.py",
+        "objects/build.py",
+        "objects/cli.py",
+        "objects/files.py",
+        "objects/partition.py",
+        "objects/query.py",
+        "objects/stats.py",
+        "objects/summary.py",
+        "objects/truth.py",
+        "maps/__init__.py",
+        "maps/aggregate.py",
+        "maps/build.py",
+        "maps/cli.py",
+        "maps/export.py",
+        "maps/store.py",
+        "maps/truth.py",
         "lake/compact.py",
         "lake/counts.py",
         "lake/faults.py",

@@ -143,8 +143,12 @@ def tycho_cut(tmp_path_factory) -> str:
     return str(path)
 
 
-def _products(url: str, tycho: str, skycamz_files) -> dict:
-    """Refcat import, ingest (which calibrates), objects and maps, in this process; what they committed."""
+def products(url: str, tycho: str, paths: list[str], out: str) -> None:
+    """Refcat import, ingest (which calibrates), objects and maps in this process, with dask's synchronous
+    scheduler; what they committed is written to ``out`` (JSON). Run in a fresh process by the test below: a
+    pytest worker may hold a cluster another test file started before the S3 keys were in the environment."""
+    import json
+
     import dask
 
     from skylake.calib.store import ZEROPOINTS, read_table
@@ -157,29 +161,41 @@ def _products(url: str, tycho: str, skycamz_files) -> dict:
     from skylake.runtime import dask_client
 
     lake = Lake.init(url)
-    # in this process, not on a cluster another test file started before the S3 keys were in the environment
     with dask.config.set(scheduler="synchronous"), dask_client("synchronous") as client:
         import_refcat(lake, "tycho2", [tycho], "tycho2", client=client, progress=False)
-        assert ingest(lake, [str(p) for p in skycamz_files], "skycamz", client=client, progress=False).ingested == 14
+        assert ingest(lake, paths, "skycamz", client=client, progress=False).ingested == 14
         build_objects(lake)
         make_maps(lake)
     lake = Lake.open(url)
     frames = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
     zps = read_table(lake, ZEROPOINTS).merge(frames, on="frame_id")[["path", "zp", "zp_err", "zp_n", "zp_status"]]
-    return {
-        "zeropoints": zps.sort_values("path").reset_index(drop=True),
-        "rows": {
-            "objects": objects_dataset(lake).count_rows(),
-            "light-curve points": lightcurves_dataset(lake).count_rows(),
-            "maps": len(read_index(lake)),
-            "map pixels": len(read_maps(lake)),
-        },
+    rows = {
+        "objects": objects_dataset(lake).count_rows(),
+        "light-curve points": lightcurves_dataset(lake).count_rows(),
+        "maps": len(read_index(lake)),
+        "map pixels": len(read_maps(lake)),
     }
+    zps = zps.sort_values("path").astype({"zp": float, "zp_err": float, "zp_n": int})
+    with open(out, "w") as fh:
+        json.dump({"zeropoints": zps.to_dict(orient="list"), "rows": rows}, fh)
+
+
+def _products(url: str, tycho: str, skycamz_files, out) -> dict:
+    import json
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import test_s3_lake; "
+        f"test_s3_lake.products({url!r}, {tycho!r}, {[str(p) for p in skycamz_files]!r}, {str(out)!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=600)
+    with open(out) as fh:
+        got = json.load(fh)
+    return {"zeropoints": pd.DataFrame(got["zeropoints"]), "rows": got["rows"]}
 
 
 def test_calibrate_objects_and_maps_on_s3_equal_the_local_disk(s3, request, skycamz_files, tycho_cut, tmp_path):
-    local = _products(str(tmp_path / "lake"), tycho_cut, skycamz_files)
-    remote = _products(_url(request), tycho_cut, skycamz_files)
+    local = _products(str(tmp_path / "lake"), tycho_cut, skycamz_files, tmp_path / "local.json")
+    remote = _products(_url(request), tycho_cut, skycamz_files, tmp_path / "remote.json")
     assert len(local["zeropoints"]) == 14 and (local["zeropoints"]["zp_status"] == "ok").all()
     pd.testing.assert_frame_equal(remote["zeropoints"], local["zeropoints"])
     assert remote["rows"] == local["rows"] and min(local["rows"].values()) > 0

@@ -137,13 +137,14 @@ def test_a_sky_frame_needs_enough_science_frames(night, tmp_path, capsys):
     root, truth, _, _ = night
     lake_dir = root / "lake"
     few = [str(p) for p in truth.paths["light"][:3]]
-    assert (
-        main(["masters", "build", str(lake_dir), *few, "--kind", "sky", "--pipeline", str(root / "rawsky.toml")]) == 2
-    )
+    sky_profile = str(root / "rawsky.toml")
+    assert main(["masters", "build", str(lake_dir), *few, "--kind", "sky", "--pipeline", sky_profile]) == 2
     assert "a sky frame needs at least reduction.sky_min_frames = 5 dithered frames, got 3" in capsys.readouterr().err
     calib = [str(truth.paths["bias"][0])]
-    assert main(["masters", "build", str(lake_dir), *calib, "--kind", "sky", "--pipeline", "rawdemo"]) == 2
+    assert main(["masters", "build", str(lake_dir), *calib, "--kind", "sky", "--pipeline", sky_profile]) == 2
     assert "a calibration frame; a sky frame is made of science frames" in capsys.readouterr().err
+    assert main(["masters", "build", str(lake_dir), *few, "--kind", "sky", "--pipeline", "rawdemo"]) == 2
+    assert "profile rawdemo does not subtract a sky frame" in capsys.readouterr().err  # it would never be used
     with pytest.raises(ValueError, match=r"reduction.sky_box = 2 must be a whole number in \[4, 4096\]"):
         ReductionSettings(steps=["sky"], sky_box=2)
 
@@ -162,7 +163,11 @@ def test_frames_ingested_before_their_sky_frame_are_re_reduced_by_redo(night, tm
         assert not ingest(lake, lights, str(flagging), client=client, progress=False).rejected
     before = lake.read_frames(columns=["frame_id", "sky_id", "reduction"]).to_pandas()
     assert before["sky_id"].isna().all()
-    said = "; sky skipped: no usable sky master: no sky master of instrument 'RAWCAM' in the lake"
+    said = (
+        "; sky skipped: no usable sky master: no sky master of profile rawskyflag for instrument 'RAWCAM' in the "
+        "lake (build it from the night's science frames: skylake masters build LAKE FRAMES --kind sky, then ingest "
+        "them again with --redo)"
+    )
     assert (before["reduction"] == "bias dark flat sky badpix cosmics" + said).all()
     n_sources = lake.read_sources(columns=["frame_id"]).num_rows
     assert main(["masters", "build", str(lake_dir), *lights, "--kind", "sky", "--pipeline", str(flagging)]) == 0

@@ -29,7 +29,22 @@ COLUMNS = (
 
 
 def offsets_arcsec(ra, dec, ra_ref, dec_ref) -> tuple[np.ndarray, np.ndarray]:
-    """(dra cos dec, ddec) of source minus reference [arcsec]; RA differences wrap at 0/360."""
+    """Offsets (dra cos dec, ddec) of source minus reference [arcsec]; RA differences wrap at 0/360.
+
+    Parameters
+    ----------
+    ra, dec : array-like
+        The sources' positions [deg].
+    ra_ref, dec_ref : array-like
+        The reference stars' positions [deg].
+
+    Returns
+    -------
+    dra : numpy.ndarray
+        ``(ra - ra_ref) cos(dec_ref)`` [arcsec].
+    ddec : numpy.ndarray
+        ``dec - dec_ref`` [arcsec].
+    """
     dra = (np.asarray(ra, float) - np.asarray(ra_ref, float) + 180.0) % 360.0 - 180.0
     return (
         dra * np.cos(np.radians(np.asarray(dec_ref, float))) * ARCSEC_PER_DEG,
@@ -38,7 +53,24 @@ def offsets_arcsec(ra, dec, ra_ref, dec_ref) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gnomonic(ra, dec, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Tangent-plane coordinates (xi, eta) [arcsec] of (ra, dec) about (ra0, dec0) [deg]."""
+    """Tangent-plane coordinates (xi, eta) [arcsec] of (ra, dec) about (ra0, dec0) [deg].
+
+    Parameters
+    ----------
+    ra, dec : array-like
+        The positions to project [deg].
+    ra0 : float
+        Right ascension of the tangent point [deg].
+    dec0 : float
+        Declination of the tangent point [deg].
+
+    Returns
+    -------
+    xi : numpy.ndarray
+        The gnomonic coordinate along RA [arcsec].
+    eta : numpy.ndarray
+        The gnomonic coordinate along Dec [arcsec].
+    """
     ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
     a0, d0 = np.radians(ra0), np.radians(dec0)
     cos_c = np.sin(d0) * np.sin(dec) + np.cos(d0) * np.cos(dec) * np.cos(ra - a0)
@@ -62,6 +94,23 @@ def residual_stats(
     Trends are least-squares slopes [arcsec per 1000 px] and need at least 4 pairs (NaN otherwise).
     The radial trend maps each residual into pixel axes with the frame's local linear astrometry,
     fitted from the reference positions' tangent-plane coordinates against x, y.
+
+    Parameters
+    ----------
+    dra, ddec : numpy.ndarray
+        Each pair's residual, source minus reference (:func:`offsets_arcsec`) [arcsec].
+    x, y : numpy.ndarray
+        Each source's pixel position [px].
+    ra_ref, dec_ref : numpy.ndarray
+        Each reference star's position [deg].
+    nx, ny : float
+        The frame's size [px]; the chip centre is ``((nx - 1) / 2, (ny - 1) / 2)``.
+
+    Returns
+    -------
+    dict
+        :data:`COLUMNS` to their values: ``astro_n`` the pairs, then the median offsets, the median and rms
+        separation [arcsec] and the trends [arcsec per 1000 px]; NaN where there are too few pairs.
     """
     dra, ddec, x, y = (np.asarray(v, float) for v in (dra, ddec, x, y))
     n = dra.size

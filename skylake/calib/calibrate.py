@@ -1,5 +1,6 @@
-"""``skylake calibrate``: per-frame photometric zeropoints against a reference catalogue, committed
-to the lake one atomic batch of whole nights at a time (:data:`BATCH_SOURCES`).
+"""``skylake calibrate``: per-frame photometric zeropoints against a reference catalogue.
+
+The zeropoints are committed to the lake one atomic batch of whole nights at a time (:data:`BATCH_SOURCES`).
 
 For the frames selected (all, one night, nights since a date, or the batches an ingest just
 committed), grouped by the profile that ingested them:
@@ -81,7 +82,46 @@ BATCH_SOURCES = 2_000_000
 
 @dataclass
 class CalibrationReport:
-    """What one calibration (one profile's frames against one catalogue) did."""
+    """What one calibration (one profile's frames against one catalogue) did.
+
+    Attributes
+    ----------
+    refcat : str
+        The reference catalogue.
+    profile : str
+        The profile whose frames were calibrated.
+    calib_key : str
+        The calibration's identity (:func:`calib_key`).
+    frames : int
+        Frames selected.
+    skipped : int
+        Frames already calibrated with the same catalogue and settings.
+    calibrated : int
+        Zeropoint rows written.
+    matches : int
+        Match rows written.
+    by_status : dict
+        The frames calibrated, by zp_status.
+    reasons : dict
+        The reasons of the frames calibrated with a status other than ok, by status (frame_rejected: the
+        ingest's).
+    skipped_ok : int
+        Of the frames already calibrated, those whose calibration is ok.
+    skipped_status : dict
+        The frames already calibrated, by status.
+    skipped_reasons : dict
+        Their reasons, by status.
+    extinction : dict
+        Night to ``{k_ext, k_ext_err, n_frames, status, reason}``.
+    commit : int or None
+        The lake version of the last commit (None: nothing was committed).
+    plots : list of str
+        The checkplots written.
+    seconds : float
+        How long the calibration took [s].
+    timings : dict
+        Seconds per step: setup, match, fit, commit, plots [s].
+    """
 
     refcat: str
     profile: str
@@ -103,8 +143,14 @@ class CalibrationReport:
     timings: dict = field(default_factory=dict)  # seconds per step: match, fit, commit, plots
 
     def outcome(self) -> str:
-        """One line counting the frames by outcome: ``0 of 10 frames calibrated ok: 10 were rejected at ingest
-        (10 header OBJCTRA = ... is not a number)``; never "N of N" when none was calibrated."""
+        """One line counting the frames by outcome.
+
+        Returns
+        -------
+        str
+            E.g. ``0 of 10 frames calibrated ok: 10 were rejected at ingest (10 header OBJCTRA = ... is not a
+            number)``; never "N of N" when none was calibrated.
+        """
         from skylake.errors import count_kinds
 
         ok = self.by_status.get(model.ZpStatus.OK, 0) + self.skipped_ok
@@ -145,8 +191,24 @@ class CalibrationReport:
 
 
 def calib_key(refcat: str, record: dict, cal: Calibration) -> str:
-    """Identity of a calibration: the catalogue (name and import) and every [calibration] setting
-    except the default catalogue name."""
+    """Identity of a calibration: the catalogue and the settings.
+
+    The catalogue (name and import) and every [calibration] setting except the default catalogue name.
+
+    Parameters
+    ----------
+    refcat : str
+        The reference catalogue's name.
+    record : dict
+        The catalogue's import record (``imported_at``, ``rows``, ``source_files``).
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+
+    Returns
+    -------
+    str
+        16 hex digits of a SHA-256 of them.
+    """
     settings = {k: v for k, v in asdict(cal).items() if k != "refcat"}
     ident = {
         "refcat": refcat,
@@ -167,9 +229,38 @@ def select_frames(
     pipeline_version: str | None = None,
     nights=None,
 ) -> pd.DataFrame:
-    """Frames of one ``night``, of the nights from ``since`` on, of ingest ``batch_ids``, or of the files
-    ``paths`` processed as ``pipeline_version`` (default all); ``nights`` (None for unknown) limits the
-    partitions read (ingest knows its frames' nights)."""
+    """Frames of one night, of the nights from a date on, of ingest batches, or of files (default all).
+
+    Frames of one ``night``, of the nights from ``since`` on, of ingest ``batch_ids``, or of the files
+    ``paths`` processed as ``pipeline_version``; ``nights`` limits the partitions read.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    night : str, optional
+        Only this night (YYYY-MM-DD).
+    since : str, optional
+        Only the nights from this one on (YYYY-MM-DD).
+    batch_ids : list of str, optional
+        Only the frames of these ingest batches.
+    paths : list of str, optional
+        Only the frames of these files.
+    pipeline_version : str, optional
+        Only the frames processed as this pipeline version.
+    nights : iterable of str, optional
+        Limits the partitions read (ingest knows its frames' nights); None for unknown.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frames' rows of LAKE/frames, :data:`FRAME_COLUMNS`.
+
+    Raises
+    ------
+    CalibrationError
+        ``night`` or ``since`` is not a date YYYY-MM-DD.
+    """
     for name, value in (("night", night), ("since", since)):
         if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise CalibrationError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
@@ -215,6 +306,48 @@ def calibrate(
     ``cluster`` instead, a callable returning a context manager that yields one, entered only when
     there is something to match (so a no-op run starts no cluster). ``plots``: a directory for one
     checkplot PNG per calibrated frame.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str or os.PathLike
+        The lake, or where it is.
+    refcat : str, optional
+        Overrides the catalogue the profiles name.
+    profile : skylake.profile.Profile or str, optional
+        Overrides the profile frames were ingested with.
+    night : str, optional
+        Only this night (YYYY-MM-DD).
+    since : str, optional
+        Only the nights from this one on (YYYY-MM-DD).
+    batch_ids : list of str, optional
+        Only the frames of these ingest batches.
+    redo : bool, optional
+        Recalibrate frames already calibrated, replacing their rows for the catalogue.
+    client : distributed.Client, optional
+        Where the cross-match and the tasks on the pairs run (None: this process).
+    plots : str or os.PathLike, optional
+        A directory for one checkplot PNG per calibrated frame.
+    cluster : callable, optional
+        Returns a context manager yielding a client, entered only when there is something to match.
+    paths : list of str, optional
+        Only the frames of these files.
+    pipeline_version : str, optional
+        Only the frames processed as this pipeline version.
+    nights : iterable of str, optional
+        Limits the partitions read; None for unknown.
+
+    Returns
+    -------
+    list of CalibrationReport
+        One report per profile calibrated.
+
+    Raises
+    ------
+    CalibrationError
+        ``night`` or ``since`` is not a date, or a catalogue cannot calibrate the frames (no such band, a
+        margin narrower than the match radius).
+    skylake.errors.LakeError
+        This process cannot write the lake.
     """
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     lake.check_writable()
@@ -223,7 +356,13 @@ def calibrate(
     with contextlib.ExitStack() as stack:
 
         def scheduler():
-            """Enter the cluster on first use; then give its client (the tasks are handed to it)."""
+            """Enter the cluster on first use; then give its client (the tasks are handed to it).
+
+            Returns
+            -------
+            contextlib.nullcontext
+                A context giving the client (None: this process).
+            """
             nonlocal client, cluster
             if client is None and cluster is not None:
                 client, cluster = stack.enter_context(cluster()), None
@@ -263,9 +402,21 @@ def _calibrate_profile(
 @contextlib.contextmanager
 def dask_scheduler(client):
     """Context making ``client`` dask's scheduler and giving it; gives None and changes nothing for None.
+
     For :func:`~skylake.calib.crossmatch.match_frames`, which computes on dask's current scheduler. A
     calibration hands its tasks to its client instead: a client in dask's config would be pickled with it
-    by a LocalCluster's nanny restarting a dead worker, which then fails to start."""
+    by a LocalCluster's nanny restarting a dead worker, which then fails to start.
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+        The client.
+
+    Yields
+    ------
+    distributed.Client or None
+        The client, dask's scheduler while the context lasts.
+    """
     if client is None:
         yield None
         return
@@ -276,9 +427,23 @@ def dask_scheduler(client):
 
 
 def night_batches(frames: pd.DataFrame, max_sources: int) -> list[pd.DataFrame]:
-    """``frames`` cut into batches of whole nights (a night's extinction is fitted once, from all its
-    frames) holding at most ``max_sources`` sources (``n_sources``; a frame without counts as 1); a
-    night with more is a batch alone."""
+    """``frames`` cut into batches of whole nights holding at most ``max_sources`` sources.
+
+    Whole nights, as a night's extinction is fitted once, from all its frames; a night with more sources is a
+    batch alone.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        Rows of LAKE/frames with ``night`` and ``n_sources`` (a frame without counts as 1).
+    max_sources : int
+        The sources a batch holds at most.
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        The batches, in night order.
+    """
     weight = frames["n_sources"].fillna(0).clip(lower=1) if "n_sources" in frames else pd.Series(1, frames.index)
     batches, current, n = [], [], 0
     for _, night in frames.groupby(frames["night"].fillna(""), sort=True):
@@ -303,10 +468,35 @@ def calibrate_frames(
     scheduler=lambda: contextlib.nullcontext(None),
     batch_sources: int = BATCH_SOURCES,
 ) -> CalibrationReport:
-    """Calibrate ``frames`` (rows of LAKE/frames, :data:`FRAME_COLUMNS`) of profile ``prof`` against
-    ``refcat`` and commit the result, one commit per batch of whole nights of at most ``batch_sources``
-    sources (see the module docstring). ``scheduler()`` gives a context yielding the dask client the
-    batch's tasks run on (None: this process)."""
+    """Calibrate ``frames`` of profile ``prof`` against ``refcat`` and commit the result.
+
+    One commit per batch of whole nights of at most ``batch_sources`` sources (see the module docstring).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    frames : pandas.DataFrame
+        Rows of LAKE/frames, :data:`FRAME_COLUMNS`.
+    prof : skylake.profile.Profile
+        The profile whose ``[calibration]`` settings apply.
+    refcat : str
+        The reference catalogue.
+    redo : bool, optional
+        Recalibrate frames already calibrated, replacing their rows for the catalogue.
+    plots : str or os.PathLike, optional
+        A directory for one checkplot PNG per calibrated frame.
+    scheduler : callable, optional
+        ``scheduler()`` gives a context yielding the dask client the batch's tasks run on (None: this
+        process).
+    batch_sources : int, optional
+        The sources a batch holds at most.
+
+    Returns
+    -------
+    CalibrationReport
+        What the calibration did.
+    """
     from skylake.refcat.importer import read_record
     from skylake.refcat.query import refcat_path
 
@@ -372,6 +562,15 @@ def _calibrate_batch(
     fluxes = () if cal.flux == model.KRON else (model.KRON, f"{model.KRON}_err", cal.flux, f"{cal.flux}_err")
 
     def match_and_fit() -> tuple[_BatchOutputs, float]:
+        """Cross-match the batch's frames and fit them, where the pairs are.
+
+        Returns
+        -------
+        outputs : _BatchOutputs
+            The zeropoint rows and the pairs held by the workers.
+        matched : float
+            When the cross-match was done (:func:`time.monotonic`) [s].
+        """
         # lsdb reads the partitions on the workers, each in its own working directory.
         pairs = BatchPairs.match(runner, lake.store.location, live, path, cal, fluxes)
         matched = time.monotonic()
@@ -513,6 +712,18 @@ def _plot_stored(lake: Lake, frame_ids, refcat: str, key: str, out, nights=None)
 
 
 def plot_name(row: dict) -> str:
+    """The file name of a frame's checkplot.
+
+    Parameters
+    ----------
+    row : dict
+        The frame's zeropoints row, with ``frame_id`` and ``refcat``.
+
+    Returns
+    -------
+    str
+        ``zeropoint-FRAME-REFCAT.png``.
+    """
     return f"zeropoint-{row['frame_id']}-{row['refcat']}.png"
 
 
@@ -607,11 +818,30 @@ def _nights(
 def calibrate_ingested(
     lake: Lake, profile: Profile, paths: list[str], client=None, nights=None
 ) -> list[CalibrationReport]:
-    """After an ingest: calibrate the frames of ``paths`` processed with ``profile`` that are not yet
-    calibrated (those just committed, and those a killed run committed and never calibrated) when the
-    profile names a catalogue the lake holds (otherwise log why not). A failure is logged, never
-    raised: the frames are ingested, and the next ``skylake calibrate`` picks up what is left. ``nights``
-    (the frames' nights, when the ingest knows them) limits what is read to those partitions."""
+    """After an ingest: calibrate the frames of ``paths`` processed with ``profile`` that are not yet calibrated.
+
+    Those just committed, and those a killed run committed and never calibrated, when the profile names a
+    catalogue the lake holds (otherwise log why not). A failure is logged, never raised: the frames are
+    ingested, and the next ``skylake calibrate`` picks up what is left.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    profile : skylake.profile.Profile
+        The profile the frames were ingested with.
+    paths : list of str
+        The files ingested.
+    client : distributed.Client, optional
+        Where the tasks run (None: this process).
+    nights : iterable of str, optional
+        The frames' nights, when the ingest knows them: limits what is read to those partitions.
+
+    Returns
+    -------
+    list of CalibrationReport
+        One report per calibration that did something (empty when none ran or it failed).
+    """
     from skylake.refcat.importer import REFCATS
 
     name = profile.calibration.refcat
@@ -642,7 +872,18 @@ def calibrate_ingested(
 
 
 def since_date(value: str) -> str:
-    """``--since`` as a night name: YYYY-MM-DD, or a relative ``Nd`` (N nights ago, UTC)."""
+    """``--since`` as a night name: YYYY-MM-DD, or a relative ``Nd`` (N nights ago, UTC).
+
+    Parameters
+    ----------
+    value : str
+        The option's value.
+
+    Returns
+    -------
+    str
+        The night (YYYY-MM-DD); any other value unchanged.
+    """
     m = re.fullmatch(r"(\d+)d", value)
     if m:
         return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=int(m.group(1)))).isoformat()
@@ -652,8 +893,29 @@ def since_date(value: str) -> str:
 def plot_zeropoint(
     lake: Lake | str | os.PathLike, frame_id: int, refcat: str | None = None, out: str | os.PathLike | None = None
 ) -> Path:
-    """Write the checkplot of ``frame_id``'s latest calibration (against ``refcat`` if given) to ``out``
-    (default ``zeropoint-FRAME-REFCAT.png`` in the working directory)."""
+    """Write the checkplot of ``frame_id``'s latest calibration (against ``refcat`` if given) to ``out``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str or os.PathLike
+        The lake, or where it is.
+    frame_id : int
+        The frame (LAKE/frames).
+    refcat : str, optional
+        The calibration against this catalogue (None: the latest of any).
+    out : str or os.PathLike, optional
+        The PNG to write (default ``zeropoint-FRAME-REFCAT.png`` in the working directory).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    CalibrationError
+        The frame has no calibration (against ``refcat``).
+    """
     from skylake.calib.plots import checkplot
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake

@@ -49,8 +49,18 @@ def _cmd_plot_zeropoint(args) -> int:
 
 
 def add_commands(subparsers):
-    """Add ``calibrate`` and ``plot zeropoint`` to an argparse subparsers object; returns the ``plot`` group's
-    subparsers (other packages add their plots to it)."""
+    """Add ``calibrate`` and ``plot zeropoint`` to an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subparsers of the ``skylake`` parser (``parser.add_subparsers()``).
+
+    Returns
+    -------
+    argparse._SubParsersAction
+        The ``plot`` group's subparsers (other packages add their plots to it).
+    """
     p = subparsers.add_parser(
         "calibrate",
         help="photometric zeropoints against a reference catalogue",

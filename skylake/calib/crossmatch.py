@@ -1,5 +1,6 @@
-"""Cross-matching a batch of frames' sources with a reference collection through lsdb, and the
-one-to-one reduction of the candidate pairs (pure dataframe functions).
+"""Cross-matching a batch of frames' sources with a reference collection through lsdb, and the one-to-one reduction.
+
+The one-to-one reduction of the candidate pairs is made of pure dataframe functions.
 
 Only the sky the batch covers is read: a MOC of the frames' footprints selects the source
 partitions (with a ``frame_id`` filter pushed into the Parquet reads) and the reference partitions
@@ -70,9 +71,24 @@ class CalibrationError(LakeError):
 
 
 def footprint_moc(frames: pd.DataFrame, pad_arcsec: float = 0.0, depth: int = MOC_DEPTH):
-    """MOC (mocpy) covering every frame's footprint polygon (``footprint_ra``/``footprint_dec``, deg),
-    grown by ``pad_arcsec`` plus one cell so sources at the very edge and their matches are inside.
-    Returns None when no frame has a footprint."""
+    """MOC (mocpy) covering every frame's footprint polygon (``footprint_ra``/``footprint_dec``, deg).
+
+    It is grown by ``pad_arcsec`` plus one cell so sources at the very edge and their matches are inside.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        Rows of LAKE/frames with ``footprint_ra`` and ``footprint_dec`` [deg].
+    pad_arcsec : float, optional
+        How far to grow the footprints beyond one cell [arcsec].
+    depth : int, optional
+        The MOC's depth (HEALPix order).
+
+    Returns
+    -------
+    mocpy.MOC or None
+        The region; None when no frame has a footprint.
+    """
     import astropy.units as u
     from hats.pixel_math.healpix_shim import order2pixarea
     from mocpy import MOC
@@ -94,7 +110,18 @@ def footprint_moc(frames: pd.DataFrame, pad_arcsec: float = 0.0, depth: int = MO
 
 
 def refcat_margin_arcsec(path: Path) -> float:
-    """Width of the default margin cache of the collection at ``path`` [arcsec] (0 when it has none)."""
+    """Width of the default margin cache of the collection at ``path`` [arcsec] (0 when it has none).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A HATS collection (a reference catalogue in LAKE/refcats).
+
+    Returns
+    -------
+    float
+        The margin's width [arcsec].
+    """
     import hats
 
     from skylake.refcat.importer import quiet_collection_notice
@@ -108,7 +135,24 @@ def refcat_margin_arcsec(path: Path) -> float:
 
 
 def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
-    """The lake's source catalog (lsdb), only the partitions in ``moc`` and the rows of ``frame_ids``."""
+    """The lake's source catalog (lsdb), only the partitions in ``moc`` and the rows of ``frame_ids``.
+
+    Parameters
+    ----------
+    lake_path : str
+        The lake's location (a local path or ``s3://`` URL).
+    frame_ids : iterable of int
+        The frames whose sources to read.
+    moc : mocpy.MOC
+        The region whose partitions to read (:func:`footprint_moc`).
+    columns : list of str, optional
+        The columns to read.
+
+    Returns
+    -------
+    lsdb.Catalog
+        The sources, not computed.
+    """
     import lsdb
 
     from skylake.lake.storage import Storage
@@ -125,8 +169,30 @@ def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
 def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_hint: str = ""):
     """Reference collection ``path`` with its margin, only the partitions in ``moc``.
 
-    Raises :class:`CalibrationError` when the margin is narrower than ``radius_arcsec`` (matches
-    across partition edges would be lost) with the re-import that fixes it."""
+    Parameters
+    ----------
+    path : pathlib.Path
+        The collection (a reference catalogue in LAKE/refcats).
+    moc : mocpy.MOC
+        The region whose partitions to read (:func:`footprint_moc`).
+    columns : list of str
+        The columns to read.
+    radius_arcsec : float
+        The match radius [arcsec]; the margin must be at least this wide.
+    fix_hint : str, optional
+        Appended to the error's message.
+
+    Returns
+    -------
+    lsdb.Catalog
+        The reference stars, not computed.
+
+    Raises
+    ------
+    CalibrationError
+        The margin is narrower than ``radius_arcsec`` (matches across partition edges would be lost); the
+        message gives the re-import that fixes it.
+    """
     import lsdb
 
     from skylake.refcat.importer import quiet_collection_notice
@@ -145,15 +211,31 @@ def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_h
 
 
 def nearest_star_algorithm(radius_arcsec: float, mag: str, ref: str = "ref_id"):
-    """The per-pixel step of :func:`crossmatch_partitions`: an lsdb crossmatch algorithm that keeps, for each
-    source, its nearest star within the radius (ties to the smaller ``ref``) and the magnitude and
-    separation of the second nearest (``neighbour_mag``, ``neighbour_sep``; NaN without one).
+    """The per-pixel step of :func:`crossmatch_partitions`: an lsdb crossmatch algorithm.
+
+    It keeps, for each source, its nearest star within the radius (ties to the smaller ``ref``) and the
+    magnitude and separation of the second nearest (``neighbour_mag``, ``neighbour_sep``; NaN without one).
 
     One k-d tree of the stars (partition and margin, as unit vectors) per aligned pixel pair and one
     2-nearest query of the sources' vectors: the reduction that :func:`nearest_per_source` makes of
     candidate pairs is read off the query's two sorted columns, so lsdb joins one row per source, not two.
     The pairs are those of lsdb's ``KdTreeCrossmatch`` with ``n_neighbors=2`` reduced by
-    :func:`nearest_per_source` (tests/test_calib_edges.py compares both with astropy)."""
+    :func:`nearest_per_source` (tests/test_calib_edges.py compares both with astropy).
+
+    Parameters
+    ----------
+    radius_arcsec : float
+        The match radius [arcsec].
+    mag : str
+        The stars' magnitude column (for ``neighbour_mag``).
+    ref : str, optional
+        The stars' id column (ties go to the smaller id).
+
+    Returns
+    -------
+    lsdb.core.crossmatch.kdtree_match.KdTreeCrossmatch
+        The algorithm, for ``Catalog.crossmatch(algorithm=...)``.
+    """
     import pyarrow as pa
     from lsdb.core.crossmatch.kdtree_match import KdTreeCrossmatch
     from lsdb.core.crossmatch.kdtree_utils import _get_chord_distance
@@ -162,9 +244,27 @@ def nearest_star_algorithm(radius_arcsec: float, mag: str, ref: str = "ref_id"):
     arrow_float = pd.ArrowDtype(pa.float64())
 
     class NearestStarCrossmatch(KdTreeCrossmatch):
+        """The k-d tree cross-match of lsdb, reduced to each source's nearest star and its next nearest's."""
+
         extra_columns = pd.DataFrame({c: pd.Series(dtype=arrow_float) for c in EXTRA_COLUMNS})
 
         def perform_crossmatch(self, crossmatch_args):
+            """Match the sources of one aligned pixel pair with its stars.
+
+            Parameters
+            ----------
+            crossmatch_args : lsdb.core.crossmatch.crossmatch_args.CrossmatchArgs
+                The partitions and their pixels.
+
+            Returns
+            -------
+            left : numpy.ndarray
+                The positions of the matched sources in the left partition.
+            right : numpy.ndarray
+                The positions of their nearest stars in the right partition.
+            extra : pandas.DataFrame
+                Per match, the :data:`EXTRA_COLUMNS`.
+            """
             left_xyz, right_xyz = self._get_point_coordinates(
                 crossmatch_args.left_df,
                 crossmatch_args.left_catalog_info,
@@ -215,13 +315,33 @@ def crossmatch_partitions(
     band: str | None = None,
     color: list[str] | None = None,
 ):
-    """The cross-match of two catalogs, not computed: every left row (a source, ``source_id``) with its
-    nearest right row (a star, ``ref_id``) within ``radius_arcsec``, plus ``neighbour_mag`` and
-    ``neighbour_sep`` of the next nearest (right column ``mag``), found in each aligned pixel pair on the
-    workers (:func:`nearest_star_algorithm`; a source lives in one partition). Right columns that clash with
-    left ones get ``_ref``; the separation is ``sep_arcsec``. Each partition is a numpy-backed DataFrame (no
-    index); with ``band``, also with the reference columns of :func:`reference_columns` (``color``: the
-    colour's two bands, or None)."""
+    """The cross-match of two catalogs, not computed.
+
+    Every left row (a source, ``source_id``) with its nearest right row (a star, ``ref_id``) within
+    ``radius_arcsec``, plus ``neighbour_mag`` and ``neighbour_sep`` of the next nearest (right column ``mag``),
+    found in each aligned pixel pair on the workers (:func:`nearest_star_algorithm`; a source lives in one
+    partition). Right columns that clash with left ones get ``_ref``; the separation is ``sep_arcsec``.
+
+    Parameters
+    ----------
+    left : lsdb.Catalog
+        The sources.
+    right : lsdb.Catalog
+        The reference stars, with their margin.
+    radius_arcsec : float
+        The match radius [arcsec].
+    mag : str
+        The right column giving ``neighbour_mag``.
+    band : str, optional
+        With a band, each partition also gets the reference columns of :func:`reference_columns`.
+    color : list of str, optional
+        The colour's two bands, or None.
+
+    Returns
+    -------
+    lsdb.Catalog
+        The pairs, each partition a numpy-backed DataFrame (no index).
+    """
     xm = left.crossmatch(
         right,
         algorithm=nearest_star_algorithm(radius_arcsec, mag),
@@ -234,7 +354,24 @@ def crossmatch_partitions(
 
 
 def crossmatch(left, right, radius_arcsec: float, mag: str) -> pd.DataFrame:
-    """:func:`crossmatch_partitions` computed (on the current dask scheduler) into one DataFrame."""
+    """:func:`crossmatch_partitions` computed (on the current dask scheduler) into one DataFrame.
+
+    Parameters
+    ----------
+    left : lsdb.Catalog
+        The sources.
+    right : lsdb.Catalog
+        The reference stars, with their margin.
+    radius_arcsec : float
+        The match radius [arcsec].
+    mag : str
+        The right column giving ``neighbour_mag``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Each source's nearest star, numpy-backed.
+    """
     df = crossmatch_partitions(left, right, radius_arcsec, mag).compute(progress_bar=False)
     return pd.DataFrame({c: _numpy(df[c]) for c in df.columns})
 
@@ -245,8 +382,25 @@ def _pairs_in_partition(part: pd.DataFrame, band: str | None = None, color: list
 
 
 def reference_columns(pairs: pd.DataFrame, band: str, color: list[str] | None) -> pd.DataFrame:
-    """``ref_mag``, ``ref_mag_err`` (NaN without ``err_<band>``) and ``ref_color`` (NaN without a
-    ``color``) of pairs holding the catalogue's ``mag_*``/``err_*`` columns, which go."""
+    """``ref_mag``, ``ref_mag_err`` and ``ref_color`` of pairs holding the catalogue's ``mag_*``/``err_*`` columns.
+
+    ``ref_mag_err`` is NaN without ``err_<band>`` and ``ref_color`` NaN without a ``color``; the ``mag_*`` and
+    ``err_*`` columns go.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pairs, with the catalogue's ``mag_*`` and ``err_*`` columns.
+    band : str
+        The band calibrated.
+    color : list of str or None
+        The colour's two bands (``mag_<first> - mag_<second>``), or None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The pairs with the reference columns.
+    """
     pairs = pairs.assign(
         ref_color=(pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if color else np.nan,
         ref_mag=pairs[f"mag_{band}"],
@@ -291,8 +445,29 @@ def _sorted_groups(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def nearest_per_source(
     pairs: pd.DataFrame, mag: str = "ref_mag", source: str = "source_id", ref: str = "ref_id", sep: str = "sep_arcsec"
 ) -> pd.DataFrame:
-    """Each source's nearest reference star (ties to the smaller ref_id), with ``neighbour_mag`` and
-    ``neighbour_sep`` of the next nearest (NaN if none). Pure numpy (integer sorts and ``reduceat``)."""
+    """Each source's nearest reference star (ties to the smaller ref_id), with the next nearest's magnitude.
+
+    ``neighbour_mag`` and ``neighbour_sep`` are those of the next nearest (NaN if none). Pure numpy (integer
+    sorts and ``reduceat``).
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        Candidate pairs (several reference stars per source).
+    mag : str, optional
+        The reference magnitude column.
+    source : str, optional
+        The source id column.
+    ref : str, optional
+        The reference star id column.
+    sep : str, optional
+        The separation column [arcsec].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per source, with ``neighbour_mag`` and ``neighbour_sep``.
+    """
     src, refid = (pairs[c].to_numpy(dtype=np.int64) for c in (source, ref))
     dist, mags = pairs[sep].to_numpy(dtype=float), pairs[mag].to_numpy(dtype=float, na_value=np.nan)
     if not len(pairs):
@@ -317,8 +492,26 @@ def nearest_per_star(
     frame: str = "frame_id",
     sep: str = "sep_arcsec",
 ) -> pd.DataFrame:
-    """Of pairs with one star per source, each (frame, star) its nearest source (ties to the smaller
-    source_id); ``n_competing`` counts the others."""
+    """Of pairs with one star per source, each (frame, star) its nearest source (ties to the smaller source_id).
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        Pairs with one star per source (:func:`nearest_per_source`).
+    source : str, optional
+        The source id column.
+    ref : str, optional
+        The reference star id column.
+    frame : str, optional
+        The frame id column.
+    sep : str, optional
+        The separation column [arcsec].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (frame, star), with ``n_competing`` counting the other sources that chose the star.
+    """
     src, refid, fr = (pairs[c].to_numpy(dtype=np.int64) for c in (source, ref, frame))
     if not len(pairs):
         return pairs.assign(n_competing=np.zeros(0, np.int32))
@@ -336,16 +529,59 @@ def one_to_one(
     frame: str = "frame_id",
     sep: str = "sep_arcsec",
 ) -> pd.DataFrame:
-    """Reduce candidate pairs (several reference stars per source, several sources per reference star)
-    to one-to-one pairs: each source its nearest reference star (:func:`nearest_per_source`), then
-    each (frame, reference star) its nearest source (:func:`nearest_per_star`). Ties in separation go
-    to the smaller id, so the result does not depend on row order."""
+    """Reduce candidate pairs (several reference stars per source, several sources per reference star) to one-to-one.
+
+    Each source its nearest reference star (:func:`nearest_per_source`), then each (frame, reference star) its
+    nearest source (:func:`nearest_per_star`). Ties in separation go to the smaller id, so the result does not
+    depend on row order.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The candidate pairs.
+    mag : str, optional
+        The reference magnitude column.
+    source : str, optional
+        The source id column.
+    ref : str, optional
+        The reference star id column.
+    frame : str, optional
+        The frame id column.
+    sep : str, optional
+        The separation column [arcsec].
+
+    Returns
+    -------
+    pandas.DataFrame
+        The one-to-one pairs, with ``neighbour_mag``, ``neighbour_sep`` and ``n_competing``.
+    """
     return nearest_per_star(nearest_per_source(pairs, mag, source, ref, sep), source, ref, frame, sep)
 
 
 def refcat_columns(schema_names: list[str], band: str, color: list[str]) -> tuple[list[str], bool]:
     """Columns to read from a refcat for ``band`` and ``color``, and whether the colour is available.
-    Raises :class:`CalibrationError` when the catalogue has no ``mag_<band>``."""
+
+    Parameters
+    ----------
+    schema_names : list of str
+        The catalogue's columns.
+    band : str
+        The band calibrated.
+    color : list of str
+        The colour's two bands (empty for none).
+
+    Returns
+    -------
+    columns : list of str
+        The columns to read.
+    has_color : bool
+        Whether the catalogue has both bands of the colour.
+
+    Raises
+    ------
+    CalibrationError
+        The catalogue has no ``mag_<band>``.
+    """
     need = f"mag_{band}"
     if need not in schema_names:
         bands = sorted(n[4:] for n in schema_names if n.startswith("mag_"))
@@ -358,12 +594,34 @@ def refcat_columns(schema_names: list[str], band: str, color: list[str]) -> tupl
 
 
 def source_columns(extra_columns: tuple[str, ...] = ()) -> list[str]:
-    """The source columns a calibration reads: :data:`SOURCE_COLUMNS` and ``extra_columns`` (other fluxes)."""
+    """The source columns a calibration reads: :data:`SOURCE_COLUMNS` and ``extra_columns`` (other fluxes).
+
+    Parameters
+    ----------
+    extra_columns : tuple of str, optional
+        Further columns of LAKE/sources.
+
+    Returns
+    -------
+    list of str
+        The columns, without repeats.
+    """
     return SOURCE_COLUMNS + [c for c in extra_columns if c not in SOURCE_COLUMNS]
 
 
 def empty_pairs(extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """No pairs, in the layout of :func:`match_frames`."""
+    """No pairs, in the layout of :func:`match_frames`.
+
+    Parameters
+    ----------
+    extra_columns : tuple of str, optional
+        Further source columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        An empty DataFrame with the pairs' columns.
+    """
     return pd.DataFrame({c: pd.Series(dtype=float) for c in source_columns(extra_columns) + PAIR_COLUMNS})
 
 
@@ -376,12 +634,39 @@ def candidate_pairs(
     radius_arcsec: float,
     extra_columns: tuple[str, ...] = (),
 ) -> list:
-    """The cross-match of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
-    footprint) with refcat ``refcat_path`` within ``radius_arcsec``, not computed: one dask delayed per
-    sources partition under the frames' footprints, each the DataFrame of its sources' nearest stars
-    (:func:`crossmatch_partitions`) with the reference columns, i.e. the pairs of :func:`match_frames`
-    before the per-frame step (no ``n_competing``). Empty when no partition of either catalog overlaps.
-    Raises :class:`CalibrationError` for a band the catalogue lacks or a margin narrower than the radius."""
+    """The cross-match of the sources of ``frames`` with refcat ``refcat_path`` within ``radius_arcsec``, not computed.
+
+    One dask delayed per sources partition under the frames' footprints, each the DataFrame of its sources'
+    nearest stars (:func:`crossmatch_partitions`) with the reference columns, i.e. the pairs of
+    :func:`match_frames` before the per-frame step (no ``n_competing``).
+
+    Parameters
+    ----------
+    lake_path : str
+        The lake's location (a local path or ``s3://`` URL).
+    frames : pandas.DataFrame
+        Rows of LAKE/frames with ``frame_id`` and the footprint.
+    refcat_path : pathlib.Path
+        The reference catalogue's collection.
+    band : str
+        The band calibrated.
+    color : list of str
+        The colour's two bands (empty for none).
+    radius_arcsec : float
+        The match radius [arcsec].
+    extra_columns : tuple of str, optional
+        Further source columns (other fluxes).
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+        One per sources partition; empty when no partition of either catalog overlaps.
+
+    Raises
+    ------
+    CalibrationError
+        A band the catalogue lacks or a margin narrower than the radius.
+    """
     import hats
 
     from skylake.refcat.importer import quiet_collection_notice
@@ -402,9 +687,22 @@ def candidate_pairs(
 
 
 def one_to_one_pairs(parts: list[pd.DataFrame], extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """The pairs of whole frames from the partitions' :func:`candidate_pairs` holding them: each (frame,
-    star) its nearest source (:func:`nearest_per_star`). Rows in (frame_id, ref_id) order, whatever the
-    partitions' order."""
+    """The pairs of whole frames from the partitions' :func:`candidate_pairs` holding them.
+
+    Each (frame, star) its nearest source (:func:`nearest_per_star`).
+
+    Parameters
+    ----------
+    parts : list of pandas.DataFrame
+        The computed candidate pairs of every partition holding the frames' sources.
+    extra_columns : tuple of str, optional
+        Further source columns (for the layout of no pairs).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The one-to-one pairs, rows in (frame_id, ref_id) order, whatever the partitions' order.
+    """
     parts = [p for p in parts if len(p)]
     if not parts:
         return empty_pairs(extra_columns)
@@ -420,13 +718,40 @@ def match_frames(
     radius_arcsec: float,
     extra_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """One-to-one pairs of the sources of ``frames`` (rows of LAKE/frames with ``frame_id`` and the
-    footprint) with refcat ``refcat_path`` within ``radius_arcsec``, computed on the current dask
-    scheduler and gathered here (a calibration keeps them on the workers instead: :mod:`.pairs`).
+    """One-to-one pairs of the sources of ``frames`` with refcat ``refcat_path`` within ``radius_arcsec``.
 
-    Columns: the :data:`SOURCE_COLUMNS` and ``extra_columns`` of the sources, ``ref_id``,
-    ``ra_ref``, ``dec_ref``, ``flags_ref``, ``ref_mag``, ``ref_mag_err``, ``ref_color`` (NaN without a colour),
-    ``sep_arcsec`` and those of :func:`one_to_one`."""
+    Computed on the current dask scheduler and gathered here (a calibration keeps them on the workers
+    instead: :mod:`.pairs`).
+
+    Parameters
+    ----------
+    lake_path : str
+        The lake's location (a local path or ``s3://`` URL).
+    frames : pandas.DataFrame
+        Rows of LAKE/frames with ``frame_id`` and the footprint.
+    refcat_path : pathlib.Path
+        The reference catalogue's collection.
+    band : str
+        The band calibrated.
+    color : list of str
+        The colour's two bands (empty for none).
+    radius_arcsec : float
+        The match radius [arcsec].
+    extra_columns : tuple of str, optional
+        Further source columns (other fluxes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: the :data:`SOURCE_COLUMNS` and ``extra_columns`` of the sources, ``ref_id``,
+        ``ra_ref``, ``dec_ref``, ``flags_ref``, ``ref_mag``, ``ref_mag_err``, ``ref_color`` (NaN without a
+        colour), ``sep_arcsec`` and those of :func:`one_to_one`.
+
+    Raises
+    ------
+    CalibrationError
+        A band the catalogue lacks or a margin narrower than the radius.
+    """
     import dask
 
     parts = candidate_pairs(lake_path, frames, refcat_path, band, color, radius_arcsec, extra_columns)

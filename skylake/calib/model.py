@@ -1,5 +1,6 @@
-"""The photometric model shared by calibration, maps, objects and the summary database: which flux is
-calibrated and how it becomes an instrumental magnitude, how a zeropoint relates reference and
+"""The photometric model shared by calibration, maps, objects and the summary database.
+
+Which flux is calibrated and how it becomes an instrumental magnitude, how a zeropoint relates reference and
 instrumental magnitudes, the status and reject vocabularies, and which calibration of a frame is its
 latest.
 
@@ -84,23 +85,65 @@ STAR_REJECTS = ("", "clipped")
 
 
 def instrumental_mag(flux, exptime) -> np.ndarray:
-    """``-2.5 log10(flux / exptime)`` [mag]; NaN where the flux is not positive."""
+    """Instrumental magnitude ``-2.5 log10(flux / exptime)`` [mag]; NaN where the flux is not positive.
+
+    Parameters
+    ----------
+    flux : array-like
+        The fluxes [ADU].
+    exptime : array-like or float
+        The exposure times [s].
+
+    Returns
+    -------
+    numpy.ndarray
+        The instrumental magnitudes [mag].
+    """
     flux = np.asarray(flux, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(flux > 0, -2.5 * np.log10(flux / np.asarray(exptime, dtype=np.float64)), np.nan)
 
 
 def instrumental_mag_err(flux, flux_err) -> np.ndarray:
-    """Magnitude error of ``flux`` with error ``flux_err`` [mag]; NaN where the flux is not positive."""
+    """Magnitude error of ``flux`` with error ``flux_err`` [mag]; NaN where the flux is not positive.
+
+    Parameters
+    ----------
+    flux : array-like
+        The fluxes [ADU].
+    flux_err : array-like
+        Their errors [ADU].
+
+    Returns
+    -------
+    numpy.ndarray
+        The magnitude errors, :data:`MAG_PER_RELATIVE_FLUX` times the relative flux error [mag].
+    """
     flux = np.asarray(flux, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(flux > 0, MAG_PER_RELATIVE_FLUX * np.asarray(flux_err, dtype=np.float64) / flux, np.nan)
 
 
 def aperture_corrections(pairs: pd.DataFrame, flux: str, clean: np.ndarray) -> pd.Series:
-    """Each frame's ``apcor`` [mag] for aperture ``flux``: its own (:func:`own_aperture_corrections`), or,
-    for a frame with too few stars, the median of the frames that have enough (:func:`apcor_fallback`; NaN
-    when none has). Indexed by frame_id; 0 everywhere for the Kron flux."""
+    """Each frame's ``apcor`` [mag] for aperture ``flux``.
+
+    Its own (:func:`own_aperture_corrections`), or, for a frame with too few stars, the median of the frames
+    that have enough (:func:`apcor_fallback`; NaN when none has).
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The frames' pairs, with ``frame_id``, ``flux_auto``, ``flux_auto_err`` and ``flux``.
+    flux : str
+        The flux calibrated (one of :data:`FLUXES`).
+    clean : numpy.ndarray
+        Per pair, whether its star is clean enough for the aperture correction (boolean).
+
+    Returns
+    -------
+    pandas.Series
+        The corrections [mag], indexed by frame_id; 0 everywhere for the Kron flux.
+    """
     frames = pd.Index(pd.unique(pairs["frame_id"]), name="frame_id")
     if flux == KRON:
         return pd.Series(0.0, index=frames)
@@ -109,9 +152,26 @@ def aperture_corrections(pairs: pd.DataFrame, flux: str, clean: np.ndarray) -> p
 
 
 def own_aperture_corrections(pairs: pd.DataFrame, flux: str, clean: np.ndarray) -> pd.Series:
-    """The median of ``-2.5 log10(flux / flux_auto)`` over each frame's ``clean`` pairs with a Kron S/N of
+    """Each frame's own aperture correction, from its clean stars.
+
+    The median of ``-2.5 log10(flux / flux_auto)`` over each frame's ``clean`` pairs with a Kron S/N of
     at least :data:`APCOR_MIN_SNR`, for the frames with :data:`APCOR_MIN_STARS` such stars (the others are
-    left out). Indexed by frame_id. A function of each frame's own pairs, so frames can be taken apart."""
+    left out). A function of each frame's own pairs, so frames can be taken apart.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The frames' pairs, with ``frame_id``, ``flux_auto``, ``flux_auto_err`` and ``flux``.
+    flux : str
+        The aperture flux (one of :data:`FLUXES`).
+    clean : numpy.ndarray
+        Per pair, whether its star is clean enough for the aperture correction (boolean).
+
+    Returns
+    -------
+    pandas.Series
+        The corrections [mag], indexed by frame_id.
+    """
     auto = pairs[KRON].to_numpy(np.float64)
     ap = pairs[flux].to_numpy(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -123,12 +183,42 @@ def own_aperture_corrections(pairs: pd.DataFrame, flux: str, clean: np.ndarray) 
 
 
 def apcor_fallback(own: pd.Series) -> float:
-    """The aperture correction of a frame without its own: the median of the frames' ``own`` (NaN without)."""
+    """The aperture correction of a frame without its own: the median of the frames' ``own`` (NaN without).
+
+    Parameters
+    ----------
+    own : pandas.Series
+        The frames' own corrections (:func:`own_aperture_corrections`) [mag].
+
+    Returns
+    -------
+    float
+        Their median [mag], NaN when there is none.
+    """
     return float(own.median()) if len(own) else np.nan
 
 
 def calibrated_flux_mags(pairs: pd.DataFrame, exptime: np.ndarray, flux: str, apcor: np.ndarray):
-    """(inst_mag, inst_mag_err) of ``pairs`` in ``flux`` with each row's ``exptime`` [s] and ``apcor`` [mag]."""
+    """Instrumental magnitudes and errors of ``pairs`` in ``flux`` with each row's ``exptime`` and ``apcor``.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pairs, with ``flux`` and ``<flux>_err``.
+    exptime : numpy.ndarray
+        Each row's exposure time [s].
+    flux : str
+        The flux calibrated (one of :data:`FLUXES`).
+    apcor : numpy.ndarray
+        Each row's aperture correction [mag].
+
+    Returns
+    -------
+    inst_mag : numpy.ndarray
+        The instrumental magnitudes, aperture-corrected [mag].
+    inst_mag_err : numpy.ndarray
+        Their errors [mag].
+    """
     return (
         instrumental_mag(pairs[flux], exptime) - np.asarray(apcor, np.float64),
         instrumental_mag_err(pairs[flux], pairs[f"{flux}_err"]),
@@ -136,17 +226,50 @@ def calibrated_flux_mags(pairs: pd.DataFrame, exptime: np.ndarray, flux: str, ap
 
 
 def colour_offset(colour, color_term) -> np.ndarray:
-    """``color_term * colour`` [mag]: 0 without a colour term (``color_term`` 0 or NaN, whatever the
-    colour); NaN for an unknown colour under a colour term."""
+    """The colour term's part of a magnitude, ``color_term * colour`` [mag].
+
+    0 without a colour term (``color_term`` 0 or NaN, whatever the colour); NaN for an unknown colour under a
+    colour term.
+
+    Parameters
+    ----------
+    colour : array-like
+        The colours [mag].
+    color_term : array-like or float
+        The colour terms.
+
+    Returns
+    -------
+    numpy.ndarray
+        The offsets [mag].
+    """
     ct = np.asarray(color_term, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return np.where((ct == 0) | np.isnan(ct), 0.0, ct * np.asarray(colour, dtype=np.float64))
 
 
 def pair_zeropoint(ref_mag, inst_mag, colour=0.0, color_term=0.0) -> np.ndarray:
-    """The zeropoint one star gives, ``ref_mag - inst_mag - color_term * colour`` [mag] (the
-    calibration model solved for one pair). NaN for a star of unknown colour under a colour term:
-    it cannot be brought to colour 0 (see :func:`colour_offset`)."""
+    """The zeropoint one star gives, ``ref_mag - inst_mag - color_term * colour`` [mag].
+
+    The calibration model solved for one pair. NaN for a star of unknown colour under a colour term:
+    it cannot be brought to colour 0 (see :func:`colour_offset`).
+
+    Parameters
+    ----------
+    ref_mag : array-like
+        The reference magnitudes [mag].
+    inst_mag : array-like
+        The instrumental magnitudes [mag].
+    colour : array-like or float, optional
+        The colours [mag].
+    color_term : array-like or float, optional
+        The colour terms.
+
+    Returns
+    -------
+    numpy.ndarray
+        The zeropoints [mag].
+    """
     return (
         np.asarray(ref_mag, dtype=np.float64)
         - np.asarray(inst_mag, dtype=np.float64)
@@ -155,9 +278,27 @@ def pair_zeropoint(ref_mag, inst_mag, colour=0.0, color_term=0.0) -> np.ndarray:
 
 
 def calibrated_mag(inst_mag, zp, colour=None, color_term=None) -> np.ndarray:
-    """Calibrated magnitude ``inst_mag + zp + color_term * colour`` [mag] (schemas/zeropoints.yaml):
-    an unknown colour (NaN) counts as colour 0, as ``zp`` is defined, and an unknown colour term as
-    none. Without ``colour`` or ``color_term``, ``inst_mag + zp``; NaN where either is."""
+    """Calibrated magnitude ``inst_mag + zp + color_term * colour`` [mag] (schemas/zeropoints.yaml).
+
+    An unknown colour (NaN) counts as colour 0, as ``zp`` is defined, and an unknown colour term as
+    none. Without ``colour`` or ``color_term``, ``inst_mag + zp``; NaN where either is.
+
+    Parameters
+    ----------
+    inst_mag : array-like
+        The instrumental magnitudes [mag].
+    zp : array-like or float
+        The zeropoints [mag].
+    colour : array-like, optional
+        The colours [mag].
+    color_term : array-like or float, optional
+        The colour terms.
+
+    Returns
+    -------
+    numpy.ndarray
+        The calibrated magnitudes [mag].
+    """
     mag = np.asarray(inst_mag, dtype=np.float64) + np.asarray(zp, dtype=np.float64)
     if colour is None or color_term is None:
         return mag
@@ -168,7 +309,7 @@ def calibrated_mag(inst_mag, zp, colour=None, color_term=None) -> np.ndarray:
 class LatestPolicy:
     """Which zeropoints row is a frame's calibration (see :func:`latest_calibration`).
 
-    Parameters
+    Attributes
     ----------
     refcat : str or None
         Only rows of this reference catalogue; None: rows of every catalogue compete.
@@ -184,8 +325,9 @@ class LatestPolicy:
 
 
 def latest_calibration(zeropoints: pd.DataFrame, policy: LatestPolicy) -> pd.DataFrame:
-    """Each frame's latest calibration: the one row per ``frame_id`` of ``zeropoints`` (rows of
-    LAKE/zeropoints) that ``policy`` picks.
+    """Each frame's latest calibration.
+
+    The one row per ``frame_id`` of ``zeropoints`` (rows of LAKE/zeropoints) that ``policy`` picks.
 
     The rows are those of ``policy.refcat`` (every catalogue when None), and only the ok ones with
     ``policy.ok_only``; a frame's latest is its last in ``policy.order`` (a stable sort: on a tie, the

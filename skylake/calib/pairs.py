@@ -50,9 +50,22 @@ ZP_COLUMNS = ["frame_id", "night", "zp", "color_term", "zp_err"]
 
 
 def frame_groups(frames: pd.DataFrame, max_sources: int = GROUP_SOURCES) -> pd.Series:
-    """Each frame's group (indexed by frame_id): consecutive frames in (night, frame_id) order holding up to
-    ``max_sources`` sources (``n_sources``; a frame without counts as 1), so that a night's frames fall in
-    few groups."""
+    """Each frame's group: consecutive frames in (night, frame_id) order holding up to ``max_sources`` sources.
+
+    A frame without ``n_sources`` counts as 1; a night's frames fall in few groups.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        Rows of LAKE/frames with ``frame_id``, ``night`` and (if known) ``n_sources``.
+    max_sources : int, optional
+        The sources a group holds at most (a group holds at least one frame).
+
+    Returns
+    -------
+    pandas.Series
+        The group numbers (0, 1, ...), indexed by frame_id.
+    """
     order = frames.assign(_night=frames["night"].fillna("")).sort_values(["_night", "frame_id"])
     weight = order["n_sources"].fillna(0).clip(lower=1).to_numpy() if "n_sources" in order else np.ones(len(order))
     groups, group, n = np.zeros(len(order), np.int64), 0, 0
@@ -65,23 +78,64 @@ def frame_groups(frames: pd.DataFrame, max_sources: int = GROUP_SOURCES) -> pd.S
 
 # -- worker side ------------------------------------------------------------------------------------
 def frames_in(part: pd.DataFrame) -> np.ndarray:
-    """The frames a partition's pairs belong to (the driver sends each group the slices of its frames)."""
+    """The frames a partition's pairs belong to (the driver sends each group the slices of its frames).
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        A partition's candidate pairs.
+
+    Returns
+    -------
+    numpy.ndarray
+        The frame ids, sorted and unique.
+    """
     return np.unique(part["frame_id"].to_numpy(np.int64))
 
 
 def frames_slice(part: pd.DataFrame, frame_ids: list[int]) -> pd.DataFrame:
-    """The rows of ``frame_ids`` of a partition."""
+    """The rows of ``frame_ids`` of a partition.
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        A partition's candidate pairs.
+    frame_ids : list of int
+        The frames to keep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Their rows.
+    """
     return part[np.isin(part["frame_id"].to_numpy(np.int64), frame_ids)]
 
 
 def group_pairs(
     slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...]
 ) -> tuple[pd.DataFrame, dict]:
-    """A group task: the one-to-one pairs of its frames from their partitions' ``slices``
-    (:func:`~skylake.calib.crossmatch.one_to_one_pairs`), and a summary: ``has_color`` (a star has a
-    colour) and ``apcor``, the frames' own aperture corrections (:func:`~skylake.calib.model.own_aperture_corrections`,
-    from the pairs the star cuts keep for their photometry; None for the Kron flux), ``matched`` the frames
-    with pairs."""
+    """A group task: the one-to-one pairs of its frames from their partitions' ``slices``, and a summary.
+
+    Parameters
+    ----------
+    slices : list of pandas.DataFrame
+        The group's rows of every partition holding them.
+    frames : pandas.DataFrame
+        The group's rows of LAKE/frames, with ``frame_id`` and ``saturation``.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+    extra_columns : tuple of str
+        Further source columns (other fluxes).
+
+    Returns
+    -------
+    pairs : pandas.DataFrame
+        The one-to-one pairs (:func:`~skylake.calib.crossmatch.one_to_one_pairs`).
+    summary : dict
+        ``has_color`` (a star has a colour) and ``apcor``, the frames' own aperture corrections
+        (:func:`~skylake.calib.model.own_aperture_corrections`, from the pairs the star cuts keep for their
+        photometry; None for the Kron flux), ``matched`` the frames with pairs.
+    """
     pairs = crossmatch.one_to_one_pairs(slices, extra_columns)
     summary = {
         "has_color": bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any()),
@@ -98,12 +152,32 @@ def group_pairs(
 def fit_group(
     group: tuple[pd.DataFrame, dict], frames: pd.DataFrame, cal: Calibration, use_color: bool, apcor: pd.Series
 ) -> tuple[pd.DataFrame, tuple]:
-    """A fit task, where the group's pairs are (``group``: what :func:`group_pairs` made): their magnitudes
-    in the calibrated flux with each frame's
-    ``apcor`` (:mod:`.model`; unchanged for the Kron flux), each frame's zeropoint fit
-    (:func:`~skylake.calib.zeropoint.fit_frames`) and astrometric residuals. Returns the pairs with their
-    ``reject`` reasons (kept on the worker) and the small part: the zeropoints (before the batch's colour
-    correction, by frame_id), the residuals and the median colour of each frame's used stars."""
+    """A fit task, where the group's pairs are: calibrated magnitudes, zeropoint fits and astrometric residuals.
+
+    Their magnitudes in the calibrated flux with each frame's ``apcor`` (:mod:`.model`; unchanged for the Kron
+    flux), each frame's zeropoint fit (:func:`~skylake.calib.zeropoint.fit_frames`) and astrometric residuals.
+
+    Parameters
+    ----------
+    group : tuple of (pandas.DataFrame, dict)
+        What :func:`group_pairs` made.
+    frames : pandas.DataFrame
+        The group's rows of LAKE/frames, with ``frame_id``, ``exptime``, ``nx``, ``ny`` and ``saturation``.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+    use_color : bool
+        Fit colour terms.
+    apcor : pandas.Series
+        Each frame's aperture correction [mag], by frame_id.
+
+    Returns
+    -------
+    pairs : pandas.DataFrame
+        The pairs with their ``reject`` reasons (kept on the worker).
+    small : tuple
+        The zeropoints (before the batch's colour correction, by frame_id), the residuals and the median
+        colour of each frame's used stars.
+    """
     pairs = group[0]
     by_id = frames.set_index("frame_id")
     if cal.flux != model.KRON:
@@ -124,16 +198,47 @@ def fit_group(
 
 
 def residuals(pairs: pd.DataFrame, frame: pd.Series) -> dict:
-    """Astrometric residuals of one frame's good pairs (never the :data:`~skylake.calib.model.ASTRO_EXCLUDE`
-    ones, whose centroids are unreliable; with fewer than 4 the trends are NaN)."""
+    """Astrometric residuals of one frame's good pairs.
+
+    Never the :data:`~skylake.calib.model.ASTRO_EXCLUDE` ones, whose centroids are unreliable; with fewer
+    than 4 the trends are NaN.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The frame's pairs, with ``reject``.
+    frame : pandas.Series
+        The frame's row of LAKE/frames, with ``nx`` and ``ny``.
+
+    Returns
+    -------
+    dict
+        The ``astro_*`` columns (:func:`~skylake.calib.astrometry.residual_stats`).
+    """
     p = pairs[~pairs["reject"].isin(model.ASTRO_EXCLUDE)]
     dra, ddec = astrometry.offsets_arcsec(p["ra"], p["dec"], p["ra_ref"], p["dec_ref"])
     return astrometry.residual_stats(dra, ddec, p["x"], p["y"], p["ra_ref"], p["dec_ref"], frame["nx"], frame["ny"])
 
 
 def match_rows(pairs: pd.DataFrame, zps: pd.DataFrame, refcat: str, key: str) -> pd.DataFrame:
-    """Pairs in schemas/matches.yaml layout with calibrated magnitudes from the frames' final ``zps``
-    (``zp`` null unless the frame is ok)."""
+    """Pairs in schemas/matches.yaml layout with calibrated magnitudes from the frames' final ``zps``.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The frames' pairs, with their ``reject`` reasons.
+    zps : pandas.DataFrame
+        The frames' final zeropoints (:data:`ZP_COLUMNS`; ``zp`` null unless the frame is ok).
+    refcat : str
+        The reference catalogue.
+    key : str
+        The calibration's ``calib_key``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The matches rows.
+    """
     zp = zps.set_index("frame_id")
     fid = pairs["frame_id"]
     dra, ddec = astrometry.offsets_arcsec(pairs["ra"], pairs["dec"], pairs["ra_ref"], pairs["dec_ref"])
@@ -173,10 +278,29 @@ def match_rows(pairs: pd.DataFrame, zps: pd.DataFrame, refcat: str, key: str) ->
 def write_matches(
     item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id: str, refcat: str, calib_key: str
 ) -> list[tuple[str, int, int]]:
-    """A writer task: ``item`` = (a label, what :func:`fit_group` made of the groups holding its nights, the
-    final zeropoints of its nights' frames, :data:`ZP_COLUMNS`). Stages the matches rows of those frames in batch
-    ``batch_id``'s staging area, one file per night, rows in (frame_id, ref_id) order. Returns (path in the
-    table, rows, bytes) per file. Re-running it (a worker died) rewrites the same files."""
+    """A writer task: stage the matches rows of its nights' frames in batch ``batch_id``'s staging area.
+
+    One file per night, rows in (frame_id, ref_id) order. Re-running it (a worker died) rewrites the same files.
+
+    Parameters
+    ----------
+    item : tuple of (str, list, pandas.DataFrame)
+        A label, what :func:`fit_group` made of the groups holding its nights, the final zeropoints of its
+        nights' frames (:data:`ZP_COLUMNS`).
+    lake_root : str
+        The lake's location (a local path or ``s3://`` URL).
+    batch_id : str
+        The batch.
+    refcat : str
+        The reference catalogue.
+    calib_key : str
+        The calibration's ``calib_key``.
+
+    Returns
+    -------
+    list of tuple of (str, int, int)
+        (path in the table, rows, bytes) per file.
+    """
     from skylake.lake.log import staging_path
     from skylake.lake.parquet import parquet_bytes
     from skylake.lake.storage import Storage
@@ -212,6 +336,15 @@ class BatchPairs:
 
     Made by :meth:`match`; :meth:`fit` replaces each group's pairs with the judged ones; :meth:`write` stages
     the matches rows. The driver only ever gathers the tasks' small results.
+
+    Parameters
+    ----------
+    runner : skylake.runtime.Runner
+        Where the tasks run.
+    frames : pandas.DataFrame
+        The batch's live rows of LAKE/frames.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
     """
 
     def __init__(self, runner: Runner, frames: pd.DataFrame, cal: Calibration):
@@ -235,8 +368,31 @@ class BatchPairs:
         cal: Calibration,
         extra_columns: tuple[str, ...] = (),
     ) -> "BatchPairs":
-        """Cross-match ``frames`` (live rows of LAKE/frames) with the catalogue (lsdb on the workers), slice
-        each partition's rows by frame group and reduce each group to one-to-one pairs where they land."""
+        """Cross-match ``frames`` with the catalogue and reduce each frame group to one-to-one pairs.
+
+        lsdb matches on the workers; each partition's rows are sliced by frame group and each group reduced to
+        one-to-one pairs where they land.
+
+        Parameters
+        ----------
+        runner : skylake.runtime.Runner
+            Where the tasks run.
+        lake_path : str
+            The lake's location (a local path or ``s3://`` URL).
+        frames : pandas.DataFrame
+            Live rows of LAKE/frames.
+        refcat_path : pathlib.Path
+            The reference catalogue's collection.
+        cal : skylake.profile.Calibration
+            The profile's ``[calibration]`` settings.
+        extra_columns : tuple of str, optional
+            Further source columns (other fluxes).
+
+        Returns
+        -------
+        BatchPairs
+            The batch's pairs, held by the workers.
+        """
         batch = cls(runner, frames, cal)
         parts = runner.compute(
             crossmatch.candidate_pairs(
@@ -261,12 +417,24 @@ class BatchPairs:
 
     @property
     def has_color(self) -> bool:
-        """Whether any pair's star has a colour (a colour fit is possible)."""
+        """Whether any pair's star has a colour (a colour fit is possible).
+
+        Returns
+        -------
+        bool
+            True when a colour fit is possible.
+        """
         return any(s["has_color"] for s in self.summaries)
 
     def aperture_corrections(self) -> pd.Series:
-        """Each frame's ``apcor`` [mag] (indexed by frame_id): its own, else the batch's fallback for a frame
-        with pairs (:func:`~skylake.calib.model.apcor_fallback`), NaN without pairs; 0 for the Kron flux."""
+        """Each frame's ``apcor`` [mag]: its own, else the batch's fallback for a frame with pairs.
+
+        Returns
+        -------
+        pandas.Series
+            The corrections [mag], indexed by frame_id: the fallback is
+            :func:`~skylake.calib.model.apcor_fallback`; NaN without pairs; 0 for the Kron flux.
+        """
         index = pd.Index(self.frames["frame_id"], name="frame_id")
         if self.cal.flux == model.KRON:
             return pd.Series(0.0, index=index)
@@ -276,9 +444,24 @@ class BatchPairs:
         return own.reindex(matched).fillna(model.apcor_fallback(own)).reindex(index)
 
     def fit(self, use_color: bool, apcor: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-        """Fit every frame where its group's pairs are (:func:`fit_group`). Returns the zeropoints by
-        frame_id (before the colour correction), the astrometric residuals and each frame's median colour
-        of its used stars."""
+        """Fit every frame where its group's pairs are (:func:`fit_group`).
+
+        Parameters
+        ----------
+        use_color : bool
+            Fit colour terms.
+        apcor : pandas.Series
+            Each frame's aperture correction [mag], by frame_id (:meth:`aperture_corrections`).
+
+        Returns
+        -------
+        zeropoints : pandas.DataFrame
+            The zeropoints by frame_id (before the colour correction).
+        astro : pandas.DataFrame
+            The astrometric residuals.
+        colour : pandas.Series
+            Each frame's median colour of its used stars [mag].
+        """
         made = [
             _held_and_small(
                 self.runner, fit_group, self.held[g], frames, self.cal, use_color, apcor.reindex(frames["frame_id"])
@@ -293,8 +476,26 @@ class BatchPairs:
         return zps, astro, pd.concat(colours) if colours else pd.Series(dtype=float)
 
     def write(self, tx, zps: pd.DataFrame, refcat: str, key: str) -> int:
-        """Writer tasks stage the matches rows of the frames of ``zps`` (their final zeropoints) in ``tx``,
-        one file per night, each night written by one task; ``tx`` records the files. Returns the rows."""
+        """Writer tasks stage the matches rows of the frames of ``zps`` (their final zeropoints) in ``tx``.
+
+        One file per night, each night written by one task; ``tx`` records the files.
+
+        Parameters
+        ----------
+        tx : skylake.lake.transaction.Transaction
+            The open transaction.
+        zps : pandas.DataFrame
+            The frames' final zeropoints.
+        refcat : str
+            The reference catalogue.
+        key : str
+            The calibration's ``calib_key``.
+
+        Returns
+        -------
+        int
+            The rows staged.
+        """
         plans = writer_plans(zps, self.group_of, self.runner.workers())
         items = [(label, [self.held[g] for g in groups], rows) for label, groups, rows in plans]
         files = []
@@ -316,9 +517,25 @@ class BatchPairs:
 
 
 def writer_plans(zps: pd.DataFrame, group_of: pd.Series, n_writers: int) -> list[tuple[str, list[int], pd.DataFrame]]:
-    """Share the nights of the frames with pairs (``zp_n_matched``) of ``zps`` among at most ``n_writers``
-    writer tasks: consecutive nights of about equal pairs each, so a task reads few groups and each night
-    is one task's (one file). Returns per task (a label, its groups, its frames' :data:`ZP_COLUMNS`)."""
+    """Share the nights of the frames with pairs (``zp_n_matched``) of ``zps`` among at most ``n_writers`` tasks.
+
+    Consecutive nights of about equal pairs each, so a task reads few groups and each night is one task's
+    (one file).
+
+    Parameters
+    ----------
+    zps : pandas.DataFrame
+        The frames' final zeropoints, with ``zp_n_matched``.
+    group_of : pandas.Series
+        Each frame's group, by frame_id (:func:`frame_groups`).
+    n_writers : int
+        The most writer tasks.
+
+    Returns
+    -------
+    list of tuple of (str, list of int, pandas.DataFrame)
+        Per task: a label, its groups, its frames' :data:`ZP_COLUMNS`.
+    """
     zps = zps[zps["zp_n_matched"].fillna(0) > 0]
     if zps.empty:
         return []

@@ -20,8 +20,22 @@ QUIVER_SCALE_PX_PER_ARCSEC = 20.0  # arrows 20x longer than the residual in pixe
 
 
 def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
-    """Write the checkplot of one frame: ``zp`` is its zeropoints row (a dict), ``matches`` its rows of
-    LAKE/matches. Returns the path written."""
+    """Write the checkplot of one frame.
+
+    Parameters
+    ----------
+    zp : dict
+        The frame's zeropoints row (schemas/zeropoints.yaml).
+    matches : pandas.DataFrame
+        Its rows of LAKE/matches.
+    path : str or pathlib.Path
+        The PNG to write.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)

@@ -31,8 +31,30 @@ __all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", 
 def read_table(
     lake: Lake, table: str, columns: list[str] | None = None, refcat: str | None = None, frame_ids=None, nights=None
 ) -> pd.DataFrame:
-    """Rows of a calibration table (``night`` from the partition), optionally of one refcat, some frames
-    and some ``nights`` (only their partitions are read: the cost of a batch, not of the archive)."""
+    """Rows of a calibration table (``night`` from the partition), optionally of one refcat, frames and nights.
+
+    Only the partitions of ``nights`` are read: the cost of a batch, not of the archive.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    table : str
+        The table: :data:`ZEROPOINTS`, :data:`MATCHES` or :data:`EXTINCTION`.
+    columns : list of str, optional
+        The columns to read (None: all).
+    refcat : str, optional
+        Only the rows of this reference catalogue (None: of every catalogue).
+    frame_ids : iterable of int, optional
+        Only the rows of these frames (None: of every frame).
+    nights : iterable of str, optional
+        Only the partitions of these nights (None: every night).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, with ``night``.
+    """
     flt = None
     if refcat is not None:
         flt = pc.field("refcat") == refcat
@@ -43,7 +65,24 @@ def read_table(
 
 
 def rows_of(table: pa.Table, refcat: str, frame_ids=None, keys=None) -> np.ndarray:
-    """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / one of the calib ``keys``."""
+    """Rows of ``table`` of ``refcat`` and (if given) ``frame_ids`` / one of the calib ``keys``.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Rows of a calibration table.
+    refcat : str
+        The reference catalogue.
+    frame_ids : iterable of int, optional
+        Only the rows of these frames (None: of every frame).
+    keys : iterable of str, optional
+        Only the rows of these calibrations (``calib_key``; None: of every calibration).
+
+    Returns
+    -------
+    numpy.ndarray
+        A boolean mask over the rows of ``table``.
+    """
     mask = table.column("refcat").to_numpy(zero_copy_only=False) == refcat
     if frame_ids is not None:
         mask &= np.isin(table.column("frame_id").to_numpy(), np.fromiter(frame_ids, np.int64))
@@ -55,12 +94,40 @@ def rows_of(table: pa.Table, refcat: str, frame_ids=None, keys=None) -> np.ndarr
 def rewrite_on_workers(
     tx: Transaction, runner, table: str, refcat: str, frame_ids: set, nights: set[str] | None = None
 ) -> int:
-    """``Table.remove_where`` (:mod:`skylake.lake.tables`) for the rows of ``refcat`` and ``frame_ids``
+    """Remove the rows of ``refcat`` and ``frame_ids`` from a table, the files rewritten on the workers.
+
+    ``Table.remove_where`` (:mod:`skylake.lake.tables`) for the rows of ``refcat`` and ``frame_ids``
     (:func:`rows_of`), the files read and rewritten by tasks on ``runner``'s workers (:func:`rewrite_files`).
 
     What ``--redo`` does to the matches of its nights, so their rows never pass through the driver. The files
     staged and removed are those :meth:`Transaction.rewrite_without` would stage and remove. Only for a table
-    whose rows the running counts do not keep (they would need the rows dropped). Returns the rows dropped."""
+    whose rows the running counts do not keep (they would need the rows dropped).
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The open transaction that stages the rewritten files and records the removals.
+    runner : skylake.runtime.Runner
+        Where the tasks run.
+    table : str
+        The table (not one of :data:`skylake.lake.counts.KEEP`).
+    refcat : str
+        The reference catalogue whose rows go.
+    frame_ids : set of int
+        The frames whose rows go.
+    nights : set of str, optional
+        Only the files of these nights (None: every night).
+
+    Returns
+    -------
+    int
+        The rows dropped.
+
+    Raises
+    ------
+    ValueError
+        ``table`` is one whose dropped rows the running counts keep.
+    """
     if table in counts.KEEP:
         raise ValueError(f"{table}: its dropped rows are counted; rewrite it with tables.get(table).remove_where")
     rels = list(enumerate(sorted(tx.lake.live_files(table, nights))))
@@ -96,10 +163,32 @@ def rewrite_on_workers(
 def rewrite_files(
     item: list[tuple[int, str]], lake_root: str, batch_id: str, table: str, refcat: str, frame_ids: list[int]
 ) -> list[tuple[int, str, str, int, int]]:
-    """A task: each file ``(k, rel)`` of ``table`` holding rows of ``refcat`` and ``frame_ids`` is read, and
+    """A task: rewrite the files of ``item`` without the rows of ``refcat`` and ``frame_ids``.
+
+    Each file ``(k, rel)`` of ``table`` holding rows of ``refcat`` and ``frame_ids`` is read, and
     its other rows (if any) are staged beside it in batch ``batch_id`` as ``<batch>-rewrite<k>.parquet``.
-    Returns the file actions ``(k, "remove", rel, rows, 0)`` and ``(k, "stage", rel, rows, bytes)``.
-    Re-running it (a worker died) rewrites the same files."""
+    Re-running it (a worker died) rewrites the same files.
+
+    Parameters
+    ----------
+    item : list of tuple of (int, str)
+        The files ``(k, rel)``: a number unique in the batch and the path in the table.
+    lake_root : str
+        The lake's location (a local path or ``s3://`` URL).
+    batch_id : str
+        The batch whose staging area receives the rewritten files.
+    table : str
+        The table.
+    refcat : str
+        The reference catalogue whose rows go.
+    frame_ids : list of int
+        The frames whose rows go.
+
+    Returns
+    -------
+    list of tuple of (int, str, str, int, int)
+        The file actions ``(k, "remove", rel, rows, 0)`` and ``(k, "stage", rel, rows, bytes)``.
+    """
     import pyarrow.parquet as pq
 
     from skylake.lake.log import rewritten_rel, staging_path

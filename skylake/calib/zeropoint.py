@@ -45,8 +45,20 @@ K_EXT_PLAUSIBLE = (-0.05, 1.5)
 def select_stars(pairs: pd.DataFrame, cal: Calibration, saturation: np.ndarray) -> np.ndarray:
     """The reason each pair is unusable ("" if usable), testing in :data:`skylake.calib.model.REJECTS` order.
 
-    ``pairs`` needs flux_max, bkg (ADU), flags, edge_dist (px), inst_mag_err, ref_mag, flags_ref,
-    neighbour_mag, n_competing; ``saturation`` is each pair's frame saturation level [ADU].
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pairs, with flux_max, bkg (ADU), flags, edge_dist (px), inst_mag_err, ref_mag, flags_ref,
+        neighbour_mag, n_competing.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+    saturation : numpy.ndarray
+        Each pair's frame saturation level [ADU].
+
+    Returns
+    -------
+    numpy.ndarray
+        Per pair, the first star cut that applies, or "" (object dtype).
     """
     n = len(pairs)
     reason = np.full(n, "", dtype=object)
@@ -97,7 +109,21 @@ def select_stars(pairs: pd.DataFrame, cal: Calibration, saturation: np.ndarray) 
 
 @dataclass
 class Fit:
-    """Result of one frame's fit. ``keep`` marks the stars in the final fit."""
+    """Result of one frame's fit.
+
+    Attributes
+    ----------
+    zp : float
+        The zeropoint [mag] (NaN when no star could be used).
+    color_term : float
+        The colour term (NaN without a colour fit).
+    zp_err : float
+        The zeropoint's standard error [mag].
+    scatter : float
+        The robust sigma of the residuals of the stars kept [mag].
+    keep : numpy.ndarray
+        Marks the stars in the final fit (boolean).
+    """
 
     zp: float
     color_term: float
@@ -131,8 +157,24 @@ def _scatter(resid: np.ndarray) -> float:
 
 
 def clipped_median(dm: np.ndarray, clip_sigma: float, max_iter: int = 10) -> Fit:
-    """Sigma-clipped median of ``dm`` (ref - inst), clipping at ``clip_sigma`` robust sigmas until
-    stable. The error is that of a median, 1.2533 sigma / sqrt(n)."""
+    """Sigma-clipped median of ``dm`` (ref - inst), clipping at ``clip_sigma`` robust sigmas until stable.
+
+    The error is that of a median, 1.2533 sigma / sqrt(n).
+
+    Parameters
+    ----------
+    dm : numpy.ndarray
+        Each star's ``ref_mag - inst_mag`` [mag]; NaN for a star not to use.
+    clip_sigma : float
+        The clip level [robust sigmas].
+    max_iter : int, optional
+        The most clipping passes.
+
+    Returns
+    -------
+    Fit
+        The median as ``zp`` (``color_term`` NaN) and the stars kept.
+    """
     dm = np.asarray(dm, float)
     keep = np.isfinite(dm)
     for _ in range(max_iter):
@@ -151,9 +193,27 @@ def clipped_median(dm: np.ndarray, clip_sigma: float, max_iter: int = 10) -> Fit
 
 
 def color_fit(dm: np.ndarray, color: np.ndarray, clip_sigma: float, max_residual: float) -> Fit:
-    """Robust fit of ``dm = zp + color_term * color`` in :data:`PASSES` passes (after LCO photcalibration):
-    pass 1 fits the stars within 5 robust sigmas of the median; each later pass refits the stars whose
-    residual from the previous line is below both ``clip_sigma`` robust sigmas and ``max_residual``."""
+    """Robust fit of ``dm = zp + color_term * color`` in :data:`PASSES` passes (after LCO photcalibration).
+
+    Pass 1 fits the stars within 5 robust sigmas of the median; each later pass refits the stars whose
+    residual from the previous line is below both ``clip_sigma`` robust sigmas and ``max_residual``.
+
+    Parameters
+    ----------
+    dm : numpy.ndarray
+        Each star's ``ref_mag - inst_mag`` [mag]; NaN for a star not to use.
+    color : numpy.ndarray
+        Each star's colour [mag]; NaN when unknown.
+    clip_sigma : float
+        The clip level of the later passes [robust sigmas].
+    max_residual : float
+        The largest residual the later passes keep [mag].
+
+    Returns
+    -------
+    Fit
+        The line (all NaN with fewer than 3 usable stars) and the stars kept.
+    """
     dm, color = np.asarray(dm, float), np.asarray(color, float)
     base = np.isfinite(dm) & np.isfinite(color)
     if base.sum() < 3:
@@ -174,8 +234,24 @@ def color_fit(dm: np.ndarray, color: np.ndarray, clip_sigma: float, max_residual
 
 
 def plane_variation(resid: np.ndarray, x: np.ndarray, y: np.ndarray, nx: float, ny: float) -> tuple[float, float]:
-    """Change of the zeropoint across an ``nx`` x ``ny`` frame from a plane fitted to the residuals,
-    |slope_x| (nx - 1) + |slope_y| (ny - 1) [mag], and its standard error (NaN with < 4 stars)."""
+    """Change of the zeropoint across an ``nx`` x ``ny`` frame from a plane fitted to the residuals.
+
+    Parameters
+    ----------
+    resid : numpy.ndarray
+        The stars' residuals from the frame's zeropoint [mag].
+    x, y : numpy.ndarray
+        The stars' pixel positions [px].
+    nx, ny : float
+        The frame's size [px].
+
+    Returns
+    -------
+    variation : float
+        ``|slope_x| (nx - 1) + |slope_y| (ny - 1)`` [mag] (NaN with < 4 stars).
+    error : float
+        Its standard error [mag] (NaN with < 4 stars).
+    """
     if resid.size < 4 or not (nx > 1 and ny > 1):
         return float("nan"), float("nan")
     design = np.column_stack([np.ones_like(x), x / nx, y / ny])
@@ -194,12 +270,29 @@ def plane_variation(resid: np.ndarray, x: np.ndarray, y: np.ndarray, nx: float, 
 def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_color: bool) -> tuple[dict, np.ndarray]:
     """Zeropoint of one frame from its one-to-one pairs (after :func:`select_stars`: column ``reject``).
 
-    Returns the zeropoint fields (zp_fit, zp_err, zp_scatter, zp_n, zp_n_matched, color_term,
-    zp_variation, zp_method, color, zp_status, zp_reason) and each pair's final reject reason
-    ("" = used). ``use_color`` asks for the colour fit; it falls back to the clipped median when
+    ``use_color`` asks for the colour fit; it falls back to the clipped median when
     fewer than ``min_stars`` usable stars have a colour in ``color_range`` (that median is the
     zeropoint at the stars' median colour: :func:`colour_correct_medians` takes it to colour 0).
     zp_method is "none" when no star could be used.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The frame's pairs, with ``reject``, ``ref_mag``, ``inst_mag``, ``ref_color``, ``x`` and ``y``.
+    frame : dict
+        The frame's row of LAKE/frames, with ``nx`` and ``ny``.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+    use_color : bool
+        Fit a colour term.
+
+    Returns
+    -------
+    fields : dict
+        The zeropoint fields (zp_fit, zp_err, zp_scatter, zp_n, zp_n_matched, color_term,
+        zp_variation, zp_method, color, zp_status, zp_reason).
+    reject : numpy.ndarray
+        Each pair's final reject reason ("" = used).
     """
     reject = pairs["reject"].to_numpy(dtype=object).copy()
     dm = (pairs["ref_mag"] - pairs["inst_mag"]).to_numpy(dtype=float)
@@ -280,10 +373,29 @@ def frame_zeropoint(pairs: pd.DataFrame, frame: dict, cal: Calibration, use_colo
 def frame_zeropoints(
     pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Per-frame zeropoints of ``frames`` (frame_id, nx, ny, saturation) from their one-to-one pairs:
+    """Per-frame zeropoints of ``frames`` (frame_id, nx, ny, saturation) from their one-to-one pairs.
+
     :func:`fit_frames`, then the frames that fell back to the median brought to colour 0 by the
     batch's fitted colour terms (:func:`colour_correct_medians`).
-    Returns (one row per frame indexed by frame_id, each pair's final reject reason)."""
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The frames' one-to-one pairs.
+    frames : pandas.DataFrame
+        The frames' rows of LAKE/frames, with frame_id, nx, ny and saturation.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+    use_color : bool
+        Fit colour terms.
+
+    Returns
+    -------
+    zeropoints : pandas.DataFrame
+        One row per frame, indexed by frame_id.
+    rejects : pandas.Series
+        Each pair's final reject reason ("" = used).
+    """
     table, rejects = fit_frames(pairs, frames, cal, use_color)
     return colour_correct(table, pairs, rejects, cal, use_color), rejects
 
@@ -291,9 +403,29 @@ def frame_zeropoints(
 def fit_frames(
     pairs: pd.DataFrame, frames: pd.DataFrame, cal: Calibration, use_color: bool
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """The part of :func:`frame_zeropoints` that needs nothing but each frame's own pairs (so frames
-    can be fitted in separate tasks): a groupby over frame_id. Frames without pairs get
-    ``no_reference_overlap``. Returns (one row per frame indexed by frame_id, each pair's reject reason)."""
+    """The part of :func:`frame_zeropoints` that needs nothing but each frame's own pairs.
+
+    So frames can be fitted in separate tasks: a groupby over frame_id. Frames without pairs get
+    ``no_reference_overlap``.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The frames' one-to-one pairs.
+    frames : pandas.DataFrame
+        The frames' rows of LAKE/frames, with frame_id, nx, ny and saturation.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+    use_color : bool
+        Fit colour terms.
+
+    Returns
+    -------
+    zeropoints : pandas.DataFrame
+        One row per frame, indexed by frame_id.
+    rejects : pandas.Series
+        Each pair's reject reason ("" = used).
+    """
     frames = frames.set_index("frame_id", drop=False)
     sat = pairs["frame_id"].map(frames["saturation"]).to_numpy(dtype=float)
     pairs = pairs.assign(reject=select_stars(pairs, cal, sat))
@@ -313,8 +445,29 @@ def fit_frames(
 def colour_correct(
     table: pd.DataFrame, pairs: pd.DataFrame, rejects: pd.Series, cal: Calibration, use_color: bool
 ) -> pd.DataFrame:
-    """:func:`colour_correct_medians` with each frame's median colour of its used pairs (``rejects``
-    empty); ``table`` unchanged without a colour fit."""
+    """Bring median zeropoints to colour 0 (:func:`colour_correct_medians`) with their frames' used pairs.
+
+    Each frame's median colour is that of its used pairs (``rejects`` empty); ``table`` is unchanged without a
+    colour fit.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The zeropoints, one row per frame indexed by frame_id (:func:`fit_frames`).
+    pairs : pandas.DataFrame
+        The frames' pairs, with ``frame_id`` and ``ref_color``.
+    rejects : pandas.Series
+        Each pair's reject reason ("" = used).
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+    use_color : bool
+        Whether the zeropoints were fitted with a colour term.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The zeropoints, corrected.
+    """
     if not use_color:
         return table
     used = rejects == ""
@@ -330,6 +483,20 @@ def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: C
     ``zp = median - color_term * c`` with the median colour term of the ``ok`` colour-fit frames of
     ``table``; those frames get that colour term and zp_method "median_ct". Without such a frame the
     zeropoint cannot be brought to colour 0 and an ``ok`` frame becomes ``too_few_stars``, saying why.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The zeropoints, one row per frame indexed by frame_id (:func:`fit_frames`).
+    median_colour : pandas.Series
+        The median colour of each frame's stars [mag], by frame_id.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A corrected copy of ``table``.
     """
     table = table.copy()
     fitted = (
@@ -361,7 +528,29 @@ def colour_correct_medians(table: pd.DataFrame, median_colour: pd.Series, cal: C
 # -- one night -----------------------------------------------------------------------------------------
 @dataclass
 class Extinction:
-    """``zp = zp_airmass0 - k_ext * airmass`` over one night's frames (``keep``: frames in the fit)."""
+    """``zp = zp_airmass0 - k_ext * airmass`` over one night's frames (``keep``: frames in the fit).
+
+    Attributes
+    ----------
+    k_ext : float
+        The extinction coefficient [mag/airmass] (NaN without an extinction term).
+    k_ext_err : float
+        Its standard error [mag/airmass].
+    zp_airmass0 : float
+        The zeropoint at airmass 0 [mag]; without an extinction term, the frames' clipped median zeropoint.
+    scatter : float
+        The robust sigma of the frames' residuals [mag].
+    n_frames : int
+        The frames in the fit.
+    airmass_min, airmass_max : float
+        The airmass range of the frames in the fit.
+    status : str
+        The ext_status (:class:`skylake.calib.model.ExtStatus`).
+    reason : str
+        Why the status is not ok ("" when it is).
+    keep : numpy.ndarray
+        Marks the frames in the fit (boolean).
+    """
 
     k_ext: float
     k_ext_err: float
@@ -375,7 +564,18 @@ class Extinction:
     keep: np.ndarray
 
     def model(self, airmass: np.ndarray) -> np.ndarray:
-        """The clear-sky zeropoint at ``airmass`` (a constant when no extinction term was fitted)."""
+        """The clear-sky zeropoint at ``airmass`` (a constant when no extinction term was fitted).
+
+        Parameters
+        ----------
+        airmass : numpy.ndarray
+            The airmasses.
+
+        Returns
+        -------
+        numpy.ndarray
+            The zeropoints [mag].
+        """
         k = self.k_ext if self.status == ExtStatus.OK else 0.0
         return self.zp_airmass0 - k * np.asarray(airmass, float)
 
@@ -427,6 +627,22 @@ def below_clear_sky(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: 
     cannot pull onto themselves as a least-squares line would. A frame without which the others span
     less than ``min_airmass_range`` sets the slope alone (any line passes through it), so it is judged
     against the others' median zeropoint instead.
+
+    Parameters
+    ----------
+    zp : numpy.ndarray
+        The frames' zeropoints [mag].
+    airmass : numpy.ndarray
+        Their airmasses.
+    keep : numpy.ndarray
+        The frames to judge (boolean).
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+
+    Returns
+    -------
+    numpy.ndarray
+        Per frame, whether it is below the line (boolean).
     """
     from scipy.stats import theilslopes  # scipy.stats: ~0.4 s to import, only where a night is fitted
 
@@ -449,7 +665,22 @@ def fit_extinction(zp: np.ndarray, airmass: np.ndarray, cal: Calibration) -> Ext
     only ever makes a frame fainter) are dropped and a least-squares line is fitted to the rest. When
     the frames, before or after that cut, are fewer than ``min_extinction_frames`` or span less than
     ``min_airmass_range``, or the fitted k_ext is outside :data:`K_EXT_PLAUSIBLE`, k_ext is null, the
-    status says why, and zp_airmass0 is the frames' clipped median zeropoint."""
+    status says why, and zp_airmass0 is the frames' clipped median zeropoint.
+
+    Parameters
+    ----------
+    zp : numpy.ndarray
+        The frames' zeropoints [mag]; NaN for a frame not to use.
+    airmass : numpy.ndarray
+        Their airmasses.
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+
+    Returns
+    -------
+    Extinction
+        The fit.
+    """
     zp, airmass = np.asarray(zp, float), np.asarray(airmass, float)
     keep = np.isfinite(zp) & np.isfinite(airmass)
     status, why = _support(airmass, keep, cal)
@@ -492,6 +723,23 @@ def fit_extinction(zp: np.ndarray, airmass: np.ndarray, cal: Calibration) -> Ext
 
 
 def mark_cloudy(zp: np.ndarray, airmass: np.ndarray, ext: Extinction, cal: Calibration) -> np.ndarray:
-    """Frames whose zeropoint lies more than ``max_zp_drop`` below the night's clear-sky model."""
+    """Frames whose zeropoint lies more than ``max_zp_drop`` below the night's clear-sky model.
+
+    Parameters
+    ----------
+    zp : numpy.ndarray
+        The frames' zeropoints [mag].
+    airmass : numpy.ndarray
+        Their airmasses.
+    ext : Extinction
+        The night's extinction (:func:`fit_extinction`).
+    cal : skylake.profile.Calibration
+        The profile's ``[calibration]`` settings.
+
+    Returns
+    -------
+    numpy.ndarray
+        Per frame, whether it is cloudy (boolean).
+    """
     with np.errstate(invalid="ignore"):
         return np.asarray(zp, float) < ext.model(airmass) - cal.max_zp_drop

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from skylake.db.secrets import SECRET_KEY, redact, register
-from skylake.errors import DbError, DbUrlError
+from skylake.errors import DbError, DbUrlError  # noqa: F401 (DbError: imported from here by the db package)
 
 ENV_URL = "SKYLAKE_DB_URL"
 SQLITE_FILE = "_skylake/summary.sqlite"
@@ -27,8 +27,11 @@ def db_url(lake, url: str | None = None) -> str:
     if url:
         register(url)
         return url
-    if not lake.store.is_local:
-        raise DbError(f"the lake {lake.url} is not on a local disk: give --db URL or set {ENV_URL}")
+    if not lake.store.is_local:  # a usage error: the summary database is SQLite or Postgres on a local disk
+        raise DbUrlError(
+            f"the lake {lake.url} is not on a local disk, so its summary database cannot live inside it: give "
+            f"--db URL (e.g. sqlite:////var/lib/skylake/summary.sqlite) or set {ENV_URL}"
+        )
     return f"sqlite:///{lake.path(SQLITE_FILE)}"
 
 

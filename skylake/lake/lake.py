@@ -309,6 +309,12 @@ class Lake:
         try:
             data = store.read_bytes(LAKE_FILE)
         except FileNotFoundError:
+            bucket = store.root.split("/")[0]
+            if store.is_s3 and not store.fs.exists(bucket):
+                raise LakeError(
+                    f"{url}: bucket {bucket!r} does not exist (or these credentials cannot see it); create the "
+                    f"bucket, then `skylake init {url}`"
+                ) from None
             raise LakeError(
                 f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`"
             ) from None

@@ -26,9 +26,41 @@ def __getattr__(name):  # lazy, so `skylake --help` does not import numpy and pa
 
 
 def make_maps(lake, *, out_dir=None, pngs=("transparency", "sky"), **select):
-    """Compute the selected maps (:func:`skylake.maps.build.compute_maps` arguments), commit them to
-    LAKE/maps and, with ``out_dir``, export FITS and PNGs there. Returns (MapSet, stored index rows,
-    commit version, exported paths)."""
+    """Compute the selected maps, commit them to LAKE/maps and, with ``out_dir``, export FITS and PNGs there.
+
+    The selection and settings are :func:`skylake.maps.build.compute_maps` arguments.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str or os.PathLike
+        The lake, or where it is (then opened here).
+    out_dir : str or os.PathLike, optional
+        Where to export FITS and PNGs (:func:`skylake.maps.export.export_maps`); None: no export.
+    pngs : tuple of str, optional
+        The quantities drawn as PNGs (``transparency``, ``sky``).
+    **select
+        :func:`skylake.maps.build.compute_maps` keyword arguments (night, frame_id, since, until, per_frame,
+        nside, frames_of, refcat, profile, client, samples).
+
+    Returns
+    -------
+    maps : skylake.maps.build.MapSet
+        The maps computed.
+    index : pandas.DataFrame
+        The stored index rows, one per map (empty when there was nothing to map).
+    version : int or None
+        The commit version (None when nothing was stored).
+    paths : list of pathlib.Path
+        The exported files (empty without ``out_dir``).
+
+    Raises
+    ------
+    skylake.errors.LakeError
+        The lake cannot be written.
+    MapsError
+        A selection or setting that cannot work (bad nside, date or selection, a frame not in the lake,
+        horizon maps asked for of a profile without a site).
+    """
     import os
 
     from skylake.lake import Lake

@@ -29,7 +29,23 @@ class MapsError(SkylakeError, ValueError):
 
 
 def nside_order(nside: int) -> int:
-    """HEALPix order of ``nside`` (a power of two up to 2**29); MapsError otherwise."""
+    """HEALPix order of ``nside`` (a power of two up to 2**29); MapsError otherwise.
+
+    Parameters
+    ----------
+    nside : int
+        The HEALPix nside.
+
+    Returns
+    -------
+    int
+        The order: ``nside == 2**order``.
+
+    Raises
+    ------
+    MapsError
+        ``nside`` is not an integer power of two from 1 to 2**29.
+    """
     n = int(nside) if isinstance(nside, (int, np.integer)) and not isinstance(nside, bool) else -1
     if n < 1 or n > 2**HEALPIX_ORDER_MAX or n & (n - 1):
         raise MapsError(f"nside must be a power of two from 1 to 2**29, got {nside!r}")
@@ -37,14 +53,52 @@ def nside_order(nside: int) -> int:
 
 
 def equatorial_pixels(h29: np.ndarray, nside: int) -> np.ndarray:
-    """NESTED pixel at ``nside`` of each ``_healpix_29`` index (a bit shift: no trigonometry)."""
+    """NESTED pixel at ``nside`` of each ``_healpix_29`` index (a bit shift: no trigonometry).
+
+    Parameters
+    ----------
+    h29 : numpy.ndarray
+        The ``_healpix_29`` spatial indices.
+    nside : int
+        The HEALPix nside of the pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        The NESTED pixel of each index.
+
+    Raises
+    ------
+    MapsError
+        ``nside`` is not a power of two from 1 to 2**29.
+    """
     from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
     return spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=nside_order(nside))
 
 
 def horizon_pixels(az_deg: np.ndarray, alt_deg: np.ndarray, nside: int) -> np.ndarray:
-    """NESTED pixel at ``nside`` of each (azimuth, altitude) in degrees (lon = azimuth, lat = altitude)."""
+    """NESTED pixel at ``nside`` of each (azimuth, altitude) in degrees (lon = azimuth, lat = altitude).
+
+    Parameters
+    ----------
+    az_deg : numpy.ndarray
+        Azimuths [deg].
+    alt_deg : numpy.ndarray
+        Altitudes [deg].
+    nside : int
+        The HEALPix nside of the pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        The NESTED pixel of each position (int64).
+
+    Raises
+    ------
+    MapsError
+        ``nside`` is not a power of two from 1 to 2**29.
+    """
     import healpy as hp
 
     nside_order(nside)
@@ -54,7 +108,22 @@ def horizon_pixels(az_deg: np.ndarray, alt_deg: np.ndarray, nside: int) -> np.nd
 
 
 def pixel_centres(pixel: np.ndarray, nside: int) -> tuple[np.ndarray, np.ndarray]:
-    """(lon, lat) in degrees of NESTED pixel centres."""
+    """(lon, lat) in degrees of NESTED pixel centres.
+
+    Parameters
+    ----------
+    pixel : numpy.ndarray
+        NESTED pixels.
+    nside : int
+        Their HEALPix nside.
+
+    Returns
+    -------
+    lon : numpy.ndarray
+        Longitude of each centre [deg] (RA, or azimuth for a horizon map).
+    lat : numpy.ndarray
+        Latitude of each centre [deg] (Dec, or altitude for a horizon map).
+    """
     import healpy as hp
 
     lon, lat = hp.pix2ang(int(nside), np.asarray(pixel, np.int64), nest=True, lonlat=True)
@@ -62,7 +131,18 @@ def pixel_centres(pixel: np.ndarray, nside: int) -> tuple[np.ndarray, np.ndarray
 
 
 def airmass(alt_deg: np.ndarray) -> np.ndarray:
-    """Kasten & Young (1989) relative airmass of an altitude in degrees (finite to the horizon; NaN below)."""
+    """Kasten & Young (1989) relative airmass of an altitude in degrees (finite to the horizon; NaN below).
+
+    Parameters
+    ----------
+    alt_deg : numpy.ndarray
+        Altitudes [deg].
+
+    Returns
+    -------
+    numpy.ndarray
+        The airmass of each altitude (NaN below the horizon).
+    """
     alt = np.asarray(alt_deg, float)
     with np.errstate(invalid="ignore", divide="ignore"):
         x = 1.0 / (np.sin(np.radians(alt)) + 0.50572 * (alt + 6.07995) ** -1.6364)
@@ -74,9 +154,23 @@ def sky_brightness(
 ) -> np.ndarray:
     """Sky surface brightness in mag/arcsec^2: ``zp - 2.5 log10(bkg / exptime / pixscale**2)``.
 
-    ``zp`` is the frame's zeropoint (mag of 1 ADU/s), ``bkg`` the background per pixel over the
-    exposure (ADU), ``pixscale`` in arcsec/pixel (so ``pixscale**2`` is the pixel's solid angle in
-    arcsec^2). NaN where the background is not positive."""
+    Parameters
+    ----------
+    zp : numpy.ndarray
+        The frame's zeropoint [mag] (the magnitude of 1 ADU/s).
+    bkg_adu : numpy.ndarray
+        The background per pixel over the exposure [ADU].
+    exptime_s : numpy.ndarray
+        The exposure time [s].
+    pixscale_arcsec : numpy.ndarray
+        The pixel scale [arcsec/pixel] (so ``pixscale**2`` is the pixel's solid angle in arcsec^2).
+
+    Returns
+    -------
+    numpy.ndarray
+        The sky brightness [mag/arcsec2]; NaN where the background (or the exposure time or pixel scale) is
+        not positive.
+    """
     bkg, t, s = (np.asarray(v, float) for v in (bkg_adu, exptime_s, pixscale_arcsec))
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where((bkg > 0) & (t > 0) & (s > 0), bkg / t / (s * s), np.nan)
@@ -94,11 +188,25 @@ def _robust_scatter(df: pd.DataFrame, column: str) -> pd.Series:
 def aggregate_pixels(stars: pd.DataFrame, sky: pd.DataFrame, astro: pd.DataFrame, min_stars: int) -> pd.DataFrame:
     """One row per (map_key, pixel) that has any sample.
 
-    ``stars``: map_key, pixel, frame_id, zp, zp_clear (mag), one row per star measurement;
-    ``sky``: map_key, pixel, frame_id, sky_mag (mag/arcsec^2); ``astro``: map_key, pixel, dra_arcsec,
-    ddec_arcsec, sep_arcsec. Returns n_stars, n_frames, zp_median, zp_clear_median, transparency,
-    dzp_scatter, n_sky, sky_mag, sky_mag_scatter, n_astro, dra_arcsec, ddec_arcsec, sep_arcsec;
-    zeropoint and transparency are NaN where n_stars < ``min_stars``.
+    A pixel with astrometric samples only has no row (a pixel with astrometry has stars too).
+
+    Parameters
+    ----------
+    stars : pandas.DataFrame
+        Star samples, one row per star measurement: map_key, pixel, frame_id, zp, zp_clear [mag].
+    sky : pandas.DataFrame
+        Sky samples: map_key, pixel, frame_id, sky_mag [mag/arcsec2].
+    astro : pandas.DataFrame
+        Astrometric residual samples: map_key, pixel, dra_arcsec, ddec_arcsec, sep_arcsec [arcsec].
+    min_stars : int
+        The fewest star samples that give a pixel a zeropoint and a transparency.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sorted by (map_key, pixel): map_key, pixel, n_stars, n_frames, zp_median, zp_clear_median [mag],
+        transparency, dzp_scatter [mag], n_sky, sky_mag, sky_mag_scatter [mag/arcsec2], n_astro, dra_arcsec,
+        ddec_arcsec, sep_arcsec [arcsec]; zeropoint and transparency are NaN where n_stars < ``min_stars``.
     """
     stars = stars.assign(dzp=stars["zp"] - stars["zp_clear"])
     g = stars.groupby(KEYS, sort=False)

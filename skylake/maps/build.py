@@ -98,7 +98,19 @@ SAMPLE_COLUMNS = {
 
 @dataclass
 class MapSet:
-    """Maps computed by :func:`compute_maps`, not yet stored."""
+    """Maps computed by :func:`compute_maps`, not yet stored.
+
+    Attributes
+    ----------
+    pixels : pandas.DataFrame
+        One row per pixel per map: schemas/maps.yaml columns plus night (the partition).
+    index : pandas.DataFrame
+        One row per map: schemas/maps_index.yaml columns except path, batch_id, created_at.
+    stars : pandas.DataFrame
+        With ``samples=True``, the star samples: map_id, pixel, frame_id, ref_id, zp, zp_clear [mag].
+    sky : pandas.DataFrame
+        With ``samples=True``, the sky samples: map_id, pixel, frame_id, sky_mag [mag/arcsec2].
+    """
 
     pixels: pd.DataFrame  # schemas/maps.yaml columns plus night (the partition)
     index: pd.DataFrame  # schemas/maps_index.yaml columns except path, batch_id, created_at
@@ -120,7 +132,32 @@ def select_frames(
     since: str | None = None,
     until: str | None = None,
 ) -> pd.DataFrame:
-    """Frames (not rejected) of one night, one frame, nights in [since, until], or all."""
+    """Frames (not rejected) of one night, one frame, nights in [since, until], or all.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    night : str, optional
+        One observing night (YYYY-MM-DD).
+    frame_id : int, optional
+        One frame.
+    since : str, optional
+        The first night (YYYY-MM-DD) of a range; open-ended without it.
+    until : str, optional
+        The last night (YYYY-MM-DD) of a range; open-ended without it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The latest version of each frame selected, with :data:`FRAME_COLUMNS`.
+
+    Raises
+    ------
+    MapsError
+        A date that is not YYYY-MM-DD, more than one of ``night``, ``frame_id`` and the range, or a frame not
+        in the lake (or rejected at ingest).
+    """
     for name, value in (("night", night), ("since", since), ("until", until)):
         _check_date(name, value)
     if sum(v is not None for v in (night, frame_id)) + (since is not None or until is not None) > 1:
@@ -160,12 +197,35 @@ def clear_sky_zeropoints(
 ) -> np.ndarray:
     """Clear-sky reference zeropoint (mag) of each sample at airmass ``x`` on its night.
 
-    A number: that fixed zeropoint (MDM all-sky style: transparency then includes the airmass
+    A number ``zp_clear``: that fixed zeropoint (MDM all-sky style: transparency then includes the airmass
     extinction). ``"auto"``: the night's extinction line of the same calibration, ``zp_airmass0 -
     k_ext * airmass``, so transparency is 1 on a clear night at any airmass; when the night had no
     extinction fit (k_ext null) its row's ``zp_airmass0`` is the clipped median zeropoint of its ok
     frames; when the night has no extinction row at all, the upper envelope: the 95th percentile of
-    its frames' fitted zeropoints (``zps``: night, calib_key, zp_fit)."""
+    its frames' fitted zeropoints (``zps``: night, calib_key, zp_fit).
+
+    Parameters
+    ----------
+    zp_clear : float or str
+        A fixed clear-sky zeropoint [mag], or ``"auto"``.
+    night : numpy.ndarray
+        Each sample's night.
+    calib_key : numpy.ndarray
+        Each sample's calibration key.
+    x : numpy.ndarray
+        Each sample's airmass.
+    extinction : pandas.DataFrame
+        The nights' extinction rows: night, calib_key, k_ext [mag/airmass], zp_airmass0 [mag] (the last row
+        of a night and calibration key counts).
+    zps : pandas.DataFrame
+        The frames' zeropoints: night, calib_key, zp_fit [mag].
+
+    Returns
+    -------
+    numpy.ndarray
+        The clear-sky zeropoint of each sample [mag]; NaN where the night has neither an extinction row nor
+        a fitted zeropoint.
+    """
     n = len(night)
     if zp_clear != "auto":
         return np.full(n, float(zp_clear))
@@ -188,7 +248,32 @@ def clear_sky_zeropoints(
 def map_id(
     scope: str, selection: dict, nside: int, frame_of: str, profile: str, refcat: str, zp_clear, min_stars: int
 ) -> str:
-    """Identity of a map: making the same map again replaces it."""
+    """Identity of a map: making the same map again replaces it.
+
+    Parameters
+    ----------
+    scope : str
+        The map's scope: ``night``, ``frame`` or ``range``.
+    selection : dict
+        What it covers: ``{"night": ...}``, ``{"frame_id": ...}`` or ``{"since": ..., "until": ...}``.
+    nside : int
+        The HEALPix nside.
+    frame_of : str
+        The coordinates: ``equatorial`` or ``horizon``.
+    profile : str
+        The profile's name.
+    refcat : str
+        The calibration catalogue.
+    zp_clear : float or str
+        The clear-sky zeropoint setting ([mag], or ``"auto"``).
+    min_stars : int
+        The fewest star samples that give a pixel a zeropoint.
+
+    Returns
+    -------
+    str
+        The first 16 hex digits of the SHA-256 of them all.
+    """
     ident = {
         "scope": scope,
         "selection": selection,
@@ -217,16 +302,60 @@ def compute_maps(
     client=None,
     samples: bool = True,
 ) -> MapSet:
-    """Compute the maps of the selection (see module docstring): one per night (default, and with
-    ``night``), per frame (``frame_id``, or ``per_frame``), or one over ``since``..``until``.
+    """Compute the maps of the selection (see module docstring).
+
+    One map per night (default, and with ``night``), per frame (``frame_id``, or ``per_frame``), or one over
+    ``since``..``until``; each per profile and coordinates (``frames_of``).
 
     Only the selected nights' directories of frames, zeropoints, extinction and matches are read, and
     the sources of the partitions the frames cover. The samples are computed per group of
     :data:`FRAMES_PER_TASK` frames and written to the lake's store, then reduced per pixel group
     (:data:`REDUCE_ORDER`): tasks on ``client`` (a ``distributed.Client``) when given, else one at a time
-    here. ``samples``: also return the star and sky samples (:class:`MapSet`; for checks against truth,
-    they are as many as the selection's stars and sources); without, neither a task nor this process holds
-    more than a group's."""
+    here. Frames of a profile that cannot be found, or that names no reference catalogue, are left out with
+    a warning.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    night : str, optional
+        One observing night (YYYY-MM-DD).
+    frame_id : int, optional
+        One frame.
+    since : str, optional
+        The first night (YYYY-MM-DD) of one map over a range of nights.
+    until : str, optional
+        The last night (YYYY-MM-DD) of one map over a range of nights.
+    per_frame : bool, optional
+        One map per frame of the selection.
+    nside : int, optional
+        The HEALPix nside (default: the profile's ``[maps] nside``).
+    frames_of : tuple of str, optional
+        The coordinates: ``equatorial``, ``horizon`` or both (default; then a profile without a ``[site]``
+        gets equatorial maps only, with a warning).
+    refcat : str, optional
+        The calibration catalogue (default: the profile's ``[calibration] refcat``).
+    profile : Profile or str, optional
+        The profile (or its name or file) for ``[site]`` and ``[maps]``, the command's ``--pipeline``
+        (default: the frames' own, as stored at ingest).
+    client : distributed.Client, optional
+        Where the sample and reduce tasks run (default: one at a time in this process).
+    samples : bool, optional
+        Also return the star and sky samples (:class:`MapSet`; for checks against truth, they are as many as
+        the selection's stars and sources); without, neither a task nor this process holds more than a
+        group's.
+
+    Returns
+    -------
+    MapSet
+        The maps (empty when no frame of the selection could be mapped).
+
+    Raises
+    ------
+    MapsError
+        A bad ``frames_of``, ``nside``, date or selection, a frame not in the lake, or horizon maps asked
+        for (``frames_of`` not both) of a profile without a ``[site]``.
+    """
     bad = [f for f in frames_of if f not in FRAMES_OF]
     if bad or not frames_of:
         raise MapsError(f"frame-of must be among {list(FRAMES_OF)}, got {list(frames_of)}")
@@ -308,10 +437,28 @@ def _frame_partitions(lake: Lake, frames: pd.DataFrame) -> list[str] | None:
 
 
 def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids: pa.Array) -> pa.Table:
-    """``columns`` of the rows of ``frame_ids`` in the sources files ``paths`` (lake-relative), a file at a
-    time, reading only the row groups whose ``frame_id`` statistics reach the ids. A dataset over the files
+    """``columns`` of the rows of ``frame_ids`` in the sources files ``paths`` (lake-relative), a file at a time.
+
+    Only the row groups whose ``frame_id`` statistics reach the ids are read. A dataset over the files
     would hold every file's footer at once, and a partition has a file per batch: on a 25-night lake a
-    task's 1025 files cost +127 MB that way, +3 MB this one."""
+    task's 1025 files cost +127 MB that way, +3 MB this one.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    paths : list of str
+        The sources files, lake-relative.
+    columns : list of str
+        Columns of the source table, ``frame_id`` among them.
+    frame_ids : pyarrow.Array
+        The frames.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows, with the source table's types.
+    """
 
     from skylake.schema import table_schema
 
@@ -334,10 +481,26 @@ def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids
 
 
 def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> dict:
-    """The star, sky and astrometric samples of some frames of one profile's maps (module docstring,
-    steps 1-3): ``{frame_of: (stars, sky, astro)}`` with their map key and pixel. ``files``: the sources
-    files to read (lake-relative, through :func:`read_frames_rows`; None: every one); a frame found with
-    fewer sources than ``n_sources`` is read again from every file."""
+    """The star, sky and astrometric samples of some frames of one profile's maps (module docstring, steps 1-3).
+
+    A frame found with fewer sources than ``n_sources`` in ``files`` is read again from every file.
+
+    Parameters
+    ----------
+    spec : dict
+        What every task of the profile's maps shares: the lake's ``url``, ``refcat``, ``frames`` (with their
+        calibration), ``ext`` (the extinction rows), ``zp_clear``, ``frames_of``, ``scope``, ``nside`` and
+        ``site`` (latitude [deg], longitude [deg], height [m]; None without a site).
+    frame_ids : numpy.ndarray
+        The frames.
+    files : list of str or None
+        The sources files to read (lake-relative, through :func:`read_frames_rows`; None: every one).
+
+    Returns
+    -------
+    dict
+        ``{frame_of: (stars, sky, astro)}``: three pandas.DataFrame of samples with their map key and pixel.
+    """
     from skylake.calib.store import MATCHES, read_table
 
     lake = Lake.open(spec["url"], catch_up=False)
@@ -347,6 +510,18 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     cols = ["source_id", "frame_id", "_healpix_29", "ra", "dec", "bkg"]
 
     def read(paths):
+        """The sources rows of the frames, from some files or from the whole table.
+
+        Parameters
+        ----------
+        paths : list of str or None
+            The sources files (lake-relative; None: every one).
+
+        Returns
+        -------
+        pyarrow.Table
+            The frames' sources.
+        """
         if paths is None:
             return lake.read_sources(columns=cols, filter=pc.field("frame_id").isin(ids))
         return read_frames_rows(lake, paths, cols, ids)
@@ -416,6 +591,18 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     scope, nside = spec["scope"], spec["nside"]
 
     def key(df):  # which map each sample belongs to
+        """The map key of each sample: its frame, its night, or ``range``.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Samples, with ``frame_id`` and ``night``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The key of each sample (str).
+        """
         if scope == "frame":
             return df["frame_id"].to_numpy(np.int64).astype(str)
         if scope == "night":
@@ -453,11 +640,30 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
 
 
 def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str] | None) -> dict:
-    """:func:`map_samples` of some frames, written to the run directory ``spec['run']`` (one file per
-    map frame, pixel group of :func:`pixel_groups` and kind: ``<frame_of>/<group>/<task>-<kind>.parquet``),
-    so that no task and not the driver holds more than a share of the samples. Returns what the index
-    needs (per map frame, map key and frame: night, mjd, calib_key, star and sky sample counts) and the
-    groups written."""
+    """:func:`map_samples` of some frames, written to the run directory ``spec['run']``.
+
+    One file per map frame, pixel group of :func:`pixel_groups` and kind:
+    ``<frame_of>/<group>/<task>-<kind>.parquet``, so that no task and not the driver holds more than a share
+    of the samples.
+
+    Parameters
+    ----------
+    spec : dict
+        As for :func:`map_samples`, with ``run``: the run directory on the lake's store.
+    task : int
+        The task's number (in its files' names).
+    frame_ids : numpy.ndarray
+        The frames.
+    files : list of str or None
+        The sources files to read (as for :func:`map_samples`).
+
+    Returns
+    -------
+    dict
+        What the index needs, ``frames`` (a pandas.DataFrame: per map frame, map key and frame: night, mjd,
+        calib_key, star and sky sample counts), and the groups written, ``groups`` (a list of
+        ``(frame_of, group)``).
+    """
     from skylake.lake.parquet import parquet_bytes
     from skylake.lake.pieces import PIECE_ZSTD_LEVEL
 
@@ -497,8 +703,28 @@ def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str]
 
 
 def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
-    """:func:`~skylake.maps.aggregate.aggregate_pixels` of one pixel group's samples (every task's files of
-    it): ``(frame_of, pixel rows, star samples, sky samples)``, the samples only with ``spec['samples']``."""
+    """:func:`~skylake.maps.aggregate.aggregate_pixels` of one pixel group's samples (every task's files of it).
+
+    Parameters
+    ----------
+    spec : dict
+        As for :func:`write_samples`, with ``min_stars`` and ``samples``.
+    frame_of : str
+        The map frame: ``equatorial`` or ``horizon``.
+    group : int
+        The pixel group (:func:`pixel_groups`).
+
+    Returns
+    -------
+    frame_of : str
+        The map frame.
+    pixels : pandas.DataFrame
+        The pixel rows.
+    stars : pandas.DataFrame or None
+        The star samples, only with ``spec['samples']``.
+    sky : pandas.DataFrame or None
+        The sky samples, only with ``spec['samples']``.
+    """
 
     store = Lake.open(spec["url"], catch_up=False).store
     base = f"{spec['run']}/{frame_of}/{group}"
@@ -517,8 +743,27 @@ def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
 
 
 def pixel_groups(pixel: np.ndarray, nside: int) -> np.ndarray:
-    """The reduce group of each NESTED pixel at ``nside``: its parent at :data:`REDUCE_ORDER` (the pixel
-    itself at lower orders)."""
+    """The reduce group of each NESTED pixel at ``nside``.
+
+    Its parent at :data:`REDUCE_ORDER` (the pixel itself at lower orders).
+
+    Parameters
+    ----------
+    pixel : numpy.ndarray
+        NESTED pixels.
+    nside : int
+        Their HEALPix nside.
+
+    Returns
+    -------
+    numpy.ndarray
+        The group of each pixel.
+
+    Raises
+    ------
+    MapsError
+        ``nside`` is not a power of two from 1 to 2**29.
+    """
     from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 
     order = nside_order(nside)

@@ -81,7 +81,13 @@ def _cmd_maps(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    """Add ``maps`` to an argparse subparsers object."""
+    """Add ``maps`` to an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The top-level sub-commands.
+    """
     p = subparsers.add_parser(
         "maps",  # not a table
         help="HEALPix maps: zeropoint, transparency, sky brightness, astrometric residuals",

@@ -42,15 +42,40 @@ def _what(row: dict) -> str:
 
 
 def map_stem(row: dict) -> str:
-    """File stem of a map's exports, e.g. ``map-night-2026-03-01-skycamz-equatorial-nside8-3f2a9c01``: the
-    selection, the camera's profile, the frame and nside, and the head of the map_id, so that two maps
-    (other profiles, catalogues or settings) never write the same file."""
+    """File stem of a map's exports, e.g. ``map-night-2026-03-01-skycamz-equatorial-nside8-3f2a9c01``.
+
+    The selection, the camera's profile, the frame and nside, and the head of the map_id, so that two maps
+    (other profiles, catalogues or settings) never write the same file.
+
+    Parameters
+    ----------
+    row : dict
+        The map's index row.
+
+    Returns
+    -------
+    str
+        The stem.
+    """
     profile = re.sub(r"[^A-Za-z0-9_.]+", "_", str(row["profile"]))
     return f"map-{row['scope']}-{_what(row)}-{profile}-{row['frame_of']}-nside{row['nside']}-{row['map_id'][:8]}"
 
 
 def full_maps(pixels: pd.DataFrame, nside: int) -> dict[str, np.ndarray]:
-    """Full-sphere NESTED arrays (UNSEEN where empty or null) of each FITS field of one map's rows."""
+    """Full-sphere NESTED arrays (UNSEEN where empty or null) of each FITS field of one map's rows.
+
+    Parameters
+    ----------
+    pixels : pandas.DataFrame
+        The map's pixel rows.
+    nside : int
+        The map's HEALPix nside.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One array (float64, ``12 * nside**2`` pixels) per FITS column of :data:`FIELDS`.
+    """
     import healpy as hp
 
     out = {}
@@ -65,7 +90,22 @@ def full_maps(pixels: pd.DataFrame, nside: int) -> dict[str, np.ndarray]:
 
 
 def write_fits(pixels: pd.DataFrame, row: dict, path: str | os.PathLike) -> Path:
-    """Write one map (its pixel rows and index row) as a HEALPix FITS binary table."""
+    """Write one map (its pixel rows and index row) as a HEALPix FITS binary table.
+
+    Parameters
+    ----------
+    pixels : pandas.DataFrame
+        The map's pixel rows.
+    row : dict
+        The map's index row.
+    path : str or os.PathLike
+        The file (its directory is made; a file there is overwritten).
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
     import healpy as hp
 
     nside = int(row["nside"])
@@ -136,9 +176,27 @@ def _zoom(ax, m: np.ndarray, seen: np.ndarray, nside: int, frame_of: str, vmin: 
 
 
 def write_png(pixels: pd.DataFrame, row: dict, path: str | os.PathLike, quantity: str = "transparency") -> Path:
-    """Mollweide view of one quantity (``transparency`` or ``sky``) with a colour bar spanning the data; a
-    map covering under 1 % of the sky also gets a zoom onto its pixels beside it, on RA/Dec (or
-    azimuth/altitude) axes in degrees."""
+    """Mollweide view of one quantity (``transparency`` or ``sky``) with a colour bar spanning the data.
+
+    A map covering under 1 % of the sky also gets a zoom onto its pixels beside it, on RA/Dec (or
+    azimuth/altitude) axes in degrees.
+
+    Parameters
+    ----------
+    pixels : pandas.DataFrame
+        The map's pixel rows.
+    row : dict
+        The map's index row.
+    path : str or os.PathLike
+        The PNG file (its directory is made).
+    quantity : {'transparency', 'sky'}, optional
+        The quantity drawn: the transparency, or the sky brightness [mag/arcsec2].
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
     import healpy as hp
     import matplotlib
 
@@ -214,7 +272,24 @@ def export_maps(
     out_dir: str | os.PathLike,
     pngs: tuple[str, ...] = ("transparency", "sky"),
 ) -> list[Path]:
-    """FITS and PNGs of every map in ``index`` (pixel rows from ``pixels``) into ``out_dir``."""
+    """FITS and PNGs of every map in ``index`` (pixel rows from ``pixels``) into ``out_dir``.
+
+    Parameters
+    ----------
+    pixels : pandas.DataFrame
+        The maps' pixel rows.
+    index : pandas.DataFrame
+        The maps' index rows, as stored.
+    out_dir : str or os.PathLike
+        The directory the files are written to (made if need be).
+    pngs : tuple of str, optional
+        The quantities drawn as PNGs (:func:`write_png`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written: per map, its FITS file, then its PNGs.
+    """
     out, written = Path(out_dir), []
     by_map = dict(tuple(pixels.groupby("map_id")))
     for row in index.to_dict("records"):

@@ -35,7 +35,22 @@ INDEX_DIR = posixpath.relpath(get(MAPS_INDEX).location, get(MAPS).location)  # "
 
 
 def read_maps(lake: Lake, map_ids=None, columns: list[str] | None = None) -> pd.DataFrame:
-    """Pixel rows (``night`` from the partition), optionally of some maps."""
+    """Pixel rows (``night`` from the partition), optionally of some maps.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    map_ids : iterable of str, optional
+        The maps to read (None: every map).
+    columns : list of str, optional
+        The columns to read (None: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pixel per map (schemas/maps.yaml).
+    """
     flt = None
     if map_ids is not None:
         flt = pads.field("map_id").isin(pa.array([str(m) for m in map_ids], pa.string()))
@@ -43,13 +58,41 @@ def read_maps(lake: Lake, map_ids=None, columns: list[str] | None = None) -> pd.
 
 
 def index_rel(night, batch_id: str) -> str:
-    """Where a commit files the index rows of its maps whose first night is ``night`` (relative to LAKE/maps)."""
+    """Where a commit files the index rows of its maps whose first night is ``night`` (relative to LAKE/maps).
+
+    Parameters
+    ----------
+    night : str or None
+        The maps' first night (None, NaN or '': unknown).
+    batch_id : str
+        The commit's batch.
+
+    Returns
+    -------
+    str
+        ``_index/night=YYYY-MM-DD/<batch_id>.parquet``.
+    """
     return f"{INDEX_DIR}/{night_dir(night)}/{batch_id}.parquet"
 
 
 def index_files(lake: Lake, nights=None) -> list[str]:
-    """Live index files (relative to LAKE/maps) of the maps whose first night is one of ``nights`` (every
-    night when None), plus the flat files of a lake made before the index was filed by night."""
+    """Live index files (relative to LAKE/maps) of the maps whose first night is one of ``nights``.
+
+    Every night's when ``nights`` is None, plus the flat files of a lake made before the index was filed by
+    night.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    nights : iterable of str, optional
+        The first nights of the maps (None: every night).
+
+    Returns
+    -------
+    list of str
+        The files, sorted.
+    """
     base = f"{MAPS}/{INDEX_DIR}"
     if not lake.store.exists(base):
         return []
@@ -67,8 +110,22 @@ def index_files(lake: Lake, nights=None) -> list[str]:
 
 
 def read_index(lake: Lake, nights=None) -> pd.DataFrame:
-    """One row per map in the lake (schemas/maps_index.yaml); with ``nights``, of the maps whose first night
-    is one of them (only those directories are read)."""
+    """One row per map in the lake (schemas/maps_index.yaml).
+
+    With ``nights``, of the maps whose first night is one of them (only those directories are read).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    nights : iterable of str, optional
+        The first nights of the maps (None: every night).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The index rows.
+    """
     schema = table_schema(INDEX_SCHEMA)
     files = index_files(lake, nights)
     if not files:
@@ -83,7 +140,15 @@ def read_index(lake: Lake, nights=None) -> pd.DataFrame:
 
 
 def stage_index(tx, index: pd.DataFrame) -> None:
-    """Stage index rows (with ``path``, ``batch_id``, ``created_at``), one file per first night."""
+    """Stage index rows (with ``path``, ``batch_id``, ``created_at``), one file per first night.
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The commit's transaction.
+    index : pandas.DataFrame
+        The index rows (schemas/maps_index.yaml).
+    """
     first = index["night_min"].map(night_partition)
     for night, rows in index.groupby(first, sort=True):
         tx.stage(
@@ -92,11 +157,34 @@ def stage_index(tx, index: pd.DataFrame) -> None:
 
 
 def stage_without_maps(tx, lake: Lake, old: pd.DataFrame) -> None:
-    """Stage the removal of the maps of index rows ``old`` (their pixel rows and index rows): only the
-    files of their nights are read."""
+    """Stage the removal of the maps of index rows ``old`` (their pixel rows and index rows).
+
+    Only the files of their nights are read.
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The commit's transaction.
+    lake : Lake
+        The lake.
+    old : pandas.DataFrame
+        The stored index rows of the maps to remove (with ``map_id``, ``night_min`` and ``path``).
+    """
     ids = pa.array(sorted(set(old["map_id"])), pa.string())
 
     def drop(data):
+        """Which rows of a file belong to the maps removed.
+
+        Parameters
+        ----------
+        data : pyarrow.Table
+            The rows of a file (with ``map_id``).
+
+        Returns
+        -------
+        numpy.ndarray
+            True for each row of a map removed.
+        """
         return pc.is_in(data.column("map_id"), value_set=ids).to_numpy(zero_copy_only=False)
 
     tx.rewrite_without(MAPS, index_files(lake, set(old["night_min"])), drop, INDEX_SCHEMA)
@@ -105,8 +193,22 @@ def stage_without_maps(tx, lake: Lake, old: pd.DataFrame) -> None:
 
 
 def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
-    """Commit a :class:`skylake.maps.build.MapSet` (replacing maps with the same ids). Returns the index
-    rows as stored (with path, batch_id, created_at) and the commit version (None if nothing to store)."""
+    """Commit a :class:`skylake.maps.build.MapSet` (replacing maps with the same ids).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    maps : skylake.maps.build.MapSet
+        The maps.
+
+    Returns
+    -------
+    index : pandas.DataFrame
+        The index rows as stored (with path, batch_id, created_at).
+    version : int or None
+        The commit version (None if nothing to store).
+    """
     if maps.index.empty:
         return maps.index, None
     with lake.transaction(MAPS) as tx:

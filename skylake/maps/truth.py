@@ -23,8 +23,23 @@ def _frame_truth(lake: Lake, truth) -> pd.DataFrame:
 
 
 def transparency_vs_truth(lake: Lake, maps, truth) -> pd.DataFrame:
-    """One row per (map_id, pixel) with a measured transparency: ``transparency``, ``truth`` (same stars)
-    and, for frame maps, ``model`` (the cloud at the pixel centre; NaN for other maps)."""
+    """One row per (map_id, pixel) with a measured transparency, beside the truth.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake the maps were made from.
+    maps : skylake.maps.build.MapSet
+        The maps, with their star samples (``samples=True``).
+    truth : skylake.synthetic.DemoTruth
+        The synthetic night's truth.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns map_id, frame_of, pixel, lon, lat [deg], n_stars, ``transparency``, ``truth`` (same stars)
+        and, for frame maps, ``model`` (the cloud at the pixel centre; NaN for other maps and horizon maps).
+    """
     ft = _frame_truth(lake, truth)
     det = truth.detections[["path", "star_id", "cloud_mag"]].merge(ft[["path", "frame_id"]], on="path")
     s = maps.stars.merge(det.rename(columns={"star_id": "ref_id"}), on=["frame_id", "ref_id"], how="left")
@@ -45,7 +60,22 @@ def transparency_vs_truth(lake: Lake, maps, truth) -> pd.DataFrame:
 
 
 def sky_vs_truth(lake: Lake, maps, truth) -> pd.DataFrame:
-    """One row per (map_id, pixel) with a sky brightness: ``sky_mag`` and ``truth`` (mag/arcsec^2)."""
+    """One row per (map_id, pixel) with a sky brightness: ``sky_mag`` and ``truth`` (mag/arcsec^2).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake the maps were made from.
+    maps : skylake.maps.build.MapSet
+        The maps, with their sky samples (``samples=True``).
+    truth : skylake.synthetic.DemoTruth
+        The synthetic night's truth.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns map_id, frame_of, pixel, n_sky, ``sky_mag`` and ``truth`` [mag/arcsec2].
+    """
     ft = _frame_truth(lake, truth)
     scale = float(truth.meta["pixscale_arcsec"])
     ft["sky_true"] = ft["zp_eff"] - 2.5 * np.log10(ft["sky_adu"] / ft["exptime"] / scale**2)

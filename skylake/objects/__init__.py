@@ -1,6 +1,7 @@
-"""Objects and light curves: detections associated across frames into objects with stable ids, one row
-of variability statistics per object (``LAKE/objects/``) and their light-curve points (``LAKE/lightcurves/``),
-two HATS catalogs joined on ``object_id``.
+"""Objects and light curves: detections associated across frames into objects with stable ids.
+
+One row of variability statistics per object (``LAKE/objects/``) and their light-curve points
+(``LAKE/lightcurves/``), two HATS catalogs joined on ``object_id``.
 
 - :mod:`~skylake.objects.associate`: detections (+ reference matches) -> object ids (pure functions);
 - :mod:`~skylake.objects.stats`: variability statistics as vectorised group-by aggregations;

@@ -40,23 +40,70 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def unit_vectors(ra_deg, dec_deg) -> np.ndarray:
-    """(n, 3) unit vectors of positions in degrees."""
+    """Unit vectors of positions in degrees.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : array_like
+        Right ascension and declination of each position [deg].
+
+    Returns
+    -------
+    numpy.ndarray
+        The (n, 3) unit vectors (float64).
+    """
     ra, dec = np.radians(np.asarray(ra_deg, dtype=np.float64)), np.radians(np.asarray(dec_deg, dtype=np.float64))
     cos_dec = np.cos(dec)
     return np.column_stack((cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)))
 
 
 def chord(radius_arcsec: float) -> float:
-    """Chord length on the unit sphere of an angle in arcsec (what cKDTree distances measure)."""
+    """Chord length on the unit sphere of an angle in arcsec (what cKDTree distances measure).
+
+    Parameters
+    ----------
+    radius_arcsec : float
+        The angle [arcsec].
+
+    Returns
+    -------
+    float
+        The chord length on the unit sphere.
+    """
     return 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
 
 
 def chord_to_arcsec(d: np.ndarray) -> np.ndarray:
+    """Angle in arcsec of chord lengths on the unit sphere (the inverse of :func:`chord`).
+
+    Parameters
+    ----------
+    d : numpy.ndarray
+        Chord lengths on the unit sphere (clipped to 0..2).
+
+    Returns
+    -------
+    numpy.ndarray
+        The angles [arcsec].
+    """
     return np.degrees(2.0 * np.arcsin(np.clip(np.asarray(d) / 2.0, 0.0, 1.0))) * 3600.0
 
 
 def vector_to_radec(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RA, Dec [deg] of (not necessarily unit) vectors."""
+    """RA, Dec [deg] of (not necessarily unit) vectors.
+
+    Parameters
+    ----------
+    xyz : numpy.ndarray
+        The (n, 3) vectors.
+
+    Returns
+    -------
+    ra : numpy.ndarray
+        Right ascension of each vector [deg], in [0, 360).
+    dec : numpy.ndarray
+        Declination of each vector [deg].
+    """
     x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     return np.degrees(np.arctan2(y, x)) % 360.0, np.degrees(np.arctan2(z, np.hypot(x, y)))
 
@@ -70,9 +117,29 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def ref_object_ids(refcat: str, ref_id) -> np.ndarray:
-    """Object ids of reference stars: ``-1 - (splitmix64(uint64(ref_id) + 0x9E3779B97F4A7C15 * K) >> 1)``
-    with ``K`` the first 8 bytes (little-endian) of ``blake2b(refcat)``. Negative (cluster ids are
-    positive source ids) and a 63-bit hash, so distinct stars collide with probability ~n^2 / 2^64."""
+    """Object ids of reference stars.
+
+    ``-1 - (splitmix64(uint64(ref_id) + 0x9E3779B97F4A7C15 * K) >> 1)`` with ``K`` the first 8 bytes
+    (little-endian) of ``blake2b(refcat)``. Negative (cluster ids are positive source ids) and a 63-bit
+    hash, so distinct stars collide with probability ~n^2 / 2^64.
+
+    Parameters
+    ----------
+    refcat : str
+        The reference catalogue's name.
+    ref_id : array_like of int
+        The stars' ids in that catalogue.
+
+    Returns
+    -------
+    numpy.ndarray
+        The object id of each star (int64, negative).
+
+    Raises
+    ------
+    ValueError
+        ``refcat`` is empty.
+    """
     if not refcat:
         raise ValueError("ref_object_ids needs a reference catalogue name, got an empty one")
     key = np.uint64(int.from_bytes(hashlib.blake2b(refcat.encode(), digest_size=8).digest(), "little"))
@@ -82,14 +149,42 @@ def ref_object_ids(refcat: str, ref_id) -> np.ndarray:
 
 
 def mean_positions(labels: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique labels and the normalised mean unit vector of each label's points."""
+    """Unique labels and the normalised mean unit vector of each label's points.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Each point's label.
+    xyz : numpy.ndarray
+        Each point's unit vector, (n, 3).
+
+    Returns
+    -------
+    uniq : numpy.ndarray
+        The unique labels, sorted.
+    centres : numpy.ndarray
+        The normalised mean unit vector of each label's points, (len(uniq), 3).
+    """
     uniq, inv = np.unique(labels, return_inverse=True)
     sums = np.column_stack([np.bincount(inv, xyz[:, k], len(uniq)) for k in range(3)])
     return uniq, sums / np.linalg.norm(sums, axis=1, keepdims=True)
 
 
 def margin_order(chunk_order: int, radius_arcsec: float) -> int:
-    """Deepest order whose pixels are still at least ``MARGIN_RADII`` radii across (the margin's pixels)."""
+    """Deepest order whose pixels are still at least ``MARGIN_RADII`` radii across (the margin's pixels).
+
+    Parameters
+    ----------
+    chunk_order : int
+        The order of the chunks (the lake's partition order).
+    radius_arcsec : float
+        The association radius [arcsec].
+
+    Returns
+    -------
+    int
+        The margin order: at least ``chunk_order + 1``, deeper while its pixels stay wide enough, at most 29.
+    """
     order = chunk_order + 1
     while order < 29 and order2mindist(order + 1) * 60.0 >= MARGIN_RADII * radius_arcsec:
         order += 1
@@ -174,7 +269,26 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 def cluster(
     h29: np.ndarray, xyz: np.ndarray, source_id: np.ndarray, radius_arcsec: float, chunk_order: int
 ) -> np.ndarray:
-    """Friends-of-friends cluster id (smallest source_id) of each detection, chunk by chunk with margins."""
+    """Friends-of-friends cluster id (smallest source_id) of each detection, chunk by chunk with margins.
+
+    Parameters
+    ----------
+    h29 : numpy.ndarray
+        Each detection's ``_healpix_29`` (int64).
+    xyz : numpy.ndarray
+        Each detection's unit vector, (n, 3).
+    source_id : numpy.ndarray
+        Each detection's source id (int64).
+    radius_arcsec : float
+        The linking length [arcsec].
+    chunk_order : int
+        The order of the chunks (the lake's partition order).
+
+    Returns
+    -------
+    numpy.ndarray
+        Each detection's cluster id (int64): the smallest ``source_id`` of its cluster.
+    """
     n = len(h29)
     out = np.empty(n, dtype=np.int64)
     if n == 0:
@@ -197,8 +311,27 @@ def cluster(
 
 
 def detached(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray) -> np.ndarray:
-    """Rule 4's losers: where an object has several detections of one frame, all but the ``matched``
-    one, else all but the nearest (``dist`` from the object's position)."""
+    """Rule 4's losers: the detections an object cannot keep.
+
+    Where an object has several detections of one frame, all but the ``matched`` one, else all but the
+    nearest (``dist`` from the object's position).
+
+    Parameters
+    ----------
+    object_id : numpy.ndarray
+        Each detection's object id.
+    frame_id : numpy.ndarray
+        Each detection's frame.
+    dist : numpy.ndarray
+        Each detection's distance from its object's position (a chord length, or any monotonic measure).
+    matched : numpy.ndarray
+        Mask (bool) of the detections that come first (rule 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        Mask (bool) of the detached detections.
+    """
     order = np.lexsort((dist, ~matched, frame_id, object_id))
     o, f = object_id[order], frame_id[order]
     out = np.zeros(len(order), dtype=bool)
@@ -209,7 +342,26 @@ def detached(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matc
 def one_per_frame(
     object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray, source_id: np.ndarray
 ) -> np.ndarray:
-    """Rule 4: the :func:`detached` detections get their own source_id."""
+    """Rule 4: the :func:`detached` detections get their own source_id.
+
+    Parameters
+    ----------
+    object_id : numpy.ndarray
+        Each detection's object id.
+    frame_id : numpy.ndarray
+        Each detection's frame.
+    dist : numpy.ndarray
+        Each detection's distance from its object's position (a chord length, or any monotonic measure).
+    matched : numpy.ndarray
+        Mask (bool) of the detections that come first (rule 1).
+    source_id : numpy.ndarray
+        Each detection's source id.
+
+    Returns
+    -------
+    numpy.ndarray
+        Each detection's object id after rule 4.
+    """
     return np.where(detached(object_id, frame_id, dist, matched), source_id, object_id)
 
 
@@ -237,8 +389,36 @@ def associate(
 ) -> np.ndarray:
     """Object id of each detection (rules 1-4 of the module docstring).
 
-    ``ref_object``: the reference object id of each detection (``ref_object_ids``), 0 when unmatched.
-    ``known_*``: objects already in the lake (id and position [deg]). Positions in degrees.
+    Parameters
+    ----------
+    source_id : numpy.ndarray
+        Each detection's source id (int64, positive).
+    frame_id : numpy.ndarray
+        Each detection's frame.
+    ra, dec : numpy.ndarray
+        Each detection's position [deg].
+    h29 : numpy.ndarray
+        Each detection's ``_healpix_29`` (int64).
+    ref_object : numpy.ndarray
+        The reference object id of each detection (``ref_object_ids``), 0 when unmatched.
+    known_id : numpy.ndarray
+        The ids of the objects already in the lake.
+    known_ra, known_dec : numpy.ndarray
+        Their positions [deg].
+    radius_arcsec : float
+        The association radius [arcsec], also the friends-of-friends linking length.
+    chunk_order : int
+        The order of the clustering chunks (the lake's partition order).
+
+    Returns
+    -------
+    numpy.ndarray
+        Each detection's object id (int64).
+
+    Raises
+    ------
+    ValueError
+        ``radius_arcsec`` is not a positive, finite number.
     """
     if radius_arcsec <= 0 or not np.isfinite(radius_arcsec):
         raise ValueError(f"the association radius must be a positive number of arcsec, got {radius_arcsec!r}")

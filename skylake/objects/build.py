@@ -1,5 +1,6 @@
-"""``LAKE/objects/`` and ``LAKE/lightcurves/``: objects and their light curves, built and updated
-incrementally through the lake's commit log.
+"""``LAKE/objects/`` and ``LAKE/lightcurves/``: objects and their light curves, built incrementally.
+
+Both are built and updated incrementally through the lake's commit log.
 
 ::
 
@@ -103,7 +104,46 @@ class ObjectsError(LakeError):
 
 @dataclass
 class BuildReport:
-    """What one ``build_objects`` did."""
+    """What one ``build_objects`` did.
+
+    Attributes
+    ----------
+    refcat : str
+        The reference catalogue of the table ("" for none).
+    radius_arcsec : float
+        The association radius [arcsec].
+    frames_added : int
+        Frames new to the table.
+    frames_updated : int
+        Frames recalibrated since the last build.
+    frames_removed : int
+        Frames gone from the lake since the last build.
+    detections : int
+        Detections associated in this update.
+    objects : int
+        Objects in the table after it.
+    objects_new : int
+        Objects this update created.
+    partitions_rewritten : int
+        Objects partitions it wrote again.
+    partitions_exact : int
+        Of those, the ones recomputed from whole light curves (frames recalibrated or gone).
+    objects_exact : int
+        Objects whose order statistics were recomputed (``summary.REFRESH_GROWTH``).
+    partitions : int
+        Objects partitions after it.
+    points : int
+        Light-curve points in LAKE/lightcurves after it.
+    commit : int or None
+        The version it committed; None when the table was already up to date.
+    seconds : float
+        Its wall-clock time [s].
+    timings : dict
+        Seconds spent per step (``plan``, ``scan``, ...).
+    read : dict
+        What the update read: frames rows and nights (driver), sources files, objects rows and light-curve
+        points and files (tasks).
+    """
 
     refcat: str
     radius_arcsec: float
@@ -145,14 +185,37 @@ def _lake(lake) -> Lake:
 
 # -- state ------------------------------------------------------------------------------------------
 def read_state(lake: Lake) -> dict:
-    """The build settings and watermark (``skylake_objects.json``; empty when never built)."""
+    """The build settings and watermark (``skylake_objects.json``; empty when never built).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    dict
+        ``refcat``, ``radius_arcsec``, ``layout``, ``version`` (the lake version the table was built at) and
+        ``objects`` (its object count); empty when the table was never built.
+    """
     if not lake.store.exists(f"{OBJECTS}/{STATE_FILE}"):
         return {}
     return json.loads(lake.store.read_bytes(f"{OBJECTS}/{STATE_FILE}"))
 
 
 def check_layout(state: dict) -> None:
-    """Refuse a table of an older layout (:data:`OLD_LAYOUTS`), with what to do."""
+    """Refuse a table of an older layout (:data:`OLD_LAYOUTS`), with what to do.
+
+    Parameters
+    ----------
+    state : dict
+        The table's build state (:func:`read_state`; empty when never built).
+
+    Raises
+    ------
+    ObjectsError
+        The table was built with another layout than :data:`LAYOUT` (rebuild it).
+    """
     if state and state.get("layout") != LAYOUT:
         what = OLD_LAYOUTS.get(state.get("layout"), f"layout {state.get('layout')!r}")
         raise ObjectsError(
@@ -163,9 +226,27 @@ def check_layout(state: dict) -> None:
 
 
 def latest_calibrations(lake: Lake, refcat: str, nights=None) -> pd.DataFrame:
-    """Each frame's latest calibration against ``refcat`` (:func:`~skylake.calib.model.latest_calibration`,
-    whatever its status): frame_id, calib (its batch), calib_key, zp, zp_err (zp null unless zp_status
-    is ok); of the frames of ``nights`` (partition names) when given."""
+    """Each frame's latest calibration against ``refcat``, whatever its status.
+
+    As :func:`~skylake.calib.model.latest_calibration` picks it: frame_id, calib (its batch), calib_key, zp,
+    zp_err (zp null unless zp_status is ok); of the frames of ``nights`` (partition names) when given.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    refcat : str
+        The reference catalogue.
+    nights : list of str, optional
+        Night partitions to read (default: every night).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per frame: frame_id, calib, calib_key, zp, zp_err [mag], flux, apcor and color_term, with
+        the frame's ensemble terms (LAKE/ensemble, NaN where there are none) and ``calib`` extended by the
+        ensemble's batch.
+    """
     cols = [
         "frame_id",
         "refcat",
@@ -243,8 +324,20 @@ def _with_ensemble(lake: Lake, zps: pd.DataFrame, refcat: str, nights) -> pd.Dat
 
 
 def default_refcat(lake: Lake) -> str:
-    """The catalogue with the most zeropoint rows ("" when there is none): from the lake's running counts
-    (:mod:`skylake.lake.counts`), else from the zeropoints table."""
+    """The catalogue with the most zeropoint rows ("" when there is none).
+
+    From the lake's running counts (:mod:`skylake.lake.counts`), else from the zeropoints table.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    str
+        The catalogue's name, "" when there is none.
+    """
     totals = counts.read(lake)
     if totals is not None:
         rows = {name: sum(c["rows_by_status"].values()) for name, c in totals.get("calibrations", {}).items()}
@@ -260,7 +353,18 @@ def _held_rel(night: str) -> str:
 
 
 def changes_rel(version: int) -> str:
-    """Lake-relative path of the changes file (:data:`CHANGES_SCHEMA`) of the objects commit ``version``."""
+    """Lake-relative path of the changes file (:data:`CHANGES_SCHEMA`) of the objects commit ``version``.
+
+    Parameters
+    ----------
+    version : int
+        The commit's version.
+
+    Returns
+    -------
+    str
+        ``objects/skylake_changes/<version>.parquet``, relative to the lake.
+    """
     return f"{OBJECTS}/{CHANGES_DIR}/{version}.parquet"
 
 
@@ -287,7 +391,20 @@ def _changes_table(manifests) -> pa.Table:
 
 
 def read_held(lake: Lake, nights=None) -> pd.DataFrame:
-    """Held frames (:data:`HELD_SCHEMA` plus ``night``) of ``nights`` (partition names), or of every night."""
+    """Held frames (:data:`HELD_SCHEMA` plus ``night``) of ``nights`` (partition names), or of every night.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    nights : list of str, optional
+        Night partitions to read (default: every night the table holds frames of).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per held frame: frame_id, calib, n_det, pixels and night.
+    """
     if nights is None:
         names = lake.store.listdir(f"{OBJECTS}/{HELD_DIR}") if lake.store.exists(f"{OBJECTS}/{HELD_DIR}") else []
         nights = [n.removesuffix(".parquet") for n in map(night_of, names) if n is not None]
@@ -483,15 +600,38 @@ def build_objects(
 ) -> BuildReport:
     """Bring ``LAKE/objects`` up to date with the lake's frames and calibrations (see the module docstring).
 
-    ``refcat``: catalogue whose matches give reference ids and calibrated magnitudes (default: the one
-    the table was built with, else the one most frames are calibrated against); ``radius_arcsec``
-    [arcsec]: association radius (default 3"). Changing either needs ``rebuild=True`` (a full rebuild).
-    ``client``: a ``distributed.Client`` to run each touched partition as a task on (default: in this
-    process, one partition at a time).
-
     The stage's steps: :func:`_settings` (config), :func:`_plan` and :func:`_select_partitions` (what
     changed, and the partitions it reaches), :func:`build_partition` per partition (the tasks, each
     writing its partition's file) and :func:`_commit` (the HATS metadata, held frames and log entry).
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake (opened if a path or URL).
+    refcat : str, optional
+        Catalogue whose matches give reference ids and calibrated magnitudes (default: the one the table
+        was built with, else the one most frames are calibrated against).
+    radius_arcsec : float, optional
+        Association radius [arcsec] (default 3"). Changing it or ``refcat`` needs ``rebuild=True``.
+    rebuild : bool, optional
+        Rebuild the whole table (a full rebuild).
+    client : distributed.Client, optional
+        A dask client to run each touched partition as a task on (default: in this process, one partition
+        at a time).
+
+    Returns
+    -------
+    BuildReport
+        What the update did (``commit`` None when the table was already up to date).
+
+    Raises
+    ------
+    ObjectsError
+        ``refcat`` or ``radius_arcsec`` differs from the table's without ``rebuild``, the radius is not
+        positive, or the table is of an older layout (:func:`check_layout`).
+    LakeError
+        The lake cannot be written, or the partitions disagree on which objects they own (nothing is
+        committed).
     """
     started = time.perf_counter()
     lake = _lake(lake)

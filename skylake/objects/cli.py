@@ -57,7 +57,13 @@ def _cmd_lightcurve(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    """Add ``objects build`` and ``lightcurve`` to an argparse subparsers object."""
+    """Add ``objects build`` and ``lightcurve`` to an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The top-level sub-commands of the ``skylake`` command line.
+    """
     p = subparsers.add_parser(
         "objects",  # not a table
         help="objects and light curves (LAKE/objects, LAKE/lightcurves)",

@@ -28,8 +28,24 @@ def _lake(lake) -> Lake:
 
 
 def data_files(lake, table: str, pixels=None) -> list[str]:
-    """Lake-relative data files of ``table`` (of the partitions ``pixels`` only, when given) at the
-    lake's version: a snapshot's (:class:`skylake.lake.snapshot.Snapshot`) own, else those live now."""
+    """Lake-relative data files of ``table`` (of the partitions ``pixels`` only, when given) at the lake's version.
+
+    A snapshot's (:class:`skylake.lake.snapshot.Snapshot`) own, else those live now.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake, or a snapshot of it.
+    table : str
+        The table (objects or lightcurves).
+    pixels : list of hats.pixel_math.HealpixPixel, optional
+        Only the files of these partitions (default: every partition).
+
+    Returns
+    -------
+    list of str
+        The files' lake-relative paths.
+    """
     if hasattr(lake, "table_files"):  # a snapshot: the files of its commit, wherever they are kept
         rels = [f"{table}/{r}" for r in lake.table_files(table) if r.startswith("dataset/")]
         if pixels is None:
@@ -46,7 +62,20 @@ def data_files(lake, table: str, pixels=None) -> list[str]:
 
 
 def partitions_of(lake, table: str) -> list[HealpixPixel]:
-    """The partitions of ``table`` at the lake's version (a snapshot's: those of its files)."""
+    """The partitions of ``table`` at the lake's version (a snapshot's: those of its files).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake, or a snapshot of it.
+    table : str
+        The table (objects or lightcurves).
+
+    Returns
+    -------
+    list of hats.pixel_math.HealpixPixel
+        The partitions, sorted.
+    """
     if hasattr(lake, "table_files"):
         found = {hats_meta.pixel_of(r.split("/", 1)[1]) for r in data_files(lake, table)}
         return sorted(p for p in found if p is not None)
@@ -54,8 +83,24 @@ def partitions_of(lake, table: str) -> list[HealpixPixel]:
 
 
 def catalog_dataset(lake, table: str = OBJECTS, files: list[str] | None = None):
-    """``table`` (objects or lightcurves) as a pyarrow dataset with ``Norder``/``Dir``/``Npix`` from the
-    paths; ``files`` (lake-relative) restricts it. Of a snapshot, its version's files."""
+    """``table`` (objects or lightcurves) as a pyarrow dataset with ``Norder``/``Dir``/``Npix`` from the paths.
+
+    ``files`` (lake-relative) restricts it. Of a snapshot, its version's files.
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake or a snapshot of it (opened if a path or URL).
+    table : str, optional
+        The table (objects or lightcurves).
+    files : list of str, optional
+        Lake-relative data files of the table to include (default: all of them).
+
+    Returns
+    -------
+    pyarrow.dataset.Dataset
+        The dataset, with the table's schema plus ``Norder``, ``Dir`` and ``Npix``.
+    """
     import pyarrow.dataset as pads
 
     lake = _lake(lake)
@@ -79,17 +124,58 @@ def catalog_dataset(lake, table: str = OBJECTS, files: list[str] | None = None):
 
 
 def objects_dataset(lake, files: list[str] | None = None):
-    """The objects table as a pyarrow dataset (:func:`catalog_dataset`)."""
+    """The objects table as a pyarrow dataset (:func:`catalog_dataset`).
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake or a snapshot of it (opened if a path or URL).
+    files : list of str, optional
+        Lake-relative data files to include (default: all of them).
+
+    Returns
+    -------
+    pyarrow.dataset.Dataset
+        The dataset.
+    """
     return catalog_dataset(lake, OBJECTS, files)
 
 
 def lightcurves_dataset(lake, files: list[str] | None = None):
-    """The light-curve points as a pyarrow dataset (:func:`catalog_dataset`)."""
+    """The light-curve points as a pyarrow dataset (:func:`catalog_dataset`).
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake or a snapshot of it (opened if a path or URL).
+    files : list of str, optional
+        Lake-relative data files to include (default: all of them).
+
+    Returns
+    -------
+    pyarrow.dataset.Dataset
+        The dataset.
+    """
     return catalog_dataset(lake, LIGHTCURVES, files)
 
 
 def partition_files(lake: Lake, table: str, pixel: HealpixPixel) -> list[str]:
-    """Lake-relative data files of partition ``pixel`` of ``table``."""
+    """Lake-relative data files of partition ``pixel`` of ``table``.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    table : str
+        The table (objects or lightcurves).
+    pixel : hats.pixel_math.HealpixPixel
+        The partition.
+
+    Returns
+    -------
+    list of str
+        The files' lake-relative paths, sorted (empty if the partition has none).
+    """
     return lake.store.walk_files(f"{table}/{hats_meta.pixel_dir(pixel.order, pixel.pixel)}", ".parquet")
 
 
@@ -102,7 +188,22 @@ def _runs(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def ranges(pixels, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted, merged ``_healpix_29`` ranges [lo, hi) of ``pixels`` at ``order``."""
+    """Sorted, merged ``_healpix_29`` ranges [lo, hi) of ``pixels`` at ``order``.
+
+    Parameters
+    ----------
+    pixels : array_like of int
+        HEALPix pixels (NESTED), in any order, repeats allowed.
+    order : int
+        Their order.
+
+    Returns
+    -------
+    lo : numpy.ndarray
+        Each range's first ``_healpix_29`` value (int64).
+    hi : numpy.ndarray
+        Each range's end, excluded (int64).
+    """
     pixels = np.unique(np.asarray(pixels, np.int64))
     if not len(pixels):
         return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -111,8 +212,28 @@ def ranges(pixels, order: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ranges_since(pixels, since, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`ranges` of ``pixels`` with, per merged range, the smallest ``since`` (a time per pixel) of
-    the pixels it merges: the earliest point the range must be read from."""
+    """:func:`ranges` of ``pixels`` with, per merged range, the smallest ``since`` of the pixels it merges.
+
+    That is the earliest point the range must be read from.
+
+    Parameters
+    ----------
+    pixels : array_like of int
+        HEALPix pixels (NESTED), in any order, repeats allowed.
+    since : array_like of float
+        A time per pixel (an MJD [d]).
+    order : int
+        The pixels' order.
+
+    Returns
+    -------
+    lo : numpy.ndarray
+        Each range's first ``_healpix_29`` value (int64).
+    hi : numpy.ndarray
+        Each range's end, excluded (int64).
+    since : numpy.ndarray
+        Each range's smallest ``since``.
+    """
     pixels, since = np.asarray(pixels, np.int64), np.asarray(since, np.float64)
     if not len(pixels):
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
@@ -128,7 +249,20 @@ def ranges_since(pixels, since, order: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Mask of the ``h29`` values inside the sorted, disjoint ranges [lo, hi)."""
+    """Mask of the ``h29`` values inside the sorted, disjoint ranges [lo, hi).
+
+    Parameters
+    ----------
+    h29 : numpy.ndarray
+        ``_healpix_29`` values.
+    lo, hi : numpy.ndarray
+        The ranges' starts and ends (excluded), as :func:`ranges` gives them.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mask (bool) of the values inside a range.
+    """
     if not len(lo):
         return np.zeros(len(h29), dtype=bool)
     k = np.searchsorted(hi, h29, side="right")
@@ -144,11 +278,33 @@ def read_ranges(
     table: str = OBJECTS,
     since: np.ndarray | None = None,
 ) -> pa.Table:
-    """Rows of a file of ``table`` (sorted by ``_healpix_29``) within the sorted, disjoint ranges
-    [lo, hi): only the row groups whose statistics overlap them are read (only ``columns``, which must
-    include ``_healpix_29``, when given). ``since`` (light-curve points: an MJD per range): a row group
-    is read only if one of the ranges it overlaps wants points as old as its latest ``mjd``, so the
-    light curve of a recent object costs the recent files, not the history around it."""
+    """Rows of a file of ``table`` (sorted by ``_healpix_29``) within the sorted, disjoint ranges [lo, hi).
+
+    Only the row groups whose statistics overlap them are read (only ``columns``, which must include
+    ``_healpix_29``, when given). ``since`` (light-curve points: an MJD per range): a row group is read
+    only if one of the ranges it overlaps wants points as old as its latest ``mjd``, so the light curve
+    of a recent object costs the recent files, not the history around it.
+
+    Parameters
+    ----------
+    path : str
+        The file (a path or key of ``filesystem``).
+    lo, hi : numpy.ndarray
+        The ranges' starts and ends (excluded), as :func:`ranges` gives them.
+    columns : list of str, optional
+        The columns to read, ``_healpix_29`` among them (default: all).
+    filesystem : pyarrow.fs.FileSystem or fsspec.AbstractFileSystem, optional
+        The filesystem of ``path`` (default: the local one).
+    table : str, optional
+        The table the file belongs to (its schema is applied).
+    since : numpy.ndarray, optional
+        Light-curve points: an MJD [d] per range, the earliest point it wants.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows within the ranges, in the table's schema (of ``columns`` when given).
+    """
     pf = pq.ParquetFile(path, filesystem=filesystem)
     col = pf.schema_arrow.get_field_index("_healpix_29")
     t_col = pf.schema_arrow.get_field_index("mjd") if since is not None else -1
@@ -174,17 +330,56 @@ def read_ranges(
 
 
 def read_files(lake: Lake, table: str, files: list[str]) -> list[pa.Table]:
-    """Each of ``files`` (lake-relative) of ``table`` whole."""
+    """Each of ``files`` (lake-relative) of ``table`` whole.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    table : str
+        The table (its schema is applied).
+    files : list of str
+        Lake-relative data files of the table.
+
+    Returns
+    -------
+    list of pyarrow.Table
+        Each file's rows.
+    """
     return [pq.read_table(lake.path(f), schema=table_schema(table), filesystem=lake.store.arrow_fs) for f in files]
 
 
 def row_counts(lake: Lake, files: list[str]) -> list[int]:
-    """The rows of each of ``files`` (lake-relative), from their footers."""
+    """The rows of each of ``files`` (lake-relative), from their footers.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    files : list of str
+        Lake-relative Parquet files.
+
+    Returns
+    -------
+    list of int
+        Each file's row count.
+    """
     return [pq.ParquetFile(lake.path(f), filesystem=lake.store.arrow_fs).metadata.num_rows for f in files]
 
 
 def sort_points(points: pa.Table) -> pa.Table:
-    """Light-curve points in file order: by ``_healpix_29``, then object, then time."""
+    """Light-curve points in file order: by ``_healpix_29``, then object, then time.
+
+    Parameters
+    ----------
+    points : pyarrow.Table
+        Light-curve points (LAKE/lightcurves columns).
+
+    Returns
+    -------
+    pyarrow.Table
+        The points, sorted.
+    """
     return points.take(
         np.lexsort(
             (
@@ -201,12 +396,26 @@ MAX_POINT_FILES = 16
 
 
 def files_to_merge(rows: list[int], max_files: int = MAX_POINT_FILES) -> list[int]:
-    """Which of a partition's light-curve files (their row counts, the newest last) to merge into one:
-    none while there are at most ``max_files``, else the ``max_files // 2`` smallest (ties: the newest).
+    """Which of a partition's light-curve files to merge into one.
+
+    None while there are at most ``max_files``, else the ``max_files // 2`` smallest (ties: the newest).
 
     Merging the smallest files is a size-tiered log-structured merge: a point is rewritten about once per
     doubling of its partition's history, so merges cost O(log) per point, the files stay few, and a
-    reader opens at most ``max_files`` per partition."""
+    reader opens at most ``max_files`` per partition.
+
+    Parameters
+    ----------
+    rows : list of int
+        The row counts of the partition's files, the newest last.
+    max_files : int, optional
+        The most files a partition keeps unmerged.
+
+    Returns
+    -------
+    list of int
+        Indices (into ``rows``) of the files to merge, sorted; empty when none.
+    """
     if len(rows) <= max_files:
         return []
     order = sorted(range(len(rows)), key=lambda k: (rows[k], -k))

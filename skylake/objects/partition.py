@@ -91,7 +91,24 @@ def _sources_dataset(lake: Lake, files: list[str]):
 
 
 def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int) -> np.ndarray:
-    """Pixels at ``m_order`` holding detections of ``frame_ids`` in ``files`` (where the update's work lies)."""
+    """Pixels at ``m_order`` holding detections of ``frame_ids`` in ``files`` (where the update's work lies).
+
+    Parameters
+    ----------
+    url : str
+        The lake (its path or URL).
+    files : list of str
+        Lake-relative sources files to scan.
+    frame_ids : numpy.ndarray
+        The frames whose detections are looked for.
+    m_order : int
+        The order of the pixels (the margin order).
+
+    Returns
+    -------
+    numpy.ndarray
+        The pixels (NESTED, int64), sorted and unique.
+    """
     lake = _open(url)
     if not files:
         return np.empty(0, np.int64)
@@ -102,13 +119,32 @@ def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int)
 
 
 def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None) -> pd.DataFrame:
-    """Sources of ``frames`` (frame_id, exptime, night and their calibration: calib_key, zp, zp_err, flux,
-    apcor; NaN when uncalibrated) in the sources ``files`` (lake-relative), with their light-curve
-    magnitudes and reference match; ``keep(h29)`` (a mask) limits them to a region.
+    """Sources of ``frames`` in the sources ``files``, with their light-curve magnitudes and reference match.
 
     ``mag``: the match's calibrated mag in the frame's calibration, else ``inst_mag + zp`` (colour 0)
     where the frame has an ok zeropoint, else NaN. ``ref_object``: the reference star's object id (0
-    when unmatched)."""
+    when unmatched).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    files : list of str
+        Lake-relative sources files holding the detections.
+    frames : pandas.DataFrame
+        The frames: frame_id, exptime, night and their calibration (calib_key, zp, zp_err, flux, apcor;
+        NaN when uncalibrated).
+    refcat : str
+        The reference catalogue whose matches give reference ids and calibrated magnitudes ("" for none).
+    keep : callable, optional
+        ``keep(h29)``: a mask (bool) of the ``_healpix_29`` values to keep, limiting the sources to a region.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per detection: source_id, frame_id, ra, dec [deg], _healpix_29, mjd, inst_mag,
+        inst_mag_err, flags, ref_id, ref_object, mag_zp, mag_epd, mag_tfa, mag and mag_err [mag].
+    """
     cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
     extra = [c for f in apertures for c in (f, f"{f}_err")]
@@ -221,9 +257,20 @@ def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarr
 
 # -- the view -------------------------------------------------------------------------------------------
 class View:
-    """A partition (``order``, ``pixel``) and the bands around it at the margin order ``m_order``: ``band``
-    (one margin pixel wide: the objects an association needs) and ``wide`` (twice as wide: every point
-    of an object in the band, for an exact recomputation)."""
+    """A partition (``order``, ``pixel``) and the bands around it at the margin order ``m_order``.
+
+    ``band`` (one margin pixel wide: the objects an association needs) and ``wide`` (twice as wide: every
+    point of an object in the band, for an exact recomputation).
+
+    Parameters
+    ----------
+    order : int
+        The partition's order.
+    pixel : int
+        The partition's pixel at that order (NESTED).
+    m_order : int
+        The margin order.
+    """
 
     def __init__(self, order: int, pixel: int, m_order: int):
         self.order, self.pixel = order, pixel
@@ -239,20 +286,80 @@ class View:
         self.view = lo[by], hi[by]
 
     def in_core(self, h29: np.ndarray) -> np.ndarray:
+        """Which positions lie in the partition itself.
+
+        Parameters
+        ----------
+        h29 : numpy.ndarray
+            ``_healpix_29`` values.
+
+        Returns
+        -------
+        numpy.ndarray
+            Mask (bool) of the values inside the partition.
+        """
         return spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=self.order) == self.pixel
 
     def in_view(self, h29: np.ndarray) -> np.ndarray:
+        """Which positions lie in the view: the partition or its band.
+
+        Parameters
+        ----------
+        h29 : numpy.ndarray
+            ``_healpix_29`` values.
+
+        Returns
+        -------
+        numpy.ndarray
+            Mask (bool) of the values inside the view.
+        """
         return within(np.asarray(h29, np.int64), *self.view)
 
     def neighbours(self, pixels: np.ndarray, at_order: int, partitions: list[HealpixPixel], lake_order: int) -> list:
-        """The existing partitions other than this one holding any of ``pixels`` (at ``at_order``)."""
+        """The existing partitions other than this one holding any of ``pixels`` (at ``at_order``).
+
+        Parameters
+        ----------
+        pixels : numpy.ndarray
+            HEALPix pixels (NESTED).
+        at_order : int
+            Their order.
+        partitions : list of hats.pixel_math.HealpixPixel
+            The table's partitions.
+        lake_order : int
+            The lake's partition order (of new partitions).
+
+        Returns
+        -------
+        list of hats.pixel_math.HealpixPixel
+            The partitions, sorted.
+        """
         return partitions_holding(pixels, at_order, partitions, lake_order, skip=HealpixPixel(self.order, self.pixel))
 
 
 def partitions_holding(
     pixels: np.ndarray, at_order: int, partitions: list[HealpixPixel], lake_order: int, skip: HealpixPixel | None = None
 ) -> list[HealpixPixel]:
-    """The existing ``partitions`` (but ``skip``) holding any of ``pixels`` (at ``at_order``), sorted."""
+    """The existing ``partitions`` (but ``skip``) holding any of ``pixels`` (at ``at_order``), sorted.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        HEALPix pixels (NESTED).
+    at_order : int
+        Their order.
+    partitions : list of hats.pixel_math.HealpixPixel
+        The table's partitions.
+    lake_order : int
+        The lake's partition order (of new partitions).
+    skip : hats.pixel_math.HealpixPixel, optional
+        A partition to leave out.
+
+    Returns
+    -------
+    list of hats.pixel_math.HealpixPixel
+        The partitions, sorted; empty when ``pixels`` or ``partitions`` is.
+    """
     if not len(pixels) or not partitions:
         return []
     orders, pix = hats_meta.assign_pixels(healpix_to_spatial_index(at_order, np.unique(pixels)), partitions, lake_order)
@@ -358,13 +465,28 @@ def _recentre(pos: pd.DataFrame, hist: pd.DataFrame, ids: np.ndarray) -> pd.Data
 
 
 def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
-    """Bring objects partition ``key`` (order, pixel) up to date and stage its files; returns a small
-    manifest for the driver's commit (see the module docstring for the two ways).
+    """Bring objects partition ``key`` (order, pixel) up to date and stage its files.
 
-    ``spec``: the update's settings shared by every task (lake url, batch id, refcat, radius, orders,
-    the objects' and the light curves' partitions, the changed frames with their calibration, ``stale``:
-    frames whose old points go, ``exact``: the partitions near those points (None: all), ``rebuild``).
-    ``files``: the sources files holding the update's detections in this view.
+    See the module docstring for the two ways.
+
+    Parameters
+    ----------
+    spec : dict
+        The update's settings shared by every task (lake url, batch id, refcat, radius, orders, the
+        objects' and the light curves' partitions, the changed frames with their calibration, ``stale``:
+        frames whose old points go, ``exact``: the partitions near those points (None: all), ``rebuild``).
+    key : tuple of int
+        The partition: (order, pixel).
+    files : list of str
+        The sources files holding the update's detections in this view.
+
+    Returns
+    -------
+    dict
+        A small manifest for the driver's commit: the staged objects file (``path``; None when nothing is
+        written) and the files it replaces (``removed``), the objects written (``written``), handed to
+        neighbours (``leaving``, ``homes``) or gone (``gone``), skymap histograms, counts of what was read,
+        each changed frame's pixels (``frame_pixels``) and the staged light-curve file (``points``).
     """
     lake = _open(spec["url"])
     order, pixel = key
@@ -425,6 +547,18 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     touched = np.union1d(np.unique(ids), stale_ids)
 
     def owned_by_me(rows: pa.Table) -> np.ndarray:
+        """Which objects rows this partition owns (their position's partition is this one).
+
+        Parameters
+        ----------
+        rows : pyarrow.Table
+            Objects rows.
+
+        Returns
+        -------
+        numpy.ndarray
+            Mask (bool) of the rows this partition writes.
+        """
         o, p = hats_meta.assign_pixels(rows.column("_healpix_29").to_numpy(), partitions, lake_order)
         return (o == order) & (p == pixel)
 

@@ -1,5 +1,6 @@
-"""Light curves by coordinate: cone searches on ``LAKE/objects`` and ``LAKE/lightcurves`` that read only
-what the cone touches.
+"""Light curves by coordinate: cone searches that read only what the cone touches.
+
+The searches run on ``LAKE/objects`` and ``LAKE/lightcurves``, in four steps:
 
 1. the cone's HEALPix pixels (``healpy.query_disc``, inclusive) at the order whose pixels are about
    the radius across; 2. the partitions (``partition_info.csv``) holding those pixels; 3. in their
@@ -51,7 +52,27 @@ SUMMARY = [
 
 
 def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> tuple[int, np.ndarray]:
-    """An order about the radius across and the NESTED pixels at it that the cone touches."""
+    """An order about the radius across and the NESTED pixels at it that the cone touches.
+
+    Parameters
+    ----------
+    ra, dec : float
+        The cone's centre [deg].
+    radius_arcsec : float
+        The cone's radius [arcsec], in (0, 108000].
+
+    Returns
+    -------
+    order : int
+        The deepest order whose pixels are at least the radius across.
+    pixels : numpy.ndarray
+        The NESTED pixels at ``order`` the cone touches (inclusive, int64).
+
+    Raises
+    ------
+    ObjectsError
+        The centre is not finite or ``|dec| > 90``, or the radius is out of range.
+    """
     import healpy as hp
 
     if not (np.isfinite(ra) and -90.0 <= dec <= 90.0):
@@ -93,8 +114,29 @@ def _in_pixels(lake, table: str, ra: float, dec: float, radius_arcsec: float, co
 def cone_objects(
     lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC, columns: list[str] | None = None
 ) -> pa.Table:
-    """Objects rows (all columns, or ``columns``) within ``radius_arcsec`` of (ra, dec) [deg], with
-    ``sep_arcsec``, nearest first."""
+    """Objects rows (all columns, or ``columns``) within ``radius_arcsec`` of (ra, dec), nearest first.
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake or a snapshot of it (opened if a path or URL).
+    ra, dec : float
+        The cone's centre [deg].
+    radius_arcsec : float, optional
+        The cone's radius [arcsec].
+    columns : list of str, optional
+        The objects columns to read (default: all); ``ra`` and ``dec`` are always read.
+
+    Returns
+    -------
+    pyarrow.Table
+        The objects rows with ``sep_arcsec`` (their separation from the centre [arcsec]), nearest first.
+
+    Raises
+    ------
+    ObjectsError
+        A bad cone (:func:`cone_pixels`), or a table of an older layout.
+    """
     lake = _lake(lake)
     check_layout(read_state(lake))
     if columns is not None:
@@ -112,10 +154,30 @@ def cone_objects(
 
 
 def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC) -> pd.DataFrame:
-    """The light curves of the objects within ``radius_arcsec`` of (ra, dec) [deg]: one row per point
-    (mjd, mag, mag_err, inst_mag, inst_mag_err, ra/dec of the detection as ``det_ra``/``det_dec``,
-    frame_id, source_id, flags) with its object's id, position, separation and statistics
-    (:data:`SUMMARY`); nearest object first, points in time order. Empty when nothing is there."""
+    """The light curves of the objects within ``radius_arcsec`` of (ra, dec).
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake or a snapshot of it (opened if a path or URL).
+    ra, dec : float
+        The cone's centre [deg].
+    radius_arcsec : float, optional
+        The cone's radius [arcsec].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point (mjd, mag, mag_err, inst_mag, inst_mag_err, ra/dec of the detection as
+        ``det_ra``/``det_dec`` [deg], frame_id, source_id, flags) with its object's id, position,
+        separation and statistics (:data:`SUMMARY`), and the reference ``band`` of the calibrated
+        magnitudes; nearest object first, points in time order. Empty when nothing is there.
+
+    Raises
+    ------
+    ObjectsError
+        A bad cone (:func:`cone_pixels`), or a table of an older layout.
+    """
     lake = _lake(lake)
     table = cone_objects(lake, ra, dec, radius_arcsec)
     objects = table.select(SUMMARY).to_pandas()
@@ -149,8 +211,24 @@ def _band(lake, points: pd.DataFrame) -> str:
 
 
 def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
-    """PNG of magnitude against MJD, one panel per object (the nearest ``max_objects``): calibrated
-    mag where there is one, else instrumental."""
+    """PNG of magnitude against MJD, one panel per object (the nearest ``max_objects``).
+
+    Calibrated mag where there is one, else instrumental.
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        Light-curve points as :func:`light_curve` returns them.
+    path : str or os.PathLike
+        The PNG file to write.
+    max_objects : int, optional
+        The most objects (panels) to plot.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -51,8 +51,27 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def basic_stats(group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) -> dict:
-    """The statistics of the module docstring (without clipping) for points that are all usable
-    (finite ``mag``, ``err`` > 0). Returns a dict of arrays of length ``n_groups``."""
+    """The statistics of the module docstring (without clipping) for points that are all usable.
+
+    Usable: finite ``mag``, ``err`` > 0.
+
+    Parameters
+    ----------
+    group : numpy.ndarray
+        The light curve of each point (0 .. n_groups-1).
+    mjd : numpy.ndarray
+        Each point's time (MJD) [d].
+    mag, err : numpy.ndarray
+        Each point's magnitude and its error [mag].
+    n_groups : int
+        The number of light curves.
+
+    Returns
+    -------
+    dict
+        Arrays of length ``n_groups``: ``n``, ``mean_mag``, ``median_mag``, ``wmean_mag``, ``std_mag``,
+        ``mad_mag``, ``chi2_dof``, ``stetson_j`` and ``amplitude`` (magnitudes in [mag]).
+    """
     group = np.asarray(group, dtype=np.int64)
     mjd, mag, err = (np.asarray(a, dtype=np.float64) for a in (mjd, mag, err))
     n = np.bincount(group, minlength=n_groups)
@@ -93,8 +112,32 @@ def light_curve_stats(
 ) -> dict:
     """All statistics of ``n_groups`` light curves, plain and ``_clip``.
 
-    ``group``: light curve of each point (0 .. n_groups-1); ``mjd`` [d], ``mag`` and ``err`` [mag].
     Points with a non-finite magnitude or a non-positive/non-finite error are left out.
+
+    Parameters
+    ----------
+    group : numpy.ndarray
+        The light curve of each point (0 .. n_groups-1).
+    mjd : numpy.ndarray
+        Each point's time (MJD) [d].
+    mag, err : numpy.ndarray
+        Each point's magnitude and its error [mag].
+    n_groups : int
+        The number of light curves.
+    clip_sigma : float, optional
+        The ``_clip`` statistics leave out points further than this many sigma (1.4826 MAD) from the
+        median.
+
+    Returns
+    -------
+    dict
+        Arrays of length ``n_groups``: the statistics of :func:`basic_stats`, and the same after the clip
+        (``<name>_clip``, ``n_clip``).
+
+    Raises
+    ------
+    ValueError
+        A ``group`` value is outside 0 .. n_groups-1.
     """
     group = np.asarray(group, dtype=np.int64)
     if group.size and (group.min() < 0 or group.max() >= n_groups):

@@ -73,10 +73,27 @@ _ARCSEC = np.degrees(1.0) * 3600.0
 
 # -- moments --------------------------------------------------------------------------------------------
 def moments(group: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) -> dict:
-    """The mergeable moments of each group's usable points (finite ``mag``, finite ``err`` > 0): count
-    ``n``, ``mean`` and ``m2`` (sum of squared deviations from it), weight ``w`` (sum of 1/err^2),
+    """The mergeable moments of each group's usable points (finite ``mag``, finite ``err`` > 0).
+
+    Count ``n``, ``mean`` and ``m2`` (sum of squared deviations from it), weight ``w`` (sum of 1/err^2),
     ``wmean`` and ``wm2`` (weighted sum of squared deviations from it), ``lo``/``hi`` (extremes).
-    Empty groups: n = w = m2 = wm2 = 0, the rest NaN."""
+    Empty groups: n = w = m2 = wm2 = 0, the rest NaN.
+
+    Parameters
+    ----------
+    group : numpy.ndarray
+        The group (object) of each point (0 .. n_groups-1).
+    mag, err : numpy.ndarray
+        Each point's magnitude and its error [mag].
+    n_groups : int
+        The number of groups.
+
+    Returns
+    -------
+    dict
+        The moments ``n``, ``mean``, ``m2``, ``w``, ``wmean``, ``wm2``, ``lo`` and ``hi``, arrays of length
+        ``n_groups``.
+    """
     group = np.asarray(group, dtype=np.int64)
     mag, err = np.asarray(mag, dtype=np.float64), np.asarray(err, dtype=np.float64)
     ok = np.isfinite(mag) & np.isfinite(err) & (err > 0)
@@ -105,7 +122,18 @@ def moments(group: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) 
 
 
 def merge_moments(a: dict, b: dict) -> dict:
-    """Moments of the union of two sets of points from the moments of each (Chan et al. 1979)."""
+    """Moments of the union of two sets of points from the moments of each (Chan et al. 1979).
+
+    Parameters
+    ----------
+    a, b : dict
+        The moments of each set (as :func:`moments` gives them), group by group.
+
+    Returns
+    -------
+    dict
+        The moments of the union, group by group.
+    """
     n = a["n"] + b["n"]
     w = a["w"] + b["w"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -130,7 +158,18 @@ def merge_moments(a: dict, b: dict) -> dict:
 
 
 def moment_columns(mom: dict) -> dict:
-    """:data:`MOMENT_COLUMNS` from moments."""
+    """:data:`MOMENT_COLUMNS` from moments.
+
+    Parameters
+    ----------
+    mom : dict
+        Moments (as :func:`moments` gives them).
+
+    Returns
+    -------
+    dict
+        Each of :data:`MOMENT_COLUMNS`: an array per group (NaN where too few points).
+    """
     n = mom["n"]
     with np.errstate(divide="ignore", invalid="ignore"):
         dof = np.where(n > 1, n - 1, np.nan)
@@ -148,7 +187,18 @@ def moment_columns(mom: dict) -> dict:
 
 
 def moments_of_rows(rows: pd.DataFrame) -> dict:
-    """The moments an objects row holds (the inverse of :func:`moment_columns`)."""
+    """The moments an objects row holds (the inverse of :func:`moment_columns`).
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Objects rows (their :data:`MOMENT_COLUMNS`).
+
+    Returns
+    -------
+    dict
+        The moments of each row, as :func:`moments` gives them.
+    """
     n = rows["n"].to_numpy(np.int64)
     werr = rows["wmean_mag_err"].to_numpy(np.float64)
     many = n > 1
@@ -166,10 +216,39 @@ def moments_of_rows(rows: pd.DataFrame) -> dict:
 
 # -- the statistics' series -----------------------------------------------------------------------------
 def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each point's magnitude and error in its object's statistics: ``mag`` where ``use_cal`` (per point),
-    else ``inst_mag``; NaN for a saturated point (its flux is a lower limit)."""
+    """Each point's magnitude and error in its object's statistics.
+
+    ``mag`` where ``use_cal`` (per point), else ``inst_mag``; NaN for a saturated point (its flux is a
+    lower limit).
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        Light-curve points (LAKE/lightcurves columns).
+    use_cal : numpy.ndarray
+        Mask (bool) of the points whose calibrated ``mag`` is used.
+
+    Returns
+    -------
+    mag : numpy.ndarray
+        Each point's magnitude [mag] (NaN for a saturated point).
+    err : numpy.ndarray
+        Its error [mag].
+    """
 
     def col(name):
+        """A column of ``points`` as float64, NaN for missing values.
+
+        Parameters
+        ----------
+        name : str
+            The column.
+
+        Returns
+        -------
+        numpy.ndarray
+            Its values.
+        """
         return points[name].to_numpy(np.float64, na_value=np.nan)
 
     m = np.where(use_cal, col("mag"), col("inst_mag"))
@@ -179,8 +258,24 @@ def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def version_stats(inv: np.ndarray, points: pd.DataFrame, n_obj: int) -> dict:
-    """:data:`VERSION_COLUMNS` of each object (``inv``: its index per point) from its points' versions; the
-    error of every version is ``mag_err``, saturated points left out (as :func:`series`)."""
+    """:data:`VERSION_COLUMNS` of each object from its points' versions.
+
+    The error of every version is ``mag_err``, saturated points left out (as :func:`series`).
+
+    Parameters
+    ----------
+    inv : numpy.ndarray
+        Each point's object index (0 .. n_obj-1).
+    points : pandas.DataFrame
+        Light-curve points (LAKE/lightcurves columns; a missing version counts as NaN).
+    n_obj : int
+        The number of objects.
+
+    Returns
+    -------
+    dict
+        Each of :data:`VERSION_COLUMNS`: an array of length ``n_obj``.
+    """
     from skylake.objects.stats import basic_stats
 
     saturated = (points["flags"].to_numpy(np.int64) & SATURATED) != 0
@@ -234,12 +329,24 @@ def _finish(cols: dict) -> pa.Table:
 
 # -- exact ----------------------------------------------------------------------------------------------
 def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
-    """One objects row per ``object_id`` of ``points`` (LAKE/lightcurves columns, ``_healpix_29`` not
-    needed), every statistic computed from these points: the object's whole light curve.
+    """One objects row per ``object_id`` of ``points``, every statistic computed from these points.
 
-    ``refcat`` is the build's catalogue: every reference object (object_id < 0) comes from it, and its
-    ``ref_id`` is the first one among its points (in time), wherever that is. Sorted by
-    ``_healpix_29``; an empty ``points`` gives an empty table."""
+    The points are the object's whole light curve. Every reference object (object_id < 0) comes from
+    ``refcat``, and its ``ref_id`` is the first one among its points (in time), wherever that is.
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        Light-curve points (LAKE/lightcurves columns, ``_healpix_29`` not needed).
+    refcat : str
+        The build's reference catalogue.
+
+    Returns
+    -------
+    pyarrow.Table
+        The objects rows (schemas/objects.yaml), sorted by ``_healpix_29``; an empty ``points`` gives an
+        empty table.
+    """
     if points.empty:
         return table_schema(OBJECTS).empty_table()
     points = points.sort_values(["object_id", "mjd", "source_id"], kind="stable", ignore_index=True)
@@ -280,12 +387,30 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
 
 # -- incremental ----------------------------------------------------------------------------------------
 def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
-    """``rows`` (objects rows) with ``points`` (new points of those objects: every ``object_id`` of
-    ``points`` must be one of ``rows``) added: position, counts, moments and first/last MJD exact;
-    the order statistics kept (``n_exact`` unchanged), except where the statistics' series starts with
-    these points (no usable point before, or the first calibrated points of an object whose statistics
-    used ``inst_mag``): those are exact, computed from the new points. Rows without new points are
-    returned unchanged; the order of ``rows`` is kept.
+    """``rows`` (objects rows) with ``points`` (new points of those objects) added.
+
+    Position, counts, moments and first/last MJD exact; the order statistics kept (``n_exact``
+    unchanged), except where the statistics' series starts with these points (no usable point before,
+    or the first calibrated points of an object whose statistics used ``inst_mag``): those are exact,
+    computed from the new points.
+
+    Parameters
+    ----------
+    rows : pyarrow.Table
+        Objects rows.
+    points : pandas.DataFrame
+        New light-curve points of those objects: every ``object_id`` of ``points`` must be one of ``rows``.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows updated; rows without new points are returned unchanged, and the order of ``rows`` is
+        kept.
+
+    Raises
+    ------
+    ValueError
+        A point's object is not among ``rows``.
     """
     old = rows.to_pandas()
     old_ref = rows.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array
@@ -361,7 +486,20 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
 
 
 def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> np.ndarray:
-    """Which objects (their ``n`` and ``n_exact`` after an update) need their order statistics computed
-    again from their whole light curves: their points have grown past :data:`REFRESH_GROWTH` times those
-    the statistics describe."""
+    """Which objects need their order statistics computed again from their whole light curves.
+
+    Those whose points have grown past :data:`REFRESH_GROWTH` times those the statistics describe.
+
+    Parameters
+    ----------
+    n : numpy.ndarray
+        Each object's points in its statistics, after an update.
+    n_exact : numpy.ndarray
+        The points its order statistics describe.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mask (bool) of the objects to recompute.
+    """
     return np.asarray(n, np.int64) > REFRESH_GROWTH * np.asarray(n_exact, np.int64)

@@ -1,4 +1,4 @@
-"""Checking objects against injected truth: do variable stars of known amplitude stand out?
+"""Checking objects against injected truth: whether variable stars of known amplitude stand out.
 
 Used by ``skylake demo`` (its synthetic night's variables) and the tests. A variable "stands out"
 when its object ranks in the top :data:`TOP_FRACTION` of all well-sampled objects (``n`` at least
@@ -24,7 +24,18 @@ TOP_FRACTION = 0.05
 
 
 def object_table(lake) -> pd.DataFrame:
-    """Every object's row without its light curve (``ref_id`` as nullable Int64: ids beyond 2**53 stay exact)."""
+    """Every object's row without its light curve (``ref_id`` as nullable Int64: ids beyond 2**53 stay exact).
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake (opened if a path or URL).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per object.
+    """
     dataset = objects_dataset(lake)
     table = dataset.to_table(columns=[n for n in dataset.schema.names if n != "lc"])
     return table.to_pandas().assign(
@@ -33,7 +44,22 @@ def object_table(lake) -> pd.DataFrame:
 
 
 def nearest_objects(lake, ra, dec, radius_arcsec: float = MATCH_ARCSEC) -> np.ndarray:
-    """object_id of the nearest object within ``radius_arcsec`` of each position [deg] (0 where none)."""
+    """The ``object_id`` of the nearest object within ``radius_arcsec`` of each position (0 where none).
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake (opened if a path or URL).
+    ra, dec : array_like of float
+        The positions [deg].
+    radius_arcsec : float, optional
+        The match radius [arcsec].
+
+    Returns
+    -------
+    numpy.ndarray
+        The object id for each position (int64; 0 where none is within the radius).
+    """
     out = np.zeros(len(ra), dtype=np.int64)
     for k, (r, d) in enumerate(zip(ra, dec)):
         hit = cone_objects(lake, float(r), float(d), radius_arcsec, columns=["object_id"])
@@ -43,8 +69,24 @@ def nearest_objects(lake, ra, dec, radius_arcsec: float = MATCH_ARCSEC) -> np.nd
 
 
 def variable_ranks(objects: pd.DataFrame, variable_ids, min_points: int) -> pd.DataFrame:
-    """Rank (1 = most variable) of each object in ``variable_ids`` by each of :data:`RANKED`, among the
-    objects with at least ``min_points`` points (NaN rank when its object is not among them)."""
+    """Rank (1 = most variable) of each object in ``variable_ids`` by each of :data:`RANKED`.
+
+    Among the objects with at least ``min_points`` points (NaN rank when its object is not among them).
+
+    Parameters
+    ----------
+    objects : pandas.DataFrame
+        Every object's row (:func:`object_table`).
+    variable_ids : array_like of int
+        The objects to rank.
+    min_points : int
+        The fewest points an object needs to be ranked.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per id of ``variable_ids``: ``object_id`` and ``rank_<stat>`` for each of :data:`RANKED`.
+    """
     pool = objects[objects["n"] >= min_points]
     out = pd.DataFrame({"object_id": np.asarray(variable_ids, dtype=np.int64)})
     for stat in RANKED:
@@ -54,9 +96,25 @@ def variable_ranks(objects: pd.DataFrame, variable_ids, min_points: int) -> pd.D
 
 
 def check_variables(lake, stars: pd.DataFrame, n_frames: int, out_dir=None) -> dict:
-    """Find the objects of ``stars`` (ra, dec, is_variable, amplitude [mag]), rank the variables, and
-    (``out_dir``) write each variable's light curve as CSV and PNG. Returns the numbers the demo prints.
-    ``n_frames``: frames with calibrated points; with fewer than 3 nothing can be ranked (``rankable``)."""
+    """Find the objects of ``stars``, rank the variables, and write each variable's light curve.
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake (opened if a path or URL).
+    stars : pandas.DataFrame
+        The injected stars: ra, dec [deg], is_variable, amplitude [mag].
+    n_frames : int
+        Frames with calibrated points; with fewer than 3 nothing can be ranked (``rankable``).
+    out_dir : str or os.PathLike, optional
+        Where to write each variable's light curve as CSV and PNG (default: nothing is written).
+
+    Returns
+    -------
+    dict
+        The numbers the demo prints (``variables``, ``found``, ``ranks_chi2``, ``ranks_stetson_j``,
+        ``stand_out``, ...) and the PNG files written (``files``).
+    """
     variables = stars[stars["is_variable"]].reset_index(drop=True)
     ids = nearest_objects(lake, variables["ra"], variables["dec"])
     objects = object_table(lake)

@@ -103,7 +103,8 @@ def reduce_frame(image, rec: dict, profile, lake_root: str | None) -> Reduced:
     if saturated is not None and data.shape != saturated.shape:
         saturated = mst.trim(saturated, settings)
     rows = _masters_rows(lake_root, profile.name) if any(s in ID_COLUMNS for s in settings.steps) else None
-    data, chosen = apply_masters(data, rec, settings, rows, mst.binning(image.header), lake_root, settings.steps)
+    binning = mst.binning(image.header)
+    data, chosen = apply_masters(data, rec, settings, rows, binning, lake_root, settings.steps, profile.name)
     cosmics = None
     if "cosmics" in settings.steps:
         read_noise = settings.read_noise
@@ -115,7 +116,7 @@ def reduce_frame(image, rec: dict, profile, lake_root: str | None) -> Reduced:
     return Reduced(saturated=saturated, cosmics=cosmics)
 
 
-def apply_masters(data, rec: dict, settings, rows, binning: str, lake_root: str | None, steps) -> tuple:
+def apply_masters(data, rec: dict, settings, rows, binning: str, lake_root: str | None, steps, profile="") -> tuple:
     """Subtract, divide and mask with the masters nearest in time, for the master steps among ``steps``.
 
     Parameters
@@ -136,6 +137,8 @@ def apply_masters(data, rec: dict, settings, rows, binning: str, lake_root: str 
         The lake whose master images are read.
     steps : list of str
         The steps to apply (a subset of ``settings.steps``, in its order).
+    profile : str, optional
+        The profile whose masters ``rows`` are (named when a master is missing).
 
     Returns
     -------
@@ -162,6 +165,7 @@ def apply_masters(data, rec: dict, settings, rows, binning: str, lake_root: str 
                 shape=data.shape,
                 filter=rec["filter"],
                 max_age_days=settings.max_age_days,
+                profile=profile,
             )
             if row is None:
                 why.append(reason)

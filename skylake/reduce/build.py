@@ -113,6 +113,11 @@ def _sky_frames(lake, paths, profile, settings, night: str | None) -> list[mst.M
     """Sky frames (one per night and filter) from science frames reduced with the lake's masters."""
     from skylake.reduce.apply import BEFORE_SKY, apply_masters
 
+    if mst.SKY not in settings.steps:
+        raise ValueError(
+            f"profile {profile.name} does not subtract a sky frame (its reduction.steps {settings.steps} have no "
+            "'sky'): add it there, or the sky frame would never be used"
+        )
     steps = [s for s in settings.steps if s in BEFORE_SKY]
     rows = store.read_table(lake, profile.name).to_pandas()
     groups: dict = defaultdict(list)
@@ -126,7 +131,8 @@ def _sky_frames(lake, paths, profile, settings, night: str | None) -> list[mst.M
             rec = {"mjd": frame.mjd, "night": frame.night, "exptime": frame.exptime}
             rec.update(instrument=frame.instrument, filter=frame.filter)
             data = np.array(frame.data, dtype=np.float32)
-            frame.data, chosen = apply_masters(data, rec, settings, rows, frame.binning, lake.store.location, steps)
+            where = lake.store.location
+            frame.data, chosen = apply_masters(data, rec, settings, rows, frame.binning, where, steps, profile.name)
         except (FrameRejected, OSError) as exc:
             problems.append(f"{path}: {getattr(exc, 'reason', exc)}")
             continue

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from skylake.lake import tables
-from skylake.reduce.masters import BY_FILTER, Master
+from skylake.reduce.masters import BY_FILTER, SKY, Master
 
 __all__ = ["IMAGES_DIR", "store", "read_table", "choose", "load_image"]
 
@@ -105,7 +105,9 @@ def read_table(lake, profile: str | None = None) -> pa.Table:
     return lake.read_night_table(tables.MASTERS, filter=None if profile is None else pc.field("profile") == profile)
 
 
-def choose(rows, kind: str, *, mjd: float, instrument: str, binning: str, shape, filter: str, max_age_days: float):
+def choose(
+    rows, kind: str, *, mjd: float, instrument: str, binning: str, shape, filter: str, max_age_days: float, profile=""
+):
     """The master of ``kind`` for a frame: same instrument, binning and shape (and filter for flats, sky frames and
     dead-pixel masks), nearest in time within ``max_age_days``.
 
@@ -123,6 +125,8 @@ def choose(rows, kind: str, *, mjd: float, instrument: str, binning: str, shape,
         The frame's (ny, nx) after trimming.
     max_age_days : float
         Largest time between the master and the frame.
+    profile : str, optional
+        The profile whose masters ``rows`` are (named in the reason when there is none).
 
     Returns
     -------
@@ -131,12 +135,19 @@ def choose(rows, kind: str, *, mjd: float, instrument: str, binning: str, shape,
     why : str
         Why there is none ("" when there is one).
     """
+    of = f" of profile {profile}" if profile else ""  # masters belong to the profile they were built with
+    build = (
+        "build it from the night's science frames: skylake masters build LAKE FRAMES --kind sky, then ingest them "
+        "again with --redo"
+        if kind == SKY
+        else "build one: skylake masters build"
+    )
     if rows is None or not len(rows):
-        return None, f"no {kind} master in the lake (build one: skylake masters build)"
+        return None, f"no {kind} master{of} in the lake ({build})"
     ny, nx = shape
     cand = rows[(rows["kind"] == kind) & (rows["instrument"] == instrument)]
     if not len(cand):
-        return None, f"no {kind} master of instrument {instrument!r} in the lake"
+        return None, f"no {kind} master{of} for instrument {instrument!r} in the lake ({build})"
     alike = cand[(cand["binning"] == binning) & (cand["nx"] == nx) & (cand["ny"] == ny)]
     if not len(alike):
         modes = sorted({f"{r.binning} {r.nx}x{r.ny}" for r in cand.itertuples()})

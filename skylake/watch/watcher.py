@@ -169,6 +169,10 @@ class Watcher:
         self.lake.check_writable()
         self.profile = load_profile(profile) if isinstance(profile, str | os.PathLike) else profile
         self.settings = settings or WatchSettings()
+        if self.settings.refresh:  # refused now, not as a failed step after every batch of a long night
+            from skylake.db.connect import db_url
+
+            db_url(self.lake, self.settings.db_url)
         self.client, self.cluster = client, cluster
         self.dirs = [os.path.abspath(d) for d in dirs]
         self._stop = threading.Event()
