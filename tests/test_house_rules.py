@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules whose public docstrings are numpydoc and validated; a module joins once converted (skylake/lake/,
-#: calib/, objects/, maps/, watch/; frame/, refcat/, allsky/, ensemble/, reduce/, db/ next).
+#: calib/, objects/, maps/, reduce/, watch/; frame/, refcat/, allsky/, ensemble/, db/ next).
 NUMPYDOC_MODULES = [
     ROOT / "skylake" / f
     for f in (
@@ -72,6 +72,15 @@ NUMPYDOC_MODULES = [
         "watch/watcher.py",
         "watch/cli.py",
         "testing/s3.py",
+        "reduce/__init__.py",
+        "reduce/apply.py",
+        "reduce/build.py",
+        "reduce/cli.py",
+        "reduce/coadd.py",
+        "reduce/frame_types.py",
+        "reduce/masters.py",
+        "reduce/settings.py",
+        "reduce/store.py",
     )
 ]
 

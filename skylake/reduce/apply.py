@@ -145,7 +145,7 @@ def apply_masters(data, rec: dict, settings, rows, binning: str, lake_root: str 
     data : numpy.ndarray
         The reduced image (bad pixels NaN).
     chosen : dict
-        kind -> the row of the master used.
+        The row of the master used, by kind.
 
     Raises
     ------
@@ -254,7 +254,7 @@ def cosmic_ray_flags(cosmics: np.ndarray | None, x, y, radius: float) -> np.ndar
     Returns
     -------
     numpy.ndarray
-        bool per source.
+        True for each source with a cosmic-ray pixel (bool per source).
     """
     if cosmics is None or not cosmics.any() or not len(x):
         return np.zeros(len(x), bool)

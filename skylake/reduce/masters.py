@@ -80,11 +80,29 @@ class Master:
 
     @property
     def master_id(self) -> str:
+        """The master's identity.
+
+        Returns
+        -------
+        str
+            Its row's ``master_id`` (kind and content hash).
+        """
         return self.row["master_id"]
 
 
 def binning(header) -> str:
-    """``XBINNING x YBINNING`` of a header (``1x1`` when absent), as masters and frames are matched on it."""
+    """The binning of a frame, as masters and frames are matched on it.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+
+    Returns
+    -------
+    str
+        ``XBINNING x YBINNING`` (``1x1`` when absent).
+    """
     x, y = header.get("XBINNING", 1), header.get("YBINNING", header.get("XBINNING", 1))
     try:
         return f"{int(x)}x{int(y)}"
@@ -105,7 +123,7 @@ def prepare(data: np.ndarray, settings: ReductionSettings) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float32, C-contiguous (the input itself when there is nothing to do).
+        The image as float32, C-contiguous (the input itself when there is nothing to do).
     """
     if "overscan" not in settings.steps and not settings.trim:
         return data

@@ -26,7 +26,7 @@ DEFAULT_FRAME_TYPES = {
 class ReductionSettings:
     """Validated settings (a profile's ``[reduction]`` table).
 
-    Parameters
+    Attributes
     ----------
     steps : list of str
         What a raw frame of this camera needs, from :data:`STEPS` (applied in that order).
@@ -53,9 +53,9 @@ class ReductionSettings:
     read_noise : float
         Read noise [ADU] when no bias master gives it (the cosmic-ray finder needs it).
     cosmics_sigclip : float
-        astroscrappy's Laplacian detection limit (``sigclip``).
+        The Laplacian detection limit of astroscrappy (``sigclip``).
     cosmics_objlim : float
-        astroscrappy's contrast limit between a cosmic ray and a star (``objlim``).
+        The contrast limit of astroscrappy between a cosmic ray and a star (``objlim``).
     sky_sigma : float
         Building a sky frame: pixels this many sigma from a frame's sigma-clipped median (sources) are masked.
     sky_grow : int

@@ -119,10 +119,12 @@ def choose(
         The kind wanted.
     mjd : float
         The frame's mid-exposure MJD.
-    instrument, binning, filter : str
+    instrument, binning : str
         The frame's.
     shape : tuple of int
         The frame's (ny, nx) after trimming.
+    filter : str
+        The frame's.
     max_age_days : float
         Largest time between the master and the frame.
     profile : str, optional
