@@ -199,3 +199,18 @@ def test_calibrate_objects_and_maps_on_s3_equal_the_local_disk(s3, request, skyc
     assert len(local["zeropoints"]) == 14 and (local["zeropoints"]["zp_status"] == "ok").all()
     pd.testing.assert_frame_equal(remote["zeropoints"], local["zeropoints"])
     assert remote["rows"] == local["rows"] and min(local["rows"].values()) > 0
+
+
+def test_s3_mistakes_get_one_line_and_exit_2(s3, request):
+    url = _url(request)
+    run_cli("init", url, check=True)
+    missing = run_cli("status", "s3://no-such-bucket/lake")
+    assert missing.returncode == 2
+    assert "bucket 'no-such-bucket' does not exist (or these credentials cannot see it)" in missing.stderr
+    no_db = run_cli("refresh", url)  # the summary database cannot live inside an s3:// lake
+    assert no_db.returncode == 2 and "give --db URL" in no_db.stderr and "Traceback" not in no_db.stderr
+    watch = run_cli("watch", url, str(REPO), "--pipeline", "demo", "--once")  # refused at start, not per batch
+    assert watch.returncode == 2 and "give --db URL" in watch.stderr
+    away = run_cli("status", url, env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"})
+    assert away.returncode == 2 and "Traceback" not in away.stderr
+    assert away.stderr.startswith("skylake: error: the object store refused or did not answer: EndpointConnectionError")

@@ -192,13 +192,6 @@ class Storage:
             return UPath(self.full(rel))
         return UPath(self.uri(rel), **self.fs.storage_options)
 
-    def _require_local(self, what: str):
-        if not self.is_local:
-            raise LakeError(
-                f"{what} needs a local filesystem for now; {self.url} is "
-                f"{type(self.fs).__name__} (object stores need conditional writes)"
-            )
-
     def _require_writable_store(self, what: str):
         if not (self.is_local or self.is_s3):
             raise LakeError(
@@ -299,40 +292,6 @@ class Storage:
         import pyarrow.parquet as pq
 
         return pq.read_table(self.full(rel), filesystem=self.arrow_fs, **kwargs)
-
-    def parquet_file(self, rel: str):
-        """A ``pyarrow.parquet.ParquetFile`` of a lake file, on this store.
-
-        Parameters
-        ----------
-        rel : str
-            Its lake-relative path.
-
-        Returns
-        -------
-        pyarrow.parquet.ParquetFile
-            The open file.
-        """
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(self.full(rel), filesystem=self.arrow_fs)
-
-    def parquet_metadata(self, rel: str):
-        """The Parquet footer of a lake file, on this store.
-
-        Parameters
-        ----------
-        rel : str
-            Its lake-relative path.
-
-        Returns
-        -------
-        pyarrow.parquet.FileMetaData
-            The footer.
-        """
-        import pyarrow.parquet as pq
-
-        return pq.read_metadata(self.full(rel), filesystem=self.arrow_fs)
 
     def listdir(self, rel: str) -> list[str]:
         """Names (not paths) in a directory.
