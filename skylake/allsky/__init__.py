@@ -14,8 +14,8 @@ pixels to altitude/azimuth and to RA/Dec. The modules are pure functions on arra
 * :mod:`.synthetic`: synthetic all-sky frames with a known model, cloud, sky and streak;
 * :mod:`.io`: reading the real cameras' frames (exposure, time) without guessing.
 
-Conventions (everywhere in this package)
------------------------------------------
+Conventions (everywhere in this package):
+
 * Pixels are 0-based, numpy order: ``x`` is the column, ``y`` the row; the centre of pixel
   ``image[j, i]`` is ``(x=i, y=j)``.
 * Altitude and azimuth in degrees; azimuth from North through East (N = 0, E = 90).

@@ -17,6 +17,22 @@ import numpy as np
 
 
 def main(argv=None) -> int:
+    """Fit, measure and draw the real IceAct and CTA all-sky frames.
+
+    Fits the IceAct camera on its clear frame from the published model (then again with the tilt and
+    ``k1``), processes its clear and cloudy frames, fits the CTA camera on its overcast frame, draws the
+    PNGs into ``--out`` and prints a JSON summary on stdout.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (``DATA_DIR [--out DIR]``); None reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        The exit code: 0.
+    """
     ap = argparse.ArgumentParser(prog="python -m skylake.allsky", description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path, help="directory with the IceAct/CTA frames and hipparcos.fits.gz")
     ap.add_argument("--out", type=Path, default=Path("allsky-png"), help="directory for the PNGs")

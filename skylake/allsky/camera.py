@@ -72,7 +72,9 @@ def _finite(name: str, value: Any) -> float:
 class Site:
     """Where the camera stands.
 
-    Parameters
+    The values are checked on construction (a ``ValueError`` names the first one out of range).
+
+    Attributes
     ----------
     lat_deg, lon_deg : float
         Geodetic latitude (-90..90) and longitude (East positive), deg.
@@ -84,7 +86,7 @@ class Site:
     temperature_c : float
         Air temperature for refraction, deg C.
     relative_humidity : float
-        0..1.
+        Relative humidity for refraction, 0..1.
     wavelength_um : float
         Effective wavelength for refraction, micron (0.55 = V).
     """
@@ -123,22 +125,58 @@ class Site:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Site":
-        """Build from a mapping (a profile's ``[camera.site]`` table); unknown keys are refused."""
+        """Build from a mapping (a profile's ``[camera.site]`` table); unknown keys are refused.
+
+        Parameters
+        ----------
+        d : Mapping
+            The settings, keyed by the field names.
+
+        Returns
+        -------
+        Site
+            The validated site.
+
+        Raises
+        ------
+        ValueError
+            If ``d`` is not a mapping, has unknown keys or a value out of range.
+        """
         return _from_dict(cls, d)
 
     def to_dict(self) -> dict:
+        """Plain settings, the inverse of :meth:`from_dict`.
+
+        Returns
+        -------
+        dict
+            Every field by name.
+        """
         return asdict(self)
 
     @property
     def pressure(self) -> float:
-        """Pressure used for refraction, hPa."""
+        """Pressure used for refraction, hPa.
+
+        Returns
+        -------
+        float
+            ``pressure_hpa`` when given, else the standard atmosphere at ``height_m``:
+            ``1013.25 exp(-h / 8434 m)``.
+        """
         if self.pressure_hpa is not None:
             return float(self.pressure_hpa)
         return 1013.25 * math.exp(-self.height_m / 8434.0)
 
     @property
     def location(self):
-        """The site as an :class:`astropy.coordinates.EarthLocation`."""
+        """The site as an :class:`astropy.coordinates.EarthLocation`.
+
+        Returns
+        -------
+        astropy.coordinates.EarthLocation
+            The geodetic position (longitude, latitude, height).
+        """
         import astropy.units as u
         from astropy.coordinates import EarthLocation
 
@@ -147,7 +185,19 @@ class Site:
         )
 
     def altaz_frame(self, time):
-        """The :class:`astropy.coordinates.AltAz` frame at ``time`` (a Time or anything Time takes)."""
+        """The :class:`astropy.coordinates.AltAz` frame at ``time`` (a Time or anything Time takes).
+
+        Parameters
+        ----------
+        time : astropy.time.Time or str or float
+            The time; anything else than a Time is read as UTC.
+
+        Returns
+        -------
+        astropy.coordinates.AltAz
+            The frame at the site, with the pressure, temperature, humidity and wavelength for
+            refraction.
+        """
         import astropy.units as u
         from astropy.coordinates import AltAz
         from astropy.time import Time
@@ -163,7 +213,24 @@ class Site:
         )
 
     def radec_to_altaz(self, ra_deg, dec_deg, time) -> tuple[np.ndarray, np.ndarray]:
-        """Apparent (refracted) altitude and azimuth (deg, az N through E) of ICRS positions."""
+        """Apparent (refracted) altitude and azimuth (deg, az N through E) of ICRS positions.
+
+        IERS tables are not downloaded (the bundled ones are used).
+
+        Parameters
+        ----------
+        ra_deg, dec_deg : float or array_like
+            ICRS right ascension and declination, deg.
+        time : astropy.time.Time or str or float
+            The time (see :meth:`altaz_frame`).
+
+        Returns
+        -------
+        alt : numpy.ndarray
+            Apparent altitude, deg (at least 1-D).
+        az : numpy.ndarray
+            Azimuth, deg, North through East in [0, 360).
+        """
         import astropy.units as u
         from astropy.coordinates import SkyCoord
 
@@ -176,7 +243,22 @@ class Site:
         return np.asarray(aa.alt.deg), np.mod(np.asarray(aa.az.deg), 360.0)
 
     def altaz_to_radec(self, alt_deg, az_deg, time) -> tuple[np.ndarray, np.ndarray]:
-        """ICRS RA, Dec (deg) of apparent (refracted) altitude/azimuth directions (deg)."""
+        """ICRS RA, Dec (deg) of apparent (refracted) altitude/azimuth directions (deg).
+
+        Parameters
+        ----------
+        alt_deg, az_deg : float or array_like
+            Apparent altitude and azimuth (North through East), deg.
+        time : astropy.time.Time or str or float
+            The time (see :meth:`altaz_frame`).
+
+        Returns
+        -------
+        ra : numpy.ndarray
+            Right ascension, deg in [0, 360) (at least 1-D).
+        dec : numpy.ndarray
+            Declination, deg.
+        """
         import astropy.units as u
         from astropy.coordinates import ICRS, SkyCoord
 
@@ -214,7 +296,10 @@ def _from_dict(cls, d: Mapping[str, Any]):
 class CameraModel:
     """A fisheye (or any radially symmetric) camera looking at the zenith.
 
-    Parameters
+    The values are checked on construction (a ``ValueError`` names the first one that is invalid),
+    and the mapping r(theta) must increase up to ``theta_max_deg``.
+
+    Attributes
     ----------
     projection : str
         One of :data:`PROJECTIONS` (aliases: ``equisolid_angle``, ``f-theta``, ``rectilinear``, ...).
@@ -228,8 +313,8 @@ class CameraModel:
         Image position angle of North (azimuth 0), deg, counter-clockwise from image up on a
         display with row 0 at the top (see the module docstring); normalised to [-180, 180).
     parity : int
-        +1: azimuth increases counter-clockwise on that display (sky seen from below, unmirrored);
-        -1: mirrored image.
+        The image's parity. +1: azimuth increases counter-clockwise on that display (sky seen
+        from below, unmirrored); -1: mirrored image.
     k1, k2 : float
         Radial distortion: ``r -> r (1 + k1 theta^2 + k2 theta^4)``, theta in rad (dimensionless).
     poly : tuple of float
@@ -317,19 +402,58 @@ class CameraModel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CameraModel":
-        """Build and validate from a mapping (a profile's ``[camera]`` table); unknown keys are refused."""
+        """Build and validate from a mapping (a profile's ``[camera]`` table); unknown keys are refused.
+
+        Parameters
+        ----------
+        d : Mapping
+            The settings, keyed by the field names (``poly`` may be a list).
+
+        Returns
+        -------
+        CameraModel
+            The validated model.
+
+        Raises
+        ------
+        ValueError
+            If ``d`` is not a mapping, has unknown keys or an invalid value.
+        """
         return _from_dict(cls, d)
 
     @classmethod
     def missing(cls, d: Mapping[str, Any]) -> list[str]:
-        """The geometry a ``[camera]`` table leaves to ``skylake camera fit`` (:data:`TO_FIT`): an observer may
-        give only the lens projection, with the site; such a table is checked by :meth:`check_partial` and
-        the frames cannot be placed until the fit fills it in."""
+        """The geometry a ``[camera]`` table leaves to ``skylake camera fit`` (:data:`TO_FIT`).
+
+        An observer may give only the lens projection, with the site; such a table is checked by
+        :meth:`check_partial` and the frames cannot be placed until the fit fills it in.
+
+        Parameters
+        ----------
+        d : Mapping
+            A (possibly partial) ``[camera]`` table.
+
+        Returns
+        -------
+        list of str
+            The names of :data:`TO_FIT` that ``d`` does not give.
+        """
         return [k for k in TO_FIT if k not in d]
 
     @classmethod
     def check_partial(cls, d: Mapping[str, Any]) -> None:
-        """Validate the values a (possibly partial) ``[camera]`` table gives (placeholders for the rest)."""
+        """Validate the values a (possibly partial) ``[camera]`` table gives (placeholders for the rest).
+
+        Parameters
+        ----------
+        d : Mapping
+            A (possibly partial) ``[camera]`` table.
+
+        Raises
+        ------
+        ValueError
+            If a value it gives is invalid, or a key is unknown.
+        """
         placeholder = {"focal_length_mm": 1.0, "pixel_size_mm": 0.001, "x0": 0.0, "y0": 0.0}
         d = dict(d)
         if "focal_length_mm" in d and "pixel_size_mm" not in d:
@@ -339,7 +463,13 @@ class CameraModel:
         cls.from_dict({**placeholder, **d})
 
     def to_dict(self) -> dict:
-        """Plain settings (JSON/TOML-friendly), the inverse of :meth:`from_dict`."""
+        """Plain settings (JSON/TOML-friendly), the inverse of :meth:`from_dict`.
+
+        Returns
+        -------
+        dict
+            The init fields by name (tuples as lists); the ``fit_*`` fields only for a fitted model.
+        """
         out = {}
         for name, f in self.__dataclass_fields__.items():
             if f.init:
@@ -350,13 +480,30 @@ class CameraModel:
         return out
 
     def replace(self, **changes) -> "CameraModel":
-        """A copy with some parameters changed (validated again)."""
+        """A copy with some parameters changed (validated again).
+
+        Parameters
+        ----------
+        **changes
+            New values of fields, by name.
+
+        Returns
+        -------
+        CameraModel
+            The new model.
+        """
         return replace(self, **changes)
 
     # ------------------------------------------------------------------ radial mapping
     @property
     def f_px(self) -> float:
-        """Focal length in pixels."""
+        """Focal length in pixels.
+
+        Returns
+        -------
+        float
+            ``focal_length_mm / pixel_size_mm``.
+        """
         return self.focal_length_mm / self.pixel_size_mm
 
     def _ideal(self, th):
@@ -406,12 +553,34 @@ class CameraModel:
         return None
 
     def r_of_theta(self, theta_deg) -> np.ndarray:
-        """Distance from the zenith pixel, px, of zenith angle(s) ``theta_deg`` (deg)."""
+        """Distance from the zenith pixel, px, of zenith angle(s) ``theta_deg`` (deg).
+
+        Parameters
+        ----------
+        theta_deg : float or array_like
+            Angle(s) from the optical axis (the zenith for an untilted camera), deg.
+
+        Returns
+        -------
+        numpy.ndarray
+            The distance(s), px, distortion included.
+        """
         th = np.radians(np.asarray(theta_deg, dtype=float))
         return self._r_px(th)
 
     def theta_of_r(self, r_px) -> np.ndarray:
-        """Zenith angle, deg, of distance(s) ``r_px`` from the zenith pixel; NaN beyond ``theta_max_deg``."""
+        """Zenith angle, deg, of distance(s) ``r_px`` from the zenith pixel; NaN beyond ``theta_max_deg``.
+
+        Parameters
+        ----------
+        r_px : float or array_like
+            Distance(s) from the zenith (optical axis) pixel, px.
+
+        Returns
+        -------
+        numpy.ndarray
+            The angle(s) from the axis, deg; NaN for negative distances and beyond ``theta_max_deg``.
+        """
         r = np.asarray(r_px, dtype=float)
         th_tab, r_tab = self._table
         closed = self._closed_inverse(r) if (self.k1 == 0.0 and self.k2 == 0.0) else None
@@ -425,12 +594,29 @@ class CameraModel:
         return np.degrees(th)
 
     def plate_scale(self, theta_deg) -> np.ndarray:
-        """Radial plate scale dr/dtheta at zenith angle ``theta_deg``, px per deg."""
+        """Radial plate scale dr/dtheta at zenith angle ``theta_deg``, px per deg.
+
+        Parameters
+        ----------
+        theta_deg : float or array_like
+            Angle(s) from the optical axis, deg.
+
+        Returns
+        -------
+        numpy.ndarray
+            The plate scale, px per deg.
+        """
         return self._drdtheta_px(np.radians(np.asarray(theta_deg, dtype=float))) * math.pi / 180.0
 
     @property
     def horizon_radius_px(self) -> float:
-        """Distance of the horizon (theta = 90 deg, or ``theta_max_deg`` if smaller) from the zenith, px."""
+        """Distance of the horizon (theta = 90 deg, or ``theta_max_deg`` if smaller) from the zenith, px.
+
+        Returns
+        -------
+        float
+            The radius, px.
+        """
         return float(self.r_of_theta(min(90.0, self.theta_max_deg)))
 
     # ------------------------------------------------------------------ pixel <-> alt/az
@@ -452,6 +638,16 @@ class CameraModel:
         """Pixel ``(x, y)`` (0-based, x = column) of directions ``alt_deg``, ``az_deg`` (deg, az N->E).
 
         Directions more than ``theta_max_deg`` from the optical axis give NaN.
+
+        Parameters
+        ----------
+        alt_deg, az_deg : float or array_like
+            Altitude and azimuth (North through East), deg.
+
+        Returns
+        -------
+        x, y : numpy.ndarray
+            Column and row, px (NaN outside the lens field).
         """
         alt = np.asarray(alt_deg, dtype=float)
         az = np.asarray(az_deg, dtype=float)
@@ -464,7 +660,18 @@ class CameraModel:
         return self.x0 - r * np.sin(psi), self.y0 - r * np.cos(psi)
 
     def pixel_to_altaz(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """Altitude and azimuth (deg, az N->E in [0, 360)) of pixel positions; NaN outside the lens field."""
+        """Altitude and azimuth (deg, az N->E in [0, 360)) of pixel positions; NaN outside the lens field.
+
+        Parameters
+        ----------
+        x, y : float or array_like
+            Column and row, px (0-based).
+
+        Returns
+        -------
+        alt, az : numpy.ndarray
+            Altitude and azimuth (North through East, in [0, 360)), deg.
+        """
         dx = np.asarray(x, dtype=float) - self.x0
         dy = np.asarray(y, dtype=float) - self.y0
         r = np.hypot(dx, dy)
@@ -474,13 +681,37 @@ class CameraModel:
         return self._tilt(90.0 - theta, az, inverse=True)
 
     def pixel_grid_altaz(self, shape) -> tuple[np.ndarray, np.ndarray]:
-        """Alt, az (deg) of every pixel centre of an image of ``shape = (ny, nx)``."""
+        """Alt, az (deg) of every pixel centre of an image of ``shape = (ny, nx)``.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The image shape ``(ny, nx)``.
+
+        Returns
+        -------
+        alt, az : numpy.ndarray
+            Altitude and azimuth of every pixel, deg, arrays of ``shape`` (NaN outside the lens field).
+        """
         ny, nx = int(shape[0]), int(shape[1])
         y, x = np.mgrid[0:ny, 0:nx]
         return self.pixel_to_altaz(x, y)
 
     def sky_mask(self, shape, alt_min_deg: float = 0.0) -> np.ndarray:
-        """Boolean image: True where a pixel sees the sky above ``alt_min_deg`` (deg)."""
+        """Boolean image: True where a pixel sees the sky above ``alt_min_deg`` (deg).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The image shape ``(ny, nx)``.
+        alt_min_deg : float, default 0.0
+            Lowest altitude counted as sky, deg.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean array of ``shape``.
+        """
         ny, nx = int(shape[0]), int(shape[1])
         if self.tilt_deg == 0.0:  # a circle: no need for every pixel's direction
             theta = 90.0 - alt_min_deg
@@ -495,7 +726,23 @@ class CameraModel:
         """Solid angle of a 1 x 1 px area at pixel position(s) ``(x, y)``.
 
         ``sin(theta) / (r dr/dtheta)`` sr per px^2 (1 / f_px^2 at the zenith), from the model alone.
-        ``unit`` is ``"sr"`` or ``"arcsec2"``. NaN outside the lens field.
+
+        Parameters
+        ----------
+        x, y : float or array_like
+            Column and row, px (0-based).
+        unit : {"sr", "arcsec2"}, default "sr"
+            The unit of the result.
+
+        Returns
+        -------
+        numpy.ndarray
+            Solid angle per pixel in ``unit``; NaN outside the lens field.
+
+        Raises
+        ------
+        ValueError
+            If ``unit`` is neither "sr" nor "arcsec2".
         """
         if unit not in ("sr", "arcsec2"):
             raise ValueError(f"unit must be 'sr' or 'arcsec2', got {unit!r}")
@@ -512,19 +759,62 @@ class CameraModel:
         return omega * ARCSEC2_PER_SR if unit == "arcsec2" else omega
 
     def solid_angle_map(self, shape, unit: str = "sr") -> np.ndarray:
-        """:meth:`solid_angle` of every pixel of an image of ``shape = (ny, nx)``."""
+        """:meth:`solid_angle` of every pixel of an image of ``shape = (ny, nx)``.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The image shape ``(ny, nx)``.
+        unit : {"sr", "arcsec2"}, default "sr"
+            The unit of the result.
+
+        Returns
+        -------
+        numpy.ndarray
+            Solid angle of every pixel in ``unit``, an array of ``shape`` (NaN outside the lens field).
+        """
         ny, nx = int(shape[0]), int(shape[1])
         y, x = np.mgrid[0:ny, 0:nx]
         return self.solid_angle(x, y, unit=unit)
 
     # ------------------------------------------------------------------ pixel <-> RA/Dec
     def radec_to_pixel(self, ra_deg, dec_deg, site: Site, time) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel ``(x, y)`` of ICRS positions (deg) at ``site`` and ``time`` (refraction included)."""
+        """Pixel ``(x, y)`` of ICRS positions (deg) at ``site`` and ``time`` (refraction included).
+
+        Parameters
+        ----------
+        ra_deg, dec_deg : float or array_like
+            ICRS right ascension and declination, deg.
+        site : Site
+            Where the camera stands.
+        time : astropy.time.Time or str or float
+            The time (see :meth:`Site.altaz_frame`).
+
+        Returns
+        -------
+        x, y : numpy.ndarray
+            Column and row, px (NaN outside the lens field).
+        """
         alt, az = site.radec_to_altaz(ra_deg, dec_deg, time)
         return self.altaz_to_pixel(alt, az)
 
     def pixel_to_radec(self, x, y, site: Site, time) -> tuple[np.ndarray, np.ndarray]:
-        """ICRS RA, Dec (deg) of pixel positions at ``site`` and ``time``; NaN outside the lens field."""
+        """ICRS RA, Dec (deg) of pixel positions at ``site`` and ``time``; NaN outside the lens field.
+
+        Parameters
+        ----------
+        x, y : float or array_like
+            Column and row, px (0-based).
+        site : Site
+            Where the camera stands.
+        time : astropy.time.Time or str or float
+            The time (see :meth:`Site.altaz_frame`).
+
+        Returns
+        -------
+        ra, dec : numpy.ndarray
+            Right ascension and declination, deg (at least 1-D).
+        """
         alt, az = self.pixel_to_altaz(np.atleast_1d(x), np.atleast_1d(y))
         ok = np.isfinite(alt)
         ra = np.full(alt.shape, np.nan)
@@ -535,7 +825,20 @@ class CameraModel:
 
 
 def angular_separation_deg(alt1, az1, alt2, az2) -> np.ndarray:
-    """Great-circle distance (deg) between two sets of (alt, az) or (dec, ra) directions (deg)."""
+    """Great-circle distance (deg) between two sets of (alt, az) or (dec, ra) directions (deg).
+
+    Parameters
+    ----------
+    alt1, az1 : float or array_like
+        The first directions: altitude (or declination) and azimuth (or right ascension), deg.
+    alt2, az2 : float or array_like
+        The second directions, deg (broadcast against the first).
+
+    Returns
+    -------
+    numpy.ndarray
+        The angular distance, deg.
+    """
     a1, a2 = np.radians(alt1), np.radians(alt2)
     daz = np.radians(np.asarray(az2) - np.asarray(az1))
     s = np.hypot(np.cos(a2) * np.sin(daz), np.cos(a1) * np.sin(a2) - np.sin(a1) * np.cos(a2) * np.cos(daz))

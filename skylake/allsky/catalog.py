@@ -20,10 +20,20 @@ def read_hipparcos(path, vmax: float | None = None) -> Table:
 
     Parameters
     ----------
-    path : str or Path
+    path : str or pathlib.Path
         FITS (optionally gzipped) binary table.
     vmax : float, optional
         Keep stars with ``v_mag <= vmax`` only.
+
+    Returns
+    -------
+    astropy.table.Table
+        Every column as float (``HIP`` as int64), rows with finite ``ra``, ``dec`` and ``v_mag`` only.
+
+    Raises
+    ------
+    ValueError
+        If the table lacks ``ra``, ``dec`` or ``v_mag``.
     """
     t = Table.read(path, hdu=1)
     missing = [c for c in ("ra", "dec", "v_mag") if c not in t.colnames]
@@ -39,8 +49,25 @@ def read_hipparcos(path, vmax: float | None = None) -> Table:
 
 
 def as_catalog(catalog, mag_column: str = "v_mag") -> Table:
-    """Check and normalise a catalogue (Table, DataFrame or dict of arrays) to a Table with
-    float columns ``ra``, ``dec``, ``mag`` (deg, deg, mag) and the others kept."""
+    """Check and normalise a catalogue (Table, DataFrame or dict of arrays) to a Table.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table or pandas.DataFrame or dict of array_like
+        The catalogue, with ``ra``, ``dec`` (deg) and a magnitude column.
+    mag_column : str, default "v_mag"
+        The magnitude column copied to ``mag`` when the catalogue has no ``mag`` column.
+
+    Returns
+    -------
+    astropy.table.Table
+        Float columns ``ra``, ``dec``, ``mag`` (deg, deg, mag) and the others kept.
+
+    Raises
+    ------
+    ValueError
+        If ``ra``, ``dec`` or the magnitude column is missing.
+    """
     if isinstance(catalog, Table):
         t = catalog.copy(copy_data=False)
     elif hasattr(catalog, "to_dict") and hasattr(catalog, "columns"):  # pandas
@@ -60,9 +87,27 @@ def as_catalog(catalog, mag_column: str = "v_mag") -> Table:
 
 
 def isolation_deg(ra_deg, dec_deg, mag=None, *, dmag: float = 2.0, k: int = 32) -> np.ndarray:
-    """Distance (deg) of each star to its nearest neighbour in the same list that is at most
-    ``dmag`` fainter (any neighbour when ``mag`` is None). When none of the ``k`` nearest
-    qualifies, the distance to the k-th nearest (a lower bound) is returned."""
+    """Distance (deg) of each star to its nearest neighbour in the same list that is at most ``dmag`` fainter.
+
+    Any neighbour counts when ``mag`` is None. When none of the ``k`` nearest qualifies, the
+    distance to the k-th nearest (a lower bound) is returned.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : array_like
+        The stars' positions, deg.
+    mag : array_like, optional
+        The stars' magnitudes.
+    dmag : float, default 2.0
+        Neighbours counted are at most this much fainter, mag.
+    k : int, default 32
+        Number of nearest neighbours looked at (the star itself included).
+
+    Returns
+    -------
+    numpy.ndarray
+        The distance per star, deg; inf for every star of a list of fewer than two.
+    """
     ra = np.radians(np.asarray(ra_deg, dtype=float))
     dec = np.radians(np.asarray(dec_deg, dtype=float))
     n = ra.size
@@ -91,6 +136,18 @@ def _isolation_against(t, pool, dmag, k: int = 32):
         return np.full(len(t), np.inf)
 
     def xyz(tab):
+        """Unit vectors of a table's ``ra``, ``dec`` (deg).
+
+        Parameters
+        ----------
+        tab : astropy.table.Table
+            Stars with ``ra``, ``dec``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Array of shape (n, 3).
+        """
         ra, dec = np.radians(np.asarray(tab["ra"], float)), np.radians(np.asarray(tab["dec"], float))
         return np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
 
@@ -140,15 +197,23 @@ def visible_stars(
     catalog : Table or DataFrame
         ``ra``, ``dec`` (deg) and ``mag_column`` (pass the whole catalogue: neighbours fainter
         than ``vmax`` matter for blending).
-    model, site, time
-        Camera model, site and the exposure's mid time.
-    shape : (ny, nx)
-        Image shape; stars predicted outside it (closer than ``edge_px``) are dropped.
-    vmax : float
+    model : CameraModel
+        Camera model.
+    site : Site
+        Where the camera stands.
+    time : astropy.time.Time or str
+        The exposure's mid time.
+    shape : tuple of int
+        Image shape ``(ny, nx)``; stars predicted outside it (closer than ``edge_px``) are dropped.
+    vmax : float, default 6.0
         Faintest magnitude kept.
-    alt_min_deg : float
+    alt_min_deg : float, default 0.0
         Lowest altitude kept, deg.
-    neighbour_dmag : float
+    edge_px : float, default 0.0
+        Stars predicted closer than this to the image edge are dropped, px.
+    mag_column : str, default "v_mag"
+        The catalogue's magnitude column (when it has no ``mag`` column).
+    neighbour_dmag : float, default 1.0
         Neighbours counted in the ``isolation_deg`` column are at most this much fainter than the
         star (1 mag = 40 % of its flux).
     aperture_px, psf_sigma_px, blend_dmag : float
@@ -159,7 +224,7 @@ def visible_stars(
 
     Returns
     -------
-    Table
+    astropy.table.Table
         Input columns plus ``mag``, ``alt``, ``az`` (deg), ``x``, ``y`` (px), ``isolation_deg``
         (distance to the nearest other star at most ``neighbour_dmag`` fainter, deg) and ``blend``,
         brightest first.

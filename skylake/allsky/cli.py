@@ -36,6 +36,24 @@ def _errors(func):
     @command
     @functools.wraps(func)
     def wrapper(args) -> int:
+        """Run the command, a frame that cannot be read raised as a :class:`CameraCliError`.
+
+        Parameters
+        ----------
+        args : argparse.Namespace
+            The parsed command line (``file`` names the frame).
+
+        Returns
+        -------
+        int
+            The command's exit code.
+
+        Raises
+        ------
+        CameraCliError
+            If the frame is rejected (the file and the reason named); :func:`skylake.errors.command`
+            turns it into exit code 2.
+        """
         try:
             return func(args)
         except FrameRejected as exc:
@@ -45,8 +63,27 @@ def _errors(func):
 
 
 def read_frame(path: str, profile):
-    """The first image the profile selects from ``path`` and its frame record (time, exposure) as ingest
-    reads them. Raises :class:`FrameRejected` with the reason."""
+    """The first image the profile selects from ``path`` and its frame record (time, exposure) as ingest reads them.
+
+    Parameters
+    ----------
+    path : str
+        The frame's file (a local path or an object-store URL).
+    profile : skylake.profile.Profile
+        The camera's profile (``max_image_mb``, ``hdu``, ``[header]``).
+
+    Returns
+    -------
+    image : skylake.frame.reading.Image
+        The image (``data``, ``header``, ``hdu``).
+    rec : dict
+        The frame record (``mjd`` at mid-exposure, exposure time, ...).
+
+    Raises
+    ------
+    FrameRejected
+        With the reason, when the file cannot be read or its header gives no usable time or exposure.
+    """
     from skylake.frame import header, reading
 
     raw = reading.read_bytes(path, int(profile.max_image_mb * 1e6))
@@ -64,9 +101,26 @@ SCALE_TOLERANCE = 0.03
 
 
 def scale_contradictions(header, camera: dict, model) -> list[str]:
-    """One line per source of the scale (the profile's focal length and pixel size, the header's FOCALLEN and
-    pixel size) that disagrees with the fitted pixels per radian by more than :data:`SCALE_TOLERANCE`, naming
-    the keyword or setting, its value and the value the fit implies."""
+    """One line per source of the scale that disagrees with the fitted pixels per radian.
+
+    The sources are the profile's focal length and pixel size, and the header's FOCALLEN and pixel size
+    (with or without the binning, the closer of the two); each line names the keyword or setting, its
+    value and the value the fit implies.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header (:data:`FOCAL_LENGTH_KEYS`, :data:`PIXEL_SIZE_KEYS`, :data:`BINNING_KEYS`).
+    camera : dict
+        The profile's ``[camera]`` table.
+    model : skylake.allsky.camera.CameraModel
+        The fitted model (its ``f_px``).
+
+    Returns
+    -------
+    list of str
+        The warning lines for the sources off by more than :data:`SCALE_TOLERANCE`; empty when none is.
+    """
     fitted = model.f_px
     lines = []
     if "focal_length_mm" in camera and "pixel_size_mm" in camera:
@@ -80,6 +134,20 @@ def scale_contradictions(header, camera: dict, model) -> list[str]:
             )
 
     def first(keys):
+        """The first of ``keys`` the header gives as a positive number.
+
+        Parameters
+        ----------
+        keys : sequence of str
+            Header keywords, in order of preference.
+
+        Returns
+        -------
+        key : str or None
+            The keyword, None when none qualifies.
+        value : float or None
+            Its value, None when none qualifies.
+        """
         for k in keys:
             v = header.get(k)
             try:
@@ -108,9 +176,39 @@ def scale_contradictions(header, camera: dict, model) -> list[str]:
 
 
 def profile_text(model, base: str, fit, frame: str) -> str:
-    """A profile file extending ``base`` with the fitted ``[camera]`` (TOML)."""
+    """A profile file extending ``base`` with the fitted ``[camera]`` (TOML).
+
+    Parameters
+    ----------
+    model : skylake.allsky.camera.CameraModel
+        The fitted model (with how it was fitted, see :meth:`skylake.allsky.fit.FitResult.fitted_model`).
+    base : str
+        The profile extended: a name in ``pipelines/`` or a path.
+    fit : skylake.allsky.fit.FitResult
+        The fit, quoted in the header comment (rms, stars).
+    frame : str
+        The frame fitted, named in the header comment.
+
+    Returns
+    -------
+    str
+        The TOML text: comment lines, ``extends`` and the ``[camera]`` table.
+    """
 
     def value(v):
+        """A TOML value of a setting.
+
+        Parameters
+        ----------
+        v : str or float or int or list or tuple or dict
+            The setting's value.
+
+        Returns
+        -------
+        str
+            The value as TOML (strings quoted, sequences as arrays, dicts as inline tables, floats
+            rounded to 6 decimals).
+        """
         if isinstance(v, str):
             return f'"{v}"'
         if isinstance(v, (list, tuple)):
@@ -242,6 +340,13 @@ def _cmd_camera_fit(args) -> int:
 
 
 def add_commands(sub) -> None:
+    """Add ``skylake camera fit`` to the command line.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The sub-parsers of :mod:`skylake.cli`'s parser.
+    """
     p = sub.add_parser("camera", help="all-sky camera models (fit)")
     csub = p.add_subparsers(dest="camera_command", required=True, metavar="COMMAND")
     f = csub.add_parser(

@@ -19,8 +19,20 @@ ZENITH_PX, ROTATION_DEG, STREAK_PX = 0.5, 0.1, 3.0
 
 
 def run_allsky_demo(out: str | Path = "skylake-demo-allsky") -> int:
-    """Write, fit, ingest, check and report the synthetic all-sky night under ``out``; prints
-    ``demo: PASS`` (exit 0) or ``demo: FAIL: <check> ...`` (1)."""
+    """Write, fit, ingest, check and report the synthetic all-sky night under ``out``.
+
+    Prints ``demo: PASS`` (exit 0) or ``demo: FAIL: <check> ...`` (1).
+
+    Parameters
+    ----------
+    out : str or pathlib.Path, default "skylake-demo-allsky"
+        Directory for the night, the fitted profile, the lake and the report.
+
+    Returns
+    -------
+    int
+        The exit code: 0 when every check passes, 1 otherwise.
+    """
     from astropy.table import Table
     from astropy.time import Time
 

@@ -29,7 +29,15 @@ FITTABLE = ("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "k2", "tilt")
 
 
 class CameraFitError(SkylakeError, RuntimeError):
-    """The model could not be fitted; ``reason`` says why (too few stars, no orientation found, ...)."""
+    """The model could not be fitted; ``reason`` says why (too few stars, no orientation found, ...).
+
+    Its exit code is ``EXIT_NOTHING`` (4).
+
+    Parameters
+    ----------
+    reason : str
+        Why the fit failed (also the exception's message).
+    """
 
     exit_code = EXIT_NOTHING
 
@@ -84,7 +92,14 @@ class FitResult:
     sigma: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """Scalars for a frame row or a report."""
+        """Scalars for a frame row or a report.
+
+        Returns
+        -------
+        dict
+            The rms residuals, the star counts, the model's ``x0``, ``y0``, ``rotation_deg``, ``parity``,
+            ``focal_length_mm``, ``k1``, ``k2`` and each parameter's spread as ``sigma_<name>``.
+        """
         m = self.model
         return {
             "rms_px": self.rms_px,
@@ -104,7 +119,14 @@ class FitResult:
         }
 
     def fitted_model(self) -> CameraModel:
-        """The model with how it was fitted recorded in it (stars, rms, the parameters' spread)."""
+        """The model with how it was fitted recorded in it (stars, rms, the parameters' spread).
+
+        Returns
+        -------
+        CameraModel
+            A copy of :attr:`model` with ``fit_n_stars``, ``fit_rms_px`` (4 decimals) and ``fit_sigma``
+            (3 significant digits) set.
+        """
         return self.model.replace(
             fit_n_stars=int(self.n_matched),
             fit_rms_px=round(float(self.rms_px), 4),
@@ -126,21 +148,22 @@ def detect_stars(
 
     Parameters
     ----------
-    image : 2-D array
-    mask : bool array, optional
+    image : numpy.ndarray
+        The frame, 2-D (NaN pixels are not used).
+    mask : numpy.ndarray of bool, optional
         True where pixels are not sky (outside the lens circle, obstructions, NaN).
-    thresh : float
+    thresh : float, default 5.0
         Detection threshold in units of the global background rms.
-    mesh_px : int
+    mesh_px : int, default 16
         Background mesh size, px.
-    minarea : int
+    minarea : int, default 3
         Minimum connected pixels.
-    max_npix : int
+    max_npix : int, default 200
         Larger objects (the Moon, lights, clouds lit from below) are dropped.
 
     Returns
     -------
-    Table
+    astropy.table.Table
         ``x``, ``y`` (px, windowed centroid), ``flux`` (ADU), ``peak``, ``npix``, ``a``, ``b``,
         brightest first.
     """
@@ -185,8 +208,22 @@ def detect_stars(
 
 
 def match_nearest(xp, yp, xd, yd, tol_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one pairs of predicted and detected positions: mutual nearest neighbours within
-    ``tol_px`` (px). Returns index arrays ``(i_pred, i_det)``."""
+    """One-to-one pairs of predicted and detected positions: mutual nearest neighbours within ``tol_px`` (px).
+
+    Parameters
+    ----------
+    xp, yp : array_like
+        Predicted positions, px (non-finite ones are not matched).
+    xd, yd : array_like
+        Detected positions, px.
+    tol_px : float
+        Largest distance of a pair, px.
+
+    Returns
+    -------
+    i_pred, i_det : numpy.ndarray
+        Index arrays of the pairs into the predicted and the detected positions.
+    """
     from scipy.spatial import cKDTree
 
     xp, yp, xd, yd = (np.asarray(a, float) for a in (xp, yp, xd, yd))
@@ -237,10 +274,31 @@ def scan_orientation(
     predicted star and every detection within ``max_shift_px`` are histogrammed (``bin_px`` bins);
     the fullest 2x2-bin cell gives the score and the zenith shift.
 
+    Parameters
+    ----------
+    model0 : CameraModel
+        Starting model (its projection, scale and distortion are kept).
+    alt, az : numpy.ndarray
+        The catalogue stars' apparent altitude and azimuth, deg.
+    xd, yd : numpy.ndarray
+        Detected positions, px.
+    shape : tuple of int
+        Image shape ``(ny, nx)``.
+    rotation_step_deg : float, default 0.5
+        Rotation step of the fine scan, deg (the coarse scan takes twice it, at least 1 deg).
+    parities : sequence of int, default (1, -1)
+        Parities tried.
+    max_shift_px : float, default 20.0
+        Largest zenith shift (offset between a predicted star and a detection) considered, px.
+    bin_px : float, default 2.0
+        Histogram bin of the offsets, px.
+
     Returns
     -------
-    (CameraModel, int)
-        The best model (rotation, parity, x0, y0 updated) and its vote count.
+    model : CameraModel
+        The best model (rotation, parity, x0, y0 updated); ``model0`` when nothing votes.
+    votes : int
+        Its vote count (0 when nothing votes).
     """
     from scipy.spatial import cKDTree
 
@@ -250,6 +308,21 @@ def scan_orientation(
     edges = np.linspace(-max_shift_px, max_shift_px, nb + 1)
 
     def score_of(rot, parity):
+        """Votes for one rotation and parity.
+
+        Parameters
+        ----------
+        rot : float
+            Rotation, deg.
+        parity : int
+            Parity, +1 or -1.
+
+        Returns
+        -------
+        tuple
+            ``(votes, model, shift_x, shift_y)``: the fullest cell's count (-1 when no pair votes), the
+            model with that rotation and parity, and the median offset of the cell's pairs, px.
+        """
         m = model0.replace(rotation_deg=float(rot), parity=int(parity))
         x, y = m.altaz_to_pixel(alt, az)
         ok = (
@@ -325,6 +398,18 @@ def _spread(model: CameraModel, names, alt, az, xd, yd) -> dict:
     labels = [x for n in names for x in (("tilt_east", "tilt_north") if n == "tilt" else (n,))]
 
     def resid(p):
+        """Residuals (predicted - detected), x then y, of the model with parameters ``p``.
+
+        Parameters
+        ----------
+        p : numpy.ndarray
+            Values of the fitted parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            The x residuals followed by the y residuals, px.
+        """
         x, y = _model_from(model, names, p).altaz_to_pixel(alt, az)
         return np.concatenate([x - xd, y - yd])
 
@@ -368,21 +453,24 @@ def fit_camera(
 
     Parameters
     ----------
-    image : 2-D array
-        The frame (any units; NaN where there is no data).
+    image : numpy.ndarray
+        The frame, 2-D (any units; NaN where there is no data).
     model0 : CameraModel
         Starting model (published values); its projection, pixel size and parity are kept
         unless the orientation scan runs.
     site : Site
-    time : astropy Time or ISO string
-        Mid-exposure time, UTC.
-    catalog : Table or DataFrame
+        Where the camera stands.
+    time : astropy.time.Time or str
+        Mid-exposure time, UTC (a Time or an ISO string).
+    catalog : astropy.table.Table or pandas.DataFrame
         ``ra``, ``dec`` (deg) and ``mag_column`` (e.g. Hipparcos from
         :func:`skylake.allsky.catalog.read_hipparcos`).
-    vmax : float
+    vmax : float, default 4.5
         Faintest catalogue magnitude used.
-    alt_min_deg : float
+    alt_min_deg : float, default 20.0
         Lowest altitude used, deg.
+    mag_column : str, default "v_mag"
+        The catalogue's magnitude column (when it has no ``mag`` column).
     fit : sequence of str
         Parameters refined, from :data:`FITTABLE` (``"tilt"`` refines the optical axis' tilt
         and its azimuth; then ``x0``, ``y0`` are the axis pixel, and the zenith pixel is
@@ -390,28 +478,39 @@ def fit_camera(
     tolerances_px : sequence of float
         Matching tolerances of the successive steps, px (shrinking). After the last one the
         tolerance adapts to ``max(last, clip * robust sigma)``.
-    clip : float
+    clip : float, default 3.0
         Pairs beyond ``clip`` robust sigmas (1.4826 MAD of the 2-D residual) are dropped.
     search : {"auto", True, False}
         Scan rotation, parity and zenith shift (:func:`scan_orientation`): first (True), never
         (False), or only when the fit from the starting model fails (matches no better than
         chance) or ends above 2 px rms ("auto").
-    mask : bool array, optional
+    mask : numpy.ndarray of bool, optional
         True where the image is not sky (excluded from detection).
-    detections : Table, optional
+    detections : astropy.table.Table, optional
         Use these ``x``, ``y`` instead of detecting.
-    detect_thresh : float
-        sep threshold (x global rms) when detecting.
-    loss : str
-        ``least_squares`` robust loss (``soft_l1``, ``huber``, ``cauchy``, ``linear``).
-    min_stars : int
+    detect_thresh : float, default 5.0
+        The sep threshold (x global rms) when detecting.
+    loss : str, default "soft_l1"
+        The ``least_squares`` robust loss (``soft_l1``, ``huber``, ``cauchy``, ``linear``).
+    min_stars : int, default 8
         Fewer final pairs raise :class:`CameraFitError`.
-    edge_px : float
+    edge_px : float, default 3.0
         Catalogue stars predicted closer than this to the image edge are not used.
 
     Returns
     -------
     FitResult
+        The fitted model, its residuals and the matched stars.
+
+    Raises
+    ------
+    CameraFitError
+        If too few sources are detected, too few catalogue stars are up, too few stars match or are
+        left after clipping (fewer than ``min_stars``), the pairs are no better than chance, no
+        orientation is found, or the least squares fail.
+    ValueError
+        If ``fit`` names a parameter not in :data:`FITTABLE`, ``search`` or ``tolerances_px`` is
+        invalid, or the image is not 2-D.
     """
     from scipy.optimize import least_squares
 
@@ -449,6 +548,18 @@ def fit_camera(
         raise CameraFitError(f"only {len(stars)} catalogue stars with mag <= {vmax} above {alt_min_deg} deg")
 
     def predict(m):
+        """Predicted pixels of the stars used, NaN near the edge and on masked pixels.
+
+        Parameters
+        ----------
+        m : CameraModel
+            The model.
+
+        Returns
+        -------
+        x, y : numpy.ndarray
+            Predicted column and row, px.
+        """
         x, y = m.altaz_to_pixel(alt, az)
         inside = (x >= edge_px) & (x <= shape[1] - 1 - edge_px) & (y >= edge_px) & (y <= shape[0] - 1 - edge_px)
         if mask is not None:
@@ -462,12 +573,46 @@ def fit_camera(
     density = len(xd) / sky_px
 
     def chance(n_pred, tol):
+        """Pairs expected by chance alone.
+
+        Parameters
+        ----------
+        n_pred : int
+            Stars predicted in the frame.
+        tol : float
+            Matching tolerance, px.
+
+        Returns
+        -------
+        float
+            ``n_pred`` times the probability of a detection within ``tol`` (at most 1).
+        """
         return n_pred * min(1.0, density * np.pi * tol**2)
 
     xp, yp = predict(model0)
     n_pred = int(np.isfinite(xp).sum())
 
     def refine(model, scanned):
+        """Match and fit with the shrinking tolerances, then clip the outliers.
+
+        Parameters
+        ----------
+        model : CameraModel
+            The starting model.
+        scanned : bool
+            Whether the orientation scan gave ``model`` (recorded in the result).
+
+        Returns
+        -------
+        FitResult
+            The fit.
+
+        Raises
+        ------
+        CameraFitError
+            If too few stars match or are left after clipping, the pairs are no better than chance,
+            or the least squares fail.
+        """
         names = list(fit)
         history = []
         tol = tolerances_px[0]
@@ -569,6 +714,18 @@ def fit_camera(
         )
 
     def scan():
+        """Scan rotation, parity and zenith shift (:func:`scan_orientation`) from ``model0``.
+
+        Returns
+        -------
+        CameraModel
+            The best model of the scan.
+
+        Raises
+        ------
+        CameraFitError
+            If no orientation matches at least ``min_stars`` stars.
+        """
         m, score = scan_orientation(model0, alt, az, xd, yd, shape)
         if score < min_stars:
             raise CameraFitError(f"no orientation matches more than {score} stars (need >= {min_stars})")
@@ -599,8 +756,28 @@ def plot_fit_residuals(
     title: str | None = None,
     arrow_gain: float | None = None,
 ):
-    """Residual plot of a camera fit (PNG): arrows over the image, residual vs zenith angle and
-    vs azimuth. Readable at 800 px width."""
+    """Residual plot of a camera fit (PNG): arrows over the image, residual vs zenith angle and vs azimuth.
+
+    Readable at 800 px width (:func:`skylake.allsky.plots.plot_fit_residuals`).
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit.
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    image : numpy.ndarray, optional
+        The frame, drawn under the arrows.
+    title : str, optional
+        The figure's title (default: the stars, rms and model).
+    arrow_gain : float, optional
+        Magnification of the residual arrows (default: chosen from the residuals and the width).
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
+    """
     from skylake.allsky.plots import plot_fit_residuals as _plot
 
     return _plot(result, path, image=image, title=title, arrow_gain=arrow_gain)
@@ -624,27 +801,55 @@ def fit_from_site(
     min_significance: float = 2.5,
     min_stars: int = 8,
 ) -> FitResult:
-    """Fit a camera known only by its lens projection (and its site): the zenith pixel, parity, rotation and
-    focal length in pixels are searched (:func:`skylake.allsky.search.search_model`: every zenith pixel of the
-    image, any scale), then everything in ``fit`` is refined (:func:`fit_camera`).
+    """Fit a camera known only by its lens projection (and its site).
+
+    The zenith pixel, parity, rotation and focal length in pixels are searched
+    (:func:`skylake.allsky.search.search_model`: every zenith pixel of the image, any scale), then
+    everything in ``fit`` is refined (:func:`fit_camera`).
 
     Parameters
     ----------
+    image : numpy.ndarray
+        The frame, 2-D (any units).
     camera : dict
         The profile's ``[camera]`` table: ``projection`` at least; a given ``pixel_size_mm`` (or
         ``focal_length_mm``) is kept and the other one fitted (only their ratio is seen); other settings
         (``k1``, ``theta_max_deg``, ...) start the fit. Given ``x0``, ``y0``, ``rotation_deg`` and ``parity``
         are ignored: the search finds them.
-    min_significance : float
+    site : Site
+        Where the camera stands.
+    time : astropy.time.Time or str
+        Mid-exposure time, UTC.
+    catalog : astropy.table.Table or pandas.DataFrame
+        ``ra``, ``dec`` (deg) and ``mag_column``.
+    vmax : float, default 4.5
+        Faintest catalogue magnitude used.
+    alt_min_deg : float, default 20.0
+        Lowest altitude used, deg.
+    mag_column : str, default "v_mag"
+        The catalogue's magnitude column (when it has no ``mag`` column).
+    fit : sequence of str
+        Parameters refined, from :data:`FITTABLE`.
+    detect_thresh : float, default 5.0
+        The sep detection threshold (x global rms).
+    min_significance : float, default 2.5
         The winning vote must be this many times what chance gives a trial (the median of the trials' best
         counts), else :class:`CameraFitError` (a cloudy frame, the wrong projection). Measured: the real
         IceAct frame 4.8, a SYNTHETIC mirrored equisolid frame 3.5; the overcast CTA frame 1.6, a frame of
         noise spots 1.2.
+    min_stars : int, default 8
+        Fewest detections, catalogue stars, winning votes and final pairs.
 
     Returns
     -------
     FitResult
-        With ``scanned`` True.
+        The fit, with ``scanned`` True.
+
+    Raises
+    ------
+    CameraFitError
+        If too few sources are detected or catalogue stars are up, the search's vote is not significant,
+        or the refinement fails (:func:`fit_camera`).
     """
     from skylake.allsky.search import search_model
 

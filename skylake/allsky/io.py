@@ -21,9 +21,21 @@ _EXPOSURE_KEYS = ("EXPTIME", "EXPOSURE", "EXP_TIME")
 
 @dataclass
 class AllSkyFrame:
-    """An all-sky frame: ``data`` (float64, native, NaN where the file has no data), its header,
-    mid-exposure ``time`` (UTC), ``exptime_s`` (None if the header has none) and ``time_note``
-    (which keyword and assumption gave the time)."""
+    """An all-sky frame: the image, its header, mid-exposure time and exposure time.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        The image, float64 in native byte order, NaN where the file has no data.
+    header : astropy.io.fits.Header
+        The frame's header.
+    time : astropy.time.Time
+        Mid-exposure time, UTC.
+    exptime_s : float or None
+        Exposure time, s; None if the header has none.
+    time_note : str
+        Which keyword and assumption gave the time.
+    """
 
     data: np.ndarray
     header: fits.Header
@@ -33,7 +45,23 @@ class AllSkyFrame:
 
 
 def exposure_time(header: fits.Header) -> float | None:
-    """Exposure time in s from ``EXPTIME``/``EXPOSURE``/``EXP_TIME`` (numbers or numeric strings)."""
+    """Exposure time in s from ``EXPTIME``/``EXPOSURE``/``EXP_TIME`` (numbers or numeric strings).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header; the first of the keywords it has is read.
+
+    Returns
+    -------
+    float or None
+        The exposure time, s; None when the header has none of the keywords.
+
+    Raises
+    ------
+    ValueError
+        If the keyword's value is not a number, or is negative or not finite.
+    """
     for key in _EXPOSURE_KEYS:
         if key in header:
             value = header[key]
@@ -52,7 +80,9 @@ def frame_time(header: fits.Header, exptime_s: float | None = None, *, time_is: 
 
     Parameters
     ----------
-    header : Header
+    header : astropy.io.fits.Header
+        The frame's header; the first of ``DATE-OBS``, ``TIMEUTC``, ``DATE_OBS``, ``UTC1`` it has is read
+        as an ISO date-time in UTC (a space between date and time is accepted).
     exptime_s : float, optional
         Exposure time, s; with ``time_is="start"`` half of it is added.
     time_is : {"start", "mid"}
@@ -60,8 +90,16 @@ def frame_time(header: fits.Header, exptime_s: float | None = None, *, time_is: 
 
     Returns
     -------
-    (Time, str)
-        The time and a note naming the keyword and the assumption.
+    time : astropy.time.Time
+        The mid-exposure time, UTC.
+    note : str
+        A note naming the keyword and the assumption.
+
+    Raises
+    ------
+    ValueError
+        If ``time_is`` is neither "start" nor "mid", the header has no time keyword, or its value is not
+        an ISO date-time.
     """
     if time_is not in ("start", "mid"):
         raise ValueError(f"time_is must be 'start' or 'mid', got {time_is!r}")
@@ -81,7 +119,28 @@ def frame_time(header: fits.Header, exptime_s: float | None = None, *, time_is: 
 
 
 def read_allsky_frame(path, *, hdu: int = 0, time_is: str = "start") -> AllSkyFrame:
-    """Read an all-sky frame (``.fits`` or ``.fits.gz``): image, exposure and mid-exposure time."""
+    """Read an all-sky frame (``.fits`` or ``.fits.gz``): image, exposure and mid-exposure time.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The FITS file.
+    hdu : int, default 0
+        The HDU holding the image.
+    time_is : {"start", "mid"}, default "start"
+        What the header's time stamp marks (see :func:`frame_time`).
+
+    Returns
+    -------
+    AllSkyFrame
+        The image as float64 (FITS scaling applied), its header, the mid-exposure time and the
+        exposure time.
+
+    Raises
+    ------
+    ValueError
+        If the HDU is not a 2-D image, or the header's exposure time or time stamp cannot be read.
+    """
     with fits.open(path, memmap=False) as hdul:
         h = hdul[hdu].header.copy()
         data = hdul[hdu].data

@@ -57,24 +57,30 @@ def star_transparency(
     zp_clear : float
         Clear-sky zeropoint above the atmosphere, mag for 1 ADU/s.
     exptime_s : float
-    extinction : float
-        mag per airmass.
-    min_expected_snr : float
+        Exposure time, s (> 0).
+    extinction : float, default 0.0
+        Extinction, mag per airmass.
+    min_expected_snr : float, default 5.0
         Stars that would not reach this S/N in a clear sky (``expected / flux_err``) carry no
         information on the transparency and get ``use = False``.
-    min_isolation_deg : float
+    min_isolation_deg : float, default 0.0
         Stars with a catalogue neighbour closer than this get ``use = False``.
-    max_blend : float
+    max_blend : float or None, default 0.5
         The expected flux includes the catalogue neighbours' light in the aperture (``blend``
         column of :func:`skylake.allsky.catalog.visible_stars`); stars whose neighbours add more
         than this fraction, or that add over 10 % and pulled the centroid to its limit, get
-        ``use = False``.
+        ``use = False`` (None: no such cut).
 
     Returns
     -------
-    Table
+    astropy.table.Table
         The input with ``airmass``, ``flux_expected`` (ADU), ``transparency``, ``transparency_err``,
         ``zp_star`` (mag for 1 ADU/s above the atmosphere; NaN for non-positive flux) and ``use``.
+
+    Raises
+    ------
+    ValueError
+        If ``exptime_s`` is not positive.
     """
     if not exptime_s or exptime_s <= 0:
         raise ValueError(f"exptime_s must be > 0, got {exptime_s!r}")
@@ -124,7 +130,39 @@ def clear_zeropoint(
     excursion do not bias the zeropoint bright (a 0.15 mag effect at S/N ~ 7). The zeropoint is
     ``zp0 + 2.5 log10(percentile of flux / flux expected at zp0)``: ``percentile`` 50 gives the
     median (a clear frame), a high one (e.g. 90) the upper envelope, the clear-sky value of a
-    partly cloudy frame. Returns ``(zp, n_stars)``.
+    partly cloudy frame.
+
+    Parameters
+    ----------
+    stars : astropy.table.Table
+        Forced photometry (:func:`skylake.allsky.photometry.photometer_catalog`): ``mag``, ``alt``,
+        ``flux``, ``flux_err`` (and ``flag``, ``isolation_deg``, ``blend`` when present).
+    exptime_s : float
+        Exposure time, s (> 0).
+    extinction : float, default 0.0
+        Extinction, mag per airmass.
+    snr_min : float, default 10.0
+        Stars are used when their expected S/N reaches this.
+    percentile : float, default 50.0
+        Percentile of measured over expected flux taken (50: the median; higher: the upper envelope).
+    min_isolation_deg : float, default 0.0
+        Stars with a catalogue neighbour closer than this are not used.
+    max_blend : float or None, default 0.5
+        Stars whose neighbours add more than this fraction to the aperture, or over 10 % with the
+        centroid pulled to its limit, are not used (None: no such cut).
+
+    Returns
+    -------
+    zp : float
+        The zeropoint, mag for 1 ADU/s above the atmosphere.
+    n_stars : int
+        The number of stars used.
+
+    Raises
+    ------
+    ValueError
+        If ``exptime_s`` is not positive, fewer than 3 stars reach S/N ``3 snr_min``, or the percentile
+        of the flux ratio is not positive (no starlight).
     """
     if not exptime_s or exptime_s <= 0:
         raise ValueError(f"exptime_s must be > 0, got {exptime_s!r}")
@@ -166,7 +204,22 @@ def _pixels(nside, lon, lat):
 
 
 def pixel_centres(nside: int, pixels) -> tuple[np.ndarray, np.ndarray]:
-    """Longitude, latitude (deg) of NESTED HEALPix pixel centres (az, alt or RA, Dec)."""
+    """Longitude, latitude (deg) of NESTED HEALPix pixel centres (az, alt or RA, Dec).
+
+    Parameters
+    ----------
+    nside : int
+        HEALPix resolution.
+    pixels : array_like of int
+        NESTED pixel numbers.
+
+    Returns
+    -------
+    lon : numpy.ndarray
+        Longitude of the centres, deg in [0, 360).
+    lat : numpy.ndarray
+        Latitude of the centres, deg.
+    """
     import healpy as hp
 
     lon, lat = hp.pix2ang(nside, np.asarray(pixels, np.int64), nest=True, lonlat=True)
@@ -196,22 +249,30 @@ def transparency_map(
 
     Parameters
     ----------
-    stars : Table
+    stars : astropy.table.Table
         Output of :func:`star_transparency` (rows with ``use`` False are ignored); needs ``alt``,
         ``az`` for ``frame="horizon"`` and ``ra``, ``dec`` for ``"equatorial"``.
-    nside : int
+    nside : int, default 8
         HEALPix resolution (NESTED); 8 gives 7.3 deg pixels as in the MDM pipeline.
     frame : {"horizon", "equatorial"}
         Horizon pixels are indexed by (lon = azimuth, lat = altitude).
-    min_stars : int
+    min_stars : int, default 3
         Pixels with fewer stars are left out.
+    value : str, default "transparency"
+        The column whose median is taken (its error from ``<value>_err`` when present); the output
+        columns are named after it.
 
     Returns
     -------
-    Table
+    astropy.table.Table
         ``pixel`` (NESTED), ``lon``, ``lat`` (pixel centre: az/alt or RA/Dec, deg), ``n_stars``,
         ``transparency`` (median), ``transparency_err``, ``zp_median`` (median ``zp_star`` of the
         detected stars, NaN if none). Sorted by pixel.
+
+    Raises
+    ------
+    ValueError
+        If ``frame`` is neither "horizon" nor "equatorial", or ``nside`` is not a power of 2.
     """
     if frame not in ("horizon", "equatorial"):
         raise ValueError(f"frame must be 'horizon' or 'equatorial', got {frame!r}")
@@ -257,10 +318,30 @@ def transparency_map(
 
 
 def sky_background(image: np.ndarray, mask: np.ndarray | None = None, *, mesh_px: int = 16, filter_size: int = 3):
-    """The sep background (and its rms) of the whole image, estimated from unmasked pixels
-    (masked ones are filled with their nearest unmasked neighbour first).
+    """The sep background (and its rms) of the whole image, estimated from unmasked pixels.
 
-    Returns ``(back, rms)`` arrays of the image's shape (ADU per px).
+    Masked pixels are filled with their nearest unmasked neighbour first.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image, 2-D (NaN pixels are masked).
+    mask : numpy.ndarray of bool, optional
+        True for pixels not to use.
+    mesh_px : int, default 16
+        Background mesh size, px.
+    filter_size : int, default 3
+        Median filter of the mesh, meshes.
+
+    Returns
+    -------
+    back, rms : numpy.ndarray
+        Background and its rms, arrays of the image's shape (ADU per px).
+
+    Raises
+    ------
+    ValueError
+        If every pixel is masked.
     """
     import sep
 
@@ -299,26 +380,35 @@ def sky_brightness_image(
 
     Parameters
     ----------
-    image : 2-D array
-        ADU (NaN where no data).
+    image : numpy.ndarray
+        The frame, 2-D, ADU (NaN where no data).
     model : CameraModel
         Gives each pixel's solid angle and the sky region (``alt >= alt_min_deg``).
     zeropoint : float
         Magnitude for 1 ADU/s (the frame's measured or the camera's clear-sky value).
     exptime_s : float
-    mask : bool array, optional
+        Exposure time, s (> 0).
+    mask : numpy.ndarray of bool, optional
         Pixels not to use for the background (obstructions); they still get a value.
-    bias : float
+    bias : float, default 0.0
         Constant (ADU) subtracted first (a pedestal not removed upstream).
-    mesh_px, filter_size : int
-        sep background mesh size (px) and median filter (meshes).
-    alt_min_deg : float
+    mesh_px : int, default 16
+        The sep background mesh size, px.
+    alt_min_deg : float, default 0.0
         Pixels below this altitude (and outside the lens field) are masked and returned as NaN.
+    filter_size : int, default 3
+        The sep background median filter, meshes.
 
     Returns
     -------
-    ndarray
-        mag/arcsec^2 per pixel (NaN outside the sky, or where the background is not positive).
+    numpy.ndarray
+        Sky brightness per pixel, mag/arcsec^2 (NaN outside the sky, or where the background is not
+        positive).
+
+    Raises
+    ------
+    ValueError
+        If ``exptime_s`` is not positive.
     """
     if not exptime_s or exptime_s <= 0:
         raise ValueError(f"exptime_s must be > 0, got {exptime_s!r}")
@@ -346,11 +436,33 @@ def sky_brightness_map(
     The image is sampled on a regular grid of at most ``max_points`` pixels (the background is
     smooth on the mesh scale); the equatorial frame needs ``site`` and ``time``.
 
+    Parameters
+    ----------
+    sb_image : numpy.ndarray
+        Sky brightness per pixel, mag/arcsec^2 (:func:`sky_brightness_image`; NaN pixels are skipped).
+    model : CameraModel
+        Gives each sampled pixel's altitude and azimuth.
+    nside : int, default 8
+        HEALPix resolution (NESTED).
+    frame : {"horizon", "equatorial"}
+        Horizon pixels are indexed by (lon = azimuth, lat = altitude), equatorial ones by (RA, Dec).
+    site : Site, optional
+        Where the camera stands; needed for the equatorial frame.
+    time : astropy.time.Time or str, optional
+        Mid-exposure time; needed for the equatorial frame.
+    max_points : int, default 50000
+        Largest number of pixels sampled.
+
     Returns
     -------
-    Table
+    astropy.table.Table
         ``pixel``, ``lon``, ``lat`` (deg), ``n_pix`` (samples), ``sky_mag`` (median),
         ``sky_mag_rms`` (1.4826 MAD).
+
+    Raises
+    ------
+    ValueError
+        If ``frame`` is invalid, or the equatorial frame lacks ``site`` or ``time``.
     """
     if frame not in ("horizon", "equatorial"):
         raise ValueError(f"frame must be 'horizon' or 'equatorial', got {frame!r}")
@@ -376,7 +488,24 @@ def sky_brightness_map(
 
 
 def healpix_array(table: Table, column: str, nside: int, fill=np.nan) -> np.ndarray:
-    """A full-sky NESTED HEALPix array (``12 nside^2``) of ``table[column]`` at ``table["pixel"]``."""
+    """A full-sky NESTED HEALPix array (``12 nside^2``) of ``table[column]`` at ``table["pixel"]``.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        A map with a ``pixel`` column (NESTED).
+    column : str
+        The column whose values are placed.
+    nside : int
+        HEALPix resolution.
+    fill : float, default nan
+        Value of the pixels not in the table.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float array of ``12 nside^2`` values.
+    """
     out = np.full(12 * nside * nside, fill, dtype=float)
     out[np.asarray(table["pixel"], np.int64)] = np.asarray(table[column], float)
     return out

@@ -76,35 +76,40 @@ def forced_photometry(
 
     Parameters
     ----------
-    image : 2-D array
-        ADU (NaN where there is no data).
-    x, y : array
+    image : numpy.ndarray
+        The frame, 2-D, ADU (NaN where there is no data).
+    x, y : array_like
         Predicted positions, px (0-based, x = column).
-    r_ap : float
+    r_ap : float, default 2.5
         Aperture radius, px.
     r_in, r_out : float
         Background annulus radii, px: 3-sigma clipped mode (``2.5 median - 1.5 mean``) of the
         annulus pixels, robust to the unresolved faint stars of a wide-field image.
-    recentroid_px : float
+    recentroid_px : float, default 2.0
         Centroiding scale, px: a Gaussian window of sigma ``recentroid_px / 2`` (SExtractor's
         windowed centroid); 0 measures at the predicted position.
     max_shift_px : float, optional
         Largest accepted distance of the centroid from the prediction (default ``recentroid_px``);
         beyond it the centroid is kept at the limit and :data:`FLAG_SHIFT` is set.
     gain : float, optional
-        e-/ADU for the Poisson term of the error.
-    mask : bool array, optional
+        Gain, e-/ADU, for the Poisson term of the error.
+    mask : numpy.ndarray of bool, optional
         True for pixels not to use.
-    iterations : int
+    iterations : int, default 5
         Re-centroiding iterations.
     saturation : float, optional
         Pixel level (ADU) at or above which a star is flagged :data:`FLAG_SATURATED`.
 
     Returns
     -------
-    Table
+    astropy.table.Table
         ``x_pred``, ``y_pred``, ``x``, ``y`` (px, measured), ``shift_px``, ``flux``, ``flux_err``
         (ADU), ``snr``, ``bkg`` (ADU per px), ``bkg_rms`` (ADU per px), ``flag``.
+
+    Raises
+    ------
+    ValueError
+        If not ``0 < r_ap < r_in < r_out``, ``recentroid_px`` is negative or the image is not 2-D.
     """
     import sep
 
@@ -128,6 +133,20 @@ def forced_photometry(
     k = np.arange(-R, R + 1)
 
     def cutouts(cx, cy):
+        """Square cutouts of the padded image around positions, with each pixel's offset.
+
+        Parameters
+        ----------
+        cx, cy : numpy.ndarray
+            Centres, px.
+
+        Returns
+        -------
+        cut : numpy.ndarray
+            The cutouts, shape (n, 2R + 1, 2R + 1) (NaN off the image and on bad pixels).
+        gx, gy : numpy.ndarray
+            Offset of each cutout pixel from its centre in x and y, px.
+        """
         ix = np.clip(np.round(cx).astype(int), -R, nx + R - 1)
         iy = np.clip(np.round(cy).astype(int), -R, ny + R - 1)
         rows = iy[:, None] + R + k[None, :]
@@ -144,6 +163,23 @@ def forced_photometry(
     cy = np.where(finite, yp, -10.0 * R)
 
     def annulus(cx, cy):
+        """Background of the annulus around each position: clipped mode, rms and pixel count.
+
+        Parameters
+        ----------
+        cx, cy : numpy.ndarray
+            Centres, px.
+
+        Returns
+        -------
+        mode : numpy.ndarray
+            The annulus pixels' 3-sigma clipped mode (``2.5 median - 1.5 mean``, the median when
+            the distribution is too skewed), ADU per px.
+        std : numpy.ndarray
+            Their standard deviation after clipping, ADU per px.
+        nann : numpy.ndarray
+            Usable annulus pixels before clipping.
+        """
         cut, gx, gy = cutouts(cx, cy)
         r2 = gx**2 + gy**2
         ann = np.where((r2 >= r_in**2) & (r2 <= r_out**2), cut, np.nan).reshape(n, -1)
@@ -256,7 +292,7 @@ def cloud_fraction(
 
     Parameters
     ----------
-    stars : Table
+    stars : astropy.table.Table
         Forced photometry of predicted stars with ``alt`` (deg), ``mag`` and the columns of
         :func:`forced_photometry` (``snr``, ``shift_px``, ``flag``, ``x_pred``, ``y_pred``).
     model : CameraModel, optional
@@ -264,11 +300,12 @@ def cloud_fraction(
         ``max_offset_px`` is given.
     alt_min_deg, vmax : float
         Stars counted: ``alt >= alt_min_deg`` and ``mag <= vmax``.
-    snr_min : float
+    snr_min : float, default 5.0
         A star is seen when its S/N is at least this ...
     max_offset_deg, max_offset_px : float
-        ... and its centroid lies within this distance of the prediction.
-    use_flagged : bool
+        ... and its centroid lies within this distance of the prediction (deg, or px when
+        ``max_offset_px`` is given).
+    use_flagged : bool, default False
         Count stars whose aperture touches masked pixels or the edge (flag 1); by default they are
         left out of both numbers (obstructed, not clouded).
 
@@ -277,6 +314,11 @@ def cloud_fraction(
     dict
         ``cloud_fraction`` (NaN when no star is expected), ``n_seen``, ``n_expected`` and the
         boolean column ``seen`` (per row of ``stars``, False for rows not counted).
+
+    Raises
+    ------
+    ValueError
+        If neither ``model`` nor ``max_offset_px`` is given.
     """
     alt = np.asarray(stars["alt"], float)
     mag = np.asarray(stars["mag"], float)
@@ -323,10 +365,43 @@ def photometer_catalog(
 ) -> Table:
     """Predict the catalogue's stars on a frame and measure them (:func:`forced_photometry`).
 
-    Returns the visible stars (:func:`skylake.allsky.catalog.visible_stars`: catalogue columns,
-    ``mag``, ``alt``, ``az``, ``isolation_deg``, ``blend`` for the aperture and ``psf_sigma_px``)
-    joined with the photometry columns (``x``, ``y`` are the measured centroids, ``x_pred``,
-    ``y_pred`` the predictions), brightest first.
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The frame, 2-D, ADU (NaN where there is no data).
+    model : CameraModel
+        The camera model.
+    site : skylake.allsky.camera.Site
+        Where the camera stands.
+    time : astropy.time.Time or str
+        Mid-exposure time, UTC.
+    catalog : astropy.table.Table or pandas.DataFrame
+        ``ra``, ``dec`` (deg) and ``mag_column`` (the whole catalogue: fainter neighbours matter for
+        blending).
+    vmax : float, default 6.0
+        Faintest magnitude measured.
+    alt_min_deg : float, default 10.0
+        Lowest altitude measured, deg.
+    mag_column : str, default "v_mag"
+        The catalogue's magnitude column (when it has no ``mag`` column).
+    edge_px : float, default 2.0
+        Stars predicted closer than this to the image edge are left out, px.
+    mask : numpy.ndarray of bool, optional
+        True for pixels not to use.
+    neighbour_dmag : float, default 1.0
+        Neighbours counted in ``isolation_deg`` are at most this much fainter.
+    psf_sigma_px : float, default 1.0
+        Gaussian PSF sigma for the ``blend`` column, px.
+    **phot_kwargs
+        Passed to :func:`forced_photometry` (``r_ap`` also sets the aperture of ``blend``).
+
+    Returns
+    -------
+    astropy.table.Table
+        The visible stars (:func:`skylake.allsky.catalog.visible_stars`: catalogue columns,
+        ``mag``, ``alt``, ``az``, ``isolation_deg``, ``blend`` for the aperture and ``psf_sigma_px``)
+        joined with the photometry columns (``x``, ``y`` are the measured centroids, ``x_pred``,
+        ``y_pred`` the predictions), brightest first.
     """
     from skylake.allsky.catalog import visible_stars
 

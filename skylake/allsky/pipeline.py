@@ -26,7 +26,10 @@ __all__ = ["AllSkySettings", "AllSkyResult", "process_frame", "camera_from_profi
 class AllSkySettings:
     """Processing settings of an all-sky camera (a profile's ``[allsky]`` table).
 
-    Parameters (units in the names: deg, px, mag)
+    Units are in the names: deg, px, mag. The values are checked on construction (a ``ValueError``
+    names the first one out of range).
+
+    Attributes
     ----------
     refit : bool
         Refit the camera model on every frame (``fit_camera`` from the profile's model); when it
@@ -62,13 +65,14 @@ class AllSkySettings:
         (the ``zp_percentile`` of the stars, so a partly cloudy frame still gives about the clear
         value).
     extinction : float
-        mag per airmass.
+        Extinction, mag per airmass.
     sky_mesh_px : int
         sep background mesh of the sky-brightness image.
     bias_adu : float or "corners"
         Pedestal subtracted before sky brightness; "corners" = 1st percentile of the pixels beyond
         the lens circle.
     detect_streaks : bool
+        Look for satellite and aircraft trails (``streaks``).
     streak_mesh_px : int
         Background mesh of the streak finder, px (small: a fisheye's sky changes fast).
     streak_alt_min_deg : float
@@ -165,6 +169,23 @@ class AllSkySettings:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AllSkySettings":
+        """Build and validate from a mapping (a profile's ``[allsky]`` table); unknown keys are refused.
+
+        Parameters
+        ----------
+        d : Mapping
+            The settings, keyed by the field names.
+
+        Returns
+        -------
+        AllSkySettings
+            The validated settings.
+
+        Raises
+        ------
+        ValueError
+            If ``d`` has unknown keys or a value out of range.
+        """
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
@@ -173,7 +194,25 @@ class AllSkySettings:
 
 
 def camera_from_profile(section: Mapping[str, Any]) -> tuple[CameraModel, Site]:
-    """Split a profile's ``[camera]`` table into the model and the site (its ``site`` sub-table)."""
+    """Split a profile's ``[camera]`` table into the model and the site (its ``site`` sub-table).
+
+    Parameters
+    ----------
+    section : Mapping
+        The profile's ``[camera]`` table, with a ``site`` sub-table.
+
+    Returns
+    -------
+    model : CameraModel
+        The camera model.
+    site : Site
+        The site.
+
+    Raises
+    ------
+    ValueError
+        If the table has no ``site`` sub-table, or a setting is unknown or invalid.
+    """
     if "site" not in section:
         raise ValueError("the [camera] table needs a [camera.site] table (lat_deg, lon_deg, height_m)")
     d = dict(section)
@@ -182,8 +221,24 @@ def camera_from_profile(section: Mapping[str, Any]) -> tuple[CameraModel, Site]:
 
 
 def dark_level(image: np.ndarray, model: CameraModel, *, margin: float = 1.1, percentile: float = 1.0) -> float:
-    """Pedestal estimate from the pixels beyond the lens circle (``margin`` x the horizon radius);
-    0 when there are none (a frame cut inside the circle)."""
+    """Pedestal estimate from the pixels beyond the lens circle (``margin`` x the horizon radius).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The frame, 2-D, ADU.
+    model : CameraModel
+        Gives the zenith pixel and the horizon radius.
+    margin : float, default 1.1
+        Pixels farther than this times the horizon radius from ``(x0, y0)`` are used.
+    percentile : float, default 1.0
+        Percentile of those (finite) pixels taken.
+
+    Returns
+    -------
+    float
+        The pedestal, ADU; 0 when there are 100 such pixels or fewer (a frame cut inside the circle).
+    """
     ny, nx = np.shape(image)
     y, x = np.mgrid[0:ny, 0:nx]
     outside = np.hypot(x - model.x0, y - model.y0) > margin * model.horizon_radius_px
@@ -194,7 +249,36 @@ def dark_level(image: np.ndarray, model: CameraModel, *, margin: float = 1.1, pe
 
 @dataclass
 class AllSkyResult:
-    """Products of one frame (see :func:`process_frame`)."""
+    """Products of one frame (see :func:`process_frame`).
+
+    Attributes
+    ----------
+    model : CameraModel
+        The model used: the refitted one, or the profile's.
+    fit : skylake.allsky.fit.FitResult or None
+        The refit (``AllSkySettings.refit``), None when there was none or it failed.
+    stars : astropy.table.Table
+        Forced photometry of the catalogue stars, with ``seen`` (and the transparency columns when
+        there is a zeropoint).
+    cloud_fraction : float
+        Fraction of the counted stars not seen (NaN when none is expected).
+    n_seen, n_expected : int
+        Stars seen and expected for the cloud fraction.
+    zeropoint : float
+        Zeropoint used, mag for 1 ADU/s above the atmosphere (NaN when none could be measured).
+    zeropoint_source : str
+        Where the zeropoint came from (the profile, the frame, or why there is none).
+    transparency_horizon, transparency_equatorial : astropy.table.Table
+        Transparency HEALPix maps (empty without a zeropoint).
+    sky_image : numpy.ndarray
+        Sky brightness per pixel, mag/arcsec^2 (NaN without a zeropoint).
+    sky_horizon, sky_equatorial : astropy.table.Table
+        Sky-brightness HEALPix maps (empty without a zeropoint).
+    streaks : astropy.table.Table
+        The trails found (known static artefacts left out).
+    notes : dict
+        Remarks: why the refit failed, the bias subtracted, artefacts left out.
+    """
 
     model: CameraModel
     fit: Any
@@ -213,7 +297,14 @@ class AllSkyResult:
     notes: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """Scalars for the frame row."""
+        """Scalars for the frame row.
+
+        Returns
+        -------
+        dict
+            Cloud fraction, star counts, zeropoint and its source, the median sky brightness near the
+            zenith, the number of streaks and, with a refit, its summary as ``fit_<name>``.
+        """
         out = {
             "cloud_fraction": self.cloud_fraction,
             "n_seen": self.n_seen,
@@ -256,21 +347,38 @@ def process_frame(
 
     Parameters
     ----------
-    image : 2-D array, ADU
-    time : astropy Time
+    image : numpy.ndarray
+        The frame, 2-D, ADU.
+    time : astropy.time.Time
         Mid-exposure, UTC.
     exptime_s : float
-    model, site
-        The camera (profile ``[camera]``).
+        Exposure time, s (> 0).
+    model : CameraModel
+        The camera model (profile ``[camera]``).
+    site : Site
+        The camera's site (profile ``[camera]``).
+    catalog : astropy.table.Table
+        Bright stars: ``ra``, ``dec`` (deg), ``mag_column`` (the whole catalogue, so that
+        neighbours fainter than ``vmax`` are known).
+    settings : AllSkySettings, optional
+        The profile's ``[allsky]`` (default: ``AllSkySettings()``).
+    mask : numpy.ndarray of bool, optional
+        True on obstructions (not sky).
+    mag_column : str, default "v_mag"
+        The catalogue's magnitude column (when it has no ``mag`` column).
     known_artefacts : sequence of mappings, optional
         The camera's static artefacts (``x1``, ``y1``, ``x2``, ``y2``: LAKE/static_artefacts): detections on
         their pixels are left out of the streaks.
-    catalog : Table
-        Bright stars: ``ra``, ``dec`` (deg), ``mag_column`` (the whole catalogue, so that
-        neighbours fainter than ``vmax`` are known).
-    settings : AllSkySettings
-    mask : bool array, optional
-        True on obstructions (not sky).
+
+    Returns
+    -------
+    AllSkyResult
+        The frame's products; nothing is written.
+
+    Raises
+    ------
+    ValueError
+        If ``exptime_s`` is not positive.
     """
     from skylake.allsky.fit import CameraFitError, fit_camera
     from skylake.allsky.maps import (

@@ -141,6 +141,34 @@ def plot_transparency(
     The colour bar spans the data within the physical range [0, 1.5] (arrows mark values beyond;
     ``vmin``/``vmax`` override). Pixels are annotated with their
     star counts when there are fewer than 150 of them.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The map: ``pixel`` (NESTED), ``column`` (and ``n_stars`` for the annotations).
+    nside : int
+        HEALPix resolution of the map.
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    frame : {"horizon", "equatorial"}
+        The map's coordinate frame.
+    site : skylake.allsky.camera.Site, optional
+        Where the camera stands; needed for the equatorial frame.
+    time : astropy.time.Time or str, optional
+        The frame's time; needed for the equatorial frame.
+    title : str, optional
+        The plot's title (default: names the map, its resolution and the orientation).
+    column : str, default "transparency"
+        The column drawn.
+    alt_min_deg : float, default 0.0
+        Lowest altitude drawn, deg.
+    vmin, vmax : float, optional
+        Colour bar range.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
     """
     plt = _mpl()
     with plt.rc_context(_FONT):
@@ -188,9 +216,31 @@ def plot_sky_brightness(
     vmin: float | None = None,
     vmax: float | None = None,
 ):
-    """Polar picture of a per-pixel sky-brightness image (mag/arcsec^2,
-    :func:`skylake.allsky.maps.sky_brightness_image`); brighter sky is lighter; the colour bar spans
-    the data's 0.5-99.5 percentiles (arrows mark the few pixels beyond)."""
+    """Polar picture of a per-pixel sky-brightness image (mag/arcsec^2).
+
+    The image comes from :func:`skylake.allsky.maps.sky_brightness_image`; brighter sky is lighter;
+    the colour bar spans the data's 0.5-99.5 percentiles (arrows mark the few pixels beyond).
+
+    Parameters
+    ----------
+    sb_image : numpy.ndarray
+        Sky brightness per pixel, mag/arcsec^2.
+    model : skylake.allsky.camera.CameraModel
+        The camera model, to re-project the image.
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    title : str, optional
+        The plot's title (default: "Sky brightness" and the orientation).
+    alt_min_deg : float, default 0.0
+        Lowest altitude drawn, deg.
+    vmin, vmax : float, optional
+        Colour bar range, mag/arcsec^2.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
+    """
     plt = _mpl()
     th, zen, vals = _polar_grid_image(sb_image, model, alt_min_deg)
     with plt.rc_context(_FONT):
@@ -219,7 +269,32 @@ def plot_sky_brightness_map(
     title: str | None = None,
     alt_min_deg: float = 0.0,
 ):
-    """Polar map of a HEALPix sky-brightness table (:func:`skylake.allsky.maps.sky_brightness_map`)."""
+    """Polar map of a HEALPix sky-brightness table (:func:`skylake.allsky.maps.sky_brightness_map`).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The map: ``pixel`` (NESTED) and ``sky_mag``.
+    nside : int
+        HEALPix resolution of the map.
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    frame : {"horizon", "equatorial"}
+        The map's coordinate frame.
+    site : skylake.allsky.camera.Site, optional
+        Where the camera stands; needed for the equatorial frame.
+    time : astropy.time.Time or str, optional
+        The frame's time; needed for the equatorial frame.
+    title : str, optional
+        The plot's title (default: names the map, its resolution and the orientation).
+    alt_min_deg : float, default 0.0
+        Lowest altitude drawn, deg.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
+    """
     plt = _mpl()
     with plt.rc_context(_FONT):
         fig = plt.figure(figsize=(8, 8))
@@ -247,9 +322,32 @@ def plot_stars(
 ):
     """The frame re-projected to a polar picture with the catalogue stars marked.
 
-    ``stars`` needs ``alt``, ``az`` (deg, predicted) and ``mag``; ``seen`` (bool per star) draws
-    seen stars as green circles and missed ones as red crosses. Marker size grows with brightness.
-    ``image=None`` draws the stars on a dark disc (the lake keeps the measurements, not the pixels).
+    Marker size grows with brightness.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or None
+        The frame; None draws the stars on a dark disc (the lake keeps the measurements, not the pixels).
+    model : skylake.allsky.camera.CameraModel or None
+        The camera model, to re-project the image (unused when ``image`` is None).
+    stars : astropy.table.Table
+        The stars: ``alt``, ``az`` (deg, predicted) and ``mag`` (``HIP`` for the labels).
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    seen : array_like of bool, optional
+        Whether each star is seen: seen stars are drawn as green circles and missed ones as red crosses
+        (default: all as cyan circles).
+    title : str, optional
+        The plot's title.
+    alt_min_deg : float, default 0.0
+        Lowest altitude drawn, deg.
+    label_mag : float, optional
+        Stars at least this bright are labelled with their HIP number (when ``stars`` has ``HIP``).
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
     """
     plt = _mpl()
     with plt.rc_context(_FONT):
@@ -306,9 +404,29 @@ def plot_stars(
 
 
 def plot_fit_residuals(result, path, *, image=None, title: str | None = None, arrow_gain: float | None = None):
-    """Residuals of a camera fit (:class:`skylake.allsky.fit.FitResult`): arrows (detected -
-    predicted, magnified) over the image, residual vs zenith angle, and radial / tangential
-    residual vs azimuth."""
+    """Residuals of a camera fit (:class:`skylake.allsky.fit.FitResult`).
+
+    Arrows (detected - predicted, magnified) over the image, residual vs zenith angle, and radial /
+    tangential residual vs azimuth.
+
+    Parameters
+    ----------
+    result : skylake.allsky.fit.FitResult
+        The fit.
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    image : numpy.ndarray, optional
+        The frame, drawn under the arrows.
+    title : str, optional
+        The figure's title (default: the stars, rms and model).
+    arrow_gain : float, optional
+        Magnification of the arrows (default: from the 90th percentile of the residuals and the width).
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
+    """
     plt = _mpl()
     t = result.matched
     m = result.model

@@ -30,7 +30,19 @@ FRAME_COLUMNS = [
 
 
 def allsky_frames(lake):
-    """Frames placed by a camera model (``wcs_source = 'camera'``), with instrument, filter and mjd."""
+    """Frames placed by a camera model (``wcs_source = 'camera'``), with instrument, filter and mjd.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per frame: instrument, filter, mjd, profile, pipeline version, extract note and
+        :data:`FRAME_COLUMNS`.
+    """
     flt = pads.field("wcs_source") == "camera"
     cols = ["instrument", "filter", "mjd", "profile", "pipeline_version", "extract_note", *FRAME_COLUMNS]
     return lake.read_frames(columns=cols, filter=flt).to_pandas()
@@ -45,8 +57,26 @@ def _fmt(v, digits=3):
 
 
 def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]:
-    """HTML and PNGs (in ``out/img``) for the all-sky ``frames`` of one camera page (rows of
-    :func:`allsky_frames`); ("", []) when there are none."""
+    """HTML and PNGs (in ``out/img``) for the all-sky ``frames`` of one camera page.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake (frame maps, forced source rows, stored profiles).
+    frames : pandas.DataFrame or None
+        The camera's all-sky frames (rows of :func:`allsky_frames`).
+    out : pathlib.Path
+        The report's directory; the PNGs go to ``out/img``.
+    stem : str
+        Prefix of the PNG names (the camera page's).
+
+    Returns
+    -------
+    html : str
+        The section's HTML; "" when there are no frames.
+    images : list of pathlib.Path
+        The PNGs drawn; [] when there are no frames.
+    """
     from astropy.table import Table
 
     from skylake.allsky.plots import CONVENTION, plot_sky_brightness_map, plot_stars, plot_transparency

@@ -30,7 +30,20 @@ ROT_STEP_DEG = 1.5
 
 
 def unit_radius(projection: str, theta_rad: np.ndarray) -> np.ndarray:
-    """``g(theta)``: the projection's distance from the axis for a unit focal length."""
+    """``g(theta)``: the projection's distance from the axis for a unit focal length.
+
+    Parameters
+    ----------
+    projection : str
+        The lens projection (:data:`skylake.allsky.camera.PROJECTIONS` or an alias).
+    theta_rad : numpy.ndarray
+        Angles from the axis, rad.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``g(theta)``, without distortion.
+    """
     from skylake.allsky.camera import CameraModel
 
     model = CameraModel(
@@ -56,7 +69,9 @@ class SearchResult:
     f_px : float
         Focal length in pixels (``s``).
     rotation_deg : float
+        Rotation, deg in [-180, 180) (see :mod:`skylake.allsky.camera`).
     parity : int
+        Parity, +1 or -1.
     votes : int
         Pairs in the winning 2 x 2 cells (every detection against every star).
     chance : float
@@ -77,7 +92,13 @@ class SearchResult:
 
     @property
     def significance(self) -> float:
-        """The winning count over what chance gives a trial."""
+        """The winning count over what chance gives a trial.
+
+        Returns
+        -------
+        float
+            ``votes / max(chance, 1)``.
+        """
         return self.votes / max(self.chance, 1.0)
 
 
@@ -129,21 +150,30 @@ def search_model(
 
     Parameters
     ----------
-    xd, yd : arrays
+    xd, yd : array_like
         Detected stars' pixels, brightest first (only the first ``n_detections`` are used in the coarse pass).
-    alt, az : arrays
+    alt, az : array_like
         The catalogue stars' apparent altitude and azimuth (deg), brightest first (``n_stars`` in the coarse
         pass).
-    shape : (ny, nx)
+    shape : tuple of int
+        Image shape ``(ny, nx)``.
     projection : str
-    scale_range : (float, float)
+        The lens projection (:data:`skylake.allsky.camera.PROJECTIONS` or an alias).
+    parities : sequence of int, default (1, -1)
+        Parities tried.
+    scale_range : tuple of float, default (0.25, 2.0)
         The horizon circle's radius searched, in units of the image's half-diagonal.
+    n_detections : int, default 60
+        Detections used in the coarse pass.
+    n_stars : int, default 60
+        Catalogue stars used in the coarse pass.
     step_px : float, optional
         Coarse zenith grid step (default: 1/40 of the image's smaller side, at least 6 px).
 
     Returns
     -------
     SearchResult
+        The best zenith pixel, parity, rotation and focal length, its votes and what chance gives.
     """
     ny, nx = shape
     xd, yd = np.asarray(xd, float), np.asarray(yd, float)
@@ -159,6 +189,24 @@ def search_model(
     step = step_px or max(6.0, min(nx, ny) / 40.0)
 
     def best_on(grid_x, grid_y, n_det, n_cat):
+        """The best vote over a grid of trial zenith pixels and the parities.
+
+        Parameters
+        ----------
+        grid_x, grid_y : numpy.ndarray
+            Trial zenith columns and rows, px.
+        n_det : int
+            Detections used (the brightest).
+        n_cat : int
+            Catalogue stars used (the brightest).
+
+        Returns
+        -------
+        best : tuple
+            ``(votes, 0.0, x0, y0, parity, ln_s, rotation_deg)`` of the best trial.
+        maxima : list of int
+            Every trial's best count.
+        """
         best = None
         maxima = []
         for parity in parities:

@@ -25,14 +25,47 @@ from skylake.schema import conform, table_schema
 
 
 def frame_map_id(frame_key: str, frame_of: str) -> str:
-    """The id of a frame's all-sky map: its frame (bytes, HDU, processing) and coordinate frame."""
+    """The id of a frame's all-sky map: its frame (bytes, HDU, processing) and coordinate frame.
+
+    Parameters
+    ----------
+    frame_key : str
+        The frame's key (its bytes, HDU and processing); its first 24 characters are used.
+    frame_of : str
+        The map's coordinate frame ("horizon" or "equatorial").
+
+    Returns
+    -------
+    str
+        ``allsky-<key[:24]>-<frame_of>``.
+    """
     return f"allsky-{frame_key[:24]}-{frame_of}"
 
 
 def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None = None) -> int:
-    """Stage the frame maps of ``results`` (ingested frames with ``extras[MAPS]``) in ``tx``: the pixel
-    rows and one index row per map. Returns the number of maps. (Streaks are staged by ingest with every
-    other per-frame table.)"""
+    """Stage the frame maps of ``results`` (ingested frames with ``extras[MAPS]``) in ``tx``.
+
+    Stages the pixel rows and one index row per map. (Streaks are staged by ingest with every other
+    per-frame table.)
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The ingest's transaction.
+    results : sequence of skylake.frame.process.FrameResult
+        The ingested frames.
+    frame_ids : sequence of int
+        The frames' ids, one per result.
+    nights : list
+        The frames' nights, one per result.
+    profile_name : str, optional
+        The profile named in the index rows (default: each frame record's ``profile``).
+
+    Returns
+    -------
+    int
+        The number of maps staged.
+    """
     pixel_parts, pixel_nights, index_rows = [], [], []
     for r, fid, night in zip(results, frame_ids, nights):
         m = (r.extras or {}).get(MAPS)
@@ -78,7 +111,17 @@ def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None 
 
 
 def stage_without_allsky(tx, frame_ids: set[int], nights: set) -> None:
-    """Stage the removal of the frame maps of ``frame_ids`` (frames being replaced, of ``nights``)."""
+    """Stage the removal of the frame maps of ``frame_ids`` (frames being replaced, of ``nights``).
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The ingest's transaction.
+    frame_ids : set of int
+        The frames being replaced.
+    nights : set
+        Their nights (the index partitions read).
+    """
     old = read_index(tx.lake, nights)
     old = old[old["frame_id"].isin(list(frame_ids)) & (old["scope"] == "frame")]
     if len(old):
@@ -86,17 +129,49 @@ def stage_without_allsky(tx, frame_ids: set[int], nights: set) -> None:
 
 
 def read_streaks(lake, nights=None) -> pd.DataFrame:
-    """The streak rows (schemas/streaks.yaml, ``night`` from the partition); empty with the columns when the
-    lake has none."""
+    """The streak rows (schemas/streaks.yaml, ``night`` from the partition).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    nights : iterable, optional
+        Only these nights (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per streak; empty with the columns when the lake has none.
+    """
     return lake.read_night_table(STREAKS, nights=nights).to_pandas()
 
 
 def static_artefacts(lake, results, profile, replaced=()) -> tuple:
-    """The batch's detections that are artefacts (:func:`skylake.frame.static_artefacts.find`: on the same pixels as
-    another of the batch's frames, or as one of the camera's last rows in LAKE/streaks within the window),
-    taken out of the results' streak rows and frame records; rows of the ``replaced`` frames (their earlier
-    versions, going in this commit) are not compared. Returns ``(found, trails)``: what was found, and per
-    result index whose streaks changed its real trails (for the writer tasks to flag its sources again)."""
+    """The batch's detections that are artefacts, taken out of the results' streak rows and frame records.
+
+    Artefacts (:func:`skylake.frame.static_artefacts.find`) are on the same pixels as another of the
+    batch's frames, or as one of the camera's last rows in LAKE/streaks within the window; rows of the
+    ``replaced`` frames (their earlier versions, going in this commit) are not compared.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake (its LAKE/streaks and frames).
+    results : sequence of skylake.frame.process.FrameResult
+        The batch's frames; their ``extras`` streak rows and records are updated in place.
+    profile : skylake.profile.Profile or None
+        The batch's profile (its ``static_tolerance_px``; 3 px without an all-sky profile).
+    replaced : iterable of int, default ()
+        Ids of the frames this commit replaces.
+
+    Returns
+    -------
+    found : skylake.frame.static_artefacts.Found
+        What was found.
+    trails : dict
+        Per result index whose streaks changed: its real trails (a Table of ``x1``, ``y1``, ``x2``,
+        ``y2``, ``width``), for the writer tasks to flag its sources again.
+    """
     import numpy as np
     import pyarrow.compute as pc
     from astropy.table import Table
@@ -154,8 +229,19 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
 
 
 def stage_static_artefacts(tx, found, frame_ids) -> None:
-    """Stage the new artefacts (the first frame's id from ``frame_ids`` when it is one of the batch's) and remove
-    the lake's streak rows that were artefacts."""
+    """Stage the new artefacts and the removal of the lake's streak rows that were artefacts.
+
+    A new artefact's first frame gets its id from ``frame_ids`` when it is one of the batch's.
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The ingest's transaction.
+    found : skylake.frame.static_artefacts.Found
+        What :func:`static_artefacts` found.
+    frame_ids : sequence of int
+        The batch's frame ids, one per result.
+    """
     import numpy as np
 
     from skylake.lake import tables

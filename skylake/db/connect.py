@@ -22,7 +22,26 @@ SQLITE_FILE = "_skylake/summary.sqlite"
 
 
 def db_url(lake, url: str | None = None) -> str:
-    """The database URL for ``lake``: ``url``, else $SKYLAKE_DB_URL, else SQLite inside the lake."""
+    """The database URL for ``lake``: ``url``, else $SKYLAKE_DB_URL, else SQLite inside the lake.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake whose summary database is meant.
+    url : str or None
+        The URL given (``--db``); None or empty: $SKYLAKE_DB_URL, else SQLite inside the lake.
+
+    Returns
+    -------
+    str
+        The URL (its secrets registered for redaction); the default is
+        ``sqlite:///LAKE/_skylake/summary.sqlite``.
+
+    Raises
+    ------
+    DbUrlError
+        No URL is given and the lake is not on a local disk, so the summary database cannot live inside it.
+    """
     url = url or os.environ.get(ENV_URL)
     if url:
         register(url)
@@ -36,7 +55,19 @@ def db_url(lake, url: str | None = None) -> str:
 
 
 def mask_url(url: str | sa.URL) -> str:
-    """``url`` with its password (userinfo or a query parameter such as ``password=``) replaced by ***."""
+    """``url`` with its password (userinfo or a query parameter such as ``password=``) replaced by ***.
+
+    Parameters
+    ----------
+    url : str or sqlalchemy.URL
+        The database URL.
+
+    Returns
+    -------
+    str
+        The URL with every secret masked, or ``<unparseable database URL>`` when it does not parse (so
+        nothing that might be a secret is shown).
+    """
     raw = url.render_as_string(hide_password=False) if isinstance(url, sa.URL) else str(url)
     register(raw)
     try:
@@ -48,15 +79,45 @@ def mask_url(url: str | sa.URL) -> str:
 
 
 def mask(text: str, url: str | sa.URL | None = None) -> str:
-    """``text`` with every secret of ``url`` (and every password field) replaced by ***: driver errors
-    may quote the URL or the conninfo."""
+    """``text`` with every secret of ``url`` (and every password field) replaced by ***.
+
+    Driver errors may quote the URL or the conninfo.
+
+    Parameters
+    ----------
+    text : str
+        The text to show, e.g. a driver's error message.
+    url : str or sqlalchemy.URL or None
+        The database URL whose secrets are registered first; None: only the secrets already known.
+
+    Returns
+    -------
+    str
+        ``text`` with the secrets masked.
+    """
     if url is not None:
         register(url.render_as_string(hide_password=False) if isinstance(url, sa.URL) else str(url))
     return redact(text)
 
 
 def parse_url(url: str) -> sa.URL:
-    """``url`` parsed; a one-line :class:`DbUrlError` (exit 2) if it is not a database URL."""
+    """``url`` parsed; a one-line :class:`DbUrlError` (exit 2) if it is not a database URL.
+
+    Parameters
+    ----------
+    url : str
+        The database URL.
+
+    Returns
+    -------
+    sqlalchemy.URL
+        The parsed URL.
+
+    Raises
+    ------
+    DbUrlError
+        ``url`` is not a database URL (the message shows it with its secrets masked).
+    """
     register(url)
     try:
         return sa.make_url(url)
@@ -72,9 +133,28 @@ _ENGINES: dict[str, sa.Engine] = {}
 
 
 def connect(url: str) -> sa.Engine:
-    """An engine for ``url``, one per URL and process (a scheduler refreshing every few minutes keeps
-    its connection pool and compiled statements). SQLite transactions begin with BEGIN IMMEDIATE, so
-    two refreshes of one file take turns instead of both reading the same watermark."""
+    """An engine for ``url``, one per URL and process.
+
+    A scheduler refreshing every few minutes keeps its connection pool and compiled statements. SQLite
+    transactions begin with BEGIN IMMEDIATE, so two refreshes of one file take turns instead of both
+    reading the same watermark.
+
+    Parameters
+    ----------
+    url : str
+        The database URL.
+
+    Returns
+    -------
+    sqlalchemy.Engine
+        The engine (the same one for every call with this URL in this process).
+
+    Raises
+    ------
+    DbUrlError
+        ``url`` is not a database URL, or names an unknown dialect, a driver that is not installed or a
+        bad option.
+    """
     if url in _ENGINES:
         return _ENGINES[url]
     parse_url(url)

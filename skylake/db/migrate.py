@@ -20,7 +20,18 @@ _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def migration_files() -> list[tuple[int, Path]]:
-    """(version, path) of every migration, in order."""
+    """(version, path) of every migration, in order.
+
+    Returns
+    -------
+    list of tuple of (int, pathlib.Path)
+        The version and path of each file of ``sql/migrations``, by version.
+
+    Raises
+    ------
+    ValueError
+        A file name is not ``NNNN_name.sql``, or the versions are not 1..n without gaps.
+    """
     out = []
     for path in sorted((project_dir("sql") / "migrations").glob("*.sql")):
         m = _FILE.match(path.name)
@@ -34,13 +45,37 @@ def migration_files() -> list[tuple[int, Path]]:
 
 
 def statements(sql: str) -> list[str]:
-    """The statements of a migration file (no semicolons inside statements, no procedural code)."""
+    """The statements of a migration file (no semicolons inside statements, no procedural code).
+
+    Parameters
+    ----------
+    sql : str
+        The file's text; lines starting with ``--`` are comments and are left out.
+
+    Returns
+    -------
+    list of str
+        The statements, split at semicolons and stripped, empty ones left out.
+    """
     body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
 def migrate(conn: sa.Connection) -> list[int]:
-    """Apply the migrations ``conn``'s database lacks, inside its open transaction. Returns them."""
+    """Apply the migrations ``conn``'s database lacks, inside its open transaction.
+
+    Creates ``schema_migrations`` when it is missing, and records each migration applied in it.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        A connection with an open transaction.
+
+    Returns
+    -------
+    list of int
+        The versions applied now, in order (empty when the database was up to date).
+    """
     conn.exec_driver_sql(
         f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"

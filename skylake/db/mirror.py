@@ -75,7 +75,29 @@ NIGHT_FRAME_COLUMNS = [
 
 @dataclass
 class RefreshReport:
-    """What a refresh did."""
+    """What a refresh did.
+
+    Attributes
+    ----------
+    db : str
+        The database URL, password masked.
+    from_version : int
+        The lake version the database had mirrored before (its watermark; 0: none).
+    to_version : int
+        The lake version it mirrors now (the lake's published version).
+    nights_recomputed : list of str or None
+        The nights whose rows were replaced (None: the unknown night).
+    partitions_recomputed : list of tuple of (int, int)
+        (Norder, Npix) of the LAKE/objects partitions replaced whole.
+    objects_mirrored : int
+        Objects deleted or re-read one by one (from the objects updates' changes files).
+    rows : dict of str to int
+        Rows written per table.
+    migrations : list of int
+        The schema migrations applied.
+    seconds : float
+        How long the refresh took.
+    """
 
     db: str  # the database URL, password masked
     from_version: int
@@ -100,7 +122,20 @@ class RefreshReport:
 
 
 def first_line(exc: BaseException, url: str) -> str:
-    """The driver's first line of ``exc`` (not SQLAlchemy's wrapping), secrets masked."""
+    """The driver's first line of ``exc`` (not SQLAlchemy's wrapping), secrets masked.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error; a SQLAlchemy error's ``orig`` (the driver's error) is used when it has one.
+    url : str
+        The database URL, whose secrets are masked.
+
+    Returns
+    -------
+    str
+        The first line of the error's text, or its type's name when it has none.
+    """
     text = str(getattr(exc, "orig", None) or exc).strip()
     return mask(text.splitlines()[0] if text else type(exc).__name__, url)
 
@@ -192,9 +227,23 @@ def _latest_extinction(extinction: pa.Table) -> dict:
 def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) -> list[dict]:
     """The ``nights`` rows (one per night, instrument and filter) as records for an INSERT.
 
-    ``frames`` has at least NIGHT_FRAME_COLUMNS; ``zeropoints`` frame_id, zp, airmass, color_term,
-    zp_status, calibrated_at; ``extinction`` night, k_ext, ext_status, calibrated_at. The latest ok
-    calibration of each frame and the latest ok extinction fit of each night, of any catalogue, are used.
+    The latest ok calibration of each frame and the latest ok extinction fit of each night, of any
+    catalogue, are used. Frames without a night are left out.
+
+    Parameters
+    ----------
+    frames : pyarrow.Table
+        Rows of LAKE/frames with at least the columns :data:`NIGHT_FRAME_COLUMNS`.
+    zeropoints : pyarrow.Table
+        Rows of LAKE/zeropoints with frame_id, zp, airmass, color_term, zp_status and calibrated_at.
+    extinction : pyarrow.Table
+        Rows of LAKE/extinction with night, k_ext, ext_status and calibrated_at.
+
+    Returns
+    -------
+    list of dict
+        One record per (night, instrument, filter), sorted, with the columns of the ``nights`` summary
+        table.
     """
     col = {c: frames.column(c).to_numpy(zero_copy_only=False) for c in NIGHT_FRAME_COLUMNS}
     zp_of = _latest_zeropoints(zeropoints)
@@ -475,12 +524,37 @@ def _mirror_nights(conn, lake: Lake, nights, report: RefreshReport, hook) -> set
 def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, events=None, hook=None) -> RefreshReport:
     """Bring the summary database of ``lake`` up to date with the lake's published commits.
 
-    ``url``: SQLAlchemy URL (default: $SKYLAKE_DB_URL, else SQLite inside the lake). ``full``: forget
-    the watermark and rebuild every row. ``events``: maintenance events (a CSV path or a list of
-    :class:`skylake.trends.Event`) replacing those stored; every trend is refitted when given.
-    ``hook(step, connection)`` is called between steps (for
-    progress reporting and fault-injection tests). Raises :class:`DbError` when the database cannot
-    be used; the lake is never written.
+    Everything is written in one database transaction; the lake is never written.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str
+        The lake, or its path or URL.
+    url : str or None
+        SQLAlchemy URL (default: $SKYLAKE_DB_URL, else SQLite inside the lake).
+    full : bool
+        Forget the watermark and rebuild every row (also of a database that mirrors another lake).
+    events : str or os.PathLike or list of skylake.trends.Event or None
+        Maintenance events (a CSV path or a list of :class:`skylake.trends.Event`) replacing those stored;
+        every trend is refitted when given. None: the stored events are kept.
+    hook : callable or None
+        ``hook(step, connection)`` is called between steps (for progress reporting and fault-injection
+        tests).
+
+    Returns
+    -------
+    RefreshReport
+        What the refresh did.
+
+    Raises
+    ------
+    DbError
+        The database cannot be used (nothing was written; :class:`DbUrlError` for a URL that cannot be
+        used), or it has mirrored a later lake version than the lake's.
+    ForeignLakeError
+        The database mirrors another lake and ``full`` is not given.
+    LakeError
+        The events file cannot be read.
     """
     t0 = time.monotonic()
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake

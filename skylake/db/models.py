@@ -30,7 +30,24 @@ SQL_TYPES = {
 
 
 def sql_type_name(arrow_type: pa.DataType) -> str:
-    """The summary-database type of a lake column's Arrow type."""
+    """The summary-database type of a lake column's Arrow type.
+
+    Parameters
+    ----------
+    arrow_type : pyarrow.DataType
+        The lake column's type.
+
+    Returns
+    -------
+    str
+        A key of :data:`SQL_TYPES`: ``bigint``, ``integer``, ``double``, ``real``, ``text``, ``boolean`` or
+        ``timestamptz``.
+
+    Raises
+    ------
+    ValueError
+        The type has no summary-database type (a list or nested type, for instance).
+    """
     if pa.types.is_int64(arrow_type):
         return "bigint"
     if pa.types.is_integer(arrow_type):
@@ -50,6 +67,14 @@ def sql_type_name(arrow_type: pa.DataType) -> str:
 
 @functools.cache
 def spec() -> dict:
+    """The parsed ``schemas/summary.yaml`` (read once per process).
+
+    Returns
+    -------
+    dict
+        The document: its ``tables``, each with ``columns``, ``primary_key`` and optional ``description``
+        and ``indexes``.
+    """
     with open(project_dir("schemas") / "summary.yaml") as fh:
         return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: start-up
 
@@ -80,7 +105,14 @@ def _columns(name: str, doc: dict) -> list[tuple[str, str, str]]:
 
 @functools.cache
 def metadata() -> sa.MetaData:
-    """Every table of the summary database."""
+    """Every table of the summary database.
+
+    Returns
+    -------
+    sqlalchemy.MetaData
+        The tables of ``schemas/summary.yaml`` with their columns, primary keys, comments and indexes
+        (built once per process).
+    """
     meta = sa.MetaData()
     for name, doc in spec()["tables"].items():
         pk = doc["primary_key"]
@@ -102,9 +134,32 @@ def metadata() -> sa.MetaData:
 
 
 def table(name: str) -> sa.Table:
+    """One table of the summary database.
+
+    Parameters
+    ----------
+    name : str
+        The table's name in ``schemas/summary.yaml``.
+
+    Returns
+    -------
+    sqlalchemy.Table
+        The table of :func:`metadata`.
+    """
     return metadata().tables[name]
 
 
 def column_types(name: str) -> dict[str, str]:
-    """{column: summary type name} of table ``name`` (what the DDL must declare)."""
+    """{column: summary type name} of table ``name`` (what the DDL must declare).
+
+    Parameters
+    ----------
+    name : str
+        The table's name in ``schemas/summary.yaml``.
+
+    Returns
+    -------
+    dict of str to str
+        Each column's summary type name, in schema order.
+    """
     return {col: typ for col, typ, _ in _columns(name, spec()["tables"][name])}

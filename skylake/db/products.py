@@ -18,7 +18,21 @@ from skylake.lake.tables import Table, mirrored_products
 
 
 def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:
-    """The summary table of lake table ``t``: its scalar columns plus ``night``, indexed by night."""
+    """The summary table of lake table ``t``: its scalar columns plus ``night``, indexed by night.
+
+    Parameters
+    ----------
+    t : skylake.lake.tables.Table
+        A mirrored lake table.
+    meta : sqlalchemy.MetaData
+        The metadata the table is added to.
+
+    Returns
+    -------
+    sqlalchemy.Table
+        The table named as the lake table: its columns that have a summary-database type (list and nested
+        columns left out), with their descriptions as comments, then ``night``.
+    """
     cols = []
     for field in t.schema:
         try:
@@ -34,9 +48,24 @@ def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:
 
 
 def ensure(conn, drop: bool = False) -> tuple[dict[str, sa.Table], set[str]]:
-    """The summary tables of every mirrored product, created where missing and made again where their
-    columns are no longer the schema's (all, with ``drop``). Returns them by name, and the names of those
-    created now (to be mirrored whole)."""
+    """The summary tables of every mirrored product, created where missing and made again where needed.
+
+    A table is made again where its columns are no longer the schema's (all of them, with ``drop``).
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        A connection to the summary database, inside a transaction.
+    drop : bool
+        Drop and create every table again (``skylake refresh --full``).
+
+    Returns
+    -------
+    tables : dict of str to sqlalchemy.Table
+        The summary tables, by name.
+    created : set of str
+        The names of those created now (to be mirrored whole).
+    """
     meta = sa.MetaData()
     out = {t.name: sql_table(t, meta) for t in mirrored_products()}
     inspector = sa.inspect(conn)
@@ -53,7 +82,20 @@ def ensure(conn, drop: bool = False) -> tuple[dict[str, sa.Table], set[str]]:
 
 
 def all_nights(lake, t: Table) -> set[str | None]:
-    """Every night directory of lake table ``t``."""
+    """Every night directory of lake table ``t``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    t : skylake.lake.tables.Table
+        A night table.
+
+    Returns
+    -------
+    set of str or None
+        The nights of its directories (None for the unknown night); empty when the table has no directory.
+    """
     if not lake.store.exists(t.location):
         return set()
     dirs = [n for n in map(night_of, lake.store.listdir(t.location)) if n is not None]

@@ -36,7 +36,19 @@ _secrets: set[str] = set()
 
 
 def secrets_of_url(url: str) -> set[str]:
-    """The secrets written in ``url`` (userinfo password, secret query values), raw and decoded."""
+    """The secrets written in ``url`` (userinfo password, secret query values), raw and decoded.
+
+    Parameters
+    ----------
+    url : str
+        A database URL, or a string that only looks like one (the userinfo password is found even where
+        :func:`urllib.parse.urlsplit` rejects the string, e.g. for a bad port).
+
+    Returns
+    -------
+    set of str
+        Each secret as written and percent-decoded; empty values left out.
+    """
     found: set[str] = set()
     try:
         parts = urlsplit(str(url))
@@ -60,7 +72,19 @@ def secrets_of_url(url: str) -> set[str]:
 
 
 def pgpass_secrets(path: str | None = None) -> set[str]:
-    """Passwords in a libpq password file (``path``, else $PGPASSFILE, else ~/.pgpass); never printed."""
+    """Passwords in a libpq password file (``path``, else $PGPASSFILE, else ~/.pgpass); never printed.
+
+    Parameters
+    ----------
+    path : str or None
+        The password file; None: $PGPASSFILE, else ``~/.pgpass``.
+
+    Returns
+    -------
+    set of str
+        The password field of each ``host:port:database:user:password`` line (escapes undone); empty when
+        the file cannot be read.
+    """
     path = path or os.environ.get("PGPASSFILE") or os.path.expanduser("~/.pgpass")
     out: set[str] = set()
     try:
@@ -78,8 +102,16 @@ def pgpass_secrets(path: str | None = None) -> set[str]:
 
 
 def register(url: str | None = None) -> None:
-    """Remember the secrets of ``url``, of $PGPASSWORD and of the password file, for :func:`redact`,
-    and make sure every log handler redacts them."""
+    """Remember the secrets of ``url``, of $PGPASSWORD and of the password file, for :func:`redact`.
+
+    Also makes sure every log handler redacts them (:func:`install_log_filter`). The password files read
+    are the URL's ``passfile=``, $PGPASSFILE and ``~/.pgpass``.
+
+    Parameters
+    ----------
+    url : str or None
+        A database URL whose secrets are remembered too.
+    """
     found = secrets_of_url(url) if url else set()
     if os.environ.get("PGPASSWORD"):
         found.add(os.environ["PGPASSWORD"])
@@ -93,7 +125,23 @@ def register(url: str | None = None) -> None:
 
 
 def redact(text: str, *extra: str) -> str:
-    """``text`` with every known secret (and ``extra`` ones) and every password field masked."""
+    """``text`` with every known secret (and ``extra`` ones) and every password field masked.
+
+    Known secrets shorter than :data:`MIN_FREE_TEXT_SECRET` are not replaced in free text; the value of any
+    ``*pass*=``/``*pwd*=`` field and a URL's userinfo password are masked whatever they are.
+
+    Parameters
+    ----------
+    text : str
+        The text to show.
+    *extra : str
+        More secrets to mask in this text only.
+
+    Returns
+    -------
+    str
+        ``text`` with the secrets replaced by ``***``.
+    """
     text = str(text)
     with _lock:
         known = set(_secrets)
@@ -108,6 +156,20 @@ class RedactingFilter(logging.Filter):
     """Redacts a record's message (arguments merged in) and its traceback text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            The record; its message becomes the redacted message with its arguments merged in, and its
+            traceback and stack texts are redacted.
+
+        Returns
+        -------
+        bool
+            Always True: every record is logged (one whose arguments do not format is left unchanged, for
+            the handler).
+        """
         try:
             message = record.getMessage()
         except Exception:  # a record whose arguments do not format: leave it to the handler

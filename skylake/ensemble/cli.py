@@ -58,7 +58,19 @@ def _cmd_plot_noise(args) -> int:
 
 
 def ensemble_outcome(reports) -> str:
-    """The command's last line: frames solved of those selected, the others by why."""
+    """The command's last line: frames solved of those selected, the others by why.
+
+    Parameters
+    ----------
+    reports : list of EnsembleReport
+        The reports of :func:`skylake.ensemble.stage.ensemble`, one per profile.
+
+    Returns
+    -------
+    str
+        ``"N of M frames solved"``, followed by the frames not solved counted by status and by why they were
+        left out, and the number of nights already solved (skipped), when there are any.
+    """
     from collections import Counter
 
     ok = sum(r.by_status.get("ok", 0) for r in reports)
@@ -75,7 +87,15 @@ def ensemble_outcome(reports) -> str:
 
 
 def add_commands(subparsers, plots) -> None:
-    """Add ``ensemble`` to an argparse subparsers object and ``noise`` to the ``plot`` group's."""
+    """Add ``ensemble`` to an argparse subparsers object and ``noise`` to the ``plot`` group's.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The top-level subparsers object, which gets the ``ensemble`` command.
+    plots : argparse._SubParsersAction
+        The subparsers object of the ``plot`` group, which gets the ``noise`` command.
+    """
     p = subparsers.add_parser(
         "ensemble",  # not a table
         help="relative calibration and detrending of each night (after calibrate)",

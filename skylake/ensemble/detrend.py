@@ -32,8 +32,24 @@ __all__ = ["running_median", "epd", "choose_templates", "trend_basis", "tfa"]
 
 
 def running_median(t: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
-    """Running median of ``y`` (finite values, ordered by ``t``) over ``window`` consecutive points (odd;
-    shrinking at the ends). NaN stays NaN."""
+    """Running median of ``y`` (finite values, ordered by ``t``) over ``window`` consecutive points.
+
+    The window is odd (``2 * (window // 2) + 1`` points) and shrinks at the ends. NaN stays NaN.
+
+    Parameters
+    ----------
+    t : array
+        The times (or any coordinate) that order the points.
+    y : array
+        The values, NaN where missing.
+    window : int
+        Points in the window; with 1 or less the finite values of ``y`` are returned as they are.
+
+    Returns
+    -------
+    ndarray
+        The running median at each point of ``y`` (NaN where ``y`` is not finite).
+    """
     y = np.asarray(y, dtype=np.float64)
     out = np.full(y.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(y))
@@ -172,9 +188,10 @@ def choose_templates(
     quiet_factor: float = 1.5,
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Template stars for TFA: on at least ``min_coverage`` of the frames, quiet (rms at most ``quiet_factor``
-    times the running median rms of the 15 stars nearest in magnitude), brightest first, at most
-    ``max_templates``.
+    """Template stars for TFA.
+
+    Templates are on at least ``min_coverage`` of the frames, quiet (rms at most ``quiet_factor`` times the
+    running median rms of the 15 stars nearest in magnitude), brightest first, at most ``max_templates``.
 
     Parameters
     ----------
@@ -183,8 +200,12 @@ def choose_templates(
     rms : (S,) array
         Each star's robust scatter.
     max_templates : int
+        Templates at most.
     min_coverage : float
+        Fraction of the frames a template must have a point on.
     quiet_factor : float
+        A template's rms is at most this factor times the running median rms of the stars nearest in
+        magnitude.
     exclude : (S,) bool array, optional
         Stars never used (saturated, known variables).
 
@@ -215,9 +236,23 @@ def choose_templates(
 
 
 def trend_basis(mag: np.ndarray, templates: np.ndarray, *, margin: float = 1.5, max_vectors: int = 5) -> np.ndarray:
-    """The trends the templates share: the principal components of their whitened light curves whose
-    variance exceeds ``margin`` times the largest that pure noise gives (the Marchenko-Pastur edge
-    ``(1 + sqrt(K / E))^2`` for K templates over E frames), at most ``max_vectors``.
+    """The trends the templates share.
+
+    They are the principal components of the templates' whitened light curves whose variance exceeds
+    ``margin`` times the largest that pure noise gives (the Marchenko-Pastur edge ``(1 + sqrt(K / E))^2`` for
+    K templates over E frames), at most ``max_vectors``.
+
+    Parameters
+    ----------
+    mag : (S, E) array
+        Light curves (NaN where missing).
+    templates : int array
+        Indices of the template stars (:func:`choose_templates`); fewer than 3 (or fewer than 3 frames) give
+        no basis.
+    margin : float
+        Factor over the Marchenko-Pastur edge a component's variance must exceed.
+    max_vectors : int
+        Basis vectors at most.
 
     Returns
     -------
@@ -252,8 +287,10 @@ def tfa(
     clip: float = 4.0,
     alpha: float = 1e-3,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """TFA trends of each star: the least-squares combination of the templates' shared trends (``basis``,
-    from :func:`trend_basis`) in its light curve, removed only when significant.
+    """TFA trends of each star.
+
+    The trend is the least-squares combination of the templates' shared trends (``basis``, from
+    :func:`trend_basis`) in the star's light curve, removed only when significant.
 
     Parameters
     ----------
@@ -263,12 +300,23 @@ def tfa(
         The shared trends.
     t : (E,) array
         Frame times.
-    min_points, window, clip, alpha : see :func:`epd`.
+    min_points : int
+        Stars with fewer points (or fewer than 2 per basis vector and constant) get no trend (NaN); see
+        :func:`epd`.
+    window : int
+        Running-median window of the signal reconstruction (points); 0 for plain TFA; see :func:`epd`.
+    clip : float
+        Points further than this many robust sigmas from the fit are left out of it; see :func:`epd`.
+    alpha : float
+        Significance level of the F-test the trend must pass to be removed; see :func:`epd`.
 
     Returns
     -------
     trend : (S, E) array
+        The trend of each point (0 when not significant or when the basis is empty; NaN where the star has no
+        point or too few).
     n_terms : (S,) int array
+        Terms the trend used (0 or k; -1 when the star had too few points).
     """
     S, E = mag.shape
     k = basis.shape[1]

@@ -1,5 +1,6 @@
-"""The noise diagram's numbers: each object's scatter in one night, and the noise its photons, the sky, the
-read-out and the atmosphere should give.
+"""The noise diagram's numbers: each object's scatter in one night, and the noise it should have.
+
+The noise an object should have is the noise its photons, the sky, the read-out and the atmosphere should give.
 
 Expected noise of a point of magnitude ``m`` (Merline & Howell 1995's CCD equation, in electrons, with the
 local-background estimate from ``n_ann`` annulus pixels; Young 1967's scintillation with the coefficient of
@@ -32,27 +33,33 @@ VERSIONS = (("mag_zp", "per-frame zeropoints"), ("mag", "ensemble"), ("mag_tfa",
 class NoiseModel:
     """The expected noise of one night's typical frame.
 
-    Parameters
+    Attributes
     ----------
     zp : float
         Magnitude of a source giving 1 ADU/s (the frames' median zeropoint).
     exptime : float
-        s.
+        Exposure time, s.
     sky_adu : float
         Sky per pixel over the exposure, ADU.
     gain : float
-        e-/ADU.
+        Gain, e-/ADU.
     read_noise_e : float
-        e- per pixel.
+        Read noise, e- per pixel.
     n_pix : float
         Pixels in the aperture.
     n_ann : float
         Pixels of the background annulus (inf: the background is known exactly).
     airmass : float
+        Airmass of the frame (values below 1 count as 1 in the scintillation).
     diameter_m : float
         Telescope aperture, m (0: unknown, no scintillation).
     height_m : float
         Site's height above sea level, m.
+
+    Raises
+    ------
+    ValueError
+        When ``exptime``, ``gain`` or ``n_pix`` is not a positive finite number.
     """
 
     zp: float
@@ -73,20 +80,60 @@ class NoiseModel:
                 raise ValueError(f"NoiseModel.{name} must be a positive number, got {v!r}")
 
     def electrons(self, mag) -> np.ndarray:
+        """The star's electrons in the aperture over the exposure.
+
+        Parameters
+        ----------
+        mag : float or array_like
+            Magnitudes of the stars.
+
+        Returns
+        -------
+        ndarray
+            ``10**(-0.4 (mag - zp)) * exptime * gain``, e-.
+        """
         return 10 ** (-0.4 * (np.asarray(mag, float) - self.zp)) * self.exptime * self.gain
 
     def photon(self, mag) -> np.ndarray:
-        """The star's own shot noise, mag."""
+        """The star's own shot noise, mag.
+
+        Parameters
+        ----------
+        mag : float or array_like
+            Magnitudes of the stars.
+
+        Returns
+        -------
+        ndarray
+            ``1.0857 / sqrt(N)`` with ``N`` the star's electrons, mag.
+        """
         return 1.0857 / np.sqrt(self.electrons(mag))
 
     def background(self, mag) -> np.ndarray:
-        """Sky and read noise in the aperture (with the annulus estimate's), mag."""
+        """Sky and read noise in the aperture (with the annulus estimate's), mag.
+
+        Parameters
+        ----------
+        mag : float or array_like
+            Magnitudes of the stars.
+
+        Returns
+        -------
+        ndarray
+            The background's noise relative to the star's electrons, mag (a negative sky counts as 0).
+        """
         n = self.electrons(mag)
         extra = 1.0 + (self.n_pix / self.n_ann if math.isfinite(self.n_ann) and self.n_ann > 0 else 0.0)
         return 1.0857 * np.sqrt(self.n_pix * extra * (max(self.sky_adu, 0.0) * self.gain + self.read_noise_e**2)) / n
 
     def scintillation(self) -> float:
-        """Young's scintillation, mag (0 when the diameter is unknown)."""
+        """Young's scintillation, mag (0 when the diameter is unknown).
+
+        Returns
+        -------
+        float
+            The scintillation noise of one exposure, mag, the same for every star.
+        """
         if not self.diameter_m > 0:
             return 0.0
         d_cm = 100.0 * self.diameter_m
@@ -100,7 +147,18 @@ class NoiseModel:
         return 1.0857 * frac
 
     def total(self, mag) -> np.ndarray:
-        """All of it, mag."""
+        """All of it, mag.
+
+        Parameters
+        ----------
+        mag : float or array_like
+            Magnitudes of the stars.
+
+        Returns
+        -------
+        ndarray
+            The photon, background and scintillation noise added in quadrature, mag.
+        """
         mag = np.asarray(mag, float)
         return np.sqrt(self.photon(mag) ** 2 + self.background(mag) ** 2 + self.scintillation() ** 2)
 
@@ -114,7 +172,10 @@ def object_scatter(points: pd.DataFrame, min_points: int, columns=None) -> pd.Da
         Light-curve points of one night: ``object_id``, the ``columns`` (default those of :data:`VERSIONS`)
         and ``flags``; saturated points are left out.
     min_points : int
-        Objects with fewer points of ``mag`` are left out.
+        Objects with fewer points of ``mag`` are left out, and a version's scatter is NaN for an object with
+        fewer points of it.
+    columns : list of str, optional
+        The light-curve versions to measure; default the columns of :data:`VERSIONS`.
 
     Returns
     -------

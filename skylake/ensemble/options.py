@@ -17,7 +17,7 @@ EPD_PARAMS = ("x", "y", "fwhm", "bkg", "airmass", "hour_angle")
 class EnsembleOptions:
     """The stage's own settings of a profile's ``[ensemble]`` (beside :class:`EnsembleSettings`).
 
-    Parameters
+    Attributes
     ----------
     enabled : bool
         Solve this profile's nights at all.
@@ -27,8 +27,8 @@ class EnsembleOptions:
         Points whose raw peak reaches this fraction of the frame's saturation take no part (non-linear).
     detrend : bool
         Fit EPD and TFA.
-    epd_params : list of str
-        Parameters of EPD, from :data:`EPD_PARAMS`.
+    epd_params : sequence of str
+        Parameters of EPD, from :data:`EPD_PARAMS` (stored as a tuple).
     detrend_min_points : int
         Stars with fewer points in the night are not detrended.
     detrend_window : int
@@ -41,6 +41,11 @@ class EnsembleOptions:
         The camera's read noise, ADU per pixel (for the expected noise of the noise diagram; 0: unknown).
     telescope_diameter_m : float
         The telescope's aperture, m (for the scintillation of the noise diagram; 0: unknown).
+
+    Raises
+    ------
+    ValueError
+        When an EPD parameter is unknown, a flag is not a bool, or a number is out of its allowed range.
     """
 
     enabled: bool = True

@@ -1,5 +1,7 @@
-"""The noise diagram: each object's scatter in one night against its magnitude, for each light-curve version,
-with the noise the photons, the sky, the read-out and the atmosphere should give (:mod:`.noise`).
+"""The noise diagram: each object's scatter in one night against its magnitude, for each light-curve version.
+
+The diagram shows with it the noise the photons, the sky, the read-out and the atmosphere should give
+(:mod:`.noise`).
 
 ``skylake plot noise LAKE --out noise.png [--night N] [--profile P]`` draws it from what the lake holds:
 the night's frames (one camera: a profile), their light-curve points (LAKE/lightcurves, only the partitions
@@ -44,7 +46,13 @@ class NoiseDiagram:
     bins: pd.DataFrame = field(default=None)  # per magnitude bin: median rms per version and the expected noise
 
     def summary(self) -> str:
-        """One line per magnitude bin: the median rms of each version and the expected noise, mmag."""
+        """One line per magnitude bin: the median rms of each version and the expected noise, mmag.
+
+        Returns
+        -------
+        str
+            A header line and a line per bin of at least 5 objects, or a note that there is no such bin.
+        """
         if self.bins is None or self.bins.empty:
             return "no magnitude bin with 5 objects"
         lines = [f"{'mag':>9} {'n':>4} " + " ".join(f"{c:>9}" for c, _ in VERSIONS) + f" {'expected':>9}  (mmag)"]
@@ -96,7 +104,21 @@ def _pick_night(lake, night: str | None, profile: str | None) -> tuple[str, str,
 
 
 def noise_points(lake, frames: pd.DataFrame) -> pd.DataFrame:
-    """The light-curve points of ``frames`` (only the partitions under their footprints are read)."""
+    """The light-curve points of ``frames`` (only the partitions under their footprints are read).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake whose LAKE/lightcurves is read.
+    frames : DataFrame
+        Frame rows with ``frame_id`` and the footprint columns (``footprint_ra``, ``footprint_dec``).
+
+    Returns
+    -------
+    DataFrame
+        ``object_id``, ``frame_id``, ``mjd``, ``mag``, ``mag_err``, ``mag_zp``, ``mag_epd``, ``mag_tfa`` and
+        ``flags`` of the frames' points; empty when the lake has no light curves or the frames no footprint.
+    """
     import lsdb
 
     from skylake.calib.crossmatch import footprint_moc
@@ -176,7 +198,33 @@ def noise_diagram(
 ) -> NoiseDiagram:
     """The noise diagram of one night and camera (see the module docstring); drawn to ``out`` (PNG) when given.
 
-    Objects on fewer than ``min_fraction`` of the night's frames (and fewer than 5) are left out."""
+    Objects on fewer than ``min_fraction`` of the night's frames (and fewer than 5) are left out.
+
+    Parameters
+    ----------
+    lake : Lake or str or os.PathLike
+        The lake, or its location.
+    night : str, optional
+        The night (YYYY-MM-DD); default the latest night with an ok frame placed by a WCS.
+    profile : str, optional
+        The camera's profile; default the one with most frames that night.
+    out : str or Path, optional
+        The PNG to draw; default none (only the numbers).
+    min_fraction : float
+        Fraction of the night's frames an object must be on (at least 5 points in any case).
+
+    Returns
+    -------
+    NoiseDiagram
+        The objects' scatter, the expected noise (None without a calibration), the magnitude bins and the
+        path of the PNG when drawn.
+
+    Raises
+    ------
+    NothingToPlot
+        When no ok frame placed by a WCS matches ``night`` and ``profile``, or the night has no light-curve
+        points.
+    """
     from skylake.lake import Lake
     from skylake.profile_store import frames_profile
 
@@ -214,8 +262,24 @@ def _bins(objects: pd.DataFrame, model: NoiseModel | None, width: float = 1.0) -
 
 
 def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
-    """Draw ``diagram`` to ``path`` (PNG, 1000 x 700 px): rms against mean magnitude, a colour per version,
-    the expected noise and its parts over it."""
+    """Draw ``diagram`` to ``path`` (PNG, 1000 x 700 px).
+
+    The plot shows rms against mean magnitude, a colour per version, the expected noise and its parts over it.
+
+    Parameters
+    ----------
+    diagram : NoiseDiagram
+        What to draw.
+    path : str or Path
+        The PNG file (its directory is created).
+    band : str
+        The band of the magnitudes, for the axis label (empty: none).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)

@@ -1,5 +1,7 @@
-"""The ensemble solve: every frame's relative zeropoint and spatial term, and every star's mean magnitude,
-from all the stars the frames share (Honeycutt 1992, PASP 104, 435: inhomogeneous ensemble photometry).
+"""The ensemble solve: every frame's relative zeropoint and spatial term, and every star's mean magnitude.
+
+They are solved from all the stars the frames share (Honeycutt 1992, PASP 104, 435: inhomogeneous ensemble
+photometry).
 
 Model, for point ``i`` (star ``s``, frame ``e``, chip position ``u, v``)::
 
@@ -41,7 +43,7 @@ __all__ = ["EnsembleSettings", "EnsembleSolution", "solve", "design", "n_spatial
 class EnsembleSettings:
     """Settings of :func:`solve` (a profile's ``[ensemble]`` table).
 
-    Parameters
+    Attributes
     ----------
     spatial_order : int
         0: an offset per frame; 1: plus a plane in chip position; 2: plus the quadratic terms.
@@ -52,10 +54,10 @@ class EnsembleSettings:
     min_points : int
         A star measured on fewer frames takes no part in the solve (its mean would fit its points exactly).
     max_err : float
-        mag: points with a larger error take no part in the solve.
+        Largest error of a point in the solve, mag: points with a larger error take no part in the solve.
     floor_mag : float
-        mag: added in quadrature to each point's error in the weights (flat-field and aperture errors that
-        photon noise does not describe; keeps the brightest stars from dominating).
+        Error floor, mag: added in quadrature to each point's error in the weights (flat-field and aperture
+        errors that photon noise does not describe; keeps the brightest stars from dominating).
     clip_sigma : float
         Points further than this many (scaled) errors from their star's mean are left out.
     variable_chi2 : float
@@ -67,6 +69,11 @@ class EnsembleSettings:
         The alternation stops when no point's correction changes by more than this, mag.
     max_rounds : int
         Clip-and-resolve rounds.
+
+    Raises
+    ------
+    ValueError
+        When ``spatial_order`` is not 0, 1 or 2, or another setting is not a number in its allowed range.
     """
 
     spatial_order: int = 1
@@ -111,7 +118,23 @@ class EnsembleSettings:
 
     @classmethod
     def from_dict(cls, d) -> "EnsembleSettings":
-        """From a mapping; unknown keys are refused with the known ones listed."""
+        """From a mapping; unknown keys are refused with the known ones listed.
+
+        Parameters
+        ----------
+        d : mapping
+            Settings by name (a profile's ``[ensemble]`` table without the stage's own options).
+
+        Returns
+        -------
+        EnsembleSettings
+            The settings, defaults where ``d`` has none.
+
+        Raises
+        ------
+        ValueError
+            When ``d`` has an unknown key, or a setting is invalid.
+        """
         known = list(cls.__dataclass_fields__)
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -120,12 +143,36 @@ class EnsembleSettings:
 
 
 def n_spatial_terms(order: int) -> int:
-    """Number of spatial monomials ``T_k`` of :func:`design` for a polynomial order (0, 2 or 5)."""
+    """Number of spatial monomials ``T_k`` of :func:`design` for a polynomial order (0, 2 or 5).
+
+    Parameters
+    ----------
+    order : int
+        The polynomial order: 0, 1 or 2.
+
+    Returns
+    -------
+    int
+        0 for order 0, 2 for order 1 and 5 for order 2.
+    """
     return {0: 0, 1: 2, 2: 5}[order]
 
 
 def design(u: np.ndarray, v: np.ndarray, order: int) -> np.ndarray:
-    """The frame-term design rows ``[1, u, v, u^2, u v, v^2][: 1 + K]`` of points at scaled chip positions."""
+    """The frame-term design rows ``[1, u, v, u^2, u v, v^2][: 1 + K]`` of points at scaled chip positions.
+
+    Parameters
+    ----------
+    u, v : float arrays (N,)
+        Chip position scaled to [-1, 1].
+    order : int
+        The polynomial order: 0, 1 or 2.
+
+    Returns
+    -------
+    ndarray (N, 1 + K)
+        The constant and the ``K`` monomials of each point (``K`` from :func:`n_spatial_terms`).
+    """
     u = np.asarray(u, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
     cols = [np.ones_like(u)]
@@ -177,6 +224,8 @@ class EnsembleSolution:
     rounds : int
         Clip-and-resolve rounds.
     notes : dict
+        Diagnostics: ``chi2_scale``, the factor the errors were scaled by in the clipping (the square root of
+        the solve's overall reduced chi2, at least 1).
     """
 
     terms: np.ndarray
@@ -251,9 +300,11 @@ def solve(
     u, v : float arrays (N,)
         Chip position scaled to [-1, 1] (``2 x / (nx - 1) - 1``).
     n_frames, n_stars : int
+        Number of frames (``E``) and of stars (``S``).
     anchor : bool array (E,), optional
         Frames whose corrections average to zero (those with an ok catalogue zeropoint); default all.
-    settings : EnsembleSettings
+    settings : EnsembleSettings, optional
+        The solve's settings; default ``EnsembleSettings()``.
     usable : bool array (N,), optional
         Points allowed in the solve (unsaturated, unflagged; default all). Points with a non-finite
         magnitude or error, or an error above ``max_err``, are never used.
@@ -261,6 +312,12 @@ def solve(
     Returns
     -------
     EnsembleSolution
+        The frames' terms, the stars' means, each point's correction and what took part in the solve.
+
+    Raises
+    ------
+    ValueError
+        When ``frame``, ``star``, ``mag``, ``err``, ``u`` and ``v`` differ in length.
     """
     s = settings or EnsembleSettings()
     frame = np.asarray(frame, dtype=np.int64)
@@ -287,6 +344,19 @@ def solve(
     scale = 1.0
 
     def prune(mask):
+        """Leave out of ``mask`` the variables, the stars on too few frames and the frames with too few stars.
+
+        Parameters
+        ----------
+        mask : bool array (N,)
+            The points that may take part.
+
+        Returns
+        -------
+        bool array (N,)
+            The points that take part: three rounds of removing stars with fewer than ``min_points`` points
+            and frames with fewer than ``max(min_stars, P + 1)`` points (``P = 1 + K`` frame terms).
+        """
         # stars on too few frames, and frames with too few stars, take no part
         mask = mask & ~star_out[star]
         for _ in range(3):

@@ -91,14 +91,44 @@ TERM_COLUMNS = ["zp_offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv"]
 
 
 def settings_of(profile: Profile) -> tuple[EnsembleOptions, EnsembleSettings]:
-    """The ``[ensemble]`` section of ``profile`` as (stage options, solve settings); defaults when absent."""
+    """The ``[ensemble]`` section of ``profile`` as (stage options, solve settings); defaults when absent.
+
+    Parameters
+    ----------
+    profile : Profile
+        The profile whose ``[ensemble]`` table is read.
+
+    Returns
+    -------
+    options : EnsembleOptions
+        The stage's own settings.
+    settings : EnsembleSettings
+        The solve's settings (the table's other keys).
+    """
     doc = dict(getattr(profile, "ensemble", None) or {})  # not a table
     own = {k: doc.pop(k) for k in list(doc) if k in EnsembleOptions.__dataclass_fields__}
     return EnsembleOptions(**own), EnsembleSettings.from_dict(doc)
 
 
 def ens_key(options: EnsembleOptions, settings: EnsembleSettings, flux: str) -> str:
-    """Identity of a solve's settings (a row's ``ens_key``)."""
+    """Identity of a solve's settings (a row's ``ens_key``).
+
+    The noise diagram's ``read_noise_adu`` and ``telescope_diameter_m`` are not part of it.
+
+    Parameters
+    ----------
+    options : EnsembleOptions
+        The stage's settings.
+    settings : EnsembleSettings
+        The solve's settings.
+    flux : str
+        The calibrated flux column.
+
+    Returns
+    -------
+    str
+        The first 16 hex digits of the SHA-256 of the settings as JSON.
+    """
     own = {k: v for k, v in asdict(options).items() if k not in ("read_noise_adu", "telescope_diameter_m")}
     ident = {"options": own, "settings": asdict(settings), "flux": flux}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=list).encode()).hexdigest()[:16]
@@ -142,8 +172,21 @@ class EnsembleReport:
 
 # -- fields ---------------------------------------------------------------------------------------------
 def group_fields(frames: pd.DataFrame) -> np.ndarray:
-    """Field number (0, 1, ...) of each frame: frames whose centres are closer than half the smaller one's
-    half-diagonal are linked, and a field is a connected group of links."""
+    """Field number (0, 1, ...) of each frame.
+
+    Frames whose centres are closer than half the smaller one's half-diagonal are linked, and a field is a
+    connected group of links.
+
+    Parameters
+    ----------
+    frames : DataFrame
+        Frame rows with ``ra_center``, ``dec_center``, ``nx``, ``ny``, ``pixscale`` and ``mjd``.
+
+    Returns
+    -------
+    int array
+        The field of each frame, fields numbered by the time of their first frame.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
@@ -224,15 +267,23 @@ def solve_field(
         ``night``, ``field`` and ``frames`` (rows of :data:`FRAME_COLUMNS` with their zeropoint: ``zp``,
         ``apcor``, ``calib_batch``).
     lake_root : str
+        The lake's location.
     run : str or None
         The run's piece directory (lake-relative) for the detrend rows; None: they are returned.
     flux : str
         The calibrated flux column (``[calibration] flux``).
     flags_mask : int
         Source flags that keep a point out of the solve.
-    options, settings, identity, refcat, lon_deg
-        The stage's settings, their identity (``ens_key``), the catalogue of the zeropoints and the site's
-        longitude. (Not ``key``: dask's ``Client.submit`` takes that keyword itself.)
+    options : EnsembleOptions
+        The stage's settings.
+    settings : EnsembleSettings
+        The solve's settings.
+    identity : str
+        Their identity (``ens_key``). Not named ``key``: dask's ``Client.submit`` takes that keyword itself.
+    refcat : str
+        The catalogue of the zeropoints.
+    lon_deg : float
+        The site's longitude, deg (for the hour angle of EPD).
 
     Returns
     -------
@@ -440,8 +491,26 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
 def point_corrections(
     rows: pd.DataFrame, frame_id: np.ndarray, x: np.ndarray, y: np.ndarray, nx: np.ndarray, ny: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ensemble correction of each point and its error, mag, from its frame's ensemble row (``rows``:
-    LAKE/ensemble rows, one per frame); NaN for a point whose frame has no ok row."""
+    """The ensemble correction of each point and its error, mag, from its frame's ensemble row.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        LAKE/ensemble rows, one per frame (of several, the last ok one counts).
+    frame_id : int array (N,)
+        Each point's frame.
+    x, y : float arrays (N,)
+        Each point's chip position, px.
+    nx, ny : arrays (N,)
+        The size of each point's frame, px.
+
+    Returns
+    -------
+    correction : ndarray (N,)
+        The correction, mag; NaN for a point whose frame has no ok row.
+    correction_err : ndarray (N,)
+        Its error from the row's ``terms_cov``, mag; NaN likewise.
+    """
     from skylake.ensemble.solve import design
 
     rows = rows[rows["status"] == "ok"].drop_duplicates("frame_id", keep="last").set_index("frame_id")
@@ -476,8 +545,26 @@ def point_corrections(
 def select_frames(
     lake: Lake, night: str | None = None, since: str | None = None, nights=None, pipeline_version: str | None = None
 ) -> pd.DataFrame:
-    """Frame rows of one night, the nights since a date, ``nights`` (partition names), or every night (of one
-    ``pipeline_version`` when given)."""
+    """Frame rows of one night, the nights since a date, ``nights`` (partition names), or every night.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    night : str, optional
+        Only this night (YYYY-MM-DD).
+    since : str, optional
+        Only the nights from this one on (YYYY-MM-DD); ignored with ``night``.
+    nights : iterable of str, optional
+        Only these nights (partition names).
+    pipeline_version : str, optional
+        Only the frames of this pipeline version.
+
+    Returns
+    -------
+    DataFrame
+        The :data:`FRAME_COLUMNS` of the frames selected.
+    """
     flt = None
     if pipeline_version is not None:
         flt = pc.field("pipeline_version") == pipeline_version
@@ -504,8 +591,30 @@ def ensemble(
 ) -> list[EnsembleReport]:
     """Solve the ensemble of the selected nights (see the module docstring); one report per profile.
 
-    ``client``: a dask distributed Client for the tasks (None: this process). ``redo``: solve again nights
-    already solved with the same inputs. ``profile`` overrides the profile frames were ingested with.
+    Parameters
+    ----------
+    lake : Lake or str or os.PathLike
+        The lake, or its location (it must be writable).
+    night : str, optional
+        Only this night (YYYY-MM-DD).
+    since : str, optional
+        Only the nights from this one on (YYYY-MM-DD).
+    redo : bool
+        Solve again nights already solved with the same inputs.
+    client : distributed.Client, optional
+        A dask distributed Client for the tasks (None: this process).
+    nights : iterable of str, optional
+        Only these nights (partition names).
+    profile : Profile or str, optional
+        Overrides the profile frames were ingested with.
+    pipeline_version : str, optional
+        Only the frames of this pipeline version.
+
+    Returns
+    -------
+    list of EnsembleReport
+        One report per profile and pipeline version of the frames selected (frames whose profile cannot be
+        loaded are logged and left out).
     """
     from skylake.profile_store import frames_profile
 
@@ -524,9 +633,27 @@ def ensemble(
 
 
 def ensemble_calibrated(lake: Lake, profile: Profile, client=None, nights=None) -> list[EnsembleReport]:
-    """After an ingest's calibration: solve the nights of ``nights`` (partition names; None: every night) for
-    ``profile``'s frames. A failure is logged, never raised: the frames are calibrated, and the next
-    ``skylake ensemble`` picks up what is left."""
+    """After an ingest's calibration: solve the nights of ``nights`` for ``profile``'s frames.
+
+    A failure is logged, never raised: the frames are calibrated, and the next ``skylake ensemble`` picks up
+    what is left.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    profile : Profile
+        The profile (and its pipeline version) of the frames just calibrated.
+    client : distributed.Client, optional
+        A dask distributed Client for the tasks (None: this process).
+    nights : iterable of str, optional
+        The nights to solve (partition names; None: every night).
+
+    Returns
+    -------
+    list of EnsembleReport
+        The reports of ``profile`` that solved something; empty when the ensemble is disabled or failed.
+    """
     options, _ = settings_of(profile)
     if not options.enabled:
         return []

@@ -35,8 +35,25 @@ APER_HASMASKED, SATURATED = 32, 256
 
 # -- the catalogue ------------------------------------------------------------------------------------
 def catalog_source(profile, lake_root: str | None) -> str:
-    """Where the profile's bright stars are: a file (``allsky.catalog`` is a path) or the lake's
-    refcat directory. Raises :class:`FrameRejected` when the lake has no such refcat."""
+    """Locate the profile's bright stars: a file (``allsky.catalog`` is a path) or the lake's refcat directory.
+
+    Parameters
+    ----------
+    profile : skylake.profile.Profile
+        An all-sky profile; its ``allsky.catalog`` is an absolute file path or the name of a refcat.
+    lake_root : str or None
+        The lake's location, where a named refcat is looked for.
+
+    Returns
+    -------
+    path : str
+        The catalogue file, or the refcat's directory in the lake.
+
+    Raises
+    ------
+    FrameRejected
+        ``allsky.catalog`` names a refcat but no lake was given, or the lake has no such refcat.
+    """
     spec = profile.allsky["catalog"]
     if os.path.isabs(spec) and os.path.isfile(spec):
         return spec
@@ -53,8 +70,26 @@ def catalog_source(profile, lake_root: str | None) -> str:
 
 @functools.lru_cache(maxsize=2)
 def bright_stars(source: str):
-    """The catalogue as an astropy Table with ``ra``, ``dec`` (deg), ``v_mag`` and ``ref_id``: a
-    Hipparcos FITS/Parquet file or a lake refcat (HATS collection: its ``mag_V``). Cached per process."""
+    """Read the bright-star catalogue: a Hipparcos FITS/Parquet file or a lake refcat.
+
+    Cached per process (the two most recent sources).
+
+    Parameters
+    ----------
+    source : str
+        A catalogue file, or a lake refcat's directory (HATS collection: its ``mag_V`` is read).
+
+    Returns
+    -------
+    stars : astropy.table.Table
+        ``ra``, ``dec`` (deg), ``v_mag`` and ``ref_id``; a refcat's stars without a finite ``mag_V`` or
+        position are left out.
+
+    Raises
+    ------
+    FrameRejected
+        The refcat has no ``mag_V`` column (the all-sky pipeline measures V).
+    """
     from astropy.table import Table
 
     if os.path.isfile(source):
@@ -115,7 +150,21 @@ def _empty_columns(n: int) -> dict:
 
 
 def wcs_provenance(cols: dict, position_from: str) -> dict:
-    """The all-sky columns of detections placed by a WCS (header or solved): no alt/az, detected."""
+    """Add the all-sky columns of detections placed by a WCS (header or solved): no alt/az, detected.
+
+    Parameters
+    ----------
+    cols : dict
+        The frame's source columns (with ``ra``); updated in place.
+    position_from : str
+        What placed the sources (e.g. ``"wcs"``, ``"platesolve"``), for every row's ``position_from``.
+
+    Returns
+    -------
+    cols : dict
+        ``cols`` with NaN ``alt``, ``az`` and ``ref_mag``, ``measure`` = ``"detected"``, ``position_from``
+        and null ``ref_id``.
+    """
     n = len(cols["ra"])
     cols.update(
         alt=np.full(n, np.nan),
@@ -244,9 +293,39 @@ def _map_rows(result, nside: int) -> pd.DataFrame:
 
 
 def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str | None = None) -> tuple[dict, dict]:
-    """Process one all-sky frame whose header ``rec`` is read; fills ``rec`` and returns the source
-    columns and the extras (``streaks``: DataFrame of schemas/streaks.yaml less the ids; ``maps``: map
-    pixel rows; ``allsky_nside``). Raises :class:`FrameRejected` with the reason when it cannot."""
+    """Process one all-sky frame whose header record ``rec`` is read.
+
+    Parameters
+    ----------
+    image : skylake.frame.reading.Image
+        The frame (its ``data``).
+    rec : dict
+        The frame's record from its header (``mjd``, ``exptime``, ``saturation``, ``gain``, ...); filled in
+        place with the frame columns (size, camera model, cloud fraction, zeropoint, zenith sky, streak
+        count, centre, astrometry, status).
+    profile : skylake.profile.Profile
+        An all-sky profile with a ``[camera]`` model and ``[allsky]`` settings.
+    catalog_path : str
+        The bright-star catalogue (:func:`catalog_source`).
+    lake_root : str, optional
+        The lake's location, where the camera's known static artefacts are read.
+
+    Returns
+    -------
+    cols : dict
+        The source columns: forced and/or detected rows (as ``allsky.sources`` chooses) placed by the camera
+        model, with ``position_from`` = ``"camera"``, ``mjd``, ``edge_dist`` and ``_healpix_29``; sources on a
+        streak are flagged ON_STREAK.
+    extras : dict
+        The per-frame tables by name: ``streaks`` (DataFrame of schemas/streaks.yaml less the ids) and
+        ``maps`` (map pixel rows of schemas/maps.yaml less ``map_id``, with the ``[allsky]`` nside).
+
+    Raises
+    ------
+    FrameRejected
+        With the reason when the frame cannot be processed (the camera model's zenith lies outside the
+        frame, or the all-sky processing fails).
+    """
     from astropy.time import Time
 
     from skylake.allsky.photometry import cloud_fraction
@@ -366,9 +445,26 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
 
 
 def reflag_streaks(trails: dict, frame_id: int, rows):
-    """``rows`` (a frame's sources) with ON_STREAK set again from the frame's real trails alone, when
-    ``trails`` (frame id -> Table of x1, y1, x2, y2, width) has the frame: the commit found some of the
-    frame task's detections to be static artefacts. Other frames' rows are returned as they are."""
+    """Set ON_STREAK again on a frame's sources from the frame's real trails alone.
+
+    This applies when ``trails`` has the frame: the commit found some of the frame task's detections to be
+    static artefacts. Other frames' rows are returned as they are.
+
+    Parameters
+    ----------
+    trails : dict
+        Frame id -> Table of the frame's real trails (``x1``, ``y1``, ``x2``, ``y2``, ``width``).
+    frame_id : int
+        The frame the rows belong to.
+    rows : pyarrow.Table
+        The frame's sources (``x``, ``y``, ``flags``).
+
+    Returns
+    -------
+    rows : pyarrow.Table
+        ``rows`` with the ON_STREAK bit of ``flags`` set from ``trails[frame_id]`` only, or ``rows``
+        unchanged when ``trails`` does not have the frame.
+    """
     import pyarrow as pa
 
     from skylake.frame.streaks import flag_on_streaks

@@ -29,7 +29,24 @@ SKY_DEG2 = 4 * np.pi * (180 / np.pi) ** 2
 
 
 def celestial_wcs(header: fits.Header) -> WCS:
-    """The celestial WCS of ``header``; rejects frames without one."""
+    """Read the celestial WCS of ``header``; rejects frames without one.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+
+    Returns
+    -------
+    wcs : astropy.wcs.WCS
+        The celestial (2-D) part of the header's WCS.
+
+    Raises
+    ------
+    FrameRejected
+        The header's WCS keywords are invalid, it has no celestial WCS, or the WCS is in a frame skylake does
+        not convert (:func:`native_frame`).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (FITSFixedWarning, AstropyWarning))
         try:
@@ -46,9 +63,26 @@ def celestial_wcs(header: fits.Header) -> WCS:
 
 
 def native_frame(wcs: WCS):
-    """The astropy frame of the WCS's world coordinates when it is not ICRS (or FK5 J2000, the same to
-    0.02"); None when positions need no conversion. Raises :class:`FrameRejected` for a frame skylake does not
-    convert (naming CTYPE)."""
+    """Find the astropy frame of the WCS's world coordinates when it is not ICRS.
+
+    FK5 J2000 counts as ICRS (the same to 0.02"). Galactic, supergalactic and ecliptic (the mean ecliptic and
+    equinox of ``EQUINOX``, J2000 when absent) WCS are converted.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        A celestial WCS.
+
+    Returns
+    -------
+    frame : astropy.coordinates.BaseCoordinateFrame or None
+        The frame of the WCS's coordinates; None when positions need no conversion.
+
+    Raises
+    ------
+    FrameRejected
+        For a frame skylake does not convert (naming CTYPE).
+    """
     from astropy.coordinates import FK5, ICRS, BarycentricMeanEcliptic, Galactic, Supergalactic
     from astropy.time import Time
     from astropy.wcs.utils import wcs_to_celestial_frame
@@ -118,9 +152,22 @@ def _check_numbers(header: fits.Header) -> None:
 
 
 def check_wcs(wcs: WCS, header: fits.Header, nx: int, ny: int, cfg: Astrometry) -> None:
-    """Reject a celestial WCS that cannot place sources: non-finite CRVAL, a CD/PC matrix that is
-    not finite or is singular, a pixel scale outside ``cfg.pixscale_range`` or a footprint larger
-    than the sky.
+    """Reject a celestial WCS that cannot place sources.
+
+    A WCS is rejected for linear keywords that are not finite numbers, a non-finite CRVAL (or a CRVAL2 that
+    is not a declination), a CD/PC matrix that is not finite or is singular, a pixel scale outside
+    ``cfg.pixscale_range`` or a footprint larger than the sky.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        The celestial WCS read from ``header``.
+    header : astropy.io.fits.Header
+        The frame's header, whose own keywords are checked before astropy substitutes defaults.
+    nx, ny : int
+        The image's size, px.
+    cfg : skylake.profile.Astrometry
+        The profile's ``[astrometry]`` settings (``pixscale_range``, arcsec/px).
 
     Raises
     ------
@@ -163,8 +210,25 @@ def check_wcs(wcs: WCS, header: fits.Header, nx: int, ny: int, cfg: Astrometry) 
 
 
 def pixel_to_sky(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ICRS RA, Dec (deg) of 0-based pixel positions, including SIP/TPV distortions (``all_pix2world``), the
-    WCS's own frame converted (:func:`native_frame`)."""
+    """Compute ICRS RA, Dec (deg) of 0-based pixel positions.
+
+    SIP/TPV distortions are included (``all_pix2world``), and the WCS's own frame is converted
+    (:func:`native_frame`).
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        The celestial WCS.
+    x, y : numpy.ndarray
+        0-based pixel positions.
+
+    Returns
+    -------
+    ra : numpy.ndarray
+        Right ascension, deg in [0, 360); NaN where the WCS gives no position.
+    dec : numpy.ndarray
+        Declination, deg.
+    """
     if len(x) == 0:
         return np.zeros(0), np.zeros(0)
     lon, lat = wcs.all_pix2world(x, y, 0)
@@ -180,7 +244,26 @@ def pixel_to_sky(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np
 
 
 def footprint(wcs: WCS, nx: int, ny: int) -> dict:
-    """Centre, corners and mean pixel scale of an ``nx`` x ``ny`` image."""
+    """Compute the centre, corners and mean pixel scale of an ``nx`` x ``ny`` image.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        The celestial WCS.
+    nx, ny : int
+        The image's size, px.
+
+    Returns
+    -------
+    footprint : dict
+        ``ra_center``, ``dec_center`` (deg), ``footprint_ra``, ``footprint_dec`` (the four outer pixel
+        corners, deg) and ``pixscale`` (arcsec/px).
+
+    Raises
+    ------
+    FrameRejected
+        The WCS does not map the image centre to the sky.
+    """
     cx = np.array([(nx - 1) / 2.0, -0.5, nx - 0.5, nx - 0.5, -0.5])
     cy = np.array([(ny - 1) / 2.0, -0.5, -0.5, ny - 0.5, ny - 0.5])
     ra, dec = pixel_to_sky(wcs, cx, cy)
@@ -199,7 +282,18 @@ def footprint(wcs: WCS, nx: int, ny: int) -> dict:
 
 
 def healpix29(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """The HATS spatial index (HEALPix NESTED, order 29) of each position."""
+    """Compute the HATS spatial index (HEALPix NESTED, order 29) of each position.
+
+    Parameters
+    ----------
+    ra, dec : numpy.ndarray
+        Positions, deg.
+
+    Returns
+    -------
+    index : numpy.ndarray
+        The int64 spatial index of each position.
+    """
     if len(ra) == 0:
         return np.zeros(0, dtype=np.int64)
     from hats.pixel_math.spatial_index import compute_spatial_index  # hats: ~1 s to import, on workers only

@@ -35,6 +35,30 @@ _SEP_LIMITS_LOCK = threading.Lock()
 
 @dataclass
 class Extraction:
+    """What :func:`extract` found on a frame.
+
+    Attributes
+    ----------
+    objects : numpy.ndarray
+        sep's structured array of the detected objects.
+    back : numpy.ndarray
+        Background map (float32), same shape as the image.
+    globalback : float
+        sep's global background level, ADU.
+    globalrms : float
+        sep's global background rms, ADU.
+    note : str
+        What extraction needed (raised sep limits, deblending switched off); "" when nothing.
+    mask : numpy.ndarray or None
+        True where a pixel was NaN/inf (zero in the subtracted image); None when every pixel is finite.
+    saturated : numpy.ndarray or None
+        Per object: one of its pixels reached the saturation level.
+    n_saturated_pixels : int
+        Raw pixels at or above the saturation level.
+    segmap : numpy.ndarray or None
+        sep's segmentation map: object index + 1 per pixel, 0 for sky.
+    """
+
     objects: np.ndarray  # sep's structured array
     back: np.ndarray  # background map (float32), same shape as the image
     globalback: float
@@ -55,7 +79,22 @@ def _kernel(name: str):
 
 
 def background(data: np.ndarray, mask: np.ndarray | None, cfg: Detection) -> sep.Background:
-    """sep background mesh (BACK_SIZE, BACK_FILTERSIZE) of ``data``."""
+    """Compute the sep background mesh (BACK_SIZE, BACK_FILTERSIZE) of ``data``.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The image.
+    mask : numpy.ndarray or None
+        True for pixels to leave out.
+    cfg : Detection
+        The profile's detection settings (``back_size``, ``back_filtersize``).
+
+    Returns
+    -------
+    background : sep.Background
+        The background mesh.
+    """
     return sep.Background(
         data, mask=mask, bw=cfg.back_size, bh=cfg.back_size, fw=cfg.back_filtersize, fh=cfg.back_filtersize
     )
@@ -82,9 +121,33 @@ def detect(
 ) -> tuple:
     """Run ``sep.extract`` with the profile's settings, raising sep's limits on overflow.
 
-    Returns the objects and a note of what was needed (and, with ``segmentation_map``, sep's
-    segmentation map between them). Raises :class:`FrameRejected` only when even the maximum limits
-    with deblending switched off cannot extract the frame.
+    On overflow the pixel stack and the sub-object limit are raised (x4, up to the profile's maxima) and,
+    at the maximum sub-object limit, deblending is switched off. sep's limits are restored afterwards.
+
+    Parameters
+    ----------
+    data_sub : numpy.ndarray
+        The background-subtracted image.
+    rms : float
+        The background rms (sep's ``err``).
+    mask : numpy.ndarray or None
+        True for pixels to leave out.
+    cfg : Detection
+        The profile's detection settings.
+    segmentation_map : bool
+        Whether sep's segmentation map is returned too.
+
+    Returns
+    -------
+    result : tuple
+        The objects and a note of what was needed (and, with ``segmentation_map``, sep's segmentation
+        map between them): ``(objects, note)`` or ``(objects, segmap, note)``.
+
+    Raises
+    ------
+    FrameRejected
+        Only when even the maximum limits with deblending switched off cannot extract the frame, or sep
+        fails for a reason other than an overflow.
     """
     pixstack, sub_limit = cfg.pixstack, cfg.sub_object_limit
     deblend = True
@@ -139,6 +202,11 @@ def extract(
         Where the level came from (e.g. "header SATURATE"), for the rejection message.
     saturated : numpy.ndarray, optional
         The raw pixels at the saturation level, when ``data`` is no longer raw (a reduced frame).
+
+    Returns
+    -------
+    extraction : Extraction
+        The objects, background, mask, saturated objects and segmentation map of the frame.
 
     Raises
     ------
@@ -198,11 +266,29 @@ def extract(
 
 
 def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndarray:
-    """Radius [pix] enclosing half of ``flux`` (sep.flux_radius, subpix 5).
+    """Measure the radius [pix] enclosing half of ``flux`` (sep.flux_radius, subpix 5).
 
     The search radius sets the cost (it grows with its square): 3a covers the half-light radius of
     a star (1.18 sigma, and a >= ~0.6 sigma even for faint ones); the few objects whose radius comes
     out near that limit are measured again out to 6a.
+
+    Parameters
+    ----------
+    data_sub : numpy.ndarray
+        The background-subtracted image.
+    x, y : numpy.ndarray
+        The objects' positions, px.
+    a : numpy.ndarray
+        The objects' semi-major axes, px.
+    flux : numpy.ndarray
+        The objects' total fluxes (the half of which is enclosed).
+    mask : numpy.ndarray, optional
+        True for pixels to leave out.
+
+    Returns
+    -------
+    r50 : numpy.ndarray
+        The half-light radius of each object, px.
     """
     rmax = np.maximum(3.0 * a, 3.0)
     r50, _ = sep.flux_radius(data_sub, x, y, rmax, 0.5, normflux=flux, mask=mask, subpix=5)
@@ -245,16 +331,42 @@ def _ones_like_edges(shape, x, y, radius: float, mask):
 
 
 def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, gain: float, mask=None, segmap=None):
-    """Circular-aperture fluxes with the local background from an annulus, as SExtractor's local
-    background: the same numbers as ``sep.sum_circle(..., bkgann=annulus)`` but with the annulus summed
-    once for all radii (and on whole pixels) instead of once per radius.
+    """Measure circular-aperture fluxes with the local background from an annulus.
+
+    The local background is SExtractor's: the same numbers as ``sep.sum_circle(..., bkgann=annulus)`` but
+    with the annulus summed once for all radii (and on whole pixels) instead of once per radius.
 
     With ``segmap`` (sep's segmentation map, object index + 1), the annulus mean is of sky pixels only
     (every detected object's pixels masked; the plain annulus where that leaves none) and each aperture
     leaves out the pixels of other objects (sep corrects the sum for the masked area).
 
-    Returns ``[(flux, flux_err) per radius]``, the residual local background per pixel [ADU] and the
-    OR of sep's aperture flags. ``flux_err`` adds the uncertainty of the subtracted annulus mean.
+    Parameters
+    ----------
+    data_sub : numpy.ndarray
+        The background-subtracted image.
+    x, y : numpy.ndarray
+        The objects' positions, px.
+    radii : sequence of float
+        The aperture radii, px.
+    annulus : sequence of float
+        Inner and outer radius of the background annulus, px.
+    err : float
+        The background rms per pixel, ADU.
+    gain : float
+        The gain (e-/ADU), for the Poisson part of the errors.
+    mask : numpy.ndarray, optional
+        True for the image's bad (NaN/inf) pixels.
+    segmap : numpy.ndarray, optional
+        The segmentation map of sep (object index + 1 per pixel, 0 for sky) of the objects at ``x``, ``y``.
+
+    Returns
+    -------
+    apertures : list of tuple
+        ``[(flux, flux_err) per radius]``; ``flux_err`` adds the uncertainty of the subtracted annulus mean.
+    bkg_local : numpy.ndarray
+        The residual local background per pixel [ADU].
+    flags : numpy.ndarray
+        The OR of sep's aperture flags (without its masked-pixel bits).
     """
     ny, nx = data_sub.shape
     rin, rout = annulus
@@ -298,10 +410,33 @@ def _image_mask_flags(flags: np.ndarray, mask, segmap) -> np.ndarray:
 
 
 def masked_pixel_flags(mask, x, y, a, b, theta, kron, radius: float, first_radius: float) -> np.ndarray:
-    """APER_HASMASKED (32) for sources whose largest circular aperture (``radius``) or Kron ellipse (``kron``
-    in units of a, b) holds a masked (NaN/inf) pixel of the image; APER_ALLMASKED (64) also when their first
-    aperture (``first_radius``) holds nothing else. Zeros without a mask. The local annulus is not looked at:
-    its masked pixels are left out of its mean."""
+    """Flag the sources whose apertures hold masked (NaN/inf) pixels of the image.
+
+    APER_HASMASKED (32) is set for sources whose largest circular aperture (``radius``) or Kron ellipse
+    (``kron`` in units of a, b) holds a masked pixel of the image; APER_ALLMASKED (64) also when their first
+    aperture (``first_radius``) holds nothing else. The local annulus is not looked at: its masked pixels
+    are left out of its mean.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray or None
+        True for the image's masked (NaN/inf) pixels.
+    x, y : numpy.ndarray
+        The sources' positions, px.
+    a, b, theta : numpy.ndarray
+        The sources' ellipse axes (px) and position angle (rad).
+    kron : numpy.ndarray
+        The Kron ellipse's scale, in units of a, b.
+    radius : float
+        The largest circular aperture's radius, px.
+    first_radius : float
+        The first circular aperture's radius, px.
+
+    Returns
+    -------
+    flags : numpy.ndarray
+        The int32 flags of each source; zeros without a mask.
+    """
     flags = np.zeros(len(x), np.int32)
     if mask is None or not len(x):
         return flags
@@ -331,12 +466,26 @@ def _annulus_mean(data_sub, x, y, rin, rout, err: float, mask):
 
 
 def kron_scale(r_kron: np.ndarray, cfg: Photometry) -> np.ndarray:
-    """The Kron ellipse's scale in units of a, b, as SExtractor (``photom.c``, PHOT_AUTOPARAMS k, rmin).
+    """Compute the Kron ellipse's scale in units of a, b, as SExtractor (``photom.c``, PHOT_AUTOPARAMS k, rmin).
 
     SExtractor sets ``kronfactor = k * r1/v1`` and raises it to ``rmin`` when smaller, and uses ``rmin``
     when the first moment ``r1/v1`` cannot be computed (``r1 <= 0`` or ``v1 <= 0``: sep returns 0 or
     NaN there). That scale is SExtractor's KRON_RADIUS output.
 
+    Parameters
+    ----------
+    r_kron : numpy.ndarray
+        The first moment ``r1/v1`` of each object (sep's ``kron_radius``), in units of a, b.
+    cfg : Photometry
+        The profile's photometry settings (``kron_factor`` k, ``kron_min_radius`` rmin).
+
+    Returns
+    -------
+    scale : numpy.ndarray
+        The Kron ellipse's scale of each object, in units of a, b.
+
+    Examples
+    --------
     >>> from skylake.profile import load_profile
     >>> kron_scale(np.array([2.0, 1.0, 0.0, np.nan]), load_profile("generic").photometry).tolist()
     [5.0, 3.5, 3.5, 3.5]
@@ -348,10 +497,26 @@ def kron_scale(r_kron: np.ndarray, cfg: Photometry) -> np.ndarray:
 
 
 def measure(data_sub: np.ndarray, ext: Extraction, cfg: Photometry, gain: float) -> dict[str, np.ndarray]:
-    """Photometry and shape of every detected object: fixed apertures with a local annulus background,
-    Kron flux (MAG_AUTO equivalent), peak, FWHM, elongation, ellipticity, theta, flags, edge distance.
+    """Measure the photometry and shape of every detected object.
 
-    Returns a dict of numpy columns named as in ``schemas/sources.yaml`` (less ids, sky position, mjd).
+    Measured are fixed apertures with a local annulus background, Kron flux (MAG_AUTO equivalent), peak,
+    FWHM, elongation, ellipticity, theta, flags, edge distance.
+
+    Parameters
+    ----------
+    data_sub : numpy.ndarray
+        The background-subtracted image.
+    ext : Extraction
+        The frame's extraction (:func:`extract`).
+    cfg : Photometry
+        The profile's photometry settings (aperture radii, annulus, Kron parameters).
+    gain : float
+        The gain (e-/ADU), for the Poisson part of the errors.
+
+    Returns
+    -------
+    cols : dict of numpy arrays
+        Columns named as in ``schemas/sources.yaml`` (less ids, sky position, mjd).
     """
     obj, mask = ext.objects, ext.mask
     x, y = obj["x"].astype(np.float64), obj["y"].astype(np.float64)

@@ -72,13 +72,40 @@ def _number(header: fits.Header, keys: list[str], what: str) -> float | None:
 
 
 def mjd_to_datetime(mjd: float) -> dt.datetime:
-    """UTC datetime of an MJD."""
+    """Convert an MJD to a UTC datetime.
+
+    Parameters
+    ----------
+    mjd : float
+        A modified Julian date (UTC).
+
+    Returns
+    -------
+    when : datetime.datetime
+        The timezone-aware UTC datetime of ``mjd``.
+    """
     return _MJD_EPOCH + dt.timedelta(days=mjd)
 
 
 def observing_night(mjd: float, timezone: str, night_starts: str) -> str:
-    """The observing night (``YYYY-MM-DD``, local date of its evening) that contains ``mjd``.
+    """Find the observing night (``YYYY-MM-DD``, local date of its evening) that contains ``mjd``.
 
+    Parameters
+    ----------
+    mjd : float
+        The time, MJD (UTC).
+    timezone : str
+        The site's IANA time zone (e.g. ``"Atlantic/Canary"``).
+    night_starts : str
+        The local time ``"HH:MM"`` at which a night starts; earlier times belong to the night before.
+
+    Returns
+    -------
+    night : str
+        The night's date, ``YYYY-MM-DD``.
+
+    Examples
+    --------
     >>> observing_night(56453.98977, "Atlantic/Canary", "17:30")  # 2013-06-10 23:45 UT = 00:45 local on the 11th
     '2013-06-10'
     """
@@ -88,18 +115,48 @@ def observing_night(mjd: float, timezone: str, night_starts: str) -> str:
 
 
 def airmass_from_altitude(alt_deg: float) -> float:
-    """Pickering (2002) airmass, good to the horizon."""
+    """Compute the Pickering (2002) airmass, good to the horizon.
+
+    Parameters
+    ----------
+    alt_deg : float
+        The altitude, deg.
+
+    Returns
+    -------
+    airmass : float
+        The airmass; NaN at or below the horizon.
+    """
     if alt_deg <= 0:
         return float("nan")
     return 1.0 / math.sin(math.radians(alt_deg + 244.0 / (165.0 + 47.0 * alt_deg**1.1)))
 
 
 def airmass_from_pointing(ra_deg: float, dec_deg: float, mjd: float, site) -> tuple[float, float, float]:
-    """(airmass, altitude, azimuth) of a pointing seen from ``site`` at ``mjd``
-    (:func:`skylake.horizon.altaz`, as the horizon maps place sources).
+    """Compute the airmass, altitude and azimuth of a pointing seen from ``site`` at ``mjd``.
 
-    Used only when the header gives neither airmass nor altitude. IERS tables are never downloaded
-    (the bundled ones are good to far better than an arcsecond for this)."""
+    Positions are placed by :func:`skylake.horizon.altaz`, as the horizon maps place sources. Used only when
+    the header gives neither airmass nor altitude. IERS tables are never downloaded (the bundled ones are
+    good to far better than an arcsecond for this).
+
+    Parameters
+    ----------
+    ra_deg, dec_deg : float
+        The pointing, deg.
+    mjd : float
+        The time, MJD (UTC).
+    site : skylake.profile.Site
+        The observatory (``lat_deg``, ``lon_deg``, ``height_m``).
+
+    Returns
+    -------
+    airmass : float
+        Pickering (2002) airmass (:func:`airmass_from_altitude`); NaN below the horizon.
+    altitude : float
+        The altitude, deg.
+    azimuth : float
+        The azimuth, deg.
+    """
     from skylake.horizon import altaz
 
     alt, az = altaz([ra_deg], [dec_deg], [mjd], site.lat_deg, site.lon_deg, site.height_m)
@@ -180,7 +237,18 @@ def _to_utc_mjd(value, fmt: str, scale: str, key: str, raw) -> float:
 
 
 def observation_time(header: fits.Header, hm: HeaderMap) -> tuple[float, str, str]:
-    """The observation time the header gives, following the profile's ``[header]`` mapping.
+    """Read the observation time the header gives, following the profile's ``[header]`` mapping.
+
+    The mapped keywords are tried in this order: ``date_avg``, ``mjd_avg``, ``mjd``, ``date_obs`` (completed
+    by ``time_obs`` when it is a date alone), ``jd`` and ``time_keys``; the time is converted to UTC from the
+    header's time scale (``timesys``) or the profile's ``time_scale``.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+    hm : skylake.profile.HeaderMap
+        The profile's ``[header]`` mapping.
 
     Returns
     -------
@@ -255,8 +323,25 @@ def observation_time(header: fits.Header, hm: HeaderMap) -> tuple[float, str, st
 
 
 def exposure_time(header: fits.Header, profile: Profile) -> float:
-    """The exposure time [s]: the header's (numbers or numeric strings), else the profile's default.
-    Rejects a missing, non-numeric, non-positive or implausibly long (> 1 day) exposure."""
+    """Read the exposure time [s]: the header's (numbers or numeric strings), else the profile's default.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+    profile : skylake.profile.Profile
+        The profile (its ``[header] exptime`` keywords and ``[defaults] exptime``).
+
+    Returns
+    -------
+    exptime : float
+        The exposure time, s.
+
+    Raises
+    ------
+    FrameRejected
+        A missing, non-numeric, non-positive or implausibly long (> 1 day) exposure.
+    """
     hm = profile.header
     key, value = _first(header, hm.exptime)
     if key is None:
@@ -285,12 +370,27 @@ def _positive(header: fits.Header, keys: list[str], what: str, default: float, s
 
 
 def frame_record(header: fits.Header, profile: Profile) -> dict:
-    """Standard frame fields from ``header``: instrument, filter, object, date_obs, mjd (mid-exposure),
-    exptime, airmass, altitude, azimuth, site, gain, saturation, night; and ``saturation_from`` (where
-    the saturation level came from, for messages; not a frames column).
+    """Read the standard frame fields from ``header``.
 
-    Raises :class:`FrameRejected` when the observation time or exposure time cannot be found or is
-    not plausible, or the gain or saturation level is not a positive number.
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+    profile : skylake.profile.Profile
+        The profile: its ``[header]`` mapping, ``[defaults]`` and site.
+
+    Returns
+    -------
+    record : dict
+        Instrument, filter, object, date_obs (start of exposure), mjd (mid-exposure), exptime, airmass,
+        altitude, azimuth, site, gain, saturation, night; and ``saturation_from`` (where the saturation
+        level came from, for messages; not a frames column).
+
+    Raises
+    ------
+    FrameRejected
+        The observation time or exposure time cannot be found or is not plausible (including an unset
+        clock's Unix epoch), or the gain or saturation level is not a positive number.
     """
     hm, defaults = profile.header, profile.defaults
     exptime = exposure_time(header, profile)

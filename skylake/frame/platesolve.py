@@ -90,8 +90,17 @@ WCS_KEYS = (
 
 
 class PlateSolveError(RuntimeError):
-    """A frame could not be solved; ``reason`` is meant for the frames table. ``blank`` says the frame
-    itself has too few sources for any solver (no other method is worth trying)."""
+    """A frame could not be solved.
+
+    The arguments are kept as the ``reason`` and ``blank`` attributes.
+
+    Parameters
+    ----------
+    reason : str
+        Why, meant for the frames table (the exception's message).
+    blank : bool
+        Whether the frame itself has too few sources for any solver (no other method is worth trying).
+    """
 
     def __init__(self, reason: str, blank: bool = False):
         super().__init__(reason)
@@ -122,6 +131,7 @@ class PlateSolution:
     parity : int
         +1 for the usual sky orientation (det(CD) < 0), -1 mirrored.
     elapsed_s : float
+        Wall time of the solve, s.
     matched : Table
         ``x``, ``y`` (px), ``ra``, ``dec`` (deg), ``mag``, ``sep_arcsec`` of the final pairs.
     notes : dict
@@ -141,7 +151,13 @@ class PlateSolution:
     notes: dict = field(default_factory=dict)
 
     def header(self) -> fits.Header:
-        """The WCS as header cards, with provenance cards ``PSSOLVER``, ``PSRMS``, ``PSNSTARS``."""
+        """Write the WCS as header cards, with provenance cards ``PSSOLVER``, ``PSRMS``, ``PSNSTARS``.
+
+        Returns
+        -------
+        header : astropy.io.fits.Header
+            The WCS cards (SIP included) and the provenance cards.
+        """
         h = self.wcs.to_header(relax=True)
         h["PSSOLVER"] = (self.solver, "plate solver")
         h["PSRMS"] = (round(self.rms_arcsec, 4), "[arcsec] plate solution rms")
@@ -149,7 +165,14 @@ class PlateSolution:
         return h
 
     def provenance(self) -> dict:
-        """Scalars for a frame row."""
+        """Give the solution's scalars for a frame row.
+
+        Returns
+        -------
+        provenance : dict
+            ``wcs_solver``, ``wcs_rms_arcsec``, ``wcs_n_stars``, ``wcs_scale_arcsec``, ``wcs_rotation_deg``,
+            ``wcs_parity`` and ``wcs_solve_s``.
+        """
         return {
             "wcs_solver": self.solver,
             "wcs_rms_arcsec": float(self.rms_arcsec),
@@ -162,7 +185,18 @@ class PlateSolution:
 
 
 def strip_wcs(header: fits.Header) -> fits.Header:
-    """A copy of ``header`` without WCS keywords (including SIP ``A_i_j``/``B_i_j``/``AP``/``BP``)."""
+    """Copy ``header`` without WCS keywords (including SIP ``A_i_j``/``B_i_j``/``AP``/``BP``).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The header, left as it is.
+
+    Returns
+    -------
+    stripped : astropy.io.fits.Header
+        A copy without :data:`WCS_KEYS`, SIP (``A_``, ``B_``, ``AP_``, ``BP_``) and ``PV`` cards.
+    """
     h = header.copy()
     for k in list(h.keys()):
         if k in WCS_KEYS or any(k.startswith(p) for p in ("A_", "B_", "AP_", "BP_")) or k.startswith("PV"):
@@ -173,8 +207,24 @@ def strip_wcs(header: fits.Header) -> fits.Header:
 def read_reference_cone(
     path, ra_deg: float, dec_deg: float, radius_deg: float, *, columns=("ra", "dec", "mag_vt")
 ) -> Table:
-    """Stars of a Parquet reference catalogue (``ra``, ``dec`` deg and a magnitude) within
-    ``radius_deg`` of a position; the magnitude column is returned as ``mag``."""
+    """Read the stars of a Parquet reference catalogue within ``radius_deg`` of a position.
+
+    Parameters
+    ----------
+    path : str
+        The Parquet file (``ra``, ``dec`` deg and a magnitude).
+    ra_deg, dec_deg : float
+        The position, deg.
+    radius_deg : float
+        The cone's radius, deg.
+    columns : tuple of str
+        The RA, Dec and magnitude columns to read.
+
+    Returns
+    -------
+    stars : astropy.table.Table
+        ``ra``, ``dec`` (deg) and ``mag`` (the magnitude column, as float) of the stars in the cone.
+    """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -218,8 +268,32 @@ def _untangent(xi, eta, ra0, dec0):
 
 
 def detect_sources(image: np.ndarray, *, thresh: float = 5.0, mesh_px: int = 64, minarea: int = 5) -> Table:
-    """Point sources for matching: sep at ``thresh`` x global rms, windowed centroids, unflagged
-    and not elongated, brightest first (``x``, ``y`` px, ``flux``)."""
+    """Detect point sources for matching.
+
+    sep detects at ``thresh`` x global rms; the sources kept are unflagged and not elongated, with windowed
+    centroids, brightest first.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The frame; non-finite pixels are masked.
+    thresh : float
+        Detection threshold, x global background rms.
+    mesh_px : int
+        Background mesh size, px.
+    minarea : int
+        Fewest pixels of a detection.
+
+    Returns
+    -------
+    sources : astropy.table.Table
+        ``x``, ``y`` (px) and ``flux`` of each source, brightest first.
+
+    Raises
+    ------
+    PlateSolveError
+        The image has no finite pixel.
+    """
     import sep
 
     data = np.ascontiguousarray(image, dtype=np.float64)
@@ -319,6 +393,7 @@ def solve_frame(
     Parameters
     ----------
     image : 2-D array
+        The frame.
     ra_hint, dec_hint : float
         Approximate field centre, deg (e.g. the header's ``RA_CENT``, ``DEC_CENT``).
     catalog : Table or DataFrame
@@ -328,10 +403,13 @@ def solve_frame(
     settings : PlateSolveSettings
         Defaults unless given; keyword ``overrides`` change single settings. ``scale_arcsec``
         is required (the header's plate scale).
+    **overrides
+        Single settings of :class:`PlateSolveSettings` that replace those of ``settings``.
 
     Returns
     -------
-    PlateSolution
+    solution : PlateSolution
+        The fitted TAN (or TAN-SIP) WCS with its provenance and the matched stars.
 
     Raises
     ------
@@ -434,6 +512,18 @@ def solve_frame(
     from scipy.spatial import cKDTree
 
     def predict_xieta(xx, yy):
+        """Predict the tangent-plane position of pixels from the searched rotation, scale and offset.
+
+        Parameters
+        ----------
+        xx, yy : array_like
+            Pixel positions, px.
+
+        Returns
+        -------
+        px, py : numpy.ndarray
+            Predicted (xi, eta), arcsec.
+        """
         th = math.radians(rot)
         ddx, ddy = np.asarray(xx) - xc, np.asarray(yy) - yc
         px = sc * (math.cos(th) * ddx * parity - math.sin(th) * ddy) + ox
@@ -514,8 +604,22 @@ def solve_frame(
 
 
 def compare_wcs(w1: WCS, w2: WCS, shape, *, n: int = 11) -> dict:
-    """Angular differences (arcsec) between two WCS over an ``n x n`` grid of pixels spanning the
-    image: ``rms``, ``max``, ``median``."""
+    """Compute angular differences (arcsec) between two WCS over an ``n x n`` grid of pixels spanning the image.
+
+    Parameters
+    ----------
+    w1, w2 : astropy.wcs.WCS
+        The two WCS.
+    shape : tuple of int
+        The image's shape, ``(ny, nx)``.
+    n : int
+        Grid points along each axis.
+
+    Returns
+    -------
+    differences : dict
+        ``rms``, ``max``, ``median`` of the differences, arcsec.
+    """
     ny, nx = shape
     y, x = np.meshgrid(np.linspace(0, ny - 1, n), np.linspace(0, nx - 1, n), indexing="ij")
     r1, d1 = w1.all_pix2world(x.ravel(), y.ravel(), 0)
@@ -557,15 +661,17 @@ def solve_astrometry_net(
     executable: str = "solve-field",
     keep_dir: str | None = None,
 ) -> PlateSolution:
-    """Solve with astrometry.net's ``solve-field`` (Debian ``astrometry.net`` plus the
-    ``astrometry-data-tycho2-*`` index packages: fields from about 0.5 deg wide), on sep detections
-    written as an x/y list. Blind unless ``ra_hint``/``dec_hint`` are given.
+    """Solve with astrometry.net's ``solve-field``, on sep detections written as an x/y list.
+
+    Needs Debian ``astrometry.net`` plus the ``astrometry-data-tycho2-*`` index packages (fields from about
+    0.5 deg wide). Blind unless ``ra_hint``/``dec_hint`` are given.
 
     Parameters
     ----------
     image : 2-D array
+        The frame.
     scale_arcsec, scale_tolerance : float
-        A pixel-scale hint (arcsec/px) and the fraction searched around it; or
+        A pixel-scale hint (arcsec/px) and the fraction searched around it; or ``scale_range_arcsec``.
     scale_range_arcsec : (low, high)
         The range of pixel scales searched (arcsec/px). Neither: any scale (slow: ~10 s on a SkyCamZ frame
         against 0.2 s with its scale).
@@ -576,7 +682,16 @@ def solve_astrometry_net(
     sip_degree : int
         0 for a TAN solution, 2-4 for TAN-SIP.
     detect_thresh : float
-        sep threshold (x global background rms) of the detections.
+        Detection threshold of sep (x global background rms).
+    executable : str
+        The ``solve-field`` command (looked up on the PATH).
+    keep_dir : str, optional
+        A directory for solve-field's files, kept afterwards; by default a temporary one, removed.
+
+    Returns
+    -------
+    solution : PlateSolution
+        The WCS read from solve-field's output, with the rms and count of its matched stars.
 
     Raises
     ------
@@ -792,7 +907,9 @@ def solve_for_ingest(
     Parameters
     ----------
     image : 2-D array
+        The frame.
     header : astropy.io.fits.Header
+        The frame's header.
     profile : skylake.profile.Profile
         With a ``[platesolve]`` section.
     lake_root : str or None

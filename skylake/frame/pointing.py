@@ -54,8 +54,17 @@ ARCSEC_PER_UM_PER_MM = 206.264806
 
 @dataclass(frozen=True)
 class Pointing:
-    """An approximate field centre: ``ra``, ``dec`` (deg, ICRS) within ``radius_deg``; ``source`` says
-    where it came from (for messages)."""
+    """An approximate field centre: ``ra``, ``dec`` (deg, ICRS) within ``radius_deg``.
+
+    Attributes
+    ----------
+    ra, dec : float
+        The field centre, deg (ICRS).
+    radius_deg : float
+        How far the true centre may be from it, deg.
+    source : str
+        Where it came from (for messages).
+    """
 
     ra: float
     dec: float
@@ -65,8 +74,19 @@ class Pointing:
 
 @dataclass(frozen=True)
 class ScaleHint:
-    """What is known of the pixel scale (arcsec/px): a ``value`` (None when unknown) and the range
-    ``low``-``high`` a solver searches; ``source`` says where it came from, ``note`` what was set aside."""
+    """What is known of the pixel scale (arcsec/px).
+
+    Attributes
+    ----------
+    value : float or None
+        The pixel scale, arcsec/px; None when unknown.
+    low, high : float
+        The range a solver searches, arcsec/px.
+    source : str
+        Where it came from.
+    note : str
+        What was set aside ("" when nothing).
+    """
 
     value: float | None
     low: float
@@ -102,7 +122,7 @@ def _angle(text: str, unit, what: str):
 
 
 def parse_ra(value, unit: str = "auto") -> float:
-    """A right ascension in degrees (0 <= ra < 360) from a header value.
+    """Read a right ascension in degrees (0 <= ra < 360) from a header value.
 
     Parameters
     ----------
@@ -113,10 +133,16 @@ def parse_ra(value, unit: str = "auto") -> float:
         The unit of values that do not write one: ``"auto"`` reads numbers as degrees and sexagesimal
         strings as hours.
 
+    Returns
+    -------
+    ra : float
+        The right ascension, deg.
+
     Raises
     ------
     ValueError
-        Why it is not an RA (not an angle, or outside 0-24 h / 0-360 deg), for a message.
+        Why it is not an RA (not an angle, or outside 0-24 h / 0-360 deg), for a message; or ``unit`` is not
+        one of :data:`RA_UNITS`.
 
     Examples
     --------
@@ -155,8 +181,18 @@ def parse_ra(value, unit: str = "auto") -> float:
 
 
 def parse_dec(value) -> float:
-    """A declination in degrees (-90 to 90) from a number, a numeric string or a sexagesimal string in
-    degrees (``'+41 12 03'``, ``'-05:23:10'``, ``'-00 30 00'`` is -0.5).
+    """Read a declination in degrees (-90 to 90) from a header value.
+
+    Parameters
+    ----------
+    value : float, int or str
+        A number, a numeric string or a sexagesimal string in degrees (``'+41 12 03'``, ``'-05:23:10'``,
+        ``'-00 30 00'`` is -0.5).
+
+    Returns
+    -------
+    dec : float
+        The declination, deg.
 
     Raises
     ------
@@ -192,9 +228,26 @@ def _celestial_axis(header: fits.Header, axis: int, prefix: str) -> bool:
 def header_pointing(
     header: fits.Header, ra_keys: list[str], dec_keys: list[str], ra_unit: str, radius_deg: float
 ) -> Pointing | None:
-    """The first pair (``ra_keys[i]``, ``dec_keys[i]``) the header has both values of, as a
-    :class:`Pointing` within ``radius_deg``; None when it has no pair. ``CRVAL1``/``CRVAL2`` count only
-    when their ``CTYPE`` is absent or equatorial, and are degrees whatever ``ra_unit`` says.
+    """Read the pointing from the first pair (``ra_keys[i]``, ``dec_keys[i]``) the header has both values of.
+
+    ``CRVAL1``/``CRVAL2`` count only when their ``CTYPE`` is absent or equatorial, and are degrees whatever
+    ``ra_unit`` says.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+    ra_keys, dec_keys : list of str
+        The RA and Dec keywords, tried in pairs.
+    ra_unit : {"auto", "hours", "degrees"}
+        The unit of RA values that do not write one (:func:`parse_ra`).
+    radius_deg : float
+        How far the true centre may be from the pointing, deg.
+
+    Returns
+    -------
+    pointing : Pointing or None
+        The pair's pointing within ``radius_deg``; None when the header has no pair.
 
     Raises
     ------
@@ -223,9 +276,26 @@ def header_pointing(
 
 
 def radec_from_altaz(alt_deg: float, az_deg: float, mjd: float, site) -> tuple[float, float]:
-    """RA, Dec (deg, ICRS) of a direction at altitude ``alt_deg`` and azimuth ``az_deg`` (north through
-    east) seen from ``site`` (``lat_deg``, ``lon_deg``, ``height_m``) at ``mjd`` (UTC), with astropy and no
-    refraction; IERS tables are never downloaded (:func:`skylake.iers.offline`)."""
+    """Compute RA, Dec (deg, ICRS) of a direction at altitude ``alt_deg`` and azimuth ``az_deg``.
+
+    With astropy and no refraction; IERS tables are never downloaded (:func:`skylake.iers.offline`).
+
+    Parameters
+    ----------
+    alt_deg : float
+        The altitude, deg.
+    az_deg : float
+        The azimuth, deg (north through east).
+    mjd : float
+        The time, MJD (UTC).
+    site : skylake.profile.Site
+        Where it is seen from (``lat_deg``, ``lon_deg``, ``height_m``).
+
+    Returns
+    -------
+    ra, dec : float
+        The direction's ICRS position, deg.
+    """
     import astropy.units as u
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.time import Time
@@ -240,8 +310,23 @@ def radec_from_altaz(alt_deg: float, az_deg: float, mjd: float, site) -> tuple[f
 
 
 def fixed_pointing(cfg: dict, mjd: float | None, site) -> Pointing | None:
-    """The profile's fixed pointing (``pointing_radec`` or ``pointing_altaz``, within
-    ``pointing_radius_deg``), None when it gives none. Alt/az is placed on the sky at ``mjd`` from ``site``.
+    """Give the profile's fixed pointing (``pointing_radec`` or ``pointing_altaz``, within ``pointing_radius_deg``).
+
+    Alt/az is placed on the sky at ``mjd`` from ``site``.
+
+    Parameters
+    ----------
+    cfg : dict
+        The profile's ``[platesolve]`` table.
+    mjd : float or None
+        The frame's time, MJD (UTC).
+    site : skylake.profile.Site
+        The observatory, for alt/az.
+
+    Returns
+    -------
+    pointing : Pointing or None
+        The fixed pointing; None when the profile gives none.
 
     Raises
     ------
@@ -267,9 +352,26 @@ def fixed_pointing(cfg: dict, mjd: float | None, site) -> Pointing | None:
 def optics_scale(
     focal_length_mm: float, pixel_size_um: float, binning: int = 1, pixel_size_binned: bool = True
 ) -> float:
-    """The pixel scale (arcsec/px) of pixels of ``pixel_size_um`` behind ``focal_length_mm``, binned by
-    ``binning`` unless the size already includes it.
+    """Compute the pixel scale (arcsec/px) of pixels of ``pixel_size_um`` behind ``focal_length_mm``.
 
+    Parameters
+    ----------
+    focal_length_mm : float
+        The focal length, mm.
+    pixel_size_um : float
+        The pixel size, um.
+    binning : int
+        The binning, applied unless the size already includes it.
+    pixel_size_binned : bool
+        Whether ``pixel_size_um`` already includes the binning.
+
+    Returns
+    -------
+    scale : float
+        The pixel scale, arcsec/px.
+
+    Examples
+    --------
     >>> round(optics_scale(780.7, 13.5), 4), round(optics_scale(780.7, 6.75, 2, pixel_size_binned=False), 4)
     (3.5668, 3.5668)
     """
@@ -291,16 +393,36 @@ def _positive(header: fits.Header, keys: list[str], what: str):
 def scale_hint(
     header: fits.Header, cfg: dict, scale_arcsec: float | None, tolerance: float, pixscale_range
 ) -> ScaleHint:
-    """What is known of a frame's pixel scale: the profile's ``scale_arcsec``, else the first of
-    ``cfg["scale_keys"]`` in the header, else the optics (``focal_length_keys``, ``pixel_size_keys``,
-    ``binning_keys``, ``pixel_size_binned``), each searched within ``tolerance`` (a fraction) inside the
-    profile's ``[astrometry] pixscale_range``; else that range alone. A header scale outside the range is set
-    aside (the range is searched) and said so in ``note``.
+    """Find what is known of a frame's pixel scale.
+
+    The scale is the profile's ``scale_arcsec``, else the first of ``cfg["scale_keys"]`` in the header, else
+    the optics (``focal_length_keys``, ``pixel_size_keys``, ``binning_keys``, ``pixel_size_binned``), each
+    searched within ``tolerance`` (a fraction) inside the profile's ``[astrometry] pixscale_range``; else that
+    range alone. A header scale outside the range is set aside (the range is searched) and said so in ``note``.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+    cfg : dict
+        The profile's ``[platesolve]`` table.
+    scale_arcsec : float or None
+        The profile's pixel scale, arcsec/px.
+    tolerance : float
+        The fraction searched around a known scale.
+    pixscale_range : sequence of float
+        The profile's ``[astrometry] pixscale_range``, arcsec/px.
+
+    Returns
+    -------
+    hint : ScaleHint
+        The scale (or None), the range to search and where it came from.
 
     Raises
     ------
     FrameRejected
-        A scale, focal length, pixel size or binning keyword holds something other than a positive number.
+        A scale, focal length, pixel size or binning keyword holds something other than a positive number
+        (a whole number for the binning).
     """
     lo_range, hi_range = (float(v) for v in pixscale_range)
     value, source = None, "[astrometry] pixscale_range"

@@ -31,7 +31,24 @@ SOURCES_PER_FRAME = 2**20
 
 @dataclass
 class FrameResult:
-    """What one frame (one HDU of one file) produced, before ids are allocated at commit."""
+    """What one frame (one HDU of one file) produced, before ids are allocated at commit.
+
+    Attributes
+    ----------
+    record : dict
+        The frames columns, less ``frame_id``, ``batch_id``, ``ingested_at``.
+    sources : dict of numpy arrays
+        The sources columns, less ``source_id``, ``frame_id``.
+    piece : str or None
+        Where a frame task wrote ``sources`` (lake-relative; :mod:`skylake.lake.pieces`), then emptied.
+    pixels : object
+        The piece's rows per pixel at the lake's partition order.
+    piece_bytes : int
+        The piece's size, bytes.
+    extras : dict
+        Small per-frame tables committed beside the frame row (all-sky frames: ``streaks`` and ``maps``
+        rows, :mod:`skylake.frame.allsky`; staged by :mod:`skylake.allsky.store`), and frame products.
+    """
 
     record: dict  # frames columns, less frame_id, batch_id, ingested_at
     sources: dict[str, np.ndarray] = field(default_factory=dict)  # sources columns, less source_id, frame_id
@@ -46,15 +63,44 @@ class FrameResult:
 
     @property
     def frame_key(self) -> str:
+        """The frame's identity (:func:`frame_key`).
+
+        Returns
+        -------
+        key : str
+            The record's ``frame_key``.
+        """
         return self.record["frame_key"]
 
     @property
     def n_sources(self) -> int:
+        """The number of the frame's sources.
+
+        Returns
+        -------
+        n : int
+            The record's ``n_sources``.
+        """
         return int(self.record["n_sources"])
 
 
 def frame_key(content_hash: str, hdu: int, profile: Profile) -> str:
-    """A frame's identity: its bytes, which HDU, and the exact processing (profile + pipeline version)."""
+    """Compute a frame's identity: its bytes, which HDU, and the exact processing (profile + pipeline version).
+
+    Parameters
+    ----------
+    content_hash : str
+        The sha256 of the file's bytes.
+    hdu : int
+        The image's HDU index.
+    profile : Profile
+        The profile (its ``pipeline_version``).
+
+    Returns
+    -------
+    key : str
+        The hex sha256 of the three.
+    """
     return hashlib.sha256(f"{content_hash}|{hdu}|{profile.pipeline_version}".encode()).hexdigest()
 
 
@@ -85,8 +131,26 @@ def _path_record(kind: str, path: str, profile: Profile, reason: str) -> dict:
 
 
 def rejected_result(path: str, profile: Profile, kind: str, reason: str) -> FrameResult:
-    """A rejected frame for a file that could not be processed at all (e.g. its worker died); identified
-    by its path and ``kind``, so a later ingest tries it again."""
+    """Make a rejected frame for a file that could not be processed at all (e.g. its worker died).
+
+    The frame is identified by its path and ``kind``, so a later ingest tries it again.
+
+    Parameters
+    ----------
+    path : str
+        The file's path (stored with undecodable bytes escaped).
+    profile : Profile
+        The instrument profile.
+    kind : str
+        What happened, part of the frame's identity.
+    reason : str
+        The frame's rejection reason.
+
+    Returns
+    -------
+    result : FrameResult
+        The rejected frame, without sources.
+    """
     return FrameResult(_path_record(kind, stored_path(path), profile, reason))
 
 
@@ -303,9 +367,21 @@ _NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-?([01]\d)-?([0-3]\d)(?!\d)")
 
 
 def night_from_path(path: str) -> str | None:
-    """The night a file's name (or, failing that, its nearest directory) gives, e.g. ``z_e_20130610_210``
-    or ``2013-06-10/``; None when no part of the path holds a valid date. Used only for frames rejected
-    before any time was read, so that they land in a real night's partition."""
+    """Find the night a file's name (or, failing that, its nearest directory) gives.
+
+    E.g. ``z_e_20130610_210`` or ``2013-06-10/``. Used only for frames rejected before any time was read, so
+    that they land in a real night's partition.
+
+    Parameters
+    ----------
+    path : str
+        The file's path.
+
+    Returns
+    -------
+    night : str or None
+        The date, ``YYYY-MM-DD``; None when no part of the path holds a valid date.
+    """
     for part in reversed(str(path).replace("\\", "/").split("/")):
         for m in _NAME_DATE.finditer(part):
             try:
@@ -316,5 +392,16 @@ def night_from_path(path: str) -> str | None:
 
 
 def frame_night(record: dict) -> str | None:
-    """A frame row's night: from its time when known, else from its path (rejected frames only)."""
+    """Give a frame row's night: from its time when known, else from its path (rejected frames only).
+
+    Parameters
+    ----------
+    record : dict
+        The frame row (``night``, ``path``).
+
+    Returns
+    -------
+    night : str or None
+        The night, ``YYYY-MM-DD``; None when neither gives one.
+    """
     return record.get("night") or night_from_path(record.get("path") or "")

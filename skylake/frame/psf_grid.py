@@ -26,7 +26,10 @@ GRID = 3
 
 
 def run(record: dict, sources: dict[str, np.ndarray]) -> pa.Table:
-    """The ``GRID x GRID`` cells of one frame: every cell has a row (NaN medians when it has no clean star).
+    """Measure the ``GRID x GRID`` cells of one frame.
+
+    Every cell has a row (NaN medians when it has no clean star). Clean stars are unflagged, farther than
+    :data:`skylake.frame.quality.FIELD_MARGIN_PX` from the edge and with a finite FWHM.
 
     Parameters
     ----------
@@ -35,6 +38,13 @@ def run(record: dict, sources: dict[str, np.ndarray]) -> pa.Table:
     sources : dict of numpy arrays
         The frame's source columns (``x``, ``y``, ``fwhm``, ``elongation``, ``flags``, ``edge_dist``,
         ``bkg``, ``bkg_local``).
+
+    Returns
+    -------
+    rows : pyarrow.Table
+        One row per cell, in the schema of ``schemas/psf_grid.yaml`` less ``frame_id``: the cell's indices
+        and centre, its clean stars' count and median FWHM, FWHM ratio to the frame's median, elongation
+        and background. Empty when the record has no size or there are no sources.
     """
     schema = pa.schema([f for f in tables.of_stage(__name__).schema if f.name != "frame_id"])
     nx, ny = record.get("nx"), record.get("ny")

@@ -15,7 +15,23 @@ FIELD_MARGIN_PX = 10.0
 
 
 def frame_measures(cols: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per-frame statistics the gates look at, from the measured source columns."""
+    """Compute the per-frame statistics the gates look at, from the measured source columns.
+
+    Clean sources are those without sep flags and farther than :data:`FIELD_MARGIN_PX` from the chip edge.
+
+    Parameters
+    ----------
+    cols : dict of numpy arrays
+        The frame's measured source columns (``flags``, ``edge_dist``, ``bkg``, ``bkg_local``, ``fwhm``,
+        ``elongation``, ``theta``, ``flux_max``).
+
+    Returns
+    -------
+    measures : dict
+        ``n_clean`` (the number of clean sources), ``fwhm_median``, ``elongation_max`` and ``theta_kurtosis``
+        (Fisher) of the clean sources, ``flux_max_max`` of all sources, and the median and MAD of all
+        sources' background (``src_bkg_median``, ``src_bkg_mad``); NaN where there is nothing to measure.
+    """
     clean = (cols["flags"] == 0) & (cols["edge_dist"] > FIELD_MARGIN_PX)
     n_clean = int(clean.sum())
     bkg = cols["bkg"] + cols["bkg_local"]
@@ -32,8 +48,23 @@ def frame_measures(cols: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def judge(measures: dict[str, float], q: Quality) -> tuple[str, str]:
-    """Apply the gates. Returns ``(status, reason)``: ``("ok", "")`` or the first failed gate's status
-    with every failed gate's reason."""
+    """Apply the gates.
+
+    Parameters
+    ----------
+    measures : dict
+        The frame's statistics (:func:`frame_measures`).
+    q : skylake.profile.Quality
+        The profile's quality limits.
+
+    Returns
+    -------
+    status : str
+        ``"ok"``, or the first failed gate's status (``few_sources``, ``trailed``, ``elongated``,
+        ``too_bright``, ``bad_background``).
+    reason : str
+        ``""``, or every failed gate's reason, joined by ``"; "``.
+    """
     failed = []
     if measures["n_clean"] < q.min_sources:
         failed.append(("few_sources", f"{measures['n_clean']} clean sources < min_sources {q.min_sources}"))

@@ -36,7 +36,17 @@ _CHUNK = 1 << 22  # bytes inflated (and hashed) per step
 
 @dataclass
 class Image:
-    """One 2-D image of a file, ready for sep."""
+    """One 2-D image of a file, ready for sep.
+
+    Attributes
+    ----------
+    hdu : int
+        The image's HDU index in the file.
+    data : numpy.ndarray
+        The pixels: float32, native-endian, C-contiguous, with BZERO/BSCALE applied.
+    header : astropy.io.fits.Header
+        A copy of the HDU's header.
+    """
 
     hdu: int
     data: np.ndarray  # float32, native-endian, C-contiguous
@@ -44,12 +54,38 @@ class Image:
 
 
 def content_hash(raw: bytes) -> str:
-    """sha256 of a file's bytes: the content part of a frame's identity."""
+    """Hash a file's bytes (sha256): the content part of a frame's identity.
+
+    Parameters
+    ----------
+    raw : bytes
+        The file's bytes.
+
+    Returns
+    -------
+    digest : str
+        The hex sha256 of ``raw``.
+    """
     return hashlib.sha256(raw).hexdigest()
 
 
 def file_hash(path: str) -> tuple[str, int]:
-    """sha256 (as :func:`content_hash`) and size of a file, read as a stream (any size, bounded memory)."""
+    """Hash a file (sha256, as :func:`content_hash`) and measure its size, read as a stream.
+
+    Any size is read in bounded memory.
+
+    Parameters
+    ----------
+    path : str
+        A local path or fsspec URL.
+
+    Returns
+    -------
+    digest : str
+        The hex sha256 of the file's bytes.
+    size : int
+        The file's size, bytes.
+    """
     import fsspec
 
     digest, size = hashlib.sha256(), 0
@@ -63,7 +99,22 @@ def file_hash(path: str) -> tuple[str, int]:
 def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
     """Read a file's bytes through fsspec (local paths and object-store URLs alike).
 
-    Raises :class:`FrameRejected` (without reading further) when the file is larger than ``max_bytes``.
+    Parameters
+    ----------
+    path : str
+        A local path or fsspec URL.
+    max_bytes : int, optional
+        The largest file read; no limit when None.
+
+    Returns
+    -------
+    raw : bytes
+        The file's bytes.
+
+    Raises
+    ------
+    FrameRejected
+        The file is larger than ``max_bytes`` (nothing further is read).
     """
     import fsspec
 
@@ -120,10 +171,24 @@ class _HduLayout:
 def scan_structure(raw: bytes) -> list[_HduLayout]:
     """Walk the HDUs of FITS ``raw`` and check what astropy would misreport or choke on.
 
-    Raises :class:`FrameRejected` naming the HDU and card for a header that holds control characters,
-    has no END card, or whose BITPIX, NAXIS or NAXISn are not what the FITS standard allows; returns
-    each HDU's data location and declared sizes. Trailing bytes that are not an extension are ignored
-    (as astropy does).
+    Trailing bytes that are not an extension are ignored (as astropy does).
+
+    Parameters
+    ----------
+    raw : bytes
+        The (uncompressed) FITS file's bytes.
+
+    Returns
+    -------
+    layout : list of _HduLayout
+        Each HDU's data location and declared sizes (the data, and the image once decompressed).
+
+    Raises
+    ------
+    FrameRejected
+        Naming the HDU and card, for a header that holds control characters, has no END card, or whose
+        BITPIX, NAXIS or NAXISn (or a tile-compressed image's ZBITPIX, ZNAXIS, ZNAXISn) are not what the FITS
+        standard allows.
     """
     hdus: list[_HduLayout] = []
     pos = 0
@@ -296,6 +361,11 @@ def read_images(raw: bytes, hdu_selector="auto", max_bytes: int = 512 * 10**6) -
         ``"auto"`` (the first image HDU), ``"all"``, an HDU index or an EXTNAME.
     max_bytes : int
         Largest inflated file, declared image and float32 image accepted.
+
+    Returns
+    -------
+    images : list of Image
+        The selected 2-D images, as native-endian float32 with their headers.
 
     Raises
     ------

@@ -14,7 +14,9 @@ __all__ = ["PlateSolveSettings"]
 class PlateSolveSettings:
     """Validated settings (a profile's ``[platesolve]`` table).
 
-    Parameters
+    Each value is checked when the settings are constructed.
+
+    Attributes
     ----------
     scale_arcsec : float or None
         Pixel-scale hint, arcsec/px (e.g. the header's CCDSCALE); None needs ``scale_header_key``.
@@ -29,7 +31,7 @@ class PlateSolveSettings:
     n_catalog : int
         Brightest catalogue stars (per search area) used for the search.
     detect_thresh : float
-        sep threshold, x global background rms.
+        Detection threshold of sep, x global background rms.
     match_px : float
         Final matching tolerance, px.
     sip_degree : int
@@ -54,6 +56,22 @@ class PlateSolveSettings:
 
     def __post_init__(self):
         def num(name, lo, hi, allow_none=False):
+            """Check that setting ``name`` is a number within ``[lo, hi]``.
+
+            Parameters
+            ----------
+            name : str
+                The setting (an attribute of the settings).
+            lo, hi : float
+                The smallest and largest value allowed.
+            allow_none : bool
+                Whether None is accepted as well.
+
+            Raises
+            ------
+            ValueError
+                The value is not a number or is outside the range; the message names the setting.
+            """
             v = getattr(self, name)
             if v is None and allow_none:
                 return
@@ -79,6 +97,23 @@ class PlateSolveSettings:
 
     @classmethod
     def from_dict(cls, d) -> "PlateSolveSettings":
+        """Build the settings from a mapping (a profile's ``[platesolve]`` table).
+
+        Parameters
+        ----------
+        d : mapping
+            Setting names and values; absent settings take their defaults.
+
+        Returns
+        -------
+        settings : PlateSolveSettings
+            The validated settings.
+
+        Raises
+        ------
+        ValueError
+            A key is not a known setting (the known ones are listed), or a value is invalid.
+        """
         known = list(cls.__dataclass_fields__)
         unknown = sorted(set(d) - set(known))
         if unknown:

@@ -35,7 +35,21 @@ GEOMETRY = ["x1", "y1", "x2", "y2"]
 
 
 def known(lake_root: str | None, profile: str) -> list[dict]:
-    """The artefacts the lake knows for ``profile`` (geometry and width); none without a lake."""
+    """Read the artefacts the lake knows for ``profile`` (geometry and width); none without a lake.
+
+    Parameters
+    ----------
+    lake_root : str or None
+        The lake's location; None (or empty) when there is no lake.
+    profile : str
+        The profile's name, whose artefacts are read.
+
+    Returns
+    -------
+    artefacts : list of dict
+        One mapping per artefact: :data:`GEOMETRY` (``x1``, ``y1``, ``x2``, ``y2``), ``width`` and
+        ``profile``. Empty without a lake or when the lake has no LAKE/static_artefacts yet.
+    """
     if not lake_root:
         return []
     from skylake.lake.tables import STATIC_ARTEFACTS, get
@@ -61,7 +75,8 @@ class Found:
     Attributes
     ----------
     artefacts : DataFrame
-        New artefacts, one row each (schemas/static_artefacts.yaml less ``batch_id``, plus ``night``).
+        New artefacts, one row each (schemas/static_artefacts.yaml less ``batch_id``, plus ``night`` and, when
+        any was found, ``first_result``: the batch index of its first frame, -1 when that frame is the lake's).
     batch : set of (int, int)
         (result index, streak number) of the batch's detections that are artefacts.
     earlier : set of (int, int)
@@ -86,10 +101,16 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
         The lake's rows of LAKE/streaks of the same cameras near in time: ``frame_id``, ``streak``, ``mjd``,
         ``profile`` and the geometry.
     tolerance_px : float
+        How near (px) both ends of each detection must lie to the other's segment to be on the same pixels
+        (:func:`skylake.frame.streaks.same_pixels`).
+    window_d : float
+        Largest time between two detections of one artefact, days.
 
     Returns
     -------
-    Found
+    found : Found
+        The new artefacts and the batch's and the lake's detections that are artefacts; all empty when the
+        batch has no detections. Two rows of the lake are never compared with each other.
     """
     cols = [
         "profile",

@@ -67,10 +67,31 @@ STREAK_COLUMNS = (
 
 
 def streak_score(snr, length, width, wiggle, settings: "StreakSettings") -> np.ndarray:
-    """How much a trail looks like one, 0..1: the product of its S/N (``1 - exp(-snr / (2 min_snr))``), its
-    length (``1 - exp(-length / min_length_px)``), its straightness (``1 - wiggle / max_wiggle_px``) and its
+    """Score how much a trail looks like one, 0..1.
+
+    The score is the product of its S/N (``1 - exp(-snr / (2 min_snr))``), its length
+    (``1 - exp(-length / min_length_px)``), its straightness (``1 - wiggle / max_wiggle_px``) and its
     thinness (``sqrt(1 - width / max_width_px)``). A bright, long, straight, thin satellite trail scores near
-    1; one just at the detection limits near 0.3."""
+    1; one just at the detection limits near 0.3.
+
+    Parameters
+    ----------
+    snr : float or array_like
+        The trail's total S/N along its length.
+    length : float or array_like
+        The trail's length, px.
+    width : float or array_like
+        The trail's width (FWHM), px.
+    wiggle : float or array_like
+        The robust scatter of the trail's perpendicular centroids about its line, px.
+    settings : StreakSettings
+        The settings (``min_snr``, ``min_length_px``, ``max_wiggle_px``, ``max_width_px``).
+
+    Returns
+    -------
+    score : numpy.ndarray
+        The score of each trail, 0..1.
+    """
     snr, length, width, wiggle = (np.asarray(v, float) for v in (snr, length, width, wiggle))
     return (
         (1 - np.exp(-snr / (2 * max(settings.min_snr, 1.0))))
@@ -164,7 +185,23 @@ class StreakSettings:
 
     @classmethod
     def from_dict(cls, d) -> "StreakSettings":
-        """From a mapping; unknown keys are refused with the known ones listed."""
+        """Build the settings from a mapping; unknown keys are refused with the known ones listed.
+
+        Parameters
+        ----------
+        d : mapping
+            Setting names and values (a profile's ``[streaks]`` table); absent settings take their defaults.
+
+        Returns
+        -------
+        settings : StreakSettings
+            The validated settings.
+
+        Raises
+        ------
+        ValueError
+            A key is not a known setting, or a value is not a number within its range.
+        """
         import inspect
 
         known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
@@ -174,15 +211,39 @@ class StreakSettings:
         return cls(**d)
 
     def to_dict(self) -> dict:
+        """Give the settings as a mapping (the inverse of :meth:`from_dict`).
+
+        Returns
+        -------
+        settings : dict
+            Each setting's name and value.
+        """
         return dict(self.__dict__)
 
 
 def noise_map(data: np.ndarray, bad: np.ndarray, mesh_px: int) -> np.ndarray:
-    """The pixel-to-pixel noise per mesh cell (ADU rms), from the robust spread (1.4826 MAD) of the differences
-    of neighbouring pixels over sqrt(2): blind to the sky's gradients and to the stars (a few pixels of each
-    cell), which make a background mesh's rms of a crowded fisheye frame 2-5 times the noise (the IceAct
-    frame: 747 ADU for a pixel noise of 161), so that a trail at 10 sigma per pixel looked like 2 and was
-    lost. Cells with too few good pixels take the median of the rest."""
+    """Measure the pixel-to-pixel noise per mesh cell (ADU rms).
+
+    The noise is the robust spread (1.4826 MAD) of the differences of neighbouring pixels over sqrt(2): blind
+    to the sky's gradients and to the stars (a few pixels of each cell), which make a background mesh's rms of
+    a crowded fisheye frame 2-5 times the noise (the IceAct frame: 747 ADU for a pixel noise of 161), so that
+    a trail at 10 sigma per pixel looked like 2 and was lost. Cells with too few good pixels take the median
+    of the rest.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The image, ADU.
+    bad : numpy.ndarray
+        True for pixels to leave out.
+    mesh_px : int
+        The mesh cell's size, px.
+
+    Returns
+    -------
+    noise : numpy.ndarray
+        Each pixel's cell noise (ADU rms), the image's shape.
+    """
     ny, nx = data.shape
     d = np.full(data.shape, np.nan)
     d[:, 1:] = (data[:, 1:] - data[:, :-1]) / math.sqrt(2.0)
@@ -219,10 +280,35 @@ def _empty() -> Table:
 
 
 def union_find(n, pairs) -> list[int]:
-    """The group (a root index) of each of ``n`` items joined by ``pairs`` of indices."""
+    """Group ``n`` items joined by ``pairs`` of indices (union-find).
+
+    Parameters
+    ----------
+    n : int
+        The number of items.
+    pairs : iterable of (int, int)
+        Indices of items that belong together.
+
+    Returns
+    -------
+    groups : list of int
+        The group (a root index) of each item.
+    """
     parent = list(range(n))
 
     def find(i):
+        """Find the root of item ``i``, halving the path on the way.
+
+        Parameters
+        ----------
+        i : int
+            An item's index.
+
+        Returns
+        -------
+        root : int
+            The index of the root of its group.
+        """
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
@@ -395,6 +481,26 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     from scipy.optimize import curve_fit
 
     def gauss(x, amp, mu, sig, off):
+        """Evaluate a Gaussian on an offset (the cross profile's model).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Perpendicular distances, px.
+        amp : float
+            The peak above the offset.
+        mu : float
+            The centre, px.
+        sig : float
+            The sigma, px.
+        off : float
+            The offset.
+
+        Returns
+        -------
+        y : numpy.ndarray
+            The model at ``x``.
+        """
         return amp * np.exp(-0.5 * ((x - mu) / sig) ** 2) + off
 
     try:
@@ -416,6 +522,18 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     # a background the mesh got wrong under the trail (crowded all-sky frames, the halo of a
     # bright star the trail passes)
     def bc(w):
+        """Sum ``w`` per 1 px bin along the line.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            A value per strip pixel.
+
+        Returns
+        -------
+        sums : numpy.ndarray
+            The sum of each bin.
+        """
         return np.bincount(bins, weights=w, minlength=nb)
 
     dd_ = dv - mu
@@ -473,6 +591,20 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     k0 = cand[np.argmin(np.abs(cand - mid))]
 
     def walk(step):
+        """Walk from the core's centre bin in the direction ``step`` to the trail's end.
+
+        Parameters
+        ----------
+        step : int
+            -1 or +1: the direction along the line.
+
+        Returns
+        -------
+        last : int
+            The outermost bin of the trail.
+        first_below : int or None
+            The first measured bin below half the plateau level beyond ``last``; None when there is none.
+        """
         # ``last``: the outermost bin of the trail so far; after a dip, the trail only continues
         # when at least 5 measured bins in a row are above half again (a star beyond the end
         # gives a shorter bump); 10 measured bins in a row below half end it.
@@ -545,6 +677,8 @@ def detect_streaks(
         True for pixels to ignore (outside an all-sky lens circle, obstructions).
     settings : StreakSettings, optional
         Defaults when omitted; keyword ``overrides`` change single settings.
+    **overrides
+        Single settings of :class:`StreakSettings` that replace those of ``settings``.
 
     Returns
     -------
@@ -553,7 +687,13 @@ def detect_streaks(
         side of the direction ``angle_deg``), ``length`` (px), ``width`` (FWHM, px),
         ``brightness`` (ADU per px of length, background-subtracted), ``angle_deg`` (of the
         direction from 1 to 2, from +x towards +y), ``snr`` (along the whole trail),
-        ``n_segments`` (segments joined). Empty when there is none.
+        ``n_segments`` (segments joined), ``wiggle`` (px) and ``score`` (:func:`streak_score`). Empty when
+        there is none.
+
+    Raises
+    ------
+    ValueError
+        The image is not 2-D.
     """
     import sep
 
@@ -720,8 +860,22 @@ def _segment_distance(x, y, streaks):
 
 
 def same_pixels(a, b, tol_px: float) -> bool:
-    """Whether two trails (mappings with ``x1``, ``y1``, ``x2``, ``y2``) lie on the same pixels: both ends of
-    each within ``tol_px`` of the other's segment, in either direction."""
+    """Tell whether two trails lie on the same pixels.
+
+    They do when both ends of each lie within ``tol_px`` of the other's segment, in either direction.
+
+    Parameters
+    ----------
+    a, b : mapping
+        The trails (``x1``, ``y1``, ``x2``, ``y2``, px).
+    tol_px : float
+        The tolerance, px.
+
+    Returns
+    -------
+    same : bool
+        Whether they lie on the same pixels.
+    """
     ta = Table(rows=[[a["x1"], a["y1"], a["x2"], a["y2"]]], names=("x1", "y1", "x2", "y2"))
     tb = Table(rows=[[b["x1"], b["y1"], b["x2"], b["y2"]]], names=("x1", "y1", "x2", "y2"))
     da = _segment_distance([a["x1"], a["x2"]], [a["y1"], a["y2"]], tb)[:, 0]
@@ -730,7 +884,22 @@ def same_pixels(a, b, tol_px: float) -> bool:
 
 
 def flag_on_streaks(x, y, streaks: Table, *, margin_px: float = 2.0) -> np.ndarray:
-    """True for positions within ``width / 2 + margin_px`` (px) of any trail's segment."""
+    """Flag the positions within ``width / 2 + margin_px`` (px) of any trail's segment.
+
+    Parameters
+    ----------
+    x, y : float or array_like
+        The positions, px.
+    streaks : Table
+        The trails (``x1``, ``y1``, ``x2``, ``y2``, ``width``; a NaN width counts as 3 px).
+    margin_px : float
+        The margin beyond half the width, px.
+
+    Returns
+    -------
+    on : numpy.ndarray
+        True for the positions on a trail.
+    """
     x = np.atleast_1d(np.asarray(x, float))
     if len(streaks) == 0 or x.size == 0:
         return np.zeros(x.size, bool)
@@ -740,7 +909,22 @@ def flag_on_streaks(x, y, streaks: Table, *, margin_px: float = 2.0) -> np.ndarr
 
 
 def streak_mask(shape, streaks: Table, *, margin_px: float = 2.0) -> np.ndarray:
-    """Boolean image, True on the trails (``width / 2 + margin_px`` around each segment)."""
+    """Make a boolean image, True on the trails (``width / 2 + margin_px`` around each segment).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The image's shape, ``(ny, nx)``.
+    streaks : Table
+        The trails (``x1``, ``y1``, ``x2``, ``y2``, ``width``; a NaN width counts as 3 px).
+    margin_px : float
+        The margin beyond half the width, px.
+
+    Returns
+    -------
+    mask : numpy.ndarray
+        True on the trails.
+    """
     ny, nx = int(shape[0]), int(shape[1])
     out = np.zeros((ny, nx), bool)
     for r in streaks:

@@ -91,7 +91,13 @@ def _format_names() -> list[str] | None:
 
 
 def add_commands(subparsers) -> None:
-    """Add ``refcat`` with sub-commands ``import``, ``list`` and ``cone`` to an argparse subparsers object."""
+    """Add ``refcat`` with sub-commands ``import``, ``list`` and ``cone`` to an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subparsers object of the ``skylake`` command line (what ``add_subparsers`` returns).
+    """
     from skylake.refcat import DEFAULT_HIGHEST_ORDER, DEFAULT_PIXEL_THRESHOLD
 
     parser = subparsers.add_parser(

@@ -33,7 +33,21 @@ INT, FLOAT, STRING, BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
 @dataclass(frozen=True)
 class Condition:
-    """A per-row test on one native column (for ``flags`` and ``where``)."""
+    """A per-row test on one native column (for ``flags`` and ``where``).
+
+    Attributes
+    ----------
+    col : str
+        The native column.
+    op : str
+        The test, one of :data:`OPS` (``valid``: the value is present).
+    value : object
+        The value compared with.
+    mask : int or None
+        A bit mask the column's integers are ANDed with before the test.
+    optional : bool
+        The column may be absent from a file (the test is then False).
+    """
 
     col: str
     op: str
@@ -42,6 +56,14 @@ class Condition:
     optional: bool = False
 
     def read_types(self) -> dict[str, pa.DataType | None]:
+        """The native column this condition reads, with the type to read it as.
+
+        Returns
+        -------
+        dict of str to pyarrow.DataType or None
+            ``{col: type}``: integers with a mask, as stored (None) for ``valid``, else by the value's type
+            (bool, string, or float for numbers).
+        """
         if self.mask is not None:
             return {self.col: INT}
         if self.op == "valid":
@@ -55,7 +77,34 @@ class Condition:
 
 @dataclass(frozen=True)
 class Spec:
-    """How one target column is computed (see the header of pipelines/refcats.toml)."""
+    """How one target column is computed (see the header of pipelines/refcats.toml).
+
+    Attributes
+    ----------
+    kind : str
+        One of ``col``, ``const``, ``coalesce``, ``sum``, ``hms``, ``dms``, ``tycho_id``, ``derive``.
+    col : str or None
+        The native column (``col``).
+    optional : bool
+        The column may be absent from a file (the target is then null).
+    null : tuple
+        Sentinel values that mean null.
+    convert : str or None
+        A conversion, one of :data:`CONVERTERS`.
+    scale : float or None
+        A factor the values are multiplied by.
+    offset : float or None
+        A number added to the values (after ``scale``).
+    value : object
+        The constant (``const``), or ``healpix29`` (``derive``).
+    parts : tuple of Spec
+        The specs combined (``coalesce``: the first valid value of them; ``sum``: their sum).
+    cols : tuple of str
+        The native columns of ``hms`` (hours, minutes, seconds), ``dms`` (sign, degrees, minutes, seconds)
+        and ``tycho_id`` (its three numbers).
+    where : Condition or None
+        The values are kept where it holds, null elsewhere.
+    """
 
     kind: str  # col | const | coalesce | sum | hms | dms | tycho_id | derive
     col: str | None = None
@@ -70,7 +119,18 @@ class Spec:
     where: Condition | None = None
 
     def read_types(self, target_type: pa.DataType) -> dict[str, pa.DataType | None]:
-        """Native columns this spec reads, with the type to read each as."""
+        """Native columns this spec reads, with the type to read each as.
+
+        Parameters
+        ----------
+        target_type : pyarrow.DataType
+            The target column's type.
+
+        Returns
+        -------
+        dict of str to pyarrow.DataType or None
+            The type to read each column as; None: as the file holds it (the uses disagree; each casts).
+        """
         out: dict[str, pa.DataType | None] = {}
         if self.kind == "col":
             if self.convert in ("hms_string", "dms_string"):
@@ -91,7 +151,13 @@ class Spec:
         return out
 
     def required_columns(self) -> set[str]:
-        """Native columns that must be present for this spec to apply."""
+        """Native columns that must be present for this spec to apply.
+
+        Returns
+        -------
+        set of str
+            The columns read, except optional ones.
+        """
         if self.kind == "col":
             req = set() if self.optional else {self.col}
         elif self.kind in ("coalesce", "sum"):
@@ -115,7 +181,23 @@ def _merge_types(into: dict, new: dict) -> None:
 
 @dataclass(frozen=True)
 class Variant:
-    """One distribution of a format (its native column names)."""
+    """One distribution of a format (its native column names).
+
+    Attributes
+    ----------
+    format : str
+        The format's name.
+    name : str
+        The variant's name.
+    description : str
+        What the variant is.
+    columns : dict of str to Spec
+        How each target column is computed.
+    flags : dict of str to tuple of Condition
+        The conditions of each quality flag (any of them sets it).
+    csv_names : tuple of str
+        The column names of a headerless CSV file of this variant.
+    """
 
     format: str
     name: str
@@ -126,16 +208,43 @@ class Variant:
 
     @property
     def label(self) -> str:
+        """The variant's name qualified by its format's.
+
+        Returns
+        -------
+        str
+            ``format.name``, e.g. ``tycho2.decoded``.
+        """
         return f"{self.format}.{self.name}"
 
     def required_columns(self) -> list[str]:
+        """Native columns a file must have for this variant to read it.
+
+        Returns
+        -------
+        list of str
+            The required columns of every target column and flag, sorted.
+        """
         req = set().union(*(spec.required_columns() for spec in self.columns.values()))
         for conds in self.flags.values():
             req |= {c.col for c in conds if not c.optional}
         return sorted(req)
 
     def read_types(self, target_types: dict[str, pa.DataType], available) -> dict[str, pa.DataType | None]:
-        """Native columns to read from a file holding ``available`` columns, with their read types."""
+        """Native columns to read from a file holding ``available`` columns, with their read types.
+
+        Parameters
+        ----------
+        target_types : dict of str to pyarrow.DataType
+            The type of each target column.
+        available : iterable of str
+            The file's columns.
+
+        Returns
+        -------
+        dict of str to pyarrow.DataType or None
+            The type to read each column as (None: as the file holds it); absent columns are left out.
+        """
         out: dict[str, pa.DataType | None] = {}
         for target, spec in self.columns.items():
             _merge_types(out, spec.read_types(target_types[target]))
@@ -148,7 +257,21 @@ class Variant:
 
 @dataclass(frozen=True)
 class Format:
-    """A reference-catalogue format: its bands and the variants it can read."""
+    """A reference-catalogue format: its bands and the variants it can read.
+
+    Attributes
+    ----------
+    name : str
+        The format's name.
+    description : str
+        What the format is.
+    bands : tuple of str
+        Its bands, in schema order.
+    systems : dict of str to str
+        The photometric system of a band, where given.
+    variants : tuple of Variant
+        The variants, in the order they are tried.
+    """
 
     name: str
     description: str
@@ -157,12 +280,39 @@ class Format:
     variants: tuple[Variant, ...]
 
     def schema(self, with_healpix: bool = False) -> pa.Schema:
+        """The schema of a catalogue of this format.
+
+        Parameters
+        ----------
+        with_healpix : bool
+            Include the ``_healpix_29`` column.
+
+        Returns
+        -------
+        pyarrow.Schema
+            The fixed columns plus those of the format's bands.
+        """
         return refcat_schema(self.bands, self.systems, with_healpix=with_healpix)
 
     def match(self, columns, path: str = "file") -> Variant:
         """The first variant whose required columns are all in ``columns``.
 
-        Raises :class:`FormatMismatch` listing, per variant, the expected and the missing names.
+        Parameters
+        ----------
+        columns : iterable of str
+            A file's column names.
+        path : str
+            The file, for the error message.
+
+        Returns
+        -------
+        Variant
+            The variant that reads the file.
+
+        Raises
+        ------
+        FormatMismatch
+            No variant fits, listing, per variant, the expected and the missing names.
         """
         have = set(columns)
         for variant in self.variants:
@@ -342,7 +492,18 @@ def _parse_format(name: str, doc: dict, source: str) -> Format:
 
 @functools.cache
 def load_formats() -> dict[str, Format]:
-    """Every built-in format of ``pipelines/refcats.toml``, by name."""
+    """Every built-in format of ``pipelines/refcats.toml``, by name.
+
+    Returns
+    -------
+    dict of str to Format
+        The formats (parsed once per process).
+
+    Raises
+    ------
+    ColumnMapError
+        The file defines a malformed format.
+    """
     path = project_dir("pipelines") / MAPS_FILE
     with open(path, "rb") as fh:
         doc = tomllib.load(fh)
@@ -350,12 +511,37 @@ def load_formats() -> dict[str, Format]:
 
 
 def format_names() -> list[str]:
-    """Built-in format names plus ``generic``."""
+    """Built-in format names plus ``generic``.
+
+    Returns
+    -------
+    list of str
+        The names, ``generic`` last.
+    """
     return [*load_formats(), GENERIC]
 
 
 def load_column_map(path: str | Path) -> Format:
-    """A user's column map (``--format generic --columns-map FILE``, TOML or YAML) as a one-variant format."""
+    """A user's column map (``--format generic --columns-map FILE``, TOML or YAML) as a one-variant format.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The map: YAML for a ``.yaml`` or ``.yml`` file, else TOML.
+
+    Returns
+    -------
+    Format
+        The ``generic`` format, with the bands the map's ``mag_``/``err_`` targets name and one variant
+        named after the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ColumnMapError
+        The file cannot be parsed or the map is malformed.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"column map {path} does not exist")
@@ -381,7 +567,28 @@ def load_column_map(path: str | Path) -> Format:
 
 
 def get_format(name: str, columns_map: str | Path | None = None) -> Format:
-    """The format ``name``; ``generic`` needs ``columns_map`` (and only it takes one)."""
+    """The format ``name``; ``generic`` needs ``columns_map`` (and only it takes one).
+
+    Parameters
+    ----------
+    name : str
+        A built-in format's name, or ``generic``.
+    columns_map : str or pathlib.Path or None
+        The user's column map of the ``generic`` format.
+
+    Returns
+    -------
+    Format
+        The format.
+
+    Raises
+    ------
+    ColumnMapError
+        ``generic`` without a column map, a column map with another format, an unknown format, or a
+        malformed map.
+    FileNotFoundError
+        The column map does not exist.
+    """
     if name == GENERIC:
         if columns_map is None:
             raise ColumnMapError("--format generic needs --columns-map FILE (a TOML/YAML [columns] table)")

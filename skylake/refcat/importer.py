@@ -62,7 +62,39 @@ _DIRECTORY_SKIPS = (".txt", ".dat")  # read by name only: in a directory they ar
 
 @dataclass
 class ImportReport:
-    """What an import did; ``str()`` gives the lines ``skylake refcat import`` prints."""
+    """What an import did; ``str()`` gives the lines ``skylake refcat import`` prints.
+
+    Attributes
+    ----------
+    name : str
+        The catalogue's name.
+    format : str
+        Its format.
+    path : str
+        Where it is (``LAKE/refcats/NAME``, or its URI on an object store).
+    rows : int
+        Rows written.
+    rows_read : int
+        Native rows read.
+    dropped : dict of str to int
+        Rows dropped per reason (missing or impossible coordinates).
+    partitions : int
+        The catalogue's partitions.
+    margin_threshold_arcsec : float
+        The margin cache's width [arcsec].
+    margin_rows : int
+        Rows in the margin cache.
+    seconds : float
+        How long the import took.
+    files : list of dict
+        Per input file: path, bytes, sha256, variant, rows read, kept and dropped.
+    id_collisions : int
+        Rows whose ref_id equals another row's.
+    ids_derived : bool
+        ref_id is the HEALPix index of the position, not the catalogue's own id.
+    timings : dict of str to float
+        Seconds per step.
+    """
 
     name: str
     format: str
@@ -81,6 +113,13 @@ class ImportReport:
 
     @property
     def rows_dropped(self) -> int:
+        """Rows dropped, whatever the reason.
+
+        Returns
+        -------
+        int
+            The sum of :attr:`dropped`.
+        """
         return sum(self.dropped.values())
 
     def __str__(self) -> str:
@@ -109,11 +148,33 @@ def default_margin_arcsec() -> float:
     Not the widest ``match_radius_arcsec`` of the profiles: SkyCamT's 148" would add ~70 % rows to
     every catalogue partitioned at 14' pixels. A profile whose radius exceeds a catalogue's margin is
     refused by ``skylake calibrate`` with the ``--margin-arcsec`` to re-import it with.
+
+    Returns
+    -------
+    float
+        The margin [arcsec].
     """
     return DEFAULT_MARGIN_ARCSEC
 
 
 def check_name(name: str) -> str:
+    """Check a catalogue's name: a letter or digit, then letters, digits, '.', '_' and '-'.
+
+    Parameters
+    ----------
+    name : str
+        The name.
+
+    Returns
+    -------
+    str
+        ``name``.
+
+    Raises
+    ------
+    RefcatError
+        The name is not valid.
+    """
     if not _NAME.match(name or ""):
         raise RefcatError(
             f"refcat name {name!r} must start with a letter or digit and hold only letters, digits, '.', '_' and '-'"
@@ -122,12 +183,30 @@ def check_name(name: str) -> str:
 
 
 def expand_inputs(paths) -> list[Path]:
-    """Files, directories (their catalogue files, recursively) and globs -> sorted unique files, as
-    absolute paths (the workers that read them run in directories of their own).
+    """Files, directories (their catalogue files, recursively) and globs -> sorted unique files.
 
     A directory contributes every file whose name the reader knows (readers.SUFFIXES, optionally
     .gz/.bz2) except plain-text names (.txt, .dat), which archives use for read-me files as often
-    as for tables: those are skipped with a warning that names them (give them explicitly to import)."""
+    as for tables: those are skipped with a warning that names them (give them explicitly to import).
+
+    Parameters
+    ----------
+    paths : iterable of str or os.PathLike
+        Files, directories and globs.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files, as absolute paths (the workers that read them run in directories of their own), each
+        once, in the order given (a directory's and a glob's sorted).
+
+    Raises
+    ------
+    FileNotFoundError
+        A file does not exist, or a glob matches no file.
+    RefcatError
+        No input file at all.
+    """
     out: list[Path] = []
     for raw in paths:
         raw = str(raw)
@@ -164,7 +243,25 @@ def expand_inputs(paths) -> list[Path]:
 
 
 def match_source(fmt: Format, source: Source) -> Variant:
-    """The variant of ``fmt`` that reads ``source`` (a headerless CSV by its column count)."""
+    """The variant of ``fmt`` that reads ``source`` (a headerless CSV by its column count).
+
+    Parameters
+    ----------
+    fmt : skylake.refcat.formats.Format
+        The format.
+    source : skylake.refcat.readers.Source
+        The file's header.
+
+    Returns
+    -------
+    skylake.refcat.formats.Variant
+        The first variant whose required columns the file has.
+
+    Raises
+    ------
+    FormatMismatch
+        No variant fits, naming the expected columns (of a headerless CSV, the headerless layouts).
+    """
     if source.headerless:
         for variant in fmt.variants:
             if variant.csv_names and len(variant.csv_names) == source.n_fields:
@@ -179,6 +276,18 @@ def match_source(fmt: Format, source: Source) -> Variant:
 
 
 def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 digest of a file, read in blocks of 8 MiB.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        The digest in hexadecimal.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(8 << 20):
@@ -187,8 +296,20 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def refcats_dir(lake: Lake) -> Path:
-    """Where catalogues are built: ``LAKE/refcats`` on a local disk; for a lake on S3 a local scratch
-    directory, from which the finished catalogue is uploaded (:func:`_upload`)."""
+    """Where catalogues are built: ``LAKE/refcats`` on a local disk, else a local scratch directory.
+
+    For a lake on S3 the finished catalogue is uploaded from the scratch directory (:func:`_upload`).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+
+    Returns
+    -------
+    pathlib.Path
+        ``LAKE/refcats``, or ``skylake-refcats-<hash of the lake's URL>`` in the temporary directory.
+    """
     if lake.store.is_local:
         return Path(lake.path(REFCATS))
     return Path(tempfile.gettempdir()) / f"skylake-refcats-{uuid.uuid5(uuid.NAMESPACE_URL, lake.url).hex[:12]}"
@@ -273,12 +394,53 @@ def import_refcat(
     progress: bool = True,
     create: bool = False,
 ) -> ImportReport:
-    """Import ``files`` (format ``fmt``) as ``LAKE/refcats/NAME``; returns an :class:`ImportReport`.
+    """Import ``files`` (format ``fmt``) as ``LAKE/refcats/NAME``.
 
-    ``client`` is a dask distributed Client (a LocalCluster of ``workers`` processes is started when
-    None). Raises :class:`~skylake.refcat.errors.FormatMismatch` (naming the expected columns) before
-    any heavy work when a file does not fit, and :class:`RefcatError` when NAME exists and not
-    ``overwrite``, or when no row has valid coordinates.
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str or os.PathLike
+        The lake, or its path or URL.
+    name : str
+        The catalogue's name (letters, digits, '.', '_', '-').
+    files : str or os.PathLike or list or tuple
+        Input files, directories and globs (:func:`expand_inputs`).
+    fmt : str
+        The files' format (``generic`` with ``columns_map``).
+    columns_map : str or pathlib.Path or None
+        The user's column map of the ``generic`` format.
+    overwrite : bool
+        Replace an existing catalogue NAME.
+    margin_arcsec : float or None
+        The margin cache's width [arcsec] (default: :func:`default_margin_arcsec`).
+    pixel_threshold : int
+        Rows per partition at most.
+    highest_order : int
+        The highest HEALPix order of a partition, in 0..10.
+    chunk_rows : int
+        Rows read at a time from an input file.
+    rows_per_shard : int
+        Rows per temporary shard at most.
+    client : distributed.Client or None
+        A dask distributed Client (a LocalCluster of ``workers`` processes is started when None).
+    workers : int or None
+        The processes of that LocalCluster (default: the cores).
+    progress : bool
+        Show progress bars and a line per file normalised.
+    create : bool
+        Create the lake if it does not exist.
+
+    Returns
+    -------
+    ImportReport
+        What the import did.
+
+    Raises
+    ------
+    FormatMismatch
+        A file does not fit the format (naming the expected columns), raised before any heavy work.
+    RefcatError
+        NAME exists and not ``overwrite``, no row has valid coordinates, or the name, margin or highest
+        order is not valid.
     """
     t0 = time.monotonic()
     check_name(name)
@@ -405,11 +567,28 @@ class _QuietCollectionNotice(logging.Filter):
     validates; that is what we built, so it is not worth a WARNING line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` is logged.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            A log record.
+
+        Returns
+        -------
+        bool
+            False for the "found collection" notice, True for every other record.
+        """
         return "found collection" not in record.getMessage()
 
 
 @contextlib.contextmanager
 def quiet_collection_notice():
+    """Hide hats's "Looking for catalog - found collection." log notice while the block runs.
+
+    A context manager: a filter on the root logger drops the notice until the block ends (hats logs it
+    on every collection it validates).
+    """
     flt = _QuietCollectionNotice()
     logging.getLogger().addFilter(flt)
     try:
@@ -565,7 +744,18 @@ def _finish(
 
 
 def read_record(path: str | os.PathLike) -> dict:
-    """The import record of the catalogue directory ``path`` (``{}`` when it has none)."""
+    """The import record of the catalogue directory ``path`` (``{}`` when it has none).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The catalogue's directory (a universal path for a lake on an object store).
+
+    Returns
+    -------
+    dict
+        The contents of its ``skylake_refcat.json``: format, source files and hashes, counts.
+    """
     try:
         return json.loads(((path if hasattr(path, "protocol") else Path(path)) / RECORD).read_text())
     except FileNotFoundError:

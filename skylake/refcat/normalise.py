@@ -36,6 +36,20 @@ SHARD_WRITE_KWARGS = {"compression": "snappy", "use_dictionary": False, "write_s
 
 @dataclass
 class ChunkCounts:
+    """Row counts of a chunk, a file or an import, and the range of epochs kept.
+
+    Attributes
+    ----------
+    rows_read : int
+        Native rows read.
+    rows_kept : int
+        Rows written (with legal coordinates).
+    dropped : dict of str to int
+        Rows dropped per reason of :data:`DROP_REASONS`.
+    epoch_min, epoch_max : float or None
+        The earliest and latest epoch of the rows kept (None: no row kept).
+    """
+
     rows_read: int = 0
     rows_kept: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
@@ -43,6 +57,13 @@ class ChunkCounts:
     epoch_max: float | None = None
 
     def add(self, other: "ChunkCounts") -> None:
+        """Add the counts of ``other`` to these, and widen the epoch range to cover its own.
+
+        Parameters
+        ----------
+        other : ChunkCounts
+            The counts to add.
+        """
         self.rows_read += other.rows_read
         self.rows_kept += other.rows_kept
         for k, v in other.dropped.items():
@@ -111,7 +132,25 @@ def _angle_or_nan(text: str, unit) -> float:
 
 
 def evaluate_condition(cond: Condition, table: pa.Table) -> pa.Array:
-    """Boolean per row; null and absent optional columns give False."""
+    """Boolean per row; null and absent optional columns give False.
+
+    Parameters
+    ----------
+    cond : skylake.refcat.formats.Condition
+        The test.
+    table : pyarrow.Table
+        Native rows.
+
+    Returns
+    -------
+    pyarrow.Array
+        Whether each row passes the test.
+
+    Raises
+    ------
+    FormatMismatch
+        The column cannot be read as the condition needs.
+    """
     n = table.num_rows
     typ = cond.read_types()[cond.col]
     arr = _column(table, cond.col, typ, cond.optional)
@@ -143,7 +182,30 @@ def evaluate_condition(cond: Condition, table: pa.Table) -> pa.Array:
 
 
 def evaluate_spec(spec: Spec, table: pa.Table, typ: pa.DataType) -> pa.Array:
-    """The values of one target column (of type ``typ``) for every row of ``table``."""
+    """The values of one target column (of type ``typ``) for every row of ``table``.
+
+    NaN and infinite values become null; a ``derive`` spec gives nulls (filled in after the coordinates
+    are known).
+
+    Parameters
+    ----------
+    spec : skylake.refcat.formats.Spec
+        How the column is computed.
+    table : pyarrow.Table
+        Native rows.
+    typ : pyarrow.DataType
+        The target column's type.
+
+    Returns
+    -------
+    pyarrow.Array
+        The values, of type ``typ``.
+
+    Raises
+    ------
+    FormatMismatch
+        A native column cannot be read as the spec needs, or the values cannot be stored as ``typ``.
+    """
     n = table.num_rows
     if spec.kind == "col":
         read_type = spec.read_types(typ)[spec.col]
@@ -202,7 +264,33 @@ def evaluate_spec(spec: Spec, table: pa.Table, typ: pa.DataType) -> pa.Array:
 
 
 def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tuple[pa.Table, ChunkCounts]:
-    """One chunk of native rows -> rows of ``schema`` (without bad coordinates) and the counts."""
+    """One chunk of native rows -> rows of ``schema`` (without bad coordinates) and the counts.
+
+    RA within :data:`RA_WRAP_TOLERANCE_DEG` outside [0, 360) is wrapped (:func:`wrap_ra`); rows with
+    missing coordinates, Dec outside [-90, 90] or RA out of range are dropped and counted per reason. A
+    derived ``ref_id`` is the HEALPix order-29 index of the position.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Native rows.
+    variant : skylake.refcat.formats.Variant
+        The column map that reads them.
+    schema : pyarrow.Schema
+        The catalogue's schema (without ``_healpix_29``).
+
+    Returns
+    -------
+    rows : pyarrow.Table
+        The rows kept, with the quality flags set.
+    counts : ChunkCounts
+        Rows read, kept and dropped, and the epoch range of those kept.
+
+    Raises
+    ------
+    FormatMismatch
+        A native column cannot be read as the map needs, or values cannot be stored in their column.
+    """
     from hats.pixel_math.spatial_index import compute_spatial_index
 
     n = table.num_rows
@@ -249,8 +337,25 @@ def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tup
 
 
 def wrap_ra(ra: np.ndarray, tol: float = RA_WRAP_TOLERANCE_DEG) -> tuple[np.ndarray, np.ndarray]:
-    """(RA wrapped into [0, 360), whether each value was legal): values within ``tol`` deg outside
-    [0, 360) are rounding and wrap (360.0 -> 0.0); non-finite or truly out-of-range ones are not legal."""
+    """RA wrapped into [0, 360), and whether each value was legal.
+
+    Values within ``tol`` deg outside [0, 360) are rounding and wrap (360.0 -> 0.0); non-finite or truly
+    out-of-range ones are not legal.
+
+    Parameters
+    ----------
+    ra : numpy.ndarray
+        RA [deg].
+    tol : float
+        How far outside [0, 360) a value is still rounding [deg].
+
+    Returns
+    -------
+    wrapped : numpy.ndarray
+        The legal values wrapped into [0, 360); the others unchanged.
+    ok : numpy.ndarray
+        Whether each value was legal.
+    """
     with np.errstate(invalid="ignore"):
         ok = (ra >= -tol) & (ra < 360.0 + tol)
         wrapped = np.mod(ra, 360.0)
@@ -260,7 +365,24 @@ def wrap_ra(ra: np.ndarray, tol: float = RA_WRAP_TOLERANCE_DEG) -> tuple[np.ndar
 
 # -- shards ----------------------------------------------------------------------------------------------
 class ShardWriter:
-    """Parquet files ``<prefix>-NNNN.parquet`` of at most ``rows_per_shard`` rows each."""
+    """Parquet files ``<prefix>-NNNN.parquet`` of at most ``rows_per_shard`` rows each.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        Where the files are written.
+    prefix : str
+        The start of their names.
+    schema : pyarrow.Schema
+        The rows' schema.
+    rows_per_shard : int
+        Rows per file at most.
+
+    Attributes
+    ----------
+    paths : list of pathlib.Path
+        The files opened so far, in order.
+    """
 
     def __init__(self, directory: Path, prefix: str, schema: pa.Schema, rows_per_shard: int):
         self.directory, self.prefix, self.schema = Path(directory), prefix, schema
@@ -270,6 +392,13 @@ class ShardWriter:
         self._rows = 0
 
     def write(self, table: pa.Table) -> None:
+        """Append rows, opening a new file whenever the current one is full.
+
+        Parameters
+        ----------
+        table : pyarrow.Table
+            Rows of the writer's schema.
+        """
         while table.num_rows:
             if self._writer is None or self._rows >= self.rows_per_shard:
                 self._open()
@@ -286,6 +415,7 @@ class ShardWriter:
         self._rows = 0
 
     def close(self) -> None:
+        """Close the file being written, if any."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -293,7 +423,19 @@ class ShardWriter:
 
 @dataclass
 class FileResult:
-    """What normalising one input file produced."""
+    """What normalising one input file produced.
+
+    Attributes
+    ----------
+    path : str
+        The input file.
+    variant : str
+        The label of the variant that read it.
+    counts : ChunkCounts
+        Its rows read, kept and dropped.
+    shards : list of str
+        The shards written.
+    """
 
     path: str
     variant: str
@@ -311,8 +453,39 @@ def normalise_file(
     rows_per_shard: int = 1_000_000,
     row_groups: tuple[int, ...] | None = None,
 ) -> FileResult:
-    """Stream ``source`` (only ``row_groups`` of a Parquet file, if given) through ``variant`` into
-    shards ``<prefix>-NNNN.parquet`` under ``shard_dir``. Runs on a dask worker."""
+    """Stream ``source`` through ``variant`` into shards ``<prefix>-NNNN.parquet`` under ``shard_dir``.
+
+    Runs on a dask worker. A compressed FITS file is decompressed into ``shard_dir`` first.
+
+    Parameters
+    ----------
+    source : skylake.refcat.readers.Source
+        The input file.
+    variant : skylake.refcat.formats.Variant
+        The variant of ``fmt`` that reads it.
+    fmt : skylake.refcat.formats.Format
+        The format, whose schema the shards have.
+    shard_dir : str or os.PathLike
+        Where the shards are written.
+    prefix : str
+        The start of the shards' names.
+    chunk_rows : int
+        Rows per chunk read (see :func:`~skylake.refcat.readers.iter_chunks`).
+    rows_per_shard : int
+        Rows per shard at most.
+    row_groups : tuple of int or None
+        Only these row groups of a Parquet file, if given.
+
+    Returns
+    -------
+    FileResult
+        The counts and the shards.
+
+    Raises
+    ------
+    FormatMismatch
+        The file cannot be read as the variant needs (naming the file and the variant).
+    """
     schema = fmt.schema()
     target_types = {f.name: f.type for f in schema}
     types = variant.read_types(target_types, source_columns(source, variant.csv_names))

@@ -38,7 +38,25 @@ def _lake(lake) -> Lake:
 
 
 def refcat_path(lake, name: str) -> Path:
-    """``LAKE/refcats/NAME``; raises :class:`RefcatError` naming the catalogues there when absent."""
+    """``LAKE/refcats/NAME``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str
+        The lake, or its path or URL.
+    name : str
+        The catalogue's name.
+
+    Returns
+    -------
+    upath.UPath
+        The catalogue's directory, for hats (on an object store, with the store's credentials).
+
+    Raises
+    ------
+    RefcatError
+        ``name`` is not a valid catalogue name, or the catalogue is absent (naming the catalogues there).
+    """
     check_name(name)
     lake = _lake(lake)
     path = lake.store.upath(f"{REFCATS}/{name}")
@@ -49,8 +67,19 @@ def refcat_path(lake, name: str) -> Path:
 
 
 def list_refcats(lake) -> list[dict]:
-    """One dict per catalogue under ``LAKE/refcats``: name, format, rows, partitions,
-    margin_threshold_arcsec, imported_at (from each import record), path."""
+    """One dict per catalogue under ``LAKE/refcats``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str
+        The lake, or its path or URL.
+
+    Returns
+    -------
+    list of dict
+        By name: name, format, rows, partitions, margin_threshold_arcsec, imported_at, synthetic (from each
+        import record), path, and a note (``no import record`` when there is none).
+    """
     lake = _lake(lake)
     root = lake.store.upath(REFCATS)
     out = []
@@ -75,7 +104,18 @@ def list_refcats(lake) -> list[dict]:
 
 
 def format_list(rows: list[dict]) -> str:
-    """The table ``skylake refcat list`` prints."""
+    """The table ``skylake refcat list`` prints.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The catalogues, as :func:`list_refcats` gives them.
+
+    Returns
+    -------
+    str
+        A header and one line per catalogue, or ``no reference catalogues``.
+    """
     if not rows:
         return "no reference catalogues"
     head = f"{'name':20s} {'format':10s} {'rows':>12s} {'partitions':>10s} {'margin':>8s}  imported"
@@ -93,7 +133,24 @@ def format_list(rows: list[dict]) -> str:
 
 
 def propagate(table: pd.DataFrame, epoch: float) -> pd.DataFrame:
-    """A copy of ``table`` (ra, dec, epoch, pmra, pmdec columns) with positions moved to ``epoch``."""
+    """A copy of ``table`` (ra, dec, epoch, pmra, pmdec columns) with positions moved to ``epoch``.
+
+    The propagation is linear (see the module's docstring); rows without a proper motion or an epoch
+    keep their position and their own epoch, and a position carried over a pole comes back on the other
+    side.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows with ra, dec [deg], epoch [Julian year], pmra and pmdec [mas/yr].
+    epoch : float
+        The Julian year to move the positions to.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The copy, with ra (in [0, 360)), dec and epoch updated.
+    """
     out = table.copy()
     pmra = out["pmra"].to_numpy(dtype=float, na_value=np.nan)
     pmdec = out["pmdec"].to_numpy(dtype=float, na_value=np.nan)
@@ -127,8 +184,35 @@ def cone_search(
     """Rows of refcat ``name`` within ``radius_arcsec`` of (``ra``, ``dec``) [deg], nearest first.
 
     With ``epoch`` the positions are first propagated to it (see :func:`propagate`) and the cut
-    applies to the propagated positions. ``columns`` adds to ref_id, ra, dec and epoch (default:
-    every column). A ``sep_arcsec`` column gives the separation.
+    applies to the propagated positions.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str
+        The lake, or its path or URL.
+    name : str
+        The catalogue's name.
+    ra : float
+        The centre's RA [deg], in [0, 360).
+    dec : float
+        The centre's Dec [deg], in [-90, 90].
+    radius_arcsec : float
+        The cone's radius [arcsec], positive.
+    columns : list of str or None
+        Columns added to ref_id, ra, dec and epoch (default: every column).
+    epoch : float or None
+        The Julian year to propagate the positions to before the cut; None: positions as stored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, sorted by separation then ref_id; a ``sep_arcsec`` column gives the separation.
+
+    Raises
+    ------
+    RefcatError
+        The centre is not a sky position, the radius is not positive, the catalogue is absent, or it has
+        no column of ``columns``.
     """
     import hats
     from astropy import units as u
@@ -181,7 +265,25 @@ def cone_search(
 
 
 def write_table(df: pd.DataFrame, out: str | os.PathLike) -> Path:
-    """Write a cone result as CSV or Parquet, chosen by the suffix of ``out``."""
+    """Write a cone result as CSV or Parquet, chosen by the suffix of ``out``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The rows, e.g. of :func:`cone_search`.
+    out : str or os.PathLike
+        The file: ``.csv``, ``.parquet`` or ``.pq``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    RefcatError
+        The suffix is neither CSV nor Parquet.
+    """
     out = Path(out)
     if out.suffix.lower() == ".csv":
         df.to_csv(out, index=False)

@@ -51,7 +51,30 @@ _COPY_BLOCK = 16 << 20  # bytes per read while decompressing a FITS file
 
 @dataclass
 class Source:
-    """A file's kind and column names, read from its header only."""
+    """A file's kind and column names, read from its header only.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    kind : str
+        One of :data:`KINDS`.
+    columns : list of str
+        Its column names (empty for a headerless CSV).
+    headerless : bool
+        A CSV without a header row: names come from the variant's csv_names.
+    n_fields : int
+        The fields of a headerless CSV's first row.
+    delimiter : str
+        The field delimiter of a text file.
+    skip_rows : int
+        Lines before the data: CSV the names line; ECSV comment lines plus the names line.
+    hdu : int or None
+        FITS: index of the table HDU.
+    meta : dict
+        The file's metadata (Parquet schema metadata, ECSV ``meta``; FITS: ``skylake_synthetic`` from the
+        ``SYNTHET`` keyword).
+    """
 
     path: Path
     kind: str
@@ -65,15 +88,36 @@ class Source:
 
     @property
     def synthetic(self) -> bool:
-        """True for files skylake.synthetic.refcat wrote: Parquet, ECSV and FITS say so in their
-        metadata; a plain CSV has none, so the generator puts "synthetic" in its name instead."""
+        """True for files skylake.synthetic.refcat wrote.
+
+        Parquet, ECSV and FITS say so in their metadata; a plain CSV has none, so the generator puts
+        "synthetic" in its name instead.
+
+        Returns
+        -------
+        bool
+            Whether the file is synthetic.
+        """
         if str(self.meta.get("skylake_synthetic", "")).lower() == "true":
             return True
         return self.kind == "csv" and "synthetic" in self.path.name.lower()
 
 
 def split_compression(path: str | os.PathLike) -> tuple[str, str]:
-    """(lower-case name without its compression suffix, that suffix or "")."""
+    """(lower-case name without its compression suffix, that suffix or "").
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file's path.
+
+    Returns
+    -------
+    name : str
+        The file's lower-case name without its compression suffix.
+    suffix : str
+        That suffix (a key of :data:`COMPRESSIONS`), or "".
+    """
     name = Path(path).name.lower()
     for suffix in COMPRESSIONS:
         if name.endswith(suffix):
@@ -82,13 +126,40 @@ def split_compression(path: str | os.PathLike) -> tuple[str, str]:
 
 
 def is_catalogue_file(path: str | os.PathLike) -> bool:
-    """Whether the name ends with a suffix :func:`detect_kind` knows (optionally compressed)."""
+    """Whether the name ends with a suffix :func:`detect_kind` knows (optionally compressed).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file's path.
+
+    Returns
+    -------
+    bool
+        True for a suffix of :data:`SUFFIXES`.
+    """
     name, _ = split_compression(path)
     return name.endswith(tuple(s for suffixes in SUFFIXES.values() for s in suffixes))
 
 
 def detect_kind(path: Path) -> str:
-    """``parquet``, ``csv``, ``ecsv`` or ``fits`` from the name, or ECSV by its first line."""
+    """``parquet``, ``csv``, ``ecsv`` or ``fits`` from the name, or ECSV by its first line.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+
+    Returns
+    -------
+    str
+        The file's kind.
+
+    Raises
+    ------
+    FormatMismatch
+        The name has no known suffix and the file is not ECSV.
+    """
     name, _ = split_compression(path)
     if name.endswith(SUFFIXES["parquet"]):
         return "parquet"
@@ -119,7 +190,26 @@ def _first_line(path: Path) -> str:
 
 
 def open_source(path: str | Path) -> Source:
-    """Read ``path``'s header: its kind and column names (no data is read)."""
+    """Read ``path``'s header: its kind and column names (no data is read).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file.
+
+    Returns
+    -------
+    Source
+        The file's kind, columns and how to read it.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    FormatMismatch
+        Its kind cannot be told, it is a compressed Parquet file, its ECSV header does not parse or
+        disagrees with its names line, or a FITS file has no table HDU.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file {path} does not exist")
@@ -192,7 +282,20 @@ def _open_fits(path: Path) -> Source:
 
 
 def source_columns(source: Source, csv_names: tuple[str, ...] = ()) -> list[str]:
-    """The column names of ``source``; a headerless CSV takes ``csv_names`` when the counts agree."""
+    """The column names of ``source``; a headerless CSV takes ``csv_names`` when the counts agree.
+
+    Parameters
+    ----------
+    source : Source
+        The file.
+    csv_names : tuple of str
+        The column names of a headerless CSV.
+
+    Returns
+    -------
+    list of str
+        The names (empty for a headerless CSV whose field count differs from ``csv_names``).
+    """
     if source.headerless:
         return list(csv_names) if len(csv_names) == source.n_fields else []
     return source.columns
@@ -205,11 +308,35 @@ def iter_chunks(
     csv_names: tuple[str, ...] = (),
     row_groups=None,
 ) -> Iterator[pa.Table]:
-    """Stream the columns ``types`` (name -> type, None = as stored) of ``source`` as Tables
-    (of a Parquet file, only the ``row_groups`` given, if any).
+    """Stream the columns ``types`` of ``source`` as Tables.
 
     Text columns with type None are read as strings; binary files keep their stored types (the
     normaliser casts). Columns absent from the file are simply not returned.
+
+    Parameters
+    ----------
+    source : Source
+        The file (a compressed FITS file through :func:`uncompressed`).
+    types : dict of str to pyarrow.DataType or None
+        The columns to read, name -> type (None = as stored).
+    chunk_rows : int
+        Rows per Table at most, of Parquet and FITS files (text files are streamed in blocks of 16 MB).
+    csv_names : tuple of str
+        The column names of a headerless CSV.
+    row_groups : iterable of int or None
+        Of a Parquet file, only the row groups given, if any.
+
+    Yields
+    ------
+    pyarrow.Table
+        The next chunk.
+
+    Raises
+    ------
+    FormatMismatch
+        A text file does not parse.
+    RefcatError
+        A compressed FITS file is given directly.
     """
     present = [c for c in types if c in set(source_columns(source, csv_names))]
     if source.kind == "parquet":
@@ -246,9 +373,23 @@ def _iter_text(source: Source, types: dict[str, pa.DataType | None], csv_names) 
 
 @contextlib.contextmanager
 def uncompressed(source: Source, work_dir: str | os.PathLike) -> Iterator[Source]:
-    """``source`` itself, or for a compressed FITS file a Source on a decompressed copy in ``work_dir``
-    (removed on exit): astropy memory-maps only uncompressed files and would read a .fits.gz whole
-    into memory. Text files need nothing: pyarrow's CSV reader decompresses as it streams."""
+    """``source`` itself, or for a compressed FITS file a Source on a decompressed copy in ``work_dir``.
+
+    The copy is removed on exit: astropy memory-maps only uncompressed files and would read a .fits.gz
+    whole into memory. Text files need nothing: pyarrow's CSV reader decompresses as it streams.
+
+    Parameters
+    ----------
+    source : Source
+        The file.
+    work_dir : str or os.PathLike
+        Where a decompressed copy is written.
+
+    Yields
+    ------
+    Source
+        ``source``, or the same on the decompressed copy.
+    """
     compression = split_compression(source.path)[1]
     if source.kind != "fits" or not compression:
         yield source

@@ -1,6 +1,7 @@
-"""SYNTHETIC data with exactly known truth: every generator of frames, nights, cameras, catalogues and bad
-files lives here, used by ``skylake demo``, the tests and the benchmarks (no runtime module imports it:
-tests/test_imports.py checks).
+"""SYNTHETIC data with exactly known truth: the generators of frames, nights, cameras, catalogues and bad files.
+
+Every generator lives here, used by ``skylake demo``, the tests and the benchmarks (no runtime module imports
+it: tests/test_imports.py checks).
 
 =================  ========================================================================
 ``frames``         star catalogue, TAN WCS, rendered image, FITS writer

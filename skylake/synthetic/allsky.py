@@ -30,7 +30,18 @@ __all__ = ["CloudPatch", "Streak", "SyntheticAllSky", "make_allsky_frame", "airm
 
 
 def airmass(alt_deg) -> np.ndarray:
-    """Kasten & Young (1989) relative air mass at apparent altitude ``alt_deg`` (deg); NaN below 0."""
+    """Kasten & Young (1989) relative air mass at apparent altitude ``alt_deg`` (deg); NaN below 0.
+
+    Parameters
+    ----------
+    alt_deg : float or array_like
+        Apparent altitude, deg.
+
+    Returns
+    -------
+    ndarray
+        The relative air mass (NaN below the horizon).
+    """
     alt = np.asarray(alt_deg, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         x = 1.0 / (np.sin(np.radians(alt)) + 0.50572 * (alt + 6.07995) ** -1.6364)
@@ -39,8 +50,27 @@ def airmass(alt_deg) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CloudPatch:
-    """A cloud on the sky: transmission ``1 - depth * S(d)`` at angular distance ``d`` (deg) from
-    ``(alt_deg, az_deg)``, ``S = 1 / (1 + exp((d - radius_deg) / edge_deg))``."""
+    """A cloud on the sky: a soft-edged disc that transmits ``1 - depth`` of the starlight at its core.
+
+    The transmission is ``1 - depth * S(d)`` at angular distance ``d`` (deg) from ``(alt_deg, az_deg)``,
+    ``S = 1 / (1 + exp((d - radius_deg) / edge_deg))``.
+
+    Attributes
+    ----------
+    alt_deg, az_deg : float
+        The cloud's centre, deg.
+    radius_deg : float
+        Its radius, deg (> 0).
+    depth : float
+        The fraction of the light it takes at its core, in [0, 1].
+    edge_deg : float
+        The width of its soft edge, deg (> 0).
+
+    Raises
+    ------
+    ValueError
+        When ``depth`` is not in [0, 1], or ``radius_deg`` or ``edge_deg`` is not > 0.
+    """
 
     alt_deg: float
     az_deg: float
@@ -55,14 +85,37 @@ class CloudPatch:
             raise ValueError(f"cloud radius_deg and edge_deg must be > 0, got {self.radius_deg!r}, {self.edge_deg!r}")
 
     def transmission(self, alt_deg, az_deg) -> np.ndarray:
+        """The cloud's transmission (0..1) towards ``(alt_deg, az_deg)``.
+
+        Parameters
+        ----------
+        alt_deg, az_deg : float or array_like
+            Directions, deg.
+
+        Returns
+        -------
+        ndarray
+            ``1 - depth * S(d)`` of each direction.
+        """
         d = angular_separation_deg(self.alt_deg, self.az_deg, alt_deg, az_deg)
         return 1.0 - self.depth / (1.0 + np.exp((d - self.radius_deg) / self.edge_deg))
 
 
 @dataclass(frozen=True)
 class Streak:
-    """A trail from ``(x1, y1)`` to ``(x2, y2)`` (px) with a Gaussian cross-section of ``sigma_px``
-    and ``flux_per_px`` ADU per px of length."""
+    """A trail from ``(x1, y1)`` to ``(x2, y2)`` (px) with a Gaussian cross-section.
+
+    The cross-section's sigma is ``sigma_px``, and the trail has ``flux_per_px`` ADU per px of length.
+
+    Attributes
+    ----------
+    x1, y1, x2, y2 : float
+        The trail's ends, px.
+    sigma_px : float
+        The sigma of its Gaussian cross-section, px.
+    flux_per_px : float
+        ADU per px of length.
+    """
 
     x1: float
     y1: float
@@ -73,6 +126,13 @@ class Streak:
 
     @property
     def length(self) -> float:
+        """The trail's length, px.
+
+        Returns
+        -------
+        float
+            The distance between the trail's ends, px.
+        """
         return float(np.hypot(self.x2 - self.x1, self.y2 - self.y1))
 
 
@@ -83,7 +143,8 @@ class SyntheticAllSky:
     Attributes
     ----------
     image : ndarray (ny, nx), float64, ADU
-    model, site, time, exptime_s, zeropoint, extinction
+        The frame: sky, stars, streak, noise and bias.
+    model, site, time, exptime_s, zeropoint, extinction : object
         What made it (zeropoint: mag for 1 ADU/s above the atmosphere; extinction: mag/airmass).
     stars : Table
         Rendered stars: catalogue columns, ``alt``, ``az``, ``x``, ``y``, ``airmass``,
@@ -93,7 +154,12 @@ class SyntheticAllSky:
     sky_counts : ndarray
         True sky counts per pixel, ADU (0 beyond the horizon).
     cloud : CloudPatch or None
+        The cloud, if any.
     streak : Streak or None
+        The trail, if any.
+    meta : dict
+        The other arguments of :func:`make_allsky_frame`: ``psf_sigma_px``, ``gain``, ``read_noise``, ``bias``,
+        ``vmax``, ``seed``.
     """
 
     image: np.ndarray
@@ -111,7 +177,18 @@ class SyntheticAllSky:
     meta: dict = field(default_factory=dict)
 
     def transmission(self, alt_deg, az_deg) -> np.ndarray:
-        """True cloud transmission (0..1, extinction excluded) towards ``(alt, az)`` (deg)."""
+        """True cloud transmission (0..1, extinction excluded) towards ``(alt, az)`` (deg).
+
+        Parameters
+        ----------
+        alt_deg, az_deg : float or array_like
+            Directions, deg.
+
+        Returns
+        -------
+        ndarray
+            The transmission of each direction (1 without a cloud).
+        """
         alt = np.asarray(alt_deg, float)
         if self.cloud is None:
             return np.ones_like(alt)
@@ -119,7 +196,26 @@ class SyntheticAllSky:
 
 
 def render_stars(shape, x, y, flux, sigma_px: float, out: np.ndarray | None = None) -> np.ndarray:
-    """Add Gaussian stars (pixel-integrated, ``sigma_px``) of total ``flux`` at ``(x, y)`` to an image."""
+    """Add Gaussian stars (pixel-integrated, ``sigma_px``) of total ``flux`` at ``(x, y)`` to an image.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (ny, nx) of the image.
+    x, y : array_like
+        The stars' positions, px (0-based).
+    flux : array_like
+        Their total fluxes, ADU.
+    sigma_px : float
+        The PSF's Gaussian sigma, px.
+    out : ndarray, optional
+        The image to add to (in place); default a new image of zeros.
+
+    Returns
+    -------
+    ndarray
+        The image with the stars (``out`` when given).
+    """
     ny, nx = shape
     img = np.zeros(shape) if out is None else out
     x = np.asarray(x, float)
@@ -147,7 +243,27 @@ def render_stars(shape, x, y, flux, sigma_px: float, out: np.ndarray | None = No
 
 
 def render_streak(shape, streak: Streak, out: np.ndarray | None = None) -> np.ndarray:
-    """Add a streak (a segment convolved with a Gaussian of ``sigma_px``) to an image."""
+    """Add a streak (a segment convolved with a Gaussian of ``sigma_px``) to an image.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (ny, nx) of the image.
+    streak : Streak
+        The trail.
+    out : ndarray, optional
+        The image to add to (in place); default a new image of zeros.
+
+    Returns
+    -------
+    ndarray
+        The image with the streak (``out`` when given).
+
+    Raises
+    ------
+    ValueError
+        When the streak's ends coincide.
+    """
     ny, nx = shape
     img = np.zeros(shape) if out is None else out
     L = streak.length
@@ -200,18 +316,26 @@ def make_allsky_frame(
 
     Parameters
     ----------
-    model, site, time
-        Camera model, site, mid-exposure time.
+    model : CameraModel
+        Camera model.
+    site : Site
+        The site.
+    time : astropy.time.Time
+        Mid-exposure time.
     catalog : Table
         ``ra``, ``dec`` (deg) and ``mag_column``.
     shape : (ny, nx)
+        The image's shape.
     vmax : float
         Faintest star rendered.
+    mag_column : str
+        The catalogue's magnitude column.
     zeropoint : float
         Magnitude for 1 ADU/s above the atmosphere.
     exptime_s : float
+        Exposure time, s.
     extinction : float
-        mag per airmass.
+        Extinction, mag per airmass.
     sky_zenith_mag : float
         Sky surface brightness at the zenith, mag/arcsec^2.
     sky_gradient_mag : float
@@ -219,15 +343,24 @@ def make_allsky_frame(
     dome_mag, dome_az_deg : float
         Extra brightening at the horizon towards azimuth ``dome_az_deg`` (a town's light dome).
     psf_sigma_px : float
+        The Gaussian PSF's sigma, px.
     gain : float
-        e-/ADU (Poisson variance = signal / gain).
+        Gain, e-/ADU (Poisson variance = signal / gain).
     read_noise : float
-        ADU rms.
+        Read noise, ADU rms.
     bias : float
         Constant added (ADU), not part of the sky truth.
     cloud : CloudPatch, optional
+        A cloud that dims the stars (not the sky).
     streak : Streak, optional
+        A trail added to the image.
     seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    SyntheticAllSky
+        The image and its truth.
     """
     ny, nx = int(shape[0]), int(shape[1])
     alt_pix, az_pix = model.pixel_grid_altaz((ny, nx))

@@ -1,5 +1,7 @@
-"""A synthetic all-sky night on disk: FITS frames of a fisheye camera with a known model, the bright-star
-catalogue they were drawn from, and the profile that ingests them (``skylake demo --allsky``, the tests).
+"""A synthetic all-sky night on disk: FITS frames, the catalogue they were drawn from and their profile.
+
+The frames are of a fisheye camera with a known model, the catalogue is a bright-star catalogue and the
+profile is the one that ingests them (``skylake demo --allsky``, the tests).
 
 :func:`write_allsky_night` writes, under ``out``::
 
@@ -78,8 +80,25 @@ class AllSkyNight:
 
 
 def synthetic_bright_stars(n: int = 9000, seed: int = 0, vmax: float = 6.5):
-    """A SYNTHETIC bright-star catalogue: ``n`` stars uniform on the sphere, V from -1 to ``vmax`` with
-    counts rising as 10**(0.45 V) (about the real sky's), ids from 1."""
+    """A SYNTHETIC bright-star catalogue.
+
+    It has ``n`` stars uniform on the sphere, V from -1 to ``vmax`` with counts rising as 10**(0.45 V) (about
+    the real sky's), ids from 1.
+
+    Parameters
+    ----------
+    n : int
+        Stars.
+    seed : int
+        Seed of the draws.
+    vmax : float
+        The faintest magnitude.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``HIP`` (int64 ids from 1), ``ra``, ``dec`` (deg) and ``v_mag``.
+    """
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -92,7 +111,20 @@ def synthetic_bright_stars(n: int = 9000, seed: int = 0, vmax: float = 6.5):
 
 
 def write_allsky_night(out, seed: int = 0) -> AllSkyNight:
-    """Write the synthetic all-sky night under ``out`` (see the module docstring)."""
+    """Write the synthetic all-sky night under ``out`` (see the module docstring).
+
+    Parameters
+    ----------
+    out : str or Path
+        The directory (created).
+    seed : int
+        Seeds the catalogue and the frames' noise.
+
+    Returns
+    -------
+    AllSkyNight
+        The paths written and the truth of each frame.
+    """
     from astropy.io import fits
     from astropy.table import Table
     from astropy.time import Time, TimeDelta

@@ -75,7 +75,24 @@ def write_bad_files(out_dir, good_frame_path) -> dict[str, str]:
         NAXIS, NAXIS1, NAXIS2) to the end of the header unit overwritten by
         non-ASCII garbage (END card destroyed): astropy cannot parse it.
 
-    Returns ``{file name: short description}``; the files are in ``out_dir``.
+    Parameters
+    ----------
+    out_dir : str or Path
+        Where the files go (created).
+    good_frame_path : str or Path
+        The valid frame they are derived from.
+
+    Returns
+    -------
+    dict of str to str
+        ``{file name: short description}``; the files are in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``good_frame_path`` is not a file.
+    ValueError
+        When ``good_frame_path`` has no 2-D image HDU.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,24 @@ def _table(name: str, n: int, cols: dict) -> pa.Table:
 
 
 def random_stars(n: int, ra_range, dec_range, rng: np.random.Generator, mag_range=(10.0, 16.0)) -> pd.DataFrame:
-    """``n`` constant stars uniform on the sky within the RA/Dec box [deg] and uniform in magnitude."""
+    """``n`` constant stars uniform on the sky within the RA/Dec box [deg] and uniform in magnitude.
+
+    Parameters
+    ----------
+    n : int
+        Stars.
+    ra_range, dec_range : tuple of float
+        The box's RA and Dec limits, deg.
+    rng : numpy.random.Generator
+        The random numbers.
+    mag_range : tuple of float
+        The magnitudes' limits.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ra``, ``dec``, ``mag``, ``amplitude`` (0) and ``period_d`` (1) of each star.
+    """
     sin_dec = rng.uniform(*np.sin(np.radians(dec_range)), n)
     return pd.DataFrame(
         {
@@ -60,8 +77,39 @@ def commit_night(
     pos_err_arcsec: float = 0.3,
     mag_err: float = 0.01,
 ) -> int:
-    """Commit one SYNTHETIC night (module docstring) and return its lake version. The night starts at
-    21:36 UTC of ``night`` (YYYY-MM-DD); frames follow every ``cadence_d`` days."""
+    """Commit one SYNTHETIC night (module docstring) and return its lake version.
+
+    The night starts at 21:36 UTC of ``night`` (YYYY-MM-DD); frames follow every ``cadence_d`` days.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake to commit to.
+    stars : pandas.DataFrame
+        ``ra``, ``dec`` [deg], ``mag`` and optionally ``amplitude`` [mag] and ``period_d`` [d].
+    night : str
+        The night, YYYY-MM-DD.
+    n_frames : int
+        Frames in the night.
+    rng : numpy.random.Generator
+        The random numbers.
+    cadence_d : float
+        Time between frames, d.
+    pos_err_arcsec : float
+        Gaussian scatter of the positions per axis, arcsec.
+    mag_err : float
+        Gaussian scatter of the magnitudes, and their stated error, mag.
+
+    Returns
+    -------
+    int
+        The lake version of the commit.
+
+    Raises
+    ------
+    ValueError
+        When there are more stars than a frame's source ids can number.
+    """
     n = len(stars)
     if n > MAX_PER_FRAME:
         raise ValueError(f"{n} stars do not fit one frame's source ids (at most {MAX_PER_FRAME})")

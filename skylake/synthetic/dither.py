@@ -1,5 +1,8 @@
-"""SYNTHETIC dithered frames of one field: the same stars on every frame, shifted by whole pixels between frames,
-for coadd tests with exact expectations (no resampling: the coadd's grid is the first frame's)."""
+"""SYNTHETIC dithered frames of one field, for coadd tests with exact expectations.
+
+The same stars are on every frame, shifted by whole pixels between frames (no resampling: the coadd's grid is the
+first frame's).
+"""
 
 from __future__ import annotations
 

@@ -161,6 +161,19 @@ def make_sky_catalog(ra0_deg, dec0_deg, radius_deg, n_stars, seed, mag_range=(8.
     drawn by inverting the cumulative distribution.  ``color`` is a B-V-like
     colour from a Beta(2.5, 3.5) distribution scaled to 0..1.5 (peak ~0.6).
 
+    Parameters
+    ----------
+    ra0_deg, dec0_deg : float
+        The cap's centre, deg.
+    radius_deg : float
+        The cap's angular radius, deg (> 0, at most 180).
+    n_stars : int
+        Stars (>= 0).
+    seed : int
+        Seed for ``numpy.random.default_rng``.
+    mag_range : (float, float)
+        The (bright, faint) limits of the magnitudes.
+
     Returns
     -------
     pandas.DataFrame
@@ -358,11 +371,16 @@ def render_frame(
         star's nearest pixel (array; stars off the chip use the nearest edge
         pixel) or evaluated as ``extinction_map(x, y) -> mag`` (callable).
         The sky level is not affected.
+    noise : bool
+        Draw photon and read noise; with False the noiseless model is returned.
+    exact_poisson_below_e : float
+        Pixels expecting fewer electrons than this get exact Poisson draws, the others the normal
+        approximation (``np.inf``: exact Poisson everywhere; must not be NaN).
 
     Returns
     -------
     numpy.ndarray
-        float32 array of shape ``(ny, nx)`` in ADU.
+        A float32 array of shape ``(ny, nx)`` in ADU.
     """
     ny, nx = _check_shape(shape)
     fwhm = _check_finite("fwhm_px", fwhm_px, positive=True)
@@ -493,7 +511,33 @@ def write_frame(path, data, header=None, *, bitpix16=False, overwrite=True, quan
     (float32 from :func:`render_frame`, BITPIX=-32).
 
     Structural keywords in ``header`` (SIMPLE, BITPIX, NAXISn, BZERO, ...)
-    are dropped and regenerated from the data.  Returns the path written.
+    are dropped and regenerated from the data.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; its name ends in ``.fits``, ``.fit``, ``.fts`` (optionally ``.gz``) or ``.fits.fz``.
+    data : array_like
+        The numeric image (2-D for ``.fits.fz``; float16 is written as float32).
+    header : astropy.io.fits.Header or mapping, optional
+        The keywords to write.
+    bitpix16 : bool
+        Store the pixels as unsigned 16-bit integers (see above).
+    overwrite : bool
+        Replace an existing file.
+    quantize_level : float
+        RICE quantisation of float data in ``.fits.fz`` files.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        When the name has none of those endings, the data are not a numeric image, a ``.fits.fz`` image is not
+        2-D, or (with ``bitpix16=True``) a pixel is not finite.
     """
     p = Path(path)
     name = p.name.lower()

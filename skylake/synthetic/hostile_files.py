@@ -85,12 +85,36 @@ def write_hostile_files(out_dir, good_frame_path) -> dict[str, str]:
     made: dict[str, str] = {}
 
     def put(name: str, payload: bytes, reason: str) -> None:
+        """Write ``payload`` to ``out_dir/name`` and record the reason its rejection must give.
+
+        Parameters
+        ----------
+        name : str
+            The file's name.
+        payload : bytes
+            Its content.
+        reason : str
+            A fragment of the reason its rejection must give.
+        """
         (out / name).write_bytes(payload)
         made[name] = reason
 
     def variant(name: str, reason: str, drop=(), image="frame", **cards) -> None:
-        """The good frame with keywords dropped or set (DATE_OBS stands for DATE-OBS) and another image
-        (``None`` for none)."""
+        """Write the good frame with keywords dropped or set, and another image.
+
+        Parameters
+        ----------
+        name : str
+            The file's name (also written in a HISTORY card, so that its bytes are unique).
+        reason : str
+            A fragment of the reason its rejection must give.
+        drop : sequence of str
+            Keywords removed.
+        image : ndarray or None or str
+            The image (``None`` for none); a string (the default) keeps the good frame's.
+        **cards : dict
+            Keywords set (DATE_OBS stands for DATE-OBS).
+        """
         h = header.copy()
         for key in drop:
             h.remove(key, ignore_missing=True)
@@ -100,6 +124,18 @@ def write_hostile_files(out_dir, good_frame_path) -> dict[str, str]:
         put(name, _bytes(data if isinstance(image, str) else image, h), reason)
 
     def tagged(name: str) -> bytes:
+        """The good frame as FITS bytes, with a HISTORY card naming ``name`` (unique bytes per file).
+
+        Parameters
+        ----------
+        name : str
+            The name written in the HISTORY card.
+
+        Returns
+        -------
+        bytes
+            The FITS file's content.
+        """
         h = header.copy()
         h["HISTORY"] = f"hostile test file: {name}"
         return _bytes(data, h)

@@ -1,5 +1,6 @@
-"""SYNTHETIC nights: the demo night (frames with weather, twilight, variables and a known truth) and its
-reference catalogue, as ``skylake demo`` and the tests use them.
+"""SYNTHETIC nights: the demo night and its reference catalogue, as ``skylake demo`` and the tests use them.
+
+The demo night is frames with weather, twilight, variables and a known truth.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class DemoTruth:
         star_id, ra, dec (deg), mag (mean V), color (B-V-like),
         is_variable, amplitude (mag, semi-amplitude; 0 if constant),
         period_d (days; NaN if constant), phase (rad; NaN if constant).
-    frames : DataFrame, one row per frame in time order
+    frames : DataFrame
+        One row per frame in time order:
         path, frame_index, date_obs, mjd_start, mjd_mid, exptime (s),
         airmass (as in the header), sky_adu (per pixel, whole exposure),
         zp_true (mag for 1 ADU/s above the atmosphere), k_ext (mag/airmass),
@@ -65,8 +67,9 @@ class DemoTruth:
         cloud_ra, cloud_dec, cloud_radius_deg (Gaussian sigma),
         cloud_depth_mag (extinction at the core), crval1, crval2 (pointing),
         ha_deg (hour angle of the field centre), sun_alt_deg.
-    detections : DataFrame, one row per star per frame whose centre fell on
-        the chip (-0.5 <= x < nx-0.5, same for y)
+    detections : DataFrame
+        One row per star per frame whose centre fell on
+        the chip (-0.5 <= x < nx-0.5, same for y):
         path, star_id, x, y (0-based pixel), flux_adu (total, before noise
         and saturation), mag_true_this_frame, extinction_mag (airmass +
         cloud), cloud_mag, peak_adu (noiseless peak pixel incl. sky),
@@ -83,7 +86,13 @@ class DemoTruth:
 
     @property
     def paths(self) -> list[str]:
-        """Frame paths in time order."""
+        """Frame paths in time order.
+
+        Returns
+        -------
+        list of str
+            The ``path`` column of :attr:`frames`.
+        """
         return list(self.frames["path"])
 
 
@@ -209,9 +218,73 @@ def write_demo_night(
     AIRMASS (mid-exposure), GAIN (e-/ADU), RDNOISE (e-), SATURATE (ADU),
     BUNIT='adu', SITELAT, SITELONG (deg) plus the TAN WCS keywords.
 
+    Parameters
+    ----------
+    out_dir : str or Path
+        Where the frames go (created).
+    n_frames : int
+        Exposures (a positive integer).
+    shape : (ny, nx)
+        The frames' shape.
+    seed : int
+        Seeds everything (the catalogue, the variables, the cloud, the pointing jitter and each frame's noise).
+    ra0_deg, dec0_deg : float
+        The field's centre, deg.
+    pixscale_arcsec : float
+        Pixel scale, arcsec/px.
+    n_stars : int
+        Stars in the catalogue cap.
+    start_utc : str
+        Start of the first exposure, ISO UTC (``'2026-03-01T21:00:00'``).
+    cadence_s : float
+        Time between the starts of consecutive exposures, s.
+    exptime_s : float
+        Exposure time, s (at most ``cadence_s``).
+    cloud : bool
+        Let a cloud drift across the field.
+    n_variables : int
+        Variable stars.
+    mag_range : (float, float)
+        The (bright, faint) limits of the catalogue's magnitudes.
+    zp_true : float
+        Magnitude giving 1 ADU/s above the atmosphere.
+    k_ext : float
+        Extinction coefficient, mag per airmass.
+    color_term : float
+        Colour term, mag per unit colour.
+    cloud_track : (float, float)
+        Where the cloud starts and ends, chip widths from the field centre.
+    cloud_radius_chips : float
+        The cloud's Gaussian sigma, chip widths.
+    fwhm_px : float
+        PSF FWHM, px.
+    gain : float
+        Gain, e-/ADU.
+    read_noise_adu : float
+        Read noise, ADU rms.
+    saturation_adu : float
+        Pixels are clipped at this level, ADU (SATURATE).
+    sky_mag_arcsec2 : float
+        Dark-sky surface brightness, V mag per arcsec^2.
+    jitter_px : float
+        Pointing error, px rms per axis.
+    rotation_deg : float
+        Rotation of the sky on the detector (:func:`tan_wcs_header`).
+    site_lat_deg, site_lon_deg : float
+        The site's latitude and longitude (east-positive), deg.
+    bitpix16 : bool
+        Write 16-bit unsigned pixels.
+
     Returns
     -------
     DemoTruth
+        The stars, frames and detections with their exact truth, and the generation parameters.
+
+    Raises
+    ------
+    ValueError
+        When an argument is invalid, the field is at or below 5 deg altitude, the Sun is above -8 deg, or the
+        central chip area has too few stars for ``n_variables``.
     """
     from astropy.time import Time, TimeDelta
     from astropy.wcs import WCS
@@ -498,7 +571,24 @@ def write_reference_catalog(
     both exact, with a nominal error ``mag_err``; variables are flagged. Writes ``NAME.parquet``
     (marked synthetic in its key-value metadata) and ``NAME.toml``, the column map for
     ``skylake refcat import LAKE NAME --format generic --columns-map NAME.toml NAME.parquet``.
-    Returns (parquet path, map path).
+
+    Parameters
+    ----------
+    stars : pandas.DataFrame
+        ``star_id``, ``ra``, ``dec``, ``mag``, ``color`` and optionally ``is_variable`` (:attr:`DemoTruth.stars`).
+    out_dir : str or Path
+        Where the files go (created).
+    name : str
+        The files' name (``NAME``).
+    mag_err : float
+        The nominal error of every magnitude.
+
+    Returns
+    -------
+    data : Path
+        The Parquet file.
+    columns_map : Path
+        The column map.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -1,8 +1,9 @@
-"""Copies of a frame with its WCS removed and its pointing written in each form a camera may use (numbers,
-numeric strings, sexagesimal strings in several keywords, a partial WCS, the optics instead of a plate
-scale, a fixed pointing in the profile, none at all), each with the ``[platesolve]`` settings it needs and
-the method (``wcs_method``) its solve must record. Used by ``tests/test_pointing.py`` and
-``benchmarks/platesolve.py``::
+"""Copies of a frame with its WCS removed and its pointing written in each form a camera may use.
+
+The forms: numbers, numeric strings, sexagesimal strings in several keywords, a partial WCS, the optics
+instead of a plate scale, a fixed pointing in the profile, none at all. Each copy comes with the
+``[platesolve]`` settings it needs and the method (``wcs_method``) its solve must record. Used by
+``tests/test_pointing.py`` and ``benchmarks/platesolve.py``::
 
     from skylake.synthetic.pointing_forms import FORMS, pointing_copy
     header, settings = pointing_copy(fits.getheader("frame.fits"), FORMS[2])   # OBJCTRA = '17 04 40', ...
@@ -53,9 +54,24 @@ def _no_settings(ra, dec, header, mjd) -> dict:
 
 @dataclass(frozen=True)
 class Form:
-    """One way of writing (or not) a frame's pointing: ``cards(ra, dec, header, mjd)`` gives the header cards
-    (None: remove), ``settings(ra, dec, header, mjd)`` the ``[platesolve]`` settings it needs; ``method`` is
-    the ``wcs_method`` its solve records."""
+    """One way of writing (or not) a frame's pointing.
+
+    ``cards(ra, dec, header, mjd)`` gives the header cards (None: remove), ``settings(ra, dec, header, mjd)``
+    the ``[platesolve]`` settings it needs; ``method`` is the ``wcs_method`` its solve records.
+
+    Attributes
+    ----------
+    name : str
+        What the form is.
+    method : str
+        The ``wcs_method`` its solve records (``hinted`` or ``blind``).
+    cards : callable
+        ``cards(ra, dec, header, mjd)``: the header cards of the pointing.
+    settings : callable
+        ``settings(ra, dec, header, mjd)``: the ``[platesolve]`` settings the form needs (default none).
+    keeps_scale : bool
+        Whether the copy keeps the header's plate scale (CCDSCALE ...).
+    """
 
     name: str
     method: str
@@ -66,7 +82,13 @@ class Form:
 
     @property
     def needs_settings(self) -> bool:
-        """Whether the form needs [platesolve] settings beyond the defaults."""
+        """Whether the form needs [platesolve] settings beyond the defaults.
+
+        Returns
+        -------
+        bool
+            True unless the form has the default ``settings`` (none).
+        """
         return self.settings is not _no_settings
 
 
@@ -181,7 +203,18 @@ FORMS = (
 
 
 def field_centre(header: fits.Header) -> tuple[float, float]:
-    """RA, Dec (deg) of the image centre by the header's WCS."""
+    """RA, Dec (deg) of the image centre by the header's WCS.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        A header with a celestial WCS and NAXIS1, NAXIS2.
+
+    Returns
+    -------
+    ra, dec : float
+        The image centre, deg.
+    """
     from astropy.wcs import WCS
 
     with warnings.catch_warnings():
@@ -192,9 +225,28 @@ def field_centre(header: fits.Header) -> tuple[float, float]:
 
 
 def pointing_copy(header: fits.Header, form: Form, mjd: float | None = None) -> tuple[fits.Header, dict]:
-    """``header`` without its WCS (:func:`skylake.frame.platesolve.strip_wcs`) nor any pointing keyword, with
-    ``form``'s cards; and the ``[platesolve]`` settings the form needs. ``mjd`` (the frame's mid-exposure
-    MJD, UTC; default the header's ``MJD`` + half of ``EXPTIME``) places a fixed alt/az pointing."""
+    """A copy of ``header`` with its pointing in ``form``'s form, and the ``[platesolve]`` settings it needs.
+
+    The copy is ``header`` without its WCS (:func:`skylake.frame.platesolve.strip_wcs`) nor any pointing
+    keyword, with ``form``'s cards.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header, with a celestial WCS.
+    form : Form
+        The form of the pointing.
+    mjd : float, optional
+        The frame's mid-exposure MJD, UTC (default the header's ``MJD`` + half of ``EXPTIME``); it places a
+        fixed alt/az pointing.
+
+    Returns
+    -------
+    header : astropy.io.fits.Header
+        The copy.
+    settings : dict
+        The ``[platesolve]`` settings the form needs.
+    """
     from skylake.frame.platesolve import strip_wcs
 
     ra, dec = field_centre(header)
@@ -210,8 +262,22 @@ def pointing_copy(header: fits.Header, form: Form, mjd: float | None = None) -> 
 
 
 def platesolve_toml(refcat: str, settings: dict, extends: str = "skycamz") -> str:
-    """A profile extending ``extends`` with a ``[platesolve]`` against ``refcat`` (a Parquet file with
-    ``mag_vt``, e.g. Tycho-2) and ``settings``."""
+    """A profile extending ``extends`` with a ``[platesolve]`` against ``refcat`` and ``settings``.
+
+    Parameters
+    ----------
+    refcat : str
+        A Parquet file with ``mag_vt``, e.g. Tycho-2.
+    settings : dict
+        More ``[platesolve]`` settings (:func:`pointing_copy`'s).
+    extends : str
+        The profile extended.
+
+    Returns
+    -------
+    str
+        The profile, TOML.
+    """
     import json
 
     lines = [

@@ -1,8 +1,10 @@
-"""SYNTHETIC raw frames of one night with known detector effects: a bias level with column structure and read
-noise, dark current with hot pixels, a flat field (vignetting, pixel response, a dust ring) with dead pixels,
-cosmic-ray hits (one placed on a star), and the sky and stars a reduction must give back. Optionally the light
-frames are dithered (the field moves on the detector from frame to frame) and their sky carries a fringe pattern
-fixed on the detector, which only a sky frame (PRIME's method, ``reduction.steps`` "sky") removes.
+"""SYNTHETIC raw frames of one night with known detector effects.
+
+The effects: a bias level with column structure and read noise, dark current with hot pixels, a flat field
+(vignetting, pixel response, a dust ring) with dead pixels, cosmic-ray hits (one placed on a star), and the sky
+and stars a reduction must give back. Optionally the light frames are dithered (the field moves on the detector
+from frame to frame) and their sky carries a fringe pattern fixed on the detector, which only a sky frame
+(PRIME's method, ``reduction.steps`` "sky") removes.
 
 Every raw pixel is ``bias + dark_rate * t + flat * (sky + stars)`` with photon noise (Poisson in electrons through
 ``gain``) and Gaussian read noise, plus cosmic rays, rounded to 16-bit integers as a camera writes them.
@@ -51,13 +53,36 @@ class RawTruth:
     sky_pattern: np.ndarray | None = None  # the sky's shape on the detector (median 1; fringes), before the flat
 
     def stars_on(self, k: int = 0) -> pd.DataFrame:
-        """The stars where light frame ``k`` has them (its dither offset applied)."""
+        """The stars where light frame ``k`` has them (its dither offset applied).
+
+        Parameters
+        ----------
+        k : int
+            The light frame's index.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :attr:`stars` with ``x`` and ``y`` moved by the frame's offset.
+        """
         dx, dy = self.offsets[k] if self.offsets else (0.0, 0.0)
         return self.stars.assign(x=self.stars["x"] + dx, y=self.stars["y"] + dy)
 
     def expected_light(self, k: int = 0) -> np.ndarray:
-        """Light frame ``k`` as a perfect reduction gives it: a flat sky + stars, noiseless [ADU] (a fringe
-        pattern is removed by the sky frame, at the sky's level)."""
+        """Light frame ``k`` as a perfect reduction gives it: a flat sky + stars, noiseless [ADU].
+
+        A fringe pattern is removed by the sky frame, at the sky's level.
+
+        Parameters
+        ----------
+        k : int
+            The light frame's index.
+
+        Returns
+        -------
+        ndarray
+            The float32 image, ADU.
+        """
         model = render_frame(self.stars_on(k), self.bias.shape, fwhm_px=FWHM_PX, sky_adu=0.0, noise=False)
         return model + np.float32(self.sky)
 

@@ -1,5 +1,6 @@
-"""SYNTHETIC reference catalogues in the APASS (VizieR II/336) and Pan-STARRS1 (MAST MeanObject)
-formats, for tests and benchmarks. Nothing here is real sky data.
+"""SYNTHETIC reference catalogues in the APASS (VizieR II/336) and Pan-STARRS1 (MAST MeanObject) formats.
+
+They are for tests and benchmarks. Nothing here is real sky data.
 
 The rows use the formats' real column names, types and missing-value conventions, so they exercise
 the same import path as the real catalogues; :func:`write_synthetic` streams them to Parquet, CSV or
@@ -82,7 +83,22 @@ def _errors(rng: np.random.Generator, mag: np.ndarray, limit: float, floor: floa
 
 
 def apass_chunk(rng: np.random.Generator, n: int, start: int = 0) -> pa.Table:
-    """``n`` synthetic rows with the VizieR II/336/apass9 columns and types."""
+    """``n`` synthetic rows with the VizieR II/336/apass9 columns and types.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random numbers.
+    n : int
+        Rows.
+    start : int
+        Number of the first row in the file (for the ``Field`` numbers, 5000 rows per field).
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows (missing magnitudes null).
+    """
     ra, dec = _positions(rng, n)
     v = _magnitudes(rng, n, *_APASS_MAG_RANGE)
     bv = _b_minus_v(rng, n)
@@ -122,7 +138,22 @@ def apass_chunk(rng: np.random.Generator, n: int, start: int = 0) -> pa.Table:
 
 
 def ps1_chunk(rng: np.random.Generator, n: int, start: int = 0) -> pa.Table:
-    """``n`` synthetic rows with PS1 MeanObject columns (-999 where a band has no detection)."""
+    """``n`` synthetic rows with PS1 MeanObject columns (-999 where a band has no detection).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random numbers.
+    n : int
+        Rows (all at Dec > -30, as PS1).
+    start : int
+        Number of the first row in the file (the last digit of the ``objID`` counts rows).
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows.
+    """
     ra, dec = np.empty(0), np.empty(0)
     while ra.size < n:  # PS1 covers dec > -30: draw more and keep those
         r_, d_ = _positions(rng, n)
@@ -193,7 +224,31 @@ def write_synthetic(
     """Write ``rows`` synthetic ``fmt`` rows to ``path`` (.parquet, .csv or .ecsv), one chunk at a time.
 
     Chunk ``k`` uses the random stream ``(seed, k)``, so a file is reproducible for a given
-    ``chunk_rows``. Returns the path.
+    ``chunk_rows``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file: ``.parquet``, ``.csv`` (its name must contain "synthetic") or ``.ecsv``.
+    fmt : str
+        ``apass`` or ``ps1``.
+    rows : int
+        Rows (>= 0).
+    seed : int
+        Seed of the random streams.
+    chunk_rows : int
+        Rows per chunk (>= 1).
+
+    Returns
+    -------
+    Path
+        The path.
+
+    Raises
+    ------
+    ValueError
+        When ``fmt``, ``rows``, ``chunk_rows`` or the file's suffix is invalid, or a CSV's name lacks
+        "synthetic".
     """
     if fmt not in _CHUNKS:
         raise ValueError(f"synthetic format must be one of {FORMATS}, got {fmt!r}")

@@ -79,9 +79,9 @@ def expected_error(flux_adu, sky_adu, gain, read_noise_adu, aperture_px, annulus
     sky_adu : float
         Sky per pixel, ADU.
     gain : float
-        e-/ADU.
+        Gain, e-/ADU.
     read_noise_adu : float
-        ADU rms per pixel.
+        Read noise, ADU rms per pixel.
     aperture_px : float
         Aperture radius, px.
     annulus_px : (float, float)
@@ -143,7 +143,13 @@ class SeriesTruth:
     settings: dict = field(default_factory=dict)
 
     def white_noise(self) -> pd.Series:
-        """Per star: the median over its frames of the white noise its points carry (mag)."""
+        """Per star: the median over its frames of the white noise its points carry (mag).
+
+        Returns
+        -------
+        pandas.Series
+            Indexed by ``star_id``: the median ``err`` of the star's points, mag.
+        """
         return self.points.groupby("star_id")["err"].median()
 
 
@@ -210,20 +216,58 @@ def write_series(
         Frames go to ``out_dir/frames/series_NNN.fits``, the catalogue to ``out_dir/refcat/``.
     n_frames, n_stars : int
         Frames, and stars in a cap a little larger than the chip (about 2/3 land on it).
+    shape : (int, int)
+        (ny, nx) of the frames.
+    seed : int
+        Seeds the stars (positions, magnitudes, variables) and, with ``night_seed``, the frames.
+    ra0_deg, dec0_deg : float
+        The field's centre, deg.
+    pixscale_arcsec : float
+        Pixel scale, arcsec/px.
+    start_utc : str
+        Start of the first exposure, ISO UTC.
+    cadence_s : float
+        Time between the starts of consecutive exposures, s.
+    exptime_s : float
+        Exposure time, s.
+    zp_true : float
+        Magnitude giving 1 ADU/s above the atmosphere.
+    k_ext : float
+        Extinction coefficient, mag per airmass.
     jitter_mag : float
-        rms of the per-frame transparency jitter (mag).
+        The rms of the per-frame transparency jitter (mag).
     gradient_mag : float
         Zeropoint change across the chip (mag, end to end), in a direction drawn per frame.
     fwhm_px : (float, float)
         Range of the seeing FWHM at the chip centre (a smooth drift plus noise), px.
     focus_tilt : float
         Largest fractional FWHM change from the chip centre to its left/right edge, drawn per frame.
+    sky_adu : float
+        Sky per pixel, ADU.
+    gain : float
+        Gain, e-/ADU.
+    read_noise_adu : float
+        Read noise, ADU rms.
+    saturation_adu : float
+        Pixels are clipped at this level, ADU (SATURATE).
+    mag_range : (float, float)
+        Range of the stars' magnitudes (uniform in it).
     n_variables : int
         Sinusoidal variables (semi-amplitudes log-uniform in ``variable_amp``, periods 0.05-0.3 d),
         among stars of magnitude 10.5-13; a star of magnitude 10-10.5 gets a transit of ``transit_depth``
         (lasting 40 % of the series, mid-series; 0 for none).
+    variable_amp : (float, float)
+        Range of the variables' semi-amplitudes, mag.
+    transit_depth : float
+        The transit's depth, fraction of the flux (0: no transit).
     aperture_px, annulus_px : float, (float, float)
         The aperture the stated white noise is for (the profile's photometry must use the same).
+    pointing_jitter_px : float
+        Pointing error, px rms per axis.
+    site_lat_deg, site_lon_deg : float
+        The site's latitude and longitude (east-positive), deg.
+    refcat_name : str
+        The reference catalogue's name (its files and the profile's ``refcat``).
     night_seed : int
         Seeds the frames' systematics and noise: another night of the same field (same ``seed``, same stars)
         with its own weather.
@@ -231,6 +275,7 @@ def write_series(
     Returns
     -------
     SeriesTruth
+        The frames, stars and points with their exact truth, and the paths of the catalogue and profile.
     """
     rng = np.random.default_rng([seed, 1])  # not make_sky_catalog's stream (its positions)
     out = Path(out_dir)

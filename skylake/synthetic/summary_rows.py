@@ -1,7 +1,8 @@
-"""SYNTHETIC lake rows for the summary database's tests and benchmarks: a night of frame records,
-their zeropoints and the night's extinction fit, committed through the lake's own transaction exactly
-as ingest and calibrate commit them (no images: refresh reads nothing else), and a night's HEALPix map
-stored as ``skylake maps`` stores one.
+"""SYNTHETIC lake rows for the summary database's tests and benchmarks.
+
+A night of frame records, their zeropoints and the night's extinction fit, committed through the lake's own
+transaction exactly as ingest and calibrate commit them (no images: refresh reads nothing else), and a night's
+HEALPix map stored as ``skylake maps`` stores one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ MJD_OF_1858_11_17 = dt.date(1858, 11, 17)
 
 
 def night_mjd(night: str) -> float:
-    """MJD of 21:36 UTC at the start of ``night`` (YYYY-MM-DD)."""
+    """MJD of 21:36 UTC at the start of ``night`` (YYYY-MM-DD).
+
+    Parameters
+    ----------
+    night : str
+        The night, YYYY-MM-DD.
+
+    Returns
+    -------
+    float
+        The MJD (UTC).
+    """
     return (dt.date.fromisoformat(night) - MJD_OF_1858_11_17).days + 0.9
 
 
@@ -46,10 +58,44 @@ def commit_night(
     filt: str = "clear",
     profile: str = "skycamz",
 ) -> int:
-    """Commit one night: ``n_frames`` frame rows (``ok_fraction`` ok, the rest rejected), an ok
-    zeropoint per ok frame, ``zp = zp_airmass1 - k_ext (airmass - 1)`` with 0.02 mag noise, of which
-    ``cloudy_fraction`` lose 0.3-2 mag to cloud, and the night's extinction fit ``k_ext``. Returns
-    the commit's lake version."""
+    """Commit one night: frame rows, an ok zeropoint per ok frame and the night's extinction fit.
+
+    There are ``n_frames`` frame rows (``ok_fraction`` ok, the rest rejected), an ok zeropoint per ok frame,
+    ``zp = zp_airmass1 - k_ext (airmass - 1)`` with 0.02 mag noise, of which ``cloudy_fraction`` lose 0.3-2 mag
+    to cloud, and the night's extinction fit ``k_ext``.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake to commit to.
+    night : str
+        The night, YYYY-MM-DD.
+    n_frames : int
+        Frame rows.
+    rng : numpy.random.Generator
+        The random numbers.
+    zp_airmass1 : float
+        The zeropoint at airmass 1, mag.
+    k_ext : float
+        The extinction coefficient, mag per airmass.
+    ok_fraction : float
+        Probability of a frame being ok.
+    cloudy_fraction : float
+        Probability of an ok frame losing 0.3-2 mag to cloud.
+    color_term : float
+        The zeropoints' colour term.
+    instrument : str
+        The frames' instrument.
+    filt : str
+        The frames' filter.
+    profile : str
+        The frames' profile.
+
+    Returns
+    -------
+    int
+        The commit's lake version.
+    """
     now = dt.datetime.now(dt.timezone.utc)
     with lake.transaction("ingest") as tx:
         ids = tx.allocate_frame_ids(n_frames)
@@ -131,8 +177,35 @@ def commit_map(
     cloud_centre=(180.0, 30.0),
     cloud_radius_deg: float = 20.0,
 ) -> str:
-    """Store one night map (skylake.maps.store.store_maps) of every pixel north of Dec -30: transparency 1
-    except 0.3 within ``cloud_radius_deg`` of ``cloud_centre``, a 21 mag/arcsec2 sky. Returns its map_id."""
+    """Store one night map (skylake.maps.store.store_maps) of every pixel north of Dec -30.
+
+    The map has transparency 1 except 0.3 within ``cloud_radius_deg`` of ``cloud_centre``, and a
+    21 mag/arcsec2 sky.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake to store the map in.
+    night : str
+        The night, YYYY-MM-DD.
+    rng : numpy.random.Generator
+        The random numbers.
+    profile : str
+        The map's profile.
+    nside : int
+        The HEALPix nside (NESTED pixels).
+    frame_of : str
+        The map's coordinate frame.
+    cloud_centre : (float, float)
+        The cloud's centre (lon, lat), deg.
+    cloud_radius_deg : float
+        The cloud's radius, deg.
+
+    Returns
+    -------
+    str
+        The map's map_id.
+    """
     import healpy as hp
     import pandas as pd
 
@@ -211,10 +284,32 @@ def commit_archive(
     profile: str = "skycamz",
     refcat: str | None = None,
 ) -> None:
-    """Commit ``n_frames`` SYNTHETIC frame rows spread over ``n_nights`` consecutive nights, ``per_commit``
-    rows per commit (frame rows and their frame-index rows only: an archive's metadata for scale
-    benchmarks, made through the lake's own transactions). Paths and keys are unique per row. With
-    ``refcat``, each ok frame also gets an ok zeropoint row against that catalogue, in the same commit."""
+    """Commit ``n_frames`` SYNTHETIC frame rows spread over ``n_nights`` consecutive nights.
+
+    There are ``per_commit`` rows per commit (frame rows and their frame-index rows only: an archive's
+    metadata for scale benchmarks, made through the lake's own transactions). Paths and keys are unique per
+    row. With ``refcat``, each ok frame also gets an ok zeropoint row against that catalogue, in the same
+    commit.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake to commit to.
+    n_frames : int
+        Frame rows.
+    n_nights : int
+        Nights they are spread over (each frame's night drawn at random).
+    rng : numpy.random.Generator
+        The random numbers.
+    per_commit : int
+        Frame rows per commit.
+    first_night : str
+        The first night, YYYY-MM-DD.
+    profile : str
+        The frames' profile.
+    refcat : str, optional
+        The catalogue of the ok frames' zeropoint rows; default none.
+    """
     start = dt.date.fromisoformat(first_night)
     night_of = np.sort(rng.integers(0, n_nights, n_frames))
     now = dt.datetime.now(dt.timezone.utc)
@@ -292,14 +387,41 @@ def commit_objects(
     positions=None,
     chunk: int = 200_000,
 ) -> int:
-    """Commit a SYNTHETIC LAKE/objects of ``n_objects`` objects uniform within ``radius_deg`` of ``centre``
-    (RA, Dec in degrees; the default holds the SYNTHETIC demo field), or at ``positions`` (ra, dec arrays
-    [deg]; ``n_objects`` is then their number) with ``points`` light-curve points each in
-    LAKE/lightcurves (frames drawn from the lake's frames), built as ``skylake objects build`` writes
-    them: one file per partition at the lake's order, both catalogs' HATS metadata, the settings with
-    the watermark at this commit, and every frame of the lake (with n_sources > 0) held, with its latest
-    calibration against ``refcat``, so that the next ``build_objects`` is an update. Returns the commit's
-    version."""
+    """Commit a SYNTHETIC LAKE/objects of ``n_objects`` objects, with their light-curve points.
+
+    The objects are uniform within ``radius_deg`` of ``centre`` (RA, Dec in degrees; the default holds the
+    SYNTHETIC demo field), or at ``positions`` (ra, dec arrays [deg]; ``n_objects`` is then their number) with
+    ``points`` light-curve points each in LAKE/lightcurves (frames drawn from the lake's frames), built as
+    ``skylake objects build`` writes them: one file per partition at the lake's order, both catalogs' HATS
+    metadata, the settings with the watermark at this commit, and every frame of the lake (with n_sources > 0)
+    held, with its latest calibration against ``refcat``, so that the next ``build_objects`` is an update.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake to commit to.
+    n_objects : int
+        Objects (with ``positions``, their number is used instead).
+    rng : numpy.random.Generator
+        The random numbers.
+    points : int
+        Light-curve points per object.
+    refcat : str
+        The catalogue of the frames' calibrations (empty: none).
+    centre : (float, float)
+        RA, Dec of the objects' cap, deg.
+    radius_deg : float
+        Radius of the cap, deg.
+    positions : (array_like, array_like), optional
+        RA and Dec of the objects, deg, instead of the cap.
+    chunk : int
+        Objects made at a time (whole partitions).
+
+    Returns
+    -------
+    int
+        The commit's version.
+    """
     import json
 
     import pandas as pd
@@ -477,8 +599,28 @@ MEASUREMENTS = (
 
 
 def tile_stars(order: int, pixel: int, n: int, seed: int = 0):
-    """``n`` SYNTHETIC stars of one HEALPix tile (NESTED ``pixel`` at ``order``), the same every call:
-    (ra, dec, mag), uniform within the pixel (positions drawn at order 20, 0.2" cells) and in magnitude."""
+    """``n`` SYNTHETIC stars of one HEALPix tile (NESTED ``pixel`` at ``order``), the same every call.
+
+    They are uniform within the pixel (positions drawn at order 20, 0.2" cells) and in magnitude.
+
+    Parameters
+    ----------
+    order : int
+        The tile's HEALPix order.
+    pixel : int
+        The tile's NESTED pixel.
+    n : int
+        Stars.
+    seed : int
+        Seeds the draws, with ``order`` and ``pixel``.
+
+    Returns
+    -------
+    ra, dec : ndarray
+        The stars' positions, deg.
+    mag : ndarray
+        Their magnitudes, 10-16.
+    """
     import healpy as hp
     from hats.pixel_math.healpix_shim import order2nside
     from hats.pixel_math.spatial_index import healpix_to_spatial_index
@@ -504,12 +646,42 @@ def commit_sources_night(
     profile: str = "demo",
     pos_err_arcsec: float = 0.3,
 ) -> int:
-    """Commit one SYNTHETIC night of detections for memory and scale tests: one frame per tile (a HEALPix
-    pixel at ``order``) seeing its ``stars_per_tile`` stars (:func:`tile_stars`), with their sources
-    (the light-curve columns, ``bkg`` and random measurement columns, so rows weigh what real ones do),
-    frame rows (centre and footprint: the tile's corners), an ok zeropoint each against ``refcat`` and,
-    with ``matches``, reference matches of every fifth star and the night's extinction row. One commit,
-    as an ingest and its calibration. Returns its version."""
+    """Commit one SYNTHETIC night of detections for memory and scale tests.
+
+    There is one frame per tile (a HEALPix pixel at ``order``) seeing its ``stars_per_tile`` stars
+    (:func:`tile_stars`), with their sources (the light-curve columns, ``bkg`` and random measurement columns,
+    so rows weigh what real ones do), frame rows (centre and footprint: the tile's corners), an ok zeropoint
+    each against ``refcat`` and, with ``matches``, reference matches of every fifth star and the night's
+    extinction row. One commit, as an ingest and its calibration.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake to commit to.
+    night : str
+        The night, YYYY-MM-DD.
+    tiles : array_like of int
+        The tiles' NESTED pixels at ``order``, one frame each.
+    stars_per_tile : int
+        Stars per tile.
+    rng : numpy.random.Generator
+        The random numbers.
+    order : int
+        The tiles' HEALPix order.
+    refcat : str
+        The catalogue of the zeropoints and matches.
+    matches : bool
+        Also commit reference matches and the extinction row.
+    profile : str
+        The frames' profile.
+    pos_err_arcsec : float
+        Gaussian scatter of the positions per axis, arcsec.
+
+    Returns
+    -------
+    int
+        The commit's version.
+    """
     return commit_sources_nights(
         lake,
         [night],
@@ -539,11 +711,44 @@ def commit_sources_nights(
     zstd_level: int | None = None,
     repeat: bool = False,
 ) -> int:
-    """:func:`commit_sources_night` of several ``nights`` in one commit (one sources file per partition for
-    them all: a lake made faster, as after a compaction); ``zstd_level`` of the sources files (default the
-    lake's). ``repeat`` (without ``matches``): the later nights repeat the first one's positions, magnitudes
-    and spatial index (the costly part) under their own ids, times and measurement columns (a lake made
-    several times faster). Returns the version."""
+    """:func:`commit_sources_night` of several ``nights`` in one commit.
+
+    There is one sources file per partition for them all: a lake made faster, as after a compaction.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake to commit to.
+    nights : list of str
+        The nights, YYYY-MM-DD.
+    tiles : array_like of int
+        The tiles' NESTED pixels at ``order``, one frame each per night.
+    stars_per_tile : int
+        Stars per tile.
+    rng : numpy.random.Generator
+        The random numbers.
+    order : int
+        The tiles' HEALPix order.
+    refcat : str
+        The catalogue of the zeropoints and matches.
+    matches : bool
+        Also commit reference matches and the extinction rows.
+    profile : str
+        The frames' profile.
+    pos_err_arcsec : float
+        Gaussian scatter of the positions per axis, arcsec.
+    zstd_level : int, optional
+        The zstd level of the sources files (default the lake's).
+    repeat : bool
+        Without ``matches``: the later nights repeat the first one's positions, magnitudes and spatial index
+        (the costly part) under their own ids, times and measurement columns (a lake made several times
+        faster).
+
+    Returns
+    -------
+    int
+        The version.
+    """
     with lake.transaction("ingest") as tx:
         first = _stage_night(
             tx,
