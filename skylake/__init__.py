@@ -1,4 +1,4 @@
-"""skylake: survey photometry as HEALPix-partitioned Parquet (HATS) tables.
+"""Survey photometry as HEALPix-partitioned Parquet (HATS) tables: the skylake package.
 
 Frames go in through :func:`skylake.pipeline.ingest` (ingest, then calibration); the lake on disk is
 described in :mod:`skylake.lake`, its tables in :mod:`skylake.lake.tables`; table schemas live in the

@@ -137,6 +137,15 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the ``skylake`` command line, with every sub-command.
+
+    Every (sub)command also accepts ``--log-level`` after its name.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; each sub-command sets ``func``, the function that runs it.
+    """
     parser = argparse.ArgumentParser(prog="skylake", description="Survey photometry as HEALPix-partitioned Parquet.")
     parser.add_argument("--version", action="version", version=f"skylake {__version__}")
     parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, help="logging level (default WARNING)")
@@ -322,6 +331,22 @@ def _log_level_everywhere(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``skylake`` command line.
+
+    The log level applies to skylake's loggers; dask.distributed's stay at WARNING unless it is DEBUG. A
+    :class:`~skylake.errors.SkylakeError`, a missing file or an S3 client's error is printed as one line
+    (``skylake: error: ...``); any other error is raised again, with its traceback.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        The arguments (None: those of the process, ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code (the table in :mod:`skylake.errors`): 130 when interrupted (Ctrl-C).
+    """
     args = build_parser().parse_args(argv)
     level = getattr(logging, args.log_level)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -46,7 +46,27 @@ def _clearly_unsaturated(stars, saturated, meta) -> np.ndarray:
 
 
 def check_against_truth(lake: Lake, truth) -> dict:
-    """Match each frame's detections to the injected stars; report completeness and offsets."""
+    """Match each frame's detections to the injected stars; report completeness and offsets.
+
+    Bright stars are the injected unsaturated star images above 2e4 ADU, matched within 1.5 px; the
+    saturated ones, matched within 3 px, must carry the SATURATED flag, and clearly unsaturated bright ones
+    must not.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The demo's lake, its frames ingested.
+    truth : skylake.synthetic.night.DemoTruth
+        What the synthetic night injected.
+
+    Returns
+    -------
+    dict
+        ``bright_stars``, ``recovered`` (bright star images detected), ``saturated_stars``,
+        ``saturated_flagged``, ``saturated_bright_flagged`` (clearly unsaturated star images flagged),
+        ``median_offset_px`` and ``median_flux_ratio`` (detected ``flux_auto`` / injected flux; NaN when
+        nothing matched).
+    """
     from skylake.frame.extract import SATURATED
 
     frames = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
@@ -102,8 +122,26 @@ def _commands() -> tuple[str, str]:
 
 
 def check_calibration(lake: Lake, truth) -> dict:
-    """Compare the lake's zeropoints with the injected ones (zp_true - k_ext * airmass, the colour term,
-    k_ext); frames not ok must be the cloudy ones (median cloud extinction of their stars)."""
+    """Compare the lake's zeropoints with the injected ones (zp_true - k_ext * airmass, the colour term, k_ext).
+
+    Frames not ok must be the cloudy ones (median cloud extinction of their stars).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The demo's lake, its frames calibrated against the demo profile's reference catalogue.
+    truth : skylake.synthetic.night.DemoTruth
+        What the synthetic night injected.
+
+    Returns
+    -------
+    dict
+        ``frames``, ``ok`` (frames with an ok zeropoint), ``max_zp_error``, ``wrong`` (ok zeropoints off by
+        more than :data:`ZP_TOLERANCE`), ``missed_cloud`` (ok frames losing more than :data:`CLOUD_TRUTH`
+        to the cloud), ``flagged`` (frames not ok, by status), ``flagged_cloud`` (their least and most
+        cloud, or None), ``color_term``, ``k_ext`` and ``k_ext_err`` (the last ok extinction fit, or None),
+        ``k_true`` and ``color_term_true``.
+    """
     from skylake.calib.store import EXTINCTION, ZEROPOINTS, read_table
 
     refcat = load_profile(PROFILE).calibration.refcat
@@ -137,9 +175,29 @@ MAP_RMS_TOLERANCE = 0.03  # transparency: rms of (map - injected cloud transmiss
 
 
 def make_demo_maps(lake: Lake, truth, out: Path) -> dict:
-    """Transparency maps: one per frame and one for the night (nside from the demo profile), committed
-    to LAKE/maps; the night's map and the cloudiest frame's are exported (FITS + PNG) to OUT/maps. The
-    frame maps are checked pixel by pixel against the injected cloud (skylake.maps.truth)."""
+    """Make the transparency maps: one per frame and one for the night (nside from the demo profile).
+
+    They are committed to LAKE/maps; the night's map and the cloudiest frame's are exported (FITS + PNG)
+    to OUT/maps. The frame maps are checked pixel by pixel against the injected cloud
+    (skylake.maps.truth).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The demo's lake, its frames calibrated.
+    truth : skylake.synthetic.night.DemoTruth
+        What the synthetic night injected.
+    out : pathlib.Path
+        The demo's directory (OUT).
+
+    Returns
+    -------
+    dict
+        ``maps`` (the number of maps made; 0 and nothing else when no frame map could be compared),
+        ``pixels`` (frame-map pixels compared), ``rms`` and ``max`` (of the transparency's error),
+        ``cloudy_pixels`` (modelled transmission under 0.8), ``min_transparency``, ``worst_frame`` (its frame
+        id), ``sky_max_error`` (mag/arcsec2) and ``paths`` (the exported files).
+    """
     import pandas as pd
 
     from skylake.maps import make_maps
@@ -187,7 +245,21 @@ def _import_reference(lake: Lake, truth, out: Path, client) -> None:
 
 @dataclass
 class Check:
-    """One comparison of the demo's result with the truth it injected."""
+    """One comparison of the demo's result with the truth it injected.
+
+    Its string is ``<name> <measured> vs <expected>``.
+
+    Attributes
+    ----------
+    name : str
+        What is compared.
+    measured : object
+        The demo's value (a float is shown with 4 significant digits).
+    expected : str
+        What was expected, as shown.
+    ok : bool
+        Whether the check passed.
+    """
 
     name: str
     measured: object
@@ -200,14 +272,37 @@ class Check:
 
 
 def verdict(checks: list[Check]) -> tuple[int, str]:
-    """The exit code and the last line: ``demo: PASS``, or ``demo: FAIL: <check> <measured> vs <expected>``
-    naming the first failed check."""
+    """The exit code and the last line of the demo.
+
+    Parameters
+    ----------
+    checks : list of Check
+        The demo's checks.
+
+    Returns
+    -------
+    code : int
+        0 when every check passed, else 1.
+    line : str
+        ``demo: PASS``, or ``demo: FAIL: <check> <measured> vs <expected>`` naming the first failed check.
+    """
     failed = [c for c in checks if not c.ok]
     return (0, "demo: PASS") if not failed else (1, f"demo: FAIL: {failed[0]}")
 
 
 def finish(checks: list[Check]) -> int:
-    """Print each failed check, then the :func:`verdict` line; return its exit code."""
+    """Print each failed check, then the :func:`verdict` line; return its exit code.
+
+    Parameters
+    ----------
+    checks : list of Check
+        The demo's checks.
+
+    Returns
+    -------
+    int
+        0 when every check passed, else 1.
+    """
     code, line = verdict(checks)
     for c in checks:
         if not c.ok:
@@ -217,8 +312,25 @@ def finish(checks: list[Check]) -> int:
 
 
 def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int | None = None) -> int:
-    """Generate a night into ``OUT/frames``, ingest it into ``OUT/lake``, check every product against the
-    injected truth and print ``demo: PASS`` (exit code 0) or ``demo: FAIL: ...`` (1)."""
+    """Run the demo: generate a night, ingest it, check every product against the injected truth.
+
+    The night goes into ``OUT/frames``, the lake into ``OUT/lake``; the last line printed is
+    ``demo: PASS`` (exit code 0) or ``demo: FAIL: ...`` (1).
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        The demo's directory (OUT), for the frames, the lake, the maps, the light curves and the report.
+    n_frames : int
+        Frames in the synthetic night.
+    workers : int or None
+        Workers of the local dask cluster (None: one per core).
+
+    Returns
+    -------
+    int
+        The exit code: 0 when every check passed, else 1.
+    """
     # absolute from here on: the truth tables and the lake's frames must name files the same way
     out = Path(out).expanduser().resolve()
     frames_dir = out / "frames"  # not a table

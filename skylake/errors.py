@@ -1,10 +1,10 @@
-"""Exceptions that carry a reason meant for people (and for the frames table), and the one table from
-exception to the command line's exit code.
+"""Exceptions that carry a reason meant for people (and for the frames table), and their exit codes.
 
-Every error a command reports is a :class:`SkylakeError`; its class says the exit code
-(``exit_code``), and :func:`command` (every sub-command's wrapper) and :func:`skylake.cli.main` print it
-as one line, ``skylake: error: <reason>``, with passwords masked. The codes, the same for every
-command (the README's table):
+They come with the one table from exception to the command line's exit code. Every error a command
+reports is a :class:`SkylakeError`; its class says the exit code (``exit_code``), and :func:`command`
+(every sub-command's wrapper) and :func:`skylake.cli.main` print it as one line,
+``skylake: error: <reason>``, with passwords masked. The codes, the same for every command (the
+README's table):
 
 ====  ======================================================================================
 0     done
@@ -39,7 +39,18 @@ class UsageError(SkylakeError):
 
 
 class FrameRejected(Exception):
-    """A frame cannot be processed; ``reason`` is stored verbatim in the frames table."""
+    """A frame cannot be processed; ``reason`` is stored verbatim in the frames table.
+
+    Parameters
+    ----------
+    reason : str
+        Why the frame cannot be processed (also the exception's message).
+
+    Attributes
+    ----------
+    reason : str
+        The reason, stored verbatim in the frames table.
+    """
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -53,8 +64,11 @@ class LakeError(SkylakeError):
 
 
 class LakeFullError(LakeError):
-    """The lake's device ran out of space (ENOSPC/EDQUOT) while a batch was written. The lake stays
-    consistent: an uncommitted batch is dropped, a committed one is published by the next command."""
+    """The lake's device ran out of space (ENOSPC/EDQUOT) while a batch was written.
+
+    The lake stays consistent: an uncommitted batch is dropped, a committed one is published by the next
+    command.
+    """
 
     exit_code = EXIT_FAILURE
 
@@ -72,14 +86,28 @@ class DbUrlError(DbError):
 
 
 class ForeignLakeError(DbError):
-    """The summary database mirrors another lake (its recorded ``lake_id`` differs): a usage error,
-    not an outage, so retrying cannot help."""
+    """The summary database mirrors another lake (its recorded ``lake_id`` differs).
+
+    A usage error, not an outage, so retrying cannot help.
+    """
 
     exit_code = EXIT_USAGE
 
 
 def exit_code(exc: BaseException) -> int:
-    """The command line's exit code for ``exc`` (see the module docstring)."""
+    """The command line's exit code for ``exc`` (see the module docstring).
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error a command raised.
+
+    Returns
+    -------
+    int
+        The :class:`SkylakeError`'s own ``exit_code``; :data:`EXIT_USAGE` for a missing file,
+        :data:`EXIT_INTERRUPTED` for Ctrl-C, :data:`EXIT_FAILURE` for anything else.
+    """
     if isinstance(exc, SkylakeError):
         return exc.exit_code
     if isinstance(exc, FileNotFoundError):
@@ -90,7 +118,20 @@ def exit_code(exc: BaseException) -> int:
 
 
 def report(exc: BaseException) -> int:
-    """Print ``exc`` as the one-line ``skylake: error: ...`` (passwords masked); return its exit code."""
+    """Print ``exc`` as the one-line ``skylake: error: ...`` (passwords masked); return its exit code.
+
+    The message goes to standard error with its whitespace collapsed to single spaces.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error to report.
+
+    Returns
+    -------
+    int
+        Its exit code (:func:`exit_code`).
+    """
     from skylake.db.secrets import redact
 
     print(f"skylake: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
@@ -107,8 +148,10 @@ def _from_object_store(exc: BaseException) -> bool:
 
 
 def report_object_store(exc: BaseException) -> int:
-    """Print an S3 client's error (an unreachable endpoint, missing or refused credentials) as one line, not a
-    traceback, and return the exit code of a configuration error; any other error is raised again.
+    """Print an S3 client's error as one line, not a traceback, and return a configuration error's exit code.
+
+    An S3 client's error is an unreachable endpoint or missing or refused credentials; any other error is
+    raised again.
 
     Parameters
     ----------
@@ -119,6 +162,11 @@ def report_object_store(exc: BaseException) -> int:
     -------
     int
         :data:`EXIT_USAGE`.
+
+    Raises
+    ------
+    BaseException
+        ``exc`` itself, when it does not come from the S3 client (botocore).
     """
     if not _from_object_store(exc):
         raise exc
@@ -126,11 +174,37 @@ def report_object_store(exc: BaseException) -> int:
 
 
 def command(func):
-    """Wrap a sub-command's ``func(args) -> int``: a :class:`SkylakeError` or a missing file is printed as
-    one line and becomes its exit code (also when the function is called outside :func:`skylake.cli.main`)."""
+    """Wrap a sub-command's ``func(args) -> int`` so that its errors become one line and an exit code.
+
+    A :class:`SkylakeError` or a missing file is printed as one line and becomes its exit code (also when
+    the function is called outside :func:`skylake.cli.main`); an S3 client's error likewise
+    (:func:`report_object_store`).
+
+    Parameters
+    ----------
+    func : callable
+        The sub-command, ``func(args) -> int``.
+
+    Returns
+    -------
+    callable
+        The wrapped sub-command, with the same name and docstring.
+    """
 
     @functools.wraps(func)
     def wrapper(args) -> int:
+        """Run the sub-command, reporting its errors as one line.
+
+        Parameters
+        ----------
+        args : argparse.Namespace
+            The parsed command line.
+
+        Returns
+        -------
+        int
+            The sub-command's exit code, or that of the error it raised.
+        """
         try:
             return func(args)
         except (SkylakeError, FileNotFoundError) as exc:
@@ -148,10 +222,23 @@ _BRACKETED = re.compile(r"\s*(?:\([^()\[\]]*\)|\[[^()\[\]]*\])")  # an innermost
 
 
 def reason_kind(reason: str) -> str:
-    """A frame's reason without its values, so that reasons of one kind count together: the step a reason
-    names before its first ': ' (``plate solving failed: ...``), else the sentence with quoted values and
-    numbers as '...' and bracketed details left out.
+    """A frame's reason without its values, so that reasons of one kind count together.
 
+    The kind is the step a reason names before its first ': ' (``plate solving failed: ...``), else the
+    sentence with quoted values and numbers as '...' and bracketed details left out.
+
+    Parameters
+    ----------
+    reason : str or None
+        The frame's reason.
+
+    Returns
+    -------
+    str
+        The reason's kind, at most 80 characters; ``no reason given`` for an empty reason.
+
+    Examples
+    --------
     >>> reason_kind("header OBJCTRA = '21 44 16' (the pointing RA) is not a number")
     'header OBJCTRA = ... is not a number'
     >>> reason_kind("plate solving failed: only 3 stars match within 2.0 px")
@@ -173,7 +260,18 @@ def reason_kind(reason: str) -> str:
 
 
 def count_kinds(reasons) -> str:
-    """``"7 plate solving failed, 3 no observation time in the header"``: reasons counted by
-    :func:`reason_kind`, most frequent first."""
+    """Count reasons by :func:`reason_kind`, most frequent first.
+
+    Parameters
+    ----------
+    reasons : iterable of str
+        The frames' reasons.
+
+    Returns
+    -------
+    str
+        The counts, e.g. ``"7 plate solving failed, 3 no observation time in the header"`` (ties in
+        alphabetical order of the kind).
+    """
     counts = Counter(reason_kind(r) for r in reasons)
     return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -1,5 +1,7 @@
-"""Horizon coordinates of sky positions: one alt/az transform for the frames' airmass (a pointing)
-and the horizon maps (every source), so both see the sky the same way.
+"""Horizon coordinates of sky positions, for the frames' airmass and the horizon maps alike.
+
+One alt/az transform for the frames' airmass (a pointing) and the horizon maps (every source), so both
+see the sky the same way.
 
 Geometric positions (no refraction), with astropy and its bundled IERS tables never downloaded
 (:func:`skylake.iers.offline`). The all-sky camera model's refracted transforms are another thing:
@@ -17,13 +19,36 @@ ALTAZ_TIME_RESOLUTION_S = 1.0
 def altaz(
     ra_deg: np.ndarray, dec_deg: np.ndarray, mjd: np.ndarray, lat_deg: float, lon_deg: float, height_m: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Altitude and azimuth (deg, azimuth north through east) of each source at its frame's mid-exposure
-    ``mjd`` (UTC) from a site, with astropy (no refraction); NaN where ``mjd`` is not finite.
+    """Altitude and azimuth of each source at its frame's mid-exposure from a site, with astropy (no refraction).
 
     One transform with an obstime per source. Astropy's default would run the full ERFA astrometry
     set-up for every source; :class:`~astropy.coordinates.erfa_astrom.ErfaAstromInterpolator` runs
     it on a sparse grid around the distinct times only (two points per frame at a 1 s resolution),
-    so the cost stays that of the frames, and the result matches one transform per frame to ~1e-12 deg."""
+    so the cost stays that of the frames, and the result matches one transform per frame to ~1e-12 deg.
+    The bundled IERS tables are used, never downloaded (:func:`skylake.iers.offline`).
+
+    Parameters
+    ----------
+    ra_deg : numpy.ndarray
+        Right ascension of each source (ICRS, deg).
+    dec_deg : numpy.ndarray
+        Declination of each source (ICRS, deg).
+    mjd : numpy.ndarray
+        Mid-exposure time of each source's frame (MJD, UTC).
+    lat_deg : float
+        The site's latitude (deg).
+    lon_deg : float
+        The site's longitude (deg, east-positive).
+    height_m : float
+        The site's height (m).
+
+    Returns
+    -------
+    alt : numpy.ndarray
+        Altitude of each source (deg); NaN where ``mjd`` is not finite.
+    az : numpy.ndarray
+        Azimuth of each source (deg, north through east); NaN where ``mjd`` is not finite.
+    """
     from astropy import units as u
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.coordinates.erfa_astrom import ErfaAstromInterpolator, erfa_astrom

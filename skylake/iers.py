@@ -1,4 +1,4 @@
-"""astropy's IERS tables (Earth orientation: UT1 - UTC, polar motion), never downloaded.
+"""The IERS tables of astropy (Earth orientation: UT1 - UTC, polar motion), never downloaded.
 
 Two policies, each a context so no module changes astropy's settings for the rest of the process:
 
@@ -16,6 +16,16 @@ import warnings
 
 @contextlib.contextmanager
 def offline():
+    """Use the bundled IERS tables for positions, accepting their degraded accuracy silently.
+
+    Nothing is downloaded; past the tables' predictions astropy's degraded (sub-arcsecond) accuracy is
+    accepted and its warnings are ignored inside the context.
+
+    Yields
+    ------
+    None
+        Inside the context, astropy's IERS settings are these.
+    """
     from astropy.utils import iers
 
     with (
@@ -30,6 +40,17 @@ def offline():
 
 @contextlib.contextmanager
 def strict():
+    """Use the bundled IERS tables for a time given in UT1, raising past their predictions.
+
+    Nothing is downloaded (with ``auto_max_age`` 30 days); past the bundled predictions the conversion
+    raises (``iers_degraded_accuracy`` is ``"error"``), so the frame is rejected instead of given a guessed
+    time.
+
+    Yields
+    ------
+    None
+        Inside the context, astropy's IERS settings are these.
+    """
     from astropy.utils import iers
 
     with (

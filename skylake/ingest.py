@@ -53,7 +53,43 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_REJECTED, EXIT_NOTHING_INGESTED = 0, 
 
 @dataclass
 class IngestReport:
-    """What an ingest did. ``exit_code`` follows the table in the module docstring."""
+    """What an ingest did.
+
+    ``exit_code`` follows the table in the module docstring.
+
+    Attributes
+    ----------
+    files : int
+        The files found.
+    skipped : int
+        Frames already in the lake (same content, profile and pipeline version).
+    ingested : int
+        Frame rows written with status ok or a quality status.
+    rejected : list of tuple of (str, str)
+        (path, reason) of each rejected frame.
+    quality : dict
+        Quality status -> how many frames were ingested with it.
+    duplicates : int
+        Frames another writer committed while we processed them.
+    replaced : int
+        Earlier frame rows replaced (--redo, or earlier rejected attempts at the same files).
+    batch_duplicates : list of tuple of (str, str)
+        (path, path of the same frame) in this run.
+    unreadable : list of str
+        Directories that could not be listed (not searched).
+    committed_keys : set of str
+        Frame keys this run committed.
+    nights : set
+        Nights of the files' frames (None: unknown).
+    first_new_id : int
+        Frames with smaller ids were in the lake when the run began.
+    sources : int
+        Sources of the frames ingested.
+    commits : list of int
+        The lake versions this run committed.
+    calibration : list
+        The downstream stages' reports (:mod:`skylake.pipeline`: the calibration's, then the ensemble's).
+    """
 
     files: int = 0
     skipped: int = 0  # frames already in the lake (same content, profile and pipeline version)
@@ -73,7 +109,15 @@ class IngestReport:
     # calibration's, then the ensemble's)
 
     def outcome(self) -> str:
-        """One line counting the files by outcome, the rejections by kind (``skylake ingest``'s last line)."""
+        """One line counting the files by outcome, the rejections by kind (``skylake ingest``'s last line).
+
+        Returns
+        -------
+        str
+            The files ingested (and their sources), rejected (by kind) and already in the lake, then the
+            frames replaced, committed by another writer or given twice, the directories unreadable and the
+            quality statuses, each when there are any.
+        """
         from skylake.errors import count_kinds
 
         rejected = f"{len(self.rejected)} rejected" + (
@@ -91,6 +135,14 @@ class IngestReport:
 
     @property
     def exit_code(self) -> int:
+        """The exit code of ``skylake ingest`` (the table in the module docstring).
+
+        Returns
+        -------
+        int
+            4 when frames were rejected or directories unreadable and nothing was ingested, or when no
+            files were found; 3 when some frames were rejected or directories unreadable; else 0.
+        """
         if (self.rejected or self.unreadable) and not self.ingested:
             return EXIT_NOTHING_INGESTED
         if self.rejected or self.unreadable:
@@ -105,11 +157,34 @@ def find_files(paths: list[str], unreadable: list[str] | None = None) -> list[st
 
     Explicitly named files are taken whatever their suffix (a bad file must be reported, not ignored).
     A directory that cannot be listed is logged as a warning and appended to ``unreadable``.
-    Raises ``FileNotFoundError`` naming a path that matches nothing.
+
+    Parameters
+    ----------
+    paths : list of str
+        Files, directories and glob patterns (recursive ``**`` allowed).
+    unreadable : list of str or None
+        Where the directories that cannot be listed are appended (None: they are only logged).
+
+    Returns
+    -------
+    list of str
+        The files found, as absolute paths, sorted and without repeats.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming a path that matches nothing, or a directory with no FITS file in it or below it.
     """
     out = []
 
     def cannot_list(exc: OSError):  # os.walk would skip it silently
+        """Log a directory ``os.walk`` cannot list, and note it in ``unreadable``.
+
+        Parameters
+        ----------
+        exc : OSError
+            The error listing the directory (its ``filename`` names it).
+        """
         log.warning(
             "cannot list directory %s (%s); its files are not ingested",
             stored_path(exc.filename or "?"),
@@ -162,8 +237,25 @@ HASH_CHUNK_BYTES = 512 * 2**20
 
 
 def chunks(paths: list[str], max_bytes: int, n_min: int) -> list[list[str]]:
-    """``paths`` in order, in chunks of at most ``max_bytes`` (a larger file alone), and at least
-    ``n_min`` chunks when there are that many files (so every worker has work)."""
+    """Split ``paths`` in order into chunks of at most ``max_bytes``, and at least ``n_min`` chunks.
+
+    A file larger than ``max_bytes`` is a chunk alone; there are at least ``n_min`` chunks when there are
+    that many files (so every worker has work).
+
+    Parameters
+    ----------
+    paths : list of str
+        The files.
+    max_bytes : int
+        The most bytes of files in a chunk of more than one file.
+    n_min : int
+        The least number of chunks (fewer when there are fewer files).
+
+    Returns
+    -------
+    list of list of str
+        The chunks (empty when there are no files).
+    """
     if not paths:
         return []
     per_chunk = max(1, -(-len(paths) // max(1, n_min)))
@@ -317,11 +409,34 @@ def commit_batch(
     profile: Profile | None = None,
     runner: Runner | None = None,
 ):
-    """Commit processed frames as one batch. Frames already in the lake (same file, HDU and processing)
-    are dropped (another writer got there first) unless ``redo``, which replaces every earlier version
-    of the same files explicitly; earlier rejected attempts at the same files are replaced in any case.
-    Replaced frames lose their sources, calibrations and matches in the same commit. ``profile`` is
-    stored in the lake beside the frames it processed (:mod:`skylake.profile_store`)."""
+    """Commit processed frames as one batch.
+
+    Frames already in the lake (same file, HDU and processing) are dropped (another writer got there
+    first) unless ``redo``, which replaces every earlier version of the same files explicitly; earlier
+    rejected attempts at the same files are replaced in any case. Replaced frames lose their sources,
+    calibrations and matches in the same commit. ``profile`` is stored in the lake beside the frames it
+    processed (:mod:`skylake.profile_store`).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake, writable.
+    results : list of skylake.frame.process.FrameResult
+        The processed frames, their sources written as pieces.
+    redo : bool
+        Replace every earlier version of the same files.
+    report : IngestReport or None
+        The run's report, updated with what the batch did (None: a new one, not returned).
+    profile : skylake.profile.Profile or None
+        The profile that processed the frames, stored in the lake (None: not stored).
+    runner : skylake.runtime.Runner or None
+        Where the writer tasks run (None: in this process).
+
+    Returns
+    -------
+    skylake.lake.log.Entry or None
+        The commit's log entry, or None when every frame was already in the lake (nothing committed).
+    """
     from skylake.allsky.store import stage_allsky, stage_without_allsky
     from skylake.profile_store import stage_profile
 
@@ -451,9 +566,9 @@ def ingest_frames(
     keep_versions: bool = False,
     downstream=None,
 ) -> IngestReport:
-    """Ingest ``paths`` (files, directories, globs) into ``lake`` with ``profile``: frames, sources and the
-    frame products, nothing downstream (:func:`skylake.pipeline.ingest` chains calibration after it).
+    """Ingest ``paths`` (files, directories, globs) into ``lake`` with ``profile``: frames, sources, frame products.
 
+    Nothing downstream (:func:`skylake.pipeline.ingest` chains calibration after it).
     ``client`` is a ``distributed.Client`` or None to run in this process; ``cluster`` instead, a
     callable returning a context manager that yields one, entered only when the work warrants it (more
     than :data:`LOCAL_FRAMES` frames to process), so that a no-op re-ingest starts no cluster. Frames
@@ -463,6 +578,44 @@ def ingest_frames(
     ``keep_versions`` (add this version beside it; light curves and maps use the latest version).
     ``downstream(lake, profile, files, client, nights)``, when given, runs after the last commit on the
     same cluster; what it returns is the report's ``calibration``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str
+        The lake, or its location.
+    paths : list of str
+        Files, directories (searched recursively for FITS suffixes) and glob patterns.
+    profile : skylake.profile.Profile or str
+        The instrument profile, or its name or file.
+    client : distributed.Client or None
+        Where the tasks run (None: this process, unless ``cluster``).
+    redo : bool
+        Replace the files' earlier versions.
+    batch_size : int
+        Frames per commit.
+    progress : bool or None
+        Show a progress bar: True always, False never, None only on a terminal.
+    cluster : callable or None
+        Returns a context manager yielding a ``distributed.Client``, entered only when the work warrants it.
+    keep_versions : bool
+        Add this version beside the files' other versions.
+    downstream : callable or None
+        ``downstream(lake, profile, files, client, nights)``, run after the last commit.
+
+    Returns
+    -------
+    IngestReport
+        What the ingest did.
+
+    Raises
+    ------
+    VersionConflict
+        A file the lake holds under another profile or pipeline version, without ``redo`` or
+        ``keep_versions``.
+    skylake.errors.UsageError
+        The lake lacks an input the profile needs (an all-sky camera's model or bright-star catalogue).
+    FileNotFoundError
+        A path matches nothing.
     """
     from tqdm.auto import tqdm
 
@@ -476,6 +629,18 @@ def ingest_frames(
     with contextlib.ExitStack() as stack:
 
         def runner(n_tasks: int) -> Runner:
+            """A runner for ``n_tasks`` tasks, entering ``cluster`` the first time they are many enough.
+
+            Parameters
+            ----------
+            n_tasks : int
+                The tasks to run.
+
+            Returns
+            -------
+            skylake.runtime.Runner
+                On the client (given, or the cluster's once entered), else in this process.
+            """
             nonlocal client, cluster
             if client is None and cluster is not None and n_tasks > LOCAL_FRAMES:
                 client, cluster = stack.enter_context(cluster()), None
@@ -508,9 +673,33 @@ def ingest_frames(
         work = runner(len(todo)) if todo else Runner(None)
 
         def died(chunk):
+            """The rejected results of a chunk whose worker died twice.
+
+            Parameters
+            ----------
+            chunk : list of tuple of (str, str or None)
+                The chunk's (path, content hash) files.
+
+            Returns
+            -------
+            list of skylake.frame.process.FrameResult
+                One rejected result per file, its reason :data:`WORKER_DIED`.
+            """
             return [rejected_result(path, profile, "died", WORKER_DIED) for path, _ in chunk]
 
         def split(chunk):
+            """A chunk split into one chunk per file (to retry each file alone).
+
+            Parameters
+            ----------
+            chunk : list of tuple of (str, str or None)
+                The chunk's (path, content hash) files.
+
+            Returns
+            -------
+            list of list of tuple of (str, str or None)
+                One chunk per file.
+            """
             return [[one] for one in chunk]
 
         items = [

@@ -1,5 +1,7 @@
-"""Paths: where skylake finds its own data files (schemas/, pipelines/) in a checkout or an install, and
-how a frame's path is stored."""
+"""Paths: where skylake finds its own data files, and how a frame's path is stored.
+
+Its own data files are ``schemas/`` and ``pipelines/``, in a checkout or an install.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +15,21 @@ def project_dir(name: str) -> Path:
     """Return the top-level project directory ``name`` (``schemas`` or ``pipelines``).
 
     ``SKYLAKE_HOME`` overrides the location (for installs that are not editable).
+
+    Parameters
+    ----------
+    name : str
+        The directory's name: ``schemas`` or ``pipelines``.
+
+    Returns
+    -------
+    pathlib.Path
+        The directory.
+
+    Raises
+    ------
+    FileNotFoundError
+        There is no such directory (skylake is not installed from a checkout, nor is SKYLAKE_HOME set to one).
     """
     root = Path(os.environ.get("SKYLAKE_HOME", _REPO_ROOT))
     path = root / name
@@ -25,9 +42,21 @@ def project_dir(name: str) -> Path:
 
 
 def stored_path(path: str) -> str:
-    """``path`` as it can be stored (Parquet strings are UTF-8): itself, or with the bytes that are not
-    UTF-8 (a name Python decoded with surrogateescape) written as backslash escapes.
+    """``path`` as it can be stored (Parquet strings are UTF-8).
 
+    Parameters
+    ----------
+    path : str
+        A file's path, as Python decoded it.
+
+    Returns
+    -------
+    str
+        ``path`` itself, or with the bytes that are not UTF-8 (a name Python decoded with surrogateescape)
+        written as backslash escapes; lone surrogates that did not come from bytes are escaped too.
+
+    Examples
+    --------
     >>> stored_path("/data/caf\udce9.fits")
     '/data/caf\\xe9.fits'
     """

@@ -1,7 +1,9 @@
-"""The chain ``skylake ingest`` runs: ingest the frames (:mod:`skylake.ingest`), then calibrate the nights
-they fall in (:mod:`skylake.calib`), solve their ensembles (:mod:`skylake.ensemble`) and build the
-registry's night products (:mod:`skylake.night_products`), on one cluster. Each stage commits on its own; a
-calibration lost to a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
+"""The chain ``skylake ingest`` runs: ingest the frames, then the stages downstream, on one cluster.
+
+It ingests the frames (:mod:`skylake.ingest`), then calibrates the nights they fall in
+(:mod:`skylake.calib`), solves their ensembles (:mod:`skylake.ensemble`) and builds the registry's night
+products (:mod:`skylake.night_products`), on one cluster. Each stage commits on its own; a calibration lost
+to a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
 
 Every stage has the same shape: a config (its profile section), the selection of its inputs (reading only
 what changed), a run of pure functions returning schema-conforming tables (dask tasks on a cluster), and
@@ -38,9 +40,30 @@ from skylake.ingest import IngestReport, ingest_frames
 
 
 def downstream(lake, profile, files, client, nights) -> list:
-    """Calibrate the ingested frames ``files`` (those not yet calibrated), solve their nights' ensembles and
-    build their night products, each only where missing: the stages' reports. ``nights`` (None: unknown)
-    limits what is read."""
+    """Run the stages after an ingest: calibrate, solve the ensembles, build the night products.
+
+    Calibrate the ingested frames ``files`` (those not yet calibrated), solve their nights' ensembles and
+    build their night products, each only where missing. The ensembles are solved only when a calibration
+    ran. A stage's failure is logged, never raised.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    profile : skylake.profile.Profile
+        The profile the frames were ingested with.
+    files : list of str
+        The files ingested.
+    client : distributed.Client or None
+        The ingest's cluster (None: this process).
+    nights : iterable of str or None
+        The frames' nights; limits what is read (None: unknown).
+
+    Returns
+    -------
+    list
+        The stages' reports: the calibrations', the ensembles', then the night products'.
+    """
     from skylake.calib.calibrate import calibrate_ingested
     from skylake.ensemble.stage import ensemble_calibrated
     from skylake.night_products import night_products_after
@@ -52,7 +75,28 @@ def downstream(lake, profile, files, client, nights) -> list:
 
 
 def ingest(lake, paths: list[str], profile="generic", *, calibrate: bool = True, **kwargs) -> IngestReport:
-    """Ingest ``paths`` into ``lake`` with ``profile`` (:func:`skylake.ingest.ingest_frames`, whose keyword
-    arguments it takes), then, with ``calibrate``, calibrate the new frames' nights against the profile's
-    reference catalogue when the lake holds it (the report's ``calibration``)."""
+    """Ingest ``paths`` into ``lake`` with ``profile``, then, with ``calibrate``, run the stages downstream.
+
+    The ingest is :func:`skylake.ingest.ingest_frames`, whose keyword arguments it takes. With
+    ``calibrate``, the new frames' nights are calibrated against the profile's reference catalogue when the
+    lake holds it, and their ensembles and night products follow (:func:`downstream`).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str
+        The lake, or its location.
+    paths : list of str
+        Files, directories (searched recursively) and glob patterns.
+    profile : skylake.profile.Profile or str
+        The instrument profile, or its name or file.
+    calibrate : bool
+        Run the stages downstream of the ingest.
+    **kwargs
+        Keyword arguments of :func:`skylake.ingest.ingest_frames` (``client``, ``redo``, ...).
+
+    Returns
+    -------
+    skylake.ingest.IngestReport
+        What the ingest did; the stages' reports are its ``calibration``.
+    """
     return ingest_frames(lake, paths, profile, downstream=downstream if calibrate else None, **kwargs)

@@ -1,6 +1,7 @@
-"""Instrument profiles: how a camera's headers map to the standard frame record, and its
-processing parameters. Profiles live in ``pipelines/*.toml`` (or YAML); a profile may
-``extends = "other"`` and override only what differs. No code is needed for a new camera.
+"""Instrument profiles: how a camera's headers map to the standard frame record, and its processing parameters.
+
+Profiles live in ``pipelines/*.toml`` (or YAML); a profile may ``extends = "other"`` and override only
+what differs. No code is needed for a new camera.
 
 Every value is checked when the profile is loaded: a bad one is a :class:`ProfileError` that lists
 every problem (key, value and what is allowed), never a frame processed with a silently wrong setting.
@@ -75,7 +76,20 @@ NOT_PROFILES = {"refcats"}
 class ProfileError(SkylakeError, ValueError):
     """A profile file is missing, malformed, names unknown settings or holds values that cannot work.
 
-    ``problems`` lists one message per problem (also joined in the exception's text)."""
+    ``problems`` lists one message per problem (also joined in the exception's text).
+
+    Parameters
+    ----------
+    message : str
+        The exception's text.
+    problems : list of str or None
+        One message per problem (None: the message is the only problem).
+
+    Attributes
+    ----------
+    problems : list of str
+        One message per problem.
+    """
 
     def __init__(self, message: str, problems: list[str] | None = None):
         super().__init__(message)
@@ -98,6 +112,24 @@ TIME_SCALE_ALIASES = {
 
 @dataclass(frozen=True)
 class Site:
+    """Where the camera is (``[site]``): used for the observing night and airmass.
+
+    Attributes
+    ----------
+    name : str
+        The site's name (``unknown`` in the generic profile: no site given).
+    lat_deg : float
+        Latitude (deg).
+    lon_deg : float
+        Longitude (deg).
+    height_m : float
+        Height (m).
+    timezone : str
+        IANA time zone name (zoneinfo), e.g. ``Atlantic/Canary``.
+    night_starts : str
+        Local time "HH:MM" at which an observing night begins; the night is named by its evening date.
+    """
+
     name: str
     lat_deg: float
     lon_deg: float
@@ -108,7 +140,53 @@ class Site:
 
 @dataclass(frozen=True)
 class HeaderMap:
-    """Header keywords of each standard field (first present wins); pipelines/generic.toml documents them."""
+    """Header keywords of each standard field (first present wins); pipelines/generic.toml documents them.
+
+    Each list of keywords may be given as a single string in a profile (a one-keyword list).
+
+    Attributes
+    ----------
+    instrument : list of str
+        The instrument's keywords.
+    filter : list of str
+        The filter's keywords.
+    object : list of str
+        The object's keywords.
+    date_avg : list of str
+        ISO date and time of mid-exposure (DATE-AVG): mid by definition.
+    mjd_avg : list of str
+        MJD of mid-exposure (MJD-AVG): mid by definition.
+    mjd : list of str
+        MJD.
+    date_obs : list of str
+        ISO date and time, or a date alone completed by ``time_obs``.
+    time_obs : list of str
+        Time of day "HH:MM:SS[.s]" for a date-only ``date_obs``.
+    jd : list of str
+        Julian date.
+    time_keys : list of str
+        Keywords whose values, joined by a space, ``time_format`` parses.
+    time_format : str
+        The strptime format of the joined ``time_keys`` values ("" when ``time_keys`` is empty).
+    time_reference : str
+        "start", "mid" or "end": the moment of the exposure those times mark.
+    time_scale : str
+        The times' scale when the header does not say (TIMESYS): one of :data:`TIME_SCALES`.
+    timesys : list of str
+        Keywords naming the header's time scale (FITS TIMESYS).
+    exptime : list of str
+        The exposure time's keywords (s).
+    airmass : list of str
+        The airmass's keywords.
+    altitude : list of str
+        The altitude's keywords.
+    azimuth : list of str
+        The azimuth's keywords.
+    gain : list of str
+        The gain's keywords (e-/ADU).
+    saturation : list of str
+        The saturation level's keywords (ADU of the raw pixels).
+    """
 
     instrument: list[str]
     filter: list[str]
@@ -134,6 +212,26 @@ class HeaderMap:
 
 @dataclass(frozen=True)
 class Defaults:
+    """Values used when the header has none for a field (``[defaults]``).
+
+    Attributes
+    ----------
+    instrument : str
+        The instrument.
+    filter : str
+        The filter.
+    object : str
+        The object.
+    exptime : float
+        Exposure time (s) when the header has none; 0 = none (the frame is rejected).
+    gain : float
+        Gain (e-/ADU).
+    saturation : float
+        Saturation level (ADU).
+    saturation_source : str
+        "header" (the header's value, else ``saturation``) or "profile" (always ``saturation``).
+    """
+
     instrument: str
     filter: str
     object: str
@@ -145,6 +243,38 @@ class Defaults:
 
 @dataclass(frozen=True)
 class Detection:
+    """Source detection with sep, with SExtractor's defaults (``[detection]``).
+
+    Attributes
+    ----------
+    thresh : float
+        Detection threshold, in units of the global background rms.
+    minarea : int
+        Least number of pixels of a source (px).
+    back_size : int
+        Background mesh size (px).
+    back_filtersize : int
+        Background filter size (meshes).
+    filter_kernel : str
+        "default" (SExtractor's default.conv) or "none".
+    deblend_nthresh : int
+        Deblending thresholds.
+    deblend_cont : float
+        Deblending contrast.
+    clean : bool
+        Clean spurious detections.
+    clean_param : float
+        The cleaning parameter.
+    pixstack : int
+        sep's starting pixel stack.
+    sub_object_limit : int
+        sep's starting sub-object limit.
+    max_pixstack : int
+        The most the pixel stack is raised to when exceeded.
+    max_sub_object_limit : int
+        The most the sub-object limit is raised to when exceeded.
+    """
+
     thresh: float
     minarea: int
     back_size: int
@@ -162,6 +292,20 @@ class Detection:
 
 @dataclass(frozen=True)
 class Photometry:
+    """Aperture and Kron photometry (``[photometry]``).
+
+    Attributes
+    ----------
+    aperture_radii : list of float
+        Three aperture radii (px): flux_ap1..3.
+    annulus : list of float
+        Inner and outer radius of the local background annulus (px).
+    kron_factor : float
+        The Kron ellipse's scale is max(kron_factor * r_kron, kron_min_radius) (SExtractor PHOT_AUTOPARAMS).
+    kron_min_radius : float
+        The least scale of the Kron ellipse, and its scale when r_kron cannot be measured.
+    """
+
     aperture_radii: list[float]
     annulus: list[float]
     kron_factor: float
@@ -170,11 +314,39 @@ class Photometry:
 
 @dataclass(frozen=True)
 class Astrometry:
+    """Sanity of the header WCS (``[astrometry]``): a frame whose WCS fails it is rejected with the reason.
+
+    Attributes
+    ----------
+    pixscale_range : list of float
+        [low, high] arcsec/px a frame's WCS must give on both axes.
+    """
+
     pixscale_range: list[float]  # [low, high] arcsec/px a frame's WCS must give on both axes
 
 
 @dataclass(frozen=True)
 class Quality:
+    """Frame quality limits (``[quality]``): a frame failing one keeps its row with a status and a reason.
+
+    Infinite limits are no limits.
+
+    Attributes
+    ----------
+    min_sources : int
+        Fewer clean sources: few_sources.
+    max_elongation : float
+        A clean source more elongated: elongated.
+    max_theta_kurtosis : float
+        A larger kurtosis (Fisher) of the clean sources' position angles: trailed (round stars give -1.2).
+    max_flux : float
+        A source's peak (flux_max) above this: too_bright.
+    min_src_background : float
+        A lower median background at the sources: bad_background.
+    max_src_background_mad : float
+        A larger MAD of the background at the sources: bad_background.
+    """
+
     min_sources: int
     max_elongation: float
     max_theta_kurtosis: float
@@ -185,8 +357,58 @@ class Quality:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Photometric calibration against a reference catalogue (``skylake calibrate``; pipelines/generic.toml
-    documents each setting). Magnitudes in mag, distances in arcsec or pixels as named."""
+    """Photometric calibration against a reference catalogue (``skylake calibrate``).
+
+    pipelines/generic.toml documents each setting. Magnitudes in mag, distances in arcsec or pixels as
+    named.
+
+    Attributes
+    ----------
+    refcat : str
+        LAKE/refcats/NAME used by ingest and by calibrate without --refcat; "" = none.
+    flux : str
+        The source flux calibrated: flux_auto (Kron) or flux_ap1..3 (apertures, corrected to the Kron total).
+    band : str
+        The reference band: the catalogue's mag_<band>.
+    color : list of str
+        [] or [b1, b2]: colour = mag_<b1> - mag_<b2>.
+    color_range : list of float
+        Stars used in the colour fit have a colour inside [lo, hi].
+    match_radius_arcsec : float
+        The radius within which a source matches a reference star.
+    min_stars : int
+        Fewer usable stars after the cuts and the clipping: too_few_stars.
+    clip_sigma : float
+        Outlier clipping of the fit, in robust sigmas.
+    clip_max_residual : float
+        Later passes of the fit also drop residuals above this.
+    mag_limits : list of float
+        [bright, faint] reference magnitudes of usable stars.
+    max_inst_mag_err : float
+        Too faint above this instrumental error.
+    edge_distance_px : float
+        Closer to the chip edge: edge.
+    flags_mask : int
+        Source flags that reject a star.
+    blend_flags : int
+        Source flags that mean "blended" (sep OBJ_MERGED).
+    ref_flags_mask : int
+        Reference-catalogue flags (schemas/refcat.yaml flag_bits) that reject a star.
+    blend_delta_mag : float
+        A second reference star within the radius and brighter than mag + this: blended.
+    saturation_fraction : float
+        Peak + background above this fraction of the frame's saturation: saturated.
+    max_scatter : float
+        Robust scatter above this: high_scatter.
+    max_zp_variation : float
+        Zeropoint change across the frame (plane fit of residuals) above this: cloudy.
+    max_zp_drop : float
+        Zeropoint below the night's clear-sky model by more than this: cloudy.
+    min_airmass_range : float
+        An extinction term is fitted for a night whose ok frames span this much airmass.
+    min_extinction_frames : int
+        ... and number at least this many (the least ok frames of a night for an extinction fit).
+    """
 
     refcat: str  # LAKE/refcats/NAME used by ingest and by calibrate without --refcat; "" = none
     flux: str  # source flux calibrated: flux_auto (Kron) or flux_ap1..3 (apertures, corrected to the Kron total)
@@ -213,17 +435,40 @@ class Calibration:
 
     @property
     def digest(self) -> str:
-        """Short hash of the settings: part of a calibration's identity."""
+        """Short hash of the settings: part of a calibration's identity.
+
+        Returns
+        -------
+        str
+            The first 12 hex digits of the SHA-256 of the settings as sorted JSON.
+        """
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def color_name(self) -> str:
+        """The colour's name.
+
+        Returns
+        -------
+        str
+            ``b1-b2`` for ``color = [b1, b2]``, "" without a colour term.
+        """
         return f"{self.color[0]}-{self.color[1]}" if self.color else ""
 
 
 @dataclass(frozen=True)
 class Maps:
-    """HEALPix maps (``skylake maps``; pipelines/generic.toml documents each setting)."""
+    """HEALPix maps (``skylake maps``; pipelines/generic.toml documents each setting).
+
+    Attributes
+    ----------
+    nside : int
+        HEALPix nside (a power of two; the all-sky pipeline uses 8).
+    zp_clear : float or str
+        Clear-sky reference zeropoint [mag for 1 ADU/s], or "auto" (the night's extinction fit).
+    min_stars : int
+        Transparency and zeropoint are null in pixels with fewer star measurements.
+    """
 
     nside: int  # HEALPix nside (a power of two; the all-sky pipeline uses 8)
     zp_clear: float | str  # clear-sky reference zeropoint [mag for 1 ADU/s], or "auto" (the night's extinction fit)
@@ -245,6 +490,51 @@ _SECTIONS = {
 
 @dataclass(frozen=True)
 class Profile:
+    """An instrument profile, validated: every setting of a camera (:func:`load_profile`).
+
+    Attributes
+    ----------
+    name : str
+        The profile's name.
+    description : str
+        What camera it is for.
+    hdu : str or int
+        Which HDU holds the image: "auto", "all", an HDU index or an EXTNAME.
+    max_image_mb : float
+        Larger images (decompressed) are rejected before they fill a worker's memory.
+    site : Site
+        ``[site]``.
+    header : HeaderMap
+        ``[header]``.
+    defaults : Defaults
+        ``[defaults]``.
+    detection : Detection
+        ``[detection]``.
+    photometry : Photometry
+        ``[photometry]``.
+    astrometry : Astrometry
+        ``[astrometry]``.
+    quality : Quality
+        ``[quality]``.
+    calibration : Calibration
+        ``[calibration]``.
+    maps : Maps
+        ``[maps]``.
+    source : str
+        The file it was read from.
+    camera : dict or None
+        An all-sky camera's ``[camera]`` model (None when absent; see :meth:`camera_model`).
+    allsky : dict or None
+        An all-sky camera's ``[allsky]`` settings (None when absent; see :meth:`allsky_settings`).
+    platesolve : dict or None
+        A narrow-field camera's ``[platesolve]`` (None when absent; see :meth:`platesolve_settings`).
+    ensemble : dict or None
+        ``[ensemble]``: the relative calibration and detrending of each night (skylake.ensemble; defaults when
+        absent).
+    reduction : dict or None
+        ``[reduction]``: what a raw frame of this camera needs (masters, bad pixels, cosmic rays; skylake.reduce).
+    """
+
     name: str
     description: str
     hdu: str | int
@@ -274,8 +564,16 @@ class Profile:
     @property
     def digest(self) -> str:
         """Short hash of every processing setting: changing any of them changes frame identity.
+
         Calibration settings are not processing settings (they have their own digest). Absent
-        optional sections leave it as it was before they existed."""
+        optional sections leave it as it was before they existed.
+
+        Returns
+        -------
+        str
+            The first 12 hex digits of the SHA-256 of the settings as sorted JSON (without the source, the
+            description, ``[calibration]``, ``[maps]`` and ``[ensemble]``).
+        """
         settings = {
             k: v
             for k, v in asdict(self).items()
@@ -286,16 +584,43 @@ class Profile:
 
     @property
     def pipeline_version(self) -> str:
-        """The version string recorded with every frame: skylake's pipeline version and this profile's digest."""
+        """The version string recorded with every frame: skylake's pipeline version and this profile's digest.
+
+        Returns
+        -------
+        str
+            ``PIPELINE_VERSION+NAME.DIGEST``.
+        """
         return f"{PIPELINE_VERSION}+{self.name}.{self.digest}"
 
     @property
     def is_allsky(self) -> bool:
-        """An all-sky camera: pixels map to the sky through ``[camera]``, not a header WCS."""
+        """An all-sky camera: pixels map to the sky through ``[camera]``, not a header WCS.
+
+        Returns
+        -------
+        bool
+            Whether the profile has a ``[camera]`` section.
+        """
         return self.camera is not None
 
     def camera_model(self):
-        """The ``[camera]`` model and the site (the profile's ``[site]``): ``(CameraModel, allsky Site)``."""
+        """The ``[camera]`` model and the site (the profile's ``[site]``).
+
+        Returns
+        -------
+        model : skylake.allsky.camera.CameraModel
+            The camera's lens model.
+        site : skylake.allsky.camera.Site
+            The profile's site.
+
+        Raises
+        ------
+        ValueError
+            The profile has no ``[camera]`` section.
+        ProfileError
+            The ``[camera]`` gives only part of the model (it must be fitted first: ``skylake camera fit``).
+        """
         from skylake.allsky.camera import CameraModel
         from skylake.allsky.camera import Site as CameraSite
 
@@ -311,15 +636,25 @@ class Profile:
         return CameraModel.from_dict(self.camera), CameraSite(self.site.lat_deg, self.site.lon_deg, self.site.height_m)
 
     def allsky_settings(self):
-        """The ``[allsky]`` processing settings (:class:`skylake.allsky.pipeline.AllSkySettings`; the
-        profile-level keys of :data:`ALLSKY_KEYS` left out)."""
+        """The ``[allsky]`` processing settings.
+
+        Returns
+        -------
+        skylake.allsky.pipeline.AllSkySettings
+            The settings, the profile-level keys of :data:`ALLSKY_KEYS` left out (defaults when absent).
+        """
         from skylake.allsky.pipeline import AllSkySettings
 
         return AllSkySettings.from_dict({k: v for k, v in (self.allsky or {}).items() if k not in ALLSKY_KEYS})
 
     def platesolve_settings(self):
-        """The ``[platesolve]`` settings (:class:`skylake.frame.platesolve.PlateSolveSettings`), less the keys of
-        :data:`PLATESOLVE_KEYS`."""
+        """The ``[platesolve]`` solver settings.
+
+        Returns
+        -------
+        skylake.frame.platesolve.PlateSolveSettings
+            The settings, less the keys of :data:`PLATESOLVE_KEYS` (defaults when absent).
+        """
         from skylake.frame.solve_settings import PlateSolveSettings
 
         return PlateSolveSettings.from_dict(
@@ -327,7 +662,13 @@ class Profile:
         )
 
     def reduction_settings(self):
-        """The ``[reduction]`` settings (:class:`skylake.reduce.settings.ReductionSettings`; defaults when absent)."""
+        """The ``[reduction]`` settings.
+
+        Returns
+        -------
+        skylake.reduce.settings.ReductionSettings
+            The settings (defaults when absent).
+        """
         from skylake.reduce.settings import ReductionSettings
 
         return ReductionSettings.from_dict(self.reduction or {})
@@ -443,6 +784,20 @@ def _number(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False, in
     allowed = f"must be {kind}" + (f" {' and '.join(bounds)}" if bounds else "")
 
     def check(value):
+        """Check a number against the kind and bounds.
+
+        Parameters
+        ----------
+        value : object
+            The setting's value.
+
+        Returns
+        -------
+        value : object
+            The value, or None when it cannot work.
+        problem : str or None
+            What is allowed, or None when the value is.
+        """
         ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _is_number(value)
         if ok and not inf and not math.isfinite(value):
             ok = False
@@ -457,6 +812,20 @@ def _number(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False, in
 
 def _text(nonempty=False, pattern=None, allowed="a string"):
     def check(value):
+        """Check a printable string (non-empty, matching the pattern, when asked).
+
+        Parameters
+        ----------
+        value : object
+            The setting's value.
+
+        Returns
+        -------
+        value : object
+            The value, or None when it cannot work.
+        problem : str or None
+            What is allowed, or None when the value is.
+        """
         ok = isinstance(value, str) and (value.strip() or not nonempty) and value.isprintable()
         if ok and pattern is not None:
             ok = bool(pattern.fullmatch(value))
@@ -467,6 +836,20 @@ def _text(nonempty=False, pattern=None, allowed="a string"):
 
 def _choice(*options):
     def check(value):
+        """Check a string that must be one of the options.
+
+        Parameters
+        ----------
+        value : object
+            The setting's value.
+
+        Returns
+        -------
+        value : object
+            The value, or None when it cannot work.
+        problem : str or None
+            What is allowed, or None when the value is.
+        """
         ok = isinstance(value, str) and value in options
         return (value if ok else None), (None if ok else f"must be one of {list(options)}")
 
@@ -494,6 +877,20 @@ def _keywords(value):
 
 def _numbers(n=None, positive=False, increasing=False, what="numbers"):
     def check(value):
+        """Check a non-empty list of finite numbers (of the length, positive and increasing, when asked).
+
+        Parameters
+        ----------
+        value : object
+            The setting's value.
+
+        Returns
+        -------
+        value : list or None
+            A copy of the list, or None when it cannot work.
+        problem : str or None
+            What is allowed, or None when the value is.
+        """
         ok = (
             isinstance(value, list)
             and (n is None or len(value) == n)
@@ -683,6 +1080,15 @@ def _check_calibration(cal: Calibration, problems: list[str]) -> None:
     """Add a message to ``problems`` for each [calibration] value that cannot work."""
 
     def bad(key, why):
+        """Add the problem of one setting: ``calibration.KEY = VALUE WHY``.
+
+        Parameters
+        ----------
+        key : str
+            The setting.
+        why : str
+            What is allowed.
+        """
         problems.append(f"calibration.{key} = {getattr(cal, key)!r} {why}")
 
     if not isinstance(cal.refcat, str):
@@ -743,6 +1149,15 @@ def _check_maps(maps: Maps, problems: list[str]) -> None:
     """Add a message to ``problems`` for each [maps] value that cannot work."""
 
     def bad(key, why):
+        """Add the problem of one setting: ``maps.KEY = VALUE WHY``.
+
+        Parameters
+        ----------
+        key : str
+            The setting.
+        why : str
+            What is allowed.
+        """
         problems.append(f"maps.{key} = {getattr(maps, key)!r} {why}")
 
     n = maps.nside
@@ -757,6 +1172,16 @@ def _check_maps(maps: Maps, problems: list[str]) -> None:
 
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a built-in profile by name (``pipelines/NAME.toml``) or a user's TOML/YAML file.
+
+    Parameters
+    ----------
+    name_or_path : str or pathlib.Path
+        A built-in profile's name, or the path of a ``.toml``/``.yaml``/``.yml`` file.
+
+    Returns
+    -------
+    Profile
+        The profile, its ``extends`` chain merged and every value checked.
 
     Raises
     ------
@@ -919,6 +1344,20 @@ def _pair(lo0, hi0, lo1, hi1, what):
     """[] (none) or two numbers within the bounds."""
 
     def check(value):
+        """Check [] or two numbers, the first in [lo0, hi0] and the second in [lo1, hi1].
+
+        Parameters
+        ----------
+        value : object
+            The setting's value.
+
+        Returns
+        -------
+        value : list or None
+            A copy of the list, or None when it cannot work.
+        problem : str or None
+            What is allowed, or None when the value is.
+        """
         ok = value == [] or (
             isinstance(value, list)
             and len(value) == 2
@@ -976,7 +1415,19 @@ def _check_platesolve(platesolve: dict, site: Site | None, problems: list[str]) 
 
 
 def profile_to_dict(profile: Profile) -> dict:
-    """Every setting of ``profile`` as plain data (the form stored in a lake at ingest)."""
+    """Every setting of ``profile`` as plain data (the form stored in a lake at ingest).
+
+    Parameters
+    ----------
+    profile : Profile
+        The profile.
+
+    Returns
+    -------
+    dict
+        A table per section, ``profile`` holding name, description, hdu and max_image_mb; without the source
+        and the absent optional sections.
+    """
     doc = asdict(profile)
     meta = {key: doc.pop(key) for key in ("name", "description", "hdu", "max_image_mb")}
     doc.pop("source")
@@ -987,6 +1438,23 @@ def profile_to_dict(profile: Profile) -> dict:
 
 
 def profile_from_dict(doc: dict, source: str) -> Profile:
-    """A profile from :func:`profile_to_dict`'s form, validated as a file would be (``source`` names it
-    in messages)."""
+    """A profile from :func:`profile_to_dict`'s form, validated as a file would be.
+
+    Parameters
+    ----------
+    doc : dict
+        The profile in :func:`profile_to_dict`'s form.
+    source : str
+        What names the profile in messages (its ``source``).
+
+    Returns
+    -------
+    Profile
+        The profile.
+
+    Raises
+    ------
+    ProfileError
+        Any of its values cannot work; the message lists every problem.
+    """
     return _profile({k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items() if k != "_source"}, source)

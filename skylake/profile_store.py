@@ -23,19 +23,55 @@ PROFILES_DIR = "_skylake/profiles"
 
 
 def profile_file(pipeline_version: str) -> str:
-    """Lake-relative path of the stored profile of ``pipeline_version``."""
+    """Lake-relative path of the stored profile of ``pipeline_version``.
+
+    Parameters
+    ----------
+    pipeline_version : str
+        A profile's pipeline version (:attr:`skylake.profile.Profile.pipeline_version`).
+
+    Returns
+    -------
+    str
+        ``_skylake/profiles/<pipeline_version>.json``, characters other than letters, digits and ``._+-``
+        replaced by ``_``.
+    """
     return f"{PROFILES_DIR}/{re.sub(r'[^A-Za-z0-9._+-]', '_', pipeline_version)}.json"
 
 
 def stage_profile(tx, profile: Profile) -> None:
-    """Stage ``profile`` into transaction ``tx``: published with its commit."""
+    """Stage ``profile`` into transaction ``tx``: published with its commit.
+
+    It is stored as JSON (:func:`skylake.profile.profile_to_dict`) under :func:`profile_file`, replacing
+    an earlier copy of the same pipeline version.
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The open transaction.
+    profile : skylake.profile.Profile
+        The profile to store.
+    """
     tx.stage_file(
         profile_file(profile.pipeline_version), json.dumps(profile_to_dict(profile), indent=1, sort_keys=True).encode()
     )
 
 
 def stored_profile(lake, pipeline_version: str) -> Profile | None:
-    """The profile stored for ``pipeline_version`` (None when the lake has none, e.g. an older lake)."""
+    """The profile stored for ``pipeline_version`` (None when the lake has none, e.g. an older lake).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    pipeline_version : str
+        The frames' pipeline version.
+
+    Returns
+    -------
+    skylake.profile.Profile or None
+        The stored profile, validated (its source is the stored file), or None when the lake has none.
+    """
     rel = profile_file(pipeline_version)
     if not lake.store.exists(rel):
         return None
@@ -43,9 +79,32 @@ def stored_profile(lake, pipeline_version: str) -> Profile | None:
 
 
 def frames_profile(lake, name: str, pipeline_version: str | None, override: Profile | str | None = None) -> Profile:
-    """The profile for frames ingested as ``name`` / ``pipeline_version``: ``override`` (a profile or
-    a name/path, the command's ``--pipeline``) if given, else the copy stored at ingest, else the
-    built-in profile ``name``. Raises :class:`ProfileError` when none can be found."""
+    """The profile for frames ingested as ``name`` / ``pipeline_version``.
+
+    That is ``override`` if given, else the copy stored at ingest, else the built-in profile ``name``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    name : str
+        The frames' profile name.
+    pipeline_version : str or None
+        The frames' pipeline version (None or empty: no stored copy is looked for).
+    override : skylake.profile.Profile or str or None
+        A profile or a name/path (the command's ``--pipeline``), used instead when given.
+
+    Returns
+    -------
+    skylake.profile.Profile
+        The profile.
+
+    Raises
+    ------
+    skylake.profile.ProfileError
+        When none can be found (nothing stored and no built-in profile ``name``), or ``override`` cannot be
+        loaded.
+    """
     if isinstance(override, Profile):
         return override
     if override:

@@ -53,7 +53,17 @@ img { max-width: 100%; height: auto; border: 1px solid #ddd; margin: 0.5em 0; }
 
 @dataclass
 class Report:
-    """What :func:`build_report` wrote."""
+    """What :func:`build_report` wrote.
+
+    Attributes
+    ----------
+    index : pathlib.Path
+        ``OUT_DIR/index.html``.
+    pages : list of pathlib.Path
+        The page of each instrument and filter.
+    images : list of pathlib.Path
+        The PNGs the pages link.
+    """
 
     index: Path
     pages: list[Path] = field(default_factory=list)
@@ -64,8 +74,24 @@ class Report:
 
 
 def slug(instrument: str, filt: str) -> str:
-    """A file name for an instrument and filter: readable characters kept, anything else replaced, and a
-    short hash so different names never share a page (header strings can hold anything)."""
+    """A file name for an instrument and filter.
+
+    Readable characters are kept, anything else replaced, and a short hash added so different names never
+    share a page (header strings can hold anything).
+
+    Parameters
+    ----------
+    instrument : str
+        The instrument (empty or None: ``unknown``).
+    filt : str
+        The filter (empty or None: ``none``).
+
+    Returns
+    -------
+    str
+        ``INSTRUMENT_FILTER`` (at most 60 characters, runs of other characters than letters, digits and
+        ``._-`` as ``_``), then ``_`` and 8 hex digits of a hash of both names.
+    """
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{instrument or 'unknown'}_{filt or 'none'}")[:60]
     digest = hashlib.sha256(f"{instrument}\x00{filt}".encode()).hexdigest()[:8]
     return f"{base}_{digest}"
@@ -256,7 +282,33 @@ def _variables_table(objects) -> str:
 def build_report(
     lake: Lake | str, out_dir: str | Path, url: str | None = None, refresh_first: bool = True, checkplots: bool = True
 ) -> Report:
-    """Write the static site of ``lake``'s summary database into ``out_dir``."""
+    """Write the static site of ``lake``'s summary database into ``out_dir``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or str
+        The lake, or its location.
+    out_dir : str or pathlib.Path
+        Where the site goes (created if needed; images in ``OUT_DIR/img``).
+    url : str or None
+        The summary database's URL (None: $SKYLAKE_DB_URL, else SQLite in the lake).
+    refresh_first : bool
+        Refresh the summary database first (incremental); otherwise report it as it is.
+    checkplots : bool
+        Add the zeropoint checkplot of each page's latest calibrated frame.
+
+    Returns
+    -------
+    Report
+        The files written.
+
+    Raises
+    ------
+    skylake.errors.DbError
+        The summary database cannot be read.
+    skylake.errors.ForeignLakeError
+        The summary database mirrors another lake.
+    """
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
     if refresh_first:
         refresh(lake, url)

@@ -1,6 +1,8 @@
-"""Where tasks run: a dask.distributed client (a cluster given by address, or a new LocalCluster), or
-this process. Every command that can use a cluster takes its client from :func:`dask_client` and runs
-its tasks through :class:`Runner`."""
+"""Where tasks run: a dask.distributed client, or this process.
+
+The client is of a cluster given by address, or of a new LocalCluster. Every command that can use a
+cluster takes its client from :func:`dask_client` and runs its tasks through :class:`Runner`.
+"""
 
 from __future__ import annotations
 
@@ -27,29 +29,77 @@ def _label(item) -> str:
 
 
 class Runner:
-    """Runs tasks on a dask.distributed client (one future per item), or in this process (no client)."""
+    """Runs tasks on a dask.distributed client (one future per item), or in this process (no client).
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+        The client (None: this process).
+
+    Attributes
+    ----------
+    client : distributed.Client or None
+        The client (None: this process).
+    """
 
     def __init__(self, client=None):
         self.client = client
 
     def workers(self) -> int:
-        """Workers the tasks can spread over (1 in this process)."""
+        """Workers the tasks can spread over (1 in this process).
+
+        Returns
+        -------
+        int
+            The cluster's workers (at least 1), or 1 without a client.
+        """
         if self.client is None:
             return 1
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def submit(self, func, *args, priority: int = 0, **kwargs):
-        """``func(*args, **kwargs)``, its result kept where it is made: on a cluster a future whose data
-        stays on the worker that ran it (futures among the arguments, also inside lists, tuples and dicts,
-        reach a task worker to worker, never through this process, and the task runs where most of them
-        are); here, the value itself. Chains of such results are what :meth:`gather` fetches."""
+        """``func(*args, **kwargs)``, its result kept where it is made.
+
+        On a cluster it is a future whose data stays on the worker that ran it (futures among the
+        arguments, also inside lists, tuples and dicts, reach a task worker to worker, never through this
+        process, and the task runs where most of them are); here, the value itself. Chains of such results
+        are what :meth:`gather` fetches.
+
+        Parameters
+        ----------
+        func : callable
+            The task.
+        *args : object
+            Its positional arguments (results of :meth:`submit` among them).
+        priority : int
+            The scheduler runs tasks of higher priority first (ignored in this process).
+        **kwargs : object
+            Its keyword arguments.
+
+        Returns
+        -------
+        distributed.Future or object
+            A future on a cluster (not pure: submitted anew each time), the value itself here.
+        """
         if self.client is None:
             return func(*args, **kwargs)
         return self.client.submit(func, *args, pure=False, priority=priority, **kwargs)
 
     def compute(self, delayed: list) -> list:
-        """Dask delayed objects (say an lsdb catalog's partitions, ``to_delayed()``) computed and kept where
-        they are made, as :meth:`submit` keeps a result (here: dask's own scheduler computes them)."""
+        """Dask delayed objects computed and kept where they are made, as :meth:`submit` keeps a result.
+
+        Here (no client), dask's own scheduler computes them.
+
+        Parameters
+        ----------
+        delayed : list
+            Dask delayed objects (say an lsdb catalog's partitions, ``to_delayed()``).
+
+        Returns
+        -------
+        list
+            Futures on a cluster, the values here.
+        """
         if self.client is None:
             import dask
 
@@ -57,16 +107,45 @@ class Runner:
         return self.client.compute(delayed)
 
     def gather(self, held: list) -> list:
-        """The values of results :meth:`submit` or :meth:`compute` keep, fetched here (small ones only)."""
+        """The values of results :meth:`submit` or :meth:`compute` keep, fetched here (small ones only).
+
+        Parameters
+        ----------
+        held : list
+            Results of :meth:`submit` or :meth:`compute`.
+
+        Returns
+        -------
+        list
+            Their values.
+        """
         if self.client is None:
             return list(held)
         return self.client.gather(held)
 
     def again_if_died(self, func, what: str):
-        """``func()`` (steps of :meth:`submit` and :meth:`gather`), run once more from the start when a worker
-        dies under one of its tasks (``distributed.KilledWorker``, from a cluster that gives up a task at its
-        worker's first death, as :func:`dask_client`'s local one does); a second death raises. ``what``
-        names the steps in the warning."""
+        """``func()``, run once more from the start when a worker dies under one of its tasks.
+
+        A worker's death is ``distributed.KilledWorker``, from a cluster that gives up a task at its
+        worker's first death, as :func:`dask_client`'s local one does; a second death raises.
+
+        Parameters
+        ----------
+        func : callable
+            Steps of :meth:`submit` and :meth:`gather`, called without arguments.
+        what : str
+            Names the steps in the warning.
+
+        Returns
+        -------
+        object
+            What ``func()`` returns.
+
+        Raises
+        ------
+        distributed.KilledWorker
+            A worker died again on the second run.
+        """
         if self.client is None:
             return func()
         from distributed import KilledWorker
@@ -86,6 +165,34 @@ class Runner:
         error is raised). ``split(item)``, when given, breaks a died item (a chunk of files) into items
         tried alone instead, so that only the one that kills its worker is given up. ``priority``: the
         scheduler runs tasks of higher priority first (a commit's writers before further frames).
+
+        Parameters
+        ----------
+        func : callable
+            The task, ``func(item, **kwargs)``.
+        items : list
+            The tasks' items.
+        window : int
+            The most tasks in flight at once.
+        on_died : callable or None
+            ``on_died(item)`` is yielded for an item whose worker died twice (None: the error is raised).
+        split : callable or None
+            ``split(item)`` breaks a died item into items tried alone (None: it is tried again whole).
+        priority : int
+            The tasks' priority on the scheduler.
+        **kwargs : object
+            Keyword arguments of ``func``.
+
+        Yields
+        ------
+        object
+            Each task's result, in order of completion on a cluster (in order of ``items`` here); the
+            results of items tried again come last.
+
+        Raises
+        ------
+        distributed.KilledWorker
+            An item's worker died again and there is no ``on_died``.
         """
         if self.client is None:
             for item in items:
@@ -94,6 +201,18 @@ class Runner:
         from distributed import KilledWorker, as_completed
 
         def compute(item):  # not dask.delayed: it would tokenise the profile for every task (13 ms)
+            """Submit the task of one item.
+
+            Parameters
+            ----------
+            item : object
+                The item.
+
+            Returns
+            -------
+            distributed.Future
+                The task's future.
+            """
             return self.client.submit(func, item, pure=False, priority=priority, **kwargs)  # (not scattered:
             # a dead worker would lose it)
 
@@ -103,6 +222,13 @@ class Runner:
         suspects = []  # items whose worker died under them
 
         def submit(item):
+            """Submit the task of one item, adding its future to those pending.
+
+            Parameters
+            ----------
+            item : object
+                The item.
+            """
             future = compute(item)
             submitted[future.key] = item
             pending.add(future)
@@ -154,7 +280,28 @@ class SchedulerError(LakeError):
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None):
-    """A client for ``scheduler`` (an address), "synchronous" (no cluster), or a new LocalCluster."""
+    """A client for ``scheduler`` (an address), "synchronous" (no cluster), or a new LocalCluster.
+
+    The local cluster has one single-threaded worker process per worker; a task that kills its worker is
+    not retried by the scheduler (:meth:`Runner.map` retries it once).
+
+    Parameters
+    ----------
+    scheduler : str or None
+        A dask scheduler's address, "synchronous" to run in this process, or None for a new LocalCluster.
+    workers : int or None
+        Workers of the new LocalCluster (None: one per core).
+
+    Yields
+    ------
+    distributed.Client or None
+        The client (closed, with a local cluster, on leaving the context), None for "synchronous".
+
+    Raises
+    ------
+    SchedulerError
+        The scheduler given by address cannot be reached within :data:`SCHEDULER_TIMEOUT_S` seconds.
+    """
     if scheduler == "synchronous":
         yield None
         return
@@ -196,16 +343,30 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
 
 
 def window(runner: Runner) -> int:
-    """Tasks to keep in flight: a few per worker, so workers never wait for the driver."""
+    """Tasks to keep in flight: a few per worker, so workers never wait for the driver.
+
+    Parameters
+    ----------
+    runner : Runner
+        Where the tasks run.
+
+    Returns
+    -------
+    int
+        1 in this process, else 4 per worker (at least 4).
+    """
     if runner.client is None:
         return 1
     return max(4, 4 * runner.workers())
 
 
 def release_memory() -> None:
-    """Hand the memory a finished task freed back to the system: arrow's pool keeps freed buffers, and
-    glibc keeps freed heap pages (Python objects, parquet footers) in its arenas, so without this a
-    worker's RSS after hundreds of tasks is the sum of their peaks' leftovers, not what it holds."""
+    """Hand the memory a finished task freed back to the system.
+
+    Arrow's pool keeps freed buffers, and glibc keeps freed heap pages (Python objects, parquet footers)
+    in its arenas, so without this a worker's RSS after hundreds of tasks is the sum of their peaks'
+    leftovers, not what it holds. Without glibc (macOS, musl) only arrow's pool is released.
+    """
     import ctypes
     import ctypes.util
 

@@ -31,7 +31,19 @@ _SIMPLE_TYPES = {
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table's schema plus its documentation as written in ``schemas/NAME.yaml``."""
+    """A table's schema plus its documentation as written in ``schemas/NAME.yaml``.
+
+    Attributes
+    ----------
+    name : str
+        The table's name.
+    description : str
+        What the table holds ("" when the file says nothing).
+    schema : pyarrow.Schema
+        The columns, each with its ``unit`` and ``description`` as field metadata.
+    partition_by : str or None
+        The column the table is partitioned by (e.g. ``night``), or None.
+    """
 
     name: str
     description: str
@@ -40,6 +52,13 @@ class TableSpec:
 
     @property
     def names(self) -> list[str]:
+        """The column names, in schema order.
+
+        Returns
+        -------
+        list of str
+            The names.
+        """
         return list(self.schema.names)
 
 
@@ -65,7 +84,25 @@ def _field(col: dict, table: str, column: str) -> pa.Field:
 
 @functools.cache
 def table_spec(name: str) -> TableSpec:
-    """Load ``schemas/<name>.yaml`` as a :class:`TableSpec` (cached)."""
+    """Load ``schemas/<name>.yaml`` as a :class:`TableSpec` (cached).
+
+    Parameters
+    ----------
+    name : str
+        The table's name.
+
+    Returns
+    -------
+    TableSpec
+        The table's schema and documentation.
+
+    Raises
+    ------
+    FileNotFoundError
+        There is no ``schemas/<name>.yaml`` (or no ``schemas/`` directory).
+    ValueError
+        A column has an unknown type, or a nested column has no ``fields``.
+    """
     with open(project_dir("schemas") / f"{name}.yaml") as fh:
         doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: start-up
     fields = [_field(col, name, col["name"]) for col in doc["columns"]]
@@ -78,14 +115,40 @@ def table_spec(name: str) -> TableSpec:
 
 
 def table_schema(name: str) -> pa.Schema:
-    """The pyarrow schema of table ``name``."""
+    """The pyarrow schema of table ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The table's name.
+
+    Returns
+    -------
+    pyarrow.Schema
+        The schema, from ``schemas/<name>.yaml``.
+    """
     return table_spec(name).schema
 
 
 def conform(table: pa.Table | dict, name: str) -> pa.Table:
     """Cast ``table`` (or a dict of columns) to the schema of ``name``, in schema order.
 
-    Raises ``ValueError`` naming the missing and unexpected columns when they do not fit.
+    Parameters
+    ----------
+    table : pyarrow.Table or dict
+        The rows, as a table or as a dict of columns.
+    name : str
+        The table whose schema they must fit.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows, their columns in schema order and of the schema's types.
+
+    Raises
+    ------
+    ValueError
+        Naming the missing and unexpected columns when they do not fit.
     """
     schema = table_schema(name)
     if isinstance(table, dict):

@@ -26,11 +26,33 @@ def _partitions(lake: Lake) -> int:
 
 
 def lake_status(lake: Lake) -> dict:
-    """Frames by status and reason, source rows, partitions, files and the last commit: from the running
-    totals (:mod:`skylake.lake.counts`) and the last log entry, the same files whatever the archive's size,
-    or, for a lake made before the totals, from the tables. Of a :class:`~skylake.lake.snapshot.Snapshot`
-    (``open_lake(url, version=N)``): the lake as it was at commit N, counted from that version's tables
-    (``last_commit`` is N)."""
+    """Frames by status and reason, source rows, partitions, files and the last commit of a lake.
+
+    They come from the running totals (:mod:`skylake.lake.counts`) and the last log entry, the same files
+    whatever the archive's size, or, for a lake made before the totals, from the tables. Of a
+    :class:`~skylake.lake.snapshot.Snapshot` (``open_lake(url, version=N)``): the lake as it was at commit
+    N, counted from that version's tables (``last_commit`` is N).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake or skylake.lake.snapshot.Snapshot
+        The lake, or a version of it.
+
+    Returns
+    -------
+    dict
+        ``lake`` (its URL), ``frames``, ``frames_by_status``, ``reasons`` (status, reason and frames of each),
+        ``nights``, ``source_rows``, ``source_rows_committed``, ``partitions``, ``source_files``,
+        ``frame_files``, ``calibrations`` (frames and rows by zp_status per reference catalogue), ``tables``
+        (rows of every other registered table), ``last_commit`` (version, operation, batch_id and
+        committed_at, or None), ``published_version``, ``consistent`` (the last commit is published) and
+        ``version`` (the snapshot's, None for the live lake).
+
+    Raises
+    ------
+    skylake.errors.LakeError
+        The sources' partition list cannot be read (a lake whose totals do not count the partitions).
+    """
     if isinstance(lake, Snapshot):
         latest, published, partitions = lake.entry, lake.version, lake.partitions()
         totals = counts.from_tables(lake, lake.version)
@@ -75,6 +97,19 @@ def lake_status(lake: Lake) -> dict:
 
 
 def format_status(status: dict) -> str:
+    """The text ``skylake status`` prints.
+
+    Parameters
+    ----------
+    status : dict
+        What :func:`lake_status` returns.
+
+    Returns
+    -------
+    str
+        The lake, its frames by status and reason, sources, calibrations, other tables' rows and last
+        commit, one per line, and a note to run ``skylake repair`` when commits are not published.
+    """
     at = status.get("version")
     lines = [f"lake {status['lake']}" + (f" at version {at}" if at else "")]
     lines.append(

@@ -1,5 +1,6 @@
-"""Long-term throughput trends, as LCO's longtermphotzp does them (../shared/research/seed-pipelines.md §4),
-as pure functions on small per-night tables.
+"""Long-term throughput trends, as LCO's longtermphotzp does them, as pure functions on small per-night tables.
+
+The method is LCO's longtermphotzp (../shared/research/seed-pipelines.md §4).
 
 1. Each ok zeropoint is corrected to airmass 1 with the night's fitted extinction (else DEFAULT_K_EXT):
    ``zp1 = zp + k_ext * (airmass - 1)`` (zp = zp_airmass0 - k_ext * airmass, see schemas/extinction.yaml).
@@ -37,20 +38,61 @@ MJD_UNIX_EPOCH = 40587.0
 
 
 def airmass_corrected(zp, airmass, k_ext):
-    """Zeropoints corrected to airmass 1 [mag]; frames without an airmass keep their zeropoint."""
+    """Zeropoints corrected to airmass 1 [mag]; frames without an airmass keep their zeropoint.
+
+    ``zp1 = zp + k_ext * (airmass - 1)``.
+
+    Parameters
+    ----------
+    zp : array_like
+        The frames' zeropoints [mag].
+    airmass : array_like
+        The frames' airmasses (NaN: unknown).
+    k_ext : float or array_like
+        The extinction [mag/airmass].
+
+    Returns
+    -------
+    numpy.ndarray
+        The zeropoints at airmass 1 [mag].
+    """
     zp, airmass = np.asarray(zp, dtype=float), np.asarray(airmass, dtype=float)
     return np.where(np.isfinite(airmass), zp + k_ext * (airmass - 1.0), zp)
 
 
 def night_envelope(zp1) -> float | None:
-    """Upper envelope of a night's airmass-corrected zeropoints (None without any)."""
+    """Upper envelope of a night's airmass-corrected zeropoints (None without any).
+
+    Parameters
+    ----------
+    zp1 : array_like
+        The night's airmass-corrected zeropoints [mag]; those not finite are left out.
+
+    Returns
+    -------
+    float or None
+        Their :data:`ENVELOPE_PERCENTILE` percentile [mag], or None without any finite one.
+    """
     zp1 = np.asarray(zp1, dtype=float)
     zp1 = zp1[np.isfinite(zp1)]
     return float(np.percentile(zp1, ENVELOPE_PERCENTILE)) if len(zp1) else None
 
 
 def photometric_fraction(zp1, n_ok: int) -> float | None:
-    """Fraction of the night's ok frames whose zp1 is within PHOTOMETRIC_TOLERANCE of the envelope."""
+    """Fraction of the night's ok frames whose zp1 is within PHOTOMETRIC_TOLERANCE of the envelope.
+
+    Parameters
+    ----------
+    zp1 : array_like
+        The night's airmass-corrected zeropoints [mag].
+    n_ok : int
+        The night's ok frames (the fraction's denominator; at least 1 is used).
+
+    Returns
+    -------
+    float or None
+        The fraction, or None when the night has no envelope.
+    """
     envelope = night_envelope(zp1)
     if envelope is None:
         return None
@@ -59,14 +101,51 @@ def photometric_fraction(zp1, n_ok: int) -> float | None:
 
 
 def is_photometric(fraction: float | None, n_calibrated: int) -> bool:
+    """Whether a night is photometric.
+
+    Parameters
+    ----------
+    fraction : float or None
+        The night's :func:`photometric_fraction`.
+    n_calibrated : int
+        The night's frames with a zeropoint.
+
+    Returns
+    -------
+    bool
+        The fraction is at least :data:`PHOTOMETRIC_MIN_FRACTION` and at least
+        :data:`PHOTOMETRIC_MIN_FRAMES` frames have a zeropoint.
+    """
     return fraction is not None and fraction >= PHOTOMETRIC_MIN_FRACTION and n_calibrated >= PHOTOMETRIC_MIN_FRAMES
 
 
 def robust_line(t, y, clip: float = 3.0, iterations: int = 3) -> tuple[float, float, float, np.ndarray]:
     """Least-squares line ``y = a + b t`` with ``clip``-sigma rejection (sigma from the MAD), repeated.
 
-    Returns (a, b, rms of the kept points, mask of kept points). With one point, b = 0; with none,
-    NaNs.
+    With one point (or a single ``t``), b = 0 and a is the median; with none, NaNs. The clipping stops
+    when the kept points no longer change or fewer than two would be kept; sigma is at least 1e-3.
+
+    Parameters
+    ----------
+    t : array_like
+        The abscissae; points where ``t`` or ``y`` is not finite are left out.
+    y : array_like
+        The ordinates.
+    clip : float
+        Points further from the line than this many sigmas are rejected.
+    iterations : int
+        The most fits.
+
+    Returns
+    -------
+    a : float
+        The intercept.
+    b : float
+        The slope.
+    rms : float
+        The rms of the kept points about the line.
+    keep : numpy.ndarray
+        Mask of the kept points.
     """
     t, y = np.asarray(t, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(t) & np.isfinite(y)
@@ -90,7 +169,19 @@ def robust_line(t, y, clip: float = 3.0, iterations: int = 3) -> tuple[float, fl
 
 @dataclass(frozen=True)
 class Event:
-    """A maintenance event: ``instrument`` '' applies to every instrument."""
+    """A maintenance event: ``instrument`` '' applies to every instrument.
+
+    Attributes
+    ----------
+    instrument : str
+        The instrument ('' for every instrument).
+    date : datetime.date
+        The day of the event.
+    kind : str
+        What was done, e.g. ``mirror_cleaning``.
+    note : str
+        A free note.
+    """
 
     instrument: str
     date: dt.date
@@ -99,6 +190,13 @@ class Event:
 
     @property
     def mjd(self) -> float:
+        """The MJD of the event: the start (00:00 UTC) of its date.
+
+        Returns
+        -------
+        float
+            The MJD.
+        """
         return (
             dt.datetime.combine(self.date, dt.time()).replace(tzinfo=dt.timezone.utc).timestamp() / 86400.0
             + MJD_UNIX_EPOCH
@@ -106,8 +204,26 @@ class Event:
 
 
 def read_events(path: str | Path) -> list[Event]:
-    """Maintenance events from a CSV file with header ``date,instrument,kind,note`` (date YYYY-MM-DD;
-    instrument empty for all). Raises ValueError naming the file, line and bad value."""
+    """Maintenance events from a CSV file with header ``date,instrument,kind,note``.
+
+    The date is YYYY-MM-DD; the instrument is empty for all. The columns date and kind are required.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The CSV file.
+
+    Returns
+    -------
+    list of Event
+        The events, in the file's order.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, line and bad value (a missing column, a date that is not YYYY-MM-DD, an empty
+        kind).
+    """
     events = []
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -130,9 +246,28 @@ def fit_segments(night_mjd, envelope, color_term, photometric, events: list[Even
     """Trend segments of one instrument and filter.
 
     ``night_mjd``, ``envelope`` (zp_airmass1_max), ``color_term`` (median per night) and
-    ``photometric`` (bool) are per-night arrays; ``events`` are this instrument's. Returns one dict
-    per segment holding at least one photometric night: segment, start_mjd, end_mjd, start_event,
-    n_nights, zp_start, slope_mag_per_year, rms, color_term_median, color_term_slope_per_year.
+    ``photometric`` (bool) are per-night arrays; ``events`` are this instrument's. Each event starts a
+    segment; the lines are fitted to the photometric nights with an envelope (:func:`robust_line`).
+
+    Parameters
+    ----------
+    night_mjd : array_like
+        The nights' MJDs.
+    envelope : array_like
+        The nights' envelopes (zp_airmass1_max) [mag].
+    color_term : array_like
+        The nights' median colour terms.
+    photometric : array_like of bool
+        Whether each night is photometric.
+    events : list of Event
+        This instrument's maintenance events.
+
+    Returns
+    -------
+    list of dict
+        One dict per segment holding at least one photometric night: segment, start_mjd (the event's, or
+        the first such night's), end_mjd (the next event's, or the last such night's), start_event,
+        n_nights, zp_start, slope_mag_per_year, rms, color_term_median, color_term_slope_per_year.
     """
     mjd = np.asarray(night_mjd, dtype=float)
     env = np.asarray(envelope, dtype=float)

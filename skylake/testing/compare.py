@@ -1,7 +1,9 @@
-"""Comparing two lakes row for row (moved out of tests/test_real_cluster.py): the lake's tables read whole,
-sorted by their keys, with the columns that legitimately differ between two runs left out, compared
-column by column with NaN equal to NaN. Used by tests/test_real_cluster.py (a cluster's lake against a
-local one) and benchmarks/compare_versions.py (a lake built by two versions of skylake).
+"""Comparing two lakes row for row (moved out of tests/test_real_cluster.py).
+
+The lake's tables are read whole, sorted by their keys, with the columns that legitimately differ between
+two runs left out, and compared column by column with NaN equal to NaN. Used by
+tests/test_real_cluster.py (a cluster's lake against a local one) and benchmarks/compare_versions.py (a
+lake built by two versions of skylake).
 
 Reads everything into memory: meant for test-sized lakes (the 14 SkyCamZ frames), not an archive."""
 
@@ -55,8 +57,22 @@ def _night_table(lake: Path, table: str) -> pa.Table:
 
 
 def read_tables(lake: Path) -> dict[str, pa.Table]:
-    """Every registered table of the lake (:mod:`skylake.lake.tables`; not the reference catalogues or the
-    frame index), whole; an optional table only where its directory exists."""
+    """Every registered table of the lake, whole.
+
+    The tables are those of :mod:`skylake.lake.tables`, not the reference catalogues or the frame index; an
+    optional table only where its directory exists.
+
+    Parameters
+    ----------
+    lake : pathlib.Path or str
+        The lake's directory (on a local disk).
+
+    Returns
+    -------
+    dict of str to pyarrow.Table
+        Each table's rows by its name; a night-partitioned table has its ``night`` column (``unknown`` as
+        null).
+    """
     lake = Path(lake)
     out = {}
     for t in tables.registry().values():
@@ -73,7 +89,23 @@ def read_tables(lake: Path) -> dict[str, pa.Table]:
 
 
 def calib_key(lake_tables: dict[str, pa.Table]) -> str | None:
-    """The lake's calibration key (one catalogue, one set of settings); None without zeropoints."""
+    """The lake's calibration key (one catalogue, one set of settings); None without zeropoints.
+
+    Parameters
+    ----------
+    lake_tables : dict of str to pyarrow.Table
+        The lake's tables (:func:`read_tables`).
+
+    Returns
+    -------
+    str or None
+        The zeropoints' single ``calib_key``, or None when there are none.
+
+    Raises
+    ------
+    ValueError
+        The zeropoints hold more than one calibration key.
+    """
     keys = lake_tables[ZEROPOINTS]["calib_key"].unique().to_pylist() if ZEROPOINTS in lake_tables else []
     if len(keys) > 1:
         raise ValueError(f"more than one calibration key in the lake: {keys}")
@@ -81,13 +113,48 @@ def calib_key(lake_tables: dict[str, pa.Table]) -> str | None:
 
 
 def keys_unique(table: pa.Table, keys: list[str]) -> bool:
+    """Whether ``keys`` identify every row of ``table``.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The rows.
+    keys : list of str
+        The key columns.
+
+    Returns
+    -------
+    bool
+        No two rows share the same keys.
+    """
     return table.group_by(keys).aggregate([]).num_rows == table.num_rows
 
 
 def normalise(name: str, table: pa.Table, key: str | None, excluded=EXCLUDED, keys=None) -> pa.Table:
-    """Sorted by the table's keys (``KEYS[name]`` unless given; then by the other plain columns, so that
-    duplicate keys still sort the same way); the lake's calibration key ``key`` and the batch id in the
-    maps index's paths as placeholders; the ``excluded`` columns dropped."""
+    """A table made comparable: sorted, placeholders for run-specific values, the ``excluded`` columns dropped.
+
+    It is sorted by the table's keys (``KEYS[name]`` unless given; then by the other plain columns, so that
+    duplicate keys still sort the same way); the lake's calibration key ``key`` and the batch id in the maps
+    index's paths become placeholders (``KEY``, ``BATCH``).
+
+    Parameters
+    ----------
+    name : str
+        The table's name.
+    table : pyarrow.Table
+        Its rows.
+    key : str or None
+        The lake's calibration key (:func:`calib_key`; None: none to replace).
+    excluded : set of str
+        Columns to drop.
+    keys : list of str or None
+        The sort key (None: ``KEYS[name]``, or none for a table not listed).
+
+    Returns
+    -------
+    pyarrow.Table
+        The normalised table.
+    """
     if key is not None:
         for column in ("calib_key", "calib_keys"):
             if column in table.column_names:
@@ -111,7 +178,20 @@ def _sortable(t: pa.DataType) -> bool:
 
 
 def same(x, y) -> bool:
-    """Arrays equal value for value, NaN equal to NaN (at any depth of structs and lists)."""
+    """Arrays equal value for value, NaN equal to NaN (at any depth of structs and lists).
+
+    Parameters
+    ----------
+    x : pyarrow.Array or pyarrow.ChunkedArray
+        One array.
+    y : pyarrow.Array or pyarrow.ChunkedArray
+        The other.
+
+    Returns
+    -------
+    bool
+        Same type, length, nulls and values.
+    """
     x = x.combine_chunks() if isinstance(x, pa.ChunkedArray) else x
     y = y.combine_chunks() if isinstance(y, pa.ChunkedArray) else y
     if x.type != y.type or len(x) != len(y) or not x.is_null().equals(y.is_null()):
@@ -131,8 +211,23 @@ def same(x, y) -> bool:
 
 @dataclass
 class Comparison:
-    """Two normalised tables compared: their rows and the columns that differ (a column only one has
-    counts as differing; with different row counts no column is compared)."""
+    """Two normalised tables compared: their rows and the columns that differ.
+
+    A column only one has counts as differing; with different row counts no column is compared.
+
+    Attributes
+    ----------
+    rows_a : int
+        Rows of the first table.
+    rows_b : int
+        Rows of the second table.
+    only_a : list of str
+        Columns only the first table has.
+    only_b : list of str
+        Columns only the second table has.
+    differ : list of str
+        Columns both have whose values differ (in the first table's column order).
+    """
 
     rows_a: int
     rows_b: int
@@ -142,10 +237,24 @@ class Comparison:
 
     @property
     def identical(self) -> bool:
+        """Whether the tables are the same.
+
+        Returns
+        -------
+        bool
+            Same row count, the same columns and no column differing.
+        """
         return self.rows_a == self.rows_b and not (self.only_a or self.only_b or self.differ)
 
     def first_difference(self) -> str:
-        """The first differing column (in the first table's column order), or what else differs."""
+        """The first differing column (in the first table's column order), or what else differs.
+
+        Returns
+        -------
+        str
+            ``row count``, the first differing column, the columns only one table has (``(only before)``,
+            ``(only after)``), or "" when the tables are identical.
+        """
         if self.rows_a != self.rows_b:
             return "row count"
         if self.differ:
@@ -156,7 +265,20 @@ class Comparison:
 
 
 def compare(a: pa.Table, b: pa.Table) -> Comparison:
-    """Row for row, column by column, after ``normalise``."""
+    """Compare two tables row for row, column by column, after ``normalise``.
+
+    Parameters
+    ----------
+    a : pyarrow.Table
+        The first table, normalised.
+    b : pyarrow.Table
+        The second table, normalised.
+
+    Returns
+    -------
+    Comparison
+        Their row counts and the columns that differ.
+    """
     only_a = [c for c in a.column_names if c not in b.column_names]
     only_b = [c for c in b.column_names if c not in a.column_names]
     differ = (

@@ -46,6 +46,11 @@ def s3_server(bucket: str = "skylake", timeout: float = 30.0):
     ------
     str
         The endpoint URL; ``os.environ`` holds it as ``AWS_ENDPOINT_URL`` (with :data:`S3_ENV`) meanwhile.
+
+    Raises
+    ------
+    RuntimeError
+        The server did not answer within ``timeout`` (or its process ended).
     """
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
