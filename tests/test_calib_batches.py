@@ -12,11 +12,13 @@ import pytest
 from distributed import get_task_stream
 
 from skylake.calib import calibrate as calib
+from skylake.calib import pairs
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table
 from skylake.lake import Lake
 from skylake.pipeline import ingest
 from skylake.profile import load_profile
 from skylake.refcat import import_refcat
+from skylake.runtime import Runner
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
 NIGHTS = ("2026-04-01", "2026-04-02", "2026-04-03")
@@ -40,6 +42,26 @@ def test_night_batches_keep_nights_whole():
     ]
     assert [len(b) for b in calib.night_batches(frames, max_sources=10_000)] == [9]
     assert calib.night_batches(frames.iloc[:0], max_sources=3) == []
+
+
+def test_frames_split_gives_each_group_its_rows_in_one_pass():
+    part = pd.DataFrame({"frame_id": [5, 3, 9, 5, 7, 3, 8], "row": range(7)})
+    pieces = pairs.frames_split(part, [[3, 8], [5], [9, 4]])  # frame 7 in no group; 4 not in the partition
+    assert [p["row"].tolist() for p in pieces] == [[1, 5, 6], [0, 3], [2]]
+    assert pairs.frames_split(part, []) == ()
+
+
+def test_group_slices_split_a_partition_once_and_pass_a_one_group_partition_whole():
+    runner = Runner(None)  # this process: results are the values
+    parts = [
+        pd.DataFrame({"frame_id": [1, 2, 1, 3]}),  # groups 0 (frames 1, 2) and 1 (frame 3)
+        pd.DataFrame({"frame_id": [3, 3]}),  # group 1 only: passed as it is
+        pd.DataFrame({"frame_id": [4, 1]}),  # frame 4 is not in the batch
+    ]
+    group_of = pd.Series([0, 0, 1], index=pd.Index([1, 2, 3], name="frame_id"))
+    slices = pairs.group_slices(runner, parts, [pairs.frames_in(p) for p in parts], group_of)
+    assert [[s["frame_id"].tolist() for s in group] for group in slices] == [[[1, 2, 1], [1]], [[3], [3, 3]]]
+    assert slices[1][1] is parts[1]
 
 
 @pytest.fixture(scope="module")

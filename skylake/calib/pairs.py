@@ -93,22 +93,71 @@ def frames_in(part: pd.DataFrame) -> np.ndarray:
     return np.unique(part["frame_id"].to_numpy(np.int64))
 
 
-def frames_slice(part: pd.DataFrame, frame_ids: list[int]) -> pd.DataFrame:
-    """The rows of ``frame_ids`` of a partition.
+def frames_split(part: pd.DataFrame, groups: list[list[int]]) -> tuple[pd.DataFrame, ...]:
+    """The rows of each list of frames of a partition, in one pass over it.
+
+    One sort of the rows by their group, so a partition holding many groups' frames costs the same as one
+    holding a single group's (slicing it once per group read it whole each time).
 
     Parameters
     ----------
     part : pandas.DataFrame
         A partition's candidate pairs.
-    frame_ids : list of int
-        The frames to keep.
+    groups : list of list of int
+        The frames of each group (disjoint); rows of frames in none are left out.
 
     Returns
     -------
-    pandas.DataFrame
-        Their rows.
+    tuple of pandas.DataFrame
+        Each group's rows, in the partition's order.
     """
-    return part[np.isin(part["frame_id"].to_numpy(np.int64), frame_ids)]
+    frame = part["frame_id"].to_numpy(np.int64)
+    keys = np.concatenate([np.asarray(g, np.int64) for g in groups]) if groups else np.zeros(0, np.int64)
+    which = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    order = np.argsort(keys, kind="stable")
+    keys, which = keys[order], which[order]
+    at = np.clip(np.searchsorted(keys, frame), 0, max(len(keys) - 1, 0))
+    code = np.where(keys[at] == frame, which[at], len(groups)) if len(keys) else np.full(len(frame), 0)
+    rows = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[rows], np.arange(len(groups) + 1))
+    return tuple(part.iloc[rows[bounds[k] : bounds[k + 1]]] for k in range(len(groups)))
+
+
+def group_slices(runner: Runner, parts: list, present: list[np.ndarray], group_of: pd.Series) -> list[list]:
+    """Each frame group's slices of the partitions holding its frames, kept where the partitions are.
+
+    A partition whose frames all belong to one group is that group's slice as it is; any other is split once
+    (:func:`frames_split`) where it is, and each group takes its piece.
+
+    Parameters
+    ----------
+    runner : skylake.runtime.Runner
+        Where the tasks run.
+    parts : list
+        The partitions' candidate pairs (held results).
+    present : list of numpy.ndarray
+        The frames of each partition (:func:`frames_in`).
+    group_of : pandas.Series
+        Each frame's group, indexed by frame_id (:func:`frame_groups`); frames not in it are left out.
+
+    Returns
+    -------
+    list of list
+        Per group (0, 1, ...), its slices (held results).
+    """
+    slices: list[list] = [[] for _ in range(int(group_of.max()) + 1 if len(group_of) else 1)]
+    for part, ids in zip(parts, present):
+        groups = group_of.reindex(ids).dropna().astype(int)
+        by_group = [(int(g), fids.index.tolist()) for g, fids in groups.groupby(groups.to_numpy())]
+        if not by_group:  # none of the batch's frames
+            continue
+        if len(by_group) == 1 and len(groups) == len(ids):  # only this group's frames: no split needed
+            slices[by_group[0][0]].append(part)
+            continue
+        split = runner.submit(frames_split, part, [fids for _, fids in by_group])
+        for k, (g, _) in enumerate(by_group):
+            slices[g].append(runner.submit(operator.getitem, split, k))
+    return slices
 
 
 def group_pairs(
@@ -400,12 +449,7 @@ class BatchPairs:
             )
         )
         present = runner.gather([runner.submit(frames_in, p) for p in parts])
-        slices: list[list] = [[] for _ in range(batch.n_groups)]
-        for part, ids in zip(parts, present):
-            groups = batch.group_of.reindex(ids).dropna().astype(int)
-            for g, fids in groups.groupby(groups.to_numpy()):
-                whole = len(fids) == len(ids)  # the partition holds only this group's frames: no slice needed
-                slices[int(g)].append(part if whole else runner.submit(frames_slice, part, fids.index.tolist()))
+        slices = group_slices(runner, parts, present, batch.group_of)
         del parts
         made = [
             _held_and_small(runner, group_pairs, slices[g], batch._frames_of(g), cal, extra_columns)
