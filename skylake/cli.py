@@ -94,10 +94,11 @@ def _days(text: str) -> float:
 
 def _cmd_compact(args) -> int:
     from skylake.lake import Lake
-    from skylake.lake.compact import compact
+    from skylake.lake.compact import compact, format_compact
 
-    stats = compact(Lake.open(args.lake), max_rows=args.max_rows)
-    print(json.dumps(stats))
+    lake = Lake.open(args.lake)
+    stats = compact(lake, max_rows=args.max_rows)
+    print(json.dumps(stats) if args.json else format_compact(lake.url, stats))
     return 0
 
 
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compact", help="merge each partition's batch files into one (answers unchanged)")
     p.add_argument("lake")
     p.add_argument("--max-rows", type=int, default=5_000_000, help="split partitions above this many rows")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON (for scripts)")
     p.set_defaults(func=_cmd_compact)
 
     p = sub.add_parser(

@@ -245,7 +245,8 @@ def test_vacuum_deletes_only_what_no_kept_version_needs(history_lake, tmp_path):
         f"vacuum {path}: keeping versions {latest}..{latest} (committed after "
     )
     assert cli.stdout.splitlines()[1:] == [
-        f"  removed {len(last)} retained files ({size} bytes) of versions {later[0]}, {later[1]}",
+        f"  removed {len(last)} retained files ({size} bytes) that the commits of versions {later[0]}, {later[1]} "
+        "replaced (only older versions read them)",
         "  removed 1 staging files (5 bytes) of 1 uncommitted batches",
     ]
     assert not list((path / "_skylake" / "removed").iterdir()) and not leftover.exists()
@@ -302,7 +303,19 @@ def compact_base(tmp_path_factory):
     rng = np.random.default_rng(11)
     commit_night(lake, random_stars(300, (10.0, 14.0), (0.0, 3.0), rng), "2026-01-02", 2, rng)
     shutil.copytree(root / "base", root / "clean")
-    run_cli("compact", str(root / "clean"), check=True)
+    out = run_cli("compact", str(root / "clean"), check=True).stdout.strip()
+    assert re.fullmatch(
+        rf"compact {re.escape(str(root / 'clean'))}: merged [1-9]\d* partitions and 1 nights of the frames table, "
+        r"\d+ files replaced; committed version \d+",
+        out,
+    ), out
+    again = json.loads(run_cli("compact", str(root / "clean"), "--json", check=True).stdout)
+    assert again["version"] is None and again["partitions_merged"] == again["nights_merged"] == 0
+    assert (
+        run_cli("compact", str(root / "clean"), check=True)
+        .stdout.strip()
+        .endswith(": nothing to do (every partition and night is held in one file)")
+    )
     return root / "base", root / "clean"
 
 

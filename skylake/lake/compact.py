@@ -145,3 +145,27 @@ def compact(lake: Lake, *, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | N
     stats["version"] = entry.version if entry else None
     log.info("compaction: %s", stats)
     return stats
+
+
+def format_compact(lake_url: str, stats: dict) -> str:
+    """What ``skylake compact`` prints.
+
+    Parameters
+    ----------
+    lake_url : str
+        The lake compacted.
+    stats : dict
+        What :func:`compact` returned.
+
+    Returns
+    -------
+    str
+        One line: what was merged and split, and the version committed (or that there was nothing to do).
+    """
+    if stats.get("version") is None:
+        return f"compact {lake_url}: nothing to do (every partition and night is held in one file)"
+    split = f" ({stats['partitions_split']} split into finer pixels)" if stats["partitions_split"] else ""
+    return (
+        f"compact {lake_url}: merged {stats['partitions_merged']} partitions{split} and {stats['nights_merged']} "
+        f"nights of the frames table, {stats['files_removed']} files replaced; committed version {stats['version']}"
+    )

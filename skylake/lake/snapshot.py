@@ -529,8 +529,13 @@ def format_vacuum(result: dict) -> str:
         + f" (committed after {result['cutoff']}, and the one live then)"
     ]
     lines.append(
-        f"  {verb} {result['files']} retained files ({result['bytes']} bytes) of versions "
-        f"{_ranges(result['versions_vacuumed']) or 'none'}"
+        f"  {verb} {result['files']} retained files ({result['bytes']} bytes)"
+        + (
+            f" that the commits of versions {_ranges(result['versions_vacuumed'])} replaced (only older versions "
+            "read them)"
+            if result["versions_vacuumed"]
+            else ""
+        )
     )
     lines.append(
         f"  {verb} {result['staging_files']} staging files ({result['staging_bytes']} bytes) of "
