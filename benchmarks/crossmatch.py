@@ -11,21 +11,24 @@ What happens (see benchmarks/README.md):
 
 1. Reference stars: ``skylake.synthetic.refcat.write_synthetic`` (APASS columns, a Galactic disc plus
    an isotropic half) imported with ``import_refcat`` (HATS collection, 10" margin), untimed.
-2. Sources: every reference star observed in ``sources / refs`` frames, each time displaced by a
-   Gaussian 1" per axis, a tenth of them replaced by random field sources; written as a HATS
-   catalog with hats-import, untimed. Frames are whole-sky, so each star meets one source per frame.
+2. Sources: every reference star observed ``sources / refs`` times (passes), each time displaced by a
+   Gaussian 1" per axis, a tenth of them replaced by field sources ~0.2 deg from another star; each pass's
+   frames tile the sky (a frame is a HEALPix order-3 pixel, neighbouring frames with neighbouring ids);
+   written as a HATS catalog with hats-import, untimed.
 3. Timed, ``--runs`` times each, every method producing the same thing, the one-to-one pairs within
-   9" (the SkyCamZ radius) as a DataFrame:
+   9" (the SkyCamZ radius):
 
-   - skylake: ``lsdb.open_catalog`` of both (reference margin included) ->
-     ``skylake.calib.crossmatch.crossmatch`` (lsdb k-d tree join on the dask cluster, 2 nearest
-     stars per source, reduced to the nearest in each partition on the workers) -> ``nearest_per_star``
-     (the rest of ``one_to_one``). Includes reading the Parquet files.
+   - skylake: what a calibration does (``skylake.calib.pairs.BatchPairs.match``) on skylake's
+     ``dask_client``: ``lsdb.open_catalog`` of both (reference margin included) ->
+     ``crossmatch_partitions`` (lsdb k-d tree join, each source its nearest star, on the workers) ->
+     each partition split into its frame groups (``group_slices``) -> ``one_to_one_pairs`` per group
+     where it lands; only the pairs' ids come back. Includes reading the Parquet files.
+   - skylake, pairs gathered: the same join, every pair gathered here, then ``nearest_per_star``.
    - astropy: ``SkyCoord.match_to_catalog_sky`` of the in-memory arrays, cut at 9" -> ``one_to_one``.
    - cKDTree: unit vectors, ``cKDTree.query(k=1, distance_upper_bound=chord, workers=-1)`` -> ``one_to_one``.
 
    The baselines get their arrays in memory for free (loading them is not timed); skylake reads them.
-   All three must give identical pairs (checked). The first lsdb cross-match of a process compiles
+   All four must give identical pairs (checked). The first lsdb cross-match of a process compiles
    hats' numba code (7-10 s): an untimed warm-up takes it.
 """
 
@@ -238,7 +241,8 @@ def main(argv=None) -> int:
         # skylake's own local cluster, as a calibration makes it (its workers' malloc settings included)
         with dask_client(workers=args.workers) as client:
             t0 = time.perf_counter()
-            data = work / f"data-{n_src}x{n_ref}"  # --keep DIR: a later run of the same sizes reuses it
+            # --keep DIR: a later run of the same data reuses it
+            data = work / f"data-{n_src}x{n_ref}-order{FRAME_ORDER}-seed7"
             refcat, sources = data / "lake" / "refcats" / "bench", data / "hats" / "sources"
             if not (data / "ready").exists():
                 shutil.rmtree(data, ignore_errors=True)
@@ -299,7 +303,7 @@ def main(argv=None) -> int:
         f"skylake/pairs gathered = {medians[names[1]] / sky:.2f}x; "
         f"goals: faster than astropy, >= 1,000,000 rows/s per worker"
     )
-    print(f"pairs identical across the three methods: {'yes' if same else 'NO'}")
+    print(f"pairs identical across the four methods: {'yes' if same else 'NO'}")
     return 0 if same else 1
 
 

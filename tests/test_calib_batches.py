@@ -49,6 +49,7 @@ def test_frames_split_gives_each_group_its_rows_in_one_pass():
     pieces = pairs.frames_split(part, [[3, 8], [5], [9, 4]])  # frame 7 in no group; 4 not in the partition
     assert [p["row"].tolist() for p in pieces] == [[1, 5, 6], [0, 3], [2]]
     assert pairs.frames_split(part, []) == ()
+    assert [len(p) for p in pairs.frames_split(part, [[], [4]])] == [0, 0]  # no frame of the partition: no rows
 
 
 def test_group_slices_split_a_partition_once_and_pass_a_one_group_partition_whole():

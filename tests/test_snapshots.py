@@ -26,7 +26,7 @@ from skylake.calib.store import MATCHES, ZEROPOINTS
 from skylake.errors import LakeError
 from skylake.lake import Lake, history, open_lake
 from skylake.lake.compact import compact
-from skylake.lake.snapshot import Snapshot, vacuum
+from skylake.lake.snapshot import Snapshot, format_vacuum, vacuum
 from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 from skylake.status import lake_status
@@ -305,8 +305,8 @@ def compact_base(tmp_path_factory):
     shutil.copytree(root / "base", root / "clean")
     out = run_cli("compact", str(root / "clean"), check=True).stdout.strip()
     assert re.fullmatch(
-        rf"compact {re.escape(str(root / 'clean'))}: merged [1-9]\d* partitions and 1 nights of the frames table, "
-        r"\d+ files replaced; committed version \d+",
+        rf"compact {re.escape(str(root / 'clean'))}: merged [1-9]\d* sources partitions?, merged 1 night of the "
+        r"frames table \(\d+ files replaced\); committed version \d+",
         out,
     ), out
     again = json.loads(run_cli("compact", str(root / "clean"), "--json", check=True).stdout)
@@ -314,7 +314,7 @@ def compact_base(tmp_path_factory):
     assert (
         run_cli("compact", str(root / "clean"), check=True)
         .stdout.strip()
-        .endswith(": nothing to do (every partition and night is held in one file)")
+        .endswith(": nothing to do (every partition and night is held in one file, no partition is over --max-rows)")
     )
     return root / "base", root / "clean"
 
@@ -364,6 +364,11 @@ def test_vacuum_removes_old_objects_changes_and_refresh_still_mirrors_every_obje
 
     done = vacuum(lake, retain_days=0)
     assert {changes_rel(first), changes_rel(second)} <= set(done["paths"])
+    assert done["side_files"] == 2 and done["retained_files"] == done["files"] - 2
+    assert (
+        f"  removed 2 per-version side files ({done['side_bytes']} bytes) of versions up to {done['kept_versions'][0]} "
+        "(objects change lists: a summary database not refreshed past them reads whole partitions instead)"
+    ) in format_vacuum(done).splitlines()
     assert not any(lake.store.exists(changes_rel(v)) for v in (first, second))
     n_objects = lake_status(Lake.open(lake.url))["tables"]["objects"]  # the running count
     refresh(lake, db)  # from the first update's watermark: the second's partitions whole

@@ -117,7 +117,7 @@ def frames_split(part: pd.DataFrame, groups: list[list[int]]) -> tuple[pd.DataFr
     order = np.argsort(keys, kind="stable")
     keys, which = keys[order], which[order]
     at = np.clip(np.searchsorted(keys, frame), 0, max(len(keys) - 1, 0))
-    code = np.where(keys[at] == frame, which[at], len(groups)) if len(keys) else np.full(len(frame), 0)
+    code = np.where(keys[at] == frame, which[at], len(groups)) if len(keys) else np.full(len(frame), len(groups))
     rows = np.argsort(code, kind="stable")
     bounds = np.searchsorted(code[rows], np.arange(len(groups) + 1))
     return tuple(part.iloc[rows[bounds[k] : bounds[k + 1]]] for k in range(len(groups)))

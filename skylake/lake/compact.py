@@ -125,7 +125,7 @@ def compact(lake: Lake, *, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | N
                 )
             for f in files:
                 tx.remove(SOURCES, f, _num_rows(lake, f"{SOURCES}/{f}"))
-            stats["partitions_merged"] += 1
+            stats["partitions_merged"] += len(files) > 1  # a partition in one file over max_rows is only split
             stats["files_removed"] += len(files)
         nights: dict[str, list[str]] = {}
         for rel in lake.live_files(FRAMES):
@@ -163,9 +163,36 @@ def format_compact(lake_url: str, stats: dict) -> str:
         One line: what was merged and split, and the version committed (or that there was nothing to do).
     """
     if stats.get("version") is None:
-        return f"compact {lake_url}: nothing to do (every partition and night is held in one file)"
-    split = f" ({stats['partitions_split']} split into finer pixels)" if stats["partitions_split"] else ""
+        return (
+            f"compact {lake_url}: nothing to do (every partition and night is held in one file, no partition "
+            "is over --max-rows)"
+        )
+
+    def count(n: int, what: str) -> str:
+        """``n`` and ``what``, plural unless one.
+
+        Parameters
+        ----------
+        n : int
+            How many.
+        what : str
+            The thing counted (singular).
+
+        Returns
+        -------
+        str
+            E.g. ``"2 nights"``.
+        """
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    done = []
+    if stats["partitions_merged"]:
+        done.append(f"merged {count(stats['partitions_merged'], 'sources partition')}")
+    if stats["partitions_split"]:
+        done.append(f"split {count(stats['partitions_split'], 'sources partition')} into finer pixels")
+    if stats["nights_merged"]:
+        done.append(f"merged {count(stats['nights_merged'], 'night')} of the frames table")
     return (
-        f"compact {lake_url}: merged {stats['partitions_merged']} partitions{split} and {stats['nights_merged']} "
-        f"nights of the frames table, {stats['files_removed']} files replaced; committed version {stats['version']}"
+        f"compact {lake_url}: {', '.join(done)} ({count(stats['files_removed'], 'file')} replaced); "
+        f"committed version {stats['version']}"
     )

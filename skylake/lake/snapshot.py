@@ -453,6 +453,7 @@ def vacuum(lake: Lake, *, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: boo
             f, s = history.tree_size(lake.store, history.version_dir(v))
             files += f
             size += s
+        retained_files, retained_bytes = len(files), size
         changes = _versioned_files(lake, oldest)  # refresh reads whole partitions where one is missing
         for rel in changes:
             files.append(rel)
@@ -480,6 +481,10 @@ def vacuum(lake: Lake, *, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: boo
         "files": len(files),
         "bytes": size,
         "paths": files,
+        "retained_files": retained_files,
+        "retained_bytes": retained_bytes,
+        "side_files": len(files) - retained_files,
+        "side_bytes": size - retained_bytes,
         "staging_batches": [posixpath.basename(s) for s in staging],
         "staging_files": len(staging_files),
         "staging_bytes": staging_bytes,
@@ -529,7 +534,7 @@ def format_vacuum(result: dict) -> str:
         + f" (committed after {result['cutoff']}, and the one live then)"
     ]
     lines.append(
-        f"  {verb} {result['files']} retained files ({result['bytes']} bytes)"
+        f"  {verb} {result['retained_files']} retained files ({result['retained_bytes']} bytes)"
         + (
             f" that the commits of versions {_ranges(result['versions_vacuumed'])} replaced (only older versions "
             "read them)"
@@ -537,6 +542,12 @@ def format_vacuum(result: dict) -> str:
             else ""
         )
     )
+    if result["side_files"]:
+        lines.append(
+            f"  {verb} {result['side_files']} per-version side files ({result['side_bytes']} bytes) of versions up "
+            f"to {kept[0]} (objects change lists: a summary database not refreshed past them reads whole "
+            "partitions instead)"
+        )
     lines.append(
         f"  {verb} {result['staging_files']} staging files ({result['staging_bytes']} bytes) of "
         f"{len(result['staging_batches'])} uncommitted batches"
