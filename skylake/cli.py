@@ -39,8 +39,18 @@ def _cmd_ingest(args) -> int:
     from skylake.profile import load_profile
     from skylake.runtime import dask_client
 
-    profile = load_profile(args.pipeline)
+    profile = load_profile(args.pipeline) if args.pipeline is not None else None  # a bad one: before any lake
     lake = Lake.init(args.lake) if args.create else Lake.open(args.lake)
+    if profile is None:  # the profile the lake's frames were ingested with, else generic
+        from skylake.profile_store import lake_profile
+
+        profile = lake_profile(lake)
+        print(
+            f"profile {profile.name}: the one this lake's frames were ingested with (--pipeline NAME for another)"
+            if profile
+            else "profile generic (--pipeline NAME for your camera's)"
+        )
+        profile = profile or load_profile("generic")
     options = dict(
         redo=args.redo,
         keep_versions=args.keep_versions,
@@ -171,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("lake", help="lake directory")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories (searched recursively) or globs")
-    p.add_argument("--pipeline", default="generic", help="instrument profile: a name in pipelines/ or a .toml/.yaml")
+    p.add_argument(
+        "--pipeline",
+        default=None,
+        help="instrument profile: a name in pipelines/ or a .toml/.yaml (default: the one the lake's frames were "
+        "ingested with, else generic)",
+    )
     p.add_argument(
         "--scheduler",
         default=None,

@@ -120,3 +120,41 @@ def frames_profile(lake, name: str, pipeline_version: str | None, override: Prof
             f"frames of profile {name!r} ({pipeline_version}) have no profile stored in the lake and "
             f"none of that name is built in: {exc}"
         ) from None
+
+
+def lake_profile(lake) -> Profile | None:
+    """The profile an ingest without ``--pipeline`` uses: the one this lake's frames were ingested with.
+
+    Of the stored profiles (:func:`stage_profile`), all of one name: the most recently stored (the latest
+    ingest's settings). A lake with none (new, or older than stored profiles) gives None: the caller falls
+    back to ``generic``.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+
+    Returns
+    -------
+    skylake.profile.Profile or None
+        The profile, or None when the lake stores none.
+
+    Raises
+    ------
+    ProfileError
+        The lake holds frames of several profiles: which one is meant is the user's to say.
+    """
+    if not lake.store.exists(PROFILES_DIR):
+        return None
+    by_name: dict[str, list] = {}
+    for name in sorted(n for n in lake.store.listdir(PROFILES_DIR) if n.endswith(".json")):
+        rel = f"{PROFILES_DIR}/{name}"
+        profile = profile_from_dict(json.loads(lake.store.read_bytes(rel)), lake.path(rel))
+        by_name.setdefault(profile.name, []).append((lake.store.mtime(rel), profile))
+    if len(by_name) > 1:
+        raise ProfileError(
+            f"lake {lake.url} holds frames of the profiles {', '.join(sorted(by_name))}: say which with --pipeline NAME"
+        )
+    if not by_name:
+        return None
+    return max(next(iter(by_name.values())), key=lambda stored: stored[0])[1]

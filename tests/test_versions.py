@@ -70,11 +70,21 @@ def test_another_profile_is_refused_then_replaced_or_kept(lake, source):
     ):
         ingest(lake, [frames], "generic")
     assert lake.log.latest_version() == version  # nothing written
-    cli = run_cli("ingest", lake.url, frames, "--scheduler", "synchronous", "--no-progress")
+    cli = run_cli("ingest", lake.url, frames, "--pipeline", "generic", "--scheduler", "synchronous", "--no-progress")
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "--keep-versions" in cli.stderr, cli.stderr
+    # without --pipeline: the lake's own profile (demo), so the same frames are already there
+    cli = run_cli("ingest", lake.url, frames, "--scheduler", "synchronous", "--no-progress")
+    assert cli.returncode == 0 and cli.stdout.startswith(
+        "profile demo: the one this lake's frames were ingested with (--pipeline NAME for another)\n"
+    ), cli.stdout + cli.stderr
+    assert lake.log.latest_version() == version  # nothing new
 
     kept = ingest(lake, [frames], "generic", keep_versions=True)
     assert kept.ingested == 3 and kept.replaced == 0
+    cli = run_cli("ingest", lake.url, frames, "--scheduler", "synchronous", "--no-progress")  # which one? the user's
+    assert cli.returncode == 2 and cli.stderr.strip().endswith(
+        "holds frames of the profiles demo, generic: say which with --pipeline NAME"
+    ), cli.stderr
     rows = lake.read_frames(columns=["frame_id", "profile"]).to_pandas()
     assert sorted(rows["profile"]) == ["demo"] * 3 + ["generic"] * 3
     build_objects(lake, refcat="demo")
