@@ -202,3 +202,24 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
     assert lake_status(Lake.open(lake.url))["partitions"] == big["partitions"]
     commit_archive(lake, 10, 1, np.random.default_rng(2), first_night="2030-01-01")
     assert counts.read(lake)["nights"] == len(nights) + 1 and "2030-01-01" not in lake.store.read_text(counts.COUNTS)
+
+
+def test_a_bucket_file_replaced_between_listing_and_reading_is_listed_again(tmp_path, frames, monkeypatch):
+    """An ingest looks frames up without the lock: another writer's commit may replace the bucket file it
+    just listed (seen as a FileNotFoundError in a two-process ingest); the bucket is listed and read again."""
+    lake = Lake.init(tmp_path / "lake")
+    ingest(lake, [str(frames)], "demo", progress=False)
+    expected = indexed(lake)
+    read, vanished = lake.store.read_parquet, []
+
+    def replaced_once(rel, **kwargs):
+        if not vanished:
+            vanished.append(rel)
+            raise FileNotFoundError(lake.store.full(rel))
+        return read(rel, **kwargs)
+
+    monkeypatch.setattr(lake.store, "read_parquet", replaced_once)
+    assert indexed(lake) == expected and len(vanished) == 1
+    monkeypatch.setattr(lake.store, "read_parquet", lambda rel, **kwargs: (_ for _ in ()).throw(FileNotFoundError(rel)))
+    with pytest.raises(FileNotFoundError):  # a file that stays missing is still an error
+        indexed(lake)
