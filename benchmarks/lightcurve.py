@@ -6,14 +6,18 @@ Run from the repo root (one command)::
     .venv/bin/python benchmarks/lightcurve.py            # 200 000 stars x 50 frames = 10^7 sources
     .venv/bin/python benchmarks/lightcurve.py --quick    # 20 000 stars x 50 frames = 10^6 sources
     .venv/bin/python benchmarks/lightcurve.py --stars 100000 --frames 40 --runs 9 --keep /tmp/lc-bench
+    .venv/bin/python benchmarks/lightcurve.py --workers 0    # objects built in this process, no cluster
 
 What happens:
 
 1. ``skylake.synthetic.detections.commit_night`` commits ``--frames`` frames (5 nights) of detections of
    ``--stars`` stars spread over 100 deg^2 (~30 partitions) straight through the lake's transaction
    (no images; frames marked SYNTHETIC). Untimed.
-2. ``build_objects`` builds LAKE/objects from scratch (timed once: it is the expensive step), then a
-   sixth night of one frame is added and the incremental update is timed.
+2. ``build_objects`` builds LAKE/objects from scratch on ``--workers`` dask workers (skylake's own
+   ``dask_client``, one thread each; timed once: it is the expensive step), then a sixth night of one
+   frame is added and the incremental update is timed. With ``--keep DIR`` holding a lake from an
+   earlier run, the lake is reused: the objects are rebuilt from scratch (``rebuild=True``) and the
+   incremental step is left out (its night is already there).
 3. ``--runs`` cones of 3" radius at random stars (page cache warm after one untimed query each way):
    ``light_curve`` (pixel-pruned cone on LAKE/objects) against the baseline, DuckDB scanning every
    sources file for the same cone (``ra``/``dec`` box then the exact distance), which is what one
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 GOAL_S = 1.0
+GOAL_BUILD = 1e6  # sources/s, objects from scratch on 2 workers (issue 24)
 
 
 def baseline_cone(con, sources_glob: str, ra: float, dec: float, radius_arcsec: float) -> int:
@@ -55,7 +60,10 @@ def main(argv=None) -> int:
     parser.add_argument("--stars", type=int, default=None, help="stars (default 200000, 20000 with --quick)")
     parser.add_argument("--frames", type=int, default=50, help="frames, every star in each (default 50)")
     parser.add_argument("--runs", type=int, default=7, help="cones timed (default 7); medians are printed")
-    parser.add_argument("--keep", default=None, metavar="DIR", help="build the lake in DIR and keep it")
+    parser.add_argument("--keep", default=None, metavar="DIR", help="build the lake in DIR and keep it (reused)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="dask workers building the objects (default 2; 0: in this process)"
+    )
     args = parser.parse_args(argv)
     import duckdb
     import pandas as pd
@@ -63,39 +71,50 @@ def main(argv=None) -> int:
     from skylake.lake import Lake
     from skylake.objects.build import build_objects
     from skylake.objects.query import light_curve
+    from skylake.runtime import dask_client
     from skylake.synthetic.detections import commit_night, random_stars
 
     n_stars = args.stars or (20_000 if args.quick else 200_000)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lc-bench-"))
     rng = np.random.default_rng(5)
+    stars = random_stars(n_stars, (30.0, 40.0), (-5.0, 5.0), rng)
     try:
-        lake = Lake.init(work / "lake")
-        stars = random_stars(n_stars, (30.0, 40.0), (-5.0, 5.0), rng)
-        t0 = time.perf_counter()
-        per_night = int(np.ceil(args.frames / 5))
-        nights = [f"2026-04-{d:02d}" for d in range(1, 6)]
-        for k, night in enumerate(nights):
-            n = min(per_night, args.frames - k * per_night)
-            if n > 0:
-                commit_night(lake, stars, night, n, rng)
+        reuse = (work / "lake").exists()
+        if reuse:
+            lake = Lake.open(work / "lake")
+            print(f"lake: reusing {lake.url} (objects rebuilt from scratch, no incremental step)")
+        else:
+            lake = Lake.init(work / "lake")
+            t0 = time.perf_counter()
+            per_night = int(np.ceil(args.frames / 5))
+            nights = [f"2026-04-{d:02d}" for d in range(1, 6)]
+            for k, night in enumerate(nights):
+                n = min(per_night, args.frames - k * per_night)
+                if n > 0:
+                    commit_night(lake, stars, night, n, rng)
+            print(
+                f"lake: {lake.log.latest().sources_rows:,} SYNTHETIC sources ({n_stars:,} stars x {args.frames} "
+                f"frames) written in {time.perf_counter() - t0:.1f} s to {lake.url}"
+            )
         n_sources = lake.log.latest().sources_rows
-        print(
-            f"lake: {n_sources:,} SYNTHETIC sources ({n_stars:,} stars x {args.frames} frames) written in "
-            f"{time.perf_counter() - t0:.1f} s to {lake.url}"
-        )
 
-        report = build_objects(lake)
-        print(
-            f"build objects from scratch: {report.seconds:.1f} s ({n_sources / report.seconds:,.0f} sources/s; "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
-            + f")\n  {report}"
-        )
-        commit_night(lake, stars.sample(n_stars // 10, random_state=1), "2026-04-06", 1, rng)
-        inc = build_objects(lake)
-        print(
-            f"incremental update (1 frame, {n_stars // 10:,} detections): {inc.seconds:.1f} s, "
-            f"{inc.partitions_rewritten} of {inc.partitions} partitions rewritten"
-        )
+        with dask_client(scheduler="synchronous" if args.workers == 0 else None, workers=args.workers) as client:
+            report = build_objects(lake, rebuild=reuse, client=client)
+            where = f"{args.workers} workers" if client else "in this process"
+            per = f", {n_sources / report.seconds / args.workers:,.0f} per worker" if client else ""
+            print(
+                f"build objects from scratch ({where}): {report.seconds:.1f} s ({n_sources / report.seconds:,.0f} "
+                f"sources/s{per}; goal {GOAL_BUILD:,.0f} on 2 workers; "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
+                + f")\n  {report}"
+            )
+            if not reuse:
+                commit_night(lake, stars.sample(n_stars // 10, random_state=1), "2026-04-06", 1, rng)
+                inc = build_objects(lake, client=client)
+                print(
+                    f"incremental update (1 frame, {n_stars // 10:,} detections): {inc.seconds:.1f} s, "
+                    f"{inc.partitions_rewritten} of {inc.partitions} partitions rewritten"
+                )
 
         con = duckdb.connect()
         glob = f"{lake.path('sources')}/dataset/*/*/*/*.parquet"

@@ -219,3 +219,66 @@ def test_a_table_of_the_older_layout_is_refused_with_what_to_do(tmp_path):
     report = build_objects(lake, rebuild=True)
     assert report.objects == len(stars)
     assert _table(lake)["n_det"].sum() == (len(stars) + len(stars.iloc[::2])) * N_FRAMES
+
+
+def _wide_field(root, monkeypatch, grouped: bool) -> tuple[Lake, list]:
+    """Frames 6 deg wide (sources at order 4) and objects at the lake's order 5: an objects build from
+    scratch, then a night of a third of the stars merged in; the tasks' partition groups recorded."""
+    from skylake.objects import build
+
+    tasks, group = [], build.task_groups
+
+    def record(keys, task_files):
+        groups = group(keys, task_files) if grouped else [[k] for k in keys]
+        tasks.append([len(g) for g in groups])
+        return groups
+
+    monkeypatch.setattr(build, "task_groups", record)
+    rng = np.random.default_rng(5)
+    lake = Lake.init(root)
+    stars = random_stars(400, (30.0, 36.0), (-3.0, 3.0), rng)
+    commit_night(lake, stars, "2026-02-01", 4, rng)
+    build_objects(lake)
+    commit_night(lake, stars.sample(frac=0.3, random_state=3), "2026-02-02", 2, rng)
+    build_objects(lake)
+    return lake, tasks
+
+
+def test_partitions_reading_one_sources_partition_are_one_task_with_the_same_result(tmp_path, monkeypatch):
+    """Objects partitions finer than the sources partition they lie in read the same files: they are one
+    task (reading them once), and the tables are exactly those of one task per partition."""
+    lake, tasks = _wide_field(tmp_path / "grouped", monkeypatch, grouped=True)
+    alone, singles = _wide_field(tmp_path / "alone", monkeypatch, grouped=False)
+    assert {p.order for p in hats_meta.read_partitions(lake.store, "sources")} == {4}
+    assert {p.order for p in hats_meta.read_partitions(lake.store, OBJECTS)} == {5}
+    # 19 objects partitions in 8 sources partitions: 8 tasks, not 19 (each group the order-5 pixels of one)
+    assert tasks[0] == [1, 4, 3, 1, 4, 1, 4, 1] and singles[0] == [1] * 19
+    assert sum(tasks[1]) == sum(singles[1]) and len(tasks[1]) < len(singles[1])
+    pd.testing.assert_frame_equal(_table(lake), _table(alone))
+    pd.testing.assert_frame_equal(_points(lake), _points(alone))
+
+
+def test_task_groups_follow_the_coarsest_sources_partition_read():
+    from skylake.objects.build import task_groups
+
+    def key(order, pixel):
+        return (order << 40) | pixel
+
+    coarse = {"sources/dataset/Norder=3/Dir=0/Npix=277/a.parquet"}
+    fine = {"sources/dataset/Norder=6/Dir=10000/Npix=17730/a.parquet"}
+    keys = [key(5, 277 * 16 + 1), key(5, 277 * 16 + 2), key(5, 278 * 16), key(5, 9), key(5, 10)]
+    files = {keys[0]: coarse, keys[1]: coarse | fine, keys[2]: set(), keys[3]: fine, keys[4]: fine}
+    # the first two read one order-3 partition (the second a finer one too: the coarsest counts)
+    assert task_groups(keys, files) == [[keys[0], keys[1]], [keys[2]], [keys[3]], [keys[4]]]
+    # one in another order-3 pixel reading the same file is its own task (its ancestor differs)
+    files[keys[2]] = coarse
+    assert task_groups(keys, files) == [[keys[0], keys[1]], [keys[2]], [keys[3]], [keys[4]]]
+
+
+def test_union_of_ranges():
+    from skylake.objects.partition import _union
+
+    lo, hi = _union(np.array([10, 0, 5, 30, 20]), np.array([12, 6, 8, 40, 30]))
+    assert lo.tolist() == [0, 10, 20] and hi.tolist() == [8, 12, 40]
+    lo, hi = _union(np.array([0, 1]), np.array([10, 2]))  # one inside another
+    assert lo.tolist() == [0] and hi.tolist() == [10]

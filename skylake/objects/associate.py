@@ -205,8 +205,10 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
 
     Points are binned into cubic cells ``link / sqrt(3)`` wide: a cell's diagonal is ``link``, so a cell's
     points are all friends. Two cells (at most two apart along each axis) are joined when any pair of
-    their points is within ``link``: small cell pairs are compared all at once, large ones (the dense
-    cores of stars) by a k-d tree query of one against the other. Groups are the connected components
+    their points is within ``link``: first the point of each nearest the other's centroid is tried (which
+    settles most pairs, a star's repeat detections, exactly when they are that close); then the other
+    small cell pairs are compared all at once, large ones (the dense cores of stars) by a k-d tree query
+    of one against the other. Groups are the connected components
     of the cell graph.
     """
     n = len(xyz)
@@ -233,9 +235,10 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
         a.append(hit)
         b.append(pos[hit])
     a, b = np.concatenate(a), np.concatenate(b)
-    linked = np.zeros(len(a), dtype=bool)
+    # most pairs are one star's repeat detections: one pair of points near the centres settles them
+    linked = _centres_linked(pts, start, count, a, b, link)
     size = count[a] * count[b]
-    small = np.flatnonzero(size <= _SMALL_PAIR)
+    small = np.flatnonzero(~linked & (size <= _SMALL_PAIR))
     if len(small):  # every point pair of the small cell pairs, as flat index arrays
         pair = np.repeat(np.arange(len(small)), size[small])
         k = _ranges(np.zeros(len(small), np.int64), size[small])
@@ -244,7 +247,7 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
         q = start[b[small]][pair] + k % nb
         close = np.einsum("ij,ij->i", pts[p] - pts[q], pts[p] - pts[q]) <= link * link
         linked[small] = np.bincount(pair, weights=close, minlength=len(small)) > 0
-    for i in np.flatnonzero(size > _SMALL_PAIR):
+    for i in np.flatnonzero(~linked & (size > _SMALL_PAIR)):
         cell_a = pts[start[a[i]] : start[a[i]] + count[a[i]]]
         cell_b = pts[start[b[i]] : start[b[i]] + count[b[i]]]
         if len(cell_a) > len(cell_b):
@@ -258,6 +261,26 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     out = np.empty(n, dtype=np.int64)
     out[order] = smallest[comp]
     return out
+
+
+def _nearest_in_cells(pts: np.ndarray, start: np.ndarray, count: np.ndarray, cells: np.ndarray, to: np.ndarray):
+    """Row (of ``pts``, sorted by cell) of each listed cell's point nearest the position ``to`` given for it."""
+    seg = np.repeat(np.arange(len(cells)), count[cells])
+    rows = _ranges(start[cells], start[cells] + count[cells])
+    d = np.einsum("ij,ij->i", pts[rows] - to[seg], pts[rows] - to[seg])
+    by = np.lexsort((d, seg))  # each cell's points nearest first
+    return rows[by[np.cumsum(count[cells]) - count[cells]]]
+
+
+def _centres_linked(pts, start, count, a, b, link) -> np.ndarray:
+    """Cell pairs (a, b) shown linked by one pair of points: a's point nearest b's centroid and b's point
+    nearest a's. True is exact (that pair is within ``link``); False leaves the pair undecided."""
+    if not len(a):
+        return np.zeros(0, dtype=bool)
+    centre = np.add.reduceat(pts, start, axis=0) / count[:, None]
+    pa = _nearest_in_cells(pts, start, count, a, centre[b])
+    pb = _nearest_in_cells(pts, start, count, b, centre[a])
+    return np.einsum("ij,ij->i", pts[pa] - pts[pb], pts[pa] - pts[pb]) <= link * link
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -467,9 +490,9 @@ def associate(
     keep = np.zeros(len(ids), dtype=bool)
     keep[todo] = ~lost[todo]
     if keep.any():
-        _, inv = np.unique(np.column_stack((rounds[keep], ids[keep])), axis=0, return_inverse=True)
-        labels = np.arange(inv.max() + 1)
-        smallest = np.full(len(labels), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(smallest, inv, source_id[keep])
-        out[keep] = smallest[inv]
+        kept = np.flatnonzero(keep)
+        kept = kept[np.lexsort((ids[kept], rounds[kept]))]  # the clusters, each round's apart, contiguous
+        first = np.r_[True, (ids[kept][1:] != ids[kept][:-1]) | (rounds[kept][1:] != rounds[kept][:-1])]
+        smallest = np.minimum.reduceat(source_id[kept], np.flatnonzero(first))
+        out[kept] = smallest[np.cumsum(first) - 1]
     return out

@@ -66,7 +66,7 @@ from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS,
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
-from skylake.objects.partition import build_partition, scan_pixels
+from skylake.objects.partition import build_partitions, scan_pixels
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -551,6 +551,35 @@ def _neighbour_tasks(mpix: np.ndarray, m_order: int, partitions, order: int) -> 
     return np.unique(o * (1 << 40) + p)
 
 
+def task_groups(keys: list[int], task_files: dict[int, set]) -> list[list[int]]:
+    """The partitions an update builds, grouped into tasks that read the same sources files once.
+
+    Objects partitions finer than the sources partition they lie in (order 5 in sources of order 3) all
+    read its files: they are one task (:func:`~skylake.objects.partition.build_partitions`). A partition
+    is grouped by its ancestor at the coarsest order of the sources partitions it reads (itself when
+    those are as fine or finer, or when it reads none).
+
+    Parameters
+    ----------
+    keys : list of int
+        The partitions (``order << 40 | pixel``), sorted.
+    task_files : dict
+        Each partition's sources files (lake-relative, ``sources/dataset/Norder=k/...``).
+
+    Returns
+    -------
+    list of list of int
+        The keys of each task, in the order of ``keys``.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k in keys:
+        order, pixel = k >> 40, k & ((1 << 40) - 1)
+        orders = [p.order for f in task_files[k] if (p := hats_meta.pixel_of(posixpath.relpath(f, SOURCES)))]
+        at = min([order, *orders])
+        groups.setdefault((at, pixel >> (2 * (order - at))), []).append(k)
+    return list(groups.values())
+
+
 def _run(client, func, *iterables, shared=None):
     """``func(shared, *args)`` for each args of ``iterables``: dask tasks on ``client``, else in this process."""
     items = list(zip(*iterables))
@@ -602,7 +631,8 @@ def build_objects(
 
     The stage's steps: :func:`_settings` (config), :func:`_plan` and :func:`_select_partitions` (what
     changed, and the partitions it reaches), :func:`build_partition` per partition (the tasks, each
-    writing its partition's file) and :func:`_commit` (the HATS metadata, held frames and log entry).
+    writing its partition's file; those reading the same sources files are one task, :func:`task_groups`)
+    and :func:`_commit` (the HATS metadata, held frames and log entry).
 
     Parameters
     ----------
@@ -688,13 +718,15 @@ def build_objects(
             "stale": plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64),
             "exact": exact,
         }
-        manifests = _run(
+        groups = task_groups(keys, task_files)
+        done = _run(
             client,
-            build_partition,
-            [(k >> 40, k & ((1 << 40) - 1)) for k in keys],
-            [sorted(task_files[k]) for k in keys],
+            build_partitions,
+            [[(k >> 40, k & ((1 << 40) - 1)) for k in group] for group in groups],
+            [sorted(set().union(*(task_files[k] for k in group))) for group in groups],
             shared=spec,
         )
+        manifests = sorted((m for ms in done for m in ms), key=lambda m: m["key"])
         report.timings["partitions"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

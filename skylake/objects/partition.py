@@ -1,7 +1,8 @@
 """One objects partition of an update: a pure task that reads its view, associates, and stages its files.
 
 :func:`build_partition` runs on a dask worker (or in the driver's process) for each partition an update
-touches. Its **view** is the partition plus a band one pixel of the margin order wide around it (at least
+touches (:func:`build_partitions` runs those sharing sources files as one task, reading them once). Its
+**view** is the partition plus a band one pixel of the margin order wide around it (at least
 ``MARGIN_RADII`` association radii): objects on its edges are associated whole, from both sides alike,
 and each object is written by the one partition holding its position.
 
@@ -149,14 +150,15 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
     extra = [c for f in apertures for c in (f, f"{f}_err")]
     ids = value_set(frames["frame_id"])
-    det = (
-        _sources_dataset(lake, files).to_table(columns=DETECTION_COLUMNS + extra, filter=pc.field("frame_id").isin(ids))
-        if files
-        else table_schema(SOURCES).empty_table().select(DETECTION_COLUMNS + extra)
-    )
-    if keep is not None:
-        det = det.filter(pa.array(keep(det.column("_healpix_29").to_numpy())))
-    det = det.to_pandas()
+    columns = DETECTION_COLUMNS + extra
+    batches = []
+    if files:  # batch by batch: what is held is the rows kept, not the files' (a neighbour's file is read whole)
+        for batch in _sources_dataset(lake, files).to_batches(columns=columns, filter=pc.field("frame_id").isin(ids)):
+            if keep is not None:
+                batch = batch.filter(pa.array(keep(batch.column("_healpix_29").to_numpy())))
+            batches.append(batch)
+    schema = table_schema(SOURCES)
+    det = pa.Table.from_batches(batches, schema=pa.schema([schema.field(c) for c in columns])).to_pandas()
     if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
         det = det.merge(frames[["frame_id", "exptime"]], on="frame_id", how="left").merge(
             cal[["frame_id", "flux", "apcor"]], on="frame_id", how="left"
@@ -464,7 +466,52 @@ def _recentre(pos: pd.DataFrame, hist: pd.DataFrame, ids: np.ndarray) -> pd.Data
     return pd.concat([pos[~pos["object_id"].isin(ids)], moved], ignore_index=True)
 
 
-def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
+def _union(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of ranges [lo, hi) as sorted, disjoint ranges (what :func:`within` takes)."""
+    by = np.argsort(lo, kind="stable")
+    lo, hi = np.asarray(lo, np.int64)[by], np.asarray(hi, np.int64)[by]
+    reach = np.maximum.accumulate(hi)
+    start = np.r_[True, lo[1:] > reach[:-1]]  # a range that does not touch those before it opens a run
+    ends = np.r_[np.flatnonzero(start)[1:] - 1, len(lo) - 1]
+    return lo[start], reach[ends]
+
+
+def build_partitions(spec: dict, keys: list[tuple[int, int]], files: list[str]) -> list[dict]:
+    """Bring several objects partitions up to date in one task, reading their detections once.
+
+    The objects' partitions are often finer than the sources' (order 5 in a lake whose sources are at order
+    3): every objects partition inside one sources partition reads the same files, and each alone would
+    read them whole to keep its view (a sixteenth of them, and its band). Here the detections of all the
+    views are read once, then each partition is built (:func:`build_partition`) from its view's rows: the
+    same rows it would have read itself, so the same result.
+
+    Parameters
+    ----------
+    spec : dict
+        The update's settings shared by every task (see :func:`build_partition`).
+    keys : list of tuple of int
+        The partitions: (order, pixel) each.
+    files : list of str
+        The sources files holding the update's detections in their views (the union of theirs).
+
+    Returns
+    -------
+    list of dict
+        Each partition's manifest (:func:`build_partition`), in the order of ``keys``.
+    """
+    if len(keys) == 1:
+        return [build_partition(spec, keys[0], files)]
+    views = [View(order, pixel, spec["m_order"]) for order, pixel in keys]
+    union = _union(np.concatenate([v.view[0] for v in views]), np.concatenate([v.view[1] for v in views]))
+    det = read_detections(_open(spec["url"]), files, spec["frames"], spec["refcat"], lambda h29: within(h29, *union))
+    h29 = det["_healpix_29"].to_numpy(np.int64)
+    out = []
+    for key, view in zip(keys, views):
+        out.append(build_partition(spec, key, files, det=det[view.in_view(h29)].reset_index(drop=True)))
+    return out
+
+
+def build_partition(spec: dict, key: tuple[int, int], files: list[str], det: pd.DataFrame | None = None) -> dict:
     """Bring objects partition ``key`` (order, pixel) up to date and stage its files.
 
     See the module docstring for the two ways.
@@ -479,6 +526,9 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
         The partition: (order, pixel).
     files : list of str
         The sources files holding the update's detections in this view.
+    det : pandas.DataFrame, optional
+        The update's detections in this view, already read (:func:`read_detections`); default: read from
+        ``files``.
 
     Returns
     -------
@@ -499,7 +549,8 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str]) -> dict:
     stale = np.asarray(spec["stale"], np.int64)
     exact = bool(spec["rebuild"] or (len(stale) and (spec["exact"] is None or key in spec["exact"])))
 
-    det = read_detections(lake, files, spec["frames"], refcat, view.in_view)
+    if det is None:
+        det = read_detections(lake, files, spec["frames"], refcat, view.in_view)
     core = view.in_core(det["_healpix_29"].to_numpy(np.int64))
     # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
     own_files = [] if spec["rebuild"] else partition_files(lake, OBJECTS, here)
