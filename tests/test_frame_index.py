@@ -223,3 +223,38 @@ def test_a_bucket_file_replaced_between_listing_and_reading_is_listed_again(tmp_
     monkeypatch.setattr(lake.store, "read_parquet", lambda rel, **kwargs: (_ for _ in ()).throw(FileNotFoundError(rel)))
     with pytest.raises(FileNotFoundError):  # a file that stays missing is still an error
         indexed(lake)
+
+
+def test_a_night_file_replaced_between_listing_and_reading_is_listed_again(tmp_path, frames, monkeypatch):
+    """Readers of the night tables take no lock: a commit may replace a night's file (a re-ingest, a
+    compaction) after the reader listed it. The read lists again and finds the rows in the new file; a
+    file that stays missing is still an error naming the table."""
+    import os
+
+    from skylake.errors import LakeError
+    from skylake.lake.tables import FRAMES
+
+    lake = Lake.init(tmp_path / "lake")
+    ingest(lake, [str(frames)], "demo", progress=False)
+    expected = lake.read_frames().sort_by("frame_id")
+    listing, moved = lake._night_dataset, []
+
+    def replaced_after_listing(table, nights=None):
+        dataset = listing(table, nights)
+        if not moved:  # the writer's commit lands between this listing and the read
+            old = dataset.files[0]
+            os.rename(old, os.path.join(os.path.dirname(old), "replaced.parquet"))
+            moved.append(old)
+        return dataset
+
+    monkeypatch.setattr(lake, "_night_dataset", replaced_after_listing)
+    assert lake.read_frames().sort_by("frame_id").equals(expected) and len(moved) == 1
+    night = lake.read_frames(columns=["night"]).column("night")[0].as_py()
+    assert lake.read_night_table(FRAMES, nights=[night]).num_rows == expected.num_rows
+
+    def gone(table, nights=None):
+        raise FileNotFoundError(lake.store.full(f"{table}/missing.parquet"))
+
+    monkeypatch.setattr(lake, "_night_dataset", gone)
+    with pytest.raises(LakeError, match="cannot read the frames table"):
+        lake.read_frames()

@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skylake.lake.storage import read_listed
 from skylake.lake.tables import FRAME_INDEX, get
 from skylake.schema import table_schema
 
@@ -129,27 +129,31 @@ def buckets_of(rows: pa.Table) -> np.ndarray:
     return np.array([bucket_of(h, k) for h, k in zip(hashes, keys)], dtype=object)
 
 
-#: Listings of a bucket tried when a listed file vanishes before it is read (a concurrent commit).
-_RELIST_ATTEMPTS = 5
-
-
 def _bucket_files(store, bucket: str) -> list[tuple[str, pa.Table]]:
-    """The published files of ``bucket`` (one, after any commit), relative to :data:`INDEX`, and their rows."""
+    """The published files of ``bucket`` (one, after any commit), relative to :data:`INDEX`, and their rows.
+
+    Read without the lock (an ingest's lookups): listed again when another writer's commit replaced a file
+    just listed (:func:`~skylake.lake.storage.read_listed`).
+    """
     rel = bucket_dir(bucket)
-    for attempt in range(_RELIST_ATTEMPTS):
+
+    def read() -> list[tuple[str, pa.Table]]:
+        """List the bucket and read its files.
+
+        Returns
+        -------
+        list of tuple
+            (path relative to the index, rows) of each file.
+        """
         if not store.exists(f"{INDEX}/{rel}"):
             return []
-        try:
-            return [
-                (f"{rel}/{name}", store.read_parquet(f"{INDEX}/{rel}/{name}", schema=table_schema(FRAME_INDEX)))
-                for name in store.listdir(f"{INDEX}/{rel}")
-                if name.endswith(".parquet") and not name.startswith(".")
-            ]
-        except FileNotFoundError:  # read without the lock: another writer's commit replaced the file just listed
-            if attempt == _RELIST_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    return []
+        return [
+            (f"{rel}/{name}", store.read_parquet(f"{INDEX}/{rel}/{name}", schema=table_schema(FRAME_INDEX)))
+            for name in store.listdir(f"{INDEX}/{rel}")
+            if name.endswith(".parquet") and not name.startswith(".")
+        ]
+
+    return read_listed(read)
 
 
 def read_buckets(lake, buckets) -> pa.Table:

@@ -68,7 +68,7 @@ from skylake.lake.log import (
     staging_path,
 )
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
-from skylake.lake.storage import Storage, is_disk_full, lock_held_here
+from skylake.lake.storage import Storage, is_disk_full, lock_held_here, read_listed
 from skylake.lake.tables import FRAMES, SOURCES
 from skylake.lake.transaction import Transaction
 from skylake.schema import table_schema
@@ -599,27 +599,32 @@ class Lake:
         """
         if self.auto_catch_up:
             self.catch_up()
+        with self._reading(table):
+            return self._night_dataset(table, nights)
+
+    def _night_dataset(self, table: str, nights=None) -> pads.Dataset:
+        """:meth:`night_dataset` without its catch-up and error translation (a file that vanished after
+        the listing raises FileNotFoundError, which :func:`~skylake.lake.storage.read_listed` retries)."""
         partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
         schema = table_schema(table).append(pa.field("night", pa.string()))
         if not self.store.exists(table):  # a table nothing has been committed to yet
             return pads.dataset(schema.empty_table())
         fs = self.store.arrow_fs
-        with self._reading(table):
-            if nights is not None:
-                files = [self.store.full(f"{table}/{f}") for f in self.live_files(table, nights)]
-                if not files:
-                    return pads.dataset(schema.empty_table())
-                return pads.dataset(
-                    files,
-                    format="parquet",
-                    partitioning=partitioning,
-                    schema=schema,
-                    filesystem=fs,
-                    partition_base_dir=self.store.full(table),
-                )
+        if nights is not None:
+            files = [self.store.full(f"{table}/{f}") for f in self.live_files(table, nights)]
+            if not files:
+                return pads.dataset(schema.empty_table())
             return pads.dataset(
-                self.store.full(table), format="parquet", partitioning=partitioning, schema=schema, filesystem=fs
+                files,
+                format="parquet",
+                partitioning=partitioning,
+                schema=schema,
+                filesystem=fs,
+                partition_base_dir=self.store.full(table),
             )
+        return pads.dataset(
+            self.store.full(table), format="parquet", partitioning=partitioning, schema=schema, filesystem=fs
+        )
 
     def read_night_table(self, table: str, columns: list[str] | None = None, filter=None, nights=None) -> pa.Table:
         """Read a table partitioned by night (as :meth:`night_dataset`) into memory.
@@ -645,9 +650,10 @@ class Lake:
         LakeError
             A file of the table is not Parquet or not readable (one line naming the table).
         """
-        dataset = self.night_dataset(table, nights)
-        with self._reading(table):
-            return dataset.to_table(columns=columns, filter=filter)
+        if self.auto_catch_up:
+            self.catch_up()
+        with self._reading(table):  # read without the lock: listed again if a commit replaced a file listed
+            return read_listed(lambda: self._night_dataset(table, nights).to_table(columns=columns, filter=filter))
 
     def frames_dataset(self) -> pads.Dataset:
         """The frames table as a dataset (as :meth:`night_dataset`).

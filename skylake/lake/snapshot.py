@@ -341,21 +341,10 @@ class Snapshot(Lake):
                 partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels],
             )
 
-    def night_dataset(self, table: str, nights=None) -> pads.Dataset:
-        """A night-partitioned table at this version.
-
-        Parameters
-        ----------
-        table : str
-            The table (its directory in the lake).
-        nights : iterable of str or None
-            Only the rows of these nights (an element None or NaN: the unknown night); None for all.
-
-        Returns
-        -------
-        pyarrow.dataset.Dataset
-            The rows, with ``night`` from the file's partition directory.
-        """
+    def _night_dataset(self, table: str, nights=None) -> pads.Dataset:
+        """A night-partitioned table at this version (only ``nights``' rows when given; an element None or
+        NaN: the unknown night), with ``night`` from the file's partition directory; what
+        :meth:`~skylake.lake.lake.Lake.night_dataset` and ``read_night_table`` read."""
         schema = table_schema(table).append(pa.field("night", pa.string()))
         return self._dataset(table, self.live_files(table, nights), schema, [("night", pa.string())])
 

@@ -31,6 +31,7 @@ import os
 import posixpath
 import shutil
 import threading
+import time
 import uuid
 
 import fsspec
@@ -63,6 +64,44 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "No space left on device" in text or "Disk quota exceeded" in text or "[errno 28]" in text
+
+
+#: Tries of :func:`read_listed` before a listed file that stays missing is an error.
+RELIST_ATTEMPTS = 5
+
+
+def read_listed(read, attempts: int = RELIST_ATTEMPTS):
+    """``read()``, again with a fresh listing when a file it listed vanished before it was read.
+
+    Readers take no lock: between a reader's listing of a directory and its reading of the files listed,
+    a writer's commit may replace one of them (its rows are then in the file that replaced it, which a
+    new listing finds). ``read`` must list and read, so that each try lists afresh.
+
+    Parameters
+    ----------
+    read : callable
+        Lists the files and reads them; takes no argument.
+    attempts : int, optional
+        Tries in all (a short, growing pause between them).
+
+    Returns
+    -------
+    object
+        What ``read`` returns.
+
+    Raises
+    ------
+    FileNotFoundError
+        A listed file was still missing on the last try.
+    """
+    for attempt in range(attempts):
+        try:
+            return read()
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise ValueError(f"read_listed needs at least one attempt, got {attempts}")
 
 
 def _load_renameat2():
