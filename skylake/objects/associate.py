@@ -267,9 +267,10 @@ def _nearest_in_cells(pts: np.ndarray, start: np.ndarray, count: np.ndarray, cel
     """Row (of ``pts``, sorted by cell) of each listed cell's point nearest the position ``to`` given for it."""
     seg = np.repeat(np.arange(len(cells)), count[cells])
     rows = _ranges(start[cells], start[cells] + count[cells])
-    d = np.einsum("ij,ij->i", pts[rows] - to[seg], pts[rows] - to[seg])
-    by = np.lexsort((d, seg))  # each cell's points nearest first
-    return rows[by[np.cumsum(count[cells]) - count[cells]]]
+    d = np.nan_to_num(np.einsum("ij,ij->i", pts[rows] - to[seg], pts[rows] - to[seg]), nan=np.inf)
+    low = np.minimum.reduceat(d, np.cumsum(count[cells]) - count[cells])  # each cell's points are contiguous
+    hit = np.flatnonzero(d == low[seg])  # at least one per cell
+    return rows[hit[np.r_[True, seg[hit][1:] != seg[hit][:-1]]]]  # the first nearest of each cell
 
 
 def _centres_linked(pts, start, count, a, b, link) -> np.ndarray:
