@@ -28,6 +28,7 @@ What happens:
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import statistics
 import sys
@@ -99,6 +100,8 @@ def main(argv=None) -> int:
         n_sources = lake.log.latest().sources_rows
 
         with dask_client(scheduler="synchronous" if args.workers == 0 else None, workers=args.workers) as client:
+            if client:  # the workers' first imports are the cluster's start, not the build's
+                client.run(importlib.import_module, "skylake.objects.partition")
             report = build_objects(lake, rebuild=reuse, client=client)
             where = f"{args.workers} workers" if client else "in this process"
             per = f", {n_sources / report.seconds / args.workers:,.0f} per worker" if client else ""
