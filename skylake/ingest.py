@@ -310,7 +310,7 @@ def _stage_sources(
     (:mod:`skylake.lake.pieces`); the transaction records what they staged. ``trails``: frame id -> its real
     trails, for frames whose ON_STREAK flags are made again (static artefacts found at this commit)."""
     frames = [(r.piece, int(fid), r.pixels) for r, fid in zip(results, frame_ids) if r.n_sources]
-    partitions = tx.partitions + sorted(tx.new_partitions)
+    partitions = tx.source_partitions()
     _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
     for staged in runner.map(
         pieces.write_sources,

@@ -5,6 +5,8 @@ older layout refused with what to do. SYNTHETIC detections."""
 
 from __future__ import annotations
 
+import posixpath
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -282,3 +284,41 @@ def test_union_of_ranges():
     assert lo.tolist() == [0, 10, 20] and hi.tolist() == [8, 12, 40]
     lo, hi = _union(np.array([0, 1]), np.array([10, 2]))  # one inside another
     assert lo.tolist() == [0] and hi.tolist() == [10]
+
+
+def test_one_collector_writes_every_hats_catalogs_metadata(tmp_path):
+    """Sources, objects and light curves get their HATS metadata from the transaction's one collector
+    (hats_meta.CatalogChange): each catalog's type and id column from its schema, its rows and partitions
+    those on disk, read back by hats itself."""
+    import hats
+    import pyarrow.dataset as pads
+
+    from skylake.lake.tables import FRAMES, SOURCES
+
+    rng = np.random.default_rng(4)
+    lake = Lake.init(tmp_path / "lake")
+    stars = random_stars(300, (30.0, 33.0), (-1.5, 1.5), rng)
+    commit_night(lake, stars, "2026-02-01", 3, rng)
+    build_objects(lake)
+    commit_night(lake, stars.sample(frac=0.5, random_state=1), "2026-02-02", 2, rng)
+    build_objects(lake)
+    expected = {
+        SOURCES: ("source", "source_id"),
+        OBJECTS: ("object", "object_id"),
+        LIGHTCURVES: ("source", "source_id"),
+    }
+    for table, (kind, id_column) in expected.items():
+        catalog = hats.read_hats(lake.path(table))
+        files = lake.store.walk_files(f"{table}/dataset", ".parquet")
+        rows = pads.dataset([lake.path(f) for f in files], format="parquet").count_rows()
+        assert (catalog.catalog_info.catalog_type, catalog.catalog_info.hats_cols_survey_id) == (kind, id_column)
+        assert catalog.catalog_info.total_rows == rows > 0, table
+        assert {hats_meta.pixel_of(posixpath.relpath(f, table)) for f in files} == set(catalog.get_healpix_pixels())
+        assert int(hats_meta.read_skymap(lake.store, table).sum()) == rows, table
+    assert int(hats_meta.read_skymap(lake.store, OBJECTS).sum()) == _table(lake)["object_id"].nunique()
+    with lake.transaction("check") as tx:
+        with pytest.raises(ValueError, match="'frames' is not a HATS table"):
+            tx.catalog(FRAMES)
+        tx.catalog(OBJECTS)
+        with pytest.raises(ValueError, match="started with fresh=False"):
+            tx.catalog(OBJECTS, fresh=True)

@@ -112,11 +112,11 @@ def compact(lake: Lake, *, max_rows: int = DEFAULT_MAX_ROWS, zstd_level: int | N
             data = data.take(np.lexsort((data.column("source_id").to_numpy(), data.column("_healpix_29").to_numpy())))
             pieces = _split(data, pixel, max_rows)
             if len(pieces) > 1:
-                tx.dropped_partitions.add(pixel)
+                tx.catalog(SOURCES).drop_partition(pixel)
                 stats["partitions_split"] += 1
             for piece_pixel, piece in pieces:
                 if piece_pixel != pixel:
-                    tx.new_partitions.add(piece_pixel)
+                    tx.catalog(SOURCES).add_partition(piece_pixel)
                 tx.stage(
                     SOURCES,
                     f"{hats_meta.pixel_dir(piece_pixel.order, piece_pixel.pixel)}/{name}.parquet",

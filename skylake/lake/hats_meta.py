@@ -7,6 +7,10 @@ partition at the lake's ``partition_order`` (deeper where a split partition's ch
 The metadata (``partition_info.csv``, ``hats.properties``/``properties`` with the true ``hats_nrows``,
 ``skymap.fits``/``point_map.fits``, ``dataset/_common_metadata``) is rebuilt at every commit; the
 optional ``_metadata`` is never written (it would go stale with every append).
+
+The lake's other HATS catalogs (``LAKE/objects``, ``LAKE/lightcurves``) are kept the same way: a
+transaction collects what a batch does to each catalog (:class:`CatalogChange`) and its commit writes
+each one's metadata once; the catalog's type and id column come from its schema.
 """
 
 from __future__ import annotations
@@ -378,3 +382,191 @@ def write_metadata(
     file_io.write_fits_image(skymap, paths.get_point_map_file_pointer(out))
     pq.write_metadata(schema, store.full(f"{out_rel}/dataset/_common_metadata"), filesystem=store.arrow_fs)
     return list(METADATA_FILES)
+
+
+class CatalogChange:
+    """What one commit does to a HATS catalog's metadata: the partitions that appear and go, the rows added
+    and removed (as skymap counts).
+
+    A transaction keeps one per catalog it changes (:meth:`skylake.lake.transaction.Transaction.catalog`):
+    writers tell it what they did, and the commit writes the catalog's metadata once (:meth:`write`), from
+    the published partitions and skymap plus these changes. Sources, objects and light curves alike.
+
+    Parameters
+    ----------
+    catalog : str
+        The catalog's directory in the lake.
+    fresh : bool, optional
+        Start from no partition and no row (a rebuild that removes every published file), not from the
+        published metadata.
+    base : list of hats.pixel_math.HealpixPixel, optional
+        The published partitions when the caller has read them already (default: read when needed).
+
+    Attributes
+    ----------
+    catalog : str
+        The catalog's directory in the lake.
+    fresh : bool
+        Whether it starts from nothing.
+    added : set of hats.pixel_math.HealpixPixel
+        Partitions this commit makes (or keeps, when ``fresh``).
+    dropped : set of hats.pixel_math.HealpixPixel
+        Partitions this commit empties.
+    delta : numpy.ndarray
+        The change of the skymap's row counts (dense, NESTED, :data:`SKYMAP_ORDER`).
+    """
+
+    def __init__(self, catalog: str, fresh: bool = False, base: list | None = None):
+        self.catalog, self.fresh = catalog, fresh
+        self.added: set = set()
+        self.dropped: set = set()
+        self.delta = empty_skymap()
+        self._base = [] if fresh else base
+
+    def add_rows(self, h29: np.ndarray) -> None:
+        """Count rows added.
+
+        Parameters
+        ----------
+        h29 : numpy.ndarray
+            Their ``_healpix_29``.
+        """
+        self.delta += skymap_histogram(h29)
+
+    def remove_rows(self, h29: np.ndarray) -> None:
+        """Count rows removed.
+
+        Parameters
+        ----------
+        h29 : numpy.ndarray
+            Their ``_healpix_29``.
+        """
+        self.delta -= skymap_histogram(h29)
+
+    def add_counts(self, pixels: np.ndarray, rows: np.ndarray, sign: int = 1) -> None:
+        """Count rows added (``sign`` -1: removed) already binned at :data:`SKYMAP_ORDER`.
+
+        Parameters
+        ----------
+        pixels : numpy.ndarray
+            Skymap pixels (may repeat).
+        rows : numpy.ndarray
+            The rows in each.
+        sign : int, optional
+            1 for rows added, -1 for rows removed.
+        """
+        np.add.at(self.delta, np.asarray(pixels, np.int64), sign * np.asarray(rows, np.int64))
+
+    def add_partition(self, pixel: HealpixPixel) -> None:
+        """A partition holds files after this commit.
+
+        Parameters
+        ----------
+        pixel : hats.pixel_math.HealpixPixel
+            The partition.
+        """
+        self.added.add(pixel)
+        self.dropped.discard(pixel)
+
+    def drop_partition(self, pixel: HealpixPixel) -> None:
+        """A partition holds no file after this commit.
+
+        Parameters
+        ----------
+        pixel : hats.pixel_math.HealpixPixel
+            The partition.
+        """
+        self.dropped.add(pixel)
+        self.added.discard(pixel)
+
+    def base(self, store: Storage) -> list:
+        """The partitions it starts from: the published ones (none when ``fresh``).
+
+        Parameters
+        ----------
+        store : Storage
+            The lake's storage.
+
+        Returns
+        -------
+        list of hats.pixel_math.HealpixPixel
+            The partitions.
+        """
+        if self._base is None:
+            self._base = read_partitions(store, self.catalog)
+        return self._base
+
+    def partitions(self, store: Storage) -> list:
+        """The catalog's partitions after this commit.
+
+        Parameters
+        ----------
+        store : Storage
+            The lake's storage.
+
+        Returns
+        -------
+        list of hats.pixel_math.HealpixPixel
+            The partitions, sorted.
+        """
+        return sorted((set(self.base(store)) | self.added) - self.dropped)
+
+    def skymap(self, store: Storage) -> np.ndarray:
+        """The catalog's skymap after this commit.
+
+        Parameters
+        ----------
+        store : Storage
+            The lake's storage.
+
+        Returns
+        -------
+        numpy.ndarray
+            Row counts at :data:`SKYMAP_ORDER` (dense, NESTED).
+        """
+        return (empty_skymap() if self.fresh else read_skymap(store, self.catalog)) + self.delta
+
+    def write(
+        self,
+        store: Storage,
+        out_rel: str,
+        schema: pa.Schema,
+        catalog_type: str,
+        id_column: str,
+        rows: int | None = None,
+    ) -> list[str]:
+        """Write the catalog's metadata after this commit (:func:`write_metadata`).
+
+        Parameters
+        ----------
+        store : Storage
+            The lake's storage.
+        out_rel : str
+            The lake-relative directory (the catalog's staging copy).
+        schema : pyarrow.Schema
+            Its rows' schema.
+        catalog_type : str
+            Its HATS ``dataproduct_type``.
+        id_column : str
+            The column identifying its rows.
+        rows : int, optional
+            Its rows when known otherwise (the log's count); default: the skymap's total.
+
+        Returns
+        -------
+        list of str
+            The catalog-relative names written.
+        """
+        skymap = self.skymap(store)
+        total = int(skymap.sum()) if rows is None else int(rows)
+        return write_metadata(
+            store,
+            out_rel,
+            self.partitions(store),
+            total,
+            skymap,
+            schema,
+            catalog=self.catalog,
+            catalog_type=catalog_type,
+            id_column=id_column,
+        )

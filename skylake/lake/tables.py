@@ -27,6 +27,9 @@ and optionally
     a *night product*: ``MODULE.run(night, inputs)`` returns the table's rows of one night from its input
     tables' rows of that night; :mod:`skylake.night_products` rebuilds the nights whose inputs changed
     (``--redo`` included). Adding one takes its schema, its module and its test, nothing else.
+``catalog_type: TYPE`` and ``id_column: COLUMN``
+    of a HATS catalog: its ``dataproduct_type`` and the column identifying its rows (default ``source``
+    and ``source_id``), written into its metadata at every commit (skylake.lake.hats_meta.CatalogChange).
 ``versioned_files: DIR``
     the product writes one side file per commit, ``LOCATION/DIR/<version>.parquet`` (the objects' changes,
     read by ``skylake refresh``); ``skylake vacuum`` removes those of vacuumed versions with them.
@@ -94,6 +97,10 @@ class Table:
         The module of a night product (``night_product:``).
     inputs : tuple of str
         The night tables a night product is built from (``inputs:``).
+    catalog_type : str
+        A HATS catalog's ``dataproduct_type`` (``catalog_type:``, default "source").
+    id_column : str
+        The column identifying a HATS catalog's rows (``id_column:``, default "source_id").
     """
 
     name: str
@@ -104,6 +111,8 @@ class Table:
     versioned_files: str | None = None
     night_product: str | None = None
     inputs: tuple[str, ...] = ()
+    catalog_type: str = "source"
+    id_column: str = "source_id"
 
     @property
     def schema(self) -> pa.Schema:
@@ -279,6 +288,11 @@ def _load(name: str) -> Table:
             )
     if part == "night" and doc.get("location", name) != name:
         raise ValueError(f"{where}: a night table lives in LAKE/{name}; location {doc['location']!r} is not allowed")
+    catalog_type, id_column = doc.get("catalog_type", "source"), doc.get("id_column", "source_id")
+    if (catalog_type, id_column) != ("source", "source_id") and part != "healpix":
+        raise ValueError(f"{where}: catalog_type and id_column are for HATS catalogs (partition_by: healpix)")
+    if "id_column" in doc and id_column not in table_spec(name).names:
+        raise ValueError(f"{where}: id_column {id_column!r} is not a column of the table")
     return Table(
         name=name,
         partition_by=part,
@@ -288,6 +302,8 @@ def _load(name: str) -> Table:
         versioned_files=doc.get("versioned_files"),
         night_product=night_product,
         inputs=inputs,
+        catalog_type=catalog_type,
+        id_column=id_column,
     )
 
 

@@ -20,7 +20,7 @@ from skylake.lake import counts, faults, frame_index, hats_meta, pieces
 from skylake.lake.log import Entry, FileAction, new_batch_id, rewritten_rel, staging_path, utc_now
 from skylake.lake.nights import night_dir, night_of, night_partition, night_partitions
 from skylake.lake.parquet import BATCH_ZSTD_LEVEL, parquet_bytes
-from skylake.lake.tables import FRAMES, SOURCES
+from skylake.lake.tables import FRAMES, SOURCES, get
 from skylake.schema import table_schema
 
 if TYPE_CHECKING:
@@ -50,10 +50,9 @@ class Transaction:
         self.next_frame_id = self.base.next_frame_id if self.base else 1
         self.adds: list[FileAction] = []
         self.removes: list[FileAction] = []
-        self.skymap_delta = hats_meta.empty_skymap()
-        self.new_partitions: set = set()
-        self.dropped_partitions: set = set()
-        self.partitions = hats_meta.read_partitions(lake.store, SOURCES)
+        self.partitions = hats_meta.read_partitions(lake.store, SOURCES)  # the published sources partitions
+        #: what this batch does to each HATS catalog's metadata, written once at the commit (:meth:`catalog`)
+        self.catalogs: dict[str, hats_meta.CatalogChange] = {}
         self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
         #: tables whose rows this batch never moves between directories (each rewritten directory keeps its
         #: own rows): their directories are swapped one by one, never the whole table (see :meth:`_swaps`)
@@ -68,6 +67,50 @@ class Transaction:
         self.index_dropped: tuple[set[int], set[str]] = (set(), set())
         self.count_changes = counts.Changes()  # rows of frames and zeropoints added and dropped, for status
         self.runner = None  # a skylake.runtime.Runner: where writer tasks run (None: in this process)
+
+    def catalog(self, table: str, fresh: bool = False) -> hats_meta.CatalogChange:
+        """The metadata collector of a HATS table in this batch (made on first use).
+
+        Writers record in it the rows and partitions they add and remove; the commit writes the table's
+        HATS metadata from it (:class:`~skylake.lake.hats_meta.CatalogChange`).
+
+        Parameters
+        ----------
+        table : str
+            A HATS table of the registry (sources, objects, lightcurves).
+        fresh : bool, optional
+            The batch removes every published file of the table: its metadata starts from nothing.
+
+        Returns
+        -------
+        skylake.lake.hats_meta.CatalogChange
+            The table's collector.
+
+        Raises
+        ------
+        ValueError
+            ``table`` is not a HATS table, or was asked for before with another ``fresh``.
+        """
+        if not get(table).hats:
+            raise ValueError(f"{table!r} is not a HATS table ({get(table).partition_by}-partitioned)")
+        change = self.catalogs.get(table)
+        if change is None:
+            base = self.partitions if table == SOURCES and not fresh else None
+            change = self.catalogs[table] = hats_meta.CatalogChange(get(table).location, fresh=fresh, base=base)
+        elif change.fresh != fresh:
+            raise ValueError(f"the {table} catalog of this batch was started with fresh={change.fresh}, not {fresh}")
+        return change
+
+    def source_partitions(self) -> list:
+        """The sources partitions new rows may go to: the published ones, then those this batch made.
+
+        Returns
+        -------
+        list of hats.pixel_math.HealpixPixel
+            The partitions.
+        """
+        change = self.catalogs.get(SOURCES)
+        return self.partitions + sorted(change.added if change else ())
 
     def full_error(self, exc: BaseException) -> LakeFullError:
         """The one-line error for a full device during this transaction, saying what state the lake is in.
@@ -239,8 +282,8 @@ class Transaction:
                     frame_index.bucket_of(h, k)
                     for h, k in zip(rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist())
                 )
-            if table == SOURCES:
-                self.skymap_delta -= hats_meta.skymap_histogram(data.column("_healpix_29").to_numpy()[gone])
+            if get(table).hats:
+                self.catalog(table).remove_rows(data.column("_healpix_29").to_numpy()[gone])
             if not gone.all():
                 self.stage(table, rewritten_rel(rel, self.batch_id, k), data.filter(pa.array(~gone)))
         return dropped
@@ -263,16 +306,17 @@ class Transaction:
             return
         h29 = sources.column("_healpix_29").to_numpy()
         order = hats_meta.order_for_frames(h29, sources.column("frame_id").to_numpy(), self.lake.config.partition_order)
-        for pixel, rows in pieces.split_by_partition(sources, self.partitions + sorted(self.new_partitions), order):
+        change = self.catalog(SOURCES)
+        for pixel, rows in pieces.split_by_partition(sources, self.source_partitions(), order):
             if pixel not in self.partitions:
-                self.new_partitions.add(pixel)
+                change.add_partition(pixel)
             self.stage(
                 SOURCES,
                 f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet",
                 rows,
                 zstd_level,
             )
-        self.skymap_delta += hats_meta.skymap_histogram(h29)
+        change.add_rows(h29)
 
     def add_staged_sources(self, staged: "pieces.StagedSources"):
         """Record the source files a writer task staged in this batch's staging area.
@@ -287,9 +331,10 @@ class Transaction:
         for rel, rows, nbytes in staged.files:
             self.adds.append(FileAction(table=SOURCES, path=rel, rows=rows))
             self.bytes_staged += nbytes
+        change = self.catalog(SOURCES)
         for order, pixel in staged.new_partitions:
-            self.new_partitions.add(HealpixPixel(order, pixel))
-        np.add.at(self.skymap_delta, staged.skymap_pixels, staged.skymap_rows)
+            change.add_partition(HealpixPixel(order, pixel))
+        change.add_counts(staged.skymap_pixels, staged.skymap_rows)
 
     def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage frame rows, one file per night, and their rows of the frame index.
@@ -354,20 +399,20 @@ class Transaction:
         d_frames = sum(a.rows for a in self.adds if a.table == FRAMES) - sum(
             r.rows for r in self.removes if r.table == FRAMES
         )
-        metadata = []
         if any(a.table == SOURCES for a in self.adds + self.removes):
-            partitions = sorted((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
-            skymap = hats_meta.read_skymap(store, SOURCES) + self.skymap_delta
-            names = hats_meta.write_metadata(
+            self.catalog(SOURCES)  # a batch that changes source files rewrites their catalog's metadata
+        metadata = []
+        for table, change in sorted(self.catalogs.items()):  # each HATS catalog's metadata, once
+            spec = get(table)
+            names = change.write(
                 store,
-                staging_path(self.batch_id, SOURCES),
-                partitions,
-                base_sources + d_sources,
-                skymap,
-                table_schema(SOURCES),
-                catalog=SOURCES,
+                staging_path(self.batch_id, spec.location),
+                spec.schema,
+                spec.catalog_type,
+                spec.id_column,
+                rows=base_sources + d_sources if table == SOURCES else None,  # the log counts sources' rows
             )
-            metadata = [f"{SOURCES}/{n}" for n in names]
+            metadata += [f"{spec.location}/{n}" for n in names]
         metadata += self.metadata
         for directory in sorted({posixpath.dirname(staging_path(self.batch_id, a.lake_path)) for a in self.adds}):
             store.fsync_dir(directory)
@@ -410,7 +455,7 @@ class Transaction:
         version = (self.base.version if self.base else 0) + 1
         partitions = None
         if any(a.table == SOURCES for a in self.adds + self.removes):
-            partitions = len((set(self.partitions) | self.new_partitions) - self.dropped_partitions)
+            partitions = len(self.catalog(SOURCES).partitions(self.lake.store))
         self.stage_file(
             counts.COUNTS,
             counts.dumps(

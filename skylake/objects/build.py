@@ -730,7 +730,7 @@ def build_objects(
         report.timings["partitions"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        entry = _commit(tx, lake, cfg, plan, partitions, manifests, report)
+        entry = _commit(tx, lake, cfg, plan, manifests, report)
         report.commit = entry.version if entry else None
         report.timings["commit"] = time.perf_counter() - t0
     report.seconds = time.perf_counter() - started
@@ -813,46 +813,37 @@ def _check_owners(manifests: list[dict]) -> None:
         )
 
 
-def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, rebuild: bool, moved: bool) -> list[str]:
-    """Stage the LAKE/lightcurves side of the commit: the tasks' files, the files they merged away and the
-    catalog's HATS metadata (a rebuild's: of its own files alone, the others are removed). Appended and
+def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, rebuild: bool, moved: bool) -> None:
+    """Stage the LAKE/lightcurves side of the commit: the tasks' files, the files they merged away and what
+    they do to the catalog's partitions and skymap (a rebuild's: of its own files alone, the others are
+    removed), which the commit writes as its HATS metadata. Appended and
     merged points stay in their partition directory, so its directories are published one by one;
     points filed again under another partition (``moved``: a rebuild, recalibrated or removed frames,
     whose objects may have moved) need the whole table swapped at once (:meth:`Transaction._swaps`)."""
     points = [(m["key"], m["points"]) for m in manifests]
-    final = set() if rebuild else set(hats_meta.read_partitions(lake.store, LIGHTCURVES))
-    skymap = hats_meta.empty_skymap() if rebuild else hats_meta.read_skymap(lake.store, LIGHTCURVES)
-    report.points = int(skymap.sum())
     if not any(p["path"] or p["removed"] for _, p in points) and not rebuild:
-        return []
+        report.points = int(hats_meta.read_skymap(lake.store, LIGHTCURVES).sum())
+        return
+    change = tx.catalog(LIGHTCURVES, fresh=rebuild)  # the commit writes its HATS metadata
     for key, p in points:
         for rel, rows in p["removed"]:
             tx.remove(LIGHTCURVES, rel, rows)
         if p["path"]:
             tx.add_staged(LIGHTCURVES, p["path"], p["rows"])
-        np.subtract.at(skymap, *p["hist_old"])
-        np.add.at(skymap, *p["hist_new"])
+        change.add_counts(*p["hist_old"], sign=-1)
+        change.add_counts(*p["hist_new"])
         if p["files"]:
-            final.add(HealpixPixel(*key))
+            change.add_partition(HealpixPixel(*key))
         else:
-            final.discard(HealpixPixel(*key))
+            change.drop_partition(HealpixPixel(*key))
     (tx.moving if moved else tx.in_place).add(LIGHTCURVES)
-    report.points = int(skymap.sum())
-    names = hats_meta.write_metadata(
-        lake.store,
-        staging_path(tx.batch_id, LIGHTCURVES),
-        sorted(final),
-        report.points,
-        skymap,
-        table_schema(LIGHTCURVES),
-        catalog=LIGHTCURVES,
-    )
-    return [f"{LIGHTCURVES}/{n}" for n in names]
+    report.points = int(change.skymap(lake.store).sum())
 
 
-def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: list[dict], report: BuildReport):
-    """Commit what the partition tasks wrote: their files, both catalogs' HATS metadata, the held frames of
-    the nights read, the objects changed (for refresh) and the build state. Returns the log entry."""
+def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], report: BuildReport):
+    """Commit what the partition tasks wrote: their files, what they do to both catalogs (the transaction's
+    collectors, from which it writes their HATS metadata), the held frames of the nights read, the objects
+    changed (for refresh) and the build state. Returns the log entry."""
     refcat, radius, rebuild = cfg.refcat, cfg.radius, cfg.rebuild
     changed, held, redone = plan.changed, plan.held, plan.redone
     _check_owners(manifests)
@@ -862,8 +853,7 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
         log.warning(
             "objects: %d of %d old points of re-processed frames found where their frames were", dropped, expected
         )
-    skymap = hats_meta.empty_skymap() if rebuild else hats_meta.read_skymap(lake.store, OBJECTS)
-    final = set(partitions)
+    change = tx.catalog(OBJECTS, fresh=rebuild)  # the commit writes its HATS metadata
     for m in manifests:
         report.detections += m["detections"]
         for k in ("objects_rows", "points_rows", "points_files"):
@@ -880,28 +870,17 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
         report.objects_new += m["objects_new"]
         for rel, rows in m["removed"]:
             tx.remove(OBJECTS, rel, rows)
-        np.subtract.at(skymap, m["hist_old"][0], m["hist_old"][1])
-        np.add.at(skymap, m["hist_new"][0], m["hist_new"][1])
+        change.add_counts(*m["hist_old"], sign=-1)
+        change.add_counts(*m["hist_new"])
         if m["path"]:
             tx.add_staged(OBJECTS, m["path"], m["rows"])
-            final.add(pixel)
+            change.add_partition(pixel)
         else:
-            final.discard(pixel)
-    final = sorted(final)
-    report.objects, report.partitions = int(skymap.sum()), len(final)
+            change.drop_partition(pixel)
+    final = change.partitions(lake.store)
+    report.objects, report.partitions = int(change.skymap(lake.store).sum()), len(final)
     out = staging_path(tx.batch_id, OBJECTS)
-    names = hats_meta.write_metadata(
-        lake.store,
-        out,
-        final,
-        report.objects,
-        skymap,
-        table_schema(OBJECTS),
-        catalog=OBJECTS,
-        catalog_type="object",
-        id_column="object_id",
-    )
-    tx.metadata += _commit_points(tx, lake, manifests, report, rebuild, rebuild or bool(redone.any()))
+    _commit_points(tx, lake, manifests, report, rebuild, rebuild or bool(redone.any()))
     tx.moving.add(OBJECTS)  # an object may move to another partition, leaving one that only loses it
     # the held frames: rows of the nights read, less the redone ones, plus the changed frames
     fp = pd.concat(
@@ -938,6 +917,6 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, partitions, manifests: 
             {"refcat": refcat, "radius_arcsec": radius, "layout": LAYOUT, "version": version, "objects": report.objects}
         ).encode(),
     )
-    tx.metadata += [f"{OBJECTS}/{n}" for n in [*names, STATE_FILE]]
+    tx.metadata.append(f"{OBJECTS}/{STATE_FILE}")
     entry = tx.commit(summary={"objects": asdict(report)})
     return entry
