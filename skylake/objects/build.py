@@ -66,7 +66,7 @@ from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS,
 from skylake.lake.versions import latest_versions
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
-from skylake.objects.partition import build_partitions, scan_pixels
+from skylake.objects.partition import UpdateSpec, build_partitions, scan_pixels
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -704,20 +704,20 @@ def build_objects(
         report.timings["scan"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        spec = {
-            "url": lake.store.location,
-            "batch_id": tx.batch_id,
-            "refcat": cfg.refcat,
-            "radius": cfg.radius,
-            "order": cfg.order,
-            "m_order": cfg.m_order,
-            "partitions": [(p.order, p.pixel) for p in partitions],
-            "point_partitions": [(p.order, p.pixel) for p in point_partitions],
-            "rebuild": rebuild,
-            "frames": plan.frames.drop(columns=["recent"]),
-            "stale": plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64),
-            "exact": exact,
-        }
+        spec = UpdateSpec(
+            url=lake.store.location,
+            batch_id=tx.batch_id,
+            refcat=cfg.refcat,
+            radius=cfg.radius,
+            order=cfg.order,
+            m_order=cfg.m_order,
+            partitions=[(p.order, p.pixel) for p in partitions],
+            point_partitions=[(p.order, p.pixel) for p in point_partitions],
+            rebuild=rebuild,
+            frames=plan.frames.drop(columns=["recent"]),
+            stale=plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64),
+            exact=exact,
+        )
         groups = task_groups(keys, task_files)
         done = _run(
             client,

@@ -29,6 +29,7 @@ one log entry.
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,52 @@ DETECTION_COLUMNS = [
     "inst_mag_err",
     "flags",
 ]
+
+
+@dataclass(frozen=True, eq=False)
+class UpdateSpec:
+    """The settings every partition task of one objects update shares (sent to the workers once).
+
+    Attributes
+    ----------
+    url : str
+        The lake (its path or URL).
+    batch_id : str
+        The update's batch (tasks stage their files in its staging area).
+    refcat : str
+        The reference catalogue whose matches give reference ids and calibrated magnitudes ("" for none).
+    radius : float
+        The association radius [arcsec].
+    order : int
+        The lake's partition order (of new partitions).
+    m_order : int
+        The margin order (:func:`~skylake.objects.associate.margin_order`).
+    partitions : list of tuple of int
+        The objects' partitions, (order, pixel) each.
+    point_partitions : list of tuple of int
+        The light curves' partitions, (order, pixel) each.
+    rebuild : bool
+        A build from scratch (no published objects or points are read).
+    frames : pandas.DataFrame
+        The changed frames with their calibration (:func:`read_detections`).
+    stale : numpy.ndarray
+        Frames whose old points go (recalibrated or removed; int64).
+    exact : set or None
+        The partitions, (order, pixel), near the stale frames' points, which recompute exactly (None: all).
+    """
+
+    url: str
+    batch_id: str
+    refcat: str
+    radius: float
+    order: int
+    m_order: int
+    partitions: list
+    point_partitions: list
+    rebuild: bool
+    frames: pd.DataFrame
+    stale: np.ndarray
+    exact: set | None
 
 
 def _open(url: str) -> Lake:
@@ -476,7 +523,7 @@ def _union(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo[start], reach[ends]
 
 
-def build_partitions(spec: dict, keys: list[tuple[int, int]], files: list[str]) -> list[dict]:
+def build_partitions(spec: UpdateSpec, keys: list[tuple[int, int]], files: list[str]) -> list[dict]:
     """Bring several objects partitions up to date in one task, reading their detections once.
 
     The objects' partitions are often finer than the sources' (order 5 in a lake whose sources are at order
@@ -487,8 +534,8 @@ def build_partitions(spec: dict, keys: list[tuple[int, int]], files: list[str]) 
 
     Parameters
     ----------
-    spec : dict
-        The update's settings shared by every task (see :func:`build_partition`).
+    spec : UpdateSpec
+        The update's settings shared by every task.
     keys : list of tuple of int
         The partitions: (order, pixel) each.
     files : list of str
@@ -501,9 +548,9 @@ def build_partitions(spec: dict, keys: list[tuple[int, int]], files: list[str]) 
     """
     if len(keys) == 1:
         return [build_partition(spec, keys[0], files)]
-    views = [View(order, pixel, spec["m_order"]) for order, pixel in keys]
+    views = [View(order, pixel, spec.m_order) for order, pixel in keys]
     union = _union(np.concatenate([v.view[0] for v in views]), np.concatenate([v.view[1] for v in views]))
-    det = read_detections(_open(spec["url"]), files, spec["frames"], spec["refcat"], lambda h29: within(h29, *union))
+    det = read_detections(_open(spec.url), files, spec.frames, spec.refcat, lambda h29: within(h29, *union))
     h29 = det["_healpix_29"].to_numpy(np.int64)
     out = []
     for key, view in zip(keys, views):
@@ -511,17 +558,15 @@ def build_partitions(spec: dict, keys: list[tuple[int, int]], files: list[str]) 
     return out
 
 
-def build_partition(spec: dict, key: tuple[int, int], files: list[str], det: pd.DataFrame | None = None) -> dict:
+def build_partition(spec: UpdateSpec, key: tuple[int, int], files: list[str], det: pd.DataFrame | None = None) -> dict:
     """Bring objects partition ``key`` (order, pixel) up to date and stage its files.
 
     See the module docstring for the two ways.
 
     Parameters
     ----------
-    spec : dict
-        The update's settings shared by every task (lake url, batch id, refcat, radius, orders, the
-        objects' and the light curves' partitions, the changed frames with their calibration, ``stale``:
-        frames whose old points go, ``exact``: the partitions near those points (None: all), ``rebuild``).
+    spec : UpdateSpec
+        The update's settings shared by every task.
     key : tuple of int
         The partition: (order, pixel).
     files : list of str
@@ -538,22 +583,22 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str], det: pd.
         neighbours (``leaving``, ``homes``) or gone (``gone``), skymap histograms, counts of what was read,
         each changed frame's pixels (``frame_pixels``) and the staged light-curve file (``points``).
     """
-    lake = _open(spec["url"])
+    lake = _open(spec.url)
     order, pixel = key
-    lake_order, m_order, refcat = spec["order"], spec["m_order"], spec["refcat"]
+    lake_order, m_order, refcat = spec.order, spec.m_order, spec.refcat
     view = View(order, pixel, m_order)
-    partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
-    point_partitions = [HealpixPixel(o, p) for o, p in spec["point_partitions"]]
+    partitions = [HealpixPixel(o, p) for o, p in spec.partitions]
+    point_partitions = [HealpixPixel(o, p) for o, p in spec.point_partitions]
     here = HealpixPixel(order, pixel)
     fs = lake.store.arrow_fs
-    stale = np.asarray(spec["stale"], np.int64)
-    exact = bool(spec["rebuild"] or (len(stale) and (spec["exact"] is None or key in spec["exact"])))
+    stale = np.asarray(spec.stale, np.int64)
+    exact = bool(spec.rebuild or (len(stale) and (spec.exact is None or key in spec.exact)))
 
     if det is None:
-        det = read_detections(lake, files, spec["frames"], refcat, view.in_view)
+        det = read_detections(lake, files, spec.frames, refcat, view.in_view)
     core = view.in_core(det["_healpix_29"].to_numpy(np.int64))
     # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
-    own_files = [] if spec["rebuild"] else partition_files(lake, OBJECTS, here)
+    own_files = [] if spec.rebuild else partition_files(lake, OBJECTS, here)
     own = _concat(read_files(lake, OBJECTS, own_files), OBJECTS)
     band = [
         read_ranges(lake.path(f), *view.band, filesystem=fs)
@@ -562,12 +607,12 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str], det: pd.
     ]
     old = _concat([own, *band], OBJECTS)
     own_ids, old_ids = own.column("object_id").to_numpy(), old.column("object_id").to_numpy()
-    point_files = [] if spec["rebuild"] else partition_files(lake, LIGHTCURVES, here)
+    point_files = [] if spec.rebuild else partition_files(lake, LIGHTCURVES, here)
 
     history = None  # (the partition's points, the wide band's, files read), read for an exact pass
     hist, stale_ids = None, np.empty(0, np.int64)
     pos = _positions(old)
-    if exact and not spec["rebuild"]:  # recalibrated or removed frames: their old points go first
+    if exact and not spec.rebuild:  # recalibrated or removed frames: their old points go first
         history = _history(lake, view, point_files, point_partitions, lake_order)
         hist = _points_frame(pa.concat_tables(history[:2]))
         gone = hist["frame_id"].isin(stale).to_numpy()
@@ -585,7 +630,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str], det: pd.
         pos["object_id"].to_numpy(),
         pos["ra"].to_numpy(),
         pos["dec"].to_numpy(),
-        spec["radius"],
+        spec.radius,
         lake_order,
     )
     new = det.assign(object_id=ids, ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
@@ -685,9 +730,9 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str], det: pd.
     )
     out["frame_pixels"] = fp.groupby(["frame_id", "pixel"]).size().rename("n").reset_index()
     if out["dirty"] and owned.num_rows:
-        rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec['batch_id']}.parquet"
+        rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec.batch_id}.parquet"
         lake.store.write_bytes(
-            staging_path(spec["batch_id"], f"{OBJECTS}/{rel}"), parquet_bytes(owned, row_group_size=ROW_GROUP)
+            staging_path(spec.batch_id, f"{OBJECTS}/{rel}"), parquet_bytes(owned, row_group_size=ROW_GROUP)
         )
         out["path"] = rel
     # the new points of the objects written here, filed under their object's position (so an object's
@@ -697,7 +742,7 @@ def build_partition(spec: dict, key: tuple[int, int], files: list[str], det: pd.
     mine_new = mine_new.assign(_healpix_29=home.reindex(mine_new["object_id"]).to_numpy(np.int64))
     out["points"] = _stage_points(
         lake,
-        spec["batch_id"],
+        spec.batch_id,
         here,
         point_files,
         pa.Table.from_pandas(mine_new, schema=table_schema(LIGHTCURVES), preserve_index=False),
