@@ -480,17 +480,61 @@ def read_frames_rows(lake: Lake, paths: list[str], columns: list[str], frame_ids
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
-def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> dict:
+@dataclass(frozen=True, eq=False)
+class SampleSpec:
+    """What every task of one profile's maps shares (sent to the workers once).
+
+    Attributes
+    ----------
+    url : str
+        The lake (its path or URL).
+    refcat : str
+        The reference catalogue of the calibrations used.
+    frames : pandas.DataFrame
+        The frames, with their calibration.
+    ext : pandas.DataFrame
+        The extinction rows of their nights.
+    zp_clear : float or None
+        The profile's clear-sky zeropoint [mag] (``[maps] zp_clear``).
+    frames_of : tuple of str
+        The coordinates of the maps (equatorial, horizon).
+    scope : str
+        What the maps cover (``frame`` or ``night``).
+    nside : int
+        The maps' HEALPix nside.
+    site : tuple of float or None
+        Latitude [deg], longitude [deg], height [m]; None without a site.
+    run : str
+        The run directory on the lake's store where the samples are written per pixel group.
+    min_stars : int
+        Stars a pixel needs for a value.
+    samples : bool
+        Whether :func:`reduce_pixels` also returns the samples.
+    """
+
+    url: str
+    refcat: str
+    frames: pd.DataFrame
+    ext: pd.DataFrame
+    zp_clear: float | None
+    frames_of: tuple
+    scope: str
+    nside: int
+    site: tuple | None
+    run: str
+    min_stars: int
+    samples: bool
+
+
+def map_samples(spec: SampleSpec, frame_ids: np.ndarray, files: list[str] | None) -> dict:
     """The star, sky and astrometric samples of some frames of one profile's maps (module docstring, steps 1-3).
 
     A frame found with fewer sources than ``n_sources`` in ``files`` is read again from every file.
 
     Parameters
     ----------
-    spec : dict
-        What every task of the profile's maps shares: the lake's ``url``, ``refcat``, ``frames`` (with their
-        calibration), ``ext`` (the extinction rows), ``zp_clear``, ``frames_of``, ``scope``, ``nside`` and
-        ``site`` (latitude [deg], longitude [deg], height [m]; None without a site).
+    spec : SampleSpec
+        What every task of the profile's maps shares.
     frame_ids : numpy.ndarray
         The frames.
     files : list of str or None
@@ -503,9 +547,9 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     """
     from skylake.calib.store import MATCHES, read_table
 
-    lake = Lake.open(spec["url"], catch_up=False)
+    lake = Lake.open(spec.url, catch_up=False)
     lake.auto_catch_up = False
-    frames = spec["frames"][spec["frames"]["frame_id"].isin(frame_ids)]
+    frames = spec.frames[spec.frames["frame_id"].isin(frame_ids)]
     ids = value_set(frame_ids)
     cols = ["source_id", "frame_id", "_healpix_29", "ra", "dec", "bkg"]
 
@@ -534,7 +578,7 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     sources = sources.merge(
         frames[["frame_id", "night", "mjd", "exptime", "pixscale", "airmass", "calib_key", "zp_sky"]], on="frame_id"
     )
-    frames_of, site = spec["frames_of"], spec["site"]
+    frames_of, site = spec.frames_of, spec.site
     if site is not None:
         sources["alt"], sources["az"] = altaz(sources["ra"], sources["dec"], sources["mjd"], *site)
         sources["x_air"] = airmass(sources["alt"])
@@ -558,14 +602,14 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
             "ddec_arcsec",
             "sep_arcsec",
         ],
-        refcat=spec["refcat"],
+        refcat=spec.refcat,
         frame_ids=frame_ids,
         nights=sorted(set(frames["night"]), key=str),
     )
     matches = matches.merge(frames[["frame_id", "calib_key", "color_term"]], on=["frame_id", "calib_key"])
     matches = matches.merge(sources.drop(columns=["frame_id", "calib_key"]), on="source_id")
 
-    ext, all_frames, zp_clear = spec["ext"], spec["frames"], spec["zp_clear"]
+    ext, all_frames, zp_clear = spec.ext, spec.frames, spec.zp_clear
     stars = matches[matches["reject"].isin(STAR_REJECTS)].copy()
     # a star of unknown colour under a colour term gives no sample (NaN, dropped below)
     stars["zp"] = pair_zeropoint(
@@ -588,7 +632,7 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     )
     sky = sky[np.isfinite(sky["sky_mag"])]
     astro = matches[~matches["reject"].isin(ASTRO_EXCLUDE)]
-    scope, nside = spec["scope"], spec["nside"]
+    scope, nside = spec.scope, spec.nside
 
     def key(df):  # which map each sample belongs to
         """The map key of each sample: its frame, its night, or ``range``.
@@ -639,8 +683,8 @@ def map_samples(spec: dict, frame_ids: np.ndarray, files: list[str] | None) -> d
     return out
 
 
-def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str] | None) -> dict:
-    """:func:`map_samples` of some frames, written to the run directory ``spec['run']``.
+def write_samples(spec: SampleSpec, task: int, frame_ids: np.ndarray, files: list[str] | None) -> dict:
+    """:func:`map_samples` of some frames, written to the run directory ``spec.run``.
 
     One file per map frame, pixel group of :func:`pixel_groups` and kind:
     ``<frame_of>/<group>/<task>-<kind>.parquet``, so that no task and not the driver holds more than a share
@@ -648,8 +692,8 @@ def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str]
 
     Parameters
     ----------
-    spec : dict
-        As for :func:`map_samples`, with ``run``: the run directory on the lake's store.
+    spec : SampleSpec
+        What every task of the profile's maps shares (``run``: where the samples go).
     task : int
         The task's number (in its files' names).
     frame_ids : numpy.ndarray
@@ -667,7 +711,7 @@ def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str]
     from skylake.lake.parquet import parquet_bytes
     from skylake.lake.pieces import PIECE_ZSTD_LEVEL
 
-    store = Lake.open(spec["url"], catch_up=False).store
+    store = Lake.open(spec.url, catch_up=False).store
     per_frame, groups = [], []
     cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
     for frame_of, (s, k, a) in map_samples(spec, frame_ids, files).items():
@@ -689,26 +733,26 @@ def write_samples(spec: dict, task: int, frame_ids: np.ndarray, files: list[str]
             "sky": k[SAMPLE_COLUMNS["sky"]],
             "astro": a[SAMPLE_COLUMNS["astro"]],
         }
-        of = {kind: pixel_groups(df["pixel"].to_numpy(np.int64), spec["nside"]) for kind, df in kinds.items()}
+        of = {kind: pixel_groups(df["pixel"].to_numpy(np.int64), spec.nside) for kind, df in kinds.items()}
         for g in np.union1d(of["stars"], of["sky"]):  # a pixel with astrometry only is not mapped
             groups.append((frame_of, int(g)))
             for kind, df in kinds.items():
                 rows = pa.Table.from_pandas(df[of[kind] == g], preserve_index=False)
                 store.write_bytes(
-                    f"{spec['run']}/{frame_of}/{g}/{task}-{kind}.parquet",
+                    f"{spec.run}/{frame_of}/{g}/{task}-{kind}.parquet",
                     parquet_bytes(rows, PIECE_ZSTD_LEVEL),
                     fsync=False,
                 )
     return {"frames": pd.concat(per_frame, ignore_index=True) if per_frame else pd.DataFrame(), "groups": groups}
 
 
-def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
+def reduce_pixels(spec: SampleSpec, frame_of: str, group: int) -> tuple:
     """:func:`~skylake.maps.aggregate.aggregate_pixels` of one pixel group's samples (every task's files of it).
 
     Parameters
     ----------
-    spec : dict
-        As for :func:`write_samples`, with ``min_stars`` and ``samples``.
+    spec : SampleSpec
+        What every task of the profile's maps shares (``run``: where the samples are).
     frame_of : str
         The map frame: ``equatorial`` or ``horizon``.
     group : int
@@ -721,13 +765,13 @@ def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
     pixels : pandas.DataFrame
         The pixel rows.
     stars : pandas.DataFrame or None
-        The star samples, only with ``spec['samples']``.
+        The star samples, only with ``spec.samples``.
     sky : pandas.DataFrame or None
-        The sky samples, only with ``spec['samples']``.
+        The sky samples, only with ``spec.samples``.
     """
 
-    store = Lake.open(spec["url"], catch_up=False).store
-    base = f"{spec['run']}/{frame_of}/{group}"
+    store = Lake.open(spec.url, catch_up=False).store
+    base = f"{spec.run}/{frame_of}/{group}"
     names = sorted(store.listdir(base))
     s, k, a = (
         pd.concat(
@@ -736,10 +780,10 @@ def reduce_pixels(spec: dict, frame_of: str, group: int) -> tuple:
         )
         for kind in SAMPLE_COLUMNS
     )
-    agg = aggregate_pixels(s, k, a, spec["min_stars"])
+    agg = aggregate_pixels(s, k, a, spec.min_stars)
     del a
     release_memory()
-    return (frame_of, agg) + ((s, k) if spec["samples"] else (None, None))
+    return (frame_of, agg) + ((s, k) if spec.samples else (None, None))
 
 
 def pixel_groups(pixel: np.ndarray, nside: int) -> np.ndarray:
@@ -870,21 +914,23 @@ def _map_tasks(
     # samples per group of frames (a task each on a cluster), reduced per pixel below
     frames = frames.sort_values("frame_id", ignore_index=True)
     groups = [frames.iloc[k : k + FRAMES_PER_TASK] for k in range(0, len(frames), FRAMES_PER_TASK)]
-    spec = {
-        "url": lake.store.location,
-        "refcat": refcat,
-        "frames": frames.drop(columns=["footprint_ra", "footprint_dec"]),
-        "ext": ext,
-        "zp_clear": settings.zp_clear,
-        "frames_of": frames_of,
-        "scope": scope,
-        "nside": nside,
-        "site": (prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None,
-    }
     from skylake.lake.pieces import piece_run
 
     with piece_run(lake.store) as run:  # the samples, on the lake's store (the workers see it), per pixel group
-        spec["run"], spec["min_stars"], spec["samples"] = run, settings.min_stars, samples
+        spec = SampleSpec(
+            url=lake.store.location,
+            refcat=refcat,
+            frames=frames.drop(columns=["footprint_ra", "footprint_dec"]),
+            ext=ext,
+            zp_clear=settings.zp_clear,
+            frames_of=frames_of,
+            scope=scope,
+            nside=nside,
+            site=(prof.site.lat_deg, prof.site.lon_deg, prof.site.height_m) if site else None,
+            run=run,
+            min_stars=settings.min_stars,
+            samples=samples,
+        )
         written = _run(
             client,
             write_samples,
