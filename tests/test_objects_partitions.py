@@ -230,8 +230,8 @@ def _wide_field(root, monkeypatch, grouped: bool) -> tuple[Lake, list]:
 
     tasks, group = [], build.task_groups
 
-    def record(keys, task_files):
-        groups = group(keys, task_files) if grouped else [[k] for k in keys]
+    def record(keys, task_files, slots=1):
+        groups = group(keys, task_files, slots) if grouped else [[k] for k in keys]
         tasks.append([len(g) for g in groups])
         return groups
 
@@ -275,6 +275,13 @@ def test_task_groups_follow_the_coarsest_sources_partition_read():
     # one in another order-3 pixel reading the same file is its own task (its ancestor differs)
     files[keys[2]] = coarse
     assert task_groups(keys, files) == [[keys[0], keys[1]], [keys[2]], [keys[3]], [keys[4]]]
+    # the 64 order-6 pixels of one order-3 partition: at most MAX_GROUP (16) a task, fewer when the
+    # cluster has more slots than that leaves busy (two tasks per slot)
+    inside = [key(6, 277 * 64 + i) for i in range(64)]
+    files = dict.fromkeys(inside, coarse)
+    assert [len(g) for g in task_groups(inside, files)] == [16] * 4
+    assert [len(g) for g in task_groups(inside, files, slots=8)] == [4] * 16
+    assert sum(task_groups(inside, files, slots=100), []) == inside
 
 
 def test_union_of_ranges():
@@ -317,7 +324,7 @@ def test_one_collector_writes_every_hats_catalogs_metadata(tmp_path):
         assert int(hats_meta.read_skymap(lake.store, table).sum()) == rows, table
     assert int(hats_meta.read_skymap(lake.store, OBJECTS).sum()) == _table(lake)["object_id"].nunique()
     with lake.transaction("check") as tx:
-        with pytest.raises(ValueError, match="'frames' is not a HATS table"):
+        with pytest.raises(ValueError, match="'frames' is not one HATS catalog"):
             tx.catalog(FRAMES)
         tx.catalog(OBJECTS)
         with pytest.raises(ValueError, match="started with fresh=False"):

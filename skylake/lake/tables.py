@@ -29,7 +29,8 @@ and optionally
     (``--redo`` included). Adding one takes its schema, its module and its test, nothing else.
 ``catalog_type: TYPE`` and ``id_column: COLUMN``
     of a HATS catalog: its ``dataproduct_type`` and the column identifying its rows (default ``source``
-    and ``source_id``), written into its metadata at every commit (skylake.lake.hats_meta.CatalogChange).
+    and ``source_id``), written into its metadata by every commit that changes it
+    (skylake.lake.hats_meta.CatalogChange).
 ``versioned_files: DIR``
     the product writes one side file per commit, ``LOCATION/DIR/<version>.parquet`` (the objects' changes,
     read by ``skylake refresh``); ``skylake vacuum`` removes those of vacuumed versions with them.

@@ -77,7 +77,8 @@ class Transaction:
         Parameters
         ----------
         table : str
-            A HATS table of the registry (sources, objects, lightcurves).
+            A HATS catalog of the lake (sources, objects, lightcurves; not the reference catalogues,
+            a collection of catalogs of their own).
         fresh : bool, optional
             The batch removes every published file of the table: its metadata starts from nothing.
 
@@ -91,8 +92,11 @@ class Transaction:
         ValueError
             ``table`` is not a HATS table, or was asked for before with another ``fresh``.
         """
-        if not get(table).hats:
-            raise ValueError(f"{table!r} is not a HATS table ({get(table).partition_by}-partitioned)")
+        spec = get(table)
+        if not spec.hats or spec.location != table:  # refcats/ holds a collection of catalogs, not one
+            raise ValueError(
+                f"{table!r} is not one HATS catalog of the lake ({spec.partition_by}, LAKE/{spec.location})"
+            )
         change = self.catalogs.get(table)
         if change is None:
             base = self.partitions if table == SOURCES and not fresh else None
@@ -282,7 +286,7 @@ class Transaction:
                     frame_index.bucket_of(h, k)
                     for h, k in zip(rows.column("content_hash").to_pylist(), rows.column("frame_key").to_pylist())
                 )
-            if get(table).hats:
+            if get(table).hats:  # (the lake's catalogs: catalog() refuses others)
                 self.catalog(table).remove_rows(data.column("_healpix_29").to_numpy()[gone])
             if not gone.all():
                 self.stage(table, rewritten_rel(rel, self.batch_id, k), data.filter(pa.array(~gone)))

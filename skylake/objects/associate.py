@@ -196,6 +196,8 @@ def margin_order(chunk_order: int, radius_arcsec: float) -> int:
 _OFFSETS = np.array([o for o in np.ndindex(5, 5, 5) if (np.array(o) - 2).tolist() > [0, 0, 0]]) - 2
 #: Cell pairs with at most this many point pairs are compared all at once; larger ones with a k-d tree.
 _SMALL_PAIR = 256
+#: Points of the cell pairs tried at once by their points nearest each other's centre (bounds memory).
+_CENTRE_ROWS = 1 << 20
 
 
 def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarray:
@@ -276,12 +278,20 @@ def _nearest_in_cells(pts: np.ndarray, start: np.ndarray, count: np.ndarray, cel
 def _centres_linked(pts, start, count, a, b, link) -> np.ndarray:
     """Cell pairs (a, b) shown linked by one pair of points: a's point nearest b's centroid and b's point
     nearest a's. True is exact (that pair is within ``link``); False leaves the pair undecided."""
+    out = np.zeros(len(a), dtype=bool)
     if not len(a):
-        return np.zeros(0, dtype=bool)
+        return out
     centre = np.add.reduceat(pts, start, axis=0) / count[:, None]
-    pa = _nearest_in_cells(pts, start, count, a, centre[b])
-    pb = _nearest_in_cells(pts, start, count, b, centre[a])
-    return np.einsum("ij,ij->i", pts[pa] - pts[pb], pts[pa] - pts[pb]) <= link * link
+    # in slices of about _CENTRE_ROWS points: a crowded field's pairs list each point up to 62 times
+    rows = np.cumsum(count[a] + count[b])
+    cuts = np.searchsorted(rows, np.arange(_CENTRE_ROWS, rows[-1], _CENTRE_ROWS), side="right")
+    bounds = np.unique(np.r_[0, cuts, len(a)])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        sa, sb = a[lo:hi], b[lo:hi]
+        pa = _nearest_in_cells(pts, start, count, sa, centre[sb])
+        pb = _nearest_in_cells(pts, start, count, sb, centre[sa])
+        out[lo:hi] = np.einsum("ij,ij->i", pts[pa] - pts[pb], pts[pa] - pts[pb]) <= link * link
+    return out
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

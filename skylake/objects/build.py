@@ -27,14 +27,15 @@ An update (``build_objects``) runs under the lake's writer lock and costs what c
   since the build and, for frames already held, in the partitions their detections were in (each held
   frame records its pixels at the lake's partition order); a first scan finds their pixels;
 * **per partition**: each objects partition whose view (itself plus a margin band) holds a detection or
-  an old point of a re-processed frame is one task (:func:`skylake.objects.partition.build_partition`,
-  on the dask cluster when a client is given). It merges the new points into the touched objects' rows
-  and appends them to the light curves (an object whose points grew by a quarter gets its order
-  statistics from its whole light curve; the partitions around recalibrated or removed frames are
-  recomputed whole), writing its files
-  into the commit's staging area and returning a small manifest. The driver commits the files, both
-  catalogs' HATS metadata and the state files: one commit of the lake's log, so readers see the old
-  tables or the new ones, never a mix. Untouched partition files stay as they are.
+  an old point of a re-processed frame is built by :func:`skylake.objects.partition.build_partition`, on
+  the dask cluster when a client is given; partitions inside one sources partition are one task that
+  reads its files once (:func:`task_groups`), as many tasks as keep the workers busy. It merges the new
+  points into the touched objects' rows and appends them to the light curves (an object whose points
+  grew by a quarter gets its order statistics from its whole light curve; the partitions around
+  recalibrated or removed frames are recomputed whole), writing its files into the commit's staging
+  area and returning a small manifest. The driver commits the files, both catalogs' HATS metadata and
+  the state files: one commit of the lake's log, so readers see the old tables or the new ones, never a
+  mix. Untouched partition files stay as they are.
 
 Magnitudes and which statistics are always current: schemas/objects.yaml (and :mod:`.summary`).
 """
@@ -551,13 +552,18 @@ def _neighbour_tasks(mpix: np.ndarray, m_order: int, partitions, order: int) -> 
     return np.unique(o * (1 << 40) + p)
 
 
-def task_groups(keys: list[int], task_files: dict[int, set]) -> list[list[int]]:
+#: Partitions one task builds at most (its detections are held while it builds them all).
+MAX_GROUP = 16
+
+
+def task_groups(keys: list[int], task_files: dict[int, set], slots: int = 1) -> list[list[int]]:
     """The partitions an update builds, grouped into tasks that read the same sources files once.
 
     Objects partitions finer than the sources partition they lie in (order 5 in sources of order 3) all
     read its files: they are one task (:func:`~skylake.objects.partition.build_partitions`). A partition
     is grouped by its ancestor at the coarsest order of the sources partitions it reads (itself when
-    those are as fine or finer, or when it reads none).
+    those are as fine or finer, or when it reads none). A group is split into consecutive pieces of at
+    most :data:`MAX_GROUP` partitions, and of fewer when that leaves fewer tasks than twice ``slots``.
 
     Parameters
     ----------
@@ -565,19 +571,34 @@ def task_groups(keys: list[int], task_files: dict[int, set]) -> list[list[int]]:
         The partitions (``order << 40 | pixel``), sorted.
     task_files : dict
         Each partition's sources files (lake-relative, ``sources/dataset/Norder=k/...``).
+    slots : int, optional
+        The tasks that run at once (the cluster's worker threads; 1 in this process).
 
     Returns
     -------
     list of list of int
         The keys of each task, in the order of ``keys``.
     """
+    order_of: dict[str, int] = {}  # per sources directory, parsed once
+    for f in set().union(*task_files.values()):
+        d = posixpath.dirname(f)
+        if d not in order_of:
+            pixel = hats_meta.pixel_of(posixpath.relpath(f, SOURCES))
+            order_of[d] = pixel.order if pixel else 29
     groups: dict[tuple[int, int], list[int]] = {}
     for k in keys:
         order, pixel = k >> 40, k & ((1 << 40) - 1)
-        orders = [p.order for f in task_files[k] if (p := hats_meta.pixel_of(posixpath.relpath(f, SOURCES)))]
-        at = min([order, *orders])
+        at = min([order, *(order_of[posixpath.dirname(f)] for f in task_files[k])])
         groups.setdefault((at, pixel >> (2 * (order - at))), []).append(k)
-    return list(groups.values())
+    size = max(1, min(MAX_GROUP, -(-len(keys) // (2 * max(1, slots)))))
+    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def _slots(client) -> int:
+    """Tasks that run at once on ``client`` (its workers' threads; 1 in this process)."""
+    if client is None:
+        return 1
+    return max(1, sum(client.nthreads().values()))
 
 
 def _run(client, func, *iterables, shared=None):
@@ -718,7 +739,7 @@ def build_objects(
             stale=plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64),
             exact=exact,
         )
-        groups = task_groups(keys, task_files)
+        groups = task_groups(keys, task_files, _slots(client))
         done = _run(
             client,
             build_partitions,

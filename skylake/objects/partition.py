@@ -202,7 +202,7 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     if files:  # batch by batch: what is held is the rows kept, not the files' (a neighbour's file is read whole)
         for batch in _sources_dataset(lake, files).to_batches(columns=columns, filter=pc.field("frame_id").isin(ids)):
             if keep is not None:
-                batch = batch.filter(pa.array(keep(batch.column("_healpix_29").to_numpy())))
+                batch = batch.filter(pa.array(keep(batch.column("_healpix_29").to_numpy(zero_copy_only=False))))
             batches.append(batch)
     schema = table_schema(SOURCES)
     det = pa.Table.from_batches(batches, schema=pa.schema([schema.field(c) for c in columns])).to_pandas()
@@ -719,7 +719,6 @@ def build_partition(spec: UpdateSpec, key: tuple[int, int], files: list[str], de
         "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
         "leaving": np.intersect1d(foreign.column("object_id").to_numpy(), own_ids),
         "gone": np.setdiff1d(own_ids, owned_ids),
-        "sources_files": len(files),
     }
     # per changed frame: its detections here and their pixels at the lake's order (where its points are)
     fp = pd.DataFrame(

@@ -463,7 +463,8 @@ def commit_objects(
     ra, dec, h29 = ra[by], dec[by], h29[by]
     part = spatial_index_to_healpix(h29, target_order=order)
     with lake.transaction(OBJECTS) as tx:
-        partitions, point_parts, point_map = [], [], hats_meta.empty_skymap()
+        # the commit writes both catalogs' HATS metadata from these (as skylake.objects.build's does)
+        objects, points = tx.catalog(ob.OBJECTS, fresh=True), tx.catalog(LIGHTCURVES, fresh=True)
         starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
         bounds = np.r_[starts, n_objects]
         lo = 0
@@ -499,7 +500,7 @@ def commit_objects(
             cut = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
             for s, e in zip(cut[:-1], cut[1:]):
                 pixel = HealpixPixel(order, int(keys[s]))
-                partitions.append(pixel)
+                objects.add_partition(pixel)
                 tx.stage(
                     ob.OBJECTS,
                     f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
@@ -514,8 +515,8 @@ def commit_objects(
             pkeys = spatial_index_to_healpix(pts.column("_healpix_29").to_numpy(), target_order=order)
             for p in np.unique(pkeys):
                 piece = sort_points(pts.filter(pa.array(pkeys == p)))
-                point_parts.append(HealpixPixel(order, int(p)))
-                point_map += hats_meta.skymap_histogram(piece.column("_healpix_29").to_numpy())
+                points.add_partition(HealpixPixel(order, int(p)))
+                points.add_rows(piece.column("_healpix_29").to_numpy())
                 tx.stage(
                     LIGHTCURVES,
                     f"{hats_meta.pixel_dir(order, int(p))}/{tx.batch_id}.parquet",
@@ -523,19 +524,8 @@ def commit_objects(
                     row_group_size=POINTS_ROW_GROUP,
                 )
             lo = hi
-        skymap = hats_meta.skymap_histogram(h29)
+        objects.add_rows(h29)
         out = staging_path(tx.batch_id, ob.OBJECTS)
-        names = hats_meta.write_metadata(
-            lake.store,
-            out,
-            sorted(set(partitions)),
-            n_objects,
-            skymap,
-            table_schema(ob.OBJECTS),
-            catalog=ob.OBJECTS,
-            catalog_type="object",
-            id_column="object_id",
-        )
         held = frames[["frame_id", "night"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
         held = held.fillna({"calib": ""}).assign(n_det=0, pixels=[[] for _ in range(len(held))])
         held["night"] = held["night"].fillna("unknown")
@@ -561,17 +551,7 @@ def commit_objects(
                 }
             ).encode(),
         )
-        pnames = hats_meta.write_metadata(
-            lake.store,
-            staging_path(tx.batch_id, LIGHTCURVES),
-            sorted(set(point_parts)),
-            int(point_map.sum()),
-            point_map,
-            table_schema(LIGHTCURVES),
-            catalog=LIGHTCURVES,
-        )
-        tx.metadata += [f"{LIGHTCURVES}/{n}" for n in pnames]
-        tx.metadata += [f"{ob.OBJECTS}/{n}" for n in [*names, ob.STATE_FILE]]
+        tx.metadata.append(f"{ob.OBJECTS}/{ob.STATE_FILE}")
         return tx.commit(summary={"synthetic": True}).version
 
 
