@@ -19,17 +19,19 @@ What happens (see benchmarks/README.md):
    9" (the SkyCamZ radius):
 
    - skylake: what a calibration does (``skylake.calib.pairs.BatchPairs.match``) on skylake's
-     ``dask_client``: ``lsdb.open_catalog`` of both (reference margin included) ->
-     ``crossmatch_partitions`` (lsdb k-d tree join, each source its nearest star, on the workers) ->
-     each partition split into its frame groups (``group_slices``) -> ``one_to_one_pairs`` per group
-     where it lands; only the pairs' ids come back. Includes reading the Parquet files.
-   - skylake, pairs gathered: the same join, every pair gathered here, then ``nearest_per_star``.
+     ``dask_client``: ``pixel_match.plan`` (hats aligns both catalogs' partitions) -> one
+     ``match_partition`` task per sources partition (pyarrow reads, a k-d tree per reference partition
+     and its margin, each source its nearest star, rows in frame order) -> each partition split into its
+     frame groups (``group_slices``) -> ``one_to_one_pairs`` per group where it lands; only the pairs'
+     ids come back. Includes reading the Parquet files.
+   - skylake, pairs gathered: the same tasks, every pair gathered here, then ``nearest_per_star``.
+   - lsdb: ``Catalog.crossmatch`` (k-d tree, nearest star within 9"), gathered, ``nearest_per_star``.
    - astropy: ``SkyCoord.match_to_catalog_sky`` of the in-memory arrays, cut at 9" -> ``one_to_one``.
    - cKDTree: unit vectors, ``cKDTree.query(k=1, distance_upper_bound=chord, workers=-1)`` -> ``one_to_one``.
 
    The baselines get their arrays in memory for free (loading them is not timed); skylake reads them.
-   All four must give identical pairs (checked). The first lsdb cross-match of a process compiles
-   hats' numba code (7-10 s): an untimed warm-up takes it.
+   All five must give identical pairs (checked). The first cross-match of a process compiles hats'
+   and lsdb's numba code (7-10 s): an untimed warm-up takes it.
 """
 
 from __future__ import annotations
@@ -120,15 +122,31 @@ def import_sources(shards: Path, out: Path, client) -> Path:
     return out / "sources"
 
 
-def _open(sources_path: Path, refcat_path: Path):
-    import lsdb
+def _spec(sources, frames: pd.DataFrame):
+    from skylake.calib.pixel_match import MatchSpec
 
+    return MatchSpec(
+        frame_ids=np.unique(frames["frame_id"].to_numpy(np.int64)),
+        source_columns=("source_id", "frame_id", "ra", "dec", "inst_mag"),
+        source_schema=sources.schema,
+        ref_columns=("ref_id", "ra", "dec", "mag_V"),
+        radius_arcsec=RADIUS,
+        mag="mag_V",
+    )
+
+
+def _partitions(sources_path: Path, refcat_path: Path, frames: pd.DataFrame) -> list:
+    """The calibration's cross-match tasks (:func:`skylake.calib.pixel_match.match_delayed`), the whole sky."""
+    import hats
+    from mocpy import MOC
+
+    from skylake.calib.pixel_match import match_delayed
     from skylake.refcat.importer import quiet_collection_notice
 
-    left = lsdb.open_catalog(sources_path, columns=["source_id", "frame_id", "ra", "dec", "inst_mag"])
+    sources = hats.read_hats(sources_path)
     with quiet_collection_notice():
-        right = lsdb.open_catalog(refcat_path, columns=["ref_id", "ra", "dec", "mag_V"])
-    return left, right
+        refcat = hats.read_hats(refcat_path)
+    return match_delayed(sources, refcat, MOC.from_string("0/0-11"), _spec(sources, frames))
 
 
 def _ids(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -138,18 +156,17 @@ def _ids(pairs: pd.DataFrame) -> pd.DataFrame:
 def skylake_match(sources_path: Path, refcat_path: Path, frames: pd.DataFrame, client) -> pd.DataFrame:
     """What a calibration does (:class:`skylake.calib.pairs.BatchPairs`): the pairs stay on the workers.
 
-    lsdb's join per aligned pixel pair (each source its nearest star), each partition listing its frames,
+    One task per sources partition (each source its nearest star), each partition listing its frames,
     frame groups of :data:`~skylake.calib.pairs.GROUP_SOURCES` sliced from the partitions that hold them and
     reduced to one-to-one pairs where they land; only the pairs' ids come back here, for the comparison.
     ``frames`` (``frame_id``, ``night``, ``n_sources``) is what a calibration knows from LAKE/frames.
     """
-    from skylake.calib.crossmatch import crossmatch_partitions, one_to_one_pairs
+    from skylake.calib.crossmatch import one_to_one_pairs
     from skylake.calib.pairs import frame_groups, frames_in, group_slices
     from skylake.runtime import Runner
 
     runner = Runner(client)
-    left, right = _open(sources_path, refcat_path)
-    parts = runner.compute(crossmatch_partitions(left, right, RADIUS, mag="mag_V").to_delayed())
+    parts = runner.compute(_partitions(sources_path, refcat_path, frames))
     present = runner.gather([runner.submit(frames_in, p) for p in parts])
     slices = group_slices(runner, parts, present, frame_groups(frames))
     del parts
@@ -157,12 +174,44 @@ def skylake_match(sources_path: Path, refcat_path: Path, frames: pd.DataFrame, c
     return pd.concat(runner.gather(held), ignore_index=True)
 
 
-def skylake_gathered(sources_path: Path, refcat_path: Path) -> pd.DataFrame:
+def skylake_gathered(sources_path: Path, refcat_path: Path, frames: pd.DataFrame) -> pd.DataFrame:
     """Every partition's pairs gathered into this process, then the one-to-one step here."""
-    from skylake.calib.crossmatch import crossmatch, nearest_per_star
+    import dask
 
-    left, right = _open(sources_path, refcat_path)
-    return nearest_per_star(crossmatch(left, right, RADIUS, mag="mag_V"))
+    from skylake.calib.crossmatch import nearest_per_star
+
+    parts = dask.compute(*_partitions(sources_path, refcat_path, frames))
+    return nearest_per_star(pd.concat(parts, ignore_index=True))
+
+
+def lsdb_gathered(sources_path: Path, refcat_path: Path) -> pd.DataFrame:
+    """lsdb's own k-d tree cross-match (``Catalog.crossmatch``, nearest star within the radius), gathered here."""
+    import lsdb
+
+    from skylake.calib.crossmatch import nearest_per_star
+    from skylake.refcat.importer import quiet_collection_notice
+
+    left = lsdb.open_catalog(sources_path, columns=["source_id", "frame_id", "ra", "dec", "inst_mag"])
+    with quiet_collection_notice():
+        right = lsdb.open_catalog(refcat_path, columns=["ref_id", "ra", "dec", "mag_V"])
+    xm = left.crossmatch(
+        right,
+        radius_arcsec=RADIUS,
+        n_neighbors=1,
+        suffixes=("", "_ref"),
+        suffix_method="overlapping_columns",
+        log_changes=False,
+    )
+    pairs = xm.compute(progress_bar=False)
+    pairs = pd.DataFrame(
+        {
+            "source_id": pairs["source_id"].to_numpy(np.int64),
+            "frame_id": pairs["frame_id"].to_numpy(np.int64),
+            "ref_id": pairs["ref_id"].to_numpy(np.int64),
+            "sep_arcsec": pairs["_dist_arcsec"].to_numpy(np.float64),
+        }
+    )
+    return nearest_per_star(pairs)
 
 
 def _unit(ra, dec):
@@ -266,14 +315,16 @@ def main(argv=None) -> int:
 
             t0 = time.perf_counter()
             skylake_match(sources, refcat, frames, client)  # warm-up: numba compilation of hats' pixel alignment
+            lsdb_gathered(sources, refcat)  # and of lsdb's join
             print(
-                f"warm-up (first lsdb cross-match of the process, untimed): {time.perf_counter() - t0:.1f} s",
+                f"warm-up (first cross-matches of the process, untimed): {time.perf_counter() - t0:.1f} s",
                 flush=True,
             )
             results = {}
             for name, func in (
-                ("skylake (lsdb, HATS on disk)", lambda: skylake_match(sources, refcat, frames, client)),
-                ("skylake, pairs gathered", lambda: skylake_gathered(sources, refcat)),
+                ("skylake (HATS on disk)", lambda: skylake_match(sources, refcat, frames, client)),
+                ("skylake, pairs gathered", lambda: skylake_gathered(sources, refcat, frames)),
+                ("lsdb crossmatch, gathered", lambda: lsdb_gathered(sources, refcat)),
                 ("astropy match_to_catalog_sky", lambda: astropy_match(src, ref)),
                 ("scipy cKDTree (workers=-1)", lambda: ckdtree_match(src, ref)),
             ):
@@ -297,13 +348,13 @@ def main(argv=None) -> int:
         medians[name] = statistics.median(times)
         per = f"{n_src / medians[name] / args.workers:12,.0f}" if name.startswith("skylake") else f"{'-':>12s}"
         print(f"{name:32s} {medians[name]:9.2f} {n_src / medians[name]:12,.0f} {per} {len(pairs):11,d}")
-    sky, astropy, ckdtree = medians[names[0]], medians[names[2]], medians[names[3]]
+    sky, lsdb_, astropy, ckdtree = (medians[names[k]] for k in (0, 2, 3, 4))
     print(
         f"ratios (throughput): skylake/astropy = {astropy / sky:.2f}x, skylake/cKDTree = {ckdtree / sky:.2f}x, "
-        f"skylake/pairs gathered = {medians[names[1]] / sky:.2f}x; "
+        f"skylake/lsdb = {lsdb_ / sky:.2f}x, skylake/pairs gathered = {medians[names[1]] / sky:.2f}x; "
         f"goals: faster than astropy, >= 1,000,000 rows/s per worker"
     )
-    print(f"pairs identical across the four methods: {'yes' if same else 'NO'}")
+    print(f"pairs identical across the {len(names)} methods: {'yes' if same else 'NO'}")
     return 0 if same else 1
 
 

@@ -50,6 +50,13 @@ def test_frames_split_gives_each_group_its_rows_in_one_pass():
     assert [p["row"].tolist() for p in pieces] == [[1, 5, 6], [0, 3], [2]]
     assert pairs.frames_split(part, []) == ()
     assert [len(p) for p in pairs.frames_split(part, [[], [4]])] == [0, 0]  # no frame of the partition: no rows
+    # rows in frame order (as the cross-match returns them), frame 7 in no group: each group's rows a slice
+    ordered = part.sort_values("frame_id", kind="stable")
+    pieces = pairs.frames_split(ordered, [[3], [5, 7], [8, 9]])  # groups in frame order: slices
+    assert [p["row"].tolist() for p in pieces] == [[1, 5], [0, 3, 4], [6, 2]]
+    pieces = pairs.frames_split(ordered, [[3, 5], [8, 9]])  # frame 7 (in none) between them: the sort
+    assert [p["row"].tolist() for p in pieces] == [[1, 5, 0, 3], [6, 2]]
+    assert [p["row"].tolist() for p in pairs.frames_split(ordered, [[3, 8], [5], [9, 4]])] == [[1, 5, 6], [0, 3], [2]]
 
 
 def test_group_slices_split_a_partition_once_and_pass_a_one_group_partition_whole():

@@ -1,7 +1,8 @@
-"""The per-pixel cross-match step (one k-d tree query per aligned pixel pair) on SYNTHETIC positions with
-exact answers: the nearest star, ties to the smaller ref_id, the second nearest's magnitude and separation,
-sources with no star or one star, the RA wrap at 0/360 and the pole, partitions of different orders; and
-the same pairs as a brute-force match of every source with every star reduced by ``nearest_per_source``."""
+"""The per-partition cross-match (:mod:`skylake.calib.pixel_match`: one k-d tree query per reference partition a
+sources partition meets) on SYNTHETIC positions written as HATS catalogs by lsdb, with exact answers: the nearest
+star, ties to the smaller ref_id, the second nearest's magnitude and separation, sources with no star or one
+star, the RA wrap at 0/360 and the pole, partitions of different orders both ways; and the same pairs as a
+brute-force match of every source with every star reduced by ``nearest_per_source``."""
 
 from __future__ import annotations
 
@@ -12,32 +13,49 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skylake.calib.crossmatch import crossmatch, nearest_per_source
+from skylake.calib import pixel_match
+from skylake.calib.crossmatch import nearest_per_source
 
 ARCSEC = 1.0 / 3600.0
 RADIUS = 9.0
 
 
-def _catalogs(src: pd.DataFrame, ref: pd.DataFrame, src_order: int = 2, ref_order: int = 4):
+def _crossmatch(tmp_path, src: pd.DataFrame, ref: pd.DataFrame, src_order: int = 2, ref_order: int = 4):
+    """Write both as HATS catalogs (the stars a collection with a 2x radius margin) and match every source."""
+    import hats
+    from mocpy import MOC
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # from_dataframe on a few rows
-        left = lsdb.from_dataframe(
-            src,
+        lsdb.from_dataframe(
+            src.assign(frame_id=1),
             ra_column="ra",
             dec_column="dec",
             lowest_order=src_order,
             highest_order=src_order,
             margin_threshold=None,
-        )
-        right = lsdb.from_dataframe(
+        ).write_catalog(tmp_path / "sources", as_collection=False)
+        lsdb.from_dataframe(
             ref,
             ra_column="ra",
             dec_column="dec",
             lowest_order=ref_order,
             highest_order=ref_order,
             margin_threshold=2 * RADIUS,
-        )
-    return left, right
+        ).write_catalog(tmp_path / "refs")
+    sources, refcat = hats.read_hats(tmp_path / "sources"), hats.read_hats(tmp_path / "refs")
+    spec = pixel_match.MatchSpec(
+        frame_ids=np.array([1]),
+        source_columns=("source_id", "frame_id", "ra", "dec"),
+        source_schema=sources.schema,
+        ref_columns=("ref_id", "ra", "dec", "mag"),
+        radius_arcsec=RADIUS,
+        mag="mag",
+    )
+    everywhere = MOC.from_string("0/0-11")
+    tasks = pixel_match.plan(sources, refcat, everywhere)
+    assert tasks, "no partition pair"
+    return pd.concat([pixel_match.match_partition(t, spec) for t in tasks], ignore_index=True)
 
 
 def _brute_force(src: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
@@ -55,7 +73,7 @@ def _brute_force(src: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     return nearest_per_source(pairs, mag="mag")
 
 
-def test_nearest_star_ties_and_neighbours_exactly():
+def test_nearest_star_ties_and_neighbours_exactly(tmp_path):
     # source 1 at (0, 0): stars 10 and 11 at dec +-3" (an exact tie in floating point: the vectors are
     # mirror images), star 12 at RA 5"
     ref = pd.DataFrame(
@@ -73,7 +91,7 @@ def test_nearest_star_ties_and_neighbours_exactly():
             "dec": [0.0, -30.0, 45.0, 0.0],
         }
     )
-    got = crossmatch(*_catalogs(src, ref), RADIUS, mag="mag").sort_values("source_id").reset_index(drop=True)
+    got = _crossmatch(tmp_path, src, ref).sort_values("source_id").reset_index(drop=True)
     # source 1: stars 10 and 11 both 3" away (a tie: the smaller id), star 12 at 5" is not the second
     # of the 2-nearest query because 11 is; source 2: one star at 4"; source 3: 2" (31 is 20" away: none
     # second); source 4: nothing within 9"
@@ -84,8 +102,11 @@ def test_nearest_star_ties_and_neighbours_exactly():
     assert np.isnan(got["neighbour_mag"].iloc[1]) and np.isnan(got["neighbour_sep"].iloc[2])
 
 
-@pytest.mark.parametrize("where", ["ra_wrap", "pole"])
-def test_same_pairs_as_brute_force_at_the_wrap_and_the_pole(where):
+@pytest.mark.parametrize(
+    "where, src_order, ref_order",
+    [("ra_wrap", 2, 4), ("pole", 2, 4), ("ra_wrap", 4, 2), ("pole", 5, 5)],
+)
+def test_same_pairs_as_brute_force_at_the_wrap_and_the_pole(tmp_path, where, src_order, ref_order):
     rng = np.random.default_rng(3)
     n_ref, n_src = 400, 600
     if where == "ra_wrap":
@@ -99,7 +120,7 @@ def test_same_pairs_as_brute_force_at_the_wrap_and_the_pole(where):
     dec = np.clip(dec_ref[pick] + rng.normal(0, 3 * ARCSEC, n_src), -90, 90)
     ra = (ra_ref[pick] + rng.normal(0, 3 * ARCSEC, n_src) / np.maximum(np.cos(np.radians(dec)), 1e-3)) % 360.0
     src = pd.DataFrame({"source_id": np.arange(n_src), "ra": ra, "dec": dec})
-    got = crossmatch(*_catalogs(src, ref), RADIUS, mag="mag").sort_values("source_id").reset_index(drop=True)
+    got = _crossmatch(tmp_path, src, ref, src_order, ref_order).sort_values("source_id").reset_index(drop=True)
     want = _brute_force(src, ref).sort_values("source_id").reset_index(drop=True)
     assert len(got) > 0.9 * n_src
     assert got["source_id"].tolist() == want["source_id"].tolist()

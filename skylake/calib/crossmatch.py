@@ -1,17 +1,17 @@
-"""Cross-matching a batch of frames' sources with a reference collection through lsdb, and the one-to-one reduction.
+"""Cross-matching a batch of frames' sources with a reference collection, and the one-to-one reduction.
 
 The one-to-one reduction of the candidate pairs is made of pure dataframe functions.
 
 Only the sky the batch covers is read: a MOC of the frames' footprints selects the source
 partitions (with a ``frame_id`` filter pushed into the Parquet reads) and the reference partitions
-with their margin cache, so the k-d tree join of lsdb is complete at partition edges as long as
-the match radius is at most the catalogue's margin (checked: :func:`open_refcat`). lsdb runs the
-join per aligned pixel pair on whatever dask scheduler is current (the ``dask_client`` of a
-calibration), and :func:`one_to_one` then makes the pairs unique:
+with their margin cache, so the k-d tree match is complete at partition edges as long as
+the match radius is at most the catalogue's margin (checked: :func:`check_margin`). The match runs
+as one task per sources partition (:mod:`.pixel_match`) on whatever dask scheduler is current (the
+``dask_client`` of a calibration), and :func:`one_to_one` then makes the pairs unique:
 
 * each source keeps its nearest reference star within the radius, and the second nearest's magnitude
-  and separation as ``neighbour_mag`` / ``neighbour_sep`` to spot blends: one k-d tree query per aligned
-  pixel pair, on the workers (:func:`nearest_star_algorithm`);
+  and separation as ``neighbour_mag`` / ``neighbour_sep`` to spot blends: one k-d tree query per
+  reference partition a sources partition meets, on the workers (:func:`.pixel_match.match_partition`);
 * each reference star keeps, per frame, the nearest of the sources that chose it (nearest wins;
   the losers are counted in ``n_competing``); a frame's sources span partitions, so this runs on the
   rows of whole frames: a calibration's frame-group tasks (:mod:`.pairs`), or :func:`match_frames`.
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skylake.calib import pixel_match
 from skylake.errors import LakeError
 from skylake.lake.tables import SOURCES, get
 
@@ -166,26 +167,17 @@ def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
     )
 
 
-def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_hint: str = ""):
-    """Reference collection ``path`` with its margin, only the partitions in ``moc``.
+def check_margin(path: Path, radius_arcsec: float, fix_hint: str = "") -> None:
+    """Refuse a match radius wider than the margin of the reference collection at ``path``.
 
     Parameters
     ----------
     path : pathlib.Path
         The collection (a reference catalogue in LAKE/refcats).
-    moc : mocpy.MOC
-        The region whose partitions to read (:func:`footprint_moc`).
-    columns : list of str
-        The columns to read.
     radius_arcsec : float
         The match radius [arcsec]; the margin must be at least this wide.
     fix_hint : str, optional
         Appended to the error's message.
-
-    Returns
-    -------
-    lsdb.Catalog
-        The reference stars, not computed.
 
     Raises
     ------
@@ -193,10 +185,6 @@ def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_h
         The margin is narrower than ``radius_arcsec`` (matches across partition edges would be lost); the
         message gives the re-import that fixes it.
     """
-    import lsdb
-
-    from skylake.refcat.importer import quiet_collection_notice
-
     margin = refcat_margin_arcsec(path)
     if margin < radius_arcsec:
         raise CalibrationError(
@@ -204,218 +192,6 @@ def open_refcat(path: Path, moc, columns: list[str], radius_arcsec: float, fix_h
             f"matches across partition edges would be lost; re-import it with a wider margin, e.g. `skylake refcat "
             f"import LAKE {path.name} --format FORMAT FILES --overwrite --margin-arcsec {radius_arcsec:g}`{fix_hint}"
         )
-    with quiet_collection_notice():
-        return lsdb.open_catalog(
-            path, search_filter=lsdb.MOCSearch(moc, fine=False), columns=columns, error_empty_filter=False
-        )
-
-
-def nearest_star_algorithm(radius_arcsec: float, mag: str, ref: str = "ref_id"):
-    """The per-pixel step of :func:`crossmatch_partitions`: an lsdb crossmatch algorithm.
-
-    It keeps, for each source, its nearest star within the radius (ties to the smaller ``ref``) and the
-    magnitude and separation of the second nearest (``neighbour_mag``, ``neighbour_sep``; NaN without one).
-
-    One k-d tree of the stars (partition and margin, as unit vectors) per aligned pixel pair and one
-    2-nearest query of the sources' vectors: the reduction that :func:`nearest_per_source` makes of
-    candidate pairs is read off the query's two sorted columns, so lsdb joins one row per source, not two.
-    The pairs are those of lsdb's ``KdTreeCrossmatch`` with ``n_neighbors=2`` reduced by
-    :func:`nearest_per_source` (tests/test_calib_edges.py compares both with astropy).
-
-    Parameters
-    ----------
-    radius_arcsec : float
-        The match radius [arcsec].
-    mag : str
-        The stars' magnitude column (for ``neighbour_mag``).
-    ref : str, optional
-        The stars' id column (ties go to the smaller id).
-
-    Returns
-    -------
-    lsdb.core.crossmatch.kdtree_match.KdTreeCrossmatch
-        The algorithm, for ``Catalog.crossmatch(algorithm=...)``.
-    """
-    import pyarrow as pa
-    from lsdb.core.crossmatch.kdtree_match import KdTreeCrossmatch
-    from lsdb.core.crossmatch.kdtree_utils import _get_chord_distance
-    from scipy.spatial import cKDTree
-
-    arrow_float = pd.ArrowDtype(pa.float64())
-
-    class NearestStarCrossmatch(KdTreeCrossmatch):
-        """The k-d tree cross-match of lsdb, reduced to each source's nearest star and its next nearest's."""
-
-        extra_columns = pd.DataFrame({c: pd.Series(dtype=arrow_float) for c in EXTRA_COLUMNS})
-
-        def perform_crossmatch(self, crossmatch_args):
-            """Match the sources of one aligned pixel pair with its stars.
-
-            Parameters
-            ----------
-            crossmatch_args : lsdb.core.crossmatch.crossmatch_args.CrossmatchArgs
-                The partitions and their pixels.
-
-            Returns
-            -------
-            left : numpy.ndarray
-                The positions of the matched sources in the left partition.
-            right : numpy.ndarray
-                The positions of their nearest stars in the right partition.
-            extra : pandas.DataFrame
-                Per match, the :data:`EXTRA_COLUMNS`.
-            """
-            left_xyz, right_xyz = self._get_point_coordinates(
-                crossmatch_args.left_df,
-                crossmatch_args.left_catalog_info,
-                crossmatch_args.right_df,
-                crossmatch_args.right_catalog_info,
-            )
-            if not len(right_xyz) or not len(left_xyz):
-                none = np.zeros(0, np.int64)
-                return none, none, pd.DataFrame({c: pd.Series(dtype=arrow_float) for c in EXTRA_COLUMNS})
-            k = min(2, len(right_xyz))
-            tree = cKDTree(right_xyz, balanced_tree=False, compact_nodes=False)
-            dist, idx = tree.query(left_xyz, k=k, distance_upper_bound=_get_chord_distance(radius_arcsec))
-            if k == 1:
-                dist, idx = dist[:, None], idx[:, None]
-            hit = np.flatnonzero(np.isfinite(dist[:, 0]))
-            dist, idx = dist[hit], idx[hit]
-            ids = crossmatch_args.right_df[ref].to_numpy()
-            mags = crossmatch_args.right_df[mag].to_numpy(dtype=float, na_value=np.nan)
-            sep = np.full(dist.shape, np.inf)  # no second star within the radius: inf, as the query's distance
-            finite = np.isfinite(dist)
-            sep[finite] = np.degrees(2.0 * np.arcsin(0.5 * dist[finite])) * 3600.0
-            first, second = idx[:, 0], np.where(np.isfinite(dist[:, -1]), idx[:, -1], idx[:, 0])
-            if k == 2:  # equal separations: the smaller ref_id is the nearest, as nearest_per_source
-                swap = (sep[:, 0] == sep[:, 1]) & (ids[second] < ids[first])
-                first, second = np.where(swap, second, first), np.where(swap, first, second)
-            has_second = np.isfinite(sep[:, -1]) if k == 2 else np.zeros(len(hit), bool)
-            extra = pd.DataFrame(
-                {
-                    "_dist_arcsec": pd.Series(sep[:, 0], dtype=arrow_float),
-                    "neighbour_mag": pd.Series(np.where(has_second, mags[second], np.nan), dtype=arrow_float),
-                    "neighbour_sep": pd.Series(np.where(has_second, sep[:, -1], np.nan), dtype=arrow_float),
-                }
-            )
-            return hit.astype(np.int64), first.astype(np.int64), extra
-
-    return NearestStarCrossmatch(n_neighbors=2, radius_arcsec=radius_arcsec)
-
-
-#: The columns the per-pixel step adds to each source's row.
-EXTRA_COLUMNS = ("_dist_arcsec", "neighbour_mag", "neighbour_sep")
-
-
-def crossmatch_partitions(
-    left,
-    right,
-    radius_arcsec: float,
-    mag: str,
-    band: str | None = None,
-    color: list[str] | None = None,
-):
-    """The cross-match of two catalogs, not computed.
-
-    Every left row (a source, ``source_id``) with its nearest right row (a star, ``ref_id``) within
-    ``radius_arcsec``, plus ``neighbour_mag`` and ``neighbour_sep`` of the next nearest (right column ``mag``),
-    found in each aligned pixel pair on the workers (:func:`nearest_star_algorithm`; a source lives in one
-    partition). Right columns that clash with left ones get ``_ref``; the separation is ``sep_arcsec``.
-
-    Parameters
-    ----------
-    left : lsdb.Catalog
-        The sources.
-    right : lsdb.Catalog
-        The reference stars, with their margin.
-    radius_arcsec : float
-        The match radius [arcsec].
-    mag : str
-        The right column giving ``neighbour_mag``.
-    band : str, optional
-        With a band, each partition also gets the reference columns of :func:`reference_columns`.
-    color : list of str, optional
-        The colour's two bands, or None.
-
-    Returns
-    -------
-    lsdb.Catalog
-        The pairs, each partition a numpy-backed DataFrame (no index).
-    """
-    xm = left.crossmatch(
-        right,
-        algorithm=nearest_star_algorithm(radius_arcsec, mag),
-        suffixes=("", "_ref"),
-        suffix_method="overlapping_columns",
-        log_changes=False,
-        require_right_margin=True,
-    )
-    return xm.map_partitions(_pairs_in_partition, band=band, color=color)
-
-
-def crossmatch(left, right, radius_arcsec: float, mag: str) -> pd.DataFrame:
-    """:func:`crossmatch_partitions` computed (on the current dask scheduler) into one DataFrame.
-
-    Parameters
-    ----------
-    left : lsdb.Catalog
-        The sources.
-    right : lsdb.Catalog
-        The reference stars, with their margin.
-    radius_arcsec : float
-        The match radius [arcsec].
-    mag : str
-        The right column giving ``neighbour_mag``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Each source's nearest star, numpy-backed.
-    """
-    df = crossmatch_partitions(left, right, radius_arcsec, mag).compute(progress_bar=False)
-    return pd.DataFrame({c: _numpy(df[c]) for c in df.columns})
-
-
-def _pairs_in_partition(part: pd.DataFrame, band: str | None = None, color: list[str] | None = None) -> pd.DataFrame:
-    pairs = pd.DataFrame({c: _numpy(part[c]) for c in part.columns}).rename(columns={"_dist_arcsec": "sep_arcsec"})
-    return pairs if band is None else reference_columns(pairs, band, color)
-
-
-def reference_columns(pairs: pd.DataFrame, band: str, color: list[str] | None) -> pd.DataFrame:
-    """``ref_mag``, ``ref_mag_err`` and ``ref_color`` of pairs holding the catalogue's ``mag_*``/``err_*`` columns.
-
-    ``ref_mag_err`` is NaN without ``err_<band>`` and ``ref_color`` NaN without a ``color``; the ``mag_*`` and
-    ``err_*`` columns go.
-
-    Parameters
-    ----------
-    pairs : pandas.DataFrame
-        The pairs, with the catalogue's ``mag_*`` and ``err_*`` columns.
-    band : str
-        The band calibrated.
-    color : list of str or None
-        The colour's two bands (``mag_<first> - mag_<second>``), or None.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The pairs with the reference columns.
-    """
-    pairs = pairs.assign(
-        ref_color=(pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if color else np.nan,
-        ref_mag=pairs[f"mag_{band}"],
-        ref_mag_err=pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan,
-    )
-    return pairs.drop(columns=[c for c in pairs.columns if c.startswith(("mag_", "err_"))])
-
-
-def _numpy(col: pd.Series) -> np.ndarray:
-    """A pyarrow-backed column as numpy: floats with NaN for nulls, integers as int64 (or float if null)."""
-    if pd.api.types.is_float_dtype(col.dtype):
-        return col.to_numpy(dtype=np.float64, na_value=np.nan)
-    if pd.api.types.is_integer_dtype(col.dtype):
-        return col.to_numpy(dtype=np.int64) if not col.isna().any() else col.to_numpy(dtype=np.float64, na_value=np.nan)
-    return col.to_numpy()
 
 
 def _argmin_per_group(starts: np.ndarray, key: np.ndarray, tie: np.ndarray) -> np.ndarray:
@@ -637,7 +413,7 @@ def candidate_pairs(
     """The cross-match of the sources of ``frames`` with refcat ``refcat_path`` within ``radius_arcsec``, not computed.
 
     One dask delayed per sources partition under the frames' footprints, each the DataFrame of its sources'
-    nearest stars (:func:`crossmatch_partitions`) with the reference columns, i.e. the pairs of
+    nearest stars (:func:`skylake.calib.pixel_match.match_partition`) with the reference columns, i.e. the pairs of
     :func:`match_frames` before the per-frame step (no ``n_competing``).
 
     Parameters
@@ -669,21 +445,28 @@ def candidate_pairs(
     """
     import hats
 
+    from skylake.lake.storage import Storage
     from skylake.refcat.importer import quiet_collection_notice
 
     moc = footprint_moc(frames, radius_arcsec)
     with quiet_collection_notice():
-        schema_names = hats.read_hats(refcat_path).main_catalog.schema.names
-    columns, has_color = refcat_columns(schema_names, band, color)
+        refcat = hats.read_hats(refcat_path)
+    columns, has_color = refcat_columns(refcat.main_catalog.schema.names, band, color)
     if moc is None:
         return []
-    right = open_refcat(refcat_path, moc, columns, radius_arcsec)
-    left = open_sources(lake_path, frames["frame_id"], moc, source_columns(extra_columns))
-    if not left.get_healpix_pixels() or not right.get_healpix_pixels():
-        return []
-    return crossmatch_partitions(
-        left, right, radius_arcsec, mag=f"mag_{band}", band=band, color=list(color) if has_color else None
-    ).to_delayed()
+    check_margin(refcat_path, radius_arcsec)
+    sources = hats.read_hats(Storage(lake_path).upath(get(SOURCES).location))
+    spec = pixel_match.MatchSpec(
+        frame_ids=np.unique(frames["frame_id"].to_numpy(np.int64)),
+        source_columns=tuple(source_columns(extra_columns)),
+        source_schema=sources.schema,
+        ref_columns=tuple(columns),
+        radius_arcsec=radius_arcsec,
+        mag=f"mag_{band}",
+        band=band,
+        color=tuple(color) if has_color else None,
+    )
+    return pixel_match.match_delayed(sources, refcat, moc, spec)
 
 
 def one_to_one_pairs(parts: list[pd.DataFrame], extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:

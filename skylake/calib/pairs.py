@@ -97,7 +97,9 @@ def frames_split(part: pd.DataFrame, groups: list[list[int]]) -> tuple[pd.DataFr
     """The rows of each list of frames of a partition, in one pass over it.
 
     One sort of the rows by their group, so a partition holding many groups' frames costs the same as one
-    holding a single group's (slicing it once per group read it whole each time).
+    holding a single group's (slicing it once per group read it whole each time); none when the rows are
+    already in group order, as the cross-match's frame-ordered partitions usually are: each group's rows are
+    then a slice.
 
     Parameters
     ----------
@@ -118,6 +120,9 @@ def frames_split(part: pd.DataFrame, groups: list[list[int]]) -> tuple[pd.DataFr
     keys, which = keys[order], which[order]
     at = np.clip(np.searchsorted(keys, frame), 0, max(len(keys) - 1, 0))
     code = np.where(keys[at] == frame, which[at], len(groups)) if len(keys) else np.full(len(frame), len(groups))
+    if not len(code) or (code[1:] >= code[:-1]).all():  # rows already in group order (frame order, usually): slices
+        bounds = np.searchsorted(code, np.arange(len(groups) + 1))
+        return tuple(part.iloc[bounds[k] : bounds[k + 1]] for k in range(len(groups)))
     rows = np.argsort(code, kind="stable")
     bounds = np.searchsorted(code[rows], np.arange(len(groups) + 1))
     return tuple(part.iloc[rows[bounds[k] : bounds[k + 1]]] for k in range(len(groups)))

@@ -1,0 +1,342 @@
+"""The cross-match of a batch's sources with a reference catalogue as one pure task per sources partition.
+
+::
+
+    driver   plan(): hats aligns the two catalogs' partition trees (inner alignment, only the sky of the
+             batch's footprint MOC); each sources partition becomes a PartitionTask naming its file (or
+             directory) and the reference partitions it meets, each with its margin's file
+    worker   match_partition(): pyarrow reads the partition's rows of the batch's frames and the reference
+             partitions with their margins; per reference partition one k-d tree of its stars and one
+             2-nearest query of the sources inside it; numpy arrays in, one DataFrame out
+
+A source lives in one sources partition and, inside it, in one aligned pixel (the finer of its partition and
+the reference partition covering it), so each source is queried once, against the stars of its reference
+partition and that partition's margin: complete as long as the radius is at most the margin
+(:func:`skylake.calib.crossmatch.check_margin` checks). Each source keeps its nearest star within the radius
+(ties to the smaller ``ref_id``) and the magnitude and separation of the second nearest. The pairs are those
+of lsdb's k-d tree cross-match (``Catalog.crossmatch``) reduced the same way, without its per-pixel-pair
+DataFrame assembly, which cost ~30x the k-d tree query (benchmarks/crossmatch.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = ["MatchSpec", "PartitionTask", "match_delayed", "match_partition", "plan", "reference_columns"]
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """One sources partition and the reference partitions it meets.
+
+    Attributes
+    ----------
+    order : int
+        The sources partition's HEALPix order.
+    pixel : int
+        Its pixel (NESTED).
+    path : object
+        Its file, or directory of files (a ``UPath``).
+    refs : tuple of tuple
+        Per reference partition met: its ``(order, pixel)`` and the paths of its file and of its margin's
+        file (None without margin rows).
+    """
+
+    order: int
+    pixel: int
+    path: object
+    refs: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class MatchSpec:
+    """What every partition task of one cross-match shares.
+
+    Attributes
+    ----------
+    frame_ids : numpy.ndarray
+        The frames whose sources are matched (int64).
+    source_columns : tuple of str
+        The sources' columns, in the pairs' order.
+    source_schema : pyarrow.Schema
+        The sources catalog's schema (its files are read with it).
+    ref_columns : tuple of str
+        The reference columns (``ref_id``, ``ra``, ``dec``, ...); those also among the sources' get ``_ref``.
+    radius_arcsec : float
+        The match radius [arcsec].
+    mag : str
+        The reference column giving ``neighbour_mag``.
+    band : str or None
+        With a band, the pairs get the reference columns of
+        :func:`reference_columns`.
+    color : tuple of str or None
+        The colour's two bands, or None.
+    """
+
+    frame_ids: np.ndarray
+    source_columns: tuple
+    source_schema: pa.Schema
+    ref_columns: tuple
+    radius_arcsec: float
+    mag: str
+    band: str | None = None
+    color: tuple | None = None
+
+    def __post_init__(self):
+        if not self.radius_arcsec > 0:
+            raise ValueError(f"the match radius must be positive, got {self.radius_arcsec!r} arcsec")
+        for need in ("ra", "dec", "frame_id"):
+            if need not in self.source_columns:
+                raise ValueError(f"the source columns {list(self.source_columns)} lack {need!r}")
+        for need in ("ref_id", "ra", "dec", self.mag):
+            if need not in self.ref_columns:
+                raise ValueError(f"the reference columns {list(self.ref_columns)} lack {need!r}")
+
+
+def plan(sources, refcat, moc) -> list[PartitionTask]:
+    """The partition tasks of a cross-match of the catalog ``sources`` with the collection ``refcat`` in ``moc``.
+
+    Parameters
+    ----------
+    sources : hats.catalog.Catalog
+        The sources catalog (LAKE/sources).
+    refcat : hats.catalog.CatalogCollection
+        The reference collection, with its default margin.
+    moc : mocpy.MOC
+        The sky to match (the batch's footprints, padded by the radius).
+
+    Returns
+    -------
+    list of PartitionTask
+        One per sources partition meeting a reference partition inside ``moc``, in pixel order.
+    """
+    import hats
+    from hats.io import paths
+    from hats.pixel_math import HealpixPixel
+    from hats.pixel_tree.pixel_alignment import align_with_mocs
+
+    main = refcat.main_catalog
+    margin_dir = refcat.default_margin_catalog_dir
+    margin = hats.read_hats(margin_dir) if margin_dir is not None else None
+    in_margin = {(p.order, p.pixel) for p in margin.get_healpix_pixels()} if margin is not None else set()
+    if not len(sources.pixel_tree) or not len(main.pixel_tree):
+        return []
+    alignment = align_with_mocs(sources.pixel_tree, main.pixel_tree, moc, moc)
+    mapping = alignment.pixel_mapping
+    cols = ["primary_Norder", "primary_Npix", "join_Norder", "join_Npix"]
+    pairs = mapping[cols].drop_duplicates().sort_values(cols).to_numpy(np.int64)
+    tasks: dict[tuple[int, int], list] = {}
+    for s_order, s_pixel, r_order, r_pixel in pairs:
+        ref = HealpixPixel(int(r_order), int(r_pixel))
+        files = (
+            paths.pixel_catalog_file(main.catalog_base_dir, ref, npix_suffix=main.catalog_info.npix_suffix),
+            paths.pixel_catalog_file(margin.catalog_base_dir, ref, npix_suffix=margin.catalog_info.npix_suffix)
+            if (ref.order, ref.pixel) in in_margin
+            else None,
+        )
+        tasks.setdefault((int(s_order), int(s_pixel)), []).append(((ref.order, ref.pixel), *files))
+    suffix = sources.catalog_info.npix_suffix
+    return [
+        PartitionTask(
+            order,
+            pixel,
+            paths.pixel_catalog_file(sources.catalog_base_dir, HealpixPixel(order, pixel), npix_suffix=suffix),
+            tuple(refs),
+        )
+        for (order, pixel), refs in tasks.items()
+    ]
+
+
+def match_delayed(sources, refcat, moc, spec: MatchSpec) -> list:
+    """The cross-match as dask delayed objects, one per sources partition (:func:`plan`, :func:`match_partition`).
+
+    Parameters
+    ----------
+    sources : hats.catalog.Catalog
+        The sources catalog.
+    refcat : hats.catalog.CatalogCollection
+        The reference collection, with its default margin.
+    moc : mocpy.MOC
+        The sky to match.
+    spec : MatchSpec
+        The cross-match's settings.
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+        Each a partition's pairs; empty when no partition of either catalog meets ``moc``.
+    """
+    import dask
+
+    tasks = plan(sources, refcat, moc)
+    shared = dask.delayed(spec)  # one copy in the graph, not one per task
+    return [dask.delayed(match_partition)(task, shared) for task in tasks]
+
+
+def _read(path, columns, schema=None, filter=None) -> pa.Table:
+    """Columns of a Parquet file or directory of files (hidden files left out), local or on an object store."""
+    import pyarrow.dataset as pads
+
+    fs = getattr(path, "fs", None)
+    local = fs is None or "file" in np.atleast_1d(getattr(fs, "protocol", "file"))
+    where = str(path) if local else path.path
+    dataset = pads.dataset(where, schema=schema, format="parquet", filesystem=None if local else fs)
+    return dataset.to_table(columns=list(columns), filter=filter)
+
+
+def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column as the pairs hold it: floats as float64 with NaN for nulls, integers as int64 (float64
+    when null), anything else as objects."""
+    kind = column.type
+    if pa.types.is_floating(kind):
+        return column.cast(pa.float64()).to_numpy().astype(np.float64, copy=False)
+    if pa.types.is_integer(kind):
+        if column.null_count:
+            return column.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        return column.cast(pa.int64()).to_numpy()
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    ra, dec = np.radians(ra), np.radians(dec)
+    cos_dec = np.cos(dec)
+    return np.column_stack([cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)])
+
+
+def _nearest_two(src_xyz: np.ndarray, star_xyz: np.ndarray, ids: np.ndarray, radius_arcsec: float):
+    """Each source's nearest star within the radius and the next nearest: (hit, first, second, sep1, sep2).
+
+    ``hit`` the sources with a star; ``first``/``second`` star positions (``second`` = ``first`` without a
+    second star); separations [arcsec], ``sep2`` inf without a second star. Equal separations: the smaller id
+    is the nearest.
+    """
+    from scipy.spatial import cKDTree
+
+    chord = 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
+    k = min(2, len(star_xyz))
+    tree = cKDTree(star_xyz, balanced_tree=False, compact_nodes=False)
+    dist, idx = tree.query(src_xyz, k=k, distance_upper_bound=chord)
+    if k == 1:
+        dist, idx = dist[:, None], idx[:, None]
+    hit = np.flatnonzero(np.isfinite(dist[:, 0]))
+    dist, idx = dist[hit], idx[hit]
+    sep = np.full(dist.shape, np.inf)
+    finite = np.isfinite(dist)
+    sep[finite] = np.degrees(2.0 * np.arcsin(0.5 * dist[finite])) * 3600.0
+    first = idx[:, 0]
+    second = np.where(finite[:, -1], idx[:, -1], first)
+    if k == 2:
+        swap = (sep[:, 0] == sep[:, 1]) & (ids[second] < ids[first])
+        first, second = np.where(swap, second, first), np.where(swap, first, second)
+        sep1, sep2 = sep[:, 0], sep[:, 1]
+    else:
+        sep1, sep2 = sep[:, 0], np.full(len(hit), np.inf)
+    return hit, first, second, sep1, sep2
+
+
+def match_partition(task: PartitionTask, spec: MatchSpec) -> pd.DataFrame:
+    """Each source of one sources partition (of the spec's frames) with its nearest reference star.
+
+    Parameters
+    ----------
+    task : PartitionTask
+        The partition and the reference partitions it meets (:func:`plan`).
+    spec : MatchSpec
+        The cross-match's settings.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per matched source, in ``frame_id`` order (stable), numpy-backed: the source columns, the
+        reference columns (``_ref`` where their names clash), ``sep_arcsec`` [arcsec], ``neighbour_mag`` and
+        ``neighbour_sep`` (NaN without a second star within the radius); with a band, :func:`reference_columns`.
+    """
+    import pyarrow.compute as pc
+    from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, spatial_index_to_healpix
+
+    from skylake.lake.storage import read_listed
+
+    wanted = pc.field("frame_id").isin(pa.array(spec.frame_ids, pa.int64()))
+    read_cols = list(dict.fromkeys([*spec.source_columns, SPATIAL_INDEX_COLUMN]))
+    # a writer's commit may replace a file of the partition between the listing and the read
+    table = read_listed(lambda: _read(task.path, read_cols, spec.source_schema, wanted))
+    src = {c: _as_numpy(table.column(c)) for c in read_cols}
+    h29 = (
+        src.pop(SPATIAL_INDEX_COLUMN) if SPATIAL_INDEX_COLUMN not in spec.source_columns else src[SPATIAL_INDEX_COLUMN]
+    )
+    rows, pieces = [], []
+    for (order, pixel), main_path, margin_path in task.refs:
+        inside = (
+            np.arange(len(h29))
+            if order <= task.order
+            else np.flatnonzero(spatial_index_to_healpix(h29, target_order=order) == pixel)
+        )
+        if not inside.size:
+            continue
+        stars = _read(main_path, spec.ref_columns)
+        if margin_path is not None:
+            stars = pa.concat_tables([stars, _read(margin_path, spec.ref_columns).cast(stars.schema)])
+        if not stars.num_rows:
+            continue
+        star = {c: _as_numpy(stars.column(c)) for c in spec.ref_columns}
+        hit, first, second, sep1, sep2 = _nearest_two(
+            _unit(src["ra"][inside], src["dec"][inside]),
+            _unit(star["ra"], star["dec"]),
+            star["ref_id"],
+            spec.radius_arcsec,
+        )
+        has_second = np.isfinite(sep2)
+        rows.append(inside[hit])
+        pieces.append(
+            {
+                **{c: v[first] for c, v in star.items()},
+                "sep_arcsec": sep1,
+                "neighbour_mag": np.where(has_second, star[spec.mag][second], np.nan),
+                "neighbour_sep": np.where(has_second, sep2, np.nan),
+            }
+        )
+    out = {}
+    keep = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    # rows in frame order: a frame group's rows are then one slice (skylake.calib.pairs.frames_split)
+    order = np.argsort(src["frame_id"][keep], kind="stable")
+    keep = keep[order]
+    for c in spec.source_columns:
+        out[c] = src[c][keep]
+    for c in (*spec.ref_columns, "sep_arcsec", "neighbour_mag", "neighbour_sep"):
+        name = f"{c}_ref" if c in spec.source_columns else c
+        parts = [p[c] for p in pieces]
+        out[name] = np.concatenate(parts)[order] if parts else np.zeros(0, np.float64)
+    pairs = pd.DataFrame(out)
+    return pairs if spec.band is None else reference_columns(pairs, spec.band, list(spec.color) if spec.color else None)
+
+
+def reference_columns(pairs: pd.DataFrame, band: str, color: list[str] | None) -> pd.DataFrame:
+    """``ref_mag``, ``ref_mag_err`` and ``ref_color`` of pairs holding the catalogue's ``mag_*``/``err_*`` columns.
+
+    ``ref_mag_err`` is NaN without ``err_<band>`` and ``ref_color`` NaN without a ``color``; the ``mag_*`` and
+    ``err_*`` columns go.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The pairs, with the catalogue's ``mag_*`` and ``err_*`` columns.
+    band : str
+        The band calibrated.
+    color : list of str or None
+        The colour's two bands (``mag_<first> - mag_<second>``), or None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The pairs with the reference columns.
+    """
+    pairs = pairs.assign(
+        ref_color=(pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if color else np.nan,
+        ref_mag=pairs[f"mag_{band}"],
+        ref_mag_err=pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan,
+    )
+    return pairs.drop(columns=[c for c in pairs.columns if c.startswith(("mag_", "err_"))])
