@@ -4,7 +4,8 @@ catalogue through a user column map) as HATS collections under ``LAKE/refcats/NA
 - :mod:`~skylake.refcat.formats`: the per-format column maps (``pipelines/refcats.toml``);
 - :mod:`~skylake.refcat.readers`: chunked CSV/ECSV/FITS/Parquet readers;
 - :mod:`~skylake.refcat.normalise`: native chunk -> ``schemas/refcat.yaml`` rows, bad coordinates counted;
-- :mod:`~skylake.refcat.importer`: shards -> hats-import collection + margin cache, atomic swap;
+- :mod:`~skylake.refcat.partition`: sorted shards -> HATS partitions and margin cache (hats' alignment);
+- :mod:`~skylake.refcat.importer`: the import from files to collection, its record, the atomic swap;
 - :mod:`~skylake.refcat.query`: list, cone search, proper-motion propagation;
 - :mod:`~skylake.synthetic.refcat`: large synthetic APASS/PS1-format catalogues for tests and benchmarks;
 - :mod:`~skylake.refcat.cli`: ``skylake refcat import|list|cone``.
@@ -17,7 +18,7 @@ catalogue through a user column map) as HATS collections under ``LAKE/refcats/NA
 #: Defaults of an import (used by the importer and the CLI; kept here so the CLI loads nothing heavy).
 DEFAULT_MARGIN_ARCSEC = 10.0  # arcsec: wider than any cross-match radius skylake uses by default
 DEFAULT_PIXEL_THRESHOLD = 1_000_000  # rows per partition: ~100-150 MB in memory for a 20-column catalogue
-DEFAULT_HIGHEST_ORDER = 8  # hats-import's binning cost grows 4x per order; order 8 pixels are 13.7'
+DEFAULT_HIGHEST_ORDER = 8  # the rows' histogram grows 4x per order; order 8 pixels are 13.7'
 MAPS_FILE = "refcats.toml"  # in pipelines/: the column maps of the built-in formats
 GENERIC = "generic"  # the format that takes a user's column map
 

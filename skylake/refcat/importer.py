@@ -12,11 +12,13 @@
 
 The work runs in three steps, and nothing heavy starts before every input file's header has been
 checked against the format: (1) each file is streamed in chunks through its column map into
-temporary Parquet shards (bad coordinates dropped and counted); (2) hats-import partitions the
-shards and builds the margin (``CollectionArguments`` on the dask client); (3) the finished
-collection is renamed into place. A failure leaves the previous catalogue (if any) untouched;
-``overwrite`` swaps the new one in by two renames, and an import interrupted between them is
-restored by the next import of that NAME.
+temporary shards sorted by ``_healpix_29`` (bad coordinates dropped and counted, rows counted per
+pixel; :mod:`~skylake.refcat.normalise`); (2) hats aligns those counts into partitions and one task
+per partition takes its rows and its margin's from the shards and writes them
+(:mod:`~skylake.refcat.partition`: the input is read once and the shards once, where hats-import
+would read them five times); (3) the finished collection is renamed into place. A failure leaves
+the previous catalogue (if any) untouched; ``overwrite`` swaps the new one in by two renames, and an
+import interrupted between them is restored by the next import of that NAME.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from skylake.refcat import DEFAULT_HIGHEST_ORDER, DEFAULT_MARGIN_ARCSEC, DEFAULT
 from skylake.refcat.errors import FormatMismatch, RefcatError
 from skylake.refcat.formats import Format, Variant, get_format
 from skylake.refcat.normalise import DROP_REASONS, ChunkCounts, FileResult, normalise_file
+from skylake.refcat.partition import PixelResult, PixelSpec, finish, margin_name, margin_order, plan, write_pixel
 from skylake.refcat.readers import Source, is_catalogue_file, open_source, split_compression
 
 log = logging.getLogger(__name__)
@@ -364,17 +367,6 @@ def _swap(new: Path, final: Path, old: Path) -> None:
         raise
 
 
-def _count_id_collisions(catalog_dir: Path) -> int:
-    """Rows whose ref_id equals another row's, counted per partition: copies of one star (derived ids
-    from one position, or one real id from overlapping inputs) share a position, so one partition.
-    Reads one partition's ref_id column at a time."""
-    n = 0
-    for f in sorted((catalog_dir / "dataset").rglob("*.parquet")):
-        ids = pq.read_table(f, columns=["ref_id"])["ref_id"].to_numpy()
-        n += int(np.count_nonzero(np.diff(np.sort(ids)) == 0))
-    return n
-
-
 # -- the import ----------------------------------------------------------------------------------------
 def import_refcat(
     lake: Lake | str | os.PathLike,
@@ -479,34 +471,32 @@ def import_refcat(
                     client = stack.enter_context(dask_client(None, workers))
                 t1 = time.monotonic()
                 results = _normalise_all(
-                    client, sources, variants, fmt_obj, shard_dir, chunk_rows, rows_per_shard, progress
+                    client, sources, variants, fmt_obj, shard_dir, chunk_rows, rows_per_shard, highest_order, progress
                 )
                 t2 = time.monotonic()
                 rows = sum(r.counts.rows_kept for r, _, _ in results)
                 if rows == 0:
                     raise RefcatError(f"no row of {[str(p) for p in paths]} has valid coordinates; nothing to import")
                 out = staging / "out"
-                _run_hats_import(
+                pixels = _partition(
                     client,
                     fmt_obj,
                     name,
-                    [s for r, _, _ in results for s in r.shards],
+                    results,
                     rows,
-                    out,
-                    staging,
+                    out / name,
                     margin,
                     pixel_threshold,
                     highest_order,
-                    chunk_rows,
                     progress,
                 )
                 t3 = time.monotonic()
             where = final if lake.store.is_local else lake.store.uri(f"{REFCATS}/{name}")
-            report = _finish(out / name, name, fmt_obj, sources, variants, results, margin, t0, lake, where)
+            report = _finish(out / name, name, fmt_obj, sources, variants, results, pixels, margin, t0, lake, where)
             report.timings = {
                 "setup": t1 - t0,
                 "normalise": t2 - t1,
-                "hats_import": t3 - t2,
+                "partition": t3 - t2,
                 "finish": time.monotonic() - t3,
             }
             if lake.store.is_local:
@@ -519,9 +509,10 @@ def import_refcat(
     return report
 
 
-def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_per_shard, progress):
+def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_per_shard, histogram_order, progress):
     """Normalise every file into shards: one task per file, or per run of row groups for a Parquet
-    file large enough to keep every worker busy. Returns (FileResult, sha256, bytes) per file."""
+    file large enough to keep every worker busy. Returns (FileResult, sha256, bytes) per file, each
+    FileResult with the rows per pixel of all its parts at ``histogram_order``."""
     n_workers = len(client.scheduler_info()["workers"])
     jobs, owner = [], []
     for i, (source, variant) in enumerate(zip(sources, variants)):
@@ -535,7 +526,19 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
                 else [None]
             )
         for j, groups in enumerate(parts):
-            jobs.append((source, variant, fmt, str(shard_dir), f"f{i:05d}p{j:03d}", chunk_rows, rows_per_shard, groups))
+            jobs.append(
+                (
+                    source,
+                    variant,
+                    fmt,
+                    str(shard_dir),
+                    f"f{i:05d}p{j:03d}",
+                    chunk_rows,
+                    rows_per_shard,
+                    groups,
+                    histogram_order,
+                )
+            )
             owner.append(i)
     if len(jobs) > 1:
         futures = [client.submit(normalise_file, *job, pure=False) for job in jobs]
@@ -550,8 +553,16 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
         counts = ChunkCounts()
         for r in mine:
             counts.add(r.counts)
+        pixels = np.concatenate([r.histogram[0] for r in mine])
+        merged_pixels, inverse = np.unique(pixels, return_inverse=True)
+        per_pixel = np.concatenate([r.histogram[1] for r in mine])
+        rows = np.bincount(inverse, weights=per_pixel, minlength=len(merged_pixels))
         merged = FileResult(
-            path=str(source.path), variant=mine[0].variant, counts=counts, shards=[sh for r in mine for sh in r.shards]
+            path=str(source.path),
+            variant=mine[0].variant,
+            counts=counts,
+            shards=[sh for r in mine for sh in r.shards],
+            histogram=(merged_pixels, rows.astype(np.int64)),
         )
         results.append((merged, digests[i], os.path.getsize(source.path)))
         if progress:
@@ -597,57 +608,72 @@ def quiet_collection_notice():
         logging.getLogger().removeFilter(flt)
 
 
-def _run_hats_import(
+def _partition(
     client,
     fmt: Format,
     name: str,
-    shards: list[str],
+    results,
     rows: int,
-    out: Path,
-    staging: Path,
+    collection: Path,
     margin: float,
     pixel_threshold: int,
     highest_order: int,
-    chunk_rows: int,
     progress: bool,
-):
-    from hats_import import CollectionArguments, pipeline_with_client
-    from hats_import.catalog.file_readers.parquet import ParquetPyarrowReader
+) -> list[PixelResult]:
+    """Partition the shards into the collection ``collection`` (catalog NAME, margin cache beside it):
+    one task per partition and per pixel of the empty sky (:mod:`skylake.refcat.partition`)."""
+    from hats.pixel_math.healpix_shim import order2npix
+    from tqdm.auto import tqdm
 
-    schema_file = staging / "schema.parquet"
-    pq.write_table(fmt.schema().empty_table(), schema_file)
+    histogram = np.zeros(order2npix(highest_order), dtype=np.int64)
+    for result, _, _ in results:
+        np.add.at(histogram, result.histogram[0], result.histogram[1])
+    if int(histogram.sum()) != rows:
+        raise RefcatError(f"the shards' histogram counts {int(histogram.sum())} rows, normalising kept {rows}")
+    partitions, empty = plan(histogram, highest_order, pixel_threshold)
+    try:
+        order = margin_order(margin, max(p.order for p in partitions))
+    except ValueError as exc:
+        raise RefcatError(f"refcat {name}: {exc}") from None
+    spec = PixelSpec(
+        shards=tuple(s for r, _, _ in results for s in r.shards),
+        schema=fmt.schema(with_healpix=True),
+        catalog_dir=str(collection / name),
+        margin_dir=str(collection / margin_name(name, margin)),
+        margin_order=order,
+        write_kwargs=tuple(WRITE_TABLE_KWARGS.items()),
+    )
+    shift = 2 * (highest_order - np.array([p.order for p in partitions]))
+    sizes = [int(histogram[p.pixel << s : (p.pixel + 1) << s].sum()) for p, s in zip(partitions, shift)]
+    todo = [(p.order, p.pixel, True) for _, p in sorted(zip(sizes, partitions), key=lambda x: -x[0])]
+    todo += [(p.order, p.pixel, False) for p in empty]  # margins only: last, they are small
+    from distributed import as_completed
+
+    spec_future = client.scatter(spec, broadcast=True)
+    futures = [client.submit(write_pixel, o, p, d, spec_future, pure=False) for o, p, d in todo]
+    out: list[PixelResult] = []
+    with tqdm(total=len(futures), unit="pixel", desc=f"partition {name}", disable=not progress) as bar:
+        for future in as_completed(futures):
+            out.append(future.result())
+            bar.update(1)
     props = {
         "hats_cols_survey_id": "ref_id",
         "obs_title": fmt.description.splitlines()[0][:200],
         "hats_frame": "equatorial",
     }
-    args = (
-        CollectionArguments(
-            output_artifact_name=name,
-            output_path=out,
-            tmp_dir=staging / "tmp",
-            progress_bar=progress,
-            simple_progress_bar=True,
-            resume=False,
-        )
-        .catalog(
-            input_file_list=shards,
-            file_reader=ParquetPyarrowReader(chunksize=chunk_rows),
-            ra_column="ra",
-            dec_column="dec",
-            sort_columns="ref_id",
-            catalog_type="object",
-            pixel_threshold=pixel_threshold,
-            highest_healpix_order=highest_order,
-            expected_total_rows=rows,
-            use_schema_file=str(schema_file),
-            write_table_kwargs=dict(WRITE_TABLE_KWARGS),
-            addl_hats_properties=props,
-        )
-        .add_margin(margin_threshold=margin, is_default=True)
-    )
     with quiet_collection_notice():
-        pipeline_with_client(args, client)
+        finish(
+            collection,
+            name,
+            out,
+            histogram,
+            fmt.schema(with_healpix=True),
+            margin_threshold=margin,
+            pixel_threshold=pixel_threshold,
+            builder=f"skylake v{__version__}",
+            properties=props,
+        )
+    return out
 
 
 def _finish(
@@ -657,6 +683,7 @@ def _finish(
     sources,
     variants,
     results,
+    pixels: list[PixelResult],
     margin: float,
     t0: float,
     lake: Lake,
@@ -691,7 +718,7 @@ def _finish(
             }
         )
     derived = all(v.columns["ref_id"].kind == "derive" for v in variants)
-    collisions = _count_id_collisions(collection / main.catalog_name)
+    collisions = sum(p.id_collisions for p in pixels)
     if collisions:
         log.warning("refcat %s: %s", name, _collision_text(collisions, derived))
     rows = int(main.catalog_info.total_rows)
@@ -737,7 +764,7 @@ def _finish(
         "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(report.seconds, 2),
         "skylake_version": __version__,
-        "hats_import_version": version("hats-import"),
+        "builder": f"skylake v{__version__}, hats v{version('hats')}",
     }
     (collection / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     return report

@@ -1,9 +1,13 @@
 """Turn chunks of a native catalogue into the refcat schema, and write them as temporary shards.
 
 :func:`normalise_chunk` evaluates a :class:`~skylake.refcat.formats.Variant` on one Arrow table
-(vectorised pyarrow compute), drops rows whose coordinates are missing or impossible and counts
-them by reason; :func:`normalise_file` streams a whole file through it into Parquet shards of at
-most ``rows_per_shard`` rows, so memory stays at about one chunk whatever the file's size.
+(vectorised pyarrow compute), drops rows whose coordinates are missing or impossible, counts them by
+reason and adds the HATS spatial index ``_healpix_29``; :func:`normalise_file` streams a whole file
+through it into shards of at most ``rows_per_shard`` rows, so memory stays at about a shard whatever
+the file's size. A shard is an uncompressed Arrow IPC file of one record batch, its rows sorted by
+``_healpix_29``, without the columns that hold no value in it: the partitioner
+(:mod:`skylake.refcat.partition`) memory-maps it and takes any partition's rows as a slice, so the
+shards are written once and read once.
 """
 
 from __future__ import annotations
@@ -16,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from skylake.refcat.errors import FormatMismatch
 from skylake.refcat.formats import Condition, Format, Spec, Variant
 from skylake.refcat.readers import Source, iter_chunks, source_columns, uncompressed
-from skylake.refcat.schema import flag_bits
+from skylake.refcat.schema import HEALPIX, flag_bits
 
 #: 2.5 / ln(10): a flux signal-to-noise ratio S/N gives a magnitude error of MAG_PER_SNR / S/N.
 MAG_PER_SNR = 2.5 / math.log(10.0)
@@ -30,8 +33,8 @@ DROP_REASONS = ("missing_coordinates", "dec_out_of_range", "ra_out_of_range")
 #: RA this close outside [0, 360) deg is rounding of a legal value (360.0, -1e-13) and is wrapped,
 #: not dropped; 1e-9 deg = 3.6 micro-arcsec, far below any catalogue's precision.
 RA_WRAP_TOLERANCE_DEG = 1e-9
-#: Shards live minutes: snappy without dictionaries writes and reads ~2x faster than zstd (~55 B/row).
-SHARD_WRITE_KWARGS = {"compression": "snappy", "use_dictionary": False, "write_statistics": False}
+#: Shards live minutes and are read as slices of a memory map: Arrow IPC, uncompressed.
+SHARD_SUFFIX = ".arrow"
 
 
 @dataclass
@@ -277,7 +280,8 @@ def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tup
     variant : skylake.refcat.formats.Variant
         The column map that reads them.
     schema : pyarrow.Schema
-        The catalogue's schema (without ``_healpix_29``).
+        The catalogue's schema, with or without ``_healpix_29`` (computed from the position when
+        present).
 
     Returns
     -------
@@ -297,7 +301,7 @@ def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tup
     counts = ChunkCounts(rows_read=n)
     out: dict[str, pa.Array] = {}
     for fld in schema:
-        if fld.name == "flags":
+        if fld.name in ("flags", HEALPIX):
             continue
         spec = variant.columns.get(fld.name)
         out[fld.name] = evaluate_spec(spec, table, fld.type) if spec is not None else _null_like(n, fld.type)
@@ -323,13 +327,20 @@ def normalise_chunk(table: pa.Table, variant: Variant, schema: pa.Schema) -> tup
         "ra_out_of_range": int(bad_ra.sum()),
     }
     keep = ~(missing | bad_dec | bad_ra)
+    with_index = HEALPIX in schema.names
+    if with_index:
+        out[HEALPIX] = _null_like(n, schema.field(HEALPIX).type)
     result = pa.table({f.name: out[f.name] for f in schema}, schema=schema)
     if not keep.all():
         result = result.filter(pa.array(keep))
     counts.rows_kept = result.num_rows
-    if variant.columns["ref_id"].kind == "derive" and result.num_rows:
-        ids = compute_spatial_index(result["ra"].to_numpy(), result["dec"].to_numpy())
-        result = result.set_column(schema.get_field_index("ref_id"), schema.field("ref_id"), pa.array(ids))
+    derived = variant.columns["ref_id"].kind == "derive"
+    if (derived or with_index) and result.num_rows:
+        index = pa.array(compute_spatial_index(result["ra"].to_numpy(), result["dec"].to_numpy()))
+        if derived:
+            result = result.set_column(schema.get_field_index("ref_id"), schema.field("ref_id"), index)
+        if with_index:
+            result = result.set_column(schema.get_field_index(HEALPIX), schema.field(HEALPIX), index)
     if result.num_rows:
         mm = pc.min_max(result["epoch"])
         counts.epoch_min, counts.epoch_max = mm["min"].as_py(), mm["max"].as_py()
@@ -365,7 +376,8 @@ def wrap_ra(ra: np.ndarray, tol: float = RA_WRAP_TOLERANCE_DEG) -> tuple[np.ndar
 
 # -- shards ----------------------------------------------------------------------------------------------
 class ShardWriter:
-    """Parquet files ``<prefix>-NNNN.parquet`` of at most ``rows_per_shard`` rows each.
+    """Shards ``<prefix>-NNNN.arrow`` of at most ``rows_per_shard`` rows each, sorted by ``_healpix_29``,
+    and the rows per HEALPix pixel at ``histogram_order``.
 
     Parameters
     ----------
@@ -374,25 +386,30 @@ class ShardWriter:
     prefix : str
         The start of their names.
     schema : pyarrow.Schema
-        The rows' schema.
+        The rows' schema, with ``_healpix_29``.
     rows_per_shard : int
-        Rows per file at most.
+        Rows per file at most (the rows are held until a shard is full, to sort them).
+    histogram_order : int
+        The HEALPix order of :attr:`histogram`.
 
     Attributes
     ----------
     paths : list of pathlib.Path
-        The files opened so far, in order.
+        The files written so far, in order.
     """
 
-    def __init__(self, directory: Path, prefix: str, schema: pa.Schema, rows_per_shard: int):
+    def __init__(self, directory: Path, prefix: str, schema: pa.Schema, rows_per_shard: int, histogram_order: int):
         self.directory, self.prefix, self.schema = Path(directory), prefix, schema
-        self.rows_per_shard = rows_per_shard
+        self.rows_per_shard = int(rows_per_shard)
+        self.histogram_order = int(histogram_order)
         self.paths: list[Path] = []
-        self._writer: pq.ParquetWriter | None = None
+        self._held: list[pa.Table] = []
         self._rows = 0
+        self._pixels: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
 
     def write(self, table: pa.Table) -> None:
-        """Append rows, opening a new file whenever the current one is full.
+        """Add rows; a shard is written whenever ``rows_per_shard`` rows are held.
 
         Parameters
         ----------
@@ -400,25 +417,54 @@ class ShardWriter:
             Rows of the writer's schema.
         """
         while table.num_rows:
-            if self._writer is None or self._rows >= self.rows_per_shard:
-                self._open()
             take = min(table.num_rows, self.rows_per_shard - self._rows)
-            self._writer.write_table(table.slice(0, take))
+            self._held.append(table.slice(0, take))
             self._rows += take
             table = table.slice(take)
+            if self._rows >= self.rows_per_shard:
+                self._flush()
 
-    def _open(self) -> None:
-        self.close()
-        path = self.directory / f"{self.prefix}-{len(self.paths):04d}.parquet"
-        self._writer = pq.ParquetWriter(path, self.schema, **SHARD_WRITE_KWARGS)
+    def _flush(self) -> None:
+        from hats.pixel_math.spatial_index import SPATIAL_INDEX_ORDER
+
+        if not self._rows:
+            return
+        rows = pa.concat_tables(self._held)
+        self._held, self._rows = [], 0
+        # a column with no value in the shard (a band or proper motion the catalogue lacks) is not
+        # stored: the partitioner adds it back as nulls, so it is neither sorted, written nor read
+        rows = rows.select([name for name in rows.column_names if rows[name].null_count < rows.num_rows])
+        index = rows[HEALPIX].to_numpy()
+        order = np.argsort(index, kind="stable")
+        rows, index = rows.take(order).combine_chunks(), index[order]
+        path = self.directory / f"{self.prefix}-{len(self.paths):04d}{SHARD_SUFFIX}"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+            writer.write_table(rows, max_chunksize=max(1, rows.num_rows))  # one batch: slices are zero-copy
         self.paths.append(path)
-        self._rows = 0
+        pixels = index >> (2 * (SPATIAL_INDEX_ORDER - self.histogram_order))
+        starts = np.flatnonzero(np.r_[True, pixels[1:] != pixels[:-1]])  # sorted: runs of one pixel
+        self._pixels.append(pixels[starts])
+        self._counts.append(np.diff(np.r_[starts, pixels.size]))
 
     def close(self) -> None:
-        """Close the file being written, if any."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Write the rows still held as a last, shorter shard."""
+        self._flush()
+
+    @property
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pixels at ``histogram_order`` holding rows written so far, and their rows.
+
+        Returns
+        -------
+        pixels : numpy.ndarray
+            Pixels (NESTED, int64, ascending, each once).
+        counts : numpy.ndarray
+            Rows in each (int64).
+        """
+        if not self._pixels:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pixels, inverse = np.unique(np.concatenate(self._pixels), return_inverse=True)
+        return pixels, np.bincount(inverse, weights=np.concatenate(self._counts)).astype(np.int64)
 
 
 @dataclass
@@ -434,13 +480,18 @@ class FileResult:
     counts : ChunkCounts
         Its rows read, kept and dropped.
     shards : list of str
-        The shards written.
+        The shards written (sorted Arrow IPC files, see :class:`ShardWriter`).
+    histogram : tuple of numpy.ndarray
+        The pixels at the histogram's order holding rows, and their rows (:attr:`ShardWriter.histogram`).
     """
 
     path: str
     variant: str
     counts: ChunkCounts
     shards: list[str]
+    histogram: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    )
 
 
 def normalise_file(
@@ -452,6 +503,7 @@ def normalise_file(
     chunk_rows: int = 500_000,
     rows_per_shard: int = 1_000_000,
     row_groups: tuple[int, ...] | None = None,
+    histogram_order: int = 8,
 ) -> FileResult:
     """Stream ``source`` through ``variant`` into shards ``<prefix>-NNNN.parquet`` under ``shard_dir``.
 
@@ -475,21 +527,23 @@ def normalise_file(
         Rows per shard at most.
     row_groups : tuple of int or None
         Only these row groups of a Parquet file, if given.
+    histogram_order : int
+        The HEALPix order of the rows' histogram (the highest order a partition may have).
 
     Returns
     -------
     FileResult
-        The counts and the shards.
+        The counts, the shards and the histogram.
 
     Raises
     ------
     FormatMismatch
         The file cannot be read as the variant needs (naming the file and the variant).
     """
-    schema = fmt.schema()
-    target_types = {f.name: f.type for f in schema}
+    schema = fmt.schema(with_healpix=True)
+    target_types = {f.name: f.type for f in schema if f.name != HEALPIX}
     types = variant.read_types(target_types, source_columns(source, variant.csv_names))
-    writer = ShardWriter(Path(shard_dir), prefix, schema, rows_per_shard)
+    writer = ShardWriter(Path(shard_dir), prefix, schema, rows_per_shard, histogram_order)
     total = ChunkCounts()
     try:
         with uncompressed(source, shard_dir) as readable:  # a .fits.gz is decompressed next to the shards
@@ -503,4 +557,10 @@ def normalise_file(
                     writer.write(result)
     finally:
         writer.close()
-    return FileResult(path=str(source.path), variant=variant.label, counts=total, shards=[str(p) for p in writer.paths])
+    return FileResult(
+        path=str(source.path),
+        variant=variant.label,
+        counts=total,
+        shards=[str(p) for p in writer.paths],
+        histogram=writer.histogram,
+    )

@@ -53,7 +53,7 @@ def flag_bits() -> dict[str, int]:
 
 
 def core_schema(with_healpix: bool = False) -> pa.Schema:
-    """The fixed columns (without ``_healpix_29``, which hats-import adds, unless asked).
+    """The fixed columns (without ``_healpix_29``, which the import adds, unless asked).
 
     Parameters
     ----------
