@@ -14,13 +14,14 @@ from scipy.spatial import cKDTree
 
 from skylake.lake import Lake, hats_meta
 from skylake.lake.tables import LIGHTCURVES
-from skylake.objects.associate import associate, cluster, ref_object_ids, unit_vectors
+from skylake.objects.associate import associate, cluster, ref_object_ids
 from skylake.objects.build import OBJECTS, ObjectsError, build_objects
 from skylake.objects.query import light_curve
 from skylake.objects.stats import light_curve_stats
 from skylake.objects.summary import summarise
 from skylake.objects.truth import object_table, variable_ranks
 from skylake.schema import table_schema
+from skylake.sphere import unit_vectors
 from skylake.synthetic.detections import ZP, commit_night, random_stars
 
 N_FRAMES = 8

@@ -18,12 +18,12 @@ from hats.pixel_math import HealpixPixel
 
 from skylake.lake import Lake, faults, hats_meta, open_lake
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
-from skylake.objects.associate import vector_to_radec
 from skylake.objects.build import build_objects
 from skylake.objects.files import lightcurves_dataset, objects_dataset
 from skylake.objects.query import light_curve
 from skylake.objects.summary import summarise
 from skylake.schema import table_schema
+from skylake.sphere import vector_to_radec
 from skylake.synthetic.detections import commit_night, random_stars
 
 ORDER, PIXEL = 5, 5000  # the lake's default partition order; a pixel of it

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from skylake.sphere import chord, chord_to_arcsec, unit_vectors
+
 __all__ = ["MatchSpec", "PartitionTask", "match_delayed", "match_partition", "plan", "reference_columns"]
 
 
@@ -201,12 +203,6 @@ def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    ra, dec = np.radians(ra), np.radians(dec)
-    cos_dec = np.cos(dec)
-    return np.column_stack([cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)])
-
-
 def _nearest_two(src_xyz: np.ndarray, star_xyz: np.ndarray, ids: np.ndarray, radius_arcsec: float):
     """Each source's nearest star within the radius and the next nearest: (hit, first, second, sep1, sep2).
 
@@ -216,17 +212,16 @@ def _nearest_two(src_xyz: np.ndarray, star_xyz: np.ndarray, ids: np.ndarray, rad
     """
     from scipy.spatial import cKDTree
 
-    chord = 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
     k = min(2, len(star_xyz))
     tree = cKDTree(star_xyz, balanced_tree=False, compact_nodes=False)
-    dist, idx = tree.query(src_xyz, k=k, distance_upper_bound=chord)
+    dist, idx = tree.query(src_xyz, k=k, distance_upper_bound=chord(radius_arcsec))
     if k == 1:
         dist, idx = dist[:, None], idx[:, None]
     hit = np.flatnonzero(np.isfinite(dist[:, 0]))
     dist, idx = dist[hit], idx[hit]
     sep = np.full(dist.shape, np.inf)
     finite = np.isfinite(dist)
-    sep[finite] = np.degrees(2.0 * np.arcsin(0.5 * dist[finite])) * 3600.0
+    sep[finite] = chord_to_arcsec(dist[finite])
     first = idx[:, 0]
     second = np.where(finite[:, -1], idx[:, -1], first)
     if k == 2:
@@ -284,8 +279,8 @@ def match_partition(task: PartitionTask, spec: MatchSpec) -> pd.DataFrame:
             continue
         star = {c: _as_numpy(stars.column(c)) for c in spec.ref_columns}
         hit, first, second, sep1, sep2 = _nearest_two(
-            _unit(src["ra"][inside], src["dec"][inside]),
-            _unit(star["ra"], star["dec"]),
+            unit_vectors(src["ra"][inside], src["dec"][inside]),
+            unit_vectors(star["ra"], star["dec"]),
             star["ref_id"],
             spec.radius_arcsec,
         )

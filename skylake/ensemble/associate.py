@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from skylake.objects.associate import chord, unit_vectors
+from skylake.sphere import chord, unit_vectors
 
 __all__ = ["associate_field"]
 

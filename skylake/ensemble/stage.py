@@ -191,7 +191,7 @@ def group_fields(frames: pd.DataFrame) -> np.ndarray:
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
-    from skylake.objects.associate import chord, unit_vectors
+    from skylake.sphere import chord, unit_vectors
 
     n = len(frames)
     if n == 0:
@@ -206,7 +206,7 @@ def group_fields(frames: pd.DataFrame) -> np.ndarray:
     tree = cKDTree(xyz)
     pairs = np.array(sorted(tree.query_pairs(chord(float(np.nanmax(half)) * 1800.0))), dtype=np.int64).reshape(-1, 2)
     if len(pairs):
-        from skylake.objects.associate import chord_to_arcsec
+        from skylake.sphere import chord_to_arcsec
 
         d = chord_to_arcsec(np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)) / 3600.0
         pairs = pairs[d < 0.5 * np.minimum(half[pairs[:, 0]], half[pairs[:, 1]])]

@@ -44,7 +44,7 @@ from skylake.lake import Lake, hats_meta
 from skylake.lake.log import staging_path
 from skylake.lake.parquet import parquet_bytes, value_set
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
-from skylake.objects.associate import associate, mean_positions, ref_object_ids, unit_vectors, vector_to_radec
+from skylake.objects.associate import associate, mean_positions, ref_object_ids
 from skylake.objects.files import (
     POINTS_ROW_GROUP,
     ROW_GROUP,
@@ -61,6 +61,7 @@ from skylake.objects.files import (
 from skylake.objects.summary import merge, needs_refresh, summarise
 from skylake.runtime import release_memory
 from skylake.schema import table_schema
+from skylake.sphere import unit_vectors, vector_to_radec
 
 DETECTION_COLUMNS = [
     "source_id",

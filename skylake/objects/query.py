@@ -26,9 +26,9 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index
 from skylake.frame.extract import SATURATED as SATURATED_FLAG
 from skylake.lake.parquet import value_set
 from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
-from skylake.objects.associate import chord_to_arcsec, unit_vectors
 from skylake.objects.build import ObjectsError, check_layout, read_state
 from skylake.objects.files import _lake, catalog_dataset, data_files, partitions_of
+from skylake.sphere import chord_to_arcsec, unit_vectors
 
 DEFAULT_RADIUS_ARCSEC = 5.0
 

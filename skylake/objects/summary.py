@@ -26,9 +26,9 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
 from skylake.lake.tables import OBJECTS
-from skylake.objects.associate import chord_to_arcsec, unit_vectors, vector_to_radec
 from skylake.objects.stats import light_curve_stats
 from skylake.schema import table_schema
+from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
 
 #: Statistics an update merges exactly (from the moments of the points).
 MOMENT_COLUMNS = [
