@@ -21,8 +21,9 @@ matches files and the commit (~8000 pairs per frame). Per run it measures:
 Frame sets: the 14 REAL SkyCamZ frames of ``../shared/data/skycamz`` copied with one header card
 changed per copy (new bytes: new frames to the lake), and SYNTHETIC 4096x4096 frames
 (``skylake.synthetic.write_demo_night``, ~8000 stars each). It prints milliseconds per frame and the
-ratio driver / workers (the target: at most 2 %, a ceiling of 50 workers or more), and for the calibration
-the driver's share of all the CPU, driver / (driver + workers). Nothing is asserted. It runs whatever
+ratio driver / workers, for the calibration the driver's share of all the CPU, driver / (driver + workers),
+and for both the central cost, (driver + scheduler) / workers (the goal: at most 2 %, a ceiling of 50
+workers or more; ``GOAL_CENTRAL``). Nothing is asserted. It runs whatever
 skylake is first on ``PYTHONPATH`` (driver and workers alike): ``PYTHONPATH=/tmp/before`` measures a
 checkout of another version (copy this file there).
 """
@@ -44,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SKYCAMZ = Path(os.environ.get("SKYLAKE_SHARED_DATA", REPO.parent / "shared" / "data")) / "skycamz"
 DASK = Path(sys.executable).parent / "dask"
+GOAL_CENTRAL = 2.0  # % : the driver's plus the scheduler's CPU per unit of the workers' (a ceiling of >= 50 workers)
 
 
 def _self_cpu() -> float:
@@ -264,6 +266,7 @@ def main(argv=None) -> int:
                 f"{1e3 * med['wall']:.0f}; driver / workers = {100 * ratio:.1f} % (ceiling {1 / ratio:.0f} workers)"
             )
             print("   runs driver/workers: " + " ".join(f"{100 * r['driver'] / r['workers']:.1f}%" for r in runs))
+            _central(runs, med)
         if args.calib_frames:
             _calibration_set(cluster, tmp, args)
     finally:
@@ -312,6 +315,16 @@ def _calibration_set(cluster: Cluster, tmp: Path, args) -> None:
         f"{100 * med['driver'] / (med['driver'] + med['workers']):.1f} %"
     )
     print("   runs driver share: " + " ".join(f"{100 * r['driver'] / (r['driver'] + r['workers']):.1f}%" for r in runs))
+    _central(runs, med)
+
+
+def _central(runs: list[dict], med: dict) -> None:
+    """Print the driver's plus the scheduler's CPU against the workers' (the central cost of a unit of work,
+    the goal: at most ``GOAL_CENTRAL`` %), its median and each run's."""
+    share = 100 * (med["driver"] + med["scheduler"]) / med["workers"]
+    each = " ".join(f"{100 * (r['driver'] + r['scheduler']) / r['workers']:.1f}%" for r in runs)
+    verdict = "met" if share <= GOAL_CENTRAL else "not met"
+    print(f"   (driver + scheduler) / workers = {share:.1f} % (goal <= {GOAL_CENTRAL:g} %: {verdict}); runs: {each}")
 
 
 if __name__ == "__main__":
