@@ -530,3 +530,30 @@ def test_write_bad_files(tmp_path, request, source):
 def test_write_bad_files_missing_source(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.fits"):
         syn.write_bad_files(tmp_path, tmp_path / "nope.fits")
+
+
+# --------------------------------------------------------------------------
+# summary_rows.commit_objects (the scale benchmark's archives)
+# --------------------------------------------------------------------------
+
+
+def test_commit_objects_writes_objects_and_their_points_as_hats_catalogs(tmp_path):
+    """A made objects table of 300 objects x 3 points: both catalogs' rows, partitions and skymaps agree
+    with their files (benchmarks/scale.py builds its archives this way)."""
+    import hats
+    import pyarrow.parquet as pq
+
+    from skylake.lake import Lake
+    from skylake.lake.tables import LIGHTCURVES, OBJECTS
+    from skylake.synthetic.summary_rows import commit_archive, commit_objects
+
+    lake = Lake.init(tmp_path / "lake")
+    commit_archive(lake, 40, 4, np.random.default_rng(3))
+    commit_objects(lake, 300, np.random.default_rng(4), points=3, refcat="", chunk=100)
+    for table, rows in ((OBJECTS, 300), (LIGHTCURVES, 900)):
+        cat = hats.read_hats(tmp_path / "lake" / table)
+        files = sorted((tmp_path / "lake" / table / "dataset").rglob("*.parquet"))
+        assert cat.catalog_info.total_rows == rows == sum(pq.read_metadata(f).num_rows for f in files)
+        assert len(cat.get_healpix_pixels()) == len({f.parent for f in files}) > 1
+    points = pq.read_table(tmp_path / "lake" / LIGHTCURVES / "dataset").to_pandas()
+    assert points.groupby("object_id").size().eq(3).all() and points["object_id"].nunique() == 300

@@ -442,7 +442,11 @@ def commit_objects(
         lake.read_frames(columns=["frame_id", "n_sources", "content_hash", "hdu", "mjd", "night"]).to_pandas()
     )
     frames = frames[frames["n_sources"] > 0].reset_index(drop=True)
-    calibs = ob.latest_calibrations(lake, refcat) if refcat else pd.DataFrame({"frame_id": [], "calib": []})
+    calibs = (
+        ob.latest_calibrations(lake, refcat)
+        if refcat
+        else pd.DataFrame({"frame_id": pd.Series([], dtype=np.int64), "calib": pd.Series([], dtype=object)})
+    )
     import healpy as hp
 
     z = rng.uniform(np.cos(np.radians(radius_deg)), 1.0, n_objects)  # uniform in the cap around the pole...
@@ -464,7 +468,7 @@ def commit_objects(
     part = spatial_index_to_healpix(h29, target_order=order)
     with lake.transaction(OBJECTS) as tx:
         # the commit writes both catalogs' HATS metadata from these (as skylake.objects.build's does)
-        objects, points = tx.catalog(ob.OBJECTS, fresh=True), tx.catalog(LIGHTCURVES, fresh=True)
+        objects_meta, points_meta = tx.catalog(ob.OBJECTS, fresh=True), tx.catalog(LIGHTCURVES, fresh=True)
         starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
         bounds = np.r_[starts, n_objects]
         lo = 0
@@ -483,6 +487,8 @@ def commit_objects(
                     "mjd": mjd,
                     "mag": np.full(len(k), np.nan, np.float32),
                     "mag_err": np.full(len(k), np.nan, np.float32),
+                    # uncalibrated points: no zeropoint magnitude, nothing detrended
+                    **{v: np.full(len(k), np.nan, np.float32) for v in ("mag_zp", "mag_epd", "mag_tfa")},
                     "inst_mag": inst.astype(np.float32),
                     "inst_mag_err": np.full(len(k), 0.01, np.float32),
                     "ra": ra[k] + rng.normal(0, 1e-4, len(k)),
@@ -500,7 +506,7 @@ def commit_objects(
             cut = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
             for s, e in zip(cut[:-1], cut[1:]):
                 pixel = HealpixPixel(order, int(keys[s]))
-                objects.add_partition(pixel)
+                objects_meta.add_partition(pixel)
                 tx.stage(
                     ob.OBJECTS,
                     f"{hats_meta.pixel_dir(order, pixel.pixel)}/{tx.batch_id}.parquet",
@@ -515,8 +521,8 @@ def commit_objects(
             pkeys = spatial_index_to_healpix(pts.column("_healpix_29").to_numpy(), target_order=order)
             for p in np.unique(pkeys):
                 piece = sort_points(pts.filter(pa.array(pkeys == p)))
-                points.add_partition(HealpixPixel(order, int(p)))
-                points.add_rows(piece.column("_healpix_29").to_numpy())
+                points_meta.add_partition(HealpixPixel(order, int(p)))
+                points_meta.add_rows(piece.column("_healpix_29").to_numpy())
                 tx.stage(
                     LIGHTCURVES,
                     f"{hats_meta.pixel_dir(order, int(p))}/{tx.batch_id}.parquet",
@@ -524,7 +530,7 @@ def commit_objects(
                     row_group_size=POINTS_ROW_GROUP,
                 )
             lo = hi
-        objects.add_rows(h29)
+        objects_meta.add_rows(h29)
         out = staging_path(tx.batch_id, ob.OBJECTS)
         held = frames[["frame_id", "night"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
         held = held.fillna({"calib": ""}).assign(n_det=0, pixels=[[] for _ in range(len(held))])
