@@ -235,6 +235,7 @@ def main(argv=None) -> int:
             kept = Path(args.lakes) if args.lakes else tmp  # --lakes: made once there, copied for each run
             t0 = time.perf_counter()
             if not (kept / f"lake{size}.made").exists():
+                shutil.rmtree(kept / f"lake{size}", ignore_errors=True)  # what a run that failed while making it left
                 lake = new_lake(kept / f"lake{size}")
                 commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000, refcat="demo")
                 commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
