@@ -162,3 +162,16 @@ def test_runtime_does_not_import_the_generators():
         if t == "skylake.synthetic" or t.startswith("skylake.synthetic.")
     )
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_command_line_starts_without_the_data_stack():
+    """``skylake --help`` (and every command's argument parsing) imports no pyarrow, pandas or numpy:
+    a sub-command's module that imports the lake at its top made ``--help`` 10x slower (0.08 -> 0.8 s,
+    benchmarks/startup.py). Run in a fresh interpreter: this process has imported everything."""
+    import subprocess
+    import sys
+
+    heavy = ("pyarrow", "pandas", "numpy", "hats", "astropy", "dask", "skylake.lake.lake")
+    code = f"import sys, skylake.cli; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [], f"importing skylake.cli loads {out}"

@@ -8,7 +8,6 @@ horizon maps without a site), 1 unexpected failure.
 from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, command
-from skylake.lake.tables import MAPS
 
 DEFAULT_OUT = "skylake-maps"
 
@@ -66,6 +65,8 @@ def _cmd_maps(args) -> int:
     if index.empty:
         print("nothing to map: no calibrated frame in the selection (run skylake calibrate first)")
         return EXIT_NOTHING
+    from skylake.lake.tables import MAPS
+
     print(f"{len(index)} maps ({len(maps.pixels)} pixel rows) committed as v{version} to {lake.store.uri(MAPS)}")
     for row in index.to_dict("records"):
         pix = maps.pixels[maps.pixels["map_id"] == row["map_id"]]

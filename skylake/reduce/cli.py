@@ -8,7 +8,6 @@ lake, a file that is not a calibration frame, frames that do not belong together
 from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, UsageError, command
-from skylake.lake.tables import MASTERS
 
 LIST_COLUMNS = [
     "master_id",
@@ -98,7 +97,7 @@ def add_commands(sub) -> None:
         The top-level sub-commands.
     """
     p = sub.add_parser(
-        MASTERS,
+        "masters",  # the command, named after the table it builds (not imported: --help stays light)
         help="calibration masters (bias, dark, flat, bad pixels, sky frames) from raw frames",
         description="Combine raw calibration frames into masters stored in the lake; ingest of a camera "
         "whose profile has a [reduction] section uses the masters nearest in time.",
