@@ -235,3 +235,24 @@ def test_a_margin_wider_than_the_partitions_is_refused_and_nothing_is_left(tmp_p
     with pytest.raises(ValueError, match="wider than the largest HEALPix pixels"):
         margin_order(200_000, 0)
     assert margin_order(10.0, 8) == 13 and margin_name("x", 0.5) == "x_500msec" and margin_name("x", 7200) == "x_2deg"
+
+
+def test_mapped_shards_hold_no_open_file(tmp_path):
+    """A task maps every shard (a thousand for 10^9 rows): the files are closed once mapped, so the open
+    files of a process do not grow with the shards, and the rows stay readable."""
+    import os
+
+    from skylake.refcat.partition import _open_shard
+
+    schema = pa.schema([(HEALPIX, pa.int64()), ("ref_id", pa.int64())])
+    paths = []
+    for k in range(50):
+        writer = ShardWriter(tmp_path, f"s{k}", schema, rows_per_shard=10, histogram_order=0)
+        writer.write(pa.table({HEALPIX: np.arange(10) + 100 * k, "ref_id": np.arange(10)}, schema=schema))
+        writer.close()
+        paths += writer.paths
+    before = len(os.listdir("/proc/self/fd"))
+    held = [_open_shard(str(p)) for p in paths]
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
+    assert [int(index[3]) for _, index in held] == [100 * k + 3 for k in range(50)]
+    assert held[-1][0].slice(9, 1)["ref_id"].to_pylist() == [9]

@@ -229,8 +229,16 @@ def empty_sky(partitions) -> list[tuple[int, int]]:
 
 
 def _open_shard(path: str) -> tuple[pa.Table, np.ndarray]:
-    """A shard as a table over its memory map, and its ``_healpix_29`` values (no copy)."""
-    table = pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+    """A shard as a table over its memory map, and its ``_healpix_29`` values (no copy).
+
+    The file is closed at once (the mapping lives as long as the table): a task maps every shard, and a
+    catalogue of 10^9 rows has a thousand of them, as many as a process may hold open.
+    """
+    source = pa.memory_map(path, "r")
+    try:
+        table = pa.ipc.open_file(source).read_all()
+    finally:
+        source.close()
     index = table[HEALPIX]
     return table, (index.chunk(0).to_numpy() if index.num_chunks == 1 else index.to_numpy())
 
