@@ -97,7 +97,7 @@ def add_commands(sub) -> None:
         The top-level sub-commands.
     """
     p = sub.add_parser(
-        "masters",  # the command, named after the table it builds (not imported: --help stays light)
+        "masters",  # not a table: the command's name (the registry imports pyarrow, too heavy for --help)
         help="calibration masters (bias, dark, flat, bad pixels, sky frames) from raw frames",
         description="Combine raw calibration frames into masters stored in the lake; ingest of a camera "
         "whose profile has a [reduction] section uses the masters nearest in time.",
