@@ -256,3 +256,81 @@ def test_mapped_shards_hold_no_open_file(tmp_path):
     assert len(os.listdir("/proc/self/fd")) <= before + 1
     assert [int(index[3]) for _, index in held] == [100 * k + 3 for k in range(50)]
     assert held[-1][0].slice(9, 1)["ref_id"].to_pylist() == [9]
+
+
+def _generic(tmp_path, table: pa.Table, name: str = "cat.parquet"):
+    """A generic catalogue file and its column map (ref_id from ``id``)."""
+    pq.write_table(table, tmp_path / name)
+    cmap = tmp_path / "map.yaml"
+    cmap.write_text("description: hand-made\ncolumns:\n  ref_id: id\n  ra: ra\n  dec: dec\n  epoch: {const: 2016.0}\n")
+    return tmp_path / name, cmap
+
+
+def test_null_ids_are_kept_and_collide_with_nothing(tmp_path, dask_client):
+    # ids on the northern rows only: the southern partitions' shards hold no id at all
+    rng = np.random.default_rng(5)
+    n = 300
+    dec = np.r_[rng.uniform(10, 80, 150), rng.uniform(-80, -10, 150)]
+    ids = pa.array(
+        np.r_[np.arange(150, dtype=np.int64) + 2**60, np.zeros(150, np.int64)], mask=np.r_[[False] * 150, [True] * 150]
+    )
+    src, cmap = _generic(tmp_path, pa.table({"id": ids, "ra": rng.uniform(0, 360, n), "dec": dec}))
+    report = import_refcat(
+        tmp_path / "lake",
+        "mine",
+        [src],
+        "generic",
+        columns_map=cmap,
+        client=dask_client,
+        progress=False,
+        create=True,
+        pixel_threshold=40,
+        highest_order=4,
+        rows_per_shard=150,
+        chunk_rows=150,
+    )
+    assert report.rows == n and report.id_collisions == 0
+    files = _data_files(tmp_path / "lake" / "refcats" / "mine" / "mine").values()
+    got = pa.concat_tables(pq.read_table(f, columns=["ref_id", "dec"]) for f in files)
+    null = got["ref_id"].is_null().to_numpy(zero_copy_only=False)
+    assert null.sum() == 150 and (got["dec"].to_numpy()[null] < 0).all()
+    assert sorted(got["ref_id"].drop_null().to_pylist()) == [2**60 + k for k in range(150)]  # exact past 2^53
+
+
+def test_a_pixel_over_the_threshold_is_refused_with_what_to_change(tmp_path, dask_client):
+    rng = np.random.default_rng(6)
+    ra, dec = 10 + rng.normal(0, 1e-4, 500), 20 + rng.normal(0, 1e-4, 500)  # one order-2 pixel holds them all
+    src, cmap = _generic(tmp_path, pa.table({"id": np.arange(500), "ra": ra, "dec": dec}))
+    with pytest.raises(RefcatError, match=r"exceeds threshold.*--highest-order.*--pixel-threshold"):
+        import_refcat(
+            tmp_path / "lake",
+            "dense",
+            [src],
+            "generic",
+            columns_map=cmap,
+            client=dask_client,
+            progress=False,
+            create=True,
+            pixel_threshold=100,
+            highest_order=2,
+        )
+    assert not (tmp_path / "lake" / "refcats" / "dense").exists()
+
+
+def test_rows_lost_between_the_shards_and_a_partition_stop_the_import(tmp_path, dask_client, monkeypatch):
+    """Each partition must get the rows the shards' counts promise (as hats-import checks): a task that
+    came back short leaves the previous catalogue in place."""
+    from skylake.refcat import importer, partition
+
+    src = write_synthetic(tmp_path / "a.parquet", "apass", rows=2_000, seed=8)
+    import_refcat(tmp_path / "lake", "apass", [src], "apass", client=dask_client, progress=False, create=True)
+    before = (tmp_path / "lake" / "refcats" / "apass" / "skylake_refcat.json").read_text()
+
+    def short(order, pixel, has_data, spec):
+        result = partition.write_pixel(order, pixel, has_data, spec)
+        return partition.PixelResult(order, pixel, max(result.rows - 1, 0), result.margin_rows, 0)
+
+    monkeypatch.setattr(importer, "write_pixel", short)
+    with pytest.raises(RefcatError, match=r"partition Norder=\d+ Npix=\d+ got \d+ rows, the shards' counts say"):
+        import_refcat(tmp_path / "lake", "apass", [src], "apass", client=dask_client, progress=False, overwrite=True)
+    assert (tmp_path / "lake" / "refcats" / "apass" / "skylake_refcat.json").read_text() == before

@@ -543,7 +543,11 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
     if len(jobs) > 1:
         futures = [client.submit(normalise_file, *job, pure=False) for job in jobs]
         hashes = [client.submit(sha256, s.path, pure=False) for s in sources]
-        parts_done, digests = client.gather(futures), client.gather(hashes)
+        try:
+            parts_done, digests = client.gather(futures), client.gather(hashes)
+        except BaseException:
+            client.cancel(futures + hashes)  # none may write shards after the staging folder is removed
+            raise
     else:
         parts_done = [normalise_file(*job) for job in jobs]
         digests = [sha256(s.path) for s in sources]
@@ -630,7 +634,13 @@ def _partition(
         np.add.at(histogram, result.histogram[0], result.histogram[1])
     if int(histogram.sum()) != rows:
         raise RefcatError(f"the shards' histogram counts {int(histogram.sum())} rows, normalising kept {rows}")
-    partitions, empty = plan(histogram, highest_order, pixel_threshold)
+    try:
+        partitions, empty = plan(histogram, highest_order, pixel_threshold)
+    except ValueError as exc:  # hats' alignment: one pixel of the highest order holds too many rows
+        raise RefcatError(
+            f"refcat {name}: {exc}; import with a higher highest order (--highest-order, at most 10) or a larger "
+            f"pixel threshold (--pixel-threshold)"
+        ) from None
     try:
         order = margin_order(margin, max(p.order for p in partitions))
     except ValueError as exc:
@@ -645,6 +655,7 @@ def _partition(
     )
     shift = 2 * (highest_order - np.array([p.order for p in partitions]))
     sizes = [int(histogram[p.pixel << s : (p.pixel + 1) << s].sum()) for p, s in zip(partitions, shift)]
+    expected = {(p.order, p.pixel): n for p, n in zip(partitions, sizes)}
     todo = [(p.order, p.pixel, True) for _, p in sorted(zip(sizes, partitions), key=lambda x: -x[0])]
     todo += [(p.order, p.pixel, False) for p in empty]  # margins only: last, they are small
     from distributed import as_completed
@@ -652,10 +663,21 @@ def _partition(
     spec_future = client.scatter(spec, broadcast=True)
     futures = [client.submit(write_pixel, o, p, d, spec_future, pure=False) for o, p, d in todo]
     out: list[PixelResult] = []
-    with tqdm(total=len(futures), unit="pixel", desc=f"partition {name}", disable=not progress) as bar:
-        for future in as_completed(futures):
-            out.append(future.result())
-            bar.update(1)
+    try:
+        with tqdm(total=len(futures), unit="pixel", desc=f"partition {name}", disable=not progress) as bar:
+            for future in as_completed(futures):
+                out.append(future.result())
+                bar.update(1)
+    except BaseException:
+        client.cancel(futures)  # no task may write into the staging folder the caller is about to remove
+        raise
+    wrong = [(r.order, r.pixel, r.rows) for r in out if r.rows != expected.get((r.order, r.pixel), 0)]
+    if wrong:  # the shards' rows and their counts disagree: never publish a catalogue that lost rows
+        o, p, n = wrong[0]
+        raise RefcatError(
+            f"refcat {name}: partition Norder={o} Npix={p} got {n} rows, the shards' counts say "
+            f"{expected.get((o, p), 0)} ({len(wrong)} partition(s) differ); nothing was replaced"
+        )
     props = {
         "hats_cols_survey_id": "ref_id",
         "obs_title": fmt.description.splitlines()[0][:200],

@@ -35,6 +35,8 @@ DROP_REASONS = ("missing_coordinates", "dec_out_of_range", "ra_out_of_range")
 RA_WRAP_TOLERANCE_DEG = 1e-9
 #: Shards live minutes and are read as slices of a memory map: Arrow IPC, uncompressed.
 SHARD_SUFFIX = ".arrow"
+#: Columns a shard keeps even when they hold no value (the partitioner sorts and counts by them).
+KEPT_COLUMNS = (HEALPIX, "ref_id", "ra", "dec")
 
 
 @dataclass
@@ -433,7 +435,7 @@ class ShardWriter:
         self._held, self._rows = [], 0
         # a column with no value in the shard (a band or proper motion the catalogue lacks) is not
         # stored: the partitioner adds it back as nulls, so it is neither sorted, written nor read
-        rows = rows.select([name for name in rows.column_names if rows[name].null_count < rows.num_rows])
+        rows = rows.select([n for n in rows.column_names if n in KEPT_COLUMNS or rows[n].null_count < rows.num_rows])
         index = rows[HEALPIX].to_numpy()
         order = np.argsort(index, kind="stable")
         rows, index = rows.take(order).combine_chunks(), index[order]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skylake.refcat.schema import HEALPIX
@@ -168,7 +169,7 @@ def plan(histogram: np.ndarray, highest_order: int, pixel_threshold: int) -> tup
     highest_order : int
         The highest order of a partition.
     pixel_threshold : int
-        Rows per partition at most (a partition at ``highest_order`` may hold more).
+        Rows per partition at most.
 
     Returns
     -------
@@ -176,6 +177,11 @@ def plan(histogram: np.ndarray, highest_order: int, pixel_threshold: int) -> tup
         The partitions, sorted (hats' alignment, empty siblings dropped, as hats-import does).
     empty : list of hats.pixel_math.HealpixPixel
         The negative tree: the pixels covering the rest of the sky, which get margin files too.
+
+    Raises
+    ------
+    ValueError
+        A pixel at ``highest_order`` holds more than ``pixel_threshold`` rows (hats' alignment refuses it).
     """
     from hats.pixel_math import HealpixPixel, generate_alignment
 
@@ -340,8 +346,8 @@ def write_pixel(order: int, pixel: int, has_data: bool, spec: PixelSpec) -> Pixe
         data = _gather(tables, starts, ends, spec.schema)
         if data is not None and data.num_rows:
             rows = data.num_rows
-            ids = np.sort(data["ref_id"].to_numpy(zero_copy_only=False))
-            collisions = int(np.count_nonzero(ids[1:] == ids[:-1]))
+            ids = np.sort(pc.drop_null(data["ref_id"]).to_numpy().astype(np.int64, copy=False))
+            collisions = int(np.count_nonzero(ids[1:] == ids[:-1]))  # null ids collide with nothing
             _write(data, str(paths.pixel_catalog_file(Path(spec.catalog_dir), hp_pixel)), spec)
         del data
     starts, ends = _merged_ranges(np.asarray(get_margin(order, pixel, spec.margin_order - order)), spec.margin_order)
