@@ -135,7 +135,7 @@ def _spec(sources, frames: pd.DataFrame):
     )
 
 
-def _partitions(sources_path: Path, refcat_path: Path, frames: pd.DataFrame) -> list:
+def _partitions(sources_path: Path, refcat_path: Path, frames: pd.DataFrame, with_counts: bool = False):
     """The calibration's cross-match tasks (:func:`skylake.calib.pixel_match.match_delayed`), the whole sky."""
     import hats
     from mocpy import MOC
@@ -146,7 +146,7 @@ def _partitions(sources_path: Path, refcat_path: Path, frames: pd.DataFrame) -> 
     sources = hats.read_hats(sources_path)
     with quiet_collection_notice():
         refcat = hats.read_hats(refcat_path)
-    return match_delayed(sources, refcat, MOC.from_string("0/0-11"), _spec(sources, frames))
+    return match_delayed(sources, refcat, MOC.from_string("0/0-11"), _spec(sources, frames), with_counts=with_counts)
 
 
 def _ids(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -156,19 +156,23 @@ def _ids(pairs: pd.DataFrame) -> pd.DataFrame:
 def skylake_match(sources_path: Path, refcat_path: Path, frames: pd.DataFrame, client) -> pd.DataFrame:
     """What a calibration does (:class:`skylake.calib.pairs.BatchPairs`): the pairs stay on the workers.
 
-    One task per sources partition (each source its nearest star), each partition listing its frames,
-    frame groups of :data:`~skylake.calib.pairs.GROUP_SOURCES` sliced from the partitions that hold them and
-    reduced to one-to-one pairs where they land; only the pairs' ids come back here, for the comparison.
+    One task per sources partition (each source its nearest star) and one counting its sources per frame
+    (first: one column), frame groups by the partition holding most of a frame's sources
+    (:func:`~skylake.calib.pairs.home_groups`) sliced from the partitions that hold them and reduced to
+    one-to-one pairs where they land, each as soon as its partitions are matched; only the pairs' ids come back
+    here, for the comparison.
     ``frames`` (``frame_id``, ``night``, ``n_sources``) is what a calibration knows from LAKE/frames.
     """
     from skylake.calib.crossmatch import one_to_one_pairs
-    from skylake.calib.pairs import frame_groups, frames_in, group_slices
+    from skylake.calib.pairs import group_slices, home_groups
     from skylake.runtime import Runner
 
     runner = Runner(client)
-    parts = runner.compute(_partitions(sources_path, refcat_path, frames))
-    present = runner.gather([runner.submit(frames_in, p) for p in parts])
-    slices = group_slices(runner, parts, present, frame_groups(frames))
+    matches, counts = _partitions(sources_path, refcat_path, frames, with_counts=True)
+    counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
+    parts = runner.compute(matches)
+    counts = runner.gather(counts)
+    slices = group_slices(runner, parts, [ids for ids, _ in counts], home_groups(frames, counts))
     del parts
     held = [runner.submit(_ids, runner.submit(one_to_one_pairs, group)) for group in slices]
     return pd.concat(runner.gather(held), ignore_index=True)

@@ -85,7 +85,7 @@ class Runner:
             return func(*args, **kwargs)
         return self.client.submit(func, *args, pure=False, priority=priority, **kwargs)
 
-    def compute(self, delayed: list) -> list:
+    def compute(self, delayed: list, priority: int = 0) -> list:
         """Dask delayed objects computed and kept where they are made, as :meth:`submit` keeps a result.
 
         Here (no client), dask's own scheduler computes them.
@@ -94,6 +94,8 @@ class Runner:
         ----------
         delayed : list
             Dask delayed objects (say an lsdb catalog's partitions, ``to_delayed()``).
+        priority : int
+            The scheduler runs tasks of higher priority first (ignored in this process).
 
         Returns
         -------
@@ -104,7 +106,7 @@ class Runner:
             import dask
 
             return list(dask.compute(*delayed)) if delayed else []
-        return self.client.compute(delayed)
+        return self.client.compute(delayed, priority=priority)
 
     def gather(self, held: list) -> list:
         """The values of results :meth:`submit` or :meth:`compute` keep, fetched here (small ones only).

@@ -362,17 +362,19 @@ def test_writers_own_consecutive_nights_and_only_their_groups():
     assert writer_plans(zps.iloc[:0], group_of, n_writers=2) == []
 
 
-def test_frame_groups_hold_consecutive_frames_of_a_night_up_to_the_sources():
-    from skylake.calib.pairs import frame_groups
+def test_home_groups_keep_each_frame_with_the_partition_holding_most_of_its_sources():
+    from skylake.calib.pairs import home_groups
 
-    frames = pd.DataFrame(
-        {
-            "frame_id": [5, 1, 2, 3, 4, 6],
-            "night": ["b", "a", "a", "a", None, "b"],
-            "n_sources": [30, 40, 50, None, 70, 10],
-        }
-    )
-    groups = frame_groups(frames, max_sources=100)
-    # order: the unknown night first, then (night, frame_id); a frame without sources weighs 1
-    assert groups.index.tolist() == [4, 1, 2, 3, 5, 6] and groups.tolist() == [0, 1, 1, 1, 2, 2]
-    assert frame_groups(frames, max_sources=51).tolist() == [0, 1, 2, 2, 3, 3]  # a larger frame is alone
+    frames = pd.DataFrame({"frame_id": [5, 1, 2, 3, 4, 6, 7], "night": ["b", "a", "a", "a", None, "b", "a"]})
+    counts = [
+        (np.array([1, 2, 9]), np.array([40, 10, 5])),  # partition 0; frame 9 is not in the batch
+        (np.array([2, 3, 4, 5]), np.array([30, 20, 20, 60])),  # partition 1
+        (np.array([4, 6]), np.array([20, 70])),  # partition 2: frame 4 ties with partition 1 (the first wins)
+    ]
+    groups = home_groups(frames, counts, max_sources=100)
+    # frame 7 has no sources: a group of its own, first; then homes 0, 1, 2 in (night, frame_id) order
+    assert groups.index.tolist() == [7, 1, 4, 2, 3, 5, 6] and groups.tolist() == [0, 1, 2, 2, 2, 3, 4]
+    # home 1 holds frames 4 (20 + 20 sources, unknown night first), 2 (10 + 30), 3 (20): 100, then 5 (60)
+    small = home_groups(frames, counts, max_sources=50)
+    assert small.reindex([7, 1, 4, 2, 3, 5, 6]).tolist() == [0, 1, 2, 3, 4, 5, 6]  # at most 50 sources a group
+    assert home_groups(frames, []).tolist() == [0] * 7  # no sources at all: one group

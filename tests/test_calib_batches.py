@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pandas as pd
 import pytest
 from distributed import get_task_stream
@@ -67,7 +68,8 @@ def test_group_slices_split_a_partition_once_and_pass_a_one_group_partition_whol
         pd.DataFrame({"frame_id": [4, 1]}),  # frame 4 is not in the batch
     ]
     group_of = pd.Series([0, 0, 1], index=pd.Index([1, 2, 3], name="frame_id"))
-    slices = pairs.group_slices(runner, parts, [pairs.frames_in(p) for p in parts], group_of)
+    present = [np.unique(p["frame_id"].to_numpy()) for p in parts]
+    slices = pairs.group_slices(runner, parts, present, group_of)
     assert [[s["frame_id"].tolist() for s in group] for group in slices] == [[[1, 2, 1], [1]], [[3], [3, 3]]]
     assert slices[1][1] is parts[1]
 
@@ -123,9 +125,9 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
     assert lake.log.published_version() == before + 3 and report.commit == before + 3
     assert report.calibrated == 9 and sum(report.by_status.values()) == 9 and set(report.extinction) == set(NIGHTS)
     names = [str(t["key"]) for t in stream.data]
-    for task in ("frames_in", "group_pairs", "fit_group", "write_matches"):  # the pairs' steps, on the workers
+    for task in ("count_partition", "group_pairs", "fit_group", "write_matches"):  # the pairs' steps, on the workers
         assert any(n.startswith(task) for n in names), (task, sorted(set(n.split("-")[0] for n in names)))
-    # a group task, a fit task and a writer per batch (3 frames < GROUP_SOURCES, one night)
+    # a group task, a fit task and a writer per batch (3 frames of one field, one home partition; one night)
     assert sum(n.startswith("fit_group") for n in names) == 3 and sum(n.startswith("write_matches") for n in names) == 3
     batched, ext_batched = _zeropoints(lake), read_table(lake, EXTINCTION).drop(columns=COMMIT_COLUMNS)
     matches_batched = _matches(lake)

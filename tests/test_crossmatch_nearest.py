@@ -55,6 +55,10 @@ def _crossmatch(tmp_path, src: pd.DataFrame, ref: pd.DataFrame, src_order: int =
     everywhere = MOC.from_string("0/0-11")
     tasks = pixel_match.plan(sources, refcat, everywhere)
     assert tasks, "no partition pair"
+    # each partition's count of the frame's sources, known before its match, is the partition's rows
+    counts = [pixel_match.count_partition(t, spec) for t in tasks]
+    rows = [pd.read_parquet(t.path, columns=["frame_id"]) for t in tasks]
+    assert [(c[0].tolist(), c[1].tolist()) for c in counts] == [([1], [len(r)]) if len(r) else ([], []) for r in rows]
     return pd.concat([pixel_match.match_partition(t, spec) for t in tasks], ignore_index=True)
 
 
@@ -128,3 +132,31 @@ def test_same_pairs_as_brute_force_at_the_wrap_and_the_pole(tmp_path, where, src
     assert got["sep_arcsec"].to_numpy() == pytest.approx(want["sep_arcsec"].to_numpy(), abs=1e-6)
     assert np.allclose(got["neighbour_sep"], want["neighbour_sep"], atol=1e-6, equal_nan=True)
     assert np.allclose(got["neighbour_mag"], want["neighbour_mag"], equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [[2, 3, 4], [2, 5, 9], [2, 5, 2**40]],  # a run of ids, a short span (a table), a long span (binary search)
+)
+def test_a_partitions_rows_and_counts_of_the_batch_frames(tmp_path, frames):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fid = np.array([1, 2, 2, 3, 5, 5, 5, 8, 9, 2**40, 2**40 + 1], np.int64)
+    table = pa.table({"frame_id": fid, "ra": np.arange(fid.size, dtype=float), "dec": np.zeros(fid.size)})
+    pq.write_table(table, tmp_path / "part.parquet", row_group_size=4)
+    spec = pixel_match.MatchSpec(
+        frame_ids=np.array(frames[::-1] + frames[:1]),  # any order, repeats: the spec sorts them
+        source_columns=("frame_id", "ra", "dec"),
+        source_schema=table.schema,
+        ref_columns=("ref_id", "ra", "dec", "mag"),
+        radius_arcsec=RADIUS,
+        mag="mag",
+    )
+    rows = pixel_match._batch_rows(tmp_path / "part.parquet", ["ra", "frame_id"], spec)
+    want = np.isin(fid, frames)
+    assert rows.column_names == ["ra", "frame_id"] and rows["ra"].to_pylist() == np.flatnonzero(want).tolist()
+    task = pixel_match.PartitionTask(0, 0, tmp_path / "part.parquet", ())
+    ids, counts = pixel_match.count_partition(task, spec)
+    expected = pd.Series(fid[want]).value_counts().sort_index()
+    assert ids.tolist() == expected.index.tolist() and counts.tolist() == expected.tolist()

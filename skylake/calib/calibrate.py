@@ -12,10 +12,10 @@ committed), grouped by the profile that ingested them:
    only the sky they cover, and reduced to one-to-one pairs per group of frames, where the pairs
    stay (on the workers, :mod:`.pairs`);
 3. :mod:`.zeropoint` cuts unusable stars and fits each frame, and :mod:`.astrometry` measures the
-   position residuals: pure functions of a frame's pairs, run as a task per group of frames
-   (:data:`~skylake.calib.pairs.GROUP_SOURCES` sources) where its pairs are; the driver keeps only
-   the batch-wide steps, from the tasks' per-frame results: aperture-correction fallback, colour
-   correction of median zeropoints, extinction;
+   position residuals: pure functions of a frame's pairs, run as a task per group of frames (those
+   whose pairs lie mostly in one sources partition, :func:`~skylake.calib.pairs.home_groups`) where
+   its pairs are; the driver keeps only the batch-wide steps, from the tasks' per-frame results:
+   aperture-correction fallback, colour correction of median zeropoints, extinction;
 4. under the writer lock each touched night's extinction is fitted to all its ok zeropoints of
    this calibration (earlier ones included), frames far below the night's clear-sky line become
    ``cloudy``, and zeropoints and extinction rows are staged and committed together with the

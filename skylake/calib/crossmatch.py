@@ -409,7 +409,8 @@ def candidate_pairs(
     color: list[str],
     radius_arcsec: float,
     extra_columns: tuple[str, ...] = (),
-) -> list:
+    with_counts: bool = False,
+) -> list | tuple[list, list]:
     """The cross-match of the sources of ``frames`` with refcat ``refcat_path`` within ``radius_arcsec``, not computed.
 
     One dask delayed per sources partition under the frames' footprints, each the DataFrame of its sources'
@@ -432,11 +433,14 @@ def candidate_pairs(
         The match radius [arcsec].
     extra_columns : tuple of str, optional
         Further source columns (other fluxes).
+    with_counts : bool, optional
+        Also each partition's sources per frame (:func:`skylake.calib.pixel_match.count_partition`).
 
     Returns
     -------
     list of dask.delayed.Delayed
-        One per sources partition; empty when no partition of either catalog overlaps.
+        One per sources partition; empty when no partition of either catalog overlaps. With ``with_counts``,
+        that list and the counts' list.
 
     Raises
     ------
@@ -453,7 +457,7 @@ def candidate_pairs(
         refcat = hats.read_hats(refcat_path)
     columns, has_color = refcat_columns(refcat.main_catalog.schema.names, band, color)
     if moc is None:
-        return []
+        return ([], []) if with_counts else []
     check_margin(refcat_path, radius_arcsec)
     sources = hats.read_hats(Storage(lake_path).upath(get(SOURCES).location))
     spec = pixel_match.MatchSpec(
@@ -466,7 +470,7 @@ def candidate_pairs(
         band=band,
         color=tuple(color) if has_color else None,
     )
-    return pixel_match.match_delayed(sources, refcat, moc, spec)
+    return pixel_match.match_delayed(sources, refcat, moc, spec, with_counts=with_counts)
 
 
 def one_to_one_pairs(parts: list[pd.DataFrame], extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -2,9 +2,12 @@
 
 ::
 
-    cross-match (workers)  lsdb, per sources partition: each source its nearest star
-                           (:func:`~skylake.calib.crossmatch.candidate_pairs`); a task per partition lists
-                           its frames (a few integers to the driver)
+    count tasks (workers)  per sources partition, its sources per frame (one column read; a few integers to
+                           the driver, while the matches run)
+    cross-match (workers)  per sources partition: each source its nearest star
+                           (:func:`~skylake.calib.crossmatch.candidate_pairs`)
+    driver                 the frame groups: each frame's home is the partition holding most of its sources
+                           (:func:`home_groups`)
     group task (worker)    one frame group's rows, sliced from the partitions that hold them: each (frame, star)
                            its nearest source (the one-to-one step, exact: a group holds whole frames); the
                            pairs stay there; returns whether a star has a colour and each frame's own aperture
@@ -21,10 +24,14 @@
     commit (driver)        records the files (:meth:`~skylake.lake.lake.Transaction.add_staged`)
 
 So the driver holds a few numbers per frame, never a pair, and a batch still writes one matches file per
-night. Frame groups are consecutive frames in (night, frame_id) order holding :data:`GROUP_SOURCES` sources,
-so a writer reads only the groups of its nights. On a cluster the held pairs are futures (a task given them
-runs where they are; a worker that dies loses nothing the scheduler cannot recompute from the cross-match),
-in this process DataFrames: the same functions run either way (:class:`skylake.runtime.Runner`), with the same results.
+night. A frame group is the frames of one home partition in (night, frame_id) order, up to
+:data:`GROUP_SOURCES` sources: its task runs where that partition's pairs are, starts as soon as the
+partitions holding its frames are matched, and only the pairs of frames that cross a partition's edge move
+between workers (groups of consecutive frames ids took a slice of every
+partition they met: an all-to-all exchange of the batch's pairs). On a cluster the held pairs are futures
+(a task given them runs where they are; a worker that dies loses nothing the scheduler cannot recompute from
+the cross-match), in this process DataFrames: the same functions run either way
+(:class:`skylake.runtime.Runner`), with the same results.
 """
 
 from __future__ import annotations
@@ -42,63 +49,73 @@ from skylake.profile import Calibration
 from skylake.runtime import Runner
 from skylake.schema import conform
 
-#: Sources per frame group (a group holds at least one frame): one task's one-to-one step and fits. Groups
-#: this size keep a batch's tasks few (~0.2 ms of the driver's CPU each) whatever the frames' size.
-GROUP_SOURCES = 50_000
+#: Sources per frame group at most (a group holds at least one frame): one task's one-to-one step and fits, its
+#: memory (~300 bytes a pair). Groups follow the partitions (:func:`home_groups`), so they are few whatever the
+#: frames' size and a batch's tasks stay few (~0.2 ms of the driver's CPU each).
+GROUP_SOURCES = 250_000
 #: Columns of the final zeropoints a writer task needs per frame.
 ZP_COLUMNS = ["frame_id", "night", "zp", "color_term", "zp_err"]
 
 
-def frame_groups(frames: pd.DataFrame, max_sources: int = GROUP_SOURCES) -> pd.Series:
-    """Each frame's group: consecutive frames in (night, frame_id) order holding up to ``max_sources`` sources.
+def home_groups(frames: pd.DataFrame, counts: list, max_sources: int = GROUP_SOURCES) -> pd.Series:
+    """Each frame's group: the frames whose sources lie mostly in one partition (their home), split every
+    ``max_sources`` sources.
 
-    A frame without ``n_sources`` counts as 1; a night's frames fall in few groups.
+    A frame's home is the partition holding most of its sources (ties: the first); a group's task then runs
+    where its home partition's pairs are, and only the pairs a frame has elsewhere move. Within a home,
+    frames are taken in (night, frame_id) order; frames with no source in any partition form a group of
+    their own (their fits still give them rows).
 
     Parameters
     ----------
     frames : pandas.DataFrame
-        Rows of LAKE/frames with ``frame_id``, ``night`` and (if known) ``n_sources``.
+        The batch's rows of LAKE/frames, with ``frame_id`` and ``night``.
+    counts : list of tuple of numpy.ndarray
+        Per partition, its frames and their sources there
+        (:func:`~skylake.calib.pixel_match.count_partition`).
     max_sources : int, optional
         The sources a group holds at most (a group holds at least one frame).
 
     Returns
     -------
     pandas.Series
-        The group numbers (0, 1, ...), indexed by frame_id.
+        The group numbers (0, 1, ...), indexed by frame_id, for every frame of ``frames``.
     """
-    order = frames.assign(_night=frames["night"].fillna("")).sort_values(["_night", "frame_id"])
-    weight = order["n_sources"].fillna(0).clip(lower=1).to_numpy() if "n_sources" in order else np.ones(len(order))
-    groups, group, n = np.zeros(len(order), np.int64), 0, 0
-    for k, w in enumerate(weight):
-        if n and n + w > max_sources:
-            group, n = group + 1, 0
-        groups[k], n = group, n + w
-    return pd.Series(groups, index=pd.Index(order["frame_id"].to_numpy(), name="frame_id"))
+    batch = frames["frame_id"].to_numpy(np.int64)
+    ids = np.concatenate([np.asarray(c[0], np.int64) for c in counts]) if counts else np.zeros(0, np.int64)
+    n = np.concatenate([np.asarray(c[1], np.int64) for c in counts]) if counts else np.zeros(0, np.int64)
+    part = np.repeat(np.arange(len(counts)), [len(c[0]) for c in counts]) if counts else np.zeros(0, np.int64)
+    mine = np.isin(ids, batch)
+    ids, n, part = ids[mine], n[mine], part[mine]
+    order = np.lexsort((part, -n, ids))  # per frame: most sources first, then the first partition
+    ids, n, part = ids[order], n[order], part[order]
+    first = np.r_[True, ids[1:] != ids[:-1]] if ids.size else np.zeros(0, bool)
+    total = np.add.reduceat(n, np.flatnonzero(first)) if ids.size else np.zeros(0, np.int64)
+    home = pd.Series(part[first], index=ids[first])
+    sources = pd.Series(total, index=ids[first])
+    table = pd.DataFrame(
+        {
+            "frame_id": batch,
+            "night": frames["night"].fillna("").astype(str).to_numpy(),
+            "home": home.reindex(batch).fillna(-1).to_numpy(np.int64),
+            "sources": sources.reindex(batch).fillna(0).to_numpy(np.int64),
+        }
+    ).sort_values(["home", "night", "frame_id"], kind="stable")
+    groups, group, held, last = np.zeros(len(table), np.int64), -1, 0, None
+    for k, (h, w) in enumerate(zip(table["home"].to_numpy(), table["sources"].to_numpy())):
+        if h != last or (held and held + w > max_sources):
+            group, held, last = group + 1, 0, h
+        groups[k], held = group, held + w
+    return pd.Series(groups, index=pd.Index(table["frame_id"].to_numpy(), name="frame_id"))
 
 
 # -- worker side ------------------------------------------------------------------------------------
-def frames_in(part: pd.DataFrame) -> np.ndarray:
-    """The frames a partition's pairs belong to (the driver sends each group the slices of its frames).
-
-    Parameters
-    ----------
-    part : pandas.DataFrame
-        A partition's candidate pairs.
-
-    Returns
-    -------
-    numpy.ndarray
-        The frame ids, sorted and unique.
-    """
-    return np.unique(part["frame_id"].to_numpy(np.int64))
-
-
 def frames_split(part: pd.DataFrame, groups: list[list[int]]) -> tuple[pd.DataFrame, ...]:
     """The rows of each list of frames of a partition, in one pass over it.
 
     One sort of the rows by their group, so a partition holding many groups' frames costs the same as one
     holding a single group's (slicing it once per group read it whole each time); none when the rows are
-    already in group order, as the cross-match's frame-ordered partitions usually are: each group's rows are
+    already in group order (rows of frames in order, say): each group's rows are
     then a slice.
 
     Parameters
@@ -120,7 +137,7 @@ def frames_split(part: pd.DataFrame, groups: list[list[int]]) -> tuple[pd.DataFr
     keys, which = keys[order], which[order]
     at = np.clip(np.searchsorted(keys, frame), 0, max(len(keys) - 1, 0))
     code = np.where(keys[at] == frame, which[at], len(groups)) if len(keys) else np.full(len(frame), len(groups))
-    if not len(code) or (code[1:] >= code[:-1]).all():  # rows already in group order (frame order, usually): slices
+    if not len(code) or (code[1:] >= code[:-1]).all():  # rows already in group order: slices
         bounds = np.searchsorted(code, np.arange(len(groups) + 1))
         return tuple(part.iloc[bounds[k] : bounds[k + 1]] for k in range(len(groups)))
     rows = np.argsort(code, kind="stable")
@@ -141,9 +158,10 @@ def group_slices(runner: Runner, parts: list, present: list[np.ndarray], group_o
     parts : list
         The partitions' candidate pairs (held results).
     present : list of numpy.ndarray
-        The frames of each partition (:func:`frames_in`).
+        The frames of each partition (the first array of
+        :func:`~skylake.calib.pixel_match.count_partition`).
     group_of : pandas.Series
-        Each frame's group, indexed by frame_id (:func:`frame_groups`); frames not in it are left out.
+        Each frame's group, indexed by frame_id (:func:`home_groups`); frames not in it are left out.
 
     Returns
     -------
@@ -399,11 +417,13 @@ class BatchPairs:
         The batch's live rows of LAKE/frames.
     cal : skylake.profile.Calibration
         The profile's ``[calibration]`` settings.
+    group_of : pandas.Series
+        Each frame's group, by frame_id (:func:`home_groups`).
     """
 
-    def __init__(self, runner: Runner, frames: pd.DataFrame, cal: Calibration):
+    def __init__(self, runner: Runner, frames: pd.DataFrame, cal: Calibration, group_of: pd.Series):
         self.runner, self.frames, self.cal = runner, frames, cal
-        self.group_of = frame_groups(frames, GROUP_SOURCES)
+        self.group_of = group_of
         self.n_groups = int(self.group_of.max()) + 1 if len(self.group_of) else 1  # one (empty) without frames
         self._group = frames["frame_id"].map(self.group_of).to_numpy()
         self.held: list = []  # each group's (pairs, summary): futures on a cluster, tuples here
@@ -424,8 +444,9 @@ class BatchPairs:
     ) -> "BatchPairs":
         """Cross-match ``frames`` with the catalogue and reduce each frame group to one-to-one pairs.
 
-        lsdb matches on the workers; each partition's rows are sliced by frame group and each group reduced to
-        one-to-one pairs where they land.
+        The workers match each sources partition; the frames are grouped by the partition holding most of their
+        pairs, each partition's rows are sliced by group and each group reduced to one-to-one pairs where they
+        land.
 
         Parameters
         ----------
@@ -447,14 +468,15 @@ class BatchPairs:
         BatchPairs
             The batch's pairs, held by the workers.
         """
-        batch = cls(runner, frames, cal)
-        parts = runner.compute(
-            crossmatch.candidate_pairs(
-                lake_path, frames, refcat_path, cal.band, cal.color, cal.match_radius_arcsec, extra_columns
-            )
+        matches, counts = crossmatch.candidate_pairs(
+            lake_path, frames, refcat_path, cal.band, cal.color, cal.match_radius_arcsec, extra_columns, True
         )
-        present = runner.gather([runner.submit(frames_in, p) for p in parts])
-        slices = group_slices(runner, parts, present, batch.group_of)
+        counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
+        parts = runner.compute(matches)
+        counts = runner.gather(counts)
+        batch = cls(runner, frames, cal, home_groups(frames, counts))
+        # no barrier: each group task starts once the partitions holding its frames are matched
+        slices = group_slices(runner, parts, [ids for ids, _ in counts], batch.group_of)
         del parts
         made = [
             _held_and_small(runner, group_pairs, slices[g], batch._frames_of(g), cal, extra_columns)
@@ -576,7 +598,7 @@ def writer_plans(zps: pd.DataFrame, group_of: pd.Series, n_writers: int) -> list
     zps : pandas.DataFrame
         The frames' final zeropoints, with ``zp_n_matched``.
     group_of : pandas.Series
-        Each frame's group, by frame_id (:func:`frame_groups`).
+        Each frame's group, by frame_id (:func:`home_groups`).
     n_writers : int
         The most writer tasks.
 

@@ -28,7 +28,15 @@ import pyarrow as pa
 
 from skylake.sphere import chord, chord_to_arcsec, unit_vectors
 
-__all__ = ["MatchSpec", "PartitionTask", "match_delayed", "match_partition", "plan", "reference_columns"]
+__all__ = [
+    "MatchSpec",
+    "PartitionTask",
+    "count_partition",
+    "match_delayed",
+    "match_partition",
+    "plan",
+    "reference_columns",
+]
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,8 @@ class MatchSpec:
     color: tuple | None = None
 
     def __post_init__(self):
+        # sorted and unique: a partition's rows of these frames are found by binary search (_batch_rows)
+        object.__setattr__(self, "frame_ids", np.unique(np.asarray(self.frame_ids, dtype=np.int64)))
         if not self.radius_arcsec > 0:
             raise ValueError(f"the match radius must be positive, got {self.radius_arcsec!r} arcsec")
         for need in ("ra", "dec", "frame_id"):
@@ -153,7 +163,7 @@ def plan(sources, refcat, moc) -> list[PartitionTask]:
     ]
 
 
-def match_delayed(sources, refcat, moc, spec: MatchSpec) -> list:
+def match_delayed(sources, refcat, moc, spec: MatchSpec, with_counts: bool = False) -> list | tuple[list, list]:
     """The cross-match as dask delayed objects, one per sources partition (:func:`plan`, :func:`match_partition`).
 
     Parameters
@@ -166,17 +176,89 @@ def match_delayed(sources, refcat, moc, spec: MatchSpec) -> list:
         The sky to match.
     spec : MatchSpec
         The cross-match's settings.
+    with_counts : bool
+        Also each partition's sources per frame (:func:`count_partition`), in the same order.
 
     Returns
     -------
     list of dask.delayed.Delayed
-        Each a partition's pairs; empty when no partition of either catalog meets ``moc``.
+        Each a partition's pairs; empty when no partition of either catalog meets ``moc``. With
+        ``with_counts``, that list and the counts' list.
     """
     import dask
 
     tasks = plan(sources, refcat, moc)
     shared = dask.delayed(spec)  # one copy in the graph, not one per task
-    return [dask.delayed(match_partition)(task, shared) for task in tasks]
+    matches = [dask.delayed(match_partition)(task, shared) for task in tasks]
+    if not with_counts:
+        return matches
+    return matches, [dask.delayed(count_partition)(task, shared) for task in tasks]
+
+
+def count_partition(task: PartitionTask, spec: MatchSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The spec's frames with sources in one sources partition, and their sources there.
+
+    It reads one column, so it is known long before the partition's match: the calibration groups the frames by
+    it while the matches run (:func:`skylake.calib.pairs.home_groups`).
+
+    Parameters
+    ----------
+    task : PartitionTask
+        The partition (:func:`plan`).
+    spec : MatchSpec
+        The cross-match's settings (its frames).
+
+    Returns
+    -------
+    frame_ids : numpy.ndarray
+        The frames, sorted and unique.
+    sources : numpy.ndarray
+        The sources of each in the partition.
+    """
+    fid = _batch_rows(task.path, ["frame_id"], spec).column("frame_id").to_numpy().astype(np.int64, copy=False)
+    ids = spec.frame_ids
+    if not fid.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if ids[-1] - ids[0] < _ID_TABLE:  # the batch's ids span little: count by offset, no sort
+        n = np.bincount(fid - ids[0], minlength=int(ids[-1] - ids[0]) + 1)
+        at = np.flatnonzero(n)
+        return at + ids[0], n[at]
+    return np.unique(fid, return_counts=True)
+
+
+#: A batch's frame ids spanning less than this are tested and counted with a table of the span (8 MB at most).
+_ID_TABLE = 1 << 23
+
+
+def _batch_rows(path, columns: list[str], spec: MatchSpec) -> pa.Table:
+    """``columns`` of the rows of the spec's frames in a sources partition.
+
+    The frames' id range prunes row groups by their statistics; a binary search in the sorted ids keeps the
+    frames' rows (a dataset filter ``isin`` over every row costed a second of CPU per 10^7 rows). A writer's
+    commit may replace a file of the partition between the listing and the read: listed and read again.
+    """
+    import pyarrow.compute as pc
+
+    from skylake.lake.storage import read_listed
+
+    ids = spec.frame_ids
+    if not ids.size:
+        return spec.source_schema.empty_table().select(columns)
+    span = (pc.field("frame_id") >= int(ids[0])) & (pc.field("frame_id") <= int(ids[-1]))
+    read = list(dict.fromkeys([*columns, "frame_id"]))
+    table = read_listed(lambda: _read(path, read, spec.source_schema, span))
+    if ids.size == ids[-1] - ids[0] + 1:  # a run of ids: the range is the set
+        return table.select(columns)
+    fid = table.column("frame_id").to_numpy().astype(np.int64, copy=False)
+    if ids[-1] - ids[0] < _ID_TABLE:  # a table of the span: one lookup a row
+        member = np.zeros(int(ids[-1] - ids[0]) + 1, bool)
+        member[ids - ids[0]] = True
+        mine = member[fid - ids[0]]
+    else:
+        mine = ids[np.minimum(np.searchsorted(ids, fid), ids.size - 1)] == fid
+    if not mine.all():
+        table = table.filter(pa.array(mine))
+    return table.select(columns)
 
 
 def _read(path, columns, schema=None, filter=None) -> pa.Table:
@@ -246,19 +328,15 @@ def match_partition(task: PartitionTask, spec: MatchSpec) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per matched source, in ``frame_id`` order (stable), numpy-backed: the source columns, the
+        One row per matched source (by reference partition, then in the partition's order; a frame group
+        takes its rows by :func:`skylake.calib.pairs.frames_split`), numpy-backed: the source columns, the
         reference columns (``_ref`` where their names clash), ``sep_arcsec`` [arcsec], ``neighbour_mag`` and
         ``neighbour_sep`` (NaN without a second star within the radius); with a band, :func:`reference_columns`.
     """
-    import pyarrow.compute as pc
     from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, spatial_index_to_healpix
 
-    from skylake.lake.storage import read_listed
-
-    wanted = pc.field("frame_id").isin(pa.array(spec.frame_ids, pa.int64()))
     read_cols = list(dict.fromkeys([*spec.source_columns, SPATIAL_INDEX_COLUMN]))
-    # a writer's commit may replace a file of the partition between the listing and the read
-    table = read_listed(lambda: _read(task.path, read_cols, spec.source_schema, wanted))
+    table = _batch_rows(task.path, read_cols, spec)
     src = {c: _as_numpy(table.column(c)) for c in read_cols}
     h29 = (
         src.pop(SPATIAL_INDEX_COLUMN) if SPATIAL_INDEX_COLUMN not in spec.source_columns else src[SPATIAL_INDEX_COLUMN]
@@ -296,15 +374,12 @@ def match_partition(task: PartitionTask, spec: MatchSpec) -> pd.DataFrame:
         )
     out = {}
     keep = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    # rows in frame order: a frame group's rows are then one slice (skylake.calib.pairs.frames_split)
-    order = np.argsort(src["frame_id"][keep], kind="stable")
-    keep = keep[order]
     for c in spec.source_columns:
         out[c] = src[c][keep]
     for c in (*spec.ref_columns, "sep_arcsec", "neighbour_mag", "neighbour_sep"):
         name = f"{c}_ref" if c in spec.source_columns else c
         parts = [p[c] for p in pieces]
-        out[name] = np.concatenate(parts)[order] if parts else np.zeros(0, np.float64)
+        out[name] = np.concatenate(parts) if parts else np.zeros(0, np.float64)
     pairs = pd.DataFrame(out)
     return pairs if spec.band is None else reference_columns(pairs, spec.band, list(spec.color) if spec.color else None)
 
