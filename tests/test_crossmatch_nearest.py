@@ -160,3 +160,32 @@ def test_a_partitions_rows_and_counts_of_the_batch_frames(tmp_path, frames):
     ids, counts = pixel_match.count_partition(task, spec)
     expected = pd.Series(fid[want]).value_counts().sort_index()
     assert ids.tolist() == expected.index.tolist() and counts.tolist() == expected.tolist()
+
+
+def test_a_workers_indexed_stars_are_reused_until_their_files_change(tmp_path, monkeypatch):
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def write(path, n, seed):
+        rng = np.random.default_rng(seed)
+        stars = {"ref_id": np.arange(n), "ra": rng.uniform(0, 1, n), "dec": rng.uniform(0, 1, n), "mag": np.ones(n)}
+        pq.write_table(pa.table(stars), path)
+
+    columns = ("ref_id", "ra", "dec", "mag")
+    write(tmp_path / "a.parquet", 100, 1)
+    write(tmp_path / "m.parquet", 10, 2)
+    monkeypatch.setattr(pixel_match, "_star_cache", pixel_match.OrderedDict())
+    first = pixel_match._stars(tmp_path / "a.parquet", tmp_path / "m.parquet", columns)
+    assert first[1].n == 110 and first[0]["ref_id"].tolist()[-10:] == list(range(10))  # the margin's after
+    assert pixel_match._stars(tmp_path / "a.parquet", tmp_path / "m.parquet", columns) is first  # read once
+    write(tmp_path / "a.parquet", 120, 3)  # imported again: another file at the same path
+    os.utime(tmp_path / "a.parquet", ns=(1, 1))
+    again = pixel_match._stars(tmp_path / "a.parquet", tmp_path / "m.parquet", columns)
+    assert again is not first and again[1].n == 130
+    # the least recently used go once the cache holds more stars than its bound (the newest always stays)
+    monkeypatch.setattr(pixel_match, "STAR_CACHE_ROWS", 150)
+    write(tmp_path / "b.parquet", 40, 4)
+    pixel_match._stars(tmp_path / "b.parquet", None, columns)
+    assert [k[0][0][0] for k in pixel_match._star_cache] == [str(tmp_path / "b.parquet")]

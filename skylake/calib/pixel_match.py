@@ -5,9 +5,12 @@
     driver   plan(): hats aligns the two catalogs' partition trees (inner alignment, only the sky of the
              batch's footprint MOC); each sources partition becomes a PartitionTask naming its file (or
              directory) and the reference partitions it meets, each with its margin's file
+    worker   count_partition(): the partition's sources per frame (one column; the calibration groups the
+             frames by it while the matches run)
     worker   match_partition(): pyarrow reads the partition's rows of the batch's frames and the reference
-             partitions with their margins; per reference partition one k-d tree of its stars and one
-             2-nearest query of the sources inside it; numpy arrays in, one DataFrame out
+             partitions with their margins; per reference partition one k-d tree of its stars (kept by the
+             worker for the next partition meeting it) and one 2-nearest query of the sources inside it;
+             numpy arrays in, one DataFrame out
 
 A source lives in one sources partition and, inside it, in one aligned pixel (the finer of its partition and
 the reference partition covering it), so each source is queried once, against the stars of its reference
@@ -20,6 +23,9 @@ DataFrame assembly, which cost ~30x the k-d tree query (benchmarks/crossmatch.py
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,8 +232,9 @@ def count_partition(task: PartitionTask, spec: MatchSpec) -> tuple[np.ndarray, n
     return np.unique(fid, return_counts=True)
 
 
-#: A batch's frame ids spanning less than this are tested and counted with a table of the span (8 MB at most).
-_ID_TABLE = 1 << 23
+#: A batch's frame ids spanning less than this are tested and counted with a table of the span (a task builds
+#: and scans it: ~1 ms at this size; a wider span is searched).
+_ID_TABLE = 1 << 20
 
 
 def _batch_rows(path, columns: list[str], spec: MatchSpec) -> pa.Table:
@@ -285,17 +292,64 @@ def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def _nearest_two(src_xyz: np.ndarray, star_xyz: np.ndarray, ids: np.ndarray, radius_arcsec: float):
-    """Each source's nearest star within the radius and the next nearest: (hit, first, second, sep1, sep2).
+#: Stars a worker keeps indexed (columns and k-d tree, ~100 bytes a star) for the next sources partition meeting
+#: the same reference partition: neighbouring sources partitions inside a coarser reference partition read and
+#: index it once (at 10^7 x 10^6, 84 tasks read the 12 reference partitions 84 times before, 24 after).
+STAR_CACHE_ROWS = 1_000_000
+_star_cache: OrderedDict = OrderedDict()
+_star_lock = threading.Lock()  # a worker may run several tasks in threads
 
-    ``hit`` the sources with a star; ``first``/``second`` star positions (``second`` = ``first`` without a
-    second star); separations [arcsec], ``sep2`` inf without a second star. Equal separations: the smaller id
-    is the nearest.
+
+def _stamp(path) -> tuple | None:
+    """A local file's identity for the star cache (size and modification time); None elsewhere (not cached)."""
+    if path is None:
+        return ()
+    if getattr(path, "fs", None) is not None and "file" not in np.atleast_1d(getattr(path.fs, "protocol", "file")):
+        return None
+    try:
+        st = os.stat(str(getattr(path, "path", path)))
+    except OSError:
+        return None
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+def _stars(main_path, margin_path, columns: tuple) -> tuple[dict, object] | None:
+    """A reference partition's stars with its margin's, as numpy columns, and a ``cKDTree`` of their unit vectors.
+
+    Kept per worker process for the next task (:data:`STAR_CACHE_ROWS` stars at most, the least recently used
+    go first), keyed by the files' identity: a catalogue imported again is read again. None without stars.
     """
     from scipy.spatial import cKDTree
 
-    k = min(2, len(star_xyz))
-    tree = cKDTree(star_xyz, balanced_tree=False, compact_nodes=False)
+    stamps = (_stamp(main_path), _stamp(margin_path))
+    key = (stamps, tuple(columns)) if None not in stamps else None
+    with _star_lock:
+        if key is not None and key in _star_cache:
+            _star_cache.move_to_end(key)
+            return _star_cache[key]
+    stars = _read(main_path, columns)
+    if margin_path is not None:
+        stars = pa.concat_tables([stars, _read(margin_path, columns).cast(stars.schema)])
+    indexed = None
+    if stars.num_rows:
+        star = {c: _as_numpy(stars.column(c)) for c in columns}
+        indexed = (star, cKDTree(unit_vectors(star["ra"], star["dec"]), balanced_tree=False, compact_nodes=False))
+    if key is not None:
+        with _star_lock:
+            _star_cache[key] = indexed
+            while len(_star_cache) > 1 and sum(v[1].n for v in _star_cache.values() if v) > STAR_CACHE_ROWS:
+                _star_cache.popitem(last=False)
+    return indexed
+
+
+def _nearest_two(src_xyz: np.ndarray, tree, ids: np.ndarray, radius_arcsec: float):
+    """Each source's nearest star within the radius and the next nearest: (hit, first, second, sep1, sep2).
+
+    ``tree`` is a ``cKDTree`` of the stars' unit vectors. ``hit`` the sources with a star; ``first``/``second``
+    star positions (``second`` = ``first`` without a second star); separations [arcsec], ``sep2`` inf without a
+    second star. Equal separations: the smaller id is the nearest.
+    """
+    k = min(2, tree.n)
     dist, idx = tree.query(src_xyz, k=k, distance_upper_bound=chord(radius_arcsec))
     if k == 1:
         dist, idx = dist[:, None], idx[:, None]
@@ -350,17 +404,12 @@ def match_partition(task: PartitionTask, spec: MatchSpec) -> pd.DataFrame:
         )
         if not inside.size:
             continue
-        stars = _read(main_path, spec.ref_columns)
-        if margin_path is not None:
-            stars = pa.concat_tables([stars, _read(margin_path, spec.ref_columns).cast(stars.schema)])
-        if not stars.num_rows:
+        indexed = _stars(main_path, margin_path, spec.ref_columns)
+        if indexed is None:
             continue
-        star = {c: _as_numpy(stars.column(c)) for c in spec.ref_columns}
+        star, tree = indexed
         hit, first, second, sep1, sep2 = _nearest_two(
-            unit_vectors(src["ra"][inside], src["dec"][inside]),
-            unit_vectors(star["ra"], star["dec"]),
-            star["ref_id"],
-            spec.radius_arcsec,
+            unit_vectors(src["ra"][inside], src["dec"][inside]), tree, star["ref_id"], spec.radius_arcsec
         )
         has_second = np.isfinite(sep2)
         rows.append(inside[hit])
