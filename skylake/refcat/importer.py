@@ -653,8 +653,20 @@ def _partition(
         margin_order=order,
         write_kwargs=tuple(WRITE_TABLE_KWARGS.items()),
     )
-    shift = 2 * (highest_order - np.array([p.order for p in partitions]))
-    sizes = [int(histogram[p.pixel << s : (p.pixel + 1) << s].sum()) for p, s in zip(partitions, shift)]
+    from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+
+    # each partition's rows: the counts of the highest-order pixels inside it (partitions do not overlap)
+    filled = np.flatnonzero(histogram)
+    sizes = np.zeros(len(partitions), np.int64)
+    for order in sorted({p.order for p in partitions}):
+        mine = np.array([k for k, p in enumerate(partitions) if p.order == order])
+        pix = np.array([partitions[k].pixel for k in mine], np.int64)
+        by = np.argsort(pix)
+        up = get_lower_order_pixel(highest_order, filled, highest_order - order)
+        at = np.minimum(np.searchsorted(pix[by], up), len(by) - 1)
+        inside = pix[by][at] == up
+        np.add.at(sizes, mine[by][at[inside]], histogram[filled[inside]])
+    sizes = sizes.tolist()
     expected = {(p.order, p.pixel): n for p, n in zip(partitions, sizes)}
     todo = [(p.order, p.pixel, True) for _, p in sorted(zip(sizes, partitions), key=lambda x: -x[0])]
     todo += [(p.order, p.pixel, False) for p in empty]  # margins only: last, they are small
@@ -675,7 +687,7 @@ def _partition(
     if wrong:  # the shards' rows and their counts disagree: never publish a catalogue that lost rows
         o, p, n = wrong[0]
         raise RefcatError(
-            f"refcat {name}: partition Norder={o} Npix={p} got {n} rows, the shards' counts say "
+            f"refcat {name}: the partition of order {o}, pixel {p} got {n} rows, the shards' counts say "
             f"{expected.get((o, p), 0)} ({len(wrong)} partition(s) differ); nothing was replaced"
         )
     props = {

@@ -427,7 +427,7 @@ class ShardWriter:
                 self._flush()
 
     def _flush(self) -> None:
-        from hats.pixel_math.spatial_index import SPATIAL_INDEX_ORDER
+        from hats.pixel_math.spatial_index import spatial_index_to_healpix
 
         if not self._rows:
             return
@@ -443,7 +443,7 @@ class ShardWriter:
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
             writer.write_table(rows, max_chunksize=max(1, rows.num_rows))  # one batch: slices are zero-copy
         self.paths.append(path)
-        pixels = index >> (2 * (SPATIAL_INDEX_ORDER - self.histogram_order))
+        pixels = spatial_index_to_healpix(index, target_order=self.histogram_order)
         starts = np.flatnonzero(np.r_[True, pixels[1:] != pixels[:-1]])  # sorted: runs of one pixel
         self._pixels.append(pixels[starts])
         self._counts.append(np.diff(np.r_[starts, pixels.size]))

@@ -34,9 +34,6 @@ from skylake.refcat.schema import HEALPIX
 
 __all__ = ["PixelSpec", "PixelResult", "plan", "margin_name", "margin_order", "write_pixel", "finish"]
 
-#: hats' spatial index order (``_healpix_29``).
-INDEX_ORDER = 29
-
 
 @dataclass(frozen=True)
 class PixelSpec:
@@ -68,8 +65,10 @@ class PixelSpec:
     def __post_init__(self):
         if not self.shards:
             raise ValueError("a PixelSpec needs at least one shard")
-        if not 0 <= self.margin_order <= INDEX_ORDER:
-            raise ValueError(f"margin_order must be in 0..{INDEX_ORDER}, got {self.margin_order}")
+        from hats.pixel_math.spatial_index import SPATIAL_INDEX_ORDER
+
+        if not 0 <= self.margin_order <= SPATIAL_INDEX_ORDER:
+            raise ValueError(f"margin_order must be in 0..{SPATIAL_INDEX_ORDER}, got {self.margin_order}")
 
 
 @dataclass(frozen=True)
@@ -218,10 +217,12 @@ def empty_sky(partitions) -> list[tuple[int, int]]:
     list of tuple of int
         ``(order, pixel)`` of the empty sky, sorted by order then pixel (none for no partition).
     """
+    from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+
     if not partitions:
         return []
     leaves = set(partitions)
-    above = {(o - d, p >> (2 * d)) for o, p in leaves for d in range(1, o + 1)}
+    above = {(o - d, int(get_lower_order_pixel(o, p, d))) for o, p in leaves for d in range(1, o + 1)}
     empty, todo = [], [(0, p) for p in range(12)]
     while todo:
         order, pixel = todo.pop()
@@ -271,8 +272,9 @@ def _merged_ranges(pixels: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarr
         return pixels, pixels
     first = np.r_[True, pixels[1:] != pixels[:-1] + 1]
     last = np.r_[pixels[1:] != pixels[:-1] + 1, True]
-    shift = 2 * (INDEX_ORDER - order)
-    return pixels[first] << shift, (pixels[last] + 1) << shift
+    from hats.pixel_math.spatial_index import healpix_to_spatial_index
+
+    return healpix_to_spatial_index(order, pixels[first]), healpix_to_spatial_index(order, pixels[last] + 1)
 
 
 def _gather(tables, starts: np.ndarray, ends: np.ndarray, schema: pa.Schema) -> pa.Table | None:
