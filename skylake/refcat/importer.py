@@ -509,6 +509,14 @@ def import_refcat(
     return report
 
 
+def _import_partitioning() -> None:
+    """Import what planning the partitions and writing the metadata use (hats, its catalog and io modules)."""
+    import hats.catalog  # noqa: F401
+    import hats.io.parquet_metadata  # noqa: F401
+    import hats.io.skymap  # noqa: F401
+    import hats.pixel_math  # noqa: F401
+
+
 def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_per_shard, histogram_order, progress):
     """Normalise every file into shards: one task per file, or per run of row groups for a Parquet
     file large enough to keep every worker busy. Returns (FileResult, sha256, bytes) per file, each
@@ -543,6 +551,7 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
     if len(jobs) > 1:
         futures = [client.submit(normalise_file, *job, pure=False) for job in jobs]
         hashes = [client.submit(sha256, s.path, pure=False) for s in sources]
+        _import_partitioning()  # here, while the workers normalise: ~2 s of imports off the critical path
         try:
             parts_done, digests = client.gather(futures), client.gather(hashes)
         except BaseException:
