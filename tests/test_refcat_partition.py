@@ -331,6 +331,8 @@ def test_rows_lost_between_the_shards_and_a_partition_stop_the_import(tmp_path, 
         return partition.PixelResult(order, pixel, max(result.rows - 1, 0), result.margin_rows, 0)
 
     monkeypatch.setattr(importer, "write_pixel", short)
-    with pytest.raises(RefcatError, match=r"the partition of order \d+, pixel \d+ got \d+ rows, the shards' counts say"):
+    with pytest.raises(
+        RefcatError, match=r"the partition of order \d+, pixel \d+ got \d+ rows, the shards' counts say"
+    ):
         import_refcat(tmp_path / "lake", "apass", [src], "apass", client=dask_client, progress=False, overwrite=True)
     assert (tmp_path / "lake" / "refcats" / "apass" / "skylake_refcat.json").read_text() == before
