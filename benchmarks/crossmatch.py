@@ -171,7 +171,7 @@ def skylake_match(sources_path: Path, refcat_path: Path, frames: pd.DataFrame, c
     matches, counts = _partitions(sources_path, refcat_path, frames, with_counts=True)
     counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
     parts = runner.compute(matches)
-    counts = runner.gather(counts)
+    counts = [c for chunk in runner.gather(counts) for c in chunk]
     slices = group_slices(runner, parts, [ids for ids, _ in counts], home_groups(frames, counts))
     del parts
     held = [runner.submit(_ids, runner.submit(one_to_one_pairs, group)) for group in slices]

@@ -125,7 +125,7 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
     assert lake.log.published_version() == before + 3 and report.commit == before + 3
     assert report.calibrated == 9 and sum(report.by_status.values()) == 9 and set(report.extinction) == set(NIGHTS)
     names = [str(t["key"]) for t in stream.data]
-    for task in ("count_partition", "group_pairs", "fit_group", "write_matches"):  # the pairs' steps, on the workers
+    for task in ("count_partitions", "group_pairs", "fit_group", "write_matches"):  # the pairs' steps, on the workers
         assert any(n.startswith(task) for n in names), (task, sorted(set(n.split("-")[0] for n in names)))
     # a group task, a fit task and a writer per batch (3 frames of one field, one home partition; one night)
     assert sum(n.startswith("fit_group") for n in names) == 3 and sum(n.startswith("write_matches") for n in names) == 3

@@ -473,7 +473,7 @@ class BatchPairs:
         )
         counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
         parts = runner.compute(matches)
-        counts = runner.gather(counts)
+        counts = [c for chunk in runner.gather(counts) for c in chunk]
         batch = cls(runner, frames, cal, home_groups(frames, counts))
         # no barrier: each group task starts once the partitions holding its frames are matched
         slices = group_slices(runner, parts, [ids for ids, _ in counts], batch.group_of)

@@ -38,6 +38,7 @@ __all__ = [
     "MatchSpec",
     "PartitionTask",
     "count_partition",
+    "count_partitions",
     "match_delayed",
     "match_partition",
     "plan",
@@ -183,13 +184,14 @@ def match_delayed(sources, refcat, moc, spec: MatchSpec, with_counts: bool = Fal
     spec : MatchSpec
         The cross-match's settings.
     with_counts : bool
-        Also each partition's sources per frame (:func:`count_partition`), in the same order.
+        Also each partition's sources per frame (:func:`count_partition`).
 
     Returns
     -------
     list of dask.delayed.Delayed
         Each a partition's pairs; empty when no partition of either catalog meets ``moc``. With
-        ``with_counts``, that list and the counts' list.
+        ``with_counts``, that list and a list of tasks each giving the counts of :data:`COUNT_TASK` partitions
+        (concatenated, they follow the partitions' order).
     """
     import dask
 
@@ -198,7 +200,30 @@ def match_delayed(sources, refcat, moc, spec: MatchSpec, with_counts: bool = Fal
     matches = [dask.delayed(match_partition)(task, shared) for task in tasks]
     if not with_counts:
         return matches
-    return matches, [dask.delayed(count_partition)(task, shared) for task in tasks]
+    chunks = [tasks[k : k + COUNT_TASK] for k in range(0, len(tasks), COUNT_TASK)]
+    return matches, [dask.delayed(count_partitions)(chunk, shared) for chunk in chunks]
+
+
+#: Partitions one counting task reads (a task costs the scheduler and a worker ~1-2 ms; a count, ~4 ms).
+COUNT_TASK = 16
+
+
+def count_partitions(tasks: list[PartitionTask], spec: MatchSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`count_partition` of several partitions, in their order.
+
+    Parameters
+    ----------
+    tasks : list of PartitionTask
+        The partitions (:func:`plan`).
+    spec : MatchSpec
+        The cross-match's settings (its frames).
+
+    Returns
+    -------
+    list of tuple of numpy.ndarray
+        Each partition's frames and their sources there.
+    """
+    return [count_partition(task, spec) for task in tasks]
 
 
 def count_partition(task: PartitionTask, spec: MatchSpec) -> tuple[np.ndarray, np.ndarray]:
