@@ -7,6 +7,7 @@ cluster takes its client from :func:`dask_client` and runs its tasks through :cl
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -369,15 +370,23 @@ def release_memory() -> None:
     in its arenas, so without this a worker's RSS after hundreds of tasks is the sum of their peaks'
     leftovers, not what it holds. Without glibc (macOS, musl) only arrow's pool is released.
     """
-    import ctypes
-    import ctypes.util
-
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None (macOS, musl). Looked up once a process: finding libc runs
+    ``ldconfig`` (~6 ms, which an objects task paid for each of its partitions)."""
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
-    if name:
-        try:
-            ctypes.CDLL(name).malloc_trim(0)
-        except AttributeError:  # not glibc (macOS, musl): nothing to trim
-            pass
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except AttributeError:  # not glibc: nothing to trim
+        return None

@@ -31,10 +31,29 @@ from skylake.robust import MAD_TO_SIGMA
 CLIP_SIGMA = 4.0
 
 
+def _by_group_then(group: np.ndarray, key: np.ndarray, n_groups: int, stable: bool = False) -> np.ndarray:
+    """Indices ordering the points by ``group``, then by ``key`` within a group.
+
+    ``stable``: ties in ``key`` keep the points' order (exactly ``np.lexsort((key, group))``); else they
+    come in any order (for values, equal in a tie). With fewer than 2**16 groups (a partition's objects)
+    the group pass is numpy's radix sort on uint16: ~2.4x faster than ``np.lexsort`` at 2e5 points.
+    Points already in that order (the light curves of ``summarise``, by object then time) are checked,
+    not sorted.
+    """
+    if len(group) < 2:
+        return np.arange(len(group))
+    same = group[1:] == group[:-1]
+    if (group[1:] >= group[:-1]).all() and (key[1:][same] >= key[:-1][same]).all():
+        return np.arange(len(group))
+    if n_groups > np.iinfo(np.uint16).max:
+        return np.lexsort((key, group))
+    by_key = np.argsort(key, kind="stable" if stable else None)
+    return by_key[np.argsort(group[by_key].astype(np.uint16), kind="stable")]
+
+
 def _group_median(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Median of ``values`` per group (NaN for an empty group)."""
-    order = np.lexsort((values, group))
-    v = values[order]
+    v = values[_by_group_then(group, values, n_groups)]
     counts = np.bincount(group, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     out = np.full(n_groups, np.nan)
@@ -84,7 +103,7 @@ def basic_stats(group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.nda
     resid = (mag - wmean[group]) / err
     chi2 = _ratio(np.bincount(group, resid**2, n_groups), n - 1)
     # Stetson J over consecutive pairs in time (points sorted by group, then MJD)
-    order = np.lexsort((mjd, group))
+    order = _by_group_then(group, mjd, n_groups, stable=True)
     g, d = group[order], resid[order] * np.sqrt(_ratio(n, n - 1))[group[order]]
     same = g[1:] == g[:-1]
     p = d[1:][same] * d[:-1][same]
