@@ -1,4 +1,5 @@
-"""How the lake writes a Parquet file: zstd, column statistics, one buffer (stored by ``Storage``)."""
+"""How the lake writes a Parquet file: zstd, column statistics, no dictionary pages, one buffer (stored by
+``Storage``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ BATCH_ZSTD_LEVEL = 3
 
 def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group_size: int | None = None) -> bytes:
     """A table as the bytes of one Parquet file, with column statistics (for pruning by readers).
+
+    No dictionary encoding: the lake's columns are mostly unique numbers, for which the writer builds a
+    dictionary, overflows it and falls back to plain pages, and zstd packs the repeated ids and strings
+    anyway. Measured 2026-11-26 on lake files (``pq.write_table``, zstd 3): writes 1.6-2.0x faster and
+    files 16-26 % smaller (real SkyCamZ sources 189 -> 146 kB; light-curve points 680 -> 504 kB).
 
     Parameters
     ----------
@@ -38,6 +44,7 @@ def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group
         compression="zstd",
         compression_level=zstd_level,
         write_statistics=True,
+        use_dictionary=False,
         row_group_size=row_group_size,
     )
     return sink.getvalue()
