@@ -378,3 +378,21 @@ def test_home_groups_keep_each_frame_with_the_partition_holding_most_of_its_sour
     small = home_groups(frames, counts, max_sources=50)
     assert small.reindex([7, 1, 4, 2, 3, 5, 6]).tolist() == [0, 1, 2, 3, 4, 5, 6]  # at most 50 sources a group
     assert home_groups(frames, []).tolist() == [0] * 7  # no sources at all: one group
+
+
+def test_theil_sen_is_scipy_s_to_the_bit():
+    """The night's robust line without importing scipy.stats: scipy's theilslopes slope and intercept, the same
+    bits, for nights of 2-60 frames with repeated airmasses; NaN slope where every airmass is the same."""
+    from scipy.stats import theilslopes
+
+    from skylake.calib.zeropoint import theil_sen
+
+    rng = np.random.default_rng(11)
+    for k in range(400):
+        n = int(rng.integers(2, 60))
+        airmass = np.round(rng.uniform(1.0, 2.5, n), int(rng.integers(1, 4)))  # rounded: ties in x
+        zp = 22.0 - 0.2 * airmass + rng.normal(0.0, 0.03, n) - (rng.uniform(size=n) < 0.2) * rng.uniform(0, 1, n)
+        assert theil_sen(zp, airmass) == tuple(theilslopes(zp, airmass)[:2]), k
+    assert np.isnan(theil_sen(np.array([21.0, 21.5]), np.array([1.2, 1.2]))[0])  # (scipy warns here too)
+    with pytest.raises(ValueError, match="got 1 and 1"):
+        theil_sen(np.array([21.0]), np.array([1.2]))

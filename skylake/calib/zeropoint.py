@@ -620,6 +620,40 @@ def _level(
     )
 
 
+def theil_sen(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """The Theil-Sen line of ``y`` against ``x``: ``scipy.stats.theilslopes(y, x)``'s slope and intercept
+    (its default, ``method='separate'``), the same operations, so the same bits, without importing
+    scipy.stats (~0.6 s, paid by every process that fits a night).
+
+    Parameters
+    ----------
+    y, x : numpy.ndarray
+        The points (at least 2).
+
+    Returns
+    -------
+    slope : float
+        The median of the slopes of all pairs with different ``x`` (NaN when every ``x`` is the same).
+    intercept : float
+        ``median(y) - slope * median(x)``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 points, or ``x`` and ``y`` of different lengths.
+    """
+    y = np.array(y, dtype=float, copy=True).ravel()
+    x = np.array(x, dtype=float, copy=True).ravel()
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"a Theil-Sen line needs x and y of one length >= 2, got {len(x)} and {len(y)}")
+    deltax = x[:, np.newaxis] - x
+    deltay = y[:, np.newaxis] - y
+    slopes = deltay[deltax > 0] / deltax[deltax > 0]
+    slopes.sort()
+    slope = np.median(slopes) if slopes.size else np.nan
+    return slope, np.median(y) - slope * np.median(x)
+
+
 def below_clear_sky(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: Calibration) -> np.ndarray:
     """Frames of ``keep`` more than ``max_zp_drop`` below the night's robust line.
 
@@ -644,9 +678,7 @@ def below_clear_sky(zp: np.ndarray, airmass: np.ndarray, keep: np.ndarray, cal: 
     numpy.ndarray
         Per frame, whether it is below the line (boolean).
     """
-    from scipy.stats import theilslopes  # scipy.stats: ~0.4 s to import, only where a night is fitted
-
-    slope, intercept = theilslopes(zp[keep], airmass[keep])[:2]
+    slope, intercept = theil_sen(zp[keep], airmass[keep])
     with np.errstate(invalid="ignore"):
         below = keep & (zp < intercept + slope * airmass - cal.max_zp_drop)
     idx = np.flatnonzero(keep)
