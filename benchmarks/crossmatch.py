@@ -164,16 +164,11 @@ def skylake_match(sources_path: Path, refcat_path: Path, frames: pd.DataFrame, c
     ``frames`` (``frame_id``, ``night``, ``n_sources``) is what a calibration knows from LAKE/frames.
     """
     from skylake.calib.crossmatch import one_to_one_pairs
-    from skylake.calib.pairs import group_slices, home_groups
+    from skylake.calib.pairs import matched_groups
     from skylake.runtime import Runner
 
     runner = Runner(client)
-    matches, counts = _partitions(sources_path, refcat_path, frames, with_counts=True)
-    counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
-    parts = runner.compute(matches)
-    counts = [c for chunk in runner.gather(counts) for c in chunk]
-    slices = group_slices(runner, parts, [ids for ids, _ in counts], home_groups(frames, counts))
-    del parts
+    _, slices = matched_groups(runner, *_partitions(sources_path, refcat_path, frames, with_counts=True), frames)
     held = [runner.submit(_ids, runner.submit(one_to_one_pairs, group)) for group in slices]
     return pd.concat(runner.gather(held), ignore_index=True)
 

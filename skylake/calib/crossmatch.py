@@ -434,13 +434,15 @@ def candidate_pairs(
     extra_columns : tuple of str, optional
         Further source columns (other fluxes).
     with_counts : bool, optional
-        Also each partition's sources per frame (:func:`skylake.calib.pixel_match.count_partition`).
+        Also each partition's sources per frame (:func:`skylake.calib.pixel_match.count_partition`, several
+        partitions a task).
 
     Returns
     -------
     list of dask.delayed.Delayed
         One per sources partition; empty when no partition of either catalog overlaps. With ``with_counts``,
-        that list and the counts' list.
+        that list and the count tasks' (each counting several partitions,
+        :func:`skylake.calib.pixel_match.count_partitions`).
 
     Raises
     ------

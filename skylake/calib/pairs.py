@@ -183,6 +183,37 @@ def group_slices(runner: Runner, parts: list, present: list[np.ndarray], group_o
     return slices
 
 
+def matched_groups(runner: Runner, matches: list, counts: list, frames: pd.DataFrame) -> tuple[pd.Series, list[list]]:
+    """Run the cross-match and group its frames: each frame's group and each group's slices, held where they are.
+
+    The count tasks go first (one column each) and the frames are grouped (:func:`home_groups`) while the
+    matches run; no barrier follows: a group task given its slices starts once the partitions holding its
+    frames are matched.
+
+    Parameters
+    ----------
+    runner : skylake.runtime.Runner
+        Where the tasks run.
+    matches, counts : list of dask.delayed.Delayed
+        The cross-match's partition tasks and its count tasks
+        (:func:`~skylake.calib.crossmatch.candidate_pairs` with ``with_counts``).
+    frames : pandas.DataFrame
+        The batch's rows of LAKE/frames, with ``frame_id`` and ``night``.
+
+    Returns
+    -------
+    group_of : pandas.Series
+        Each frame's group, by frame_id.
+    slices : list of list
+        Per group, its slices of the partitions (:func:`group_slices`).
+    """
+    counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
+    parts = runner.compute(matches)
+    counts = [c for chunk in runner.gather(counts) for c in chunk]  # a count task counts several partitions
+    group_of = home_groups(frames, counts)
+    return group_of, group_slices(runner, parts, [ids for ids, _ in counts], group_of)
+
+
 def group_pairs(
     slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...]
 ) -> tuple[pd.DataFrame, dict]:
@@ -469,15 +500,17 @@ class BatchPairs:
             The batch's pairs, held by the workers.
         """
         matches, counts = crossmatch.candidate_pairs(
-            lake_path, frames, refcat_path, cal.band, cal.color, cal.match_radius_arcsec, extra_columns, True
+            lake_path,
+            frames,
+            refcat_path,
+            cal.band,
+            cal.color,
+            cal.match_radius_arcsec,
+            extra_columns,
+            with_counts=True,
         )
-        counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
-        parts = runner.compute(matches)
-        counts = [c for chunk in runner.gather(counts) for c in chunk]
-        batch = cls(runner, frames, cal, home_groups(frames, counts))
-        # no barrier: each group task starts once the partitions holding its frames are matched
-        slices = group_slices(runner, parts, [ids for ids, _ in counts], batch.group_of)
-        del parts
+        group_of, slices = matched_groups(runner, matches, counts, frames)
+        batch = cls(runner, frames, cal, group_of)
         made = [
             _held_and_small(runner, group_pairs, slices[g], batch._frames_of(g), cal, extra_columns)
             for g in range(batch.n_groups)

@@ -5,8 +5,8 @@
     driver   plan(): hats aligns the two catalogs' partition trees (inner alignment, only the sky of the
              batch's footprint MOC); each sources partition becomes a PartitionTask naming its file (or
              directory) and the reference partitions it meets, each with its margin's file
-    worker   count_partition(): the partition's sources per frame (one column; the calibration groups the
-             frames by it while the matches run)
+    worker   count_partitions(): each partition's sources per frame, COUNT_TASK partitions a task (one
+             column; the calibration groups the frames by it while the matches run)
     worker   match_partition(): pyarrow reads the partition's rows of the batch's frames and the reference
              partitions with their margins; per reference partition one k-d tree of its stars (kept by the
              worker for the next partition meeting it) and one 2-nearest query of the sources inside it;
@@ -329,7 +329,9 @@ def _stamp(path) -> tuple | None:
     """A local file's identity for the star cache (size and modification time); None elsewhere (not cached)."""
     if path is None:
         return ()
-    if getattr(path, "fs", None) is not None and "file" not in np.atleast_1d(getattr(path.fs, "protocol", "file")):
+    fs = getattr(path, "fs", None)  # a UPath: only a local file has a size and time worth trusting
+    protocols = getattr(fs, "protocol", "file")
+    if fs is not None and "file" not in ((protocols,) if isinstance(protocols, str) else protocols):
         return None
     try:
         st = os.stat(str(getattr(path, "path", path)))
