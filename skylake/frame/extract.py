@@ -215,16 +215,19 @@ def extract(
         (a wrong header or profile value would flag every source).
     """
     mask = None
-    if not np.isfinite(np.sum(data, dtype=np.float64)):  # one cheap pass; the mask only when needed
+    with np.errstate(over="ignore", invalid="ignore"):  # a NaN, an infinity (or an overflow) makes it non-finite
+        total = np.sum(data)  # one cheap pass; the mask only when needed
+    if not np.isfinite(total):
         finite = np.isfinite(data)
         if not finite.any():
             raise FrameRejected("every pixel is NaN or infinite")
-        mask = ~finite
-        data[mask] = 0.0
-    valid = data if mask is None else data[~mask]
-    low, high = float(valid.min()), float(valid.max())
-    if low == high:  # sep reports an rms of 1 for a flat image
-        raise FrameRejected(f"image has no noise: every pixel is {low:g} (constant image)")
+        if not finite.all():
+            mask = ~finite
+            data[mask] = 0.0
+    valid = (data if mask is None else data[~mask]).ravel()
+    # sep reports an rms of 1 for a flat image; a frame's first pixels already differ, so this is no pass
+    if (valid[:4096] == valid[0]).all() and (valid == valid[0]).all():
+        raise FrameRejected(f"image has no noise: every pixel is {float(valid[0]):g} (constant image)")
     bkg = background(data, mask, cfg)
     if not bkg.globalrms > 0:
         raise FrameRejected(f"image has no noise: background rms is {bkg.globalrms} (constant image?)")
@@ -371,17 +374,17 @@ def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, g
     ny, nx = data_sub.shape
     rin, rout = annulus
     objects = dict(seg_id=np.arange(1, len(x) + 1, dtype=np.int32), segmap=segmap) if segmap is not None else {}
-    sky_mask = mask if segmap is None else (segmap > 0) if mask is None else (segmap > 0) | mask
-    # The annulus mean divides by its pixel count (whole pixels: within a few % of the geometric area,
-    # fewer at edges and masked pixels), counted on an image of ones. The apertures use the exact overlap of
-    # circle and pixels (sep subpix=0): 5x5 sub-pixels made a bright star's flux depend on where it fell on
-    # its pixel by ~1.4 mmag rms (r = 3 px), above the photon noise of the brightest stars.
-    bkg_local, bkg_var, flags = _annulus_mean(data_sub, x, y, rin, rout, err, sky_mask)
+    # The annulus mean is over whole pixels (their centres in the annulus) that are sky: not an object's
+    # (segmap) and not bad (mask). The apertures use the exact overlap of circle and pixels (sep subpix=0):
+    # 5x5 sub-pixels made a bright star's flux depend on where it fell on its pixel by ~1.4 mmag rms
+    # (r = 3 px), above the photon noise of the brightest stars.
+    bad = None if mask is None else mask.view(np.uint8)
+    bkg_local, bkg_var, flags = _annulus_mean(data_sub, x, y, rin, rout, err, _excluded(segmap, bad))
     flags = _image_mask_flags(flags, mask, segmap)
     if segmap is not None:  # an annulus all of objects (a crowded field): its plain mean instead
         lost = ~np.isfinite(bkg_local)
         if lost.any():
-            bkg_local[lost], bkg_var[lost], _ = _annulus_mean(data_sub, x[lost], y[lost], rin, rout, err, mask)
+            bkg_local[lost], bkg_var[lost], _ = _annulus_mean(data_sub, x[lost], y[lost], rin, rout, err, bad)
     ones, xo, yo = _ones_like_edges(data_sub.shape, x, y, rout, mask)
     near_edge = (x < rout - 0.5) | (y < rout - 0.5) | (x > nx - 0.5 - rout) | (y > ny - 0.5 - rout)
     if mask is not None:
@@ -450,19 +453,39 @@ def masked_pixel_flags(mask, x, y, a, b, theta, kron, radius: float, first_radiu
     return flags
 
 
-def _annulus_mean(data_sub, x, y, rin, rout, err: float, mask):
-    """Mean residual background per pixel in each annulus (NaN where every pixel is masked), the
-    variance of that mean, and sep's flags."""
+def _excluded(segmap, bad):
+    """The pixels an annulus mean leaves out, as a map that is > 0 there: the objects' (sep's segmentation
+    map) and the bad ones; None when there are neither."""
+    if bad is None or segmap is None:
+        return segmap if bad is None else bad
+    return np.where(bad.view(bool), np.int32(1), segmap)
+
+
+def _annulus_mean(data_sub, x, y, rin, rout, err: float, excluded):
+    """Mean residual background per pixel in each annulus, over the pixels whose centres lie in it and where
+    ``excluded`` (any map, > 0 for pixels left out; None for none) is 0; NaN where none is left. Also the
+    variance of that mean, err^2 / pixels averaged, and sep's flags.
+
+    One pass of ``sep.sum_circann``: ``excluded`` goes in as its segmentation map with an id no pixel has,
+    so sep sums the other pixels without rescaling the sum (it rescales for a ``mask``), and its variance,
+    err^2 per pixel summed, counts them.
+    """
     if not len(x):
         return np.zeros(0), np.zeros(0), np.zeros(0, np.int32)
+    others = {} if excluded is None else dict(segmap=excluded, seg_id=np.full(len(x), _NO_OBJECT, np.int32))
+    ann_sum, ann_err, flags = sep.sum_circann(data_sub, x, y, rin, rout, err=err, subpix=1, **others)
+    # sep summed err^2 (a float32) once per pixel: the count is the integer nearest the ratio
+    n_sky = np.rint(ann_err**2 / np.float64(np.float32(err**2)))
     with np.errstate(divide="ignore", invalid="ignore"):
-        ann_sum, _, flags = sep.sum_circann(data_sub, x, y, rin, rout, mask=mask, subpix=1)
-        ones, xo, yo = _ones_like_edges(data_sub.shape, x, y, rout, mask)
-        ann_area = sep.sum_circann(ones, xo, yo, rin, rout, mask=mask, subpix=1)[0]
-        good = (ann_area > 0) & np.isfinite(ann_sum) & np.isfinite(ann_area)
-        mean = np.where(good, ann_sum / np.where(good, ann_area, 1.0), np.nan)
-        var = np.where(good, err**2 / np.where(good, ann_area, 1.0), np.nan)
+        good = (n_sky > 0) & np.isfinite(ann_sum)
+        mean = np.where(good, ann_sum / np.where(good, n_sky, 1.0), np.nan)
+        var = np.where(good, err**2 / np.where(good, n_sky, 1.0), np.nan)
     return mean, var, flags.astype(np.int32)
+
+
+#: An object id no pixel of a segmentation map has (sep numbers objects from 1): with it, sep leaves out every
+#: object's pixels.
+_NO_OBJECT = np.iinfo(np.int32).max
 
 
 def kron_scale(r_kron: np.ndarray, cfg: Photometry) -> np.ndarray:
