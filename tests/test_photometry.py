@@ -51,7 +51,7 @@ def test_a_flat_residual_background_is_removed_everywhere_even_at_edges():
 def test_star_fluxes_and_errors_match_sep_bkgann():
     """Isolated stars on a sky with a residual offset: fluxes equal sep's own bkgann photometry within
     a small fraction of the error, the errors include the annulus term, and the local background is
-    the offset. The half-light radius found within 3a equals the one found within 6a."""
+    the offset. The half-light radius found within 2a equals the one found within 6a."""
     rng = np.random.default_rng(3)
     n = 60
     stars = {

@@ -271,9 +271,11 @@ def extract(
 def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndarray:
     """Measure the radius [pix] enclosing half of ``flux`` (sep.flux_radius, subpix 5).
 
-    The search radius sets the cost (it grows with its square): 3a covers the half-light radius of
+    The search radius sets the cost (it grows with its square): 2a covers the half-light radius of
     a star (1.18 sigma, and a >= ~0.6 sigma even for faint ones); the few objects whose radius comes
-    out near that limit are measured again out to 6a.
+    out near that limit are measured again out to 6a. sep's 64 radial bins span the search radius, so
+    a shorter one resolves the radius no worse: on real SkyCamZ and synthetic 4k frames 2a and 3a agree
+    to 0.003-0.004 px (median; 0.02 px at the 99th percentile, no mean offset) at 0.6-0.7x the cost.
 
     Parameters
     ----------
@@ -293,7 +295,7 @@ def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndar
     r50 : numpy.ndarray
         The half-light radius of each object, px.
     """
-    rmax = np.maximum(3.0 * a, 3.0)
+    rmax = np.maximum(2.0 * a, 3.0)
     r50, _ = sep.flux_radius(data_sub, x, y, rmax, 0.5, normflux=flux, mask=mask, subpix=5)
     again = ~np.isfinite(r50) | (r50 >= 0.9 * rmax)
     if again.any():

@@ -3,7 +3,7 @@
 ::
 
     frame task (worker)    process a file -> write its sources as one piece
-                           (_skylake/pieces/<run>/<frame_key>-<uid>.parquet) -> return the frame record and
+                           (_skylake/pieces/<run>/<frame_key>-<uid>.arrow) -> return the frame record and
                            a :class:`PixelCounts` (rows per pixel at the lake's partition order)
     commit (driver)        which frames are new, their ids -> plan_writers: which partitions each writer owns
     writer task (worker)   read the pieces of its frames -> ids -> one file per partition it owns, staged in
@@ -36,8 +36,11 @@ from skylake.schema import conform, table_schema
 PIECES_DIR = f"{META}/pieces"
 #: Piece directories of runs whose lock is free and older than this are removed by recovery [s].
 ORPHAN_AGE_S = 60.0
-#: zstd level of a piece: read back once, within minutes, so speed over size.
+#: zstd level of a maps piece (Parquet): read back once, within minutes, so speed over size.
 PIECE_ZSTD_LEVEL = 1
+#: A sources piece is an Arrow IPC file with LZ4 buffers: read back once, within minutes, by a writer task.
+#: Against Parquet (zstd 1) a SkyCamZ frame's piece is written and read in 0.75 instead of 3.7 ms, 1.2x larger.
+PIECE_COMPRESSION = "lz4"
 
 
 @dataclass
@@ -218,14 +221,24 @@ def write_piece(
     nbytes : int
         Its size [bytes].
     """
-    from skylake.lake.parquet import parquet_bytes
+    import pyarrow.ipc as ipc
 
     n = len(sources["_healpix_29"])
     table = conform({**sources, "frame_id": np.zeros(n, np.int64), "source_id": np.arange(n, dtype=np.int64)}, SOURCES)
-    rel = f"{run}/{frame_key}-{uuid.uuid4().hex[:8]}.parquet"
-    blob = parquet_bytes(table, PIECE_ZSTD_LEVEL)
+    rel = f"{run}/{frame_key}-{uuid.uuid4().hex[:8]}.arrow"
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression=PIECE_COMPRESSION)) as out:
+        out.write_table(table)
+    blob = sink.getvalue().to_pybytes()
     store.write_bytes(rel, blob, fsync=False)  # read back within minutes; the writer fsyncs what it stages
     return rel, PixelCounts.of(sources["_healpix_29"], order), len(blob)
+
+
+def _read_piece(store: Storage, rel: str, schema: pa.Schema) -> pa.Table:
+    """A sources piece (:func:`write_piece`), in the lake's sources schema."""
+    import pyarrow.ipc as ipc
+
+    return ipc.open_file(pa.py_buffer(store.read_bytes(rel))).read_all().cast(schema)
 
 
 # -- planning (driver) ------------------------------------------------------------------------------
@@ -397,7 +410,7 @@ def write_sources(
     schema = table_schema(SOURCES)
     parts = []
     for piece, frame_id in plan.pieces:
-        data = store.read_parquet(piece, schema=schema)
+        data = _read_piece(store, piece, schema)
         mine = np.isin(
             spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=plan.order), plan.pixels
         )
