@@ -19,6 +19,7 @@ string as a one-keyword list (``exptime = "EXPOSURE"`` is ``["EXPOSURE"]``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -561,7 +562,7 @@ class Profile:
     #: ``[reduction]``: what a raw frame of this camera needs (masters, bad pixels, cosmic rays; skylake.reduce).
     reduction: dict | None = None
 
-    @property
+    @functools.cached_property  # asked for every frame; a profile is not changed once loaded
     def digest(self) -> str:
         """Short hash of every processing setting: changing any of them changes frame identity.
 
