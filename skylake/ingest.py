@@ -236,11 +236,13 @@ CHUNK_BYTES = 64 * 2**20
 HASH_CHUNK_BYTES = 512 * 2**20
 
 
-def chunks(paths: list[str], max_bytes: int, n_min: int) -> list[list[str]]:
-    """Split ``paths`` in order into chunks of at most ``max_bytes``, and at least ``n_min`` chunks.
+def chunks(paths: list[str], max_bytes: int, workers: int) -> list[list[str]]:
+    """Split ``paths`` in order into chunks for ``workers``, large first and single files last.
 
-    A file larger than ``max_bytes`` is a chunk alone; there are at least ``n_min`` chunks when there are
-    that many files (so every worker has work).
+    Guided scheduling: each chunk takes at most ``1 / (2 workers)`` of the files still to place (and at
+    most ``max_bytes`` of them, a larger file alone), so a run needs O(workers log files) tasks and its
+    last tasks are single files: no worker idles at the end while another finishes a long chunk (equal
+    chunks of two SkyCamZ frames left one of two workers idle for a chunk at the end of a 14-frame run).
 
     Parameters
     ----------
@@ -248,26 +250,29 @@ def chunks(paths: list[str], max_bytes: int, n_min: int) -> list[list[str]]:
         The files.
     max_bytes : int
         The most bytes of files in a chunk of more than one file.
-    n_min : int
-        The least number of chunks (fewer when there are fewer files).
+    workers : int
+        The workers the chunks are for.
 
     Returns
     -------
     list of list of str
         The chunks (empty when there are no files).
+
+    Examples
+    --------
+    >>> [len(c) for c in chunks([f"/no/such/file{i}" for i in range(14)], 2**26, 2)]
+    [4, 3, 2, 2, 1, 1, 1]
     """
-    if not paths:
-        return []
-    per_chunk = max(1, -(-len(paths) // max(1, n_min)))
-    out, cur, size = [], [], 0
-    for p in paths:
-        n = _size(p)
-        if cur and (size + n > max_bytes or len(cur) >= per_chunk):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(p)
-        size += n
-    out.append(cur)
+    out, start = [], 0
+    sizes = [_size(p) for p in paths]
+    while start < len(paths):
+        most = max(1, -(-(len(paths) - start) // (2 * max(1, workers))))
+        end, size = start + 1, sizes[start]
+        while end < len(paths) and end - start < most and size + sizes[end] <= max_bytes:
+            size += sizes[end]
+            end += 1
+        out.append(paths[start:end])
+        start = end
     return out
 
 
@@ -658,7 +663,7 @@ def ingest_frames(
             hashes = dict(
                 pair
                 for part in hasher.map(
-                    _hash_files, chunks(files, HASH_CHUNK_BYTES, hasher.workers() * 2), window=window(hasher) * 2
+                    _hash_files, chunks(files, HASH_CHUNK_BYTES, hasher.workers()), window=window(hasher) * 2
                 )
                 for pair in part
             )
@@ -704,9 +709,7 @@ def ingest_frames(
 
         items = [
             [(f, hashes.get(f)) for f in part]
-            for part in (
-                chunks(todo, CHUNK_BYTES, 4 * work.workers()) if work.client is not None else [[f] for f in todo]
-            )
+            for part in (chunks(todo, CHUNK_BYTES, work.workers()) if work.client is not None else [[f] for f in todo])
         ]
 
         buffer: list[FrameResult] = []
