@@ -293,6 +293,34 @@ def test_union_of_ranges():
     assert lo.tolist() == [0] and hi.tolist() == [10]
 
 
+def test_rows_within_ranges_by_sorted_runs_and_one_by_one():
+    """A view's rows: by binary searches in each sorted run (a partition's files one after another), by one
+    search a value past 64 runs; both as within's mask, and _rows_of takes them (slices and a take) in order."""
+    import pyarrow as pa
+
+    from skylake.objects.files import rows_within, within
+    from skylake.objects.partition import _rows_of
+
+    rng = np.random.default_rng(5)
+    lo, hi = np.array([10, 50, 70, 1000]), np.array([20, 60, 900, 1001])
+    for runs in (1, 6, 200):
+        h29 = np.concatenate([np.sort(rng.integers(0, 1100, 10_000 // runs)) for _ in range(runs)])
+        inside = ((h29[:, None] >= lo) & (h29[:, None] < hi)).any(axis=1)
+        assert rows_within(h29, lo, hi).tolist() == np.flatnonzero(inside).tolist()
+        assert within(h29, lo, hi).tolist() == inside.tolist()
+        table = pa.table({"h": h29, "i": np.arange(len(h29))})
+        assert _rows_of(table, rows_within(h29, lo, hi)).column("i").to_pylist() == np.flatnonzero(inside).tolist()
+    assert rows_within(np.empty(0, np.int64), lo, hi).tolist() == [] and not within(h29, lo[:0], hi[:0]).any()
+
+
+def test_unique_by_sorting_is_numpys():
+    from skylake.objects.arrays import unique
+
+    rng = np.random.default_rng(6)
+    for values in (rng.integers(-50, 50, 1000), np.repeat(rng.integers(0, 1 << 40, 300), 7), np.array([3]), []):
+        assert unique(values).tolist() == np.unique(values).tolist()
+
+
 def test_one_collector_writes_every_hats_catalogs_metadata(tmp_path):
     """Sources, objects and light curves get their HATS metadata from the transaction's one collector
     (hats_meta.CatalogChange): each catalog's type and id column from its schema, its rows and partitions

@@ -35,6 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from skylake.objects.arrays import unique
 from skylake.sphere import chord, unit_vectors
 
 MARGIN_RADII = 4.0
@@ -98,8 +99,8 @@ def mean_positions(labels: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.
     centres : numpy.ndarray
         The normalised mean unit vector of each label's points, (len(uniq), 3).
     """
-    uniq = np.unique(labels)
-    inv = np.searchsorted(uniq, labels)  # (cheaper than unique's inverse: a hash, then a search)
+    uniq = unique(labels)
+    inv = np.searchsorted(uniq, labels)  # (cheaper than unique's inverse)
     sums = np.column_stack([np.bincount(inv, xyz[:, k], len(uniq)) for k in range(3)])
     return uniq, sums / np.linalg.norm(sums, axis=1, keepdims=True)
 

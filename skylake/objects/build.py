@@ -65,6 +65,7 @@ from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partit
 from skylake.lake.parquet import parquet_bytes
 from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS
 from skylake.lake.versions import latest_versions
+from skylake.objects.arrays import unique
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
 from skylake.objects.partition import UpdateSpec, build_partitions, scan_pixels
@@ -547,9 +548,9 @@ def _neighbour_tasks(mpix: np.ndarray, m_order: int, partitions, order: int) -> 
     if not len(mpix):
         return np.empty(0, np.int64)
     nb = hp.get_all_neighbours(order2nside(m_order), mpix, nest=True).ravel()
-    allpix = np.unique(np.concatenate((mpix, nb[nb >= 0])))
+    allpix = unique(np.concatenate((mpix, nb[nb >= 0])))
     o, p = hats_meta.assign_pixels(healpix_to_spatial_index(m_order, allpix), partitions, order)
-    return np.unique(o * (1 << 40) + p)
+    return unique(o * (1 << 40) + p)
 
 
 #: Partitions one task builds at most (its detections are held while it builds them all).
@@ -612,7 +613,10 @@ def _run(client, func, *iterables, shared=None):
 
 
 def _scan(spec, files):
-    return scan_pixels(spec["url"], files, spec["ids"], spec["m_order"])
+    """The keys of the partitions whose views hold detections of the spec's frames in ``files`` (a task)."""
+    partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
+    mpix = scan_pixels(spec["url"], files, spec["ids"], spec["m_order"])
+    return _neighbour_tasks(mpix, spec["m_order"], partitions, spec["order"])
 
 
 @dataclass(frozen=True)
@@ -775,19 +779,17 @@ def _select_partitions(
         by_dir.setdefault(posixpath.dirname(f), []).append(f)
     dirs = sorted(by_dir)
     ids = plan.frames["frame_id"].to_numpy(np.int64)
-    scanned = (
-        _run(
-            client,
-            _scan,
-            [by_dir[d] for d in dirs],
-            shared={"url": lake.store.location, "ids": ids, "m_order": cfg.m_order},
-        )
-        if len(ids)
-        else []
-    )
+    shared = {
+        "url": lake.store.location,
+        "ids": ids,
+        "m_order": cfg.m_order,
+        "partitions": [(p.order, p.pixel) for p in partitions],
+        "order": cfg.order,
+    }
+    scanned = _run(client, _scan, [by_dir[d] for d in dirs], shared=shared) if len(ids) else []
     task_files: dict[int, set] = {}
-    for d, mpix in zip(dirs, scanned):
-        for k in _neighbour_tasks(mpix, cfg.m_order, partitions, cfg.order).tolist():
+    for d, keys in zip(dirs, scanned):  # (each scan task found its partitions: the driver only adds them up)
+        for k in keys.tolist():
             task_files.setdefault(k, set()).update(by_dir[d])
     stale_rows = plan.held[plan.redone]
     everywhere = sorted(set(partitions) | set(point_partitions))  # a partition may hold points, no object

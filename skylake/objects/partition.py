@@ -44,6 +44,7 @@ from skylake.lake import Lake, hats_meta
 from skylake.lake.log import staging_path
 from skylake.lake.parquet import parquet_bytes, value_set
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
+from skylake.objects.arrays import unique
 from skylake.objects.associate import associate, mean_positions, ref_object_ids
 from skylake.objects.files import (
     POINTS_ROW_GROUP,
@@ -159,13 +160,8 @@ def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int)
     numpy.ndarray
         The pixels (NESTED, int64), sorted and unique.
     """
-    lake = _open(url)
-    if not files:
-        return np.empty(0, np.int64)
-    data = _sources_dataset(lake, files).to_table(
-        columns=["_healpix_29"], filter=pc.field("frame_id").isin(value_set(frame_ids))
-    )
-    return np.unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
+    data = _read_sources(_open(url), files, frame_ids, ["_healpix_29", "frame_id"], None)
+    return unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
 
 
 def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None) -> pa.Table:
@@ -502,9 +498,12 @@ def partitions_holding(
 
 
 def _sparse_hist(h29: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.unique(
-        spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER), return_counts=True
-    )
+    """The skymap's pixels holding ``h29`` values and their counts (sorted values: counted by runs)."""
+    pixels = spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER)
+    if len(pixels) and (pixels[1:] >= pixels[:-1]).all():
+        first = np.flatnonzero(np.r_[True, pixels[1:] != pixels[:-1]])
+        return pixels[first], np.diff(np.r_[first, len(pixels)])
+    return np.unique(pixels, return_counts=True)
 
 
 def _concat(tables: list[pa.Table], table: str) -> pa.Table:
@@ -649,9 +648,30 @@ def build_partitions(spec: UpdateSpec, keys: list[tuple[int, int]], files: list[
     det = read_detections(_open(spec.url), files, spec.frames, spec.refcat, lambda h29: within(h29, *union))
     h29 = det.column("_healpix_29").to_numpy()
     return [
-        build_partition(spec, key, files, det=det.take(rows_within(h29, *view.view)), view=view)
+        build_partition(spec, key, files, det=_rows_of(det, rows_within(h29, *view.view)), view=view)
         for key, view in zip(keys, views)
     ]
+
+
+#: Consecutive rows taken from a table as a slice (no copy) when at least this many.
+_SLICE_ROWS = 4096
+
+
+def _rows_of(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)`` for ascending ``rows``: long runs of consecutive rows (a partition's in each
+    sorted file) as slices, the rows between them taken."""
+    starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])
+    ends = np.r_[starts[1:], len(rows)]
+    pieces, done = [], 0
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        if end - start >= _SLICE_ROWS:
+            if start > done:
+                pieces.append(table.take(rows[done:start]))
+            pieces.append(table.slice(int(rows[start]), end - start))
+            done = end
+    if done < len(rows) or not pieces:
+        pieces.append(table.take(rows[done:]))
+    return pa.concat_tables(pieces)
 
 
 def build_partition(
@@ -847,14 +867,19 @@ def _frame_pixels(frame_id: np.ndarray, pixel: np.ndarray) -> pd.DataFrame:
 
 def _filed(new: pa.Table, written: pa.Table) -> pa.Table:
     """The points ``new`` of the objects ``written``, each filed under its object's position (its
-    ``_healpix_29``): an object's points are in its partition, sorted together."""
+    ``_healpix_29``): an object's points are in its partition, together. In file order
+    (:func:`~skylake.objects.files.sort_points`: by ``_healpix_29``, object and time), which is here the
+    order of the objects as sorted (by ``_healpix_29`` then id, ``written``'s rank) and time: one sort
+    of two keys, and one take."""
     if not written.num_rows:
         return new.slice(0, 0)
-    by = np.argsort(written.column("object_id").to_numpy())
-    w_ids, w_h29 = written.column("object_id").to_numpy()[by], written.column("_healpix_29").to_numpy()[by]
+    rank = np.lexsort((written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()))
+    w_ids, w_h29 = written.column("object_id").to_numpy()[rank], written.column("_healpix_29").to_numpy()[rank]
+    by_id = np.argsort(w_ids)
     ids = new.column("object_id").to_numpy()
-    at = np.minimum(np.searchsorted(w_ids, ids), len(w_ids) - 1)
+    at = by_id[np.minimum(np.searchsorted(w_ids[by_id], ids), len(w_ids) - 1)]  # each point's object's rank
     mine = np.flatnonzero(w_ids[at] == ids)
+    mine = mine[np.lexsort((new.column("mjd").to_numpy()[mine], at[mine]))]
     column = new.schema.get_field_index("_healpix_29")
     return new.take(mine).set_column(column, "_healpix_29", pa.array(w_h29[at[mine]], pa.int64()))
 
@@ -883,7 +908,7 @@ def _stage_points(
         away = [k for k in files_to_merge(rows_before + [new_core.num_rows]) if k < len(point_files)]
         removed = read_files(lake, LIGHTCURVES, [point_files[k] for k in away])
         parts = [new_core, *removed]
-    data = sort_points(pa.concat_tables(parts))
+    data = sort_points(pa.concat_tables(parts)) if len(parts) > 1 else new_core  # (new_core: in file order)
     out = {
         "path": None,
         "rows": data.num_rows,
