@@ -265,8 +265,9 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
         err[at] = np.where(np.isfinite(m), matches["mag_err"].to_numpy(np.float64, na_value=np.nan), err[at])
     mag_zp = mag.copy()
     mag, err, mag_epd, mag_tfa = _ensemble(lake, det, frames, mag, mag0, err, inst_err)
-    out = {c: det.column(c) for c in ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd"]}
-    out.update(inst_mag=inst_mag, inst_mag_err=inst_err, flags=det.column("flags"))
+    # one chunk a column: pyarrow's take from a chunked column concatenates all of it first
+    out = {c: det.column(c).combine_chunks() for c in ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd"]}
+    out.update(inst_mag=inst_mag, inst_mag_err=inst_err, flags=det.column("flags").combine_chunks())
     out.update(ref_id=pa.array(ref_id, pa.int64(), mask=~ref_ok), ref_object=ref_object, mag_zp=mag_zp)
     out.update(mag_epd=mag_epd, mag_tfa=mag_tfa, mag=mag, mag_err=err)
     return pa.table(out)
@@ -524,7 +525,9 @@ def _points_of(det: pa.Table, ids: np.ndarray) -> pa.Table:
             with np.errstate(over="ignore"):
                 values = np.asarray(values.to_numpy(zero_copy_only=False)).astype(f.type.to_pandas_dtype())
             values = pa.array(values, f.type, from_pandas=True)
-        arrays.append(values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, f.type))
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()  # (a take from a chunked column concatenates it first)
+        arrays.append(values if isinstance(values, pa.Array) else pa.array(values, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -185,7 +185,10 @@ def basic_stats(
     chi2 = _ratio(np.bincount(group, resid**2, n_groups), n - 1)
     # Stetson J over consecutive pairs in time (points sorted by group, then MJD)
     order = _by_group_then(group, mjd, n_groups, stable=True)
-    g, d = group[order], resid[order] * np.sqrt(_ratio(n, n - 1))[group[order]]
+    if len(order) and order[-1] == len(order) - 1 and (order[1:] > order[:-1]).all():
+        g, d = group, resid * np.sqrt(_ratio(n, n - 1))[group]  # already in order (a light curve's points)
+    else:
+        g, d = group[order], resid[order] * np.sqrt(_ratio(n, n - 1))[group[order]]
     same = g[1:] == g[:-1]
     p = d[1:][same] * d[:-1][same]
     j = _ratio(np.bincount(g[1:][same], np.sign(p) * np.sqrt(np.abs(p)), n_groups), n - 1)

@@ -393,24 +393,34 @@ def summarise(points, refcat: str) -> pa.Table:
     if not len(points):
         return table_schema(OBJECTS).empty_table()
     points = point_columns(points)
-    # by object, then time (a stable sort, as pandas' sort_values): each light curve in time order
-    points = _take(points, np.lexsort((points["source_id"], points["mjd"], points["object_id"])))
-    oid = points["object_id"]
+    # by object, then time (a stable sort, as pandas' sort_values): each light curve in time order; only
+    # what the statistics add up is taken in that order (the sums' order is their bits)
+    by = np.lexsort((points["source_id"], points["mjd"], points["object_id"]))
+    oid = points["object_id"][by]
     first = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
     uniq, inv = oid[first], np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(oid)]))
     n_obj = len(uniq)
+    at = np.empty_like(inv)
+    at[by] = inv  # each point's object, in the points' order
     counts = np.bincount(inv, minlength=n_obj)
-    xyz = unit_vectors(points["ra"], points["dec"])
+    xyz = unit_vectors(points["ra"][by], points["dec"][by])
     total = np.column_stack([np.bincount(inv, xyz[:, k], n_obj) for k in range(3)])
     centre = total / np.linalg.norm(total, axis=1, keepdims=True)
     ra, dec = vector_to_radec(centre)
     dist2 = chord_to_arcsec(np.linalg.norm(xyz - centre[inv], axis=1)) ** 2
-    n_cal = np.bincount(inv, _calibrated(points), n_obj).astype(np.int32)
-    m, e = series(points, (n_cal > 0)[inv])
-    mjd = points["mjd"]
+    n_cal = np.bincount(at, _calibrated(points), n_obj).astype(np.int32)
+    m, e = (v[by] for v in series(points, (n_cal > 0)[at]))
+    mjd = points["mjd"][by]
     order = light_curve_stats(inv, mjd, m, e, n_obj)
     last = np.r_[first[1:], len(oid)] - 1
-    ref_id, ref_ok = _first_ref(points, inv, n_obj)
+    if points["ref_ok"].any():
+        ref_id, ref_ok = _first_ref(_take(points, by), inv, n_obj)
+    else:
+        ref_id, ref_ok = np.zeros(n_obj, np.int64), np.zeros(n_obj, bool)
+    if any(np.isfinite(points[c]).any() for c in VERSIONS):
+        versions = version_stats(inv, _take(points, by), n_obj)
+    else:  # no point has a version: nothing to add up in order
+        versions = version_stats(at, points, n_obj)
     cols = {
         "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64),
         "object_id": uniq,
@@ -424,7 +434,7 @@ def summarise(points, refcat: str) -> pa.Table:
         "stats_mag": np.where(n_cal > 0, "mag", "inst_mag").astype(object),
         **{k: order[k] for k in ORDER_COLUMNS},
         **moment_columns(moments(inv, m, e, n_obj)),
-        **version_stats(inv, points, n_obj),
+        **versions,
         "n_exact": order["n"].astype(np.int32),
         "first_mjd": mjd[first],
         "last_mjd": mjd[last],
