@@ -313,6 +313,19 @@ def test_rows_within_ranges_by_sorted_runs_and_one_by_one():
     assert rows_within(np.empty(0, np.int64), lo, hi).tolist() == [] and not within(h29, lo[:0], hi[:0]).any()
 
 
+def test_a_task_reads_the_sources_partitions_around_its_own_by_their_borders():
+    """Sources directories that hold none of a task's partitions (nor lie in one) are read from the scan's
+    border strips; one holding a partition, inside one, or not a partition directory is read whole."""
+    from skylake.objects.build import _outside
+
+    def f(order, pixel):
+        return f"sources/{hats_meta.pixel_dir(order, pixel)}/batch.parquet"
+
+    keys = [(5, 277 * 16 + 3), (5, 277 * 16 + 4)]
+    files = [f(3, 276), f(3, 277), f(6, (277 * 16 + 3) * 4), f(6, 276 * 64), f(2, 69), "sources/other/x.parquet"]
+    assert _outside(files, keys) == {posixpath.dirname(f(3, 276)), posixpath.dirname(f(6, 276 * 64))}
+
+
 def test_unique_by_sorting_is_numpys():
     from skylake.objects.arrays import unique
 

@@ -141,7 +141,9 @@ def _sources_dataset(lake: Lake, files: list[str]):
     )
 
 
-def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int) -> np.ndarray:
+def scan_pixels(
+    url: str, files: list[str], frame_ids: np.ndarray, m_order: int, columns: list[str] | None = None
+) -> tuple[np.ndarray, list[pa.Table]]:
     """Pixels at ``m_order`` holding detections of ``frame_ids`` in ``files`` (where the update's work lies).
 
     Parameters
@@ -154,17 +156,46 @@ def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int)
         The frames whose detections are looked for.
     m_order : int
         The order of the pixels (the margin order).
+    columns : list of str, optional
+        The columns of the detections to return (:func:`detection_columns`); default: none.
 
     Returns
     -------
-    numpy.ndarray
+    pixels : numpy.ndarray
         The pixels (NESTED, int64), sorted and unique.
+    detections : list of pyarrow.Table
+        Each file's detections of ``frame_ids`` (``columns``, with ``_healpix_29``; empty without ``columns``).
     """
-    data = _read_sources(_open(url), files, frame_ids, ["_healpix_29", "frame_id"], None)
-    return unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
+    read = list(dict.fromkeys([*(columns or []), "_healpix_29", "frame_id"]))
+    per_file = _read_sources(_open(url), files, frame_ids, read, None)
+    h29 = np.concatenate([t.column("_healpix_29").to_numpy() for t in per_file] + [np.empty(0, np.int64)])
+    pixels = unique(spatial_index_to_healpix(h29, target_order=m_order))
+    return pixels, per_file if columns is not None else []
 
 
-def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None) -> pa.Table:
+def detection_columns(frames: pd.DataFrame) -> list[str]:
+    """The sources columns :func:`read_detections` reads for ``frames``.
+
+    :data:`DETECTION_COLUMNS`, and the fluxes of the apertures frames are calibrated in.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        The frames and their calibration (as :func:`read_detections` takes them).
+
+    Returns
+    -------
+    list of str
+        The columns.
+    """
+    cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
+    apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
+    return DETECTION_COLUMNS + [c for f in apertures for c in (f, f"{f}_err")]
+
+
+def read_detections(
+    lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None, given: dict | None = None
+) -> pa.Table:
     """Sources of ``frames`` in the sources ``files``, with their light-curve magnitudes and reference match.
 
     ``mag``: the match's calibrated mag in the frame's calibration, else ``inst_mag + zp`` (colour 0)
@@ -184,6 +215,9 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
         The reference catalogue whose matches give reference ids and calibrated magnitudes ("" for none).
     keep : callable, optional
         ``keep(h29)``: a mask (bool) of the ``_healpix_29`` values to keep, limiting the sources to a region.
+    given : dict, optional
+        ``file: table``: detections of some of ``files`` already read (their rows in a region, as the scan
+        finds them: :func:`detection_columns`), used instead of reading those files.
 
     Returns
     -------
@@ -194,8 +228,9 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
     """
     cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
-    extra = [c for f in apertures for c in (f, f"{f}_err")]
-    det = _read_sources(lake, files, frames["frame_id"].to_numpy(np.int64), DETECTION_COLUMNS + extra, keep)
+    columns = detection_columns(frames)
+    det = _read_sources(lake, files, frames["frame_id"].to_numpy(np.int64), columns, keep, given)
+    det = pa.concat_tables(det) if det else pa.schema([table_schema(SOURCES).field(c) for c in columns]).empty_table()
 
     def col(name: str) -> np.ndarray:
         """A column of the detections.
@@ -290,24 +325,38 @@ def _of_frames(fid: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return ids[np.minimum(np.searchsorted(ids, fid), ids.size - 1)] == fid
 
 
-def _read_sources(lake: Lake, files: list[str], frame_ids: np.ndarray, columns: list[str], keep) -> pa.Table:
-    """``columns`` of the sources of ``frame_ids`` in ``files`` (``keep``: a mask of the ``_healpix_29``
-    values to keep), batch by batch: what is held is the rows kept, not the files' (a neighbour's file is
-    read whole). Rows kept in runs (a region of files sorted by ``_healpix_29``) are slices, not copies."""
+def _read_sources(
+    lake: Lake, files: list[str], frame_ids: np.ndarray, columns: list[str], keep, given: dict | None = None
+) -> list[pa.Table]:
+    """``columns`` of the sources of ``frame_ids`` in each of ``files`` (``keep``: a mask of the
+    ``_healpix_29`` values to keep; ``given``: rows of some files already read, kept from instead), batch
+    by batch: what is held is the rows kept, not the files' (a neighbour's file is read whole unless
+    given). Rows kept in runs (a region of files sorted by ``_healpix_29``) are slices, not copies."""
     schema = table_schema(SOURCES)
     schema = pa.schema([schema.field(c) for c in columns])
     ids = np.unique(np.asarray(frame_ids, np.int64))
-    batches = []
-    for batch in _sources_dataset(lake, files).to_batches(columns=columns) if files and ids.size else []:
-        rows = _of_frames(batch.column("frame_id").to_numpy(), ids)
-        if keep is not None:
-            rows &= keep(batch.column("_healpix_29").to_numpy())
-        edges = np.flatnonzero(np.diff(np.r_[0, rows.view(np.int8), 0]))  # starts and ends of the runs kept
-        if len(edges) <= 2 * _MAX_SLICES:
-            batches += [batch.slice(a, b - a) for a, b in zip(edges[::2].tolist(), edges[1::2].tolist())]
+    given = given or {}
+    read = [f for f in files if f not in given]
+    dataset = _sources_dataset(lake, read) if read and ids.size else None
+    fragments = dict(zip(read, dataset.get_fragments())) if dataset is not None else {}
+    out = []
+    for f in files if ids.size else []:
+        batches = []
+        if f in given:
+            source = given[f].select(columns).to_batches()
         else:
-            batches.append(batch.filter(pa.array(rows)))
-    return pa.Table.from_batches(batches, schema=schema)
+            source = fragments[f].to_batches(schema=dataset.schema, columns=columns)
+        for batch in source:
+            rows = _of_frames(batch.column("frame_id").to_numpy(), ids)
+            if keep is not None:
+                rows &= keep(batch.column("_healpix_29").to_numpy())
+            edges = np.flatnonzero(np.diff(np.r_[0, rows.view(np.int8), 0]))  # starts and ends of the runs kept
+            if len(edges) <= 2 * _MAX_SLICES:
+                batches += [batch.slice(a, b - a) for a, b in zip(edges[::2].tolist(), edges[1::2].tolist())]
+            else:
+                batches.append(batch.filter(pa.array(rows)))
+        out.append(pa.Table.from_batches(batches, schema=schema))
+    return out
 
 
 #: A batch's rows kept in at most this many runs are sliced out of it (no copy), else filtered.
@@ -621,7 +670,9 @@ def _union(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo[start], reach[ends]
 
 
-def build_partitions(spec: UpdateSpec, keys: list[tuple[int, int]], files: list[str]) -> list[dict]:
+def build_partitions(
+    spec: UpdateSpec, keys: list[tuple[int, int]], files: list[str], strips: list[dict] = ()
+) -> list[dict]:
     """Bring several objects partitions up to date in one task, reading their detections once.
 
     The objects' partitions are often finer than the sources' (order 5 in a lake whose sources are at order
@@ -638,17 +689,21 @@ def build_partitions(spec: UpdateSpec, keys: list[tuple[int, int]], files: list[
         The partitions: (order, pixel) each.
     files : list of str
         The sources files holding the update's detections in their views (the union of theirs).
+    strips : list of dict, optional
+        ``file: table``: the detections of some of ``files`` in their sources partitions' borders (found by
+        the scan: all these partitions need of them), read instead of those files.
 
     Returns
     -------
     list of dict
         Each partition's manifest (:func:`build_partition`), in the order of ``keys``.
     """
+    given = {f: t for strip in strips for f, t in strip.items() if f in set(files)}
     if len(keys) == 1:
-        return [build_partition(spec, keys[0], files)]
+        return [build_partition(spec, keys[0], files, given=given)]
     views = [View(order, pixel, spec.m_order) for order, pixel in keys]
     union = _union(np.concatenate([v.view[0] for v in views]), np.concatenate([v.view[1] for v in views]))
-    det = read_detections(_open(spec.url), files, spec.frames, spec.refcat, lambda h29: within(h29, *union))
+    det = read_detections(_open(spec.url), files, spec.frames, spec.refcat, lambda h29: within(h29, *union), given)
     h29 = det.column("_healpix_29").to_numpy()
     return [
         build_partition(spec, key, files, det=_rows_of(det, rows_within(h29, *view.view)), view=view)
@@ -678,7 +733,12 @@ def _rows_of(table: pa.Table, rows: np.ndarray) -> pa.Table:
 
 
 def build_partition(
-    spec: UpdateSpec, key: tuple[int, int], files: list[str], det: pa.Table | None = None, view: View | None = None
+    spec: UpdateSpec,
+    key: tuple[int, int],
+    files: list[str],
+    det: pa.Table | None = None,
+    view: View | None = None,
+    given: dict | None = None,
 ) -> dict:
     """Bring objects partition ``key`` (order, pixel) up to date and stage its files.
 
@@ -697,6 +757,8 @@ def build_partition(
         ``files``.
     view : View, optional
         The partition's view at the update's margin order, already made (its margins cost ~3 ms).
+    given : dict, optional
+        ``file: table``: detections of some of ``files`` already read (:func:`build_partitions`' strips).
 
     Returns
     -------
@@ -718,7 +780,7 @@ def build_partition(
     exact = bool(spec.rebuild or (len(stale) and (spec.exact is None or key in spec.exact)))
 
     if det is None:
-        det = read_detections(lake, files, spec.frames, refcat, view.in_view)
+        det = read_detections(lake, files, spec.frames, refcat, view.in_view, given)
     h29 = det.column("_healpix_29").to_numpy()
     core = view.in_core(h29)
     # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
