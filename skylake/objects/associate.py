@@ -25,6 +25,7 @@ So a new night attaches to existing objects (step 2) and ids, once given, never 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -103,6 +104,31 @@ def mean_positions(labels: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.
     inv = np.searchsorted(uniq, labels)  # (cheaper than unique's inverse)
     sums = np.column_stack([np.bincount(inv, xyz[:, k], len(uniq)) for k in range(3)])
     return uniq, sums / np.linalg.norm(sums, axis=1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def margin_pixels(order: int, pixel: int, delta: int) -> np.ndarray:
+    """The pixels at ``order + delta`` bordering ``pixel`` (hats' ``get_margin``), kept for the process.
+
+    A partition's margin is asked for by its own task and by each of its neighbours' (their chunks).
+
+    Parameters
+    ----------
+    order : int
+        The pixel's order.
+    pixel : int
+        The pixel (NESTED).
+    delta : int
+        How much deeper the margin's pixels are.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pixels (NESTED, int64; read-only).
+    """
+    out = np.asarray(get_margin(order, pixel, delta), np.int64)
+    out.flags.writeable = False
+    return out
 
 
 def margin_order(chunk_order: int, radius_arcsec: float) -> int:
@@ -294,7 +320,7 @@ def cluster(
     starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
     ends = np.r_[starts[1:], n]
     for s, e in zip(starts, ends):
-        margin = np.asarray(get_margin(chunk_order, int(chunk[s]), m_order - chunk_order), dtype=np.int64)
+        margin = margin_pixels(chunk_order, int(chunk[s]), m_order - chunk_order)
         lo = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin))
         hi = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin + 1))
         rows = np.concatenate((np.arange(s, e, dtype=np.int64), _ranges(lo, hi)))

@@ -611,29 +611,34 @@ def _run(client, func, *iterables, shared=None):
     return client.gather(futures)
 
 
-def _scan(spec, files) -> tuple[np.ndarray, dict]:
+def _scan(spec, files) -> tuple[np.ndarray, dict, dict]:
     """The keys of the partitions whose views hold detections of the spec's frames in ``files`` (a task, the
-    files of one sources partition), and these files' detections in the sources partition's border, one
-    margin pixel wide (``file: table``): all that tasks outside it need of it (their views reach into it by
-    one margin pixel at most), so they need not read its files whole."""
+    files of one sources partition), the detections each of them holds (``key: n``, its own, not its
+    margin's: what its task's work grows with), and these files' detections in the sources partition's
+    border, one margin pixel wide (``file: table``): all that tasks outside it need of it (their views reach
+    into it by one margin pixel at most), so they need not read its files whole."""
     import healpy as hp
 
     m_order = spec["m_order"]
     home = hats_meta.pixel_of(posixpath.relpath(files[0], SOURCES))  # None: not a partition, no border
-    mpix, per_file = scan_pixels(spec["url"], files, spec["ids"], m_order, spec["columns"] if home else None)
+    mpix, counts, per_file = scan_pixels(spec["url"], files, spec["ids"], m_order, spec["columns"] if home else None)
     nb = hp.get_all_neighbours(order2nside(m_order), mpix, nest=True) if len(mpix) else np.empty((8, 0), np.int64)
-    keys = _neighbour_tasks(mpix, m_order, [HealpixPixel(o, p) for o, p in spec["partitions"]], spec["order"], nb)
+    partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
+    keys = _neighbour_tasks(mpix, m_order, partitions, spec["order"], nb)
+    o, p = hats_meta.assign_pixels(healpix_to_spatial_index(m_order, mpix), partitions, spec["order"])
+    own, at = np.unique(o * (1 << 40) + p, return_inverse=True)
+    sizes = dict(zip(own.tolist(), np.bincount(at, counts, len(own)).astype(np.int64).tolist()))
     if home is None or not len(mpix):
-        return keys, {}
+        return keys, sizes, {}
     # the border: pixels of the partition with a neighbour outside it
     near = np.where(nb >= 0, nb, np.repeat(mpix[None, :], 8, axis=0))
     parent = spatial_index_to_healpix(healpix_to_spatial_index(m_order, near), target_order=home.order)
     border = mpix[(parent != home.pixel).any(axis=0)]
     strips = {}
-    for f, rows in zip(files, per_file):
-        at = spatial_index_to_healpix(rows.column("_healpix_29").to_numpy(), target_order=m_order)
-        strips[f] = rows.filter(pa.array(np.isin(at, border)))
-    return keys, strips
+    for f, table in zip(files, per_file):
+        at = spatial_index_to_healpix(table.column("_healpix_29").to_numpy(), target_order=m_order)
+        strips[f] = table.filter(pa.array(np.isin(at, border)))
+    return keys, sizes, strips
 
 
 @dataclass(frozen=True)
@@ -741,7 +746,9 @@ def build_objects(
 
         t0 = time.perf_counter()
         point_partitions = [] if rebuild else hats_meta.read_partitions(lake.store, LIGHTCURVES)
-        task_files, exact, strips = _select_partitions(lake, client, cfg, plan, partitions, point_partitions, report)
+        task_files, exact, strips, sizes = _select_partitions(
+            lake, client, cfg, plan, partitions, point_partitions, report
+        )
         keys = sorted(task_files)
         report.timings["scan"] = time.perf_counter() - t0
 
@@ -761,6 +768,8 @@ def build_objects(
             exact=exact,
         )
         groups = task_groups(keys, task_files, _slots(client))
+        # the largest first: the small ones fill the workers' ends (the manifests are sorted by key after)
+        groups.sort(key=lambda group: -sum(sizes.get(k, 0) for k in group))
         group_keys = [[(k >> 40, k & ((1 << 40) - 1)) for k in group] for group in groups]
         group_files = [sorted(set().union(*(task_files[k] for k in group))) for group in groups]
         # of the sources partitions around a task's, only their borders (which the scan kept)
@@ -780,13 +789,13 @@ def build_objects(
 
 def _select_partitions(
     lake: Lake, client, cfg: _Settings, plan: _Plan, partitions, point_partitions, report: BuildReport
-) -> tuple[dict[int, set], set | None, dict]:
+) -> tuple[dict[int, set], set | None, dict, dict]:
     """The partitions an update recomputes (keys ``order << 40 | pixel``) with the sources files each
     reads: where the changed frames' detections are (their margins included), and where re-associated or
     gone frames' old points are (their held pixels and the partitions around them: their objects', which
     hold the points, may be across an edge; every partition when unknown). Also the keys of the latter
-    as ``(order, pixel)``: the tasks that recompute exactly (None: all); and per sources directory its
-    border's detections (:func:`_scan`; futures on a cluster)."""
+    as ``(order, pixel)``: the tasks that recompute exactly (None: all); per sources directory its
+    border's detections (:func:`_scan`; futures on a cluster); and per partition the detections it holds."""
     files = plan.source_files if plan.source_files is not None else lake.live_files(SOURCES)
     files = [f if f.startswith(f"{SOURCES}/") else f"{SOURCES}/{f}" for f in files]
     report.read["sources_files"] = len(files)
@@ -805,9 +814,12 @@ def _select_partitions(
     }
     found, strips = _run_scan(client, [by_dir[d] for d in dirs], shared) if len(ids) else ([], [])
     task_files: dict[int, set] = {}
-    for d, keys in zip(dirs, found):  # (each scan task found its partitions: the driver only adds them up)
+    sizes: dict[int, int] = {}
+    for d, (keys, held) in zip(dirs, found):  # (each scan task found its partitions: the driver adds them up)
         for k in keys.tolist():
             task_files.setdefault(k, set()).update(by_dir[d])
+        for k, n in held.items():
+            sizes[k] = sizes.get(k, 0) + n
     stale_rows = plan.held[plan.redone]
     everywhere = sorted(set(partitions) | set(point_partitions))  # a partition may hold points, no object
     exact: set | None = set()
@@ -825,21 +837,21 @@ def _select_partitions(
         for k in np.unique(o * (1 << 40) + p).tolist():
             task_files.setdefault(k, set())
             exact.add((k >> 40, k & ((1 << 40) - 1)))
-    return task_files, exact, dict(zip(dirs, strips))
+    return task_files, exact, dict(zip(dirs, strips)), sizes
 
 
-def _run_scan(client, file_lists: list[list[str]], shared: dict) -> tuple[list[np.ndarray], list]:
-    """:func:`_scan` of each list of files: the keys it found, and its border strips, which stay on the
-    workers (futures) for the partition tasks that need them."""
+def _run_scan(client, file_lists: list[list[str]], shared: dict) -> tuple[list, list]:
+    """:func:`_scan` of each list of files: the keys and sizes it found, and its border strips, which stay
+    on the workers (futures) for the partition tasks that need them."""
     if client is None:
         scanned = [_scan(shared, files) for files in file_lists]
-        return [keys for keys, _ in scanned], [strips for _, strips in scanned]
+        return [s[:2] for s in scanned], [s[2] for s in scanned]
     import operator
 
     shared_f = client.scatter([shared], broadcast=True)[0]
     futures = [client.submit(_scan, shared_f, files, pure=False) for files in file_lists]
-    keys = client.gather([client.submit(operator.itemgetter(0), f) for f in futures])
-    return keys, [client.submit(operator.itemgetter(1), f) for f in futures]
+    found = client.gather([client.submit(operator.itemgetter(0, 1), f) for f in futures])
+    return found, [client.submit(operator.itemgetter(2), f) for f in futures]
 
 
 def _outside(files: list[str], keys: list[tuple[int, int]]) -> set[str]:

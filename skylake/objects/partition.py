@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from hats.pixel_math import HealpixPixel, get_margin
+from hats.pixel_math import HealpixPixel
 from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_index_to_healpix
 
@@ -45,7 +45,7 @@ from skylake.lake.log import staging_path
 from skylake.lake.parquet import parquet_bytes, value_set
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.arrays import unique
-from skylake.objects.associate import associate, mean_positions, ref_object_ids
+from skylake.objects.associate import associate, margin_pixels, mean_positions, ref_object_ids
 from skylake.objects.files import (
     POINTS_ROW_GROUP,
     ROW_GROUP,
@@ -143,7 +143,7 @@ def _sources_dataset(lake: Lake, files: list[str]):
 
 def scan_pixels(
     url: str, files: list[str], frame_ids: np.ndarray, m_order: int, columns: list[str] | None = None
-) -> tuple[np.ndarray, list[pa.Table]]:
+) -> tuple[np.ndarray, np.ndarray, list[pa.Table]]:
     """Pixels at ``m_order`` holding detections of ``frame_ids`` in ``files`` (where the update's work lies).
 
     Parameters
@@ -163,14 +163,16 @@ def scan_pixels(
     -------
     pixels : numpy.ndarray
         The pixels (NESTED, int64), sorted and unique.
+    counts : numpy.ndarray
+        The detections in each.
     detections : list of pyarrow.Table
         Each file's detections of ``frame_ids`` (``columns``, with ``_healpix_29``; empty without ``columns``).
     """
     read = list(dict.fromkeys([*(columns or []), "_healpix_29", "frame_id"]))
     per_file = _read_sources(_open(url), files, frame_ids, read, None)
     h29 = np.concatenate([t.column("_healpix_29").to_numpy() for t in per_file] + [np.empty(0, np.int64)])
-    pixels = unique(spatial_index_to_healpix(h29, target_order=m_order))
-    return pixels, per_file if columns is not None else []
+    pixels, counts = unique(spatial_index_to_healpix(h29, target_order=m_order), return_counts=True)
+    return pixels, counts, per_file if columns is not None else []
 
 
 def detection_columns(frames: pd.DataFrame) -> list[str]:
@@ -450,12 +452,12 @@ class View:
 
     def __init__(self, order: int, pixel: int, m_order: int):
         self.order, self.pixel = order, pixel
-        band = np.asarray(get_margin(order, pixel, m_order - order), np.int64)
+        band = margin_pixels(order, pixel, m_order - order)
         self.band_pixels, self.m_order = band, m_order
         self.band = ranges(band, m_order)
         self.core = ranges([pixel], order)
         w_order = max(m_order - 1, order + 1)
-        self.wide_pixels, self.w_order = np.asarray(get_margin(order, pixel, w_order - order), np.int64), w_order
+        self.wide_pixels, self.w_order = margin_pixels(order, pixel, w_order - order), w_order
         self.wide = ranges(self.wide_pixels, w_order)
         lo, hi = np.concatenate((self.core[0], self.band[0])), np.concatenate((self.core[1], self.band[1]))
         by = np.argsort(lo)
@@ -822,7 +824,7 @@ def build_partition(
     # as stored (float32 magnitudes): the statistics are then exactly those of LAKE/lightcurves' points
     new = _points_of(det, ids)
     new_ids = new.column("object_id").to_numpy()
-    touched = np.union1d(np.unique(ids), stale_ids)
+    touched = unique(np.concatenate((ids, stale_ids)))
 
     def owned_by_me(rows: pa.Table) -> np.ndarray:
         """Which objects rows this partition owns (their position's partition is this one).
@@ -924,10 +926,20 @@ def build_partition(
 
 
 def _frame_pixels(frame_id: np.ndarray, pixel: np.ndarray) -> pd.DataFrame:
-    """Detections per (frame_id, pixel): frame_id, pixel and n, sorted by frame then pixel."""
-    pixels, at = np.unique(pixel, return_inverse=True)
-    keys, n = np.unique(frame_id * len(pixels) + at, return_counts=True)
-    return pd.DataFrame({"frame_id": keys // len(pixels), "pixel": pixels[keys % len(pixels)], "n": n})
+    """Detections per (frame_id, pixel): frame_id, pixel and n, sorted by frame then pixel (counted in a
+    table of the pairs: a partition's frames span few ids and its detections few pixels)."""
+    pixels = unique(pixel)
+    first = frame_id.min() if len(frame_id) else 0
+    pair = (frame_id - first) * len(pixels) + np.searchsorted(pixels, pixel)
+    if len(pair) and pair.max() < 4 * len(pair) + (1 << 20):
+        n = np.bincount(pair)
+        keys = np.flatnonzero(n)
+        n = n[keys]
+    else:
+        keys, n = unique(pair, return_counts=True)
+    return pd.DataFrame(
+        {"frame_id": keys // len(pixels) + first, "pixel": pixels[keys % len(pixels)], "n": n.astype(np.int64)}
+    )
 
 
 def _filed(new: pa.Table, written: pa.Table) -> pa.Table:
