@@ -601,13 +601,15 @@ def _slots(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def _run(client, func, *iterables, shared=None):
-    """``func(shared, *args)`` for each args of ``iterables``: dask tasks on ``client``, else in this process."""
+def _run(client, func, *iterables, shared=None, priorities=None):
+    """``func(shared, *args)`` for each args of ``iterables``: dask tasks on ``client`` (a worker runs its
+    tasks of higher ``priorities`` first), else in this process."""
     items = list(zip(*iterables))
     if client is None:
         return [func(shared, *args) for args in items]
     shared_f = client.scatter([shared], broadcast=True)[0]
-    futures = [client.submit(func, shared_f, *args, pure=False) for args in items]
+    priorities = priorities or [0] * len(items)
+    futures = [client.submit(func, shared_f, *args, pure=False, priority=p) for args, p in zip(items, priorities)]
     return client.gather(futures)
 
 
@@ -769,12 +771,14 @@ def build_objects(
         )
         groups = task_groups(keys, task_files, _slots(client))
         # the largest first: the small ones fill the workers' ends (the manifests are sorted by key after)
-        groups.sort(key=lambda group: -sum(sizes.get(k, 0) for k in group))
+        size = [sum(sizes.get(k, 0) for k in group) for group in groups]
+        groups = [groups[i] for i in np.argsort(size, kind="stable")[::-1]]
         group_keys = [[(k >> 40, k & ((1 << 40) - 1)) for k in group] for group in groups]
         group_files = [sorted(set().union(*(task_files[k] for k in group))) for group in groups]
         # of the sources partitions around a task's, only their borders (which the scan kept)
         around = [[strips[d] for d in sorted(_outside(f, k)) if d in strips] for f, k in zip(group_files, group_keys)]
-        done = _run(client, build_partitions, group_keys, group_files, around, shared=spec)
+        size = sorted(size, reverse=True)
+        done = _run(client, build_partitions, group_keys, group_files, around, shared=spec, priorities=size)
         manifests = sorted((m for ms in done for m in ms), key=lambda m: m["key"])
         report.timings["partitions"] = time.perf_counter() - t0
 

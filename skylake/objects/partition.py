@@ -178,7 +178,8 @@ def scan_pixels(
 def detection_columns(frames: pd.DataFrame) -> list[str]:
     """The sources columns :func:`read_detections` reads for ``frames``.
 
-    :data:`DETECTION_COLUMNS`, and the fluxes of the apertures frames are calibrated in.
+    :data:`DETECTION_COLUMNS` (less the chip positions when no frame has an ensemble correction, which
+    alone needs them), and the fluxes of the apertures frames are calibrated in.
 
     Parameters
     ----------
@@ -192,7 +193,9 @@ def detection_columns(frames: pd.DataFrame) -> list[str]:
     """
     cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
-    return DETECTION_COLUMNS + [c for f in apertures for c in (f, f"{f}_err")]
+    ensemble = "zp_offset" in frames and frames["zp_offset"].notna().any()
+    columns = DETECTION_COLUMNS if ensemble else [c for c in DETECTION_COLUMNS if c not in ("x", "y")]
+    return columns + [c for f in apertures for c in (f, f"{f}_err")]
 
 
 def read_detections(
