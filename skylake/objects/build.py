@@ -42,6 +42,7 @@ Magnitudes and which statistics are always current: schemas/objects.yaml (and :m
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import posixpath
@@ -601,16 +602,34 @@ def _slots(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def _run(client, func, *iterables, shared=None, priorities=None):
-    """``func(shared, *args)`` for each args of ``iterables``: dask tasks on ``client`` (a worker runs its
-    tasks of higher ``priorities`` first), else in this process."""
+def _run(client, func, *iterables, shared=None, in_turn: bool = False):
+    """``func(shared, *args)`` for each args of ``iterables``: dask tasks on ``client``, else in this process.
+
+    ``in_turn``: a task is sent when a worker thread is free, in the order given (the largest first, the
+    small ones filling the workers' ends); otherwise all at once. Tasks that depend on futures (the scan's
+    border strips) are placed on a worker when sent, and dask placed two of three large ones on one.
+    """
     items = list(zip(*iterables))
     if client is None:
         return [func(shared, *args) for args in items]
     shared_f = client.scatter([shared], broadcast=True)[0]
-    priorities = priorities or [0] * len(items)
-    futures = [client.submit(func, shared_f, *args, pure=False, priority=p) for args, p in zip(items, priorities)]
-    return client.gather(futures)
+    if not in_turn:
+        return client.gather([client.submit(func, shared_f, *args, pure=False) for args in items])
+    from distributed import as_completed
+
+    futures = {}
+    waiting = iter(enumerate(items))
+    for i, args in itertools.islice(waiting, _slots(client)):
+        futures[client.submit(func, shared_f, *args, pure=False)] = i
+    results = [None] * len(items)
+    done = as_completed(list(futures))
+    for future in done:
+        results[futures.pop(future)] = future.result()
+        for i, args in itertools.islice(waiting, 1):
+            nxt = client.submit(func, shared_f, *args, pure=False)
+            futures[nxt] = i
+            done.add(nxt)
+    return results
 
 
 def _scan(spec, files) -> tuple[np.ndarray, dict, dict]:
@@ -777,8 +796,7 @@ def build_objects(
         group_files = [sorted(set().union(*(task_files[k] for k in group))) for group in groups]
         # of the sources partitions around a task's, only their borders (which the scan kept)
         around = [[strips[d] for d in sorted(_outside(f, k)) if d in strips] for f, k in zip(group_files, group_keys)]
-        size = sorted(size, reverse=True)
-        done = _run(client, build_partitions, group_keys, group_files, around, shared=spec, priorities=size)
+        done = _run(client, build_partitions, group_keys, group_files, around, shared=spec, in_turn=True)
         manifests = sorted((m for ms in done for m in ms), key=lambda m: m["key"])
         report.timings["partitions"] = time.perf_counter() - t0
 
