@@ -134,6 +134,37 @@ def _sorted_mad(v: np.ndarray, counts: np.ndarray, median: np.ndarray) -> np.nda
     return out
 
 
+def group_extremes(group: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's smallest and largest value (inf and -inf for an empty group).
+
+    Values in group order (light curves) are reduced a slice a group, others one at a time (``ufunc.at``,
+    ~7x slower).
+
+    Parameters
+    ----------
+    group : numpy.ndarray
+        The group of each value (0 .. n_groups-1).
+    values : numpy.ndarray
+        The values.
+    n_groups : int
+        The number of groups.
+
+    Returns
+    -------
+    lo, hi : numpy.ndarray
+        Each group's smallest and largest value.
+    """
+    lo, hi = np.full(n_groups, np.inf), np.full(n_groups, -np.inf)
+    if len(group) and (group[1:] >= group[:-1]).all():
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        lo[group[starts]] = np.minimum.reduceat(values, starts)
+        hi[group[starts]] = np.maximum.reduceat(values, starts)
+    else:
+        np.minimum.at(lo, group, values)
+        np.maximum.at(hi, group, values)
+    return lo, hi
+
+
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
@@ -192,10 +223,7 @@ def basic_stats(
     same = g[1:] == g[:-1]
     p = d[1:][same] * d[:-1][same]
     j = _ratio(np.bincount(g[1:][same], np.sign(p) * np.sqrt(np.abs(p)), n_groups), n - 1)
-    mag_max = np.full(n_groups, -np.inf)
-    mag_min = np.full(n_groups, np.inf)
-    np.maximum.at(mag_max, group, mag)
-    np.minimum.at(mag_min, group, mag)
+    mag_min, mag_max = group_extremes(group, mag, n_groups)
     amplitude = np.where(n > 0, 0.5 * (mag_max - mag_min), np.nan)
     return {
         "n": n.astype(np.int32),

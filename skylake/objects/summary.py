@@ -26,7 +26,7 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
 from skylake.lake.tables import OBJECTS
-from skylake.objects.stats import light_curve_stats
+from skylake.objects.stats import group_extremes, light_curve_stats
 from skylake.schema import table_schema
 from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
 
@@ -103,10 +103,7 @@ def moments(group: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) 
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.bincount(g, m, n_groups) / n
         wmean = np.bincount(g, w * m, n_groups) / wsum
-    lo = np.full(n_groups, np.inf)
-    hi = np.full(n_groups, -np.inf)
-    np.minimum.at(lo, g, m)
-    np.maximum.at(hi, g, m)
+    lo, hi = group_extremes(g, m, n_groups)
     empty = n == 0
     lo[empty] = hi[empty] = np.nan
     return {
