@@ -440,3 +440,29 @@ def test_group_order_and_medians_equal_lexsort(n_groups):
     for g, v in pd.Series(values).groupby(group):
         expected[g] = np.median(v.to_numpy())
     assert np.array_equal(_group_median(group, values, n_groups), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32-keys", "float64-argsort"])
+def test_group_medians_and_mads_equal_sorting_each_group(dtype):
+    """Each group's median and MAD from one sort of the values (as uint64 keys when they are float32 numbers,
+    as light-curve magnitudes are; else by argsort) and, for the MAD, a binary search between the two sorted
+    halves of the deviations: the same values as numpy's median of each group, ties, negative and single
+    values, groups of one point, empty groups and a group of 5,000 included."""
+    from skylake.objects.stats import _sorted_in_groups, _sorted_mad, _sorted_median
+
+    rng = np.random.default_rng(7)
+    n_groups = 400
+    group = np.r_[rng.integers(0, n_groups - 10, 60_000), np.full(5_000, 3), np.arange(390, 395)]  # one point
+    values = np.r_[np.round(rng.normal(0.0, 3.0, 30_000), 1), rng.normal(12.0, 1.0, 35_005)].astype(dtype)
+    values = values.astype(np.float64)
+    order = np.argsort(group, kind="stable")  # light curves come grouped
+    group, values = group[order], values[order]
+    counts = np.bincount(group, minlength=n_groups)
+    median = _sorted_median(_sorted_in_groups(group, values, n_groups), counts)
+    mad = _sorted_mad(_sorted_in_groups(group, values, n_groups), counts, median)
+    expected = np.full((2, n_groups), np.nan)
+    for g, v in pd.Series(values).groupby(group):
+        expected[0, g] = np.median(v.to_numpy())
+        expected[1, g] = np.median(np.abs(v.to_numpy() - expected[0, g]))
+    assert np.array_equal(median, expected[0], equal_nan=True) and np.array_equal(mad, expected[1], equal_nan=True)
+    assert np.isnan(median[-5:]).all() and (counts[390:395] == 1).all() and counts[3] > 5_000

@@ -293,6 +293,47 @@ def test_union_of_ranges():
     assert lo.tolist() == [0] and hi.tolist() == [10]
 
 
+def test_rows_within_ranges_by_sorted_runs_and_one_by_one():
+    """A view's rows: by binary searches in each sorted run (a partition's files one after another), by one
+    search a value past 64 runs; both as within's mask, and _rows_of takes them (slices and a take) in order."""
+    import pyarrow as pa
+
+    from skylake.objects.files import rows_within, within
+    from skylake.objects.partition import _rows_of
+
+    rng = np.random.default_rng(5)
+    lo, hi = np.array([10, 50, 70, 1000]), np.array([20, 60, 900, 1001])
+    for runs in (1, 6, 200):
+        h29 = np.concatenate([np.sort(rng.integers(0, 1100, 10_000 // runs)) for _ in range(runs)])
+        inside = ((h29[:, None] >= lo) & (h29[:, None] < hi)).any(axis=1)
+        assert rows_within(h29, lo, hi).tolist() == np.flatnonzero(inside).tolist()
+        assert within(h29, lo, hi).tolist() == inside.tolist()
+        table = pa.table({"h": h29, "i": np.arange(len(h29))})
+        assert _rows_of(table, rows_within(h29, lo, hi)).column("i").to_pylist() == np.flatnonzero(inside).tolist()
+    assert rows_within(np.empty(0, np.int64), lo, hi).tolist() == [] and not within(h29, lo[:0], hi[:0]).any()
+
+
+def test_a_task_reads_the_sources_partitions_around_its_own_by_their_borders():
+    """Sources directories that hold none of a task's partitions (nor lie in one) are read from the scan's
+    border strips; one holding a partition, inside one, or not a partition directory is read whole."""
+    from skylake.objects.build import _outside
+
+    def f(order, pixel):
+        return f"sources/{hats_meta.pixel_dir(order, pixel)}/batch.parquet"
+
+    keys = [(5, 277 * 16 + 3), (5, 277 * 16 + 4)]
+    files = [f(3, 276), f(3, 277), f(6, (277 * 16 + 3) * 4), f(6, 276 * 64), f(2, 69), "sources/other/x.parquet"]
+    assert _outside(files, keys) == {posixpath.dirname(f(3, 276)), posixpath.dirname(f(6, 276 * 64))}
+
+
+def test_unique_by_sorting_is_numpys():
+    from skylake.objects.arrays import unique
+
+    rng = np.random.default_rng(6)
+    for values in (rng.integers(-50, 50, 1000), np.repeat(rng.integers(0, 1 << 40, 300), 7), np.array([3]), []):
+        assert unique(values).tolist() == np.unique(values).tolist()
+
+
 def test_one_collector_writes_every_hats_catalogs_metadata(tmp_path):
     """Sources, objects and light curves get their HATS metadata from the transaction's one collector
     (hats_meta.CatalogChange): each catalog's type and id column from its schema, its rows and partitions

@@ -25,6 +25,7 @@ So a new night attaches to existing objects (step 2) and ids, once given, never 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -35,6 +36,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from skylake.objects.arrays import unique
 from skylake.sphere import chord, unit_vectors
 
 MARGIN_RADII = 4.0
@@ -98,9 +100,35 @@ def mean_positions(labels: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.
     centres : numpy.ndarray
         The normalised mean unit vector of each label's points, (len(uniq), 3).
     """
-    uniq, inv = np.unique(labels, return_inverse=True)
+    uniq = unique(labels)
+    inv = np.searchsorted(uniq, labels)  # (cheaper than unique's inverse)
     sums = np.column_stack([np.bincount(inv, xyz[:, k], len(uniq)) for k in range(3)])
     return uniq, sums / np.linalg.norm(sums, axis=1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def margin_pixels(order: int, pixel: int, delta: int) -> np.ndarray:
+    """The pixels at ``order + delta`` bordering ``pixel`` (hats' ``get_margin``), kept for the process.
+
+    A partition's margin is asked for by its own task and by each of its neighbours' (their chunks).
+
+    Parameters
+    ----------
+    order : int
+        The pixel's order.
+    pixel : int
+        The pixel (NESTED).
+    delta : int
+        How much deeper the margin's pixels are.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pixels (NESTED, int64; read-only).
+    """
+    out = np.asarray(get_margin(order, pixel, delta), np.int64)
+    out.flags.writeable = False
+    return out
 
 
 def margin_order(chunk_order: int, radius_arcsec: float) -> int:
@@ -124,9 +152,10 @@ def margin_order(chunk_order: int, radius_arcsec: float) -> int:
     return order
 
 
-#: The 62 cell offsets (of 124 with components in -2..2, one of each +-pair) that can hold a friend: cells
-#: are link / sqrt(3) wide, so a friend lies at most two cells away along each axis.
-_OFFSETS = np.array([o for o in np.ndindex(5, 5, 5) if (np.array(o) - 2).tolist() > [0, 0, 0]]) - 2
+#: The columns of cells (x, y offsets with components in -2..2) after a cell's own that can hold its friends
+#: (cells are link / sqrt(3) wide, so a friend lies at most two cells away along each axis): with the two
+#: cells above it in its own column, the 62 offsets of 124 that list each neighbouring pair once.
+_COLUMNS = [(dx, dy) for dx in range(-2, 3) for dy in range(-2, 3) if (dx, dy) > (0, 0)]
 #: Cell pairs with at most this many point pairs are compared all at once; larger ones with a k-d tree.
 _SMALL_PAIR = 256
 #: Points of the cell pairs tried at once by their points nearest each other's centre (bounds memory).
@@ -150,8 +179,9 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     if n == 0:
         return np.empty(0, dtype=np.int64)
     idx = np.floor(xyz / (link / np.sqrt(3.0))).astype(np.int64)
-    idx -= idx.min(axis=0) - 2  # two empty cells of room below and above, so offsets never carry
-    dims = idx.max(axis=0) + 3
+    # (column by column: numpy's reductions along the long axis of an (n, 3) array are ~30x slower)
+    idx -= np.array([idx[:, k].min() for k in range(3)]) - 2  # two empty cells of room below and above, so
+    dims = np.array([idx[:, k].max() for k in range(3)]) + 3  # offsets never carry
     if float(np.prod(dims.astype(np.float64))) >= 2.0**62:
         raise ValueError(
             f"friends-of-friends over a region {dims.tolist()} cells wide does not fit a 64-bit cell "
@@ -161,19 +191,17 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     order = np.argsort(key, kind="stable")
     pts = xyz[order]
     cells, start, count = np.unique(key[order], return_index=True, return_counts=True)
-    # occupied neighbour cell pairs (a, b), each pair once
-    a, b = [], []
-    for off in _OFFSETS:
-        target = cells + (off[0] * dims[1] + off[1]) * dims[2] + off[2]
-        pos = np.minimum(np.searchsorted(cells, target), len(cells) - 1)
-        hit = np.flatnonzero(cells[pos] == target)
-        a.append(hit)
-        b.append(pos[hit])
-    a, b = np.concatenate(a), np.concatenate(b)
-    # most pairs are one star's repeat detections: one pair of points near the centres settles them
-    linked = _centres_linked(pts, start, count, a, b, link)
+    a, b = _neighbour_pairs(cells, dims)
+    # most pairs are one star's repeat detections: the first points of the two cells settle them; a pair
+    # whose cells that leaves joined already (through others) needs no test; then the points near the
+    # centres, then every pair of points (the graph's components are the same, all pairs tested or not)
+    d = pts[start[a]] - pts[start[b]]
+    linked = np.einsum("ij,ij->i", d, d) <= link * link
+    comp = _components(len(cells), a[linked], b[linked])
+    todo = np.flatnonzero(comp[a] != comp[b])
+    linked[todo] = _centres_linked(pts, start, count, a[todo], b[todo], link)
     size = count[a] * count[b]
-    small = np.flatnonzero(~linked & (size <= _SMALL_PAIR))
+    small = np.flatnonzero(~linked & (size <= _SMALL_PAIR) & (comp[a] != comp[b]))
     if len(small):  # every point pair of the small cell pairs, as flat index arrays
         pair = np.repeat(np.arange(len(small)), size[small])
         k = _ranges(np.zeros(len(small), np.int64), size[small])
@@ -182,20 +210,44 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
         q = start[b[small]][pair] + k % nb
         close = np.einsum("ij,ij->i", pts[p] - pts[q], pts[p] - pts[q]) <= link * link
         linked[small] = np.bincount(pair, weights=close, minlength=len(small)) > 0
-    for i in np.flatnonzero(~linked & (size > _SMALL_PAIR)):
+    for i in np.flatnonzero(~linked & (size > _SMALL_PAIR) & (comp[a] != comp[b])):
         cell_a = pts[start[a[i]] : start[a[i]] + count[a[i]]]
         cell_b = pts[start[b[i]] : start[b[i]] + count[b[i]]]
         if len(cell_a) > len(cell_b):
             cell_a, cell_b = cell_b, cell_a
         linked[i] = np.isfinite(cKDTree(cell_b).query(cell_a, distance_upper_bound=link * (1 + 1e-12))[0]).any()
-    graph = coo_matrix((np.ones(int(linked.sum()), np.int8), (a[linked], b[linked])), shape=(len(cells), len(cells)))
-    _, comp = connected_components(graph, directed=False)
-    comp = np.repeat(comp, count)  # per point, in sorted order
+    comp = np.repeat(_components(len(cells), a[linked], b[linked]), count)  # per point, in sorted order
     smallest = np.full(comp.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(smallest, comp, source_id[order])
     out = np.empty(n, dtype=np.int64)
     out[order] = smallest[comp]
     return out
+
+
+def _neighbour_pairs(cells: np.ndarray, dims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Occupied cell pairs (a, b) at most two cells apart along each axis, each pair once (indices into
+    ``cells``, the sorted keys of the occupied cells): a column's five cells within two of a cell's height
+    are consecutive keys, so one binary search a column finds them (not one an offset)."""
+    n = len(cells)
+    i = np.arange(n)
+    above = i[:-1][np.diff(cells) <= 2]  # in its own column: the next cell is one or two above
+    two_above = i[:-2][cells[2:] - cells[:-2] == 2]  # or the one after next is two above
+    a, b = [above, two_above], [above + 1, two_above + 2]
+    padded = np.r_[cells, np.iinfo(np.int64).max]  # a search past the last cell reads no cell
+    for dx, dy in _COLUMNS:
+        base = cells + (dx * dims[1] + dy) * dims[2] - 2  # the column's cell two below
+        first = np.searchsorted(cells, base)
+        for k in range(5):
+            hit = np.flatnonzero(padded[np.minimum(first + k, n)] <= base + 4)
+            a.append(hit)
+            b.append(first[hit] + k)
+    return np.concatenate(a), np.concatenate(b)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The connected component of each of ``n`` nodes joined by the edges (a, b)."""
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def _nearest_in_cells(pts: np.ndarray, start: np.ndarray, count: np.ndarray, cells: np.ndarray, to: np.ndarray):
@@ -268,7 +320,7 @@ def cluster(
     starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
     ends = np.r_[starts[1:], n]
     for s, e in zip(starts, ends):
-        margin = np.asarray(get_margin(chunk_order, int(chunk[s]), m_order - chunk_order), dtype=np.int64)
+        margin = margin_pixels(chunk_order, int(chunk[s]), m_order - chunk_order)
         lo = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin))
         hi = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin + 1))
         rows = np.concatenate((np.arange(s, e, dtype=np.int64), _ranges(lo, hi)))
@@ -299,11 +351,34 @@ def detached(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matc
     numpy.ndarray
         Mask (bool) of the detached detections.
     """
-    order = np.lexsort((dist, ~matched, frame_id, object_id))
-    o, f = object_id[order], frame_id[order]
-    out = np.zeros(len(order), dtype=bool)
+    return _detached(np.unique(object_id, return_inverse=True)[1], frame_id, dist, matched)
+
+
+def _detached(obj: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray) -> np.ndarray:
+    """:func:`detached` with each detection's object as a dense index (0 .. objects-1). Only the detections
+    sharing their (object, frame) with another are ordered: one star's are nearly all alone in their frame."""
+    out = np.zeros(len(obj), dtype=bool)
+    rows = np.flatnonzero(_repeated(obj, frame_id))
+    if not len(rows):
+        return out
+    order = rows[np.lexsort((dist[rows], ~matched[rows], frame_id[rows], obj[rows]))]
+    o, f = obj[order], frame_id[order]
     out[order[1:]] = (o[1:] == o[:-1]) & (f[1:] == f[:-1])
     return out
+
+
+def _repeated(obj: np.ndarray, frame_id: np.ndarray) -> np.ndarray:
+    """Mask of the detections whose (object, frame) pair has another detection (``obj``: dense object
+    indices): counted in a table of the pairs when it is small (a partition's objects times its frames'
+    span), else all of them (the caller orders them all)."""
+    if len(obj) < 2:
+        return np.zeros(len(obj), dtype=bool)
+    frame = frame_id - frame_id.min()
+    span, n_obj = int(frame.max()) + 1, int(obj.max()) + 1
+    if n_obj * span > 8 * len(obj) + (1 << 20):
+        return np.ones(len(obj), dtype=bool)
+    pair = obj.astype(np.int64) * span + frame
+    return np.bincount(pair, minlength=n_obj * span)[pair] > 1
 
 
 def one_per_frame(
@@ -332,13 +407,14 @@ def one_per_frame(
     return np.where(detached(object_id, frame_id, dist, matched), source_id, object_id)
 
 
-def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> np.ndarray:
-    """Rule 4 with each detection's distance from its object: a target's position, else its cluster's mean."""
+def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 4 with each detection's distance from its object: a target's position, else its cluster's mean.
+    Also each detection's object as an index (of the objects' sorted ids)."""
     centre_id, centre_xyz = mean_positions(
         np.concatenate((target_id, ids[todo])), np.concatenate((target_xyz, xyz[todo]))
     )
-    dist = np.linalg.norm(xyz - centre_xyz[np.searchsorted(centre_id, ids)], axis=1)
-    return detached(ids, frame_id, dist, matched)
+    obj = np.searchsorted(centre_id, ids)
+    return _detached(obj, frame_id, np.linalg.norm(xyz - centre_xyz[obj], axis=1), matched), obj
 
 
 def associate(
@@ -409,7 +485,7 @@ def associate(
     ids[todo] = cluster(h29[todo], xyz[todo], source_id[todo], radius_arcsec, chunk_order)
     # a mask, not ``out != ids``: a detached detection that was its cluster's smallest source_id gets
     # the cluster's label as its own id, and would otherwise stay in the cluster (two in one frame)
-    lost = _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo)
+    lost, obj = _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo)
     out = np.where(lost, source_id, ids)
     # detections a blend's cluster let go cluster again among themselves (the blend's other star)
     rounds = np.zeros(len(ids), dtype=np.int64)
@@ -427,14 +503,19 @@ def associate(
             target_id[:0],
             target_xyz[:0],
             np.arange(len(pending)),
-        )
+        )[0]
         out[pending] = np.where(lost[pending], source_id[pending], ids[pending])
         pending = pending[lost[pending]]
     # a new cluster's id is the smallest source_id it keeps (a detached detection may have been the smallest)
     keep = np.zeros(len(ids), dtype=bool)
     keep[todo] = ~lost[todo]
-    if keep.any():
-        kept = np.flatnonzero(keep)
+    first_pass = np.flatnonzero(keep & (rounds == 0))  # their clusters are the first pass's objects, ``obj``
+    if len(first_pass):
+        smallest = np.full(obj.max() + 1, np.iinfo(np.int64).max)
+        np.minimum.at(smallest, obj[first_pass], source_id[first_pass])
+        out[first_pass] = smallest[obj[first_pass]]
+    if (keep & (rounds > 0)).any():
+        kept = np.flatnonzero(keep & (rounds > 0))
         kept = kept[np.lexsort((ids[kept], rounds[kept]))]  # the clusters, each round's apart, contiguous
         first = np.r_[True, (ids[kept][1:] != ids[kept][:-1]) | (rounds[kept][1:] != rounds[kept][:-1])]
         smallest = np.minimum.reduceat(source_id[kept], np.flatnonzero(first))

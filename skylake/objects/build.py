@@ -42,6 +42,7 @@ Magnitudes and which statistics are always current: schemas/objects.yaml (and :m
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import posixpath
@@ -55,7 +56,7 @@ import pyarrow.compute as pc
 from hats.pixel_math import HealpixPixel
 from hats.pixel_math.healpix_pixel import get_lower_order_pixel
 from hats.pixel_math.healpix_shim import order2nside
-from hats.pixel_math.spatial_index import healpix_to_spatial_index
+from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_index_to_healpix
 
 from skylake.calib.model import KRON, LatestPolicy, ZpStatus, latest_calibration
 from skylake.errors import LakeError
@@ -65,9 +66,10 @@ from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partit
 from skylake.lake.parquet import parquet_bytes
 from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS
 from skylake.lake.versions import latest_versions
+from skylake.objects.arrays import unique
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
-from skylake.objects.partition import UpdateSpec, build_partitions, scan_pixels
+from skylake.objects.partition import UpdateSpec, build_partitions, detection_columns, scan_pixels
 from skylake.schema import table_schema
 
 log = logging.getLogger(__name__)
@@ -539,17 +541,16 @@ def _sources_files_over(lake: Lake, partitions, pixels: np.ndarray, order: int) 
 
 
 # -- building -------------------------------------------------------------------------------------------
-def _neighbour_tasks(mpix: np.ndarray, m_order: int, partitions, order: int) -> np.ndarray:
+def _neighbour_tasks(mpix: np.ndarray, m_order: int, partitions, order: int, nb: np.ndarray) -> np.ndarray:
     """Keys (order << 40 | pixel) of the partitions whose view (the partition and its margin at
-    ``m_order``) holds each of ``mpix``: its own, and those of its eight neighbours."""
-    import healpy as hp
-
+    ``m_order``) holds each of ``mpix``: its own, and those of its eight neighbours (``nb``, as healpy's
+    ``get_all_neighbours`` gives them: -1 for none)."""
     if not len(mpix):
         return np.empty(0, np.int64)
-    nb = hp.get_all_neighbours(order2nside(m_order), mpix, nest=True).ravel()
-    allpix = np.unique(np.concatenate((mpix, nb[nb >= 0])))
+    nb = nb.ravel()
+    allpix = unique(np.concatenate((mpix, nb[nb >= 0])))
     o, p = hats_meta.assign_pixels(healpix_to_spatial_index(m_order, allpix), partitions, order)
-    return np.unique(o * (1 << 40) + p)
+    return unique(o * (1 << 40) + p)
 
 
 #: Partitions one task builds at most (its detections are held while it builds them all).
@@ -601,18 +602,64 @@ def _slots(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def _run(client, func, *iterables, shared=None):
-    """``func(shared, *args)`` for each args of ``iterables``: dask tasks on ``client``, else in this process."""
+def _run(client, func, *iterables, shared=None, in_turn: bool = False):
+    """``func(shared, *args)`` for each args of ``iterables``: dask tasks on ``client``, else in this process.
+
+    ``in_turn``: a task is sent when a worker thread is free, in the order given (the largest first, the
+    small ones filling the workers' ends); otherwise all at once. Tasks that depend on futures (the scan's
+    border strips) are placed on a worker when sent, and dask placed two of three large ones on one.
+    """
     items = list(zip(*iterables))
     if client is None:
         return [func(shared, *args) for args in items]
     shared_f = client.scatter([shared], broadcast=True)[0]
-    futures = [client.submit(func, shared_f, *args, pure=False) for args in items]
-    return client.gather(futures)
+    if not in_turn:
+        return client.gather([client.submit(func, shared_f, *args, pure=False) for args in items])
+    from distributed import as_completed
+
+    futures = {}
+    waiting = iter(enumerate(items))
+    for i, args in itertools.islice(waiting, _slots(client)):
+        futures[client.submit(func, shared_f, *args, pure=False)] = i
+    results = [None] * len(items)
+    done = as_completed(list(futures))
+    for future in done:
+        results[futures.pop(future)] = future.result()
+        for i, args in itertools.islice(waiting, 1):
+            nxt = client.submit(func, shared_f, *args, pure=False)
+            futures[nxt] = i
+            done.add(nxt)
+    return results
 
 
-def _scan(spec, files):
-    return scan_pixels(spec["url"], files, spec["ids"], spec["m_order"])
+def _scan(spec, files) -> tuple[np.ndarray, dict, dict]:
+    """The keys of the partitions whose views hold detections of the spec's frames in ``files`` (a task, the
+    files of one sources partition), the detections each of them holds (``key: n``, its own, not its
+    margin's: what its task's work grows with), and these files' detections in the sources partition's
+    border, one margin pixel wide (``file: table``): all that tasks outside it need of it (their views reach
+    into it by one margin pixel at most), so they need not read its files whole."""
+    import healpy as hp
+
+    m_order = spec["m_order"]
+    home = hats_meta.pixel_of(posixpath.relpath(files[0], SOURCES))  # None: not a partition, no border
+    mpix, counts, per_file = scan_pixels(spec["url"], files, spec["ids"], m_order, spec["columns"] if home else None)
+    nb = hp.get_all_neighbours(order2nside(m_order), mpix, nest=True) if len(mpix) else np.empty((8, 0), np.int64)
+    partitions = [HealpixPixel(o, p) for o, p in spec["partitions"]]
+    keys = _neighbour_tasks(mpix, m_order, partitions, spec["order"], nb)
+    o, p = hats_meta.assign_pixels(healpix_to_spatial_index(m_order, mpix), partitions, spec["order"])
+    own, at = np.unique(o * (1 << 40) + p, return_inverse=True)
+    sizes = dict(zip(own.tolist(), np.bincount(at, counts, len(own)).astype(np.int64).tolist()))
+    if home is None or not len(mpix):
+        return keys, sizes, {}
+    # the border: pixels of the partition with a neighbour outside it
+    near = np.where(nb >= 0, nb, np.repeat(mpix[None, :], 8, axis=0))
+    parent = spatial_index_to_healpix(healpix_to_spatial_index(m_order, near), target_order=home.order)
+    border = mpix[(parent != home.pixel).any(axis=0)]
+    strips = {}
+    for f, table in zip(files, per_file):
+        at = spatial_index_to_healpix(table.column("_healpix_29").to_numpy(), target_order=m_order)
+        strips[f] = table.filter(pa.array(np.isin(at, border)))
+    return keys, sizes, strips
 
 
 @dataclass(frozen=True)
@@ -720,7 +767,9 @@ def build_objects(
 
         t0 = time.perf_counter()
         point_partitions = [] if rebuild else hats_meta.read_partitions(lake.store, LIGHTCURVES)
-        task_files, exact = _select_partitions(lake, client, cfg, plan, partitions, point_partitions, report)
+        task_files, exact, strips, sizes = _select_partitions(
+            lake, client, cfg, plan, partitions, point_partitions, report
+        )
         keys = sorted(task_files)
         report.timings["scan"] = time.perf_counter() - t0
 
@@ -740,13 +789,14 @@ def build_objects(
             exact=exact,
         )
         groups = task_groups(keys, task_files, _slots(client))
-        done = _run(
-            client,
-            build_partitions,
-            [[(k >> 40, k & ((1 << 40) - 1)) for k in group] for group in groups],
-            [sorted(set().union(*(task_files[k] for k in group))) for group in groups],
-            shared=spec,
-        )
+        # the largest first: the small ones fill the workers' ends (the manifests are sorted by key after)
+        size = [sum(sizes.get(k, 0) for k in group) for group in groups]
+        groups = [groups[i] for i in np.argsort(size, kind="stable")[::-1]]
+        group_keys = [[(k >> 40, k & ((1 << 40) - 1)) for k in group] for group in groups]
+        group_files = [sorted(set().union(*(task_files[k] for k in group))) for group in groups]
+        # of the sources partitions around a task's, only their borders (which the scan kept)
+        around = [[strips[d] for d in sorted(_outside(f, k)) if d in strips] for f, k in zip(group_files, group_keys)]
+        done = _run(client, build_partitions, group_keys, group_files, around, shared=spec, in_turn=True)
         manifests = sorted((m for ms in done for m in ms), key=lambda m: m["key"])
         report.timings["partitions"] = time.perf_counter() - t0
 
@@ -761,12 +811,13 @@ def build_objects(
 
 def _select_partitions(
     lake: Lake, client, cfg: _Settings, plan: _Plan, partitions, point_partitions, report: BuildReport
-) -> tuple[dict[int, set], set | None]:
+) -> tuple[dict[int, set], set | None, dict, dict]:
     """The partitions an update recomputes (keys ``order << 40 | pixel``) with the sources files each
     reads: where the changed frames' detections are (their margins included), and where re-associated or
     gone frames' old points are (their held pixels and the partitions around them: their objects', which
     hold the points, may be across an edge; every partition when unknown). Also the keys of the latter
-    as ``(order, pixel)``: the tasks that recompute exactly (None: all)."""
+    as ``(order, pixel)``: the tasks that recompute exactly (None: all); per sources directory its
+    border's detections (:func:`_scan`; futures on a cluster); and per partition the detections it holds."""
     files = plan.source_files if plan.source_files is not None else lake.live_files(SOURCES)
     files = [f if f.startswith(f"{SOURCES}/") else f"{SOURCES}/{f}" for f in files]
     report.read["sources_files"] = len(files)
@@ -775,20 +826,22 @@ def _select_partitions(
         by_dir.setdefault(posixpath.dirname(f), []).append(f)
     dirs = sorted(by_dir)
     ids = plan.frames["frame_id"].to_numpy(np.int64)
-    scanned = (
-        _run(
-            client,
-            _scan,
-            [by_dir[d] for d in dirs],
-            shared={"url": lake.store.location, "ids": ids, "m_order": cfg.m_order},
-        )
-        if len(ids)
-        else []
-    )
+    shared = {
+        "url": lake.store.location,
+        "ids": ids,
+        "m_order": cfg.m_order,
+        "partitions": [(p.order, p.pixel) for p in partitions],
+        "order": cfg.order,
+        "columns": detection_columns(plan.frames),
+    }
+    found, strips = _run_scan(client, [by_dir[d] for d in dirs], shared) if len(ids) else ([], [])
     task_files: dict[int, set] = {}
-    for d, mpix in zip(dirs, scanned):
-        for k in _neighbour_tasks(mpix, cfg.m_order, partitions, cfg.order).tolist():
+    sizes: dict[int, int] = {}
+    for d, (keys, held) in zip(dirs, found):  # (each scan task found its partitions: the driver adds them up)
+        for k in keys.tolist():
             task_files.setdefault(k, set()).update(by_dir[d])
+        for k, n in held.items():
+            sizes[k] = sizes.get(k, 0) + n
     stale_rows = plan.held[plan.redone]
     everywhere = sorted(set(partitions) | set(point_partitions))  # a partition may hold points, no object
     exact: set | None = set()
@@ -806,7 +859,39 @@ def _select_partitions(
         for k in np.unique(o * (1 << 40) + p).tolist():
             task_files.setdefault(k, set())
             exact.add((k >> 40, k & ((1 << 40) - 1)))
-    return task_files, exact
+    return task_files, exact, dict(zip(dirs, strips)), sizes
+
+
+def _run_scan(client, file_lists: list[list[str]], shared: dict) -> tuple[list, list]:
+    """:func:`_scan` of each list of files: the keys and sizes it found, and its border strips, which stay
+    on the workers (futures) for the partition tasks that need them."""
+    if client is None:
+        scanned = [_scan(shared, files) for files in file_lists]
+        return [s[:2] for s in scanned], [s[2] for s in scanned]
+    import operator
+
+    shared_f = client.scatter([shared], broadcast=True)[0]
+    futures = [client.submit(_scan, shared_f, files, pure=False) for files in file_lists]
+    found = client.gather([client.submit(operator.itemgetter(0, 1), f) for f in futures])
+    return found, [client.submit(operator.itemgetter(2), f) for f in futures]
+
+
+def _outside(files: list[str], keys: list[tuple[int, int]]) -> set[str]:
+    """The sources directories of ``files`` that hold none of the partitions ``keys`` nor lie inside one: a
+    task of ``keys`` needs of them only their border's detections (:func:`_scan`)."""
+    pixels = [HealpixPixel(o, p) for o, p in keys]
+    out = set()
+    for d in {posixpath.dirname(f) for f in files}:
+        home = hats_meta.pixel_of(posixpath.relpath(f"{d}/x.parquet", SOURCES))
+        if home is not None and all(_disjoint(home, p) for p in pixels):
+            out.add(d)
+    return out
+
+
+def _disjoint(a: HealpixPixel, b: HealpixPixel) -> bool:
+    """Whether two HEALPix pixels share no area (neither holds the other)."""
+    coarse, fine = (a, b) if a.order <= b.order else (b, a)
+    return int(get_lower_order_pixel(fine.order, fine.pixel, fine.order - coarse.order)) != coarse.pixel
 
 
 def _check_owners(manifests: list[dict]) -> None:

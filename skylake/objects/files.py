@@ -265,8 +265,56 @@ def within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """
     if not len(lo):
         return np.zeros(len(h29), dtype=bool)
+    rows = _rows_in_runs(h29, lo, hi)
+    if rows is not None:
+        out = np.zeros(len(h29), dtype=bool)
+        out[rows] = True
+        return out
     k = np.searchsorted(hi, h29, side="right")
     return (k < len(lo)) & (lo[np.minimum(k, len(lo) - 1)] <= h29)
+
+
+def rows_within(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Indices of the ``h29`` values inside the sorted, disjoint ranges [lo, hi), ascending (where
+    :func:`within` is true).
+
+    Parameters
+    ----------
+    h29 : numpy.ndarray
+        ``_healpix_29`` values.
+    lo, hi : numpy.ndarray
+        The ranges' starts and ends (excluded), as :func:`ranges` gives them.
+
+    Returns
+    -------
+    numpy.ndarray
+        The indices (int64).
+    """
+    if not len(lo) or not len(h29):
+        return np.empty(0, np.int64)
+    rows = _rows_in_runs(h29, lo, hi)
+    return rows if rows is not None else np.flatnonzero(within(h29, lo, hi))
+
+
+#: Values sorted in at most this many runs are looked up run by run, else one by one.
+_MAX_RUNS = 64
+
+
+def _rows_in_runs(h29: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """:func:`rows_within` for values sorted in a few runs (the rows of files sorted by ``_healpix_29``, one
+    after another): in each run the rows inside a range are a slice, found by two binary searches, where
+    looking up each value costs a binary search among the ranges. None for values in more runs."""
+    h29 = np.asarray(h29, np.int64)
+    breaks = np.flatnonzero(h29[1:] < h29[:-1]) + 1
+    if len(breaks) >= _MAX_RUNS:
+        return None
+    first, last = [], []
+    for start, end in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(h29)].tolist()):
+        first.append(np.searchsorted(h29[start:end], lo) + start)
+        last.append(np.searchsorted(h29[start:end], hi) + start)
+    first, last = np.concatenate(first), np.concatenate(last)
+    n = last - first
+    return np.arange(n.sum(), dtype=np.int64) + np.repeat(first - (np.cumsum(n) - n), n)
 
 
 def read_ranges(

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from hats.pixel_math import HealpixPixel, get_margin
+from hats.pixel_math import HealpixPixel
 from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_index_to_healpix
 
@@ -44,7 +44,8 @@ from skylake.lake import Lake, hats_meta
 from skylake.lake.log import staging_path
 from skylake.lake.parquet import parquet_bytes, value_set
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
-from skylake.objects.associate import associate, mean_positions, ref_object_ids
+from skylake.objects.arrays import unique
+from skylake.objects.associate import associate, margin_pixels, mean_positions, ref_object_ids
 from skylake.objects.files import (
     POINTS_ROW_GROUP,
     ROW_GROUP,
@@ -55,6 +56,7 @@ from skylake.objects.files import (
     read_files,
     read_ranges,
     row_counts,
+    rows_within,
     sort_points,
     within,
 )
@@ -139,7 +141,9 @@ def _sources_dataset(lake: Lake, files: list[str]):
     )
 
 
-def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int) -> np.ndarray:
+def scan_pixels(
+    url: str, files: list[str], frame_ids: np.ndarray, m_order: int, columns: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[pa.Table]]:
     """Pixels at ``m_order`` holding detections of ``frame_ids`` in ``files`` (where the update's work lies).
 
     Parameters
@@ -152,22 +156,51 @@ def scan_pixels(url: str, files: list[str], frame_ids: np.ndarray, m_order: int)
         The frames whose detections are looked for.
     m_order : int
         The order of the pixels (the margin order).
+    columns : list of str, optional
+        The columns of the detections to return (:func:`detection_columns`); default: none.
 
     Returns
     -------
-    numpy.ndarray
+    pixels : numpy.ndarray
         The pixels (NESTED, int64), sorted and unique.
+    counts : numpy.ndarray
+        The detections in each.
+    detections : list of pyarrow.Table
+        Each file's detections of ``frame_ids`` (``columns``, with ``_healpix_29``; empty without ``columns``).
     """
-    lake = _open(url)
-    if not files:
-        return np.empty(0, np.int64)
-    data = _sources_dataset(lake, files).to_table(
-        columns=["_healpix_29"], filter=pc.field("frame_id").isin(value_set(frame_ids))
-    )
-    return np.unique(spatial_index_to_healpix(data.column("_healpix_29").to_numpy(), target_order=m_order))
+    read = list(dict.fromkeys([*(columns or []), "_healpix_29", "frame_id"]))
+    per_file = _read_sources(_open(url), files, frame_ids, read, None)
+    h29 = np.concatenate([t.column("_healpix_29").to_numpy() for t in per_file] + [np.empty(0, np.int64)])
+    pixels, counts = unique(spatial_index_to_healpix(h29, target_order=m_order), return_counts=True)
+    return pixels, counts, per_file if columns is not None else []
 
 
-def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None) -> pd.DataFrame:
+def detection_columns(frames: pd.DataFrame) -> list[str]:
+    """The sources columns :func:`read_detections` reads for ``frames``.
+
+    :data:`DETECTION_COLUMNS` (less the chip positions when no frame has an ensemble correction, which
+    alone needs them), and the fluxes of the apertures frames are calibrated in.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        The frames and their calibration (as :func:`read_detections` takes them).
+
+    Returns
+    -------
+    list of str
+        The columns.
+    """
+    cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
+    apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
+    ensemble = "zp_offset" in frames and frames["zp_offset"].notna().any()
+    columns = DETECTION_COLUMNS if ensemble else [c for c in DETECTION_COLUMNS if c not in ("x", "y")]
+    return columns + [c for f in apertures for c in (f, f"{f}_err")]
+
+
+def read_detections(
+    lake: Lake, files: list[str], frames: pd.DataFrame, refcat: str, keep=None, given: dict | None = None
+) -> pa.Table:
     """Sources of ``frames`` in the sources ``files``, with their light-curve magnitudes and reference match.
 
     ``mag``: the match's calibrated mag in the frame's calibration, else ``inst_mag + zp`` (colour 0)
@@ -187,50 +220,73 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
         The reference catalogue whose matches give reference ids and calibrated magnitudes ("" for none).
     keep : callable, optional
         ``keep(h29)``: a mask (bool) of the ``_healpix_29`` values to keep, limiting the sources to a region.
+    given : dict, optional
+        ``file: table``: detections of some of ``files`` already read (their rows in a region, as the scan
+        finds them: :func:`detection_columns`), used instead of reading those files.
 
     Returns
     -------
-    pandas.DataFrame
-        One row per detection: source_id, frame_id, ra, dec [deg], _healpix_29, mjd, inst_mag,
-        inst_mag_err, flags, ref_id, ref_object, mag_zp, mag_epd, mag_tfa, mag and mag_err [mag].
+    pyarrow.Table
+        One row per detection, in the files' order: source_id, frame_id, ra, dec [deg], _healpix_29, mjd,
+        inst_mag, inst_mag_err, flags, ref_id (null when unmatched), ref_object, mag_zp, mag_epd, mag_tfa,
+        mag and mag_err [mag] (magnitudes float64).
     """
     cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
-    extra = [c for f in apertures for c in (f, f"{f}_err")]
-    ids = value_set(frames["frame_id"])
-    columns = DETECTION_COLUMNS + extra
-    batches = []
-    if files:  # batch by batch: what is held is the rows kept, not the files' (a neighbour's file is read whole)
-        for batch in _sources_dataset(lake, files).to_batches(columns=columns, filter=pc.field("frame_id").isin(ids)):
-            if keep is not None:
-                batch = batch.filter(pa.array(keep(batch.column("_healpix_29").to_numpy(zero_copy_only=False))))
-            batches.append(batch)
-    schema = table_schema(SOURCES)
-    det = pa.Table.from_batches(batches, schema=pa.schema([schema.field(c) for c in columns])).to_pandas()
+    columns = detection_columns(frames)
+    det = _read_sources(lake, files, frames["frame_id"].to_numpy(np.int64), columns, keep, given)
+    det = pa.concat_tables(det) if det else pa.schema([table_schema(SOURCES).field(c) for c in columns]).empty_table()
+
+    def col(name: str) -> np.ndarray:
+        """A column of the detections.
+
+        Parameters
+        ----------
+        name : str
+            The column.
+
+        Returns
+        -------
+        numpy.ndarray
+            Its values.
+        """
+        return det.column(name).to_numpy()
+
+    def of_frame(table: pd.DataFrame, name: str) -> np.ndarray:
+        """Each detection's frame's ``name`` in ``table`` (one row per frame; NaN for a frame not in it).
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            Rows of frames, with ``frame_id``.
+        name : str
+            The column.
+
+        Returns
+        -------
+        numpy.ndarray
+            A value per detection (float64).
+        """
+        at = pd.Index(table["frame_id"]).get_indexer(fid)  # -1 for none: the NaN appended
+        return np.r_[table[name].to_numpy(np.float64, na_value=np.nan), np.nan][at]
+
+    fid = col("frame_id")
+    inst_mag = np.asarray(det.column("inst_mag").to_numpy(zero_copy_only=False), np.float64)
+    inst_err = np.asarray(det.column("inst_mag_err").to_numpy(zero_copy_only=False), np.float64)
     if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
-        det = det.merge(frames[["frame_id", "exptime"]], on="frame_id", how="left").merge(
-            cal[["frame_id", "flux", "apcor"]], on="frame_id", how="left"
-        )
-        det = det.astype({"inst_mag": np.float64, "inst_mag_err": np.float64})  # pandas 3 refuses a silent downcast
+        at = pd.Index(cal["frame_id"]).get_indexer(fid)
+        flux = np.where(at >= 0, cal["flux"].to_numpy(object)[np.maximum(at, 0)], None)
+        exptime, apcor = of_frame(frames, "exptime"), of_frame(cal, "apcor")
         for f in apertures:
-            rows = (det["flux"] == f).to_numpy()
-            mag, err = calibrated_flux_mags(
-                det[rows], det.loc[rows, "exptime"].to_numpy(float), f, det.loc[rows, "apcor"].to_numpy(float)
-            )
-            det.loc[rows, "inst_mag"], det.loc[rows, "inst_mag_err"] = mag, err
-        det = det.drop(columns=[*extra, "exptime", "flux", "apcor"])
-    det = det.merge(cal[["frame_id", "zp", "zp_err"]], on="frame_id", how="left")
-    det["ref_id"] = pd.array([pd.NA] * len(det), dtype="Int64")
-    det["ref_object"] = np.zeros(len(det), dtype=np.int64)
-    mag = calibrated_mag(
-        det["inst_mag"].to_numpy(np.float64, na_value=np.nan),  # colour unknown here: 0
-        det["zp"].to_numpy(np.float64, na_value=np.nan),
-    )
-    err = np.hypot(det["inst_mag_err"].astype(np.float64), det["zp_err"].astype(np.float64)).to_numpy(
-        np.float64, na_value=np.nan, copy=True
-    )
+            rows = flux == f
+            fluxes = {c: det.column(c).to_numpy(zero_copy_only=False)[rows] for c in (f, f"{f}_err")}
+            inst_mag[rows], inst_err[rows] = calibrated_flux_mags(fluxes, exptime[rows], f, apcor[rows])
+    ref_id, ref_ok = np.zeros(det.num_rows, np.int64), np.zeros(det.num_rows, bool)
+    ref_object = np.zeros(det.num_rows, dtype=np.int64)
+    mag = calibrated_mag(inst_mag, of_frame(cal, "zp"))  # colour unknown here: 0
+    err = np.hypot(inst_err, of_frame(cal, "zp_err"))
     mag0 = mag.copy()
-    present = cal[cal["frame_id"].isin(det["frame_id"].unique())]
+    present = cal[cal["frame_id"].isin(np.unique(fid))]
     if refcat and len(present):  # matches of the frames here, from their nights only
         here = value_set(present["frame_id"])
         flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
@@ -239,24 +295,91 @@ def read_detections(lake: Lake, files: list[str], frames: pd.DataFrame, refcat: 
             MATCHES, columns=cols, filter=flt, nights=sorted(set(present["night"]))
         ).to_pandas()
         matches = matches.merge(present[["frame_id", "calib_key"]], on=["frame_id", "calib_key"])
-        at = pd.Index(det["source_id"]).get_indexer(matches["source_id"])
+        at = pd.Index(col("source_id")).get_indexer(matches["source_id"])
         matches = matches[at >= 0]
         at = at[at >= 0]
-        det.loc[at, "ref_id"] = matches["ref_id"].to_numpy()
-        det.loc[at, "ref_object"] = ref_object_ids(refcat, matches["ref_id"].to_numpy(np.int64))
+        ref_id[at], ref_ok[at] = matches["ref_id"].to_numpy(np.int64), True
+        ref_object[at] = ref_object_ids(refcat, matches["ref_id"].to_numpy(np.int64))
         m = matches["mag"].to_numpy(np.float64, na_value=np.nan)
         mag[at] = np.where(np.isfinite(m), m, mag[at])
         err[at] = np.where(np.isfinite(m), matches["mag_err"].to_numpy(np.float64, na_value=np.nan), err[at])
-    det["mag_zp"] = mag.copy()
-    mag, err = _ensemble(lake, det, frames, mag, mag0, err)
-    det["mag"], det["mag_err"] = mag, err
-    return det.drop(columns=["zp", "zp_err", "x", "y"])
+    mag_zp = mag.copy()
+    mag, err, mag_epd, mag_tfa = _ensemble(lake, det, frames, mag, mag0, err, inst_err)
+    # one chunk a column: pyarrow's take from a chunked column concatenates all of it first
+    out = {c: det.column(c).combine_chunks() for c in ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd"]}
+    out.update(inst_mag=inst_mag, inst_mag_err=inst_err, flags=det.column("flags").combine_chunks())
+    out.update(ref_id=pa.array(ref_id, pa.int64(), mask=~ref_ok), ref_object=ref_object, mag_zp=mag_zp)
+    out.update(mag_epd=mag_epd, mag_tfa=mag_tfa, mag=mag, mag_err=err)
+    return pa.table(out)
 
 
-def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarray, mag0: np.ndarray, err: np.ndarray):
+#: Frame ids spanning less than this are looked up in a table of the span (one lookup a row; ~1 ms to make at
+#: this size); a wider span is searched.
+_ID_TABLE = 1 << 20
+
+
+def _of_frames(fid: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose frame id ``fid`` is one of ``ids`` (sorted, unique)."""
+    if not ids.size:
+        return np.zeros(len(fid), bool)
+    if ids[-1] - ids[0] < _ID_TABLE:
+        member = np.zeros(int(ids[-1] - ids[0]) + 1, bool)
+        member[ids - ids[0]] = True
+        inside = (fid >= ids[0]) & (fid <= ids[-1])
+        return inside & member[np.where(inside, fid - ids[0], 0)]
+    return ids[np.minimum(np.searchsorted(ids, fid), ids.size - 1)] == fid
+
+
+def _read_sources(
+    lake: Lake, files: list[str], frame_ids: np.ndarray, columns: list[str], keep, given: dict | None = None
+) -> list[pa.Table]:
+    """``columns`` of the sources of ``frame_ids`` in each of ``files`` (``keep``: a mask of the
+    ``_healpix_29`` values to keep; ``given``: rows of some files already read, kept from instead), batch
+    by batch: what is held is the rows kept, not the files' (a neighbour's file is read whole unless
+    given). Rows kept in runs (a region of files sorted by ``_healpix_29``) are slices, not copies."""
+    schema = table_schema(SOURCES)
+    schema = pa.schema([schema.field(c) for c in columns])
+    ids = np.unique(np.asarray(frame_ids, np.int64))
+    given = given or {}
+    read = [f for f in files if f not in given]
+    dataset = _sources_dataset(lake, read) if read and ids.size else None
+    fragments = dict(zip(read, dataset.get_fragments())) if dataset is not None else {}
+    out = []
+    for f in files if ids.size else []:
+        batches = []
+        if f in given:
+            source = given[f].select(columns).to_batches()
+        else:
+            source = fragments[f].to_batches(schema=dataset.schema, columns=columns)
+        for batch in source:
+            rows = _of_frames(batch.column("frame_id").to_numpy(), ids)
+            if keep is not None:
+                rows &= keep(batch.column("_healpix_29").to_numpy())
+            edges = np.flatnonzero(np.diff(np.r_[0, rows.view(np.int8), 0]))  # starts and ends of the runs kept
+            if len(edges) <= 2 * _MAX_SLICES:
+                batches += [batch.slice(a, b - a) for a, b in zip(edges[::2].tolist(), edges[1::2].tolist())]
+            else:
+                batches.append(batch.filter(pa.array(rows)))
+        out.append(pa.Table.from_batches(batches, schema=schema))
+    return out
+
+
+#: A batch's rows kept in at most this many runs are sliced out of it (no copy), else filtered.
+_MAX_SLICES = 64
+
+
+def _ensemble(
+    lake: Lake,
+    det: pa.Table,
+    frames: pd.DataFrame,
+    mag: np.ndarray,
+    mag0: np.ndarray,
+    err: np.ndarray,
+    inst_err: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The magnitudes and errors with the frames' ensemble corrections (LAKE/ensemble; ``frames`` carries each
-    frame's terms, skylake.objects.build.latest_calibrations), and ``mag_epd``/``mag_tfa`` set in ``det`` from
-    LAKE/detrend (NaN for points that were not detrended).
+    frame's terms, skylake.objects.build.latest_calibrations), and ``mag_epd``/``mag_tfa`` from LAKE/detrend
+    (NaN for points that were not detrended).
 
     With an ensemble the colour term is the field's night (``ens_color_term``, the median of its frames'),
     not each frame's: a frame's own fitted colour term is noisy, and would scatter a coloured star's points
@@ -264,28 +387,37 @@ def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarr
     match minus the colour-0 ``mag0``, over the frame's colour term); other points have colour 0."""
     from skylake.ensemble.stage import point_corrections
 
-    det["mag_epd"] = det["mag_tfa"] = np.nan
-    if "zp_offset" not in frames or not frames["zp_offset"].notna().any() or det.empty:
-        return mag, err
+    none = np.full(det.num_rows, np.nan)
+    if "zp_offset" not in frames or not frames["zp_offset"].notna().any() or not det.num_rows:
+        return mag, err, none, none
     rows = frames[frames["zp_offset"].notna()].assign(status="ok")
-    geo = det[["frame_id"]].merge(
-        frames[["frame_id", "nx", "ny", "color_term", "ens_color_term"]], on="frame_id", how="left"
-    )
+    fid = det.column("frame_id").to_numpy()
+    at = pd.Index(frames["frame_id"]).get_indexer(fid)
+
+    def geo(name: str) -> np.ndarray:
+        """Each detection's frame's ``name`` (NaN for a frame not in ``frames``).
+
+        Parameters
+        ----------
+        name : str
+            A column of ``frames``.
+
+        Returns
+        -------
+        numpy.ndarray
+            A value per detection (float64).
+        """
+        return np.r_[frames[name].to_numpy(np.float64, na_value=np.nan), np.nan][at]  # -1: the NaN appended
+
     corr, corr_err = point_corrections(
-        rows,
-        det["frame_id"].to_numpy(np.int64),
-        det["x"].to_numpy(float),
-        det["y"].to_numpy(float),
-        geo["nx"].to_numpy(float),
-        geo["ny"].to_numpy(float),
+        rows, fid, det.column("x").to_numpy(), det.column("y").to_numpy(), geo("nx"), geo("ny")
     )
     has = np.isfinite(corr) & np.isfinite(mag)
-    ct = geo["color_term"].to_numpy(np.float64, na_value=np.nan)
-    ct_night = np.nan_to_num(geo["ens_color_term"].to_numpy(np.float64, na_value=np.nan))
+    ct = geo("color_term")
+    ct_night = np.nan_to_num(geo("ens_color_term"))
     with np.errstate(all="ignore"):
         colour = np.where(np.isfinite(ct) & (ct != 0), (mag - mag0) / ct, 0.0)
     colour = np.where(np.isfinite(colour), colour, 0.0)
-    inst_err = det["inst_mag_err"].to_numpy(np.float64, na_value=np.nan)
     mag = np.where(has, mag0 + ct_night * colour + np.nan_to_num(corr), mag)
     err = np.where(has, np.hypot(inst_err, np.nan_to_num(corr_err)), err)
     ids = value_set(rows["frame_id"])
@@ -295,14 +427,13 @@ def _ensemble(lake: Lake, det: pd.DataFrame, frames: pd.DataFrame, mag: np.ndarr
         filter=pc.field("frame_id").isin(ids),
         nights=sorted(set(rows["night"])),
     ).to_pandas()
-    if len(trends):
-        at = pd.Index(trends["source_id"]).get_indexer(det["source_id"])
-        got = (at >= 0) & has
-        epd = np.where(got, trends["epd"].to_numpy(float)[np.maximum(at, 0)], np.nan)
-        tfa = np.where(got, trends["tfa"].to_numpy(float)[np.maximum(at, 0)], np.nan)
-        det["mag_epd"] = mag - epd
-        det["mag_tfa"] = mag - epd - tfa
-    return mag, err
+    if not len(trends):
+        return mag, err, none, none
+    at = pd.Index(trends["source_id"]).get_indexer(det.column("source_id").to_numpy())
+    got = (at >= 0) & has
+    epd = np.where(got, trends["epd"].to_numpy(float)[np.maximum(at, 0)], np.nan)
+    tfa = np.where(got, trends["tfa"].to_numpy(float)[np.maximum(at, 0)], np.nan)
+    return mag, err, mag - epd, mag - epd - tfa
 
 
 # -- the view -------------------------------------------------------------------------------------------
@@ -324,12 +455,12 @@ class View:
 
     def __init__(self, order: int, pixel: int, m_order: int):
         self.order, self.pixel = order, pixel
-        band = np.asarray(get_margin(order, pixel, m_order - order), np.int64)
+        band = margin_pixels(order, pixel, m_order - order)
         self.band_pixels, self.m_order = band, m_order
         self.band = ranges(band, m_order)
         self.core = ranges([pixel], order)
         w_order = max(m_order - 1, order + 1)
-        self.wide_pixels, self.w_order = np.asarray(get_margin(order, pixel, w_order - order), np.int64), w_order
+        self.wide_pixels, self.w_order = margin_pixels(order, pixel, w_order - order), w_order
         self.wide = ranges(self.wide_pixels, w_order)
         lo, hi = np.concatenate((self.core[0], self.band[0])), np.concatenate((self.core[1], self.band[1]))
         by = np.argsort(lo)
@@ -422,20 +553,41 @@ def partitions_holding(
 
 
 def _sparse_hist(h29: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.unique(
-        spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER), return_counts=True
-    )
+    """The skymap's pixels holding ``h29`` values and their counts (sorted values: counted by runs)."""
+    pixels = spatial_index_to_healpix(np.asarray(h29, np.int64), target_order=hats_meta.SKYMAP_ORDER)
+    if len(pixels) and (pixels[1:] >= pixels[:-1]).all():
+        first = np.flatnonzero(np.r_[True, pixels[1:] != pixels[:-1]])
+        return pixels[first], np.diff(np.r_[first, len(pixels)])
+    return np.unique(pixels, return_counts=True)
 
 
 def _concat(tables: list[pa.Table], table: str) -> pa.Table:
     return pa.concat_tables(tables) if tables else table_schema(table).empty_table()
 
 
-def _points_frame(table: pa.Table) -> pd.DataFrame:
-    """Light-curve points as pandas (``ref_id`` nullable Int64: ids beyond 2**53 stay exact)."""
-    out = table.to_pandas()
-    out["ref_id"] = table.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array
-    return out
+def _points_of(det: pa.Table, ids: np.ndarray) -> pa.Table:
+    """The detections ``det`` as light-curve points of the objects ``ids``, as LAKE/lightcurves stores them
+    (float32 magnitudes, NaN null); each keeps its match's ``ref_id`` where that star is its object."""
+    ref = det.column("ref_id")
+    ref_ok = ref.is_valid().to_numpy(zero_copy_only=False) & (det.column("ref_object").to_numpy() == ids)
+    given = {"object_id": ids, "ref_id": pa.array(ref.fill_null(0).to_numpy(), pa.int64(), mask=~ref_ok)}
+    schema = table_schema(LIGHTCURVES)
+    arrays = []
+    for f in schema:
+        values = given[f.name] if f.name in given else det.column(f.name)
+        if pa.types.is_floating(f.type):  # as from pandas: NaN or null, stored null
+            with np.errstate(over="ignore"):
+                values = np.asarray(values.to_numpy(zero_copy_only=False)).astype(f.type.to_pandas_dtype())
+            values = pa.array(values, f.type, from_pandas=True)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()  # (a take from a chunked column concatenates it first)
+        arrays.append(values if isinstance(values, pa.Array) else pa.array(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _isin(table: pa.Table, column: str, values: np.ndarray) -> pa.Table:
+    """The rows of ``table`` whose ``column`` is one of ``values``."""
+    return table.filter(pa.array(np.isin(table.column(column).to_numpy(), values)))
 
 
 def _points_around(
@@ -480,7 +632,7 @@ def _history(
 
 def _whole_light_curves(
     lake: Lake, rows: pa.Table, m_order: int, point_partitions, lake_order: int
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pa.Table, int]:
     """Every stored point of the objects ``rows``: their points are filed under their positions when
     added, which moved by less than the association radius since, so the margin-order pixels around
     each object (its own and the eight neighbours, each at least 4 radii wide) hold them all."""
@@ -492,22 +644,21 @@ def _whole_light_curves(
     first = np.repeat(rows.column("first_mjd").to_numpy(), block.shape[1])  # no point of it is older
     keep = block.ravel() >= 0
     tables, n = _points_around(lake, block.ravel()[keep], m_order, point_partitions, lake_order, since=first[keep])
-    points = _points_frame(_concat(tables, LIGHTCURVES))
-    return points[points["object_id"].isin(rows.column("object_id").to_numpy())], n
+    return _isin(_concat(tables, LIGHTCURVES), "object_id", rows.column("object_id").to_numpy()), n
 
 
 def _positions(rows: pa.Table) -> pd.DataFrame:
     return pd.DataFrame({c: rows.column(c).to_numpy() for c in ("object_id", "ra", "dec")})
 
 
-def _recentre(pos: pd.DataFrame, hist: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+def _recentre(pos: pd.DataFrame, hist: pa.Table, ids: np.ndarray) -> pd.DataFrame:
     """``pos`` with the objects ``ids`` moved to the mean of their points in ``hist`` (dropped when none
     is left): the positions after a recalibrated or removed frame's points went."""
     if not len(ids):
         return pos
-    keep = hist[hist["object_id"].isin(ids)]
+    keep = _isin(hist, "object_id", ids)
     uniq, centre = mean_positions(
-        keep["object_id"].to_numpy(np.int64), unit_vectors(keep["ra"].to_numpy(), keep["dec"].to_numpy())
+        keep.column("object_id").to_numpy(), unit_vectors(keep.column("ra").to_numpy(), keep.column("dec").to_numpy())
     )
     ra, dec = vector_to_radec(centre) if len(uniq) else (np.empty(0), np.empty(0))
     moved = pd.DataFrame({"object_id": uniq, "ra": ra, "dec": dec})
@@ -524,7 +675,9 @@ def _union(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo[start], reach[ends]
 
 
-def build_partitions(spec: UpdateSpec, keys: list[tuple[int, int]], files: list[str]) -> list[dict]:
+def build_partitions(
+    spec: UpdateSpec, keys: list[tuple[int, int]], files: list[str], strips: list[dict] = ()
+) -> list[dict]:
     """Bring several objects partitions up to date in one task, reading their detections once.
 
     The objects' partitions are often finer than the sources' (order 5 in a lake whose sources are at order
@@ -541,26 +694,56 @@ def build_partitions(spec: UpdateSpec, keys: list[tuple[int, int]], files: list[
         The partitions: (order, pixel) each.
     files : list of str
         The sources files holding the update's detections in their views (the union of theirs).
+    strips : list of dict, optional
+        ``file: table``: the detections of some of ``files`` in their sources partitions' borders (found by
+        the scan: all these partitions need of them), read instead of those files.
 
     Returns
     -------
     list of dict
         Each partition's manifest (:func:`build_partition`), in the order of ``keys``.
     """
+    given = {f: t for strip in strips for f, t in strip.items() if f in set(files)}
     if len(keys) == 1:
-        return [build_partition(spec, keys[0], files)]
+        return [build_partition(spec, keys[0], files, given=given)]
     views = [View(order, pixel, spec.m_order) for order, pixel in keys]
     union = _union(np.concatenate([v.view[0] for v in views]), np.concatenate([v.view[1] for v in views]))
-    det = read_detections(_open(spec.url), files, spec.frames, spec.refcat, lambda h29: within(h29, *union))
-    h29 = det["_healpix_29"].to_numpy(np.int64)
-    out = []
-    for key, view in zip(keys, views):
-        out.append(build_partition(spec, key, files, det=det[view.in_view(h29)].reset_index(drop=True), view=view))
-    return out
+    det = read_detections(_open(spec.url), files, spec.frames, spec.refcat, lambda h29: within(h29, *union), given)
+    h29 = det.column("_healpix_29").to_numpy()
+    return [
+        build_partition(spec, key, files, det=_rows_of(det, rows_within(h29, *view.view)), view=view)
+        for key, view in zip(keys, views)
+    ]
+
+
+#: Consecutive rows taken from a table as a slice (no copy) when at least this many.
+_SLICE_ROWS = 4096
+
+
+def _rows_of(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)`` for ascending ``rows``: long runs of consecutive rows (a partition's in each
+    sorted file) as slices, the rows between them taken."""
+    starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])
+    ends = np.r_[starts[1:], len(rows)]
+    pieces, done = [], 0
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        if end - start >= _SLICE_ROWS:
+            if start > done:
+                pieces.append(table.take(rows[done:start]))
+            pieces.append(table.slice(int(rows[start]), end - start))
+            done = end
+    if done < len(rows) or not pieces:
+        pieces.append(table.take(rows[done:]))
+    return pa.concat_tables(pieces)
 
 
 def build_partition(
-    spec: UpdateSpec, key: tuple[int, int], files: list[str], det: pd.DataFrame | None = None, view: View | None = None
+    spec: UpdateSpec,
+    key: tuple[int, int],
+    files: list[str],
+    det: pa.Table | None = None,
+    view: View | None = None,
+    given: dict | None = None,
 ) -> dict:
     """Bring objects partition ``key`` (order, pixel) up to date and stage its files.
 
@@ -574,11 +757,13 @@ def build_partition(
         The partition: (order, pixel).
     files : list of str
         The sources files holding the update's detections in this view.
-    det : pandas.DataFrame, optional
+    det : pyarrow.Table, optional
         The update's detections in this view, already read (:func:`read_detections`); default: read from
         ``files``.
     view : View, optional
         The partition's view at the update's margin order, already made (its margins cost ~3 ms).
+    given : dict, optional
+        ``file: table``: detections of some of ``files`` already read (:func:`build_partitions`' strips).
 
     Returns
     -------
@@ -600,8 +785,9 @@ def build_partition(
     exact = bool(spec.rebuild or (len(stale) and (spec.exact is None or key in spec.exact)))
 
     if det is None:
-        det = read_detections(lake, files, spec.frames, refcat, view.in_view)
-    core = view.in_core(det["_healpix_29"].to_numpy(np.int64))
+        det = read_detections(lake, files, spec.frames, refcat, view.in_view, given)
+    h29 = det.column("_healpix_29").to_numpy()
+    core = view.in_core(h29)
     # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
     own_files = [] if spec.rebuild else partition_files(lake, OBJECTS, here)
     own = _concat(read_files(lake, OBJECTS, own_files), OBJECTS)
@@ -619,33 +805,29 @@ def build_partition(
     pos = _positions(old)
     if exact and not spec.rebuild:  # recalibrated or removed frames: their old points go first
         history = _history(lake, view, point_files, point_partitions, lake_order)
-        hist = _points_frame(pa.concat_tables(history[:2]))
-        gone = hist["frame_id"].isin(stale).to_numpy()
-        stale_ids = np.unique(hist.loc[gone, "object_id"].to_numpy(np.int64))
-        hist = hist[~gone]
+        hist = pa.concat_tables(history[:2])
+        gone = np.isin(hist.column("frame_id").to_numpy(), stale)
+        stale_ids = np.unique(hist.column("object_id").to_numpy()[gone])
+        hist = hist.filter(pa.array(~gone))
         pos = _recentre(pos, hist, stale_ids)
 
     ids = associate(
-        det["source_id"].to_numpy(),
-        det["frame_id"].to_numpy(),
-        det["ra"].to_numpy(),
-        det["dec"].to_numpy(),
-        det["_healpix_29"].to_numpy(),
-        det["ref_object"].to_numpy(),
+        det.column("source_id").to_numpy(),
+        det.column("frame_id").to_numpy(),
+        det.column("ra").to_numpy(),
+        det.column("dec").to_numpy(),
+        h29,
+        det.column("ref_object").to_numpy(),
         pos["object_id"].to_numpy(),
         pos["ra"].to_numpy(),
         pos["dec"].to_numpy(),
         spec.radius,
         lake_order,
     )
-    new = det.assign(object_id=ids, ref_id=det["ref_id"].where(det["ref_object"] == ids).astype("Int64"))
     # as stored (float32 magnitudes): the statistics are then exactly those of LAKE/lightcurves' points
-    new = _points_frame(
-        pa.Table.from_pandas(
-            new[table_schema(LIGHTCURVES).names], schema=table_schema(LIGHTCURVES), preserve_index=False
-        )
-    )
-    touched = np.union1d(np.unique(ids), stale_ids)
+    new = _points_of(det, ids)
+    new_ids = new.column("object_id").to_numpy()
+    touched = unique(np.concatenate((ids, stale_ids)))
 
     def owned_by_me(rows: pa.Table) -> np.ndarray:
         """Which objects rows this partition owns (their position's partition is this one).
@@ -666,16 +848,18 @@ def build_partition(
     refreshed, points_read, files_read = 0, 0, 0 if history is None else history[2]
     if exact:  # every statistic from whole light curves: the partition's objects and those the update touched
         if hist is None:
-            hist = _points_frame(table_schema(LIGHTCURVES).empty_table())
+            hist = table_schema(LIGHTCURVES).empty_table()
         points_read = 0 if history is None else history[0].num_rows + history[1].num_rows
-        pts = pd.concat([hist[hist["object_id"].isin(np.union1d(own_ids, touched))], new], ignore_index=True)
-        cand = summarise(pts, refcat)
+        cand = summarise(pa.concat_tables([_isin(hist, "object_id", np.union1d(own_ids, touched)), new]), refcat)
         mine = owned_by_me(cand)
         kept = own.schema.empty_table()
     else:  # merge the new points into the touched objects' rows
-        known = np.isin(new["object_id"].to_numpy(np.int64), old_ids)
+        known = np.isin(new_ids, old_ids)
         cand = pa.concat_tables(
-            [merge(old.filter(pa.array(np.isin(old_ids, ids))), new[known]), summarise(new[~known], refcat)]
+            [
+                merge(old.filter(pa.array(np.isin(old_ids, ids))), new.filter(pa.array(known))),
+                summarise(new.filter(pa.array(~known)), refcat),
+            ]
         )
         mine = owned_by_me(cand)
         kept = own.filter(pa.array(~np.isin(own_ids, touched)))
@@ -687,7 +871,7 @@ def build_partition(
                 lake, cand.filter(pa.array(due)), m_order, point_partitions, lake_order
             )
             redo_ids = cand.column("object_id").to_numpy()[due]
-            fresh = summarise(pd.concat([points, new[new["object_id"].isin(redo_ids)]], ignore_index=True), refcat)
+            fresh = summarise(pa.concat_tables([points, _isin(new, "object_id", redo_ids)]), refcat)
             fresh = fresh.filter(pa.array(owned_by_me(fresh)))  # (a position rounded across the edge: merged)
             cand_ids = cand.column("object_id").to_numpy()
             keep = ~np.isin(cand_ids, fresh.column("object_id").to_numpy())
@@ -726,13 +910,9 @@ def build_partition(
         "gone": np.setdiff1d(own_ids, owned_ids),
     }
     # per changed frame: its detections here and their pixels at the lake's order (where its points are)
-    fp = pd.DataFrame(
-        {
-            "frame_id": det.loc[core, "frame_id"].to_numpy(np.int64),
-            "pixel": spatial_index_to_healpix(det.loc[core, "_healpix_29"].to_numpy(np.int64), target_order=lake_order),
-        }
+    out["frame_pixels"] = _frame_pixels(
+        det.column("frame_id").to_numpy()[core], spatial_index_to_healpix(h29[core], target_order=lake_order)
     )
-    out["frame_pixels"] = fp.groupby(["frame_id", "pixel"]).size().rename("n").reset_index()
     if out["dirty"] and owned.num_rows:
         rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec.batch_id}.parquet"
         lake.store.write_bytes(
@@ -741,20 +921,47 @@ def build_partition(
         out["path"] = rel
     # the new points of the objects written here, filed under their object's position (so an object's
     # points are in its partition, sorted together): written exactly once, by their object's owner
-    home = pd.Series(written.column("_healpix_29").to_numpy(), index=written.column("object_id").to_numpy())
-    mine_new = new[new["object_id"].isin(home.index)]
-    mine_new = mine_new.assign(_healpix_29=home.reindex(mine_new["object_id"]).to_numpy(np.int64))
     out["points"] = _stage_points(
-        lake,
-        spec.batch_id,
-        here,
-        point_files,
-        pa.Table.from_pandas(mine_new, schema=table_schema(LIGHTCURVES), preserve_index=False),
-        own_points if exact else None,
-        stale,
+        lake, spec.batch_id, here, point_files, _filed(new, written), own_points if exact else None, stale
     )
     release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
+
+
+def _frame_pixels(frame_id: np.ndarray, pixel: np.ndarray) -> pd.DataFrame:
+    """Detections per (frame_id, pixel): frame_id, pixel and n, sorted by frame then pixel (counted in a
+    table of the pairs: a partition's frames span few ids and its detections few pixels)."""
+    pixels = unique(pixel)
+    first = frame_id.min() if len(frame_id) else 0
+    pair = (frame_id - first) * len(pixels) + np.searchsorted(pixels, pixel)
+    if len(pair) and pair.max() < 4 * len(pair) + (1 << 20):
+        n = np.bincount(pair)
+        keys = np.flatnonzero(n)
+        n = n[keys]
+    else:
+        keys, n = unique(pair, return_counts=True)
+    return pd.DataFrame(
+        {"frame_id": keys // len(pixels) + first, "pixel": pixels[keys % len(pixels)], "n": n.astype(np.int64)}
+    )
+
+
+def _filed(new: pa.Table, written: pa.Table) -> pa.Table:
+    """The points ``new`` of the objects ``written``, each filed under its object's position (its
+    ``_healpix_29``): an object's points are in its partition, together. In file order
+    (:func:`~skylake.objects.files.sort_points`: by ``_healpix_29``, object and time), which is here the
+    order of the objects as sorted (by ``_healpix_29`` then id, ``written``'s rank) and time: one sort
+    of two keys, and one take."""
+    if not written.num_rows:
+        return new.slice(0, 0)
+    rank = np.lexsort((written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()))
+    w_ids, w_h29 = written.column("object_id").to_numpy()[rank], written.column("_healpix_29").to_numpy()[rank]
+    by_id = np.argsort(w_ids)
+    ids = new.column("object_id").to_numpy()
+    at = by_id[np.minimum(np.searchsorted(w_ids[by_id], ids), len(w_ids) - 1)]  # each point's object's rank
+    mine = np.flatnonzero(w_ids[at] == ids)
+    mine = mine[np.lexsort((new.column("mjd").to_numpy()[mine], at[mine]))]
+    column = new.schema.get_field_index("_healpix_29")
+    return new.take(mine).set_column(column, "_healpix_29", pa.array(w_h29[at[mine]], pa.int64()))
 
 
 def _stage_points(
@@ -781,7 +988,7 @@ def _stage_points(
         away = [k for k in files_to_merge(rows_before + [new_core.num_rows]) if k < len(point_files)]
         removed = read_files(lake, LIGHTCURVES, [point_files[k] for k in away])
         parts = [new_core, *removed]
-    data = sort_points(pa.concat_tables(parts))
+    data = sort_points(pa.concat_tables(parts)) if len(parts) > 1 else new_core  # (new_core: in file order)
     out = {
         "path": None,
         "rows": data.num_rows,

@@ -53,10 +53,33 @@ def _by_group_then(group: np.ndarray, key: np.ndarray, n_groups: int, stable: bo
 
 def _group_median(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Median of ``values`` per group (NaN for an empty group)."""
-    v = values[_by_group_then(group, values, n_groups)]
     counts = np.bincount(group, minlength=n_groups)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    out = np.full(n_groups, np.nan)
+    return _sorted_median(_sorted_in_groups(group, values, n_groups), counts)
+
+
+def _sorted_in_groups(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """``values`` ordered by group, then value: each group's values sorted, the groups in turn.
+
+    Values that are float32 numbers (light-curve magnitudes as stored) sort as one uint64 key a value, the
+    group in the high half and the float's bits made unsigned-ordered in the low half: in light-curve order
+    (by group) a stable sort of these keys is ~7x the two argsorts of :func:`_by_group_then` at 2e5 points.
+    Others by :func:`_by_group_then`. The values at each rank are the same either way (a tie is one value).
+    """
+    narrow = values.astype(np.float32)
+    if n_groups > np.iinfo(np.uint32).max or not np.array_equal(narrow, values):
+        return values[_by_group_then(group, values, n_groups)]
+    bits = narrow.view(np.uint32)
+    bits = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))  # sign-magnitude -> ordered
+    key = np.sort((group.astype(np.uint64) << np.uint64(32)) | bits, kind="stable")
+    bits = key.astype(np.uint32)  # the low half
+    bits = np.where(bits >> np.uint32(31), bits & np.uint32((1 << 31) - 1), ~bits)
+    return bits.view(np.float32).astype(np.float64)
+
+
+def _sorted_median(v: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each group's median from its values sorted (:func:`_sorted_in_groups`; NaN for an empty group)."""
+    starts = np.cumsum(counts) - counts
+    out = np.full(len(counts), np.nan)
     has = counts > 0
     lo = starts[has] + (counts[has] - 1) // 2
     hi = starts[has] + counts[has] // 2
@@ -64,12 +87,97 @@ def _group_median(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.nd
     return out
 
 
+def _sorted_mad(v: np.ndarray, counts: np.ndarray, median: np.ndarray) -> np.ndarray:
+    """Each group's median absolute deviation from ``median``, from its values sorted (NaN for an empty
+    group), without sorting the deviations.
+
+    In a group sorted ``v[s] <= ... <= v[e-1]`` with its lower middle ``p``, the deviations ``|v - median|``
+    fall from ``s`` to ``p`` and rise from ``p + 1`` on: two sorted sequences, ``A`` (``p`` down to ``s``) and
+    ``B`` (``p + 1`` up). The k-th smallest deviation of the group is found by a binary search over how many
+    of the k + 1 smallest come from ``A`` (all groups at once, ~log2 of the largest group's steps): the same
+    values as sorting the deviations.
+    """
+    group = np.repeat(np.arange(len(counts)), counts)
+    d = np.abs(v - median[group])
+    has = np.flatnonzero(counts > 0)
+    c = counts[has]
+    top = np.cumsum(counts)[has] - c + (c - 1) // 2  # p: A[i] = d[top - i], B[j] = d[top + 1 + j]
+    a = (c - 1) // 2 + 1
+    b = c - a
+    out = np.full(len(counts), np.nan)
+    if not len(has):
+        return out
+    d = np.r_[d, -np.inf]  # index -1 (an empty side) reads -inf
+
+    def kth(k: np.ndarray) -> np.ndarray:
+        """The k-th smallest (0-based) deviation of each group.
+
+        Parameters
+        ----------
+        k : numpy.ndarray
+            The rank wanted in each group.
+
+        Returns
+        -------
+        numpy.ndarray
+            The deviation of that rank in each group.
+        """
+        lo, hi = np.maximum(0, k + 1 - b), np.minimum(k + 1, a)
+        while (live := lo < hi).any():
+            i = (lo + hi) // 2
+            more = live & (d[np.where(live, top - i, -1)] < d[np.where(live, top + k + 1 - i, -1)])
+            lo, hi = np.where(more, i + 1, lo), np.where(live & ~more, i, hi)
+        j = k + 1 - lo
+        return np.maximum(d[np.where(lo > 0, top - lo + 1, -1)], d[np.where(j > 0, top + j, -1)])
+
+    out[has] = 0.5 * (kth((c - 1) // 2) + kth(c // 2))
+    return out
+
+
+def group_extremes(group: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's smallest and largest value (inf and -inf for an empty group).
+
+    Values in group order (light curves) are reduced a slice a group, others one at a time (``ufunc.at``,
+    ~7x slower).
+
+    Parameters
+    ----------
+    group : numpy.ndarray
+        The group of each value (0 .. n_groups-1).
+    values : numpy.ndarray
+        The values.
+    n_groups : int
+        The number of groups.
+
+    Returns
+    -------
+    lo, hi : numpy.ndarray
+        Each group's smallest and largest value.
+    """
+    lo, hi = np.full(n_groups, np.inf), np.full(n_groups, -np.inf)
+    if len(group) and (group[1:] >= group[:-1]).all():
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        lo[group[starts]] = np.minimum.reduceat(values, starts)
+        hi[group[starts]] = np.maximum.reduceat(values, starts)
+    else:
+        np.minimum.at(lo, group, values)
+        np.maximum.at(hi, group, values)
+    return lo, hi
+
+
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def basic_stats(group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) -> dict:
+def basic_stats(
+    group: np.ndarray,
+    mjd: np.ndarray,
+    mag: np.ndarray,
+    err: np.ndarray,
+    n_groups: int,
+    sorted_mag: np.ndarray | None = None,
+) -> dict:
     """The statistics of the module docstring (without clipping) for points that are all usable.
 
     Usable: finite ``mag``, ``err`` > 0.
@@ -84,6 +192,8 @@ def basic_stats(group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.nda
         Each point's magnitude and its error [mag].
     n_groups : int
         The number of light curves.
+    sorted_mag : numpy.ndarray, optional
+        ``mag`` ordered by group, then value (:func:`_sorted_in_groups`), when known.
 
     Returns
     -------
@@ -98,20 +208,22 @@ def basic_stats(group: np.ndarray, mjd: np.ndarray, mag: np.ndarray, err: np.nda
     w = 1.0 / err**2
     wmean = _ratio(np.bincount(group, w * mag, n_groups), np.bincount(group, w, n_groups))
     std = np.sqrt(_ratio(np.bincount(group, (mag - mean[group]) ** 2, n_groups), n - 1))
-    median = _group_median(group, mag, n_groups)
-    mad = _group_median(group, np.abs(mag - median[group]), n_groups)
+    if sorted_mag is None:
+        sorted_mag = _sorted_in_groups(group, mag, n_groups)
+    median = _sorted_median(sorted_mag, n)
+    mad = _sorted_mad(sorted_mag, n, median)
     resid = (mag - wmean[group]) / err
     chi2 = _ratio(np.bincount(group, resid**2, n_groups), n - 1)
     # Stetson J over consecutive pairs in time (points sorted by group, then MJD)
     order = _by_group_then(group, mjd, n_groups, stable=True)
-    g, d = group[order], resid[order] * np.sqrt(_ratio(n, n - 1))[group[order]]
+    if len(order) and order[-1] == len(order) - 1 and (order[1:] > order[:-1]).all():
+        g, d = group, resid * np.sqrt(_ratio(n, n - 1))[group]  # already in order (a light curve's points)
+    else:
+        g, d = group[order], resid[order] * np.sqrt(_ratio(n, n - 1))[group[order]]
     same = g[1:] == g[:-1]
     p = d[1:][same] * d[:-1][same]
     j = _ratio(np.bincount(g[1:][same], np.sign(p) * np.sqrt(np.abs(p)), n_groups), n - 1)
-    mag_max = np.full(n_groups, -np.inf)
-    mag_min = np.full(n_groups, np.inf)
-    np.maximum.at(mag_max, group, mag)
-    np.minimum.at(mag_min, group, mag)
+    mag_min, mag_max = group_extremes(group, mag, n_groups)
     amplitude = np.where(n > 0, 0.5 * (mag_max - mag_min), np.nan)
     return {
         "n": n.astype(np.int32),
@@ -164,8 +276,29 @@ def light_curve_stats(
     mag, err = np.asarray(mag, dtype=np.float64), np.asarray(err, dtype=np.float64)
     ok = np.isfinite(mag) & np.isfinite(err) & (err > 0)
     g, t, m, e = group[ok], np.asarray(mjd, dtype=np.float64)[ok], mag[ok], err[ok]
-    plain = basic_stats(g, t, m, e, n_groups)
-    sigma = MAD_TO_SIGMA * plain["mad_mag"][g]
-    keep = (sigma == 0) | (np.abs(m - plain["median_mag"][g]) <= clip_sigma * sigma)
-    clipped = basic_stats(g[keep], t[keep], m[keep], e[keep], n_groups)
+    ordered = _sorted_in_groups(g, m, n_groups)
+    plain = basic_stats(g, t, m, e, n_groups, ordered)
+
+    def kept(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The points within ``clip_sigma`` sigma of their group's median.
+
+        Parameters
+        ----------
+        group : numpy.ndarray
+            Each point's group.
+        values : numpy.ndarray
+            Each point's magnitude.
+
+        Returns
+        -------
+        numpy.ndarray
+            Mask (bool) of the points kept.
+        """
+        sigma = MAD_TO_SIGMA * plain["mad_mag"][group]
+        return (sigma == 0) | (np.abs(values - plain["median_mag"][group]) <= clip_sigma * sigma)
+
+    keep = kept(g, m)
+    # the clip of the sorted magnitudes keeps the same values, still sorted: no second sort
+    in_order = kept(np.repeat(np.arange(n_groups), plain["n"]), ordered)
+    clipped = basic_stats(g[keep], t[keep], m[keep], e[keep], n_groups, ordered[in_order])
     return {**plain, **{f"{k}_clip" if k != "n" else "n_clip": v for k, v in clipped.items()}}

@@ -26,7 +26,7 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
 from skylake.lake.tables import OBJECTS
-from skylake.objects.stats import light_curve_stats
+from skylake.objects.stats import group_extremes, light_curve_stats
 from skylake.schema import table_schema
 from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
 
@@ -103,10 +103,7 @@ def moments(group: np.ndarray, mag: np.ndarray, err: np.ndarray, n_groups: int) 
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.bincount(g, m, n_groups) / n
         wmean = np.bincount(g, w * m, n_groups) / wsum
-    lo = np.full(n_groups, np.inf)
-    hi = np.full(n_groups, -np.inf)
-    np.minimum.at(lo, g, m)
-    np.maximum.at(hi, g, m)
+    lo, hi = group_extremes(g, m, n_groups)
     empty = n == 0
     lo[empty] = hi[empty] = np.nan
     return {
@@ -215,7 +212,67 @@ def moments_of_rows(rows: pd.DataFrame) -> dict:
 
 
 # -- the statistics' series -----------------------------------------------------------------------------
-def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+#: The light-curve columns the statistics read (:func:`point_columns`).
+POINT_COLUMNS = ["object_id", "source_id", "mjd", "ra", "dec", "mag", "mag_err", "inst_mag", "inst_mag_err", "flags"]
+
+
+def point_columns(points) -> dict:
+    """The columns of light-curve points the statistics read, as NumPy arrays.
+
+    Floats as float64 with NaN for a missing value, ids and flags as int64; ``ref_id`` as its int64 values
+    (0 where missing; never through float: ids past 2**53 stay exact) and ``ref_ok``, where it is present.
+    A version of :data:`VERSIONS` the points lack is all NaN.
+
+    Parameters
+    ----------
+    points : pyarrow.Table or pandas.DataFrame
+        Light-curve points (LAKE/lightcurves columns, ``_healpix_29`` not needed).
+
+    Returns
+    -------
+    dict
+        ``name: numpy.ndarray`` for :data:`POINT_COLUMNS`, the :data:`VERSIONS`, ``ref_id`` and ``ref_ok``.
+    """
+    n = len(points)
+    if isinstance(points, pa.Table):
+        names = set(points.column_names)
+
+        def col(name: str, dtype) -> np.ndarray:
+            """Column ``name`` as ``dtype`` (a float's nulls NaN)."""
+            values = points.column(name)
+            if dtype is np.float64:
+                return np.asarray(values.to_numpy(zero_copy_only=False), np.float64)
+            return np.asarray(values.fill_null(0).to_numpy(), dtype)
+
+        ref = points.column("ref_id").cast(pa.int64())
+        ref_ok = np.asarray(ref.is_valid().to_numpy(zero_copy_only=False), bool)
+        ref_id = np.asarray(ref.fill_null(0).to_numpy(), np.int64)
+    else:
+        names = set(points.columns)
+
+        def col(name: str, dtype) -> np.ndarray:
+            """Column ``name`` as ``dtype`` (a float's missing values NaN)."""
+            if dtype is np.float64:
+                return points[name].to_numpy(np.float64, na_value=np.nan)
+            return points[name].to_numpy(dtype)
+
+        ref = points["ref_id"].astype("Int64").array
+        ref_ok = ~np.asarray(ref.isna(), bool)
+        ref_id = ref.to_numpy(np.int64, na_value=0)
+    ints = {"object_id", "source_id", "flags"}
+    out = {c: col(c, np.int64 if c in ints else np.float64) for c in POINT_COLUMNS}
+    for c in VERSIONS:
+        out[c] = col(c, np.float64) if c in names else np.full(n, np.nan)
+    out["ref_id"], out["ref_ok"] = ref_id, ref_ok
+    return out
+
+
+def _take(points: dict, rows) -> dict:
+    """The ``rows`` (indices or a mask) of point columns (:func:`point_columns`)."""
+    return {k: v[rows] for k, v in points.items()}
+
+
+def series(points: dict, use_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each point's magnitude and error in its object's statistics.
 
     ``mag`` where ``use_cal`` (per point), else ``inst_mag``; NaN for a saturated point (its flux is a
@@ -223,8 +280,8 @@ def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.nd
 
     Parameters
     ----------
-    points : pandas.DataFrame
-        Light-curve points (LAKE/lightcurves columns).
+    points : dict
+        Light-curve points' columns (:func:`point_columns`).
     use_cal : numpy.ndarray
         Mask (bool) of the points whose calibrated ``mag`` is used.
 
@@ -235,29 +292,13 @@ def series(points: pd.DataFrame, use_cal: np.ndarray) -> tuple[np.ndarray, np.nd
     err : numpy.ndarray
         Its error [mag].
     """
-
-    def col(name):
-        """A column of ``points`` as float64, NaN for missing values.
-
-        Parameters
-        ----------
-        name : str
-            The column.
-
-        Returns
-        -------
-        numpy.ndarray
-            Its values.
-        """
-        return points[name].to_numpy(np.float64, na_value=np.nan)
-
-    m = np.where(use_cal, col("mag"), col("inst_mag"))
-    e = np.where(use_cal, col("mag_err"), col("inst_mag_err"))
-    saturated = (points["flags"].to_numpy(np.int64) & SATURATED) != 0
+    m = np.where(use_cal, points["mag"], points["inst_mag"])
+    e = np.where(use_cal, points["mag_err"], points["inst_mag_err"])
+    saturated = (points["flags"] & SATURATED) != 0
     return np.where(saturated, np.nan, m), e
 
 
-def version_stats(inv: np.ndarray, points: pd.DataFrame, n_obj: int) -> dict:
+def version_stats(inv: np.ndarray, points: dict, n_obj: int) -> dict:
     """:data:`VERSION_COLUMNS` of each object from its points' versions.
 
     The error of every version is ``mag_err``, saturated points left out (as :func:`series`).
@@ -266,8 +307,8 @@ def version_stats(inv: np.ndarray, points: pd.DataFrame, n_obj: int) -> dict:
     ----------
     inv : numpy.ndarray
         Each point's object index (0 .. n_obj-1).
-    points : pandas.DataFrame
-        Light-curve points (LAKE/lightcurves columns; a missing version counts as NaN).
+    points : dict
+        Light-curve points' columns (:func:`point_columns`; a missing version is NaN).
     n_obj : int
         The number of objects.
 
@@ -278,12 +319,11 @@ def version_stats(inv: np.ndarray, points: pd.DataFrame, n_obj: int) -> dict:
     """
     from skylake.objects.stats import basic_stats
 
-    saturated = (points["flags"].to_numpy(np.int64) & SATURATED) != 0
-    err = points["mag_err"].to_numpy(np.float64, na_value=np.nan)
-    mjd = points["mjd"].to_numpy(np.float64)
+    saturated = (points["flags"] & SATURATED) != 0
+    err, mjd = points["mag_err"], points["mjd"]
     out = {}
     for column, suffix in VERSIONS.items():
-        m = points[column].to_numpy(np.float64, na_value=np.nan) if column in points else np.full(len(points), np.nan)
+        m = points[column]
         ok = ~saturated & np.isfinite(m) & np.isfinite(err) & (err > 0)
         stats = basic_stats(inv[ok], mjd[ok], m[ok], err[ok], n_obj)
         for stat in ("std_mag", "mad_mag", "stetson_j"):
@@ -291,18 +331,18 @@ def version_stats(inv: np.ndarray, points: pd.DataFrame, n_obj: int) -> dict:
     return out
 
 
-def _calibrated(points: pd.DataFrame) -> np.ndarray:
-    return np.isfinite(points["mag"].to_numpy(np.float64, na_value=np.nan))
+def _calibrated(points: dict) -> np.ndarray:
+    return np.isfinite(points["mag"])
 
 
-def _first_ref(points: pd.DataFrame, inv: np.ndarray, n_obj: int, default):
-    """Per object the ``ref_id`` of its first point (in the points' order) that has one, else ``default``."""
-    ref_all = points["ref_id"].astype("Int64").array  # ids beyond 2**53: never through float
-    has = np.flatnonzero(~ref_all.isna())
+def _first_ref(points: dict, inv: np.ndarray, n_obj: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per object the ``ref_id`` of its first point (in the points' order) that has one: its values (0 for
+    none) and which objects have one."""
+    has = np.flatnonzero(points["ref_ok"])
     with_ref, at = np.unique(inv[has], return_index=True)
-    out = pd.array(default, dtype="Int64").copy()
-    out[with_ref] = ref_all.take(has[at])
-    return out
+    values, ok = np.zeros(n_obj, np.int64), np.zeros(n_obj, bool)
+    values[with_ref], ok[with_ref] = points["ref_id"][has[at]], True
+    return values, ok
 
 
 def _table(cols: dict) -> pa.Table:
@@ -328,7 +368,7 @@ def _finish(cols: dict) -> pa.Table:
 
 
 # -- exact ----------------------------------------------------------------------------------------------
-def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
+def summarise(points, refcat: str) -> pa.Table:
     """One objects row per ``object_id`` of ``points``, every statistic computed from these points.
 
     The points are the object's whole light curve. Every reference object (object_id < 0) comes from
@@ -336,7 +376,7 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
 
     Parameters
     ----------
-    points : pandas.DataFrame
+    points : pyarrow.Table or pandas.DataFrame
         Light-curve points (LAKE/lightcurves columns, ``_healpix_29`` not needed).
     refcat : str
         The build's reference catalogue.
@@ -347,28 +387,42 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
         The objects rows (schemas/objects.yaml), sorted by ``_healpix_29``; an empty ``points`` gives an
         empty table.
     """
-    if points.empty:
+    if not len(points):
         return table_schema(OBJECTS).empty_table()
-    points = points.sort_values(["object_id", "mjd", "source_id"], kind="stable", ignore_index=True)
-    oid = points["object_id"].to_numpy(np.int64)
-    uniq, first, inv = np.unique(oid, return_index=True, return_inverse=True)
+    points = point_columns(points)
+    # by object, then time (a stable sort, as pandas' sort_values): each light curve in time order; only
+    # what the statistics add up is taken in that order (the sums' order is their bits)
+    by = np.lexsort((points["source_id"], points["mjd"], points["object_id"]))
+    oid = points["object_id"][by]
+    first = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
+    uniq, inv = oid[first], np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(oid)]))
     n_obj = len(uniq)
+    at = np.empty_like(inv)
+    at[by] = inv  # each point's object, in the points' order
     counts = np.bincount(inv, minlength=n_obj)
-    xyz = unit_vectors(points["ra"].to_numpy(), points["dec"].to_numpy())
+    xyz = unit_vectors(points["ra"][by], points["dec"][by])
     total = np.column_stack([np.bincount(inv, xyz[:, k], n_obj) for k in range(3)])
     centre = total / np.linalg.norm(total, axis=1, keepdims=True)
     ra, dec = vector_to_radec(centre)
     dist2 = chord_to_arcsec(np.linalg.norm(xyz - centre[inv], axis=1)) ** 2
-    n_cal = np.bincount(inv, _calibrated(points), n_obj).astype(np.int32)
-    m, e = series(points, (n_cal > 0)[inv])
-    mjd = points["mjd"].to_numpy(np.float64)
+    n_cal = np.bincount(at, _calibrated(points), n_obj).astype(np.int32)
+    m, e = (v[by] for v in series(points, (n_cal > 0)[at]))
+    mjd = points["mjd"][by]
     order = light_curve_stats(inv, mjd, m, e, n_obj)
     last = np.r_[first[1:], len(oid)] - 1
+    if points["ref_ok"].any():
+        ref_id, ref_ok = _first_ref(_take(points, by), inv, n_obj)
+    else:
+        ref_id, ref_ok = np.zeros(n_obj, np.int64), np.zeros(n_obj, bool)
+    if any(np.isfinite(points[c]).any() for c in VERSIONS):
+        versions = version_stats(inv, _take(points, by), n_obj)
+    else:  # no point has a version: nothing to add up in order
+        versions = version_stats(at, points, n_obj)
     cols = {
         "_healpix_29": np.asarray(compute_spatial_index(ra, dec), dtype=np.int64),
         "object_id": uniq,
         "refcat": np.where(uniq < 0, refcat, "").astype(object),
-        "ref_id": pa.array(_first_ref(points, inv, n_obj, [pd.NA] * n_obj), pa.int64()),
+        "ref_id": pa.array(ref_id, pa.int64(), mask=~ref_ok),
         "ra": ra,
         "dec": dec,
         "pos_rms_arcsec": np.sqrt(np.bincount(inv, dist2, n_obj) / counts).astype(np.float32),
@@ -377,7 +431,7 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
         "stats_mag": np.where(n_cal > 0, "mag", "inst_mag").astype(object),
         **{k: order[k] for k in ORDER_COLUMNS},
         **moment_columns(moments(inv, m, e, n_obj)),
-        **version_stats(inv, points, n_obj),
+        **versions,
         "n_exact": order["n"].astype(np.int32),
         "first_mjd": mjd[first],
         "last_mjd": mjd[last],
@@ -386,7 +440,7 @@ def summarise(points: pd.DataFrame, refcat: str) -> pa.Table:
 
 
 # -- incremental ----------------------------------------------------------------------------------------
-def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
+def merge(rows: pa.Table, points) -> pa.Table:
     """``rows`` (objects rows) with ``points`` (new points of those objects) added.
 
     Position, counts, moments and first/last MJD exact; the order statistics kept (``n_exact``
@@ -398,7 +452,7 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
     ----------
     rows : pyarrow.Table
         Objects rows.
-    points : pandas.DataFrame
+    points : pyarrow.Table or pandas.DataFrame
         New light-curve points of those objects: every ``object_id`` of ``points`` must be one of ``rows``.
 
     Returns
@@ -412,12 +466,12 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
     ValueError
         A point's object is not among ``rows``.
     """
+    points = point_columns(points)
     old = rows.to_pandas()
-    old_ref = rows.column("ref_id").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array
     ids = old["object_id"].to_numpy(np.int64)
-    at = pd.Index(ids).get_indexer(points["object_id"].to_numpy(np.int64))
+    at = pd.Index(ids).get_indexer(points["object_id"])
     if (at < 0).any():
-        missing = np.unique(points["object_id"].to_numpy(np.int64)[at < 0])[:5]
+        missing = np.unique(points["object_id"][at < 0])[:5]
         raise ValueError(f"merge: points of objects not in the rows given (e.g. {missing.tolist()})")
     n_obj = len(ids)
     k = np.bincount(at, minlength=n_obj)
@@ -426,7 +480,7 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
     rms = 2.0 * np.sin(old["pos_rms_arcsec"].to_numpy(np.float64) / _ARCSEC / 2.0)  # arcsec -> chord
     length = np.sqrt(np.clip(1.0 - rms**2, 0.0, 1.0))
     s_old = unit_vectors(old["ra"].to_numpy(), old["dec"].to_numpy()) * (length * old_n_det)[:, None]
-    xyz = unit_vectors(points["ra"].to_numpy(), points["dec"].to_numpy())
+    xyz = unit_vectors(points["ra"], points["dec"])
     s_new = np.column_stack([np.bincount(at, xyz[:, j], n_obj) for j in range(3)])
     n_det = old_n_det + k
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -457,8 +511,8 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
     touched = k > 0
     if restart.any():  # the series is only the new points: their order statistics are exact
         pick = np.flatnonzero(restart[at])
-        order = light_curve_stats(at[pick], points["mjd"].to_numpy(np.float64)[pick], m[pick], e[pick], n_obj)
-        order.update(version_stats(at[pick], points.iloc[pick], n_obj))
+        order = light_curve_stats(at[pick], points["mjd"][pick], m[pick], e[pick], n_obj)
+        order.update(version_stats(at[pick], _take(points, pick), n_obj))
         for c in [*ORDER_COLUMNS, *VERSION_COLUMNS, "n_exact"]:
             cols[c] = np.where(restart & touched, order["n" if c == "n_exact" else c], cols[c]).astype(cols[c].dtype)
     for c, v in merged.items():
@@ -471,17 +525,19 @@ def merge(rows: pa.Table, points: pd.DataFrame) -> pa.Table:
     cols["n_cal"] = (old_cal + new_cal).astype(np.int32)
     cols["stats_mag"] = np.where(use_cal, "mag", "inst_mag").astype(object)
     cols["refcat"] = old["refcat"].to_numpy(object)
-    mjd = points["mjd"].to_numpy(np.float64)
+    mjd = points["mjd"]
     lo, hi = np.full(n_obj, np.inf), np.full(n_obj, -np.inf)
     np.minimum.at(lo, at, mjd)
     np.maximum.at(hi, at, mjd)
     cols["first_mjd"] = np.fmin(cols["first_mjd"], np.where(touched, lo, np.nan))
     cols["last_mjd"] = np.fmax(cols["last_mjd"], np.where(touched, hi, np.nan))
     by_time = np.argsort(mjd, kind="stable")  # a missing ref_id: the earliest new point's that has one
-    ref = old_ref.copy()
-    missing = np.asarray(ref.isna())
-    ref[missing] = _first_ref(points.iloc[by_time], at[by_time], n_obj, [pd.NA] * n_obj)[missing]
-    cols["ref_id"] = pa.array(ref, pa.int64())
+    old_ref = rows.column("ref_id").cast(pa.int64())
+    ref_ok = np.asarray(old_ref.is_valid().to_numpy(zero_copy_only=False), bool)
+    ref_id = np.asarray(old_ref.fill_null(0).to_numpy(), np.int64)
+    new_id, new_ok = _first_ref(_take(points, by_time), at[by_time], n_obj)
+    ref_id, ref_ok = np.where(ref_ok, ref_id, new_id), ref_ok | new_ok
+    cols["ref_id"] = pa.array(ref_id, pa.int64(), mask=~ref_ok)
     return _table(cols)
 
 

@@ -1,0 +1,38 @@
+"""NumPy helpers the objects' tasks share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["unique"]
+
+
+def unique(values, return_counts: bool = False):
+    """The sorted unique values of an integer array, as ``np.unique(values)``, by sorting.
+
+    numpy 2.4's ``np.unique`` without ``return_*`` arguments goes through a hash table, ~10x slower than a
+    sort when most values are distinct (367 ms against 34 ms for 612,630 HEALPix pixels). Runs of one
+    value (a sorted file's) are first reduced to one.
+
+    Parameters
+    ----------
+    values : array_like of int
+        The values.
+    return_counts : bool, optional
+        Also return how many times each value occurs.
+
+    Returns
+    -------
+    numpy.ndarray
+        The unique values, sorted.
+    numpy.ndarray
+        With ``return_counts``: each one's count (int64).
+    """
+    values = np.asarray(values).ravel()
+    first = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.empty(0, np.int64)
+    runs, lengths = values[first], np.diff(np.r_[first, len(values)])
+    if not return_counts:
+        runs = np.sort(runs)
+        return runs[np.r_[True, runs[1:] != runs[:-1]]] if len(runs) else runs.copy()
+    uniq, at = np.unique(runs, return_inverse=True)
+    return uniq, np.bincount(at, lengths, len(uniq)).astype(np.int64)
