@@ -329,9 +329,9 @@ def _calibration_set(cluster: Cluster, tmp: Path, args, frames: int, k: int) -> 
             n_stars=max(50, round(13300 * (size / 4096) ** 2)),
             cloud=False,
             n_variables=0,
-            start_utc=f"2026-{4 + k:02d}-{2 + run:02d}T22:00:00",
-            cadence_s=min(600, 21600 // n),
-        )  # a night is 6 hours at most
+            start_utc=f"2026-04-{2 + run + 10 * k:02d}T22:00:00",
+            cadence_s=min(600, 10800 // n),
+        )  # a night is 3 hours at most (the field is up)
         return truth, sorted(str(p) for p in out.glob("*.fits"))
 
     truth, warm = night(-1, min(frames, 8))  # a small warm-up night

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 from skylake.errors import LakeError
@@ -102,6 +103,10 @@ def _call(blob: bytes, *values):
     return func(*args, **kwargs)
 
 
+#: Seconds a :meth:`Runner.workers` count is used before the scheduler is asked again.
+WORKERS_TTL_S = 10.0
+
+
 class Runner:
     """Runs tasks on a dask.distributed client (one future per item), or in this process (no client).
 
@@ -118,6 +123,7 @@ class Runner:
 
     def __init__(self, client=None):
         self.client = client
+        self._workers = None  # (count, when asked)
 
     def workers(self) -> int:
         """Workers the tasks can spread over (1 in this process).
@@ -129,7 +135,10 @@ class Runner:
         """
         if self.client is None:
             return 1
-        return max(1, len(self.client.scheduler_info().get("workers", {})))
+        now = time.monotonic()
+        if self._workers is None or now - self._workers[1] > WORKERS_TTL_S:  # asked again at most every few seconds
+            self._workers = (max(1, len(self.client.nthreads())), now)  # (scheduler_info: every worker's metrics)
+        return self._workers[0]
 
     def submit(self, func, *args, priority: int = 0, **kwargs):
         """``func(*args, **kwargs)``, its result kept where it is made.

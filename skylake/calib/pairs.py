@@ -56,6 +56,10 @@ from skylake.schema import conform
 #: memory (~300 bytes a pair). Groups follow the partitions (:func:`home_groups`), so they are few whatever the
 #: frames' size and a batch's tasks stay few (~0.2 ms of the driver's CPU each).
 GROUP_SOURCES = 250_000
+#: Sources a match task reads at most (:func:`matched_groups`): consecutive partitions whose rows go mostly to one
+#: group are matched by one task up to this many (a larger partition is a task alone). A task costs the scheduler
+#: ~1-2 ms and the driver ~1 ms, a source's match ~5 us: ~1 s of work a task, and still tens of tasks a batch.
+MATCH_TASK_SOURCES = 200_000
 #: Columns of the final zeropoints a writer task needs per frame.
 ZP_COLUMNS = ["frame_id", "night", "zp", "color_term", "zp_err"]
 
@@ -198,16 +202,23 @@ def piece_path(prefix: str, group: int) -> str:
     return f"{prefix}-g{group}.pkl"
 
 
+def _concat(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    """Rows of several partitions in one DataFrame (the empty ones left out: their columns may lack a dtype)."""
+    rows = [p for p in pieces if len(p)]
+    if len(rows) > 1:
+        return pd.concat(rows, ignore_index=True)
+    return rows[0] if rows else pieces[0]
+
+
 def match_split(
-    task: pixel_match.PartitionTask,
+    parts: list[tuple],
     spec: pixel_match.MatchSpec,
-    frame_ids: np.ndarray,
-    groups: np.ndarray,
     keep: int,
     root: str,
     prefix: str,
 ) -> pd.DataFrame:
-    """A match task: a partition's pairs (:func:`~skylake.calib.pixel_match.match_partition`), split by frame group.
+    """A match task: the pairs of one or more partitions (:func:`~skylake.calib.pixel_match.match_partition`), split
+    by frame group.
 
     The rows of group ``keep`` are the result (kept where it is made, for that group's task, which then runs
     there); each other group's rows are written to its file (:func:`piece_path`), even when empty, for that group's
@@ -216,12 +227,11 @@ def match_split(
 
     Parameters
     ----------
-    task : skylake.calib.pixel_match.PartitionTask
-        The partition.
+    parts : list of tuple
+        Per partition: its :class:`~skylake.calib.pixel_match.PartitionTask`, the batch's frames in it and each
+        one's group (numpy arrays, :func:`split_plan`).
     spec : skylake.calib.pixel_match.MatchSpec
         The cross-match's settings.
-    frame_ids, groups : numpy.ndarray
-        The batch's frames in the partition and each one's group (:func:`split_plan`).
     keep : int
         The group whose rows are returned.
     root : str
@@ -239,20 +249,23 @@ def match_split(
 
     from skylake.lake.storage import Storage
 
-    part = pixel_match.match_partition(task, spec)
-    names = np.unique(groups)
-    pieces = frames_split(part, [frame_ids[groups == g] for g in names])
-    kept, store = part.iloc[:0], None
-    for g, piece in zip(names.tolist(), pieces):
+    by_group: dict[int, list] = {}
+    for task, frame_ids, groups in parts:
+        part = pixel_match.match_partition(task, spec)
+        names = np.unique(groups)
+        by_group.setdefault(keep, [part.iloc[:0]])
+        for g, piece in zip(names.tolist(), frames_split(part, [frame_ids[groups == g] for g in names])):
+            by_group.setdefault(g, []).append(piece)
+    store = None
+    for g, pieces in sorted(by_group.items()):
         if g == keep:
-            kept = piece
             continue
         store = store or Storage(root)
         rel = piece_path(prefix, g)
         tmp = f"{rel}.{uuid.uuid4().hex[:8]}.tmp"
-        store.write_bytes(tmp, pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
+        store.write_bytes(tmp, pickle.dumps(_concat(pieces), protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
         store.replace(tmp, rel)
-    return kept
+    return _concat(by_group[keep])
 
 
 def load_piece(piece, root: str | None) -> pd.DataFrame:
@@ -279,6 +292,40 @@ def load_piece(piece, root: str | None) -> pd.DataFrame:
     return pickle.loads(Storage(root).read_bytes(piece))
 
 
+def match_tasks(tasks: list, counts: list, plan: list, max_sources: int = MATCH_TASK_SOURCES) -> list[tuple[int, list]]:
+    """The match tasks: consecutive partitions keeping the same group, up to ``max_sources`` sources a task.
+
+    Parameters
+    ----------
+    tasks : list of skylake.calib.pixel_match.PartitionTask
+        The partitions.
+    counts : list of tuple of numpy.ndarray
+        Per partition, its frames and their sources there.
+    plan : list of tuple
+        Per partition, :func:`split_plan`'s frames, groups and kept group.
+    max_sources : int, optional
+        The sources a task reads at most (a larger partition is a task alone).
+
+    Returns
+    -------
+    list of tuple of (int, list)
+        Per task: the group it keeps and its partitions (:func:`match_split`'s ``parts``); partitions without
+        frames of the batch are left out.
+    """
+    out: list[tuple[int, list]] = []
+    held = 0
+    for task, (_, n), (ids, groups, keep) in zip(tasks, counts, plan):
+        if keep < 0:
+            continue
+        size = int(np.asarray(n, np.int64).sum())
+        if not out or out[-1][0] != keep or held + size > max_sources:
+            out.append((keep, []))
+            held = 0
+        out[-1][1].append((task, ids, groups))
+        held += size
+    return out
+
+
 def matched_groups(
     runner: Runner,
     tasks: list,
@@ -291,12 +338,13 @@ def matched_groups(
     """Run the cross-match of a batch's frames and hand each frame group its pairs, where they are.
 
     The count tasks go first (one column each, :data:`~skylake.calib.pixel_match.COUNT_TASK` partitions a
-    task) and the frames are grouped (:func:`home_groups`); then one match task per partition holding frames of
-    the batch (:func:`match_split`) keeps the rows of the group holding most of its sources and writes each other
-    group's rows to a file in ``run``. So a partition costs one task whatever the groups it holds (a split and a
-    slice per group were a task each), and only the rows of frames away from their home partition go through
-    files. ``start`` is called for each group as soon as the partitions that wrote its files are
-    matched (the held results among its pieces are waited for by the task given them).
+    task) and the frames are grouped (:func:`home_groups`); then each match task (:func:`match_split`), of
+    consecutive partitions whose rows go mostly to one group, up to :data:`MATCH_TASK_SOURCES` sources
+    (:func:`match_tasks`), keeps that group's rows and writes each other group's to a file in ``run``. So a
+    partition costs no task of its own whatever the groups it holds (a split and a slice per group and partition
+    were a task each), and only the rows of frames away from their home partition go through files. ``start`` is
+    called for each group as soon as the tasks that wrote its files are done (the held results among its pieces
+    are waited for by the task given them).
 
     Parameters
     ----------
@@ -325,22 +373,19 @@ def matched_groups(
     chunks = [tasks[k : k + pixel_match.COUNT_TASK] for k in range(0, len(tasks), pixel_match.COUNT_TASK)]
     counted = [runner.submit(pixel_match.count_partitions, chunk, spec, priority=10) for chunk in chunks]
     counts = [c for chunk in runner.gather(counted) for c in chunk]  # a count task counts several partitions
-    group_of = home_groups(frames, counts)
+    group_of = home_groups(frames, counts, GROUP_SOURCES)
     n_groups = int(group_of.max()) + 1 if len(group_of) else 1
     held: list[list] = [[] for _ in range(n_groups)]
-    files: list[list[tuple[int, str]]] = [[] for _ in range(n_groups)]  # (partition, path)
-    waiting: dict[int, set[int]] = {}  # partition -> the groups waiting for its files
+    files: list[list[tuple[int, str]]] = [[] for _ in range(n_groups)]  # (match task, path)
+    waiting: dict[int, set[int]] = {}  # match task -> the groups waiting for its files
     futures = {}
-    for k, (task, (ids, groups, keep)) in enumerate(zip(tasks, split_plan(counts, group_of))):
-        if keep < 0:
-            continue
-        prefix = f"{run}/{task.order}-{task.pixel}"
-        futures[k] = runner.submit(match_split, task, spec, ids, groups, keep, root, prefix)
+    for k, (keep, parts) in enumerate(match_tasks(tasks, counts, split_plan(counts, group_of), MATCH_TASK_SOURCES)):
+        prefix = f"{run}/m{k}"
+        futures[k] = runner.submit(match_split, parts, spec, keep, root, prefix)
         held[keep].append(futures[k])
-        for g in np.unique(groups).tolist():
-            if g != keep:
-                files[g].append((k, piece_path(prefix, g)))
-                waiting.setdefault(k, set()).add(g)
+        for g in sorted({int(g) for _, _, groups in parts for g in np.unique(groups)} - {keep}):
+            files[g].append((k, piece_path(prefix, g)))
+            waiting.setdefault(k, set()).add(g)
     missing = [{k for k, _ in files[g]} for g in range(n_groups)]
 
     def ready(g):
