@@ -28,10 +28,11 @@ So the driver holds a few numbers per frame, never a pair, and a batch still wri
 night. A frame group is the frames of one home partition in (night, frame_id) order, up to
 :data:`GROUP_SOURCES` sources: its task runs where that partition's pairs are, starts as soon as the
 partitions holding its frames are matched, and only the pairs of frames away from their home partition go
-through files (in the batch's piece directory, :func:`skylake.lake.pieces.piece_run`). A partition costs one
-task whatever the groups it holds: the frames of one field observed all night are several groups, each in
-every partition of the field, and a split task and a slice task per group and partition (futures of one
-result's parts) were most of a batch's tasks, each ~1-2 ms of the scheduler's CPU. On a cluster the held pairs
+through files (in the batch's piece directory, :func:`skylake.lake.pieces.piece_run`). A match task takes
+consecutive partitions keeping the same group, up to :data:`MATCH_TASK_SOURCES` sources (:func:`match_tasks`),
+whatever the groups they hold: the frames of one field observed all night are several groups, each in every
+partition of the field, and a split task and a slice task per group and partition (futures of one result's
+parts) were most of a batch's tasks, each ~1-2 ms of the scheduler's CPU. On a cluster the held pairs
 are futures (a task given them runs where they are; a worker that dies loses nothing the scheduler cannot
 recompute from the cross-match and the files), in this process DataFrames: the same functions run either way
 (:class:`skylake.runtime.Runner`), with the same results.
