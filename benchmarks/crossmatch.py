@@ -19,11 +19,11 @@ What happens (see benchmarks/README.md):
    9" (the SkyCamZ radius):
 
    - skylake: what a calibration does (``skylake.calib.pairs.BatchPairs.match``) on skylake's
-     ``dask_client``: ``pixel_match.plan`` (hats aligns both catalogs' partitions) -> one
-     ``match_partition`` task per sources partition (pyarrow reads, a k-d tree per reference partition
-     and its margin, each source its nearest star, rows in frame order) -> each partition split into its
-     frame groups (``group_slices``) -> ``one_to_one_pairs`` per group where it lands; only the pairs'
-     ids come back. Includes reading the Parquet files.
+     ``dask_client``: ``pixel_match.plan`` (hats aligns both catalogs' partitions) -> count tasks and the
+     frame groups -> one ``match_split`` task per sources partition (pyarrow reads, a k-d tree per reference
+     partition and its margin, each source its nearest star, rows in frame order; the partition's main group's
+     rows kept, other groups' written to files) -> ``one_to_one_pairs`` per group where its home partition's
+     rows are; only the pairs' ids come back. Includes reading the Parquet files.
    - skylake, pairs gathered: the same tasks, every pair gathered here, then ``nearest_per_star``.
    - lsdb: ``Catalog.crossmatch`` (k-d tree, nearest star within 9"), gathered, ``nearest_per_star``.
    - astropy: ``SkyCoord.match_to_catalog_sky`` of the in-memory arrays, cut at 9" -> ``one_to_one``.
@@ -153,24 +153,44 @@ def _ids(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs[["source_id", "ref_id"]]
 
 
+def _one_to_one(pieces: list, root: str) -> pd.DataFrame:
+    from skylake.calib.crossmatch import one_to_one_pairs
+    from skylake.calib.pairs import load_piece
+
+    return one_to_one_pairs([load_piece(p, root) for p in pieces])
+
+
 def skylake_match(sources_path: Path, refcat_path: Path, frames: pd.DataFrame, client) -> pd.DataFrame:
     """What a calibration does (:class:`skylake.calib.pairs.BatchPairs`): the pairs stay on the workers.
 
-    One task per sources partition (each source its nearest star) and one counting its sources per frame
-    (first: one column), frame groups by the partition holding most of a frame's sources
-    (:func:`~skylake.calib.pairs.home_groups`) sliced from the partitions that hold them and reduced to
-    one-to-one pairs where they land, each as soon as its partitions are matched; only the pairs' ids come back
-    here, for the comparison.
-    ``frames`` (``frame_id``, ``night``, ``n_sources``) is what a calibration knows from LAKE/frames.
+    One task counting the sources per frame of several partitions (first: one column), frame groups by the
+    partition holding most of a frame's sources (:func:`~skylake.calib.pairs.home_groups`), then one task per
+    sources partition (each source its nearest star) keeping its home group's rows and writing the rows of other
+    groups' frames to files (:func:`~skylake.calib.pairs.matched_groups`); each group reduced to one-to-one pairs
+    where its home partition's rows are, as soon as its partitions are matched; only the pairs' ids come back
+    here, for the comparison. ``frames`` (``frame_id``, ``night``, ``n_sources``) is what a calibration knows
+    from LAKE/frames.
     """
-    from skylake.calib.crossmatch import one_to_one_pairs
+    import hats
+    from mocpy import MOC
+
     from skylake.calib.pairs import matched_groups
+    from skylake.calib.pixel_match import plan
+    from skylake.refcat.importer import quiet_collection_notice
     from skylake.runtime import Runner
 
-    runner = Runner(client)
-    _, slices = matched_groups(runner, *_partitions(sources_path, refcat_path, frames, with_counts=True), frames)
-    held = [runner.submit(_ids, runner.submit(one_to_one_pairs, group)) for group in slices]
-    return pd.concat(runner.gather(held), ignore_index=True)
+    sources = hats.read_hats(sources_path)
+    with quiet_collection_notice():
+        refcat = hats.read_hats(refcat_path)
+    tasks = plan(sources, refcat, MOC.from_string("0/0-11"))
+    runner, held = Runner(client), []
+    with tempfile.TemporaryDirectory(dir=Path(sources_path).parent) as root:
+
+        def start(group_of, g, pieces):
+            held.append(runner.submit(_ids, runner.submit(_one_to_one, pieces, root)))
+
+        matched_groups(runner, tasks, _spec(sources, frames), frames, root, "pieces", start)
+        return pd.concat(runner.gather(held), ignore_index=True)
 
 
 def skylake_gathered(sources_path: Path, refcat_path: Path, frames: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,6 @@ from skylake.lake import Lake
 from skylake.pipeline import ingest
 from skylake.profile import load_profile
 from skylake.refcat import import_refcat
-from skylake.runtime import Runner
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
 NIGHTS = ("2026-04-01", "2026-04-02", "2026-04-03")
@@ -60,18 +59,36 @@ def test_frames_split_gives_each_group_its_rows_in_one_pass():
     assert [p["row"].tolist() for p in pairs.frames_split(ordered, [[3, 8], [5], [9, 4]])] == [[1, 5, 6], [0, 3], [2]]
 
 
-def test_group_slices_split_a_partition_once_and_pass_a_one_group_partition_whole():
-    runner = Runner(None)  # this process: results are the values
-    parts = [
-        pd.DataFrame({"frame_id": [1, 2, 1, 3]}),  # groups 0 (frames 1, 2) and 1 (frame 3)
-        pd.DataFrame({"frame_id": [3, 3]}),  # group 1 only: passed as it is
-        pd.DataFrame({"frame_id": [4, 1]}),  # frame 4 is not in the batch
+def test_each_partition_keeps_its_main_group_and_writes_the_others_rows(tmp_path, monkeypatch):
+    counts = [
+        (np.array([1, 2, 3]), np.array([10, 5, 40])),  # groups 0 (frames 1, 2: 15 sources) and 1 (frame 3: 40)
+        (np.array([3]), np.array([7])),  # group 1 only
+        (np.array([4]), np.array([9])),  # frame 4 is not in the batch: nothing to match
+        (np.array([1, 3]), np.array([5, 5])),  # a tie: the first group
     ]
     group_of = pd.Series([0, 0, 1], index=pd.Index([1, 2, 3], name="frame_id"))
-    present = [np.unique(p["frame_id"].to_numpy()) for p in parts]
-    slices = pairs.group_slices(runner, parts, present, group_of)
-    assert [[s["frame_id"].tolist() for s in group] for group in slices] == [[[1, 2, 1], [1]], [[3], [3, 3]]]
-    assert slices[1][1] is parts[1]
+    plan = pairs.split_plan(counts, group_of)
+    assert [(ids.tolist(), g.tolist(), keep) for ids, g, keep in plan] == [
+        ([1, 2, 3], [0, 0, 1], 1),
+        ([3], [1], 1),
+        ([], [], -1),
+        ([1, 3], [0, 1], 0),
+    ]
+    part = pd.DataFrame({"frame_id": [1, 2, 1, 3], "row": range(4)})
+    monkeypatch.setattr(pairs.pixel_match, "match_partition", lambda task, spec: part)
+    # the first two partitions keep group 1: one task (55 + 7 sources); the tie keeps group 0: another
+    tasks = pairs.match_tasks(["p0", "p1", "p2", "p3"], counts, plan, max_sources=62)
+    assert [(keep, [t for t, _, _ in parts]) for keep, parts in tasks] == [(1, ["p0", "p1"]), (0, ["p3"])]
+    assert len(pairs.match_tasks(["p0", "p1", "p2", "p3"], counts, plan, max_sources=61)) == 3
+    kept = pairs.match_split(tasks[0][1], None, 1, str(tmp_path), "run/m0")  # keeps group 1's rows of both
+    assert kept["row"].tolist() == [3, 3] and list(kept.index) == [0, 1]
+    written = pairs.load_piece(pairs.piece_path("run/m0", 0), str(tmp_path))  # group 0's, through a file
+    assert written["row"].tolist() == [0, 1, 2] and sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "m0-g0.pkl"
+    ]
+    assert pairs.load_piece(kept, None) is kept
+    empty = pairs.match_split([(None, np.array([1, 9]), np.array([1, 0]))], None, 1, str(tmp_path), "run/m1")
+    assert empty["row"].tolist() == [0, 2] and len(pairs.load_piece("run/m1-g0.pkl", str(tmp_path))) == 0
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +162,27 @@ def test_batches_commit_night_by_night_and_equal_one_batch_with_fits_on_the_clus
         ext.sort_values("night").reset_index(drop=True), ext_batched.sort_values("night").reset_index(drop=True)
     )
     assert (batched["zp_status"] == "ok").sum() >= 6, batched["zp_status"].tolist()
+
+
+def test_groups_of_one_frame_take_the_rows_of_other_groups_partitions_through_files(lake, dask_client, monkeypatch):
+    """A field's frames in several groups (here one frame each): each partition's task keeps one group's rows and
+    writes the others' to files; on the cluster (match tasks of several partitions, or one each) and in this
+    process the rows are those of whole-night groups."""
+    frames = calib.select_frames(lake)
+    prof = load_profile("demo")
+    calib.calibrate_frames(lake, frames, prof, "demo", redo=True)  # one group per night: the reference rows
+    reference, matches = _zeropoints(lake), _matches(lake)
+    monkeypatch.setattr(pairs, "GROUP_SOURCES", 1)  # (the driver plans the groups and the match tasks)
+    for task_sources, client in ((10**9, dask_client), (1, dask_client), (10**9, None)):
+        monkeypatch.setattr(pairs, "MATCH_TASK_SOURCES", task_sources)
+        with get_task_stream(dask_client) as stream:
+            report = calib.calibrate_frames(
+                lake, frames, prof, "demo", redo=True, scheduler=lambda c=client: contextlib.nullcontext(c)
+            )
+        assert report.calibrated == 9
+        pd.testing.assert_frame_equal(_zeropoints(lake), reference)
+        pd.testing.assert_frame_equal(_matches(lake), matches)
+        if client is not None:
+            names = [str(t["key"]) for t in stream.data]
+            assert sum(n.startswith("group_pairs") for n in names) == 9  # a group per frame
+            assert sum(n.startswith("match_split") for n in names) >= 1

@@ -45,10 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.calib import model, zeropoint
-from skylake.calib.crossmatch import CalibrationError
+from skylake.calib.crossmatch import CalibrationError, OpenRefcat, open_refcat
 from skylake.calib.pairs import BatchPairs
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rewrite_on_workers, rows_of
-from skylake.lake import Lake, tables
+from skylake.lake import Lake, pieces, tables
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import night_partition
 from skylake.profile import Calibration, Profile, ProfileError
@@ -523,8 +523,10 @@ def calibrate_frames(
         report.plots += _plot_stored(lake, again["frame_id"], refcat, key, plots, nights=again["night"])
     report.timings = dict.fromkeys(("setup", "match", "fit", "commit", "plots"), 0.0)
     report.timings["setup"] = time.monotonic() - t0
-    for batch in night_batches(todo, batch_sources):
-        _calibrate_batch(lake, batch, prof, refcat, path, key, redo, plots, scheduler, report)
+    batches = night_batches(todo, batch_sources)
+    opened = open_refcat(path) if batches else None  # read once for every batch
+    for batch in batches:
+        _calibrate_batch(lake, batch, prof, refcat, opened, key, redo, plots, scheduler, report)
     report.seconds = time.monotonic() - t0
     log.info("%s; timings [s]: %s", str(report).splitlines()[0], {k: round(v, 2) for k, v in report.timings.items()})
     return report
@@ -544,7 +546,7 @@ def _calibrate_batch(
     todo: pd.DataFrame,
     prof: Profile,
     refcat: str,
-    path: Path,
+    path: OpenRefcat,
     key: str,
     redo: bool,
     plots,
@@ -571,12 +573,12 @@ def _calibrate_batch(
         matched : float
             When the cross-match was done (:func:`time.monotonic`) [s].
         """
-        # lsdb reads the partitions on the workers, each in its own working directory.
-        pairs = BatchPairs.match(runner, lake.store.location, live, path, cal, fluxes)
+        pairs = BatchPairs.match(runner, lake.store.location, live, path, cal, fluxes, run=run)
         matched = time.monotonic()
         return _run_batch(pairs, todo, prof, refcat, key), matched
 
-    with scheduler() as client:
+    # the rows a group takes from another's partition go through files in the run's piece directory
+    with scheduler() as client, pieces.piece_run(lake.store) as run:
         runner = Runner(client)
         out, t2 = runner.again_if_died(match_and_fit, f"calibrating {len(todo)} frames of {_nights_of(todo)}")
         t3 = time.monotonic()

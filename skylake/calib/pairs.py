@@ -2,16 +2,17 @@
 
 ::
 
-    count tasks (workers)  per sources partition, its sources per frame (one column read; a few integers to
-                           the driver, while the matches run)
-    cross-match (workers)  per sources partition: each source its nearest star
-                           (:func:`~skylake.calib.crossmatch.candidate_pairs`)
+    count tasks (workers)  per sources partition, its sources per frame (one column read, several partitions a
+                           task; a few integers to the driver)
     driver                 the frame groups: each frame's home is the partition holding most of its sources
                            (:func:`home_groups`)
-    group task (worker)    one frame group's rows, sliced from the partitions that hold them: each (frame, star)
-                           its nearest source (the one-to-one step, exact: a group holds whole frames); the
-                           pairs stay there; returns whether a star has a colour and each frame's own aperture
-                           correction
+    cross-match (workers)  per sources partition holding frames of the batch: each source its nearest star
+                           (:func:`match_split`); the rows of the partition's main group (most of its sources)
+                           are the task's result, each other group's rows go to a file (:func:`piece_path`)
+    group task (worker)    one frame group's rows: the results of its home partitions and the files the other
+                           partitions wrote for it: each (frame, star) its nearest source (the one-to-one step,
+                           exact: a group holds whole frames); the pairs stay there; returns whether a star has
+                           a colour and each frame's own aperture correction
     driver                 the batch-wide steps from those: fit colours?, the aperture-correction fallback
     fit task (worker)      where the group's pairs are: calibrated flux, each frame's zeropoint fit and
                            astrometric residuals; the pairs keep their reject reasons there; returns a row per
@@ -26,11 +27,14 @@
 So the driver holds a few numbers per frame, never a pair, and a batch still writes one matches file per
 night. A frame group is the frames of one home partition in (night, frame_id) order, up to
 :data:`GROUP_SOURCES` sources: its task runs where that partition's pairs are, starts as soon as the
-partitions holding its frames are matched, and only the pairs of frames that cross a partition's edge move
-between workers (groups of consecutive frames ids took a slice of every
-partition they met: an all-to-all exchange of the batch's pairs). On a cluster the held pairs are futures
-(a task given them runs where they are; a worker that dies loses nothing the scheduler cannot recompute from
-the cross-match), in this process DataFrames: the same functions run either way
+partitions holding its frames are matched, and only the pairs of frames away from their home partition go
+through files (in the batch's piece directory, :func:`skylake.lake.pieces.piece_run`). A match task takes
+consecutive partitions keeping the same group, up to :data:`MATCH_TASK_SOURCES` sources (:func:`match_tasks`),
+whatever the groups they hold: the frames of one field observed all night are several groups, each in every
+partition of the field, and a split task and a slice task per group and partition (futures of one result's
+parts) were most of a batch's tasks, each ~1-2 ms of the scheduler's CPU. On a cluster the held pairs
+are futures (a task given them runs where they are; a worker that dies loses nothing the scheduler cannot
+recompute from the cross-match and the files), in this process DataFrames: the same functions run either way
 (:class:`skylake.runtime.Runner`), with the same results.
 """
 
@@ -42,7 +46,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from skylake.calib import astrometry, crossmatch, model, zeropoint
+from skylake.calib import astrometry, crossmatch, model, pixel_match, zeropoint
 from skylake.lake.nights import night_dir, night_partition, night_partitions
 from skylake.lake.tables import MATCHES
 from skylake.profile import Calibration
@@ -53,6 +57,10 @@ from skylake.schema import conform
 #: memory (~300 bytes a pair). Groups follow the partitions (:func:`home_groups`), so they are few whatever the
 #: frames' size and a batch's tasks stay few (~0.2 ms of the driver's CPU each).
 GROUP_SOURCES = 250_000
+#: Sources a match task reads at most (:func:`matched_groups`): consecutive partitions whose rows go mostly to one
+#: group are matched by one task up to this many (a larger partition is a task alone). A task costs the scheduler
+#: ~1-2 ms and the driver ~1 ms, a source's match ~5 us: ~1 s of work a task, and still tens of tasks a batch.
+MATCH_TASK_SOURCES = 200_000
 #: Columns of the final zeropoints a writer task needs per frame.
 ZP_COLUMNS = ["frame_id", "night", "zp", "color_term", "zp_err"]
 
@@ -145,90 +153,280 @@ def frames_split(part: pd.DataFrame, groups: list[list[int]]) -> tuple[pd.DataFr
     return tuple(part.iloc[rows[bounds[k] : bounds[k + 1]]] for k in range(len(groups)))
 
 
-def group_slices(runner: Runner, parts: list, present: list[np.ndarray], group_of: pd.Series) -> list[list]:
-    """Each frame group's slices of the partitions holding its frames, kept where the partitions are.
-
-    A partition whose frames all belong to one group is that group's slice as it is; any other is split once
-    (:func:`frames_split`) where it is, and each group takes its piece.
+def split_plan(counts: list, group_of: pd.Series) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """What each partition's match task does with its pairs: the frames of the batch it holds, their groups, and
+    the group it keeps (the one holding most of its sources).
 
     Parameters
     ----------
-    runner : skylake.runtime.Runner
-        Where the tasks run.
-    parts : list
-        The partitions' candidate pairs (held results).
-    present : list of numpy.ndarray
-        The frames of each partition (the first array of
-        :func:`~skylake.calib.pixel_match.count_partition`).
+    counts : list of tuple of numpy.ndarray
+        Per partition, its frames and their sources there
+        (:func:`~skylake.calib.pixel_match.count_partition`).
     group_of : pandas.Series
         Each frame's group, indexed by frame_id (:func:`home_groups`); frames not in it are left out.
 
     Returns
     -------
-    list of list
-        Per group (0, 1, ...), its slices (held results).
+    list of tuple of (numpy.ndarray, numpy.ndarray, int)
+        Per partition: its frames (int64), each frame's group (int64), the kept group (-1: no frame of the
+        batch, nothing to match).
     """
-    slices: list[list] = [[] for _ in range(int(group_of.max()) + 1 if len(group_of) else 1)]
-    for part, ids in zip(parts, present):
-        groups = group_of.reindex(ids).dropna().astype(int)
-        by_group = [(int(g), fids.index.tolist()) for g, fids in groups.groupby(groups.to_numpy())]
-        if not by_group:  # none of the batch's frames
+    out = []
+    for ids, n in counts:
+        ids, n = np.asarray(ids, np.int64), np.asarray(n, np.int64)
+        groups = group_of.reindex(ids).to_numpy()
+        mine = ~pd.isna(groups)
+        ids, n, groups = ids[mine], n[mine], groups[mine].astype(np.int64)
+        if not ids.size:
+            out.append((ids, groups, -1))
             continue
-        if len(by_group) == 1 and len(groups) == len(ids):  # only this group's frames: no split needed
-            slices[by_group[0][0]].append(part)
+        held = np.bincount(groups, weights=n)
+        out.append((ids, groups, int(np.argmax(held))))  # ties: the first group
+    return out
+
+
+def piece_path(prefix: str, group: int) -> str:
+    """The file of the pairs a match task hands group ``group`` (:func:`match_split`).
+
+    Parameters
+    ----------
+    prefix : str
+        The match task's prefix, in the batch's piece directory.
+    group : int
+        The frame group.
+
+    Returns
+    -------
+    str
+        The file's path, relative to the storage root.
+    """
+    return f"{prefix}-g{group}.pkl"
+
+
+def _concat(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    """Rows of several partitions in one DataFrame (the empty ones left out: their columns may lack a dtype)."""
+    rows = [p for p in pieces if len(p)]
+    if len(rows) > 1:
+        return pd.concat(rows, ignore_index=True)
+    return rows[0] if rows else pieces[0]
+
+
+def match_split(
+    parts: list[tuple],
+    spec: pixel_match.MatchSpec,
+    keep: int,
+    root: str,
+    prefix: str,
+) -> pd.DataFrame:
+    """A match task: the pairs of one or more partitions (:func:`~skylake.calib.pixel_match.match_partition`), split
+    by frame group.
+
+    The rows of group ``keep`` are the result (kept where it is made, for that group's task, which then runs
+    there); each other group's rows are written to its file (:func:`piece_path`), even when empty, for that group's
+    task to read (pickled, without fsync: read back within minutes). Re-running it (a worker died) rewrites the
+    same files, each replaced in one step.
+
+    Parameters
+    ----------
+    parts : list of tuple
+        Per partition: its :class:`~skylake.calib.pixel_match.PartitionTask`, the batch's frames in it and each
+        one's group (numpy arrays, :func:`split_plan`).
+    spec : skylake.calib.pixel_match.MatchSpec
+        The cross-match's settings.
+    keep : int
+        The group whose rows are returned.
+    root : str
+        The storage root of the pieces (the lake's location).
+    prefix : str
+        The task's prefix of the pieces' paths, relative to ``root``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of group ``keep``'s frames.
+    """
+    import pickle
+    import uuid
+
+    from skylake.lake.storage import Storage
+
+    by_group: dict[int, list] = {}
+    for task, frame_ids, groups in parts:
+        part = pixel_match.match_partition(task, spec)
+        names = np.unique(groups)
+        by_group.setdefault(keep, [part.iloc[:0]])
+        for g, piece in zip(names.tolist(), frames_split(part, [frame_ids[groups == g] for g in names])):
+            by_group.setdefault(g, []).append(piece)
+    store = None
+    for g, pieces in sorted(by_group.items()):
+        if g == keep:
             continue
-        split = runner.submit(frames_split, part, [fids for _, fids in by_group])
-        for k, (g, _) in enumerate(by_group):
-            slices[g].append(runner.submit(operator.getitem, split, k))
-    return slices
+        store = store or Storage(root)
+        rel = piece_path(prefix, g)
+        tmp = f"{rel}.{uuid.uuid4().hex[:8]}.tmp"
+        store.write_bytes(tmp, pickle.dumps(_concat(pieces), protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
+        store.replace(tmp, rel)
+    return _concat(by_group[keep])
 
 
-def matched_groups(runner: Runner, matches: list, counts: list, frames: pd.DataFrame) -> tuple[pd.Series, list[list]]:
-    """Run the cross-match and group its frames: each frame's group and each group's slices, held where they are.
+def load_piece(piece, root: str | None) -> pd.DataFrame:
+    """A group's rows of one partition: held (a DataFrame) or a file a match task wrote (:func:`match_split`).
 
-    The count tasks go first (one column each) and the frames are grouped (:func:`home_groups`) while the
-    matches run; no barrier follows: a group task given its slices starts once the partitions holding its
-    frames are matched.
+    Parameters
+    ----------
+    piece : pandas.DataFrame or str
+        The rows, or the path of their file relative to ``root``.
+    root : str or None
+        The storage root of the files.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows.
+    """
+    if isinstance(piece, pd.DataFrame):
+        return piece
+    import pickle
+
+    from skylake.lake.storage import Storage
+
+    return pickle.loads(Storage(root).read_bytes(piece))
+
+
+def match_tasks(tasks: list, counts: list, plan: list, max_sources: int = MATCH_TASK_SOURCES) -> list[tuple[int, list]]:
+    """The match tasks: consecutive partitions keeping the same group, up to ``max_sources`` sources a task.
+
+    Parameters
+    ----------
+    tasks : list of skylake.calib.pixel_match.PartitionTask
+        The partitions.
+    counts : list of tuple of numpy.ndarray
+        Per partition, its frames and their sources there.
+    plan : list of tuple
+        Per partition, :func:`split_plan`'s frames, groups and kept group.
+    max_sources : int, optional
+        The sources a task reads at most (a larger partition is a task alone).
+
+    Returns
+    -------
+    list of tuple of (int, list)
+        Per task: the group it keeps and its partitions (:func:`match_split`'s ``parts``); partitions without
+        frames of the batch are left out.
+    """
+    out: list[tuple[int, list]] = []
+    held = 0
+    for task, (_, n), (ids, groups, keep) in zip(tasks, counts, plan):
+        if keep < 0:
+            continue
+        size = int(np.asarray(n, np.int64).sum())
+        if not out or out[-1][0] != keep or held + size > max_sources:
+            out.append((keep, []))
+            held = 0
+        out[-1][1].append((task, ids, groups))
+        held += size
+    return out
+
+
+def matched_groups(
+    runner: Runner,
+    tasks: list,
+    spec: pixel_match.MatchSpec,
+    frames: pd.DataFrame,
+    root: str,
+    run: str,
+    start,
+) -> pd.Series:
+    """Run the cross-match of a batch's frames and hand each frame group its pairs, where they are.
+
+    The count tasks go first (one column each, :data:`~skylake.calib.pixel_match.COUNT_TASK` partitions a
+    task) and the frames are grouped (:func:`home_groups`); then each match task (:func:`match_split`), of
+    consecutive partitions whose rows go mostly to one group, up to :data:`MATCH_TASK_SOURCES` sources
+    (:func:`match_tasks`), keeps that group's rows and writes each other group's to a file in ``run``. So a
+    partition costs no task of its own whatever the groups it holds (a split and a slice per group and partition
+    were a task each), and only the rows of frames away from their home partition go through files. ``start`` is
+    called for each group as soon as the tasks that wrote its files are done (the held results among its pieces
+    are waited for by the task given them).
 
     Parameters
     ----------
     runner : skylake.runtime.Runner
         Where the tasks run.
-    matches, counts : list of dask.delayed.Delayed
-        The cross-match's partition tasks and its count tasks
-        (:func:`~skylake.calib.crossmatch.candidate_pairs` with ``with_counts``).
+    tasks : list of skylake.calib.pixel_match.PartitionTask
+        The cross-match's partitions (:func:`~skylake.calib.pixel_match.plan`).
+    spec : skylake.calib.pixel_match.MatchSpec or None
+        The cross-match's settings (None without partitions).
     frames : pandas.DataFrame
         The batch's rows of LAKE/frames, with ``frame_id`` and ``night``.
+    root : str
+        The storage root of ``run`` (the lake's location).
+    run : str
+        A directory for the pieces, relative to ``root`` (:func:`skylake.lake.pieces.piece_run`), alive until the
+        groups' pairs are no longer needed.
+    start : callable
+        ``start(group_of, group, pieces)``: each frame's group (:func:`home_groups`), a group and its pieces,
+        each held (a result of :meth:`Runner.submit`) or a file's path (:func:`load_piece`).
 
     Returns
     -------
-    group_of : pandas.Series
-        Each frame's group, by frame_id.
-    slices : list of list
-        Per group, its slices of the partitions (:func:`group_slices`).
+    pandas.Series
+        Each frame's group, by frame_id (:func:`home_groups`).
     """
-    counts = runner.compute(counts, priority=10)  # one column each: done while the matches run
-    parts = runner.compute(matches)
-    counts = [c for chunk in runner.gather(counts) for c in chunk]  # a count task counts several partitions
-    group_of = home_groups(frames, counts)
-    return group_of, group_slices(runner, parts, [ids for ids, _ in counts], group_of)
+    chunks = [tasks[k : k + pixel_match.COUNT_TASK] for k in range(0, len(tasks), pixel_match.COUNT_TASK)]
+    counted = [runner.submit(pixel_match.count_partitions, chunk, spec, priority=10) for chunk in chunks]
+    counts = [c for chunk in runner.gather(counted) for c in chunk]  # a count task counts several partitions
+    group_of = home_groups(frames, counts, GROUP_SOURCES)
+    n_groups = int(group_of.max()) + 1 if len(group_of) else 1
+    held: list[list] = [[] for _ in range(n_groups)]
+    files: list[list[tuple[int, str]]] = [[] for _ in range(n_groups)]  # (match task, path)
+    waiting: dict[int, set[int]] = {}  # match task -> the groups waiting for its files
+    futures = {}
+    for k, (keep, parts) in enumerate(match_tasks(tasks, counts, split_plan(counts, group_of), MATCH_TASK_SOURCES)):
+        prefix = f"{run}/m{k}"
+        futures[k] = runner.submit(match_split, parts, spec, keep, root, prefix)
+        held[keep].append(futures[k])
+        for g in sorted({int(g) for _, _, groups in parts for g in np.unique(groups)} - {keep}):
+            files[g].append((k, piece_path(prefix, g)))
+            waiting.setdefault(k, set()).add(g)
+    missing = [{k for k, _ in files[g]} for g in range(n_groups)]
+
+    def ready(g):
+        """Hand group ``g`` its pieces: the held results it keeps, then the files written for it.
+
+        Parameters
+        ----------
+        g : int
+            The group.
+        """
+        start(group_of, g, held[g] + [rel for _, rel in files[g]])
+
+    for g in range(n_groups):
+        if not missing[g]:
+            ready(g)
+    for k in runner.as_completed([futures[k] for k in waiting], list(waiting)):
+        for g in sorted(waiting[k]):
+            missing[g].discard(k)
+            if not missing[g]:
+                ready(g)
+    return group_of
 
 
 def group_pairs(
-    slices: list[pd.DataFrame], frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...]
+    slices: list, frames: pd.DataFrame, cal: Calibration, extra_columns: tuple[str, ...], root: str | None = None
 ) -> tuple[pd.DataFrame, dict]:
     """A group task: the one-to-one pairs of its frames from their partitions' ``slices``, and a summary.
 
     Parameters
     ----------
-    slices : list of pandas.DataFrame
-        The group's rows of every partition holding them.
+    slices : list of pandas.DataFrame or str
+        The group's rows of every partition holding them, or the files holding them (:func:`load_piece`).
     frames : pandas.DataFrame
         The group's rows of LAKE/frames, with ``frame_id`` and ``saturation``.
     cal : skylake.profile.Calibration
         The profile's ``[calibration]`` settings.
     extra_columns : tuple of str
         Further source columns (other fluxes).
+    root : str, optional
+        The storage root of the files among ``slices``.
 
     Returns
     -------
@@ -239,7 +437,7 @@ def group_pairs(
         (:func:`~skylake.calib.model.own_aperture_corrections`, from the pairs the star cuts keep for their
         photometry; None for the Kron flux), ``matched`` the frames with pairs.
     """
-    pairs = crossmatch.one_to_one_pairs(slices, extra_columns)
+    pairs = crossmatch.one_to_one_pairs([load_piece(p, root) for p in slices], extra_columns)
     summary = {
         "has_color": bool(np.isfinite(pairs["ref_color"].to_numpy(float)).any()),
         "apcor": None,
@@ -472,12 +670,13 @@ class BatchPairs:
         refcat_path,
         cal: Calibration,
         extra_columns: tuple[str, ...] = (),
+        run: str = "",
     ) -> "BatchPairs":
         """Cross-match ``frames`` with the catalogue and reduce each frame group to one-to-one pairs.
 
-        The workers match each sources partition; the frames are grouped by the partition holding most of their
-        pairs, each partition's rows are sliced by group and each group reduced to one-to-one pairs where they
-        land.
+        The frames are grouped by the partition holding most of their sources (:func:`matched_groups`); the
+        workers match each sources partition, keep its home group's rows and write the others' to files in
+        ``run``; each group is reduced to one-to-one pairs where its home partition's rows are.
 
         Parameters
         ----------
@@ -487,36 +686,48 @@ class BatchPairs:
             The lake's location (a local path or ``s3://`` URL).
         frames : pandas.DataFrame
             Live rows of LAKE/frames.
-        refcat_path : pathlib.Path
-            The reference catalogue's collection.
+        refcat_path : pathlib.Path or skylake.calib.crossmatch.OpenRefcat
+            The reference catalogue's collection, or that collection open.
         cal : skylake.profile.Calibration
             The profile's ``[calibration]`` settings.
         extra_columns : tuple of str, optional
             Further source columns (other fluxes).
+        run : str, optional
+            A directory of the lake for the rows that go to another group's task (:func:`matched_groups`), alive
+            while the batch's pairs are.
 
         Returns
         -------
         BatchPairs
             The batch's pairs, held by the workers.
         """
-        matches, counts = crossmatch.candidate_pairs(
-            lake_path,
-            frames,
-            refcat_path,
-            cal.band,
-            cal.color,
-            cal.match_radius_arcsec,
-            extra_columns,
-            with_counts=True,
+        tasks, spec = crossmatch.candidate_plan(
+            lake_path, frames, refcat_path, cal.band, cal.color, cal.match_radius_arcsec, extra_columns, runner
         )
-        group_of, slices = matched_groups(runner, matches, counts, frames)
+        made: dict[int, tuple] = {}
+        codes: list = []
+
+        def start(group_of: pd.Series, g: int, pieces: list):
+            """Submit group ``g``'s task (:func:`group_pairs`), its pieces ready.
+
+            Parameters
+            ----------
+            group_of : pandas.Series
+                Each frame's group.
+            g : int
+                The group.
+            pieces : list
+                Its pieces (:func:`load_piece`).
+            """
+            if not codes:
+                codes.append(frames["frame_id"].map(group_of).to_numpy())
+            mine = frames[codes[0] == g]
+            made[g] = _held_and_small(runner, group_pairs, pieces, mine, cal, extra_columns, root=lake_path)
+
+        group_of = matched_groups(runner, tasks, spec, frames, lake_path, run, start)
         batch = cls(runner, frames, cal, group_of)
-        made = [
-            _held_and_small(runner, group_pairs, slices[g], batch._frames_of(g), cal, extra_columns)
-            for g in range(batch.n_groups)
-        ]
-        batch.held = [h for h, _ in made]
-        batch.summaries = runner.gather([s for _, s in made])
+        batch.held = [made[g][0] for g in range(batch.n_groups)]
+        batch.summaries = runner.gather([made[g][1] for g in range(batch.n_groups)])
         return batch
 
     @property

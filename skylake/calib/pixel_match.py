@@ -24,9 +24,10 @@ DataFrame assembly, which cost ~30x the k-d tree query (benchmarks/crossmatch.py
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,7 @@ class PartitionTask:
     pixel : int
         Its pixel (NESTED).
     path : object
-        Its file, or directory of files (a ``UPath``).
+        Its file, or directory of files (a local path as a string, else a ``UPath``).
     refs : tuple of tuple
         Per reference partition met: its ``(order, pixel)`` and the paths of its file and of its margin's
         file (None without margin rows).
@@ -115,6 +116,19 @@ class MatchSpec:
             if need not in self.ref_columns:
                 raise ValueError(f"the reference columns {list(self.ref_columns)} lack {need!r}")
 
+    def __reduce__(self):
+        # pickled once (its schema costs ~0.3 ms), however many tasks it goes to
+        blob = self.__dict__.get("_pickled")
+        if blob is None:
+            blob = pickle.dumps({f.name: getattr(self, f.name) for f in fields(self)}, pickle.HIGHEST_PROTOCOL)
+            object.__setattr__(self, "_pickled", blob)
+        return (_spec_from_pickle, (blob,))
+
+
+def _spec_from_pickle(blob: bytes) -> MatchSpec:
+    """A :class:`MatchSpec` from its pickled fields (:meth:`MatchSpec.__reduce__`)."""
+    return MatchSpec(**pickle.loads(blob))
+
 
 def plan(sources, refcat, moc) -> list[PartitionTask]:
     """The partition tasks of a cross-match of the catalog ``sources`` with the collection ``refcat`` in ``moc``.
@@ -123,8 +137,9 @@ def plan(sources, refcat, moc) -> list[PartitionTask]:
     ----------
     sources : hats.catalog.Catalog
         The sources catalog (LAKE/sources).
-    refcat : hats.catalog.CatalogCollection
-        The reference collection, with its default margin.
+    refcat : hats.catalog.CatalogCollection or skylake.calib.crossmatch.OpenRefcat
+        The reference collection, with its default margin (read here), or the two of them read once
+        (:func:`~skylake.calib.crossmatch.open_refcat`).
     moc : mocpy.MOC
         The sky to match (the batch's footprints, padded by the radius).
 
@@ -138,9 +153,12 @@ def plan(sources, refcat, moc) -> list[PartitionTask]:
     from hats.pixel_math import HealpixPixel
     from hats.pixel_tree.pixel_alignment import align_with_mocs
 
+    if hasattr(refcat, "collection"):  # an OpenRefcat: its margin already read
+        refcat, margin = refcat.collection, refcat.margin
+    else:
+        margin_dir = refcat.default_margin_catalog_dir
+        margin = hats.read_hats(margin_dir) if margin_dir is not None else None
     main = refcat.main_catalog
-    margin_dir = refcat.default_margin_catalog_dir
-    margin = hats.read_hats(margin_dir) if margin_dir is not None else None
     in_margin = {(p.order, p.pixel) for p in margin.get_healpix_pixels()} if margin is not None else set()
     if not len(sources.pixel_tree) or not len(main.pixel_tree):
         return []
@@ -152,8 +170,8 @@ def plan(sources, refcat, moc) -> list[PartitionTask]:
     for s_order, s_pixel, r_order, r_pixel in pairs:
         ref = HealpixPixel(int(r_order), int(r_pixel))
         files = (
-            paths.pixel_catalog_file(main.catalog_base_dir, ref, npix_suffix=main.catalog_info.npix_suffix),
-            paths.pixel_catalog_file(margin.catalog_base_dir, ref, npix_suffix=margin.catalog_info.npix_suffix)
+            _plain(paths.pixel_catalog_file(main.catalog_base_dir, ref, npix_suffix=main.catalog_info.npix_suffix)),
+            _plain(paths.pixel_catalog_file(margin.catalog_base_dir, ref, npix_suffix=margin.catalog_info.npix_suffix))
             if (ref.order, ref.pixel) in in_margin
             else None,
         )
@@ -163,11 +181,21 @@ def plan(sources, refcat, moc) -> list[PartitionTask]:
         PartitionTask(
             order,
             pixel,
-            paths.pixel_catalog_file(sources.catalog_base_dir, HealpixPixel(order, pixel), npix_suffix=suffix),
+            _plain(paths.pixel_catalog_file(sources.catalog_base_dir, HealpixPixel(order, pixel), npix_suffix=suffix)),
             tuple(refs),
         )
         for (order, pixel), refs in tasks.items()
     ]
+
+
+def _plain(path):
+    """A local ``UPath`` as its path (a string: unpickling a ``UPath`` costs ~0.1 ms, and a batch's tasks carry
+    hundreds); any other as it is (an object store's keeps its filesystem)."""
+    fs = getattr(path, "fs", None)
+    if fs is None:
+        return path
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return str(path.path) if {"file", "local"} & set(protocols) else path
 
 
 def match_delayed(sources, refcat, moc, spec: MatchSpec, with_counts: bool = False) -> list | tuple[list, list]:
@@ -177,8 +205,8 @@ def match_delayed(sources, refcat, moc, spec: MatchSpec, with_counts: bool = Fal
     ----------
     sources : hats.catalog.Catalog
         The sources catalog.
-    refcat : hats.catalog.CatalogCollection
-        The reference collection, with its default margin.
+    refcat : hats.catalog.CatalogCollection or skylake.calib.crossmatch.OpenRefcat
+        The reference collection, with its default margin (:func:`plan`).
     moc : mocpy.MOC
         The sky to match.
     spec : MatchSpec
