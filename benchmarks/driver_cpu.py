@@ -27,7 +27,8 @@ changed per copy (new bytes: new frames to the lake), and SYNTHETIC 4096x4096 fr
 ratio driver / workers, for the calibration the driver's share of all the CPU, driver / (driver + workers),
 and for both the central cost, (driver + scheduler) / workers (the goal: at most 2 %, a ceiling of 50
 workers or more; ``GOAL_CENTRAL``), then the same without the scheduler's timers: its CPU with nothing to do
-(measured first, ~15 ms/s on 2 cores: dask's 20 ms event-loop tick, the system monitor, heartbeats), times
+(measured first: ~3 ms/s with the 1 s event-loop tick docs/cluster.md starts a scheduler with, the
+default here; ~15 ms/s with dask's 20 ms, ``--tick dask``: the tick, the system monitor, heartbeats), times
 each run's wall time, which 2 workers pay as much as 50 would. Nothing is asserted. It runs whatever
 skylake is first on ``PYTHONPATH`` (driver and workers alike): ``PYTHONPATH=/tmp/before`` measures a
 checkout of another version (copy this file there).
@@ -77,8 +78,10 @@ def _tree_cpu(pids: list[int]) -> float:
 class Cluster:
     """A ``dask scheduler`` and ``n`` ``dask worker`` processes in their own process groups."""
 
-    def __init__(self, work: Path, n: int = 2, memory_limit: str = "3GB"):
+    def __init__(self, work: Path, n: int = 2, memory_limit: str = "3GB", tick: str | None = "1s"):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+        if tick:  # the scheduler as docs/cluster.md starts it
+            env["DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL"] = tick
         work.mkdir(parents=True, exist_ok=True)
         self.address_file = work / "scheduler.json"
         self.procs = [
@@ -251,6 +254,12 @@ def main(argv=None) -> int:
         default=4096,
         help="their size in pixels (stars in proportion: ~8000 pairs per frame at 4096)",
     )
+    parser.add_argument(
+        "--tick",
+        default="1s",
+        help="the scheduler's and workers' event-loop health tick (distributed.admin.tick.interval): 1s as "
+        "docs/cluster.md starts a scheduler (default), 'dask' for dask's own 20 ms",
+    )
     args = parser.parse_args(argv)
     import logging
 
@@ -259,10 +268,13 @@ def main(argv=None) -> int:
     from skylake.synthetic import write_demo_night
 
     tmp = Path(tempfile.mkdtemp(prefix="skylake-cpu-"))
-    cluster = Cluster(tmp / "cluster")
+    cluster = Cluster(tmp / "cluster", tick=None if args.tick == "dask" else args.tick)
     try:
         time.sleep(2)
-        print(f"scheduler idle: {1e3 * cluster.idle_rate():.1f} ms of CPU per second (10 s, nothing submitted)")
+        print(
+            f"scheduler idle: {1e3 * cluster.idle_rate():.1f} ms of CPU per second (10 s, nothing submitted; "
+            f"tick {'20ms (dask)' if args.tick == 'dask' else args.tick})"
+        )
         sets = []
         if SKYCAMZ.is_dir() and args.skycamz_copies:
             sets.append(

@@ -406,6 +406,13 @@ class SchedulerError(LakeError):
     """The dask scheduler given by address cannot be reached (a usage error, exit 2)."""
 
 
+#: The interval of dask's event-loop health check (``distributed.admin.tick.interval``, 20 ms by default) on
+#: skylake's own clusters; docs/cluster.md starts a cluster's scheduler with it
+#: (``DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL``). A stalled loop is still reported after
+#: ``distributed.admin.tick.limit`` (3 s).
+SCHEDULER_TICK = "1s"
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None):
     """A client for ``scheduler`` (an address), "synchronous" (no cluster), or a new LocalCluster.
@@ -460,8 +467,15 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
     # shutdown would print a traceback after the work is done.
     quiet = logging.CRITICAL if logging.getLogger().getEffectiveLevel() > logging.DEBUG else logging.DEBUG
     # A task that kills its worker is retried once by Runner.map (then rejected), not 3 times by the scheduler.
+    # The event-loop health tick every 1 s, not 20 ms: the scheduler here is the driver's, and at 20 ms it
+    # costs ~15 ms of CPU a second with nothing to do (docs/cluster.md starts a cluster's scheduler so too).
+    settings = {
+        "distributed.nanny.pre-spawn-environ": environ,
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.admin.tick.interval": SCHEDULER_TICK,
+    }
     with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.scheduler.allowed-failures": 0}),
+        dask.config.set(settings),
         LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=quiet
         ) as cluster,
