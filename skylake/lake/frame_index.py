@@ -278,13 +278,16 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
     from skylake.lake.log import FileAction
     from skylake.runtime import Runner
 
-    new = _split(pa.concat_tables(added)) if added else {}
-    buckets = sorted(set(new) | set(dropped_buckets))
+    rows = pa.concat_tables(added) if added else table_schema(FRAME_INDEX).empty_table()
+    of_row = buckets_of(rows)
+    buckets = sorted(set(of_row) | set(dropped_buckets))
     if not buckets:
         return
     runner = tx.runner or Runner(None)
     n = max(1, min(runner.workers(), len(buckets) // MIN_BUCKETS_PER_TASK))
-    chunks = [(buckets[k::n], {b: new[b] for b in buckets[k::n] if b in new}) for k in range(n)]
+    # a task gets its rows as one compact table: a pickled slice carries its parent's whole buffers (224
+    # one-row slices of a batch's rows were 3.7 MB and 0.15 s of the driver's pickling)
+    chunks = [(buckets[k::n], rows.filter(pa.array(np.isin(of_row, buckets[k::n]))).combine_chunks()) for k in range(n)]
     for actions in runner.map(
         rewrite_buckets,
         chunks,
@@ -303,14 +306,14 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
 
 
 def rewrite_buckets(
-    item: tuple[list[str], dict[str, pa.Table]], lake_root: str, batch_id: str, dropped_ids: list[int]
+    item: tuple[list[str], pa.Table], lake_root: str, batch_id: str, dropped_ids: list[int]
 ) -> list[tuple[str, str, int, int]]:
     """A task: rewrite some buckets, as one file per bucket staged in a batch.
 
     Parameters
     ----------
-    item : tuple of (list of str, dict of str to pyarrow.Table)
-        The buckets, and the rows each gains.
+    item : tuple of (list of str, pyarrow.Table)
+        The buckets, and the index rows they gain (each goes to its own bucket).
     lake_root : str
         The lake's location (:attr:`Storage.location`).
     batch_id : str
@@ -329,7 +332,8 @@ def rewrite_buckets(
     from skylake.lake.storage import Storage
 
     store = Storage(lake_root)
-    buckets, new = item
+    buckets, added = item
+    new = _split(added)
     drop = pa.array(dropped_ids, type=pa.int64())
     actions = []
     for b in buckets:
