@@ -29,9 +29,11 @@ and for both the central cost, (driver + scheduler) / workers (the goal: at most
 workers or more; ``GOAL_CENTRAL``), then the same without the scheduler's timers: its CPU with nothing to do
 (measured first: ~3 ms/s with the 1 s event-loop tick docs/cluster.md starts a scheduler with, the
 default here; ~15 ms/s with dask's 20 ms, ``--tick dask``: the tick, the system monitor, heartbeats), times
-each run's wall time, which 2 workers pay as much as 50 would. Nothing is asserted. It runs whatever
-skylake is first on ``PYTHONPATH`` (driver and workers alike): ``PYTHONPATH=/tmp/before`` measures a
-checkout of another version (copy this file there).
+each run's wall time, which 2 workers pay as much as 50 would; and, last, without dask's own cost of a busy
+worker as well (measured second, on tasks that only spin: mostly the heartbeats, which dask sends every 0.5 s
+from up to 10 workers and every 2 s from 50-199), which leaves skylake's tasks and the driver. Nothing is asserted.
+It runs whatever skylake is first on ``PYTHONPATH`` (driver and workers alike): ``PYTHONPATH=/tmp/before``
+measures a checkout of another version (copy this file there).
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class Cluster:
         self.client = Client(scheduler_file=str(self.address_file), timeout=60)
         self.client.wait_for_workers(n, timeout=120)
         self.idle = 0.0  # the scheduler's CPU seconds per second with nothing to do (idle_rate)
+        self.busy = 0.0  # its CPU seconds per second of the workers' CPU on tasks that only spin (busy_rate)
 
     def idle_rate(self, seconds: float = 10.0) -> float:
         """The scheduler's CPU seconds per second while the cluster has nothing to do: its timers (the event
@@ -158,6 +161,32 @@ class Cluster:
         self.idle = (_tree_cpu([self.scheduler_pid]) - s0) / (time.perf_counter() - t0)
         return self.idle
 
+    def busy_rate(self, seconds_each: float = 0.25, per_worker: int = 8) -> float:
+        """The scheduler's CPU seconds per second of a worker's work beyond :attr:`idle`, for tasks that only
+        spin (no skylake): dask's own cost of a busy worker (its heartbeats, every 0.5 s at up to 10
+        workers, carry the metrics of its tasks) and of a few long tasks. Sets :attr:`busy`.
+
+        Parameters
+        ----------
+        seconds_each : float
+            Each task's CPU time [s].
+        per_worker : int
+            Tasks a worker.
+
+        Returns
+        -------
+        float
+            The rate [s of the scheduler's CPU per s of the workers'].
+        """
+        n = per_worker * len(self.worker_pids)
+        self.client.gather(self.client.map(_spin, [0.01] * n, pure=False))  # the function reaches the workers
+        s0, w0, t0 = _tree_cpu([self.scheduler_pid]), _tree_cpu(self.worker_pids), time.perf_counter()
+        self.client.gather(self.client.map(_spin, [seconds_each] * n, pure=False))
+        wall = time.perf_counter() - t0
+        s1, w1 = _tree_cpu([self.scheduler_pid]), _tree_cpu(self.worker_pids)
+        self.busy = max(0.0, (s1 - s0) - self.idle * wall) / (w1 - w0)
+        return self.busy
+
     @property
     def scheduler_pid(self) -> int:
         return self.procs[0].pid
@@ -178,6 +207,14 @@ class Cluster:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def _spin(seconds: float) -> float:
+    """A task that only uses ``seconds`` of CPU."""
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
+        pass
+    return seconds
 
 
 def skycamz_copies(out: Path, copies: int, tag: str) -> list[str]:
@@ -275,6 +312,10 @@ def main(argv=None) -> int:
             f"scheduler idle: {1e3 * cluster.idle_rate():.1f} ms of CPU per second (10 s, nothing submitted; "
             f"tick {'20ms (dask)' if args.tick == 'dask' else args.tick})"
         )
+        print(
+            f"scheduler busy: {1e3 * cluster.busy_rate():.1f} ms of CPU per second of a worker's CPU beyond idle "
+            f"(16 tasks that only spin, 0.25 s each: dask's own cost of a busy worker)"
+        )
         sets = []
         if SKYCAMZ.is_dir() and args.skycamz_copies:
             sets.append(
@@ -313,7 +354,7 @@ def main(argv=None) -> int:
                 f"{1e3 * med['wall']:.0f}; driver / workers = {100 * ratio:.1f} % (ceiling {1 / ratio:.0f} workers)"
             )
             print("   runs driver/workers: " + " ".join(f"{100 * r['driver'] / r['workers']:.1f}%" for r in runs))
-            _central(runs, med, cluster.idle)
+            _central(runs, med, cluster)
         for k, n in enumerate(f for f in args.calib_frames if f > 0):
             _calibration_set(cluster, tmp, args, n, k)
     finally:
@@ -362,21 +403,33 @@ def _calibration_set(cluster: Cluster, tmp: Path, args, frames: int, k: int) -> 
         f"{100 * med['driver'] / (med['driver'] + med['workers']):.1f} %"
     )
     print("   runs driver share: " + " ".join(f"{100 * r['driver'] / (r['driver'] + r['workers']):.1f}%" for r in runs))
-    _central(runs, med, cluster.idle)
+    _central(runs, med, cluster)
 
 
-def _central(runs: list[dict], med: dict, idle: float) -> None:
+def _central(runs: list[dict], med: dict, cluster: Cluster) -> None:
     """Print the driver's plus the scheduler's CPU against the workers' (the central cost of a unit of work,
     the goal: at most ``GOAL_CENTRAL`` %), its median and each run's; then the same without the scheduler's
-    timers (``idle`` CPU seconds per second, :meth:`Cluster.idle_rate`, times each run's wall time)."""
+    timers (:attr:`Cluster.idle` CPU seconds per second times each run's wall time), and without dask's own
+    cost of busy workers as well (:attr:`Cluster.busy` per second of the workers' CPU): what is left is
+    skylake's tasks and the driver."""
     share = 100 * (med["driver"] + med["scheduler"]) / med["workers"]
     each = " ".join(f"{100 * (r['driver'] + r['scheduler']) / r['workers']:.1f}%" for r in runs)
     verdict = "met" if share <= GOAL_CENTRAL else "not met"
     print(f"   (driver + scheduler) / workers = {share:.1f} % (goal <= {GOAL_CENTRAL:g} %: {verdict}); runs: {each}")
+    idle, busy = cluster.idle, cluster.busy
     net = [100 * (r["driver"] + max(0.0, r["scheduler"] - idle * r["wall"])) / r["workers"] for r in runs]
     print(
         f"   without the scheduler's timers ({1e3 * idle:.1f} ms/s idle, the same at any number of workers): "
         f"{statistics.median(net):.1f} %; runs: " + " ".join(f"{x:.1f}%" for x in net)
+    )
+    own = [
+        100 * (r["driver"] + max(0.0, r["scheduler"] - idle * r["wall"] - busy * r["workers"])) / r["workers"]
+        for r in runs
+    ]
+    print(
+        f"   and without dask's cost of busy workers ({1e3 * busy:.1f} ms per worker-second here, heartbeats every "
+        f"0.5 s; dask spaces them 2 s apart at 50-199 workers): {statistics.median(own):.1f} %; runs: "
+        + " ".join(f"{x:.1f}%" for x in own)
     )
 
 
