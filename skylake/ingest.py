@@ -21,6 +21,7 @@ import functools
 import glob
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -308,16 +309,23 @@ def _frames_table(results: list[FrameResult], frame_ids: np.ndarray, batch_id: s
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _stage_sources(
+def _start_sources(
     tx: Transaction, results: list[FrameResult], frame_ids: np.ndarray, runner: Runner, trails: dict | None = None
-):
-    """Writer tasks read the frames' pieces and stage the batch's source files, one per partition
-    (:mod:`skylake.lake.pieces`); the transaction records what they staged. ``trails``: frame id -> its real
-    trails, for frames whose ON_STREAK flags are made again (static artefacts found at this commit)."""
+) -> Iterator:
+    """Start the writer tasks that read the frames' pieces and stage the batch's source files, one per partition
+    (:mod:`skylake.lake.pieces`); what they staged is for ``tx.add_staged_sources``. ``trails``: frame id -> its
+    real trails, for frames whose ON_STREAK flags are made again (static artefacts found at this commit).
+
+    Returns
+    -------
+    iterator
+        Each writer's staged files, as the writers finish (on a cluster they run from now on; here each is
+        written as it is asked for).
+    """
     frames = [(r.piece, int(fid), r.pixels) for r, fid in zip(results, frame_ids) if r.n_sources]
     partitions = tx.source_partitions()
     _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
-    for staged in runner.map(
+    return runner.map(
         pieces.write_sources,
         plans,
         window=len(plans),
@@ -327,8 +335,7 @@ def _stage_sources(
         partitions=partitions,
         sources_per_frame=SOURCES_PER_FRAME,
         amend=functools.partial(reflag_streaks, trails) if trails else None,
-    ):
-        tx.add_staged_sources(staged)
+    )
 
 
 # -- removing frames (--redo) ------------------------------------------------------------------------
@@ -483,7 +490,8 @@ def commit_batch(
 
             found, trails = static_artefacts(lake, todo, profile, replaced=old)
         ids = tx.allocate_frame_ids(len(todo))
-        _stage_sources(tx, todo, ids, runner or Runner(None), {int(ids[k]): t for k, t in trails.items()})
+        # the writers run on the workers while this process stages the rest, the index's tasks behind them
+        writing = _start_sources(tx, todo, ids, runner or Runner(None), {int(ids[k]): t for k, t in trails.items()})
         if any(STREAKS in r.extras for r in todo):
             stage_static_artefacts(tx, found, ids)
         nights = [frame_night(r.record) for r in todo]
@@ -493,6 +501,9 @@ def commit_batch(
             stage_allsky(tx, todo, ids, nights)
         if profile is not None:
             stage_profile(tx, profile)
+        tx.stage_frame_index()
+        for staged in writing:
+            tx.add_staged_sources(staged)
         entry = tx.commit(summary={"frames": len(todo), "redo": redo, "replaced": sorted(old)})
     report.committed_keys.update(r.frame_key for r in todo)
     report.nights.update(frame_night(r.record) for r in todo)

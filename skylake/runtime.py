@@ -286,7 +286,7 @@ class Runner:
             return func()
 
     def map(self, func, items: list, window: int, on_died=None, split=None, priority: int = 0, **kwargs) -> Iterator:
-        """Yield ``func(item, **kwargs)`` results as they complete, with at most ``window`` in flight.
+        """The results of ``func(item, **kwargs)`` as they complete, with at most ``window`` tasks in flight.
 
         A task whose worker dies (``distributed.KilledWorker``: out of memory, a crash in C code) is
         tried once more at the end, alone on the cluster (a dying worker takes the tasks beside it down
@@ -312,22 +312,22 @@ class Runner:
         **kwargs : object
             Keyword arguments of ``func``.
 
-        Yields
-        ------
-        object
-            Each task's result, in order of completion on a cluster (in order of ``items`` here); the
-            results of items tried again come last.
+        Returns
+        -------
+        iterator
+            Each task's result, in order of completion on a cluster (in order of ``items`` here, each
+            computed as it is asked for); the results of items tried again come last. On a cluster the
+            first ``window`` tasks are submitted before this returns, so the caller can do other work
+            while they run.
 
         Raises
         ------
         distributed.KilledWorker
-            An item's worker died again and there is no ``on_died``.
+            An item's worker died again and there is no ``on_died`` (when the iterator reaches it).
         """
         if self.client is None:
-            for item in items:
-                yield func(item, **kwargs)
-            return
-        from distributed import KilledWorker, as_completed
+            return (func(item, **kwargs) for item in items)
+        from distributed import as_completed
 
         def compute(item):  # not dask.delayed: it would tokenise the profile for every task (13 ms)
             """Submit the task of one item.
@@ -347,7 +347,6 @@ class Runner:
         items = list(items)
         pending = as_completed()
         submitted = {}  # future key -> item
-        suspects = []  # items whose worker died under them
 
         def submit(item):
             """Submit the task of one item, adding its future to those pending.
@@ -363,6 +362,15 @@ class Runner:
 
         for item in items[:window]:
             submit(item)
+        return self._results(items, window, pending, submitted, submit, compute, on_died, split)
+
+    @staticmethod
+    def _results(items, window: int, pending, submitted: dict, submit, compute, on_died, split) -> Iterator:
+        """The results of :meth:`map`'s tasks as they complete, submitting the rest as a window's slot frees
+        and trying the tasks of died workers again; see :meth:`map`."""
+        from distributed import KilledWorker
+
+        suspects = []  # items whose worker died under them
         nxt = window
         for future in pending:
             item = submitted.pop(future.key)

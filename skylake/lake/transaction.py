@@ -65,6 +65,7 @@ class Transaction:
         # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
         self.index_added: list[pa.Table] = []
         self.index_dropped: tuple[set[int], set[str]] = (set(), set())
+        self.index_staged = False  # stage_frame_index ran: no frame may be staged or removed after it
         self.count_changes = counts.Changes()  # rows of frames and zeropoints added and dropped, for status
         self.runner = None  # a skylake.runtime.Runner: where writer tasks run (None: in this process)
 
@@ -280,6 +281,7 @@ class Transaction:
                 night = night_of(rel)
                 self.count_changes.add(table, data.filter(pa.array(gone)), [night] * int(gone.sum()), sign=-1)
             if table == FRAMES:
+                self._frames_may_change()
                 rows = data.filter(pa.array(gone))
                 self.index_dropped[0].update(rows.column("frame_id").to_pylist())
                 self.index_dropped[1].update(
@@ -352,8 +354,26 @@ class Transaction:
         name : str or None
             The files' name (None: the batch id).
         """
+        self._frames_may_change()
         self.stage_nights(FRAMES, frames, nights, name)
         self.index_added.append(frame_index.rows_for(frames, [night_partition(n) for n in nights]))
+
+    def stage_frame_index(self) -> None:
+        """Rewrite the frame-index buckets of the frames staged and removed so far now, not at the commit.
+
+        A bucket is rewritten once, from its committed files, so no frame may be staged or removed in this
+        transaction after this. On a cluster the rewrite tasks queue behind the tasks already submitted
+        (ingest's writers), which the caller collects afterwards.
+        """
+        if self.index_added or self.index_dropped[0]:
+            frame_index.stage_changes(self, self.index_added, *self.index_dropped)
+        self.index_added, self.index_dropped = [], (set(), set())
+        self.index_staged = True
+
+    def _frames_may_change(self) -> None:
+        """Refuse a change of the frames once :meth:`stage_frame_index` has run (a programming error)."""
+        if self.index_staged:
+            raise RuntimeError("frames staged or removed after the frame index was rewritten (stage_frame_index)")
 
     def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
         """Stage rows of a night table, one file per night.
@@ -391,8 +411,7 @@ class Transaction:
         if not self.adds and not self.removes and not self.metadata:
             return None
         if self.index_added or self.index_dropped[0]:
-            frame_index.stage_changes(self, self.index_added, *self.index_dropped)
-            self.index_added, self.index_dropped = [], (set(), set())
+            self.stage_frame_index()
         self._stage_counts()
         store, lake = self.lake.store, self.lake
         base_sources = self.base.sources_rows if self.base else 0
