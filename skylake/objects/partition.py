@@ -708,12 +708,63 @@ def build_partitions(
         return [build_partition(spec, keys[0], files, given=given)]
     views = [View(order, pixel, spec.m_order) for order, pixel in keys]
     union = _union(np.concatenate([v.view[0] for v in views]), np.concatenate([v.view[1] for v in views]))
-    det = read_detections(_open(spec.url), files, spec.frames, spec.refcat, lambda h29: within(h29, *union), given)
+    lake = _open(spec.url)
+    det = read_detections(lake, files, spec.frames, spec.refcat, lambda h29: within(h29, *union), given)
     h29 = det.column("_healpix_29").to_numpy()
-    return [
-        build_partition(spec, key, files, det=_rows_of(det, rows_within(h29, *view.view)), view=view)
-        for key, view in zip(keys, views)
-    ]
+    with Stager(lake.store) as stager:  # one writer for the task: its partitions' files flushed while it goes on
+        return [
+            build_partition(spec, key, files, det=_rows_of(det, rows_within(h29, *view.view)), view=view, stager=stager)
+            for key, view in zip(keys, views)
+        ]
+
+
+class Stager:
+    """Writes a task's staged Parquet files from a thread, in the order given, while the task goes on.
+
+    Encoding a file (pyarrow releases the GIL) and flushing it to the disk (``fsync``: waiting on the
+    device, ~0.3-0.7 s over the 10^6 benchmark lake's files) overlap the task's next partitions instead
+    of stalling them. Leaving the ``with`` block waits for every file: a task returns (and the driver
+    commits) only files that are on the disk; a write's error is raised there.
+
+    Parameters
+    ----------
+    store : skylake.lake.storage.Store
+        The lake's store (its ``write_bytes``).
+    """
+
+    def __init__(self, store):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store = store
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="skylake-stage")
+        self._pending = []
+
+    def write(self, rel: str, table: pa.Table, row_group_size: int) -> None:
+        """Stage ``table`` as the Parquet file ``rel`` (lake-relative), in the background.
+
+        Parameters
+        ----------
+        rel : str
+            The file's lake-relative path (in the staging area).
+        table : pyarrow.Table
+            Its rows.
+        row_group_size : int
+            Rows per row group.
+        """
+        self._pending.append(self._pool.submit(self._write, rel, table, row_group_size))
+
+    def _write(self, rel: str, table: pa.Table, row_group_size: int) -> None:
+        self.store.write_bytes(rel, parquet_bytes(table, row_group_size=row_group_size))
+
+    def __enter__(self) -> Stager:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for future in self._pending:
+                future.result()  # (after an error in the task too: no write is left running)
+        finally:
+            self._pool.shutdown()
 
 
 #: Consecutive rows taken from a table as a slice (no copy) when at least this many.
@@ -744,6 +795,7 @@ def build_partition(
     det: pa.Table | None = None,
     view: View | None = None,
     given: dict | None = None,
+    stager: Stager | None = None,
 ) -> dict:
     """Bring objects partition ``key`` (order, pixel) up to date and stage its files.
 
@@ -764,6 +816,8 @@ def build_partition(
         The partition's view at the update's margin order, already made (its margins cost ~3 ms).
     given : dict, optional
         ``file: table``: detections of some of ``files`` already read (:func:`build_partitions`' strips).
+    stager : Stager, optional
+        The task's writer of staged files (default: one of its own, waited for before returning).
 
     Returns
     -------
@@ -774,6 +828,9 @@ def build_partition(
         each changed frame's pixels (``frame_pixels``) and the staged light-curve file (``points``).
     """
     lake = _open(spec.url)
+    if stager is None:
+        with Stager(lake.store) as stager:
+            return build_partition(spec, key, files, det, view, given, stager)
     order, pixel = key
     lake_order, m_order, refcat = spec.order, spec.m_order, spec.refcat
     view = View(order, pixel, m_order) if view is None else view
@@ -915,14 +972,12 @@ def build_partition(
     )
     if out["dirty"] and owned.num_rows:
         rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec.batch_id}.parquet"
-        lake.store.write_bytes(
-            staging_path(spec.batch_id, f"{OBJECTS}/{rel}"), parquet_bytes(owned, row_group_size=ROW_GROUP)
-        )
+        stager.write(staging_path(spec.batch_id, f"{OBJECTS}/{rel}"), owned, ROW_GROUP)
         out["path"] = rel
     # the new points of the objects written here, filed under their object's position (so an object's
     # points are in its partition, sorted together): written exactly once, by their object's owner
     out["points"] = _stage_points(
-        lake, spec.batch_id, here, point_files, _filed(new, written), own_points if exact else None, stale
+        lake, stager, spec.batch_id, here, point_files, _filed(new, written), own_points if exact else None, stale
     )
     release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
@@ -966,6 +1021,7 @@ def _filed(new: pa.Table, written: pa.Table) -> pa.Table:
 
 def _stage_points(
     lake: Lake,
+    stager: Stager,
     batch_id: str,
     here: HealpixPixel,
     point_files: list[str],
@@ -976,9 +1032,9 @@ def _stage_points(
     """Stage the partition's light-curve file: after an exact pass (``own_points``: every row of its
     files, read), one file of all its points (less those of ``stale`` frames, plus the new ones of its
     objects, ``new_core``) replacing all of its files; else the new points, merged with the smallest
-    files when there are too many
-    (:func:`~skylake.objects.files.files_to_merge`). Returns ``path``/``rows`` of the staged file (None
-    when nothing), ``removed`` [(rel, rows)] and the skymap histograms of the rows removed and added."""
+    files when there are too many (:func:`~skylake.objects.files.files_to_merge`), written by ``stager``.
+    Returns ``path``/``rows`` of the staged file (None when nothing), ``removed`` [(rel, rows)] and the
+    skymap histograms of the rows removed and added."""
     rows_before = row_counts(lake, point_files)
     if own_points is not None:
         away = list(range(len(point_files)))
@@ -1001,8 +1057,6 @@ def _stage_points(
     }
     if data.num_rows:
         rel = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{batch_id}.parquet"
-        lake.store.write_bytes(
-            staging_path(batch_id, f"{LIGHTCURVES}/{rel}"), parquet_bytes(data, row_group_size=POINTS_ROW_GROUP)
-        )
+        stager.write(staging_path(batch_id, f"{LIGHTCURVES}/{rel}"), data, POINTS_ROW_GROUP)
         out["path"] = rel
     return out
