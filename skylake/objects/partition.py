@@ -60,6 +60,7 @@ from skylake.objects.files import (
     sort_points,
     within,
 )
+from skylake.objects.stats import by_group_then
 from skylake.objects.summary import merge, needs_refresh, summarise
 from skylake.runtime import release_memory
 from skylake.schema import table_schema
@@ -252,7 +253,7 @@ def read_detections(
         """
         return det.column(name).to_numpy()
 
-    def of_frame(table: pd.DataFrame, name: str) -> np.ndarray:
+    def of_frame(table: pd.DataFrame, name: str, at: np.ndarray | None = None) -> np.ndarray:
         """Each detection's frame's ``name`` in ``table`` (one row per frame; NaN for a frame not in it).
 
         Parameters
@@ -261,32 +262,37 @@ def read_detections(
             Rows of frames, with ``frame_id``.
         name : str
             The column.
+        at : numpy.ndarray, optional
+            Each detection's frame's row in ``table`` (-1 for none), when known.
 
         Returns
         -------
         numpy.ndarray
             A value per detection (float64).
         """
-        at = pd.Index(table["frame_id"]).get_indexer(fid)  # -1 for none: the NaN appended
-        return np.r_[table[name].to_numpy(np.float64, na_value=np.nan), np.nan][at]
+        if not len(table):  # (an uncalibrated lake's: no lookup of every detection)
+            return np.full(len(fid), np.nan)
+        at = _frame_rows(table["frame_id"].to_numpy(np.int64), fid) if at is None else at
+        return np.r_[table[name].to_numpy(np.float64, na_value=np.nan), np.nan][at]  # -1: the NaN appended
 
     fid = col("frame_id")
+    at_cal = _frame_rows(cal["frame_id"].to_numpy(np.int64), fid)
     inst_mag = np.asarray(det.column("inst_mag").to_numpy(zero_copy_only=False), np.float64)
     inst_err = np.asarray(det.column("inst_mag_err").to_numpy(zero_copy_only=False), np.float64)
     if apertures:  # frames calibrated in an aperture: their instrumental magnitudes in it (calib.model)
-        at = pd.Index(cal["frame_id"]).get_indexer(fid)
+        at = at_cal
         flux = np.where(at >= 0, cal["flux"].to_numpy(object)[np.maximum(at, 0)], None)
-        exptime, apcor = of_frame(frames, "exptime"), of_frame(cal, "apcor")
+        exptime, apcor = of_frame(frames, "exptime"), of_frame(cal, "apcor", at_cal)
         for f in apertures:
             rows = flux == f
             fluxes = {c: det.column(c).to_numpy(zero_copy_only=False)[rows] for c in (f, f"{f}_err")}
             inst_mag[rows], inst_err[rows] = calibrated_flux_mags(fluxes, exptime[rows], f, apcor[rows])
     ref_id, ref_ok = np.zeros(det.num_rows, np.int64), np.zeros(det.num_rows, bool)
     ref_object = np.zeros(det.num_rows, dtype=np.int64)
-    mag = calibrated_mag(inst_mag, of_frame(cal, "zp"))  # colour unknown here: 0
-    err = np.hypot(inst_err, of_frame(cal, "zp_err"))
+    mag = calibrated_mag(inst_mag, of_frame(cal, "zp", at_cal))  # colour unknown here: 0
+    err = np.hypot(inst_err, of_frame(cal, "zp_err", at_cal))
     mag0 = mag.copy()
-    present = cal[cal["frame_id"].isin(np.unique(fid))]
+    present = cal[np.bincount(at_cal[at_cal >= 0], minlength=len(cal)) > 0]  # calibrated frames with detections
     if refcat and len(present):  # matches of the frames here, from their nights only
         here = value_set(present["frame_id"])
         flt = (pc.field("refcat") == refcat) & pc.field("frame_id").isin(here)
@@ -316,6 +322,21 @@ def read_detections(
 #: Frame ids spanning less than this are looked up in a table of the span (one lookup a row; ~1 ms to make at
 #: this size); a wider span is searched.
 _ID_TABLE = 1 << 20
+
+
+def _frame_rows(ids: np.ndarray, fid: np.ndarray) -> np.ndarray:
+    """Each row's frame ``fid`` as an index into ``ids`` (unique frame ids), -1 where it is not one of them:
+    ``pd.Index(ids).get_indexer(fid)``, by a lookup table of the ids' span when it is narrow (a hash lookup
+    of each detection cost ~25 ms per 10^6)."""
+    if not ids.size:
+        return np.full(len(fid), -1, np.int64)
+    first, last = int(ids.min()), int(ids.max())
+    if last - first >= _ID_TABLE or len(unique(ids)) != ids.size:
+        return pd.Index(ids).get_indexer(fid)  # (pandas refuses repeated ids)
+    table = np.full(last - first + 1, -1, np.int64)
+    table[ids - first] = np.arange(ids.size)
+    inside = (fid >= first) & (fid <= last)
+    return np.where(inside, table[np.where(inside, fid - first, 0)], -1)
 
 
 def _of_frames(fid: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -577,7 +598,7 @@ def _points_of(det: pa.Table, ids: np.ndarray) -> pa.Table:
         values = given[f.name] if f.name in given else det.column(f.name)
         if pa.types.is_floating(f.type):  # as from pandas: NaN or null, stored null
             with np.errstate(over="ignore"):
-                values = np.asarray(values.to_numpy(zero_copy_only=False)).astype(f.type.to_pandas_dtype())
+                values = np.asarray(values.to_numpy(zero_copy_only=False)).astype(f.type.to_pandas_dtype(), copy=False)
             values = pa.array(values, f.type, from_pandas=True)
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()  # (a take from a chunked column concatenates it first)
@@ -712,10 +733,12 @@ def build_partitions(
     det = read_detections(lake, files, spec.frames, spec.refcat, lambda h29: within(h29, *union), given)
     h29 = det.column("_healpix_29").to_numpy()
     with Stager(lake.store) as stager:  # one writer for the task: its partitions' files flushed while it goes on
-        return [
+        out = [
             build_partition(spec, key, files, det=_rows_of(det, rows_within(h29, *view.view)), view=view, stager=stager)
             for key, view in zip(keys, views)
         ]
+    release_memory()  # once a task (~4 ms a call): a worker's RSS is what its task holds, not what earlier ones freed
+    return out
 
 
 class Stager:
@@ -830,7 +853,9 @@ def build_partition(
     lake = _open(spec.url)
     if stager is None:
         with Stager(lake.store) as stager:
-            return build_partition(spec, key, files, det, view, given, stager)
+            out = build_partition(spec, key, files, det, view, given, stager)
+        release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
+        return out
     order, pixel = key
     lake_order, m_order, refcat = spec.order, spec.m_order, spec.refcat
     view = View(order, pixel, m_order) if view is None else view
@@ -979,7 +1004,6 @@ def build_partition(
     out["points"] = _stage_points(
         lake, stager, spec.batch_id, here, point_files, _filed(new, written), own_points if exact else None, stale
     )
-    release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
     return out
 
 
@@ -1014,7 +1038,7 @@ def _filed(new: pa.Table, written: pa.Table) -> pa.Table:
     ids = new.column("object_id").to_numpy()
     at = by_id[np.minimum(np.searchsorted(w_ids[by_id], ids), len(w_ids) - 1)]  # each point's object's rank
     mine = np.flatnonzero(w_ids[at] == ids)
-    mine = mine[np.lexsort((new.column("mjd").to_numpy()[mine], at[mine]))]
+    mine = mine[by_group_then(at[mine], new.column("mjd").to_numpy()[mine], len(w_ids), stable=True)]
     column = new.schema.get_field_index("_healpix_29")
     return new.take(mine).set_column(column, "_healpix_29", pa.array(w_h29[at[mine]], pa.int64()))
 
