@@ -190,7 +190,9 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     key = (idx[:, 0] * dims[1] + idx[:, 1]) * dims[2] + idx[:, 2]
     order = np.argsort(key, kind="stable")
     pts = xyz[order]
-    cells, start, count = np.unique(key[order], return_index=True, return_counts=True)
+    key = key[order]  # sorted: its runs are the cells (np.unique would sort it again)
+    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    cells, count = key[start], np.diff(np.r_[start, n])
     a, b = _neighbour_pairs(cells, dims)
     # most pairs are one star's repeat detections: the first points of the two cells settle them; a pair
     # whose cells that leaves joined already (through others) needs no test; then the points near the
