@@ -431,6 +431,7 @@ def associate(
     known_dec: np.ndarray,
     radius_arcsec: float,
     chunk_order: int,
+    xyz: np.ndarray | None = None,
 ) -> np.ndarray:
     """Object id of each detection (rules 1-4 of the module docstring).
 
@@ -454,6 +455,8 @@ def associate(
         The association radius [arcsec], also the friends-of-friends linking length.
     chunk_order : int
         The order of the clustering chunks (the lake's partition order).
+    xyz : numpy.ndarray, optional
+        The detections' unit vectors (:func:`~skylake.sphere.unit_vectors` of ``ra``, ``dec``), when known.
 
     Returns
     -------
@@ -467,7 +470,7 @@ def associate(
     """
     if radius_arcsec <= 0 or not np.isfinite(radius_arcsec):
         raise ValueError(f"the association radius must be a positive number of arcsec, got {radius_arcsec!r}")
-    xyz = unit_vectors(ra, dec)
+    xyz = unit_vectors(ra, dec) if xyz is None else xyz
     known_id = np.asarray(known_id, dtype=np.int64)
     # rule 1: reference matches, and known objects' founding detections (source_id = object id)
     founder = (ref_object == 0) & np.isin(source_id, known_id[known_id > 0])

@@ -893,6 +893,7 @@ def build_partition(
         hist = hist.filter(pa.array(~gone))
         pos = _recentre(pos, hist, stale_ids)
 
+    xyz = unit_vectors(det.column("ra").to_numpy(), det.column("dec").to_numpy())
     ids = associate(
         det.column("source_id").to_numpy(),
         det.column("frame_id").to_numpy(),
@@ -905,6 +906,7 @@ def build_partition(
         pos["dec"].to_numpy(),
         spec.radius,
         lake_order,
+        xyz,
     )
     # as stored (float32 magnitudes): the statistics are then exactly those of LAKE/lightcurves' points
     new = _points_of(det, ids)
@@ -932,7 +934,9 @@ def build_partition(
         if hist is None:
             hist = table_schema(LIGHTCURVES).empty_table()
         points_read = 0 if history is None else history[0].num_rows + history[1].num_rows
-        cand = summarise(pa.concat_tables([_isin(hist, "object_id", np.union1d(own_ids, touched)), new]), refcat)
+        before = _isin(hist, "object_id", np.union1d(own_ids, touched))
+        # with no stored point, the points are the detections' (their vectors made once, for the association)
+        cand = summarise(pa.concat_tables([before, new]), refcat, None if before.num_rows else xyz)
         mine = owned_by_me(cand)
         kept = own.schema.empty_table()
     else:  # merge the new points into the touched objects' rows
