@@ -633,8 +633,8 @@ def _run(client, func, *iterables, shared=None, in_turn: bool = False):
 
 
 def _scan(spec, files) -> tuple[np.ndarray, dict, dict]:
-    """The keys of the partitions whose views hold detections of the spec's frames in ``files`` (a task, files
-    of one sources partition: one in an update), the detections each of them holds (``key: n``, its own, not its
+    """The keys of the partitions whose views hold detections of the spec's frames in ``files`` (a task, the
+    files of one sources partition), the detections each of them holds (``key: n``, its own, not its
     margin's: what its task's work grows with), and these files' detections in the sources partition's
     border, one margin pixel wide (``file: table``): all that tasks outside it need of it (their views reach
     into it by one margin pixel at most), so they need not read its files whole."""
@@ -795,10 +795,7 @@ def build_objects(
         group_keys = [[(k >> 40, k & ((1 << 40) - 1)) for k in group] for group in groups]
         group_files = [sorted(set().union(*(task_files[k] for k in group))) for group in groups]
         # of the sources partitions around a task's, only their borders (which the scan kept)
-        around = [
-            [s for d in sorted(_outside(f, k)) if d in strips for s in strips[d]]
-            for f, k in zip(group_files, group_keys)
-        ]
+        around = [[strips[d] for d in sorted(_outside(f, k)) if d in strips] for f, k in zip(group_files, group_keys)]
         done = _run(client, build_partitions, group_keys, group_files, around, shared=spec, in_turn=True)
         manifests = sorted((m for ms in done for m in ms), key=lambda m: m["key"])
         report.timings["partitions"] = time.perf_counter() - t0
@@ -820,8 +817,7 @@ def _select_partitions(
     gone frames' old points are (their held pixels and the partitions around them: their objects', which
     hold the points, may be across an edge; every partition when unknown). Also the keys of the latter
     as ``(order, pixel)``: the tasks that recompute exactly (None: all); per sources directory its
-    border's detections (:func:`_scan` of each of its files; futures on a cluster); and per partition the
-    detections it holds."""
+    border's detections (:func:`_scan`; futures on a cluster); and per partition the detections it holds."""
     files = plan.source_files if plan.source_files is not None else lake.live_files(SOURCES)
     files = [f if f.startswith(f"{SOURCES}/") else f"{SOURCES}/{f}" for f in files]
     report.read["sources_files"] = len(files)
@@ -838,18 +834,14 @@ def _select_partitions(
         "order": cfg.order,
         "columns": detection_columns(plan.frames),
     }
-    # a scan task a file: the workers share the scan evenly (one a directory left one with the largest two)
-    one = [(d, f) for d in dirs for f in by_dir[d]]
-    found, strip = _run_scan(client, [[f] for _, f in one], shared) if len(ids) else ([], [])
+    found, strips = _run_scan(client, [by_dir[d] for d in dirs], shared) if len(ids) else ([], [])
     task_files: dict[int, set] = {}
     sizes: dict[int, int] = {}
-    strips: dict[str, list] = {}
-    for (d, _), (keys, held), s in zip(one, found, strip):  # (each scan task found its partitions: added up)
+    for d, (keys, held) in zip(dirs, found):  # (each scan task found its partitions: the driver adds them up)
         for k in keys.tolist():
             task_files.setdefault(k, set()).update(by_dir[d])
         for k, n in held.items():
             sizes[k] = sizes.get(k, 0) + n
-        strips.setdefault(d, []).append(s)
     stale_rows = plan.held[plan.redone]
     everywhere = sorted(set(partitions) | set(point_partitions))  # a partition may hold points, no object
     exact: set | None = set()
@@ -867,7 +859,7 @@ def _select_partitions(
         for k in np.unique(o * (1 << 40) + p).tolist():
             task_files.setdefault(k, set())
             exact.add((k >> 40, k & ((1 << 40) - 1)))
-    return task_files, exact, strips, sizes
+    return task_files, exact, dict(zip(dirs, strips)), sizes
 
 
 def _run_scan(client, file_lists: list[list[str]], shared: dict) -> tuple[list, list]:
