@@ -423,18 +423,18 @@ def test_group_order_and_medians_equal_lexsort(n_groups):
     """The statistics' grouped sort (radix on uint16 groups, lexsort past 2**16 groups, nothing when already in
     order) gives lexsort's order exactly where ties must keep the points' order (Stetson's time order), and the
     same per-group medians as sorting each group; exact answers from numpy's own sorts."""
-    from skylake.objects.stats import _by_group_then, _group_median
+    from skylake.objects.stats import _group_median, by_group_then
 
     rng = np.random.default_rng(n_groups)
     n = 200_000
     group = rng.integers(0, n_groups, n)
     key = np.round(rng.uniform(0, 5, n), 1)  # many ties
-    assert np.array_equal(_by_group_then(group, key, n_groups, stable=True), np.lexsort((key, group)))
-    loose = _by_group_then(group, key, n_groups)
+    assert np.array_equal(by_group_then(group, key, n_groups, stable=True), np.lexsort((key, group)))
+    loose = by_group_then(group, key, n_groups)
     ref = np.lexsort((key, group))
     assert np.array_equal(group[loose], group[ref]) and np.array_equal(key[loose], key[ref])
     ordered = np.lexsort((key, group))
-    assert np.array_equal(_by_group_then(group[ordered], key[ordered], n_groups, stable=True), np.arange(n))
+    assert np.array_equal(by_group_then(group[ordered], key[ordered], n_groups, stable=True), np.arange(n))
     values = rng.normal(12.0, 1.0, n)
     expected = np.full(n_groups, np.nan)
     for g, v in pd.Series(values).groupby(group):

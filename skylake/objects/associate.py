@@ -190,7 +190,9 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     key = (idx[:, 0] * dims[1] + idx[:, 1]) * dims[2] + idx[:, 2]
     order = np.argsort(key, kind="stable")
     pts = xyz[order]
-    cells, start, count = np.unique(key[order], return_index=True, return_counts=True)
+    key = key[order]  # sorted: its runs are the cells (np.unique would sort it again)
+    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    cells, count = key[start], np.diff(np.r_[start, n])
     a, b = _neighbour_pairs(cells, dims)
     # most pairs are one star's repeat detections: the first points of the two cells settle them; a pair
     # whose cells that leaves joined already (through others) needs no test; then the points near the
@@ -429,6 +431,7 @@ def associate(
     known_dec: np.ndarray,
     radius_arcsec: float,
     chunk_order: int,
+    xyz: np.ndarray | None = None,
 ) -> np.ndarray:
     """Object id of each detection (rules 1-4 of the module docstring).
 
@@ -452,6 +455,8 @@ def associate(
         The association radius [arcsec], also the friends-of-friends linking length.
     chunk_order : int
         The order of the clustering chunks (the lake's partition order).
+    xyz : numpy.ndarray, optional
+        The detections' unit vectors (:func:`~skylake.sphere.unit_vectors` of ``ra``, ``dec``), when known.
 
     Returns
     -------
@@ -465,7 +470,7 @@ def associate(
     """
     if radius_arcsec <= 0 or not np.isfinite(radius_arcsec):
         raise ValueError(f"the association radius must be a positive number of arcsec, got {radius_arcsec!r}")
-    xyz = unit_vectors(ra, dec)
+    xyz = unit_vectors(ra, dec) if xyz is None else xyz
     known_id = np.asarray(known_id, dtype=np.int64)
     # rule 1: reference matches, and known objects' founding detections (source_id = object id)
     founder = (ref_object == 0) & np.isin(source_id, known_id[known_id > 0])

@@ -31,7 +31,7 @@ from skylake.robust import MAD_TO_SIGMA
 CLIP_SIGMA = 4.0
 
 
-def _by_group_then(group: np.ndarray, key: np.ndarray, n_groups: int, stable: bool = False) -> np.ndarray:
+def by_group_then(group: np.ndarray, key: np.ndarray, n_groups: int, stable: bool = False) -> np.ndarray:
     """Indices ordering the points by ``group``, then by ``key`` within a group.
 
     ``stable``: ties in ``key`` keep the points' order (exactly ``np.lexsort((key, group))``); else they
@@ -39,6 +39,22 @@ def _by_group_then(group: np.ndarray, key: np.ndarray, n_groups: int, stable: bo
     the group pass is numpy's radix sort on uint16: ~2.4x faster than ``np.lexsort`` at 2e5 points.
     Points already in that order (the light curves of ``summarise``, by object then time) are checked,
     not sorted.
+
+    Parameters
+    ----------
+    group : numpy.ndarray
+        The group of each point (0 .. n_groups-1).
+    key : numpy.ndarray
+        The key ordering the points within a group.
+    n_groups : int
+        The number of groups.
+    stable : bool, optional
+        Keep the points' order among equal keys.
+
+    Returns
+    -------
+    numpy.ndarray
+        The indices (int64).
     """
     if len(group) < 2:
         return np.arange(len(group))
@@ -67,7 +83,7 @@ def _sorted_in_groups(group: np.ndarray, values: np.ndarray, n_groups: int) -> n
     """
     narrow = values.astype(np.float32)
     if n_groups > np.iinfo(np.uint32).max or not np.array_equal(narrow, values):
-        return values[_by_group_then(group, values, n_groups)]
+        return values[by_group_then(group, values, n_groups)]
     bits = narrow.view(np.uint32)
     bits = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))  # sign-magnitude -> ordered
     key = np.sort((group.astype(np.uint64) << np.uint64(32)) | bits, kind="stable")
@@ -215,7 +231,7 @@ def basic_stats(
     resid = (mag - wmean[group]) / err
     chi2 = _ratio(np.bincount(group, resid**2, n_groups), n - 1)
     # Stetson J over consecutive pairs in time (points sorted by group, then MJD)
-    order = _by_group_then(group, mjd, n_groups, stable=True)
+    order = by_group_then(group, mjd, n_groups, stable=True)
     if len(order) and order[-1] == len(order) - 1 and (order[1:] > order[:-1]).all():
         g, d = group, resid * np.sqrt(_ratio(n, n - 1))[group]  # already in order (a light curve's points)
     else:
@@ -299,6 +315,13 @@ def light_curve_stats(
 
     keep = kept(g, m)
     # the clip of the sorted magnitudes keeps the same values, still sorted: no second sort
-    in_order = kept(np.repeat(np.arange(n_groups), plain["n"]), ordered)
-    clipped = basic_stats(g[keep], t[keep], m[keep], e[keep], n_groups, ordered[in_order])
+    in_group = np.repeat(np.arange(n_groups), plain["n"])
+    in_order = kept(in_group, ordered)
+    # a light curve the clip leaves whole has its plain statistics (the same points in the same order: the
+    # same sums, bit for bit): only those it cuts are computed again (few: 4 sigma)
+    cut = np.zeros(n_groups, dtype=bool)
+    cut[g[~keep]] = True
+    redo = keep & cut[g]
+    clipped = basic_stats(g[redo], t[redo], m[redo], e[redo], n_groups, ordered[in_order & cut[in_group]])
+    clipped = {k: np.where(cut, v, plain[k]) for k, v in clipped.items()}
     return {**plain, **{f"{k}_clip" if k != "n" else "n_clip": v for k, v in clipped.items()}}

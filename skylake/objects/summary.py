@@ -368,7 +368,7 @@ def _finish(cols: dict) -> pa.Table:
 
 
 # -- exact ----------------------------------------------------------------------------------------------
-def summarise(points, refcat: str) -> pa.Table:
+def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
     """One objects row per ``object_id`` of ``points``, every statistic computed from these points.
 
     The points are the object's whole light curve. Every reference object (object_id < 0) comes from
@@ -380,6 +380,9 @@ def summarise(points, refcat: str) -> pa.Table:
         Light-curve points (LAKE/lightcurves columns, ``_healpix_29`` not needed).
     refcat : str
         The build's reference catalogue.
+    xyz : numpy.ndarray, optional
+        The points' unit vectors (:func:`~skylake.sphere.unit_vectors` of ``ra``, ``dec``, in the points'
+        order), when known.
 
     Returns
     -------
@@ -400,7 +403,8 @@ def summarise(points, refcat: str) -> pa.Table:
     at = np.empty_like(inv)
     at[by] = inv  # each point's object, in the points' order
     counts = np.bincount(inv, minlength=n_obj)
-    xyz = unit_vectors(points["ra"][by], points["dec"][by])
+    # (elementwise: the vectors of the points taken in order are those of the points, taken)
+    xyz = unit_vectors(points["ra"][by], points["dec"][by]) if xyz is None else xyz[by]
     total = np.column_stack([np.bincount(inv, xyz[:, k], n_obj) for k in range(3)])
     centre = total / np.linalg.norm(total, axis=1, keepdims=True)
     ra, dec = vector_to_radec(centre)
