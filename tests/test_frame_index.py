@@ -258,3 +258,18 @@ def test_a_night_file_replaced_between_listing_and_reading_is_listed_again(tmp_p
     monkeypatch.setattr(lake, "_night_dataset", gone)
     with pytest.raises(LakeError, match="cannot read the frames table"):
         lake.read_frames()
+
+
+def test_no_frame_changes_once_the_index_is_rewritten(tmp_path, frames):
+    """ingest rewrites the index's buckets before its writers finish (Transaction.stage_frame_index); a frame
+    staged after that would miss its bucket, so the transaction refuses it and commits nothing."""
+    lake = Lake.init(tmp_path / "lake")
+    ingest(lake, [str(frames)], "demo", progress=False)
+    rows = lake.read_frames()
+    before = lake.log.latest().version
+    with pytest.raises(RuntimeError, match="after the frame index was rewritten"):
+        with lake.transaction("test") as tx:
+            tx.stage_frames(rows.slice(0, 1), ["2026-03-01"])
+            tx.stage_frame_index()
+            tx.stage_frames(rows.slice(1, 1), ["2026-03-01"])
+    assert lake.log.latest().version == before and indexed(lake) == from_frames(lake)
