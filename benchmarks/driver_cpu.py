@@ -178,6 +178,13 @@ class Cluster:
         float
             The rate [s of the scheduler's CPU per s of the workers'].
         """
+
+        def _spin(seconds: float) -> float:  # nested: pickled by value when this file is imported (scale.py)
+            t0 = time.process_time()
+            while time.process_time() - t0 < seconds:
+                pass
+            return seconds
+
         n = per_worker * len(self.worker_pids)
         self.client.gather(self.client.map(_spin, [0.01] * n, pure=False))  # the function reaches the workers
         s0, w0, t0 = _tree_cpu([self.scheduler_pid]), _tree_cpu(self.worker_pids), time.perf_counter()
@@ -207,14 +214,6 @@ class Cluster:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
-
-
-def _spin(seconds: float) -> float:
-    """A task that only uses ``seconds`` of CPU."""
-    t0 = time.process_time()
-    while time.process_time() - t0 < seconds:
-        pass
-    return seconds
 
 
 def skycamz_copies(out: Path, copies: int, tag: str) -> list[str]:
