@@ -27,7 +27,7 @@ changed per copy (new bytes: new frames to the lake), and SYNTHETIC 4096x4096 fr
 ratio driver / workers, for the calibration the driver's share of all the CPU, driver / (driver + workers),
 and for both the central cost, (driver + scheduler) / workers (the goal: at most 2 %, a ceiling of 50
 workers or more; ``GOAL_CENTRAL``), then the same without the scheduler's timers: its CPU with nothing to do
-(measured first: ~3 ms/s with the 1 s event-loop tick docs/cluster.md starts a scheduler with, the
+(measured first: 5-9 ms/s with two workers and the 1 s event-loop tick docs/cluster.md starts a scheduler with, the
 default here; ~15 ms/s with dask's 20 ms, ``--tick dask``: the tick, the system monitor, heartbeats), times
 each run's wall time, which 2 workers pay as much as 50 would; and, last, without dask's own cost of a busy
 worker as well (measured second, on tasks that only spin: mostly the heartbeats, which dask sends every 0.5 s

@@ -17,9 +17,10 @@ from skylake.lake.tables import LIGHTCURVES
 from skylake.objects.associate import associate, cluster, ref_object_ids
 from skylake.objects.build import OBJECTS, ObjectsError, build_objects
 from skylake.objects.query import light_curve
-from skylake.objects.stats import light_curve_stats
+from skylake.objects.stats import CLIP_SIGMA, light_curve_stats
 from skylake.objects.summary import summarise
 from skylake.objects.truth import object_table, variable_ranks
+from skylake.robust import MAD_TO_SIGMA
 from skylake.schema import table_schema
 from skylake.sphere import unit_vectors
 from skylake.synthetic.detections import ZP, commit_night, random_stars
@@ -68,6 +69,31 @@ def test_four_sigma_clip_drops_only_the_outlier():
     assert s["mean_mag_clip"][0] == pytest.approx(10.0) and s["median_mag_clip"][0] == pytest.approx(10.0)
     with pytest.raises(ValueError, match=r"group values must lie in 0..0, got 0..1"):
         light_curve_stats(np.array([0, 1]), np.zeros(2), np.zeros(2), np.ones(2), 1)
+
+
+def test_clipped_stats_of_many_light_curves_are_those_of_their_kept_points():
+    """Light curves the clip leaves whole keep their plain statistics and those it cuts are computed again
+    (light_curve_stats does only these): each light curve's clipped statistics equal the plain statistics of
+    its kept points alone, computed on their own, bit for bit."""
+    rng = np.random.default_rng(3)
+    n_groups = 60
+    group = np.repeat(np.arange(n_groups), rng.integers(5, 30, n_groups))
+    mjd = rng.permutation(len(group)).astype(float)  # out of time order
+    mag = rng.normal(12.0, 0.01, len(group))
+    outlier = rng.choice(len(group), 25, replace=False)  # some light curves cut, most not
+    mag[outlier] += rng.choice([-1.0, 1.0], 25)
+    err = np.full(len(group), 0.01)
+    s = light_curve_stats(group, mjd, mag, err, n_groups)
+    assert 0 < (s["n_clip"] < s["n"]).sum() < n_groups
+    for g in range(n_groups):
+        mine = group == g
+        one = light_curve_stats(np.zeros(mine.sum(), int), mjd[mine], mag[mine], err[mine], 1)
+        kept = mine.copy()
+        kept[mine] = np.abs(mag[mine] - one["median_mag"][0]) <= CLIP_SIGMA * (MAD_TO_SIGMA * one["mad_mag"][0])
+        alone = light_curve_stats(np.zeros(kept.sum(), int), mjd[kept], mag[kept], err[kept], 1)
+        for name in ("n", "mean_mag", "median_mag", "wmean_mag", "std_mag", "mad_mag", "chi2_dof", "stetson_j"):
+            clip = s[f"{name}_clip" if name != "n" else "n_clip"][g]
+            assert clip == alone[name][0] or (np.isnan(clip) and np.isnan(alone[name][0])), (g, name)
 
 
 def test_reference_ids_are_negative_stable_and_distinct():

@@ -9,6 +9,7 @@ import posixpath
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hats.pixel_math.spatial_index import compute_spatial_index
@@ -370,3 +371,41 @@ def test_one_collector_writes_every_hats_catalogs_metadata(tmp_path):
         tx.catalog(OBJECTS)
         with pytest.raises(ValueError, match="started with fresh=False"):
             tx.catalog(OBJECTS, fresh=True)
+
+
+def test_frame_rows_equal_pandas_get_indexer():
+    """A detection's frame row by a lookup table of the frames' id span (narrow spans), by pandas otherwise:
+    the same answer as ``pd.Index.get_indexer``, -1 for frames not in the table."""
+    from skylake.objects.partition import _ID_TABLE, _frame_rows
+
+    rng = np.random.default_rng(5)
+    fid = rng.integers(0, 400, 5000)
+    for ids in (
+        rng.permutation(300)[:120] + 50,  # narrow span: the lookup table; ids below, inside and above
+        np.array([7, 7 + 2 * _ID_TABLE, 100]),  # a span too wide for a table
+        np.array([], np.int64),
+    ):
+        ids = ids.astype(np.int64)
+        expected = pd.Index(ids).get_indexer(fid) if ids.size else np.full(len(fid), -1)
+        assert np.array_equal(_frame_rows(ids, fid), expected)
+
+
+def test_a_stagers_failed_write_is_raised_when_the_task_ends():
+    """A partition task's files are written by a thread (Stager); a failed write must fail the task, not
+    leave it returning files that are not on the disk."""
+    from skylake.objects.partition import Stager
+
+    class Full:
+        written = []
+
+        def write_bytes(self, rel, data, fsync=True):
+            if rel == "b":
+                raise OSError("No space left on device")
+            self.written.append(rel)
+
+    table = pa.table({"x": [1, 2]})
+    with pytest.raises(OSError, match="No space left"):
+        with Stager(Full()) as stager:
+            for rel in ("a", "b", "c"):
+                stager.write(rel, table, 10)
+    assert Full.written == ["a", "c"]  # every write was waited for, the failed one's error raised after
