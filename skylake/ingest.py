@@ -237,13 +237,15 @@ CHUNK_BYTES = 64 * 2**20
 HASH_CHUNK_BYTES = 512 * 2**20
 
 
-def chunks(paths: list[str], max_bytes: int, workers: int) -> list[list[str]]:
+def chunks(paths: list[str], max_bytes: int, workers: int, guided: bool = True) -> list[list[str]]:
     """Split ``paths`` in order into chunks for ``workers``, large first and single files last.
 
     Guided scheduling: each chunk takes at most ``1 / (2 workers)`` of the files still to place (and at
     most ``max_bytes`` of them, a larger file alone), so a run needs O(workers log files) tasks and its
     last tasks are single files: no worker idles at the end while another finishes a long chunk (equal
     chunks of two SkyCamZ frames left one of two workers idle for a chunk at the end of a 14-frame run).
+    Without ``guided`` the chunks are equal, two a worker (within ``max_bytes``): for tasks as short as
+    hashing, where each task's cost to the scheduler and the driver (~1-2 ms) outweighs an uneven end.
 
     Parameters
     ----------
@@ -263,11 +265,14 @@ def chunks(paths: list[str], max_bytes: int, workers: int) -> list[list[str]]:
     --------
     >>> [len(c) for c in chunks([f"/no/such/file{i}" for i in range(14)], 2**26, 2)]
     [4, 3, 2, 2, 1, 1, 1]
+    >>> [len(c) for c in chunks([f"/no/such/file{i}" for i in range(14)], 2**26, 2, guided=False)]
+    [4, 4, 4, 2]
     """
     out, start = [], 0
     sizes = [_size(p) for p in paths]
     while start < len(paths):
-        most = max(1, -(-(len(paths) - start) // (2 * max(1, workers))))
+        left = len(paths) - start if guided else len(paths)
+        most = max(1, -(-left // (2 * max(1, workers))))
         end, size = start + 1, sizes[start]
         while end < len(paths) and end - start < most and size + sizes[end] <= max_bytes:
             size += sizes[end]
@@ -361,21 +366,30 @@ def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int], nigh
 
 def _stage_frame_rows(tx: Transaction, results: list[FrameResult], frame_ids, nights: list) -> None:
     """Stage the rows of night tables that frame tasks made beside the frame (``FrameResult.extras``:
-    streaks, every frame product of :func:`skylake.lake.tables.frame_products`) with their frame ids."""
-    parts: dict[str, list] = {}
+    streaks, every frame product of :func:`skylake.lake.tables.frame_products`) with their frame ids.
+
+    Each table's rows are joined first and conformed once: per frame, the Arrow calls cost the driver
+    ~0.2 ms a frame."""
+    parts: dict[str, tuple[list, list, list]] = {}
     for r, fid, night in zip(results, frame_ids, nights):
         for name, rows in r.extras.items():
             if name == MAPS or rows is None or len(rows) == 0:  # frame maps: skylake.allsky.store
                 continue
             rows = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
-            rows = rows.append_column("frame_id", pa.array(np.full(rows.num_rows, fid, np.int64)))
-            parts.setdefault(name, []).append((conform(rows.select(table_schema(name).names), name), night))
-    for name, items in sorted(parts.items()):
-        tables.get(name).stage(
-            tx,
-            pa.concat_tables([rows for rows, _ in items]),
-            [night for rows, night in items for _ in range(rows.num_rows)],
-        )
+            tabs, ids, where = parts.setdefault(name, ([], [], []))
+            tabs.append(rows)
+            ids.append(np.full(rows.num_rows, fid, np.int64))
+            where += [night] * rows.num_rows
+    for name, (tabs, ids, where) in sorted(parts.items()):
+        schema = table_schema(name)
+        names = [n for n in schema.names if n != "frame_id"]
+        try:  # a frame product's rows all have its schema (cast by the frame task)
+            rows = pa.concat_tables(tabs)
+        except pa.ArrowInvalid:  # rows made from pandas may differ in types: to the schema first
+            less_id = pa.schema([schema.field(n) for n in names])
+            rows = pa.concat_tables([t.select(names).cast(less_id) for t in tabs])
+        rows = rows.select(names).append_column("frame_id", pa.array(np.concatenate(ids)))
+        tables.get(name).stage(tx, conform(rows, name), where)
 
 
 class VersionConflict(LakeError):
@@ -674,7 +688,9 @@ def ingest_frames(
             hashes = dict(
                 pair
                 for part in hasher.map(
-                    _hash_files, chunks(files, HASH_CHUNK_BYTES, hasher.workers()), window=window(hasher) * 2
+                    _hash_files,
+                    chunks(files, HASH_CHUNK_BYTES, hasher.workers(), guided=False),
+                    window=window(hasher) * 2,
                 )
                 for pair in part
             )

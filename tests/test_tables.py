@@ -160,3 +160,49 @@ def test_night_partitions_maps_each_row_as_night_partition_does():
     assert got.tolist() == ["2026-01-01", UNKNOWN_NIGHT, UNKNOWN_NIGHT, UNKNOWN_NIGHT, "2026-01-02", "2026-01-01"]
     assert got.tolist() == [night_partition(n) for n in nights]
     assert night_partitions([]).tolist() == []
+
+
+def test_frame_rows_of_a_batch_are_staged_as_the_schema_whatever_their_pandas_types(tmp_path):
+    """Rows a frame task made from pandas (streaks) can differ in type from frame to frame (int64 where the
+    schema has int32, a column all None): ingest joins a batch's rows of each table and conforms them once,
+    each row with its frame's id and night."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from skylake.frame.process import FrameResult
+    from skylake.ingest import _stage_frame_rows
+    from skylake.lake import Lake
+    from skylake.schema import table_schema
+
+    schema = table_schema("streaks")
+
+    def rows(n: int, **columns) -> pd.DataFrame:
+        out = pd.DataFrame(
+            {
+                f.name: np.arange(n) if pa.types.is_integer(f.type) else np.arange(n) + 0.25
+                for f in schema
+                if f.name != "frame_id"
+            }
+        )
+        return out.assign(**columns)
+
+    results = [
+        FrameResult({}, extras={"streaks": rows(2)}),
+        FrameResult({}, extras={"streaks": rows(1, n_segments=[None])}),  # a null column: another type
+        FrameResult({}, extras={"streaks": rows(0)}),  # no trail: no row
+        FrameResult({}, extras={"streaks": rows(1, x1=[3.5])}),
+    ]
+    lake = Lake.init(tmp_path / "lake")
+    with lake.transaction("test") as tx:
+        _stage_frame_rows(
+            tx, results, np.array([7, 8, 9, 10]), ["2026-03-01", "2026-03-02", "2026-03-02", "2026-03-02"]
+        )
+        tx.commit(summary={})
+    got = lake.read_night_table("streaks").to_pandas().sort_values(["frame_id", "streak"])
+    assert got["frame_id"].tolist() == [7, 7, 8, 10]
+    assert got["streak"].tolist() == [0, 1, 0, 0]
+    assert got["x1"].tolist() == [0.25, 1.25, 0.25, 3.5]
+    assert got["n_segments"].isna().tolist() == [False, False, True, False]
+    assert {str(n) for n in got["night"]} == {"2026-03-01", "2026-03-02"}
+    assert got.loc[got["frame_id"] == 7, "night"].astype(str).unique().tolist() == ["2026-03-01"]
