@@ -255,6 +255,8 @@ def chunks(paths: list[str], max_bytes: int, workers: int, guided: bool = True) 
         The most bytes of files in a chunk of more than one file.
     workers : int
         The workers the chunks are for.
+    guided : bool
+        Chunks shrinking towards single files (True), or equal ones, two a worker (False).
 
     Returns
     -------
