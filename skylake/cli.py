@@ -207,7 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         "version beside the old (light curves and maps use the latest); without this or "
         "--redo such files are refused (exit 2)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="frames per commit (default 64)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per commit (default 64, or 32 a worker on a cluster of more than 2 workers)",
+    )
     p.add_argument("--create", action="store_true", help="create the lake if it does not exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_ingest)

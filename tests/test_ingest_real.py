@@ -127,3 +127,23 @@ def test_only_new_frames_are_processed(tmp_path, skycamz_files, dask_client):
     assert report.skipped == 7 and report.ingested == 7 and report.duplicates == 0
     frames = lake.read_frames(columns=["path", "frame_key"]).to_pandas()
     assert sorted(frames["path"]) == sorted(map(str, skycamz_files)) and frames["frame_key"].is_unique
+
+
+def test_without_a_batch_size_a_commit_takes_frames_in_proportion_to_the_workers(
+    tmp_path, skycamz_files, dask_client, monkeypatch
+):
+    """No ``batch_size``: ``batch_frames`` of the cluster's workers (2 here) sets the frames a commit takes at
+    least (a commit takes the buffer whole once it holds that many: frame tasks return chunks)."""
+    import skylake.ingest
+
+    monkeypatch.setattr(skylake.ingest, "BATCH_FRAMES", 2)
+    frames = {}
+    for per_worker in (3, 7):  # 2 workers: at least 6 frames a commit, then 14 (all of them)
+        monkeypatch.setattr(skylake.ingest, "BATCH_FRAMES_PER_WORKER", per_worker)
+        lake = Lake.init(tmp_path / f"lake{per_worker}")
+        report = ingest(lake, [str(p) for p in skycamz_files], "skycamz", client=dask_client, progress=False)
+        assert report.ingested == 14
+        frames[per_worker] = [lake.log.read(v).summary["frames"] for v in report.commits]
+    # 2 or 3 commits, by the order the chunks (4, 3, 2, 2, 1, 1, 1 files) finish in
+    assert len(frames[3]) >= 2 and min(frames[3][:-1]) >= 6 and sum(frames[3]) == 14, frames
+    assert frames[7] == [14]
