@@ -359,11 +359,17 @@ def detached(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matc
 def _detached(obj: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray) -> np.ndarray:
     """:func:`detached` with each detection's object as a dense index (0 .. objects-1). Only the detections
     sharing their (object, frame) with another are ordered: one star's are nearly all alone in their frame."""
-    out = np.zeros(len(obj), dtype=bool)
     rows = np.flatnonzero(_repeated(obj, frame_id))
+    return _detached_rows(obj, frame_id, rows, dist[rows], matched)
+
+
+def _detached_rows(obj: np.ndarray, frame_id: np.ndarray, rows: np.ndarray, dist: np.ndarray, matched: np.ndarray):
+    """:func:`_detached` given the detections sharing their (object, frame) with another (``rows``, ascending)
+    and their distances ``dist`` (those rows' only: the others' are never compared)."""
+    out = np.zeros(len(obj), dtype=bool)
     if not len(rows):
         return out
-    order = rows[np.lexsort((dist[rows], ~matched[rows], frame_id[rows], obj[rows]))]
+    order = rows[np.lexsort((dist, ~matched[rows], frame_id[rows], obj[rows]))]
     o, f = obj[order], frame_id[order]
     out[order[1:]] = (o[1:] == o[:-1]) & (f[1:] == f[:-1])
     return out
@@ -411,12 +417,26 @@ def one_per_frame(
 
 def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> tuple[np.ndarray, np.ndarray]:
     """Rule 4 with each detection's distance from its object: a target's position, else its cluster's mean.
-    Also each detection's object as an index (of the objects' sorted ids)."""
-    centre_id, centre_xyz = mean_positions(
-        np.concatenate((target_id, ids[todo])), np.concatenate((target_xyz, xyz[todo]))
-    )
+    Also each detection's object as an index (of the objects' sorted ids).
+
+    As :func:`mean_positions` of the targets and the ``todo`` detections, but the centres (and distances) only
+    of the objects holding two detections of one frame, all that rule 4 compares: each such centre sums the
+    same points in the same order, so it has the same bits."""
+    centre_id = unique(np.concatenate((target_id, ids[todo])))
     obj = np.searchsorted(centre_id, ids)
-    return _detached(obj, frame_id, np.linalg.norm(xyz - centre_xyz[obj], axis=1), matched), obj
+    rows = np.flatnonzero(_repeated(obj, frame_id))
+    if not len(rows):
+        return np.zeros(len(ids), dtype=bool), obj
+    need = np.zeros(len(centre_id), dtype=bool)
+    need[obj[rows]] = True
+    t_obj = np.searchsorted(centre_id, target_id)
+    t_sel, o_sel = np.flatnonzero(need[t_obj]), todo[need[obj[todo]]]  # (each in its order: the sums' order)
+    inv = np.concatenate((t_obj[t_sel], obj[o_sel]))
+    sums = np.column_stack(
+        [np.bincount(inv, np.concatenate((target_xyz[t_sel, k], xyz[o_sel, k])), len(centre_id)) for k in range(3)]
+    )
+    centre = sums[obj[rows]] / np.linalg.norm(sums[obj[rows]], axis=1, keepdims=True)
+    return _detached_rows(obj, frame_id, rows, np.linalg.norm(xyz[rows] - centre, axis=1), matched), obj
 
 
 def associate(
