@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["unique"]
+__all__ = ["row_norms", "unique"]
 
 
 def unique(values, return_counts: bool = False):
@@ -36,3 +36,23 @@ def unique(values, return_counts: bool = False):
         return runs[np.r_[True, runs[1:] != runs[:-1]]] if len(runs) else runs.copy()
     uniq, at = np.unique(runs, return_inverse=True)
     return uniq, np.bincount(at, lengths, len(uniq)).astype(np.int64)
+
+
+def row_norms(xyz: np.ndarray) -> np.ndarray:
+    """The length of each row of an (n, 3) array: ``np.linalg.norm(xyz, axis=1)``, bit for bit.
+
+    ``norm`` squares and reduces along the short axis, ~5x slower than adding the three columns' squares in
+    the same order (``(x*x + y*y) + z*z``, as the reduction adds them).
+
+    Parameters
+    ----------
+    xyz : numpy.ndarray
+        The (n, 3) vectors (float64).
+
+    Returns
+    -------
+    numpy.ndarray
+        Each row's Euclidean length.
+    """
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    return np.sqrt(x * x + y * y + z * z)

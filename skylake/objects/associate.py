@@ -36,7 +36,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from skylake.objects.arrays import unique
+from skylake.objects.arrays import row_norms, unique
 from skylake.sphere import chord, unit_vectors
 
 MARGIN_RADII = 4.0
@@ -436,7 +436,7 @@ def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> tu
         [np.bincount(inv, np.concatenate((target_xyz[t_sel, k], xyz[o_sel, k])), len(centre_id)) for k in range(3)]
     )
     centre = sums[obj[rows]] / np.linalg.norm(sums[obj[rows]], axis=1, keepdims=True)
-    return _detached_rows(obj, frame_id, rows, np.linalg.norm(xyz[rows] - centre, axis=1), matched), obj
+    return _detached_rows(obj, frame_id, rows, row_norms(xyz[rows] - centre), matched), obj
 
 
 def associate(

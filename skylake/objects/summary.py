@@ -26,6 +26,7 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
 from skylake.lake.tables import OBJECTS
+from skylake.objects.arrays import row_norms
 from skylake.objects.stats import group_extremes, light_curve_stats
 from skylake.schema import table_schema
 from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
@@ -408,7 +409,7 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
     total = np.column_stack([np.bincount(inv, xyz[:, k], n_obj) for k in range(3)])
     centre = total / np.linalg.norm(total, axis=1, keepdims=True)
     ra, dec = vector_to_radec(centre)
-    dist2 = chord_to_arcsec(np.linalg.norm(xyz - centre[inv], axis=1)) ** 2
+    dist2 = chord_to_arcsec(row_norms(xyz - centre[inv])) ** 2
     n_cal = np.bincount(at, _calibrated(points), n_obj).astype(np.int32)
     m, e = (v[by] for v in series(points, (n_cal > 0)[at]))
     mjd = points["mjd"][by]
