@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["row_norms", "unique"]
+__all__ = ["concat_ranges", "row_norms", "unique"]
 
 
 def unique(values, return_counts: bool = False):
@@ -56,3 +56,20 @@ def row_norms(xyz: np.ndarray) -> np.ndarray:
     """
     x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     return np.sqrt(x * x + y * y + z * z)
+
+
+def concat_ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(lo[i], hi[i])`` over i (empty where ``hi <= lo``), without a Python loop.
+
+    Parameters
+    ----------
+    lo, hi : numpy.ndarray
+        Each range's start and end (integers).
+
+    Returns
+    -------
+    numpy.ndarray
+        The values of the ranges one after the other (int64).
+    """
+    n = np.clip(np.asarray(hi, np.int64) - np.asarray(lo, np.int64), 0, None)
+    return np.arange(n.sum(), dtype=np.int64) + np.repeat(np.asarray(lo, np.int64) - (np.cumsum(n) - n), n)

@@ -36,7 +36,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from skylake.objects.arrays import row_norms, unique
+from skylake.objects.arrays import concat_ranges, row_norms, unique
 from skylake.sphere import chord, unit_vectors
 
 MARGIN_RADII = 4.0
@@ -206,7 +206,7 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     small = np.flatnonzero(~linked & (size <= _SMALL_PAIR) & (comp[a] != comp[b]))
     if len(small):  # every point pair of the small cell pairs, as flat index arrays
         pair = np.repeat(np.arange(len(small)), size[small])
-        k = _ranges(np.zeros(len(small), np.int64), size[small])
+        k = concat_ranges(np.zeros(len(small), np.int64), size[small])
         nb = count[b[small]][pair]
         p = start[a[small]][pair] + k // nb
         q = start[b[small]][pair] + k % nb
@@ -255,7 +255,7 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _nearest_in_cells(pts: np.ndarray, start: np.ndarray, count: np.ndarray, cells: np.ndarray, to: np.ndarray):
     """Row (of ``pts``, sorted by cell) of each listed cell's point nearest the position ``to`` given for it."""
     seg = np.repeat(np.arange(len(cells)), count[cells])
-    rows = _ranges(start[cells], start[cells] + count[cells])
+    rows = concat_ranges(start[cells], start[cells] + count[cells])
     d = np.nan_to_num(np.einsum("ij,ij->i", pts[rows] - to[seg], pts[rows] - to[seg]), nan=np.inf)
     low = np.minimum.reduceat(d, np.cumsum(count[cells]) - count[cells])  # each cell's points are contiguous
     hit = np.flatnonzero(d == low[seg])  # at least one per cell
@@ -279,12 +279,6 @@ def _centres_linked(pts, start, count, a, b, link) -> np.ndarray:
         pb = _nearest_in_cells(pts, start, count, sb, centre[sa])
         out[lo:hi] = np.einsum("ij,ij->i", pts[pa] - pts[pb], pts[pa] - pts[pb]) <= link * link
     return out
-
-
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(lo[i], hi[i])`` over i (empty where hi <= lo), without a Python loop."""
-    n = np.clip(np.asarray(hi, np.int64) - np.asarray(lo, np.int64), 0, None)
-    return np.arange(n.sum(), dtype=np.int64) + np.repeat(np.asarray(lo, np.int64) - (np.cumsum(n) - n), n)
 
 
 def cluster(
@@ -325,7 +319,7 @@ def cluster(
         margin = margin_pixels(chunk_order, int(chunk[s]), m_order - chunk_order)
         lo = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin))
         hi = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin + 1))
-        rows = np.concatenate((np.arange(s, e, dtype=np.int64), _ranges(lo, hi)))
+        rows = np.concatenate((np.arange(s, e, dtype=np.int64), concat_ranges(lo, hi)))
         labels = _fof_labels(xyz[order[rows]], source_id[order[rows]], link)
         out[order[s:e]] = labels[: e - s]  # a detection's id comes from its own chunk
     return out

@@ -44,7 +44,7 @@ from skylake.lake import Lake, hats_meta
 from skylake.lake.log import staging_path
 from skylake.lake.parquet import parquet_bytes, value_set
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
-from skylake.objects.arrays import unique
+from skylake.objects.arrays import concat_ranges, unique
 from skylake.objects.associate import associate, margin_pixels, mean_positions, ref_object_ids
 from skylake.objects.files import (
     POINTS_ROW_GROUP,
@@ -61,7 +61,7 @@ from skylake.objects.files import (
     within,
 )
 from skylake.objects.stats import by_group_then
-from skylake.objects.summary import merge, needs_refresh, summarise
+from skylake.objects.summary import light_curve_order, merge, needs_refresh, summarise
 from skylake.runtime import release_memory
 from skylake.schema import table_schema
 from skylake.sphere import unit_vectors, vector_to_radec
@@ -930,13 +930,17 @@ def build_partition(
         return (o == order) & (p == pixel)
 
     refreshed, points_read, files_read = 0, 0, 0 if history is None else history[2]
+    by = None  # the new points' light-curve order (summary.light_curve_order), when sorted
     if exact:  # every statistic from whole light curves: the partition's objects and those the update touched
         if hist is None:
             hist = table_schema(LIGHTCURVES).empty_table()
         points_read = 0 if history is None else history[0].num_rows + history[1].num_rows
         before = _isin(hist, "object_id", np.union1d(own_ids, touched))
-        # with no stored point, the points are the detections' (their vectors made once, for the association)
-        cand = summarise(pa.concat_tables([before, new]), refcat, None if before.num_rows else xyz)
+        # with no stored point, the points are the detections' (their vectors made once, for the association;
+        # their light-curve order sorted once, for the statistics and for filing them)
+        if not before.num_rows:
+            by = light_curve_order(*(new.column(c).to_numpy() for c in ("object_id", "mjd", "source_id")))
+        cand = summarise(pa.concat_tables([before, new]), refcat, *((None, None) if before.num_rows else (xyz, by)))
         mine = owned_by_me(cand)
         kept = own.schema.empty_table()
     else:  # merge the new points into the touched objects' rows
@@ -1006,7 +1010,7 @@ def build_partition(
     # the new points of the objects written here, filed under their object's position (so an object's
     # points are in its partition, sorted together): written exactly once, by their object's owner
     out["points"] = _stage_points(
-        lake, stager, spec.batch_id, here, point_files, _filed(new, written), own_points if exact else None, stale
+        lake, stager, spec.batch_id, here, point_files, _filed(new, written, by), own_points if exact else None, stale
     )
     return out
 
@@ -1028,23 +1032,49 @@ def _frame_pixels(frame_id: np.ndarray, pixel: np.ndarray) -> pd.DataFrame:
     )
 
 
-def _filed(new: pa.Table, written: pa.Table) -> pa.Table:
+def _filed(new: pa.Table, written: pa.Table, by: np.ndarray | None = None) -> pa.Table:
     """The points ``new`` of the objects ``written``, each filed under its object's position (its
     ``_healpix_29``): an object's points are in its partition, together. In file order
     (:func:`~skylake.objects.files.sort_points`: by ``_healpix_29``, object and time), which is here the
     order of the objects as sorted (by ``_healpix_29`` then id, ``written``'s rank) and time: one sort
-    of two keys, and one take."""
+    of two keys, and one take. ``by``: the points' :func:`~skylake.objects.summary.light_curve_order`, when
+    known: each object's points are then a run of it, already in time order (:func:`_filed_runs`)."""
     if not written.num_rows:
         return new.slice(0, 0)
     rank = np.lexsort((written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()))
     w_ids, w_h29 = written.column("object_id").to_numpy()[rank], written.column("_healpix_29").to_numpy()[rank]
-    by_id = np.argsort(w_ids)
     ids = new.column("object_id").to_numpy()
-    at = by_id[np.minimum(np.searchsorted(w_ids[by_id], ids), len(w_ids) - 1)]  # each point's object's rank
-    mine = np.flatnonzero(w_ids[at] == ids)
-    mine = mine[by_group_then(at[mine], new.column("mjd").to_numpy()[mine], len(w_ids), stable=True)]
+    filed = None if by is None else _filed_runs(ids, new.column("mjd").to_numpy(), by, w_ids)
+    if filed is None:
+        by_id = np.argsort(w_ids)
+        at = by_id[np.minimum(np.searchsorted(w_ids[by_id], ids), len(w_ids) - 1)]  # each point's object's rank
+        mine = np.flatnonzero(w_ids[at] == ids)
+        mine = mine[by_group_then(at[mine], new.column("mjd").to_numpy()[mine], len(w_ids), stable=True)]
+        h29 = w_h29[at[mine]]
+    else:
+        mine, counts = filed
+        h29 = np.repeat(w_h29, counts)
     column = new.schema.get_field_index("_healpix_29")
-    return new.take(mine).set_column(column, "_healpix_29", pa.array(w_h29[at[mine]], pa.int64()))
+    return new.take(mine).set_column(column, "_healpix_29", pa.array(h29, pa.int64()))
+
+
+def _filed_runs(ids: np.ndarray, mjd: np.ndarray, by: np.ndarray, w_ids: np.ndarray):
+    """:func:`_filed`'s order from the points' light-curve order ``by`` (by object, time, source id): the runs
+    of the objects ``w_ids`` (in their order) one after the other, and each one's points; no sort of the
+    points. The same order as sorting by object rank then time (ties in the points' order) when no object
+    has two points of one time (else None: the caller sorts)."""
+    oid, t = ids[by], mjd[by]
+    first = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
+    same = oid[1:] == oid[:-1]
+    if (t[1:][same] == t[:-1][same]).any() or np.isnan(t).any():  # a tie in time: ordered by source id here
+        return None
+    uniq, ends = oid[first], np.r_[first[1:], len(oid)]
+    at = np.minimum(np.searchsorted(uniq, w_ids), len(uniq) - 1)
+    found = uniq[at] == w_ids  # (an object written here without a new point has none to file)
+    at = at[found]
+    counts = np.zeros(len(w_ids), np.int64)
+    counts[found] = ends[at] - first[at]
+    return by[concat_ranges(first[at], ends[at])], counts
 
 
 def _stage_points(

@@ -369,7 +369,26 @@ def _finish(cols: dict) -> pa.Table:
 
 
 # -- exact ----------------------------------------------------------------------------------------------
-def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
+def light_curve_order(object_id: np.ndarray, mjd: np.ndarray, source_id: np.ndarray) -> np.ndarray:
+    """Indices ordering points by object, then time, then source id (ties in the points' order).
+
+    Exactly ``np.lexsort((source_id, mjd, object_id))``: each light curve in time order, as
+    :func:`summarise` adds up its statistics.
+
+    Parameters
+    ----------
+    object_id, mjd, source_id : numpy.ndarray
+        Each point's object, time [d] and source id.
+
+    Returns
+    -------
+    numpy.ndarray
+        The indices (int64).
+    """
+    return np.lexsort((source_id, mjd, object_id))
+
+
+def summarise(points, refcat: str, xyz: np.ndarray | None = None, order: np.ndarray | None = None) -> pa.Table:
     """One objects row per ``object_id`` of ``points``, every statistic computed from these points.
 
     The points are the object's whole light curve. Every reference object (object_id < 0) comes from
@@ -384,6 +403,8 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
     xyz : numpy.ndarray, optional
         The points' unit vectors (:func:`~skylake.sphere.unit_vectors` of ``ra``, ``dec``, in the points'
         order), when known.
+    order : numpy.ndarray, optional
+        The points' :func:`light_curve_order`, when known.
 
     Returns
     -------
@@ -396,7 +417,7 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
     points = point_columns(points)
     # by object, then time (a stable sort, as pandas' sort_values): each light curve in time order; only
     # what the statistics add up is taken in that order (the sums' order is their bits)
-    by = np.lexsort((points["source_id"], points["mjd"], points["object_id"]))
+    by = light_curve_order(points["object_id"], points["mjd"], points["source_id"]) if order is None else order
     oid = points["object_id"][by]
     first = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
     uniq, inv = oid[first], np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(oid)]))
