@@ -36,7 +36,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from skylake.objects.arrays import concat_ranges, row_norms, unique
+from skylake.objects.arrays import concat_ranges, row_norms, stable_argsort, unique
 from skylake.sphere import chord, unit_vectors
 
 MARGIN_RADII = 4.0
@@ -188,7 +188,7 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
             f"key: cluster smaller chunks"
         )
     key = (idx[:, 0] * dims[1] + idx[:, 1]) * dims[2] + idx[:, 2]
-    order = np.argsort(key, kind="stable")
+    order = stable_argsort(key)
     pts = xyz[order]
     key = key[order]  # sorted: its runs are the cells (np.unique would sort it again)
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])

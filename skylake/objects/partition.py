@@ -311,9 +311,10 @@ def read_detections(
         err[at] = np.where(np.isfinite(m), matches["mag_err"].to_numpy(np.float64, na_value=np.nan), err[at])
     mag_zp = mag.copy()
     mag, err, mag_epd, mag_tfa = _ensemble(lake, det, frames, mag, mag0, err, inst_err)
-    # one chunk a column: pyarrow's take from a chunked column concatenates all of it first
-    out = {c: det.column(c).combine_chunks() for c in ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd"]}
-    out.update(inst_mag=inst_mag, inst_mag_err=inst_err, flags=det.column("flags").combine_chunks())
+    # the columns as read, in chunks (a partition's rows are taken chunk by chunk, :func:`_rows_of`): joining
+    # a group's columns whole cost ~0.7 s of fresh memory at 10^7 rows, its partitions' pieces are joined
+    out = {c: det.column(c) for c in ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd"]}
+    out.update(inst_mag=inst_mag, inst_mag_err=inst_err, flags=det.column("flags"))
     out.update(ref_id=pa.array(ref_id, pa.int64(), mask=~ref_ok), ref_object=ref_object, mag_zp=mag_zp)
     out.update(mag_epd=mag_epd, mag_tfa=mag_tfa, mag=mag, mag_err=err)
     return pa.table(out)
@@ -796,19 +797,35 @@ _SLICE_ROWS = 4096
 
 def _rows_of(table: pa.Table, rows: np.ndarray) -> pa.Table:
     """``table.take(rows)`` for ascending ``rows``: long runs of consecutive rows (a partition's in each
-    sorted file) as slices, the rows between them taken."""
+    sorted file) as slices, the rows between them taken chunk by chunk (:func:`_take`)."""
     starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])
     ends = np.r_[starts[1:], len(rows)]
     pieces, done = [], 0
     for start, end in zip(starts.tolist(), ends.tolist()):
         if end - start >= _SLICE_ROWS:
             if start > done:
-                pieces.append(table.take(rows[done:start]))
+                pieces.append(_take(table, rows[done:start]))
             pieces.append(table.slice(int(rows[start]), end - start))
             done = end
     if done < len(rows) or not pieces:
-        pieces.append(table.take(rows[done:]))
+        pieces.append(_take(table, rows[done:]))
     return pa.concat_tables(pieces)
+
+
+def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)`` for ascending ``rows``, from each chunk its own rows: pyarrow's take from a
+    chunked column concatenates all of it first (a group's whole column, for a few rows)."""
+    batches = table.to_batches()
+    if len(batches) < 2:
+        return table.take(rows)
+    ends = np.cumsum([b.num_rows for b in batches])
+    cuts = np.searchsorted(rows, ends).tolist()  # each batch's rows end there
+    pieces, lo = [], 0
+    for batch, end, hi in zip(batches, ends.tolist(), cuts):
+        if hi > lo:
+            pieces.append(batch.take(pa.array(rows[lo:hi] - (end - batch.num_rows))))
+        lo = hi
+    return pa.Table.from_batches(pieces, schema=table.schema) if pieces else table.slice(0, 0)
 
 
 def build_partition(
@@ -868,6 +885,7 @@ def build_partition(
 
     if det is None:
         det = read_detections(lake, files, spec.frames, refcat, view.in_view, given)
+    det = det.combine_chunks()  # one chunk a column: each is read as NumPy (without a copy) several times
     h29 = det.column("_healpix_29").to_numpy()
     core = view.in_core(h29)
     # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
