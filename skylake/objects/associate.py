@@ -189,7 +189,7 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
         )
     key = (idx[:, 0] * dims[1] + idx[:, 1]) * dims[2] + idx[:, 2]
     order = stable_argsort(key)
-    pts = xyz[order]
+    pts = np.take(xyz, order, axis=0)  # (rows of an (n, 3) array: ~4x faster than fancy indexing)
     key = key[order]  # sorted: its runs are the cells (np.unique would sort it again)
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     cells, count = key[start], np.diff(np.r_[start, n])
@@ -197,7 +197,7 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     # most pairs are one star's repeat detections: the first points of the two cells settle them; a pair
     # whose cells that leaves joined already (through others) needs no test; then the points near the
     # centres, then every pair of points (the graph's components are the same, all pairs tested or not)
-    d = pts[start[a]] - pts[start[b]]
+    d = np.take(pts, start[a], axis=0) - np.take(pts, start[b], axis=0)
     linked = np.einsum("ij,ij->i", d, d) <= link * link
     comp = _components(len(cells), a[linked], b[linked])
     todo = np.flatnonzero(comp[a] != comp[b])
@@ -320,7 +320,7 @@ def cluster(
         lo = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin))
         hi = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin + 1))
         rows = np.concatenate((np.arange(s, e, dtype=np.int64), concat_ranges(lo, hi)))
-        labels = _fof_labels(xyz[order[rows]], source_id[order[rows]], link)
+        labels = _fof_labels(np.take(xyz, order[rows], axis=0), source_id[order[rows]], link)
         out[order[s:e]] = labels[: e - s]  # a detection's id comes from its own chunk
     return out
 
@@ -501,7 +501,7 @@ def associate(
         hit = np.isfinite(d)
         ids[todo[hit]] = target_id[k[hit]]
         todo = todo[~hit]
-    ids[todo] = cluster(h29[todo], xyz[todo], source_id[todo], radius_arcsec, chunk_order)
+    ids[todo] = cluster(h29[todo], np.take(xyz, todo, axis=0), source_id[todo], radius_arcsec, chunk_order)
     # a mask, not ``out != ids``: a detached detection that was its cluster's smallest source_id gets
     # the cluster's label as its own id, and would otherwise stay in the cluster (two in one frame)
     lost, obj = _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo)

@@ -26,7 +26,6 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
 from skylake.lake.tables import OBJECTS
-from skylake.objects.arrays import row_norms
 from skylake.objects.stats import group_extremes, light_curve_stats
 from skylake.schema import table_schema
 from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
@@ -426,11 +425,13 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None, order: np.ndar
     at[by] = inv  # each point's object, in the points' order
     counts = np.bincount(inv, minlength=n_obj)
     # (elementwise: the vectors of the points taken in order are those of the points, taken)
-    xyz = unit_vectors(points["ra"][by], points["dec"][by]) if xyz is None else xyz[by]
-    total = np.column_stack([np.bincount(inv, xyz[:, k], n_obj) for k in range(3)])
+    xyz = unit_vectors(points["ra"][by], points["dec"][by]) if xyz is None else np.take(xyz, by, axis=0)
+    comps = [np.ascontiguousarray(xyz[:, k]) for k in range(3)]  # (column by column: contiguous sums)
+    total = np.column_stack([np.bincount(inv, c, n_obj) for c in comps])
     centre = total / np.linalg.norm(total, axis=1, keepdims=True)
     ra, dec = vector_to_radec(centre)
-    dist2 = chord_to_arcsec(row_norms(xyz - centre[inv])) ** 2
+    d = [c - np.ascontiguousarray(centre[:, k])[inv] for k, c in enumerate(comps)]
+    dist2 = chord_to_arcsec(np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])) ** 2  # (arrays.row_norms' sum)
     n_cal = np.bincount(at, _calibrated(points), n_obj).astype(np.int32)
     m, e = (v[by] for v in series(points, (n_cal > 0)[at]))
     mjd = points["mjd"][by]
