@@ -210,7 +210,8 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
         nb = count[b[small]][pair]
         p = start[a[small]][pair] + k // nb
         q = start[b[small]][pair] + k % nb
-        close = np.einsum("ij,ij->i", pts[p] - pts[q], pts[p] - pts[q]) <= link * link
+        diff = np.take(pts, p, axis=0) - np.take(pts, q, axis=0)
+        close = np.einsum("ij,ij->i", diff, diff) <= link * link
         linked[small] = np.bincount(pair, weights=close, minlength=len(small)) > 0
     for i in np.flatnonzero(~linked & (size > _SMALL_PAIR) & (comp[a] != comp[b])):
         cell_a = pts[start[a[i]] : start[a[i]] + count[a[i]]]
@@ -256,7 +257,8 @@ def _nearest_in_cells(pts: np.ndarray, start: np.ndarray, count: np.ndarray, cel
     """Row (of ``pts``, sorted by cell) of each listed cell's point nearest the position ``to`` given for it."""
     seg = np.repeat(np.arange(len(cells)), count[cells])
     rows = concat_ranges(start[cells], start[cells] + count[cells])
-    d = np.nan_to_num(np.einsum("ij,ij->i", pts[rows] - to[seg], pts[rows] - to[seg]), nan=np.inf)
+    diff = np.take(pts, rows, axis=0) - np.take(to, seg, axis=0)
+    d = np.nan_to_num(np.einsum("ij,ij->i", diff, diff), nan=np.inf)
     low = np.minimum.reduceat(d, np.cumsum(count[cells]) - count[cells])  # each cell's points are contiguous
     hit = np.flatnonzero(d == low[seg])  # at least one per cell
     return rows[hit[np.r_[True, seg[hit][1:] != seg[hit][:-1]]]]  # the first nearest of each cell
@@ -275,9 +277,10 @@ def _centres_linked(pts, start, count, a, b, link) -> np.ndarray:
     bounds = np.unique(np.r_[0, cuts, len(a)])
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         sa, sb = a[lo:hi], b[lo:hi]
-        pa = _nearest_in_cells(pts, start, count, sa, centre[sb])
-        pb = _nearest_in_cells(pts, start, count, sb, centre[sa])
-        out[lo:hi] = np.einsum("ij,ij->i", pts[pa] - pts[pb], pts[pa] - pts[pb]) <= link * link
+        pa = _nearest_in_cells(pts, start, count, sa, np.take(centre, sb, axis=0))
+        pb = _nearest_in_cells(pts, start, count, sb, np.take(centre, sa, axis=0))
+        diff = np.take(pts, pa, axis=0) - np.take(pts, pb, axis=0)
+        out[lo:hi] = np.einsum("ij,ij->i", diff, diff) <= link * link
     return out
 
 
