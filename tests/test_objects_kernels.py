@@ -167,3 +167,22 @@ def test_positions_are_numpys_searchsorted():
     strangers = np.r_[values, uniq[:3] + 1, uniq[-1] + 5]  # values not among them: where they would go
     assert np.array_equal(positions(uniq, strangers), np.searchsorted(uniq, strangers))
     assert positions(uniq, values[:0]).tolist() == []
+
+
+def test_groups_are_split_where_that_evens_out_the_workers_ends():
+    """Three large groups on two threads: one thread would run two of them; the second largest is split so
+    that its smaller piece fills the other thread's end. Groups already even, or one thread, stay whole."""
+    from skylake.objects.build import balanced_groups
+
+    groups = [list(range(0, 13)), list(range(13, 26)), list(range(26, 39)), list(range(39, 45)), [45], [46]]
+    sizes = {k: 250 for k in range(0, 13)} | {k: 210 for k in range(13, 45)} | {45: 20, 46: 5}
+    out = balanced_groups(groups, sizes, 2)
+    assert sorted(sum(out, [])) == list(range(47))  # every partition once, each piece in its group's order
+    assert all(p == sorted(p) for p in out)
+    assert len(out) == len(groups) + 1
+    split = [p for p in out if p not in groups]
+    assert len(split) == 2 and len(split[0]) + len(split[1]) == 13
+    assert balanced_groups(groups, sizes, 1) == groups
+    even = [list(range(0, 10)), list(range(10, 20))]
+    assert balanced_groups(even, dict.fromkeys(range(20), 100), 2) == even
+    assert balanced_groups([], {}, 2) == []
