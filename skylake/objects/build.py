@@ -921,7 +921,8 @@ def _select_partitions(
         "order": cfg.order,
         "columns": detection_columns(plan.frames),
     }
-    found, strips = _run_scan(client, [by_dir[d] for d in dirs], shared) if len(ids) else ([], [])
+    weights = _dir_rows(lake, dirs) if client is not None and len(ids) else None
+    found, strips = _run_scan(client, [by_dir[d] for d in dirs], shared, weights) if len(ids) else ([], [])
     task_files: dict[int, set] = {}
     sizes: dict[int, int] = {}
     for d, (keys, held) in zip(dirs, found):  # (each scan task found its partitions: the driver adds them up)
@@ -949,18 +950,46 @@ def _select_partitions(
     return task_files, exact, dict(zip(dirs, strips)), sizes
 
 
-def _run_scan(client, file_lists: list[list[str]], shared: dict) -> tuple[list, list]:
+def _run_scan(client, file_lists: list[list[str]], shared: dict, weights=None) -> tuple[list, list]:
     """:func:`_scan` of each list of files: the keys and sizes it found, and its border strips, which stay
-    on the workers (futures) for the partition tasks that need them."""
+    on the workers (futures) for the partition tasks that need them. On a cluster each is sent when a
+    worker thread is free, the heaviest first (``weights``: an estimate of each list's rows): dask's queue
+    hands a worker two tasks at once, and had one worker scan three of the four large ones."""
     if client is None:
         scanned = [_scan(shared, files) for files in file_lists]
         return [s[:2] for s in scanned], [s[2] for s in scanned]
     import operator
 
+    from distributed import as_completed
+
     shared_f = client.scatter([shared], broadcast=True)[0]
-    futures = [client.submit(_scan, shared_f, files, pure=False) for files in file_lists]
+    order = np.argsort(-np.asarray(weights if weights is not None else [0] * len(file_lists)), kind="stable")
+    waiting = iter(order.tolist())
+    futures = [None] * len(file_lists)
+    for i in itertools.islice(waiting, _slots(client)):
+        futures[i] = client.submit(_scan, shared_f, file_lists[i], pure=False)
+    running = as_completed([f for f in futures if f is not None])
+    for _ in running:
+        for i in itertools.islice(waiting, 1):
+            futures[i] = client.submit(_scan, shared_f, file_lists[i], pure=False)
+            running.add(futures[i])
     found = client.gather([client.submit(operator.itemgetter(0, 1), f) for f in futures])
     return found, [client.submit(operator.itemgetter(2), f) for f in futures]
+
+
+def _dir_rows(lake: Lake, dirs: list[str]) -> list[int]:
+    """The rows of each sources directory's partition, from the sources' skymap (0 for a directory that is not
+    a partition, or one finer than the skymap): what its scan decodes, for the order of the scans."""
+    skymap = hats_meta.read_skymap(lake.store, SOURCES)
+    out = []
+    for d in dirs:
+        pixel = hats_meta.pixel_of(posixpath.relpath(f"{d}/x.parquet", SOURCES))
+        if pixel is None or pixel.order > hats_meta.SKYMAP_ORDER or not len(skymap):
+            out.append(0)
+            continue
+        shift = 2 * (hats_meta.SKYMAP_ORDER - pixel.order)
+        out.append(int(skymap[pixel.pixel << shift : (pixel.pixel + 1) << shift].sum()))
+    return out
 
 
 def _outside(files: list[str], keys: list[tuple[int, int]]) -> set[str]:
