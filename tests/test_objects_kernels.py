@@ -98,6 +98,17 @@ def test_light_curve_order_is_the_lexsort_and_summarise_takes_it():
     cols = [points.column(c).to_numpy() for c in ("object_id", "mjd", "source_id")]
     order = light_curve_order(*cols)
     assert np.array_equal(order, np.lexsort(cols[::-1]))
+    # without ties in time (one sort of packed ranks), with NaN and signed zeros (the lexsort)
+    oid, sid = cols[0], cols[2]
+    distinct = rng.permutation(n) + 0.5
+    for mjd in (
+        distinct,
+        np.where(rng.random(n) < 0.1, np.nan, distinct),
+        np.where(rng.random(n) < 0.1, -0.0, distinct),
+    ):
+        mjd = np.where(mjd == 0.5, 0.0, mjd)
+        assert np.array_equal(light_curve_order(oid, mjd, sid), np.lexsort((sid, mjd, oid)))
+    assert light_curve_order(oid[:1], cols[1][:1], sid[:1]).tolist() == [0]
     assert summarise(points, "cat", order=order).equals(summarise(points, "cat"))
 
 

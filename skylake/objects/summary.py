@@ -26,6 +26,7 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
 from skylake.lake.tables import OBJECTS
+from skylake.objects.arrays import stable_argsort
 from skylake.objects.stats import group_extremes, light_curve_stats
 from skylake.schema import table_schema
 from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
@@ -372,7 +373,9 @@ def light_curve_order(object_id: np.ndarray, mjd: np.ndarray, source_id: np.ndar
     """Indices ordering points by object, then time, then source id (ties in the points' order).
 
     Exactly ``np.lexsort((source_id, mjd, object_id))``: each light curve in time order, as
-    :func:`summarise` adds up its statistics.
+    :func:`summarise` adds up its statistics. When no object has two points of one time (the source ids
+    then order nothing), by one sort of the object's and the time's ranks packed in one key
+    (:func:`~skylake.objects.arrays.stable_argsort`): ~2x the three passes of ``np.lexsort``.
 
     Parameters
     ----------
@@ -384,6 +387,16 @@ def light_curve_order(object_id: np.ndarray, mjd: np.ndarray, source_id: np.ndar
     numpy.ndarray
         The indices (int64).
     """
+    object_id, mjd = np.asarray(object_id), np.asarray(mjd)
+    if len(object_id) > 1 and not (mjd == 0).any():  # (a signed zero: two values numpy's sorts see as one)
+        obj, _ = pd.factorize(object_id, sort=True)
+        time, times = pd.factorize(mjd, sort=True)
+        if not (time < 0).any():  # (NaN: the lexsort's place for it)
+            key = obj.astype(np.int64) * len(times) + time
+            order = stable_argsort(key)
+            ranked = key[order]
+            if not (ranked[1:] == ranked[:-1]).any():
+                return order
     return np.lexsort((source_id, mjd, object_id))
 
 
