@@ -197,3 +197,42 @@ def test_groups_are_split_where_that_evens_out_the_workers_ends():
     even = [list(range(0, 10)), list(range(10, 20))]
     assert balanced_groups(even, dict.fromkeys(range(20), 100), 2) == even
     assert balanced_groups([], {}, 2) == []
+
+
+def test_points_are_staged_in_lz4_with_split_float_streams_and_read_back_equal():
+    import io
+
+    import pyarrow.parquet as pq
+
+    from skylake.objects.files import POINTS_ENCODING
+    from skylake.objects.partition import Stager
+
+    written = {}
+
+    class Store:
+        def write_bytes(self, rel, data, fsync=True):
+            written[rel] = data
+
+    rng = np.random.default_rng(9)
+    n = 25_000
+    points = pa.table(
+        {
+            "ra": rng.uniform(0, 360, n),
+            "dec": pa.array(rng.uniform(-90, 90, n), mask=rng.random(n) < 0.01),
+            "inst_mag": rng.normal(-8, 1, n).astype(np.float32),
+            "object_id": np.sort(rng.integers(0, 1000, n)),
+        }
+    )
+    with Stager(Store()) as stager:
+        stager.write("p.parquet", points, 10_000, **POINTS_ENCODING)
+        stager.write("o.parquet", points, 10_000)
+    meta = pq.ParquetFile(io.BytesIO(written["p.parquet"])).metadata
+    assert meta.num_row_groups == 3
+    chunks = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i) for i in range(4)}
+    assert {c.compression for c in chunks.values()} == {"LZ4"}
+    assert all("BYTE_STREAM_SPLIT" in chunks[c].encodings for c in ("ra", "dec", "inst_mag"))
+    assert "BYTE_STREAM_SPLIT" not in chunks["object_id"].encodings
+    assert chunks["ra"].statistics.has_min_max
+    assert pq.ParquetFile(io.BytesIO(written["o.parquet"])).metadata.row_group(0).column(0).compression == "ZSTD"
+    for name in ("p.parquet", "o.parquet"):
+        assert pq.read_table(io.BytesIO(written[name])).equals(points)

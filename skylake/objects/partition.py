@@ -47,6 +47,7 @@ from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.arrays import concat_ranges, positions, unique
 from skylake.objects.associate import associate, margin_pixels, mean_positions, ref_object_ids
 from skylake.objects.files import (
+    POINTS_ENCODING,
     POINTS_ROW_GROUP,
     ROW_GROUP,
     files_to_merge,
@@ -763,7 +764,7 @@ class Stager:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="skylake-stage")
         self._pending = []
 
-    def write(self, rel: str, table: pa.Table, row_group_size: int) -> None:
+    def write(self, rel: str, table: pa.Table, row_group_size: int, **encoding) -> None:
         """Stage ``table`` as the Parquet file ``rel`` (lake-relative), in the background.
 
         Parameters
@@ -774,11 +775,14 @@ class Stager:
             Its rows.
         row_group_size : int
             Rows per row group.
+        **encoding
+            ``codec`` and ``byte_stream_split`` of :func:`~skylake.lake.parquet.parquet_bytes` (default: the
+            lake's zstd).
         """
-        self._pending.append(self._pool.submit(self._write, rel, table, row_group_size))
+        self._pending.append(self._pool.submit(self._write, rel, table, row_group_size, encoding))
 
-    def _write(self, rel: str, table: pa.Table, row_group_size: int) -> None:
-        self.store.write_bytes(rel, parquet_bytes(table, row_group_size=row_group_size))
+    def _write(self, rel: str, table: pa.Table, row_group_size: int, encoding: dict) -> None:
+        self.store.write_bytes(rel, parquet_bytes(table, row_group_size=row_group_size, **encoding))
 
     def __enter__(self) -> Stager:
         return self
@@ -1133,6 +1137,6 @@ def _stage_points(
     }
     if data.num_rows:
         rel = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{batch_id}.parquet"
-        stager.write(staging_path(batch_id, f"{LIGHTCURVES}/{rel}"), data, POINTS_ROW_GROUP)
+        stager.write(staging_path(batch_id, f"{LIGHTCURVES}/{rel}"), data, POINTS_ROW_GROUP, **POINTS_ENCODING)
         out["path"] = rel
     return out
