@@ -1,5 +1,5 @@
-"""How the lake writes a Parquet file: zstd, column statistics, no dictionary pages, one buffer (stored by
-``Storage``)."""
+"""How the lake writes a Parquet file: zstd (lz4 and split float streams where a writer asks, e.g. the objects'
+light-curve points), column statistics, no dictionary pages, one buffer (stored by ``Storage``)."""
 
 from __future__ import annotations
 
