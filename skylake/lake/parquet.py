@@ -1,5 +1,5 @@
-"""How the lake writes a Parquet file: zstd, column statistics, no dictionary pages, one buffer (stored by
-``Storage``)."""
+"""How the lake writes a Parquet file: zstd (lz4 and split float streams where a writer asks, e.g. the objects'
+light-curve points), column statistics, no dictionary pages, one buffer (stored by ``Storage``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ __all__ = ["BATCH_ZSTD_LEVEL", "parquet_bytes", "value_set"]
 BATCH_ZSTD_LEVEL = 3
 
 
-def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group_size: int | None = None) -> bytes:
+def parquet_bytes(
+    table: pa.Table,
+    zstd_level: int = BATCH_ZSTD_LEVEL,
+    row_group_size: int | None = None,
+    codec: str = "zstd",
+    byte_stream_split: list[str] | None = None,
+) -> bytes:
     """A table as the bytes of one Parquet file, with column statistics (for pruning by readers).
 
     No dictionary encoding: the lake's columns are mostly unique numbers, for which the writer builds a
@@ -31,6 +37,12 @@ def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group
         The zstd compression level.
     row_group_size : int or None
         Rows per row group (None: pyarrow's default).
+    codec : str
+        The compression codec ("zstd", the lake's; "lz4" for files written often and read little: see
+        :data:`skylake.objects.files.POINTS_ENCODING`).
+    byte_stream_split : list of str, optional
+        Float columns written with the BYTE_STREAM_SPLIT encoding (each value's bytes split into streams:
+        random mantissas compress, cheaply, by their exponent and sign bytes).
 
     Returns
     -------
@@ -41,11 +53,12 @@ def parquet_bytes(table: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, row_group
     pq.write_table(
         table,
         sink,
-        compression="zstd",
-        compression_level=zstd_level,
+        compression=codec,
+        compression_level=zstd_level if codec == "zstd" else None,
         write_statistics=True,
         use_dictionary=False,
         row_group_size=row_group_size,
+        use_byte_stream_split=byte_stream_split or False,
     )
     return sink.getvalue()
 

@@ -36,7 +36,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from skylake.objects.arrays import unique
+from skylake.objects.arrays import concat_ranges, positions, row_norms, stable_argsort, unique
 from skylake.sphere import chord, unit_vectors
 
 MARGIN_RADII = 4.0
@@ -188,8 +188,8 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
             f"key: cluster smaller chunks"
         )
     key = (idx[:, 0] * dims[1] + idx[:, 1]) * dims[2] + idx[:, 2]
-    order = np.argsort(key, kind="stable")
-    pts = xyz[order]
+    order = stable_argsort(key)
+    pts = np.take(xyz, order, axis=0)  # (rows of an (n, 3) array: ~4x faster than fancy indexing)
     key = key[order]  # sorted: its runs are the cells (np.unique would sort it again)
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     cells, count = key[start], np.diff(np.r_[start, n])
@@ -197,7 +197,7 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     # most pairs are one star's repeat detections: the first points of the two cells settle them; a pair
     # whose cells that leaves joined already (through others) needs no test; then the points near the
     # centres, then every pair of points (the graph's components are the same, all pairs tested or not)
-    d = pts[start[a]] - pts[start[b]]
+    d = np.take(pts, start[a], axis=0) - np.take(pts, start[b], axis=0)
     linked = np.einsum("ij,ij->i", d, d) <= link * link
     comp = _components(len(cells), a[linked], b[linked])
     todo = np.flatnonzero(comp[a] != comp[b])
@@ -206,11 +206,12 @@ def _fof_labels(xyz: np.ndarray, source_id: np.ndarray, link: float) -> np.ndarr
     small = np.flatnonzero(~linked & (size <= _SMALL_PAIR) & (comp[a] != comp[b]))
     if len(small):  # every point pair of the small cell pairs, as flat index arrays
         pair = np.repeat(np.arange(len(small)), size[small])
-        k = _ranges(np.zeros(len(small), np.int64), size[small])
+        k = concat_ranges(np.zeros(len(small), np.int64), size[small])
         nb = count[b[small]][pair]
         p = start[a[small]][pair] + k // nb
         q = start[b[small]][pair] + k % nb
-        close = np.einsum("ij,ij->i", pts[p] - pts[q], pts[p] - pts[q]) <= link * link
+        diff = np.take(pts, p, axis=0) - np.take(pts, q, axis=0)
+        close = np.einsum("ij,ij->i", diff, diff) <= link * link
         linked[small] = np.bincount(pair, weights=close, minlength=len(small)) > 0
     for i in np.flatnonzero(~linked & (size > _SMALL_PAIR) & (comp[a] != comp[b])):
         cell_a = pts[start[a[i]] : start[a[i]] + count[a[i]]]
@@ -255,8 +256,9 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _nearest_in_cells(pts: np.ndarray, start: np.ndarray, count: np.ndarray, cells: np.ndarray, to: np.ndarray):
     """Row (of ``pts``, sorted by cell) of each listed cell's point nearest the position ``to`` given for it."""
     seg = np.repeat(np.arange(len(cells)), count[cells])
-    rows = _ranges(start[cells], start[cells] + count[cells])
-    d = np.nan_to_num(np.einsum("ij,ij->i", pts[rows] - to[seg], pts[rows] - to[seg]), nan=np.inf)
+    rows = concat_ranges(start[cells], start[cells] + count[cells])
+    diff = np.take(pts, rows, axis=0) - np.take(to, seg, axis=0)
+    d = np.nan_to_num(np.einsum("ij,ij->i", diff, diff), nan=np.inf)
     low = np.minimum.reduceat(d, np.cumsum(count[cells]) - count[cells])  # each cell's points are contiguous
     hit = np.flatnonzero(d == low[seg])  # at least one per cell
     return rows[hit[np.r_[True, seg[hit][1:] != seg[hit][:-1]]]]  # the first nearest of each cell
@@ -275,16 +277,11 @@ def _centres_linked(pts, start, count, a, b, link) -> np.ndarray:
     bounds = np.unique(np.r_[0, cuts, len(a)])
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         sa, sb = a[lo:hi], b[lo:hi]
-        pa = _nearest_in_cells(pts, start, count, sa, centre[sb])
-        pb = _nearest_in_cells(pts, start, count, sb, centre[sa])
-        out[lo:hi] = np.einsum("ij,ij->i", pts[pa] - pts[pb], pts[pa] - pts[pb]) <= link * link
+        pa = _nearest_in_cells(pts, start, count, sa, np.take(centre, sb, axis=0))
+        pb = _nearest_in_cells(pts, start, count, sb, np.take(centre, sa, axis=0))
+        diff = np.take(pts, pa, axis=0) - np.take(pts, pb, axis=0)
+        out[lo:hi] = np.einsum("ij,ij->i", diff, diff) <= link * link
     return out
-
-
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(lo[i], hi[i])`` over i (empty where hi <= lo), without a Python loop."""
-    n = np.clip(np.asarray(hi, np.int64) - np.asarray(lo, np.int64), 0, None)
-    return np.arange(n.sum(), dtype=np.int64) + np.repeat(np.asarray(lo, np.int64) - (np.cumsum(n) - n), n)
 
 
 def cluster(
@@ -325,8 +322,8 @@ def cluster(
         margin = margin_pixels(chunk_order, int(chunk[s]), m_order - chunk_order)
         lo = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin))
         hi = np.searchsorted(h_sorted, healpix_to_spatial_index(m_order, margin + 1))
-        rows = np.concatenate((np.arange(s, e, dtype=np.int64), _ranges(lo, hi)))
-        labels = _fof_labels(xyz[order[rows]], source_id[order[rows]], link)
+        rows = np.concatenate((np.arange(s, e, dtype=np.int64), concat_ranges(lo, hi)))
+        labels = _fof_labels(np.take(xyz, order[rows], axis=0), source_id[order[rows]], link)
         out[order[s:e]] = labels[: e - s]  # a detection's id comes from its own chunk
     return out
 
@@ -359,11 +356,17 @@ def detached(object_id: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matc
 def _detached(obj: np.ndarray, frame_id: np.ndarray, dist: np.ndarray, matched: np.ndarray) -> np.ndarray:
     """:func:`detached` with each detection's object as a dense index (0 .. objects-1). Only the detections
     sharing their (object, frame) with another are ordered: one star's are nearly all alone in their frame."""
-    out = np.zeros(len(obj), dtype=bool)
     rows = np.flatnonzero(_repeated(obj, frame_id))
+    return _detached_rows(obj, frame_id, rows, dist[rows], matched)
+
+
+def _detached_rows(obj: np.ndarray, frame_id: np.ndarray, rows: np.ndarray, dist: np.ndarray, matched: np.ndarray):
+    """:func:`_detached` given the detections sharing their (object, frame) with another (``rows``, ascending)
+    and their distances ``dist`` (those rows' only: the others' are never compared)."""
+    out = np.zeros(len(obj), dtype=bool)
     if not len(rows):
         return out
-    order = rows[np.lexsort((dist[rows], ~matched[rows], frame_id[rows], obj[rows]))]
+    order = rows[np.lexsort((dist, ~matched[rows], frame_id[rows], obj[rows]))]
     o, f = obj[order], frame_id[order]
     out[order[1:]] = (o[1:] == o[:-1]) & (f[1:] == f[:-1])
     return out
@@ -411,12 +414,26 @@ def one_per_frame(
 
 def _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo) -> tuple[np.ndarray, np.ndarray]:
     """Rule 4 with each detection's distance from its object: a target's position, else its cluster's mean.
-    Also each detection's object as an index (of the objects' sorted ids)."""
-    centre_id, centre_xyz = mean_positions(
-        np.concatenate((target_id, ids[todo])), np.concatenate((target_xyz, xyz[todo]))
+    Also each detection's object as an index (of the objects' sorted ids).
+
+    As :func:`mean_positions` of the targets and the ``todo`` detections, but the centres (and distances) only
+    of the objects holding two detections of one frame, all that rule 4 compares: each such centre sums the
+    same points in the same order, so it has the same bits."""
+    centre_id = unique(np.concatenate((target_id, ids[todo])))
+    obj = positions(centre_id, ids)
+    rows = np.flatnonzero(_repeated(obj, frame_id))
+    if not len(rows):
+        return np.zeros(len(ids), dtype=bool), obj
+    need = np.zeros(len(centre_id), dtype=bool)
+    need[obj[rows]] = True
+    t_obj = np.searchsorted(centre_id, target_id)
+    t_sel, o_sel = np.flatnonzero(need[t_obj]), todo[need[obj[todo]]]  # (each in its order: the sums' order)
+    inv = np.concatenate((t_obj[t_sel], obj[o_sel]))
+    sums = np.column_stack(
+        [np.bincount(inv, np.concatenate((target_xyz[t_sel, k], xyz[o_sel, k])), len(centre_id)) for k in range(3)]
     )
-    obj = np.searchsorted(centre_id, ids)
-    return _detached(obj, frame_id, np.linalg.norm(xyz - centre_xyz[obj], axis=1), matched), obj
+    centre = sums[obj[rows]] / np.linalg.norm(sums[obj[rows]], axis=1, keepdims=True)
+    return _detached_rows(obj, frame_id, rows, row_norms(xyz[rows] - centre), matched), obj
 
 
 def associate(
@@ -487,7 +504,7 @@ def associate(
         hit = np.isfinite(d)
         ids[todo[hit]] = target_id[k[hit]]
         todo = todo[~hit]
-    ids[todo] = cluster(h29[todo], xyz[todo], source_id[todo], radius_arcsec, chunk_order)
+    ids[todo] = cluster(h29[todo], np.take(xyz, todo, axis=0), source_id[todo], radius_arcsec, chunk_order)
     # a mask, not ``out != ids``: a detached detection that was its cluster's smallest source_id gets
     # the cluster's label as its own id, and would otherwise stay in the cluster (two in one frame)
     lost, obj = _detached_at(ids, xyz, frame_id, matched, target_id, target_xyz, todo)

@@ -595,6 +595,91 @@ def task_groups(keys: list[int], task_files: dict[int, set], slots: int = 1) -> 
     return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
+#: What a task's reading of its sources files costs, as a fraction of its detections' work: decoding a row
+#: (~70 ns) against associating and summarising a detection (~1 us), both per detection of the group.
+READ_COST = 0.1
+
+
+def balanced_groups(groups: list[list[int]], sizes: dict[int, int], slots: int) -> list[list[int]]:
+    """``groups`` with some split in two, where that shortens the longest worker's share of the work.
+
+    The tasks run largest first, each on the first free worker thread (:func:`_run`); with a few large
+    groups (a sources partition each) on two workers, one worker may be left with two of them while the
+    other waits at the end. A group is split into two consecutive pieces when that lowers the busiest
+    thread's load, as that order of running gives it, by more than 2 %: a task's work is its partitions'
+    detections (``sizes``), and each piece also reads its group's files (:data:`READ_COST` of the group's
+    detections). Up to four splits, the best first.
+
+    Parameters
+    ----------
+    groups : list of list of int
+        The tasks' partition keys (:func:`task_groups`).
+    sizes : dict
+        The detections each partition holds (its own, from the scan).
+    slots : int
+        The tasks that run at once.
+
+    Returns
+    -------
+    list of list of int
+        The groups, some split (each piece in its group's order).
+    """
+    read = {}  # per partition: its group's reading cost, paid by each piece
+    for group in groups:
+        cost = READ_COST * sum(sizes.get(k, 0) for k in group)
+        read.update(dict.fromkeys(group, cost))
+
+    def cost(piece: list[int]) -> float:
+        """A piece's work: its partitions' detections, and the reading of its group's files.
+
+        Parameters
+        ----------
+        piece : list of int
+            Partition keys of one group.
+
+        Returns
+        -------
+        float
+            Its cost (in detections).
+        """
+        return sum(sizes.get(k, 0) for k in piece) + read[piece[0]]
+
+    def longest(costs: list[float]) -> float:
+        """The busiest thread's load when tasks of ``costs`` run largest first on the first free thread.
+
+        Parameters
+        ----------
+        costs : list of float
+            Each task's cost.
+
+        Returns
+        -------
+        float
+            The largest load.
+        """
+        loads = [0.0] * max(1, slots)
+        for c in sorted(costs, reverse=True):
+            loads[loads.index(min(loads))] += c
+        return max(loads)
+
+    pieces = [list(g) for g in groups if g]
+    costs = [cost(p) for p in pieces]
+    best = longest(costs)
+    for _ in range(4):
+        found = None
+        for i, piece in enumerate(pieces):
+            for j in range(1, len(piece)):
+                load = longest(costs[:i] + [cost(piece[:j]), cost(piece[j:])] + costs[i + 1 :])
+                if load < 0.98 * best and (found is None or load < found[0]):
+                    found = (load, i, j)
+        if found is None:
+            break
+        best, i, j = found
+        pieces[i : i + 1] = [pieces[i][:j], pieces[i][j:]]
+        costs[i : i + 1] = [cost(pieces[i]), cost(pieces[i + 1])]
+    return pieces
+
+
 def _slots(client) -> int:
     """Tasks that run at once on ``client`` (its workers' threads; 1 in this process)."""
     if client is None:
@@ -789,6 +874,8 @@ def build_objects(
             exact=exact,
         )
         groups = task_groups(keys, task_files, _slots(client))
+        if client is not None:  # pieces that even out the workers' ends (each piece reads its files again)
+            groups = balanced_groups(groups, sizes, _slots(client))
         # the largest first: the small ones fill the workers' ends (the manifests are sorted by key after)
         size = [sum(sizes.get(k, 0) for k in group) for group in groups]
         groups = [groups[i] for i in np.argsort(size, kind="stable")[::-1]]
@@ -834,7 +921,8 @@ def _select_partitions(
         "order": cfg.order,
         "columns": detection_columns(plan.frames),
     }
-    found, strips = _run_scan(client, [by_dir[d] for d in dirs], shared) if len(ids) else ([], [])
+    weights = _dir_rows(lake, dirs) if client is not None and len(ids) else None
+    found, strips = _run_scan(client, [by_dir[d] for d in dirs], shared, weights) if len(ids) else ([], [])
     task_files: dict[int, set] = {}
     sizes: dict[int, int] = {}
     for d, (keys, held) in zip(dirs, found):  # (each scan task found its partitions: the driver adds them up)
@@ -862,18 +950,46 @@ def _select_partitions(
     return task_files, exact, dict(zip(dirs, strips)), sizes
 
 
-def _run_scan(client, file_lists: list[list[str]], shared: dict) -> tuple[list, list]:
+def _run_scan(client, file_lists: list[list[str]], shared: dict, weights=None) -> tuple[list, list]:
     """:func:`_scan` of each list of files: the keys and sizes it found, and its border strips, which stay
-    on the workers (futures) for the partition tasks that need them."""
+    on the workers (futures) for the partition tasks that need them. On a cluster each is sent when a
+    worker thread is free, the heaviest first (``weights``: an estimate of each list's rows): dask's queue
+    hands a worker two tasks at once, and had one worker scan three of the four large ones."""
     if client is None:
         scanned = [_scan(shared, files) for files in file_lists]
         return [s[:2] for s in scanned], [s[2] for s in scanned]
     import operator
 
+    from distributed import as_completed
+
     shared_f = client.scatter([shared], broadcast=True)[0]
-    futures = [client.submit(_scan, shared_f, files, pure=False) for files in file_lists]
+    order = np.argsort(-np.asarray(weights if weights is not None else [0] * len(file_lists)), kind="stable")
+    waiting = iter(order.tolist())
+    futures = [None] * len(file_lists)
+    for i in itertools.islice(waiting, _slots(client)):
+        futures[i] = client.submit(_scan, shared_f, file_lists[i], pure=False)
+    running = as_completed([f for f in futures if f is not None])
+    for _ in running:
+        for i in itertools.islice(waiting, 1):
+            futures[i] = client.submit(_scan, shared_f, file_lists[i], pure=False)
+            running.add(futures[i])
     found = client.gather([client.submit(operator.itemgetter(0, 1), f) for f in futures])
     return found, [client.submit(operator.itemgetter(2), f) for f in futures]
+
+
+def _dir_rows(lake: Lake, dirs: list[str]) -> list[int]:
+    """The rows of each sources directory's partition, from the sources' skymap (0 for a directory that is not
+    a partition, or one finer than the skymap): what its scan decodes, for the order of the scans."""
+    skymap = hats_meta.read_skymap(lake.store, SOURCES)
+    out = []
+    for d in dirs:
+        pixel = hats_meta.pixel_of(posixpath.relpath(f"{d}/x.parquet", SOURCES))
+        if pixel is None or pixel.order > hats_meta.SKYMAP_ORDER or not len(skymap):
+            out.append(0)
+            continue
+        shift = 2 * (hats_meta.SKYMAP_ORDER - pixel.order)
+        out.append(int(skymap[pixel.pixel << shift : (pixel.pixel + 1) << shift].sum()))
+    return out
 
 
 def _outside(files: list[str], keys: list[tuple[int, int]]) -> set[str]:

@@ -21,6 +21,11 @@ from skylake.schema import table_schema
 ROW_GROUP = 2000
 #: Light-curve points per row group (a point is ~60 bytes: ~0.6 MB uncompressed).
 POINTS_ROW_GROUP = 10_000
+#: How the objects' tasks encode the light-curve points they write (:func:`~skylake.lake.parquet.parquet_bytes`):
+#: lz4, and the positions and instrumental magnitudes (random mantissas, which zstd barely packs) split into
+#: byte streams. On a 341,330-point partition of the 10^7 benchmark lake: 38 ms and 6.7 MB against zstd's
+#: 66 ms and 7.3 MB (the points are ~85 % of the bytes an objects build writes, each written once).
+POINTS_ENCODING = {"codec": "lz4", "byte_stream_split": ["ra", "dec", "inst_mag"]}
 
 
 def _lake(lake) -> Lake:

@@ -79,14 +79,15 @@ def _sorted_in_groups(group: np.ndarray, values: np.ndarray, n_groups: int) -> n
     Values that are float32 numbers (light-curve magnitudes as stored) sort as one uint64 key a value, the
     group in the high half and the float's bits made unsigned-ordered in the low half: in light-curve order
     (by group) a stable sort of these keys is ~7x the two argsorts of :func:`_by_group_then` at 2e5 points.
-    Others by :func:`_by_group_then`. The values at each rank are the same either way (a tie is one value).
+    Others by :func:`_by_group_then`. The values at each rank are the same either way (a tie is one value), so
+    the keys are sorted by numpy's default sort (vectorised, ~5x its stable one on 3.5e5 keys, same result).
     """
     narrow = values.astype(np.float32)
     if n_groups > np.iinfo(np.uint32).max or not np.array_equal(narrow, values):
         return values[by_group_then(group, values, n_groups)]
     bits = narrow.view(np.uint32)
     bits = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))  # sign-magnitude -> ordered
-    key = np.sort((group.astype(np.uint64) << np.uint64(32)) | bits, kind="stable")
+    key = np.sort((group.astype(np.uint64) << np.uint64(32)) | bits)  # (equal keys are equal values)
     bits = key.astype(np.uint32)  # the low half
     bits = np.where(bits >> np.uint32(31), bits & np.uint32((1 << 31) - 1), ~bits)
     return bits.view(np.float32).astype(np.float64)

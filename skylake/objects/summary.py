@@ -26,6 +26,7 @@ from hats.pixel_math.spatial_index import compute_spatial_index
 
 from skylake.frame.extract import SATURATED
 from skylake.lake.tables import OBJECTS
+from skylake.objects.arrays import stable_argsort
 from skylake.objects.stats import group_extremes, light_curve_stats
 from skylake.schema import table_schema
 from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
@@ -368,7 +369,38 @@ def _finish(cols: dict) -> pa.Table:
 
 
 # -- exact ----------------------------------------------------------------------------------------------
-def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
+def light_curve_order(object_id: np.ndarray, mjd: np.ndarray, source_id: np.ndarray) -> np.ndarray:
+    """Indices ordering points by object, then time, then source id (ties in the points' order).
+
+    Exactly ``np.lexsort((source_id, mjd, object_id))``: each light curve in time order, as
+    :func:`summarise` adds up its statistics. When no object has two points of one time (the source ids
+    then order nothing), by one sort of the object's and the time's ranks packed in one key
+    (:func:`~skylake.objects.arrays.stable_argsort`): ~2x the three passes of ``np.lexsort``.
+
+    Parameters
+    ----------
+    object_id, mjd, source_id : numpy.ndarray
+        Each point's object, time [d] and source id.
+
+    Returns
+    -------
+    numpy.ndarray
+        The indices (int64).
+    """
+    object_id, mjd = np.asarray(object_id), np.asarray(mjd)
+    if len(object_id) > 1 and not (mjd == 0).any():  # (a signed zero: two values numpy's sorts see as one)
+        obj, _ = pd.factorize(object_id, sort=True)
+        time, times = pd.factorize(mjd, sort=True)
+        if not (time < 0).any():  # (NaN: the lexsort's place for it)
+            key = obj.astype(np.int64) * len(times) + time
+            order = stable_argsort(key)
+            ranked = key[order]
+            if not (ranked[1:] == ranked[:-1]).any():
+                return order
+    return np.lexsort((source_id, mjd, object_id))
+
+
+def summarise(points, refcat: str, xyz: np.ndarray | None = None, order: np.ndarray | None = None) -> pa.Table:
     """One objects row per ``object_id`` of ``points``, every statistic computed from these points.
 
     The points are the object's whole light curve. Every reference object (object_id < 0) comes from
@@ -383,6 +415,8 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
     xyz : numpy.ndarray, optional
         The points' unit vectors (:func:`~skylake.sphere.unit_vectors` of ``ra``, ``dec``, in the points'
         order), when known.
+    order : numpy.ndarray, optional
+        The points' :func:`light_curve_order`, when known.
 
     Returns
     -------
@@ -395,7 +429,7 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
     points = point_columns(points)
     # by object, then time (a stable sort, as pandas' sort_values): each light curve in time order; only
     # what the statistics add up is taken in that order (the sums' order is their bits)
-    by = np.lexsort((points["source_id"], points["mjd"], points["object_id"]))
+    by = light_curve_order(points["object_id"], points["mjd"], points["source_id"]) if order is None else order
     oid = points["object_id"][by]
     first = np.flatnonzero(np.r_[True, oid[1:] != oid[:-1]])
     uniq, inv = oid[first], np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(oid)]))
@@ -404,11 +438,13 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None) -> pa.Table:
     at[by] = inv  # each point's object, in the points' order
     counts = np.bincount(inv, minlength=n_obj)
     # (elementwise: the vectors of the points taken in order are those of the points, taken)
-    xyz = unit_vectors(points["ra"][by], points["dec"][by]) if xyz is None else xyz[by]
-    total = np.column_stack([np.bincount(inv, xyz[:, k], n_obj) for k in range(3)])
+    xyz = unit_vectors(points["ra"][by], points["dec"][by]) if xyz is None else np.take(xyz, by, axis=0)
+    comps = [np.ascontiguousarray(xyz[:, k]) for k in range(3)]  # (column by column: contiguous sums)
+    total = np.column_stack([np.bincount(inv, c, n_obj) for c in comps])
     centre = total / np.linalg.norm(total, axis=1, keepdims=True)
     ra, dec = vector_to_radec(centre)
-    dist2 = chord_to_arcsec(np.linalg.norm(xyz - centre[inv], axis=1)) ** 2
+    d = [c - np.ascontiguousarray(centre[:, k])[inv] for k, c in enumerate(comps)]
+    dist2 = chord_to_arcsec(np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])) ** 2  # (arrays.row_norms' sum)
     n_cal = np.bincount(at, _calibrated(points), n_obj).astype(np.int32)
     m, e = (v[by] for v in series(points, (n_cal > 0)[at]))
     mjd = points["mjd"][by]
