@@ -677,11 +677,15 @@ def ingest_frames(
         A file the lake holds under another profile or pipeline version, without ``redo`` or
         ``keep_versions``.
     skylake.errors.UsageError
-        The lake lacks an input the profile needs (an all-sky camera's model or bright-star catalogue).
+        The lake lacks an input the profile needs (an all-sky camera's model or bright-star catalogue), or
+        ``batch_size`` is below 1.
     FileNotFoundError
         A path matches nothing.
     """
     from tqdm.auto import tqdm
+
+    if batch_size is not None and batch_size < 1:  # (0 is not "automatic": that is None)
+        raise UsageError(f"--batch-size {batch_size}: a commit takes at least 1 frame; nothing was ingested")
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     profile = load_profile(profile) if isinstance(profile, (str, os.PathLike)) else profile

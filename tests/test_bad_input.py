@@ -82,6 +82,21 @@ def test_cli_exit_codes(tmp_path, batch_dir):
         assert run_cli(cmd, "--help").returncode == 0
 
 
+@pytest.mark.parametrize("size", [0, -3])
+def test_a_batch_size_below_one_is_refused_naming_it_and_nothing_is_ingested(tmp_path, capsys, skycamz_files, size):
+    """``--batch-size 0`` is not "automatic" (that is leaving it out): one line naming the value, exit 2."""
+    from skylake.cli import main
+
+    lake = tmp_path / "lake"
+    assert (
+        main(["ingest", str(lake), str(skycamz_files[0]), "--create", "--no-progress", "--batch-size", str(size)]) == 2
+    )
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"skylake: error: --batch-size {size}: a commit takes at least 1 frame; nothing was ingested"
+    ]
+    assert Lake.open(lake).log.latest() is None
+
+
 def test_a_directory_named_like_a_fits_file_is_searched_or_named_in_an_error(tmp_path, capsys):
     """Issue 22: `skylake ingest LAKE x.fits` with x.fits a directory exited 4 without an error line."""
     from skylake.cli import main
