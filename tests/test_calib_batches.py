@@ -186,3 +186,24 @@ def test_groups_of_one_frame_take_the_rows_of_other_groups_partitions_through_fi
             names = [str(t["key"]) for t in stream.data]
             assert sum(n.startswith("group_pairs") for n in names) == 9  # a group per frame
             assert sum(n.startswith("match_split") for n in names) >= 1
+
+
+def test_batches_without_a_size_are_sized_to_the_cluster(lake, dask_client, monkeypatch):
+    """Without ``batch_sources`` a batch holds :data:`BATCH_SOURCES_PER_WORKER` sources a worker (or
+    :data:`BATCH_SOURCES`, the floor): here a night a worker, so the 2-worker cluster commits two nights
+    together and this process (one worker) a night at a time."""
+    frames = calib.select_frames(lake)
+    prof = load_profile("demo")
+    night_max = int(frames.groupby("night")["n_sources"].sum().max())
+    monkeypatch.setattr(calib, "BATCH_SOURCES", 1)
+    monkeypatch.setattr(calib, "BATCH_SOURCES_PER_WORKER", night_max)
+    for client, commits in ((dask_client, 2), (None, 3)):
+        before = lake.log.published_version()
+        report = calib.calibrate_frames(
+            lake, frames, prof, "demo", redo=True, scheduler=lambda c=client: contextlib.nullcontext(c)
+        )
+        assert report.calibrated == 9 and lake.log.published_version() == before + commits
+    monkeypatch.setattr(calib, "BATCH_SOURCES", 10**9)  # the floor: one batch on any cluster
+    before = lake.log.published_version()
+    calib.calibrate_frames(lake, frames, prof, "demo", redo=True, scheduler=lambda: contextlib.nullcontext(dask_client))
+    assert lake.log.published_version() == before + 1

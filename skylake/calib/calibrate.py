@@ -75,9 +75,38 @@ FRAME_COLUMNS = [
     "n_sources",
 ]
 #: Sources per commit: whole nights whose frames hold up to this many (a night with more is a batch
-#: alone). It bounds what the workers hold at once (the batch's pairs: ~0.5 GB; the driver holds a few
-#: numbers per frame) and makes a long recalibration resumable (a re-run skips the batches committed).
+#: alone), and per worker of a larger cluster (:func:`sources_per_batch`). It bounds what the workers hold at
+#: once (the batch's pairs: ~0.25 GB per million sources, spread over them; the driver holds a few numbers
+#: per frame) and makes a long recalibration resumable (a re-run skips the batches committed).
 BATCH_SOURCES = 2_000_000
+BATCH_SOURCES_PER_WORKER = 1_000_000
+
+
+def sources_per_batch(workers: int) -> int:
+    """Sources per commit when none is asked for: :data:`BATCH_SOURCES`, or :data:`BATCH_SOURCES_PER_WORKER`
+    a worker on a larger cluster.
+
+    A batch costs the driver and the scheduler a fixed ~0.15 s (the commit, the reads of the touched nights,
+    a few rounds of tasks) against ~2.5 us of the workers' CPU a source: 2 M sources are ~5 s of work, a tenth
+    of a second of 50 workers', so a fixed batch would leave a large cluster waiting on its driver. A worker
+    holds about the same share of a batch's pairs on any cluster.
+
+    Parameters
+    ----------
+    workers : int
+        The cluster's workers (1: this process).
+
+    Returns
+    -------
+    int
+        Sources per commit.
+
+    Examples
+    --------
+    >>> [sources_per_batch(n) for n in (1, 2, 4, 50)]
+    [2000000, 2000000, 4000000, 50000000]
+    """
+    return max(BATCH_SOURCES, BATCH_SOURCES_PER_WORKER * workers)
 
 
 @dataclass
@@ -466,7 +495,7 @@ def calibrate_frames(
     redo: bool = False,
     plots: str | os.PathLike | None = None,
     scheduler=lambda: contextlib.nullcontext(None),
-    batch_sources: int = BATCH_SOURCES,
+    batch_sources: int | None = None,
 ) -> CalibrationReport:
     """Calibrate ``frames`` of profile ``prof`` against ``refcat`` and commit the result.
 
@@ -490,7 +519,7 @@ def calibrate_frames(
         ``scheduler()`` gives a context yielding the dask client the batch's tasks run on (None: this
         process).
     batch_sources : int, optional
-        The sources a batch holds at most.
+        The sources a batch holds at most (None: :func:`sources_per_batch` of the cluster's workers).
 
     Returns
     -------
@@ -523,7 +552,12 @@ def calibrate_frames(
         report.plots += _plot_stored(lake, again["frame_id"], refcat, key, plots, nights=again["night"])
     report.timings = dict.fromkeys(("setup", "match", "fit", "commit", "plots"), 0.0)
     report.timings["setup"] = time.monotonic() - t0
-    batches = night_batches(todo, batch_sources)
+    if batch_sources is None and len(todo):  # sized to the cluster (the first batch would start it anyway)
+        from skylake.runtime import Runner
+
+        with scheduler() as client:
+            batch_sources = sources_per_batch(Runner(client).workers())
+    batches = night_batches(todo, BATCH_SOURCES if batch_sources is None else batch_sources)
     opened = open_refcat(path) if batches else None  # read once for every batch
     for batch in batches:
         _calibrate_batch(lake, batch, prof, refcat, opened, key, redo, plots, scheduler, report)
