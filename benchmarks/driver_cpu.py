@@ -262,12 +262,15 @@ def measure_calibration(cluster: Cluster, lake, paths: list[str], profile: str) 
     c1, w1, s1 = _self_cpu(), _tree_cpu(cluster.worker_pids), _tree_cpu([cluster.scheduler_pid])
     n = report.calibrated
     assert n == len(paths), (n, len(paths), report)
+    frames = lake.read_frames(columns=["night", "n_sources"]).to_pandas()
+    sources = frames.loc[frames["night"].isin(ingested.nights), "n_sources"].sum()
     return {
         "driver": (c1 - c0) / n,
         "workers": (w1 - w0) / n,
         "scheduler": (s1 - s0) / n,
         "wall": wall / n,
         "pairs": report.matches / n,
+        "sources": sources / n,
     }
 
 
@@ -354,15 +357,16 @@ def main(argv=None) -> int:
             )
             print("   runs driver/workers: " + " ".join(f"{100 * r['driver'] / r['workers']:.1f}%" for r in runs))
             _central(runs, med, cluster)
-        for k, n in enumerate(f for f in args.calib_frames if f > 0):
-            _calibration_set(cluster, tmp, args, n, k)
+        calibrations = {n: _calibration_set(cluster, tmp, args, n, k) for k, n in enumerate(args.calib_frames) if n > 0}
+        if len(calibrations) >= 2:
+            _batch_model(calibrations, cluster)
     finally:
         cluster.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
-def _calibration_set(cluster: Cluster, tmp: Path, args, frames: int, k: int) -> None:
+def _calibration_set(cluster: Cluster, tmp: Path, args, frames: int, k: int) -> dict:
     """The calibration measurement: a lake with the synthetic night's reference catalogue, a warm-up
     calibration, then ``args.runs`` nights of ``frames`` frames each (``k``: this set's number, for its dates)."""
     from skylake.lake import Lake
@@ -403,6 +407,47 @@ def _calibration_set(cluster: Cluster, tmp: Path, args, frames: int, k: int) -> 
     )
     print("   runs driver share: " + " ".join(f"{100 * r['driver'] / (r['driver'] + r['workers']):.1f}%" for r in runs))
     _central(runs, med, cluster)
+    return med
+
+
+def _batch_model(calibrations: dict[int, dict], cluster: Cluster) -> None:
+    """Fit the calibration's central CPU per batch as a fixed cost a batch plus a cost a frame, the driver's
+    and the scheduler's apart (the medians of each set; the scheduler's less its timers and dask's cost of
+    busy workers, which change with the cluster), and print the central share of the batch a cluster of 2
+    and of 50 workers commits (``skylake.calib.calibrate.sources_per_batch``) of frames like these: a
+    PROJECTION from the sets measured on 2 workers, not a measurement."""
+    import numpy as np
+
+    from skylake.calib.calibrate import sources_per_batch
+
+    n = np.array(sorted(calibrations), dtype=float)
+    meds = [calibrations[int(k)] for k in n]
+    parts = {
+        "driver": np.array([m["driver"] for m in meds]) * n,  # s a batch
+        "scheduler": np.array(
+            [max(0.0, m["scheduler"] - cluster.idle * m["wall"] - cluster.busy * m["workers"]) for m in meds]
+        )
+        * n,
+    }
+    line = {}
+    for name, per_batch in parts.items():
+        slope, fixed = np.polyfit(n, per_batch, 1)
+        line[name] = (0.0, float(np.mean(per_batch))) if slope < 0 else (slope, fixed)  # < 0: within the noise
+    work, sources = meds[-1]["workers"], meds[-1]["sources"]  # the workers' s a frame: the largest set's
+    print(
+        "calibrate, a line through the "
+        + f"{len(n)} sets' medians, CPU a batch: "
+        + ", ".join(f"{name} {1e3 * f:.0f} ms + {1e3 * b:.2f} ms a frame" for name, (b, f) in line.items())
+        + f" (the scheduler's less dask's own costs); workers {1e3 * work:.1f} ms a frame of {sources:.0f} sources"
+    )
+    slope, fixed = (sum(v[k] for v in line.values()) for k in (0, 1))
+    for workers in (2, 50):
+        frames = sources_per_batch(workers) / sources
+        share = 100 * (fixed + slope * frames) / (work * frames)
+        print(
+            f"   PROJECTED: the batch {workers} workers commit ({sources_per_batch(workers) / 1e6:g} M sources, "
+            f"{frames:.0f} such frames): (driver + scheduler) / workers = {share:.1f} % (goal <= {GOAL_CENTRAL:g} %)"
+        )
 
 
 def _central(runs: list[dict], med: dict, cluster: Cluster) -> None:
