@@ -32,6 +32,8 @@ default here; ~15 ms/s with dask's 20 ms, ``--tick dask``: the tick, the system 
 each run's wall time, which 2 workers pay as much as 50 would; and, last, without dask's own cost of a busy
 worker as well (measured second, on tasks that only spin: mostly the heartbeats, which dask sends every 0.5 s
 from up to 10 workers and every 2 s from 50-199), which leaves skylake's tasks and the driver. Nothing is asserted.
+With two or more calibration sets it fits their central CPU a batch as a fixed cost plus a cost a frame and
+prints the share that gives the batch 2 and 50 workers commit (``sources_per_batch``): a PROJECTION.
 It runs whatever skylake is first on ``PYTHONPATH`` (driver and workers alike): ``PYTHONPATH=/tmp/before``
 measures a checkout of another version (copy this file there).
 """
