@@ -42,7 +42,7 @@ def project_dir(name: str) -> Path:
 
 
 def stored_path(path: str) -> str:
-    """``path`` as it can be stored (Parquet strings are UTF-8).
+    r"""``path`` as it can be stored (Parquet strings are UTF-8).
 
     Parameters
     ----------

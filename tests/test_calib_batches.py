@@ -207,3 +207,11 @@ def test_batches_without_a_size_are_sized_to_the_cluster(lake, dask_client, monk
     before = lake.log.published_version()
     calib.calibrate_frames(lake, frames, prof, "demo", redo=True, scheduler=lambda: contextlib.nullcontext(dask_client))
     assert lake.log.published_version() == before + 1
+
+
+@pytest.mark.parametrize("size", [0, -5])
+def test_a_batch_size_below_one_is_refused_naming_it(lake, size):
+    before = lake.log.published_version()
+    with pytest.raises(ValueError, match=f"batch_sources={size}: a batch holds at least 1 source"):
+        calib.calibrate_frames(lake, calib.select_frames(lake), load_profile("demo"), "demo", batch_sources=size)
+    assert lake.log.published_version() == before

@@ -75,10 +75,12 @@ FRAME_COLUMNS = [
     "n_sources",
 ]
 #: Sources per commit: whole nights whose frames hold up to this many (a night with more is a batch
-#: alone), and per worker of a larger cluster (:func:`sources_per_batch`). It bounds what the workers hold at
-#: once (the batch's pairs: ~0.25 GB per million sources, spread over them; the driver holds a few numbers
-#: per frame) and makes a long recalibration resumable (a re-run skips the batches committed).
+#: alone); on a cluster of more than two workers, :data:`BATCH_SOURCES_PER_WORKER` times its workers
+#: (:func:`sources_per_batch`). It bounds what the workers hold at once (the batch's pairs: ~0.25 GB per
+#: million sources, spread over them; the driver holds a few numbers per frame) and makes a long
+#: recalibration resumable (a re-run skips the batches committed).
 BATCH_SOURCES = 2_000_000
+#: Sources per commit per worker, on a cluster of more than two (:func:`sources_per_batch`).
 BATCH_SOURCES_PER_WORKER = 1_000_000
 
 
@@ -86,10 +88,11 @@ def sources_per_batch(workers: int) -> int:
     """Sources per commit when none is asked for: :data:`BATCH_SOURCES`, or :data:`BATCH_SOURCES_PER_WORKER`
     a worker on a larger cluster.
 
-    A batch costs the driver and the scheduler a fixed ~0.15 s (the commit, the reads of the touched nights,
-    a few rounds of tasks) against ~2.5 us of the workers' CPU a source: 2 M sources are ~5 s of work, a tenth
-    of a second of 50 workers', so a fixed batch would leave a large cluster waiting on its driver. A worker
-    holds about the same share of a batch's pairs on any cluster.
+    A batch costs the driver and the scheduler a fixed ~75 ms of CPU (the commit, the reads of the touched
+    nights, a few rounds of tasks) and its wall time a few round trips, against ~3 us of the workers' CPU a
+    source (``benchmarks/driver_cpu.py``, 4k frames): 2 M sources are ~6 s of work, a tenth of a second of 50
+    workers', so a fixed batch would leave a large cluster waiting on its driver. A worker holds about the same
+    share of a batch's pairs on any cluster.
 
     Parameters
     ----------
@@ -525,10 +528,17 @@ def calibrate_frames(
     -------
     CalibrationReport
         What the calibration did.
+
+    Raises
+    ------
+    ValueError
+        ``batch_sources`` below 1.
     """
     from skylake.refcat.importer import read_record
     from skylake.refcat.query import refcat_path
 
+    if batch_sources is not None and batch_sources < 1:
+        raise ValueError(f"batch_sources={batch_sources!r}: a batch holds at least 1 source")
     t0 = time.monotonic()
     cal = prof.calibration
     path = refcat_path(lake, refcat)
@@ -551,13 +561,17 @@ def calibrate_frames(
         again = frames[frames["frame_id"].isin(done)]
         report.plots += _plot_stored(lake, again["frame_id"], refcat, key, plots, nights=again["night"])
     report.timings = dict.fromkeys(("setup", "match", "fit", "commit", "plots"), 0.0)
-    report.timings["setup"] = time.monotonic() - t0
-    if batch_sources is None and len(todo):  # sized to the cluster (the first batch would start it anyway)
-        from skylake.runtime import Runner
+    batches = []
+    if len(todo):
+        if batch_sources is None:  # sized to the cluster (the first batch would start it anyway)
+            from skylake.runtime import Runner
 
-        with scheduler() as client:
-            batch_sources = sources_per_batch(Runner(client).workers())
-    batches = night_batches(todo, BATCH_SOURCES if batch_sources is None else batch_sources)
+            with scheduler() as client:
+                workers = Runner(client).workers()
+            batch_sources = sources_per_batch(workers)
+            log.info("batches of up to %d sources (%d workers)", batch_sources, workers)
+        batches = night_batches(todo, batch_sources)
+    report.timings["setup"] = time.monotonic() - t0  # a cluster started here included
     opened = open_refcat(path) if batches else None  # read once for every batch
     for batch in batches:
         _calibrate_batch(lake, batch, prof, refcat, opened, key, redo, plots, scheduler, report)

@@ -67,8 +67,8 @@ def add_commands(subparsers):
         description="Cross-match the frames' sources with a reference catalogue (lsdb, one-to-one), fit each "
         "frame's zeropoint (with a colour term where the catalogue has the colour), fit each night's "
         "extinction, measure astrometric residuals, and commit LAKE/zeropoints, LAKE/matches and "
-        "LAKE/extinction, one commit per batch of whole nights (up to 2 million sources, 1 million a worker on a "
-        "larger cluster). Frames already "
+        "LAKE/extinction, one commit per batch of whole nights (up to 2 million sources; 1 million a worker with more "
+        "than two workers). Frames already "
         "calibrated with the same catalogue and settings are skipped. Exit codes: 0 all ok, 3 some frames "
         "not ok (see zp_status), 2 usage error.",
     )
