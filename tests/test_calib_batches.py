@@ -215,3 +215,25 @@ def test_a_batch_size_below_one_is_refused_naming_it(lake, size):
     with pytest.raises(ValueError, match=f"batch_sources={size}: a batch holds at least 1 source"):
         calib.calibrate_frames(lake, calib.select_frames(lake), load_profile("demo"), "demo", batch_sources=size)
     assert lake.log.published_version() == before
+
+
+def test_a_cluster_is_entered_only_for_work_and_its_workers_size_the_batches(lake, dask_client, monkeypatch):
+    """``calibrate(cluster=...)`` (the CLI's way) enters the cluster once when there is something to calibrate,
+    sizes the batches by its workers (a night a worker here: two commits for three nights), and not at all
+    for a run with nothing to do."""
+    entered = []
+
+    @contextlib.contextmanager
+    def cluster():
+        entered.append(True)
+        yield dask_client
+
+    frames = calib.select_frames(lake)
+    monkeypatch.setattr(calib, "BATCH_SOURCES", 1)
+    monkeypatch.setattr(calib, "BATCH_SOURCES_PER_WORKER", int(frames.groupby("night")["n_sources"].sum().max()))
+    before = lake.log.published_version()
+    [report] = calib.calibrate(lake, refcat="demo", redo=True, cluster=cluster)
+    assert entered == [True] and report.calibrated == 9 and lake.log.published_version() == before + 2
+    [again] = calib.calibrate(lake, refcat="demo", cluster=cluster)  # every frame calibrated: nothing to do
+    assert entered == [True] and again.calibrated == 0 and again.skipped == 9
+    assert lake.log.published_version() == before + 2
