@@ -235,8 +235,10 @@ def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
     """
     import lsdb
 
+    from skylake.jit_cache import cache_hats_jit
     from skylake.lake.storage import Storage
 
+    cache_hats_jit()  # the MOC filter's numba code from disk
     return lsdb.open_catalog(
         Storage(lake_path).upath(get(SOURCES).location),  # a local path, or s3:// with the environment's keys
         search_filter=lsdb.MOCSearch(moc, fine=False),

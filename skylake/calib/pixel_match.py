@@ -153,6 +153,9 @@ def plan(sources, refcat, moc) -> list[PartitionTask]:
     from hats.pixel_math import HealpixPixel
     from hats.pixel_tree.pixel_alignment import align_with_mocs
 
+    from skylake.jit_cache import cache_hats_jit
+
+    cache_hats_jit()  # the alignment's numba code from disk, not compiled again in every process
     if hasattr(refcat, "collection"):  # an OpenRefcat: its margin already read
         refcat, margin = refcat.collection, refcat.margin
     else:

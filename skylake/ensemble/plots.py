@@ -122,8 +122,10 @@ def noise_points(lake, frames: pd.DataFrame) -> pd.DataFrame:
     import lsdb
 
     from skylake.calib.crossmatch import footprint_moc
+    from skylake.jit_cache import cache_hats_jit
     from skylake.lake.tables import LIGHTCURVES, get
 
+    cache_hats_jit()  # the MOC filter's numba code from disk
     moc = footprint_moc(frames, 10.0)
     cols = ["object_id", "frame_id", "mjd", "mag", "mag_err", "mag_zp", "mag_epd", "mag_tfa", "flags"]
     path = Path(lake.path(get(LIGHTCURVES).location))
