@@ -5,6 +5,8 @@ by chunk. Each against the former code (kept here as the reference) on random in
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -236,3 +238,23 @@ def test_points_are_staged_in_lz4_with_split_float_streams_and_read_back_equal()
     assert pq.ParquetFile(io.BytesIO(written["o.parquet"])).metadata.row_group(0).column(0).compression == "ZSTD"
     for name in ("p.parquet", "o.parquet"):
         assert pq.read_table(io.BytesIO(written[name])).equals(points)
+
+
+def test_dir_rows_are_the_skymap_counts_inside_each_partition(monkeypatch):
+    """The scans' order comes from the rows of each sources directory's partition in the sources' skymap."""
+    from skylake.lake import hats_meta
+    from skylake.objects import build
+
+    skymap = np.zeros(12 * 4**hats_meta.SKYMAP_ORDER, np.int64)
+    inner = 4 ** (hats_meta.SKYMAP_ORDER - 2)  # order-SKYMAP_ORDER pixels in an order-2 one
+    skymap[5 * inner] = 7  # in order-2 pixel 5 (its first pixel)
+    skymap[6 * inner - 1] = 3  # in order-2 pixel 5 (its last pixel)
+    skymap[6 * inner] = 100  # in pixel 6, not 5
+    monkeypatch.setattr(hats_meta, "read_skymap", lambda store, catalog: skymap)
+    dirs = [
+        f"sources/{hats_meta.pixel_dir(2, 5)}",
+        f"sources/{hats_meta.pixel_dir(1, 1)}",  # order-1 pixel 1 holds order-2 pixels 4-7: 5 and 6
+        f"sources/{hats_meta.pixel_dir(hats_meta.SKYMAP_ORDER + 1, 0)}",  # finer than the skymap
+        "sources/dataset/not-a-partition",
+    ]
+    assert build._dir_rows(types.SimpleNamespace(store=None), dirs) == [10, 110, 0, 0]

@@ -1,7 +1,8 @@
 """Photometric calibration of ingested frames against a reference catalogue (``skylake calibrate``).
 
-- :mod:`~skylake.calib.crossmatch`: lsdb cross-match of a batch's sources with a refcat (margins make
-  it complete at partition edges) and the one-to-one reduction;
+- :mod:`~skylake.calib.pixel_match`: the cross-match of a batch's sources with a refcat, a k-d tree per
+  HATS partition (margins make it complete at partition edges);
+- :mod:`~skylake.calib.crossmatch`: the catalogue's checks, the footprints' MOC and the one-to-one reduction;
 - :mod:`~skylake.calib.pairs`: a batch's pairs held by the workers per group of frames: the one-to-one
   step, the fits and the matches files run where they are;
 - :mod:`~skylake.calib.zeropoint`: star selection, clipped zeropoint / colour-term fits, per-night extinction;

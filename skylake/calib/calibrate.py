@@ -8,9 +8,9 @@ committed), grouped by the profile that ingested them:
 1. frames already calibrated with the same catalogue and settings (same ``calib_key``) are
    skipped, so re-running is a no-op; ``redo`` recalibrates them, replacing their earlier rows
    for that catalogue in the same commit;
-2. their sources are cross-matched with the catalogue through lsdb (:mod:`.crossmatch`), reading
-   only the sky they cover, and reduced to one-to-one pairs per group of frames, where the pairs
-   stay (on the workers, :mod:`.pairs`);
+2. their sources are cross-matched with the catalogue partition by partition (:mod:`.pixel_match`: a
+   k-d tree per reference partition and its margin), reading only the sky they cover, and reduced to
+   one-to-one pairs per group of frames, where the pairs stay (on the workers, :mod:`.pairs`);
 3. :mod:`.zeropoint` cuts unusable stars and fits each frame, and :mod:`.astrometry` measures the
    position residuals: pure functions of a frame's pairs, run as a task per group of frames (those
    whose pairs lie mostly in one sources partition, :func:`~skylake.calib.pairs.home_groups`) where

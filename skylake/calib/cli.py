@@ -64,7 +64,8 @@ def add_commands(subparsers):
     p = subparsers.add_parser(
         "calibrate",
         help="photometric zeropoints against a reference catalogue",
-        description="Cross-match the frames' sources with a reference catalogue (lsdb, one-to-one), fit each "
+        description="Cross-match the frames' sources with a reference catalogue (a k-d tree per HATS partition, "
+        "its margin included; one-to-one pairs), fit each "
         "frame's zeropoint (with a colour term where the catalogue has the colour), fit each night's "
         "extinction, measure astrometric residuals, and commit LAKE/zeropoints, LAKE/matches and "
         "LAKE/extinction, one commit per batch of whole nights (up to 2 million sources; 1 million a worker with more "

@@ -54,7 +54,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from hats.pixel_math import HealpixPixel
-from hats.pixel_math.healpix_pixel import get_lower_order_pixel
+from hats.pixel_math.healpix_pixel import get_higher_order_pixels, get_lower_order_pixel
 from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_index_to_healpix
 
@@ -987,8 +987,8 @@ def _dir_rows(lake: Lake, dirs: list[str]) -> list[int]:
         if pixel is None or pixel.order > hats_meta.SKYMAP_ORDER or not len(skymap):
             out.append(0)
             continue
-        shift = 2 * (hats_meta.SKYMAP_ORDER - pixel.order)
-        out.append(int(skymap[pixel.pixel << shift : (pixel.pixel + 1) << shift].sum()))
+        inside = get_higher_order_pixels(pixel.order, pixel.pixel, hats_meta.SKYMAP_ORDER - pixel.order)
+        out.append(int(skymap[inside].sum()))
     return out
 
 
