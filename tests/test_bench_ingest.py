@@ -1,0 +1,68 @@
+"""benchmarks/ingest.py's baselines do the work they are named for, on a REAL SkyCamZ frame: bare sep finds the
+detections skylake finds, the second baseline (sep + skylake's measurements) finds and measures the same objects
+as an ingest, and the frame copies that make its 56-frame set are new frames with the same pixels."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import REPO
+
+from skylake.frame.process import process_file
+from skylake.frame.reading import content_hash
+from skylake.profile import load_profile
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "benchmarks" / "ingest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_baselines_detect_what_ingest_stores(bench, skycamz_files):
+    profile = load_profile("skycamz")
+    path = str(skycamz_files[0])
+    [result] = process_file(path, profile)
+    assert result.record["status"] == "ok"
+    stored = result.record["n_sources"]
+    assert stored > 1000  # a real star field
+    # the same detection settings: the same objects (skylake drops none on this frame's WCS)
+    assert bench.bare_sep_frame(path, profile) == stored
+    assert bench.kernel_frame(path, profile) == stored
+
+
+def test_kernel_measures_the_stored_columns(bench, skycamz_files, monkeypatch):
+    """The second baseline runs skylake's extract and measure with the profile's settings: its fluxes are the
+    ingest's, to the last bit."""
+    from skylake.frame import extract
+
+    profile = load_profile("skycamz")
+    path = str(skycamz_files[0])
+    seen = {}
+    measure = extract.measure
+    monkeypatch.setattr(extract, "measure", lambda *a, **k: seen.setdefault("cols", measure(*a, **k)))
+    bench.kernel_frame(path, profile)
+    [result] = process_file(path, profile)
+    np.testing.assert_array_equal(seen["cols"]["flux_auto"], result.sources["flux_auto"])
+    np.testing.assert_array_equal(seen["cols"]["flux_ap1"], result.sources["flux_ap1"])
+
+
+def test_copies_are_new_frames_with_the_same_pixels(bench, skycamz_files, tmp_path):
+    real = [str(p) for p in skycamz_files[:2]]
+    copies = bench.skycamz_copies(real, tmp_path, 3)
+    assert len(copies) == 6
+    assert len({content_hash(Path(p).read_bytes()) for p in copies + real}) == 8  # every one a new frame
+    with fits.open(real[1]) as original, fits.open(copies[4]) as copy:
+        np.testing.assert_array_equal(original[0].data, copy[0].data)
+        assert copy[0].header["SKYLCOPY"] == "copy-1"
