@@ -21,6 +21,9 @@ from skylake.reduce.cli import add_commands as add_masters_commands
 from skylake.refcat.cli import add_commands as add_refcat_commands
 from skylake.watch.cli import add_commands as add_watch_commands
 
+__all__ = ["LOG_LEVELS", "build_parser", "main"]
+
+
 log = logging.getLogger("skylake")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 

@@ -27,6 +27,23 @@ from skylake.runtime import dask_client
 from skylake.status import format_status, lake_status
 from skylake.synthetic import write_demo_night, write_reference_catalog
 
+__all__ = [
+    "PROFILE",
+    "COLOR_TERM",
+    "CLOUD_TRACK",
+    "ZP_TOLERANCE",
+    "CLOUD_TRUTH",
+    "check_against_truth",
+    "check_calibration",
+    "MAP_RMS_TOLERANCE",
+    "make_demo_maps",
+    "Check",
+    "verdict",
+    "finish",
+    "run_demo",
+]
+
+
 log = logging.getLogger(__name__)
 
 PROFILE = "demo"

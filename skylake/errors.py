@@ -25,6 +25,31 @@ import re
 import sys
 from collections import Counter
 
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "EXIT_PARTIAL",
+    "EXIT_NOTHING",
+    "EXIT_DATABASE",
+    "EXIT_INTERRUPTED",
+    "SkylakeError",
+    "UsageError",
+    "FrameRejected",
+    "LakeError",
+    "LakeFullError",
+    "DbError",
+    "DbUrlError",
+    "ForeignLakeError",
+    "exit_code",
+    "report",
+    "report_object_store",
+    "command",
+    "reason_kind",
+    "count_kinds",
+]
+
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_DATABASE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
 

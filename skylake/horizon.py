@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["ALTAZ_TIME_RESOLUTION_S", "altaz"]
+
+
 #: support-point spacing of the astrometry interpolation in :func:`altaz` (s)
 ALTAZ_TIME_RESOLUTION_S = 1.0
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import warnings
 
+__all__ = ["offline", "strict"]
+
 
 @contextlib.contextmanager
 def offline():

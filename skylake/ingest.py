@@ -45,6 +45,31 @@ from skylake.profile import Profile, load_profile
 from skylake.runtime import Runner, window
 from skylake.schema import conform, table_schema
 
+__all__ = [
+    "FITS_SUFFIXES",
+    "EXIT_OK",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "EXIT_SOME_REJECTED",
+    "EXIT_NOTHING_INGESTED",
+    "IngestReport",
+    "find_files",
+    "CHUNK_BYTES",
+    "HASH_CHUNK_BYTES",
+    "chunks",
+    "WORKER_DIED",
+    "VersionConflict",
+    "VERSION_POLICIES",
+    "commit_batch",
+    "BATCH_FRAMES",
+    "BATCH_FRAMES_PER_WORKER",
+    "batch_frames",
+    "LOCAL_FRAMES",
+    "LOCAL_HASH_BYTES",
+    "ingest_frames",
+]
+
+
 log = logging.getLogger(__name__)
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".fz")

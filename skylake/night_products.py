@@ -34,7 +34,14 @@ from skylake.lake.nights import UNKNOWN_NIGHT
 from skylake.lake.tables import FRAMES
 from skylake.schema import conform
 
-__all__ = ["NightProductsReport", "build_night_products", "night_products", "stale_nights"]
+__all__ = [
+    "NightProductsReport",
+    "build_night_products",
+    "night_products",
+    "stale_nights",
+    "build_night",
+    "night_products_after",
+]
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["project_dir", "stored_path"]
+
+
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from skylake.ingest import IngestReport, ingest_frames
 
+__all__ = ["downstream", "ingest"]
+
 
 def downstream(lake, profile, files, client, nights) -> list:
     """Run the stages after an ingest: calibrate, solve the ensembles, build the night products.

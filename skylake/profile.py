@@ -35,6 +35,31 @@ from skylake import PIPELINE_VERSION
 from skylake.errors import SkylakeError
 from skylake.paths import project_dir
 
+__all__ = [
+    "OPTIONAL_SECTIONS",
+    "ALLSKY_KEYS",
+    "ALLSKY_SOURCES",
+    "PLATESOLVE_KEYS",
+    "NOT_PROFILES",
+    "ProfileError",
+    "TIME_SCALES",
+    "TIME_SCALE_ALIASES",
+    "Site",
+    "HeaderMap",
+    "Defaults",
+    "Detection",
+    "Photometry",
+    "Astrometry",
+    "Quality",
+    "Calibration",
+    "Maps",
+    "Profile",
+    "load_profile",
+    "profile_to_dict",
+    "profile_from_dict",
+]
+
+
 #: Sections a profile may leave out (None when absent).
 OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble", "reduction")  # not a table
 #: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:

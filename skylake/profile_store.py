@@ -17,6 +17,9 @@ import re
 
 from skylake.profile import Profile, ProfileError, load_profile, profile_from_dict, profile_to_dict
 
+__all__ = ["PROFILES_DIR", "profile_file", "stage_profile", "stored_profile", "frames_profile", "lake_profile"]
+
+
 log = logging.getLogger(__name__)
 
 PROFILES_DIR = "_skylake/profiles"

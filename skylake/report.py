@@ -32,6 +32,9 @@ from skylake.errors import DbError, ForeignLakeError
 from skylake.lake import Lake
 from skylake.lake.tables import FRAMES, MAPS, OBJECTS, ZEROPOINTS
 
+__all__ = ["TABLE_NIGHTS", "TABLE_OBJECTS", "VARIABLE_MIN_N", "MJD_UNIX_EPOCH", "CSS", "Report", "slug", "build_report"]
+
+
 log = logging.getLogger(__name__)
 
 #: Nights listed in a page's table (the most recent).

@@ -15,6 +15,18 @@ from collections.abc import Iterator
 
 from skylake.errors import LakeError
 
+__all__ = [
+    "WORKERS_TTL_S",
+    "Runner",
+    "SCHEDULER_TIMEOUT_S",
+    "SchedulerError",
+    "SCHEDULER_TICK",
+    "dask_client",
+    "window",
+    "release_memory",
+]
+
+
 log = logging.getLogger(__name__)
 
 

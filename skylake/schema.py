@@ -15,6 +15,9 @@ import yaml
 
 from skylake.paths import project_dir
 
+__all__ = ["TableSpec", "table_spec", "table_schema", "conform"]
+
+
 _SIMPLE_TYPES = {
     "int16": pa.int16(),
     "int32": pa.int32(),

@@ -14,6 +14,8 @@ from skylake.lake.hats_meta import count_partitions
 from skylake.lake.snapshot import Snapshot
 from skylake.lake.tables import FRAMES, SOURCES
 
+__all__ = ["lake_status", "format_status"]
+
 
 def _partitions(lake: Lake) -> int:
     try:

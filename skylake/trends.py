@@ -23,6 +23,25 @@ import numpy as np
 
 from skylake.robust import MAD_TO_SIGMA
 
+__all__ = [
+    "DEFAULT_K_EXT",
+    "PHOTOMETRIC_TOLERANCE",
+    "PHOTOMETRIC_MIN_FRACTION",
+    "PHOTOMETRIC_MIN_FRAMES",
+    "ENVELOPE_PERCENTILE",
+    "DAYS_PER_YEAR",
+    "MJD_UNIX_EPOCH",
+    "airmass_corrected",
+    "night_envelope",
+    "photometric_fraction",
+    "is_photometric",
+    "robust_line",
+    "Event",
+    "read_events",
+    "fit_segments",
+]
+
+
 #: Extinction [mag/airmass] when a night has no fit of its own (typical of V at a good site).
 DEFAULT_K_EXT = 0.15
 #: An ok zeropoint within this of the night's envelope counts as photometric [mag].

@@ -25,6 +25,18 @@ from pathlib import Path
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, FrameRejected, UsageError, command
 
+__all__ = [
+    "CameraCliError",
+    "read_frame",
+    "FOCAL_LENGTH_KEYS",
+    "PIXEL_SIZE_KEYS",
+    "BINNING_KEYS",
+    "SCALE_TOLERANCE",
+    "scale_contradictions",
+    "profile_text",
+    "add_commands",
+]
+
 
 class CameraCliError(UsageError):
     """A usage error of ``skylake camera`` (exit 2)."""

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["ZENITH_PX", "ROTATION_DEG", "STREAK_PX", "run_allsky_demo"]
+
+
 #: Tolerances of the checks (the issue's Must-show numbers).
 ZENITH_PX, ROTATION_DEG, STREAK_PX = 0.5, 0.1, 3.0
 

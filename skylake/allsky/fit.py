@@ -22,7 +22,17 @@ from skylake.allsky.catalog import as_catalog
 from skylake.errors import EXIT_NOTHING, SkylakeError
 from skylake.robust import MAD_TO_SIGMA
 
-__all__ = ["FitResult", "CameraFitError", "detect_stars", "match_nearest", "scan_orientation", "fit_camera", "FITTABLE"]
+__all__ = [
+    "FitResult",
+    "CameraFitError",
+    "detect_stars",
+    "match_nearest",
+    "scan_orientation",
+    "fit_camera",
+    "FITTABLE",
+    "fit_from_site",
+    "plot_fit_residuals",
+]
 
 #: Model parameters :func:`fit_camera` can refine ("tilt" = the optical axis' tilt, two parameters).
 FITTABLE = ("x0", "y0", "rotation_deg", "focal_length_mm", "k1", "k2", "tilt")

@@ -34,6 +34,7 @@ __all__ = [
     "sky_brightness_map",
     "healpix_array",
     "pixel_centres",
+    "sky_background",
 ]
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 
+__all__ = ["TABLE_FRAMES", "FRAME_COLUMNS", "allsky_frames", "allsky_section"]
+
+
 #: All-sky frames listed in the page's table (the most recent).
 TABLE_FRAMES = 30
 FRAME_COLUMNS = [

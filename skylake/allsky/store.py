@@ -23,6 +23,15 @@ from skylake.lake.tables import MAPS, STREAKS
 from skylake.maps.store import INDEX_SCHEMA, read_index, stage_index, stage_without_maps
 from skylake.schema import conform, table_schema
 
+__all__ = [
+    "frame_map_id",
+    "stage_allsky",
+    "stage_without_allsky",
+    "read_streaks",
+    "static_artefacts",
+    "stage_static_artefacts",
+]
+
 
 def frame_map_id(frame_key: str, frame_of: str) -> str:
     """The id of a frame's all-sky map: its frame (bytes, HDU, processing) and coordinate frame.

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["ARCSEC_PER_DEG", "KPIX", "COLUMNS", "offsets_arcsec", "gnomonic", "residual_stats"]
+
+
 ARCSEC_PER_DEG = 3600.0
 KPIX = 1000.0  # trends are per 1000 px
 #: Keys of :func:`residual_stats`, the ``astro_*`` columns of schemas/zeropoints.yaml in order.

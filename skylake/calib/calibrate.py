@@ -54,6 +54,25 @@ from skylake.lake.nights import night_partition
 from skylake.profile import Calibration, Profile, ProfileError
 from skylake.schema import conform
 
+__all__ = [
+    "FRAME_COLUMNS",
+    "BATCH_SOURCES",
+    "BATCH_SOURCES_PER_WORKER",
+    "sources_per_batch",
+    "CalibrationReport",
+    "calib_key",
+    "select_frames",
+    "calibrate",
+    "dask_scheduler",
+    "night_batches",
+    "calibrate_frames",
+    "plot_name",
+    "calibrate_ingested",
+    "since_date",
+    "plot_zeropoint",
+]
+
+
 log = logging.getLogger(__name__)
 
 FRAME_COLUMNS = [

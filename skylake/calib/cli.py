@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from skylake.errors import EXIT_OK, EXIT_PARTIAL, command
 
+__all__ = ["DEFAULT_PLOTS", "add_commands"]
+
+
 DEFAULT_PLOTS = "zeropoint-plots"
 
 

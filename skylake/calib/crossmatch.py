@@ -33,6 +33,31 @@ from skylake.calib import pixel_match
 from skylake.errors import LakeError
 from skylake.lake.tables import SOURCES, get
 
+__all__ = [
+    "SOURCE_COLUMNS",
+    "PAIR_COLUMNS",
+    "MOC_DEPTH",
+    "CalibrationError",
+    "footprint_moc",
+    "OpenRefcat",
+    "open_refcat",
+    "refcat_margin_arcsec",
+    "open_sources",
+    "check_margin",
+    "nearest_per_source",
+    "nearest_per_star",
+    "one_to_one",
+    "refcat_columns",
+    "source_columns",
+    "empty_pairs",
+    "candidate_plan",
+    "partition_plan",
+    "candidate_pairs",
+    "one_to_one_pairs",
+    "match_frames",
+]
+
+
 log = logging.getLogger(__name__)
 
 #: Source columns a calibration reads (LAKE/sources).

@@ -31,6 +31,31 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "FLUXES",
+    "KRON",
+    "MAG_PER_RELATIVE_FLUX",
+    "APCOR_MIN_STARS",
+    "APCOR_MIN_SNR",
+    "ZpStatus",
+    "ExtStatus",
+    "REJECTS",
+    "ASTRO_EXCLUDE",
+    "STAR_REJECTS",
+    "instrumental_mag",
+    "instrumental_mag_err",
+    "aperture_corrections",
+    "own_aperture_corrections",
+    "apcor_fallback",
+    "calibrated_flux_mags",
+    "colour_offset",
+    "pair_zeropoint",
+    "calibrated_mag",
+    "LatestPolicy",
+    "latest_calibration",
+]
+
+
 #: Source fluxes a calibration can use (columns of LAKE/sources, each with a ``_err``).
 FLUXES = ("flux_auto", "flux_ap1", "flux_ap2", "flux_ap3")
 KRON = "flux_auto"

@@ -53,6 +53,28 @@ from skylake.profile import Calibration
 from skylake.runtime import Runner
 from skylake.schema import conform
 
+__all__ = [
+    "GROUP_SOURCES",
+    "MATCH_TASK_SOURCES",
+    "ZP_COLUMNS",
+    "home_groups",
+    "frames_split",
+    "split_plan",
+    "piece_path",
+    "match_split",
+    "load_piece",
+    "match_tasks",
+    "matched_groups",
+    "group_pairs",
+    "fit_group",
+    "residuals",
+    "match_rows",
+    "write_matches",
+    "BatchPairs",
+    "writer_plans",
+]
+
+
 #: Sources per frame group at most (a group holds at least one frame): one task's one-to-one step and fits, its
 #: memory (~300 bytes a pair). Groups follow the partitions (:func:`home_groups`), so they are few whatever the
 #: frames' size and a batch's tasks stay few (~0.2 ms of the driver's CPU each).

@@ -16,6 +16,9 @@ import pandas as pd
 
 from skylake.calib.model import calibrated_mag
 
+__all__ = ["QUIVER_SCALE_PX_PER_ARCSEC", "checkplot"]
+
+
 QUIVER_SCALE_PX_PER_ARCSEC = 20.0  # arrows 20x longer than the residual in pixels-per-arcsec terms
 
 

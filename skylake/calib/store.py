@@ -25,7 +25,16 @@ from skylake.lake.nights import night_filter
 from skylake.lake.tables import EXTINCTION, MATCHES, ZEROPOINTS
 from skylake.lake.transaction import Transaction
 
-__all__ = ["ZEROPOINTS", "MATCHES", "EXTINCTION", "night_filter", "read_table", "rows_of", "rewrite_on_workers"]
+__all__ = [
+    "ZEROPOINTS",
+    "MATCHES",
+    "EXTINCTION",
+    "night_filter",
+    "read_table",
+    "rows_of",
+    "rewrite_on_workers",
+    "rewrite_files",
+]
 
 
 def read_table(

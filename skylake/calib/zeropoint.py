@@ -35,6 +35,29 @@ from skylake.frame.extract import SATURATED
 from skylake.profile import Calibration
 from skylake.refcat.schema import flag_bits
 
+__all__ = [
+    "SIGMA_FLOOR",
+    "FIRST_PASS_SIGMA",
+    "PASSES",
+    "K_EXT_PLAUSIBLE",
+    "select_stars",
+    "Fit",
+    "clipped_median",
+    "color_fit",
+    "plane_variation",
+    "frame_zeropoint",
+    "frame_zeropoints",
+    "fit_frames",
+    "colour_correct",
+    "colour_correct_medians",
+    "Extinction",
+    "theil_sen",
+    "below_clear_sky",
+    "fit_extinction",
+    "mark_cloudy",
+]
+
+
 SIGMA_FLOOR = 1e-4  # mag: clipping never goes below this, so noise-free data keep every star
 FIRST_PASS_SIGMA = 5.0  # LCO photcalibration: pass 1 keeps |zp - median| < 5 sigma
 PASSES = 3

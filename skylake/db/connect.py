@@ -17,6 +17,9 @@ from sqlalchemy import event
 from skylake.db.secrets import SECRET_KEY, redact, register
 from skylake.errors import DbError, DbUrlError  # noqa: F401 (DbError: imported from here by the db package)
 
+__all__ = ["ENV_URL", "SQLITE_FILE", "db_url", "mask_url", "mask", "parse_url", "connect"]
+
+
 ENV_URL = "SKYLAKE_DB_URL"
 SQLITE_FILE = "_skylake/summary.sqlite"
 

@@ -15,6 +15,9 @@ import sqlalchemy as sa
 
 from skylake.paths import project_dir
 
+__all__ = ["MIGRATIONS_TABLE", "migration_files", "statements", "migrate"]
+
+
 MIGRATIONS_TABLE = "schema_migrations"
 _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 

@@ -51,6 +51,17 @@ from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.robust import MAD_TO_SIGMA
 from skylake.schema import table_schema
 
+__all__ = [
+    "NIGHT_TABLES",
+    "ADVISORY_LOCK_KEY",
+    "NIGHT_FRAME_COLUMNS",
+    "RefreshReport",
+    "first_line",
+    "night_summary",
+    "refresh",
+]
+
+
 log = logging.getLogger(__name__)
 
 #: Lake tables partitioned by night that the database mirrors (summary table name = lake table name).

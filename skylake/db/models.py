@@ -16,6 +16,9 @@ import yaml
 from skylake.paths import project_dir
 from skylake.schema import table_schema
 
+__all__ = ["SQL_TYPES", "sql_type_name", "spec", "metadata", "table", "column_types"]
+
+
 #: The SQL types a column declared in schemas/summary.yaml may have.
 SQL_TYPES = {
     "bigint": sa.BigInteger,

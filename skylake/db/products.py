@@ -16,6 +16,8 @@ from skylake.db.models import SQL_TYPES, sql_type_name
 from skylake.lake.nights import UNKNOWN_NIGHT, night_of
 from skylake.lake.tables import Table, mirrored_products
 
+__all__ = ["sql_table", "ensure", "all_nights"]
+
 
 def sql_table(t: Table, meta: sa.MetaData) -> sa.Table:
     """The summary table of lake table ``t``: its scalar columns plus ``night``, indexed by night.

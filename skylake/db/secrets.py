@@ -19,6 +19,19 @@ import re
 import threading
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+__all__ = [
+    "MASK",
+    "SECRET_KEY",
+    "MIN_FREE_TEXT_SECRET",
+    "secrets_of_url",
+    "pgpass_secrets",
+    "register",
+    "redact",
+    "RedactingFilter",
+    "install_log_filter",
+]
+
+
 MASK = "***"
 #: Query/conninfo keys whose values are secrets (libpq: password, sslpassword; others defensively).
 SECRET_KEY = re.compile(r"pass|pwd|secret|token", re.I)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, command
 
+__all__ = ["ensemble_outcome", "add_commands"]
+
 
 @command
 def _cmd_ensemble(args) -> int:

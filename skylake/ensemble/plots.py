@@ -24,7 +24,7 @@ from skylake.errors import LakeError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NoiseDiagram", "noise_diagram", "noise_points", "plot_noise"]
+__all__ = ["NoiseDiagram", "noise_diagram", "noise_points", "plot_noise", "NothingToPlot"]
 
 
 class NothingToPlot(LakeError):

@@ -63,7 +63,10 @@ __all__ = [
     "point_corrections",
     "ens_key",
     "TERM_COLUMNS",
-    "ensemble",  # not a table (the stage's function)
+    "ensemble",
+    "ensemble_calibrated",
+    "select_frames",
+    "settings_of",
 ]
 
 #: Frame columns the stage reads.

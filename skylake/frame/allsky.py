@@ -28,6 +28,21 @@ from skylake.errors import FrameRejected
 from skylake.lake.tables import MAPS, SOURCES, STREAKS
 from skylake.schema import table_schema
 
+__all__ = [
+    "ON_STREAK",
+    "FORCED_NOT_SEEN",
+    "FORCED_SHIFT",
+    "FORCED_ANNULUS",
+    "APER_HASMASKED",
+    "SATURATED",
+    "catalog_source",
+    "bright_stars",
+    "wcs_provenance",
+    "process_allsky",
+    "reflag_streaks",
+]
+
+
 #: Source flag bits of schemas/sources.yaml set here.
 ON_STREAK, FORCED_NOT_SEEN, FORCED_SHIFT, FORCED_ANNULUS = 512, 1024, 2048, 4096
 APER_HASMASKED, SATURATED = 32, 256

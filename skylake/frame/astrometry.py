@@ -24,6 +24,9 @@ from astropy.wcs import WCS, FITSFixedWarning
 from skylake.errors import FrameRejected
 from skylake.profile import Astrometry
 
+__all__ = ["SKY_DEG2", "celestial_wcs", "native_frame", "check_wcs", "pixel_to_sky", "footprint", "healpix29"]
+
+
 #: Square degrees of the whole sky: no frame's footprint can be larger.
 SKY_DEG2 = 4 * np.pi * (180 / np.pi) ** 2
 

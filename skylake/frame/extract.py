@@ -20,6 +20,22 @@ import sep
 from skylake.errors import FrameRejected
 from skylake.profile import Detection, Photometry
 
+__all__ = [
+    "SATURATED",
+    "COSMIC_RAY",
+    "DEFAULT_KERNEL",
+    "Extraction",
+    "background",
+    "detect",
+    "extract",
+    "half_light_radius",
+    "annulus_photometry",
+    "masked_pixel_flags",
+    "kron_scale",
+    "measure",
+]
+
+
 #: Source flag bit of a saturated source (sep uses bits 1-128; SExtractor's 4 is sep's OBJ_DOVERFLOW).
 SATURATED = 0x0100
 

@@ -23,6 +23,21 @@ from astropy.time import Time, TimeDelta
 from skylake.errors import FrameRejected
 from skylake.profile import TIME_SCALE_ALIASES, HeaderMap, Profile
 
+__all__ = [
+    "YEAR_RANGE",
+    "MJD_RANGE",
+    "UNSET_CLOCK_MJD",
+    "MAX_EXPTIME_S",
+    "mjd_to_datetime",
+    "observing_night",
+    "airmass_from_altitude",
+    "airmass_from_pointing",
+    "observation_time",
+    "exposure_time",
+    "frame_record",
+]
+
+
 _MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)
 
 #: Observation times outside these years are rejected (a wrong header, not an observation). 1900 is out: an

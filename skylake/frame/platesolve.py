@@ -50,6 +50,7 @@ __all__ = [
     "read_reference_cone",
     "compare_wcs",
     "WCS_KEYS",
+    "solve_for_ingest",
 ]
 
 #: Header keywords removed by :func:`strip_wcs` (and replaced by a solution).

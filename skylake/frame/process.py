@@ -23,6 +23,17 @@ from skylake.lake import tables
 from skylake.paths import stored_path
 from skylake.profile import Profile
 
+__all__ = [
+    "SOURCES_PER_FRAME",
+    "FrameResult",
+    "frame_key",
+    "rejected_result",
+    "process_file",
+    "night_from_path",
+    "frame_night",
+]
+
+
 log = logging.getLogger(__name__)
 
 #: source_id = frame_id * SOURCES_PER_FRAME + detection number.

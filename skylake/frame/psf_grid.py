@@ -21,6 +21,9 @@ import pyarrow as pa
 from skylake.frame.quality import FIELD_MARGIN_PX
 from skylake.lake import tables
 
+__all__ = ["GRID", "run"]
+
+
 #: Cells along each axis.
 GRID = 3
 

@@ -10,6 +10,9 @@ import numpy as np
 
 from skylake.profile import Quality
 
+__all__ = ["FIELD_MARGIN_PX", "frame_measures", "judge"]
+
+
 #: Detections nearer the chip edge than this (px) or with sep flags set are not used by the gates (Skycam).
 FIELD_MARGIN_PX = 10.0
 

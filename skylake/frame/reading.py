@@ -27,6 +27,9 @@ from astropy.utils.exceptions import AstropyWarning
 
 from skylake.errors import FrameRejected
 
+__all__ = ["Image", "content_hash", "file_hash", "read_bytes", "scan_structure", "read_images"]
+
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _BLOCK = 2880
 _CARD = 80

@@ -28,6 +28,9 @@ from skylake.lake.lake import Lake
 from skylake.lake.tables import FRAMES, SOURCES
 from skylake.schema import table_schema
 
+__all__ = ["DEFAULT_MAX_ROWS", "compact", "format_compact"]
+
+
 log = logging.getLogger(__name__)
 
 #: Split a partition into its four children when it holds more rows than this.

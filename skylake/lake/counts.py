@@ -27,6 +27,22 @@ from skylake.lake import tables
 from skylake.lake.log import META
 from skylake.lake.tables import FRAMES, SOURCES, ZEROPOINTS
 
+__all__ = [
+    "COUNTS",
+    "FILE_TABLES",
+    "KEEP",
+    "empty",
+    "rows_table",
+    "rows_from_files",
+    "dumps",
+    "read",
+    "Changes",
+    "apply",
+    "from_tables",
+    "ensure",
+]
+
+
 COUNTS = f"{META}/counts.json"
 #: Tables whose data files are counted.
 FILE_TABLES = (SOURCES, FRAMES)

@@ -7,6 +7,9 @@ import os
 import signal
 from collections import Counter
 
+__all__ = ["point"]
+
+
 _seen: Counter = Counter()
 
 

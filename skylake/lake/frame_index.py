@@ -29,6 +29,27 @@ from skylake.lake.storage import read_listed
 from skylake.lake.tables import FRAME_INDEX, get
 from skylake.schema import table_schema
 
+__all__ = [
+    "INDEX",
+    "READY",
+    "BUCKET_CHARS",
+    "N_BUCKETS",
+    "COLUMNS",
+    "bucket_of",
+    "bucket_dir",
+    "ready",
+    "rows_for",
+    "buckets_of",
+    "read_buckets",
+    "lookup",
+    "lookup_results",
+    "MIN_BUCKETS_PER_TASK",
+    "stage_changes",
+    "rewrite_buckets",
+    "ensure",
+]
+
+
 log = logging.getLogger(__name__)
 
 #: The index's table name (lake-relative directory).

@@ -31,6 +31,25 @@ from skylake.lake.storage import Storage
 if TYPE_CHECKING:  # hats itself is imported where used: its package import costs ~1 s of start-up
     from hats.pixel_math import HealpixPixel
 
+__all__ = [
+    "SKYMAP_ORDER",
+    "METADATA_FILES",
+    "pixel_dir",
+    "pixel_of",
+    "empty_skymap",
+    "assign_pixels",
+    "MAX_PARTITIONS_PER_FRAME",
+    "order_for_frames",
+    "order_for_pixel_sets",
+    "skymap_histogram",
+    "count_partitions",
+    "read_partitions",
+    "read_skymap",
+    "write_metadata",
+    "CatalogChange",
+]
+
+
 SKYMAP_ORDER = 8
 METADATA_FILES = [
     "partition_info.csv",

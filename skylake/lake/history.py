@@ -31,6 +31,26 @@ from skylake.errors import LakeError
 from skylake.lake.log import META, CommitLog, FileAction
 from skylake.lake.storage import Storage
 
+__all__ = [
+    "REMOVED_DIR",
+    "CHECKPOINT_DIR",
+    "VACUUMED",
+    "CHECKPOINT_EVERY",
+    "NOT_RETAINED",
+    "retained",
+    "removed_path",
+    "retained_versions",
+    "checkpoint_path",
+    "checkpoints",
+    "oldest_kept",
+    "files_at",
+    "write_checkpoint",
+    "removed_by",
+    "tree_size",
+    "version_dir",
+]
+
+
 REMOVED_DIR = f"{META}/removed"
 CHECKPOINT_DIR = f"{META}/checkpoints"
 VACUUMED = f"{META}/vacuumed.json"

@@ -73,6 +73,9 @@ from skylake.lake.tables import FRAMES, SOURCES
 from skylake.lake.transaction import Transaction
 from skylake.schema import table_schema
 
+__all__ = ["FORMAT_VERSION", "CATCH_UP_WAIT_S", "LEGACY_ID_NAMESPACE", "LakeConfig", "Lake"]
+
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1

@@ -29,6 +29,24 @@ from dataclasses import dataclass, field, fields
 from skylake.errors import LakeError
 from skylake.lake.storage import Storage
 
+__all__ = [
+    "META",
+    "LOG_DIR",
+    "STAGING_DIR",
+    "PUBLISHED",
+    "LOCK",
+    "LAKE_FILE",
+    "entry_path",
+    "staging_path",
+    "FileAction",
+    "Entry",
+    "CommitLog",
+    "utc_now",
+    "new_batch_id",
+    "rewritten_rel",
+]
+
+
 META = "_skylake"
 LOG_DIR = f"{META}/log"
 STAGING_DIR = f"{META}/staging"

@@ -33,6 +33,23 @@ from skylake.lake.storage import Storage
 from skylake.lake.tables import SOURCES
 from skylake.schema import conform, table_schema
 
+__all__ = [
+    "PIECES_DIR",
+    "ORPHAN_AGE_S",
+    "PIECE_ZSTD_LEVEL",
+    "PIECE_COMPRESSION",
+    "PixelCounts",
+    "StagedSources",
+    "piece_run",
+    "remove_orphans",
+    "write_piece",
+    "WriterPlan",
+    "plan_writers",
+    "split_by_partition",
+    "write_sources",
+]
+
+
 PIECES_DIR = f"{META}/pieces"
 #: Piece directories of runs whose lock is free and older than this are removed by recovery [s].
 ORPHAN_AGE_S = 60.0

@@ -31,6 +31,9 @@ from skylake.lake.nights import UNKNOWN_NIGHT
 from skylake.lake.tables import SOURCES, registry
 from skylake.schema import table_schema
 
+__all__ = ["DEFAULT_RETAIN_DAYS", "open_lake", "Snapshot", "vacuum", "format_vacuum"]
+
+
 log = logging.getLogger(__name__)
 
 #: ``skylake vacuum``'s default retention [days].

@@ -39,6 +39,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from skylake.errors import LakeError, LakeFullError
 
+__all__ = ["is_disk_full", "RELIST_ATTEMPTS", "read_listed", "lock_held_here", "Storage"]
+
+
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100

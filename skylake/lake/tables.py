@@ -52,6 +52,37 @@ from skylake.lake.nights import UNKNOWN_NIGHT, night_of
 from skylake.paths import project_dir
 from skylake.schema import table_spec
 
+__all__ = [
+    "SOURCES",
+    "OBJECTS",
+    "LIGHTCURVES",
+    "FRAMES",
+    "ZEROPOINTS",
+    "MATCHES",
+    "EXTINCTION",
+    "MAPS",
+    "MAPS_INDEX",
+    "STREAKS",
+    "STATIC_ARTEFACTS",
+    "ENSEMBLE",
+    "DETREND",
+    "FRAME_INDEX",
+    "REFCAT",
+    "MASTERS",
+    "PARTITIONINGS",
+    "NOT_TABLES",
+    "Table",
+    "registry",
+    "by_location",
+    "get",
+    "night_tables",
+    "frame_products",
+    "frame_tables",
+    "of_stage",
+    "mirrored_products",
+]
+
+
 # The tables every version of skylake has; product tables declared only in their schema need no constant.
 SOURCES = "sources"
 OBJECTS = "objects"

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+__all__ = ["FILE_KEY", "latest_versions"]
+
+
 #: Frame columns that identify a file's image, whatever processed it.
 FILE_KEY = ["content_hash", "hdu"]
 

@@ -20,6 +20,20 @@ import pandas as pd
 from skylake.errors import SkylakeError
 from skylake.robust import MAD_TO_SIGMA
 
+__all__ = [
+    "HEALPIX_ORDER_MAX",
+    "KEYS",
+    "MapsError",
+    "nside_order",
+    "equatorial_pixels",
+    "horizon_pixels",
+    "pixel_centres",
+    "airmass",
+    "sky_brightness",
+    "aggregate_pixels",
+]
+
+
 HEALPIX_ORDER_MAX = 29
 KEYS = ["map_key", "pixel"]
 

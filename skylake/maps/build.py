@@ -61,6 +61,27 @@ from skylake.maps.aggregate import (
 from skylake.profile import Profile, ProfileError
 from skylake.runtime import release_memory
 
+__all__ = [
+    "FRAMES_OF",
+    "ENVELOPE_PERCENTILE",
+    "FRAME_COLUMNS",
+    "FRAMES_PER_TASK",
+    "REDUCE_ORDER",
+    "SAMPLE_COLUMNS",
+    "MapSet",
+    "select_frames",
+    "clear_sky_zeropoints",
+    "map_id",
+    "compute_maps",
+    "read_frames_rows",
+    "SampleSpec",
+    "map_samples",
+    "write_samples",
+    "reduce_pixels",
+    "pixel_groups",
+]
+
+
 log = logging.getLogger(__name__)
 
 FRAMES_OF = ("equatorial", "horizon")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, command
 
+__all__ = ["DEFAULT_OUT", "add_commands"]
+
+
 DEFAULT_OUT = "skylake-maps"
 
 

@@ -19,6 +19,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "FIELDS",
+    "PARTIAL_ABOVE_NSIDE",
+    "PNG_FIELDS",
+    "map_stem",
+    "full_maps",
+    "write_fits",
+    "write_png",
+    "export_maps",
+]
+
+
 #: FITS column -> (map column, unit)
 #: N_STARS comes first: it is set (0 or more) in every pixel with a row, and healpy's partial maps keep
 #: the pixels the first column sees

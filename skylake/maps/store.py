@@ -30,6 +30,19 @@ from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partit
 from skylake.lake.tables import MAPS, MAPS_INDEX, get
 from skylake.schema import conform, table_schema
 
+__all__ = [
+    "INDEX_SCHEMA",
+    "INDEX_DIR",
+    "read_maps",
+    "index_rel",
+    "index_files",
+    "read_index",
+    "stage_index",
+    "stage_without_maps",
+    "store_maps",
+]
+
+
 INDEX_SCHEMA = MAPS_INDEX
 INDEX_DIR = posixpath.relpath(get(MAPS_INDEX).location, get(MAPS).location)  # "_index"
 

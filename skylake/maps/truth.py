@@ -16,6 +16,8 @@ import pandas as pd
 
 from skylake.lake import Lake
 
+__all__ = ["transparency_vs_truth", "sky_vs_truth"]
+
 
 def _frame_truth(lake: Lake, truth) -> pd.DataFrame:
     frames = lake.read_frames(columns=["frame_id", "path"]).to_pandas()

@@ -39,6 +39,19 @@ from scipy.spatial import cKDTree
 from skylake.objects.arrays import concat_ranges, positions, row_norms, stable_argsort, unique
 from skylake.sphere import chord, unit_vectors
 
+__all__ = [
+    "MARGIN_RADII",
+    "ref_object_ids",
+    "mean_positions",
+    "margin_pixels",
+    "margin_order",
+    "cluster",
+    "detached",
+    "one_per_frame",
+    "associate",
+]
+
+
 MARGIN_RADII = 4.0
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

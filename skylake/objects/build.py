@@ -72,6 +72,33 @@ from skylake.objects.files import row_counts
 from skylake.objects.partition import UpdateSpec, build_partitions, detection_columns, scan_pixels
 from skylake.schema import table_schema
 
+__all__ = [
+    "STATE_FILE",
+    "HELD_DIR",
+    "DEFAULT_RADIUS_ARCSEC",
+    "LAYOUT",
+    "OLD_LAYOUTS",
+    "FRAMES_SCHEMA",
+    "HELD_SCHEMA",
+    "CHANGES_DIR",
+    "CHANGES_SCHEMA",
+    "ObjectsError",
+    "BuildReport",
+    "read_state",
+    "check_layout",
+    "latest_calibrations",
+    "ENSEMBLE_COLUMNS",
+    "default_refcat",
+    "changes_rel",
+    "read_held",
+    "MAX_GROUP",
+    "task_groups",
+    "READ_COST",
+    "balanced_groups",
+    "build_objects",
+]
+
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "skylake_objects.json"

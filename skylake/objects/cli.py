@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, command
 
+__all__ = ["add_commands"]
+
 
 @command
 def _cmd_build(args) -> int:

@@ -17,6 +17,29 @@ from skylake.lake import Lake, hats_meta
 from skylake.lake.tables import LIGHTCURVES, OBJECTS
 from skylake.schema import table_schema
 
+__all__ = [
+    "ROW_GROUP",
+    "POINTS_ROW_GROUP",
+    "POINTS_ENCODING",
+    "data_files",
+    "partitions_of",
+    "catalog_dataset",
+    "objects_dataset",
+    "lightcurves_dataset",
+    "partition_files",
+    "ranges",
+    "ranges_since",
+    "within",
+    "rows_within",
+    "read_ranges",
+    "read_files",
+    "row_counts",
+    "sort_points",
+    "MAX_POINT_FILES",
+    "files_to_merge",
+]
+
+
 #: Objects per Parquet row group: small enough that a cone search decodes little beyond its rows.
 ROW_GROUP = 2000
 #: Light-curve points per row group (a point is ~60 bytes: ~0.6 MB uncompressed).

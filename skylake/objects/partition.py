@@ -67,6 +67,20 @@ from skylake.runtime import release_memory
 from skylake.schema import table_schema
 from skylake.sphere import unit_vectors, vector_to_radec
 
+__all__ = [
+    "DETECTION_COLUMNS",
+    "UpdateSpec",
+    "scan_pixels",
+    "detection_columns",
+    "read_detections",
+    "View",
+    "partitions_holding",
+    "build_partitions",
+    "Stager",
+    "build_partition",
+]
+
+
 DETECTION_COLUMNS = [
     "source_id",
     "frame_id",

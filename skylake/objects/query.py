@@ -30,6 +30,9 @@ from skylake.objects.build import ObjectsError, check_layout, read_state
 from skylake.objects.files import _lake, catalog_dataset, data_files, partitions_of
 from skylake.sphere import chord_to_arcsec, unit_vectors
 
+__all__ = ["DEFAULT_RADIUS_ARCSEC", "SUMMARY", "cone_pixels", "cone_objects", "light_curve", "plot_light_curve"]
+
+
 DEFAULT_RADIUS_ARCSEC = 5.0
 
 #: Object columns repeated on every point of ``light_curve``'s answer.

@@ -28,6 +28,9 @@ import numpy as np
 
 from skylake.robust import MAD_TO_SIGMA
 
+__all__ = ["CLIP_SIGMA", "by_group_then", "group_extremes", "basic_stats", "light_curve_stats"]
+
+
 CLIP_SIGMA = 4.0
 
 

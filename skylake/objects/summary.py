@@ -31,6 +31,27 @@ from skylake.objects.stats import group_extremes, light_curve_stats
 from skylake.schema import table_schema
 from skylake.sphere import chord_to_arcsec, unit_vectors, vector_to_radec
 
+__all__ = [
+    "MOMENT_COLUMNS",
+    "ORDER_COLUMNS",
+    "VERSIONS",
+    "VERSION_COLUMNS",
+    "REFRESH_GROWTH",
+    "moments",
+    "merge_moments",
+    "moment_columns",
+    "moments_of_rows",
+    "POINT_COLUMNS",
+    "point_columns",
+    "series",
+    "version_stats",
+    "light_curve_order",
+    "summarise",
+    "merge",
+    "needs_refresh",
+]
+
+
 #: Statistics an update merges exactly (from the moments of the points).
 MOMENT_COLUMNS = [
     "n",

@@ -18,6 +18,17 @@ import pyarrow as pa
 from skylake.objects.files import objects_dataset
 from skylake.objects.query import cone_objects, light_curve, plot_light_curve
 
+__all__ = [
+    "MATCH_ARCSEC",
+    "RANKED",
+    "TOP_FRACTION",
+    "object_table",
+    "nearest_objects",
+    "variable_ranks",
+    "check_variables",
+]
+
+
 MATCH_ARCSEC = 3.0
 RANKED = ("chi2_dof", "stetson_j")
 TOP_FRACTION = 0.05

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from skylake.errors import EXIT_NOTHING, EXIT_OK, UsageError, command
 
+__all__ = ["LIST_COLUMNS", "add_commands"]
+
+
 LIST_COLUMNS = [
     "master_id",
     "kind",

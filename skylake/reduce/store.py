@@ -16,7 +16,7 @@ import pyarrow as pa
 from skylake.lake import tables
 from skylake.reduce.masters import BY_FILTER, SKY, Master
 
-__all__ = ["IMAGES_DIR", "store", "read_table", "choose", "load_image"]
+__all__ = ["IMAGES_DIR", "store", "read_table", "choose", "load_image", "image_path"]
 
 #: Where the masters' images live, relative to the lake.
 IMAGES_DIR = "master_frames"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from skylake.errors import command
 
+__all__ = ["add_commands"]
+
 
 @command
 def _cmd_import(args) -> int:

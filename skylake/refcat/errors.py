@@ -3,6 +3,8 @@ reports them as usage errors (exit 2) with their message."""
 
 from skylake.errors import LakeError
 
+__all__ = ["RefcatError", "ColumnMapError", "FormatMismatch"]
+
 
 class RefcatError(LakeError):
     """A reference-catalogue operation cannot go ahead (bad name, existing catalogue, no rows, ...)."""

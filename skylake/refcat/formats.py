@@ -24,6 +24,25 @@ from skylake.refcat import GENERIC, MAPS_FILE
 from skylake.refcat.errors import ColumnMapError, FormatMismatch
 from skylake.refcat.schema import core_schema, flag_bits, refcat_schema, sort_bands
 
+__all__ = [
+    "REQUIRED_TARGETS",
+    "OPS",
+    "CONVERTERS",
+    "INT",
+    "FLOAT",
+    "STRING",
+    "BOOL",
+    "Condition",
+    "Spec",
+    "Variant",
+    "Format",
+    "load_formats",
+    "format_names",
+    "load_column_map",
+    "get_format",
+]
+
+
 REQUIRED_TARGETS = ("ra", "dec", "epoch")
 OPS = ("eq", "ne", "gt", "ge", "lt", "le", "valid")
 CONVERTERS = ("mjd_to_jyear", "snr_to_mag_err", "hms_string", "dms_string")

@@ -51,6 +51,25 @@ from skylake.refcat.normalise import DROP_REASONS, ChunkCounts, FileResult, norm
 from skylake.refcat.partition import PixelResult, PixelSpec, finish, margin_name, margin_order, plan, write_pixel
 from skylake.refcat.readers import Source, is_catalogue_file, open_source, split_compression
 
+__all__ = [
+    "REFCATS",
+    "STAGING",
+    "RECORD",
+    "RECORD_VERSION",
+    "WRITE_TABLE_KWARGS",
+    "ImportReport",
+    "default_margin_arcsec",
+    "check_name",
+    "expand_inputs",
+    "match_source",
+    "sha256",
+    "refcats_dir",
+    "import_refcat",
+    "quiet_collection_notice",
+    "read_record",
+]
+
+
 log = logging.getLogger(__name__)
 
 REFCATS = "refcats"

@@ -26,6 +26,23 @@ from skylake.refcat.formats import Condition, Format, Spec, Variant
 from skylake.refcat.readers import Source, iter_chunks, source_columns, uncompressed
 from skylake.refcat.schema import HEALPIX, flag_bits
 
+__all__ = [
+    "MAG_PER_SNR",
+    "DROP_REASONS",
+    "RA_WRAP_TOLERANCE_DEG",
+    "SHARD_SUFFIX",
+    "KEPT_COLUMNS",
+    "ChunkCounts",
+    "evaluate_condition",
+    "evaluate_spec",
+    "normalise_chunk",
+    "wrap_ra",
+    "ShardWriter",
+    "FileResult",
+    "normalise_file",
+]
+
+
 #: 2.5 / ln(10): a flux signal-to-noise ratio S/N gives a magnitude error of MAG_PER_SNR / S/N.
 MAG_PER_SNR = 2.5 / math.log(10.0)
 #: Reasons a row is dropped, in the order they are tested.

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from skylake.refcat.schema import HEALPIX
 
-__all__ = ["PixelSpec", "PixelResult", "plan", "margin_name", "margin_order", "write_pixel", "finish"]
+__all__ = ["PixelSpec", "PixelResult", "plan", "margin_name", "margin_order", "write_pixel", "finish", "empty_sky"]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,18 @@ from skylake.refcat.errors import RefcatError
 from skylake.refcat.importer import REFCATS, check_name, quiet_collection_notice, read_record
 from skylake.refcat.schema import HEALPIX
 
+__all__ = [
+    "MAX_PM_ARCSEC_PER_YR",
+    "MAS_PER_DEG",
+    "refcat_path",
+    "list_refcats",
+    "format_list",
+    "propagate",
+    "cone_search",
+    "write_table",
+]
+
+
 #: Upper bound on stellar proper motion (Barnard's star: 10.4"/yr), to pad cones for propagation.
 MAX_PM_ARCSEC_PER_YR = 11.0
 MAS_PER_DEG = 3.6e6

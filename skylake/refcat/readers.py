@@ -31,6 +31,22 @@ import pyarrow.parquet as pq
 
 from skylake.refcat.errors import FormatMismatch, RefcatError
 
+__all__ = [
+    "NULL_TOKENS",
+    "KINDS",
+    "SUFFIXES",
+    "COMPRESSIONS",
+    "Source",
+    "split_compression",
+    "is_catalogue_file",
+    "detect_kind",
+    "open_source",
+    "source_columns",
+    "iter_chunks",
+    "uncompressed",
+]
+
+
 #: Text tokens that mean "no value" in CSV/ECSV files (AAVSO writes NA, VizieR leaves fields empty).
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "--"]
 KINDS = ("parquet", "csv", "ecsv", "fits")

@@ -18,6 +18,9 @@ from skylake.lake.tables import REFCAT
 from skylake.paths import project_dir
 from skylake.schema import table_spec
 
+__all__ = ["NAME", "HEALPIX", "band_names", "flag_bits", "core_schema", "band_fields", "sort_bands", "refcat_schema"]
+
+
 NAME = REFCAT
 HEALPIX = "_healpix_29"
 

@@ -26,7 +26,7 @@ from scipy.special import erf
 from skylake.allsky.camera import CameraModel, Site, angular_separation_deg
 from skylake.allsky.catalog import as_catalog
 
-__all__ = ["CloudPatch", "Streak", "SyntheticAllSky", "make_allsky_frame", "airmass", "render_streak"]
+__all__ = ["CloudPatch", "Streak", "SyntheticAllSky", "make_allsky_frame", "airmass", "render_streak", "render_stars"]
 
 
 def airmass(alt_deg) -> np.ndarray:

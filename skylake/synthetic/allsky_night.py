@@ -23,6 +23,24 @@ import numpy as np
 from skylake.allsky.camera import CameraModel, Site
 from skylake.synthetic.allsky import CloudPatch, Streak, SyntheticAllSky, make_allsky_frame
 
+__all__ = [
+    "MODEL",
+    "SITE",
+    "SHAPE",
+    "START",
+    "EXPTIME_S",
+    "ZEROPOINT",
+    "EXTINCTION",
+    "SKY_ZENITH",
+    "CLOUD",
+    "STREAK",
+    "PROFILE",
+    "AllSkyNight",
+    "synthetic_bright_stars",
+    "write_allsky_night",
+]
+
+
 #: The synthetic camera: IceAct's lens geometry on La Palma (the demo site).
 MODEL = CameraModel("equidistant", 1.45, 0.0075, x0=326.2, y0=250.7, rotation_deg=-86.8)
 SITE = Site(28.76, -17.88, 2363.0)

@@ -22,6 +22,9 @@ from skylake.lake import Lake
 from skylake.lake.tables import FRAMES, SOURCES
 from skylake.schema import table_schema
 
+__all__ = ["ZP", "SYNTHETIC", "MAX_PER_FRAME", "random_stars", "commit_night"]
+
+
 ZP = 20.0  # mag of 1 ADU/s
 SYNTHETIC = "SYNTHETIC"
 MAX_PER_FRAME = (1 << 20) - 1  # detection numbers per frame that fit the source_id encoding

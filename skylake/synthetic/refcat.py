@@ -31,6 +31,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+__all__ = ["FORMATS", "SYNTHETIC_META", "apass_chunk", "ps1_chunk", "write_synthetic"]
+
+
 FORMATS = ("apass", "ps1")
 SYNTHETIC_META = {
     b"skylake_synthetic": b"true",

@@ -15,6 +15,21 @@ import pyarrow as pa
 from skylake.lake.tables import EXTINCTION, FRAMES, MATCHES, OBJECTS, SOURCES, ZEROPOINTS
 from skylake.schema import table_schema
 
+__all__ = [
+    "MJD_OF_1858_11_17",
+    "night_mjd",
+    "commit_night",
+    "commit_map",
+    "commit_archive",
+    "ARCHIVE_OBJECT_IDS",
+    "commit_objects",
+    "MEASUREMENTS",
+    "tile_stars",
+    "commit_sources_night",
+    "commit_sources_nights",
+]
+
+
 MJD_OF_1858_11_17 = dt.date(1858, 11, 17)
 
 

@@ -19,6 +19,20 @@ import pyarrow.dataset as pads
 from skylake.lake import tables
 from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, MAPS_INDEX, MATCHES, OBJECTS, SOURCES, STREAKS, ZEROPOINTS
 
+__all__ = [
+    "KEYS",
+    "OPTIONAL",
+    "EXCLUDED",
+    "read_tables",
+    "calib_key",
+    "keys_unique",
+    "normalise",
+    "same",
+    "Comparison",
+    "compare",
+]
+
+
 #: Each table's sort key (unique in it). Tables not listed (frame products) are sorted by every column.
 KEYS = {
     FRAMES: ["frame_id"],

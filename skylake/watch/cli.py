@@ -13,6 +13,8 @@ import sys
 
 from skylake.errors import UsageError, command
 
+__all__ = ["add_commands"]
+
 
 @command
 def _cmd_watch(args) -> int:
