@@ -56,11 +56,18 @@ def test_bad_partition_by_is_named(tmp_path, monkeypatch):
 def _table_literals(path: Path, names: set[str]) -> list[str]:
     """``file:line name`` of every string literal equal to a table name used as a value (a call argument, an
     assignment, an element of a tuple or list, a comparison, a path join), skipping docstrings, dict keys
-    and subscripts (keys of reports and settings) and lines marked ``# not a table``."""
+    and subscripts (keys of reports and settings), a module's ``__all__`` (names of its functions) and lines
+    marked ``# not a table``."""
     text = path.read_text()
     tree = ast.parse(text)
     lines = text.splitlines()
     parents = {id(c): node for node in ast.walk(tree) for c in ast.iter_child_nodes(node)}
+    exported = {
+        id(element)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+        for element in ast.walk(node.value)
+    }
     docs = {
         id(node.body[0].value)
         for node in ast.walk(tree)
@@ -76,6 +83,7 @@ def _table_literals(path: Path, names: set[str]) -> list[str]:
         parent = parents.get(id(node))
         if (
             id(node) in docs
+            or id(node) in exported
             or isinstance(parent, ast.Subscript)
             or (isinstance(parent, ast.Dict) and any(k is node for k in parent.keys))
         ):
