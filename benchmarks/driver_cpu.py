@@ -218,22 +218,6 @@ class Cluster:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
-def skycamz_copies(out: Path, copies: int, tag: str) -> list[str]:
-    """``copies`` byte-distinct copies of each REAL SkyCamZ frame (one header card differs)."""
-    from astropy.io import fits
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for src in sorted(SKYCAMZ.glob("z_e_*.fits")):
-        with fits.open(src) as hdul:
-            for c in range(copies):
-                hdul[0].header["SKYLCOPY"] = (f"{tag}-{c}", "benchmark copy")
-                dst = out / f"{src.stem}_{tag}{c}.fits"
-                hdul.writeto(dst, overwrite=True)
-                paths.append(str(dst))
-    return paths
-
-
 def measure(cluster: Cluster, lake, paths: list[str], profile: str) -> dict:
     from skylake.pipeline import ingest
 
@@ -307,6 +291,7 @@ def main(argv=None) -> int:
     logging.getLogger("skylake").setLevel(logging.ERROR)
     from skylake.lake import Lake
     from skylake.synthetic import write_demo_night
+    from skylake.synthetic.frames import distinct_copies
 
     tmp = Path(tempfile.mkdtemp(prefix="skylake-cpu-"))
     cluster = Cluster(tmp / "cluster", tick=None if args.tick == "dask" else args.tick)
@@ -327,7 +312,9 @@ def main(argv=None) -> int:
                     "skycamz",
                     "skycamz",
                     "REAL SkyCamZ 1024x1024",
-                    lambda k: skycamz_copies(tmp / f"z{k}", args.skycamz_copies, f"r{k + 1}"),
+                    lambda k: distinct_copies(
+                        sorted(SKYCAMZ.glob("z_e_*.fits")), tmp / f"z{k}", args.skycamz_copies, f"r{k + 1}"
+                    ),
                 )
             )
         elif args.skycamz_copies:

@@ -623,26 +623,9 @@ def breakdown(fs: FrameSet, runs: int, lakes_dir: Path, quiet: Quiet) -> None:
 
 
 # -- frame sets --------------------------------------------------------------------------------------
-def skycamz_copies(real: list[str], out: Path, copies: int) -> list[str]:
-    """``copies`` byte-distinct copies of each real SkyCamZ frame (one header card differs, so each is a new
-    frame to the lake), in ``out``: a night's batch instead of 14 frames, whose one commit would otherwise
-    weigh ~8 ms a frame."""
-    from astropy.io import fits
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for src in real:
-        with fits.open(src) as hdul:
-            for c in range(copies):
-                hdul[0].header["SKYLCOPY"] = (f"copy-{c}", "benchmark copy")
-                dst = out / f"{Path(src).stem}_c{c}.fits"
-                hdul.writeto(dst, overwrite=True)
-                paths.append(str(dst))
-    return paths
-
-
 def make_sets(tmp: Path, quick: bool, copies: int = 1) -> list[FrameSet]:
     from skylake.synthetic import write_demo_night
+    from skylake.synthetic.frames import distinct_copies
 
     sets = []
     real = sorted(str(p) for p in REAL_DIR.glob("*.fits")) if REAL_DIR.is_dir() else []
@@ -650,8 +633,8 @@ def make_sets(tmp: Path, quick: bool, copies: int = 1) -> list[FrameSet]:
         if quick:
             real, copies = real[:4], 1
         n_real = len(real)
-        if copies > 1:
-            real = skycamz_copies(real, tmp / "skycamz", copies)
+        if copies > 1:  # a night's batch, not 14 frames whose one commit weighs ~8 ms a frame
+            real = distinct_copies(real, tmp / "skycamz", copies, tag="c")
         shown = f"{n_real} frames" + (f" x {copies} copies" if copies > 1 else "")
         sets.append(FrameSet("skycamz", "skycamz", real, f"real SkyCamZ 1024x1024, {shown}"))
     else:

@@ -13,7 +13,15 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-__all__ = ["ZP_TRUE_DEFAULT", "K_EXT_DEFAULT", "tan_wcs_header", "make_sky_catalog", "render_frame", "write_frame"]
+__all__ = [
+    "ZP_TRUE_DEFAULT",
+    "K_EXT_DEFAULT",
+    "tan_wcs_header",
+    "make_sky_catalog",
+    "render_frame",
+    "write_frame",
+    "distinct_copies",
+]
 
 #: Instrumental zero point of the demo camera: magnitude giving 1 ADU/s above
 #: the atmosphere.
@@ -575,3 +583,38 @@ def write_frame(path, data, header=None, *, bitpix16=False, overwrite=True, quan
 
 
 # ---------------------------------------------------------------------------
+
+
+def distinct_copies(paths, out, copies: int, tag: str = "copy") -> list[str]:
+    """Copy real frames so that each copy is a new frame to a lake: the same pixels, one header card changed.
+
+    A lake knows a frame by its bytes, so a plain copy is the same frame; the card ``SKYLCOPY`` makes each copy
+    distinct. Benchmarks grow a set of real frames into a night's batch this way.
+
+    Parameters
+    ----------
+    paths : sequence of str or pathlib.Path
+        The frames to copy.
+    out : str or pathlib.Path
+        The directory to write the copies into (made when missing).
+    copies : int
+        Copies of each frame.
+    tag : str
+        In each copy's name (``STEM_{tag}{k}.fits``) and its ``SKYLCOPY`` card (``{tag}-{k}``).
+
+    Returns
+    -------
+    list of str
+        The copies' paths: each frame's copies in turn, in the order of ``paths``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for src in paths:
+        with fits.open(src) as hdul:
+            for k in range(copies):
+                hdul[0].header["SKYLCOPY"] = (f"{tag}-{k}", "a benchmark's copy of this frame")
+                dst = out / f"{Path(src).stem}_{tag}{k}.fits"
+                hdul.writeto(dst, overwrite=True)
+                written.append(str(dst))
+    return written
