@@ -17,6 +17,7 @@ seconds per frame. Methods:
     sep.extract (err = global rms) -> sep.sum_circle at the profile's 3 radii (the baseline);
 (a') the same read, then skylake's science kernel alone (``frame.extract.extract`` and ``measure``: detection
     and every per-source measurement skylake stores), so that ingest's cost beyond it is the platform's;
+(a'') (a') on two processes at once, half the frames each: what the two cores give the science alone;
 (b) skylake ``ingest()`` into a fresh lake on a LocalCluster of 1 worker (started before timing),
     and in-process (``dask_client("synchronous")``);
 (c) the same on 2 workers: throughput 2 workers / 1 worker;
@@ -230,21 +231,44 @@ def bare_sep_frame(path: str, profile) -> int:
     return len(objects)
 
 
+#: Each frame's gain and saturation level as ingest reads them (the header's, else the profile's), by (path,
+#: profile): read once, before any timing (:func:`kernel_levels`), so that the kernel times the science alone.
+_LEVELS: dict[tuple[str, str], tuple[float, float, str]] = {}
+
+
+def kernel_levels(path: str, profile) -> tuple[float, float, str]:
+    """The gain [e-/ADU], saturation level [ADU] and its source ingest uses for ``path``
+    (``skylake.frame.header.frame_record``), remembered for :func:`kernel_frame`."""
+    key = (path, profile.name)
+    if key not in _LEVELS:
+        from astropy.io import fits
+
+        from skylake.frame.header import frame_record
+
+        with fits.open(path, memmap=False) as hdul:
+            header = next(h for h in hdul if h.header.get("NAXIS", 0) == 2).header
+            rec = frame_record(header, profile)
+        _LEVELS[key] = (rec["gain"], rec["saturation"], rec["saturation_from"])
+    return _LEVELS[key]
+
+
 def kernel_frame(path: str, profile) -> int:
     """The second baseline: the same read, then skylake's own science kernel and nothing else, i.e. the
     detection and every per-source measurement skylake stores (``frame.extract.extract`` and ``measure``:
     Kron radius and flux, half-light radius, exact-overlap apertures with their annulus background, the
-    saturation and masked-pixel flags). What ingest costs beyond it is the platform's: hashing, the
-    header, WCS and HEALPix, quality, the pieces, the dask tasks and the commit. Returns the detections."""
+    saturation and masked-pixel flags), with the gain and saturation level ingest reads from the header
+    (:func:`kernel_levels`, looked up before timing). What ingest costs beyond it is the platform's: hashing,
+    the header, WCS and HEALPix, quality, the pieces, the dask tasks and the commit. Returns the detections."""
     from astropy.io import fits
 
     from skylake.frame import extract
 
+    gain, saturation, saturation_from = kernel_levels(path, profile)
     with fits.open(path, memmap=False) as hdul:
         hdu = next(h for h in hdul if h.header.get("NAXIS", 0) == 2)
         data = np.ascontiguousarray(hdu.data, dtype=np.dtype("=f4"))
-    ext = extract.extract(data, profile.detection, saturation=profile.defaults.saturation)
-    cols = extract.measure(data, ext, profile.photometry, gain=profile.defaults.gain)
+    ext = extract.extract(data, profile.detection, saturation=saturation, saturation_from=saturation_from)
+    cols = extract.measure(data, ext, profile.photometry, gain=gain)
     return len(cols["x"])
 
 
@@ -252,6 +276,9 @@ def time_bare_sep(fs: FrameSet, runs: int, quiet: Quiet, frame=bare_sep_frame) -
     from skylake.profile import load_profile
 
     profile = load_profile(fs.profile)
+    if frame is kernel_frame:
+        for p in fs.paths:
+            kernel_levels(p, profile)  # the headers' levels, not timed
     frame(fs.paths[0], profile)  # warm-up
     counts = []
 
@@ -264,6 +291,49 @@ def time_bare_sep(fs: FrameSet, runs: int, quiet: Quiet, frame=bare_sep_frame) -
     t = Timing(len(fs.paths))
     t.times, t.other_load = quiet.repeat(runs, once)
     t.sources_per_frame = sum(counts) / len(counts)
+    return t
+
+
+# -- (a'') the kernel on two processes: what two cores give the science alone --------------------------------
+_PAIR: dict = {}  # in each child of the pair's pool: its profile, and the barrier both meet at before timing
+
+
+def _pair_setup(paths: list[str], profile_name: str, barrier) -> None:
+    """A pool child's start: the profile, every frame's levels and one warm-up frame, not timed."""
+    from skylake.profile import load_profile
+
+    profile = load_profile(profile_name)
+    for p in paths:
+        kernel_levels(p, profile)
+    kernel_frame(paths[0], profile)
+    _PAIR.update(profile=profile, barrier=barrier)
+
+
+def _pair_meet(_) -> None:
+    _PAIR["barrier"].wait()  # both children ready: each took one of these
+
+
+def _pair_half(paths: list[str]) -> int:
+    return sum(kernel_frame(p, _PAIR["profile"]) for p in paths)
+
+
+def time_kernel_pair(fs: FrameSet, runs: int, quiet: Quiet) -> Timing:
+    """The kernel (:func:`kernel_frame`) of the set's frames on two processes at once, each half of them: the
+    two cores' scaling of the science alone, the ceiling of ``2w/1w`` on this machine."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    halves = [fs.paths[0::2], fs.paths[1::2]]
+    with ctx.Pool(2, initializer=_pair_setup, initargs=(fs.paths, fs.profile, ctx.Barrier(2))) as pool:
+        pool.map(_pair_meet, range(2), chunksize=1)
+
+        def once() -> float:
+            t0 = time.perf_counter()
+            pool.map(_pair_half, halves, chunksize=1)
+            return time.perf_counter() - t0
+
+        t = Timing(len(fs.paths))
+        t.times, t.other_load = quiet.repeat(runs, once)
     return t
 
 
@@ -564,6 +634,8 @@ def breakdown(fs: FrameSet, runs: int, lakes_dir: Path, quiet: Quiet) -> None:
             frame(p, profile)
         return time.perf_counter() - t0
 
+    for p in fs.paths:
+        kernel_levels(p, profile)  # the headers' levels, not timed
     kept, load1 = quiet.repeat(runs, traced)
     totals, trees = [k[0] for k in kept], [k[1] for k in kept]
     bare, load2 = quiet.repeat(runs, lambda: baseline_once(bare_sep_frame))
@@ -631,6 +703,8 @@ def make_sets(tmp: Path, quick: bool, copies: int = 1) -> list[FrameSet]:
     real = sorted(str(p) for p in REAL_DIR.glob("*.fits")) if REAL_DIR.is_dir() else []
     if real:
         if quick:
+            if copies > 1:
+                log(f"  --quick: the first 4 SkyCamZ frames, without the {copies} copies")
             real, copies = real[:4], 1
         n_real = len(real)
         if copies > 1:  # a night's batch, not 14 frames whose one commit weighs ~8 ms a frame
@@ -671,7 +745,8 @@ def final_table(sets: list[FrameSet], runs: int) -> None:
     )
     head = (
         f"{'frame set':10s} | {'n':>3s} | {'bare sep':>9s} | {'sep+meas':>9s} | {'skylake 1w':>10s} | "
-        f"{'1w/sep':>10s} | {'1w/kern':>10s} | {'in-proc':>9s} | {'2w/1w':>10s} | {'SExtractor':>10s} | "
+        f"{'1w/sep':>10s} | {'1w/kern':>10s} | {'in-proc':>9s} | {'2w/1w':>10s} | {'kern 2p/1p':>10s} | "
+        f"{'SExtractor':>10s} | "
         "sources/frame (sep, skylake, sex)"
     )
     log(head)
@@ -685,6 +760,8 @@ def final_table(sets: list[FrameSet], runs: int) -> None:
         r = fs.results
         get = lambda k: r[k].median if k in r else None  # noqa: E731
         sep_t, kern, one, sync, two, sex = (get(k) for k in ("sep", "kernel", "1w", "sync", "2w", "sex"))
+        pair = get("kernel2")
+        pair_s = f"{kern / pair:9.2f} " if kern and pair else f"{'-':>10s}"
         ratio_s = verdict(one / sep_t if one and sep_t else None, lambda v: v <= GOAL_RATIO)
         kern_s = verdict(one / kern if one and kern else None, lambda v: v <= GOAL_RATIO)
         scal_s = verdict(one / two if one and two else None, lambda v: v >= GOAL_SCALING)
@@ -694,14 +771,16 @@ def final_table(sets: list[FrameSet], runs: int) -> None:
         name = fs.name + ("*" if noisy else "")
         log(
             f"{name:10s} | {len(fs.paths):3d} | {_fmt(sep_t)} | {_fmt(kern)} | {_fmt(one, width=10)} | "
-            f"{ratio_s:>10s} | {kern_s:>10s} | {_fmt(sync)} | {scal_s:>10s} | {_fmt(sex, width=10)} | {src}"
+            f"{ratio_s:>10s} | {kern_s:>10s} | {_fmt(sync)} | {scal_s:>10s} | {pair_s:>10s} | {_fmt(sex, width=10)} | "
+            f"{src}"
         )
     log(
         "columns: bare sep = (a); sep+meas = (a'), the read and skylake's detection and measurements alone; "
         "skylake 1w = ingest() on a 1-worker LocalCluster;\n         1w/sep, 1w/kern = its ratios to (a) and (a') "
         f"(goal <= {GOAL_RATIO}); in-proc = ingest() with dask_client('synchronous'); 2w/1w = throughput "
-        f"on 2 workers / 1 worker (goal >= {GOAL_SCALING});\n         SExtractor = one source-extractor process "
-        "per frame."
+        f"on 2 workers / 1 worker (goal >= {GOAL_SCALING});\n         kern 2p/1p = the throughput of (a') on 2 "
+        "processes at once / on 1 (a''): the 2 cores' own ceiling for 2w/1w; SExtractor = one source-extractor "
+        "process per frame."
     )
     if disturbed:
         log(
@@ -722,8 +801,8 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=4,
         metavar="N",
-        help="ingest N byte-distinct copies of each of the 14 real SkyCamZ frames, as one batch (default 4: 56 "
-        "frames; 1: the 14 frames alone, where the batch's commit weighs more)",
+        help="ingest N byte-distinct copies of each of the 14 real SkyCamZ frames (default 4: 56 frames, one "
+        "batch of up to 64; 1: the 14 frames alone, where the batch's commit weighs more)",
     )
     ap.add_argument(
         "--wait-idle",
@@ -788,6 +867,8 @@ def main(argv: list[str] | None = None) -> int:
             log(t.line("(a) bare sep, 1 process"))
             fs.results["kernel"] = t = time_bare_sep(fs, runs, quiet, frame=kernel_frame)
             log(t.line("(a') sep + measurements"))
+            fs.results["kernel2"] = t = time_kernel_pair(fs, runs, quiet)
+            log(t.line("(a'') the same, 2 processes"))
             if exe:
                 fs.results["sex"] = t = time_sextractor(fs, runs, exe, tmp / "sex" / fs.name, quiet)
                 log(t.line("(d) SExtractor, 1 process"))

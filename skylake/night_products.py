@@ -39,7 +39,6 @@ __all__ = [
     "build_night_products",
     "night_products",
     "stale_nights",
-    "build_night",
     "night_products_after",
 ]
 
@@ -154,7 +153,7 @@ def stale_nights(lake, product: tables.Table, nights=None) -> tuple[list, list, 
     return sorted(stale, key=str), new, gone
 
 
-def build_night(
+def _build_night(
     night: str | None, lake_root: str, module: str, name: str, inputs: list[str], version: int
 ) -> tuple[str | None, pa.Table]:
     """Build one night of one product (a task on a worker: it reads its inputs itself).
@@ -235,7 +234,7 @@ def build_night_products(lake, nights=None, products: list[str] | None = None, r
                 product.remove_where(tx, lambda data: np.ones(data.num_rows, bool), nights=stale + gone)
             build = stale + new
             for night, rows in runner.map(
-                build_night,
+                _build_night,
                 build,
                 window=max(1, len(build)),
                 lake_root=lake.store.location,

@@ -61,14 +61,35 @@ def module_id(path: Path) -> str:
     return str(path.relative_to(PACKAGE.parent))
 
 
+def changes_to_all(tree: ast.Module) -> list[int]:
+    """Lines that change ``__all__`` after it is made (``append``, ``extend``, ``+=``, a second assignment): the
+    list is then not what the source's one literal says."""
+    lines, made = [], False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id == "__all__" and node.func.attr in ("append", "extend"):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == "__all__":
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            if made:
+                lines.append(node.lineno)
+            made = True
+    return sorted(lines)
+
+
 @pytest.mark.parametrize("path", MODULES, ids=module_id)
 def test_public_module_declares_its_names(path):
     tree = ast.parse(path.read_text(), str(path))
     names = declared_all(tree, module_name(path))
+    bound, own = top_level_names(tree)
     if path.name == "__init__.py" and names is None:
+        assert not own, f"{module_id(path)} defines {sorted(own)} but has no __all__"
         return  # a package that only holds modules
     assert names is not None, f"{module_id(path)} has no __all__"
-    bound, own = top_level_names(tree)
+    changed = changes_to_all(tree)
+    assert not changed, f"{module_id(path)}: __all__ changed after it is made, line(s) {changed}: list every name once"
     assert len(names) == len(set(names)), f"{module_id(path)}: __all__ lists a name twice"
     unknown = sorted(set(names) - bound)
     if unknown and "__getattr__" in bound:  # made on first use: they must be there when asked for
@@ -88,3 +109,5 @@ def test_the_checks_catch_a_module_that_breaks_them():
     assert sorted(set(declared_all(tree)) - bound) == ["gone"]
     assert sorted(own - set(declared_all(tree))) == ["forgotten"]
     assert declared_all(ast.parse("x = 1\n")) is None
+    assert changes_to_all(ast.parse("__all__ = ['a']\n__all__.append('b')\n__all__ += ['c']\n")) == [2, 3]
+    assert changes_to_all(tree) == []

@@ -793,9 +793,6 @@ def plot_fit_residuals(
     return _plot(result, path, image=image, title=title, arrow_gain=arrow_gain)
 
 
-__all__.append("plot_fit_residuals")
-
-
 def fit_from_site(
     image: np.ndarray,
     camera: dict,
@@ -922,6 +919,3 @@ def fit_from_site(
     )
     result.scanned = True
     return result
-
-
-__all__.append("fit_from_site")

@@ -510,6 +510,3 @@ def healpix_array(table: Table, column: str, nside: int, fill=np.nan) -> np.ndar
     out = np.full(12 * nside * nside, fill, dtype=float)
     out[np.asarray(table["pixel"], np.int64)] = np.asarray(table[column], float)
     return out
-
-
-__all__.append("sky_background")
