@@ -8,6 +8,8 @@ repository's ``schemas/`` directory.
 import atexit
 import gc
 
+__all__ = ["PIPELINE_VERSION"]
+
 __version__ = "0.1.0"
 
 #: Bumped whenever a change alters what processing a frame produces; part of every frame's identity.

@@ -40,6 +40,7 @@ __all__ = [
     "night_products",
     "stale_nights",
     "night_products_after",
+    "BUILT_VERSION",
 ]
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""Every public module of ``skylake/`` says what it exports: an ``__all__`` that lists its own public functions
-and classes and names nothing it does not define or import. Parsed with :mod:`ast`, as tests/test_imports.py
+"""Every public module of ``skylake/`` says what it exports: an ``__all__`` that lists its own public functions,
+classes and constants and names nothing it does not define or import. Parsed with :mod:`ast`, as tests/test_imports.py
 reads the import graph; a module is imported only where ast cannot tell: an ``__all__`` built from other
 modules' (a package's), or names a module's ``__getattr__`` makes on first use (kept lazy so that
 ``skylake --help`` starts without the data stack). Private modules (``_name.py``) are exempt."""
@@ -37,8 +37,8 @@ def module_name(path: Path) -> str:
 
 
 def top_level_names(tree: ast.Module) -> tuple[set[str], set[str]]:
-    """Names the module binds at its top level (defined or imported), and its own public functions and
-    classes."""
+    """Names the module binds at its top level (defined or imported), and its own public functions, classes
+    and UPPER_CASE constants."""
     bound, own = set(), set()
     stack = list(tree.body)
     while stack:
@@ -51,7 +51,10 @@ def top_level_names(tree: ast.Module) -> tuple[set[str], set[str]]:
                 own.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            bound |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            bound |= names
+            if node in tree.body:  # a module's public CONSTANT
+                own |= {n for n in names if n.isupper() and not n.startswith("_")}
         elif isinstance(node, (ast.If, ast.Try)):  # TYPE_CHECKING imports, optional imports
             stack += node.body + node.orelse + [s for h in getattr(node, "handlers", []) for s in h.body]
     return bound, own
@@ -103,11 +106,12 @@ def test_public_module_declares_its_names(path):
 def test_the_checks_catch_a_module_that_breaks_them():
     tree = ast.parse(
         "import os\n__all__ = ['os', 'gone', 'kept']\ndef kept(): ...\ndef forgotten(): ...\nclass _Hidden: ...\n"
+        "LIMIT = 3\n_PRIVATE = 4\n"
     )
     bound, own = top_level_names(tree)
     assert declared_all(tree) == ["os", "gone", "kept"]
     assert sorted(set(declared_all(tree)) - bound) == ["gone"]
-    assert sorted(own - set(declared_all(tree))) == ["forgotten"]
+    assert sorted(own - set(declared_all(tree))) == ["LIMIT", "forgotten"]
     assert declared_all(ast.parse("x = 1\n")) is None
     assert changes_to_all(ast.parse("__all__ = ['a']\n__all__.append('b')\n__all__ += ['c']\n")) == [2, 3]
     assert changes_to_all(tree) == []

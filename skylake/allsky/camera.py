@@ -42,7 +42,7 @@ import numpy as np
 
 from skylake import iers
 
-__all__ = ["CameraModel", "Site", "PROJECTIONS", "ARCSEC2_PER_SR", "angular_separation_deg"]
+__all__ = ["CameraModel", "Site", "PROJECTIONS", "ARCSEC2_PER_SR", "angular_separation_deg", "TO_FIT"]
 
 PROJECTIONS = ("equidistant", "equisolid", "stereographic", "orthographic", "gnomonic", "polynomial")
 ARCSEC2_PER_SR = (180.0 / math.pi * 3600.0) ** 2

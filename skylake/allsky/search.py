@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SearchResult", "search_model", "unit_radius"]
+__all__ = ["SearchResult", "search_model", "unit_radius", "LN_STEP", "ROT_STEP_DEG"]
 
 #: Vote cells: ln(s) step (2 %) and rotation step (deg).
 LN_STEP = 0.02

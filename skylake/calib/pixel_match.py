@@ -44,6 +44,8 @@ __all__ = [
     "match_partition",
     "plan",
     "reference_columns",
+    "COUNT_TASK",
+    "STAR_CACHE_ROWS",
 ]
 
 

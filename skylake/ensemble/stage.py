@@ -67,6 +67,8 @@ __all__ = [
     "ensemble_calibrated",
     "select_frames",
     "settings_of",
+    "FRAME_COLUMNS",
+    "SOURCE_COLUMNS",
 ]
 
 #: Frame columns the stage reads.

@@ -51,6 +51,8 @@ __all__ = [
     "compare_wcs",
     "WCS_KEYS",
     "solve_for_ingest",
+    "SKYLAKE_MAX_RADIUS_DEG",
+    "METHODS",
 ]
 
 #: Header keywords removed by :func:`strip_wcs` (and replaced by a solution).

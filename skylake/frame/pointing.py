@@ -41,6 +41,7 @@ __all__ = [
     "radec_from_altaz",
     "scale_hint",
     "optics_scale",
+    "ARCSEC_PER_UM_PER_MM",
 ]
 
 #: ``platesolve.ra_unit`` values.

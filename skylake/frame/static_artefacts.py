@@ -27,7 +27,7 @@ import pandas as pd
 
 from skylake.frame.streaks import same_pixels, union_find
 
-__all__ = ["WINDOW_D", "known", "find", "Found"]
+__all__ = ["WINDOW_D", "known", "find", "Found", "GEOMETRY"]
 
 #: Two detections at the same pixels this close in time (days) are one artefact.
 WINDOW_D = 1.0 / 24.0

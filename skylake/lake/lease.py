@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 
-__all__ = ["Lease", "LEASE_S", "precondition_failed"]
+__all__ = ["Lease", "LEASE_S", "precondition_failed", "GRACE", "MAX_SKEW_S"]
 
 log = logging.getLogger(__name__)
 

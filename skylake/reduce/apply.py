@@ -23,7 +23,15 @@ from skylake.reduce import store
 from skylake.reduce.frame_types import frame_type
 from skylake.reduce.settings import DEFAULT_FRAME_TYPES
 
-__all__ = ["Reduced", "check_frame_type", "reduce_frame", "apply_masters", "cosmic_ray_flags"]
+__all__ = [
+    "Reduced",
+    "check_frame_type",
+    "reduce_frame",
+    "apply_masters",
+    "cosmic_ray_flags",
+    "ID_COLUMNS",
+    "BEFORE_SKY",
+]
 
 #: Frame columns of the masters used, per step.
 ID_COLUMNS = {"bias": ("bias",), "dark": ("dark",), "flat": ("flat",), "sky": ("sky",), "badpix": ("hotpix", "deadpix")}

@@ -26,7 +26,16 @@ from skylake.lake import tables
 from skylake.lake.nights import night_dir
 from skylake.reduce.frame_types import COADD_KEY, FRAMES_KEY
 
-__all__ = ["COADD_DIR", "CoaddResult", "pointing_groups", "common_grid", "stack", "coadd_night"]
+__all__ = [
+    "COADD_DIR",
+    "CoaddResult",
+    "pointing_groups",
+    "common_grid",
+    "stack",
+    "coadd_night",
+    "SAME_POINTING",
+    "FRAME_COLUMNS",
+]
 
 log = logging.getLogger(__name__)
 

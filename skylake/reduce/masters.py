@@ -42,6 +42,7 @@ __all__ = [
     "build",
     "prepare",
     "binning",
+    "COMBINE_MEMORY",
 ]
 
 #: Masters that are images subtracted or divided, and masters that are pixel masks.

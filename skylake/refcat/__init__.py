@@ -38,7 +38,14 @@ _EXPORTS = {
     "FormatMismatch": "errors",
     "ColumnMapError": "errors",
 }
-__all__ = [*_EXPORTS, "DEFAULT_MARGIN_ARCSEC", "DEFAULT_PIXEL_THRESHOLD", "DEFAULT_HIGHEST_ORDER"]
+__all__ = [
+    *_EXPORTS,
+    "DEFAULT_MARGIN_ARCSEC",
+    "DEFAULT_PIXEL_THRESHOLD",
+    "DEFAULT_HIGHEST_ORDER",
+    "GENERIC",
+    "MAPS_FILE",
+]
 
 
 def __getattr__(name: str):

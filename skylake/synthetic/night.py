@@ -27,7 +27,7 @@ from skylake.synthetic.frames import (
     write_frame,
 )
 
-__all__ = ["DemoTruth", "write_demo_night", "write_reference_catalog"]
+__all__ = ["DemoTruth", "write_demo_night", "write_reference_catalog", "REFERENCE_COLUMNS_MAP"]
 
 
 # Demo night

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 
 from astropy.io import fits
 
-__all__ = ["Form", "FORMS", "POINTING_KEYS", "SCALE_KEYS", "field_centre", "pointing_copy", "platesolve_toml"]
+__all__ = [
+    "Form",
+    "FORMS",
+    "POINTING_KEYS",
+    "SCALE_KEYS",
+    "field_centre",
+    "pointing_copy",
+    "platesolve_toml",
+    "PIXEL_UM",
+]
 
 #: Keywords removed from every copy: each pointing keyword a default [platesolve] reads, and SkyCamZ's
 #: other position cards.

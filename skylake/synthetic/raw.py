@@ -24,7 +24,18 @@ from astropy.io import fits
 
 from skylake.synthetic.frames import render_frame, tan_wcs_header, write_frame
 
-__all__ = ["RawTruth", "write_raw_night"]
+__all__ = [
+    "RawTruth",
+    "write_raw_night",
+    "FWHM_PX",
+    "FIELD",
+    "PIXSCALE",
+    "GAIN",
+    "READ_NOISE",
+    "BIAS_LEVEL",
+    "DARK_RATE",
+    "SKY_RATE",
+]
 
 #: The camera: gain [e-/ADU], read noise [ADU], bias level [ADU], dark current [ADU/s], sky [ADU/s].
 GAIN, READ_NOISE, BIAS_LEVEL, DARK_RATE, SKY_RATE = 1.5, 5.0, 1000.0, 0.05, 5.0
