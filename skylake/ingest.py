@@ -115,6 +115,9 @@ class IngestReport:
         The lake versions this run committed.
     calibration : list
         The downstream stages' reports (:mod:`skylake.pipeline`: the calibration's, then the ensemble's).
+    saturation_notes : dict
+        Note -> frames: a profile's or header's saturation level above what the files can hold (reported
+        once, at the end of the run).
     """
 
     files: int = 0
@@ -133,6 +136,7 @@ class IngestReport:
     commits: list[int] = field(default_factory=list)
     calibration: list = field(default_factory=list)  # the downstream stages' reports (skylake.pipeline: the
     # calibration's, then the ensemble's)
+    saturation_notes: dict[str, int] = field(default_factory=dict, repr=False)  # note -> frames
 
     def outcome(self) -> str:
         """One line counting the files by outcome, the rejections by kind (``skylake ingest``'s last line).
@@ -550,6 +554,10 @@ def commit_batch(
     report.nights.update(frame_night(r.record) for r in todo)
     for r in todo:
         status = r.record["status"]
+        for note in (r.record.get("extract_note") or "").split("; "):
+            if note.startswith("saturation ") and "the file can hold" in note:
+                key = note.split(" is above")[0]
+                report.saturation_notes[key] = report.saturation_notes.get(key, 0) + 1
         if status == "rejected":
             report.rejected.append((r.record["path"], r.record["reason"]))
         else:
@@ -832,6 +840,13 @@ def ingest_frames(
                 commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
         for version in report.commits:
             log.info("ingest committed v%d", version)
+        for note, n in report.saturation_notes.items():  # once a run, not once a frame
+            log.warning(
+                "%s is above what %d frames' files can hold (their BITPIX, BZERO and BSCALE): each frame used its "
+                "file's largest value less 1 %% (frames.saturation; the frame's extract_note says so)",
+                note,
+                n,
+            )
         if downstream is not None:
             # the files' frames are in these nights: this run's, or found by hash when the lake had frames
             report.calibration = downstream(lake, profile, files, work.client, report.nights)

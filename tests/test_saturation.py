@@ -118,14 +118,23 @@ def test_flag_bit_is_documented_and_free_of_sep_bits():
 
 @pytest.mark.realdata
 def test_real_skycamz_frames(tmp_path):
-    """At SkyCamZ's 50000 ADU nothing is saturated (the brightest pixel of the 14 frames is 35822 ADU); at
-    a test level of 5000 ADU exactly the sources holding the pixels above it are flagged."""
+    """SkyCamZ's files are reduced frames stored as scaled 16-bit integers: frame 210 can hold no pixel above
+    BZERO + 32767 BSCALE = 35743.4 ADU, so the profile's 50000 ADU is never reached and the level used is
+    that less 1 % (the frame's note says so); at a test level of 5000 ADU exactly the sources holding the
+    pixels above it are flagged."""
     frame = require_shared(SKYCAMZ) / "z_e_20130610_210_1_1_1.fits"
     (result,) = process_file(str(frame), load_profile("skycamz"))
-    assert result.record["saturation"] == 50000.0 and ((result.sources["flags"] & SATURATED) == 0).all()
+    header = fits.getheader(frame)
+    file_max = header["BZERO"] + 32767 * header["BSCALE"]
+    assert result.record["saturation"] == pytest.approx(0.99 * file_max) and file_max == pytest.approx(35743.376)
+    assert result.record["extract_note"].startswith(
+        "saturation 50000 ADU (profile [defaults] saturation) is above the 35743.4 ADU the file can hold: "
+        "35385.9 ADU used"
+    )
     prof = tmp_path / "low.toml"
     prof.write_text('extends = "skycamz"\n[profile]\nname = "low"\n[defaults]\nsaturation = 5000.0\n')
     (low,) = process_file(str(frame), load_profile(prof))
+    assert low.record["saturation"] == 5000.0 and low.record["extract_note"] == ""
     cols = low.sources
     flagged = (cols["flags"] & SATURATED) != 0
     raw = fits.getdata(frame).astype(np.float32)
@@ -137,9 +146,52 @@ def test_real_skycamz_frames(tmp_path):
     assert (dist < 3).all() and flagged[idx].all()  # each saturated core belongs to a flagged source ...
     dist, _ = cKDTree(centres).query(np.c_[cols["x"], cols["y"]][flagged])
     assert (dist < 3).all()  # ... and each flagged source sits on one
-    # everything else about the frame is as at 50000 ADU
-    assert np.array_equal(cols["flags"] & ~SATURATED, result.sources["flags"])
+    # everything else about the frame is as at the file's level
+    assert np.array_equal(cols["flags"] & ~SATURATED, result.sources["flags"] & ~SATURATED)
     assert np.array_equal(cols["flux_auto"], result.sources["flux_auto"])
+
+
+@pytest.mark.realdata
+def test_the_clipped_skycamz_star_is_saturated_on_every_frame():
+    """The V 4.9 star (RA 256.3448, Dec +12.7413) is clipped flat at 35000-35700 ADU on the 12 frames of its
+    pointing (FWHM 9.3 px against 3.6-4 for its neighbours): SATURATED on each; and on all 14 frames no
+    unflagged source owns a pixel at the file's largest value (or within 1 % of it)."""
+    from astropy.wcs import WCS
+
+    frames = sorted(require_shared(SKYCAMZ).glob("z_e_*.fits"))
+    assert len(frames) == 14
+    prof = load_profile("skycamz")
+    seen = 0
+    for path in frames:
+        (result,) = process_file(str(path), prof)
+        cols, header = result.sources, fits.getheader(path)
+        x, y = WCS(header).all_world2pix([[256.3448, 12.7413]], 0)[0]
+        dist, at = cKDTree(np.c_[cols["x"], cols["y"]]).query([x, y])
+        if dist < 3:
+            seen += 1
+            assert cols["flags"][at] & SATURATED, path.name
+        raw = fits.getdata(path).astype(np.float64)
+        top = raw >= 0.99 * (header["BZERO"] + 32767 * header["BSCALE"])
+        near = cKDTree(np.c_[cols["x"], cols["y"]]).query(np.argwhere(top)[:, ::-1])[1]
+        assert (cols["flags"][near] & SATURATED).all(), path.name
+    assert seen == 12
+
+
+def test_a_star_clipped_then_flat_fielded_is_saturated_by_its_flat_top(tmp_path):
+    """SYNTHETIC: a star clipped at 20000 ADU and then divided by a flat of +-2 % has a plateau below any
+    level (the header's SATURATE is 30000): its flat top flags it; a bright unclipped star does not."""
+    stars = pd.DataFrame({"x": [100.3, 300.5], "y": [200.2, 200.5], "flux": [4.0e6, 1.5e5]})
+    data = render_frame(stars, shape=(400, 400), fwhm_px=3.0, sky_adu=SKY, read_noise_adu=5.0, gain=2.0, seed=2)
+    data = np.minimum(data, 20000.0) * np.random.default_rng(3).uniform(0.98, 1.02, data.shape)
+    header = tan_wcs_header(150.0, 20.0, (400, 400), pixscale_arcsec=4.0)
+    header.update({"DATE-OBS": "2026-03-01T22:00:00", "EXPTIME": 30.0, "FILTER": "V", "SATURATE": 30000.0})
+    path = write_frame(tmp_path / "flat.fits", data.astype(np.float32), header)
+    (result,) = process_file(str(path), load_profile("demo"))
+    cols = result.sources
+    idx = _match(stars, cols)
+    assert result.record["saturation"] == 30000.0 and (cols["flux_max"][idx] + cols["bkg"][idx]).max() < 20500
+    assert ((cols["flags"][idx] & SATURATED) != 0).tolist() == [True, False]
+    assert ((cols["flags"] & SATURATED) != 0).sum() == 1
 
 
 def test_kron_ellipse_follows_sextractor():

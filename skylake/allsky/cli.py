@@ -100,7 +100,7 @@ def read_frame(path: str, profile):
 
     raw = reading.read_bytes(path, int(profile.max_image_mb * 1e6))
     image = reading.read_images(raw, profile.hdu, int(profile.max_image_mb * 1e6))[0]
-    rec = header.frame_record(image.header, profile)
+    rec = header.frame_record(image.header, profile, image.file_max)
     return image, rec
 
 

@@ -5,8 +5,10 @@ settings. When a frame overflows them, extraction is retried with raised limits;
 saved (e.g. deblending switched off for a crowded frame) is reported in ``note``.
 
 Saturation follows SExtractor: a source is saturated when one of its pixels (sep's segmentation map)
-reaches the saturation level in the raw image, i.e. before the background is subtracted. It gets the
-:data:`SATURATED` bit in its flags, beside sep's own bits (``schemas/sources.yaml`` lists them all).
+reaches the saturation level in the raw image, i.e. before the background is subtracted. A star whose top is
+flat (:data:`FLAT_TOP_PIXELS` pixels within :data:`FLAT_TOP_FRACTION` of its peak, the peak above half the
+level) is saturated too: clipped by the camera, then flat-fielded, its plateau lies a little below any level.
+It gets the :data:`SATURATED` bit in its flags, beside sep's own bits (``schemas/sources.yaml`` lists them all).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from skylake.profile import Detection, Photometry
 __all__ = [
     "SATURATED",
     "COSMIC_RAY",
+    "FLAT_TOP_PIXELS",
+    "FLAT_TOP_FRACTION",
+    "flat_topped",
     "DEFAULT_KERNEL",
     "Extraction",
     "background",
@@ -41,6 +46,12 @@ SATURATED = 0x0100
 
 #: Source flag bit of a source with a cosmic-ray pixel in its largest aperture (raw frames, skylake.reduce).
 COSMIC_RAY = 0x2000
+
+#: A source with at least this many raw pixels within :data:`FLAT_TOP_FRACTION` of its own peak has a flat top
+#: (an unclipped star has at most 4 equal pixels: its centre on a pixel corner).
+FLAT_TOP_PIXELS = 6
+#: How close to its peak a pixel of a flat top is (the flat field spreads a clipped plateau by a few per cent).
+FLAT_TOP_FRACTION = 0.03
 
 #: SExtractor default.conv: 3x3 "all-ground", FWHM 2 px.
 DEFAULT_KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
@@ -260,6 +271,11 @@ def extract(
     if saturated_pixels is not None and mask is not None:
         saturated_pixels &= ~mask
     n_saturated = int(np.count_nonzero(saturated_pixels)) if saturated_pixels is not None else 0
+    # the raw values of the bright pixels, for the flat-top test once the segmentation map says whose they are
+    bright = np.flatnonzero(data >= np.float32(0.5 * saturation)) if saturation is not None else np.zeros(0, np.intp)
+    if mask is not None and bright.size:
+        bright = bright[~mask.ravel()[bright]]
+    bright_values = data.ravel()[bright]
     back = bkg.back()
     np.subtract(data, back, out=data)
     if mask is not None:
@@ -271,6 +287,7 @@ def extract(
     if n_saturated:
         owners = np.unique(segmap[saturated_pixels])
         saturated[owners[owners > 0] - 1] = True
+    saturated |= flat_topped(segmap.ravel()[bright], bright_values, len(objects))
     return Extraction(
         objects=objects,
         back=back,
@@ -282,6 +299,40 @@ def extract(
         n_saturated_pixels=n_saturated,
         segmap=segmap,
     )
+
+
+def flat_topped(owner: np.ndarray, value: np.ndarray, n_objects: int) -> np.ndarray:
+    """Which objects have a flat top: :data:`FLAT_TOP_PIXELS` of their pixels within :data:`FLAT_TOP_FRACTION`
+    of their brightest.
+
+    Parameters
+    ----------
+    owner : numpy.ndarray
+        The object (index + 1; 0 for sky) owning each of the bright pixels.
+    value : numpy.ndarray
+        The raw value of each of those pixels.
+    n_objects : int
+        The number of objects.
+
+    Returns
+    -------
+    numpy.ndarray
+        A bool per object.
+
+    Examples
+    --------
+    >>> flat_topped(np.array([1, 1, 1, 1, 1, 1, 2, 2]), np.array([100, 99, 99, 98, 98, 98, 100, 50.0]), 2).tolist()
+    [True, False]
+    """
+    out = np.zeros(n_objects, bool)
+    keep = owner > 0
+    if not keep.any():
+        return out
+    owner, value = owner[keep] - 1, np.asarray(value, np.float64)[keep]
+    peak = np.full(n_objects, -np.inf)
+    np.maximum.at(peak, owner, value)
+    near = value >= (1.0 - FLAT_TOP_FRACTION) * peak[owner]
+    return np.bincount(owner[near], minlength=n_objects) >= FLAT_TOP_PIXELS
 
 
 def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndarray:

@@ -34,6 +34,8 @@ __all__ = [
     "airmass_from_pointing",
     "observation_time",
     "exposure_time",
+    "FILE_MAX_MARGIN",
+    "saturation_level",
     "frame_record",
 ]
 
@@ -384,7 +386,65 @@ def _positive(header: fits.Header, keys: list[str], what: str, default: float, s
     return number, f"header {key}"
 
 
-def frame_record(header: fits.Header, profile: Profile) -> dict:
+#: A file's largest storable value less this fraction of it is the highest level a pixel can be trusted to:
+#: a frame reduced and then written as scaled integers is clipped there, and flat-fielding after the clip
+#: spreads the clipped pixels a little below it.
+FILE_MAX_MARGIN = 0.01
+
+
+def saturation_level(header: fits.Header, profile: Profile, file_max: float = math.inf) -> tuple[float, str, str]:
+    """The saturation level of a frame's raw pixels, where it came from, and a note when the file lowered it.
+
+    The level is the header's (the lowest of the ``[header] saturation`` keywords it has: SATURATE, DATAMAX,
+    ...), else the profile's ``[defaults] saturation`` (always the profile's with ``saturation_source =
+    "profile"``); a level above what the file can hold is replaced by ``file_max`` less :data:`FILE_MAX_MARGIN`
+    of it (a level at or below ``file_max`` stands: a clip at the file's top is at or above it).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The frame's header.
+    profile : skylake.profile.Profile
+        The profile (``[header] saturation`` keywords, ``[defaults] saturation`` and ``saturation_source``).
+    file_max : float
+        The largest value the file can store (:func:`skylake.frame.reading.representable_max`).
+
+    Returns
+    -------
+    level : float
+        The level, ADU.
+    source : str
+        Where it came from ("header SATURATE", "profile [defaults] saturation", "file (BITPIX 16, BZERO,
+        BSCALE)"), for messages.
+    note : str
+        Empty, or a note that the header's or profile's level was above what the file can hold.
+
+    Raises
+    ------
+    FrameRejected
+        When a header level is not a positive number.
+    """
+    defaults = profile.defaults
+    level, source = float(defaults.saturation), "profile [defaults] saturation"
+    if defaults.saturation_source != "profile":
+        found = []
+        for key in profile.header.saturation:
+            k, value = _first(header, [key])
+            if k is not None:
+                number = _as_number(k, value, "saturation level")
+                if not number > 0:
+                    raise FrameRejected(f"header {k} = {value!r}: the saturation level must be > 0")
+                found.append((number, f"header {k}"))
+        if found:
+            level, source = min(found)
+    if not (math.isfinite(file_max) and file_max > 0) or level <= file_max:
+        return level, source, ""
+    cap = file_max * (1.0 - FILE_MAX_MARGIN)
+    note = f"saturation {level:g} ADU ({source}) is above the {file_max:.6g} ADU the file can hold: {cap:.6g} ADU used"
+    return cap, "the file's largest value less 1 %", note
+
+
+def frame_record(header: fits.Header, profile: Profile, file_max: float = math.inf) -> dict:
     """Read the standard frame fields from ``header``.
 
     Parameters
@@ -393,13 +453,17 @@ def frame_record(header: fits.Header, profile: Profile) -> dict:
         The frame's header.
     profile : skylake.profile.Profile
         The profile: its ``[header]`` mapping, ``[defaults]`` and site.
+    file_max : float
+        The largest pixel value the file can store (the saturation level is never above it less a margin:
+        :func:`saturation_level`).
 
     Returns
     -------
     record : dict
         Instrument, filter, object, date_obs (start of exposure), mjd (mid-exposure), exptime, airmass,
         altitude, azimuth, site, gain, saturation, night; and ``saturation_from`` (where the saturation
-        level came from, for messages; not a frames column).
+        level came from, for messages) and ``saturation_note`` (empty, or why the file lowered it); neither
+        is a frames column.
 
     Raises
     ------
@@ -428,12 +492,7 @@ def frame_record(header: fits.Header, profile: Profile) -> dict:
     if airmass is None and altitude is not None:
         airmass = airmass_from_altitude(altitude)
     gain, _ = _positive(header, hm.gain, "gain", defaults.gain, "gain")
-    if defaults.saturation_source == "profile":
-        saturation, saturation_from = float(defaults.saturation), "profile [defaults] saturation"
-    else:
-        saturation, saturation_from = _positive(
-            header, hm.saturation, "saturation level", defaults.saturation, "saturation"
-        )
+    saturation, saturation_from, saturation_note = saturation_level(header, profile, file_max)
     return {
         "instrument": str(_first(header, hm.instrument)[1] or defaults.instrument).strip(),
         "filter": str(_first(header, hm.filter)[1] or defaults.filter).strip(),
@@ -448,5 +507,6 @@ def frame_record(header: fits.Header, profile: Profile) -> dict:
         "gain": gain,
         "saturation": saturation,
         "saturation_from": saturation_from,
+        "saturation_note": saturation_note,
         "night": observing_night(mjd, profile.site.timezone, profile.site.night_starts),
     }

@@ -183,8 +183,9 @@ def _process_image(
     from skylake.reduce.frame_types import COADD_KEY, FRAMES_KEY
 
     check_frame_type(image.header, profile)
-    rec.update(header.frame_record(image.header, profile))
+    rec.update(header.frame_record(image.header, profile, image.file_max))
     saturation_from = rec.pop("saturation_from")
+    saturation_note = rec.pop("saturation_note")
     reduced = None
     if image.header.get(COADD_KEY):  # a coadd (skylake.reduce.coadd): made from reduced frames
         rec["coadd_of"] = str(image.header.get(FRAMES_KEY, ""))
@@ -222,7 +223,9 @@ def _process_image(
         saturated=reduced.saturated if reduced is not None else None,
     )
     rec.update(
-        bkg_median=ext.globalback, bkg_rms=ext.globalrms, extract_note="; ".join(filter(None, [solve_note, ext.note]))
+        bkg_median=ext.globalback,
+        bkg_rms=ext.globalrms,
+        extract_note="; ".join(filter(None, [saturation_note, solve_note, ext.note])),
     )
     if len(ext.objects) >= SOURCES_PER_FRAME:
         raise FrameRejected(f"{len(ext.objects)} detections exceed the {SOURCES_PER_FRAME} a frame can hold")
@@ -368,6 +371,7 @@ def _process_file(
             rec.update(status="rejected", reason=_unexpected(exc, f"{path} HDU {image.hdu}"), n_sources=0)
             cols = {}
         rec.pop("saturation_from", None)
+        rec.pop("saturation_note", None)
         rec["processing_s"] = time.perf_counter() - t0
         results.append(FrameResult(rec, cols, extras=extras if rec["status"] != "rejected" else {}))
     return results

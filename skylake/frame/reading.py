@@ -27,7 +27,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from skylake.errors import FrameRejected
 
-__all__ = ["Image", "content_hash", "file_hash", "read_bytes", "scan_structure", "read_images"]
+__all__ = ["Image", "content_hash", "file_hash", "read_bytes", "scan_structure", "read_images", "representable_max"]
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -49,11 +49,46 @@ class Image:
         The pixels: float32, native-endian, C-contiguous, with BZERO/BSCALE applied.
     header : astropy.io.fits.Header
         A copy of the HDU's header.
+    file_max : float
+        The largest value the file can store for a pixel (:func:`representable_max`); inf for floating point.
     """
 
     hdu: int
     data: np.ndarray  # float32, native-endian, C-contiguous
     header: fits.Header
+    file_max: float = math.inf
+
+
+def representable_max(header: fits.Header) -> float:
+    """The largest pixel value an image HDU can store, from its BITPIX, BZERO and BSCALE.
+
+    An integer image clips what it stores at its type's range: a frame reduced and written as scaled 16-bit
+    integers cannot hold a pixel above ``BZERO + BSCALE * 32767``, whatever the camera's saturation level.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The HDU's header as in the file (before the data are scaled).
+
+    Returns
+    -------
+    float
+        The largest physical value, ADU; inf for a floating-point image or a header without a usable BITPIX.
+
+    Examples
+    --------
+    >>> representable_max(fits.Header({"BITPIX": 16, "BZERO": 32768, "BSCALE": 1}))
+    65535.0
+    >>> representable_max(fits.Header({"BITPIX": -32}))
+    inf
+    """
+    bitpix, bscale, bzero = header.get("BITPIX"), header.get("BSCALE", 1), header.get("BZERO", 0)
+    if bitpix not in (8, 16, 32, 64) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (bscale, bzero)
+    ):
+        return math.inf
+    low, high = (0, 255) if bitpix == 8 else (-(2 ** (bitpix - 1)), 2 ** (bitpix - 1) - 1)
+    return float(max(bzero + bscale * low, bzero + bscale * high))
 
 
 def content_hash(raw: bytes) -> str:
@@ -451,7 +486,9 @@ def read_images(raw: bytes, hdu_selector="auto", max_bytes: int = 512 * 10**6) -
             for i in indices:
                 _check_complete(layout, i, len(raw))
             where = {hdu.index: hdu for hdu in layout}
-            return [
-                Image(hdu=i, data=_to_float32(hdul[i], i, max_bytes, raw, where.get(i)), header=hdul[i].header.copy())
-                for i in indices
-            ]
+            images = []
+            for i in indices:
+                file_max = representable_max(hdul[i].header)  # before scaling rewrites BITPIX
+                data = _to_float32(hdul[i], i, max_bytes, raw, where.get(i))
+                images.append(Image(hdu=i, data=data, header=hdul[i].header.copy(), file_max=file_max))
+            return images

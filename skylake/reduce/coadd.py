@@ -111,7 +111,7 @@ def _frame_image(lake, row, profile):
     if profile.reduction is not None:
         from skylake.reduce.apply import reduce_frame
 
-        rec = header.frame_record(image.header, profile)
+        rec = header.frame_record(image.header, profile, image.file_max)
         done = reduce_frame(image, rec, profile, lake.store.location)
         saturated = done.saturated if done.saturated is not None else saturated
     return image.data, astrometry.celestial_wcs(image.header), saturated
