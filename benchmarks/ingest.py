@@ -244,10 +244,11 @@ def kernel_levels(path: str, profile) -> tuple[float, float, str]:
         from astropy.io import fits
 
         from skylake.frame.header import frame_record
+        from skylake.frame.reading import representable_max
 
         with fits.open(path, memmap=False) as hdul:
             header = next(h for h in hdul if h.header.get("NAXIS", 0) == 2).header
-            rec = frame_record(header, profile)
+            rec = frame_record(header, profile, representable_max(header))
         _LEVELS[key] = (rec["gain"], rec["saturation"], rec["saturation_from"])
     return _LEVELS[key]
 

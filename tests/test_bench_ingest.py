@@ -72,7 +72,8 @@ def test_kernel_measures_the_stored_columns(bench, which, skycamz_files, demo_fr
     assert set(kernel) <= set(ingest) and len(kernel) >= 20
     for name in kernel:
         np.testing.assert_array_equal(kernel[name], ingest[name], err_msg=name)
-    assert (ingest["flags"] & extract.SATURATED).any() == (which == "demo")  # the demo's stars clip
+    # the demo's stars clip; SkyCamZ's V 4.9 star is clipped at what its file can hold
+    assert (ingest["flags"] & extract.SATURATED).any()
 
 
 def test_copies_are_new_frames_with_the_same_pixels(skycamz_files, tmp_path):

@@ -31,6 +31,7 @@ def test_registry_reads_every_schema_with_its_partitioning():
         "zeropoints": "night",
         "ensemble": "night",
         "detrend": "night",
+        "noise": "night",
         "static_artefacts": "night",
     }
     assert reg["maps_index"].location == "maps/_index"

@@ -1,18 +1,25 @@
-"""The noise diagram's numbers: each object's scatter in one night, and the noise it should have.
+"""The noise of a light-curve point: the model fitted to each night, and the noise diagram's numbers.
 
-The noise an object should have is the noise its photons, the sky, the read-out and the atmosphere should give.
+A point's variance is modelled as (:class:`NoiseFit`)::
 
-Expected noise of a point of magnitude ``m`` (Merline & Howell 1995's CCD equation, in electrons, with the
-local-background estimate from ``n_ann`` annulus pixels; Young 1967's scintillation with the coefficient of
-Osborn et al. 2015 left as Young's 0.09)::
+    sigma^2 = (a sigma_phot)^2 + (c sigma_Young)^2 + f^2
+
+``sigma_phot`` the point's photon error (the star's photons, the sky and the read-out in its aperture, and the
+local background estimate's error: the flux error extraction states), ``a`` a fitted scale of it (1 when the
+gain and read noise are right); ``sigma_Young`` Young's (1967) scintillation for the telescope's diameter, the
+exposure, the frame's airmass and the site's height (:func:`young_scintillation`) and ``c`` its factor (Osborn
+et al. 2015: Young's formula underestimates the median scintillation at good sites, by about 1.5); ``f`` the
+night's floor (flat field, pixel phase, what is left). :func:`fit_noise` fits ``a``, ``f`` and, when the night's
+airmasses and exposures make Young's term vary enough to tell it from the floor, ``c`` (else ``c`` is the
+profile's ``scintillation_factor``), robustly, from the residuals of constant stars about their weighted means.
+
+The expected noise of a star from the camera's facts alone (Merline & Howell 1995's CCD equation in
+electrons, with the local-background estimate from ``n_ann`` annulus pixels)::
 
     N = 10**(-0.4 (m - zp)) t g                        star electrons in the aperture (zp: mag of 1 ADU/s)
     sigma_phot = 1.0857 sqrt(N + n_pix (1 + n_pix / n_ann) (S g + R^2)) / N
-    sigma_scint = 1.0857 * 0.09 D^(-2/3) X^1.75 exp(-h / 8000 m) (2 t)^(-1/2)      (D in cm, t in s)
-    sigma = sqrt(sigma_phot^2 + sigma_scint^2)
 
-``S`` is the sky per pixel (ADU), ``g`` the gain (e-/ADU), ``R`` the read noise (e-), ``X`` the airmass, ``h``
-the site's height, ``D`` the telescope's diameter (no scintillation term when it is not known).
+is :class:`NoiseModel` (``S`` the sky per pixel in ADU, ``g`` the gain, ``R`` the read noise in e-).
 """
 
 from __future__ import annotations
@@ -23,7 +30,298 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["NoiseModel", "object_scatter", "VERSIONS"]
+__all__ = [
+    "NoiseModel",
+    "NoiseFit",
+    "young_scintillation",
+    "fit_noise",
+    "pull_stats",
+    "object_scatter",
+    "VERSIONS",
+    "OSBORN_FACTOR",
+]
+
+#: Osborn et al. (2015, MNRAS 452, 1707): the median scintillation at major sites is about this times Young's.
+OSBORN_FACTOR = 1.5
+
+#: The median of chi2 with one degree of freedom: a robust variance is median(r^2) / this.
+_MEDIAN_CHI2_1 = 0.4549364231195724
+
+
+def young_scintillation(diameter_m, exptime, airmass, height_m) -> np.ndarray:
+    """Young's (1967) scintillation noise of one exposure, mag (0 where the diameter is not known).
+
+    ``sigma = 1.0857 * 0.09 D^(-2/3) X^1.75 exp(-h / 8000 m) (2 t)^(-1/2)``, ``D`` in cm, ``t`` in s; an
+    airmass below 1 (or unknown) counts as 1.
+
+    Parameters
+    ----------
+    diameter_m : float or array_like
+        The telescope's aperture, m (0: unknown).
+    exptime : float or array_like
+        Exposure time, s.
+    airmass : float or array_like
+        Airmass.
+    height_m : float or array_like
+        The site's height above sea level, m.
+
+    Returns
+    -------
+    numpy.ndarray
+        The scintillation, mag.
+
+    Examples
+    --------
+    >>> round(float(young_scintillation(0.2, 10.0, 1.08, 2363.0)) * 1000, 2)  # SkyCamZ, mmag
+    2.53
+    """
+    d = np.asarray(diameter_m, float)
+    x = np.asarray(airmass, float)
+    x = np.where(np.isfinite(x) & (x > 1.0), x, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = (
+            0.09
+            * np.where(d > 0, (100.0 * d), np.nan) ** (-2.0 / 3.0)
+            * x**1.75
+            * np.exp(-np.asarray(height_m, float) / 8000.0)
+            / np.sqrt(2.0 * np.asarray(exptime, float))
+        )
+    return np.where(d > 0, 1.0857 * frac, 0.0)
+
+
+@dataclass(frozen=True)
+class NoiseFit:
+    """A noise model fitted to one night's points (see the module docstring).
+
+    Attributes
+    ----------
+    phot_scale : float
+        ``a``: the photon error's scale.
+    scint_factor : float
+        ``c``: the factor on Young's scintillation.
+    scint_fitted : bool
+        Whether ``c`` was fitted (else it is the profile's).
+    floor_mag : float
+        ``f``: the floor, mag.
+    n_stars : int
+        Constant stars the fit used.
+    n_points : int
+        Their points.
+    pull_width : float
+        Robust width (interquartile range / 1.349) of those points' pulls with this model.
+    chi2_dof : float
+        The median over those stars of their reduced chi2 with this model.
+    """
+
+    phot_scale: float = 1.0
+    scint_factor: float = OSBORN_FACTOR
+    scint_fitted: bool = False
+    floor_mag: float = 0.0
+    n_stars: int = 0
+    n_points: int = 0
+    pull_width: float = float("nan")
+    chi2_dof: float = float("nan")
+
+    def variance(self, phot_err, young) -> np.ndarray:
+        """The modelled variance of points, mag^2.
+
+        Parameters
+        ----------
+        phot_err : array_like
+            Each point's photon error, mag.
+        young : array_like
+            Each point's Young scintillation (:func:`young_scintillation`), mag.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(a phot_err)^2 + (c young)^2 + f^2``.
+        """
+        return (
+            (self.phot_scale * np.asarray(phot_err, float)) ** 2
+            + (self.scint_factor * np.asarray(young, float)) ** 2
+            + self.floor_mag**2
+        )
+
+    def error(self, phot_err, young) -> np.ndarray:
+        """The modelled error of points, mag: the square root of :meth:`variance`.
+
+        Parameters
+        ----------
+        phot_err : array_like
+            Each point's photon error, mag.
+        young : array_like
+            Each point's Young scintillation, mag.
+
+        Returns
+        -------
+        numpy.ndarray
+            The errors, mag.
+        """
+        return np.sqrt(self.variance(phot_err, young))
+
+
+def pull_stats(star: np.ndarray, mag: np.ndarray, err: np.ndarray, n_stars: int, min_points: int = 3):
+    """Pulls of points about their star's weighted mean, and each star's reduced chi2.
+
+    Parameters
+    ----------
+    star : int array (N,)
+        Each point's star, ``0 .. n_stars - 1``.
+    mag, err : float arrays (N,)
+        Magnitudes and errors (finite, errors > 0).
+    n_stars : int
+        Number of stars.
+    min_points : int
+        Stars with fewer points get NaN pulls and chi2.
+
+    Returns
+    -------
+    pulls : numpy.ndarray (N,)
+        ``(mag - weighted mean) / err``.
+    chi2_dof : numpy.ndarray (n_stars,)
+        ``sum(pull^2) / (n - 1)`` per star.
+    """
+    w = 1.0 / err**2
+    sw = np.bincount(star, w, n_stars)
+    n = np.bincount(star, minlength=n_stars)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(star, w * mag, n_stars) / sw
+        pull = np.where(n[star] >= min_points, (mag - mean[star]) / err, np.nan)
+        chi2 = np.where(n >= min_points, np.bincount(star, np.nan_to_num(pull) ** 2, n_stars) / (n - 1), np.nan)
+    return pull, chi2
+
+
+def _robust_width(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    if x.size < 4:
+        return float("nan")
+    q75, q25 = np.percentile(x, [75, 25])
+    return float((q75 - q25) / 1.349)
+
+
+def fit_noise(
+    star: np.ndarray,
+    mag: np.ndarray,
+    phot_err: np.ndarray,
+    young: np.ndarray,
+    *,
+    n_stars: int,
+    scint_factor: float = OSBORN_FACTOR,
+    floor_mag: float = 0.002,
+    min_young_ratio: float = 1.5,
+    min_points: int = 3,
+    n_bins: int = 24,
+    iterations: int = 4,
+) -> NoiseFit:
+    """Fit the noise model to the points of constant stars.
+
+    Each round weights the points by the current model, takes each star's weighted mean, and estimates the
+    variance robustly in bins of photon error (and of Young's scintillation when ``c`` is fitted): the median
+    of ``r^2 / (1 - h)`` (``r`` the residual, ``h`` the point's weight in its star's mean) over the median of
+    chi2 with one degree of freedom, so variables, outliers and blends count for little. The model is then
+    fitted to the bins by least squares in log variance, each bin weighted by its points; points further than
+    5 sigma are left out of the next round.
+
+    Parameters
+    ----------
+    star : int array (N,)
+        Each point's star, ``0 .. n_stars - 1`` (constant stars only: the caller leaves out variables).
+    mag, phot_err : float arrays (N,)
+        Magnitudes and photon errors, mag.
+    young : float array (N,)
+        Young's scintillation of each point's frame (:func:`young_scintillation`), mag.
+    n_stars : int
+        Number of stars.
+    scint_factor : float
+        ``c`` where it is not fitted (the profile's; Osborn et al.'s median by default).
+    floor_mag : float
+        The floor the first round weights with, mag.
+    min_young_ratio : float
+        ``c`` is fitted only when Young's variance of the 90th-percentile point is at least this times the
+        10th's (airmasses and exposures that differ enough to tell scintillation from the floor).
+    min_points : int
+        Stars with fewer points take no part.
+    n_bins : int
+        Bins of photon error (quantiles).
+    iterations : int
+        Rounds.
+
+    Returns
+    -------
+    NoiseFit
+        The fitted model with its diagnostics; the starting model (``a`` 1, ``c`` as given, the floor
+        given) with ``n_points`` 0 when fewer than 50 points of 10 stars are usable.
+    """
+    from scipy.optimize import least_squares
+
+    star = np.asarray(star, np.int64)
+    mag, phot_err, young = (np.asarray(a, float) for a in (mag, phot_err, young))
+    ok = np.isfinite(mag) & np.isfinite(phot_err) & (phot_err > 0) & np.isfinite(young)
+    ok &= np.bincount(star[ok], minlength=n_stars)[star] >= min_points
+    start = NoiseFit(phot_scale=1.0, scint_factor=float(scint_factor), floor_mag=float(floor_mag))
+    if ok.sum() < 50 or np.unique(star[ok]).size < 10:
+        return start
+    y2 = young**2
+    lo, hi = np.percentile(y2[ok], [10, 90])
+    fit_c = bool(lo > 0 and hi >= min_young_ratio * lo)
+    model = start
+    keep = ok.copy()
+    p2 = phot_err**2
+    edges = np.unique(np.quantile(np.log(p2[ok]), np.linspace(0, 1, n_bins + 1)))
+    pbin = np.clip(np.searchsorted(edges, np.log(p2), side="right") - 1, 0, max(len(edges) - 2, 0))
+    ybin = np.zeros(len(mag), np.int64)
+    if fit_c:
+        yedges = np.quantile(y2[ok], [0, 1 / 3, 2 / 3, 1])
+        ybin = np.clip(np.searchsorted(yedges, y2, side="right") - 1, 0, 2)
+    cell = pbin * 3 + ybin
+    for _ in range(iterations):
+        var = model.variance(phot_err, young)
+        w = np.where(keep, 1.0 / var, 0.0)
+        sw = np.bincount(star, w, n_stars)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.bincount(star, w * np.where(keep, mag, 0.0), n_stars) / sw
+            h = np.where(keep, w / sw[star], 1.0)
+            u2 = np.where(keep & (h < 1), (mag - mean[star]) ** 2 / (1.0 - h), np.nan)
+        rows = []
+        frame = pd.DataFrame({"cell": cell[keep], "u2": u2[keep], "p2": p2[keep], "y2": y2[keep]})
+        for _, g in frame.groupby("cell"):
+            if len(g) >= 10:
+                rows.append((float(np.nanmedian(g["u2"])) / _MEDIAN_CHI2_1, g["p2"].mean(), g["y2"].mean(), len(g)))
+        if len(rows) < 3:
+            break
+        v, pb, yb, nb = (np.array(c, float) for c in zip(*rows))
+        wb = np.sqrt(nb)
+
+        def resid(theta, v=v, pb=pb, yb=yb, wb=wb):
+            a, f = theta[0], theta[-1]
+            c = theta[1] if fit_c else model.scint_factor
+            return wb * (np.log(v) - np.log(a * a * pb + c * c * yb + f * f + 1e-30))
+
+        x0 = [model.phot_scale] + ([model.scint_factor] if fit_c else []) + [max(model.floor_mag, 1e-4)]
+        lower = [0.05] + ([0.0] if fit_c else []) + [0.0]
+        upper = [20.0] + ([20.0] if fit_c else []) + [1.0]
+        sol = least_squares(resid, np.clip(x0, lower, upper), bounds=(lower, upper))
+        model = NoiseFit(
+            phot_scale=float(sol.x[0]),
+            scint_factor=float(sol.x[1]) if fit_c else model.scint_factor,
+            scint_fitted=fit_c,
+            floor_mag=float(abs(sol.x[-1])),
+        )
+        keep = ok & ~(u2 > 25.0 * model.variance(phot_err, young))
+    err = model.error(phot_err, young)
+    pull, chi2 = pull_stats(star[ok], mag[ok], err[ok], n_stars, min_points)
+    return NoiseFit(
+        phot_scale=model.phot_scale,
+        scint_factor=model.scint_factor,
+        scint_fitted=fit_c,
+        floor_mag=model.floor_mag,
+        n_stars=int(np.isfinite(chi2).sum()),
+        n_points=int(ok.sum()),
+        pull_width=_robust_width(pull),
+        chi2_dof=float(np.nanmedian(chi2)) if np.isfinite(chi2).any() else float("nan"),
+    )
+
 
 #: The light-curve magnitudes a noise diagram compares: (column, label).
 VERSIONS = (("mag_zp", "per-frame zeropoints"), ("mag", "ensemble"), ("mag_tfa", "ensemble + EPD + TFA"))  # not a table
@@ -134,17 +432,7 @@ class NoiseModel:
         float
             The scintillation noise of one exposure, mag, the same for every star.
         """
-        if not self.diameter_m > 0:
-            return 0.0
-        d_cm = 100.0 * self.diameter_m
-        frac = (
-            0.09
-            * d_cm ** (-2 / 3)
-            * max(self.airmass, 1.0) ** 1.75
-            * math.exp(-self.height_m / 8000.0)
-            / math.sqrt(2.0 * self.exptime)
-        )
-        return 1.0857 * frac
+        return float(young_scintillation(self.diameter_m, self.exptime, self.airmass, self.height_m))
 
     def total(self, mag) -> np.ndarray:
         """All of it, mag.

@@ -38,9 +38,17 @@ class EnsembleOptions:
     max_templates : int
         TFA template stars at most.
     read_noise_adu : float
-        The camera's read noise, ADU per pixel (for the expected noise of the noise diagram; 0: unknown).
+        The camera's read noise, ADU per pixel (the camera-facts curve of the noise diagram; 0: unknown).
     telescope_diameter_m : float
-        The telescope's aperture, m (for the scintillation of the noise diagram; 0: unknown).
+        The telescope's aperture, m: the noise model's scintillation term (0: unknown, no scintillation).
+    scintillation_factor : float
+        The factor on Young's scintillation where the night's airmasses cannot fit it (Osborn et al. 2015's
+        median over major sites: 1.5).
+    best_aperture : bool
+        Each star's light curve uses the flux of least modelled noise (else always ``[calibration] flux``).
+    variable_fap : float
+        Objects whose false-alarm probability of variability (chi2 of their points with the modelled errors) is
+        below this are flagged ``variable`` (LAKE/objects; the profile of most frames, at the first build).
 
     Raises
     ------
@@ -59,13 +67,16 @@ class EnsembleOptions:
     max_templates: int = 200
     read_noise_adu: float = 0.0
     telescope_diameter_m: float = 0.0
+    scintillation_factor: float = 1.5
+    best_aperture: bool = True
+    variable_fap: float = 1e-3
 
     def __post_init__(self):
         object.__setattr__(self, "epd_params", tuple(self.epd_params))
         bad = [p for p in self.epd_params if p not in EPD_PARAMS]
         if bad:
             raise ValueError(f"ensemble.epd_params: unknown {bad}; allowed: {list(EPD_PARAMS)}")
-        for name in ("enabled", "detrend"):  # not a table
+        for name in ("enabled", "detrend", "best_aperture"):  # not a table
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ensemble.{name} must be true or false, got {getattr(self, name)!r}")
         for name, lo, hi in (
@@ -74,6 +85,8 @@ class EnsembleOptions:
             ("detrend_alpha", 1e-12, 1.0),
             ("read_noise_adu", 0.0, 1e5),
             ("telescope_diameter_m", 0.0, 50.0),
+            ("scintillation_factor", 0.0, 20.0),
+            ("variable_fap", 1e-300, 0.5),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:

@@ -38,9 +38,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.calib.model import KRON, LatestPolicy, ZpStatus, calibrated_flux_mags, latest_calibration
+from skylake.calib.model import (
+    FLUXES,
+    KRON,
+    LatestPolicy,
+    ZpStatus,
+    calibrated_flux_mags,
+    instrumental_mag,
+    instrumental_mag_err,
+    latest_calibration,
+)
+from skylake.ensemble.apertures import aperture_offsets, choose_apertures
 from skylake.ensemble.associate import associate_field
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
+from skylake.ensemble.noise import fit_noise, young_scintillation
 from skylake.ensemble.options import EnsembleOptions
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
 from skylake.frame.extract import SATURATED
@@ -48,7 +59,7 @@ from skylake.lake import Lake, tables
 from skylake.lake.log import staging_path
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import night_dir, night_filter, night_partition
-from skylake.lake.tables import DETREND, ENSEMBLE, ZEROPOINTS
+from skylake.lake.tables import DETREND, ENSEMBLE, NOISE, ZEROPOINTS
 from skylake.profile import Profile, ProfileError
 from skylake.robust import MAD_TO_SIGMA
 from skylake.schema import conform
@@ -90,6 +101,7 @@ FRAME_COLUMNS = [
     "pixscale",
     "saturation",
     "wcs_source",
+    "filter",
 ]
 #: The spatial coefficients of an ensemble row, in the order of :func:`skylake.ensemble.solve.design`.
 TERM_COLUMNS = ["zp_offset", "c_u", "c_v", "c_uu", "c_uv", "c_vv"]
@@ -118,7 +130,7 @@ def settings_of(profile: Profile) -> tuple[EnsembleOptions, EnsembleSettings]:
 def ens_key(options: EnsembleOptions, settings: EnsembleSettings, flux: str) -> str:
     """Identity of a solve's settings (a row's ``ens_key``).
 
-    The noise diagram's ``read_noise_adu`` and ``telescope_diameter_m`` are not part of it.
+    The noise diagram's ``read_noise_adu`` is not part of it.
 
     Parameters
     ----------
@@ -134,7 +146,7 @@ def ens_key(options: EnsembleOptions, settings: EnsembleSettings, flux: str) -> 
     str
         The first 16 hex digits of the SHA-256 of the settings as JSON.
     """
-    own = {k: v for k, v in asdict(options).items() if k not in ("read_noise_adu", "telescope_diameter_m")}
+    own = {k: v for k, v in asdict(options).items() if k != "read_noise_adu"}
     ident = {"options": own, "settings": asdict(settings), "flux": flux}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
@@ -227,14 +239,15 @@ def group_fields(frames: pd.DataFrame) -> np.ndarray:
 SOURCE_COLUMNS = ["source_id", "frame_id", "ra", "dec", "x", "y", "flags", "fwhm", "bkg", "flux_max"]
 
 
-def _read_sources(lake_root: str, frames: pd.DataFrame, flux: str) -> pd.DataFrame:
-    """The sources of ``frames`` (only their sky is read), with the ``flux`` columns (and Kron's)."""
+def _read_sources(lake_root: str, frames: pd.DataFrame) -> pd.DataFrame:
+    """The sources of ``frames`` (only their sky is read), with every flux (Kron's as ``inst_mag``)."""
     import dask
 
     from skylake.calib.crossmatch import footprint_moc, open_sources
 
+    fluxes = [f for f in FLUXES if f != KRON]  # and Kron's as inst_mag
     cols = list(
-        dict.fromkeys(SOURCE_COLUMNS + ["inst_mag", "inst_mag_err"] + ([flux, f"{flux}_err"] if flux != KRON else []))
+        dict.fromkeys(SOURCE_COLUMNS + ["inst_mag", "inst_mag_err"] + [c for f in fluxes for c in (f, f"{f}_err")])
     )
     moc = footprint_moc(frames, 10.0)
     if moc is None:
@@ -262,15 +275,16 @@ def solve_field(
     settings: EnsembleSettings,
     identity: str,
     refcat: str,
-    lon_deg: float,
+    site: dict,
 ) -> dict:
-    """One night's field: the ensemble solve and the detrending (a pure task but for its reads and its piece).
+    """One night's field: the ensemble solve, the noise model, each star's flux and the detrending (a pure task
+    but for its reads and its piece).
 
     Parameters
     ----------
     item : dict
-        ``night``, ``field`` and ``frames`` (rows of :data:`FRAME_COLUMNS` with their zeropoint: ``zp``,
-        ``apcor``, ``calib_batch``).
+        ``night``, ``field``, ``profile`` and ``frames`` (rows of :data:`FRAME_COLUMNS` with their zeropoint:
+        ``zp``, ``apcor``, ``calib_batch``).
     lake_root : str
         The lake's location.
     run : str or None
@@ -287,15 +301,15 @@ def solve_field(
         Their identity (``ens_key``). Not named ``key``: dask's ``Client.submit`` takes that keyword itself.
     refcat : str
         The catalogue of the zeropoints.
-    lon_deg : float
-        The site's longitude, deg (for the hour angle of EPD).
+    site : dict
+        The site's ``lon_deg`` (the hour angle of EPD) and ``height_m`` (the scintillation), deg and m.
 
     Returns
     -------
     dict
-        ``rows`` (DataFrame of schemas/ensemble.yaml less the batch columns, plus ``night``), ``piece``
-        (``(lake-relative path, rows)`` or None), ``detrend`` (a DataFrame when ``run`` is None),
-        ``points`` (points read).
+        ``rows`` (DataFrame of schemas/ensemble.yaml less the batch columns, plus ``night``), ``noise`` (rows of
+        schemas/noise.yaml likewise, or None), ``piece`` (``(lake-relative path, rows)`` of the detrend rows, or
+        None), ``detrend`` (a DataFrame when ``run`` is None), ``points`` (points read).
     """
     from skylake.lake.storage import Storage
 
@@ -317,7 +331,7 @@ def solve_field(
             else np.float32(np.nan),
         }
     )
-    empty = {"rows": None, "piece": None, "detrend": None, "points": 0}
+    empty = {"rows": None, "noise": None, "piece": None, "detrend": None, "points": 0, "detrended": 0}
     if len(frames) < settings.min_frames:
         rows = base.assign(
             status="too_few_frames",
@@ -333,7 +347,7 @@ def solve_field(
             chi2_dof=np.float32(np.nan),
         )
         return {**empty, "rows": rows}
-    src = _read_sources(lake_root, frames, flux)
+    src = _read_sources(lake_root, frames)
     src = src.merge(
         frames[["frame_id", "zp", "apcor", "exptime", "nx", "ny", "saturation", "airmass", "mjd"]],
         on="frame_id",
@@ -389,39 +403,202 @@ def solve_field(
         field_frames=np.int32(len(frames)),
         field_stars=np.int32(int(sol.star_used.sum())),
     )
-    out = {"rows": rows, "piece": None, "detrend": None, "points": len(src)}
-    if not options.detrend or not ok.any():
+    out = {**empty, "rows": rows, "points": len(src)}
+    if not ok.any():
         return out
-    trend = _detrend(
-        src,
-        codes,
-        star,
-        mag + sol.correction,
-        np.hypot(err, sol.correction_err),
-        usable & sol.frame_ok[codes],
-        sol,
-        frames,
-        n_frames,
-        n_stars,
-        options,
-        lon_deg,
+    solved = sol.frame_ok[codes] & np.isfinite(mag)
+    phot = _photometry(
+        src, codes, star, u, v, inst, err, mag + sol.correction, usable & solved, sol, flux, options, site
     )
-    if trend is None:
-        return out
+    out["noise"] = phot.noise_rows(base.iloc[:1], item.get("profile", ""), _common(frames["filter"]), int(ok.sum()))
+    best, best_err = phot.best_mag, np.hypot(phot.best_err, sol.correction_err)
+    trend = None
+    if options.detrend:
+        trend = _detrend(
+            src, codes, star, best, best_err, usable & solved, sol, frames, n_frames, n_stars, options, site
+        )
+    points = phot.point_rows(src, solved, trend)
     if run is None:
-        return {**out, "detrend": trend}
+        return {**out, "detrend": points}
     from skylake.lake.parquet import parquet_bytes
 
     store = Storage(lake_root)
     rel = f"{run}/detrend-{night}-{fid_field}-{uuid.uuid4().hex[:8]}.parquet"
     store.write_bytes(
-        rel, parquet_bytes(conform(pa.Table.from_pandas(trend, preserve_index=False), DETREND)), fsync=False
+        rel, parquet_bytes(conform(pa.Table.from_pandas(points, preserve_index=False), DETREND)), fsync=False
     )
-    return {**out, "piece": (rel, len(trend))}
+    return {**out, "piece": (rel, len(points)), "detrended": int(points["detrended"].sum())}
 
 
-def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars, options, lon_deg):
-    """EPD then TFA of the field's stars with enough usable points: a DataFrame of schemas/detrend.yaml."""
+def _common(values: pd.Series) -> str:
+    """The most common of ``values`` as a string ("" for none)."""
+    counts = values.dropna().astype(str).value_counts()
+    return str(counts.index[0]) if len(counts) else ""
+
+
+@dataclass
+class _Photometry:
+    """A field's points in every flux, the noise model of each and each star's choice (see :func:`_photometry`).
+
+    ``fluxes`` the flux names; ``dmag`` (K, N) what each adds to the ensemble-calibrated magnitude; ``phot_err``
+    (K, N) each point's photon error in it; ``fits`` the noise model of each; ``choice`` (S,) each star's flux
+    index; ``best_mag``, ``best_err`` (N,) the points in their star's flux and its modelled error; ``young`` (N,)
+    Young's scintillation of each point; ``diameter_m`` the telescope's.
+    """
+
+    fluxes: list
+    dmag: np.ndarray
+    phot_err: np.ndarray
+    fits: list
+    choice: np.ndarray
+    star: np.ndarray
+    best_mag: np.ndarray
+    best_err: np.ndarray
+    young: np.ndarray
+    diameter_m: float
+
+    def noise_rows(self, base: pd.DataFrame, profile: str, filter_name: str, n_frames: int) -> pd.DataFrame:
+        """The field's rows of schemas/noise.yaml (less the batch columns, plus ``night``), one per flux.
+
+        Parameters
+        ----------
+        base : DataFrame
+            A row of the field's ensemble rows (``refcat``, ``ens_key``, ``field``, ``night``).
+        profile, filter_name : str
+            The camera's profile and the field's filter.
+        n_frames : int
+            The field's solved frames.
+
+        Returns
+        -------
+        DataFrame
+            One row per flux.
+        """
+        chosen = np.bincount(self.choice[np.unique(self.star)], minlength=len(self.fluxes))
+        young = float(np.nanmedian(self.young)) if self.young.size else 0.0
+        return pd.DataFrame(
+            {
+                "refcat": base["refcat"].iloc[0],
+                "ens_key": base["ens_key"].iloc[0],
+                "profile": profile,
+                "filter": filter_name,
+                "field": np.int32(base["field"].iloc[0]),
+                "night": base["night"].iloc[0],
+                "flux": self.fluxes,
+                "status": ["ok" if f.n_points else "too_few_stars" for f in self.fits],
+                "phot_scale": [f.phot_scale for f in self.fits],
+                "scint_factor": [f.scint_factor for f in self.fits],
+                "scint_fitted": [f.scint_fitted for f in self.fits],
+                "scint_mag": [f.scint_factor * young for f in self.fits],
+                "floor_mag": [f.floor_mag for f in self.fits],
+                "diameter_m": self.diameter_m,
+                "n_stars": [f.n_stars for f in self.fits],
+                "n_points": [f.n_points for f in self.fits],
+                "pull_width": [f.pull_width for f in self.fits],
+                "chi2_dof": [f.chi2_dof for f in self.fits],
+                "n_chosen": chosen.astype(np.int32),
+                "frames": np.int32(n_frames),
+            }
+        )
+
+    def point_rows(self, src: pd.DataFrame, solved: np.ndarray, trend: pd.DataFrame | None) -> pd.DataFrame:
+        """The rows of schemas/detrend.yaml of the points of solved frames.
+
+        Parameters
+        ----------
+        src : DataFrame
+            The field's points (``source_id``, ``frame_id``).
+        solved : bool array (N,)
+            Points of solved frames with a magnitude.
+        trend : DataFrame or None
+            :func:`_detrend`'s rows (``source_id``, ``epd``, ``tfa``, their terms).
+
+        Returns
+        -------
+        DataFrame
+            One row per point of ``solved``.
+        """
+        k = self.choice[self.star]
+        n = np.arange(len(k))
+        rows = pd.DataFrame(
+            {
+                "source_id": src["source_id"].to_numpy(np.int64),
+                "frame_id": src["frame_id"].to_numpy(np.int64),
+                "flux": np.asarray(self.fluxes, dtype=object)[k],
+                "dmag_ap": self.dmag[k, n].astype(np.float32),
+                "mag_err": self.best_err.astype(np.float32),
+                "mag_err_phot": self.phot_err[k, n].astype(np.float32),
+            }
+        )[solved & np.isfinite(self.best_mag)]
+        zeros = {"epd": np.float32(0), "tfa": np.float32(0), "epd_terms": np.int16(0), "tfa_terms": np.int16(0)}
+        if trend is None or not len(trend):
+            return rows.assign(**zeros, detrended=False).reset_index(drop=True)
+        rows = rows.merge(trend.drop(columns="frame_id"), on="source_id", how="left")
+        rows["detrended"] = rows["epd"].notna()
+        return rows.fillna(zeros).reset_index(drop=True)
+
+
+def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, sol, flux, options, site) -> _Photometry:
+    """Every flux of the field's points on the ensemble's scale (:func:`~.apertures.aperture_offsets`), the noise
+    model of each (:func:`~.noise.fit_noise`, from the constant stars' usable points with S/N above ~3.6) and each
+    star's flux of least modelled noise (:func:`~.apertures.choose_apertures`)."""
+    n_frames, n_stars = int(codes.max()) + 1, int(star.max()) + 1
+    fluxes = [flux] + ([f for f in FLUXES if f != flux] if options.best_aperture else [])
+    exptime = src["exptime"].to_numpy(float)
+    young = young_scintillation(
+        options.telescope_diameter_m, exptime, src["airmass"].to_numpy(float), float(site["height_m"])
+    )
+    constant = ~sol.star_variable[star]
+    dmag = np.full((len(fluxes), len(src)), np.nan)
+    phot_err = np.full((len(fluxes), len(src)), np.nan)
+    var = np.full((len(fluxes), len(src)), np.nan)
+    fits = []
+    for k, f in enumerate(fluxes):
+        if f == flux:
+            dmag[k], phot_err[k] = 0.0, err
+        else:
+            if f == KRON:
+                m_f, e_f = src["inst_mag"].to_numpy(float), src["inst_mag_err"].to_numpy(float)
+            else:
+                m_f = np.asarray(instrumental_mag(src[f].to_numpy(float), exptime), float)
+                e_f = np.asarray(instrumental_mag_err(src[f].to_numpy(float), src[f"{f}_err"].to_numpy(float)), float)
+            fit_here = usable & constant & (np.hypot(e_f, err) < 0.05)
+            dmag[k] = aperture_offsets(
+                codes, star, m_f - inst, np.hypot(e_f, err), u, v, fit_here, n_frames=n_frames, n_stars=n_stars
+            )
+            phot_err[k] = e_f
+        m_k = mag_ens + dmag[k]
+        pts = usable & constant & np.isfinite(m_k) & (phot_err[k] > 0) & (phot_err[k] < 0.3)
+        fit = fit_noise(
+            star[pts],
+            m_k[pts],
+            phot_err[k][pts],
+            young[pts],
+            n_stars=n_stars,
+            scint_factor=options.scintillation_factor,
+        )
+        fits.append(fit)
+        var[k] = np.where(np.isfinite(m_k) & (phot_err[k] > 0), fit.variance(phot_err[k], young), np.nan)
+    choice = choose_apertures(star, var, n_stars)
+    k = choice[star]
+    n = np.arange(len(src))
+    return _Photometry(
+        fluxes=fluxes,
+        dmag=dmag,
+        phot_err=phot_err,
+        fits=fits,
+        choice=choice,
+        star=star,
+        best_mag=mag_ens + dmag[k, n],
+        best_err=np.sqrt(var[k, n]),
+        young=young,
+        diameter_m=float(options.telescope_diameter_m),
+    )
+
+
+def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars, options, site):
+    """EPD then TFA of the field's stars with enough usable points: a DataFrame of ``source_id``, ``frame_id``,
+    ``epd``, ``tfa`` and their terms, or None."""
     n_pts = np.bincount(star[usable], minlength=n_stars)
     keep = n_pts >= options.detrend_min_points
     # a variable's own signal would become its trend: variables get none (their detrended = ensemble mags)
@@ -444,7 +621,9 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
     params = []
     for name in options.epd_params:
         if name == "hour_angle":
-            vals = _hour_angle(src.assign(ra_center=fr.loc[src["frame_id"], "ra_center"].to_numpy(float)), lon_deg)
+            vals = _hour_angle(
+                src.assign(ra_center=fr.loc[src["frame_id"], "ra_center"].to_numpy(float)), float(site["lon_deg"])
+            )
         else:
             vals = src[name].to_numpy(float)
         M = np.full((S, E), np.nan)
@@ -739,6 +918,7 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
                 {
                     "night": None if n == "unknown" else n,
                     "field": int(f),
+                    "profile": prof.name,
                     "frames": group.reset_index(drop=True)[fields == f],
                 }
             )
@@ -763,7 +943,7 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
                 settings=settings,
                 identity=key,
                 refcat=refcat,
-                lon_deg=float(prof.site.lon_deg),
+                site={"lon_deg": float(prof.site.lon_deg), "height_m": float(prof.site.height_m)},
             )
         )
         _commit(lake, results, solved_nights, set(todo["frame_id"]) | set(done["frame_id"]), report)
@@ -788,8 +968,12 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
         def of_frames(table: pa.Table) -> np.ndarray:
             return np.isin(table.column("frame_id").to_numpy(), ids)
 
+        def of_profile(table: pa.Table) -> np.ndarray:
+            return np.asarray(pc.equal(table.column("profile"), report.profile).to_numpy(zero_copy_only=False), bool)
+
         tables.get(ENSEMBLE).remove_where(tx, of_frames, nights=night_names)
         tables.get(DETREND).remove_where(tx, of_frames, nights=night_names)
+        tables.get(NOISE).remove_where(tx, of_profile, nights=night_names)
         now = _now()
         staged = rows.assign(batch_id=tx.batch_id, computed_at=now)
         tx.stage_nights(
@@ -797,6 +981,14 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
             conform(pa.Table.from_pandas(staged.drop(columns="night"), preserve_index=False), ENSEMBLE),
             staged["night"].tolist(),
         )
+        noise = [r["noise"] for r in results if r.get("noise") is not None]
+        if noise:
+            noise = pd.concat(noise, ignore_index=True).assign(batch_id=tx.batch_id, computed_at=now)
+            tx.stage_nights(
+                NOISE,
+                conform(pa.Table.from_pandas(noise.drop(columns="night"), preserve_index=False), NOISE),
+                noise["night"].tolist(),
+            )
         for k, r in enumerate(results):
             if r["piece"] is None:
                 continue
@@ -806,7 +998,7 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
             lake.store.makedirs(os.path.dirname(staging_path(tx.batch_id, f"{DETREND}/{path}")))
             lake.store.replace(rel, staging_path(tx.batch_id, f"{DETREND}/{path}"))
             tx.add_staged(DETREND, path, n)
-            report.detrended_points += n
+            report.detrended_points += r.get("detrended", 0)
         entry = tx.commit(summary={"ensemble": report.profile, "nights": len(nights), "frames": len(rows)})
     report.commit = entry.version if entry else None
     report.by_status = dict(Counter(rows["status"]))

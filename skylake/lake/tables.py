@@ -66,6 +66,7 @@ __all__ = [
     "STATIC_ARTEFACTS",
     "ENSEMBLE",
     "DETREND",
+    "NOISE",
     "FRAME_INDEX",
     "REFCAT",
     "MASTERS",
@@ -97,6 +98,7 @@ STREAKS = "streaks"
 STATIC_ARTEFACTS = "static_artefacts"
 ENSEMBLE = "ensemble"
 DETREND = "detrend"
+NOISE = "noise"
 FRAME_INDEX = "frame_index"
 REFCAT = "refcat"
 MASTERS = "masters"

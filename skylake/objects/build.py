@@ -70,6 +70,7 @@ from skylake.objects.arrays import unique
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
 from skylake.objects.partition import UpdateSpec, build_partitions, detection_columns, scan_pixels
+from skylake.objects.summary import DEFAULT_VARIABLE_FAP
 from skylake.schema import table_schema
 
 __all__ = [
@@ -89,6 +90,7 @@ __all__ = [
     "latest_calibrations",
     "ENSEMBLE_COLUMNS",
     "default_refcat",
+    "default_variable_fap",
     "changes_rel",
     "read_held",
     "MAX_GROUP",
@@ -106,11 +108,12 @@ HELD_DIR = "skylake_frames"
 DEFAULT_RADIUS_ARCSEC = 3.0
 #: The layout of objects this code writes (``skylake_objects.json``): 2 = statistics rows plus
 #: LAKE/lightcurves; tables without it nest each light curve in its row (``lc``) and must be rebuilt.
-LAYOUT = 3
+LAYOUT = 4
 #: What each older layout lacks, for the message that asks for a rebuild.
 OLD_LAYOUTS = {
     None: "each light curve nested in its object's row, now in LAKE/lightcurves",
     2: "light curves without the ensemble's mag_zp, mag_epd and mag_tfa, objects without their statistics",
+    3: "light curves without each point's aperture and modelled error, objects without their false-alarm probability",
 }
 FRAMES_SCHEMA = pa.schema([("frame_id", pa.int64()), ("calib", pa.string()), ("n_det", pa.int64())])
 HELD_SCHEMA = FRAMES_SCHEMA.append(pa.field("pixels", pa.list_(pa.int64())))
@@ -781,6 +784,7 @@ class _Settings:
     state: dict  # the table's build state (empty for a first build or a rebuild)
     refcat: str
     radius: float
+    variable_fap: float  # objects with a false-alarm probability below this are variable
     order: int  # the lake's partition order
     m_order: int  # order of the margins: their pixels are at least the radius wide
     rebuild: bool
@@ -801,7 +805,36 @@ def _settings(lake: Lake, refcat: str | None, radius_arcsec: float | None, rebui
     if not radius > 0:
         raise ObjectsError(f"the association radius must be positive, got {radius} arcsec")
     order = lake.config.partition_order
-    return _Settings(state, refcat, radius, order, margin_order(order, radius), rebuild)
+    fap = float(state.get("variable_fap", default_variable_fap(lake)))
+    return _Settings(state, refcat, radius, fap, order, margin_order(order, radius), rebuild)
+
+
+def default_variable_fap(lake: Lake) -> float:
+    """The ``[ensemble] variable_fap`` of the profile most frames were ingested with (the default without one).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+
+    Returns
+    -------
+    float
+        The threshold below which an object's false-alarm probability flags it ``variable``.
+    """
+    from skylake.ensemble.stage import settings_of
+    from skylake.profile import ProfileError
+    from skylake.profile_store import frames_profile
+
+    frames = lake.read_frames(columns=["profile", "pipeline_version"]).to_pandas().dropna()
+    counts = frames.value_counts()
+    if counts.empty:
+        return DEFAULT_VARIABLE_FAP
+    name, version = counts.index[0]
+    try:
+        return float(settings_of(frames_profile(lake, name, version))[0].variable_fap)
+    except (ProfileError, ValueError):  # a profile that cannot be loaded: the default
+        return DEFAULT_VARIABLE_FAP
 
 
 def build_objects(
@@ -899,6 +932,7 @@ def build_objects(
             frames=plan.frames.drop(columns=["recent"]),
             stale=plan.held.loc[plan.redone, "frame_id"].to_numpy(np.int64),
             exact=exact,
+            variable_fap=cfg.variable_fap,
         )
         groups = task_groups(keys, task_files, _slots(client))
         if client is not None:  # pieces that even out the workers' ends (each piece reads its files again)
@@ -1093,7 +1127,7 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], 
     """Commit what the partition tasks wrote: their files, what they do to both catalogs (the transaction's
     collectors, from which it writes their HATS metadata), the held frames of the nights read, the objects
     changed (for refresh) and the build state. Returns the log entry."""
-    refcat, radius, rebuild = cfg.refcat, cfg.radius, cfg.rebuild
+    refcat, radius, rebuild, variable_fap = cfg.refcat, cfg.radius, cfg.rebuild, cfg.variable_fap
     changed, held, redone = plan.changed, plan.held, plan.redone
     _check_owners(manifests)
     expected = int(held.loc[redone, "n_det"].sum())
@@ -1163,7 +1197,14 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], 
     lake.store.write_bytes(
         f"{out}/{STATE_FILE}",
         json.dumps(
-            {"refcat": refcat, "radius_arcsec": radius, "layout": LAYOUT, "version": version, "objects": report.objects}
+            {
+                "refcat": refcat,
+                "radius_arcsec": radius,
+                "variable_fap": variable_fap,
+                "layout": LAYOUT,
+                "version": version,
+                "objects": report.objects,
+            }
         ).encode(),
     )
     tx.metadata.append(f"{OBJECTS}/{STATE_FILE}")

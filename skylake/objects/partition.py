@@ -126,6 +126,8 @@ class UpdateSpec:
         Frames whose old points go (recalibrated or removed; int64).
     exact : set or None
         The partitions, (order, pixel), near the stale frames' points, which recompute exactly (None: all).
+    variable_fap : float
+        Objects whose false-alarm probability is below this are ``variable`` (the table's setting).
     """
 
     url: str
@@ -140,6 +142,7 @@ class UpdateSpec:
     frames: pd.DataFrame
     stale: np.ndarray
     exact: set | None
+    variable_fap: float = 1e-3
 
 
 def _open(url: str) -> Lake:
@@ -245,7 +248,7 @@ def read_detections(
     pyarrow.Table
         One row per detection, in the files' order: source_id, frame_id, ra, dec [deg], _healpix_29, mjd,
         inst_mag, inst_mag_err, flags, ref_id (null when unmatched), ref_object, mag_zp, mag_epd, mag_tfa,
-        mag and mag_err [mag] (magnitudes float64).
+        mag and mag_err [mag] (magnitudes float64), aperture (the flux of mag) and mag_err_phot.
     """
     cal = frames[frames["calib_key"].notna()] if "calib_key" in frames else frames.iloc[0:0]
     apertures = sorted(set(cal["flux"].dropna()) - {KRON}) if "flux" in cal else []
@@ -325,13 +328,14 @@ def read_detections(
         mag[at] = np.where(np.isfinite(m), m, mag[at])
         err[at] = np.where(np.isfinite(m), matches["mag_err"].to_numpy(np.float64, na_value=np.nan), err[at])
     mag_zp = mag.copy()
-    mag, err, mag_epd, mag_tfa = _ensemble(lake, det, frames, mag, mag0, err, inst_err)
+    mag, err, mag_epd, mag_tfa, aperture, err_phot = _ensemble(lake, det, frames, mag, mag0, err, inst_err)
+    err = np.where(np.isfinite(mag), err, np.nan)  # no magnitude, no error
     # the columns as read, in chunks (a partition's rows are taken chunk by chunk, :func:`_rows_of`): joining
     # a group's columns whole cost ~0.7 s of fresh memory at 10^7 rows, its partitions' pieces are joined
     out = {c: det.column(c) for c in ["source_id", "frame_id", "ra", "dec", "_healpix_29", "mjd"]}
     out.update(inst_mag=inst_mag, inst_mag_err=inst_err, flags=det.column("flags"))
     out.update(ref_id=pa.array(ref_id, pa.int64(), mask=~ref_ok), ref_object=ref_object, mag_zp=mag_zp)
-    out.update(mag_epd=mag_epd, mag_tfa=mag_tfa, mag=mag, mag_err=err)
+    out.update(mag_epd=mag_epd, mag_tfa=mag_tfa, mag=mag, mag_err=err, aperture=aperture, mag_err_phot=err_phot)
     return pa.table(out)
 
 
@@ -413,10 +417,12 @@ def _ensemble(
     mag0: np.ndarray,
     err: np.ndarray,
     inst_err: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pa.Array, np.ndarray]:
     """The magnitudes and errors with the frames' ensemble corrections (LAKE/ensemble; ``frames`` carries each
-    frame's terms, skylake.objects.build.latest_calibrations), and ``mag_epd``/``mag_tfa`` from LAKE/detrend
-    (NaN for points that were not detrended).
+    frame's terms, skylake.objects.build.latest_calibrations) and the ensemble stage's per-point rows
+    (LAKE/detrend: each star's flux of least modelled noise, ``dmag_ap``, the noise model's ``mag_err``,
+    ``mag_epd``/``mag_tfa``; NaN for points that were not detrended); also each point's flux (``aperture``,
+    null where the ensemble has no row) and photon error in it.
 
     With an ensemble the colour term is the field's night (``ens_color_term``, the median of its frames'),
     not each frame's: a frame's own fitted colour term is noisy, and would scatter a coloured star's points
@@ -425,8 +431,9 @@ def _ensemble(
     from skylake.ensemble.stage import point_corrections
 
     none = np.full(det.num_rows, np.nan)
+    no_aperture = pa.nulls(det.num_rows, pa.string())
     if "zp_offset" not in frames or not frames["zp_offset"].notna().any() or not det.num_rows:
-        return mag, err, none, none
+        return mag, err, none, none, no_aperture, inst_err
     rows = frames[frames["zp_offset"].notna()].assign(status="ok")
     fid = det.column("frame_id").to_numpy()
     at = pd.Index(frames["frame_id"]).get_indexer(fid)
@@ -458,19 +465,38 @@ def _ensemble(
     mag = np.where(has, mag0 + ct_night * colour + np.nan_to_num(corr), mag)
     err = np.where(has, np.hypot(inst_err, np.nan_to_num(corr_err)), err)
     ids = value_set(rows["frame_id"])
-    trends = lake.read_night_table(
-        DETREND,
-        columns=["source_id", "epd", "tfa"],
-        filter=pc.field("frame_id").isin(ids),
-        nights=sorted(set(rows["night"])),
+    cols = ["source_id", "flux", "dmag_ap", "mag_err", "mag_err_phot", "epd", "tfa", "detrended"]
+    points = lake.read_night_table(
+        DETREND, columns=cols, filter=pc.field("frame_id").isin(ids), nights=sorted(set(rows["night"]))
     ).to_pandas()
-    if not len(trends):
-        return mag, err, none, none
-    at = pd.Index(trends["source_id"]).get_indexer(det.column("source_id").to_numpy())
+    if not len(points):
+        return mag, err, none, none, no_aperture, inst_err
+    at = pd.Index(points["source_id"]).get_indexer(det.column("source_id").to_numpy())
     got = (at >= 0) & has
-    epd = np.where(got, trends["epd"].to_numpy(float)[np.maximum(at, 0)], np.nan)
-    tfa = np.where(got, trends["tfa"].to_numpy(float)[np.maximum(at, 0)], np.nan)
-    return mag, err, mag - epd, mag - epd - tfa
+
+    def of_point(name: str) -> np.ndarray:
+        """Each detection's ``name`` in its ensemble row (NaN where it has none).
+
+        Parameters
+        ----------
+        name : str
+            A column of the rows.
+
+        Returns
+        -------
+        numpy.ndarray
+            A value per detection (float64).
+        """
+        return np.where(got, points[name].to_numpy(float)[np.maximum(at, 0)], np.nan)
+
+    mag = np.where(got, mag + of_point("dmag_ap"), mag)
+    err = np.where(got, np.hypot(of_point("mag_err"), np.nan_to_num(corr_err)), err)
+    err_phot = np.where(got, of_point("mag_err_phot"), inst_err)
+    aperture = pa.array(np.where(got, points["flux"].to_numpy(object)[np.maximum(at, 0)], None), pa.string())
+    detrended = got & points["detrended"].to_numpy(bool)[np.maximum(at, 0)]
+    epd = np.where(detrended, of_point("epd"), np.nan)
+    tfa = np.where(detrended, of_point("tfa"), np.nan)
+    return mag, err, mag - epd, mag - epd - tfa, aperture, err_phot
 
 
 # -- the view -------------------------------------------------------------------------------------------
@@ -976,15 +1002,20 @@ def build_partition(
         # their light-curve order sorted once, for the statistics and for filing them)
         if not before.num_rows:
             by = light_curve_order(*(new.column(c).to_numpy() for c in ("object_id", "mjd", "source_id")))
-        cand = summarise(pa.concat_tables([before, new]), refcat, *((None, None) if before.num_rows else (xyz, by)))
+        cand = summarise(
+            pa.concat_tables([before, new]),
+            refcat,
+            *((None, None) if before.num_rows else (xyz, by)),
+            variable_fap=spec.variable_fap,
+        )
         mine = owned_by_me(cand)
         kept = own.schema.empty_table()
     else:  # merge the new points into the touched objects' rows
         known = np.isin(new_ids, old_ids)
         cand = pa.concat_tables(
             [
-                merge(old.filter(pa.array(np.isin(old_ids, ids))), new.filter(pa.array(known))),
-                summarise(new.filter(pa.array(~known)), refcat),
+                merge(old.filter(pa.array(np.isin(old_ids, ids))), new.filter(pa.array(known)), spec.variable_fap),
+                summarise(new.filter(pa.array(~known)), refcat, variable_fap=spec.variable_fap),
             ]
         )
         mine = owned_by_me(cand)
@@ -997,7 +1028,9 @@ def build_partition(
                 lake, cand.filter(pa.array(due)), m_order, point_partitions, lake_order
             )
             redo_ids = cand.column("object_id").to_numpy()[due]
-            fresh = summarise(pa.concat_tables([points, _isin(new, "object_id", redo_ids)]), refcat)
+            fresh = summarise(
+                pa.concat_tables([points, _isin(new, "object_id", redo_ids)]), refcat, variable_fap=spec.variable_fap
+            )
             fresh = fresh.filter(pa.array(owned_by_me(fresh)))  # (a position rounded across the edge: merged)
             cand_ids = cand.column("object_id").to_numpy()
             keep = ~np.isin(cand_ids, fresh.column("object_id").to_numpy())

@@ -15,6 +15,12 @@ The statistics of schemas/objects.yaml fall in two kinds:
 
 The statistics' series: ``mag`` when the object has any calibrated point (``stats_mag = 'mag'``), else
 ``inst_mag``; saturated points and points without a finite magnitude or a positive error are left out.
+
+Variability: ``fap`` is the chance that a constant star with these errors gives a chi2 as large as the object's
+(chi2's survival function with ``n - 1`` degrees of freedom: exact, a moment), and ``variable`` flags the objects
+whose ``fap`` is below the table's threshold (``[ensemble] variable_fap`` of the profile of most frames, fixed at
+the first build; :data:`DEFAULT_VARIABLE_FAP`). Both mean something only with honest errors: the noise model of
+skylake.ensemble.noise gives them.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ __all__ = [
     "VERSIONS",
     "VERSION_COLUMNS",
     "REFRESH_GROWTH",
+    "DEFAULT_VARIABLE_FAP",
+    "false_alarm",
     "moments",
     "merge_moments",
     "moment_columns",
@@ -91,6 +99,36 @@ VERSION_COLUMNS = [f"{stat}_{suffix}" for suffix in VERSIONS.values() for stat i
 #: describe at least 1/1.25 = 80 % of the points.
 REFRESH_GROWTH = 1.25
 _ARCSEC = np.degrees(1.0) * 3600.0
+#: An object whose chi2 a constant star would exceed with less than this chance is ``variable``.
+DEFAULT_VARIABLE_FAP = 1e-3
+
+
+def false_alarm(chi2_dof, n) -> np.ndarray:
+    """The chance that a constant star's light curve of ``n`` points has a reduced chi2 this large or larger.
+
+    Parameters
+    ----------
+    chi2_dof : array_like
+        Each light curve's reduced chi2 about its weighted mean (``n - 1`` degrees of freedom).
+    n : array_like
+        Its points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``chi2.sf(chi2_dof * (n - 1), n - 1)``; NaN with fewer than 2 points or no chi2.
+
+    Examples
+    --------
+    >>> np.round(false_alarm([1.0, 3.0, np.nan], [11, 11, 11]), 4).tolist()
+    [0.4405, 0.0009, nan]
+    """
+    from scipy.stats import chi2
+
+    chi2_dof, n = np.asarray(chi2_dof, float), np.asarray(n, float)
+    dof = np.where(n > 1, n - 1, np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(chi2_dof) & (n > 1), chi2.sf(chi2_dof * dof, dof), np.nan)
 
 
 # -- moments --------------------------------------------------------------------------------------------
@@ -199,6 +237,7 @@ def moment_columns(mom: dict) -> dict:
             "wmean_mag_err": np.where(mom["w"] > 0, 1.0 / np.sqrt(mom["w"]), np.nan),
             "std_mag": np.sqrt(mom["m2"] / dof),
             "chi2_dof": mom["wm2"] / dof,
+            "fap": false_alarm(mom["wm2"] / dof, n),
             "min_mag": mom["lo"],
             "max_mag": mom["hi"],
             "amplitude": 0.5 * (mom["hi"] - mom["lo"]),
@@ -383,9 +422,16 @@ def _table(cols: dict) -> pa.Table:
     )
 
 
-def _finish(cols: dict) -> pa.Table:
+def _flag_variables(cols: dict, variable_fap: float) -> dict:
+    """``cols`` with ``variable``: ``fap`` below ``variable_fap``."""
+    fap = np.asarray(cols["fap"], float)
+    with np.errstate(invalid="ignore"):
+        return {**cols, "variable": np.isfinite(fap) & (fap < variable_fap)}
+
+
+def _finish(cols: dict, variable_fap: float) -> pa.Table:
     """An objects table from column arrays, sorted by ``_healpix_29`` then ``object_id``."""
-    table = _table(cols)
+    table = _table(_flag_variables(cols, variable_fap))
     return table.take(np.lexsort((table.column("object_id").to_numpy(), table.column("_healpix_29").to_numpy())))
 
 
@@ -421,7 +467,13 @@ def light_curve_order(object_id: np.ndarray, mjd: np.ndarray, source_id: np.ndar
     return np.lexsort((source_id, mjd, object_id))
 
 
-def summarise(points, refcat: str, xyz: np.ndarray | None = None, order: np.ndarray | None = None) -> pa.Table:
+def summarise(
+    points,
+    refcat: str,
+    xyz: np.ndarray | None = None,
+    order: np.ndarray | None = None,
+    variable_fap: float = DEFAULT_VARIABLE_FAP,
+) -> pa.Table:
     """One objects row per ``object_id`` of ``points``, every statistic computed from these points.
 
     The points are the object's whole light curve. Every reference object (object_id < 0) comes from
@@ -438,6 +490,8 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None, order: np.ndar
         order), when known.
     order : numpy.ndarray, optional
         The points' :func:`light_curve_order`, when known.
+    variable_fap : float
+        Objects whose ``fap`` is below this are ``variable``.
 
     Returns
     -------
@@ -497,11 +551,11 @@ def summarise(points, refcat: str, xyz: np.ndarray | None = None, order: np.ndar
         "first_mjd": mjd[first],
         "last_mjd": mjd[last],
     }
-    return _finish(cols)
+    return _finish(cols, variable_fap)
 
 
 # -- incremental ----------------------------------------------------------------------------------------
-def merge(rows: pa.Table, points) -> pa.Table:
+def merge(rows: pa.Table, points, variable_fap: float = DEFAULT_VARIABLE_FAP) -> pa.Table:
     """``rows`` (objects rows) with ``points`` (new points of those objects) added.
 
     Position, counts, moments and first/last MJD exact; the order statistics kept (``n_exact``
@@ -515,6 +569,8 @@ def merge(rows: pa.Table, points) -> pa.Table:
         Objects rows.
     points : pyarrow.Table or pandas.DataFrame
         New light-curve points of those objects: every ``object_id`` of ``points`` must be one of ``rows``.
+    variable_fap : float
+        Objects whose ``fap`` is below this are ``variable``.
 
     Returns
     -------
@@ -599,7 +655,7 @@ def merge(rows: pa.Table, points) -> pa.Table:
     new_id, new_ok = _first_ref(_take(points, by_time), at[by_time], n_obj)
     ref_id, ref_ok = np.where(ref_ok, ref_id, new_id), ref_ok | new_ok
     cols["ref_id"] = pa.array(ref_id, pa.int64(), mask=~ref_ok)
-    return _table(cols)
+    return _table(_flag_variables(cols, variable_fap))
 
 
 def needs_refresh(n: np.ndarray, n_exact: np.ndarray) -> np.ndarray:

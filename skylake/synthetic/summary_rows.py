@@ -506,6 +506,8 @@ def commit_objects(
                     **{v: np.full(len(k), np.nan, np.float32) for v in ("mag_zp", "mag_epd", "mag_tfa")},
                     "inst_mag": inst.astype(np.float32),
                     "inst_mag_err": np.full(len(k), 0.01, np.float32),
+                    "aperture": pd.array([None] * len(k), dtype="string"),
+                    "mag_err_phot": np.full(len(k), 0.01, np.float32),
                     "ra": ra[k] + rng.normal(0, 1e-4, len(k)),
                     "dec": dec[k] + rng.normal(0, 1e-4, len(k)),
                     "frame_id": fid,

@@ -1,0 +1,165 @@
+"""The best aperture per star: every measured flux brought onto the ensemble's scale, and a choice by noise.
+
+Extraction measures each source in several apertures (``flux_auto``, Kron's, and the profile's three circles).
+The calibration and the ensemble solve use one of them (``[calibration] flux``). For a faint star a small circle
+holds less sky and is less noisy; for a bright one a larger aperture loses less light as the seeing changes.
+HATNet's pipeline measures several apertures and keeps, per star, the one with the lowest scatter; here the
+choice is made by the *modelled* noise of each aperture (:mod:`skylake.ensemble.noise`), which a light curve of
+a few points cannot bias the way its own scatter would.
+
+Aperture ``A`` of a point on frame ``e`` of star ``s`` is brought onto the calibrated flux's scale by
+:func:`aperture_offsets`: the difference ``delta = m_A - m_cal`` of the two instrumental magnitudes is the
+aperture's light lost or gained, which depends on the star's place on the chip (the PSF there: a constant per
+star, ``S_A(s)``) and on the frame's seeing (``P_A(e, u, v)``, a polynomial in chip position per frame, as the
+ensemble's terms). Alternating weighted means fit both; the point's magnitude in ``A`` is then
+``mag + (delta - P_A(e, u, v) - S_A(s))``: the ensemble-calibrated magnitude's level, ``A``'s noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skylake.ensemble.solve import design
+
+__all__ = ["aperture_offsets", "choose_apertures"]
+
+
+def aperture_offsets(
+    frame: np.ndarray,
+    star: np.ndarray,
+    delta: np.ndarray,
+    err: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    fit: np.ndarray,
+    *,
+    n_frames: int,
+    n_stars: int,
+    order: int = 1,
+    iterations: int = 4,
+    clip: float = 4.0,
+) -> np.ndarray:
+    """Each point's ``delta`` less its frame's aperture term and its star's: what aperture ``A`` adds to ``mag``.
+
+    Parameters
+    ----------
+    frame, star : int arrays (N,)
+        Each point's frame (``0 .. n_frames - 1``) and star (``0 .. n_stars - 1``).
+    delta : float array (N,)
+        ``m_A - m_cal`` of each point, mag (NaN where either flux is not positive).
+    err : float array (N,)
+        The error of ``delta``, mag (weights).
+    u, v : float arrays (N,)
+        Chip position scaled to [-1, 1].
+    fit : bool array (N,)
+        Points the terms are fitted to (constant, unflagged, unsaturated stars of solved frames).
+    n_frames, n_stars : int
+        Number of frames and of stars.
+    order : int
+        Order of the per-frame polynomial in chip position (0: an offset, 1: a plane, 2: quadratic).
+    iterations : int
+        Alternations of the star and frame terms.
+    clip : float
+        Points further than this many errors (scaled by the rms of the normalised residuals) are left out
+        after the first round.
+
+    Returns
+    -------
+    numpy.ndarray (N,)
+        ``delta - P_A(frame, u, v) - S_A(star)``, mag; NaN where ``delta`` is NaN or the frame has no term.
+
+    Examples
+    --------
+    A frame whose aperture loses 0.1 mag more light, and stars that lose their own constant amounts: each
+    point's offset is 0.
+
+    >>> frame = np.array([0, 0, 1, 1]); star = np.array([0, 1, 0, 1])
+    >>> delta = np.array([0.2, 0.3, 0.3, 0.4])
+    >>> out = aperture_offsets(frame, star, delta, np.full(4, 0.01), np.zeros(4), np.zeros(4), np.ones(4, bool),
+    ...                        n_frames=2, n_stars=2, order=0)
+    >>> bool(np.allclose(out, 0.0))
+    True
+    """
+    frame = np.asarray(frame, np.int64)
+    star = np.asarray(star, np.int64)
+    delta = np.asarray(delta, float)
+    good = np.asarray(fit, bool) & np.isfinite(delta) & np.isfinite(err) & (np.asarray(err) > 0)
+    X = design(np.asarray(u, float), np.asarray(v, float), order)
+    P = X.shape[1]
+    w_all = 1.0 / np.where(np.isfinite(err) & (np.asarray(err) > 0), err, 1.0) ** 2
+    use = good.copy()
+    star_term = np.zeros(n_stars)
+    terms = np.zeros((n_frames, P))
+    solved = np.zeros(n_frames, bool)
+    for it in range(iterations):
+        w = np.where(use, w_all, 0.0)
+        # per frame: delta less the star terms, fitted by the polynomial
+        target = np.where(use, delta - star_term[star], 0.0)
+        wx = X * w[:, None]
+        A = np.empty((n_frames, P, P))
+        for a in range(P):
+            for b in range(a, P):
+                A[:, a, b] = A[:, b, a] = np.bincount(frame, wx[:, a] * X[:, b], n_frames)
+        rhs = np.stack([np.bincount(frame, wx[:, a] * target, n_frames) for a in range(P)], axis=1)
+        n_per = np.bincount(frame[use], minlength=n_frames)
+        solved = n_per >= P + 1
+        if P > 1:
+            solved &= np.linalg.cond(np.where(solved[:, None, None], A, np.eye(P))) < 1e10
+        terms = np.zeros((n_frames, P))
+        if solved.any():
+            terms[solved] = np.linalg.solve(A[solved], rhs[solved][..., None])[..., 0]
+        frame_term = np.einsum("ij,ij->i", X, terms[frame])
+        # per star: the weighted mean of what is left
+        sw = np.bincount(star, w, n_stars)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            star_term = np.bincount(star, w * np.where(use, delta - frame_term, 0.0), n_stars) / sw
+        star_term = np.where(sw > 0, star_term, np.nan)
+        if it == 0 or clip <= 0:
+            continue
+        resid = (delta - frame_term - star_term[star]) * np.sqrt(w_all)
+        scale = float(np.sqrt(np.nanmean(resid[use] ** 2))) if use.any() else 1.0
+        use = good & (np.abs(resid) <= clip * max(scale, 1.0))
+    frame_term = np.where(solved[frame], np.einsum("ij,ij->i", X, terms[frame]), np.nan)
+    # a star none of whose points was fitted (flagged, saturated, a variable): its own points' mean
+    left = delta - frame_term
+    missing = ~np.isfinite(star_term)
+    if missing.any():
+        ok = np.isfinite(left)
+        sw = np.bincount(star[ok], w_all[ok], n_stars)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own = np.bincount(star[ok], w_all[ok] * left[ok], n_stars) / sw
+        star_term = np.where(missing, own, star_term)
+    return left - star_term[star]
+
+
+def choose_apertures(star: np.ndarray, variance: np.ndarray, n_stars: int) -> np.ndarray:
+    """Each star's aperture: of those measuring most of its points, the one of least mean modelled variance.
+
+    Parameters
+    ----------
+    star : int array (N,)
+        Each point's star, ``0 .. n_stars - 1``.
+    variance : float array (K, N)
+        The modelled variance of each point in each of ``K`` apertures (NaN where not measured).
+    n_stars : int
+        Number of stars.
+
+    Returns
+    -------
+    numpy.ndarray (n_stars,)
+        The index (``0 .. K - 1``) of each star's aperture (0 for a star without points).
+
+    Examples
+    --------
+    >>> choose_apertures(np.array([0, 0, 1]), np.array([[1.0, 1.0, 4.0], [2.0, np.nan, 1.0]]), 2).tolist()
+    [0, 1]
+    """
+    star = np.asarray(star, np.int64)
+    variance = np.atleast_2d(np.asarray(variance, float))
+    finite = np.isfinite(variance)
+    counts = np.stack([np.bincount(star[f], minlength=n_stars) for f in finite])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.stack([np.bincount(star[f], v[f], n_stars) for f, v in zip(finite, variance)]) / np.maximum(counts, 1)
+    most = counts == counts.max(axis=0, keepdims=True)
+    mean = np.where(most & (counts > 0), mean, np.inf)
+    return np.argmin(mean, axis=0)
