@@ -213,6 +213,7 @@ def fit_noise(
     min_points: int = 3,
     n_bins: int = 24,
     iterations: int = 4,
+    fixed: NoiseFit | None = None,
 ) -> NoiseFit:
     """Fit the noise model to the points of constant stars.
 
@@ -246,12 +247,15 @@ def fit_noise(
         Bins of photon error (quantiles).
     iterations : int
         Rounds.
+    fixed : NoiseFit, optional
+        Fit the floor alone, ``a`` and ``c`` those of this model (the extra noise of points of another kind,
+        e.g. blended stars, with the photon and scintillation terms of the clean ones).
 
     Returns
     -------
     NoiseFit
         The fitted model with its diagnostics; the starting model (``a`` 1, ``c`` as given, the floor
-        given) with ``n_points`` 0 when fewer than 50 points of 10 stars are usable.
+        given; ``fixed`` when given) with ``n_points`` 0 when fewer than 50 points of 10 stars are usable.
     """
     from scipy.optimize import least_squares
 
@@ -259,12 +263,12 @@ def fit_noise(
     mag, phot_err, young = (np.asarray(a, float) for a in (mag, phot_err, young))
     ok = np.isfinite(mag) & np.isfinite(phot_err) & (phot_err > 0) & np.isfinite(young)
     ok &= np.bincount(star[ok], minlength=n_stars)[star] >= min_points
-    start = NoiseFit(phot_scale=1.0, scint_factor=float(scint_factor), floor_mag=float(floor_mag))
+    start = fixed or NoiseFit(phot_scale=1.0, scint_factor=float(scint_factor), floor_mag=float(floor_mag))
     if ok.sum() < 50 or np.unique(star[ok]).size < 10:
-        return start
+        return NoiseFit(start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag)
     y2 = young**2
     lo, hi = np.percentile(y2[ok], [10, 90])
-    fit_c = bool(lo > 0 and hi >= min_young_ratio * lo)
+    fit_c = bool(lo > 0 and hi >= min_young_ratio * lo) and fixed is None
     model = start
     keep = ok.copy()
     p2 = phot_err**2
@@ -294,18 +298,20 @@ def fit_noise(
         wb = np.sqrt(nb)
 
         def resid(theta, v=v, pb=pb, yb=yb, wb=wb):
-            a, f = theta[0], theta[-1]
+            a = model.phot_scale if fixed is not None else theta[0]
             c = theta[1] if fit_c else model.scint_factor
+            f = theta[-1]
             return wb * (np.log(v) - np.log(a * a * pb + c * c * yb + f * f + 1e-30))
 
-        x0 = [model.phot_scale] + ([model.scint_factor] if fit_c else []) + [max(model.floor_mag, 1e-4)]
-        lower = [0.05] + ([0.0] if fit_c else []) + [0.0]
-        upper = [20.0] + ([20.0] if fit_c else []) + [1.0]
-        sol = least_squares(resid, np.clip(x0, lower, upper), bounds=(lower, upper))
+        x0 = ([] if fixed else [model.phot_scale]) + ([model.scint_factor] if fit_c else []) + [model.floor_mag]
+        lower = ([] if fixed else [0.05]) + ([0.0] if fit_c else []) + [fixed.floor_mag if fixed else 0.0]
+        upper = ([] if fixed else [20.0]) + ([20.0] if fit_c else []) + [1.0]
+        x0 = np.clip(np.maximum(x0, [1e-4] * len(x0)), lower, np.nextafter(upper, 0))
+        sol = least_squares(resid, x0, bounds=(lower, upper))
         model = NoiseFit(
-            phot_scale=float(sol.x[0]),
+            phot_scale=model.phot_scale if fixed is not None else float(sol.x[0]),
             scint_factor=float(sol.x[1]) if fit_c else model.scint_factor,
-            scint_fitted=fit_c,
+            scint_fitted=fit_c or (fixed is not None and fixed.scint_fitted),
             floor_mag=float(abs(sol.x[-1])),
         )
         keep = ok & ~(u2 > 25.0 * model.variance(phot_err, young))
@@ -314,7 +320,7 @@ def fit_noise(
     return NoiseFit(
         phot_scale=model.phot_scale,
         scint_factor=model.scint_factor,
-        scint_fitted=fit_c,
+        scint_fitted=model.scint_fitted,
         floor_mag=model.floor_mag,
         n_stars=int(np.isfinite(chi2).sum()),
         n_points=int(ok.sum()),

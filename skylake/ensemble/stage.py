@@ -54,7 +54,7 @@ from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
 from skylake.ensemble.noise import fit_noise, young_scintillation
 from skylake.ensemble.options import EnsembleOptions
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
-from skylake.frame.extract import SATURATED
+from skylake.frame.extract import OBJ_MERGED, SATURATED
 from skylake.lake import Lake, tables
 from skylake.lake.log import staging_path
 from skylake.lake.log import utc_now as _now
@@ -408,7 +408,7 @@ def solve_field(
         return out
     solved = sol.frame_ok[codes] & np.isfinite(mag)
     phot = _photometry(
-        src, codes, star, u, v, inst, err, mag + sol.correction, usable & solved, sol, flux, options, site
+        src, codes, star, u, v, inst, err, mag + sol.correction, usable & solved, flags, sol, flux, options, site
     )
     out["noise"] = phot.noise_rows(base.iloc[:1], item.get("profile", ""), _common(frames["filter"]), int(ok.sum()))
     best, best_err = phot.best_mag, np.hypot(phot.best_err, sol.correction_err)
@@ -441,7 +441,8 @@ class _Photometry:
     """A field's points in every flux, the noise model of each and each star's choice (see :func:`_photometry`).
 
     ``fluxes`` the flux names; ``dmag`` (K, N) what each adds to the ensemble-calibrated magnitude; ``phot_err``
-    (K, N) each point's photon error in it; ``fits`` the noise model of each; ``choice`` (S,) each star's flux
+    (K, N) each point's photon error in it; ``fits`` the noise models of each (of unflagged points, of blended
+    ones); ``choice`` (S,) each star's flux
     index; ``best_mag``, ``best_err`` (N,) the points in their star's flux and its modelled error; ``young`` (N,)
     Young's scintillation of each point; ``diameter_m`` the telescope's.
     """
@@ -449,7 +450,7 @@ class _Photometry:
     fluxes: list
     dmag: np.ndarray
     phot_err: np.ndarray
-    fits: list
+    fits: list  # per flux: the NoiseFit of unflagged points and that of blended ones
     choice: np.ndarray
     star: np.ndarray
     best_mag: np.ndarray
@@ -485,17 +486,19 @@ class _Photometry:
                 "field": np.int32(base["field"].iloc[0]),
                 "night": base["night"].iloc[0],
                 "flux": self.fluxes,
-                "status": ["ok" if f.n_points else "too_few_stars" for f in self.fits],
-                "phot_scale": [f.phot_scale for f in self.fits],
-                "scint_factor": [f.scint_factor for f in self.fits],
-                "scint_fitted": [f.scint_fitted for f in self.fits],
-                "scint_mag": [f.scint_factor * young for f in self.fits],
-                "floor_mag": [f.floor_mag for f in self.fits],
+                "status": ["ok" if f.n_points else "too_few_stars" for f, _ in self.fits],
+                "phot_scale": [f.phot_scale for f, _ in self.fits],
+                "scint_factor": [f.scint_factor for f, _ in self.fits],
+                "scint_fitted": [f.scint_fitted for f, _ in self.fits],
+                "scint_mag": [f.scint_factor * young for f, _ in self.fits],
+                "floor_mag": [f.floor_mag for f, _ in self.fits],
+                "blend_floor_mag": [b.floor_mag for _, b in self.fits],
                 "diameter_m": self.diameter_m,
-                "n_stars": [f.n_stars for f in self.fits],
-                "n_points": [f.n_points for f in self.fits],
-                "pull_width": [f.pull_width for f in self.fits],
-                "chi2_dof": [f.chi2_dof for f in self.fits],
+                "n_stars": [f.n_stars for f, _ in self.fits],
+                "n_points": [f.n_points for f, _ in self.fits],
+                "n_blended": [b.n_points for _, b in self.fits],
+                "pull_width": [f.pull_width for f, _ in self.fits],
+                "chi2_dof": [f.chi2_dof for f, _ in self.fits],
                 "n_chosen": chosen.astype(np.int32),
                 "frames": np.int32(n_frames),
             }
@@ -538,10 +541,11 @@ class _Photometry:
         return rows.fillna(zeros).reset_index(drop=True)
 
 
-def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, sol, flux, options, site) -> _Photometry:
+def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, flux, options, site) -> _Photometry:
     """Every flux of the field's points on the ensemble's scale (:func:`~.apertures.aperture_offsets`), the noise
-    model of each (:func:`~.noise.fit_noise`, from the constant stars' usable points with S/N above ~3.6) and each
-    star's flux of least modelled noise (:func:`~.apertures.choose_apertures`)."""
+    model of each (:func:`~.noise.fit_noise`, from the constant stars' unflagged points with S/N above ~3.6; the
+    points of blended stars, sep's OBJ_MERGED, get a floor of their own fitted from theirs) and each star's flux
+    of least modelled noise (:func:`~.apertures.choose_apertures`)."""
     n_frames, n_stars = int(codes.max()) + 1, int(star.max()) + 1
     fluxes = [flux] + ([f for f in FLUXES if f != flux] if options.best_aperture else [])
     exptime = src["exptime"].to_numpy(float)
@@ -569,16 +573,21 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, sol, flux, o
             phot_err[k] = e_f
         m_k = mag_ens + dmag[k]
         pts = usable & constant & np.isfinite(m_k) & (phot_err[k] > 0) & (phot_err[k] < 0.3)
+        clean, blended = pts & (flags == 0), pts & (flags == OBJ_MERGED)
         fit = fit_noise(
-            star[pts],
-            m_k[pts],
-            phot_err[k][pts],
-            young[pts],
+            star[clean],
+            m_k[clean],
+            phot_err[k][clean],
+            young[clean],
             n_stars=n_stars,
             scint_factor=options.scintillation_factor,
         )
-        fits.append(fit)
-        var[k] = np.where(np.isfinite(m_k) & (phot_err[k] > 0), fit.variance(phot_err[k], young), np.nan)
+        blend = fit_noise(star[blended], m_k[blended], phot_err[k][blended], young[blended], n_stars=n_stars, fixed=fit)
+        fits.append((fit, blend))
+        model = np.where(
+            (flags & OBJ_MERGED) != 0, blend.variance(phot_err[k], young), fit.variance(phot_err[k], young)
+        )
+        var[k] = np.where(np.isfinite(m_k) & (phot_err[k] > 0), model, np.nan)
     choice = choose_apertures(star, var, n_stars)
     k = choice[star]
     n = np.arange(len(src))

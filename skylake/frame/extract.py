@@ -24,6 +24,7 @@ from skylake.profile import Detection, Photometry
 
 __all__ = [
     "SATURATED",
+    "OBJ_MERGED",
     "COSMIC_RAY",
     "FLAT_TOP_PIXELS",
     "FLAT_TOP_FRACTION",
@@ -40,6 +41,9 @@ __all__ = [
     "measure",
 ]
 
+
+#: Source flag bit of a source deblended from a neighbour (sep.OBJ_MERGED; SExtractor's 2: blended).
+OBJ_MERGED = 0x0001
 
 #: Source flag bit of a saturated source (sep uses bits 1-128; SExtractor's 4 is sep's OBJ_DOVERFLOW).
 SATURATED = 0x0100

@@ -14,7 +14,8 @@ The statistics of schemas/objects.yaml fall in two kinds:
   update does that for an object once its points have grown by :data:`REFRESH_GROWTH`).
 
 The statistics' series: ``mag`` when the object has any calibrated point (``stats_mag = 'mag'``), else
-``inst_mag``; saturated points and points without a finite magnitude or a positive error are left out.
+``inst_mag``; points with a flag but OBJ_MERGED (saturated, truncated, masked, cosmic ray, trail: :func:`left_out`)
+and points without a finite magnitude or a positive error are left out.
 
 Variability: ``fap`` is the chance that a constant star with these errors gives a chi2 as large as the object's
 (chi2's survival function with ``n - 1`` degrees of freedom: exact, a moment), and ``variable`` flags the objects
@@ -30,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 from hats.pixel_math.spatial_index import compute_spatial_index
 
-from skylake.frame.extract import SATURATED
+from skylake.frame.extract import OBJ_MERGED
 from skylake.lake.tables import OBJECTS
 from skylake.objects.arrays import stable_argsort
 from skylake.objects.stats import group_extremes, light_curve_stats
@@ -51,6 +52,7 @@ __all__ = [
     "moments_of_rows",
     "POINT_COLUMNS",
     "point_columns",
+    "left_out",
     "series",
     "version_stats",
     "light_curve_order",
@@ -333,11 +335,34 @@ def _take(points: dict, rows) -> dict:
     return {k: v[rows] for k, v in points.items()}
 
 
+def left_out(flags: np.ndarray) -> np.ndarray:
+    """Which points the statistics leave out: those with any flag but OBJ_MERGED (saturated, truncated at the
+    chip's edge, masked pixels, a cosmic ray, a satellite trail, a forced measurement that failed: a flux that
+    is not the star's). Blended points count, with the noise model's blend floor in their errors.
+
+    Parameters
+    ----------
+    flags : numpy.ndarray
+        The points' flags (schemas/sources.yaml).
+
+    Returns
+    -------
+    numpy.ndarray
+        Mask (bool) of the points left out.
+
+    Examples
+    --------
+    >>> left_out(np.array([0, 1, 16, 256, 257])).tolist()
+    [False, False, True, True, True]
+    """
+    return (np.asarray(flags) & ~OBJ_MERGED) != 0
+
+
 def series(points: dict, use_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each point's magnitude and error in its object's statistics.
 
-    ``mag`` where ``use_cal`` (per point), else ``inst_mag``; NaN for a saturated point (its flux is a
-    lower limit).
+    ``mag`` where ``use_cal`` (per point), else ``inst_mag``; NaN for a point :func:`left_out` (a saturated
+    star's flux is a lower limit, a truncated one's a part).
 
     Parameters
     ----------
@@ -355,14 +380,13 @@ def series(points: dict, use_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     m = np.where(use_cal, points["mag"], points["inst_mag"])
     e = np.where(use_cal, points["mag_err"], points["inst_mag_err"])
-    saturated = (points["flags"] & SATURATED) != 0
-    return np.where(saturated, np.nan, m), e
+    return np.where(left_out(points["flags"]), np.nan, m), e
 
 
 def version_stats(inv: np.ndarray, points: dict, n_obj: int) -> dict:
     """:data:`VERSION_COLUMNS` of each object from its points' versions.
 
-    The error of every version is ``mag_err``, saturated points left out (as :func:`series`).
+    The error of every version is ``mag_err``, the points :func:`left_out` left out (as :func:`series`).
 
     Parameters
     ----------
@@ -380,12 +404,12 @@ def version_stats(inv: np.ndarray, points: dict, n_obj: int) -> dict:
     """
     from skylake.objects.stats import basic_stats
 
-    saturated = (points["flags"] & SATURATED) != 0
+    out_ = left_out(points["flags"])
     err, mjd = points["mag_err"], points["mjd"]
     out = {}
     for column, suffix in VERSIONS.items():
         m = points[column]
-        ok = ~saturated & np.isfinite(m) & np.isfinite(err) & (err > 0)
+        ok = ~out_ & np.isfinite(m) & np.isfinite(err) & (err > 0)
         stats = basic_stats(inv[ok], mjd[ok], m[ok], err[ok], n_obj)
         for stat in ("std_mag", "mad_mag", "stetson_j"):
             out[f"{stat}_{suffix}"] = stats[stat]

@@ -24,6 +24,7 @@ import pandas as pd
 from astropy.time import Time
 from astropy.wcs import WCS
 
+from skylake.ensemble.noise import young_scintillation
 from skylake.synthetic.frames import make_sky_catalog, render_frame, tan_wcs_header, write_frame
 from skylake.synthetic.night import _airmass, _altitude_deg, _gmst_deg, write_reference_catalog
 
@@ -40,7 +41,7 @@ description = "skylake's SYNTHETIC one-field series (skylake.synthetic.series)"
 name = "series site (ORM La Palma)"
 lat_deg = {lat}
 lon_deg = {lon}
-height_m = 2363.0
+height_m = {height}
 timezone = "Atlantic/Canary"
 night_starts = "12:00"
 [defaults]
@@ -63,6 +64,8 @@ max_zp_variation = 0.2
 max_zp_drop = 0.5
 [ensemble]
 read_noise_adu = {read_noise}
+telescope_diameter_m = {diameter}
+variable_fap = {variable_fap}
 """
 
 #: FWHM (px) to Gaussian sigma.
@@ -143,14 +146,15 @@ class SeriesTruth:
     settings: dict = field(default_factory=dict)
 
     def white_noise(self) -> pd.Series:
-        """Per star: the median over its frames of the white noise its points carry (mag).
+        """Per star: the median over its frames of the white noise its points carry (mag): the pixels' (``err``)
+        and the scintillation and floor injected (``noise``, the three in quadrature).
 
         Returns
         -------
         pandas.Series
-            Indexed by ``star_id``: the median ``err`` of the star's points, mag.
+            Indexed by ``star_id``: the median ``noise`` of the star's points, mag.
         """
-        return self.points.groupby("star_id")["err"].median()
+        return self.points.groupby("star_id")["noise"].median()
 
 
 def _signal(stars: pd.DataFrame, mjd: float) -> np.ndarray:
@@ -207,6 +211,11 @@ def write_series(
     site_lon_deg: float = -17.88,
     refcat_name: str = "series",
     night_seed: int = 0,
+    telescope_diameter_m: float = 0.0,
+    scint_factor: float = 0.0,
+    floor_mag: float = 0.0,
+    site_height_m: float = 2363.0,
+    variable_fap: float = 1e-3,
 ) -> SeriesTruth:
     """Write a SYNTHETIC series of one field and its reference catalogue; return the truth.
 
@@ -271,6 +280,18 @@ def write_series(
     night_seed : int
         Seeds the frames' systematics and noise: another night of the same field (same ``seed``, same stars)
         with its own weather.
+    telescope_diameter_m : float
+        The telescope's aperture (m), for the scintillation injected and the profile's ``[ensemble]``.
+    scint_factor : float
+        Scintillation injected: each star on each frame is scaled by a Gaussian magnitude error of this times
+        Young's scintillation for the frame's airmass (skylake.ensemble.noise.young_scintillation); 0: none.
+    floor_mag : float
+        A flat-field floor injected: an independent Gaussian magnitude error of this rms on each star of each
+        frame; 0: none.
+    site_height_m : float
+        The site's height (m): the scintillation's and the profile's.
+    variable_fap : float
+        The profile's ``[ensemble] variable_fap``.
 
     Returns
     -------
@@ -330,6 +351,8 @@ def write_series(
     fwhm = np.clip(drift + rng.normal(0, 0.05 * (hi - lo), n_frames), 0.8 * lo, 1.2 * hi)
     tilt = rng.uniform(-focus_tilt, focus_tilt, n_frames)
     zp = zp_true - k_ext * airmass + jitter
+    scint_mag = scint_factor * young_scintillation(telescope_diameter_m, exptime_s, airmass, site_height_m)
+    extra_rng = np.random.default_rng([seed, 3, night_seed])  # its own stream: without extra noise, no change
 
     rows, paths = [], []
     for e in range(n_frames):
@@ -343,7 +366,10 @@ def write_series(
         u = 2 * x / (nx - 1) - 1
         v = 2 * y / (ny - 1) - 1
         signal = _signal(stars, float(mjd[e]))
-        m = stars["mag"].to_numpy() + signal - grad_u[e] * u - grad_v[e] * v
+        extra = np.zeros(len(stars))
+        if scint_mag[e] > 0 or floor_mag > 0:
+            extra = np.hypot(scint_mag[e], floor_mag) * extra_rng.standard_normal(len(stars))
+        m = stars["mag"].to_numpy() + signal + extra - grad_u[e] * u - grad_v[e] * v
         flux = 10 ** (-0.4 * (m - zp[e])) * exptime_s
         star_fwhm = fwhm[e] * (1 + tilt[e] * np.clip(u, -1, 1))
         # render in FWHM bins (a PSF per bin), then one noise draw over the sum
@@ -385,6 +411,8 @@ def write_series(
                     "flux": flux[on],
                     "fwhm": star_fwhm[on],
                     "err": err,
+                    "extra": extra[on],
+                    "noise": np.sqrt(err**2 + scint_mag[e] ** 2 + floor_mag**2),
                 }
             )
         )
@@ -401,6 +429,7 @@ def write_series(
             "fwhm": fwhm,
             "focus_tilt": tilt,
             "sky": sky_adu,
+            "scint_mag": scint_mag,
         }
     )
     ref = stars.assign(is_variable=stars["kind"] != "constant")
@@ -427,6 +456,10 @@ def write_series(
             "read_noise_adu",
             "aperture_px",
             "annulus_px",
+            "telescope_diameter_m",
+            "scint_factor",
+            "floor_mag",
+            "site_height_m",
         )
     }
     profile_path = out / "series.toml"
@@ -434,11 +467,14 @@ def write_series(
         SERIES_PROFILE.format(
             lat=site_lat_deg,
             lon=site_lon_deg,
+            height=site_height_m,
             aperture=aperture_px,
             ann_in=annulus_px[0],
             ann_out=annulus_px[1],
             refcat=refcat_name,
             read_noise=read_noise_adu,
+            diameter=telescope_diameter_m,
+            variable_fap=variable_fap,
         )
     )
     return SeriesTruth(
