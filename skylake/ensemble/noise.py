@@ -35,6 +35,7 @@ __all__ = [
     "NoiseFit",
     "young_scintillation",
     "fit_noise",
+    "frame_excess",
     "pull_stats",
     "object_scatter",
     "VERSIONS",
@@ -327,6 +328,74 @@ def fit_noise(
         pull_width=_robust_width(pull),
         chi2_dof=float(np.nanmedian(chi2)) if np.isfinite(chi2).any() else float("nan"),
     )
+
+
+def frame_excess(
+    frame: np.ndarray,
+    star: np.ndarray,
+    mag: np.ndarray,
+    var: np.ndarray,
+    *,
+    n_frames: int,
+    n_stars: int,
+    min_points: int = 20,
+    sigmas: float = 3.0,
+) -> np.ndarray:
+    """Each frame's own extra noise: what its constant stars scatter beyond the night's model, as a floor.
+
+    Thin cloud crossing a field, or a frame whose ensemble terms cannot follow its transparency's structure,
+    scatters every star of that frame alike in magnitude: an additive term ``g_e`` for the frame, found as the
+    ``g >= 0`` for which the median of ``r^2 / (1 - h) / (var + g^2)`` over the frame's points is that of chi2
+    with one degree of freedom (bisection). A frame whose median ratio at ``g = 0`` is within ``sigmas`` standard
+    errors of chi2's median (the model holds: the median of ``n`` values of chi2 with one degree of freedom has a
+    relative error of about ``2.34 / sqrt(n)``) and a frame with fewer than ``min_points`` points get 0.
+
+    Parameters
+    ----------
+    frame, star : int arrays (N,)
+        Each point's frame and star (constant stars' clean points).
+    mag : float array (N,)
+        Magnitudes, mag.
+    var : float array (N,)
+        The night's modelled variance of each point, mag^2.
+    n_frames, n_stars : int
+        Number of frames and of stars.
+    min_points : int
+        Frames with fewer points get 0.
+    sigmas : float
+        How far above chi2's median (in its standard errors) a frame's median ``r^2 / var`` must be.
+
+    Returns
+    -------
+    numpy.ndarray (n_frames,)
+        ``g_e``, mag.
+    """
+    frame, star = np.asarray(frame, np.int64), np.asarray(star, np.int64)
+    out = np.zeros(n_frames)
+    if not len(frame):
+        return out
+    w = 1.0 / var
+    sw = np.bincount(star, w, n_stars)
+    n = np.bincount(star, minlength=n_stars)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(star, w * mag, n_stars) / sw
+        h = w / sw[star]
+        u2 = (mag - mean[star]) ** 2 / (1.0 - h)
+    good = (n[star] >= 3) & np.isfinite(u2)
+    order = np.argsort(frame[good], kind="stable")
+    f, u2s, vs = frame[good][order], u2[good][order], var[good][order]
+    starts = np.searchsorted(f, np.arange(n_frames))
+    ends = np.searchsorted(f, np.arange(n_frames), side="right")
+    for e in np.flatnonzero(ends - starts >= min_points):
+        uu, vv = u2s[starts[e] : ends[e]], vs[starts[e] : ends[e]]
+        if np.median(uu / vv) <= (1.0 + sigmas * 2.34 / np.sqrt(uu.size)) * _MEDIAN_CHI2_1:
+            continue
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if np.median(uu / (vv + mid * mid)) > _MEDIAN_CHI2_1 else (lo, mid)
+        out[e] = 0.5 * (lo + hi)
+    return out
 
 
 #: The light-curve magnitudes a noise diagram compares: (column, label).

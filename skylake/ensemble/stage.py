@@ -51,7 +51,7 @@ from skylake.calib.model import (
 from skylake.ensemble.apertures import aperture_offsets, choose_apertures
 from skylake.ensemble.associate import associate_field
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
-from skylake.ensemble.noise import fit_noise, young_scintillation
+from skylake.ensemble.noise import fit_noise, frame_excess, young_scintillation
 from skylake.ensemble.options import EnsembleOptions
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
 from skylake.frame.extract import OBJ_MERGED, SATURATED
@@ -411,6 +411,7 @@ def solve_field(
         src, codes, star, u, v, inst, err, mag + sol.correction, usable & solved, flags, sol, flux, options, site
     )
     out["noise"] = phot.noise_rows(base.iloc[:1], item.get("profile", ""), _common(frames["filter"]), int(ok.sum()))
+    rows["frame_noise_mag"] = np.where(seen, phot.frame_noise[np.maximum(at, 0)], np.nan).astype(np.float32)
     best, best_err = phot.best_mag, np.hypot(phot.best_err, sol.correction_err)
     trend = None
     if options.detrend:
@@ -443,8 +444,9 @@ class _Photometry:
     ``fluxes`` the flux names; ``dmag`` (K, N) what each adds to the ensemble-calibrated magnitude; ``phot_err``
     (K, N) each point's photon error in it; ``fits`` the noise models of each (of unflagged points, of blended
     ones); ``choice`` (S,) each star's flux
-    index; ``best_mag``, ``best_err`` (N,) the points in their star's flux and its modelled error; ``young`` (N,)
-    Young's scintillation of each point; ``diameter_m`` the telescope's.
+    index; ``best_mag``, ``best_err`` (N,) the points in their star's flux and its modelled error (with their
+    frame's own extra noise); ``young`` (N,) Young's scintillation of each point; ``diameter_m`` the telescope's;
+    ``frame_noise`` (E,) each frame's extra noise.
     """
 
     fluxes: list
@@ -457,6 +459,7 @@ class _Photometry:
     best_err: np.ndarray
     young: np.ndarray
     diameter_m: float
+    frame_noise: np.ndarray  # (E,) each frame's largest extra noise of a cell (noise.frame_excess), mag
 
     def noise_rows(self, base: pd.DataFrame, profile: str, filter_name: str, n_frames: int) -> pd.DataFrame:
         """The field's rows of schemas/noise.yaml (less the batch columns, plus ``night``), one per flux.
@@ -591,6 +594,16 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
     choice = choose_apertures(star, var, n_stars)
     k = choice[star]
     n = np.arange(len(src))
+    best_mag, best_var = mag_ens + dmag[k, n], var[k, n]
+    # where a frame's stars scatter beyond the night's model (cloud structure the ensemble's terms cannot follow)
+    pts = usable & constant & (flags == 0) & np.isfinite(best_mag) & np.isfinite(best_var)
+    # per cell of a 3 x 3 grid on each frame: a cloud's edge crosses part of a chip
+    cell = (
+        codes * 9
+        + np.clip(((u + 1) * 1.5).astype(np.int64), 0, 2) * 3
+        + np.clip(((v + 1) * 1.5).astype(np.int64), 0, 2)
+    )
+    excess = frame_excess(cell[pts], star[pts], best_mag[pts], best_var[pts], n_frames=n_frames * 9, n_stars=n_stars)
     return _Photometry(
         fluxes=fluxes,
         dmag=dmag,
@@ -598,10 +611,11 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
         fits=fits,
         choice=choice,
         star=star,
-        best_mag=mag_ens + dmag[k, n],
-        best_err=np.sqrt(var[k, n]),
+        best_mag=best_mag,
+        best_err=np.sqrt(best_var + excess[cell] ** 2),
         young=young,
         diameter_m=float(options.telescope_diameter_m),
+        frame_noise=excess.reshape(n_frames, 9).max(axis=1),
     )
 
 
