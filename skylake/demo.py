@@ -36,6 +36,7 @@ __all__ = [
     "check_against_truth",
     "check_calibration",
     "MAP_RMS_TOLERANCE",
+    "CHI2_RANGE",
     "make_demo_maps",
     "Check",
     "verdict",
@@ -189,6 +190,8 @@ def check_calibration(lake: Lake, truth) -> dict:
 
 
 MAP_RMS_TOLERANCE = 0.03  # transparency: rms of (map - injected cloud transmission) over the frame maps' pixels
+#: The constant stars' median chi2/dof in every magnitude bin must lie here: errors that are honest (the noise model).
+CHI2_RANGE = (0.8, 1.25)
 
 
 def make_demo_maps(lake: Lake, truth, out: Path) -> dict:
@@ -414,6 +417,13 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
         "clipped amplitude / injected "
         f"{', '.join(f'{r:.2f}' for r in lcs['amplitude_ratio'])}; CSV + PNG in {out / 'lightcurves'}"  # not a table
     )
+    chi2 = ", ".join(f"{m}: {v:.2f}" for m, v in lcs["chi2_by_mag"].items())
+    print(
+        f"    noise check: the constant stars' median chi2/dof by magnitude {{{chi2}}} (the night's noise model, "
+        f"LAKE/noise); {lcs['variables_flagged']} of {lcs['variables']} variables and {lcs['constant_flagged']} of "
+        f"{lcs['constant_ranked']} constant stars flagged variable; the report's most variable objects start with "
+        f"the variables: {lcs['report_starts_with_variables']}"
+    )
     print("6/6 the summary database (SQLite inside the lake) and the HTML report")
     from skylake.db import refresh
     from skylake.report import build_report
@@ -477,6 +487,24 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
             lcs["first_constant_rank"],
             f"> {lcs['variables']} (the variables rank first)",
             lcs["variables_first"],
+        ),
+        Check(
+            "constant stars' median chi2/dof per magnitude bin",
+            ", ".join(f"{v:.2f}" for v in lcs["chi2_by_mag"].values()),
+            f"each in [{CHI2_RANGE[0]}, {CHI2_RANGE[1]}] (honest errors)",
+            bool(lcs["chi2_by_mag"]) and all(CHI2_RANGE[0] <= v <= CHI2_RANGE[1] for v in lcs["chi2_by_mag"].values()),
+        ),
+        Check(
+            "variables flagged variable",
+            lcs["variables_flagged"],
+            f"{lcs['variables']}",
+            lcs["variables_flagged"] == lcs["variables"],
+        ),
+        Check(
+            "the report's most variable objects start with the variables",
+            lcs["report_starts_with_variables"],
+            "True",
+            lcs["report_starts_with_variables"],
         ),
         Check(
             "summary database version",

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Nights listed in a page's table (the most recent).
 TABLE_NIGHTS = 120
-#: Objects listed in the index's table of the most variable (by Stetson J, with at least VARIABLE_MIN_N points).
+#: Objects listed in the index's table of the most variable (by their false-alarm probability, then chi2/dof, with
+#: at least VARIABLE_MIN_N points).
 TABLE_OBJECTS, VARIABLE_MIN_N = 20, 5
 MJD_UNIX_EPOCH = 40587.0
 
@@ -242,17 +243,21 @@ def _noise_section(lake: Lake, profiles: list[str], out: Path, name: str) -> tup
         rows = "".join(
             f"<tr><td>{html.escape(str(idx))}</td><td>{int(r['n'])}</td>"
             + "".join(f"<td>{_fmt(1000 * r[f'rms_{c}'], 1)}</td>" for c, _ in VERSIONS)
-            + f"<td>{_fmt(1000 * r['expected'], 1)}</td></tr>"
+            + f"<td>{_fmt(1000 * r['expected'], 1)}</td><td>{_fmt(r['pull_width'], 2)}</td>"
+            + f"<td>{_fmt(r['chi2_dof'], 2)}</td></tr>"
             for idx, r in d.bins.iterrows()
         )
+        terms = "".join(f"<li>{html.escape(t)}</li>" for t in d.legend_terms())
         parts.append(
             f"<h2>Noise diagram of {html.escape(d.night)} ({html.escape(profile)})</h2>\n"
             f"<p class=muted>Each object's rms over the night against its magnitude: per-frame "
             f"zeropoints, the ensemble and the ensemble after EPD and TFA (skylake ensemble), with the "
-            f"noise photons, sky, read-out and scintillation should give.</p>\n"
+            f"night's fitted noise model (LAKE/noise), which the light curves' errors are made of: "
+            f"photons (scaled), scintillation and a floor.</p>\n"
             f'<img src="img/{png.name}" alt="noise diagram of {html.escape(d.night)}">\n'
-            f"<div class=scroll><table><tr><th>mag</th><th>objects</th>{head}<th>expected [mmag]</th></tr>"
-            f"{rows}</table></div>"
+            + (f"<ul class=muted>{terms}</ul>\n" if terms else "")
+            + f"<div class=scroll><table><tr><th>mag</th><th>objects</th>{head}<th>model [mmag]</th>"
+            f"<th>pull width</th><th>chi2/dof</th></tr>{rows}</table></div>"
         )
     return "\n".join(parts), images
 
@@ -260,15 +265,17 @@ def _noise_section(lake: Lake, profiles: list[str], out: Path, name: str) -> tup
 def _variables_table(objects) -> str:
     cols = [
         "object_id",
+        "variable",
+        "fap",
+        "chi2_dof",
+        "median_mag",
+        "std_mag",
+        "n",
         "refcat",
         "ref_id",
         "ra",
         "dec",
-        "n",
         "n_exact",
-        "median_mag",
-        "std_mag",
-        "chi2_dof",
         "stetson_j",
         "amplitude_clip",
         "first_mjd",
@@ -359,8 +366,8 @@ def _read_summary(engine, lake: Lake) -> dict:
         variables = conn.execute(
             sa.select(objects_t)
             .where(objects_t.c.n >= VARIABLE_MIN_N)
-            .where(objects_t.c.stetson_j.is_not(None))
-            .order_by(objects_t.c.stetson_j.desc())
+            .where(objects_t.c.fap.is_not(None))
+            .order_by(objects_t.c.fap.asc(), objects_t.c.chi2_dof.desc())
             .limit(TABLE_OBJECTS)
         ).all()
         n_objects = conn.execute(sa.select(sa.func.count()).select_from(objects_t)).scalar()
@@ -483,10 +490,13 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
     if variables:
         body += (
             f"\n<h2>Most variable objects</h2>\n<p class=muted>The {len(variables)} of {n_objects} objects with "
-            f"the highest Stetson J among those with at least {VARIABLE_MIN_N} points (skylake objects build; "
-            f"light curves: skylake lightcurve). n, std and chi2/dof count every point; the median, Stetson J "
-            f"and clipped amplitude were computed when there were n_exact of them (recomputed once an "
-            f"object's points grow by a quarter).</p>\n" + _variables_table(variables)
+            f"the smallest false-alarm probability (fap: the chance that a constant star with these errors, "
+            f"which the night's noise model gives, has a chi2 this large; ties by chi2/dof) among those with "
+            f"at least {VARIABLE_MIN_N} points; variable: fap below the profile's [ensemble] variable_fap "
+            f"(skylake objects build; light curves: skylake lightcurve). n, std, chi2/dof and fap count every "
+            f"unflagged point; the median, Stetson J and clipped amplitude were computed when there were "
+            f"n_exact of them (recomputed once an object's points grow by a quarter).</p>\n"
+            + _variables_table(variables)
         )
     report.index.write_text(_page(f"skylake: {lake.url}", body))
     log.info("%s", report)

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED_DATA, require_shared
 
+from skylake.frame.extract import SATURATED
 from skylake.lake import Lake
 from skylake.objects.associate import ref_object_ids
 from skylake.objects.build import build_objects
@@ -88,3 +89,45 @@ def test_ensemble_light_curves_beat_per_frame_zeropoints_and_a_plain_median_ense
     )
     assert len(bright) == 20 and ens < med < zp
     assert points["mag_tfa"].isna().all()  # 12 points: not detrended
+
+
+def _honesty(lake):
+    """The noise diagram's table of the 12 frames of the shared pointing: stars on at least 11 of them, unflagged."""
+    from skylake.ensemble.plots import noise_diagram
+
+    return noise_diagram(lake, night="2013-06-10", profile="skycamz", min_points=11)
+
+
+def test_the_errors_are_honest_on_real_frames(objects):
+    """Real SkyCamZ frames: the pulls (mag - weighted mean) / mag_err of stars on at least 11 of the 12 frames
+    have a robust width within 0.85-1.2 in every magnitude bin of 20 or more such stars, and their median
+    chi2/dof is within 0.8-1.3 (before the noise model: 1.35-1.73 and 2.2). The model is the measured rms
+    within 15 % in each of those bins."""
+    lake, _, _ = objects
+    d = _honesty(lake)
+    print("\n" + d.summary())
+    bins = d.bins[d.bins["n"] >= 20]
+    assert len(bins) >= 5, d.summary()
+    assert bins["pull_width"].between(0.85, 1.2).all(), d.summary()
+    assert 0.8 <= d.objects["chi2_dof"].median() <= 1.3
+    assert (np.abs(bins["rms_mag"] / bins["expected"] - 1) < 0.15).all(), d.summary()
+    assert d.frames == 12 and d.frames_night == 14
+    assert d.missing == {
+        "ensemble + EPD + TFA": "12 points a star at most; EPD and TFA need [ensemble] detrend_min_points = 20"
+    }
+    # SkyCamZ's 0.2 m aperture: Young's scintillation at airmass ~1.08 and 2363 m, times Osborn's 1.5
+    model = d.model.set_index("flux")
+    assert (model["diameter_m"] == np.float32(0.2)).all() and not model["scint_fitted"].any()
+    assert np.allclose(model["scint_mag"], 1.5 * 0.00252, rtol=0.02)
+
+
+def test_the_clipped_star_is_saturated_and_no_clipped_pixel_is_unflagged(objects):
+    """The V 4.9 star (RA 256.3448, Dec +12.7413) is clipped at what its 16-bit files hold: SATURATED on every
+    frame of its pointing, out of the objects' statistics and of the noise diagram."""
+    lake, _, table = objects
+    star = table.iloc[np.argmin(np.hypot((table["ra"] - 256.3448) * np.cos(np.radians(12.74)), table["dec"] - 12.7413))]
+    points = light_curve(lake, star["ra"], star["dec"], 3.0)
+    mine = points[points["object_id"] == star["object_id"]]
+    assert len(mine) == 12 and ((mine["flags"] & SATURATED) != 0).all()
+    assert star["n"] == 0  # no point in the statistics
+    assert star["object_id"] not in _honesty(lake).objects.index

@@ -50,11 +50,13 @@ def _cmd_ensemble(args) -> int:
 def _cmd_plot_noise(args) -> int:
     from skylake.ensemble.plots import noise_diagram
 
-    diagram = noise_diagram(args.lake, night=args.night, profile=args.profile, out=args.out)
+    diagram = noise_diagram(args.lake, night=args.night, profile=args.profile, out=args.out, min_points=args.min_points)
     print(diagram.summary())
+    for line in diagram.legend_terms():
+        print(f"model {line}")
     print(
-        f"noise diagram of night {diagram.night} ({diagram.profile}, {diagram.frames} frames, "
-        f"{len(diagram.objects)} objects): {diagram.path}"
+        f"noise diagram of night {diagram.night} ({diagram.profile}, {diagram.frames} frames solved together of "
+        f"{diagram.frames_night}, {len(diagram.objects)} objects): {diagram.path}"
     )
     return EXIT_OK
 
@@ -128,12 +130,20 @@ def add_commands(subparsers, plots) -> None:
         "noise",
         help="the noise diagram of a night (PNG)",
         description="Each object's rms in one night against its mean magnitude, for the "
-        "per-frame-zeropoint, ensemble and detrended light curves, with the expected "
-        "noise (photons, sky, read noise, scintillation) drawn over it. Exit codes: "
-        "0 drawn, 4 nothing to draw, 2 usage error.",
+        "per-frame-zeropoint, ensemble and detrended light curves, with the night's fitted noise "
+        "model (LAKE/noise: photons, scintillation, the floor) drawn over it; prints per magnitude bin "
+        "the stars, their rms, median mag_err, the pulls' robust width and chi2/dof (unflagged points). "
+        "Exit codes: 0 drawn, 4 nothing to draw, 2 usage error.",
     )
     q.add_argument("lake", help="lake directory")
     q.add_argument("--night", default=None, metavar="YYYY-MM-DD", help="the night (default: the latest)")
     q.add_argument("--profile", default=None, help="the camera's profile (default: the one with most frames)")
     q.add_argument("--out", default="noise.png", metavar="PNG", help="output file (default noise.png)")
+    q.add_argument(
+        "--min-points",
+        type=int,
+        default=None,
+        metavar="K",
+        help="unflagged points an object needs (default: half the frames solved together, at least 5)",
+    )
     q.set_defaults(func=_cmd_plot_noise)

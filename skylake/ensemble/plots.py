@@ -1,12 +1,14 @@
 """The noise diagram: each object's scatter in one night against its magnitude, for each light-curve version.
 
-The diagram shows with it the noise the photons, the sky, the read-out and the atmosphere should give
-(:mod:`.noise`).
+Over it the diagram draws the night's noise model (LAKE/noise, :mod:`.noise`), the same numbers the light curves'
+errors are made of: each object's expected rms is that of its points' ``mag_err``, and the model's terms (the
+photon error scaled, the scintillation, the floor, a frame's own extra noise) are split out of it point by point,
+then binned in magnitude like the measured rms. The legend names each fitted term and its value.
 
-``skylake plot noise LAKE --out noise.png [--night N] [--profile P]`` draws it from what the lake holds:
-the night's frames (one camera: a profile), their light-curve points (LAKE/lightcurves, only the partitions
-under the frames' footprints) and the expected curve from the frames' median zeropoint, exposure, sky,
-gain and airmass and the profile's aperture, read noise and telescope diameter (``[ensemble]``).
+``skylake plot noise LAKE --out noise.png [--night N] [--profile P] [--min-points K]`` draws it from what the
+lake holds: the night's frames of one camera (a profile) that an ensemble solved, their unflagged light-curve
+points (LAKE/lightcurves, only the partitions under the frames' footprints), and prints the table of each
+magnitude bin: stars, rms, median ``mag_err``, the pulls' robust width and the median chi2/dof.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from skylake.ensemble.noise import VERSIONS, NoiseModel, object_scatter
+from skylake.ensemble.noise import VERSIONS, object_scatter, young_scintillation
 from skylake.errors import LakeError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NoiseDiagram", "noise_diagram", "noise_points", "plot_noise", "NothingToPlot"]
+__all__ = ["NoiseDiagram", "noise_diagram", "noise_points", "plot_noise", "NothingToPlot", "TERMS"]
+
+#: The model's terms the diagram splits out: (column of the per-object table, legend label).
+TERMS = (("phot", "photons"), ("scint", "scintillation"), ("floor", "floor"), ("frame", "frame's own"))
 
 
 class NothingToPlot(LakeError):
@@ -35,31 +40,88 @@ class NothingToPlot(LakeError):
 
 @dataclass
 class NoiseDiagram:
-    """What a noise diagram shows: the objects' scatter, the expected noise and where it was drawn."""
+    """What a noise diagram shows: the objects' scatter, the model and where it was drawn.
+
+    Attributes
+    ----------
+    night, profile : str
+        The night and the camera.
+    frames : int
+        The frames whose points the diagram uses (those an ensemble solved).
+    frames_night : int
+        The camera's ok frames that night.
+    objects : DataFrame
+        Per object: ``n``, ``mean_mag``, ``rms_<version>``, ``expected`` (the model's rms of its points),
+        the terms of :data:`TERMS` (rms of each over its points), ``chi2_dof``.
+    points : DataFrame
+        The unflagged points used, with their ``pull``.
+    model : DataFrame
+        The night's LAKE/noise rows of the camera.
+    missing : dict
+        Version -> why it is not drawn.
+    path : Path or None
+        The PNG, when drawn.
+    bins : DataFrame
+        Per magnitude bin: stars, median rms per version, median ``mag_err``, the pulls' robust width, median
+        chi2/dof, the model's median rms and its terms'.
+    """
 
     night: str
     profile: str
     frames: int
-    objects: pd.DataFrame  # object_scatter(): n, mean_mag, rms_<version>
-    model: NoiseModel | None
+    frames_night: int
+    objects: pd.DataFrame
+    points: pd.DataFrame
+    model: pd.DataFrame
+    missing: dict = field(default_factory=dict)
     path: Path | None = None
-    bins: pd.DataFrame = field(default=None)  # per magnitude bin: median rms per version and the expected noise
+    bins: pd.DataFrame = field(default=None)
 
     def summary(self) -> str:
-        """One line per magnitude bin: the median rms of each version and the expected noise, mmag.
+        """The table of the magnitude bins (mmag), one line per bin of at least 5 objects.
 
         Returns
         -------
         str
-            A header line and a line per bin of at least 5 objects, or a note that there is no such bin.
+            A header line and a line per bin: stars, rms of each version, median mag_err, pull width, median
+            chi2/dof and the model's rms; or a note that there is no such bin.
         """
         if self.bins is None or self.bins.empty:
             return "no magnitude bin with 5 objects"
-        lines = [f"{'mag':>9} {'n':>4} " + " ".join(f"{c:>9}" for c, _ in VERSIONS) + f" {'expected':>9}  (mmag)"]
-        for idx, row in self.bins.iterrows():
-            vals = " ".join(f"{1000 * row[f'rms_{c}']:9.1f}" for c, _ in VERSIONS)
-            lines.append(f"{idx:>9} {int(row['n']):4d} {vals} {1000 * row['expected']:9.1f}")
+        cols = " ".join(f"{c:>8}" for c, _ in VERSIONS)
+        lines = [f"{'mag':>7} {'stars':>5} {cols} {'mag_err':>8} {'pulls':>6} {'chi2':>6} {'model':>7}  (mmag)"]
+        for idx, r in self.bins.iterrows():
+            vals = " ".join(f"{1000 * r[f'rms_{c}']:8.1f}" for c, _ in VERSIONS)
+            lines.append(
+                f"{idx:>7} {int(r['n']):5d} {vals} {1000 * r['mag_err']:8.1f} {r['pull_width']:6.2f} "
+                f"{r['chi2_dof']:6.2f} {1000 * r['expected']:7.1f}"
+            )
+        for version, why in self.missing.items():
+            lines.append(f"{version}: not drawn: {why}")
         return "\n".join(lines)
+
+    def legend_terms(self) -> list[str]:
+        """The model's fitted terms in words, one line per flux the light curves use.
+
+        Returns
+        -------
+        list of str
+            E.g. ``"flux_ap1, 1830 stars: photons x0.96, scintillation 3.8 mmag (1.50 x Young, fixed: ...),
+            floor 6.6 mmag"``.
+        """
+        out = []
+        used = self.model[self.model["n_chosen"] > 0].sort_values("n_chosen", ascending=False)
+        for _, r in used.iterrows():
+            if r["diameter_m"] > 0:
+                how = "fitted" if r["scint_fitted"] else "fixed: airmasses too alike to fit"
+                scint = f"scintillation {1000 * r['scint_mag']:.1f} mmag ({r['scint_factor']:.2f} x Young, {how})"
+            else:
+                scint = "no scintillation (diameter unknown)"
+            out.append(
+                f"{r['flux']}, {int(r['n_chosen'])} stars: photons x{r['phot_scale']:.2f}, {scint}, "
+                f"floor {1000 * r['floor_mag']:.1f} mmag"
+            )
+        return out
 
 
 def _pick_night(lake, night: str | None, profile: str | None) -> tuple[str, str, pd.DataFrame]:
@@ -71,10 +133,6 @@ def _pick_night(lake, night: str | None, profile: str | None) -> tuple[str, str,
         "mjd",
         "exptime",
         "airmass",
-        "bkg_median",
-        "gain",
-        "nx",
-        "ny",
         "footprint_ra",
         "footprint_dec",
         "wcs_source",
@@ -116,8 +174,9 @@ def noise_points(lake, frames: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``object_id``, ``frame_id``, ``mjd``, ``mag``, ``mag_err``, ``mag_zp``, ``mag_epd``, ``mag_tfa`` and
-        ``flags`` of the frames' points; empty when the lake has no light curves or the frames no footprint.
+        ``object_id``, ``frame_id``, ``mjd``, the magnitudes of :data:`VERSIONS`, ``mag_err``, ``mag_err_phot``,
+        ``aperture`` and ``flags`` of the frames' points; empty when the lake has no light curves or the frames
+        no footprint.
     """
     import lsdb
 
@@ -127,7 +186,7 @@ def noise_points(lake, frames: pd.DataFrame) -> pd.DataFrame:
 
     cache_hats_jit()  # the MOC filter's numba code from disk
     moc = footprint_moc(frames, 10.0)
-    cols = ["object_id", "frame_id", "mjd", "mag", "mag_err", "mag_zp", "mag_epd", "mag_tfa", "flags"]
+    cols = ["object_id", "frame_id", "mjd", *[c for c, _ in VERSIONS], "mag_err", "mag_err_phot", "aperture", "flags"]
     path = Path(lake.path(get(LIGHTCURVES).location))
     if moc is None or not (path / "hats.properties").exists():
         return pd.DataFrame({c: [] for c in cols})
@@ -144,63 +203,54 @@ def noise_points(lake, frames: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(cat.compute(progress_bar=False)).reset_index(drop=True)
 
 
-def _model(lake, frames: pd.DataFrame, profile) -> NoiseModel | None:
-    """The expected noise of the night's median frame (None without a calibration to give magnitudes)."""
-    from skylake.calib.model import KRON, LatestPolicy, latest_calibration
-    from skylake.ensemble.stage import settings_of
-    from skylake.lake.tables import ZEROPOINTS
+def _night_model(lake, night: str, profile: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The night's LAKE/noise rows of ``profile`` and its ok LAKE/ensemble rows (frame, field)."""
+    from skylake.lake.nights import night_partition
+    from skylake.lake.tables import ENSEMBLE, NOISE
 
-    zps = lake.read_night_table(
-        ZEROPOINTS,
-        columns=["frame_id", "refcat", "zp", "apcor", "zp_status", "calibrated_at"],
-        nights=sorted(set(frames["night"])),
-    ).to_pandas()
-    zps = zps[zps["frame_id"].isin(frames["frame_id"])]
-    if zps.empty:
-        return None
-    zps = latest_calibration(zps, LatestPolicy(refcat=profile.calibration.refcat or None))
-    # the light in the aperture: a calibrated aperture magnitude had the aperture correction taken off
-    zp_ap = zps["zp"].to_numpy(float) - np.nan_to_num(zps["apcor"].to_numpy(float))
-    zp = float(np.nanmedian(zp_ap)) if np.isfinite(zp_ap).any() else np.nan
-    if not np.isfinite(zp):
-        return None
-    options, _ = settings_of(profile)
-    phot = profile.photometry
-    flux = profile.calibration.flux
-    if flux == KRON:  # a Gaussian star's Kron aperture: about 1.33 FWHM in radius (SExtractor's 2.5 r_kron)
-        fwhm = float(
-            np.nanmedian(
-                lake.read_frames(columns=["frame_id", "fwhm_median"])
-                .to_pandas()
-                .set_index("frame_id")
-                .loc[frames["frame_id"], "fwhm_median"]
-            )
-        )
-        radius = max(1.33 * fwhm, phot.kron_min_radius)
-    else:
-        radius = phot.aperture_radii[int(flux[-1]) - 1]
-    n_ann = np.pi * (phot.annulus[1] ** 2 - phot.annulus[0] ** 2) if flux != KRON else np.inf
-    gain = float(np.nanmedian(frames["gain"].to_numpy(float)))
-    return NoiseModel(
-        zp=zp,
-        exptime=float(np.nanmedian(frames["exptime"])),
-        sky_adu=float(np.nanmedian(frames["bkg_median"])),
-        gain=gain,
-        read_noise_e=float(options.read_noise_adu) * gain,
-        n_pix=float(np.pi * radius**2),
-        n_ann=float(n_ann),
-        airmass=float(np.nanmedian(frames["airmass"])),
-        diameter_m=float(options.telescope_diameter_m),
-        height_m=float(profile.site.height_m),
+    nights = [night_partition(night)]
+    noise = lake.read_night_table(NOISE, filter=pc.field("profile") == profile, nights=nights).to_pandas()
+    ens = lake.read_night_table(ENSEMBLE, columns=["frame_id", "field", "status", "ens_key"], nights=nights).to_pandas()
+    ens = ens[(ens["status"] == "ok") & ens["ens_key"].isin(set(noise["ens_key"]))]
+    return noise, ens.drop_duplicates("frame_id", keep="last")
+
+
+def _terms(points: pd.DataFrame, noise: pd.DataFrame, frames: pd.DataFrame, height_m: float) -> pd.DataFrame:
+    """``points`` with each model term's variance (:data:`TERMS`, ``v_<term>``) from its field's row of its flux;
+    ``v_frame`` is what ``mag_err`` holds beyond the night's terms (its frame cell's own extra noise)."""
+    rows = noise.set_index(["field", "flux"])
+    key = pd.MultiIndex.from_arrays([points["field"].to_numpy(), points["aperture"].astype(object).to_numpy()])
+    at = rows.index.get_indexer(key)
+    have = at >= 0
+
+    def of_row(name: str) -> np.ndarray:
+        return np.where(have, rows[name].to_numpy(float)[np.maximum(at, 0)], np.nan)
+
+    fr = frames.set_index("frame_id").loc[points["frame_id"]]
+    young = young_scintillation(
+        of_row("diameter_m"), fr["exptime"].to_numpy(float), fr["airmass"].to_numpy(float), height_m
     )
+    v_phot = (of_row("phot_scale") * points["mag_err_phot"].to_numpy(float)) ** 2
+    v_scint = (of_row("scint_factor") * young) ** 2
+    v_floor = of_row("floor_mag") ** 2
+    # what mag_err holds beyond them: its cell's own extra noise (and the ensemble correction's error)
+    rest = points["mag_err"].to_numpy(float) ** 2 - v_phot - v_scint - v_floor
+    return points.assign(v_phot=v_phot, v_scint=v_scint, v_floor=v_floor, v_frame=np.maximum(rest, 0.0))
+
+
+def _pulls(points: pd.DataFrame) -> pd.DataFrame:
+    """``points`` with ``pull`` (about each object's weighted mean) and per object ``chi2_dof``."""
+    w = 1.0 / points["mag_err"].to_numpy(float) ** 2
+    g = points.assign(_w=w, _wm=w * points["mag"].to_numpy(float)).groupby("object_id")
+    mean = g["_wm"].transform("sum") / g["_w"].transform("sum")
+    pull = (points["mag"] - mean) / points["mag_err"]
+    return points.assign(pull=pull.astype(float))
 
 
 def noise_diagram(
-    lake, night: str | None = None, profile: str | None = None, out=None, min_fraction: float = 0.5
+    lake, night: str | None = None, profile: str | None = None, out=None, min_points: int | None = None
 ) -> NoiseDiagram:
     """The noise diagram of one night and camera (see the module docstring); drawn to ``out`` (PNG) when given.
-
-    Objects on fewer than ``min_fraction`` of the night's frames (and fewer than 5) are left out.
 
     Parameters
     ----------
@@ -212,14 +262,13 @@ def noise_diagram(
         The camera's profile; default the one with most frames that night.
     out : str or Path, optional
         The PNG to draw; default none (only the numbers).
-    min_fraction : float
-        Fraction of the night's frames an object must be on (at least 5 points in any case).
+    min_points : int, optional
+        Unflagged points an object needs (default: half the frames used, at least 5).
 
     Returns
     -------
     NoiseDiagram
-        The objects' scatter, the expected noise (None without a calibration), the magnitude bins and the
-        path of the PNG when drawn.
+        The objects' scatter, the model, the magnitude bins and the path of the PNG when drawn.
 
     Raises
     ------
@@ -234,39 +283,91 @@ def noise_diagram(
     night, name, frames = _pick_night(lake, night, profile)
     versions = lake.read_frames(columns=["frame_id", "pipeline_version"]).to_pandas().set_index("frame_id")
     prof = frames_profile(lake, name, str(versions.loc[frames["frame_id"].iloc[0], "pipeline_version"]))
-    points = noise_points(lake, frames)
+    noise, ens = _night_model(lake, night, name)
+    used = frames[frames["frame_id"].isin(ens["frame_id"])] if len(ens) else frames
+    points = noise_points(lake, used)
     if points.empty:
         raise NothingToPlot(
             f"night {night} ({name}) has no light-curve points: run `skylake objects build {lake.url}` first"
         )
-    objects = object_scatter(points, max(5, int(np.ceil(min_fraction * len(frames)))))
-    model = _model(lake, frames, prof)
-    diagram = NoiseDiagram(night=night, profile=name, frames=len(frames), objects=objects, model=model)
-    diagram.bins = _bins(objects, model)
+    points = points[(points["flags"] == 0) & points["mag"].notna() & (points["mag_err"] > 0)]
+    points = points.merge(ens[["frame_id", "field"]], on="frame_id", how="left")
+    need = min_points if min_points is not None else max(5, int(np.ceil(0.5 * len(used))))
+    points = points[points.groupby("object_id")["mag"].transform("count") >= need]
+    points = _pulls(_terms(points, noise, frames, float(prof.site.height_m)))
+    objects = object_scatter(points, need)
+    g = points.groupby("object_id")
+    objects["expected"] = np.sqrt(g["mag_err"].apply(lambda e: np.mean(e.to_numpy(float) ** 2)))
+    for term, _ in TERMS:
+        objects[term] = np.sqrt(g[f"v_{term}"].mean())
+    objects["chi2_dof"] = g["pull"].apply(lambda p: float(np.sum(p**2)) / max(len(p) - 1, 1))
+    objects["mag_err"] = g["mag_err"].median()
+    missing = {}
+    for col, label in VERSIONS:
+        if not objects[f"rms_{col}"].notna().any():
+            missing[label] = _why_missing(col, len(used), prof)
+    diagram = NoiseDiagram(
+        night=night,
+        profile=name,
+        frames=int(points["frame_id"].nunique()),
+        frames_night=len(frames),
+        objects=objects,
+        points=points,
+        model=noise,
+        missing=missing,
+    )
+    diagram.bins = _bins(objects, points)
     if out is not None:
         diagram.path = plot_noise(diagram, out, band=prof.calibration.band)
     return diagram
 
 
-def _bins(objects: pd.DataFrame, model: NoiseModel | None, width: float = 1.0) -> pd.DataFrame:
+def _why_missing(column: str, n_frames: int, prof) -> str:
+    if column in ("mag_epd", "mag_tfa"):
+        from skylake.ensemble.stage import settings_of
+
+        options, _ = settings_of(prof)
+        if not options.detrend:
+            return "detrending is off ([ensemble] detrend = false)"
+        if n_frames < options.detrend_min_points:
+            return (
+                f"{n_frames} points a star at most; EPD and TFA need [ensemble] detrend_min_points = "
+                f"{options.detrend_min_points}"
+            )
+        return "no star was detrended"
+    return "no point has it (no calibration or no ensemble)"
+
+
+def _bins(objects: pd.DataFrame, points: pd.DataFrame, width: float = 1.0) -> pd.DataFrame:
     if objects.empty:
         return pd.DataFrame()
     lo = np.floor(objects["mean_mag"].min())
     edges = np.arange(lo, objects["mean_mag"].max() + width, width)
     cut = pd.cut(objects["mean_mag"], edges)
-    cols = [f"rms_{c}" for c, _ in VERSIONS]
+    cols = [f"rms_{c}" for c, _ in VERSIONS] + ["expected", "mag_err", "chi2_dof"] + [t for t, _ in TERMS]
     bins = objects.groupby(cut, observed=True)[cols].median()
     bins["n"] = objects.groupby(cut, observed=True).size()
-    centres = np.array([iv.mid for iv in bins.index])
-    bins["expected"] = model.total(centres) if model is not None else np.nan
+    at = pd.Series(cut.to_numpy(), index=objects.index)
+    pull_bin = points["object_id"].map(at)
+    bins["pull_width"] = points.groupby(pull_bin.astype(object), observed=True)["pull"].agg(_robust_width)
     bins.index = [f"{iv.left:.0f}-{iv.right:.0f}" for iv in bins.index]
     return bins[bins["n"] >= 5]
 
 
-def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
-    """Draw ``diagram`` to ``path`` (PNG, 1000 x 700 px).
+def _robust_width(x) -> float:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if x.size < 4:
+        return float("nan")
+    q75, q25 = np.percentile(x, [75, 25])
+    return float((q75 - q25) / 1.349)
 
-    The plot shows rms against mean magnitude, a colour per version, the expected noise and its parts over it.
+
+def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
+    """Draw ``diagram`` to ``path`` (PNG, 1000 x 760 px).
+
+    The plot shows rms against mean magnitude, a colour per version, the fitted model and its terms over it
+    (binned medians of the objects' own, as the measured rms), and the fitted values under the axes.
 
     Parameters
     ----------
@@ -288,8 +389,8 @@ def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     obj = diagram.objects
-    fig, ax = plt.subplots(figsize=(10, 7))
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.1, top=0.9)
+    fig, ax = plt.subplots(figsize=(10, 7.6))
+    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.2, top=0.92)
     colours = {"mag_zp": "0.65", "mag": "tab:blue", "mag_tfa": "tab:orange"}
     sizes = {"mag_zp": 10, "mag": 12, "mag_tfa": 6}
     for col, label in VERSIONS:
@@ -305,32 +406,38 @@ def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
                 alpha=0.8,
                 label=f"{label} (median {1000 * med:.1f} mmag, {int(ok.sum())} objects)",
             )
-    m = diagram.model
-    if m is not None and len(obj):
-        grid = np.linspace(obj["mean_mag"].min() - 0.2, obj["mean_mag"].max() + 0.2, 200)
-        ax.plot(grid, m.total(grid), "k-", lw=2, label="expected: total")
-        ax.plot(grid, m.photon(grid), "k--", lw=1, label="star's photons")
-        ax.plot(grid, m.background(grid), "k:", lw=1, label="sky + read noise in the aperture")
-        scint = m.scintillation()
-        if scint > 0:
-            ax.axhline(
-                scint,
-                color="tab:green",
-                ls="-.",
-                lw=1,
-                label=f"scintillation ({100 * m.diameter_m:.0f} cm, airmass {m.airmass:.2f})",
-            )
         else:
-            ax.plot([], [], " ", label="scintillation: telescope diameter unknown ([ensemble] telescope_diameter_m)")
+            ax.plot([], [], " ", label=f"{label}: not drawn: {diagram.missing.get(label, 'no points')}")
+    b = diagram.bins
+    if b is not None and len(b):
+        x = np.array([float(i.split("-")[0]) + 0.5 for i in b.index])
+        ax.plot(x, b["expected"], "k-", lw=2.2, marker="o", ms=4, label="fitted noise model: total")
+        styles = {"phot": ("k--", "star, sky and read-out photons"), "scint": ("g-.", "scintillation"),
+                  "floor": ("m:", "floor"), "frame": ("c:", "a frame cell's own (cloud)")}  # fmt: skip
+        for term, _ in TERMS:
+            y = b[term].to_numpy(float)
+            y = np.where(y > 1e-4, y, np.nan)  # a term below 0.1 mmag is not drawn (a log axis)
+            if np.isfinite(y).any():
+                fmt, label = styles[term]
+                ax.plot(x, y, fmt, lw=1.3, label=f"model: {label}")
     ax.set_yscale("log")
+    measured = np.concatenate([obj[f"rms_{c}"].to_numpy(float) for c, _ in VERSIONS])
+    measured = measured[np.isfinite(measured) & (measured > 0)]
+    if measured.size:
+        ax.set_ylim(max(1e-4, np.percentile(measured, 0.5) / 3), np.max(measured) * 2)
     ax.set_xlabel(f"mean magnitude{f' ({band})' if band else ''} [mag]", fontsize=12)
     ax.set_ylabel("rms of the night's points [mag]", fontsize=12)
     ax.set_title(
-        f"Noise diagram: night {diagram.night}, {diagram.profile}: {diagram.frames} frames, {len(obj)} objects",
-        fontsize=13,
+        f"Noise diagram: night {diagram.night}, {diagram.profile}: {diagram.frames} frames solved together "
+        f"(of {diagram.frames_night}), {len(obj)} objects",
+        fontsize=12,
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=9, loc="lower right")
+    ax.legend(fontsize=8.5, loc="upper left")
+    text = diagram.legend_terms() or ["no noise model for this night (skylake ensemble LAKE)"]
+    fig.text(
+        0.09, 0.03, "Fitted model, per flux used:\n" + "\n".join(text), fontsize=8.5, va="bottom", family="monospace"
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -45,7 +45,7 @@ def _cmd_lightcurve(args) -> int:
         print(
             f'  {row.object_id:>20d} {ref:>28s} sep {row.sep_arcsec:5.2f}" n {row.n:4d} '
             f"{row.stats_mag} {row.mean_mag:7.3f} std {row.std_mag:.3f} chi2/dof {row.chi2_dof:.2f} "
-            f"J {row.stetson_j:.2f}"
+            f"FAP {row.fap:.2g}{' VARIABLE' if row.variable else ''} J {row.stetson_j:.2f}"
         )
     if args.out:
         if str(args.out).endswith(".parquet"):

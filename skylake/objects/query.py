@@ -47,6 +47,8 @@ SUMMARY = [
     "mean_mag",
     "std_mag",
     "chi2_dof",
+    "fap",
+    "variable",
     "stetson_j",
     "n_exact",
     "amplitude",
@@ -251,6 +253,7 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
         ax.set_title(
             f'object {oid}{ref}  sep {lc["sep_arcsec"].iloc[0]:.1f}"  n {n}  '
             f"std {lc['std_mag'].iloc[0]:.3f}  chi2/dof {lc['chi2_dof'].iloc[0]:.1f}  "
+            f"FAP {lc['fap'].iloc[0]:.2g}{' VARIABLE' if lc['variable'].iloc[0] else ''}  "
             f"J {lc['stetson_j'].iloc[0]:.2f}{of}",
             fontsize=8,
         )

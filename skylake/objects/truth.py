@@ -168,4 +168,22 @@ def check_variables(lake, stars: pd.DataFrame, n_frames: int, out_dir=None) -> d
         "stand_out": n_frames >= 3 and bool((ranks[["rank_chi2_dof", "rank_stetson_j"]] <= top).all().all()),
         "amplitude_ratio": (found["amplitude_clip"].to_numpy() / variables["amplitude"].to_numpy()).tolist(),
         "files": written,
+        **_honesty(pool, objects, ids, min_points),
+    }
+
+
+def _honesty(pool: pd.DataFrame, objects: pd.DataFrame, ids, min_points: int) -> dict:
+    """Whether the errors are honest: the median chi2/dof of the constant objects per magnitude bin (bins of 10
+    or more), how many of them the noise model's false-alarm probability flags ``variable``, how many of the
+    variables it flags, and whether the report's order (fap, then chi2/dof) puts the variables first."""
+    ranked = objects[objects["n"] >= min_points].sort_values(["fap", "chi2_dof"], ascending=[True, False])
+    first = set(ranked["object_id"].head(len(ids)))
+    bins = pool.groupby(np.floor(pool["median_mag"]))["chi2_dof"].agg(["median", "size"])
+    bins = bins[bins["size"] >= 10]
+    return {
+        "chi2_by_mag": {int(k): round(float(v), 3) for k, v in bins["median"].items()},
+        "constant_flagged": int(pool["variable"].sum()),
+        "constant_ranked": len(pool),
+        "variables_flagged": int(objects.set_index("object_id").reindex(ids)["variable"].fillna(False).sum()),
+        "report_starts_with_variables": first == set(int(i) for i in ids),
     }
