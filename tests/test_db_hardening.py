@@ -116,7 +116,7 @@ def test_a_database_from_before_lake_ids_is_migrated_and_claimed_by_its_lake(tmp
     engine.dispose()
     monkeypatch.undo()
     report = refresh(a, db_url)
-    assert report.migrations == [4, 5, 6] and report.to_version == 1
+    assert report.migrations == [4, 5, 6, 7] and report.to_version == 1
     assert _rows(db_url, "SELECT lake_version, lake_id FROM refresh_state") == [(1, a.lake_id)]
     with pytest.raises(ForeignLakeError, match="mirrors another lake"):
         refresh(_lake(tmp_path / "b", ("2026-06-01",)), db_url)

@@ -224,6 +224,18 @@ def _terms(points: pd.DataFrame, noise: pd.DataFrame, frames: pd.DataFrame, heig
     have = at >= 0
 
     def of_row(name: str) -> np.ndarray:
+        """Each point's value of ``name`` in its noise row (NaN where it has none).
+
+        Parameters
+        ----------
+        name : str
+            A column of LAKE/noise.
+
+        Returns
+        -------
+        numpy.ndarray
+            A value per point.
+        """
         return np.where(have, rows[name].to_numpy(float)[np.maximum(at, 0)], np.nan)
 
     fr = frames.set_index("frame_id").loc[points["frame_id"]]
