@@ -2,15 +2,16 @@
 
 A point's variance is modelled as (:class:`NoiseFit`)::
 
-    sigma^2 = (a sigma_phot)^2 + (c sigma_Young)^2 + f^2
+    sigma^2 = (a (sigma_phot / p_ref)^b sigma_phot)^2 + (c sigma_Young)^2 + f^2
 
 ``sigma_phot`` the point's photon error (the star's photons, the sky and the read-out in its aperture, and the
 local background estimate's error: the flux error extraction states), ``a`` a fitted scale of it (1 when the
-gain and read noise are right); ``sigma_Young`` Young's (1967) scintillation for the telescope's diameter, the
-exposure, the frame's airmass and the site's height (:func:`young_scintillation`) and ``c`` its factor (Osborn
-et al. 2015: Young's formula underestimates the median scintillation at good sites, by about 1.5); ``f`` the
-night's floor (flat field, pixel phase, what is left). :func:`fit_noise` fits ``a``, ``f`` and, when the night's
-airmasses and exposures make Young's term vary enough to tell it from the floor, ``c`` (else ``c`` is the
+gain and read noise are right) and ``b`` its change with the error (0 but for Kron's flux, whose stated error
+misses the noise of its own ellipse's size); ``sigma_Young`` Young's (1967) scintillation for the telescope's
+diameter, the exposure, the frame's airmass and the site's height (:func:`young_scintillation`) and ``c`` its
+factor (Osborn et al. 2015: Young's formula underestimates the median scintillation at good sites, by about 1.5);
+``f`` the night's floor (flat field, pixel phase, what is left). :func:`fit_noise` fits ``a``, ``f`` and, when the
+night's airmasses and exposures make Young's term vary enough to tell it from the floor, ``c`` (else ``c`` is the
 profile's ``scintillation_factor``), robustly, from the residuals of constant stars about their weighted means.
 
 The expected noise of a star from the camera's facts alone (Merline & Howell 1995's CCD equation in
@@ -104,6 +105,12 @@ class NoiseFit:
         Whether ``c`` was fitted (else it is the profile's).
     floor_mag : float
         ``f``: the floor, mag.
+    phot_slope : float
+        ``b``: how the photon error's scale changes with the photon error itself, ``a (p / p_ref)^b`` (0 for an
+        aperture whose stated errors are complete; Kron's, whose ellipse follows each detection's noisy moments,
+        needs one).
+    phot_ref : float
+        ``p_ref``: the photon error (mag) at which the scale is ``a`` (the fitted points' median).
     n_stars : int
         Constant stars the fit used.
     n_points : int
@@ -118,6 +125,8 @@ class NoiseFit:
     scint_factor: float = OSBORN_FACTOR
     scint_fitted: bool = False
     floor_mag: float = 0.0
+    phot_slope: float = 0.0
+    phot_ref: float = 0.01
     n_stars: int = 0
     n_points: int = 0
     pull_width: float = float("nan")
@@ -136,13 +145,12 @@ class NoiseFit:
         Returns
         -------
         numpy.ndarray
-            ``(a phot_err)^2 + (c young)^2 + f^2``.
+            ``(a (phot_err / p_ref)^b phot_err)^2 + (c young)^2 + f^2``.
         """
-        return (
-            (self.phot_scale * np.asarray(phot_err, float)) ** 2
-            + (self.scint_factor * np.asarray(young, float)) ** 2
-            + self.floor_mag**2
-        )
+        p = np.asarray(phot_err, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = self.phot_scale * (p / self.phot_ref) ** self.phot_slope if self.phot_slope else self.phot_scale
+        return (scale * p) ** 2 + (self.scint_factor * np.asarray(young, float)) ** 2 + self.floor_mag**2
 
     def error(self, phot_err, young) -> np.ndarray:
         """The modelled error of points, mag: the square root of :meth:`variance`.
@@ -215,6 +223,7 @@ def fit_noise(
     n_bins: int = 24,
     iterations: int = 4,
     fixed: NoiseFit | None = None,
+    fit_slope: bool = False,
 ) -> NoiseFit:
     """Fit the noise model to the points of constant stars.
 
@@ -249,8 +258,11 @@ def fit_noise(
     iterations : int
         Rounds.
     fixed : NoiseFit, optional
-        Fit the floor alone, ``a`` and ``c`` those of this model (the extra noise of points of another kind,
-        e.g. blended stars, with the photon and scintillation terms of the clean ones).
+        Fit the floor alone, ``a``, ``b`` and ``c`` those of this model (the extra noise of points of another
+        kind, e.g. blended stars, with the photon and scintillation terms of the clean ones).
+    fit_slope : bool
+        Fit ``b``, the photon scale's change with the photon error (Kron's flux, whose stated error leaves out
+        the noise of its own aperture's size); else ``b`` is 0.
 
     Returns
     -------
@@ -266,11 +278,15 @@ def fit_noise(
     ok &= np.bincount(star[ok], minlength=n_stars)[star] >= min_points
     start = fixed or NoiseFit(phot_scale=1.0, scint_factor=float(scint_factor), floor_mag=float(floor_mag))
     if ok.sum() < 50 or np.unique(star[ok]).size < 10:
-        return NoiseFit(start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag)
+        return NoiseFit(
+            start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag, start.phot_slope, start.phot_ref
+        )
     y2 = young**2
     lo, hi = np.percentile(y2[ok], [10, 90])
     fit_c = bool(lo > 0 and hi >= min_young_ratio * lo) and fixed is None
-    model = start
+    fit_b = fit_slope and fixed is None
+    p_ref = fixed.phot_ref if fixed is not None else float(np.median(phot_err[ok]))
+    model = NoiseFit(start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag, start.phot_slope, p_ref)
     keep = ok.copy()
     p2 = phot_err**2
     edges = np.unique(np.quantile(np.log(p2[ok]), np.linspace(0, 1, n_bins + 1)))
@@ -298,22 +314,33 @@ def fit_noise(
         v, pb, yb, nb = (np.array(c, float) for c in zip(*rows))
         wb = np.sqrt(nb)
 
-        def resid(theta, v=v, pb=pb, yb=yb, wb=wb):
+        rel = np.sqrt(pb) / p_ref  # each bin's photon error over the reference
+
+        def resid(theta, v=v, pb=pb, yb=yb, wb=wb, rel=rel):
             a = model.phot_scale if fixed is not None else theta[0]
             c = theta[1] if fit_c else model.scint_factor
+            b = theta[1 + fit_c] if fit_b else model.phot_slope
             f = theta[-1]
-            return wb * (np.log(v) - np.log(a * a * pb + c * c * yb + f * f + 1e-30))
+            return wb * (np.log(v) - np.log(a * a * rel ** (2 * b) * pb + c * c * yb + f * f + 1e-30))
 
-        x0 = ([] if fixed else [model.phot_scale]) + ([model.scint_factor] if fit_c else []) + [model.floor_mag]
-        lower = ([] if fixed else [0.05]) + ([0.0] if fit_c else []) + [fixed.floor_mag if fixed else 0.0]
-        upper = ([] if fixed else [20.0]) + ([20.0] if fit_c else []) + [1.0]
-        x0 = np.clip(np.maximum(x0, [1e-4] * len(x0)), lower, np.nextafter(upper, 0))
+        x0 = (
+            ([] if fixed else [model.phot_scale])
+            + ([model.scint_factor] if fit_c else [])
+            + ([model.phot_slope] if fit_b else [])
+            + [model.floor_mag]
+        )
+        lower = ([] if fixed else [0.05]) + ([0.0] if fit_c else []) + ([-0.5] if fit_b else [])
+        lower += [fixed.floor_mag if fixed else 0.0]
+        upper = ([] if fixed else [20.0]) + ([20.0] if fit_c else []) + ([0.5] if fit_b else []) + [1.0]
+        x0 = np.clip(np.where(np.abs(x0) < 1e-4, 1e-4, x0), lower, np.nextafter(upper, 0))
         sol = least_squares(resid, x0, bounds=(lower, upper))
         model = NoiseFit(
             phot_scale=model.phot_scale if fixed is not None else float(sol.x[0]),
             scint_factor=float(sol.x[1]) if fit_c else model.scint_factor,
             scint_fitted=fit_c or (fixed is not None and fixed.scint_fitted),
             floor_mag=float(abs(sol.x[-1])),
+            phot_slope=float(sol.x[1 + fit_c]) if fit_b else model.phot_slope,
+            phot_ref=p_ref,
         )
         keep = ok & ~(u2 > 25.0 * model.variance(phot_err, young))
     err = model.error(phot_err, young)
@@ -323,6 +350,8 @@ def fit_noise(
         scint_factor=model.scint_factor,
         scint_fitted=model.scint_fitted,
         floor_mag=model.floor_mag,
+        phot_slope=model.phot_slope,
+        phot_ref=model.phot_ref,
         n_stars=int(np.isfinite(chi2).sum()),
         n_points=int(ok.sum()),
         pull_width=_robust_width(pull),
@@ -339,7 +368,7 @@ def frame_excess(
     n_frames: int,
     n_stars: int,
     min_points: int = 20,
-    sigmas: float = 3.0,
+    sigmas: float = 4.5,
 ) -> np.ndarray:
     """Each frame's own extra noise: what its constant stars scatter beyond the night's model, as a floor.
 

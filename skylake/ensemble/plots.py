@@ -118,7 +118,9 @@ class NoiseDiagram:
             else:
                 scint = "no scintillation (diameter unknown)"
             out.append(
-                f"{r['flux']}, {int(r['n_chosen'])} stars: photons x{r['phot_scale']:.2f}, {scint}, "
+                f"{r['flux']}, {int(r['n_chosen'])} stars: photons x{r['phot_scale']:.2f}"
+                + (f" (x(err/{1000 * r['phot_ref']:.0f} mmag)^{r['phot_slope']:.2f})" if r["phot_slope"] else "")
+                + f", {scint}, "
                 f"floor {1000 * r['floor_mag']:.1f} mmag"
             )
         return out
@@ -242,7 +244,8 @@ def _terms(points: pd.DataFrame, noise: pd.DataFrame, frames: pd.DataFrame, heig
     young = young_scintillation(
         of_row("diameter_m"), fr["exptime"].to_numpy(float), fr["airmass"].to_numpy(float), height_m
     )
-    v_phot = (of_row("phot_scale") * points["mag_err_phot"].to_numpy(float)) ** 2
+    p = points["mag_err_phot"].to_numpy(float)
+    v_phot = (of_row("phot_scale") * (p / of_row("phot_ref")) ** of_row("phot_slope") * p) ** 2
     v_scint = (of_row("scint_factor") * young) ** 2
     v_floor = of_row("floor_mag") ** 2
     # what mag_err holds beyond them: its cell's own extra noise (and the ensemble correction's error)

@@ -51,6 +51,7 @@ from skylake.calib.model import (
 from skylake.ensemble.apertures import aperture_offsets, choose_apertures
 from skylake.ensemble.associate import associate_field
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
+from skylake.ensemble.local import local_offsets
 from skylake.ensemble.noise import fit_noise, frame_excess, young_scintillation
 from skylake.ensemble.options import EnsembleOptions
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
@@ -80,6 +81,7 @@ __all__ = [
     "settings_of",
     "FRAME_COLUMNS",
     "SOURCE_COLUMNS",
+    "CELL_STARS",
 ]
 
 #: Frame columns the stage reads.
@@ -469,6 +471,10 @@ def _common(values: pd.Series) -> str:
     return str(counts.index[0]) if len(counts) else ""
 
 
+#: The frames' extra noise is found per cell of a grid of about this many constant stars a cell (1 x 1 to 8 x 8).
+CELL_STARS = 40
+
+
 @dataclass
 class _Photometry:
     """A field's points in every flux, the noise model of each and each star's choice (see :func:`_photometry`).
@@ -477,8 +483,9 @@ class _Photometry:
     (K, N) each point's photon error in it; ``fits`` the noise models of each (of unflagged points, of blended
     ones); ``choice`` (S,) each star's flux
     index; ``best_mag``, ``best_err`` (N,) the points in their star's flux and its modelled error (with their
-    frame's own extra noise); ``young`` (N,) Young's scintillation of each point; ``diameter_m`` the telescope's;
-    ``frame_noise`` (E,) each frame's extra noise.
+    local zeropoint and their frame cell's own extra noise); ``young`` (N,) Young's scintillation of each point;
+    ``diameter_m`` the telescope's; ``frame_noise`` (E,) each frame's extra noise; ``local`` (N,) each point's
+    local zeropoint correction.
     """
 
     fluxes: list
@@ -492,6 +499,7 @@ class _Photometry:
     young: np.ndarray
     diameter_m: float
     frame_noise: np.ndarray  # (E,) each frame's largest extra noise of a cell (noise.frame_excess), mag
+    local: np.ndarray  # (N,) each point's local zeropoint correction (skylake.ensemble.local), mag
 
     def noise_rows(self, base: pd.DataFrame, profile: str, filter_name: str, n_frames: int) -> pd.DataFrame:
         """The field's rows of schemas/noise.yaml (less the batch columns, plus ``night``), one per flux.
@@ -523,6 +531,8 @@ class _Photometry:
                 "flux": self.fluxes,
                 "status": ["ok" if f.n_points else "too_few_stars" for f, _ in self.fits],
                 "phot_scale": [f.phot_scale for f, _ in self.fits],
+                "phot_slope": [f.phot_slope for f, _ in self.fits],
+                "phot_ref": [f.phot_ref for f, _ in self.fits],
                 "scint_factor": [f.scint_factor for f, _ in self.fits],
                 "scint_fitted": [f.scint_fitted for f, _ in self.fits],
                 "scint_mag": [f.scint_factor * young for f, _ in self.fits],
@@ -564,6 +574,7 @@ class _Photometry:
                 "frame_id": src["frame_id"].to_numpy(np.int64),
                 "flux": np.asarray(self.fluxes, dtype=object)[k],
                 "dmag_ap": self.dmag[k, n].astype(np.float32),
+                "dmag_local": self.local.astype(np.float32),
                 "mag_err": self.best_err.astype(np.float32),
                 "mag_err_phot": self.phot_err[k, n].astype(np.float32),
             }
@@ -577,10 +588,11 @@ class _Photometry:
 
 
 def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, flux, options, site) -> _Photometry:
-    """Every flux of the field's points on the ensemble's scale (:func:`~.apertures.aperture_offsets`), the noise
-    model of each (:func:`~.noise.fit_noise`, from the constant stars' unflagged points with S/N above ~3.6; the
-    points of blended stars, sep's OBJ_MERGED, get a floor of their own fitted from theirs) and each star's flux
-    of least modelled noise (:func:`~.apertures.choose_apertures`)."""
+    """Every flux of the field's points on the ensemble's scale (:func:`~.apertures.aperture_offsets`), local
+    zeropoints on frames with structure the ensemble's terms cannot follow (:mod:`~.local`), the noise model of each
+    flux (:func:`~.noise.fit_noise`, from the constant stars' unflagged points with S/N above ~3.6; blended points,
+    sep's OBJ_MERGED, get a floor of their own) and each star's flux of least modelled noise
+    (:func:`~.apertures.choose_apertures`), with what a frame cell's stars still scatter beyond the model."""
     n_frames, n_stars = int(codes.max()) + 1, int(star.max()) + 1
     fluxes = [flux] + ([f for f in FLUXES if f != flux] if options.best_aperture else [])
     exptime = src["exptime"].to_numpy(float)
@@ -590,52 +602,90 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
     constant = ~sol.star_variable[star]
     dmag = np.full((len(fluxes), len(src)), np.nan)
     phot_err = np.full((len(fluxes), len(src)), np.nan)
-    var = np.full((len(fluxes), len(src)), np.nan)
-    fits = []
     for k, f in enumerate(fluxes):
         if f == flux:
             dmag[k], phot_err[k] = 0.0, err
+            continue
+        if f == KRON:
+            m_f, e_f = src["inst_mag"].to_numpy(float), src["inst_mag_err"].to_numpy(float)
         else:
-            if f == KRON:
-                m_f, e_f = src["inst_mag"].to_numpy(float), src["inst_mag_err"].to_numpy(float)
-            else:
-                m_f = np.asarray(instrumental_mag(src[f].to_numpy(float), exptime), float)
-                e_f = np.asarray(instrumental_mag_err(src[f].to_numpy(float), src[f"{f}_err"].to_numpy(float)), float)
-            fit_here = usable & constant & (np.hypot(e_f, err) < 0.05)
-            dmag[k] = aperture_offsets(
-                codes, star, m_f - inst, np.hypot(e_f, err), u, v, fit_here, n_frames=n_frames, n_stars=n_stars
-            )
-            phot_err[k] = e_f
-        m_k = mag_ens + dmag[k]
+            m_f = np.asarray(instrumental_mag(src[f].to_numpy(float), exptime), float)
+            e_f = np.asarray(instrumental_mag_err(src[f].to_numpy(float), src[f"{f}_err"].to_numpy(float)), float)
+        fit_here = usable & constant & (np.hypot(e_f, err) < 0.05)
+        dmag[k] = aperture_offsets(
+            codes, star, m_f - inst, np.hypot(e_f, err), u, v, fit_here, n_frames=n_frames, n_stars=n_stars
+        )
+        phot_err[k] = e_f
+    clean = usable & constant & (flags == 0)
+    cells = _Cells(codes, u, v, n_frames, int((clean & np.isfinite(mag_ens)).sum()))
+
+    def model(k: int, mag: np.ndarray, extra: np.ndarray):
+        """The noise fits of flux ``k`` and its points' modelled variance.
+
+        Parameters
+        ----------
+        k : int
+            The flux's index in ``fluxes``.
+        mag : numpy.ndarray
+            The points' ensemble-calibrated magnitudes (before the flux's ``dmag``), mag.
+        extra : numpy.ndarray or float
+            A variance each point carries beyond the model (its local zeropoint's), mag^2.
+
+        Returns
+        -------
+        fits : tuple of NoiseFit
+            The fits of the unflagged and of the blended points.
+        var : numpy.ndarray
+            Each point's modelled variance in the flux, mag^2 (NaN where it has no magnitude in it).
+        """
+        m_k = mag + dmag[k]
         pts = usable & constant & np.isfinite(m_k) & (phot_err[k] > 0) & (phot_err[k] < 0.3)
-        clean, blended = pts & (flags == 0), pts & (flags == OBJ_MERGED)
+        ok, blended = pts & (flags == 0), pts & (flags == OBJ_MERGED)
         fit = fit_noise(
-            star[clean],
-            m_k[clean],
-            phot_err[k][clean],
-            young[clean],
+            star[ok],
+            m_k[ok],
+            phot_err[k][ok],
+            young[ok],
             n_stars=n_stars,
             scint_factor=options.scintillation_factor,
+            fit_slope=fluxes[k] == KRON,
         )
         blend = fit_noise(star[blended], m_k[blended], phot_err[k][blended], young[blended], n_stars=n_stars, fixed=fit)
-        fits.append((fit, blend))
-        model = np.where(
-            (flags & OBJ_MERGED) != 0, blend.variance(phot_err[k], young), fit.variance(phot_err[k], young)
-        )
-        var[k] = np.where(np.isfinite(m_k) & (phot_err[k] > 0), model, np.nan)
-    choice = choose_apertures(star, var, n_stars)
-    k = choice[star]
-    n = np.arange(len(src))
-    best_mag, best_var = mag_ens + dmag[k, n], var[k, n]
-    # where a frame's stars scatter beyond the night's model (cloud structure the ensemble's terms cannot follow)
-    pts = usable & constant & (flags == 0) & np.isfinite(best_mag) & np.isfinite(best_var)
-    # per cell of a 3 x 3 grid on each frame: a cloud's edge crosses part of a chip
-    cell = (
-        codes * 9
-        + np.clip(((u + 1) * 1.5).astype(np.int64), 0, 2) * 3
-        + np.clip(((v + 1) * 1.5).astype(np.int64), 0, 2)
-    )
-    excess = frame_excess(cell[pts], star[pts], best_mag[pts], best_var[pts], n_frames=n_frames * 9, n_stars=n_stars)
+        v = np.where((flags & OBJ_MERGED) != 0, blend.variance(phot_err[k], young), fit.variance(phot_err[k], young))
+        return (fit, blend), np.where(np.isfinite(m_k) & (phot_err[k] > 0), v + extra, np.nan)
+
+    def choose(mag: np.ndarray, extra: np.ndarray):
+        """Each flux's model, each star's choice, and the points in their star's flux.
+
+        Parameters
+        ----------
+        mag : numpy.ndarray
+            The points' ensemble-calibrated magnitudes, mag.
+        extra : numpy.ndarray or float
+            A variance each point carries beyond the model, mag^2.
+
+        Returns
+        -------
+        tuple
+            The fits of every flux, each star's flux index, the points' magnitudes in their star's flux and
+            their modelled variance.
+        """
+        fits, var = zip(*(model(k, mag, extra) for k in range(len(fluxes))))
+        var = np.stack(var)
+        choice = choose_apertures(star, var, n_stars)
+        k, n = choice[star], np.arange(len(src))
+        return list(fits), choice, mag + dmag[k, n], var[k, n]
+
+    fits, choice, best_mag, best_var = choose(mag_ens, 0.0)
+    excess = cells.excess(clean, star, best_mag, best_var, n_stars)
+    # frames whose stars scatter beyond the model in a cell: local zeropoints there, then the models again
+    fix = cells.frames_with(excess)
+    local = np.zeros(len(src))
+    if fix.size:
+        offset, offset_err = _local_zeropoints(src, codes, star, best_mag, best_var, clean, fix, n_stars)
+        local = -offset
+        fits, choice, best_mag, best_var = choose(mag_ens + local, offset_err**2)
+        excess = cells.excess(clean, star, best_mag, best_var, n_stars)  # what is still left: extra noise
     return _Photometry(
         fluxes=fluxes,
         dmag=dmag,
@@ -644,11 +694,92 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
         choice=choice,
         star=star,
         best_mag=best_mag,
-        best_err=np.sqrt(best_var + excess[cell] ** 2),
+        best_err=np.sqrt(best_var + excess[cells.of_point] ** 2),
         young=young,
         diameter_m=float(options.telescope_diameter_m),
-        frame_noise=excess.reshape(n_frames, 9).max(axis=1),
+        frame_noise=cells.per_frame(excess),
+        local=local,
     )
+
+
+class _Cells:
+    """A grid on each frame of about :data:`CELL_STARS` constant stars a cell (1 x 1 to 8 x 8): where a frame's
+    extra noise (:func:`~.noise.frame_excess`) is looked for, a cloud's edge crossing part of a chip."""
+
+    def __init__(self, codes, u, v, n_frames: int, n_clean: int):
+        self.n_frames = n_frames
+        self.side = side = int(np.clip(np.sqrt(n_clean / max(n_frames, 1) / CELL_STARS), 1, 8))
+        self.codes = codes
+        self.of_point = (
+            codes * side * side
+            + np.clip(((u + 1) * side / 2).astype(np.int64), 0, side - 1) * side
+            + np.clip(((v + 1) * side / 2).astype(np.int64), 0, side - 1)
+        )
+
+    def excess(self, pts, star, mag, var, n_stars) -> np.ndarray:
+        """Each cell's extra noise from the points ``pts`` (:func:`~.noise.frame_excess`).
+
+        Parameters
+        ----------
+        pts : numpy.ndarray
+            Mask of the points to use (constant stars' clean points).
+        star : numpy.ndarray
+            Each point's star.
+        mag, var : numpy.ndarray
+            The points' magnitudes and modelled variances.
+        n_stars : int
+            Number of stars.
+
+        Returns
+        -------
+        numpy.ndarray
+            Each cell's extra noise, mag (frame-major).
+        """
+        ok = pts & np.isfinite(mag) & np.isfinite(var)
+        n_cells = self.n_frames * self.side**2
+        return frame_excess(self.of_point[ok], star[ok], mag[ok], var[ok], n_frames=n_cells, n_stars=n_stars)
+
+    def per_frame(self, excess) -> np.ndarray:
+        """Each frame's largest cell value.
+
+        Parameters
+        ----------
+        excess : numpy.ndarray
+            A value per cell (frame-major).
+
+        Returns
+        -------
+        numpy.ndarray
+            A value per frame.
+        """
+        return excess.reshape(self.n_frames, self.side**2).max(axis=1)
+
+    def frames_with(self, excess) -> np.ndarray:
+        """The frames with a cell of positive ``excess``.
+
+        Parameters
+        ----------
+        excess : numpy.ndarray
+            A value per cell (frame-major).
+
+        Returns
+        -------
+        numpy.ndarray
+            The frames' indices.
+        """
+        return np.flatnonzero(self.per_frame(excess) > 0)
+
+
+def _local_zeropoints(src, codes, star, mag, var, clean, fix, n_stars):
+    """The local zeropoint of each point of the frames ``fix`` (:func:`~.local.local_offsets`), its neighbours'
+    residuals taken about their stars' weighted means over the other frames."""
+    elsewhere = clean & ~np.isin(codes, fix) & np.isfinite(mag) & np.isfinite(var)
+    w = np.where(elsewhere, 1.0 / np.where(elsewhere, var, 1.0), 0.0)
+    sw = np.bincount(star, w, n_stars)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(star, w * np.where(elsewhere, mag, 0.0), n_stars) / sw
+    x, y = src["x"].to_numpy(float), src["y"].to_numpy(float)
+    return local_offsets(codes, x, y, mag - mean[star], var, clean & (sw[star] > 0), fix)
 
 
 def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars, options, site):

@@ -465,7 +465,7 @@ def _ensemble(
     mag = np.where(has, mag0 + ct_night * colour + np.nan_to_num(corr), mag)
     err = np.where(has, np.hypot(inst_err, np.nan_to_num(corr_err)), err)
     ids = value_set(rows["frame_id"])
-    cols = ["source_id", "flux", "dmag_ap", "mag_err", "mag_err_phot", "epd", "tfa", "detrended"]
+    cols = ["source_id", "flux", "dmag_ap", "dmag_local", "mag_err", "mag_err_phot", "epd", "tfa", "detrended"]
     points = lake.read_night_table(
         DETREND, columns=cols, filter=pc.field("frame_id").isin(ids), nights=sorted(set(rows["night"]))
     ).to_pandas()
@@ -489,7 +489,7 @@ def _ensemble(
         """
         return np.where(got, points[name].to_numpy(float)[np.maximum(at, 0)], np.nan)
 
-    mag = np.where(got, mag + of_point("dmag_ap"), mag)
+    mag = np.where(got, mag + of_point("dmag_ap") + of_point("dmag_local"), mag)
     err = np.where(got, np.hypot(of_point("mag_err"), np.nan_to_num(corr_err)), err)
     err_phot = np.where(got, of_point("mag_err_phot"), inst_err)
     aperture = pa.array(np.where(got, points["flux"].to_numpy(object)[np.maximum(at, 0)], None), pa.string())
