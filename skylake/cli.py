@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from skylake import __version__
 from skylake.allsky.cli import add_commands as add_camera_commands
 from skylake.calib.cli import add_commands as add_calib_commands
 from skylake.ensemble.cli import add_commands as add_ensemble_commands
-from skylake.errors import EXIT_INTERRUPTED, SkylakeError, report, report_object_store
+from skylake.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, SkylakeError, report, report_object_store
 from skylake.maps.cli import add_commands as add_maps_commands
 from skylake.objects.cli import add_commands as add_objects_commands
 from skylake.reduce.cli import add_commands as add_masters_commands
@@ -393,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("skylake: interrupted; the lake is consistent, re-run to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader stopped reading (| head): end quietly, as a Unix tool on SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush writes nowhere)
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # an S3 endpoint or credential problem: one line; anything else a traceback
         return report_object_store(exc)
 

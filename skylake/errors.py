@@ -15,6 +15,8 @@ README's table):
 4     nothing was done (ingest: nothing ingested; maps: nothing to map; camera fit: the fit failed)
 5     the summary database cannot be reached or written (:class:`DbError`; the lake is untouched)
 130   interrupted (Ctrl-C); the lake is consistent
+141   the reader of the output stopped reading (``skylake status LAKE | head``): the output ends quietly,
+      as a Unix tool's does on SIGPIPE (128 + 13)
 ====  ======================================================================================
 """
 
@@ -33,6 +35,7 @@ __all__ = [
     "EXIT_NOTHING",
     "EXIT_DATABASE",
     "EXIT_INTERRUPTED",
+    "EXIT_BROKEN_PIPE",
     "SkylakeError",
     "UsageError",
     "FrameRejected",
@@ -51,6 +54,7 @@ __all__ = [
 
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_DATABASE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+EXIT_BROKEN_PIPE = 141
 
 
 class SkylakeError(Exception):

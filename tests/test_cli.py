@@ -38,3 +38,29 @@ def test_ingest_on_an_existing_cluster(tmp_path, skycamz_files, dask_client):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1].startswith("3 of 3 files ingested")
     assert Lake.open(tmp_path / "lake").read_frames(columns=["frame_id"]).num_rows == 3
+
+
+def test_a_reader_that_stops_reading_ends_the_output_quietly(tmp_path):
+    """``skylake status LAKE | head``: when the reader has gone, the command ends without a traceback or any word on
+    stderr, with the exit code of a Unix tool killed by SIGPIPE (141)."""
+    import os
+    import subprocess
+    import sys
+
+    from skylake.errors import EXIT_BROKEN_PIPE
+    from skylake.lake import Lake
+
+    Lake.init(tmp_path / "lake")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "skylake.cli", "status", str(tmp_path / "lake")],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert run.returncode == EXIT_BROKEN_PIPE == 141 and run.stderr == ""
