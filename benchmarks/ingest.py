@@ -340,10 +340,10 @@ def time_kernel_pair(fs: FrameSet, runs: int, quiet: Quiet) -> Timing:
 
 # -- (b, c) skylake ingest ---------------------------------------------------------------------------
 def time_skylake(fs: FrameSet, runs: int, client, lakes_dir: Path, label: str, quiet: Quiet) -> Timing:
-    from skylake.frame.process import process_file
     from skylake.lake import Lake
     from skylake.pipeline import ingest
     from skylake.profile import load_profile
+    from skylake.tasks.frame import process_file
 
     profile = load_profile(fs.profile)
     t = Timing(len(fs.paths))
@@ -507,7 +507,7 @@ class CallTree:
 
     MODULES = (
         "skylake.ingest",
-        "skylake.frame.process",
+        "skylake.tasks.frame",
         "skylake.frame.reading",
         "skylake.frame.extract",
         "skylake.frame.astrometry",

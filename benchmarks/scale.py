@@ -182,7 +182,6 @@ def main(argv=None) -> int:
 
     logging.getLogger("skylake").setLevel(logging.ERROR)  # the no-refcat calibration warning, every run
     from skylake.db.mirror import refresh
-    from skylake.frame.process import process_file
     from skylake.lake import Lake
     from skylake.maps import make_maps
     from skylake.objects.build import build_objects
@@ -192,6 +191,7 @@ def main(argv=None) -> int:
     from skylake.status import lake_status
     from skylake.synthetic import write_demo_night, write_reference_catalog
     from skylake.synthetic.summary_rows import commit_archive, commit_objects
+    from skylake.tasks.frame import process_file
 
     tmp = Path(tempfile.mkdtemp(prefix="skylake-scale-"))
     profile = load_profile("demo")

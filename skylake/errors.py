@@ -161,7 +161,7 @@ def report(exc: BaseException) -> int:
     int
         Its exit code (:func:`exit_code`).
     """
-    from skylake.db.secrets import redact
+    from skylake.secrets import redact
 
     print(f"skylake: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
     return exit_code(exc)

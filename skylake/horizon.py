@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ALTAZ_TIME_RESOLUTION_S", "altaz"]
+__all__ = ["ALTAZ_TIME_RESOLUTION_S", "altaz", "airmass"]
 
 
 #: support-point spacing of the astrometry interpolation in :func:`altaz` (s)
@@ -71,3 +71,22 @@ def altaz(
         hor = SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg, frame="icrs").transform_to(frame)
     alt[ok], az[ok] = hor.alt.deg, hor.az.deg
     return alt, az
+
+
+def airmass(alt_deg: np.ndarray) -> np.ndarray:
+    """Kasten & Young (1989) relative airmass of an altitude in degrees (finite to the horizon; NaN below).
+
+    Parameters
+    ----------
+    alt_deg : numpy.ndarray
+        Altitudes [deg].
+
+    Returns
+    -------
+    numpy.ndarray
+        The airmass of each altitude (NaN below the horizon).
+    """
+    alt = np.asarray(alt_deg, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = 1.0 / (np.sin(np.radians(alt)) + 0.50572 * (alt + 6.07995) ** -1.6364)
+    return np.where(alt >= 0, x, np.nan)

@@ -30,8 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.errors import FrameRejected, LakeError, UsageError
-from skylake.frame.allsky import reflag_streaks
-from skylake.frame.process import SOURCES_PER_FRAME, FrameResult, frame_night, process_file, rejected_result
 from skylake.frame.reading import file_hash
 from skylake.lake import counts, faults, frame_index, pieces, tables
 from skylake.lake.lake import Lake
@@ -44,6 +42,8 @@ from skylake.paths import stored_path
 from skylake.profile import Profile, load_profile
 from skylake.runtime import Runner, window
 from skylake.schema import conform, table_schema
+from skylake.tasks.allsky import reflag_streaks
+from skylake.tasks.frame import SOURCES_PER_FRAME, FrameResult, frame_night, process_file, rejected_result
 
 __all__ = [
     "FITS_SUFFIXES",
@@ -478,7 +478,7 @@ def commit_batch(
     ----------
     lake : skylake.lake.Lake
         The lake, writable.
-    results : list of skylake.frame.process.FrameResult
+    results : list of skylake.tasks.frame.FrameResult
         The processed frames, their sources written as pieces.
     redo : bool
         Replace every earlier version of the same files.
@@ -785,7 +785,7 @@ def ingest_frames(
 
             Returns
             -------
-            list of skylake.frame.process.FrameResult
+            list of skylake.tasks.frame.FrameResult
                 One rejected result per file, its reason :data:`WORKER_DIED`.
             """
             return [rejected_result(path, profile, "died", WORKER_DIED) for path, _ in chunk]
@@ -859,8 +859,8 @@ def _check_inputs(lake: Lake, profile: Profile) -> None:
     by a plain re-ingest."""
     if not profile.is_allsky:
         return
-    from skylake.frame.allsky import catalog_source
     from skylake.profile import ProfileError
+    from skylake.tasks.allsky import catalog_source
 
     try:
         profile.camera_model()

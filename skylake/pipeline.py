@@ -12,7 +12,7 @@ one commit of the lake's log. Where each step lives:
 =============  ==========================  ==============================  =============================
 stage          inputs                      run (pure, per task)            commit
 =============  ==========================  ==============================  =============================
-ingest         ``ingest._plan`` (frame     ``frame.process.process_file``  ``ingest.commit_batch``
+ingest         ``ingest._plan`` (frame     ``tasks.frame.process_file``   ``ingest.commit_batch``
                index: what is new)         and each frame product's
                                            ``run(record, sources)``
 calibrate      ``calib.pairs.BatchPairs.   ``calib.pairs.fit_group``       ``calib.calibrate.

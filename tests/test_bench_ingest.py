@@ -13,9 +13,9 @@ import pytest
 from astropy.io import fits
 from conftest import REPO
 
-from skylake.frame.process import process_file
 from skylake.frame.reading import content_hash
 from skylake.profile import load_profile
+from skylake.tasks.frame import process_file
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import SKYCAMZ, require_shared
 
-from skylake.frame.process import process_file
 from skylake.profile import load_profile
+from skylake.tasks.frame import process_file
 
 pytestmark = pytest.mark.realdata
 

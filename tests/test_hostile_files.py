@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from skylake.frame.process import process_file, stored_path
 from skylake.ingest import EXIT_SOME_REJECTED
 from skylake.lake import Lake
 from skylake.pipeline import ingest
 from skylake.profile import load_profile
 from skylake.synthetic.hostile_files import NON_UTF8_NAME, write_hostile_files
+from skylake.tasks.frame import process_file, stored_path
 
 pytestmark = pytest.mark.realdata
 

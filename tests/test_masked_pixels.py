@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from skylake.frame.process import process_file
 from skylake.profile import load_profile
+from skylake.tasks.frame import process_file
 
 pytestmark = pytest.mark.realdata
 

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 
 from skylake.db import refresh
 from skylake.frame import psf_grid
-from skylake.frame.process import process_file
 from skylake.lake import Lake, tables
 from skylake.pipeline import ingest
 from skylake.profile import load_profile
 from skylake.status import format_status, lake_status
+from skylake.tasks.frame import process_file
 
 NAME = tables.of_stage(psf_grid.__name__).name
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skylake.frame.process import process_file
 from skylake.profile import load_profile
 from skylake.synthetic import render_frame, tan_wcs_header, write_frame
+from skylake.tasks.frame import process_file
 
 SHAPE = (600, 600)
 

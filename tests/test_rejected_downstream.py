@@ -16,13 +16,13 @@ from conftest import SHARED_DATA, require_shared, run_cli
 from test_calib_real import _near
 
 from skylake.calib.calibrate import calibrate
-from skylake.frame.process import night_from_path
 from skylake.ingest import EXIT_SOME_REJECTED
 from skylake.lake import Lake
 from skylake.lake.nights import UNKNOWN_NIGHT
 from skylake.pipeline import ingest
 from skylake.refcat import import_refcat
 from skylake.synthetic import write_bad_files
+from skylake.tasks.frame import night_from_path
 
 pytestmark = pytest.mark.realdata
 

@@ -16,10 +16,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from skylake.frame.extract import SATURATED, kron_scale
-from skylake.frame.process import process_file
 from skylake.paths import project_dir
 from skylake.profile import load_profile
 from skylake.synthetic import render_frame, tan_wcs_header, write_frame
+from skylake.tasks.frame import process_file
 
 SHAPE = (400, 400)
 SKY = 2000.0

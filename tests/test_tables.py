@@ -179,10 +179,10 @@ def test_frame_rows_of_a_batch_are_staged_as_the_schema_whatever_their_pandas_ty
     import pandas as pd
     import pyarrow as pa
 
-    from skylake.frame.process import FrameResult
     from skylake.ingest import _stage_frame_rows
     from skylake.lake import Lake
     from skylake.schema import table_schema
+    from skylake.tasks.frame import FrameResult
 
     schema = table_schema("streaks")
 

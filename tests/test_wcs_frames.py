@@ -14,8 +14,8 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import fit_wcs_from_points
 
 from skylake.frame.platesolve import strip_wcs
-from skylake.frame.process import process_file
 from skylake.profile import load_profile
+from skylake.tasks.frame import process_file
 
 pytestmark = pytest.mark.realdata
 

@@ -244,8 +244,8 @@ def profile_text(model, base: str, fit, frame: str) -> str:
 @_errors
 def _cmd_camera_fit(args) -> int:
     from skylake.allsky.fit import CameraFitError, fit_camera, plot_fit_residuals
-    from skylake.frame.allsky import bright_stars, catalog_source
     from skylake.profile import load_profile
+    from skylake.tasks.allsky import bright_stars, catalog_source
 
     profile = load_profile(args.pipeline)
     if not profile.is_allsky:

@@ -23,7 +23,7 @@ from astropy.table import Table
 
 from skylake.allsky.camera import CameraModel, Site
 from skylake.allsky.photometry import FLAG_BAD, FLAG_SHIFT
-from skylake.maps.aggregate import airmass
+from skylake.horizon import airmass
 from skylake.robust import MAD_TO_SIGMA
 
 __all__ = [

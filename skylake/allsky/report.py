@@ -83,8 +83,8 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
     from astropy.table import Table
 
     from skylake.allsky.plots import CONVENTION, plot_sky_brightness_map, plot_stars, plot_transparency
-    from skylake.frame.allsky import FORCED_NOT_SEEN
     from skylake.maps.store import read_index, read_maps
+    from skylake.tasks.allsky import FORCED_NOT_SEEN
 
     if frames is None or frames.empty:
         return "", []

@@ -6,7 +6,7 @@
     LAKE/maps/night=YYYY-MM-DD/<batch>.parquet      the frame's transparency / sky-brightness pixels
     LAKE/maps/_index/<batch>.parquet                one index row per frame map (scope "frame")
 
-The frame task (:mod:`skylake.frame.allsky`) returns these rows in ``FrameResult.extras``; ingest stages
+The frame task (:mod:`skylake.tasks.allsky`) returns these rows in ``FrameResult.extras``; ingest stages
 the streaks as it stages every per-frame table, and the maps here with their index rows, so a frame, its
 streaks and its maps appear in the same commit. A frame replaced (``--redo``) loses its streaks and maps
 in the replacing commit.
@@ -61,7 +61,7 @@ def stage_allsky(tx, results, frame_ids, nights: list, profile_name: str | None 
     ----------
     tx : skylake.lake.transaction.Transaction
         The ingest's transaction.
-    results : sequence of skylake.frame.process.FrameResult
+    results : sequence of skylake.tasks.frame.FrameResult
         The ingested frames.
     frame_ids : sequence of int
         The frames' ids, one per result.
@@ -166,7 +166,7 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
     ----------
     lake : skylake.lake.Lake
         The lake (its LAKE/streaks and frames).
-    results : sequence of skylake.frame.process.FrameResult
+    results : sequence of skylake.tasks.frame.FrameResult
         The batch's frames; their ``extras`` streak rows and records are updated in place.
     profile : skylake.profile.Profile or None
         The batch's profile (its ``static_tolerance_px``; 3 px without an all-sky profile).
@@ -185,9 +185,9 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
     import pyarrow.compute as pc
     from astropy.table import Table
 
-    from skylake.frame.process import frame_night
     from skylake.frame.static_artefacts import WINDOW_D, Found, find
     from skylake.lake.tables import FRAMES
+    from skylake.tasks.frame import frame_night
 
     rows = []
     for k, r in enumerate(results):

@@ -3,7 +3,7 @@
 The URL comes from ``--db``, else ``SKYLAKE_DB_URL``, else a SQLite file inside the lake
 (``LAKE/_skylake/summary.sqlite``). Put Postgres passwords in ``~/.pgpass`` (libpq reads it) or in
 the environment, never in the repository; every message and log line shows the URL with the password
-masked, in whatever form it was given (:mod:`skylake.db.secrets`). A URL that does not parse, or names
+masked, in whatever form it was given (:mod:`skylake.secrets`). A URL that does not parse, or names
 a driver that is not installed, is a usage error (:class:`DbUrlError`, exit code 2).
 """
 
@@ -14,8 +14,8 @@ import os
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from skylake.db.secrets import SECRET_KEY, redact, register
 from skylake.errors import DbError, DbUrlError  # noqa: F401 (DbError: imported from here by the db package)
+from skylake.secrets import SECRET_KEY, redact, register
 
 __all__ = ["ENV_URL", "SQLITE_FILE", "db_url", "mask_url", "mask", "parse_url", "connect"]
 

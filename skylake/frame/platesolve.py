@@ -818,7 +818,7 @@ def solve_astrometry_net(
 
 
 # ---------------------------------------------------------------------------------------------
-# ingest: a profile's [platesolve] step (skylake.frame.process)
+# ingest: a profile's [platesolve] step (skylake.tasks.frame)
 #: Widest pointing uncertainty (deg) searched by skylake's solver: its cost grows with the searched area
 #: (SkyCamZ: 0.4 s at 0.5 deg, 1.8 s at 1 deg, 10 s at 2 deg), astrometry.net's hardly (0.2 s at 3 deg).
 SKYLAKE_MAX_RADIUS_DEG = 1.0

@@ -412,7 +412,7 @@ def write_sources(
     amend : callable or None
         ``amend(frame_id, rows) -> rows``, applied to each frame's rows before they get their ids: a
         product's last change to rows the frame task wrote (the storage layer does not know what it
-        changes; ingest re-flags streaks with it, :func:`skylake.frame.allsky.reflag_streaks`).
+        changes; ingest re-flags streaks with it, :func:`skylake.tasks.allsky.reflag_streaks`).
 
     Returns
     -------

@@ -21,7 +21,7 @@ and optionally
     a *frame product*: ``MODULE.run(record, sources)`` runs in every accepted frame's task and returns the
     table's rows of that frame (without ``frame_id``, which the schema must have); ingest commits them with
     the frame, ``--redo`` replaces them with it, and ``status`` counts them. A product that fails leaves a
-    note on the frame, never costs it (skylake.frame.process). Adding such a product takes its schema (with
+    note on the frame, never costs it (skylake.tasks.frame). Adding such a product takes its schema (with
     this line) and its stage module, nothing else.
 ``night_product: MODULE`` and ``inputs: [TABLE, ...]``
     a *night product*: ``MODULE.run(night, inputs)`` returns the table's rows of one night from its input

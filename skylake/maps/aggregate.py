@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from skylake.errors import SkylakeError
+from skylake.horizon import airmass
 from skylake.robust import MAD_TO_SIGMA
 
 __all__ = [
@@ -142,25 +143,6 @@ def pixel_centres(pixel: np.ndarray, nside: int) -> tuple[np.ndarray, np.ndarray
 
     lon, lat = hp.pix2ang(int(nside), np.asarray(pixel, np.int64), nest=True, lonlat=True)
     return np.asarray(lon, float), np.asarray(lat, float)
-
-
-def airmass(alt_deg: np.ndarray) -> np.ndarray:
-    """Kasten & Young (1989) relative airmass of an altitude in degrees (finite to the horizon; NaN below).
-
-    Parameters
-    ----------
-    alt_deg : numpy.ndarray
-        Altitudes [deg].
-
-    Returns
-    -------
-    numpy.ndarray
-        The airmass of each altitude (NaN below the horizon).
-    """
-    alt = np.asarray(alt_deg, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x = 1.0 / (np.sin(np.radians(alt)) + 0.50572 * (alt + 6.07995) ** -1.6364)
-    return np.where(alt >= 0, x, np.nan)
 
 
 def sky_brightness(

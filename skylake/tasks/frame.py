@@ -58,7 +58,7 @@ class FrameResult:
         The piece's size, bytes.
     extras : dict
         Small per-frame tables committed beside the frame row (all-sky frames: ``streaks`` and ``maps``
-        rows, :mod:`skylake.frame.allsky`; staged by :mod:`skylake.allsky.store`), and frame products.
+        rows, :mod:`skylake.tasks.allsky`; staged by :mod:`skylake.allsky.store`), and frame products.
     """
 
     record: dict  # frames columns, less frame_id, batch_id, ingested_at
@@ -69,7 +69,7 @@ class FrameResult:
     pixels: object = None
     piece_bytes: int = 0
     #: Small per-frame tables committed beside the frame row (all-sky frames: ``streaks`` and ``maps``
-    #: rows, :mod:`skylake.frame.allsky`; staged by :mod:`skylake.allsky.store`).
+    #: rows, :mod:`skylake.tasks.allsky`; staged by :mod:`skylake.allsky.store`).
     extras: dict = field(default_factory=dict)
 
     @property
@@ -194,7 +194,7 @@ def _process_image(
 
         reduced = reduce_frame(image, rec, profile, lake_root)
     if profile.is_allsky:  # placed by the [camera] model, never by a header WCS
-        from skylake.frame.allsky import catalog_source, process_allsky
+        from skylake.tasks.allsky import catalog_source, process_allsky
 
         return process_allsky(image, rec, profile, catalog_source(profile, lake_root), lake_root)
     position_from, solve_note = "wcs", ""
@@ -252,7 +252,7 @@ def _process_image(
     rec["status"], rec["reason"] = quality.judge(measures, profile.quality)
     rec.update({k: v for k, v in measures.items() if k != "n_clean"})
     rec["n_sources"] = len(ra)
-    from skylake.frame.allsky import wcs_provenance
+    from skylake.tasks.allsky import wcs_provenance
 
     return wcs_provenance(cols, position_from), {}
 
