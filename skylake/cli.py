@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         The exit code (the table in :mod:`skylake.errors`): 130 when interrupted (Ctrl-C).
     """
     args = build_parser().parse_args(argv)
+    import skylake.sections  # noqa: F401 - every stage's profile section registered: profiles are checked whole
+
     level = getattr(logging, args.log_level)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # dask.distributed logs every worker start/stop at INFO; keep it quiet unless debugging.

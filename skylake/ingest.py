@@ -29,6 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import skylake.sections  # noqa: F401 - every stage's profile section registered: profiles are checked whole
+from skylake.allsky.camera import camera_of
 from skylake.errors import FrameRejected, LakeError, UsageError
 from skylake.frame.reading import file_hash
 from skylake.lake import counts, faults, frame_index, pieces, tables
@@ -863,7 +865,7 @@ def _check_inputs(lake: Lake, profile: Profile) -> None:
     from skylake.tasks.allsky import catalog_source
 
     try:
-        profile.camera_model()
+        camera_of(profile)
     except ProfileError as exc:  # a camera known only by its projection: fitted first, or every frame is lost
         raise UsageError(f"ingest with profile {profile.name}: {exc}; nothing was ingested") from None
 

@@ -69,6 +69,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "skylake.maps",
             "skylake.night_products",
             "skylake.allsky.store",
+            "skylake.sections",
         ),
     ),
     (

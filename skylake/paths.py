@@ -1,6 +1,7 @@
 """Paths: where skylake finds its own data files, and how a frame's path is stored.
 
-Its own data files are ``schemas/`` and ``pipelines/``, in a checkout or an install.
+Its own data files are ``schemas/``, ``pipelines/`` and ``sql/``: the checkout's, or in an installed wheel the
+copies under ``skylake/_data/`` (which in a checkout are links to the same directories).
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ __all__ = ["project_dir", "stored_path"]
 
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The data an installed wheel carries (in a checkout: links to the repository's directories).
+_PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
 
 
 def project_dir(name: str) -> Path:
-    """Return the top-level project directory ``name`` (``schemas`` or ``pipelines``).
+    """Return the top-level project directory ``name`` (``schemas``, ``pipelines`` or ``sql``).
 
-    ``SKYLAKE_HOME`` overrides the location (for installs that are not editable).
+    ``SKYLAKE_HOME`` overrides the location (a checkout whose files should be used instead); else the
+    checkout's directory, or in an installed wheel the package's copy (``skylake/_data/NAME``).
 
     Parameters
     ----------
@@ -34,14 +38,16 @@ def project_dir(name: str) -> Path:
     FileNotFoundError
         There is no such directory (skylake is not installed from a checkout, nor is SKYLAKE_HOME set to one).
     """
-    root = Path(os.environ.get("SKYLAKE_HOME", _REPO_ROOT))
-    path = root / name
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"skylake cannot find its {name}/ directory at {path}; install with `pip install -e .` "
-            "from a checkout or set SKYLAKE_HOME to the checkout"
-        )
-    return path
+    home = os.environ.get("SKYLAKE_HOME")
+    candidates = [Path(home) / name] if home else [_REPO_ROOT / name, _PACKAGE_DATA / name]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise FileNotFoundError(
+        f"skylake cannot find its {name}/ directory at {candidates[0]}"
+        + ("" if home else f" nor in the package ({candidates[1]}): reinstall skylake")
+        + (": SKYLAKE_HOME must name a skylake checkout" if home else "")
+    )
 
 
 def stored_path(path: str) -> str:

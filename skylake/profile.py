@@ -37,6 +37,8 @@ from skylake.paths import project_dir
 
 __all__ = [
     "OPTIONAL_SECTIONS",
+    "CALIBRATION_FLUXES",
+    "register_section",
     "ALLSKY_KEYS",
     "ALLSKY_SOURCES",
     "PLATESOLVE_KEYS",
@@ -62,6 +64,51 @@ __all__ = [
 
 #: Sections a profile may leave out (None when absent).
 OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble", "reduction")  # not a table
+#: The fluxes a camera can be calibrated in (``[calibration] flux``): the sources' Kron flux and the three circles.
+CALIBRATION_FLUXES = ("flux_auto", "flux_ap1", "flux_ap2", "flux_ap3")
+
+#: The checks of the optional sections whose settings a stage owns, by section: ``check(table)`` raises
+#: ValueError or TypeError naming the offending value. Each stage registers its own when its settings module is
+#: imported (:func:`register_section`); :mod:`skylake.sections` imports every one.
+_SECTION_CHECKS: dict[str, object] = {}
+
+
+def register_section(name: str, check) -> None:
+    """Register the check of an optional section's settings, owned by a stage.
+
+    The profile loader runs it on the section's table at load, so that a bad value is a problem naming it, never
+    a frame's failure. The profile knows the section by name only: the stage that owns its settings registers
+    them (the profile never imports a stage).
+
+    Parameters
+    ----------
+    name : str
+        The section (one of :data:`OPTIONAL_SECTIONS`).
+    check : callable
+        ``check(table)`` with the section's table (less the keys the profile reads itself); raises ValueError or
+        TypeError naming the offending value.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not an optional section.
+    """
+    if name not in OPTIONAL_SECTIONS:
+        raise ValueError(f"no optional profile section {name!r}; the sections are {list(OPTIONAL_SECTIONS)}")
+    _SECTION_CHECKS[name] = check
+
+
+def _check_section(name: str, table: dict, problems: list[str]) -> None:
+    """Run the check a stage registered for section ``name`` (none yet: the stage checks it when it reads it)."""
+    check = _SECTION_CHECKS.get(name)
+    if check is None:
+        return
+    try:
+        check(table)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"[{name}] {exc}")
+
+
 #: ``[allsky]`` keys read by ingest itself, beside :class:`skylake.allsky.pipeline.AllSkySettings`:
 #: the bright-star catalogue (a refcat name in the lake, or a FITS/Parquet file) and which source rows
 #: a frame gets.
@@ -549,11 +596,13 @@ class Profile:
     source : str
         The file it was read from.
     camera : dict or None
-        An all-sky camera's ``[camera]`` model (None when absent; see :meth:`camera_model`).
+        An all-sky camera's ``[camera]`` model (None when absent; :func:`skylake.allsky.camera.camera_of`).
     allsky : dict or None
-        An all-sky camera's ``[allsky]`` settings (None when absent; see :meth:`allsky_settings`).
+        An all-sky camera's ``[allsky]`` settings (None when absent;
+        :func:`skylake.allsky.pipeline.allsky_settings`).
     platesolve : dict or None
-        A narrow-field camera's ``[platesolve]`` (None when absent; see :meth:`platesolve_settings`).
+        A narrow-field camera's ``[platesolve]`` (None when absent;
+        :func:`skylake.frame.solve_settings.platesolve_settings`).
     ensemble : dict or None
         ``[ensemble]``: the relative calibration and detrending of each night (skylake.ensemble; defaults when
         absent).
@@ -576,8 +625,8 @@ class Profile:
     maps: Maps
     source: str  # the file it was read from
     #: Optional sections (None when absent): an all-sky camera's ``[camera]`` model and ``[allsky]``
-    #: settings, a narrow-field camera's ``[platesolve]``; kept as validated plain tables (see
-    #: :meth:`camera_model`, :meth:`allsky_settings`, :meth:`platesolve_settings`).
+    #: settings, a narrow-field camera's ``[platesolve]``; kept as validated plain tables, which the stages
+    #: that own them read into their settings.
     camera: dict | None = None
     allsky: dict | None = None
     platesolve: dict | None = None
@@ -629,75 +678,6 @@ class Profile:
             Whether the profile has a ``[camera]`` section.
         """
         return self.camera is not None
-
-    def camera_model(self):
-        """The ``[camera]`` model and the site (the profile's ``[site]``).
-
-        Returns
-        -------
-        model : skylake.allsky.camera.CameraModel
-            The camera's lens model.
-        site : skylake.allsky.camera.Site
-            The profile's site.
-
-        Raises
-        ------
-        ValueError
-            The profile has no ``[camera]`` section.
-        ProfileError
-            The ``[camera]`` gives only part of the model (it must be fitted first: ``skylake camera fit``).
-        """
-        from skylake.allsky.camera import CameraModel
-        from skylake.allsky.camera import Site as CameraSite
-
-        if self.camera is None:
-            raise ValueError(f"profile {self.name!r} has no [camera] section")
-        missing = CameraModel.missing(self.camera)
-        if missing:
-            raise ProfileError(
-                f"profile {self.name!r} ({self.source}): its [camera] gives no {', '.join(missing)}: fit "
-                f"the model on a clear frame first: skylake camera fit FRAME --pipeline {self.source} "
-                f"--out mycam.toml, then use mycam.toml"
-            )
-        return CameraModel.from_dict(self.camera), CameraSite(self.site.lat_deg, self.site.lon_deg, self.site.height_m)
-
-    def allsky_settings(self):
-        """The ``[allsky]`` processing settings.
-
-        Returns
-        -------
-        skylake.allsky.pipeline.AllSkySettings
-            The settings, the profile-level keys of :data:`ALLSKY_KEYS` left out (defaults when absent).
-        """
-        from skylake.allsky.pipeline import AllSkySettings
-
-        return AllSkySettings.from_dict({k: v for k, v in (self.allsky or {}).items() if k not in ALLSKY_KEYS})
-
-    def platesolve_settings(self):
-        """The ``[platesolve]`` solver settings.
-
-        Returns
-        -------
-        skylake.frame.platesolve.PlateSolveSettings
-            The settings, less the keys of :data:`PLATESOLVE_KEYS` (defaults when absent).
-        """
-        from skylake.frame.solve_settings import PlateSolveSettings
-
-        return PlateSolveSettings.from_dict(
-            {k: v for k, v in (self.platesolve or {}).items() if k not in PLATESOLVE_KEYS}
-        )
-
-    def reduction_settings(self):
-        """The ``[reduction]`` settings.
-
-        Returns
-        -------
-        skylake.reduce.settings.ReductionSettings
-            The settings (defaults when absent).
-        """
-        from skylake.reduce.settings import ReductionSettings
-
-        return ReductionSettings.from_dict(self.reduction or {})
 
 
 def _read_file(path: Path) -> dict:
@@ -1119,10 +1099,8 @@ def _check_calibration(cal: Calibration, problems: list[str]) -> None:
 
     if not isinstance(cal.refcat, str):
         bad("refcat", 'must be a catalogue name, or "" for none')
-    from skylake.calib.model import FLUXES
-
-    if cal.flux not in FLUXES:
-        bad("flux", f"must be one of {list(FLUXES)}")
+    if cal.flux not in CALIBRATION_FLUXES:
+        bad("flux", f"must be one of {list(CALIBRATION_FLUXES)}")
     if not isinstance(cal.band, str) or not cal.band:
         bad("band", "must name a reference band (the catalogue's mag_<band>)")
     if (
@@ -1267,23 +1245,9 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         out[name] = None if value is None else dict(value)
     camera, allsky, platesolve = out["camera"], out["allsky"], out["platesolve"]
     if out["ensemble"] is not None:
-        from skylake.ensemble.options import EnsembleOptions
-        from skylake.ensemble.solve import EnsembleSettings
-
-        doc = dict(out["ensemble"])
-        own = {k: doc.pop(k) for k in list(doc) if k in EnsembleOptions.__dataclass_fields__}
-        try:
-            EnsembleOptions(**own)
-            EnsembleSettings.from_dict(doc)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"[ensemble] {exc}")
+        _check_section("ensemble", out["ensemble"], problems)  # not a table
     if out["reduction"] is not None:
-        from skylake.reduce.settings import ReductionSettings
-
-        try:
-            ReductionSettings.from_dict(out["reduction"])
-        except (ValueError, TypeError) as exc:
-            problems.append(f"[reduction] {exc}")
+        _check_section("reduction", out["reduction"], problems)
         if camera is not None:  # the all-sky path measures on its own: it would judge saturation on reduced pixels
             problems.append(
                 "[reduction] is for cameras placed by a WCS (masters are not applied to all-sky frames yet); an "
@@ -1293,8 +1257,6 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
     if allsky is not None and camera is None:
         problems.append("[allsky] needs a [camera] section (the lens model that maps pixels to the sky)")
     if camera is not None:
-        from skylake.allsky.camera import CameraModel
-
         if "site" in camera:
             problems.append(
                 "camera.site: the camera's site is the profile's [site] (lat_deg, lon_deg, height_m); "
@@ -1306,10 +1268,7 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
                 "orthographic, gnomonic or polynomial); `skylake camera fit` finds the rest"
             )
         else:
-            try:
-                CameraModel.check_partial(camera)  # what it leaves out, `skylake camera fit` finds
-            except (ValueError, TypeError) as exc:
-                problems.append(f"[camera] {exc}")
+            _check_section("camera", camera, problems)  # what it leaves out, `skylake camera fit` finds
         site = sections.get("site")
         if site is not None and site.name == "unknown":
             problems.append(
@@ -1319,8 +1278,6 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         out["allsky"] = allsky = {**ALLSKY_KEYS, **(allsky or {})}
     if allsky is not None:
         allsky = {**ALLSKY_KEYS, **allsky}
-        from skylake.allsky.pipeline import AllSkySettings
-
         catalog = allsky["catalog"]
         if not isinstance(catalog, str) or not catalog.strip():
             problems.append(
@@ -1332,13 +1289,8 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
                 problems.append(f"allsky.catalog = {catalog!r}: no such file")
         if allsky["sources"] not in ALLSKY_SOURCES:
             problems.append(f"allsky.sources = {allsky['sources']!r} must be one of {list(ALLSKY_SOURCES)}")
-        try:
-            AllSkySettings.from_dict({k: v for k, v in allsky.items() if k not in ALLSKY_KEYS})
-        except (ValueError, TypeError) as exc:
-            problems.append(f"[allsky] {exc}")
+        _check_section("allsky", {k: v for k, v in allsky.items() if k not in ALLSKY_KEYS}, problems)
     if platesolve is not None:
-        from skylake.frame.solve_settings import PlateSolveSettings
-
         if camera is not None:
             problems.append("[platesolve] and [camera] exclude each other: an all-sky camera is placed by its model")
         out["platesolve"] = platesolve = {**PLATESOLVE_KEYS, **platesolve}
@@ -1351,18 +1303,7 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
         elif _is_file_setting(refcat) and not Path(refcat).is_file() and not source.endswith(".json"):
             problems.append(f"platesolve.refcat = {refcat!r}: no such file")
         _check_platesolve(platesolve, sections.get("site"), problems)
-        solver = {k: v for k, v in platesolve.items() if k not in PLATESOLVE_KEYS}
-        unknown = sorted(set(solver) - set(PlateSolveSettings.__dataclass_fields__))
-        if unknown:
-            problems.append(
-                f"[platesolve] has unknown settings {unknown}; allowed: "
-                f"{sorted([*PLATESOLVE_KEYS, *PlateSolveSettings.__dataclass_fields__])}"
-            )
-        else:
-            try:
-                PlateSolveSettings.from_dict(solver)
-            except (ValueError, TypeError) as exc:
-                problems.append(f"[platesolve] {exc}")
+        _check_section("platesolve", {k: v for k, v in platesolve.items() if k not in PLATESOLVE_KEYS}, problems)
     return out
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import skylake.sections  # noqa: F401 - every stage's profile section registered, as the command line has them
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SKYLAKE_SHARED_DATA", REPO.parent / "shared" / "data"))
 SKYCAMZ = SHARED_DATA / "skycamz"

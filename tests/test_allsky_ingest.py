@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA, require_shared
 
+from skylake.allsky.camera import camera_of
 from skylake.cli import main
 from skylake.lake import Lake
 
@@ -179,7 +180,7 @@ def test_camera_fit_on_the_iceact_clear_frame(tmp_path, capsys):
     n = int(re.search(r"(\d+) stars of V < 4.5 above 20 deg used", text).group(1))
     rms_px, rms_deg = map(float, re.search(r"rms residual ([\d.]+) px = ([\d.]+) deg", text).groups())
     assert n >= 50 and rms_px <= 1.0 and 0 < rms_deg < 0.3
-    fitted = load_profile(out).camera_model()[0]
+    fitted = camera_of(load_profile(out))[0]
     assert abs(fitted.rotation_deg + 86.8) < 0.2 and abs(fitted.x0 - 326.5) < 1.5 and fitted.k1 != 0.0
     assert plot.stat().st_size > 10_000
     # a profile without [camera], a missing file: usage errors (exit 2), nothing written

@@ -13,7 +13,7 @@ from astropy.io import fits
 from astropy.time import Time
 from conftest import SHARED_DATA, require_shared
 
-from skylake.allsky.camera import CameraModel, Site
+from skylake.allsky.camera import CameraModel, Site, camera_of
 from skylake.allsky.catalog import read_hipparcos
 from skylake.allsky.fit import CameraFitError, fit_from_site
 from skylake.cli import main as cli
@@ -82,7 +82,7 @@ def test_iceact_from_its_projection_and_site_alone(tmp_path, capsys):
     assert abs(model.f_px - 1.45 / 0.0075) / (1.45 / 0.0075) < 0.01  # the published optics, 193 px per radian
     assert not any(line.startswith("warning") for line in out.splitlines())
     # the profile it wrote places frames: it loads and gives the model
-    fitted, _ = load_profile(written).camera_model()
+    fitted, _ = camera_of(load_profile(written))
     assert fitted.x0 == pytest.approx(model.x0)
 
 
@@ -180,7 +180,7 @@ def test_a_profile_with_only_the_projection_loads_but_cannot_ingest(tmp_path):
         match="gives no focal_length_mm, pixel_size_mm, x0, y0: fit the model on a "
         "clear frame first: skylake camera fit FRAME",
     ):
-        prof.camera_model()
+        camera_of(prof)
     bad = tmp_path / "bad.toml"
     bad.write_text(SITE_ONLY.format(name="b", extra="x0 = -5000.5\nk1 = 'big'", catalog="hipparcos"))
     with pytest.raises(ProfileError, match="k1 must be a number"):

@@ -64,3 +64,25 @@ def test_a_reader_that_stops_reading_ends_the_output_quietly(tmp_path):
     finally:
         os.close(write)
     assert run.returncode == EXIT_BROKEN_PIPE == 141 and run.stderr == ""
+
+
+def test_a_lake_on_s3_without_the_extra_is_refused_in_one_line():
+    """``skylake init s3://bucket/x`` where s3fs is not installed: one line naming the extra to install, exit 2
+    (s3fs is installed here: a fresh interpreter is made unable to import it, as without the extra)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class NoS3fs:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 's3fs' or name.startswith('s3fs.'):\n"
+        "            raise ImportError(\"No module named 's3fs'\")\n"
+        "sys.meta_path.insert(0, NoS3fs())\n"
+        "from skylake.cli import main\n"
+        "sys.exit(main(['init', 's3://bucket/x']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stdout == "", run.stdout + run.stderr
+    assert run.stderr.count("\n") == 1 and 'pip install "skylake[s3]"' in run.stderr, run.stderr
+    assert run.stderr.startswith("skylake: error: s3://bucket/x: a lake on s3:// needs the skylake[s3] extra")

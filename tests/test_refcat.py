@@ -450,6 +450,21 @@ def test_cli_import_list_and_record(synthetic_lake, capsys):
     assert "default_margin=ps1_12arcs" in props
 
 
+def test_no_progress_bars_into_a_redirected_stderr(synthetic_lake, dask_client):
+    """A command whose stderr is a file or a pipe draws no bar (no carriage returns in the log); the
+    normalised-file lines stay on stdout."""
+    import subprocess
+    import sys
+
+    lake, src, _ = synthetic_lake
+    args = ["refcat", "import", str(lake), "ps1_again", str(src), "--format", "ps1"]
+    args += ["--scheduler", dask_client.scheduler.address, "--margin-arcsec", "12"]
+    run_ = subprocess.run([sys.executable, "-m", "skylake.cli", *args], capture_output=True, text=True, timeout=300)
+    assert run_.returncode == 0, run_.stderr
+    assert "\r" not in run_.stderr and "partition ps1_again" not in run_.stderr
+    assert "normalised" in run_.stdout
+
+
 def test_cli_unreachable_scheduler_is_a_usage_error_and_nothing_is_written(tmp_path, capsys):
     src = tmp_path / "tycho2.parquet"
     pq.write_table(pa.table({"ra": [1.0], "dec": [2.0], "mag_vt": [9.0]}), src)

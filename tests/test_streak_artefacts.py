@@ -13,6 +13,7 @@ from astropy.io import fits
 from astropy.time import Time, TimeDelta
 from conftest import SHARED_DATA, require_shared
 
+from skylake.allsky.camera import camera_of
 from skylake.frame.streaks import noise_map
 from skylake.lake import Lake
 from skylake.lake.tables import STATIC_ARTEFACTS, STREAKS
@@ -123,7 +124,7 @@ def _check(lake, trails, glints, n_frames):
 
 @pytest.mark.realdata
 def test_real_iceact_copies(tmp_path, dask_client):
-    model, _ = load_profile("iceact").camera_model()
+    model, _ = camera_of(load_profile("iceact"))
     with fits.open(require_shared(ALLSKY / "iceact_20170503_starry.fits")) as hdul:
         header, data = hdul[0].header.copy(), hdul[0].data.astype(np.float64)
     noise = _pixel_noise(data, model)

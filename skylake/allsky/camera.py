@@ -41,8 +41,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from skylake import iers
+from skylake.profile import ProfileError, register_section
 
-__all__ = ["CameraModel", "Site", "PROJECTIONS", "ARCSEC2_PER_SR", "angular_separation_deg", "TO_FIT"]
+__all__ = ["CameraModel", "Site", "PROJECTIONS", "ARCSEC2_PER_SR", "angular_separation_deg", "TO_FIT", "camera_of"]
 
 PROJECTIONS = ("equidistant", "equisolid", "stereographic", "orthographic", "gnomonic", "polynomial")
 ARCSEC2_PER_SR = (180.0 / math.pi * 3600.0) ** 2
@@ -844,3 +845,41 @@ def angular_separation_deg(alt1, az1, alt2, az2) -> np.ndarray:
     s = np.hypot(np.cos(a2) * np.sin(daz), np.cos(a1) * np.sin(a2) - np.sin(a1) * np.cos(a2) * np.cos(daz))
     c = np.sin(a1) * np.sin(a2) + np.cos(a1) * np.cos(a2) * np.cos(daz)
     return np.degrees(np.arctan2(s, c))
+
+
+def camera_of(profile) -> tuple[CameraModel, Site]:
+    """A profile's ``[camera]`` model and its site (the profile's ``[site]``).
+
+    Parameters
+    ----------
+    profile : skylake.profile.Profile
+        The profile.
+
+    Returns
+    -------
+    model : CameraModel
+        The camera's lens model.
+    site : Site
+        The profile's site.
+
+    Raises
+    ------
+    ValueError
+        The profile has no ``[camera]`` section.
+    skylake.profile.ProfileError
+        The ``[camera]`` gives only part of the model (it must be fitted first: ``skylake camera fit``).
+    """
+    if profile.camera is None:
+        raise ValueError(f"profile {profile.name!r} has no [camera] section")
+    missing = CameraModel.missing(profile.camera)
+    if missing:
+        raise ProfileError(
+            f"profile {profile.name!r} ({profile.source}): its [camera] gives no {', '.join(missing)}: fit "
+            f"the model on a clear frame first: skylake camera fit FRAME --pipeline {profile.source} "
+            f"--out mycam.toml, then use mycam.toml"
+        )
+    site = profile.site
+    return CameraModel.from_dict(profile.camera), Site(site.lat_deg, site.lon_deg, site.height_m)
+
+
+register_section("camera", CameraModel.check_partial)

@@ -243,7 +243,9 @@ def profile_text(model, base: str, fit, frame: str) -> str:
 
 @_errors
 def _cmd_camera_fit(args) -> int:
+    from skylake.allsky.camera import camera_of
     from skylake.allsky.fit import CameraFitError, fit_camera, plot_fit_residuals
+    from skylake.allsky.pipeline import allsky_settings
     from skylake.profile import load_profile
     from skylake.tasks.allsky import bright_stars, catalog_source
 
@@ -272,7 +274,7 @@ def _cmd_camera_fit(args) -> int:
 
     missing = CameraModel.missing(profile.camera)
     site = Site(profile.site.lat_deg, profile.site.lon_deg, profile.site.height_m)
-    settings = profile.allsky_settings()
+    settings = allsky_settings(profile)
     image, rec = read_frame(args.file, profile)
     from astropy.time import Time
 
@@ -291,7 +293,7 @@ def _cmd_camera_fit(args) -> int:
                 fit=settings.fit,
             )
         else:
-            model0, _ = profile.camera_model()
+            model0, _ = camera_of(profile)
             fit = fit_camera(
                 image.data,
                 model0,

@@ -18,8 +18,9 @@ import numpy as np
 from astropy.table import Table
 
 from skylake.allsky.camera import CameraModel, Site
+from skylake.profile import ALLSKY_KEYS, register_section
 
-__all__ = ["AllSkySettings", "AllSkyResult", "process_frame", "camera_from_profile", "dark_level"]
+__all__ = ["AllSkySettings", "AllSkyResult", "process_frame", "camera_from_profile", "dark_level", "allsky_settings"]
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,25 @@ class AllSkySettings:
         if unknown:
             raise ValueError(f"unknown allsky setting(s) {unknown}; known: {names}")
         return cls(**d)
+
+
+def allsky_settings(profile) -> AllSkySettings:
+    """A profile's ``[allsky]`` processing settings.
+
+    Parameters
+    ----------
+    profile : skylake.profile.Profile
+        The profile.
+
+    Returns
+    -------
+    AllSkySettings
+        The settings, the keys the profile reads itself (``ALLSKY_KEYS``) left out (defaults when absent).
+    """
+    return AllSkySettings.from_dict({k: v for k, v in (profile.allsky or {}).items() if k not in ALLSKY_KEYS})
+
+
+register_section("allsky", AllSkySettings.from_dict)
 
 
 def camera_from_profile(section: Mapping[str, Any]) -> tuple[CameraModel, Site]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 
+from skylake.allsky.pipeline import allsky_settings
+
 __all__ = ["TABLE_FRAMES", "FRAME_COLUMNS", "allsky_frames", "allsky_section"]
 
 
@@ -137,7 +139,7 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
             prof = frames_profile(lake, frame["profile"], frame["pipeline_version"])
         except ProfileError:  # a lake without the profile stored: the camera project's defaults
             prof = None
-        cfg = prof.allsky_settings() if prof is not None and prof.is_allsky else None
+        cfg = allsky_settings(prof) if prof is not None and prof.is_allsky else None
         vmax, alt_min = (cfg.cloud_vmax, cfg.cloud_alt_min_deg) if cfg is not None else (4.0, 20.0)
         src = lake.read_sources(
             columns=["alt", "az", "ref_mag", "flags", "measure"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+from skylake.allsky.pipeline import allsky_settings
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import night_dir
 from skylake.lake.tables import MAPS, STREAKS
@@ -214,7 +215,7 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
         frames = lake.read_night_table(FRAMES, columns=["frame_id", "profile"], nights=nights).to_pandas()
         earlier = earlier.merge(frames, on="frame_id", how="inner")
         earlier = earlier[~earlier["frame_id"].isin(list(replaced))]  # a frame's older version is no other frame
-    settings = profile.allsky_settings() if profile is not None and profile.is_allsky else None
+    settings = allsky_settings(profile) if profile is not None and profile.is_allsky else None
     tol = settings.static_tolerance_px if settings is not None else 3.0
     found = find(batch, earlier, tol)
     trails = {}

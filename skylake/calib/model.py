@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from skylake.profile import CALIBRATION_FLUXES
+
 __all__ = [
     "FLUXES",
     "KRON",
@@ -57,7 +59,7 @@ __all__ = [
 
 
 #: Source fluxes a calibration can use (columns of LAKE/sources, each with a ``_err``).
-FLUXES = ("flux_auto", "flux_ap1", "flux_ap2", "flux_ap3")
+FLUXES = CALIBRATION_FLUXES  # the sources' Kron flux and three circles (the profile's [calibration] flux takes one)
 KRON = "flux_auto"
 #: 2.5 / ln(10): the magnitude error of a flux with relative error 1.
 MAG_PER_RELATIVE_FLUX = 1.0857362

@@ -1,8 +1,9 @@
 """``skylake ensemble`` and ``skylake plot noise``.
 
 Wired into :mod:`skylake.cli` by ``add_commands(sub, plots)``. Exit codes of ``ensemble``: 0 every eligible frame
-of the nights solved got status ok (or there was nothing to do), 3 some frames got another status (their rows
-say why), 4 no frame could enter a solve (none ok with a calibration), 2 usage error, 1 unexpected failure.
+of the nights solved got status ok, or is in a field with too few frames to solve (or there was nothing to do),
+3 some frames got another status (too few stars: their rows say why), 4 no frame could enter a solve (none ok with
+a calibration), 2 usage error, 1 unexpected failure.
 ``plot noise``: 0 drawn, 4 nothing to draw (no such night, no light curves), 2 usage error.
 """
 
@@ -37,7 +38,8 @@ def _cmd_ensemble(args) -> int:
     for report in reports:
         print(report)
     ok = sum(r.by_status.get("ok", 0) for r in reports)
-    other = sum(n for r in reports for s, n in r.by_status.items() if s != "ok")
+    # a field with too few frames to solve is what the night holds, not a failure (ingest exits 0 for it too)
+    other = sum(n for r in reports for s, n in r.by_status.items() if s not in ("ok", "too_few_frames"))
     left = sum(sum(r.not_eligible.values()) for r in reports)
     skipped = sum(r.skipped_nights for r in reports)
     print(ensemble_outcome(reports))
@@ -108,7 +110,7 @@ def add_commands(subparsers, plots) -> None:
         "to the catalogue zeropoints), then detrend each star (EPD, TFA); commit LAKE/ensemble and "
         "LAKE/detrend. Light curves (skylake objects build) use them. Nights already solved with the "
         "same frames, zeropoints and settings are skipped. Exit codes: 0 all ok, 3 some frames not "
-        "solved, 4 no frame eligible, 2 usage error.",
+        "solved (too few stars), 4 no frame eligible, 2 usage error.",
     )
     p.add_argument("lake", help="lake directory")
     when = p.add_mutually_exclusive_group()

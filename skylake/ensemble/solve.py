@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from skylake.profile import register_section
+
 __all__ = ["EnsembleSettings", "EnsembleSolution", "solve", "design", "n_spatial_terms"]
 
 
@@ -488,3 +490,17 @@ def _variables(chi2: np.ndarray, mag: np.ndarray, n: np.ndarray, s: EnsembleSett
     ref = np.median(windows, axis=1)
     out[order] = c > s.variable_chi2 * np.maximum(ref, 1.0)
     return out
+
+
+def _check_section(table: dict) -> None:
+    """The check of a profile's ``[ensemble]`` (:func:`skylake.profile.register_section`): the stage's options
+    (:class:`~skylake.ensemble.options.EnsembleOptions`) and the solve's settings."""
+    from skylake.ensemble.options import EnsembleOptions
+
+    doc = dict(table)
+    own = {k: doc.pop(k) for k in list(doc) if k in EnsembleOptions.__dataclass_fields__}
+    EnsembleOptions(**own)
+    EnsembleSettings.from_dict(doc)
+
+
+register_section("ensemble", _check_section)  # not a table: the profile section

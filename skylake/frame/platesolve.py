@@ -36,7 +36,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from skylake.frame.solve_settings import PlateSolveSettings
+from skylake.frame.solve_settings import PlateSolveSettings, platesolve_settings
 from skylake.robust import MAD_TO_SIGMA
 
 __all__ = [
@@ -952,7 +952,7 @@ def solve_for_ingest(
                     return None, {"wcs_method": "header"}, ""
             except Exception:  # noqa: BLE001 - a malformed WCS is solved instead
                 pass
-    settings = profile.platesolve_settings()
+    settings = platesolve_settings(profile)
     pointing = header_pointing(header, cfg["ra_keys"], cfg["dec_keys"], cfg["ra_unit"], settings.search_radius_deg)
     if pointing is None:
         pointing = fixed_pointing(cfg, mjd, profile.site)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PlateSolveSettings"]
+from skylake.profile import PLATESOLVE_KEYS, register_section
+
+__all__ = ["PlateSolveSettings", "platesolve_settings"]
 
 
 @dataclass
@@ -119,3 +121,35 @@ class PlateSolveSettings:
         if unknown:
             raise ValueError(f"unknown platesolve setting(s) {unknown}; known: {known}")
         return cls(**d)
+
+
+def platesolve_settings(profile) -> PlateSolveSettings:
+    """A profile's ``[platesolve]`` solver settings.
+
+    Parameters
+    ----------
+    profile : skylake.profile.Profile
+        The profile.
+
+    Returns
+    -------
+    PlateSolveSettings
+        The settings, less the keys the profile reads itself (``PLATESOLVE_KEYS``; defaults when absent).
+    """
+    return PlateSolveSettings.from_dict(
+        {k: v for k, v in (profile.platesolve or {}).items() if k not in PLATESOLVE_KEYS}
+    )
+
+
+def _check(table: dict) -> None:
+    """The check of a profile's ``[platesolve]`` solver keys (:func:`skylake.profile.register_section`)."""
+    unknown = sorted(set(table) - set(PlateSolveSettings.__dataclass_fields__))
+    if unknown:
+        raise ValueError(
+            f"has unknown settings {unknown}; allowed: "
+            f"{sorted([*PLATESOLVE_KEYS, *PlateSolveSettings.__dataclass_fields__])}"
+        )
+    PlateSolveSettings.from_dict(table)
+
+
+register_section("platesolve", _check)

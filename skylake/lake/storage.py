@@ -39,7 +39,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from skylake.errors import LakeError, LakeFullError
 
-__all__ = ["is_disk_full", "RELIST_ATTEMPTS", "read_listed", "lock_held_here", "Storage"]
+__all__ = ["is_disk_full", "RELIST_ATTEMPTS", "read_listed", "lock_held_here", "EXTRAS", "Storage"]
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -147,6 +147,10 @@ def lock_held_here(path: str) -> bool:
         return path in _HELD_LOCKS
 
 
+#: The extra to install for a scheme whose filesystem package is optional.
+EXTRAS = {"s3": "skylake[s3]"}
+
+
 class Storage:
     """A directory tree addressed by lake-relative POSIX paths (``"sources/hats.properties"``).
 
@@ -160,7 +164,15 @@ class Storage:
         url = str(url)
         # an object store's listings are never cached: other writers add log entries and files
         options = {} if "://" not in url or url.startswith("file://") else {"use_listings_cache": False}
-        self.fs, root = fsspec.core.url_to_fs(url, **options)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **options)
+        except ImportError as exc:  # the scheme's filesystem package is not installed: say which to install
+            scheme = url.split("://", 1)[0]
+            hint = EXTRAS.get(scheme)
+            raise LakeError(
+                f"{url}: a lake on {scheme}:// needs "
+                + (f'the {hint} extra: pip install "{hint}"' if hint else f"fsspec's {scheme} filesystem ({exc})")
+            ) from None
         self.root = root.rstrip("/") or "/"
         self.url = url
         self.is_local = isinstance(self.fs, LocalFileSystem)

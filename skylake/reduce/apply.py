@@ -21,7 +21,7 @@ from skylake.errors import FrameRejected
 from skylake.reduce import masters as mst
 from skylake.reduce import store
 from skylake.reduce.frame_types import frame_type
-from skylake.reduce.settings import DEFAULT_FRAME_TYPES
+from skylake.reduce.settings import DEFAULT_FRAME_TYPES, reduction_settings
 
 __all__ = [
     "Reduced",
@@ -62,7 +62,7 @@ def check_frame_type(header, profile) -> None:
     FrameRejected
         The header declares a bias, dark or flat frame.
     """
-    types = profile.reduction_settings().frame_types if profile.reduction is not None else DEFAULT_FRAME_TYPES
+    types = reduction_settings(profile).frame_types if profile.reduction is not None else DEFAULT_FRAME_TYPES
     kind, said = frame_type(header, types)
     if kind in mst.IMAGE_KINDS:
         raise FrameRejected(
@@ -105,7 +105,7 @@ def reduce_frame(image, rec: dict, profile, lake_root: str | None) -> Reduced:
         A step without a usable master when ``reduction.missing = "reject"``, or a master from another night
         when ``reduction.other_night = "reject"``, with the reason.
     """
-    settings = profile.reduction_settings()
+    settings = reduction_settings(profile)
     saturated = image.data >= np.float32(rec["saturation"]) if rec.get("saturation") else None
     data = mst.prepare(image.data, settings)
     if saturated is not None and data.shape != saturated.shape:

@@ -10,6 +10,7 @@ import numpy as np
 from skylake.errors import FrameRejected
 from skylake.reduce import masters as mst
 from skylake.reduce import store
+from skylake.reduce.settings import reduction_settings
 
 __all__ = ["build_masters"]
 
@@ -61,7 +62,7 @@ def build_masters(lake, paths, profile, *, kind: str | None = None, night: str |
     ValueError
         A file that cannot be read or sorted, or frames that do not belong together, named.
     """
-    settings = profile.reduction_settings()
+    settings = reduction_settings(profile)
     if kind == mst.SKY:
         return store.store(lake, _sky_frames(lake, paths, profile, settings, night))
     if kind is not None and kind not in mst.IMAGE_KINDS:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["STEPS", "ReductionSettings", "DEFAULT_FRAME_TYPES"]
+from skylake.profile import register_section
+
+__all__ = ["STEPS", "ReductionSettings", "DEFAULT_FRAME_TYPES", "reduction_settings"]
 
 #: The reduction steps, in the order they are applied.
 STEPS = ("overscan", "bias", "dark", "flat", "sky", "badpix", "cosmics")
@@ -159,3 +161,22 @@ class ReductionSettings:
         if unknown:
             raise ValueError(f"unknown reduction setting(s) {unknown}; known: {known}")
         return cls(**d)
+
+
+def reduction_settings(profile) -> ReductionSettings:
+    """A profile's ``[reduction]`` settings.
+
+    Parameters
+    ----------
+    profile : skylake.profile.Profile
+        The profile.
+
+    Returns
+    -------
+    ReductionSettings
+        The settings (defaults when absent).
+    """
+    return ReductionSettings.from_dict(profile.reduction or {})
+
+
+register_section("reduction", ReductionSettings.from_dict)

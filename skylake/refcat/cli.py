@@ -36,7 +36,7 @@ def _cmd_import(args) -> int:
             highest_order=args.highest_order,
             client=client,
             workers=args.workers,
-            progress=not args.no_progress,
+            progress=False if args.no_progress else None,  # bars only on a terminal
             create=args.create,
         )
     print(report)

@@ -402,7 +402,7 @@ def import_refcat(
     rows_per_shard: int = 1_000_000,
     client=None,
     workers: int | None = None,
-    progress: bool = True,
+    progress: bool | None = True,
     create: bool = False,
 ) -> ImportReport:
     """Import ``files`` (format ``fmt``) as ``LAKE/refcats/NAME``.
@@ -435,8 +435,8 @@ def import_refcat(
         A dask distributed Client (a LocalCluster of ``workers`` processes is started when None).
     workers : int or None
         The processes of that LocalCluster (default: the cores).
-    progress : bool
-        Show progress bars and a line per file normalised.
+    progress : bool or None
+        Show progress bars and a line per file normalised; None: the lines always, the bars only on a terminal.
     create : bool
         Create the lake if it does not exist.
 
@@ -597,7 +597,7 @@ def _normalise_all(client, sources, variants, fmt, shard_dir, chunk_rows, rows_p
             histogram=(merged_pixels, rows.astype(np.int64)),
         )
         results.append((merged, digests[i], os.path.getsize(source.path)))
-        if progress:
+        if progress is not False:
             print(
                 f"normalised {source.path} as {merged.variant}: {counts.rows_kept} rows kept of {counts.rows_read}",
                 flush=True,
@@ -704,7 +704,8 @@ def _partition(
     futures = [client.submit(write_pixel, o, p, d, spec_future, pure=False) for o, p, d in todo]
     out: list[PixelResult] = []
     try:
-        with tqdm(total=len(futures), unit="pixel", desc=f"partition {name}", disable=not progress) as bar:
+        bars = None if progress is None else not progress  # None: only on a terminal
+        with tqdm(total=len(futures), unit="pixel", desc=f"partition {name}", disable=bars) as bar:
             for future in as_completed(futures):
                 out.append(future.result())
                 bar.update(1)

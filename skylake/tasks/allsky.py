@@ -24,6 +24,8 @@ import os
 import numpy as np
 import pandas as pd
 
+from skylake.allsky.camera import camera_of
+from skylake.allsky.pipeline import allsky_settings
 from skylake.errors import FrameRejected
 from skylake.lake.tables import MAPS, SOURCES, STREAKS
 from skylake.schema import table_schema
@@ -348,8 +350,8 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     from skylake.frame import astrometry
     from skylake.frame.streaks import flag_on_streaks
 
-    model, site = profile.camera_model()
-    settings = profile.allsky_settings()
+    model, site = camera_of(profile)
+    settings = allsky_settings(profile)
     data = np.asarray(image.data, float)
     ny, nx = data.shape
     zx, zy = model.altaz_to_pixel(90.0, 0.0)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import skylake.sections  # noqa: F401 - every stage's profile section registered: profiles are checked whole
 from skylake.lake import tables
 from skylake.watch.arrivals import Arrival, Arrivals
 
