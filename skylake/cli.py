@@ -72,6 +72,8 @@ def _cmd_ingest(args) -> int:
         print(f"  {path} is the same frame as {first}: ingested once")
     for path in report.unreadable:
         print(f"  cannot list directory {path}: its files were not ingested")
+    for line in report.saturation_lines():  # once a run: the profile's level and what the files can hold
+        print(f"  {line}")
     for downstream in report.calibration:  # the calibration's and the ensemble's reports
         print(downstream)
     print(report.outcome())  # last: what happened to the files, by kind

@@ -165,6 +165,21 @@ class IngestReport:
             + (f"; quality: {self.quality}" if self.quality else "")
         )
 
+    def saturation_lines(self) -> list[str]:
+        """One line per saturation level the run's files could not hold (:attr:`saturation_notes`).
+
+        Returns
+        -------
+        list of str
+            E.g. "saturation 50000 ADU (profile [defaults] saturation) is above what 14 frames' files can hold
+            (BITPIX, BZERO, BSCALE): each used its file's largest value less 1 % (frames.saturation)".
+        """
+        return [
+            f"{note} is above what {n} frames' files can hold (BITPIX, BZERO, BSCALE): each used its file's largest "
+            f"value less 1 % (frames.saturation; the frame's extract_note says so)"
+            for note, n in self.saturation_notes.items()
+        ]
+
     @property
     def exit_code(self) -> int:
         """The exit code of ``skylake ingest`` (the table in the module docstring).
@@ -842,13 +857,8 @@ def ingest_frames(
                 commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
         for version in report.commits:
             log.info("ingest committed v%d", version)
-        for note, n in report.saturation_notes.items():  # once a run, not once a frame
-            log.warning(
-                "%s is above what %d frames' files can hold (their BITPIX, BZERO and BSCALE): each frame used its "
-                "file's largest value less 1 %% (frames.saturation; the frame's extract_note says so)",
-                note,
-                n,
-            )
+        for line in report.saturation_lines():  # once a run, not once a frame (the command line prints it)
+            log.info("%s", line)
         if downstream is not None:
             # the files' frames are in these nights: this run's, or found by hash when the lake had frames
             report.calibration = downstream(lake, profile, files, work.client, report.nights)

@@ -450,14 +450,15 @@ def test_cli_import_list_and_record(synthetic_lake, capsys):
     assert "default_margin=ps1_12arcs" in props
 
 
-def test_no_progress_bars_into_a_redirected_stderr(synthetic_lake, dask_client):
+def test_no_progress_bars_into_a_redirected_stderr(synthetic_lake, dask_client, tmp_path):
     """A command whose stderr is a file or a pipe draws no bar (no carriage returns in the log); the
-    normalised-file lines stay on stdout."""
+    normalised-file lines stay on stdout. Its own lake: the module's shared one keeps one catalogue."""
     import subprocess
     import sys
 
-    lake, src, _ = synthetic_lake
-    args = ["refcat", "import", str(lake), "ps1_again", str(src), "--format", "ps1"]
+    _, src, _ = synthetic_lake
+    lake = tmp_path / "lake"
+    args = ["refcat", "import", str(lake), "ps1_again", str(src), "--format", "ps1", "--create"]
     args += ["--scheduler", dask_client.scheduler.address, "--margin-arcsec", "12"]
     run_ = subprocess.run([sys.executable, "-m", "skylake.cli", *args], capture_output=True, text=True, timeout=300)
     assert run_.returncode == 0, run_.stderr

@@ -216,3 +216,35 @@ def test_kron_radius_column_is_the_scale_used(plateau):
     assert np.allclose(cols["kron_radius"], np.maximum(2.5 * r_kron, 3.5), rtol=1e-4)
     flux, _, _ = sep.sum_ellipse(sub, cols["x"], cols["y"], a, b, theta, cols["kron_radius"], subpix=1)
     assert np.allclose(cols["flux_auto"], flux, rtol=1e-4)
+
+
+@pytest.mark.realdata
+def test_an_ingest_of_the_skycamz_frames_says_the_file_level_once_and_warns_of_nothing(tmp_path):
+    """`skylake ingest` of the 14 SkyCamZ frames on a local cluster: stderr is empty (no warning, no dask
+    nanny's complaint); stdout says once that the profile's 50000 ADU is above what the files hold."""
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+    from conftest import SHARED_DATA
+
+    frames = require_shared(SKYCAMZ)
+    table = pq.read_table(require_shared(SHARED_DATA / "refcats" / "tycho2_vt.parquet"))
+    ra, dec = table["ra"].to_numpy(), table["dec"].to_numpy()
+    pq.write_table(table.filter((np.abs(dec - 15) < 12) & (np.abs(ra - 260) < 15)), tmp_path / "tycho2.parquet")
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "skylake.cli", *a], capture_output=True, text=True, timeout=600
+    )
+    assert run("init", str(tmp_path / "lake")).returncode == 0
+    refcat = run(
+        "refcat", "import", str(tmp_path / "lake"), "tycho2", "--format", "tycho2", str(tmp_path / "tycho2.parquet")
+    )
+    assert refcat.returncode == 0 and refcat.stderr == "", refcat.stderr
+    ingest = run("ingest", str(tmp_path / "lake"), str(frames), "--pipeline", "skycamz", "--workers", "2")
+    assert ingest.returncode == 0 and ingest.stderr == "", ingest.stderr
+    lines = [line for line in ingest.stdout.splitlines() if "the file" in line or "files can hold" in line]
+    assert lines == [
+        "  saturation 50000 ADU (profile [defaults] saturation) is above what 14 frames' files can hold (BITPIX, "
+        "BZERO, BSCALE): each used its file's largest value less 1 % (frames.saturation; the frame's extract_note "
+        "says so)"
+    ]
