@@ -37,7 +37,7 @@ from skylake.lake import counts, faults, frame_index, pieces, tables
 from skylake.lake.lake import Lake
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import UNKNOWN_NIGHT
-from skylake.lake.storage import Storage
+from skylake.lake.storage import open_storage
 from skylake.lake.tables import FRAMES, MAPS, SOURCES, STREAKS
 from skylake.lake.transaction import Transaction
 from skylake.paths import stored_path
@@ -336,7 +336,7 @@ def _process(
     """A frame task: process a chunk of (path, known content hash) files, writing each frame's sources as a
     piece (:mod:`skylake.lake.pieces`); the results carry the pieces' paths and pixel counts instead of the
     source rows."""
-    store = Storage(lake_root)
+    store = open_storage(lake_root)
     out = []
     for path, known_hash in chunk:
         for r in process_file(path, profile, known_hash=known_hash, lake_root=store.location):

@@ -153,7 +153,7 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
 
     from skylake.lake.hats_meta import count_partitions
     from skylake.lake.log import LAKE_FILE, PUBLISHED, entry_path
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import LocalStorage
     from skylake.synthetic.summary_rows import commit_archive
 
     lake = Lake.init(tmp_path / "lake")
@@ -161,11 +161,11 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
     reads = []
     for name in ("exists", "read_bytes", "read_text", "listdir", "walk_files", "walk_all"):
 
-        def traced(self, rel, *args, _name=name, _orig=getattr(Storage, name), **kw):
+        def traced(self, rel, *args, _name=name, _orig=getattr(LocalStorage, name), **kw):
             reads.append((_name, rel))
             return _orig(self, rel, *args, **kw)
 
-        monkeypatch.setattr(Storage, name, traced)
+        monkeypatch.setattr(LocalStorage, name, traced)
 
     def status():
         reads.clear()

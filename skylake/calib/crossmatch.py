@@ -261,11 +261,11 @@ def open_sources(lake_path: str, frame_ids, moc, columns=SOURCE_COLUMNS):
     import lsdb
 
     from skylake.jit_cache import cache_hats_jit
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
 
     cache_hats_jit()  # the MOC filter's numba code from disk
     return lsdb.open_catalog(
-        Storage(lake_path).upath(get(SOURCES).location),  # a local path, or s3:// with the environment's keys
+        open_storage(lake_path).upath(get(SOURCES).location),  # a local path, or s3:// with the environment's keys
         search_filter=lsdb.MOCSearch(moc, fine=False),
         columns=list(columns),
         filters=[("frame_id", "in", [int(f) for f in frame_ids])],
@@ -609,12 +609,12 @@ def partition_plan(
     """
     import hats
 
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
 
     moc = footprint_moc(frames, radius_arcsec)
     if moc is None:
         return None
-    sources = hats.read_hats(Storage(lake_path).upath(get(SOURCES).location), single_catalog=True, read_moc=False)
+    sources = hats.read_hats(open_storage(lake_path).upath(get(SOURCES).location), single_catalog=True, read_moc=False)
     spec = pixel_match.MatchSpec(
         frame_ids=np.unique(frames["frame_id"].to_numpy(np.int64)),
         source_columns=tuple(source_columns(extra_columns)),

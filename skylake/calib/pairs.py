@@ -270,7 +270,7 @@ def match_split(
     import pickle
     import uuid
 
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
 
     by_group: dict[int, list] = {}
     for task, frame_ids, groups in parts:
@@ -283,7 +283,7 @@ def match_split(
     for g, pieces in sorted(by_group.items()):
         if g == keep:
             continue
-        store = store or Storage(root)
+        store = store or open_storage(root)
         rel = piece_path(prefix, g)
         tmp = f"{rel}.{uuid.uuid4().hex[:8]}.tmp"
         store.write_bytes(tmp, pickle.dumps(_concat(pieces), protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
@@ -310,9 +310,9 @@ def load_piece(piece, root: str | None) -> pd.DataFrame:
         return piece
     import pickle
 
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
 
-    return pickle.loads(Storage(root).read_bytes(piece))
+    return pickle.loads(open_storage(root).read_bytes(piece))
 
 
 def match_tasks(tasks: list, counts: list, plan: list, max_sources: int = MATCH_TASK_SOURCES) -> list[tuple[int, list]]:
@@ -626,7 +626,7 @@ def write_matches(
     """
     from skylake.lake.log import staging_path
     from skylake.lake.parquet import parquet_bytes
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
 
     _, groups, zps = item
     ids = zps["frame_id"].to_numpy(np.int64)
@@ -637,7 +637,7 @@ def write_matches(
     rows = match_rows(pd.concat(parts, ignore_index=True), zps, refcat, calib_key)
     table = conform(pa.Table.from_pandas(rows, preserve_index=False), MATCHES)
     nights = night_partitions(rows["frame_id"].map(zps.set_index("frame_id")["night"]))
-    store, out = Storage(lake_root), []
+    store, out = open_storage(lake_root), []
     for night in sorted(set(nights)):
         data = table.take(np.flatnonzero(nights == night))
         rel = f"{night_dir(night)}/{batch_id}.parquet"

@@ -202,10 +202,10 @@ def rewrite_files(
 
     from skylake.lake.log import rewritten_rel, staging_path
     from skylake.lake.parquet import parquet_bytes
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
     from skylake.schema import table_schema
 
-    store = Storage(lake_root)
+    store = open_storage(lake_root)
     actions = []
     for k, rel in item:
         data = pq.read_table(store.full(f"{table}/{rel}"), schema=table_schema(table))

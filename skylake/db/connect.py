@@ -49,7 +49,7 @@ def db_url(lake, url: str | None = None) -> str:
     if url:
         register(url)
         return url
-    if not lake.store.is_local:  # a usage error: the summary database is SQLite or Postgres on a local disk
+    if lake.store.local_path() is None:  # a usage error: the default SQLite file needs a local disk
         raise DbUrlError(
             f"the lake {lake.url} is not on a local disk, so its summary database cannot live inside it: give "
             f"--db URL (e.g. sqlite:////var/lib/skylake/summary.sqlite) or set {ENV_URL}"

@@ -345,7 +345,7 @@ def solve_field(
         schemas/noise.yaml likewise, or None), ``piece`` (``(lake-relative path, rows)`` of the detrend rows, or
         None), ``detrend`` (a DataFrame when ``run`` is None), ``points`` (points read).
     """
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
 
     frames = item["frames"].reset_index(drop=True)
     night, fid_field = item["night"], int(item["field"])
@@ -457,7 +457,7 @@ def solve_field(
         return {**out, "detrend": points}
     from skylake.lake.parquet import parquet_bytes
 
-    store = Storage(lake_root)
+    store = open_storage(lake_root)
     rel = f"{run}/detrend-{night}-{fid_field}-{uuid.uuid4().hex[:8]}.parquet"
     store.write_bytes(
         rel, parquet_bytes(conform(pa.Table.from_pandas(points, preserve_index=False), DETREND)), fsync=False

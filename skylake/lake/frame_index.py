@@ -350,9 +350,9 @@ def rewrite_buckets(
     """
     from skylake.lake.log import staging_path
     from skylake.lake.parquet import parquet_bytes
-    from skylake.lake.storage import Storage
+    from skylake.lake.storage import open_storage
 
-    store = Storage(lake_root)
+    store = open_storage(lake_root)
     buckets, added = item
     new = _split(added)
     drop = pa.array(dropped_ids, type=pa.int64())

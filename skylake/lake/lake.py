@@ -68,7 +68,7 @@ from skylake.lake.log import (
     staging_path,
 )
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
-from skylake.lake.storage import Storage, is_disk_full, lock_held_here, read_listed
+from skylake.lake.storage import is_disk_full, lock_held_here, open_storage, read_listed
 from skylake.lake.tables import FRAMES, SOURCES
 from skylake.lake.transaction import Transaction
 from skylake.schema import table_schema
@@ -209,7 +209,7 @@ class Lake:
 
     def __init__(self, url: str | os.PathLike, config: LakeConfig):
         self.url = str(url)
-        self.store = Storage(self.url)
+        self.store = open_storage(self.url)
         self.log = CommitLog(self.store)
         self.config = config
         self._warned: set[str] = set()
@@ -246,8 +246,9 @@ class Lake:
         LakeFullError
             The device filled up while creating it.
         """
-        store = Storage(str(url))
-        if store.is_local and os.path.exists(store.root) and not os.path.isdir(store.root):
+        store = open_storage(str(url))
+        home = store.local_path()  # a directory of this machine's: checked before anything is written there
+        if home is not None and os.path.exists(home) and not os.path.isdir(home):
             raise LakeError(f"{url} is a file, not a directory: cannot create a lake there")
         if store.exists(LAKE_FILE):
             lake = cls.open(url)
@@ -257,16 +258,15 @@ class Lake:
             return lake
         if isinstance(partition_order, bool) or not isinstance(partition_order, int) or not 0 <= partition_order <= 12:
             raise LakeError(f"partition_order must be an integer in 0..12, got {partition_order!r}")
-        if store.is_local:
-            why = _foreign_owner(store.root)
+        if home is not None:
+            why = _foreign_owner(home)
             if why:
                 raise LakeError(f"refusing to create a lake at {url}: {why}; give a new or empty directory")
         config = LakeConfig(partition_order=partition_order, lake_id=str(uuid.uuid4()))
         try:
             for rel in (LOG_DIR, STAGING_DIR, SOURCES, FRAMES):
                 store.makedirs(rel)
-            if store.is_local:  # part of the layout from the start: a failed first write leaves no trace
-                store.write_bytes(LOCK, b"")  # (on S3 the lock is a lease object that exists only while held)
+            store.prepare_lock(LOCK)  # part of the layout from the start where the lock is a file
             store.write_bytes(frame_index.READY, b"frame index complete\n")  # no frames: the index is whole
             store.write_bytes(counts.COUNTS, counts.dumps(counts.empty()))  # status's running totals
             store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
@@ -305,21 +305,13 @@ class Lake:
             ``url`` is not a skylake lake, its ``lake.json`` is unreadable, corrupt or of another format, or
             its commit log disagrees with the published version (one line naming the file).
         """
-        store = Storage(str(url))
-        if store.is_local and not os.path.isdir(store.root):
-            what = "is a file" if os.path.exists(store.root) else "does not exist"
-            raise LakeError(f"{url} {what}: not a skylake lake; create one with `skylake init {url}`")
+        store = open_storage(str(url))
         try:
             data = store.read_bytes(LAKE_FILE)
-        except FileNotFoundError:
-            bucket = store.root.split("/")[0]
-            if store.is_s3 and not store.fs.exists(bucket):
-                raise LakeError(
-                    f"{url}: bucket {bucket!r} does not exist (or these credentials cannot see it); create the "
-                    f"bucket, then `skylake init {url}`"
-                ) from None
+        except (FileNotFoundError, NotADirectoryError):
+            problem = store.root_problem()  # a missing directory or bucket says so, and what to do
             raise LakeError(
-                f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`"
+                problem or f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`"
             ) from None
         except IsADirectoryError:
             raise LakeError(f"{url}/{LAKE_FILE} is a directory, not the lake's settings file") from None
@@ -388,29 +380,13 @@ class Lake:
             This process cannot write the lake, or its store cannot be written atomically (neither local nor
             ``s3://``); one line naming what is read-only.
         """
-        if not self.store.is_local:
-            self.store._require_writable_store("writing")
-            try:
-                self.store.probe_writable(META)
-            except OSError as exc:
-                raise LakeError(f"lake {self.url} is read-only for this process ({exc}); nothing was done") from None
-            return
-        for rel in (META, LOG_DIR, STAGING_DIR):
-            if not os.path.isdir(self.store.full(rel)):
-                continue
-            try:
-                self.store.probe_writable(rel)
-            except OSError as exc:
-                raise LakeError(
-                    f"lake {self.url} is read-only for this process ({self.store.full(rel)}: "
-                    f"{exc.strerror or exc}); nothing was done"
-                ) from None
-        for name in os.listdir(self.store.root):
-            full = self.store.full(name)
-            if os.path.isdir(full) and not os.access(full, os.W_OK | os.X_OK):
-                raise LakeError(
-                    f"lake {self.url} is read-only for this process ({full}: permission denied); nothing was done"
-                )
+        if not self.store.writable:
+            raise self.store.refuse_writes("writing")
+        try:
+            self.store.check_writable((META, LOG_DIR, STAGING_DIR))
+        except OSError as exc:
+            where = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
+            raise LakeError(f"lake {self.url} is read-only for this process ({where}); nothing was done") from None
 
     @contextlib.contextmanager
     def _lock(self, blocking: bool = True):
@@ -472,7 +448,7 @@ class Lake:
             a backup).
         """
         published, latest = self.pending()
-        if latest == published or not (self.store.is_local or self.store.is_s3):
+        if latest == published or not self.store.writable:
             return published
         if lock_held_here(self.store.full(LOCK)):
             return published
@@ -1028,7 +1004,7 @@ class Lake:
         new, old = staging_path(entry.batch_id, directory), staging_path(entry.batch_id, f".old/{directory}")
         if all(store.exists(a) for a in adds) and not any(store.exists(r) for r in removes):
             return  # done already (the staged path holds the old directory, if anything)
-        if not store.is_local:  # no directories to swap: the new files in, then the removed ones out
+        if not store.swaps_directories:  # the new files in, then the removed ones out
             for rel in adds:
                 staged = staging_path(entry.batch_id, rel)
                 if store.exists(staged):

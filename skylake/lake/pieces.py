@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from skylake.lake import hats_meta
 from skylake.lake.log import META, staging_path
-from skylake.lake.storage import Storage
+from skylake.lake.storage import Storage, open_storage
 from skylake.lake.tables import SOURCES
 from skylake.schema import conform, table_schema
 
@@ -423,7 +423,7 @@ def write_sources(
 
     from skylake.lake.parquet import BATCH_ZSTD_LEVEL, parquet_bytes
 
-    store = Storage(lake_root)
+    store = open_storage(lake_root)
     schema = table_schema(SOURCES)
     parts = []
     for piece, frame_id in plan.pieces:

@@ -14,13 +14,11 @@ import datetime as dt
 import json
 import logging
 import operator
-import os
 import posixpath
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 
 from skylake.errors import LakeError
 from skylake.lake import history
@@ -160,16 +158,15 @@ class Snapshot(Lake):
     @staticmethod
     def _locate(lake: Lake, version: int, oldest: int) -> dict[str, str]:
         store = lake.store
-        exists = (lambda rel: os.path.exists(store.full(rel))) if store.is_local else store.exists  # stat: no fsspec
         files = history.files_at(store, lake.log, version)
         moved = history.removed_by(store, lake.log, version, lake.log.published_version())
         where: dict[str, str] = {}
         missing = []
         for rel in files:
             kept = history.removed_path(moved[rel], rel) if rel in moved else None
-            if kept is not None and exists(kept):
+            if kept is not None and store.exists(kept):
                 where[rel] = kept
-            elif exists(rel):  # live (or a later commit is moving it right now)
+            elif store.exists(rel):  # live (or a later commit is moving it right now)
                 where[rel] = rel
             else:
                 missing.append(rel)
@@ -319,8 +316,7 @@ class Snapshot(Lake):
     def _current(self, rels: list[str]) -> list[str]:
         """Absolute paths of lake-relative data files of this version, looked up again if a commit since
         the last look-up moved one into the retained area (a snapshot object outlives later commits)."""
-        full = [self.store.full(self.files[r]) for r in rels]
-        if not all(map(os.path.exists if self.store.is_local else self.store.fs.exists, full)):
+        if not all(self.store.exists(self.files[r]) for r in rels):
             oldest = history.oldest_kept(self.store)
             if self.version < oldest:
                 raise LakeError(
@@ -338,9 +334,7 @@ class Snapshot(Lake):
                 self._current([f"{table}/{r}" for r in rels]),
                 schema=schema,
                 format=pads.ParquetFileFormat(),
-                filesystem=pafs.LocalFileSystem()
-                if self.store.is_local
-                else pafs.PyFileSystem(pafs.FSSpecHandler(self.store.fs)),
+                filesystem=self.store.arrow_filesystem(),
                 partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels],
             )
 

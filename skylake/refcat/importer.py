@@ -332,8 +332,9 @@ def refcats_dir(lake: Lake) -> Path:
     pathlib.Path
         ``LAKE/refcats``, or ``skylake-refcats-<hash of the lake's URL>`` in the temporary directory.
     """
-    if lake.store.is_local:
-        return Path(lake.path(REFCATS))
+    home = lake.store.local_path(REFCATS)  # built in place, then swapped in; else built here and uploaded
+    if home is not None:
+        return Path(home)
     return Path(tempfile.gettempdir()) / f"skylake-refcats-{uuid.uuid5(uuid.NAMESPACE_URL, lake.url).hex[:12]}"
 
 
@@ -472,7 +473,7 @@ def import_refcat(
     final = root / name
     with lake.store.lock(f"{REFCATS}/.{name}.lock"):
         _recover(root, name)
-        if not lake.store.is_local:
+        if lake.store.local_path() is None:
             shutil.rmtree(final, ignore_errors=True)  # a scratch copy of an earlier upload
         if lake.store.exists(f"{REFCATS}/{name}/collection.properties") and not overwrite:
             raise RefcatError(
@@ -510,7 +511,7 @@ def import_refcat(
                     progress,
                 )
                 t3 = time.monotonic()
-            where = final if lake.store.is_local else lake.store.uri(f"{REFCATS}/{name}")
+            where = lake.store.uri(f"{REFCATS}/{name}")
             report = _finish(out / name, name, fmt_obj, sources, variants, results, pixels, margin, t0, lake, where)
             report.timings = {
                 "setup": t1 - t0,
@@ -518,7 +519,7 @@ def import_refcat(
                 "partition": t3 - t2,
                 "finish": time.monotonic() - t3,
             }
-            if lake.store.is_local:
+            if lake.store.local_path() is not None:
                 _swap(out / name, final, staging / "old")
             else:
                 _upload(lake, out / name, name)

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 
-__all__ = ["Lease", "LEASE_S", "precondition_failed", "GRACE", "MAX_SKEW_S"]
+__all__ = ["Lease", "LEASE_S", "store_error_code", "precondition_failed", "GRACE", "MAX_SKEW_S"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,32 @@ GRACE = 0.5
 MAX_SKEW_S = 30.0
 
 
+def store_error_code(exc: BaseException) -> str | None:
+    """The error code an object store answered with, as s3fs hands it on (the boto error it translated).
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error s3fs raised.
+
+    Returns
+    -------
+    str or None
+        The store's code ("PreconditionFailed", "NoSuchKey", ...; the HTTP status, e.g. "412", when the answer
+        names no code), or None when the error carries no answer from the store.
+    """
+    for err in (exc, exc.__cause__, exc.__context__):
+        response = getattr(err, "response", None)
+        if not isinstance(response, dict):
+            continue
+        code = response.get("Error", {}).get("Code")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return str(code) if code else (str(status) if status else None)
+    return None
+
+
 def precondition_failed(exc: BaseException) -> bool:
-    """Whether an error is an object store refusing a conditional write (HTTP 412), as s3fs raises it.
+    """Whether an error is an object store refusing a conditional write (HTTP 412), by the store's own code.
 
     Parameters
     ----------
@@ -52,7 +76,7 @@ def precondition_failed(exc: BaseException) -> bool:
     bool
         True for a failed precondition (``If-Match``, ``If-None-Match``).
     """
-    return isinstance(exc, OSError) and "pre-condition" in str(exc).lower()
+    return isinstance(exc, OSError) and store_error_code(exc) in ("PreconditionFailed", "412")
 
 
 class Lease:
