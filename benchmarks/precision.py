@@ -50,7 +50,8 @@ def skycamz(root: Path) -> None:
     build_objects(lake)
     rows = lake.read_frames(columns=["frame_id", "path"]).to_pandas()
     shared = rows[rows["path"].str.contains(r"_2(?:1\d|2[01])_1_1_1")]["frame_id"]
-    bright = brightest_scatter(frame_points(lake, shared), 20, 11)
+    points = frame_points(lake, shared)
+    bright = brightest_scatter(points, 20, 11)
     print(
         f"== SkyCamZ, the 12 frames of one pointing: the 20 brightest unsaturated stars on >= 11 of them "
         f"(V_T {bright['mean'].min():.1f}-{bright['mean'].max():.1f}), median rms [mmag]"
@@ -67,6 +68,16 @@ def skycamz(root: Path) -> None:
             if np.isfinite(value)
             else f"  {label:24s}    -   (12 points: EPD and TFA need [ensemble] detrend_min_points = 20)"
         )
+    # what the photons leave: each star's rms less its photon error (in quadrature), the noise no aperture removes
+    phot = points.groupby("object_id")["mag_err_phot"].median().reindex(bright.index)
+    rest = np.sqrt(np.clip(bright["mag"] ** 2 - phot**2, 0, None))
+    print("  per star (V_T: ensemble rms, photon error, what is left after the photons) [mmag]")
+    for v, rms, ph, left in zip(bright["mean"], bright["mag"], phot, rest):
+        print(f"    {v:5.2f}: {1000 * rms:5.2f} {1000 * ph:5.2f} {1000 * left:5.2f}")
+    print(
+        f"  what the photons leave, median: {1000 * rest.median():.2f} mmag; of the 6 brightest "
+        f"{1000 * rest.iloc[:6].median():.2f} (scintillation by Young's formula for 0.2 m, 10 s at 2363 m: ~2.5)"
+    )
     print(f"  lake: {lake.store.location}")
 
 

@@ -14,6 +14,7 @@ magnitude bin: stars, rms, median ``mag_err``, the pulls' robust width and the m
 from __future__ import annotations
 
 import logging
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -404,8 +405,11 @@ def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     obj = diagram.objects
+    text = diagram.legend_terms() or ["no noise model for this night (skylake ensemble LAKE)"]
+    # each flux's line wrapped to the figure's width (monospace), the axes raised above them
+    text = [wrapped for line in text for wrapped in textwrap.wrap(line, 112, subsequent_indent="    ")]
     fig, ax = plt.subplots(figsize=(10, 7.6))
-    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.2, top=0.92)
+    fig.subplots_adjust(left=0.09, right=0.97, bottom=min(0.45, 0.12 + 0.0185 * (len(text) + 1)), top=0.92)
     colours = {"mag_zp": "0.65", "mag": "tab:blue", "mag_tfa": "tab:orange"}
     sizes = {"mag_zp": 10, "mag": 12, "mag_tfa": 6}
     for col, label in VERSIONS:
@@ -449,7 +453,6 @@ def plot_noise(diagram: NoiseDiagram, path, band: str = "") -> Path:
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8.5, loc="upper left")
-    text = diagram.legend_terms() or ["no noise model for this night (skylake ensemble LAKE)"]
     fig.text(
         0.09, 0.03, "Fitted model, per flux used:\n" + "\n".join(text), fontsize=8.5, va="bottom", family="monospace"
     )
