@@ -144,3 +144,29 @@ def test_skycamz_coadd_has_more_sources_and_the_same_zeropoint(lake):
     zp = lake.read_night_table(ZEROPOINTS).to_pandas().set_index("frame_id")
     assert zp.loc[big["frame_id"], "zp_status"] == "ok"
     assert abs(zp.loc[big["frame_id"], "zp"] - zp.loc[members["frame_id"], "zp"].median()) < 0.02
+
+
+def test_coadds_make_no_light_curve_point_and_no_ensemble_epoch(lake):
+    """After the coadds (the test above), objects are built: every light-curve point comes from a single frame
+    (a star has at most its 14 single-frame points, none from a coadd, whose photons are its frames' again), no
+    object is made of coadd-only detections, and the ensemble solved no coadd as an epoch."""
+    import pyarrow.dataset as ds
+
+    from skylake.lake.tables import ENSEMBLE, LIGHTCURVES, get
+    from skylake.objects.build import build_objects
+    from skylake.objects.truth import object_table
+
+    lake, _ = lake
+    frames = lake.read_frames(columns=["frame_id", "coadd_of"]).to_pandas()
+    coadds = set(frames.loc[frames["coadd_of"].notna(), "frame_id"])
+    assert len(coadds) == 2  # the test above ran first (one file: one process, in order)
+    report = build_objects(lake)
+    assert report.frames_added == 14
+    location = lake.path(f"{get(LIGHTCURVES).location}/dataset")
+    points = ds.dataset(location, format="parquet", partitioning="hive").to_table(columns=["frame_id"])
+    frame_ids = set(points.column("frame_id").to_pylist())
+    assert not frame_ids & coadds and len(frame_ids) == 14
+    objects = object_table(lake)
+    assert objects["n_det"].max() <= 14
+    solved = lake.read_night_table(ENSEMBLE, columns=["frame_id"]).column("frame_id").to_pylist()
+    assert solved and not set(solved) & coadds

@@ -933,17 +933,18 @@ def select_frames(
     Returns
     -------
     DataFrame
-        The :data:`FRAME_COLUMNS` of the frames selected.
+        The :data:`FRAME_COLUMNS` of the frames selected: single frames only (a coadd's photons are its frames'
+        again, so it is never an epoch of a light curve).
     """
-    flt = None
+    flt = pc.field("coadd_of").is_null()
     if pipeline_version is not None:
-        flt = pc.field("pipeline_version") == pipeline_version
+        flt &= pc.field("pipeline_version") == pipeline_version
     if night is not None:
-        flt = pc.field("night") == night if flt is None else flt & (pc.field("night") == night)
+        flt &= pc.field("night") == night
     elif since is not None:
-        flt = pc.field("night") >= since if flt is None else flt & (pc.field("night") >= since)
+        flt &= pc.field("night") >= since
     if nights is not None:
-        flt = night_filter(nights) if flt is None else flt & night_filter(nights)
+        flt &= night_filter(nights)
     cols = [c for c in FRAME_COLUMNS]
     return lake.read_frames(columns=cols, filter=flt).to_pandas()
 

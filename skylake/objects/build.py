@@ -496,7 +496,7 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     latest = tx.base.version if tx.base else 0
     since = state.get("version")
     read = {"frames_rows": 0, "nights": 0}
-    cols = ["frame_id", "n_sources", "content_hash", "hdu", "exptime", "nx", "ny"]
+    cols = ["frame_id", "n_sources", "content_hash", "hdu", "exptime", "nx", "ny", "coadd_of"]
     if since is None:
         nights, sources_added = None, set()
         frames = lake.read_frames(columns=cols + ["night"]).to_pandas().assign(recent=False)
@@ -507,7 +507,8 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
         frames = _read_frames(lake, nights, frames_added, cols)
     read["frames_rows"] = len(frames)
     frames = latest_versions(frames)
-    frames = frames[frames["n_sources"] > 0]
+    # points come from single frames: a coadd's photons are its frames' again (its deeper detections make none)
+    frames = frames[(frames["n_sources"] > 0) & frames["coadd_of"].isna()].drop(columns="coadd_of")
     frames = frames.assign(night=[night_partition(n) for n in frames["night"]])
     if refcat and nights != []:
         calibs = latest_calibrations(lake, refcat, nights)
