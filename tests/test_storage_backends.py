@@ -171,3 +171,21 @@ def test_nothing_outside_the_backends_asks_which_one_it_is():
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno} {name}")
     assert offenders == []
     assert Path(storage_dir / "__init__.py").exists()
+
+
+def test_files_under_an_underscore_folder_are_another_tables(tmp_path):
+    """A table's folder may hold another table (``maps/_index/``): reading the files the log names leaves them
+    out, as pyarrow's listing does (a snapshot of the maps read the index's rows as map pixels)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from skylake.lake import pinned
+
+    store = open_storage(str(tmp_path))
+    for rel in ("t/night=2026-01-01/a.parquet", "t/_index/night=2026-01-01/b.parquet"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"x": [1, 2]}), tmp_path / rel)
+    schema = pa.schema([("x", pa.int64()), ("night", pa.string())])
+    rels = ["night=2026-01-01/a.parquet", "_index/night=2026-01-01/b.parquet"]
+    table = pinned.dataset_of(store, rels, [f"t/{r}" for r in rels], schema, pinned.NIGHT_PARTS).to_table()
+    assert table.num_rows == 2 and table.column("night").to_pylist() == ["2026-01-01"] * 2

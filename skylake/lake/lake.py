@@ -54,7 +54,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from skylake.errors import LakeError, LakeFullError
-from skylake.lake import counts, faults, frame_index, history, pieces
+from skylake.lake import counts, faults, frame_index, history, pieces, pinned
 from skylake.lake.log import (
     LAKE_FILE,
     LOCK,
@@ -586,6 +586,8 @@ class Lake:
         the listing raises FileNotFoundError, which :func:`~skylake.lake.storage.read_listed` retries)."""
         partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
         schema = table_schema(table).append(pa.field("night", pa.string()))
+        if not self.store.swaps_directories:  # no atomic directory swap: the log names the files, not a listing
+            return self._published_dataset(table, schema, pinned.NIGHT_PARTS, nights)
         if not self.store.exists(table):  # a table nothing has been committed to yet
             return pads.dataset(schema.empty_table())
         fs = self.store.arrow_fs
@@ -687,6 +689,9 @@ class Lake:
             .append(pa.field("Dir", pa.int64()))
             .append(pa.field("Npix", pa.int64()))
         )
+        if not self.store.swaps_directories:  # no atomic directory swap: the log names the files, not a listing
+            with self._reading(SOURCES):
+                return self._published_dataset(SOURCES, schema, pinned.HATS_PARTS)
         if not self.store.exists(f"{SOURCES}/dataset"):
             return pads.dataset(schema.empty_table())
         with self._reading(SOURCES):
@@ -718,9 +723,21 @@ class Lake:
         LakeError
             A file of the table is not Parquet or not readable (one line naming the table).
         """
-        dataset = self.sources_dataset()
-        with self._reading(SOURCES):
-            return dataset.to_table(columns=columns, filter=filter)
+        with self._reading(SOURCES):  # listed (or resolved from the log) again if a commit moved a file meanwhile
+            return read_listed(lambda: self.sources_dataset().to_table(columns=columns, filter=filter))
+
+    def _published_dataset(self, table: str, schema: pa.Schema, fields, nights=None) -> pads.Dataset:
+        """A table's rows at the published version, from the files the commit log names
+        (:func:`skylake.lake.pinned.locate_published`): what a store without directory swaps reads, so that a
+        publish in progress is never seen. Only ``nights``' files when given (a night table)."""
+        where = pinned.locate_published(self.store, self.log, table)
+        rels = sorted(where)
+        if table == SOURCES:
+            rels = [r for r in rels if r.startswith("dataset/")]
+        if nights is not None:
+            parts = {night_dir(n) for n in nights}
+            rels = [r for r in rels if posixpath.dirname(r) in parts]
+        return pinned.dataset_of(self.store, rels, [where[r] for r in rels], schema, fields)
 
     @contextlib.contextmanager
     def _reading(self, table: str):
@@ -1011,9 +1028,9 @@ class Lake:
                     store.replace(staged, rel)
                 elif not store.exists(rel):
                     raise self._lost(entry, rel)
-            for rel in removes:
-                if store.exists(rel):
-                    store.replace(rel, f"{old}/{posixpath.relpath(rel, directory)}")
+            actions = {r.lake_path: r for r in entry.removes}
+            for rel in removes:  # straight to the retained area, where a reader of an earlier version looks
+                self._retain(entry, actions[rel], rel)
             return
         if store.exists(directory):
             for rel in store.walk_all(directory):

@@ -248,6 +248,7 @@ class CommitLog:
 
     def __init__(self, store: Storage):
         self.store = store
+        self._entries: dict[int, Entry] = {}  # an entry never changes once committed: read each once
 
     def versions(self) -> list[int]:
         """The committed versions.
@@ -305,6 +306,8 @@ class CommitLog:
         LakeError
             The entry is missing, corrupt or names another version (one line naming the file).
         """
+        if version in self._entries:
+            return self._entries[version]
         path = entry_path(version)
         try:
             data = self.store.read_bytes(path)
@@ -324,6 +327,7 @@ class CommitLog:
             raise LakeError(
                 f"commit log entry {self.store.full(path)} says it is version {entry.version}; restore it from a backup"
             )
+        self._entries[version] = entry
         return entry
 
     def latest(self) -> Entry | None:

@@ -17,15 +17,13 @@ import operator
 import posixpath
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from skylake.errors import LakeError
-from skylake.lake import history
+from skylake.lake import history, pinned
 from skylake.lake.lake import Lake
 from skylake.lake.log import STAGING_DIR
 from skylake.lake.log import utc_now as _now
-from skylake.lake.nights import UNKNOWN_NIGHT
 from skylake.lake.tables import SOURCES, registry
 from skylake.schema import table_schema
 
@@ -36,26 +34,6 @@ log = logging.getLogger(__name__)
 
 #: ``skylake vacuum``'s default retention [days].
 DEFAULT_RETAIN_DAYS = 7.0
-_HATS_PARTS = (("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64()))
-_always = pc.scalar(True)  # the partition expression of a file outside any key=value directory
-
-
-def _partition(rel: str, fields) -> pc.Expression | None:
-    """The partition expression of a table-relative file path from its ``key=value`` directories
-    (``night=unknown``: a null night, as the live readers' ``null_fallback``)."""
-    values = dict(seg.split("=", 1) for seg in posixpath.dirname(rel).split("/") if "=" in seg)
-    expr = None
-    for name, typ in fields:
-        if name not in values:
-            continue
-        value = values[name]
-        term = (
-            pc.field(name).is_null()
-            if name == "night" and value == UNKNOWN_NIGHT
-            else pc.field(name) == pa.scalar(value).cast(typ)
-        )
-        expr = term if expr is None else expr & term
-    return expr
 
 
 def open_lake(url, version: int | None = None, catch_up: bool = True) -> Lake:
@@ -330,20 +308,16 @@ class Snapshot(Lake):
         if not rels:
             return pads.dataset(schema.empty_table())
         with self._reading(table):
-            return pads.FileSystemDataset.from_paths(
-                self._current([f"{table}/{r}" for r in rels]),
-                schema=schema,
-                format=pads.ParquetFileFormat(),
-                filesystem=self.store.arrow_filesystem(),
-                partitions=[_always if (e := _partition(r, parts)) is None else e for r in rels],
-            )
+            full = [f"{table}/{r}" for r in rels]
+            self._current(full)  # looked up again if a later commit moved one of them since
+            return pinned.dataset_of(self.store, rels, [self.files[f] for f in full], schema, parts)
 
     def _night_dataset(self, table: str, nights=None) -> pads.Dataset:
         """A night-partitioned table at this version (only ``nights``' rows when given; an element None or
         NaN: the unknown night), with ``night`` from the file's partition directory; what
         :meth:`~skylake.lake.lake.Lake.night_dataset` and ``read_night_table`` read."""
         schema = table_schema(table).append(pa.field("night", pa.string()))
-        return self._dataset(table, self.live_files(table, nights), schema, [("night", pa.string())])
+        return self._dataset(table, self.live_files(table, nights), schema, pinned.NIGHT_PARTS)
 
     def sources_dataset(self) -> pads.Dataset:
         """The source table at this version.
@@ -354,10 +328,10 @@ class Snapshot(Lake):
             The rows, with ``Norder``, ``Dir``, ``Npix`` from the partition paths.
         """
         schema = table_schema(SOURCES)
-        for name, typ in _HATS_PARTS:
+        for name, typ in pinned.HATS_PARTS:
             schema = schema.append(pa.field(name, typ))
         rels = [r for r in self.table_files(SOURCES) if r.startswith("dataset/")]
-        return self._dataset(SOURCES, rels, schema, _HATS_PARTS)
+        return self._dataset(SOURCES, rels, schema, pinned.HATS_PARTS)
 
     def partitions(self) -> int:
         """Source partitions holding rows at this version.

@@ -344,8 +344,7 @@ class Storage:
         bytes
             Its content.
         """
-        with self.fs.open(self.full(rel), "rb") as fh:
-            return fh.read()
+        return self.fs.cat_file(self.full(rel))  # one GET: an open file pins the ETag, which a replace changes
 
     def read_text(self, rel: str) -> str:
         """Read a whole file as UTF-8 text.
