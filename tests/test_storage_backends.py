@@ -189,3 +189,31 @@ def test_files_under_an_underscore_folder_are_another_tables(tmp_path):
     rels = ["night=2026-01-01/a.parquet", "_index/night=2026-01-01/b.parquet"]
     table = pinned.dataset_of(store, rels, [f"t/{r}" for r in rels], schema, pinned.NIGHT_PARTS).to_table()
     assert table.num_rows == 2 and table.column("night").to_pylist() == ["2026-01-01"] * 2
+
+
+def test_a_file_the_log_names_vanishing_mid_read_is_looked_up_again(memory_backend, monkeypatch):
+    """On a store without directory swaps the readers resolve the log's files; when one has moved on before it is
+    read (a publish finished meanwhile), read_sources and read_frames look again instead of failing."""
+    from skylake.lake import pinned
+
+    lake = Lake.init(memory_backend)
+    commit_night(
+        lake,
+        random_stars(50, (10.0, 11.0), (0.0, 1.0), np.random.default_rng(1)),
+        "2026-01-01",
+        2,
+        np.random.default_rng(2),
+    )
+    real, calls = pinned.locate_published, []
+
+    def flaky(store, log, table):
+        calls.append(table)
+        if len(calls) % 2:  # the first look of each read finds a file gone
+            raise FileNotFoundError(store.full(f"{table}/gone.parquet"))
+        return real(store, log, table)
+
+    monkeypatch.setattr(pinned, "locate_published", flaky)
+    reader = Lake.open(memory_backend)
+    assert reader.read_sources(columns=["source_id"]).num_rows == 100
+    assert reader.read_frames(columns=["frame_id"]).num_rows == 2
+    assert calls == ["sources", "sources", "frames", "frames"]

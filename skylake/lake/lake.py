@@ -680,28 +680,27 @@ class Lake:
         """
         if self.auto_catch_up:
             self.catch_up()
-        partitioning = pads.partitioning(
-            pa.schema([("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64())]), flavor="hive"
-        )
-        schema = (
-            table_schema(SOURCES)
-            .append(pa.field("Norder", pa.int8()))
-            .append(pa.field("Dir", pa.int64()))
-            .append(pa.field("Npix", pa.int64()))
-        )
+        with self._reading(SOURCES):
+            return self._sources_dataset()
+
+    def _sources_dataset(self) -> pads.Dataset:
+        """:meth:`sources_dataset` without its catch-up and error translation (a file that vanished after the
+        listing, or after the log named it, raises FileNotFoundError, which
+        :func:`~skylake.lake.storage.read_listed` retries)."""
+        schema = table_schema(SOURCES)
+        for name, typ in pinned.HATS_PARTS:
+            schema = schema.append(pa.field(name, typ))
         if not self.store.swaps_directories:  # no atomic directory swap: the log names the files, not a listing
-            with self._reading(SOURCES):
-                return self._published_dataset(SOURCES, schema, pinned.HATS_PARTS)
+            return self._published_dataset(SOURCES, schema, pinned.HATS_PARTS)
         if not self.store.exists(f"{SOURCES}/dataset"):
             return pads.dataset(schema.empty_table())
-        with self._reading(SOURCES):
-            return pads.dataset(
-                self.store.full(f"{SOURCES}/dataset"),
-                format="parquet",
-                partitioning=partitioning,
-                schema=schema,
-                filesystem=self.store.arrow_fs,
-            )
+        return pads.dataset(
+            self.store.full(f"{SOURCES}/dataset"),
+            format="parquet",
+            partitioning=pads.partitioning(pa.schema(list(pinned.HATS_PARTS)), flavor="hive"),
+            schema=schema,
+            filesystem=self.store.arrow_fs,
+        )
 
     def read_sources(self, columns: list[str] | None = None, filter=None) -> pa.Table:
         """The source table as one Arrow table (for tests and small lakes; analysts use lsdb/DuckDB).
@@ -723,8 +722,10 @@ class Lake:
         LakeError
             A file of the table is not Parquet or not readable (one line naming the table).
         """
+        if self.auto_catch_up:
+            self.catch_up()
         with self._reading(SOURCES):  # listed (or resolved from the log) again if a commit moved a file meanwhile
-            return read_listed(lambda: self.sources_dataset().to_table(columns=columns, filter=filter))
+            return read_listed(lambda: self._sources_dataset().to_table(columns=columns, filter=filter))
 
     def _published_dataset(self, table: str, schema: pa.Schema, fields, nights=None) -> pads.Dataset:
         """A table's rows at the published version, from the files the commit log names
@@ -734,9 +735,7 @@ class Lake:
         rels = sorted(where)
         if table == SOURCES:
             rels = [r for r in rels if r.startswith("dataset/")]
-        if nights is not None:
-            parts = {night_dir(n) for n in nights}
-            rels = [r for r in rels if posixpath.dirname(r) in parts]
+        rels = pinned.of_nights(rels, nights)
         return pinned.dataset_of(self.store, rels, [where[r] for r in rels], schema, fields)
 
     @contextlib.contextmanager

@@ -17,10 +17,10 @@ import pyarrow.dataset as pads
 
 from skylake.lake import history
 from skylake.lake.log import CommitLog
-from skylake.lake.nights import UNKNOWN_NIGHT
+from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
 from skylake.lake.storage import Storage
 
-__all__ = ["HATS_PARTS", "NIGHT_PARTS", "partition_expression", "dataset_of", "locate_published"]
+__all__ = ["HATS_PARTS", "NIGHT_PARTS", "partition_expression", "of_nights", "dataset_of", "locate_published"]
 
 #: The partition fields of a HATS catalogue's paths, and of a night table's.
 HATS_PARTS = (("Norder", pa.int8()), ("Dir", pa.int64()), ("Npix", pa.int64()))
@@ -57,6 +57,27 @@ def partition_expression(rel: str, fields) -> pc.Expression:
         )
         expr = term if expr is None else expr & term
     return _ALWAYS if expr is None else expr
+
+
+def of_nights(rels: list[str], nights) -> list[str]:
+    """The files of a night table that lie in some nights' partitions.
+
+    Parameters
+    ----------
+    rels : list of str
+        Paths relative to the table (``night=2026-01-01/x.parquet``).
+    nights : iterable or None
+        The nights (an element None or NaN: the unknown night); None keeps every file.
+
+    Returns
+    -------
+    list of str
+        Those of ``rels`` in the nights' partitions, in their order.
+    """
+    if nights is None:
+        return list(rels)
+    parts = {night_dir(n) for n in nights}
+    return [r for r in rels if posixpath.dirname(r) in parts]
 
 
 def dataset_of(store: Storage, rels: list[str], stored: list[str], schema: pa.Schema, fields) -> pads.Dataset:

@@ -283,13 +283,7 @@ class Snapshot(Lake):
         list of str
             The files, relative to the table.
         """
-        files = self.table_files(table)
-        if nights is not None:
-            from skylake.lake.nights import night_dir
-
-            parts = {night_dir(n) for n in nights}
-            files = [f for f in files if posixpath.dirname(f) in parts]
-        return files
+        return pinned.of_nights(self.table_files(table), nights)
 
     def _current(self, rels: list[str]) -> list[str]:
         """Absolute paths of lake-relative data files of this version, looked up again if a commit since
@@ -319,14 +313,9 @@ class Snapshot(Lake):
         schema = table_schema(table).append(pa.field("night", pa.string()))
         return self._dataset(table, self.live_files(table, nights), schema, pinned.NIGHT_PARTS)
 
-    def sources_dataset(self) -> pads.Dataset:
-        """The source table at this version.
-
-        Returns
-        -------
-        pyarrow.dataset.Dataset
-            The rows, with ``Norder``, ``Dir``, ``Npix`` from the partition paths.
-        """
+    def _sources_dataset(self) -> pads.Dataset:
+        """The source table at this version, with ``Norder``, ``Dir``, ``Npix`` from the partition paths; what
+        :meth:`~skylake.lake.lake.Lake.sources_dataset` and ``read_sources`` read."""
         schema = table_schema(SOURCES)
         for name, typ in pinned.HATS_PARTS:
             schema = schema.append(pa.field(name, typ))

@@ -326,7 +326,12 @@ class Storage:
         full = self.full(rel)
         if self.fs.isfile(full):
             return self.fs.modified(full).timestamp()
-        times = [self.fs.modified(p).timestamp() for p in self.fs.find(full)]
+        # one listing with its details (a request per object would be one per file on an object store)
+        times = []
+        for name, info in self.fs.find(full, detail=True).items():
+            when = info.get("LastModified", info.get("mtime"))  # S3's, or a local-like filesystem's
+            when = self.fs.modified(name) if when is None else when
+            times.append(when if isinstance(when, (int, float)) else when.timestamp())
         if not times:
             raise FileNotFoundError(full)
         return max(times)
