@@ -102,7 +102,7 @@ def slug(instrument: str, filt: str) -> str:
 
 
 def _mjd_to_datetime(mjd):
-    return [dt.datetime.fromtimestamp((m - MJD_UNIX_EPOCH) * 86400.0, dt.timezone.utc) for m in np.atleast_1d(mjd)]
+    return [dt.datetime.fromtimestamp((m - MJD_UNIX_EPOCH) * 86400.0, dt.UTC) for m in np.atleast_1d(mjd)]
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -117,7 +117,7 @@ def _page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
-        f'<p class="muted">skylake report, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC</p>\n'
+        f'<p class="muted">skylake report, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC</p>\n'
         "</body></html>\n"
     )
 
@@ -152,7 +152,7 @@ def _plot_trend(nights, model, events, path: Path, title: str) -> Path:
         )
     for ev in events:
         for a in axes:
-            a.axvline(dt.datetime.combine(ev.event_date, dt.time(), dt.timezone.utc), color="tab:green", ls="--", lw=1)
+            a.axvline(dt.datetime.combine(ev.event_date, dt.time(), dt.UTC), color="tab:green", ls="--", lw=1)
     ax.set_ylabel("zeropoint at airmass 1 [mag]")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")

@@ -216,10 +216,7 @@ class Event:
         float
             The MJD.
         """
-        return (
-            dt.datetime.combine(self.date, dt.time()).replace(tzinfo=dt.timezone.utc).timestamp() / 86400.0
-            + MJD_UNIX_EPOCH
-        )
+        return dt.datetime.combine(self.date, dt.time()).replace(tzinfo=dt.UTC).timestamp() / 86400.0 + MJD_UNIX_EPOCH
 
 
 def read_events(path: str | Path) -> list[Event]:

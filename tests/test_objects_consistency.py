@@ -86,7 +86,7 @@ def _calibrate(lake, frame_ids, zp: float, refcat: str = "cat"):
             "zp_err": np.full(n, 0.0005, np.float32),
             "zp_status": ["ok"] * n,
             "batch_id": [tx.batch_id] * n,
-            "calibrated_at": [dt.datetime.now(dt.timezone.utc)] * n,
+            "calibrated_at": [dt.datetime.now(dt.UTC)] * n,
         }
         schema = table_schema(ZEROPOINTS)
         rows = pa.Table.from_arrays(

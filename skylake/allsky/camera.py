@@ -35,8 +35,9 @@ used.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class Site:
             raise ValueError(f"wavelength_um must be in [0.2, 30], got {self.wavelength_um!r}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Site":
+    def from_dict(cls, d: Mapping[str, Any]) -> Site:
         """Build from a mapping (a profile's ``[camera.site]`` table); unknown keys are refused.
 
         Parameters
@@ -402,7 +403,7 @@ class CameraModel:
         object.__setattr__(self, "_table", (th, r))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CameraModel":
+    def from_dict(cls, d: Mapping[str, Any]) -> CameraModel:
         """Build and validate from a mapping (a profile's ``[camera]`` table); unknown keys are refused.
 
         Parameters
@@ -480,7 +481,7 @@ class CameraModel:
                 out[name] = list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v
         return out
 
-    def replace(self, **changes) -> "CameraModel":
+    def replace(self, **changes) -> CameraModel:
         """A copy with some parameters changed (validated again).
 
         Parameters

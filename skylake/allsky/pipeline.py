@@ -11,8 +11,9 @@ Nothing is written; the caller stores the tables.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -169,7 +170,7 @@ class AllSkySettings:
             raise ValueError(f"allsky.bias_adu must be a number (ADU) or 'corners', got {self.bias_adu!r}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AllSkySettings":
+    def from_dict(cls, d: Mapping[str, Any]) -> AllSkySettings:
         """Build and validate from a mapping (a profile's ``[allsky]`` table); unknown keys are refused.
 
         Parameters

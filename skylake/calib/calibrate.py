@@ -955,7 +955,7 @@ def since_date(value: str) -> str:
     """
     m = re.fullmatch(r"(\d+)d", value)
     if m:
-        return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=int(m.group(1)))).isoformat()
+        return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=int(m.group(1)))).isoformat()
     return value
 
 

@@ -517,7 +517,7 @@ def candidate_plan(
     radius_arcsec: float,
     extra_columns: tuple[str, ...] = (),
     runner=None,
-) -> tuple[list, "pixel_match.MatchSpec | None"]:
+) -> tuple[list, pixel_match.MatchSpec | None]:
     """The partition tasks of the cross-match of the sources of ``frames`` with a refcat, and their settings.
 
     One :class:`~skylake.calib.pixel_match.PartitionTask` per sources partition under the frames' footprints
@@ -580,7 +580,7 @@ def partition_plan(
     band: str,
     radius_arcsec: float,
     extra_columns: tuple,
-) -> tuple[list, "pixel_match.MatchSpec"] | None:
+) -> tuple[list, pixel_match.MatchSpec] | None:
     """The partition tasks and settings of :func:`candidate_plan`, from the checked catalogue's ``columns``.
 
     Parameters

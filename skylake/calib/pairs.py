@@ -693,7 +693,7 @@ class BatchPairs:
         cal: Calibration,
         extra_columns: tuple[str, ...] = (),
         run: str = "",
-    ) -> "BatchPairs":
+    ) -> BatchPairs:
         """Cross-match ``frames`` with the catalogue and reduce each frame group to one-to-one pairs.
 
         The frames are grouped by the partition holding most of their sources (:func:`matched_groups`); the

@@ -92,7 +92,7 @@ def migrate(conn: sa.Connection) -> list[int]:
             conn.exec_driver_sql(statement)
         conn.execute(
             sa.text(f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at) VALUES (:v, :n, :t)"),
-            {"v": version, "n": path.name, "t": dt.datetime.now(dt.timezone.utc).isoformat()},
+            {"v": version, "n": path.name, "t": dt.datetime.now(dt.UTC).isoformat()},
         )
         applied.append(version)
     return applied

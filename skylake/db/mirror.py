@@ -266,7 +266,7 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
     for i, key in enumerate(zip(col["night"], col["instrument"], col["filter"])):
         if key[0] is not None:
             groups.setdefault((key[0], key[1] or "", key[2] or ""), []).append(i)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians become NULL
@@ -465,7 +465,7 @@ def _refit_trends(conn, pairs) -> int:
     all_events = [
         trends.Event(*r) for r in conn.execute(sa.select(ev.c.instrument, ev.c.event_date, ev.c.kind, ev.c.note))
     ]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     written = 0
     for instrument, filt in sorted(pairs):
         conn.execute(model.delete().where((model.c.instrument == instrument) & (model.c.filter == filt)))
@@ -637,7 +637,7 @@ def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, eve
                         "nights_recomputed": len(nights),
                         "partitions_recomputed": len(partitions),
                         "maps_mirrored": report.rows[MAPS],
-                        "refreshed_at": dt.datetime.now(dt.timezone.utc),
+                        "refreshed_at": dt.datetime.now(dt.UTC),
                         "lake_id": lake_id,
                         "lake_url": lake.url,
                     }

@@ -119,7 +119,7 @@ class EnsembleSettings:
                 raise ValueError(f"ensemble.{name} must be a number in [{lo}, {hi}], got {v!r}")
 
     @classmethod
-    def from_dict(cls, d) -> "EnsembleSettings":
+    def from_dict(cls, d) -> EnsembleSettings:
         """From a mapping; unknown keys are refused with the known ones listed.
 
         Parameters

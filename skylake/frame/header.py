@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-_MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)
+_MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.UTC)
 
 #: Observation times outside these years are rejected (a wrong header, not an observation). 1900 is out: an
 #: unset camera or computer clock writes 1900-01-01 (as it writes 1970-01-01, :data:`UNSET_CLOCK_MJD`).
@@ -320,7 +320,7 @@ def observation_time(header: fits.Header, hm: HeaderMap) -> tuple[float, str, st
                     f"time_format {hm.time_format!r}: {exc}"
                 ) from None
             if when.tzinfo is not None:
-                when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                when = when.astimezone(dt.UTC).replace(tzinfo=None)
             _check_year("+".join(hm.time_keys), text, when.year)
             return (
                 _to_utc_mjd(when.strftime("%Y-%m-%dT%H:%M:%S.%f"), "isot", scale, "+".join(hm.time_keys), text),

@@ -98,7 +98,7 @@ class PlateSolveSettings:
             raise ValueError(f"platesolve.sip_degree must be 0 (TAN) or 2-4 (TAN-SIP), got {self.sip_degree!r}")
 
     @classmethod
-    def from_dict(cls, d) -> "PlateSolveSettings":
+    def from_dict(cls, d) -> PlateSolveSettings:
         """Build the settings from a mapping (a profile's ``[platesolve]`` table).
 
         Parameters

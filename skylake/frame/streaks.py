@@ -66,7 +66,7 @@ STREAK_COLUMNS = (
 )
 
 
-def streak_score(snr, length, width, wiggle, settings: "StreakSettings") -> np.ndarray:
+def streak_score(snr, length, width, wiggle, settings: StreakSettings) -> np.ndarray:
     """Score how much a trail looks like one, 0..1.
 
     The score is the product of its S/N (``1 - exp(-snr / (2 min_snr))``), its length
@@ -184,7 +184,7 @@ class StreakSettings:
         self.axis_tolerance_deg = float(axis_tolerance_deg)
 
     @classmethod
-    def from_dict(cls, d) -> "StreakSettings":
+    def from_dict(cls, d) -> StreakSettings:
         """Build the settings from a mapping; unknown keys are refused with the known ones listed.
 
         Parameters

@@ -391,7 +391,7 @@ def write_metadata(
         skymap_order=SKYMAP_ORDER,
         moc_sky_fraction=float(f"{info.calculate_fractional_coverage():0.5f}") if partitions else 0.0,
         hats_builder=f"skylake v{skylake.__version__}",
-        hats_creation_date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M%Z"),
+        hats_creation_date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M%Z"),
         hats_version="v1.0",
         hats_cols_sort=f"_healpix_29,{id_column}",
         hats_cols_survey_id=id_column,

@@ -218,7 +218,7 @@ class Lake:
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
-    def init(cls, url: str | os.PathLike, partition_order: int = 5) -> "Lake":
+    def init(cls, url: str | os.PathLike, partition_order: int = 5) -> Lake:
         """Create a lake (or open the one already there, if its settings agree), ready for writing.
 
         Refuses, with a :class:`LakeError` and nothing written: a path that is a file, a directory
@@ -279,7 +279,7 @@ class Lake:
         return cls.open(url)
 
     @classmethod
-    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> "Lake":
+    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> Lake:
         """Open the lake at ``url``, validating ``lake.json`` and the log's published version.
 
         With ``catch_up``, first finish publishing a commit an interrupted writer left (:meth:`catch_up`),

@@ -176,7 +176,7 @@ class Entry:
         return json.dumps(doc, indent=1).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Entry":
+    def from_json(cls, data: bytes) -> Entry:
         """Parse an entry.
 
         Parameters
@@ -404,7 +404,7 @@ def utc_now() -> dt.datetime:
     datetime.datetime
         Timezone-aware.
     """
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_batch_id(operation: str = "ingest") -> str:

@@ -79,7 +79,7 @@ class PixelCounts:
     rows: np.ndarray  # int64, rows in each
 
     @classmethod
-    def of(cls, h29: np.ndarray, order: int) -> "PixelCounts":
+    def of(cls, h29: np.ndarray, order: int) -> PixelCounts:
         """Count a frame's rows per pixel.
 
         Parameters
@@ -101,7 +101,7 @@ class PixelCounts:
         )
         return cls(order, pixels, rows.astype(np.int64))
 
-    def at(self, order: int) -> "PixelCounts":
+    def at(self, order: int) -> PixelCounts:
         """The same rows counted at a coarser order.
 
         Parameters

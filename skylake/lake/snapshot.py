@@ -87,7 +87,7 @@ class Snapshot(Lake):
         self.auto_catch_up = False
 
     @classmethod
-    def at(cls, lake: Lake, version) -> "Snapshot":
+    def at(cls, lake: Lake, version) -> Snapshot:
         """The snapshot of a lake at a version.
 
         Parameters
@@ -340,7 +340,7 @@ def _committed_at(lake: Lake, version: int) -> dt.datetime:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise LakeError(f"commit {version} of lake {lake.url} has committed_at {text!r}, not an ISO time") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def vacuum(lake: Lake, *, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: bool = False, now=None) -> dict:

@@ -324,7 +324,7 @@ class Transaction:
             )
         change.add_rows(h29)
 
-    def add_staged_sources(self, staged: "pieces.StagedSources"):
+    def add_staged_sources(self, staged: pieces.StagedSources):
         """Record the source files a writer task staged in this batch's staging area.
 
         Parameters

@@ -138,7 +138,7 @@ class ReductionSettings:
         self.frame_types = types
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ReductionSettings":
+    def from_dict(cls, d: dict) -> ReductionSettings:
         """Settings from a profile's ``[reduction]`` table.
 
         Parameters

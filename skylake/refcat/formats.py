@@ -133,7 +133,7 @@ class Spec:
     scale: float | None = None
     offset: float | None = None
     value: object = None
-    parts: tuple["Spec", ...] = ()
+    parts: tuple[Spec, ...] = ()
     cols: tuple[str, ...] = ()
     where: Condition | None = None
 

@@ -825,7 +825,7 @@ def _finish(
         "synthetic": any(s.synthetic for s in sources),
         "source_files": files,
         "lake": lake.url,
-        "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "imported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(report.seconds, 2),
         "skylake_version": __version__,
         "builder": f"skylake v{__version__}, hats v{version('hats')}",

@@ -78,7 +78,7 @@ class ChunkCounts:
     epoch_min: float | None = None
     epoch_max: float | None = None
 
-    def add(self, other: "ChunkCounts") -> None:
+    def add(self, other: ChunkCounts) -> None:
         """Add the counts of ``other`` to these, and widen the epoch range to cover its own.
 
         Parameters

@@ -111,7 +111,7 @@ def commit_night(
     int
         The commit's lake version.
     """
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with lake.transaction("ingest") as tx:
         ids = tx.allocate_frame_ids(n_frames)
         mjd = night_mjd(night) + np.arange(n_frames) * (0.4 / max(n_frames, 1))
@@ -327,7 +327,7 @@ def commit_archive(
     """
     start = dt.date.fromisoformat(first_night)
     night_of = np.sort(rng.integers(0, n_nights, n_frames))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     for lo in range(0, n_frames, per_commit):
         hi = min(lo + per_commit, n_frames)
         n = hi - lo
@@ -811,7 +811,7 @@ def _stage_night(
 
     tiles = np.asarray(tiles, np.int64)
     n_t, n_s = len(tiles), int(stars_per_tile)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     zp0 = 20.0
     ids = tx.allocate_frame_ids(n_t)
     mjd = night_mjd(night) + 0.1 + np.arange(n_t) * (0.3 / max(n_t, 1))
