@@ -366,7 +366,7 @@ def _start_sources(
     tx: Transaction, results: list[FrameResult], frame_ids: np.ndarray, runner: Runner, trails: dict | None = None
 ) -> Iterator:
     """Start the writer tasks that read the frames' pieces and stage the batch's source files, one per partition
-    (:mod:`skylake.lake.pieces`); what they staged is for ``tx.add_staged_sources``. ``trails``: frame id -> its
+    (:mod:`skylake.lake.pieces`); what they staged is for ``tx.add_staged_partitions``. ``trails``: frame id -> its
     real trails, for frames whose ON_STREAK flags are made again (static artefacts found at this commit).
 
     Returns
@@ -376,7 +376,7 @@ def _start_sources(
         written as it is asked for).
     """
     frames = [(r.piece, int(fid), r.pixels) for r, fid in zip(results, frame_ids) if r.n_sources]
-    partitions = tx.source_partitions()
+    partitions = tx.partitions_of(SOURCES)
     _, plans = pieces.plan_writers(frames, partitions, tx.lake.config.partition_order, runner.workers())
     return runner.map(
         pieces.write_sources,
@@ -557,7 +557,7 @@ def commit_batch(
         if any(STREAKS in r.extras for r in todo):
             stage_static_artefacts(tx, found, ids)
         nights = [frame_night(r.record) for r in todo]
-        tx.stage_frames(_frames_table(todo, ids, tx.batch_id), nights)
+        tx.stage_nights(FRAMES, _frames_table(todo, ids, tx.batch_id), nights)
         _stage_frame_rows(tx, todo, ids, nights)
         if any(MAPS in r.extras for r in todo):
             stage_allsky(tx, todo, ids, nights)
@@ -565,7 +565,7 @@ def commit_batch(
             stage_profile(tx, profile)
         tx.stage_frame_index()
         for staged in writing:
-            tx.add_staged_sources(staged)
+            tx.add_staged_partitions(SOURCES, staged)
         entry = tx.commit(summary={"frames": len(todo), "redo": redo, "replaced": sorted(old)})
     report.committed_keys.update(r.frame_key for r in todo)
     report.nights.update(frame_night(r.record) for r in todo)

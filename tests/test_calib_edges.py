@@ -69,11 +69,11 @@ def _write_sources(lake: Lake, src: pd.DataFrame):
     ]
     with lake.transaction("ingest") as tx:
         tx.allocate_frame_ids(len(frames))
-        tx.stage_sources(conform(cols, SOURCES))
+        tx.stage_healpix(SOURCES, conform(cols, SOURCES))
         table = pa.Table.from_pylist(
             [{k: v for k, v in f.items() if k != "night"} for f in frames], schema=table_schema(FRAMES)
         )
-        tx.stage_frames(table, [f["night"] for f in frames])
+        tx.stage_nights(FRAMES, table, [f["night"] for f in frames])
         tx.commit()
     return pd.DataFrame(frames)
 

@@ -10,7 +10,7 @@ import pytest
 
 from skylake.lake import Lake, counts, frame_index
 from skylake.lake.nights import night_partition
-from skylake.lake.tables import SOURCES
+from skylake.lake.tables import FRAMES, SOURCES
 from skylake.pipeline import ingest
 from skylake.status import format_status, lake_status
 from skylake.synthetic import write_bad_files, write_demo_night
@@ -269,7 +269,7 @@ def test_no_frame_changes_once_the_index_is_rewritten(tmp_path, frames):
     before = lake.log.latest().version
     with pytest.raises(RuntimeError, match="after the frame index was rewritten"):
         with lake.transaction("test") as tx:
-            tx.stage_frames(rows.slice(0, 1), ["2026-03-01"])
+            tx.stage_nights(FRAMES, rows.slice(0, 1), ["2026-03-01"])
             tx.stage_frame_index()
-            tx.stage_frames(rows.slice(1, 1), ["2026-03-01"])
+            tx.stage_nights(FRAMES, rows.slice(1, 1), ["2026-03-01"])
     assert lake.log.latest().version == before and indexed(lake) == from_frames(lake)

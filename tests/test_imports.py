@@ -202,3 +202,64 @@ def test_the_layer_check_sees_an_upward_import():
     assert upward_imports({"skylake.lake.log": {"skylake.frame.extract"}, "skylake.cli": {"skylake.lake"}}) == [
         ("skylake.lake.log", "skylake.frame.extract")
     ]
+
+
+# -- the transaction's own business -----------------------------------------------------------------
+
+#: Where the log keeps staging areas and how it names rewritten files: products use StagingArea instead.
+STAGING_NAMES = {"staging_path", "STAGING_DIR", "rewritten_rel"}
+#: A transaction's file actions and bookkeeping, which only skylake/lake/ touches (products call its methods).
+TRANSACTION_PRIVATE = {"adds", "removes", "metadata", "catalogs", "bytes_staged", "count_changes", "index_added"}
+TRANSACTION_PRIVATE |= {"index_dropped", "index_staged", "next_frame_id", "_moving", "_in_place", "_publish"}
+TRANSACTION_NAMES = {"tx", "txn", "transaction"}
+
+
+def staging_leaks(source: str) -> list[str]:
+    """What a module's code does with staging paths or a transaction's private parts, one line each."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("skylake.lake"):
+            found += [f"line {node.lineno}: imports {a.name}" for a in node.names if a.name in STAGING_NAMES]
+        elif isinstance(node, ast.Attribute) and node.attr in STAGING_NAMES:
+            found.append(f"line {node.lineno}: uses {ast.unparse(node)}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in TRANSACTION_PRIVATE
+            and ast.unparse(node.value).split(".")[-1] in TRANSACTION_NAMES
+        ):
+            found.append(f"line {node.lineno}: touches {ast.unparse(node)}")
+    return sorted(found, key=lambda line: int(line.split()[1].rstrip(":")))
+
+
+def test_no_module_outside_the_lake_knows_staging_paths_or_a_transactions_sets():
+    """Products stage through the transaction's methods and its StagingArea (``tx.area``), never by path."""
+    found = [
+        f"{path.relative_to(PACKAGE.parent)} {leak}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "lake" not in path.relative_to(PACKAGE).parts[:1]
+        for leak in staging_leaks(path.read_text())
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_the_staging_check_sees_a_leak():
+    code = (
+        "from skylake.lake.log import staging_path, utc_now\n"
+        "tx.moving\ntx._moving.add('objects')\nself.tx.adds.append(a)\nentry.adds\nlog.staging_path('b')\n"
+    )
+    assert staging_leaks(code) == [
+        "line 1: imports staging_path",
+        "line 3: touches tx._moving",
+        "line 4: touches self.tx.adds",
+        "line 6: uses log.staging_path",
+    ]
+
+
+def test_the_transaction_module_names_no_table():
+    """lake/transaction.py moves files: which table needs what at the commit is the registry's business."""
+    tree = ast.parse((PACKAGE / "lake" / "transaction.py").read_text())
+    from skylake.lake import tables
+
+    names = {n for n in dir(tables) if n.isupper() and isinstance(getattr(tables, n), str)}
+    used = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in names})
+    assert not used, f"lake/transaction.py names the tables {used}"

@@ -155,7 +155,7 @@ def _spy_publish(monkeypatch, lake, table: str, column: str) -> list:
 
 def test_readers_never_see_a_light_curve_point_twice_while_a_rebuild_publishes(tmp_path, monkeypatch):
     """A rebuild files the moved object's 4 early points under its present partition: rows move between
-    directories, so LAKE/lightcurves may not be published directory by directory (``tx.in_place``)."""
+    directories, so LAKE/lightcurves may not be published directory by directory (``tx.rows_stay``)."""
     lake, _, _ = _moved_star_lake(tmp_path / "lake")
     seen = _spy_publish(monkeypatch, lake, LIGHTCURVES, "source_id")
     build_objects(lake, rebuild=True)

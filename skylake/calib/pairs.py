@@ -48,6 +48,7 @@ import pyarrow as pa
 
 from skylake.calib import astrometry, crossmatch, model, pixel_match, zeropoint
 from skylake.lake.nights import night_dir, night_partition, night_partitions
+from skylake.lake.staging import StagingArea
 from skylake.lake.tables import MATCHES
 from skylake.profile import Calibration
 from skylake.runtime import Runner
@@ -599,9 +600,9 @@ def match_rows(pairs: pd.DataFrame, zps: pd.DataFrame, refcat: str, key: str) ->
 
 
 def write_matches(
-    item: tuple[str, list, pd.DataFrame], lake_root: str, batch_id: str, refcat: str, calib_key: str
+    item: tuple[str, list, pd.DataFrame], area: StagingArea, refcat: str, calib_key: str
 ) -> list[tuple[str, int, int]]:
-    """A writer task: stage the matches rows of its nights' frames in batch ``batch_id``'s staging area.
+    """A writer task: stage the matches rows of its nights' frames in a batch's staging area.
 
     One file per night, rows in (frame_id, ref_id) order. Re-running it (a worker died) rewrites the same files.
 
@@ -610,10 +611,8 @@ def write_matches(
     item : tuple of (str, list, pandas.DataFrame)
         A label, what :func:`fit_group` made of the groups holding its nights, the final zeropoints of its
         nights' frames (:data:`ZP_COLUMNS`).
-    lake_root : str
-        The lake's location (a local path or ``s3://`` URL).
-    batch_id : str
-        The batch.
+    area : skylake.lake.staging.StagingArea
+        The batch's staging area.
     refcat : str
         The reference catalogue.
     calib_key : str
@@ -624,7 +623,6 @@ def write_matches(
     list of tuple of (str, int, int)
         (path in the table, rows, bytes) per file.
     """
-    from skylake.lake.log import staging_path
     from skylake.lake.parquet import parquet_bytes
     from skylake.lake.storage import open_storage
 
@@ -637,13 +635,11 @@ def write_matches(
     rows = match_rows(pd.concat(parts, ignore_index=True), zps, refcat, calib_key)
     table = conform(pa.Table.from_pandas(rows, preserve_index=False), MATCHES)
     nights = night_partitions(rows["frame_id"].map(zps.set_index("frame_id")["night"]))
-    store, out = open_storage(lake_root), []
+    store, out = open_storage(area.lake_root), []
     for night in sorted(set(nights)):
         data = table.take(np.flatnonzero(nights == night))
-        rel = f"{night_dir(night)}/{batch_id}.parquet"
-        blob = parquet_bytes(data)
-        store.write_bytes(staging_path(batch_id, f"{MATCHES}/{rel}"), blob)
-        out.append((rel, data.num_rows, len(blob)))
+        rel = f"{night_dir(night)}/{area.batch_id}.parquet"
+        out.append((rel, data.num_rows, area.write_bytes(MATCHES, rel, parquet_bytes(data), store)))
     return out
 
 
@@ -841,15 +837,13 @@ class BatchPairs:
             items,
             window=len(items),
             priority=10,
-            lake_root=tx.lake.store.location,
-            batch_id=tx.batch_id,
+            area=tx.area,
             refcat=refcat,
             calib_key=key,
         ):  # (not key=: submit's own)
             files += staged
         for rel, rows, nbytes in sorted(files):
-            tx.add_staged(MATCHES, rel, rows)
-            tx.bytes_staged += nbytes
+            tx.add_staged(MATCHES, rel, rows, nbytes)
         return sum(rows for _, rows, _ in files)
 
 

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from skylake.lake import Lake, counts
 from skylake.lake.nights import night_filter
+from skylake.lake.staging import StagingArea
 from skylake.lake.tables import EXTINCTION, MATCHES, ZEROPOINTS
 from skylake.lake.transaction import Transaction
 
@@ -150,8 +151,7 @@ def rewrite_on_workers(
         items,
         window=n,
         priority=10,
-        lake_root=tx.lake.store.location,
-        batch_id=tx.batch_id,
+        area=tx.area,
         table=table,
         refcat=refcat,
         frame_ids=sorted(frame_ids),
@@ -163,29 +163,26 @@ def rewrite_on_workers(
             tx.remove(table, rel, rows)
             dropped += rows
         else:
-            tx.add_staged(table, rel, rows)
-            tx.bytes_staged += nbytes
+            tx.add_staged(table, rel, rows, nbytes)
             dropped -= rows
     return dropped
 
 
 def rewrite_files(
-    item: list[tuple[int, str]], lake_root: str, batch_id: str, table: str, refcat: str, frame_ids: list[int]
+    item: list[tuple[int, str]], area: StagingArea, table: str, refcat: str, frame_ids: list[int]
 ) -> list[tuple[int, str, str, int, int]]:
     """A task: rewrite the files of ``item`` without the rows of ``refcat`` and ``frame_ids``.
 
     Each file ``(k, rel)`` of ``table`` holding rows of ``refcat`` and ``frame_ids`` is read, and
-    its other rows (if any) are staged beside it in batch ``batch_id`` as ``<batch>-rewrite<k>.parquet``.
+    its other rows (if any) are staged beside it in the batch of ``area`` as ``<batch>-rewrite<k>.parquet``.
     Re-running it (a worker died) rewrites the same files.
 
     Parameters
     ----------
     item : list of tuple of (int, str)
         The files ``(k, rel)``: a number unique in the batch and the path in the table.
-    lake_root : str
-        The lake's location (a local path or ``s3://`` URL).
-    batch_id : str
-        The batch whose staging area receives the rewritten files.
+    area : skylake.lake.staging.StagingArea
+        The batch's staging area, which receives the rewritten files.
     table : str
         The table.
     refcat : str
@@ -200,12 +197,11 @@ def rewrite_files(
     """
     import pyarrow.parquet as pq
 
-    from skylake.lake.log import rewritten_rel, staging_path
     from skylake.lake.parquet import parquet_bytes
     from skylake.lake.storage import open_storage
     from skylake.schema import table_schema
 
-    store = open_storage(lake_root)
+    store = open_storage(area.lake_root)
     actions = []
     for k, rel in item:
         data = pq.read_table(store.full(f"{table}/{rel}"), schema=table_schema(table))
@@ -215,8 +211,6 @@ def rewrite_files(
         actions.append((k, "remove", rel, data.num_rows, 0))
         if not gone.all():
             kept = data.filter(pa.array(~gone))
-            new = rewritten_rel(rel, batch_id, k)
-            blob = parquet_bytes(kept)
-            store.write_bytes(staging_path(batch_id, f"{table}/{new}"), blob)
-            actions.append((k, "stage", new, kept.num_rows, len(blob)))
+            new = area.rewritten(rel, k)
+            actions.append((k, "stage", new, kept.num_rows, area.write_bytes(table, new, parquet_bytes(kept), store)))
     return actions

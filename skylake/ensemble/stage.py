@@ -57,7 +57,6 @@ from skylake.ensemble.options import EnsembleOptions
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
 from skylake.frame.extract import OBJ_MERGED, SATURATED
 from skylake.lake import Lake, tables
-from skylake.lake.log import staging_path
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import night_dir, night_filter, night_partition
 from skylake.lake.tables import DETREND, ENSEMBLE, NOISE, ZEROPOINTS
@@ -1182,10 +1181,7 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
                 continue
             rel, n = r["piece"]
             night = r["rows"]["night"].iloc[0]
-            path = f"{night_dir(night)}/{tx.batch_id}-{k}.parquet"
-            lake.store.makedirs(os.path.dirname(staging_path(tx.batch_id, f"{DETREND}/{path}")))
-            lake.store.replace(rel, staging_path(tx.batch_id, f"{DETREND}/{path}"))
-            tx.add_staged(DETREND, path, n)
+            tx.adopt(DETREND, f"{night_dir(night)}/{tx.batch_id}-{k}.parquet", n, rel)
             report.detrended_points += r.get("detrended", 0)
         entry = tx.commit(summary={"ensemble": report.profile, "nights": len(nights), "frames": len(rows)})
     report.commit = entry.version if entry else None

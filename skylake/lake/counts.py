@@ -28,6 +28,7 @@ from skylake.lake.log import META
 from skylake.lake.tables import FRAMES, SOURCES, ZEROPOINTS
 
 __all__ = [
+    "PARTITIONS_OF",
     "COUNTS",
     "FILE_TABLES",
     "KEEP",
@@ -46,6 +47,8 @@ __all__ = [
 COUNTS = f"{META}/counts.json"
 #: Tables whose data files are counted.
 FILE_TABLES = (SOURCES, FRAMES)
+#: Tables whose partitions the totals count (status prints the sources').
+PARTITIONS_OF = frozenset({SOURCES})
 #: Columns kept of the rows a commit adds or drops (all the counts need).
 KEEP = {FRAMES: ["status", "reason", "n_sources"], ZEROPOINTS: ["frame_id", "refcat", "zp_status"]}
 
@@ -187,7 +190,7 @@ class Changes:
         return bool(self.rows)
 
 
-def apply(lake, base: dict, changes: Changes, adds, removes, version: int, partitions: int | None = None) -> dict:
+def apply(lake, base: dict, changes: Changes, adds, removes, version: int, partitions: dict | None = None) -> dict:
     """The totals after a commit.
 
     Parameters
@@ -202,8 +205,8 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int, parti
         The data files it adds and removes.
     version : int
         The commit's version.
-    partitions : int or None
-        The sources partitions after it, when it changes them (None: unchanged).
+    partitions : dict or None
+        The partitions after it of each table of :data:`PARTITIONS_OF` whose files it changes.
 
     Returns
     -------
@@ -225,8 +228,8 @@ def apply(lake, base: dict, changes: Changes, adds, removes, version: int, parti
             if name is not None:
                 rows[name] += sign * a.rows
     new["rows"] = {n: k for n, k in sorted(rows.items()) if k}
-    if partitions is not None:
-        new["partitions"] = partitions
+    if partitions and SOURCES in partitions:
+        new["partitions"] = partitions[SOURCES]
     by_status = Counter(new["by_status"])
     reasons = Counter({(s, r): n for s, r, n in new["reasons"]})
     zp_changes = []

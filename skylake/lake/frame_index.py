@@ -296,7 +296,6 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
     dropped_buckets : set of str
         The buckets holding the dropped rows.
     """
-    from skylake.lake.log import FileAction
     from skylake.runtime import Runner
 
     rows = pa.concat_tables(added) if added else table_schema(FRAME_INDEX).empty_table()
@@ -304,6 +303,7 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
     buckets = sorted(set(of_row) | set(dropped_buckets))
     if not buckets:
         return
+    tx.rows_stay(INDEX)  # a frame's entry stays in its bucket: buckets are published one by one
     runner = tx.runner or Runner(None)
     n = max(1, min(runner.workers(), len(buckets) // MIN_BUCKETS_PER_TASK))
     # a task gets its rows as one compact table: a pickled slice carries its parent's whole buffers (224
@@ -322,8 +322,7 @@ def stage_changes(tx, added: list[pa.Table], dropped_ids: set[int], dropped_buck
             if kind == "remove":
                 tx.remove(INDEX, rel, rows)
             else:
-                tx.adds.append(FileAction(table=INDEX, path=rel, rows=rows))
-                tx.bytes_staged += nbytes
+                tx.add_staged(INDEX, rel, rows, nbytes)
 
 
 def rewrite_buckets(

@@ -889,7 +889,7 @@ class Lake:
         self.check_writable()
         with self._lock():
             self.recover()
-            tx = Transaction(self, operation)
+            tx = Transaction(self, operation, self._publish)
             try:
                 yield tx
             except BaseException as exc:

@@ -30,6 +30,7 @@ from skylake.errors import LakeError
 from skylake.lake.storage import Storage
 
 __all__ = [
+    "LOG_ROWS",
     "META",
     "LOG_DIR",
     "STAGING_DIR",
@@ -118,6 +119,10 @@ class FileAction:
             ``<table>/<path>``.
         """
         return f"{self.table}/{self.path}"
+
+
+#: The entry's row counts, each a table's (``log_rows:`` in the table's schema names one).
+LOG_ROWS = ("sources_rows", "frames_rows")
 
 
 @dataclass

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import yaml
 
+from skylake.lake.log import LOG_ROWS
 from skylake.lake.nights import UNKNOWN_NIGHT, night_of
 from skylake.paths import project_dir
 from skylake.schema import table_spec
@@ -135,6 +136,10 @@ class Table:
         A HATS catalog's ``dataproduct_type`` (``catalog_type:``, default "source").
     id_column : str
         The column identifying a HATS catalog's rows (``id_column:``, default "source_id").
+    log_rows : str or None
+        The field of each log entry that counts the table's rows (``log_rows:``; sources, frames).
+    index : str or None
+        The table indexing its rows by identity, rewritten with them at each commit (``index:``; frames).
     """
 
     name: str
@@ -147,6 +152,8 @@ class Table:
     inputs: tuple[str, ...] = ()
     catalog_type: str = "source"
     id_column: str = "source_id"
+    log_rows: str | None = None
+    index: str | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -231,8 +238,8 @@ class Table:
         """
         if self.by_night:
             tx.stage_nights(self.name, data, nights)
-        elif self.name == SOURCES:
-            tx.stage_sources(data)
+        elif self.hats and self.location == self.name:
+            tx.stage_healpix(self.name, data)
         else:
             raise NotImplementedError(f"{self.name} ({self.partition_by}) is staged by its own module")
 
@@ -327,6 +334,11 @@ def _load(name: str) -> Table:
         raise ValueError(f"{where}: catalog_type and id_column are for HATS catalogs (partition_by: healpix)")
     if "id_column" in doc and id_column not in table_spec(name).names:
         raise ValueError(f"{where}: id_column {id_column!r} is not a column of the table")
+    log_rows, index = doc.get("log_rows"), doc.get("index")
+    if log_rows is not None and log_rows not in LOG_ROWS:
+        raise ValueError(f"{where}: log_rows is {log_rows!r}; the log counts rows in {list(LOG_ROWS)}")
+    if index is not None and (index != FRAME_INDEX or "frame_id" not in table_spec(name).names):
+        raise ValueError(f"{where}: index is {index!r}; only {FRAME_INDEX!r} exists, for tables with a frame_id")
     return Table(
         name=name,
         partition_by=part,
@@ -338,6 +350,8 @@ def _load(name: str) -> Table:
         inputs=inputs,
         catalog_type=catalog_type,
         id_column=id_column,
+        log_rows=log_rows,
+        index=index,
     )
 
 

@@ -1,8 +1,12 @@
 """A transaction: one batch of staged files, committed atomically (:meth:`skylake.lake.Lake.transaction`).
 
-Writers stage data files under ``_skylake/staging/<batch_id>/`` and record them as file actions; the
-commit point is the put-if-absent of the next log entry (:mod:`skylake.lake.log`), after which the lake
-publishes the files (:meth:`skylake.lake.Lake._publish`).
+Writers stage data files in the batch's staging area (:class:`~skylake.lake.staging.StagingArea`, ``tx.area``)
+and record them as file actions; the commit point is the put-if-absent of the next log entry
+(:mod:`skylake.lake.log`), after which the lake publishes the files (:meth:`skylake.lake.Lake._publish`).
+
+What products may use: ``batch_id``, ``area``, ``version``, the ``stage*``, ``add_staged``, ``adopt``,
+``remove``, ``rewrite_without`` and ``catalog`` calls, and :meth:`~Transaction.rows_may_move` /
+:meth:`~Transaction.rows_stay`; the sets of file actions are the transaction's own (tests/test_imports.py).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import posixpath
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,9 +23,10 @@ import pyarrow as pa
 from skylake.errors import LakeError, LakeFullError
 from skylake.lake import counts, faults, frame_index, hats_meta, pieces
 from skylake.lake.log import Entry, FileAction, new_batch_id, rewritten_rel, staging_path, utc_now
-from skylake.lake.nights import night_dir, night_of, night_partition, night_partitions
+from skylake.lake.nights import night_dir, night_of, night_partitions
 from skylake.lake.parquet import BATCH_ZSTD_LEVEL, parquet_bytes
-from skylake.lake.tables import FRAMES, SOURCES, get
+from skylake.lake.staging import StagingArea
+from skylake.lake.tables import get, registry
 from skylake.schema import table_schema
 
 if TYPE_CHECKING:
@@ -40,34 +46,75 @@ class Transaction:
         The lake being written.
     operation : str
         What the batch does (``ingest``, ``calibrate``, ``compact``, ...): in its id and its log entry.
+    publish : callable
+        ``publish(entry)`` makes a committed entry's files the live ones (the lake's own publish).
     """
 
-    def __init__(self, lake: Lake, operation: str):
+    def __init__(self, lake: Lake, operation: str, publish: Callable[[Entry], None]):
         self.lake = lake
+        self._publish = publish  # the lake's: makes a committed entry's files the live ones
         self.operation = operation
         self.batch_id = new_batch_id(operation)
+        #: where this batch's files wait for the commit (hand it to worker tasks that write them)
+        self.area = StagingArea(lake.store.location, self.batch_id)
         self.base = lake.log.latest()
         self.next_frame_id = self.base.next_frame_id if self.base else 1
         self.adds: list[FileAction] = []
         self.removes: list[FileAction] = []
-        self.partitions = hats_meta.read_partitions(lake.store, SOURCES)  # the published sources partitions
+        self._published: dict[str, list] = {}  # each HATS table's published partitions, read once
         #: what this batch does to each HATS catalog's metadata, written once at the commit (:meth:`catalog`)
         self.catalogs: dict[str, hats_meta.CatalogChange] = {}
         self.metadata: list[str] = []  # other lake-relative files staged here, replaced wholesale at publish
         #: tables whose rows this batch never moves between directories (each rewritten directory keeps its
         #: own rows): their directories are swapped one by one, never the whole table (see :meth:`_swaps`)
-        self.in_place: set[str] = set()
+        self._in_place: set[str] = set()
         #: tables whose rows this batch may move from one directory to another: a directory that only loses
         #: files while others gain them makes the whole table swap (else a moved row is briefly seen twice)
-        self.moving: set[str] = set()
+        self._moving: set[str] = set()
         self.entry: Entry | None = None  # set at the commit point
         self.bytes_staged = 0
         # frame rows added and dropped in this batch: the frame index is rewritten to match at commit
         self.index_added: list[pa.Table] = []
         self.index_dropped: tuple[set[int], set[str]] = (set(), set())
-        self.index_staged = False  # stage_frame_index ran: no frame may be staged or removed after it
+        self.index_staged = False  # stage_frame_index ran: no indexed row may be staged or removed after it
         self.count_changes = counts.Changes()  # rows of frames and zeropoints added and dropped, for status
         self.runner = None  # a skylake.runtime.Runner: where writer tasks run (None: in this process)
+
+    @property
+    def version(self) -> int:
+        """The version this batch's commit will have (the published one plus one).
+
+        Returns
+        -------
+        int
+            The version.
+        """
+        return (self.base.version if self.base else 0) + 1
+
+    def rows_may_move(self, table: str) -> None:
+        """Say that this batch may move rows of ``table`` from one directory to another.
+
+        A directory that then only loses files while others gain them makes the whole table publish at
+        once (else a moved row is briefly seen twice; :meth:`_swaps`).
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        """
+        self._moving.add(table)
+
+    def rows_stay(self, table: str) -> None:
+        """Say that each directory of ``table`` this batch rewrites keeps its own rows (none move elsewhere).
+
+        Its directories are then published one by one, never the whole table (:meth:`_swaps`).
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        """
+        self._in_place.add(table)
 
     def catalog(self, table: str, fresh: bool = False) -> hats_meta.CatalogChange:
         """The metadata collector of a HATS table in this batch (made on first use).
@@ -100,22 +147,44 @@ class Transaction:
             )
         change = self.catalogs.get(table)
         if change is None:
-            base = self.partitions if table == SOURCES and not fresh else None
-            change = self.catalogs[table] = hats_meta.CatalogChange(get(table).location, fresh=fresh, base=base)
+            base = None if fresh else self.published_partitions(table)
+            change = self.catalogs[table] = hats_meta.CatalogChange(spec.location, fresh=fresh, base=base)
         elif change.fresh != fresh:
             raise ValueError(f"the {table} catalog of this batch was started with fresh={change.fresh}, not {fresh}")
         return change
 
-    def source_partitions(self) -> list:
-        """The sources partitions new rows may go to: the published ones, then those this batch made.
+    def published_partitions(self, table: str) -> list:
+        """The partitions of a HATS table as published before this batch (read once per batch).
+
+        Parameters
+        ----------
+        table : str
+            A HATS table of the lake.
 
         Returns
         -------
         list of hats.pixel_math.HealpixPixel
             The partitions.
         """
-        change = self.catalogs.get(SOURCES)
-        return self.partitions + sorted(change.added if change else ())
+        if table not in self._published:
+            self._published[table] = hats_meta.read_partitions(self.lake.store, get(table).location)
+        return self._published[table]
+
+    def partitions_of(self, table: str) -> list:
+        """The partitions new rows of a HATS table may go to: the published ones, then those this batch made.
+
+        Parameters
+        ----------
+        table : str
+            A HATS table of the lake.
+
+        Returns
+        -------
+        list of hats.pixel_math.HealpixPixel
+            The partitions.
+        """
+        change = self.catalogs.get(table)
+        return self.published_partitions(table) + sorted(change.added if change else ())
 
     def full_error(self, exc: BaseException) -> LakeFullError:
         """The one-line error for a full device during this transaction, saying what state the lake is in.
@@ -200,11 +269,11 @@ class Transaction:
         """
         action = FileAction(table=table, path=path, rows=data.num_rows)
         blob = parquet_bytes(data, zstd_level, row_group_size)
-        self.lake.store.write_bytes(staging_path(self.batch_id, action.lake_path), blob)
+        self.lake.store.write_bytes(self.area.path(table, path), blob)
         self.bytes_staged += len(blob)
         self.adds.append(action)
 
-    def add_staged(self, table: str, path: str, rows: int):
+    def add_staged(self, table: str, path: str, rows: int, nbytes: int = 0):
         """Count a data file that a task already wrote into this batch's staging area.
 
         Parameters
@@ -212,11 +281,33 @@ class Transaction:
         table : str
             The table.
         path : str
-            The file's path relative to the table (it is at ``staging/<batch>/<table>/<path>``).
+            The file's path relative to the table (the task wrote it at ``area.path(table, path)``).
         rows : int
             Its rows.
+        nbytes : int
+            Its size, when the task said (told in a full device's message).
         """
         self.adds.append(FileAction(table=table, path=path, rows=rows))
+        self.bytes_staged += nbytes
+
+    def adopt(self, table: str, path: str, rows: int, src: str):
+        """Move a data file written elsewhere in the lake (a task's piece) into this batch as ``path``.
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        path : str
+            The file's path relative to the table.
+        rows : int
+            Its rows.
+        src : str
+            Where it is now, relative to the lake (the same store: a rename, no copy on a local disk).
+        """
+        dest = self.area.path(table, path)
+        self.lake.store.makedirs(posixpath.dirname(dest))
+        self.lake.store.replace(src, dest)
+        self.add_staged(table, path, rows)
 
     def stage_file(self, rel: str, data: bytes):
         """Stage a small file that is not a table's data; it replaces its published copy at publish.
@@ -280,8 +371,8 @@ class Transaction:
             if table in counts.KEEP:
                 night = night_of(rel)
                 self.count_changes.add(table, data.filter(pa.array(gone)), [night] * int(gone.sum()), sign=-1)
-            if table == FRAMES:
-                self._frames_may_change()
+            if get(table).index:  # (frames: their frame index loses the rows' entries)
+                self._indexed_may_change()
                 rows = data.filter(pa.array(gone))
                 self.index_dropped[0].update(rows.column("frame_id").to_pylist())
                 self.index_dropped[1].update(
@@ -294,69 +385,61 @@ class Transaction:
                 self.stage(table, rewritten_rel(rel, self.batch_id, k), data.filter(pa.array(~gone)))
         return dropped
 
-    def stage_sources(self, sources: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None):
-        """Stage source rows, one file per partition, each sorted by ``_healpix_29``.
+    def stage_healpix(
+        self, table: str, data: pa.Table, zstd_level: int = BATCH_ZSTD_LEVEL, name: str | None = None
+    ) -> None:
+        """Stage rows of a HATS table, one file per partition, each sorted by ``_healpix_29``.
 
-        In this process; ingest's writer tasks do the same on workers (:mod:`skylake.lake.pieces`).
+        New partitions are cut at the order that keeps each frame's rows together
+        (:func:`~skylake.lake.hats_meta.order_for_frames`: the rows need a ``frame_id``). In this process;
+        ingest's writer tasks do the same on workers (:mod:`skylake.lake.pieces`).
 
         Parameters
         ----------
-        sources : pyarrow.Table
-            Source rows with ids.
+        table : str
+            The HATS table (sources).
+        data : pyarrow.Table
+            The rows, with their ids.
         zstd_level : int
             The zstd level of the files.
         name : str or None
             The files' name (None: the batch id).
         """
-        if sources.num_rows == 0:
+        if data.num_rows == 0:
             return
-        h29 = sources.column("_healpix_29").to_numpy()
-        order = hats_meta.order_for_frames(h29, sources.column("frame_id").to_numpy(), self.lake.config.partition_order)
-        change = self.catalog(SOURCES)
-        for pixel, rows in pieces.split_by_partition(sources, self.source_partitions(), order):
-            if pixel not in self.partitions:
+        h29 = data.column("_healpix_29").to_numpy()
+        order = hats_meta.order_for_frames(h29, data.column("frame_id").to_numpy(), self.lake.config.partition_order)
+        change = self.catalog(table)
+        published = self.published_partitions(table)
+        for pixel, rows in pieces.split_by_partition(data, self.partitions_of(table), order):
+            if pixel not in published:
                 change.add_partition(pixel)
             self.stage(
-                SOURCES,
+                table,
                 f"{hats_meta.pixel_dir(pixel.order, pixel.pixel)}/{name or self.batch_id}.parquet",
                 rows,
                 zstd_level,
             )
         change.add_rows(h29)
 
-    def add_staged_sources(self, staged: pieces.StagedSources):
-        """Record the source files a writer task staged in this batch's staging area.
+    def add_staged_partitions(self, table: str, staged: pieces.StagedSources):
+        """Record the files of a HATS table that a writer task staged in this batch's staging area.
 
         Parameters
         ----------
+        table : str
+            The HATS table.
         staged : skylake.lake.pieces.StagedSources
             What the task wrote (:func:`skylake.lake.pieces.write_sources`).
         """
         from hats.pixel_math import HealpixPixel
 
         for rel, rows, nbytes in staged.files:
-            self.adds.append(FileAction(table=SOURCES, path=rel, rows=rows))
-            self.bytes_staged += nbytes
-        change = self.catalog(SOURCES)
+            self.add_staged(table, rel, rows, nbytes)
+        change = self.catalog(table)
         for order, pixel in staged.new_partitions:
             change.add_partition(HealpixPixel(order, pixel))
         change.add_counts(staged.skymap_pixels, staged.skymap_rows)
-
-    def stage_frames(self, frames: pa.Table, nights: list[str | None], name: str | None = None):
-        """Stage frame rows, one file per night, and their rows of the frame index.
-
-        Parameters
-        ----------
-        frames : pyarrow.Table
-            Frame rows.
-        nights : list
-            Each row's night.
-        name : str or None
-            The files' name (None: the batch id).
-        """
-        self._frames_may_change()
-        self.stage_nights(FRAMES, frames, nights, name)
-        self.index_added.append(frame_index.rows_for(frames, [night_partition(n) for n in nights]))
 
     def stage_frame_index(self) -> None:
         """Rewrite the frame-index buckets of the frames staged and removed so far now, not at the commit.
@@ -370,13 +453,13 @@ class Transaction:
         self.index_added, self.index_dropped = [], (set(), set())
         self.index_staged = True
 
-    def _frames_may_change(self) -> None:
-        """Refuse a change of the frames once :meth:`stage_frame_index` has run (a programming error)."""
+    def _indexed_may_change(self) -> None:
+        """Refuse a change of an indexed table once :meth:`stage_frame_index` has run (a programming error)."""
         if self.index_staged:
             raise RuntimeError("frames staged or removed after the frame index was rewritten (stage_frame_index)")
 
     def stage_nights(self, table: str, data: pa.Table, nights: list[str | None], name: str | None = None):
-        """Stage rows of a night table, one file per night.
+        """Stage rows of a night table, one file per night (and their rows of its index, if it has one).
 
         Parameters
         ----------
@@ -390,6 +473,9 @@ class Transaction:
             The files' name (None: the batch id).
         """
         nights_arr = night_partitions(nights)
+        if get(table).index:  # (frames: the frame index)
+            self._indexed_may_change()
+            self.index_added.append(frame_index.rows_for(data, nights_arr.tolist()))
         self.count_changes.add(table, data, nights_arr.tolist())
         for night in sorted(set(nights_arr)):
             rows = np.flatnonzero(nights_arr == night)
@@ -414,16 +500,11 @@ class Transaction:
             self.stage_frame_index()
         self._stage_counts()
         store, lake = self.lake.store, self.lake
-        base_sources = self.base.sources_rows if self.base else 0
-        base_frames = self.base.frames_rows if self.base else 0
-        d_sources = sum(a.rows for a in self.adds if a.table == SOURCES) - sum(
-            r.rows for r in self.removes if r.table == SOURCES
-        )
-        d_frames = sum(a.rows for a in self.adds if a.table == FRAMES) - sum(
-            r.rows for r in self.removes if r.table == FRAMES
-        )
-        if any(a.table == SOURCES for a in self.adds + self.removes):
-            self.catalog(SOURCES)  # a batch that changes source files rewrites their catalog's metadata
+        totals = self._log_rows()
+        for table in sorted({a.table for a in self.adds + self.removes} - set(self.catalogs)):
+            spec = registry().get(table)
+            if spec is not None and spec.hats and spec.location == table:
+                self.catalog(table)  # a batch that changes a catalog's files rewrites its metadata
         metadata = []
         for table, change in sorted(self.catalogs.items()):  # each HATS catalog's metadata, once
             spec = get(table)
@@ -433,7 +514,7 @@ class Transaction:
                 spec.schema,
                 spec.catalog_type,
                 spec.id_column,
-                rows=base_sources + d_sources if table == SOURCES else None,  # the log counts sources' rows
+                rows=totals.get(spec.log_rows),  # the catalog's total rows when the log counts them
             )
             metadata += [f"{spec.location}/{n}" for n in names]
         metadata += self.metadata
@@ -450,8 +531,7 @@ class Transaction:
             removes=self.removes,
             metadata=metadata,
             next_frame_id=self.next_frame_id,
-            sources_rows=base_sources + d_sources,
-            frames_rows=base_frames + d_frames,
+            **totals,
             summary={"host": socket.gethostname(), "pid": os.getpid(), **(summary or {})},
         )
         if not lake.log.append(entry):
@@ -462,8 +542,24 @@ class Transaction:
             )
         self.entry = entry
         faults.point("after_commit")
-        lake._publish(entry)
+        self._publish(entry)
         return entry
+
+    def _log_rows(self) -> dict[str, int]:
+        """The rows of each table the log counts (``log_rows:`` in its schema) after this batch.
+
+        Returns
+        -------
+        dict
+            The log entry's field (``sources_rows``, ...) to its total.
+        """
+        totals = {}
+        for spec in registry().values():
+            if spec.log_rows:
+                added = sum(a.rows for a in self.adds if a.table == spec.name)
+                removed = sum(r.rows for r in self.removes if r.table == spec.name)
+                totals[spec.log_rows] = (getattr(self.base, spec.log_rows) if self.base else 0) + added - removed
+        return totals
 
     def _stage_counts(self):
         """The running totals after this batch (:mod:`skylake.lake.counts`), when it changes them."""
@@ -476,9 +572,8 @@ class Transaction:
         if base is None:  # a lake made before the checkpoint: status reads the tables until it is built
             return
         version = (self.base.version if self.base else 0) + 1
-        partitions = None
-        if any(a.table == SOURCES for a in self.adds + self.removes):
-            partitions = len(self.catalog(SOURCES).partitions(self.lake.store))
+        touched = {a.table for a in self.adds + self.removes}
+        partitions = {t: len(self.catalog(t).partitions(self.lake.store)) for t in counts.PARTITIONS_OF & touched}
         self.stage_file(
             counts.COUNTS,
             counts.dumps(
@@ -494,8 +589,8 @@ class Transaction:
         children; a rewrite whose rows land elsewhere) is swapped whole: its rows may move between
         directories, and only one exchange of the table keeps a reader from seeing them twice (and
         keeps lsdb's partition_info.csv in step with the directories), unless the batch says its rows stay
-        where they are (``in_place``: the frame index, appended LAKE/lightcurves); so is a table whose rows
-        the batch may move (``moving``: LAKE/objects) when a directory only loses files while others gain
+        where they are (:meth:`rows_stay`: the frame index, appended LAKE/lightcurves); so is a table whose rows
+        the batch may move (:meth:`rows_may_move`: LAKE/objects) when a directory only loses files while others gain
         them. Otherwise each directory that
         both loses and gains files (a compacted partition, a rewritten night) is swapped alone; files
         added elsewhere are plain renames.
@@ -505,9 +600,7 @@ class Transaction:
             add_dirs = {posixpath.dirname(a.lake_path) for a in self.adds if a.table == table}
             rem_dirs = {posixpath.dirname(r.lake_path) for r in self.removes if r.table == table}
             whole = (
-                (add_dirs - rem_dirs or (table in self.moving and add_dirs and rem_dirs - add_dirs))
-                and table != frame_index.INDEX
-                and table not in self.in_place
-            )
+                add_dirs - rem_dirs or (table in self._moving and add_dirs and rem_dirs - add_dirs)
+            ) and table not in self._in_place
             swaps += [table] if whole else sorted(add_dirs & rem_dirs)
         return swaps

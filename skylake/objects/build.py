@@ -61,7 +61,6 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_inde
 from skylake.calib.model import KRON, LatestPolicy, ZpStatus, latest_calibration
 from skylake.errors import LakeError
 from skylake.lake import Lake, counts, hats_meta, tables
-from skylake.lake.log import staging_path
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partition
 from skylake.lake.parquet import parquet_bytes
 from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS
@@ -493,7 +492,7 @@ def _read_frames(lake: Lake, nights: list[str], added: set, columns: list[str]) 
 def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
     """Frames new, recalibrated or gone since the build at ``state['version']``: only the nights whose
     frames or zeropoints files the log lists since then are read (every night without a watermark)."""
-    latest = tx.base.version if tx.base else 0
+    latest = tx.version - 1  # the published version
     since = state.get("version")
     read = {"frames_rows": 0, "nights": 0}
     cols = ["frame_id", "n_sources", "content_hash", "hdu", "exptime", "nx", "ny", "coadd_of"]
@@ -553,7 +552,9 @@ def _plan(lake: Lake, tx, state: dict, refcat: str, rebuild: bool) -> _Plan:
             files = {f for f in sources_added if lake.store.exists(f)}
             pix = np.unique(np.concatenate([np.asarray(p, np.int64) for p in stale_pix] + [np.empty(0, np.int64)]))
             if len(pix):
-                files |= set(_sources_files_over(lake, tx.partitions, pix, lake.config.partition_order))
+                files |= set(
+                    _sources_files_over(lake, tx.published_partitions(SOURCES), pix, lake.config.partition_order)
+                )
             files = sorted(files)
     return _Plan(nights, info, changed, gone, held, redone, files, read)
 
@@ -922,7 +923,7 @@ def build_objects(
         t0 = time.perf_counter()
         spec = UpdateSpec(
             url=lake.store.location,
-            batch_id=tx.batch_id,
+            area=tx.area,
             refcat=cfg.refcat,
             radius=cfg.radius,
             order=cfg.order,
@@ -1120,7 +1121,10 @@ def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, r
             change.add_partition(HealpixPixel(*key))
         else:
             change.drop_partition(HealpixPixel(*key))
-    (tx.moving if moved else tx.in_place).add(LIGHTCURVES)
+    if moved:
+        tx.rows_may_move(LIGHTCURVES)
+    else:
+        tx.rows_stay(LIGHTCURVES)
     report.points = int(change.skymap(lake.store).sum())
 
 
@@ -1163,9 +1167,8 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], 
             change.drop_partition(pixel)
     final = change.partitions(lake.store)
     report.objects, report.partitions = int(change.skymap(lake.store).sum()), len(final)
-    out = staging_path(tx.batch_id, OBJECTS)
     _commit_points(tx, lake, manifests, report, rebuild, rebuild or bool(redone.any()))
-    tx.moving.add(OBJECTS)  # an object may move to another partition, leaving one that only loses it
+    tx.rows_may_move(OBJECTS)  # an object may move to another partition, leaving one that only loses it
     # the held frames: rows of the nights read, less the redone ones, plus the changed frames
     fp = pd.concat(
         [m["frame_pixels"] for m in manifests]
@@ -1192,11 +1195,11 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], 
             _held_rel(night),
             parquet_bytes(pa.Table.from_pandas(rows[HELD_SCHEMA.names], schema=HELD_SCHEMA, preserve_index=False)),
         )
-    version = (tx.base.version if tx.base else 0) + 1  # this commit's: the next update starts after it
+    version = tx.version  # this commit's: the next update starts after it
     if not rebuild:  # a rebuild replaces every partition: a refresh mirrors those whole
         tx.stage_file(changes_rel(version), parquet_bytes(_changes_table(manifests)))
-    lake.store.write_bytes(
-        f"{out}/{STATE_FILE}",
+    tx.stage_file(
+        f"{OBJECTS}/{STATE_FILE}",
         json.dumps(
             {
                 "refcat": refcat,
@@ -1208,6 +1211,5 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], 
             }
         ).encode(),
     )
-    tx.metadata.append(f"{OBJECTS}/{STATE_FILE}")
     entry = tx.commit(summary={"objects": asdict(report)})
     return entry

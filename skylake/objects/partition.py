@@ -41,8 +41,8 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_inde
 
 from skylake.calib.model import KRON, calibrated_flux_mags, calibrated_mag
 from skylake.lake import Lake, hats_meta
-from skylake.lake.log import staging_path
 from skylake.lake.parquet import parquet_bytes, value_set
+from skylake.lake.staging import StagingArea
 from skylake.lake.tables import DETREND, LIGHTCURVES, MATCHES, OBJECTS, SOURCES
 from skylake.objects.arrays import concat_ranges, positions, unique
 from skylake.objects.associate import associate, margin_pixels, mean_positions, ref_object_ids
@@ -104,8 +104,8 @@ class UpdateSpec:
     ----------
     url : str
         The lake (its path or URL).
-    batch_id : str
-        The update's batch (tasks stage their files in its staging area).
+    area : skylake.lake.staging.StagingArea
+        The update's batch's staging area, where tasks stage their files.
     refcat : str
         The reference catalogue whose matches give reference ids and calibrated magnitudes ("" for none).
     radius : float
@@ -131,7 +131,7 @@ class UpdateSpec:
     """
 
     url: str
-    batch_id: str
+    area: StagingArea
     refcat: str
     radius: float
     order: int
@@ -1073,13 +1073,13 @@ def build_partition(
         det.column("frame_id").to_numpy()[core], spatial_index_to_healpix(h29[core], target_order=lake_order)
     )
     if out["dirty"] and owned.num_rows:
-        rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec.batch_id}.parquet"
-        stager.write(staging_path(spec.batch_id, f"{OBJECTS}/{rel}"), owned, ROW_GROUP)
+        rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec.area.batch_id}.parquet"
+        stager.write(spec.area.path(OBJECTS, rel), owned, ROW_GROUP)
         out["path"] = rel
     # the new points of the objects written here, filed under their object's position (so an object's
     # points are in its partition, sorted together): written exactly once, by their object's owner
     out["points"] = _stage_points(
-        lake, stager, spec.batch_id, here, point_files, _filed(new, written, by), own_points if exact else None, stale
+        lake, stager, spec.area, here, point_files, _filed(new, written, by), own_points if exact else None, stale
     )
     return out
 
@@ -1149,7 +1149,7 @@ def _filed_runs(ids: np.ndarray, mjd: np.ndarray, by: np.ndarray, w_ids: np.ndar
 def _stage_points(
     lake: Lake,
     stager: Stager,
-    batch_id: str,
+    area: StagingArea,
     here: HealpixPixel,
     point_files: list[str],
     new_core: pa.Table,
@@ -1183,7 +1183,7 @@ def _stage_points(
         "files": len(point_files) - len(away) + (data.num_rows > 0),
     }
     if data.num_rows:
-        rel = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{batch_id}.parquet"
-        stager.write(staging_path(batch_id, f"{LIGHTCURVES}/{rel}"), data, POINTS_ROW_GROUP, **POINTS_ENCODING)
+        rel = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{area.batch_id}.parquet"
+        stager.write(area.path(LIGHTCURVES, rel), data, POINTS_ROW_GROUP, **POINTS_ENCODING)
         out["path"] = rel
     return out

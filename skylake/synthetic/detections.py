@@ -146,7 +146,7 @@ def commit_night(
                     },
                 )
             )
-        tx.stage_sources(pa.concat_tables(pieces))
+        tx.stage_healpix(SOURCES, pa.concat_tables(pieces))
         frames = _table(
             FRAMES,
             n_frames,
@@ -164,5 +164,5 @@ def commit_night(
                 "exptime": np.full(n_frames, 1.0, np.float32),
             },
         )
-        tx.stage_frames(frames, [night] * n_frames)
+        tx.stage_nights(FRAMES, frames, [night] * n_frames)
         return tx.commit(summary={"synthetic": True}).version

@@ -139,7 +139,7 @@ def commit_night(
                 "ingested_at": [now] * n_frames,
             },
         )
-        tx.stage_frames(frames, [night] * n_frames)
+        tx.stage_nights(FRAMES, frames, [night] * n_frames)
         ok = status == "ok"
         n_ok = int(ok.sum())
         zp = zp_airmass1 - k_ext * (airmass[ok] - 1.0) + rng.normal(0, 0.02, n_ok)
@@ -356,7 +356,7 @@ def commit_archive(
                     "ingested_at": [now] * n,
                 },
             )
-            tx.stage_frames(frames, nights)
+            tx.stage_nights(FRAMES, frames, nights)
             if refcat:
                 ok = np.flatnonzero(frames.column("status").to_numpy(zero_copy_only=False) == "ok")
                 m = len(ok)
@@ -444,7 +444,6 @@ def commit_objects(
     from hats.pixel_math.spatial_index import compute_spatial_index, spatial_index_to_healpix
 
     from skylake.lake import hats_meta
-    from skylake.lake.log import staging_path
     from skylake.lake.parquet import parquet_bytes
     from skylake.lake.tables import LIGHTCURVES
     from skylake.lake.versions import latest_versions
@@ -548,7 +547,6 @@ def commit_objects(
                 )
             lo = hi
         objects_meta.add_rows(h29)
-        out = staging_path(tx.batch_id, ob.OBJECTS)
         held = frames[["frame_id", "night"]].merge(calibs[["frame_id", "calib"]], on="frame_id", how="left")
         held = held.fillna({"calib": ""}).assign(n_det=0, pixels=[[] for _ in range(len(held))])
         held["night"] = held["night"].fillna("unknown")
@@ -561,9 +559,9 @@ def commit_objects(
                     )
                 ),
             )
-        version = (tx.base.version if tx.base else 0) + 1
-        lake.store.write_bytes(
-            f"{out}/{ob.STATE_FILE}",
+        version = tx.version
+        tx.stage_file(
+            f"{ob.OBJECTS}/{ob.STATE_FILE}",
             json.dumps(
                 {
                     "refcat": refcat,
@@ -574,7 +572,6 @@ def commit_objects(
                 }
             ).encode(),
         )
-        tx.metadata.append(f"{ob.OBJECTS}/{ob.STATE_FILE}")
         return tx.commit(summary={"synthetic": True}).version
 
 
@@ -784,7 +781,7 @@ def commit_sources_nights(
                 for night in nights[1:]
             ]
         )
-        tx.stage_sources(sources, **({} if zstd_level is None else {"zstd_level": zstd_level}))
+        tx.stage_healpix(SOURCES, sources, **({} if zstd_level is None else {"zstd_level": zstd_level}))
         del sources
         return tx.commit(summary={"synthetic": True}).version
 
@@ -918,7 +915,7 @@ def _stage_night(
             "ingested_at": [now] * n_t,
         },
     )
-    tx.stage_frames(frames, [night] * n_t)
+    tx.stage_nights(FRAMES, frames, [night] * n_t)
     tx.stage_nights(
         ZEROPOINTS,
         _table(
