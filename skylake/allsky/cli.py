@@ -241,72 +241,55 @@ def profile_text(model, base: str, fit, frame: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@_errors
-def _cmd_camera_fit(args) -> int:
-    from skylake.allsky.camera import camera_of
-    from skylake.allsky.fit import CameraFitError, fit_camera, plot_fit_residuals
-    from skylake.allsky.pipeline import allsky_settings
-    from skylake.profile import load_profile
-    from skylake.tasks.allsky import bright_stars, catalog_source
+def _catalog_file(args, profile) -> str:
+    """The bright-star catalogue to fit with: ``--catalog``, else the profile's (a file, or ``--lake``'s refcat)."""
+    from skylake.tasks.allsky import catalog_source
 
-    profile = load_profile(args.pipeline)
-    if not profile.is_allsky:
-        raise CameraCliError(
-            f"profile {profile.name!r} ({profile.source}) has no [camera] section to fit (give at "
-            f'least its projection, e.g. [camera] projection = "equidistant", and its [site])'
-        )
-    if not os.path.isfile(args.file):
-        raise FileNotFoundError(f"no such file: {args.file}")
     if args.catalog:
         source = os.path.abspath(args.catalog)
         if not os.path.isfile(source):
             raise FileNotFoundError(f"no such catalogue file: {args.catalog}")
-    else:
-        from skylake.errors import FrameRejected
-        from skylake.lake import Lake
+        return source
+    from skylake.lake import Lake
 
-        try:
-            source = catalog_source(profile, Lake.open(args.lake).store.location if args.lake else None)
-        except FrameRejected as exc:
-            raise CameraCliError(f"{exc.reason}; or give --lake LAKE or --catalog FILE") from None
-    from skylake.allsky.camera import CameraModel, Site
-    from skylake.allsky.fit import fit_from_site
-
-    missing = CameraModel.missing(profile.camera)
-    site = Site(profile.site.lat_deg, profile.site.lon_deg, profile.site.height_m)
-    settings = allsky_settings(profile)
-    image, rec = read_frame(args.file, profile)
-    from astropy.time import Time
-
-    time = Time(rec["mjd"], format="mjd", scale="utc")
-    search = args.search or bool(missing)
     try:
-        if search:  # from the projection and the site alone: zenith, rotation and scale searched
-            fit = fit_from_site(
-                image.data,
-                profile.camera,
-                site,
-                time,
-                bright_stars(source),
-                vmax=settings.fit_vmax,
-                alt_min_deg=settings.fit_alt_min_deg,
-                fit=settings.fit,
-            )
-        else:
-            model0, _ = camera_of(profile)
-            fit = fit_camera(
-                image.data,
-                model0,
-                site,
-                time,
-                bright_stars(source),
-                vmax=settings.fit_vmax,
-                alt_min_deg=settings.fit_alt_min_deg,
-                fit=settings.fit,
-            )
-    except CameraFitError as exc:
-        print(f"camera fit failed on {args.file}: {exc.reason}", file=sys.stderr)
-        return EXIT_NOTHING
+        return catalog_source(profile, Lake.open(args.lake).store.location if args.lake else None)
+    except FrameRejected as exc:
+        raise CameraCliError(f"{exc.reason}; or give --lake LAKE or --catalog FILE") from None
+
+
+def _fit(image, profile, site, time, source: str, settings, search: bool):
+    """Fit the profile's camera on ``image`` (stars of ``source``): searched from the site alone, or from its model."""
+    from skylake.allsky.camera import camera_of
+    from skylake.allsky.fit import fit_camera, fit_from_site
+    from skylake.tasks.allsky import bright_stars
+
+    if search:  # from the projection and the site alone: zenith, rotation and scale searched
+        return fit_from_site(
+            image.data,
+            profile.camera,
+            site,
+            time,
+            bright_stars(source),
+            vmax=settings.fit_vmax,
+            alt_min_deg=settings.fit_alt_min_deg,
+            fit=settings.fit,
+        )
+    model0, _ = camera_of(profile)
+    return fit_camera(
+        image.data,
+        model0,
+        site,
+        time,
+        bright_stars(source),
+        vmax=settings.fit_vmax,
+        alt_min_deg=settings.fit_alt_min_deg,
+        fit=settings.fit,
+    )
+
+
+def _print_fit(args, fit, settings, search: bool, missing) -> None:
+    """Print the stars used, the rms residual and the fitted model with its parameters' spread."""
     m = fit.model
     print(
         f"{args.file}: {fit.n_matched} stars of V < {settings.fit_vmax:g} above {settings.fit_alt_min_deg:g} deg "
@@ -328,7 +311,55 @@ def _cmd_camera_fit(args) -> int:
         f"{spread.get('rotation_deg', float('nan')):.3f} deg, parity {m.parity:+d}, k1 = {m.k1:.5f}"
         + (f", tilt {m.tilt_deg:.3f} deg towards {m.tilt_az_deg:.1f}" if m.tilt_deg else "")
     )
-    for line in scale_contradictions(image.header, profile.camera, m):
+
+
+def _write_profile(args, profile, fit) -> None:
+    """Write ``--out``: a profile extending the fitted one with the fitted ``[camera]`` (checked to load)."""
+    from skylake.profile import load_profile
+
+    base = (
+        profile.name
+        if Path(profile.source).parent.name == "pipelines" and Path(profile.source).stem == profile.name
+        else str(Path(profile.source).resolve())
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profile_text(fit.fitted_model(), base, fit, args.file))
+    load_profile(out)  # what it wrote loads
+    print(f"profile: {out} (ingest with --pipeline {out})")
+
+
+@_errors
+def _cmd_camera_fit(args) -> int:
+    from astropy.time import Time
+
+    from skylake.allsky.camera import CameraModel, Site
+    from skylake.allsky.fit import CameraFitError, plot_fit_residuals
+    from skylake.allsky.pipeline import allsky_settings
+    from skylake.profile import load_profile
+
+    profile = load_profile(args.pipeline)
+    if not profile.is_allsky:
+        raise CameraCliError(
+            f"profile {profile.name!r} ({profile.source}) has no [camera] section to fit (give at "
+            f'least its projection, e.g. [camera] projection = "equidistant", and its [site])'
+        )
+    if not os.path.isfile(args.file):
+        raise FileNotFoundError(f"no such file: {args.file}")
+    source = _catalog_file(args, profile)
+    missing = CameraModel.missing(profile.camera)
+    site = Site(profile.site.lat_deg, profile.site.lon_deg, profile.site.height_m)
+    settings = allsky_settings(profile)
+    image, rec = read_frame(args.file, profile)
+    time = Time(rec["mjd"], format="mjd", scale="utc")
+    search = args.search or bool(missing)
+    try:
+        fit = _fit(image, profile, site, time, source, settings, search)
+    except CameraFitError as exc:
+        print(f"camera fit failed on {args.file}: {exc.reason}", file=sys.stderr)
+        return EXIT_NOTHING
+    _print_fit(args, fit, settings, search, missing)
+    for line in scale_contradictions(image.header, profile.camera, fit.model):
         print(line)
     plot = Path(args.plot)
     plot.parent.mkdir(parents=True, exist_ok=True)
@@ -340,16 +371,7 @@ def _cmd_camera_fit(args) -> int:
     )
     print(f"residual plot: {plot}")
     if args.out:
-        base = (
-            profile.name
-            if Path(profile.source).parent.name == "pipelines" and Path(profile.source).stem == profile.name
-            else str(Path(profile.source).resolve())
-        )
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(profile_text(fit.fitted_model(), base, fit, args.file))
-        load_profile(out)  # what it wrote loads
-        print(f"profile: {out} (ingest with --pipeline {out})")
+        _write_profile(args, profile, fit)
     return EXIT_OK
 
 

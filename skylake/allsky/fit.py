@@ -438,6 +438,244 @@ def _spread(model: CameraModel, names, alt, az, xd, yd) -> dict:
     return {name: float(np.sqrt(max(cov[k, k], 0.0))) for k, name in enumerate(labels)}
 
 
+@dataclass
+class _FitFrame:
+    """What the fit of one frame works on: the detections, the catalogue stars up and the matching settings."""
+
+    stars: Table  # catalogue stars fitted (mag <= vmax, alt >= alt_min_deg)
+    alt: np.ndarray
+    az: np.ndarray
+    alt_all: np.ndarray  # the wider pool (1 mag fainter, 5 deg lower): neighbours that confuse a match
+    az_all: np.ndarray
+    detections: Table
+    xd: np.ndarray
+    yd: np.ndarray
+    shape: tuple
+    mask: np.ndarray | None
+    edge_px: float
+    names: list
+    tolerances_px: list
+    clip: float
+    loss: str
+    min_stars: int
+    density: float = 0.0  # detections per px^2 of sky
+    n_pred: int = 0  # stars the starting model predicts in the frame
+
+
+def _check_fit_args(fit, search, tolerances_px, image) -> tuple[list, np.ndarray]:
+    """Check :func:`fit_camera`'s arguments; the tolerances as floats and the image as a float array."""
+    bad = [n for n in fit if n not in FITTABLE]
+    if bad:
+        raise ValueError(f"cannot fit {bad}; fittable parameters are {FITTABLE}")
+    if search not in ("auto", True, False):
+        raise ValueError(f"search must be 'auto', True or False, got {search!r}")
+    tolerances_px = [float(t) for t in tolerances_px]
+    if not tolerances_px or min(tolerances_px) <= 0:
+        raise ValueError(f"tolerances_px must be positive, got {tolerances_px!r}")
+    image = np.asarray(image, dtype=float)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {image.shape}")
+    return tolerances_px, image
+
+
+def _frame_detections(image, model0, mask, detections, detect_thresh, min_stars) -> tuple:
+    """The detections (found on the model's sky unless given) and their ``x``, ``y``; too few raise.
+
+    Returns ``(detections, xd, yd)``.
+    """
+    if detections is None:
+        sky = model0.sky_mask(image.shape, alt_min_deg=-5.0)
+        m = ~sky if mask is None else (~sky | np.asarray(mask, bool))
+        detections = detect_stars(image, m, thresh=detect_thresh)
+    xd = np.asarray(detections["x"], float)
+    yd = np.asarray(detections["y"], float)
+    if len(xd) < min_stars:
+        raise CameraFitError(f"only {len(xd)} sources detected (need >= {min_stars}): cloudy or empty frame")
+    return detections, xd, yd
+
+
+def _stars_up(catalog, mag_column, site, time, vmax, alt_min_deg, min_stars) -> tuple:
+    """The catalogue stars fitted and the wider pool of their possible neighbours, with their alt, az.
+
+    Returns ``(stars, alt, az, alt_all, az_all)``; too few stars raise :class:`CameraFitError`.
+    """
+    cat = as_catalog(catalog, mag_column)
+    pool = cat[np.isfinite(cat["mag"]) & (cat["mag"] <= vmax + 1.0)]
+    alt_all, az_all = site.radec_to_altaz(pool["ra"], pool["dec"], time)
+    above = alt_all >= alt_min_deg - 5.0
+    pool, alt_all, az_all = pool[above], alt_all[above], az_all[above]
+    use = (pool["mag"] <= vmax) & (alt_all >= alt_min_deg)
+    stars = pool[use]
+    alt, az = alt_all[use], az_all[use]
+    if len(stars) < min_stars:
+        raise CameraFitError(f"only {len(stars)} catalogue stars with mag <= {vmax} above {alt_min_deg} deg")
+    return stars, alt, az, alt_all, az_all
+
+
+def _predict(ff: _FitFrame, m: CameraModel) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted pixels of the stars fitted, NaN near the edge and on masked pixels."""
+    shape, edge_px, mask = ff.shape, ff.edge_px, ff.mask
+    x, y = m.altaz_to_pixel(ff.alt, ff.az)
+    inside = (x >= edge_px) & (x <= shape[1] - 1 - edge_px) & (y >= edge_px) & (y <= shape[0] - 1 - edge_px)
+    if mask is not None:
+        xi = np.clip(np.round(np.nan_to_num(x)).astype(int), 0, shape[1] - 1)
+        yi = np.clip(np.round(np.nan_to_num(y)).astype(int), 0, shape[0] - 1)
+        inside &= ~np.asarray(mask, bool)[yi, xi]
+    return np.where(inside, x, np.nan), np.where(inside, y, np.nan)
+
+
+def _chance(ff: _FitFrame, tol: float) -> float:
+    """Pairs expected by chance alone within ``tol`` px: the stars predicted times P(a detection that near)."""
+    return ff.n_pred * min(1.0, ff.density * np.pi * tol**2)
+
+
+def _least_squares_step(ff: _FitFrame, model: CameraModel, ip, idet, tol: float) -> CameraModel:
+    """The model refitted by robust least squares on the pairs ``ip`` (stars), ``idet`` (detections)."""
+    from scipy.optimize import least_squares
+
+    names = ff.names
+
+    def resid(p):
+        """Residuals (predicted - detected), x then y, of the pairs for the parameters ``p``.
+
+        Parameters
+        ----------
+        p : numpy.ndarray
+            Values of the fitted parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            The x residuals followed by the y residuals, px.
+        """
+        m = _model_from(model, names, p)
+        x, y = m.altaz_to_pixel(ff.alt[ip], ff.az[ip])
+        return np.concatenate([x - ff.xd[idet], y - ff.yd[idet]])
+
+    p0 = _params(model, names)
+    fscale = max(0.5, tol / 4.0)
+    try:
+        sol = least_squares(resid, p0, loss=ff.loss, f_scale=fscale, x_scale="jac", method="trf")
+    except ValueError as exc:  # a parameter step made the model invalid (e.g. non-monotonic r)
+        raise CameraFitError(f"least squares failed: {exc}") from exc
+    return _model_from(model, names, sol.x)
+
+
+def _match_and_fit(ff: _FitFrame, model: CameraModel, tol: float, adaptive: bool, history: list) -> tuple:
+    """Match the isolated stars within ``tol``, refit, and re-match with the new model.
+
+    Appends the step to ``history``; returns ``(model, ip, idet, tol, same)``: the refitted model, the
+    pairs fitted, the tolerance (from the residual scatter on an ``adaptive`` step) and whether
+    the re-match gives the same stars.
+    """
+    xd, yd = ff.xd, ff.yd
+    xp, yp = _predict(ff, model)
+    xn, yn = model.altaz_to_pixel(ff.alt_all, ff.az_all)
+    confused = _confused(xp, yp, xn, yn, max(2.5, min(tol, 4.0)))
+    xp_ok = np.where(confused, np.nan, xp)
+    ip, idet = match_nearest(xp_ok, yp, xd, yd, tol)
+    need = max(ff.min_stars, len(ff.names) + 3)
+    if len(ip) < need:
+        raise CameraFitError(f"only {len(ip)} stars matched within {tol:.1f} px (need >= {need})")
+    model = _least_squares_step(ff, model, ip, idet, tol)
+    xq, yq = model.altaz_to_pixel(ff.alt[ip], ff.az[ip])
+    dr = np.hypot(xq - xd[idet], yq - yd[idet])
+    sigma = MAD_TO_SIGMA * np.median(dr) / 0.8326  # 2-D: median of a Rayleigh = 1.1774 sigma_1d
+    if adaptive:  # tolerance from the residual scatter
+        tol = max(ff.tolerances_px[-1], ff.clip * sigma * 1.5)
+    xp2, yp2 = _predict(ff, model)
+    ip2, _ = match_nearest(np.where(confused, np.nan, xp2), yp2, xd, yd, tol)
+    same = len(ip2) == len(ip) and np.array_equal(np.sort(ip2), np.sort(ip))
+    history.append(
+        {
+            "tolerance_px": tol,
+            "n_pairs": int(len(ip)),
+            "rms_px": float(np.sqrt(np.mean(dr**2))),
+            "sigma_px": float(sigma),
+        }
+    )
+    return model, ip, idet, tol, same
+
+
+def _clipped_result(ff: _FitFrame, model, ip, idet, tol, history, scanned) -> FitResult:
+    """Drop the outliers among the final pairs, check what is left and tabulate it as a :class:`FitResult`."""
+    alt, az, xd, yd, clip, min_stars = ff.alt, ff.az, ff.xd, ff.yd, ff.clip, ff.min_stars
+    x, y = model.altaz_to_pixel(alt[ip], az[ip])
+    dx = xd[idet] - x
+    dy = yd[idet] - y
+    dr = np.hypot(dx, dy)
+    sigma = MAD_TO_SIGMA * np.median(dr) / 0.8326
+    keep = dr <= max(clip * sigma * 1.5, 0.5)
+    n_clipped = int((~keep).sum())
+    ip, idet, x, y, dx, dy, dr = ip[keep], idet[keep], x[keep], y[keep], dx[keep], dy[keep], dr[keep]
+    if len(ip) < min_stars:
+        raise CameraFitError(f"only {len(ip)} stars left after clipping (need >= {min_stars})")
+    if len(ip) < 3 * _chance(ff, tol) + 3:
+        raise CameraFitError(
+            f"{len(ip)} pairs within {tol:.1f} px is no better than chance "
+            f"({_chance(ff, tol):.1f} expected): wrong starting model (search from the site "
+            f"alone: skylake camera fit FRAME --pipeline P --search)"
+        )
+    sigma = _spread(model, ff.names, alt[ip], az[ip], xd[idet], yd[idet])
+    alt_d, az_d = model.pixel_to_altaz(xd[idet], yd[idet])
+    dsky = angular_separation_deg(alt[ip], az[ip], alt_d, az_d)
+    matched = ff.stars[ip]
+    matched["alt"] = alt[ip]
+    matched["az"] = az[ip]
+    matched["x_pred"] = x
+    matched["y_pred"] = y
+    matched["x_det"] = xd[idet]
+    matched["y_det"] = yd[idet]
+    matched["dx"] = dx
+    matched["dy"] = dy
+    matched["dr_px"] = dr
+    matched["dr_deg"] = dsky
+    if "flux" in ff.detections.colnames:
+        matched["flux"] = np.asarray(ff.detections["flux"], float)[idet]
+    return FitResult(
+        model=model,
+        rms_px=float(np.sqrt(np.mean(dr**2))),
+        rms_deg=float(np.sqrt(np.mean(dsky**2))),
+        n_matched=int(len(ip)),
+        matched=matched,
+        n_detected=int(len(xd)),
+        n_predicted=ff.n_pred,
+        n_clipped=n_clipped,
+        tolerance_px=float(tol),
+        history=history,
+        scanned=scanned,
+        sigma=sigma,
+    )
+
+
+def _refine(ff: _FitFrame, model: CameraModel, scanned: bool) -> FitResult:
+    """Match and fit with the shrinking tolerances (each step up to 3 times, until the pairs settle), then clip.
+
+    Raises :class:`CameraFitError` if too few stars match or are left after clipping, the pairs are no better
+    than chance, or the least squares fail.
+    """
+    history = []
+    tol = ff.tolerances_px[0]
+    ip = idet = np.zeros(0, int)
+    steps = list(ff.tolerances_px) + [None, None]  # two adaptive steps at the end
+    for step in steps:
+        if step is not None:
+            tol = step
+        for _inner in range(3):
+            model, ip, idet, tol, same = _match_and_fit(ff, model, tol, step is None, history)
+            if same:
+                break
+    return _clipped_result(ff, model, ip, idet, tol, history, scanned)
+
+
+def _scan(ff: _FitFrame, model0: CameraModel) -> CameraModel:
+    """The best model of the orientation scan (:func:`scan_orientation`) from ``model0``; raises when it is poor."""
+    m, score = scan_orientation(model0, ff.alt, ff.az, ff.xd, ff.yd, ff.shape)
+    if score < ff.min_stars:
+        raise CameraFitError(f"no orientation matches more than {score} stars (need >= {ff.min_stars})")
+    return m
+
+
 def fit_camera(
     image: np.ndarray,
     model0: CameraModel,
@@ -522,236 +760,45 @@ def fit_camera(
         If ``fit`` names a parameter not in :data:`FITTABLE`, ``search`` or ``tolerances_px`` is
         invalid, or the image is not 2-D.
     """
-    from scipy.optimize import least_squares
-
-    bad = [n for n in fit if n not in FITTABLE]
-    if bad:
-        raise ValueError(f"cannot fit {bad}; fittable parameters are {FITTABLE}")
-    if search not in ("auto", True, False):
-        raise ValueError(f"search must be 'auto', True or False, got {search!r}")
-    tolerances_px = [float(t) for t in tolerances_px]
-    if not tolerances_px or min(tolerances_px) <= 0:
-        raise ValueError(f"tolerances_px must be positive, got {tolerances_px!r}")
-    image = np.asarray(image, dtype=float)
-    if image.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {image.shape}")
+    tolerances_px, image = _check_fit_args(fit, search, tolerances_px, image)
     shape = image.shape
-
-    if detections is None:
-        sky = model0.sky_mask(shape, alt_min_deg=-5.0)
-        m = ~sky if mask is None else (~sky | np.asarray(mask, bool))
-        detections = detect_stars(image, m, thresh=detect_thresh)
-    xd = np.asarray(detections["x"], float)
-    yd = np.asarray(detections["y"], float)
-    if len(xd) < min_stars:
-        raise CameraFitError(f"only {len(xd)} sources detected (need >= {min_stars}): cloudy or empty frame")
-
-    cat = as_catalog(catalog, mag_column)
-    pool = cat[np.isfinite(cat["mag"]) & (cat["mag"] <= vmax + 1.0)]
-    alt_all, az_all = site.radec_to_altaz(pool["ra"], pool["dec"], time)
-    above = alt_all >= alt_min_deg - 5.0
-    pool, alt_all, az_all = pool[above], alt_all[above], az_all[above]
-    use = (pool["mag"] <= vmax) & (alt_all >= alt_min_deg)
-    stars = pool[use]
-    alt, az = alt_all[use], az_all[use]
-    if len(stars) < min_stars:
-        raise CameraFitError(f"only {len(stars)} catalogue stars with mag <= {vmax} above {alt_min_deg} deg")
-
-    def predict(m):
-        """Predicted pixels of the stars used, NaN near the edge and on masked pixels.
-
-        Parameters
-        ----------
-        m : CameraModel
-            The model.
-
-        Returns
-        -------
-        x, y : numpy.ndarray
-            Predicted column and row, px.
-        """
-        x, y = m.altaz_to_pixel(alt, az)
-        inside = (x >= edge_px) & (x <= shape[1] - 1 - edge_px) & (y >= edge_px) & (y <= shape[0] - 1 - edge_px)
-        if mask is not None:
-            xi = np.clip(np.round(np.nan_to_num(x)).astype(int), 0, shape[1] - 1)
-            yi = np.clip(np.round(np.nan_to_num(y)).astype(int), 0, shape[0] - 1)
-            inside &= ~np.asarray(mask, bool)[yi, xi]
-        return np.where(inside, x, np.nan), np.where(inside, y, np.nan)
-
+    detections, xd, yd = _frame_detections(image, model0, mask, detections, detect_thresh, min_stars)
+    stars, alt, az, alt_all, az_all = _stars_up(catalog, mag_column, site, time, vmax, alt_min_deg, min_stars)
+    ff = _FitFrame(
+        stars=stars,
+        alt=alt,
+        az=az,
+        alt_all=alt_all,
+        az_all=az_all,
+        detections=detections,
+        xd=xd,
+        yd=yd,
+        shape=shape,
+        mask=mask,
+        edge_px=edge_px,
+        names=list(fit),
+        tolerances_px=tolerances_px,
+        clip=clip,
+        loss=loss,
+        min_stars=min_stars,
+    )
     # chance coincidences: detections per px^2 of sky times the matching area
     sky_px = float(model0.sky_mask(shape, alt_min_deg=alt_min_deg).sum()) or float(shape[0] * shape[1])
-    density = len(xd) / sky_px
-
-    def chance(n_pred, tol):
-        """Pairs expected by chance alone.
-
-        Parameters
-        ----------
-        n_pred : int
-            Stars predicted in the frame.
-        tol : float
-            Matching tolerance, px.
-
-        Returns
-        -------
-        float
-            ``n_pred`` times the probability of a detection within ``tol`` (at most 1).
-        """
-        return n_pred * min(1.0, density * np.pi * tol**2)
-
-    xp, yp = predict(model0)
-    n_pred = int(np.isfinite(xp).sum())
-
-    def refine(model, scanned):
-        """Match and fit with the shrinking tolerances, then clip the outliers.
-
-        Parameters
-        ----------
-        model : CameraModel
-            The starting model.
-        scanned : bool
-            Whether the orientation scan gave ``model`` (recorded in the result).
-
-        Returns
-        -------
-        FitResult
-            The fit.
-
-        Raises
-        ------
-        CameraFitError
-            If too few stars match or are left after clipping, the pairs are no better than chance,
-            or the least squares fail.
-        """
-        names = list(fit)
-        history = []
-        tol = tolerances_px[0]
-        ip = idet = np.zeros(0, int)
-        n_clipped = 0
-        steps = list(tolerances_px) + [None, None]  # two adaptive steps at the end
-        for step in steps:
-            if step is not None:
-                tol = step
-            for _inner in range(3):
-                xp, yp = predict(model)
-                xn, yn = model.altaz_to_pixel(alt_all, az_all)
-                confused = _confused(xp, yp, xn, yn, max(2.5, min(tol, 4.0)))
-                xp_ok = np.where(confused, np.nan, xp)
-                ip, idet = match_nearest(xp_ok, yp, xd, yd, tol)
-                if len(ip) < max(min_stars, len(names) + 3):
-                    raise CameraFitError(
-                        f"only {len(ip)} stars matched within {tol:.1f} px (need >= {max(min_stars, len(names) + 3)})"
-                    )
-
-                def resid(p, ip=ip, idet=idet):
-                    m = _model_from(model, names, p)
-                    x, y = m.altaz_to_pixel(alt[ip], az[ip])
-                    return np.concatenate([x - xd[idet], y - yd[idet]])
-
-                p0 = _params(model, names)
-                fscale = max(0.5, tol / 4.0)
-                try:
-                    sol = least_squares(resid, p0, loss=loss, f_scale=fscale, x_scale="jac", method="trf")
-                except ValueError as exc:  # a parameter step made the model invalid (e.g. non-monotonic r)
-                    raise CameraFitError(f"least squares failed: {exc}") from exc
-                new = _model_from(model, names, sol.x)
-                xq, yq = new.altaz_to_pixel(alt[ip], az[ip])
-                dr = np.hypot(xq - xd[idet], yq - yd[idet])
-                sigma = MAD_TO_SIGMA * np.median(dr) / 0.8326  # 2-D: median of a Rayleigh = 1.1774 sigma_1d
-                model = new
-                if step is None:  # adaptive steps: tolerance from the residual scatter
-                    tol = max(tolerances_px[-1], clip * sigma * 1.5)
-                xp2, yp2 = predict(model)
-                ip2, _ = match_nearest(np.where(confused, np.nan, xp2), yp2, xd, yd, tol)
-                same = len(ip2) == len(ip) and np.array_equal(np.sort(ip2), np.sort(ip))
-                history.append(
-                    {
-                        "tolerance_px": tol,
-                        "n_pairs": int(len(ip)),
-                        "rms_px": float(np.sqrt(np.mean(dr**2))),
-                        "sigma_px": float(sigma),
-                    }
-                )
-                if same:
-                    break
-
-        # Final pairs and outlier clipping
-        x, y = model.altaz_to_pixel(alt[ip], az[ip])
-        dx = xd[idet] - x
-        dy = yd[idet] - y
-        dr = np.hypot(dx, dy)
-        sigma = MAD_TO_SIGMA * np.median(dr) / 0.8326
-        keep = dr <= max(clip * sigma * 1.5, 0.5)
-        n_clipped = int((~keep).sum())
-        ip, idet, x, y, dx, dy, dr = ip[keep], idet[keep], x[keep], y[keep], dx[keep], dy[keep], dr[keep]
-        if len(ip) < min_stars:
-            raise CameraFitError(f"only {len(ip)} stars left after clipping (need >= {min_stars})")
-        if len(ip) < 3 * chance(n_pred, tol) + 3:
-            raise CameraFitError(
-                f"{len(ip)} pairs within {tol:.1f} px is no better than chance "
-                f"({chance(n_pred, tol):.1f} expected): wrong starting model (search from the site "
-                f"alone: skylake camera fit FRAME --pipeline P --search)"
-            )
-        sigma = _spread(model, names, alt[ip], az[ip], xd[idet], yd[idet])
-        alt_d, az_d = model.pixel_to_altaz(xd[idet], yd[idet])
-        dsky = angular_separation_deg(alt[ip], az[ip], alt_d, az_d)
-        matched = stars[ip]
-        matched["alt"] = alt[ip]
-        matched["az"] = az[ip]
-        matched["x_pred"] = x
-        matched["y_pred"] = y
-        matched["x_det"] = xd[idet]
-        matched["y_det"] = yd[idet]
-        matched["dx"] = dx
-        matched["dy"] = dy
-        matched["dr_px"] = dr
-        matched["dr_deg"] = dsky
-        if "flux" in detections.colnames:
-            matched["flux"] = np.asarray(detections["flux"], float)[idet]
-        return FitResult(
-            model=model,
-            rms_px=float(np.sqrt(np.mean(dr**2))),
-            rms_deg=float(np.sqrt(np.mean(dsky**2))),
-            n_matched=int(len(ip)),
-            matched=matched,
-            n_detected=int(len(xd)),
-            n_predicted=n_pred,
-            n_clipped=n_clipped,
-            tolerance_px=float(tol),
-            history=history,
-            scanned=scanned,
-            sigma=sigma,
-        )
-
-    def scan():
-        """Scan rotation, parity and zenith shift (:func:`scan_orientation`) from ``model0``.
-
-        Returns
-        -------
-        CameraModel
-            The best model of the scan.
-
-        Raises
-        ------
-        CameraFitError
-            If no orientation matches at least ``min_stars`` stars.
-        """
-        m, score = scan_orientation(model0, alt, az, xd, yd, shape)
-        if score < min_stars:
-            raise CameraFitError(f"no orientation matches more than {score} stars (need >= {min_stars})")
-        return m
+    ff.density = len(xd) / sky_px
+    xp, _ = _predict(ff, model0)
+    ff.n_pred = int(np.isfinite(xp).sum())
 
     if search is True:
-        return refine(scan(), True)
+        return _refine(ff, _scan(ff, model0), True)
     try:
-        result = refine(model0, False)
+        result = _refine(ff, model0, False)
     except CameraFitError:
         if search is False:
             raise
-        return refine(scan(), True)
+        return _refine(ff, _scan(ff, model0), True)
     if search == "auto" and result.rms_px > 2.0:  # converged on a wrong orientation: scan
         try:
-            other = refine(scan(), True)
+            other = _refine(ff, _scan(ff, model0), True)
         except CameraFitError:
             return result
         return other if other.rms_px < result.rms_px else result

@@ -16,6 +16,8 @@ Pixels 0-based, x = column; fluxes in ADU integrated over the exposure.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from astropy.table import Table
 
@@ -55,6 +57,105 @@ def _row_median(a: np.ndarray) -> np.ndarray:
     rows = np.arange(a.shape[0])
     med = 0.5 * (srt[rows, lo] + srt[rows, hi])
     return np.where(n > 0, med, np.nan)
+
+
+def _cutouts(pad_img: np.ndarray, R: int, cx, cy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Square cutouts, ``2R + 1`` px wide, of the image padded by ``R`` (NaN) around ``cx``, ``cy``.
+
+    Returns ``(cut, gx, gy)``: the cutouts (NaN off the image and on bad pixels) and each cutout pixel's
+    offset from its centre in x and y, px.
+    """
+    ny, nx = pad_img.shape[0] - 2 * R, pad_img.shape[1] - 2 * R
+    k = np.arange(-R, R + 1)
+    ix = np.clip(np.round(cx).astype(int), -R, nx + R - 1)
+    iy = np.clip(np.round(cy).astype(int), -R, ny + R - 1)
+    rows = iy[:, None] + R + k[None, :]
+    cols = ix[:, None] + R + k[None, :]
+    rows = np.clip(rows, 0, pad_img.shape[0] - 1)
+    cols = np.clip(cols, 0, pad_img.shape[1] - 1)
+    cut = pad_img[rows[:, :, None], cols[:, None, :]]
+    gx = (ix[:, None] + k[None, :])[:, None, :] - cx[:, None, None]
+    gy = (iy[:, None] + k[None, :])[:, :, None] - cy[:, None, None]
+    return cut, gx, gy
+
+
+def _annulus(pad_img: np.ndarray, R: int, cx, cy, r_in: float, r_out: float) -> tuple:
+    """Background of the annulus around each position: ``(mode, std, nann)``.
+
+    The annulus pixels' 3-sigma clipped mode (``2.5 median - 1.5 mean``, the median when the distribution
+    is too skewed) and standard deviation after clipping, ADU per px, and the usable pixels before clipping.
+    """
+    n = len(cx)
+    cut, gx, gy = _cutouts(pad_img, R, cx, cy)
+    r2 = gx**2 + gy**2
+    ann = np.where((r2 >= r_in**2) & (r2 <= r_out**2), cut, np.nan).reshape(n, -1)
+    nann = np.isfinite(ann).sum(axis=1)
+    if not n:
+        return np.zeros(0), np.zeros(0), nann
+    # SExtractor-style: clip at +-3 sigma around the median (3 passes), then the mode
+    # estimate 2.5 median - 1.5 mean unless the distribution is too skewed (then the median).
+    # Unresolved faint stars in the annulus bias a plain median upwards.
+    for _ in range(3):
+        med = _row_median(ann)
+        sig = MAD_TO_SIGMA * _row_median(np.abs(ann - med[:, None]))
+        ann = np.where(np.abs(ann - med[:, None]) <= 3.0 * np.maximum(sig, 1e-30)[:, None], ann, np.nan)
+    med = _row_median(ann)
+    cnt = np.isfinite(ann).sum(axis=1)
+    mean = np.where(cnt > 0, np.nansum(ann, axis=1) / np.maximum(cnt, 1), np.nan)
+    var = np.where(cnt > 0, np.nansum((ann - mean[:, None]) ** 2, axis=1) / np.maximum(cnt, 1), np.nan)
+    std = np.sqrt(var)
+    mode = np.where(np.abs(mean - med) < 0.3 * np.maximum(std, 1e-30), 2.5 * med - 1.5 * mean, med)
+    return mode, std, nann
+
+
+def _recentroid(pad_img, R, cx, cy, bkg, recentroid_px, max_shift, iterations) -> tuple:
+    """Windowed centroids from ``cx``, ``cy``, kept within ``max_shift`` of them: ``(x, y, over)``.
+
+    ``over`` is True where the last iteration hit the shift limit.
+    """
+    x_c, y_c = cx.copy(), cy.copy()
+    for _ in range(iterations):
+        # windowed centroid (SExtractor's XWIN iteration): Gaussian window of sigma
+        # recentroid_px / 2, step 2 x the weighted mean offset; unbiased for a symmetric PSF
+        cut, gx, gy = _cutouts(pad_img, R, x_c, y_c)
+        sw2 = (recentroid_px / 2.0) ** 2
+        r2w = gx**2 + gy**2
+        win = np.where(r2w <= (2.0 * recentroid_px) ** 2, np.exp(-0.5 * r2w / sw2), 0.0)
+        w = np.clip(np.nan_to_num(cut - np.nan_to_num(bkg)[:, None, None], nan=0.0), 0, None) * win
+        sw = w.sum(axis=(1, 2))
+        ok = sw > 0
+        dxc = np.where(ok, 2.0 * (w * gx).sum(axis=(1, 2)) / np.where(ok, sw, 1), 0.0)
+        dyc = np.where(ok, 2.0 * (w * gy).sum(axis=(1, 2)) / np.where(ok, sw, 1), 0.0)
+        x_n, y_n = x_c + dxc, y_c + dyc
+        sx, sy = x_n - cx, y_n - cy
+        s = np.hypot(sx, sy)
+        over = s > max_shift
+        scale = np.where(over, max_shift / np.maximum(s, 1e-12), 1.0)
+        x_n, y_n = cx + sx * scale, cy + sy * scale
+        done = np.hypot(x_n - x_c, y_n - y_c) < 0.01
+        x_c, y_c = x_n, y_n
+        if done.all():
+            break
+    return x_c, y_c, over
+
+
+def _aperture_sums(img, bad, x_c, y_c, r_ap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums and effective areas of the apertures (sep, subpixel 5): ``(raw, area, edge)``.
+
+    ``edge`` is True where the aperture touches a bad pixel or the image edge.
+    """
+    import sep
+
+    ny, nx = img.shape
+    # aperture sums with exact-ish pixel overlap (sep, subpixel 5), NaN/masked pixels flagged
+    data = np.ascontiguousarray(np.where(bad, 0.0, img))
+    raw, _, sflag = sep.sum_circle(data, x_c, y_c, r_ap, mask=bad, subpix=5)
+    # the aperture's effective area: same pixels and sub-sampling as the sum (exact background
+    # subtraction however the circle is pixelated, and masked pixels left out)
+    area, _, _ = sep.sum_circle(np.ones_like(data), x_c, y_c, r_ap, mask=bad, subpix=5)
+    edge = (sflag & sep.APER_HASMASKED) != 0
+    edge |= (x_c - r_ap < -0.5) | (x_c + r_ap > nx - 0.5) | (y_c - r_ap < -0.5) | (y_c + r_ap > ny - 0.5)
+    return raw, area, edge
 
 
 def forced_photometry(
@@ -111,8 +212,6 @@ def forced_photometry(
     ValueError
         If not ``0 < r_ap < r_in < r_out``, ``recentroid_px`` is negative or the image is not 2-D.
     """
-    import sep
-
     if not (0 < r_ap < r_in < r_out):
         raise ValueError(f"need 0 < r_ap < r_in < r_out, got r_ap={r_ap}, r_in={r_in}, r_out={r_out}")
     if recentroid_px < 0:
@@ -127,126 +226,27 @@ def forced_photometry(
     xp = np.atleast_1d(np.asarray(x, float))
     yp = np.atleast_1d(np.asarray(y, float))
     n = len(xp)
-    ny, nx = img.shape
     R = int(np.ceil(r_out + max_shift)) + 1
     pad_img = np.pad(np.where(bad, np.nan, img), R, constant_values=np.nan)
-    k = np.arange(-R, R + 1)
-
-    def cutouts(cx, cy):
-        """Square cutouts of the padded image around positions, with each pixel's offset.
-
-        Parameters
-        ----------
-        cx, cy : numpy.ndarray
-            Centres, px.
-
-        Returns
-        -------
-        cut : numpy.ndarray
-            The cutouts, shape (n, 2R + 1, 2R + 1) (NaN off the image and on bad pixels).
-        gx, gy : numpy.ndarray
-            Offset of each cutout pixel from its centre in x and y, px.
-        """
-        ix = np.clip(np.round(cx).astype(int), -R, nx + R - 1)
-        iy = np.clip(np.round(cy).astype(int), -R, ny + R - 1)
-        rows = iy[:, None] + R + k[None, :]
-        cols = ix[:, None] + R + k[None, :]
-        rows = np.clip(rows, 0, pad_img.shape[0] - 1)
-        cols = np.clip(cols, 0, pad_img.shape[1] - 1)
-        cut = pad_img[rows[:, :, None], cols[:, None, :]]
-        gx = (ix[:, None] + k[None, :])[:, None, :] - cx[:, None, None]
-        gy = (iy[:, None] + k[None, :])[:, :, None] - cy[:, None, None]
-        return cut, gx, gy
-
     finite = np.isfinite(xp) & np.isfinite(yp)
     cx = np.where(finite, xp, -10.0 * R)
     cy = np.where(finite, yp, -10.0 * R)
 
-    def annulus(cx, cy):
-        """Background of the annulus around each position: clipped mode, rms and pixel count.
-
-        Parameters
-        ----------
-        cx, cy : numpy.ndarray
-            Centres, px.
-
-        Returns
-        -------
-        mode : numpy.ndarray
-            The annulus pixels' 3-sigma clipped mode (``2.5 median - 1.5 mean``, the median when
-            the distribution is too skewed), ADU per px.
-        std : numpy.ndarray
-            Their standard deviation after clipping, ADU per px.
-        nann : numpy.ndarray
-            Usable annulus pixels before clipping.
-        """
-        cut, gx, gy = cutouts(cx, cy)
-        r2 = gx**2 + gy**2
-        ann = np.where((r2 >= r_in**2) & (r2 <= r_out**2), cut, np.nan).reshape(n, -1)
-        nann = np.isfinite(ann).sum(axis=1)
-        if not n:
-            return np.zeros(0), np.zeros(0), nann
-        # SExtractor-style: clip at +-3 sigma around the median (3 passes), then the mode
-        # estimate 2.5 median - 1.5 mean unless the distribution is too skewed (then the median).
-        # Unresolved faint stars in the annulus bias a plain median upwards.
-        for _ in range(3):
-            med = _row_median(ann)
-            sig = MAD_TO_SIGMA * _row_median(np.abs(ann - med[:, None]))
-            ann = np.where(np.abs(ann - med[:, None]) <= 3.0 * np.maximum(sig, 1e-30)[:, None], ann, np.nan)
-        med = _row_median(ann)
-        cnt = np.isfinite(ann).sum(axis=1)
-        mean = np.where(cnt > 0, np.nansum(ann, axis=1) / np.maximum(cnt, 1), np.nan)
-        var = np.where(cnt > 0, np.nansum((ann - mean[:, None]) ** 2, axis=1) / np.maximum(cnt, 1), np.nan)
-        std = np.sqrt(var)
-        mode = np.where(np.abs(mean - med) < 0.3 * np.maximum(std, 1e-30), 2.5 * med - 1.5 * mean, med)
-        return mode, std, nann
-
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices for stars off the image
-        bkg, bkg_rms, n_ann = annulus(cx, cy)
+        bkg, bkg_rms, n_ann = _annulus(pad_img, R, cx, cy, r_in, r_out)
         flag = np.zeros(n, dtype=np.int32)
         if recentroid_px > 0 and n:
-            x_c, y_c = cx.copy(), cy.copy()
-            for _ in range(iterations):
-                # windowed centroid (SExtractor's XWIN iteration): Gaussian window of sigma
-                # recentroid_px / 2, step 2 x the weighted mean offset; unbiased for a symmetric PSF
-                cut, gx, gy = cutouts(x_c, y_c)
-                sw2 = (recentroid_px / 2.0) ** 2
-                r2w = gx**2 + gy**2
-                win = np.where(r2w <= (2.0 * recentroid_px) ** 2, np.exp(-0.5 * r2w / sw2), 0.0)
-                w = np.clip(np.nan_to_num(cut - np.nan_to_num(bkg)[:, None, None], nan=0.0), 0, None) * win
-                sw = w.sum(axis=(1, 2))
-                ok = sw > 0
-                dxc = np.where(ok, 2.0 * (w * gx).sum(axis=(1, 2)) / np.where(ok, sw, 1), 0.0)
-                dyc = np.where(ok, 2.0 * (w * gy).sum(axis=(1, 2)) / np.where(ok, sw, 1), 0.0)
-                x_n, y_n = x_c + dxc, y_c + dyc
-                sx, sy = x_n - cx, y_n - cy
-                s = np.hypot(sx, sy)
-                over = s > max_shift
-                scale = np.where(over, max_shift / np.maximum(s, 1e-12), 1.0)
-                x_n, y_n = cx + sx * scale, cy + sy * scale
-                done = np.hypot(x_n - x_c, y_n - y_c) < 0.01
-                x_c, y_c = x_n, y_n
-                if done.all():
-                    break
+            x_c, y_c, over = _recentroid(pad_img, R, cx, cy, bkg, recentroid_px, max_shift, iterations)
             flag |= np.where(over, FLAG_SHIFT, 0).astype(np.int32)
-            bkg, bkg_rms, n_ann = annulus(x_c, y_c)
+            bkg, bkg_rms, n_ann = _annulus(pad_img, R, x_c, y_c, r_in, r_out)
         else:
             x_c, y_c = cx, cy
-    # aperture sums with exact-ish pixel overlap (sep, subpixel 5), NaN/masked pixels flagged
-    data = np.ascontiguousarray(np.where(bad, 0.0, img))
-    raw, _, sflag = sep.sum_circle(data, x_c, y_c, r_ap, mask=bad, subpix=5)
-    # the aperture's effective area: same pixels and sub-sampling as the sum (exact background
-    # subtraction however the circle is pixelated, and masked pixels left out)
-    area, _, _ = sep.sum_circle(np.ones_like(data), x_c, y_c, r_ap, mask=bad, subpix=5)
-    edge = (sflag & sep.APER_HASMASKED) != 0
-    edge |= (x_c - r_ap < -0.5) | (x_c + r_ap > nx - 0.5) | (y_c - r_ap < -0.5) | (y_c + r_ap > ny - 0.5)
+    raw, area, edge = _aperture_sums(img, bad, x_c, y_c, r_ap)
     flag |= np.where(edge, FLAG_EDGE, 0).astype(np.int32)
     flag |= np.where(n_ann < 8, FLAG_ANNULUS, 0).astype(np.int32)
     if saturation is not None and n:
-        cut, gx, gy = cutouts(np.where(finite, x_c, -10.0 * R), np.where(finite, y_c, -10.0 * R))
+        cut, gx, gy = _cutouts(pad_img, R, np.where(finite, x_c, -10.0 * R), np.where(finite, y_c, -10.0 * R))
         inap = (gx**2 + gy**2) <= (r_ap + 0.5) ** 2
         peak = np.nanmax(np.where(inap, cut, -np.inf).reshape(n, -1), axis=1)
         flag |= np.where(peak >= saturation, FLAG_SATURATED, 0).astype(np.int32)

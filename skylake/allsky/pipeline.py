@@ -351,6 +351,109 @@ class AllSkyResult:
         return slice(max(0, yi - r), yi + r + 1), slice(max(0, xi - r), xi + r + 1)
 
 
+def _refit(image, model, site, time, catalog, s: AllSkySettings, mag_column, mask, notes: dict) -> tuple:
+    """The frame's refit (``s.refit``) and the model to use: ``(fit, model)``.
+
+    A failed fit gives ``(None, model)`` and its reason in ``notes["fit"]``.
+    """
+    from skylake.allsky.fit import CameraFitError, fit_camera
+
+    fit = None
+    if s.refit:
+        try:
+            fit = fit_camera(
+                image,
+                model,
+                site,
+                time,
+                catalog,
+                vmax=s.fit_vmax,
+                alt_min_deg=s.fit_alt_min_deg,
+                mag_column=mag_column,
+                fit=s.fit,
+                mask=mask,
+                search=False,
+            )
+            model = fit.model
+        except CameraFitError as exc:
+            notes["fit"] = f"profile model used: {exc.reason}"
+    return fit, model
+
+
+def _zeropoint(stars: Table, exptime_s: float, s: AllSkySettings) -> tuple[float, str]:
+    """The zeropoint, from the profile or the frame's stars, and where it came from (NaN and why when none)."""
+    from skylake.allsky.maps import clear_zeropoint
+
+    if s.zp_clear is not None:
+        return float(s.zp_clear), "profile"
+    try:
+        zp, n = clear_zeropoint(
+            stars,
+            exptime_s=exptime_s,
+            extinction=s.extinction,
+            percentile=s.zp_percentile,
+            min_isolation_deg=s.min_isolation_deg,
+            max_blend=s.max_blend,
+        )
+    except ValueError as exc:
+        return float("nan"), f"none: {exc}"
+    return zp, f"frame ({s.zp_percentile:g}th percentile of {n} stars)"
+
+
+def _transparency(stars: Table, zp: float, exptime_s: float, s: AllSkySettings) -> tuple:
+    """The stars with their transparency and its horizon and equatorial maps: ``(stars, t_hor, t_equ)``."""
+    from skylake.allsky.maps import star_transparency, transparency_map
+
+    if not math.isfinite(zp):
+        empty = Table()
+        return stars, empty, empty
+    tr = star_transparency(
+        stars,
+        zp_clear=zp,
+        exptime_s=exptime_s,
+        extinction=s.extinction,
+        min_isolation_deg=s.min_isolation_deg,
+        max_blend=s.max_blend,
+    )
+    t_hor = transparency_map(tr, nside=s.nside, frame="horizon", min_stars=s.min_stars)
+    t_equ = transparency_map(tr, nside=s.nside, frame="equatorial", min_stars=s.min_stars)
+    return tr, t_hor, t_equ
+
+
+def _sky_brightness(image, model, site, time, zp, exptime_s, mask, bias, s: AllSkySettings) -> tuple:
+    """The sky-brightness image and its horizon and equatorial maps (NaN and empty without a zeropoint)."""
+    from skylake.allsky.maps import sky_brightness_image, sky_brightness_map
+
+    if not math.isfinite(zp):
+        empty = Table()
+        return np.full(np.shape(image), np.nan), empty, empty
+    sky = sky_brightness_image(
+        image, model, zeropoint=zp, exptime_s=exptime_s, mask=mask, bias=bias, mesh_px=s.sky_mesh_px
+    )
+    s_hor = sky_brightness_map(sky, model, nside=s.nside, frame="horizon")
+    s_equ = sky_brightness_map(sky, model, nside=s.nside, frame="equatorial", site=site, time=time)
+    return sky, s_hor, s_equ
+
+
+def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict) -> Table:
+    """The trails on the sky (``s.detect_streaks``), those on known static artefacts left out (and noted)."""
+    from skylake.frame.streaks import detect_streaks
+
+    if not s.detect_streaks:
+        return Table()
+    ny, nx = np.shape(image)
+    away = ~model.sky_mask((ny, nx), alt_min_deg=s.streak_alt_min_deg)
+    away[:3], away[-3:], away[:, :3], away[:, -3:] = True, True, True, True  # the image's own edge
+    streaks = detect_streaks(image, away | (mask if mask is not None else False), mesh_px=s.streak_mesh_px)
+    if len(streaks) and known_artefacts is not None and len(known_artefacts):
+        from skylake.frame.streaks import same_pixels
+
+        static = [any(same_pixels(r, a, s.static_tolerance_px) for a in known_artefacts) for r in streaks]
+        notes["static_artefacts"] = f"{sum(static)} detections at the pixels of known artefacts left out"
+        streaks = streaks[~np.asarray(static, bool)]
+    return streaks
+
+
 def process_frame(
     image: np.ndarray,
     time,
@@ -401,40 +504,13 @@ def process_frame(
     ValueError
         If ``exptime_s`` is not positive.
     """
-    from skylake.allsky.fit import CameraFitError, fit_camera
-    from skylake.allsky.maps import (
-        clear_zeropoint,
-        sky_brightness_image,
-        sky_brightness_map,
-        star_transparency,
-        transparency_map,
-    )
     from skylake.allsky.photometry import cloud_fraction, photometer_catalog
-    from skylake.frame.streaks import detect_streaks
 
     s = settings or AllSkySettings()
     if not exptime_s or exptime_s <= 0:
         raise ValueError(f"exptime_s must be > 0, got {exptime_s!r}")
     notes: dict = {}
-    fit = None
-    if s.refit:
-        try:
-            fit = fit_camera(
-                image,
-                model,
-                site,
-                time,
-                catalog,
-                vmax=s.fit_vmax,
-                alt_min_deg=s.fit_alt_min_deg,
-                mag_column=mag_column,
-                fit=s.fit,
-                mask=mask,
-                search=False,
-            )
-            model = fit.model
-        except CameraFitError as exc:
-            notes["fit"] = f"profile model used: {exc.reason}"
+    fit, model = _refit(image, model, site, time, catalog, s, mag_column, mask, notes)
     stars = photometer_catalog(
         image,
         model,
@@ -462,58 +538,12 @@ def process_frame(
         max_offset_deg=s.cloud_offset_deg,
     )
     stars["seen"] = cf["seen"]
-    if s.zp_clear is not None:
-        zp, zp_src = float(s.zp_clear), "profile"
-    else:
-        try:
-            zp, n = clear_zeropoint(
-                stars,
-                exptime_s=exptime_s,
-                extinction=s.extinction,
-                percentile=s.zp_percentile,
-                min_isolation_deg=s.min_isolation_deg,
-                max_blend=s.max_blend,
-            )
-            zp_src = f"frame ({s.zp_percentile:g}th percentile of {n} stars)"
-        except ValueError as exc:
-            zp, zp_src = float("nan"), f"none: {exc}"
-    if math.isfinite(zp):
-        tr = star_transparency(
-            stars,
-            zp_clear=zp,
-            exptime_s=exptime_s,
-            extinction=s.extinction,
-            min_isolation_deg=s.min_isolation_deg,
-            max_blend=s.max_blend,
-        )
-        stars = tr
-        t_hor = transparency_map(tr, nside=s.nside, frame="horizon", min_stars=s.min_stars)
-        t_equ = transparency_map(tr, nside=s.nside, frame="equatorial", min_stars=s.min_stars)
-    else:
-        t_hor = t_equ = Table()
+    zp, zp_src = _zeropoint(stars, exptime_s, s)
+    stars, t_hor, t_equ = _transparency(stars, zp, exptime_s, s)
     bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
     notes["bias_adu"] = bias
-    if math.isfinite(zp):
-        sky = sky_brightness_image(
-            image, model, zeropoint=zp, exptime_s=exptime_s, mask=mask, bias=bias, mesh_px=s.sky_mesh_px
-        )
-        s_hor = sky_brightness_map(sky, model, nside=s.nside, frame="horizon")
-        s_equ = sky_brightness_map(sky, model, nside=s.nside, frame="equatorial", site=site, time=time)
-    else:
-        sky = np.full(np.shape(image), np.nan)
-        s_hor = s_equ = Table()
-    streaks = Table()
-    if s.detect_streaks:
-        ny, nx = np.shape(image)
-        away = ~model.sky_mask((ny, nx), alt_min_deg=s.streak_alt_min_deg)
-        away[:3], away[-3:], away[:, :3], away[:, -3:] = True, True, True, True  # the image's own edge
-        streaks = detect_streaks(image, away | (mask if mask is not None else False), mesh_px=s.streak_mesh_px)
-        if len(streaks) and known_artefacts is not None and len(known_artefacts):
-            from skylake.frame.streaks import same_pixels
-
-            static = [any(same_pixels(r, a, s.static_tolerance_px) for a in known_artefacts) for r in streaks]
-            notes["static_artefacts"] = f"{sum(static)} detections at the pixels of known artefacts left out"
-            streaks = streaks[~np.asarray(static, bool)]
+    sky, s_hor, s_equ = _sky_brightness(image, model, site, time, zp, exptime_s, mask, bias, s)
+    streaks = _streaks(image, model, mask, s, known_artefacts, notes)
     return AllSkyResult(
         model=model,
         fit=fit,

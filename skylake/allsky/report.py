@@ -61,6 +61,141 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}f}" if isinstance(v, float) else html.escape(str(v))
 
 
+def _map_plots(lake, mine, img: Path, stem: str, fid: int, when: str) -> tuple:
+    """Transparency and sky-brightness plots of a frame's horizon maps (``mine``, rows of the map index).
+
+    Returns ``(nside, pngs)``: the maps' nside (None without maps) and the PNGs drawn.
+    """
+    from astropy.table import Table
+
+    from skylake.allsky.plots import CONVENTION, plot_sky_brightness_map, plot_transparency
+    from skylake.maps.store import read_maps
+
+    pngs = []
+    if not len(mine):
+        return None, pngs
+    nside = int(mine["nside"].iloc[0])
+    pix = Table.from_pandas(
+        read_maps(lake, mine["map_id"].tolist())[["pixel", "lon", "lat", "n_stars", "transparency", "sky_mag"]]
+    )
+    tr = pix[np.isfinite(np.asarray(pix["transparency"], float))]
+    sky = pix[np.isfinite(np.asarray(pix["sky_mag"], float))]
+    if len(tr):
+        pngs.append(
+            plot_transparency(
+                tr,
+                nside,
+                img / f"{stem}_allsky_{fid}_transparency.png",
+                title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}",
+            )
+        )
+    if len(sky):
+        pngs.append(
+            plot_sky_brightness_map(
+                sky,
+                nside,
+                img / f"{stem}_allsky_{fid}_sky.png",
+                title=f"Sky brightness, frame {fid} ({when} UTC)\n{CONVENTION}",
+            )
+        )
+    return nside, pngs
+
+
+def _cloud_stars_limits(lake, frame) -> tuple[float, float]:
+    """The stars the cloud fraction counts, as the frame's profile says: ``(vmax, alt_min_deg)``."""
+    from skylake.profile import ProfileError
+    from skylake.profile_store import frames_profile
+
+    try:
+        prof = frames_profile(lake, frame["profile"], frame["pipeline_version"])
+    except ProfileError:  # a lake without the profile stored: the camera project's defaults
+        prof = None
+    cfg = allsky_settings(prof) if prof is not None and prof.is_allsky else None
+    return (cfg.cloud_vmax, cfg.cloud_alt_min_deg) if cfg is not None else (4.0, 20.0)
+
+
+def _stars_plot(lake, frame, fid: int, vmax: float, alt_min: float, img: Path, stem: str) -> list:
+    """The plot of the frame's forced catalogue stars of ``mag <= vmax`` above ``alt_min``, seen and missed.
+
+    Returns the PNG in a list, [] when the frame has no such stars.
+    """
+    from astropy.table import Table
+
+    from skylake.allsky.plots import CONVENTION, plot_stars
+    from skylake.tasks.allsky import FORCED_NOT_SEEN
+
+    src = lake.read_sources(
+        columns=["alt", "az", "ref_mag", "flags", "measure"],
+        filter=(pads.field("frame_id") == fid)
+        & (pads.field("measure") == "forced")
+        & (pads.field("ref_mag") <= vmax)
+        & (pads.field("alt") >= alt_min),
+    ).to_pandas()
+    if not len(src):
+        return []
+    stars = Table(
+        {
+            "alt": src["alt"].to_numpy(float),
+            "az": src["az"].to_numpy(float),
+            "mag": src["ref_mag"].to_numpy(float),
+        }
+    )
+    seen = (src["flags"].to_numpy() & FORCED_NOT_SEEN) == 0
+    return [
+        plot_stars(
+            None,
+            None,
+            stars,
+            img / f"{stem}_allsky_{fid}_stars.png",
+            seen=seen,
+            title=f"Catalogue stars, frame {fid}: cloud fraction {_fmt(frame['cloud_fraction'], 2)}\n{CONVENTION}",
+        )
+    ]
+
+
+def _latest_frame(lake, frame, index, out: Path, stem: str) -> tuple[list[str], list[Path]]:
+    """HTML and PNGs of the latest frame: its maps (when it has them) and its catalogue stars."""
+    fid = int(frame["frame_id"])
+    when = html.escape(str(frame["date_obs"])[:19])
+    img = out / "img"
+    nside, pngs = _map_plots(lake, index[index["frame_id"] == fid], img, stem, fid, when)
+    vmax, alt_min = _cloud_stars_limits(lake, frame)
+    pngs += _stars_plot(lake, frame, fid, vmax, alt_min, img, stem)
+    note = str(frame.get("extract_note") or "")
+    maps_text = (
+        f"transparency and sky brightness [mag/arcsec&sup2;] per HEALPix pixel (nside {nside}), and "
+        if nside
+        else f"{html.escape(note if note.startswith('no maps') else 'no maps')}; "
+    )
+    parts = [
+        f"<p class=muted>The latest frame ({fid}, {when} UTC), zenith at the centre, north up, east left "
+        f"(seen from below): {maps_text}the catalogue stars measured by forced photometry (green: seen, "
+        f"red: not seen: the stars of V &le; {vmax:g} above {alt_min:g}&deg; the cloud fraction "
+        f"counts).</p>"
+    ]
+    parts += [f'<img src="img/{Path(p).name}" alt="{html.escape(Path(p).stem)}" width="49%">' for p in pngs]
+    return parts, [Path(p) for p in pngs]
+
+
+def _frames_table(frames) -> str:
+    """The table of the latest :data:`TABLE_FRAMES` frames, newest first, with its heading."""
+    head = "".join(f"<th>{c}</th>" for c in FRAME_COLUMNS)
+    rows = []
+    for r in frames.iloc[::-1][:TABLE_FRAMES].itertuples():
+        cells = [
+            f"<td class=text>{_fmt(getattr(r, c))}</td>"
+            if c in ("path", "date_obs", "status")
+            else f"<td>{_fmt(getattr(r, c))}</td>"
+            for c in FRAME_COLUMNS
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    n_streak_frames = int((frames["n_streaks"].fillna(0) > 0).sum())
+    return (
+        f"<h3>All-sky frames (latest {min(len(frames), TABLE_FRAMES)} of {len(frames)}; {n_streak_frames} "
+        f"with streaks)</h3>\n<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows) + "</table></div>"
+    )
+
+
 def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]:
     """HTML and PNGs (in ``out/img``) for the all-sky ``frames`` of one camera page.
 
@@ -82,11 +217,7 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
     images : list of pathlib.Path
         The PNGs drawn; [] when there are no frames.
     """
-    from astropy.table import Table
-
-    from skylake.allsky.plots import CONVENTION, plot_sky_brightness_map, plot_stars, plot_transparency
-    from skylake.maps.store import read_index, read_maps
-    from skylake.tasks.allsky import FORCED_NOT_SEEN
+    from skylake.maps.store import read_index
 
     if frames is None or frames.empty:
         return "", []
@@ -99,102 +230,8 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
     images: list[Path] = []
     ok = frames[frames["status"] != "rejected"]
     if len(ok):
-        from skylake.profile import ProfileError
-        from skylake.profile_store import frames_profile
-
-        frame = ok.iloc[-1]  # the latest frame; its maps when it has them (a frame without a zeropoint has none)
-        fid = int(frame["frame_id"])
-        when = html.escape(str(frame["date_obs"])[:19])
-        img = out / "img"
-        pngs = []
-        mine = index[index["frame_id"] == fid]
-        nside = None
-        if len(mine):
-            nside = int(mine["nside"].iloc[0])
-            pix = Table.from_pandas(
-                read_maps(lake, mine["map_id"].tolist())[["pixel", "lon", "lat", "n_stars", "transparency", "sky_mag"]]
-            )
-            tr = pix[np.isfinite(np.asarray(pix["transparency"], float))]
-            sky = pix[np.isfinite(np.asarray(pix["sky_mag"], float))]
-            if len(tr):
-                pngs.append(
-                    plot_transparency(
-                        tr,
-                        nside,
-                        img / f"{stem}_allsky_{fid}_transparency.png",
-                        title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}",
-                    )
-                )
-            if len(sky):
-                pngs.append(
-                    plot_sky_brightness_map(
-                        sky,
-                        nside,
-                        img / f"{stem}_allsky_{fid}_sky.png",
-                        title=f"Sky brightness, frame {fid} ({when} UTC)\n{CONVENTION}",
-                    )
-                )
-        # the stars the cloud fraction counts (the frame's profile says which)
-        try:
-            prof = frames_profile(lake, frame["profile"], frame["pipeline_version"])
-        except ProfileError:  # a lake without the profile stored: the camera project's defaults
-            prof = None
-        cfg = allsky_settings(prof) if prof is not None and prof.is_allsky else None
-        vmax, alt_min = (cfg.cloud_vmax, cfg.cloud_alt_min_deg) if cfg is not None else (4.0, 20.0)
-        src = lake.read_sources(
-            columns=["alt", "az", "ref_mag", "flags", "measure"],
-            filter=(pads.field("frame_id") == fid)
-            & (pads.field("measure") == "forced")
-            & (pads.field("ref_mag") <= vmax)
-            & (pads.field("alt") >= alt_min),
-        ).to_pandas()
-        if len(src):
-            stars = Table(
-                {
-                    "alt": src["alt"].to_numpy(float),
-                    "az": src["az"].to_numpy(float),
-                    "mag": src["ref_mag"].to_numpy(float),
-                }
-            )
-            seen = (src["flags"].to_numpy() & FORCED_NOT_SEEN) == 0
-            pngs.append(
-                plot_stars(
-                    None,
-                    None,
-                    stars,
-                    img / f"{stem}_allsky_{fid}_stars.png",
-                    seen=seen,
-                    title=f"Catalogue stars, frame {fid}: cloud fraction "
-                    f"{_fmt(frame['cloud_fraction'], 2)}\n{CONVENTION}",
-                )
-            )
-        images += [Path(p) for p in pngs]
-        note = str(frame.get("extract_note") or "")
-        maps_text = (
-            f"transparency and sky brightness [mag/arcsec&sup2;] per HEALPix pixel (nside {nside}), and "
-            if nside
-            else f"{html.escape(note if note.startswith('no maps') else 'no maps')}; "
-        )
-        parts.append(
-            f"<p class=muted>The latest frame ({fid}, {when} UTC), zenith at the centre, north up, east left "
-            f"(seen from below): {maps_text}the catalogue stars measured by forced photometry (green: seen, "
-            f"red: not seen: the stars of V &le; {vmax:g} above {alt_min:g}&deg; the cloud fraction "
-            f"counts).</p>"
-        )
-        parts += [f'<img src="img/{Path(p).name}" alt="{html.escape(Path(p).stem)}" width="49%">' for p in pngs]
-    head = "".join(f"<th>{c}</th>" for c in FRAME_COLUMNS)
-    rows = []
-    for r in frames.iloc[::-1][:TABLE_FRAMES].itertuples():
-        cells = [
-            f"<td class=text>{_fmt(getattr(r, c))}</td>"
-            if c in ("path", "date_obs", "status")
-            else f"<td>{_fmt(getattr(r, c))}</td>"
-            for c in FRAME_COLUMNS
-        ]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    n_streak_frames = int((frames["n_streaks"].fillna(0) > 0).sum())
-    parts.append(
-        f"<h3>All-sky frames (latest {min(len(frames), TABLE_FRAMES)} of {len(frames)}; {n_streak_frames} "
-        f"with streaks)</h3>\n<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows) + "</table></div>"
-    )
+        # the latest frame; its maps when it has them (a frame without a zeropoint has none)
+        latest, images = _latest_frame(lake, ok.iloc[-1], index, out, stem)
+        parts += latest
+    parts.append(_frames_table(frames))
     return "\n".join(parts), images

@@ -309,6 +309,121 @@ def _map_rows(result, nside: int) -> pd.DataFrame:
     return m[[n for n in schema.names if n != "map_id"]]
 
 
+def _check_zenith(model, nx: int, ny: int) -> None:
+    """Reject a frame on which the camera model's zenith does not fall (another camera's, or a wrong model)."""
+    zx, zy = model.altaz_to_pixel(90.0, 0.0)
+    if not (0 <= float(zx) < nx and 0 <= float(zy) < ny):
+        raise FrameRejected(
+            f"the camera model's zenith ({float(zx):.1f}, {float(zy):.1f}) lies outside this "
+            f"{nx}x{ny} frame: not this camera's frame, or a wrong [camera] model"
+        )
+
+
+def _frame_columns(rec: dict, res, site, time, nx: int, ny: int) -> None:
+    """Fill ``rec`` in place with the frame columns of the result ``res`` (and its notes in ``extract_note``)."""
+    model = res.model
+    rec.update(
+        nx=nx,
+        ny=ny,
+        wcs_source="camera",
+        camera_model=json.dumps(model.to_dict(), sort_keys=True),
+        cloud_fraction=res.cloud_fraction,
+        n_stars_expected=res.n_expected,
+        n_stars_seen=res.n_seen,
+        allsky_zeropoint=res.zeropoint,
+        sky_mag_zenith=res.summary()["sky_mag_zenith"],
+        n_streaks=len(res.streaks),
+        altitude=90.0,
+        azimuth=0.0,
+        airmass=1.0,
+    )
+    ra_c, dec_c = site.altaz_to_radec(np.array([90.0]), np.array([0.0]), time)
+    rec.update(ra_center=float(ra_c[0]), dec_center=float(dec_c[0]), pixscale=float(3600.0 / model.plate_scale(0.0)))
+    if res.fit is not None:
+        rec.update(
+            astrometry_rms_px=res.fit.rms_px,
+            astrometry_rms_arcsec=3600.0 * res.fit.rms_deg,
+            astrometry_n_stars=res.fit.n_matched,
+        )
+    notes = [f"{k}: {v}" for k, v in res.notes.items() if k != "bias_adu"]
+    if not math.isfinite(res.zeropoint):
+        notes.append(f"no maps: zeropoint {res.zeropoint_source}")
+    if notes:
+        rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""), *notes]))
+
+
+def _source_columns(res, rec: dict, profile, settings, data, site, time) -> dict:
+    """The source columns: forced and/or detected rows (``allsky.sources``) placed by the camera model."""
+    from skylake.allsky.photometry import cloud_fraction
+    from skylake.frame import astrometry
+
+    model = res.model
+    ny, nx = data.shape
+    parts = []
+    choice = profile.allsky["sources"]
+    if choice in ("forced", "both") and len(res.stars):
+        everywhere = cloud_fraction(
+            res.stars,
+            model=model,
+            alt_min_deg=-90.0,
+            vmax=99.0,
+            snr_min=settings.cloud_snr,
+            max_offset_deg=settings.cloud_offset_deg,
+            use_flagged=True,
+        )["seen"]
+        stars = res.stars[np.isfinite(np.asarray(res.stars["x_pred"], float))]
+        seen = np.asarray(everywhere)[np.isfinite(np.asarray(res.stars["x_pred"], float))]
+        parts.append(_forced_rows(stars, rec["exptime"], seen))
+    if choice in ("detected", "both"):
+        parts.append(_detected_rows(data, rec, profile, model, site, time))
+    cols = _concat(parts) if parts else _empty_columns(0)
+    n = len(cols["ra"])
+    cols["position_from"] = np.full(n, "camera", dtype=object)
+    cols["mjd"] = np.full(n, rec["mjd"])
+    cols["edge_dist"] = (
+        np.minimum.reduce([cols["x"], cols["y"], nx - 1 - cols["x"], ny - 1 - cols["y"]]) if n else np.zeros(0)
+    )
+    cols["_healpix_29"] = astrometry.healpix29(cols["ra"], cols["dec"])
+    return cols
+
+
+def _streak_rows(res, cols: dict, mjd: float, site, time) -> pd.DataFrame:
+    """The frame's streak rows (ends on the sky, sources and catalogue stars on each); flags ``cols`` ON_STREAK."""
+    from skylake.frame.streaks import flag_on_streaks
+
+    model = res.model
+    n = len(cols["ra"])
+    streaks = res.streaks.to_pandas() if len(res.streaks) else pd.DataFrame()
+    if not len(streaks):
+        return streaks
+    on = np.zeros(n, bool)
+    counts = []
+    for i in range(len(res.streaks)):
+        hit = flag_on_streaks(cols["x"], cols["y"], res.streaks[i : i + 1]) if n else np.zeros(0, bool)
+        counts.append(int(hit.sum()))
+        on |= hit
+    cols["flags"] = np.asarray(cols["flags"], np.int64) | np.where(on, ON_STREAK, 0)
+    ra1, dec1 = model.pixel_to_radec(streaks["x1"].to_numpy(), streaks["y1"].to_numpy(), site, time)
+    ra2, dec2 = model.pixel_to_radec(streaks["x2"].to_numpy(), streaks["y2"].to_numpy(), site, time)
+    xs = np.asarray(res.stars["x_pred"], float) if len(res.stars) else np.zeros(0)
+    ys = np.asarray(res.stars["y_pred"], float) if len(res.stars) else np.zeros(0)
+    okp = np.isfinite(xs) & np.isfinite(ys)
+    stars_on = [
+        int(flag_on_streaks(xs[okp], ys[okp], res.streaks[i : i + 1], margin_px=0.0).sum())
+        for i in range(len(res.streaks))
+    ]
+    return streaks.assign(
+        streak=np.arange(len(streaks)),
+        mjd=mjd,
+        ra1=ra1,
+        dec1=dec1,
+        ra2=ra2,
+        dec2=dec2,
+        n_sources=counts,
+        n_stars_on=stars_on,
+    )
+
+
 def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str | None = None) -> tuple[dict, dict]:
     """Process one all-sky frame whose header record ``rec`` is read.
 
@@ -345,21 +460,13 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     """
     from astropy.time import Time
 
-    from skylake.allsky.photometry import cloud_fraction
     from skylake.allsky.pipeline import process_frame
-    from skylake.frame import astrometry
-    from skylake.frame.streaks import flag_on_streaks
 
     model, site = camera_of(profile)
     settings = allsky_settings(profile)
     data = np.asarray(image.data, float)
     ny, nx = data.shape
-    zx, zy = model.altaz_to_pixel(90.0, 0.0)
-    if not (0 <= float(zx) < nx and 0 <= float(zy) < ny):
-        raise FrameRejected(
-            f"the camera model's zenith ({float(zx):.1f}, {float(zy):.1f}) lies outside this "
-            f"{nx}x{ny} frame: not this camera's frame, or a wrong [camera] model"
-        )
+    _check_zenith(model, nx, ny)
     time = Time(rec["mjd"], format="mjd", scale="utc")
     catalog = bright_stars(catalog_path)
     try:
@@ -370,89 +477,10 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
         )
     except ValueError as exc:
         raise FrameRejected(f"all-sky processing failed: {exc}") from None
-    model = res.model
-    rec.update(
-        nx=nx,
-        ny=ny,
-        wcs_source="camera",
-        camera_model=json.dumps(model.to_dict(), sort_keys=True),
-        cloud_fraction=res.cloud_fraction,
-        n_stars_expected=res.n_expected,
-        n_stars_seen=res.n_seen,
-        allsky_zeropoint=res.zeropoint,
-        sky_mag_zenith=res.summary()["sky_mag_zenith"],
-        n_streaks=len(res.streaks),
-        altitude=90.0,
-        azimuth=0.0,
-        airmass=1.0,
-    )
-    ra_c, dec_c = site.altaz_to_radec(np.array([90.0]), np.array([0.0]), time)
-    rec.update(ra_center=float(ra_c[0]), dec_center=float(dec_c[0]), pixscale=float(3600.0 / model.plate_scale(0.0)))
-    if res.fit is not None:
-        rec.update(
-            astrometry_rms_px=res.fit.rms_px,
-            astrometry_rms_arcsec=3600.0 * res.fit.rms_deg,
-            astrometry_n_stars=res.fit.n_matched,
-        )
-    notes = [f"{k}: {v}" for k, v in res.notes.items() if k != "bias_adu"]
-    if not math.isfinite(res.zeropoint):
-        notes.append(f"no maps: zeropoint {res.zeropoint_source}")
-    if notes:
-        rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""), *notes]))
-    parts = []
-    choice = profile.allsky["sources"]
-    if choice in ("forced", "both") and len(res.stars):
-        everywhere = cloud_fraction(
-            res.stars,
-            model=model,
-            alt_min_deg=-90.0,
-            vmax=99.0,
-            snr_min=settings.cloud_snr,
-            max_offset_deg=settings.cloud_offset_deg,
-            use_flagged=True,
-        )["seen"]
-        stars = res.stars[np.isfinite(np.asarray(res.stars["x_pred"], float))]
-        seen = np.asarray(everywhere)[np.isfinite(np.asarray(res.stars["x_pred"], float))]
-        parts.append(_forced_rows(stars, rec["exptime"], seen))
-    if choice in ("detected", "both"):
-        parts.append(_detected_rows(data, rec, profile, model, site, time))
-    cols = _concat(parts) if parts else _empty_columns(0)
-    n = len(cols["ra"])
-    cols["position_from"] = np.full(n, "camera", dtype=object)
-    cols["mjd"] = np.full(n, rec["mjd"])
-    cols["edge_dist"] = (
-        np.minimum.reduce([cols["x"], cols["y"], nx - 1 - cols["x"], ny - 1 - cols["y"]]) if n else np.zeros(0)
-    )
-    cols["_healpix_29"] = astrometry.healpix29(cols["ra"], cols["dec"])
-    streaks = res.streaks.to_pandas() if len(res.streaks) else pd.DataFrame()
-    if len(streaks):
-        on = np.zeros(n, bool)
-        counts = []
-        for i in range(len(res.streaks)):
-            hit = flag_on_streaks(cols["x"], cols["y"], res.streaks[i : i + 1]) if n else np.zeros(0, bool)
-            counts.append(int(hit.sum()))
-            on |= hit
-        cols["flags"] = np.asarray(cols["flags"], np.int64) | np.where(on, ON_STREAK, 0)
-        ra1, dec1 = model.pixel_to_radec(streaks["x1"].to_numpy(), streaks["y1"].to_numpy(), site, time)
-        ra2, dec2 = model.pixel_to_radec(streaks["x2"].to_numpy(), streaks["y2"].to_numpy(), site, time)
-        xs = np.asarray(res.stars["x_pred"], float) if len(res.stars) else np.zeros(0)
-        ys = np.asarray(res.stars["y_pred"], float) if len(res.stars) else np.zeros(0)
-        okp = np.isfinite(xs) & np.isfinite(ys)
-        stars_on = [
-            int(flag_on_streaks(xs[okp], ys[okp], res.streaks[i : i + 1], margin_px=0.0).sum())
-            for i in range(len(res.streaks))
-        ]
-        streaks = streaks.assign(
-            streak=np.arange(len(streaks)),
-            mjd=rec["mjd"],
-            ra1=ra1,
-            dec1=dec1,
-            ra2=ra2,
-            dec2=dec2,
-            n_sources=counts,
-            n_stars_on=stars_on,
-        )
-    rec["n_sources"] = n
+    _frame_columns(rec, res, site, time, nx, ny)
+    cols = _source_columns(res, rec, profile, settings, data, site, time)
+    streaks = _streak_rows(res, cols, rec["mjd"], site, time)
+    rec["n_sources"] = len(cols["ra"])
     rec["status"], rec["reason"] = "ok", ""
     if not math.isfinite(res.cloud_fraction):
         rec["extract_note"] = "; ".join(
