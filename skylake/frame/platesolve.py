@@ -388,6 +388,311 @@ def _wcs_geometry(w: WCS):
     return scale, rot, parity
 
 
+def _catalogue_near(catalog, ra_hint: float, dec_hint: float, radius: float, min_matches: int):
+    """Take the catalogue stars within ``radius`` of the hint.
+
+    Parameters
+    ----------
+    catalog : Table or DataFrame
+        ``ra``, ``dec`` (deg) and ``mag`` (or ``mag_vt``, ``v_mag``, ``phot_g_mean_mag``).
+    ra_hint, dec_hint : float
+        The pointing hint, deg.
+    radius : float
+        The radius, deg.
+    min_matches : int
+        The fewest stars that can give a solution.
+
+    Returns
+    -------
+    ra, dec, mag : numpy.ndarray
+        The stars near the hint.
+
+    Raises
+    ------
+    PlateSolveError
+        Fewer than ``min_matches`` stars lie within the radius.
+    """
+    cat = Table(catalog) if not isinstance(catalog, Table) else catalog
+    if "mag" not in cat.colnames:
+        for alt in ("mag_vt", "v_mag", "phot_g_mean_mag"):
+            if alt in cat.colnames:
+                cat = cat.copy(copy_data=False)
+                cat["mag"] = cat[alt]
+                break
+    ra_c = np.asarray(cat["ra"], float)
+    dec_c = np.asarray(cat["dec"], float)
+    mag_c = np.asarray(cat["mag"], float)
+    near = _angsep(ra_c, dec_c, ra_hint, dec_hint) <= radius
+    ra_c, dec_c, mag_c = ra_c[near], dec_c[near], mag_c[near]
+    if near.sum() < min_matches:
+        raise PlateSolveError(
+            f"only {int(near.sum())} catalogue stars within {radius:.2f} deg of "
+            f"({ra_hint:.4f}, {dec_hint:.4f}): no reference coverage"
+        )
+    return ra_c, dec_c, mag_c
+
+
+def _coarse_search(dx, dy, cxi, ceta, shape, settings: PlateSolveSettings, max_off: float):
+    """Vote over a coarse grid of rotation x parity x plate scale for the best similarity transform.
+
+    Parameters
+    ----------
+    dx, dy : numpy.ndarray
+        The detections, px from the image centre.
+    cxi, ceta : numpy.ndarray
+        The catalogue stars on the tangent plane at the hint, arcsec.
+    shape : tuple of int
+        The image's shape, ``(ny, nx)``.
+    settings : PlateSolveSettings
+        The settings (``scale_arcsec``, ``scale_tolerance``, ``rotation_step_deg``, ``match_px``).
+    max_off : float
+        The largest offset searched, arcsec.
+
+    Returns
+    -------
+    best : tuple
+        ``(votes, parity, scale, rotation, offset xi, offset eta, second votes)``.
+    bin_arcsec : float
+        The offset cell's size, arcsec.
+    """
+    ny, nx = shape
+    scale0 = float(settings.scale_arcsec)
+    tol = settings.scale_tolerance
+    nscale = max(1, int(math.ceil(tol / 0.01)) * 2 + 1) if tol > 0 else 1
+    scales = scale0 * (1 + np.linspace(-tol, tol, nscale)) if nscale > 1 else np.array([scale0])
+    rotations = np.arange(0.0, 360.0, settings.rotation_step_deg)
+    edge = 0.5 * math.hypot(nx, ny)
+    bin_arcsec = (
+        max(
+            3 * settings.match_px,
+            edge * math.radians(settings.rotation_step_deg) * 0.75,
+            edge * (scales[1] - scales[0]) / scale0 if nscale > 1 else 0,
+        )
+        * scale0
+    )
+    best = None
+    for parity in (1, -1):
+        for sc in scales:
+            votes, ri, ox, oy, per_rot = _vote(dx, dy, cxi, ceta, sc, rotations, parity, bin_arcsec, max_off)
+            if best is None or votes > best[0]:
+                second = (
+                    np.max(np.delete(per_rot, [ri, (ri - 1) % len(per_rot), (ri + 1) % len(per_rot)]))
+                    if len(per_rot) > 3
+                    else 0
+                )
+                best = (votes, parity, sc, rotations[ri], ox, oy, int(second))
+    return best, bin_arcsec
+
+
+def _fine_search(dx, dy, cxi, ceta, edge: float, settings: PlateSolveSettings, max_off: float, coarse):
+    """Refine the coarse transform: rotation in 0.1 deg steps, scale within 0.6 %, smaller offset cells.
+
+    Parameters
+    ----------
+    dx, dy : numpy.ndarray
+        The detections, px from the image centre.
+    cxi, ceta : numpy.ndarray
+        The catalogue stars on the tangent plane at the hint, arcsec.
+    edge : float
+        Half the image's diagonal, px.
+    settings : PlateSolveSettings
+        The settings (``rotation_step_deg``, ``match_px``).
+    max_off : float
+        The largest offset searched, arcsec.
+    coarse : tuple
+        The coarse ``(parity, scale, rotation)``.
+
+    Returns
+    -------
+    scale, rotation, offset_xi, offset_eta : float
+        The refined transform (arcsec/px, deg, arcsec).
+    """
+    parity, sc, rot = coarse
+    fine = rot + np.arange(-settings.rotation_step_deg, settings.rotation_step_deg + 1e-9, 0.1)
+    fbin = max(2 * settings.match_px, edge * math.radians(0.1)) * sc
+    best_f = None
+    for scf in sc * (1 + np.linspace(-0.006, 0.006, 5)):
+        v2, ri2, ox2, oy2, _ = _vote(dx, dy, cxi, ceta, scf, fine, parity, fbin, max_off)
+        if best_f is None or v2 > best_f[0]:
+            best_f = (v2, scf, fine[ri2], ox2, oy2)
+    _, sc, rot, ox, oy = best_f
+    return sc, rot, ox, oy
+
+
+def _predict_xieta(xx, yy, xc, yc, sc, rot, parity, ox, oy):
+    """Predict the tangent-plane position of pixels from the searched rotation, scale and offset.
+
+    Parameters
+    ----------
+    xx, yy : array_like
+        Pixel positions, px.
+    xc, yc : float
+        The image centre, px.
+    sc, rot, parity : float
+        The plate scale (arcsec/px), rotation (deg) and parity.
+    ox, oy : float
+        The offset, arcsec.
+
+    Returns
+    -------
+    px, py : numpy.ndarray
+        Predicted (xi, eta), arcsec.
+    """
+    th = math.radians(rot)
+    ddx, ddy = np.asarray(xx) - xc, np.asarray(yy) - yc
+    px = sc * (math.cos(th) * ddx * parity - math.sin(th) * ddy) + ox
+    py = sc * (math.sin(th) * ddx * parity + math.cos(th) * ddy) + oy
+    return px, py
+
+
+def _initial_wcs(xa, ya, pxi, peta, ra_c, dec_c, ra_hint, dec_hint, max_dist, votes, min_matches):
+    """Pair each detection with the nearest catalogue star to its predicted position and fit a TAN WCS.
+
+    Parameters
+    ----------
+    xa, ya : numpy.ndarray
+        All detections, px.
+    pxi, peta : numpy.ndarray
+        Their predicted tangent-plane positions, arcsec.
+    ra_c, dec_c : numpy.ndarray
+        The catalogue stars, deg.
+    ra_hint, dec_hint : float
+        The pointing hint (the tangent point), deg.
+    max_dist : float
+        The farthest pair, arcsec.
+    votes : int
+        The search's votes (for the message).
+    min_matches : int
+        The fewest pairs that can give a solution.
+
+    Returns
+    -------
+    wcs : astropy.wcs.WCS
+        The fit.
+
+    Raises
+    ------
+    PlateSolveError
+        Fewer than ``min_matches`` pairs.
+    """
+    from scipy.spatial import cKDTree
+
+    axi, aeta = _tangent(ra_c, dec_c, ra_hint, dec_hint)
+    tree = cKDTree(np.column_stack([axi, aeta]))
+    d, j = tree.query(np.column_stack([pxi, peta]), distance_upper_bound=max_dist)
+    ok = np.isfinite(d)
+    if ok.sum() < min_matches:
+        raise PlateSolveError(
+            f"no consistent match: only {int(ok.sum())} detections near catalogue stars "
+            f"after the search (votes {votes})"
+        )
+    return _fit_wcs(xa[ok], ya[ok], ra_c[j[ok]], dec_c[j[ok]], ra_hint, dec_hint, 0)
+
+
+def _refit_with_rematching(wcs, xa, ya, ra_c, dec_c, shape, ra_hint, dec_hint, settings: PlateSolveSettings):
+    """Re-match detections and catalogue stars (mutual nearest) with a shrinking tolerance, refitting each time.
+
+    SIP terms are fitted from the third round on, when enough stars match.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        The initial fit.
+    xa, ya : numpy.ndarray
+        All detections, px.
+    ra_c, dec_c : numpy.ndarray
+        The catalogue stars, deg.
+    shape : tuple of int
+        The image's shape, ``(ny, nx)``.
+    ra_hint, dec_hint : float
+        The pointing hint (the fit's tangent point), deg.
+    settings : PlateSolveSettings
+        The settings (``match_px``, ``min_matches``, ``sip_degree``).
+
+    Returns
+    -------
+    wcs : astropy.wcs.WCS
+        The last fit.
+    di, cj : numpy.ndarray
+        The matched detections' and catalogue stars' indices.
+    sip : int
+        The SIP degree of the last fit.
+
+    Raises
+    ------
+    PlateSolveError
+        Too few catalogue stars on the frame, or too few matches.
+    """
+    from scipy.spatial import cKDTree
+
+    ny, nx = shape
+    tols = [8.0, 4.0, settings.match_px * 1.5, settings.match_px]
+    for it, tol_px in enumerate(tols + [settings.match_px]):
+        cx_pix, cy_pix = wcs.all_world2pix(ra_c, dec_c, 0)
+        inside = (cx_pix > -5) & (cx_pix < nx + 4) & (cy_pix > -5) & (cy_pix < ny + 4)
+        ci = np.flatnonzero(inside)
+        if ci.size < settings.min_matches:
+            raise PlateSolveError(f"solution leaves only {ci.size} catalogue stars on the frame")
+        ctree = cKDTree(np.column_stack([cx_pix[ci], cy_pix[ci]]))
+        d1, j1 = ctree.query(np.column_stack([xa, ya]), distance_upper_bound=tol_px)
+        dtree = cKDTree(np.column_stack([xa, ya]))
+        d2, j2 = dtree.query(np.column_stack([cx_pix[ci], cy_pix[ci]]), distance_upper_bound=tol_px)
+        hit = np.isfinite(d1)
+        di = np.flatnonzero(hit)
+        mutual = j2[j1[hit]] == di
+        di = di[mutual]
+        cj = ci[j1[hit][mutual]]
+        if len(di) < settings.min_matches:
+            raise PlateSolveError(
+                f"poor fit: only {len(di)} stars match within {tol_px:.1f} px (need >= {settings.min_matches})"
+            )
+        sip = settings.sip_degree if (it >= 2 and len(di) >= 3 * (settings.sip_degree + 1) ** 2) else 0
+        wcs = _fit_wcs(xa[di], ya[di], ra_c[cj], dec_c[cj], ra_hint, dec_hint, sip)
+    return wcs, di, cj, sip
+
+
+def _clip_once(wcs, xa, ya, ra_c, dec_c, di, cj, ra_hint, dec_hint, sip: int, scale0: float, min_matches: int):
+    """Clip the matches robustly once (a double star or a mismatch) and refit; give the separations.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        The fit.
+    xa, ya : numpy.ndarray
+        All detections, px.
+    ra_c, dec_c : numpy.ndarray
+        The catalogue stars, deg.
+    di, cj : numpy.ndarray
+        The matched detections' and catalogue stars' indices.
+    ra_hint, dec_hint : float
+        The pointing hint (the fit's tangent point), deg.
+    sip : int
+        The SIP degree of the fit.
+    scale0 : float
+        The plate-scale hint, arcsec/px.
+    min_matches : int
+        The fewest matches a clip may leave.
+
+    Returns
+    -------
+    wcs : astropy.wcs.WCS
+        The final fit.
+    di, cj : numpy.ndarray
+        The matches kept.
+    sep_arcsec : numpy.ndarray
+        Their separations through ``wcs``, arcsec.
+    """
+    rr, dd = wcs.all_pix2world(xa[di], ya[di], 0)
+    sep_arcsec = _angsep(rr, dd, ra_c[cj], dec_c[cj]) * 3600.0
+    clip = sep_arcsec <= max(3 * MAD_TO_SIGMA * np.median(sep_arcsec) * 1.2, 0.2 * scale0)
+    if clip.sum() >= min_matches and not clip.all():
+        di, cj = di[clip], cj[clip]
+        wcs = _fit_wcs(xa[di], ya[di], ra_c[cj], dec_c[cj], ra_hint, dec_hint, sip)
+        rr, dd = wcs.all_pix2world(xa[di], ya[di], 0)
+        sep_arcsec = _angsep(rr, dd, ra_c[cj], dec_c[cj]) * 3600.0
+    return wcs, di, cj, sep_arcsec
+
+
 def solve_frame(
     image: np.ndarray, ra_hint: float, dec_hint: float, catalog, settings: PlateSolveSettings | None = None, **overrides
 ) -> PlateSolution:
@@ -438,26 +743,10 @@ def solve_frame(
             f"(need >= {settings.min_matches}): blank, cloudy or defocused frame",
             blank=True,
         )
-    cat = Table(catalog) if not isinstance(catalog, Table) else catalog
-    if "mag" not in cat.colnames:
-        for alt in ("mag_vt", "v_mag", "phot_g_mean_mag"):
-            if alt in cat.colnames:
-                cat = cat.copy(copy_data=False)
-                cat["mag"] = cat[alt]
-                break
     scale0 = float(settings.scale_arcsec)
     half_diag_deg = 0.5 * math.hypot(nx, ny) * scale0 / 3600.0
     radius = settings.search_radius_deg + half_diag_deg * 1.05
-    ra_c = np.asarray(cat["ra"], float)
-    dec_c = np.asarray(cat["dec"], float)
-    mag_c = np.asarray(cat["mag"], float)
-    near = _angsep(ra_c, dec_c, ra_hint, dec_hint) <= radius
-    ra_c, dec_c, mag_c = ra_c[near], dec_c[near], mag_c[near]
-    if near.sum() < settings.min_matches:
-        raise PlateSolveError(
-            f"only {int(near.sum())} catalogue stars within {radius:.2f} deg of "
-            f"({ra_hint:.4f}, {dec_hint:.4f}): no reference coverage"
-        )
+    ra_c, dec_c, mag_c = _catalogue_near(catalog, ra_hint, dec_hint, radius, settings.min_matches)
     # catalogue density check: the search uses the brightest stars of the area; scale the count
     # so the search area holds about n_catalog x (area / field area) stars
     field_area = (nx * ny) * (scale0 / 3600.0) ** 2
@@ -471,112 +760,24 @@ def solve_frame(
     dx = np.asarray(det["x"][:nd], float) - xc
     dy = np.asarray(det["y"][:nd], float) - yc
     max_off = settings.search_radius_deg * 3600.0 + 4 * settings.match_px * scale0
-    # coarse grid: rotation x parity x scale
-    tol = settings.scale_tolerance
-    nscale = max(1, int(math.ceil(tol / 0.01)) * 2 + 1) if tol > 0 else 1
-    scales = scale0 * (1 + np.linspace(-tol, tol, nscale)) if nscale > 1 else np.array([scale0])
-    rotations = np.arange(0.0, 360.0, settings.rotation_step_deg)
-    edge = 0.5 * math.hypot(nx, ny)
-    bin_arcsec = (
-        max(
-            3 * settings.match_px,
-            edge * math.radians(settings.rotation_step_deg) * 0.75,
-            edge * (scales[1] - scales[0]) / scale0 if nscale > 1 else 0,
-        )
-        * scale0
-    )
-    best = None
-    for parity in (1, -1):
-        for sc in scales:
-            votes, ri, ox, oy, per_rot = _vote(dx, dy, cxi, ceta, sc, rotations, parity, bin_arcsec, max_off)
-            if best is None or votes > best[0]:
-                second = (
-                    np.max(np.delete(per_rot, [ri, (ri - 1) % len(per_rot), (ri + 1) % len(per_rot)]))
-                    if len(per_rot) > 3
-                    else 0
-                )
-                best = (votes, parity, sc, rotations[ri], ox, oy, int(second))
+    best, bin_arcsec = _coarse_search(dx, dy, cxi, ceta, (ny, nx), settings, max_off)
     votes, parity, sc, rot, ox, oy, second = best
     if votes < settings.min_matches:
         raise PlateSolveError(
             f"no consistent match: best rotation/offset has {votes} coincident stars "
             f"(need >= {settings.min_matches}); wrong pointing hint or plate scale, or no stars"
         )
-    # refine: fine rotation around the coarse one, smaller bins
-    fine = rot + np.arange(-settings.rotation_step_deg, settings.rotation_step_deg + 1e-9, 0.1)
-    fbin = max(2 * settings.match_px, edge * math.radians(0.1)) * sc
-    best_f = None
-    for scf in sc * (1 + np.linspace(-0.006, 0.006, 5)):
-        v2, ri2, ox2, oy2, _ = _vote(dx, dy, cxi, ceta, scf, fine, parity, fbin, max_off)
-        if best_f is None or v2 > best_f[0]:
-            best_f = (v2, scf, fine[ri2], ox2, oy2)
-    _, sc, rot, ox, oy = best_f
+    edge = 0.5 * math.hypot(nx, ny)
+    sc, rot, ox, oy = _fine_search(dx, dy, cxi, ceta, edge, settings, max_off, (parity, sc, rot))
     # initial pairs from the similarity transform, then WCS fits with re-matching
-    from scipy.spatial import cKDTree
-
-    def predict_xieta(xx, yy):
-        """Predict the tangent-plane position of pixels from the searched rotation, scale and offset.
-
-        Parameters
-        ----------
-        xx, yy : array_like
-            Pixel positions, px.
-
-        Returns
-        -------
-        px, py : numpy.ndarray
-            Predicted (xi, eta), arcsec.
-        """
-        th = math.radians(rot)
-        ddx, ddy = np.asarray(xx) - xc, np.asarray(yy) - yc
-        px = sc * (math.cos(th) * ddx * parity - math.sin(th) * ddy) + ox
-        py = sc * (math.sin(th) * ddx * parity + math.cos(th) * ddy) + oy
-        return px, py
-
     xa = np.asarray(det["x"], float)
     ya = np.asarray(det["y"], float)
-    pxi, peta = predict_xieta(xa, ya)
-    axi, aeta = _tangent(ra_c, dec_c, ra_hint, dec_hint)
-    tree = cKDTree(np.column_stack([axi, aeta]))
-    d, j = tree.query(np.column_stack([pxi, peta]), distance_upper_bound=2.5 * bin_arcsec)
-    ok = np.isfinite(d)
-    if ok.sum() < settings.min_matches:
-        raise PlateSolveError(
-            f"no consistent match: only {int(ok.sum())} detections near catalogue stars "
-            f"after the search (votes {votes})"
-        )
-    wcs = _fit_wcs(xa[ok], ya[ok], ra_c[j[ok]], dec_c[j[ok]], ra_hint, dec_hint, 0)
-    tols = [8.0, 4.0, settings.match_px * 1.5, settings.match_px]
-    for it, tol_px in enumerate(tols + [settings.match_px]):
-        cx_pix, cy_pix = wcs.all_world2pix(ra_c, dec_c, 0)
-        inside = (cx_pix > -5) & (cx_pix < nx + 4) & (cy_pix > -5) & (cy_pix < ny + 4)
-        ci = np.flatnonzero(inside)
-        if ci.size < settings.min_matches:
-            raise PlateSolveError(f"solution leaves only {ci.size} catalogue stars on the frame")
-        ctree = cKDTree(np.column_stack([cx_pix[ci], cy_pix[ci]]))
-        d1, j1 = ctree.query(np.column_stack([xa, ya]), distance_upper_bound=tol_px)
-        dtree = cKDTree(np.column_stack([xa, ya]))
-        d2, j2 = dtree.query(np.column_stack([cx_pix[ci], cy_pix[ci]]), distance_upper_bound=tol_px)
-        hit = np.isfinite(d1)
-        di = np.flatnonzero(hit)
-        mutual = j2[j1[hit]] == di
-        di = di[mutual]
-        cj = ci[j1[hit][mutual]]
-        if len(di) < settings.min_matches:
-            raise PlateSolveError(
-                f"poor fit: only {len(di)} stars match within {tol_px:.1f} px (need >= {settings.min_matches})"
-            )
-        sip = settings.sip_degree if (it >= 2 and len(di) >= 3 * (settings.sip_degree + 1) ** 2) else 0
-        wcs = _fit_wcs(xa[di], ya[di], ra_c[cj], dec_c[cj], ra_hint, dec_hint, sip)
-    rr, dd = wcs.all_pix2world(xa[di], ya[di], 0)
-    sep_arcsec = _angsep(rr, dd, ra_c[cj], dec_c[cj]) * 3600.0
-    # one robust clip (a double star or a mismatch), then the final fit and rms
-    clip = sep_arcsec <= max(3 * MAD_TO_SIGMA * np.median(sep_arcsec) * 1.2, 0.2 * scale0)
-    if clip.sum() >= settings.min_matches and not clip.all():
-        di, cj = di[clip], cj[clip]
-        wcs = _fit_wcs(xa[di], ya[di], ra_c[cj], dec_c[cj], ra_hint, dec_hint, sip)
-        rr, dd = wcs.all_pix2world(xa[di], ya[di], 0)
-        sep_arcsec = _angsep(rr, dd, ra_c[cj], dec_c[cj]) * 3600.0
+    pxi, peta = _predict_xieta(xa, ya, xc, yc, sc, rot, parity, ox, oy)
+    wcs = _initial_wcs(xa, ya, pxi, peta, ra_c, dec_c, ra_hint, dec_hint, 2.5 * bin_arcsec, votes, settings.min_matches)
+    wcs, di, cj, sip = _refit_with_rematching(wcs, xa, ya, ra_c, dec_c, (ny, nx), ra_hint, dec_hint, settings)
+    wcs, di, cj, sep_arcsec = _clip_once(
+        wcs, xa, ya, ra_c, dec_c, di, cj, ra_hint, dec_hint, sip, scale0, settings.min_matches
+    )
     rms = float(np.sqrt(np.mean(sep_arcsec**2)))
     max_rms = settings.max_rms_arcsec if settings.max_rms_arcsec is not None else scale0
     if rms > max_rms:
@@ -649,6 +850,164 @@ def _run_limited(cmd: list[str], timeout_s: float) -> tuple[int | None, str]:
         return None, out or ""
 
 
+def _solve_field_command(
+    exe: str,
+    xypath: str,
+    shape,
+    work: str,
+    timeout_s: float,
+    sip_degree: int,
+    scale_range_arcsec,
+    ra_hint,
+    dec_hint,
+    radius_deg: float,
+):
+    """Build the ``solve-field`` command line for an x/y list.
+
+    Parameters
+    ----------
+    exe : str
+        The ``solve-field`` executable.
+    xypath : str
+        The x/y list (FITS table, 1-based pixels).
+    shape : tuple of int
+        The image's shape, ``(ny, nx)``.
+    work : str
+        The directory of solve-field's files.
+    timeout_s : float
+        The wall-time limit, s (solve-field's CPU limit).
+    sip_degree : int
+        0 for a TAN solution, 2-4 for TAN-SIP.
+    scale_range_arcsec : (low, high) or None
+        The pixel scales searched, arcsec/px; None for any.
+    ra_hint, dec_hint : float or None
+        The position to search near, deg; None for a blind search.
+    radius_deg : float
+        The radius searched around the hint, deg.
+
+    Returns
+    -------
+    cmd : list of str
+        The command.
+    searched : list of str
+        What the search was limited to, for messages.
+    """
+    ny, nx = shape
+    cmd = [
+        exe,
+        xypath,
+        "--width",
+        str(nx),
+        "--height",
+        str(ny),
+        "--overwrite",
+        "--no-plots",
+        "--no-verify",
+        "--dir",
+        work,
+        "--temp-dir",
+        work,
+        "--cpulimit",
+        str(max(1, math.ceil(timeout_s))),
+        "--no-remove-lines",
+        "--uniformize",
+        "0",
+        "--crpix-center",
+        "--objs",
+        "60",
+        "--tweak-order",
+        str(sip_degree if sip_degree else 1),
+    ]
+    searched = []
+    if scale_range_arcsec is not None:
+        lo, hi = scale_range_arcsec
+        cmd += ["--scale-units", "arcsecperpix", "--scale-low", f"{lo:.6g}", "--scale-high", f"{hi:.6g}"]
+        searched.append(f'scales {lo:.4g}-{hi:.4g}"/px')
+    if ra_hint is not None and dec_hint is not None:
+        cmd += ["--ra", f"{ra_hint:.6f}", "--dec", f"{dec_hint:.6f}", "--radius", f"{radius_deg:g}"]
+        searched.append(f"within {radius_deg:g} deg of ({ra_hint:.4f}, {dec_hint:.4f})")
+    return cmd, searched
+
+
+def _check_solve_field_run(code, out: str, wcs_path: str, timeout_s: float, elapsed: float, n_det: int, searched):
+    """Raise the reason when a ``solve-field`` run gave no solution.
+
+    Parameters
+    ----------
+    code : int or None
+        Its exit code; None when it ran out of time and was killed.
+    out : str
+        Its output.
+    wcs_path : str
+        The WCS file it writes when it solves the field.
+    timeout_s : float
+        The wall-time limit, s.
+    elapsed : float
+        The time taken, s.
+    n_det : int
+        The number of sources it was given.
+    searched : list of str
+        What the search was limited to.
+
+    Raises
+    ------
+    PlateSolveError
+        It ran out of time, failed, or found no solution.
+    """
+    import os
+
+    if code is None or (not os.path.exists(wcs_path) and "time limit reached" in out):
+        raise PlateSolveError(
+            f"astrometry.net found no solution within the time limit of {timeout_s:g} s "
+            f"({n_det} sources{', ' if searched else ''}{', '.join(searched)})"
+        )
+    if code != 0:
+        tail = out.strip().splitlines()[-2:]
+        raise PlateSolveError(f"solve-field failed (exit {code}): {' | '.join(tail)}")
+    if not os.path.exists(wcs_path):
+        raise PlateSolveError(
+            f"astrometry.net found no solution in {elapsed:.1f} s ({n_det} sources"
+            f"{', ' if searched else ''}{', '.join(searched)})"
+        )
+
+
+def _corr_rms(corr: str) -> tuple[int, float]:
+    """Read solve-field's matched stars: their count and rms separation (arcsec).
+
+    Parameters
+    ----------
+    corr : str
+        The ``.corr`` file (absent when nothing matched).
+
+    Returns
+    -------
+    n_match : int
+        The number of matched stars.
+    rms : float
+        Their rms separation, arcsec; NaN when there is none.
+    """
+    import os
+
+    n_match, rms = 0, float("nan")
+    if os.path.exists(corr):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its units ('degrees', 'none') are not FITS units
+            c = Table.read(corr)
+        if len(c):
+            s = (
+                _angsep(
+                    np.asarray(c["field_ra"]),
+                    np.asarray(c["field_dec"]),
+                    np.asarray(c["index_ra"]),
+                    np.asarray(c["index_dec"]),
+                )
+                * 3600.0
+            )
+            rms = float(np.sqrt(np.mean(s**2)))
+            n_match = len(c)
+    return n_match, rms
+
+
 def solve_astrometry_net(
     image: np.ndarray,
     *,
@@ -701,7 +1060,6 @@ def solve_astrometry_net(
     PlateSolveError
         ``solve-field`` is missing, fails, runs out of time, or finds no solution.
     """
-    import os
     import shutil
     import tempfile
 
@@ -729,76 +1087,17 @@ def solve_astrometry_net(
         )
         xypath = f"{work}/sources.xyls"
         xy.write(xypath, format="fits", overwrite=True)
-        cmd = [
-            exe,
-            xypath,
-            "--width",
-            str(nx),
-            "--height",
-            str(ny),
-            "--overwrite",
-            "--no-plots",
-            "--no-verify",
-            "--dir",
-            work,
-            "--temp-dir",
-            work,
-            "--cpulimit",
-            str(max(1, math.ceil(timeout_s))),
-            "--no-remove-lines",
-            "--uniformize",
-            "0",
-            "--crpix-center",
-            "--objs",
-            "60",
-            "--tweak-order",
-            str(sip_degree if sip_degree else 1),
-        ]
-        searched = []
-        if scale_range_arcsec is not None:
-            lo, hi = scale_range_arcsec
-            cmd += ["--scale-units", "arcsecperpix", "--scale-low", f"{lo:.6g}", "--scale-high", f"{hi:.6g}"]
-            searched.append(f'scales {lo:.4g}-{hi:.4g}"/px')
-        if ra_hint is not None and dec_hint is not None:
-            cmd += ["--ra", f"{ra_hint:.6f}", "--dec", f"{dec_hint:.6f}", "--radius", f"{radius_deg:g}"]
-            searched.append(f"within {radius_deg:g} deg of ({ra_hint:.4f}, {dec_hint:.4f})")
+        cmd, searched = _solve_field_command(
+            exe, xypath, (ny, nx), work, timeout_s, sip_degree, scale_range_arcsec, ra_hint, dec_hint, radius_deg
+        )
         code, out = _run_limited(cmd, timeout_s)
         elapsed = _time.perf_counter() - t0
         wcs_path = f"{work}/sources.wcs"
-        if code is None or (not os.path.exists(wcs_path) and "time limit reached" in out):
-            raise PlateSolveError(
-                f"astrometry.net found no solution within the time limit of {timeout_s:g} s "
-                f"({len(det)} sources{', ' if searched else ''}{', '.join(searched)})"
-            )
-        if code != 0:
-            tail = out.strip().splitlines()[-2:]
-            raise PlateSolveError(f"solve-field failed (exit {code}): {' | '.join(tail)}")
-        if not os.path.exists(wcs_path):
-            raise PlateSolveError(
-                f"astrometry.net found no solution in {elapsed:.1f} s ({len(det)} sources"
-                f"{', ' if searched else ''}{', '.join(searched)})"
-            )
+        _check_solve_field_run(code, out, wcs_path, timeout_s, elapsed, len(det), searched)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wcs = WCS(fits.getheader(wcs_path))
-        n_match, rms = 0, float("nan")
-        corr = f"{work}/sources.corr"
-        if os.path.exists(corr):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # its units ('degrees', 'none') are not FITS units
-                c = Table.read(corr)
-            if len(c):
-                s = (
-                    _angsep(
-                        np.asarray(c["field_ra"]),
-                        np.asarray(c["field_dec"]),
-                        np.asarray(c["index_ra"]),
-                        np.asarray(c["index_dec"]),
-                    )
-                    * 3600.0
-                )
-                rms = float(np.sqrt(np.mean(s**2)))
-                n_match = len(c)
+        n_match, rms = _corr_rms(f"{work}/sources.corr")
         scale, rotation, par = _wcs_geometry(wcs)
         return PlateSolution(
             wcs=wcs,

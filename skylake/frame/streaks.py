@@ -321,17 +321,25 @@ def union_find(n, pairs) -> list[int]:
     return [find(i) for i in range(n)]
 
 
-def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
-    """Fit a line to a trail's segment pixels and measure it along a strip. Returns a dict or None."""
-    ny, nx = sub.shape
-    v = sub[ys, xs]
-    cap = 2.0 * float(np.median(v[v > 0])) if (v > 0).any() else 0.0
-    w = np.clip(v, 0, cap)  # capped weights: a star left on the trail does not steer the line
-    if w.sum() <= 0:
-        return None
-    keep = w > 0
-    # Hough transform of the segment's pixels (capped weights): the dominant line, so that a star
-    # halo merged into the segment does not tilt it; then pixels within 4 px of it seed the fit.
+def _hough_seed(xs, ys, w, keep):
+    """Keep the pixels within 4 px of the segment's dominant line (its Hough peak).
+
+    A star halo merged into the segment would tilt a line fitted to all of its pixels.
+
+    Parameters
+    ----------
+    xs, ys : numpy.ndarray
+        The segment's pixels, px.
+    w : numpy.ndarray
+        Their capped weights.
+    keep : numpy.ndarray
+        The pixels of positive weight.
+
+    Returns
+    -------
+    keep : numpy.ndarray
+        The pixels that seed the line fit (``keep`` unchanged when fewer than 10 lie near the peak's line).
+    """
     thetas = np.radians(np.arange(0.0, 180.0, 0.5))
     cth, sth = np.cos(thetas), np.sin(thetas)
     xm, ym = xs.mean(), ys.mean()
@@ -351,7 +359,31 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
     dist = np.abs((xs - xm) * cth[ti] + (ys - ym) * sth[ti] - rho0)
     if (keep & (dist <= 4.0)).sum() >= 10:
         keep = keep & (dist <= 4.0)
-    for _ in range(3):  # weighted PCA line, pixels far from it (a star blob merged in) clipped
+    return keep
+
+
+def _pca_line(xs, ys, w, keep):
+    """Fit a weighted PCA line, clipping pixels far from it (a star blob merged in), up to three times.
+
+    Parameters
+    ----------
+    xs, ys : numpy.ndarray
+        The segment's pixels, px.
+    w : numpy.ndarray
+        Their capped weights.
+    keep : numpy.ndarray
+        The pixels that seed the fit.
+
+    Returns
+    -------
+    cx, cy : float
+        A point on the line, px.
+    ux, uy : float
+        The line's unit direction, ``ux >= 0``.
+    keep : numpy.ndarray
+        The pixels kept by the last clip.
+    """
+    for _ in range(3):
         ww = w[keep]
         cx, cy = np.average(xs[keep], weights=ww), np.average(ys[keep], weights=ww)
         cov = np.cov(np.vstack([xs[keep] - cx, ys[keep] - cy]), aweights=ww)
@@ -365,23 +397,55 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
         keep = new_keep
     if ux < 0 or (ux == 0 and uy < 0):
         ux, uy = -ux, -uy
-    xs, ys, w = xs[keep], ys[keep], w[keep]
-    dx, dy = xs - cx, ys - cy
-    along_pix = dx * ux + dy * uy
-    perp_pix = -dx * uy + dy * ux
-    # straightness: the weighted perpendicular centroid of every 8 px chunk along the line; the
-    # robust scatter of those centroids about the line (not the trail's width)
+    return cx, cy, ux, uy, keep
+
+
+def _wiggle(along_pix, perp_pix, w):
+    """Measure a trail's straightness: the robust scatter about the line of its 8 px chunks' centroids.
+
+    The centroids are weighted perpendicular offsets, so the scatter is not the trail's width.
+
+    Parameters
+    ----------
+    along_pix, perp_pix : numpy.ndarray
+        The pixels' offsets along and across the line, px.
+    w : numpy.ndarray
+        Their weights.
+
+    Returns
+    -------
+    wiggle : float
+        The scatter, px (0 with fewer than 3 chunks).
+    """
     chunk = np.floor((along_pix - along_pix.min()) / 8.0).astype(int)
     sw = np.bincount(chunk, weights=w)
     swp = np.bincount(chunk, weights=w * perp_pix)
     okc = sw > 0
     cent = swp[okc] / sw[okc]
-    wiggle = float(MAD_TO_SIGMA * np.median(np.abs(cent - np.median(cent)))) if cent.size >= 3 else 0.0
-    s_lo, s_hi = float(along_pix.min()), float(along_pix.max())
-    half = max(4.0, 2.0 * float(MAD_TO_SIGMA * np.median(np.abs(perp_pix))) + 2.0)
-    m = _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half)
-    # A line fitted to a short segment drifts off a long trail: refit it to the trail's pixels
-    # over the extent found and measure again while the extent keeps growing.
+    return float(MAD_TO_SIGMA * np.median(np.abs(cent - np.median(cent)))) if cent.size >= 3 else 0.0
+
+
+def _refit_while_growing(m, sub, rms_map, bad, s_lo, s_hi, half):
+    """Refit the line to the trail's strip pixels and measure again while the trail's extent keeps growing.
+
+    A line fitted to a short segment drifts off a long trail.
+
+    Parameters
+    ----------
+    m : dict or None
+        The first :func:`_strip_measure`.
+    sub, rms_map, bad : numpy.ndarray
+        The background-subtracted image, its noise and the pixels to leave out.
+    s_lo, s_hi : float
+        The segment's extent along the first line, px.
+    half : float
+        The strip's half-width, px.
+
+    Returns
+    -------
+    m : dict or None
+        The last successful measurement (``m`` itself when no refit succeeds).
+    """
     for _ in range(3):
         if m is None or (m["s_end"] - m["s_start"]) < 1.1 * (s_hi - s_lo) + 2:
             break
@@ -404,6 +468,27 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
         if m2 is None:
             break
         m = m2
+    return m
+
+
+def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
+    """Fit a line to a trail's segment pixels and measure it along a strip. Returns a dict or None."""
+    v = sub[ys, xs]
+    cap = 2.0 * float(np.median(v[v > 0])) if (v > 0).any() else 0.0
+    w = np.clip(v, 0, cap)  # capped weights: a star left on the trail does not steer the line
+    if w.sum() <= 0:
+        return None
+    keep = _hough_seed(xs, ys, w, w > 0)
+    cx, cy, ux, uy, keep = _pca_line(xs, ys, w, keep)
+    xs, ys, w = xs[keep], ys[keep], w[keep]
+    dx, dy = xs - cx, ys - cy
+    along_pix = dx * ux + dy * uy
+    perp_pix = -dx * uy + dy * ux
+    wiggle = _wiggle(along_pix, perp_pix, w)
+    s_lo, s_hi = float(along_pix.min()), float(along_pix.max())
+    half = max(4.0, 2.0 * float(MAD_TO_SIGMA * np.median(np.abs(perp_pix))) + 2.0)
+    m = _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half)
+    m = _refit_while_growing(m, sub, rms_map, bad, s_lo, s_hi, half)
     if m is None:
         return None
     cx, cy, ux, uy, mu = m["cx"], m["cy"], m["ux"], m["uy"], m["mu"]
@@ -423,14 +508,32 @@ def _measure(sub, rms_map, bad, ys, xs, settings: StreakSettings):
     }
 
 
-def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
-    """Measure a trail along the line through (cx, cy) with direction (ux, uy) in a strip of
-    half-width ``half`` across the whole image; the core is ``s_lo..s_hi`` along the line.
-    Returns a dict (ends ``s_start``, ``s_end``, cross-profile ``mu``, ``sigma``, ``level``, S/N and
-    the strip's pixel arrays) or None."""
+def _strip_pixels(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
+    """Gather the pixels of a strip of half-width ``half`` around a line, across the whole image.
+
+    The whole image, so that the trail is followed beyond the segment (parts of it merged with bright stars
+    into round blobs are not lost).
+
+    Parameters
+    ----------
+    sub, rms_map, bad : numpy.ndarray
+        The background-subtracted image, its noise and the pixels to leave out.
+    cx, cy : float
+        A point on the line, px.
+    ux, uy : float
+        The line's unit direction.
+    s_lo, s_hi : float
+        The segment's extent along the line, px (the strip reaches at least this far).
+    half : float
+        The strip's half-width, px.
+
+    Returns
+    -------
+    pixels : tuple of numpy.ndarray or None
+        Each good pixel's offset along (``sv``) and across (``dv``) the line, value (``vv``) and noise
+        (``rv``); None with fewer than 10.
+    """
     ny, nx = sub.shape
-    # a strip around the line across the whole image, so the trail is followed beyond the
-    # segment (parts of it merged with bright stars into round blobs are not lost)
     with np.errstate(divide="ignore", invalid="ignore"):
         ts = []
         for c, u, n in ((cx, ux, nx), (cy, uy, ny)):
@@ -439,8 +542,7 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     ts = np.sort(np.asarray(ts))
     smin, smax = (ts[1], ts[2]) if len(ts) == 4 else (ts[0], ts[1])
     smin, smax = min(smin, s_lo), max(smax, s_hi)
-    # the strip's pixels, gathered in 64 px pieces along the line (a diagonal trail's bounding
-    # box would be the whole frame)
+    # gathered in 64 px pieces along the line (a diagonal trail's bounding box would be the whole frame)
     parts = []
     for s0 in np.arange(smin, smax, 64.0):
         s1 = min(s0 + 64.0, smax)
@@ -466,8 +568,52 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     dv = np.concatenate([p[1] for p in parts])
     vv = np.concatenate([p[2] for p in parts])
     rv = np.concatenate([p[3] for p in parts])
-    # 1. Cross profile over the segment's extent: median per 0.5 px of perpendicular distance
-    #    (robust to stars on the trail), fitted with a Gaussian: centre offset and sigma.
+    return sv, dv, vv, rv
+
+
+def _gauss(x, amp, mu, sig, off):
+    """Evaluate a Gaussian on an offset (the cross profile's model).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Perpendicular distances, px.
+    amp : float
+        The peak above the offset.
+    mu : float
+        The centre, px.
+    sig : float
+        The sigma, px.
+    off : float
+        The offset.
+
+    Returns
+    -------
+    y : numpy.ndarray
+        The model at ``x``.
+    """
+    return amp * np.exp(-0.5 * ((x - mu) / sig) ** 2) + off
+
+
+def _cross_profile(sv, dv, vv, s_lo, s_hi, half):
+    """Fit a Gaussian to the cross profile over the segment's extent.
+
+    The profile is the median per 0.5 px of perpendicular distance (robust to stars on the trail).
+
+    Parameters
+    ----------
+    sv, dv, vv : numpy.ndarray
+        The strip pixels' offsets along and across the line (px) and their values.
+    s_lo, s_hi : float
+        The segment's extent along the line, px.
+    half : float
+        The strip's half-width, px.
+
+    Returns
+    -------
+    profile : tuple of float or None
+        The centre offset ``mu`` and ``sigma`` (px); None when the fit fails or is implausible.
+    """
     inseg = (sv >= s_lo) & (sv <= s_hi)
     if inseg.sum() < 10:
         return None
@@ -480,47 +626,45 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
         return None
     from scipy.optimize import curve_fit
 
-    def gauss(x, amp, mu, sig, off):
-        """Evaluate a Gaussian on an offset (the cross profile's model).
-
-        Parameters
-        ----------
-        x : numpy.ndarray
-            Perpendicular distances, px.
-        amp : float
-            The peak above the offset.
-        mu : float
-            The centre, px.
-        sig : float
-            The sigma, px.
-        off : float
-            The offset.
-
-        Returns
-        -------
-        y : numpy.ndarray
-            The model at ``x``.
-        """
-        return amp * np.exp(-0.5 * ((x - mu) / sig) ** 2) + off
-
     try:
-        popt, _ = curve_fit(gauss, dpos, medp, p0=[medp.max(), 0.0, 1.5, 0.0], maxfev=2000)
+        popt, _ = curve_fit(_gauss, dpos, medp, p0=[medp.max(), 0.0, 1.5, 0.0], maxfev=2000)
         mu, sigma = float(popt[1]), abs(float(popt[2]))
     except (RuntimeError, ValueError):
         return None
     if not (0.3 <= sigma <= half) or abs(mu) > half / 2:
         return None
-    # 2. Along-line profile: per 1 px bin the flux per px of length A, fitted as A g + c + b d with g
-    #    the fitted unit-area cross profile over the bin's unmasked pixels (a bin with less than
-    #    80 % of the profile's weight unmasked is unknown).
+    return mu, sigma
+
+
+def _along_profile(sv, dv, vv, rv, mu, sigma):
+    """Measure the flux per px of length in 1 px bins along the line.
+
+    Per bin a three-parameter fit ``v = A g + c + b d``, with ``g`` the fitted unit-area cross profile over
+    the bin's unmasked pixels: the local offset and cross-gradient absorb a background the mesh got wrong
+    under the trail (crowded all-sky frames, the halo of a bright star the trail passes).
+
+    Parameters
+    ----------
+    sv, dv, vv, rv : numpy.ndarray
+        The strip pixels' offsets along and across the line (px), values and noise.
+    mu, sigma : float
+        The cross profile's centre offset and sigma, px.
+
+    Returns
+    -------
+    prof : numpy.ndarray
+        ``A`` per bin; NaN for a bin not measured (under 80 % of the profile's weight unmasked, ill
+        conditioned, or a residual scatter of a star).
+    centers : numpy.ndarray
+        The bins' centres along the line, px.
+    full : float
+        The integral of ``g**2`` across the whole strip.
+    """
     g = np.exp(-0.5 * ((dv - mu) / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)
     b0 = math.floor(sv.min())
     bins = np.floor(sv - b0).astype(int)
     nb = int(bins.max()) + 1
 
-    # per bin a three-parameter fit v = A g + c + b d: the local offset and cross-gradient absorb
-    # a background the mesh got wrong under the trail (crowded all-sky frames, the halo of a
-    # bright star the trail passes)
     def bc(w):
         """Sum ``w`` per 1 px bin along the line.
 
@@ -563,18 +707,85 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
         good = res_rms <= 3.0 * noise
         prof[np.flatnonzero(ok)[good]] = sol[good, 0]
     centers = b0 + np.arange(nb) + 0.5
-    core = (centers >= s_lo) & (centers <= s_hi) & np.isfinite(prof)
-    if core.sum() < 3:
-        return None
-    level = float(np.median(prof[core]))
-    if level <= 0:
-        return None
-    # Walk outwards from the core's centre while the profile stays above half the plateau level;
-    # bins without data (masked stars, the mask) are stepped over, and the walk stops at the
-    # tenth consecutive measured bin below half. The end is the interpolated half-level crossing
-    # (unbiased for a PSF-blurred end).
+    return prof, centers, full
+
+
+def _walk_to_end(ps, known, k0, step, half_level):
+    """Walk from bin ``k0`` in the direction ``step`` to the trail's end.
+
+    ``last`` is the outermost bin of the trail so far; after a dip, the trail only continues when at least
+    5 measured bins in a row are above half again (a star beyond the end gives a shorter bump); 10 measured
+    bins in a row below half end it. Bins without data are stepped over.
+
+    Parameters
+    ----------
+    ps : numpy.ndarray
+        The smoothed along-line profile.
+    known : numpy.ndarray
+        True for the measured bins.
+    k0 : int
+        The starting bin.
+    step : int
+        -1 or +1: the direction along the line.
+    half_level : float
+        Half the plateau level.
+
+    Returns
+    -------
+    last : int
+        The outermost bin of the trail.
+    first_below : int or None
+        The first measured bin below half the plateau level beyond ``last``; None when there is none.
+    """
+    nb = len(ps)
+    last, k, below, first_below, run, run_start = k0, k0, 0, None, 0, None
+    while 0 <= k + step < nb:
+        k += step
+        if not known[k]:
+            continue
+        if ps[k] >= half_level:
+            if first_below is None:
+                last = k
+            else:
+                run += 1
+                run_start = k if run_start is None else run_start
+                if run >= 5:
+                    last, below, first_below, run, run_start = k, 0, None, 0, None
+        else:
+            if first_below is not None and run:
+                run, run_start = 0, None  # the bump was too short: still in the dip
+            below += 1
+            first_below = k if first_below is None else first_below
+            if below >= 10:  # a trail crossing a crowded patch can dip for a few bins
+                break
+    return last, first_below
+
+
+def _trail_ends(prof, centers, core, level):
+    """Find the trail's ends: where the along-line profile falls below half the plateau level.
+
+    The walk starts at the core's centre; each end is the interpolated half-level crossing (unbiased for a
+    PSF-blurred end).
+
+    Parameters
+    ----------
+    prof : numpy.ndarray
+        The along-line profile per bin (NaN where not measured).
+    centers : numpy.ndarray
+        The bins' centres along the line, px.
+    core : numpy.ndarray
+        True for the measured bins within the segment's extent.
+    level : float
+        The plateau level.
+
+    Returns
+    -------
+    ends : tuple of float or None
+        ``s_start``, ``s_end`` along the line (px); None when no core bin is above half the level.
+    """
     from scipy.ndimage import median_filter
 
+    nb = len(prof)
     known = np.isfinite(prof)
     ps = np.full(nb, np.nan)
     # a 7-bin running median over the measured bins: keeps the (blurred) ends where they are,
@@ -589,49 +800,8 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
     if cand.size == 0:
         return None
     k0 = cand[np.argmin(np.abs(cand - mid))]
-
-    def walk(step):
-        """Walk from the core's centre bin in the direction ``step`` to the trail's end.
-
-        Parameters
-        ----------
-        step : int
-            -1 or +1: the direction along the line.
-
-        Returns
-        -------
-        last : int
-            The outermost bin of the trail.
-        first_below : int or None
-            The first measured bin below half the plateau level beyond ``last``; None when there is none.
-        """
-        # ``last``: the outermost bin of the trail so far; after a dip, the trail only continues
-        # when at least 5 measured bins in a row are above half again (a star beyond the end
-        # gives a shorter bump); 10 measured bins in a row below half end it.
-        last, k, below, first_below, run, run_start = k0, k0, 0, None, 0, None
-        while 0 <= k + step < nb:
-            k += step
-            if not known[k]:
-                continue
-            if ps[k] >= half_level:
-                if first_below is None:
-                    last = k
-                else:
-                    run += 1
-                    run_start = k if run_start is None else run_start
-                    if run >= 5:
-                        last, below, first_below, run, run_start = k, 0, None, 0, None
-            else:
-                if first_below is not None and run:
-                    run, run_start = 0, None  # the bump was too short: still in the dip
-                below += 1
-                first_below = k if first_below is None else first_below
-                if below >= 10:  # a trail crossing a crowded patch can dip for a few bins
-                    break
-        return last, first_below
-
-    lo, lo_out = walk(-1)
-    hi, hi_out = walk(+1)
+    lo, lo_out = _walk_to_end(ps, known, k0, -1, half_level)
+    hi, hi_out = _walk_to_end(ps, known, k0, +1, half_level)
     if lo_out is not None and lo_out == lo - 1:
         f = (half_level - ps[lo_out]) / max(ps[lo] - ps[lo_out], 1e-12)
         s_start = centers[lo_out] + min(max(f, 0.0), 1.0)
@@ -642,6 +812,33 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
         s_end = centers[hi] + min(max(f, 0.0), 1.0)
     else:
         s_end = centers[hi] + 0.5
+    return s_start, s_end
+
+
+def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
+    """Measure a trail along the line through (cx, cy) with direction (ux, uy) in a strip of
+    half-width ``half`` across the whole image; the core is ``s_lo..s_hi`` along the line.
+    Returns a dict (ends ``s_start``, ``s_end``, cross-profile ``mu``, ``sigma``, ``level``, S/N and
+    the strip's pixel arrays) or None."""
+    pixels = _strip_pixels(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half)
+    if pixels is None:
+        return None
+    sv, dv, vv, rv = pixels
+    cross = _cross_profile(sv, dv, vv, s_lo, s_hi, half)
+    if cross is None:
+        return None
+    mu, sigma = cross
+    prof, centers, full = _along_profile(sv, dv, vv, rv, mu, sigma)
+    core = (centers >= s_lo) & (centers <= s_hi) & np.isfinite(prof)
+    if core.sum() < 3:
+        return None
+    level = float(np.median(prof[core]))
+    if level <= 0:
+        return None
+    ends = _trail_ends(prof, centers, core, level)
+    if ends is None:
+        return None
+    s_start, s_end = ends
     plateau = (sv >= s_start) & (sv <= s_end)
     npx = max(float(s_end - s_start), 1.0)
     # S/N of the whole trail: the amplitude estimate's noise per bin is rms / sqrt(sum g^2)
@@ -662,6 +859,262 @@ def _strip_measure(sub, rms_map, bad, cx, cy, ux, uy, s_lo, s_hi, half):
         "dv": dv,
         "vv": vv,
     }
+
+
+def _star_mask(snr_img, bad, settings: StreakSettings):
+    """Mask the compact sources above 5 sigma with an ellipse of 3x their size (at least 3 px).
+
+    Not deblended, so a bright trail stays one elongated object (and is not masked); masking the stars keeps
+    a faint trail from merging with the stars it crosses into one round blob.
+
+    Parameters
+    ----------
+    snr_img : numpy.ndarray
+        The S/N image (background-subtracted / local rms).
+    bad : numpy.ndarray
+        True for pixels to leave out.
+    settings : StreakSettings
+        The settings (``thresh``, ``min_elongation``, ``min_segment_px``).
+
+    Returns
+    -------
+    star_mask : numpy.ndarray
+        True on the stars.
+    """
+    import sep
+
+    stars = sep.extract(snr_img, max(5.0, settings.thresh), err=1.0, mask=bad, minarea=5, deblend_cont=1.0)
+    star_mask = np.zeros(bad.shape, dtype=bool)
+    if len(stars):
+        a1 = np.asarray(stars["a"], float)
+        b1 = np.maximum(np.asarray(stars["b"], float), 0.3)
+        c = (a1 / b1 < 0.5 * settings.min_elongation) | (np.sqrt(12.0) * a1 < settings.min_segment_px)
+        if c.any():
+            sep.mask_ellipse(
+                star_mask,
+                np.asarray(stars["x"][c], float),
+                np.asarray(stars["y"][c], float),
+                np.maximum(a1[c], 1.0),
+                np.maximum(b1[c], 1.0),
+                np.asarray(stars["theta"][c], float),
+                r=3.0,
+            )
+    return star_mask
+
+
+def _segments(snr_img, bad, settings: StreakSettings):
+    """Segment the star-masked S/N image at the low threshold, with no deblending.
+
+    Parameters
+    ----------
+    snr_img : numpy.ndarray
+        The S/N image (background-subtracted / local rms).
+    bad : numpy.ndarray
+        True for pixels to leave out.
+    settings : StreakSettings
+        The settings.
+
+    Returns
+    -------
+    segments : tuple or None
+        sep's objects, its segmentation map and the star mask; None when sep fails.
+    """
+    import sep
+
+    old = sep.get_extract_pixstack()
+    sep.set_extract_pixstack(max(old, 3_000_000))
+    try:
+        star_mask = _star_mask(snr_img, bad, settings)
+        objs, seg = sep.extract(
+            snr_img,
+            settings.thresh,
+            err=1.0,
+            mask=bad | star_mask,
+            minarea=8,
+            deblend_cont=1.0,
+            segmentation_map=True,
+            clean=False,
+        )
+    except Exception:  # sep overflows on pathological frames (a lit dome): no streak measurable
+        return None
+    finally:
+        sep.set_extract_pixstack(old)
+    return objs, seg, star_mask
+
+
+def _candidates(objs, settings: StreakSettings) -> np.ndarray:
+    """Pick the segments that may be (part of) a trail.
+
+    Elongated segments; and long ones that are less so: a trail that merged with the stars it crosses (a
+    crowded fisheye frame) is a long blob whose second moments say a/b of 2-4. :func:`_measure` finds the
+    line in it, and the strip's width, straightness and S/N decide.
+
+    Parameters
+    ----------
+    objs : numpy.ndarray
+        sep's objects.
+    settings : StreakSettings
+        The settings.
+
+    Returns
+    -------
+    cand : numpy.ndarray
+        The candidates' indices into ``objs``.
+    """
+    a = np.asarray(objs["a"], float)
+    b = np.maximum(np.asarray(objs["b"], float), 0.3)
+    length = np.sqrt(12.0) * a
+    return np.flatnonzero(
+        ((length >= settings.min_segment_px) & (a / b >= settings.min_elongation))
+        | ((length >= 0.5 * settings.min_length_px) & (a / b >= 2.0))
+    )
+
+
+def _collinear_pairs(th, cx, cy, settings: StreakSettings) -> list[tuple[int, int]]:
+    """Pair the segments that lie on one line (a trail broken by noise or a gap).
+
+    Parameters
+    ----------
+    th : numpy.ndarray
+        The segments' angles, rad from +x towards +y.
+    cx, cy : numpy.ndarray
+        Their centres, px.
+    settings : StreakSettings
+        The settings (``merge_angle_deg``, ``merge_dist_px``).
+
+    Returns
+    -------
+    pairs : list of (int, int)
+        Indices of collinear segments.
+    """
+    pairs = []
+    tol = math.radians(settings.merge_angle_deg)
+    for i in range(len(th)):
+        for j in range(i + 1, len(th)):
+            dth = abs((th[i] - th[j] + math.pi / 2) % math.pi - math.pi / 2)
+            if dth > tol:
+                continue
+            di = abs(-(cx[j] - cx[i]) * math.sin(th[i]) + (cy[j] - cy[i]) * math.cos(th[i]))
+            dj = abs(-(cx[i] - cx[j]) * math.sin(th[j]) + (cy[i] - cy[j]) * math.cos(th[j]))
+            if di <= settings.merge_dist_px and dj <= settings.merge_dist_px:
+                pairs.append((i, j))
+    return pairs
+
+
+def _measure_groups(objs, seg, cand, groups, sub, rms, bad, settings: StreakSettings) -> list[dict]:
+    """Measure each group of joined segments as one trail, keeping those that pass the cuts.
+
+    Parameters
+    ----------
+    objs : numpy.ndarray
+        sep's objects.
+    seg : numpy.ndarray
+        sep's segmentation map.
+    cand : numpy.ndarray
+        The candidate segments' indices into ``objs``.
+    groups : list of int
+        The group of each candidate.
+    sub, rms, bad : numpy.ndarray
+        The background-subtracted image, its noise and the pixels to leave out (stars masked).
+    settings : StreakSettings
+        The settings.
+
+    Returns
+    -------
+    rows : list of dict
+        The measured trails (:func:`_measure`'s, with ``n_segments``).
+    """
+    rows = []
+    for g in sorted(set(groups)):
+        members = cand[[k for k in range(len(cand)) if groups[k] == g]]
+        ids = members + 1  # segmentation labels are 1-based object indices
+        # only inside the members' bounding box (not the whole frame)
+        bx0, bx1 = int(objs["xmin"][members].min()), int(objs["xmax"][members].max()) + 1
+        by0, by1 = int(objs["ymin"][members].min()), int(objs["ymax"][members].max()) + 1
+        ys, xs = np.nonzero(np.isin(seg[by0:by1, bx0:bx1], ids))
+        ys, xs = ys + by0, xs + bx0
+        if ys.size < 10:
+            continue
+        m = _measure(sub, rms, bad, ys, xs, settings)
+        if m is None:
+            continue
+        if (
+            m["length"] < settings.min_length_px
+            or not (m["width"] <= settings.max_width_px)
+            or m["wiggle"] > settings.max_wiggle_px
+            or m["snr"] < settings.min_snr
+        ):
+            continue
+        m["n_segments"] = len(members)
+        rows.append(m)
+    return rows
+
+
+def _drop_duplicates(rows: list[dict], settings: StreakSettings) -> list[dict]:
+    """Keep the longer of one trail measured from two candidate groups (split by a bright star).
+
+    Parameters
+    ----------
+    rows : list of dict
+        The measured trails; sorted longest first in place.
+    settings : StreakSettings
+        The settings (``merge_angle_deg``, ``merge_dist_px``).
+
+    Returns
+    -------
+    kept : list of dict
+        The trails kept, each with the segments of the duplicates it absorbed.
+    """
+    rows.sort(key=lambda r: -r["length"])
+    kept = []
+    for r in rows:
+        dup = False
+        for k in kept:
+            dth = abs((r["angle_deg"] - k["angle_deg"] + 90.0) % 180.0 - 90.0)
+            mx, my = (r["x1"] + r["x2"]) / 2, (r["y1"] + r["y2"]) / 2
+            dist = _segment_distance(
+                [mx], [my], Table(rows=[[k["x1"], k["y1"], k["x2"], k["y2"]]], names=("x1", "y1", "x2", "y2"))
+            )[0, 0]
+            if dth <= 2 * settings.merge_angle_deg and dist <= settings.merge_dist_px + k["width"]:
+                k["n_segments"] += r["n_segments"]
+                dup = True
+                break
+        if not dup:
+            kept.append(r)
+    return kept
+
+
+def _streak_table(rows: list[dict], settings: StreakSettings) -> Table:
+    """Score the trails and tabulate those kept, longest first.
+
+    A trail is dropped when it scores below ``min_score`` or lies along a pixel axis (the sensor's).
+
+    Parameters
+    ----------
+    rows : list of dict
+        The measured trails; each gets its ``score``.
+    settings : StreakSettings
+        The settings.
+
+    Returns
+    -------
+    streaks : Table
+        The :data:`STREAK_COLUMNS` of each trail kept.
+    """
+    for r in rows:
+        r["score"] = float(streak_score(r["snr"], r["length"], r["width"], r["wiggle"], settings))
+    rows = [
+        r
+        for r in rows
+        if r["score"] >= settings.min_score
+        and (r["angle_deg"] + 45.0) % 90.0 - 45.0 not in _axis_band(settings.axis_tolerance_deg)
+    ]
+    if not rows:
+        return _empty()
+    t = Table(rows=[[r[c] for c in STREAK_COLUMNS] for r in rows], names=STREAK_COLUMNS)
+    t["n_segments"] = t["n_segments"].astype(np.int64)
+    t.sort("length", reverse=True)
+    return t
 
 
 def detect_streaks(
@@ -720,130 +1173,23 @@ def detect_streaks(
     # Detection runs on the S/N image (background-subtracted / local rms) with a scalar noise of 1:
     # a threshold in local sigmas (an all-sky frame's noise varies a lot) on sep's fast path.
     snr_img = np.ascontiguousarray(sub / np.where(rms > 0, rms, np.inf))
-    old = sep.get_extract_pixstack()
-    sep.set_extract_pixstack(max(old, 3_000_000))
-    try:
-        # Pass 1: compact sources above 5 sigma (not deblended, so a bright trail stays one
-        # elongated object) are masked with an ellipse of 3x their size (at least 3 px), so that
-        # a faint trail does not merge with the stars it crosses into one round blob.
-        stars = sep.extract(snr_img, max(5.0, settings.thresh), err=1.0, mask=bad, minarea=5, deblend_cont=1.0)
-        star_mask = np.zeros(bad.shape, dtype=bool)
-        if len(stars):
-            a1 = np.asarray(stars["a"], float)
-            b1 = np.maximum(np.asarray(stars["b"], float), 0.3)
-            c = (a1 / b1 < 0.5 * settings.min_elongation) | (np.sqrt(12.0) * a1 < settings.min_segment_px)
-            if c.any():
-                sep.mask_ellipse(
-                    star_mask,
-                    np.asarray(stars["x"][c], float),
-                    np.asarray(stars["y"][c], float),
-                    np.maximum(a1[c], 1.0),
-                    np.maximum(b1[c], 1.0),
-                    np.asarray(stars["theta"][c], float),
-                    r=3.0,
-                )
-        # Pass 2: the star-masked S/N image at the low threshold, no deblending.
-        objs, seg = sep.extract(
-            snr_img,
-            settings.thresh,
-            err=1.0,
-            mask=bad | star_mask,
-            minarea=8,
-            deblend_cont=1.0,
-            segmentation_map=True,
-            clean=False,
-        )
-    except Exception:  # sep overflows on pathological frames (a lit dome): no streak measurable
+    segments = _segments(snr_img, bad, settings)
+    if segments is None:
         return _empty()
-    finally:
-        sep.set_extract_pixstack(old)
+    objs, seg, star_mask = segments
     if len(objs) == 0:
         return _empty()
-    a = np.asarray(objs["a"], float)
-    b = np.maximum(np.asarray(objs["b"], float), 0.3)
-    length = np.sqrt(12.0) * a
-    # elongated segments; and long ones that are less so: a trail that merged with the stars it crosses (a
-    # crowded fisheye frame) is a long blob whose second moments say a/b of 2-4. _measure finds the line in it,
-    # and the strip's width, straightness and S/N decide.
-    cand = np.flatnonzero(
-        ((length >= settings.min_segment_px) & (a / b >= settings.min_elongation))
-        | ((length >= 0.5 * settings.min_length_px) & (a / b >= 2.0))
-    )
+    cand = _candidates(objs, settings)
     if cand.size == 0:
         return _empty()
     th = np.asarray(objs["theta"], float)[cand]  # rad, from +x towards +y
     cx = np.asarray(objs["x"], float)[cand]
     cy = np.asarray(objs["y"], float)[cand]
-    # collinear merging
-    pairs = []
-    tol = math.radians(settings.merge_angle_deg)
-    for i in range(len(cand)):
-        for j in range(i + 1, len(cand)):
-            dth = abs((th[i] - th[j] + math.pi / 2) % math.pi - math.pi / 2)
-            if dth > tol:
-                continue
-            di = abs(-(cx[j] - cx[i]) * math.sin(th[i]) + (cy[j] - cy[i]) * math.cos(th[i]))
-            dj = abs(-(cx[i] - cx[j]) * math.sin(th[j]) + (cy[i] - cy[j]) * math.cos(th[j]))
-            if di <= settings.merge_dist_px and dj <= settings.merge_dist_px:
-                pairs.append((i, j))
-    groups = union_find(len(cand), pairs)
-    rows = []
-    for g in sorted(set(groups)):
-        members = cand[[k for k in range(len(cand)) if groups[k] == g]]
-        ids = members + 1  # segmentation labels are 1-based object indices
-        # only inside the members' bounding box (not the whole frame)
-        bx0, bx1 = int(objs["xmin"][members].min()), int(objs["xmax"][members].max()) + 1
-        by0, by1 = int(objs["ymin"][members].min()), int(objs["ymax"][members].max()) + 1
-        ys, xs = np.nonzero(np.isin(seg[by0:by1, bx0:bx1], ids))
-        ys, xs = ys + by0, xs + bx0
-        if ys.size < 10:
-            continue
-        m = _measure(sub, rms, bad | star_mask, ys, xs, settings)
-        if m is None:
-            continue
-        if (
-            m["length"] < settings.min_length_px
-            or not (m["width"] <= settings.max_width_px)
-            or m["wiggle"] > settings.max_wiggle_px
-            or m["snr"] < settings.min_snr
-        ):
-            continue
-        m["n_segments"] = len(members)
-        rows.append(m)
+    groups = union_find(len(cand), _collinear_pairs(th, cx, cy, settings))
+    rows = _measure_groups(objs, seg, cand, groups, sub, rms, bad | star_mask, settings)
     if not rows:
         return _empty()
-    # the same trail measured from two candidate groups (split by a bright star): keep the longer
-    rows.sort(key=lambda r: -r["length"])
-    kept = []
-    for r in rows:
-        dup = False
-        for k in kept:
-            dth = abs((r["angle_deg"] - k["angle_deg"] + 90.0) % 180.0 - 90.0)
-            mx, my = (r["x1"] + r["x2"]) / 2, (r["y1"] + r["y2"]) / 2
-            dist = _segment_distance(
-                [mx], [my], Table(rows=[[k["x1"], k["y1"], k["x2"], k["y2"]]], names=("x1", "y1", "x2", "y2"))
-            )[0, 0]
-            if dth <= 2 * settings.merge_angle_deg and dist <= settings.merge_dist_px + k["width"]:
-                k["n_segments"] += r["n_segments"]
-                dup = True
-                break
-        if not dup:
-            kept.append(r)
-    rows = kept
-    for r in rows:
-        r["score"] = float(streak_score(r["snr"], r["length"], r["width"], r["wiggle"], settings))
-    rows = [
-        r
-        for r in rows
-        if r["score"] >= settings.min_score
-        and (r["angle_deg"] + 45.0) % 90.0 - 45.0 not in _axis_band(settings.axis_tolerance_deg)
-    ]
-    if not rows:
-        return _empty()
-    t = Table(rows=[[r[c] for c in STREAK_COLUMNS] for r in rows], names=STREAK_COLUMNS)
-    t["n_segments"] = t["n_segments"].astype(np.int64)
-    t.sort("length", reverse=True)
-    return t
+    return _streak_table(_drop_duplicates(rows, settings), settings)
 
 
 def _segment_distance(x, y, streaks):
