@@ -38,6 +38,7 @@ __all__ = [
     "EXIT_BROKEN_PIPE",
     "SkylakeError",
     "UsageError",
+    "NightError",
     "FrameRejected",
     "LakeError",
     "LakeFullError",
@@ -65,6 +66,10 @@ class SkylakeError(Exception):
 
 class UsageError(SkylakeError):
     """A command's arguments or inputs cannot work (no such file, a profile without a section, ...)."""
+
+
+class NightError(UsageError, ValueError):
+    """A night or date option that is not a date YYYY-MM-DD (``--night 2024/01/01``): the caller's mistake."""
 
 
 class FrameRejected(Exception):

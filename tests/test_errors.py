@@ -105,3 +105,34 @@ def test_main_reports_through_the_same_table(tmp_path, capsys, monkeypatch):
     assert cli.main(["refresh", str(tmp_path)]) == 5
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("skylake: error: refresh of postgresql") and SECRET not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["calibrate"], ["ensemble"], ["maps"], ["plot", "noise"], ["coadd"], ["ensemble", "--since"], ["maps", "--until"]],
+    ids=" ".join,
+)
+def test_a_night_that_is_no_date_is_the_same_usage_error_in_every_command(command, tmp_path):
+    """One frames selector (skylake.lake.frames) checks every command's dates: ``ensemble --night 2024/01/01``
+    once printed "0 of 0 frames solved" and exited 0 where calibrate refused the date."""
+    from conftest import run_cli
+
+    lake = tmp_path / "lake"
+    run_cli("init", str(lake), check=True)
+    option = command[-1] if command[-1].startswith("--") else "--night"
+    words = [w for w in command if not w.startswith("--")]
+    out = run_cli(*words, str(lake), option, "2024/01/01")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == f"skylake: error: {option} must be a date YYYY-MM-DD, got '2024/01/01'"
+    assert out.stdout == ""
+
+
+def test_the_frames_selector_refuses_a_bad_date_and_a_backward_range():
+    from skylake.errors import NightError, UsageError
+    from skylake.lake.frames import FrameSelection
+
+    with pytest.raises(NightError, match=r"--since must be a date YYYY-MM-DD, got '2024-1-1'"):
+        FrameSelection(since="2024-1-1")
+    with pytest.raises(UsageError, match="--since 2024-02-01 is after --until 2024-01-01"):
+        FrameSelection(since="2024-02-01", until="2024-01-01")
+    assert FrameSelection(nights=["2024-01-01"]).nights == ("2024-01-01",)

@@ -42,13 +42,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from skylake.calib import model, zeropoint
 from skylake.calib.crossmatch import CalibrationError, OpenRefcat, open_refcat
 from skylake.calib.pairs import BatchPairs
 from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rewrite_on_workers, rows_of
 from skylake.lake import Lake, pieces, tables
+from skylake.lake import frames as lake_frames
+from skylake.lake.frames import FrameSelection
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import night_partition
 from skylake.profile import Calibration, Profile, ProfileError
@@ -309,28 +310,18 @@ def select_frames(
 
     Raises
     ------
-    CalibrationError
+    NightError
         ``night`` or ``since`` is not a date YYYY-MM-DD.
     """
-    for name, value in (("night", night), ("since", since)):
-        if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            raise CalibrationError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
-    flt = None
-    if night is not None:
-        flt = pc.field("night") == night
-    elif since is not None:
-        flt = pc.field("night") >= since
-    for column, values in (
-        ("batch_id", batch_ids),
-        ("path", paths),
-        ("pipeline_version", None if pipeline_version is None else [pipeline_version]),
-    ):
-        if values is not None:
-            b = pc.field(column).isin(pa.array(list(values), pa.string()))
-            flt = b if flt is None else flt & b
-    if nights is not None:
-        flt = night_filter(nights) if flt is None else flt & night_filter(nights)
-    return lake.read_frames(columns=FRAME_COLUMNS, filter=flt).to_pandas()
+    selection = FrameSelection(
+        night=night,
+        since=None if night is not None else since,
+        nights=nights,
+        batch_ids=batch_ids,
+        paths=paths,
+        pipeline_version=pipeline_version,
+    )
+    return lake_frames.select_frames(lake, selection, FRAME_COLUMNS)
 
 
 def calibrate(

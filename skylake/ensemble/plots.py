@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from skylake.ensemble.noise import VERSIONS, object_scatter, young_scintillation
 from skylake.errors import LakeError
+from skylake.lake.frames import check_night
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,8 @@ def noise_diagram(
 
     Raises
     ------
+    NightError
+        ``night`` is not a date YYYY-MM-DD.
     NothingToPlot
         When no ok frame placed by a WCS matches ``night`` and ``profile``, or the night has no light-curve
         points.
@@ -295,6 +298,7 @@ def noise_diagram(
     from skylake.lake import Lake
     from skylake.profile_store import frames_profile
 
+    check_night("night", night)
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
     night, name, frames = _pick_night(lake, night, profile)
     versions = lake.read_frames(columns=["frame_id", "pipeline_version"]).to_pandas().set_index("frame_id")

@@ -57,6 +57,8 @@ from skylake.ensemble.options import EnsembleOptions
 from skylake.ensemble.solve import EnsembleSettings, n_spatial_terms, solve
 from skylake.frame.extract import OBJ_MERGED, SATURATED
 from skylake.lake import Lake, tables
+from skylake.lake import frames as lake_frames
+from skylake.lake.frames import FrameSelection
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import night_dir, night_filter, night_partition
 from skylake.lake.tables import DETREND, ENSEMBLE, NOISE, ZEROPOINTS
@@ -934,18 +936,20 @@ def select_frames(
     DataFrame
         The :data:`FRAME_COLUMNS` of the frames selected: single frames only (a coadd's photons are its frames'
         again, so it is never an epoch of a light curve).
+
+    Raises
+    ------
+    NightError
+        ``night`` or ``since`` is not a date YYYY-MM-DD.
     """
-    flt = pc.field("coadd_of").is_null()
-    if pipeline_version is not None:
-        flt &= pc.field("pipeline_version") == pipeline_version
-    if night is not None:
-        flt &= pc.field("night") == night
-    elif since is not None:
-        flt &= pc.field("night") >= since
-    if nights is not None:
-        flt &= night_filter(nights)
-    cols = [c for c in FRAME_COLUMNS]
-    return lake.read_frames(columns=cols, filter=flt).to_pandas()
+    selection = FrameSelection(
+        night=night,
+        since=None if night is not None else since,
+        nights=nights,
+        pipeline_version=pipeline_version,
+        single=True,
+    )
+    return lake_frames.select_frames(lake, selection, FRAME_COLUMNS)
 
 
 def ensemble(

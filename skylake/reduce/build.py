@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from skylake.errors import FrameRejected
+from skylake.lake.frames import check_night
 from skylake.reduce import masters as mst
 from skylake.reduce import store
 from skylake.reduce.settings import reduction_settings
@@ -61,7 +62,10 @@ def build_masters(lake, paths, profile, *, kind: str | None = None, night: str |
     ------
     ValueError
         A file that cannot be read or sorted, or frames that do not belong together, named.
+    NightError
+        ``night`` is not a date YYYY-MM-DD.
     """
+    check_night("night", night)
     settings = reduction_settings(profile)
     if kind == mst.SKY:
         return store.store(lake, _sky_frames(lake, paths, profile, settings, night))

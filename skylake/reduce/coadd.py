@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skylake.lake import tables
+from skylake.lake.frames import FrameSelection, select_frames
 from skylake.lake.nights import night_dir
 from skylake.reduce.frame_types import COADD_KEY, FRAMES_KEY
 
@@ -280,15 +281,16 @@ def coadd_night(lake, night: str, *, field: str | None = None, method: str = "me
     ------
     ValueError
         No ok frame of that night (and field), named.
+    NightError
+        ``night`` is not a date YYYY-MM-DD.
     """
-    import pyarrow.compute as pc
 
     from skylake.pipeline import ingest
     from skylake.profile_store import frames_profile
     from skylake.runtime import dask_client
 
-    frames = lake.read_frames(columns=FRAME_COLUMNS, filter=pc.field("night") == night).to_pandas()
-    frames = frames[(frames["status"] == "ok") & frames["coadd_of"].isna() & (frames["wcs_source"] != "camera")]
+    frames = select_frames(lake, FrameSelection(night=night, single=True), FRAME_COLUMNS)
+    frames = frames[(frames["status"] == "ok") & (frames["wcs_source"] != "camera")]
     if field is not None:
         frames = frames[frames["object"] == field]
     if not len(frames):
