@@ -59,23 +59,71 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.88, wspace=0.28, hspace=0.3)
     styles = ((~used, dict(s=10, c="0.7", label="cut or clipped")), (used, dict(s=12, c="k", label="used")))
 
-    ax = axes[0, 0]
+    _zeropoint_panel(axes[0, 0], ref, inst, fit, styles, zp.get("band", ""))
+    # residual axes are scaled to the stars used: clipped outliers sit on the edge as triangles
+    lo, hi = _residual_limits(resid[used], zp.get("zp_scatter"))
+    _colour_panel(axes[0, 1], ref - inst - fit, colour, ct, used, styles, zp)
+    _astrometry_panel(axes[0, 2], matches, x, y, zp.get("astro_median_sep_arcsec"))
+    _position_panels(axes[1], x, y, resid, lo, hi, styles)
+
+    fig.suptitle(
+        f"frame {zp.get('frame_id')} vs {zp.get('refcat')}: {zp.get('zp_status')} zp {_fmt(zp.get('zp'))} "
+        f"+- {_fmt(zp.get('zp_err'))}, scatter {_fmt(zp.get('zp_scatter'))}, n {zp.get('zp_n')}"
+        + (f"\n{zp['zp_reason']}" if zp.get("zp_reason") else ""),
+        fontsize=11,
+    )
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _zeropoint_panel(ax, ref, inst, fit, styles, band) -> None:
+    """Instrumental against reference magnitude, with the fitted zeropoint's line.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    ref, inst : numpy.ndarray
+        Reference and instrumental magnitudes.
+    fit : float
+        The fitted zeropoint (NaN: no line).
+    styles : tuple
+        ``(selection, scatter keywords)`` of the cut and the used stars.
+    band : str
+        The reference band (in the axis label).
+    """
     for sel, kw in styles:
         ax.scatter(ref[sel], inst[sel], **kw)
     if np.isfinite(fit) and np.isfinite(ref).any():
         grid = np.linspace(np.nanmin(ref), np.nanmax(ref), 2)
         ax.plot(grid, grid - fit, "r-", label=f"zp {fit:.3f}")
-    ax.set(
-        xlabel=f"reference {zp.get('band', '')} [mag]", ylabel="instrumental [mag]", title="instrumental vs reference"
-    )
+    ax.set(xlabel=f"reference {band} [mag]", ylabel="instrumental [mag]", title="instrumental vs reference")
     ax.invert_xaxis(), ax.invert_yaxis(), ax.legend(fontsize=8)
 
-    # residual axes are scaled to the stars used: clipped outliers sit on the edge as triangles
-    lo, hi = _residual_limits(resid[used], zp.get("zp_scatter"))
 
-    ax = axes[0, 1]
+def _colour_panel(ax, dm, colour, ct, used, styles, zp: dict) -> None:
+    """Residuals from the zeropoint against colour, with the colour term's line (a note without colours).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    dm : numpy.ndarray
+        ``ref - inst - zp`` of each star.
+    colour : numpy.ndarray
+        Each star's catalogue colour.
+    ct : float
+        The colour term.
+    used : numpy.ndarray
+        The stars used in the fit.
+    styles : tuple
+        ``(selection, scatter keywords)`` of the cut and the used stars.
+    zp : dict
+        The frame's zeropoints row (``zp_scatter``, ``color``).
+    """
     if np.isfinite(colour).any():
-        dm = ref - inst - fit
         lo_c, hi_c = _residual_limits(dm[used], zp.get("zp_scatter"))
         for sel, kw in styles:
             _clipped_scatter(ax, colour[sel], dm[sel], lo_c, hi_c, **kw)
@@ -89,7 +137,21 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
         )
     ax.set(xlabel=f"colour {zp.get('color') or ''} [mag]", ylabel="ref - inst - zp [mag]", title="residual vs colour")
 
-    ax = axes[0, 2]
+
+def _astrometry_panel(ax, matches: pd.DataFrame, x, y, median_sep) -> None:
+    """The astrometric residuals as a quiver over the chip.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    matches : pandas.DataFrame
+        The frame's matches (``dra_arcsec``, ``ddec_arcsec``).
+    x, y : numpy.ndarray
+        The stars' chip positions, px.
+    median_sep : float or None
+        The median separation, arcsec (in the title).
+    """
     q = ax.quiver(
         x,
         y,
@@ -106,31 +168,37 @@ def checkplot(zp: dict, matches: pd.DataFrame, path: str | Path) -> Path:
         xlabel="x [px]",
         ylabel="y [px]",
         aspect="equal",
-        title=f'astrometric residuals (median {_fmt(zp.get("astro_median_sep_arcsec"))}")',
+        title=f'astrometric residuals (median {_fmt(median_sep)}")',
     )
 
+
+def _position_panels(axes, x, y, resid, lo, hi, styles) -> None:
+    """The photometric residuals against x, y and the radius from the stars' centre.
+
+    Parameters
+    ----------
+    axes : sequence of matplotlib.axes.Axes
+        The three panels.
+    x, y : numpy.ndarray
+        The stars' chip positions, px.
+    resid : numpy.ndarray
+        The stars' photometric residuals, mag.
+    lo, hi : float
+        The residual axis' limits.
+    styles : tuple
+        ``(selection, scatter keywords)`` of the cut and the used stars.
+    """
     cx, cy = np.nanmedian(x) if x.size else 0.0, np.nanmedian(y) if y.size else 0.0
     for ax, coord, label in (
-        (axes[1, 0], x, "x [px]"),
-        (axes[1, 1], y, "y [px]"),
-        (axes[1, 2], np.hypot(x - cx, y - cy), "radius from the stars' centre [px]"),
+        (axes[0], x, "x [px]"),
+        (axes[1], y, "y [px]"),
+        (axes[2], np.hypot(x - cx, y - cy), "radius from the stars' centre [px]"),
     ):
         for sel, kw in styles:
             _clipped_scatter(ax, coord[sel], resid[sel], lo, hi, **kw)
         ax.axhline(0.0, color="r")
         ax.set(xlabel=label, ylabel="photometric residual [mag]", ylim=(lo, hi))
-    axes[1, 0].set_title("residual vs position")
-
-    fig.suptitle(
-        f"frame {zp.get('frame_id')} vs {zp.get('refcat')}: {zp.get('zp_status')} zp {_fmt(zp.get('zp'))} "
-        f"+- {_fmt(zp.get('zp_err'))}, scatter {_fmt(zp.get('zp_scatter'))}, n {zp.get('zp_n')}"
-        + (f"\n{zp['zp_reason']}" if zp.get("zp_reason") else ""),
-        fontsize=11,
-    )
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    axes[0].set_title("residual vs position")
 
 
 def _residual_limits(used: np.ndarray, scatter) -> tuple[float, float]:

@@ -532,6 +532,142 @@ def _mirror_nights(conn, lake: Lake, nights, report: RefreshReport, hook) -> set
     return {(r["instrument"], r["filter"]) for r in summary}
 
 
+def _load_events(events):
+    """The maintenance events to store: ``events`` read when it is a CSV path, else as given.
+
+    Parameters
+    ----------
+    events : str or os.PathLike or list of skylake.trends.Event or None
+        A CSV path, the events, or None (the stored events are kept).
+
+    Returns
+    -------
+    list of skylake.trends.Event or None
+        The events.
+
+    Raises
+    ------
+    LakeError
+        The events file cannot be read.
+    """
+    if isinstance(events, (str, os.PathLike)):
+        try:
+            return trends.read_events(events)
+        except (OSError, ValueError) as exc:
+            raise LakeError(f"cannot read maintenance events: {exc}") from None
+    return events
+
+
+def _mirror_products(conn, lake: Lake, entries, product_tables: dict, created: set, report: RefreshReport) -> None:
+    """Replace the rows of the nights the commits touched in the mirrored product tables (all of a new one).
+
+    Parameters
+    ----------
+    conn : sqlalchemy.engine.Connection
+        The refresh's transaction.
+    lake : skylake.lake.Lake
+        The lake.
+    entries : list
+        The commit log entries mirrored.
+    product_tables : dict of str to sqlalchemy.Table
+        The product tables of the database, by name (:func:`skylake.db.products.ensure`).
+    created : set of str
+        Product tables created by this refresh: every night of theirs is mirrored.
+    report : RefreshReport
+        Gets the rows written per table.
+    """
+    for t in tables.mirrored_products():  # mirrored as they are (mirror: true in their schema)
+        changed = products.all_nights(lake, t) if t.name in created else t.touched(entries)
+        if changed:
+            sql_t = product_tables[t.name]
+            rows = _read_lake_nights(lake, t.name, changed, [c.name for c in sql_t.columns])
+            report.rows[t.name] = _replace(conn, sql_t, rows, changed)
+
+
+def _mirror_objects(conn, lake: Lake, entries, whole: bool, report: RefreshReport) -> set[tuple[int, int]]:
+    """Replace the ``objects`` rows the commits wrote or removed (of whole partitions when ``whole``).
+
+    Parameters
+    ----------
+    conn : sqlalchemy.engine.Connection
+        The refresh's transaction.
+    lake : skylake.lake.Lake
+        The lake.
+    entries : list
+        The commit log entries mirrored.
+    whole : bool
+        Read every touched partition whole.
+    report : RefreshReport
+        Gets the partitions, the objects and the rows written.
+
+    Returns
+    -------
+    set of tuple of int
+        The (order, pixel) partitions touched.
+    """
+    partitions, object_changes = _object_changes_of(lake, entries, whole=whole)
+    report.partitions_recomputed = sorted(partitions)
+    report.objects_mirrored = object_changes.num_rows
+    report.rows[OBJECTS] = _replace_objects(conn, lake, partitions, object_changes)
+    return partitions
+
+
+def _record_refresh(
+    conn,
+    lake: Lake,
+    lake_id: str | None,
+    entries,
+    watermark: int,
+    published: int,
+    n_nights: int,
+    n_partitions: int,
+    report: RefreshReport,
+) -> None:
+    """Record the mirrored commits (``ingest_batches``) and the new watermark (``refresh_state``).
+
+    Parameters
+    ----------
+    conn : sqlalchemy.engine.Connection
+        The refresh's transaction.
+    lake : skylake.lake.Lake
+        The lake.
+    lake_id : str or None
+        The lake's id.
+    entries : list
+        The commit log entries mirrored.
+    watermark : int
+        The lake version mirrored before (later batches are replaced).
+    published : int
+        The lake version now mirrored.
+    n_nights, n_partitions : int
+        Nights and object partitions recomputed.
+    report : RefreshReport
+        Gets the batches written; its ``maps`` rows are recorded.
+    """
+    batches = table("ingest_batches")
+    conn.execute(batches.delete().where(batches.c.version > watermark))
+    if entries:  # --events on an up-to-date database mirrors no commit
+        conn.execute(batches.insert(), _batch_rows(entries))
+    report.rows["ingest_batches"] = len(entries)
+    state = table("refresh_state")
+    conn.execute(state.delete())
+    conn.execute(
+        state.insert(),
+        [
+            {
+                "id": 1,
+                "lake_version": published,
+                "nights_recomputed": n_nights,
+                "partitions_recomputed": n_partitions,
+                "maps_mirrored": report.rows[MAPS],
+                "refreshed_at": dt.datetime.now(dt.UTC),
+                "lake_id": lake_id,
+                "lake_url": lake.url,
+            }
+        ],
+    )
+
+
 def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, events=None, hook=None) -> RefreshReport:
     """Bring the summary database of ``lake`` up to date with the lake's published commits.
 
@@ -571,11 +707,7 @@ def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, eve
     lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
     lake.catch_up()  # a publish a killed writer left is finished first: never mirror half a commit
     lake_id = lake.lake_id
-    if isinstance(events, (str, os.PathLike)):
-        try:
-            events = trends.read_events(events)
-        except (OSError, ValueError) as exc:
-            raise LakeError(f"cannot read maintenance events: {exc}") from None
+    events = _load_events(events)
     url = db_url(lake, url)
     engine = connect(url)
     report = RefreshReport(db=mask_url(url), from_version=0, to_version=0)
@@ -609,40 +741,11 @@ def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, eve
                 report.rows["maintenance_events"] = _replace_events(conn, events)
                 pairs |= _all_pairs(conn)
             report.rows["trend_model"] = _refit_trends(conn, pairs)
-            for t in tables.mirrored_products():  # mirrored as they are (mirror: true in their schema)
-                changed = products.all_nights(lake, t) if t.name in created else t.touched(entries)
-                if changed:
-                    sql_t = product_tables[t.name]
-                    rows = _read_lake_nights(lake, t.name, changed, [c.name for c in sql_t.columns])
-                    report.rows[t.name] = _replace(conn, sql_t, rows, changed)
+            _mirror_products(conn, lake, entries, product_tables, created, report)
             # from version 0 (a new or --full database) every partition is read whole: cheaper than by object
-            partitions, object_changes = _object_changes_of(lake, entries, whole=watermark == 0)
-            report.partitions_recomputed = sorted(partitions)
-            report.objects_mirrored = object_changes.num_rows
-            report.rows[OBJECTS] = _replace_objects(conn, lake, partitions, object_changes)
+            partitions = _mirror_objects(conn, lake, entries, watermark == 0, report)
             report.rows[MAPS] = _replace_maps(conn, lake, _map_index_files_of(lake, entries))
-            batches = table("ingest_batches")
-            conn.execute(batches.delete().where(batches.c.version > watermark))
-            if entries:  # --events on an up-to-date database mirrors no commit
-                conn.execute(batches.insert(), _batch_rows(entries))
-            report.rows["ingest_batches"] = len(entries)
-            state = table("refresh_state")
-            conn.execute(state.delete())
-            conn.execute(
-                state.insert(),
-                [
-                    {
-                        "id": 1,
-                        "lake_version": published,
-                        "nights_recomputed": len(nights),
-                        "partitions_recomputed": len(partitions),
-                        "maps_mirrored": report.rows[MAPS],
-                        "refreshed_at": dt.datetime.now(dt.UTC),
-                        "lake_id": lake_id,
-                        "lake_url": lake.url,
-                    }
-                ],
-            )
+            _record_refresh(conn, lake, lake_id, entries, watermark, published, len(nights), len(partitions), report)
             if hook:
                 hook("before_commit", conn)
     except sa.exc.SQLAlchemyError as exc:

@@ -209,6 +209,144 @@ def _robust_width(x: np.ndarray) -> float:
     return float((q75 - q25) / 1.349)
 
 
+def _noise_cells(p2, y2, ok, n_bins, fit_c):
+    """Each point's cell: its bin of photon error (quantiles) and, when ``c`` is fitted, its third of Young's.
+
+    Parameters
+    ----------
+    p2, y2 : float arrays (N,)
+        Each point's squared photon error and squared Young scintillation, mag^2.
+    ok : bool array (N,)
+        The points of the fit (the bins' quantiles are theirs).
+    n_bins : int
+        Bins of photon error.
+    fit_c : bool
+        Whether ``c`` is fitted (else every point is in Young's first third).
+
+    Returns
+    -------
+    int array (N,)
+        ``photon bin * 3 + Young bin``.
+    """
+    edges = np.unique(np.quantile(np.log(p2[ok]), np.linspace(0, 1, n_bins + 1)))
+    pbin = np.clip(np.searchsorted(edges, np.log(p2), side="right") - 1, 0, max(len(edges) - 2, 0))
+    ybin = np.zeros(len(p2), np.int64)
+    if fit_c:
+        yedges = np.quantile(y2[ok], [0, 1 / 3, 2 / 3, 1])
+        ybin = np.clip(np.searchsorted(yedges, y2, side="right") - 1, 0, 2)
+    return pbin * 3 + ybin
+
+
+def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars):
+    """The robust variance of each cell of at least 10 kept points, about their stars' weighted means.
+
+    Parameters
+    ----------
+    star : int array (N,)
+        Each point's star.
+    mag : float array (N,)
+        Magnitudes, mag.
+    p2, y2 : float arrays (N,)
+        Each point's squared photon error and squared Young scintillation, mag^2.
+    cell : int array (N,)
+        Each point's cell (:func:`_noise_cells`).
+    keep : bool array (N,)
+        The points of this round.
+    var : float array (N,)
+        Each point's variance by the current model (the weights), mag^2.
+    n_stars : int
+        Number of stars.
+
+    Returns
+    -------
+    rows : list of tuple
+        Per cell, the median of ``r^2 / (1 - h)`` over chi2's median, the mean ``p2``, the mean ``y2`` and
+        the number of points.
+    u2 : float array (N,)
+        Each point's ``r^2 / (1 - h)`` (NaN for points not kept).
+    """
+    w = np.where(keep, 1.0 / var, 0.0)
+    sw = np.bincount(star, w, n_stars)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(star, w * np.where(keep, mag, 0.0), n_stars) / sw
+        h = np.where(keep, w / sw[star], 1.0)
+        u2 = np.where(keep & (h < 1), (mag - mean[star]) ** 2 / (1.0 - h), np.nan)
+    rows = []
+    frame = pd.DataFrame({"cell": cell[keep], "u2": u2[keep], "p2": p2[keep], "y2": y2[keep]})
+    for _, g in frame.groupby("cell"):
+        if len(g) >= 10:
+            rows.append((float(np.nanmedian(g["u2"])) / _MEDIAN_CHI2_1, g["p2"].mean(), g["y2"].mean(), len(g)))
+    return rows, u2
+
+
+def _fit_bins(rows, model, fixed, fit_c, fit_b, p_ref):
+    """Fit the model to the cells' variances by least squares in log variance, each weighted by its points.
+
+    Parameters
+    ----------
+    rows : list of tuple
+        The cells (:func:`_binned_variance`).
+    model : NoiseFit
+        The current model (the start, and the terms not fitted).
+    fixed : NoiseFit or None
+        When given, the floor alone is fitted (at least ``fixed``'s).
+    fit_c, fit_b : bool
+        Whether ``c`` and ``b`` are fitted.
+    p_ref : float
+        The reference photon error, mag.
+
+    Returns
+    -------
+    NoiseFit
+        The fitted model (without diagnostics).
+    """
+    from scipy.optimize import least_squares
+
+    v, pb, yb, nb = (np.array(c, float) for c in zip(*rows))
+    wb = np.sqrt(nb)
+
+    rel = np.sqrt(pb) / p_ref  # each bin's photon error over the reference
+
+    def resid(theta):
+        """The cells' weighted log-variance residuals for the fitted parameters.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            ``a`` (unless ``fixed``), ``c`` (when fitted), ``b`` (when fitted) and ``f``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Per cell, its weight times (log of its variance - log of the model's).
+        """
+        a = model.phot_scale if fixed is not None else theta[0]
+        c = theta[1] if fit_c else model.scint_factor
+        b = theta[1 + fit_c] if fit_b else model.phot_slope
+        f = theta[-1]
+        return wb * (np.log(v) - np.log(a * a * rel ** (2 * b) * pb + c * c * yb + f * f + 1e-30))
+
+    x0 = (
+        ([] if fixed else [model.phot_scale])
+        + ([model.scint_factor] if fit_c else [])
+        + ([model.phot_slope] if fit_b else [])
+        + [model.floor_mag]
+    )
+    lower = ([] if fixed else [0.05]) + ([0.0] if fit_c else []) + ([-0.5] if fit_b else [])
+    lower += [fixed.floor_mag if fixed else 0.0]
+    upper = ([] if fixed else [20.0]) + ([20.0] if fit_c else []) + ([0.5] if fit_b else []) + [1.0]
+    x0 = np.clip(np.where(np.abs(x0) < 1e-4, 1e-4, x0), lower, np.nextafter(upper, 0))
+    sol = least_squares(resid, x0, bounds=(lower, upper))
+    return NoiseFit(
+        phot_scale=model.phot_scale if fixed is not None else float(sol.x[0]),
+        scint_factor=float(sol.x[1]) if fit_c else model.scint_factor,
+        scint_fitted=fit_c or (fixed is not None and fixed.scint_fitted),
+        floor_mag=float(abs(sol.x[-1])),
+        phot_slope=float(sol.x[1 + fit_c]) if fit_b else model.phot_slope,
+        phot_ref=p_ref,
+    )
+
+
 def fit_noise(
     star: np.ndarray,
     mag: np.ndarray,
@@ -270,8 +408,6 @@ def fit_noise(
         The fitted model with its diagnostics; the starting model (``a`` 1, ``c`` as given, the floor
         given; ``fixed`` when given) with ``n_points`` 0 when fewer than 50 points of 10 stars are usable.
     """
-    from scipy.optimize import least_squares
-
     star = np.asarray(star, np.int64)
     mag, phot_err, young = (np.asarray(a, float) for a in (mag, phot_err, young))
     ok = np.isfinite(mag) & np.isfinite(phot_err) & (phot_err > 0) & np.isfinite(young)
@@ -289,59 +425,12 @@ def fit_noise(
     model = NoiseFit(start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag, start.phot_slope, p_ref)
     keep = ok.copy()
     p2 = phot_err**2
-    edges = np.unique(np.quantile(np.log(p2[ok]), np.linspace(0, 1, n_bins + 1)))
-    pbin = np.clip(np.searchsorted(edges, np.log(p2), side="right") - 1, 0, max(len(edges) - 2, 0))
-    ybin = np.zeros(len(mag), np.int64)
-    if fit_c:
-        yedges = np.quantile(y2[ok], [0, 1 / 3, 2 / 3, 1])
-        ybin = np.clip(np.searchsorted(yedges, y2, side="right") - 1, 0, 2)
-    cell = pbin * 3 + ybin
+    cell = _noise_cells(p2, y2, ok, n_bins, fit_c)
     for _ in range(iterations):
-        var = model.variance(phot_err, young)
-        w = np.where(keep, 1.0 / var, 0.0)
-        sw = np.bincount(star, w, n_stars)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.bincount(star, w * np.where(keep, mag, 0.0), n_stars) / sw
-            h = np.where(keep, w / sw[star], 1.0)
-            u2 = np.where(keep & (h < 1), (mag - mean[star]) ** 2 / (1.0 - h), np.nan)
-        rows = []
-        frame = pd.DataFrame({"cell": cell[keep], "u2": u2[keep], "p2": p2[keep], "y2": y2[keep]})
-        for _, g in frame.groupby("cell"):
-            if len(g) >= 10:
-                rows.append((float(np.nanmedian(g["u2"])) / _MEDIAN_CHI2_1, g["p2"].mean(), g["y2"].mean(), len(g)))
+        rows, u2 = _binned_variance(star, mag, p2, y2, cell, keep, model.variance(phot_err, young), n_stars)
         if len(rows) < 3:
             break
-        v, pb, yb, nb = (np.array(c, float) for c in zip(*rows))
-        wb = np.sqrt(nb)
-
-        rel = np.sqrt(pb) / p_ref  # each bin's photon error over the reference
-
-        def resid(theta, v=v, pb=pb, yb=yb, wb=wb, rel=rel):
-            a = model.phot_scale if fixed is not None else theta[0]
-            c = theta[1] if fit_c else model.scint_factor
-            b = theta[1 + fit_c] if fit_b else model.phot_slope
-            f = theta[-1]
-            return wb * (np.log(v) - np.log(a * a * rel ** (2 * b) * pb + c * c * yb + f * f + 1e-30))
-
-        x0 = (
-            ([] if fixed else [model.phot_scale])
-            + ([model.scint_factor] if fit_c else [])
-            + ([model.phot_slope] if fit_b else [])
-            + [model.floor_mag]
-        )
-        lower = ([] if fixed else [0.05]) + ([0.0] if fit_c else []) + ([-0.5] if fit_b else [])
-        lower += [fixed.floor_mag if fixed else 0.0]
-        upper = ([] if fixed else [20.0]) + ([20.0] if fit_c else []) + ([0.5] if fit_b else []) + [1.0]
-        x0 = np.clip(np.where(np.abs(x0) < 1e-4, 1e-4, x0), lower, np.nextafter(upper, 0))
-        sol = least_squares(resid, x0, bounds=(lower, upper))
-        model = NoiseFit(
-            phot_scale=model.phot_scale if fixed is not None else float(sol.x[0]),
-            scint_factor=float(sol.x[1]) if fit_c else model.scint_factor,
-            scint_fitted=fit_c or (fixed is not None and fixed.scint_fitted),
-            floor_mag=float(abs(sol.x[-1])),
-            phot_slope=float(sol.x[1 + fit_c]) if fit_b else model.phot_slope,
-            phot_ref=p_ref,
-        )
+        model = _fit_bins(rows, model, fixed, fit_c, fit_b, p_ref)
         keep = ok & ~(u2 > 25.0 * model.variance(phot_err, young))
     err = model.error(phot_err, young)
     pull, chi2 = pull_stats(star[ok], mag[ok], err[ok], n_stars, min_points)

@@ -276,6 +276,284 @@ def _frame_terms(frame, X, target, w, n_frames):
     return terms, A, ok
 
 
+def _prune(mask, star, frame, star_out, n_stars, n_frames, s, P):
+    """Leave out of ``mask`` the variables, the stars on too few frames and the frames with too few stars.
+
+    Parameters
+    ----------
+    mask : bool array (N,)
+        The points that may take part.
+    star, frame : int arrays (N,)
+        Each point's star and frame.
+    star_out : bool array (S,)
+        Stars left out as variable.
+    n_stars, n_frames : int
+        Number of stars and of frames.
+    s : EnsembleSettings
+        The solve's settings (``min_points``, ``min_stars``).
+    P : int
+        Frame terms per frame (``1 + K``).
+
+    Returns
+    -------
+    bool array (N,)
+        The points that take part: three rounds of removing stars with fewer than ``min_points`` points
+        and frames with fewer than ``max(min_stars, P + 1)`` points.
+    """
+    mask = mask & ~star_out[star]
+    for _ in range(3):
+        mask &= np.bincount(star[mask], minlength=n_stars)[star] >= s.min_points
+        mask &= np.bincount(frame[mask], minlength=n_frames)[frame] >= max(s.min_stars, P + 1)
+    return mask
+
+
+def _alternate(frame, star, mag, X, terms, w, used, n_frames, n_stars, s):
+    """Alternate the exact block solves (stars' means, then frames' terms) until the corrections settle.
+
+    Parameters
+    ----------
+    frame, star : int arrays (N,)
+        Each point's frame and star.
+    mag : float array (N,)
+        The points' magnitudes.
+    X : ndarray (N, P)
+        The points' design rows (:func:`design`).
+    terms : ndarray (E, P)
+        The frames' terms to start from.
+    w : float array (N,)
+        The points' weights (0 for points not used).
+    used : bool array (N,)
+        The points in the solve.
+    n_frames, n_stars : int
+        Number of frames and of stars.
+    s : EnsembleSettings
+        The solve's settings (``max_iter``, ``tol_mag``).
+
+    Returns
+    -------
+    terms : ndarray (E, P)
+        The frames' terms (0 for frames that could not be solved).
+    corr : ndarray (N,)
+        Each point's correction from them.
+    ok : bool array (E,)
+        Frames solved in the last iteration.
+    iterations : int
+        Iterations done.
+    """
+    P = X.shape[1]
+    corr = np.einsum("ij,ij->i", X, terms[frame])
+    corr = np.where(np.isfinite(corr), corr, 0.0)
+    iterations = 0
+    for _ in range(s.max_iter):
+        M, _sw = _star_means(star, mag + corr, w, n_stars)
+        target = np.where(used, M[star] - mag, 0.0)
+        new_terms, _A, ok = _frame_terms(frame, X, target, w, n_frames)
+        new_terms[~ok] = 0.0
+        if P > 1 and ok.any():  # gauge, as in solve: keeps the alternation out of a near-degenerate valley
+            new_terms[ok, 1:] -= new_terms[ok, 1:].mean(axis=0)
+        new_corr = np.einsum("ij,ij->i", X, new_terms[frame])
+        change = float(np.max(np.abs(new_corr - corr)[used])) if used.any() else 0.0
+        terms, corr = new_terms, new_corr
+        iterations += 1
+        if change < s.tol_mag:
+            break
+    return terms, corr, ok, iterations
+
+
+def _chi2_scale(star, y, w, w_all, used, ok, P, n_stars):
+    """The factor the errors are scaled by in the clipping: the root of the solve's reduced chi2, at least 1.
+
+    Parameters
+    ----------
+    star : int array (N,)
+        Each point's star.
+    y : float array (N,)
+        The points' corrected magnitudes (``mag + corr``).
+    w : float array (N,)
+        The points' weights in the solve (0 for points not used).
+    w_all : float array (N,)
+        Every point's weight.
+    used : bool array (N,)
+        The points in the solve.
+    ok : bool array (E,)
+        The frames solved.
+    P : int
+        Frame terms per frame.
+    n_stars : int
+        Number of stars.
+
+    Returns
+    -------
+    scale : float
+        The factor.
+    M : ndarray (S,)
+        The stars' means.
+    resid : ndarray (N,)
+        Each point's residual about its star's mean.
+    """
+    M, sw = _star_means(star, y, w, n_stars)
+    resid = y - M[star]
+    r2 = np.where(used, resid**2 * w_all, 0.0)
+    dof = max(int(used.sum()) - int(ok.sum()) * P - int((sw > 0).sum()), 1)
+    return max(1.0, math.sqrt(float(r2.sum()) / dof)), M, resid
+
+
+def _kept_chi2(star, y, w_all, kept, n_stars):
+    """Each star's reduced chi2 over its kept points, and their number.
+
+    Parameters
+    ----------
+    star : int array (N,)
+        Each point's star.
+    y : float array (N,)
+        The points' corrected magnitudes (``mag + corr``).
+    w_all : float array (N,)
+        Every point's weight.
+    kept : bool array (N,)
+        The points used and not clipped.
+    n_stars : int
+        Number of stars.
+
+    Returns
+    -------
+    chi2 : ndarray (S,)
+        Reduced chi2 about the mean of the kept points.
+    npts : ndarray (S,)
+        Kept points per star.
+    """
+    Mk, _sw = _star_means(star, y, np.where(kept, w_all, 0.0), n_stars)
+    rk2 = np.where(kept, (y - Mk[star]) ** 2 * w_all, 0.0)
+    npts = np.bincount(star[kept], minlength=n_stars)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi2 = np.bincount(star, rk2, n_stars) / np.maximum(npts - 1, 1)
+    return chi2, npts
+
+
+def _gauge(terms, ok_frames, anchor):
+    """Fix the degeneracies: the anchor frames' mean correction is zero, the spatial terms average to zero.
+
+    Parameters
+    ----------
+    terms : ndarray (E, P)
+        The frames' terms.
+    ok_frames : bool array (E,)
+        Frames solved with used points.
+    anchor : bool array (E,)
+        Frames whose corrections average to zero (all solved frames when none of them is solved).
+
+    Returns
+    -------
+    ndarray (E, P)
+        The shifted terms, NaN for frames not in ``ok_frames``.
+    """
+    P = terms.shape[1]
+    if not ok_frames.any():
+        return np.full(terms.shape, np.nan)
+    shift = np.zeros(P)
+    wa = np.where(anchor & ok_frames, 1.0, 0.0)
+    if wa.sum() == 0:
+        wa = ok_frames.astype(float)
+    shift[0] = float(np.sum(wa * terms[:, 0]) / wa.sum())
+    if P > 1:
+        shift[1:] = terms[ok_frames, 1:].mean(axis=0)
+    return np.where(ok_frames[:, None], terms - shift, np.nan)
+
+
+def _final_stars(star, y, w_all, used, base, any_pts, n_stars):
+    """Every star's mean, error and reduced chi2 from the fixed frame terms.
+
+    Parameters
+    ----------
+    star : int array (N,)
+        Each point's star.
+    y : float array (N,)
+        The points' corrected magnitudes (``mag + corr``).
+    w_all : float array (N,)
+        Every point's weight.
+    used : bool array (N,)
+        The points in the final solve.
+    base : bool array (N,)
+        The points allowed in the solve.
+    any_pts : bool array (N,)
+        The allowed points of solved frames: a star left out of the solve gets its mean from these.
+    n_stars : int
+        Number of stars.
+
+    Returns
+    -------
+    star_mag, star_err, star_chi2 : ndarray (S,)
+        Mean magnitude, its error and the reduced chi2 about it (NaN with fewer than 2 points).
+    npts : ndarray (S,)
+        Used points per star.
+    resid, r2 : ndarray (N,)
+        Each point's residual about its star's mean, and its square times the point's weight.
+    """
+    M, sw = _star_means(star, y, np.where(used, w_all, 0.0), n_stars)
+    M_any, sw_any = _star_means(star, y, np.where(any_pts, w_all, 0.0), n_stars)
+    star_mag = np.where(sw > 0, M, M_any)
+    star_w = np.where(sw > 0, sw, sw_any)
+    resid = y - star_mag[star]
+    r2 = resid**2 * w_all
+    npts = np.bincount(star[used], minlength=n_stars)
+    n_any = np.bincount(star[any_pts], minlength=n_stars)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        star_chi2 = np.where(
+            npts > 1,
+            np.bincount(star, np.where(used, r2, 0.0), n_stars) / np.maximum(npts - 1, 1),
+            np.where(n_any > 1, np.bincount(star, np.where(base, r2, 0.0), n_stars) / np.maximum(n_any - 1, 1), np.nan),
+        )
+        star_err = np.where(star_w > 0, 1.0 / np.sqrt(star_w), np.nan)
+    return star_mag, star_err, star_chi2, npts, resid, r2
+
+
+def _final_frames(frame, X, w, used, resid, r2, ok_frames, n_frames, s):
+    """Every frame's point count, rms, reduced chi2 and status, and its terms' covariance.
+
+    Parameters
+    ----------
+    frame : int array (N,)
+        Each point's frame.
+    X : ndarray (N, P)
+        The points' design rows.
+    w : float array (N,)
+        The points' weights in the final solve (0 for points not used).
+    used : bool array (N,)
+        The points in the final solve.
+    resid, r2 : float arrays (N,)
+        Each point's residual, and its square times the point's weight.
+    ok_frames : bool array (E,)
+        Frames solved with used points.
+    n_frames : int
+        Number of frames.
+    s : EnsembleSettings
+        The solve's settings (``min_stars``).
+
+    Returns
+    -------
+    frame_n : ndarray (E,)
+        Used points per frame.
+    frame_rms, frame_chi2 : ndarray (E,)
+        rms and reduced chi2 of the used points.
+    frame_ok : bool array (E,)
+        Solved frames with at least ``min_stars`` used stars.
+    cov : ndarray (E, P, P)
+        Covariance of each frame's terms (NaN for frames not ok).
+    """
+    P = X.shape[1]
+    frame_n = np.bincount(frame[used], minlength=n_frames)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame_rms = np.sqrt(np.bincount(frame, np.where(used, resid**2, 0.0), n_frames) / frame_n)
+        frame_chi2 = np.bincount(frame, np.where(used, r2, 0.0), n_frames) / np.maximum(frame_n - P, 1)
+    frame_ok = ok_frames & (frame_n >= s.min_stars)
+    # (X^T W X)^-1, scaled up by the frame's reduced chi2 when above 1
+    _terms, A, _ok = _frame_terms(frame, X, np.zeros(frame.size), w, n_frames)
+    cov = np.full((n_frames, P, P), np.nan)
+    if frame_ok.any():
+        inv = np.linalg.inv(A[frame_ok])
+        cov[frame_ok] = inv * np.maximum(1.0, np.nan_to_num(frame_chi2[frame_ok], nan=1.0))[:, None, None]
+    return frame_n, frame_rms, frame_chi2, frame_ok, cov
+
+
 def solve(
     frame: np.ndarray,
     star: np.ndarray,
@@ -338,116 +616,40 @@ def solve(
     w_all = 1.0 / (np.where(np.isfinite(err), err, 1.0) ** 2 + s.floor_mag**2)
     sig_all = 1.0 / np.sqrt(w_all)
 
-    used = base.copy()
     star_out = np.zeros(n_stars, bool)  # left out as variable
     terms = np.zeros((n_frames, P))
     total_iter = 0
     rounds = 0
     scale = 1.0
 
-    def prune(mask):
-        """Leave out of ``mask`` the variables, the stars on too few frames and the frames with too few stars.
-
-        Parameters
-        ----------
-        mask : bool array (N,)
-            The points that may take part.
-
-        Returns
-        -------
-        bool array (N,)
-            The points that take part: three rounds of removing stars with fewer than ``min_points`` points
-            and frames with fewer than ``max(min_stars, P + 1)`` points (``P = 1 + K`` frame terms).
-        """
-        # stars on too few frames, and frames with too few stars, take no part
-        mask = mask & ~star_out[star]
-        for _ in range(3):
-            mask &= np.bincount(star[mask], minlength=n_stars)[star] >= s.min_points
-            mask &= np.bincount(frame[mask], minlength=n_frames)[frame] >= max(s.min_stars, P + 1)
-        return mask
-
-    used = prune(used)
-    for rounds in range(1, s.max_rounds + 1):
+    used = _prune(base, star, frame, star_out, n_stars, n_frames, s, P)
+    for _ in range(s.max_rounds):
+        rounds += 1
         w = np.where(used, w_all, 0.0)
-        corr = np.einsum("ij,ij->i", X, terms[frame])
-        corr = np.where(np.isfinite(corr), corr, 0.0)
-        for it in range(s.max_iter):
-            M, _ = _star_means(star, mag + corr, w, n_stars)
-            target = np.where(used, M[star] - mag, 0.0)
-            new_terms, A, ok = _frame_terms(frame, X, target, w, n_frames)
-            new_terms[~ok] = 0.0
-            if P > 1 and ok.any():  # gauge, as below: keeps the alternation out of a near-degenerate valley
-                new_terms[ok, 1:] -= new_terms[ok, 1:].mean(axis=0)
-            new_corr = np.einsum("ij,ij->i", X, new_terms[frame])
-            change = float(np.max(np.abs(new_corr - corr)[used])) if used.any() else 0.0
-            terms, corr = new_terms, new_corr
-            total_iter += 1
-            if change < s.tol_mag:
-                break
-        M, sw = _star_means(star, mag + corr, w, n_stars)
-        resid = mag + corr - M[star]
-        r2 = np.where(used, resid**2 * w_all, 0.0)
-        dof = max(int(used.sum()) - int(ok.sum()) * P - int((sw > 0).sum()), 1)
-        scale = max(1.0, math.sqrt(float(r2.sum()) / dof))
+        terms, corr, ok, iterations = _alternate(frame, star, mag, X, terms, w, used, n_frames, n_stars, s)
+        total_iter += iterations
+        y = mag + corr
+        scale, M, resid = _chi2_scale(star, y, w, w_all, used, ok, P, n_stars)
         # clip points; leave out stars far above the chi2 of stars of their magnitude
         pts = base & ~star_out[star] & (np.abs(resid) <= s.clip_sigma * scale * sig_all)
         # a star's chi2 without its clipped points: one cosmic ray does not make it a variable
-        kept = used & pts
-        Mk, _ = _star_means(star, mag + corr, np.where(kept, w_all, 0.0), n_stars)
-        rk2 = np.where(kept, (mag + corr - Mk[star]) ** 2 * w_all, 0.0)
-        npts = np.bincount(star[kept], minlength=n_stars)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            chi2 = np.bincount(star, rk2, n_stars) / np.maximum(npts - 1, 1)
+        chi2, npts = _kept_chi2(star, y, w_all, used & pts, n_stars)
         star_out = star_out | _variables(chi2, M, npts, s)
-        new_used = prune(pts)
+        new_used = _prune(pts, star, frame, star_out, n_stars, n_frames, s, P)
         if np.array_equal(new_used, used):
             break
         used = new_used
 
-    # gauge: the anchor frames' mean correction is zero, the spatial terms average to zero over frames
     ok_frames = ok & (np.bincount(frame[used], minlength=n_frames) > 0)
-    if ok_frames.any():
-        shift = np.zeros(P)
-        wa = np.where(anchor & ok_frames, 1.0, 0.0)
-        if wa.sum() == 0:
-            wa = ok_frames.astype(float)
-        shift[0] = float(np.sum(wa * terms[:, 0]) / wa.sum())
-        if P > 1:
-            shift[1:] = terms[ok_frames, 1:].mean(axis=0)
-        terms = np.where(ok_frames[:, None], terms - shift, np.nan)
-    else:
-        terms = np.full((n_frames, P), np.nan)
+    terms = _gauge(terms, ok_frames, anchor)
     corr = np.einsum("ij,ij->i", X, np.nan_to_num(terms[frame], nan=0.0))
     corr = np.where(ok_frames[frame], corr, 0.0)
-    w = np.where(used, w_all, 0.0)
-    M, sw = _star_means(star, mag + corr, w, n_stars)
     # stars left out (variables, too few points) get their mean from the fixed frame terms
-    w_any = np.where(base & ok_frames[frame], w_all, 0.0)
-    M_any, sw_any = _star_means(star, mag + corr, w_any, n_stars)
-    star_mag = np.where(sw > 0, M, M_any)
-    star_w = np.where(sw > 0, sw, sw_any)
-    resid = mag + corr - star_mag[star]
-    r2 = resid**2 * w_all
-    npts = np.bincount(star[used], minlength=n_stars)
-    n_any = np.bincount(star[base & ok_frames[frame]], minlength=n_stars)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        star_chi2 = np.where(
-            npts > 1,
-            np.bincount(star, np.where(used, r2, 0.0), n_stars) / np.maximum(npts - 1, 1),
-            np.where(n_any > 1, np.bincount(star, np.where(base, r2, 0.0), n_stars) / np.maximum(n_any - 1, 1), np.nan),
-        )
-        star_err = np.where(star_w > 0, 1.0 / np.sqrt(star_w), np.nan)
-    frame_n = np.bincount(frame[used], minlength=n_frames)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frame_rms = np.sqrt(np.bincount(frame, np.where(used, resid**2, 0.0), n_frames) / frame_n)
-        frame_chi2 = np.bincount(frame, np.where(used, r2, 0.0), n_frames) / np.maximum(frame_n - P, 1)
-    frame_ok = ok_frames & (frame_n >= s.min_stars)
-    # covariance of each frame's terms: (X^T W X)^-1, scaled up by the frame's reduced chi2 when above 1
-    _, A, _ = _frame_terms(frame, X, np.zeros(n), w, n_frames)
-    cov = np.full((n_frames, P, P), np.nan)
-    if frame_ok.any():
-        inv = np.linalg.inv(A[frame_ok])
-        cov[frame_ok] = inv * np.maximum(1.0, np.nan_to_num(frame_chi2[frame_ok], nan=1.0))[:, None, None]
+    star_mag, star_err, star_chi2, npts, resid, r2 = _final_stars(
+        star, mag + corr, w_all, used, base, base & ok_frames[frame], n_stars
+    )
+    w = np.where(used, w_all, 0.0)
+    frame_n, frame_rms, frame_chi2, frame_ok, cov = _final_frames(frame, X, w, used, resid, r2, ok_frames, n_frames, s)
     cov_pt = np.nan_to_num(cov[frame], nan=0.0)
     corr_err = np.sqrt(np.maximum(np.einsum("ij,ijk,ik->i", X, cov_pt, X), 0.0))
     corr = np.where(frame_ok[frame], corr, 0.0)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,9 +42,10 @@ import pyarrow.compute as pc
 from skylake.calib.model import ASTRO_EXCLUDE, STAR_REJECTS, LatestPolicy, latest_calibration, pair_zeropoint
 from skylake.horizon import altaz
 from skylake.lake import Lake
-from skylake.lake.nights import night_of
+from skylake.lake import frames as lake_frames
+from skylake.lake.frames import FrameSelection
 from skylake.lake.parquet import value_set
-from skylake.lake.tables import FRAMES, SOURCES
+from skylake.lake.tables import SOURCES
 from skylake.lake.versions import latest_versions
 from skylake.maps.aggregate import (
     KEYS,
@@ -141,11 +141,6 @@ class MapSet:
     sky: pd.DataFrame = field(default_factory=pd.DataFrame)  # sky samples: map_id, pixel, frame_id, sky_mag
 
 
-def _check_date(name: str, value: str | None) -> None:
-    if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
-        raise MapsError(f"--{name} must be a date YYYY-MM-DD, got {value!r}")
-
-
 def select_frames(
     lake: Lake,
     night: str | None = None,
@@ -175,34 +170,16 @@ def select_frames(
 
     Raises
     ------
+    NightError
+        A date that is not YYYY-MM-DD.
     MapsError
-        A date that is not YYYY-MM-DD, more than one of ``night``, ``frame_id`` and the range, or a frame not
-        in the lake (or rejected at ingest).
+        More than one of ``night``, ``frame_id`` and the range, or a frame not in the lake (or rejected at
+        ingest).
     """
-    for name, value in (("night", night), ("since", since), ("until", until)):
-        _check_date(name, value)
+    selection = FrameSelection(night=night, since=since, until=until, frame_id=frame_id, usable=True)
     if sum(v is not None for v in (night, frame_id)) + (since is not None or until is not None) > 1:
         raise MapsError("choose one of --night, --frame, --since/--until")
-    flt = pc.field("status") != "rejected"
-    nights = None  # the night directories to read (None: every one)
-    if night is not None:
-        nights = [night]
-    elif since is not None or until is not None:
-        names = [night_of(d) or "" for d in lake.store.listdir(FRAMES)] if lake.store.exists(FRAMES) else []
-        nights = [
-            n
-            for n in names
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", n) and (since is None or n >= since) and (until is None or n <= until)
-        ]
-    if frame_id is not None:
-        flt &= pc.field("frame_id") == int(frame_id)
-    if since is not None:
-        flt &= pc.field("night") >= since
-    if until is not None:
-        flt &= pc.field("night") <= until
-    frames = latest_versions(
-        lake.read_night_table(FRAMES, columns=FRAME_COLUMNS, filter=flt, nights=nights).to_pandas()
-    )
+    frames = latest_versions(lake_frames.select_frames(lake, selection, FRAME_COLUMNS))
     if frame_id is not None and frames.empty:
         raise MapsError(f"frame {frame_id} is not in the lake (or was rejected at ingest)")
     return frames
@@ -547,30 +524,29 @@ class SampleSpec:
     samples: bool
 
 
-def map_samples(spec: SampleSpec, frame_ids: np.ndarray, files: list[str] | None) -> dict:
-    """The star, sky and astrometric samples of some frames of one profile's maps (module docstring, steps 1-3).
-
-    A frame found with fewer sources than ``n_sources`` in ``files`` is read again from every file.
+def _frame_sources(
+    lake: Lake, frames: pd.DataFrame, frame_ids: np.ndarray, files: list[str] | None, site: tuple | None
+) -> pd.DataFrame:
+    """The sources of some frames with their frame's facts, altitude, azimuth and airmass.
 
     Parameters
     ----------
-    spec : SampleSpec
-        What every task of the profile's maps shares.
+    lake : Lake
+        The lake.
+    frames : pandas.DataFrame
+        The frames' rows.
     frame_ids : numpy.ndarray
         The frames.
     files : list of str or None
-        The sources files to read (lake-relative, through :func:`read_frames_rows`; None: every one).
+        The sources files to read (as for :func:`map_samples`).
+    site : tuple or None
+        The site for :func:`altaz` (None: every star of a frame at the frame's airmass).
 
     Returns
     -------
-    dict
-        ``{frame_of: (stars, sky, astro)}``: three pandas.DataFrame of samples with their map key and pixel.
+    pandas.DataFrame
+        One row per source.
     """
-    from skylake.calib.store import MATCHES, read_table
-
-    lake = Lake.open(spec.url, catch_up=False)
-    lake.auto_catch_up = False
-    frames = spec.frames[spec.frames["frame_id"].isin(frame_ids)]
     ids = value_set(frame_ids)
     cols = ["source_id", "frame_id", "_healpix_29", "ra", "dec", "bkg"]
 
@@ -599,13 +575,39 @@ def map_samples(spec: SampleSpec, frame_ids: np.ndarray, files: list[str] | None
     sources = sources.merge(
         frames[["frame_id", "night", "mjd", "exptime", "pixscale", "airmass", "calib_key", "zp_sky"]], on="frame_id"
     )
-    frames_of, site = spec.frames_of, spec.site
     if site is not None:
         sources["alt"], sources["az"] = altaz(sources["ra"], sources["dec"], sources["mjd"], *site)
         sources["x_air"] = airmass(sources["alt"])
     else:  # no site: every star of a frame at the frame's airmass
         sources["alt"] = sources["az"] = np.nan
         sources["x_air"] = sources["airmass"].astype(float)
+    return sources
+
+
+def _frame_matches(
+    lake: Lake, refcat: str, frames: pd.DataFrame, frame_ids: np.ndarray, sources: pd.DataFrame
+) -> pd.DataFrame:
+    """The catalogue matches of some frames, with their frame's colour term and their source's columns.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    refcat : str
+        The reference catalogue.
+    frames : pandas.DataFrame
+        The frames' rows.
+    frame_ids : numpy.ndarray
+        The frames.
+    sources : pandas.DataFrame
+        Their sources (:func:`_frame_sources`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per match.
+    """
+    from skylake.calib.store import MATCHES, read_table
 
     matches = read_table(
         lake,
@@ -623,14 +625,29 @@ def map_samples(spec: SampleSpec, frame_ids: np.ndarray, files: list[str] | None
             "ddec_arcsec",
             "sep_arcsec",
         ],
-        refcat=spec.refcat,
+        refcat=refcat,
         frame_ids=frame_ids,
         nights=sorted(set(frames["night"]), key=str),
     )
     matches = matches.merge(frames[["frame_id", "calib_key", "color_term"]], on=["frame_id", "calib_key"])
-    matches = matches.merge(sources.drop(columns=["frame_id", "calib_key"]), on="source_id")
+    return matches.merge(sources.drop(columns=["frame_id", "calib_key"]), on="source_id")
 
-    ext, all_frames, zp_clear = spec.ext, spec.frames, spec.zp_clear
+
+def _star_samples(spec: SampleSpec, matches: pd.DataFrame) -> pd.DataFrame:
+    """The star samples: matched stars with their zeropoint and the clear-sky zeropoint at their airmass.
+
+    Parameters
+    ----------
+    spec : SampleSpec
+        What every task of the profile's maps shares (``ext``, ``frames``, ``zp_clear``).
+    matches : pandas.DataFrame
+        The frames' matches (:func:`_frame_matches`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The stars with both zeropoints finite.
+    """
     stars = matches[matches["reject"].isin(STAR_REJECTS)].copy()
     # a star of unknown colour under a colour term gives no sample (NaN, dropped below)
     stars["zp"] = pair_zeropoint(
@@ -640,14 +657,90 @@ def map_samples(spec: SampleSpec, frame_ids: np.ndarray, files: list[str] | None
         stars["color_term"].to_numpy(float),
     )
     stars["zp_clear"] = clear_sky_zeropoints(
-        zp_clear,
+        spec.zp_clear,
         stars["night"].to_numpy(object),
         stars["calib_key"].to_numpy(object),
         stars["x_air"].to_numpy(float),
-        ext,
-        all_frames,
+        spec.ext,
+        spec.frames,
     )
-    stars = stars[np.isfinite(stars["zp"]) & np.isfinite(stars["zp_clear"])]
+    return stars[np.isfinite(stars["zp"]) & np.isfinite(stars["zp_clear"])]
+
+
+def _map_keys(df: pd.DataFrame, scope: str) -> np.ndarray:
+    """The map key of each sample: its frame, its night, or ``range``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Samples, with ``frame_id`` and ``night``.
+    scope : str
+        ``frame``, ``night`` or another scope (one map of the whole range).
+
+    Returns
+    -------
+    numpy.ndarray
+        The key of each sample (str).
+    """
+    if scope == "frame":
+        return df["frame_id"].to_numpy(np.int64).astype(str)
+    if scope == "night":
+        return df["night"].to_numpy(object).astype(str)
+    return np.full(len(df), "range")
+
+
+def _map_pixels(df: pd.DataFrame, frame_of: str, nside: int) -> np.ndarray:
+    """The map pixel of each sample: equatorial, or horizon (-1 where the altitude is not known).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Samples, with ``_healpix_29``, ``alt`` and ``az``.
+    frame_of : str
+        ``equatorial`` or the horizon frame.
+    nside : int
+        The maps' HEALPix nside.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pixel of each sample.
+    """
+    if frame_of == "equatorial":
+        return equatorial_pixels(df["_healpix_29"].to_numpy(np.int64), nside)
+    ok = np.isfinite(df["alt"].to_numpy(float))
+    return np.where(
+        ok,
+        horizon_pixels(np.nan_to_num(df["az"].to_numpy(float)), np.nan_to_num(df["alt"].to_numpy(float)), nside),
+        -1,
+    )
+
+
+def map_samples(spec: SampleSpec, frame_ids: np.ndarray, files: list[str] | None) -> dict:
+    """The star, sky and astrometric samples of some frames of one profile's maps (module docstring, steps 1-3).
+
+    A frame found with fewer sources than ``n_sources`` in ``files`` is read again from every file.
+
+    Parameters
+    ----------
+    spec : SampleSpec
+        What every task of the profile's maps shares.
+    frame_ids : numpy.ndarray
+        The frames.
+    files : list of str or None
+        The sources files to read (lake-relative, through :func:`read_frames_rows`; None: every one).
+
+    Returns
+    -------
+    dict
+        ``{frame_of: (stars, sky, astro)}``: three pandas.DataFrame of samples with their map key and pixel.
+    """
+    lake = Lake.open(spec.url, catch_up=False)
+    lake.auto_catch_up = False
+    frames = spec.frames[spec.frames["frame_id"].isin(frame_ids)]
+    sources = _frame_sources(lake, frames, frame_ids, files, spec.site)
+    matches = _frame_matches(lake, spec.refcat, frames, frame_ids, sources)
+    stars = _star_samples(spec, matches)
     sky = sources.assign(
         sky_mag=sky_brightness(sources["zp_sky"], sources["bkg"], sources["exptime"], sources["pixscale"])
     )
@@ -655,44 +748,12 @@ def map_samples(spec: SampleSpec, frame_ids: np.ndarray, files: list[str] | None
     astro = matches[~matches["reject"].isin(ASTRO_EXCLUDE)]
     scope, nside = spec.scope, spec.nside
 
-    def key(df):  # which map each sample belongs to
-        """The map key of each sample: its frame, its night, or ``range``.
-
-        Parameters
-        ----------
-        df : pandas.DataFrame
-            Samples, with ``frame_id`` and ``night``.
-
-        Returns
-        -------
-        numpy.ndarray
-            The key of each sample (str).
-        """
-        if scope == "frame":
-            return df["frame_id"].to_numpy(np.int64).astype(str)
-        if scope == "night":
-            return df["night"].to_numpy(object).astype(str)
-        return np.full(len(df), "range")
-
     out = {}
     cols = ["map_key", "frame_id", "night", "mjd", "calib_key"]
-    for frame_of in frames_of:
-
-        def pix(df):
-            if frame_of == "equatorial":
-                return equatorial_pixels(df["_healpix_29"].to_numpy(np.int64), nside)
-            ok = np.isfinite(df["alt"].to_numpy(float))
-            return np.where(
-                ok,
-                horizon_pixels(
-                    np.nan_to_num(df["az"].to_numpy(float)), np.nan_to_num(df["alt"].to_numpy(float)), nside
-                ),
-                -1,
-            )
-
-        s = stars.assign(map_key=key(stars), pixel=pix(stars))
-        k = sky.assign(map_key=key(sky), pixel=pix(sky))
-        a = astro.assign(map_key=key(astro), pixel=pix(astro))
+    for frame_of in spec.frames_of:
+        s = stars.assign(map_key=_map_keys(stars, scope), pixel=_map_pixels(stars, frame_of, nside))
+        k = sky.assign(map_key=_map_keys(sky, scope), pixel=_map_pixels(sky, frame_of, nside))
+        a = astro.assign(map_key=_map_keys(astro, scope), pixel=_map_pixels(astro, frame_of, nside))
         s, k, a = s[s["pixel"] >= 0], k[k["pixel"] >= 0], a[a["pixel"] >= 0]
         out[frame_of] = (
             s[list(dict.fromkeys(KEYS + cols + ["zp", "zp_clear", "ref_id"]))],
