@@ -74,7 +74,7 @@ def _cmd_ingest(args) -> int:
         print(f"  cannot list directory {path}: its files were not ingested")
     for line in report.saturation_lines():  # once a run: the profile's level and what the files can hold
         print(f"  {line}")
-    for downstream in report.calibration:  # the calibration's and the ensemble's reports
+    for downstream in report.downstream:  # the calibrations', the ensembles', the night products' reports
         print(downstream)
     print(report.outcome())  # last: what happened to the files, by kind
     return report.exit_code
@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the ``skylake`` command line, with every sub-command.
 
     Every (sub)command also accepts ``--log-level`` after its name.
+
+    Kept long: one flat list of argparse declarations, read top to bottom as ``skylake --help`` lists them.
 
     Returns
     -------

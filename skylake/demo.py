@@ -337,6 +337,8 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
     The night goes into ``OUT/frames``, the lake into ``OUT/lake``; the last line printed is
     ``demo: PASS`` (exit code 0) or ``demo: FAIL: ...`` (1).
 
+    Kept long: the demo's six steps in the order it prints them, a script a newcomer reads beside its output.
+
     Parameters
     ----------
     out : str or pathlib.Path
@@ -369,8 +371,8 @@ def run_demo(out: str | Path = "skylake-demo", n_frames: int = 12, workers: int 
         f"    {report.ingested} frames ingested, {report.sources} sources, {len(report.rejected)} rejected, "
         f"{report.skipped} already in the lake"
     )
-    for calibration in report.calibration:
-        print("    " + str(calibration).replace("\n", "\n    "))
+    for stage in report.downstream:
+        print("    " + str(stage).replace("\n", "\n    "))
     print("4/6 what the lake holds")
     status = lake_status(lake)
     print(format_status(status))

@@ -55,6 +55,7 @@ __all__ = [
     "EXIT_SOME_REJECTED",
     "EXIT_NOTHING_INGESTED",
     "IngestReport",
+    "DownstreamReports",
     "find_files",
     "CHUNK_BYTES",
     "HASH_CHUNK_BYTES",
@@ -77,6 +78,32 @@ log = logging.getLogger(__name__)
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".fz")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_REJECTED, EXIT_NOTHING_INGESTED = 0, 1, 2, 3, 4
+
+
+@dataclass
+class DownstreamReports:
+    """What the stages after an ingest did (:func:`skylake.pipeline.downstream`), in the order they ran.
+
+    Iterating gives every report, the calibrations' first (what ``skylake ingest`` prints).
+
+    Attributes
+    ----------
+    calibrations : list of skylake.calib.calibrate.CalibrationReport
+        One per profile calibrated.
+    ensembles : list of skylake.ensemble.stage.EnsembleReport
+        One per profile and pipeline version solved (only after a calibration ran).
+    night_products : list of skylake.night_products.NightProductsReport
+        The night products built.
+    """
+
+    calibrations: list = field(default_factory=list)
+    ensembles: list = field(default_factory=list)
+    night_products: list = field(default_factory=list)
+
+    def __iter__(self):
+        yield from self.calibrations
+        yield from self.ensembles
+        yield from self.night_products
 
 
 @dataclass
@@ -115,8 +142,8 @@ class IngestReport:
         Sources of the frames ingested.
     commits : list of int
         The lake versions this run committed.
-    calibration : list
-        The downstream stages' reports (:mod:`skylake.pipeline`: the calibration's, then the ensemble's).
+    downstream : DownstreamReports
+        What the stages after the ingest did (:func:`skylake.pipeline.downstream`), each stage's reports apart.
     saturation_notes : dict
         Note -> frames: a profile's or header's saturation level above what the files can hold (reported
         once, at the end of the run).
@@ -136,8 +163,7 @@ class IngestReport:
     first_new_id: int = field(default=0, repr=False)  # frames with smaller ids were in the lake when the run began
     sources: int = 0
     commits: list[int] = field(default_factory=list)
-    calibration: list = field(default_factory=list)  # the downstream stages' reports (skylake.pipeline: the
-    # calibration's, then the ensemble's)
+    downstream: DownstreamReports = field(default_factory=lambda: DownstreamReports())
     saturation_notes: dict[str, int] = field(default_factory=dict, repr=False)  # note -> frames
 
     def outcome(self) -> str:
@@ -732,7 +758,6 @@ def ingest_frames(
     FileNotFoundError
         A path matches nothing.
     """
-    from tqdm.auto import tqdm
 
     if batch_size is not None and batch_size < 1:  # (0 is not "automatic": that is None)
         raise UsageError(f"--batch-size {batch_size}: a commit takes at least 1 frame; nothing was ingested")
@@ -771,18 +796,9 @@ def ingest_frames(
         hashes, versions = {}, pd.DataFrame()
         if files and latest is not None and latest.frames_rows > 0:
             small = sum(_size(f) for f in files) < LOCAL_HASH_BYTES
-            hasher = runner(len(files)) if client is not None or not small else Runner(None)
-            # results arrive in completion order: each carries its path
-            hashes = dict(
-                pair
-                for part in hasher.map(
-                    _hash_files,
-                    chunks(files, HASH_CHUNK_BYTES, hasher.workers(), guided=False),
-                    window=window(hasher) * 2,
-                )
-                for pair in part
+            hashes, versions = _known_frames(
+                lake, files, runner(len(files)) if client is not None or not small else Runner(None)
             )
-            versions = _frame_versions(lake, hashes=set(hashes.values()))
             report.nights.update(versions["night"])  # a killed run's frames may still want calibrating
         todo, conflicts = _plan(files, hashes, versions, profile, redo, keep_versions)
         if conflicts:
@@ -791,78 +807,145 @@ def ingest_frames(
         if report.skipped:
             log.info("%d of %d files are already in the lake; skipping them", report.skipped, len(files))
         work = runner(len(todo)) if todo else Runner(None)
-
-        def died(chunk):
-            """The rejected results of a chunk whose worker died twice.
-
-            Parameters
-            ----------
-            chunk : list of tuple of (str, str or None)
-                The chunk's (path, content hash) files.
-
-            Returns
-            -------
-            list of skylake.tasks.frame.FrameResult
-                One rejected result per file, its reason :data:`WORKER_DIED`.
-            """
-            return [rejected_result(path, profile, "died", WORKER_DIED) for path, _ in chunk]
-
-        def split(chunk):
-            """A chunk split into one chunk per file (to retry each file alone).
-
-            Parameters
-            ----------
-            chunk : list of tuple of (str, str or None)
-                The chunk's (path, content hash) files.
-
-            Returns
-            -------
-            list of list of tuple of (str, str or None)
-                One chunk per file.
-            """
-            return [[one] for one in chunk]
-
-        items = [
-            [(f, hashes.get(f)) for f in part]
-            for part in (chunks(todo, CHUNK_BYTES, work.workers()) if work.client is not None else [[f] for f in todo])
-        ]
-
-        buffer: list[FrameResult] = []
-        # progress: True always, False never, None only on a terminal
-        with (
-            _full_while_processing(lake, report, buffer),
-            tqdm(
-                total=len(todo), unit="frame", desc="ingest", disable=None if progress is None else not progress
-            ) as bar,
-            pieces.piece_run(lake.store) if todo else contextlib.nullcontext() as run,
-        ):
-            for results in work.map(
-                _process,
-                items,
-                window=window(work),
-                on_died=died,
-                split=split,
-                profile=profile,
-                lake_root=lake.store.location,
-                run=run,
-                order=lake.config.partition_order,
-            ):
-                buffer.extend(results)
-                bar.update(len({r.record["path"] for r in results}) or 1)
-                faults.point("frame_processed")
-                if len(buffer) >= (batch_size or batch_frames(work.workers())):
-                    commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
-                    buffer.clear()
-            if buffer:
-                commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
+        _process_and_commit(lake, work, todo, hashes, profile, report, redo, batch_size, progress)
         for version in report.commits:
             log.info("ingest committed v%d", version)
         for line in report.saturation_lines():  # once a run, not once a frame (the command line prints it)
             log.info("%s", line)
         if downstream is not None:
             # the files' frames are in these nights: this run's, or found by hash when the lake had frames
-            report.calibration = downstream(lake, profile, files, work.client, report.nights)
+            report.downstream = downstream(lake, profile, files, work.client, report.nights)
     return report
+
+
+def _known_frames(lake: Lake, files: list[str], hasher: Runner) -> tuple[dict, pd.DataFrame]:
+    """Hash the files (on ``hasher``'s workers) and find the lake's frames of the same content.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    files : list of str
+        The files found.
+    hasher : skylake.runtime.Runner
+        Where the hashing runs.
+
+    Returns
+    -------
+    tuple of (dict, pandas.DataFrame)
+        Path -> content hash, and the lake's frame rows with those hashes (:func:`_frame_versions`).
+    """
+    hashes = dict(  # results arrive in completion order: each carries its path
+        pair
+        for part in hasher.map(
+            _hash_files,
+            chunks(files, HASH_CHUNK_BYTES, hasher.workers(), guided=False),
+            window=window(hasher) * 2,
+        )
+        for pair in part
+    )
+    return hashes, _frame_versions(lake, hashes=set(hashes.values()))
+
+
+def _died(profile: Profile, chunk: list) -> list[FrameResult]:
+    """The rejected results of a chunk whose worker died twice.
+
+    Parameters
+    ----------
+    profile : Profile
+        The ingest's profile.
+    chunk : list of tuple of (str, str or None)
+        The chunk's (path, content hash) files.
+
+    Returns
+    -------
+    list of skylake.tasks.frame.FrameResult
+        One rejected result per file, its reason :data:`WORKER_DIED`.
+    """
+    return [rejected_result(path, profile, "died", WORKER_DIED) for path, _ in chunk]
+
+
+def _one_per_file(chunk: list) -> list[list]:
+    """A chunk split into one chunk per file (to retry each file alone).
+
+    Parameters
+    ----------
+    chunk : list of tuple of (str, str or None)
+        The chunk's (path, content hash) files.
+
+    Returns
+    -------
+    list of list of tuple of (str, str or None)
+        One chunk per file.
+    """
+    return [[one] for one in chunk]
+
+
+def _process_and_commit(
+    lake: Lake,
+    work: Runner,
+    todo: list[str],
+    hashes: dict,
+    profile: Profile,
+    report: IngestReport,
+    redo: bool,
+    batch_size: int | None,
+    progress: bool | None,
+) -> None:
+    """Process the frames of ``todo`` on ``work``'s workers, committing a batch each time enough are back.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    work : skylake.runtime.Runner
+        Where the frames are processed.
+    todo : list of str
+        The files to process.
+    hashes : dict
+        Path -> content hash, where known.
+    profile : Profile
+        The profile.
+    report : IngestReport
+        Filled as the batches commit.
+    redo : bool
+        Replace the frames' earlier rows.
+    batch_size : int or None
+        Frames per commit (None: :func:`batch_frames` of the workers).
+    progress : bool or None
+        Draw a progress bar: always, never, or only on a terminal (None).
+    """
+    from tqdm.auto import tqdm
+
+    items = [
+        [(f, hashes.get(f)) for f in part]
+        for part in (chunks(todo, CHUNK_BYTES, work.workers()) if work.client is not None else [[f] for f in todo])
+    ]
+    buffer: list[FrameResult] = []
+    with (
+        _full_while_processing(lake, report, buffer),
+        tqdm(total=len(todo), unit="frame", desc="ingest", disable=None if progress is None else not progress) as bar,
+        pieces.piece_run(lake.store) if todo else contextlib.nullcontext() as run,
+    ):
+        for results in work.map(
+            _process,
+            items,
+            window=window(work),
+            on_died=functools.partial(_died, profile),
+            split=_one_per_file,
+            profile=profile,
+            lake_root=lake.store.location,
+            run=run,
+            order=lake.config.partition_order,
+        ):
+            buffer.extend(results)
+            bar.update(len({r.record["path"] for r in results}) or 1)
+            faults.point("frame_processed")
+            if len(buffer) >= (batch_size or batch_frames(work.workers())):
+                commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
+                buffer.clear()
+        if buffer:
+            commit_batch(lake, buffer, redo=redo, report=report, profile=profile, runner=work)
 
 
 def _check_inputs(lake: Lake, profile: Profile) -> None:

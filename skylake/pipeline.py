@@ -36,7 +36,7 @@ Tables are named and stored through :mod:`skylake.lake.tables`; the photometric 
 
 from __future__ import annotations
 
-from skylake.ingest import IngestReport, ingest_frames
+from skylake.ingest import DownstreamReports, IngestReport, ingest_frames
 
 __all__ = ["downstream", "ingest"]
 
@@ -63,17 +63,18 @@ def downstream(lake, profile, files, client, nights) -> list:
 
     Returns
     -------
-    list
-        The stages' reports: the calibrations', the ensembles', then the night products'.
+    skylake.ingest.DownstreamReports
+        The stages' reports: the calibrations', the ensembles', the night products'.
     """
     from skylake.calib.calibrate import calibrate_ingested
     from skylake.ensemble.stage import ensemble_calibrated
     from skylake.night_products import night_products_after
 
-    reports = calibrate_ingested(lake, profile, files, client, nights=nights)
-    if reports:
-        reports += ensemble_calibrated(lake, profile, client, nights=nights)
-    return reports + night_products_after(lake, client, nights=nights)
+    reports = DownstreamReports(calibrations=calibrate_ingested(lake, profile, files, client, nights=nights))
+    if reports.calibrations:
+        reports.ensembles = ensemble_calibrated(lake, profile, client, nights=nights)
+    reports.night_products = night_products_after(lake, client, nights=nights)
+    return reports
 
 
 def ingest(lake, paths: list[str], profile="generic", *, calibrate: bool = True, **kwargs) -> IngestReport:
@@ -99,6 +100,6 @@ def ingest(lake, paths: list[str], profile="generic", *, calibrate: bool = True,
     Returns
     -------
     skylake.ingest.IngestReport
-        What the ingest did; the stages' reports are its ``calibration``.
+        What the ingest did; the stages' reports are its ``downstream``.
     """
     return ingest_frames(lake, paths, profile, downstream=downstream if calibrate else None, **kwargs)

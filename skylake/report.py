@@ -383,103 +383,182 @@ def _read_summary(engine, lake: Lake) -> dict:
     }
 
 
-def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report:
-    nights, model, events, latest_zp, night_maps, cameras, variables, n_objects = (
-        rows[k] for k in ("nights", "model", "events", "latest_zp", "night_maps", "cameras", "variables", "n_objects")
-    )
-    report = Report(index=out / "index.html")
-    rendered: dict[str, list[Path]] = {}
-    from skylake.allsky.report import allsky_frames
+def _instrument_page(
+    lake: Lake,
+    out: Path,
+    rows: dict,
+    instrument: str,
+    filt: str,
+    allsky,
+    rendered: dict,
+    checkplots: bool,
+    report: Report,
+) -> str:
+    """Write the page of one instrument and filter (its pictures added to ``report``); return its index row.
 
-    allsky = allsky_frames(lake)
-    pairs = sorted({(r.instrument, r.filter) for r in nights})
-    index_rows = []
-    for instrument, filt in pairs:
-        name = slug(instrument, filt)
-        mine = [r for r in nights if (r.instrument, r.filter) == (instrument, filt)]
-        segs = [m for m in model if (m.instrument, m.filter) == (instrument, filt)]
-        evs = [e for e in events if e.instrument in ("", instrument)]
-        title = f"{instrument or 'unknown instrument'} / {filt or 'no filter'}"
-        body = ['<p><a href="index.html">&larr; all instruments</a></p>']
-        if len(allsky):  # an all-sky camera: its polar plots first (it has no throughput trend without calibration)
-            from skylake.allsky.report import allsky_section
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    out : pathlib.Path
+        The report's folder.
+    rows : dict
+        The summary database's rows, by name (:func:`write_report`).
+    instrument, filt : str
+        The instrument and filter.
+    allsky : pandas.DataFrame
+        The lake's all-sky frames (:func:`skylake.allsky.report.allsky_frames`).
+    rendered : dict
+        Map pictures already drawn, shared between pages.
+    checkplots : bool
+        Draw the latest calibration's check plot.
+    report : Report
+        The report being written.
 
-            section, images = allsky_section(
-                lake,
-                allsky[(allsky["instrument"].fillna("") == instrument) & (allsky["filter"].fillna("") == filt)],
-                out,
-                name,
-            )
-            report.images += images
-            body += [section] if section else []
-        if any(r.n_calibrated for r in mine) or segs:
-            trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
-            report.images.append(trend_png)
-            body.append(
-                f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">'
-            )
-        else:  # empty axes say nothing: say why there is no trend
-            body.append(
-                '<h2>Throughput</h2>\n<p class="muted">No calibrated frames yet, so no throughput trend: '
-                "calibrate against a reference catalogue (<code>skylake calibrate LAKE</code>).</p>"
-            )
-        if segs:
-            body.append(
-                "<div class=scroll><table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
-                "<th>zp at start</th><th>mag/yr</th><th>rms</th><th>colour term</th></tr>"
-                + "".join(
-                    f"<tr><td>{s.segment}</td><td>{_mjd_to_datetime(s.start_mjd)[0]:%Y-%m-%d}</td>"
-                    f"<td class=text>{_fmt(s.start_event)}</td><td>{s.n_nights}</td><td>{_fmt(s.zp_start)}</td>"
-                    f"<td>{_fmt(s.slope_mag_per_year)}</td><td>{_fmt(s.rms)}</td>"
-                    f"<td>{_fmt(s.color_term_median)}</td></tr>"
-                    for s in segs
-                )
-                + "</table></div>"
-            )
-        profiles = {c.profile for c in cameras if (c.instrument or "", c.filter or "") == (instrument, filt)}
-        mapped = [m for m in night_maps if m.profile in profiles]
-        if mapped:
-            last = mapped[-1].night_min
-            section, images = _maps_section(lake, [m for m in mapped if m.night_min == last], out, rendered)
-            report.images += images
-            body.append(
-                f"<h2>Maps of {html.escape(last)}</h2>\n"
-                f"<p class=muted>Transparency against the clear-sky zeropoint and sky brightness "
-                f"[mag/arcsec&sup2;] per HEALPix pixel (skylake maps).</p>\n{section}"
-            )
-        section, images = _noise_section(lake, sorted(profiles), out, name)
+    Returns
+    -------
+    str
+        The page's row of the index table (HTML).
+    """
+    name = slug(instrument, filt)
+    mine = [r for r in rows["nights"] if (r.instrument, r.filter) == (instrument, filt)]
+    segs = [m for m in rows["model"] if (m.instrument, m.filter) == (instrument, filt)]
+    evs = [e for e in rows["events"] if e.instrument in ("", instrument)]
+    title = f"{instrument or 'unknown instrument'} / {filt or 'no filter'}"
+    body = ['<p><a href="index.html">&larr; all instruments</a></p>']
+    if len(allsky):  # an all-sky camera: its polar plots first (it has no throughput trend without calibration)
+        from skylake.allsky.report import allsky_section
+
+        section, images = allsky_section(
+            lake,
+            allsky[(allsky["instrument"].fillna("") == instrument) & (allsky["filter"].fillna("") == filt)],
+            out,
+            name,
+        )
         report.images += images
         body += [section] if section else []
-        frames_here = [z for z in latest_zp if (z.instrument or "", z.filter or "") == (instrument, filt)]
-        if checkplots and frames_here:
-            from skylake.calib.calibrate import plot_zeropoint
-
-            latest = frames_here[-1]
-            try:
-                png = plot_zeropoint(
-                    lake,
-                    latest.frame_id,
-                    refcat=latest.refcat,
-                    out=out / "img" / f"{name}_checkplot_{latest.frame_id}.png",
-                )
-                report.images.append(Path(png))
-                body.append(
-                    f"<h2>Latest calibration (frame {latest.frame_id})</h2>\n"
-                    f'<img src="img/{Path(png).name}" alt="zeropoint checkplot of frame {latest.frame_id}">'
-                )
-            except Exception as exc:  # a checkplot must not stop the report; say why it is missing
-                log.warning("no checkplot for frame %s: %s", latest.frame_id, exc)
-                body.append(f'<p class="muted">No checkplot for frame {latest.frame_id}: {html.escape(str(exc))}</p>')
-        body.append(f"<h2>Nights (latest {min(len(mine), TABLE_NIGHTS)} of {len(mine)})</h2>\n" + _nights_table(mine))
-        page = out / f"{name}.html"
-        page.write_text(_page(title, "\n".join(body)))
-        report.pages.append(page)
-        slope = segs[-1].slope_mag_per_year if segs else None
-        index_rows.append(
-            f'<tr><td class=text><a href="{name}.html">{html.escape(title)}</a></td><td>{len(mine)}</td>'
-            f"<td>{sum(r.n_frames for r in mine)}</td><td>{sum(bool(r.photometric) for r in mine)}</td>"
-            f"<td>{_fmt(mine[-1].night)}</td><td>{_fmt(slope)}</td></tr>"
+    if any(r.n_calibrated for r in mine) or segs:
+        trend_png = _plot_trend(mine, segs, evs, out / "img" / f"{name}_trend.png", title)
+        report.images.append(trend_png)
+        body.append(
+            f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">'
         )
+    else:  # empty axes say nothing: say why there is no trend
+        body.append(
+            '<h2>Throughput</h2>\n<p class="muted">No calibrated frames yet, so no throughput trend: '
+            "calibrate against a reference catalogue (<code>skylake calibrate LAKE</code>).</p>"
+        )
+    body += [_segments_table(segs)] if segs else []
+    profiles = {c.profile for c in rows["cameras"] if (c.instrument or "", c.filter or "") == (instrument, filt)}
+    mapped = [m for m in rows["night_maps"] if m.profile in profiles]
+    if mapped:
+        last = mapped[-1].night_min
+        section, images = _maps_section(lake, [m for m in mapped if m.night_min == last], out, rendered)
+        report.images += images
+        body.append(
+            f"<h2>Maps of {html.escape(last)}</h2>\n"
+            f"<p class=muted>Transparency against the clear-sky zeropoint and sky brightness "
+            f"[mag/arcsec&sup2;] per HEALPix pixel (skylake maps).</p>\n{section}"
+        )
+    section, images = _noise_section(lake, sorted(profiles), out, name)
+    report.images += images
+    body += [section] if section else []
+    frames_here = [z for z in rows["latest_zp"] if (z.instrument or "", z.filter or "") == (instrument, filt)]
+    if checkplots and frames_here:
+        body.append(_checkplot_section(lake, frames_here[-1], out, name, report))
+    body.append(f"<h2>Nights (latest {min(len(mine), TABLE_NIGHTS)} of {len(mine)})</h2>\n" + _nights_table(mine))
+    page = out / f"{name}.html"
+    page.write_text(_page(title, "\n".join(body)))
+    report.pages.append(page)
+    slope = segs[-1].slope_mag_per_year if segs else None
+    return (
+        f'<tr><td class=text><a href="{name}.html">{html.escape(title)}</a></td><td>{len(mine)}</td>'
+        f"<td>{sum(r.n_frames for r in mine)}</td><td>{sum(bool(r.photometric) for r in mine)}</td>"
+        f"<td>{_fmt(mine[-1].night)}</td><td>{_fmt(slope)}</td></tr>"
+    )
+
+
+def _segments_table(segs: list) -> str:
+    """The throughput model's segments as an HTML table.
+
+    Parameters
+    ----------
+    segs : list
+        The segments' rows (summary database).
+
+    Returns
+    -------
+    str
+        The table.
+    """
+    return (
+        "<div class=scroll><table><tr><th>segment</th><th>from</th><th>start event</th><th>nights</th>"
+        "<th>zp at start</th><th>mag/yr</th><th>rms</th><th>colour term</th></tr>"
+        + "".join(
+            f"<tr><td>{s.segment}</td><td>{_mjd_to_datetime(s.start_mjd)[0]:%Y-%m-%d}</td>"
+            f"<td class=text>{_fmt(s.start_event)}</td><td>{s.n_nights}</td><td>{_fmt(s.zp_start)}</td>"
+            f"<td>{_fmt(s.slope_mag_per_year)}</td><td>{_fmt(s.rms)}</td>"
+            f"<td>{_fmt(s.color_term_median)}</td></tr>"
+            for s in segs
+        )
+        + "</table></div>"
+    )
+
+
+def _checkplot_section(lake: Lake, latest, out: Path, name: str, report: Report) -> str:
+    """The latest calibration's check plot (added to ``report``), or a line saying why there is none.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    latest : row
+        The latest calibrated frame's zeropoint row (summary database).
+    out : pathlib.Path
+        The report's folder.
+    name : str
+        The page's name (the picture's prefix).
+    report : Report
+        The report being written.
+
+    Returns
+    -------
+    str
+        The section (HTML).
+    """
+    from skylake.calib.calibrate import plot_zeropoint
+
+    try:
+        png = plot_zeropoint(
+            lake, latest.frame_id, refcat=latest.refcat, out=out / "img" / f"{name}_checkplot_{latest.frame_id}.png"
+        )
+    except Exception as exc:  # a checkplot must not stop the report; say why it is missing
+        log.warning("no checkplot for frame %s: %s", latest.frame_id, exc)
+        return f'<p class="muted">No checkplot for frame {latest.frame_id}: {html.escape(str(exc))}</p>'
+    report.images.append(Path(png))
+    return (
+        f"<h2>Latest calibration (frame {latest.frame_id})</h2>\n"
+        f'<img src="img/{Path(png).name}" alt="zeropoint checkplot of frame {latest.frame_id}">'
+    )
+
+
+def _index_body(index_rows: list[str], variables: list, n_objects: int) -> str:
+    """The index page's body: a row per instrument and filter, then the most variable objects.
+
+    Parameters
+    ----------
+    index_rows : list of str
+        The pages' rows (:func:`_instrument_page`).
+    variables : list
+        The most variable objects' rows.
+    n_objects : int
+        The objects in all.
+
+    Returns
+    -------
+    str
+        The body (HTML).
+    """
     body = (
         "<div class=scroll><table><tr><th>instrument / filter</th><th>nights</th><th>frames</th>"
         "<th>photometric nights</th>"
@@ -498,6 +577,38 @@ def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report
             f"n_exact of them (recomputed once an object's points grow by a quarter).</p>\n"
             + _variables_table(variables)
         )
+    return body
+
+
+def _write_report(lake: Lake, out: Path, rows: dict, checkplots: bool) -> Report:
+    """Write one page per instrument and filter, then the index; the pictures go under ``out/img``.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    out : pathlib.Path
+        The report's folder.
+    rows : dict
+        What the summary database holds (:func:`write_report`'s query results, by name).
+    checkplots : bool
+        Draw the latest calibration's check plot on each page.
+
+    Returns
+    -------
+    Report
+        The pages and pictures written.
+    """
+    from skylake.allsky.report import allsky_frames
+
+    report = Report(index=out / "index.html")
+    rendered: dict[str, list[Path]] = {}
+    allsky = allsky_frames(lake)
+    index_rows = [
+        _instrument_page(lake, out, rows, instrument, filt, allsky, rendered, checkplots, report)
+        for instrument, filt in sorted({(r.instrument, r.filter) for r in rows["nights"]})
+    ]
+    body = _index_body(index_rows, rows["variables"], rows["n_objects"])
     report.index.write_text(_page(f"skylake: {lake.url}", body))
     log.info("%s", report)
     return report

@@ -51,7 +51,7 @@ def lake(tmp_path_factory, skycamz_files, dask_client):
 
 def test_skycamz_zeropoints_against_tycho2(lake):
     lake, report = lake
-    assert report.ingested == 14 and report.calibration[0].calibrated == 14
+    assert report.ingested == 14 and report.downstream.calibrations[0].calibrated == 14
     zps = read_table(lake, ZEROPOINTS).merge(lake.read_frames(columns=["frame_id", "path"]).to_pandas(), on="frame_id")
     zps["number"] = zps["path"].str.extract(r"_(\d{3})_1_1_1\.fits$")[0].astype(int)
     assert len(zps) == 14 and (zps["zp_status"] == "ok").all(), zps[["number", "zp_status", "zp_reason"]]

@@ -54,7 +54,7 @@ def _clean(points):
 
 def test_the_chain_solved_the_night(series):
     _, lake, truth, report, _ = series
-    kinds = [type(r).__name__ for r in report.calibration]
+    kinds = [type(r).__name__ for r in report.downstream]
     assert kinds == ["CalibrationReport", "EnsembleReport"]
     ens = lake.read_night_table(ENSEMBLE).to_pandas()
     zps = lake.read_night_table(ZEROPOINTS).to_pandas()

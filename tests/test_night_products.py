@@ -127,7 +127,7 @@ def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_pro
     assert stale_nights(lake, product) == (["2026-03-02"], [], [])
     # ... and the ingest chain (with its downstream stages) rebuilds it, the first night untouched
     report = ingest(lake, [str(frame_dirs["2026-03-02"])], "demo", redo=True, progress=False)
-    chain = [r for r in report.calibration if type(r).__name__ == "NightProductsReport"]
+    chain = report.downstream.night_products
     assert [r.built for r in chain] == [{"frame_tally": ["2026-03-02"]}]
     rows = _rows(lake, product)
     assert rows["2026-03-01"] == (3, 3, ingested)

@@ -61,7 +61,7 @@ def test_ingest_exits_3_and_calibrates_the_good_frames(lake):
     lake, report, n_bad = lake
     assert report.exit_code == EXIT_SOME_REJECTED
     assert report.ingested == 14 and len(report.rejected) == n_bad
-    cal = report.calibration[0]
+    cal = report.downstream.calibrations[0]
     assert cal.by_status.get("ok") == 14 and cal.by_status.get("frame_rejected") == n_bad
     str(cal)  # the report prints (it sorted nights of rejected frames with real ones and crashed)
     frames = lake.read_frames(columns=["path", "status", "night"]).to_pandas()

@@ -87,7 +87,7 @@ def history_lake(tmp_path_factory, dask_client):
         seen[version] = (rows(lake), lake_status(lake))
         opened[version] = open_lake(lake.url, version=version)
 
-    assert ingest(lake, [str(root / "frames")], "demo", progress=False).calibration[0].calibrated == 2
+    assert ingest(lake, [str(root / "frames")], "demo", progress=False).downstream.calibrations[0].calibrated == 2
     record()
     commit_night(lake, stars, "2026-01-01", 2, rng)
     record()

@@ -294,7 +294,7 @@ def _lake_objects(lake: Lake) -> list[tuple]:
 def _add_night(lake: Lake, frames_root: Path, night: str, client) -> None:
     """What a nightly job does: ingest (which calibrates), map the night, attach it to the objects."""
     report = ingest(lake, [str(frames_root / night)], "demo", client=client, progress=False)
-    assert report.ingested == 3 and report.calibration and report.calibration[0].calibrated == 3
+    assert report.ingested == 3 and report.downstream.calibrations[0].calibrated == 3
     make_maps(lake, night=night, frames_of=("equatorial",))
     build_objects(lake)
 

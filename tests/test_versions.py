@@ -61,7 +61,7 @@ def lake(source, tmp_path):
 def test_another_profile_is_refused_then_replaced_or_kept(lake, source):
     frames = str(source / "frames")
     first = ingest(lake, [frames], "demo")
-    assert first.ingested == 3 and first.calibration[0].calibrated == 3
+    assert first.ingested == 3 and first.downstream.calibrations[0].calibrated == 3
     version = lake.log.latest_version()
     with pytest.raises(
         VersionConflict,
@@ -106,7 +106,7 @@ def test_the_ingest_profile_is_kept_and_used_by_later_stages(lake, source, tmp_p
     mycam = tmp_path / "mycam.toml"
     mycam.write_text(MYCAM.replace("[detection]", '[calibration]\nrefcat = ""\n[detection]'))
     report = ingest(lake, [str(source / "frames")], str(mycam))
-    assert report.ingested == 3 and report.calibration == []  # the file names no catalogue
+    assert report.ingested == 3 and list(report.downstream) == []  # the file names no catalogue
     version = lake.read_frames(columns=["pipeline_version"]).column(0)[0].as_py()
     stored = stored_profile(lake, version)
     assert stored.name == "mycam" and stored.detection.thresh == 2.0 and stored.pipeline_version == version
@@ -130,11 +130,11 @@ def test_a_rerun_calibrates_what_a_killed_ingest_committed(lake, source, monkeyp
     monkeypatch.undo()
     again = ingest(lake, [str(source / "frames")], "demo")
     assert again.skipped == 3 and again.ingested == 0
-    assert again.calibration and again.calibration[0].calibrated == 3
+    assert again.downstream.calibrations[0].calibrated == 3
     zps = read_table(lake, ZEROPOINTS)
     assert len(zps) == 3 and (zps["zp_status"] == "ok").all()
     third = ingest(lake, [str(source / "frames")], "demo")
-    assert third.calibration == [] and len(read_table(lake, ZEROPOINTS)) == 3  # nothing left to do
+    assert not third.downstream.calibrations and len(read_table(lake, ZEROPOINTS)) == 3  # nothing left to do
 
 
 def test_rejected_attempts_are_replaced_without_redo(lake, source, tmp_path):

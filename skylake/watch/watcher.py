@@ -96,7 +96,7 @@ class BatchResult:
     paths : list of str
         Its files.
     report : skylake.ingest.IngestReport
-        The ingest's report (the downstream stages' in its ``calibration``).
+        The ingest's report (the downstream stages' in its ``downstream``).
     steps : list of (str, float, bool)
         (step, seconds, ok) of ingest and each product step.
     latencies : numpy.ndarray
@@ -240,7 +240,7 @@ class Watcher:
         self.batches += 1
         paths = [a.path for a in batch]
         report = ingest(self.lake, paths, self.profile, client=self.client, cluster=self.cluster, progress=False)
-        for downstream in report.calibration:
+        for downstream in report.downstream:
             log.info("%s", downstream)
         steps = [("ingest", time.monotonic() - t0, True)]
         if report.ingested:
