@@ -433,8 +433,8 @@ def _stage_without_frames(tx: Transaction, table: str, frame_ids: set[int], nigh
         lo, hi = min(st.min for st in stats), max(st.max for st in stats)
         if any(lo <= f <= hi for f in frame_ids):
             rels.append(rel)
-    tx.rewrite_without(
-        table, rels, lambda data: pc.is_in(data.column("frame_id"), value_set=ids).to_numpy(zero_copy_only=False)
+    tables.get(table).remove_where(
+        tx, lambda data: pc.is_in(data.column("frame_id"), value_set=ids).to_numpy(zero_copy_only=False), files=rels
     )
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from skylake.calib.calibrate import calibrate, plot_zeropoint
-from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table, rewrite_on_workers
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, read_table
 from skylake.lake import Lake
 from skylake.lake.tables import Table
 from skylake.pipeline import ingest
@@ -180,13 +180,8 @@ def test_redo_replaces_only_its_own_calibrations_extinction_and_rewrites_only_it
     monkeypatch.setattr(
         Table,
         "remove_where",
-        lambda self, tx, drop, nights=None: staged.append((self.name, nights)) or remove_where(self, tx, drop, nights),
-    )
-    monkeypatch.setattr(
-        calib,
-        "rewrite_on_workers",
-        lambda tx, runner, table, refcat, ids, nights=None: (
-            staged.append((table, nights)) or rewrite_on_workers(tx, runner, table, refcat, ids, nights)
+        lambda self, tx, drop, nights=None, **kw: (
+            staged.append((self.name, nights)) or remove_where(self, tx, drop, nights, **kw)
         ),
     )
     a = calib.calibrate_frames(lake, rest, demo, "demo", redo=True, scheduler=on_client)

@@ -211,6 +211,7 @@ STAGING_NAMES = {"staging_path", "STAGING_DIR", "rewritten_rel"}
 #: A transaction's file actions and bookkeeping, which only skylake/lake/ touches (products call its methods).
 TRANSACTION_PRIVATE = {"adds", "removes", "metadata", "catalogs", "bytes_staged", "count_changes", "index_added"}
 TRANSACTION_PRIVATE |= {"index_dropped", "index_staged", "next_frame_id", "_moving", "_in_place", "_publish"}
+TRANSACTION_PRIVATE |= {"rewrite_without", "_rewrite_without"}  # rows leave a table by Table.remove_where only
 TRANSACTION_NAMES = {"tx", "txn", "transaction"}
 
 

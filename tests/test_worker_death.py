@@ -156,7 +156,7 @@ def test_a_redo_matches_rewrite_whose_worker_dies_is_run_again_and_the_lake_equa
 ):
     """--redo rewrites the night's matches files on the workers (items ``(k, rel)``); a worker dying under
     that task is reported by the file's path and the task run again: the lake equals an undisturbed redo."""
-    from skylake.calib import store as calib_store
+    from skylake.lake import pieces
     from skylake.runtime import _label
 
     assert _label([(0, "night=2026-03-01/a.parquet"), (1, "b")]).startswith("night=2026-03-01/a.parquet")
@@ -165,7 +165,7 @@ def test_a_redo_matches_rewrite_whose_worker_dies_is_run_again_and_the_lake_equa
         calibrate(one)
     calibrate(clean, redo=True)
     attempts = tmp_path / "attempts.txt"
-    real = calib_store.rewrite_files
+    real = pieces.rewrite_files
 
     def run_then_die(*args, **kwargs):  # a closure: pickled by value to the worker
         first = not attempts.exists()
@@ -176,7 +176,7 @@ def test_a_redo_matches_rewrite_whose_worker_dies_is_run_again_and_the_lake_equa
             os._exit(1)
         return out
 
-    monkeypatch.setattr(calib_store, "rewrite_files", run_then_die)
+    monkeypatch.setattr(pieces, "rewrite_files", run_then_die)
     with dask_client(workers=1) as client:
         [report] = calibrate(lake, redo=True, client=client)
     assert attempts.read_text().count("attempt") == 2

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -46,7 +47,7 @@ import pyarrow as pa
 from skylake.calib import model, zeropoint
 from skylake.calib.crossmatch import CalibrationError, OpenRefcat, open_refcat
 from skylake.calib.pairs import BatchPairs
-from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rewrite_on_workers, rows_of
+from skylake.calib.store import EXTINCTION, MATCHES, ZEROPOINTS, night_filter, read_table, rows_of
 from skylake.lake import Lake, pieces, tables
 from skylake.lake import frames as lake_frames
 from skylake.lake.frames import FrameSelection
@@ -707,7 +708,12 @@ def _commit_batch(
             keys |= set(earlier.loc[earlier["frame_id"].isin(ids), "calib_key"])  # the calibrations replaced
             # only the frames' nights; matches, the largest table, rewritten by tasks on the workers
             tables.get(ZEROPOINTS).remove_where(tx, lambda t: rows_of(t, refcat, ids), nights=set(rows["night"]))
-            rewrite_on_workers(tx, out.pairs.runner, MATCHES, refcat, ids, nights=set(rows["night"]))
+            tables.get(MATCHES).remove_where(
+                tx,
+                functools.partial(rows_of, refcat=refcat, frame_ids=ids),
+                set(rows["night"]),
+                runner=out.pairs.runner,
+            )
         rows, extinction = _nights(rows, earlier, key, refcat, cal, redo, alive)
         # the touched nights' extinction is refitted: its earlier row goes, and with --redo those of the
         # calibrations replaced (never another calibration's, e.g. another profile's just committed)

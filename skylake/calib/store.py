@@ -9,7 +9,7 @@
 All three are written through :meth:`skylake.lake.Lake.transaction`, so one calibration run is one
 commit of the lake's log, and rows are only ever removed by a commit that lists the removal
 (``--redo``, or a night's extinction refitted with more frames). Matches rows, the bulk, are written and
-rewritten by tasks on the workers (:mod:`skylake.calib.pairs`, :func:`rewrite_on_workers`); the commit
+rewritten by tasks on the workers (:mod:`skylake.calib.pairs`; ``remove_where(..., runner=)``); the commit
 only records their files.
 """
 
@@ -20,11 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.lake import Lake, counts
+from skylake.lake import Lake
 from skylake.lake.nights import night_filter
-from skylake.lake.staging import StagingArea
 from skylake.lake.tables import EXTINCTION, MATCHES, ZEROPOINTS
-from skylake.lake.transaction import Transaction
 
 __all__ = [
     "ZEROPOINTS",
@@ -33,8 +31,6 @@ __all__ = [
     "night_filter",
     "read_table",
     "rows_of",
-    "rewrite_on_workers",
-    "rewrite_files",
 ]
 
 
@@ -99,118 +95,3 @@ def rows_of(table: pa.Table, refcat: str, frame_ids=None, keys=None) -> np.ndarr
     if keys is not None:
         mask &= np.isin(table.column("calib_key").to_numpy(zero_copy_only=False), list(keys))
     return mask
-
-
-def rewrite_on_workers(
-    tx: Transaction, runner, table: str, refcat: str, frame_ids: set, nights: set[str] | None = None
-) -> int:
-    """Remove the rows of ``refcat`` and ``frame_ids`` from a table, the files rewritten on the workers.
-
-    ``Table.remove_where`` (:mod:`skylake.lake.tables`) for the rows of ``refcat`` and ``frame_ids``
-    (:func:`rows_of`), the files read and rewritten by tasks on ``runner``'s workers (:func:`rewrite_files`).
-
-    What ``--redo`` does to the matches of its nights, so their rows never pass through the driver. The files
-    staged and removed are those :meth:`Transaction.rewrite_without` would stage and remove. Only for a table
-    whose rows the running counts do not keep (they would need the rows dropped).
-
-    Parameters
-    ----------
-    tx : skylake.lake.transaction.Transaction
-        The open transaction that stages the rewritten files and records the removals.
-    runner : skylake.runtime.Runner
-        Where the tasks run.
-    table : str
-        The table (not one of :data:`skylake.lake.counts.KEEP`).
-    refcat : str
-        The reference catalogue whose rows go.
-    frame_ids : set of int
-        The frames whose rows go.
-    nights : set of str, optional
-        Only the files of these nights (None: every night).
-
-    Returns
-    -------
-    int
-        The rows dropped.
-
-    Raises
-    ------
-    ValueError
-        ``table`` is one whose dropped rows the running counts keep.
-    """
-    if table in counts.KEEP:
-        raise ValueError(f"{table}: its dropped rows are counted; rewrite it with tables.get(table).remove_where")
-    rels = list(enumerate(sorted(tx.lake.live_files(table, nights))))
-    if not rels:
-        return 0
-    n = max(1, min(runner.workers(), len(rels)))
-    items = [rels[k::n] for k in range(n)]
-    actions = []
-    for done in runner.map(
-        rewrite_files,
-        items,
-        window=n,
-        priority=10,
-        area=tx.area,
-        table=table,
-        refcat=refcat,
-        frame_ids=sorted(frame_ids),
-    ):
-        actions += done
-    dropped = 0
-    for _, kind, rel, rows, nbytes in sorted(actions):  # in file order, as rewrite_without records them
-        if kind == "remove":
-            tx.remove(table, rel, rows)
-            dropped += rows
-        else:
-            tx.add_staged(table, rel, rows, nbytes)
-            dropped -= rows
-    return dropped
-
-
-def rewrite_files(
-    item: list[tuple[int, str]], area: StagingArea, table: str, refcat: str, frame_ids: list[int]
-) -> list[tuple[int, str, str, int, int]]:
-    """A task: rewrite the files of ``item`` without the rows of ``refcat`` and ``frame_ids``.
-
-    Each file ``(k, rel)`` of ``table`` holding rows of ``refcat`` and ``frame_ids`` is read, and
-    its other rows (if any) are staged beside it in the batch of ``area`` as ``<batch>-rewrite<k>.parquet``.
-    Re-running it (a worker died) rewrites the same files.
-
-    Parameters
-    ----------
-    item : list of tuple of (int, str)
-        The files ``(k, rel)``: a number unique in the batch and the path in the table.
-    area : skylake.lake.staging.StagingArea
-        The batch's staging area, which receives the rewritten files.
-    table : str
-        The table.
-    refcat : str
-        The reference catalogue whose rows go.
-    frame_ids : list of int
-        The frames whose rows go.
-
-    Returns
-    -------
-    list of tuple of (int, str, str, int, int)
-        The file actions ``(k, "remove", rel, rows, 0)`` and ``(k, "stage", rel, rows, bytes)``.
-    """
-    import pyarrow.parquet as pq
-
-    from skylake.lake.parquet import parquet_bytes
-    from skylake.lake.storage import open_storage
-    from skylake.schema import table_schema
-
-    store = open_storage(area.lake_root)
-    actions = []
-    for k, rel in item:
-        data = pq.read_table(store.full(f"{table}/{rel}"), schema=table_schema(table))
-        gone = rows_of(data, refcat, frame_ids)
-        if not gone.any():
-            continue
-        actions.append((k, "remove", rel, data.num_rows, 0))
-        if not gone.all():
-            kept = data.filter(pa.array(~gone))
-            new = area.rewritten(rel, k)
-            actions.append((k, "stage", new, kept.num_rows, area.write_bytes(table, new, parquet_bytes(kept), store)))
-    return actions

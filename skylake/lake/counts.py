@@ -4,7 +4,7 @@
 status and reason, nights holding frames, source rows, sources partitions, data files per table,
 calibrated frames and zeropoint rows per reference catalogue by status), written by every commit that
 changes them from the previous totals and the commit's own rows: the frame rows and zeropoint rows it
-adds (``stage_nights``) and drops (``rewrite_without``), the files it adds and removes, and its sources
+adds (``stage_nights``) and drops (``Table.remove_where``), the files it adds and removes, and its sources
 partitions. Its size does not grow with the archive (a count per status, reason and catalogue, none per
 night or partition), so neither does ``status``. Nothing else is read, except the frames files of the
 nights whose frame rows a commit changes (does the night hold frames before and after it?) and, for a

@@ -8,8 +8,8 @@ frame's content hash (of its ``frame_key`` when it has none: a file rejected by 
 reads the buckets of the files asked about, one small file each.
 
 The index is a table of the lake like any other: :class:`~skylake.lake.lake.Transaction` keeps it, so
-every writer of frame rows keeps it in step in the same commit (``stage_frames`` adds rows,
-``rewrite_without`` on the frames table drops them), each touched bucket rewritten whole (its directory
+every writer of frame rows keeps it in step in the same commit (``stage_nights`` adds rows,
+``Table.remove_where`` on the frames table drops them), each touched bucket rewritten whole (its directory
 swapped atomically at publish). A lake made before the index existed has no :data:`READY` marker; its
 index is built once from the frames table by :func:`ensure` (one commit), and until then look-ups read
 the frames table as before.

@@ -47,6 +47,7 @@ __all__ = [
     "plan_writers",
     "split_by_partition",
     "write_sources",
+    "rewrite_files",
 ]
 
 
@@ -458,3 +459,48 @@ def write_sources(
     sky = spatial_index_to_healpix(sources.column("_healpix_29").to_numpy(), target_order=hats_meta.SKYMAP_ORDER)
     out.skymap_pixels, out.skymap_rows = np.unique(sky, return_counts=True)
     return out
+
+
+def rewrite_files(
+    item: list[tuple[int, str]], area, table: str, drop, schema: str
+) -> list[tuple[int, str, str, int, int]]:
+    """A task: rewrite the files of ``item`` without the rows ``drop`` selects, staging what is kept.
+
+    Each file ``(k, rel)`` of ``table`` holding rows to drop is read, and its other rows (if any) are staged
+    beside it as ``area.rewritten(rel, k)``. Re-running it (a worker died) rewrites the same files.
+
+    Parameters
+    ----------
+    item : list of tuple of (int, str)
+        The files ``(k, rel)``: a number unique in the batch and the path in the table.
+    area : skylake.lake.staging.StagingArea
+        The batch's staging area.
+    table : str
+        The table.
+    drop : callable
+        ``drop(data)`` -> boolean array, true for the rows to drop.
+    schema : str
+        The files' schema (a table name of ``schemas/``).
+
+    Returns
+    -------
+    list of tuple of (int, str, str, int, int)
+        The file actions ``(k, "remove", rel, rows, 0)`` and ``(k, "stage", rel, rows, bytes)``.
+    """
+    import pyarrow.parquet as pq
+
+    from skylake.lake.parquet import parquet_bytes
+
+    store = open_storage(area.lake_root)
+    actions = []
+    for k, rel in item:
+        data = pq.read_table(store.full(f"{table}/{rel}"), schema=table_schema(schema))
+        gone = np.asarray(drop(data), dtype=bool)
+        if not gone.any():
+            continue
+        actions.append((k, "remove", rel, data.num_rows, 0))
+        if not gone.all():
+            kept = data.filter(pa.array(~gone))
+            new = area.rewritten(rel, k)
+            actions.append((k, "stage", new, kept.num_rows, area.write_bytes(table, new, parquet_bytes(kept), store)))
+    return actions

@@ -243,7 +243,7 @@ class Table:
         else:
             raise NotImplementedError(f"{self.name} ({self.partition_by}) is staged by its own module")
 
-    def remove_where(self, tx, drop, nights=None) -> int:
+    def remove_where(self, tx, drop, nights=None, files=None, schema: str | None = None, runner=None) -> int:
         """Stage the removal of rows: the one way rows leave a table.
 
         The files holding them are rewritten in sorted order, so that a re-run stages the same names.
@@ -256,13 +256,22 @@ class Table:
             ``drop(data)`` -> boolean array, true for the rows to remove.
         nights : iterable or None
             Only the files of these nights (None: every file).
+        files : iterable of str or None
+            Only these files, relative to the table (a caller that ruled others out from their statistics;
+            instead of ``nights``).
+        schema : str or None
+            The files' schema when it is not the table's (LAKE/maps/_index's rows are ``maps_index``).
+        runner : skylake.runtime.Runner or None
+            Rewrite the files on its workers (a table no count, index or catalog follows; ``drop`` must
+            pickle); None: in this process.
 
         Returns
         -------
         int
             The rows dropped.
         """
-        return tx.rewrite_without(self.name, sorted(tx.lake.live_files(self.location, nights)), drop)
+        rels = sorted(files) if files is not None else sorted(tx.lake.live_files(self.location, nights))
+        return tx._rewrite_without(self.name, rels, drop, schema, runner)
 
     def touched(self, entries) -> set:
         """The partitions that commits added files to or removed files from.

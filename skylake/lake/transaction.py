@@ -337,12 +337,11 @@ class Transaction:
         """
         self.removes.append(FileAction(table=table, path=path, rows=rows))
 
-    def rewrite_without(self, table: str, rels, drop, schema: str | None = None) -> int:
-        """Remove rows from published files, the only way rows ever leave the lake.
+    def _rewrite_without(self, table: str, rels, drop, schema: str | None = None, runner=None) -> int:
+        """Remove rows from published files: the engine of :meth:`skylake.lake.tables.Table.remove_where`.
 
         Each file holding rows to drop is removed in this batch and its other rows are staged beside it
-        (``--redo``, a recalibration, a map made again; products call it through
-        :meth:`skylake.lake.tables.Table.remove_where`).
+        (``--redo``, a recalibration, a map made again).
 
         Parameters
         ----------
@@ -354,12 +353,16 @@ class Transaction:
             ``drop(data)`` -> boolean array, true for the rows to drop.
         schema : str or None
             The files' schema when it is not the table's.
+        runner : skylake.runtime.Runner or None
+            Rewrite the files on its workers (:meth:`_rewrite_on_workers`; None: in this process).
 
         Returns
         -------
         int
             The rows dropped.
         """
+        if runner is not None:
+            return self._rewrite_on_workers(table, list(rels), drop, schema, runner)
         dropped = 0
         for k, rel in enumerate(rels):
             data = self.lake.read_parquet(f"{table}/{rel}", schema=table_schema(schema or table))
@@ -383,6 +386,65 @@ class Transaction:
                 self.catalog(table).remove_rows(data.column("_healpix_29").to_numpy()[gone])
             if not gone.all():
                 self.stage(table, rewritten_rel(rel, self.batch_id, k), data.filter(pa.array(~gone)))
+        return dropped
+
+    def _rewrite_on_workers(self, table: str, rels: list[str], drop, schema: str | None, runner) -> int:
+        """:meth:`_rewrite_without` with the files read and rewritten by tasks on ``runner``'s workers.
+
+        So a large table's rows never pass through the driver (the matches a ``--redo`` drops). The files staged
+        and removed are those :meth:`_rewrite_without` would stage and remove, in the same order. Only for a
+        table whose dropped rows nothing else follows (no running counts, index or HATS metadata).
+
+        Parameters
+        ----------
+        table : str
+            The table.
+        rels : list of str
+            The files to look at, relative to the table.
+        drop : callable
+            ``drop(data)`` -> boolean array (sent to the workers: a module-level function or a partial of one).
+        schema : str or None
+            The files' schema when it is not the table's.
+        runner : skylake.runtime.Runner
+            Where the tasks run.
+
+        Returns
+        -------
+        int
+            The rows dropped.
+
+        Raises
+        ------
+        ValueError
+            ``table``'s dropped rows are counted, indexed or in a HATS catalog's metadata.
+        """
+        spec = get(table)
+        if table in counts.KEEP or spec.index or spec.hats:
+            raise ValueError(f"{table}: its dropped rows are followed at commit; remove them in this process")
+        items = list(enumerate(rels))
+        if not items:
+            return 0
+        n = max(1, min(runner.workers(), len(items)))
+        actions = []
+        for done in runner.map(
+            pieces.rewrite_files,
+            [items[k::n] for k in range(n)],
+            window=n,
+            priority=10,
+            area=self.area,
+            table=table,
+            drop=drop,
+            schema=schema or table,
+        ):
+            actions += done
+        dropped = 0
+        for _, kind, rel, rows, nbytes in sorted(actions):  # in file order, as _rewrite_without records them
+            if kind == "remove":
+                self.remove(table, rel, rows)
+                dropped += rows
+            else:
+                self.add_staged(table, rel, rows, nbytes)
+                dropped -= rows
         return dropped
 
     def stage_healpix(

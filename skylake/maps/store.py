@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from skylake.lake import Lake
+from skylake.lake import Lake, tables
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partition
 from skylake.lake.tables import MAPS, MAPS_INDEX, get
@@ -200,9 +200,9 @@ def stage_without_maps(tx, lake: Lake, old: pd.DataFrame) -> None:
         """
         return pc.is_in(data.column("map_id"), value_set=ids).to_numpy(zero_copy_only=False)
 
-    tx.rewrite_without(MAPS, index_files(lake, set(old["night_min"])), drop, INDEX_SCHEMA)
-    pixel_nights = {night_of(posixpath.relpath(p, MAPS)) for p in old["path"]}
-    tx.rewrite_without(MAPS, lake.live_files(MAPS, pixel_nights), drop)
+    maps = tables.get(MAPS)
+    maps.remove_where(tx, drop, files=index_files(lake, set(old["night_min"])), schema=INDEX_SCHEMA)
+    maps.remove_where(tx, drop, nights={night_of(posixpath.relpath(p, MAPS)) for p in old["path"]})
 
 
 def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
