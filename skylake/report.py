@@ -29,7 +29,7 @@ from skylake.db.connect import connect, db_url, mask_url
 from skylake.db.mirror import first_line
 from skylake.db.models import table
 from skylake.errors import DbError, ForeignLakeError
-from skylake.lake import Lake
+from skylake.lake import Lake, LakeView
 from skylake.lake.tables import FRAMES, MAPS, OBJECTS, ZEROPOINTS
 
 __all__ = ["TABLE_NIGHTS", "TABLE_OBJECTS", "VARIABLE_MIN_N", "MJD_UNIX_EPOCH", "CSS", "Report", "slug", "build_report"]
@@ -319,7 +319,7 @@ def build_report(
     skylake.errors.ForeignLakeError
         The summary database mirrors another lake.
     """
-    lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
+    lake = Lake.open(lake) if not isinstance(lake, LakeView) else lake
     if refresh_first:
         refresh(lake, url)
     else:

@@ -24,7 +24,7 @@ from conftest import duckdb_counts, lsdb_count, make_synthetic_lake, run_cli
 
 from skylake.calib.store import MATCHES, ZEROPOINTS
 from skylake.errors import LakeError
-from skylake.lake import Lake, history, open_lake
+from skylake.lake import Lake, LakeView, history, open_lake
 from skylake.lake.compact import compact
 from skylake.lake.snapshot import Snapshot, format_vacuum, vacuum
 from skylake.pipeline import ingest
@@ -152,15 +152,13 @@ def test_writing_through_a_snapshot_and_versions_not_kept_are_refused(history_la
     path, seen, _ = history_lake
     latest = max(seen)
     snapshot = open_lake(path, version=1)
-    for write in (
-        lambda: snapshot.transaction("ingest"),
-        snapshot.check_writable,
-        snapshot.repair,
-        lambda: compact(snapshot),
-    ):
+    for write in (lambda: snapshot.transaction("ingest"), snapshot.check_writable, lambda: compact(snapshot)):
         with pytest.raises(LakeError, match=rf"^lake {path} is opened at version 1, read-only: cannot \w+; "):
             write()
     assert not snapshot.writable()
+    # a view, not a lake with its writing turned off: it has no publishing or recovery to refuse
+    assert isinstance(snapshot, LakeView) and not isinstance(snapshot, Lake)
+    assert not any(hasattr(snapshot, name) for name in ("repair", "recover", "roll_forward", "_publish", "_lock"))
     for bad in (0, latest + 1, -3):
         with pytest.raises(LakeError, match=rf"^lake {path} has no version {bad}: its versions are 1\.\.{latest}$"):
             open_lake(path, version=bad)

@@ -295,11 +295,11 @@ def noise_diagram(
         When no ok frame placed by a WCS matches ``night`` and ``profile``, or the night has no light-curve
         points.
     """
-    from skylake.lake import Lake
+    from skylake.lake import Lake, LakeView
     from skylake.profile_store import frames_profile
 
     check_night("night", night)
-    lake = Lake.open(lake) if not isinstance(lake, Lake) else lake
+    lake = Lake.open(lake) if not isinstance(lake, LakeView) else lake
     night, name, frames = _pick_night(lake, night, profile)
     versions = lake.read_frames(columns=["frame_id", "pipeline_version"]).to_pandas().set_index("frame_id")
     prof = frames_profile(lake, name, str(versions.loc[frames["frame_id"].iloc[0], "pipeline_version"]))

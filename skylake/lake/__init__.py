@@ -17,8 +17,8 @@ It knows files, partitions and commits, never what a product means: product pack
   :mod:`~skylake.lake.counts`, :mod:`~skylake.lake.compact`: files, workers' pieces, indexes, totals.
 """
 
-from skylake.lake.lake import Lake, LakeConfig
+from skylake.lake.lake import Lake, LakeConfig, LakeView
 from skylake.lake.snapshot import Snapshot, open_lake
 from skylake.lake.transaction import Transaction
 
-__all__ = ["Lake", "LakeConfig", "Snapshot", "Transaction", "open_lake"]
+__all__ = ["Lake", "LakeConfig", "LakeView", "Snapshot", "Transaction", "open_lake"]

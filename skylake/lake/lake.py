@@ -73,7 +73,7 @@ from skylake.lake.tables import FRAMES, SOURCES
 from skylake.lake.transaction import Transaction
 from skylake.schema import table_schema
 
-__all__ = ["FORMAT_VERSION", "CATCH_UP_WAIT_S", "LEGACY_ID_NAMESPACE", "LakeConfig", "Lake"]
+__all__ = ["FORMAT_VERSION", "CATCH_UP_WAIT_S", "LEGACY_ID_NAMESPACE", "LakeConfig", "LakeView", "Lake"]
 
 
 log = logging.getLogger(__name__)
@@ -178,15 +178,16 @@ def _is_hats_properties(path: str) -> bool:
     )
 
 
-class Lake:
-    """A skylake lake at ``url`` (a local directory; other fsspec URLs for reading).
+class LakeView:
+    """A lake as its readers see it: tables, files and the commit log, never written through.
 
-    Made by :meth:`init` and :meth:`open` (or :func:`skylake.lake.open_lake`), which validate it.
+    The base of :class:`Lake` (the live lake, which writers open) and of
+    :class:`~skylake.lake.snapshot.Snapshot` (the lake as it was at a commit): what only reads takes either.
 
     Parameters
     ----------
     url : str or os.PathLike
-        The lake: a local path, ``file://...`` or ``s3://bucket/prefix`` (other fsspec URLs: read-only).
+        The lake: a local path, ``file://...``, ``s3://bucket/prefix`` or another fsspec URL.
     config : LakeConfig
         Its settings (from ``lake.json``).
 
@@ -201,10 +202,10 @@ class Lake:
     config : LakeConfig
         The settings.
     auto_catch_up : bool
-        ``read_*`` first finish publishing a commit an interrupted writer left (:meth:`catch_up`);
-        ``Lake.open(catch_up=False)`` turns it off.
+        ``read_*`` first finish publishing a commit an interrupted writer left (the live lake's
+        :meth:`Lake.catch_up`).
     caught_up : list of int
-        The versions this object rolled forward when reading (:meth:`catch_up`).
+        The versions this object rolled forward when reading.
     """
 
     def __init__(self, url: str | os.PathLike, config: LakeConfig):
@@ -215,113 +216,6 @@ class Lake:
         self._warned: set[str] = set()
         self.auto_catch_up = True  # read_* finish an interrupted publish first (Lake.open(catch_up=False): not)
         self.caught_up: list[int] = []  # versions this object rolled forward when reading (catch_up)
-
-    # -- opening -----------------------------------------------------------------------------------
-    @classmethod
-    def init(cls, url: str | os.PathLike, partition_order: int = 5) -> Lake:
-        """Create a lake (or open the one already there, if its settings agree), ready for writing.
-
-        Refuses, with a :class:`LakeError` and nothing written: a path that is a file, a directory
-        inside a HATS catalogue or another lake, a non-empty directory that is not a lake, and a lake
-        this process cannot write.
-
-        Parameters
-        ----------
-        url : str or os.PathLike
-            Where: a new or empty local directory, or ``s3://bucket/prefix``.
-        partition_order : int
-            HEALPix order of new source partitions, 0..12 (order 5: ~1.8 deg pixels). A lake already
-            there keeps its own, with a warning.
-
-        Returns
-        -------
-        Lake
-            The lake, opened (:meth:`open`).
-
-        Raises
-        ------
-        LakeError
-            The path is refused (above), ``partition_order`` is not an integer in 0..12, or the lake cannot
-            be created (one line; nothing written).
-        LakeFullError
-            The device filled up while creating it.
-        """
-        store = open_storage(str(url))
-        home = store.local_path()  # a directory of this machine's: checked before anything is written there
-        if home is not None and os.path.exists(home) and not os.path.isdir(home):
-            raise LakeError(f"{url} is a file, not a directory: cannot create a lake there")
-        if store.exists(LAKE_FILE):
-            lake = cls.open(url)
-            lake.check_writable()
-            if lake.config.partition_order != partition_order:
-                log.warning("lake %s exists with partition_order %d; keeping it", url, lake.config.partition_order)
-            return lake
-        if isinstance(partition_order, bool) or not isinstance(partition_order, int) or not 0 <= partition_order <= 12:
-            raise LakeError(f"partition_order must be an integer in 0..12, got {partition_order!r}")
-        if home is not None:
-            why = _foreign_owner(home)
-            if why:
-                raise LakeError(f"refusing to create a lake at {url}: {why}; give a new or empty directory")
-        config = LakeConfig(partition_order=partition_order, lake_id=str(uuid.uuid4()))
-        try:
-            for rel in (LOG_DIR, STAGING_DIR, SOURCES, FRAMES):
-                store.makedirs(rel)
-            store.prepare_lock(LOCK)  # part of the layout from the start where the lock is a file
-            store.write_bytes(frame_index.READY, b"frame index complete\n")  # no frames: the index is whole
-            store.write_bytes(counts.COUNTS, counts.dumps(counts.empty()))  # status's running totals
-            store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
-        except LakeFullError:
-            raise
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise store.full_error(LAKE_FILE) from None
-            raise LakeError(f"cannot create a lake at {url}: {exc.strerror or exc}") from None
-        return cls.open(url)
-
-    @classmethod
-    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> Lake:
-        """Open the lake at ``url``, validating ``lake.json`` and the log's published version.
-
-        With ``catch_up``, first finish publishing a commit an interrupted writer left (:meth:`catch_up`),
-        now and before every ``read_*``. An older version (time travel) is opened by
-        :func:`skylake.lake.open_lake` (``version=N``).
-
-        Parameters
-        ----------
-        url : str or os.PathLike
-            The lake.
-        catch_up : bool
-            Finish publishing commits a killed writer left unpublished; False reads the tables exactly as
-            they are on disk.
-
-        Returns
-        -------
-        Lake
-            The lake.
-
-        Raises
-        ------
-        LakeError
-            ``url`` is not a skylake lake, its ``lake.json`` is unreadable, corrupt or of another format, or
-            its commit log disagrees with the published version (one line naming the file).
-        """
-        store = open_storage(str(url))
-        try:
-            data = store.read_bytes(LAKE_FILE)
-        except (FileNotFoundError, NotADirectoryError):
-            problem = store.root_problem()  # a missing directory or bucket says so, and what to do
-            raise LakeError(
-                problem or f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`"
-            ) from None
-        except IsADirectoryError:
-            raise LakeError(f"{url}/{LAKE_FILE} is a directory, not the lake's settings file") from None
-        except PermissionError:
-            raise LakeError(f"cannot read {url}/{LAKE_FILE}: permission denied") from None
-        lake = cls(url, _config_from_json(str(url), data))
-        lake.auto_catch_up = catch_up
-        if catch_up:
-            lake.catch_up()
-        return lake
 
     @property
     def lake_id(self) -> str | None:
@@ -367,120 +261,45 @@ class Lake:
         return True
 
     def check_writable(self):
-        """Raise a one-line :class:`LakeError` now if this process cannot write the lake.
-
-        Call it at the start of an operation that will take a transaction (ingest, calibrate, maps,
-        objects), so a read-only lake is refused before any frame is processed. Probes ``_skylake/``
-        and ``_skylake/staging/`` with a real file (a read-only mount or root-squashed NFS defeats
-        ``access(2)``) and checks the tables' directories.
+        """Refuse to write: a view only reads (the live lake, :class:`Lake`, can write).
 
         Raises
         ------
         LakeError
-            This process cannot write the lake, or its store cannot be written atomically (neither local nor
-            ``s3://``); one line naming what is read-only.
+            Always.
         """
-        if not self.store.writable:
-            raise self.store.refuse_writes("writing")
-        try:
-            self.store.check_writable((META, LOG_DIR, STAGING_DIR))
-        except OSError as exc:
-            where = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
-            raise LakeError(f"lake {self.url} is read-only for this process ({where}); nothing was done") from None
+        raise LakeError(f"lake {self.url} is opened read-only ({type(self).__name__}): open it with Lake.open to write")
 
-    @contextlib.contextmanager
-    def _lock(self, blocking: bool = True):
-        try:
-            with self.store.lock(LOCK, blocking=blocking) as held:
-                yield held
-        except PermissionError:
-            raise LakeError(f"cannot take the writer lock {self.store.full(LOCK)}: permission denied") from None
+    def transaction(self, operation: str):
+        """Refuse a transaction: a view only reads.
 
-    def pending(self) -> tuple[int, int]:
-        """The published and the latest committed version.
-
-        ``latest > published`` when a commit awaits publishing.
-
-        Returns
-        -------
-        published : int
-            The published version (0 before any commit).
-        latest : int
-            The newest committed version.
+        Parameters
+        ----------
+        operation : str
+            What the batch would have done (named in the error).
 
         Raises
         ------
         LakeError
-            The published version has no log entry (restore the lake's ``_skylake/`` from a backup).
+            Always.
         """
-        published = self.log.published_version()
-        if published and not self.log.has(published):
-            raise LakeError(
-                f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
-                f"log has no entry {published} (latest {self.log.latest_version()}); restore the "
-                "lake's _skylake/ from a backup"
-            )
-        if not self.log.has(published + 1):  # versions are contiguous: one stat answers the common case
-            return published, published
-        return published, self.log.latest_version()
+        self.check_writable()
+        raise LakeError(f"lake {self.url}: a {type(self).__name__} takes no {operation} transaction")
 
-    def catch_up(self, wait: float = CATCH_UP_WAIT_S) -> int:
-        """Finish publishing commits that a killed writer left committed but unpublished.
-
-        Takes the writer lock without blocking and rolls them forward. If another process holds the
-        lock, it is a writer that rolls them forward itself: wait up to ``wait`` seconds for it. A
-        read-only lake is read as it is on disk, with a warning.
+    def catch_up(self, wait: float = 0) -> int:
+        """Nothing to publish: a view reads what is published (the live lake finishes an interrupted publish).
 
         Parameters
         ----------
         wait : float
-            How long to wait for another writer holding the lock to publish them [s].
+            Ignored (as :meth:`Lake.catch_up` takes it) [s].
 
         Returns
         -------
         int
             The published version.
-
-        Raises
-        ------
-        LakeError
-            The commit log disagrees with the published version, or a commit's files are lost (restore from
-            a backup).
         """
-        published, latest = self.pending()
-        if latest == published or not self.store.writable:
-            return published
-        if lock_held_here(self.store.full(LOCK)):
-            return published
-        if not self.writable():
-            self._warn_once(
-                f"lake {self.url} is read-only for this process and commits {published + 1}..{latest} "
-                f"are committed but not yet published: readers listing its files may see part of "
-                f"them (someone with write access: `skylake repair {self.url}`)"
-            )
-            return published
-        deadline = time.monotonic() + wait
-        while True:
-            with self._lock(blocking=False) as held:
-                if held:
-                    try:
-                        self.caught_up += self.roll_forward()
-                    except LakeFullError as exc:
-                        self._warn_once(
-                            f"could not finish publishing commits of lake {self.url}: {exc}; "
-                            "reading it as it is on disk"
-                        )
-                    return self.log.published_version()
-            published, latest = self.pending()
-            if latest == published:  # the lock holder published them
-                return published
-            if time.monotonic() > deadline:
-                self._warn_once(
-                    f"another writer holds the lock of lake {self.url} and has not published commit "
-                    f"{latest} within {wait:.0f} s; reading the lake as it is on disk"
-                )
-                return published
-            time.sleep(0.05)
+        return self.log.published_version()
 
     def _warn_once(self, message: str):
         if message not in self._warned:
@@ -778,6 +597,259 @@ class Lake:
         base = f"{SOURCES}/dataset" if table == SOURCES else table
         prefix = "dataset/" if table == SOURCES else ""
         return [prefix + posixpath.relpath(p, base) for p in self.store.walk_files(base, ".parquet")]
+
+
+class Lake(LakeView):
+    """A skylake lake at ``url`` (a local directory; other fsspec URLs for reading).
+
+    Made by :meth:`init` and :meth:`open` (or :func:`skylake.lake.open_lake`), which validate it.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The lake: a local path, ``file://...`` or ``s3://bucket/prefix`` (other fsspec URLs: read-only).
+    config : LakeConfig
+        Its settings (from ``lake.json``).
+
+    Attributes
+    ----------
+    url : str
+        The lake, as given.
+    store : Storage
+        The lake's storage.
+    log : CommitLog
+        The commit log.
+    config : LakeConfig
+        The settings.
+    auto_catch_up : bool
+        ``read_*`` first finish publishing a commit an interrupted writer left (:meth:`catch_up`);
+        ``Lake.open(catch_up=False)`` turns it off.
+    caught_up : list of int
+        The versions this object rolled forward when reading (:meth:`catch_up`).
+    """
+
+    # -- opening -----------------------------------------------------------------------------------
+    @classmethod
+    def init(cls, url: str | os.PathLike, partition_order: int = 5) -> Lake:
+        """Create a lake (or open the one already there, if its settings agree), ready for writing.
+
+        Refuses, with a :class:`LakeError` and nothing written: a path that is a file, a directory
+        inside a HATS catalogue or another lake, a non-empty directory that is not a lake, and a lake
+        this process cannot write.
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            Where: a new or empty local directory, or ``s3://bucket/prefix``.
+        partition_order : int
+            HEALPix order of new source partitions, 0..12 (order 5: ~1.8 deg pixels). A lake already
+            there keeps its own, with a warning.
+
+        Returns
+        -------
+        Lake
+            The lake, opened (:meth:`open`).
+
+        Raises
+        ------
+        LakeError
+            The path is refused (above), ``partition_order`` is not an integer in 0..12, or the lake cannot
+            be created (one line; nothing written).
+        LakeFullError
+            The device filled up while creating it.
+        """
+        store = open_storage(str(url))
+        home = store.local_path()  # a directory of this machine's: checked before anything is written there
+        if home is not None and os.path.exists(home) and not os.path.isdir(home):
+            raise LakeError(f"{url} is a file, not a directory: cannot create a lake there")
+        if store.exists(LAKE_FILE):
+            lake = cls.open(url)
+            lake.check_writable()
+            if lake.config.partition_order != partition_order:
+                log.warning("lake %s exists with partition_order %d; keeping it", url, lake.config.partition_order)
+            return lake
+        if isinstance(partition_order, bool) or not isinstance(partition_order, int) or not 0 <= partition_order <= 12:
+            raise LakeError(f"partition_order must be an integer in 0..12, got {partition_order!r}")
+        if home is not None:
+            why = _foreign_owner(home)
+            if why:
+                raise LakeError(f"refusing to create a lake at {url}: {why}; give a new or empty directory")
+        config = LakeConfig(partition_order=partition_order, lake_id=str(uuid.uuid4()))
+        try:
+            for rel in (LOG_DIR, STAGING_DIR, SOURCES, FRAMES):
+                store.makedirs(rel)
+            store.prepare_lock(LOCK)  # part of the layout from the start where the lock is a file
+            store.write_bytes(frame_index.READY, b"frame index complete\n")  # no frames: the index is whole
+            store.write_bytes(counts.COUNTS, counts.dumps(counts.empty()))  # status's running totals
+            store.put_if_absent(LAKE_FILE, json.dumps(config.__dict__, indent=1).encode())
+        except LakeFullError:
+            raise
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise store.full_error(LAKE_FILE) from None
+            raise LakeError(f"cannot create a lake at {url}: {exc.strerror or exc}") from None
+        return cls.open(url)
+
+    @classmethod
+    def open(cls, url: str | os.PathLike, catch_up: bool = True) -> Lake:
+        """Open the lake at ``url``, validating ``lake.json`` and the log's published version.
+
+        With ``catch_up``, first finish publishing a commit an interrupted writer left (:meth:`catch_up`),
+        now and before every ``read_*``. An older version (time travel) is opened by
+        :func:`skylake.lake.open_lake` (``version=N``).
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            The lake.
+        catch_up : bool
+            Finish publishing commits a killed writer left unpublished; False reads the tables exactly as
+            they are on disk.
+
+        Returns
+        -------
+        Lake
+            The lake.
+
+        Raises
+        ------
+        LakeError
+            ``url`` is not a skylake lake, its ``lake.json`` is unreadable, corrupt or of another format, or
+            its commit log disagrees with the published version (one line naming the file).
+        """
+        store = open_storage(str(url))
+        try:
+            data = store.read_bytes(LAKE_FILE)
+        except (FileNotFoundError, NotADirectoryError):
+            problem = store.root_problem()  # a missing directory or bucket says so, and what to do
+            raise LakeError(
+                problem or f"{url} is not a skylake lake (no {LAKE_FILE}); create one with `skylake init {url}`"
+            ) from None
+        except IsADirectoryError:
+            raise LakeError(f"{url}/{LAKE_FILE} is a directory, not the lake's settings file") from None
+        except PermissionError:
+            raise LakeError(f"cannot read {url}/{LAKE_FILE}: permission denied") from None
+        lake = cls(url, _config_from_json(str(url), data))
+        lake.auto_catch_up = catch_up
+        if catch_up:
+            lake.catch_up()
+        return lake
+
+    def check_writable(self):
+        """Raise a one-line :class:`LakeError` now if this process cannot write the lake.
+
+        Call it at the start of an operation that will take a transaction (ingest, calibrate, maps,
+        objects), so a read-only lake is refused before any frame is processed. Probes ``_skylake/``
+        and ``_skylake/staging/`` with a real file (a read-only mount or root-squashed NFS defeats
+        ``access(2)``) and checks the tables' directories.
+
+        Raises
+        ------
+        LakeError
+            This process cannot write the lake, or its store cannot be written atomically (neither local nor
+            ``s3://``); one line naming what is read-only.
+        """
+        if not self.store.writable:
+            raise self.store.refuse_writes("writing")
+        try:
+            self.store.check_writable((META, LOG_DIR, STAGING_DIR))
+        except OSError as exc:
+            where = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
+            raise LakeError(f"lake {self.url} is read-only for this process ({where}); nothing was done") from None
+
+    @contextlib.contextmanager
+    def _lock(self, blocking: bool = True):
+        try:
+            with self.store.lock(LOCK, blocking=blocking) as held:
+                yield held
+        except PermissionError:
+            raise LakeError(f"cannot take the writer lock {self.store.full(LOCK)}: permission denied") from None
+
+    def pending(self) -> tuple[int, int]:
+        """The published and the latest committed version.
+
+        ``latest > published`` when a commit awaits publishing.
+
+        Returns
+        -------
+        published : int
+            The published version (0 before any commit).
+        latest : int
+            The newest committed version.
+
+        Raises
+        ------
+        LakeError
+            The published version has no log entry (restore the lake's ``_skylake/`` from a backup).
+        """
+        published = self.log.published_version()
+        if published and not self.log.has(published):
+            raise LakeError(
+                f"{self.store.full(PUBLISHED)} says version {published} is published, but the commit "
+                f"log has no entry {published} (latest {self.log.latest_version()}); restore the "
+                "lake's _skylake/ from a backup"
+            )
+        if not self.log.has(published + 1):  # versions are contiguous: one stat answers the common case
+            return published, published
+        return published, self.log.latest_version()
+
+    def catch_up(self, wait: float = CATCH_UP_WAIT_S) -> int:
+        """Finish publishing commits that a killed writer left committed but unpublished.
+
+        Takes the writer lock without blocking and rolls them forward. If another process holds the
+        lock, it is a writer that rolls them forward itself: wait up to ``wait`` seconds for it. A
+        read-only lake is read as it is on disk, with a warning.
+
+        Parameters
+        ----------
+        wait : float
+            How long to wait for another writer holding the lock to publish them [s].
+
+        Returns
+        -------
+        int
+            The published version.
+
+        Raises
+        ------
+        LakeError
+            The commit log disagrees with the published version, or a commit's files are lost (restore from
+            a backup).
+        """
+        published, latest = self.pending()
+        if latest == published or not self.store.writable:
+            return published
+        if lock_held_here(self.store.full(LOCK)):
+            return published
+        if not self.writable():
+            self._warn_once(
+                f"lake {self.url} is read-only for this process and commits {published + 1}..{latest} "
+                f"are committed but not yet published: readers listing its files may see part of "
+                f"them (someone with write access: `skylake repair {self.url}`)"
+            )
+            return published
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock(blocking=False) as held:
+                if held:
+                    try:
+                        self.caught_up += self.roll_forward()
+                    except LakeFullError as exc:
+                        self._warn_once(
+                            f"could not finish publishing commits of lake {self.url}: {exc}; "
+                            "reading it as it is on disk"
+                        )
+                    return self.log.published_version()
+            published, latest = self.pending()
+            if latest == published:  # the lock holder published them
+                return published
+            if time.monotonic() > deadline:
+                self._warn_once(
+                    f"another writer holds the lock of lake {self.url} and has not published commit "
+                    f"{latest} within {wait:.0f} s; reading the lake as it is on disk"
+                )
+                return published
+            time.sleep(0.05)
 
     # -- writing -----------------------------------------------------------------------------------
     def roll_forward(self) -> list[int]:

@@ -21,7 +21,7 @@ import pyarrow.dataset as pads
 
 from skylake.errors import LakeError
 from skylake.lake import history, pinned
-from skylake.lake.lake import Lake
+from skylake.lake.lake import Lake, LakeView
 from skylake.lake.log import STAGING_DIR
 from skylake.lake.log import utc_now as _now
 from skylake.lake.tables import SOURCES, registry
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RETAIN_DAYS = 7.0
 
 
-def open_lake(url, version: int | None = None, catch_up: bool = True) -> Lake:
+def open_lake(url, version: int | None = None, catch_up: bool = True) -> LakeView:
     """Open a lake, now or as it was at a commit (time travel).
 
     Parameters
@@ -65,8 +65,8 @@ def open_lake(url, version: int | None = None, catch_up: bool = True) -> Lake:
     return lake if version is None else Snapshot.at(lake, version)
 
 
-class Snapshot(Lake):
-    """The lake as it was at a commit: read-only (made by :meth:`at` and :func:`open_lake`).
+class Snapshot(LakeView):
+    """The lake as it was at a commit: a read-only view (made by :meth:`at` and :func:`open_lake`).
 
     Parameters
     ----------
@@ -175,51 +175,6 @@ class Snapshot(Lake):
             Always.
         """
         raise self._read_only("write")
-
-    def transaction(self, operation: str):
-        """Refuse a transaction: a snapshot is read-only.
-
-        Parameters
-        ----------
-        operation : str
-            What the batch would have done (named in the error).
-
-        Raises
-        ------
-        LakeError
-            Always.
-        """
-        raise self._read_only(operation)
-
-    def repair(self) -> dict:
-        """Refuse to repair: a snapshot is read-only.
-
-        Raises
-        ------
-        LakeError
-            Always.
-        """
-        raise self._read_only("repair")
-
-    def roll_forward(self) -> list[int]:
-        """Refuse to publish: a snapshot is read-only.
-
-        Raises
-        ------
-        LakeError
-            Always.
-        """
-        raise self._read_only("publish")
-
-    def recover(self) -> dict:
-        """Refuse to recover: a snapshot is read-only.
-
-        Raises
-        ------
-        LakeError
-            Always.
-        """
-        raise self._read_only("recover")
 
     def catch_up(self, wait: float = 0) -> int:
         """Nothing to publish: a snapshot reads a published version.

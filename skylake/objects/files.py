@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from hats.pixel_math import HealpixPixel
 from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
-from skylake.lake import Lake, hats_meta
+from skylake.lake import Lake, LakeView, hats_meta
 from skylake.lake.tables import LIGHTCURVES, OBJECTS
 from skylake.schema import table_schema
 
@@ -51,8 +51,8 @@ POINTS_ROW_GROUP = 10_000
 POINTS_ENCODING = {"codec": "lz4", "byte_stream_split": ["ra", "dec", "inst_mag"]}
 
 
-def _lake(lake) -> Lake:
-    return lake if isinstance(lake, Lake) else Lake.open(lake)
+def _lake(lake) -> LakeView:
+    return lake if isinstance(lake, LakeView) else Lake.open(lake)
 
 
 def data_files(lake, table: str, pixels=None) -> list[str]:

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skylake.lake import Lake
+from skylake.lake import Lake, LakeView
 from skylake.refcat.errors import RefcatError
 from skylake.refcat.importer import REFCATS, check_name, quiet_collection_notice, read_record
 from skylake.refcat.schema import HEALPIX
@@ -45,8 +45,8 @@ MAX_PM_ARCSEC_PER_YR = 11.0
 MAS_PER_DEG = 3.6e6
 
 
-def _lake(lake) -> Lake:
-    return lake if isinstance(lake, Lake) else Lake.open(lake)
+def _lake(lake) -> LakeView:
+    return lake if isinstance(lake, LakeView) else Lake.open(lake)
 
 
 def refcat_path(lake, name: str) -> Path:
