@@ -600,32 +600,10 @@ class LakeView:
 
 
 class Lake(LakeView):
-    """A skylake lake at ``url`` (a local directory; other fsspec URLs for reading).
+    """The live lake at ``url``: what a :class:`LakeView` reads, and writing (transactions, publishing, recovery).
 
-    Made by :meth:`init` and :meth:`open` (or :func:`skylake.lake.open_lake`), which validate it.
-
-    Parameters
-    ----------
-    url : str or os.PathLike
-        The lake: a local path, ``file://...`` or ``s3://bucket/prefix`` (other fsspec URLs: read-only).
-    config : LakeConfig
-        Its settings (from ``lake.json``).
-
-    Attributes
-    ----------
-    url : str
-        The lake, as given.
-    store : Storage
-        The lake's storage.
-    log : CommitLog
-        The commit log.
-    config : LakeConfig
-        The settings.
-    auto_catch_up : bool
-        ``read_*`` first finish publishing a commit an interrupted writer left (:meth:`catch_up`);
-        ``Lake.open(catch_up=False)`` turns it off.
-    caught_up : list of int
-        The versions this object rolled forward when reading (:meth:`catch_up`).
+    Made by :meth:`init` and :meth:`open` (or :func:`skylake.lake.open_lake`), which validate it; constructed
+    as a :class:`LakeView` is (``url``, ``config``), with the same attributes.
     """
 
     # -- opening -----------------------------------------------------------------------------------
