@@ -72,6 +72,7 @@ __all__ = [
     "EnsembleReport",
     "EnsembleOptions",
     "group_fields",
+    "FieldResult",
     "solve_field",
     "point_corrections",
     "ens_key",
@@ -300,6 +301,35 @@ def _hour_angle(frames: pd.DataFrame, lon_deg: float) -> np.ndarray:
     return (gmst + lon_deg - frames["ra_center"].to_numpy(float) + 180.0) % 360.0 - 180.0
 
 
+@dataclass
+class FieldResult:
+    """What :func:`solve_field` returns for one night's field: small, it travels from a worker to the driver.
+
+    Attributes
+    ----------
+    rows : DataFrame
+        The field's frames' rows of schemas/ensemble.yaml, less the batch columns, plus ``night``.
+    noise : DataFrame or None
+        The field's rows of schemas/noise.yaml likewise, one per flux; None when no frame was solved.
+    piece : tuple of (str, int) or None
+        The detrend rows written as a piece of the run: its lake-relative path and its number of rows; None
+        when none was written.
+    detrend : DataFrame or None
+        The detrend rows themselves, when the task had no run to write them to; None otherwise.
+    points : int
+        The field's points (sources) read; 0 when it had too few frames to be solved.
+    detrended : int
+        The points of ``piece`` that were detrended; 0 without a piece.
+    """
+
+    rows: pd.DataFrame
+    noise: pd.DataFrame | None = None
+    piece: tuple[str, int] | None = None
+    detrend: pd.DataFrame | None = None
+    points: int = 0
+    detrended: int = 0
+
+
 def solve_field(
     item: dict,
     lake_root: str,
@@ -311,7 +341,7 @@ def solve_field(
     identity: str,
     refcat: str,
     site: dict,
-) -> dict:
+) -> FieldResult:
     """One night's field: the ensemble solve, the noise model, each star's flux and the detrending (a pure task
     but for its reads and its piece).
 
@@ -341,17 +371,80 @@ def solve_field(
 
     Returns
     -------
-    dict
-        ``rows`` (DataFrame of schemas/ensemble.yaml less the batch columns, plus ``night``), ``noise`` (rows of
-        schemas/noise.yaml likewise, or None), ``piece`` (``(lake-relative path, rows)`` of the detrend rows, or
-        None), ``detrend`` (a DataFrame when ``run`` is None), ``points`` (points read).
+    FieldResult
+        The frames' ensemble rows, the noise rows, and the detrend rows' piece (their rows when ``run`` is None).
     """
-    from skylake.lake.storage import open_storage
-
     frames = item["frames"].reset_index(drop=True)
     night, fid_field = item["night"], int(item["field"])
-    P = 1 + n_spatial_terms(settings.spatial_order)
-    base = pd.DataFrame(
+    base = _base_rows(frames, night, fid_field, refcat, identity, settings)
+    if len(frames) < settings.min_frames:
+        return FieldResult(rows=_too_few_frames_rows(base, len(frames), settings))
+    src, inst, err, mag, flags, usable = _field_points(lake_root, frames, flux, flags_mask, options)
+    scale = float(np.nanmedian(frames["pixscale"].to_numpy(float)))
+    codes, frame_ids = pd.factorize(src["frame_id"], sort=True)
+    star = associate_field(
+        codes, src["ra"].to_numpy(float), src["dec"].to_numpy(float), options.match_radius_px * scale
+    )
+    n_frames, n_stars = len(frame_ids), int(star.max()) + 1 if len(star) else 0
+    u = 2 * src["x"].to_numpy(float) / (src["nx"].to_numpy(float) - 1) - 1
+    v = 2 * src["y"].to_numpy(float) / (src["ny"].to_numpy(float) - 1) - 1
+    sol = solve(codes, star, mag, err, u, v, n_frames=n_frames, n_stars=n_stars, settings=settings, usable=usable)
+    at = pd.Index(frame_ids).get_indexer(base["frame_id"])
+    seen = at >= 0
+    ok = np.zeros(len(base), bool)
+    ok[seen] = sol.frame_ok[at[seen]]
+    rows = _solved_rows(base, sol, at, ok, settings, len(frames))
+    out = FieldResult(rows=rows, points=len(src))
+    if not ok.any():
+        return out
+    solved = sol.frame_ok[codes] & np.isfinite(mag)
+    phot = _photometry(
+        src, codes, star, u, v, inst, err, mag + sol.correction, usable & solved, flags, sol, flux, options, site
+    )
+    out.noise = phot.noise_rows(base.iloc[:1], item.get("profile", ""), _common(frames["filter"]), int(ok.sum()))
+    rows["frame_noise_mag"] = np.where(seen, phot.frame_noise[np.maximum(at, 0)], np.nan).astype(np.float32)
+    best, best_err = phot.best_mag, np.hypot(phot.best_err, sol.correction_err)
+    trend = None
+    if options.detrend:
+        trend = _detrend(
+            src, codes, star, best, best_err, usable & solved, sol, frames, n_frames, n_stars, options, site
+        )
+    points = phot.point_rows(src, solved, trend)
+    if run is None:
+        out.detrend = points
+        return out
+    out.piece = _write_piece(lake_root, run, night, fid_field, points)
+    out.detrended = int(points["detrended"].sum())
+    return out
+
+
+def _base_rows(
+    frames: pd.DataFrame, night, fid_field: int, refcat: str, identity: str, settings: EnsembleSettings
+) -> pd.DataFrame:
+    """The columns of the field's ensemble rows that do not depend on the solve, one row per frame.
+
+    Parameters
+    ----------
+    frames : DataFrame
+        The field's frames (``frame_id``, ``calib_batch``, ``mjd``, ``color_term``).
+    night : str or None
+        The night (partition name; None for unknown).
+    fid_field : int
+        The field's number.
+    refcat : str
+        The catalogue of the zeropoints.
+    identity : str
+        The settings' identity (``ens_key``).
+    settings : EnsembleSettings
+        The solve's settings.
+
+    Returns
+    -------
+    DataFrame
+        ``frame_id``, ``refcat``, ``calib_batch``, ``ens_key``, ``field``, ``spatial_order``, ``mjd``,
+        ``night`` and ``color_term`` (the frames' median).
+    """
+    return pd.DataFrame(
         {
             "frame_id": frames["frame_id"].to_numpy(np.int64),
             "refcat": refcat,
@@ -366,22 +459,70 @@ def solve_field(
             else np.float32(np.nan),
         }
     )
-    empty = {"rows": None, "noise": None, "piece": None, "detrend": None, "points": 0, "detrended": 0}
-    if len(frames) < settings.min_frames:
-        rows = base.assign(
-            status="too_few_frames",
-            reason=f"its field has {len(frames)} frames this night (ensemble.min_frames = {settings.min_frames})",
-            field_frames=np.int32(len(frames)),
-            field_stars=np.int32(0),
-            n_stars=np.int32(0),
-            zp_offset=np.nan,
-            zp_offset_err=np.nan,
-            **{c: np.float32(np.nan) for c in TERM_COLUMNS[1:]},
-            terms_cov=[None] * len(base),
-            rms=np.float32(np.nan),
-            chi2_dof=np.float32(np.nan),
-        )
-        return {**empty, "rows": rows}
+
+
+def _too_few_frames_rows(base: pd.DataFrame, n_frames: int, settings: EnsembleSettings) -> pd.DataFrame:
+    """The ensemble rows of a field with fewer than ``ensemble.min_frames`` frames: no terms.
+
+    Parameters
+    ----------
+    base : DataFrame
+        The rows of :func:`_base_rows`.
+    n_frames : int
+        The field's frames.
+    settings : EnsembleSettings
+        The solve's settings.
+
+    Returns
+    -------
+    DataFrame
+        ``base`` with status ``too_few_frames``, its reason and NaN terms.
+    """
+    return base.assign(
+        status="too_few_frames",
+        reason=f"its field has {n_frames} frames this night (ensemble.min_frames = {settings.min_frames})",
+        field_frames=np.int32(n_frames),
+        field_stars=np.int32(0),
+        n_stars=np.int32(0),
+        zp_offset=np.nan,
+        zp_offset_err=np.nan,
+        **{c: np.float32(np.nan) for c in TERM_COLUMNS[1:]},
+        terms_cov=[None] * len(base),
+        rms=np.float32(np.nan),
+        chi2_dof=np.float32(np.nan),
+    )
+
+
+def _field_points(lake_root: str, frames: pd.DataFrame, flux: str, flags_mask: int, options: EnsembleOptions):
+    """The field's sources with their frame's columns, magnitudes in ``flux`` and which may enter the solve.
+
+    Parameters
+    ----------
+    lake_root : str
+        The lake's location.
+    frames : DataFrame
+        The field's frames with their zeropoint (``zp``, ``apcor``).
+    flux : str
+        The calibrated flux column.
+    flags_mask : int
+        Source flags that keep a point out of the solve.
+    options : EnsembleOptions
+        The stage's settings (``saturation_fraction``).
+
+    Returns
+    -------
+    src : DataFrame
+        The sources (:func:`_read_sources`) with their frame's ``zp``, ``apcor``, ``exptime``, ``nx``, ``ny``,
+        ``saturation``, ``airmass`` and ``mjd``.
+    inst, err : numpy.ndarray
+        Each point's instrumental magnitude in ``flux`` and its error, mag.
+    mag : numpy.ndarray
+        Each point's magnitude calibrated with its frame's zeropoint, mag.
+    flags : numpy.ndarray
+        Each point's source flags.
+    usable : numpy.ndarray
+        Points of no flag of ``flags_mask``, not saturated, with a finite magnitude and error.
+    """
     src = _read_sources(lake_root, frames)
     src = src.merge(
         frames[["frame_id", "zp", "apcor", "exptime", "nx", "ny", "saturation", "airmass", "mjd"]],
@@ -400,25 +541,42 @@ def solve_field(
     peak = src["flux_max"].to_numpy(float) + src["bkg"].to_numpy(float)
     saturated = ((flags & SATURATED) != 0) | (peak >= options.saturation_fraction * src["saturation"].to_numpy(float))
     usable = ((flags & flags_mask) == 0) & ~saturated & np.isfinite(mag) & np.isfinite(err)
-    scale = float(np.nanmedian(frames["pixscale"].to_numpy(float)))
-    codes, frame_ids = pd.factorize(src["frame_id"], sort=True)
-    star = associate_field(
-        codes, src["ra"].to_numpy(float), src["dec"].to_numpy(float), options.match_radius_px * scale
-    )
-    n_frames, n_stars = len(frame_ids), int(star.max()) + 1 if len(star) else 0
-    u = 2 * src["x"].to_numpy(float) / (src["nx"].to_numpy(float) - 1) - 1
-    v = 2 * src["y"].to_numpy(float) / (src["ny"].to_numpy(float) - 1) - 1
-    sol = solve(codes, star, mag, err, u, v, n_frames=n_frames, n_stars=n_stars, settings=settings, usable=usable)
-    at = pd.Index(frame_ids).get_indexer(base["frame_id"])
+    return src, inst, err, mag, flags, usable
+
+
+def _solved_rows(
+    base: pd.DataFrame, sol, at: np.ndarray, ok: np.ndarray, settings: EnsembleSettings, n_frames: int
+) -> pd.DataFrame:
+    """The field's ensemble rows from the solve.
+
+    Parameters
+    ----------
+    base : DataFrame
+        The rows of :func:`_base_rows`.
+    sol : EnsembleSolution
+        The solve's result (:func:`~skylake.ensemble.solve.solve`).
+    at : numpy.ndarray
+        Each row's frame index in the solve, -1 for a frame without sources.
+    ok : numpy.ndarray
+        Rows whose frame was solved.
+    settings : EnsembleSettings
+        The solve's settings.
+    n_frames : int
+        The field's frames.
+
+    Returns
+    -------
+    DataFrame
+        ``base`` with the status, reason, terms, their covariance and the fit's statistics.
+    """
+    P = 1 + n_spatial_terms(settings.spatial_order)
     seen = at >= 0
-    ok = np.zeros(len(base), bool)
-    ok[seen] = sol.frame_ok[at[seen]]
     terms = np.full((len(base), 6), np.nan)
     terms[seen, :P] = sol.terms[at[seen]]
     terms[ok, P:] = 0.0
     cov = [list(sol.terms_cov[a][np.triu_indices(P)]) if good else None for a, good in zip(at, ok)]
     n_used = np.where(seen, sol.frame_n[np.maximum(at, 0)], 0)
-    rows = base.assign(
+    return base.assign(
         status=np.where(ok, "ok", "too_few_stars"),
         reason=[
             (
@@ -435,35 +593,41 @@ def solve_field(
         n_stars=n_used.astype(np.int32),
         rms=np.where(seen, sol.frame_rms[np.maximum(at, 0)], np.nan).astype(np.float32),
         chi2_dof=np.where(seen, sol.frame_chi2[np.maximum(at, 0)], np.nan).astype(np.float32),
-        field_frames=np.int32(len(frames)),
+        field_frames=np.int32(n_frames),
         field_stars=np.int32(int(sol.star_used.sum())),
     )
-    out = {**empty, "rows": rows, "points": len(src)}
-    if not ok.any():
-        return out
-    solved = sol.frame_ok[codes] & np.isfinite(mag)
-    phot = _photometry(
-        src, codes, star, u, v, inst, err, mag + sol.correction, usable & solved, flags, sol, flux, options, site
-    )
-    out["noise"] = phot.noise_rows(base.iloc[:1], item.get("profile", ""), _common(frames["filter"]), int(ok.sum()))
-    rows["frame_noise_mag"] = np.where(seen, phot.frame_noise[np.maximum(at, 0)], np.nan).astype(np.float32)
-    best, best_err = phot.best_mag, np.hypot(phot.best_err, sol.correction_err)
-    trend = None
-    if options.detrend:
-        trend = _detrend(
-            src, codes, star, best, best_err, usable & solved, sol, frames, n_frames, n_stars, options, site
-        )
-    points = phot.point_rows(src, solved, trend)
-    if run is None:
-        return {**out, "detrend": points}
+
+
+def _write_piece(lake_root: str, run: str, night, fid_field: int, points: pd.DataFrame) -> tuple[str, int]:
+    """Write the field's detrend rows as a piece of the run.
+
+    Parameters
+    ----------
+    lake_root : str
+        The lake's location.
+    run : str
+        The run's piece directory (lake-relative).
+    night : str or None
+        The night (partition name).
+    fid_field : int
+        The field's number.
+    points : DataFrame
+        The detrend rows (:meth:`_Photometry.point_rows`).
+
+    Returns
+    -------
+    tuple of (str, int)
+        The piece's lake-relative path and its number of rows.
+    """
     from skylake.lake.parquet import parquet_bytes
+    from skylake.lake.storage import open_storage
 
     store = open_storage(lake_root)
     rel = f"{run}/detrend-{night}-{fid_field}-{uuid.uuid4().hex[:8]}.parquet"
     store.write_bytes(
         rel, parquet_bytes(conform(pa.Table.from_pandas(points, preserve_index=False), DETREND)), fsync=False
     )
-    return {**out, "piece": (rel, len(points)), "detrended": int(points["detrended"].sum())}
+    return rel, len(points)
 
 
 def _common(values: pd.Series) -> str:
@@ -601,6 +765,69 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
         options.telescope_diameter_m, exptime, src["airmass"].to_numpy(float), float(site["height_m"])
     )
     constant = ~sol.star_variable[star]
+    steady = usable & constant
+    dmag, phot_err = _flux_offsets(src, codes, star, u, v, inst, err, exptime, steady, fluxes, flux, n_frames, n_stars)
+    clean = steady & (flags == 0)
+    cells = _Cells(codes, u, v, n_frames, int((clean & np.isfinite(mag_ens)).sum()))
+    noise = _FluxNoise(fluxes, dmag, phot_err, young, star, flags, steady, n_stars, options.scintillation_factor)
+    fits, choice, best_mag, best_var = noise.choose(mag_ens, 0.0)
+    excess = cells.excess(clean, star, best_mag, best_var, n_stars)
+    # frames whose stars scatter beyond the model in a cell: local zeropoints there, then the models again
+    fix = cells.frames_with(excess)
+    local = np.zeros(len(src))
+    if fix.size:
+        offset, offset_err = _local_zeropoints(src, codes, star, best_mag, best_var, clean, fix, n_stars)
+        local = -offset
+        fits, choice, best_mag, best_var = noise.choose(mag_ens + local, offset_err**2)
+        excess = cells.excess(clean, star, best_mag, best_var, n_stars)  # what is still left: extra noise
+    return _Photometry(
+        fluxes=fluxes,
+        dmag=dmag,
+        phot_err=phot_err,
+        fits=fits,
+        choice=choice,
+        star=star,
+        best_mag=best_mag,
+        best_err=np.sqrt(best_var + excess[cells.of_point] ** 2),
+        young=young,
+        diameter_m=float(options.telescope_diameter_m),
+        frame_noise=cells.per_frame(excess),
+        local=local,
+    )
+
+
+def _flux_offsets(src, codes, star, u, v, inst, err, exptime, steady, fluxes, flux, n_frames, n_stars):
+    """Each flux's offset from ``flux`` on the ensemble's scale (:func:`~.apertures.aperture_offsets`) and each
+    point's photon error in it.
+
+    Parameters
+    ----------
+    src : DataFrame
+        The field's points (every flux and its error, ``inst_mag``, ``inst_mag_err``).
+    codes, star : numpy.ndarray
+        Each point's frame and star.
+    u, v : numpy.ndarray
+        Each point's chip position scaled to [-1, 1].
+    inst, err : numpy.ndarray
+        Each point's instrumental magnitude in ``flux`` and its error, mag.
+    exptime : numpy.ndarray
+        Each point's exposure time, s.
+    steady : numpy.ndarray
+        Usable points of constant stars.
+    fluxes : list of str
+        The fluxes, ``flux`` first.
+    flux : str
+        The calibrated flux column.
+    n_frames, n_stars : int
+        Numbers of frames and stars.
+
+    Returns
+    -------
+    dmag : numpy.ndarray
+        (K, N) what each flux adds to a point's magnitude in ``flux``, mag (0 for ``flux`` itself).
+    phot_err : numpy.ndarray
+        (K, N) each point's photon error in each flux, mag.
+    """
     dmag = np.full((len(fluxes), len(src)), np.nan)
     phot_err = np.full((len(fluxes), len(src)), np.nan)
     for k, f in enumerate(fluxes):
@@ -612,15 +839,31 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
         else:
             m_f = np.asarray(instrumental_mag(src[f].to_numpy(float), exptime), float)
             e_f = np.asarray(instrumental_mag_err(src[f].to_numpy(float), src[f"{f}_err"].to_numpy(float)), float)
-        fit_here = usable & constant & (np.hypot(e_f, err) < 0.05)
+        fit_here = steady & (np.hypot(e_f, err) < 0.05)
         dmag[k] = aperture_offsets(
             codes, star, m_f - inst, np.hypot(e_f, err), u, v, fit_here, n_frames=n_frames, n_stars=n_stars
         )
         phot_err[k] = e_f
-    clean = usable & constant & (flags == 0)
-    cells = _Cells(codes, u, v, n_frames, int((clean & np.isfinite(mag_ens)).sum()))
+    return dmag, phot_err
 
-    def model(k: int, mag: np.ndarray, extra: np.ndarray):
+
+@dataclass
+class _FluxNoise:
+    """The noise model of each flux of a field's points and each star's choice among them (see
+    :func:`_photometry`): ``dmag`` and ``phot_err`` (K, N) of :func:`_flux_offsets`, ``young`` (N,) Young's
+    scintillation, ``steady`` (N,) the usable points of constant stars the models are fitted to."""
+
+    fluxes: list
+    dmag: np.ndarray
+    phot_err: np.ndarray
+    young: np.ndarray
+    star: np.ndarray
+    flags: np.ndarray
+    steady: np.ndarray
+    n_stars: int
+    scint_factor: float
+
+    def model(self, k: int, mag: np.ndarray, extra: np.ndarray):
         """The noise fits of flux ``k`` and its points' modelled variance.
 
         Parameters
@@ -639,23 +882,26 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
         var : numpy.ndarray
             Each point's modelled variance in the flux, mag^2 (NaN where it has no magnitude in it).
         """
-        m_k = mag + dmag[k]
-        pts = usable & constant & np.isfinite(m_k) & (phot_err[k] > 0) & (phot_err[k] < 0.3)
+        star, flags, young, phot_err = self.star, self.flags, self.young, self.phot_err
+        m_k = mag + self.dmag[k]
+        pts = self.steady & np.isfinite(m_k) & (phot_err[k] > 0) & (phot_err[k] < 0.3)
         ok, blended = pts & (flags == 0), pts & (flags == OBJ_MERGED)
         fit = fit_noise(
             star[ok],
             m_k[ok],
             phot_err[k][ok],
             young[ok],
-            n_stars=n_stars,
-            scint_factor=options.scintillation_factor,
-            fit_slope=fluxes[k] == KRON,
+            n_stars=self.n_stars,
+            scint_factor=self.scint_factor,
+            fit_slope=self.fluxes[k] == KRON,
         )
-        blend = fit_noise(star[blended], m_k[blended], phot_err[k][blended], young[blended], n_stars=n_stars, fixed=fit)
+        blend = fit_noise(
+            star[blended], m_k[blended], phot_err[k][blended], young[blended], n_stars=self.n_stars, fixed=fit
+        )
         v = np.where((flags & OBJ_MERGED) != 0, blend.variance(phot_err[k], young), fit.variance(phot_err[k], young))
         return (fit, blend), np.where(np.isfinite(m_k) & (phot_err[k] > 0), v + extra, np.nan)
 
-    def choose(mag: np.ndarray, extra: np.ndarray):
+    def choose(self, mag: np.ndarray, extra: np.ndarray):
         """Each flux's model, each star's choice, and the points in their star's flux.
 
         Parameters
@@ -667,40 +913,20 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
 
         Returns
         -------
-        tuple
-            The fits of every flux, each star's flux index, the points' magnitudes in their star's flux and
-            their modelled variance.
+        fits : list of tuple
+            The fits of every flux (:meth:`model`).
+        choice : numpy.ndarray
+            Each star's flux index.
+        best_mag : numpy.ndarray
+            The points' magnitudes in their star's flux, mag.
+        best_var : numpy.ndarray
+            Their modelled variance, mag^2.
         """
-        fits, var = zip(*(model(k, mag, extra) for k in range(len(fluxes))))
+        fits, var = zip(*(self.model(k, mag, extra) for k in range(len(self.fluxes))))
         var = np.stack(var)
-        choice = choose_apertures(star, var, n_stars)
-        k, n = choice[star], np.arange(len(src))
-        return list(fits), choice, mag + dmag[k, n], var[k, n]
-
-    fits, choice, best_mag, best_var = choose(mag_ens, 0.0)
-    excess = cells.excess(clean, star, best_mag, best_var, n_stars)
-    # frames whose stars scatter beyond the model in a cell: local zeropoints there, then the models again
-    fix = cells.frames_with(excess)
-    local = np.zeros(len(src))
-    if fix.size:
-        offset, offset_err = _local_zeropoints(src, codes, star, best_mag, best_var, clean, fix, n_stars)
-        local = -offset
-        fits, choice, best_mag, best_var = choose(mag_ens + local, offset_err**2)
-        excess = cells.excess(clean, star, best_mag, best_var, n_stars)  # what is still left: extra noise
-    return _Photometry(
-        fluxes=fluxes,
-        dmag=dmag,
-        phot_err=phot_err,
-        fits=fits,
-        choice=choice,
-        star=star,
-        best_mag=best_mag,
-        best_err=np.sqrt(best_var + excess[cells.of_point] ** 2),
-        young=young,
-        diameter_m=float(options.telescope_diameter_m),
-        frame_noise=cells.per_frame(excess),
-        local=local,
-    )
+        choice = choose_apertures(self.star, var, self.n_stars)
+        k, n = choice[self.star], np.arange(len(self.star))
+        return list(fits), choice, mag + self.dmag[k, n], var[k, n]
 
 
 class _Cells:
@@ -1137,16 +1363,16 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
             )
         )
         _commit(lake, results, solved_nights, set(todo["frame_id"]) | set(done["frame_id"]), report)
-    report.frames = sum(len(r["rows"]) for r in results)
+    report.frames = sum(len(r.rows) for r in results)
     report.seconds = time.monotonic() - t0
     log.info("%s", report)
     return report
 
 
-def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, report: EnsembleReport) -> None:
+def _commit(lake: Lake, results: list[FieldResult], nights: list[str], frame_ids: set, report: EnsembleReport) -> None:
     """Replace the nights' ensemble and detrend rows (of ``frame_ids``) with the results, in one commit."""
 
-    rows = pd.concat([r["rows"] for r in results], ignore_index=True)
+    rows = pd.concat([r.rows for r in results], ignore_index=True)
     ids = np.fromiter(frame_ids, np.int64)
     night_names = {None if n == "unknown" else n for n in nights}
     with lake.transaction(ENSEMBLE) as tx:
@@ -1171,7 +1397,7 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
             conform(pa.Table.from_pandas(staged.drop(columns="night"), preserve_index=False), ENSEMBLE),
             staged["night"].tolist(),
         )
-        noise = [r["noise"] for r in results if r.get("noise") is not None]
+        noise = [r.noise for r in results if r.noise is not None]
         if noise:
             noise = pd.concat(noise, ignore_index=True).assign(batch_id=tx.batch_id, computed_at=now)
             report.noise = noise.drop(columns=["computed_at"]).to_dict("records")
@@ -1181,12 +1407,12 @@ def _commit(lake: Lake, results: list[dict], nights: list[str], frame_ids: set, 
                 noise["night"].tolist(),
             )
         for k, r in enumerate(results):
-            if r["piece"] is None:
+            if r.piece is None:
                 continue
-            rel, n = r["piece"]
-            night = r["rows"]["night"].iloc[0]
+            rel, n = r.piece
+            night = r.rows["night"].iloc[0]
             tx.adopt(DETREND, f"{night_dir(night)}/{tx.batch_id}-{k}.parquet", n, rel)
-            report.detrended_points += r.get("detrended", 0)
+            report.detrended_points += r.detrended
         entry = tx.commit(summary={"ensemble": report.profile, "nights": len(nights), "frames": len(rows)})
     report.commit = entry.version if entry else None
     report.by_status = dict(Counter(rows["status"]))
