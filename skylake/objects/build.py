@@ -60,7 +60,7 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index, spatial_inde
 
 from skylake.calib.model import KRON, LatestPolicy, ZpStatus, latest_calibration
 from skylake.errors import LakeError
-from skylake.lake import Lake, counts, hats_meta, tables
+from skylake.lake import Lake, LakeView, counts, hats_meta, tables
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partition
 from skylake.lake.parquet import parquet_bytes
 from skylake.lake.tables import DETREND, ENSEMBLE, FRAMES, LIGHTCURVES, OBJECTS, SOURCES, ZEROPOINTS
@@ -68,7 +68,7 @@ from skylake.lake.versions import latest_versions
 from skylake.objects.arrays import unique
 from skylake.objects.associate import margin_order
 from skylake.objects.files import row_counts
-from skylake.objects.partition import UpdateSpec, build_partitions, detection_columns, scan_pixels
+from skylake.objects.partition import PartitionManifest, UpdateSpec, build_partitions, detection_columns, scan_pixels
 from skylake.objects.summary import DEFAULT_VARIABLE_FAP
 from skylake.schema import table_schema
 
@@ -212,7 +212,7 @@ class BuildReport:
 
 
 def _lake(lake) -> Lake:
-    return lake if isinstance(lake, Lake) else Lake.open(lake)
+    return lake if isinstance(lake, LakeView) else Lake.open(lake)
 
 
 # -- state ------------------------------------------------------------------------------------------
@@ -400,13 +400,13 @@ def changes_rel(version: int) -> str:
     return f"{OBJECTS}/{CHANGES_DIR}/{version}.parquet"
 
 
-def _changes_table(manifests) -> pa.Table:
+def _changes_table(manifests: list[PartitionManifest]) -> pa.Table:
     """:data:`CHANGES_SCHEMA` rows of an update's dirty partitions: the objects they wrote again, and the
     objects they no longer hold that no partition wrote (gone: merged, or their points removed)."""
-    dirty = [m for m in manifests if m["dirty"]]
-    written = [(m["key"], m["written"]) for m in dirty]
+    dirty = [m for m in manifests if m.dirty]
+    written = [(m.key, m.written) for m in dirty]
     ids = np.concatenate([w[0] for _, w in written] + [np.empty(0, np.int64)])
-    gone = np.setdiff1d(np.concatenate([m["gone"] for m in dirty] + [np.empty(0, np.int64)]), ids)
+    gone = np.setdiff1d(np.concatenate([m.gone for m in dirty] + [np.empty(0, np.int64)]), ids)
     order = np.concatenate([np.full(len(w[0]), k[0], np.int8) for k, w in written] + [np.empty(0, np.int8)])
     npix = np.concatenate([np.full(len(w[0]), k[1], np.int64) for k, w in written] + [np.empty(0, np.int64)])
     h29 = np.concatenate([w[1] for _, w in written] + [np.empty(0, np.int64)])
@@ -947,7 +947,7 @@ def build_objects(
         # of the sources partitions around a task's, only their borders (which the scan kept)
         around = [[strips[d] for d in sorted(_outside(f, k)) if d in strips] for f, k in zip(group_files, group_keys)]
         done = _run(client, build_partitions, group_keys, group_files, around, shared=spec, in_turn=True)
-        manifests = sorted((m for ms in done for m in ms), key=lambda m: m["key"])
+        manifests = sorted((m for ms in done for m in ms), key=lambda m: m.key)
         report.timings["partitions"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -1073,7 +1073,7 @@ def _disjoint(a: HealpixPixel, b: HealpixPixel) -> bool:
     return int(get_lower_order_pixel(fine.order, fine.pixel, fine.order - coarse.order)) != coarse.pixel
 
 
-def _check_owners(manifests: list[dict]) -> None:
+def _check_owners(manifests: list[PartitionManifest]) -> None:
     """Every object is written by at most one partition, and one that leaves its partition (its position
     moved across the edge) by the one it moved to.
 
@@ -1081,15 +1081,15 @@ def _check_owners(manifests: list[dict]) -> None:
     (``leaving``). An object written twice, or leaving and written by none, would be duplicated or lost,
     so nothing is committed then. (A task also computes objects of its margin from what it sees of
     them; those it does not own are its neighbours' to write, whose views hold them whole.)"""
-    orphans = {tuple(h) for m in manifests for h in m["homes"]} - {tuple(m["key"]) for m in manifests}
+    orphans = {tuple(h) for m in manifests for h in m.homes} - {tuple(m.key) for m in manifests}
     if orphans:
         raise LakeError(
             f"objects: partitions {sorted(orphans)} own updated objects but were not recomputed; "
             "nothing was committed (rebuild with skylake objects build --rebuild)"
         )
-    written = np.concatenate([m["written"][0] for m in manifests] + [np.empty(0, np.int64)])
+    written = np.concatenate([m.written[0] for m in manifests] + [np.empty(0, np.int64)])
     uniq, times = np.unique(written, return_counts=True)
-    lost = np.setdiff1d(np.concatenate([m["leaving"] for m in manifests] + [np.empty(0, np.int64)]), uniq)
+    lost = np.setdiff1d(np.concatenate([m.leaving for m in manifests] + [np.empty(0, np.int64)]), uniq)
     if (times > 1).any() or len(lost):
         raise LakeError(
             f"objects: {int((times > 1).sum())} objects written by two partitions and {len(lost)} by none "
@@ -1098,26 +1098,28 @@ def _check_owners(manifests: list[dict]) -> None:
         )
 
 
-def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, rebuild: bool, moved: bool) -> None:
+def _commit_points(
+    tx, lake: Lake, manifests: list[PartitionManifest], report: BuildReport, rebuild: bool, moved: bool
+) -> None:
     """Stage the LAKE/lightcurves side of the commit: the tasks' files, the files they merged away and what
     they do to the catalog's partitions and skymap (a rebuild's: of its own files alone, the others are
     removed), which the commit writes as its HATS metadata. Appended and
     merged points stay in their partition directory, so its directories are published one by one;
     points filed again under another partition (``moved``: a rebuild, recalibrated or removed frames,
     whose objects may have moved) need the whole table swapped at once (:meth:`Transaction._swaps`)."""
-    points = [(m["key"], m["points"]) for m in manifests]
-    if not any(p["path"] or p["removed"] for _, p in points) and not rebuild:
+    points = [(m.key, m.points) for m in manifests]
+    if not any(p.path or p.removed for _, p in points) and not rebuild:
         report.points = int(hats_meta.read_skymap(lake.store, LIGHTCURVES).sum())
         return
     change = tx.catalog(LIGHTCURVES, fresh=rebuild)  # the commit writes its HATS metadata
     for key, p in points:
-        for rel, rows in p["removed"]:
+        for rel, rows in p.removed:
             tx.remove(LIGHTCURVES, rel, rows)
-        if p["path"]:
-            tx.add_staged(LIGHTCURVES, p["path"], p["rows"])
-        change.add_counts(*p["hist_old"], sign=-1)
-        change.add_counts(*p["hist_new"])
-        if p["files"]:
+        if p.path:
+            tx.add_staged(LIGHTCURVES, p.path, p.rows)
+        change.add_counts(*p.hist_old, sign=-1)
+        change.add_counts(*p.hist_new)
+        if p.files:
             change.add_partition(HealpixPixel(*key))
         else:
             change.drop_partition(HealpixPixel(*key))
@@ -1128,7 +1130,7 @@ def _commit_points(tx, lake: Lake, manifests: list[dict], report: BuildReport, r
     report.points = int(change.skymap(lake.store).sum())
 
 
-def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], report: BuildReport):
+def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[PartitionManifest], report: BuildReport):
     """Commit what the partition tasks wrote: their files, what they do to both catalogs (the transaction's
     collectors, from which it writes their HATS metadata), the held frames of the nights read, the objects
     changed (for refresh) and the build state. Returns the log entry."""
@@ -1136,32 +1138,32 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], 
     changed, held, redone = plan.changed, plan.held, plan.redone
     _check_owners(manifests)
     expected = int(held.loc[redone, "n_det"].sum())
-    dropped = sum(m["dropped"] for m in manifests)
+    dropped = sum(m.dropped for m in manifests)
     if dropped != expected and not rebuild:
         log.warning(
             "objects: %d of %d old points of re-processed frames found where their frames were", dropped, expected
         )
     change = tx.catalog(OBJECTS, fresh=rebuild)  # the commit writes its HATS metadata
     for m in manifests:
-        report.detections += m["detections"]
+        report.detections += m.detections
         for k in ("objects_rows", "points_rows", "points_files"):
             report.read.setdefault(k, 0)
-        report.read["objects_rows"] += m["objects_read"]
-        report.read["points_rows"] += m["points_read"]
-        report.read["points_files"] += m["point_files_read"]
-        report.partitions_exact += m["exact"] and m["dirty"]
-        report.objects_exact += m["refreshed"]
-        if not m["dirty"]:
+        report.read["objects_rows"] += m.objects_read
+        report.read["points_rows"] += m.points_read
+        report.read["points_files"] += m.point_files_read
+        report.partitions_exact += m.exact and m.dirty
+        report.objects_exact += m.refreshed
+        if not m.dirty:
             continue
-        pixel = HealpixPixel(*m["key"])
+        pixel = HealpixPixel(*m.key)
         report.partitions_rewritten += 1
-        report.objects_new += m["objects_new"]
-        for rel, rows in m["removed"]:
+        report.objects_new += m.objects_new
+        for rel, rows in m.removed:
             tx.remove(OBJECTS, rel, rows)
-        change.add_counts(*m["hist_old"], sign=-1)
-        change.add_counts(*m["hist_new"])
-        if m["path"]:
-            tx.add_staged(OBJECTS, m["path"], m["rows"])
+        change.add_counts(*m.hist_old, sign=-1)
+        change.add_counts(*m.hist_new)
+        if m.path:
+            tx.add_staged(OBJECTS, m.path, m.rows)
             change.add_partition(pixel)
         else:
             change.drop_partition(pixel)
@@ -1171,7 +1173,7 @@ def _commit(tx, lake: Lake, cfg: _Settings, plan: _Plan, manifests: list[dict], 
     tx.rows_may_move(OBJECTS)  # an object may move to another partition, leaving one that only loses it
     # the held frames: rows of the nights read, less the redone ones, plus the changed frames
     fp = pd.concat(
-        [m["frame_pixels"] for m in manifests]
+        [m.frame_pixels for m in manifests]
         + [
             pd.DataFrame(
                 {"frame_id": np.empty(0, np.int64), "pixel": np.empty(0, np.int64), "n": np.empty(0, np.int64)}

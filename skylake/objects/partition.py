@@ -22,8 +22,8 @@ Two ways to bring a partition up to date (:mod:`skylake.objects.summary`):
   merged into one without the old points. It runs for the partitions around recalibrated or removed
   frames (the update's ``stale`` frames, whose old points go) and for a build from scratch.
 
-The task returns a small manifest; the driver (:mod:`skylake.objects.build`) commits every task's files in
-one log entry.
+The task returns a small manifest (:class:`PartitionManifest`); the driver (:mod:`skylake.objects.build`)
+commits every task's files in one log entry.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ from skylake.sphere import unit_vectors, vector_to_radec
 __all__ = [
     "DETECTION_COLUMNS",
     "UpdateSpec",
+    "PointsManifest",
+    "PartitionManifest",
     "scan_pixels",
     "detection_columns",
     "read_detections",
@@ -143,6 +145,117 @@ class UpdateSpec:
     stale: np.ndarray
     exact: set | None
     variable_fap: float = 1e-3
+
+
+@dataclass(frozen=True, eq=False)
+class PointsManifest:
+    """The light-curve file a partition task staged, and what it does to the partition's files.
+
+    Attributes
+    ----------
+    path : str or None
+        The staged file, relative to the LAKE/lightcurves catalog
+        (``dataset/Norder=k/Dir=d/Npix=n/<batch>.parquet``); None when the partition has no point left.
+    rows : int
+        The staged file's rows (points).
+    removed : list of tuple of (str, int)
+        The partition's light-curve files the staged file replaces: (path relative to the catalog, rows) each.
+    hist_old : tuple of numpy.ndarray
+        The skymap histogram of the points removed (``removed``'s): pixels at the skymap's order (NESTED,
+        int64) and their counts.
+    hist_new : tuple of numpy.ndarray
+        The skymap histogram of the points staged, likewise.
+    files : int
+        The partition's light-curve files after the commit (0: the partition goes).
+    """
+
+    path: str | None
+    rows: int
+    removed: list[tuple[str, int]]
+    hist_old: tuple[np.ndarray, np.ndarray]
+    hist_new: tuple[np.ndarray, np.ndarray]
+    files: int
+
+
+@dataclass(frozen=True, eq=False)
+class PartitionManifest:
+    """What one partition task staged and found (:func:`build_partition`), for the driver's commit.
+
+    Small, sent from the worker to the driver: ids and counts, not rows.
+
+    Attributes
+    ----------
+    key : tuple of int
+        The objects partition: (order, pixel).
+    dirty : bool
+        Its objects rows changed (some written or gone): the commit replaces its objects files.
+    exact : bool
+        Its statistics were computed from whole light curves (an exact pass), not merged.
+    refreshed : int
+        Objects of a merge whose statistics were recomputed from their whole light curves.
+    path : str or None
+        The staged objects file, relative to the LAKE/objects catalog
+        (``dataset/Norder=k/Dir=d/Npix=n/<batch>.parquet``); None when nothing is written (a dirty
+        partition without one goes).
+    rows : int
+        The partition's objects rows after the update (the staged file's).
+    removed : list of tuple of (str, int)
+        The partition's objects files the staged file replaces: (path relative to the catalog, rows) each.
+    hist_old : tuple of numpy.ndarray
+        The skymap histogram of the objects rows removed (``removed``'s): pixels at the skymap's order
+        (NESTED, int64) and their counts.
+    hist_new : tuple of numpy.ndarray
+        The skymap histogram of the partition's objects rows after the update, likewise.
+    dropped : int
+        Old points of the update's stale frames found in the partition's light curves (an exact pass's).
+    objects_new : int
+        Objects written that were not stored before.
+    detections : int
+        The update's detections inside the partition (its band's are other partitions').
+    objects_read : int
+        Objects rows read: the partition's and its neighbours' band's.
+    points_read : int
+        Light-curve points read: an exact pass's, or a merge's refreshed objects'.
+    point_files_read : int
+        Light-curve files read for them.
+    homes : list of tuple of int
+        The partitions, (order, pixel) each, owning objects the task computed from its band but does not own:
+        each must be a task of the update too.
+    written : tuple of numpy.ndarray
+        The objects written: their ``object_id`` and ``_healpix_29`` (int64 each).
+    leaving : numpy.ndarray
+        Ids of the partition's stored objects whose position moved into another partition (int64, sorted).
+    gone : numpy.ndarray
+        Ids of the partition's stored objects it no longer holds: moved, merged or left without a point
+        (int64, sorted).
+    frame_pixels : pandas.DataFrame
+        The update's detections in the partition per changed frame and pixel at the lake's order (where
+        its points are filed): frame_id, pixel and n.
+    points : PointsManifest
+        The partition's staged light-curve file.
+    """
+
+    key: tuple[int, int]
+    dirty: bool
+    exact: bool
+    refreshed: int
+    path: str | None
+    rows: int
+    removed: list[tuple[str, int]]
+    hist_old: tuple[np.ndarray, np.ndarray]
+    hist_new: tuple[np.ndarray, np.ndarray]
+    dropped: int
+    objects_new: int
+    detections: int
+    objects_read: int
+    points_read: int
+    point_files_read: int
+    homes: list[tuple[int, int]]
+    written: tuple[np.ndarray, np.ndarray]
+    leaving: np.ndarray
+    gone: np.ndarray
+    frame_pixels: pd.DataFrame
+    points: PointsManifest
 
 
 def _open(url: str) -> Lake:
@@ -740,7 +853,7 @@ def _union(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def build_partitions(
     spec: UpdateSpec, keys: list[tuple[int, int]], files: list[str], strips: list[dict] = ()
-) -> list[dict]:
+) -> list[PartitionManifest]:
     """Bring several objects partitions up to date in one task, reading their detections once.
 
     The objects' partitions are often finer than the sources' (order 5 in a lake whose sources are at order
@@ -763,7 +876,7 @@ def build_partitions(
 
     Returns
     -------
-    list of dict
+    list of PartitionManifest
         Each partition's manifest (:func:`build_partition`), in the order of ``keys``.
     """
     given = {f: t for strip in strips for f, t in strip.items() if f in set(files)}
@@ -880,7 +993,7 @@ def build_partition(
     view: View | None = None,
     given: dict | None = None,
     stager: Stager | None = None,
-) -> dict:
+) -> PartitionManifest:
     """Bring objects partition ``key`` (order, pixel) up to date and stage its files.
 
     See the module docstring for the two ways.
@@ -905,11 +1018,10 @@ def build_partition(
 
     Returns
     -------
-    dict
-        A small manifest for the driver's commit: the staged objects file (``path``; None when nothing is
-        written) and the files it replaces (``removed``), the objects written (``written``), handed to
-        neighbours (``leaving``, ``homes``) or gone (``gone``), skymap histograms, counts of what was read,
-        each changed frame's pixels (``frame_pixels``) and the staged light-curve file (``points``).
+    PartitionManifest
+        A small manifest for the driver's commit: the staged objects and light-curve files, the files they
+        replace, the objects written, handed to neighbours or gone, skymap histograms and counts of what
+        was read.
     """
     lake = _open(spec.url)
     if stager is None:
@@ -917,65 +1029,96 @@ def build_partition(
             out = build_partition(spec, key, files, det, view, given, stager)
         release_memory()  # a worker's RSS is what its task holds, not what earlier tasks freed
         return out
-    order, pixel = key
-    lake_order, m_order, refcat = spec.order, spec.m_order, spec.refcat
-    view = View(order, pixel, m_order) if view is None else view
-    partitions = [HealpixPixel(o, p) for o, p in spec.partitions]
-    point_partitions = [HealpixPixel(o, p) for o, p in spec.point_partitions]
-    here = HealpixPixel(order, pixel)
-    fs = lake.store.arrow_fs
-    stale = np.asarray(spec.stale, np.int64)
-    exact = bool(spec.rebuild or (len(stale) and (spec.exact is None or key in spec.exact)))
-
+    task = _Task.of(lake, spec, key, view, stager)
     if det is None:
-        det = read_detections(lake, files, spec.frames, refcat, view.in_view, given)
+        det = read_detections(lake, files, spec.frames, spec.refcat, task.view.in_view, given)
     det = det.combine_chunks()  # one chunk a column: each is read as NumPy (without a copy) several times
-    h29 = det.column("_healpix_29").to_numpy()
-    core = view.in_core(h29)
-    # the objects: this partition's rows whole, the band's rows of its neighbours (no light curves)
-    own_files = [] if spec.rebuild else partition_files(lake, OBJECTS, here)
-    own = _concat(read_files(lake, OBJECTS, own_files), OBJECTS)
-    band = [
-        read_ranges(lake.path(f), *view.band, filesystem=fs)
-        for nb in view.neighbours(view.band_pixels, view.m_order, partitions, lake_order)
-        for f in partition_files(lake, OBJECTS, nb)
-    ]
-    old = _concat([own, *band], OBJECTS)
-    own_ids, old_ids = own.column("object_id").to_numpy(), old.column("object_id").to_numpy()
-    point_files = [] if spec.rebuild else partition_files(lake, LIGHTCURVES, here)
-
-    history = None  # (the partition's points, the wide band's, files read), read for an exact pass
-    hist, stale_ids = None, np.empty(0, np.int64)
-    pos = _positions(old)
-    if exact and not spec.rebuild:  # recalibrated or removed frames: their old points go first
-        history = _history(lake, view, point_files, point_partitions, lake_order)
-        hist = pa.concat_tables(history[:2])
-        gone = np.isin(hist.column("frame_id").to_numpy(), stale)
-        stale_ids = np.unique(hist.column("object_id").to_numpy()[gone])
-        hist = hist.filter(pa.array(~gone))
-        pos = _recentre(pos, hist, stale_ids)
-
-    xyz = unit_vectors(det.column("ra").to_numpy(), det.column("dec").to_numpy())
-    ids = associate(
-        det.column("source_id").to_numpy(),
-        det.column("frame_id").to_numpy(),
-        det.column("ra").to_numpy(),
-        det.column("dec").to_numpy(),
-        h29,
-        det.column("ref_object").to_numpy(),
-        pos["object_id"].to_numpy(),
-        pos["ra"].to_numpy(),
-        pos["dec"].to_numpy(),
-        spec.radius,
-        lake_order,
-        xyz,
-    )
+    stored = _read_stored(task)
+    ids, xyz = _associate_view(det, stored, spec)
     # as stored (float32 magnitudes): the statistics are then exactly those of LAKE/lightcurves' points
     new = _points_of(det, ids)
-    new_ids = new.column("object_id").to_numpy()
-    touched = unique(np.concatenate((ids, stale_ids)))
+    touched = unique(np.concatenate((ids, stored.stale_ids)))
+    rows = _exact_rows(task, stored, touched, new, xyz) if task.exact else _merged_rows(task, stored, ids, touched, new)
+    return _stage_partition(task, det, stored, new, rows)
 
-    def owned_by_me(rows: pa.Table) -> np.ndarray:
+
+@dataclass(frozen=True, eq=False)
+class _Task:
+    """One partition's update: what each of :func:`build_partition`'s steps reads of it.
+
+    Attributes
+    ----------
+    lake : Lake
+        The lake, as on disk.
+    spec : UpdateSpec
+        The update's settings.
+    key : tuple of int
+        The partition: (order, pixel).
+    here : hats.pixel_math.HealpixPixel
+        The partition.
+    view : View
+        Its view at the margin order.
+    partitions : list of hats.pixel_math.HealpixPixel
+        The objects' partitions.
+    point_partitions : list of hats.pixel_math.HealpixPixel
+        The light curves' partitions.
+    stale : numpy.ndarray
+        Frames whose old points go (int64).
+    exact : bool
+        Whether the partition is recomputed exactly (from whole light curves), else merged.
+    stager : Stager
+        The task's writer of staged files.
+    """
+
+    lake: Lake
+    spec: UpdateSpec
+    key: tuple[int, int]
+    here: HealpixPixel
+    view: View
+    partitions: list[HealpixPixel]
+    point_partitions: list[HealpixPixel]
+    stale: np.ndarray
+    exact: bool
+    stager: Stager
+
+    @classmethod
+    def of(cls, lake: Lake, spec: UpdateSpec, key: tuple[int, int], view: View | None, stager: Stager) -> _Task:
+        """The update of partition ``key``.
+
+        Parameters
+        ----------
+        lake : Lake
+            The lake.
+        spec : UpdateSpec
+            The update's settings.
+        key : tuple of int
+            The partition: (order, pixel).
+        view : View or None
+            Its view, when already made.
+        stager : Stager
+            The task's writer of staged files.
+
+        Returns
+        -------
+        _Task
+            The partition's update.
+        """
+        order, pixel = key
+        stale = np.asarray(spec.stale, np.int64)
+        return cls(
+            lake=lake,
+            spec=spec,
+            key=key,
+            here=HealpixPixel(order, pixel),
+            view=View(order, pixel, spec.m_order) if view is None else view,
+            partitions=[HealpixPixel(o, p) for o, p in spec.partitions],
+            point_partitions=[HealpixPixel(o, p) for o, p in spec.point_partitions],
+            stale=stale,
+            exact=bool(spec.rebuild or (len(stale) and (spec.exact is None or key in spec.exact))),
+            stager=stager,
+        )
+
+    def owns(self, rows: pa.Table) -> np.ndarray:
         """Which objects rows this partition owns (their position's partition is this one).
 
         Parameters
@@ -988,100 +1131,350 @@ def build_partition(
         numpy.ndarray
             Mask (bool) of the rows this partition writes.
         """
-        o, p = hats_meta.assign_pixels(rows.column("_healpix_29").to_numpy(), partitions, lake_order)
-        return (o == order) & (p == pixel)
+        o, p = hats_meta.assign_pixels(rows.column("_healpix_29").to_numpy(), self.partitions, self.spec.order)
+        return (o == self.here.order) & (p == self.here.pixel)
 
-    refreshed, points_read, files_read = 0, 0, 0 if history is None else history[2]
-    by = None  # the new points' light-curve order (summary.light_curve_order), when sorted
-    if exact:  # every statistic from whole light curves: the partition's objects and those the update touched
-        if hist is None:
-            hist = table_schema(LIGHTCURVES).empty_table()
-        points_read = 0 if history is None else history[0].num_rows + history[1].num_rows
-        before = _isin(hist, "object_id", np.union1d(own_ids, touched))
-        # with no stored point, the points are the detections' (their vectors made once, for the association;
-        # their light-curve order sorted once, for the statistics and for filing them)
-        if not before.num_rows:
-            by = light_curve_order(*(new.column(c).to_numpy() for c in ("object_id", "mjd", "source_id")))
-        cand = summarise(
-            pa.concat_tables([before, new]),
-            refcat,
-            *((None, None) if before.num_rows else (xyz, by)),
-            variable_fap=spec.variable_fap,
-        )
-        mine = owned_by_me(cand)
-        kept = own.schema.empty_table()
-    else:  # merge the new points into the touched objects' rows
-        known = np.isin(new_ids, old_ids)
-        cand = pa.concat_tables(
-            [
-                merge(old.filter(pa.array(np.isin(old_ids, ids))), new.filter(pa.array(known)), spec.variable_fap),
-                summarise(new.filter(pa.array(~known)), refcat, variable_fap=spec.variable_fap),
-            ]
-        )
-        mine = owned_by_me(cand)
-        kept = own.filter(pa.array(~np.isin(own_ids, touched)))
-        # objects of this partition whose points grew by a quarter since their order statistics were
-        # computed: those from their whole light curves (each object's, so none is ever staler than that)
-        due = mine & needs_refresh(cand.column("n").to_numpy(), cand.column("n_exact").to_numpy())
-        if due.any():
-            points, files_read = _whole_light_curves(
-                lake, cand.filter(pa.array(due)), m_order, point_partitions, lake_order
-            )
-            redo_ids = cand.column("object_id").to_numpy()[due]
-            fresh = summarise(
-                pa.concat_tables([points, _isin(new, "object_id", redo_ids)]), refcat, variable_fap=spec.variable_fap
-            )
-            fresh = fresh.filter(pa.array(owned_by_me(fresh)))  # (a position rounded across the edge: merged)
-            cand_ids = cand.column("object_id").to_numpy()
-            keep = ~np.isin(cand_ids, fresh.column("object_id").to_numpy())
-            cand, mine = (
-                pa.concat_tables([cand.filter(pa.array(keep)), fresh]),
-                np.r_[mine[keep], np.ones(fresh.num_rows, bool)],
-            )
-            refreshed, points_read = fresh.num_rows, len(points)
-    written = cand.filter(pa.array(mine))
-    owned = pa.concat_tables([kept, written])
-    owned = owned.take(np.lexsort((owned.column("object_id").to_numpy(), owned.column("_healpix_29").to_numpy())))
-    owned_ids = owned.column("object_id").to_numpy()
-    foreign = cand.filter(pa.array(~mine))
-    f_orders, f_pixels = hats_meta.assign_pixels(foreign.column("_healpix_29").to_numpy(), partitions, lake_order)
-    own_points = history[0] if history is not None else None
 
-    out = {
-        "key": key,
-        "dirty": bool(written.num_rows or not np.isin(own_ids, owned_ids).all()),
-        "exact": bool(exact),
-        "refreshed": refreshed,
-        "rows": owned.num_rows,
-        "path": None,
-        "removed": [(posixpath.relpath(f, OBJECTS), n) for f, n in zip(own_files, row_counts(lake, own_files))],
-        "hist_old": _sparse_hist(own.column("_healpix_29").to_numpy()),
-        "hist_new": _sparse_hist(owned.column("_healpix_29").to_numpy()),
-        "dropped": 0 if own_points is None else int(np.isin(own_points.column("frame_id").to_numpy(), stale).sum()),
-        "objects_new": int((~np.isin(written.column("object_id").to_numpy(), old_ids)).sum()),
-        "detections": int(core.sum()),
-        "objects_read": old.num_rows,
-        "points_read": points_read,
-        "point_files_read": files_read,
-        "homes": sorted(set(zip(f_orders.tolist(), f_pixels.tolist()))),
-        "written": (written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
-        "leaving": np.intersect1d(foreign.column("object_id").to_numpy(), own_ids),
-        "gone": np.setdiff1d(own_ids, owned_ids),
-    }
-    # per changed frame: its detections here and their pixels at the lake's order (where its points are)
-    out["frame_pixels"] = _frame_pixels(
-        det.column("frame_id").to_numpy()[core], spatial_index_to_healpix(h29[core], target_order=lake_order)
+@dataclass(frozen=True, eq=False)
+class _Stored:
+    """What a partition's update reads of the published tables before associating.
+
+    Attributes
+    ----------
+    own_files : list of str
+        The partition's objects files (lake-relative; none for a rebuild).
+    own : pyarrow.Table
+        Their rows.
+    old : pyarrow.Table
+        ``own`` and the band's rows of its neighbours (the objects the association sees).
+    point_files : list of str
+        The partition's light-curve files (lake-relative; none for a rebuild).
+    history : tuple or None
+        For an exact pass of a stored partition: its points, the wide band's and the files read
+        (:func:`_history`); else None.
+    hist : pyarrow.Table or None
+        ``history``'s points less those of the stale frames (None without ``history``).
+    stale_ids : numpy.ndarray
+        The objects that had points of stale frames (int64, sorted).
+    """
+
+    own_files: list[str]
+    own: pa.Table
+    old: pa.Table
+    point_files: list[str]
+    history: tuple[pa.Table, pa.Table, int] | None
+    hist: pa.Table | None
+    stale_ids: np.ndarray
+
+
+def _read_stored(task: _Task) -> _Stored:
+    """Read the objects the partition's view needs and, for an exact pass, its light curves' history.
+
+    The partition's objects rows are read whole, its neighbours' only in the band (no light curves).
+
+    Parameters
+    ----------
+    task : _Task
+        The partition's update.
+
+    Returns
+    -------
+    _Stored
+        What was read.
+    """
+    lake, spec, view = task.lake, task.spec, task.view
+    own_files = [] if spec.rebuild else partition_files(lake, OBJECTS, task.here)
+    own = _concat(read_files(lake, OBJECTS, own_files), OBJECTS)
+    band = [
+        read_ranges(lake.path(f), *view.band, filesystem=lake.store.arrow_fs)
+        for nb in view.neighbours(view.band_pixels, view.m_order, task.partitions, spec.order)
+        for f in partition_files(lake, OBJECTS, nb)
+    ]
+    point_files = [] if spec.rebuild else partition_files(lake, LIGHTCURVES, task.here)
+    history, hist, stale_ids = None, None, np.empty(0, np.int64)
+    if task.exact and not spec.rebuild:  # recalibrated or removed frames: their old points go first
+        history = _history(lake, view, point_files, task.point_partitions, spec.order)
+        hist = pa.concat_tables(history[:2])
+        gone = np.isin(hist.column("frame_id").to_numpy(), task.stale)
+        stale_ids = np.unique(hist.column("object_id").to_numpy()[gone])
+        hist = hist.filter(pa.array(~gone))
+    return _Stored(own_files, own, _concat([own, *band], OBJECTS), point_files, history, hist, stale_ids)
+
+
+def _associate_view(det: pa.Table, stored: _Stored, spec: UpdateSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Associate the view's detections with the stored objects (those of stale frames' points re-centred).
+
+    Parameters
+    ----------
+    det : pyarrow.Table
+        The update's detections in the view (:func:`read_detections`).
+    stored : _Stored
+        The stored objects and history (:func:`_read_stored`).
+    spec : UpdateSpec
+        The update's settings (association radius, lake order).
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        Each detection's object id (int64).
+    xyz : numpy.ndarray
+        The detections' unit vectors, (n, 3), reused by the statistics.
+    """
+    pos = _recentre(_positions(stored.old), stored.hist, stored.stale_ids)
+    ra, dec = det.column("ra").to_numpy(), det.column("dec").to_numpy()
+    xyz = unit_vectors(ra, dec)
+    ids = associate(
+        det.column("source_id").to_numpy(),
+        det.column("frame_id").to_numpy(),
+        ra,
+        dec,
+        det.column("_healpix_29").to_numpy(),
+        det.column("ref_object").to_numpy(),
+        pos["object_id"].to_numpy(),
+        pos["ra"].to_numpy(),
+        pos["dec"].to_numpy(),
+        spec.radius,
+        spec.order,
+        xyz,
     )
-    if out["dirty"] and owned.num_rows:
-        rel = f"{hats_meta.pixel_dir(order, pixel)}/{spec.area.batch_id}.parquet"
-        stager.write(spec.area.path(OBJECTS, rel), owned, ROW_GROUP)
-        out["path"] = rel
+    return ids, xyz
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """The objects rows a partition's update computed, and what it read for them.
+
+    Attributes
+    ----------
+    cand : pyarrow.Table
+        The objects computed: the partition's and, from its band, its neighbours'.
+    mine : numpy.ndarray
+        Mask (bool) of the rows of ``cand`` the partition owns.
+    kept : pyarrow.Table
+        The partition's stored rows kept as they are (objects the update did not touch).
+    by : numpy.ndarray or None
+        The new points' :func:`~skylake.objects.summary.light_curve_order`, when sorted.
+    refreshed : int
+        Objects whose statistics were recomputed from their whole light curves in a merge.
+    points_read : int
+        Light-curve points read.
+    files_read : int
+        Light-curve files read.
+    """
+
+    cand: pa.Table
+    mine: np.ndarray
+    kept: pa.Table
+    by: np.ndarray | None
+    refreshed: int
+    points_read: int
+    files_read: int
+
+
+def _exact_rows(task: _Task, stored: _Stored, touched: np.ndarray, new: pa.Table, xyz: np.ndarray) -> _Rows:
+    """Every statistic from whole light curves: the partition's objects' and those the update touched.
+
+    Parameters
+    ----------
+    task : _Task
+        The partition's update.
+    stored : _Stored
+        What was read (:func:`_read_stored`).
+    touched : numpy.ndarray
+        Ids of the objects the update touches (associated or with stale points).
+    new : pyarrow.Table
+        The new points (:func:`_points_of`).
+    xyz : numpy.ndarray
+        The new points' unit vectors.
+
+    Returns
+    -------
+    _Rows
+        The objects computed.
+    """
+    spec, history = task.spec, stored.history
+    hist = table_schema(LIGHTCURVES).empty_table() if stored.hist is None else stored.hist
+    own_ids = stored.own.column("object_id").to_numpy()
+    before = _isin(hist, "object_id", np.union1d(own_ids, touched))
+    # with no stored point, the points are the detections' (their vectors made once, for the association;
+    # their light-curve order sorted once, for the statistics and for filing them)
+    by = None
+    if not before.num_rows:
+        by = light_curve_order(*(new.column(c).to_numpy() for c in ("object_id", "mjd", "source_id")))
+    cand = summarise(
+        pa.concat_tables([before, new]),
+        spec.refcat,
+        *((None, None) if before.num_rows else (xyz, by)),
+        variable_fap=spec.variable_fap,
+    )
+    return _Rows(
+        cand=cand,
+        mine=task.owns(cand),
+        kept=stored.own.schema.empty_table(),
+        by=by,
+        refreshed=0,
+        points_read=0 if history is None else history[0].num_rows + history[1].num_rows,
+        files_read=0 if history is None else history[2],
+    )
+
+
+def _merged_rows(task: _Task, stored: _Stored, ids: np.ndarray, touched: np.ndarray, new: pa.Table) -> _Rows:
+    """Merge the new points into the touched objects' rows (:func:`~skylake.objects.summary.merge`).
+
+    Objects of the partition due a refresh get theirs from their whole light curves (:func:`_refresh`).
+
+    Parameters
+    ----------
+    task : _Task
+        The partition's update.
+    stored : _Stored
+        What was read (:func:`_read_stored`).
+    ids : numpy.ndarray
+        Each detection's object id.
+    touched : numpy.ndarray
+        Ids of the objects the update touches.
+    new : pyarrow.Table
+        The new points (:func:`_points_of`).
+
+    Returns
+    -------
+    _Rows
+        The objects computed.
+    """
+    spec, old, own = task.spec, stored.old, stored.own
+    old_ids = old.column("object_id").to_numpy()
+    known = np.isin(new.column("object_id").to_numpy(), old_ids)
+    cand = pa.concat_tables(
+        [
+            merge(old.filter(pa.array(np.isin(old_ids, ids))), new.filter(pa.array(known)), spec.variable_fap),
+            summarise(new.filter(pa.array(~known)), spec.refcat, variable_fap=spec.variable_fap),
+        ]
+    )
+    mine = task.owns(cand)
+    kept = own.filter(pa.array(~np.isin(own.column("object_id").to_numpy(), touched)))
+    rows = _Rows(cand=cand, mine=mine, kept=kept, by=None, refreshed=0, points_read=0, files_read=0)
+    # objects of this partition whose points grew by a quarter since their order statistics were
+    # computed: those from their whole light curves (each object's, so none is ever staler than that)
+    due = mine & needs_refresh(cand.column("n").to_numpy(), cand.column("n_exact").to_numpy())
+    return _refresh(task, rows, due, new) if due.any() else rows
+
+
+def _refresh(task: _Task, rows: _Rows, due: np.ndarray, new: pa.Table) -> _Rows:
+    """``rows`` with the objects ``due`` recomputed from their whole light curves and the new points.
+
+    Parameters
+    ----------
+    task : _Task
+        The partition's update.
+    rows : _Rows
+        The merged rows.
+    due : numpy.ndarray
+        Mask (bool) of the rows of ``rows.cand`` to recompute.
+    new : pyarrow.Table
+        The new points.
+
+    Returns
+    -------
+    _Rows
+        The rows, those recomputed replacing their merged ones.
+    """
+    spec, cand = task.spec, rows.cand
+    points, files_read = _whole_light_curves(
+        task.lake, cand.filter(pa.array(due)), spec.m_order, task.point_partitions, spec.order
+    )
+    redo_ids = cand.column("object_id").to_numpy()[due]
+    fresh = summarise(
+        pa.concat_tables([points, _isin(new, "object_id", redo_ids)]), spec.refcat, variable_fap=spec.variable_fap
+    )
+    fresh = fresh.filter(pa.array(task.owns(fresh)))  # (a position rounded across the edge: merged)
+    keep = ~np.isin(cand.column("object_id").to_numpy(), fresh.column("object_id").to_numpy())
+    return _Rows(
+        cand=pa.concat_tables([cand.filter(pa.array(keep)), fresh]),
+        mine=np.r_[rows.mine[keep], np.ones(fresh.num_rows, bool)],
+        kept=rows.kept,
+        by=None,
+        refreshed=fresh.num_rows,
+        points_read=len(points),
+        files_read=files_read,
+    )
+
+
+def _stage_partition(task: _Task, det: pa.Table, stored: _Stored, new: pa.Table, rows: _Rows) -> PartitionManifest:
+    """Stage the partition's objects file and light-curve file, and say what they do.
+
+    Parameters
+    ----------
+    task : _Task
+        The partition's update.
+    det : pyarrow.Table
+        The update's detections in the view.
+    stored : _Stored
+        What was read (:func:`_read_stored`).
+    new : pyarrow.Table
+        The new points.
+    rows : _Rows
+        The objects computed.
+
+    Returns
+    -------
+    PartitionManifest
+        The partition's manifest.
+    """
+    lake, spec, own, old = task.lake, task.spec, stored.own, stored.old
+    written = rows.cand.filter(pa.array(rows.mine))
+    owned = pa.concat_tables([rows.kept, written])
+    owned = owned.take(np.lexsort((owned.column("object_id").to_numpy(), owned.column("_healpix_29").to_numpy())))
+    own_ids, owned_ids = own.column("object_id").to_numpy(), owned.column("object_id").to_numpy()
+    foreign = rows.cand.filter(pa.array(~rows.mine))
+    f_orders, f_pixels = hats_meta.assign_pixels(foreign.column("_healpix_29").to_numpy(), task.partitions, spec.order)
+    own_points = stored.history[0] if stored.history is not None else None
+    dirty = bool(written.num_rows or not np.isin(own_ids, owned_ids).all())
+    path = None
+    if dirty and owned.num_rows:
+        path = f"{hats_meta.pixel_dir(*task.key)}/{spec.area.batch_id}.parquet"
+        task.stager.write(spec.area.path(OBJECTS, path), owned, ROW_GROUP)
     # the new points of the objects written here, filed under their object's position (so an object's
     # points are in its partition, sorted together): written exactly once, by their object's owner
-    out["points"] = _stage_points(
-        lake, stager, spec.area, here, point_files, _filed(new, written, by), own_points if exact else None, stale
+    points = _stage_points(
+        lake,
+        task.stager,
+        spec.area,
+        task.here,
+        stored.point_files,
+        _filed(new, written, rows.by),
+        own_points if task.exact else None,
+        task.stale,
     )
-    return out
+    h29 = det.column("_healpix_29").to_numpy()
+    core = task.view.in_core(h29)
+    return PartitionManifest(
+        key=task.key,
+        dirty=dirty,
+        exact=task.exact,
+        refreshed=rows.refreshed,
+        path=path,
+        rows=owned.num_rows,
+        removed=[
+            (posixpath.relpath(f, OBJECTS), n) for f, n in zip(stored.own_files, row_counts(lake, stored.own_files))
+        ],
+        hist_old=_sparse_hist(own.column("_healpix_29").to_numpy()),
+        hist_new=_sparse_hist(owned.column("_healpix_29").to_numpy()),
+        dropped=0 if own_points is None else int(np.isin(own_points.column("frame_id").to_numpy(), task.stale).sum()),
+        objects_new=int((~np.isin(written.column("object_id").to_numpy(), old.column("object_id").to_numpy())).sum()),
+        detections=int(core.sum()),
+        objects_read=old.num_rows,
+        points_read=rows.points_read,
+        point_files_read=rows.files_read,
+        homes=sorted(set(zip(f_orders.tolist(), f_pixels.tolist()))),
+        written=(written.column("object_id").to_numpy(), written.column("_healpix_29").to_numpy()),
+        leaving=np.intersect1d(foreign.column("object_id").to_numpy(), own_ids),
+        gone=np.setdiff1d(own_ids, owned_ids),
+        # per changed frame: its detections here and their pixels at the lake's order (where its points are)
+        frame_pixels=_frame_pixels(
+            det.column("frame_id").to_numpy()[core], spatial_index_to_healpix(h29[core], target_order=spec.order)
+        ),
+        points=points,
+    )
 
 
 def _frame_pixels(frame_id: np.ndarray, pixel: np.ndarray) -> pd.DataFrame:
@@ -1155,13 +1548,38 @@ def _stage_points(
     new_core: pa.Table,
     own_points: pa.Table | None,
     stale: np.ndarray,
-) -> dict:
-    """Stage the partition's light-curve file: after an exact pass (``own_points``: every row of its
-    files, read), one file of all its points (less those of ``stale`` frames, plus the new ones of its
-    objects, ``new_core``) replacing all of its files; else the new points, merged with the smallest
-    files when there are too many (:func:`~skylake.objects.files.files_to_merge`), written by ``stager``.
-    Returns ``path``/``rows`` of the staged file (None when nothing), ``removed`` [(rel, rows)] and the
-    skymap histograms of the rows removed and added."""
+) -> PointsManifest:
+    """Stage the partition's light-curve file.
+
+    After an exact pass (``own_points``: every row of its files, read), one file of all its points (less
+    those of ``stale`` frames, plus the new ones of its objects, ``new_core``) replacing all of its files;
+    else the new points, merged with the smallest files when there are too many
+    (:func:`~skylake.objects.files.files_to_merge`).
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake.
+    stager : Stager
+        The task's writer of staged files.
+    area : skylake.lake.staging.StagingArea
+        The update's staging area.
+    here : hats.pixel_math.HealpixPixel
+        The partition.
+    point_files : list of str
+        Its light-curve files (lake-relative).
+    new_core : pyarrow.Table
+        The new points of its objects, in file order (:func:`_filed`).
+    own_points : pyarrow.Table or None
+        Every row of ``point_files`` (an exact pass), else None.
+    stale : numpy.ndarray
+        Frames whose old points go.
+
+    Returns
+    -------
+    PointsManifest
+        The staged file and the files it replaces.
+    """
     rows_before = row_counts(lake, point_files)
     if own_points is not None:
         away = list(range(len(point_files)))
@@ -1172,18 +1590,17 @@ def _stage_points(
         removed = read_files(lake, LIGHTCURVES, [point_files[k] for k in away])
         parts = [new_core, *removed]
     data = sort_points(pa.concat_tables(parts)) if len(parts) > 1 else new_core  # (new_core: in file order)
-    out = {
-        "path": None,
-        "rows": data.num_rows,
-        "removed": [(posixpath.relpath(point_files[k], LIGHTCURVES), rows_before[k]) for k in away],
-        "hist_old": _sparse_hist(
+    path = None
+    if data.num_rows:
+        path = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{area.batch_id}.parquet"
+        stager.write(area.path(LIGHTCURVES, path), data, POINTS_ROW_GROUP, **POINTS_ENCODING)
+    return PointsManifest(
+        path=path,
+        rows=data.num_rows,
+        removed=[(posixpath.relpath(point_files[k], LIGHTCURVES), rows_before[k]) for k in away],
+        hist_old=_sparse_hist(
             np.concatenate([t.column("_healpix_29").to_numpy() for t in removed] + [np.empty(0, np.int64)])
         ),
-        "hist_new": _sparse_hist(data.column("_healpix_29").to_numpy()),
-        "files": len(point_files) - len(away) + (data.num_rows > 0),
-    }
-    if data.num_rows:
-        rel = f"{hats_meta.pixel_dir(here.order, here.pixel)}/{area.batch_id}.parquet"
-        stager.write(area.path(LIGHTCURVES, rel), data, POINTS_ROW_GROUP, **POINTS_ENCODING)
-        out["path"] = rel
-    return out
+        hist_new=_sparse_hist(data.column("_healpix_29").to_numpy()),
+        files=len(point_files) - len(away) + (data.num_rows > 0),
+    )
