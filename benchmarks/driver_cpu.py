@@ -41,6 +41,7 @@ measures a checkout of another version (copy this file there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -207,10 +208,8 @@ class Cluster:
     def close(self):
         self.client.close()
         for p in self.procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for p in self.procs:
             try:
                 p.wait(timeout=15)

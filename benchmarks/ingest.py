@@ -759,7 +759,7 @@ def final_table(sets: list[FrameSet], runs: int) -> None:
 
     for fs in sets:
         r = fs.results
-        get = lambda k: r[k].median if k in r else None  # noqa: E731
+        get = lambda k, r=r: r[k].median if k in r else None  # noqa: E731
         sep_t, kern, one, sync, two, sex = (get(k) for k in ("sep", "kernel", "1w", "sync", "2w", "sex"))
         pair = get("kernel2")
         pair_s = f"{kern / pair:9.2f} " if kern and pair else f"{'-':>10s}"

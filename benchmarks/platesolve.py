@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             sep_detect(frames[0][2])  # warm-up: imports, the page cache of Tycho-2
             solve_for_ingest(frames[0][2], pointing_copy(frames[0][1], FORMS[0])[0], profile({}), None)
             for f, header, data in frames:
-                t, _ = _median_time(lambda: sep_detect(data), max(runs, 3))
+                t, _ = _median_time(lambda data=data: sep_detect(data), max(runs, 3))
                 base.append(t)
                 mjd = float(header["MJD"]) + float(header["EXPTIME"]) / 2.0 / 86400.0
                 truth = WCS(header)
@@ -126,7 +126,8 @@ def main(argv=None) -> int:
                     p = profile(settings, astrometry)
                     try:
                         t, (solved, rec, _) = _median_time(
-                            lambda: solve_for_ingest(data, copy, p, None, mjd), 1 if astrometry else runs
+                            lambda data=data, copy=copy, p=p, mjd=mjd: solve_for_ingest(data, copy, p, None, mjd),
+                            1 if astrometry else runs,
                         )
                     except Exception as exc:  # noqa: BLE001 - a failure is reported, not raised
                         failures.append(f"{f.name} {name}: {exc}")

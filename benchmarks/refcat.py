@@ -156,12 +156,12 @@ def main() -> int:
         for run in range(args.runs):
             shutil.rmtree(lake_dir, ignore_errors=True)
             lake = Lake.init(lake_dir)
-            with MemorySampler() as mem:
-                with dask_client(None, args.workers) as client:  # a new cluster: the workers' imports count
-                    idle = mem.peak_total
-                    t = time.monotonic()
-                    report = import_refcat(lake, "apass", [src], "apass", client=client, progress=args.progress)
-                    seconds = time.monotonic() - t
+            # a new cluster: the workers' imports count
+            with MemorySampler() as mem, dask_client(None, args.workers) as client:
+                idle = mem.peak_total
+                t = time.monotonic()
+                report = import_refcat(lake, "apass", [src], "apass", client=client, progress=args.progress)
+                seconds = time.monotonic() - t
             base = bare_pass(src, work / "bare.parquet")
             imports.append(seconds)
             bases.append(base)

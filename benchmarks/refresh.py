@@ -105,7 +105,7 @@ def main() -> int:
         next_night = args.nights
         dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
         results = {}
-        for k, kind in enumerate(dbs):
+        for kind in dbs:
             drop = None
             if kind == "sqlite":
                 url = f"sqlite:///{work / 'summary.sqlite'}"

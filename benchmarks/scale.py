@@ -74,6 +74,7 @@ lakes there (``lake<gb>``) and uses one already made; the run changes it, so it 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -253,15 +254,11 @@ def main(argv=None) -> int:
             calib, ingest_times, objects_times, maps_times, refresh_times = [], [], [], [], []
             db = f"sqlite:///{tmp / f'summary{size}.sqlite'}"
 
-            def ingest_new(k):
-                report = ingest(lake, [str(mine[k])], profile, progress=False)
-                assert report.ingested == N_BATCH and report.calibration, report
-                calib.append(report.calibration[0].seconds)
-                return report
-
-            def timed_ingest(k):  # each batch: its ingest, then the objects update and its night's maps
+            for k in range(args.runs):  # each batch: its ingest, then the objects update and its night's maps
                 t0 = time.perf_counter()
-                report = ingest_new(k)
+                report = ingest(lake, [str(mine[k])], profile, progress=False)
+                assert report.ingested == N_BATCH and report.downstream.calibrations, report
+                calib.append(report.downstream.calibrations[0].seconds)
                 ingest_times.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 update = build_objects(lake)
@@ -274,15 +271,12 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 refresh(lake, url=db)
                 refresh_times.append(time.perf_counter() - t0)
-
-            for k in range(args.runs):
-                timed_ingest(k)
             timings = {
                 "ingest 8 frames": (statistics.median(ingest_times), ingest_times),
                 "re-ingest (no-op)": _median_time(
-                    lambda k: ingest(lake, [str(mine[k])], profile, progress=False), args.runs
+                    lambda k, lake=lake, mine=mine: ingest(lake, [str(mine[k])], profile, progress=False), args.runs
                 ),
-                "status": _median_time(lambda k: lake_status(Lake.open(lake.url)), args.runs),
+                "status": _median_time(lambda _k, lake=lake: lake_status(Lake.open(lake.url)), args.runs),
             }
             timings["calibrate (in ingest)"] = (statistics.median(calib), calib)
             timings["objects update"] = (statistics.median(objects_times), objects_times)
@@ -507,10 +501,8 @@ class _RSS:
     def sample(self):
         self.peak["driver"] = max(self.peak["driver"], self.me.memory_info().rss)
         for name, proc in self.procs.items():
-            try:
+            with contextlib.suppress(Exception):  # a worker gone: its peak stays
                 self.peak[name] = max(self.peak[name], proc.memory_info().rss)
-            except Exception:  # a worker gone: its peak stays
-                pass
 
     def __enter__(self):
         self._thread.start()

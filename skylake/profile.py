@@ -1284,9 +1284,12 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
                 f'allsky.catalog = {catalog!r} must name a refcat in the lake (e.g. "hipparcos") or a '
                 f"FITS/Parquet file of bright stars (ra, dec, v_mag)"
             )
-        elif _is_file_setting(catalog):  # made absolute by _anchor_paths
-            if not Path(catalog).is_file() and not source.endswith(".json"):  # a lake's stored copy keeps the path
-                problems.append(f"allsky.catalog = {catalog!r}: no such file")
+        elif (
+            _is_file_setting(catalog)  # made absolute by _anchor_paths
+            and not Path(catalog).is_file()
+            and not source.endswith(".json")  # a lake's stored copy keeps the path
+        ):
+            problems.append(f"allsky.catalog = {catalog!r}: no such file")
         if allsky["sources"] not in ALLSKY_SOURCES:
             problems.append(f"allsky.sources = {allsky['sources']!r} must be one of {list(ALLSKY_SOURCES)}")
         _check_section("allsky", {k: v for k, v in allsky.items() if k not in ALLSKY_KEYS}, problems)

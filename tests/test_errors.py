@@ -54,7 +54,7 @@ def _commands() -> dict[str, object]:
 def test_every_error_class_says_its_code_and_is_a_skylake_error():
     for exc, code in CASES:
         assert errors.exit_code(exc) == code, type(exc).__name__
-        assert isinstance(exc, SkylakeError) or isinstance(exc, FileNotFoundError)
+        assert isinstance(exc, SkylakeError | FileNotFoundError)
     assert errors.exit_code(RuntimeError("a bug")) == 1 and errors.exit_code(KeyboardInterrupt()) == 130
 
 

@@ -160,8 +160,9 @@ def test_status_reads_the_same_few_files_whatever_the_archive(tmp_path, frames, 
     ingest(lake, [str(frames)], "demo", progress=False)
     reads = []
     for name in ("exists", "read_bytes", "read_text", "listdir", "walk_files", "walk_all"):
+        orig = getattr(LocalStorage, name)
 
-        def traced(self, rel, *args, _name=name, _orig=getattr(LocalStorage, name), **kw):
+        def traced(self, rel, *args, _name=name, _orig=orig, **kw):
             reads.append((_name, rel))
             return _orig(self, rel, *args, **kw)
 
@@ -267,9 +268,8 @@ def test_no_frame_changes_once_the_index_is_rewritten(tmp_path, frames):
     ingest(lake, [str(frames)], "demo", progress=False)
     rows = lake.read_frames()
     before = lake.log.latest().version
-    with pytest.raises(RuntimeError, match="after the frame index was rewritten"):
-        with lake.transaction("test") as tx:
-            tx.stage_nights(FRAMES, rows.slice(0, 1), ["2026-03-01"])
-            tx.stage_frame_index()
-            tx.stage_nights(FRAMES, rows.slice(1, 1), ["2026-03-01"])
+    with pytest.raises(RuntimeError, match="after the frame index was rewritten"), lake.transaction("test") as tx:
+        tx.stage_nights(FRAMES, rows.slice(0, 1), ["2026-03-01"])
+        tx.stage_frame_index()
+        tx.stage_nights(FRAMES, rows.slice(1, 1), ["2026-03-01"])
     assert lake.log.latest().version == before and indexed(lake) == from_frames(lake)

@@ -404,8 +404,7 @@ def test_a_stagers_failed_write_is_raised_when_the_task_ends():
             self.written.append(rel)
 
     table = pa.table({"x": [1, 2]})
-    with pytest.raises(OSError, match="No space left"):
-        with Stager(Full()) as stager:
-            for rel in ("a", "b", "c"):
-                stager.write(rel, table, 10)
+    with pytest.raises(OSError, match="No space left"), Stager(Full()) as stager:
+        for rel in ("a", "b", "c"):
+            stager.write(rel, table, 10)
     assert Full.written == ["a", "c"]  # every write was waited for, the failed one's error raised after

@@ -101,7 +101,7 @@ def test_committed_counted_mirrored_and_replaced_with_its_frames(tmp_path, pg_ur
     assert len(grid) == 18 and sorted(set(grid["frame_id"])) == sorted(frames["frame_id"])
     assert set(grid["night"]) == {"2013-06-10"} and (grid["n_stars"] > 50).all()
     # each frame's cells hold its clean stars' medians; their ratio to the frame's median is near 1
-    for fid, g in grid.groupby("frame_id"):
+    for _fid, g in grid.groupby("frame_id"):
         assert g["fwhm_ratio"].between(0.7, 1.4).all(), g
     assert f"{NAME} 18 rows" in format_status(lake_status(Lake.open(lake.url)))
 

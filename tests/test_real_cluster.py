@@ -11,6 +11,7 @@ so a path resolved on a worker against the worker's own directory would fail her
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -45,20 +46,14 @@ def _env() -> dict:
 def _stop(procs: list[subprocess.Popen]) -> None:
     """End each process group this module started (the nanny and its worker go together)."""
     for proc in procs:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 15
     for proc in procs:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 
@@ -74,7 +69,7 @@ def cluster(tmp_path_factory):
     logs = []
 
     def start(args: list[str], name: str) -> None:
-        log = open(home / f"{name}.log", "w")
+        log = open(home / f"{name}.log", "w")  # noqa: SIM115 - the process writes to it while it runs; closed at teardown
         logs.append(log)
         procs.append(
             subprocess.Popen(

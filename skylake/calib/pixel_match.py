@@ -516,6 +516,6 @@ def reference_columns(pairs: pd.DataFrame, band: str, color: list[str] | None) -
     pairs = pairs.assign(
         ref_color=(pairs[f"mag_{color[0]}"] - pairs[f"mag_{color[1]}"]) if color else np.nan,
         ref_mag=pairs[f"mag_{band}"],
-        ref_mag_err=pairs[f"err_{band}"] if f"err_{band}" in pairs else np.nan,
+        ref_mag_err=pairs.get(f"err_{band}", np.nan),
     )
     return pairs.drop(columns=[c for c in pairs.columns if c.startswith(("mag_", "err_"))])

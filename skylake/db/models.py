@@ -131,7 +131,7 @@ def metadata() -> sa.MetaData:
             for col, typ, desc in _columns(name, doc)
         ]
         t = sa.Table(name, meta, *cols, comment=doc.get("description"))
-        for i, index_cols in enumerate(doc.get("indexes", [])):
+        for index_cols in doc.get("indexes", []):
             sa.Index(f"ix_{name}_{'_'.join(index_cols)}", *[t.c[c] for c in index_cols])
     return meta
 

@@ -13,6 +13,7 @@ __all__ = ["BATCH_ZSTD_LEVEL", "parquet_bytes", "value_set"]
 
 #: zstd level for batch files: level 3 writes ~7x faster than hats' default 15 for ~3 % more disk.
 BATCH_ZSTD_LEVEL = 3
+_INT64 = pa.int64()  # value_set's default type
 
 
 def parquet_bytes(
@@ -63,7 +64,7 @@ def parquet_bytes(
     return sink.getvalue()
 
 
-def value_set(values, type: pa.DataType = pa.int64()) -> pa.Array:
+def value_set(values, type: pa.DataType = _INT64) -> pa.Array:
     """The values of an ``isin`` filter as an array whose memory Arrow owns.
 
     A dataset scan releases its filter on one of Arrow's threads, after the scan has returned. An

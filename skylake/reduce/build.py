@@ -97,14 +97,14 @@ def build_masters(lake, paths, profile, *, kind: str | None = None, night: str |
                 continue
             like = frames[len(frames) // 2]
 
-            def nearest(wanted: str) -> mst.Master | None:
+            def nearest(wanted: str, like) -> mst.Master | None:
                 mine = [m for m in built if m.row["kind"] == wanted and m.image.shape == like.data.shape]
                 if mine:
                     return min(mine, key=lambda m: abs(m.row["mjd"] - like.mjd))
                 return _from_lake(lake, profile, wanted, like, settings.max_age_days)
 
-            bias = nearest("bias") if k in ("dark", "flat") else None
-            dark = nearest("dark") if k == "flat" and "dark" in settings.steps else None
+            bias = nearest("bias", like) if k in ("dark", "flat") else None
+            dark = nearest("dark", like) if k == "flat" and "dark" in settings.steps else None
             made = mst.build(k, frames, profile, settings, bias=bias, dark=dark)
             own_night = night or sorted(f.night for f in frames)[len(frames) // 2]
             for m in made:

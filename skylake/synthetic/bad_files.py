@@ -137,7 +137,7 @@ def write_bad_files(out_dir, good_frame_path) -> dict[str, str]:
     _put("bad_empty.fits", b"", "empty: 0-byte file")
 
     no_wcs = header.copy()
-    for key in [k for k in no_wcs.keys() if _WCS_KEY.match(k)]:
+    for key in [k for k in no_wcs if _WCS_KEY.match(k)]:
         del no_wcs[key]
     _put(
         "bad_no_wcs.fits",

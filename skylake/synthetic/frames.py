@@ -479,7 +479,7 @@ def _clean_header(header) -> fits.Header:
     if header is None:
         return fits.Header()
     out = header.copy() if isinstance(header, fits.Header) else fits.Header(header)
-    for key in {k for k in out.keys() if _STRUCTURAL.match(k)}:
+    for key in {k for k in out if _STRUCTURAL.match(k)}:
         del out[key]  # removes every occurrence
     return out
 

@@ -320,7 +320,7 @@ def write_series(
     mjd0 = Time(start_utc, scale="utc").mjd
     span_d = n_frames * cadence_s / 86400.0
     chosen = candidates[:n_variables]
-    for k, i in enumerate(chosen):
+    for i in chosen:
         stars.loc[i, ["kind", "amp", "period_d", "phase"]] = [
             "variable",
             float(np.exp(rng.uniform(*np.log(variable_amp)))),

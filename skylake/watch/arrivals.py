@@ -76,7 +76,9 @@ class Arrivals:
     def _files(self):
         """(path, stat) of every FITS file under the directories; hidden files (a copy in progress, often) skipped."""
         for top in self.dirs:
-            for root, subdirs, names in os.walk(top, onerror=lambda exc: self.unreadable.add(exc.filename or top)):
+            for root, subdirs, names in os.walk(
+                top, onerror=lambda exc, top=top: self.unreadable.add(exc.filename or top)
+            ):
                 subdirs[:] = [d for d in subdirs if not d.startswith(".")]
                 for name in names:
                     if name.startswith(".") or not name.lower().endswith(FITS_SUFFIXES):
