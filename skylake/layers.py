@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lake", ("skylake.runtime", "skylake.lake")),
     ("settings", ("skylake.profile", "skylake.profile_store")),
     ("frame", ("skylake.frame",)),
-    ("cameras", ("skylake.reduce", "skylake.allsky")),
+    ("cameras", ("skylake.reduce", "skylake.allsky", "skylake.dia")),
     ("tasks", ("skylake.tasks",)),
     (
         "products",

@@ -1,0 +1,221 @@
+"""Subtracting a reference from a frame: stamps to fit on, the kernel, the difference and its noise.
+
+The difference ``D = S - (K * R + B)`` (:mod:`skylake.dia.kernel`) carries the noise of both inputs: the frame's
+variance plus the reference's convolved with the square of the kernel (the reference's noise, smoothed and
+scaled as its pixels were). Constant stars subtract to the noise; what changed between the reference and the
+frame (a variable, a transient, an asteroid) is left, with the frame's PSF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import oaconvolve
+
+from skylake.dia.kernel import KernelSettings, KernelSolution, fit_kernel
+
+__all__ = ["DiaSettings", "Difference", "choose_stamps", "frame_variance", "subtract"]
+
+
+@dataclass(frozen=True)
+class DiaSettings:
+    """How a frame is subtracted.
+
+    Attributes
+    ----------
+    kernel : KernelSettings
+        The kernel's basis and fit.
+    stamp_snr : float
+        Stars the kernel is fitted on have at least this signal-to-noise on the reference.
+    max_stamps : int
+        At most this many stamps, the brightest of each cell of a 6 x 6 grid over the chip first.
+    saturation : float or None
+        Stars whose peak on the reference or the frame reaches 80 % of this [ADU] are not fitted on.
+
+    Raises
+    ------
+    ValueError
+        A value that cannot work, named.
+    """
+
+    kernel: KernelSettings = field(default_factory=KernelSettings)
+    stamp_snr: float = 30.0
+    max_stamps: int = 150
+    saturation: float | None = None
+
+    def __post_init__(self):
+        if self.stamp_snr <= 0 or self.max_stamps < 3:
+            raise ValueError(f"stamp_snr must be > 0 and max_stamps >= 3: {self.stamp_snr}, {self.max_stamps}")
+
+
+def frame_variance(image: np.ndarray, gain: float, read_noise_adu: float) -> np.ndarray:
+    """A frame's variance per pixel from its own counts: photons (sky and stars) and read noise.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The frame [ADU], its background included (not subtracted).
+    gain : float
+        Electrons per ADU.
+    read_noise_adu : float
+        Read noise [ADU rms].
+
+    Returns
+    -------
+    numpy.ndarray
+        The variance [ADU^2] (NaN where the image is).
+
+    Raises
+    ------
+    ValueError
+        ``gain`` not positive or ``read_noise_adu`` negative.
+    """
+    if not gain > 0 or read_noise_adu < 0:
+        raise ValueError(f"gain must be > 0 and read noise >= 0: {gain}, {read_noise_adu}")
+    return np.clip(image, 0, None) / gain + read_noise_adu**2
+
+
+def choose_stamps(reference: np.ndarray, frame: np.ndarray, settings: DiaSettings) -> list[tuple[float, float]]:
+    """Stars to fit the kernel on: bright on the reference, unsaturated on both, isolated, spread over the chip.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        The reference on the frame's grid.
+    frame : numpy.ndarray
+        The frame.
+    settings : DiaSettings
+        The thresholds.
+
+    Returns
+    -------
+    list of tuple of float
+        Stamp centres ``(x, y)``.
+    """
+    import sep
+
+    ref = np.ascontiguousarray(np.nan_to_num(reference), dtype=np.float64)
+    bkg = sep.Background(ref)
+    objects = sep.extract(ref - bkg.back(), 5.0, err=bkg.globalrms, minarea=5)
+    if len(objects) == 0:
+        return []
+    snr = objects["flux"] / np.sqrt(objects["flux"] / max(np.median(ref), 1.0) + objects["npix"] * bkg.globalrms**2)
+    x, y = objects["x"], objects["y"]
+    half = 2 * settings.kernel.half_width
+    isolated = np.ones(len(objects), bool)
+    for k in range(len(objects)):  # a neighbour inside the stamp makes a blend the kernel would fit to
+        near = (np.abs(x - x[k]) <= half + 3) & (np.abs(y - y[k]) <= half + 3)
+        isolated[k] = near.sum() == 1
+    ok = isolated & (snr >= settings.stamp_snr)
+    if settings.saturation is not None:
+        ix, iy = np.round(x).astype(int), np.round(y).astype(int)
+        ok &= objects["peak"] + bkg.back()[iy, ix] < 0.8 * settings.saturation
+        ok &= frame[iy, ix] < 0.8 * settings.saturation
+    ny, nx = reference.shape
+    cell = (np.minimum(y * 6 // ny, 5) * 6 + np.minimum(x * 6 // nx, 5)).astype(int)
+    order = np.lexsort((-objects["flux"], cell))
+    rank = np.zeros(len(objects), int)
+    seen: dict[int, int] = {}
+    for k in order:
+        rank[k] = seen.get(cell[k], 0)
+        seen[cell[k]] = rank[k] + 1
+    ranked = [k for k in np.lexsort((-objects["flux"], rank)) if ok[k]]
+    return [(float(x[k]), float(y[k])) for k in ranked[: settings.max_stamps]]
+
+
+@dataclass
+class Difference:
+    """A frame less its PSF-matched reference.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        The difference [ADU].
+    variance : numpy.ndarray
+        Its variance [ADU^2]: the frame's plus the reference's convolved with the kernel squared.
+    solution : KernelSolution
+        The kernel.
+    model : numpy.ndarray
+        The convolved reference plus the differential background (what was subtracted).
+    stamps : list of tuple of float
+        The stamps offered to the fit.
+    """
+
+    image: np.ndarray
+    variance: np.ndarray
+    solution: KernelSolution
+    model: np.ndarray = field(repr=False)
+    stamps: list = field(default_factory=list, repr=False)
+
+    def normalised_rms(self, stamps: list[tuple[float, float]] | None = None, half: int | None = None) -> float:
+        """The rms of ``D / sqrt(var)`` over stamps (1: residuals at the noise).
+
+        Parameters
+        ----------
+        stamps : list of tuple of float or None
+            Centres ``(x, y)`` (None: those the kernel was fitted on).
+        half : int or None
+            Half width of each box (None: the kernel's half width).
+
+        Returns
+        -------
+        float
+            The rms; NaN without a stamp on the chip.
+        """
+        half = self.solution.settings.half_width if half is None else half
+        ny, nx = self.image.shape
+        values = []
+        for x, y in self.stamps if stamps is None else stamps:
+            ix, iy = int(round(x)), int(round(y))
+            if half <= ix < nx - half and half <= iy < ny - half:
+                box = np.s_[iy - half : iy + half + 1, ix - half : ix + half + 1]
+                values.append((self.image[box] / np.sqrt(self.variance[box])).ravel())
+        return float(np.sqrt(np.nanmean(np.concatenate(values) ** 2))) if values else float("nan")
+
+
+def subtract(
+    frame: np.ndarray,
+    variance: np.ndarray,
+    reference: np.ndarray,
+    reference_variance: np.ndarray,
+    settings: DiaSettings | None = None,
+    stamps: list[tuple[float, float]] | None = None,
+) -> Difference:
+    """Subtract the reference, PSF-matched to the frame, from the frame.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        The frame [ADU], background included.
+    variance : numpy.ndarray
+        Its variance [ADU^2] (:func:`frame_variance`).
+    reference : numpy.ndarray
+        The reference on the frame's grid (its seeing at most the frame's).
+    reference_variance : numpy.ndarray
+        The reference's variance on the same grid.
+    settings : DiaSettings or None
+        How (None: the defaults).
+    stamps : list of tuple of float or None
+        Stars to fit the kernel on (None: :func:`choose_stamps`).
+
+    Returns
+    -------
+    Difference
+        The difference, its variance and the kernel.
+
+    Raises
+    ------
+    ValueError
+        Too few stamps to fit the kernel (named with the number found).
+    """
+    settings = settings or DiaSettings()
+    stamps = choose_stamps(reference, frame, settings) if stamps is None else stamps
+    if len(stamps) < 3:
+        raise ValueError(f"{len(stamps)} stars bright and isolated enough to fit a kernel on; at least 3 needed")
+    solution, conv = fit_kernel(frame, variance, reference, [(round(x), round(y)) for x, y in stamps], settings.kernel)
+    model = solution.convolve(reference, conv)
+    ny, nx = frame.shape
+    centre = solution.kernel_at((nx - 1) / 2, (ny - 1) / 2)
+    ref_var = oaconvolve(np.nan_to_num(reference_variance.astype(np.float64)), centre**2, mode="same")
+    return Difference(image=frame - model, variance=variance + ref_var, solution=solution, model=model, stamps=stamps)
