@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.fft import next_fast_len
 from scipy.signal import oaconvolve
 
 __all__ = ["KernelSettings", "KernelSolution", "basis_kernels", "fit_kernel"]
@@ -187,35 +188,33 @@ class KernelSolution:
         terms = _poly_terms(_scaled(x, nx), _scaled(y, ny), self.settings.background_order)
         return np.tensordot(self.background, terms, axes=1)
 
-    def convolve(self, reference: np.ndarray, convolved: np.ndarray | None = None) -> np.ndarray:
+    def convolve(self, reference: np.ndarray) -> np.ndarray:
         """The reference convolved with the kernel, the background added: the model of the frame.
+
+        The kernel is a sum over the spatial polynomial's terms, ``K(x, y) = sum_j P_j(x, y) K_j``, so the
+        reference is convolved once per term (not once per basis kernel).
 
         Parameters
         ----------
         reference : numpy.ndarray
-            The reference on the frame's grid.
-        convolved : numpy.ndarray or None
-            The reference already convolved with each basis kernel (:func:`_convolved`), to save the work.
+            The reference on the frame's grid (NaN taken as 0).
 
         Returns
         -------
         numpy.ndarray
             The model, the frame's shape.
         """
-        conv = _convolved(reference, self.basis) if convolved is None else convolved
         ny, nx = self.shape
         y, x = np.mgrid[0:ny, 0:nx]
         terms = _poly_terms(_scaled(x, nx), _scaled(y, ny), self.settings.spatial_order)
-        model = self.scale * conv[0] + self.background_image()
-        for k in range(1, len(self.basis)):
-            model += np.tensordot(self.coefficients[k - 1], terms, axes=1) * conv[k]
+        clean = np.nan_to_num(reference.astype(np.float64))
+        model = self.background_image()
+        for j, term in enumerate(terms):
+            kernel = np.tensordot(self.coefficients[:, j], self.basis[1:], axes=1)
+            if j == 0:
+                kernel = kernel + self.scale * self.basis[0]
+            model += term * oaconvolve(clean, kernel, mode="same")
         return model
-
-
-def _convolved(image: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """``image`` convolved with each basis kernel (same shape; NaN taken as 0)."""
-    clean = np.nan_to_num(image.astype(np.float64))
-    return np.array([oaconvolve(clean, k, mode="same") for k in basis])
 
 
 def fit_kernel(
@@ -224,7 +223,7 @@ def fit_kernel(
     reference: np.ndarray,
     stamps: list[tuple[int, int]],
     settings: KernelSettings | None = None,
-) -> tuple[KernelSolution, np.ndarray]:
+) -> KernelSolution:
     """Fit the kernel that turns the reference into the frame, over stamps around stars.
 
     Parameters
@@ -242,10 +241,8 @@ def fit_kernel(
 
     Returns
     -------
-    solution : KernelSolution
+    KernelSolution
         The kernel.
-    convolved : numpy.ndarray
-        The reference convolved with each basis kernel (for :meth:`KernelSolution.convolve`).
 
     Raises
     ------
@@ -256,13 +253,12 @@ def fit_kernel(
     if frame.shape != reference.shape or frame.shape != variance.shape:
         raise ValueError(f"frame {frame.shape}, variance {variance.shape} and reference {reference.shape} differ")
     basis = basis_kernels(settings)
-    conv = _convolved(reference, basis)
-    pixels = _stamp_pixels(frame.shape, stamps, settings.half_width, variance)
+    pixels = _stamp_pixels(reference, stamps, basis, variance)
     if not pixels:
         raise ValueError(f"no usable stamp among {len(stamps)}: stars too near the edge or their pixels masked")
     keep = np.ones(len(pixels), bool)
     for _ in range(settings.iterations):
-        coef, chi2, scale_var = _solve(frame, variance, conv, pixels, keep, settings)
+        coef, chi2, scale_var = _solve(frame, variance, pixels, keep, settings)
         median = np.median(chi2[keep])
         clipped = keep & (chi2 <= settings.clip * median)
         if clipped.sum() == keep.sum() or clipped.sum() < 3:
@@ -282,14 +278,22 @@ def fit_kernel(
         chi2=float(np.mean(chi2[keep])),
         basis=basis,
     )
-    return solution, conv
+    return solution
 
 
-def _stamp_pixels(shape, stamps, h: int, variance: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each usable stamp's pixel rows and columns (a box of half width ``2h`` around the star, on the chip
-    far enough from the edge for the convolution, with a finite positive variance)."""
-    ny, nx = shape
+def _stamp_pixels(reference: np.ndarray, stamps, basis: np.ndarray, variance: np.ndarray) -> list[tuple]:
+    """Each usable stamp's pixels: rows, columns and the reference convolved with each basis kernel there.
+
+    A stamp is a box of half width ``2h`` around the star (``h`` the kernel's half width), on the chip far enough
+    from the edge for the convolution, with a finite positive variance in 90 % of its pixels. Only the box
+    (and its ``h``-wide rim) is convolved: the fit never needs the whole frame convolved with each basis kernel.
+    """
+    ny, nx = reference.shape
+    h = basis.shape[1] // 2
     half = 2 * h
+    clean = np.nan_to_num(reference.astype(np.float64))
+    size = next_fast_len(2 * half + 4 * h + 1)  # a box and its rim, convolved with a kernel: no wrap-around
+    basis_ft = np.fft.rfft2(basis, s=(size, size))  # once: each stamp is one FFT and one batched inverse
     out = []
     for x, y in stamps:
         x, y = int(round(x)), int(round(y))
@@ -297,34 +301,42 @@ def _stamp_pixels(shape, stamps, h: int, variance: np.ndarray) -> list[tuple[np.
             continue
         rows, cols = np.mgrid[y - half : y + half + 1, x - half : x + half + 1]
         ok = np.isfinite(variance[rows, cols]) & (variance[rows, cols] > 0)
-        if ok.sum() > 0.9 * ok.size:
-            out.append((rows[ok], cols[ok]))
+        if ok.sum() <= 0.9 * ok.size:
+            continue
+        cut = clean[y - half - h : y + half + h + 1, x - half - h : x + half + h + 1]
+        full = np.fft.irfft2(np.fft.rfft2(cut, s=(size, size))[None] * basis_ft, s=(size, size))
+        valid = full[:, 2 * h : 2 * h + 2 * half + 1, 2 * h : 2 * h + 2 * half + 1]  # (as oaconvolve's "valid")
+        out.append((rows[ok], cols[ok], valid[:, ok]))
     return out
 
 
-def _solve(frame, variance, conv, pixels, keep, settings: KernelSettings) -> tuple[np.ndarray, np.ndarray]:
+def _solve(frame, variance, pixels, keep, settings: KernelSettings) -> tuple[np.ndarray, np.ndarray, float]:
     """One weighted least-squares fit over the kept stamps: the coefficients, each stamp's chi2 per pixel and the
     variance of the first coefficient (the kernel's sum) from the normal equations."""
     ny, nx = frame.shape
-    rows = np.concatenate([p[0] for p, k in zip(pixels, keep) if k])
-    cols = np.concatenate([p[1] for p, k in zip(pixels, keep) if k])
-    xs, ys = _scaled(cols.astype(float), nx), _scaled(rows.astype(float), ny)
-    shape_terms = _poly_terms(xs, ys, settings.spatial_order)
-    columns = [conv[0][rows, cols]]
-    for k in range(1, len(conv)):
-        columns += list(conv[k][rows, cols] * shape_terms)
-    columns += list(_poly_terms(xs, ys, settings.background_order))
-    design = np.array(columns).T
+    designs = [_design(r, c, conv, (ny, nx), settings) for r, c, conv in pixels]
+    used = [k for k in range(len(pixels)) if keep[k]]
+    rows = np.concatenate([pixels[k][0] for k in used])
+    cols = np.concatenate([pixels[k][1] for k in used])
+    design = np.concatenate([designs[k] for k in used])
     weight = 1.0 / np.sqrt(variance[rows, cols])
     weighted = design * weight[:, None]
-    coef, *_ = np.linalg.lstsq(weighted, frame[rows, cols] * weight, rcond=None)
-    scale_var = float(np.linalg.pinv(weighted.T @ weighted)[0, 0])
-    chi2 = np.full(len(pixels), np.inf)
-    for k, (r, c) in enumerate(pixels):
-        xk, yk = _scaled(c.astype(float), nx), _scaled(r.astype(float), ny)
-        terms = _poly_terms(xk, yk, settings.spatial_order)
-        cols_k = [conv[0][r, c]] + [conv[j][r, c] * t for j in range(1, len(conv)) for t in terms]
-        cols_k += list(_poly_terms(xk, yk, settings.background_order))
-        resid = frame[r, c] - np.array(cols_k).T @ coef
-        chi2[k] = float(np.mean(resid**2 / variance[r, c]))
+    normal = weighted.T @ weighted  # the normal equations: a few hundred unknowns, 1e5 pixels
+    covariance = np.linalg.pinv(normal)
+    coef = covariance @ (weighted.T @ (frame[rows, cols] * weight))
+    scale_var = float(covariance[0, 0])
+    chi2 = np.array(
+        [float(np.mean((frame[r, c] - d @ coef) ** 2 / variance[r, c])) for (r, c, _), d in zip(pixels, designs)]
+    )
     return coef, chi2, scale_var
+
+
+def _design(rows: np.ndarray, cols: np.ndarray, conv: np.ndarray, shape, settings: KernelSettings) -> np.ndarray:
+    """The fit's design matrix over a stamp's pixels: the first basis kernel's column (the kernel's sum), each
+    other's times each spatial term, then the background's terms."""
+    ny, nx = shape
+    xs, ys = _scaled(cols.astype(float), nx), _scaled(rows.astype(float), ny)
+    terms = _poly_terms(xs, ys, settings.spatial_order)
+    columns = [conv[0]] + [conv[k] * t for k in range(1, len(conv)) for t in terms]
+    columns += list(_poly_terms(xs, ys, settings.background_order))
+    return np.array(columns).T

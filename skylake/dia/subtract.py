@@ -213,8 +213,8 @@ def subtract(
     stamps = choose_stamps(reference, frame, settings) if stamps is None else stamps
     if len(stamps) < 3:
         raise ValueError(f"{len(stamps)} stars bright and isolated enough to fit a kernel on; at least 3 needed")
-    solution, conv = fit_kernel(frame, variance, reference, [(round(x), round(y)) for x, y in stamps], settings.kernel)
-    model = solution.convolve(reference, conv)
+    solution = fit_kernel(frame, variance, reference, [(round(x), round(y)) for x, y in stamps], settings.kernel)
+    model = solution.convolve(reference)
     ny, nx = frame.shape
     centre = solution.kernel_at((nx - 1) / 2, (ny - 1) / 2)
     ref_var = oaconvolve(np.nan_to_num(reference_variance.astype(np.float64)), centre**2, mode="same")
