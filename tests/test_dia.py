@@ -117,7 +117,8 @@ def test_blended_variables_keep_their_amplitude_where_apertures_lose_it():
     ref, ref_var = _reference(stars, (size, size))
     t = np.sort(rng.uniform(0, 1, n_frames))
     phase, fwhm = 2 * np.pi * t, 1.5 + 1.5 * t
-    settings = DiaSettings(saturation=60000, kernel=KernelSettings(spatial_order=0))  # (the scene's PSF is one)
+    # the synthetic sensor never clips (its brightest neighbours peak above 16 bits): no saturation level; one PSF
+    settings = DiaSettings(kernel=KernelSettings(spatial_order=0))
     dia, dia_err, aperture = [], [], []
     for k in range(n_frames):
         now = stars.assign(flux=stars["flux"] * (1 + stars["amp"] * np.sin(phase[k])))
@@ -173,3 +174,34 @@ def test_the_psf_is_centred_and_normalised():
     yy, xx = np.mgrid[-8:9, -8:9]
     assert psf.sum() == pytest.approx(1.0)
     assert (psf * xx).sum() == pytest.approx(0.25, abs=1e-3) and (psf * yy).sum() == pytest.approx(-0.5, abs=1e-3)
+
+
+def test_dia_sources_a_new_star_a_fading_one_and_nothing_else():
+    """A point source absent from the reference (a transient, 30 sigma) is a positive DIA source at its flux, a star
+    at half its reference flux a negative one; the rest of the difference (constant stars, sky) gives none."""
+    from skylake.dia import detect_sources
+
+    rng = np.random.default_rng(11)
+    size = 384
+    stars = _field(rng, 250, size)
+    ref, ref_var = _reference(stars, (size, size))
+    fading = int(np.argmax(np.where(stars["x"].between(60, 320) & stars["y"].between(60, 320), stars["flux"], 0)))
+    now = stars.copy()
+    now.loc[fading, "flux"] *= 0.5
+    x0, y0 = next(
+        (x + 0.3, y + 0.6)
+        for y in range(60, 320, 7)
+        for x in range(60, 320, 7)
+        if np.hypot(stars["x"] - x, stars["y"] - y).min() > 10
+    )
+    new = pd.DataFrame({"x": [x0], "y": [y0], "flux": [4000.0], "amp": [0.0]})
+    frame = render_frame(pd.concat([now, new]), (size, size), fwhm_px=2.5, sky_adu=SKY, gain=GAIN, seed=5)
+    diff = subtract(frame, frame_variance(frame, GAIN, READ_NOISE), ref, ref_var, DiaSettings(saturation=60000))
+    found = detect_sources(diff.image, diff.variance, 2.5)
+    clean = found[found["flags"] == 0]
+    print(f"\n{clean.round(2).to_string()}")
+    assert len(clean) == 2
+    up, down = clean[clean["sign"] == 1].iloc[0], clean[clean["sign"] == -1].iloc[0]
+    assert np.hypot(up["x"] - x0, up["y"] - y0) < 0.5 and up["flux"] == pytest.approx(4000, rel=0.1)
+    assert np.hypot(down["x"] - stars["x"][fading], down["y"] - stars["y"][fading]) < 0.5
+    assert down["flux"] == pytest.approx(-0.5 * stars["flux"][fading], rel=0.05)

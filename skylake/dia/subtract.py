@@ -133,7 +133,8 @@ class Difference:
     image : numpy.ndarray
         The difference [ADU].
     variance : numpy.ndarray
-        Its variance [ADU^2]: the frame's plus the reference's convolved with the kernel squared.
+        Its variance [ADU^2]: the frame's plus the reference's convolved with the kernel squared; infinite
+        around saturated stars (within the kernel's reach), which no kernel can match.
     solution : KernelSolution
         The kernel.
     model : numpy.ndarray
@@ -218,4 +219,17 @@ def subtract(
     ny, nx = frame.shape
     centre = solution.kernel_at((nx - 1) / 2, (ny - 1) / 2)
     ref_var = oaconvolve(np.nan_to_num(reference_variance.astype(np.float64)), centre**2, mode="same")
-    return Difference(image=frame - model, variance=variance + ref_var, solution=solution, model=model, stamps=stamps)
+    total = variance + ref_var
+    if settings.saturation is not None:  # a clipped star cannot be matched: its pixels and the kernel's reach
+        total[_saturated(frame, reference, settings.saturation, settings.kernel.half_width)] = np.inf
+    return Difference(image=frame - model, variance=total, solution=solution, model=model, stamps=stamps)
+
+
+def _saturated(frame: np.ndarray, reference: np.ndarray, level: float, reach: int) -> np.ndarray:
+    """Pixels at or above ``level`` in the frame or the reference, grown by ``reach`` pixels."""
+    from scipy.ndimage import binary_dilation
+
+    hot = (np.nan_to_num(frame) >= level) | (np.nan_to_num(reference) >= level)
+    if not hot.any():
+        return hot
+    return binary_dilation(hot, structure=np.ones((2 * reach + 1, 2 * reach + 1), bool))
