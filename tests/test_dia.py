@@ -205,3 +205,13 @@ def test_dia_sources_a_new_star_a_fading_one_and_nothing_else():
     assert np.hypot(up["x"] - x0, up["y"] - y0) < 0.5 and up["flux"] == pytest.approx(4000, rel=0.1)
     assert np.hypot(down["x"] - stars["x"][fading], down["y"] - stars["y"][fading]) < 0.5
     assert down["flux"] == pytest.approx(-0.5 * stars["flux"][fading], rel=0.05)
+
+
+def test_masked_pixels_are_no_residual():
+    """Pixels of infinite variance (a saturated star's reach) leave the normalised rms alone, not pull it to 0."""
+    from skylake.dia import Difference
+
+    image, variance = np.ones((20, 20)), np.ones((20, 20))
+    variance[8:12, 8:12] = np.inf
+    diff = Difference(image=image, variance=variance, solution=None, model=image)
+    assert diff.normalised_rms([(10, 10)], half=4) == pytest.approx(1.0)

@@ -247,7 +247,7 @@ def fit_kernel(
     Raises
     ------
     ValueError
-        Fewer usable stamps than the fit has unknowns per stamp pixel allows, or shapes that differ.
+        No usable stamp (every one off the chip's usable part or masked), or shapes that differ.
     """
     settings = settings or KernelSettings()
     if frame.shape != reference.shape or frame.shape != variance.shape:
@@ -256,9 +256,10 @@ def fit_kernel(
     pixels = _stamp_pixels(reference, stamps, basis, variance)
     if not pixels:
         raise ValueError(f"no usable stamp among {len(stamps)}: stars too near the edge or their pixels masked")
+    designs = [_design(r, c, conv, frame.shape, settings) for r, c, conv in pixels]  # once: clipping keeps them
     keep = np.ones(len(pixels), bool)
     for _ in range(settings.iterations):
-        coef, chi2, scale_var = _solve(frame, variance, pixels, keep, settings)
+        coef, chi2, scale_var = _solve(frame, variance, pixels, designs, keep)
         median = np.median(chi2[keep])
         clipped = keep & (chi2 <= settings.clip * median)
         if clipped.sum() == keep.sum() or clipped.sum() < 3:
@@ -310,11 +311,9 @@ def _stamp_pixels(reference: np.ndarray, stamps, basis: np.ndarray, variance: np
     return out
 
 
-def _solve(frame, variance, pixels, keep, settings: KernelSettings) -> tuple[np.ndarray, np.ndarray, float]:
+def _solve(frame, variance, pixels, designs, keep) -> tuple[np.ndarray, np.ndarray, float]:
     """One weighted least-squares fit over the kept stamps: the coefficients, each stamp's chi2 per pixel and the
     variance of the first coefficient (the kernel's sum) from the normal equations."""
-    ny, nx = frame.shape
-    designs = [_design(r, c, conv, (ny, nx), settings) for r, c, conv in pixels]
     used = [k for k in range(len(pixels)) if keep[k]]
     rows = np.concatenate([pixels[k][0] for k in used])
     cols = np.concatenate([pixels[k][1] for k in used])

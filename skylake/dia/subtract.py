@@ -100,7 +100,7 @@ def choose_stamps(reference: np.ndarray, frame: np.ndarray, settings: DiaSetting
     objects = sep.extract(ref - bkg.back(), 5.0, err=bkg.globalrms, minarea=5)
     if len(objects) == 0:
         return []
-    snr = objects["flux"] / np.sqrt(objects["flux"] / max(np.median(ref), 1.0) + objects["npix"] * bkg.globalrms**2)
+    snr = objects["flux"] / (bkg.globalrms * np.sqrt(objects["npix"]))  # the sky's noise alone: a ranking
     x, y = objects["x"], objects["y"]
     half = 2 * settings.kernel.half_width
     isolated = np.ones(len(objects), bool)
@@ -171,8 +171,11 @@ class Difference:
             ix, iy = int(round(x)), int(round(y))
             if half <= ix < nx - half and half <= iy < ny - half:
                 box = np.s_[iy - half : iy + half + 1, ix - half : ix + half + 1]
-                values.append((self.image[box] / np.sqrt(self.variance[box])).ravel())
-        return float(np.sqrt(np.nanmean(np.concatenate(values) ** 2))) if values else float("nan")
+                var = self.variance[box]
+                seen = np.isfinite(var) & (var > 0)  # masked pixels (a saturated star's reach) are no residual
+                values.append(self.image[box][seen] / np.sqrt(var[seen]))
+        values = np.concatenate(values) if values else np.empty(0)
+        return float(np.sqrt(np.nanmean(values**2))) if values.size else float("nan")
 
 
 def subtract(

@@ -238,7 +238,7 @@ class Table:
         """
         if self.by_night:
             tx.stage_nights(self.name, data, nights)
-        elif self.hats and self.location == self.name:
+        elif self.name == SOURCES:  # (objects and light curves are filed by their own module)
             tx.stage_healpix(self.name, data)
         else:
             raise NotImplementedError(f"{self.name} ({self.partition_by}) is staged by its own module")
