@@ -14,6 +14,7 @@ import sys
 from skylake import __version__
 from skylake.allsky.cli import add_commands as add_camera_commands
 from skylake.calib.cli import add_commands as add_calib_commands
+from skylake.dia.cli import add_commands as add_dia_commands
 from skylake.ensemble.cli import add_commands as add_ensemble_commands
 from skylake.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, SkylakeError, report, report_object_store
 from skylake.maps.cli import add_commands as add_maps_commands
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_maps_commands(sub)
     add_camera_commands(sub)
     add_masters_commands(sub)
+    add_dia_commands(sub)
     add_watch_commands(sub)
 
     p = sub.add_parser(

@@ -2,17 +2,40 @@
 
 - :mod:`~skylake.dia.kernel`: the PSF-matching kernel (Alard & Lupton's basis on numpy, spatially varying, with
   a differential background);
-- :mod:`~skylake.dia.subtract`: stamps to fit on, the subtraction and the difference's noise;
+- :mod:`~skylake.dia.difference`: stamps to fit on, the subtraction and the difference's noise;
 - :mod:`~skylake.dia.forced`: PSF-weighted forced photometry on the difference;
-- :mod:`~skylake.dia.detect`: DIA sources, both signs, with flags for what makes a bogus one.
+- :mod:`~skylake.dia.detect`: DIA sources, both signs, with flags for what makes a bogus one;
+- :mod:`~skylake.dia.reference`: a stacked reference with its noise and mask; :mod:`~skylake.dia.references`
+  and :mod:`~skylake.dia.stage` keep references and differences in the lake (`skylake reference build`,
+  `skylake dia`).
 
-Pure functions of arrays: the lake's references, the per-frame tasks and the DIA tables build on them.
+The kernels are pure functions of arrays; the stage and the references build on them.
 """
 
-from skylake.dia.detect import DIA_FLAGS, detect_sources
-from skylake.dia.forced import forced_photometry, gaussian_psf
-from skylake.dia.kernel import KernelSettings, KernelSolution, fit_kernel
-from skylake.dia.subtract import DiaSettings, Difference, choose_stamps, frame_variance, subtract
+import importlib
+
+#: Where each name of the package lives (imported on first use: ``skylake dia --help`` loads no numpy).
+_HOMES = {
+    "KernelSettings": "kernel",
+    "KernelSolution": "kernel",
+    "fit_kernel": "kernel",
+    "DiaSettings": "difference",
+    "Difference": "difference",
+    "choose_stamps": "difference",
+    "frame_variance": "difference",
+    "subtract": "difference",
+    "forced_photometry": "forced",
+    "gaussian_psf": "forced",
+    "DIA_FLAGS": "detect",
+    "detect_sources": "detect",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"skylake.dia.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'skylake.dia' has no attribute {name!r}")
+
 
 __all__ = [
     "KernelSettings",

@@ -18,9 +18,11 @@ from skylake.errors import NightError, UsageError
 from skylake.lake.nights import night_filter, night_of
 from skylake.lake.tables import FRAMES
 
-__all__ = ["FrameSelection", "check_night", "select_frames"]
+__all__ = ["FrameSelection", "check_night", "select_frames", "pointing_groups", "SAME_POINTING"]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: Frames whose centres are closer than this fraction of the field's width are one pointing.
+SAME_POINTING = 0.1
 
 
 def check_night(option: str, value) -> None:
@@ -169,3 +171,37 @@ def select_frames(lake, selection: FrameSelection, columns: list[str]):
     return lake.read_night_table(
         FRAMES, columns=columns, filter=selection.expression(), nights=selection.night_dirs(lake)
     ).to_pandas()
+
+
+def pointing_groups(frames) -> list:
+    """Frames of one instrument, filter and pointing, in time order.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        Frame rows (``instrument``, ``filter``, ``ra_center``, ``dec_center``, ``nx``, ``pixscale``, ``mjd``).
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        One per pointing: frames whose centres lie within :data:`SAME_POINTING` of a field width of the
+        group's first frame.
+    """
+    from astropy.coordinates import SkyCoord
+
+    groups = []
+    for _, same in frames.sort_values("mjd").groupby(["profile", "instrument", "filter"], sort=True):
+        members: list[list[int]] = []
+        centres: list = []
+        for i, row in enumerate(same.itertuples()):
+            here = SkyCoord(row.ra_center, row.dec_center, unit="deg")
+            width = row.nx * row.pixscale / 3600.0
+            for k, c in enumerate(centres):
+                if here.separation(c).deg < SAME_POINTING * width:
+                    members[k].append(i)
+                    break
+            else:
+                centres.append(here)
+                members.append([i])
+        groups += [same.iloc[m] for m in members]
+    return groups

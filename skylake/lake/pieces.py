@@ -344,8 +344,8 @@ def plan_writers(
 
 
 # -- writer side ------------------------------------------------------------------------------------
-def split_by_partition(sources: pa.Table, partitions, order: int):
-    """Sort sources by ``_healpix_29`` (then source id) and split them by partition.
+def split_by_partition(sources: pa.Table, partitions, order: int, id_column: str = "source_id"):
+    """Sort rows by ``_healpix_29`` (then their id) and split them by partition.
 
     Partitions come from :func:`hats_meta.assign_pixels` with the existing ``partitions``, new ones at
     ``order``.
@@ -353,11 +353,13 @@ def split_by_partition(sources: pa.Table, partitions, order: int):
     Parameters
     ----------
     sources : pyarrow.Table
-        The rows, with ``_healpix_29`` and ``source_id``.
+        The rows, with ``_healpix_29`` and their id.
     partitions : list of hats.pixel_math.HealpixPixel
         The lake's existing partitions.
     order : int
         The order of new partitions.
+    id_column : str
+        The rows' id (the table's ``id_column``).
 
     Yields
     ------
@@ -369,7 +371,7 @@ def split_by_partition(sources: pa.Table, partitions, order: int):
     from hats.pixel_math import HealpixPixel
 
     h29 = sources.column("_healpix_29").to_numpy()
-    order_idx = np.lexsort((sources.column("source_id").to_numpy(), h29))
+    order_idx = np.lexsort((sources.column(id_column).to_numpy(), h29))
     sources, h29 = sources.take(order_idx), h29[order_idx]
     orders, pixels = hats_meta.assign_pixels(h29, partitions, order)
     keys = orders * (1 << 40) + pixels  # rows of one partition are contiguous after the h29 sort

@@ -71,6 +71,9 @@ __all__ = [
     "FRAME_INDEX",
     "REFCAT",
     "MASTERS",
+    "REFERENCES",
+    "DIA_FRAMES",
+    "DIA_SOURCES",
     "PARTITIONINGS",
     "NOT_TABLES",
     "Table",
@@ -103,6 +106,9 @@ NOISE = "noise"
 FRAME_INDEX = "frame_index"
 REFCAT = "refcat"
 MASTERS = "masters"
+REFERENCES = "references"
+DIA_FRAMES = "dia_frames"
+DIA_SOURCES = "dia_sources"
 
 #: The ways a table is partitioned (``partition_by`` in its schema).
 PARTITIONINGS = ("healpix", "night", "none", "bucket")

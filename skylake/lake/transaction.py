@@ -473,7 +473,8 @@ class Transaction:
         order = hats_meta.order_for_frames(h29, data.column("frame_id").to_numpy(), self.lake.config.partition_order)
         change = self.catalog(table)
         published = self.published_partitions(table)
-        for pixel, rows in pieces.split_by_partition(data, self.partitions_of(table), order):
+        id_column = get(table).id_column
+        for pixel, rows in pieces.split_by_partition(data, self.partitions_of(table), order, id_column):
             if pixel not in published:
                 change.add_partition(pixel)
             self.stage(

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from skylake.lake import tables
-from skylake.lake.frames import FrameSelection, select_frames
+from skylake.lake.frames import SAME_POINTING, FrameSelection, pointing_groups, select_frames
 from skylake.lake.nights import night_dir
 from skylake.reduce.frame_types import COADD_KEY, FRAMES_KEY
+from skylake.reduce.pixels import frame_pixels
 
 __all__ = [
     "COADD_DIR",
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 
 #: Where coadd files live, relative to the lake.
 COADD_DIR = "coadds"
-#: Frames whose centres are closer than this fraction of the field's width are one pointing.
-SAME_POINTING = 0.1
 FRAME_COLUMNS = [
     "frame_id", "path", "hdu", "object", "profile", "pipeline_version", "instrument", "filter", "mjd", "exptime",
     "airmass", "gain", "saturation", "ra_center", "dec_center", "nx", "pixscale", "wcs_source", "solved_wcs",
@@ -59,63 +58,6 @@ class CoaddResult:
     frame_ids: list
     field: str
     reason: str = ""
-
-
-def pointing_groups(frames) -> list:
-    """Frames of one instrument, filter and pointing, in time order.
-
-    Parameters
-    ----------
-    frames : pandas.DataFrame
-        Frame rows (``instrument``, ``filter``, ``ra_center``, ``dec_center``, ``nx``, ``pixscale``, ``mjd``).
-
-    Returns
-    -------
-    list of pandas.DataFrame
-        One per pointing: frames whose centres lie within :data:`SAME_POINTING` of a field width of the
-        group's first frame.
-    """
-    from astropy.coordinates import SkyCoord
-
-    groups = []
-    for _, same in frames.sort_values("mjd").groupby(["profile", "instrument", "filter"], sort=True):
-        members: list[list[int]] = []
-        centres: list = []
-        for i, row in enumerate(same.itertuples()):
-            here = SkyCoord(row.ra_center, row.dec_center, unit="deg")
-            width = row.nx * row.pixscale / 3600.0
-            for k, c in enumerate(centres):
-                if here.separation(c).deg < SAME_POINTING * width:
-                    members[k].append(i)
-                    break
-            else:
-                centres.append(here)
-                members.append([i])
-        groups += [same.iloc[m] for m in members]
-    return groups
-
-
-def _frame_image(lake, row, profile):
-    """The frame's image (reduced as at ingest), its celestial WCS and its raw saturated pixels."""
-    from astropy.io import fits
-
-    from skylake.frame import astrometry, header, reading
-
-    image = next(
-        im
-        for im in reading.read_images(reading.read_bytes(row.path), profile.hdu, int(profile.max_image_mb * 1e6))
-        if im.hdu == row.hdu
-    )
-    if row.wcs_source and str(row.wcs_source).startswith("platesolve") and row.solved_wcs:
-        image.header.update(fits.Header.fromstring(row.solved_wcs, sep="\n"))
-    saturated = image.data >= np.float32(row.saturation)
-    if profile.reduction is not None:
-        from skylake.reduce.apply import reduce_frame
-
-        rec = header.frame_record(image.header, profile, image.file_max)
-        done = reduce_frame(image, rec, profile, lake.store.location)
-        saturated = done.saturated if done.saturated is not None else saturated
-    return image.data, astrometry.celestial_wcs(image.header), saturated
 
 
 def common_grid(wcs_list, shapes):
@@ -305,7 +247,7 @@ def coadd_night(lake, night: str, *, field: str | None = None, method: str = "me
         profile = frames_profile(lake, group["profile"].iloc[0], group["pipeline_version"].iloc[0])
         images, wcs_list, saturated = [], [], []
         for row in group.itertuples():
-            data, wcs, sat = _frame_image(lake, row, profile)
+            data, wcs, sat = frame_pixels(lake.store.location, row, profile)
             images.append(data)
             wcs_list.append(wcs)
             saturated.append(sat)

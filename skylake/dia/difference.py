@@ -32,6 +32,12 @@ class DiaSettings:
         At most this many stamps, the brightest of each cell of a 6 x 6 grid over the chip first.
     saturation : float or None
         Stars whose peak on the reference or the frame reaches 80 % of this [ADU] are not fitted on.
+    neighbour_fraction : float
+        A star with a neighbour inside its stamp brighter than this fraction of its flux is not fitted on.
+    model_noise : float
+        The kernel's own error, as a fraction of the PSF-matched reference added to each pixel's noise: no
+        kernel matches a star's core exactly (a registration error of a tenth of a pixel, a PSF that varies
+        faster than the kernel's polynomial), and a bright constant star must not look variable.
 
     Raises
     ------
@@ -43,6 +49,8 @@ class DiaSettings:
     stamp_snr: float = 30.0
     max_stamps: int = 150
     saturation: float | None = None
+    neighbour_fraction: float = 0.0
+    model_noise: float = 0.0
 
     def __post_init__(self):
         if self.stamp_snr <= 0 or self.max_stamps < 3:
@@ -76,7 +84,9 @@ def frame_variance(image: np.ndarray, gain: float, read_noise_adu: float) -> np.
     return np.clip(image, 0, None) / gain + read_noise_adu**2
 
 
-def choose_stamps(reference: np.ndarray, frame: np.ndarray, settings: DiaSettings) -> list[tuple[float, float]]:
+def choose_stamps(
+    reference: np.ndarray, frame: np.ndarray, settings: DiaSettings, mask: np.ndarray | None = None
+) -> list[tuple[float, float]]:
     """Stars to fit the kernel on: bright on the reference, unsaturated on both, isolated, spread over the chip.
 
     Parameters
@@ -87,6 +97,8 @@ def choose_stamps(reference: np.ndarray, frame: np.ndarray, settings: DiaSetting
         The frame.
     settings : DiaSettings
         The thresholds.
+    mask : numpy.ndarray or None
+        Pixels no stamp may hold (the reference's missing or saturated ones).
 
     Returns
     -------
@@ -96,18 +108,26 @@ def choose_stamps(reference: np.ndarray, frame: np.ndarray, settings: DiaSetting
     import sep
 
     ref = np.ascontiguousarray(np.nan_to_num(reference), dtype=np.float64)
-    bkg = sep.Background(ref)
-    objects = sep.extract(ref - bkg.back(), 5.0, err=bkg.globalrms, minarea=5)
+    bkg = sep.Background(ref, mask=mask)
+    objects = sep.extract(ref - bkg.back(), 5.0, err=bkg.globalrms, mask=mask, minarea=5)
     if len(objects) == 0:
         return []
     snr = objects["flux"] / (bkg.globalrms * np.sqrt(objects["npix"]))  # the sky's noise alone: a ranking
     x, y = objects["x"], objects["y"]
     half = 2 * settings.kernel.half_width
     isolated = np.ones(len(objects), bool)
+    flux = objects["flux"]
     for k in range(len(objects)):  # a neighbour inside the stamp makes a blend the kernel would fit to
         near = (np.abs(x - x[k]) <= half + 3) & (np.abs(y - y[k]) <= half + 3)
-        isolated[k] = near.sum() == 1
+        # (a deep reference shows faint neighbours of every star: neighbour_fraction lets the faint ones pass)
+        isolated[k] = (near & (flux > settings.neighbour_fraction * flux[k])).sum() == 1
     ok = isolated & (snr >= settings.stamp_snr)
+    if mask is not None and mask.any():
+        from scipy.ndimage import maximum_filter
+
+        near_mask = maximum_filter(mask.astype(np.uint8), size=2 * half + 1).astype(bool)
+        iy = np.clip(np.round(y).astype(int), 0, mask.shape[0] - 1)
+        ok &= ~near_mask[iy, np.clip(np.round(x).astype(int), 0, mask.shape[1] - 1)]
     if settings.saturation is not None:
         ix, iy = np.round(x).astype(int), np.round(y).astype(int)
         ok &= objects["peak"] + bkg.back()[iy, ix] < 0.8 * settings.saturation
@@ -185,6 +205,8 @@ def subtract(
     reference_variance: np.ndarray,
     settings: DiaSettings | None = None,
     stamps: list[tuple[float, float]] | None = None,
+    mask: np.ndarray | None = None,
+    frame_share: float = 0.0,
 ) -> Difference:
     """Subtract the reference, PSF-matched to the frame, from the frame.
 
@@ -202,6 +224,12 @@ def subtract(
         How (None: the defaults).
     stamps : list of tuple of float or None
         Stars to fit the kernel on (None: :func:`choose_stamps`).
+    mask : numpy.ndarray or None
+        Pixels the reference cannot match (not covered, saturated in a frame it stacks): they, and the
+        kernel's reach around them, get an infinite variance and hold no stamp.
+    frame_share : float
+        The frame's share of the reference's weight when the reference stacks it: the two share that noise,
+        so the difference's variance is smaller by twice the share of the frame's.
 
     Returns
     -------
@@ -214,7 +242,9 @@ def subtract(
         Too few stamps to fit the kernel (named with the number found).
     """
     settings = settings or DiaSettings()
-    stamps = choose_stamps(reference, frame, settings) if stamps is None else stamps
+    if not 0 <= frame_share < 0.5:
+        raise ValueError(f"frame_share = {frame_share} must be in [0, 0.5): a reference of at least 3 frames")
+    stamps = choose_stamps(reference, frame, settings, mask) if stamps is None else stamps
     if len(stamps) < 3:
         raise ValueError(f"{len(stamps)} stars bright and isolated enough to fit a kernel on; at least 3 needed")
     solution = fit_kernel(frame, variance, reference, [(round(x), round(y)) for x, y in stamps], settings.kernel)
@@ -222,9 +252,18 @@ def subtract(
     ny, nx = frame.shape
     centre = solution.kernel_at((nx - 1) / 2, (ny - 1) / 2)
     ref_var = oaconvolve(np.nan_to_num(reference_variance.astype(np.float64)), centre**2, mode="same")
-    total = variance + ref_var
+    total = (
+        (1.0 - 2.0 * frame_share) * variance
+        + ref_var
+        + (settings.model_noise * (model - solution.background_image())) ** 2
+    )
     if settings.saturation is not None:  # a clipped star cannot be matched: its pixels and the kernel's reach
         total[_saturated(frame, reference, settings.saturation, settings.kernel.half_width)] = np.inf
+    if mask is not None and mask.any():
+        from scipy.ndimage import binary_dilation
+
+        reach = settings.kernel.half_width
+        total[binary_dilation(mask, structure=np.ones((2 * reach + 1, 2 * reach + 1), bool))] = np.inf
     return Difference(image=frame - model, variance=total, solution=solution, model=model, stamps=stamps)
 
 

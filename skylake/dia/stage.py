@@ -1,0 +1,295 @@
+"""Difference imaging of the lake's frames (``skylake dia``): each frame less its pointing's reference, one task a
+frame, its DIA sources into ``LAKE/dia_sources`` and a row of how it went into ``LAKE/dia_frames``.
+
+A frame gets the newest reference of its profile, filter and pointing (:func:`skylake.dia.references.
+reference_for`) on its own grid and in its own ADU; the frame's sky is subtracted (sep), the kernel fitted and
+the difference searched (:mod:`skylake.dia.difference`, :mod:`skylake.dia.detect`). A frame the reference
+stacks shares its noise, which the difference's variance takes into account. A frame that cannot be subtracted
+(no reference covers it, too few stars for a kernel) gets a ``failed`` row with the reason and no DIA source;
+nothing else is lost. Frames done before are left alone unless ``redo``, which replaces their rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skylake.dia.references import read_references, reference_for, usable_frames
+from skylake.lake import tables
+from skylake.lake.frames import FrameSelection
+from skylake.lake.tables import DIA_FRAMES, DIA_SOURCES
+from skylake.schema import conform
+
+__all__ = ["DiaReport", "difference_frame", "run_dia", "NO_REFERENCE", "SETTINGS"]
+
+log = logging.getLogger(__name__)
+
+#: The reason of a frame no reference covers.
+NO_REFERENCE = "no reference covers this frame: build one with `skylake reference build LAKE`"
+#: How frames are subtracted: faint neighbours pass the stamps' isolation (a stacked reference shows many), and
+#: 1 % of the matched reference joins the noise (no kernel matches a star's core exactly).
+SETTINGS = {"neighbour_fraction": 0.1, "model_noise": 0.01, "stamp_snr": 30.0}
+#: The DIA sources' detection threshold [sigma].
+THRESHOLD = 5.0
+#: Bits of a DIA source's id left for its number on the frame (as the sources').
+ID_BITS = 20
+
+
+@dataclass
+class DiaReport:
+    """What :func:`run_dia` did.
+
+    Attributes
+    ----------
+    done : int
+        Frames subtracted.
+    failed : dict
+        Reason -> how many frames failed for it.
+    skipped : int
+        Frames done before (left alone without ``redo``).
+    dia_sources : int
+        DIA sources found, all signs and flags.
+    unflagged : int
+        Of those, without a flag.
+    version : int or None
+        The commit (None when nothing was done).
+    """
+
+    done: int = 0
+    failed: dict = field(default_factory=dict)
+    skipped: int = 0
+    dia_sources: int = 0
+    unflagged: int = 0
+    version: int | None = None
+
+    def outcome(self) -> str:
+        """One line.
+
+        Returns
+        -------
+        str
+            E.g. ``dia: 12 frames subtracted, 0 failed, 0 done before; 140 DIA sources (80 unflagged)``.
+        """
+        failed = sum(self.failed.values())
+        line = (
+            f"dia: {self.done} frames subtracted, {failed} failed, {self.skipped} done before; "
+            f"{self.dia_sources} DIA sources ({self.unflagged} unflagged)"
+        )
+        for reason, n in sorted(self.failed.items()):
+            line += f"\n  {n} failed: {reason}"
+        return line
+
+
+def _kernel_half_width(fwhm: float) -> int:
+    return int(max(7, math.ceil(2.7 * fwhm)))
+
+
+def difference_frame(lake_root: str, frame: dict, reference: dict | None, version: int) -> tuple[dict, pa.Table]:
+    """Subtract a frame's reference and find its DIA sources (a task on a worker).
+
+    Parameters
+    ----------
+    lake_root : str
+        The lake's location.
+    frame : dict
+        The frame's row (:data:`skylake.dia.references.FRAME_COLUMNS`).
+    reference : dict or None
+        Its reference's row (None: no reference covers it).
+    version : int
+        The lake version read (``built_version``).
+
+    Returns
+    -------
+    row : dict
+        The frame's ``dia_frames`` row (with ``night``).
+    sources : pyarrow.Table
+        Its DIA sources (schemas/dia_sources.yaml; none when it failed).
+    """
+    row = {
+        "frame_id": int(frame["frame_id"]), "reference_id": None, "status": "failed", "reason": NO_REFERENCE,
+        "in_reference": False, "fwhm": frame["fwhm_median"], "mjd": frame["mjd"], "built_version": version,
+        "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
+        "n_dia_sources": 0, "n_unflagged": 0,
+    }  # fmt: skip
+    empty = tables.get(DIA_SOURCES).schema.empty_table()
+    if reference is None:
+        return row, empty
+    row["reference_id"] = reference["reference_id"]
+    try:
+        diff, wcs, fwhm, share = _subtract(lake_root, frame, reference)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # too few stars, no overlap: the frame's reason
+        row["reason"] = " ".join(str(exc).split())
+        return row, empty
+    from skylake.dia.detect import detect_sources
+
+    found = detect_sources(diff.image, diff.variance, fwhm, THRESHOLD)
+    row.update(
+        status="ok", reason="", in_reference=share > 0, scale=diff.solution.scale,
+        scale_error=diff.solution.scale_error, n_stamps=diff.solution.stamps_used,
+        normalised_rms=diff.normalised_rms(), fwhm=fwhm, n_dia_sources=len(found),
+        n_unflagged=int((found["flags"] == 0).sum()),
+    )  # fmt: skip
+    return row, _sources(found, frame, reference["reference_id"], wcs)
+
+
+def _subtract(lake_root: str, frame: dict, reference: dict):
+    """The frame's difference from its reference, its WCS, its FWHM and its share of the reference."""
+    from skylake.dia.difference import DiaSettings, subtract
+    from skylake.dia.kernel import KernelSettings
+    from skylake.dia.reference import from_fits, on_frame, sky_noise
+    from skylake.lake import Lake
+    from skylake.profile_store import frames_profile
+    from skylake.reduce.pixels import frame_pixels
+
+    lake = Lake.open(lake_root, catch_up=False)
+    profile = frames_profile(lake, frame["profile"], frame["pipeline_version"])
+    data, wcs, saturated = frame_pixels(lake_root, pd.Series(frame), profile)
+    data = np.asarray(data, np.float64)
+    ref = from_fits(lake.store.read_bytes(reference["path"]))
+    image, variance, mask = on_frame(ref, wcs, data.shape, float(frame["exptime"]))
+    mask |= saturated  # (the frame's sky is subtracted below: its saturated pixels are named, not guessed)
+    if mask.mean() > 0.5:
+        raise ValueError(f"the reference covers {100 * (1 - mask.mean()):.0f} % of the frame; at least half needed")
+    fwhm = float(frame["fwhm_median"]) if frame["fwhm_median"] and frame["fwhm_median"] > 0 else 3.0
+    settings = DiaSettings(
+        kernel=KernelSettings(half_width=_kernel_half_width(fwhm)), saturation=float(frame["saturation"]), **SETTINGS
+    )
+    sky, frame_var = sky_noise(data, float(frame["gain"]))
+    share = ref.share_of(int(frame["frame_id"]))
+    diff = subtract(data - sky, frame_var, image, variance, settings, mask=mask, frame_share=share)
+    return diff, wcs, fwhm, share
+
+
+def _sources(found: pd.DataFrame, frame: dict, reference_id: str, wcs) -> pa.Table:
+    """DIA source rows (schemas/dia_sources.yaml) of a frame's detections."""
+    from skylake.frame import astrometry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ra, dec = wcs.pixel_to_world_values(found["x"].to_numpy(), found["y"].to_numpy())
+    ra, dec = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
+    n = len(found)
+    cols = {
+        "_healpix_29": astrometry.healpix29(ra, dec) if n else np.empty(0, np.int64),
+        "dia_source_id": (int(frame["frame_id"]) << ID_BITS) + np.arange(n, dtype=np.int64),
+        "frame_id": np.full(n, int(frame["frame_id"]), np.int64),
+        "reference_id": [reference_id] * n,
+        "mjd": np.full(n, float(frame["mjd"])),
+        "ra": ra,
+        "dec": dec,
+        **{c: found[c].to_numpy() for c in ("x", "y", "sign", "flux", "flux_err", "snr", "a", "b", "flags")},
+    }
+    return conform(pa.table(cols), DIA_SOURCES)
+
+
+def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False, runner=None) -> DiaReport:
+    """Difference-image a selection's frames against their references, in one commit.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        A writable lake.
+    selection : skylake.lake.frames.FrameSelection or None
+        Which frames (None: every frame).
+    redo : bool
+        Subtract frames done before against the same reference again (their rows and DIA sources replaced;
+        a frame whose newest reference is not the one it was subtracted from is done again anyway).
+    runner : skylake.runtime.Runner or None
+        Where the frames' tasks run (None: in this process).
+
+    Returns
+    -------
+    DiaReport
+        What was done.
+    """
+    from skylake.runtime import Runner
+
+    runner = runner or Runner(None)
+    report = DiaReport()
+    frames = usable_frames(lake, selection or FrameSelection())
+    if not len(frames):
+        return report
+    nights = sorted(set(frames["night"].dropna()))
+    before = tables.get(DIA_FRAMES).read(lake, columns=["frame_id", "reference_id"], nights=nights).to_pandas()
+    done = set(zip(before["frame_id"], before["reference_id"].fillna("")))
+    references = read_references(lake)
+    items, again = [], []
+    for frame in frames.to_dict("records"):
+        ref = reference_for(references, pd.Series(frame)) if len(references) else None
+        ref_id = "" if ref is None else ref["reference_id"]
+        if (frame["frame_id"], ref_id) in done and not redo:  # a newer reference makes it stale
+            report.skipped += 1
+            continue
+        if frame["frame_id"] in set(before["frame_id"]):
+            again.append(frame["frame_id"])
+        items.append((frame, None if ref is None else ref.to_dict()))
+    if not items:
+        return report
+    version = lake.log.latest_version()
+    rows, found = [], []
+    with lake.transaction(DIA_FRAMES) as tx:
+        tx.runner = runner
+        if again:
+            _remove(tx, again, nights)
+        for row, sources in runner.map(
+            _task, items, window=max(1, 2 * runner.workers()), lake_root=lake.store.location, version=version
+        ):
+            rows.append(row)
+            found.append(sources)
+        _stage(tx, rows, found)
+        entry = tx.commit({"dia_frames": len(rows)})
+    report.version = entry.version if entry else None
+    for row, sources in zip(rows, found):
+        if row["status"] == "ok":
+            report.done += 1
+            report.dia_sources += sources.num_rows
+            report.unflagged += int(row["n_unflagged"])
+        else:
+            report.failed[row["reason"]] = report.failed.get(row["reason"], 0) + 1
+    log.info(report.outcome())
+    return report
+
+
+def _task(item, lake_root: str, version: int):
+    frame, reference = item
+    return difference_frame(lake_root, frame, reference, version)
+
+
+def _remove(tx, frame_ids: list, nights: list) -> None:
+    """Stage the removal of frames' dia_frames rows and DIA sources (``redo``)."""
+    ids = pa.array(sorted(int(f) for f in frame_ids), pa.int64())
+
+    def drop(data):
+        """Which rows belong to the frames done again.
+
+        Parameters
+        ----------
+        data : pyarrow.Table
+            A file's rows (with ``frame_id``).
+
+        Returns
+        -------
+        numpy.ndarray
+            True for each row to remove.
+        """
+        return pc.is_in(data.column("frame_id"), value_set=ids).to_numpy(zero_copy_only=False)
+
+    tables.get(DIA_FRAMES).remove_where(tx, drop, nights=nights)
+    tables.get(DIA_SOURCES).remove_where(tx, drop)
+
+
+def _stage(tx, rows: list, found: list) -> None:
+    """Stage the frames' dia_frames rows and their DIA sources."""
+    table = pd.DataFrame(rows)
+    nights = table.pop("night").tolist()
+    tables.get(DIA_FRAMES).stage(tx, conform(pa.Table.from_pandas(table, preserve_index=False), DIA_FRAMES), nights)
+    sources = pa.concat_tables([s for s in found if s.num_rows]) if any(s.num_rows for s in found) else None
+    if sources is not None:
+        tx.stage_healpix(DIA_SOURCES, sources)

@@ -1,0 +1,101 @@
+"""References and differences in the lake (`skylake reference build`, `skylake dia`) on the REAL SkyCamZ frames of
+2013-06-10: 12 frames of one pointing and 2 of another.
+
+The 12 get one reference (their 10 sharpest stacked); the 2 are too few and are told so. Every frame of the
+12 is subtracted to the noise (normalised rms 1.0-1.3 over its kernel's stamps, the flux scale of one clear
+night near one); the 2 get a failed row naming the command that builds a reference, and nothing else is lost.
+The DIA sources open in pandas, DuckDB and lsdb; a second run finds everything done, ``--redo`` replaces the
+rows, and a newer reference makes the frames stale by itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skylake.cli import main
+from skylake.dia.stage import NO_REFERENCE
+from skylake.lake import Lake, tables
+from skylake.pipeline import ingest
+
+
+@pytest.fixture(scope="module")
+def lake(skycamz_files, tmp_path_factory, dask_client):
+    root = tmp_path_factory.mktemp("dia_lake") / "lake"
+    lake = Lake.init(root)
+    ingest(lake, [str(p) for p in skycamz_files], "skycamz", client=dask_client, progress=False, calibrate=False)
+    return lake
+
+
+@pytest.fixture(scope="module")
+def subtracted(lake, dask_client):
+    address = dask_client.scheduler.address
+    assert main(["reference", "build", str(lake.url), "--scheduler", address]) == 0
+    assert main(["dia", str(lake.url), "--scheduler", address]) == 3  # two frames have no reference
+    return tables.get(tables.DIA_FRAMES).read(lake).to_pandas().set_index("frame_id")
+
+
+def test_one_reference_of_the_ten_sharpest_frames(lake, subtracted):
+    refs = tables.get(tables.REFERENCES).read(lake).to_pandas()
+    assert len(refs) == 1
+    ref = refs.iloc[0]
+    frames = lake.read_frames(columns=["frame_id", "fwhm_median", "ra_center"]).to_pandas()
+    pointing = frames[np.abs(frames["ra_center"] - ref["ra_center"]) < 0.5]
+    assert len(pointing) == 12 and ref["n_frames"] == 10
+    sharpest = pointing.sort_values(["fwhm_median", "frame_id"])["frame_id"].head(10).tolist()
+    assert [int(f) for f in ref["frame_ids"].split(",")] == sharpest
+    assert lake.store.exists(ref["path"])
+    print(f"\nreference: {ref['n_frames']} frames, FWHM {ref['fwhm']:.2f} px, depth {ref['depth']:.3f} ADU/s/px")
+    # the same frames again: found, not built twice
+    assert main(["reference", "build", str(lake.url)]) == 4
+    assert len(tables.get(tables.REFERENCES).read(lake)) == 1
+
+
+def test_every_frame_of_the_pointing_subtracts_to_the_noise(subtracted):
+    ok = subtracted[subtracted["status"] == "ok"]
+    print("\n" + ok[["in_reference", "scale", "n_stamps", "normalised_rms", "n_dia_sources", "n_unflagged"]]
+          .round(3).to_string())  # fmt: skip
+    assert len(ok) == 12 and ok["in_reference"].sum() == 10
+    assert (ok["n_stamps"] >= 30).all()
+    assert ok.loc[~ok["in_reference"], "normalised_rms"].between(1.0, 1.3).all()
+    # a frame the reference stacks shares its noise, taken out by its weight's share: the grid frame, not
+    # resampled, shares a little more than that (0.99 today)
+    assert ok.loc[ok["in_reference"], "normalised_rms"].between(0.95, 1.3).all()
+    assert ok["scale"].between(0.97, 1.03).all()  # one clear night, 10-s frames minutes apart
+    print(f"unflagged DIA sources per frame: {sorted(ok['n_unflagged'].astype(int).tolist())}")
+
+
+def test_a_frame_with_no_reference_is_told_which_command_builds_one(subtracted):
+    failed = subtracted[subtracted["status"] != "ok"]
+    assert len(failed) == 2 and (failed["reason"] == NO_REFERENCE).all()
+    assert failed["reference_id"].isna().all() and (failed["n_dia_sources"] == 0).all()
+
+
+def test_dia_sources_open_in_pandas_duckdb_and_lsdb(lake, subtracted):
+    import duckdb
+    import lsdb
+
+    from skylake.objects.files import catalog_dataset
+
+    rows = catalog_dataset(lake, tables.DIA_SOURCES).to_table().to_pandas()
+    assert len(rows) == subtracted["n_dia_sources"].sum() > 0
+    assert rows["dia_source_id"].is_unique and set(rows["sign"]) <= {-1, 1}
+    assert set(rows["frame_id"]) <= set(subtracted.index[subtracted["status"] == "ok"])
+    glob = lake.path(f"{tables.DIA_SOURCES}/dataset/**/*.parquet")
+    assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()[0][0] == len(rows)
+    assert len(lsdb.open_catalog(lake.path(tables.DIA_SOURCES)).compute()) == len(rows)
+
+
+def test_a_second_run_finds_everything_done_and_redo_replaces_it(lake, subtracted, dask_client):
+    from skylake.dia.stage import run_dia
+    from skylake.objects.files import catalog_dataset
+    from skylake.runtime import Runner
+
+    again = run_dia(lake)
+    assert (again.done, again.skipped, again.version) == (0, 14, None)
+    redo = run_dia(lake, redo=True, runner=Runner(dask_client))
+    assert redo.done == 12 and sum(redo.failed.values()) == 2
+    after = tables.get(tables.DIA_FRAMES).read(lake).to_pandas()
+    assert len(after) == 14 and after["frame_id"].is_unique
+    rows = catalog_dataset(lake, tables.DIA_SOURCES).to_table(columns=["dia_source_id"]).to_pandas()
+    assert len(rows) == redo.dia_sources and rows["dia_source_id"].is_unique
