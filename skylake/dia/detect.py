@@ -22,7 +22,12 @@ DIA_FLAGS = {"dipole": 1, "edge": 2, "shape": 4}
 
 
 def detect_sources(
-    image: np.ndarray, variance: np.ndarray, fwhm: float, threshold: float = 5.0, edge: int | None = None
+    image: np.ndarray,
+    variance: np.ndarray,
+    fwhm: float,
+    threshold: float = 5.0,
+    edge: int | None = None,
+    psf=None,
 ) -> pd.DataFrame:
     """Detections on a difference image, positive and negative, with their flux and flags.
 
@@ -39,6 +44,8 @@ def detect_sources(
         down to 0.8 of it).
     edge : int or None
         Detections this near the chip's edge are flagged (None: 2 FWHM).
+    psf : skylake.dia.forced.EmpiricalPSF or None
+        The frame's PSF for the fluxes (None: a Gaussian of ``fwhm``).
 
     Returns
     -------
@@ -60,7 +67,7 @@ def detect_sources(
     valid = np.isfinite(variance) & (variance > 0) & np.isfinite(image)
     err = np.ascontiguousarray(np.sqrt(np.where(valid, variance, 1.0)), dtype=np.float64)
     data = np.ascontiguousarray(np.where(valid, image, 0.0), dtype=np.float64)
-    psf = gaussian_psf(fwhm, 0.0, 0.0, max(2, int(np.ceil(1.5 * fwhm))))
+    matched = gaussian_psf(fwhm, 0.0, 0.0, max(2, int(np.ceil(1.5 * fwhm))))
     found = []
     for sign in (1, -1):  # a matched filter: a point source's S/N, not its brightest pixel's (half of it)
         objects = sep.extract(
@@ -69,7 +76,7 @@ def detect_sources(
             err=err,
             mask=~valid,
             minarea=3,
-            filter_kernel=psf,
+            filter_kernel=matched,
             filter_type="matched",
         )
         if len(objects):
@@ -79,7 +86,7 @@ def detect_sources(
     if not found:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in columns}).astype({"sign": int, "flags": int})
     rows = pd.concat(found, ignore_index=True)
-    flux, err = forced_photometry(image, variance, rows["x"], rows["y"], fwhm)
+    flux, err = forced_photometry(image, variance, rows["x"], rows["y"], fwhm, psf=psf)
     rows["flux"], rows["flux_err"] = flux, err
     rows["snr"] = np.abs(flux) / err
     # the PSF-weighted flux has the detection's sign: else it sat on a wing of something else

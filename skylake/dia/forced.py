@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["gaussian_psf", "forced_photometry"]
+__all__ = ["gaussian_psf", "EmpiricalPSF", "empirical_psf", "forced_photometry"]
 
 _SQRT2 = np.sqrt(2.0)
 
@@ -61,10 +61,104 @@ def gaussian_psf(fwhm: float, dx: float, dy: float, half: int) -> np.ndarray:
     return psf / psf.sum()
 
 
+class EmpiricalPSF:
+    """A frame's PSF from its own stars (:func:`empirical_psf`), as a template at any sub-pixel position.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The PSF, centred on the box's central pixel, summing to one over it.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        The PSF.
+    half : int
+        Its box's half width [pixels].
+    """
+
+    def __init__(self, image: np.ndarray):
+        self.image = image
+        self.half = image.shape[0] // 2
+
+    def __call__(self, dx: float, dy: float, half: int) -> np.ndarray:
+        """The PSF centred ``(dx, dy)`` from a box's central pixel (cubic-spline shifted), in a box of ``half``.
+
+        Parameters
+        ----------
+        dx, dy : float
+            The centre's offset [pixels].
+        half : int
+            The box's half width (at most the PSF's own; the PSF is cut to it).
+
+        Returns
+        -------
+        numpy.ndarray
+            The template (its sum is the PSF's fraction in the box).
+        """
+        from scipy.ndimage import shift
+
+        moved = shift(self.image, (dy, dx), order=3, mode="constant")
+        c, h = self.half, min(half, self.half)
+        return moved[c - h : c + h + 1, c - h : c + h + 1]
+
+
+def empirical_psf(stars: np.ndarray, centres, half: int) -> EmpiricalPSF | None:
+    """The median of bright isolated stars, each centred by its core's centroid and normalised to unit sum.
+
+    Parameters
+    ----------
+    stars : numpy.ndarray
+        The frame, sky subtracted.
+    centres : list of tuple of float
+        The stars ``(x, y)`` (the kernel's stamps: bright, isolated, unsaturated).
+    half : int
+        The PSF's box half width [pixels]: it holds the flux a point source is measured with.
+
+    Returns
+    -------
+    EmpiricalPSF or None
+        The PSF; None with fewer than 5 stars on the chip.
+    """
+    from scipy.ndimage import shift
+
+    ny, nx = stars.shape
+    pad = half + 2
+    yy, xx = np.mgrid[-pad : pad + 1, -pad : pad + 1]
+    core = np.hypot(xx, yy) <= 3
+    cuts = []
+    for x, y in centres:
+        ix, iy = int(round(x)), int(round(y))
+        if not (pad <= ix < nx - pad and pad <= iy < ny - pad):
+            continue
+        box = stars[iy - pad : iy + pad + 1, ix - pad : ix + pad + 1]
+        inner = np.where(core, np.clip(box, 0, None), 0.0)
+        if not inner.sum() > 0 or not np.isfinite(box).all():
+            continue
+        cy, cx = float((inner * yy).sum() / inner.sum()), float((inner * xx).sum() / inner.sum())
+        centred = shift(box, (-cy, -cx), order=3, mode="nearest")[2:-2, 2:-2]
+        cuts.append(centred / centred.sum())
+    if len(cuts) < 5:
+        return None
+    psf = np.median(cuts, axis=0)
+    return EmpiricalPSF(psf / psf.sum())
+
+
 def forced_photometry(
-    image: np.ndarray, variance: np.ndarray, x, y, fwhm: float, half: int | None = None
+    image: np.ndarray,
+    variance: np.ndarray,
+    x,
+    y,
+    fwhm: float,
+    half: int | None = None,
+    psf: EmpiricalPSF | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """PSF-weighted fluxes and errors at positions on a difference image.
+
+    The template is the frame's own PSF when given (:func:`empirical_psf`: a real PSF's wings and tail), else a
+    Gaussian of ``fwhm``, whose flux falls short of a real point source's by a factor an aperture correction
+    gives back; but next to a bright star the weights lean away from it and that factor no longer holds (a
+    10-sigma point 2 FWHM from a star was measured 25-30 % low on SkyCamZ with the Gaussian).
 
     Parameters
     ----------
@@ -77,7 +171,9 @@ def forced_photometry(
     fwhm : float
         The frame's PSF width [pixels].
     half : int or None
-        Half width of the box summed (None: 2 FWHM, at least 3 pixels).
+        Half width of the box summed (None: 2 FWHM, at least 3 pixels; the PSF's box with ``psf``).
+    psf : EmpiricalPSF or None
+        The frame's PSF (None: a Gaussian of ``fwhm``).
 
     Returns
     -------
@@ -87,7 +183,10 @@ def forced_photometry(
         Its 1-sigma error [ADU].
     """
     x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
-    half = max(3, int(np.ceil(2 * fwhm))) if half is None else half
+    if half is None:
+        half = psf.half if psf is not None else max(3, int(np.ceil(2 * fwhm)))
+    elif psf is not None:
+        half = min(half, psf.half)
     ny, nx = image.shape
     flux, error = np.full(len(x), np.nan), np.full(len(x), np.nan)
     for k in range(len(x)):
@@ -95,13 +194,15 @@ def forced_photometry(
         if not (half <= ix < nx - half and half <= iy < ny - half):
             continue
         box = np.s_[iy - half : iy + half + 1, ix - half : ix + half + 1]
-        psf = gaussian_psf(fwhm, x[k] - ix, y[k] - iy, half)
+        template = (
+            psf(x[k] - ix, y[k] - iy, half) if psf is not None else gaussian_psf(fwhm, x[k] - ix, y[k] - iy, half)
+        )
         var = variance[box]
         good = np.isfinite(image[box]) & np.isfinite(var) & (var > 0)
         if not good.any():
             continue
-        weight = np.where(good, psf / np.where(good, var, 1.0), 0.0)
-        norm = float(np.sum(weight * psf))
+        weight = np.where(good, template / np.where(good, var, 1.0), 0.0)
+        norm = float(np.sum(weight * template))
         flux[k] = float(np.sum(weight * np.where(good, image[box], 0.0))) / norm
         error[k] = 1.0 / np.sqrt(norm)
     return flux, error

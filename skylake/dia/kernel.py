@@ -46,6 +46,10 @@ class KernelSettings:
         Degree of the differential background's polynomial in ``(x, y)``.
     clip : float
         Stamps whose reduced chi2 is above ``clip`` times the median stamp's are dropped and the fit repeated.
+    pixel_clip : float
+        Within a stamp, pixels further than this many sigma from the fit are left out of the next fit, sigma
+        counting a tenth of the model too (a star's core is matched to a few per cent; a transient or a cosmic
+        ray beside the star is not the star, and fitted it would be subtracted with it).
     iterations : int
         Fits at most (the first included).
 
@@ -61,6 +65,7 @@ class KernelSettings:
     spatial_order: int = 1
     background_order: int = 1
     clip: float = 4.0
+    pixel_clip: float = 5.0
     iterations: int = 3
 
     def __post_init__(self):
@@ -73,8 +78,11 @@ class KernelSettings:
         for name in ("spatial_order", "background_order"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.clip <= 1 or self.iterations < 1:
-            raise ValueError(f"clip must be > 1 and iterations >= 1: {self.clip}, {self.iterations}")
+        if self.clip <= 1 or self.pixel_clip <= 1 or self.iterations < 1:
+            raise ValueError(
+                f"clip and pixel_clip must be > 1 and iterations >= 1: "
+                f"{self.clip}, {self.pixel_clip}, {self.iterations}"
+            )
 
 
 def basis_kernels(settings: KernelSettings) -> np.ndarray:
@@ -258,13 +266,20 @@ def fit_kernel(
         raise ValueError(f"no usable stamp among {len(stamps)}: stars too near the edge or their pixels masked")
     designs = [_design(r, c, conv, frame.shape, settings) for r, c, conv in pixels]  # once: clipping keeps them
     keep = np.ones(len(pixels), bool)
+    good = [np.ones(len(r), bool) for r, _, _ in pixels]
     for _ in range(settings.iterations):
-        coef, chi2, scale_var = _solve(frame, variance, pixels, designs, keep)
+        coef, chi2, scale_var = _solve(frame, variance, pixels, designs, keep, good)
         median = np.median(chi2[keep])
         clipped = keep & (chi2 <= settings.clip * median)
-        if clipped.sum() == keep.sum() or clipped.sum() < 3:
+        fitted = [d @ coef for d in designs]
+        still = [
+            np.abs(frame[r, c] - m) <= settings.pixel_clip * np.sqrt(variance[r, c] + (0.1 * m) ** 2)
+            for (r, c, _), m in zip(pixels, fitted)
+        ]
+        same = all((a == b).all() for a, b in zip(still, good))
+        if (clipped.sum() == keep.sum() and same) or clipped.sum() < 3:
             break
-        keep = clipped
+        keep, good = clipped, still
     n_spatial = len(_poly_terms(np.zeros(1), np.zeros(1), settings.spatial_order))
     n_shape = (len(basis) - 1) * n_spatial
     solution = KernelSolution(
@@ -311,13 +326,13 @@ def _stamp_pixels(reference: np.ndarray, stamps, basis: np.ndarray, variance: np
     return out
 
 
-def _solve(frame, variance, pixels, designs, keep) -> tuple[np.ndarray, np.ndarray, float]:
-    """One weighted least-squares fit over the kept stamps: the coefficients, each stamp's chi2 per pixel and the
-    variance of the first coefficient (the kernel's sum) from the normal equations."""
+def _solve(frame, variance, pixels, designs, keep, good) -> tuple[np.ndarray, np.ndarray, float]:
+    """One weighted least-squares fit over the kept stamps' good pixels: the coefficients, each stamp's chi2 per
+    good pixel and the variance of the first coefficient (the kernel's sum) from the normal equations."""
     used = [k for k in range(len(pixels)) if keep[k]]
-    rows = np.concatenate([pixels[k][0] for k in used])
-    cols = np.concatenate([pixels[k][1] for k in used])
-    design = np.concatenate([designs[k] for k in used])
+    rows = np.concatenate([pixels[k][0][good[k]] for k in used])
+    cols = np.concatenate([pixels[k][1][good[k]] for k in used])
+    design = np.concatenate([designs[k][good[k]] for k in used])
     weight = 1.0 / np.sqrt(variance[rows, cols])
     weighted = design * weight[:, None]
     normal = weighted.T @ weighted  # the normal equations: a few hundred unknowns, 1e5 pixels
@@ -325,7 +340,10 @@ def _solve(frame, variance, pixels, designs, keep) -> tuple[np.ndarray, np.ndarr
     coef = covariance @ (weighted.T @ (frame[rows, cols] * weight))
     scale_var = float(covariance[0, 0])
     chi2 = np.array(
-        [float(np.mean((frame[r, c] - d @ coef) ** 2 / variance[r, c])) for (r, c, _), d in zip(pixels, designs)]
+        [
+            float(np.mean((frame[r[g], c[g]] - d[g] @ coef) ** 2 / variance[r[g], c[g]]))
+            for (r, c, _), d, g in zip(pixels, designs, good)
+        ]
     )
     return coef, chi2, scale_var
 

@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ReferenceImage", "stack_reference", "relative_scales", "on_frame", "to_fits", "from_fits", "sky_noise"]
+__all__ = [
+    "CLIP_SIGMA",
+    "CLIP_FRACTION",
+    "ReferenceImage",
+    "stack_reference",
+    "relative_scales",
+    "on_frame",
+    "to_fits",
+    "from_fits",
+    "sky_noise",
+]
 
 #: A pixel further than this many sigma from the frames' median is left out of the mean.
 CLIP_SIGMA = 5.0

@@ -24,7 +24,15 @@ from skylake.lake.frames import SAME_POINTING, FrameSelection, pointing_groups, 
 from skylake.lake.tables import REFERENCES
 from skylake.schema import conform
 
-__all__ = ["REFERENCE_DIR", "ReferenceResult", "build_references", "read_references", "reference_for", "FRAME_COLUMNS"]
+__all__ = [
+    "REFERENCE_DIR",
+    "ReferenceResult",
+    "build_references",
+    "usable_frames",
+    "read_references",
+    "reference_for",
+    "FRAME_COLUMNS",
+]
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,18 @@ from skylake.lake.frames import FrameSelection
 from skylake.lake.tables import DIA_FRAMES, DIA_SOURCES
 from skylake.schema import conform
 
-__all__ = ["DiaReport", "difference_frame", "run_dia", "NO_REFERENCE", "SETTINGS"]
+__all__ = [
+    "DiaReport",
+    "aperture_correction",
+    "frame_psf",
+    "core_fwhm",
+    "difference_frame",
+    "run_dia",
+    "NO_REFERENCE",
+    "SETTINGS",
+    "THRESHOLD",
+    "ID_BITS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +127,7 @@ def difference_frame(lake_root: str, frame: dict, reference: dict | None, versio
         "frame_id": int(frame["frame_id"]), "reference_id": None, "status": "failed", "reason": NO_REFERENCE,
         "in_reference": False, "fwhm": frame["fwhm_median"], "mjd": frame["mjd"], "built_version": version,
         "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
-        "n_dia_sources": 0, "n_unflagged": 0,
+        "n_dia_sources": 0, "n_unflagged": 0, "aperture_correction": None,
     }  # fmt: skip
     empty = tables.get(DIA_SOURCES).schema.empty_table()
     if reference is None:
@@ -129,14 +140,114 @@ def difference_frame(lake_root: str, frame: dict, reference: dict | None, versio
         return row, empty
     from skylake.dia.detect import detect_sources
 
-    found = detect_sources(diff.image, diff.variance, fwhm, THRESHOLD)
+    fwhm = core_fwhm(diff) or fwhm
+    psf = frame_psf(diff, fwhm)
+    found = detect_sources(diff.image, diff.variance, fwhm, THRESHOLD, psf=psf)
+    correction = aperture_correction(diff, fwhm, psf)
+    found[["flux", "flux_err"]] *= correction
     row.update(
         status="ok", reason="", in_reference=share > 0, scale=diff.solution.scale,
         scale_error=diff.solution.scale_error, n_stamps=diff.solution.stamps_used,
         normalised_rms=diff.normalised_rms(), fwhm=fwhm, n_dia_sources=len(found),
-        n_unflagged=int((found["flags"] == 0).sum()),
+        n_unflagged=int((found["flags"] == 0).sum()), aperture_correction=correction,
     )  # fmt: skip
     return row, _sources(found, frame, reference["reference_id"], wcs)
+
+
+def _frame_stars(diff) -> np.ndarray:
+    """The frame's stars: the frame less its sky and the differential background (the model plus the
+    difference). Not the PSF-matched reference: a reference broader than the frame is matched imperfectly."""
+    return np.nan_to_num(diff.image + diff.model - diff.solution.background_image())
+
+
+def core_fwhm(diff) -> float | None:
+    """The FWHM of the PSF's core, from the second moments (sep) of the stars the kernel was fitted on, in the
+    frame: the width of the Gaussian weights of the DIA photometry (the frames table's
+    ``fwhm_median`` is a half-light measure, which a PSF's wings broaden).
+
+    Parameters
+    ----------
+    diff : skylake.dia.difference.Difference
+        The difference (its model and stamps).
+
+    Returns
+    -------
+    float or None
+        The median FWHM [pixels]; None with fewer than 5 stars measured.
+    """
+    import sep
+
+    stars = np.ascontiguousarray(_frame_stars(diff), dtype=np.float64)
+    found = sep.extract(stars, 50.0, err=float(np.sqrt(np.nanmedian(diff.variance[np.isfinite(diff.variance)]))))
+    found = found[found["flag"] == 0]
+    if not len(found) or not len(diff.stamps):
+        return None
+    at = np.array(diff.stamps)
+    near = np.min(np.hypot(found["x"][:, None] - at[:, 0], found["y"][:, None] - at[:, 1]), axis=1) < 1.5
+    if near.sum() < 5:
+        return None
+    return float(np.median(2.3548 * np.sqrt((found["a"][near] ** 2 + found["b"][near] ** 2) / 2)))
+
+
+def frame_psf(diff, fwhm: float):
+    """The frame's own PSF from the stars the kernel was fitted on, in a box of 3 FWHM half width: the DIA
+    fluxes are the flux in that box, as the light curves' apertures count a star's.
+
+    Parameters
+    ----------
+    diff : skylake.dia.difference.Difference
+        The difference (its model and stamps).
+    fwhm : float
+        The PSF core's FWHM [pixels].
+
+    Returns
+    -------
+    skylake.dia.forced.EmpiricalPSF or None
+        The PSF; None with fewer than 5 stars (a Gaussian then stands in).
+    """
+    from skylake.dia.forced import empirical_psf
+
+    return empirical_psf(_frame_stars(diff), diff.stamps, int(math.ceil(3 * fwhm)))
+
+
+def aperture_correction(diff, fwhm: float, psf=None) -> float:
+    """A frame's total flux of a point source over its Gaussian-weighted flux, from the stars the kernel was
+    fitted on (bright: their noise hardly matters).
+
+    A real PSF has wings a Gaussian of the frame's FWHM lacks, so the Gaussian-weighted flux of a point source is
+    short of its box's by a factor this gives back (1.3 on SkyCamZ); with the frame's own PSF it is near one.
+
+    Parameters
+    ----------
+    diff : skylake.dia.difference.Difference
+        The difference (its model and stamps).
+    fwhm : float
+        The FWHM of the Gaussian weights [pixels].
+    psf : skylake.dia.forced.EmpiricalPSF or None
+        The frame's PSF, whose flux is the box's by construction (the correction is then near one: a check).
+
+    Returns
+    -------
+    float
+        The median ratio of a box sum (half width 3 FWHM) to the weighted flux; 1 with fewer than 5 stars.
+    """
+    from skylake.dia.forced import forced_photometry
+
+    stars = _frame_stars(diff)
+    half = int(math.ceil(3 * fwhm))
+    ny, nx = stars.shape
+    xs, ys, totals = [], [], []
+    for x, y in diff.stamps:
+        ix, iy = int(round(x)), int(round(y))
+        if half <= ix < nx - half and half <= iy < ny - half:
+            xs.append(x)
+            ys.append(y)
+            totals.append(stars[iy - half : iy + half + 1, ix - half : ix + half + 1].sum())
+    if len(xs) < 5:
+        return 1.0
+    weighted, _ = forced_photometry(stars, np.ones_like(stars), xs, ys, fwhm, half=half, psf=psf)
+    ratio = np.array(totals) / weighted
+    return float(np.nanmedian(ratio[np.isfinite(ratio) & (weighted > 0)]))
 
 
 def _subtract(lake_root: str, frame: dict, reference: dict):
