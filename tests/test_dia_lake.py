@@ -5,7 +5,7 @@ The 12 get one reference (their 10 sharpest stacked); the 2 are too few and are 
 12 is subtracted to the noise (normalised rms 1.0-1.3 over its kernel's stamps, the flux scale of one clear
 night near one); the 2 get a failed row naming the command that builds a reference, and nothing else is lost.
 The DIA sources open in pandas, DuckDB and lsdb; a second run finds everything done, ``--redo`` replaces the
-rows, and a newer reference makes the frames stale by itself.
+rows, and a newer reference (other frames) makes the frames stale by itself.
 """
 
 from __future__ import annotations
@@ -99,3 +99,19 @@ def test_a_second_run_finds_everything_done_and_redo_replaces_it(lake, subtracte
     assert len(after) == 14 and after["frame_id"].is_unique
     rows = catalog_dataset(lake, tables.DIA_SOURCES).to_table(columns=["dia_source_id"]).to_pandas()
     assert len(rows) == redo.dia_sources and rows["dia_source_id"].is_unique
+
+
+def test_a_newer_reference_makes_the_frames_stale_by_itself(lake, subtracted, dask_client):
+    from skylake.dia.stage import run_dia
+    from skylake.runtime import Runner
+
+    address = dask_client.scheduler.address
+    assert main(["reference", "build", str(lake.url), "--max-frames", "8", "--scheduler", address]) == 0
+    refs = tables.get(tables.REFERENCES).read(lake).to_pandas()
+    assert len(refs) == 2 and sorted(refs["n_frames"]) == [8, 10]  # the old one stays beside the new
+    newest = refs.sort_values("built_version")["reference_id"].iloc[-1]
+    again = run_dia(lake, runner=Runner(dask_client))
+    assert (again.done, again.skipped) == (12, 2)  # the pointing's frames again; the other two still have none
+    rows = tables.get(tables.DIA_FRAMES).read(lake).to_pandas()
+    assert len(rows) == 14 and rows["frame_id"].is_unique
+    assert (rows.loc[rows["status"] == "ok", "reference_id"] == newest).all()
