@@ -115,3 +115,13 @@ def test_a_newer_reference_makes_the_frames_stale_by_itself(lake, subtracted, da
     rows = tables.get(tables.DIA_FRAMES).read(lake).to_pandas()
     assert len(rows) == 14 and rows["frame_id"].is_unique
     assert (rows.loc[rows["status"] == "ok", "reference_id"] == newest).all()
+
+
+def test_a_frame_whose_file_is_gone_gets_a_failed_row_with_its_reason(lake, subtracted):
+    from skylake.dia.references import read_references, usable_frames
+    from skylake.dia.stage import difference_frame
+    from skylake.lake.frames import FrameSelection
+
+    frame = usable_frames(lake, FrameSelection()).iloc[0].to_dict() | {"path": "/nonexistent/z_e_gone.fits"}
+    row, sources = difference_frame(lake.store.location, frame, read_references(lake).iloc[0].to_dict(), 0)
+    assert row["status"] == "failed" and "z_e_gone.fits" in row["reason"] and sources.num_rows == 0

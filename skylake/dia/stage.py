@@ -135,7 +135,7 @@ def difference_frame(lake_root: str, frame: dict, reference: dict | None, versio
     row["reference_id"] = reference["reference_id"]
     try:
         diff, wcs, fwhm, share = _subtract(lake_root, frame, reference)
-    except (ValueError, np.linalg.LinAlgError) as exc:  # too few stars, no overlap: the frame's reason
+    except (ValueError, np.linalg.LinAlgError, OSError) as exc:  # too few stars, no overlap, a file gone: its reason
         row["reason"] = " ".join(str(exc).split())
         return row, empty
     from skylake.dia.detect import detect_sources
@@ -331,6 +331,7 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
     before = tables.get(DIA_FRAMES).read(lake, columns=["frame_id", "reference_id"], nights=nights).to_pandas()
     done = set(zip(before["frame_id"], before["reference_id"].fillna("")))
     references = read_references(lake)
+    had = set(before["frame_id"])
     items, again = [], []
     for frame in frames.to_dict("records"):
         ref = reference_for(references, pd.Series(frame)) if len(references) else None
@@ -338,7 +339,7 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
         if (frame["frame_id"], ref_id) in done and not redo:  # a newer reference makes it stale
             report.skipped += 1
             continue
-        if frame["frame_id"] in set(before["frame_id"]):
+        if frame["frame_id"] in had:
             again.append(frame["frame_id"])
         items.append((frame, None if ref is None else ref.to_dict()))
     if not items:
