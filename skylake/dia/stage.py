@@ -62,7 +62,10 @@ class DiaReport:
     done : int
         Frames subtracted.
     failed : dict
-        Reason -> how many frames failed for it.
+        Reason -> how many frames failed for it (no reference is not a failure: :attr:`no_reference`).
+    no_reference : int
+        Frames no reference covers (their rows say so; ``skylake reference build`` makes one when the pointing
+        has enough frames).
     skipped : int
         Frames done before (left alone without ``redo``).
     dia_sources : int
@@ -75,6 +78,7 @@ class DiaReport:
 
     done: int = 0
     failed: dict = field(default_factory=dict)
+    no_reference: int = 0
     skipped: int = 0
     dia_sources: int = 0
     unflagged: int = 0
@@ -86,13 +90,16 @@ class DiaReport:
         Returns
         -------
         str
-            E.g. ``dia: 12 frames subtracted, 0 failed, 0 done before; 140 DIA sources (80 unflagged)``.
+            E.g. ``dia: 12 frames subtracted, 0 failed, 2 with no reference, 0 done before; 140 DIA sources
+            (80 unflagged)``, and a line per reason of failure.
         """
         failed = sum(self.failed.values())
         line = (
-            f"dia: {self.done} frames subtracted, {failed} failed, {self.skipped} done before; "
-            f"{self.dia_sources} DIA sources ({self.unflagged} unflagged)"
+            f"dia: {self.done} frames subtracted, {failed} failed, {self.no_reference} with no reference, "
+            f"{self.skipped} done before; {self.dia_sources} DIA sources ({self.unflagged} unflagged)"
         )
+        if self.no_reference:
+            line += f"\n  {self.no_reference} not subtracted: {NO_REFERENCE}"
         for reason, n in sorted(self.failed.items()):
             line += f"\n  {n} failed: {reason}"
         return line
@@ -363,6 +370,8 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
             report.done += 1
             report.dia_sources += sources.num_rows
             report.unflagged += int(row["n_unflagged"])
+        elif row["reason"] == NO_REFERENCE:
+            report.no_reference += 1
         else:
             report.failed[row["reason"]] = report.failed.get(row["reason"], 0) + 1
     log.info(report.outcome())
