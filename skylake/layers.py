@@ -72,6 +72,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "skylake.allsky.store",
             "skylake.dia.references",
             "skylake.dia.stage",
+            "skylake.dia.points",
             "skylake.sections",
         ),
     ),

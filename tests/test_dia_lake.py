@@ -4,19 +4,23 @@
 The 12 get one reference (their 10 sharpest stacked); the 2 are too few and are told so. Every frame of the
 12 is subtracted to the noise (normalised rms 1.0-1.3 over its kernel's stamps, the flux scale of one clear
 night near one); the 2 get a failed row naming the command that builds a reference, and nothing else is lost.
-The DIA sources open in pandas, DuckDB and lsdb; a second run finds everything done, ``--redo`` replaces the
-rows, and a newer reference (other frames) makes the frames stale by itself.
+Every object (`objects build` ran first) gets a DIA light-curve point in each frame, whose errors its scatter
+keeps at every brightness. The DIA sources open in pandas, DuckDB and lsdb; a second run finds everything done,
+``--redo`` replaces the rows, and a newer reference (other frames) makes the frames stale by itself.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from skylake.cli import main
 from skylake.dia.stage import NO_REFERENCE
 from skylake.lake import Lake, tables
 from skylake.pipeline import ingest
+
+pytestmark = pytest.mark.timeout(600)  # a lake of 14 real frames, objects, a reference and 12 differences: 2-4 min
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +34,7 @@ def lake(skycamz_files, tmp_path_factory, dask_client):
 @pytest.fixture(scope="module")
 def subtracted(lake, dask_client):
     address = dask_client.scheduler.address
+    assert main(["objects", "build", str(lake.url)]) == 0  # the objects the DIA light curves measure
     assert main(["reference", "build", str(lake.url), "--scheduler", address]) == 0
     assert main(["dia", str(lake.url), "--scheduler", address]) == 0  # (two frames have no reference: said, no failure)
     return tables.get(tables.DIA_FRAMES).read(lake).to_pandas().set_index("frame_id")
@@ -63,6 +68,41 @@ def test_every_frame_of_the_pointing_subtracts_to_the_noise(subtracted):
     assert ok.loc[ok["in_reference"], "normalised_rms"].between(0.95, 1.3).all()
     assert ok["scale"].between(0.97, 1.03).all()  # one clear night, 10-s frames minutes apart
     print(f"unflagged DIA sources per frame: {sorted(ok['n_unflagged'].astype(int).tolist())}")
+
+
+def test_every_object_gets_a_dia_point_in_each_frame_with_errors_its_scatter_keeps(lake, subtracted):
+    """Every object the 12 frames all detected has a DIA point in each of them (but saturated stars, which no
+    kernel matches, and a few whose PSF box leaves the chip in a frame); the constant ones scatter as their
+    errors say, at every brightness: the median chi2/dof of dflux about its mean near 1 (that of a chi2 of 11
+    degrees of freedom is 0.94)."""
+    from skylake.objects.files import catalog_dataset
+
+    points = catalog_dataset(lake, tables.DIA_LIGHTCURVES).to_table().to_pandas()
+    objects = catalog_dataset(lake, tables.OBJECTS).to_table(columns=["object_id", "n_det"]).to_pandas()
+    assert points.groupby(["object_id", "frame_id"]).size().max() == 1
+    assert len(points) == int(subtracted["n_points"].sum()) and set(points["frame_id"]) == set(
+        subtracted.index[subtracted["status"] == "ok"]
+    )
+    seen_in_all = objects.loc[objects["n_det"] == 12, "object_id"]
+    per_object = points.groupby("object_id").size().reindex(seen_in_all).fillna(0)
+    print(f"\n{len(seen_in_all)} objects seen in all 12 frames: {per_object.value_counts().to_dict()} DIA points")
+    assert (per_object == 12).mean() > 0.95
+    ok = subtracted[subtracted["status"] == "ok"]
+    print(ok[["noise_scale", "flux_floor", "normalised_rms"]].describe().loc[["min", "50%", "max"]].round(3))
+    assert ok["noise_scale"].between(0.95, 1.25).all() and ok["flux_floor"].between(0.0, 0.02).all()
+
+    clean = points[points["flags"] == 0]
+    mean = clean.groupby("object_id").apply(lambda d: np.average(d["dflux"], weights=d["dflux_err"] ** -2))
+    clean = clean.assign(
+        pull2=((clean["dflux"] - mean.reindex(clean["object_id"]).to_numpy()) / clean["dflux_err"]) ** 2
+    )
+    stats = clean.groupby("object_id").agg(n=("pull2", "size"), chi2=("pull2", "sum"), ref=("ref_flux", "median"))
+    stats = stats[stats["n"] == 12].assign(chi2_dof=lambda t: t["chi2"] / 11)
+    bins = pd.cut(stats["ref"], [5, 20, 50, 200, 1000, 30000])
+    table = stats.groupby(bins, observed=True)["chi2_dof"].agg(["size", "median"])
+    print("DIA light curves of the objects with 12 points, by reference flux [ADU/s]:\n" + table.round(2).to_string())
+    assert table["median"].iloc[:3].between(0.8, 1.25).all()  # faint to middling: the difference's own noise
+    assert table["median"].between(0.5, 1.5).all()  # bright: the frames' flux floor
 
 
 def test_a_frame_with_no_reference_is_told_which_command_builds_one(subtracted):
@@ -123,5 +163,6 @@ def test_a_frame_whose_file_is_gone_gets_a_failed_row_with_its_reason(lake, subt
     from skylake.lake.frames import FrameSelection
 
     frame = usable_frames(lake, FrameSelection()).iloc[0].to_dict() | {"path": "/nonexistent/z_e_gone.fits"}
-    row, sources = difference_frame(lake.store.location, frame, read_references(lake).iloc[0].to_dict(), 0)
-    assert row["status"] == "failed" and "z_e_gone.fits" in row["reason"] and sources.num_rows == 0
+    row, sources, points = difference_frame(lake.store.location, frame, read_references(lake).iloc[0].to_dict(), 0)
+    assert row["status"] == "failed" and "z_e_gone.fits" in row["reason"]
+    assert sources.num_rows == 0 and points.num_rows == 0

@@ -7,10 +7,11 @@ a bright star, at 10 and 5 sigma. The 6 copies are ingested and every frame is d
 
 - every 10-sigma point on empty sky is a DIA source, without a flag, in each of the 6 frames that have it, what
   it adds measured within 10 % of what was drawn; nothing is found at any of the places in the 6 frames without
-  them; next to a bright star 5 of the 6 are found, 15-25 % low (the issue's goal there is not met yet);
+  them; next to a bright star 5 of the 6 are found, at 0.6-1.1 of their flux (the issue's goal there is not met yet);
 - the 5-sigma points' completeness and fluxes are printed (a goal: at least half, within 25 %);
-- forced photometry at empty places of the 6 differences has pulls of unit width (0.9-1.1): the errors are
-  honest on real frames.
+- forced photometry at empty places of the differences has pulls of unit width (0.9-1.1): the errors are honest
+  on real frames (the variance scaled by the difference's own noise at the PSF's scale, measured by `skylake dia`
+  at other, random places: :func:`skylake.dia.stage.noise_scale`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pytest
 from skylake.cli import main
 from skylake.lake import Lake, tables
 from skylake.pipeline import ingest
+
+pytestmark = pytest.mark.timeout(600)  # 12 real frames ingested, a reference, 12 differences and 6 more: 3-4 min
 
 GAIN = 5.47  # SkyCamZ [e-/ADU] (pipelines/skycamz.toml)
 HALF = 10  # half width of the drawn PSF [px]
@@ -86,12 +89,13 @@ def _difference(lake, like: dict, path, reference: dict):
     is ``like``'s, another frame of the camera, with its own path, exposure and no id)."""
     from astropy.io import fits
 
-    from skylake.dia.stage import _subtract, aperture_correction, core_fwhm, frame_psf
+    from skylake.dia.stage import _subtract, aperture_correction, core_fwhm, frame_psf, noise_scale
 
     frame = {**like, "path": str(path), "frame_id": -1, "exptime": float(fits.getheader(path)["EXPTIME"])}
     diff, wcs, _, _ = _subtract(lake.store.location, frame, reference)
     fwhm = core_fwhm(diff)
     psf = frame_psf(diff, fwhm)
+    diff.variance *= noise_scale(diff, fwhm, psf) ** 2  # as `skylake dia` does
     return diff, psf, fwhm, aperture_correction(diff, fwhm, psf)
 
 
@@ -169,12 +173,6 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
     lake, drawn, places, clean, like, reference, root = run
     rows = _found(lake)
     lines, ratios = [], {(5, "empty"): [], (10, "empty"): [], (5, "by a star"): [], (10, "by a star"): []}
-    made: dict = {}
-
-    def drawn_difference(name):
-        if name not in made:
-            made[name] = _difference(lake, like, root / "later" / name, reference)
-        return made[name]
 
     for name in sorted(set(rows["name"])):
         mine = rows[rows["name"] == name]
@@ -185,9 +183,13 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
                 continue
             at_ra, at_dec, level, flux, x, y = drawn[name][k]
             near = _near(mine, at_ra, at_dec)
-            hit = near[(near["sign"] == 1) & (near["flags"] == 0)]
-            added = _flux(*drawn_difference(name), x, y)[0] - _flux(*clean[name], x, y)[0]
-            ratio = added / flux if len(hit) else np.nan  # what the drawing added: the frame's noise cancels
+            hit = near[(near["sign"] == 1) & (near["flags"] == 0)].sort_values("snr").tail(1)
+            # what the drawing added: the flux found less the same measure, at the same place, of the frame's
+            # difference with nothing drawn (the frame's noise cancels)
+            ratio = np.nan
+            if len(hit):
+                at = hit.iloc[0]
+                ratio = (at["flux"] - _flux(*clean[name], at["x"], at["y"])[0]) / flux
             where = "empty" if k < 2 else "by a star"
             ratios[level, where].append(ratio)
             lines.append(f"{name} {where:9} {level:2d} sigma: drawn {flux:6.0f} ADU, found {ratio:.3f} of it"
@@ -200,26 +202,22 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
     empty = np.array(ratios[10, "empty"])
     assert len(empty) == 6 and np.isfinite(empty).all() and np.abs(empty - 1).max() < 0.10
     assert np.isfinite(ratios[5, "empty"]).sum() >= 3  # the goal: half the 5-sigma points
-    # Next to a bright star (2 FWHM) the issue's goal is not met yet: 5 of 6 found, measured 15-25 % low (the
-    # star's imperfect subtraction under the point). Held here so that it cannot get worse unseen.
+    # Next to a bright star (2 FWHM) the issue's goal is not met yet: 5 of 6 found, their DIA sources' fluxes
+    # (measured where they were detected, which the star's imperfect subtraction pulls) 0.62-1.09 of what was
+    # drawn. Held here so that it cannot get worse unseen.
     star = np.array(ratios[10, "by a star"])
-    assert np.isfinite(star).sum() >= 5 and np.nanmin(star) > 0.7 and np.nanmax(star) < 1.1
+    assert np.isfinite(star).sum() >= 5 and np.nanmin(star) > 0.55 and np.nanmax(star) < 1.15
 
 
 def test_empty_places_of_real_differences_have_pulls_of_unit_width(run):
+    """On a grid of places far from stars (not the random ones `skylake dia` scales the variance by)."""
     from skylake.dia.forced import forced_photometry
-    from skylake.dia.references import read_references, reference_for, usable_frames
-    from skylake.dia.stage import _subtract, core_fwhm, frame_psf
-    from skylake.lake.frames import FrameSelection
 
-    lake, drawn, places, *_ = run
-    frames = usable_frames(lake, FrameSelection())
-    refs = read_references(lake)
+    lake, drawn, places, clean, like, reference, root = run
     pulls = []
-    for frame in frames[frames["path"].str.contains("later")].to_dict("records")[:3]:
-        diff, wcs, _, _ = _subtract(lake.store.location, frame, reference_for(refs, frame).to_dict())
-        fwhm = core_fwhm(diff)
-        psf = frame_psf(diff, fwhm)
+    for name in sorted(clean)[:3]:
+        diff, psf, fwhm, _ = clean[name]
+        wcs = _open(root / "later" / name)[3]
         model = diff.model - diff.solution.background_image()
         taken = np.array([wcs.world_to_pixel_values(ra, dec) for ra, dec in places])
         ny, nx = model.shape

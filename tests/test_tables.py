@@ -30,6 +30,7 @@ def test_registry_reads_every_schema_with_its_partitioning():
         "references": "night",
         "dia_frames": "night",
         "dia_sources": "healpix",
+        "dia_lightcurves": "healpix",
         "streaks": "night",
         "zeropoints": "night",
         "ensemble": "night",

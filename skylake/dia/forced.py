@@ -203,6 +203,8 @@ def forced_photometry(
             continue
         weight = np.where(good, template / np.where(good, var, 1.0), 0.0)
         norm = float(np.sum(weight * template))
+        if not norm > 0:  # the good pixels are where the PSF has no light
+            continue
         flux[k] = float(np.sum(weight * np.where(good, image[box], 0.0))) / norm
         error[k] = 1.0 / np.sqrt(norm)
     return flux, error

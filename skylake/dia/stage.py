@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from skylake.dia.references import read_references, reference_for, usable_frames
 from skylake.lake import tables
 from skylake.lake.frames import FrameSelection
-from skylake.lake.tables import DIA_FRAMES, DIA_SOURCES
+from skylake.lake.tables import DIA_FRAMES, DIA_LIGHTCURVES, DIA_SOURCES
 from skylake.schema import conform
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "SETTINGS",
     "THRESHOLD",
     "ID_BITS",
+    "NOISE_PLACES",
+    "noise_scale",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ SETTINGS = {"neighbour_fraction": 0.1, "model_noise": 0.01, "stamp_snr": 30.0}
 THRESHOLD = 5.0
 #: Bits of a DIA source's id left for its number on the frame (as the sources').
 ID_BITS = 20
+#: Random places whose PSF-weighted fluxes measure a difference's noise (:func:`noise_scale`).
+NOISE_PLACES = 2000
 
 
 @dataclass
@@ -72,6 +76,8 @@ class DiaReport:
         DIA sources found, all signs and flags.
     unflagged : int
         Of those, without a flag.
+    points : int
+        DIA light-curve points measured (objects on the frames' differences).
     version : int or None
         The commit (None when nothing was done).
     """
@@ -82,6 +88,7 @@ class DiaReport:
     skipped: int = 0
     dia_sources: int = 0
     unflagged: int = 0
+    points: int = 0
     version: int | None = None
 
     def outcome(self) -> str:
@@ -96,7 +103,8 @@ class DiaReport:
         failed = sum(self.failed.values())
         line = (
             f"dia: {self.done} frames subtracted, {failed} failed, {self.no_reference} with no reference, "
-            f"{self.skipped} done before; {self.dia_sources} DIA sources ({self.unflagged} unflagged)"
+            f"{self.skipped} done before; {self.dia_sources} DIA sources ({self.unflagged} unflagged), "
+            f"{self.points} DIA light-curve points"
         )
         if self.no_reference:
             line += f"\n  {self.no_reference} not subtracted: {NO_REFERENCE}"
@@ -109,8 +117,10 @@ def _kernel_half_width(fwhm: float) -> int:
     return int(max(7, math.ceil(2.7 * fwhm)))
 
 
-def difference_frame(lake_root: str, frame: dict, reference: dict | None, version: int) -> tuple[dict, pa.Table]:
-    """Subtract a frame's reference and find its DIA sources (a task on a worker).
+def difference_frame(
+    lake_root: str, frame: dict, reference: dict | None, version: int, objects: pd.DataFrame | None = None
+) -> tuple[dict, pa.Table, pa.Table]:
+    """Subtract a frame's reference, find its DIA sources and measure its objects on it (a task on a worker).
 
     Parameters
     ----------
@@ -122,6 +132,9 @@ def difference_frame(lake_root: str, frame: dict, reference: dict | None, versio
         Its reference's row (None: no reference covers it).
     version : int
         The lake version read (``built_version``).
+    objects : pandas.DataFrame or None
+        The reference's objects with their fluxes on it (:func:`skylake.dia.points.reference_fluxes`; None or
+        empty: no DIA light-curve point).
 
     Returns
     -------
@@ -129,42 +142,97 @@ def difference_frame(lake_root: str, frame: dict, reference: dict | None, versio
         The frame's ``dia_frames`` row (with ``night``).
     sources : pyarrow.Table
         Its DIA sources (schemas/dia_sources.yaml; none when it failed).
+    points : pyarrow.Table
+        Its DIA light-curve points (schemas/dia_lightcurves.yaml; none when it failed).
     """
     row = {
         "frame_id": int(frame["frame_id"]), "reference_id": None, "status": "failed", "reason": NO_REFERENCE,
         "in_reference": False, "fwhm": frame["fwhm_median"], "mjd": frame["mjd"], "built_version": version,
         "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
-        "n_dia_sources": 0, "n_unflagged": 0, "aperture_correction": None,
+        "n_dia_sources": 0, "n_unflagged": 0, "aperture_correction": None, "n_points": 0, "noise_scale": None,
+        "flux_floor": None,
     }  # fmt: skip
+    from skylake.dia.points import measure_points
+
     empty = tables.get(DIA_SOURCES).schema.empty_table()
+    no_points = tables.get(DIA_LIGHTCURVES).schema.empty_table()
     if reference is None:
-        return row, empty
+        return row, empty, no_points
     row["reference_id"] = reference["reference_id"]
     try:
         diff, wcs, fwhm, share = _subtract(lake_root, frame, reference)
     except (ValueError, np.linalg.LinAlgError, OSError) as exc:  # too few stars, no overlap, a file gone: its reason
         row["reason"] = " ".join(str(exc).split())
-        return row, empty
+        return row, empty, no_points
     from skylake.dia.detect import detect_sources
 
     fwhm = core_fwhm(diff) or fwhm
     psf = frame_psf(diff, fwhm)
+    normalised_rms = diff.normalised_rms()  # against the noise propagated from the inputs
+    scale = noise_scale(diff, fwhm, psf, seed=int(frame["frame_id"]))
+    diff.variance *= scale**2
     found = detect_sources(diff.image, diff.variance, fwhm, THRESHOLD, psf=psf)
     correction = aperture_correction(diff, fwhm, psf)
     found[["flux", "flux_err"]] *= correction
     row.update(
         status="ok", reason="", in_reference=share > 0, scale=diff.solution.scale,
         scale_error=diff.solution.scale_error, n_stamps=diff.solution.stamps_used,
-        normalised_rms=diff.normalised_rms(), fwhm=fwhm, n_dia_sources=len(found),
+        normalised_rms=normalised_rms, fwhm=fwhm, n_dia_sources=len(found), noise_scale=scale,
         n_unflagged=int((found["flags"] == 0).sum()), aperture_correction=correction,
     )  # fmt: skip
-    return row, _sources(found, frame, reference["reference_id"], wcs)
+    points = no_points
+    if objects is not None and len(objects):
+        points, row["flux_floor"] = measure_points(diff, wcs, psf, fwhm, correction, objects, frame, reference)
+    row["n_points"] = points.num_rows
+    return row, _sources(found, frame, reference["reference_id"], wcs), points
 
 
 def _frame_stars(diff) -> np.ndarray:
     """The frame's stars: the frame less its sky and the differential background (the model plus the
     difference). Not the PSF-matched reference: a reference broader than the frame is matched imperfectly."""
     return np.nan_to_num(diff.image + diff.model - diff.solution.background_image())
+
+
+def noise_scale(diff, fwhm: float, psf=None, seed: int = 0, n: int = NOISE_PLACES) -> float:
+    """How much the difference's noise at the PSF's scale exceeds what its variance says: the robust width of
+    the PSF-weighted fluxes over their errors at random places (stars among them are few: the median absolute
+    deviation ignores them).
+
+    Pixel by pixel the SkyCamZ differences are at 0.95-0.96 of their propagated noise, but a PSF-weighted sum is
+    at 1.05-1.11: the noise is correlated between neighbouring pixels (the resampled and convolved reference's),
+    which a variance per pixel cannot say. The variance is scaled by this squared, as LSST's ScaleVarianceTask
+    scales it from the image's own noise, but measured where the fluxes are: errors then say what the
+    differences hold.
+
+    Parameters
+    ----------
+    diff : skylake.dia.difference.Difference
+        The difference.
+    fwhm : float
+        The PSF core's FWHM [pixels].
+    psf : skylake.dia.forced.EmpiricalPSF or None
+        The frame's PSF.
+    seed : int
+        Seeds the places (the frame's id: the same frame gives the same scale).
+    n : int
+        How many places.
+
+    Returns
+    -------
+    float
+        The scale (1.4826 x the median absolute deviation of flux / error); 1 with fewer than 100 places measured.
+    """
+    from skylake.dia.forced import forced_photometry
+
+    ny, nx = diff.image.shape
+    rng = np.random.default_rng(seed)
+    edge = 3 * fwhm + 2
+    x, y = rng.uniform(edge, nx - edge, n), rng.uniform(edge, ny - edge, n)
+    flux, err = forced_photometry(diff.image, diff.variance, x, y, fwhm, psf=psf)
+    pulls = (flux / err)[np.isfinite(flux) & np.isfinite(err) & (err > 0)]
+    if len(pulls) < 100:
+        return 1.0
+    return float(1.4826 * np.median(np.abs(pulls - np.median(pulls))))
 
 
 def core_fwhm(diff) -> float | None:
@@ -352,17 +420,19 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
     if not items:
         return report
     version = lake.log.latest_version()
-    rows, found = [], []
+    items = _with_objects(lake, items, runner)
+    rows, found, points = [], [], []
     with lake.transaction(DIA_FRAMES) as tx:
         tx.runner = runner
         if again:
             _remove(tx, again, nights)
-        for row, sources in runner.map(
+        for row, sources, measured in runner.map(
             _task, items, window=max(1, 2 * runner.workers()), lake_root=lake.store.location, version=version
         ):
             rows.append(row)
             found.append(sources)
-        _stage(tx, rows, found)
+            points.append(measured)
+        _stage(tx, rows, found, points)
         entry = tx.commit({"dia_frames": len(rows)})
     report.version = entry.version if entry else None
     for row, sources in zip(rows, found):
@@ -370,6 +440,7 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
             report.done += 1
             report.dia_sources += sources.num_rows
             report.unflagged += int(row["n_unflagged"])
+            report.points += int(row["n_points"])
         elif row["reason"] == NO_REFERENCE:
             report.no_reference += 1
         else:
@@ -379,8 +450,38 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
 
 
 def _task(item, lake_root: str, version: int):
-    frame, reference = item
-    return difference_frame(lake_root, frame, reference, version)
+    frame, reference, objects = item
+    return difference_frame(lake_root, frame, reference, version, objects)
+
+
+def _with_objects(lake, items: list, runner) -> list:
+    """The frames' items with their reference's objects and fluxes on it (one task a reference) and the
+    reference's zeropoint: what the frames' DIA light-curve points need."""
+    from skylake.dia.points import objects_for, reference_zeropoint
+
+    used = {ref["reference_id"]: ref for _, ref in items if ref is not None}
+    zps = {rid: reference_zeropoint(lake, ref) for rid, ref in used.items()}
+    wanted = [(ref, objects_for(lake, ref)) for ref in used.values()]
+    window = max(1, runner.workers())
+    measured = dict(zip(used, runner.map(_reference_task, wanted, window=window, lake_root=lake.store.location)))
+    return [
+        (frame, None, None)
+        if ref is None
+        else (frame, {**ref, "zp": zps[ref["reference_id"]]}, measured[ref["reference_id"]])
+        for frame, ref in items
+    ]
+
+
+def _reference_task(item, lake_root: str) -> pd.DataFrame:
+    from skylake.dia.points import reference_fluxes
+    from skylake.dia.reference import from_fits
+    from skylake.lake import Lake
+
+    reference, objects = item
+    if not len(objects):
+        return objects
+    image = from_fits(Lake.open(lake_root, catch_up=False).store.read_bytes(reference["path"]))
+    return reference_fluxes(image, objects)
 
 
 def _remove(tx, frame_ids: list, nights: list) -> None:
@@ -404,13 +505,17 @@ def _remove(tx, frame_ids: list, nights: list) -> None:
 
     tables.get(DIA_FRAMES).remove_where(tx, drop, nights=nights)
     tables.get(DIA_SOURCES).remove_where(tx, drop)
+    tables.get(DIA_LIGHTCURVES).remove_where(tx, drop)
 
 
-def _stage(tx, rows: list, found: list) -> None:
-    """Stage the frames' dia_frames rows and their DIA sources."""
+def _stage(tx, rows: list, found: list, points: list) -> None:
+    """Stage the frames' dia_frames rows, their DIA sources and their DIA light-curve points."""
     table = pd.DataFrame(rows)
     nights = table.pop("night").tolist()
     tables.get(DIA_FRAMES).stage(tx, conform(pa.Table.from_pandas(table, preserve_index=False), DIA_FRAMES), nights)
     sources = pa.concat_tables([s for s in found if s.num_rows]) if any(s.num_rows for s in found) else None
     if sources is not None:
         tx.stage_healpix(DIA_SOURCES, sources)
+    measured = [p for p in points if p.num_rows]
+    if measured:
+        tx.stage_healpix(DIA_LIGHTCURVES, pa.concat_tables(measured))

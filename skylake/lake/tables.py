@@ -74,6 +74,7 @@ __all__ = [
     "REFERENCES",
     "DIA_FRAMES",
     "DIA_SOURCES",
+    "DIA_LIGHTCURVES",
     "PARTITIONINGS",
     "NOT_TABLES",
     "Table",
@@ -109,6 +110,7 @@ MASTERS = "masters"
 REFERENCES = "references"
 DIA_FRAMES = "dia_frames"
 DIA_SOURCES = "dia_sources"
+DIA_LIGHTCURVES = "dia_lightcurves"
 
 #: The ways a table is partitioned (``partition_by`` in its schema).
 PARTITIONINGS = ("healpix", "night", "none", "bucket")

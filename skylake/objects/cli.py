@@ -29,7 +29,9 @@ def _cmd_build(args) -> int:
 
 @command
 def _cmd_lightcurve(args) -> int:
-    from skylake.objects.query import light_curve, plot_light_curve
+    import numpy as np
+
+    from skylake.objects.query import dia_light_curve, light_curve, plot_light_curve
 
     points = light_curve(args.lake, args.ra, args.dec, args.radius)
     if points.empty:
@@ -47,15 +49,31 @@ def _cmd_lightcurve(args) -> int:
             f"{row.stats_mag} {row.mean_mag:7.3f} std {row.std_mag:.3f} chi2/dof {row.chi2_dof:.2f} "
             f"FAP {row.fap:.2g}{' VARIABLE' if row.variable else ''} J {row.stetson_j:.2f}"
         )
+    dia = dia_light_curve(args.lake, args.ra, args.dec, args.radius)
+    for oid, lc in dia.groupby("object_id", sort=False):
+        weights = lc["dflux_err"] ** -2.0
+        mean = float(np.average(lc["dflux"], weights=weights))
+        chi2 = float(np.sum((lc["dflux"] - mean) ** 2 * weights) / max(1, len(lc) - 1))
+        print(
+            f"  {oid:>20d} DIA: {len(lc)} points, ref_flux {lc['ref_flux'].iloc[0]:.1f} ADU/s, "
+            f"dflux {mean:+.1f} ADU/s mean, chi2/dof {chi2:.2f}"
+        )
+    if args.dia_out and not dia.empty:
+        _write(dia, args.dia_out)
+        print(f"DIA points written to {args.dia_out}")
     if args.out:
-        if str(args.out).endswith(".parquet"):
-            points.to_parquet(args.out, index=False)
-        else:
-            points.to_csv(args.out, index=False)
+        _write(points, args.out)
         print(f"points written to {args.out}")
     if args.plot:
-        print(f"plot written to {plot_light_curve(points, args.plot)}")
+        print(f"plot written to {plot_light_curve(points, args.plot, dia=dia)}")
     return 0
+
+
+def _write(points, path) -> None:
+    if str(path).endswith(".parquet"):
+        points.to_parquet(path, index=False)
+    else:
+        points.to_csv(path, index=False)
 
 
 def add_commands(subparsers) -> None:
@@ -115,5 +133,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--dec", type=float, required=True, help="declination [deg]")
     p.add_argument("--radius", type=float, default=5.0, metavar="ARCSEC", help="cone radius in arcsec (default 5)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the points to FILE (.csv or .parquet)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="plot the light curves to PNG")
+    p.add_argument("--plot", default=None, metavar="PNG", help="plot the light curves to PNG (with the DIA ones)")
+    p.add_argument(
+        "--dia-out", default=None, metavar="FILE", help="write the DIA points (LAKE/dia_lightcurves) to FILE"
+    )
     p.set_defaults(func=_cmd_lightcurve)

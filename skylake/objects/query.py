@@ -24,13 +24,22 @@ from hats.pixel_math.healpix_shim import order2nside
 from hats.pixel_math.spatial_index import healpix_to_spatial_index
 
 from skylake.frame.extract import SATURATED as SATURATED_FLAG
+from skylake.lake import tables
 from skylake.lake.parquet import value_set
-from skylake.lake.tables import LIGHTCURVES, OBJECTS, ZEROPOINTS
+from skylake.lake.tables import DIA_LIGHTCURVES, LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.build import ObjectsError, check_layout, read_state
 from skylake.objects.files import _lake, catalog_dataset, data_files, partitions_of
 from skylake.sphere import chord_to_arcsec, unit_vectors
 
-__all__ = ["DEFAULT_RADIUS_ARCSEC", "SUMMARY", "cone_pixels", "cone_objects", "light_curve", "plot_light_curve"]
+__all__ = [
+    "DEFAULT_RADIUS_ARCSEC",
+    "SUMMARY",
+    "cone_pixels",
+    "cone_objects",
+    "light_curve",
+    "dia_light_curve",
+    "plot_light_curve",
+]
 
 
 DEFAULT_RADIUS_ARCSEC = 5.0
@@ -202,6 +211,42 @@ def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADI
     return out[SUMMARY + [c for c in out.columns if c not in SUMMARY]]
 
 
+def dia_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC) -> pd.DataFrame:
+    """The DIA light curves (LAKE/dia_lightcurves, ``skylake dia``) of the objects within ``radius_arcsec``.
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake or a snapshot of it (opened if a path or URL).
+    ra, dec : float
+        The cone's centre [deg].
+    radius_arcsec : float, optional
+        The cone's radius [arcsec].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per DIA point (schemas/dia_lightcurves.yaml without ``_healpix_29``), nearest object first, points
+        in time order; empty when ``skylake dia`` measured none of them.
+
+    Raises
+    ------
+    ObjectsError
+        A bad cone (:func:`cone_pixels`), or a table of an older layout.
+    """
+    lake = _lake(lake)
+    columns = [c for c in tables.get(DIA_LIGHTCURVES).schema.names if c != "_healpix_29"]
+    objects = cone_objects(lake, ra, dec, radius_arcsec, columns=["object_id"]).to_pandas()
+    if objects.empty or not partitions_of(lake, DIA_LIGHTCURVES):
+        return pd.DataFrame({c: [] for c in columns})
+    spread = 2.0 * float(read_state(lake).get("radius_arcsec", 3.0))  # filed under the object's position then
+    found = _in_pixels(lake, DIA_LIGHTCURVES, ra, dec, radius_arcsec + spread, columns).to_pandas()
+    found = found[found["object_id"].isin(objects["object_id"])]
+    rank = pd.Series(np.arange(len(objects)), index=objects["object_id"])
+    found = found.assign(_rank=rank.reindex(found["object_id"]).to_numpy())
+    return found.sort_values(["_rank", "mjd"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
 def _band(lake, points: pd.DataFrame) -> str:
     """The reference band of the points' calibrated magnitudes ("" when none is calibrated)."""
     refcats = points["refcat"].dropna().unique() if "refcat" in points else []
@@ -215,10 +260,11 @@ def _band(lake, points: pd.DataFrame) -> str:
     return str(bands.mode().iloc[0]) if len(bands) else ""
 
 
-def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
+def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6, dia: pd.DataFrame | None = None) -> str:
     """PNG of magnitude against MJD, one panel per object (the nearest ``max_objects``).
 
-    Calibrated mag where there is one, else instrumental.
+    Calibrated mag where there is one, else instrumental; the DIA light curve beside it where there is one (its
+    ``mag_dia`` on a calibrated panel, else its instrumental magnitude shifted to the aperture points' median).
 
     Parameters
     ----------
@@ -228,6 +274,8 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
         The PNG file to write.
     max_objects : int, optional
         The most objects (panels) to plot.
+    dia : pandas.DataFrame or None
+        DIA points as :func:`dia_light_curve` returns them.
 
     Returns
     -------
@@ -245,7 +293,8 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
         lc = points[points["object_id"] == oid]
         use = lc["stats_mag"].iloc[0]
         err = "mag_err" if use == "mag" else "inst_mag_err"
-        ax.errorbar(lc["mjd"], lc[use], yerr=lc[err], fmt="o", ms=3, capsize=0)
+        ax.errorbar(lc["mjd"], lc[use], yerr=lc[err], fmt="o", ms=3, capsize=0, label="aperture")
+        _plot_dia(ax, lc[use], None if dia is None else dia[dia["object_id"] == oid], calibrated=use == "mag")
         ax.invert_yaxis()
         ref = f" ref:{lc['refcat'].iloc[0]}:{lc['ref_id'].iloc[0]}" if lc["refcat"].iloc[0] else ""
         n, n_exact = lc["n"].iloc[0], lc["n_exact"].iloc[0]
@@ -264,6 +313,7 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
         flagged = (lc["flags"].to_numpy() & SATURATED_FLAG) != 0 if "flags" in lc else np.zeros(len(lc), bool)
         if flagged.any():  # saturated points stay in the light curve, marked (they are out of the statistics)
             ax.plot(lc["mjd"][flagged], lc[use][flagged], "x", color="tab:red", ms=7, label="saturated")
+        if len(ax.get_legend_handles_labels()[0]) > 1:
             ax.legend(fontsize=7, loc="best")
     axes[-1, 0].set_xlabel("MJD (mid-exposure, UTC) [d]")
     axes[-1, 0].ticklabel_format(axis="x", useOffset=False, style="plain")
@@ -271,3 +321,19 @@ def plot_light_curve(points: pd.DataFrame, path, max_objects: int = 6) -> str:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return str(path)
+
+
+def _plot_dia(ax, aperture: pd.Series, dia: pd.DataFrame | None, calibrated: bool) -> None:
+    """An object's DIA points on its panel: ``mag_dia`` beside calibrated aperture magnitudes, else the
+    instrumental DIA magnitude shifted to the aperture points' median (the two scales differ by a zeropoint)."""
+    if dia is None or dia.empty:
+        return
+    flux = dia["ref_flux"] + dia["dflux"]
+    good = flux > 0
+    if calibrated and dia["mag_dia"].notna().any():
+        mag, label = dia["mag_dia"], "DIA"
+    else:
+        inst = -2.5 * np.log10(flux.where(good))
+        mag, label = inst + (np.nanmedian(aperture) - np.nanmedian(inst)), "DIA (shifted to the aperture median)"
+    err = 1.0857362 * dia["dflux_err"] / flux.where(good)
+    ax.errorbar(dia["mjd"], mag, yerr=err, fmt="s", ms=3, capsize=0, color="tab:orange", alpha=0.8, label=label)

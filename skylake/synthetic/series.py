@@ -177,6 +177,24 @@ def _signal(stars: pd.DataFrame, mjd: float) -> np.ndarray:
     return out
 
 
+def _with_neighbours(stars: pd.DataFrame, variables, neighbours, wcs, xy, rng) -> pd.DataFrame:
+    """The stars with constant neighbours around each variable (``(separation [px], delta mag)`` each)."""
+    x0, y0 = xy
+    rows = []
+    for i in variables:
+        for separation, delta in neighbours:
+            angle = rng.uniform(0, 2 * np.pi)
+            ra, dec = wcs.pixel_to_world_values(x0[i] + separation * np.cos(angle), y0[i] + separation * np.sin(angle))
+            row = stars.iloc[i].copy()
+            row[["ra", "dec", "mag", "kind", "amp", "period_d", "phase"]] = [
+                float(ra) % 360.0, float(dec), float(row["mag"] + delta), "neighbour", np.nan, np.nan, np.nan
+            ]  # fmt: skip
+            row["neighbour_of"] = int(stars["star_id"].iloc[i])
+            rows.append(row)
+    added = pd.DataFrame(rows).assign(star_id=np.arange(len(rows)) + int(stars["star_id"].max()) + 1)
+    return pd.concat([stars, added.astype(stars.dtypes.to_dict())], ignore_index=True)
+
+
 def write_series(
     out_dir,
     *,
@@ -216,6 +234,7 @@ def write_series(
     floor_mag: float = 0.0,
     site_height_m: float = 2363.0,
     variable_fap: float = 1e-3,
+    blend_neighbours=(),
 ) -> SeriesTruth:
     """Write a SYNTHETIC series of one field and its reference catalogue; return the truth.
 
@@ -292,6 +311,10 @@ def write_series(
         The site's height (m): the scintillation's and the profile's.
     variable_fap : float
         The profile's ``[ensemble] variable_fap``.
+    blend_neighbours : sequence of (float, float)
+        Constant neighbours of each variable, as ``(separation [px], magnitude less the variable's)``, each in a
+        random direction (kind ``neighbour``, ``neighbour_of`` the variable's ``star_id``): a crowded field's
+        blends, whose light moves in and out of an aperture with the seeing.
 
     Returns
     -------
@@ -327,6 +350,9 @@ def write_series(
             float(rng.uniform(0.05, 0.3)),
             float(rng.uniform()),
         ]
+    stars["neighbour_of"] = -1
+    if len(blend_neighbours):
+        stars = _with_neighbours(stars, chosen, blend_neighbours, w0, (x0, y0), rng)
     if transit_depth > 0 and len(bright):  # a bright host: the depth is measured to a few per cent
         stars.loc[bright[0], ["kind", "depth", "t0", "duration_d"]] = [
             "transit",
@@ -432,7 +458,7 @@ def write_series(
             "scint_mag": scint_mag,
         }
     )
-    ref = stars.assign(is_variable=stars["kind"] != "constant")
+    ref = stars.assign(is_variable=~stars["kind"].isin(["constant", "neighbour"]))
     refcat_path, refcat_map = write_reference_catalog(ref, out / "refcat", name=refcat_name, mag_err=0.001)
     settings = {
         k: v

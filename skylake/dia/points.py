@@ -1,0 +1,319 @@
+"""DIA light-curve points: forced photometry on each frame's difference at every object of its reference's
+footprint, into ``LAKE/dia_lightcurves`` (schemas/dia_lightcurves.yaml).
+
+Every object gets a point in every frame it falls on, detected there or not: the difference holds only what
+changed, so a variable's change is measured free of its neighbours' light whatever the seeing, and a faint or
+blended star's light curve has no gaps where the extraction lost it. The object's flux on the reference
+(:func:`reference_fluxes`, once a reference) turns the change into a magnitude.
+
+Units: ADU/s on the reference's photometric scale (its sharpest frame's): a frame's difference is in the frame's
+ADU, the reference matched to it by a kernel whose sum is the frames' flux ratio, so a change of ``d`` ADU/s on
+the reference's scale is ``d * scale * exptime`` ADU on the frame.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from skylake.lake.tables import DIA_LIGHTCURVES, ZEROPOINTS
+from skylake.schema import conform
+
+__all__ = [
+    "POINT_FLAGS",
+    "FLOOR_SNR",
+    "FLOOR_MIN",
+    "FLOOR_MAX",
+    "CATALOGUE_SNR",
+    "objects_for",
+    "reference_fluxes",
+    "reference_zeropoint",
+    "measure_points",
+    "flux_floor",
+]
+
+#: DIA point flags.
+POINT_FLAGS = {"masked": 1}
+#: Bits of a DIA point's id left for the object's number on the frame.
+ID_BITS = 20
+#: A catalogue star with no object is measured when it shows on the reference at this S/N or more.
+CATALOGUE_SNR = 5.0
+#: Objects above this S/N on a frame measure its flux floor (:func:`flux_floor`) ...
+FLOOR_SNR = 50.0
+#: ... when there are this many of them.
+FLOOR_MIN = 20
+#: The largest floor (a frame whose bright objects scatter more is not helped by one).
+FLOOR_MAX = 0.5
+
+
+def objects_for(lake, reference: dict) -> pd.DataFrame:
+    """What a reference's frames are measured at: the lake's objects over its footprint, and the stars of the
+    objects' reference catalogue there, at the catalogue's positions.
+
+    A blend the extraction never split (a variable 1-2 FWHM from brighter stars) has no object of its own, but
+    the catalogue knows it: its points are filed under the id its object will have (``ref_object_ids``), so
+    they join the objects table once it has one. A catalogue star the reference does not show (S/N under
+    :data:`CATALOGUE_SNR` on it) is left out by :func:`reference_fluxes`.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    reference : dict
+        The reference's row (schemas/references.yaml).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``object_id``, ``_healpix_29``, ``ra``, ``dec`` and ``from_catalogue`` (a catalogue star with no object
+        yet); empty when the lake has no objects yet.
+    """
+    from skylake.frame.astrometry import healpix29
+    from skylake.objects.associate import ref_object_ids
+    from skylake.objects.build import read_state
+    from skylake.objects.query import cone_objects
+    from skylake.refcat.query import cone_search
+
+    columns = ["object_id", "_healpix_29", "ra", "dec"]
+    state = read_state(lake)
+    if not state:  # never built
+        empty = {c: pd.Series(dtype="float64" if c in ("ra", "dec") else "int64") for c in columns}
+        return pd.DataFrame(empty).assign(from_catalogue=pd.Series(dtype=bool))
+    radius = 1.05 * 0.5 * math.hypot(reference["nx"], reference["ny"]) * reference["pixscale"]  # [arcsec]
+    centre = (reference["ra_center"], reference["dec_center"])
+    found = cone_objects(lake, *centre, radius, columns).select(columns).to_pandas().assign(from_catalogue=False)
+    refcat = state.get("refcat") or ""
+    if not refcat or refcat == "none":
+        return found
+    epoch = 2000.0 + (0.5 * (reference["mjd_min"] + reference["mjd_max"]) - 51544.5) / 365.25
+    stars = cone_search(lake, refcat, *centre, radius, columns=[], epoch=epoch)
+    ids = ref_object_ids(refcat, stars["ref_id"].to_numpy())
+    ra, dec = stars["ra"].to_numpy(float), stars["dec"].to_numpy(float)
+    catalogue = pd.DataFrame({"object_id": ids, "_healpix_29": healpix29(ra, dec), "ra": ra, "dec": dec})
+    known = found["object_id"].isin(ids)
+    # a catalogue star's own position (not the mean of detections a neighbour may have pulled); where it has an
+    # object, filed under the object's position as its other points are
+    placed = catalogue.merge(
+        found.loc[known, ["object_id", "_healpix_29"]], on="object_id", how="left", suffixes=("", "_obj")
+    )
+    placed["_healpix_29"] = placed["_healpix_29_obj"].fillna(placed["_healpix_29"]).astype(np.int64)
+    placed = placed.drop(columns="_healpix_29_obj").assign(from_catalogue=~placed["object_id"].isin(found["object_id"]))
+    return pd.concat([found[~known], placed], ignore_index=True)
+
+
+def reference_zeropoint(lake, reference: dict) -> float | None:
+    """The zeropoint of the reference's photometric scale: its grid frame's (the newest ok calibration).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    reference : dict
+        The reference's row (with ``night``).
+
+    Returns
+    -------
+    float or None
+        Magnitude of 1 ADU/s on the reference's scale; None when the grid frame is not calibrated.
+    """
+    import pyarrow.compute as pc
+
+    from skylake.lake import tables
+
+    rows = (
+        tables.get(ZEROPOINTS)
+        .read(
+            lake,
+            columns=["frame_id", "zp", "zp_status"],
+            filter=pc.field("frame_id") == int(reference["grid_frame_id"]),
+            nights=[reference.get("night")],
+        )
+        .to_pandas()
+    )
+    ok = rows[(rows["zp_status"] == "ok") & rows["zp"].notna()]
+    return float(ok["zp"].iloc[-1]) if len(ok) else None
+
+
+def reference_fluxes(reference, objects: pd.DataFrame) -> pd.DataFrame:
+    """The objects' PSF-weighted fluxes on a reference image, with its own PSF (from its bright stars).
+
+    Parameters
+    ----------
+    reference : skylake.dia.reference.ReferenceImage
+        The reference.
+    objects : pandas.DataFrame
+        ``ra``, ``dec`` [deg] (and any other columns, kept).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The objects on the reference's unmasked part, with ``ref_flux`` and ``ref_flux_err`` [ADU/s].
+    """
+    from skylake.dia.difference import DiaSettings, choose_stamps
+    from skylake.dia.forced import empirical_psf, forced_photometry
+
+    if not len(objects):
+        return objects.assign(ref_flux=np.empty(0), ref_flux_err=np.empty(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = reference.wcs.world_to_pixel_values(objects["ra"].to_numpy(), objects["dec"].to_numpy())
+    fwhm = float(reference.fwhm) if np.isfinite(reference.fwhm) and reference.fwhm > 0 else 3.0
+    image = np.where(reference.mask, 0.0, reference.image)
+    stamps = choose_stamps(image, image, DiaSettings(), mask=reference.mask)
+    psf = empirical_psf(image, stamps, int(math.ceil(3 * fwhm)))
+    flux, err = forced_photometry(image, reference.variance, x, y, fwhm, psf=psf)
+    found = objects.assign(ref_flux=flux, ref_flux_err=err)
+    keep = np.isfinite(flux) & np.isfinite(err)
+    if "from_catalogue" in found:  # a catalogue star the reference does not show is no light curve
+        keep &= ~found["from_catalogue"].to_numpy(bool) | (flux > CATALOGUE_SNR * err)
+    return found[keep].reset_index(drop=True)
+
+
+def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.DataFrame, frame: dict,
+                   reference: dict) -> pa.Table:  # fmt: skip
+    """One frame's DIA light-curve points: the forced flux change at each object on it.
+
+    Parameters
+    ----------
+    diff : skylake.dia.difference.Difference
+        The frame's difference.
+    wcs : astropy.wcs.WCS
+        The frame's WCS.
+    psf : skylake.dia.forced.EmpiricalPSF or None
+        The frame's PSF (None: a Gaussian of ``fwhm``).
+    fwhm : float
+        The PSF core's FWHM [pixels].
+    correction : float
+        The frame's aperture correction (:func:`skylake.dia.stage.aperture_correction`).
+    objects : pandas.DataFrame
+        The reference's objects with their fluxes on it (:func:`reference_fluxes`).
+    frame : dict
+        The frame's row (``frame_id``, ``mjd``, ``exptime``).
+    reference : dict
+        The reference's row, with ``zp`` (:func:`reference_zeropoint`, or None).
+
+    Returns
+    -------
+    points : pyarrow.Table
+        Rows of schemas/dia_lightcurves.yaml, one per object whose PSF box lies on the frame.
+    floor : float or None
+        The frame's flux floor (:func:`flux_floor`), in the points' errors.
+    """
+    from scipy.ndimage import maximum_filter
+
+    from skylake.dia.forced import forced_photometry
+
+    if not len(objects):
+        return _table({}, 0), None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = (np.asarray(v, float) for v in wcs.world_to_pixel_values(objects["ra"], objects["dec"]))
+    half = psf.half if psf is not None else max(3, int(math.ceil(2 * fwhm)))
+    ny, nx = diff.image.shape
+    ix, iy = np.round(x), np.round(y)
+    on = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half)
+    flux, err = forced_photometry(diff.image, diff.variance, x[on], y[on], fwhm, psf=psf)
+    good = np.isfinite(flux) & np.isfinite(err)
+    rows = objects[on][good]
+    x, y, ix, iy, flux, err = x[on][good], y[on][good], ix[on][good], iy[on][good], flux[good], err[good]
+    per_adu = 1.0 / (diff.solution.scale * float(frame["exptime"]))  # frame ADU -> ADU/s on the reference's scale
+    ref_flux = rows["ref_flux"].to_numpy()
+    dflux = flux * correction * per_adu
+    # the kernel's sum scales the whole reference: its error moves the difference by ref_flux times it
+    dflux_err = np.hypot(err * correction * per_adu, ref_flux * diff.solution.scale_error / diff.solution.scale)
+    total = ref_flux + dflux
+    floor = flux_floor(dflux, dflux_err, total)
+    dflux_err = np.hypot(dflux_err, (floor or 0.0) * np.abs(total))
+    bad = ~(np.isfinite(diff.variance) & (diff.variance > 0))
+    masked = maximum_filter(bad.astype(np.uint8), size=2 * half + 1)[iy.astype(int), ix.astype(int)] > 0
+    zp = reference.get("zp")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        calibrated = (zp is not None) & (total > 0)
+        mag = np.where(calibrated, -2.5 * np.log10(np.where(total > 0, total, 1.0)) + (zp or 0.0), np.nan)
+        mag_err = np.where(calibrated, 1.0857362 * dflux_err / total, np.nan)
+    n = len(rows)
+    cols = {
+        "_healpix_29": rows["_healpix_29"].to_numpy(np.int64),
+        "dia_point_id": (int(frame["frame_id"]) << ID_BITS) + np.arange(n, dtype=np.int64),
+        "object_id": rows["object_id"].to_numpy(np.int64),
+        "frame_id": np.full(n, int(frame["frame_id"]), np.int64),
+        "reference_id": [reference["reference_id"]] * n,
+        "mjd": np.full(n, float(frame["mjd"])),
+        "x": x,
+        "y": y,
+        "dflux": dflux,
+        "dflux_err": dflux_err,
+        "ref_flux": ref_flux,
+        "ref_flux_err": rows["ref_flux_err"].to_numpy(),
+        "mag_dia": mag,
+        "mag_dia_err": mag_err,
+        "flags": np.where(masked, POINT_FLAGS["masked"], 0).astype(np.int32),
+    }
+    return _table(cols, n), floor
+
+
+def flux_floor(dflux: np.ndarray, dflux_err: np.ndarray, flux: np.ndarray) -> float | None:
+    """The fraction of each object's flux that, added in quadrature to its error, makes a frame's bright objects
+    scatter as their errors say.
+
+    A bright star's change on a difference is short of zero by more than its photons allow: the kernel matches
+    its PSF imperfectly, and the atmosphere twinkles (scintillation: 0.3-0.4 % in a 10 s SkyCamZ frame). Both
+    scale with its flux; a frame's bright objects measure them together, as the ensemble's noise model measures
+    the aperture light curves' floor. Variables among them are few: the median absolute deviation ignores them.
+
+    Parameters
+    ----------
+    dflux, dflux_err : numpy.ndarray
+        The objects' flux changes and errors.
+    flux : numpy.ndarray
+        Their fluxes (the reference's plus the change).
+
+    Returns
+    -------
+    float or None
+        The fraction (0 when the bright objects scatter within their errors already); None with fewer than
+        :data:`FLOOR_MIN` objects above :data:`FLOOR_SNR`.
+    """
+    ok = np.isfinite(dflux) & np.isfinite(dflux_err) & (dflux_err > 0) & np.isfinite(flux)
+    bright = ok & (flux > FLOOR_SNR * np.where(ok, dflux_err, np.inf))
+    if bright.sum() < FLOOR_MIN:
+        return None
+    d, e, f = dflux[bright], dflux_err[bright], flux[bright]
+
+    def width(floor: float) -> float:
+        """The robust width of the pulls with a floor.
+
+        Parameters
+        ----------
+        floor : float
+            The fraction of the flux added to the errors.
+
+        Returns
+        -------
+        float
+            1.4826 x the median absolute deviation of the pulls.
+        """
+        pulls = d / np.sqrt(e**2 + (floor * f) ** 2)
+        return float(1.4826 * np.median(np.abs(pulls - np.median(pulls))))
+
+    lo, hi = 0.0, FLOOR_MAX
+    if width(lo) <= 1.0:
+        return 0.0
+    if width(hi) > 1.0:
+        return hi
+    for _ in range(40):  # bisection: the width falls as the floor grows
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if width(mid) > 1.0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _table(cols: dict, n: int) -> pa.Table:
+    from skylake.lake import tables
+
+    if not n:
+        return tables.get(DIA_LIGHTCURVES).schema.empty_table()
+    return conform(pa.table(cols), DIA_LIGHTCURVES)

@@ -1,0 +1,106 @@
+"""Blended variables through the lake: a SYNTHETIC crowded field's DIA light curves against its aperture ones.
+
+30 frames of one field (skylake.synthetic.series: Gaussian PSFs, photon and read noise, transparency jitter),
+the seeing drifting between 1.5 and 3 px; 8 variables of 12-13 mag (amplitudes 0.2-0.3 mag), each with two
+constant neighbours 1.5 and 2 mag brighter at 3.6 and 5.4 px (1.2 and 1.8 FWHM of the worst seeing). The chain
+as a user runs it: the catalogue imported, the frames ingested and calibrated, `skylake objects build`,
+`skylake reference build`, `skylake dia`.
+
+The extraction never splits a variable from its neighbours: its light lands in the neighbour's object, whose
+aperture light curve shows 10-20 % of the variable's amplitude. The variable has no object, but the catalogue
+knows it: `skylake dia` measures it at the catalogue's position under the id its object will have. Its DIA
+light curve (``dflux``) recovers the amplitude (fitted with the known shape of the variation, in flux on the
+reference's scale) at 0.81-1.11 of the truth, 4 of 8 within 3 % (median 4 % off). The issue's goal is 3 % for
+all, which the kernel reaches with a Gaussian PSF at the true positions (tests/test_dia.py): not met here yet
+(the frames' empirical PSF on undersampled 1.5-px frames is the suspect), held so that it cannot get worse
+unseen. The constant neighbours' DIA light curves have a median chi2/dof of about 2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skylake.cli import main
+from skylake.lake import Lake, tables
+from skylake.objects.build import build_objects
+from skylake.pipeline import ingest
+from skylake.refcat.importer import import_refcat
+from skylake.synthetic.series import _signal, write_series
+
+pytestmark = pytest.mark.timeout(600)  # 30 frames ingested and subtracted: 1-2 min
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory, dask_client):
+    from scipy.spatial import cKDTree
+
+    from skylake.objects.associate import ref_object_ids
+    from skylake.objects.files import catalog_dataset
+
+    root = tmp_path_factory.mktemp("dia_blends")
+    truth = write_series(
+        root, n_frames=30, n_stars=300, shape=(360, 360), fwhm_px=(1.5, 3.0), n_variables=8,
+        variable_amp=(0.2, 0.3), transit_depth=0.0, gradient_mag=0.0, mag_range=(12.0, 16.5),
+        blend_neighbours=((3.6, -1.5), (5.4, -2.0)), pointing_jitter_px=1.0, saturation_adu=1e7,
+    )  # fmt: skip
+    lake = Lake.init(root / "lake")
+    import_refcat(lake, "series", [truth.refcat_path], "generic", columns_map=truth.refcat_map, client=dask_client)
+    ingest(lake, truth.paths, truth.profile_path, client=dask_client, progress=False)
+    build_objects(lake, client=dask_client)
+    address = dask_client.scheduler.address
+    assert main(["reference", "build", str(lake.url), "--scheduler", address]) == 0
+    assert main(["dia", str(lake.url), "--scheduler", address]) == 0
+    stars = truth.stars.assign(object_id=ref_object_ids("series", truth.stars["star_id"].to_numpy()))
+    objects = catalog_dataset(lake, tables.OBJECTS).to_table(columns=["object_id", "ra", "dec"]).to_pandas()
+    c = np.cos(np.radians(stars["dec"].median()))
+    _, nearest = cKDTree(np.c_[objects["ra"] * c, objects["dec"]]).query(np.c_[stars["ra"] * c, stars["dec"]])
+    stars["blend_object"] = objects["object_id"].to_numpy()[nearest]  # the object its light lands in
+    dia = catalog_dataset(lake, tables.DIA_LIGHTCURVES).to_table().to_pandas()
+    points = catalog_dataset(lake, tables.LIGHTCURVES).to_table().to_pandas()
+    return lake, truth, stars, dia, points
+
+
+def _scale(lake, truth) -> float:
+    """The true zeropoint of the reference's grid frame: its scale, on which DIA fluxes are (ADU/s)."""
+    refs = tables.get(tables.REFERENCES).read(lake).to_pandas()
+    frames = lake.read_frames(columns=["frame_id", "mjd"]).to_pandas().set_index("frame_id")
+    mjd = frames.loc[int(refs["grid_frame_id"].iloc[0]), "mjd"]
+    return float(truth.frames["zp"].iloc[int(np.argmin(np.abs(truth.frames["mjd"] - mjd)))])
+
+
+def test_dia_light_curves_keep_a_blended_variables_amplitude_where_apertures_lose_it(field):
+    lake, truth, stars, dia, points = field
+    zp = _scale(lake, truth)
+    lines, dia_ratio, aperture_slope = [], [], []
+    for _, star in stars[stars["kind"] == "variable"].iterrows():
+        lc = dia[(dia["object_id"] == star["object_id"]) & (dia["flags"] == 0)]
+        shape = np.array([10 ** (-0.4 * _signal(pd.DataFrame([star]), m)[0]) for m in lc["mjd"]])
+        design = np.c_[np.ones(len(lc)), shape]
+        amplitude = np.linalg.lstsq(design, lc["dflux"].to_numpy(), rcond=None)[0][1]
+        dia_ratio.append(amplitude / 10 ** (-0.4 * (star["mag"] - zp)))  # the flux it varies by, exactly
+        ap = points[points["object_id"] == star["blend_object"]].dropna(subset=["mag"])
+        signal = np.array([_signal(pd.DataFrame([star]), m)[0] for m in ap["mjd"]])
+        aperture_slope.append(np.linalg.lstsq(np.c_[np.ones(len(ap)), signal], ap["mag"], rcond=None)[0][1])
+        lines.append(
+            f"star {star['star_id']:3d} {star['mag']:.2f} mag, amplitude {star['amp']:.3f} mag: DIA {len(lc)} points, "
+            f"amplitude {dia_ratio[-1]:.3f} of the true; aperture ({len(ap)} points of the blend) "
+            f"{aperture_slope[-1]:.3f} of it"
+        )
+    print("\n" + "\n".join(lines))
+    dia_ratio, aperture_slope = np.array(dia_ratio), np.array(aperture_slope)
+    assert len(dia_ratio) == 8 and np.abs(dia_ratio - 1).max() < 0.25 and np.median(np.abs(dia_ratio - 1)) < 0.06
+    assert np.abs(aperture_slope - 1).min() > 0.5  # every aperture light curve off by more than 10 %, far
+
+
+def test_the_constant_neighbours_dia_light_curves_stay_near_their_errors(field):
+    _, _, stars, dia, _ = field
+    chi2 = []
+    for object_id in stars.loc[stars["kind"] == "neighbour", "object_id"]:
+        lc = dia[(dia["object_id"] == object_id) & (dia["flags"] == 0)]
+        weights = lc["dflux_err"] ** -2.0
+        mean = np.average(lc["dflux"], weights=weights)
+        chi2.append(float(np.sum((lc["dflux"] - mean) ** 2 * weights) / (len(lc) - 1)))
+    print(f"\nneighbours' DIA chi2/dof: {np.round(sorted(chi2), 2)}")
+    assert len(chi2) == 16 and 0.7 < np.median(chi2) < 3.0
