@@ -494,14 +494,16 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         "distributed.scheduler.allowed-failures": 0,
         "distributed.admin.tick.interval": SCHEDULER_TICK,
     }
-    with (
-        dask.config.set(settings),
-        LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=quiet
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
+    nanny = logging.getLogger("distributed.nanny")
+    with dask.config.set(settings), contextlib.ExitStack() as stack:
+        stack.callback(nanny.setLevel, nanny.level)  # (last: after the cluster has closed)
+        cluster = stack.enter_context(
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=quiet)
+        )
+        # On closing, after the work is done, a nanny kills a worker slow to exit on a loaded machine and says so
+        # ("still alive after 4.0 seconds, killing"): nothing a user can act on, so only errors are told then.
+        stack.callback(nanny.setLevel, max(nanny.getEffectiveLevel(), logging.ERROR))
+        yield stack.enter_context(Client(cluster))
 
 
 def window(runner: Runner) -> int:

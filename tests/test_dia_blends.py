@@ -11,9 +11,11 @@ aperture light curve shows 10-20 % of the variable's amplitude. The variable has
 knows it: `skylake dia` measures it at the catalogue's position under the id its object will have. Its DIA
 light curve (``dflux``) recovers the amplitude (fitted with the known shape of the variation, in flux on the
 reference's scale) at 0.81-1.11 of the truth, 4 of 8 within 3 % (median 4 % off). The issue's goal is 3 % for
-all, which the kernel reaches with a Gaussian PSF at the true positions (tests/test_dia.py): not met here yet
-(the frames' empirical PSF on undersampled 1.5-px frames is the suspect), held so that it cannot get worse
-unseen. The constant neighbours' DIA light curves have a median chi2/dof of about 2.
+all, which the kernel reaches on a reference rendered on the frames' grid (tests/test_dia.py): not met here yet,
+held so that it cannot get worse unseen. The constant neighbours' DIA light curves have a median chi2/dof of
+about 2: their residuals lie under the variables (measuring with a Gaussian, the frames' true PSF, instead of
+the empirical one leaves the scatter as it is; a reference stacked from undersampled frames resampled onto one
+grid is the suspect).
 """
 
 from __future__ import annotations

@@ -60,6 +60,10 @@ class DiaSettings:
 def frame_variance(image: np.ndarray, gain: float, read_noise_adu: float) -> np.ndarray:
     """A frame's variance per pixel from its own counts: photons (sky and stars) and read noise.
 
+    For a frame whose read noise is known (the synthetic ones); on real frames `skylake dia` measures the sky's
+    variance instead (:func:`skylake.dia.reference.sky_noise`: sep's rms holds the read noise and whatever else
+    the sky's pixels carry).
+
     Parameters
     ----------
     image : numpy.ndarray

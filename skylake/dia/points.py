@@ -29,6 +29,7 @@ __all__ = [
     "FLOOR_MIN",
     "FLOOR_MAX",
     "CATALOGUE_SNR",
+    "ID_BITS",
     "objects_for",
     "reference_fluxes",
     "reference_zeropoint",

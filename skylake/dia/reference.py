@@ -210,6 +210,8 @@ def stack_reference(images, wcs_list, saturated, exptimes, gains, scales=None, f
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": pixels no frame covers
         median = np.nanmedian(values, axis=0)
+    # each pixel's own noise sets its clip, and a fraction of the median widens it on stars (their cores change
+    # with the seeing): a scalar scatter per pixel stack, as astropy's sigma_clip estimates, cannot say either
     allowed = CLIP_SIGMA * np.sqrt(variances + (CLIP_FRACTION * median) ** 2)
     keep = np.isfinite(values) & (np.abs(values - median) <= allowed)
     w = np.where(keep, weights[:, None, None], 0.0)

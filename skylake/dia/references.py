@@ -22,6 +22,7 @@ import pyarrow as pa
 from skylake.lake import tables
 from skylake.lake.frames import SAME_POINTING, FrameSelection, pointing_groups, select_frames
 from skylake.lake.tables import REFERENCES
+from skylake.reduce.pixels import PIXEL_COLUMNS
 from skylake.schema import conform
 
 __all__ = [
@@ -38,11 +39,10 @@ log = logging.getLogger(__name__)
 
 #: Where reference images live, relative to the lake.
 REFERENCE_DIR = "reference_images"
-#: The frame columns a reference (and a difference) reads.
+#: The frame columns a reference (and a difference) reads: the pixels', and what picks and groups the frames.
 FRAME_COLUMNS = [
-    "frame_id", "path", "hdu", "object", "profile", "pipeline_version", "instrument", "filter", "mjd", "exptime",
-    "gain", "saturation", "ra_center", "dec_center", "nx", "ny", "pixscale", "wcs_source", "solved_wcs",
-    "coadd_of", "status", "fwhm_median", "ingested_at", "night",
+    *PIXEL_COLUMNS, "object", "instrument", "filter", "mjd", "exptime", "gain", "ra_center", "dec_center", "nx",
+    "ny", "pixscale", "coadd_of", "status", "fwhm_median", "ingested_at", "night",
 ]  # fmt: skip
 
 

@@ -425,7 +425,7 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
     with lake.transaction(DIA_FRAMES) as tx:
         tx.runner = runner
         if again:
-            _remove(tx, again, nights)
+            _remove(tx, frames[frames["frame_id"].isin(again)], nights)
         for row, sources, measured in runner.map(
             _task, items, window=max(1, 2 * runner.workers()), lake_root=lake.store.location, version=version
         ):
@@ -484,9 +484,10 @@ def _reference_task(item, lake_root: str) -> pd.DataFrame:
     return reference_fluxes(image, objects)
 
 
-def _remove(tx, frame_ids: list, nights: list) -> None:
-    """Stage the removal of frames' dia_frames rows and DIA sources (``redo``)."""
-    ids = pa.array(sorted(int(f) for f in frame_ids), pa.int64())
+def _remove(tx, frames: pd.DataFrame, nights: list) -> None:
+    """Stage the removal of frames' dia_frames rows, DIA sources and DIA light-curve points (``redo``): of the
+    HATS tables, only the files of the partitions the frames' footprints touch."""
+    ids = pa.array(sorted(int(f) for f in frames["frame_id"]), pa.int64())
 
     def drop(data):
         """Which rows belong to the frames done again.
@@ -504,8 +505,23 @@ def _remove(tx, frame_ids: list, nights: list) -> None:
         return pc.is_in(data.column("frame_id"), value_set=ids).to_numpy(zero_copy_only=False)
 
     tables.get(DIA_FRAMES).remove_where(tx, drop, nights=nights)
-    tables.get(DIA_SOURCES).remove_where(tx, drop)
-    tables.get(DIA_LIGHTCURVES).remove_where(tx, drop)
+    for table in (DIA_SOURCES, DIA_LIGHTCURVES):
+        tables.get(table).remove_where(tx, drop, files=_files_under(tx.lake, table, frames))
+
+
+def _files_under(lake, table: str, frames: pd.DataFrame) -> list[str]:
+    """A HATS table's files (relative to it) in the partitions the frames' footprints touch: a DIA source lies
+    on its frame, a DIA point's object on its reference's footprint, whose centre is within
+    :data:`~skylake.lake.frames.SAME_POINTING` of a width from the frame's."""
+    from skylake.lake.frames import SAME_POINTING
+    from skylake.objects.files import data_files
+    from skylake.objects.query import cone_partitions
+
+    hit = {}
+    for f in frames.itertuples():
+        radius = (1.1 * 0.5 * math.hypot(f.nx, f.ny) + SAME_POINTING * f.nx) * f.pixscale  # [arcsec]
+        hit.update((p, None) for p in cone_partitions(lake, table, f.ra_center, f.dec_center, radius))
+    return [rel.split("/", 1)[1] for rel in data_files(lake, table, list(hit))]
 
 
 def _stage(tx, rows: list, found: list, points: list) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "SUMMARY",
     "cone_pixels",
     "cone_objects",
+    "cone_partitions",
     "light_curve",
     "dia_light_curve",
     "plot_light_curve",
@@ -100,19 +101,42 @@ def cone_pixels(ra: float, dec: float, radius_arcsec: float) -> tuple[int, np.nd
     return order, np.asarray(pixels, dtype=np.int64)
 
 
-def _in_pixels(lake, table: str, ra: float, dec: float, radius_arcsec: float, columns=None) -> pa.Table:
-    """Rows of ``table`` whose ``_healpix_29`` lies in the cone's pixels (:func:`cone_pixels`): only the
-    partitions holding them, and in their files the row groups whose statistics reach them."""
+def cone_partitions(lake, table: str, ra: float, dec: float, radius_arcsec: float) -> list:
+    """The partitions of a HATS table that a cone touches.
+
+    Parameters
+    ----------
+    lake : Lake
+        The lake, or a snapshot of it (its version's partitions).
+    table : str
+        The table.
+    ra, dec : float
+        The cone's centre [deg].
+    radius_arcsec : float
+        Its radius [arcsec] (:func:`cone_pixels`).
+
+    Returns
+    -------
+    list of hats.pixel_math.HealpixPixel
+        The partitions.
+    """
     order, pixels = cone_pixels(ra, dec, radius_arcsec)
     hit = []
-    for p in partitions_of(lake, table):  # (a snapshot's: of its version)
+    for p in partitions_of(lake, table):
         if p.order <= order:
             inside = np.isin(p.pixel, get_lower_order_pixel(order, pixels, order - p.order))
         else:
             inside = np.isin(get_lower_order_pixel(p.order, p.pixel, p.order - order), pixels)
         if inside:
             hit.append(p)
-    files = data_files(lake, table, hit)
+    return hit
+
+
+def _in_pixels(lake, table: str, ra: float, dec: float, radius_arcsec: float, columns=None) -> pa.Table:
+    """Rows of ``table`` whose ``_healpix_29`` lies in the cone's pixels (:func:`cone_pixels`): only the
+    partitions holding them, and in their files the row groups whose statistics reach them."""
+    order, pixels = cone_pixels(ra, dec, radius_arcsec)
+    files = data_files(lake, table, cone_partitions(lake, table, ra, dec, radius_arcsec))
     dataset = catalog_dataset(lake, table, files)
     if not files:
         return dataset.schema.empty_table() if columns is None else dataset.schema.empty_table().select(columns)

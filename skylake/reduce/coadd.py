@@ -26,7 +26,7 @@ from skylake.lake import tables
 from skylake.lake.frames import SAME_POINTING, FrameSelection, pointing_groups, select_frames
 from skylake.lake.nights import night_dir
 from skylake.reduce.frame_types import COADD_KEY, FRAMES_KEY
-from skylake.reduce.pixels import frame_pixels
+from skylake.reduce.pixels import PIXEL_COLUMNS, frame_pixels
 
 __all__ = [
     "COADD_DIR",
@@ -43,10 +43,10 @@ log = logging.getLogger(__name__)
 
 #: Where coadd files live, relative to the lake.
 COADD_DIR = "coadds"
+#: The frame columns a coadd reads: the pixels', and what picks, groups and scales the frames.
 FRAME_COLUMNS = [
-    "frame_id", "path", "hdu", "object", "profile", "pipeline_version", "instrument", "filter", "mjd", "exptime",
-    "airmass", "gain", "saturation", "ra_center", "dec_center", "nx", "pixscale", "wcs_source", "solved_wcs",
-    "coadd_of", "status",
+    *PIXEL_COLUMNS, "object", "instrument", "filter", "mjd", "exptime", "airmass", "gain", "ra_center",
+    "dec_center", "nx", "pixscale", "coadd_of", "status",
 ]  # fmt: skip
 
 

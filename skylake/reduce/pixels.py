@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["frame_pixels"]
+__all__ = ["PIXEL_COLUMNS", "frame_pixels"]
+
+#: The frame columns :func:`frame_pixels` reads (with the profile's name and version, which it is given).
+PIXEL_COLUMNS = ["frame_id", "path", "hdu", "profile", "pipeline_version", "saturation", "wcs_source", "solved_wcs"]
 
 
 def frame_pixels(lake_root: str, row, profile):
