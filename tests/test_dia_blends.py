@@ -106,3 +106,19 @@ def test_the_constant_neighbours_dia_light_curves_stay_near_their_errors(field):
         chi2.append(float(np.sum((lc["dflux"] - mean) ** 2 * weights) / (len(lc) - 1)))
     print(f"\nneighbours' DIA chi2/dof: {np.round(sorted(chi2), 2)}")
     assert len(chi2) == 16 and 0.7 < np.median(chi2) < 3.0
+
+
+def test_skylake_lightcurve_prints_writes_and_draws_an_objects_dia_light_curve(field, tmp_path, capsys):
+    """A neighbour (an object of the lake): `skylake lightcurve` names its DIA light curve, --dia-out writes its 30
+    points as the table holds them, --plot draws it beside the aperture one."""
+    lake, _, stars, dia, _ = field
+    star = stars[(stars["kind"] == "neighbour") & stars["object_id"].isin(dia["object_id"])].iloc[0]
+    out, png = tmp_path / "dia.csv", tmp_path / "lc.png"
+    args = ["lightcurve", str(lake.url), "--ra", str(star["ra"]), "--dec", str(star["dec"]), "--radius", "2"]
+    assert main([*args, "--dia-out", str(out), "--plot", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{star['object_id']:>20d} DIA: 30 points" in printed and png.stat().st_size > 10_000
+    written = pd.read_csv(out)
+    mine = dia[dia["object_id"] == star["object_id"]].sort_values("mjd")
+    assert set(written["object_id"]) == {star["object_id"]} and len(written) == 30
+    assert np.allclose(written["dflux"], mine["dflux"]) and (np.diff(written["mjd"]) > 0).all()

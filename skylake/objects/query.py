@@ -227,10 +227,7 @@ def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADI
         columns=["_healpix_29", "ref_id", "Norder", "Dir", "Npix"]
     )
     flat = points.rename(columns={"ra": "det_ra", "dec": "det_dec"})
-    out = flat.merge(objects, on="object_id", how="left", sort=False)
-    rank = pd.Series(np.arange(len(objects)), index=objects["object_id"])
-    out["_rank"] = rank.reindex(out["object_id"]).to_numpy()
-    out = out.sort_values(["_rank", "mjd"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+    out = _nearest_first(flat.merge(objects, on="object_id", how="left", sort=False), objects["object_id"])
     out["band"] = _band(_lake(lake), out)
     return out[SUMMARY + [c for c in out.columns if c not in SUMMARY]]
 
@@ -265,10 +262,14 @@ def dia_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_
         return pd.DataFrame({c: [] for c in columns})
     spread = 2.0 * float(read_state(lake).get("radius_arcsec", 3.0))  # filed under the object's position then
     found = _in_pixels(lake, DIA_LIGHTCURVES, ra, dec, radius_arcsec + spread, columns).to_pandas()
-    found = found[found["object_id"].isin(objects["object_id"])]
-    rank = pd.Series(np.arange(len(objects)), index=objects["object_id"])
-    found = found.assign(_rank=rank.reindex(found["object_id"]).to_numpy())
-    return found.sort_values(["_rank", "mjd"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+    return _nearest_first(found[found["object_id"].isin(objects["object_id"])], objects["object_id"])
+
+
+def _nearest_first(points: pd.DataFrame, order: pd.Series) -> pd.DataFrame:
+    """Points by their object in ``order`` (the cone's objects, nearest first), each in time order."""
+    rank = pd.Series(np.arange(len(order)), index=order.to_numpy())
+    points = points.assign(_rank=rank.reindex(points["object_id"]).to_numpy())
+    return points.sort_values(["_rank", "mjd"], kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 
 def _band(lake, points: pd.DataFrame) -> str:
