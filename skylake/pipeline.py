@@ -2,8 +2,9 @@
 
 It ingests the frames (:mod:`skylake.ingest`), then calibrates the nights they fall in
 (:mod:`skylake.calib`), solves their ensembles (:mod:`skylake.ensemble`) and builds the registry's night
-products (:mod:`skylake.night_products`), on one cluster. Each stage commits on its own; a calibration lost
-to a crash is redone by ``skylake calibrate``. The stages themselves do not know about each other.
+products (:mod:`skylake.night_products`), and with a profile's ``[dia]`` subtracts each frame's reference
+(:mod:`skylake.dia`), on one cluster. Each stage commits on its own; a calibration lost to a crash is redone by
+``skylake calibrate``. The stages themselves do not know about each other.
 
 Every stage has the same shape: a config (its profile section), the selection of its inputs (reading only
 what changed), a run of pure functions returning schema-conforming tables (dask tasks on a cluster), and
@@ -26,6 +27,9 @@ ensemble       ``ensemble.stage._eligible``  ``ensemble.stage.solve_field``  ``e
                zeropoints changed)         EPD, TFA)
 objects        ``objects.build._plan``,    ``objects.build.                ``objects.build._commit``
                ``_select_partitions``      build_partition``
+dia            ``dia.stage.run_dia`` (the  ``dia.stage.difference_frame``  ``dia.stage._stage``
+               frames not subtracted       (per frame: subtract, detect,
+               against their reference)    measure the objects)
 refresh        the log since the           ``night_summary``, trends       one database transaction
                database's watermark
 =============  ==========================  ==============================  =============================
@@ -42,11 +46,12 @@ __all__ = ["downstream", "ingest"]
 
 
 def downstream(lake, profile, files, client, nights) -> list:
-    """Run the stages after an ingest: calibrate, solve the ensembles, build the night products.
+    """Run the stages after an ingest: calibrate, solve the ensembles, build the night products, subtract.
 
     Calibrate the ingested frames ``files`` (those not yet calibrated), solve their nights' ensembles and
-    build their night products, each only where missing. The ensembles are solved only when a calibration
-    ran. A stage's failure is logged, never raised.
+    build their night products, each only where missing; with the profile's ``[dia]``, build the references
+    its pointings lack and subtract the nights' frames. The ensembles are solved only when a calibration ran.
+    A stage's failure is logged, never raised.
 
     Parameters
     ----------
@@ -64,9 +69,10 @@ def downstream(lake, profile, files, client, nights) -> list:
     Returns
     -------
     skylake.ingest.DownstreamReports
-        The stages' reports: the calibrations', the ensembles', the night products'.
+        The stages' reports: the calibrations', the ensembles', the night products', the differences'.
     """
     from skylake.calib.calibrate import calibrate_ingested
+    from skylake.dia.stage import dia_after
     from skylake.ensemble.stage import ensemble_calibrated
     from skylake.night_products import night_products_after
 
@@ -74,6 +80,7 @@ def downstream(lake, profile, files, client, nights) -> list:
     if reports.calibrations:
         reports.ensembles = ensemble_calibrated(lake, profile, client, nights=nights)
     reports.night_products = night_products_after(lake, client, nights=nights)
+    reports.dia = dia_after(lake, profile, client, nights=nights)  # with the profile's [dia] on
     return reports
 
 

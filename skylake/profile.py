@@ -63,7 +63,7 @@ __all__ = [
 
 
 #: Sections a profile may leave out (None when absent).
-OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble", "reduction")  # not a table
+OPTIONAL_SECTIONS = ("camera", "allsky", "platesolve", "ensemble", "reduction", "dia")  # not a table
 #: The fluxes a camera can be calibrated in (``[calibration] flux``): the sources' Kron flux and the three circles.
 CALIBRATION_FLUXES = ("flux_auto", "flux_ap1", "flux_ap2", "flux_ap3")
 
@@ -608,6 +608,8 @@ class Profile:
         absent).
     reduction : dict or None
         ``[reduction]``: what a raw frame of this camera needs (masters, bad pixels, cosmic rays; skylake.reduce).
+    dia : dict or None
+        ``[dia]``: difference imaging after each ingest (skylake.dia.settings; none when absent).
     """
 
     name: str
@@ -635,6 +637,8 @@ class Profile:
     ensemble: dict | None = None
     #: ``[reduction]``: what a raw frame of this camera needs (masters, bad pixels, cosmic rays; skylake.reduce).
     reduction: dict | None = None
+    #: ``[dia]``: difference imaging after each ingest (skylake.dia.settings; none when absent).
+    dia: dict | None = None
 
     @functools.cached_property  # asked for every frame; a profile is not changed once loaded
     def digest(self) -> str:
@@ -647,12 +651,12 @@ class Profile:
         -------
         str
             The first 12 hex digits of the SHA-256 of the settings as sorted JSON (without the source, the
-            description, ``[calibration]``, ``[maps]`` and ``[ensemble]``).
+            description, ``[calibration]``, ``[maps]``, ``[ensemble]`` and ``[dia]``: downstream of the frames).
         """
         settings = {
             k: v
             for k, v in asdict(self).items()
-            if k not in ("source", "description", "calibration", "maps", "ensemble")  # not a table
+            if k not in ("source", "description", "calibration", "maps", "ensemble", "dia")  # not a table
             and not (k in OPTIONAL_SECTIONS and v is None)
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
@@ -1246,6 +1250,8 @@ def _optional_sections(doc: dict, sections: dict, source: str, problems: list[st
     camera, allsky, platesolve = out["camera"], out["allsky"], out["platesolve"]
     if out["ensemble"] is not None:
         _check_section("ensemble", out["ensemble"], problems)  # not a table
+    if out["dia"] is not None:
+        _check_section("dia", out["dia"], problems)
     if out["reduction"] is not None:
         _check_section("reduction", out["reduction"], problems)
         if camera is not None:  # the all-sky path measures on its own: it would judge saturation on reduced pixels

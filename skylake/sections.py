@@ -12,6 +12,7 @@ frame is processed. The command line and the pipeline import it; a program that 
 ``[platesolve]`` :func:`skylake.frame.solve_settings.platesolve_settings`
 ``[reduction]`` :func:`skylake.reduce.settings.reduction_settings`
 ``[ensemble]`` :func:`skylake.ensemble.stage.settings_of`
+``[dia]``      :func:`skylake.dia.settings.dia_config`
 =============  ====================================================
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import skylake.allsky.camera
 import skylake.allsky.pipeline
+import skylake.dia.settings
 import skylake.ensemble.solve
 import skylake.frame.solve_settings
 import skylake.reduce.settings
@@ -32,4 +34,5 @@ OWNERS = {
     "platesolve": skylake.frame.solve_settings.__name__,
     "reduction": skylake.reduce.settings.__name__,
     "ensemble": skylake.ensemble.solve.__name__,
+    "dia": skylake.dia.settings.__name__,
 }

@@ -69,6 +69,7 @@ HOSTILE = [
     ("profile", "colour", '"red"', "[profile] has unknown settings ['colour']"),
     ("calibration", "min_stars", "1", "calibration.min_stars = 1 must be an integer >= 2"),
     ("maps", "nside", "6", "maps.nside = 6 must be a power of two"),
+    ("dia", "min_frames", "2", "[dia] dia.min_frames = 2: a reference needs at least 3 frames"),
 ]
 
 
@@ -89,6 +90,24 @@ def test_each_hostile_value_is_named(tmp_path, section, key, value, message):
         load_profile(path)
     assert message in str(exc.value) and str(path) in str(exc.value)
     assert len(exc.value.problems) == 1, exc.value.problems
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("enabled", "1", "dia.enabled = 1 must be true or false"),
+        ("max_frames", "4", "dia.max_frames = 4 is below dia.min_frames = 5"),
+        ("min_frames", "5.5", "dia.min_frames = 5.5 must be a whole number of frames"),
+        ("threshold", '"high"', "dia.threshold = 'high' must be a number of sigma"),
+        ("threshold", "1.0", "dia.threshold = 1.0: must be within 3-100 sigma"),
+        ("kernel", "3", "unknown dia setting(s) ['kernel']; known: ['enabled', 'min_frames', 'max_frames', 'thr"),
+    ],
+)
+def test_each_hostile_dia_setting_is_named(tmp_path, key, value, message):
+    path = _write(tmp_path, [("dia", key, value, message)])
+    with pytest.raises(ProfileError) as exc:
+        load_profile(path)
+    assert message in str(exc.value) and len(exc.value.problems) == 1
 
 
 def test_every_problem_is_listed_at_once(tmp_path):

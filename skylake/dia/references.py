@@ -141,7 +141,13 @@ def _reference_id(frame_ids: list) -> str:
 
 
 def build_references(
-    lake, selection: FrameSelection | None = None, *, min_frames: int = 5, max_frames: int = 10, runner=None
+    lake,
+    selection: FrameSelection | None = None,
+    *,
+    min_frames: int = 5,
+    max_frames: int = 10,
+    runner=None,
+    missing_only: bool = False,
 ) -> list[ReferenceResult]:
     """Build a reference for every pointing of a selection with enough usable frames, in one commit.
 
@@ -157,11 +163,14 @@ def build_references(
         At most this many frames are stacked, the sharpest.
     runner : skylake.runtime.Runner or None
         Where the stacks run (None: in this process).
+    missing_only : bool
+        Leave alone the pointings that have a reference already (the ingest chain: a reference is built once,
+        not again with each sharper frame).
 
     Returns
     -------
     list of ReferenceResult
-        One per pointing.
+        One per pointing (with ``missing_only``, none for the pointings left alone).
 
     Raises
     ------
@@ -175,9 +184,12 @@ def build_references(
     runner = runner or Runner(None)
     frames = usable_frames(lake, selection or FrameSelection())
     frames = frames[frames["fwhm_median"].notna()]
-    existing = set(read_references(lake)["reference_id"])
+    references = read_references(lake)
+    existing = set(references["reference_id"])
     results, todo = [], []
     for group in pointing_groups(frames) if len(frames) else []:
+        if missing_only and len(references) and reference_for(references, group.iloc[0]) is not None:
+            continue
         best = group.sort_values(["fwhm_median", "frame_id"]).head(max_frames)
         name = str(best["object"].iloc[0] or "field")
         ids = [int(f) for f in best["frame_id"]]

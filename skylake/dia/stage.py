@@ -34,6 +34,7 @@ __all__ = [
     "core_fwhm",
     "difference_frame",
     "run_dia",
+    "dia_after",
     "NO_REFERENCE",
     "SETTINGS",
     "THRESHOLD",
@@ -78,6 +79,8 @@ class DiaReport:
         Of those, without a flag.
     points : int
         DIA light-curve points measured (objects on the frames' differences).
+    references : list of str
+        References built before the frames were subtracted (the ingest chain: :func:`dia_after`).
     version : int or None
         The commit (None when nothing was done).
     """
@@ -89,7 +92,11 @@ class DiaReport:
     dia_sources: int = 0
     unflagged: int = 0
     points: int = 0
+    references: list = field(default_factory=list)
     version: int | None = None
+
+    def __str__(self) -> str:
+        return self.outcome()
 
     def outcome(self) -> str:
         """One line.
@@ -106,6 +113,8 @@ class DiaReport:
             f"{self.skipped} done before; {self.dia_sources} DIA sources ({self.unflagged} unflagged), "
             f"{self.points} DIA light-curve points"
         )
+        if self.references:
+            line += f"\n  references built first: {', '.join(self.references)}"
         if self.no_reference:
             line += f"\n  {self.no_reference} not subtracted: {NO_REFERENCE}"
         for reason, n in sorted(self.failed.items()):
@@ -118,7 +127,12 @@ def _kernel_half_width(fwhm: float) -> int:
 
 
 def difference_frame(
-    lake_root: str, frame: dict, reference: dict | None, version: int, objects: pd.DataFrame | None = None
+    lake_root: str,
+    frame: dict,
+    reference: dict | None,
+    version: int,
+    objects: pd.DataFrame | None = None,
+    threshold: float = THRESHOLD,
 ) -> tuple[dict, pa.Table, pa.Table]:
     """Subtract a frame's reference, find its DIA sources and measure its objects on it (a task on a worker).
 
@@ -135,6 +149,8 @@ def difference_frame(
     objects : pandas.DataFrame or None
         The reference's objects with their fluxes on it (:func:`skylake.dia.points.reference_fluxes`; None or
         empty: no DIA light-curve point).
+    threshold : float
+        The DIA sources' detection threshold [sigma].
 
     Returns
     -------
@@ -171,7 +187,7 @@ def difference_frame(
     normalised_rms = diff.normalised_rms()  # against the noise propagated from the inputs
     scale = noise_scale(diff, fwhm, psf, seed=int(frame["frame_id"]))
     diff.variance *= scale**2
-    found = detect_sources(diff.image, diff.variance, fwhm, THRESHOLD, psf=psf)
+    found = detect_sources(diff.image, diff.variance, fwhm, threshold, psf=psf)
     correction = aperture_correction(diff, fwhm, psf)
     found[["flux", "flux_err"]] *= correction
     row.update(
@@ -375,7 +391,9 @@ def _sources(found: pd.DataFrame, frame: dict, reference_id: str, wcs) -> pa.Tab
     return conform(pa.table(cols), DIA_SOURCES)
 
 
-def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False, runner=None) -> DiaReport:
+def run_dia(
+    lake, selection: FrameSelection | None = None, *, redo: bool = False, runner=None, threshold: float = THRESHOLD
+) -> DiaReport:
     """Difference-image a selection's frames against their references, in one commit.
 
     Parameters
@@ -389,6 +407,8 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
         a frame whose newest reference is not the one it was subtracted from is done again anyway).
     runner : skylake.runtime.Runner or None
         Where the frames' tasks run (None: in this process).
+    threshold : float
+        The DIA sources' detection threshold [sigma].
 
     Returns
     -------
@@ -427,8 +447,9 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
         if again:
             _remove(tx, frames[frames["frame_id"].isin(again)], nights)
         for row, sources, measured in runner.map(
-            _task, items, window=max(1, 2 * runner.workers()), lake_root=lake.store.location, version=version
-        ):
+            _task, items, window=max(1, 2 * runner.workers()), lake_root=lake.store.location, version=version,
+            threshold=threshold,
+        ):  # fmt: skip
             rows.append(row)
             found.append(sources)
             points.append(measured)
@@ -449,9 +470,66 @@ def run_dia(lake, selection: FrameSelection | None = None, *, redo: bool = False
     return report
 
 
-def _task(item, lake_root: str, version: int):
+def _task(item, lake_root: str, version: int, threshold: float):
     frame, reference, objects = item
-    return difference_frame(lake_root, frame, reference, version, objects)
+    return difference_frame(lake_root, frame, reference, version, objects, threshold)
+
+
+def dia_after(lake, profile, client=None, nights=None) -> list:
+    """After an ingest, with the profile's ``[dia]`` on: build the references its pointings lack, then subtract
+    the nights' frames.
+
+    A pointing gets its reference once it has ``[dia] min_frames`` usable frames (one built, never rebuilt here:
+    ``skylake reference build`` makes a newer one); the nights' frames not yet subtracted against their
+    pointing's newest reference are then done, those ingested before the reference existed included. A failure
+    is logged, never raised: the frames are in, and ``skylake dia`` picks up what is left.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    profile : skylake.profile.Profile
+        The profile of the frames just ingested.
+    client : distributed.Client or None
+        The ingest's cluster (None: this process).
+    nights : iterable of str or None
+        The nights ingested (None: every night).
+
+    Returns
+    -------
+    list of DiaReport
+        One report (with ``references`` built), none when ``[dia]`` is off or the step failed.
+    """
+    from skylake.dia.references import build_references
+    from skylake.dia.settings import dia_config
+    from skylake.runtime import Runner
+
+    config = dia_config(profile)
+    if not config.enabled:
+        return []
+    runner = Runner(client)
+    nights = sorted(nights) if nights is not None else None
+    selection = FrameSelection(nights=nights, pipeline_version=profile.pipeline_version)
+    try:
+        built = []
+        if _lacking_reference(lake, selection):  # the pointings' earlier frames count too
+            built = build_references(
+                lake, FrameSelection(pipeline_version=profile.pipeline_version), min_frames=config.min_frames,
+                max_frames=config.max_frames, runner=runner, missing_only=True,
+            )  # fmt: skip
+        report = run_dia(lake, selection, runner=runner, threshold=config.threshold)
+    except Exception as exc:  # noqa: BLE001 - the frames are in; `skylake dia` retries
+        log.error("dia after ingest failed (run `skylake dia %s`): %s: %s", lake.url, type(exc).__name__, exc)
+        return []
+    report.references = [r.reference_id for r in built if r.outcome == "built"]
+    return [report]
+
+
+def _lacking_reference(lake, selection: FrameSelection) -> bool:
+    """Whether a usable frame of the selection has no reference (reading only the selection's frames)."""
+    frames = usable_frames(lake, selection)
+    references = read_references(lake)
+    return any(reference_for(references, f) is None for _, f in frames.iterrows())
 
 
 def _with_objects(lake, items: list, runner) -> list:
