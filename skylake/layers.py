@@ -73,6 +73,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "skylake.dia.references",
             "skylake.dia.stage",
             "skylake.dia.points",
+            "skylake.dia.objects",
             "skylake.sections",
         ),
     ),

@@ -251,3 +251,38 @@ def test_resampling_gives_what_reproject_gives_with_one_mapping():
         assert np.nanmax(np.abs(want - got)) < 1e-9 * np.nanmax(want)
     with pytest.raises(ValueError, match="order must be one of .* not 'cubic'"):
         resample(image, x, y, "cubic")
+
+
+def test_dia_sources_join_the_nearest_dia_object_within_their_radius_or_make_new_ones():
+    """Exact: positions on a line of declination, 1 arcsec apart where it matters."""
+    from skylake.dia.objects import aggregate, associate, link, match_radius
+
+    assert np.allclose(match_radius([3.0, 0.5, np.nan], [2.0, 2.0, 1.0]), [6.0, 3.0, 2.0])  # 1 FWHM, >= 1.5 px
+    existing = pd.DataFrame({"dia_object_id": [100, 200], "ra": [10.0, 10.0], "dec": [0.0, 0.01]})
+    arcsec = 1 / 3600
+    sources = pd.DataFrame({
+        "dia_source_id": [7, 5, 6, 9, 8],
+        "ra": [10.0, 10.0, 10.0, 10.0, 10.0],
+        "dec": [4 * arcsec, 0.01 + 2 * arcsec, 0.02, 0.02 + 3 * arcsec, 0.03],
+        "radius": [5.0, 5.0, 5.0, 5.0, 5.0],
+    })  # fmt: skip
+    ids = associate(sources, existing)
+    # 4" from 100: joins it; 2" from 200: joins it; two new ones 3" apart: one new object named by the first
+    # id (6); one alone: its own id
+    assert ids.tolist() == [100, 200, 6, 6, 8]
+    sources["radius"] = 3.5  # the pair 3" apart still links; the first source 4" from 100 no longer joins it
+    assert associate(sources, existing).tolist() == [7, 200, 6, 6, 8]
+    assert associate(sources.iloc[:0], existing).tolist() == []
+
+    members = sources.assign(dia_object_id=ids, mjd=[1.0, 2.0, 3.0, 4.0, 5.0], sign=[1, -1, 1, 1, 1],
+                             snr=[5.0, 6.0, 10.0, 30.0, 7.0])  # fmt: skip
+    rows = aggregate(members).set_index("dia_object_id")
+    assert rows["n_sources"].to_dict() == {6: 2, 8: 1, 100: 1, 200: 1}
+    assert rows.loc[200, "n_negative"] == 1 and rows.loc[6, "n_positive"] == 2
+    assert (rows.loc[6, "first_mjd"], rows.loc[6, "last_mjd"], rows.loc[6, "peak_snr"]) == (3.0, 4.0, 30.0)
+    assert rows.loc[6, "dec"] == pytest.approx(0.02 + 3 * arcsec * 30 / 40, abs=1e-9)  # S/N-weighted
+    objects = pd.DataFrame({"object_id": [2**60 + 1, 2**60 + 2], "ra": [10.0, 10.0], "dec": [0.02 + arcsec, 0.5]})
+    object_id, separation = link(rows.reset_index(), objects)
+    assert object_id[list(rows.index).index(6)] == 2**60 + 1  # int64 ids kept exactly
+    assert separation[list(rows.index).index(6)] == pytest.approx(3600 * (rows.loc[6, "dec"] - 0.02) - 1, abs=1e-6)
+    assert pd.isna(object_id[list(rows.index).index(8)])  # nothing there: a transient

@@ -124,6 +124,19 @@ def test_dia_sources_open_in_pandas_duckdb_and_lsdb(lake, subtracted):
     glob = lake.path(f"{tables.DIA_SOURCES}/dataset/**/*.parquet")
     assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()[0][0] == len(rows)
     assert len(lsdb.open_catalog(lake.path(tables.DIA_SOURCES)).compute()) == len(rows)
+    # the real ones (no flag, a PSF's residuals) make the DIA objects, which open the same ways
+    objects = catalog_dataset(lake, tables.DIA_OBJECTS).to_table().to_pandas()
+    real = rows[rows["dia_object_id"].notna()]
+    assert len(real) == subtracted["n_real"].sum() > 0 and set(real["dia_object_id"]) == set(objects["dia_object_id"])
+    assert objects["n_sources"].sum() == len(real) and ((rows["flags"] == 0) | rows["dia_object_id"].isna()).all()
+    glob = lake.path(f"{tables.DIA_OBJECTS}/dataset/**/*.parquet")
+    assert duckdb.sql(f"select sum(n_sources) from read_parquet('{glob}')").fetchall()[0][0] == len(real)
+    catalog = lsdb.open_catalog(lake.path(tables.DIA_OBJECTS))
+    assert catalog.hc_structure.catalog_info.catalog_type == "object" and len(catalog.compute()) == len(objects)
+    print(
+        f"\nreal DIA sources per frame: {sorted(subtracted['n_real'].dropna().astype(int).tolist())}; "
+        f"{len(objects)} DIA objects, {objects['object_id'].notna().sum()} on an object"
+    )
 
 
 def test_a_second_run_finds_everything_done_and_redo_replaces_it(lake, subtracted, dask_client):
@@ -139,6 +152,9 @@ def test_a_second_run_finds_everything_done_and_redo_replaces_it(lake, subtracte
     assert len(after) == 14 and after["frame_id"].is_unique
     rows = catalog_dataset(lake, tables.DIA_SOURCES).to_table(columns=["dia_source_id"]).to_pandas()
     assert len(rows) == redo.dia_sources and rows["dia_source_id"].is_unique
+    # the same detections again: the same DIA objects, rebuilt from their sources, not counted twice
+    objects = catalog_dataset(lake, tables.DIA_OBJECTS).to_table().to_pandas()
+    assert objects["dia_object_id"].is_unique and objects["n_sources"].sum() == redo.real
 
 
 def test_a_newer_reference_makes_the_frames_stale_by_itself(lake, subtracted, dask_client):

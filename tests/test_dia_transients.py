@@ -9,6 +9,10 @@ a bright star, at 10 and 5 sigma. The 6 copies are ingested and every frame is d
   it adds measured within 10 % of what was drawn; nothing is found at any of the places in the 6 frames without
   them; next to a bright star 5 of the 6 are found, at 0.6-1.1 of their flux (the issue's goal there is not met yet);
 - the 5-sigma points' completeness and fluxes are printed (a goal: at least half, within 25 %);
+- the real DIA sources (no flag, a PSF's residuals: real_bogus >= 0.01) make DIA objects: the 10-sigma transient
+  on empty sky is one, of its 6 detections, linked to no object; the real DIA sources no drawing explains are
+  0-3 per frame (the issue's goal: under 10; 6-13 DIA sources per frame before the cuts, most of them hot pixels
+  the reference lacks, which no PSF fits);
 - forced photometry at empty places of the differences has pulls of unit width (0.9-1.1): the errors are honest
   on real frames (the variance scaled by the difference's own noise at the PSF's scale, measured by `skylake dia`
   at other, random places: :func:`skylake.dia.stage.noise_scale`).
@@ -19,6 +23,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from skylake.cli import main
@@ -193,7 +198,8 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
             where = "empty" if k < 2 else "by a star"
             ratios[level, where].append(ratio)
             lines.append(f"{name} {where:9} {level:2d} sigma: drawn {flux:6.0f} ADU, found {ratio:.3f} of it"
-                         + (f" at S/N {hit['snr'].iloc[0]:.1f}" if len(hit) else ""))  # fmt: skip
+                         + (f" at S/N {hit['snr'].iloc[0]:.1f}, psf_chi2 {hit['psf_chi2'].iloc[0]:.2f}, real_bogus "
+                            f"{hit['real_bogus'].iloc[0]:.3f}" if len(hit) else ""))  # fmt: skip
     print("\n" + "\n".join(lines))
     for (level, where), got in sorted(ratios.items()):
         got = np.array(got)
@@ -239,3 +245,32 @@ def test_empty_places_of_real_differences_have_pulls_of_unit_width(run):
           f"mean {np.mean(pulls):+.3f}")  # fmt: skip
     assert len(pulls) > 500
     assert 0.9 <= robust <= 1.1 and 0.9 <= np.std(pulls) <= 1.15
+
+
+def test_real_dia_sources_make_one_dia_object_per_transient_and_few_others(run):
+    """The 10-sigma transient on empty sky is one DIA object of its 6 detections, a transient (no object there);
+    the real DIA sources (no flag, real_bogus >= 0.01) that no drawing explains are printed per frame (the issue's
+    goal: under 10 per 1024x1024 frame)."""
+    from skylake.objects.files import catalog_dataset
+
+    lake, drawn, places, *_ = run
+    rows = _found(lake)
+    dia_objects = catalog_dataset(lake, tables.DIA_OBJECTS).to_table().to_pandas().set_index("dia_object_id")
+    real = rows[rows["dia_object_id"].notna()]
+    assert set(real["dia_object_id"].astype("int64")) == set(dia_objects.index)
+    ra, dec = np.mean([drawn[name][0][:2] for name in drawn], axis=0)  # the 10-sigma place on empty sky
+    (transient,) = set(_near(real, ra, dec)["dia_object_id"].astype("int64"))
+    row = dia_objects.loc[transient]
+    frames = rows[rows["name"].isin(drawn)]
+    print(f"\nthe 10-sigma transient: DIA object {transient}, {row['n_sources']} sources, peak S/N "
+          f"{row['peak_snr']:.1f}, {3600 * np.hypot((row['ra'] - ra) * np.cos(np.radians(dec)), row['dec'] - dec):.1f}"
+          f" arcsec from where it was drawn")  # fmt: skip
+    assert row["n_sources"] == row["n_positive"] == 6 and pd.isna(row["object_id"])
+    assert row["first_mjd"] == frames["mjd"].min() and row["last_mjd"] == frames["mjd"].max()
+    explained = np.zeros(len(real), bool)
+    for ra, dec in [p[:2] for name in drawn for p in drawn[name]]:
+        explained |= real.index.isin(_near(real, ra, dec).index)
+    per_frame = real[~explained].groupby("name").size().reindex(sorted(set(rows["name"])), fill_value=0)
+    print(f"real DIA sources no drawing explains, per frame: {per_frame.tolist()} (all DIA sources: "
+          f"{rows.groupby('name').size().tolist()})")  # fmt: skip
+    assert per_frame.max() < 10

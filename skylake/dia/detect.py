@@ -12,13 +12,36 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2 as chi2_distribution
 
-from skylake.dia.forced import forced_photometry, gaussian_psf
+from skylake.dia.forced import forced_photometry, gaussian_psf, psf_residuals
 
-__all__ = ["DIA_FLAGS", "detect_sources"]
+__all__ = ["DIA_FLAGS", "detect_sources", "REAL", "CHI2_TOLERANCE", "is_real"]
 
 #: Bits of a DIA source's ``flags``: why it may be bogus.
 DIA_FLAGS = {"dipole": 1, "edge": 2, "shape": 4}
+#: The least ``real_bogus`` of a DIA source taken as real (with no flag).
+REAL = 0.01
+#: How much larger than the noise a real point source's residuals may be: next to a bright star its imperfect
+#: subtraction adds to them (SkyCamZ: psf_chi2 0.5-0.9 on empty sky, 1.4-2.9 two FWHM from a bright star, where
+#: a hot pixel or a column the reference lacks gives 5-70).
+CHI2_TOLERANCE = 2.0
+
+
+def is_real(sources: pd.DataFrame) -> np.ndarray:
+    """Which DIA sources are taken as real: no flag, and residuals a point source can leave.
+
+    Parameters
+    ----------
+    sources : pandas.DataFrame
+        DIA sources (``flags``, ``real_bogus``).
+
+    Returns
+    -------
+    numpy.ndarray
+        True for each real one.
+    """
+    return ((sources["flags"] == 0) & (sources["real_bogus"] >= REAL)).to_numpy()
 
 
 def detect_sources(
@@ -52,7 +75,10 @@ def detect_sources(
     pandas.DataFrame
         One row per detection: ``x``, ``y`` (0-based), ``sign`` (+1 brighter, -1 fainter), ``flux`` and
         ``flux_err`` [ADU] (PSF-weighted; negative when fainter), ``snr``, ``a``, ``b`` (the shape's axes
-        [pixels]), ``flags`` (:data:`DIA_FLAGS`).
+        [pixels]), ``flags`` (:data:`DIA_FLAGS`), ``psf_chi2`` (the PSF's fit to its pixels, per degree of
+        freedom: :func:`~skylake.dia.forced.psf_residuals`) and ``real_bogus`` (the chance that a point source
+        leaves residuals as large, allowing them :data:`CHI2_TOLERANCE` times the noise: near 0 for a hot pixel,
+        a cosmic ray or a bright star's residual; :func:`is_real`).
 
     Raises
     ------
@@ -82,7 +108,7 @@ def detect_sources(
         if len(objects):
             found.append(pd.DataFrame({"x": objects["x"], "y": objects["y"], "a": objects["a"], "b": objects["b"]}))
             found[-1]["sign"] = sign
-    columns = ["x", "y", "sign", "flux", "flux_err", "snr", "a", "b", "flags"]
+    columns = ["x", "y", "sign", "flux", "flux_err", "snr", "a", "b", "flags", "psf_chi2", "real_bogus"]
     if not found:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in columns}).astype({"sign": int, "flags": int})
     rows = pd.concat(found, ignore_index=True)
@@ -93,6 +119,9 @@ def detect_sources(
     good = np.isfinite(rows["snr"]) & (rows["snr"] >= threshold) & (np.sign(flux) == rows["sign"])
     rows = rows[good].reset_index(drop=True)
     rows["flags"] = _flags(rows, image.shape, fwhm, edge, variance)
+    rows["psf_chi2"], dof = psf_residuals(image, variance, rows["x"], rows["y"], rows["flux"], fwhm, psf=psf)
+    chi2 = rows["psf_chi2"].to_numpy() * dof / CHI2_TOLERANCE
+    rows["real_bogus"] = np.where(dof > 0, chi2_distribution.sf(chi2, np.maximum(dof, 1)), 0.0)
     return rows[columns]
 
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from skylake.dia.references import read_references, reference_for, usable_frames
 from skylake.lake import tables
 from skylake.lake.frames import FrameSelection
-from skylake.lake.tables import DIA_FRAMES, DIA_LIGHTCURVES, DIA_SOURCES
+from skylake.lake.tables import DIA_FRAMES, DIA_LIGHTCURVES, DIA_OBJECTS, DIA_SOURCES
 from skylake.schema import conform
 
 __all__ = [
@@ -77,8 +77,12 @@ class DiaReport:
         DIA sources found, all signs and flags.
     unflagged : int
         Of those, without a flag.
+    real : int
+        Of those, real (:func:`skylake.dia.detect.is_real`).
     points : int
         DIA light-curve points measured (objects on the frames' differences).
+    dia_objects : int
+        DIA objects made or changed by the frames' real DIA sources.
     references : list of str
         References built before the frames were subtracted (the ingest chain: :func:`dia_after`).
     version : int or None
@@ -91,7 +95,9 @@ class DiaReport:
     skipped: int = 0
     dia_sources: int = 0
     unflagged: int = 0
+    real: int = 0
     points: int = 0
+    dia_objects: int = 0
     references: list = field(default_factory=list)
     version: int | None = None
 
@@ -104,14 +110,15 @@ class DiaReport:
         Returns
         -------
         str
-            E.g. ``dia: 12 frames subtracted, 0 failed, 2 with no reference, 0 done before; 140 DIA sources
-            (80 unflagged)``, and a line per reason of failure.
+            E.g. ``dia: 12 frames subtracted, 0 failed, 2 with no reference, 0 done before; 102 DIA sources
+            (82 unflagged, 8 real), 12,456 DIA light-curve points, 6 DIA objects made or changed``, and a line per
+            reason of failure.
         """
         failed = sum(self.failed.values())
         line = (
             f"dia: {self.done} frames subtracted, {failed} failed, {self.no_reference} with no reference, "
-            f"{self.skipped} done before; {self.dia_sources} DIA sources ({self.unflagged} unflagged), "
-            f"{self.points} DIA light-curve points"
+            f"{self.skipped} done before; {self.dia_sources} DIA sources ({self.unflagged} unflagged, "
+            f"{self.real} real), {self.points} DIA light-curve points, {self.dia_objects} DIA objects made or changed"
         )
         if self.references:
             line += f"\n  references built first: {', '.join(self.references)}"
@@ -165,8 +172,8 @@ def difference_frame(
         "frame_id": int(frame["frame_id"]), "reference_id": None, "status": "failed", "reason": NO_REFERENCE,
         "in_reference": False, "fwhm": frame["fwhm_median"], "mjd": frame["mjd"], "built_version": version,
         "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
-        "n_dia_sources": 0, "n_unflagged": 0, "aperture_correction": None, "n_points": 0, "noise_scale": None,
-        "flux_floor": None,
+        "n_dia_sources": 0, "n_unflagged": 0, "n_real": 0, "aperture_correction": None, "n_points": 0,
+        "noise_scale": None, "flux_floor": None,
     }  # fmt: skip
     from skylake.dia.points import measure_points
 
@@ -180,7 +187,7 @@ def difference_frame(
     except (ValueError, np.linalg.LinAlgError, OSError) as exc:  # too few stars, no overlap, a file gone: its reason
         row["reason"] = " ".join(str(exc).split())
         return row, empty, no_points
-    from skylake.dia.detect import detect_sources
+    from skylake.dia.detect import detect_sources, is_real
 
     fwhm = core_fwhm(diff) or fwhm
     psf = frame_psf(diff, fwhm)
@@ -194,7 +201,7 @@ def difference_frame(
         status="ok", reason="", in_reference=share > 0, scale=diff.solution.scale,
         scale_error=diff.solution.scale_error, n_stamps=diff.solution.stamps_used,
         normalised_rms=normalised_rms, fwhm=fwhm, n_dia_sources=len(found), noise_scale=scale,
-        n_unflagged=int((found["flags"] == 0).sum()), aperture_correction=correction,
+        n_unflagged=int((found["flags"] == 0).sum()), n_real=int(is_real(found).sum()), aperture_correction=correction,
     )  # fmt: skip
     points = no_points
     if objects is not None and len(objects):
@@ -387,6 +394,9 @@ def _sources(found: pd.DataFrame, frame: dict, reference_id: str, wcs) -> pa.Tab
         "ra": ra,
         "dec": dec,
         **{c: found[c].to_numpy() for c in ("x", "y", "sign", "flux", "flux_err", "snr", "a", "b", "flags")},
+        "psf_chi2": found["psf_chi2"].to_numpy(),
+        "real_bogus": found["real_bogus"].to_numpy(),
+        "dia_object_id": pa.nulls(n, pa.int64()),  # given with the run's other frames (_associate)
     }
     return conform(pa.table(cols), DIA_SOURCES)
 
@@ -453,6 +463,8 @@ def run_dia(
             rows.append(row)
             found.append(sources)
             points.append(measured)
+        linkable = [objects for *_, objects in items if objects is not None]
+        found, report.dia_objects = _associate(tx, frames, rows, found, again, linkable)
         _stage(tx, rows, found, points)
         entry = tx.commit({"dia_frames": len(rows)})
     report.version = entry.version if entry else None
@@ -461,6 +473,7 @@ def run_dia(
             report.done += 1
             report.dia_sources += sources.num_rows
             report.unflagged += int(row["n_unflagged"])
+            report.real += int(row["n_real"])
             report.points += int(row["n_points"])
         elif row["reason"] == NO_REFERENCE:
             report.no_reference += 1
@@ -585,6 +598,85 @@ def _remove(tx, frames: pd.DataFrame, nights: list) -> None:
     tables.get(DIA_FRAMES).remove_where(tx, drop, nights=nights)
     for table in (DIA_SOURCES, DIA_LIGHTCURVES):
         tables.get(table).remove_where(tx, drop, files=_files_under(tx.lake, table, frames))
+
+
+def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, linkable: list) -> tuple[list, int]:
+    """Give the frames' real DIA sources their DIA objects and stage the DIA objects they touch, rebuilt from
+    all their sources (:mod:`skylake.dia.objects`); return the frames' DIA sources with ``dia_object_id`` and
+    how many DIA objects were staged.
+
+    Only the partitions the frames' footprints touch are read. A frame done again (``again``) takes its old
+    sources out of their DIA objects (one left with none is removed)."""
+    from skylake.dia.detect import is_real
+    from skylake.dia.objects import aggregate, associate, match_radius, object_rows
+    from skylake.objects.files import read_files
+
+    lake = tx.lake
+    if not any(s.num_rows for s in found) and not again:
+        return found, 0
+    touched_frames = frames[frames["frame_id"].isin({int(r["frame_id"]) for r in rows} | set(again))]
+    columns = ["dia_object_id", "frame_id", "ra", "dec", "mjd", "sign", "snr"]
+
+    def read(table):
+        """The table's files (relative to it) in the partitions the frames touch, and their rows.
+
+        Parameters
+        ----------
+        table : str
+            A HATS table.
+
+        Returns
+        -------
+        tuple of (list of str, pandas.DataFrame)
+            The files and their rows.
+        """
+        rels = _files_under(lake, table, touched_frames)
+        data = read_files(lake, table, [f"{table}/{r}" for r in rels])
+        both = pa.concat_tables(data) if data else tables.get(table).schema.empty_table()
+        return rels, both.to_pandas()
+
+    object_files, existing = read(DIA_OBJECTS)
+    _, old = read(DIA_SOURCES)
+    old = old.loc[old["dia_object_id"].notna(), columns]
+    redone = old["frame_id"].isin(again)
+    affected = set(old.loc[redone, "dia_object_id"].astype(np.int64))
+    old = old[~redone]
+    new = pa.concat_tables(found).to_pandas() if found else pd.DataFrame(columns=[*columns, "flags", "real_bogus"])
+    fwhm = {int(r["frame_id"]): r["fwhm"] for r in rows}
+    pixscale = frames.set_index("frame_id")["pixscale"]
+    new["radius"] = match_radius(new["frame_id"].map(fwhm).astype(float), new["frame_id"].map(pixscale).astype(float))
+    real = is_real(new) if len(new) else np.zeros(0, bool)
+    ids = associate(new[real], existing)
+    new["dia_object_id"] = pd.array([pd.NA] * len(new), dtype="Int64")
+    new.loc[real, "dia_object_id"] = ids
+    touched = affected | {int(i) for i in ids}
+    staged = 0
+    if touched:
+        old = old[old["dia_object_id"].isin(touched)]
+        old = old.assign(radius=old["dia_object_id"].map(existing.set_index("dia_object_id")["radius"]))
+        members = pd.concat([old, new.loc[real, [*columns, "radius"]]], ignore_index=True)
+        objects = pd.concat([o[["object_id", "ra", "dec"]] for o in linkable if len(o)], ignore_index=True) if any(
+            len(o) for o in linkable) else pd.DataFrame(columns=["object_id", "ra", "dec"])  # fmt: skip
+        ids_in = pa.array(sorted(touched), pa.int64())
+        tables.get(DIA_OBJECTS).remove_where(
+            tx, lambda data: pc.is_in(data.column("dia_object_id"), value_set=ids_in).to_numpy(zero_copy_only=False),
+            files=object_files,
+        )  # fmt: skip
+        rebuilt = object_rows(aggregate(members), objects.drop_duplicates("object_id"))
+        if rebuilt.num_rows:
+            tx.stage_healpix(DIA_OBJECTS, rebuilt)
+        staged = rebuilt.num_rows
+    by_frame = dict(tuple(new.groupby("frame_id"))) if len(new) else {}
+    out = []
+    for row, sources in zip(rows, found):
+        mine = by_frame.get(int(row["frame_id"]))
+        if mine is None or not sources.num_rows:
+            out.append(sources)
+            continue
+        object_ids = pa.array(mine.set_index("dia_source_id").loc[sources.column("dia_source_id").to_numpy(),
+                                                                    "dia_object_id"], pa.int64())  # fmt: skip
+        out.append(sources.set_column(sources.schema.get_field_index("dia_object_id"), "dia_object_id", object_ids))
+    return out, staged
 
 
 def _files_under(lake, table: str, frames: pd.DataFrame) -> list[str]:

@@ -75,6 +75,7 @@ __all__ = [
     "DIA_FRAMES",
     "DIA_SOURCES",
     "DIA_LIGHTCURVES",
+    "DIA_OBJECTS",
     "PARTITIONINGS",
     "NOT_TABLES",
     "Table",
@@ -111,6 +112,7 @@ REFERENCES = "references"
 DIA_FRAMES = "dia_frames"
 DIA_SOURCES = "dia_sources"
 DIA_LIGHTCURVES = "dia_lightcurves"
+DIA_OBJECTS = "dia_objects"
 
 #: The ways a table is partitioned (``partition_by`` in its schema).
 PARTITIONINGS = ("healpix", "night", "none", "bucket")

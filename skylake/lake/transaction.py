@@ -453,7 +453,8 @@ class Transaction:
         """Stage rows of a HATS table, one file per partition, each sorted by ``_healpix_29``.
 
         New partitions are cut at the order that keeps each frame's rows together
-        (:func:`~skylake.lake.hats_meta.order_for_frames`: the rows need a ``frame_id``). In this process;
+        (:func:`~skylake.lake.hats_meta.order_for_frames`, by the rows' ``frame_id``; rows without one at the
+        lake's partition order). In this process;
         ingest's writer tasks do the same on workers (:mod:`skylake.lake.pieces`).
 
         Parameters
@@ -470,7 +471,9 @@ class Transaction:
         if data.num_rows == 0:
             return
         h29 = data.column("_healpix_29").to_numpy()
-        order = hats_meta.order_for_frames(h29, data.column("frame_id").to_numpy(), self.lake.config.partition_order)
+        # a table of rows of no one frame (DIA objects): each row is its own set, at the lake's order
+        frames = data.column("frame_id").to_numpy() if "frame_id" in data.column_names else np.arange(len(h29))
+        order = hats_meta.order_for_frames(h29, frames, self.lake.config.partition_order)
         change = self.catalog(table)
         published = self.published_partitions(table)
         id_column = get(table).id_column
