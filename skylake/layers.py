@@ -87,6 +87,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "skylake.status",
             "skylake.report",
             "skylake.allsky.report",
+            "skylake.dia.report",
             "skylake.reduce.coadd",
         ),
     ),

@@ -4,8 +4,9 @@
 current throughput trend) and the most variable objects, and links one page per instrument and
 filter with the throughput trend plot (airmass-corrected nightly envelopes, the fitted segments,
 maintenance events), the colour-term trend, the nightly photometric fraction, the transparency and
-sky-brightness maps of the latest mapped night of its camera, a zeropoint checkplot of the latest
-calibrated frame and the nightly table. Images are PNGs in ``OUT_DIR/img/``, linked relatively; no server, no
+sky-brightness maps of the latest mapped night of its camera, the latest subtracted night's DIA objects with
+their cutouts (reference, frame, difference), a zeropoint checkplot of the latest calibrated frame and the
+nightly table. Images are PNGs in ``OUT_DIR/img/``, linked relatively; no server, no
 JavaScript.
 The summary database is refreshed first (incremental), so the report shows the lake as it is.
 """
@@ -262,6 +263,17 @@ def _noise_section(lake: Lake, profiles: list[str], out: Path, name: str) -> tup
     return "\n".join(parts), images
 
 
+def _dia_section(lake: Lake, instrument: str, filt: str, out: Path, name: str) -> tuple[str, list[Path]]:
+    """The camera's latest subtracted night (skylake.dia.report); a failure says why it is missing."""
+    from skylake.dia.report import dia_section
+
+    try:
+        return dia_section(lake, instrument, filt, out, name)
+    except Exception as exc:  # a section must not stop the report; say why it is missing
+        log.warning("no difference-imaging section for %s/%s: %s", instrument, filt, exc)
+        return f'<p class="muted">No difference-imaging section: {html.escape(str(exc))}</p>', []
+
+
 def _variables_table(objects) -> str:
     cols = [
         "object_id",
@@ -461,6 +473,9 @@ def _instrument_page(
             f"[mag/arcsec&sup2;] per HEALPix pixel (skylake maps).</p>\n{section}"
         )
     section, images = _noise_section(lake, sorted(profiles), out, name)
+    report.images += images
+    body += [section] if section else []
+    section, images = _dia_section(lake, instrument, filt, out, name)
     report.images += images
     body += [section] if section else []
     frames_here = [z for z in rows["latest_zp"] if (z.instrument or "", z.filter or "") == (instrument, filt)]

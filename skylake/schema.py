@@ -27,6 +27,7 @@ _SIMPLE_TYPES = {
     "string": pa.string(),
     "bool": pa.bool_(),
     "list<double>": pa.list_(pa.float64()),
+    "list<float>": pa.list_(pa.float32()),
     "list<string>": pa.list_(pa.string()),
     "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
 }

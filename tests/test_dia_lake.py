@@ -182,3 +182,26 @@ def test_a_frame_whose_file_is_gone_gets_a_failed_row_with_its_reason(lake, subt
     row, sources, points = difference_frame(lake.store.location, frame, read_references(lake).iloc[0].to_dict(), 0)
     assert row["status"] == "failed" and "z_e_gone.fits" in row["reason"]
     assert sources.num_rows == 0 and points.num_rows == 0
+
+
+def test_the_reports_dia_section_shows_the_nights_dia_objects_and_their_cutouts(lake, subtracted, tmp_path):
+    """skylake report's page of the camera: the latest subtracted night, its frames, the real DIA sources' DIA
+    objects in a table, and a picture of the brightest ones' cutouts (reference, frame, difference)."""
+    from PIL import Image
+
+    from skylake.dia.report import STAMP_ROWS, dia_section, night_dia_sources
+
+    now = tables.get(tables.DIA_FRAMES).read(lake).to_pandas()  # (the tests before may have done them again)
+    night, frames, sources = night_dia_sources(lake, "SkyCamZ", "clear")
+    assert night == "2013-06-10" and len(frames) == 14 and len(sources) == now["n_real"].sum() > 0
+    section, images = dia_section(lake, "SkyCamZ", "clear", tmp_path, "skycamz")
+    assert "<h2>Difference imaging of 2013-06-10</h2>" in section
+    assert f"12 of 14 frames subtracted, {len(sources)} real DIA sources" in section
+    assert "2 not subtracted: no reference covers this frame" in section
+    n_objects = sources["dia_object_id"].nunique()
+    assert f"({n_objects})</h3>" in section and section.count("<tr>") == n_objects + 1
+    (png,) = images
+    with Image.open(png) as picture:
+        width, height = picture.size
+    assert width == 800 and height > 240 * min(n_objects, STAMP_ROWS)  # a row of three cutouts per DIA object
+    assert dia_section(lake, "SkyCamZ", "V", tmp_path, "none") == ("", [])  # a camera with no difference: nothing

@@ -40,6 +40,9 @@ __all__ = [
     "THRESHOLD",
     "ID_BITS",
     "NOISE_PLACES",
+    "STAMP_SIZE",
+    "cutouts",
+    "frame_rows",
     "noise_scale",
 ]
 
@@ -56,6 +59,8 @@ THRESHOLD = 5.0
 ID_BITS = 20
 #: Random places whose PSF-weighted fluxes measure a difference's noise (:func:`noise_scale`).
 NOISE_PLACES = 2000
+#: The side of a real DIA source's cutouts (reference, frame, difference) [pixels].
+STAMP_SIZE = 21
 
 
 @dataclass
@@ -207,7 +212,39 @@ def difference_frame(
     if objects is not None and len(objects):
         points, row["flux_floor"] = measure_points(diff, wcs, psf, fwhm, correction, objects, frame, reference)
     row["n_points"] = points.num_rows
-    return row, _sources(found, frame, reference["reference_id"], wcs), points
+    real = is_real(found)
+    stamps = {
+        f"stamp_{name}": [cutouts(image, x, y) if r else None for x, y, r in zip(found["x"], found["y"], real)]
+        for name, image in (("reference", diff.model), ("frame", diff.image + diff.model), ("difference", diff.image))
+    }  # fmt: skip
+    return row, _sources(found.assign(**stamps), frame, reference["reference_id"], wcs), points
+
+
+def cutouts(image: np.ndarray, x: float, y: float, size: int = STAMP_SIZE) -> np.ndarray:
+    """A square cutout of ``image`` centred on the pixel of ``(x, y)``, NaN where it leaves the image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image.
+    x, y : float
+        The centre (0-based column and row) [pixels].
+    size : int
+        The cutout's side [pixels] (odd).
+
+    Returns
+    -------
+    numpy.ndarray
+        The cutout, float32, flattened row by row (``size * size`` values).
+    """
+    half = size // 2
+    ix, iy = int(round(x)), int(round(y))
+    out = np.full((size, size), np.nan, np.float32)
+    ny, nx = image.shape
+    y0, y1, x0, x1 = max(iy - half, 0), min(iy + half + 1, ny), max(ix - half, 0), min(ix + half + 1, nx)
+    if y0 < y1 and x0 < x1:
+        out[y0 - iy + half : y1 - iy + half, x0 - ix + half : x1 - ix + half] = image[y0:y1, x0:x1]
+    return out.ravel()
 
 
 def _frame_stars(diff) -> np.ndarray:
@@ -397,6 +434,10 @@ def _sources(found: pd.DataFrame, frame: dict, reference_id: str, wcs) -> pa.Tab
         "psf_chi2": found["psf_chi2"].to_numpy(),
         "real_bogus": found["real_bogus"].to_numpy(),
         "dia_object_id": pa.nulls(n, pa.int64()),  # given with the run's other frames (_associate)
+        **{
+            c: pa.array(list(found[c]) if c in found else [None] * n, pa.list_(pa.float32()))
+            for c in ("stamp_reference", "stamp_frame", "stamp_difference")
+        },
     }
     return conform(pa.table(cols), DIA_SOURCES)
 
@@ -617,13 +658,15 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
     touched_frames = frames[frames["frame_id"].isin({int(r["frame_id"]) for r in rows} | set(again))]
     columns = ["dia_object_id", "frame_id", "ra", "dec", "mjd", "sign", "snr"]
 
-    def read(table):
+    def read(table, wanted=None):
         """The table's files (relative to it) in the partitions the frames touch, and their rows.
 
         Parameters
         ----------
         table : str
             A HATS table.
+        wanted : list of str or None
+            Only these columns (None: all).
 
         Returns
         -------
@@ -631,17 +674,19 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
             The files and their rows.
         """
         rels = _files_under(lake, table, touched_frames)
-        data = read_files(lake, table, [f"{table}/{r}" for r in rels])
-        both = pa.concat_tables(data) if data else tables.get(table).schema.empty_table()
+        data = read_files(lake, table, [f"{table}/{r}" for r in rels], wanted)
+        empty = tables.get(table).schema.empty_table()
+        both = pa.concat_tables(data) if data else (empty.select(wanted) if wanted else empty)
         return rels, both.to_pandas()
 
     object_files, existing = read(DIA_OBJECTS)
-    _, old = read(DIA_SOURCES)
+    _, old = read(DIA_SOURCES, columns)
     old = old.loc[old["dia_object_id"].notna(), columns]
     redone = old["frame_id"].isin(again)
     affected = set(old.loc[redone, "dia_object_id"].astype(np.int64))
     old = old[~redone]
-    new = pa.concat_tables(found).to_pandas() if found else pd.DataFrame(columns=[*columns, "flags", "real_bogus"])
+    keep = ["dia_source_id", *columns, "flags", "real_bogus"]
+    new = pa.concat_tables(found).select(keep).to_pandas() if found else pd.DataFrame(columns=keep)
     fwhm = {int(r["frame_id"]): r["fwhm"] for r in rows}
     pixscale = frames.set_index("frame_id")["pixscale"]
     new["radius"] = match_radius(new["frame_id"].map(fwhm).astype(float), new["frame_id"].map(pixscale).astype(float))
@@ -677,6 +722,34 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
                                                                     "dia_object_id"], pa.int64())  # fmt: skip
         out.append(sources.set_column(sources.schema.get_field_index("dia_object_id"), "dia_object_id", object_ids))
     return out, staged
+
+
+def frame_rows(lake, table: str, frames: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of a DIA HATS table in the partitions the frames' footprints touch (none of the others read).
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    table : str
+        ``dia_sources``, ``dia_objects`` or ``dia_lightcurves``.
+    frames : pandas.DataFrame
+        The frames (``ra_center``, ``dec_center``, ``nx``, ``ny``, ``pixscale``).
+    columns : list of str or None
+        Only these columns (None: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows (of the frames and of the others whose rows share those partitions: filter them).
+    """
+    from skylake.objects.files import read_files
+
+    data = read_files(lake, table, [f"{table}/{r}" for r in _files_under(lake, table, frames)], columns)
+    if not data:
+        empty = tables.get(table).schema.empty_table()
+        return (empty.select(columns) if columns else empty).to_pandas()
+    return pa.concat_tables(data).to_pandas()
 
 
 def _files_under(lake, table: str, frames: pd.DataFrame) -> list[str]:

@@ -405,8 +405,8 @@ def read_ranges(
     return data.filter(pa.array(within(data.column("_healpix_29").to_numpy(), lo, hi)))
 
 
-def read_files(lake: Lake, table: str, files: list[str]) -> list[pa.Table]:
-    """Each of ``files`` (lake-relative) of ``table`` whole.
+def read_files(lake: Lake, table: str, files: list[str], columns: list[str] | None = None) -> list[pa.Table]:
+    """Each of ``files`` (lake-relative) of ``table`` whole, or its ``columns``.
 
     Parameters
     ----------
@@ -416,13 +416,16 @@ def read_files(lake: Lake, table: str, files: list[str]) -> list[pa.Table]:
         The table (its schema is applied).
     files : list of str
         Lake-relative data files of the table.
+    columns : list of str or None
+        Only these columns (None: all).
 
     Returns
     -------
     list of pyarrow.Table
         Each file's rows.
     """
-    return [pq.read_table(lake.path(f), schema=table_schema(table), filesystem=lake.store.arrow_fs) for f in files]
+    schema = table_schema(table)
+    return [pq.read_table(lake.path(f), schema=schema, columns=columns, filesystem=lake.store.arrow_fs) for f in files]
 
 
 def row_counts(lake: Lake, files: list[str]) -> list[int]:
