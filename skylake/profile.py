@@ -39,6 +39,7 @@ __all__ = [
     "OPTIONAL_SECTIONS",
     "CALIBRATION_FLUXES",
     "register_section",
+    "settings_from_table",
     "ALLSKY_KEYS",
     "ALLSKY_SOURCES",
     "PLATESOLVE_KEYS",
@@ -96,6 +97,35 @@ def register_section(name: str, check) -> None:
     if name not in OPTIONAL_SECTIONS:
         raise ValueError(f"no optional profile section {name!r}; the sections are {list(OPTIONAL_SECTIONS)}")
     _SECTION_CHECKS[name] = check
+
+
+def settings_from_table(cls, table: dict, section: str):
+    """A stage's settings (a dataclass validated at construction) from its profile table, unknown keys refused.
+
+    Parameters
+    ----------
+    cls : type
+        The settings' dataclass.
+    table : dict
+        The profile's table (missing keys take their defaults).
+    section : str
+        The section's name, for the message.
+
+    Returns
+    -------
+    object
+        ``cls(**table)``.
+
+    Raises
+    ------
+    ValueError
+        A key that is no field of ``cls`` (the known ones listed), or what ``cls`` raises for a bad value.
+    """
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {section} setting(s) {unknown}; known: {known}")
+    return cls(**table)
 
 
 def _check_section(name: str, table: dict, problems: list[str]) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
 
 from skylake.allsky.camera import CameraModel, Site
-from skylake.profile import ALLSKY_KEYS, register_section
+from skylake.profile import ALLSKY_KEYS, register_section, settings_from_table
 
 __all__ = ["AllSkySettings", "AllSkyResult", "process_frame", "camera_from_profile", "dark_level", "allsky_settings"]
 
@@ -188,11 +188,7 @@ class AllSkySettings:
         ValueError
             If ``d`` has unknown keys or a value out of range.
         """
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ValueError(f"unknown allsky setting(s) {unknown}; known: {names}")
-        return cls(**d)
+        return settings_from_table(cls, d, "allsky")
 
 
 def allsky_settings(profile) -> AllSkySettings:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skylake.profile import register_section
+from skylake.profile import register_section, settings_from_table
 
 __all__ = ["DiaConfig", "dia_config"]
 
@@ -84,11 +84,7 @@ class DiaConfig:
         ValueError, TypeError
             An unknown key or a bad value, named.
         """
-        known = list(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown dia setting(s) {unknown}; known: {known}")
-        return cls(**d)
+        return settings_from_table(cls, d, "dia")
 
 
 def dia_config(profile) -> DiaConfig:

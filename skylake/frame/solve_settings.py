@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skylake.profile import PLATESOLVE_KEYS, register_section
+from skylake.profile import PLATESOLVE_KEYS, register_section, settings_from_table
 
 __all__ = ["PlateSolveSettings", "platesolve_settings"]
 
@@ -116,11 +116,7 @@ class PlateSolveSettings:
         ValueError
             A key is not a known setting (the known ones are listed), or a value is invalid.
         """
-        known = list(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown platesolve setting(s) {unknown}; known: {known}")
-        return cls(**d)
+        return settings_from_table(cls, d, "platesolve")
 
 
 def platesolve_settings(profile) -> PlateSolveSettings:

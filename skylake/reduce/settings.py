@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from skylake.profile import register_section
+from skylake.profile import register_section, settings_from_table
 
 __all__ = ["STEPS", "ReductionSettings", "DEFAULT_FRAME_TYPES", "reduction_settings"]
 
@@ -156,11 +156,7 @@ class ReductionSettings:
         ValueError
             An unknown key or a bad value, named.
         """
-        known = list(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown reduction setting(s) {unknown}; known: {known}")
-        return cls(**d)
+        return settings_from_table(cls, d, "reduction")
 
 
 def reduction_settings(profile) -> ReductionSettings:
