@@ -14,12 +14,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2 as chi2_distribution
 
-from skylake.dia.forced import forced_photometry, gaussian_psf, psf_residuals
+from skylake.dia.forced import beside_star_snr, forced_photometry, gaussian_psf, psf_residuals
 
-__all__ = ["DIA_FLAGS", "detect_sources", "REAL", "CHI2_TOLERANCE", "is_real"]
+__all__ = ["DIA_FLAGS", "STAR_SNR", "detect_sources", "REAL", "CHI2_TOLERANCE", "is_real"]
 
 #: Bits of a DIA source's ``flags``: why it may be bogus.
-DIA_FLAGS = {"dipole": 1, "edge": 2, "shape": 4}
+DIA_FLAGS = {"dipole": 1, "edge": 2, "shape": 4, "star_residual": 8}
+#: A detection beside a bright star whose point flux falls below this S/N once the star's shift and width
+#: residuals are fitted beside it is flagged ``star_residual`` (:func:`~skylake.dia.forced.beside_star_snr`).
+STAR_SNR = 3.0
 #: The least ``real_bogus`` of a DIA source taken as real (with no flag).
 REAL = 0.01
 #: How much larger than the noise a real point source's residuals may be: next to a bright star its imperfect
@@ -51,6 +54,7 @@ def detect_sources(
     threshold: float = 5.0,
     edge: int | None = None,
     psf=None,
+    reference: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Detections on a difference image, positive and negative, with their flux and flags.
 
@@ -69,6 +73,9 @@ def detect_sources(
         Detections this near the chip's edge are flagged (None: 2 FWHM).
     psf : skylake.dia.forced.EmpiricalPSF or None
         The frame's PSF for the fluxes (None: a Gaussian of ``fwhm``).
+    reference : numpy.ndarray or None
+        The PSF-matched reference without its background [ADU]: detections that are a bright star's residual
+        are flagged ``star_residual`` (None: not looked for).
 
     Returns
     -------
@@ -119,6 +126,9 @@ def detect_sources(
     good = np.isfinite(rows["snr"]) & (rows["snr"] >= threshold) & (np.sign(flux) == rows["sign"])
     rows = rows[good].reset_index(drop=True)
     rows["flags"] = _flags(rows, image.shape, fwhm, edge, variance)
+    if reference is not None and len(rows):
+        beside = beside_star_snr(image, variance, reference, rows["x"], rows["y"], rows["flux"], fwhm, psf=psf)
+        rows["flags"] |= DIA_FLAGS["star_residual"] * (np.abs(np.nan_to_num(beside, nan=np.inf)) < STAR_SNR)
     rows["psf_chi2"], dof = psf_residuals(image, variance, rows["x"], rows["y"], rows["flux"], fwhm, psf=psf)
     chi2 = rows["psf_chi2"].to_numpy() * dof / CHI2_TOLERANCE
     rows["real_bogus"] = np.where(dof > 0, chi2_distribution.sf(chi2, np.maximum(dof, 1)), 0.0)

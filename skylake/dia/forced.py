@@ -10,7 +10,19 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["gaussian_psf", "EmpiricalPSF", "empirical_psf", "forced_photometry", "psf_residuals"]
+__all__ = [
+    "gaussian_psf",
+    "EmpiricalPSF",
+    "empirical_psf",
+    "forced_photometry",
+    "psf_residuals",
+    "STAR_CONTRAST",
+    "beside_star_snr",
+]
+
+#: A star this many times brighter (at its peak, on the PSF-matched reference) than a detection, within two
+#: FWHM of it, may leave residuals that look like the detection (:func:`beside_star_snr`).
+STAR_CONTRAST = 5.0
 
 _SQRT2 = np.sqrt(2.0)
 
@@ -271,3 +283,96 @@ def psf_residuals(
         dof[k] = int(good.sum()) - 1
         chi2[k] = float(np.sum((image[box] - model)[good] ** 2 / noise[good])) / dof[k]
     return chi2, dof
+
+
+def _template(psf, fwhm: float, dx: float, dy: float, half: int) -> np.ndarray:
+    return psf(dx, dy, half) if psf is not None else gaussian_psf(fwhm, dx, dy, half)
+
+
+def beside_star_snr(
+    image: np.ndarray,
+    variance: np.ndarray,
+    reference: np.ndarray,
+    x,
+    y,
+    flux,
+    fwhm: float,
+    psf: EmpiricalPSF | None = None,
+) -> np.ndarray:
+    """The S/N of each detection's point flux once a bright star beside it may have left a residual too.
+
+    No kernel matches a bright star exactly: what is left is the PSF's shift (a dipole) and its change of width
+    (a ring), centred on the star. Where the PSF-matched reference has a star :data:`STAR_CONTRAST` times
+    brighter than the detection within two FWHM of it, the difference around them is fitted at once with the
+    detection's PSF and the star's shifted and widened PSF (its derivatives in x and y, and its Laplacian); the
+    detection's flux is then measured beside what the star's mismatch explains. A star's residual loses its flux
+    to the star's terms; a real point beside a star keeps it; a star that varies keeps it too (the change of its
+    flux is not among the star's terms).
+
+    Parameters
+    ----------
+    image, variance : numpy.ndarray
+        The difference and its variance [ADU, ADU^2].
+    reference : numpy.ndarray
+        The PSF-matched reference without its background [ADU] (what was subtracted).
+    x, y : array_like
+        The detections (0-based column and row) [pixels].
+    flux : array_like
+        Their PSF-weighted fluxes [ADU].
+    fwhm : float
+        The frame's PSF width [pixels].
+    psf : EmpiricalPSF or None
+        The frame's PSF (None: a Gaussian of ``fwhm``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The S/N of the point flux with the star's terms fitted beside it (signed as the flux); NaN where no
+        bright star is near.
+    """
+    x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+    flux = np.atleast_1d(np.asarray(flux, float))
+    half = max(3, int(np.ceil(3.0 * fwhm)))
+    if psf is not None:
+        half = min(half, psf.half)
+    near = 2.0 * fwhm
+    ny, nx = image.shape
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    out = np.full(len(x), np.nan)
+    for k in range(len(x)):
+        ix, iy = int(round(x[k])), int(round(y[k]))
+        if not (half <= ix < nx - half and half <= iy < ny - half) or not np.isfinite(flux[k]):
+            continue
+        box = np.s_[iy - half : iy + half + 1, ix - half : ix + half + 1]
+        ref = np.nan_to_num(reference[box])
+        point = _template(psf, fwhm, x[k] - ix, y[k] - iy, half)
+        within = np.hypot(xx - (x[k] - ix), yy - (y[k] - iy)) <= near
+        sy, sx = np.unravel_index(np.argmax(np.where(within, ref, -np.inf)), ref.shape)
+        if not ref[sy, sx] > STAR_CONTRAST * abs(flux[k]) * point.max():
+            continue
+        # the star's centre: its core's centroid on the reference
+        core = (np.hypot(xx - (sx - half), yy - (sy - half)) <= 1.5) & (ref > 0)
+        cx = float((ref * (xx + half))[core].sum() / ref[core].sum()) - half
+        cy = float((ref * (yy + half))[core].sum() / ref[core].sum()) - half
+        star = _template(psf, fwhm, cx, cy, half)
+        step = 0.25
+        modes = [
+            (_template(psf, fwhm, cx + step, cy, half) - _template(psf, fwhm, cx - step, cy, half)) / (2 * step),
+            (_template(psf, fwhm, cx, cy + step, half) - _template(psf, fwhm, cx, cy - step, half)) / (2 * step),
+        ]
+        from scipy.ndimage import gaussian_filter
+
+        modes.append(gaussian_filter(star, 0.6) - star)  # a wider PSF less the PSF: its Laplacian's shape
+        good = np.isfinite(image[box]) & np.isfinite(variance[box]) & (variance[box] > 0)
+        if good.sum() < 10:
+            continue
+        w = 1.0 / np.sqrt(variance[box][good])
+        design = np.column_stack([point[good], *(m[good] for m in modes)]) * w[:, None]
+        data = image[box][good] * w
+        try:
+            coef, *_ = np.linalg.lstsq(design, data, rcond=None)
+            cov = np.linalg.inv(design.T @ design)
+        except np.linalg.LinAlgError:
+            continue
+        out[k] = coef[0] / np.sqrt(cov[0, 0])
+    return out

@@ -199,7 +199,8 @@ def difference_frame(
     normalised_rms = diff.normalised_rms()  # against the noise propagated from the inputs
     scale = noise_scale(diff, fwhm, psf, seed=int(frame["frame_id"]))
     diff.variance *= scale**2
-    found = detect_sources(diff.image, diff.variance, fwhm, threshold, psf=psf)
+    matched = diff.model - diff.solution.background_image()  # the reference as subtracted, without background
+    found = detect_sources(diff.image, diff.variance, fwhm, threshold, psf=psf, reference=matched)
     correction = aperture_correction(diff, fwhm, psf)
     found[["flux", "flux_err"]] *= correction
     row.update(
