@@ -88,7 +88,8 @@ def test_every_object_gets_a_dia_point_in_each_frame_with_errors_its_scatter_kee
     print(f"\n{len(seen_in_all)} objects seen in all 12 frames: {per_object.value_counts().to_dict()} DIA points")
     assert (per_object == 12).mean() > 0.95
     ok = subtracted[subtracted["status"] == "ok"]
-    print(ok[["noise_scale", "flux_floor", "normalised_rms"]].describe().loc[["min", "50%", "max"]].round(3))
+    print(ok[["noise_scale", "flux_floor", "scale_residual", "normalised_rms"]].describe().loc[["min", "50%", "max"]]
+          .round(4))  # fmt: skip
     assert ok["noise_scale"].between(0.95, 1.25).all() and ok["flux_floor"].between(0.0, 0.02).all()
 
     clean = points[points["flags"] == 0]

@@ -35,6 +35,9 @@ __all__ = [
     "reference_zeropoint",
     "measure_points",
     "flux_floor",
+    "scale_residual",
+    "SCALE_SNR",
+    "SCALE_MIN",
 ]
 
 #: DIA point flags.
@@ -49,6 +52,11 @@ FLOOR_SNR = 50.0
 FLOOR_MIN = 20
 #: The largest floor (a frame whose bright objects scatter more is not helped by one).
 FLOOR_MAX = 0.5
+#: Objects this bright on the reference (its S/N) measure what the kernel's flux scale left (:func:`scale_residual`)
+#: ...
+SCALE_SNR = 100.0
+#: ... when there are this many of them.
+SCALE_MIN = 10
 
 
 def objects_for(lake, reference: dict) -> pd.DataFrame:
@@ -203,13 +211,15 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
         Rows of schemas/dia_lightcurves.yaml, one per object whose PSF box lies on the frame.
     floor : float or None
         The frame's flux floor (:func:`flux_floor`), in the points' errors.
+    residual : float
+        What the kernel's flux scale left, taken out of the points (:func:`scale_residual`).
     """
     from scipy.ndimage import maximum_filter
 
     from skylake.dia.forced import forced_photometry
 
     if not len(objects):
-        return _table({}, 0), None
+        return _table({}, 0), None, 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x, y = (np.asarray(v, float) for v in wcs.world_to_pixel_values(objects["ra"], objects["dec"]))
@@ -226,11 +236,15 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     dflux = flux * correction * per_adu
     # the kernel's sum scales the whole reference: its error moves the difference by ref_flux times it
     dflux_err = np.hypot(err * correction * per_adu, ref_flux * diff.solution.scale_error / diff.solution.scale)
+    bad = ~(np.isfinite(diff.variance) & (diff.variance > 0))
+    masked = maximum_filter(bad.astype(np.uint8), size=2 * half + 1)[iy.astype(int), ix.astype(int)] > 0
+    bright = ~masked & (ref_flux > SCALE_SNR * rows["ref_flux_err"].to_numpy())
+    residual, residual_err = scale_residual(dflux[bright], ref_flux[bright])
+    dflux = dflux - residual * ref_flux
+    dflux_err = np.hypot(dflux_err, residual_err * ref_flux)
     total = ref_flux + dflux
     floor = flux_floor(dflux, dflux_err, total)
     dflux_err = np.hypot(dflux_err, (floor or 0.0) * np.abs(total))
-    bad = ~(np.isfinite(diff.variance) & (diff.variance > 0))
-    masked = maximum_filter(bad.astype(np.uint8), size=2 * half + 1)[iy.astype(int), ix.astype(int)] > 0
     zp = reference.get("zp")
     with np.errstate(invalid="ignore", divide="ignore"):
         calibrated = (zp is not None) & (total > 0)
@@ -254,7 +268,38 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
         "mag_dia_err": mag_err,
         "flags": np.where(masked, POINT_FLAGS["masked"], 0).astype(np.int32),
     }
-    return _table(cols, n), floor
+    return _table(cols, n), floor, residual
+
+
+def scale_residual(dflux: np.ndarray, ref_flux: np.ndarray) -> tuple[float, float]:
+    """What the kernel's flux scale left in a frame's difference: its bright objects' median ``dflux / ref_flux``.
+
+    The kernel's sum scales the reference onto the frame; where it is off by a fraction, every star leaves that
+    fraction of its reference flux in the difference (about 1 % on a synthetic crowded field, changing with the
+    seeing), and a faint star beside bright ones gets theirs too. Most objects are constant: their median says
+    it, and ``dflux - residual * ref_flux`` takes it out of every point (a blend's neighbours' share included:
+    ``ref_flux`` holds it).
+
+    Parameters
+    ----------
+    dflux : numpy.ndarray
+        The bright objects' flux changes [ADU/s].
+    ref_flux : numpy.ndarray
+        Their fluxes on the reference [ADU/s].
+
+    Returns
+    -------
+    residual : float
+        The median ``dflux / ref_flux`` (0 with fewer than :data:`SCALE_MIN` objects).
+    error : float
+        Its error (the robust scatter over the square root of their number; 0 with none).
+    """
+    ratio = dflux / ref_flux
+    ratio = ratio[np.isfinite(ratio)]
+    if len(ratio) < SCALE_MIN:
+        return 0.0, 0.0
+    middle = float(np.median(ratio))
+    return middle, float(1.2533 * 1.4826 * np.median(np.abs(ratio - middle)) / np.sqrt(len(ratio)))
 
 
 def flux_floor(dflux: np.ndarray, dflux_err: np.ndarray, flux: np.ndarray) -> float | None:

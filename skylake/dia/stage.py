@@ -178,7 +178,7 @@ def difference_frame(
         "in_reference": False, "fwhm": frame["fwhm_median"], "mjd": frame["mjd"], "built_version": version,
         "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
         "n_dia_sources": 0, "n_unflagged": 0, "n_real": 0, "aperture_correction": None, "n_points": 0,
-        "noise_scale": None, "flux_floor": None,
+        "noise_scale": None, "flux_floor": None, "scale_residual": None,
     }  # fmt: skip
     from skylake.dia.points import measure_points
 
@@ -211,7 +211,9 @@ def difference_frame(
     )  # fmt: skip
     points = no_points
     if objects is not None and len(objects):
-        points, row["flux_floor"] = measure_points(diff, wcs, psf, fwhm, correction, objects, frame, reference)
+        points, row["flux_floor"], row["scale_residual"] = measure_points(
+            diff, wcs, psf, fwhm, correction, objects, frame, reference
+        )
     row["n_points"] = points.num_rows
     real = is_real(found)
     stamps = {
