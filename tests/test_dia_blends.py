@@ -128,3 +128,19 @@ def test_skylake_lightcurve_prints_writes_and_draws_an_objects_dia_light_curve(f
     mine = dia[dia["object_id"] == star["object_id"]].sort_values("mjd")
     assert set(written["object_id"]) == {star["object_id"]} and len(written) == 30
     assert np.allclose(written["dflux"], mine["dflux"]) and (np.diff(written["mjd"]) > 0).all()
+
+
+def test_skylake_lightcurve_finds_a_blended_variables_dia_light_curve_with_no_object(field, tmp_path, capsys):
+    """A variable the extraction never split has no object, but its DIA light curve is filed under its catalogue
+    position: `skylake lightcurve` there says so (no aperture light curve), and --dia-out writes its 30 points."""
+    lake, _, stars, dia, _ = field
+    star = stars[stars["kind"] == "variable"].iloc[0]
+    out = tmp_path / "variable.csv"
+    args = ["lightcurve", str(lake.url), "--ra", str(star["ra"]), "--dec", str(star["dec"]), "--radius", "2"]
+    assert main([*args, "--dia-out", str(out), "--plot", str(tmp_path / "lc.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "0 objects within 2 arcsec" in printed and "no plot: no aperture light curve here" in printed
+    assert f"{star['object_id']:>20d} DIA: 30 points" in printed and "a catalogue star with no object" in printed
+    written = pd.read_csv(out)
+    assert set(written["object_id"]) == {star["object_id"]} and len(written) == 30
+    assert np.allclose(written["dflux"], dia[dia["object_id"] == star["object_id"]].sort_values("mjd")["dflux"])

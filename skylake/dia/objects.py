@@ -21,6 +21,7 @@ from scipy.spatial import cKDTree
 
 from skylake.lake.tables import DIA_OBJECTS
 from skylake.schema import conform
+from skylake.sphere import chord, chord_to_arcsec, unit_vectors, vector_to_radec
 
 __all__ = ["ASSOCIATE_FWHM", "MIN_RADIUS_PX", "match_radius", "associate", "aggregate", "link", "object_rows"]
 
@@ -49,15 +50,6 @@ def match_radius(fwhm_px, pixscale_arcsec) -> np.ndarray:
     return np.maximum(ASSOCIATE_FWHM * fwhm, MIN_RADIUS_PX) * np.asarray(pixscale_arcsec, float)
 
 
-def _xyz(ra, dec) -> np.ndarray:
-    ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-    return np.c_[np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)]
-
-
-def _chord(arcsec) -> np.ndarray:
-    return 2.0 * np.sin(np.radians(np.asarray(arcsec, float) / 3600.0) / 2.0)
-
-
 def associate(sources: pd.DataFrame, objects: pd.DataFrame) -> np.ndarray:
     """The DIA object of each new real DIA source: an existing one's, or a new one's.
 
@@ -78,18 +70,19 @@ def associate(sources: pd.DataFrame, objects: pd.DataFrame) -> np.ndarray:
     ids = np.full(n, -1, np.int64)
     if not n:
         return ids
-    xyz = _xyz(sources["ra"], sources["dec"])
-    chord = _chord(sources["radius"])
+    xyz = unit_vectors(sources["ra"], sources["dec"])
+    reach = chord(np.asarray(sources["radius"], float))
     if len(objects):
-        dist, k = cKDTree(_xyz(objects["ra"], objects["dec"])).query(xyz, distance_upper_bound=float(chord.max()))
-        taken = np.isfinite(dist) & (dist <= chord)
+        tree = cKDTree(unit_vectors(objects["ra"], objects["dec"]))
+        dist, k = tree.query(xyz, distance_upper_bound=float(reach.max()))
+        taken = np.isfinite(dist) & (dist <= reach)
         ids[taken] = objects["dia_object_id"].to_numpy(np.int64)[k[taken]]
     rest = np.flatnonzero(ids < 0)
     if len(rest):
-        pairs = cKDTree(xyz[rest]).query_pairs(float(chord[rest].max()), output_type="ndarray")
+        pairs = cKDTree(xyz[rest]).query_pairs(float(reach[rest].max()), output_type="ndarray")
         if len(pairs):
             d = np.linalg.norm(xyz[rest][pairs[:, 0]] - xyz[rest][pairs[:, 1]], axis=1)
-            pairs = pairs[d <= np.maximum(chord[rest][pairs[:, 0]], chord[rest][pairs[:, 1]])]
+            pairs = pairs[d <= np.maximum(reach[rest][pairs[:, 0]], reach[rest][pairs[:, 1]])]
         graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(rest), len(rest)))
         _, labels = connected_components(graph, directed=False)
         first = pd.Series(sources["dia_source_id"].to_numpy(np.int64)[rest]).groupby(labels).transform("min")
@@ -119,7 +112,7 @@ def aggregate(sources: pd.DataFrame) -> pd.DataFrame:
                        "last_mjd", "peak_snr")}
         )  # fmt: skip
     w = sources["snr"].to_numpy(float)
-    xyz = _xyz(sources["ra"], sources["dec"]) * w[:, None]
+    xyz = unit_vectors(sources["ra"], sources["dec"]) * w[:, None]
     frame = pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}).assign(
         dia_object_id=sources["dia_object_id"].to_numpy(np.int64),
         positive=(sources["sign"].to_numpy() > 0).astype(np.int64),
@@ -134,9 +127,7 @@ def aggregate(sources: pd.DataFrame) -> pd.DataFrame:
         n_positive=("positive", "sum"), n_negative=("negative", "sum"), first_mjd=("mjd", "min"),
         last_mjd=("mjd", "max"), peak_snr=("snr", "max"),
     ).reset_index()  # fmt: skip
-    norm = np.sqrt(out["x"] ** 2 + out["y"] ** 2 + out["z"] ** 2)
-    out["ra"] = np.degrees(np.arctan2(out["y"], out["x"])) % 360.0
-    out["dec"] = np.degrees(np.arcsin(np.clip(out["z"] / norm, -1.0, 1.0)))
+    out["ra"], out["dec"] = vector_to_radec(out[["x", "y", "z"]].to_numpy())
     columns = ["dia_object_id", "ra", "dec", "radius", "n_sources", "n_positive", "n_negative", "first_mjd",
                "last_mjd", "peak_snr"]  # fmt: skip
     return out[columns]
@@ -163,13 +154,13 @@ def link(dia_objects: pd.DataFrame, objects: pd.DataFrame) -> tuple[np.ndarray, 
     object_id, separation = pd.array([pd.NA] * n, dtype="Int64"), np.full(n, np.nan)
     if not n or not len(objects):
         return object_id, separation
-    chord = _chord(dia_objects["radius"])
-    dist, k = cKDTree(_xyz(objects["ra"], objects["dec"])).query(
-        _xyz(dia_objects["ra"], dia_objects["dec"]), distance_upper_bound=float(chord.max())
+    reach = chord(np.asarray(dia_objects["radius"], float))
+    dist, k = cKDTree(unit_vectors(objects["ra"], objects["dec"])).query(
+        unit_vectors(dia_objects["ra"], dia_objects["dec"]), distance_upper_bound=float(reach.max())
     )
-    near = np.isfinite(dist) & (dist <= chord)
+    near = np.isfinite(dist) & (dist <= reach)
     object_id[near] = objects["object_id"].to_numpy(np.int64)[k[near]]
-    separation[near] = np.degrees(2.0 * np.arcsin(dist[near] / 2.0)) * 3600.0
+    separation[near] = chord_to_arcsec(dist[near])
     return object_id, separation
 
 

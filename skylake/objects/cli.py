@@ -34,7 +34,8 @@ def _cmd_lightcurve(args) -> int:
     from skylake.objects.query import dia_light_curve, light_curve, plot_light_curve
 
     points = light_curve(args.lake, args.ra, args.dec, args.radius)
-    if points.empty:
+    dia = dia_light_curve(args.lake, args.ra, args.dec, args.radius)
+    if points.empty and dia.empty:
         print(
             f"no object within {args.radius:g} arcsec of ({args.ra}, {args.dec}); "
             "is LAKE/objects built (skylake objects build)?"
@@ -49,7 +50,6 @@ def _cmd_lightcurve(args) -> int:
             f"{row.stats_mag} {row.mean_mag:7.3f} std {row.std_mag:.3f} chi2/dof {row.chi2_dof:.2f} "
             f"FAP {row.fap:.2g}{' VARIABLE' if row.variable else ''} J {row.stetson_j:.2f}"
         )
-    dia = dia_light_curve(args.lake, args.ra, args.dec, args.radius)
     for oid, lc in dia.groupby("object_id", sort=False):
         weights = lc["dflux_err"] ** -2.0
         mean = float(np.average(lc["dflux"], weights=weights))
@@ -57,6 +57,7 @@ def _cmd_lightcurve(args) -> int:
         print(
             f"  {oid:>20d} DIA: {len(lc)} points, ref_flux {lc['ref_flux'].iloc[0]:.1f} ADU/s, "
             f"dflux {mean:+.1f} ADU/s mean, chi2/dof {chi2:.2f}"
+            + ("" if oid in set(objects["object_id"]) else " (a catalogue star with no object: a blend)")
         )
     if args.dia_out and not dia.empty:
         _write(dia, args.dia_out)
@@ -64,7 +65,9 @@ def _cmd_lightcurve(args) -> int:
     if args.out:
         _write(points, args.out)
         print(f"points written to {args.out}")
-    if args.plot:
+    if args.plot and points.empty:
+        print("no plot: no aperture light curve here (write the DIA points with --dia-out)")
+    elif args.plot:
         print(f"plot written to {plot_light_curve(points, args.plot, dia=dia)}")
     return 0
 

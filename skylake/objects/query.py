@@ -233,7 +233,9 @@ def light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADI
 
 
 def dia_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC) -> pd.DataFrame:
-    """The DIA light curves (LAKE/dia_lightcurves, ``skylake dia``) of the objects within ``radius_arcsec``.
+    """The DIA light curves (LAKE/dia_lightcurves, ``skylake dia``) within ``radius_arcsec``: of the objects there,
+    and of the catalogue stars there that have no object (a blend the extraction never split: ``skylake dia``
+    measures them under the id their object will have).
 
     Parameters
     ----------
@@ -247,22 +249,29 @@ def dia_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_
     Returns
     -------
     pandas.DataFrame
-        One row per DIA point (schemas/dia_lightcurves.yaml without ``_healpix_29``), nearest object first, points
-        in time order; empty when ``skylake dia`` measured none of them.
+        One row per DIA point (schemas/dia_lightcurves.yaml without ``_healpix_29``), nearest first, points in time
+        order; empty when ``skylake dia`` measured none of them.
 
     Raises
     ------
     ObjectsError
         A bad cone (:func:`cone_pixels`), or a table of an older layout.
     """
+    import healpy as hp
+
     lake = _lake(lake)
     columns = [c for c in tables.get(DIA_LIGHTCURVES).schema.names if c != "_healpix_29"]
-    objects = cone_objects(lake, ra, dec, radius_arcsec, columns=["object_id"]).to_pandas()
-    if objects.empty or not partitions_of(lake, DIA_LIGHTCURVES):
+    if not partitions_of(lake, DIA_LIGHTCURVES):
         return pd.DataFrame({c: [] for c in columns})
-    spread = 2.0 * float(read_state(lake).get("radius_arcsec", 3.0))  # filed under the object's position then
-    found = _in_pixels(lake, DIA_LIGHTCURVES, ra, dec, radius_arcsec + spread, columns).to_pandas()
-    return _nearest_first(found[found["object_id"].isin(objects["object_id"])], objects["object_id"])
+    objects = cone_objects(lake, ra, dec, radius_arcsec, columns=["object_id"]).to_pandas()
+    spread = 2.0 * float(read_state(lake).get("radius_arcsec", 3.0)) if len(objects) else 0.0
+    found = _in_pixels(lake, DIA_LIGHTCURVES, ra, dec, radius_arcsec + spread, ["_healpix_29", *columns]).to_pandas()
+    # a point is filed under its object's position: a catalogue star with no object is found by its own
+    lon, lat = hp.pix2ang(2**29, found["_healpix_29"].to_numpy(np.int64), nest=True, lonlat=True)
+    sep = chord_to_arcsec(np.linalg.norm(unit_vectors(lon, lat) - unit_vectors([ra], [dec]), axis=1))
+    found = found.assign(_sep=sep)[found["object_id"].isin(objects["object_id"]) | (sep <= radius_arcsec)]
+    order = found.groupby("object_id")["_sep"].min().sort_values(kind="stable")
+    return _nearest_first(found.drop(columns=["_healpix_29", "_sep"]), pd.Series(order.index))
 
 
 def _nearest_first(points: pd.DataFrame, order: pd.Series) -> pd.DataFrame:
