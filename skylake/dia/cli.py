@@ -106,8 +106,10 @@ def add_commands(sub) -> None:
         help="subtract each frame's reference and find what changed (DIA sources)",
         description="Each frame less its pointing's newest reference, PSF-matched (Alard-Lupton kernel, "
         "spatially varying, with a differential background); the DIA sources found on the difference (both "
-        "signs, flagged) go to LAKE/dia_sources (HATS), a row per frame to LAKE/dia_frames. A frame that "
-        "cannot be subtracted gets a row with its reason.",
+        "signs, flagged, scored real or bogus, the real ones with cutouts) go to LAKE/dia_sources, the real ones "
+        "associated across frames to LAKE/dia_objects, every object's flux change to LAKE/dia_lightcurves "
+        "(HATS), a row per frame to LAKE/dia_frames. A frame that cannot be subtracted gets a row with its "
+        "reason.",
     )
     _narrowing(d)
     d.add_argument("--redo", action="store_true", help="subtract frames done before again (their rows replaced)")

@@ -156,6 +156,11 @@ def empirical_psf(stars: np.ndarray, centres, half: int) -> EmpiricalPSF | None:
     return EmpiricalPSF(psf / psf.sum())
 
 
+def _template(psf, fwhm: float, dx: float, dy: float, half: int) -> np.ndarray:
+    """The frame's PSF, or a Gaussian of ``fwhm`` without one, centred ``(dx, dy)`` in a box of ``half``."""
+    return psf(dx, dy, half) if psf is not None else gaussian_psf(fwhm, dx, dy, half)
+
+
 def forced_photometry(
     image: np.ndarray,
     variance: np.ndarray,
@@ -206,9 +211,7 @@ def forced_photometry(
         if not (half <= ix < nx - half and half <= iy < ny - half):
             continue
         box = np.s_[iy - half : iy + half + 1, ix - half : ix + half + 1]
-        template = (
-            psf(x[k] - ix, y[k] - iy, half) if psf is not None else gaussian_psf(fwhm, x[k] - ix, y[k] - iy, half)
-        )
+        template = _template(psf, fwhm, x[k] - ix, y[k] - iy, half)
         var = variance[box]
         good = np.isfinite(image[box]) & np.isfinite(var) & (var > 0)
         if not good.any():
@@ -274,7 +277,7 @@ def psf_residuals(
             continue
         box = np.s_[iy - half : iy + half + 1, ix - half : ix + half + 1]
         dx, dy = x[k] - ix, y[k] - iy
-        template = psf(dx, dy, half) if psf is not None else gaussian_psf(fwhm, dx, dy, half)
+        template = _template(psf, fwhm, dx, dy, half)
         model = flux[k] * template
         noise = variance[box] + (model_error * model) ** 2
         good = (np.hypot(xx - dx, yy - dy) <= radius) & np.isfinite(image[box]) & np.isfinite(noise) & (noise > 0)
@@ -283,10 +286,6 @@ def psf_residuals(
         dof[k] = int(good.sum()) - 1
         chi2[k] = float(np.sum((image[box] - model)[good] ** 2 / noise[good])) / dof[k]
     return chi2, dof
-
-
-def _template(psf, fwhm: float, dx: float, dy: float, half: int) -> np.ndarray:
-    return psf(dx, dy, half) if psf is not None else gaussian_psf(fwhm, dx, dy, half)
 
 
 def beside_star_snr(
@@ -330,6 +329,8 @@ def beside_star_snr(
         The S/N of the point flux with the star's terms fitted beside it (signed as the flux); NaN where no
         bright star is near.
     """
+    from scipy.ndimage import gaussian_filter
+
     x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
     flux = np.atleast_1d(np.asarray(flux, float))
     half = max(3, int(np.ceil(3.0 * fwhm)))
@@ -360,8 +361,6 @@ def beside_star_snr(
             (_template(psf, fwhm, cx + step, cy, half) - _template(psf, fwhm, cx - step, cy, half)) / (2 * step),
             (_template(psf, fwhm, cx, cy + step, half) - _template(psf, fwhm, cx, cy - step, half)) / (2 * step),
         ]
-        from scipy.ndimage import gaussian_filter
-
         modes.append(gaussian_filter(star, 0.6) - star)  # a wider PSF less the PSF: its Laplacian's shape
         good = np.isfinite(image[box]) & np.isfinite(variance[box]) & (variance[box] > 0)
         if good.sum() < 10:

@@ -53,14 +53,14 @@ def night_dia_sources(lake, instrument: str, filt: str) -> tuple[str | None, pd.
     done = tables.get(DIA_FRAMES).read(lake, columns=["frame_id", "status", "reason", "n_real", "night"]).to_pandas()
     if not len(done):
         return None, empty, empty
-    for night in sorted(set(done["night"].dropna()), reverse=True):
-        frames = usable_frames(lake, FrameSelection(night=night))
-        frames = frames[(frames["instrument"].fillna("") == instrument) & (frames["filter"].fillna("") == filt)]
-        mine = done[done["frame_id"].isin(frames["frame_id"])]
-        if len(mine):
-            break
-    else:
+    camera = lake.read_frames(columns=["frame_id", "instrument", "filter"]).to_pandas()
+    camera = camera[(camera["instrument"].fillna("") == instrument) & (camera["filter"].fillna("") == filt)]
+    mine = done[done["frame_id"].isin(camera["frame_id"]) & done["night"].notna()]
+    if not len(mine):
         return None, empty, empty
+    night = max(mine["night"])
+    mine = mine[mine["night"] == night]
+    frames = usable_frames(lake, FrameSelection(night=night))
     merged = mine.merge(frames.drop(columns=["status", "night"]), on="frame_id")
     ok = merged[merged["status"] == "ok"]
     sources = frame_rows(lake, DIA_SOURCES, ok) if len(ok) else empty

@@ -653,7 +653,7 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
     sources out of their DIA objects (one left with none is removed)."""
     from skylake.dia.detect import is_real
     from skylake.dia.objects import aggregate, associate, match_radius, object_rows
-    from skylake.objects.files import read_files
+    from skylake.lake.parquet import value_set
 
     lake = tx.lake
     if not any(s.num_rows for s in found) and not again:
@@ -661,29 +661,9 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
     touched_frames = frames[frames["frame_id"].isin({int(r["frame_id"]) for r in rows} | set(again))]
     columns = ["dia_object_id", "frame_id", "ra", "dec", "mjd", "sign", "snr"]
 
-    def read(table, wanted=None):
-        """The table's files (relative to it) in the partitions the frames touch, and their rows.
-
-        Parameters
-        ----------
-        table : str
-            A HATS table.
-        wanted : list of str or None
-            Only these columns (None: all).
-
-        Returns
-        -------
-        tuple of (list of str, pandas.DataFrame)
-            The files and their rows.
-        """
-        rels = _files_under(lake, table, touched_frames)
-        data = read_files(lake, table, [f"{table}/{r}" for r in rels], wanted)
-        empty = tables.get(table).schema.empty_table()
-        both = pa.concat_tables(data) if data else (empty.select(wanted) if wanted else empty)
-        return rels, both.to_pandas()
-
-    object_files, existing = read(DIA_OBJECTS)
-    _, old = read(DIA_SOURCES, columns)
+    object_files = _files_under(lake, DIA_OBJECTS, touched_frames)
+    existing = frame_rows(lake, DIA_OBJECTS, touched_frames)
+    old = frame_rows(lake, DIA_SOURCES, touched_frames, columns)
     old = old.loc[old["dia_object_id"].notna(), columns]
     redone = old["frame_id"].isin(again)
     affected = set(old.loc[redone, "dia_object_id"].astype(np.int64))
@@ -705,7 +685,7 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
         members = pd.concat([old, new.loc[real, [*columns, "radius"]]], ignore_index=True)
         objects = pd.concat([o[["object_id", "ra", "dec"]] for o in linkable if len(o)], ignore_index=True) if any(
             len(o) for o in linkable) else pd.DataFrame(columns=["object_id", "ra", "dec"])  # fmt: skip
-        ids_in = pa.array(sorted(touched), pa.int64())
+        ids_in = value_set(sorted(touched))
         tables.get(DIA_OBJECTS).remove_where(
             tx, lambda data: pc.is_in(data.column("dia_object_id"), value_set=ids_in).to_numpy(zero_copy_only=False),
             files=object_files,
