@@ -455,10 +455,18 @@ def _instrument_page(
         body.append(
             f'<h2>Throughput</h2>\n<img src="img/{trend_png.name}" alt="throughput trend of {html.escape(title)}">'
         )
+    elif len(allsky):  # an all-sky camera is not calibrated against a catalogue: its section above is its trend
+        body.append(
+            '<h2>Throughput</h2>\n<p class="muted">An all-sky camera is measured frame by frame against its '
+            "bright-star catalogue (the all-sky section above: cloud fraction, transparency, sky brightness); "
+            "its nights' photometric status comes from their cloud fractions. A throughput trend comes from "
+            "narrow-field frames calibrated with <code>skylake calibrate LAKE --refcat NAME</code>.</p>"
+        )
     else:  # empty axes say nothing: say why there is no trend
         body.append(
             '<h2>Throughput</h2>\n<p class="muted">No calibrated frames yet, so no throughput trend: '
-            "calibrate against a reference catalogue (<code>skylake calibrate LAKE</code>).</p>"
+            "calibrate against a reference catalogue (<code>skylake calibrate LAKE --refcat NAME</code>, NAME one of "
+            "<code>skylake refcat list LAKE</code>).</p>"
         )
     body += [_segments_table(segs)] if segs else []
     profiles = {c.profile for c in rows["cameras"] if (c.instrument or "", c.filter or "") == (instrument, filt)}

@@ -35,6 +35,8 @@ __all__ = [
     "night_envelope",
     "photometric_fraction",
     "is_photometric",
+    "clear_fraction",
+    "CLEAR_CLOUD_FRACTION",
     "robust_line",
     "Event",
     "read_events",
@@ -50,6 +52,8 @@ PHOTOMETRIC_TOLERANCE = 0.1
 PHOTOMETRIC_MIN_FRACTION = 0.8
 #: ... and at least this many frames have a zeropoint.
 PHOTOMETRIC_MIN_FRAMES = 3
+#: An all-sky frame whose cloud fraction is at most this saw a clear sky (a night of such frames is photometric).
+CLEAR_CLOUD_FRACTION = 0.1
 #: Envelope percentile of the night's airmass-corrected zeropoints.
 ENVELOPE_PERCENTILE = 90.0
 DAYS_PER_YEAR = 365.25
@@ -119,7 +123,7 @@ def photometric_fraction(zp1, n_ok: int) -> float | None:
     return float(np.sum(zp1 >= envelope - PHOTOMETRIC_TOLERANCE) / max(n_ok, 1))
 
 
-def is_photometric(fraction: float | None, n_calibrated: int) -> bool:
+def is_photometric(fraction: float | None, n_calibrated: int, min_frames: int = PHOTOMETRIC_MIN_FRAMES) -> bool:
     """Whether a night is photometric.
 
     Parameters
@@ -127,15 +131,44 @@ def is_photometric(fraction: float | None, n_calibrated: int) -> bool:
     fraction : float or None
         The night's :func:`photometric_fraction`.
     n_calibrated : int
-        The night's frames with a zeropoint.
+        The night's frames with a zeropoint (or, for an all-sky camera, with a cloud fraction).
+    min_frames : int, default PHOTOMETRIC_MIN_FRAMES
+        The fewest such frames (1 for all-sky frames: each sees the whole sky).
 
     Returns
     -------
     bool
-        The fraction is at least :data:`PHOTOMETRIC_MIN_FRACTION` and at least
-        :data:`PHOTOMETRIC_MIN_FRAMES` frames have a zeropoint.
+        The fraction is at least :data:`PHOTOMETRIC_MIN_FRACTION` and at least ``min_frames`` frames have a
+        zeropoint.
     """
-    return fraction is not None and fraction >= PHOTOMETRIC_MIN_FRACTION and n_calibrated >= PHOTOMETRIC_MIN_FRAMES
+    return fraction is not None and fraction >= PHOTOMETRIC_MIN_FRACTION and n_calibrated >= min_frames
+
+
+def clear_fraction(cloud_fractions, n_ok: int) -> float | None:
+    """Fraction of the night's ok frames that saw a clear sky: an all-sky camera's photometric fraction.
+
+    An all-sky frame sees the whole sky, so its cloud fraction says at once whether the sky was clear; a
+    night is then photometric (:func:`is_photometric`, counting the frames with a cloud fraction) without a
+    catalogue calibration.
+
+    Parameters
+    ----------
+    cloud_fractions : array_like
+        The night's ok frames' cloud fractions (NaN: none measured).
+    n_ok : int
+        The night's ok frames (the fraction's denominator; at least 1 is used).
+
+    Returns
+    -------
+    float or None
+        The fraction of frames with a cloud fraction at most :data:`CLEAR_CLOUD_FRACTION`, or None when no
+        frame has a cloud fraction.
+    """
+    cf = np.asarray(cloud_fractions, dtype=float)
+    cf = cf[np.isfinite(cf)]
+    if not len(cf):
+        return None
+    return float(np.sum(cf <= CLEAR_CLOUD_FRACTION) / max(n_ok, 1))
 
 
 def robust_line(t, y, clip: float = 3.0, iterations: int = 3) -> tuple[float, float, float, np.ndarray]:

@@ -266,10 +266,17 @@ def test_nightly_summary_counts_streak_frames_and_the_cloud_fraction(synthetic_l
     frames = pd.read_parquet(f"{lake}/frames")
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT n_frames, n_streak_frames, cloud_fraction_median FROM nights")).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT n_frames, n_streak_frames, cloud_fraction_median, photometric_fraction, photometric FROM nights"
+            )
+        ).all()
     engine.dispose()
     assert len(rows) == 1 and rows[0][:2] == (2, 1)
     assert rows[0][2] == pytest.approx(float(np.median(frames["cloud_fraction"])), abs=1e-6)
+    # no catalogue calibration: the night's photometric status comes from its frames' cloud fractions
+    clear = float(np.mean(frames["cloud_fraction"] <= 0.1))
+    assert rows[0][3] == pytest.approx(clear) and bool(rows[0][4]) == (clear >= 0.8)
 
 
 def test_allsky_demo_passes_from_another_folder(tmp_path, monkeypatch, capsys):
@@ -280,3 +287,24 @@ def test_allsky_demo_passes_from_another_folder(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-1] == "demo: PASS", out
     assert (tmp_path / "sky" / "report" / "index.html").is_file() and (tmp_path / "sky" / "camera-fit.png").is_file()
+
+
+@pytest.mark.realdata
+def test_real_nights_are_photometric_by_their_cloud_fractions(real_lake, tmp_path):
+    """The clear IceAct night (2 % cloud) counts as photometric, the cloudy ones (75 %, CTA overcast) do not:
+    all-sky frames are not calibrated against a catalogue, their cloud fractions say it (before: 0 nights)."""
+    import sqlalchemy as sa
+
+    from skylake.db.mirror import refresh
+
+    url = f"sqlite:///{tmp_path / 'summary.sqlite'}"
+    refresh(real_lake, url)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT instrument, photometric_fraction, photometric FROM nights")).all()
+    engine.dispose()
+    assert sorted((r[0], r[1], bool(r[2])) for r in rows) == [
+        ("CTA-ASC-LP1", 0.0, False),
+        ("IceAct", 0.0, False),
+        ("IceAct", 1.0, True),
+    ]

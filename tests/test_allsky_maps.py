@@ -145,8 +145,35 @@ def test_process_frame_on_the_real_iceact_frames():
     )
     assert r2.cloud_fraction > 0.5
     assert np.median(r2.transparency_horizon["transparency"]) < 0.5
+    _cloud_is_drawn_as_cloud(r, r2)
     assert r2.summary()["sky_mag_zenith"] < r.summary()["sky_mag_zenith"] - 1.0  # lit cloud is brighter
     with pytest.raises(ValueError, match=r"unknown allsky setting\(s\) \['nsid'\]"):
         AllSkySettings.from_dict({"nsid": 8})
     with pytest.raises(ValueError, match="allsky.nside must be a power of 2 .* 12"):
         AllSkySettings(nside=12)
+
+
+def _cloud_is_drawn_as_cloud(clear, cloudy):
+    """Every pixel holding a star a clear sky shows has a value; where none is seen the value is 0 and flagged.
+
+    Before (2026-11-27) the cloudy frame's horizon map had values in 23 pixels and an equatorial pixel at -2.38:
+    stars lost in cloud were left out, so the map was empty exactly where the cloud was. Now 101 horizon
+    pixels of the cloudy frame have values, 67 of them 0 (no star seen), the clear frame 205 (3 with none seen).
+    """
+    from skylake.allsky.maps import MAP_NONE_SEEN, TRANSPARENCY_MAX, _pixels
+
+    for r, none_seen in ((clear, (0, 5)), (cloudy, (50, 90))):
+        used = r.stars[np.asarray(r.stars["use"], bool)]
+        for frame, (lon, lat) in (("horizon", ("az", "alt")), ("equatorial", ("ra", "dec"))):
+            m = r.transparency_horizon if frame == "horizon" else r.transparency_equatorial
+            assert set(np.asarray(m["pixel"])) == set(_pixels(8, used[lon], used[lat])), frame
+            t, flags = np.asarray(m["transparency"]), np.asarray(m["map_flags"])
+            assert np.all((t >= 0) & (t <= TRANSPARENCY_MAX)), frame
+            unseen = (flags & MAP_NONE_SEEN) > 0
+            assert np.array_equal(unseen, np.asarray(m["n_seen"]) == 0)
+            assert np.all(t[unseen] <= 0.1), frame
+        assert none_seen[0] <= unseen.sum() <= none_seen[1]
+    assert len(clear.transparency_horizon) > 180 and len(cloudy.transparency_horizon) > 90
+    assert np.median(clear.transparency_horizon["transparency"]) == pytest.approx(0.9, abs=0.05)
+    seen = cloudy.transparency_horizon[cloudy.transparency_horizon["n_seen"] > 0]
+    assert 0.4 < np.median(seen["transparency"]) < 0.7  # thin cloud where stars still show

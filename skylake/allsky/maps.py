@@ -5,7 +5,11 @@
   in cloud give T ~ 0 rather than an undefined magnitude), equivalently
   ``10**(-0.4 (zp_clear - zp_star))`` with ``zp_star`` the star's zeropoint corrected to airmass 0.
   :func:`transparency_map` takes the median of T per HEALPix pixel (NESTED) in the horizon
-  (az, alt) or equatorial (RA, Dec) frame.
+  (az, alt) or equatorial (RA, Dec) frame, over the stars a clear sky shows (expected S/N >= 10 on the
+  frame's noise); a star that is not *detected* (S/N and centroid, :func:`skylake.allsky.photometry.cloud_fraction`)
+  counts as no light, T = 0: its aperture holds the cloud's texture or glare, not the star. A pixel where no
+  star is seen thus reads 0 (flagged :data:`MAP_NONE_SEEN`: below the stars' detection limit) instead of
+  being left blank, which would draw the cloud as missing data.
 * **Sky brightness** over the whole image comes from the sep background mesh (not the pixels under
   sources): ``SB = zp - 2.5 log10(bkg / exptime / omega)`` mag/arcsec^2, with ``omega`` each
   pixel's solid angle (arcsec^2) from the camera model (:func:`sky_brightness_image`), and its
@@ -27,6 +31,10 @@ from skylake.horizon import airmass
 from skylake.robust import MAD_TO_SIGMA
 
 __all__ = [
+    "MAP_NONE_SEEN",
+    "MAP_CLIPPED_LOW",
+    "MAP_CLIPPED_HIGH",
+    "TRANSPARENCY_MAX",
     "star_transparency",
     "clear_zeropoint",
     "transparency_map",
@@ -37,6 +45,15 @@ __all__ = [
     "sky_background",
 ]
 
+#: ``map_flags``: no predicted star of the pixel was seen (its transparency, 0, is below their detection limit).
+MAP_NONE_SEEN = 1
+#: ``map_flags``: the pixel's value was below 0 and is set to 0.
+MAP_CLIPPED_LOW = 2
+#: ``map_flags``: the pixel's value was above :data:`TRANSPARENCY_MAX` and is set to it.
+MAP_CLIPPED_HIGH = 4
+#: The highest transparency a map keeps: 1 is the clear sky of ``zp_clear``; half again above is stray light.
+TRANSPARENCY_MAX = 1.5
+
 
 def star_transparency(
     stars: Table,
@@ -44,7 +61,7 @@ def star_transparency(
     zp_clear: float,
     exptime_s: float,
     extinction: float = 0.0,
-    min_expected_snr: float = 5.0,
+    min_expected_snr: float = 10.0,
     min_isolation_deg: float = 0.0,
     max_blend: float = 0.5,
 ) -> Table:
@@ -61,9 +78,10 @@ def star_transparency(
         Exposure time, s (> 0).
     extinction : float, default 0.0
         Extinction, mag per airmass.
-    min_expected_snr : float, default 5.0
-        Stars that would not reach this S/N in a clear sky (``expected / flux_err``) carry no
-        information on the transparency and get ``use = False``.
+    min_expected_snr : float, default 10.0
+        Stars that would not reach this S/N in a clear sky (``expected / flux_err``) carry too little
+        information on the transparency and get ``use = False`` (twice the usual detection threshold: a
+        star dimmed by half is still seen, so one that is not seen is clouded).
     min_isolation_deg : float, default 0.0
         Stars with a catalogue neighbour closer than this get ``use = False``.
     max_blend : float or None, default 0.5
@@ -244,20 +262,21 @@ def _group_median(pix, values, err=None):
 
 
 def transparency_map(
-    stars: Table, *, nside: int = 8, frame: str = "horizon", min_stars: int = 3, value: str = "transparency"
+    stars: Table, *, nside: int = 8, frame: str = "horizon", min_stars: int = 1, value: str = "transparency"
 ) -> Table:
-    """Median transparency per HEALPix pixel.
+    """Median transparency per HEALPix pixel, a star not seen counting as no light.
 
     Parameters
     ----------
     stars : astropy.table.Table
         Output of :func:`star_transparency` (rows with ``use`` False are ignored); needs ``alt``,
-        ``az`` for ``frame="horizon"`` and ``ra``, ``dec`` for ``"equatorial"``.
+        ``az`` for ``frame="horizon"`` and ``ra``, ``dec`` for ``"equatorial"``. With a boolean
+        ``detected`` column, a star not detected has ``value`` 0 in the median.
     nside : int, default 8
         HEALPix resolution (NESTED); 8 gives 7.3 deg pixels as in the MDM pipeline.
     frame : {"horizon", "equatorial"}
         Horizon pixels are indexed by (lon = azimuth, lat = altitude).
-    min_stars : int, default 3
+    min_stars : int, default 1
         Pixels with fewer stars are left out.
     value : str, default "transparency"
         The column whose median is taken (its error from ``<value>_err`` when present); the output
@@ -266,9 +285,10 @@ def transparency_map(
     Returns
     -------
     astropy.table.Table
-        ``pixel`` (NESTED), ``lon``, ``lat`` (pixel centre: az/alt or RA/Dec, deg), ``n_stars``,
-        ``transparency`` (median), ``transparency_err``, ``zp_median`` (median ``zp_star`` of the
-        detected stars, NaN if none). Sorted by pixel.
+        ``pixel`` (NESTED), ``lon``, ``lat`` (pixel centre: az/alt or RA/Dec, deg), ``n_stars``, ``n_seen``
+        (those detected), ``transparency`` (median, within [0, :data:`TRANSPARENCY_MAX`]),
+        ``transparency_err``, ``zp_median`` (median ``zp_star`` of the detected stars, NaN if none) and
+        ``map_flags`` (:data:`MAP_NONE_SEEN`, :data:`MAP_CLIPPED_LOW`, :data:`MAP_CLIPPED_HIGH`). Sorted by pixel.
 
     Raises
     ------
@@ -279,43 +299,33 @@ def transparency_map(
         raise ValueError(f"frame must be 'horizon' or 'equatorial', got {frame!r}")
     use = np.asarray(stars["use"], bool) if "use" in stars.colnames else np.ones(len(stars), bool)
     s = stars[use]
+    columns = ("pixel", "lon", "lat", "n_stars", "n_seen", value, f"{value}_err", "zp_median", "map_flags")
+    if len(s) == 0:
+        counts = ("pixel", "n_stars", "n_seen", "map_flags")
+        return Table({c: np.zeros(0, np.int64 if c in counts else float) for c in columns})
     lon, lat = (s["az"], s["alt"]) if frame == "horizon" else (s["ra"], s["dec"])
     pix = _pixels(nside, lon, lat)
-    if len(s) == 0:
-        return Table(
-            {
-                "pixel": np.zeros(0, np.int64),
-                "lon": np.zeros(0),
-                "lat": np.zeros(0),
-                "n_stars": np.zeros(0, int),
-                value: np.zeros(0),
-                f"{value}_err": np.zeros(0),
-                "zp_median": np.zeros(0),
-            }
-        )
-    uniq, counts, med, err = _group_median(
-        pix, np.asarray(s[value], float), np.asarray(s[f"{value}_err"], float) if f"{value}_err" in s.colnames else None
-    )
+    seen = np.asarray(s["detected"], bool) if "detected" in s.colnames else np.ones(len(s), bool)
+    values = np.where(seen, np.asarray(s[value], float), 0.0)
+    errors = np.asarray(s[f"{value}_err"], float) if f"{value}_err" in s.colnames else None
+    uniq, counts, med, err = _group_median(pix, values, errors)
+    n_seen = np.bincount(np.searchsorted(uniq, pix[seen]), minlength=len(uniq))
     zp = np.full(len(uniq), np.nan)
     if "zp_star" in s.colnames:
         zs = np.asarray(s["zp_star"], float)
-        fin = np.isfinite(zs)
+        fin = np.isfinite(zs) & seen
         if fin.any():
             u2, _, m2, _ = _group_median(pix[fin], zs[fin])
             zp[np.searchsorted(uniq, u2)] = m2
+    flags = np.where(n_seen == 0, MAP_NONE_SEEN, 0)
+    flags |= np.where(med < 0, MAP_CLIPPED_LOW, 0) | np.where(med > TRANSPARENCY_MAX, MAP_CLIPPED_HIGH, 0)
+    med = np.clip(med, 0.0, TRANSPARENCY_MAX)
     keep = counts >= min_stars
     clon, clat = pixel_centres(nside, uniq[keep])
-    return Table(
-        {
-            "pixel": uniq[keep].astype(np.int64),
-            "lon": clon,
-            "lat": clat,
-            "n_stars": counts[keep],
-            value: med[keep],
-            f"{value}_err": err[keep],
-            "zp_median": zp[keep],
-        }
-    )
+    cols = (uniq.astype(np.int64), None, None, counts, n_seen, med, err, zp, flags.astype(np.int64))
+    out = {c: v[keep] for c, v in zip(columns, cols, strict=True) if v is not None}
+    out["lon"], out["lat"] = clon, clat
+    return Table({c: out[c] for c in columns})
 
 
 def sky_background(image: np.ndarray, mask: np.ndarray | None = None, *, mesh_px: int = 16, filter_size: int = 3):

@@ -61,7 +61,10 @@ class AllSkySettings:
     nside : int
         HEALPix resolution of the maps (NESTED).
     min_stars : int
-        Fewest stars per transparency pixel.
+        Fewest stars per transparency pixel (1: every pixel with a star a clear sky shows has a value).
+    transparency_snr : float
+        A star counts in the transparency maps when a clear sky would show it at this S/N on the frame's
+        noise (twice ``cloud_snr`` by default: a star dimmed by half is still seen, so one not seen is clouded).
     zp_clear : float or None
         Clear-sky zeropoint, mag for 1 ADU/s above the atmosphere; None = measured on this frame
         (the ``zp_percentile`` of the stars, so a partly cloudy frame still gives about the clear
@@ -106,7 +109,8 @@ class AllSkySettings:
     cloud_snr: float = 5.0
     cloud_offset_deg: float = 0.25
     nside: int = 8
-    min_stars: int = 3
+    min_stars: int = 1
+    transparency_snr: float = 10.0
     zp_clear: float | None = None
     extinction: float = 0.15
     sky_mesh_px: int = 16
@@ -142,6 +146,7 @@ class AllSkySettings:
             "cloud_snr": (0, 1000),
             "cloud_offset_deg": (0.001, 10),
             "min_stars": (1, 1000),
+            "transparency_snr": (1, 1000),
             "extinction": (0, 5),
             "sky_mesh_px": (4, 1024),
             "streak_mesh_px": (8, 1024),
@@ -408,6 +413,7 @@ def _transparency(stars: Table, zp: float, exptime_s: float, s: AllSkySettings) 
         zp_clear=zp,
         exptime_s=exptime_s,
         extinction=s.extinction,
+        min_expected_snr=s.transparency_snr,
         min_isolation_deg=s.min_isolation_deg,
         max_blend=s.max_blend,
     )
@@ -534,6 +540,15 @@ def process_frame(
         max_offset_deg=s.cloud_offset_deg,
     )
     stars["seen"] = cf["seen"]
+    stars["detected"] = cloud_fraction(  # every star, not only those the cloud fraction counts: for the maps
+        stars,
+        model=model,
+        alt_min_deg=-90.0,
+        vmax=99.0,
+        snr_min=s.cloud_snr,
+        max_offset_deg=s.cloud_offset_deg,
+        use_flagged=True,
+    )["seen"]
     zp, zp_src = _zeropoint(stars, exptime_s, s)
     stars, t_hor, t_equ = _transparency(stars, zp, exptime_s, s)
     bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)

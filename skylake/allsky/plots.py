@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "plot_transparency",
+    "STAR_COUNTS",
     "plot_sky_brightness",
     "plot_sky_brightness_map",
     "plot_stars",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 CONVENTION = "N up, E left (seen from below); centre = zenith"
+#: What a transparency map's numbers are.
+STAR_COUNTS = "numbers: stars seen / stars a clear sky shows"
 _FONT = {"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "xtick.labelsize": 12, "ytick.labelsize": 12}
 
 
@@ -139,13 +142,13 @@ def plot_transparency(
 
     ``frame="equatorial"`` tables are drawn at their alt/az at ``time`` (needs ``site``, ``time``).
     The colour bar spans the data within the physical range [0, 1.5] (arrows mark values beyond;
-    ``vmin``/``vmax`` override). Pixels are annotated with their
-    star counts when there are fewer than 150 of them.
+    ``vmin``/``vmax`` override). Pixels are annotated with their star counts when there are fewer than 150
+    of them: stars seen / stars a clear sky shows (a pixel reading ``0/n`` is 0: no star seen).
 
     Parameters
     ----------
     table : astropy.table.Table
-        The map: ``pixel`` (NESTED), ``column`` (and ``n_stars`` for the annotations).
+        The map: ``pixel`` (NESTED), ``column`` (and ``n_stars``, ``n_seen`` for the annotations).
     nside : int
         HEALPix resolution of the map.
     path : str or pathlib.Path
@@ -178,18 +181,25 @@ def plot_transparency(
         polys = _healpix_patches(nside, table["pixel"], frame, site, time)
         pc = _draw_healpix(ax, nside, table, column, frame, "viridis", lo, hi, site, time, alt_min_deg, polys=polys)
         if len(table) < 150 and "n_stars" in table.colnames:
-            for (th, r), n in zip(polys, table["n_stars"]):
+            for (th, r), label in zip(polys, _star_counts(table), strict=True):
                 x, y = r * np.cos(th), r * np.sin(th)
                 rc, tc = np.hypot(x.mean(), y.mean()), np.arctan2(y.mean(), x.mean())
                 if rc <= 90 - alt_min_deg:
-                    ax.text(tc, rc, str(int(n)), ha="center", va="center", fontsize=8, color="w")
+                    ax.text(tc, rc, label, ha="center", va="center", fontsize=8, color="w")
         cax = fig.add_axes([0.84, 0.15, 0.03, 0.64])
         cb = fig.colorbar(pc, cax=cax, extend=extend)
         cb.set_label(f"{column} (1 = clear sky)")
         ax.set_title(
-            title or f"Transparency, HEALPix nside {nside} ({frame} frame)\n{CONVENTION}; numbers = stars", pad=28
+            title or f"Transparency, HEALPix nside {nside} ({frame} frame)\n{CONVENTION}; {STAR_COUNTS}", pad=28
         )
         return _finish(fig, path)
+
+
+def _star_counts(table) -> list[str]:
+    """Each pixel's annotation: ``seen/stars`` (``stars`` alone for a map without ``n_seen``)."""
+    n = np.asarray(table["n_stars"], int)
+    seen = np.asarray(table["n_seen"], float) if "n_seen" in table.colnames else np.full(len(n), np.nan)
+    return [f"{int(s)}/{k}" if np.isfinite(s) else str(k) for s, k in zip(seen, n, strict=True)]
 
 
 def _polar_grid_image(image, model, alt_min_deg=0.0, dzen=0.25, daz=0.5):

@@ -68,7 +68,7 @@ def _map_plots(lake, mine, img: Path, stem: str, fid: int, when: str) -> tuple:
     """
     from astropy.table import Table
 
-    from skylake.allsky.plots import CONVENTION, plot_sky_brightness_map, plot_transparency
+    from skylake.allsky.plots import CONVENTION, STAR_COUNTS, plot_sky_brightness_map, plot_transparency
     from skylake.maps.store import read_maps
 
     pngs = []
@@ -76,7 +76,9 @@ def _map_plots(lake, mine, img: Path, stem: str, fid: int, when: str) -> tuple:
         return None, pngs
     nside = int(mine["nside"].iloc[0])
     pix = Table.from_pandas(
-        read_maps(lake, mine["map_id"].tolist())[["pixel", "lon", "lat", "n_stars", "transparency", "sky_mag"]]
+        read_maps(lake, mine["map_id"].tolist())[
+            ["pixel", "lon", "lat", "n_stars", "n_seen", "transparency", "sky_mag"]
+        ]
     )
     tr = pix[np.isfinite(np.asarray(pix["transparency"], float))]
     sky = pix[np.isfinite(np.asarray(pix["sky_mag"], float))]
@@ -86,7 +88,7 @@ def _map_plots(lake, mine, img: Path, stem: str, fid: int, when: str) -> tuple:
                 tr,
                 nside,
                 img / f"{stem}_allsky_{fid}_transparency.png",
-                title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}",
+                title=f"Transparency, frame {fid} ({when} UTC)\n{CONVENTION}\n{STAR_COUNTS}",
             )
         )
     if len(sky):
@@ -163,7 +165,9 @@ def _latest_frame(lake, frame, index, out: Path, stem: str) -> tuple[list[str], 
     pngs += _stars_plot(lake, frame, fid, vmax, alt_min, img, stem)
     note = str(frame.get("extract_note") or "")
     maps_text = (
-        f"transparency and sky brightness [mag/arcsec&sup2;] per HEALPix pixel (nside {nside}), and "
+        f"transparency (1 = the clear sky of the zeropoint; 0 where none of the pixel's stars a clear sky "
+        f"shows is seen; numbers: stars seen / stars expected) and sky brightness [mag/arcsec&sup2;] per "
+        f"HEALPix pixel (nside {nside}), and "
         if nside
         else f"{html.escape(note if note.startswith('no maps') else 'no maps')}; "
     )

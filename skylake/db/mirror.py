@@ -281,6 +281,11 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
             k_ext = trends.DEFAULT_K_EXT if k_ext is None else k_ext
             zp1 = trends.airmass_corrected(zp, airmass, k_ext)
             fraction = trends.photometric_fraction(zp1, n_ok)
+            photometric = trends.is_photometric(fraction, len(zp))
+            cloud = np.asarray(col["cloud_fraction"][idx], dtype=float)[st == "ok"]
+            if not len(zp) and np.isfinite(cloud).any():  # an all-sky camera: the sky it saw says it
+                fraction = trends.clear_fraction(cloud, n_ok)
+                photometric = trends.is_photometric(fraction, int(np.isfinite(cloud).sum()), min_frames=1)
             rec = {
                 "night": dt.date.fromisoformat(night),
                 "instrument": instrument,
@@ -303,7 +308,7 @@ def night_summary(frames: pa.Table, zeropoints: pa.Table, extinction: pa.Table) 
                 "k_ext": float(k_ext),
                 "zp_airmass1_max": trends.night_envelope(zp1),
                 "color_term_median": _num(np.nanmedian(color_term)) if len(zp) else None,
-                "photometric": trends.is_photometric(fraction, len(zp)),
+                "photometric": photometric,
                 "n_streak_frames": int(np.sum(np.nan_to_num(np.asarray(col["n_streaks"][idx], dtype=float)) > 0)),
                 "cloud_fraction_median": _num(np.nanmedian(np.asarray(col["cloud_fraction"][idx], dtype=float))),
             }

@@ -200,9 +200,10 @@ def aggregate_pixels(stars: pd.DataFrame, sky: pd.DataFrame, astro: pd.DataFrame
     Returns
     -------
     pandas.DataFrame
-        Sorted by (map_key, pixel): map_key, pixel, n_stars, n_frames, zp_median, zp_clear_median [mag],
-        transparency, dzp_scatter [mag], n_sky, sky_mag, sky_mag_scatter [mag/arcsec2], n_astro, dra_arcsec,
-        ddec_arcsec, sep_arcsec [arcsec]; zeropoint and transparency are NaN where n_stars < ``min_stars``.
+        Sorted by (map_key, pixel): map_key, pixel, n_stars, n_seen (null), map_flags (0), n_frames, zp_median,
+        zp_clear_median [mag], transparency, dzp_scatter [mag], n_sky, sky_mag, sky_mag_scatter [mag/arcsec2],
+        n_astro, dra_arcsec, ddec_arcsec, sep_arcsec [arcsec]; zeropoint and transparency are NaN where
+        n_stars < ``min_stars``.
     """
     stars = stars.assign(dzp=stars["zp"] - stars["zp_clear"])
     g = stars.groupby(KEYS, sort=False)
@@ -236,5 +237,7 @@ def aggregate_pixels(stars: pd.DataFrame, sky: pd.DataFrame, astro: pd.DataFrame
     out = out.join(sky_out, how="outer").join(astro_out, how="outer").join(n_frames, how="left")
     for col in ("n_stars", "n_sky", "n_astro", "n_frames"):
         out[col] = out[col].fillna(0).astype(np.int32)
+    out["n_seen"] = np.nan  # null: every star counted here was detected
+    out["map_flags"] = np.int32(0)
     out = out[(out["n_stars"] > 0) | (out["n_sky"] > 0)]  # a pixel with astrometry only has stars too
     return out.reset_index().sort_values(KEYS, kind="stable").reset_index(drop=True)

@@ -244,6 +244,8 @@ def commit_map(
             "lon": lon,
             "lat": lat,
             "n_stars": rng.integers(3, 50, n),
+            "n_seen": np.full(n, None),
+            "map_flags": np.zeros(n, np.int32),
             "n_frames": rng.integers(1, 20, n),
             "zp_median": 21.3 + 2.5 * np.log10(transparency),
             "zp_clear_median": np.full(n, 21.3),

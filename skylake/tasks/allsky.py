@@ -302,7 +302,7 @@ def _map_rows(result, nside: int) -> pd.DataFrame:
     m["nside"] = nside
     m["n_frames"] = 1
     m["zp_clear_median"] = result.zeropoint
-    for c in ("n_stars", "n_sky", "n_astro"):
+    for c in ("n_stars", "n_seen", "map_flags", "n_sky", "n_astro"):
         m[c] = pd.to_numeric(m[c]).fillna(0).astype(np.int64)
     # transparency_err is an error of the median, not a zeropoint scatter: kept out of dzp_scatter
     m["dzp_scatter"] = np.nan
@@ -354,7 +354,6 @@ def _frame_columns(rec: dict, res, site, time, nx: int, ny: int) -> None:
 
 def _source_columns(res, rec: dict, profile, settings, data, site, time) -> dict:
     """The source columns: forced and/or detected rows (``allsky.sources``) placed by the camera model."""
-    from skylake.allsky.photometry import cloud_fraction
     from skylake.frame import astrometry
 
     model = res.model
@@ -362,17 +361,8 @@ def _source_columns(res, rec: dict, profile, settings, data, site, time) -> dict
     parts = []
     choice = profile.allsky["sources"]
     if choice in ("forced", "both") and len(res.stars):
-        everywhere = cloud_fraction(
-            res.stars,
-            model=model,
-            alt_min_deg=-90.0,
-            vmax=99.0,
-            snr_min=settings.cloud_snr,
-            max_offset_deg=settings.cloud_offset_deg,
-            use_flagged=True,
-        )["seen"]
         stars = res.stars[np.isfinite(np.asarray(res.stars["x_pred"], float))]
-        seen = np.asarray(everywhere)[np.isfinite(np.asarray(res.stars["x_pred"], float))]
+        seen = np.asarray(res.stars["detected"])[np.isfinite(np.asarray(res.stars["x_pred"], float))]
         parts.append(_forced_rows(stars, rec["exptime"], seen))
     if choice in ("detected", "both"):
         parts.append(_detected_rows(data, rec, profile, model, site, time))
