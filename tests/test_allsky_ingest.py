@@ -47,6 +47,9 @@ def test_real_frames_cloud_fractions(real_lake):
     assert 0.5 <= cf["iceact_20170611_cloudy.fits"] <= 1.0
     assert 0.9 <= cf["cta_lapalma_20151220_cloudy.fits.gz"] <= 1.0
     assert (frames["n_stars_expected"] >= 100).all()
+    # the camera model checked on every frame, the overcast CTA one too (12 bright stars seen: 0.76 px)
+    assert frames["astrometry_rms_px"].notna().all() and (frames["astrometry_rms_px"] < 1.0).all()
+    assert (frames["camera_shift_px"] < 0.5).all() and frames["extract_note"].str.contains("camera model checked").all()
     assert frames.loc["iceact_20170503_starry.fits", "profile"] == "iceact"
     assert frames.loc["cta_lapalma_20151220_cloudy.fits.gz", "night"] == "2015-12-19"  # 04:07 UTC, Canary time
 

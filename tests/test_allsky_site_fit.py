@@ -81,6 +81,8 @@ def test_iceact_from_its_projection_and_site_alone(tmp_path, capsys):
     assert 0 < model.fit_sigma["x0"] < 0.5
     assert abs(model.f_px - 1.45 / 0.0075) / (1.45 / 0.0075) < 0.01  # the published optics, 193 px per radian
     assert not any(line.startswith("warning") for line in out.splitlines())
+    # no focal length or pixel size anywhere: the millimetres printed are those of an assumed pixel, and said so
+    assert "mm only if the pixels are 1.00 um: the stars give the ratio" in out, out
     # the profile it wrote places frames: it loads and gives the model
     fitted, _ = camera_of(load_profile(written))
     assert fitted.x0 == pytest.approx(model.x0)
@@ -185,3 +187,48 @@ def test_a_profile_with_only_the_projection_loads_but_cannot_ingest(tmp_path):
     bad.write_text(SITE_ONLY.format(name="b", extra="x0 = -5000.5\nk1 = 'big'", catalog="hipparcos"))
     with pytest.raises(ProfileError, match="k1 must be a number"):
         load_profile(bad)
+
+
+@pytest.mark.realdata
+def test_a_night_folder_is_fitted_from_its_clearest_frame_and_the_cloudy_one_says_so(tmp_path, capsys):
+    """The two shared IceAct frames in one folder, from the projection and site alone: the clear frame gives the
+    model (the same as fitted alone), the 75 %-cloud one cannot vote and says so with its cloud fraction."""
+    night = tmp_path / "night"
+    night.mkdir()
+    for name in ("iceact_20170503_starry.fits", "iceact_20170611_cloudy.fits"):
+        (night / name).symlink_to(require_shared(ALLSKY / name))
+    profile = _profile(tmp_path, "site-only")
+    code, out, err, written = _fit(tmp_path, capsys, night, profile)
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert any(line.startswith(f"{night / 'iceact_20170503_starry.fits'}: the clearest (") for line in lines), out
+    cloudy = [line for line in lines if line.startswith(str(night / "iceact_20170611_cloudy.fits"))]
+    assert len(cloudy) == 1 and "too cloudy to vote (cloud fraction 0." in cloudy[0], out
+    assert 0.5 < float(cloudy[0].split("cloud fraction ")[1].split()[0]) < 1.0
+    both = CameraModel.from_dict(tomllib.loads(written.read_text())["camera"])
+    _, _, _, alone_path = _fit(tmp_path / "alone", capsys, night / "iceact_20170503_starry.fits", profile)
+    alone = CameraModel.from_dict(tomllib.loads(alone_path.read_text())["camera"])
+    za, zb = alone.altaz_to_pixel(90.0, 0.0), both.altaz_to_pixel(90.0, 0.0)
+    assert np.hypot(float(za[0]) - float(zb[0]), float(za[1]) - float(zb[1])) < 1.0
+
+
+@pytest.mark.realdata
+def test_a_saturated_moon_and_its_glare_do_not_move_the_searched_zenith():
+    """A copy of the clear IceAct frame with a saturated disc of 30 px and its glare at 45 degrees altitude: the
+    search from the projection and site alone still finds the zenith within 2 px of the frame's own."""
+    path = require_shared(ALLSKY / "iceact_20170503_starry.fits")
+    hip = read_hipparcos(require_shared(ALLSKY / "hipparcos.fits.gz"))
+    site = Site(-89.99, -63.45, 2801.0)
+    with fits.open(path) as hdul:
+        data, header = np.asarray(hdul[0].data, float), hdul[0].header
+    time = Time(header["DATE-OBS"], scale="utc")
+    camera = {"projection": "equidistant"}
+    clear = fit_from_site(data, camera, site, time, hip)
+    mx, my = clear.model.altaz_to_pixel(45.0, 100.0)
+    yy, xx = np.mgrid[: data.shape[0], : data.shape[1]]
+    r = np.hypot(xx - float(mx), yy - float(my))
+    moon = data + 20000.0 * np.exp(-np.clip(r - 15.0, 0, None) / 25.0)  # glare falling off over 25 px
+    moon[r <= 15.0] = 65535.0  # the saturated disc
+    found = fit_from_site(moon, camera, site, time, hip)
+    z0, z1 = clear.model.altaz_to_pixel(90.0, 0.0), found.model.altaz_to_pixel(90.0, 0.0)
+    assert np.hypot(float(z0[0]) - float(z1[0]), float(z0[1]) - float(z1[1])) < 2.0

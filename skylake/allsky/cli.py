@@ -1,4 +1,4 @@
-"""``skylake camera fit FILE --pipeline P``: fit an all-sky camera's model on a clear frame.
+"""``skylake camera fit FRAME... --pipeline P``: fit an all-sky camera's model on its clearest frame.
 
 Reads the frame as ingest does (the profile's ``[header]`` gives its time), fits the profile's ``[camera]``
 model against the bright-star catalogue (``allsky.catalog``: a file, or a refcat of ``--lake``) with the
@@ -6,9 +6,11 @@ model against the bright-star catalogue (``allsky.catalog``: a file, or a refcat
 residual in px and deg and each parameter's spread, says in one line when the header's or the profile's focal
 length and pixel size disagree with the scale the stars give, draws the residual plot and writes a profile
 (``--out``) that extends P with the fitted ``[camera]`` (with the fit's stars, rms and spreads): the file the
-user keeps and ingests with. A ``[camera]`` that gives only the lens projection (with the profile's
-``[site]``) is searched from nothing (``--search`` forces it): every zenith pixel of the image, both parities,
-any rotation and scale (:mod:`skylake.allsky.search`).
+user keeps and ingests with. Given several frames (or folders), each is fitted alone and the clearest (the most
+stars matched) gives the model; each other frame says its cloud fraction with that model and whether it agrees
+or was too cloudy to vote (fewer than half the clearest's stars). A ``[camera]`` that gives only the lens
+projection (with the profile's ``[site]``) is searched from nothing (``--search`` forces it): every zenith pixel
+of the image, both parities, any rotation and scale (:mod:`skylake.allsky.search`).
 
 Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes: 0 fitted; 2 usage error (no such file,
 a profile without ``[camera]``, no catalogue); 4 the fit failed (the reason is printed: too few stars,
@@ -27,6 +29,8 @@ from skylake.errors import EXIT_NOTHING, EXIT_OK, FrameRejected, UsageError, com
 
 __all__ = [
     "CameraCliError",
+    "FRAME_PATTERNS",
+    "VOTE_FRACTION",
     "read_frame",
     "FOCAL_LENGTH_KEYS",
     "PIXEL_SIZE_KEYS",
@@ -288,9 +292,23 @@ def _fit(image, profile, site, time, source: str, settings, search: bool):
     )
 
 
-def _print_fit(args, fit, settings, search: bool, missing) -> None:
+def _scale_given(camera: dict, header) -> bool:
+    """Whether a focal length or pixel size is known (the profile's or the header's): the stars give only their
+    ratio, so without one the millimetres printed are those of an assumed pixel."""
+    if "focal_length_mm" in camera or "pixel_size_mm" in camera:
+        return True
+    return any(header.get(k) for k in (*FOCAL_LENGTH_KEYS, *PIXEL_SIZE_KEYS))
+
+
+def _print_fit(args, fit, settings, search: bool, missing, scale_given: bool = True) -> None:
     """Print the stars used, the rms residual and the fitted model with its parameters' spread."""
     m = fit.model
+    optics = (
+        f"f = {m.focal_length_mm:.5f} mm at {1000 * m.pixel_size_mm:.2f} um pixels"
+        if scale_given
+        else f"f = {m.focal_length_mm:.5f} mm only if the pixels are {1000 * m.pixel_size_mm:.2f} um: the stars "
+        "give the ratio, and neither the profile nor the header gives a focal length or pixel size"
+    )
     print(
         f"{args.file}: {fit.n_matched} stars of V < {settings.fit_vmax:g} above {settings.fit_alt_min_deg:g} deg "
         f"used ({fit.n_detected} detected, {fit.n_predicted} predicted, {fit.n_clipped} clipped)"
@@ -305,8 +323,8 @@ def _print_fit(args, fit, settings, search: bool, missing) -> None:
     print(f"rms residual {fit.rms_px:.3f} px = {fit.rms_deg:.4f} deg ({3600 * fit.rms_deg:.0f} arcsec)")
     spread = fit.sigma
     print(
-        f"model: {m.projection}, {m.f_px:.3f} px per radian (f = {m.focal_length_mm:.5f} mm at "
-        f"{1000 * m.pixel_size_mm:.2f} um pixels), zenith x0 = {m.x0:.3f} +- {spread.get('x0', float('nan')):.3f}, "
+        f"model: {m.projection}, {m.f_px:.3f} px per radian ({optics}), "
+        f"zenith x0 = {m.x0:.3f} +- {spread.get('x0', float('nan')):.3f}, "
         f"y0 = {m.y0:.3f} +- {spread.get('y0', float('nan')):.3f} px, rotation {m.rotation_deg:.3f} +- "
         f"{spread.get('rotation_deg', float('nan')):.3f} deg, parity {m.parity:+d}, k1 = {m.k1:.5f}"
         + (f", tilt {m.tilt_deg:.3f} deg towards {m.tilt_az_deg:.1f}" if m.tilt_deg else "")
@@ -329,12 +347,106 @@ def _write_profile(args, profile, fit) -> None:
     print(f"profile: {out} (ingest with --pipeline {out})")
 
 
-@_errors
-def _cmd_camera_fit(args) -> int:
+#: Frame files a folder given to ``camera fit`` is searched for.
+FRAME_PATTERNS = ("*.fits", "*.fit", "*.fts", "*.fits.gz", "*.fit.gz")
+#: A frame whose stars matched fewer than this fraction of the clearest frame's is too cloudy to vote.
+VOTE_FRACTION = 0.5
+
+
+def _frame_files(paths: list[str]) -> list[str]:
+    """The frames named: files as given, folders searched (not recursively) for :data:`FRAME_PATTERNS`."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted({str(f) for pattern in FRAME_PATTERNS for f in Path(p).glob(pattern)})
+            if not found:
+                raise FileNotFoundError(f"no frames ({', '.join(FRAME_PATTERNS)}) in folder {p}")
+            out += found
+        elif os.path.isfile(p):
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no such file: {p}")
+    return out
+
+
+def _fit_each(files, profile, site, source, settings, search: bool) -> list[tuple]:
+    """Each frame's fit: ``(file, image, fit or None, why not)``."""
     from astropy.time import Time
 
+    from skylake.allsky.fit import CameraFitError
+
+    tried = []
+    for file in files:
+        try:
+            image, rec = read_frame(file, profile)
+        except FrameRejected as exc:
+            raise CameraCliError(f"{file}: {exc.reason}") from None
+        try:
+            fit = _fit(image, profile, site, Time(rec["mjd"], format="mjd", scale="utc"), source, settings, search)
+        except CameraFitError as exc:
+            tried.append((file, image, None, exc.reason))
+        else:
+            tried.append((file, image, fit, ""))
+    return tried
+
+
+def _cloud_with(model, image, profile, site, source, settings) -> float:
+    """A frame's cloud fraction with ``model``: how much of its sky the stars say is clouded."""
+    from astropy.time import Time
+
+    from skylake.allsky.photometry import cloud_fraction, photometer_catalog
+    from skylake.frame.header import frame_record
+    from skylake.tasks.allsky import bright_stars
+
+    time = Time(frame_record(image.header, profile, image.file_max)["mjd"], format="mjd", scale="utc")
+    stars = photometer_catalog(
+        image.data, model, site, time, bright_stars(source), vmax=settings.cloud_vmax, alt_min_deg=settings.alt_min_deg
+    )
+    cf = cloud_fraction(
+        stars,
+        model=model,
+        alt_min_deg=settings.cloud_alt_min_deg,
+        vmax=settings.cloud_vmax,
+        snr_min=settings.cloud_snr,
+        max_offset_deg=settings.cloud_offset_deg,
+    )
+    return cf["cloud_fraction"]
+
+
+def _the_vote(tried, profile, site, source, settings) -> tuple | None:
+    """The clearest frame's fit (the most stars matched), each frame's part said in one line; None when none fits."""
+    fitted = [t for t in tried if t[2] is not None]
+    if not fitted:
+        return None
+    best = max(fitted, key=lambda t: (t[2].n_matched, -t[2].rms_px))
+    if len(tried) > 1:
+        for file, image, fit, why in tried:
+            if file == best[0]:
+                print(f"{file}: the clearest ({fit.n_matched} stars, rms {fit.rms_px:.2f} px): its fit is the model")
+                continue
+            cloud = _cloud_with(best[2].model, image, profile, site, source, settings)
+            if fit is None or fit.n_matched < VOTE_FRACTION * best[2].n_matched:
+                alone = f"alone: {why}" if fit is None else f"{fit.n_matched} stars matched alone"
+                print(f"{file}: too cloudy to vote (cloud fraction {cloud:.2f} with the model; {alone})")
+            else:
+                d = _zenith_distance(fit.model, best[2].model)
+                print(f"{file}: {fit.n_matched} stars, rms {fit.rms_px:.2f} px, zenith {d:.2f} px from the model's")
+    return best
+
+
+def _zenith_distance(a, b) -> float:
+    """How far apart two models put the zenith, px."""
+    import math
+
+    xa, ya = a.altaz_to_pixel(90.0, 0.0)
+    xb, yb = b.altaz_to_pixel(90.0, 0.0)
+    return math.hypot(float(xa) - float(xb), float(ya) - float(yb))
+
+
+@_errors
+def _cmd_camera_fit(args) -> int:
     from skylake.allsky.camera import CameraModel, Site
-    from skylake.allsky.fit import CameraFitError, plot_fit_residuals
+    from skylake.allsky.fit import plot_fit_residuals
     from skylake.allsky.pipeline import allsky_settings
     from skylake.profile import load_profile
 
@@ -344,21 +456,21 @@ def _cmd_camera_fit(args) -> int:
             f"profile {profile.name!r} ({profile.source}) has no [camera] section to fit (give at "
             f'least its projection, e.g. [camera] projection = "equidistant", and its [site])'
         )
-    if not os.path.isfile(args.file):
-        raise FileNotFoundError(f"no such file: {args.file}")
+    files = _frame_files(args.files)
     source = _catalog_file(args, profile)
     missing = CameraModel.missing(profile.camera)
     site = Site(profile.site.lat_deg, profile.site.lon_deg, profile.site.height_m)
     settings = allsky_settings(profile)
-    image, rec = read_frame(args.file, profile)
-    time = Time(rec["mjd"], format="mjd", scale="utc")
     search = args.search or bool(missing)
-    try:
-        fit = _fit(image, profile, site, time, source, settings, search)
-    except CameraFitError as exc:
-        print(f"camera fit failed on {args.file}: {exc.reason}", file=sys.stderr)
+    tried = _fit_each(files, profile, site, source, settings, search)
+    best = _the_vote(tried, profile, site, source, settings)
+    if best is None:
+        for file, _, _, why in tried:
+            print(f"camera fit failed on {file}: {why}", file=sys.stderr)
         return EXIT_NOTHING
-    _print_fit(args, fit, settings, search, missing)
+    file, image, fit, _ = best
+    args.file = file
+    _print_fit(args, fit, settings, search, missing, scale_given=_scale_given(profile.camera, image.header))
     for line in scale_contradictions(image.header, profile.camera, fit.model):
         print(line)
     plot = Path(args.plot)
@@ -367,7 +479,7 @@ def _cmd_camera_fit(args) -> int:
         fit,
         plot,
         image=image.data,
-        title=f"{Path(args.file).name}: camera fit, rms {fit.rms_px:.2f} px over {fit.n_matched} stars",
+        title=f"{Path(file).name}: camera fit, rms {fit.rms_px:.2f} px over {fit.n_matched} stars",
     )
     print(f"residual plot: {plot}")
     if args.out:
@@ -391,7 +503,13 @@ def add_commands(sub) -> None:
         description=__doc__.split("\n\n")[1].replace("\n", " ")
         + " Exit codes: 0 fitted; 2 usage error; 4 the fit failed (reason printed).",
     )
-    f.add_argument("file", help="a clear frame of the camera (FITS)")
+    f.add_argument(
+        "files",
+        nargs="+",
+        metavar="FRAME",
+        help="frames of the camera (FITS files, or folders of them): each is fitted alone and the clearest "
+        "(most stars matched) gives the model; the others say whether they agree or were too cloudy to vote",
+    )
     f.add_argument(
         "--pipeline",
         required=True,

@@ -36,6 +36,12 @@ class AllSkySettings:
     refit : bool
         Refit the camera model on every frame (``fit_camera`` from the profile's model); when it
         fails (cloudy frame) the profile's model is used and the reason is noted.
+    check_model : bool
+        Without ``refit``, check the profile's model on every frame from its bright stars' centroids
+        (:mod:`skylake.allsky.check`): the frame's ``astrometry_rms_px``, shift and turn; a camera that moved
+        is refitted from the model (the frame's note says so), or the frame gets the status ``camera_moved``.
+    moved_px : float
+        The camera moved when the fitted shift and turn displace a bright star by this much, px.
     fit : tuple of str
         Parameters refitted.
     fit_vmax, fit_alt_min_deg : float
@@ -89,6 +95,8 @@ class AllSkySettings:
     """
 
     refit: bool = False
+    check_model: bool = True
+    moved_px: float = 1.0
     fit: tuple = ("x0", "y0", "rotation_deg", "focal_length_mm", "k1")
     fit_vmax: float = 4.5
     fit_alt_min_deg: float = 20.0
@@ -145,6 +153,7 @@ class AllSkySettings:
             "cloud_alt_min_deg": (0, 89),
             "cloud_snr": (0, 1000),
             "cloud_offset_deg": (0.001, 10),
+            "moved_px": (0.05, 100),
             "min_stars": (1, 1000),
             "transparency_snr": (1, 1000),
             "extinction": (0, 5),
@@ -278,7 +287,9 @@ class AllSkyResult:
     model : CameraModel
         The model used: the refitted one, or the profile's.
     fit : skylake.allsky.fit.FitResult or None
-        The refit (``AllSkySettings.refit``), None when there was none or it failed.
+        The refit (``AllSkySettings.refit``, or of a camera that moved), None when there was none or it failed.
+    check : skylake.allsky.check.ModelCheck or None
+        The stored model's offsets on the frame and whether the camera moved (None with ``refit``).
     stars : astropy.table.Table
         Forced photometry of the catalogue stars, with ``seen`` (and the transparency columns when
         there is a zeropoint).
@@ -304,6 +315,7 @@ class AllSkyResult:
 
     model: CameraModel
     fit: Any
+    check: Any
     stars: Table
     cloud_fraction: float
     n_seen: int
@@ -352,15 +364,15 @@ class AllSkyResult:
         return slice(max(0, yi - r), yi + r + 1), slice(max(0, xi - r), xi + r + 1)
 
 
-def _refit(image, model, site, time, catalog, s: AllSkySettings, mag_column, mask, notes: dict) -> tuple:
-    """The frame's refit (``s.refit``) and the model to use: ``(fit, model)``.
+def _refit(image, model, site, time, catalog, s: AllSkySettings, mag_column, mask, notes: dict, moved=False) -> tuple:
+    """The frame's refit (``s.refit``, or ``moved``: the camera moved) and the model to use: ``(fit, model)``.
 
     A failed fit gives ``(None, model)`` and its reason in ``notes["fit"]``.
     """
     from skylake.allsky.fit import CameraFitError, fit_camera
 
     fit = None
-    if s.refit:
+    if s.refit or moved:
         try:
             fit = fit_camera(
                 image,
@@ -379,6 +391,54 @@ def _refit(image, model, site, time, catalog, s: AllSkySettings, mag_column, mas
         except CameraFitError as exc:
             notes["fit"] = f"profile model used: {exc.reason}"
     return fit, model
+
+
+def _photometry(image, model, site, time, catalog, s: AllSkySettings, mag_column, mask) -> tuple:
+    """Forced photometry of the catalogue stars with ``seen`` (the cloud fraction's) and ``detected`` (every
+    star's), and the cloud fraction: ``(stars, cf)``."""
+    from skylake.allsky.photometry import cloud_fraction, photometer_catalog
+
+    stars = photometer_catalog(
+        image,
+        model,
+        site,
+        time,
+        catalog,
+        vmax=s.vmax,
+        alt_min_deg=s.alt_min_deg,
+        mag_column=mag_column,
+        mask=mask,
+        neighbour_dmag=s.neighbour_dmag,
+        psf_sigma_px=s.psf_sigma_px,
+        r_ap=s.aperture_px,
+        r_in=s.annulus_inner_px,
+        r_out=s.annulus_outer_px,
+        recentroid_px=s.recentroid_px,
+        saturation=s.saturation_adu,
+    )
+    seen = {"model": model, "snr_min": s.cloud_snr, "max_offset_deg": s.cloud_offset_deg}
+    cf = cloud_fraction(stars, alt_min_deg=s.cloud_alt_min_deg, vmax=s.cloud_vmax, **seen)
+    stars["seen"] = cf["seen"]
+    # every star, not only those the cloud fraction counts: for the maps
+    stars["detected"] = cloud_fraction(stars, alt_min_deg=-90.0, vmax=99.0, use_flagged=True, **seen)["seen"]
+    return stars, cf
+
+
+def _check(stars: Table, model: CameraModel, s: AllSkySettings):
+    """The stored model's offsets on this frame (:func:`skylake.allsky.check.check_model`)."""
+    from skylake.allsky.check import check_model
+
+    return check_model(
+        stars, model, vmax=s.fit_vmax, alt_min_deg=s.fit_alt_min_deg, snr_min=s.cloud_snr, moved_px=s.moved_px
+    )
+
+
+def _moved_by(check, stored: CameraModel, refit: CameraModel, stars: Table, s: AllSkySettings):
+    """The check with the move the refit found (:func:`skylake.allsky.check.refitted_move`)."""
+    from skylake.allsky.check import refitted_move
+
+    bright = (np.asarray(stars["mag"], float) <= s.fit_vmax) & (np.asarray(stars["alt"], float) >= s.fit_alt_min_deg)
+    return refitted_move(check, stored, refit, stars[bright])
 
 
 def _zeropoint(stars: Table, exptime_s: float, s: AllSkySettings) -> tuple[float, str]:
@@ -506,49 +566,24 @@ def process_frame(
     ValueError
         If ``exptime_s`` is not positive.
     """
-    from skylake.allsky.photometry import cloud_fraction, photometer_catalog
-
     s = settings or AllSkySettings()
     if not exptime_s or exptime_s <= 0:
         raise ValueError(f"exptime_s must be > 0, got {exptime_s!r}")
     notes: dict = {}
     fit, model = _refit(image, model, site, time, catalog, s, mag_column, mask, notes)
-    stars = photometer_catalog(
-        image,
-        model,
-        site,
-        time,
-        catalog,
-        vmax=s.vmax,
-        alt_min_deg=s.alt_min_deg,
-        mag_column=mag_column,
-        mask=mask,
-        neighbour_dmag=s.neighbour_dmag,
-        psf_sigma_px=s.psf_sigma_px,
-        r_ap=s.aperture_px,
-        r_in=s.annulus_inner_px,
-        r_out=s.annulus_outer_px,
-        recentroid_px=s.recentroid_px,
-        saturation=s.saturation_adu,
-    )
-    cf = cloud_fraction(
-        stars,
-        model=model,
-        alt_min_deg=s.cloud_alt_min_deg,
-        vmax=s.cloud_vmax,
-        snr_min=s.cloud_snr,
-        max_offset_deg=s.cloud_offset_deg,
-    )
-    stars["seen"] = cf["seen"]
-    stars["detected"] = cloud_fraction(  # every star, not only those the cloud fraction counts: for the maps
-        stars,
-        model=model,
-        alt_min_deg=-90.0,
-        vmax=99.0,
-        snr_min=s.cloud_snr,
-        max_offset_deg=s.cloud_offset_deg,
-        use_flagged=True,
-    )["seen"]
+    stars, cf = _photometry(image, model, site, time, catalog, s, mag_column, mask)
+    check = None
+    if fit is None and s.check_model:
+        check = _check(stars, model, s)
+        if check.moved:  # refit from the stored model, then measure again with the new one
+            stored = model
+            fit, model = _refit(image, model, site, time, catalog, s, mag_column, mask, notes, moved=True)
+            if fit is not None:
+                check = _moved_by(check, stored, model, stars, s)
+                stars, cf = _photometry(image, model, site, time, catalog, s, mag_column, mask)
+        notes["camera"] = check.describe() + (
+            f"; refitted: rms {fit.rms_px:.2f} px over {fit.n_matched} stars" if check.moved and fit else ""
+        )
     zp, zp_src = _zeropoint(stars, exptime_s, s)
     stars, t_hor, t_equ = _transparency(stars, zp, exptime_s, s)
     bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
@@ -558,6 +593,7 @@ def process_frame(
     return AllSkyResult(
         model=model,
         fit=fit,
+        check=check,
         stars=stars,
         cloud_fraction=cf["cloud_fraction"],
         n_seen=cf["n_seen"],

@@ -20,6 +20,7 @@ __all__ = [
     "plot_sky_brightness_map",
     "plot_stars",
     "plot_fit_residuals",
+    "plot_model_offsets",
     "CONVENTION",
 ]
 
@@ -410,6 +411,66 @@ def plot_stars(
                     ax.text(t_, r_ + 2.5, f"HIP {int(h_)}", color="y", fontsize=8)
         ax.set_rlim(0, 90.0 - alt_min_deg)
         ax.set_title(title or f"Catalogue stars on the frame\n{CONVENTION}", pad=28)
+        return _finish(fig, path)
+
+
+def plot_model_offsets(frames, path, *, title: str | None = None, moved_px: float | None = None):
+    """The camera model's offsets on each frame over time (:mod:`skylake.allsky.check`), moved frames in red.
+
+    Parameters
+    ----------
+    frames : pandas.DataFrame
+        The camera's frames: ``mjd``, ``astrometry_rms_px``, ``camera_shift_px``, ``camera_rotation_deg`` and
+        ``extract_note`` (a frame whose note says "camera moved" is drawn in red) and ``status`` (a frame of
+        status ``camera_moved`` was not refitted: black).
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    title : str, optional
+        The figure's title.
+    moved_px : float, optional
+        The profile's ``moved_px``, drawn as a dashed line on the shift panel.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
+    """
+    from astropy.time import Time
+
+    plt = _mpl()
+    when = Time(np.asarray(frames["mjd"], float), format="mjd").to_datetime()
+    moved = frames["extract_note"].fillna("").str.contains("camera moved").to_numpy()
+    lost = (frames["status"] == "camera_moved").to_numpy() if "status" in frames else np.zeros(len(frames), bool)
+    kinds = (
+        (~moved & ~lost, "o", "tab:blue", "model fits"),
+        (moved & ~lost, "s", "tab:red", "camera moved, refitted"),
+        (lost, "x", "k", "camera moved, not refitted (status camera_moved)"),
+    )
+    panels = (
+        ("astrometry_rms_px", "model rms [px]"),
+        ("camera_shift_px", "shift [px]"),
+        ("camera_rotation_deg", "turn [deg]"),
+    )
+    with plt.rc_context(_FONT):
+        fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+        for ax, (column, label) in zip(axes, panels, strict=True):
+            v = np.asarray(frames[column], float)
+            for sel, marker, colour, name in kinds:
+                if sel.any():
+                    ax.plot(when[sel], v[sel], marker, ms=6, color=colour, label=name)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        if moved_px is not None:
+            axes[1].axhline(moved_px, ls="--", color="0.4", lw=1)
+            axes[1].annotate(
+                f"moved_px = {moved_px:g}", (0.99, moved_px), xycoords=("axes fraction", "data"), ha="right",
+                va="bottom", fontsize=10, color="0.3",
+            )  # fmt: skip
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=10, frameon=False)
+        axes[-1].set_xlabel("frame time [UTC]")
+        fig.autofmt_xdate()
+        fig.suptitle(title or "Camera model on each frame: bright stars' centroid - prediction")
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         return _finish(fig, path)
 
 

@@ -31,6 +31,8 @@ FRAME_COLUMNS = [
     "sky_mag_zenith",
     "n_streaks",
     "astrometry_rms_px",
+    "camera_shift_px",
+    "camera_rotation_deg",
 ]
 
 
@@ -59,6 +61,12 @@ def _fmt(v, digits=3):
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "&ndash;"
     return f"{v:.{digits}f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _plain(v) -> str:
+    """A number for a picture's title (no HTML entity): two decimals, or "unknown"."""
+    v = float(v) if v is not None else float("nan")
+    return f"{v:.2f}" if np.isfinite(v) else "unknown"
 
 
 def _map_plots(lake, mine, img: Path, stem: str, fid: int, when: str) -> tuple:
@@ -103,16 +111,21 @@ def _map_plots(lake, mine, img: Path, stem: str, fid: int, when: str) -> tuple:
     return nside, pngs
 
 
-def _cloud_stars_limits(lake, frame) -> tuple[float, float]:
-    """The stars the cloud fraction counts, as the frame's profile says: ``(vmax, alt_min_deg)``."""
+def _settings_of(lake, frame):
+    """The ``[allsky]`` settings of the profile that ingested ``frame`` (None when the lake does not hold it)."""
     from skylake.profile import ProfileError
     from skylake.profile_store import frames_profile
 
     try:
         prof = frames_profile(lake, frame["profile"], frame["pipeline_version"])
-    except ProfileError:  # a lake without the profile stored: the camera project's defaults
-        prof = None
-    cfg = allsky_settings(prof) if prof is not None and prof.is_allsky else None
+    except ProfileError:
+        return None
+    return allsky_settings(prof) if prof.is_allsky else None
+
+
+def _cloud_stars_limits(lake, frame) -> tuple[float, float]:
+    """The stars the cloud fraction counts, as the frame's profile says: ``(vmax, alt_min_deg)``."""
+    cfg = _settings_of(lake, frame)  # None: a lake without the profile stored: the camera project's defaults
     return (cfg.cloud_vmax, cfg.cloud_alt_min_deg) if cfg is not None else (4.0, 20.0)
 
 
@@ -150,7 +163,7 @@ def _stars_plot(lake, frame, fid: int, vmax: float, alt_min: float, img: Path, s
             stars,
             img / f"{stem}_allsky_{fid}_stars.png",
             seen=seen,
-            title=f"Catalogue stars, frame {fid}: cloud fraction {_fmt(frame['cloud_fraction'], 2)}\n{CONVENTION}",
+            title=f"Catalogue stars, frame {fid}: cloud fraction {_plain(frame['cloud_fraction'])}\n{CONVENTION}",
         )
     ]
 
@@ -181,8 +194,9 @@ def _latest_frame(lake, frame, index, out: Path, stem: str) -> tuple[list[str], 
     return parts, [Path(p) for p in pngs]
 
 
-def _frames_table(frames) -> str:
-    """The table of the latest :data:`TABLE_FRAMES` frames, newest first, with its heading."""
+def _frames_table(frames, settings=None) -> str:
+    """The table of the latest :data:`TABLE_FRAMES` frames, newest first, with its heading (and, when the
+    profile's ``settings`` give ``zp_clear``, a line saying the zeropoint is that setting, not a measure)."""
     head = "".join(f"<th>{c}</th>" for c in FRAME_COLUMNS)
     rows = []
     for r in frames.iloc[::-1][:TABLE_FRAMES].itertuples():
@@ -196,7 +210,24 @@ def _frames_table(frames) -> str:
     n_streak_frames = int((frames["n_streaks"].fillna(0) > 0).sum())
     return (
         f"<h3>All-sky frames (latest {min(len(frames), TABLE_FRAMES)} of {len(frames)}; {n_streak_frames} "
-        f"with streaks)</h3>\n<div class=scroll><table><tr>{head}</tr>\n" + "\n".join(rows) + "</table></div>"
+        f"with streaks)</h3>\n{_zeropoint_note(settings)}<div class=scroll><table><tr>{head}</tr>\n"
+        + "\n".join(rows)
+        + "</table></div>"
+    )
+
+
+def _zeropoint_note(settings) -> str:
+    """What ``allsky_zeropoint`` is: a setting copied (``zp_clear``) or measured on each frame."""
+    if settings is None:
+        return ""
+    if settings.zp_clear is not None:
+        return (
+            f"<p class=muted>allsky_zeropoint is the profile's <code>zp_clear = {settings.zp_clear:g}</code>: a "
+            "setting the transparency maps are relative to, not a measure of these frames.</p>\n"
+        )
+    return (
+        f"<p class=muted>allsky_zeropoint is measured on each frame: the {settings.zp_percentile:g}th percentile of "
+        "its stars' zeropoints.</p>\n"
     )
 
 
@@ -234,8 +265,31 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
     images: list[Path] = []
     ok = frames[frames["status"] != "rejected"]
     if len(ok):
-        # the latest frame; its maps when it has them (a frame without a zeropoint has none)
-        latest, images = _latest_frame(lake, ok.iloc[-1], index, out, stem)
+        # the latest frame whose model fits (else the latest kept); its maps when it has them (a frame
+        # without a zeropoint has none)
+        good = ok[ok["status"] == "ok"]
+        latest, images = _latest_frame(lake, (good if len(good) else ok).iloc[-1], index, out, stem)
         parts += latest
-    parts.append(_frames_table(frames))
+    offsets = _offsets_plot(lake, ok, out / "img", stem)
+    if offsets is not None:
+        images.append(offsets)
+        parts.append(
+            "<h3>Camera model on each frame</h3>\n<p class=muted>The bright stars' centroids against the "
+            "profile's model: its rms, and the shift and turn of the chip they give. A frame where the camera "
+            "moved is refitted from the model (red); one that cannot be is kept with the status camera_moved.</p>"
+            f'<img src="img/{offsets.name}" alt="camera model offsets" width="70%">'
+        )
+    parts.append(_frames_table(frames, _settings_of(lake, frames.iloc[-1])))
     return "\n".join(parts), images
+
+
+def _offsets_plot(lake, frames, img: Path, stem: str) -> Path | None:
+    """The model's offsets over the frames (None when no frame was checked)."""
+    from skylake.allsky.plots import plot_model_offsets
+
+    checked = frames[frames["camera_shift_px"].notna()]
+    if checked.empty:
+        return None
+    cfg = _settings_of(lake, checked.iloc[-1])
+    moved_px = cfg.moved_px if cfg is not None else None
+    return plot_model_offsets(checked, img / f"{stem}_allsky_offsets.png", moved_px=moved_px)

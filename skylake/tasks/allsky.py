@@ -6,7 +6,7 @@
     header record (time, exposure)  ->  process_frame (camera model, bright stars, [allsky])
         -> forced rows (catalogue stars) and/or detected rows (sep), placed by the camera model:
            alt/az, RA/Dec, _healpix_29; provenance: measure, position_from, frame's camera_model
-        -> frame columns: cloud fraction, fit residual, zeropoint, zenith sky, streak count
+        -> frame columns: cloud fraction, the model's offsets (or refit), zeropoint, zenith sky, streak count
         -> streak rows (endpoints, width, brightness), sources on a streak flagged ON_STREAK
         -> per-frame transparency / sky-brightness HEALPix maps (horizon, equatorial) for LAKE/maps
 
@@ -31,6 +31,7 @@ from skylake.lake.tables import MAPS, SOURCES, STREAKS
 from skylake.schema import table_schema
 
 __all__ = [
+    "CAMERA_MOVED",
     "ON_STREAK",
     "FORCED_NOT_SEEN",
     "FORCED_SHIFT",
@@ -48,6 +49,9 @@ __all__ = [
 #: Source flag bits of schemas/sources.yaml set here.
 ON_STREAK, FORCED_NOT_SEEN, FORCED_SHIFT, FORCED_ANNULUS = 512, 1024, 2048, 4096
 APER_HASMASKED, SATURATED = 32, 256
+#: A frame's quality status: the camera moved (skylake.allsky.check) and could not be refitted, so its positions,
+#: forced photometry and maps are off (its sources are kept, as with every quality status).
+CAMERA_MOVED = "camera_moved"
 
 
 # -- the catalogue ------------------------------------------------------------------------------------
@@ -339,11 +343,20 @@ def _frame_columns(rec: dict, res, site, time, nx: int, ny: int) -> None:
     )
     ra_c, dec_c = site.altaz_to_radec(np.array([90.0]), np.array([0.0]), time)
     rec.update(ra_center=float(ra_c[0]), dec_center=float(dec_c[0]), pixscale=float(3600.0 / model.plate_scale(0.0)))
+    if res.check is not None:
+        rec.update(camera_shift_px=math.hypot(res.check.shift_x_px, res.check.shift_y_px))
+        rec.update(camera_rotation_deg=res.check.rotation_deg)
     if res.fit is not None:
         rec.update(
             astrometry_rms_px=res.fit.rms_px,
             astrometry_rms_arcsec=3600.0 * res.fit.rms_deg,
             astrometry_n_stars=res.fit.n_matched,
+        )
+    elif res.check is not None and res.check.n_stars:  # the profile's model, as the frame's stars see it
+        rec.update(
+            astrometry_rms_px=res.check.rms_px,
+            astrometry_rms_arcsec=res.check.rms_px * rec["pixscale"],
+            astrometry_n_stars=res.check.n_stars,
         )
     notes = [f"{k}: {v}" for k, v in res.notes.items() if k != "bias_adu"]
     if not math.isfinite(res.zeropoint):
@@ -472,11 +485,15 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     streaks = _streak_rows(res, cols, rec["mjd"], site, time)
     rec["n_sources"] = len(cols["ra"])
     rec["status"], rec["reason"] = "ok", ""
+    maps = _map_rows(res, settings.nside)
+    if res.check is not None and res.check.moved and res.fit is None:  # positions, photometry and maps are off
+        rec["status"], rec["reason"] = CAMERA_MOVED, f"{res.check.describe()}; {res.notes.get('fit', 'not refitted')}"
+        rec["cloud_fraction"], maps = math.nan, pd.DataFrame()  # stars missed by the model, not by clouds
     if not math.isfinite(res.cloud_fraction):
         rec["extract_note"] = "; ".join(
             filter(None, [rec.get("extract_note", ""), "no catalogue star expected: cloud fraction unknown"])
         )
-    return cols, {STREAKS: streaks, MAPS: _map_rows(res, settings.nside)}
+    return cols, {STREAKS: streaks, MAPS: maps}
 
 
 def reflag_streaks(trails: dict, frame_id: int, rows):
