@@ -392,24 +392,15 @@ def _fit_each(files, profile, site, source, settings, search: bool) -> list[tupl
 
 def _cloud_with(model, image, profile, site, source, settings) -> float:
     """A frame's cloud fraction with ``model``: how much of its sky the stars say is clouded."""
+    import numpy as np
     from astropy.time import Time
 
-    from skylake.allsky.photometry import cloud_fraction, photometer_catalog
+    from skylake.allsky.pipeline import measure_stars
     from skylake.frame.header import frame_record
     from skylake.tasks.allsky import bright_stars
 
     time = Time(frame_record(image.header, profile, image.file_max)["mjd"], format="mjd", scale="utc")
-    stars = photometer_catalog(
-        image.data, model, site, time, bright_stars(source), vmax=settings.cloud_vmax, alt_min_deg=settings.alt_min_deg
-    )
-    cf = cloud_fraction(
-        stars,
-        model=model,
-        alt_min_deg=settings.cloud_alt_min_deg,
-        vmax=settings.cloud_vmax,
-        snr_min=settings.cloud_snr,
-        max_offset_deg=settings.cloud_offset_deg,
-    )
+    _, cf = measure_stars(np.asarray(image.data, float), model, site, time, bright_stars(source), settings)
     return cf["cloud_fraction"]
 
 

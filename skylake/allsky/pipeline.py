@@ -21,7 +21,15 @@ from astropy.table import Table
 from skylake.allsky.camera import CameraModel, Site
 from skylake.profile import ALLSKY_KEYS, register_section, settings_from_table
 
-__all__ = ["AllSkySettings", "AllSkyResult", "process_frame", "camera_from_profile", "dark_level", "allsky_settings"]
+__all__ = [
+    "AllSkySettings",
+    "AllSkyResult",
+    "process_frame",
+    "measure_stars",
+    "camera_from_profile",
+    "dark_level",
+    "allsky_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -393,9 +401,36 @@ def _refit(image, model, site, time, catalog, s: AllSkySettings, mag_column, mas
     return fit, model
 
 
-def _photometry(image, model, site, time, catalog, s: AllSkySettings, mag_column, mask) -> tuple:
-    """Forced photometry of the catalogue stars with ``seen`` (the cloud fraction's) and ``detected`` (every
-    star's), and the cloud fraction: ``(stars, cf)``."""
+def measure_stars(image, model, site, time, catalog, s: AllSkySettings, mag_column="v_mag", mask=None) -> tuple:
+    """Forced photometry of the catalogue stars and the cloud fraction, as a frame's processing does them.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The frame, 2-D, ADU.
+    model : CameraModel
+        The camera model placing the stars.
+    site : Site
+        The camera's site.
+    time : astropy.time.Time
+        Mid-exposure, UTC.
+    catalog : astropy.table.Table
+        Bright stars (``ra``, ``dec``, ``mag_column``).
+    s : AllSkySettings
+        The photometry's and the cloud fraction's settings.
+    mag_column : str, default "v_mag"
+        The catalogue's magnitude column.
+    mask : numpy.ndarray of bool, optional
+        True on obstructions.
+
+    Returns
+    -------
+    stars : astropy.table.Table
+        The forced photometry with ``seen`` (stars the cloud fraction counts, seen) and ``detected`` (every
+        star seen: the maps').
+    cf : dict
+        :func:`skylake.allsky.photometry.cloud_fraction`'s result.
+    """
     from skylake.allsky.photometry import cloud_fraction, photometer_catalog
 
     stars = photometer_catalog(
@@ -571,7 +606,7 @@ def process_frame(
         raise ValueError(f"exptime_s must be > 0, got {exptime_s!r}")
     notes: dict = {}
     fit, model = _refit(image, model, site, time, catalog, s, mag_column, mask, notes)
-    stars, cf = _photometry(image, model, site, time, catalog, s, mag_column, mask)
+    stars, cf = measure_stars(image, model, site, time, catalog, s, mag_column, mask)
     check = None
     if fit is None and s.check_model:
         check = _check(stars, model, s)
@@ -580,7 +615,7 @@ def process_frame(
             fit, model = _refit(image, model, site, time, catalog, s, mag_column, mask, notes, moved=True)
             if fit is not None:
                 check = _moved_by(check, stored, model, stars, s)
-                stars, cf = _photometry(image, model, site, time, catalog, s, mag_column, mask)
+                stars, cf = measure_stars(image, model, site, time, catalog, s, mag_column, mask)
         notes["camera"] = check.describe() + (
             f"; refitted: rms {fit.rms_px:.2f} px over {fit.n_matched} stars" if check.moved and fit else ""
         )
