@@ -438,15 +438,12 @@ def _instrument_page(
     evs = [e for e in rows["events"] if e.instrument in ("", instrument)]
     title = f"{instrument or 'unknown instrument'} / {filt or 'no filter'}"
     body = ['<p><a href="index.html">&larr; all instruments</a></p>']
+    if len(allsky):  # this camera's all-sky frames (the lake may hold other instruments' too)
+        allsky = allsky[(allsky["instrument"].fillna("") == instrument) & (allsky["filter"].fillna("") == filt)]
     if len(allsky):  # an all-sky camera: its polar plots first (it has no throughput trend without calibration)
         from skylake.allsky.report import allsky_section
 
-        section, images = allsky_section(
-            lake,
-            allsky[(allsky["instrument"].fillna("") == instrument) & (allsky["filter"].fillna("") == filt)],
-            out,
-            name,
-        )
+        section, images = allsky_section(lake, allsky, out, name)
         report.images += images
         body += [section] if section else []
     if any(r.n_calibrated for r in mine) or segs:

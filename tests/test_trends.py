@@ -24,8 +24,8 @@ def test_airmass_correction_and_envelope_are_exact():
     # 8 of 10 frames within 0.1 mag of the envelope, 2 under cloud
     assert trends.photometric_fraction([21.0] * 8 + [20.5, 19.0], 10) == pytest.approx(0.8)
     assert trends.is_photometric(0.8, 3) and not trends.is_photometric(0.79, 10) and not trends.is_photometric(1.0, 2)
-    # an all-sky camera's nights by their cloud fractions: 4 of 5 ok frames at most 0.1, one unmeasured
-    assert trends.clear_fraction([0.02, 0.1, 0.0, 0.05, 0.6, np.nan], 5) == pytest.approx(0.8)
+    # an all-sky camera's nights by their cloud fractions: 4 of 6 ok frames at most 0.1, one cloudy, one unmeasured
+    assert trends.clear_fraction([0.02, 0.1, 0.0, 0.05, 0.6, np.nan], 6) == pytest.approx(4 / 6)
     assert trends.clear_fraction([np.nan], 1) is None
     assert trends.is_photometric(1.0, 1, min_frames=1) and not trends.is_photometric(0.5, 4, min_frames=1)
 

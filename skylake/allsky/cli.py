@@ -73,7 +73,7 @@ def _errors(func):
         try:
             return func(args)
         except FrameRejected as exc:
-            raise CameraCliError(f"{args.file}: {exc.reason}") from None
+            raise CameraCliError(f"{getattr(args, 'file', None) or ' '.join(args.files)}: {exc.reason}") from None
 
     return wrapper
 
@@ -379,8 +379,11 @@ def _fit_each(files, profile, site, source, settings, search: bool) -> list[tupl
     for file in files:
         try:
             image, rec = read_frame(file, profile)
-        except FrameRejected as exc:
-            raise CameraCliError(f"{file}: {exc.reason}") from None
+        except FrameRejected as exc:  # one unreadable frame of a night does not stop the others
+            if len(files) == 1:
+                raise CameraCliError(f"{file}: {exc.reason}") from None
+            tried.append((file, None, None, f"cannot be read: {exc.reason}"))
+            continue
         try:
             fit = _fit(image, profile, site, Time(rec["mjd"], format="mjd", scale="utc"), source, settings, search)
         except CameraFitError as exc:
@@ -415,13 +418,19 @@ def _the_vote(tried, profile, site, source, settings) -> tuple | None:
             if file == best[0]:
                 print(f"{file}: the clearest ({fit.n_matched} stars, rms {fit.rms_px:.2f} px): its fit is the model")
                 continue
+            if image is None:
+                print(f"{file}: {why}")
+                continue
             cloud = _cloud_with(best[2].model, image, profile, site, source, settings)
             if fit is None or fit.n_matched < VOTE_FRACTION * best[2].n_matched:
                 alone = f"alone: {why}" if fit is None else f"{fit.n_matched} stars matched alone"
                 print(f"{file}: too cloudy to vote (cloud fraction {cloud:.2f} with the model; {alone})")
             else:
                 d = _zenith_distance(fit.model, best[2].model)
-                print(f"{file}: {fit.n_matched} stars, rms {fit.rms_px:.2f} px, zenith {d:.2f} px from the model's")
+                print(
+                    f"{file}: agrees (cloud fraction {cloud:.2f} with the model; {fit.n_matched} stars, rms "
+                    f"{fit.rms_px:.2f} px, zenith {d:.2f} px from the model's)"
+                )
     return best
 
 
@@ -456,7 +465,7 @@ def _cmd_camera_fit(args) -> int:
     tried = _fit_each(files, profile, site, source, settings, search)
     best = _the_vote(tried, profile, site, source, settings)
     if best is None:
-        for file, _, _, why in tried:
+        for file, _image, _fit, why in tried:
             print(f"camera fit failed on {file}: {why}", file=sys.stderr)
         return EXIT_NOTHING
     file, image, fit, _ = best

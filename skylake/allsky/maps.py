@@ -306,7 +306,8 @@ def transparency_map(
     lon, lat = (s["az"], s["alt"]) if frame == "horizon" else (s["ra"], s["dec"])
     pix = _pixels(nside, lon, lat)
     seen = np.asarray(s["detected"], bool) if "detected" in s.colnames else np.ones(len(s), bool)
-    values = np.where(seen, np.asarray(s[value], float), 0.0)
+    transparency = value == "transparency"  # a star not seen let no light through; other values are as measured
+    values = np.where(seen, np.asarray(s[value], float), 0.0) if transparency else np.asarray(s[value], float)
     errors = np.asarray(s[f"{value}_err"], float) if f"{value}_err" in s.colnames else None
     uniq, counts, med, err = _group_median(pix, values, errors)
     n_seen = np.bincount(np.searchsorted(uniq, pix[seen]), minlength=len(uniq))
@@ -318,8 +319,9 @@ def transparency_map(
             u2, _, m2, _ = _group_median(pix[fin], zs[fin])
             zp[np.searchsorted(uniq, u2)] = m2
     flags = np.where(n_seen == 0, MAP_NONE_SEEN, 0)
-    flags |= np.where(med < 0, MAP_CLIPPED_LOW, 0) | np.where(med > TRANSPARENCY_MAX, MAP_CLIPPED_HIGH, 0)
-    med = np.clip(med, 0.0, TRANSPARENCY_MAX)
+    if transparency:  # kept within its physical range, flagged where it was not
+        flags |= np.where(med < 0, MAP_CLIPPED_LOW, 0) | np.where(med > TRANSPARENCY_MAX, MAP_CLIPPED_HIGH, 0)
+        med = np.clip(med, 0.0, TRANSPARENCY_MAX)
     keep = counts >= min_stars
     clon, clat = pixel_centres(nside, uniq[keep])
     cols = (uniq.astype(np.int64), None, None, counts, n_seen, med, err, zp, flags.astype(np.int64))

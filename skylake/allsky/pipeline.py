@@ -45,9 +45,10 @@ class AllSkySettings:
         Refit the camera model on every frame (``fit_camera`` from the profile's model); when it
         fails (cloudy frame) the profile's model is used and the reason is noted.
     check_model : bool
-        Without ``refit``, check the profile's model on every frame from its bright stars' centroids
-        (:mod:`skylake.allsky.check`): the frame's ``astrometry_rms_px``, shift and turn; a camera that moved
-        is refitted from the model (the frame's note says so), or the frame gets the status ``camera_moved``.
+        Without ``refit`` (and with a ``recentroid_px``), check the profile's model on every frame from its
+        bright stars' centroids (:mod:`skylake.allsky.check`): the frame's ``astrometry_rms_px``, shift and
+        turn; a camera that moved is refitted from the model (its shift and turn only: the lens is the same;
+        the frame's note says so), or the frame gets the status ``camera_moved``.
     moved_px : float
         The camera moved when the fitted shift and turn displace a bright star by this much, px.
     fit : tuple of str
@@ -372,6 +373,10 @@ class AllSkyResult:
         return slice(max(0, yi - r), yi + r + 1), slice(max(0, xi - r), xi + r + 1)
 
 
+#: What a refit after a move frees: the chip's shift and turn (the lens' focal length and distortion stay).
+_MOVE = ("x0", "y0", "rotation_deg")
+
+
 def _refit(image, model, site, time, catalog, s: AllSkySettings, mag_column, mask, notes: dict, moved=False) -> tuple:
     """The frame's refit (``s.refit``, or ``moved``: the camera moved) and the model to use: ``(fit, model)``.
 
@@ -391,7 +396,7 @@ def _refit(image, model, site, time, catalog, s: AllSkySettings, mag_column, mas
                 vmax=s.fit_vmax,
                 alt_min_deg=s.fit_alt_min_deg,
                 mag_column=mag_column,
-                fit=s.fit,
+                fit=_MOVE if moved else s.fit,  # a camera that moved keeps its lens: only where it points changes
                 mask=mask,
                 search=False,
             )
@@ -608,7 +613,7 @@ def process_frame(
     fit, model = _refit(image, model, site, time, catalog, s, mag_column, mask, notes)
     stars, cf = measure_stars(image, model, site, time, catalog, s, mag_column, mask)
     check = None
-    if fit is None and s.check_model:
+    if not s.refit and s.check_model and s.recentroid_px > 0:  # without a re-centroid the stars cannot tell
         check = _check(stars, model, s)
         if check.moved:  # refit from the stored model, then measure again with the new one
             stored = model
