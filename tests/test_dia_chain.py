@@ -65,3 +65,27 @@ def test_without_a_dia_section_ingest_subtracts_nothing(series, tmp_path):
     lake = Lake.init(tmp_path / "lake")
     report = ingest(lake, [str(p) for p in truth.paths], truth.profile_path, progress=False)
     assert report.downstream.dia == [] and len(_dia_frames(lake)) == 0
+
+
+def test_a_dia_step_that_fails_loses_nothing_and_the_next_ingest_finishes_it(series, tmp_path, caplog):
+    """The chain's DIA step fails for real: a file stands where the lake's reference images go. The ingest
+    still exits 0 with its frames in and says which command finishes the job; the reference's commit is
+    durable, and once the obstruction is gone the next open publishes it and the next ingest subtracts every
+    frame, those of the failed run included."""
+    truth, profile = series
+    paths = [str(p) for p in truth.paths]
+    lake = Lake.init(tmp_path / "lake")
+    blocker = tmp_path / "lake" / "reference_images"
+    blocker.write_text("not a folder")
+    with caplog.at_level("ERROR", logger="skylake.dia.stage"):
+        first = ingest(lake, paths[:6], profile, progress=False)
+    assert first.exit_code == 0 and first.ingested == 6 and first.downstream.dia == []
+    assert f"dia after ingest failed (run `skylake dia {lake.url}`): FileExistsError" in caplog.text
+    blocker.unlink()
+    assert lake.read_frames(columns=["frame_id"]).num_rows == 6
+    assert len(tables.get(tables.REFERENCES).read(lake)) == 1  # committed before the publish failed
+    later = ingest(lake, paths[6:7], profile, progress=False)
+    (report,) = later.downstream.dia
+    assert report.done == 7 and not report.failed and report.references == []
+    rows = _dia_frames(lake)
+    assert len(rows) == 7 and set(rows["status"]) == {"ok"}
