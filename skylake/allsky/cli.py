@@ -370,7 +370,7 @@ def _frame_files(paths: list[str]) -> list[str]:
 
 
 def _fit_each(files, profile, site, source, settings, search: bool) -> list[tuple]:
-    """Each frame's fit: ``(file, image, fit or None, why not)``."""
+    """Each frame's fit: ``(file, image, time, fit or None, why not)`` (image and time None: not read)."""
     from astropy.time import Time
 
     from skylake.allsky.fit import CameraFitError
@@ -382,51 +382,51 @@ def _fit_each(files, profile, site, source, settings, search: bool) -> list[tupl
         except FrameRejected as exc:  # one unreadable frame of a night does not stop the others
             if len(files) == 1:
                 raise CameraCliError(f"{file}: {exc.reason}") from None
-            tried.append((file, None, None, f"cannot be read: {exc.reason}"))
+            tried.append((file, None, None, None, f"cannot be read: {exc.reason}"))
             continue
+        time = Time(rec["mjd"], format="mjd", scale="utc")
         try:
-            fit = _fit(image, profile, site, Time(rec["mjd"], format="mjd", scale="utc"), source, settings, search)
+            fit = _fit(image, profile, site, time, source, settings, search)
         except CameraFitError as exc:
-            tried.append((file, image, None, exc.reason))
+            tried.append((file, image, time, None, exc.reason))
         else:
-            tried.append((file, image, fit, ""))
+            tried.append((file, image, time, fit, ""))
     return tried
 
 
-def _cloud_with(model, image, profile, site, source, settings) -> float:
+def _cloud_with(model, image, time, site, source, settings) -> float:
     """A frame's cloud fraction with ``model``: how much of its sky the stars say is clouded."""
     import numpy as np
-    from astropy.time import Time
 
     from skylake.allsky.pipeline import measure_stars
-    from skylake.frame.header import frame_record
     from skylake.tasks.allsky import bright_stars
 
-    time = Time(frame_record(image.header, profile, image.file_max)["mjd"], format="mjd", scale="utc")
     _, cf = measure_stars(np.asarray(image.data, float), model, site, time, bright_stars(source), settings)
     return cf["cloud_fraction"]
 
 
-def _the_vote(tried, profile, site, source, settings) -> tuple | None:
-    """The clearest frame's fit (the most stars matched), each frame's part said in one line; None when none fits."""
-    fitted = [t for t in tried if t[2] is not None]
+def _the_vote(tried, site, source, settings) -> tuple | None:
+    """The clearest frame's ``(file, image, time, fit, "")`` (the most stars matched), each frame's part said in
+    one line; None when none fits."""
+    fitted = [t for t in tried if t[3] is not None]
     if not fitted:
         return None
-    best = max(fitted, key=lambda t: (t[2].n_matched, -t[2].rms_px))
+    best = max(fitted, key=lambda t: (t[3].n_matched, -t[3].rms_px))
+    model, n_best = best[3].model, best[3].n_matched
     if len(tried) > 1:
-        for file, image, fit, why in tried:
+        for file, image, time, fit, why in tried:
             if file == best[0]:
                 print(f"{file}: the clearest ({fit.n_matched} stars, rms {fit.rms_px:.2f} px): its fit is the model")
                 continue
             if image is None:
                 print(f"{file}: {why}")
                 continue
-            cloud = _cloud_with(best[2].model, image, profile, site, source, settings)
-            if fit is None or fit.n_matched < VOTE_FRACTION * best[2].n_matched:
+            cloud = _cloud_with(model, image, time, site, source, settings)
+            if fit is None or fit.n_matched < VOTE_FRACTION * n_best:
                 alone = f"alone: {why}" if fit is None else f"{fit.n_matched} stars matched alone"
                 print(f"{file}: too cloudy to vote (cloud fraction {cloud:.2f} with the model; {alone})")
             else:
-                d = _zenith_distance(fit.model, best[2].model)
+                d = _zenith_distance(fit.model, model)
                 print(
                     f"{file}: agrees (cloud fraction {cloud:.2f} with the model; {fit.n_matched} stars, rms "
                     f"{fit.rms_px:.2f} px, zenith {d:.2f} px from the model's)"
@@ -463,12 +463,12 @@ def _cmd_camera_fit(args) -> int:
     settings = allsky_settings(profile)
     search = args.search or bool(missing)
     tried = _fit_each(files, profile, site, source, settings, search)
-    best = _the_vote(tried, profile, site, source, settings)
+    best = _the_vote(tried, site, source, settings)
     if best is None:
-        for file, _image, _fit, why in tried:
+        for file, *_, why in tried:
             print(f"camera fit failed on {file}: {why}", file=sys.stderr)
         return EXIT_NOTHING
-    file, image, fit, _ = best
+    file, image, _, fit, _ = best
     args.file = file
     _print_fit(args, fit, settings, search, missing, scale_given=_scale_given(profile.camera, image.header))
     for line in scale_contradictions(image.header, profile.camera, fit.model):

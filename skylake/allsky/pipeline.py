@@ -303,7 +303,7 @@ class AllSkyResult:
         Forced photometry of the catalogue stars, with ``seen`` (and the transparency columns when
         there is a zeropoint).
     cloud_fraction : float
-        Fraction of the counted stars not seen (NaN when none is expected).
+        Fraction of the counted stars not seen (NaN when none is expected, or when :attr:`camera_lost`).
     n_seen, n_expected : int
         Stars seen and expected for the cloud fraction.
     zeropoint : float
@@ -338,6 +338,17 @@ class AllSkyResult:
     sky_equatorial: Table
     streaks: Table
     notes: dict = field(default_factory=dict)
+
+    @property
+    def camera_lost(self) -> bool:
+        """Whether the camera moved and its model could not be refitted (no cloud fraction, zeropoint or maps).
+
+        Returns
+        -------
+        bool
+            The check found a move and the refit from the stored model failed.
+        """
+        return self.check is not None and self.check.moved and self.fit is None
 
     def summary(self) -> dict:
         """Scalars for the frame row.
@@ -624,7 +635,11 @@ def process_frame(
         notes["camera"] = check.describe() + (
             f"; refitted: rms {fit.rms_px:.2f} px over {fit.n_matched} stars" if check.moved and fit else ""
         )
-    zp, zp_src = _zeropoint(stars, exptime_s, s)
+    if check is not None and check.moved and fit is None:  # stars missed by the model, not by clouds
+        cf = {**cf, "cloud_fraction": float("nan")}
+        zp, zp_src = float("nan"), "none: the camera moved and the model could not be refitted"
+    else:
+        zp, zp_src = _zeropoint(stars, exptime_s, s)
     stars, t_hor, t_equ = _transparency(stars, zp, exptime_s, s)
     bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
     notes["bias_adu"] = bias

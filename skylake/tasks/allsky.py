@@ -485,15 +485,13 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     streaks = _streak_rows(res, cols, rec["mjd"], site, time)
     rec["n_sources"] = len(cols["ra"])
     rec["status"], rec["reason"] = "ok", ""
-    maps = _map_rows(res, settings.nside)
-    if res.check is not None and res.check.moved and res.fit is None:  # positions, photometry and maps are off
+    if res.camera_lost:  # positions and photometry are off (process_frame made no cloud fraction or maps)
         rec["status"], rec["reason"] = CAMERA_MOVED, f"{res.check.describe()}; {res.notes.get('fit', 'not refitted')}"
-        rec["cloud_fraction"], maps = math.nan, pd.DataFrame()  # stars missed by the model, not by clouds
     if not math.isfinite(res.cloud_fraction):
         rec["extract_note"] = "; ".join(
             filter(None, [rec.get("extract_note", ""), "no catalogue star expected: cloud fraction unknown"])
         )
-    return cols, {STREAKS: streaks, MAPS: maps}
+    return cols, {STREAKS: streaks, MAPS: _map_rows(res, settings.nside)}
 
 
 def reflag_streaks(trails: dict, frame_id: int, rows):
