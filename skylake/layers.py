@@ -70,6 +70,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "skylake.maps",
             "skylake.night_products",
             "skylake.allsky.store",
+            "skylake.allsky.masks",
             "skylake.dia.references",
             "skylake.dia.stage",
             "skylake.dia.points",

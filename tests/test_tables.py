@@ -28,6 +28,7 @@ def test_registry_reads_every_schema_with_its_partitioning():
         "refcat": "healpix",
         "sources": "healpix",
         "references": "night",
+        "camera_masks": "night",
         "dia_frames": "night",
         "dia_sources": "healpix",
         "dia_lightcurves": "healpix",

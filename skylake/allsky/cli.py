@@ -12,8 +12,14 @@ or was too cloudy to vote (fewer than half the clearest's stars). A ``[camera]``
 projection (with the profile's ``[site]``) is searched from nothing (``--search`` forces it): every zenith pixel
 of the image, both parities, any rotation and scale (:mod:`skylake.allsky.search`).
 
-Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes: 0 fitted; 2 usage error (no such file,
-a profile without ``[camera]``, no catalogue); 4 the fit failed (the reason is printed: too few stars,
+``skylake camera mask LAKE --profile P`` learns the camera's foreground mask (the horizon, structures in every clear
+frame, sky where predicted stars are never seen: :mod:`skylake.allsky.foreground`) from the profile's frames in
+the lake (``--night``, ``--since``, ``--until`` narrow them: one period) and commits it (:mod:`skylake.allsky.masks`);
+frames ingested afterwards leave its pixels out. Exit codes: 0 built (or found, built before from the same frames);
+2 usage error (no such lake, profile without frames, too few clear frames).
+
+Wired into :mod:`skylake.cli` by ``add_commands(sub)``. Exit codes of ``camera fit``: 0 fitted; 2 usage error (no
+such file, a profile without ``[camera]``, no catalogue); 4 the fit failed (the reason is printed: too few stars,
 no orientation found; a cloudy frame).
 """
 
@@ -487,15 +493,36 @@ def _cmd_camera_fit(args) -> int:
     return EXIT_OK
 
 
+@command
+def _cmd_camera_mask(args) -> int:
+    from skylake.allsky.masks import build_mask
+    from skylake.lake import Lake
+    from skylake.lake.frames import FrameSelection
+
+    lake = Lake.open(args.lake)
+    try:
+        result = build_mask(lake, args.profile, FrameSelection(night=args.night, since=args.since, until=args.until))
+    except ValueError as exc:
+        raise CameraCliError(str(exc)) from None
+    r = result.row
+    print(
+        f"camera mask {result.mask_id} of {args.profile} ({result.outcome}): {r['n_frames']} clear frames "
+        f"({r['n_cloudy']} left out as cloudy), {100 * r['masked_fraction']:.1f} % of the sky masked "
+        f"(structures {100 * r['structure_fraction']:.1f} %, stars never seen {100 * r['unseen_fraction']:.1f} %); "
+        f"frames ingested from MJD {r['valid_from']:.5f} on use it"
+    )
+    return EXIT_OK
+
+
 def add_commands(sub) -> None:
-    """Add ``skylake camera fit`` to the command line.
+    """Add ``skylake camera fit`` and ``skylake camera mask`` to the command line.
 
     Parameters
     ----------
     sub : argparse._SubParsersAction
         The sub-parsers of :mod:`skylake.cli`'s parser.
     """
-    p = sub.add_parser("camera", help="all-sky camera models (fit)")
+    p = sub.add_parser("camera", help="all-sky camera models (fit) and foreground masks (mask)")
     csub = p.add_subparsers(dest="camera_command", required=True, metavar="COMMAND")
     f = csub.add_parser(
         "fit",
@@ -537,3 +564,14 @@ def add_commands(sub) -> None:
         "the projection)",
     )
     f.set_defaults(func=_cmd_camera_fit)
+    m = csub.add_parser(
+        "mask",
+        help="learn an all-sky camera's foreground mask from its clear frames in a lake",
+        description=__doc__.split("\n\n")[2].replace("\n", " "),
+    )
+    m.add_argument("lake", help="the lake holding the camera's frames")
+    m.add_argument("--profile", required=True, help="the camera's profile name (as its frames were ingested)")
+    m.add_argument("--night", default=None, metavar="YYYY-MM-DD", help="only this night's frames")
+    m.add_argument("--since", default=None, metavar="YYYY-MM-DD", help="first night of the period")
+    m.add_argument("--until", default=None, metavar="YYYY-MM-DD", help="last night of the period")
+    m.set_defaults(func=_cmd_camera_mask)

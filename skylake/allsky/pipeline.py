@@ -101,6 +101,22 @@ class AllSkySettings:
     static_tolerance_px : float
         A detection within this distance, at both ends, of one on an earlier frame of the camera is the same
         pixels: an artefact of the optics (LAKE/static_artefacts), not a trail.
+    mask_max_cloud : float
+        The camera's foreground mask (:mod:`skylake.allsky.foreground`, ``skylake camera mask``) is learned from
+        frames with at most this cloud fraction.
+    mask_min_frames : int
+        At least this many of them (3 or more find lit structures too: their median has no stars).
+    mask_dark, mask_bright : float
+        A pixel whose sky, the median over those frames of each one's ratio to its smooth sky, is below
+        ``mask_dark`` or above ``mask_bright`` is a structure (open sky lies within 0.8-1.5 on the real IceAct
+        frame, its mast near 0.5, a dark dome at 0.1-0.3).
+    mask_cell_px, mask_min_expected : int
+        Cells of this side where ``mask_min_expected`` or more catalogue stars the cloud fraction counts were
+        predicted over those frames and none was seen are masked (a foreground that looks like sky).
+    mask_alt_min_deg : float
+        Below this altitude is horizon, masked (0: outside the lens circle).
+    mask_grow_px : int
+        Structures are grown by this many px (their blurred edge).
     """
 
     refit: bool = False
@@ -136,6 +152,14 @@ class AllSkySettings:
     streak_mesh_px: int = 16
     streak_alt_min_deg: float = 10.0
     static_tolerance_px: float = 3.0
+    mask_max_cloud: float = 0.5
+    mask_min_frames: int = 3
+    mask_dark: float = 0.6
+    mask_bright: float = 2.0
+    mask_cell_px: int = 16
+    mask_min_expected: int = 4
+    mask_alt_min_deg: float = 0.0
+    mask_grow_px: int = 2
 
     def __post_init__(self):
         from skylake.allsky.fit import FITTABLE
@@ -170,6 +194,14 @@ class AllSkySettings:
             "streak_mesh_px": (8, 1024),
             "streak_alt_min_deg": (0, 89),
             "static_tolerance_px": (0.5, 50),
+            "mask_max_cloud": (0, 1),
+            "mask_min_frames": (1, 100000),
+            "mask_dark": (0, 1),
+            "mask_bright": (1, 1000),
+            "mask_cell_px": (2, 1024),
+            "mask_min_expected": (1, 100000),
+            "mask_alt_min_deg": (-10, 89),
+            "mask_grow_px": (0, 100),
         }
         for name, (lo, hi) in ranges.items():
             v = getattr(self, name)

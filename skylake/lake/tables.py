@@ -72,6 +72,7 @@ __all__ = [
     "REFCAT",
     "MASTERS",
     "REFERENCES",
+    "CAMERA_MASKS",
     "DIA_FRAMES",
     "DIA_SOURCES",
     "DIA_LIGHTCURVES",
@@ -109,6 +110,7 @@ FRAME_INDEX = "frame_index"
 REFCAT = "refcat"
 MASTERS = "masters"
 REFERENCES = "references"
+CAMERA_MASKS = "camera_masks"
 DIA_FRAMES = "dia_frames"
 DIA_SOURCES = "dia_sources"
 DIA_LIGHTCURVES = "dia_lightcurves"

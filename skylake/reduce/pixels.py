@@ -11,7 +11,7 @@ __all__ = ["PIXEL_COLUMNS", "frame_pixels"]
 PIXEL_COLUMNS = ["frame_id", "path", "hdu", "profile", "pipeline_version", "saturation", "wcs_source", "solved_wcs"]
 
 
-def frame_pixels(lake_root: str, row, profile):
+def frame_pixels(lake_root: str, row, profile, wcs: bool = True):
     """The frame's image (reduced as at ingest), its celestial WCS (the plate solution when it was solved) and
     its raw saturated pixels.
 
@@ -23,13 +23,15 @@ def frame_pixels(lake_root: str, row, profile):
         The frame's row (``path``, ``hdu``, ``wcs_source``, ``solved_wcs``, ``saturation``).
     profile : skylake.profile.Profile
         The profile it was ingested with.
+    wcs : bool, default True
+        Read its WCS (False for a frame the camera model places: an all-sky frame has none).
 
     Returns
     -------
     data : numpy.ndarray
         The image [ADU].
-    wcs : astropy.wcs.WCS
-        Its celestial WCS.
+    wcs : astropy.wcs.WCS or None
+        Its celestial WCS (None without ``wcs``).
     saturated : numpy.ndarray
         Pixels at or above the frame's saturation level before reduction.
     """
@@ -51,4 +53,4 @@ def frame_pixels(lake_root: str, row, profile):
         rec = header.frame_record(image.header, profile, image.file_max)
         done = reduce_frame(image, rec, profile, lake_root)
         saturated = done.saturated if done.saturated is not None else saturated
-    return image.data, astrometry.celestial_wcs(image.header), saturated
+    return image.data, astrometry.celestial_wcs(image.header) if wcs else None, saturated

@@ -15,6 +15,7 @@ it: tests/test_imports.py checks).
 ``refcat``         reference catalogues (APASS-like shards)
 ``allsky``         all-sky fisheye frames (camera model, clouds, streaks)
 ``allsky_night``   a synthetic all-sky night
+``foreground``     an all-sky camera's foreground painted on frames (bodies, lit edges, trails), a later sky
 ``raw``            raw frames with bias, dark, flat, hot and dead pixels, cosmic rays
 ``dither``         dithered frames of one field (coadds)
 =================  ========================================================================

@@ -473,11 +473,14 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     time = Time(rec["mjd"], format="mjd", scale="utc")
     catalog = bright_stars(catalog_path)
     try:
+        from skylake.allsky.foreground import lake_mask
         from skylake.frame.static_artefacts import known
 
+        mask, mask_note = lake_mask(lake_root, profile.name, rec["mjd"], data.shape)
         res = process_frame(
-            data, time, rec["exptime"], model, site, catalog, settings, known_artefacts=known(lake_root, profile.name)
-        )
+            data, time, rec["exptime"], model, site, catalog, settings, mask=mask,
+            known_artefacts=known(lake_root, profile.name),
+        )  # fmt: skip
     except ValueError as exc:
         raise FrameRejected(f"all-sky processing failed: {exc}") from None
     _frame_columns(rec, res, site, time, nx, ny)
@@ -487,6 +490,8 @@ def process_allsky(image, rec: dict, profile, catalog_path: str, lake_root: str 
     rec["status"], rec["reason"] = "ok", ""
     if res.camera_lost:  # positions and photometry are off (process_frame made no cloud fraction or maps)
         rec["status"], rec["reason"] = CAMERA_MOVED, f"{res.check.describe()}; {res.notes.get('fit', 'not refitted')}"
+    if mask_note:
+        rec["extract_note"] = "; ".join(filter(None, [rec.get("extract_note", ""), f"foreground {mask_note}"]))
     if not math.isfinite(res.cloud_fraction):
         rec["extract_note"] = "; ".join(
             filter(None, [rec.get("extract_note", ""), "no catalogue star expected: cloud fraction unknown"])
