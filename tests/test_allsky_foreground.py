@@ -106,3 +106,103 @@ def test_a_frame_ingested_after_the_mask_does_not_see_the_dome_as_cloud(night):
     # reads its sky's cloud fraction
     assert unmasked["cloud_fraction"] > clear["cloud_fraction"] + 0.02
     assert after["cloud_fraction"] <= clear["cloud_fraction"] + 0.01
+
+
+# -- trails that are trails: a telescope's lit tube turning, a building's edge, three satellites --------------------
+#: The tube's foot (px), its direction on the first copy and its turn per copy (deg), its size (px).
+TUBE = ((150.0, 390.0), -40.0, 3.0, 170.0, 22.0)
+#: A building at the right, from the rim inwards, its lit edge from (545, 135) to (560, 335).
+BUILDING = [(640, 100), (545, 135), (560, 335), (640, 335)]
+BUILDING_EDGE = (545.0, 135.0, 560.0, 335.0)
+#: Satellite trails on three of the eight copies, at 12 sigma per pixel.
+TRAILS = {1: (200.0, 120.0, 420.0, 200.0), 4: (300.0, 260.0, 450.0, 110.0), 6: (360.0, 280.0, 480.0, 400.0)}
+
+
+def _foreground(image, sky, bias: float, noise: float, k: int):
+    """Copy k with the tube (turned k x 3 deg), the building and, on copies 1, 4 and 6, a satellite trail."""
+    from skylake.synthetic.foreground import paint_lit_edge, paint_trail, tube
+
+    (foot, angle, turn, length, width) = TUBE
+    corners, edge = tube(foot, angle + turn * k, length, width)
+    body = (polygon_mask(image.shape, corners) | polygon_mask(image.shape, BUILDING)) & sky
+    out = paint_dark_body(image, body, bias, 0.3, noise, seed=k)  # structures at 30 % of the sky behind them
+    out = paint_lit_edge(out, *edge, peak=12 * noise, sigma_px=2.0)  # near the lens: a little defocused
+    out = paint_lit_edge(out, *BUILDING_EDGE, peak=12 * noise, sigma_px=2.0)
+    return paint_trail(out, *TRAILS[k], peak=12 * noise) if k in TRAILS else out
+
+
+def _found_trails(streaks) -> list:
+    return [tuple(round(float(r[c])) for c in ("x1", "y1", "x2", "y2")) for r in streaks]
+
+
+def _on(truth, found, tol: float = 5.0) -> bool:
+    """Both of a found trail's ends within ``tol`` px of the truth's (either way round)."""
+    x1, y1, x2, y2 = truth
+    a, b, c, d = found
+    return (
+        max(np.hypot(a - x1, b - y1), np.hypot(c - x2, d - y2)) <= tol
+        or max(np.hypot(a - x2, b - y2), np.hypot(c - x1, d - y1)) <= tol
+    )
+
+
+def test_only_the_satellites_are_trails_on_the_real_sky_with_a_foreground(tmp_path):
+    """8 copies of the real clear IceAct frame 1.5 h apart, ingested: exactly the 3 trails, on their truth."""
+    from skylake.frame.streaks import detect_streaks
+
+    clear = require_shared(ALLSKY / "iceact_20170503_starry.fits")
+    hip = require_shared(ALLSKY / "hipparcos.fits.gz")
+    profile = tmp_path / "iceact-file.toml"
+    profile.write_text(f'extends = "iceact"\n[allsky]\ncatalog = "{hip}"\n')
+    model, site = camera_of(load_profile(str(profile)))
+    with fits.open(clear) as hdul:
+        header, data = hdul[0].header, np.asarray(hdul[0].data, float)
+    start = Time(header["DATE-OBS"])
+    mid = start + float(header["EXPOSURE"]) / 2 * u.s
+    sky = model.sky_mask(data.shape, 0.0)
+    bias, noise = dark_level(data, model), frame_noise(data, model.sky_mask(data.shape, 10.0))
+    paths, without_rule = [], 0
+    for k in range(8):
+        image = _foreground(later_sky(data, model, site, mid, STEP_H * k), sky, bias, noise, k)
+        away = ~model.sky_mask(data.shape, 10.0)
+        without_rule += len(detect_streaks(image, away, mesh_px=16, pedestal=bias, max_side_contrast=1.0))
+        h = header.copy()
+        h["DATE-OBS"] = (start + STEP_H * k * u.hour).isot
+        paths.append(tmp_path / f"copy{k}.fits")
+        fits.PrimaryHDU(image.astype(np.float32), h).writeto(paths[-1])
+    print("detections without the side rule:", without_rule)
+    assert without_rule > 3  # the lit edges pass every other test of a trail (measured: 6, the 3 trails and 3 edges)
+    lake = str(tmp_path / "lake")
+    assert main(["init", lake]) == 0
+    assert main(["ingest", lake, *map(str, paths), "--pipeline", str(profile), "--no-progress"]) == 0
+    frames = pd.read_parquet(f"{lake}/frames")
+    frames["copy"] = frames["path"].str.extract(r"copy(\d)\.fits")[0].astype(int)
+    frames = frames.sort_values("copy")
+    assert frames["n_streaks"].tolist() == [int(k in TRAILS) for k in range(8)]
+    streaks = pd.read_parquet(f"{lake}/streaks").merge(frames[["frame_id", "copy"]], on="frame_id")
+    for row in streaks.itertuples():
+        assert _on(TRAILS[row.copy], (row.x1, row.y1, row.x2, row.y2))
+
+
+def test_only_the_satellites_are_trails_on_a_synthetic_night_with_the_same_foreground():
+    """The same foreground on a SYNTHETIC all-sky night (its own stars, sky and camera): the 3 trails alone."""
+    from astropy.table import Table
+
+    from skylake.allsky.pipeline import AllSkySettings, process_frame
+    from skylake.synthetic.allsky import make_allsky_frame
+    from skylake.synthetic.allsky_night import MODEL, SHAPE, SITE, START, synthetic_bright_stars
+
+    catalog = Table.from_pandas(synthetic_bright_stars())
+    settings = AllSkySettings(bias_adu="corners")
+    sky = MODEL.sky_mask(SHAPE, 0.0)
+    found = []
+    for k in range(8):
+        time = Time(START) + STEP_H * k * u.hour
+        frame = make_allsky_frame(MODEL, SITE, time, catalog, SHAPE, bias=1000.0, read_noise=20.0, seed=k)
+        noise = frame_noise(frame.image, MODEL.sky_mask(SHAPE, 10.0))
+        image = _foreground(frame.image, sky, 1000.0, noise, k)
+        res = process_frame(image, time, 60.0, MODEL, SITE, catalog, settings)
+        found.append(_found_trails(res.streaks))
+    assert [len(f) for f in found] == [int(k in TRAILS) for k in range(8)]
+    for k, trails in enumerate(found):
+        for t in trails:
+            assert _on(TRAILS[k], t)

@@ -580,7 +580,7 @@ def _sky_brightness(image, model, site, time, zp, exptime_s, mask, bias, s: AllS
     return sky, s_hor, s_equ
 
 
-def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict) -> Table:
+def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict, bias: float = 0.0) -> Table:
     """The trails on the sky (``s.detect_streaks``), those on known static artefacts left out (and noted)."""
     from skylake.frame.streaks import detect_streaks
 
@@ -589,7 +589,9 @@ def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict
     ny, nx = np.shape(image)
     away = ~model.sky_mask((ny, nx), alt_min_deg=s.streak_alt_min_deg)
     away[:3], away[-3:], away[:, :3], away[:, -3:] = True, True, True, True  # the image's own edge
-    streaks = detect_streaks(image, away | (mask if mask is not None else False), mesh_px=s.streak_mesh_px)
+    streaks = detect_streaks(
+        image, away | (mask if mask is not None else False), mesh_px=s.streak_mesh_px, pedestal=bias
+    )
     if len(streaks) and known_artefacts is not None and len(known_artefacts):
         from skylake.frame.streaks import same_pixels
 
@@ -676,7 +678,7 @@ def process_frame(
     bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
     notes["bias_adu"] = bias
     sky, s_hor, s_equ = _sky_brightness(image, model, site, time, zp, exptime_s, mask, bias, s)
-    streaks = _streaks(image, model, mask, s, known_artefacts, notes)
+    streaks = _streaks(image, model, mask, s, known_artefacts, notes, bias)
     return AllSkyResult(
         model=model,
         fit=fit,

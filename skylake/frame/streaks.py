@@ -44,6 +44,7 @@ __all__ = [
     "streak_mask",
     "STREAK_COLUMNS",
     "streak_score",
+    "side_contrast",
     "noise_map",
     "same_pixels",
     "union_find",
@@ -132,6 +133,12 @@ class StreakSettings:
         A detection along a pixel row or column within this angle is the sensor's (a bleed column under a
         saturated star, a bad row, readout banding: the real cloudy IceAct frame has one), not a trail; a
         satellite lies there about once in 180 / (2 x this) trails. 0 keeps them.
+    max_side_contrast : float
+        A trail crosses the sky with the same sky on both sides; the lit edge of a telescope's tube or of a
+        building has the structure on one side. A detection whose two sides (:func:`side_contrast`: the median
+        sky above the pedestal in strips along its whole length) differ by more than this fraction is an edge,
+        not a trail (a dark body at 15-50 % of the sky: 0.5-0.85; trails on the real IceAct sky: below 0.15).
+        1 keeps them.
     """
 
     def __init__(
@@ -148,6 +155,7 @@ class StreakSettings:
         min_snr: float = 15.0,
         min_score: float = 0.3,
         axis_tolerance_deg: float = 0.3,
+        max_side_contrast: float = 0.3,
     ):
         checks = {
             "thresh": (thresh, 0.3, 100),
@@ -162,6 +170,7 @@ class StreakSettings:
             "min_snr": (min_snr, 0, 1e9),
             "min_score": (min_score, 0, 1),
             "axis_tolerance_deg": (axis_tolerance_deg, 0, 10),
+            "max_side_contrast": (max_side_contrast, 0, 1),
         }
         for name, (v, lo, hi) in checks.items():
             try:
@@ -182,6 +191,7 @@ class StreakSettings:
         self.min_snr = float(min_snr)
         self.min_score = float(min_score)
         self.axis_tolerance_deg = float(axis_tolerance_deg)
+        self.max_side_contrast = float(max_side_contrast)
 
     @classmethod
     def from_dict(cls, d) -> StreakSettings:
@@ -1001,7 +1011,58 @@ def _collinear_pairs(th, cx, cy, settings: StreakSettings) -> list[tuple[int, in
     return pairs
 
 
-def _measure_groups(objs, seg, cand, groups, sub, rms, bad, settings: StreakSettings) -> list[dict]:
+def side_contrast(data, bad, x1, y1, x2, y2, width, pedestal: float = 0.0, depth_px: float = 12.0) -> float:
+    """How differently bright the two sides of a line are: ~0 for a trail on the sky, large for an edge.
+
+    The sides are strips along the line's whole length (its ends' 10 % left out), from ``max(4, 2 width)`` px
+    off the line to ``depth_px`` beyond; each side's level is the median of its pixels above ``pedestal``.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The image as taken (not background-subtracted: a fine background mesh follows a structure), ADU.
+    bad : numpy.ndarray of bool
+        Pixels left out.
+    x1, y1, x2, y2 : float
+        The line's ends, px.
+    width : float
+        Its width (FWHM), px.
+    pedestal : float, default 0
+        The image's level without light, ADU (an all-sky camera's dark corners).
+    depth_px : float, default 12
+        The strips' depth, px.
+
+    Returns
+    -------
+    float
+        ``|L - R| / max(L, R)``, in [0, 1] for sides above the pedestal; 0 when a side has no good pixel or
+        neither is above the pedestal.
+    """
+    ny, nx = data.shape
+    length = math.hypot(x2 - x1, y2 - y1)
+    if length <= 0:
+        return 0.0
+    ux, uy = (x2 - x1) / length, (y2 - y1) / length
+    gap = max(4.0, 2.0 * float(width))
+    reach = gap + depth_px
+    x0, xa = int(max(0, math.floor(min(x1, x2) - reach))), int(min(nx, math.ceil(max(x1, x2) + reach + 1)))
+    y0, ya = int(max(0, math.floor(min(y1, y2) - reach))), int(min(ny, math.ceil(max(y1, y2) + reach + 1)))
+    yy, xx = np.mgrid[y0:ya, x0:xa]
+    along = (xx - x1) * ux + (yy - y1) * uy
+    across = -(xx - x1) * uy + (yy - y1) * ux
+    inside = (along >= 0.1 * length) & (along <= 0.9 * length) & ~bad[y0:ya, x0:xa]
+    box = data[y0:ya, x0:xa] - pedestal
+    left = box[inside & (across <= -gap) & (across >= -reach)]
+    right = box[inside & (across >= gap) & (across <= reach)]
+    if not left.size or not right.size:
+        return 0.0
+    a, b = float(np.median(left)), float(np.median(right))
+    top = max(a, b)
+    return min(abs(a - b) / top, 1.0) if top > 0 else 0.0
+
+
+def _measure_groups(objs, seg, cand, groups, sub, rms, bad, settings: StreakSettings, data=None,
+                    pedestal: float = 0.0) -> list[dict]:  # fmt: skip
     """Measure each group of joined segments as one trail, keeping those that pass the cuts.
 
     Parameters
@@ -1018,6 +1079,10 @@ def _measure_groups(objs, seg, cand, groups, sub, rms, bad, settings: StreakSett
         The background-subtracted image, its noise and the pixels to leave out (stars masked).
     settings : StreakSettings
         The settings.
+    data : numpy.ndarray, optional
+        The image as taken, for :func:`side_contrast` (not measured without it).
+    pedestal : float, default 0
+        Its level without light, ADU.
 
     Returns
     -------
@@ -1045,6 +1110,10 @@ def _measure_groups(objs, seg, cand, groups, sub, rms, bad, settings: StreakSett
             or m["snr"] < settings.min_snr
         ):
             continue
+        if data is not None and settings.max_side_contrast < 1:
+            sc = side_contrast(data, bad, m["x1"], m["y1"], m["x2"], m["y2"], m["width"], pedestal)
+            if sc > settings.max_side_contrast:  # the edge of a structure, not a trail across the sky
+                continue
         m["n_segments"] = len(members)
         rows.append(m)
     return rows
@@ -1118,7 +1187,11 @@ def _streak_table(rows: list[dict], settings: StreakSettings) -> Table:
 
 
 def detect_streaks(
-    image: np.ndarray, mask: np.ndarray | None = None, settings: StreakSettings | None = None, **overrides
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    settings: StreakSettings | None = None,
+    pedestal: float = 0.0,
+    **overrides,
 ) -> Table:
     """Find straight trails (satellites, aircraft, meteors) on a frame.
 
@@ -1130,6 +1203,9 @@ def detect_streaks(
         True for pixels to ignore (outside an all-sky lens circle, obstructions).
     settings : StreakSettings, optional
         Defaults when omitted; keyword ``overrides`` change single settings.
+    pedestal : float, default 0
+        The image's level without light, ADU: the sides of a detection are compared above it
+        (``max_side_contrast``).
     **overrides
         Single settings of :class:`StreakSettings` that replace those of ``settings``.
 
@@ -1186,7 +1262,7 @@ def detect_streaks(
     cx = np.asarray(objs["x"], float)[cand]
     cy = np.asarray(objs["y"], float)[cand]
     groups = union_find(len(cand), _collinear_pairs(th, cx, cy, settings))
-    rows = _measure_groups(objs, seg, cand, groups, sub, rms, bad | star_mask, settings)
+    rows = _measure_groups(objs, seg, cand, groups, sub, rms, bad | star_mask, settings, data, pedestal)
     if not rows:
         return _empty()
     return _streak_table(_drop_duplicates(rows, settings), settings)

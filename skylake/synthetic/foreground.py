@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.path import Path as _Path
 from scipy import ndimage
 
-__all__ = ["polygon_mask", "later_sky", "paint_dark_body", "paint_lit_edge", "paint_trail", "frame_noise"]
+__all__ = ["tube", "polygon_mask", "later_sky", "paint_dark_body", "paint_lit_edge", "paint_trail", "frame_noise"]
 
 
 def polygon_mask(shape, vertices) -> np.ndarray:
@@ -192,3 +192,30 @@ def paint_trail(image: np.ndarray, x1, y1, x2, y2, peak: float, sigma_px: float 
         The new frame.
     """
     return np.asarray(image, float) + peak * _line_profile(np.shape(image), x1, y1, x2, y2, sigma_px)
+
+
+def tube(pivot, angle_deg: float, length: float, width: float):
+    """The corners of a telescope's tube (a rectangle) from its pivot along ``angle_deg``, and its lit edge.
+
+    Parameters
+    ----------
+    pivot : (float, float)
+        The tube's foot, px.
+    angle_deg : float
+        Its direction, deg from +x towards +y.
+    length, width : float
+        Its size, px.
+
+    Returns
+    -------
+    corners : list of (float, float)
+        The rectangle's corners.
+    edge : tuple of float
+        ``(x1, y1, x2, y2)``: the long side lit (the one towards -y).
+    """
+    t = np.radians(angle_deg)
+    u, n = np.array([np.cos(t), np.sin(t)]), np.array([np.sin(t), -np.cos(t)])
+    p = np.asarray(pivot, float)
+    a, b = p + n * width / 2, p + n * width / 2 + u * length
+    c, d = p - n * width / 2 + u * length, p - n * width / 2
+    return [tuple(a), tuple(b), tuple(c), tuple(d)], (a[0], a[1], b[0], b[1])
