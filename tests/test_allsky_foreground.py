@@ -67,7 +67,7 @@ def night(tmp_path_factory):
     }  # fmt: skip
 
 
-def test_the_learned_mask_covers_the_dome_and_leaves_the_sky(night, capsys):
+def test_the_learned_mask_covers_the_dome_and_leaves_the_sky(night, capsys, tmp_path):
     lake = night["lake"]
     assert main(["camera", "mask", lake, "--profile", "iceact"]) == 0
     said = capsys.readouterr().out
@@ -82,6 +82,14 @@ def test_the_learned_mask_covers_the_dome_and_leaves_the_sky(night, capsys):
     assert mask[open_sky].mean() <= 0.05  # open sky wrongly masked (measured: 0.005)
     assert ((bits & STRUCTURE) > 0)[dome].mean() >= 0.95  # found as a structure, not only by its hidden stars
     assert (((bits & HORIZON) > 0) == ~model.sky_mask(mask.shape, 0.0)).all()
+    # the report's camera page shows it over the latest frame
+    from skylake.allsky.report import allsky_frames, allsky_section
+
+    page, pngs = allsky_section(Lake.open(lake), allsky_frames(Lake.open(lake)), tmp_path, "iceact")
+    assert f"Mask {rows['mask_id'].iloc[0]}, learned from 8 clear frames" in page
+    assert (tmp_path / "img" / "iceact_allsky_mask.png") in pngs and (
+        tmp_path / "img" / "iceact_allsky_mask.png"
+    ).is_file()
     # built again from the same frames: found, not built twice
     assert main(["camera", "mask", lake, "--profile", "iceact"]) == 0
     assert "(exists)" in capsys.readouterr().out

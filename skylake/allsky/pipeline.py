@@ -98,6 +98,10 @@ class AllSkySettings:
     streak_alt_min_deg : float
         Below this altitude no trail is looked for: the rim's gradients, the horizon's obstructions and
         the lens' edge reflections are no trails.
+    streak_max_side_contrast : float
+        A detection whose two sides differ by more than this fraction of the brighter (the sky above the
+        pedestal, in strips along its whole length) is the lit edge of a structure (a telescope's tube, a
+        building), not a trail (:func:`skylake.frame.streaks.side_contrast`; 1 keeps them).
     static_tolerance_px : float
         A detection within this distance, at both ends, of one on an earlier frame of the camera is the same
         pixels: an artefact of the optics (LAKE/static_artefacts), not a trail.
@@ -151,6 +155,7 @@ class AllSkySettings:
     detect_streaks: bool = True
     streak_mesh_px: int = 16
     streak_alt_min_deg: float = 10.0
+    streak_max_side_contrast: float = 0.3
     static_tolerance_px: float = 3.0
     mask_max_cloud: float = 0.5
     mask_min_frames: int = 3
@@ -193,6 +198,7 @@ class AllSkySettings:
             "sky_mesh_px": (4, 1024),
             "streak_mesh_px": (8, 1024),
             "streak_alt_min_deg": (0, 89),
+            "streak_max_side_contrast": (0, 1),
             "static_tolerance_px": (0.5, 50),
             "mask_max_cloud": (0, 1),
             "mask_min_frames": (1, 100000),
@@ -590,7 +596,11 @@ def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict
     away = ~model.sky_mask((ny, nx), alt_min_deg=s.streak_alt_min_deg)
     away[:3], away[-3:], away[:, :3], away[:, -3:] = True, True, True, True  # the image's own edge
     streaks = detect_streaks(
-        image, away | (mask if mask is not None else False), mesh_px=s.streak_mesh_px, pedestal=bias
+        image,
+        away | (mask if mask is not None else False),
+        mesh_px=s.streak_mesh_px,
+        pedestal=bias,
+        max_side_contrast=s.streak_max_side_contrast,
     )
     if len(streaks) and known_artefacts is not None and len(known_artefacts):
         from skylake.frame.streaks import same_pixels

@@ -474,6 +474,60 @@ def plot_model_offsets(frames, path, *, title: str | None = None, moved_px: floa
         return _finish(fig, path)
 
 
+def plot_foreground_mask(image, bits, path, *, title: str | None = None):
+    """A frame with its camera's foreground mask drawn over it, each component in its colour.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The frame, ADU.
+    bits : numpy.ndarray of uint8
+        The mask (:mod:`skylake.allsky.foreground`: 1 horizon, 2 structure, 4 stars never seen).
+    path : str or pathlib.Path
+        The PNG written (its directory is created).
+    title : str, optional
+        The figure's title.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG's path.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from skylake.allsky.foreground import HORIZON, STRUCTURE, UNSEEN
+
+    plt = _mpl()
+    data = np.asarray(image, float)
+    bits = np.asarray(bits, np.uint8)
+    sky = (bits & HORIZON) == 0
+    lo, hi = np.nanpercentile(data[sky], [1, 99.5]) if sky.any() else np.nanpercentile(data, [1, 99.5])
+    layers = (
+        (HORIZON, "0.25", 0.55, "horizon (below allsky.mask_alt_min_deg)"),
+        (STRUCTURE, "tab:orange", 0.55, "structure (darker or brighter than the sky on every clear frame)"),
+        (UNSEEN, "magenta", 0.45, "stars predicted and never seen"),
+    )
+    with plt.rc_context(_FONT):
+        fig, ax = plt.subplots(figsize=(8, 7.2))
+        ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, origin="upper", interpolation="nearest")
+        handles = []
+        for bit, colour, alpha, name in layers:
+            on = (bits & bit) > 0
+            if bit != HORIZON:
+                on &= sky
+            if on.any():
+                ax.imshow(np.where(on, 1.0, np.nan), cmap=ListedColormap([colour]), alpha=alpha, origin="upper",
+                          interpolation="nearest")  # fmt: skip
+                handles.append(Patch(color=colour, alpha=alpha, label=f"{name}: {100 * on.mean():.1f} % of pixels"))
+        ax.set_xlabel("x [px]")
+        ax.set_ylabel("y [px]")
+        ax.set_title(title or "Foreground mask")
+        fig.legend(handles=handles, loc="lower center", fontsize=10, frameon=False)
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        return _finish(fig, path)
+
+
 def plot_fit_residuals(result, path, *, image=None, title: str | None = None, arrow_gain: float | None = None):
     """Residuals of a camera fit (:class:`skylake.allsky.fit.FitResult`).
 

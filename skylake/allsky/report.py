@@ -279,8 +279,63 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
             "moved is refitted from the model (red); one that cannot be is kept with the status camera_moved.</p>"
             f'<img src="img/{offsets.name}" alt="camera model offsets" width="70%">'
         )
+    mask_html, mask_png = _mask_section(lake, ok if len(ok) else frames, out / "img", stem)
+    parts.append(mask_html)
+    images += mask_png
     parts.append(_frames_table(frames, _settings_of(lake, frames.iloc[-1])))
     return "\n".join(parts), images
+
+
+def _mask_section(lake, frames, img: Path, stem: str) -> tuple[str, list[Path]]:
+    """The camera's newest foreground mask drawn over its latest frame, or how to build one."""
+    from skylake.allsky.foreground import mask_from_fits
+    from skylake.allsky.masks import read_masks
+    from skylake.allsky.plots import plot_foreground_mask
+    from skylake.lake.frames import FrameSelection, select_frames
+    from skylake.profile_store import frames_profile
+    from skylake.reduce.pixels import PIXEL_COLUMNS, frame_pixels
+
+    latest = frames.iloc[-1]
+    name = str(latest["profile"])
+    head = "<h3>Foreground mask</h3>\n"
+    masks = read_masks(lake, name)
+    if not len(masks):
+        return (
+            f"{head}<p class=muted>No foreground mask yet: <code>skylake camera mask LAKE --profile "
+            f"{html.escape(name)}</code> learns one from the camera's clear frames (the horizon, structures in "
+            "every frame, sky where catalogue stars are never seen); frames ingested afterwards leave it out.</p>",
+            [],
+        )
+    m = masks.iloc[-1]
+    mid = html.escape(m["mask_id"])
+    bits = mask_from_fits(lake.store.read_bytes(m["path"])).bits
+    row = select_frames(lake, FrameSelection(frame_id=int(latest["frame_id"])), PIXEL_COLUMNS).iloc[-1]
+    try:
+        image, _, _ = frame_pixels(lake.store.location, row, frames_profile(lake, name, latest["pipeline_version"]),
+                                   wcs=False)  # fmt: skip
+    except Exception as exc:  # the frame's file moved: say so, the rest of the page stands
+        return (
+            f"{head}<p class=muted>mask {mid}: the latest frame cannot be read ({html.escape(str(exc))}).</p>",
+            [],
+        )
+    if np.shape(image) != bits.shape:
+        return (
+            f"{head}<p class=muted>mask {mid} is {m['nx']}x{m['ny']}, the latest frame is not.</p>",
+            [],
+        )
+    png = plot_foreground_mask(
+        image, bits, img / f"{stem}_allsky_mask.png",
+        title=f"Foreground mask {m['mask_id'][:8]} over frame {int(latest['frame_id'])}",
+    )  # fmt: skip
+    text = (
+        f"{head}<p class=muted>Mask {mid}, learned from {int(m['n_frames'])} clear frames "
+        f"({int(m['n_cloudy'])} left out as cloudy): {100 * m['masked_fraction']:.1f} % of the sky above the horizon "
+        f"masked (structures {100 * m['structure_fraction']:.1f} %, stars never seen "
+        f"{100 * m['unseen_fraction']:.1f} %). Frames ingested after it leave it out of their cloud fraction, "
+        "photometry, maps and trails.</p>"
+        f'<img src="img/{png.name}" alt="foreground mask" width="70%">'
+    )
+    return text, [png]
 
 
 def _offsets_plot(lake, frames, img: Path, stem: str) -> Path | None:
