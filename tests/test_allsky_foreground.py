@@ -189,6 +189,14 @@ def test_only_the_satellites_are_trails_on_the_real_sky_with_a_foreground(tmp_pa
     streaks = pd.read_parquet(f"{lake}/streaks").merge(frames[["frame_id", "copy"]], on="frame_id")
     for row in streaks.itertuples():
         assert _on(TRAILS[row.copy], (row.x1, row.y1, row.x2, row.y2))
+    # with the camera's mask learned from the same night (the building, the tube's foot), ingested again: the same
+    assert main(["camera", "mask", lake, "--profile", "iceact"]) == 0
+    assert main(["ingest", lake, *map(str, paths), "--pipeline", str(profile), "--no-progress", "--redo"]) == 0
+    frames = pd.read_parquet(f"{lake}/frames").sort_values("ingested_at").drop_duplicates("frame_id", keep="last")
+    frames["copy"] = frames["path"].str.extract(r"copy(\d)\.fits")[0].astype(int)
+    frames = frames.sort_values("copy")
+    assert frames["extract_note"].str.contains("foreground mask").all()
+    assert frames["n_streaks"].tolist() == [int(k in TRAILS) for k in range(8)]
 
 
 def test_only_the_satellites_are_trails_on_a_synthetic_night_with_the_same_foreground():
@@ -214,3 +222,28 @@ def test_only_the_satellites_are_trails_on_a_synthetic_night_with_the_same_foreg
     for k, trails in enumerate(found):
         for t in trails:
             assert _on(TRAILS[k], t)
+
+
+def test_the_mask_of_a_synthetic_night_covers_its_dome():
+    """A SYNTHETIC night (its own stars, sky gradient and camera) with the same dark dome: the same coverage."""
+    from astropy.table import Table
+
+    from skylake.allsky.foreground import learn_mask
+    from skylake.allsky.pipeline import AllSkySettings
+    from skylake.synthetic.allsky import make_allsky_frame
+    from skylake.synthetic.allsky_night import MODEL, SHAPE, SITE, START, synthetic_bright_stars
+
+    catalog = Table.from_pandas(synthetic_bright_stars())
+    settings = AllSkySettings(bias_adu="corners")
+    dome = polygon_mask(SHAPE, DOME) & MODEL.sky_mask(SHAPE, 0.0)
+    frames = []
+    for k in range(8):
+        time = Time(START) + STEP_H * k * u.hour
+        frame = make_allsky_frame(MODEL, SITE, time, catalog, SHAPE, bias=1000.0, read_noise=20.0, seed=k)
+        noise = frame_noise(frame.image, MODEL.sky_mask(SHAPE, 10.0))
+        frames.append((paint_dark_body(frame.image, dome, 1000.0, 0.15, noise, seed=k), time))
+    fm = learn_mask(frames, MODEL, SITE, catalog, settings)
+    open_sky = MODEL.sky_mask(SHAPE, 10.0) & ~dome
+    assert fm.n_frames == 8
+    assert fm.mask[dome].mean() >= 0.95
+    assert fm.mask[open_sky].mean() <= 0.05

@@ -1035,8 +1035,9 @@ def side_contrast(data, bad, x1, y1, x2, y2, width, pedestal: float = 0.0, depth
     Returns
     -------
     float
-        ``|L - R| / max(L, R)``, in [0, 1] for sides above the pedestal; 0 when a side has no good pixel or
-        neither is above the pedestal.
+        ``|L - R| / max(L, R)``, in [0, 1] for sides above the pedestal; 1 when a side's pixels in the image are
+        mostly ``bad`` (the edge of a masked structure); 0 when a side lies off the image or neither is above
+        the pedestal.
     """
     ny, nx = data.shape
     length = math.hypot(x2 - x1, y2 - y1)
@@ -1050,10 +1051,13 @@ def side_contrast(data, bad, x1, y1, x2, y2, width, pedestal: float = 0.0, depth
     yy, xx = np.mgrid[y0:ya, x0:xa]
     along = (xx - x1) * ux + (yy - y1) * uy
     across = -(xx - x1) * uy + (yy - y1) * ux
-    inside = (along >= 0.1 * length) & (along <= 0.9 * length) & ~bad[y0:ya, x0:xa]
+    span = (along >= 0.1 * length) & (along <= 0.9 * length)
+    good = ~bad[y0:ya, x0:xa]
     box = data[y0:ya, x0:xa] - pedestal
-    left = box[inside & (across <= -gap) & (across >= -reach)]
-    right = box[inside & (across >= gap) & (across <= reach)]
+    sides = [span & (across <= -gap) & (across >= -reach), span & (across >= gap) & (across <= reach)]
+    if any(side.any() and (side & good).sum() < 0.25 * side.sum() for side in sides):
+        return 1.0  # one side is mostly masked: the edge of a masked structure (the frame's own edge is not)
+    left, right = box[sides[0] & good], box[sides[1] & good]
     if not left.size or not right.size:
         return 0.0
     a, b = float(np.median(left)), float(np.median(right))
