@@ -94,3 +94,24 @@ def test_settings_are_validated():
         StreakSettings.from_dict({"minlength": 3})
     assert len(detect_streaks(np.zeros((64, 64)))) == 0
     assert flag_on_streaks([1.0], [1.0], Table({c: [] for c in STREAK_COLUMNS})).tolist() == [False]
+
+
+def test_same_pivot_is_one_structure_turned_about_a_point():
+    from skylake.frame.streaks import same_pivot
+
+    def seg(x, y, angle_deg, length):
+        t = np.radians(angle_deg)
+        return {"x1": x, "y1": y, "x2": x + length * np.cos(t), "y2": y + length * np.sin(t)}
+
+    foot = (150.0, 390.0)
+    assert same_pivot(seg(*foot, -40, 170), seg(*foot, -30, 170), 3.0)  # the tube turned 10 deg about its foot
+    assert not same_pivot(seg(*foot, -40, 170), seg(*foot, -15, 170), 3.0)  # 25 deg: beyond max_turn_deg 20
+    assert not same_pivot(seg(*foot, -40, 170), seg(*foot, -30, 170), 3.0, max_turn_deg=0)
+    # found running on beyond the foot (along a cable): the other's foot lies on it
+    assert same_pivot(
+        seg(*foot, -33, 170),
+        seg(foot[0] - 30 * np.cos(np.radians(-33)), 390 + 30 * np.sin(np.radians(33)), -33, 200),
+        3.0,
+    )
+    assert not same_pivot(seg(*foot, -40, 170), seg(150.0, 440.0, -40, 170), 3.0)  # parallel, 50 px apart
+    assert not same_pivot(seg(*foot, -40, 60), seg(*foot, -40, 170), 3.0)  # lengths differ by more than 2x

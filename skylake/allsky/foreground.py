@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -386,15 +385,14 @@ def lake_mask(lake_root: str | None, profile: str, mjd: float, shape) -> tuple[n
     """
     if not lake_root:
         return None, ""
-    from skylake.lake.tables import CAMERA_MASKS, get
-
-    if not os.path.isdir(os.path.join(lake_root, get(CAMERA_MASKS).location)):
-        return None, ""
     import pyarrow.compute as pc
 
     from skylake.lake import Lake
+    from skylake.lake.tables import CAMERA_MASKS, get
 
     lake = Lake.open(lake_root, catch_up=False)
+    if not lake.store.exists(get(CAMERA_MASKS).location):  # (local or object store alike)
+        return None, ""
     rows = get(CAMERA_MASKS).read(
         lake, columns=["mask_id", "valid_from", "created_at", "nx", "ny", "path"],
         filter=(pc.field("profile") == profile) & (pc.field("valid_from") <= float(mjd)),

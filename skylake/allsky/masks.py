@@ -133,6 +133,13 @@ def build_mask(lake, profile_name: str, selection: FrameSelection | None = None)
     version = lake.log.latest_version()
 
     def images():
+        """Each frame's pixels and time, read one at a time (a year of frames is not held at once).
+
+        Yields
+        ------
+        tuple
+            The image (ADU) and its mid-exposure time.
+        """
         for row in frames.itertuples():
             data, _, _ = frame_pixels(lake.store.location, row, profile, wcs=False)
             yield np.asarray(data, float), Time(row.mjd, format="mjd", scale="utc")

@@ -102,6 +102,11 @@ class AllSkySettings:
         A detection whose two sides differ by more than this fraction of the brighter (the sky above the
         pedestal, in strips along its whole length) is the lit edge of a structure (a telescope's tube, a
         building), not a trail (:func:`skylake.frame.streaks.side_contrast`; 1 keeps them).
+    pivot_turn_deg : float
+        Two detections of the camera within a night, an end of one on the other (within
+        ``static_tolerance_px``), turned by at most this and of lengths within a factor 2, are one structure
+        slewing about its foot (a telescope's lit tube) or standing (a building's edge), not two trails
+        (:func:`skylake.frame.streaks.same_pivot`); 0 does not look.
     static_tolerance_px : float
         A detection within this distance, at both ends, of one on an earlier frame of the camera is the same
         pixels: an artefact of the optics (LAKE/static_artefacts), not a trail.
@@ -156,6 +161,7 @@ class AllSkySettings:
     streak_mesh_px: int = 16
     streak_alt_min_deg: float = 10.0
     streak_max_side_contrast: float = 0.3
+    pivot_turn_deg: float = 20.0
     static_tolerance_px: float = 3.0
     mask_max_cloud: float = 0.5
     mask_min_frames: int = 3
@@ -199,6 +205,7 @@ class AllSkySettings:
             "streak_mesh_px": (8, 1024),
             "streak_alt_min_deg": (0, 89),
             "streak_max_side_contrast": (0, 1),
+            "pivot_turn_deg": (0, 90),
             "static_tolerance_px": (0.5, 50),
             "mask_max_cloud": (0, 1),
             "mask_min_frames": (1, 100000),
@@ -603,9 +610,15 @@ def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict
         max_side_contrast=s.streak_max_side_contrast,
     )
     if len(streaks) and known_artefacts is not None and len(known_artefacts):
-        from skylake.frame.streaks import same_pixels
+        from skylake.frame.streaks import same_pivot, same_pixels
 
-        static = [any(same_pixels(r, a, s.static_tolerance_px) for a in known_artefacts) for r in streaks]
+        static = [
+            any(
+                same_pixels(r, a, s.static_tolerance_px) or same_pivot(r, a, s.static_tolerance_px, s.pivot_turn_deg)
+                for a in known_artefacts
+            )
+            for r in streaks
+        ]
         notes["static_artefacts"] = f"{sum(static)} detections at the pixels of known artefacts left out"
         streaks = streaks[~np.asarray(static, bool)]
     return streaks

@@ -21,6 +21,7 @@ __all__ = [
     "plot_stars",
     "plot_fit_residuals",
     "plot_model_offsets",
+    "plot_foreground_mask",
     "CONVENTION",
 ]
 
@@ -474,7 +475,7 @@ def plot_model_offsets(frames, path, *, title: str | None = None, moved_px: floa
         return _finish(fig, path)
 
 
-def plot_foreground_mask(image, bits, path, *, title: str | None = None):
+def plot_foreground_mask(image, bits, path, *, layers, title: str | None = None):
     """A frame with its camera's foreground mask drawn over it, each component in its colour.
 
     Parameters
@@ -482,9 +483,11 @@ def plot_foreground_mask(image, bits, path, *, title: str | None = None):
     image : numpy.ndarray
         The frame, ADU.
     bits : numpy.ndarray of uint8
-        The mask (:mod:`skylake.allsky.foreground`: 1 horizon, 2 structure, 4 stars never seen).
+        The mask (:mod:`skylake.allsky.foreground`).
     path : str or pathlib.Path
         The PNG written (its directory is created).
+    layers : sequence of (int, str)
+        Each component's bit and label, the horizon first (the others are drawn where it is not).
     title : str, optional
         The figure's title.
 
@@ -496,25 +499,20 @@ def plot_foreground_mask(image, bits, path, *, title: str | None = None):
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    from skylake.allsky.foreground import HORIZON, STRUCTURE, UNSEEN
-
     plt = _mpl()
     data = np.asarray(image, float)
     bits = np.asarray(bits, np.uint8)
-    sky = (bits & HORIZON) == 0
+    horizon = layers[0][0]
+    sky = (bits & horizon) == 0
     lo, hi = np.nanpercentile(data[sky], [1, 99.5]) if sky.any() else np.nanpercentile(data, [1, 99.5])
-    layers = (
-        (HORIZON, "0.25", 0.55, "horizon (below allsky.mask_alt_min_deg)"),
-        (STRUCTURE, "tab:orange", 0.55, "structure (darker or brighter than the sky on every clear frame)"),
-        (UNSEEN, "magenta", 0.45, "stars predicted and never seen"),
-    )
+    colours = (("0.25", 0.55), ("tab:orange", 0.55), ("magenta", 0.45), ("tab:cyan", 0.45))
     with plt.rc_context(_FONT):
         fig, ax = plt.subplots(figsize=(8, 7.2))
         ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, origin="upper", interpolation="nearest")
         handles = []
-        for bit, colour, alpha, name in layers:
+        for (bit, name), (colour, alpha) in zip(layers, colours):
             on = (bits & bit) > 0
-            if bit != HORIZON:
+            if bit != horizon:
                 on &= sky
             if on.any():
                 ax.imshow(np.where(on, 1.0, np.nan), cmap=ListedColormap([colour]), alpha=alpha, origin="upper",

@@ -288,13 +288,18 @@ def allsky_section(lake, frames, out: Path, stem: str) -> tuple[str, list[Path]]
 
 def _mask_section(lake, frames, img: Path, stem: str) -> tuple[str, list[Path]]:
     """The camera's newest foreground mask drawn over its latest frame, or how to build one."""
-    from skylake.allsky.foreground import mask_from_fits
+    from skylake.allsky.foreground import HORIZON, STRUCTURE, UNSEEN, mask_from_fits
     from skylake.allsky.masks import read_masks
     from skylake.allsky.plots import plot_foreground_mask
     from skylake.lake.frames import FrameSelection, select_frames
     from skylake.profile_store import frames_profile
     from skylake.reduce.pixels import PIXEL_COLUMNS, frame_pixels
 
+    layers = (
+        (HORIZON, "horizon (below allsky.mask_alt_min_deg)"),
+        (STRUCTURE, "structure (darker or brighter than the sky on every clear frame)"),
+        (UNSEEN, "stars predicted and never seen"),
+    )
     latest = frames.iloc[-1]
     name = str(latest["profile"])
     head = "<h3>Foreground mask</h3>\n"
@@ -324,7 +329,7 @@ def _mask_section(lake, frames, img: Path, stem: str) -> tuple[str, list[Path]]:
             [],
         )
     png = plot_foreground_mask(
-        image, bits, img / f"{stem}_allsky_mask.png",
+        image, bits, img / f"{stem}_allsky_mask.png", layers=layers,
         title=f"Foreground mask {m['mask_id'][:8]} over frame {int(latest['frame_id'])}",
     )  # fmt: skip
     text = (

@@ -160,7 +160,8 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
     """The batch's detections that are artefacts, taken out of the results' streak rows and frame records.
 
     Artefacts (:func:`skylake.frame.static_artefacts.find`) are on the same pixels as another of the
-    batch's frames, or as one of the camera's last rows in LAKE/streaks within the window; rows of the
+    batch's frames, or as one of the camera's last rows in LAKE/streaks within the window (or turned about a
+    shared end within a night: ``allsky.pivot_turn_deg``); rows of the
     ``replaced`` frames (their earlier versions, going in this commit) are not compared.
 
     Parameters
@@ -186,7 +187,7 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
     import pyarrow.compute as pc
     from astropy.table import Table
 
-    from skylake.frame.static_artefacts import WINDOW_D, Found, find
+    from skylake.frame.static_artefacts import PIVOT_WINDOW_D, WINDOW_D, Found, find
     from skylake.lake.tables import FRAMES
     from skylake.tasks.frame import frame_night
 
@@ -206,7 +207,11 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
     if not rows:
         return Found(artefacts=pd.DataFrame()), {}
     batch = pd.concat(rows, ignore_index=True)
-    lo, hi = batch["mjd"].min() - WINDOW_D, batch["mjd"].max() + WINDOW_D
+    settings = allsky_settings(profile) if profile is not None and profile.is_allsky else None
+    tol = settings.static_tolerance_px if settings is not None else 3.0
+    turn = settings.pivot_turn_deg if settings is not None else 0.0
+    window = max(WINDOW_D, PIVOT_WINDOW_D if turn > 0 else 0.0)
+    lo, hi = batch["mjd"].min() - window, batch["mjd"].max() + window
     nights = sorted({n for n in batch["night"] if n}) + [None]
     earlier = lake.read_night_table(
         STREAKS, filter=(pc.field("mjd") >= lo) & (pc.field("mjd") <= hi), nights=nights
@@ -215,9 +220,7 @@ def static_artefacts(lake, results, profile, replaced=()) -> tuple:
         frames = lake.read_night_table(FRAMES, columns=["frame_id", "profile"], nights=nights).to_pandas()
         earlier = earlier.merge(frames, on="frame_id", how="inner")
         earlier = earlier[~earlier["frame_id"].isin(list(replaced))]  # a frame's older version is no other frame
-    settings = allsky_settings(profile) if profile is not None and profile.is_allsky else None
-    tol = settings.static_tolerance_px if settings is not None else 3.0
-    found = find(batch, earlier, tol)
+    found = find(batch, earlier, tol, pivot_turn_deg=turn)
     trails = {}
     for k, r in enumerate(results):
         s = (r.extras or {}).get(STREAKS)

@@ -3,7 +3,9 @@
 A satellite or an aircraft crosses a camera's field once; a reflection at the lens rim, a bright sensor row or a
 fixed light stays where it is, frame after frame. So a detection is an artefact, not a trail, when another
 frame of the same camera within :data:`WINDOW_D` of it has one on the same pixels
-(:func:`skylake.frame.streaks.same_pixels`, both ends within ``allsky.static_tolerance_px``). The lake keeps a
+(:func:`skylake.frame.streaks.same_pixels`, both ends within ``allsky.static_tolerance_px``), or one within
+:data:`PIVOT_WINDOW_D` turned about a shared point (:func:`skylake.frame.streaks.same_pivot`, ``allsky.pivot_turn_deg``:
+the lit edge of a telescope's tube slewing on its mount). The lake keeps a
 camera's artefacts (LAKE/static_artefacts, schemas/static_artefacts.yaml):
 
 * a frame task reads them (:func:`known`) and leaves detections on their pixels out before anything is flagged;
@@ -25,12 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from skylake.frame.streaks import same_pixels, union_find
+from skylake.frame.streaks import same_pivot, same_pixels, union_find
 
-__all__ = ["WINDOW_D", "known", "find", "Found", "GEOMETRY"]
+__all__ = ["WINDOW_D", "PIVOT_WINDOW_D", "known", "find", "Found", "GEOMETRY"]
 
 #: Two detections at the same pixels this close in time (days) are one artefact.
 WINDOW_D = 1.0 / 24.0
+#: Two detections turned about a shared end this close in time (days, a night) are one structure.
+PIVOT_WINDOW_D = 0.5
 GEOMETRY = ["x1", "y1", "x2", "y2"]
 
 
@@ -88,8 +92,16 @@ class Found:
     earlier: set = field(default_factory=set)
 
 
-def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window_d: float = WINDOW_D) -> Found:
-    """Detections on the same pixels on two or more frames within ``window_d`` of each other.
+def find(
+    batch: pd.DataFrame,
+    earlier: pd.DataFrame,
+    tolerance_px: float,
+    window_d: float = WINDOW_D,
+    pivot_turn_deg: float = 0.0,
+    pivot_window_d: float = PIVOT_WINDOW_D,
+) -> Found:
+    """Detections on the same pixels on two or more frames within ``window_d`` of each other (or turned about a
+    shared end within ``pivot_window_d``).
 
     Parameters
     ----------
@@ -105,6 +117,11 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
         (:func:`skylake.frame.streaks.same_pixels`).
     window_d : float
         Largest time between two detections of one artefact, days.
+    pivot_turn_deg : float, default 0
+        Two detections, an end of one on the other (within ``tolerance_px``), turned by at most this are one structure
+        (:func:`skylake.frame.streaks.same_pivot`); 0: not looked for.
+    pivot_window_d : float
+        Largest time between two such detections, days.
 
     Returns
     -------
@@ -140,7 +157,10 @@ def find(batch: pd.DataFrame, earlier: pd.DataFrame, tolerance_px: float, window
                 continue
             if a["origin"] == c["origin"] == "earlier":
                 continue  # the lake's own rows were decided when they were committed
-            if abs(a["mjd"] - c["mjd"]) <= window_d and same_pixels(a, c, tolerance_px):
+            dt = abs(a["mjd"] - c["mjd"])
+            if (dt <= window_d and same_pixels(a, c, tolerance_px)) or (
+                dt <= pivot_window_d and same_pivot(a, c, tolerance_px, pivot_turn_deg)
+            ):
                 pairs.append((i, j))
     groups: dict[int, list[int]] = {}
     for i, g in enumerate(union_find(n, pairs)):

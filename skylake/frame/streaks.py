@@ -47,6 +47,7 @@ __all__ = [
     "side_contrast",
     "noise_map",
     "same_pixels",
+    "same_pivot",
     "union_find",
 ]
 
@@ -1307,6 +1308,46 @@ def same_pixels(a, b, tol_px: float) -> bool:
     da = _segment_distance([a["x1"], a["x2"]], [a["y1"], a["y2"]], tb)[:, 0]
     db = _segment_distance([b["x1"], b["x2"]], [b["y1"], b["y2"]], ta)[:, 0]
     return bool(np.all(da <= tol_px) and np.all(db <= tol_px))
+
+
+def same_pivot(a, b, tol_px: float, max_turn_deg: float = 20.0, max_length_ratio: float = 2.0) -> bool:
+    """Tell whether two detections are one structure turned about a fixed point (a telescope's tube on its mount).
+
+    They are when an end of one lies within ``tol_px`` of the other's segment (the tube's foot: a detection may
+    run on beyond it, along a rim or a cable), their directions differ by at most ``max_turn_deg`` and their
+    lengths by at most ``max_length_ratio``. A satellite crosses the sky once; a tube's lit edge slews about its
+    foot, and a building's edge stays (found a little longer or shorter from frame to frame).
+
+    Parameters
+    ----------
+    a, b : mapping
+        The detections (``x1``, ``y1``, ``x2``, ``y2``, px).
+    tol_px : float
+        How near the shared point must be, px.
+    max_turn_deg : float, default 20
+        The largest turn between them, deg (0: never).
+    max_length_ratio : float, default 2
+        The largest ratio of their lengths.
+
+    Returns
+    -------
+    same : bool
+        Whether they are one structure turned about a shared point.
+    """
+    if max_turn_deg <= 0:
+        return False
+    la, lb = math.hypot(a["x2"] - a["x1"], a["y2"] - a["y1"]), math.hypot(b["x2"] - b["x1"], b["y2"] - b["y1"])
+    if min(la, lb) <= 0 or max(la, lb) / min(la, lb) > max_length_ratio:
+        return False
+    ta = math.degrees(math.atan2(a["y2"] - a["y1"], a["x2"] - a["x1"]))
+    tb = math.degrees(math.atan2(b["y2"] - b["y1"], b["x2"] - b["x1"]))
+    if abs((ta - tb + 90.0) % 180.0 - 90.0) > max_turn_deg:
+        return False
+    ta_ = Table(rows=[[a["x1"], a["y1"], a["x2"], a["y2"]]], names=("x1", "y1", "x2", "y2"))
+    tb_ = Table(rows=[[b["x1"], b["y1"], b["x2"], b["y2"]]], names=("x1", "y1", "x2", "y2"))
+    da = _segment_distance([a["x1"], a["x2"]], [a["y1"], a["y2"]], tb_)[:, 0]
+    db = _segment_distance([b["x1"], b["x2"]], [b["y1"], b["y2"]], ta_)[:, 0]
+    return bool(min(da.min(), db.min()) <= tol_px)
 
 
 def flag_on_streaks(x, y, streaks: Table, *, margin_px: float = 2.0) -> np.ndarray:
