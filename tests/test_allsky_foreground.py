@@ -67,6 +67,7 @@ def night(tmp_path_factory):
     }  # fmt: skip
 
 
+@pytest.mark.realdata
 def test_the_learned_mask_covers_the_dome_and_leaves_the_sky(night, capsys, tmp_path):
     lake = night["lake"]
     assert main(["camera", "mask", lake, "--profile", "iceact"]) == 0
@@ -96,6 +97,7 @@ def test_the_learned_mask_covers_the_dome_and_leaves_the_sky(night, capsys, tmp_
     assert len(tables.get(tables.CAMERA_MASKS).read(Lake.open(lake))) == 1
 
 
+@pytest.mark.realdata
 def test_a_frame_ingested_after_the_mask_does_not_see_the_dome_as_cloud(night):
     lake = night["lake"]
     if not len(tables.get(tables.CAMERA_MASKS).read(Lake.open(lake))):
@@ -154,6 +156,7 @@ def _on(truth, found, tol: float = 5.0) -> bool:
     )
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("level", [0.3, 0.9])
 def test_only_the_satellites_are_trails_on_the_real_sky_with_a_foreground(tmp_path, level):
     """8 copies of the real clear IceAct frame 1.5 h apart, ingested: exactly the 3 trails, on their truth.
@@ -194,6 +197,8 @@ def test_only_the_satellites_are_trails_on_the_real_sky_with_a_foreground(tmp_pa
     streaks = pd.read_parquet(f"{lake}/streaks").merge(frames[["frame_id", "copy"]], on="frame_id")
     for row in streaks.itertuples():
         assert _on(TRAILS[row.copy], (row.x1, row.y1, row.x2, row.y2))
+    if level != 0.3:
+        return
     # with the camera's mask learned from the same night (the building, the tube's foot), ingested again: the same
     assert main(["camera", "mask", lake, "--profile", "iceact"]) == 0
     assert main(["ingest", lake, *map(str, paths), "--pipeline", str(profile), "--no-progress", "--redo"]) == 0
@@ -254,6 +259,7 @@ def test_the_mask_of_a_synthetic_night_covers_its_dome():
     assert fm.mask[open_sky].mean() <= 0.05
 
 
+@pytest.mark.realdata
 def test_camera_mask_says_why_it_cannot_learn(tmp_path, capsys):
     """The two REAL IceAct frames (one clear, one 75 % cloud): too few clear frames, said; an unknown profile too."""
     clear = require_shared(ALLSKY / "iceact_20170503_starry.fits")
