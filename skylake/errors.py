@@ -42,6 +42,7 @@ __all__ = [
     "FrameRejected",
     "LakeError",
     "LakeFullError",
+    "PublishBlocked",
     "DbError",
     "DbUrlError",
     "ForeignLakeError",
@@ -103,6 +104,13 @@ class LakeFullError(LakeError):
     The lake stays consistent: an uncommitted batch is dropped, a committed one is published by the next
     command.
     """
+
+    exit_code = EXIT_FAILURE
+
+
+class PublishBlocked(LakeError):
+    """A committed batch cannot be made live: something in the lake is in its way (a file where a directory goes,
+    a permission). Readers read the lake as published; writers wait until it is moved."""
 
     exit_code = EXIT_FAILURE
 

@@ -131,15 +131,15 @@ TRAILS = {1: (200.0, 120.0, 420.0, 200.0), 4: (300.0, 260.0, 450.0, 110.0), 6: (
 def _foreground(image, sky, bias: float, noise: float, k: int, level: float = 0.3):
     """Copy k with the tube (turned k x 3 deg), the building (both ``level`` of the sky behind them) and, on
     copies 1, 4 and 6, a satellite trail."""
-    from skylake.synthetic.foreground import paint_lit_edge, paint_trail, tube
+    from skylake.synthetic.foreground import paint_line, tube
 
     (foot, angle, turn, length, width) = TUBE
     corners, edge = tube(foot, angle + turn * k, length, width)
     body = (polygon_mask(image.shape, corners) | polygon_mask(image.shape, BUILDING)) & sky
     out = paint_dark_body(image, body, bias, level, noise, seed=k)
-    out = paint_lit_edge(out, *edge, peak=12 * noise, sigma_px=2.0)  # near the lens: a little defocused
-    out = paint_lit_edge(out, *BUILDING_EDGE, peak=12 * noise, sigma_px=2.0)
-    return paint_trail(out, *TRAILS[k], peak=12 * noise) if k in TRAILS else out
+    out = paint_line(out, *edge, peak=12 * noise, sigma_px=2.0)  # near the lens: a little defocused
+    out = paint_line(out, *BUILDING_EDGE, peak=12 * noise, sigma_px=2.0)
+    return paint_line(out, *TRAILS[k], peak=12 * noise) if k in TRAILS else out
 
 
 def _found_trails(streaks) -> list:

@@ -13,6 +13,7 @@ import pytest
 
 from skylake.cli import main
 from skylake.dia.stage import NO_REFERENCE
+from skylake.errors import PublishBlocked
 from skylake.lake import Lake, tables
 from skylake.pipeline import ingest
 from skylake.synthetic.series import write_series
@@ -81,6 +82,12 @@ def test_a_dia_step_that_fails_loses_nothing_and_the_next_ingest_finishes_it(ser
         first = ingest(lake, paths[:6], profile, progress=False)
     assert first.exit_code == 0 and first.ingested == 6 and first.downstream.dia == []
     assert f"dia after ingest failed (run `skylake dia {lake.url}`): FileExistsError" in caplog.text
+    # while it stands, a reader reads the lake as published and says why; a writer is refused, naming it
+    with caplog.at_level("WARNING", logger="skylake.lake.lake"):
+        assert Lake.open(lake.url).read_frames(columns=["frame_id"]).num_rows == 6
+    assert "is committed but cannot be published: FileExistsError" in caplog.text
+    with pytest.raises(PublishBlocked, match="reference_images"), Lake.open(lake.url).transaction("test"):
+        pass
     blocker.unlink()
     assert lake.read_frames(columns=["frame_id"]).num_rows == 6
     assert len(tables.get(tables.REFERENCES).read(lake)) == 1  # committed before the publish failed

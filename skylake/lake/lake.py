@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from skylake.errors import LakeError, LakeFullError
+from skylake.errors import LakeError, LakeFullError, PublishBlocked
 from skylake.lake import counts, faults, frame_index, history, pieces, pinned
 from skylake.lake.log import (
     LAKE_FILE,
@@ -812,7 +812,7 @@ class Lake(LakeView):
                 if held:
                     try:
                         self.caught_up += self.roll_forward()
-                    except LakeFullError as exc:
+                    except (LakeFullError, PublishBlocked) as exc:
                         self._warn_once(
                             f"could not finish publishing commits of lake {self.url}: {exc}; "
                             "reading it as it is on disk"
@@ -843,6 +843,8 @@ class Lake(LakeView):
         LakeError
             The published version is beyond the commit log's end, or a commit's files are lost (restore the
             lake's ``_skylake/`` from a backup).
+        PublishBlocked
+            Something in the lake is in a commit's way (a file where its directory goes); it names the error.
         """
         published, latest = self.log.published_version(), self.log.latest_version()
         if published > latest:
@@ -853,7 +855,16 @@ class Lake(LakeView):
         done = []
         for version in range(published + 1, latest + 1):
             entry = self.log.read(version)
-            self._publish(entry)
+            try:
+                self._publish(entry)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                raise PublishBlocked(
+                    f"commit {version} of lake {self.url} ({entry.operation}) is committed but cannot be published: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())}; move what is in the way, then any write "
+                    f"(or `skylake repair {self.url}`) publishes it"
+                ) from None
             done.append(version)
             log.warning(
                 "lake %s: finished publishing commit %d (%s %s), which an interrupted writer left",

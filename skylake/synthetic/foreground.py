@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.path import Path as _Path
 from scipy import ndimage
 
-__all__ = ["tube", "polygon_mask", "later_sky", "paint_dark_body", "paint_lit_edge", "paint_trail", "frame_noise"]
+__all__ = ["tube", "polygon_mask", "later_sky", "paint_dark_body", "paint_line", "frame_noise"]
 
 
 def polygon_mask(shape, vertices) -> np.ndarray:
@@ -150,37 +150,16 @@ def _line_profile(shape, x1, y1, x2, y2, sigma_px):
     return np.exp(-0.5 * (across / sigma_px) ** 2) * ((along >= 0) & (along <= length))
 
 
-def paint_lit_edge(image: np.ndarray, x1, y1, x2, y2, peak: float, sigma_px: float = 1.0) -> np.ndarray:
-    """Light a thin edge (of a structure painted with :func:`paint_dark_body`): a line of ``peak`` ADU.
+def paint_line(image: np.ndarray, x1, y1, x2, y2, peak: float, sigma_px: float = 1.2) -> np.ndarray:
+    """Add a straight line of ``peak`` ADU at its centre between its ends: a satellite trail, or the lit edge of
+    a structure painted with :func:`paint_dark_body`.
 
     Parameters
     ----------
     image : numpy.ndarray
         The frame.
     x1, y1, x2, y2 : float
-        The edge's ends, px.
-    peak : float
-        Its brightness at the centre line, ADU.
-    sigma_px : float, default 1
-        Its Gaussian cross-section, px.
-
-    Returns
-    -------
-    numpy.ndarray
-        The new frame.
-    """
-    return np.asarray(image, float) + peak * _line_profile(np.shape(image), x1, y1, x2, y2, sigma_px)
-
-
-def paint_trail(image: np.ndarray, x1, y1, x2, y2, peak: float, sigma_px: float = 1.2) -> np.ndarray:
-    """Add a satellite trail: a straight line of ``peak`` ADU at its centre between its ends.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        The frame.
-    x1, y1, x2, y2 : float
-        The trail's ends, px.
+        The line's ends, px (cut sharply).
     peak : float
         Its brightness at the centre line, ADU (10-15 x the pixel noise for the issue's trails).
     sigma_px : float, default 1.2
