@@ -277,3 +277,20 @@ def test_camera_mask_says_why_it_cannot_learn(tmp_path, capsys):
     assert main(["camera", "mask", lake, "--profile", "nosuch"]) == 2
     assert "no frame of profile 'nosuch'" in capsys.readouterr().err
     assert not len(tables.get(tables.CAMERA_MASKS).read(Lake.open(lake)))
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (488, 640), (480, 648), (1080, 1440)])
+def test_sky_ratio_of_any_frame_size_is_one_on_a_smooth_sky(shape):
+    """A SYNTHETIC sky that is the model's vignetting times a gradient: the ratio is 1 on every frame size."""
+    from skylake.allsky.camera import CameraModel
+    from skylake.allsky.foreground import sky_ratio
+
+    ny, nx = shape
+    model = CameraModel("equidistant", 1.45, 0.0075 * 640 / nx, x0=nx / 2, y0=ny / 2, rotation_deg=0.0)
+    y, x = np.mgrid[0:ny, 0:nx]
+    r = np.hypot(x - nx / 2, y - ny / 2) / model.horizon_radius_px
+    sky = 1000.0 * (1 + 0.5 * r**2) * (1 + 0.1 * (x - nx / 2) / nx) + 100.0
+    ratio = sky_ratio(sky, model, bias=100.0, alt_min_deg=5.0)
+    inside = np.isfinite(ratio)
+    assert inside.sum() > 0.4 * ny * nx
+    assert np.abs(ratio[inside] - 1).max() < 0.02

@@ -115,3 +115,9 @@ def test_same_pivot_is_one_structure_turned_about_a_point():
     )
     assert not same_pivot(seg(*foot, -40, 170), seg(150.0, 440.0, -40, 170), 3.0)  # parallel, 50 px apart
     assert not same_pivot(seg(*foot, -40, 60), seg(*foot, -40, 170), 3.0)  # lengths differ by more than 2x
+    # satellites: one continuing into the next frame (end to end, running on to the other side), one of a train on
+    # the same track shifted along it, one ending on another at 15 deg on the far side
+    a = {"x1": 100.0, "y1": 100.0, "x2": 250.0, "y2": 150.0}
+    assert not same_pivot(a, {"x1": 252.0, "y1": 151.0, "x2": 395.0, "y2": 210.0}, 3.0)
+    assert not same_pivot(a, {"x1": 160.0, "y1": 120.0, "x2": 310.0, "y2": 170.0}, 3.0)
+    assert not same_pivot(a, seg(250.0, 150.0, 33.4, 150), 3.0)

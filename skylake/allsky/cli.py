@@ -12,8 +12,8 @@ or was too cloudy to vote (fewer than half the clearest's stars). A ``[camera]``
 projection (with the profile's ``[site]``) is searched from nothing (``--search`` forces it): every zenith pixel
 of the image, both parities, any rotation and scale (:mod:`skylake.allsky.search`).
 
-``skylake camera mask LAKE --profile P`` learns the camera's foreground mask (the horizon, structures in every clear
-frame, sky where predicted stars are never seen: :mod:`skylake.allsky.foreground`) from the profile's frames in
+``skylake camera mask LAKE --profile P`` learns the camera's foreground mask (the horizon, structures in most clear
+frames, sky where predicted stars are never seen: :mod:`skylake.allsky.foreground`) from the profile's frames in
 the lake (``--night``, ``--since``, ``--until`` narrow them: one period) and commits it (:mod:`skylake.allsky.masks`);
 frames ingested afterwards leave its pixels out. Exit codes: 0 built (or found, built before from the same frames);
 2 usage error (no such lake, profile without frames, too few clear frames).

@@ -7,9 +7,10 @@ camera). Here it is learned from the camera's own frames, three ways, each a bit
 
 * :data:`HORIZON` (1): below ``allsky.mask_alt_min_deg`` (by default the horizon: outside the lens circle);
 * :data:`STRUCTURE` (2): pixels whose sky, the median over the clear frames of each frame's ratio to its smooth sky
-  (:func:`sky_ratio`), is darker than ``allsky.mask_dark`` or brighter than ``allsky.mask_bright`` (bright only from
-  :data:`MIN_FRAMES_BRIGHT` frames on: fewer keep the stars, which the sky's turning removes from the median). A
-  structure present in every frame stays in the median; a cloud, the Moon or a telescope that slews does not;
+  (:func:`sky_ratio`, the catalogue stars' pixels left out), is darker than ``allsky.mask_dark`` or brighter than
+  ``allsky.mask_bright`` (bright only from :data:`MIN_FRAMES_BRIGHT` frames spanning :data:`MIN_SPAN_BRIGHT_H`: the
+  Milky Way must have turned away). A structure present in most frames stays in the median; a cloud, the Moon or
+  a telescope that slews does not. Cleaned of specks (a cable thinner than 2 px is not kept);
 * :data:`UNSEEN` (4): cells of ``allsky.mask_cell_px`` where, over the clear frames, ``allsky.mask_min_expected``
   or more catalogue stars bright enough for the cloud fraction were predicted and none was seen: a foreground
   that looks like sky (a lit wall, a net) still hides the stars.
@@ -34,6 +35,7 @@ __all__ = [
     "UNSEEN",
     "COMPONENTS",
     "MIN_FRAMES_BRIGHT",
+    "MIN_SPAN_BRIGHT_H",
     "ForegroundMask",
     "sky_ratio",
     "structure_pixels",
@@ -49,8 +51,10 @@ __all__ = [
 HORIZON, STRUCTURE, UNSEEN = 1, 2, 4
 #: The components by name, for the tables and the report.
 COMPONENTS = {"horizon": HORIZON, "structure": STRUCTURE, "unseen": UNSEEN}
-#: Bright structures are looked for from this many frames on (the median of fewer keeps the stars).
+#: Bright structures are looked for from this many frames on (the median of fewer keeps the stars' wings) ...
 MIN_FRAMES_BRIGHT = 3
+#: ... spanning this many hours (the sky's glow, the Milky Way, must have turned away).
+MIN_SPAN_BRIGHT_H = 2.0
 #: Where the lake keeps the mask images, relative to the lake (LAKE/camera_masks has their rows).
 MASK_DIR = "camera_masks_images"
 #: Radial bins of the smooth sky, px.
@@ -145,7 +149,11 @@ def sky_ratio(image: np.ndarray, model, bias: float, alt_min_deg: float = 0.0) -
     ratio[sky] = data[sky] / prof[ring[sky]]
     # the large-scale gradient: a robust quadratic over a coarse grid (medians of 16 px boxes)
     step = 16
-    cy, cx = np.mgrid[step // 2 : ny : step, step // 2 : nx : step]
+    cy, cx = np.meshgrid(
+        [(j + min(j + step, ny)) / 2 for j in range(0, ny, step)],
+        [(i + min(i + step, nx)) / 2 for i in range(0, nx, step)],
+        indexing="ij",
+    )  # each box's centre, the last row and column of boxes cut by the frame's edge
     boxes = np.array(
         [[np.nanmedian(ratio[j : j + step, i : i + step]) if np.isfinite(ratio[j : j + step, i : i + step]).any()
           else np.nan for i in range(0, nx, step)] for j in range(0, ny, step)]
@@ -166,6 +174,25 @@ def sky_ratio(image: np.ndarray, model, bias: float, alt_min_deg: float = 0.0) -
     return ratio
 
 
+def _without_stars(ratio: np.ndarray, stars, radius: float) -> np.ndarray:
+    """The ratio with the pixels around the catalogue stars' predicted positions set to NaN (a star near the pole
+    stays in place all night: it is sky, not a structure)."""
+    if not len(stars):
+        return ratio
+    ny, nx = ratio.shape
+    x, y = np.asarray(stars["x_pred"], float), np.asarray(stars["y_pred"], float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > -radius) & (y > -radius) & (x < nx + radius) & (y < ny + radius)
+    r = int(np.ceil(radius))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    disc = dx * dx + dy * dy <= radius * radius
+    xi = (np.round(x[ok]).astype(int)[:, None] + dx[disc][None, :]).ravel()
+    yi = (np.round(y[ok]).astype(int)[:, None] + dy[disc][None, :]).ravel()
+    inside = (xi >= 0) & (yi >= 0) & (xi < nx) & (yi < ny)
+    out = ratio.copy()
+    out[yi[inside], xi[inside]] = np.nan
+    return out
+
+
 def structure_pixels(ratios, dark: float, bright: float) -> np.ndarray:
     """The pixels that are darker or brighter than the sky in most frames (the median of their ratios).
 
@@ -176,7 +203,7 @@ def structure_pixels(ratios, dark: float, bright: float) -> np.ndarray:
     dark : float
         A pixel whose median ratio is below this is a dark structure.
     bright : float
-        Above this, a lit one (looked for from :data:`MIN_FRAMES_BRIGHT` frames on).
+        Above this, a lit one (looked for from :data:`MIN_FRAMES_BRIGHT` frames on; ``inf``: not looked for).
 
     Returns
     -------
@@ -188,7 +215,7 @@ def structure_pixels(ratios, dark: float, bright: float) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(stack, axis=0) if len(stack) > 1 else stack[0]
     found = np.isfinite(med) & (med < dark)
-    if len(stack) >= MIN_FRAMES_BRIGHT:
+    if len(stack) >= MIN_FRAMES_BRIGHT and np.isfinite(bright):
         found |= np.isfinite(med) & (med > bright)
     found = ndimage.binary_opening(found, structure=np.ones((2, 2), bool))
     labels, n = ndimage.label(found)
@@ -268,7 +295,7 @@ def learn_mask(frames, model, site, catalog, settings, mag_column: str = "v_mag"
     from skylake.allsky.pipeline import dark_level, measure_stars
 
     s = settings
-    ratios, stars, shape, cloudy, cfs = [], [], None, 0, []
+    ratios, stars, shape, cloudy, cfs, times = [], [], None, 0, [], []
     for image, time in frames:
         image = np.asarray(image, float)
         if shape is None:
@@ -280,10 +307,11 @@ def learn_mask(frames, model, site, catalog, settings, mag_column: str = "v_mag"
             cloudy += 1
             continue
         cfs.append(cf["cloud_fraction"])
-        counted = (np.asarray(st["alt"], float) >= s.cloud_alt_min_deg) & (np.asarray(st["mag"], float) <= s.cloud_vmax)
-        stars.append(st[counted])
+        times.append(time)
+        stars.append(st[np.asarray(cf["counted"], bool)])  # the stars the cloud fraction counts, as it counts them
         bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
-        ratios.append(sky_ratio(image, model, bias, alt_min_deg=s.mask_alt_min_deg))
+        ratio = sky_ratio(image, model, bias, alt_min_deg=s.mask_alt_min_deg).astype(np.float32)
+        ratios.append(_without_stars(ratio, st, radius=max(3.0, 3.0 * s.psf_sigma_px)))
     if shape is None:
         raise ValueError("no frame to learn a mask from")
     if len(ratios) < s.mask_min_frames:
@@ -292,7 +320,9 @@ def learn_mask(frames, model, site, catalog, settings, mag_column: str = "v_mag"
             f"{len(ratios) + cloudy}; allsky.mask_min_frames = {s.mask_min_frames} needed"
         )
     horizon = ~model.sky_mask(shape, alt_min_deg=s.mask_alt_min_deg)
-    structure = structure_pixels(ratios, s.mask_dark, s.mask_bright) & ~horizon
+    span_h = float((max(times) - min(times)).to_value("hour")) if len(times) > 1 else 0.0
+    bright = s.mask_bright if span_h >= MIN_SPAN_BRIGHT_H else np.inf  # a short span keeps the sky's glow in place
+    structure = structure_pixels(ratios, s.mask_dark, bright) & ~horizon
     unseen, counts = unseen_cells(stars, shape, int(s.mask_cell_px), int(s.mask_min_expected))
     unseen &= ~horizon
     if s.mask_grow_px > 0:
@@ -302,6 +332,7 @@ def learn_mask(frames, model, site, catalog, settings, mag_column: str = "v_mag"
     notes = {
         "frames_cloudy": cloudy,
         "cloud_fraction_median": float(np.median(cfs)),
+        "span_h": span_h,
         "star_visits": int(counts["expected"].sum()),
         "cells_unseen": int(((counts["expected"] >= s.mask_min_expected) & (counts["seen"] == 0)).sum()),
     }
@@ -374,7 +405,7 @@ def lake_mask(lake_root: str | None, profile: str, mjd: float, shape) -> tuple[n
     mjd : float
         The frame's mid-exposure MJD.
     shape : tuple of int
-        The frame's (ny, nx): a mask of another shape is not used (and the note says so).
+        The frame's (ny, nx): the newest mask of that shape is used (the note says when none is).
 
     Returns
     -------
@@ -399,7 +430,14 @@ def lake_mask(lake_root: str | None, profile: str, mjd: float, shape) -> tuple[n
     ).to_pandas()  # fmt: skip
     if not len(rows):
         return None, ""
-    row = rows.sort_values(["valid_from", "created_at"]).iloc[-1]
-    if (int(row["ny"]), int(row["nx"])) != tuple(shape):
+    rows = rows.sort_values(["valid_from", "created_at"])
+    fits_frame = rows[(rows["ny"] == shape[0]) & (rows["nx"] == shape[1])]
+    if not len(fits_frame):
+        row = rows.iloc[-1]
         return None, f"mask {row['mask_id']} is {row['nx']}x{row['ny']}, the frame {shape[1]}x{shape[0]}: not used"
-    return _read_mask(lake_root, row["path"]) > 0, f"mask {row['mask_id']}"
+    row = fits_frame.iloc[-1]
+    try:
+        bits = _read_mask(lake_root, row["path"])
+    except Exception as exc:  # a lost or damaged mask file: the frame goes on without it, and says so
+        return None, f"mask {row['mask_id']} cannot be read ({type(exc).__name__}): not used"
+    return bits > 0, f"mask {row['mask_id']}"

@@ -119,7 +119,8 @@ def star_transparency(
             np.asarray(t["mag"], float) + 2.5 * np.log10(flux / exptime_s / (1 + blend)) + extinction * X,
             np.nan,
         )
-    use = np.isfinite(flux) & np.isfinite(err) & (err > 0) & (expected / err >= min_expected_snr)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a star whose aperture is all masked has no error
+        use = np.isfinite(flux) & np.isfinite(err) & (err > 0) & (expected / err >= min_expected_snr)
     if "flag" in t.colnames:
         use &= (np.asarray(t["flag"]) & FLAG_BAD) == 0
     if min_isolation_deg > 0 and "isolation_deg" in t.colnames:

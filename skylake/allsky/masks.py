@@ -54,9 +54,10 @@ class MaskResult:
     row: dict
 
 
-def _mask_id(profile: str, frame_ids, settings) -> str:
-    keys = {k: v for k, v in sorted(vars(settings).items()) if k.startswith("mask_")}
-    text = f"mask|{profile}|{sorted(int(f) for f in frame_ids)}|{json.dumps(keys, sort_keys=True, default=str)}"
+def _mask_id(profile: str, frame_ids, versions, settings, model) -> str:
+    """The mask's name: its frames (and their processing), every [allsky] setting and the camera model."""
+    keys = json.dumps({"settings": vars(settings), "model": model.to_dict()}, sort_keys=True, default=str)
+    text = f"mask|{profile}|{sorted(int(f) for f in frame_ids)}|{sorted(set(map(str, versions)))}|{keys}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -103,6 +104,11 @@ def build_mask(lake, profile_name: str, selection: FrameSelection | None = None)
     ------
     ValueError
         The profile has no frames in the selection, is no all-sky camera, or too few of its frames are clear.
+
+    Notes
+    -----
+    At most ``allsky.mask_max_frames`` frames are read, spread evenly in time over the selection; each one's
+    ratio to its sky is kept (float32) until the median is taken.
     """
     from astropy.time import Time
 
@@ -124,8 +130,11 @@ def build_mask(lake, profile_name: str, selection: FrameSelection | None = None)
     settings = allsky_settings(profile)
     model, site = camera_of(profile)
     catalog = bright_stars(catalog_source(profile, lake.store.location))
+    if len(frames) > settings.mask_max_frames:  # spread evenly in time: one pass, a bounded memory
+        pick = np.unique(np.linspace(0, len(frames) - 1, int(settings.mask_max_frames)).round().astype(int))
+        frames = frames.iloc[pick]
     ids = [int(f) for f in frames["frame_id"]]
-    mask_id = _mask_id(profile_name, ids, settings)
+    mask_id = _mask_id(profile_name, ids, frames["pipeline_version"], settings, model)
     existing = read_masks(lake, profile_name)
     if len(existing) and mask_id in set(existing["mask_id"]):
         row = existing[existing["mask_id"] == mask_id].iloc[-1].to_dict()
@@ -133,7 +142,7 @@ def build_mask(lake, profile_name: str, selection: FrameSelection | None = None)
     version = lake.log.latest_version()
 
     def images():
-        """Each frame's pixels and time, read one at a time (a year of frames is not held at once).
+        """Each frame's pixels and time, read one at a time.
 
         Yields
         ------

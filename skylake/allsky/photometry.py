@@ -313,7 +313,8 @@ def cloud_fraction(
     -------
     dict
         ``cloud_fraction`` (NaN when no star is expected), ``n_seen``, ``n_expected`` and the
-        boolean column ``seen`` (per row of ``stars``, False for rows not counted).
+        boolean column ``seen`` (per row of ``stars``, False for rows not counted) and ``counted`` (the rows
+        counted).
 
     Raises
     ------
@@ -344,6 +345,7 @@ def cloud_fraction(
         "n_seen": n_seen,
         "n_expected": n_exp,
         "seen": seen,
+        "counted": counted,
     }
 
 

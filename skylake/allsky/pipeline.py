@@ -114,11 +114,15 @@ class AllSkySettings:
         The camera's foreground mask (:mod:`skylake.allsky.foreground`, ``skylake camera mask``) is learned from
         frames with at most this cloud fraction.
     mask_min_frames : int
-        At least this many of them (3 or more find lit structures too: their median has no stars).
+        At least this many of them (lit structures are looked for from 3 frames spanning 2 h on: by then the
+        Milky Way has turned away).
+    mask_max_frames : int
+        At most this many frames of the selection are read, spread evenly in time (a month of frames is not
+        held at once).
     mask_dark, mask_bright : float
         A pixel whose sky, the median over those frames of each one's ratio to its smooth sky, is below
         ``mask_dark`` or above ``mask_bright`` is a structure (open sky lies within 0.8-1.5 on the real IceAct
-        frame, its mast near 0.5, a dark dome at 0.1-0.3).
+        frame, its out-of-focus mast at 0.7-0.8, not masked; a dark dome at 0.1-0.3).
     mask_cell_px, mask_min_expected : int
         Cells of this side where ``mask_min_expected`` or more catalogue stars the cloud fraction counts were
         predicted over those frames and none was seen are masked (a foreground that looks like sky).
@@ -165,6 +169,7 @@ class AllSkySettings:
     static_tolerance_px: float = 3.0
     mask_max_cloud: float = 0.5
     mask_min_frames: int = 3
+    mask_max_frames: int = 60
     mask_dark: float = 0.6
     mask_bright: float = 2.0
     mask_cell_px: int = 16
@@ -209,6 +214,7 @@ class AllSkySettings:
             "static_tolerance_px": (0.5, 50),
             "mask_max_cloud": (0, 1),
             "mask_min_frames": (1, 100000),
+            "mask_max_frames": (1, 100000),
             "mask_dark": (0, 1),
             "mask_bright": (1, 1000),
             "mask_cell_px": (2, 1024),
@@ -593,7 +599,9 @@ def _sky_brightness(image, model, site, time, zp, exptime_s, mask, bias, s: AllS
     return sky, s_hor, s_equ
 
 
-def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict, bias: float = 0.0) -> Table:
+def _streaks(
+    image, model, mask, s: AllSkySettings, known_artefacts, notes: dict, bias: float = 0.0, mjd: float | None = None
+) -> Table:
     """The trails on the sky (``s.detect_streaks``), those on known static artefacts left out (and noted)."""
     from skylake.frame.streaks import detect_streaks
 
@@ -610,15 +618,17 @@ def _streaks(image, model, mask, s: AllSkySettings, known_artefacts, notes: dict
         max_side_contrast=s.streak_max_side_contrast,
     )
     if len(streaks) and known_artefacts is not None and len(known_artefacts):
+        from skylake.frame.static_artefacts import PIVOT_WINDOW_D
         from skylake.frame.streaks import same_pivot, same_pixels
 
-        static = [
-            any(
-                same_pixels(r, a, s.static_tolerance_px) or same_pivot(r, a, s.static_tolerance_px, s.pivot_turn_deg)
-                for a in known_artefacts
+        def artefact(r, a) -> bool:
+            """On the artefact's pixels; or turned about its foot when it was seen within a night of this frame."""
+            recent = mjd is not None and abs(mjd - float(a.get("last_mjd", np.nan))) <= PIVOT_WINDOW_D
+            return same_pixels(r, a, s.static_tolerance_px) or (
+                recent and same_pivot(r, a, s.static_tolerance_px, s.pivot_turn_deg)
             )
-            for r in streaks
-        ]
+
+        static = [any(artefact(r, a) for a in known_artefacts) for r in streaks]
         notes["static_artefacts"] = f"{sum(static)} detections at the pixels of known artefacts left out"
         streaks = streaks[~np.asarray(static, bool)]
     return streaks
@@ -701,7 +711,7 @@ def process_frame(
     bias = dark_level(image, model) if s.bias_adu == "corners" else float(s.bias_adu)
     notes["bias_adu"] = bias
     sky, s_hor, s_equ = _sky_brightness(image, model, site, time, zp, exptime_s, mask, bias, s)
-    streaks = _streaks(image, model, mask, s, known_artefacts, notes, bias)
+    streaks = _streaks(image, model, mask, s, known_artefacts, notes, bias, float(time.mjd))
     return AllSkyResult(
         model=model,
         fit=fit,

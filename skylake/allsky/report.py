@@ -297,7 +297,7 @@ def _mask_section(lake, frames, img: Path, stem: str) -> tuple[str, list[Path]]:
 
     layers = (
         (HORIZON, "horizon (below allsky.mask_alt_min_deg)"),
-        (STRUCTURE, "structure (darker or brighter than the sky on every clear frame)"),
+        (STRUCTURE, "structure (darker or brighter than the sky on most clear frames)"),
         (UNSEEN, "stars predicted and never seen"),
     )
     latest = frames.iloc[-1]
@@ -308,7 +308,7 @@ def _mask_section(lake, frames, img: Path, stem: str) -> tuple[str, list[Path]]:
         return (
             f"{head}<p class=muted>No foreground mask yet: <code>skylake camera mask LAKE --profile "
             f"{html.escape(name)}</code> learns one from the camera's clear frames (the horizon, structures in "
-            "every frame, sky where catalogue stars are never seen); frames ingested afterwards leave it out.</p>",
+            "most frames, sky where catalogue stars are never seen); frames ingested afterwards leave it out.</p>",
             [],
         )
     m = masks.iloc[-1]

@@ -51,8 +51,8 @@ def known(lake_root: str | None, profile: str) -> list[dict]:
     Returns
     -------
     artefacts : list of dict
-        One mapping per artefact: :data:`GEOMETRY` (``x1``, ``y1``, ``x2``, ``y2``), ``width`` and
-        ``profile``. Empty without a lake or when the lake has no LAKE/static_artefacts yet.
+        One mapping per artefact: :data:`GEOMETRY` (``x1``, ``y1``, ``x2``, ``y2``), ``width``, ``profile`` and
+        ``last_mjd`` (when it was last seen). Empty without a lake or when the lake has no LAKE/static_artefacts yet.
     """
     if not lake_root:
         return []
@@ -67,7 +67,7 @@ def known(lake_root: str | None, profile: str) -> list[dict]:
     import pyarrow.compute as pc
 
     rows = lake.read_night_table(
-        STATIC_ARTEFACTS, columns=GEOMETRY + ["width", "profile"], filter=pc.field("profile") == profile
+        STATIC_ARTEFACTS, columns=GEOMETRY + ["width", "profile", "last_mjd"], filter=pc.field("profile") == profile
     ).to_pandas()
     return rows.to_dict("records")
 

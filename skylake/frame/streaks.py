@@ -138,8 +138,10 @@ class StreakSettings:
         A trail crosses the sky with the same sky on both sides; the lit edge of a telescope's tube or of a
         building has the structure on one side. A detection whose two sides (:func:`side_contrast`: the median
         sky above the pedestal in strips along its whole length) differ by more than this fraction is an edge,
-        not a trail (a dark body at 15-50 % of the sky: 0.5-0.85; trails on the real IceAct sky: below 0.15).
-        1 keeps them.
+        not a trail (a dark body at 15-50 % of the sky: 0.5-0.85; trails on the real IceAct sky: 0.17 at most).
+        1 (the default here; all-sky cameras set ``allsky.streak_max_side_contrast``) keeps them: it needs the
+        image as taken and its pedestal, and a strong sky gradient across a trail (the Moon's glare, about 1.5 %
+        of the sky per px) reads as a contrast too.
     """
 
     def __init__(
@@ -156,7 +158,7 @@ class StreakSettings:
         min_snr: float = 15.0,
         min_score: float = 0.3,
         axis_tolerance_deg: float = 0.3,
-        max_side_contrast: float = 0.3,
+        max_side_contrast: float = 1.0,
     ):
         checks = {
             "thresh": (thresh, 0.3, 100),
@@ -1016,7 +1018,7 @@ def side_contrast(data, bad, x1, y1, x2, y2, width, pedestal: float = 0.0, depth
     """How differently bright the two sides of a line are: ~0 for a trail on the sky, large for an edge.
 
     The sides are strips along the line's whole length (its ends' 10 % left out), from ``max(4, 2 width)`` px
-    off the line to ``depth_px`` beyond; each side's level is the median of its pixels above ``pedestal``.
+    off the line to ``depth_px`` beyond; each side's level is the median of its pixels less ``pedestal``.
 
     Parameters
     ----------
@@ -1036,9 +1038,9 @@ def side_contrast(data, bad, x1, y1, x2, y2, width, pedestal: float = 0.0, depth
     Returns
     -------
     float
-        ``|L - R| / max(L, R)``, in [0, 1] for sides above the pedestal; 1 when a side's pixels in the image are
-        mostly ``bad`` (the edge of a masked structure); 0 when a side lies off the image or neither is above
-        the pedestal.
+        ``|L - R| / max(L, R)`` clipped to 1 (a side below the pedestal: the edge of a black body); 1 when a
+        side's pixels in the image are mostly ``bad`` (the edge of a masked structure); 0 when a side lies off
+        the image or neither side is above the pedestal (nothing to compare).
     """
     ny, nx = data.shape
     length = math.hypot(x2 - x1, y2 - y1)
@@ -1063,7 +1065,7 @@ def side_contrast(data, bad, x1, y1, x2, y2, width, pedestal: float = 0.0, depth
         return 0.0
     a, b = float(np.median(left)), float(np.median(right))
     top = max(a, b)
-    return min(abs(a - b) / top, 1.0) if top > 0 else 0.0
+    return min(abs(a - b) / top, 1.0) if top > 0 else 0.0  # a side below the pedestal: one edge of a black body
 
 
 def _measure_groups(objs, seg, cand, groups, sub, rms, bad, settings: StreakSettings, data=None,
@@ -1311,19 +1313,24 @@ def same_pixels(a, b, tol_px: float) -> bool:
 
 
 def same_pivot(a, b, tol_px: float, max_turn_deg: float = 20.0, max_length_ratio: float = 2.0) -> bool:
-    """Tell whether two detections are one structure turned about a fixed point (a telescope's tube on its mount).
+    """Tell whether two detections are one structure: turned about a fixed foot, or found again longer or shorter.
 
-    They are when an end of one lies within ``tol_px`` of the other's segment (the tube's foot: a detection may
-    run on beyond it, along a rim or a cable), their directions differ by at most ``max_turn_deg`` and their
-    lengths by at most ``max_length_ratio``. A satellite crosses the sky once; a tube's lit edge slews about its
-    foot, and a building's edge stays (found a little longer or shorter from frame to frame).
+    A telescope's lit tube slews about its foot; a building's edge stays and is found a little longer or shorter
+    from frame to frame. Two detections are one structure when their directions differ by at most
+    ``max_turn_deg``, their lengths by at most ``max_length_ratio``, and
+
+    * they share a foot: an end of each within ``tol_px`` of the other's, both running away from it on the same
+      side (a satellite continuing into the next frame runs on, to the other side); or
+    * one runs on past the other's foot (along a cable): an end of one within ``tol_px`` of the other's segment,
+      on the same side, turned by at least 1 degree (a satellite of a train on the same track is not turned); or
+    * the shorter lies on the longer: both its ends within ``tol_px`` of the longer's segment.
 
     Parameters
     ----------
     a, b : mapping
         The detections (``x1``, ``y1``, ``x2``, ``y2``, px).
     tol_px : float
-        How near the shared point must be, px.
+        How near the shared foot (or the longer segment) must be, px.
     max_turn_deg : float, default 20
         The largest turn between them, deg (0: never).
     max_length_ratio : float, default 2
@@ -1332,22 +1339,44 @@ def same_pivot(a, b, tol_px: float, max_turn_deg: float = 20.0, max_length_ratio
     Returns
     -------
     same : bool
-        Whether they are one structure turned about a shared point.
+        Whether they are one structure.
     """
     if max_turn_deg <= 0:
         return False
-    la, lb = math.hypot(a["x2"] - a["x1"], a["y2"] - a["y1"]), math.hypot(b["x2"] - b["x1"], b["y2"] - b["y1"])
+    pa_ = np.array([[a["x1"], a["y1"]], [a["x2"], a["y2"]]], float)
+    pb_ = np.array([[b["x1"], b["y1"]], [b["x2"], b["y2"]]], float)
+    la, lb = float(np.hypot(*(pa_[1] - pa_[0]))), float(np.hypot(*(pb_[1] - pb_[0])))
     if min(la, lb) <= 0 or max(la, lb) / min(la, lb) > max_length_ratio:
         return False
-    ta = math.degrees(math.atan2(a["y2"] - a["y1"], a["x2"] - a["x1"]))
-    tb = math.degrees(math.atan2(b["y2"] - b["y1"], b["x2"] - b["x1"]))
-    if abs((ta - tb + 90.0) % 180.0 - 90.0) > max_turn_deg:
+    ua, ub = (pa_[1] - pa_[0]) / la, (pb_[1] - pb_[0]) / lb
+    turn = math.degrees(math.acos(min(1.0, abs(float(ua @ ub)))))
+    if turn > max_turn_deg:
         return False
-    ta_ = Table(rows=[[a["x1"], a["y1"], a["x2"], a["y2"]]], names=("x1", "y1", "x2", "y2"))
-    tb_ = Table(rows=[[b["x1"], b["y1"], b["x2"], b["y2"]]], names=("x1", "y1", "x2", "y2"))
-    da = _segment_distance([a["x1"], a["x2"]], [a["y1"], a["y2"]], tb_)[:, 0]
-    db = _segment_distance([b["x1"], b["x2"]], [b["y1"], b["y2"]], ta_)[:, 0]
-    return bool(min(da.min(), db.min()) <= tol_px)
+    ta = Table(rows=[[*pa_[0], *pa_[1]]], names=("x1", "y1", "x2", "y2"))
+    tb = Table(rows=[[*pb_[0], *pb_[1]]], names=("x1", "y1", "x2", "y2"))
+    on_b = _segment_distance(pa_[:, 0], pa_[:, 1], tb)[:, 0]  # a's ends to b's segment
+    on_a = _segment_distance(pb_[:, 0], pb_[:, 1], ta)[:, 0]
+    short_on_long = on_b if la <= lb else on_a
+    if np.all(short_on_long <= tol_px):
+        return True
+    for i in range(2):  # a's end i as the foot
+        for j in range(2):  # b's end j
+            foot = pa_[i]
+            away_a, away_b = pa_[1 - i] - foot, pb_[1 - j] - foot
+            same_side = float(away_a @ away_b) > 0
+            if not same_side:
+                continue
+            if np.hypot(*(pb_[j] - foot)) <= tol_px:
+                return True
+    for ends, seg_pts, dist, turned in ((pa_, pb_, on_b, turn >= 1.0), (pb_, pa_, on_a, turn >= 1.0)):
+        for i in range(2):  # an end of one on the other's segment, the one running on
+            if not turned or dist[i] > tol_px:
+                continue
+            foot = ends[i]
+            far = seg_pts[int(np.argmax(np.hypot(*(seg_pts - foot).T)))]
+            if float((ends[1 - i] - foot) @ (far - foot)) > 0:
+                return True
+    return False
 
 
 def flag_on_streaks(x, y, streaks: Table, *, margin_px: float = 2.0) -> np.ndarray:
