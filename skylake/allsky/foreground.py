@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from skylake.robust import MAD_TO_SIGMA
+
 __all__ = [
     "HORIZON",
     "STRUCTURE",
@@ -166,7 +168,7 @@ def sky_ratio(image: np.ndarray, model, bias: float, alt_min_deg: float = 0.0) -
         for _ in range(5):  # structures and the Milky Way are outliers of a smooth gradient
             coef, *_ = np.linalg.lstsq(design[keep], boxes[good][keep], rcond=None)
             resid = boxes[good] - design @ coef
-            mad = np.median(np.abs(resid[keep])) * 1.4826 or 1e-3
+            mad = np.median(np.abs(resid[keep])) * MAD_TO_SIGMA or 1e-3
             keep = np.abs(resid) < 3 * mad
         U, V = (x - model.x0) / model.horizon_radius_px, (y - model.y0) / model.horizon_radius_px
         smooth = coef[0] + coef[1] * U + coef[2] * V + coef[3] * U * U + coef[4] * U * V + coef[5] * V * V
@@ -210,7 +212,7 @@ def structure_pixels(ratios, dark: float, bright: float) -> np.ndarray:
     numpy.ndarray of bool
         The structures' pixels, cleaned of single pixels (smaller than a few px).
     """
-    stack = np.stack([np.asarray(r, float) for r in ratios])
+    stack = np.stack([np.asarray(r, np.float32) for r in ratios])  # float32: a night's frames held at once
     with warnings.catch_warnings():  # off the sky every frame is NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(stack, axis=0) if len(stack) > 1 else stack[0]

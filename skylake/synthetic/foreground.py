@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.path import Path as _Path
 from scipy import ndimage
 
+from skylake.robust import MAD_TO_SIGMA
+
 __all__ = ["tube", "polygon_mask", "later_sky", "paint_dark_body", "paint_line", "frame_noise"]
 
 
@@ -105,7 +107,7 @@ def frame_noise(image: np.ndarray, where: np.ndarray) -> float:
     """
     d = np.diff(np.asarray(image, float), axis=1)
     ok = where[:, 1:] & where[:, :-1]
-    return float(np.median(np.abs(d[ok] - np.median(d[ok]))) * 1.4826 / np.sqrt(2))
+    return float(np.median(np.abs(d[ok] - np.median(d[ok]))) * MAD_TO_SIGMA / np.sqrt(2))
 
 
 def paint_dark_body(image: np.ndarray, body: np.ndarray, bias: float, level: float, noise: float, seed: int = 0):
