@@ -90,22 +90,18 @@ class DownstreamReports:
     ----------
     calibrations : list of skylake.calib.calibrate.CalibrationReport
         One per profile calibrated.
-    ensembles : list of skylake.ensemble.stage.EnsembleReport
-        One per profile and pipeline version solved (only after a calibration ran).
     night_products : list of skylake.night_products.NightProductsReport
-        The night products built.
+        The night products built (the ensembles and maps among them: its ``reports``).
     dia : list of skylake.dia.stage.DiaReport
         The differences (with a profile's ``[dia]``).
     """
 
     calibrations: list = field(default_factory=list)
-    ensembles: list = field(default_factory=list)
     night_products: list = field(default_factory=list)
     dia: list = field(default_factory=list)
 
     def __iter__(self):
         yield from self.calibrations
-        yield from self.ensembles
         yield from self.night_products
         yield from self.dia
 

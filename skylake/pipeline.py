@@ -1,9 +1,10 @@
 """The chain ``skylake ingest`` runs: ingest the frames, then the stages downstream, on one cluster.
 
 It ingests the frames (:mod:`skylake.ingest`), then calibrates the nights they fall in
-(:mod:`skylake.calib`), solves their ensembles (:mod:`skylake.ensemble`) and builds the registry's night
-products (:mod:`skylake.night_products`), and with a profile's ``[dia]`` subtracts each frame's reference
-(:mod:`skylake.dia`), on one cluster. Each stage commits on its own; a calibration lost to a crash is redone by
+(:mod:`skylake.calib`) and builds the registry's night products of those nights
+(:mod:`skylake.night_products`: the ensembles of :mod:`skylake.ensemble`, and the maps of :mod:`skylake.maps` a
+night already has), and with a profile's ``[dia]`` subtracts each frame's reference (:mod:`skylake.dia`), on
+one cluster. Each stage commits on its own; a calibration lost to a crash is redone by
 ``skylake calibrate``. The stages themselves do not know about each other.
 
 Every stage has the same shape: a config (its profile section), the selection of its inputs (reading only
@@ -22,9 +23,10 @@ calibrate      ``calib.pairs.BatchPairs.   ``calib.pairs.fit_group``       ``cal
                                            (batch-wide steps)              write_matches``
 maps           ``maps.build._map_inputs``  ``write_samples``,              ``maps.store.store_maps``
                                            ``reduce_pixels``
-ensemble       ``ensemble.stage._eligible``  ``ensemble.stage.solve_field``  ``ensemble.stage._commit``
+ensemble       ``night_products.night_plan``  ``ensemble.stage.solve_field``  ``ensemble.stage._commit``
                (nights whose frames or     (per night and field: solve,
-               zeropoints changed)         EPD, TFA)
+               zeropoints changed),        EPD, TFA)
+               ``ensemble.stage._eligible``
 objects        ``objects.build._plan``,    ``objects.build.                ``objects.build._commit``
                ``_select_partitions``      build_partition``
 dia            ``dia.stage.run_dia`` (the  ``dia.stage.difference_frame``  ``dia.stage._stage``
@@ -46,12 +48,12 @@ __all__ = ["downstream", "ingest"]
 
 
 def downstream(lake, profile, files, client, nights) -> list:
-    """Run the stages after an ingest: calibrate, solve the ensembles, build the night products, subtract.
+    """Run the stages after an ingest: calibrate, build the night products (the ensembles among them), subtract.
 
-    Calibrate the ingested frames ``files`` (those not yet calibrated), solve their nights' ensembles and
-    build their night products, each only where missing; with the profile's ``[dia]``, build the references
-    its pointings lack and subtract the nights' frames. The ensembles are solved only when a calibration ran.
-    A stage's failure is logged, never raised.
+    Calibrate the ingested frames ``files`` (those not yet calibrated), build their nights' night products
+    (:func:`skylake.night_products.night_products_after`: the ensembles, the maps a night has, each only where
+    missing or stale); with the profile's ``[dia]``, build the references its pointings lack and subtract the
+    nights' frames. A stage's failure is logged, never raised.
 
     Parameters
     ----------
@@ -69,16 +71,13 @@ def downstream(lake, profile, files, client, nights) -> list:
     Returns
     -------
     skylake.ingest.DownstreamReports
-        The stages' reports: the calibrations', the ensembles', the night products', the differences'.
+        The stages' reports: the calibrations', the night products' (the ensembles'), the differences'.
     """
     from skylake.calib.calibrate import calibrate_ingested
     from skylake.dia.stage import dia_after
-    from skylake.ensemble.stage import ensemble_calibrated
     from skylake.night_products import night_products_after
 
     reports = DownstreamReports(calibrations=calibrate_ingested(lake, profile, files, client, nights=nights))
-    if reports.calibrations:
-        reports.ensembles = ensemble_calibrated(lake, profile, client, nights=nights)
     reports.night_products = night_products_after(lake, client, nights=nights)
     reports.dia = dia_after(lake, profile, client, nights=nights)  # with the profile's [dia] on
     return reports
@@ -89,7 +88,7 @@ def ingest(lake, paths: list[str], profile="generic", *, calibrate: bool = True,
 
     The ingest is :func:`skylake.ingest.ingest_frames`, whose keyword arguments it takes. With
     ``calibrate``, the new frames' nights are calibrated against the profile's reference catalogue when the
-    lake holds it, and their ensembles and night products follow (:func:`downstream`).
+    lake holds it, and their night products (the ensembles among them) follow (:func:`downstream`).
 
     Parameters
     ----------

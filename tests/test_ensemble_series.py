@@ -55,7 +55,10 @@ def _clean(points):
 def test_the_chain_solved_the_night(series):
     _, lake, truth, report, _ = series
     kinds = [type(r).__name__ for r in report.downstream]
-    assert kinds == ["CalibrationReport", "EnsembleReport"]
+    assert kinds == ["CalibrationReport", "NightProductsReport"]  # the ensemble is a night product
+    (products,) = report.downstream.night_products
+    assert [type(r).__name__ for r in products.reports["ensemble"]] == ["EnsembleReport"]
+    assert products.built == {"ensemble": [lake.read_night_table(ENSEMBLE).column("night")[0].as_py()]}
     ens = lake.read_night_table(ENSEMBLE).to_pandas()
     zps = lake.read_night_table(ZEROPOINTS).to_pandas()
     ok = set(zps.loc[zps["zp_status"] == "ok", "frame_id"])

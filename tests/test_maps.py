@@ -436,3 +436,45 @@ def test_a_maps_task_reads_only_the_row_groups_of_its_frames(tmp_path, monkeypat
     pd.testing.assert_frame_equal(
         got.sort_values("source_id", ignore_index=True), expected.sort_values("source_id", ignore_index=True)
     )
+
+
+def test_night_maps_are_a_night_product_the_chain_keeps_current(tmp_path, dask_client):
+    """Night maps made on request are kept current by the ingest chain (skylake.maps.nightly through
+    skylake.night_products): an ingest --redo of one night makes that night's maps again, with the settings
+    they were made with, the other night's untouched; a new night gets none (maps are made on request)."""
+    from skylake.night_products import build_night_products
+
+    frames = {}
+    for night in ["2026-03-01", "2026-03-02", "2026-03-03"]:
+        frames[night] = tmp_path / night
+        settings = {k: v for k, v in NIGHT.items() if not k.startswith("cloud")}
+        truth = write_demo_night(
+            frames[night], **{**settings, "n_frames": 2, "n_stars": 600, "start_utc": f"{night}T21:00:00"}, cloud=False
+        )
+    data, columns_map = write_reference_catalog(truth.stars, tmp_path / "refcat")
+    lake = Lake.init(tmp_path / "lake")
+    import_refcat(lake, "demo", [data], "generic", columns_map=columns_map, client=dask_client, progress=False)
+    for night in ["2026-03-01", "2026-03-02"]:
+        ingest(lake, [str(frames[night])], "demo", client=dask_client, progress=False)
+    make_maps(lake, night="2026-03-01", nside=64, frames_of=("equatorial",), client=dask_client)
+    make_maps(lake, night="2026-03-02", nside=64, client=dask_client)
+    before = read_index(lake).set_index("map_id")
+    assert len(before) == 3 and before["built_version"].notna().all()
+    assert build_night_products(lake, products=["maps"]).built == {}  # all current
+
+    report = ingest(lake, [str(frames["2026-03-02"])], "demo", client=dask_client, redo=True, progress=False)
+    (products,) = report.downstream.night_products
+    assert products.built["maps"] == ["2026-03-02"] and products.built["ensemble"] == ["2026-03-02"]
+    after = read_index(lake).set_index("map_id")
+    assert sorted(after.index) == sorted(before.index)  # the same maps: same nside, coordinates, catalogue
+    first = before["night_min"] == "2026-03-01"
+    assert (after.loc[before.index[first], "batch_id"] == before.loc[first, "batch_id"]).all()  # untouched
+    second = before.index[~first]
+    assert (after.loc[second, "built_version"] > before.loc[second, "built_version"]).all()
+    assert set(after.loc[second, "frame_of"]) == {"equatorial", "horizon"} and (after["nside"] == 64).all()
+    assert len(read_maps(lake)) == after["n_pixels"].sum()
+
+    report = ingest(lake, [str(frames["2026-03-03"])], "demo", client=dask_client, progress=False)
+    (products,) = report.downstream.night_products
+    assert "maps" not in products.built and products.built["ensemble"] == ["2026-03-03"]
+    assert set(read_index(lake)["night_min"]) == {"2026-03-01", "2026-03-02"}

@@ -102,7 +102,8 @@ def _rows(lake, product):
 def test_the_registry_declares_it(registry_with_product):
     product = registry_with_product
     assert product.night_product == "frame_tally_product" and product.inputs == ("frames",)
-    assert [t.name for t in night_products()] == ["frame_tally"]
+    names = [t.name for t in night_products()]
+    assert "frame_tally" in names and "ensemble" in names  # beside the package's own
 
 
 def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_product, frame_dirs):
@@ -145,12 +146,24 @@ def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_pro
     [
         (lambda text: text.split("  - {name: built_version")[0], "a night product needs an int64 built_version"),
         (
-            lambda text: text.replace("inputs: [frames]", "inputs: [frames, sources]"),
-            r"input 'sources' is not a night table of schemas/ \(inputs: \['frames', 'sources'\]\)",
+            lambda text: text.replace("inputs: [frames]", "inputs: [frames, objects]"),
+            r"input 'objects' is not a night table of schemas/ nor a HATS table with a frame_id "
+            r"\(inputs: \['frames', 'objects'\]\)",
         ),
         (lambda text: text.replace("inputs: [frames]", "inputs: [framez]"), "input 'framez' is not a night table"),
+        (lambda text: text.replace("inputs: [frames]", "inputs: [frames]\nwrites: [objects]"), "writes 'objects'"),
+        (
+            lambda text: text.replace("inputs: [frames]", "inputs: [frames]\nnew_nights: never"),
+            r"new_nights is 'never'; expected one of \['chain', 'request'\]",
+        ),
     ],
-    ids=["no built_version", "a HATS input", "an unknown input"],
+    ids=[
+        "no built_version",
+        "a HATS input without frame_id",
+        "an unknown input",
+        "writes no night table",
+        "new_nights",
+    ],
 )
 def test_a_bad_night_product_schema_is_refused_naming_the_value(tmp_path, monkeypatch, edit, message):
     home = tmp_path / "home"
@@ -161,6 +174,66 @@ def test_a_bad_night_product_schema_is_refused_naming_the_value(tmp_path, monkey
     try:
         with pytest.raises(ValueError, match="schemas/bad_product.yaml: " + message):
             tables.registry()
+    finally:
+        monkeypatch.delenv("SKYLAKE_HOME")
+        _clear_caches()
+
+
+SOURCES_SCHEMA = """\
+name: source_tally
+description: Sources per night (a test's night product that reads the sources).
+partition_by: night
+night_product: source_tally_product
+inputs: [frames, sources]
+columns:
+  - {name: n_sources, type: int64, unit: "", description: "Sources of the night's frames"}
+  - {name: n_frames_with_sources, type: int64, unit: "", description: "Frames with a source"}
+  - {name: built_version, type: int64, unit: "", description: "Lake version the inputs were read at"}
+"""
+
+SOURCES_MODULE = """\
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def run(night, inputs):
+    sources = inputs["sources"]
+    assert pc.all(pc.is_in(sources.column("frame_id"), value_set=inputs["frames"].column("frame_id"))).as_py()
+    return pa.table({"n_sources": [sources.num_rows],
+                     "n_frames_with_sources": [len(pc.unique(sources.column("frame_id")))]})
+"""
+
+
+def test_a_product_reads_the_night_s_sources(tmp_path, monkeypatch, frame_dirs):
+    """inputs may name the sources (a HATS table): a night's rows are those of its frames, and a commit that
+    rewrites them (ingest --redo) makes that night stale."""
+    home = tmp_path / "home"
+    shutil.copytree(project_dir("schemas"), home / "schemas")
+    (home / "schemas" / "source_tally.yaml").write_text(SOURCES_SCHEMA)
+    os.symlink(project_dir("pipelines"), home / "pipelines")
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "source_tally_product.py").write_text(SOURCES_MODULE)
+    monkeypatch.setenv("SKYLAKE_HOME", str(home))
+    monkeypatch.syspath_prepend(str(modules))
+    _clear_caches()
+    try:
+        product = tables.get("source_tally")
+        assert product.inputs == ("frames", "sources")
+        lake = Lake.init(str(tmp_path / "lake"))
+        for night in NIGHTS:
+            ingest(lake, [str(frame_dirs[night])], "demo", calibrate=False, progress=False)
+        report = build_night_products(lake, products=["source_tally"])
+        assert report.built == {"source_tally": list(NIGHTS)}
+        frames = lake.read_frames(columns=["frame_id", "night"]).to_pandas()
+        sources = lake.read_sources(columns=["frame_id"]).to_pandas().merge(frames, on="frame_id")
+        got = product.read(lake).to_pandas().set_index("night")
+        for night in NIGHTS:
+            of_night = sources[sources["night"] == night]
+            assert got.loc[night, "n_sources"] == len(of_night) > 0
+            assert got.loc[night, "n_frames_with_sources"] == FRAMES_PER_NIGHT[night]
+        ingest(lake, [str(frame_dirs["2026-03-02"])], "demo", calibrate=False, redo=True, progress=False)
+        assert stale_nights(lake, product) == (["2026-03-02"], [], [])
     finally:
         monkeypatch.delenv("SKYLAKE_HOME")
         _clear_caches()

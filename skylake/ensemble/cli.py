@@ -108,8 +108,9 @@ def add_commands(subparsers, plots) -> None:
         description="For each night and field, solve every frame's relative zeropoint and spatial terms and "
         "every star's mean magnitude from all the stars the frames share (weighted, clipped, anchored "
         "to the catalogue zeropoints), then detrend each star (EPD, TFA); commit LAKE/ensemble and "
-        "LAKE/detrend. Light curves (skylake objects build) use them. Nights already solved with the "
-        "same frames, zeropoints and settings are skipped. Exit codes: 0 all ok, 3 some frames not "
+        "LAKE/detrend. Light curves (skylake objects build) use them. Nights solved since their frames "
+        "and zeropoints last changed are skipped (--redo solves them again, with other --pipeline settings "
+        "too). Exit codes: 0 all ok, 3 some frames not "
         "solved (too few stars), 4 no frame eligible, 2 usage error.",
     )
     p.add_argument("lake", help="lake directory")

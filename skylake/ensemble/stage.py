@@ -3,9 +3,10 @@
 For the nights selected (one, those since a date, or those an ingest just calibrated), per profile:
 
 1. **inputs**: the night's ok frames placed by a WCS (all-sky frames have their own model) and their latest
-   ok zeropoints against the profile's catalogue. A night whose frames and zeropoints are those its stored
-   solve used (same ``calib_batch`` per frame, same settings) is skipped; otherwise it is solved again, whole
-   (O(that night)), and its earlier rows go in the same commit;
+   ok zeropoints against the profile's catalogue. The ensemble is a night product (:mod:`skylake.night_products`,
+   ``schemas/ensemble.yaml``): a night solved since its frames and zeropoints last changed (its rows'
+   ``built_version``) is skipped; otherwise it is solved again, whole (O(that night)), and its earlier rows go in
+   the same commit. The ingest chain solves its nights through that hook (:func:`build`);
 2. **fields**: the night's frames grouped by overlap (frames whose centres are closer than half the smaller
    one's half-diagonal share a field; a chain of such pairs is one field: a drift scan too);
 3. **run**, one task per night and field, on the workers (:func:`solve_field`): read the field's sources
@@ -78,7 +79,9 @@ __all__ = [
     "ens_key",
     "TERM_COLUMNS",
     "ensemble",
-    "ensemble_calibrated",
+    "build",
+    "built",
+    "drop",
     "select_frames",
     "settings_of",
     "FRAME_COLUMNS",
@@ -162,7 +165,8 @@ class EnsembleReport:
     profile: str
     nights: int = 0  # nights selected
     solved_nights: int = 0
-    skipped_nights: int = 0  # already solved with the same frames, zeropoints and settings
+    skipped_nights: int = 0  # solved since their frames and zeropoints last changed
+    written_nights: list = field(default_factory=list)  # nights that got rows (partition names)
     fields: int = 0
     frames: int = 0  # frames in the nights solved
     by_status: dict = field(default_factory=dict)
@@ -394,6 +398,7 @@ def solve_field(
     ok = np.zeros(len(base), bool)
     ok[seen] = sol.frame_ok[at[seen]]
     rows = _solved_rows(base, sol, at, ok, settings, len(frames))
+    rows["frame_noise_mag"] = np.float32(np.nan)  # measured below when a frame was solved
     out = FieldResult(rows=rows, points=len(src))
     if not ok.any():
         return out
@@ -490,6 +495,7 @@ def _too_few_frames_rows(base: pd.DataFrame, n_frames: int, settings: EnsembleSe
         terms_cov=[None] * len(base),
         rms=np.float32(np.nan),
         chi2_dof=np.float32(np.nan),
+        frame_noise_mag=np.float32(np.nan),
     )
 
 
@@ -1191,6 +1197,9 @@ def ensemble(
 ) -> list[EnsembleReport]:
     """Solve the ensemble of the selected nights (see the module docstring); one report per profile.
 
+    Which of the nights need solving is the night products' rule (:mod:`skylake.night_products`): a night
+    solved since its frames and zeropoints last changed is skipped unless ``redo``.
+
     Parameters
     ----------
     lake : Lake or str or os.PathLike
@@ -1200,7 +1209,7 @@ def ensemble(
     since : str, optional
         Only the nights from this one on (YYYY-MM-DD).
     redo : bool
-        Solve again nights already solved with the same inputs.
+        Solve again nights already solved with the same inputs (and other settings: ``profile``).
     client : distributed.Client, optional
         A dask distributed Client for the tasks (None: this process).
     nights : iterable of str, optional
@@ -1216,57 +1225,95 @@ def ensemble(
         One report per profile and pipeline version of the frames selected (frames whose profile cannot be
         loaded are logged and left out).
     """
-    from skylake.profile_store import frames_profile
+    from skylake.night_products import night_plan
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     lake.check_writable()
+    version = lake.log.latest_version()
     frames = select_frames(lake, night, since, nights, pipeline_version)
+    partition = frames["night"].map(night_partition)
+    current = set()
+    if not redo and len(frames):
+        plan = night_plan(lake, tables.get(ENSEMBLE), sorted(set(partition)))
+        current = {night_partition(n) for n in plan.current}
+    return _solve_profiles(lake, frames, partition, current, version, profile, client)
+
+
+def _solve_profiles(lake, frames, partition, current, version, profile, client) -> list[EnsembleReport]:
+    """Solve each profile's frames of the nights not ``current`` (partition names)."""
+    from skylake.profile_store import frames_profile
+
     reports = []
-    for (name, version), group in frames.groupby(["profile", "pipeline_version"], sort=True, dropna=False):
+    for (name, pv), group in frames.groupby(["profile", "pipeline_version"], sort=True, dropna=False):
         try:
-            prof = frames_profile(lake, name, version, profile)
+            prof = frames_profile(lake, name, pv, profile)
         except ProfileError as exc:
             log.warning("frames of profile %r not solved: %s (pass the profile with --pipeline)", name, exc)
             continue
-        reports.append(_ensemble_profile(lake, group, prof, redo, client))
+        report = _ensemble_profile(lake, group, prof, version, client, skip=current)
+        reports.append(report)
     return reports
 
 
-def ensemble_calibrated(lake: Lake, profile: Profile, client=None, nights=None) -> list[EnsembleReport]:
-    """After an ingest's calibration: solve the nights of ``nights`` for ``profile``'s frames.
+def build(lake: Lake, nights: list, *, runner, version: int) -> tuple[set, list[EnsembleReport]]:
+    """Solve ``nights`` again, whole (the night products' hook: :mod:`skylake.night_products`).
 
-    A failure is logged, never raised: the frames are calibrated, and the next ``skylake ensemble`` picks up
-    what is left.
+    Parameters
+    ----------
+    lake : Lake
+        The lake, writable.
+    nights : list
+        The nights (None: the unknown night).
+    runner : skylake.runtime.Runner
+        Where the fields' tasks run.
+    version : int
+        The lake version the inputs are read at (stored as ``built_version``).
+
+    Returns
+    -------
+    written : set
+        The nights that got ensemble rows.
+    reports : list of EnsembleReport
+        One per profile and pipeline version.
+    """
+    frames = select_frames(lake, nights=[night_partition(n) for n in nights])
+    reports = _solve_profiles(lake, frames, frames["night"].map(night_partition), set(), version, None, runner.client)
+    written = {None if n == "unknown" else n for r in reports for n in r.written_nights}
+    return written, [r for r in reports if r.solved_nights or r.by_status]
+
+
+def drop(tx, lake: Lake, nights: list) -> None:
+    """Stage the removal of the nights' ensemble, detrend and noise rows (their frames are gone).
+
+    Parameters
+    ----------
+    tx : skylake.lake.transaction.Transaction
+        The hook's transaction.
+    lake : Lake
+        The lake.
+    nights : list
+        The nights (None: the unknown night).
+    """
+    for name in (ENSEMBLE, DETREND, NOISE):
+        tables.get(name).remove_where(tx, lambda data: np.ones(data.num_rows, bool), nights=nights)
+
+
+def built(lake: Lake, nights) -> pa.Table:
+    """The night and ``built_version`` of the nights' ensemble rows (for the night products' hook).
 
     Parameters
     ----------
     lake : Lake
         The lake.
-    profile : Profile
-        The profile (and its pipeline version) of the frames just calibrated.
-    client : distributed.Client, optional
-        A dask distributed Client for the tasks (None: this process).
-    nights : iterable of str, optional
-        The nights to solve (partition names; None: every night).
+    nights : iterable or None
+        Only these nights (None: every night).
 
     Returns
     -------
-    list of EnsembleReport
-        The reports of ``profile`` that solved something; empty when the ensemble is disabled or failed.
+    pyarrow.Table
+        ``night`` and ``built_version`` per row.
     """
-    options, _ = settings_of(profile)
-    if not options.enabled:
-        return []
-    try:
-        reports = ensemble(
-            lake, nights=nights, client=client, profile=profile, pipeline_version=profile.pipeline_version
-        )
-    except Exception as exc:  # noqa: BLE001 - the calibration succeeded; `skylake ensemble` retries
-        log.error(
-            "ensemble after calibration failed (run `skylake ensemble %s`): %s: %s", lake.url, type(exc).__name__, exc
-        )
-        return []
-    return [r for r in reports if r.profile == profile.name and (r.solved_nights or r.by_status)]
+    return tables.get(ENSEMBLE).read(lake, columns=["built_version", "night"], nights=nights)
 
 
 def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFrame, Counter]:
@@ -1294,7 +1341,11 @@ def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFra
     return out, Counter({k: v for k, v in why.items() if v})
 
 
-def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: bool, client) -> EnsembleReport:
+def _ensemble_profile(
+    lake: Lake, frames: pd.DataFrame, prof: Profile, version: int, client, skip: set
+) -> EnsembleReport:
+    """Solve the nights of one profile's ``frames`` but those in ``skip`` (partition names), each whole, and
+    commit them (the rows stamped ``version``)."""
     from skylake.calib.store import read_table
     from skylake.lake.pieces import piece_run
     from skylake.runtime import Runner
@@ -1309,24 +1360,17 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
     key = ens_key(options, settings, prof.calibration.flux)
     todo, why = _eligible(lake, frames, refcat)
     report.not_eligible = dict(why)
+    skipped = todo["night"].map(night_partition).isin(skip).to_numpy()
+    report.skipped_nights = int(todo["night"][skipped].map(night_partition).nunique())
+    todo = todo[~skipped]
     nights = sorted(set(todo["night"].map(night_partition)))
     done = (
-        read_table(lake, ENSEMBLE, ["frame_id", "calib_batch", "ens_key", "night"], nights=nights)
+        read_table(lake, ENSEMBLE, ["frame_id", "night"], nights=nights)
         if nights
-        else pd.DataFrame(columns=["frame_id", "calib_batch", "ens_key", "night"])
+        else pd.DataFrame(columns=["frame_id", "night"])
     )
     items, solved_nights = [], []
     for n, group in todo.groupby(todo["night"].map(night_partition), sort=True):
-        now = set(zip(group["frame_id"], group["calib_batch"]))
-        before = done[done["night"].map(night_partition) == n]
-        if (
-            not redo
-            and set(zip(before["frame_id"], before["calib_batch"])) == now
-            and (before["ens_key"] == key).all()
-            and len(before)
-        ):
-            report.skipped_nights += 1
-            continue
         solved_nights.append(n)
         fields = group_fields(group.reset_index(drop=True))
         for f in np.unique(fields):
@@ -1362,15 +1406,18 @@ def _ensemble_profile(lake: Lake, frames: pd.DataFrame, prof: Profile, redo: boo
                 site={"lon_deg": float(prof.site.lon_deg), "height_m": float(prof.site.height_m)},
             )
         )
-        _commit(lake, results, solved_nights, set(todo["frame_id"]) | set(done["frame_id"]), report)
+        _commit(lake, results, solved_nights, set(todo["frame_id"]) | set(done["frame_id"]), report, version)
     report.frames = sum(len(r.rows) for r in results)
     report.seconds = time.monotonic() - t0
     log.info("%s", report)
     return report
 
 
-def _commit(lake: Lake, results: list[FieldResult], nights: list[str], frame_ids: set, report: EnsembleReport) -> None:
-    """Replace the nights' ensemble and detrend rows (of ``frame_ids``) with the results, in one commit."""
+def _commit(
+    lake: Lake, results: list[FieldResult], nights: list[str], frame_ids: set, report: EnsembleReport, version: int
+) -> None:
+    """Replace the nights' ensemble and detrend rows (of ``frame_ids``) with the results, in one commit (the rows
+    stamped ``built_version = version``, the lake version the inputs were read at)."""
 
     rows = pd.concat([r.rows for r in results], ignore_index=True)
     ids = np.fromiter(frame_ids, np.int64)
@@ -1391,7 +1438,7 @@ def _commit(lake: Lake, results: list[FieldResult], nights: list[str], frame_ids
         tables.get(DETREND).remove_where(tx, of_frames, nights=night_names)
         tables.get(NOISE).remove_where(tx, of_profile, nights=night_names)
         now = _now()
-        staged = rows.assign(batch_id=tx.batch_id, computed_at=now)
+        staged = rows.assign(batch_id=tx.batch_id, computed_at=now, built_version=version)
         tx.stage_nights(
             ENSEMBLE,
             conform(pa.Table.from_pandas(staged.drop(columns="night"), preserve_index=False), ENSEMBLE),
@@ -1416,3 +1463,4 @@ def _commit(lake: Lake, results: list[FieldResult], nights: list[str], frame_ids
         entry = tx.commit(summary={"ensemble": report.profile, "nights": len(nights), "frames": len(rows)})
     report.commit = entry.version if entry else None
     report.by_status = dict(Counter(rows["status"]))
+    report.written_nights = sorted(set(rows["night"].map(night_partition))) if entry else []

@@ -21,7 +21,6 @@ frames clears it). Batches of a night's frames together see their artefacts at o
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,12 +55,8 @@ def known(lake_root: str | None, profile: str) -> list[dict]:
     """
     if not lake_root:
         return []
-    from skylake.lake.tables import STATIC_ARTEFACTS, get
-
-    root = os.path.join(lake_root, get(STATIC_ARTEFACTS).location)
-    if not os.path.isdir(root):
-        return []
     from skylake.lake import Lake
+    from skylake.lake.tables import STATIC_ARTEFACTS
 
     lake = Lake.open(lake_root, catch_up=False)
     import pyarrow.compute as pc

@@ -23,10 +23,11 @@ and optionally
     the frame, ``--redo`` replaces them with it, and ``status`` counts them. A product that fails leaves a
     note on the frame, never costs it (skylake.tasks.frame). Adding such a product takes its schema (with
     this line) and its stage module, nothing else.
-``night_product: MODULE`` and ``inputs: [TABLE, ...]``
+``night_product: MODULE``, ``inputs: [TABLE, ...]``, ``writes: [TABLE, ...]``, ``new_nights: chain|request``
     a *night product*: ``MODULE.run(night, inputs)`` returns the table's rows of one night from its input
-    tables' rows of that night; :mod:`skylake.night_products` rebuilds the nights whose inputs changed
-    (``--redo`` included). Adding one takes its schema, its module and its test, nothing else.
+    tables' rows of that night (or ``MODULE.build`` builds whole nights of several tables: the ensemble,
+    maps); :mod:`skylake.night_products` rebuilds the nights whose inputs changed (``--redo`` included).
+    Adding one takes its schema, its module and its test, nothing else.
 ``catalog_type: TYPE`` and ``id_column: COLUMN``
     of a HATS catalog: its ``dataproduct_type`` and the column identifying its rows (default ``source``
     and ``source_id``), written into its metadata by every commit that changes it
@@ -79,6 +80,7 @@ __all__ = [
     "DIA_OBJECTS",
     "PARTITIONINGS",
     "NOT_TABLES",
+    "NEW_NIGHTS",
     "Table",
     "registry",
     "by_location",
@@ -121,6 +123,9 @@ PARTITIONINGS = ("healpix", "night", "none", "bucket")
 #: Schema files that describe no lake table.
 NOT_TABLES = ("summary",)
 
+#: Who builds a night product's new nights (``new_nights:``).
+NEW_NIGHTS = ("chain", "request")
+
 
 @dataclass(frozen=True)
 class Table:
@@ -143,7 +148,13 @@ class Table:
     night_product : str or None
         The module of a night product (``night_product:``).
     inputs : tuple of str
-        The night tables a night product is built from (``inputs:``).
+        The tables a night product is built from (``inputs:``): night tables, or a HATS table with a
+        ``frame_id`` column.
+    writes : tuple of str
+        The other night tables a night product's module writes (``writes:``).
+    new_nights : str
+        Who builds a night product's new nights (``new_nights:``): ``chain`` (the ingest chain) or
+        ``request`` (its own command; the chain keeps built nights current).
     catalog_type : str
         A HATS catalog's ``dataproduct_type`` (``catalog_type:``, default "source").
     id_column : str
@@ -162,6 +173,8 @@ class Table:
     versioned_files: str | None = None
     night_product: str | None = None
     inputs: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    new_nights: str = "chain"
     catalog_type: str = "source"
     id_column: str = "source_id"
     log_rows: str | None = None
@@ -317,6 +330,24 @@ def _schema_doc(name: str) -> dict:
         return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def _is_night_table(name: str) -> bool:
+    path = project_dir("schemas") / f"{name}.yaml"
+    return name not in NOT_TABLES and path.is_file() and _schema_doc(name).get("partition_by") == "night"
+
+
+def _input_ok(name: str) -> bool:
+    """A night product's input: a night table, or a HATS table whose rows name their frame."""
+    if _is_night_table(name):
+        return True
+    path = project_dir("schemas") / f"{name}.yaml"
+    if name in NOT_TABLES or not path.is_file():
+        return False
+    doc = _schema_doc(name)
+    return doc.get("partition_by", "healpix" if doc.get("hats") else None) == "healpix" and (
+        "frame_id" in table_spec(name).names
+    )
+
+
 def _load(name: str) -> Table:
     doc = _schema_doc(name)
     where = f"schemas/{name}.yaml"
@@ -332,6 +363,7 @@ def _load(name: str) -> Table:
         raise ValueError(f"{where}: a frame product (stage: {stage}) needs a frame_id column (ingest fills it)")
     night_product = doc.get("night_product")
     inputs = tuple(doc.get("inputs", ["frames"] if night_product else []))
+    writes, new_nights = tuple(doc.get("writes", [])), doc.get("new_nights", "chain")
     if night_product is not None:
         if part != "night" or stage is not None:
             raise ValueError(
@@ -339,9 +371,16 @@ def _load(name: str) -> Table:
                 "and no frame product"
             )
         for table in inputs:
-            path = project_dir("schemas") / f"{table}.yaml"
-            if table in NOT_TABLES or not path.is_file() or _schema_doc(table).get("partition_by") != "night":
-                raise ValueError(f"{where}: input {table!r} is not a night table of schemas/ (inputs: {list(inputs)})")
+            if not _input_ok(table):
+                raise ValueError(
+                    f"{where}: input {table!r} is not a night table of schemas/ nor a HATS table with a frame_id "
+                    f"(inputs: {list(inputs)})"
+                )
+        for table in writes:
+            if not _is_night_table(table):
+                raise ValueError(f"{where}: writes {table!r}, which is not a night table of schemas/")
+        if new_nights not in NEW_NIGHTS:
+            raise ValueError(f"{where}: new_nights is {new_nights!r}; expected one of {list(NEW_NIGHTS)}")
         schema = table_spec(name).schema
         if "built_version" not in schema.names or schema.field("built_version").type != pa.int64():
             raise ValueError(
@@ -369,6 +408,8 @@ def _load(name: str) -> Table:
         versioned_files=doc.get("versioned_files"),
         night_product=night_product,
         inputs=inputs,
+        writes=writes,
+        new_nights=new_nights,
         catalog_type=catalog_type,
         id_column=id_column,
         log_rows=log_rows,

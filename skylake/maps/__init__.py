@@ -5,6 +5,7 @@ and horizon coordinates (``skylake maps``).
 * :mod:`.aggregate`: pure per-pixel aggregation functions on dataframes;
 * :mod:`.build`: samples from LAKE/zeropoints, matches, extinction and sources, aggregated per map;
 * :mod:`.store`: LAKE/maps (pixel rows) and LAKE/maps/_index (one row per map) through the commit log;
+* :mod:`.nightly`: a night's maps as a night product, kept current by the ingest chain once made;
 * :mod:`.export`: HEALPix FITS (``healpy.read_map``) and Mollweide PNGs.
 """
 
@@ -70,8 +71,9 @@ def make_maps(lake, *, out_dir=None, pngs=("transparency", "sky"), **select):
 
     lake = Lake.open(lake) if isinstance(lake, (str, os.PathLike)) else lake
     lake.check_writable()
+    read_at = lake.log.latest_version()
     maps = compute_maps(lake, **select)
-    index, version = store_maps(lake, maps)
+    index, version = store_maps(lake, maps, version=read_at)
     paths = export_maps(maps.pixels, index, out_dir, pngs) if out_dir is not None and len(index) else []
     if len(index):
         log.info("maps: %d maps (%d pixel rows) committed as v%s", len(index), len(maps.pixels), version)

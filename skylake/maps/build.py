@@ -1087,6 +1087,7 @@ def _assemble(
         )
         agg["nside"], agg["frame_of"] = np.int32(nside), frame_of
         agg["lon"], agg["lat"] = pixel_centres(agg["pixel"].to_numpy(np.int64), nside)
+        agg["built_version"] = np.nan  # stamped when stored (a night map)
         pixel_parts.append(agg.drop(columns="map_key"))
         if samples:
             s = pd.concat([r[2] for r in mine], ignore_index=True)

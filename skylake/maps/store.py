@@ -205,7 +205,9 @@ def stage_without_maps(tx, lake: Lake, old: pd.DataFrame) -> None:
     maps.remove_where(tx, drop, nights={night_of(posixpath.relpath(p, MAPS)) for p in old["path"]})
 
 
-def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
+def store_maps(
+    lake: Lake, maps, version: int | None = None, replacing: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, int | None]:
     """Commit a :class:`skylake.maps.build.MapSet` (replacing maps with the same ids).
 
     Parameters
@@ -214,6 +216,12 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
         The lake.
     maps : skylake.maps.build.MapSet
         The maps.
+    version : int or None
+        The lake version the maps' inputs were read at: stored as ``built_version`` of the night maps
+        (``scope`` night), which makes them a night product the ingest chain keeps current
+        (:mod:`skylake.maps.nightly`); None: not stamped.
+    replacing : pandas.DataFrame or None
+        Stored index rows of maps to remove in the same commit as well (a stale night's maps).
 
     Returns
     -------
@@ -222,23 +230,41 @@ def store_maps(lake: Lake, maps) -> tuple[pd.DataFrame, int | None]:
     version : int or None
         The commit version (None if nothing to store).
     """
-    if maps.index.empty:
+    if maps.index.empty and (replacing is None or replacing.empty):
         return maps.index, None
     with lake.transaction(MAPS) as tx:
-        # a range map's first night can move as frames arrive: then every night's index is looked at
-        nights = None if (maps.index["scope"] == "range").any() else set(maps.index["night_min"])
-        old = read_index(lake, nights)
-        old = old[old["map_id"].isin(set(maps.index["map_id"]))]
+        old = replacing.iloc[:0] if replacing is not None else None
+        if len(maps.index):
+            # a range map's first night can move as frames arrive: then every night's index is looked at
+            nights = None if (maps.index["scope"] == "range").any() else set(maps.index["night_min"])
+            old = read_index(lake, nights)
+            old = old[old["map_id"].isin(set(maps.index["map_id"]))]
+        if replacing is not None:
+            old = pd.concat([old, replacing[~replacing["map_id"].isin(set(old["map_id"]))]], ignore_index=True)
         if len(old):  # maps made again: their rows go, in this commit; only their nights' files are read
             stage_without_maps(tx, lake, old)
-        nights = maps.pixels["night"].fillna(UNKNOWN_NIGHT)
-        pixels = conform(pa.Table.from_pandas(maps.pixels.drop(columns="night"), preserve_index=False), MAPS)
-        tx.stage_nights(MAPS, pixels, nights.tolist())
-        index = maps.index.assign(
-            path=[f"{MAPS}/{night_dir(n)}/{tx.batch_id}.parquet" for n in maps.index["night_min"]],
-            batch_id=tx.batch_id,
-            created_at=_now(),
-        )
-        stage_index(tx, index)
-        entry = tx.commit(summary={"maps": len(index), "pixels": len(maps.pixels)})
+        index, pixels = _stamped(maps.index, maps.pixels, version) if len(maps.index) else (maps.index, maps.pixels)
+        if len(index):
+            nights = pixels["night"].fillna(UNKNOWN_NIGHT)
+            tx.stage_nights(
+                MAPS,
+                conform(pa.Table.from_pandas(pixels.drop(columns="night"), preserve_index=False), MAPS),
+                nights.tolist(),
+            )
+            index = index.assign(
+                path=[f"{MAPS}/{night_dir(n)}/{tx.batch_id}.parquet" for n in index["night_min"]],
+                batch_id=tx.batch_id,
+                created_at=_now(),
+            )
+            stage_index(tx, index)
+        entry = tx.commit(summary={"maps": len(index), "pixels": len(pixels)})
     return index, entry.version if entry else None
+
+
+def _stamped(index: pd.DataFrame, pixels: pd.DataFrame, version: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The index and pixel rows with ``built_version``: ``version`` for night maps, null for the others."""
+    nightly = index["scope"].eq("night") if len(index) else pd.Series([], dtype=bool)
+    stamp = pd.array([version if n and version is not None else pd.NA for n in nightly], dtype="Int64")
+    index = index.assign(built_version=stamp)
+    of_map = dict(zip(index["map_id"], stamp))
+    return index, pixels.assign(built_version=pd.array(pixels["map_id"].map(of_map), dtype="Int64"))
