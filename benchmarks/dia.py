@@ -11,8 +11,8 @@ The frames are SYNTHETIC (``skylake.synthetic.frames.render_frame``: Gaussian st
 and read noise): a reference with 1.4 px seeing and a frame with 3.0 px, 10 % fainter. Printed: the median CPU
 seconds (``time.process_time``: the machine is shared) of each step per frame, their ratios, and how the DIA step
 grows from 1k to 4k (per pixel: flat means it scales with the frame's area). The issue's goal compares the DIA step
-with a subtraction library's own call on the same frames: skylake's kernel is its own numpy (properimage and ois
-do not install here, sfft compiles Cython and pyFFTW), so the floor here is scipy's FFT convolution.
+with a subtraction library's own call on the same frames: that is benchmarks/dia_libraries.py (sfft on real frames;
+properimage and ois do not install here); the floor here is scipy's FFT convolution.
 """
 
 from __future__ import annotations
