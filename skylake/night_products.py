@@ -11,8 +11,8 @@ A schema (``schemas/NAME.yaml``) with ``partition_by: night`` declares a *night 
     whether the ``skylake ingest`` chain builds the product for nights that have none yet (``chain``, the
     default), or only keeps current the nights someone asked for (``request``: maps);
 ``writes: [TABLE, ...]``
-    the other tables the module writes for a night (their rows go with the product's when a night's
-    frames are all gone).
+    the other night tables a stage product's module writes (its ``drop`` removes them with the product's; a
+    product may not read what it or another product downstream of it writes: the registry refuses a circle).
 
 The schema must have an int64 ``built_version`` column: the lake version whose inputs a night's rows
 were built from. One rule says which nights to build (:func:`stale_nights`): a night with frames and no
@@ -26,15 +26,20 @@ The module is one of two kinds:
 a row product
     ``run(night, inputs)`` returns the product's rows of one night (a pyarrow Table of the schema's columns,
     without ``built_version``); ``inputs`` maps each input table's name to its rows of that night. The hook
-    reads the inputs on a worker, stages the rows and commits every product's nights in one commit.
+    reads the inputs on a worker, stages the rows and commits the product's nights in one commit. A night for
+    which ``run`` returns no row stays new: it is tried again at every run over it.
 a stage product (several tables, per-field tasks, pieces written by the workers: the ensemble, maps)
     ``build(lake, nights, *, runner, version)`` builds exactly those nights (their rows stamped
-    ``built_version = version``), commits, and returns its report; ``drop(tx, lake, nights)`` stages the
+    ``built_version = version``), commits, and returns the nights it wrote rows for and its report;
+    ``drop(tx, lake, nights)`` stages the
     removal of the nights' rows; optionally ``built(lake, nights)`` returns the ``night`` and
     ``built_version`` of the rows that are the product (when only some of the table's rows are: maps).
 
-:func:`build_night_products` is run by the ``skylake ingest`` chain after calibration (every product, in
-the order of their inputs), and by a product's own command for the nights it selects.
+:func:`build_night_products` is run by the ``skylake ingest`` chain after calibration on the nights it ingested
+(every product, in the order of their inputs; a product that fails is said and the others go on), and
+``skylake ensemble`` skips the nights :func:`night_plan` finds current. Only nights looked at are dropped: a night
+whose frames were all removed loses its rows when a run looks at it (``build_night_products(lake)``). Rows of a
+lake written before ``built_version`` existed (null) are not the product's: those nights are new once.
 
 >>> from skylake.night_products import build_night_products     # doctest: +SKIP
 >>> build_night_products(lake).outcome()                        # doctest: +SKIP
@@ -90,6 +95,8 @@ class NightProductsReport:
         Product name -> how many nights looked at were current (not built again).
     reports : dict
         Stage product name -> its own report (what its ``build`` returned).
+    failed : dict
+        Product name -> why it failed (in the ingest chain, which goes on with the other products).
     version : int or None
         The last commit, None when nothing changed.
     """
@@ -99,6 +106,7 @@ class NightProductsReport:
     dropped: dict[str, list[str | None]] = field(default_factory=dict)
     current: dict[str, int] = field(default_factory=dict)
     reports: dict[str, object] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
     version: int | None = None
 
     def __str__(self) -> str:
@@ -113,8 +121,9 @@ class NightProductsReport:
         str
             E.g. ``night products: 2 nights of night_log built (1 stale, 1 new)``.
         """
+        failed = "".join(f"; {name} failed ({why})" for name, why in sorted(self.failed.items()))
         if not self.built and not self.dropped:
-            return "night products: all current"
+            return "night products: " + (failed[2:] if failed else "all current")
         parts = []
         for name in sorted(set(self.built) | set(self.dropped)):
             n, new = len(self.built.get(name, [])), self.new.get(name, 0)
@@ -122,7 +131,7 @@ class NightProductsReport:
             if self.dropped.get(name):
                 part += f", {len(self.dropped[name])} dropped (no frames left)"
             parts.append(part)
-        return "night products: " + "; ".join(parts)
+        return "night products: " + "; ".join(parts) + failed
 
 
 def _as_list(value) -> list:
@@ -140,16 +149,12 @@ def night_products() -> list[tables.Table]:
     products = sorted((t for t in tables.registry().values() if t.night_product), key=lambda t: t.name)
     made_by = {w: p.name for p in products for w in (p.name, *p.writes)}
     order, placed = [], set()
-    while len(order) < len(products):
-        ready = [
-            p
-            for p in products
-            if p.name not in placed and all(made_by.get(t, p.name) in placed | {p.name} for t in p.inputs)
-        ]
-        if not ready:  # a circle of inputs: refused at load, so only a defensive end
-            ready = [p for p in products if p.name not in placed]
-        order.append(ready[0])
-        placed.add(ready[0].name)
+    while len(order) < len(products):  # the registry refuses a circle, so one is always ready
+        ready = next(
+            p for p in products if p.name not in placed and {made_by.get(t) for t in p.inputs} - {None} <= placed
+        )
+        order.append(ready)
+        placed.add(ready.name)
     return order
 
 
@@ -434,22 +439,34 @@ def build_night_products(
     for product in night_products():
         if products is not None and product.name not in products:
             continue
-        plan = night_plan(lake, product, nights, redo=redo, chain=chain)
-        stale, new, gone = plan.stale, plan.new, plan.gone
-        report.current[product.name] = len(plan.current)
-        if gone:
-            report.dropped[product.name] = gone
-        if not (stale or new or gone):
-            continue
-        if hasattr(product_module(product), "build"):
-            _build_stage(lake, product, stale, new, gone, runner, report)
-            continue
-        if stale or new:
-            report.built[product.name] = stale + new
-            report.new[product.name] = len(new)
-        _build_rows(lake, product, stale, new, gone, runner, report)
+        try:
+            _build_product(lake, product, nights, runner, report, redo=redo, chain=chain)
+        except Exception as exc:
+            if not chain:
+                raise
+            # the chain goes on with the other products; the next run over these nights builds this one again
+            report.failed[product.name] = f"{type(exc).__name__}: {exc}"
+            log.error("night product %s failed (built again at the next run over its nights): %s", product.name, exc)
     log.info(report.outcome())
     return report
+
+
+def _build_product(lake, product: tables.Table, nights, runner, report: NightProductsReport, *, redo, chain) -> None:
+    """Plan one product's nights, then build and drop them."""
+    plan = night_plan(lake, product, nights, redo=redo, chain=chain)
+    stale, new, gone = plan.stale, plan.new, plan.gone
+    report.current[product.name] = len(plan.current)
+    if gone:
+        report.dropped[product.name] = gone
+    if not (stale or new or gone):
+        return
+    if hasattr(product_module(product), "build"):
+        _build_stage(lake, product, stale, new, gone, runner, report)
+        return
+    _build_rows(lake, product, stale, new, gone, runner, report)
+    if stale or new:
+        report.built[product.name] = stale + new
+        report.new[product.name] = len(new)
 
 
 def night_products_after(lake, client=None, nights=None) -> list[NightProductsReport]:
@@ -480,4 +497,4 @@ def night_products_after(lake, client=None, nights=None) -> list[NightProductsRe
     except Exception as exc:  # noqa: BLE001 - the ingest and calibration succeeded
         log.error("night products after calibration failed: %s: %s", type(exc).__name__, exc)
         return []
-    return [report] if report.built or report.dropped or report.reports else []
+    return [report] if report.built or report.dropped or report.reports or report.failed else []

@@ -147,7 +147,7 @@ def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_pro
         (lambda text: text.split("  - {name: built_version")[0], "a night product needs an int64 built_version"),
         (
             lambda text: text.replace("inputs: [frames]", "inputs: [frames, objects]"),
-            r"input 'objects' is not a night table of schemas/ nor a HATS table with a frame_id "
+            r"input 'objects' is not a night table of schemas/ nor the sources "
             r"\(inputs: \['frames', 'objects'\]\)",
         ),
         (lambda text: text.replace("inputs: [frames]", "inputs: [framez]"), "input 'framez' is not a night table"),
@@ -156,13 +156,23 @@ def test_built_kept_current_and_rebuilt_after_a_redo(tmp_path, registry_with_pro
             lambda text: text.replace("inputs: [frames]", "inputs: [frames]\nnew_nights: never"),
             r"new_nights is 'never'; expected one of \['chain', 'request'\]",
         ),
+        (
+            lambda text: text.replace("inputs: [frames]", "inputs: [frames, bad_product]"),
+            r"a night product cannot read what it writes \(\['bad_product'\] among its inputs\)",
+        ),
+        (
+            lambda text: text.replace("night_product: bad_product_product\ninputs: [frames]\n", "writes: [frames]\n"),
+            "writes and new_nights are for a night product",
+        ),
     ],
     ids=[
         "no built_version",
-        "a HATS input without frame_id",
+        "a HATS input other than the sources",
         "an unknown input",
         "writes no night table",
         "new_nights",
+        "reads itself",
+        "writes without a product",
     ],
 )
 def test_a_bad_night_product_schema_is_refused_naming_the_value(tmp_path, monkeypatch, edit, message):
@@ -234,6 +244,36 @@ def test_a_product_reads_the_night_s_sources(tmp_path, monkeypatch, frame_dirs):
             assert got.loc[night, "n_frames_with_sources"] == FRAMES_PER_NIGHT[night]
         ingest(lake, [str(frame_dirs["2026-03-02"])], "demo", calibrate=False, redo=True, progress=False)
         assert stale_nights(lake, product) == (["2026-03-02"], [], [])
+    finally:
+        monkeypatch.delenv("SKYLAKE_HOME")
+        _clear_caches()
+
+
+def test_a_failing_product_leaves_the_others_built_in_the_chain(tmp_path, monkeypatch, frame_dirs):
+    """In the ingest chain a product that fails is said (report.failed, its line) and the others are built."""
+    home = tmp_path / "home"
+    shutil.copytree(project_dir("schemas"), home / "schemas")
+    (home / "schemas" / "frame_tally.yaml").write_text(SCHEMA)
+    (home / "schemas" / "broken_tally.yaml").write_text(
+        SCHEMA.replace("frame_tally", "broken_tally").replace("broken_tally_product", "broken_product")
+    )
+    os.symlink(project_dir("pipelines"), home / "pipelines")
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "frame_tally_product.py").write_text(MODULE)
+    (modules / "broken_product.py").write_text("def run(night, inputs):\n    raise RuntimeError('no such thing')\n")
+    monkeypatch.setenv("SKYLAKE_HOME", str(home))
+    monkeypatch.syspath_prepend(str(modules))
+    _clear_caches()
+    try:
+        lake = Lake.init(str(tmp_path / "lake"))
+        report = ingest(lake, [str(frame_dirs["2026-03-01"])], "demo", progress=False)
+        (products,) = report.downstream.night_products
+        assert products.built["frame_tally"] == ["2026-03-01"] and "broken_tally" not in products.built
+        assert products.failed == {"broken_tally": "RuntimeError: no such thing"}
+        assert "broken_tally failed (RuntimeError: no such thing)" in products.outcome()
+        with pytest.raises(RuntimeError, match="no such thing"):  # asked for directly: raised
+            build_night_products(lake, products=["broken_tally"])
     finally:
         monkeypatch.delenv("SKYLAKE_HOME")
         _clear_caches()

@@ -1299,7 +1299,8 @@ def drop(tx, lake: Lake, nights: list) -> None:
 
 
 def built(lake: Lake, nights) -> pa.Table:
-    """The night and ``built_version`` of the nights' ensemble rows (for the night products' hook).
+    """The night and ``built_version`` of the nights' ensemble rows (for the night products' hook); a row solved
+    with other settings than its frames' profile now gives (``ens_key``) counts as built before any change (-1).
 
     Parameters
     ----------
@@ -1313,7 +1314,25 @@ def built(lake: Lake, nights) -> pa.Table:
     pyarrow.Table
         ``night`` and ``built_version`` per row.
     """
-    return tables.get(ENSEMBLE).read(lake, columns=["built_version", "night"], nights=nights)
+    from skylake.profile_store import frames_profile
+
+    rows = tables.get(ENSEMBLE).read(lake, columns=["built_version", "night", "ens_key", "frame_id"], nights=nights)
+    if not rows.num_rows:
+        return rows.select(["night", "built_version"])
+    frames = lake_frames.select_frames(
+        lake, FrameSelection(nights=sorted({night_partition(n) for n in rows.column("night").to_pylist()})),
+        ["frame_id", "night", "profile", "pipeline_version"],
+    )  # fmt: skip
+    current = {}
+    for (name, pv), group in frames.groupby(["profile", "pipeline_version"], dropna=False):
+        with contextlib.suppress(ProfileError):
+            prof = frames_profile(lake, name, pv, None)
+            key = ens_key(*settings_of(prof), prof.calibration.flux)
+            current.update(dict.fromkeys(group["frame_id"].tolist(), key))
+    now = np.array([current.get(f) for f in rows.column("frame_id").to_pylist()], dtype=object)
+    same = np.array([n is None or n == k for n, k in zip(now, rows.column("ens_key").to_pylist())])
+    version = rows.column("built_version").to_pandas().astype("Int64").mask(~same, -1)  # null: an older lake's
+    return pa.table({"night": rows.column("night"), "built_version": pa.array(version, pa.int64(), from_pandas=True)})
 
 
 def _eligible(lake: Lake, frames: pd.DataFrame, refcat: str) -> tuple[pd.DataFrame, Counter]:
@@ -1363,12 +1382,13 @@ def _ensemble_profile(
     skipped = todo["night"].map(night_partition).isin(skip).to_numpy()
     report.skipped_nights = int(todo["night"][skipped].map(night_partition).nunique())
     todo = todo[~skipped]
-    nights = sorted(set(todo["night"].map(night_partition)))
+    looked_at = sorted(set(frames["night"].map(night_partition)) - set(skip))
     done = (
-        read_table(lake, ENSEMBLE, ["frame_id", "night"], nights=nights)
-        if nights
+        read_table(lake, ENSEMBLE, ["frame_id", "night"], nights=looked_at)
+        if looked_at
         else pd.DataFrame(columns=["frame_id", "night"])
     )
+    done = done[done["frame_id"].isin(frames["frame_id"])]  # this profile's: another's in the night stay
     items, solved_nights = [], []
     for n, group in todo.groupby(todo["night"].map(night_partition), sort=True):
         solved_nights.append(n)
@@ -1384,6 +1404,9 @@ def _ensemble_profile(
             )
     report.solved_nights = len(solved_nights)
     report.fields = len(items)
+    gone = done[~done["night"].map(night_partition).isin(solved_nights)]
+    if len(gone):  # solved before, nothing of it eligible now (zeropoints gone, frames rejected): its rows go
+        _drop_rows(lake, set(gone["night"].map(night_partition)), set(gone["frame_id"]), report)
     if not items:
         report.seconds = time.monotonic() - t0
         return report
@@ -1411,6 +1434,19 @@ def _ensemble_profile(
     report.seconds = time.monotonic() - t0
     log.info("%s", report)
     return report
+
+
+def _drop_rows(lake: Lake, nights: set, frame_ids: set, report: EnsembleReport) -> None:
+    """Remove the ensemble and detrend rows of ``frame_ids`` in ``nights`` (partition names), in one commit."""
+    ids = np.fromiter(frame_ids, np.int64)
+    night_names = {None if n == "unknown" else n for n in nights}
+    with lake.transaction(ENSEMBLE) as tx:
+        for name in (ENSEMBLE, DETREND):
+            tables.get(name).remove_where(
+                tx, lambda t: np.isin(t.column("frame_id").to_numpy(), ids), nights=night_names
+            )
+        entry = tx.commit(summary={"ensemble": report.profile, "nights": len(nights), "dropped": len(ids)})
+    report.commit = entry.version if entry else report.commit
 
 
 def _commit(

@@ -148,8 +148,7 @@ class Table:
     night_product : str or None
         The module of a night product (``night_product:``).
     inputs : tuple of str
-        The tables a night product is built from (``inputs:``): night tables, or a HATS table with a
-        ``frame_id`` column.
+        The tables a night product is built from (``inputs:``): night tables, or the sources.
     writes : tuple of str
         The other night tables a night product's module writes (``writes:``).
     new_nights : str
@@ -336,16 +335,8 @@ def _is_night_table(name: str) -> bool:
 
 
 def _input_ok(name: str) -> bool:
-    """A night product's input: a night table, or a HATS table whose rows name their frame."""
-    if _is_night_table(name):
-        return True
-    path = project_dir("schemas") / f"{name}.yaml"
-    if name in NOT_TABLES or not path.is_file():
-        return False
-    doc = _schema_doc(name)
-    return doc.get("partition_by", "healpix" if doc.get("hats") else None) == "healpix" and (
-        "frame_id" in table_spec(name).names
-    )
+    """A night product's input: a night table, or the sources (a night's rows are those of its frames)."""
+    return _is_night_table(name) or name == SOURCES
 
 
 def _load(name: str) -> Table:
@@ -373,7 +364,7 @@ def _load(name: str) -> Table:
         for table in inputs:
             if not _input_ok(table):
                 raise ValueError(
-                    f"{where}: input {table!r} is not a night table of schemas/ nor a HATS table with a frame_id "
+                    f"{where}: input {table!r} is not a night table of schemas/ nor the sources "
                     f"(inputs: {list(inputs)})"
                 )
         for table in writes:
@@ -381,12 +372,16 @@ def _load(name: str) -> Table:
                 raise ValueError(f"{where}: writes {table!r}, which is not a night table of schemas/")
         if new_nights not in NEW_NIGHTS:
             raise ValueError(f"{where}: new_nights is {new_nights!r}; expected one of {list(NEW_NIGHTS)}")
+        if own := {name, *writes} & set(inputs):
+            raise ValueError(f"{where}: a night product cannot read what it writes ({sorted(own)} among its inputs)")
         schema = table_spec(name).schema
         if "built_version" not in schema.names or schema.field("built_version").type != pa.int64():
             raise ValueError(
                 f"{where}: a night product needs an int64 built_version column (the lake version "
                 "its inputs were read at)"
             )
+    elif "writes" in doc or "new_nights" in doc:
+        raise ValueError(f"{where}: writes and new_nights are for a night product (night_product: MODULE)")
     if part == "night" and doc.get("location", name) != name:
         raise ValueError(f"{where}: a night table lives in LAKE/{name}; location {doc['location']!r} is not allowed")
     catalog_type, id_column = doc.get("catalog_type", "source"), doc.get("id_column", "source_id")
@@ -427,7 +422,23 @@ def registry() -> dict[str, Table]:
         Table name -> :class:`Table`.
     """
     names = sorted(p.stem for p in project_dir("schemas").glob("*.yaml") if p.stem not in NOT_TABLES)
-    return {n: _load(n) for n in names}
+    loaded = {n: _load(n) for n in names}
+    _check_night_products(loaded)
+    return loaded
+
+
+def _check_night_products(loaded: dict) -> None:
+    """Refuse night products that read each other's tables in a circle (each would make the other stale)."""
+    products = {t.name: t for t in loaded.values() if t.night_product}
+    made_by = {w: p.name for p in products.values() for w in (p.name, *p.writes)}
+    after = {p: {made_by[i] for i in t.inputs if i in made_by} for p, t in products.items()}
+    placed: set = set()
+    while len(placed) < len(after):
+        ready = [p for p, needs in after.items() if p not in placed and needs <= placed]
+        if not ready:
+            circle = sorted(set(after) - placed)
+            raise ValueError(f"schemas/: night products {circle} read each other's tables in a circle (inputs:)")
+        placed.update(ready)
 
 
 @functools.cache

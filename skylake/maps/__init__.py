@@ -26,7 +26,7 @@ def __getattr__(name):  # lazy, so `skylake --help` does not import numpy and pa
     raise AttributeError(name)
 
 
-def make_maps(lake, *, out_dir=None, pngs=("transparency", "sky"), **select):
+def make_maps(lake, *, out_dir=None, pngs=("transparency", "sky"), keep_current=True, **select):
     """Compute the selected maps, commit them to LAKE/maps and, with ``out_dir``, export FITS and PNGs there.
 
     The selection and settings are :func:`skylake.maps.build.compute_maps` arguments.
@@ -39,6 +39,10 @@ def make_maps(lake, *, out_dir=None, pngs=("transparency", "sky"), **select):
         Where to export FITS and PNGs (:func:`skylake.maps.export.export_maps`); None: no export.
     pngs : tuple of str, optional
         The quantities drawn as PNGs (``transparency``, ``sky``).
+    keep_current : bool, optional
+        The night maps made are night products the ingest chain keeps current (:mod:`skylake.maps.nightly`);
+        not with a ``profile`` override (the chain makes maps with the frames' own profiles) nor when False
+        (the watcher, which makes them again on its own schedule).
     **select
         :func:`skylake.maps.build.compute_maps` keyword arguments (night, frame_id, since, until, per_frame,
         nside, frames_of, refcat, profile, client, samples).
@@ -73,7 +77,8 @@ def make_maps(lake, *, out_dir=None, pngs=("transparency", "sky"), **select):
     lake.check_writable()
     read_at = lake.log.latest_version()
     maps = compute_maps(lake, **select)
-    index, version = store_maps(lake, maps, version=read_at)
+    stamp = keep_current and select.get("profile") is None
+    index, version = store_maps(lake, maps, version=read_at if stamp else None)
     paths = export_maps(maps.pixels, index, out_dir, pngs) if out_dir is not None and len(index) else []
     if len(index):
         log.info("maps: %d maps (%d pixel rows) committed as v%s", len(index), len(maps.pixels), version)

@@ -3,10 +3,12 @@
 ``skylake maps`` makes maps on request; the night maps it makes (``scope`` night) carry the lake version their
 inputs were read at (``built_version``). From then on the night products' hook keeps them current: a later
 commit that changes the night's frames, zeropoints, extinction, matches or sources (``ingest --redo``, a
-recalibration) makes them stale, and the ingest chain makes them again with the settings they were made with
-(nside, coordinates, catalogue: their index rows), in one commit that replaces them; a night whose frames are
-all gone loses them. The chain does not make maps of nights that have none (``new_nights: request``); asked for
-a new night (``build_night_products(..., products=["maps"])``), this makes the profile's default maps.
+recalibration) makes them stale, and the ingest chain's next run over the night makes them again with the
+settings they were made with (profile, nside, coordinates, catalogue, clear-sky reference: their index rows), in
+one commit that replaces them; a night whose frames are all gone loses them. Maps made with another profile's
+settings (``--pipeline``) or by the watcher (which makes them again on its own schedule) are not kept current.
+The chain does not make maps of nights that have none (``new_nights: request``); asked for a new night
+(``build_night_products(..., products=["maps"])``), this makes the profile's default maps.
 Frame and range maps are not night products (their ``built_version`` is null).
 """
 
@@ -22,7 +24,10 @@ from skylake.lake.nights import night_partition
 from skylake.maps.build import FRAMES_OF, compute_maps
 from skylake.maps.store import read_index, stage_without_maps, store_maps
 
-__all__ = ["built", "build", "drop"]
+__all__ = ["built", "build", "drop", "KEY"]
+
+#: What a night map is made with: its rebuild makes exactly the maps of these that the night had.
+KEY = ["profile", "nside", "frame_of", "refcat", "zp_clear", "min_stars"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +113,9 @@ def build(lake: Lake, nights: list, *, runner, version: int) -> tuple[set, list[
         made = type(parts[0])(
             *(pd.concat([getattr(p, f) for p in parts], ignore_index=True) for f in ("pixels", "index"))
         )
+        if len(old) and len(made.index):  # only the maps the night had (not another profile's defaults)
+            keep = made.index[KEY].apply(tuple, axis=1).isin(set(old[KEY].apply(tuple, axis=1)))
+            made = type(made)(made.pixels[made.pixels["map_id"].isin(made.index.loc[keep, "map_id"])], made.index[keep])
         index, _ = store_maps(lake, made, version=version, replacing=old)
         if len(index):
             written.add(night)

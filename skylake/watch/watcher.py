@@ -284,7 +284,8 @@ class Watcher:
 
         n = 0
         for night in sorted(nights):
-            _, index, _, _ = make_maps(self.lake, night=night)
+            # made again on the watcher's own schedule, not by the chain's night products at every batch
+            _, index, _, _ = make_maps(self.lake, night=night, keep_current=False)
             n += len(index)
             self._maps_due.discard(night)
             self._maps_built[night] = time.monotonic()
