@@ -2,8 +2,8 @@
 
 Run from the repo root (one command; ``--quick`` for a smoke run; see benchmarks/README.md)::
 
-    .venv/bin/python benchmarks/ingest.py [--quick] [--runs N] [--no-sextractor] [--no-breakdown] [--wait-idle S]
-                                          [--skycamz-copies N]
+    .venv/bin/python benchmarks/ingest.py [--quick] [--runs N] [--no-sextractor] [--no-breakdown] [--no-compare]
+                                          [--wait-idle S] [--skycamz-copies N]
 
 Frame sets: the real SkyCamZ frames (``../shared/data/skycamz``, profile "skycamz"; skipped with a note
 when absent), 4 byte-distinct copies of each by default (56 frames: a night's batch, not 14 frames whose
@@ -21,11 +21,29 @@ seconds per frame. Methods:
 (b) skylake ``ingest()`` into a fresh lake on a LocalCluster of 1 worker (started before timing),
     and in-process (``dask_client("synchronous")``);
 (c) the same on 2 workers: throughput 2 workers / 1 worker;
-(d) SExtractor (``source-extractor``) with the same settings, one subprocess per frame.
+(d) SExtractor (``source-extractor``) with the same settings, one subprocess per frame, measuring the columns
+    skylake stores, so that the comparison is like for like: ``X_IMAGE Y_IMAGE A_IMAGE B_IMAGE BACKGROUND FLUX_AUTO
+    FLUXERR_AUTO KRON_RADIUS FLUX_APER(3) FLUXERR_APER(3) FLUX_RADIUS FWHM_IMAGE FLAGS`` (:data:`SEX_PARAMS`): the
+    apertures at the profile's three diameters, PHOT_AUTOPARAMS = kron_factor, kron_min_radius, PHOT_FLUXFRAC 0.5
+    (FLUX_RADIUS is the half-light radius, skylake's fwhm / 2) and ``BACKPHOTO_TYPE LOCAL``, as skylake's apertures
+    have a local background. SExtractor's local sky is the clipped mode of a rectangular ring around the object's
+    isophotal box (grown by a quarter of its size), not a circular annulus at fixed radii: only its thickness can be
+    set, and ``BACKPHOTO_THICK`` is the width of skylake's annulus (outer - inner radius: 4 px for SkyCamZ's 8-12,
+    5 px for the generic 10-15). SExtractor subtracts that local sky from FLUX_AUTO (and FLUX_RADIUS's growth
+    curve) too; skylake's flux_auto has the mesh background alone. Thresholds, filter, deblending and the
+    background mesh are the profile's.
 
 Then a breakdown of skylake's per-frame time: a call tree (skylake's and sep's functions, wrapped with
 timers for the run) of an in-process ``ingest()`` of the largest set, next to bare sep on the same frames.
 The CPU used by other processes is measured during every repetition and reported ("other load").
+
+Last (``--no-compare`` skips it), after every timing, the column values: on up to 4 frames of each set,
+skylake's science kernel as (a') runs it and SExtractor with (d)'s configuration (and each frame's gain and
+saturation level as skylake reads them) on the same file; the catalogues matched by position (mutual nearest
+within 1 px; SExtractor's X/Y_IMAGE are 1-based), the median and robust scatter (1.4826 MAD) of skylake -
+SExtractor for each aperture magnitude, the Kron magnitude, the Kron scale (in units of a, as SExtractor's
+KRON_RADIUS, and x a in px), a, the half-light radius, the FWHM and the local sky, and how often the saturated
+and blended flags agree.
 """
 
 from __future__ import annotations
@@ -52,7 +70,30 @@ REAL_DIR = Path(__file__).resolve().parents[2] / "shared/data/skycamz"
 
 #: SExtractor's default.conv (3x3 "all-ground", FWHM 2 px), the same kernel skylake and bare sep use.
 DEFAULT_CONV = "CONV NORM\n# 3x3 ``all-ground'' convolution mask with FWHM = 2 pixels.\n1 2 1\n2 4 2\n1 2 1\n"
-SEX_PARAMS = "NUMBER\nX_IMAGE\nY_IMAGE\nFLUX_AUTO\nFLUX_APER(3)\n"
+#: The columns skylake measures (``schemas/sources.yaml``), in SExtractor's names: positions, second-moment axes,
+#: mesh + local background, the Kron flux and scale, the three apertures, the half-light radius (PHOT_FLUXFRAC 0.5),
+#: the FWHM and the flags.
+SEX_PARAMS = "\n".join(
+    [
+        "NUMBER",
+        "X_IMAGE",
+        "Y_IMAGE",
+        "A_IMAGE",
+        "B_IMAGE",
+        "BACKGROUND",
+        "FLUX_AUTO",
+        "FLUXERR_AUTO",
+        "KRON_RADIUS",
+        "FLUX_APER(3)",
+        "FLUXERR_APER(3)",
+        "FLUX_RADIUS",
+        "FWHM_IMAGE",
+        "FLAGS",
+        "",
+    ]
+)
+#: SExtractor's FLAGS bits compared with skylake's: 2 = blended (skylake OBJ_MERGED, 1), 4 = saturated (SATURATED, 256).
+SEX_BLENDED, SEX_SATURATED = 2, 4
 KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
 
 GOAL_RATIO = 1.3  # skylake on 1 worker / bare sep, per frame
@@ -253,13 +294,8 @@ def kernel_levels(path: str, profile) -> tuple[float, float, str]:
     return _LEVELS[key]
 
 
-def kernel_frame(path: str, profile) -> int:
-    """The second baseline: the same read, then skylake's own science kernel and nothing else, i.e. the
-    detection and every per-source measurement skylake stores (``frame.extract.extract`` and ``measure``:
-    Kron radius and flux, half-light radius, exact-overlap apertures with their annulus background, the
-    saturation and masked-pixel flags), with the gain and saturation level ingest reads from the header
-    (:func:`kernel_levels`, looked up before timing). What ingest costs beyond it is the platform's: hashing,
-    the header, WCS and HEALPix, quality, the pieces, the dask tasks and the commit. Returns the detections."""
+def kernel_columns(path: str, profile) -> dict[str, np.ndarray]:
+    """Skylake's science kernel on ``path`` (what :func:`kernel_frame` times): the columns ``measure`` returns."""
     from astropy.io import fits
 
     from skylake.frame import extract
@@ -269,8 +305,17 @@ def kernel_frame(path: str, profile) -> int:
         hdu = next(h for h in hdul if h.header.get("NAXIS", 0) == 2)
         data = np.ascontiguousarray(hdu.data, dtype=np.dtype("=f4"))
     ext = extract.extract(data, profile.detection, saturation=saturation, saturation_from=saturation_from)
-    cols = extract.measure(data, ext, profile.photometry, gain=gain)
-    return len(cols["x"])
+    return extract.measure(data, ext, profile.photometry, gain=gain)
+
+
+def kernel_frame(path: str, profile) -> int:
+    """The second baseline: the same read, then skylake's own science kernel and nothing else, i.e. the
+    detection and every per-source measurement skylake stores (``frame.extract.extract`` and ``measure``:
+    Kron radius and flux, half-light radius, exact-overlap apertures with their annulus background, the
+    saturation and masked-pixel flags), with the gain and saturation level ingest reads from the header
+    (:func:`kernel_levels`, looked up before timing). What ingest costs beyond it is the platform's: hashing,
+    the header, WCS and HEALPix, quality, the pieces, the dask tasks and the commit. Returns the detections."""
+    return len(kernel_columns(path, profile)["x"])
 
 
 def time_bare_sep(fs: FrameSet, runs: int, quiet: Quiet, frame=bare_sep_frame) -> Timing:
@@ -418,8 +463,15 @@ def sextractor_version(exe: str) -> str:
         return "unknown version"
 
 
+def backphoto_thick(phot) -> int:
+    """SExtractor's BACKPHOTO_THICK [px] nearest skylake's local annulus: its width, outer - inner radius."""
+    inner, outer = phot.annulus
+    return max(1, round(outer - inner))
+
+
 def sextractor_config(work: Path, profile) -> Path:
-    """Write default.conv, the .param file and a .sex config equal to the profile's settings."""
+    """Write default.conv, the .param file and a .sex config equal to the profile's settings: the same detection,
+    and the columns skylake measures (:data:`SEX_PARAMS`) with a local background (``BACKPHOTO_TYPE LOCAL``)."""
     det, phot = profile.detection, profile.photometry
     (work / "default.conv").write_text(DEFAULT_CONV)
     (work / "bench.param").write_text(SEX_PARAMS)
@@ -448,7 +500,13 @@ def sextractor_config(work: Path, profile) -> Path:
         "BACK_TYPE": "AUTO",
         "BACK_SIZE": det.back_size,
         "BACK_FILTERSIZE": det.back_filtersize,
-        "BACKPHOTO_TYPE": "GLOBAL",
+        # LOCAL, as skylake's apertures: SExtractor's local sky is the clipped mode of a rectangular ring around the
+        # object's isophotal box (grown by a quarter of its size on each side), BACKPHOTO_THICK pixels thick. Its
+        # inner edge follows the footprint and cannot be set; the thickness is set to the width of skylake's circular
+        # annulus (outer - inner radius: 4 px for SkyCamZ's 8-12 px, 5 px for the generic 10-15 px).
+        "BACKPHOTO_TYPE": "LOCAL",
+        "BACKPHOTO_THICK": backphoto_thick(phot),
+        "PHOT_FLUXFRAC": 0.5,  # FLUX_RADIUS = the half-light radius (skylake: fwhm / 2, of flux_auto)
         "CHECKIMAGE_TYPE": "NONE",
         "MEMORY_OBJSTACK": 3000,
         "MEMORY_PIXSTACK": det.pixstack,
@@ -495,6 +553,147 @@ def time_sextractor(fs: FrameSet, runs: int, exe: str, work: Path, quiet: Quiet)
     counts = [_sextractor_count(c) for c in cats]
     t.sources_per_frame = sum(counts) / len(counts)
     return t
+
+
+# -- column values: skylake's kernel against SExtractor, source by source ------------------------------------
+#: Frames per set whose catalogues are compared (spread over the set: its copies of one frame are the same image).
+COMPARE_FRAMES = 4
+#: Match radius [px] of a skylake source and a SExtractor one (mutual nearest neighbours).
+MATCH_PX = 1.0
+#: skylake's S/N (flux_auto / flux_auto_err) from which a source counts as bright in the comparison.
+BRIGHT_SNR = 20.0
+
+
+def read_sextractor(cat: Path) -> dict[str, np.ndarray]:
+    """A SExtractor FITS_1.0 catalogue's columns (FLUX_APER(3) as an (n, 3) array)."""
+    from astropy.io import fits
+
+    with fits.open(cat) as hdul:
+        table = hdul[-1].data
+        return {name: np.asarray(table[name], dtype=np.float64) for name in table.columns.names}
+
+
+def match_xy(x1, y1, x2, y2, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j) of the pairs of (x1, y1) and (x2, y2) that are each other's nearest, within ``radius``."""
+    from scipy.spatial import cKDTree
+
+    if not len(x1) or not len(x2):
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    dist, j = cKDTree(np.c_[x2, y2]).query(np.c_[x1, y1], distance_upper_bound=radius)
+    _, back = cKDTree(np.c_[x1, y1]).query(np.c_[x2, y2])
+    i = np.flatnonzero(np.isfinite(dist))
+    j = j[i]
+    mutual = back[j] == i
+    return i[mutual], j[mutual]
+
+
+def _robust(d: np.ndarray) -> tuple[int, float, float]:
+    """n, median and robust scatter (1.4826 MAD) of ``d``."""
+    if not len(d):
+        return 0, float("nan"), float("nan")
+    med = float(np.median(d))
+    return len(d), med, float(1.4826 * np.median(np.abs(d - med)))
+
+
+def _mag_diff(f_sky: np.ndarray, f_sex: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-2.5 log10(skylake / SExtractor) where both fluxes are > 0, and where that is."""
+    ok = (f_sky > 0) & (f_sex > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -2.5 * np.log10(np.where(ok, f_sky, 1.0) / np.where(ok, f_sex, 1.0)), ok
+
+
+def compare_columns(fs: FrameSet, exe: str, work: Path, frames: int = COMPARE_FRAMES) -> None:
+    """Compare skylake's columns with SExtractor's on up to ``frames`` frames of the set, source by source.
+
+    skylake's side is its science kernel as (a') runs it (:func:`kernel_columns`: ``frame.extract.extract`` and
+    ``measure``), SExtractor's the timed configuration (:func:`sextractor_config`) with each frame's gain and
+    saturation level as skylake reads them (:func:`kernel_levels`: the header's, else the profile's, capped at what
+    the file can hold) given as ``-GAIN``, ``-SATUR_LEVEL`` with SExtractor's GAIN_KEY and SATUR_KEY switched off
+    (it would take the header's over them). The timed configuration's profile default would flag no SkyCamZ star:
+    its 50000 ADU exceed the ~35,700 a reduced SkyCamZ file holds. The catalogues are
+    matched by position (mutual nearest within :data:`MATCH_PX`; SExtractor's X_IMAGE/Y_IMAGE are 1-based), and
+    the median and robust scatter (1.4826 MAD) of the differences skylake - SExtractor are printed, over all
+    matched sources and over skylake's S/N >= :data:`BRIGHT_SNR`."""
+    from skylake.profile import load_profile
+
+    profile = load_profile(fs.profile)
+    work.mkdir(parents=True, exist_ok=True)
+    config = sextractor_config(work, profile)
+    step = max(1, len(fs.paths) // frames)
+    paths = fs.paths[::step][:frames]
+    radii = profile.photometry.aperture_radii
+    n_sky = n_sex = 0
+    pairs: list[tuple[dict, dict]] = []
+    for k, path in enumerate(paths):
+        cols = kernel_columns(path, profile)
+        gain, saturation, _ = kernel_levels(path, profile)
+        cat = work / f"compare-{k:02d}.cat"
+        cmd = [exe, path, "-c", str(config), "-CATALOG_NAME", str(cat)]
+        # the frame's levels as skylake reads them; the keywords switched off, or SExtractor takes the header's
+        cmd += ["-GAIN", f"{gain:.10g}", "-SATUR_LEVEL", f"{saturation:.10g}"]
+        cmd += ["-GAIN_KEY", "NOSUCHKEY", "-SATUR_KEY", "NOSUCHKEY"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"SExtractor failed on {path}: {r.stderr.strip()[-500:]}")
+        sex = read_sextractor(cat)
+        i, j = match_xy(cols["x"], cols["y"], sex["X_IMAGE"] - 1.0, sex["Y_IMAGE"] - 1.0, MATCH_PX)
+        n_sky += len(cols["x"])
+        n_sex += len(sex["X_IMAGE"])
+        pairs.append(({c: np.asarray(v)[i] for c, v in cols.items()}, {c: v[j] for c, v in sex.items()}))
+    sky = {c: np.concatenate([p[0][c] for p in pairs]) for c in pairs[0][0]}
+    sex = {c: np.concatenate([p[1][c] for p in pairs]) for c in pairs[0][1]}
+    n = len(sky["x"])
+    sky = {c: v.astype(np.float64) if c != "flags" else v for c, v in sky.items()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bright = sky["flux_auto"] / sky["flux_auto_err"] >= BRIGHT_SNR
+
+    log(
+        f"\n[{fs.name}] column values, skylake - SExtractor, on {len(paths)} of the set's frames: skylake "
+        f"{n_sky} sources, SExtractor {n_sex}, matched {n} ({100 * n / max(n_sky, 1):.1f} % of skylake's, "
+        f"{100 * n / max(n_sex, 1):.1f} % of SExtractor's; mutual nearest within {MATCH_PX:g} px, SExtractor's "
+        f"X/Y_IMAGE less 1); {int(bright.sum())} matched with skylake S/N >= {BRIGHT_SNR:g}"
+    )
+    log(
+        f"  {'skylake column vs SExtractor column':52s} {'unit':>5s} | {'n':>6s} {'median':>8s} {'rob.sd':>7s} | "
+        f"{'n':>6s} {'median':>8s} {'rob.sd':>7s}  (all matched | S/N >= {BRIGHT_SNR:g})"
+    )
+
+    def row(label: str, unit: str, d: np.ndarray, ok: np.ndarray) -> None:
+        ok = ok & np.isfinite(d)
+        parts = []
+        for sel in (ok, ok & bright):
+            m, med, sd = _robust(d[sel])
+            parts.append(f"{m:6d} {med:+8.3f} {sd:7.3f}")
+        log(f"  {label:52s} {unit:>5s} | {parts[0]} | {parts[1]}")
+
+    for k, radius in enumerate(radii, start=1):
+        d, ok = _mag_diff(sky[f"flux_ap{k}"], sex["FLUX_APER"][:, k - 1])
+        row(f"mag flux_ap{k} vs FLUX_APER (diameter {2 * radius:g} px)", "mag", d, ok)
+    d, ok = _mag_diff(sky["flux_auto"], sex["FLUX_AUTO"])
+    row("mag flux_auto vs FLUX_AUTO", "mag", d, ok)
+    both = (sky["kron_radius"] > 0) & (sex["KRON_RADIUS"] > 0)
+    row("kron_radius vs KRON_RADIUS (units of a)", "", sky["kron_radius"] - sex["KRON_RADIUS"], both)
+    d = sky["kron_radius"] * sky["a"] - sex["KRON_RADIUS"] * sex["A_IMAGE"]
+    row("kron_radius x a vs KRON_RADIUS x A_IMAGE", "px", d, both)
+    both = (sky["fwhm"] > 0) & (sex["FLUX_RADIUS"] > 0)
+    row("fwhm / 2 vs FLUX_RADIUS (half-light radius)", "px", sky["fwhm"] / 2 - sex["FLUX_RADIUS"], both)
+    both = (sky["fwhm"] > 0) & (sex["FWHM_IMAGE"] > 0)
+    row("fwhm vs FWHM_IMAGE", "px", sky["fwhm"] - sex["FWHM_IMAGE"], both)
+    every = np.ones(n, bool)
+    row("a vs A_IMAGE", "px", sky["a"] - sex["A_IMAGE"], every)
+    row("bkg + bkg_local vs BACKGROUND (local sky)", "ADU", sky["bkg"] + sky["bkg_local"] - sex["BACKGROUND"], every)
+
+    from skylake.frame.extract import OBJ_MERGED, SATURATED
+
+    sex_flags = sex["FLAGS"].astype(np.int64)
+    for name, ours, theirs in (("saturated", SATURATED, SEX_SATURATED), ("blended", OBJ_MERGED, SEX_BLENDED)):
+        a = (sky["flags"] & ours) != 0
+        b = (sex_flags & theirs) != 0
+        agree = float(np.mean(a == b)) if n else float("nan")
+        log(
+            f"  flags {name} ({ours} vs SExtractor {theirs}): agree on {100 * agree:.1f} % of the matched; "
+            f"flagged by skylake {int(a.sum())}, by SExtractor {int(b.sum())}, by both {int((a & b).sum())}"
+        )
 
 
 # -- breakdown of skylake's per-frame time ------------------------------------------------------------
@@ -798,6 +997,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-sextractor", action="store_true", help="skip the SExtractor column (no install)")
     ap.add_argument("--no-breakdown", action="store_true", help="skip the per-step breakdown of skylake's time")
     ap.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the source-by-source comparison of skylake's column values with SExtractor's",
+    )
+    ap.add_argument(
         "--skycamz-copies",
         type=int,
         default=4,
@@ -892,6 +1096,11 @@ def main(argv: list[str] | None = None) -> int:
         final_table(sets, runs)
         if not args.no_breakdown and sets:
             breakdown(sets[-1], runs, lakes, quiet)
+        if exe and not args.no_compare:
+            for fs in sets:  # after every timing: not timed
+                compare_columns(fs, exe, tmp / "compare" / fs.name)
+        elif not args.no_compare:
+            log("\nNOTE: no SExtractor: the column comparison is skipped")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     total = time.perf_counter() - t_start
