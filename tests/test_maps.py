@@ -478,3 +478,19 @@ def test_night_maps_are_a_night_product_the_chain_keeps_current(tmp_path, dask_c
     (products,) = report.downstream.night_products
     assert "maps" not in products.built and products.built["ensemble"] == ["2026-03-03"]
     assert set(read_index(lake)["night_min"]) == {"2026-03-01", "2026-03-02"}
+
+    # a second camera's frames in the same night: its ensemble is solved beside the first's, which stays
+    from skylake.lake.tables import ENSEMBLE
+    from skylake.paths import project_dir
+
+    other = tmp_path / "demo2.toml"
+    other.write_text((project_dir("pipelines") / "demo.toml").read_text().replace('name = "demo"', 'name = "demo2"', 1))
+    before = set(lake.read_night_table(ENSEMBLE).column("frame_id").to_pylist())
+    later = {k: v for k, v in NIGHT.items() if not k.startswith("cloud")}
+    later.update(n_frames=2, n_stars=600, start_utc="2026-03-03T23:30:00")
+    write_demo_night(tmp_path / "second", **later, cloud=False)  # the same sky, later: other files
+    report = ingest(lake, [str(tmp_path / "second")], str(other), client=dask_client, progress=False)
+    frames_of = lake.read_frames(columns=["frame_id", "profile", "night"]).to_pandas()
+    solved = set(lake.read_night_table(ENSEMBLE).column("frame_id").to_pylist())
+    second = set(frames_of.loc[frames_of["profile"] == "demo2", "frame_id"])
+    assert len(second) == 2 and before | second == solved  # both cameras' rows, none lost
