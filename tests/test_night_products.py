@@ -8,6 +8,7 @@ everything that builds, stores, invalidates and rebuilds the product is the regi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -57,21 +58,33 @@ def _clear_caches():
     schema.table_spec.cache_clear()
 
 
+@contextlib.contextmanager
+def _home(tmp_path, monkeypatch, schemas: dict, modules: dict):
+    """A skylake home whose schemas/ has these files more, and these modules on sys.path (no package file edited)."""
+    home = tmp_path / "home"
+    shutil.copytree(project_dir("schemas"), home / "schemas")
+    for name, text in schemas.items():
+        (home / "schemas" / f"{name}.yaml").write_text(text)
+    os.symlink(project_dir("pipelines"), home / "pipelines")
+    where = tmp_path / "modules"
+    where.mkdir()
+    for name, text in modules.items():
+        (where / f"{name}.py").write_text(text)
+    monkeypatch.setenv("SKYLAKE_HOME", str(home))
+    monkeypatch.syspath_prepend(str(where))
+    _clear_caches()
+    try:
+        yield
+    finally:
+        monkeypatch.delenv("SKYLAKE_HOME")
+        _clear_caches()
+
+
 @pytest.fixture
 def registry_with_product(tmp_path, monkeypatch):
     """A skylake home whose schemas/ has one more file, and the product's module on sys.path."""
-    home = tmp_path / "home"
-    shutil.copytree(project_dir("schemas"), home / "schemas")
-    (home / "schemas" / "frame_tally.yaml").write_text(SCHEMA)
-    os.symlink(project_dir("pipelines"), home / "pipelines")
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "frame_tally_product.py").write_text(MODULE)
-    monkeypatch.setenv("SKYLAKE_HOME", str(home))
-    monkeypatch.syspath_prepend(str(modules))
-    _clear_caches()
-    yield tables.get("frame_tally")
-    _clear_caches()
+    with _home(tmp_path, monkeypatch, {"frame_tally": SCHEMA}, {"frame_tally_product": MODULE}):
+        yield tables.get("frame_tally")
 
 
 @pytest.fixture(scope="module")
@@ -217,17 +230,7 @@ def run(night, inputs):
 def test_a_product_reads_the_night_s_sources(tmp_path, monkeypatch, frame_dirs):
     """inputs may name the sources (a HATS table): a night's rows are those of its frames, and a commit that
     rewrites them (ingest --redo) makes that night stale."""
-    home = tmp_path / "home"
-    shutil.copytree(project_dir("schemas"), home / "schemas")
-    (home / "schemas" / "source_tally.yaml").write_text(SOURCES_SCHEMA)
-    os.symlink(project_dir("pipelines"), home / "pipelines")
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "source_tally_product.py").write_text(SOURCES_MODULE)
-    monkeypatch.setenv("SKYLAKE_HOME", str(home))
-    monkeypatch.syspath_prepend(str(modules))
-    _clear_caches()
-    try:
+    with _home(tmp_path, monkeypatch, {"source_tally": SOURCES_SCHEMA}, {"source_tally_product": SOURCES_MODULE}):
         product = tables.get("source_tally")
         assert product.inputs == ("frames", "sources")
         lake = Lake.init(str(tmp_path / "lake"))
@@ -244,28 +247,17 @@ def test_a_product_reads_the_night_s_sources(tmp_path, monkeypatch, frame_dirs):
             assert got.loc[night, "n_frames_with_sources"] == FRAMES_PER_NIGHT[night]
         ingest(lake, [str(frame_dirs["2026-03-02"])], "demo", calibrate=False, redo=True, progress=False)
         assert stale_nights(lake, product) == (["2026-03-02"], [], [])
-    finally:
-        monkeypatch.delenv("SKYLAKE_HOME")
-        _clear_caches()
 
 
 def test_a_failing_product_leaves_the_others_built_in_the_chain(tmp_path, monkeypatch, frame_dirs):
     """In the ingest chain a product that fails is said (report.failed, its line) and the others are built."""
-    home = tmp_path / "home"
-    shutil.copytree(project_dir("schemas"), home / "schemas")
-    (home / "schemas" / "frame_tally.yaml").write_text(SCHEMA)
-    (home / "schemas" / "broken_tally.yaml").write_text(
-        SCHEMA.replace("frame_tally", "broken_tally").replace("broken_tally_product", "broken_product")
-    )
-    os.symlink(project_dir("pipelines"), home / "pipelines")
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "frame_tally_product.py").write_text(MODULE)
-    (modules / "broken_product.py").write_text("def run(night, inputs):\n    raise RuntimeError('no such thing')\n")
-    monkeypatch.setenv("SKYLAKE_HOME", str(home))
-    monkeypatch.syspath_prepend(str(modules))
-    _clear_caches()
-    try:
+    broken = SCHEMA.replace("frame_tally", "broken_tally").replace("broken_tally_product", "broken_product")
+    schemas = {"frame_tally": SCHEMA, "broken_tally": broken}
+    modules = {
+        "frame_tally_product": MODULE,
+        "broken_product": "def run(night, inputs):\n    raise RuntimeError('no such thing')\n",
+    }
+    with _home(tmp_path, monkeypatch, schemas, modules):
         lake = Lake.init(str(tmp_path / "lake"))
         report = ingest(lake, [str(frame_dirs["2026-03-01"])], "demo", progress=False)
         (products,) = report.downstream.night_products
@@ -274,6 +266,3 @@ def test_a_failing_product_leaves_the_others_built_in_the_chain(tmp_path, monkey
         assert "broken_tally failed (RuntimeError: no such thing)" in products.outcome()
         with pytest.raises(RuntimeError, match="no such thing"):  # asked for directly: raised
             build_night_products(lake, products=["broken_tally"])
-    finally:
-        monkeypatch.delenv("SKYLAKE_HOME")
-        _clear_caches()
