@@ -180,3 +180,26 @@ def test_noise_diagram(series, tmp_path, capsys):
     ratio = (d.bins["rms_mag"] / d.bins["expected"]).to_numpy()
     assert np.all(np.abs(ratio - 1) < 0.15), d.summary()
     assert d.legend_terms() and all("photons x" in t and "floor" in t for t in d.legend_terms())
+
+
+def test_a_night_solved_with_other_settings_is_stale_until_solved_with_its_own(series, tmp_path):
+    """The night products' rule counts rows whose ens_key is not what their frames' profile gives as stale
+    (skylake.ensemble.stage.built): solved with other [ensemble] settings (--pipeline), the night is solved again
+    by the next plain run, with the frames' own settings."""
+    from skylake.ensemble.stage import ensemble
+    from skylake.lake import tables
+    from skylake.night_products import night_plan
+
+    _, lake, truth, _, _ = series
+    product = tables.get(ENSEMBLE)
+    own = set(lake.read_night_table(ENSEMBLE).column("ens_key").to_pylist())
+    night = lake.read_night_table(ENSEMBLE).column("night")[0].as_py()
+    assert night_plan(lake, product).current == [night]
+    other = tmp_path / "series.toml"
+    other.write_text(truth.profile_path.read_text().replace("[ensemble]\n", "[ensemble]\nclip_sigma = 5.0\n", 1))
+    ensemble(lake, redo=True, profile=str(other))
+    assert set(lake.read_night_table(ENSEMBLE).column("ens_key").to_pylist()).isdisjoint(own)
+    assert night_plan(lake, product).stale == [night]
+    (report,) = ensemble(lake)  # no --redo: the rule finds the night stale
+    assert report.solved_nights == 1 and set(lake.read_night_table(ENSEMBLE).column("ens_key").to_pylist()) == own
+    assert night_plan(lake, product).current == [night]

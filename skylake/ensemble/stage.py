@@ -398,7 +398,6 @@ def solve_field(
     ok = np.zeros(len(base), bool)
     ok[seen] = sol.frame_ok[at[seen]]
     rows = _solved_rows(base, sol, at, ok, settings, len(frames))
-    rows["frame_noise_mag"] = np.float32(np.nan)  # measured below when a frame was solved
     out = FieldResult(rows=rows, points=len(src))
     if not ok.any():
         return out
@@ -462,6 +461,7 @@ def _base_rows(
             "color_term": np.float32(np.nanmedian(frames["color_term"].to_numpy(float)))
             if frames["color_term"].notna().any()
             else np.float32(np.nan),
+            "frame_noise_mag": np.float32(np.nan),  # measured once a frame is solved
         }
     )
 
@@ -495,7 +495,6 @@ def _too_few_frames_rows(base: pd.DataFrame, n_frames: int, settings: EnsembleSe
         terms_cov=[None] * len(base),
         rms=np.float32(np.nan),
         chi2_dof=np.float32(np.nan),
-        frame_noise_mag=np.float32(np.nan),
     )
 
 
@@ -1300,7 +1299,7 @@ def drop(tx, lake: Lake, nights: list) -> None:
 
 def built(lake: Lake, nights) -> pa.Table:
     """The night and ``built_version`` of the nights' ensemble rows (for the night products' hook); a row solved
-    with other settings than its frames' profile now gives (``ens_key``) counts as built before any change (-1).
+    with other settings than its frames' profile now gives (``ens_key``) counts as built before any commit (0).
 
     Parameters
     ----------
@@ -1331,7 +1330,7 @@ def built(lake: Lake, nights) -> pa.Table:
             current.update(dict.fromkeys(group["frame_id"].tolist(), key))
     now = np.array([current.get(f) for f in rows.column("frame_id").to_pylist()], dtype=object)
     same = np.array([n is None or n == k for n, k in zip(now, rows.column("ens_key").to_pylist())])
-    version = rows.column("built_version").to_pandas().astype("Int64").mask(~same, -1)  # null: an older lake's
+    version = rows.column("built_version").to_pandas().astype("Int64").mask(~same, 0)  # null: an older lake's
     return pa.table({"night": rows.column("night"), "built_version": pa.array(version, pa.int64(), from_pandas=True)})
 
 
