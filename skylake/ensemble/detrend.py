@@ -25,6 +25,8 @@ Pure functions of arrays; :mod:`skylake.ensemble.stage` calls them per night and
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import median_filter
+from scipy.special import fdtrc
 
 from skylake.robust import MAD_TO_SIGMA
 
@@ -59,10 +61,22 @@ def running_median(t: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
     order = ok[np.argsort(np.asarray(t)[ok], kind="stable")]
     v = y[order]
     half = window // 2
-    pad = np.pad(v, half, mode="reflect") if v.size > half else np.pad(v, half, mode="edge")
-    med = np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=1)
-    out[order] = med
+    if v.size > half:
+        # scipy's "mirror" is numpy's "reflect" padding: the same medians, ~8x faster than a sliding-window view
+        out[order] = median_filter(v, size=2 * half + 1, mode="mirror")
+        return out
+    pad = np.pad(v, half, mode="edge")
+    out[order] = np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=1)
     return out
+
+
+def _median(x: np.ndarray) -> float:
+    """``np.median`` of a 1-d array of finite values, by partition alone (its per-call cost dominated here)."""
+    n = x.size
+    if n % 2:
+        return float(np.partition(x, n // 2)[n // 2])
+    lo, hi = np.partition(x, [n // 2 - 1, n // 2])[n // 2 - 1 : n // 2 + 1]
+    return float((lo + hi) / 2)
 
 
 def _wlstsq(A: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -93,8 +107,6 @@ def _fit_protected(
     a slow variation) are left out of the next fit, but the trend is still removed from them. A star whose
     deviating points would be more than half of them is fitted whole. Single outliers beyond ``clip`` robust
     sigmas are left out too."""
-    from scipy.stats import f as f_dist
-
     w = 1.0 / np.maximum(err, 1e-4) ** 2
     use = np.ones(y.size, bool)
     p = A.shape[1] - 1
@@ -103,8 +115,8 @@ def _fit_protected(
     for _ in range(n_iter):
         coef, _ = _wlstsq(A[use], y[use], w[use])
         resid = y - A @ coef
-        r = resid - np.median(resid[use])
-        sigma = max(MAD_TO_SIGMA * np.median(np.abs(r[use])), 1e-6)
+        r = resid - _median(resid[use])
+        sigma = max(MAD_TO_SIGMA * _median(np.abs(r[use])), 1e-6)
         new = np.abs(r) <= clip * sigma
         if window > 1:
             smooth = running_median(t, r, window)
@@ -122,7 +134,7 @@ def _fit_protected(
     if dof <= 0 or rss1 <= 0:
         return np.zeros(y.size), 0
     stat = ((rss0 - rss1) / p) / (rss1 / dof)
-    if not f_dist.sf(stat, p, dof) < alpha:
+    if not fdtrc(p, dof, stat) < alpha:  # the F distribution's survival function (scipy.stats.f.sf's own)
         return np.zeros(y.size), 0
     return A[:, 1:] @ coef[1:], p
 

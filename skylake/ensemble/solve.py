@@ -11,15 +11,23 @@ Model, for point ``i`` (star ``s``, frame ``e``, chip position ``u, v``)::
 and ``c_ek`` the frame's relative offset and spatial terms (``T_k``: the monomials ``u, v, u^2, u v, v^2`` up
 to ``spatial_order``, with ``u, v`` the chip position scaled to [-1, 1]), ``M_s`` the star's mean magnitude.
 Weights ``1 / (err_i^2 + floor^2)``. The solve is a sparse least-squares problem of ``E (1 + K) + S``
-unknowns; it is solved by alternating exact block solves (each star's mean given the frames; each frame's
-``1 + K`` terms given the stars; Honeycutt's own iteration), which needs only O(points) memory and a
-``bincount`` per block, and is checked against a direct solve in the tests.
+unknowns. The stars' means are eliminated (each is the weighted mean of its corrected points: the Schur
+complement onto the frames' ``E (1 + K)`` terms), and the frames' normal equations are solved by conjugate
+gradients preconditioned with each frame's own ``(1 + K) x (1 + K)`` normal matrix (block Jacobi; Saad 2003,
+*Iterative Methods for Sparse Linear Systems*, 2nd ed., Alg. 9.1), the spatial gauge below kept as a constraint
+(projected CG; Gould, Hribar & Nocedal 2001, SIAM J. Sci. Comput. 23, 1376), warm-started from the previous
+clipping round's terms. Each step is one ``bincount`` over the stars and ``1 + K`` contiguous sums over the
+frames (the points are taken in frame order); a few to a few tens of steps reach the least-squares solution
+where Honeycutt's alternation of exact block solves needs hundreds along near-degenerate directions. Memory
+is O(points) with no (points x terms) matrix; the tests check the answer against a direct sparse solve.
 
 Two degeneracies are fixed after the solve: a constant moves between every ``d_e`` and every ``M_s`` (the
 weighted mean of ``d_e`` over the anchor frames is set to 0, so the catalogue's absolute scale is kept: the
 mean correction of the frames with an ok catalogue zeropoint is zero), and, for a field that does not move
 on the chip, a spatial pattern common to all frames moves into the stars' means (the mean of each ``c_ek``
 over the frames is set to 0: the spatial terms describe how a frame differs from the night's mean frame).
+The second is a constraint of the solve itself, so on a field that does move the answer is the least-squares
+solution under it.
 
 Robustness: points further than ``clip_sigma`` from their star's mean (in units of their error, scaled by
 the solve's overall reduced chi2 when above 1) are left out; so are stars whose own reduced chi2 is above
@@ -66,9 +74,10 @@ class EnsembleSettings:
         Stars whose reduced chi2 exceeds this factor times the median of stars of similar magnitude are
         left out (variables, blends).
     max_iter : int
-        Alternating iterations per solve.
+        Conjugate-gradient steps per solve, at most.
     tol_mag : float
-        The alternation stops when no point's correction changes by more than this, mag.
+        The steps stop when the next block update of any frame would change no point's correction by more than
+        a hundredth of this, mag.
     max_rounds : int
         Clip-and-resolve rounds.
 
@@ -222,7 +231,7 @@ class EnsembleSolution:
     point_used : ndarray (N,) of bool
         Points in the final solve.
     iterations : int
-        Alternating iterations of the last solve.
+        Conjugate-gradient steps, summed over the clipping rounds.
     rounds : int
         Clip-and-resolve rounds.
     notes : dict
@@ -250,114 +259,364 @@ class EnsembleSolution:
     notes: dict = field(default_factory=dict)
 
 
+# the factors (``u``, ``v``) of each monomial of design(), in its order
+_FACTORS = ((), ("u",), ("v",), ("u", "u"), ("u", "v"), ("v", "v"))
+
+
+class _Points:
+    """The points in frame order, with what the solve needs of each, and the per-frame passes over them.
+
+    In frame order a per-frame sum is a contiguous ``np.add.reduceat`` and a per-frame value goes onto the
+    points with ``np.repeat``, both several times faster than ``np.bincount`` and fancy indexing by frame. The
+    monomials ``T_k`` are made from ``u, v`` when needed, never kept as an (N, P) matrix.
+
+    Parameters
+    ----------
+    frame, star : int arrays (N,)
+        Each point's frame and star (the caller's order).
+    u, v : float arrays (N,)
+        Scaled chip positions (the caller's order).
+    P : int
+        Frame terms per frame (``1 + K``).
+    n_frames, n_stars : int
+        Number of frames and of stars.
+    """
+
+    def __init__(self, frame, star, u, v, P, n_frames, n_stars):
+        self.P, self.n_frames, self.n_stars = P, n_frames, n_stars
+        # points already in frame order (the stage's) are used as they are: no copies
+        in_order = frame.size < 2 or bool(np.all(frame[1:] >= frame[:-1]))
+        self.order = None if in_order else np.argsort(frame, kind="stable")
+        self.star = self.take(star)
+        self.u, self.v = self.take(u), self.take(v)
+        self.count = np.bincount(frame, minlength=n_frames)
+        self.filled = self.count > 0
+        self.starts = (np.cumsum(self.count) - self.count)[self.filled]
+
+    def take(self, a: np.ndarray) -> np.ndarray:
+        """``a`` in frame order (a view when the points came in frame order).
+
+        Parameters
+        ----------
+        a : ndarray (N,)
+            Per-point values in the caller's order.
+
+        Returns
+        -------
+        ndarray (N,)
+            The same in frame order.
+        """
+        return a if self.order is None else a[self.order]
+
+    def put(self, a: np.ndarray) -> np.ndarray:
+        """``a`` in frame order back in the caller's order.
+
+        Parameters
+        ----------
+        a : ndarray (N,)
+            Per-point values in frame order.
+
+        Returns
+        -------
+        ndarray (N,)
+            The same in the caller's order.
+        """
+        if self.order is None:
+            return a
+        out = np.empty_like(a)
+        out[self.order] = a
+        return out
+
+    def times_monomial(self, a: np.ndarray, k: int) -> np.ndarray:
+        """``a * T_k``, in place.
+
+        Parameters
+        ----------
+        a : float ndarray (N,)
+            Per-point values (frame order); overwritten.
+        k : int
+            The monomial (column of :func:`design`).
+
+        Returns
+        -------
+        ndarray (N,)
+            ``a``.
+        """
+        for f in _FACTORS[k]:
+            a *= self.u if f == "u" else self.v
+        return a
+
+    def expand(self, t: np.ndarray) -> np.ndarray:
+        """Each point's ``sum_k t[e, k] T_k``.
+
+        Parameters
+        ----------
+        t : ndarray (E, P)
+            Per-frame coefficients.
+
+        Returns
+        -------
+        ndarray (N,)
+            Per point, frame order.
+        """
+        out = np.repeat(np.ascontiguousarray(t[:, 0]), self.count)
+        for k in range(1, t.shape[1]):
+            out += self.times_monomial(np.repeat(np.ascontiguousarray(t[:, k]), self.count), k)
+        return out
+
+    def frame_sum(self, a: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Per-frame sum of ``a``; 0 for a frame without points.
+
+        Parameters
+        ----------
+        a : ndarray (N,)
+            Per-point values (frame order).
+        dtype : numpy dtype
+            Of the sums.
+
+        Returns
+        -------
+        ndarray (E,)
+            The sums.
+        """
+        out = np.zeros(self.n_frames, dtype)
+        if self.starts.size:  # reduceat gives an empty segment its first element: only filled frames
+            out[self.filled] = np.add.reduceat(a, self.starts, dtype=dtype)
+        return out
+
+    def frame_counts(self, mask: np.ndarray) -> np.ndarray:
+        """Points of ``mask`` per frame.
+
+        Parameters
+        ----------
+        mask : bool ndarray (N,)
+            Frame order.
+
+        Returns
+        -------
+        int ndarray (E,)
+            The counts.
+        """
+        return self.frame_sum(mask, np.intp)
+
+    def on_points(self, per_frame: np.ndarray) -> np.ndarray:
+        """A per-frame value on each point.
+
+        Parameters
+        ----------
+        per_frame : ndarray (E,)
+            One value per frame.
+
+        Returns
+        -------
+        ndarray (N,)
+            Each point's frame's value (frame order).
+        """
+        return np.repeat(per_frame, self.count)
+
+    def reduce(self, a: np.ndarray) -> np.ndarray:
+        """Per-frame ``sum_i a_i T_k(u_i, v_i)``.
+
+        Parameters
+        ----------
+        a : float ndarray (N,)
+            Per-point values (frame order).
+
+        Returns
+        -------
+        ndarray (E, P)
+            The sums, one column per monomial.
+        """
+        out = np.empty((self.n_frames, self.P))
+        out[:, 0] = self.frame_sum(a)
+        buf = np.empty_like(a)
+        for k in range(1, self.P):
+            np.copyto(buf, a)
+            out[:, k] = self.frame_sum(self.times_monomial(buf, k))
+        return out
+
+    def normal(self, w: np.ndarray) -> np.ndarray:
+        """Per-frame normal matrices ``sum_i w_i T_a T_b``.
+
+        Parameters
+        ----------
+        w : float ndarray (N,)
+            The points' weights (frame order).
+
+        Returns
+        -------
+        ndarray (E, P, P)
+            The matrices.
+        """
+        P = self.P
+        A = np.empty((self.n_frames, P, P))
+        wa, buf = np.empty_like(w), np.empty_like(w)
+        for a in range(P):
+            np.copyto(wa, w)
+            self.times_monomial(wa, a)
+            for b in range(a, P):
+                np.copyto(buf, wa)
+                A[:, a, b] = A[:, b, a] = self.frame_sum(self.times_monomial(buf, b))
+        return A
+
+    def quadratic(self, C: np.ndarray) -> np.ndarray:
+        """Each point's ``x^T C_e x``, ``x = (T_k)``.
+
+        Parameters
+        ----------
+        C : ndarray (E, P, P)
+            Per-frame symmetric matrices.
+
+        Returns
+        -------
+        ndarray (N,)
+            Per point, frame order.
+        """
+        out = np.zeros(self.star.size)
+        for a in range(self.P):
+            for b in range(a, self.P):
+                term = self.on_points(C[:, a, b] * (1.0 if a == b else 2.0))
+                out += self.times_monomial(self.times_monomial(term, a), b)
+        return out
+
+
 def _star_means(star, y, w, n_stars):
     sw = np.bincount(star, w, n_stars)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.bincount(star, w * y, n_stars) / sw, sw
 
 
-def _frame_terms(frame, X, target, w, n_frames):
-    """Weighted least squares per frame of ``target ~ X @ c``; returns (E, P) terms, the normal matrices
-    and which frames could be solved (a full-rank normal matrix)."""
-    P = X.shape[1]
-    wx = X * w[:, None]
-    A = np.empty((n_frames, P, P))
-    for a in range(P):
-        for b in range(a, P):
-            A[:, a, b] = A[:, b, a] = np.bincount(frame, wx[:, a] * X[:, b], n_frames)
-    rhs = np.stack([np.bincount(frame, wx[:, a] * target, n_frames) for a in range(P)], axis=1)
-    # a frame whose stars cannot fix its terms (too few, or all on a line) is left unsolved
+def _solvable(A):
+    """Frames whose normal matrix (E, P, P) fixes their terms: some weight and not all stars on a line."""
+    P = A.shape[1]
     ok = A[:, 0, 0] > 0
     if P > 1:
         ok &= np.linalg.cond(np.where(ok[:, None, None], A, np.eye(P))) < 1e10
-    terms = np.full((n_frames, P), np.nan)
-    if ok.any():
-        terms[ok] = np.linalg.solve(A[ok], rhs[ok][..., None])[..., 0]
-    return terms, A, ok
+    return ok
 
 
-def _prune(mask, star, frame, star_out, n_stars, n_frames, s, P):
+def _prune(mask, pts, star_out, s):
     """Leave out of ``mask`` the variables, the stars on too few frames and the frames with too few stars.
 
     Parameters
     ----------
     mask : bool array (N,)
-        The points that may take part.
-    star, frame : int arrays (N,)
-        Each point's star and frame.
+        The points (frame order) that may take part.
+    pts : _Points
+        The points.
     star_out : bool array (S,)
         Stars left out as variable.
-    n_stars, n_frames : int
-        Number of stars and of frames.
     s : EnsembleSettings
         The solve's settings (``min_points``, ``min_stars``).
-    P : int
-        Frame terms per frame (``1 + K``).
 
     Returns
     -------
     bool array (N,)
-        The points that take part: three rounds of removing stars with fewer than ``min_points`` points
-        and frames with fewer than ``max(min_stars, P + 1)`` points.
+        The points that take part: up to three rounds of removing stars with fewer than ``min_points`` points
+        and frames with fewer than ``max(min_stars, P + 1)`` points (fewer when a round removes nothing).
     """
-    mask = mask & ~star_out[star]
+    mask = mask & ~star_out[pts.star]
     for _ in range(3):
-        mask &= np.bincount(star[mask], minlength=n_stars)[star] >= s.min_points
-        mask &= np.bincount(frame[mask], minlength=n_frames)[frame] >= max(s.min_stars, P + 1)
+        before = mask.copy()
+        mask &= (np.bincount(pts.star[mask], minlength=pts.n_stars) >= s.min_points)[pts.star]
+        mask &= pts.on_points(pts.frame_counts(mask) >= max(s.min_stars, pts.P + 1))
+        if np.array_equal(mask, before):  # another round would remove nothing either
+            break
     return mask
 
 
-def _alternate(frame, star, mag, X, terms, w, used, n_frames, n_stars, s):
-    """Alternate the exact block solves (stars' means, then frames' terms) until the corrections settle.
+def _solve_terms(pts, _corrected, w, terms, limit, s):
+    """The frames' terms of the least-squares solution for the points of weight ``w``, the stars eliminated,
+    by preconditioned conjugate gradients.
 
     Parameters
     ----------
-    frame, star : int arrays (N,)
-        Each point's frame and star.
-    mag : float array (N,)
-        The points' magnitudes.
-    X : ndarray (N, P)
-        The points' design rows (:func:`design`).
-    terms : ndarray (E, P)
-        The frames' terms to start from.
+    pts : _Points
+        The points.
+    corrected : callable
+        ``_corrected(t)``: the points' magnitudes corrected with frame terms ``t`` (frame order; finite).
     w : float array (N,)
-        The points' weights (0 for points not used).
-    used : bool array (N,)
-        The points in the solve.
-    n_frames, n_stars : int
-        Number of frames and of stars.
+        The points' weights (frame order; 0 for points not used).
+    terms : ndarray (E, P)
+        The frames' terms to start from (the previous round's).
+    limit : float
+        The largest ``|u|, |v|`` of the points: bounds ``|T_k|``.
     s : EnsembleSettings
         The solve's settings (``max_iter``, ``tol_mag``).
 
     Returns
     -------
     terms : ndarray (E, P)
-        The frames' terms (0 for frames that could not be solved).
-    corr : ndarray (N,)
-        Each point's correction from them.
+        The frames' terms (0 for frames that could not be solved), with the spatial gauge: each spatial term
+        sums to zero over the solved frames.
     ok : bool array (E,)
-        Frames solved in the last iteration.
+        Frames that could be solved.
+    A : ndarray (E, P, P)
+        The frames' normal matrices.
     iterations : int
-        Iterations done.
+        Conjugate-gradient steps.
+
+    Notes
+    -----
+    With the stars' means eliminated (``M_s`` is the weighted mean of ``m_i + x_i . t_e`` over the star's
+    points), the frames' terms minimise ``sum_i w_i (m_i + x_i . t_e - M_s(t))^2``: normal equations
+    ``H t = b`` on the ``E P`` unknowns (the Schur complement of the stars' diagonal block), each product
+    ``H p`` one ``bincount`` over the stars and ``P`` sums over the frames. Conjugate gradients on them
+    (Hestenes & Stiefel 1952; Saad 2003, *Iterative Methods for Sparse Linear Systems*, 2nd ed., Alg. 9.1),
+    preconditioned by each frame's own ``P x P`` normal matrix (block Jacobi), converge in a few to a few tens
+    of steps where alternating the blocks needs hundreds along near-degenerate directions. The spatial
+    gauge is a constraint: the unknowns stay in the subspace where each spatial term sums to zero over the
+    solved frames (the orthogonal projection ``Q`` applied to every residual and preconditioned residual:
+    projected CG, Gould, Hribar & Nocedal 2001, SIAM J. Sci. Comput. 23, 1376), so the answer is the
+    least-squares solution under the gauge, not an iteration's fixed point. Frames that cannot be solved
+    keep terms 0, their points still in their stars' means, as before. The steps stop when the next
+    block-Jacobi update of any frame would change no point's correction by more than ``tol_mag / 100``.
     """
-    P = X.shape[1]
-    corr = np.einsum("ij,ij->i", X, terms[frame])
-    corr = np.where(np.isfinite(corr), corr, 0.0)
+    P, S = pts.P, pts.n_stars
+    A = pts.normal(w)
+    ok = _solvable(A)
+    t = np.where(ok[:, None] & np.isfinite(terms), terms, 0.0)
+
+    def _project(g):
+        # Q g in place: unsolved frames fixed, each spatial term summing to zero over the solved ones
+        g[~ok] = 0.0
+        if P > 1:
+            g[ok, 1:] -= g[ok, 1:].mean(axis=0)
+        return g
+
+    if not ok.any():
+        return t, ok, A, 0
+    t = _project(t)
+    sw = np.bincount(pts.star, w, S)
+    inv_sw = np.divide(1.0, sw, out=np.zeros(S), where=sw > 0)
+    B = np.zeros_like(A)
+    B[ok] = np.linalg.inv(A[ok])
+    bound = limit ** np.array([len(f) for f in _FACTORS[:P]], float)  # of |T_k|
+
+    def _about_star_means(c):
+        # w (c - the weighted mean of c over each star's points), in place
+        c -= (np.bincount(pts.star, w * c, S) * inv_sw)[pts.star]
+        c *= w
+        return c
+
+    r = _project(-pts.reduce(_about_star_means(_corrected(t))))  # minus the gradient
+    z = _project(np.einsum("eab,eb->ea", B, r))
+    p = z.copy()
+    rz = float(np.vdot(r, z))
     iterations = 0
-    for _ in range(s.max_iter):
-        M, _sw = _star_means(star, mag + corr, w, n_stars)
-        target = np.where(used, M[star] - mag, 0.0)
-        new_terms, _A, ok = _frame_terms(frame, X, target, w, n_frames)
-        new_terms[~ok] = 0.0
-        if P > 1 and ok.any():  # gauge, as in solve: keeps the alternation out of a near-degenerate valley
-            new_terms[ok, 1:] -= new_terms[ok, 1:].mean(axis=0)
-        new_corr = np.einsum("ij,ij->i", X, new_terms[frame])
-        change = float(np.max(np.abs(new_corr - corr)[used])) if used.any() else 0.0
-        terms, corr = new_terms, new_corr
-        iterations += 1
-        if change < s.tol_mag:
+    while iterations < s.max_iter and float(np.max(np.abs(z) @ bound)) >= 0.01 * s.tol_mag:
+        Hp = _project(pts.reduce(_about_star_means(pts.expand(p))))
+        pHp = float(np.vdot(p, Hp))
+        if not pHp > 0:  # nothing left along p (rounding)
             break
-    return terms, corr, ok, iterations
+        alpha = rz / pHp
+        t += alpha * p
+        r -= alpha * Hp
+        z = _project(np.einsum("eab,eb->ea", B, r))
+        rz, rz_old = float(np.vdot(r, z)), rz
+        p = z + (rz / rz_old) * p
+        iterations += 1
+    return t, ok, A, iterations
 
 
 def _chi2_scale(star, y, w, w_all, used, ok, P, n_stars):
@@ -392,8 +651,11 @@ def _chi2_scale(star, y, w, w_all, used, ok, P, n_stars):
         Each point's residual about its star's mean.
     """
     M, sw = _star_means(star, y, w, n_stars)
-    resid = y - M[star]
-    r2 = np.where(used, resid**2 * w_all, 0.0)
+    resid = M[star]
+    np.subtract(y, resid, out=resid)
+    r2 = resid * resid
+    r2 *= w_all
+    r2[~used] = 0.0
     dof = max(int(used.sum()) - int(ok.sum()) * P - int((sw > 0).sum()), 1)
     return max(1.0, math.sqrt(float(r2.sum()) / dof)), M, resid
 
@@ -422,7 +684,11 @@ def _kept_chi2(star, y, w_all, kept, n_stars):
         Kept points per star.
     """
     Mk, _sw = _star_means(star, y, np.where(kept, w_all, 0.0), n_stars)
-    rk2 = np.where(kept, (y - Mk[star]) ** 2 * w_all, 0.0)
+    rk2 = Mk[star]
+    np.subtract(y, rk2, out=rk2)
+    rk2 *= rk2
+    rk2 *= w_all
+    rk2[~kept] = 0.0
     npts = np.bincount(star[kept], minlength=n_stars)
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2 = np.bincount(star, rk2, n_stars) / np.maximum(npts - 1, 1)
@@ -506,25 +772,21 @@ def _final_stars(star, y, w_all, used, base, any_pts, n_stars):
     return star_mag, star_err, star_chi2, npts, resid, r2
 
 
-def _final_frames(frame, X, w, used, resid, r2, ok_frames, n_frames, s):
+def _final_frames(pts, A, used, resid, r2, ok_frames, s):
     """Every frame's point count, rms, reduced chi2 and status, and its terms' covariance.
 
     Parameters
     ----------
-    frame : int array (N,)
-        Each point's frame.
-    X : ndarray (N, P)
-        The points' design rows.
-    w : float array (N,)
-        The points' weights in the final solve (0 for points not used).
+    pts : _Points
+        The points.
+    A : ndarray (E, P, P)
+        The frames' normal matrices over the points of the final solve.
     used : bool array (N,)
         The points in the final solve.
     resid, r2 : float arrays (N,)
         Each point's residual, and its square times the point's weight.
     ok_frames : bool array (E,)
         Frames solved with used points.
-    n_frames : int
-        Number of frames.
     s : EnsembleSettings
         The solve's settings (``min_stars``).
 
@@ -539,19 +801,90 @@ def _final_frames(frame, X, w, used, resid, r2, ok_frames, n_frames, s):
     cov : ndarray (E, P, P)
         Covariance of each frame's terms (NaN for frames not ok).
     """
-    P = X.shape[1]
-    frame_n = np.bincount(frame[used], minlength=n_frames)
+    P, n_frames = pts.P, pts.n_frames
+    frame_n = pts.frame_counts(used)
     with np.errstate(divide="ignore", invalid="ignore"):
-        frame_rms = np.sqrt(np.bincount(frame, np.where(used, resid**2, 0.0), n_frames) / frame_n)
-        frame_chi2 = np.bincount(frame, np.where(used, r2, 0.0), n_frames) / np.maximum(frame_n - P, 1)
+        frame_rms = np.sqrt(pts.frame_sum(np.where(used, resid**2, 0.0)) / frame_n)
+        frame_chi2 = pts.frame_sum(np.where(used, r2, 0.0)) / np.maximum(frame_n - P, 1)
     frame_ok = ok_frames & (frame_n >= s.min_stars)
     # (X^T W X)^-1, scaled up by the frame's reduced chi2 when above 1
-    _terms, A, _ok = _frame_terms(frame, X, np.zeros(frame.size), w, n_frames)
     cov = np.full((n_frames, P, P), np.nan)
     if frame_ok.any():
         inv = np.linalg.inv(A[frame_ok])
         cov[frame_ok] = inv * np.maximum(1.0, np.nan_to_num(frame_chi2[frame_ok], nan=1.0))[:, None, None]
     return frame_n, frame_rms, frame_chi2, frame_ok, cov
+
+
+def _rounds(pts, _corrected, w_all, base, limit, s):
+    """The clip-and-resolve rounds: solve, clip the points, leave out the variables, until nothing changes.
+
+    Parameters
+    ----------
+    pts : _Points
+        The points.
+    _corrected : callable
+        ``_corrected(t)``: the points' magnitudes corrected with frame terms ``t`` (frame order).
+    w_all : float array (N,)
+        Every point's weight (frame order).
+    base : bool array (N,)
+        The points allowed in the solve (frame order).
+    limit : float
+        The largest ``|u|, |v|`` of the points.
+    s : EnsembleSettings
+        The solve's settings.
+
+    Returns
+    -------
+    terms : ndarray (E, P)
+        The last solve's frame terms.
+    ok : bool array (E,)
+        Frames the last solve could solve.
+    A : ndarray (E, P, P)
+        Their normal matrices over ``solved_with``.
+    used, solved_with : bool arrays (N,)
+        The points in the final solve, and those the last solve used (the same unless the rounds ran out).
+    star_out : bool array (S,)
+        Stars left out as variable.
+    total_iter, rounds : int
+        Conjugate-gradient steps and rounds.
+    scale : float
+        The last clipping's error scale (:func:`_chi2_scale`).
+    """
+    star_out = np.zeros(pts.n_stars, bool)  # left out as variable
+    terms = np.zeros((pts.n_frames, pts.P))
+    total_iter = 0
+    rounds = 0
+    scale = 1.0
+
+    used = _prune(base, pts, star_out, s)
+    for _ in range(s.max_rounds):
+        rounds += 1
+        w = np.where(used, w_all, 0.0)
+        terms, ok, A, iterations = _solve_terms(pts, _corrected, w, terms, limit, s)
+        solved_with = used
+        total_iter += iterations
+        y = _corrected(terms)
+        scale, M, resid = _chi2_scale(pts.star, y, w, w_all, used, ok, pts.P, pts.n_stars)
+        del w
+        # clip points; leave out stars far above the chi2 of stars of their magnitude
+        limit_pt = np.sqrt(w_all)  # the clip limit, as clip_sigma * scale * err_i, in place
+        np.divide(1.0, limit_pt, out=limit_pt)
+        limit_pt *= s.clip_sigma * scale
+        keep = np.abs(resid, out=resid) <= limit_pt
+        del resid, limit_pt
+        keep &= base
+        keep &= ~star_out[pts.star]
+        # a star's chi2 without its clipped points: one cosmic ray does not make it a variable
+        chi2, npts = _kept_chi2(pts.star, y, w_all, used & keep, pts.n_stars)
+        del y
+        star_out = star_out | _variables(chi2, M, npts, s)
+        new_used = _prune(keep, pts, star_out, s)
+        del keep
+        if np.array_equal(new_used, used):
+            break
+        used = new_used
+
+    return terms, ok, A, used, solved_with, star_out, total_iter, rounds, scale
 
 
 def solve(
@@ -574,7 +907,7 @@ def solve(
     ----------
     frame, star : int arrays (N,)
         Frame index ``0 .. n_frames - 1`` and star index ``0 .. n_stars - 1`` of each point (a star has at
-        most one point per frame).
+        most one point per frame). Points in frame order are used without copies.
     mag, err : float arrays (N,)
         Magnitude calibrated with the frame's absolute zeropoint, and its measurement error, mag.
     u, v : float arrays (N,)
@@ -600,59 +933,61 @@ def solve(
         When ``frame``, ``star``, ``mag``, ``err``, ``u`` and ``v`` differ in length.
     """
     s = settings or EnsembleSettings()
-    frame = np.asarray(frame, dtype=np.int64)
-    star = np.asarray(star, dtype=np.int64)
-    mag = np.asarray(mag, dtype=np.float64)
-    err = np.asarray(err, dtype=np.float64)
+    frame = np.asarray(frame, dtype=np.intp)
+    star = np.asarray(star, dtype=np.intp)
     n = frame.size
-    if not (star.size == mag.size == err.size == n == np.size(u) == np.size(v)):
+    if not (star.size == np.size(mag) == np.size(err) == n == np.size(u) == np.size(v)):
         raise ValueError("frame, star, mag, err, u and v must have the same length")
     anchor = np.ones(n_frames, bool) if anchor is None else np.asarray(anchor, bool)
-    X = design(u, v, s.spatial_order)
-    P = X.shape[1]
-    base = np.isfinite(mag) & np.isfinite(err) & (err > 0) & (err <= s.max_err) & np.isfinite(X).all(axis=1)
+    P = 1 + n_spatial_terms(s.spatial_order)
+    # everything below is in frame order (pts.take), back in the caller's order at the end (pts.put)
+    pts = _Points(frame, star, np.asarray(u, np.float64), np.asarray(v, np.float64), P, n_frames, n_stars)
+    star = pts.star
+    mag = pts.take(np.asarray(mag, dtype=np.float64))
+    err = pts.take(np.asarray(err, dtype=np.float64))
+    base = np.isfinite(mag) & np.isfinite(err) & (err > 0) & (err <= s.max_err)
+    if P > 1:  # the position enters only the spatial terms
+        base &= np.isfinite(pts.u) & np.isfinite(pts.v)
     if usable is not None:
-        base &= np.asarray(usable, bool)
-    w_all = 1.0 / (np.where(np.isfinite(err), err, 1.0) ** 2 + s.floor_mag**2)
-    sig_all = 1.0 / np.sqrt(w_all)
+        base &= pts.take(np.asarray(usable, bool))
+    w_all = np.where(np.isfinite(err), err, 1.0)
+    w_all *= w_all
+    w_all += s.floor_mag**2
+    np.divide(1.0, w_all, out=w_all)
+    del err
+    not_base = ~base
 
-    star_out = np.zeros(n_stars, bool)  # left out as variable
-    terms = np.zeros((n_frames, P))
-    total_iter = 0
-    rounds = 0
-    scale = 1.0
+    def _corrected(t):
+        # mag plus the corrections of frame terms t; 0 where not allowed (0 * NaN is NaN in sums)
+        y = pts.expand(t)
+        y += mag
+        y[not_base] = 0.0
+        return y
 
-    used = _prune(base, star, frame, star_out, n_stars, n_frames, s, P)
-    for _ in range(s.max_rounds):
-        rounds += 1
-        w = np.where(used, w_all, 0.0)
-        terms, corr, ok, iterations = _alternate(frame, star, mag, X, terms, w, used, n_frames, n_stars, s)
-        total_iter += iterations
-        y = mag + corr
-        scale, M, resid = _chi2_scale(star, y, w, w_all, used, ok, P, n_stars)
-        # clip points; leave out stars far above the chi2 of stars of their magnitude
-        pts = base & ~star_out[star] & (np.abs(resid) <= s.clip_sigma * scale * sig_all)
-        # a star's chi2 without its clipped points: one cosmic ray does not make it a variable
-        chi2, npts = _kept_chi2(star, y, w_all, used & pts, n_stars)
-        star_out = star_out | _variables(chi2, M, npts, s)
-        new_used = _prune(pts, star, frame, star_out, n_stars, n_frames, s, P)
-        if np.array_equal(new_used, used):
-            break
-        used = new_used
+    limit = 1.0
+    if P > 1:
+        limit = max(limit, float(np.max(np.abs(pts.u[base]), initial=0)), float(np.max(np.abs(pts.v[base]), initial=0)))
 
-    ok_frames = ok & (np.bincount(frame[used], minlength=n_frames) > 0)
+    terms, ok, A, used, solved_with, star_out, total_iter, rounds, scale = _rounds(
+        pts, _corrected, w_all, base, limit, s
+    )
+
+    ok_frames = ok & (pts.frame_counts(used) > 0)
     terms = _gauge(terms, ok_frames, anchor)
-    corr = np.einsum("ij,ij->i", X, np.nan_to_num(terms[frame], nan=0.0))
-    corr = np.where(ok_frames[frame], corr, 0.0)
+    y = _corrected(np.where(ok_frames[:, None], terms, 0.0))
     # stars left out (variables, too few points) get their mean from the fixed frame terms
     star_mag, star_err, star_chi2, npts, resid, r2 = _final_stars(
-        star, mag + corr, w_all, used, base, base & ok_frames[frame], n_stars
+        star, y, w_all, used, base, base & pts.on_points(ok_frames), n_stars
     )
-    w = np.where(used, w_all, 0.0)
-    frame_n, frame_rms, frame_chi2, frame_ok, cov = _final_frames(frame, X, w, used, resid, r2, ok_frames, n_frames, s)
-    cov_pt = np.nan_to_num(cov[frame], nan=0.0)
-    corr_err = np.sqrt(np.maximum(np.einsum("ij,ijk,ik->i", X, cov_pt, X), 0.0))
-    corr = np.where(frame_ok[frame], corr, 0.0)
+    del y
+    if used is not solved_with:  # the rounds ran out with new points: their normal matrices
+        A = pts.normal(np.where(used, w_all, 0.0))
+    frame_n, frame_rms, frame_chi2, frame_ok, cov = _final_frames(pts, A, used, resid, r2, ok_frames, s)
+    del resid, r2
+    corr = pts.expand(np.where(frame_ok[:, None], terms, 0.0))
+    corr_err = pts.quadratic(np.where(frame_ok[:, None, None], cov, 0.0))
+    np.maximum(corr_err, 0.0, out=corr_err)
+    np.sqrt(corr_err, out=corr_err)
     terms = np.where(frame_ok[:, None], terms, np.nan)
     return EnsembleSolution(
         terms=terms,
@@ -667,9 +1002,9 @@ def solve(
         star_chi2=star_chi2,
         star_used=npts > 0,
         star_variable=star_out,
-        correction=corr,
-        correction_err=np.where(frame_ok[frame], corr_err, 0.0),
-        point_used=used,
+        correction=pts.put(corr),
+        correction_err=pts.put(corr_err),
+        point_used=pts.put(used),
         iterations=total_iter,
         rounds=rounds,
         notes={"chi2_scale": scale},
