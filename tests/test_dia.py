@@ -92,6 +92,43 @@ def test_a_frame_is_its_reference_convolved_scaled_and_on_another_sky():
     assert len(pulls) > 100 and 0.9 < np.std(pulls) < 1.1 and abs(np.mean(pulls)) < 0.15
 
 
+@pytest.mark.parametrize("frame_fwhm", [1.4, 1.7, 2.0, 2.4])
+def test_the_kernels_width_is_measured_from_the_stars_and_a_frame_as_sharp_as_its_reference_is_broadened(frame_fwhm):
+    """SYNTHETIC Gaussian stars, the reference at FWHM 1.4 px (16 frames deep): the kernel that takes it to a frame
+    of FWHM f has sigma sqrt(f^2 - 1.4^2) / 2.3548, measured from the stamps' half-light radii to 0.03 px (0.2
+    px for f = 1.4, where it is 0). A frame whose kernel would be narrower than 0.5 px is broadened until it is
+    0.5 px wide (sigmas squared add: the same measure of the broadened frame gives 0.5 px, to 0.1); a
+    broader frame is subtracted as it came."""
+    from skylake.dia.difference import broaden, choose_stamps, kernel_width
+
+    rng = np.random.default_rng(3)
+    size = 256
+    stars = _field(rng, 160, size)
+    ref, ref_var = _reference(stars, (size, size))
+    frame = render_frame(stars, (size, size), fwhm_px=frame_fwhm, sky_adu=SKY, read_noise_adu=READ_NOISE, gain=GAIN,
+                         seed=4)  # fmt: skip
+    settings = DiaSettings(saturation=60000, min_kernel_sigma=0.5)
+    stamps = choose_stamps(ref, frame, settings)
+    width = kernel_width(frame, ref, stamps, settings.kernel.half_width)
+    truth = np.sqrt(frame_fwhm**2 - 1.4**2) / 2.3548
+    assert width == pytest.approx(truth, abs=0.2 if truth == 0 else 0.03)
+    diff = subtract(frame, frame_variance(frame, GAIN, READ_NOISE), ref, ref_var, settings)
+    plain = subtract(frame, frame_variance(frame, GAIN, READ_NOISE), ref, ref_var, DiaSettings(saturation=60000))
+    print(
+        f"\nframe FWHM {frame_fwhm}: kernel {width:+.3f} px (true {truth:.3f}); broadened by {diff.broadened:.3f} "
+        f"px; normalised rms {plain.normalised_rms():.3f} as it came, {diff.normalised_rms():.3f} as subtracted"
+    )
+    if truth < 0.5:
+        assert diff.broadened == pytest.approx(np.sqrt(0.5**2 - np.sign(width) * width**2))
+        broad, _ = broaden(frame, np.ones_like(frame), diff.broadened)
+        assert kernel_width(broad, ref, stamps, settings.kernel.half_width) == pytest.approx(0.5, abs=0.1)
+    else:
+        assert diff.broadened == 0.0 and diff.normalised_rms() == plain.normalised_rms()
+    assert 0.95 < diff.normalised_rms() < 1.3
+    with pytest.raises(ValueError, match="min_kernel_sigma must be in"):
+        DiaSettings(min_kernel_sigma=-0.1)
+
+
 def test_blended_variables_keep_their_amplitude_where_apertures_lose_it():
     """8 variables (3e4 ADU, amplitude 30 % or 20 %), each with two constant neighbours 3.3-10 times brighter at
     1.2 and 1.8 FWHM; 30 frames whose seeing worsens from 1.5 to 3 px as the variables go through one cycle.

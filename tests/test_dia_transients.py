@@ -203,14 +203,14 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
     print("\n" + "\n".join(lines))
     for (level, where), got in sorted(ratios.items()):
         got = np.array(got)
-        print(f"{level:2d} sigma, {where:9}: {np.isfinite(got).sum()}/{len(got)} found, "
-              f"fluxes {np.nanmin(got):.2f}-{np.nanmax(got):.2f} of the drawn")  # fmt: skip
+        fluxes = f"fluxes {np.nanmin(got):.2f}-{np.nanmax(got):.2f} of the drawn" if np.isfinite(got).any() else ""
+        print(f"{level:2d} sigma, {where:9}: {np.isfinite(got).sum()}/{len(got)} found {fluxes}")
     empty = np.array(ratios[10, "empty"])
     assert len(empty) == 6 and np.isfinite(empty).all() and np.abs(empty - 1).max() < 0.10
     assert np.isfinite(ratios[5, "empty"]).sum() >= 3  # the goal: half the 5-sigma points
     # Next to a bright star (2 FWHM) the issue's goal is not met yet: 5 of 6 found, their DIA sources' fluxes
-    # (measured where they were detected, which the star's imperfect subtraction pulls) 0.62-1.09 of what was
-    # drawn. Held here so that it cannot get worse unseen.
+    # (measured where they were detected, which the star's imperfect subtraction pulls) 0.65-1.10 of what was
+    # drawn (0-2 of 6 at 5 sigma). Held here so that it cannot get worse unseen.
     star = np.array(ratios[10, "by a star"])
     assert np.isfinite(star).sum() >= 5 and np.nanmin(star) > 0.55 and np.nanmax(star) < 1.15
 

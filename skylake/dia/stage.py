@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 #: The reason of a frame no reference covers.
 NO_REFERENCE = "no reference covers this frame: build one with `skylake reference build LAKE`"
 #: How frames are subtracted: faint neighbours pass the stamps' isolation (a stacked reference shows many), and
-#: 1 % of the matched reference joins the noise (no kernel matches a star's core exactly).
-SETTINGS = {"neighbour_fraction": 0.1, "model_noise": 0.01, "stamp_snr": 30.0}
+#: 1 % of the matched reference joins the noise (no kernel matches a star's core exactly), and a frame whose kernel
+#: comes out narrower than 0.5 px is broadened first (a kernel cannot sharpen: skylake.dia.difference.subtract).
+SETTINGS = {"neighbour_fraction": 0.1, "model_noise": 0.01, "stamp_snr": 30.0, "min_kernel_sigma": 0.5}
 #: The DIA sources' detection threshold [sigma].
 THRESHOLD = 5.0
 #: Bits of a DIA source's id left for its number on the frame (as the sources').
@@ -178,7 +179,7 @@ def difference_frame(
         "in_reference": False, "fwhm": frame["fwhm_median"], "mjd": frame["mjd"], "built_version": version,
         "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
         "n_dia_sources": 0, "n_unflagged": 0, "n_real": 0, "aperture_correction": None, "n_points": 0,
-        "noise_scale": None, "flux_floor": None, "scale_residual": None,
+        "noise_scale": None, "flux_floor": None, "scale_residual": None, "broadened": None,
     }  # fmt: skip
     from skylake.dia.points import measure_points
 
@@ -204,7 +205,7 @@ def difference_frame(
     correction = aperture_correction(diff, fwhm, psf)
     found[["flux", "flux_err"]] *= correction
     row.update(
-        status="ok", reason="", in_reference=share > 0, scale=diff.solution.scale,
+        status="ok", reason="", in_reference=share > 0, scale=diff.solution.scale, broadened=2.3548 * diff.broadened,
         scale_error=diff.solution.scale_error, n_stamps=diff.solution.stamps_used,
         normalised_rms=normalised_rms, fwhm=fwhm, n_dia_sources=len(found), noise_scale=scale,
         n_unflagged=int((found["flags"] == 0).sum()), n_real=int(is_real(found).sum()), aperture_correction=correction,
