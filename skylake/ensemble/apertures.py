@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from skylake.ensemble.solve import design
-
 __all__ = ["SWITCH_GAIN", "aperture_offsets", "choose_apertures"]
 
 
@@ -84,8 +82,8 @@ def aperture_offsets(
     star = np.asarray(star, np.int64)
     delta = np.asarray(delta, float)
     good = np.asarray(fit, bool) & np.isfinite(delta) & np.isfinite(err) & (np.asarray(err) > 0)
-    X = design(np.asarray(u, float), np.asarray(v, float), order)
-    P = X.shape[1]
+    X = _design_rows(np.asarray(u, float), np.asarray(v, float), order)
+    P = X.shape[0] + 1
     w_all = 1.0 / np.where(np.isfinite(err) & (np.asarray(err) > 0), err, 1.0) ** 2
     use = good.copy()
     star_term = np.zeros(n_stars)
@@ -93,33 +91,22 @@ def aperture_offsets(
     solved = np.zeros(n_frames, bool)
     for it in range(iterations):
         w = np.where(use, w_all, 0.0)
-        # per frame: delta less the star terms, fitted by the polynomial
-        target = np.where(use, delta - star_term[star], 0.0)
-        wx = X * w[:, None]
-        A = np.empty((n_frames, P, P))
-        for a in range(P):
-            for b in range(a, P):
-                A[:, a, b] = A[:, b, a] = np.bincount(frame, wx[:, a] * X[:, b], n_frames)
-        rhs = np.stack([np.bincount(frame, wx[:, a] * target, n_frames) for a in range(P)], axis=1)
-        n_per = np.bincount(frame[use], minlength=n_frames)
-        solved = n_per >= P + 1
-        if P > 1:
-            solved &= np.linalg.cond(np.where(solved[:, None, None], A, np.eye(P))) < 1e10
-        terms = np.zeros((n_frames, P))
-        if solved.any():
-            terms[solved] = np.linalg.solve(A[solved], rhs[solved][..., None])[..., 0]
-        frame_term = np.einsum("ij,ij->i", X, terms[frame])
+        terms, solved = _frame_terms(frame, X, w, np.where(use, delta - star_term[star], 0.0), use, n_frames)
+        frame_term = _frame_values(X, terms, frame)
         # per star: the weighted mean of what is left
         sw = np.bincount(star, w, n_stars)
         with np.errstate(divide="ignore", invalid="ignore"):
             star_term = np.bincount(star, w * np.where(use, delta - frame_term, 0.0), n_stars) / sw
         star_term = np.where(sw > 0, star_term, np.nan)
-        if it == 0 or clip <= 0:
-            continue
-        resid = (delta - frame_term - star_term[star]) * np.sqrt(w_all)
-        scale = float(np.sqrt(np.nanmean(resid[use] ** 2))) if use.any() else 1.0
-        use = good & (np.abs(resid) <= clip * max(scale, 1.0))
-    frame_term = np.where(solved[frame], np.einsum("ij,ij->i", X, terms[frame]), np.nan)
+        del w
+        if it > 0 and clip > 0:
+            resid = (delta - frame_term - star_term[star]) * np.sqrt(w_all)
+            scale = float(np.sqrt(np.nanmean(resid[use] ** 2))) if use.any() else 1.0
+            use = good & (np.abs(resid) <= clip * max(scale, 1.0))
+            del resid
+        del frame_term  # not alive while the next round makes its own
+    frame_term = np.where(solved[frame], _frame_values(X, terms, frame), np.nan)
+    del X
     # a star none of whose points was fitted (flagged, saturated, a variable): its own points' mean
     left = delta - frame_term
     missing = ~np.isfinite(star_term)
@@ -130,6 +117,99 @@ def aperture_offsets(
             own = np.bincount(star[ok], w_all[ok] * left[ok], n_stars) / sw
         star_term = np.where(missing, own, star_term)
     return left - star_term[star]
+
+
+def _design_rows(u, v, order):
+    """:func:`~skylake.ensemble.solve.design`'s columns but the constant, as contiguous rows ``(P - 1, N)``:
+    products of two columns then stream instead of striding, and the column of ones is never stored (a
+    product with 1 is exact, so it is left out).
+
+    Parameters
+    ----------
+    u, v : float arrays (N,)
+        Chip position scaled to [-1, 1].
+    order : int
+        The polynomial order: 0, 1 or 2.
+
+    Returns
+    -------
+    numpy.ndarray (P - 1, N)
+        ``[u, v, u^2, u v, v^2][:P - 1]`` (the same values as ``design(u, v, order)[:, 1:].T``).
+    """
+    pairs = ([(u, None), (v, None)] if order >= 1 else []) + ([(u, u), (u, v), (v, v)] if order >= 2 else [])
+    X = np.empty((len(pairs), len(u)))
+    for j, (a, b) in enumerate(pairs):
+        if b is None:
+            X[j] = a
+        else:
+            np.multiply(a, b, out=X[j])
+    return X
+
+
+def _frame_terms(frame, X, w, target, use, n_frames):
+    """Each frame's weighted least-squares polynomial in chip position (normal equations by ``np.bincount``).
+
+    Parameters
+    ----------
+    frame : int array (N,)
+        Each point's frame.
+    X : float array (P - 1, N)
+        The design's columns but the constant (:func:`_design_rows`).
+    w : float array (N,)
+        Weights (0 for points left out).
+    target : float array (N,)
+        What the polynomial is fitted to.
+    use : bool array (N,)
+        The points fitted.
+    n_frames : int
+        Number of frames.
+
+    Returns
+    -------
+    terms : numpy.ndarray (n_frames, P)
+        The coefficients (0 where not solved).
+    solved : numpy.ndarray (n_frames,)
+        Frames with more than ``P`` points and a well-conditioned system.
+    """
+    P = X.shape[0] + 1
+    A = np.empty((n_frames, P, P))
+    rhs = np.empty((n_frames, P))
+    for a in range(P):
+        wx = X[a - 1] * w if a else w  # one column at a time, no (N, P) temporary; column 0 is 1
+        for b in range(a, P):
+            A[:, a, b] = A[:, b, a] = np.bincount(frame, wx * X[b - 1] if b else wx, n_frames)
+        rhs[:, a] = np.bincount(frame, wx * target, n_frames)
+    n_per = np.bincount(frame[use], minlength=n_frames)
+    solved = n_per >= P + 1
+    if P > 1:
+        solved &= np.linalg.cond(np.where(solved[:, None, None], A, np.eye(P))) < 1e10
+    terms = np.zeros((n_frames, P))
+    if solved.any():
+        terms[solved] = np.linalg.solve(A[solved], rhs[solved][..., None])[..., 0]
+    return terms, solved
+
+
+def _frame_values(X, terms, frame):
+    """Each point's frame polynomial, ``terms[frame, 0] + sum_j X[j - 1] terms[frame, j]``.
+
+    Parameters
+    ----------
+    X : float array (P - 1, N)
+        The design's columns but the constant (:func:`_design_rows`).
+    terms : float array (n_frames, P)
+        Each frame's coefficients.
+    frame : int array (N,)
+        Each point's frame.
+
+    Returns
+    -------
+    numpy.ndarray (N,)
+        The values.
+    """
+    out = terms[frame, 0]  # the constant column's
+    for j in range(1, terms.shape[1]):
+        out += X[j - 1] * terms[frame, j]
+    return out
 
 
 #: Another aperture replaces the first (the calibrated flux) only where its modelled variance is below this

@@ -228,8 +228,10 @@ def _noise_cells(p2, y2, ok, n_bins, fit_c):
     int array (N,)
         ``photon bin * 3 + Young bin``.
     """
-    edges = np.unique(np.quantile(np.log(p2[ok]), np.linspace(0, 1, n_bins + 1)))
-    pbin = np.clip(np.searchsorted(edges, np.log(p2), side="right") - 1, 0, max(len(edges) - 2, 0))
+    lp = np.log(p2)  # once, not once for the quantiles and again for the bins
+    edges = np.unique(np.quantile(lp[ok], np.linspace(0, 1, n_bins + 1)))
+    pbin = np.clip(np.searchsorted(edges, lp, side="right") - 1, 0, max(len(edges) - 2, 0))
+    del lp
     ybin = np.zeros(len(p2), np.int64)
     if fit_c:
         yedges = np.quantile(y2[ok], [0, 1 / 3, 2 / 3, 1])
@@ -237,7 +239,29 @@ def _noise_cells(p2, y2, ok, n_bins, fit_c):
     return pbin * 3 + ybin
 
 
-def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars):
+def _cell_segments(cell):
+    """The points' order by cell and where each cell's run starts: sorted once, as the cells do not change.
+
+    Parameters
+    ----------
+    cell : int array (N,)
+        Each point's cell (:func:`_noise_cells`).
+
+    Returns
+    -------
+    order : int array (N,)
+        The points sorted by cell (stable).
+    bounds : int array (C + 1,)
+        Cell ``c``'s points are ``order[bounds[c] : bounds[c + 1]]``.
+    """
+    n_cells = int(cell.max()) + 1 if len(cell) else 0
+    # a few dozen cells: as int16 the stable sort is a radix sort, O(N) (the same order as int64's)
+    keys = cell.astype(np.int16) if n_cells <= np.iinfo(np.int16).max else cell
+    order = np.argsort(keys, kind="stable")
+    return order, np.searchsorted(keys[order], np.arange(n_cells + 1))
+
+
+def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars, segments=None):
     """The robust variance of each cell of at least 10 kept points, about their stars' weighted means.
 
     Parameters
@@ -246,36 +270,60 @@ def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars):
         Each point's star.
     mag : float array (N,)
         Magnitudes, mag.
-    p2, y2 : float arrays (N,)
-        Each point's squared photon error and squared Young scintillation, mag^2.
-    cell : int array (N,)
-        Each point's cell (:func:`_noise_cells`).
+    p2, y2 : float arrays (N,) or None
+        Each point's squared photon error and squared Young scintillation, mag^2 (None when ``segments``
+        holds them).
+    cell : int array (N,) or None
+        Each point's cell (:func:`_noise_cells`; None when ``segments`` is given).
     keep : bool array (N,)
         The points of this round.
     var : float array (N,)
         Each point's variance by the current model (the weights), mag^2.
     n_stars : int
         Number of stars.
+    segments : tuple, optional
+        :func:`_cell_segments` of ``cell`` (computed here when not given), optionally followed by ``p2`` and
+        ``y2`` in its order (they do not change between rounds: gathered once).
 
     Returns
     -------
     rows : list of tuple
-        Per cell, the median of ``r^2 / (1 - h)`` over chi2's median, the mean ``p2``, the mean ``y2`` and
-        the number of points.
+        Per cell (in increasing order), the median of ``r^2 / (1 - h)`` over chi2's median, the mean ``p2``,
+        the mean ``y2`` and the number of points.
     u2 : float array (N,)
         Each point's ``r^2 / (1 - h)`` (NaN for points not kept).
     """
-    w = np.where(keep, 1.0 / var, 0.0)
+    order, bounds = segments[:2] if segments is not None else _cell_segments(cell)
+    # the same arithmetic as np.where(keep, 1 / var, 0) etc., but into as few (N,) arrays as it needs
+    w = np.divide(1.0, var, out=np.zeros_like(var), where=keep)
     sw = np.bincount(star, w, n_stars)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.bincount(star, w * np.where(keep, mag, 0.0), n_stars) / sw
-        h = np.where(keep, w / sw[star], 1.0)
-        u2 = np.where(keep & (h < 1), (mag - mean[star]) ** 2 / (1.0 - h), np.nan)
+        wm = np.multiply(w, mag, out=np.zeros_like(w), where=keep)
+        mean = np.bincount(star, wm, n_stars) / sw
+        del wm
+        h = np.divide(w, sw[star], out=w, where=keep)  # w is not needed after this
+        h[~keep] = 1.0
+        bad = ~(keep & (h < 1))
+        u2 = np.subtract(mag, mean[star])
+        u2 *= u2
+        u2 /= np.subtract(1.0, h, out=h)
+        u2[bad] = np.nan
+    del w, h, bad
+    # per cell with numpy, not a pandas groupby (which copied and re-sorted every column each round): the kept
+    # points of a cell in their order, the median of their u2 and the plain sums of p2 and y2 (pandas' mean)
+    kept, u2s = keep[order], u2[order]
+    p2s, y2s = (p2[order], y2[order]) if len(segments or ()) < 4 else segments[2:]
     rows = []
-    frame = pd.DataFrame({"cell": cell[keep], "u2": u2[keep], "p2": p2[keep], "y2": y2[keep]})
-    for _, g in frame.groupby("cell"):
-        if len(g) >= 10:
-            rows.append((float(np.nanmedian(g["u2"])) / _MEDIAN_CHI2_1, g["p2"].mean(), g["y2"].mean(), len(g)))
+    for c in range(len(bounds) - 1):
+        sl = slice(bounds[c], bounds[c + 1])
+        k = kept[sl]
+        n = int(np.count_nonzero(k))
+        if n < 10:
+            continue
+        seg = u2s[sl][k]
+        seg = seg[~np.isnan(seg)]
+        med = float(np.median(seg, overwrite_input=True)) if seg.size else float("nan")  # seg is a copy
+        rows.append((med / _MEDIAN_CHI2_1, float(p2s[sl][k].sum() / n), float(y2s[sl][k].sum() / n), n))
     return rows, u2
 
 
@@ -411,9 +459,11 @@ def fit_noise(
     star = np.asarray(star, np.int64)
     mag, phot_err, young = (np.asarray(a, float) for a in (mag, phot_err, young))
     ok = np.isfinite(mag) & np.isfinite(phot_err) & (phot_err > 0) & np.isfinite(young)
-    ok &= np.bincount(star[ok], minlength=n_stars)[star] >= min_points
+    counts = np.bincount(star[ok], minlength=n_stars)
+    ok &= counts[star] >= min_points
     start = fixed or NoiseFit(phot_scale=1.0, scint_factor=float(scint_factor), floor_mag=float(floor_mag))
-    if ok.sum() < 50 or np.unique(star[ok]).size < 10:
+    # the stars left are those counted min_points (and at least once): no np.unique of the points needed
+    if ok.sum() < 50 or np.count_nonzero(counts >= max(min_points, 1)) < 10:
         return NoiseFit(
             start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag, start.phot_slope, start.phot_ref
         )
@@ -426,13 +476,20 @@ def fit_noise(
     keep = ok.copy()
     p2 = phot_err**2
     cell = _noise_cells(p2, y2, ok, n_bins, fit_c)
+    order, bounds = _cell_segments(cell)  # the cells are the same every round: sort them once
+    segments = (order, bounds, p2[order], y2[order])
+    del p2, y2, cell, order  # in segments from here on
+    var = model.variance(phot_err, young)
     for _ in range(iterations):
-        rows, u2 = _binned_variance(star, mag, p2, y2, cell, keep, model.variance(phot_err, young), n_stars)
+        rows, u2 = _binned_variance(star, mag, None, None, None, keep, var, n_stars, segments)
         if len(rows) < 3:
             break
         model = _fit_bins(rows, model, fixed, fit_c, fit_b, p_ref)
-        keep = ok & ~(u2 > 25.0 * model.variance(phot_err, young))
-    err = model.error(phot_err, young)
+        var = model.variance(phot_err, young)  # the next round's weights too
+        keep = ok & ~(u2 > 25.0 * var)
+        del u2
+    del segments, keep
+    err = np.sqrt(var, out=var)  # model.error(phot_err, young): var is the last model's
     pull, chi2 = pull_stats(star[ok], mag[ok], err[ok], n_stars, min_points)
     return NoiseFit(
         phot_scale=model.phot_scale,

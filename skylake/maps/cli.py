@@ -100,8 +100,10 @@ def add_commands(subparsers) -> None:
         "([maps] zp_clear), the sky brightness (mag/arcsec2) under the sources and the astrometric "
         "residuals, in equatorial and horizon (alt/az at the site) coordinates. Maps are committed "
         "to LAKE/maps (one row per pixel; LAKE/maps/_index lists them) and exported as HEALPix "
-        "FITS and Mollweide PNGs. Default: one map per night. Exit codes: 0 ok, 4 nothing to "
-        "map, 2 usage error.",
+        "FITS and Mollweide PNGs. Default: one map per night. A night's maps made here are kept "
+        "current by the ingest chain: when the night's frames, zeropoints or sources change, its next "
+        "run makes the same maps again (not those made with --pipeline). Exit codes: 0 ok, 4 nothing "
+        "to map, 2 usage error.",
     )
     p.add_argument("lake", help="lake directory")
     when = p.add_mutually_exclusive_group()
