@@ -361,9 +361,10 @@ def broaden(frame: np.ndarray, variance: np.ndarray, sigma: float) -> tuple[np.n
     frame, variance : numpy.ndarray
         Both convolved.
     """
+    from astropy.convolution import Gaussian2DKernel
+
     half = int(np.ceil(4 * sigma))
-    g = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    g = np.outer(g, g) / g.sum() ** 2
+    g = Gaussian2DKernel(sigma, x_size=2 * half + 1, y_size=2 * half + 1).array  # sampled, unit sum
     bad = ~np.isfinite(frame) | ~np.isfinite(variance)
     out = oaconvolve(np.where(bad, 0.0, frame), g, mode="same")
     out_var = oaconvolve(np.where(bad, 0.0, variance), g**2, mode="same")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from skylake.ensemble.solve import monomial_rows
+
 __all__ = ["SWITCH_GAIN", "aperture_offsets", "choose_apertures"]
 
 
@@ -82,7 +84,7 @@ def aperture_offsets(
     star = np.asarray(star, np.int64)
     delta = np.asarray(delta, float)
     good = np.asarray(fit, bool) & np.isfinite(delta) & np.isfinite(err) & (np.asarray(err) > 0)
-    X = _design_rows(np.asarray(u, float), np.asarray(v, float), order)
+    X = monomial_rows(u, v, order)
     P = X.shape[0] + 1
     w_all = 1.0 / np.where(np.isfinite(err) & (np.asarray(err) > 0), err, 1.0) ** 2
     use = good.copy()
@@ -119,33 +121,6 @@ def aperture_offsets(
     return left - star_term[star]
 
 
-def _design_rows(u, v, order):
-    """:func:`~skylake.ensemble.solve.design`'s columns but the constant, as contiguous rows ``(P - 1, N)``:
-    products of two columns then stream instead of striding, and the column of ones is never stored (a
-    product with 1 is exact, so it is left out).
-
-    Parameters
-    ----------
-    u, v : float arrays (N,)
-        Chip position scaled to [-1, 1].
-    order : int
-        The polynomial order: 0, 1 or 2.
-
-    Returns
-    -------
-    numpy.ndarray (P - 1, N)
-        ``[u, v, u^2, u v, v^2][:P - 1]`` (the same values as ``design(u, v, order)[:, 1:].T``).
-    """
-    pairs = ([(u, None), (v, None)] if order >= 1 else []) + ([(u, u), (u, v), (v, v)] if order >= 2 else [])
-    X = np.empty((len(pairs), len(u)))
-    for j, (a, b) in enumerate(pairs):
-        if b is None:
-            X[j] = a
-        else:
-            np.multiply(a, b, out=X[j])
-    return X
-
-
 def _frame_terms(frame, X, w, target, use, n_frames):
     """Each frame's weighted least-squares polynomial in chip position (normal equations by ``np.bincount``).
 
@@ -154,7 +129,7 @@ def _frame_terms(frame, X, w, target, use, n_frames):
     frame : int array (N,)
         Each point's frame.
     X : float array (P - 1, N)
-        The design's columns but the constant (:func:`_design_rows`).
+        The design's columns but the constant (:func:`skylake.ensemble.solve.monomial_rows`).
     w : float array (N,)
         Weights (0 for points left out).
     target : float array (N,)
@@ -195,7 +170,7 @@ def _frame_values(X, terms, frame):
     Parameters
     ----------
     X : float array (P - 1, N)
-        The design's columns but the constant (:func:`_design_rows`).
+        The design's columns but the constant (:func:`skylake.ensemble.solve.monomial_rows`).
     terms : float array (n_frames, P)
         Each frame's coefficients.
     frame : int array (N,)

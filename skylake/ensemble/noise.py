@@ -261,7 +261,7 @@ def _cell_segments(cell):
     return order, np.searchsorted(keys[order], np.arange(n_cells + 1))
 
 
-def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars, segments=None):
+def _binned_variance(star, mag, keep, var, n_stars, cells):
     """The robust variance of each cell of at least 10 kept points, about their stars' weighted means.
 
     Parameters
@@ -270,20 +270,16 @@ def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars, segments=None)
         Each point's star.
     mag : float array (N,)
         Magnitudes, mag.
-    p2, y2 : float arrays (N,) or None
-        Each point's squared photon error and squared Young scintillation, mag^2 (None when ``segments``
-        holds them).
-    cell : int array (N,) or None
-        Each point's cell (:func:`_noise_cells`; None when ``segments`` is given).
     keep : bool array (N,)
         The points of this round.
     var : float array (N,)
         Each point's variance by the current model (the weights), mag^2.
     n_stars : int
         Number of stars.
-    segments : tuple, optional
-        :func:`_cell_segments` of ``cell`` (computed here when not given), optionally followed by ``p2`` and
-        ``y2`` in its order (they do not change between rounds: gathered once).
+    cells : tuple
+        ``(order, bounds, p2, y2)``: :func:`_cell_segments` of the points' cells (:func:`_noise_cells`), and
+        each point's squared photon error and squared Young scintillation [mag^2] in that order (they do not
+        change between rounds: sorted and gathered once).
 
     Returns
     -------
@@ -293,7 +289,7 @@ def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars, segments=None)
     u2 : float array (N,)
         Each point's ``r^2 / (1 - h)`` (NaN for points not kept).
     """
-    order, bounds = segments[:2] if segments is not None else _cell_segments(cell)
+    order, bounds, p2s, y2s = cells
     # the same arithmetic as np.where(keep, 1 / var, 0) etc., but into as few (N,) arrays as it needs
     w = np.divide(1.0, var, out=np.zeros_like(var), where=keep)
     sw = np.bincount(star, w, n_stars)
@@ -312,7 +308,6 @@ def _binned_variance(star, mag, p2, y2, cell, keep, var, n_stars, segments=None)
     # per cell with numpy, not a pandas groupby (which copied and re-sorted every column each round): the kept
     # points of a cell in their order, the median of their u2 and the plain sums of p2 and y2 (pandas' mean)
     kept, u2s = keep[order], u2[order]
-    p2s, y2s = (p2[order], y2[order]) if len(segments or ()) < 4 else segments[2:]
     rows = []
     for c in range(len(bounds) - 1):
         sl = slice(bounds[c], bounds[c + 1])
@@ -481,7 +476,7 @@ def fit_noise(
     del p2, y2, cell, order  # in segments from here on
     var = model.variance(phot_err, young)
     for _ in range(iterations):
-        rows, u2 = _binned_variance(star, mag, None, None, None, keep, var, n_stars, segments)
+        rows, u2 = _binned_variance(star, mag, keep, var, n_stars, segments)
         if len(rows) < 3:
             break
         model = _fit_bins(rows, model, fixed, fit_c, fit_b, p_ref)

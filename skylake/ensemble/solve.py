@@ -46,7 +46,7 @@ import numpy as np
 
 from skylake.profile import register_section
 
-__all__ = ["EnsembleSettings", "EnsembleSolution", "solve", "design", "n_spatial_terms"]
+__all__ = ["EnsembleSettings", "EnsembleSolution", "solve", "design", "monomial_rows", "n_spatial_terms"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,40 @@ def n_spatial_terms(order: int) -> int:
     return {0: 0, 1: 2, 2: 5}[order]
 
 
+#: The factors (``u``, ``v``) of each design column ``[1, u, v, u^2, u v, v^2]``, in its order: the one home of
+#: the spatial monomials (:func:`design`, :func:`monomial_rows`, the solve's passes).
+_FACTORS = ((), ("u",), ("v",), ("u", "u"), ("u", "v"), ("v", "v"))
+
+
+def monomial_rows(u: np.ndarray, v: np.ndarray, order: int) -> np.ndarray:
+    """The spatial monomials ``[u, v, u^2, u v, v^2][:K]`` of points as contiguous rows (no column of ones).
+
+    Products of two rows then stream instead of striding over an (N, P) matrix.
+
+    Parameters
+    ----------
+    u, v : float arrays (N,)
+        Chip position scaled to [-1, 1].
+    order : int
+        The polynomial order: 0, 1 or 2.
+
+    Returns
+    -------
+    ndarray (K, N)
+        The monomials (``K`` from :func:`n_spatial_terms`); the same values as ``design(u, v, order)[:, 1:].T``.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    named = {"u": u, "v": v}
+    out = np.empty((n_spatial_terms(order), u.size))
+    for k, row in enumerate(out, start=1):
+        first, *rest = _FACTORS[k]
+        np.copyto(row, named[first])
+        for f in rest:
+            row *= named[f]
+    return out
+
+
 def design(u: np.ndarray, v: np.ndarray, order: int) -> np.ndarray:
     """The frame-term design rows ``[1, u, v, u^2, u v, v^2][: 1 + K]`` of points at scaled chip positions.
 
@@ -184,14 +218,8 @@ def design(u: np.ndarray, v: np.ndarray, order: int) -> np.ndarray:
     ndarray (N, 1 + K)
         The constant and the ``K`` monomials of each point (``K`` from :func:`n_spatial_terms`).
     """
-    u = np.asarray(u, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
-    cols = [np.ones_like(u)]
-    if order >= 1:
-        cols += [u, v]
-    if order >= 2:
-        cols += [u * u, u * v, v * v]
-    return np.column_stack(cols)
+    rows = monomial_rows(u, v, order)
+    return np.column_stack([np.ones(rows.shape[1]), *rows])
 
 
 @dataclass
@@ -257,10 +285,6 @@ class EnsembleSolution:
     iterations: int = 0
     rounds: int = 0
     notes: dict = field(default_factory=dict)
-
-
-# the factors (``u``, ``v``) of each monomial of design(), in its order
-_FACTORS = ((), ("u",), ("v",), ("u", "u"), ("u", "v"), ("v", "v"))
 
 
 class _Points:
