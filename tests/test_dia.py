@@ -199,6 +199,64 @@ def test_stamps_are_bright_isolated_and_unsaturated():
     assert got and all(np.hypot(x - 128, y - 128) > 3 and np.hypot(x - 62, y - 60) > 5 for x, y in got)
 
 
+def test_a_blend_the_extraction_cannot_split_is_no_stamp():
+    """Pairs 1.2-1.8 px apart at FWHM 1.8 (one detection each, 0.5-1 of each other's flux) among single stars: a
+    pair is broader or more elongated than the single stars, so none is a stamp, and the single stars are."""
+    from skylake.dia.difference import single_stars
+
+    rng = np.random.default_rng(5)
+    size = 320
+    grid = np.array([(x, y) for x in range(24, size - 20, 34) for y in range(24, size - 20, 34)], float)
+    stars = pd.DataFrame({"x": grid[:, 0], "y": grid[:, 1], "flux": 10 ** rng.uniform(4.0, 5.0, len(grid)), "amp": 0.0})
+    pairs = rng.choice(len(stars), 12, replace=False)
+    angle, separation = rng.uniform(0, np.pi, 12), rng.uniform(1.2, 1.8, 12)
+    companions = stars.iloc[pairs].assign(
+        x=lambda d: d["x"] + separation * np.cos(angle),
+        y=lambda d: d["y"] + separation * np.sin(angle),
+        flux=lambda d: d["flux"] * rng.uniform(0.5, 1.0, 12),
+    )
+    both = pd.concat([stars, companions])
+    ref = render_frame(both, (size, size), fwhm_px=1.8, sky_adu=SKY, read_noise_adu=READ_NOISE, gain=GAIN, seed=6)
+    got = np.array(choose_stamps(ref, ref, DiaSettings(saturation=1e9)))
+    nearest = np.argmin(np.hypot(got[:, :1] - stars["x"].to_numpy(), got[:, 1:] - stars["y"].to_numpy()), axis=1)
+    assert not set(nearest) & set(pairs)
+    assert len(set(nearest)) >= 0.9 * (len(stars) - len(pairs))
+    few = np.zeros(4, [("x", float), ("y", float), ("a", float), ("b", float)])
+    assert single_stars(ref, few, 5.0).all()  # too few to say what a single star looks like
+
+
+def test_the_kernels_spatial_degree_is_the_lowest_the_stamps_support():
+    """The fit may vary the kernel up to degree 2 over the chip. A frame whose PSF is the same everywhere gets a
+    constant kernel; a frame whose FWHM grows from 2.2 px on the left to 3.8 px on the right gets a varying one,
+    which subtracts it to the noise where a constant kernel cannot."""
+    rng = np.random.default_rng(7)
+    size = 384
+    stars = _field(rng, 300, size)
+    ref, ref_var = _reference(stars, (size, size))
+    settings = DiaSettings(saturation=60000, kernel=KernelSettings(spatial_order=2))
+    flat = render_frame(stars, (size, size), fwhm_px=3.0, sky_adu=SKY, read_noise_adu=READ_NOISE, gain=GAIN, seed=8)
+    same = subtract(flat, frame_variance(flat, GAIN, READ_NOISE), ref, ref_var, settings)
+    varying = np.zeros((size, size), np.float32)
+    edges = np.linspace(0, size, 9)
+    for lo, hi in zip(edges[:-1], edges[1:]):  # the PSF in eight strips, broader to the right
+        strip = stars[(stars["x"] >= lo) & (stars["x"] < hi)]
+        varying += render_frame(strip, (size, size), fwhm_px=2.2 + 1.6 * (lo + hi) / 2 / size, sky_adu=0.0, noise=False)
+    varying = np.random.default_rng(9).poisson((varying + SKY) * GAIN) / GAIN
+    varying += np.random.default_rng(10).normal(0, READ_NOISE, varying.shape)
+    var = frame_variance(varying, GAIN, READ_NOISE)
+    changing = subtract(varying, var, ref, ref_var, settings)
+    one_kernel = DiaSettings(saturation=60000, kernel=KernelSettings(spatial_order=0))
+    constant = subtract(varying, var, ref, ref_var, one_kernel)
+    print(
+        f"\nspatial degree chosen: {same.solution.settings.spatial_order} for one PSF, "
+        f"{changing.solution.settings.spatial_order} for a PSF broadening across the chip; normalised rms there "
+        f"{changing.normalised_rms():.3f} (a constant kernel: {constant.normalised_rms():.3f})"
+    )
+    assert same.solution.settings.spatial_order == 0 and 0.95 < same.normalised_rms() < 1.15
+    assert changing.solution.settings.spatial_order >= 1 and 0.95 < changing.normalised_rms() < 1.15
+    assert constant.normalised_rms() > changing.normalised_rms() + 0.1
+
+
 def test_too_few_stars_is_a_clear_error():
     ref = np.full((64, 64), SKY, np.float32)
     var = frame_variance(ref, GAIN, READ_NOISE)

@@ -7,25 +7,17 @@ as a user runs it: the catalogue imported, the frames ingested and calibrated, `
 `skylake reference build`, `skylake dia`.
 
 The extraction never splits a variable from its neighbours: its light lands in the neighbour's object, whose
-aperture light curve shows 10-20 % of the variable's amplitude. The variable has no object, but the catalogue
+aperture light curve shows 4-19 % of the variable's amplitude. The variable has no object, but the catalogue
 knows it: `skylake dia` measures it at the catalogue's position under the id its object will have. Its DIA
 light curve (``dflux``) recovers the amplitude (fitted with the known shape of the variation, in flux on the
-reference's scale) at 0.82-1.10 of the truth, 3 of 8 within 3 % (median 4.6 % off; each frame's scale residual
-taken out, :func:`skylake.dia.points.scale_residual`). The issue's goal is 3 % for
-all, which the kernel reaches on a reference rendered on the frames' grid (tests/test_dia.py): not met here yet,
-held so that it cannot get worse unseen. The constant neighbours' DIA light curves have a median chi2/dof of
-about 1.6 (1.9 before frames as sharp as their reference were broadened first, 2026-11-28): their residuals lie
-under the variables. Where the amplitudes go wrong (measured 2026-11-27): not the PSF
-of the photometry (the frames' true Gaussian gives the same 0.82-1.12), not the resampling (frames with no
-pointing jitter, 0.78-1.09): the differences keep about 1 % of a bright star's flux, changing with the seeing
-(bright constants' per-frame median dflux/ref_flux -1.2 to +0.4 %, correlation -0.45 with the FWHM), which the
-neighbours 4-6 times brighter turn into 2-4 % of the variable's flux, and the synthetic seeing drifts with the
-variables' phases (the residuals correlate -0.3 to -0.6 with the FWHM). `skylake dia` now takes each frame's
-median dflux/ref_flux of its bright objects out of every point (the neighbours' chi2/dof 2.2 -> 1.9, the median
-error 4 -> 3.8 %); the rest is the kernel's local mismatch. Measured 2026-11-28: the variables' DIA points scatter
-about their fitted curves by 0.8-2.8 % of their flux where their errors say 0.85-1.05 %, so each amplitude is known
-to about 3 % (one sigma) from 30 points: 3 % for all 8 needs that excess found first (the 12 frames about as sharp
-as the stacked reference or sharper are broadened now, skylake.dia.difference.subtract, and it did not change).
+reference's scale) at 0.946-1.017 of the truth (6 of 8 within 3 %, median 1.6 % off), each within 3.7 sigma of
+its own statistical error (0.9-4.9 %: 30 points of about 1 % each, over the part of the cycle one night covers);
+the issue's "within 3 % for all 8" asks more than 30 such points can tell for the two whose night covers least of
+their variation. The constant neighbours' DIA light curves scatter as their errors say (median chi2/dof 0.94).
+Measured 2026-11-28; before, 0.83-1.10 (3 of 8) and the neighbours' chi2/dof 1.6-1.9: the kernel was fitted on an
+unresolved pair of neighbours beside a variable (a stamp must now look like one star,
+skylake.dia.difference.single_stars) and varied over the chip by a polynomial its 10-45 stamps could not pin down
+(the degree is now cross-validated, skylake.dia.kernel; 0 on this field, whose PSF is the same everywhere).
 """
 
 from __future__ import annotations
@@ -85,24 +77,28 @@ def _scale(lake, truth) -> float:
 def test_dia_light_curves_keep_a_blended_variables_amplitude_where_apertures_lose_it(field):
     lake, truth, stars, dia, points = field
     zp = _scale(lake, truth)
-    lines, dia_ratio, aperture_slope = [], [], []
+    lines, dia_ratio, aperture_slope, sigma = [], [], [], []
     for _, star in stars[stars["kind"] == "variable"].iterrows():
         lc = dia[(dia["object_id"] == star["object_id"]) & (dia["flags"] == 0)]
         shape = np.array([10 ** (-0.4 * _signal(pd.DataFrame([star]), m)[0]) for m in lc["mjd"]])
         design = np.c_[np.ones(len(lc)), shape]
         amplitude = np.linalg.lstsq(design, lc["dflux"].to_numpy(), rcond=None)[0][1]
-        dia_ratio.append(amplitude / 10 ** (-0.4 * (star["mag"] - zp)))  # the flux it varies by, exactly
+        scale = 10 ** (-0.4 * (star["mag"] - zp))  # the flux it varies by, exactly
+        dia_ratio.append(amplitude / scale)
+        weighted = design / lc["dflux_err"].to_numpy()[:, None]
+        sigma.append(np.sqrt(np.linalg.inv(weighted.T @ weighted)[1, 1]) / scale)  # its statistical error
         ap = points[points["object_id"] == star["blend_object"]].dropna(subset=["mag"])
         signal = np.array([_signal(pd.DataFrame([star]), m)[0] for m in ap["mjd"]])
         aperture_slope.append(np.linalg.lstsq(np.c_[np.ones(len(ap)), signal], ap["mag"], rcond=None)[0][1])
         lines.append(
             f"star {star['star_id']:3d} {star['mag']:.2f} mag, amplitude {star['amp']:.3f} mag: DIA {len(lc)} points, "
-            f"amplitude {dia_ratio[-1]:.3f} of the true; aperture ({len(ap)} points of the blend) "
+            f"amplitude {dia_ratio[-1]:.3f} +- {sigma[-1]:.3f} of the true; aperture ({len(ap)} points of the blend) "
             f"{aperture_slope[-1]:.3f} of it"
         )
     print("\n" + "\n".join(lines))
-    dia_ratio, aperture_slope = np.array(dia_ratio), np.array(aperture_slope)
-    assert len(dia_ratio) == 8 and np.abs(dia_ratio - 1).max() < 0.25 and np.median(np.abs(dia_ratio - 1)) < 0.06
+    dia_ratio, aperture_slope, sigma = np.array(dia_ratio), np.array(aperture_slope), np.array(sigma)
+    assert len(dia_ratio) == 8 and np.median(np.abs(dia_ratio - 1)) < 0.03
+    assert (np.abs(dia_ratio - 1) < 4 * sigma).all() and (np.abs(dia_ratio - 1) < 0.07).all()
     assert np.abs(aperture_slope - 1).min() > 0.5  # every aperture light curve off by more than 10 %, far
 
 
@@ -115,7 +111,7 @@ def test_the_constant_neighbours_dia_light_curves_stay_near_their_errors(field):
         mean = np.average(lc["dflux"], weights=weights)
         chi2.append(float(np.sum((lc["dflux"] - mean) ** 2 * weights) / (len(lc) - 1)))
     print(f"\nneighbours' DIA chi2/dof: {np.round(sorted(chi2), 2)}")
-    assert len(chi2) == 16 and 0.7 < np.median(chi2) < 3.0
+    assert len(chi2) == 16 and 0.7 < np.median(chi2) < 1.3  # (29 degrees of freedom: a median of 0.98)
 
 
 def test_skylake_lightcurve_prints_writes_and_draws_an_objects_dia_light_curve(field, tmp_path, capsys):

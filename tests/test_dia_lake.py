@@ -58,10 +58,11 @@ def test_one_reference_of_the_ten_sharpest_frames(lake, subtracted):
 
 def test_every_frame_of_the_pointing_subtracts_to_the_noise(subtracted):
     ok = subtracted[subtracted["status"] == "ok"]
-    columns = ["in_reference", "broadened", "fwhm", "scale", "n_stamps", "normalised_rms", "n_dia_sources"]
-    columns += ["n_unflagged"]
+    columns = ["in_reference", "broadened", "kernel_order", "fwhm", "scale", "n_stamps", "normalised_rms"]
+    columns += ["n_dia_sources", "n_unflagged"]
     print("\n" + ok[columns].round(3).to_string())
     assert len(ok) == 12 and ok["in_reference"].sum() == 10
+    assert ok["kernel_order"].isin([0, 1]).all()  # skylake dia's highest is 1; the stamps choose
     assert (ok["n_stamps"] >= 30).all()
     assert ok.loc[~ok["in_reference"], "normalised_rms"].between(1.0, 1.3).all()
     # a frame the reference stacks shares its noise, taken out by its weight's share: the grid frame, not

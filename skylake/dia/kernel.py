@@ -20,13 +20,17 @@ difference are a page of linear algebra a reader can follow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.fft import next_fast_len
 from scipy.signal import oaconvolve
 
-__all__ = ["KernelSettings", "KernelSolution", "basis_kernels", "fit_kernel"]
+__all__ = ["FOLDS", "KernelSettings", "KernelSolution", "basis_kernels", "fit_kernel"]
+
+#: Folds of the stamps' cross-validation of the kernel's spatial degree (each fold's stamps predicted by a fit to
+#: the others'); with fewer than two stamps a fold the kernel is constant over the chip.
+FOLDS = 4
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,10 @@ class KernelSettings:
     degrees : tuple of int
         The polynomial degree that multiplies each Gaussian (one per sigma).
     spatial_order : int
-        Degree of the polynomial in ``(x, y)`` by which the kernel's shape changes over the chip (0: constant).
+        The highest degree of the polynomial in ``(x, y)`` by which the kernel's shape changes over the chip (0:
+        constant). The fit takes the lowest degree up to it that predicts stamps left out of the fit as well as
+        any (:data:`FOLDS`-fold cross-validation): a polynomial the stamps cannot pin down is noise, and a kernel
+        whose shape wanders by noise leaves every bright star a residual its faint neighbours inherit.
     background_order : int
         Degree of the differential background's polynomial in ``(x, y)``.
     clip : float
@@ -133,7 +140,7 @@ class KernelSolution:
     Attributes
     ----------
     settings : KernelSettings
-        How it was built.
+        How it was built, with the spatial degree the fit chose (:func:`fit_kernel`).
     shape : tuple of int
         The frame's shape (rows, columns).
     scale : float
@@ -281,6 +288,12 @@ def fit_kernel(
         if (clipped.sum() == keep.sum() and same) or clipped.sum() < 3:
             break
         keep, good = clipped, still
+    order = _spatial_order(frame, variance, pixels, designs, keep, good, settings, len(basis))
+    if order < settings.spatial_order:
+        columns = _columns(settings, order, len(basis))
+        settings = replace(settings, spatial_order=order)
+        designs = [d[:, columns] for d in designs]
+        coef, chi2, scale_var = _solve(frame, variance, pixels, designs, keep, good)
     n_spatial = len(_poly_terms(np.zeros(1), np.zeros(1), settings.spatial_order))
     n_shape = (len(basis) - 1) * n_spatial
     solution = KernelSolution(
@@ -296,6 +309,51 @@ def fit_kernel(
         basis=basis,
     )
     return solution
+
+
+def _columns(settings: KernelSettings, order: int, n_basis: int) -> np.ndarray:
+    """The design's columns (:func:`_design` at ``settings.spatial_order``) that a lower spatial degree keeps."""
+    top = settings.spatial_order
+    kept = np.array([i + j <= order for i in range(top + 1) for j in range(top + 1 - i)])
+    n_background = len(_poly_terms(np.zeros(1), np.zeros(1), settings.background_order))
+    return np.flatnonzero(np.r_[True, np.tile(kept, n_basis - 1), np.ones(n_background, bool)])
+
+
+def _spatial_order(frame, variance, pixels, designs, keep, good, settings: KernelSettings, n_basis: int) -> int:
+    """The lowest spatial degree whose fit best predicts the stamps it was not fitted on.
+
+    The kept stamps are dealt into :data:`FOLDS` folds; each degree is fitted to all folds but one and scored by
+    the chi2 of the one left out, summed over folds. Each stamp's normal equations are formed once at the
+    highest degree: a fit to any folds and any lower degree is a sum of blocks of them.
+    """
+    used = np.flatnonzero(keep)
+    if settings.spatial_order == 0:
+        return 0
+    if len(used) < 2 * FOLDS:
+        return 0  # too few stamps to map the kernel across the chip
+    normals, rights, constants = [], [], []
+    for k in used:
+        g = good[k]
+        w = 1.0 / np.sqrt(variance[pixels[k][0][g], pixels[k][1][g]])
+        a = designs[k][g] * w[:, None]
+        b = frame[pixels[k][0][g], pixels[k][1][g]] * w
+        normals.append(a.T @ a)
+        rights.append(a.T @ b)
+        constants.append(b @ b)
+    normals, rights, constants = np.array(normals), np.array(rights), np.array(constants)
+    fold = np.arange(len(used)) % FOLDS
+    scores = []
+    for order in range(settings.spatial_order + 1):
+        cols = _columns(settings, order, n_basis)
+        n = normals[:, cols][:, :, cols]
+        r = rights[:, cols]
+        score = 0.0
+        for f in range(FOLDS):
+            out = fold == f
+            coef = np.linalg.pinv(n[~out].sum(axis=0)) @ r[~out].sum(axis=0)
+            score += float(np.sum(constants[out] - 2 * r[out] @ coef + np.einsum("i,sij,j->s", coef, n[out], coef)))
+        scores.append(score)
+    return int(np.argmin(scores))
 
 
 def _stamp_pixels(reference: np.ndarray, stamps, basis: np.ndarray, variance: np.ndarray) -> list[tuple]:

@@ -180,6 +180,7 @@ def difference_frame(
         "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
         "n_dia_sources": 0, "n_unflagged": 0, "n_real": 0, "aperture_correction": None, "n_points": 0,
         "noise_scale": None, "flux_floor": None, "scale_residual": None, "broadened": None,
+        "kernel_order": None,
     }  # fmt: skip
     from skylake.dia.points import measure_points
 
@@ -206,6 +207,7 @@ def difference_frame(
     found[["flux", "flux_err"]] *= correction
     row.update(
         status="ok", reason="", in_reference=share > 0, scale=diff.solution.scale, broadened=2.3548 * diff.broadened,
+        kernel_order=diff.solution.settings.spatial_order,
         scale_error=diff.solution.scale_error, n_stamps=diff.solution.stamps_used,
         normalised_rms=normalised_rms, fwhm=fwhm, n_dia_sources=len(found), noise_scale=scale,
         n_unflagged=int((found["flags"] == 0).sum()), n_real=int(is_real(found).sum()), aperture_correction=correction,
