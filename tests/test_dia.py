@@ -7,6 +7,8 @@ neighbours' constancy, the pulls at empty positions.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -255,6 +257,39 @@ def test_the_kernels_spatial_degree_is_the_lowest_the_stamps_support():
     assert same.solution.settings.spatial_order == 0 and 0.95 < same.normalised_rms() < 1.15
     assert changing.solution.settings.spatial_order >= 1 and 0.95 < changing.normalised_rms() < 1.15
     assert constant.normalised_rms() > changing.normalised_rms() + 0.1
+
+
+def test_a_point_beside_a_stamps_star_is_not_fitted_away_with_it():
+    """A 10-sigma point drawn 2 FWHM from a bright isolated star that the kernel is fitted on: fitted as part of
+    the star's stamp, the kernel takes some of the point with it; the stamp is left out once its residual shows
+    the point (stamp_point_sigma), and the point's flux is what was drawn."""
+    from skylake.dia.difference import stamps_with_points
+
+    rng = np.random.default_rng(11)
+    size = 320
+    stars = _field(rng, 150, size)
+    ref, ref_var = _reference(stars, (size, size))
+    settings = DiaSettings(saturation=60000, stamp_point_sigma=4.0)
+    stamps = choose_stamps(ref, ref, settings)
+    bright = max(stamps, key=lambda s: ref[int(round(s[1])), int(round(s[0]))])
+    point = (bright[0] + 2 * 2.5, bright[1])  # 2 FWHM from the star
+    frame = render_frame(stars, (size, size), fwhm_px=2.5, sky_adu=SKY, read_noise_adu=READ_NOISE, gain=GAIN, seed=12)
+    var = frame_variance(frame, GAIN, READ_NOISE)
+    plain = subtract(frame, var, ref, ref_var, settings, stamps=stamps)
+    sigma = forced_photometry(plain.image, plain.variance, [point[0]], [point[1]], 2.5)[1][0]
+    drawn = render_frame(pd.DataFrame({"x": [point[0]], "y": [point[1]], "flux": [10 * sigma], "amp": [0.0]}),
+                         (size, size), fwhm_px=2.5, sky_adu=0.0, noise=False)  # fmt: skip
+    fluxes = {}
+    for name, threshold in (("kept", 0.0), ("left out", 4.0)):
+        diff = subtract(frame + drawn, var, ref, ref_var, replace(settings, stamp_point_sigma=threshold), stamps=stamps)
+        found = forced_photometry(diff.image, diff.variance, [point[0]], [point[1]], 2.5)[0][0]
+        fluxes[name] = found - forced_photometry(plain.image, plain.variance, [point[0]], [point[1]], 2.5)[0][0]
+        fluxes[name] /= 10 * sigma
+    crowded = stamps_with_points(frame + drawn, var, ref, plain.solution, [(round(x), round(y)) for x, y in stamps],
+                                 settings)  # fmt: skip
+    print(f"\nthe point's flux with its star's stamp kept: {fluxes['kept']:.3f}, left out: {fluxes['left out']:.3f}")
+    assert [s for s, c in zip(stamps, crowded) if c] == [bright]  # that stamp alone
+    assert abs(fluxes["left out"] - 1) < 0.05 < abs(fluxes["kept"] - 1)
 
 
 def test_too_few_stars_is_a_clear_error():

@@ -7,7 +7,8 @@ a bright star, at 10 and 5 sigma. The 6 copies are ingested and every frame is d
 
 - every 10-sigma point on empty sky is a DIA source, without a flag, in each of the 6 frames that have it, what
   it adds measured within 10 % of what was drawn; nothing is found at any of the places in the 6 frames without
-  them; next to a bright star 5 of the 6 are found, at 0.6-1.1 of their flux (the issue's goal there is not met yet);
+  them; next to a bright star all 6 are found at 0.7-1.3 of what was drawn (the star's photons and residual leave
+  S/N 5-10 where 10 was drawn; the issue's 10 % is not met there, and the errors there are about half the scatter);
 - the 5-sigma points' completeness and fluxes are printed (a goal: at least half, within 25 %);
 - the real DIA sources (no flag, a PSF's residuals: real_bogus >= 0.01) make DIA objects: the 10-sigma transient
   on empty sky is one, of its 6 detections, linked to no object; the real DIA sources no drawing explains are
@@ -178,6 +179,7 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
     lake, drawn, places, clean, like, reference, root = run
     rows = _found(lake)
     lines, ratios = [], {(5, "empty"): [], (10, "empty"): [], (5, "by a star"): [], (10, "by a star"): []}
+    pulls = []  # the 10-sigma points beside a star: (found - drawn) / the DIA source's flux error
 
     for name in sorted(set(rows["name"])):
         mine = rows[rows["name"] == name]
@@ -196,9 +198,12 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
                 at = hit.iloc[0]
                 ratio = (at["flux"] - _flux(*clean[name], at["x"], at["y"])[0]) / flux
             where = "empty" if k < 2 else "by a star"
+            if where == "by a star" and level == 10:
+                pulls.append((ratio - 1) * flux / hit["flux_err"].iloc[0] if len(hit) else np.nan)
             ratios[level, where].append(ratio)
             lines.append(f"{name} {where:9} {level:2d} sigma: drawn {flux:6.0f} ADU, found {ratio:.3f} of it"
-                         + (f" at S/N {hit['snr'].iloc[0]:.1f}, psf_chi2 {hit['psf_chi2'].iloc[0]:.2f}, real_bogus "
+                         + (f" at S/N {hit['snr'].iloc[0]:.1f}, {np.hypot(at['x'] - x, at['y'] - y):.2f} px "
+                            f"from where it was drawn, psf_chi2 {hit['psf_chi2'].iloc[0]:.2f}, real_bogus "
                             f"{hit['real_bogus'].iloc[0]:.3f}" if len(hit) else ""))  # fmt: skip
     print("\n" + "\n".join(lines))
     for (level, where), got in sorted(ratios.items()):
@@ -208,11 +213,14 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
     empty = np.array(ratios[10, "empty"])
     assert len(empty) == 6 and np.isfinite(empty).all() and np.abs(empty - 1).max() < 0.10
     assert np.isfinite(ratios[5, "empty"]).sum() >= 3  # the goal: half the 5-sigma points
-    # Next to a bright star (2 FWHM) the issue's goal is not met yet: 5 of 6 found, their DIA sources' fluxes
-    # (measured where they were detected, which the star's imperfect subtraction pulls) 0.65-1.10 of what was
-    # drawn (0-2 of 6 at 5 sigma). Held here so that it cannot get worse unseen.
+    # Next to a bright star (2 FWHM) every 10-sigma point is found (5 of 6 before a stamp with a point beside its
+    # star was left out of the kernel's fit, 2026-11-28) at 0.71-1.33 of what was drawn, not within the issue's
+    # 10 %: S/N 5-10 there (the star's photons and its imperfect subtraction), and (found - drawn) / error of
+    # -3.3 to +2.1, rms 2.1: beside a bright star the errors say about half of what the star's residual adds.
     star = np.array(ratios[10, "by a star"])
-    assert np.isfinite(star).sum() >= 5 and np.nanmin(star) > 0.55 and np.nanmax(star) < 1.15
+    rms = np.sqrt(np.mean(np.square(pulls)))
+    print(f"10 sigma by a star: (found - drawn) / error {np.round(pulls, 2)}, rms {rms:.2f}")
+    assert np.isfinite(star).all() and len(star) == 6 and (np.abs(pulls) < 4).all()
 
 
 def test_empty_places_of_real_differences_have_pulls_of_unit_width(run):

@@ -204,6 +204,25 @@ class KernelSolution:
         terms = _poly_terms(_scaled(x, nx), _scaled(y, ny), self.settings.background_order)
         return np.tensordot(self.background, terms, axes=1)
 
+    def background_image_at(self, x: float, y: float) -> float:
+        """The differential background at one pixel of the frame.
+
+        Parameters
+        ----------
+        x, y : float
+            Column and row (0-based).
+
+        Returns
+        -------
+        float
+            The background [ADU].
+        """
+        ny, nx = self.shape
+        terms = _poly_terms(
+            _scaled(np.array(float(x)), nx), _scaled(np.array(float(y)), ny), self.settings.background_order
+        )
+        return float(np.tensordot(self.background, terms, axes=1))
+
     def convolve(self, reference: np.ndarray) -> np.ndarray:
         """The reference convolved with the kernel, the background added: the model of the frame.
 

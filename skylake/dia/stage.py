@@ -52,8 +52,15 @@ log = logging.getLogger(__name__)
 NO_REFERENCE = "no reference covers this frame: build one with `skylake reference build LAKE`"
 #: How frames are subtracted: faint neighbours pass the stamps' isolation (a stacked reference shows many), and
 #: 1 % of the matched reference joins the noise (no kernel matches a star's core exactly), and a frame whose kernel
-#: comes out narrower than 0.5 px is broadened first (a kernel cannot sharpen: skylake.dia.difference.subtract).
-SETTINGS = {"neighbour_fraction": 0.1, "model_noise": 0.01, "stamp_snr": 30.0, "min_kernel_sigma": 0.5}
+#: comes out narrower than 0.5 px is broadened first (a kernel cannot sharpen: skylake.dia.difference.subtract),
+#: and a stamp with a 4-sigma point beside its star (a transient the kernel would fit away) is left out.
+SETTINGS = {
+    "neighbour_fraction": 0.1,
+    "model_noise": 0.01,
+    "stamp_snr": 30.0,
+    "min_kernel_sigma": 0.5,
+    "stamp_point_sigma": 4.0,
+}
 #: The DIA sources' detection threshold [sigma].
 THRESHOLD = 5.0
 #: Bits of a DIA source's id left for its number on the frame (as the sources').
