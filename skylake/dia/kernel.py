@@ -128,6 +128,14 @@ def _poly_terms(x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:
     return np.array([x**i * y**j for i in range(order + 1) for j in range(order + 1 - i)])
 
 
+def _term_images(shape, order: int) -> list[np.ndarray]:
+    """The monomials of :func:`_poly_terms` over a whole image, each an outer product of a row and a column (a
+    power of a 4k frame's 16 M coordinates costs a second; of its 4k rows, nothing)."""
+    ny, nx = shape
+    xs, ys = _scaled(np.arange(nx, dtype=float), nx), _scaled(np.arange(ny, dtype=float), ny)
+    return [np.outer(ys**j, xs**i) for i in range(order + 1) for j in range(order + 1 - i)]
+
+
 def _scaled(coord: np.ndarray, size: int) -> np.ndarray:
     """A pixel coordinate scaled to [-1, 1] over an axis of ``size`` pixels (keeps the normal equations sane)."""
     return (2.0 * coord - (size - 1)) / max(size - 1, 1)
@@ -172,6 +180,7 @@ class KernelSolution:
     stamps_total: int
     chi2: float
     basis: np.ndarray = field(repr=False)
+    _background_image: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def kernel_at(self, x: float, y: float) -> np.ndarray:
         """The kernel at a pixel of the frame.
@@ -199,10 +208,10 @@ class KernelSolution:
         numpy.ndarray
             The background, the frame's shape.
         """
-        ny, nx = self.shape
-        y, x = np.mgrid[0:ny, 0:nx]
-        terms = _poly_terms(_scaled(x, nx), _scaled(y, ny), self.settings.background_order)
-        return np.tensordot(self.background, terms, axes=1)
+        if self._background_image is None:  # (asked for several times a frame)
+            terms = _term_images(self.shape, self.settings.background_order)
+            self._background_image = sum(c * t for c, t in zip(self.background, terms))
+        return self._background_image.copy()
 
     def background_image_at(self, x: float, y: float) -> float:
         """The differential background at one pixel of the frame.
@@ -239,9 +248,7 @@ class KernelSolution:
         numpy.ndarray
             The model, the frame's shape.
         """
-        ny, nx = self.shape
-        y, x = np.mgrid[0:ny, 0:nx]
-        terms = _poly_terms(_scaled(x, nx), _scaled(y, ny), self.settings.spatial_order)
+        terms = _term_images(self.shape, self.settings.spatial_order)
         clean = np.nan_to_num(reference.astype(np.float64))
         model = self.background_image()
         for j, term in enumerate(terms):
