@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skylake.ensemble.apertures import aperture_offsets, choose_apertures, choose_from_sums, variance_sums
 from skylake.ensemble.associate import associate_field
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
-from skylake.ensemble.noise import NoiseModel
+from skylake.ensemble.noise import NoiseModel, fit_noise, frame_excess
 from skylake.ensemble.solve import EnsembleSettings, design, solve
 from skylake.ensemble.stage import TERM_COLUMNS, EnsembleOptions, point_corrections
 
@@ -268,3 +269,85 @@ def test_the_solve_is_the_constrained_least_squares_solution_of_a_moving_field(o
     np.testing.assert_allclose(sol.terms, direct, atol=1e-6)
     np.testing.assert_allclose(sol.correction, np.einsum("ij,ij->i", X, direct[data["frame"]]), atol=1e-6)
     np.testing.assert_allclose(sol.star_mag, x[P * E : P * E + S], atol=1e-6)
+
+
+def _pieces(frame, star, mag, err, u, v, n_frames, n_stars):
+    """The solve, an aperture's offsets, two noise fits, the apertures' choice and the frames' excess of a field."""
+    sol = solve(frame, star, mag, err, u, v, n_frames=n_frames, n_stars=n_stars)
+    rng = np.random.default_rng(1)
+    e = np.asarray(err, float)
+    delta = rng.normal(0, 0.05, n_stars)[star] + rng.normal(0, 0.01, n_frames)[frame] + rng.normal(0, 1, e.size) * e
+    dmag = aperture_offsets(frame, star, delta, err, u, v, e < 0.05, n_frames=n_frames, n_stars=n_stars, order=1)
+    young = 0.002 * (1 + np.asarray(frame) / n_frames)
+    ens = mag + sol.correction
+    fits = [
+        fit_noise(star, ens, err, young, n_stars=n_stars),
+        fit_noise(star, ens, e * 1.1, young, n_stars=n_stars, points=e < 0.3, offset=dmag, fit_slope=True),
+    ]
+    var = np.stack([f.variance(x, young) for f, x in zip(fits, (e, e * 1.1))])
+    return {
+        "terms": sol.terms,
+        "correction": sol.correction,
+        "star_mag": sol.star_mag,
+        "used": sol.point_used,
+        "variable": sol.star_variable,
+        "dmag": dmag,
+        "fits": np.array([[getattr(f, k) for k in f.__dataclass_fields__] for f in fits], float),
+        "choice": choose_apertures(star, var, n_stars),
+        "excess": frame_excess(frame, star, ens, var[0], n_frames=n_frames, n_stars=n_stars),
+    }
+
+
+def _same(a, b, rtol):
+    for k in a:
+        if a[k].dtype == bool or k == "choice":
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:  # the noise fits (and the excess, of their variances) to the least-squares fitter's own tolerance
+            r = max(rtol, 1e-5) if rtol and k in ("fits", "excess") else rtol
+            np.testing.assert_allclose(a[k], b[k], rtol=r, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("block", [97, 401])  # the solve's blocks: one frame (180 points) each, or two
+def test_block_by_block_and_lean_types_give_the_same_answer(monkeypatch, block):
+    """The passes over a night's points go a block at a time (skylake.ensemble.blocks): small blocks give
+    the answer of one block (the solve, an aperture's offsets, the choice to 1e-9; the per-star sums add up in
+    another order, which the noise fits' least squares, converged to 1e-8, carry to 1e-6), and int32 indices
+    with float32 errors and positions give exactly the answer of the same numbers in 64 bits."""
+    import skylake.ensemble.blocks
+    import skylake.ensemble.solve
+
+    data, _, _ = _field(n_frames=30, n_stars=200, order=1, seed=11)
+    rng = np.random.default_rng(12)
+    cloudy = data["frame"] == 3  # a frame with extra noise of its own
+    data["mag"] = data["mag"] + np.where(cloudy, rng.normal(0, 0.03, cloudy.size), 0.0)
+    lean = dict(data)
+    lean.update(frame=data["frame"].astype(np.int32), star=data["star"].astype(np.int32))
+    lean.update({k: data[k].astype(np.float32) for k in ("err", "u", "v")})
+    wide = dict(lean)
+    wide.update(frame=data["frame"], star=data["star"], **{k: lean[k].astype(float) for k in ("err", "u", "v")})
+    one = _pieces(**wide)
+    assert one["used"].sum() > 0.9 * one["used"].size and (one["excess"] > 0).any()
+    _same(one, _pieces(**lean), rtol=0)
+    for module in (skylake.ensemble.blocks, skylake.ensemble.solve):
+        monkeypatch.setattr(module, "BLOCK", block)
+    _same(one, _pieces(**lean), rtol=1e-9)
+
+
+def test_the_noise_fit_of_a_mask_and_an_offset_is_that_of_the_subset():
+    """fit_noise on a night's arrays with ``points`` and ``offset`` (no copies of a subset, no array of the
+    magnitudes in the aperture) is fit_noise on the subset's own magnitudes; variance_sums and choose_from_sums,
+    an aperture at a time, choose as choose_apertures does with every aperture's variances at once."""
+    data, _, _ = _field(n_frames=30, n_stars=200, order=1, seed=13)
+    rng = np.random.default_rng(14)
+    star, mag, err = data["star"], data["mag"], data["err"]
+    young = rng.uniform(0.001, 0.003, star.size)
+    offset = rng.normal(0, 0.01, star.size).astype(np.float32)
+    pts = (err < 0.02) & (rng.random(star.size) < 0.8)
+    whole = fit_noise(star, mag, err, young, n_stars=200, points=pts, offset=offset)
+    subset = fit_noise(star[pts], (mag + offset)[pts], err[pts], young[pts], n_stars=200)
+    assert whole.n_points == pts.sum() and whole == subset
+    var = np.stack([err**2, np.where(pts, 0.7 * err**2, np.nan), 0.7 * err**2 + 1e-6])
+    sums = [variance_sums(star, v, 200) for v in var]
+    choice = choose_from_sums(np.stack([c for c, _ in sums]), np.stack([s for _, s in sums]))
+    np.testing.assert_array_equal(choice, choose_apertures(star, var, 200))
+    assert set(np.unique(choice)) == {0, 2}

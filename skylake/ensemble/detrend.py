@@ -149,6 +149,7 @@ def epd(
     window: int = 0,
     clip: float = 4.0,
     alpha: float = 1e-3,
+    stars: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """EPD trends of each star.
 
@@ -169,6 +170,8 @@ def epd(
     alpha : float
         The trend is removed only when an F-test against a constant finds it significant at this level, so
         that a star with no systematics is not made to look quieter than its noise.
+    stars : (S,) bool array, optional
+        Only these stars are fitted (the others as with too few points), without copies of their rows.
 
     Returns
     -------
@@ -181,7 +184,7 @@ def epd(
     P = params.shape[2]
     out = np.full((S, E), np.nan)
     n_terms = np.full(S, -1, dtype=np.int64)
-    for s in range(S):
+    for s in range(S) if stars is None else np.flatnonzero(stars):
         ok = np.isfinite(mag[s]) & np.isfinite(err[s]) & np.isfinite(params[s]).all(axis=1)
         n = int(ok.sum())
         if n < max(min_points, 3 * (P + 1)):
@@ -298,6 +301,7 @@ def tfa(
     window: int = 0,
     clip: float = 4.0,
     alpha: float = 1e-3,
+    stars: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """TFA trends of each star.
 
@@ -321,6 +325,8 @@ def tfa(
         Points further than this many robust sigmas from the fit are left out of it; see :func:`epd`.
     alpha : float
         Significance level of the F-test the trend must pass to be removed; see :func:`epd`.
+    stars : (S,) bool array, optional
+        Only these stars are fitted; see :func:`epd`.
 
     Returns
     -------
@@ -334,7 +340,7 @@ def tfa(
     k = basis.shape[1]
     out = np.full((S, E), np.nan)
     n_terms = np.full(S, -1, dtype=np.int64)
-    for s in range(S):
+    for s in range(S) if stars is None else np.flatnonzero(stars):
         ok = np.isfinite(mag[s]) & np.isfinite(err[s])
         n = int(ok.sum())
         if n < max(min_points, 2 * (k + 1)):

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from skylake.ensemble.blocks import add_counts, blocks, bucket_positions, floats
+
 __all__ = [
     "NoiseModel",
     "NoiseFit",
@@ -201,125 +203,267 @@ def pull_stats(star: np.ndarray, mag: np.ndarray, err: np.ndarray, n_stars: int,
     return pull, chi2
 
 
-def _robust_width(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
+def _robust_width(x: np.ndarray, overwrite: bool = False) -> float:
+    """The interquartile range of the finite values of ``x`` over 1.349 (NaN for fewer than 4).
+
+    ``overwrite``: ``x`` may be reordered (no copy of the night's pulls when they are all finite).
+    """
+    finite = np.isfinite(x)
+    if not finite.all():
+        x = x[finite]
     if x.size < 4:
         return float("nan")
-    q75, q25 = np.percentile(x, [75, 25])
+    q75, q25 = np.percentile(x, [75, 25], overwrite_input=overwrite)
     return float((q75 - q25) / 1.349)
 
 
-def _noise_cells(p2, y2, ok, n_bins, fit_c):
-    """Each point's cell: its bin of photon error (quantiles) and, when ``c`` is fitted, its third of Young's.
+class _CellPoints:
+    """The points of a noise fit, compact and in the order of their cells (photon-error bin * 3 + Young bin).
 
-    Parameters
-    ----------
-    p2, y2 : float arrays (N,)
-        Each point's squared photon error and squared Young scintillation, mag^2.
-    ok : bool array (N,)
-        The points of the fit (the bins' quantiles are theirs).
-    n_bins : int
-        Bins of photon error.
-    fit_c : bool
-        Whether ``c`` is fitted (else every point is in Young's first third).
-
-    Returns
-    -------
-    int array (N,)
-        ``photon bin * 3 + Young bin``.
-    """
-    lp = np.log(p2)  # once, not once for the quantiles and again for the bins
-    edges = np.unique(np.quantile(lp[ok], np.linspace(0, 1, n_bins + 1)))
-    pbin = np.clip(np.searchsorted(edges, lp, side="right") - 1, 0, max(len(edges) - 2, 0))
-    del lp
-    ybin = np.zeros(len(p2), np.int64)
-    if fit_c:
-        yedges = np.quantile(y2[ok], [0, 1 / 3, 2 / 3, 1])
-        ybin = np.clip(np.searchsorted(yedges, y2, side="right") - 1, 0, 2)
-    return pbin * 3 + ybin
-
-
-def _cell_segments(cell):
-    """The points' order by cell and where each cell's run starts: sorted once, as the cells do not change.
-
-    Parameters
-    ----------
-    cell : int array (N,)
-        Each point's cell (:func:`_noise_cells`).
-
-    Returns
-    -------
-    order : int array (N,)
-        The points sorted by cell (stable).
-    bounds : int array (C + 1,)
-        Cell ``c``'s points are ``order[bounds[c] : bounds[c + 1]]``.
-    """
-    n_cells = int(cell.max()) + 1 if len(cell) else 0
-    # a few dozen cells: as int16 the stable sort is a radix sort, O(N) (the same order as int64's)
-    keys = cell.astype(np.int16) if n_cells <= np.iinfo(np.int16).max else cell
-    order = np.argsort(keys, kind="stable")
-    return order, np.searchsorted(keys[order], np.arange(n_cells + 1))
-
-
-def _binned_variance(star, mag, keep, var, n_stars, cells):
-    """The robust variance of each cell of at least 10 kept points, about their stars' weighted means.
+    The fit's rounds need each cell's points together (the medians) and each star's sums (the means). The points
+    are gathered once, cell after cell (in their own order within a cell), into arrays of their own: each cell
+    is then a slice, and a round's per-point work is done a block or a cell at a time, its temporaries that
+    long. The star index is kept as int32 and the photon error and Young's term in the caller's float type (the
+    same numbers, half the memory for float32): each block is computed in float64.
 
     Parameters
     ----------
     star : int array (N,)
         Each point's star.
-    mag : float array (N,)
-        Magnitudes, mag.
-    keep : bool array (N,)
-        The points of this round.
-    var : float array (N,)
-        Each point's variance by the current model (the weights), mag^2.
-    n_stars : int
-        Number of stars.
-    cells : tuple
-        ``(order, bounds, p2, y2)``: :func:`_cell_segments` of the points' cells (:func:`_noise_cells`), and
-        each point's squared photon error and squared Young scintillation [mag^2] in that order (they do not
-        change between rounds: sorted and gathered once).
+    mag, phot_err, young : float arrays (N,)
+        Magnitudes, photon errors and Young's scintillation, mag.
+    ok : bool array (N,)
+        The points of the fit.
+    cell_of : callable
+        ``cell_of(phot_err, young)``: the cells of points (int array), of float64 arrays.
+    n_cells, n_stars : int
+        Numbers of cells and of stars.
+    offset : float array (N,) or None
+        Added to ``mag`` as the points are gathered.
+    """
+
+    def __init__(self, star, mag, phot_err, young, ok, cell_of, n_cells, n_stars, offset=None):
+        self.n_stars = n_stars
+        n = int(np.count_nonzero(ok))
+        cell = np.empty(n, np.int16 if n_cells <= np.iinfo(np.int16).max else np.int32)
+        at = 0
+        for b in blocks(len(ok)):
+            i = np.flatnonzero(ok[b])
+            cell[at : at + i.size] = cell_of(np.asarray(phot_err[b][i], float), np.asarray(young[b][i], float))
+            at += i.size
+        sizes = np.bincount(cell, minlength=n_cells)
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)])
+        index = np.int32 if n_stars <= np.iinfo(np.int32).max else np.intp
+        self.star, self.mag = np.empty(n, index), np.empty(n, mag.dtype if offset is None else np.float64)
+        self.phot_err, self.young = np.empty(n, phot_err.dtype), np.empty(n, young.dtype)
+        nxt, at = self.bounds[:-1].copy(), 0
+        for b in blocks(len(ok)):
+            i = np.flatnonzero(ok[b]) + b.start
+            dest = bucket_positions(cell[at : at + i.size], nxt)
+            at += i.size
+            for mine, theirs in ((self.star, star), (self.mag, mag), (self.phot_err, phot_err), (self.young, young)):
+                mine[dest] = theirs[i]
+            if offset is not None:
+                self.mag[dest] += offset[i]
+
+    def __len__(self) -> int:
+        return self.star.size
+
+    def _weights(self, sl, model, keep):
+        """The block's star indices and weights ``1 / var`` (0 where not kept)."""
+        var = model.variance(self.phot_err[sl], self.young[sl])
+        return self.star[sl], np.divide(1.0, var, out=np.zeros_like(var), where=keep[sl])
+
+    def star_means(self, model: NoiseFit, keep: np.ndarray):
+        """Each star's sum of weights and weighted mean over the kept points, weighted by ``model``.
+
+        Parameters
+        ----------
+        model : NoiseFit
+            The model whose variances weight.
+        keep : bool array (N,)
+            The points of this round.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(sum of weights, mean)`` per star.
+        """
+        sw, swm = np.zeros(self.n_stars), np.zeros(self.n_stars)
+        for b in blocks(len(self)):
+            s, w = self._weights(b, model, keep)
+            sw += np.bincount(s, w, self.n_stars)
+            w *= self.mag[b]  # w * mag; 0 where not kept (w is 0 there)
+            swm += np.bincount(s, w, self.n_stars)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return sw, swm / sw
+
+    def u2(self, sl, model, keep, means) -> np.ndarray:
+        """``r^2 / (1 - h)`` of the points of ``sl`` (``r`` the residual about the star's mean, ``h`` the point's
+        weight in it), NaN for points not kept or of all the weight.
+
+        Parameters
+        ----------
+        sl : slice
+            The points.
+        model : NoiseFit
+            The model of the round's weights.
+        keep : bool array (N,)
+            The points of this round.
+        means : tuple
+            :meth:`star_means` of the round.
+
+        Returns
+        -------
+        numpy.ndarray
+            The values, float64.
+        """
+        sw, mean = means
+        s, w = self._weights(sl, model, keep)
+        k = keep[sl]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.divide(w, sw[s], out=w, where=k)
+            h[~k] = 1.0
+            bad = ~(k & (h < 1))
+            u2 = np.subtract(self.mag[sl], mean[s])
+            u2 *= u2
+            u2 /= np.subtract(1.0, h, out=h)
+        u2[bad] = np.nan
+        return u2
+
+    def cell_rows(self, model: NoiseFit, keep: np.ndarray, means) -> list:
+        """Per cell of at least 10 kept points: the median of ``u2`` over chi2's median, the mean ``p2``, the mean
+        ``y2`` and the number of points.
+
+        Parameters
+        ----------
+        model : NoiseFit
+            The model of the round's weights.
+        keep : bool array (N,)
+            The points of this round.
+        means : tuple
+            :meth:`star_means` of the round.
+
+        Returns
+        -------
+        list of tuple
+            One row per cell, in the cells' order.
+        """
+        rows = []
+        for c in range(len(self.bounds) - 1):
+            sl = slice(self.bounds[c], self.bounds[c + 1])
+            k = keep[sl]
+            n = int(np.count_nonzero(k))
+            if n < 10:
+                continue
+            seg = self.u2(sl, model, keep, means)[k]
+            seg = seg[~np.isnan(seg)]
+            med = float(np.median(seg, overwrite_input=True)) if seg.size else float("nan")
+            p2 = np.square(self.phot_err[sl][k], dtype=np.float64)
+            y2 = np.square(self.young[sl][k], dtype=np.float64)
+            rows.append((med / _MEDIAN_CHI2_1, float(p2.sum() / n), float(y2.sum() / n), n))
+        return rows
+
+    def clip(self, model: NoiseFit, keep: np.ndarray, means, new: NoiseFit) -> None:
+        """The next round's points, in ``keep``: those whose ``u2`` (of this round) is within 25 of ``new``'s
+        variances (a point not kept this round comes back).
+
+        Parameters
+        ----------
+        model : NoiseFit
+            This round's model.
+        keep : bool array (N,)
+            This round's points; overwritten with the next round's.
+        means : tuple
+            :meth:`star_means` of this round.
+        new : NoiseFit
+            The model this round fitted.
+        """
+        for b in blocks(len(self)):
+            u2 = self.u2(b, model, keep, means)
+            var = new.variance(self.phot_err[b], self.young[b])
+            var *= 25.0
+            keep[b] = ~(u2 > var)
+
+    def pulls(self, model: NoiseFit, min_points: int):
+        """Each point's pull about its star's weighted mean with ``model``'s errors (:func:`pull_stats`), written
+        over the magnitudes (the last use of them), and each star's reduced chi2.
+
+        Parameters
+        ----------
+        model : NoiseFit
+            The fitted model.
+        min_points : int
+            Stars with fewer points get NaN.
+
+        Returns
+        -------
+        pulls : numpy.ndarray (N,)
+            The pulls (the magnitudes' array).
+        chi2 : numpy.ndarray (S,)
+            ``sum(pull^2) / (n - 1)`` per star.
+        """
+        S = self.n_stars
+        sw, swm, n = np.zeros(S), np.zeros(S), np.zeros(S, np.intp)
+        for b in blocks(len(self)):
+            s, err = self.star[b], np.sqrt(model.variance(self.phot_err[b], self.young[b]))
+            w = 1.0 / err**2
+            sw += np.bincount(s, w, S)
+            swm += np.bincount(s, w * self.mag[b], S)
+            n += np.bincount(s, minlength=S)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = swm / sw
+        ss = np.zeros(S)
+        pull = self.mag  # overwritten block by block: each point's magnitude is read before its pull is written
+        for b in blocks(len(self)):
+            s, err = self.star[b], np.sqrt(model.variance(self.phot_err[b], self.young[b]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p = np.where(n[s] >= min_points, (self.mag[b] - mean[s]) / err, np.nan)
+            ss += np.bincount(s, np.nan_to_num(p) ** 2, S)
+            pull[b] = p
+        with np.errstate(divide="ignore", invalid="ignore"):
+            chi2 = np.where(n >= min_points, ss / (n - 1), np.nan)
+        return pull, chi2
+
+
+def _cell_edges(phot_err, young, ok, n_bins: int, fit_c_from):
+    """The quantile edges of the cells, from the fit's points: of the log squared photon error (``n_bins`` bins)
+    and, when ``c`` is fitted, of the squared Young term (thirds).
+
+    Parameters
+    ----------
+    phot_err, young : float arrays (N,)
+        Each point's photon error and Young scintillation, mag.
+    ok : bool array (N,)
+        The points of the fit.
+    n_bins : int
+        Bins of photon error.
+    fit_c_from : callable
+        ``fit_c_from(lo, hi)``: whether ``c`` is fitted, from the 10th and 90th percentiles of the squared Young
+        term.
 
     Returns
     -------
-    rows : list of tuple
-        Per cell (in increasing order), the median of ``r^2 / (1 - h)`` over chi2's median, the mean ``p2``,
-        the mean ``y2`` and the number of points.
-    u2 : float array (N,)
-        Each point's ``r^2 / (1 - h)`` (NaN for points not kept).
+    fit_c : bool
+        Whether ``c`` is fitted.
+    p_median : float
+        The median photon error of the points, mag.
+    edges : numpy.ndarray
+        The photon bins' edges (in log squared error).
+    yedges : numpy.ndarray or None
+        Young's thirds' edges (squared), None when ``c`` is not fitted.
     """
-    order, bounds, p2s, y2s = cells
-    # the same arithmetic as np.where(keep, 1 / var, 0) etc., but into as few (N,) arrays as it needs
-    w = np.divide(1.0, var, out=np.zeros_like(var), where=keep)
-    sw = np.bincount(star, w, n_stars)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wm = np.multiply(w, mag, out=np.zeros_like(w), where=keep)
-        mean = np.bincount(star, wm, n_stars) / sw
-        del wm
-        h = np.divide(w, sw[star], out=w, where=keep)  # w is not needed after this
-        h[~keep] = 1.0
-        bad = ~(keep & (h < 1))
-        u2 = np.subtract(mag, mean[star])
-        u2 *= u2
-        u2 /= np.subtract(1.0, h, out=h)
-        u2[bad] = np.nan
-    del w, h, bad
-    # per cell with numpy, not a pandas groupby (which copied and re-sorted every column each round): the kept
-    # points of a cell in their order, the median of their u2 and the plain sums of p2 and y2 (pandas' mean)
-    kept, u2s = keep[order], u2[order]
-    rows = []
-    for c in range(len(bounds) - 1):
-        sl = slice(bounds[c], bounds[c + 1])
-        k = kept[sl]
-        n = int(np.count_nonzero(k))
-        if n < 10:
-            continue
-        seg = u2s[sl][k]
-        seg = seg[~np.isnan(seg)]
-        med = float(np.median(seg, overwrite_input=True)) if seg.size else float("nan")  # seg is a copy
-        rows.append((med / _MEDIAN_CHI2_1, float(p2s[sl][k].sum() / n), float(y2s[sl][k].sum() / n), n))
-    return rows, u2
+    # one float64 copy of the points' values at a time, sorted in place by the quantiles (no further copies)
+    y2 = np.square(young[ok], dtype=np.float64)
+    lo, hi = np.percentile(y2, [10, 90], overwrite_input=True)
+    fit_c = fit_c_from(lo, hi)
+    yedges = np.quantile(y2, [0, 1 / 3, 2 / 3, 1], overwrite_input=True) if fit_c else None
+    del y2
+    p = np.asarray(phot_err[ok], np.float64)
+    p_median = float(np.median(p, overwrite_input=True))
+    lp = np.log(np.square(p, out=p), out=p)
+    edges = np.unique(np.quantile(lp, np.linspace(0, 1, n_bins + 1), overwrite_input=True))
+    return fit_c, p_median, edges, yedges
 
 
 def _fit_bins(rows, model, fixed, fit_c, fit_b, p_ref):
@@ -405,6 +549,8 @@ def fit_noise(
     iterations: int = 4,
     fixed: NoiseFit | None = None,
     fit_slope: bool = False,
+    points: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
 ) -> NoiseFit:
     """Fit the noise model to the points of constant stars.
 
@@ -444,48 +590,69 @@ def fit_noise(
     fit_slope : bool
         Fit ``b``, the photon scale's change with the photon error (Kron's flux, whose stated error leaves out
         the noise of its own aperture's size); else ``b`` is 0.
+    points : bool array (N,), optional
+        The points to fit (default all): a night's arrays are passed whole, not copied to a subset.
+    offset : float array (N,), optional
+        Added to ``mag`` (another aperture's offsets, :func:`~skylake.ensemble.apertures.aperture_offsets`):
+        the points' magnitudes in that aperture without an array of them all.
 
     Returns
     -------
     NoiseFit
         The fitted model with its diagnostics; the starting model (``a`` 1, ``c`` as given, the floor
         given; ``fixed`` when given) with ``n_points`` 0 when fewer than 50 points of 10 stars are usable.
+
+    Notes
+    -----
+    Memory: the points fitted are gathered once, in the order of their cells, into arrays of their own (the
+    star as int32, the errors in the caller's float type), and every round goes over them a block or a cell
+    at a time: about 22 bytes a point for float32 errors, 30 for float64, besides the caller's arrays.
     """
-    star = np.asarray(star, np.int64)
-    mag, phot_err, young = (np.asarray(a, float) for a in (mag, phot_err, young))
-    ok = np.isfinite(mag) & np.isfinite(phot_err) & (phot_err > 0) & np.isfinite(young)
-    counts = np.bincount(star[ok], minlength=n_stars)
-    ok &= counts[star] >= min_points
+    star = np.asarray(star)
+    mag, phot_err, young = floats(mag), floats(phot_err), floats(young)
+    offset = None if offset is None else floats(offset)
+    ok = np.ones(star.size, bool) if points is None else np.array(points, bool)
+    for b in blocks(star.size):  # finite values, a positive error
+        ok[b] &= np.isfinite(mag[b]) & np.isfinite(phot_err[b]) & (phot_err[b] > 0) & np.isfinite(young[b])
+        if offset is not None:
+            ok[b] &= np.isfinite(offset[b])
+    counts = add_counts(star, ok, n_stars)
+    for b in blocks(star.size):
+        ok[b] &= counts[star[b]] >= min_points
     start = fixed or NoiseFit(phot_scale=1.0, scint_factor=float(scint_factor), floor_mag=float(floor_mag))
     # the stars left are those counted min_points (and at least once): no np.unique of the points needed
-    if ok.sum() < 50 or np.count_nonzero(counts >= max(min_points, 1)) < 10:
+    n_ok = int(np.count_nonzero(ok))
+    if n_ok < 50 or np.count_nonzero(counts >= max(min_points, 1)) < 10:
         return NoiseFit(
             start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag, start.phot_slope, start.phot_ref
         )
-    y2 = young**2
-    lo, hi = np.percentile(y2[ok], [10, 90])
-    fit_c = bool(lo > 0 and hi >= min_young_ratio * lo) and fixed is None
+    fit_c, p_median, edges, yedges = _cell_edges(
+        phot_err, young, ok, n_bins, lambda lo, hi: bool(lo > 0 and hi >= min_young_ratio * lo) and fixed is None
+    )
     fit_b = fit_slope and fixed is None
-    p_ref = fixed.phot_ref if fixed is not None else float(np.median(phot_err[ok]))
+    p_ref = fixed.phot_ref if fixed is not None else p_median
     model = NoiseFit(start.phot_scale, start.scint_factor, start.scint_fitted, start.floor_mag, start.phot_slope, p_ref)
-    keep = ok.copy()
-    p2 = phot_err**2
-    cell = _noise_cells(p2, y2, ok, n_bins, fit_c)
-    order, bounds = _cell_segments(cell)  # the cells are the same every round: sort them once
-    segments = (order, bounds, p2[order], y2[order])
-    del p2, y2, cell, order  # in segments from here on
-    var = model.variance(phot_err, young)
+
+    def _cell_of(p, y):
+        # each point's photon bin (quantiles of log p^2) * 3 + its third of Young's (0 when c is not fitted)
+        pbin = np.clip(np.searchsorted(edges, np.log(np.square(p)), side="right") - 1, 0, max(len(edges) - 2, 0))
+        if yedges is None:
+            return pbin * 3
+        return pbin * 3 + np.clip(np.searchsorted(yedges, np.square(y), side="right") - 1, 0, 2)
+
+    pts = _CellPoints(star, mag, phot_err, young, ok, _cell_of, 3 * max(len(edges) - 1, 1), n_stars, offset)
+    del ok  # the caller's arrays are not read again
+    keep = np.ones(n_ok, bool)
     for _ in range(iterations):
-        rows, u2 = _binned_variance(star, mag, keep, var, n_stars, segments)
+        means = pts.star_means(model, keep)
+        rows = pts.cell_rows(model, keep, means)
         if len(rows) < 3:
             break
-        model = _fit_bins(rows, model, fixed, fit_c, fit_b, p_ref)
-        var = model.variance(phot_err, young)  # the next round's weights too
-        keep = ok & ~(u2 > 25.0 * var)
-        del u2
-    del segments, keep
-    err = np.sqrt(var, out=var)  # model.error(phot_err, young): var is the last model's
-    pull, chi2 = pull_stats(star[ok], mag[ok], err[ok], n_stars, min_points)
+        new = _fit_bins(rows, model, fixed, fit_c, fit_b, p_ref)
+        pts.clip(model, keep, means, new)
+        model = new
+    del keep
+    pull, chi2 = pts.pulls(model, min_points)
     return NoiseFit(
         phot_scale=model.phot_scale,
         scint_factor=model.scint_factor,
@@ -494,8 +661,8 @@ def fit_noise(
         phot_slope=model.phot_slope,
         phot_ref=model.phot_ref,
         n_stars=int(np.isfinite(chi2).sum()),
-        n_points=int(ok.sum()),
-        pull_width=_robust_width(pull),
+        n_points=n_ok,
+        pull_width=_robust_width(pull, overwrite=True),
         chi2_dof=float(np.nanmedian(chi2)) if np.isfinite(chi2).any() else float("nan"),
     )
 
@@ -540,24 +707,40 @@ def frame_excess(
     numpy.ndarray (n_frames,)
         ``g_e``, mag.
     """
-    frame, star = np.asarray(frame, np.int64), np.asarray(star, np.int64)
+    frame, star = np.asarray(frame), np.asarray(star)
+    mag, var = np.asarray(mag, float), np.asarray(var, float)
     out = np.zeros(n_frames)
     if not len(frame):
         return out
-    w = 1.0 / var
-    sw = np.bincount(star, w, n_stars)
-    n = np.bincount(star, minlength=n_stars)
+    sw, swm, n = np.zeros(n_stars), np.zeros(n_stars), np.zeros(n_stars, np.intp)
+    for b in blocks(len(frame)):
+        w = 1.0 / var[b]
+        sw += np.bincount(star[b], w, n_stars)
+        swm += np.bincount(star[b], w * mag[b], n_stars)
+        n += np.bincount(star[b], minlength=n_stars)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.bincount(star, w * mag, n_stars) / sw
-        h = w / sw[star]
-        u2 = (mag - mean[star]) ** 2 / (1.0 - h)
-    good = (n[star] >= 3) & np.isfinite(u2)
-    order = np.argsort(frame[good], kind="stable")
-    f, u2s, vs = frame[good][order], u2[good][order], var[good][order]
-    starts = np.searchsorted(f, np.arange(n_frames))
-    ends = np.searchsorted(f, np.arange(n_frames), side="right")
-    for e in np.flatnonzero(ends - starts >= min_points):
-        uu, vv = u2s[starts[e] : ends[e]], vs[starts[e] : ends[e]]
+        mean = swm / sw
+
+    def _u2_of(b):
+        # r^2 / (1 - h) of the block's points, and which count (their star's points at least 3, a finite value)
+        s = star[b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = 1.0 / var[b] / sw[s]
+            u2 = (mag[b] - mean[s]) ** 2 / (1.0 - h)
+        return u2, (n[s] >= 3) & np.isfinite(u2)
+
+    # each frame's points together (u2 and var), the blocks' points sorted by frame into place
+    sizes = np.zeros(n_frames, np.intp)
+    for b in blocks(len(frame)):
+        sizes += np.bincount(frame[b][_u2_of(b)[1]], minlength=n_frames)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    u2s, vs, nxt = np.empty(bounds[-1]), np.empty(bounds[-1]), bounds[:-1].copy()
+    for b in blocks(len(frame)):
+        u2, good = _u2_of(b)
+        dest = bucket_positions(frame[b][good], nxt)
+        u2s[dest], vs[dest] = u2[good], var[b][good]
+    for e in np.flatnonzero(sizes >= min_points):
+        uu, vv = u2s[bounds[e] : bounds[e + 1]], vs[bounds[e] : bounds[e + 1]]
         if np.median(uu / vv) <= (1.0 + sigmas * 2.34 / np.sqrt(uu.size)) * _MEDIAN_CHI2_1:
             continue
         lo, hi = 0.0, 1.0

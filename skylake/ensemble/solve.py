@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from skylake.ensemble.blocks import BLOCK, add_counts, floats
 from skylake.profile import register_section
 
 __all__ = ["EnsembleSettings", "EnsembleSolution", "solve", "design", "monomial_rows", "n_spatial_terms"]
@@ -287,12 +289,49 @@ class EnsembleSolution:
     notes: dict = field(default_factory=dict)
 
 
+class _Block(NamedTuple):
+    """A block of consecutive frames (never one split) and their points, frame order (:class:`_Points`)."""
+
+    points: slice  # the block's points
+    frames: slice  # its frames
+    count: np.ndarray  # points per frame
+    filled: np.ndarray  # frames with points
+    starts: np.ndarray  # where each filled frame's points start in the block
+
+
+def _frame_blocks(count: np.ndarray) -> list[_Block]:
+    """Blocks of whole frames of about :data:`~skylake.ensemble.blocks.BLOCK` points (a larger frame alone).
+
+    Parameters
+    ----------
+    count : int array (E,)
+        Points per frame.
+
+    Returns
+    -------
+    list of _Block
+        The blocks, covering every frame and point in order.
+    """
+    ends = np.cumsum(count)
+    out, f0, p0 = [], 0, 0
+    while f0 < len(count):
+        f1 = max(int(np.searchsorted(ends, p0 + BLOCK, side="right")), f0 + 1)
+        c = count[f0:f1]
+        filled = c > 0
+        out.append(_Block(slice(p0, int(ends[f1 - 1])), slice(f0, f1), c, filled, (np.cumsum(c) - c)[filled]))
+        f0, p0 = f1, int(ends[f1 - 1])
+    return out
+
+
 class _Points:
     """The points in frame order, with what the solve needs of each, and the per-frame passes over them.
 
     In frame order a per-frame sum is a contiguous ``np.add.reduceat`` and a per-frame value goes onto the
     points with ``np.repeat``, both several times faster than ``np.bincount`` and fancy indexing by frame. The
-    monomials ``T_k`` are made from ``u, v`` when needed, never kept as an (N, P) matrix.
+    monomials ``T_k`` are made from ``u, v`` when needed, never kept as an (N, P) matrix. The passes go a block
+    of whole frames at a time (:func:`_frame_blocks`): their temporaries are a block long, not a night's points
+    long; the per-frame sums are the same numbers, the per-star sums add the blocks' up (to the last bit's
+    rounding). The star index and the positions are kept as given (int32 and float32 are fine: no copies).
 
     Parameters
     ----------
@@ -313,9 +352,10 @@ class _Points:
         self.order = None if in_order else np.argsort(frame, kind="stable")
         self.star = self.take(star)
         self.u, self.v = self.take(u), self.take(v)
-        self.count = np.bincount(frame, minlength=n_frames)
+        self.count = add_counts(frame, None, n_frames)
         self.filled = self.count > 0
         self.starts = (np.cumsum(self.count) - self.count)[self.filled]
+        self.blocks = _frame_blocks(self.count)
 
     def take(self, a: np.ndarray) -> np.ndarray:
         """``a`` in frame order (a view when the points came in frame order).
@@ -351,24 +391,46 @@ class _Points:
         out[self.order] = a
         return out
 
-    def times_monomial(self, a: np.ndarray, k: int) -> np.ndarray:
-        """``a * T_k``, in place.
+    def times_monomial(self, a: np.ndarray, k: int, blk: _Block) -> np.ndarray:
+        """``a * T_k`` of a block's points, in place.
 
         Parameters
         ----------
-        a : float ndarray (N,)
-            Per-point values (frame order); overwritten.
+        a : float ndarray (n,)
+            Per-point values of the block; overwritten.
         k : int
             The monomial (column of :func:`design`).
+        blk : _Block
+            The block.
 
         Returns
         -------
-        ndarray (N,)
+        ndarray (n,)
             ``a``.
         """
         for f in _FACTORS[k]:
-            a *= self.u if f == "u" else self.v
+            a *= (self.u if f == "u" else self.v)[blk.points]
         return a
+
+    def expand_block(self, t: np.ndarray, blk: _Block) -> np.ndarray:
+        """Each of a block's points' ``sum_k t[e, k] T_k``.
+
+        Parameters
+        ----------
+        t : ndarray (E, P)
+            Per-frame coefficients.
+        blk : _Block
+            The block.
+
+        Returns
+        -------
+        ndarray (n,)
+            Per point of the block.
+        """
+        out = np.repeat(np.ascontiguousarray(t[blk.frames, 0], np.float64), blk.count)
+        for k in range(1, t.shape[1]):
+            out += self.times_monomial(np.repeat(np.ascontiguousarray(t[blk.frames, k]), blk.count), k, blk)
+        return out
 
     def expand(self, t: np.ndarray) -> np.ndarray:
         """Each point's ``sum_k t[e, k] T_k``.
@@ -383,9 +445,9 @@ class _Points:
         ndarray (N,)
             Per point, frame order.
         """
-        out = np.repeat(np.ascontiguousarray(t[:, 0]), self.count)
-        for k in range(1, t.shape[1]):
-            out += self.times_monomial(np.repeat(np.ascontiguousarray(t[:, k]), self.count), k)
+        out = np.empty(self.star.size)
+        for blk in self.blocks:
+            out[blk.points] = self.expand_block(t, blk)
         return out
 
     def frame_sum(self, a: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -408,6 +470,11 @@ class _Points:
             out[self.filled] = np.add.reduceat(a, self.starts, dtype=dtype)
         return out
 
+    def _block_sums(self, out: np.ndarray, k: int, a: np.ndarray, blk: _Block) -> None:
+        """Add a block's per-frame sums of ``a`` (its points' values) into column ``k`` of ``out`` (E, P)."""
+        if blk.starts.size:
+            out[blk.frames, k][blk.filled] += np.add.reduceat(a, blk.starts)
+
     def frame_counts(self, mask: np.ndarray) -> np.ndarray:
         """Points of ``mask`` per frame.
 
@@ -421,7 +488,11 @@ class _Points:
         int ndarray (E,)
             The counts.
         """
-        return self.frame_sum(mask, np.intp)
+        out = np.zeros(self.n_frames, np.intp)
+        for blk in self.blocks:  # a block's booleans counted as intp at a time, not the night's
+            if blk.starts.size:
+                out[blk.frames][blk.filled] = np.add.reduceat(mask[blk.points], blk.starts, dtype=np.intp)
+        return out
 
     def on_points(self, per_frame: np.ndarray) -> np.ndarray:
         """A per-frame value on each point.
@@ -438,6 +509,111 @@ class _Points:
         """
         return np.repeat(per_frame, self.count)
 
+    def on_stars(self, per_star: np.ndarray) -> np.ndarray:
+        """A per-star value on each point (block by block: no copy of an int32 star index).
+
+        Parameters
+        ----------
+        per_star : ndarray (S,)
+            One value per star.
+
+        Returns
+        -------
+        ndarray (N,)
+            Each point's star's value (frame order).
+        """
+        out = np.empty(self.star.size, per_star.dtype)
+        for blk in self.blocks:
+            out[blk.points] = per_star[self.star[blk.points]]
+        return out
+
+    def star_counts(self, mask: np.ndarray) -> np.ndarray:
+        """Points of ``mask`` per star.
+
+        Parameters
+        ----------
+        mask : bool ndarray (N,)
+            Frame order.
+
+        Returns
+        -------
+        int ndarray (S,)
+            The counts.
+        """
+        return add_counts(self.star, mask, self.n_stars)
+
+    def star_sum(self, a: np.ndarray) -> np.ndarray:
+        """Per-star sum of ``a``.
+
+        Parameters
+        ----------
+        a : float ndarray (N,)
+            Per-point values (frame order).
+
+        Returns
+        -------
+        ndarray (S,)
+            The sums.
+        """
+        out = np.zeros(self.n_stars)
+        for blk in self.blocks:
+            out += np.bincount(self.star[blk.points], a[blk.points], self.n_stars)
+        return out
+
+    def star_means(self, y: np.ndarray, w: np.ndarray, mask: np.ndarray | None = None):
+        """Each star's weighted mean of ``y`` and sum of weights.
+
+        Parameters
+        ----------
+        y, w : float ndarrays (N,)
+            Values and weights (frame order).
+        mask : bool ndarray (N,), optional
+            Only these points (the others weigh 0).
+
+        Returns
+        -------
+        mean, sw : ndarray (S,)
+            The means (NaN without weight) and the sums of weights.
+        """
+        S = self.n_stars
+        sw, swy = np.zeros(S), np.zeros(S)
+        for blk in self.blocks:
+            b = blk.points
+            wb = w[b] if mask is None else np.where(mask[b], w[b], 0.0)
+            sw += np.bincount(self.star[b], wb, S)
+            wb *= y[b]
+            swy += np.bincount(self.star[b], wb, S)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return swy / sw, sw
+
+    def about_star_means(self, c: np.ndarray, w: np.ndarray, inv_sw: np.ndarray) -> np.ndarray:
+        """``w (c - the weighted mean of c over each star's points)``, in place.
+
+        Parameters
+        ----------
+        c : float ndarray (N,)
+            Per-point values (frame order); overwritten.
+        w : float ndarray (N,)
+            The weights.
+        inv_sw : ndarray (S,)
+            ``1 / sum(w)`` per star (0 without weight).
+
+        Returns
+        -------
+        ndarray (N,)
+            ``c``.
+        """
+        swc = np.zeros(self.n_stars)
+        for blk in self.blocks:
+            b = blk.points
+            swc += np.bincount(self.star[b], w[b] * c[b], self.n_stars)
+        swc *= inv_sw
+        for blk in self.blocks:
+            b = blk.points
+            c[b] -= swc[self.star[b]]
+            c[b] *= w[b]
+        return c
+
     def reduce(self, a: np.ndarray) -> np.ndarray:
         """Per-frame ``sum_i a_i T_k(u_i, v_i)``.
 
@@ -451,12 +627,11 @@ class _Points:
         ndarray (E, P)
             The sums, one column per monomial.
         """
-        out = np.empty((self.n_frames, self.P))
+        out = np.zeros((self.n_frames, self.P))
         out[:, 0] = self.frame_sum(a)
-        buf = np.empty_like(a)
-        for k in range(1, self.P):
-            np.copyto(buf, a)
-            out[:, k] = self.frame_sum(self.times_monomial(buf, k))
+        for blk in self.blocks:
+            for k in range(1, self.P):
+                self._block_sums(out, k, self.times_monomial(a[blk.points].copy(), k, blk), blk)
         return out
 
     def normal(self, w: np.ndarray) -> np.ndarray:
@@ -473,14 +648,15 @@ class _Points:
             The matrices.
         """
         P = self.P
-        A = np.empty((self.n_frames, P, P))
-        wa, buf = np.empty_like(w), np.empty_like(w)
+        A = np.zeros((self.n_frames, P, P))
+        for blk in self.blocks:
+            for a in range(P):
+                for b in range(a, P):
+                    wab = self.times_monomial(self.times_monomial(w[blk.points].copy(), a, blk), b, blk)
+                    self._block_sums(A[:, a, :], b, wab, blk)
         for a in range(P):
-            np.copyto(wa, w)
-            self.times_monomial(wa, a)
-            for b in range(a, P):
-                np.copyto(buf, wa)
-                A[:, a, b] = A[:, b, a] = self.frame_sum(self.times_monomial(buf, b))
+            for b in range(a + 1, P):
+                A[:, b, a] = A[:, a, b]
         return A
 
     def quadratic(self, C: np.ndarray) -> np.ndarray:
@@ -497,17 +673,13 @@ class _Points:
             Per point, frame order.
         """
         out = np.zeros(self.star.size)
-        for a in range(self.P):
-            for b in range(a, self.P):
-                term = self.on_points(C[:, a, b] * (1.0 if a == b else 2.0))
-                out += self.times_monomial(self.times_monomial(term, a), b)
+        for blk in self.blocks:
+            o = out[blk.points]
+            for a in range(self.P):
+                for b in range(a, self.P):
+                    term = np.repeat(C[blk.frames, a, b] * (1.0 if a == b else 2.0), blk.count)
+                    o += self.times_monomial(self.times_monomial(term, a, blk), b, blk)
         return out
-
-
-def _star_means(star, y, w, n_stars):
-    sw = np.bincount(star, w, n_stars)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.bincount(star, w * y, n_stars) / sw, sw
 
 
 def _solvable(A):
@@ -539,10 +711,10 @@ def _prune(mask, pts, star_out, s):
         The points that take part: up to three rounds of removing stars with fewer than ``min_points`` points
         and frames with fewer than ``max(min_stars, P + 1)`` points (fewer when a round removes nothing).
     """
-    mask = mask & ~star_out[pts.star]
+    mask = mask & ~pts.on_stars(star_out)
     for _ in range(3):
         before = mask.copy()
-        mask &= (np.bincount(pts.star[mask], minlength=pts.n_stars) >= s.min_points)[pts.star]
+        mask &= pts.on_stars(pts.star_counts(mask) >= s.min_points)
         mask &= pts.on_points(pts.frame_counts(mask) >= max(s.min_stars, pts.P + 1))
         if np.array_equal(mask, before):  # another round would remove nothing either
             break
@@ -611,25 +783,19 @@ def _solve_terms(pts, _corrected, w, terms, limit, s):
     if not ok.any():
         return t, ok, A, 0
     t = _project(t)
-    sw = np.bincount(pts.star, w, S)
+    sw = pts.star_sum(w)
     inv_sw = np.divide(1.0, sw, out=np.zeros(S), where=sw > 0)
     B = np.zeros_like(A)
     B[ok] = np.linalg.inv(A[ok])
     bound = limit ** np.array([len(f) for f in _FACTORS[:P]], float)  # of |T_k|
 
-    def _about_star_means(c):
-        # w (c - the weighted mean of c over each star's points), in place
-        c -= (np.bincount(pts.star, w * c, S) * inv_sw)[pts.star]
-        c *= w
-        return c
-
-    r = _project(-pts.reduce(_about_star_means(_corrected(t))))  # minus the gradient
+    r = _project(-pts.reduce(pts.about_star_means(_corrected(t), w, inv_sw)))  # minus the gradient
     z = _project(np.einsum("eab,eb->ea", B, r))
     p = z.copy()
     rz = float(np.vdot(r, z))
     iterations = 0
     while iterations < s.max_iter and float(np.max(np.abs(z) @ bound)) >= 0.01 * s.tol_mag:
-        Hp = _project(pts.reduce(_about_star_means(pts.expand(p))))
+        Hp = _project(pts.reduce(pts.about_star_means(pts.expand(p), w, inv_sw)))
         pHp = float(np.vdot(p, Hp))
         if not pHp > 0:  # nothing left along p (rounding)
             break
@@ -643,13 +809,13 @@ def _solve_terms(pts, _corrected, w, terms, limit, s):
     return t, ok, A, iterations
 
 
-def _chi2_scale(star, y, w, w_all, used, ok, P, n_stars):
+def _chi2_scale(pts, y, w, w_all, used, ok):
     """The factor the errors are scaled by in the clipping: the root of the solve's reduced chi2, at least 1.
 
     Parameters
     ----------
-    star : int array (N,)
-        Each point's star.
+    pts : _Points
+        The points.
     y : float array (N,)
         The points' corrected magnitudes (``mag + corr``).
     w : float array (N,)
@@ -660,10 +826,6 @@ def _chi2_scale(star, y, w, w_all, used, ok, P, n_stars):
         The points in the solve.
     ok : bool array (E,)
         The frames solved.
-    P : int
-        Frame terms per frame.
-    n_stars : int
-        Number of stars.
 
     Returns
     -------
@@ -671,34 +833,64 @@ def _chi2_scale(star, y, w, w_all, used, ok, P, n_stars):
         The factor.
     M : ndarray (S,)
         The stars' means.
-    resid : ndarray (N,)
-        Each point's residual about its star's mean.
     """
-    M, sw = _star_means(star, y, w, n_stars)
-    resid = M[star]
-    np.subtract(y, resid, out=resid)
-    r2 = resid * resid
-    r2 *= w_all
-    r2[~used] = 0.0
-    dof = max(int(used.sum()) - int(ok.sum()) * P - int((sw > 0).sum()), 1)
-    return max(1.0, math.sqrt(float(r2.sum()) / dof)), M, resid
+    M, sw = pts.star_means(y, w)
+    r2sum = 0.0
+    for blk in pts.blocks:
+        b = blk.points
+        r2 = y[b] - M[pts.star[b]]
+        r2 *= r2
+        r2 *= w_all[b]
+        r2[~used[b]] = 0.0
+        r2sum += float(r2.sum())
+    dof = max(int(np.count_nonzero(used)) - int(ok.sum()) * pts.P - int((sw > 0).sum()), 1)
+    return max(1.0, math.sqrt(r2sum / dof)), M
 
 
-def _kept_chi2(star, y, w_all, kept, n_stars):
+def _within(pts, y, M, w_all, limit):
+    """The points within ``limit`` errors of their star's mean.
+
+    Parameters
+    ----------
+    pts : _Points
+        The points.
+    y : float array (N,)
+        The points' corrected magnitudes.
+    M : float array (S,)
+        The stars' means.
+    w_all : float array (N,)
+        Every point's weight (``1 / err^2``).
+    limit : float
+        Errors from the mean, at most.
+
+    Returns
+    -------
+    bool array (N,)
+        ``|y - M[star]| <= limit * err``.
+    """
+    out = np.empty(y.size, bool)
+    for blk in pts.blocks:
+        b = blk.points
+        lim = np.sqrt(w_all[b])
+        np.divide(1.0, lim, out=lim)
+        lim *= limit
+        out[b] = np.abs(y[b] - M[pts.star[b]]) <= lim
+    return out
+
+
+def _kept_chi2(pts, y, w_all, kept):
     """Each star's reduced chi2 over its kept points, and their number.
 
     Parameters
     ----------
-    star : int array (N,)
-        Each point's star.
+    pts : _Points
+        The points.
     y : float array (N,)
         The points' corrected magnitudes (``mag + corr``).
     w_all : float array (N,)
         Every point's weight.
     kept : bool array (N,)
         The points used and not clipped.
-    n_stars : int
-        Number of stars.
 
     Returns
     -------
@@ -707,15 +899,18 @@ def _kept_chi2(star, y, w_all, kept, n_stars):
     npts : ndarray (S,)
         Kept points per star.
     """
-    Mk, _sw = _star_means(star, y, np.where(kept, w_all, 0.0), n_stars)
-    rk2 = Mk[star]
-    np.subtract(y, rk2, out=rk2)
-    rk2 *= rk2
-    rk2 *= w_all
-    rk2[~kept] = 0.0
-    npts = np.bincount(star[kept], minlength=n_stars)
+    Mk, _sw = pts.star_means(y, w_all, kept)
+    rk2sum = np.zeros(pts.n_stars)
+    for blk in pts.blocks:
+        b = blk.points
+        rk2 = y[b] - Mk[pts.star[b]]
+        rk2 *= rk2
+        rk2 *= w_all[b]
+        rk2[~kept[b]] = 0.0
+        rk2sum += np.bincount(pts.star[b], rk2, pts.n_stars)
+    npts = pts.star_counts(kept)
     with np.errstate(divide="ignore", invalid="ignore"):
-        chi2 = np.bincount(star, rk2, n_stars) / np.maximum(npts - 1, 1)
+        chi2 = rk2sum / np.maximum(npts - 1, 1)
     return chi2, npts
 
 
@@ -749,13 +944,14 @@ def _gauge(terms, ok_frames, anchor):
     return np.where(ok_frames[:, None], terms - shift, np.nan)
 
 
-def _final_stars(star, y, w_all, used, base, any_pts, n_stars):
-    """Every star's mean, error and reduced chi2 from the fixed frame terms.
+def _final_stars(pts, y, w_all, used, base, any_pts):
+    """Every star's mean, error and reduced chi2 from the fixed frame terms, and each frame's sums of its used
+    points' residuals.
 
     Parameters
     ----------
-    star : int array (N,)
-        Each point's star.
+    pts : _Points
+        The points.
     y : float array (N,)
         The points' corrected magnitudes (``mag + corr``).
     w_all : float array (N,)
@@ -766,8 +962,6 @@ def _final_stars(star, y, w_all, used, base, any_pts, n_stars):
         The points allowed in the solve.
     any_pts : bool array (N,)
         The allowed points of solved frames: a star left out of the solve gets its mean from these.
-    n_stars : int
-        Number of stars.
 
     Returns
     -------
@@ -775,28 +969,37 @@ def _final_stars(star, y, w_all, used, base, any_pts, n_stars):
         Mean magnitude, its error and the reduced chi2 about it (NaN with fewer than 2 points).
     npts : ndarray (S,)
         Used points per star.
-    resid, r2 : ndarray (N,)
-        Each point's residual about its star's mean, and its square times the point's weight.
+    frame_sums : ndarray (E, 2)
+        Per frame, over its used points, the sum of the squared residuals about their stars' means and that of
+        the squares times the points' weights.
     """
-    M, sw = _star_means(star, y, np.where(used, w_all, 0.0), n_stars)
-    M_any, sw_any = _star_means(star, y, np.where(any_pts, w_all, 0.0), n_stars)
+    S = pts.n_stars
+    M, sw = pts.star_means(y, w_all, used)
+    M_any, sw_any = pts.star_means(y, w_all, any_pts)
     star_mag = np.where(sw > 0, M, M_any)
     star_w = np.where(sw > 0, sw, sw_any)
-    resid = y - star_mag[star]
-    r2 = resid**2 * w_all
-    npts = np.bincount(star[used], minlength=n_stars)
-    n_any = np.bincount(star[any_pts], minlength=n_stars)
+    npts, n_any = pts.star_counts(used), pts.star_counts(any_pts)
+    ss_used, ss_base = np.zeros(S), np.zeros(S)
+    frame_sums = np.zeros((pts.n_frames, 2))
+    for blk in pts.blocks:
+        b, s = blk.points, pts.star[blk.points]
+        resid = y[b] - star_mag[s]
+        r2 = resid**2 * w_all[b]
+        ss_used += np.bincount(s, np.where(used[b], r2, 0.0), S)
+        ss_base += np.bincount(s, np.where(base[b], r2, 0.0), S)
+        pts._block_sums(frame_sums, 0, np.where(used[b], resid**2, 0.0), blk)
+        pts._block_sums(frame_sums, 1, np.where(used[b], r2, 0.0), blk)
     with np.errstate(divide="ignore", invalid="ignore"):
         star_chi2 = np.where(
             npts > 1,
-            np.bincount(star, np.where(used, r2, 0.0), n_stars) / np.maximum(npts - 1, 1),
-            np.where(n_any > 1, np.bincount(star, np.where(base, r2, 0.0), n_stars) / np.maximum(n_any - 1, 1), np.nan),
+            ss_used / np.maximum(npts - 1, 1),
+            np.where(n_any > 1, ss_base / np.maximum(n_any - 1, 1), np.nan),
         )
         star_err = np.where(star_w > 0, 1.0 / np.sqrt(star_w), np.nan)
-    return star_mag, star_err, star_chi2, npts, resid, r2
+    return star_mag, star_err, star_chi2, npts, frame_sums
 
 
-def _final_frames(pts, A, used, resid, r2, ok_frames, s):
+def _final_frames(pts, A, used, frame_sums, ok_frames, s):
     """Every frame's point count, rms, reduced chi2 and status, and its terms' covariance.
 
     Parameters
@@ -807,8 +1010,9 @@ def _final_frames(pts, A, used, resid, r2, ok_frames, s):
         The frames' normal matrices over the points of the final solve.
     used : bool array (N,)
         The points in the final solve.
-    resid, r2 : float arrays (N,)
-        Each point's residual, and its square times the point's weight.
+    frame_sums : ndarray (E, 2)
+        Per frame, the sums of its used points' squared residuals and of those times the weights
+        (:func:`_final_stars`).
     ok_frames : bool array (E,)
         Frames solved with used points.
     s : EnsembleSettings
@@ -828,8 +1032,8 @@ def _final_frames(pts, A, used, resid, r2, ok_frames, s):
     P, n_frames = pts.P, pts.n_frames
     frame_n = pts.frame_counts(used)
     with np.errstate(divide="ignore", invalid="ignore"):
-        frame_rms = np.sqrt(pts.frame_sum(np.where(used, resid**2, 0.0)) / frame_n)
-        frame_chi2 = pts.frame_sum(np.where(used, r2, 0.0)) / np.maximum(frame_n - P, 1)
+        frame_rms = np.sqrt(frame_sums[:, 0] / frame_n)
+        frame_chi2 = frame_sums[:, 1] / np.maximum(frame_n - P, 1)
     frame_ok = ok_frames & (frame_n >= s.min_stars)
     # (X^T W X)^-1, scaled up by the frame's reduced chi2 when above 1
     cov = np.full((n_frames, P, P), np.nan)
@@ -888,18 +1092,14 @@ def _rounds(pts, _corrected, w_all, base, limit, s):
         solved_with = used
         total_iter += iterations
         y = _corrected(terms)
-        scale, M, resid = _chi2_scale(pts.star, y, w, w_all, used, ok, pts.P, pts.n_stars)
+        scale, M = _chi2_scale(pts, y, w, w_all, used, ok)
         del w
         # clip points; leave out stars far above the chi2 of stars of their magnitude
-        limit_pt = np.sqrt(w_all)  # the clip limit, as clip_sigma * scale * err_i, in place
-        np.divide(1.0, limit_pt, out=limit_pt)
-        limit_pt *= s.clip_sigma * scale
-        keep = np.abs(resid, out=resid) <= limit_pt
-        del resid, limit_pt
+        keep = _within(pts, y, M, w_all, s.clip_sigma * scale)
         keep &= base
-        keep &= ~star_out[pts.star]
+        keep &= ~pts.on_stars(star_out)
         # a star's chi2 without its clipped points: one cosmic ray does not make it a variable
-        chi2, npts = _kept_chi2(pts.star, y, w_all, used & keep, pts.n_stars)
+        chi2, npts = _kept_chi2(pts, y, w_all, used & keep)
         del y
         star_out = star_out | _variables(chi2, M, npts, s)
         new_used = _prune(keep, pts, star_out, s)
@@ -957,28 +1157,31 @@ def solve(
         When ``frame``, ``star``, ``mag``, ``err``, ``u`` and ``v`` differ in length.
     """
     s = settings or EnsembleSettings()
-    frame = np.asarray(frame, dtype=np.intp)
-    star = np.asarray(star, dtype=np.intp)
+    frame, star = _index(frame), _index(star)
     n = frame.size
     if not (star.size == np.size(mag) == np.size(err) == n == np.size(u) == np.size(v)):
         raise ValueError("frame, star, mag, err, u and v must have the same length")
     anchor = np.ones(n_frames, bool) if anchor is None else np.asarray(anchor, bool)
     P = 1 + n_spatial_terms(s.spatial_order)
     # everything below is in frame order (pts.take), back in the caller's order at the end (pts.put)
-    pts = _Points(frame, star, np.asarray(u, np.float64), np.asarray(v, np.float64), P, n_frames, n_stars)
-    star = pts.star
+    pts = _Points(frame, star, floats(u), floats(v), P, n_frames, n_stars)
     mag = pts.take(np.asarray(mag, dtype=np.float64))
-    err = pts.take(np.asarray(err, dtype=np.float64))
-    base = np.isfinite(mag) & np.isfinite(err) & (err > 0) & (err <= s.max_err)
-    if P > 1:  # the position enters only the spatial terms
-        base &= np.isfinite(pts.u) & np.isfinite(pts.v)
-    if usable is not None:
-        base &= pts.take(np.asarray(usable, bool))
-    w_all = np.where(np.isfinite(err), err, 1.0)
-    w_all *= w_all
-    w_all += s.floor_mag**2
-    np.divide(1.0, w_all, out=w_all)
-    del err
+    err = pts.take(floats(err))
+    usable = None if usable is None else pts.take(np.asarray(usable, bool))
+    base, w_all = np.empty(n, bool), np.empty(n)
+    for blk in pts.blocks:  # the points allowed and the weights 1 / (err^2 + floor^2), in float64
+        b = blk.points
+        e = np.asarray(err[b], np.float64)
+        base[b] = np.isfinite(mag[b]) & np.isfinite(e) & (e > 0) & (e <= s.max_err)
+        if P > 1:  # the position enters only the spatial terms
+            base[b] &= np.isfinite(pts.u[b]) & np.isfinite(pts.v[b])
+        if usable is not None:
+            base[b] &= usable[b]
+        e = np.where(np.isfinite(e), e, 1.0)
+        e *= e
+        e += s.floor_mag**2
+        w_all[b] = np.divide(1.0, e, out=e)
+    del err, usable
     not_base = ~base
 
     def _corrected(t):
@@ -990,7 +1193,12 @@ def solve(
 
     limit = 1.0
     if P > 1:
-        limit = max(limit, float(np.max(np.abs(pts.u[base]), initial=0)), float(np.max(np.abs(pts.v[base]), initial=0)))
+        for blk in pts.blocks:
+            b = blk.points
+            ok = base[b]
+            limit = max(
+                limit, float(np.max(np.abs(pts.u[b][ok]), initial=0)), float(np.max(np.abs(pts.v[b][ok]), initial=0))
+            )
 
     terms, ok, A, used, solved_with, star_out, total_iter, rounds, scale = _rounds(
         pts, _corrected, w_all, base, limit, s
@@ -1000,14 +1208,14 @@ def solve(
     terms = _gauge(terms, ok_frames, anchor)
     y = _corrected(np.where(ok_frames[:, None], terms, 0.0))
     # stars left out (variables, too few points) get their mean from the fixed frame terms
-    star_mag, star_err, star_chi2, npts, resid, r2 = _final_stars(
-        star, y, w_all, used, base, base & pts.on_points(ok_frames), n_stars
+    star_mag, star_err, star_chi2, npts, frame_sums = _final_stars(
+        pts, y, w_all, used, base, base & pts.on_points(ok_frames)
     )
     del y
     if used is not solved_with:  # the rounds ran out with new points: their normal matrices
         A = pts.normal(np.where(used, w_all, 0.0))
-    frame_n, frame_rms, frame_chi2, frame_ok, cov = _final_frames(pts, A, used, resid, r2, ok_frames, s)
-    del resid, r2
+    del w_all
+    frame_n, frame_rms, frame_chi2, frame_ok, cov = _final_frames(pts, A, used, frame_sums, ok_frames, s)
     corr = pts.expand(np.where(frame_ok[:, None], terms, 0.0))
     corr_err = pts.quadratic(np.where(frame_ok[:, None, None], cov, 0.0))
     np.maximum(corr_err, 0.0, out=corr_err)
@@ -1033,6 +1241,12 @@ def solve(
         rounds=rounds,
         notes={"chi2_scale": scale},
     )
+
+
+def _index(a) -> np.ndarray:
+    """``a`` as an array of integers: any integer type as it is (no copy), anything else as intp."""
+    a = np.asarray(a)
+    return a if a.dtype.kind in "iu" else a.astype(np.intp)
 
 
 def _variables(chi2: np.ndarray, mag: np.ndarray, n: np.ndarray, s: EnsembleSettings) -> np.ndarray:

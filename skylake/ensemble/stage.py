@@ -49,8 +49,9 @@ from skylake.calib.model import (
     instrumental_mag_err,
     latest_calibration,
 )
-from skylake.ensemble.apertures import aperture_offsets, choose_apertures
+from skylake.ensemble.apertures import aperture_offsets, choose_from_sums, variance_sums
 from skylake.ensemble.associate import associate_field
+from skylake.ensemble.blocks import blocks
 from skylake.ensemble.detrend import choose_templates, epd, tfa, trend_basis
 from skylake.ensemble.local import local_offsets
 from skylake.ensemble.noise import fit_noise, frame_excess, young_scintillation
@@ -402,9 +403,8 @@ def solve_field(
     if not ok.any():
         return out
     solved = sol.frame_ok[codes] & np.isfinite(mag)
-    phot = _photometry(
-        src, codes, star, u, v, inst, err, mag + sol.correction, usable & solved, flags, sol, flux, options, site
-    )
+    mag += sol.correction  # the ensemble's magnitudes, in place: the zeropoints' alone are not needed again
+    phot = _photometry(src, codes, star, u, v, inst, err, mag, usable & solved, flags, sol, flux, options, site)
     out.noise = phot.noise_rows(base.iloc[:1], item.get("profile", ""), _common(frames["filter"]), int(ok.sum()))
     rows["frame_noise_mag"] = np.where(seen, phot.frame_noise[np.maximum(at, 0)], np.nan).astype(np.float32)
     best, best_err = phot.best_mag, np.hypot(phot.best_err, sol.correction_err)
@@ -649,18 +649,18 @@ CELL_STARS = 40
 class _Photometry:
     """A field's points in every flux, the noise model of each and each star's choice (see :func:`_photometry`).
 
-    ``fluxes`` the flux names; ``dmag`` (K, N) what each adds to the ensemble-calibrated magnitude; ``phot_err``
-    (K, N) each point's photon error in it; ``fits`` the noise models of each (of unflagged points, of blended
-    ones); ``choice`` (S,) each star's flux
-    index; ``best_mag``, ``best_err`` (N,) the points in their star's flux and its modelled error (with their
+    ``fluxes`` the flux names; ``dmag`` (N,) what each point's star's flux adds to its ensemble-calibrated
+    magnitude; ``phot_err`` (N,) each point's photon error in that flux (both float32, as they are written);
+    ``fits`` the noise models of each flux (of unflagged points, of blended ones); ``choice`` (S,) each star's
+    flux index; ``best_mag``, ``best_err`` (N,) the points in their star's flux and its modelled error (with their
     local zeropoint and their frame cell's own extra noise); ``young`` (N,) Young's scintillation of each point;
     ``diameter_m`` the telescope's; ``frame_noise`` (E,) each frame's extra noise; ``local`` (N,) each point's
     local zeropoint correction.
     """
 
     fluxes: list
-    dmag: np.ndarray
-    phot_err: np.ndarray
+    dmag: np.ndarray  # (N,) float32, in the star's flux
+    phot_err: np.ndarray  # (N,) float32, in the star's flux
     fits: list  # per flux: the NoiseFit of unflagged points and that of blended ones
     choice: np.ndarray
     star: np.ndarray
@@ -736,17 +736,15 @@ class _Photometry:
         DataFrame
             One row per point of ``solved``.
         """
-        k = self.choice[self.star]
-        n = np.arange(len(k))
         rows = pd.DataFrame(
             {
                 "source_id": src["source_id"].to_numpy(np.int64),
                 "frame_id": src["frame_id"].to_numpy(np.int64),
-                "flux": np.asarray(self.fluxes, dtype=object)[k],
-                "dmag_ap": self.dmag[k, n].astype(np.float32),
+                "flux": np.asarray(self.fluxes, dtype=object)[self.choice[self.star]],
+                "dmag_ap": self.dmag,
                 "dmag_local": self.local.astype(np.float32),
                 "mag_err": self.best_err.astype(np.float32),
-                "mag_err_phot": self.phot_err[k, n].astype(np.float32),
+                "mag_err_phot": self.phot_err,
             }
         )[solved & np.isfinite(self.best_mag)]
         zeros = {"epd": np.float32(0), "tfa": np.float32(0), "epd_terms": np.int16(0), "tfa_terms": np.int16(0)}
@@ -771,10 +769,12 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
     )
     constant = ~sol.star_variable[star]
     steady = usable & constant
-    dmag, phot_err = _flux_offsets(src, codes, star, u, v, inst, err, exptime, steady, fluxes, flux, n_frames, n_stars)
+    dmag = _flux_offsets(src, codes, star, u, v, inst, err, exptime, steady, fluxes, flux, n_frames, n_stars)
     clean = steady & (flags == 0)
     cells = _Cells(codes, u, v, n_frames, int((clean & np.isfinite(mag_ens)).sum()))
-    noise = _FluxNoise(fluxes, dmag, phot_err, young, star, flags, steady, n_stars, options.scintillation_factor)
+    noise = _FluxNoise(
+        fluxes, dmag, _FluxErrors(src, fluxes, err), young, star, flags, steady, n_stars, options.scintillation_factor
+    )
     fits, choice, best_mag, best_var = noise.choose(mag_ens, 0.0)
     excess = cells.excess(clean, star, best_mag, best_var, n_stars)
     # frames whose stars scatter beyond the model in a cell: local zeropoints there, then the models again
@@ -782,12 +782,14 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
     local = np.zeros(len(src))
     if fix.size:
         offset, offset_err = _local_zeropoints(src, codes, star, best_mag, best_var, clean, fix, n_stars)
-        local = -offset
-        fits, choice, best_mag, best_var = noise.choose(mag_ens + local, offset_err**2)
+        del best_mag, best_var  # made again: not kept while the next are made
+        local = np.negative(offset, out=offset)
+        fits, choice, best_mag, best_var = noise.choose(mag_ens + local, np.square(offset_err, out=offset_err))
         excess = cells.excess(clean, star, best_mag, best_var, n_stars)  # what is still left: extra noise
+    dmag_ap, phot_err = noise.chosen(choice)
     return _Photometry(
         fluxes=fluxes,
-        dmag=dmag,
+        dmag=dmag_ap,
         phot_err=phot_err,
         fits=fits,
         choice=choice,
@@ -802,8 +804,8 @@ def _photometry(src, codes, star, u, v, inst, err, mag_ens, usable, flags, sol, 
 
 
 def _flux_offsets(src, codes, star, u, v, inst, err, exptime, steady, fluxes, flux, n_frames, n_stars):
-    """Each flux's offset from ``flux`` on the ensemble's scale (:func:`~.apertures.aperture_offsets`) and each
-    point's photon error in it.
+    """Each flux's offset from ``flux`` on the ensemble's scale (:func:`~.apertures.aperture_offsets`), a flux at
+    a time.
 
     Parameters
     ----------
@@ -828,39 +830,90 @@ def _flux_offsets(src, codes, star, u, v, inst, err, exptime, steady, fluxes, fl
 
     Returns
     -------
-    dmag : numpy.ndarray
-        (K, N) what each flux adds to a point's magnitude in ``flux``, mag (0 for ``flux`` itself).
-    phot_err : numpy.ndarray
-        (K, N) each point's photon error in each flux, mag.
+    list of numpy.ndarray or None
+        Per flux, what it adds to a point's magnitude in ``flux``, mag, as float32 (a few hundredths of a mag:
+        1e-9 mag off, and written as float32); None for ``flux`` itself (0).
     """
-    dmag = np.full((len(fluxes), len(src)), np.nan)
-    phot_err = np.full((len(fluxes), len(src)), np.nan)
-    for k, f in enumerate(fluxes):
+    dmag = []
+    for f in fluxes:
         if f == flux:
-            dmag[k], phot_err[k] = 0.0, err
+            dmag.append(None)
             continue
-        if f == KRON:
-            m_f, e_f = src["inst_mag"].to_numpy(float), src["inst_mag_err"].to_numpy(float)
-        else:
-            m_f = np.asarray(instrumental_mag(src[f].to_numpy(float), exptime), float)
-            e_f = np.asarray(instrumental_mag_err(src[f].to_numpy(float), src[f"{f}_err"].to_numpy(float)), float)
-        fit_here = steady & (np.hypot(e_f, err) < 0.05)
-        dmag[k] = aperture_offsets(
-            codes, star, m_f - inst, np.hypot(e_f, err), u, v, fit_here, n_frames=n_frames, n_stars=n_stars
+        m_f = (
+            src["inst_mag"].to_numpy(float, copy=True)  # a copy: the column's own memory is not written
+            if f == KRON
+            else np.asarray(instrumental_mag(src[f].to_numpy(float), exptime), float)
         )
-        phot_err[k] = e_f
-    return dmag, phot_err
+        m_f -= inst  # the flux's difference from the calibrated one, in place
+        e = np.hypot(_FluxErrors.of(src, f), err)
+        offsets = aperture_offsets(codes, star, m_f, e, u, v, steady & (e < 0.05), n_frames=n_frames, n_stars=n_stars)
+        dmag.append(offsets.astype(np.float32))
+    return dmag
+
+
+class _FluxErrors:
+    """Each point's photon error in each flux, made from the sources' columns when asked (a flux at a time: the
+    fluxes' errors are not all kept).
+
+    Parameters
+    ----------
+    src : DataFrame
+        The field's points (every flux and its error, ``inst_mag_err``).
+    fluxes : list of str
+        The fluxes, the calibrated one first.
+    err : numpy.ndarray
+        Each point's error in the calibrated flux, mag.
+    """
+
+    def __init__(self, src: pd.DataFrame, fluxes: list, err: np.ndarray):
+        self.src, self.fluxes, self.err = src, fluxes, err
+
+    @staticmethod
+    def of(src: pd.DataFrame, f: str) -> np.ndarray:
+        """The points' photon error in flux ``f``, mag.
+
+        Parameters
+        ----------
+        src : DataFrame
+            The points.
+        f : str
+            The flux (Kron's is ``inst_mag_err``).
+
+        Returns
+        -------
+        numpy.ndarray
+            The errors (NaN where the flux is not positive).
+        """
+        if f == KRON:
+            return src["inst_mag_err"].to_numpy(float)
+        return np.asarray(instrumental_mag_err(src[f].to_numpy(float), src[f"{f}_err"].to_numpy(float)), float)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        """The photon error of flux ``k`` (the calibrated flux's own ``err``).
+
+        Parameters
+        ----------
+        k : int
+            The flux's index.
+
+        Returns
+        -------
+        numpy.ndarray
+            The errors, mag.
+        """
+        return self.err if k == 0 else self.of(self.src, self.fluxes[k])
 
 
 @dataclass
 class _FluxNoise:
     """The noise model of each flux of a field's points and each star's choice among them (see
-    :func:`_photometry`): ``dmag`` and ``phot_err`` (K, N) of :func:`_flux_offsets`, ``young`` (N,) Young's
-    scintillation, ``steady`` (N,) the usable points of constant stars the models are fitted to."""
+    :func:`_photometry`): ``dmag`` each flux's offsets (:func:`_flux_offsets`), ``phot_err`` their photon errors
+    (:class:`_FluxErrors`), ``young`` (N,) Young's scintillation, ``steady`` (N,) the usable points of constant
+    stars the models are fitted to. A flux at a time: no (K, N) arrays."""
 
     fluxes: list
-    dmag: np.ndarray
-    phot_err: np.ndarray
+    dmag: list
+    phot_err: _FluxErrors
     young: np.ndarray
     star: np.ndarray
     flags: np.ndarray
@@ -868,8 +921,8 @@ class _FluxNoise:
     n_stars: int
     scint_factor: float
 
-    def model(self, k: int, mag: np.ndarray, extra: np.ndarray):
-        """The noise fits of flux ``k`` and its points' modelled variance.
+    def model(self, k: int, mag: np.ndarray, pe: np.ndarray):
+        """The noise fits of flux ``k``.
 
         Parameters
         ----------
@@ -877,36 +930,66 @@ class _FluxNoise:
             The flux's index in ``fluxes``.
         mag : numpy.ndarray
             The points' ensemble-calibrated magnitudes (before the flux's ``dmag``), mag.
-        extra : numpy.ndarray or float
-            A variance each point carries beyond the model (its local zeropoint's), mag^2.
+        pe : numpy.ndarray
+            The points' photon errors in the flux, mag.
 
         Returns
         -------
-        fits : tuple of NoiseFit
+        tuple of NoiseFit
             The fits of the unflagged and of the blended points.
-        var : numpy.ndarray
-            Each point's modelled variance in the flux, mag^2 (NaN where it has no magnitude in it).
         """
-        star, flags, young, phot_err = self.star, self.flags, self.young, self.phot_err
-        m_k = mag + self.dmag[k]
-        pts = self.steady & np.isfinite(m_k) & (phot_err[k] > 0) & (phot_err[k] < 0.3)
+        star, flags, young, off = self.star, self.flags, self.young, self.dmag[k]
+        pts = self.steady & self._measured(mag, off, pe, slice(None)) & (pe < 0.3)
         ok, blended = pts & (flags == 0), pts & (flags == OBJ_MERGED)
+        del pts
         fit = fit_noise(
-            star[ok],
-            m_k[ok],
-            phot_err[k][ok],
-            young[ok],
+            star,
+            mag,
+            pe,
+            young,
             n_stars=self.n_stars,
             scint_factor=self.scint_factor,
             fit_slope=self.fluxes[k] == KRON,
+            points=ok,
+            offset=off,
         )
-        blend = fit_noise(
-            star[blended], m_k[blended], phot_err[k][blended], young[blended], n_stars=self.n_stars, fixed=fit
-        )
-        v = np.where((flags & OBJ_MERGED) != 0, blend.variance(phot_err[k], young), fit.variance(phot_err[k], young))
-        return (fit, blend), np.where(np.isfinite(m_k) & (phot_err[k] > 0), v + extra, np.nan)
+        blend = fit_noise(star, mag, pe, young, n_stars=self.n_stars, fixed=fit, points=blended, offset=off)
+        return fit, blend
 
-    def choose(self, mag: np.ndarray, extra: np.ndarray):
+    @staticmethod
+    def _measured(mag, off, pe, b):
+        """Points of ``b`` with a magnitude in the flux (``mag + off`` finite) and a positive photon error."""
+        m = np.isfinite(mag[b]) & (pe[b] > 0)
+        return m if off is None else m & np.isfinite(off[b])
+
+    def variance(self, k: int, fits, mag: np.ndarray, pe: np.ndarray, extra, b: slice) -> np.ndarray:
+        """The modelled variance of the points of ``b`` in flux ``k``.
+
+        Parameters
+        ----------
+        k : int
+            The flux's index.
+        fits : tuple of NoiseFit
+            Its fits (:meth:`model`).
+        mag, pe : numpy.ndarray
+            The points' magnitudes (before the flux's ``dmag``) and photon errors in the flux, mag.
+        extra : numpy.ndarray or float
+            A variance each point carries beyond the model (its local zeropoint's), mag^2.
+        b : slice
+            The points.
+
+        Returns
+        -------
+        numpy.ndarray
+            Their variances, mag^2 (NaN where a point has no magnitude in the flux).
+        """
+        fit, blend = fits
+        y, p = self.young[b], pe[b]
+        v = np.where((self.flags[b] & OBJ_MERGED) != 0, blend.variance(p, y), fit.variance(p, y))
+        v += extra[b] if np.ndim(extra) else extra
+        return np.where(self._measured(mag, self.dmag[k], pe, b), v, np.nan)
+
+    def choose(self, mag: np.ndarray, extra):
         """Each flux's model, each star's choice, and the points in their star's flux.
 
         Parameters
@@ -927,11 +1010,52 @@ class _FluxNoise:
         best_var : numpy.ndarray
             Their modelled variance, mag^2.
         """
-        fits, var = zip(*(self.model(k, mag, extra) for k in range(len(self.fluxes))))
-        var = np.stack(var)
-        choice = choose_apertures(self.star, var, self.n_stars)
-        k, n = choice[self.star], np.arange(len(self.star))
-        return list(fits), choice, mag + self.dmag[k, n], var[k, n]
+        star, n = self.star, len(self.star)
+        fits, counts, sums = [], [], []
+        for k in range(len(self.fluxes)):  # a flux's fits, then its stars' sums of variance (all the choice needs)
+            pe = self.phot_err[k]
+            fits.append(self.model(k, mag, pe))
+            c_k, s_k = np.zeros(self.n_stars, np.intp), np.zeros(self.n_stars)
+            for b in blocks(n):
+                c, t = variance_sums(star[b], self.variance(k, fits[k], mag, pe, extra, b), self.n_stars)
+                c_k += c
+                s_k += t
+            counts.append(c_k)
+            sums.append(s_k)
+        choice = choose_from_sums(np.stack(counts), np.stack(sums))
+        best_mag, best_var = np.array(mag, float), np.empty(n)
+        for k in range(len(self.fluxes)):  # the chosen flux's variance made again, its offset added
+            pe = self.phot_err[k]
+            for b in blocks(n):
+                on = choice[star[b]] == k
+                best_var[b][on] = self.variance(k, fits[k], mag, pe, extra, b)[on]
+                if self.dmag[k] is not None:
+                    best_mag[b][on] += self.dmag[k][b][on]
+        return fits, choice, best_mag, best_var
+
+    def chosen(self, choice: np.ndarray):
+        """Each point's offset and photon error in its star's flux, float32 (as the detrend rows hold them).
+
+        Parameters
+        ----------
+        choice : numpy.ndarray
+            Each star's flux index.
+
+        Returns
+        -------
+        dmag, phot_err : numpy.ndarray
+            Per point, mag.
+        """
+        n = len(self.star)
+        dmag, phot_err = np.zeros(n, np.float32), np.empty(n, np.float32)
+        for k in range(len(self.fluxes)):
+            pe = self.phot_err[k]
+            for b in blocks(n):
+                on = choice[self.star[b]] == k
+                phot_err[b][on] = pe[b][on]
+                if self.dmag[k] is not None:
+                    dmag[b][on] = self.dmag[k][b][on]
+        return dmag, phot_err
 
 
 class _Cells:
@@ -1016,11 +1140,15 @@ def _local_zeropoints(src, codes, star, mag, var, clean, fix, n_stars):
 
 def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars, options, site):
     """EPD then TFA of the field's stars with enough usable points: a DataFrame of ``source_id``, ``frame_id``,
-    ``epd``, ``tfa`` and their terms, or None."""
+    ``epd``, ``tfa`` and their terms, or None.
+
+    The star x frame matrices are made once: the magnitudes and EPD's parameters in float64 (nearly collinear
+    parameters, airmass and hour angle over a short night, tell apart only at that precision), the parameters in
+    one (S, E, P) array, the errors in float32 (weights to 1e-7); the variables (no trend of their own) are left
+    out of the fits, not copied out.
+    """
     n_pts = np.bincount(star[usable], minlength=n_stars)
     keep = n_pts >= options.detrend_min_points
-    # a variable's own signal would become its trend: variables get none (their detrended = ensemble mags)
-    variable = sol.star_variable
     if not keep.any():
         return None
     sidx = np.flatnonzero(keep)
@@ -1030,52 +1158,33 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
     r, c = row_of[star[pts]], codes[pts]
     S, E = sidx.size, n_frames
     Y = np.full((S, E), np.nan)
-    ERR = np.full((S, E), np.nan)
+    ERR = np.full((S, E), np.nan, np.float32)
     Y[r, c], ERR[r, c] = mag[pts], err[pts]
-    fit = ~variable[sidx]
+    # a variable's own signal would become its trend: variables get none (their detrended = ensemble mags)
+    fit = ~sol.star_variable[sidx]
     fr = frames.set_index("frame_id")
     frame_ids = np.asarray(pd.Index(src["frame_id"]).unique().sort_values())
     t = fr.loc[frame_ids, "mjd"].to_numpy(float)
-    params = []
-    for name in options.epd_params:
-        if name == "hour_angle":
-            vals = _hour_angle(
-                src.assign(ra_center=fr.loc[src["frame_id"], "ra_center"].to_numpy(float)), float(site["lon_deg"])
-            )
-        else:
-            vals = src[name].to_numpy(float)
-        M = np.full((S, E), np.nan)
-        M[r, c] = vals[pts]
-        mu, sd = np.nanmean(M), np.nanstd(M)
-        params.append((M - mu) / (sd if sd > 0 else 1.0))
+    fit_args = {"min_points": options.detrend_min_points, "window": options.detrend_window}
+    fit_args["alpha"] = options.detrend_alpha
     trend_e, terms_e = np.where(np.isfinite(Y), 0.0, np.nan), np.zeros(S, np.int64)
-    if params:
-        trend_e[fit], terms_e[fit] = epd(
-            Y[fit],
-            ERR[fit],
-            np.stack(params, axis=2)[fit],
-            t,
-            min_points=options.detrend_min_points,
-            window=options.detrend_window,
-            alpha=options.detrend_alpha,
-        )
-    Y2 = Y - np.where(np.isfinite(trend_e), trend_e, 0.0)
+    if options.epd_params:
+        params = _epd_params(src, fr, pts, r, c, (S, E), options.epd_params, float(site["lon_deg"]))
+        trend_e, terms_e = epd(Y, ERR, params, t, stars=fit, **fit_args)
+        del params
+        trend_e[~fit] = np.where(np.isfinite(Y[~fit]), 0.0, np.nan)
+        terms_e[~fit] = 0
+    Y2 = np.subtract(Y, trend_e, out=Y, where=np.isfinite(trend_e))  # Y less the EPD trend, in place
     with np.errstate(all="ignore"):
         med = np.nanmedian(Y2, axis=1, keepdims=True)
         rms = MAD_TO_SIGMA * np.nanmedian(np.abs(Y2 - med), axis=1)
     quiet = choose_templates(Y2, rms, max_templates=options.max_templates, exclude=~sol.star_used[sidx])
     basis = trend_basis(Y2, quiet)
-    trend_t, terms_t = np.where(np.isfinite(Y), 0.0, np.nan), np.zeros(S, np.int64)
-    trend_t[fit], terms_t[fit] = tfa(
-        Y2[fit],
-        ERR[fit],
-        basis,
-        t,
-        min_points=options.detrend_min_points,
-        window=options.detrend_window,
-        alpha=options.detrend_alpha,
-    )
+    trend_t, terms_t = tfa(Y2, ERR, basis, t, stars=fit, **fit_args)
+    trend_t[~fit] = np.where(np.isfinite(Y2[~fit]), 0.0, np.nan)
+    terms_t[~fit] = 0
     e, tt = trend_e[r, c], trend_t[r, c]
+    del Y, Y2, ERR, trend_e, trend_t  # the matrices: not kept while the rows are made
     good = np.isfinite(e) | np.isfinite(tt)
     return pd.DataFrame(
         {
@@ -1087,6 +1196,22 @@ def _detrend(src, codes, star, mag, err, usable, sol, frames, n_frames, n_stars,
             "tfa_terms": np.maximum(terms_t[r[good]], 0).astype(np.int16),
         }
     )
+
+
+def _epd_params(src, fr, pts, r, c, shape, names, lon_deg):
+    """EPD's parameters of the detrended points on the star x frame grid, each standardised (its mean 0 and its
+    standard deviation 1 over the points), as one (S, E, P) array (NaN where a star has no point)."""
+    out = np.full((*shape, len(names)), np.nan)
+    for k, name in enumerate(names):
+        if name == "hour_angle":  # of each point's frame
+            ra = fr.loc[src["frame_id"].to_numpy()[pts], "ra_center"].to_numpy(float)
+            vals = _hour_angle(pd.DataFrame({"mjd": src["mjd"].to_numpy(float)[pts], "ra_center": ra}), lon_deg)
+        else:
+            vals = src[name].to_numpy(float)[pts]
+        ok = vals[np.isfinite(vals)]
+        mu, sd = (float(np.mean(ok)), float(np.std(ok))) if ok.size else (np.nan, np.nan)
+        out[r, c, k] = (vals - mu) / (sd if sd > 0 else 1.0)
+    return out
 
 
 # -- corrections of any point (objects, readers) -------------------------------------------------------------
