@@ -129,6 +129,8 @@ def test_the_kernels_width_is_measured_from_the_stars_and_a_frame_as_sharp_as_it
     assert 0.95 < diff.normalised_rms() < 1.3
     with pytest.raises(ValueError, match="min_kernel_sigma must be in"):
         DiaSettings(min_kernel_sigma=-0.1)
+    with pytest.raises(ValueError, match="stamp_point_sigma must be >= 0"):
+        DiaSettings(stamp_point_sigma=-1.0)
 
 
 def test_blended_variables_keep_their_amplitude_where_apertures_lose_it():

@@ -220,6 +220,7 @@ def single_stars(image: np.ndarray, objects: np.ndarray, radius: float, mask: np
         True for a detection that looks like one star (all True with fewer than 5 detections: no median).
     """
     import sep
+    from astropy.stats import mad_std
 
     single = np.ones(len(objects), bool)
     if len(objects) < 5:
@@ -232,9 +233,8 @@ def single_stars(image: np.ndarray, objects: np.ndarray, radius: float, mask: np
         good = np.isfinite(value) & (flag == 0)
         if good.sum() < 5:
             continue
-        centre = np.median(value[good])
-        sigma = max(1.4826 * np.median(np.abs(value[good] - centre)), floor)
-        single &= ~(np.isfinite(value) & (value > centre + BLEND_SIGMA * sigma))
+        sigma = max(mad_std(value[good]), floor)
+        single &= ~(np.isfinite(value) & (value > np.median(value[good]) + BLEND_SIGMA * sigma))
     return single
 
 
@@ -418,25 +418,20 @@ def stamps_with_points(
     numpy.ndarray
         True for a stamp to leave out.
     """
-    import sep
+    from astropy.convolution import Gaussian2DKernel
+    from astropy.stats import mad_std
     from scipy.signal import fftconvolve
 
     h = settings.kernel.half_width
     half = 2 * h
     ny, nx = frame.shape
-    bad = ~np.isfinite(frame) if mask is None else ~np.isfinite(frame) | mask
-    data = np.ascontiguousarray(np.where(bad, 0.0, frame), dtype=np.float64)
-    x = np.array([float(c[0]) for c in centres])
-    y = np.array([float(c[1]) for c in centres])
-    sky = sep.Background(data, mask=bad if bad.any() else None).back()
-    r50, flag = sep.flux_radius(data - sky, x, y, np.full(len(x), float(h)), 0.5, mask=bad, subpix=5)
-    good = (flag == 0) & (r50 > 0)
+    r50 = _half_light_radii(frame, centres, h, mask)
     crowded = np.zeros(len(centres), bool)
-    if good.sum() < 3:
+    if np.isfinite(r50).sum() < 3:
         return crowded
-    sigma = float(np.median(r50[good])) / 1.1774  # a Gaussian's half-light radius is 1.1774 sigma
-    g = np.exp(-0.5 * (np.arange(-3 * int(np.ceil(sigma)), 3 * int(np.ceil(sigma)) + 1) / sigma) ** 2)
-    psf = np.outer(g, g) / np.outer(g, g).sum()
+    sigma = float(np.nanmedian(r50)) / 1.1774  # a Gaussian's half-light radius is 1.1774 sigma
+    size = 2 * 3 * int(np.ceil(sigma)) + 1
+    psf = Gaussian2DKernel(sigma, x_size=size, y_size=size).array  # sampled, unit sum
     clean = np.nan_to_num(reference.astype(np.float64))
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     e = psf.shape[0] // 2
@@ -464,9 +459,7 @@ def stamps_with_points(
         return crowded
     # the pixels' noise may be correlated (a broadened frame, a resampled reference): the filtered residual's own
     # robust width over the stamps, not the variance's promise, says what one sigma is
-    values = np.concatenate(pool)
-    width = 1.4826 * np.median(np.abs(values - np.median(values)))
-    return peaks >= settings.stamp_point_sigma * max(width, 1e-12)
+    return peaks >= settings.stamp_point_sigma * max(mad_std(np.concatenate(pool)), 1e-12)
 
 
 def kernel_width(
@@ -497,22 +490,26 @@ def kernel_width(
         The sigma [pixels]; negative (``-sqrt(-sigma^2)``) for a frame sharper than its reference; NaN with
         fewer than 3 stars measured on both.
     """
-    import sep
-
-    x = np.array([float(s[0]) for s in stamps])
-    y = np.array([float(s[1]) for s in stamps])
-    radii = []
-    for image in (frame, reference):
-        bad = ~np.isfinite(image) if mask is None else ~np.isfinite(image) | mask
-        data = np.ascontiguousarray(np.where(bad, 0.0, image), dtype=np.float64)
-        sky = sep.Background(data, mask=bad if bad.any() else None).back()
-        r, flag = sep.flux_radius(data - sky, x, y, np.full(x.size, float(radius)), 0.5, mask=bad, subpix=5)
-        radii.append(np.where((flag == 0) & (r > 0), r, np.nan))
+    radii = [_half_light_radii(image, stamps, radius, mask) for image in (frame, reference)]
     good = np.isfinite(radii[0]) & np.isfinite(radii[1])
     if good.sum() < 3:
         return float("nan")
     variance = (np.median(radii[0][good]) ** 2 - np.median(radii[1][good]) ** 2) / (2 * np.log(2))
     return float(np.sign(variance) * np.sqrt(abs(variance)))
+
+
+def _half_light_radii(image: np.ndarray, stars, radius: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """Each star's half-light radius within ``radius`` [pixels] (sep's ``flux_radius``, the image less its sep
+    sky), NaN where sep flags it."""
+    import sep
+
+    x = np.array([float(s[0]) for s in stars])
+    y = np.array([float(s[1]) for s in stars])
+    bad = ~np.isfinite(image) if mask is None else ~np.isfinite(image) | mask
+    data = np.ascontiguousarray(np.where(bad, 0.0, image), dtype=np.float64)
+    sky = sep.Background(data, mask=bad if bad.any() else None).back()
+    r, flag = sep.flux_radius(data - sky, x, y, np.full(x.size, float(radius)), 0.5, mask=bad, subpix=5)
+    return np.where((flag == 0) & (r > 0), r, np.nan)
 
 
 def broaden(frame: np.ndarray, variance: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
