@@ -8,7 +8,9 @@ a bright star, at 10 and 5 sigma. The 6 copies are ingested and every frame is d
 - every 10-sigma point on empty sky is a DIA source, without a flag, in each of the 6 frames that have it, what
   it adds measured within 10 % of what was drawn; nothing is found at any of the places in the 6 frames without
   them; next to a bright star all 6 are found at 0.7-1.3 of what was drawn (the star's photons and residual leave
-  S/N 5-10 where 10 was drawn; the issue's 10 % is not met there, and the errors there are about half the scatter);
+  S/N 5-10 where 10 was drawn; the issue's 10 % is not met there: a detection beside a star is found 0.7-2.8 px
+  from where it was drawn, against 0.1-0.5 px on empty sky, and its flux moves with its position, while forced
+  photometry at fixed places beside bright stars has pulls of width 1.05-1.17);
 - the 5-sigma points' completeness and fluxes are printed (a goal: at least half, within 25 %);
 - the real DIA sources (no flag, a PSF's residuals: real_bogus >= 0.01) make DIA objects: the 10-sigma transient
   on empty sky is one, of its 6 detections, linked to no object; the real DIA sources no drawing explains are
@@ -216,7 +218,8 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
     # Next to a bright star (2 FWHM) every 10-sigma point is found (5 of 6 before a stamp with a point beside its
     # star was left out of the kernel's fit, 2026-11-28) at 0.71-1.33 of what was drawn, not within the issue's
     # 10 %: S/N 5-10 there (the star's photons and its imperfect subtraction), and (found - drawn) / error of
-    # -3.3 to +2.1, rms 2.1: beside a bright star the errors say about half of what the star's residual adds.
+    # -3.3 to +2.1, rms 2.0: the detection's position wanders 0.7-2.8 px beside the star's residual and its flux
+    # with it (at fixed places there the errors hold: the next test).
     star = np.array(ratios[10, "by a star"])
     rms = np.sqrt(np.mean(np.square(pulls)))
     print(f"10 sigma by a star: (found - drawn) / error {np.round(pulls, 2)}, rms {rms:.2f}")
@@ -253,6 +256,50 @@ def test_empty_places_of_real_differences_have_pulls_of_unit_width(run):
           f"mean {np.mean(pulls):+.3f}")  # fmt: skip
     assert len(pulls) > 500
     assert 0.9 <= robust <= 1.1 and 0.9 <= np.std(pulls) <= 1.15
+
+
+def test_places_beside_bright_stars_of_real_differences_have_honest_pulls(run):
+    """Forced photometry 1.5, 2 and 3 FWHM from bright unsaturated stars (8 places round each, none within 2
+    FWHM of another detection) on the 6 differences: the stars' imperfect subtraction is in the errors (width
+    1.05-1.17 measured, 1.5 to 3 FWHM; on empty sky 0.97-0.98). What scatters more beside a star is a
+    detection's flux: its position wanders 0.7-2.8 px there (0.1-0.5 px on empty sky), see the transients' test."""
+    import sep
+
+    from skylake.dia.forced import forced_photometry
+
+    lake, drawn, places, clean, like, reference, root = run
+    pulls = {1.5: [], 2.0: [], 3.0: []}
+    for name in sorted(clean):
+        diff, psf, fwhm, _ = clean[name]
+        matched = np.ascontiguousarray(np.nan_to_num(diff.model - diff.solution.background_image()))
+        noise = float(np.sqrt(np.nanmedian(diff.variance[np.isfinite(diff.variance)])))
+        found = sep.extract(matched, 5.0, err=noise, minarea=3)
+        x, y, peak = found["x"], found["y"], found["peak"]
+        ny, nx = matched.shape
+        inside = (x > 40) & (x < nx - 40) & (y > 40) & (y < ny - 40)
+        xs, ys, rs = [], [], []
+        for k in np.flatnonzero((peak > 1500) & (peak < 15000) & inside):
+            for r in pulls:
+                for angle in np.linspace(0, 2 * np.pi, 8, endpoint=False):
+                    px, py = x[k] + r * fwhm * np.cos(angle), y[k] + r * fwhm * np.sin(angle)
+                    others = np.hypot(x - px, y - py)
+                    others[k] = np.inf
+                    if others.min() > 2 * fwhm:
+                        xs.append(px), ys.append(py), rs.append(r)
+        flux, err = forced_photometry(diff.image, diff.variance, np.array(xs), np.array(ys), fwhm, psf=psf)
+        for r in pulls:
+            at = np.array(rs) == r
+            pulls[r].append((flux / err)[at])
+    lines = []
+    for r, got in pulls.items():
+        got = np.concatenate(got)
+        got = got[np.isfinite(got)]
+        robust = 1.4826 * np.median(np.abs(got - np.median(got)))
+        lines.append(f"{r} FWHM from a bright star: {len(got)} places, pull width {np.std(got):.3f} (robust "
+                     f"{robust:.3f}), mean {np.mean(got):+.3f}")  # fmt: skip
+        assert len(got) > 300
+        assert 0.9 <= np.std(got) <= 1.25 and 0.9 <= robust <= 1.25 and abs(np.mean(got)) < 0.25
+    print("\n" + "\n".join(lines))
 
 
 def test_real_dia_sources_make_one_dia_object_per_transient_and_few_others(run):
