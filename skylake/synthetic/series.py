@@ -221,6 +221,7 @@ def write_series(
     mag_range=(10.0, 17.5),
     n_variables: int = 5,
     variable_amp=(0.05, 0.3),
+    variable_period=(0.05, 0.3),
     transit_depth: float = 0.01,
     aperture_px: float = 3.0,
     annulus_px=(10.0, 15.0),
@@ -281,11 +282,15 @@ def write_series(
     mag_range : (float, float)
         Range of the stars' magnitudes (uniform in it).
     n_variables : int
-        Sinusoidal variables (semi-amplitudes log-uniform in ``variable_amp``, periods 0.05-0.3 d),
+        Sinusoidal variables (semi-amplitudes log-uniform in ``variable_amp``, periods uniform in
+        ``variable_period``),
         among stars of magnitude 10.5-13; a star of magnitude 10-10.5 gets a transit of ``transit_depth``
         (lasting 40 % of the series, mid-series; 0 for none).
     variable_amp : (float, float)
         Range of the variables' semi-amplitudes, mag.
+    variable_period : (float, float)
+        Range of the variables' periods, d (a series of ``n_frames * cadence_s`` covers a few cycles of the
+        shortest, a fraction of the longest's: its amplitude is then poorly constrained).
     transit_depth : float
         The transit's depth, fraction of the flux (0: no transit).
     aperture_px, annulus_px : float, (float, float)
@@ -347,7 +352,7 @@ def write_series(
         stars.loc[i, ["kind", "amp", "period_d", "phase"]] = [
             "variable",
             float(np.exp(rng.uniform(*np.log(variable_amp)))),
-            float(rng.uniform(0.05, 0.3)),
+            float(rng.uniform(*variable_period)),
             float(rng.uniform()),
         ]
     stars["neighbour_of"] = -1
