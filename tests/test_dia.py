@@ -308,6 +308,33 @@ def test_the_psf_is_centred_and_normalised():
     assert (psf * xx).sum() == pytest.approx(0.25, abs=1e-3) and (psf * yy).sum() == pytest.approx(-0.5, abs=1e-3)
 
 
+def test_neighbours_fitted_together_keep_each_ones_change_and_a_lone_position_is_unchanged():
+    """Two changes 1.2 FWHM apart (+1000 and -300 ADU), one alone, one empty place: weighed one by one, each of
+    the pair takes part of the other's change (955.6 and -152.1); fitted together, exactly their own, with
+    larger errors (what they share), pulls of unit width over noise; the lone ones as forced_photometry."""
+    from skylake.dia.forced import joint_forced_photometry
+
+    fwhm, half = 3.0, 6
+    truth = [(30.3, 40.2, 1000.0), (33.9, 40.5, -300.0), (60.0, 20.0, 500.0), (12.0, 12.0, 0.0)]
+    image, variance = np.zeros((80, 80)), np.full((80, 80), 4.0)
+    for x, y, f in truth:
+        ix, iy = round(x), round(y)
+        image[iy - half : iy + half + 1, ix - half : ix + half + 1] += f * gaussian_psf(fwhm, x - ix, y - iy, half)
+    x, y, f = (np.array(v) for v in zip(*truth))
+    alone, alone_err = forced_photometry(image, variance, x, y, fwhm)
+    assert alone[:2] == pytest.approx([955.64, -152.13], abs=0.01)
+    joint, err = joint_forced_photometry(image, variance, x, y, fwhm)
+    assert joint == pytest.approx(f, abs=1e-6)
+    assert (err[:2] > alone_err[:2] * 1.005).all() and err[2:] == pytest.approx(alone_err[2:], rel=1e-12)
+    rng = np.random.default_rng(1)
+    pulls = [(joint_forced_photometry(image + rng.normal(0, 2, image.shape), variance, x, y, fwhm)[0] - f) / err
+             for _ in range(400)]  # fmt: skip
+    assert np.std(pulls, axis=0) == pytest.approx(1.0, abs=0.1)
+    # two positions on one star cannot be told apart: measured one by one, not split by a singular fit
+    twin = joint_forced_photometry(image, variance, [30.3, 30.4], [40.2, 40.2], fwhm)
+    assert np.allclose(twin, forced_photometry(image, variance, [30.3, 30.4], [40.2, 40.2], fwhm))
+
+
 def test_dia_sources_a_new_star_a_fading_one_and_nothing_else():
     """A point source absent from the reference (a transient, 30 sigma) is a positive DIA source at its flux, a star
     at half its reference flux a negative one; the rest of the difference (constant stars, sky) gives none."""

@@ -116,9 +116,9 @@ def test_every_object_gets_a_dia_point_in_each_frame_with_errors_its_scatter_kee
     assert table["median"].iloc[:3].between(0.8, 1.25).all()  # faint to middling: the difference's own noise
     assert table["median"].between(0.5, 1.5).all()  # bright: the frames' flux floor
 
-    # beside brighter stars as well: an object's neighbours within 30" (2.5 FWHM) hold up to 10x its flux (medians
-    # 1.06, 1.08, 1.10 measured; the 12 objects beside stars 10x brighter or more: 8.0, most of them one or two
-    # 10-50 sigma points in consecutive frames, things passing, not errors too small)
+    # beside brighter stars as well, the neighbours' PSFs fitted with the object's on the reference and on each
+    # difference (medians 1.06, 0.95, 1.01 and 0.90 measured with neighbours within 30" holding < 0.1, 0.1-1, 1-10
+    # and > 10 times the object's flux; weighed one by one, 1.06, 1.08, 1.10 and 8.0)
     from scipy.spatial import cKDTree
 
     where = catalog_dataset(lake, tables.OBJECTS).to_table(columns=["object_id", "ra", "dec"]).to_pandas()
@@ -131,7 +131,7 @@ def test_every_object_gets_a_dia_point_in_each_frame_with_errors_its_scatter_kee
     by_share = stats.groupby(pd.cut(share, [-0.01, 0.1, 1, 10, np.inf]), observed=True)["chi2_dof"]
     table = by_share.agg(["size", "median"])
     print("the same by the neighbours' flux within 30 arcsec over the object's own:\n" + table.round(2).to_string())
-    assert table["median"].iloc[:3].between(0.8, 1.25).all()
+    assert len(table) == 4 and table["median"].between(0.8, 1.25).all()
 
 
 def test_a_frame_with_no_reference_is_told_which_command_builds_one(subtracted):

@@ -15,6 +15,9 @@ __all__ = [
     "EmpiricalPSF",
     "empirical_psf",
     "forced_photometry",
+    "joint_forced_photometry",
+    "LINK_FWHM",
+    "MAX_CONDITION",
     "psf_residuals",
     "STAR_CONTRAST",
     "beside_star_snr",
@@ -25,6 +28,18 @@ __all__ = [
 STAR_CONTRAST = 5.0
 
 _SQRT2 = np.sqrt(2.0)
+
+#: Positions closer than this many FWHM share their pixels' light: :func:`joint_forced_photometry` fits them
+#: together (two Gaussian PSFs 2 FWHM apart overlap by 0.4 % of their weights).
+LINK_FWHM = 2.0
+
+#: A group whose PSFs correlate more than this (its normal matrix's condition number, correlations on the unit
+#: diagonal) is measured one position at a time: two Gaussian PSFs 0.3 FWHM apart correlate by 0.9 (19).
+MAX_CONDITION = 20.0
+
+#: A group of positions fitted together spans at most this many pixels (a chain across a crowded field is
+#: measured one position at a time instead).
+MAX_GROUP_PIXELS = 250_000
 
 
 def gaussian_psf(fwhm: float, dx: float, dy: float, half: int) -> np.ndarray:
@@ -223,6 +238,104 @@ def forced_photometry(
         flux[k] = float(np.sum(weight * np.where(good, image[box], 0.0))) / norm
         error[k] = 1.0 / np.sqrt(norm)
     return flux, error
+
+
+def joint_forced_photometry(
+    image: np.ndarray,
+    variance: np.ndarray,
+    x,
+    y,
+    fwhm: float,
+    psf: EmpiricalPSF | None = None,
+    link: float = LINK_FWHM,
+) -> tuple[np.ndarray, np.ndarray]:
+    """PSF fluxes and errors at positions on a difference image, neighbours fitted together.
+
+    :func:`forced_photometry` weighs each position's pixels by its PSF alone: where two positions are closer
+    than about 2 FWHM, a change of one lands partly in the other's flux (a constant star 1.2-1.8 FWHM from a
+    variable takes up to a tenth of the variable's change). Here positions within ``link`` FWHM of one
+    another (and so on, transitively) form a group whose fluxes are the weighted least-squares fit of their
+    PSFs together, ``f = (A V^-1 A^T)^-1 A V^-1 D``, with errors from the diagonal of ``(A V^-1 A^T)^-1``: a
+    blended position's error grows with what it shares. A position alone gets exactly
+    :func:`forced_photometry`'s flux and error. A group the fit cannot separate (two positions on one star:
+    its normal matrix near singular) or one too large (:data:`MAX_GROUP_PIXELS`) is measured position by
+    position.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The difference [ADU].
+    variance : numpy.ndarray
+        Its variance [ADU^2].
+    x, y : array_like
+        Positions (0-based column and row) [pixels].
+    fwhm : float
+        The frame's PSF width [pixels].
+    psf : EmpiricalPSF or None
+        The frame's PSF (None: a Gaussian of ``fwhm``).
+    link : float
+        Positions closer than this many FWHM are fitted together.
+
+    Returns
+    -------
+    flux : numpy.ndarray
+        The flux at each position [ADU] (NaN where the box leaves the chip or has no valid pixel).
+    error : numpy.ndarray
+        Its 1-sigma error [ADU].
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+    flux, error = forced_photometry(image, variance, x, y, fwhm, psf=psf)
+    on = np.flatnonzero(np.isfinite(flux))
+    if len(on) < 2:
+        return flux, error
+    pairs = cKDTree(np.c_[x[on], y[on]]).query_pairs(link * fwhm, output_type="ndarray")
+    if not len(pairs):
+        return flux, error
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(on), len(on)))
+    _, label = connected_components(graph, directed=False)
+    half = psf.half if psf is not None else max(3, int(np.ceil(2 * fwhm)))
+    order = np.argsort(label, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(label[order]) != 0])
+    for members in np.split(on[order], starts[1:]):
+        if len(members) > 1:
+            _fit_group(image, variance, x, y, members, fwhm, psf, half, flux, error)
+    return flux, error
+
+
+def _fit_group(image, variance, x, y, members, fwhm, psf, half, flux, error) -> None:
+    """Fit one group's PSFs together (:func:`joint_forced_photometry`), writing into ``flux`` and ``error``;
+    left as measured one by one when the group is too large or its fit cannot separate them."""
+    ix, iy = np.round(x[members]).astype(int), np.round(y[members]).astype(int)
+    x0, y0 = ix.min() - half, iy.min() - half
+    w, h = ix.max() + half + 1 - x0, iy.max() + half + 1 - y0
+    if w * h > MAX_GROUP_PIXELS:
+        return
+    box = np.s_[y0 : y0 + h, x0 : x0 + w]
+    var, data = variance[box], image[box]
+    good = np.isfinite(data) & np.isfinite(var) & (var > 0)
+    weight = np.where(good, 1.0 / np.where(good, var, 1.0), 0.0)
+    design = np.zeros((len(members), h, w))
+    for j, k in enumerate(members):
+        cx, cy = ix[j] - x0, iy[j] - y0
+        design[j, cy - half : cy + half + 1, cx - half : cx + half + 1] = _template(
+            psf, fwhm, x[k] - ix[j], y[k] - iy[j], half
+        )
+    design = design.reshape(len(members), -1)
+    weighted = design * weight.ravel()
+    normal = weighted @ design.T
+    scale = np.sqrt(np.diag(normal))
+    if not (scale > 0).all():
+        return
+    unit = normal / np.outer(scale, scale)  # correlations: near-singular when two positions share one star
+    if np.linalg.cond(unit) > MAX_CONDITION:
+        return
+    cov = np.linalg.inv(unit) / np.outer(scale, scale)
+    flux[members] = cov @ (weighted @ np.where(good, data, 0.0).ravel())
+    error[members] = np.sqrt(np.diag(cov))
 
 
 def psf_residuals(

@@ -148,7 +148,8 @@ def reference_zeropoint(lake, reference: dict) -> float | None:
 
 
 def reference_fluxes(reference, objects: pd.DataFrame) -> pd.DataFrame:
-    """The objects' PSF-weighted fluxes on a reference image, with its own PSF (from its bright stars).
+    """The objects' PSF fluxes on a reference image, with its own PSF (from its bright stars), neighbours closer
+    than 2 FWHM fitted together (:func:`skylake.dia.forced.joint_forced_photometry`): a blend's share of light.
 
     Parameters
     ----------
@@ -163,7 +164,7 @@ def reference_fluxes(reference, objects: pd.DataFrame) -> pd.DataFrame:
         The objects on the reference's unmasked part, with ``ref_flux`` and ``ref_flux_err`` [ADU/s].
     """
     from skylake.dia.difference import DiaSettings, choose_stamps
-    from skylake.dia.forced import empirical_psf, forced_photometry
+    from skylake.dia.forced import empirical_psf, joint_forced_photometry
 
     if not len(objects):
         return objects.assign(ref_flux=np.empty(0), ref_flux_err=np.empty(0))
@@ -174,7 +175,7 @@ def reference_fluxes(reference, objects: pd.DataFrame) -> pd.DataFrame:
     image = np.where(reference.mask, 0.0, reference.image)
     stamps = choose_stamps(image, image, DiaSettings(), mask=reference.mask)
     psf = empirical_psf(image, stamps, int(math.ceil(3 * fwhm)))
-    flux, err = forced_photometry(image, reference.variance, x, y, fwhm, psf=psf)
+    flux, err = joint_forced_photometry(image, reference.variance, x, y, fwhm, psf=psf)
     found = objects.assign(ref_flux=flux, ref_flux_err=err)
     keep = np.isfinite(flux) & np.isfinite(err)
     if "from_catalogue" in found:  # a catalogue star the reference does not show is no light curve
@@ -216,7 +217,7 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     """
     from scipy.ndimage import maximum_filter
 
-    from skylake.dia.forced import forced_photometry
+    from skylake.dia.forced import joint_forced_photometry
 
     if not len(objects):
         return _table({}, 0), None, 0.0
@@ -227,7 +228,8 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     ny, nx = diff.image.shape
     ix, iy = np.round(x), np.round(y)
     on = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half)
-    flux, err = forced_photometry(diff.image, diff.variance, x[on], y[on], fwhm, psf=psf)
+    # neighbours fitted together: a variable's change stays its own, not its blended neighbours'
+    flux, err = joint_forced_photometry(diff.image, diff.variance, x[on], y[on], fwhm, psf=psf)
     good = np.isfinite(flux) & np.isfinite(err)
     rows = objects[on][good]
     x, y, ix, iy, flux, err = x[on][good], y[on][good], ix[on][good], iy[on][good], flux[good], err[good]
