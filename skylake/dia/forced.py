@@ -37,9 +37,8 @@ LINK_FWHM = 2.0
 #: diagonal) is measured one position at a time: two Gaussian PSFs 0.3 FWHM apart correlate by 0.9 (19).
 MAX_CONDITION = 20.0
 
-#: A group of positions fitted together spans at most this many pixels (a chain across a crowded field is
-#: measured one position at a time instead).
-MAX_GROUP_PIXELS = 250_000
+#: A group of more positions than this (a chain across a crowded field) is measured one position at a time.
+MAX_GROUP = 500
 
 
 def gaussian_psf(fwhm: float, dx: float, dy: float, half: int) -> np.ndarray:
@@ -258,7 +257,7 @@ def joint_forced_photometry(
     PSFs together, ``f = (A V^-1 A^T)^-1 A V^-1 D``, with errors from the diagonal of ``(A V^-1 A^T)^-1``: a
     blended position's error grows with what it shares. A position alone gets exactly
     :func:`forced_photometry`'s flux and error. A group the fit cannot separate (two positions on one star:
-    its normal matrix near singular) or one too large (:data:`MAX_GROUP_PIXELS`) is measured position by
+    its normal matrix near singular) or one too large (:data:`MAX_GROUP`) is measured position by
     position.
 
     Parameters
@@ -308,25 +307,32 @@ def joint_forced_photometry(
 
 def _fit_group(image, variance, x, y, members, fwhm, psf, half, flux, error) -> None:
     """Fit one group's PSFs together (:func:`joint_forced_photometry`), writing into ``flux`` and ``error``;
-    left as measured one by one when the group is too large or its fit cannot separate them."""
-    ix, iy = np.round(x[members]).astype(int), np.round(y[members]).astype(int)
-    x0, y0 = ix.min() - half, iy.min() - half
-    w, h = ix.max() + half + 1 - x0, iy.max() + half + 1 - y0
-    if w * h > MAX_GROUP_PIXELS:
+    left as measured one by one when the group is too large or its fit cannot separate them.
+
+    The normal matrix is summed over each pair's shared pixels (boxes of ``half`` that overlap), never over an
+    image of the whole group: a chain across a crowded field costs what its pairs cost."""
+    from scipy.spatial import cKDTree
+
+    if len(members) > MAX_GROUP:
         return
-    box = np.s_[y0 : y0 + h, x0 : x0 + w]
-    var, data = variance[box], image[box]
-    good = np.isfinite(data) & np.isfinite(var) & (var > 0)
-    weight = np.where(good, 1.0 / np.where(good, var, 1.0), 0.0)
-    design = np.zeros((len(members), h, w))
+    ix, iy = np.round(x[members]).astype(int), np.round(y[members]).astype(int)
+    side = 2 * half + 1
+    templates, weights = [], []
+    rhs = np.zeros(len(members))
     for j, k in enumerate(members):
-        cx, cy = ix[j] - x0, iy[j] - y0
-        design[j, cy - half : cy + half + 1, cx - half : cx + half + 1] = _template(
-            psf, fwhm, x[k] - ix[j], y[k] - iy[j], half
-        )
-    design = design.reshape(len(members), -1)
-    weighted = design * weight.ravel()
-    normal = weighted @ design.T
+        box = np.s_[iy[j] - half : iy[j] + half + 1, ix[j] - half : ix[j] + half + 1]
+        var, data = variance[box], image[box]
+        good = np.isfinite(data) & np.isfinite(var) & (var > 0)
+        weight = np.where(good, 1.0 / np.where(good, var, 1.0), 0.0)
+        templates.append(_template(psf, fwhm, x[k] - ix[j], y[k] - iy[j], half))
+        weights.append(weight)
+        rhs[j] = float(np.sum(templates[j] * weight * np.where(good, data, 0.0)))
+    normal = np.diag([float(np.sum(t * t * w)) for t, w in zip(templates, weights)])
+    for i, j in cKDTree(np.c_[ix, iy]).query_pairs(side - 1, p=np.inf, output_type="ndarray"):
+        dx, dy = ix[j] - ix[i], iy[j] - iy[i]  # j's box starts (dx, dy) into i's
+        mine = np.s_[max(dy, 0) : side + min(dy, 0), max(dx, 0) : side + min(dx, 0)]
+        theirs = np.s_[max(-dy, 0) : side + min(-dy, 0), max(-dx, 0) : side + min(-dx, 0)]
+        normal[i, j] = normal[j, i] = float(np.sum(templates[i][mine] * templates[j][theirs] * weights[i][mine]))
     scale = np.sqrt(np.diag(normal))
     if not (scale > 0).all():
         return
@@ -334,7 +340,7 @@ def _fit_group(image, variance, x, y, members, fwhm, psf, half, flux, error) -> 
     if np.linalg.cond(unit) > MAX_CONDITION:
         return
     cov = np.linalg.inv(unit) / np.outer(scale, scale)
-    flux[members] = cov @ (weighted @ np.where(good, data, 0.0).ravel())
+    flux[members] = cov @ rhs
     error[members] = np.sqrt(np.diag(cov))
 
 
