@@ -14,7 +14,7 @@ reference's scale) at 0.937-1.007 of the truth: 6 of 8 within 1.3 %, each of tho
 statistical error (0.9-1.4 %: the periods, 0.02-0.05 d, give the night of 0.1 d 2-5 cycles); 116 at -6.3 % and
 199 at -4.5 % (5 sigma each) are the residual left, short of the issue's "within 3 % for all 8". With periods of
 0.05-0.3 d, a night covered a third of the longest cycle and the statistical errors were 0.9-4.9 %: too blunt to
-tell. The constant neighbours' DIA light curves scatter as their errors say (chi2/dof 0.35-1.23, median 0.91);
+tell. The constant neighbours' DIA light curves stay within their errors (chi2/dof 0.35-1.23, median 0.91);
 weighed one by one instead of fitted together with the variable (skylake.dia.forced.joint_forced_photometry,
 on the reference and on each difference), they took part of its change (up to 3.1, median 1.16).
 Measured 2026-11-28; before, 0.83-1.10 (3 of 8) and the neighbours' chi2/dof 1.6-1.9: the kernel was fitted on an
@@ -104,6 +104,7 @@ def test_dia_light_curves_keep_a_blended_variables_amplitude_where_apertures_los
     assert len(dia_ratio) == 8 and np.median(np.abs(dia_ratio - 1)) < 0.03
     # 6 of 8 within 3 % (and 1.3 %); 116 at -6.3 % and 199 at -4.5 %, 5 sigma each: the residual left
     assert (np.abs(dia_ratio - 1) < 0.03).sum() >= 6 and (np.abs(dia_ratio - 1) < 0.10).all()
+    assert (np.sort(np.abs(dia_ratio - 1) / sigma)[:6] < 2).all()  # those six as their own errors say
     assert np.abs(aperture_slope - 1).min() > 0.5  # every aperture light curve off by more than 10 %, far
 
 

@@ -117,8 +117,8 @@ def test_every_object_gets_a_dia_point_in_each_frame_with_errors_its_scatter_kee
     assert table["median"].between(0.5, 1.5).all()  # bright: the frames' flux floor
 
     # beside brighter stars as well, the neighbours' PSFs fitted with the object's on the reference and on each
-    # difference (medians 1.06, 0.95, 1.01 and 0.90 measured with neighbours within 30" holding < 0.1, 0.1-1, 1-10
-    # and > 10 times the object's flux; weighed one by one, 1.06, 1.08, 1.10 and 8.0)
+    # difference (medians 1.06, 0.95, 0.98 and 1.05 measured with neighbours within 30" holding < 0.1, 0.1-1, 1-10
+    # and > 10 times the object's flux; weighed one by one, with other reference fluxes, 1.06, 1.08, 1.10 and 8.0)
     from scipy.spatial import cKDTree
 
     where = catalog_dataset(lake, tables.OBJECTS).to_table(columns=["object_id", "ra", "dec"]).to_pandas()
@@ -127,7 +127,9 @@ def test_every_object_gets_a_dia_point_in_each_frame_with_errors_its_scatter_kee
     unit = np.c_[np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)]
     ref = stats["ref"].to_numpy()
     near = cKDTree(unit).query_ball_point(unit, np.radians(30 / 3600))
-    share = np.array([(ref[js].sum() - ref[k]) / ref[k] if ref[k] > 0 else np.nan for k, js in enumerate(near)])
+    # an object fitted to no flux of its own beside its neighbours (38 of 1,800) counts as one beside brighter ones
+    share = np.array([(ref[js].sum() - ref[k]) / ref[k] if ref[k] > 0 else np.inf for k, js in enumerate(near)])
+    print(f"{np.isinf(share).sum()} of {len(share)} objects with no flux of their own on the reference")
     by_share = stats.groupby(pd.cut(share, [-0.01, 0.1, 1, 10, np.inf]), observed=True)["chi2_dof"]
     table = by_share.agg(["size", "median"])
     print("the same by the neighbours' flux within 30 arcsec over the object's own:\n" + table.round(2).to_string())

@@ -279,8 +279,8 @@ def scale_residual(dflux: np.ndarray, ref_flux: np.ndarray) -> tuple[float, floa
     The kernel's sum scales the reference onto the frame; where it is off by a fraction, every star leaves that
     fraction of its reference flux in the difference (about 1 % on a synthetic crowded field, changing with the
     seeing), and a faint star beside bright ones gets theirs too. Most objects are constant: their median says
-    it, and ``dflux - residual * ref_flux`` takes it out of every point (a blend's neighbours' share included:
-    ``ref_flux`` holds it).
+    it, and ``dflux - residual * ref_flux`` takes it out of every point (each object's own: its neighbours' PSFs
+    are fitted with its own, on the reference and on the difference).
 
     Parameters
     ----------
