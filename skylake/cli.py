@@ -6,10 +6,14 @@ Exit codes: one table for every command, in :mod:`skylake.errors` (and the READM
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import logging
 import os
 import sys
+import threading
+from typing import NoReturn
 
 from skylake import __version__
 from skylake.allsky.cli import add_commands as add_camera_commands
@@ -23,7 +27,7 @@ from skylake.reduce.cli import add_commands as add_masters_commands
 from skylake.refcat.cli import add_commands as add_refcat_commands
 from skylake.watch.cli import add_commands as add_watch_commands
 
-__all__ = ["LOG_LEVELS", "build_parser", "main"]
+__all__ = ["LOG_LEVELS", "build_parser", "main", "run"]
 
 
 log = logging.getLogger("skylake")
@@ -409,5 +413,34 @@ def main(argv: list[str] | None = None) -> int:
         return report_object_store(exc)
 
 
+def run() -> NoReturn:
+    """The ``skylake`` console command (and ``python -m skylake.cli``): :func:`main`, then end the process.
+
+    The process ends as a normal exit would up to the interpreter's own teardown: non-daemon threads joined,
+    ``atexit`` handlers run (dask clusters closed, temporary directories removed), output flushed. The teardown
+    that follows is skipped: it destroys the native thread pools of Arrow (and the libraries on it) while a
+    worker may still be alive, which aborts a finished, successful command one run in a few dozen ("terminate
+    called without an active exception", exit -6; apache/arrow#34314). Programs that embed skylake call
+    :func:`main`, which returns.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's --help and usage errors
+        code = exc.code
+    if not isinstance(code, int):  # sys.exit's rules: None is success, anything else is printed
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

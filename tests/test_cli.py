@@ -86,3 +86,44 @@ def test_a_lake_on_s3_without_the_extra_is_refused_in_one_line():
     assert run.returncode == 2 and run.stdout == "", run.stdout + run.stderr
     assert run.stderr.count("\n") == 1 and 'pip install "skylake[s3]"' in run.stderr, run.stderr
     assert run.stderr.startswith("skylake: error: s3://bucket/x: a lake on s3:// needs the skylake[s3] extra")
+
+
+def test_the_command_ends_its_process_as_a_normal_exit_would(tmp_path):
+    """``skylake.cli.run`` (the console command) ends the process without the interpreter's native teardown, which
+    aborts a finished command now and then (Arrow's thread pools; exit -6 in CI): what a normal exit does before that
+    teardown still happens. A non-daemon thread is waited for, atexit handlers run, stdout arrives whole, and the
+    exit codes are main's (0; 2 for a usage error, as argparse says)."""
+    import subprocess
+    import sys
+
+    from skylake.lake import Lake
+
+    Lake.init(tmp_path / "lake")
+    code = (
+        "import atexit, sys, threading, time\n"
+        "from skylake.cli import run\n"
+        "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+        f"threading.Thread(target=lambda: (time.sleep(0.5), open({str(tmp_path / 'late')!r}, 'w').close())).start()\n"
+        "sys.argv = ['skylake', *sys.argv[1:]]\n"
+        "run()\n"
+    )
+    ok = subprocess.run(
+        [sys.executable, "-c", code, "status", str(tmp_path / "lake")], capture_output=True, text=True, timeout=120
+    )
+    expected = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from skylake.cli import main; sys.exit(main(sys.argv[1:]))",
+            "status",
+            str(tmp_path / "lake"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0 and ok.stderr == "atexit ran\n", ok.stderr
+    assert ok.stdout == expected.stdout and ok.stdout.startswith("lake ") and ok.stdout.count("\n") == 3
+    assert (tmp_path / "late").exists()
+    usage = subprocess.run([sys.executable, "-c", code, "status"], capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and "usage: skylake status" in usage.stderr and "atexit ran" in usage.stderr
