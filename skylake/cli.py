@@ -431,9 +431,9 @@ def run() -> NoReturn:
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # what the interpreter's exit does first, in its order: thread pools told to finish (threading's own exit
+    # hooks) and non-daemon threads joined, then the atexit handlers
+    threading._shutdown()
     atexit._run_exitfuncs()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
