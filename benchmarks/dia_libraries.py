@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     head = f"{'frame':28} {'hw':>2} {'stamps':>7} {'kernel sum':>13} {'nrms fit':>11} {'pooled':>11} {'nrms held':>11}"
     print(f"{head} {'|flux resid|':>13} {'seconds':>12}   (skylake / sfft)")
     for f in frames[args.reference :]:
-        image, ref_var, mask = on_frame(ref, f.wcs, f.data.shape, f.exptime)  # shared: not timed
+        # shared: not timed; SkyCamZ's field turns between frames, so the reference is interpolated (offset 0)
+        image, ref_var, mask, _ = on_frame(ref, f.wcs, f.data.shape, f.exptime)
         mask |= f.saturated
         half = _kernel_half_width(f.fwhm)
         settings = DiaSettings(kernel=KernelSettings(half_width=half), saturation=f.level, **SETTINGS)

@@ -51,6 +51,10 @@ def test_the_basis_carries_the_flux_in_its_first_kernel_only():
     assert basis.shape == (15 + 10 + 6, 17, 17)
     assert basis[0].sum() == pytest.approx(1.0)
     assert np.abs(basis[1:].sum(axis=(1, 2))).max() < 1e-12
+    shifted = basis_kernels(KernelSettings(centre=(0.3, -0.4)))  # centred off a pixel: the same, its peak moved
+    assert shifted[0].sum() == pytest.approx(1.0) and np.abs(shifted[1:].sum(axis=(1, 2))).max() < 1e-12
+    v, u = np.mgrid[-8:9, -8:9]  # its sharpest Gaussian (0.4 px) sampled off centre: its centroid moves that way
+    assert 0.15 < (shifted[0] * u).sum() < 0.3 and -0.4 < (shifted[0] * v).sum() < -0.2
 
 
 @pytest.mark.parametrize(
@@ -60,6 +64,7 @@ def test_the_basis_carries_the_flux_in_its_first_kernel_only():
         ({"sigmas": (1.0,), "degrees": (2, 2)}, "one polynomial degree per Gaussian"),
         ({"spatial_order": -1}, "spatial_order must be >= 0, got -1"),
         ({"clip": 1.0}, "clip must be > 1"),
+        ({"centre": (1.5, 0.0)}, r"centre must be \(x, y\) within a pixel of 0: \(1.5, 0.0\)"),
     ],
 )
 def test_kernel_settings_name_the_bad_value(kwargs, message):
@@ -437,6 +442,54 @@ def test_resampling_gives_what_reproject_gives_with_one_mapping():
         assert np.nanmax(np.abs(want - got)) < 1e-9 * np.nanmax(want)
     with pytest.raises(ValueError, match="order must be one of .* not 'cubic'"):
         resample(image, x, y, "cubic")
+
+
+def test_a_frame_shifted_from_its_reference_gets_it_by_whole_pixels_and_the_kernel_takes_the_fraction():
+    """A tracked field's frame: its grid is the reference's moved by (2.3, -1.6) px. The reference comes onto it
+    moved by whole pixels (its own values, not interpolated) with the fraction (0.3, 0.4) said; the kernel takes the
+    fraction up: the difference is at the noise, its stamps sit on the frame's stars, and a star 20 % brighter in
+    the frame has its change measured at the frame's position. A frame turned by 0.5 deg is interpolated."""
+    from astropy.wcs import WCS
+
+    from skylake.dia.reference import ReferenceImage, on_frame
+    from skylake.synthetic.frames import tan_wcs_header
+
+    rng = np.random.default_rng(8)
+    size, shift = 384, (2.3, -1.6)
+    stars = _field(rng, 250, size)
+    ref, ref_var = _reference(stars, (size, size), fwhm=1.6)
+    header = tan_wcs_header(150.0, 30.0, (size, size), 2.0)
+    reference = ReferenceImage(
+        image=ref - SKY, variance=ref_var, mask=np.zeros(ref.shape, bool), wcs=WCS(header), fwhm=1.6
+    )
+    header["CRPIX1"] += shift[0]
+    header["CRPIX2"] += shift[1]
+    inner = stars["x"].between(40, size - 40) & stars["y"].between(40, size - 40)
+    bright = int((stars["flux"].where(inner) - 8e4).abs().idxmin())  # S/N 80 in its change; no stamp's star
+    on_sky = stars.assign(x=stars["x"] + shift[0], y=stars["y"] + shift[1], flux=0.9 * stars["flux"])
+    on_sky.loc[bright, "flux"] *= 1.2
+    frame = render_frame(on_sky, (size, size), fwhm_px=2.5, sky_adu=SKY, read_noise_adu=READ_NOISE, gain=GAIN, seed=3)
+    image, variance, mask, offset = on_frame(reference, WCS(header), frame.shape, 1.0)
+    assert offset == pytest.approx((0.3, 0.4), abs=1e-6)
+    assert np.array_equal(image[5:-5, 5:-5], reference.image[7:-3, 3:-7])  # its (x - 2, y + 2): the values themselves
+    settings = DiaSettings(saturation=60000)
+    diff = subtract(frame - SKY, frame_variance(frame, GAIN, READ_NOISE), image, variance, settings, mask=mask,
+                    offset=offset)  # fmt: skip
+    assert 0.95 < diff.normalised_rms() < 1.15 and diff.solution.scale == pytest.approx(0.9, abs=0.01)
+    kernel = diff.solution.kernel_at(size / 2, size / 2)
+    v, u = np.mgrid[: kernel.shape[0], : kernel.shape[1]] - kernel.shape[0] // 2
+    centroid = ((kernel * u).sum() / kernel.sum(), (kernel * v).sum() / kernel.sum())
+    assert centroid == pytest.approx(offset, abs=0.02)  # the kernel moves the reference by the fraction
+    near = [np.hypot(on_sky["x"] - x, on_sky["y"] - y).min() for x, y in diff.stamps]
+    assert len(near) >= 10 and max(near) < 0.05  # on the frame's stars (on the reference's grid they are 0.5 px off)
+    position = on_sky.loc[bright, ["x", "y"]].to_numpy(float)
+    assert np.hypot(*(np.array(diff.stamps) - position).T).min() > 10  # the changed star is no stamp
+    flux, err = forced_photometry(diff.image, diff.variance, [position[0]], [position[1]], 2.5)
+    truth = 0.9 * 0.2 * stars.loc[bright, "flux"]
+    print(f"\nnrms {diff.normalised_rms():.3f}, change {flux[0] / truth:.4f} +- {err[0] / truth:.4f} of the truth")
+    assert abs(flux[0] - truth) < 3 * err[0] and abs(flux[0] / truth - 1) < 0.03, (flux[0], truth, err[0])
+    turned = WCS(tan_wcs_header(150.0, 30.0, (size, size), 2.0, rotation_deg=0.5))
+    assert on_frame(reference, turned, frame.shape, 1.0)[3] == (0.0, 0.0)
 
 
 def test_dia_sources_join_the_nearest_dia_object_within_their_radius_or_make_new_ones():

@@ -10,15 +10,18 @@ The extraction never splits a variable from its neighbours: its light lands in t
 aperture light curve shows 4-19 % of the variable's amplitude. The variable has no object, but the catalogue
 knows it: `skylake dia` measures it at the catalogue's position under the id its object will have. Its DIA
 light curve (``dflux``) recovers the amplitude (fitted with the known shape of the variation, in flux on the
-reference's scale) at 0.937-1.007 of the truth: 6 of 8 within 1.3 %, each of those within 1.1 sigma of its own
-statistical error (0.9-1.4 %: the periods, 0.02-0.05 d, give the night of 0.1 d 2-5 cycles); 116 at -6.3 % and
-199 at -4.5 % (5 sigma each) are the residual left, short of the issue's "within 3 % for all 8". With periods of
-0.05-0.3 d, a night covered a third of the longest cycle and the statistical errors were 0.9-4.9 %: too blunt to
-tell. The constant neighbours' DIA light curves stay within their errors (chi2/dof 0.35-1.23, median 0.91);
-weighed one by one instead of fitted together with the variable (skylake.dia.forced.joint_forced_photometry,
-on the reference and on each difference), they took part of its change (up to 3.1, median 1.16).
-Measured 2026-11-28; before, 0.83-1.10 (3 of 8) and the neighbours' chi2/dof 1.6-1.9: the kernel was fitted on an
-unresolved pair of neighbours beside a variable (a stamp must now look like one star,
+reference's scale) at 0.980-1.010 of the truth, all 8 within 2 % and each within 1.7 sigma of its own statistical
+error (0.9-1.3 %: the periods, 0.02-0.05 d, give the night of 0.1 d 2-5 cycles). The constant neighbours' DIA
+light curves stay within their errors (chi2/dof median 0.93); weighed one by one instead of fitted together with
+the variable (skylake.dia.forced.joint_forced_photometry, on the reference and on each difference), they took part
+of its change (up to 3.1, median 1.16).
+Measured 2026-11-28. Before, 116 and 199 were at -6.3 % and -4.5 % (5 sigma each): the reference was interpolated
+onto each frame's grid, and interpolating stars 1.5-2 px wide changes each by its place on the pixel grid (each
+frame differently); their bright neighbours' part of that, left on the differences, followed the seeing and moved
+the two amplitudes. These frames differ from the reference by their pointing jitter alone, so the reference is now
+moved by whole pixels and the kernel, centred on the fraction left, takes the rest (skylake.dia.resample.
+whole_pixel_shift). Earlier still 0.83-1.10 (3 of 8) and the neighbours' chi2/dof 1.6-1.9: the kernel was fitted on
+an unresolved pair of neighbours beside a variable (a stamp must now look like one star,
 skylake.dia.difference.single_stars) and varied over the chip by a polynomial its 10-45 stamps could not pin down
 (the degree is now cross-validated, skylake.dia.kernel; 0 on this field, whose PSF is the same everywhere).
 """
@@ -101,10 +104,8 @@ def test_dia_light_curves_keep_a_blended_variables_amplitude_where_apertures_los
         )
     print("\n" + "\n".join(lines))
     dia_ratio, aperture_slope, sigma = np.array(dia_ratio), np.array(aperture_slope), np.array(sigma)
-    assert len(dia_ratio) == 8 and np.median(np.abs(dia_ratio - 1)) < 0.03
-    # 6 of 8 within 3 % (and 1.3 %); 116 at -6.3 % and 199 at -4.5 %, 5 sigma each: the residual left
-    assert (np.abs(dia_ratio - 1) < 0.03).sum() >= 6 and (np.abs(dia_ratio - 1) < 0.10).all()
-    assert (np.sort(np.abs(dia_ratio - 1) / sigma)[:6] < 2).all()  # those six as their own errors say
+    assert len(dia_ratio) == 8 and (np.abs(dia_ratio - 1) < 0.03).all()  # 0.980-1.010
+    assert (np.abs(dia_ratio - 1) / sigma < 2.5).all()  # each as its own error says (at most 1.7 sigma)
     assert np.abs(aperture_slope - 1).min() > 0.5  # every aperture light curve off by more than 10 %, far
 
 

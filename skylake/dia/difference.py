@@ -8,7 +8,7 @@ frame (a variable, a transient, an asteroid) is left, with the frame's PSF.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.signal import oaconvolve
@@ -306,6 +306,7 @@ def subtract(
     stamps: list[tuple[float, float]] | None = None,
     mask: np.ndarray | None = None,
     frame_share: float = 0.0,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> Difference:
     """Subtract the reference, PSF-matched to the frame, from the frame.
 
@@ -329,6 +330,10 @@ def subtract(
     frame_share : float
         The frame's share of the reference's weight when the reference stacks it: the two share that noise,
         so the difference's variance is smaller by twice the share of the frame's.
+    offset : tuple of float
+        ``(ox, oy)`` [pixels]: a star at ``(u, v)`` on ``reference`` is at ``(u + ox, v + oy)`` on the frame (a
+        reference moved by whole pixels, :func:`skylake.dia.reference.on_frame`); the kernel takes up the shift.
+        ``stamps`` are positions on the reference, the difference's on the frame.
 
     Returns
     -------
@@ -341,6 +346,8 @@ def subtract(
         Too few stamps to fit the kernel (named with the number found).
     """
     settings = settings or DiaSettings()
+    if offset != (0.0, 0.0):  # the basis centred where the reference's points go: the kernel holds the shift
+        settings = replace(settings, kernel=replace(settings.kernel, centre=tuple(float(o) for o in offset)))
     if not 0 <= frame_share < 0.5:
         raise ValueError(f"frame_share = {frame_share} must be in [0, 0.5): a reference of at least 3 frames")
     stamps = choose_stamps(reference, frame, settings, mask) if stamps is None else stamps
@@ -350,7 +357,7 @@ def subtract(
     centres = [(round(x), round(y)) for x, y in stamps]
     broadened = 0.0
     if settings.min_kernel_sigma > 0:
-        width = kernel_width(frame, reference, stamps, settings.kernel.half_width, mask)
+        width = kernel_width(frame, reference, stamps, settings.kernel.half_width, mask, offset=offset)
         if width < settings.min_kernel_sigma:  # the frame is about as sharp as the reference or sharper
             broadened = float(np.sqrt(settings.min_kernel_sigma**2 - np.sign(width) * width**2))
             frame, variance = broaden(frame, variance, broadened)
@@ -376,8 +383,9 @@ def subtract(
         total[_saturated(original, reference, settings.saturation, reach)] = np.inf
     if mask is not None and mask.any():
         total[_grown(mask, settings.kernel.half_width)] = np.inf
+    on_frame = [(x + offset[0], y + offset[1]) for x, y in stamps]
     return Difference(
-        image=frame - model, variance=total, solution=solution, model=model, stamps=stamps, broadened=broadened
+        image=frame - model, variance=total, solution=solution, model=model, stamps=on_frame, broadened=broadened
     )
 
 
@@ -463,7 +471,12 @@ def stamps_with_points(
 
 
 def kernel_width(
-    frame: np.ndarray, reference: np.ndarray, stamps, radius: float, mask: np.ndarray | None = None
+    frame: np.ndarray,
+    reference: np.ndarray,
+    stamps,
+    radius: float,
+    mask: np.ndarray | None = None,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> float:
     """The sigma of the Gaussian kernel that would take the reference's PSF to the frame's, from the stamps' stars.
 
@@ -483,6 +496,8 @@ def kernel_width(
         The aperture's radius [pixels].
     mask : numpy.ndarray or None
         Pixels to leave out.
+    offset : tuple of float
+        Where the stars are on the frame relative to ``stamps`` (positions on the reference) [pixels].
 
     Returns
     -------
@@ -490,7 +505,8 @@ def kernel_width(
         The sigma [pixels]; negative (``-sqrt(-sigma^2)``) for a frame sharper than its reference; NaN with
         fewer than 3 stars measured on both.
     """
-    radii = [_half_light_radii(image, stamps, radius, mask) for image in (frame, reference)]
+    on_frame = [(x + offset[0], y + offset[1]) for x, y in stamps]
+    radii = [_half_light_radii(image, at, radius, mask) for image, at in ((frame, on_frame), (reference, stamps))]
     good = np.isfinite(radii[0]) & np.isfinite(radii[1])
     if good.sum() < 3:
         return float("nan")

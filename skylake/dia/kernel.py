@@ -60,6 +60,10 @@ class KernelSettings:
         ray beside the star is not the star, and fitted it would be subtracted with it).
     iterations : int
         Fits at most (the first included).
+    centre : tuple of float
+        Where the basis Gaussians are centred ``(x, y)`` [pixels]: where a point of the reference goes on the frame
+        relative to its pixel. Not 0 when the reference was moved by whole pixels and a fraction of a pixel is
+        left (:func:`skylake.dia.reference.on_frame`): centred there, the basis starts from the shift the fit finds.
 
     Raises
     ------
@@ -75,6 +79,7 @@ class KernelSettings:
     clip: float = 4.0
     pixel_clip: float = 5.0
     iterations: int = 3
+    centre: tuple = (0.0, 0.0)
 
     def __post_init__(self):
         if self.half_width < 1:
@@ -86,6 +91,8 @@ class KernelSettings:
         for name in ("spatial_order", "background_order"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if len(self.centre) != 2 or not all(abs(c) <= 1 for c in self.centre):
+            raise ValueError(f"the kernel's centre must be (x, y) within a pixel of 0: {self.centre}")
         if self.clip <= 1 or self.pixel_clip <= 1 or self.iterations < 1:
             raise ValueError(
                 f"clip and pixel_clip must be > 1 and iterations >= 1: "
@@ -108,6 +115,7 @@ def basis_kernels(settings: KernelSettings) -> np.ndarray:
     """
     h = settings.half_width
     v, u = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
+    u, v = u - settings.centre[0], v - settings.centre[1]
     out = []
     for sigma, degree in zip(settings.sigmas, settings.degrees):
         g = np.exp(-(u**2 + v**2) / (2 * sigma**2))
@@ -117,9 +125,10 @@ def basis_kernels(settings: KernelSettings) -> np.ndarray:
     first = out[0] / out[0].sum()
     basis = [first]
     for k in out[1:]:
-        total = k.sum()
-        # an even moment has a sum: rescale it and take the first away, so only the first carries flux
-        basis.append(k / total - first if abs(total) > 1e-12 * np.abs(k).sum() else k / np.abs(k).sum())
+        total, size = k.sum(), np.abs(k).sum()
+        # only the first carries flux: an even moment is rescaled and the first taken away; an odd one has no sum
+        # on a centred grid, and off centre its small one is taken away the same way
+        basis.append(k / total - first if abs(total) > 0.1 * size else (k - total * first) / size)
     return np.array(basis)
 
 

@@ -267,8 +267,15 @@ def relative_scales(values: np.ndarray, variances: np.ndarray, saturated: np.nda
     return np.median(sums[:, :1] / sums, axis=0)
 
 
-def on_frame(reference: ReferenceImage, wcs, shape, exptime: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def on_frame(
+    reference: ReferenceImage, wcs, shape, exptime: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
     """The reference on a frame's grid, in the frame's ADU (sky subtracted).
+
+    A frame whose grid is the reference's moved by one translation (:func:`skylake.dia.resample.whole_pixel_shift`:
+    a tracked field's pointing jitter) gets the reference moved by whole pixels, not interpolated; the fraction of
+    a pixel left is returned, for the PSF-matching kernel to take up. Otherwise the reference is interpolated
+    (bicubic, as reproject does) and the fraction is 0.
 
     Parameters
     ----------
@@ -289,17 +296,27 @@ def on_frame(reference: ReferenceImage, wcs, shape, exptime: float) -> tuple[np.
         Its variance [ADU^2] (0 where masked).
     mask : numpy.ndarray
         Pixels the reference does not cover or cannot be matched on.
+    offset : tuple of float
+        ``(ox, oy)`` [pixels]: a star at ``(u, v)`` on ``image`` is at ``(u + ox, v + oy)`` on the frame (within
+        half a pixel; ``(0, 0)`` when the reference was interpolated).
     """
-    from skylake.dia.resample import pixel_mapping, resample
+    from skylake.dia.resample import pixel_mapping, resample, whole_pixel_shift
 
     x, y = pixel_mapping(reference.wcs, wcs, shape)
-    image = resample(reference.image, x, y, "bicubic")
-    variance = resample(np.where(reference.mask, 0.0, reference.variance), x, y, "bilinear")
+    shift = whole_pixel_shift(x, y)
+    offset = (0.0, 0.0)
+    if shift is not None:
+        x, y, offset = shift
+        image = resample(reference.image, x, y, "nearest-neighbor")  # whole pixels: the values themselves
+        variance = resample(np.where(reference.mask, 0.0, reference.variance), x, y, "nearest-neighbor")
+    else:
+        image = resample(reference.image, x, y, "bicubic")
+        variance = resample(np.where(reference.mask, 0.0, reference.variance), x, y, "bilinear")
     masked = resample(reference.mask.astype(np.float32), x, y, "nearest-neighbor")
     mask = ~np.isfinite(image) | ~(np.nan_to_num(masked, nan=1.0) < 0.5)
     image = np.where(mask, 0.0, image) * exptime
     variance = np.where(mask, 0.0, np.nan_to_num(variance)) * exptime**2
-    return image, variance, mask
+    return image, variance, mask, offset
 
 
 def to_fits(reference: ReferenceImage, header: dict | None = None) -> bytes:

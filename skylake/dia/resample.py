@@ -8,6 +8,12 @@ mapping between two WCS of overlapping narrow fields is smooth, so here it is ev
 scipy's ``map_coordinates`` exactly as reproject does (values at pixel centres, the outer half of the border pixels
 their own, NaN outside): on the SkyCamZ frames the same values to 1e-10 of a star's peak and the same
 footprint, in a fifth of the time.
+
+A mapping that is one translation (a tracked field's pointing jitter) needs no interpolation at all:
+:func:`whole_pixel_shift` says so, and the image is moved by whole pixels, its fraction of a pixel left to the PSF
+matching kernel. Interpolating an image whose stars are 1.5-2 pixels wide changes each star by its place on the
+pixel grid (each differently, and each frame differently): on a SYNTHETIC crowded field the bright neighbours' part
+of it, left on the differences, moved two blended variables' DIA amplitudes by 5-6 %.
 """
 
 from __future__ import annotations
@@ -16,12 +22,22 @@ import warnings
 
 import numpy as np
 
-__all__ = ["MAPPING_STEP", "MAPPING_TOLERANCE", "ORDERS", "pixel_mapping", "resample"]
+__all__ = [
+    "MAPPING_STEP",
+    "MAPPING_TOLERANCE",
+    "ORDERS",
+    "SHIFT_TOLERANCE",
+    "pixel_mapping",
+    "resample",
+    "whole_pixel_shift",
+]
 
 #: Grid step [pixels] of the exact WCS mapping.
 MAPPING_STEP = 16
 #: Largest error [pixels] of the splined mapping at the cells' centres before the exact mapping is used instead.
 MAPPING_TOLERANCE = 1e-3
+#: A mapping within this many pixels of one translation everywhere is that translation (:func:`whole_pixel_shift`).
+SHIFT_TOLERANCE = 0.05
 #: Interpolation orders by reproject's names.
 ORDERS = {"nearest-neighbor": 0, "bilinear": 1, "biquadratic": 2, "bicubic": 3}
 
@@ -105,3 +121,38 @@ def resample(array: np.ndarray, x: np.ndarray, y: np.ndarray, order: str = "bicu
     data = np.ascontiguousarray(array, dtype=np.float64)
     out = map_coordinates(data, [y.ravel(), x.ravel()], order=ORDERS[order], mode="constant", cval=np.nan)
     return out.reshape(x.shape)
+
+
+def whole_pixel_shift(
+    x: np.ndarray, y: np.ndarray, tolerance: float = SHIFT_TOLERANCE
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]] | None:
+    """A mapping that is one translation, as whole pixels: where to take each grid pixel's value without
+    interpolating, and the fraction of a pixel that leaves.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Each grid pixel's position on the image (:func:`pixel_mapping`) [pixels].
+    tolerance : float
+        How far [pixels] the mapping may stray from one translation anywhere on the grid.
+
+    Returns
+    -------
+    tuple or None
+        ``(x, y, offset)``: the positions moved to the nearest whole-pixel translation, and ``offset = (ox, oy)``,
+        where a point of the image lies on the grid relative to where the whole-pixel positions put it (a star at
+        ``(u, v)`` on the moved image is at ``(u + ox, v + oy)`` on the grid); None when the mapping is not one
+        translation within ``tolerance`` (a rotation, a change of scale, distortion): interpolate then.
+    """
+    ny, nx = x.shape
+    cols, rows = np.arange(nx, dtype=np.float64), np.arange(ny, dtype=np.float64)
+    dx, dy = x - cols[None, :], y - rows[:, None]
+    if not (np.isfinite(dx).all() and np.isfinite(dy).all()):
+        return None
+    shift_x, shift_y = float(np.median(dx)), float(np.median(dy))
+    if max(np.max(np.abs(dx - shift_x)), np.max(np.abs(dy - shift_y))) > tolerance:
+        return None
+    whole_x, whole_y = round(shift_x), round(shift_y)
+    moved_x = np.broadcast_to(cols[None, :] + whole_x, x.shape)
+    moved_y = np.broadcast_to(rows[:, None] + whole_y, y.shape)
+    return moved_x, moved_y, (whole_x - shift_x, whole_y - shift_y)

@@ -412,7 +412,7 @@ def _subtract(lake_root: str, frame: dict, reference: dict):
     data, wcs, saturated = frame_pixels(lake_root, pd.Series(frame), profile)
     data = np.asarray(data, np.float64)
     ref = from_fits(lake.store.read_bytes(reference["path"]))
-    image, variance, mask = on_frame(ref, wcs, data.shape, float(frame["exptime"]))
+    image, variance, mask, offset = on_frame(ref, wcs, data.shape, float(frame["exptime"]))
     mask |= saturated  # (the frame's sky is subtracted below: its saturated pixels are named, not guessed)
     if mask.mean() > 0.5:
         raise ValueError(f"the reference covers {100 * (1 - mask.mean()):.0f} % of the frame; at least half needed")
@@ -422,7 +422,7 @@ def _subtract(lake_root: str, frame: dict, reference: dict):
     )
     sky, frame_var = sky_noise(data, float(frame["gain"]))
     share = ref.share_of(int(frame["frame_id"]))
-    diff = subtract(data - sky, frame_var, image, variance, settings, mask=mask, frame_share=share)
+    diff = subtract(data - sky, frame_var, image, variance, settings, mask=mask, frame_share=share, offset=offset)
     return diff, wcs, fwhm, share
 
 
