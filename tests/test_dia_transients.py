@@ -6,15 +6,18 @@ down: its noise vanishes), at four places fixed on the sky: two on empty sky and
 a bright star, at 10 and 5 sigma. The 6 copies are ingested and every frame is difference-imaged:
 
 - every 10-sigma point on empty sky is a DIA source, without a flag, in each of the 6 frames that have it, what
-  it adds measured within 10 % of what was drawn; nothing is found at any of the places in the 6 frames without
-  them; next to a bright star all 6 are found at 0.7-1.3 of what was drawn (the star's photons and residual leave
-  S/N 5-10 where 10 was drawn; the issue's 10 % is not met there: a detection beside a star is found 0.7-2.8 px
-  from where it was drawn, against 0.1-0.5 px on empty sky, and its flux moves with its position, while forced
-  photometry at fixed places beside bright stars has pulls of width 1.05-1.11);
+  it adds measured within 10 % of what was drawn (the original frame through the same subtraction taken away:
+  the frame's noise and the stars' residuals cancel); nothing is found at any of the places in the 6 frames
+  without them; next to a bright star all 6 are found, their flux measured where they were drawn within 2 % of
+  it, but where they were found 0.8-1.4 of it: the issue's 10 % is not met at the detection's place. A
+  detection beside a star is 0.7-2.8 px from where it was drawn (0.1-0.5 px on empty sky; 3-4x what its S/N of
+  5-10 allows: the star's residual pulls it), and there the PSF-weighted flux moves about 20 % per pixel (the
+  star's photons weigh the pixels toward it down); forced photometry at fixed places beside bright stars has
+  pulls of width 1.05-1.11;
 - the 5-sigma points' completeness and fluxes are printed (a goal: at least half, within 25 %);
 - the real DIA sources (no flag, a PSF's residuals: real_bogus >= 0.01) make DIA objects: the 10-sigma transient
   on empty sky is one, of its 6 detections, linked to no object; the real DIA sources no drawing explains are
-  0-3 per frame (the issue's goal: under 10; 6-13 DIA sources per frame before the cuts, most of them hot pixels
+  0-5 per frame (the issue's goal: under 10; 1-13 DIA sources per frame before the cuts, most of them hot pixels
   the reference lacks, which no PSF fits);
 - forced photometry at empty places of the differences has pulls of unit width (0.9-1.1): the errors are honest
   on real frames (the variance scaled by the difference's own noise at the PSF's scale, measured by `skylake dia`
@@ -107,10 +110,28 @@ def _difference(lake, like: dict, path, reference: dict):
     return diff, psf, fwhm, aperture_correction(diff, fwhm, psf)
 
 
-def _flux(diff, psf, fwhm, correction, x, y):
+def _same_subtraction(lake, like: dict, copy, original, reference: dict):
+    """A drawn copy's difference as `skylake dia` makes it, and the original frame through the very same
+    subtraction (the copy's kernel and sky-subtracted like it): their difference is what was drawn, with the
+    frame's noise and the stars' residuals cancelled. (The original's own subtraction would not do beside a star:
+    a point drawn beside a stamp's star takes that stamp out of the kernel's fit, and the star's residual under the
+    point differs between the two subtractions by 1-18 % of a 10-sigma point.)"""
+    from skylake.dia.difference import broaden
+
+    diff, psf, fwhm, correction = _difference(lake, like, copy, reference)
+    data, sky, var, _ = _open(original)
+    frame = data - sky
+    if diff.broadened > 0:
+        frame, _ = broaden(frame, var, diff.broadened)
+    return (diff, psf, fwhm, correction), frame - diff.model
+
+
+def _flux(diff, psf, fwhm, correction, x, y, image=None):
+    """The PSF-weighted flux and error at (x, y) of a difference (or of ``image`` with its variance and PSF)."""
     from skylake.dia.forced import forced_photometry
 
-    flux, err = forced_photometry(diff.image, diff.variance, [float(x)], [float(y)], fwhm, psf=psf)
+    image = diff.image if image is None else image
+    flux, err = forced_photometry(image, diff.variance, [float(x)], [float(y)], fwhm, psf=psf)
     return flux[0] * correction, err[0] * correction
 
 
@@ -135,7 +156,7 @@ def run(skycamz_files, tmp_path_factory, dask_client):
     sky_places = [wcs.pixel_to_world_values(px, py) for px, py in places]
     sky_template = wcs.pixel_to_world_values(*template)
     levels = [10, 5, 10, 5]  # empty, empty, next to a star, next to a star
-    drawn, clean = {}, {}
+    drawn, clean, same = {}, {}, {}
     (root / "later").mkdir()
     for path in frames[6:]:
         data, sky, _, wcs = _open(path)
@@ -158,10 +179,11 @@ def run(skycamz_files, tmp_path_factory, dask_client):
                 drawn.setdefault(path.name, []).append((*wcs.pixel_to_world_values(x, y), level, level * sigma, x, y))
             hdul[0].data = image
             hdul.writeto(root / "later" / path.name)
+        same[path.name] = _same_subtraction(lake, like, root / "later" / path.name, path, reference)
     ingest(lake, [str(root / "later")], "skycamz", client=dask_client, progress=False, calibrate=False)
     report = run_dia(lake, runner=Runner(dask_client))
     assert report.done == 12 and not report.failed
-    return lake, drawn, sky_places, clean, like, reference, root
+    return lake, drawn, sky_places, clean, like, reference, root, same
 
 
 def _found(lake):
@@ -178,10 +200,10 @@ def _near(rows, ra, dec, arcsec=10.7):  # 3 px, one FWHM
 
 
 def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere_else(run):
-    lake, drawn, places, clean, like, reference, root = run
+    lake, drawn, places, clean, like, reference, root, same = run
     rows = _found(lake)
     lines, ratios = [], {(5, "empty"): [], (10, "empty"): [], (5, "by a star"): [], (10, "by a star"): []}
-    pulls = []  # the 10-sigma points beside a star: (found - drawn) / the DIA source's flux error
+    placed = {"empty": [], "by a star": []}  # the 10-sigma points measured where they were drawn
 
     for name in sorted(set(rows["name"])):
         mine = rows[rows["name"] == name]
@@ -193,15 +215,18 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
             at_ra, at_dec, level, flux, x, y = drawn[name][k]
             near = _near(mine, at_ra, at_dec)
             hit = near[(near["sign"] == 1) & (near["flags"] == 0)].sort_values("snr").tail(1)
-            # what the drawing added: the flux found less the same measure, at the same place, of the frame's
-            # difference with nothing drawn (the frame's noise cancels)
+            # what the drawing added: the flux found less the same measure, at the same place, of the original
+            # frame through the same subtraction (the frame's noise and the stars' residuals cancel)
+            subtraction, original = same[name]
             ratio = np.nan
             if len(hit):
                 at = hit.iloc[0]
-                ratio = (at["flux"] - _flux(*clean[name], at["x"], at["y"])[0]) / flux
+                ratio = (at["flux"] - _flux(*subtraction, at["x"], at["y"], image=original)[0]) / flux
             where = "empty" if k < 2 else "by a star"
-            if where == "by a star" and level == 10:
-                pulls.append((ratio - 1) * flux / hit["flux_err"].iloc[0] if len(hit) else np.nan)
+            if level == 10:  # the same measure at the drawn place: the photometry's own part, the position's apart
+                placed[where].append(
+                    (_flux(*subtraction, x, y)[0] - _flux(*subtraction, x, y, image=original)[0]) / flux
+                )
             ratios[level, where].append(ratio)
             lines.append(f"{name} {where:9} {level:2d} sigma: drawn {flux:6.0f} ADU, found {ratio:.3f} of it"
                          + (f" at S/N {hit['snr'].iloc[0]:.1f}, {np.hypot(at['x'] - x, at['y'] - y):.2f} px "
@@ -212,25 +237,27 @@ def test_ten_sigma_transients_are_found_in_every_frame_that_has_them_and_nowhere
         got = np.array(got)
         fluxes = f"fluxes {np.nanmin(got):.2f}-{np.nanmax(got):.2f} of the drawn" if np.isfinite(got).any() else ""
         print(f"{level:2d} sigma, {where:9}: {np.isfinite(got).sum()}/{len(got)} found {fluxes}")
+    for where, got in placed.items():
+        print(f"10 sigma, {where:9}: measured where drawn {np.min(got):.3f}-{np.max(got):.3f} of the drawn")
     empty = np.array(ratios[10, "empty"])
     assert len(empty) == 6 and np.isfinite(empty).all() and np.abs(empty - 1).max() < 0.10
     assert np.isfinite(ratios[5, "empty"]).sum() >= 3  # the goal: half the 5-sigma points
-    # Next to a bright star (2 FWHM) every 10-sigma point is found (5 of 6 before a stamp with a point beside its
-    # star was left out of the kernel's fit, 2026-11-28) at 0.71-1.33 of what was drawn, not within the issue's
-    # 10 %: S/N 5-10 there (the star's photons and its imperfect subtraction), and (found - drawn) / error of
-    # -3.3 to +2.1, rms 2.0: the detection's position wanders 0.7-2.8 px beside the star's residual and its flux
-    # with it (at fixed places there the errors hold: the next test).
+    # Next to a bright star (2 FWHM) every 10-sigma point is found. Measured where it was drawn, its flux is
+    # 0.984-1.017 of the drawn (empty sky 1.00-1.02); measured where it was found, 0.80-1.35: the detection's
+    # position there is 0.7-2.8 px off (0.1-0.5 on empty sky; 3-4x what its S/N of 5-10 allows, the star's
+    # residual pulling it), and beside the star the PSF-weighted flux moves 10-20 % per pixel (the star's photons
+    # weigh the pixels toward it down). The issue's 10 % holds at the place, not at the detection's.
     star = np.array(ratios[10, "by a star"])
-    rms = np.sqrt(np.mean(np.square(pulls)))
-    print(f"10 sigma by a star: (found - drawn) / error {np.round(pulls, 2)}, rms {rms:.2f}")
-    assert np.isfinite(star).all() and len(star) == 6 and (np.abs(pulls) < 4).all()
+    assert np.isfinite(star).all() and len(star) == 6 and (np.abs(star - 1) < 0.5).all()
+    assert np.abs(np.array(placed["by a star"]) - 1).max() < 0.05
+    assert np.abs(np.array(placed["empty"]) - 1).max() < 0.05
 
 
 def test_empty_places_of_real_differences_have_pulls_of_unit_width(run):
     """On a grid of places far from stars (not the random ones `skylake dia` scales the variance by)."""
     from skylake.dia.forced import forced_photometry
 
-    lake, drawn, places, clean, like, reference, root = run
+    lake, drawn, places, clean, like, reference, root, same = run
     pulls = []
     for name in sorted(clean)[:3]:
         diff, psf, fwhm, _ = clean[name]
@@ -268,7 +295,7 @@ def test_places_beside_bright_stars_of_real_differences_have_honest_pulls(run):
 
     from skylake.dia.forced import joint_forced_photometry
 
-    lake, drawn, places, clean, like, reference, root = run
+    lake, drawn, places, clean, like, reference, root, same = run
     pulls = {1.5: [], 2.0: [], 3.0: []}
     for name in sorted(clean):
         diff, psf, fwhm, _ = clean[name]
