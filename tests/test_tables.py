@@ -32,6 +32,7 @@ def test_registry_reads_every_schema_with_its_partitioning():
         "dia_frames": "night",
         "dia_sources": "healpix",
         "dia_lightcurves": "healpix",
+        "dia_forced": "healpix",
         "dia_objects": "healpix",
         "streaks": "night",
         "zeropoints": "night",

@@ -108,8 +108,9 @@ def add_commands(sub) -> None:
         "spatially varying, with a differential background); the DIA sources found on the difference (both "
         "signs, flagged, scored real or bogus, the real ones with cutouts) go to LAKE/dia_sources, the real ones "
         "associated across frames to LAKE/dia_objects, every object's flux change to LAKE/dia_lightcurves "
+        "and every transient's (a DIA object of 2 or more real DIA sources and no object) to LAKE/dia_forced "
         "(HATS), a row per frame to LAKE/dia_frames. A frame that cannot be subtracted gets a row with its "
-        "reason.",
+        "reason. A transient found tonight is measured on tonight's earlier frames by --redo.",
     )
     _narrowing(d)
     d.add_argument("--redo", action="store_true", help="subtract frames done before again (their rows replaced)")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from skylake.lake.tables import DIA_LIGHTCURVES, ZEROPOINTS
+from skylake.lake.tables import DIA_FORCED, DIA_LIGHTCURVES, ZEROPOINTS
 from skylake.schema import conform
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "CATALOGUE_SNR",
     "ID_BITS",
     "objects_for",
+    "transients_for",
+    "TRANSIENT_SOURCES",
     "reference_fluxes",
     "reference_zeropoint",
     "measure_points",
@@ -46,6 +48,9 @@ POINT_FLAGS = {"masked": 1}
 ID_BITS = 20
 #: A catalogue star with no object is measured when it shows on the reference at this S/N or more.
 CATALOGUE_SNR = 5.0
+#: A DIA object with no object is a transient measured on every frame when it has this many real DIA sources
+#: (one detection alone is as often a cosmic ray or a hot pixel the cuts let through).
+TRANSIENT_SOURCES = 2
 #: Objects above this S/N on a frame measure its flux floor (:func:`flux_floor`) ...
 FLOOR_SNR = 50.0
 #: ... when there are this many of them.
@@ -112,6 +117,46 @@ def objects_for(lake, reference: dict) -> pd.DataFrame:
     placed["_healpix_29"] = placed["_healpix_29_obj"].fillna(placed["_healpix_29"]).astype(np.int64)
     placed = placed.drop(columns="_healpix_29_obj").assign(from_catalogue=~placed["object_id"].isin(found["object_id"]))
     return pd.concat([found[~known], placed], ignore_index=True)
+
+
+def transients_for(lake, reference: dict) -> pd.DataFrame:
+    """The transients over a reference's footprint: its DIA objects of :data:`TRANSIENT_SOURCES` or more real DIA
+    sources with no object (``object_id`` null), at their position (their sources' S/N-weighted mean).
+
+    Measured on every frame, detected there or not, a transient's points give its light curve before, during and
+    after what the detection threshold saw, at one place: a detection beside a bright star lands 0.7-2.8 px from
+    the source (SkyCamZ), the mean of several is nearer.
+
+    Parameters
+    ----------
+    lake : skylake.lake.Lake
+        The lake.
+    reference : dict
+        The reference's row (schemas/references.yaml).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``object_id`` (null), ``dia_object_id``, ``_healpix_29``, ``ra``, ``dec`` and ``from_catalogue`` (False);
+        empty when the lake has none.
+    """
+    from skylake.dia.stage import frame_rows
+    from skylake.lake.tables import DIA_OBJECTS
+
+    columns = ["dia_object_id", "_healpix_29", "ra", "dec", "n_sources", "object_id"]
+    footprint = pd.DataFrame([{k: reference[k] for k in ("ra_center", "dec_center", "nx", "ny", "pixscale")}])
+    rows = frame_rows(lake, DIA_OBJECTS, footprint, columns)
+    rows = rows[rows["object_id"].isna() & (rows["n_sources"] >= TRANSIENT_SOURCES)]
+    return pd.DataFrame(
+        {
+            "object_id": pd.array([pd.NA] * len(rows), dtype="Int64"),
+            "dia_object_id": rows["dia_object_id"].to_numpy(np.int64),
+            "_healpix_29": rows["_healpix_29"].to_numpy(np.int64),
+            "ra": rows["ra"].to_numpy(float),
+            "dec": rows["dec"].to_numpy(float),
+            "from_catalogue": np.zeros(len(rows), bool),
+        }
+    )
 
 
 def reference_zeropoint(lake, reference: dict) -> float | None:
@@ -184,8 +229,9 @@ def reference_fluxes(reference, objects: pd.DataFrame) -> pd.DataFrame:
 
 
 def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.DataFrame, frame: dict,
-                   reference: dict) -> pa.Table:  # fmt: skip
-    """One frame's DIA light-curve points: the forced flux change at each object on it.
+                   reference: dict) -> tuple[pa.Table, pa.Table, float | None, float]:  # fmt: skip
+    """One frame's DIA light-curve points: the forced flux change at each object and transient on it, fitted
+    together where they are neighbours.
 
     Parameters
     ----------
@@ -200,7 +246,8 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     correction : float
         The frame's aperture correction (:func:`skylake.dia.stage.aperture_correction`).
     objects : pandas.DataFrame
-        The reference's objects with their fluxes on it (:func:`reference_fluxes`).
+        The reference's objects and transients (:func:`objects_for`, :func:`transients_for`: ``dia_object_id``
+        set for a transient) with their fluxes on it (:func:`reference_fluxes`).
     frame : dict
         The frame's row (``frame_id``, ``mjd``, ``exptime``).
     reference : dict
@@ -210,6 +257,8 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     -------
     points : pyarrow.Table
         Rows of schemas/dia_lightcurves.yaml, one per object whose PSF box lies on the frame.
+    forced : pyarrow.Table
+        Rows of schemas/dia_forced.yaml, one per transient (``objects`` with a ``dia_object_id``) on the frame.
     floor : float or None
         The frame's flux floor (:func:`flux_floor`), in the points' errors.
     residual : float
@@ -220,7 +269,7 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     from skylake.dia.forced import joint_forced_photometry
 
     if not len(objects):
-        return _table({}, 0), None, 0.0
+        return _table({}, DIA_LIGHTCURVES, "", "", []), _table({}, DIA_FORCED, "", "", []), None, 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x, y = (np.asarray(v, float) for v in wcs.world_to_pixel_values(objects["ra"], objects["dec"]))
@@ -255,22 +304,26 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     n = len(rows)
     cols = {
         "_healpix_29": rows["_healpix_29"].to_numpy(np.int64),
-        "dia_point_id": (int(frame["frame_id"]) << ID_BITS) + np.arange(n, dtype=np.int64),
-        "object_id": rows["object_id"].to_numpy(np.int64),
+        "id": (int(frame["frame_id"]) << ID_BITS) + np.arange(n, dtype=np.int64),
         "frame_id": np.full(n, int(frame["frame_id"]), np.int64),
-        "reference_id": [reference["reference_id"]] * n,
+        "reference_id": np.array([reference["reference_id"]] * n, dtype=object),
         "mjd": np.full(n, float(frame["mjd"])),
         "x": x,
         "y": y,
         "dflux": dflux,
         "dflux_err": dflux_err,
         "ref_flux": ref_flux,
-        "ref_flux_err": rows["ref_flux_err"].to_numpy(),
+        "ref_flux_err": rows["ref_flux_err"].to_numpy(float),
         "mag_dia": mag,
         "mag_dia_err": mag_err,
         "flags": np.where(masked, POINT_FLAGS["masked"], 0).astype(np.int32),
     }
-    return _table(cols, n), floor, residual
+    transient = rows["dia_object_id"].notna().to_numpy() if "dia_object_id" in rows else np.zeros(n, bool)
+    of_objects = {k: v[~transient] for k, v in cols.items()}
+    points = _table(of_objects, DIA_LIGHTCURVES, "dia_point_id", "object_id", rows["object_id"][~transient])
+    of_transients = {k: v[transient] for k, v in cols.items()}
+    forced = _table(of_transients, DIA_FORCED, "dia_forced_id", "dia_object_id", rows["dia_object_id"][transient])
+    return points, forced, floor, residual
 
 
 def scale_residual(dflux: np.ndarray, ref_flux: np.ndarray) -> tuple[float, float]:
@@ -359,9 +412,11 @@ def flux_floor(dflux: np.ndarray, dflux_err: np.ndarray, flux: np.ndarray) -> fl
     return 0.5 * (lo + hi)
 
 
-def _table(cols: dict, n: int) -> pa.Table:
+def _table(cols: dict, table: str, id_name: str, target: str, target_ids) -> pa.Table:
+    """The rows of ``table`` (``dia_lightcurves`` or ``dia_forced``): ``cols`` with their id and target columns."""
     from skylake.lake import tables
 
-    if not n:
-        return tables.get(DIA_LIGHTCURVES).schema.empty_table()
-    return conform(pa.table(cols), DIA_LIGHTCURVES)
+    if not len(target_ids):
+        return tables.get(table).schema.empty_table()
+    named = {(id_name if k == "id" else k): v for k, v in cols.items()}
+    return conform({**named, target: np.asarray(target_ids, np.int64)}, table)

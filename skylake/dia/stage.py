@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from skylake.dia.references import read_references, reference_for, usable_frames
 from skylake.lake import tables
 from skylake.lake.frames import FrameSelection
-from skylake.lake.tables import DIA_FRAMES, DIA_LIGHTCURVES, DIA_OBJECTS, DIA_SOURCES
+from skylake.lake.tables import DIA_FORCED, DIA_FRAMES, DIA_LIGHTCURVES, DIA_OBJECTS, DIA_SOURCES
 from skylake.schema import conform
 
 __all__ = [
@@ -94,6 +94,8 @@ class DiaReport:
         Of those, real (:func:`skylake.dia.detect.is_real`).
     points : int
         DIA light-curve points measured (objects on the frames' differences).
+    forced : int
+        Transients' forced points measured (:func:`skylake.dia.points.transients_for`).
     dia_objects : int
         DIA objects made or changed by the frames' real DIA sources.
     references : list of str
@@ -110,6 +112,7 @@ class DiaReport:
     unflagged: int = 0
     real: int = 0
     points: int = 0
+    forced: int = 0
     dia_objects: int = 0
     references: list = field(default_factory=list)
     version: int | None = None
@@ -124,14 +127,16 @@ class DiaReport:
         -------
         str
             E.g. ``dia: 12 frames subtracted, 0 failed, 2 with no reference, 0 done before; 102 DIA sources
-            (82 unflagged, 8 real), 12,456 DIA light-curve points, 6 DIA objects made or changed``, and a line per
+            (82 unflagged, 8 real), 12,456 DIA light-curve points, 24 forced points of transients, 6 DIA objects made
+            or changed``, and a line per
             reason of failure.
         """
         failed = sum(self.failed.values())
         line = (
             f"dia: {self.done} frames subtracted, {failed} failed, {self.no_reference} with no reference, "
             f"{self.skipped} done before; {self.dia_sources} DIA sources ({self.unflagged} unflagged, "
-            f"{self.real} real), {self.points} DIA light-curve points, {self.dia_objects} DIA objects made or changed"
+            f"{self.real} real), {self.points} DIA light-curve points, {self.forced} forced points of transients, "
+            f"{self.dia_objects} DIA objects made or changed"
         )
         if self.references:
             line += f"\n  references built first: {', '.join(self.references)}"
@@ -153,7 +158,7 @@ def difference_frame(
     version: int,
     objects: pd.DataFrame | None = None,
     threshold: float = THRESHOLD,
-) -> tuple[dict, pa.Table, pa.Table]:
+) -> tuple[dict, pa.Table, pa.Table, pa.Table]:
     """Subtract a frame's reference, find its DIA sources and measure its objects on it (a task on a worker).
 
     Parameters
@@ -167,8 +172,8 @@ def difference_frame(
     version : int
         The lake version read (``built_version``).
     objects : pandas.DataFrame or None
-        The reference's objects with their fluxes on it (:func:`skylake.dia.points.reference_fluxes`; None or
-        empty: no DIA light-curve point).
+        The reference's objects and transients with their fluxes on it (:func:`skylake.dia.points.reference_fluxes`;
+        None or empty: no DIA light-curve point).
     threshold : float
         The DIA sources' detection threshold [sigma].
 
@@ -180,27 +185,29 @@ def difference_frame(
         Its DIA sources (schemas/dia_sources.yaml; none when it failed).
     points : pyarrow.Table
         Its DIA light-curve points (schemas/dia_lightcurves.yaml; none when it failed).
+    forced : pyarrow.Table
+        Its transients' forced points (schemas/dia_forced.yaml; none when it failed).
     """
     row = {
         "frame_id": int(frame["frame_id"]), "reference_id": None, "status": "failed", "reason": NO_REFERENCE,
         "in_reference": False, "fwhm": frame["fwhm_median"], "mjd": frame["mjd"], "built_version": version,
         "night": frame["night"], "scale": None, "scale_error": None, "n_stamps": None, "normalised_rms": None,
-        "n_dia_sources": 0, "n_unflagged": 0, "n_real": 0, "aperture_correction": None, "n_points": 0,
+        "n_dia_sources": 0, "n_unflagged": 0, "n_real": 0, "aperture_correction": None, "n_points": 0, "n_forced": 0,
         "noise_scale": None, "flux_floor": None, "scale_residual": None, "broadened": None,
         "kernel_order": None,
     }  # fmt: skip
     from skylake.dia.points import measure_points
 
     empty = tables.get(DIA_SOURCES).schema.empty_table()
-    no_points = tables.get(DIA_LIGHTCURVES).schema.empty_table()
+    no_points, no_forced = (tables.get(t).schema.empty_table() for t in (DIA_LIGHTCURVES, DIA_FORCED))
     if reference is None:
-        return row, empty, no_points
+        return row, empty, no_points, no_forced
     row["reference_id"] = reference["reference_id"]
     try:
         diff, wcs, fwhm, share = _subtract(lake_root, frame, reference)
     except (ValueError, np.linalg.LinAlgError, OSError) as exc:  # too few stars, no overlap, a file gone: its reason
         row["reason"] = " ".join(str(exc).split())
-        return row, empty, no_points
+        return row, empty, no_points, no_forced
     from skylake.dia.detect import detect_sources, is_real
 
     fwhm = core_fwhm(diff) or fwhm
@@ -219,18 +226,18 @@ def difference_frame(
         normalised_rms=normalised_rms, fwhm=fwhm, n_dia_sources=len(found), noise_scale=scale,
         n_unflagged=int((found["flags"] == 0).sum()), n_real=int(is_real(found).sum()), aperture_correction=correction,
     )  # fmt: skip
-    points = no_points
+    points, forced = no_points, no_forced
     if objects is not None and len(objects):
-        points, row["flux_floor"], row["scale_residual"] = measure_points(
+        points, forced, row["flux_floor"], row["scale_residual"] = measure_points(
             diff, wcs, psf, fwhm, correction, objects, frame, reference
         )
-    row["n_points"] = points.num_rows
+    row["n_points"], row["n_forced"] = points.num_rows, forced.num_rows
     real = is_real(found)
     stamps = {
         f"stamp_{name}": [cutouts(image, x, y) if r else None for x, y, r in zip(found["x"], found["y"], real)]
         for name, image in (("reference", diff.model), ("frame", diff.image + diff.model), ("difference", diff.image))
     }  # fmt: skip
-    return row, _sources(found.assign(**stamps), frame, reference["reference_id"], wcs), points
+    return row, _sources(found.assign(**stamps), frame, reference["reference_id"], wcs), points, forced
 
 
 def cutouts(image: np.ndarray, x: float, y: float, size: int = STAMP_SIZE) -> np.ndarray:
@@ -505,21 +512,22 @@ def run_dia(
         return report
     version = lake.log.latest_version()
     items = _with_objects(lake, items, runner)
-    rows, found, points = [], [], []
+    rows, found, points, forced = [], [], [], []
     with lake.transaction(DIA_FRAMES) as tx:
         tx.runner = runner
         if again:
             _remove(tx, frames[frames["frame_id"].isin(again)], nights)
-        for row, sources, measured in runner.map(
+        for row, sources, measured, at_transients in runner.map(
             _task, items, window=max(1, 2 * runner.workers()), lake_root=lake.store.location, version=version,
             threshold=threshold,
         ):  # fmt: skip
             rows.append(row)
             found.append(sources)
             points.append(measured)
+            forced.append(at_transients)
         linkable = [objects for *_, objects in items if objects is not None]
         found, report.dia_objects = _associate(tx, frames, rows, found, again, linkable)
-        _stage(tx, rows, found, points)
+        _stage(tx, rows, found, points, forced)
         entry = tx.commit({"dia_frames": len(rows)})
     report.version = entry.version if entry else None
     for row, sources in zip(rows, found):
@@ -529,6 +537,7 @@ def run_dia(
             report.unflagged += int(row["n_unflagged"])
             report.real += int(row["n_real"])
             report.points += int(row["n_points"])
+            report.forced += int(row["n_forced"])
         elif row["reason"] == NO_REFERENCE:
             report.no_reference += 1
         else:
@@ -602,11 +611,11 @@ def _lacking_reference(lake, selection: FrameSelection) -> bool:
 def _with_objects(lake, items: list, runner) -> list:
     """The frames' items with their reference's objects and fluxes on it (one task a reference) and the
     reference's zeropoint: what the frames' DIA light-curve points need."""
-    from skylake.dia.points import objects_for, reference_zeropoint
+    from skylake.dia.points import objects_for, reference_zeropoint, transients_for
 
     used = {ref["reference_id"]: ref for _, ref in items if ref is not None}
     zps = {rid: reference_zeropoint(lake, ref) for rid, ref in used.items()}
-    wanted = [(ref, objects_for(lake, ref)) for ref in used.values()]
+    wanted = [(ref, _targets(objects_for(lake, ref), transients_for(lake, ref))) for ref in used.values()]
     window = max(1, runner.workers())
     measured = dict(zip(used, runner.map(_reference_task, wanted, window=window, lake_root=lake.store.location)))
     return [
@@ -615,6 +624,16 @@ def _with_objects(lake, items: list, runner) -> list:
         else (frame, {**ref, "zp": zps[ref["reference_id"]]}, measured[ref["reference_id"]])
         for frame, ref in items
     ]
+
+
+def _targets(objects: pd.DataFrame, transients: pd.DataFrame) -> pd.DataFrame:
+    """A reference's objects and transients, one table (``dia_object_id`` null for an object)."""
+    objects = objects.assign(object_id=objects["object_id"].astype("Int64"))
+    objects["dia_object_id"] = pd.array([pd.NA] * len(objects), dtype="Int64")
+    if not len(transients):
+        return objects
+    transients = transients.assign(dia_object_id=transients["dia_object_id"].astype("Int64"))
+    return pd.concat([objects, transients[objects.columns]], ignore_index=True)
 
 
 def _reference_task(item, lake_root: str) -> pd.DataFrame:
@@ -650,7 +669,7 @@ def _remove(tx, frames: pd.DataFrame, nights: list) -> None:
         return pc.is_in(data.column("frame_id"), value_set=ids).to_numpy(zero_copy_only=False)
 
     tables.get(DIA_FRAMES).remove_where(tx, drop, nights=nights)
-    for table in (DIA_SOURCES, DIA_LIGHTCURVES):
+    for table in (DIA_SOURCES, DIA_LIGHTCURVES, DIA_FORCED):
         tables.get(table).remove_where(tx, drop, files=_files_under(tx.lake, table, frames))
 
 
@@ -695,6 +714,7 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
         members = pd.concat([old, new.loc[real, [*columns, "radius"]]], ignore_index=True)
         objects = pd.concat([o[["object_id", "ra", "dec"]] for o in linkable if len(o)], ignore_index=True) if any(
             len(o) for o in linkable) else pd.DataFrame(columns=["object_id", "ra", "dec"])  # fmt: skip
+        objects = objects[objects["object_id"].notna()].astype({"object_id": "int64"})  # not the transients measured
         ids_in = value_set(sorted(touched))
         tables.get(DIA_OBJECTS).remove_where(
             tx, lambda data: pc.is_in(data.column("dia_object_id"), value_set=ids_in).to_numpy(zero_copy_only=False),
@@ -760,14 +780,16 @@ def _files_under(lake, table: str, frames: pd.DataFrame) -> list[str]:
     return [rel.split("/", 1)[1] for rel in data_files(lake, table, list(hit))]
 
 
-def _stage(tx, rows: list, found: list, points: list) -> None:
-    """Stage the frames' dia_frames rows, their DIA sources and their DIA light-curve points."""
+def _stage(tx, rows: list, found: list, points: list, forced: list) -> None:
+    """Stage the frames' dia_frames rows, their DIA sources, their DIA light-curve points and their transients'
+    forced points."""
     table = pd.DataFrame(rows)
     nights = table.pop("night").tolist()
     tables.get(DIA_FRAMES).stage(tx, conform(pa.Table.from_pandas(table, preserve_index=False), DIA_FRAMES), nights)
     sources = pa.concat_tables([s for s in found if s.num_rows]) if any(s.num_rows for s in found) else None
     if sources is not None:
         tx.stage_healpix(DIA_SOURCES, sources)
-    measured = [p for p in points if p.num_rows]
-    if measured:
-        tx.stage_healpix(DIA_LIGHTCURVES, pa.concat_tables(measured))
+    for table, pieces in ((DIA_LIGHTCURVES, points), (DIA_FORCED, forced)):
+        measured = [p for p in pieces if p.num_rows]
+        if measured:
+            tx.stage_healpix(table, pa.concat_tables(measured))

@@ -77,6 +77,7 @@ __all__ = [
     "DIA_FRAMES",
     "DIA_SOURCES",
     "DIA_LIGHTCURVES",
+    "DIA_FORCED",
     "DIA_OBJECTS",
     "PARTITIONINGS",
     "NOT_TABLES",
@@ -116,6 +117,7 @@ CAMERA_MASKS = "camera_masks"
 DIA_FRAMES = "dia_frames"
 DIA_SOURCES = "dia_sources"
 DIA_LIGHTCURVES = "dia_lightcurves"
+DIA_FORCED = "dia_forced"
 DIA_OBJECTS = "dia_objects"
 
 #: The ways a table is partitioned (``partition_by`` in its schema).

@@ -31,11 +31,12 @@ def _cmd_build(args) -> int:
 def _cmd_lightcurve(args) -> int:
     import numpy as np
 
-    from skylake.objects.query import dia_light_curve, light_curve, plot_light_curve
+    from skylake.objects.query import dia_light_curve, light_curve, plot_light_curve, transient_light_curve
 
     points = light_curve(args.lake, args.ra, args.dec, args.radius)
     dia = dia_light_curve(args.lake, args.ra, args.dec, args.radius)
-    if points.empty and dia.empty:
+    transients = transient_light_curve(args.lake, args.ra, args.dec, args.radius)
+    if points.empty and dia.empty and transients.empty:
         print(
             f"no object within {args.radius:g} arcsec of ({args.ra}, {args.dec}); "
             "is LAKE/objects built (skylake objects build)?"
@@ -59,9 +60,19 @@ def _cmd_lightcurve(args) -> int:
             f"dflux {mean:+.1f} ADU/s mean, chi2/dof {chi2:.2f}"
             + ("" if oid in set(objects["object_id"]) else " (a catalogue star with no object: a blend)")
         )
+    for oid, lc in transients.groupby("dia_object_id", sort=False):
+        snr = lc["dflux"] / lc["dflux_err"]
+        print(
+            f'  {oid:>20d} transient (DIA object) sep {lc["sep_arcsec"].iloc[0]:5.2f}": {len(lc)} forced points, '
+            f"{int((snr > 5).sum())} above 5 sigma, peak dflux {lc['dflux'].max():+.1f} ADU/s at MJD "
+            f"{lc['mjd'].iloc[int(np.argmax(lc['dflux'].to_numpy()))]:.5f}"
+        )
     if args.dia_out and not dia.empty:
         _write(dia, args.dia_out)
         print(f"DIA points written to {args.dia_out}")
+    if args.transients_out and not transients.empty:
+        _write(transients, args.transients_out)
+        print(f"transients' forced points written to {args.transients_out}")
     if args.out:
         _write(points, args.out)
         print(f"points written to {args.out}")
@@ -128,8 +139,8 @@ def add_commands(subparsers) -> None:
         "lightcurve",
         help="light curves of the objects near a position",
         description="Cone search on LAKE/objects (pixel-pruned): print the objects within --radius of RA, Dec with "
-        "their statistics; write their points (LAKE/lightcurves; CSV, or Parquet for a .parquet name) "
-        "and a PNG. Exit code 4 when no object is there.",
+        "their statistics, their DIA light curves and the transients there (LAKE/dia_forced); write their points "
+        "(LAKE/lightcurves; CSV, or Parquet for a .parquet name) and a PNG. Exit code 4 when nothing is there.",
     )
     p.add_argument("lake", help="lake directory")
     p.add_argument("--ra", type=float, required=True, help="right ascension [deg]")
@@ -139,5 +150,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--plot", default=None, metavar="PNG", help="plot the light curves to PNG (with the DIA ones)")
     p.add_argument(
         "--dia-out", default=None, metavar="FILE", help="write the DIA points (LAKE/dia_lightcurves) to FILE"
+    )
+    p.add_argument(
+        "--transients-out",
+        default=None,
+        metavar="FILE",
+        help="write the transients' forced points (LAKE/dia_forced) to FILE",
     )
     p.set_defaults(func=_cmd_lightcurve)

@@ -26,7 +26,7 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index
 from skylake.frame.extract import SATURATED as SATURATED_FLAG
 from skylake.lake import tables
 from skylake.lake.parquet import value_set
-from skylake.lake.tables import DIA_LIGHTCURVES, LIGHTCURVES, OBJECTS, ZEROPOINTS
+from skylake.lake.tables import DIA_FORCED, DIA_LIGHTCURVES, LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.build import ObjectsError, check_layout, read_state
 from skylake.objects.files import _lake, catalog_dataset, data_files, partitions_of
 from skylake.sphere import chord_to_arcsec, unit_vectors
@@ -272,6 +272,44 @@ def dia_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_
     found = found.assign(_sep=sep)[found["object_id"].isin(objects["object_id"]) | (sep <= radius_arcsec)]
     order = found.groupby("object_id")["_sep"].min().sort_values(kind="stable")
     return _nearest_first(found.drop(columns=["_healpix_29", "_sep"]), pd.Series(order.index))
+
+
+def transient_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC) -> pd.DataFrame:
+    """The forced points of the transients within ``radius_arcsec`` (LAKE/dia_forced, ``skylake dia``): DIA
+    objects with no object, measured on every frame of their reference's footprint at their own place.
+
+    Parameters
+    ----------
+    lake : Lake or str
+        The lake or a snapshot of it (opened if a path or URL).
+    ra, dec : float
+        The cone's centre [deg].
+    radius_arcsec : float, optional
+        The cone's radius [arcsec].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per forced point (schemas/dia_forced.yaml without ``_healpix_29``) with ``sep_arcsec`` (the
+        transient's distance from the centre), nearest transient first, points in time order; empty when there is
+        none.
+
+    Raises
+    ------
+    ObjectsError
+        A bad cone (:func:`cone_pixels`).
+    """
+    import healpy as hp
+
+    lake = _lake(lake)
+    columns = [c for c in tables.get(DIA_FORCED).schema.names if c != "_healpix_29"]
+    if not partitions_of(lake, DIA_FORCED):
+        return pd.DataFrame({c: [] for c in [*columns, "sep_arcsec"]})
+    found = _in_pixels(lake, DIA_FORCED, ra, dec, radius_arcsec, ["_healpix_29", *columns]).to_pandas()
+    lon, lat = hp.pix2ang(2**29, found["_healpix_29"].to_numpy(np.int64), nest=True, lonlat=True)
+    sep = chord_to_arcsec(np.linalg.norm(unit_vectors(lon, lat) - unit_vectors([ra], [dec]), axis=1))
+    found = found.drop(columns="_healpix_29").assign(sep_arcsec=sep)[sep <= radius_arcsec]
+    return found.sort_values(["sep_arcsec", "dia_object_id", "mjd"], kind="stable").reset_index(drop=True)
 
 
 def _nearest_first(points: pd.DataFrame, order: pd.Series) -> pd.DataFrame:
