@@ -75,6 +75,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "skylake.dia.stage",
             "skylake.dia.points",
             "skylake.dia.objects",
+            "skylake.dia.files",
             "skylake.sections",
         ),
     ),

@@ -367,6 +367,22 @@ def test_a_group_fitted_pair_by_pair_is_the_least_squares_fit_of_all_its_psfs():
     assert joint == pytest.approx(f, abs=1e-6)
 
 
+def test_a_dia_object_on_an_object_is_measured_as_the_object_not_again_as_a_transient():
+    """A DIA object made before its star had an object has no object_id: where an object (or catalogue star) lies
+    within its radius it is left out of the transients measured; one with nothing there is kept."""
+    from skylake.dia.stage import _targets
+
+    objects = pd.DataFrame({"object_id": [-123456789012345678], "_healpix_29": [7], "ra": [200.0], "dec": [10.0],
+                            "from_catalogue": [True]})  # fmt: skip
+    near, far = (200.0 + 1.0 / 3600, 10.0), (200.01, 10.0)  # 0.98" and 35" away
+    transients = pd.DataFrame({"object_id": pd.array([pd.NA, pd.NA], dtype="Int64"), "dia_object_id": [11, 12],
+                               "_healpix_29": [8, 9], "ra": [near[0], far[0]], "dec": [near[1], far[1]],
+                               "radius": [5.0, 5.0], "from_catalogue": [False, False]})  # fmt: skip
+    got = _targets(objects, transients)
+    assert got["object_id"].tolist() == [-123456789012345678, pd.NA] and got["dia_object_id"].tolist() == [pd.NA, 12]
+    assert len(_targets(objects.iloc[:0], transients)) == 2  # objects never built: both are transients
+
+
 def test_dia_sources_a_new_star_a_fading_one_and_nothing_else():
     """A point source absent from the reference (a transient, 30 sigma) is a positive DIA source at its flux, a star
     at half its reference flux a negative one; the rest of the difference (constant stars, sky) gives none."""

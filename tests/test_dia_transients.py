@@ -115,10 +115,10 @@ def _difference(lake, like: dict, path, reference: dict):
 
 def _same_subtraction(lake, like: dict, copy, original, reference: dict):
     """A drawn copy's difference as `skylake dia` makes it, and the original frame through the very same
-    subtraction (the copy's kernel and sky-subtracted like it): their difference is what was drawn, with the
-    frame's noise and the stars' residuals cancelled. (The original's own subtraction would not do beside a star:
-    a point drawn beside a stamp's star takes that stamp out of the kernel's fit, and the star's residual under the
-    point differs between the two subtractions by 1-18 % of a 10-sigma point.)"""
+    subtraction (the copy's kernel; its own sky, as `skylake dia` takes it): their difference is what was drawn,
+    with the frame's noise and the stars' residuals cancelled. (The original's own subtraction would not do beside
+    a star: a point drawn beside a stamp's star takes that stamp out of the kernel's fit, and the star's residual
+    under the point differs between the two subtractions by 1-18 % of a 10-sigma point.)"""
     from skylake.dia.difference import broaden
 
     diff, psf, fwhm, correction = _difference(lake, like, copy, reference)
@@ -393,6 +393,12 @@ def test_a_transient_is_measured_on_every_frame_at_its_dia_objects_place(redone,
     assert len(lsdb.open_catalog(lake.path(tables.DIA_FORCED)).compute()) == len(forced)
     glob = lake.path(f"{tables.DIA_FORCED}/dataset/**/*.parquet")
     assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()[0][0] == len(forced)
+    # no frame is calibrated here: no magnitude, null (not NaN: SQL's IS NULL finds them); and with no objects
+    # measured, no flux floor or scale residual either
+    nulls = f"select count(*) from read_parquet('{glob}') where mag_dia is null and mag_dia_err is null"
+    assert duckdb.sql(nulls).fetchall()[0][0] == len(forced)
+    rows = tables.get(tables.DIA_FRAMES).read(lake, columns=["n_forced", "scale_residual", "flux_floor"]).to_pandas()
+    assert rows["n_forced"].sum() == len(forced) and rows[["scale_residual", "flux_floor"]].isna().all().all()
     lines, added = [], {}
     for k, (ra, dec) in enumerate(places):
         if k % 2:  # the 5-sigma places
@@ -426,4 +432,4 @@ def test_a_transient_is_measured_on_every_frame_at_its_dia_objects_place(redone,
     assert main(["lightcurve", str(lake.url), "--ra", str(ra), "--dec", str(dec), "--transients-out", str(out)]) == 0
     assert f"{oid} transient (DIA object)" in capsys.readouterr().out
     written = pd.read_csv(out)
-    assert len(written) == 12 and set(written["dia_object_id"]) == {oid}
+    assert len(written) == 12 and set(written["dia_object_id"]) == {oid} and written["mjd"].is_monotonic_increasing

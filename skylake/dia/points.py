@@ -137,13 +137,13 @@ def transients_for(lake, reference: dict) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``object_id`` (null), ``dia_object_id``, ``_healpix_29``, ``ra``, ``dec`` and ``from_catalogue`` (False);
-        empty when the lake has none.
+        ``object_id`` (null), ``dia_object_id``, ``_healpix_29``, ``ra``, ``dec``, ``radius`` (its association
+        radius [arcsec]) and ``from_catalogue`` (False); empty when the lake has none.
     """
-    from skylake.dia.stage import frame_rows
+    from skylake.dia.files import frame_rows
     from skylake.lake.tables import DIA_OBJECTS
 
-    columns = ["dia_object_id", "_healpix_29", "ra", "dec", "n_sources", "object_id"]
+    columns = ["dia_object_id", "_healpix_29", "ra", "dec", "radius", "n_sources", "object_id"]
     footprint = pd.DataFrame([{k: reference[k] for k in ("ra_center", "dec_center", "nx", "ny", "pixscale")}])
     rows = frame_rows(lake, DIA_OBJECTS, footprint, columns)
     rows = rows[rows["object_id"].isna() & (rows["n_sources"] >= TRANSIENT_SOURCES)]
@@ -154,6 +154,7 @@ def transients_for(lake, reference: dict) -> pd.DataFrame:
             "_healpix_29": rows["_healpix_29"].to_numpy(np.int64),
             "ra": rows["ra"].to_numpy(float),
             "dec": rows["dec"].to_numpy(float),
+            "radius": rows["radius"].to_numpy(float),
             "from_catalogue": np.zeros(len(rows), bool),
         }
     )
@@ -419,4 +420,6 @@ def _table(cols: dict, table: str, id_name: str, target: str, target_ids) -> pa.
     if not len(target_ids):
         return tables.get(table).schema.empty_table()
     named = {(id_name if k == "id" else k): v for k, v in cols.items()}
+    for k in ("mag_dia", "mag_dia_err"):  # null, not NaN, where there is none (the schemas say so; SQL's IS NULL)
+        named[k] = pa.array(named[k], pa.float32(), from_pandas=True)
     return conform({**named, target: np.asarray(target_ids, np.int64)}, table)

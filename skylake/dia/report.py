@@ -45,8 +45,8 @@ def night_dia_sources(lake, instrument: str, filt: str) -> tuple[str | None, pd.
     sources : pandas.DataFrame
         Its real DIA sources (schemas/dia_sources.yaml) with their frame's ``mjd``.
     """
+    from skylake.dia.files import frame_rows
     from skylake.dia.references import usable_frames
-    from skylake.dia.stage import frame_rows
     from skylake.lake.frames import FrameSelection
 
     empty = pd.DataFrame()
@@ -159,7 +159,7 @@ def dia_section(lake, instrument: str, filt: str, out: Path, name: str) -> tuple
     tuple of (str, list of pathlib.Path)
         The section's HTML ("" when no frame of the camera was subtracted) and its pictures.
     """
-    from skylake.dia.stage import frame_rows
+    from skylake.dia.files import frame_rows
 
     night, frames, sources = night_dia_sources(lake, instrument, filt)
     if night is None:

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skylake.dia.files import files_under, frame_rows
 from skylake.dia.references import read_references, reference_for, usable_frames
 from skylake.lake import tables
 from skylake.lake.frames import FrameSelection
@@ -42,7 +43,6 @@ __all__ = [
     "NOISE_PLACES",
     "STAMP_SIZE",
     "cutouts",
-    "frame_rows",
     "noise_scale",
 ]
 
@@ -231,6 +231,8 @@ def difference_frame(
         points, forced, row["flux_floor"], row["scale_residual"] = measure_points(
             diff, wcs, psf, fwhm, correction, objects, frame, reference
         )
+        if not points.num_rows:  # transients alone: nothing to measure a floor or the scale's residual on
+            row["flux_floor"] = row["scale_residual"] = None
     row["n_points"], row["n_forced"] = points.num_rows, forced.num_rows
     real = is_real(found)
     stamps = {
@@ -627,9 +629,17 @@ def _with_objects(lake, items: list, runner) -> list:
 
 
 def _targets(objects: pd.DataFrame, transients: pd.DataFrame) -> pd.DataFrame:
-    """A reference's objects and transients, one table (``dia_object_id`` null for an object)."""
+    """A reference's objects and transients, one table (``dia_object_id`` null for an object).
+
+    A DIA object made before its star had an object (``skylake dia`` before ``skylake objects build``) has no
+    ``object_id`` but lies on one: it is measured as that object, not a second time as a transient."""
+    from skylake.dia.objects import link
+
     objects = objects.assign(object_id=objects["object_id"].astype("Int64"))
     objects["dia_object_id"] = pd.array([pd.NA] * len(objects), dtype="Int64")
+    if len(transients) and len(objects):
+        on_object, _ = link(transients, objects)
+        transients = transients[pd.isna(on_object)]
     if not len(transients):
         return objects
     transients = transients.assign(dia_object_id=transients["dia_object_id"].astype("Int64"))
@@ -670,7 +680,7 @@ def _remove(tx, frames: pd.DataFrame, nights: list) -> None:
 
     tables.get(DIA_FRAMES).remove_where(tx, drop, nights=nights)
     for table in (DIA_SOURCES, DIA_LIGHTCURVES, DIA_FORCED):
-        tables.get(table).remove_where(tx, drop, files=_files_under(tx.lake, table, frames))
+        tables.get(table).remove_where(tx, drop, files=files_under(tx.lake, table, frames))
 
 
 def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, linkable: list) -> tuple[list, int]:
@@ -690,7 +700,7 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
     touched_frames = frames[frames["frame_id"].isin({int(r["frame_id"]) for r in rows} | set(again))]
     columns = ["dia_object_id", "frame_id", "ra", "dec", "mjd", "sign", "snr"]
 
-    object_files = _files_under(lake, DIA_OBJECTS, touched_frames)
+    object_files = files_under(lake, DIA_OBJECTS, touched_frames)
     existing = frame_rows(lake, DIA_OBJECTS, touched_frames)
     old = frame_rows(lake, DIA_SOURCES, touched_frames, columns)
     old = old.loc[old["dia_object_id"].notna(), columns]
@@ -735,49 +745,6 @@ def _associate(tx, frames: pd.DataFrame, rows: list, found: list, again: list, l
                                                                     "dia_object_id"], pa.int64())  # fmt: skip
         out.append(sources.set_column(sources.schema.get_field_index("dia_object_id"), "dia_object_id", object_ids))
     return out, staged
-
-
-def frame_rows(lake, table: str, frames: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """The rows of a DIA HATS table in the partitions the frames' footprints touch (none of the others read).
-
-    Parameters
-    ----------
-    lake : skylake.lake.Lake
-        The lake.
-    table : str
-        ``dia_sources``, ``dia_objects`` or ``dia_lightcurves``.
-    frames : pandas.DataFrame
-        The frames (``ra_center``, ``dec_center``, ``nx``, ``ny``, ``pixscale``).
-    columns : list of str or None
-        Only these columns (None: all).
-
-    Returns
-    -------
-    pandas.DataFrame
-        The rows (of the frames and of the others whose rows share those partitions: filter them).
-    """
-    from skylake.objects.files import read_files
-
-    data = read_files(lake, table, [f"{table}/{r}" for r in _files_under(lake, table, frames)], columns)
-    if not data:
-        empty = tables.get(table).schema.empty_table()
-        return (empty.select(columns) if columns else empty).to_pandas()
-    return pa.concat_tables(data).to_pandas()
-
-
-def _files_under(lake, table: str, frames: pd.DataFrame) -> list[str]:
-    """A HATS table's files (relative to it) in the partitions the frames' footprints touch: a DIA source lies
-    on its frame, a DIA point's object on its reference's footprint, whose centre is within
-    :data:`~skylake.lake.frames.SAME_POINTING` of a width from the frame's."""
-    from skylake.lake.frames import SAME_POINTING
-    from skylake.objects.files import data_files
-    from skylake.objects.query import cone_partitions
-
-    hit = {}
-    for f in frames.itertuples():
-        radius = (1.1 * 0.5 * math.hypot(f.nx, f.ny) + SAME_POINTING * f.nx) * f.pixscale  # [arcsec]
-        hit.update((p, None) for p in cone_partitions(lake, table, f.ra_center, f.dec_center, radius))
-    return [rel.split("/", 1)[1] for rel in data_files(lake, table, list(hit))]
 
 
 def _stage(tx, rows: list, found: list, points: list, forced: list) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "cone_partitions",
     "light_curve",
     "dia_light_curve",
+    "transient_light_curve",
     "plot_light_curve",
 ]
 
@@ -291,8 +292,8 @@ def transient_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DE
     -------
     pandas.DataFrame
         One row per forced point (schemas/dia_forced.yaml without ``_healpix_29``) with ``sep_arcsec`` (the
-        transient's distance from the centre), nearest transient first, points in time order; empty when there is
-        none.
+        transient's distance from the centre: its points' nearest), nearest transient first, points in time
+        order; empty when there is none.
 
     Raises
     ------
@@ -308,7 +309,12 @@ def transient_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DE
     found = _in_pixels(lake, DIA_FORCED, ra, dec, radius_arcsec, ["_healpix_29", *columns]).to_pandas()
     lon, lat = hp.pix2ang(2**29, found["_healpix_29"].to_numpy(np.int64), nest=True, lonlat=True)
     sep = chord_to_arcsec(np.linalg.norm(unit_vectors(lon, lat) - unit_vectors([ra], [dec]), axis=1))
-    found = found.drop(columns="_healpix_29").assign(sep_arcsec=sep)[sep <= radius_arcsec]
+    # a point is filed under its transient's place when it was measured (the mean moves as detections come):
+    # each transient's nearest, for the cone and the order
+    found = found.drop(columns="_healpix_29").assign(
+        sep_arcsec=pd.Series(sep, index=found.index).groupby(found["dia_object_id"]).transform("min")
+    )
+    found = found[found["sep_arcsec"] <= radius_arcsec]
     return found.sort_values(["sep_arcsec", "dia_object_id", "mjd"], kind="stable").reset_index(drop=True)
 
 
