@@ -128,8 +128,7 @@ class DiaReport:
         str
             E.g. ``dia: 12 frames subtracted, 0 failed, 2 with no reference, 0 done before; 102 DIA sources
             (82 unflagged, 8 real), 12,456 DIA light-curve points, 24 forced points of transients, 6 DIA objects made
-            or changed``, and a line per
-            reason of failure.
+            or changed``, and a line per reason of failure.
         """
         failed = sum(self.failed.values())
         line = (
