@@ -258,7 +258,6 @@ def dia_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_
     ObjectsError
         A bad cone (:func:`cone_pixels`), or a table of an older layout.
     """
-    import healpy as hp
 
     lake = _lake(lake)
     columns = [c for c in tables.get(DIA_LIGHTCURVES).schema.names if c != "_healpix_29"]
@@ -268,8 +267,7 @@ def dia_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DEFAULT_
     spread = 2.0 * float(read_state(lake).get("radius_arcsec", 3.0)) if len(objects) else 0.0
     found = _in_pixels(lake, DIA_LIGHTCURVES, ra, dec, radius_arcsec + spread, ["_healpix_29", *columns]).to_pandas()
     # a point is filed under its object's position: a catalogue star with no object is found by its own
-    lon, lat = hp.pix2ang(2**29, found["_healpix_29"].to_numpy(np.int64), nest=True, lonlat=True)
-    sep = chord_to_arcsec(np.linalg.norm(unit_vectors(lon, lat) - unit_vectors([ra], [dec]), axis=1))
+    sep = _filed_separation(found, ra, dec)
     found = found.assign(_sep=sep)[found["object_id"].isin(objects["object_id"]) | (sep <= radius_arcsec)]
     order = found.groupby("object_id")["_sep"].min().sort_values(kind="stable")
     return _nearest_first(found.drop(columns=["_healpix_29", "_sep"]), pd.Series(order.index))
@@ -300,15 +298,13 @@ def transient_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DE
     ObjectsError
         A bad cone (:func:`cone_pixels`).
     """
-    import healpy as hp
 
     lake = _lake(lake)
     columns = [c for c in tables.get(DIA_FORCED).schema.names if c != "_healpix_29"]
     if not partitions_of(lake, DIA_FORCED):
         return pd.DataFrame({c: [] for c in [*columns, "sep_arcsec"]})
     found = _in_pixels(lake, DIA_FORCED, ra, dec, radius_arcsec, ["_healpix_29", *columns]).to_pandas()
-    lon, lat = hp.pix2ang(2**29, found["_healpix_29"].to_numpy(np.int64), nest=True, lonlat=True)
-    sep = chord_to_arcsec(np.linalg.norm(unit_vectors(lon, lat) - unit_vectors([ra], [dec]), axis=1))
+    sep = _filed_separation(found, ra, dec)
     # a point is filed under its transient's place when it was measured (the mean moves as detections come):
     # each transient's nearest, for the cone and the order
     found = found.drop(columns="_healpix_29").assign(
@@ -316,6 +312,14 @@ def transient_light_curve(lake, ra: float, dec: float, radius_arcsec: float = DE
     )
     found = found[found["sep_arcsec"] <= radius_arcsec]
     return found.sort_values(["sep_arcsec", "dia_object_id", "mjd"], kind="stable").reset_index(drop=True)
+
+
+def _filed_separation(points: pd.DataFrame, ra: float, dec: float) -> np.ndarray:
+    """Each point's distance [arcsec] from (ra, dec) by where it is filed (its ``_healpix_29`` at order 29)."""
+    import healpy as hp
+
+    lon, lat = hp.pix2ang(2**29, points["_healpix_29"].to_numpy(np.int64), nest=True, lonlat=True)
+    return chord_to_arcsec(np.linalg.norm(unit_vectors(lon, lat) - unit_vectors([ra], [dec]), axis=1))
 
 
 def _nearest_first(points: pd.DataFrame, order: pd.Series) -> pd.DataFrame:
