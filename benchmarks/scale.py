@@ -98,6 +98,34 @@ def _median_time(fn, runs: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+def per_commit(size: int) -> int:
+    """Frame rows per commit when making a lake of ``size``: 2.5e5, or a tenth of the lake above 2.5e6. Each
+    commit rewrites every frame-index bucket (the rows' keys are random), so the number of commits, not of
+    rows, sets how long a large lake takes to make."""
+    return max(250_000, size // 10)
+
+
+def _make_lake(kept: Path, size: int, new_lake) -> None:
+    """Make the lake of ``size`` frame rows in ``kept`` (and its summary database), unless made already."""
+    from skylake.db.mirror import refresh
+    from skylake.synthetic.summary_rows import commit_archive, commit_objects
+
+    if (kept / f"lake{size}.made").exists():
+        return
+    t0 = time.perf_counter()
+    shutil.rmtree(kept / f"lake{size}", ignore_errors=True)  # what a run that failed while making it left
+    lake = new_lake(kept / f"lake{size}")
+    commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=per_commit(size), refcat="demo")
+    t1 = time.perf_counter()
+    commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
+    t2 = time.perf_counter()
+    print(f"lake of {size:.0e} frame rows made in {t2 - t0:.0f} s (frames {t1 - t0:.0f} s, objects {t2 - t1:.0f} s)")
+    t0 = time.perf_counter()
+    refresh(lake, url=f"sqlite:///{kept / f'summary{size}.sqlite'}")  # the database's first build: untimed
+    print(f"  first refresh (whole archive) {time.perf_counter() - t0:.1f} s", flush=True)
+    (kept / f"lake{size}.made").touch()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6], help="frame rows per lake")
@@ -139,7 +167,14 @@ def main(argv=None) -> int:
         default=None,
         help="make (or reuse) the lakes in this directory (timed runs use a copy of each, with its summary database)",
     )
+    parser.add_argument(
+        "--make-only",
+        action="store_true",
+        help="with --lakes: make the lakes there and time nothing (an idle run later)",
+    )
     args = parser.parse_args(argv)
+    if args.make_only and not args.lakes:
+        parser.error("--make-only needs --lakes DIR: the lakes are made there for a later run")
     if args.history:
         return history_main(args)
     if args.make_memory_lake:
@@ -191,7 +226,6 @@ def main(argv=None) -> int:
     from skylake.refcat import import_refcat
     from skylake.status import lake_status
     from skylake.synthetic import write_demo_night, write_reference_catalog
-    from skylake.synthetic.summary_rows import commit_archive, commit_objects
     from skylake.tasks.frame import process_file
 
     tmp = Path(tempfile.mkdtemp(prefix="skylake-scale-"))
@@ -224,6 +258,10 @@ def main(argv=None) -> int:
             for f in sorted(batches[k].glob("*.fits")):
                 process_file(str(f), profile)
 
+        if args.make_only:
+            for size in (int(x) for x in args.sizes):
+                _make_lake(Path(args.lakes), size, new_lake)
+            return 0
         process_only(0)  # warm-up (imports, first calls), untimed
         warm = new_lake(tmp / "warm")  # and lsdb's first cross-match (numba compilation)
         first = ingest(warm, [str(batches[0])], profile, progress=False)
@@ -234,17 +272,9 @@ def main(argv=None) -> int:
         print(f"processing {N_BATCH} frames without a lake: {base:.2f} s (median of {args.runs})")
         for s, size in enumerate(int(x) for x in args.sizes):
             kept = Path(args.lakes) if args.lakes else tmp  # --lakes: made once there, copied for each run
-            t0 = time.perf_counter()
-            if not (kept / f"lake{size}.made").exists():
-                shutil.rmtree(kept / f"lake{size}", ignore_errors=True)  # what a run that failed while making it left
-                lake = new_lake(kept / f"lake{size}")
-                commit_archive(lake, size, NIGHTS, np.random.default_rng(size), per_commit=250_000, refcat="demo")
-                commit_objects(lake, size, np.random.default_rng(size + 1), refcat="demo")
-                print(f"lake of {size:.0e} frame rows made in {time.perf_counter() - t0:.0f} s")
-                t0 = time.perf_counter()
-                refresh(lake, url=f"sqlite:///{kept / f'summary{size}.sqlite'}")  # the database's first build: untimed
-                print(f"  first refresh (whole archive) {time.perf_counter() - t0:.1f} s")
-                (kept / f"lake{size}.made").touch()
+            _make_lake(kept, size, new_lake)
+            if args.make_only:
+                continue
             if kept != tmp:
                 shutil.copytree(kept / f"lake{size}", tmp / f"lake{size}")
                 shutil.copy(kept / f"summary{size}.sqlite", tmp / f"summary{size}.sqlite")

@@ -268,18 +268,22 @@ def extract(
             f"background {bkg.globalback:.6g} ADU: a wrong value would flag every source; set [defaults] "
             f'saturation and saturation_source = "profile" to override the header'
         )
-    # Raw pixels at the saturation level, before the background is subtracted (SExtractor SATUR_LEVEL).
-    saturated_pixels = saturated.copy() if saturated is not None else None
-    if saturated_pixels is None and saturation is not None:
-        saturated_pixels = data >= np.float32(saturation)
-    if saturated_pixels is not None and mask is not None:
-        saturated_pixels &= ~mask
-    n_saturated = int(np.count_nonzero(saturated_pixels)) if saturated_pixels is not None else 0
-    # the raw values of the bright pixels, for the flat-top test once the segmentation map says whose they are
+    # The raw values of the bright pixels (flat indices), for the flat-top test once the segmentation map says
+    # whose they are; the raw pixels at the saturation level (SExtractor SATUR_LEVEL) are among them. Indices,
+    # not boolean images: one pass over a 4k frame instead of three (~25 ms).
     bright = np.flatnonzero(data >= np.float32(0.5 * saturation)) if saturation is not None else np.zeros(0, np.intp)
     if mask is not None and bright.size:
         bright = bright[~mask.ravel()[bright]]
     bright_values = data.ravel()[bright]
+    if saturated is not None:  # a reduced frame: its raw pixels' level was tested before the reduction
+        saturated_pixels = np.flatnonzero(saturated & ~mask if mask is not None else saturated)
+    elif saturation is not None and saturation > 0:  # then the level is above half of it: among the bright
+        saturated_pixels = bright[bright_values >= np.float32(saturation)]
+    elif saturation is not None:
+        saturated_pixels = np.flatnonzero((data >= np.float32(saturation)) & (True if mask is None else ~mask))
+    else:
+        saturated_pixels = np.zeros(0, np.intp)
+    n_saturated = len(saturated_pixels)
     back = bkg.back()
     np.subtract(data, back, out=data)
     if mask is not None:
@@ -289,7 +293,7 @@ def extract(
     objects, segmap, note = detect(data, bkg.globalrms, mask, cfg, segmentation_map=True)
     saturated = np.zeros(len(objects), dtype=bool)
     if n_saturated:
-        owners = np.unique(segmap[saturated_pixels])
+        owners = np.unique(segmap.ravel()[saturated_pixels])
         saturated[owners[owners > 0] - 1] = True
     saturated |= flat_topped(segmap.ravel()[bright], bright_values, len(objects))
     return Extraction(
