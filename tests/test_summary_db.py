@@ -431,3 +431,35 @@ def test_refresh_mirrors_only_the_objects_an_update_changed(tmp_path, near_frame
     assert _approx_rows(_rows(url, objects_db), list(redone.values()))
     again = refresh(lake, url)
     assert again.rows == {} and _approx_rows(_rows(url, objects_db), list(redone.values()))
+
+
+def test_a_refresh_in_small_steps_writes_what_one_step_writes(tmp_path, calibrated_frames, dask_client, monkeypatch):
+    """A first refresh reads and inserts a few nights and rows at a time (a decade's archive does not fit in
+    memory at once): with steps of one night and 7 rows it writes every table's rows as one step does."""
+    from skylake.db import mirror
+
+    frames_root, (refcat_data, refcat_map) = calibrated_frames
+    lake = Lake.init(tmp_path / "lake")
+    import_refcat(lake, "demo", [refcat_data], "generic", columns_map=refcat_map, client=dask_client, progress=False)
+    for night in CAL_NIGHTS:
+        _add_night(lake, frames_root, night, dask_client)
+    one = refresh(lake, f"sqlite:///{tmp_path / 'one.sqlite'}")
+    monkeypatch.setattr(mirror, "NIGHTS_PER_STEP", 1)
+    monkeypatch.setattr(mirror, "ROWS_PER_INSERT", 7)
+    small = refresh(lake, f"sqlite:///{tmp_path / 'small.sqlite'}")
+    assert small.rows == one.rows and one.rows["frames"] == 6 and one.rows["objects"] > 7
+
+    def contents(db: str) -> dict[str, list]:
+        engine = sa.create_engine(f"sqlite:///{tmp_path / db}")
+        with engine.connect() as conn:
+            inspector, out = sa.inspect(conn), {}
+            for name in inspector.get_table_names():
+                if name in ("refresh_state", "schema_migrations"):  # when each was done
+                    continue
+                kept = [c["name"] for c in inspector.get_columns(name) if c["name"] != "refreshed_at"]
+                rows = conn.execute(sa.text(f'SELECT {", ".join(kept)} FROM "{name}"')).fetchall()
+                out[name] = sorted(map(repr, rows))
+        engine.dispose()
+        return out
+
+    assert contents("small.sqlite") == contents("one.sqlite")

@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 
 #: Lake tables partitioned by night that the database mirrors (summary table name = lake table name).
 NIGHT_TABLES = (FRAMES, ZEROPOINTS, EXTINCTION)
+#: Nights read and mirrored at a time, and lake rows made SQL records at a time: a first refresh of a decade's
+#: archive (10^7 frame rows, 10^7 objects) read whole needed over 20 GB.
+NIGHTS_PER_STEP = 32
+ROWS_PER_INSERT = 20_000
 #: pg_advisory_xact_lock key of refreshes ("skylake" in ASCII).
 ADVISORY_LOCK_KEY = 0x736B796C616B65
 #: Columns night_summary reads.
@@ -354,14 +358,23 @@ def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None =
     return dataset.to_table(columns=cols)
 
 
+def _insert(conn, t: sa.Table, data: pa.Table) -> int:
+    """Insert the rows of lake table ``data`` into ``t``, :data:`ROWS_PER_INSERT` records at a time."""
+    columns = [c.name for c in t.columns]
+    for start in range(0, data.num_rows, ROWS_PER_INSERT):
+        conn.execute(t.insert(), _sql_rows(data.slice(start, ROWS_PER_INSERT), columns))
+    return data.num_rows
+
+
 def _replace(conn, name: str | sa.Table, data: pa.Table | list[dict], nights) -> int:
     """Delete ``name``'s rows of ``nights`` and insert ``data`` (a lake table or ready records)."""
     t = name if isinstance(name, sa.Table) else table(name)
     conn.execute(t.delete().where(_where_nights(t, nights)))
-    rows = data if isinstance(data, list) else _sql_rows(data, [c.name for c in t.columns])
-    if rows:
-        conn.execute(t.insert(), rows)
-    return len(rows)
+    if not isinstance(data, list):
+        return _insert(conn, t, data)
+    if data:
+        conn.execute(t.insert(), data)
+    return len(data)
 
 
 def _partition_files(lake: Lake, order: int, pixel: int) -> list[str]:
@@ -370,11 +383,15 @@ def _partition_files(lake: Lake, order: int, pixel: int) -> list[str]:
     return [f"{rel}/{f}" for f in lake.store.listdir(rel) if f.endswith(".parquet") and not f.startswith(".")]
 
 
+def _with_partition(data: pa.Table, order: int, pixel: int) -> pa.Table:
+    """Rows of partition (order, pixel) with the ``objects`` summary table's ``norder`` and ``npix``."""
+    data = data.append_column("norder", pa.array(np.full(data.num_rows, order, np.int32)))
+    return data.append_column("npix", pa.array(np.full(data.num_rows, pixel, np.int64)))
+
+
 def _object_rows(t: sa.Table, data: pa.Table, order: int, pixel: int) -> list[dict]:
     """Records of the ``objects`` summary table from rows of partition (order, pixel)."""
-    data = data.append_column("norder", pa.array(np.full(data.num_rows, order, np.int32)))
-    data = data.append_column("npix", pa.array(np.full(data.num_rows, pixel, np.int64)))
-    return _sql_rows(data, [c.name for c in t.columns])
+    return _sql_rows(_with_partition(data, order, pixel), [c.name for c in t.columns])
 
 
 def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes: pa.Table) -> int:
@@ -388,13 +405,16 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
     ids = changes.column("object_id").to_numpy()
     for i in range(0, len(ids), 1000):  # bound the IN list
         conn.execute(t.delete().where(t.c.object_id.in_(ids[i : i + 1000].tolist())))
-    rows = []
+    written = 0
     fs = lake.store.arrow_fs
-    for order, pixel in sorted(partitions):
+    for order, pixel in sorted(partitions):  # a partition at a time: a whole lake's objects do not fit in memory
         conn.execute(t.delete().where((t.c.norder == order) & (t.c.npix == pixel)))
         files = _partition_files(lake, order, pixel)
         if files:
-            rows += _object_rows(t, objects_dataset(lake, files).to_table(columns=columns), order, pixel)
+            written += _insert(
+                conn, t, _with_partition(objects_dataset(lake, files).to_table(columns=columns), order, pixel)
+            )
+    rows = []
     if len(ids):
         live = changes.filter(pc.invert(changes.column("deleted"))).to_pandas()
         for (order, pixel), group in live.groupby(["Norder", "Npix"]):
@@ -407,7 +427,7 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
                 rows += _object_rows(t, data.filter(pc.is_in(data.column("object_id"), want)), int(order), int(pixel))
     if rows:
         conn.execute(t.insert(), rows)
-    return len(rows)
+    return written + len(rows)
 
 
 def _replace_maps(conn, lake: Lake, index_files: list[str]) -> int:
@@ -523,18 +543,25 @@ def _watermark(conn, lake: Lake, db: str, full: bool) -> int:
 
 
 def _mirror_nights(conn, lake: Lake, nights, report: RefreshReport, hook) -> set:
-    """Replace the ``frames``, ``zeropoints`` and ``nights`` rows of ``nights``; returns the (instrument,
-    filter) pairs of those nights (their trends are refitted)."""
-    frames = _read_lake_nights(lake, FRAMES, nights)
-    zeropoints = _read_lake_nights(lake, ZEROPOINTS, nights)
-    report.rows[FRAMES] = _replace(conn, FRAMES, frames, nights)
-    report.rows[ZEROPOINTS] = _replace(conn, ZEROPOINTS, zeropoints, nights)
-    if hook:
-        hook("frames_written", conn)
-    extinction = _read_lake_nights(lake, EXTINCTION, nights, ["night", "k_ext", "ext_status", "calibrated_at"])
-    summary = night_summary(frames, zeropoints, extinction)
-    report.rows["nights"] = _replace(conn, "nights", summary, nights)
-    return {(r["instrument"], r["filter"]) for r in summary}
+    """Replace the ``frames``, ``zeropoints`` and ``nights`` rows of ``nights``, :data:`NIGHTS_PER_STEP` nights
+    at a time; returns the (instrument, filter) pairs of those nights (their trends are refitted)."""
+    pairs = set()
+    ordered = sorted(nights, key=lambda n: (n is None, n or ""))
+    for start in range(0, max(len(ordered), 1), NIGHTS_PER_STEP):  # no nights: one empty step (the hook)
+        step = ordered[start : start + NIGHTS_PER_STEP]
+        frames = _read_lake_nights(lake, FRAMES, step)
+        zeropoints = _read_lake_nights(lake, ZEROPOINTS, step)
+        for name, data in ((FRAMES, frames), (ZEROPOINTS, zeropoints)):
+            report.rows[name] = report.rows.get(name, 0) + _replace(conn, name, data, step)
+        if hook and not start:
+            hook("frames_written", conn)
+        extinction = _read_lake_nights(lake, EXTINCTION, step, ["night", "k_ext", "ext_status", "calibrated_at"])
+        summary = night_summary(frames, zeropoints, extinction)
+        report.rows["nights"] = report.rows.get("nights", 0) + _replace(conn, "nights", summary, step)
+        pairs |= {(r["instrument"], r["filter"]) for r in summary}
+    for name in (FRAMES, ZEROPOINTS, "nights"):
+        report.rows.setdefault(name, 0)
+    return pairs
 
 
 def _load_events(events):
@@ -583,10 +610,12 @@ def _mirror_products(conn, lake: Lake, entries, product_tables: dict, created: s
     """
     for t in tables.mirrored_products():  # mirrored as they are (mirror: true in their schema)
         changed = products.all_nights(lake, t) if t.name in created else t.touched(entries)
-        if changed:
-            sql_t = product_tables[t.name]
-            rows = _read_lake_nights(lake, t.name, changed, [c.name for c in sql_t.columns])
-            report.rows[t.name] = _replace(conn, sql_t, rows, changed)
+        sql_t = product_tables[t.name]
+        ordered = sorted(changed, key=lambda n: (n is None, n or ""))
+        for start in range(0, len(ordered), NIGHTS_PER_STEP):
+            step = ordered[start : start + NIGHTS_PER_STEP]
+            rows = _read_lake_nights(lake, t.name, step, [c.name for c in sql_t.columns])
+            report.rows[t.name] = report.rows.get(t.name, 0) + _replace(conn, sql_t, rows, step)
 
 
 def _mirror_objects(conn, lake: Lake, entries, whole: bool, report: RefreshReport) -> set[tuple[int, int]]:
