@@ -9,7 +9,8 @@ Run from the repo root (one command)::
 
 For each archive size it makes a lake whose frames table holds that many SYNTHETIC frame rows over
 ten years of nights (``skylake.synthetic.summary_rows.commit_archive``: frame and frame-index rows committed
-through the lake's own transactions, 2.5e5 rows per commit, no images), then times, in this process
+through the lake's own transactions, 2.5e5 rows per commit or a tenth of the lake above 2.5e6, no images;
+``--make-only`` makes them in ``--lakes DIR`` and times nothing, for an idle run later), then times, in this process
 (median of ``--runs``):
 
 * ``ingest 8 frames``: a new batch of 8 SYNTHETIC 512x512 frames (``skylake.synthetic``, a new set

@@ -54,6 +54,8 @@ from skylake.schema import table_schema
 __all__ = [
     "NIGHT_TABLES",
     "ADVISORY_LOCK_KEY",
+    "NIGHTS_PER_STEP",
+    "ROWS_PER_INSERT",
     "NIGHT_FRAME_COLUMNS",
     "RefreshReport",
     "first_line",
