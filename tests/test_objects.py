@@ -399,6 +399,19 @@ def test_a_table_built_before_calibration_warns_once_calibrations_exist(grown, m
     ), caplog.text
 
 
+def test_an_update_takes_the_variable_threshold_from_its_build_state(grown, monkeypatch):
+    """The variable threshold is looked up in the lake (every frame row's profile: seconds on an archive of
+    10^7 frames) only for a table whose build state has none, not at every update."""
+    import skylake.objects.build as build
+
+    def looked_up(lake):
+        raise AssertionError("default_variable_fap was called")
+
+    monkeypatch.setattr(build, "default_variable_fap", looked_up)
+    assert "variable_fap" in build.read_state(grown["lake"])
+    assert build_objects(grown["lake"]).commit is None  # nothing new: a no-op update
+
+
 def test_readers_and_command_line(grown, tmp_path):
     import duckdb
     import lsdb
