@@ -561,8 +561,6 @@ def _mirror_nights(conn, lake: Lake, nights, report: RefreshReport, hook) -> set
         summary = night_summary(frames, zeropoints, extinction)
         report.rows["nights"] = report.rows.get("nights", 0) + _replace(conn, "nights", summary, step)
         pairs |= {(r["instrument"], r["filter"]) for r in summary}
-    for name in (FRAMES, ZEROPOINTS, "nights"):
-        report.rows.setdefault(name, 0)
     return pairs
 
 

@@ -270,7 +270,7 @@ def extract(
         )
     # The raw values of the bright pixels (flat indices), for the flat-top test once the segmentation map says
     # whose they are; the raw pixels at the saturation level (SExtractor SATUR_LEVEL) are among them. Indices,
-    # not boolean images: one pass over a 4k frame instead of three (~25 ms).
+    # not boolean images: one pass over the frame instead of three.
     bright = np.flatnonzero(data >= np.float32(0.5 * saturation)) if saturation is not None else np.zeros(0, np.intp)
     if mask is not None and bright.size:
         bright = bright[~mask.ravel()[bright]]
