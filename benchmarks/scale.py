@@ -274,8 +274,6 @@ def main(argv=None) -> int:
         for s, size in enumerate(int(x) for x in args.sizes):
             kept = Path(args.lakes) if args.lakes else tmp  # --lakes: made once there, copied for each run
             _make_lake(kept, size, new_lake)
-            if args.make_only:
-                continue
             if kept != tmp:
                 shutil.copytree(kept / f"lake{size}", tmp / f"lake{size}")
                 shutil.copy(kept / f"summary{size}.sqlite", tmp / f"summary{size}.sqlite")
