@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import sep
 
-from skylake.frame.extract import _ones_like_edges, annulus_photometry, half_light_radius
+from skylake.frame.extract import annulus_photometry, half_light_radius
 from skylake.synthetic import render_frame
 
 SHAPE = (300, 400)
@@ -23,18 +23,83 @@ def _positions(rng, n=300):
     return x, y
 
 
-def test_small_ones_image_gives_the_areas_of_the_full_one():
-    x, y = _positions(np.random.default_rng(1))
-    full = np.ones(SHAPE, dtype=np.float32)
-    ones, xs, ys = _ones_like_edges(SHAPE, x, y, ANNULUS[1], None)
-    assert ones.shape == (28, 28)
-    np.testing.assert_array_equal(
-        sep.sum_circann(ones, xs, ys, *ANNULUS, subpix=1)[0], sep.sum_circann(full, x, y, *ANNULUS, subpix=1)[0]
-    )
-    for r in RADII:
-        np.testing.assert_allclose(
-            sep.sum_circle(ones, xs, ys, r, subpix=0)[0], sep.sum_circle(full, x, y, r, subpix=0)[0], rtol=1e-12
-        )
+def _sep_sums(data, x, y, radii, annulus, err, gain, mask, segmap):
+    """What skylake measured before the one visit per object: sep's own calls, one per aperture and the annulus
+    (the areas from an image of ones with the same mask, the annulus' sky pixels counted from its variance)."""
+    ids = dict(seg_id=np.arange(1, len(x) + 1, dtype=np.int32), segmap=segmap) if segmap is not None else {}
+    out = {"flux": [], "err": [], "area": [], "flags": np.zeros(len(x), np.int32)}
+    for r in radii:
+        flux, ferr, flag = sep.sum_circle(data, x, y, r, err=err, gain=gain, mask=mask, subpix=0, **ids)
+        area = sep.sum_circle(np.ones_like(data), x, y, r, mask=mask, subpix=0)[0]
+        out["flux"].append(flux), out["err"].append(ferr), out["area"].append(area)
+        out["flags"] |= flag & 0x10
+    excluded = segmap if mask is None else np.where(mask, np.int32(1), 0 if segmap is None else segmap)
+    others = {} if excluded is None else dict(segmap=excluded, seg_id=np.full(len(x), 2**31 - 1, np.int32))
+    total, total_err, flag = sep.sum_circann(data, x, y, *annulus, err=err, subpix=1, **others)
+    out["flags"] |= flag & 0x10
+    out["sky_pixels"] = np.rint(total_err**2 / np.float64(np.float32(err**2)))
+    out["sky_sum"] = total
+    return out
+
+
+def _same_as_sep(data, x, y, radii, annulus, err, gain, mask=None, segmap=None, near=None):
+    from skylake.frame.apertures import circle_sums
+
+    got = circle_sums(data, x, y, radii, annulus, err, gain, mask, segmap)
+    want = _sep_sums(data, x, y, radii, annulus, err, gain, mask, segmap)
+    np.testing.assert_array_equal(got.flux, want["flux"])
+    np.testing.assert_array_equal(got.flux_err, want["err"])
+    np.testing.assert_array_equal(got.sky_pixels, want["sky_pixels"])
+    np.testing.assert_array_equal(got.sky_sum, want["sky_sum"])
+    np.testing.assert_array_equal(got.flags, want["flags"])
+    # areas: sep sums an image of ones in its own box; ours, the same overlaps in a wider one
+    np.testing.assert_allclose(got.area, want["area"], rtol=1e-13)
+    return got
+
+
+def test_one_visit_per_object_gives_seps_sums_to_the_bit():
+    """Circle sums and the sky annulus from one visit per object (skylake.frame.apertures) against sep's
+    own sum_circle per radius and sum_circann: equal to the bit on a noisy synthetic frame, with positions
+    at and beyond the edges (truncated boxes), a segmentation map (the neighbours' pixels left out), a mask
+    (the sums rescaled as sep rescales them) and objects whose annulus holds no sky."""
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    data = rng.normal(0.0, 3.0, SHAPE).astype(np.float32)
+    x, y = _positions(rng, 400)
+    stars = pd.DataFrame({"x": x[::3], "y": y[::3], "flux": rng.uniform(1e3, 1e5, len(x[::3]))})
+    data += render_frame(stars, shape=SHAPE, fwhm_px=3.0, sky_adu=0.0, noise=False).astype(np.float32)
+    _same_as_sep(data, x, y, RADII, ANNULUS, err=3.0, gain=1.5)
+    _same_as_sep(data, x, y, (1.0, 12.5), (0.0, 3.0), err=2.0, gain=0.0)  # apertures outside the annulus
+    objects, segmap = sep.extract(data, 5.0, err=3.0, segmentation_map=True)
+    ox, oy = objects["x"].astype(np.float64), objects["y"].astype(np.float64)
+    _same_as_sep(data, ox, oy, RADII, ANNULUS, err=3.0, gain=1.5, segmap=segmap)
+    mask = np.zeros(SHAPE, bool)
+    mask[100:140, 50:53] = True
+    mask[rng.integers(0, SHAPE[0], 300), rng.integers(0, SHAPE[1], 300)] = True
+    holed = np.where(mask, np.float32(np.nan), data)
+    got = _same_as_sep(holed, ox, oy, RADII, ANNULUS, err=3.0, gain=1.5, mask=mask, segmap=segmap)
+    assert (got.area < np.pi * np.array(RADII)[:, None] ** 2 - 1e-9).any()  # some apertures clipped
+    _same_as_sep(holed, x, y, RADII, ANNULUS, err=3.0, gain=1.5, mask=mask)
+
+
+def test_one_visit_per_object_gives_seps_sums_on_real_frames(skycamz_files):
+    """The same, to the bit, on REAL SkyCamZ frames with the demo's and SkyCamZ's own radii and annulus and
+    sep's segmentation map, as ingest measures them."""
+    from astropy.io import fits
+
+    from skylake.frame.extract import extract
+    from skylake.profile import load_profile
+
+    profile = load_profile("skycamz")
+    cfg = profile.photometry
+    for path in skycamz_files[:2]:
+        data = np.ascontiguousarray(fits.getdata(path), dtype="=f4")
+        ext = extract(data, profile.detection)
+        x, y = ext.objects["x"].astype(np.float64), ext.objects["y"].astype(np.float64)
+        assert len(x) > 500
+        _same_as_sep(data, x, y, cfg.aperture_radii, cfg.annulus, ext.globalrms, 5.47, ext.mask, ext.segmap)
+        _same_as_sep(data, x, y, RADII, ANNULUS, ext.globalrms, 5.47, ext.mask, ext.segmap)
 
 
 def test_a_flat_residual_background_is_removed_everywhere_even_at_edges():

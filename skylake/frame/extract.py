@@ -387,29 +387,6 @@ def half_light_radius(data_sub: np.ndarray, x, y, a, flux, mask=None) -> np.ndar
     return r50
 
 
-def _ones_like_edges(shape, x, y, radius: float, mask):
-    """An image of ones on which circles of up to ``radius`` around (x, y) meet the same image edges
-    (and masked pixels) as on an image of ``shape``; returns it and the positions to use on it.
-
-    Without a mask a small image does: each coordinate keeps its distance to a nearby edge (shifted by
-    whole pixels, so sub-pixel sampling is unchanged), and any other moves to the middle.
-    """
-    if mask is not None:
-        return np.ones(shape, dtype=np.float32), x, y
-    half = int(np.ceil(radius)) + 2
-    out = []
-    small = []
-    for c, n in ((y, shape[0]), (x, shape[1])):
-        w = min(n, 2 * half)
-        if w == n:
-            out.append(c)
-        else:
-            c = np.where(c < half, c, np.where(c > n - half, c - (n - w), half + (c - np.floor(c))))
-            out.append(c)
-        small.append(w)
-    return np.ones(small, dtype=np.float32), out[1], out[0]
-
-
 def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, gain: float, mask=None, segmap=None):
     """Measure circular-aperture fluxes with the local background from an annulus.
 
@@ -448,31 +425,33 @@ def annulus_photometry(data_sub: np.ndarray, x, y, radii, annulus, err: float, g
     flags : numpy.ndarray
         The OR of sep's aperture flags (without its masked-pixel bits).
     """
+    from skylake.frame.apertures import circle_sums
+
     ny, nx = data_sub.shape
     rin, rout = annulus
-    objects = dict(seg_id=np.arange(1, len(x) + 1, dtype=np.int32), segmap=segmap) if segmap is not None else {}
     # The annulus mean is over whole pixels (their centres in the annulus) that are sky: not an object's
     # (segmap) and not bad (mask). The apertures use the exact overlap of circle and pixels (sep subpix=0):
     # 5x5 sub-pixels made a bright star's flux depend on where it fell on its pixel by ~1.4 mmag rms
-    # (r = 3 px), above the photon noise of the brightest stars.
-    bad = None if mask is None else mask.view(np.uint8)
-    bkg_local, bkg_var, flags = _annulus_mean(data_sub, x, y, rin, rout, err, _excluded(segmap, bad))
-    flags = _image_mask_flags(flags, mask, segmap)
+    # (r = 3 px), above the photon noise of the brightest stars. One visit per object gives sep's sums.
+    sums = circle_sums(data_sub, x, y, radii, annulus, err, gain, mask, segmap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sky = sums.sky_pixels > 0
+        bkg_local = np.where(sky, sums.sky_sum / np.where(sky, sums.sky_pixels, 1.0), np.nan)
+        bkg_var = np.where(sky, err**2 / np.where(sky, sums.sky_pixels, 1.0), np.nan)
+    flags = sums.flags.copy()
     if segmap is not None:  # an annulus all of objects (a crowded field): its plain mean instead
         lost = ~np.isfinite(bkg_local)
         if lost.any():
+            bad = None if mask is None else mask.view(np.uint8)
             bkg_local[lost], bkg_var[lost], _ = _annulus_mean(data_sub, x[lost], y[lost], rin, rout, err, bad)
-    ones, xo, yo = _ones_like_edges(data_sub.shape, x, y, rout, mask)
+    # an aperture's area on the image: a whole circle unless an edge or a masked pixel is near
     near_edge = (x < rout - 0.5) | (y < rout - 0.5) | (x > nx - 0.5 - rout) | (y > ny - 0.5 - rout)
     if mask is not None:
         near_edge[:] = True
     apertures = []
-    for radius in radii:
-        flux, ferr, aflag = sep.sum_circle(data_sub, x, y, radius, err=err, gain=gain, mask=mask, subpix=0, **objects)
-        flags |= _image_mask_flags(aflag.astype(np.int32), mask, segmap)
-        area = np.full(len(x), np.pi * radius**2)
-        if near_edge.any():
-            area[near_edge] = sep.sum_circle(ones, xo[near_edge], yo[near_edge], radius, mask=mask, subpix=0)[0]
+    for k, radius in enumerate(radii):
+        area = np.where(near_edge, sums.area[k], np.pi * radius**2)
+        flux, ferr = sums.flux[k], sums.flux_err[k]
         apertures.append((flux - area * bkg_local, np.sqrt(ferr**2 + area**2 * bkg_var)))
     return apertures, bkg_local, flags
 
@@ -528,14 +507,6 @@ def masked_pixel_flags(mask, x, y, a, b, theta, kron, radius: float, first_radiu
     on_image = sep.sum_circle(np.ones_like(bad), x, y, first_radius, subpix=0)[0]
     flags[first >= on_image - 1e-6] |= 0x0040 | 0x0020
     return flags
-
-
-def _excluded(segmap, bad):
-    """The pixels an annulus mean leaves out, as a map that is > 0 there: the objects' (sep's segmentation
-    map) and the bad ones; None when there are neither."""
-    if bad is None or segmap is None:
-        return segmap if bad is None else bad
-    return np.where(bad.view(bool), np.int32(1), segmap)
 
 
 def _annulus_mean(data_sub, x, y, rin, rout, err: float, excluded):
