@@ -1,4 +1,5 @@
-"""Numba's on-disk cache for hats' compiled pixel-tree functions: compiled once per installation, not per process.
+"""Numba's on-disk cache for compiled functions (hats' and skylake's own): compiled once per installation, not per
+process.
 
 hats aligns and filters partition trees with numba functions (``@njit`` without ``cache=True``), which compile
 for ~2.3 s in every new process: every worker of a cluster and every ``skylake calibrate`` paid it on its
@@ -6,18 +7,47 @@ first cross-match plan. :func:`cache_hats_jit` turns numba's own on-disk cache o
 ``cache=True`` does, ``Dispatcher.enable_caching``), so a later process loads the machine code in ~0.2 s.
 numba keys its cache on the source file and the CPU, so a new hats version or another machine compiles
 afresh; where no cache directory is writable (the package's ``__pycache__``, else the user's cache
-directory) the functions compile in each process as before.
+directory) the functions compile in each process as before. skylake's own numba functions take the same path
+(:func:`on_disk`): ``cache=True`` in their decorator would raise at import where no directory is writable.
 """
 
 from __future__ import annotations
 
 import logging
 
-__all__ = ["cache_hats_jit"]
+__all__ = ["cache_hats_jit", "on_disk"]
 
 log = logging.getLogger(__name__)
 
 _cached: int | None = None  # the functions cached in this process, once asked
+
+
+def on_disk(func):
+    """Turn numba's on-disk cache on for a compiled function, where a cache directory is writable.
+
+    Parameters
+    ----------
+    func : numba.core.registry.CPUDispatcher
+        A function compiled with ``numba.njit`` (without ``cache=True``).
+
+    Returns
+    -------
+    numba.core.registry.CPUDispatcher
+        ``func``, caching on disk when it can (a decorator).
+    """
+    _enable(func)
+    return func
+
+
+def _enable(func) -> bool:
+    """``func.enable_caching()``; False where numba finds no writable cache directory (it compiles in each
+    process then)."""
+    try:
+        func.enable_caching()
+    except (RuntimeError, OSError) as exc:
+        log.debug("%s.%s compiles in each process: %s", func.py_func.__module__, func.py_func.__qualname__, exc)
+        return False
+    return True
 
 
 def cache_hats_jit() -> int:
@@ -36,13 +66,8 @@ def cache_hats_jit() -> int:
 
     _cached = 0
     for module in (pixel_alignment, moc_filter):
-        for name, func in vars(module).items():
+        for func in vars(module).values():
             if not isinstance(func, CPUDispatcher):
                 continue
-            try:
-                func.enable_caching()
-            except (RuntimeError, OSError) as exc:  # numba finds no writable cache directory
-                log.debug("hats' %s.%s compiles in each process: %s", module.__name__, name, exc)
-                continue
-            _cached += 1
+            _cached += _enable(func)
     return _cached

@@ -36,3 +36,36 @@ def test_a_new_process_loads_hats_alignment_from_the_cache():
     assert first["cached"] >= 4 and second["cached"] == first["cached"]
     assert second["hits"] >= 1, second  # the alignment's code came from disk, not the compiler
     assert first["rows"] == second["rows"] == 10  # and aligns as before: each order-3 pixel in its order-2 one
+
+
+#: A new process measuring apertures (skylake.frame.apertures) and reporting numba's cache use.
+APERTURES = """
+import json
+import numpy as np
+from skylake.frame.apertures import _walk, circle_sums
+sums = circle_sums(np.ones((40, 40), np.float32), np.array([20.0]), np.array([20.0]), [3.0], (8.0, 12.0), 1.0, 0.0)
+print(json.dumps({"hits": sum(_walk.stats.cache_hits.values()), "sky": float(sums.sky_pixels[0])}))
+"""
+
+
+def test_a_new_process_loads_the_aperture_kernel_from_the_cache():
+    """skylake's own numba kernel (the apertures in one visit) is compiled once, then loaded by each process."""
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", APERTURES], capture_output=True, text=True, check=True, timeout=120)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[1]["hits"] >= 1, runs
+    assert runs[0]["sky"] == runs[1]["sky"] == 240.0
+
+
+def test_a_function_numba_cannot_cache_still_runs():
+    """Where numba finds no cache directory (here: a function with no source file), on_disk leaves the
+    function compiling in the process instead of failing at import."""
+    import numba
+
+    from skylake.jit_cache import on_disk
+
+    namespace: dict = {}
+    exec("def twice(x):\n    return 2 * x\n", namespace)  # no file: numba has no locator for it
+    twice = on_disk(numba.njit(namespace["twice"]))
+    assert twice(21) == 42

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from skylake.jit_cache import on_disk
+
 __all__ = ["APER_TRUNC", "CircleSums", "circle_sums"]
 
 #: sep's flag of an aperture whose box the image's edge clips (SEP_APER_TRUNC).
@@ -124,7 +126,7 @@ def circle_sums(data, x, y, radii, annulus, err: float, gain: float, mask=None, 
     return CircleSums(tv, np.sqrt(sig), area, sky_sum, sky_n, flags)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(inline="always")
 def _arc(x1, y1, x2, y2, r):
     """Area of the circular segment between two points of the circle (sep's ``area_arc``)."""
     a = math.sqrt((x2 - x1) * (x2 - x1) + (y2 - y1) * (y2 - y1))
@@ -132,12 +134,13 @@ def _arc(x1, y1, x2, y2, r):
     return 0.5 * r * r * (theta - math.sin(theta))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(inline="always")
 def _triangle(x1, y1, x2, y2, x3, y3):
     return 0.5 * abs(x1 * (y2 - y3) + x2 * (y3 - y1) + x3 * (y1 - y2))
 
 
-@numba.njit(cache=True)
+@on_disk
+@numba.njit
 def _quadrant(xmin, ymin, xmax, ymax, r):
     """Overlap of a circle at the origin and a rectangle in its first quadrant (sep's ``circoverlap_core``)."""
     xmin2, ymin2, r2 = xmin * xmin, ymin * ymin, r * r
@@ -160,7 +163,8 @@ def _quadrant(xmin, ymin, xmax, ymax, r):
     return _arc(x1, y1, x2, y2, r) + _triangle(x1, y1, x2, y2, xmin, ymin)
 
 
-@numba.njit(cache=True)
+@on_disk
+@numba.njit
 def _overlap(xmin, ymin, xmax, ymax, r):
     """Exact overlap of a circle at the origin and a rectangle (sep's ``circoverlap``): its recursion over the
     quadrants the axes cut the rectangle into, written out, the parts added in sep's order."""
@@ -190,7 +194,8 @@ def _overlap(xmin, ymin, xmax, ymax, r):
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@on_disk
+@numba.njit(nogil=True)
 def _walk(data, segmap, use_seg, mask, use_mask, x, y, radii, rin, rout, varpix):
     """Every object's pixels once, row by row: the annulus' sky pixels, and in each aperture the data, the
     variance, the area, the masked area (mask or another object) and the mask's own."""
