@@ -79,11 +79,11 @@ def circle_sums(data, x, y, radii, annulus, err: float, gain: float, mask=None, 
     err : float
         The background rms per pixel [ADU].
     gain : float
-        e-/ADU for the Poisson term of a positive sum (none when <= 0).
+        The gain [e-/ADU], for the Poisson term of a positive sum (none when <= 0).
     mask : numpy.ndarray, optional
         True for pixels to leave out (the sums scaled for them, as sep does).
     segmap : numpy.ndarray, optional
-        sep's segmentation map: object ``k`` (0-based) owns the pixels holding ``k + 1``; the others' pixels are
+        The segmentation map of sep: object ``k`` (0-based) owns the pixels holding ``k + 1``; the others' pixels are
         left out of its apertures, every object's out of the annulus.
 
     Returns
