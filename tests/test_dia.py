@@ -582,3 +582,14 @@ def test_a_bright_stars_residual_loses_its_flux_beside_the_stars_terms_and_a_rea
         assert flux[0] / err[0] > 5 and (0.85 if name == "a point beside it" else 0.5) < kept < 1.15, (name, kept)
     far = beside_star_snr(noise, variance, np.zeros((n, n)), [c], [c], [30.0], fwhm)
     assert np.isnan(far).all()  # no star near: not looked at
+
+
+def test_dia_row_ids_are_the_frames_and_a_frame_with_more_rows_than_they_hold_is_refused():
+    """A DIA row's id is its frame's id shifted by ID_BITS plus its number; a frame with more rows than that
+    leaves room for would reuse the next frame's ids: refused with the numbers, not written."""
+    from skylake.dia.files import ID_BITS, frame_row_ids
+
+    assert frame_row_ids(7, 3).tolist() == [7 * 2**ID_BITS, 7 * 2**ID_BITS + 1, 7 * 2**ID_BITS + 2]
+    assert frame_row_ids(7, 2**ID_BITS)[-1] == 8 * 2**ID_BITS - 1  # the last id of frame 7's room
+    with pytest.raises(ValueError, match=f"frame 7: {2**ID_BITS + 1} DIA rows, more than the {2**ID_BITS}"):
+        frame_row_ids(7, 2**ID_BITS + 1)

@@ -9,12 +9,47 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from skylake.lake import tables
 
-__all__ = ["frame_rows", "files_under"]
+__all__ = ["ID_BITS", "frame_row_ids", "frame_rows", "files_under"]
+
+#: Bits of a DIA row's id (a DIA source's, a DIA point's, a transient's forced point's) left for its number on its
+#: frame: the ids of frame ``f``'s rows are ``f * 2**ID_BITS + n``.
+ID_BITS = 20
+
+
+def frame_row_ids(frame_id: int, n: int) -> np.ndarray:
+    """The ids of a frame's ``n`` rows of a DIA table: ``frame_id * 2**ID_BITS`` onwards.
+
+    Parameters
+    ----------
+    frame_id : int
+        The frame.
+    n : int
+        Its rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` int64 ids.
+
+    Raises
+    ------
+    ValueError
+        More rows than :data:`ID_BITS` leaves room for: their ids would be the next frame's.
+
+    Examples
+    --------
+    >>> frame_row_ids(3, 2).tolist()
+    [3145728, 3145729]
+    """
+    if n > 2**ID_BITS:
+        raise ValueError(f"frame {frame_id}: {n} DIA rows, more than the {2**ID_BITS} its ids have room for")
+    return (np.int64(frame_id) << ID_BITS) + np.arange(n, dtype=np.int64)
 
 
 def frame_rows(lake, table: str, frames: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from skylake.dia.files import frame_row_ids
 from skylake.lake.tables import DIA_FORCED, DIA_LIGHTCURVES, ZEROPOINTS
 from skylake.schema import conform
 
@@ -29,7 +30,6 @@ __all__ = [
     "FLOOR_MIN",
     "FLOOR_MAX",
     "CATALOGUE_SNR",
-    "ID_BITS",
     "objects_for",
     "transients_for",
     "TRANSIENT_SOURCES",
@@ -44,8 +44,6 @@ __all__ = [
 
 #: DIA point flags.
 POINT_FLAGS = {"masked": 1}
-#: Bits of a DIA point's id left for the object's number on the frame.
-ID_BITS = 20
 #: A catalogue star with no object is measured when it shows on the reference at this S/N or more.
 CATALOGUE_SNR = 5.0
 #: A DIA object with no object is a transient measured on every frame when it has this many real DIA sources
@@ -305,7 +303,7 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     n = len(rows)
     cols = {
         "_healpix_29": rows["_healpix_29"].to_numpy(np.int64),
-        "id": (int(frame["frame_id"]) << ID_BITS) + np.arange(n, dtype=np.int64),
+        "id": frame_row_ids(int(frame["frame_id"]), n),
         "frame_id": np.full(n, int(frame["frame_id"]), np.int64),
         "reference_id": np.array([reference["reference_id"]] * n, dtype=object),
         "mjd": np.full(n, float(frame["mjd"])),

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skylake.dia.files import files_under, frame_rows
+from skylake.dia.files import files_under, frame_row_ids, frame_rows
 from skylake.dia.references import read_references, reference_for, usable_frames
 from skylake.lake import tables
 from skylake.lake.frames import FrameSelection
@@ -39,7 +39,6 @@ __all__ = [
     "NO_REFERENCE",
     "SETTINGS",
     "THRESHOLD",
-    "ID_BITS",
     "NOISE_PLACES",
     "STAMP_SIZE",
     "cutouts",
@@ -63,8 +62,6 @@ SETTINGS = {
 }
 #: The DIA sources' detection threshold [sigma].
 THRESHOLD = 5.0
-#: Bits of a DIA source's id left for its number on the frame (as the sources').
-ID_BITS = 20
 #: Random places whose PSF-weighted fluxes measure a difference's noise (:func:`noise_scale`).
 NOISE_PLACES = 2000
 #: The side of a real DIA source's cutouts (reference, frame, difference) [pixels].
@@ -445,7 +442,7 @@ def _sources(found: pd.DataFrame, frame: dict, reference_id: str, wcs) -> pa.Tab
     n = len(found)
     cols = {
         "_healpix_29": astrometry.healpix29(ra, dec) if n else np.empty(0, np.int64),
-        "dia_source_id": (int(frame["frame_id"]) << ID_BITS) + np.arange(n, dtype=np.int64),
+        "dia_source_id": frame_row_ids(int(frame["frame_id"]), n),
         "frame_id": np.full(n, int(frame["frame_id"]), np.int64),
         "reference_id": [reference_id] * n,
         "mjd": np.full(n, float(frame["mjd"])),
