@@ -416,8 +416,10 @@ def test_a_transient_is_measured_on_every_frame_at_its_dia_objects_place(redone,
             found = p.dflux * p.scale * p.exptime  # back in the frame's ADU
             added.setdefault(where, []).append((found - _flux(*subtraction, p.x, p.y, image=original)[0]) / flux)
             pull = (found - flux) / (p.dflux_err * p.scale * p.exptime)
-            lines.append(f"{p.name} {where:9}: forced {found:6.1f} ADU, drawn {flux:6.1f}, what it adds "
-                         f"{added[where][-1]:.3f} of it, (found - drawn) / error {pull:+.2f}")  # fmt: skip
+            off = np.hypot(p.x - drawn[p.name][k][4], p.y - drawn[p.name][k][5])
+            lines.append(f"{p.name} {where:9}: forced {found:6.1f} ADU {off:.2f} px from the drawn place, drawn "
+                         f"{flux:6.1f}, what it adds {added[where][-1]:.3f} of it, (found - drawn) / error "
+                         f"{pull:+.2f}")  # fmt: skip
         lines.append(f"{where}: DIA object {oid}, 6 frames without it: dflux / error {np.round(pulls, 2)}")
     for where, got in added.items():
         lines.append(f"10 sigma {where:9}: forced at the DIA object, {np.min(got):.3f}-{np.max(got):.3f} of the drawn")
