@@ -141,6 +141,7 @@ def _flux(diff, psf, fwhm, correction, x, y, image=None):
 @pytest.fixture(scope="module")
 def run(skycamz_files, tmp_path_factory, dask_client):
     from astropy.io import fits
+    from scipy.ndimage import shift
 
     from skylake.dia.references import read_references, usable_frames
     from skylake.dia.stage import run_dia
@@ -175,11 +176,14 @@ def run(skycamz_files, tmp_path_factory, dask_client):
         with fits.open(path, scale_back=True) as hdul:
             image = hdul[0].data.astype(np.float64)
             for (ra, dec), level in zip(sky_places, levels):
-                px, py = (int(round(float(v))) for v in wcs.world_to_pixel_values(ra, dec))
-                x, y = px + cx, py + cy  # where the drawn point's core is
+                # the core exactly at the place, as a real transient's: the template moved by what the nearest
+                # whole pixel and its own centroid leave (else the six points lie 0.3-1.0 px apart on the sky)
+                x, y = (float(v) for v in wcs.world_to_pixel_values(ra, dec))
+                px, py = int(round(x)), int(round(y))
+                moved = shift(psf, (y - py - cy, x - px - cx), order=3, mode="constant")
                 sigma = _flux(*plain, x, y)[1]  # the difference's own noise there, in total flux
-                image[py - HALF : py + HALF + 1, px - HALF : px + HALF + 1] += level * sigma * psf
-                drawn.setdefault(path.name, []).append((*wcs.pixel_to_world_values(x, y), level, level * sigma, x, y))
+                image[py - HALF : py + HALF + 1, px - HALF : px + HALF + 1] += level * sigma * moved / moved.sum()
+                drawn.setdefault(path.name, []).append((ra, dec, level, level * sigma, x, y))
             hdul[0].data = image
             hdul.writeto(root / "later" / path.name)
         same[path.name] = _same_subtraction(lake, like, root / "later" / path.name, path, reference)
