@@ -593,3 +593,42 @@ def test_dia_row_ids_are_the_frames_and_a_frame_with_more_rows_than_they_hold_is
     assert frame_row_ids(7, 2**ID_BITS)[-1] == 8 * 2**ID_BITS - 1  # the last id of frame 7's room
     with pytest.raises(ValueError, match=f"frame 7: {2**ID_BITS + 1} DIA rows, more than the {2**ID_BITS}"):
         frame_row_ids(7, 2**ID_BITS + 1)
+
+
+def test_a_transients_points_move_to_where_its_detections_frames_peak_together():
+    """skylake.dia.places.joint_places: the S/N^2 of the frames that detected a transient summed place by place;
+    every frame's forced point (detected there or not) takes its values at the best place; a transient detected on
+    fewer frames than asked keeps its points. Exact, on hand-made grids of four places."""
+    import pyarrow as pa
+
+    from skylake.dia.places import joint_places
+
+    def forced(frame_id, ids):
+        n = len(ids)
+        return pa.table({
+            "frame_id": pa.array([frame_id] * n, pa.int64()), "dia_object_id": pa.array(ids, pa.int64()),
+            "x": [10.0] * n, "y": [20.0] * n, "dflux": [1.0] * n, "dflux_err": [0.5] * n,
+            "mag_dia": pa.array([None] * n, pa.float32()), "mag_dia_err": pa.array([None] * n, pa.float32()),
+        })  # fmt: skip
+
+    def grid(snr2, frame_id):
+        return {
+            "snr2": np.array(snr2, float), "x": np.arange(4.0) + frame_id, "y": np.arange(4.0) * 2,
+            "dflux": np.arange(4.0) * 10 + frame_id, "dflux_err": np.ones(4),
+            "mag_dia": np.array([np.nan, 15.0, 16.0, 17.0]), "mag_dia_err": np.array([np.nan, 0.1, 0.2, 0.3]),
+        }  # fmt: skip
+
+    tables = [forced(1, [7, 8]), forced(2, [7, 8]), forced(3, [7])]
+    grids = [
+        {7: grid([0, 5, 9, 6], 1), 8: grid([0, 0, 0, 9], 1)},  # alone, frame 1 would put 7 at place 2
+        {7: grid([0, 2, 8, 10], 2), 8: grid([9, 0, 0, 0], 2)},  # and frame 2 at place 3: together 2 (17 > 16)
+        {7: grid([9, 9, 0, 0], 3)},  # not a detection of 7: its S/N does not count, its point moves
+    ]
+    out = joint_places(tables, grids, {7: {1, 2}, 8: {1}}, least=2)
+    for table, frame_id in zip(out, (1, 2, 3)):
+        seven = table.filter(pa.compute.equal(table.column("dia_object_id"), 7)).to_pylist()[0]
+        assert (seven["x"], seven["y"], seven["dflux"]) == (2.0 + frame_id, 4.0, 20.0 + frame_id)
+        assert seven["mag_dia"] == 16.0 and seven["mag_dia_err"] == pytest.approx(0.2)
+    eight = out[0].filter(pa.compute.equal(out[0].column("dia_object_id"), 8)).to_pylist()[0]
+    assert (eight["x"], eight["dflux"], eight["mag_dia"]) == (10.0, 1.0, None)  # one detection: kept
+    assert joint_places(tables, grids, {7: {1}}, least=2) == tables

@@ -210,11 +210,11 @@ def test_a_frame_whose_file_is_gone_gets_a_failed_row_with_its_reason(lake, subt
     from skylake.lake.frames import FrameSelection
 
     frame = usable_frames(lake, FrameSelection()).iloc[0].to_dict() | {"path": "/nonexistent/z_e_gone.fits"}
-    row, sources, points, forced = difference_frame(
+    row, sources, points, forced, grids = difference_frame(
         lake.store.location, frame, read_references(lake).iloc[0].to_dict(), 0
     )
     assert row["status"] == "failed" and "z_e_gone.fits" in row["reason"]
-    assert sources.num_rows == 0 and points.num_rows == 0 and forced.num_rows == 0
+    assert sources.num_rows == 0 and points.num_rows == 0 and forced.num_rows == 0 and grids == {}
 
 
 def test_the_reports_dia_section_shows_the_nights_dia_objects_and_their_cutouts(lake, subtracted, tmp_path):

@@ -122,8 +122,9 @@ def transients_for(lake, reference: dict) -> pd.DataFrame:
     sources with no object (``object_id`` null), at their position (their sources' S/N-weighted mean).
 
     Measured on every frame, detected there or not, a transient's points give its light curve before, during and
-    after what the detection threshold saw, at one place: a detection beside a bright star lands 0.7-2.8 px from
-    the source (SkyCamZ), the mean of several is nearer.
+    after what the detection threshold saw, at one place: a detection beside a bright star lands 0.5-2.8 px from
+    the source (SkyCamZ), the mean of several 0.74 px; the run moves the points to where its frames say together
+    (:mod:`skylake.dia.places`), 0.16 px.
 
     Parameters
     ----------
@@ -228,7 +229,7 @@ def reference_fluxes(reference, objects: pd.DataFrame) -> pd.DataFrame:
 
 
 def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.DataFrame, frame: dict,
-                   reference: dict) -> tuple[pa.Table, pa.Table, float | None, float]:  # fmt: skip
+                   reference: dict) -> tuple[pa.Table, pa.Table, float | None, float, dict]:  # fmt: skip
     """One frame's DIA light-curve points: the forced flux change at each object and transient on it, fitted
     together where they are neighbours.
 
@@ -262,13 +263,17 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
         The frame's flux floor (:func:`flux_floor`), in the points' errors.
     residual : float
         What the kernel's flux scale left, taken out of the points (:func:`scale_residual`).
+    grids : dict
+        ``dia_object_id -> dict`` for each transient on the frame: its forced point at each place of
+        :func:`skylake.dia.places.grid_offsets` about it (``snr2``, ``x``, ``y``, ``dflux``, ``dflux_err``,
+        ``mag_dia``, ``mag_dia_err``), for :func:`skylake.dia.places.joint_places`.
     """
     from scipy.ndimage import maximum_filter
 
     from skylake.dia.forced import joint_forced_photometry
 
     if not len(objects):
-        return _table({}, DIA_LIGHTCURVES, "", "", []), _table({}, DIA_FORCED, "", "", []), None, 0.0
+        return _table({}, DIA_LIGHTCURVES, "", "", []), _table({}, DIA_FORCED, "", "", []), None, 0.0, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x, y = (np.asarray(v, float) for v in wcs.world_to_pixel_values(objects["ra"], objects["dec"]))
@@ -283,23 +288,16 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     x, y, ix, iy, flux, err = x[on][good], y[on][good], ix[on][good], iy[on][good], flux[good], err[good]
     per_adu = 1.0 / (diff.solution.scale * float(frame["exptime"]))  # frame ADU -> ADU/s on the reference's scale
     ref_flux = rows["ref_flux"].to_numpy()
-    dflux = flux * correction * per_adu
-    # the kernel's sum scales the whole reference: its error moves the difference by ref_flux times it
-    dflux_err = np.hypot(err * correction * per_adu, ref_flux * diff.solution.scale_error / diff.solution.scale)
+    dflux, dflux_err = _changed(flux, err, ref_flux, correction * per_adu, diff.solution)
     bad = ~(np.isfinite(diff.variance) & (diff.variance > 0))
     masked = maximum_filter(bad.astype(np.uint8), size=2 * half + 1)[iy.astype(int), ix.astype(int)] > 0
     bright = ~masked & (ref_flux > SCALE_SNR * rows["ref_flux_err"].to_numpy())
     residual, residual_err = scale_residual(dflux[bright], ref_flux[bright])
     dflux = dflux - residual * ref_flux
     dflux_err = np.hypot(dflux_err, residual_err * ref_flux)
-    total = ref_flux + dflux
-    floor = flux_floor(dflux, dflux_err, total)
-    dflux_err = np.hypot(dflux_err, (floor or 0.0) * np.abs(total))
+    floor = flux_floor(dflux, dflux_err, ref_flux + dflux)
     zp = reference.get("zp")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        calibrated = (zp is not None) & (total > 0)
-        mag = np.where(calibrated, -2.5 * np.log10(np.where(total > 0, total, 1.0)) + (zp or 0.0), np.nan)
-        mag_err = np.where(calibrated, 1.0857362 * dflux_err / total, np.nan)
+    dflux_err, mag, mag_err = _finished(dflux, dflux_err, ref_flux, floor, zp)
     n = len(rows)
     cols = {
         "_healpix_29": rows["_healpix_29"].to_numpy(np.int64),
@@ -322,7 +320,59 @@ def measure_points(diff, wcs, psf, fwhm: float, correction: float, objects: pd.D
     points = _table(of_objects, DIA_LIGHTCURVES, "dia_point_id", "object_id", rows["object_id"][~transient])
     of_transients = {k: v[transient] for k, v in cols.items()}
     forced = _table(of_transients, DIA_FORCED, "dia_forced_id", "dia_object_id", rows["dia_object_id"][transient])
-    return points, forced, floor, residual
+
+    def _converted(flux, err, ref):
+        """A frame's fluxes [ADU] at places as a transient's forced points (the rows' steps above)."""
+        d, e = _changed(flux, err, ref, correction * per_adu, diff.solution)
+        d, e = d - residual * ref, np.hypot(e, residual_err * ref)
+        return (d, *_finished(d, e, ref, floor, zp))
+
+    grids = _transient_grids(diff, wcs, psf, fwhm, half, rows, x, y, flux, transient, reference, _converted)
+    return points, forced, floor, residual, grids
+
+
+def _changed(flux, err, ref_flux, to_reference: float, solution):
+    """Fluxes and errors on a frame [ADU] as changes on the reference's scale [ADU/s], the errors with the kernel
+    sum's: it scales the whole reference, so its error moves the difference by ref_flux times it."""
+    return flux * to_reference, np.hypot(err * to_reference, ref_flux * solution.scale_error / solution.scale)
+
+
+def _finished(dflux, dflux_err, ref_flux, floor, zp):
+    """The errors with the frame's flux floor, and the magnitudes (NaN where the frame is not calibrated or the
+    flux is not positive)."""
+    total = ref_flux + dflux
+    dflux_err = np.hypot(dflux_err, (floor or 0.0) * np.abs(total))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        calibrated = (zp is not None) & (total > 0)
+        mag = np.where(calibrated, -2.5 * np.log10(np.where(total > 0, total, 1.0)) + (zp or 0.0), np.nan)
+        mag_err = np.where(calibrated, 1.0857362 * dflux_err / total, np.nan)
+    return dflux_err, mag, mag_err
+
+
+def _transient_grids(diff, wcs, psf, fwhm, half, rows, x, y, flux, transient, reference, converted) -> dict:
+    """Each transient on a frame measured at the places tried about its DIA object (:mod:`skylake.dia.places`),
+    its fitted neighbours' light taken out: ``dia_object_id -> dict`` of arrays (``snr2``, ``x``, ``y``, and the
+    forced point's ``dflux``, ``dflux_err``, ``mag_dia``, ``mag_dia_err`` through ``converted``)."""
+    from skylake.dia.places import grid_offsets, place_grid
+
+    grids = {}
+    east, north = grid_offsets(float(reference["pixscale"]))
+    for k in np.flatnonzero(transient):
+        ra0, dec0 = float(rows["ra"].iloc[k]), float(rows["dec"].iloc[k])
+        ras, decs = ra0 + east / 3600.0 / math.cos(math.radians(dec0)), dec0 + north / 3600.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gx, gy = (np.asarray(v, float) for v in wcs.world_to_pixel_values(ras, decs))
+        near = np.hypot(x - x[k], y - y[k]) < 2 * half + 2
+        near[k] = False
+        gflux, gerr = place_grid(diff.image, diff.variance, gx, gy, fwhm, psf, (x[near], y[near], flux[near]))
+        dflux, dflux_err, mag, mag_err = converted(gflux, gerr, np.full(len(gx), rows["ref_flux"].iloc[k]))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            snr2 = (gflux / gerr) ** 2
+        grids[int(rows["dia_object_id"].iloc[k])] = dict(
+            snr2=snr2, x=gx, y=gy, dflux=dflux, dflux_err=dflux_err, mag_dia=mag, mag_dia_err=mag_err
+        )
+    return grids
 
 
 def scale_residual(dflux: np.ndarray, ref_flux: np.ndarray) -> tuple[float, float]:

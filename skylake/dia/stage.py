@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skylake.dia.files import files_under, frame_row_ids, frame_rows
+from skylake.dia.places import joint_places
 from skylake.dia.references import read_references, reference_for, usable_frames
 from skylake.lake import tables
 from skylake.lake.frames import FrameSelection
@@ -154,7 +155,7 @@ def difference_frame(
     version: int,
     objects: pd.DataFrame | None = None,
     threshold: float = THRESHOLD,
-) -> tuple[dict, pa.Table, pa.Table, pa.Table]:
+) -> tuple[dict, pa.Table, pa.Table, pa.Table, dict]:
     """Subtract a frame's reference, find its DIA sources and measure its objects on it (a task on a worker).
 
     Parameters
@@ -183,6 +184,8 @@ def difference_frame(
         Its DIA light-curve points (schemas/dia_lightcurves.yaml; none when it failed).
     forced : pyarrow.Table
         Its transients' forced points (schemas/dia_forced.yaml; none when it failed).
+    grids : dict
+        Its transients' forced points at the places tried about each (:func:`skylake.dia.points.measure_points`).
     """
     row = {
         "frame_id": int(frame["frame_id"]), "reference_id": None, "status": "failed", "reason": NO_REFERENCE,
@@ -197,13 +200,13 @@ def difference_frame(
     empty = tables.get(DIA_SOURCES).schema.empty_table()
     no_points, no_forced = (tables.get(t).schema.empty_table() for t in (DIA_LIGHTCURVES, DIA_FORCED))
     if reference is None:
-        return row, empty, no_points, no_forced
+        return row, empty, no_points, no_forced, {}
     row["reference_id"] = reference["reference_id"]
     try:
         diff, wcs, fwhm, share = _subtract(lake_root, frame, reference)
     except (ValueError, np.linalg.LinAlgError, OSError) as exc:  # too few stars, no overlap, a file gone: its reason
         row["reason"] = " ".join(str(exc).split())
-        return row, empty, no_points, no_forced
+        return row, empty, no_points, no_forced, {}
     from skylake.dia.detect import detect_sources, is_real
 
     fwhm = core_fwhm(diff) or fwhm
@@ -222,9 +225,9 @@ def difference_frame(
         normalised_rms=normalised_rms, fwhm=fwhm, n_dia_sources=len(found), noise_scale=scale,
         n_unflagged=int((found["flags"] == 0).sum()), n_real=int(is_real(found).sum()), aperture_correction=correction,
     )  # fmt: skip
-    points, forced = no_points, no_forced
+    points, forced, grids = no_points, no_forced, {}
     if objects is not None and len(objects):
-        points, forced, row["flux_floor"], row["scale_residual"] = measure_points(
+        points, forced, row["flux_floor"], row["scale_residual"], grids = measure_points(
             diff, wcs, psf, fwhm, correction, objects, frame, reference
         )
         if not points.num_rows:  # transients alone: nothing to measure a floor or the scale's residual on
@@ -235,7 +238,7 @@ def difference_frame(
         f"stamp_{name}": [cutouts(image, x, y) if r else None for x, y, r in zip(found["x"], found["y"], real)]
         for name, image in (("reference", diff.model), ("frame", diff.image + diff.model), ("difference", diff.image))
     }  # fmt: skip
-    return row, _sources(found.assign(**stamps), frame, reference["reference_id"], wcs), points, forced
+    return row, _sources(found.assign(**stamps), frame, reference["reference_id"], wcs), points, forced, grids
 
 
 def cutouts(image: np.ndarray, x: float, y: float, size: int = STAMP_SIZE) -> np.ndarray:
@@ -510,12 +513,12 @@ def run_dia(
         return report
     version = lake.log.latest_version()
     items = _with_objects(lake, items, runner)
-    rows, found, points, forced = [], [], [], []
+    rows, found, points, forced, grids = [], [], [], [], []
     with lake.transaction(DIA_FRAMES) as tx:
         tx.runner = runner
         if again:
             _remove(tx, frames[frames["frame_id"].isin(again)], nights)
-        for row, sources, measured, at_transients in runner.map(
+        for row, sources, measured, at_transients, places in runner.map(
             _task, items, window=max(1, 2 * runner.workers()), lake_root=lake.store.location, version=version,
             threshold=threshold,
         ):  # fmt: skip
@@ -523,8 +526,13 @@ def run_dia(
             found.append(sources)
             points.append(measured)
             forced.append(at_transients)
+            grids.append(places)
         linkable = [objects for *_, objects in items if objects is not None]
         found, report.dia_objects = _associate(tx, frames, rows, found, again, linkable)
+        if any(grids):  # each transient's points at the one place its detections' frames say together
+            from skylake.dia.points import TRANSIENT_SOURCES
+
+            forced = joint_places(forced, grids, _detected(found), TRANSIENT_SOURCES)
         _stage(tx, rows, found, points, forced)
         entry = tx.commit({"dia_frames": len(rows)})
     report.version = entry.version if entry else None
@@ -542,6 +550,18 @@ def run_dia(
             report.failed[row["reason"]] = report.failed.get(row["reason"], 0) + 1
     log.info(report.outcome())
     return report
+
+
+def _detected(found: list) -> dict[int, set]:
+    """``dia_object_id -> frame_id`` of the frames whose real DIA sources brighter than the reference joined it."""
+    out: dict[int, set] = {}
+    for table in found:
+        if not table.num_rows or "dia_object_id" not in table.column_names:
+            continue
+        seen = table.filter(pc.and_(pc.is_valid(table.column("dia_object_id")), pc.greater(table.column("sign"), 0)))
+        for oid, frame_id in zip(seen.column("dia_object_id").to_pylist(), seen.column("frame_id").to_pylist()):
+            out.setdefault(int(oid), set()).add(int(frame_id))
+    return out
 
 
 def _task(item, lake_root: str, version: int, threshold: float):
