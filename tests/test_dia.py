@@ -313,6 +313,23 @@ def test_the_psf_is_centred_and_normalised():
     assert (psf * xx).sum() == pytest.approx(0.25, abs=1e-3) and (psf * yy).sum() == pytest.approx(-0.5, abs=1e-3)
 
 
+def test_an_empirical_psf_is_its_image_cubic_spline_shifted_to_the_bit():
+    """The template at any offset is scipy's cubic-spline shift of the PSF image (its spline coefficients are
+    kept from construction, not computed per template), cut to the box asked for; a Gaussian without one."""
+    from scipy.ndimage import shift
+
+    from skylake.dia.forced import EmpiricalPSF, point_template
+
+    yy, xx = np.mgrid[-7:8, -7:8]
+    image = np.exp(-(xx**2 + (yy / 1.3) ** 2) / 4.0) + 0.01 * np.cos(xx)  # not symmetric: a real PSF's wings
+    psf = EmpiricalPSF(image / image.sum())
+    for dx, dy in [(0.0, 0.0), (0.37, -0.81), (-1.4, 1.05)]:
+        want = shift(psf.image, (dy, dx), order=3, mode="constant")
+        np.testing.assert_array_equal(point_template(psf, 3.0, dx, dy, 7), want)
+        np.testing.assert_array_equal(point_template(psf, 3.0, dx, dy, 4), want[3:12, 3:12])
+    np.testing.assert_array_equal(point_template(None, 3.0, 0.2, 0.1, 5), gaussian_psf(3.0, 0.2, 0.1, 5))
+
+
 def _drawn(truth, shape=(80, 80), fwhm=3.0, half=6):
     image = np.zeros(shape)
     for x, y, f in truth:

@@ -73,7 +73,7 @@ def place_grid(image, variance, x, y, fwhm: float, psf=None, neighbours=None) ->
     flux, error : numpy.ndarray
         At each place [ADU] (NaN where its box leaves the chip).
     """
-    from skylake.dia.forced import _template, forced_photometry
+    from skylake.dia.forced import forced_photometry, point_template
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     half = psf.half if psf is not None else max(3, int(np.ceil(2 * fwhm)))
@@ -91,7 +91,7 @@ def place_grid(image, variance, x, y, fwhm: float, psf=None, neighbours=None) ->
         if not np.isfinite(f):
             continue
         ix, iy = int(round(nxp)), int(round(nyp))
-        model = f * _template(psf, fwhm, nxp - ix, nyp - iy, half)
+        model = f * point_template(psf, fwhm, nxp - ix, nyp - iy, half)
         a0, a1 = max(iy - half, y0), min(iy + half + 1, y1)  # the part of its box inside the cutout
         b0, b1 = max(ix - half, x0), min(ix + half + 1, x1)
         if a0 < a1 and b0 < b1:
