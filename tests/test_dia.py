@@ -306,6 +306,46 @@ def test_too_few_stars_is_a_clear_error():
         subtract(ref, var, ref, var)
 
 
+def test_the_kernel_fit_from_each_stamps_normal_equations_is_the_dense_least_squares_fit():
+    """``_solve`` sums each kept stamp's normal equations (formed once, again only where a stamp's good pixels
+    change) instead of fitting one design of every stamp's pixels: its coefficients, each stamp's chi2 per good
+    pixel and the kernel sum's variance are those of the dense weighted least-squares fit, a stamp left out and a
+    few pixels clipped; and the lower-degree refit's cut to columns is the fit of the cut design."""
+    from skylake.dia.kernel import _solve, _StampBlocks
+
+    rng = np.random.default_rng(21)
+    frame = rng.normal(100.0, 10.0, (60, 60))
+    variance = rng.uniform(50.0, 150.0, (60, 60))
+    pixels, designs, good = [], [], []
+    for k in range(6):  # six 8x8 stamps, a design of 5 columns each
+        rows, cols = np.divmod(np.arange(64), 8)
+        pixels.append((rows + 9 * k, cols + 9 * k, None))
+        designs.append(rng.normal(size=(64, 5)))
+        good.append(rng.random(64) > 0.1)
+    keep = np.array([True, True, False, True, True, True])
+    blocks = _StampBlocks(frame, variance, pixels, designs)
+    blocks.at([np.ones(64, bool)] * 6)  # every pixel first: the clipped ones are formed again below
+
+    def dense(columns):
+        rows = np.concatenate([pixels[k][0][good[k]] for k in np.flatnonzero(keep)])
+        cols = np.concatenate([pixels[k][1][good[k]] for k in np.flatnonzero(keep)])
+        w = 1 / np.sqrt(variance[rows, cols])
+        a = np.concatenate([designs[k][good[k]][:, columns] for k in np.flatnonzero(keep)]) * w[:, None]
+        coef = np.linalg.lstsq(a, frame[rows, cols] * w, rcond=None)[0]
+        chi2 = [
+            np.mean((frame[r[g], c[g]] - d[g][:, columns] @ coef) ** 2 / variance[r[g], c[g]])
+            for (r, c, _), d, g in zip(pixels, designs, good)
+        ]
+        return coef, np.array(chi2), np.linalg.inv(a.T @ a)[0, 0]
+
+    for columns in (np.arange(5), np.array([0, 2, 4])):
+        coef, chi2, scale_var = _solve(blocks.at(good).columns(columns), keep)
+        want = dense(columns)
+        np.testing.assert_allclose(coef, want[0], rtol=1e-9)
+        np.testing.assert_allclose(chi2, want[1], rtol=1e-9)
+        assert scale_var == pytest.approx(want[2], rel=1e-9)
+
+
 def test_the_psf_is_centred_and_normalised():
     psf = gaussian_psf(3.0, 0.25, -0.5, 8)
     yy, xx = np.mgrid[-8:9, -8:9]

@@ -39,7 +39,7 @@ from skylake.pipeline import ingest
 from skylake.refcat.importer import import_refcat
 from skylake.synthetic.series import _signal, write_series
 
-pytestmark = pytest.mark.timeout(600)  # 30 frames ingested and subtracted: 1-2 min
+pytestmark = pytest.mark.timeout(1500)  # 30 frames ingested and subtracted: 1-2 min
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from skylake.lake import Lake, tables
 from skylake.pipeline import ingest
 from skylake.synthetic.series import write_series
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(1500)
 
 
 @pytest.fixture(scope="module")

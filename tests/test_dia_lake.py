@@ -20,7 +20,7 @@ from skylake.dia.stage import NO_REFERENCE
 from skylake.lake import Lake, tables
 from skylake.pipeline import ingest
 
-pytestmark = pytest.mark.timeout(600)  # a lake of 14 real frames, objects, a reference and 12 differences: 2-4 min
+pytestmark = pytest.mark.timeout(1500)  # a lake of 14 real frames, objects, a reference and 12 differences: 2-4 min
 
 
 @pytest.fixture(scope="module")

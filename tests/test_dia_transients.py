@@ -44,7 +44,7 @@ from skylake.cli import main
 from skylake.lake import Lake, tables
 from skylake.pipeline import ingest
 
-pytestmark = pytest.mark.timeout(600)  # 12 real frames ingested, a reference, 12 differences and 6 more: 3-4 min
+pytestmark = pytest.mark.timeout(1500)  # 12 real frames ingested, a reference, 12 differences and 6 more: 3-4 min
 
 GAIN = 5.47  # SkyCamZ [e-/ADU] (pipelines/skycamz.toml)
 HALF = 10  # half width of the drawn PSF [px]

@@ -128,9 +128,21 @@ def cluster(tmp_path_factory):
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "skylake.cli", *args], capture_output=True, text=True, env=_env(), cwd=cwd, timeout=600
-    )
+    """``skylake *args`` from ``cwd``; a step that has not ended in 10 minutes fails naming itself (a hang, or a
+    machine far slower than any seen: each step takes 5-40 s), with what it had printed."""
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "skylake.cli", *args],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            cwd=cwd,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"skylake {' '.join(args)} had not ended after {e.timeout} s:\n{e.stdout}\n{e.stderr}")
+    print(f"skylake {' '.join(args)}: {time.perf_counter() - start:.1f} s")
     assert proc.returncode == 0, f"skylake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

@@ -60,7 +60,7 @@ def _counts(lake, frames: bool = True) -> tuple[int, int | None]:
     return len(ids), lake.read_frames(columns=["frame_id"]).num_rows if frames else None
 
 
-@pytest.mark.timeout(600)  # 200+ reads on the S3 server while 20 commits land: 3-4 min on 2 cores
+@pytest.mark.timeout(1500)  # 200+ reads on the S3 server while 20 commits land: 3-4 min on 2 cores
 def test_a_reader_during_20_rewriting_commits_sees_only_committed_counts(s3, tmp_path):
     url = "s3://skylake/readers"
     Lake.init(url)

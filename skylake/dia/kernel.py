@@ -310,8 +310,9 @@ def fit_kernel(
     designs = [_design(r, c, conv, frame.shape, settings) for r, c, conv in pixels]  # once: clipping keeps them
     keep = np.ones(len(pixels), bool)
     good = [np.ones(len(r), bool) for r, _, _ in pixels]
+    blocks = _StampBlocks(frame, variance, pixels, designs)
     for _ in range(settings.iterations):
-        coef, chi2, scale_var = _solve(frame, variance, pixels, designs, keep, good)
+        coef, chi2, scale_var = _solve(blocks.at(good), keep)
         median = np.median(chi2[keep])
         clipped = keep & (chi2 <= settings.clip * median)
         fitted = [d @ coef for d in designs]
@@ -323,12 +324,11 @@ def fit_kernel(
         if (clipped.sum() == keep.sum() and same) or clipped.sum() < 3:
             break
         keep, good = clipped, still
-    order = _spatial_order(frame, variance, pixels, designs, keep, good, settings, len(basis))
+    order = _spatial_order(blocks.at(good), keep, settings, len(basis))
     if order < settings.spatial_order:
         columns = _columns(settings, order, len(basis))
         settings = replace(settings, spatial_order=order)
-        designs = [d[:, columns] for d in designs]
-        coef, chi2, scale_var = _solve(frame, variance, pixels, designs, keep, good)
+        coef, chi2, scale_var = _solve(blocks.at(good).columns(columns), keep)
     n_spatial = len(_poly_terms(np.zeros(1), np.zeros(1), settings.spatial_order))
     n_shape = (len(basis) - 1) * n_spatial
     solution = KernelSolution(
@@ -354,28 +354,19 @@ def _columns(settings: KernelSettings, order: int, n_basis: int) -> np.ndarray:
     return np.flatnonzero(np.r_[True, np.tile(kept, n_basis - 1), np.ones(n_background, bool)])
 
 
-def _spatial_order(frame, variance, pixels, designs, keep, good, settings: KernelSettings, n_basis: int) -> int:
+def _spatial_order(blocks: _Blocks, keep, settings: KernelSettings, n_basis: int) -> int:
     """The lowest spatial degree whose fit best predicts the stamps it was not fitted on.
 
     The kept stamps are dealt into :data:`FOLDS` folds; each degree is fitted to all folds but one and scored by
-    the chi2 of the one left out, summed over folds. Each stamp's normal equations are formed once at the
-    highest degree: a fit to any folds and any lower degree is a sum of blocks of them.
+    the chi2 of the one left out, summed over folds. Each stamp's normal equations are those at the highest
+    degree (``blocks``): a fit to any folds and any lower degree is a sum of blocks of them.
     """
     used = np.flatnonzero(keep)
     if settings.spatial_order == 0:
         return 0
     if len(used) < 2 * FOLDS:
         return 0  # too few stamps to map the kernel across the chip
-    normals, rights, constants = [], [], []
-    for k in used:
-        g = good[k]
-        w = 1.0 / np.sqrt(variance[pixels[k][0][g], pixels[k][1][g]])
-        a = designs[k][g] * w[:, None]
-        b = frame[pixels[k][0][g], pixels[k][1][g]] * w
-        normals.append(a.T @ a)
-        rights.append(a.T @ b)
-        constants.append(b @ b)
-    normals, rights, constants = np.array(normals), np.array(rights), np.array(constants)
+    normals, rights, constants = blocks.normals[used], blocks.rights[used], blocks.constants[used]
     fold = np.arange(len(used)) % FOLDS
     scores = []
     for order in range(settings.spatial_order + 1):
@@ -420,25 +411,84 @@ def _stamp_pixels(reference: np.ndarray, stamps, basis: np.ndarray, variance: np
     return out
 
 
-def _solve(frame, variance, pixels, designs, keep, good) -> tuple[np.ndarray, np.ndarray, float]:
+@dataclass
+class _Blocks:
+    """Each stamp's weighted normal equations over its good pixels: ``normals[k] = A'WA``, ``rights[k] = A'Wb``,
+    ``constants[k] = b'Wb`` and ``counts[k]`` good pixels (``A`` its design, ``b`` the frame, ``W`` 1/variance)."""
+
+    normals: np.ndarray
+    rights: np.ndarray
+    constants: np.ndarray
+    counts: np.ndarray
+
+    def columns(self, columns: np.ndarray) -> _Blocks:
+        """The same stamps' blocks of a design cut to ``columns``.
+
+        Parameters
+        ----------
+        columns : numpy.ndarray
+            The design's columns kept (indices).
+
+        Returns
+        -------
+        _Blocks
+            The blocks of those columns.
+        """
+        return _Blocks(self.normals[:, columns][:, :, columns], self.rights[:, columns], self.constants, self.counts)
+
+
+class _StampBlocks:
+    """The stamps' :class:`_Blocks` for any choice of good pixels, each stamp's formed again only when its good
+    pixels change (a clipping iteration changes a few stamps' pixels, not the rest)."""
+
+    def __init__(self, frame, variance, pixels, designs):
+        self.frame, self.variance, self.pixels, self.designs = frame, variance, pixels, designs
+        n = designs[0].shape[1]
+        self.blocks = _Blocks(
+            np.zeros((len(pixels), n, n)), np.zeros((len(pixels), n)), np.zeros(len(pixels)), np.zeros(len(pixels))
+        )
+        self.good: list = [None] * len(pixels)
+
+    def at(self, good: list) -> _Blocks:
+        """The blocks with ``good[k]`` the good pixels of stamp ``k``.
+
+        Parameters
+        ----------
+        good : list of numpy.ndarray
+            Each stamp's good pixels (booleans over its pixels).
+
+        Returns
+        -------
+        _Blocks
+            Every stamp's blocks over its good pixels (the same object each call, updated).
+        """
+        for k, g in enumerate(good):
+            if self.good[k] is not None and np.array_equal(self.good[k], g):
+                continue
+            rows, cols, _ = self.pixels[k]
+            w = 1.0 / np.sqrt(self.variance[rows[g], cols[g]])
+            a = self.designs[k][g] * w[:, None]
+            b = self.frame[rows[g], cols[g]] * w
+            self.blocks.normals[k] = a.T @ a
+            self.blocks.rights[k] = a.T @ b
+            self.blocks.constants[k] = b @ b
+            self.blocks.counts[k] = len(b)
+            self.good[k] = g.copy()
+        return self.blocks
+
+
+def _solve(blocks: _Blocks, keep) -> tuple[np.ndarray, np.ndarray, float]:
     """One weighted least-squares fit over the kept stamps' good pixels: the coefficients, each stamp's chi2 per
-    good pixel and the variance of the first coefficient (the kernel's sum) from the normal equations."""
-    used = [k for k in range(len(pixels)) if keep[k]]
-    rows = np.concatenate([pixels[k][0][good[k]] for k in used])
-    cols = np.concatenate([pixels[k][1][good[k]] for k in used])
-    design = np.concatenate([designs[k][good[k]] for k in used])
-    weight = 1.0 / np.sqrt(variance[rows, cols])
-    weighted = design * weight[:, None]
-    normal = weighted.T @ weighted  # the normal equations: a few hundred unknowns, 1e5 pixels
+    good pixel and the variance of the first coefficient (the kernel's sum) from the normal equations.
+
+    The normal equations are the sum of the kept stamps' blocks, and a stamp's chi2 is ``b'Wb - 2 c'A'Wb +
+    c'A'WAc`` over its pixels: no design of all the stamps' pixels is formed."""
+    normal = blocks.normals[keep].sum(axis=0)  # a few hundred unknowns, 1e5 pixels
     covariance = np.linalg.pinv(normal)
-    coef = covariance @ (weighted.T @ (frame[rows, cols] * weight))
+    coef = covariance @ blocks.rights[keep].sum(axis=0)
     scale_var = float(covariance[0, 0])
-    chi2 = np.array(
-        [
-            float(np.mean((frame[r[g], c[g]] - d[g] @ coef) ** 2 / variance[r[g], c[g]]))
-            for (r, c, _), d, g in zip(pixels, designs, good)
-        ]
-    )
+    residual = blocks.constants - 2 * blocks.rights @ coef + np.einsum("i,sij,j->s", coef, blocks.normals, coef)
+    chi2 = np.maximum(residual, 0.0) / np.maximum(blocks.counts, 1)
     return coef, chi2, scale_var
 
 
