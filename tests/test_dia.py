@@ -368,6 +368,33 @@ def test_an_empirical_psf_is_its_image_cubic_spline_shifted_to_the_bit():
         np.testing.assert_array_equal(point_template(psf, 3.0, dx, dy, 7), want)
         np.testing.assert_array_equal(point_template(psf, 3.0, dx, dy, 4), want[3:12, 3:12])
     np.testing.assert_array_equal(point_template(None, 3.0, 0.2, 0.1, 5), gaussian_psf(3.0, 0.2, 0.1, 5))
+    offsets = np.array([(0.37, -0.81), (-1.4, 1.05), (0.5, -0.5)])  # many templates at once, each the same
+    for one, many in zip(offsets, psf.templates(offsets[:, 0], offsets[:, 1], 4)):
+        np.testing.assert_array_equal(many, shift(psf.image, one[::-1], order=3, mode="constant")[3:12, 3:12])
+
+
+def test_forced_fluxes_measured_together_are_each_ones_weighted_sum():
+    """Many positions are measured at once (their boxes stacked); each is still ``sum(P D / V) / sum(P^2 / V)``
+    over its box's valid pixels, NaN off the chip, without a position or without a valid pixel."""
+    rng = np.random.default_rng(5)
+    image, variance = rng.normal(0, 5, (60, 60)), rng.uniform(20, 30, (60, 60))
+    image[30, 30] = np.nan  # one bad pixel in a box
+    variance[4:20, 38:55] = np.nan  # a whole box without a valid pixel
+    x = np.array([30.2, 12.7, 46.0, 2.0, np.nan, 44.4, 57.9])
+    y = np.array([29.6, 40.1, 11.5, 30.0, 20.0, 44.4, 30.0])
+    flux, error = forced_photometry(image, variance, x, y, 3.0)
+    half = 6  # 2 FWHM
+    for k in range(len(x)):
+        if k in (2, 3, 4, 6):  # no valid pixel, off the edge, no position, off the edge
+            assert np.isnan(flux[k]) and np.isnan(error[k])
+            continue
+        ix, iy = round(x[k]), round(y[k])
+        p = gaussian_psf(3.0, x[k] - ix, y[k] - iy, half)
+        d = image[iy - half : iy + half + 1, ix - half : ix + half + 1]
+        v = variance[iy - half : iy + half + 1, ix - half : ix + half + 1]
+        ok = np.isfinite(d)
+        assert flux[k] == pytest.approx(np.sum(p[ok] * d[ok] / v[ok]) / np.sum(p[ok] ** 2 / v[ok]), rel=1e-12)
+        assert error[k] == pytest.approx(np.sum(p[ok] ** 2 / v[ok]) ** -0.5, rel=1e-12)
 
 
 def _drawn(truth, shape=(80, 80), fwhm=3.0, half=6):
