@@ -208,6 +208,25 @@ def test_stamps_are_bright_isolated_and_unsaturated():
     assert got and all(np.hypot(x - 128, y - 128) > 3 and np.hypot(x - 62, y - 60) > 5 for x, y in got)
 
 
+def test_a_stamps_brighter_neighbours_are_counted_from_each_close_pair_once():
+    """The isolation count (itself and every detection within the stamp's square brighter than the fraction of
+    it) from the close pairs equals the count over each detection's neighbours, negative fluxes and twins too."""
+    from scipy.spatial import cKDTree
+
+    from skylake.dia.difference import _brighter_within
+
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 200, 3000), rng.uniform(0, 200, 3000)
+    x[1], y[1] = x[0], y[0]  # a twin
+    flux = 10 ** rng.uniform(1, 4, 3000)
+    flux[:50] *= -1
+    want = [
+        (flux[near] > 0.1 * flux[k]).sum()
+        for k, near in enumerate(cKDTree(np.c_[x, y]).query_ball_point(np.c_[x, y], 9.0, p=np.inf))
+    ]
+    np.testing.assert_array_equal(_brighter_within(x, y, flux, 9.0, 0.1), want)
+
+
 def test_a_blend_the_extraction_cannot_split_is_no_stamp():
     """Pairs 1.2-1.8 px apart at FWHM 1.8 (one detection each, 0.5-1 of each other's flux) among single stars: a
     pair is broader or more elongated than the single stars, so none is a stamp, and the single stars are."""
