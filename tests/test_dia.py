@@ -399,12 +399,12 @@ def test_forced_fluxes_measured_together_are_each_ones_weighted_sum():
     image, variance = rng.normal(0, 5, (60, 60)), rng.uniform(20, 30, (60, 60))
     image[30, 30] = np.nan  # one bad pixel in a box
     variance[4:20, 38:55] = np.nan  # a whole box without a valid pixel
-    x = np.array([30.2, 12.7, 46.0, 2.0, np.nan, 44.4, 57.9])
-    y = np.array([29.6, 40.1, 11.5, 30.0, 20.0, 44.4, 30.0])
-    flux, error = forced_photometry(image, variance, x, y, 3.0)
+    x = np.array([30.2, 12.7, 46.0, 2.0, np.nan, 44.4, 57.9, 1e30, -1e30])
+    y = np.array([29.6, 40.1, 11.5, 30.0, 20.0, 44.4, 30.0, 30.0, 30.0])
+    flux, error = forced_photometry(image, variance, x, y, 3.0)  # (warnings are errors: no overflow on 1e30)
     half = 6  # 2 FWHM
     for k in range(len(x)):
-        if k in (2, 3, 4, 6):  # no valid pixel, off the edge, no position, off the edge
+        if k in (2, 3, 4, 6, 7, 8):  # no valid pixel, off the edge, no position, off the edge, far off
             assert np.isnan(flux[k]) and np.isnan(error[k])
             continue
         ix, iy = round(x[k]), round(y[k])

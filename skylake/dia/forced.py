@@ -275,8 +275,9 @@ def forced_photometry(
     ny, nx = image.shape
     flux, error = np.full(len(x), np.nan), np.full(len(x), np.nan)
     finite = np.isfinite(x) & np.isfinite(y)  # no position: off the chip
-    ix = np.round(np.where(finite, x, 0)).astype(int)
-    iy = np.round(np.where(finite, y, 0)).astype(int)
+    # clipped first: a far position (a WCS's 1e30) stays off the chip instead of overflowing the integers
+    ix = np.round(np.clip(np.where(finite, x, -1.0), -1.0, nx)).astype(int)
+    iy = np.round(np.clip(np.where(finite, y, -1.0), -1.0, ny)).astype(int)
     inside = np.flatnonzero(finite & (half <= ix) & (ix < nx - half) & (half <= iy) & (iy < ny - half))
     steps = np.arange(-half, half + 1)
     for start in range(0, len(inside), _CHUNK):  # many positions' boxes at once
