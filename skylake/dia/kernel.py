@@ -366,18 +366,15 @@ def _spatial_order(blocks: _Blocks, keep, settings: KernelSettings, n_basis: int
         return 0
     if len(used) < 2 * FOLDS:
         return 0  # too few stamps to map the kernel across the chip
-    normals, rights, constants = blocks.normals[used], blocks.rights[used], blocks.constants[used]
-    fold = np.arange(len(used)) % FOLDS
+    fold = np.full(len(keep), -1)
+    fold[used] = np.arange(len(used)) % FOLDS
     scores = []
     for order in range(settings.spatial_order + 1):
-        cols = _columns(settings, order, n_basis)
-        n = normals[:, cols][:, :, cols]
-        r = rights[:, cols]
+        cut = blocks.columns(_columns(settings, order, n_basis))
         score = 0.0
         for f in range(FOLDS):
-            out = fold == f
-            coef = np.linalg.pinv(n[~out].sum(axis=0)) @ r[~out].sum(axis=0)
-            score += float(np.sum(constants[out] - 2 * r[out] @ coef + np.einsum("i,sij,j->s", coef, n[out], coef)))
+            coef, _ = cut.fit(keep & (fold != f))
+            score += float(np.sum(cut.residuals(coef, fold == f)))
         scores.append(score)
     return int(np.argmin(scores))
 
@@ -436,6 +433,41 @@ class _Blocks:
         """
         return _Blocks(self.normals[:, columns][:, :, columns], self.rights[:, columns], self.constants, self.counts)
 
+    def fit(self, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The weighted least-squares fit to the stamps ``use`` together: the sum of their normal equations solved.
+
+        Parameters
+        ----------
+        use : numpy.ndarray
+            Which stamps (booleans).
+
+        Returns
+        -------
+        coef, covariance : numpy.ndarray
+            The coefficients and their covariance (the pseudo-inverse of the summed normal matrix).
+        """
+        covariance = np.linalg.pinv(self.normals[use].sum(axis=0))
+        return covariance @ self.rights[use].sum(axis=0), covariance
+
+    def residuals(self, coef: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """Each stamp's weighted sum of squared residuals about ``coef``: ``b'Wb - 2 c'A'Wb + c'A'WAc``.
+
+        Parameters
+        ----------
+        coef : numpy.ndarray
+            The coefficients.
+        which : numpy.ndarray or None
+            Which stamps (booleans; None: all).
+
+        Returns
+        -------
+        numpy.ndarray
+            One sum per stamp asked for (no design of their pixels is formed).
+        """
+        every = slice(None) if which is None else which
+        normals, rights = self.normals[every], self.rights[every]
+        return self.constants[every] - 2 * rights @ coef + np.einsum("i,sij,j->s", coef, normals, coef)
+
 
 class _StampBlocks:
     """The stamps' :class:`_Blocks` for any choice of good pixels, each stamp's formed again only when its good
@@ -483,13 +515,9 @@ def _solve(blocks: _Blocks, keep) -> tuple[np.ndarray, np.ndarray, float]:
 
     The normal equations are the sum of the kept stamps' blocks, and a stamp's chi2 is ``b'Wb - 2 c'A'Wb +
     c'A'WAc`` over its pixels: no design of all the stamps' pixels is formed."""
-    normal = blocks.normals[keep].sum(axis=0)  # a few hundred unknowns, 1e5 pixels
-    covariance = np.linalg.pinv(normal)
-    coef = covariance @ blocks.rights[keep].sum(axis=0)
-    scale_var = float(covariance[0, 0])
-    residual = blocks.constants - 2 * blocks.rights @ coef + np.einsum("i,sij,j->s", coef, blocks.normals, coef)
-    chi2 = np.maximum(residual, 0.0) / np.maximum(blocks.counts, 1)
-    return coef, chi2, scale_var
+    coef, covariance = blocks.fit(keep)  # a few hundred unknowns, 1e5 pixels
+    chi2 = np.maximum(blocks.residuals(coef), 0.0) / np.maximum(blocks.counts, 1)
+    return coef, chi2, float(covariance[0, 0])
 
 
 def _design(rows: np.ndarray, cols: np.ndarray, conv: np.ndarray, shape, settings: KernelSettings) -> np.ndarray:
