@@ -65,6 +65,7 @@ from skylake.lake.log import (
     CommitLog,
     Entry,
     FileAction,
+    staged_batches,
     staging_path,
 )
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
@@ -888,11 +889,11 @@ class Lake(LakeView):
             removed (list of str).
         """
         rolled_forward = self.roll_forward()
-        rolled_back = self.store.listdir(STAGING_DIR)
+        rolled_back = staged_batches(self.store)
         for name in rolled_back:
             self.store.rmtree(f"{STAGING_DIR}/{name}")
         for name in self.store.listdir(LOG_DIR):
-            if name.startswith("."):  # temp file of a put-if-absent cut short
+            if name.startswith(".") and name.endswith(".tmp"):  # a put-if-absent cut short (not a live probe)
                 self.store.remove(f"{LOG_DIR}/{name}")
         orphans = pieces.remove_orphans(self.store)  # frame pieces of ingest runs that died
         if orphans:

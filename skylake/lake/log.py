@@ -39,6 +39,7 @@ __all__ = [
     "LAKE_FILE",
     "entry_path",
     "staging_path",
+    "staged_batches",
     "FileAction",
     "Entry",
     "CommitLog",
@@ -89,6 +90,23 @@ def staging_path(batch_id: str, rel: str = "") -> str:
         ``_skylake/staging/<batch_id>/<rel>``, relative to the lake.
     """
     return posixpath.join(STAGING_DIR, batch_id, rel) if rel else f"{STAGING_DIR}/{batch_id}"
+
+
+def staged_batches(store: Storage) -> list[str]:
+    """The batches staged and not committed: the staging area's entries less dot-names, which are not batches
+    (another process's probe of whether it can write there, :meth:`Storage.check_writable`).
+
+    Parameters
+    ----------
+    store : Storage
+        The lake's storage.
+
+    Returns
+    -------
+    list of str
+        Their batch ids.
+    """
+    return [name for name in store.listdir(STAGING_DIR) if not name.startswith(".")]
 
 
 @dataclass

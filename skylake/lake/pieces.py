@@ -194,21 +194,31 @@ def remove_orphans(store: Storage, min_age_s: float = ORPHAN_AGE_S) -> list[str]
     gone = []
     now = time.time()
     for name in sorted(store.listdir(PIECES_DIR)):
-        run = f"{PIECES_DIR}/{name.removesuffix('.lock')}"
-        if not name.endswith(".lock"):
-            if not store.exists(f"{run}.lock") and now - store.mtime(run) > min_age_s:
-                store.rmtree(run)  # its lock file went first
-                gone.append(name)
-            continue
-        if now - store.mtime(f"{run}.lock") < min_age_s:
-            continue
-        with store.lock(f"{run}.lock", blocking=False) as free:
-            if free:
-                store.rmtree(run)
+        try:
+            if _remove_if_orphan(store, name, now, min_age_s):
                 gone.append(name.removesuffix(".lock"))
-        if free:
-            store.remove(f"{run}.lock")
+        except FileNotFoundError:  # listed, then cleaned up by its own run as it ended (no lock covers that)
+            continue
     return gone
+
+
+def _remove_if_orphan(store: Storage, name: str, now: float, min_age_s: float) -> bool:
+    """Remove one entry of the pieces directory (a run's directory or its lock file) when its run is over;
+    whether it was removed."""
+    run = f"{PIECES_DIR}/{name.removesuffix('.lock')}"
+    if not name.endswith(".lock"):
+        if not store.exists(f"{run}.lock") and now - store.mtime(run) > min_age_s:
+            store.rmtree(run)  # its lock file went first
+            return True
+        return False
+    if now - store.mtime(f"{run}.lock") < min_age_s:
+        return False
+    with store.lock(f"{run}.lock", blocking=False) as free:
+        if free:
+            store.rmtree(run)
+    if free:
+        store.remove(f"{run}.lock")
+    return free
 
 
 # -- frame side -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import pyarrow.dataset as pads
 from skylake.errors import LakeError
 from skylake.lake import history, pinned
 from skylake.lake.lake import Lake, LakeView
-from skylake.lake.log import STAGING_DIR
+from skylake.lake.log import STAGING_DIR, staged_batches
 from skylake.lake.log import utc_now as _now
 from skylake.lake.tables import SOURCES, registry
 from skylake.schema import table_schema
@@ -338,7 +338,7 @@ def vacuum(lake: Lake, *, retain_days: float = DEFAULT_RETAIN_DAYS, dry_run: boo
     with lock:
         if not dry_run:
             lake.roll_forward()  # a committed batch's staging is not a leftover
-        staging = [f"{STAGING_DIR}/{name}" for name in lake.store.listdir(STAGING_DIR)]
+        staging = [f"{STAGING_DIR}/{name}" for name in staged_batches(lake.store)]
         staging_files, staging_bytes = [], 0
         for rel in staging:
             files, size = history.tree_size(lake.store, rel)

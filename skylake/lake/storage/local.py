@@ -24,6 +24,7 @@ __all__ = ["LocalStorage"]
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
+_LOCK_OPEN_ATTEMPTS = 5  # a lock file's directory removed under it by another process's cleanup, again and again
 
 
 def _load_renameat2():
@@ -401,9 +402,15 @@ class LocalStorage(Storage):
         bool
             True once held; with ``blocking=False``, False at once if another process holds it.
         """
-        self.makedirs(posixpath.dirname(rel))
         path = self.full(rel)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        for attempt in range(_LOCK_OPEN_ATTEMPTS):
+            self.makedirs(posixpath.dirname(rel))
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:  # another process removed the emptied directory between the two calls
+                if attempt == _LOCK_OPEN_ATTEMPTS - 1:
+                    raise
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -445,7 +452,8 @@ class LocalStorage(Storage):
         probe = self.full(f"{rel}/.probe-{uuid.uuid4().hex}")
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
-        os.unlink(probe)
+        with contextlib.suppress(FileNotFoundError):  # a writer's recovery may have removed it meanwhile
+            os.unlink(probe)
 
     def check_writable(self, dirs: tuple[str, ...]):
         """Probe each of the lake's own directories that exists with a real file, then every top directory.

@@ -1,0 +1,93 @@
+"""Two writers of one lake at the worst instant: each race is played exactly, in one process.
+
+Process B's real code runs at the moment process A is between naming a file and using it (two ``Lake``
+objects, whose ``flock`` locks exclude each other as two processes' do). The lakes are empty (no data);
+tests/test_reliability.py runs two real ingests at once on the SkyCamZ frames, where the first race was seen
+(one ingest in ~15 exited 2 on ``[Errno 2] No such file or directory``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from skylake.lake import Lake, pieces
+from skylake.lake.log import LOG_DIR, STAGING_DIR, staged_batches
+from skylake.lake.storage.local import LocalStorage
+
+
+def two_writers(tmp_path) -> tuple[Lake, Lake]:
+    Lake.init(tmp_path / "lake")
+    return Lake.open(tmp_path / "lake"), Lake.open(tmp_path / "lake")
+
+
+def test_a_run_that_ends_while_a_commit_recovers_the_pieces_directory_is_not_an_error(tmp_path, monkeypatch):
+    a, b = two_writers(tmp_path)
+    b_run = pieces.piece_run(b.store)
+    run = b_run.__enter__()  # B's ingest run, live
+    b.store.write_bytes(f"{run}/frame-1.arrow", b"x", fsync=False)
+    listdir = LocalStorage.listdir
+
+    def listdir_then_b_ends(self, rel):
+        names = listdir(self, rel)
+        if rel == pieces.PIECES_DIR and self is a.store:
+            b_run.__exit__(None, None, None)  # B's own clean-up, between A's listing and A's look at each name
+        return names
+
+    monkeypatch.setattr(LocalStorage, "listdir", listdir_then_b_ends)
+    with a.transaction("ingest"):  # A's commit recovers first: it looks for the pieces of dead runs
+        pass
+    assert not os.path.exists(a.path(pieces.PIECES_DIR))
+
+
+def test_a_live_runs_pieces_are_kept_and_a_dead_runs_removed(tmp_path):
+    a, b = two_writers(tmp_path)
+    with pieces.piece_run(b.store) as run:
+        b.store.write_bytes(f"{run}/frame-1.arrow", b"x", fsync=False)
+        dead = f"{pieces.PIECES_DIR}/{'0' * 32}"  # a killed run's: its directory, no lock file, old
+        a.store.makedirs(dead)
+        os.utime(a.path(dead), (0, 0))
+        assert pieces.remove_orphans(a.store) == ["0" * 32]
+        assert os.path.exists(a.path(f"{run}/frame-1.arrow"))
+
+
+def test_a_writability_probe_removed_by_a_writers_recovery_is_not_an_error(tmp_path, monkeypatch):
+    a, b = two_writers(tmp_path)
+    unlink = os.unlink
+
+    def b_recovers_first(path, *args, **kwargs):
+        if "/.probe-" in str(path):
+            monkeypatch.setattr(os, "unlink", unlink)
+            b.repair()  # B's recovery under the writer lock, while A's probe exists
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", b_recovers_first)
+    with a.transaction("ingest"):  # A checks it can write (a probe file) before it takes the lock
+        pass
+
+
+def test_recovery_keeps_probes_and_removes_cut_short_temp_files(tmp_path):
+    a, _ = two_writers(tmp_path)
+    for rel in (f"{LOG_DIR}/.probe-1", f"{LOG_DIR}/.abc.tmp", f"{STAGING_DIR}/.probe-2", f"{STAGING_DIR}/batch1/x"):
+        a.store.write_bytes(rel, b"", fsync=False)
+    assert staged_batches(a.store) == ["batch1"]
+    assert a.repair()["rolled_back"] == ["batch1"]
+    assert sorted(os.listdir(a.path(LOG_DIR))) == [".probe-1"]  # another process's probe is its own to remove
+    assert os.listdir(a.path(STAGING_DIR)) == [".probe-2"]
+
+
+def test_a_lock_whose_directory_another_process_removes_is_still_taken(tmp_path, monkeypatch):
+    a, b = two_writers(tmp_path)
+    b_run = pieces.piece_run(b.store)
+    b_run.__enter__()
+    makedirs = LocalStorage.makedirs
+
+    def makedirs_then_b_ends(self, rel):
+        makedirs(self, rel)
+        if rel == pieces.PIECES_DIR and self is a.store:
+            monkeypatch.setattr(LocalStorage, "makedirs", makedirs)
+            b_run.__exit__(None, None, None)  # B's clean-up removes the emptied pieces directory
+            assert not os.path.exists(a.path(pieces.PIECES_DIR))
+
+    monkeypatch.setattr(LocalStorage, "makedirs", makedirs_then_b_ends)
+    with pieces.piece_run(a.store) as run:
+        assert os.path.isdir(a.path(run))
