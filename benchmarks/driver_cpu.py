@@ -26,7 +26,8 @@ changed per copy (new bytes: new frames to the lake), and SYNTHETIC 4096x4096 fr
 (``skylake.synthetic.write_demo_night``, ~8000 stars each). It prints milliseconds per frame and the
 ratio driver / workers, for the calibration the driver's share of all the CPU, driver / (driver + workers),
 and for both the central cost, (driver + scheduler) / workers (the goal: at most 2 %, a ceiling of 50
-workers or more; ``GOAL_CENTRAL``), then the same without the scheduler's timers: its CPU with nothing to do
+workers or more, ``GOAL_CENTRAL``; a calibration's 2.5 %, ``GOAL_CENTRAL_CALIBRATION``), then the same without
+the scheduler's timers: its CPU with nothing to do
 (measured first: 5-9 ms/s with two workers and the 1 s event-loop tick docs/cluster.md starts a scheduler with, the
 default here; ~15 ms/s with dask's 20 ms, ``--tick dask``: the tick, the system monitor, heartbeats), times
 each run's wall time, which 2 workers pay as much as 50 would; and, last, without dask's own cost of a busy
@@ -57,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 SKYCAMZ = Path(os.environ.get("SKYLAKE_SHARED_DATA", REPO.parent / "shared" / "data")) / "skycamz"
 DASK = Path(sys.executable).parent / "dask"
 GOAL_CENTRAL = 2.0  # % : the driver's plus the scheduler's CPU per unit of the workers' (a ceiling of >= 50 workers)
+GOAL_CENTRAL_CALIBRATION = 2.5  # % : the same for a calibration (issue 44), whose workers do less per frame
 
 
 def _self_cpu() -> float:
@@ -395,7 +397,7 @@ def _calibration_set(cluster: Cluster, tmp: Path, args, frames: int, k: int) -> 
         f"{100 * med['driver'] / (med['driver'] + med['workers']):.1f} %"
     )
     print("   runs driver share: " + " ".join(f"{100 * r['driver'] / (r['driver'] + r['workers']):.1f}%" for r in runs))
-    _central(runs, med, cluster)
+    _central(runs, med, cluster, GOAL_CENTRAL_CALIBRATION)
     return med
 
 
@@ -441,16 +443,16 @@ def _batch_model(calibrations: dict[int, dict], cluster: Cluster) -> None:
         )
 
 
-def _central(runs: list[dict], med: dict, cluster: Cluster) -> None:
+def _central(runs: list[dict], med: dict, cluster: Cluster, goal: float = GOAL_CENTRAL) -> None:
     """Print the driver's plus the scheduler's CPU against the workers' (the central cost of a unit of work,
-    the goal: at most ``GOAL_CENTRAL`` %), its median and each run's; then the same without the scheduler's
+    the goal: at most ``goal`` %), its median and each run's; then the same without the scheduler's
     timers (:attr:`Cluster.idle` CPU seconds per second times each run's wall time), and without dask's own
     cost of busy workers as well (:attr:`Cluster.busy` per second of the workers' CPU): what is left is
     skylake's tasks and the driver."""
     share = 100 * (med["driver"] + med["scheduler"]) / med["workers"]
     each = " ".join(f"{100 * (r['driver'] + r['scheduler']) / r['workers']:.1f}%" for r in runs)
-    verdict = "met" if share <= GOAL_CENTRAL else "not met"
-    print(f"   (driver + scheduler) / workers = {share:.1f} % (goal <= {GOAL_CENTRAL:g} %: {verdict}); runs: {each}")
+    verdict = "met" if share <= goal else "not met"
+    print(f"   (driver + scheduler) / workers = {share:.1f} % (goal <= {goal:g} %: {verdict}); runs: {each}")
     idle, busy = cluster.idle, cluster.busy
     net = [100 * (r["driver"] + max(0.0, r["scheduler"] - idle * r["wall"])) / r["workers"] for r in runs]
     print(
