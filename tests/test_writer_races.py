@@ -1,7 +1,9 @@
-"""Two writers of one lake at the worst instant: each race is played exactly, in one process.
+"""Two commands on one lake at the worst instant: each race is played exactly, in one process.
 
 Process B's real code runs at the moment process A is between naming a file and using it (two ``Lake``
-objects, whose ``flock`` locks exclude each other as two processes' do). The lakes are empty (no data);
+objects, whose ``flock`` locks exclude each other as two processes' do): two writers' clean-ups, and readers
+(a refresh, the maps index, a cone query) whose listed files another command's commit replaces. The lakes are
+empty or hold SYNTHETIC summary rows (skylake.synthetic.summary_rows);
 tests/test_reliability.py runs two real ingests at once on the SkyCamZ frames, where the first race was seen
 (one ingest in ~15 exited 2 on ``[Errno 2] No such file or directory``).
 """
@@ -9,6 +11,8 @@ tests/test_reliability.py runs two real ingests at once on the SkyCamZ frames, w
 from __future__ import annotations
 
 import os
+
+import numpy as np
 
 from skylake.lake import Lake, pieces
 from skylake.lake.log import LOG_DIR, STAGING_DIR, staged_batches
@@ -91,3 +95,82 @@ def test_a_lock_whose_directory_another_process_removes_is_still_taken(tmp_path,
     monkeypatch.setattr(LocalStorage, "makedirs", makedirs_then_b_ends)
     with pieces.piece_run(a.store) as run:
         assert os.path.isdir(a.path(run))
+
+
+# -- readers (no lock) against another command's commit: each lists, then reads what it listed --------------
+def replace_files(lake: Lake, table: str, rel_dir: str) -> None:
+    """A commit that rewrites every data file of ``table`` in ``rel_dir`` under a new name (what an update or a
+    compaction of those rows does): the same rows, the listed names gone."""
+    import pyarrow.parquet as pq
+
+    with lake.transaction("rewrite") as tx:
+        for name in sorted(os.listdir(lake.path(f"{table}/{rel_dir}"))):
+            data = pq.read_table(lake.path(f"{table}/{rel_dir}/{name}"))
+            tx.remove(table, f"{rel_dir}/{name}", data.num_rows)
+            tx.stage(table, f"{rel_dir}/{tx.batch_id}-{name}", data)
+        tx.commit()
+
+
+def b_commits_after_a_lists(monkeypatch, a: Lake, prefix: str, commit) -> list[str]:
+    """Run ``commit()`` (process B) right after A's store first lists a directory under ``prefix``."""
+    listdir, fired = LocalStorage.listdir, []
+
+    def listdir_then_b_commits(self, rel):
+        names = listdir(self, rel)
+        if self is a.store and rel.startswith(prefix) and not fired:
+            fired.append(rel)
+            commit()
+        return names
+
+    monkeypatch.setattr(LocalStorage, "listdir", listdir_then_b_commits)
+    return fired
+
+
+def test_a_refresh_reads_the_nights_a_compaction_rewrites_meanwhile(tmp_path, monkeypatch):
+    from skylake.db import refresh
+    from skylake.lake.compact import compact
+    from skylake.synthetic.summary_rows import commit_night
+
+    a, b = two_writers(tmp_path)
+    rng = np.random.default_rng(1)
+    commit_night(b, "2024-01-01", 5, rng)
+    commit_night(b, "2024-01-01", 5, rng)  # two files in the night: compaction merges them
+    fired = b_commits_after_a_lists(monkeypatch, a, "frames/night=", lambda: compact(b))
+    report = refresh(a, url=f"sqlite:///{tmp_path / 'mirror.sqlite'}")
+    assert fired and report.rows["frames"] == 10
+
+
+def test_the_maps_index_is_read_while_its_night_map_is_made_again(tmp_path, monkeypatch):
+    from skylake.maps.store import read_index
+    from skylake.synthetic.summary_rows import commit_map
+
+    a, b = two_writers(tmp_path)
+    commit_map(b, "2024-01-01", np.random.default_rng(1))
+    fired = b_commits_after_a_lists(
+        monkeypatch, a, "maps/_index/night=", lambda: commit_map(b, "2024-01-01", np.random.default_rng(2))
+    )
+    index = read_index(a)
+    assert fired and len(index) == 1  # the map made again: its one row, from the file that replaced the listed
+
+
+def test_a_cone_query_reads_objects_files_an_update_replaces_meanwhile(tmp_path, monkeypatch):
+    from skylake.objects.query import cone_objects
+    from skylake.synthetic.summary_rows import commit_night, commit_objects
+
+    a, b = two_writers(tmp_path)
+    commit_night(b, "2024-01-01", 5, np.random.default_rng(1))
+    commit_objects(b, 300, np.random.default_rng(4), points=3, chunk=100)
+    expected = cone_objects(a, 150.0, 20.0, 5 * 3600.0)
+    walk_files, fired = LocalStorage.walk_files, []
+
+    def walk_then_b_rewrites(self, rel, suffix=""):
+        files = walk_files(self, rel, suffix)
+        if self is a.store and rel.startswith("objects/dataset/Norder=") and files and not fired:
+            fired.append(rel)
+            replace_files(b, "objects", rel.removeprefix("objects/"))  # B rewrites the partition A just listed
+        return files
+
+    monkeypatch.setattr(LocalStorage, "walk_files", walk_then_b_rewrites)
+    got = cone_objects(a, 150.0, 20.0, 5 * 3600.0)
+    assert fired and got.num_rows == expected.num_rows == 50
+    assert sorted(got.column("object_id").to_pylist()) == sorted(expected.column("object_id").to_pylist())

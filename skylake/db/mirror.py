@@ -23,6 +23,7 @@ from the lake, and writes rows and the new watermark **in one database transacti
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import time
@@ -46,6 +47,7 @@ from skylake.errors import ForeignLakeError, LakeError
 from skylake.lake import Lake, tables
 from skylake.lake.hats_meta import pixel_dir
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir
+from skylake.lake.storage import read_listed
 from skylake.lake.tables import EXTINCTION, FRAMES, MAPS, OBJECTS, ZEROPOINTS
 from skylake.maps.store import INDEX_DIR, INDEX_SCHEMA
 from skylake.robust import MAD_TO_SIGMA
@@ -192,11 +194,12 @@ def _object_changes_of(lake: Lake, entries, whole: bool) -> tuple[set[tuple[int,
     return partitions, data.take(np.sort(data.num_rows - 1 - last))
 
 
-def _map_index_files_of(lake: Lake, entries) -> list[str]:
-    """Map index files (relative to LAKE/maps) the commits added and that are still live. A map made
-    again is re-added in the commit that removes its old row, so these files hold every map that changed."""
+def _map_index_files_of(entries) -> list[str]:
+    """Map index files (relative to LAKE/maps) the commits added, live or not (:func:`_replace_maps` reads the
+    live ones). A map made again is re-added in the commit that removes its old row, so these files hold every map
+    that changed."""
     added = [a.path for e in entries for a in e.adds if a.table == MAPS and a.path.startswith(f"{INDEX_DIR}/")]
-    return [p for p in dict.fromkeys(added) if lake.store.exists(f"{MAPS}/{p}")]
+    return list(dict.fromkeys(added))
 
 
 def _sql_rows(data: pa.Table, columns) -> list[dict]:
@@ -338,26 +341,37 @@ def _read_lake_nights(lake: Lake, name: str, nights, columns: list[str] | None =
     (listing just those directories: an incremental refresh must not grow with the lake's nights)."""
     cols = columns or [c.name for c in table(name).columns]
     schema = table_schema(name).append(pa.field("night", pa.string()))
-    files = []
-    for night in sorted(nights, key=lambda n: n or ""):
-        part = f"{name}/{night_dir(night)}"
-        files += [
-            lake.store.full(f"{part}/{f}")
-            for f in lake.store.listdir(part)
-            if f.endswith(".parquet") and not f.startswith(".")
-        ]
-    if not files:
-        return schema.empty_table().select(cols)
-    partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
-    dataset = pads.dataset(
-        files,
-        format="parquet",
-        schema=schema,
-        partitioning=partitioning,
-        partition_base_dir=lake.store.full(name),
-        filesystem=lake.store.arrow_fs,
-    )
-    return dataset.to_table(columns=cols)
+
+    def read() -> pa.Table:
+        """List the nights' files and read them (again, by :func:`read_listed`, when a commit replaced one).
+
+        Returns
+        -------
+        pyarrow.Table
+            The rows.
+        """
+        files = []
+        for night in sorted(nights, key=lambda n: n or ""):
+            part = f"{name}/{night_dir(night)}"
+            files += [
+                lake.store.full(f"{part}/{f}")
+                for f in lake.store.listdir(part)
+                if f.endswith(".parquet") and not f.startswith(".")
+            ]
+        if not files:
+            return schema.empty_table().select(cols)
+        partitioning = pads.HivePartitioning(pa.schema([("night", pa.string())]), null_fallback=UNKNOWN_NIGHT)
+        dataset = pads.dataset(
+            files,
+            format="parquet",
+            schema=schema,
+            partitioning=partitioning,
+            partition_base_dir=lake.store.full(name),
+            filesystem=lake.store.arrow_fs,
+        )
+        return dataset.to_table(columns=cols)
+
+    return read_listed(read)
 
 
 def _insert(conn, t: sa.Table, data: pa.Table) -> int:
@@ -385,6 +399,24 @@ def _partition_files(lake: Lake, order: int, pixel: int) -> list[str]:
     return [f"{rel}/{f}" for f in lake.store.listdir(rel) if f.endswith(".parquet") and not f.startswith(".")]
 
 
+def _read_partition(lake: Lake, order: int, pixel: int, columns: list[str]) -> pa.Table | None:
+    """``columns`` of LAKE/objects partition (order, pixel), listed and read (None: no file)."""
+    from skylake.objects.files import objects_dataset  # hats: imported only when objects changed
+
+    files = _partition_files(lake, order, pixel)
+    return objects_dataset(lake, files).to_table(columns=columns) if files else None
+
+
+def _read_object_ranges(lake: Lake, order: int, pixel: int, h29: np.ndarray, columns: list[str]) -> list[pa.Table]:
+    """``columns`` (and ``_healpix_29``) of the rows of ``h29`` in each file of LAKE/objects partition (order,
+    pixel), listed and read (only the row groups holding them)."""
+    from skylake.objects.files import read_ranges  # hats: imported only when objects changed
+
+    cols = ["_healpix_29", *columns]
+    fs = lake.store.arrow_fs
+    return [read_ranges(lake.path(f), h29, h29 + 1, cols, filesystem=fs) for f in _partition_files(lake, order, pixel)]
+
+
 def _with_partition(data: pa.Table, order: int, pixel: int) -> pa.Table:
     """Rows of partition (order, pixel) with the ``objects`` summary table's ``norder`` and ``npix``."""
     data = data.append_column("norder", pa.array(np.full(data.num_rows, order, np.int32)))
@@ -400,22 +432,17 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
     """Mirror LAKE/objects as the lake holds it now: ``partitions`` whole (their rows deleted and read
     again), and each object of ``changes`` (its latest change, :func:`_object_changes_of`) deleted and,
     unless removed, read again from its partition (only the row groups holding it)."""
-    from skylake.objects.files import objects_dataset, read_ranges  # hats: imported only when objects changed
-
     t = table(OBJECTS)
     columns = [c.name for c in t.columns if c.name not in ("norder", "npix")]
     ids = changes.column("object_id").to_numpy()
     for i in range(0, len(ids), 1000):  # bound the IN list
         conn.execute(t.delete().where(t.c.object_id.in_(ids[i : i + 1000].tolist())))
     written = 0
-    fs = lake.store.arrow_fs
     for order, pixel in sorted(partitions):  # a partition at a time: a whole lake's objects do not fit in memory
         conn.execute(t.delete().where((t.c.norder == order) & (t.c.npix == pixel)))
-        files = _partition_files(lake, order, pixel)
-        if files:
-            written += _insert(
-                conn, t, _with_partition(objects_dataset(lake, files).to_table(columns=columns), order, pixel)
-            )
+        data = read_listed(functools.partial(_read_partition, lake, order, pixel, columns))
+        if data is not None:
+            written += _insert(conn, t, _with_partition(data, order, pixel))
     rows = []
     if len(ids):
         live = changes.filter(pc.invert(changes.column("deleted"))).to_pandas()
@@ -424,8 +451,8 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
                 continue
             h29 = np.unique(group["_healpix_29"].to_numpy(np.int64))
             want = pa.array(group["object_id"].to_numpy(np.int64))
-            for f in _partition_files(lake, int(order), int(pixel)):
-                data = read_ranges(lake.path(f), h29, h29 + 1, ["_healpix_29", *columns], filesystem=fs)
+            read = functools.partial(_read_object_ranges, lake, int(order), int(pixel), h29, columns)
+            for data in read_listed(read):
                 rows += _object_rows(t, data.filter(pc.is_in(data.column("object_id"), want)), int(order), int(pixel))
     if rows:
         conn.execute(t.insert(), rows)
@@ -433,16 +460,27 @@ def _replace_objects(conn, lake: Lake, partitions: set[tuple[int, int]], changes
 
 
 def _replace_maps(conn, lake: Lake, index_files: list[str]) -> int:
-    """Upsert the map index rows of ``index_files`` (relative to LAKE/maps)."""
-    if not index_files:
+    """Upsert the map index rows of those of ``index_files`` (relative to LAKE/maps) still live (a map made again
+    meanwhile: its row is in a later commit's file, for the next refresh)."""
+
+    def read() -> pa.Table | None:
+        """Read the files still live (again, by :func:`read_listed`, when a commit replaced one meanwhile).
+
+        Returns
+        -------
+        pyarrow.Table or None
+            The index rows; None when no file is live.
+        """
+        live = [lake.path(f"{MAPS}/{f}") for f in index_files if lake.store.exists(f"{MAPS}/{f}")]
+        if not live:
+            return None
+        schema = table_schema(INDEX_SCHEMA)
+        return pads.dataset(live, format="parquet", schema=schema, filesystem=lake.store.arrow_fs).to_table()
+
+    data = read_listed(read)
+    if data is None:
         return 0
     t = table(MAPS)
-    data = pads.dataset(
-        [lake.path(f"{MAPS}/{f}") for f in index_files],
-        format="parquet",
-        schema=table_schema(INDEX_SCHEMA),
-        filesystem=lake.store.arrow_fs,
-    ).to_table()
     rows = _sql_rows(data, [c.name for c in t.columns])
     ids = sorted({r["map_id"] for r in rows})
     for i in range(0, len(ids), 1000):  # bound the IN list
@@ -778,7 +816,7 @@ def refresh(lake: Lake | str, url: str | None = None, *, full: bool = False, eve
             _mirror_products(conn, lake, entries, product_tables, created, report)
             # from version 0 (a new or --full database) every partition is read whole: cheaper than by object
             partitions = _mirror_objects(conn, lake, entries, watermark == 0, report)
-            report.rows[MAPS] = _replace_maps(conn, lake, _map_index_files_of(lake, entries))
+            report.rows[MAPS] = _replace_maps(conn, lake, _map_index_files_of(entries))
             _record_refresh(conn, lake, lake_id, entries, watermark, published, len(nights), len(partitions), report)
             if hook:
                 hook("before_commit", conn)

@@ -27,6 +27,7 @@ import pyarrow.dataset as pads
 from skylake.lake import Lake, tables
 from skylake.lake.log import utc_now as _now
 from skylake.lake.nights import UNKNOWN_NIGHT, night_dir, night_of, night_partition
+from skylake.lake.storage import read_listed
 from skylake.lake.tables import MAPS, MAPS_INDEX, get
 from skylake.schema import conform, table_schema
 
@@ -140,16 +141,22 @@ def read_index(lake: Lake, nights=None) -> pd.DataFrame:
         The index rows.
     """
     schema = table_schema(INDEX_SCHEMA)
-    files = index_files(lake, nights)
-    if not files:
-        return schema.empty_table().to_pandas()
-    return (
-        pads.dataset(
-            [lake.path(f"{MAPS}/{f}") for f in files], format="parquet", schema=schema, filesystem=lake.store.arrow_fs
-        )
-        .to_table()
-        .to_pandas()
-    )
+
+    def read() -> pa.Table:
+        """List the index files and read them (again, by :func:`read_listed`, when a map made again replaced one).
+
+        Returns
+        -------
+        pyarrow.Table
+            The index rows.
+        """
+        files = index_files(lake, nights)
+        if not files:
+            return schema.empty_table()
+        paths = [lake.path(f"{MAPS}/{f}") for f in files]
+        return pads.dataset(paths, format="parquet", schema=schema, filesystem=lake.store.arrow_fs).to_table()
+
+    return read_listed(read).to_pandas()
 
 
 def stage_index(tx, index: pd.DataFrame) -> None:

@@ -26,6 +26,7 @@ from hats.pixel_math.spatial_index import healpix_to_spatial_index
 from skylake.frame.extract import SATURATED as SATURATED_FLAG
 from skylake.lake import tables
 from skylake.lake.parquet import value_set
+from skylake.lake.storage import read_listed
 from skylake.lake.tables import DIA_FORCED, DIA_LIGHTCURVES, LIGHTCURVES, OBJECTS, ZEROPOINTS
 from skylake.objects.build import ObjectsError, check_layout, read_state
 from skylake.objects.files import _lake, catalog_dataset, data_files, partitions_of
@@ -137,17 +138,28 @@ def _in_pixels(lake, table: str, ra: float, dec: float, radius_arcsec: float, co
     """Rows of ``table`` whose ``_healpix_29`` lies in the cone's pixels (:func:`cone_pixels`): only the
     partitions holding them, and in their files the row groups whose statistics reach them."""
     order, pixels = cone_pixels(ra, dec, radius_arcsec)
-    files = data_files(lake, table, cone_partitions(lake, table, ra, dec, radius_arcsec))
-    dataset = catalog_dataset(lake, table, files)
-    if not files:
-        return dataset.schema.empty_table() if columns is None else dataset.schema.empty_table().select(columns)
     h29 = pc.field("_healpix_29")
     flt = None
     starts, ends = healpix_to_spatial_index(order, pixels), healpix_to_spatial_index(order, pixels + 1)
     for lo, hi in zip(starts.tolist(), ends.tolist()):
         rng = (h29 >= lo) & (h29 < hi)
         flt = rng if flt is None else flt | rng
-    return dataset.to_table(columns=columns, filter=flt)
+
+    def read() -> pa.Table:
+        """List the cone's files and read them (again, by :func:`read_listed`, when an update replaced one).
+
+        Returns
+        -------
+        pyarrow.Table
+            The rows in the cone's pixels.
+        """
+        files = data_files(lake, table, cone_partitions(lake, table, ra, dec, radius_arcsec))
+        dataset = catalog_dataset(lake, table, files)
+        if not files:
+            return dataset.schema.empty_table() if columns is None else dataset.schema.empty_table().select(columns)
+        return dataset.to_table(columns=columns, filter=flt)
+
+    return read_listed(read)
 
 
 def cone_objects(
