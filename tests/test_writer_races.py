@@ -174,3 +174,22 @@ def test_a_cone_query_reads_objects_files_an_update_replaces_meanwhile(tmp_path,
     got = cone_objects(a, 150.0, 20.0, 5 * 3600.0)
     assert fired and got.num_rows == expected.num_rows == 50
     assert sorted(got.column("object_id").to_pylist()) == sorted(expected.column("object_id").to_pylist())
+
+
+def test_a_top_directory_another_writer_removes_during_the_write_check_is_not_permission_denied(tmp_path, monkeypatch):
+    import skylake.lake.storage.local as local
+
+    a, _ = two_writers(tmp_path)
+    gone = a.path("maps")
+    os.makedirs(gone)
+    access = os.access
+
+    def access_while_b_removes(path, mode):
+        if str(path) == str(gone) and os.path.isdir(gone):
+            os.rmdir(gone)  # B's commit removed the emptied directory between A's listing and A's check
+            return False
+        return access(path, mode)
+
+    monkeypatch.setattr(local.os, "access", access_while_b_removes)
+    a.check_writable()  # no PermissionError: the directory is gone, not read-only
+    assert not os.path.exists(gone)

@@ -477,5 +477,7 @@ class LocalStorage(Storage):
                 raise OSError(exc.errno, exc.strerror or str(exc), self.full(rel)) from None
         for name in os.listdir(self.root):
             full = self.full(name)
-            if os.path.isdir(full) and not os.access(full, os.W_OK | os.X_OK) and os.path.isdir(full):
-                raise PermissionError(errno.EACCES, "permission denied", full)  # (not one another writer removed)
+            if not os.path.isdir(full) or os.access(full, os.W_OK | os.X_OK):
+                continue
+            if os.path.isdir(full):  # still there: not a directory another writer's commit removed meanwhile
+                raise PermissionError(errno.EACCES, "permission denied", full)
